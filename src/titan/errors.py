@@ -1,0 +1,184 @@
+"""Titan's one exception hierarchy.
+
+Every error Titan raises on purpose derives from :class:`TitanError`. API-facing errors carry
+the HTTP status and a stable machine-readable ``code``; the master renders them as
+``{"error": {"code", "message", "details"}}`` and the SDK turns such a body back into the same
+class, so user code catches the same exception whether it runs next to the master or across
+the network::
+
+    TitanError
+    ├── ConfigError              bad settings, missing token, unreadable data dir
+    ├── ConnectionFailed         the master could not be reached
+    ├── ScriptNotFound           a job's script is not on the submitter's disk
+    └── APIError                 anything the master answered with a 4xx
+        ├── ValidationFailed     400/422: a request that can never succeed as sent
+        │   ├── InvalidDAG       cycle, unknown parent, duplicate job id ...
+        │   └── PipelineError    bad YAML, unknown field (names the line)
+        ├── Unauthorized         401: no token or an unknown one
+        ├── Forbidden            403: the token's role may not do this
+        ├── NotFound             404: no such job, DAG, file, worker ...
+        ├── Conflict             409: the state changed under you
+        │   └── StaleAttempt     a result or write from an attempt that no longer owns the job
+        ├── PayloadTooLarge      413: a value or upload over the documented limit
+        └── WaitTimeout          408: wait()/store_wait() gave up before the thing happened
+
+A docstring is the default message. The master never answers 5xx on purpose: a 5xx is a bug.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TitanError(Exception):
+    """Something went wrong in Titan."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(TitanError):
+    """Titan is not configured correctly."""
+
+
+class ConnectionFailed(TitanError):
+    """Could not reach the Titan master."""
+
+
+class ScriptNotFound(TitanError):
+    """A job's script could not be found on this machine."""
+
+
+class APIError(TitanError):
+    """The Titan master refused the request."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = str(self)
+        self.details: dict[str, Any] = details or {}
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class ValidationFailed(APIError):
+    """The request is not valid."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class InvalidDAG(ValidationFailed):
+    """The DAG is not valid; nothing was stored."""
+
+    code = "invalid_dag"
+
+
+class PipelineError(ValidationFailed):
+    """The pipeline file is not valid."""
+
+    code = "invalid_pipeline"
+
+
+class Unauthorized(APIError):
+    """A valid token is required (Authorization: Bearer <token>)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(APIError):
+    """This token's role is not allowed to do that."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(APIError):
+    """No such object."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(APIError):
+    """The object is not in a state that allows this."""
+
+    status = 409
+    code = "conflict"
+
+
+class StaleAttempt(Conflict):
+    """This attempt no longer owns the job (its lease expired or it was cancelled)."""
+
+    code = "stale_attempt"
+
+
+class PayloadTooLarge(APIError):
+    """The payload is larger than the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class WaitTimeout(APIError):
+    """Timed out waiting."""
+
+    status = 408
+    code = "wait_timeout"
+
+
+_BY_CODE: dict[str, type[APIError]] = {
+    cls.code: cls
+    for cls in (
+        APIError,
+        ValidationFailed,
+        InvalidDAG,
+        PipelineError,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        StaleAttempt,
+        PayloadTooLarge,
+        WaitTimeout,
+    )
+}
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: ValidationFailed,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    408: WaitTimeout,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: ValidationFailed,
+}
+
+
+def from_response(status: int, body: Any) -> APIError:
+    """Rebuild the exception the master raised from its error body (used by the SDK)."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        code = str(err.get("code") or "")
+        cls = _BY_CODE.get(code) or _BY_STATUS.get(status, APIError)
+        return cls(
+            str(err.get("message") or ""), details=err.get("details") or {}, code=code or None,
+            status=status,
+        )
+    cls = _BY_STATUS.get(status, APIError)
+    return cls(f"HTTP {status}: {str(body)[:500]}", status=status)

@@ -1,0 +1,73 @@
+"""Health, tokens and agent runs."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, Query
+
+import titan
+from titan.errors import NotFound, ValidationFailed
+from titan.master import auth
+from titan.master.api.deps import Admin, CtxDep, Reader
+from titan.master.views import agent_run_view
+from titan.storage.base import Row, Transaction
+
+router = APIRouter()
+
+
+@router.get("/health", tags=["admin"], summary="Liveness (no token needed)")
+async def health() -> Row:
+    return {"status": "ok", "version": titan.__version__, "time": time.time()}
+
+
+@router.post("/tokens", tags=["admin"], status_code=201, summary="Create a token")
+async def create_token(c: CtxDep, p: Admin, body: dict[str, Any] = Body(...)) -> Row:
+    role = body.get("role")
+    if role not in auth.ROLES:
+        raise ValidationFailed(f"role must be one of {', '.join(auth.ROLES)}")
+    name = str(body.get("name") or role)[:200]
+    token = auth.new_token()
+    row = {"id": "tok-" + secrets.token_hex(6), "token_hash": auth.token_hash(token),
+           "role": role, "name": name, "created_at": time.time()}
+    await c.engine.run(lambda tx: tx.add_token(row))
+    return {"id": row["id"], "token": token, "role": role, "name": name}
+
+
+@router.get("/tokens", tags=["admin"], summary="List tokens (never their secrets)")
+async def list_tokens(c: CtxDep, p: Admin) -> Row:
+    rows = await c.engine.read(lambda tx: tx.list_tokens())
+    return {"tokens": [{k: r[k] for k in ("id", "role", "name", "created_at", "revoked_at")}
+                       for r in rows]}
+
+
+@router.delete("/tokens/{token_id}", tags=["admin"], summary="Revoke a token")
+async def revoke_token(c: CtxDep, p: Admin, token_id: str) -> Row:
+    now = time.time()
+    if not await c.engine.run(lambda tx: tx.revoke_token(token_id, now)):
+        raise NotFound(f"no live token {token_id!r}")
+    c.tokens.clear()
+    return {"revoked": True}
+
+
+@router.get("/agent-runs", tags=["agent runs"], summary="Agent runs with their stages")
+async def agent_runs(c: CtxDep, p: Reader, limit: int = Query(50, ge=1, le=500),
+                     offset: int = Query(0, ge=0)) -> Row:
+    def q(tx: Transaction) -> Row:
+        rows, total = tx.list_agent_runs(limit, offset)
+        return {"agent_runs": [agent_run_view(tx, r) for r in rows], "total": total}
+
+    return await c.engine.read(q)
+
+
+@router.get("/agent-runs/{run_id}", tags=["agent runs"], summary="One agent run")
+async def agent_run(c: CtxDep, p: Reader, run_id: str) -> Row:
+    def q(tx: Transaction) -> Row:
+        row = tx.get_agent_run(run_id)
+        if row is None:
+            raise NotFound(f"no agent run {run_id!r}")
+        return agent_run_view(tx, row)
+
+    return await c.engine.read(q)

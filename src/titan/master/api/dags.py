@@ -1,0 +1,89 @@
+"""DAG submission, listing, waiting and cancelling."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Body, Query
+
+from titan.errors import ValidationFailed, WaitTimeout
+from titan.master.api.deps import CtxDep, Reader, Writer
+from titan.master.refs import find_dag
+from titan.master.state import DAG_STATUSES
+from titan.master.validation import check_name, validate_dag
+from titan.master.views import dag_view
+from titan.storage.base import Row, Transaction
+
+router = APIRouter(tags=["dags"])
+
+
+def load_dag(tx: Transaction, dag_id: int) -> Row:
+    dag = tx.get_dag(dag_id)
+    assert dag is not None
+    return dag_view(dag, tx.job_counts([dag_id])[dag_id], tx.jobs_of_dags([dag_id]))
+
+
+@router.post("/dags", status_code=201, summary="Submit a DAG (atomic, validated as a whole)")
+async def submit_dag(c: CtxDep, p: Writer, body: dict[str, Any] = Body(...)) -> Row:
+    name, specs = validate_dag(body.get("name"), body.get("jobs"), max_jobs=c.config.max_dag_jobs)
+    agent_run_id = body.get("agent_run_id")
+    if agent_run_id is not None:
+        agent_run_id = check_name(agent_run_id, "agent_run_id")
+    dag_id = await c.engine.submit_dag(name, specs, agent_run_id)
+    dag = await c.engine.read(lambda tx: tx.get_dag(dag_id))
+    assert dag is not None
+    counts = {}
+    live = c.engine.sched.dags.get(dag_id)
+    if live is not None:
+        counts = dict(live.counts)
+    return dag_view(dag, counts)
+
+
+@router.get("/dags", summary="List DAG runs, newest first")
+async def list_dags(
+    c: CtxDep, p: Reader, status: str | None = None, name: str | None = None,
+    agent_run_id: str | None = None, limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> Row:
+    if status is not None and status.upper() not in DAG_STATUSES:
+        raise ValidationFailed(f"status must be one of {', '.join(DAG_STATUSES)}")
+
+    def q(tx: Transaction) -> Row:
+        rows, total = tx.list_dags(status=status.upper() if status else None, name=name,
+                                   agent_run_id=agent_run_id, limit=limit, offset=offset)
+        counts = tx.job_counts([r["id"] for r in rows])
+        return {"dags": [dag_view(r, counts[r["id"]]) for r in rows], "total": total,
+                "limit": limit, "offset": offset}
+
+    return await c.engine.read(q)
+
+
+@router.get("/dags/{ref}/wait", summary="Long-poll until the DAG has finished")
+async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
+    dag = await c.engine.read(lambda tx: find_dag(tx, ref))
+    waiter = c.hub.waiter(("dag", dag["id"]))
+    try:
+        view = await c.engine.read(lambda tx: load_dag(tx, dag["id"]))
+        if view["status"] in ("WAITING", "RUNNING"):
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise WaitTimeout(f"DAG {view['ref']} is still {view['status']} after {timeout:g}s",
+                                  details={"status": view["status"]}) from None
+            view = await c.engine.read(lambda tx: load_dag(tx, dag["id"]))
+        return view
+    finally:
+        c.hub.discard(("dag", dag["id"]), waiter)
+
+
+@router.get("/dags/{ref}", summary="One DAG run with its jobs")
+async def get_dag(c: CtxDep, p: Reader, ref: str) -> Row:
+    return await c.engine.read(lambda tx: load_dag(tx, find_dag(tx, ref)["id"]))
+
+
+@router.post("/dags/{ref}/cancel", summary="Cancel every unfinished job of a DAG")
+async def cancel_dag(c: CtxDep, p: Writer, ref: str) -> Row:
+    dag = await c.engine.read(lambda tx: find_dag(tx, ref))
+    await c.engine.cancel_dag(dag["id"], dag["status"])
+    return await c.engine.read(lambda tx: load_dag(tx, dag["id"]))

@@ -1,0 +1,68 @@
+"""Shared request plumbing: the master context and the auth dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from titan.errors import Unauthorized
+from titan.master import auth
+from titan.master.config import MasterConfig
+from titan.master.engine import Engine
+from titan.master.events import EventHub
+from titan.storage.base import Storage
+from titan.storage.blobs import BlobStore
+
+
+@dataclass
+class Ctx:
+    config: MasterConfig
+    storage: Storage
+    engine: Engine
+    hub: EventHub
+    blobs: BlobStore
+    tokens: auth.TokenCache
+
+
+def ctx(request: Request) -> Ctx:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+async def principal(request: Request) -> auth.Principal:
+    c = ctx(request)
+    token = auth.bearer(request.headers.get("authorization"))
+    if token.startswith("tj."):
+        assert c.engine.job_tokens is not None
+        found = c.engine.job_tokens.verify(token)
+        if found is None:
+            raise Unauthorized("invalid job token")
+        return found
+    digest = auth.token_hash(token)
+    hit, cached = c.tokens.get(digest)
+    if not hit:
+        row = await c.engine.read(lambda tx: tx.token_by_hash(digest))
+        cached = None
+        if row is not None and row["revoked_at"] is None:
+            cached = auth.Principal(role=row["role"], token_id=row["id"])
+        c.tokens.put(digest, cached)
+    if cached is None:
+        raise Unauthorized("unknown or revoked token")
+    return cached
+
+
+def _require(allowed: frozenset[str], action: str, fenced: bool = False):  # type: ignore[no-untyped-def]
+    async def dep(request: Request, p: Annotated[auth.Principal, Depends(principal)]) -> auth.Principal:
+        auth.check_role(p, allowed, action)
+        if fenced:
+            ctx(request).engine.check_fence(p)
+        return p
+    return dep
+
+
+CtxDep = Annotated[Ctx, Depends(ctx)]
+Reader = Annotated[auth.Principal, Depends(_require(auth.READ, "read"))]
+Writer = Annotated[auth.Principal, Depends(_require(auth.WRITE, "change anything", fenced=True))]
+WorkerAuth = Annotated[auth.Principal, Depends(_require(auth.WORKER, "act as a worker"))]
+Admin = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "manage tokens"))]

@@ -1,0 +1,133 @@
+"""Blobs (content-addressed bodies), named files and published artifacts.
+
+Bodies are streamed in and out, never base64 and never held whole in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import FileResponse
+
+from titan.errors import NotFound, ValidationFailed
+from titan.master.api.deps import Ctx, CtxDep, Reader, Writer
+from titan.master.auth import Principal
+from titan.storage.base import Row
+
+router = APIRouter(tags=["files"])
+
+
+def check_filename(name: str) -> str:
+    """A plain file name: no directories, no traversal."""
+    if (not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name
+            or len(name.encode()) > 255):
+        raise ValidationFailed(f"{name[:80]!r} is not a valid file name (no '/', '\\', '..')",
+                               details={"name": name[:255]})
+    return name
+
+
+async def _store_body(c: Ctx, request: Request, expect: str | None = None) -> tuple[str, int]:
+    sha, size = await c.blobs.write(request.stream(), max_bytes=c.config.max_upload_bytes,
+                                    expect=expect)
+    now = time.time()
+    await c.engine.run(lambda tx: tx.add_blob(sha, size, now))
+    return sha, size
+
+
+def _file_view(row: Row) -> Row:
+    return {"id": row["id"], "name": row["name"], "sha256": row["sha256"], "size": row["size"],
+            "key": row["store_key"], "dag_id": row["dag_id"], "job_id": row["job"],
+            "created_at": row["created_at"]}
+
+
+async def _add_file(c: Ctx, p: Principal, name: str, sha: str, size: int,
+                    key: str | None) -> Row:
+    dag_id = None
+    if p.job is not None:
+        job = c.engine.sched.jobs.get(p.job)
+        dag_id = job.dag_id if job else None
+    row = {"name": name, "sha256": sha, "size": size, "store_key": key, "dag_id": dag_id,
+           "job": p.job, "created_at": time.time()}
+
+    def op(tx: Any) -> int:
+        if key is not None:
+            tx.store_put(key, name, row["created_at"])
+        return int(tx.add_file(row))
+
+    row["id"] = await c.engine.run(op)
+    if key is not None:
+        c.hub.notify(("store", key), name)
+        c.hub.publish("store_updated", {"key": key, "op": "put"})
+    return _file_view(row)
+
+
+def _send(c: Ctx, row: Row) -> FileResponse:
+    return FileResponse(c.blobs.path(row["sha256"]), media_type="application/octet-stream",
+                        headers={"X-Titan-Sha256": row["sha256"], "X-Titan-Filename": row["name"]})
+
+
+@router.post("/blobs/missing", summary="Which of these blobs the master lacks")
+async def missing(c: CtxDep, p: Reader, body: dict[str, Any] = Body(...)) -> Row:
+    shas = body.get("sha256")
+    if not isinstance(shas, list) or not all(isinstance(s, str) for s in shas):
+        raise ValidationFailed("'sha256' must be a list of hex digests")
+    present = await c.engine.read(lambda tx: tx.blobs_present(shas))
+    return {"missing": [s for s in shas if s not in present or not c.blobs.exists(s)]}
+
+
+@router.put("/blobs/{sha256}", status_code=201, summary="Upload a blob (raw body, streamed)")
+async def put_blob(c: CtxDep, p: Writer, sha256: str, request: Request) -> Row:
+    c.blobs.path(sha256)  # validates the name before reading the body
+    sha, size = await _store_body(c, request, expect=sha256)
+    return {"sha256": sha, "size": size}
+
+
+@router.get("/blobs/{sha256}", summary="Download a blob")
+async def get_blob(c: CtxDep, p: Reader, sha256: str) -> FileResponse:
+    if not c.blobs.exists(sha256):
+        raise NotFound(f"no blob {sha256}")
+    return FileResponse(c.blobs.path(sha256), media_type="application/octet-stream",
+                        headers={"X-Titan-Sha256": sha256})
+
+
+@router.put("/files/{name}", status_code=201, summary="Upload a named file (upload_file)")
+async def put_file(c: CtxDep, p: Writer, name: str, request: Request) -> Row:
+    check_filename(name)
+    sha, size = await _store_body(c, request)
+    return await _add_file(c, p, name, sha, size, None)
+
+
+@router.get("/files", summary="List files, newest first")
+async def list_files(c: CtxDep, p: Reader, dag_id: int | None = None,
+                     limit: int = Query(100, ge=1, le=10_000)) -> Row:
+    rows = await c.engine.read(lambda tx: tx.list_files(dag_id=dag_id, limit=limit))
+    return {"files": [_file_view(r) for r in rows]}
+
+
+@router.get("/files/{name}", summary="Download the latest file with this name (fetch_artifact)")
+async def get_file(c: CtxDep, p: Reader, name: str) -> FileResponse:
+    check_filename(name)
+    row = await c.engine.read(lambda tx: tx.latest_file(name=name))
+    if row is None:
+        raise NotFound(f"no file named {name!r}", details={"name": name})
+    return _send(c, row)
+
+
+@router.post("/artifacts", status_code=201, summary="Publish a file under a store key")
+async def publish(c: CtxDep, p: Writer, request: Request, key: str, name: str) -> Row:
+    from titan.master.api.store import check_key
+
+    check_key(key)
+    check_filename(name)
+    sha, size = await _store_body(c, request)
+    return await _add_file(c, p, name, sha, size, key)
+
+
+@router.get("/artifacts", summary="Download the artifact published under a store key")
+async def get_artifact(c: CtxDep, p: Reader, key: str = Query(...)) -> FileResponse:
+    row = await c.engine.read(lambda tx: tx.latest_file(store_key=key))
+    if row is None:
+        raise NotFound(f"no artifact published under key {key!r}", details={"key": key})
+    return _send(c, row)

@@ -1,0 +1,128 @@
+"""Jobs: status, waiting, cancel, retry and logs.
+
+A job ``{ref}`` may contain one '/' (``dag/job``), so these routes use a path parameter; the
+action routes are declared first. A job literally named ``logs`` or ``wait`` is still
+reachable by its numeric id or with ``GET /jobs?ref=``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from titan.errors import NotFound, WaitTimeout
+from titan.master.api.deps import CtxDep, Reader, Writer
+from titan.master.refs import find_job
+from titan.master.state import TERMINAL
+from titan.master.views import job_view
+from titan.storage.base import Row, Transaction
+
+router = APIRouter(tags=["jobs"])
+
+
+def load_job(tx: Transaction, ref: str) -> Row:
+    job = find_job(tx, ref)
+    dag = tx.get_dag(job["dag_id"])
+    assert dag is not None
+    view = job_view(job, dag)
+    view["attempts"] = tx.attempts_of(job["id"])
+    return view
+
+
+@router.get("/jobs", summary="Look a job up by reference")
+async def lookup(c: CtxDep, p: Reader, ref: str) -> Row:
+    return await c.engine.read(lambda tx: load_job(tx, ref))
+
+
+@router.get("/jobs/{ref:path}/wait", summary="Long-poll until the job has finished")
+async def wait_job(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
+    job = await c.engine.read(lambda tx: load_job(tx, ref))
+    topic = ("job", job["id"])
+    waiter = c.hub.waiter(topic)
+    try:
+        job = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+        if job["state"] not in TERMINAL:
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise WaitTimeout(f"job {job['ref']} is still {job['state']} after {timeout:g}s",
+                                  details={"state": job["state"]}) from None
+            job = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+        return job
+    finally:
+        c.hub.discard(topic, waiter)
+
+
+@router.post("/jobs/{ref:path}/cancel", summary="Cancel a queued or running job")
+async def cancel_job(c: CtxDep, p: Writer, ref: str) -> Row:
+    job = await c.engine.read(lambda tx: find_job(tx, ref))
+    await c.engine.cancel_job(job["id"], job["state"])
+    return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+
+
+@router.post("/jobs/{ref:path}/retry", summary="Run a failed, cancelled or timed-out job again")
+async def retry_job(c: CtxDep, p: Writer, ref: str) -> Row:
+    job = await c.engine.read(lambda tx: find_job(tx, ref))
+    await c.engine.retry_job(job["id"], job["dag_id"])
+    return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+
+
+async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int, wait: float) -> Row:
+    job = await c.engine.read(lambda tx: find_job(tx, ref))
+    n = attempt if attempt is not None else job["attempt"]
+    if attempt is not None and not 1 <= attempt <= max(job["attempt"], 1):
+        raise NotFound(f"job {ref!r} has no attempt {attempt}", details={"attempts": job["attempt"]})
+    topic = ("log", job["id"])
+    waiter = c.hub.waiter(topic) if wait > 0 else None
+    try:
+        lines = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, limit))
+        current = await c.engine.read(lambda tx: tx.get_job(job["id"]))
+        assert current is not None
+        done = current["state"] in TERMINAL or current["attempt"] != n
+        if not lines and not done and waiter is not None:
+            # Woken by new lines or by the job finishing (it notifies ("job", id)).
+            fin = c.hub.waiter(("job", job["id"]))
+            try:
+                await asyncio.wait([waiter, fin], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                c.hub.discard(("job", job["id"]), fin)
+            lines = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, limit))
+            current = await c.engine.read(lambda tx: tx.get_job(job["id"]))
+            assert current is not None
+            done = current["state"] in TERMINAL or current["attempt"] != n
+        return {"job": job["id"], "attempt": n, "lines": lines,
+                "next": lines[-1]["seq"] if lines else after,
+                "done": done and len(lines) < limit, "state": current["state"]}
+    finally:
+        if waiter is not None:
+            c.hub.discard(topic, waiter)
+
+
+@router.get("/jobs/{ref:path}/logs", summary="Log lines of one attempt (long-poll with wait>0)")
+async def job_logs(c: CtxDep, p: Reader, ref: str, attempt: int | None = None,
+                   after: int = Query(0, ge=0), limit: int = Query(10_000, ge=1, le=100_000),
+                   wait: float = Query(0, ge=0, le=60)) -> Row:
+    return await _logs(c, ref, attempt, after, limit, wait)
+
+
+@router.get("/jobs/{ref:path}/logs.txt", response_class=PlainTextResponse,
+            summary="Log of one attempt as plain text")
+async def job_logs_text(c: CtxDep, p: Reader, ref: str, attempt: int | None = None) -> str:
+    job = await c.engine.read(lambda tx: find_job(tx, ref))
+    n = attempt if attempt is not None else job["attempt"]
+    lines: list[str] = []
+    after = 0
+    while True:
+        batch = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, 50_000))
+        lines.extend(r["line"] for r in batch)
+        if len(batch) < 50_000:
+            break
+        after = batch[-1]["seq"]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+@router.get("/jobs/{ref:path}", summary="One job")
+async def get_job(c: CtxDep, p: Reader, ref: str) -> Row:
+    return await c.engine.read(lambda tx: load_job(tx, ref))

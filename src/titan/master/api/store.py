@@ -1,0 +1,116 @@
+"""TitanStore: shared strings and sets, atomic counters, and waiting for a key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, Query
+
+from titan.errors import PayloadTooLarge, ValidationFailed, WaitTimeout
+from titan.master.api.deps import Ctx, CtxDep, Reader, Writer
+from titan.storage.base import Row
+
+router = APIRouter(tags=["store"])
+MAX_KEY = 1024
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY or "\x00" in key:
+        raise ValidationFailed(f"store keys are 1 to {MAX_KEY} characters, without NUL",
+                               details={"key": key[:100]})
+    return key
+
+
+def _string(c: Ctx, body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str):
+        raise ValidationFailed(f"'{field}' must be a string (store values are strings; "
+                               "serialise other data, e.g. with json.dumps)")
+    if "\x00" in value:
+        raise ValidationFailed(f"'{field}' may not contain NUL characters")
+    if len(value.encode("utf-8", "surrogatepass")) > c.config.max_value_bytes:
+        raise PayloadTooLarge(f"store values are limited to {c.config.max_value_bytes} bytes")
+    return value
+
+
+def _announce(c: Ctx, key: str, value: str | None, op: str) -> None:
+    c.hub.notify(("store", key), value)
+    c.hub.publish("store_updated", {"key": key, "op": op})
+
+
+@router.get("/store", summary="List keys by prefix")
+async def keys(c: CtxDep, p: Reader, prefix: str = "", limit: int = Query(100, ge=1, le=10_000)) -> Row:
+    return {"keys": await c.engine.read(lambda tx: tx.store_keys(prefix, limit))}
+
+
+@router.get("/store/values/{key:path}", summary="Get a value (null when missing)")
+async def get_value(c: CtxDep, p: Reader, key: str) -> Row:
+    check_key(key)
+    return {"key": key, "value": await c.engine.read(lambda tx: tx.store_get(key))}
+
+
+@router.put("/store/values/{key:path}", summary="Set a value")
+async def put_value(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(...)) -> Row:
+    check_key(key)
+    value = _string(c, body, "value")
+    now = time.time()
+    await c.engine.run(lambda tx: tx.store_put(key, value, now))
+    _announce(c, key, value, "put")
+    return {"key": key, "value": value}
+
+
+@router.delete("/store/values/{key:path}", summary="Delete a value or a set")
+async def delete_value(c: CtxDep, p: Writer, key: str) -> Row:
+    check_key(key)
+    deleted = await c.engine.run(lambda tx: tx.store_delete(key))
+    if deleted:
+        c.hub.publish("store_updated", {"key": key, "op": "delete"})
+    return {"key": key, "deleted": deleted}
+
+
+@router.post("/store/incr/{key:path}", summary="Atomically add to an integer value")
+async def incr(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(default={})) -> Row:
+    check_key(key)
+    by = body.get("by", 1)
+    if isinstance(by, bool) or not isinstance(by, int):
+        raise ValidationFailed("'by' must be an integer")
+    now = time.time()
+    value = await c.engine.run(lambda tx: tx.store_incr(key, by, now))
+    _announce(c, key, str(value), "incr")
+    return {"key": key, "value": value}
+
+
+@router.post("/store/sets/{key:path}", summary="Add a member to a set (1 if new, 0 if present)")
+async def sadd(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(...)) -> Row:
+    check_key(key)
+    member = _string(c, body, "member")
+    now = time.time()
+    added = await c.engine.run(lambda tx: tx.store_sadd(key, member, now))
+    if added:
+        c.hub.publish("store_updated", {"key": key, "op": "sadd"})
+    return {"key": key, "added": added}
+
+
+@router.get("/store/sets/{key:path}", summary="Members of a set")
+async def smembers(c: CtxDep, p: Reader, key: str) -> Row:
+    check_key(key)
+    return {"key": key, "members": await c.engine.read(lambda tx: tx.store_smembers(key))}
+
+
+@router.get("/store/wait/{key:path}", summary="Long-poll until the key has a value")
+async def wait_key(c: CtxDep, p: Reader, key: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
+    check_key(key)
+    waiter = c.hub.waiter(("store", key))
+    try:
+        value = await c.engine.read(lambda tx: tx.store_get(key))
+        if value is None:
+            try:
+                value = await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise WaitTimeout(f"store key {key!r} was not set within {timeout:g}s",
+                                  details={"key": key}) from None
+        return {"key": key, "value": value}
+    finally:
+        c.hub.discard(("store", key), waiter)

@@ -1,0 +1,52 @@
+"""The worker protocol's routes (logic in :mod:`titan.master.worker_protocol`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from titan.master import worker_protocol as proto
+from titan.master.api.deps import CtxDep, Reader, WorkerAuth
+from titan.storage.base import Row
+
+router = APIRouter(tags=["workers"])
+
+
+@router.post("/workers/register", summary="A worker joins (or re-joins with its old id)")
+async def register(c: CtxDep, p: WorkerAuth, body: dict[str, Any] = Body(...)) -> Row:
+    return await proto.register(c.engine, body)
+
+
+@router.post("/workers/{worker_id}/poll", summary="Long-poll for jobs and cancels")
+async def poll(c: CtxDep, p: WorkerAuth, worker_id: str, body: dict[str, Any] = Body(...)) -> Row:
+    return await proto.poll(c.engine, worker_id, int(body.get("free_slots", 0)),
+                            float(body.get("wait", 20)))
+
+
+@router.post("/workers/{worker_id}/heartbeat", summary="Renew leases")
+async def heartbeat(c: CtxDep, p: WorkerAuth, worker_id: str, body: dict[str, Any] = Body(...)) -> Row:
+    return await proto.heartbeat(c.engine, worker_id, body)
+
+
+@router.post("/workers/{worker_id}/report", summary="Log lines and results")
+async def report(c: CtxDep, p: WorkerAuth, worker_id: str, body: dict[str, Any] = Body(...)) -> Row:
+    return await proto.report(c.engine, worker_id, body)
+
+
+@router.post("/workers/{worker_id}/deregister", summary="A draining worker leaves")
+async def deregister(c: CtxDep, p: WorkerAuth, worker_id: str) -> Row:
+    return await proto.deregister(c.engine, worker_id)
+
+
+@router.get("/workers", summary="Workers, queue depths, and jobs no worker can run")
+async def list_workers(c: CtxDep, p: Reader) -> Row:
+    rows = await c.engine.read(lambda tx: tx.list_workers())
+    sched = c.engine.sched
+    waiting = [
+        {"id": j.id, "job_id": j.job_id, "dag_id": j.dag_id, "requirement": cap, "reason": j.reason}
+        for cap, ids in sched.unschedulable.items() for jid in sorted(ids)
+        if (j := sched.jobs.get(jid)) is not None
+    ]
+    return {"workers": [proto.worker_view(c.engine, r) for r in rows],
+            "queues": sched.queue_depths(), "unschedulable": waiting}

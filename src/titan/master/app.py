@@ -1,0 +1,155 @@
+"""The master's ASGI application: routers, error bodies, Host check, startup and shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import titan
+from titan.errors import APIError, ValidationFailed
+from titan.master import auth
+from titan.master.api import admin, dags, files, jobs, store, workers
+from titan.master.api.deps import Ctx
+from titan.master.config import MasterConfig
+from titan.master.engine import Engine
+from titan.master.events import EventHub
+from titan.storage import open_storage
+from titan.storage.blobs import BlobStore
+
+log = logging.getLogger("titan.master")
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def write_secret_file(path: Path, value: str) -> None:
+    """Write a token file readable by its owner only (created 0600, never world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.chmod(path, 0o600)
+
+
+async def ensure_token_file(engine: Engine, path: Path, role: str, name: str) -> str:
+    """The token stored in ``path`` (created on first start), registered in the database."""
+    token = path.read_text().strip() if path.exists() else ""
+    if not token:
+        token = auth.new_token()
+        write_secret_file(path, token)
+    digest = auth.token_hash(token)
+
+    def op(tx: Any) -> None:
+        if tx.token_by_hash(digest) is None:
+            tx.add_token({"id": "tok-" + secrets.token_hex(6), "token_hash": digest, "role": role,
+                          "name": name, "created_at": time.time()})
+
+    await engine.run(op)
+    return token
+
+
+class HostCheck:
+    """Refuse requests whose Host header names another site (DNS-rebinding defence).
+
+    A master bound to loopback answers only to loopback names; bound to all interfaces it
+    answers to any name (the operator chose exposure; tokens still apply)."""
+
+    def __init__(self, app: ASGIApp, config: MasterConfig) -> None:
+        self.app = app
+        self.open = config.host in ("0.0.0.0", "::")
+        self.allowed = _LOOPBACK | {config.host} | set(config.allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not self.open:
+            host = ""
+            for k, v in scope.get("headers", ()):
+                if k == b"host":
+                    host = v.decode("latin-1")
+                    break
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if host and name not in self.allowed:
+                if scope["type"] == "http":
+                    body = APIError(f"Host {host!r} is not allowed", code="bad_host").to_body()
+                    await JSONResponse(body, status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(config: MasterConfig) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        data = config.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        storage = open_storage(config.resolved_database_url)
+        hub = EventHub()
+        engine = Engine(config, storage, hub)
+        await engine.start()
+        await ensure_token_file(engine, data / "admin.token", "admin", "admin (titan up)")
+        await ensure_token_file(engine, data / "worker.token", "worker", "local worker")
+        app.state.ctx = Ctx(config=config, storage=storage, engine=engine, hub=hub,
+                            blobs=BlobStore(data / "blobs"), tokens=auth.TokenCache())
+        log.info("master ready: %s (database %s)", config.api_url, storage.url.split("@")[-1])
+        try:
+            yield
+        finally:
+            await engine.stop()
+            storage.close()
+
+    app = FastAPI(
+        title="Titan", version=titan.__version__, lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+        description="Run DAGs of Python jobs and agent loops; see docs/api.md.",
+    )
+    for module in (admin, dags, jobs, store, files, workers):
+        app.include_router(module.router, prefix="/api/v1")
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.to_body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        where = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+        err = ValidationFailed(f"invalid request: {where}", details={"errors": errors})
+        return JSONResponse(err.to_body(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        err = APIError(str(exc.detail), code=code, status=exc.status_code)
+        return JSONResponse(err.to_body(), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        body = {"error": {"code": "internal_error", "message": f"internal error: {exc!r}",
+                          "details": {}}}
+        return JSONResponse(body, status_code=500)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(_INDEX)
+
+    app.add_middleware(HostCheck, config=config)
+    return app
+
+
+_INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>Titan</title>
+<style>body{font:15px system-ui,sans-serif;margin:2rem auto;max-width:52rem;color:#222}
+code{background:#f3f3f3;padding:.1rem .3rem}</style></head><body>
+<h1>Titan</h1><p>The master is running. Its REST API lives under <code>/api/v1</code>:</p>
+<ul><li><a href="/api/v1/docs">API explorer</a> (OpenAPI)</li>
+<li><a href="/api/v1/health">health</a></li></ul>
+<p>API calls need <code>Authorization: Bearer &lt;token&gt;</code>; the admin token is in
+<code>&lt;data-dir&gt;/admin.token</code>.</p></body></html>"""

@@ -1,0 +1,44 @@
+"""Master settings: one dataclass, every field documented in docs/configuration.md."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass
+class MasterConfig:
+    host: str = "127.0.0.1"
+    port: int = 9090
+    dashboard_port: int | None = 5000
+    data_dir: str = ".titan"
+    database_url: str | None = None  # default: sqlite:///<data_dir>/titan.db
+    lease_seconds: float = field(default_factory=lambda: _env_float("TITAN_LEASE_SECONDS", 15.0))
+    default_retries: int = field(default_factory=lambda: int(_env_float("TITAN_DEFAULT_RETRIES", 0)))
+    retry_backoff: float = field(default_factory=lambda: _env_float("TITAN_RETRY_BACKOFF", 1.0))
+    retry_backoff_max: float = 60.0
+    affinity_wait: float = field(default_factory=lambda: _env_float("TITAN_AFFINITY_WAIT", 0.5))
+    max_value_bytes: int = 16 * 1024 * 1024
+    max_upload_bytes: int = 4 * 1024 * 1024 * 1024
+    max_dag_jobs: int = 100_000
+    allowed_hosts: list[str] = field(default_factory=list)  # extra Host headers accepted
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        url = self.database_url or os.environ.get("TITAN_DATABASE_URL")
+        return url or f"sqlite:///{self.data_path / 'titan.db'}"
+
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,80 @@
+"""`titan up`: the master and a local worker in one command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+
+from titan.master.config import MasterConfig
+from titan.master.server import banner, make_server, record
+
+log = logging.getLogger("titan.up")
+
+
+class LocalWorker:
+    """The worker subprocess of `titan up`, in its own session so Ctrl-C reaches only us."""
+
+    def __init__(self, config: MasterConfig, slots: int, capabilities: list[str]) -> None:
+        self.config = config
+        self.slots = slots
+        self.capabilities = capabilities
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        data = self.config.data_path
+        env = dict(os.environ, TITAN_TOKEN=(data / "worker.token").read_text().strip())
+        cmd = [sys.executable, "-m", "titan", "worker", "--master", self.config.api_url,
+               "--slots", str(self.slots), "--capabilities", ",".join(self.capabilities),
+               "--workdir", str(data), "--name", "local"]
+        self.proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Drain (SIGTERM), then kill running jobs (second SIGTERM), then SIGKILL."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+            try:
+                proc.send_signal(sig)
+                proc.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                return
+
+
+def run_up(config: MasterConfig, slots: int | None = None,
+           capabilities: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    worker = LocalWorker(config, slots or os.cpu_count() or 2, capabilities or ["GENERAL"])
+    server, sockets = make_server(config)
+
+    def started() -> None:
+        record(config)
+        worker.start()
+        banner(config)
+        print(f"Worker        local, {worker.slots} slot(s), capabilities "
+              f"{','.join(worker.capabilities)}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+
+    def before_exit(then: Callable[[], None]) -> None:
+        # Stop the worker while the API still answers, so it can hand back its results.
+        def stop() -> None:
+            print("Stopping: draining the local worker ...", flush=True)
+            worker.stop()
+            then()
+        threading.Thread(target=stop, name="titan-up-stop", daemon=True).start()
+
+    server.on_started = started
+    server.before_exit = before_exit
+    try:
+        server.run(sockets=sockets)
+    finally:
+        worker.stop(grace=2.0)
+    return 0 if server.started else 1

@@ -1,0 +1,102 @@
+"""Serving the master: `titan master` and the server half of `titan up`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+
+from titan.errors import ConfigError
+from titan.master.app import create_app
+from titan.master.config import MasterConfig
+
+log = logging.getLogger("titan.master")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} "
+                          "(is another Titan master running? pick another --port)") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def record(config: MasterConfig) -> None:
+    """Let clients find this master: <data-dir>/master.json and the user's config."""
+    data = config.data_path
+    (data / "master.json").write_text(json.dumps(
+        {"url": config.api_url, "host": config.api_url.split("//")[1].rsplit(":", 1)[0],
+         "port": config.port, "dashboard_port": config.dashboard_port}) + "\n")
+    token = (data / "admin.token").read_text().strip()
+    try:
+        from titan.client.config import record_master
+    except ImportError:  # pragma: no cover - the SDK ships with the package
+        return
+    try:
+        record_master(config.api_url, token, str(data))
+    except Exception as exc:  # a broken user config must not stop the master
+        log.warning("could not record the master in the user config: %s", exc)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, telling us when it is up, and letting `titan up` stop its worker
+    before the API goes away."""
+
+    on_started: Any = None
+    before_exit: Any = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.before_exit is not None and not self.should_exit:
+            hook, self.before_exit = self.before_exit, None
+            hook(lambda: super(Server, self).handle_exit(sig, frame))
+            return
+        super().handle_exit(sig, frame)
+
+
+def make_server(config: MasterConfig) -> tuple[Server, list[socket.socket]]:
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    sockets = [bind(config.host, config.port)]
+    if config.dashboard_port and config.dashboard_port != config.port:
+        sockets.append(bind(config.host, config.dashboard_port))
+    uv = uvicorn.Config(create_app(config), lifespan="on", log_level="warning",
+                        access_log=False, timeout_keep_alive=75, ws="none")
+    return Server(uv), sockets
+
+
+def banner(config: MasterConfig) -> None:
+    host = config.api_url.split("//")[1].rsplit(":", 1)[0]
+    print(f"Titan master  {config.api_url}/api/v1   (data: {config.data_path})", flush=True)
+    if config.dashboard_port:
+        print(f"Dashboard     http://{host}:{config.dashboard_port}/", flush=True)
+    print(f"Admin token   {config.data_path / 'admin.token'}", flush=True)
+
+
+def run_master(config: MasterConfig) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server, sockets = make_server(config)
+
+    def started() -> None:
+        record(config)
+        banner(config)
+
+    server.on_started = started
+    server.run(sockets=sockets)
+    return 0 if server.started else 1
+
+

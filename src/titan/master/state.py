@@ -1,0 +1,154 @@
+"""In-memory records the scheduler works on, and the change set it hands to storage.
+
+The scheduler mutates these records synchronously on the event loop and writes down every
+mutation in a :class:`Changes`; the engine commits the change set (group commit) before
+anyone outside is told. Records exist only for DAGs that are not finished: history is read
+from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from titan.storage.base import Row, Transaction
+
+PENDING, READY, RUNNING = "PENDING", "READY", "RUNNING"
+COMPLETED, FAILED, CANCELLED, SKIPPED, TIMED_OUT = (
+    "COMPLETED", "FAILED", "CANCELLED", "SKIPPED", "TIMED_OUT",
+)
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, SKIPPED, TIMED_OUT})
+ACTIVE = frozenset({PENDING, READY, RUNNING})
+JOB_STATES = (PENDING, READY, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED, TIMED_OUT)
+DAG_STATUSES = ("WAITING", "RUNNING", "COMPLETED", "FAILED", "PARTIAL", "CANCELLED")
+
+# Columns copied verbatim into a worker's assignment.
+ASSIGNMENT_FIELDS = (
+    "job_id", "filename", "script_sha256", "args", "env", "job_type", "is_archive", "port",
+    "runner", "timeout",
+)
+
+
+@dataclass(eq=False)
+class JobRec:
+    id: int
+    dag_id: int
+    job_id: str
+    requirement: str
+    priority: int
+    delay: float
+    affinity: bool
+    max_attempts: int
+    state: str
+    attempt: int
+    row: Row  # the static columns (filename, args, ...) for assignments
+    parents: list[int] = field(default_factory=list)
+    children: list[int] = field(default_factory=list)
+    waiting_parents: int = 0
+    reason: str | None = None
+    worker_id: str | None = None
+    lease_expires: float | None = None
+    not_before: float | None = None
+    queued_on: str | None = None  # the capability or "worker:<id>" queue holding it
+    lease_losses: int = 0
+
+
+@dataclass(eq=False)
+class DagRec:
+    id: int
+    name: str
+    run: int
+    agent_run_id: str | None
+    status: str
+    started_at: float | None
+    jobs: list[int] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    cancelled: bool = False
+
+
+@dataclass(eq=False)
+class WorkerRec:
+    id: str
+    name: str
+    hostname: str
+    capabilities: frozenset[str]
+    slots: int
+    last_seen: float
+    state: str = "live"  # live, draining, lost
+    running: set[int] = field(default_factory=set)
+    private: deque[int] = field(default_factory=deque)  # affinity jobs held for this worker
+    cancels: list[tuple[int, int]] = field(default_factory=list)
+    poll: asyncio.Future[None] | None = None
+    poll_free: int = 0
+    assigned: list[int] = field(default_factory=list)  # leased, not yet handed over
+
+    @property
+    def live(self) -> bool:
+        return self.state == "live"
+
+
+@dataclass
+class Changes:
+    """Everything one scheduler step changed, to be committed together."""
+
+    jobs: defaultdict[int, Row] = field(default_factory=lambda: defaultdict(dict))
+    dags: defaultdict[int, Row] = field(default_factory=lambda: defaultdict(dict))
+    new_attempts: list[Row] = field(default_factory=list)
+    done_attempts: list[tuple[int, int, Row]] = field(default_factory=list)
+    workers: dict[str, Row] = field(default_factory=dict)
+    log_lines: list[Row] = field(default_factory=list)
+    events: list[tuple[str, Row]] = field(default_factory=list)
+    finished_jobs: list[int] = field(default_factory=list)
+    finished_dags: list[int] = field(default_factory=list)
+    touched_dags: set[int] = field(default_factory=set)
+    timers: list[tuple[float, str, int]] = field(default_factory=list)
+    dispatch: bool = False
+
+    def empty(self) -> bool:
+        return not (self.jobs or self.dags or self.new_attempts or self.done_attempts
+                    or self.workers or self.log_lines)
+
+    def apply(self, tx: Transaction) -> None:
+        """Write the change set (runs in the writer thread, inside one transaction)."""
+        if self.log_lines:
+            tx.add_log_lines(self.log_lines)
+        for row in self.new_attempts:
+            tx.insert_attempt(row)
+        for job, fields in self.jobs.items():
+            tx.update_job(job, fields)
+        for job, attempt, fields in self.done_attempts:
+            tx.finish_attempt(job, attempt, fields)
+        for dag_id, fields in self.dags.items():
+            tx.update_dag(dag_id, fields)
+        for worker_id, fields in self.workers.items():
+            tx.update_worker(worker_id, fields)
+
+
+def dag_status(counts: Counter[str]) -> str:
+    """A DAG's (or agent stage's) status from its job counts."""
+    active = counts[PENDING] + counts[READY] + counts[RUNNING]
+    settled = sum(counts[s] for s in TERMINAL)
+    if active:
+        return "RUNNING" if counts[RUNNING] or settled else "WAITING"
+    bad = counts[FAILED] + counts[TIMED_OUT]
+    if bad:
+        return "PARTIAL" if counts[COMPLETED] else "FAILED"
+    if counts[CANCELLED] or counts[SKIPPED]:
+        return "CANCELLED"
+    return "COMPLETED"
+
+
+def job_event(job: JobRec) -> Row:
+    return {"id": job.id, "job_id": job.job_id, "dag_id": job.dag_id, "state": job.state,
+            "attempt": job.attempt, "worker_id": job.worker_id, "reason": job.reason}
+
+
+def assignment(job: JobRec, token: str, dag: DagRec) -> dict[str, Any]:
+    out = {k: job.row[k] for k in ASSIGNMENT_FIELDS}
+    out.update(
+        id=job.id, attempt=job.attempt, ref=f"{dag.name}#{dag.run}/{job.job_id}", dag=dag.name,
+        dag_id=dag.id, agent_run_id=dag.agent_run_id, token=token,
+    )
+    return out

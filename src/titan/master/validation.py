@@ -1,0 +1,198 @@
+"""DAG validation: a submission is checked as a whole before anything is stored.
+
+Every error names the offending job (``details.job_id``) so a 200-job submission with one bad
+parent reference is fixable from the message alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from typing import Any
+
+from titan.errors import InvalidDAG, ValidationFailed
+
+JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE"}
+RUNNERS = {"auto", "fork", "subprocess"}
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f]")
+MAX_NAME = 200
+MAX_DELAY = 366 * 24 * 3600.0
+MAX_RETRIES = 100
+
+
+def check_name(value: Any, what: str) -> str:
+    """A DAG name, job id or capability: non-empty, no '/', '#' or control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed(f"{what} must be a non-empty string", details={"field": what})
+    if len(value) > MAX_NAME:
+        raise ValidationFailed(f"{what} is longer than {MAX_NAME} characters", details={"field": what})
+    if _BAD_NAME.search(value):
+        raise ValidationFailed(
+            f"{what} {value!r} may not contain '/', '#' or control characters",
+            details={"field": what},
+        )
+    return value
+
+
+def _number(job_id: str, field: str, value: Any, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidDAG(f"job {job_id!r}: {field} must be a number, got {value!r}",
+                         details={"job_id": job_id, "field": field})
+    if integer and int(value) != value:
+        raise InvalidDAG(f"job {job_id!r}: {field} must be an integer, got {value!r}",
+                         details={"job_id": job_id, "field": field})
+    return float(value)
+
+
+def _fail(job_id: str, field: str, message: str) -> InvalidDAG:
+    return InvalidDAG(f"job {job_id!r}: {message}", details={"job_id": job_id, "field": field})
+
+
+def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
+    """Check one job spec and return it normalised (defaults filled, types fixed)."""
+    raw_id = job.get("job_id")
+    try:
+        job_id = check_name(raw_id, "job_id")
+    except ValidationFailed as exc:
+        raise InvalidDAG(f"job #{index + 1}: {exc}", details={"job_id": raw_id, "index": index}) from None
+    filename = job.get("filename")
+    if not isinstance(filename, str) or not filename.strip():
+        raise _fail(job_id, "filename", "filename must be a non-empty path")
+    if "\x00" in filename or len(filename) > 1000:
+        raise _fail(job_id, "filename", "filename is not a valid path")
+    parts = filename.replace("\\", "/").split("/")
+    if filename.startswith("/") or ".." in parts:
+        raise _fail(job_id, "filename", f"filename {filename!r} must be relative, without '..'")
+    is_archive = bool(job.get("is_archive", False))
+    sha = job.get("script_sha256")
+    if is_archive:
+        if len([p for p in parts if p]) < 2:
+            raise _fail(job_id, "filename", "an archive job's filename is '<project>/<entry.py>'")
+    elif not isinstance(sha, str) or not _SHA.match(sha):
+        raise _fail(job_id, "script_sha256", "script_sha256 must be the sha256 of an uploaded blob")
+    job_type = str(job.get("job_type") or "RUN_PAYLOAD").upper()
+    if job_type not in JOB_TYPES:
+        raise _fail(job_id, "job_type", f"unknown job_type {job_type!r} (one of {sorted(JOB_TYPES)})")
+    priority = _number(job_id, "priority", job.get("priority", 1), integer=True)
+    if abs(priority) > 1_000_000:
+        raise _fail(job_id, "priority", "priority must be between -1000000 and 1000000")
+    delay = _number(job_id, "delay", job.get("delay", 0) or 0)
+    if delay < 0 or delay > MAX_DELAY:
+        raise _fail(job_id, "delay", f"delay must be between 0 and {int(MAX_DELAY)} seconds")
+    retries = job.get("retries")
+    if retries is not None:
+        retries = _number(job_id, "retries", retries, integer=True)
+        if not 0 <= retries <= MAX_RETRIES:
+            raise _fail(job_id, "retries", f"retries must be between 0 and {MAX_RETRIES}")
+    timeout = job.get("timeout")
+    if timeout is not None:
+        timeout = _number(job_id, "timeout", timeout)
+        if timeout <= 0:
+            raise _fail(job_id, "timeout", "timeout must be a positive number of seconds")
+    port = _number(job_id, "port", job.get("port", 0) or 0, integer=True)
+    if not 0 <= port <= 65535:
+        raise _fail(job_id, "port", "port must be between 0 and 65535")
+    args = job.get("args") or []
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise _fail(job_id, "args", "args must be a list of strings")
+    env = job.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise _fail(job_id, "env", "env must map strings to strings")
+    parents = job.get("parents") or []
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise _fail(job_id, "parents", "parents must be a list of job ids")
+    requirement = job.get("requirement") or "GENERAL"
+    try:
+        requirement = check_name(requirement, "requirement").upper()
+    except ValidationFailed as exc:
+        raise _fail(job_id, "requirement", str(exc)) from None
+    runner = job.get("runner") or "auto"
+    if runner not in RUNNERS:
+        raise _fail(job_id, "runner", f"runner must be one of {sorted(RUNNERS)}")
+    max_wait = job.get("max_wait_seconds")
+    if max_wait is not None and _number(job_id, "max_wait_seconds", max_wait) <= 0:
+        raise _fail(job_id, "max_wait_seconds", "max_wait_seconds must be positive")
+    hitl = job.get("hitl_message")
+    if hitl is not None and not isinstance(hitl, str):
+        raise _fail(job_id, "hitl_message", "hitl_message must be a string")
+    return {
+        "job_id": job_id, "filename": filename, "script_sha256": None if is_archive else sha,
+        "job_type": job_type, "args": args, "parents": list(dict.fromkeys(parents)),
+        "env": env, "port": int(port), "is_archive": is_archive, "priority": int(priority),
+        "delay": delay, "affinity": bool(job.get("affinity", False)),
+        "requirement": requirement, "retries": None if retries is None else int(retries),
+        "timeout": timeout, "runner": runner, "hitl_message": hitl,
+        "max_wait_seconds": None if max_wait is None else float(max_wait),
+    }
+
+
+def validate_dag(name: Any, jobs: Any, *, max_jobs: int) -> tuple[str, list[dict[str, Any]]]:
+    """Validate a whole submission; return (name, normalised jobs). Raises InvalidDAG."""
+    try:
+        name = check_name(name, "DAG name")
+    except ValidationFailed as exc:
+        raise InvalidDAG(str(exc), details=exc.details) from None
+    if name.startswith("DAG-"):
+        name = name[4:]
+        check_name(name, "DAG name")
+    if not isinstance(jobs, list) or not jobs:
+        raise InvalidDAG(f"DAG {name!r} has no jobs", details={"dag": name})
+    if len(jobs) > max_jobs:
+        raise InvalidDAG(f"DAG {name!r} has {len(jobs)} jobs; the limit is {max_jobs}",
+                         details={"dag": name})
+    specs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, job in enumerate(jobs):
+        if not isinstance(job, dict):
+            raise InvalidDAG(f"job #{i + 1} is not an object", details={"index": i})
+        spec = validate_job(job, i)
+        if spec["job_id"] in seen:
+            raise _fail(spec["job_id"], "job_id", "duplicate job id in this DAG")
+        seen.add(spec["job_id"])
+        specs.append(spec)
+    for spec in specs:
+        for parent in spec["parents"]:
+            if parent == spec["job_id"]:
+                raise _fail(parent, "parents", "a job cannot depend on itself (cycle)")
+            if parent not in seen:
+                raise _fail(spec["job_id"], "parents", f"unknown parent {parent!r}")
+    _check_acyclic(specs)
+    return name, specs
+
+
+def _check_acyclic(specs: list[dict[str, Any]]) -> None:
+    """Kahn's algorithm; on a cycle, name the jobs on it."""
+    indegree = {s["job_id"]: len(s["parents"]) for s in specs}
+    children: dict[str, list[str]] = {s["job_id"]: [] for s in specs}
+    for s in specs:
+        for p in s["parents"]:
+            children[p].append(s["job_id"])
+    ready = deque(j for j, d in indegree.items() if d == 0)
+    done = 0
+    while ready:
+        j = ready.popleft()
+        done += 1
+        for c in children[j]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    if done == len(specs):
+        return
+    # Walk parents from any job left over until a job repeats: that loop is a cycle.
+    parents = {s["job_id"]: [p for p in s["parents"] if indegree[p] > 0] for s in specs}
+    start = next(j for j, d in indegree.items() if d > 0)
+    path: list[str] = []
+    index: dict[str, int] = {}
+    node = start
+    while node not in index:
+        index[node] = len(path)
+        path.append(node)
+        node = parents[node][0]
+    cycle = path[index[node]:] + [node]
+    cycle.reverse()
+    raise InvalidDAG(
+        f"job {cycle[0]!r}: cycle in dependencies: {' -> '.join(cycle)}",
+        details={"job_id": cycle[0], "cycle": cycle},
+    )

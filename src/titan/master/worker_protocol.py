@@ -1,0 +1,153 @@
+"""What the master does for workers: register, long-poll for jobs, heartbeat, report.
+
+A worker keeps one poll open at all times. A poll returns at once when jobs or cancels are
+waiting; otherwise it parks a future that the dispatcher resolves — with the commit future of
+the leases it made — the moment a matching job becomes ready. Nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from typing import Any
+
+from titan.master.engine import Engine
+from titan.master.state import Changes, WorkerRec
+from titan.master.validation import check_name
+from titan.storage.base import Row
+
+MAX_LINE = 64 * 1024
+
+
+async def register(engine: Engine, body: Row) -> Row:
+    caps = body.get("capabilities") or ["GENERAL"]
+    capabilities = frozenset(check_name(str(c), "capability").upper() for c in caps)
+    slots = int(body.get("slots") or 1)
+    if not 1 <= slots <= 4096:
+        from titan.errors import ValidationFailed
+
+        raise ValidationFailed("slots must be between 1 and 4096")
+    worker_id = body.get("worker_id") or f"w-{secrets.token_hex(6)}"
+    now = time.time()
+    old = engine.sched.workers.get(worker_id)
+    if old is not None and old.poll is not None and not old.poll.done():
+        old.poll.set_result(None)
+    worker = WorkerRec(
+        id=worker_id, name=str(body.get("name") or worker_id)[:200],
+        hostname=str(body.get("hostname") or "")[:255], capabilities=capabilities,
+        slots=slots, last_seen=now,
+    )
+    ch = Changes()
+    engine.sched.add_worker(worker, ch)
+    running = [(int(r["id"]), int(r["attempt"])) for r in body.get("running") or []]
+    kill = engine.sched.renew(worker, running)
+    worker.cancels.extend(kill)
+    ch.events.append(("worker_updated", {"id": worker_id, "state": "live"}))
+    row = {"id": worker_id, "name": worker.name, "hostname": worker.hostname,
+           "capabilities": sorted(capabilities), "slots": slots, "state": "live",
+           "registered_at": now, "last_seen_at": now}
+    await engine.submit(ch, extra=lambda tx: tx.upsert_worker(row))
+    lease = engine.config.lease_seconds
+    return {"worker_id": worker_id, "lease_seconds": lease, "heartbeat_seconds": lease / 3}
+
+
+async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float) -> Row:
+    worker = engine.worker(worker_id)
+    free = max(0, min(int(free_slots), 4096))
+    wait = max(0.0, min(float(wait), 60.0))
+    if worker.poll is not None and not worker.poll.done():
+        worker.poll.set_result(None)  # a newer poll supersedes an abandoned one
+    ch = Changes()
+    want = free - len(worker.assigned)
+    if want > 0 and worker.state == "live":
+        worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
+    commit: Any = engine.submit(ch) if not ch.empty() else None
+    if not worker.assigned and not worker.cancels and wait > 0:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        worker.poll, worker.poll_free = fut, free
+        try:
+            commit = await asyncio.wait_for(asyncio.shield(fut), wait)
+        except TimeoutError:
+            # The dispatcher may have resolved the poll in the same instant.
+            commit = fut.result() if fut.done() else None
+        finally:
+            if worker.poll is fut:
+                worker.poll = None
+            worker.last_seen = time.time()
+    if commit is not None:
+        await commit
+    cancels = [{"id": j, "attempt": a} for j, a in worker.cancels]
+    worker.cancels.clear()
+    return {"jobs": engine.assignments(worker), "cancel": cancels}
+
+
+async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
+    worker = engine.worker(worker_id)
+    running = [(int(r["id"]), int(r["attempt"])) for r in body.get("running") or []]
+    kill = engine.sched.renew(worker, running)
+    kill.extend(worker.cancels)
+    worker.cancels.clear()
+    return {"cancel": [{"id": j, "attempt": a} for j, a in dict.fromkeys(kill)]}
+
+
+async def report(engine: Engine, worker_id: str, body: Row) -> Row:
+    engine.worker(worker_id)
+    ch = Changes()
+    rejected: dict[tuple[int, int], None] = {}
+    touched_logs: set[int] = set()
+    for line in body.get("logs") or []:
+        key = (int(line["id"]), int(line["attempt"]))
+        if not engine.sched.is_current(*key):
+            rejected[key] = None
+            continue
+        text = str(line.get("line", ""))
+        ch.log_lines.append({
+            "job": key[0], "attempt": key[1], "seq": int(line["seq"]),
+            "stream": "stderr" if line.get("stream") == "stderr" else "stdout",
+            "ts": float(line.get("ts") or time.time()), "line": text[:MAX_LINE],
+        })
+        touched_logs.add(key[0])
+    for result in body.get("results") or []:
+        key = (int(result["id"]), int(result["attempt"]))
+        exit_code = result.get("exit_code")
+        ok = engine.sched.finish(
+            key[0], key[1], None if exit_code is None else int(exit_code),
+            result.get("error"), bool(result.get("timed_out")), ch,
+        )
+        if not ok:
+            rejected[key] = None
+    if not ch.empty() or ch.dispatch:
+        fut = engine.submit(ch)
+        await fut
+        for job in touched_logs:
+            engine.hub.notify(("log", job))
+    return {"rejected": [{"id": j, "attempt": a} for j, a in rejected]}
+
+
+async def deregister(engine: Engine, worker_id: str) -> Row:
+    with contextlib.suppress(Exception):
+        worker = engine.worker(worker_id)
+        ch = Changes()
+        engine.sched.lose_worker(worker, ch, state="stopped")
+        ch.events.append(("worker_updated", {"id": worker_id, "state": "stopped"}))
+        if worker.poll is not None and not worker.poll.done():
+            worker.poll.set_result(None)
+        await engine.submit(ch)
+    return {}
+
+
+def worker_view(engine: Engine, row: Row) -> Row:
+    live: WorkerRec | None = engine.sched.workers.get(row["id"])
+    state = row["state"]
+    if live is not None:
+        state = live.state
+    elif state == "live":
+        state = "unknown"  # recorded live by an earlier master run; not reconnected yet
+    return {
+        "id": row["id"], "name": row["name"], "hostname": row["hostname"],
+        "capabilities": row["capabilities"], "slots": row["slots"],
+        "running": sorted(live.running) if live else [],
+        "state": state, "last_seen_at": live.last_seen if live else row["last_seen_at"],
+    }

@@ -1,0 +1,237 @@
+"""The storage interface: everything the master keeps durably, method by method.
+
+A :class:`Storage` hands out transactions. Everything happens inside one::
+
+    with storage.transaction() as tx:
+        dag_id = tx.insert_dag({...})
+        tx.insert_jobs([...])
+    # committed here; an exception inside the block rolls it all back
+
+The master's group-commit writer (``titan.storage.writer``) runs many small operations in one
+transaction, which is what makes durable state changes cheap. Rows come back as plain dicts;
+JSON columns (``args``, ``parents``, ``env``, ``capabilities``) come back decoded. Domain code
+only ever sees this interface — never a database driver.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+Row = dict[str, Any]
+
+
+class Transaction(abc.ABC):
+    """One database transaction. Not thread-safe: use it from the thread that opened it."""
+
+    # -- meta ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under an internal settings key, or None."""
+
+    @abc.abstractmethod
+    def set_meta(self, key: str, value: str) -> None:
+        """Store an internal settings key (insert or replace)."""
+
+    # -- tokens -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_token(self, row: Row) -> None:
+        """Insert a token row: id, token_hash (sha256 hex), role, name, created_at."""
+
+    @abc.abstractmethod
+    def token_by_hash(self, token_hash: str) -> Row | None:
+        """The token row with that hash, revoked or not, or None."""
+
+    @abc.abstractmethod
+    def list_tokens(self) -> list[Row]:
+        """All token rows (without hashes' meaning), oldest first."""
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: str, now: float) -> bool:
+        """Mark a token revoked; False if there is no such live token."""
+
+    # -- agent runs, DAGs, jobs ---------------------------------------------------------------
+    @abc.abstractmethod
+    def ensure_agent_run(self, run_id: str, now: float) -> None:
+        """Create the agent run row if it does not exist yet."""
+
+    @abc.abstractmethod
+    def list_agent_runs(self, limit: int, offset: int) -> tuple[list[Row], int]:
+        """Agent runs, most recently created first, and the total count."""
+
+    @abc.abstractmethod
+    def get_agent_run(self, run_id: str) -> Row | None:
+        """One agent run row or None."""
+
+    @abc.abstractmethod
+    def next_dag_run(self, name: str) -> int:
+        """The run number the next submission of DAG ``name`` gets (1 for a new name)."""
+
+    @abc.abstractmethod
+    def insert_dag(self, row: Row) -> int:
+        """Insert a DAG row; returns its id."""
+
+    @abc.abstractmethod
+    def insert_jobs(self, rows: Sequence[Row]) -> list[int]:
+        """Insert job rows (JSON fields given as Python values); returns their ids in order."""
+
+    @abc.abstractmethod
+    def update_dag(self, dag_id: int, fields: Row) -> None:
+        """Set some columns of a DAG."""
+
+    @abc.abstractmethod
+    def get_dag(self, dag_id: int) -> Row | None:
+        """One DAG row or None."""
+
+    @abc.abstractmethod
+    def find_dag(self, name: str, run: int | None = None) -> Row | None:
+        """DAG ``name`` at ``run``, or its latest run when run is None."""
+
+    @abc.abstractmethod
+    def list_dags(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        agent_run_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> tuple[list[Row], int]:
+        """DAGs matching the filters (name: substring), and the total count before paging."""
+
+    @abc.abstractmethod
+    def job_counts(self, dag_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+        """For each DAG id, how many of its jobs are in each state."""
+
+    @abc.abstractmethod
+    def unfinished_dags(self) -> list[Row]:
+        """DAGs whose status is WAITING or RUNNING: what a restarted master must resume."""
+
+    @abc.abstractmethod
+    def get_job(self, job: int) -> Row | None:
+        """One job row by numeric id, or None."""
+
+    @abc.abstractmethod
+    def find_job(self, job_id: str, dag_name: str | None = None, run: int | None = None) -> Row | None:
+        """The latest job with that user job id (within DAG name/run when given)."""
+
+    @abc.abstractmethod
+    def jobs_of_dags(self, dag_ids: Iterable[int]) -> list[Row]:
+        """All jobs of these DAGs, in DAG then submission order."""
+
+    @abc.abstractmethod
+    def update_job(self, job: int, fields: Row) -> None:
+        """Set some columns of a job."""
+
+    # -- attempts and logs --------------------------------------------------------------------
+    @abc.abstractmethod
+    def insert_attempt(self, row: Row) -> None:
+        """Record an attempt starting: job, attempt, worker_id, started_at, state."""
+
+    @abc.abstractmethod
+    def finish_attempt(self, job: int, attempt: int, fields: Row) -> None:
+        """Set the outcome of an attempt (state, exit_code, error, finished_at)."""
+
+    @abc.abstractmethod
+    def attempts_of(self, job: int) -> list[Row]:
+        """Every attempt of a job, first first."""
+
+    @abc.abstractmethod
+    def add_log_lines(self, rows: Sequence[Row]) -> None:
+        """Append log lines (job, attempt, seq, stream, ts, line); a repeated (job, attempt,
+        seq) is ignored, so a worker may resend a batch it is unsure about."""
+
+    @abc.abstractmethod
+    def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000) -> list[Row]:
+        """Lines of one attempt with seq > after, in order, at most ``limit``."""
+
+    # -- store --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def store_get(self, key: str) -> str | None:
+        """The string value at key, or None."""
+
+    @abc.abstractmethod
+    def store_put(self, key: str, value: str, now: float) -> None:
+        """Set the string value at key."""
+
+    @abc.abstractmethod
+    def store_delete(self, key: str) -> bool:
+        """Delete the value and the set at key; True if anything was there."""
+
+    @abc.abstractmethod
+    def store_incr(self, key: str, by: int, now: float) -> int:
+        """Atomically add ``by`` to the integer at key (missing counts as 0); the new value.
+        Raises ValidationFailed when the current value is not an integer."""
+
+    @abc.abstractmethod
+    def store_sadd(self, key: str, member: str, now: float) -> int:
+        """Add a member to the set at key: 1 if it was new, 0 if already present."""
+
+    @abc.abstractmethod
+    def store_smembers(self, key: str) -> list[str]:
+        """Members of the set at key, sorted (empty when missing)."""
+
+    @abc.abstractmethod
+    def store_keys(self, prefix: str, limit: int) -> list[Row]:
+        """Keys starting with prefix, sorted: key, kind ('value' or 'set'), updated_at."""
+
+    # -- blobs and files ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def blobs_present(self, shas: Iterable[str]) -> set[str]:
+        """Which of these content hashes are recorded as stored."""
+
+    @abc.abstractmethod
+    def add_blob(self, sha256: str, size: int, now: float) -> None:
+        """Record a stored blob (idempotent)."""
+
+    @abc.abstractmethod
+    def add_file(self, row: Row) -> int:
+        """Bind a name to a blob: name, sha256, size, store_key, dag_id, job, created_at."""
+
+    @abc.abstractmethod
+    def latest_file(self, *, name: str | None = None, store_key: str | None = None) -> Row | None:
+        """The newest file with that name, or published under that store key."""
+
+    @abc.abstractmethod
+    def list_files(self, *, dag_id: int | None = None, limit: int = 100) -> list[Row]:
+        """Files, newest first, optionally only those a DAG's jobs produced."""
+
+    # -- workers ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def upsert_worker(self, row: Row) -> None:
+        """Insert or replace a worker row."""
+
+    @abc.abstractmethod
+    def update_worker(self, worker_id: str, fields: Row) -> None:
+        """Set some columns of a worker."""
+
+    @abc.abstractmethod
+    def list_workers(self) -> list[Row]:
+        """All workers ever registered, newest first."""
+
+
+class Storage(abc.ABC):
+    """A database holding Titan's state. Thread-safe: each transaction uses its own connection."""
+
+    url: str
+
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Bring the schema to the current version; returns that version. Safe to repeat."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """Open a read-write transaction, committed when the block exits cleanly."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every connection."""
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Split a long IN list so no statement exceeds the driver's parameter limits."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,76 @@
+"""Content-addressed files under ``<data-dir>/blobs``: scripts, uploads, artifacts.
+
+A blob is written to a temporary file while its hash is computed, flushed to disk, then
+renamed to ``blobs/<aa>/<sha256>``; a rename is atomic, so a reader never sees half a blob and
+a crash leaves at most a stray temporary file (cleared at start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from titan.errors import PayloadTooLarge, ValidationFailed
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        for stray in self.tmp.iterdir():
+            stray.unlink(missing_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if not _SHA.match(sha256):
+            raise ValidationFailed(f"{sha256!r} is not a sha256 hex digest")
+        return self.root / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    async def write(self, chunks: AsyncIterator[bytes], *, max_bytes: int,
+                    expect: str | None = None) -> tuple[str, int]:
+        """Stream chunks into the store; returns (sha256, size)."""
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = _mkstemp(self.tmp)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PayloadTooLarge(f"upload is larger than the limit of {max_bytes} bytes")
+                    digest.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                await asyncio.to_thread(os.fsync, f.fileno())
+            sha = digest.hexdigest()
+            if expect is not None and sha != expect:
+                raise ValidationFailed(
+                    f"content hash {sha} does not match the blob name {expect}",
+                    details={"expected": expect, "actual": sha},
+                )
+            final = self.path(sha)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            return sha, size
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def copy_out(self, sha256: str, dest: Path) -> None:
+        shutil.copyfile(self.path(sha256), dest)
+
+
+def _mkstemp(directory: Path) -> tuple[int, str]:
+    import tempfile
+
+    return tempfile.mkstemp(dir=directory, prefix="upload-")

@@ -1,0 +1,56 @@
+"""Schema versions.
+
+A fresh database gets the current schema in one step (``metadata.create_all``) and is stamped
+with every version below, the way squashed migrations work. An existing database runs, in
+order, each migration newer than its stamp. To change the schema: edit ``schema.py`` AND append
+a migration that brings an existing database to the same shape. Never edit a released one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, inspect, select, text
+
+from titan.storage import schema as t
+
+Migration = tuple[int, str, Callable[[Connection], None]]
+
+
+def _initial(conn: Connection) -> None:
+    t.metadata.create_all(conn)
+
+
+MIGRATIONS: list[Migration] = [
+    (1, "initial schema", _initial),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+# Several masters may share one PostgreSQL database and start together.
+_PG_LOCK_KEY = 0x7174616E  # "titan"
+
+
+def migrate(engine: Engine) -> int:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        if not inspect(conn).has_table("schema_migrations"):
+            t.metadata.create_all(conn)
+            now = time.time()
+            conn.execute(
+                t.schema_migrations.insert(),
+                [{"version": v, "name": name, "applied_at": now} for v, name, _ in MIGRATIONS],
+            )
+            return LATEST
+        applied = {r[0] for r in conn.execute(select(t.schema_migrations.c.version))}
+        for version, name, step in MIGRATIONS:
+            if version not in applied:
+                step(conn)
+                conn.execute(
+                    t.schema_migrations.insert().values(
+                        version=version, name=name, applied_at=time.time()
+                    )
+                )
+        return max(applied | {LATEST})

@@ -1,0 +1,192 @@
+"""The tables, as SQLAlchemy Core metadata (the one place that names columns).
+
+Times are float seconds since the epoch in UTC: portable across SQLite and PostgreSQL and cheap
+to compare. Lists and maps are JSON text, so both dialects store them the same way.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", Float, nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("name", String(200), nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+agent_runs = Table(
+    "agent_runs",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+dags = Table(
+    "dags",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("run", Integer, nullable=False),
+    Column("agent_run_id", String(200), ForeignKey("agent_runs.id")),
+    Column("submitted_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("status", String(20), nullable=False),
+    Column("cancelled", Boolean, nullable=False, default=False),
+    Column("job_count", Integer, nullable=False),
+    UniqueConstraint("name", "run", name="uq_dags_name_run"),
+    Index("ix_dags_agent_run", "agent_run_id", "id"),
+    Index("ix_dags_status", "status", "id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dag_id", Integer, ForeignKey("dags.id"), nullable=False),
+    Column("job_id", String(200), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("filename", String(1000), nullable=False),
+    Column("script_sha256", String(64)),
+    Column("job_type", String(40), nullable=False),
+    Column("args", Text, nullable=False),  # JSON list of str
+    Column("parents", Text, nullable=False),  # JSON list of job ids within the DAG
+    Column("env", Text, nullable=False),  # JSON object
+    Column("port", Integer, nullable=False, default=0),
+    Column("is_archive", Boolean, nullable=False, default=False),
+    Column("priority", Integer, nullable=False),
+    Column("delay", Float, nullable=False),
+    Column("affinity", Boolean, nullable=False),
+    Column("requirement", String(200), nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("timeout", Float),
+    Column("runner", String(20), nullable=False),
+    Column("hitl_message", Text),
+    Column("max_wait_seconds", Float),
+    Column("state", String(20), nullable=False),
+    Column("reason", Text),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("worker_id", String(80)),
+    Column("lease_expires_at", Float),
+    Column("not_before", Float),  # delay or retry backoff: not runnable before this time
+    Column("exit_code", Integer),
+    Column("error", Text),
+    Column("submitted_at", Float, nullable=False),
+    Column("ready_at", Float),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Index("ix_jobs_dag", "dag_id", "position"),
+    Index("ix_jobs_job_id", "job_id", "id"),
+    Index("ix_jobs_state", "state"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("job", Integer, ForeignKey("jobs.id"), primary_key=True),
+    Column("attempt", Integer, primary_key=True, autoincrement=False),
+    Column("worker_id", String(80)),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("state", String(20), nullable=False),
+    Column("exit_code", Integer),
+    Column("error", Text),
+)
+
+log_lines = Table(
+    "log_lines",
+    metadata,
+    Column("job", Integer, primary_key=True, autoincrement=False),
+    Column("attempt", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("stream", String(6), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("line", Text, nullable=False),
+)
+
+store_values = Table(
+    "store_values",
+    metadata,
+    Column("key", String(1024), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+store_sets = Table(
+    "store_sets",
+    metadata,
+    Column("key", String(1024), primary_key=True),
+    Column("member", Text, primary_key=True),
+    Column("added_at", Float, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("sha256", String(64), ForeignKey("blobs.sha256"), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("store_key", String(1024)),
+    Column("dag_id", Integer),
+    Column("job", Integer),
+    Column("created_at", Float, nullable=False),
+    Index("ix_files_name", "name", "id"),
+    Index("ix_files_key", "store_key", "id"),
+    Index("ix_files_dag", "dag_id", "id"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("capabilities", Text, nullable=False),  # JSON list
+    Column("slots", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("registered_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+)

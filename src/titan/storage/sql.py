@@ -1,0 +1,202 @@
+"""The SQL implementation of the storage interface, shared by SQLite and PostgreSQL.
+
+Both dialects speak the same SQLAlchemy Core; what differs (connection settings, the
+``INSERT ... ON CONFLICT`` construct) lives in :mod:`titan.storage.dialects`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, select
+
+from titan.errors import ValidationFailed
+from titan.storage import schema as t
+from titan.storage.base import Row, Storage, Transaction, iter_chunks
+from titan.storage.migrations import migrate
+from titan.storage.sql_jobs import JobsSQL
+
+
+class SQLTransaction(JobsSQL, Transaction):
+    def __init__(self, conn: Connection, insert: Any) -> None:
+        self.conn = conn
+        self.insert = insert
+
+    # -- meta ---------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        return self.conn.execute(select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        stmt = self.insert(t.meta).values(key=key, value=value)
+        self.conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+    # -- tokens -------------------------------------------------------------------------------
+    def add_token(self, row: Row) -> None:
+        self.conn.execute(t.tokens.insert().values(**row))
+
+    def token_by_hash(self, token_hash: str) -> Row | None:
+        row = self.conn.execute(select(t.tokens).where(t.tokens.c.token_hash == token_hash)).first()
+        return dict(row._mapping) if row else None
+
+    def list_tokens(self) -> list[Row]:
+        rows = self.conn.execute(select(t.tokens).order_by(t.tokens.c.created_at))
+        return [dict(r._mapping) for r in rows]
+
+    def revoke_token(self, token_id: str, now: float) -> bool:
+        result = self.conn.execute(
+            t.tokens.update()
+            .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return bool(result.rowcount)
+
+    # -- store --------------------------------------------------------------------------------
+    def store_get(self, key: str) -> str | None:
+        return self.conn.execute(
+            select(t.store_values.c.value).where(t.store_values.c.key == key)
+        ).scalar()
+
+    def store_put(self, key: str, value: str, now: float) -> None:
+        stmt = self.insert(t.store_values).values(key=key, value=value, updated_at=now)
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["key"], set_={"value": value, "updated_at": now}
+            )
+        )
+
+    def store_delete(self, key: str) -> bool:
+        a = self.conn.execute(delete(t.store_values).where(t.store_values.c.key == key)).rowcount
+        b = self.conn.execute(delete(t.store_sets).where(t.store_sets.c.key == key)).rowcount
+        return bool(a or b)
+
+    def store_incr(self, key: str, by: int, now: float) -> int:
+        # Make sure the row exists, then lock it: atomic even with several masters on PostgreSQL
+        # (SQLite ignores FOR UPDATE; its single writer serialises instead).
+        self.conn.execute(
+            self.insert(t.store_values)
+            .values(key=key, value="0", updated_at=now)
+            .on_conflict_do_nothing()
+        )
+        current = self.conn.execute(
+            select(t.store_values.c.value).where(t.store_values.c.key == key).with_for_update()
+        ).scalar_one()
+        try:
+            value = int(current) + by
+        except ValueError:
+            raise ValidationFailed(
+                f"store key {key!r} holds {current[:40]!r}, which is not an integer",
+                details={"key": key},
+            ) from None
+        self.conn.execute(
+            t.store_values.update()
+            .where(t.store_values.c.key == key)
+            .values(value=str(value), updated_at=now)
+        )
+        return value
+
+    def store_sadd(self, key: str, member: str, now: float) -> int:
+        result = self.conn.execute(
+            self.insert(t.store_sets)
+            .values(key=key, member=member, added_at=now)
+            .on_conflict_do_nothing()
+        )
+        return 1 if result.rowcount else 0
+
+    def store_smembers(self, key: str) -> list[str]:
+        rows = self.conn.execute(
+            select(t.store_sets.c.member).where(t.store_sets.c.key == key).order_by(t.store_sets.c.member)
+        )
+        return [r[0] for r in rows]
+
+    def store_keys(self, prefix: str, limit: int) -> list[Row]:
+        # Prefix match by range rather than LIKE, so '%' and '_' in keys are not wildcards.
+        def in_range(col: Any) -> Any:
+            return (col >= prefix) & (col < prefix + "\U0010ffff") if prefix else col.isnot(None)
+
+        values = select(
+            t.store_values.c.key, t.store_values.c.updated_at
+        ).where(in_range(t.store_values.c.key))
+        sets = (
+            select(t.store_sets.c.key, t.store_sets.c.added_at)
+            .where(in_range(t.store_sets.c.key))
+        )
+        out: dict[str, Row] = {}
+        for r in self.conn.execute(values.order_by(t.store_values.c.key).limit(limit)):
+            out[r[0]] = {"key": r[0], "kind": "value", "updated_at": r[1]}
+        for r in self.conn.execute(sets.order_by(t.store_sets.c.key)):
+            prev = out.get(r[0])
+            if prev is None:
+                out[r[0]] = {"key": r[0], "kind": "set", "updated_at": r[1]}
+            elif prev["kind"] == "set":
+                prev["updated_at"] = max(prev["updated_at"], r[1])
+        return [out[k] for k in sorted(out)][:limit]
+
+    # -- blobs and files ----------------------------------------------------------------------
+    def blobs_present(self, shas: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in iter_chunks(list(shas), 500):
+            rows = self.conn.execute(select(t.blobs.c.sha256).where(t.blobs.c.sha256.in_(chunk)))
+            found.update(r[0] for r in rows)
+        return found
+
+    def add_blob(self, sha256: str, size: int, now: float) -> None:
+        self.conn.execute(
+            self.insert(t.blobs).values(sha256=sha256, size=size, created_at=now).on_conflict_do_nothing()
+        )
+
+    def add_file(self, row: Row) -> int:
+        return int(self.conn.execute(t.files.insert().values(**row).returning(t.files.c.id)).scalar_one())
+
+    def latest_file(self, *, name: str | None = None, store_key: str | None = None) -> Row | None:
+        q = select(t.files)
+        if name is not None:
+            q = q.where(t.files.c.name == name)
+        if store_key is not None:
+            q = q.where(t.files.c.store_key == store_key)
+        row = self.conn.execute(q.order_by(t.files.c.id.desc()).limit(1)).first()
+        return dict(row._mapping) if row else None
+
+    def list_files(self, *, dag_id: int | None = None, limit: int = 100) -> list[Row]:
+        q = select(t.files)
+        if dag_id is not None:
+            q = q.where(t.files.c.dag_id == dag_id)
+        rows = self.conn.execute(q.order_by(t.files.c.id.desc()).limit(limit))
+        return [dict(r._mapping) for r in rows]
+
+    # -- workers ------------------------------------------------------------------------------
+    def upsert_worker(self, row: Row) -> None:
+        values = dict(row, capabilities=json.dumps(row["capabilities"]))
+        stmt = self.insert(t.workers).values(**values)
+        update = {k: v for k, v in values.items() if k not in ("id", "registered_at")}
+        self.conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
+
+    def update_worker(self, worker_id: str, fields: Row) -> None:
+        self.conn.execute(t.workers.update().where(t.workers.c.id == worker_id).values(**fields))
+
+    def list_workers(self) -> list[Row]:
+        rows = self.conn.execute(select(t.workers).order_by(t.workers.c.registered_at.desc()))
+        return [dict(r._mapping, capabilities=json.loads(r.capabilities)) for r in rows]
+
+
+class SQLStorage(Storage):
+    """Storage over a SQLAlchemy engine; ``insert`` is the dialect's ON CONFLICT-capable insert."""
+
+    def __init__(self, url: str, engine: Engine, insert: Any) -> None:
+        self.url = url
+        self.engine = engine
+        self._insert = insert
+
+    def migrate(self) -> int:
+        return migrate(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self.engine.begin() as conn:
+            yield SQLTransaction(conn, self._insert)
+
+    def close(self) -> None:
+        self.engine.dispose()
+

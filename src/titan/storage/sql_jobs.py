@@ -1,0 +1,185 @@
+"""SQL for agent runs, DAGs, jobs, attempts and log lines (part of :class:`SQLTransaction`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from titan.storage import schema as t
+from titan.storage.base import Row, iter_chunks
+
+_JOB_JSON = ("args", "parents", "env")
+
+
+def _job_out(row: Any) -> Row:
+    out = dict(row._mapping)
+    for key in _JOB_JSON:
+        out[key] = json.loads(out[key])
+    return out
+
+
+def _job_in(row: Row) -> Row:
+    out = dict(row)
+    for key in _JOB_JSON:
+        if key in out and not isinstance(out[key], str):
+            out[key] = json.dumps(out[key])
+    return out
+
+
+class JobsSQL:
+    conn: Connection
+    insert: Any  # the dialect's insert() with ON CONFLICT support
+
+    # -- agent runs ---------------------------------------------------------------------------
+    def ensure_agent_run(self, run_id: str, now: float) -> None:
+        self.conn.execute(
+            self.insert(t.agent_runs).values(id=run_id, created_at=now).on_conflict_do_nothing()
+        )
+
+    def list_agent_runs(self, limit: int, offset: int) -> tuple[list[Row], int]:
+        total = self.conn.execute(select(func.count()).select_from(t.agent_runs)).scalar_one()
+        rows = self.conn.execute(
+            select(t.agent_runs)
+            .order_by(t.agent_runs.c.created_at.desc(), t.agent_runs.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [dict(r._mapping) for r in rows], int(total)
+
+    def get_agent_run(self, run_id: str) -> Row | None:
+        row = self.conn.execute(select(t.agent_runs).where(t.agent_runs.c.id == run_id)).first()
+        return dict(row._mapping) if row else None
+
+    # -- DAGs ---------------------------------------------------------------------------------
+    def next_dag_run(self, name: str) -> int:
+        last = self.conn.execute(
+            select(func.max(t.dags.c.run)).where(t.dags.c.name == name)
+        ).scalar_one()
+        return int(last or 0) + 1
+
+    def insert_dag(self, row: Row) -> int:
+        result = self.conn.execute(t.dags.insert().values(**row).returning(t.dags.c.id))
+        return int(result.scalar_one())
+
+    def insert_jobs(self, rows: Sequence[Row]) -> list[int]:
+        # RETURNING with executemany keeps order on both SQLite and PostgreSQL only when asked.
+        result = self.conn.execute(
+            t.jobs.insert().returning(t.jobs.c.id, sort_by_parameter_order=True),
+            [_job_in(r) for r in rows],
+        )
+        return [int(r[0]) for r in result]
+
+    def update_dag(self, dag_id: int, fields: Row) -> None:
+        self.conn.execute(t.dags.update().where(t.dags.c.id == dag_id).values(**fields))
+
+    def get_dag(self, dag_id: int) -> Row | None:
+        row = self.conn.execute(select(t.dags).where(t.dags.c.id == dag_id)).first()
+        return dict(row._mapping) if row else None
+
+    def find_dag(self, name: str, run: int | None = None) -> Row | None:
+        q = select(t.dags).where(t.dags.c.name == name)
+        q = q.where(t.dags.c.run == run) if run is not None else q.order_by(t.dags.c.run.desc())
+        row = self.conn.execute(q.limit(1)).first()
+        return dict(row._mapping) if row else None
+
+    def list_dags(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        agent_run_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> tuple[list[Row], int]:
+        conds = []
+        if status:
+            conds.append(t.dags.c.status == status)
+        if name:
+            escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(t.dags.c.name.like(f"%{escaped}%", escape="\\"))
+        if agent_run_id:
+            conds.append(t.dags.c.agent_run_id == agent_run_id)
+        total = self.conn.execute(select(func.count()).select_from(t.dags).where(*conds)).scalar_one()
+        order = t.dags.c.id.desc() if newest_first else t.dags.c.id
+        rows = self.conn.execute(select(t.dags).where(*conds).order_by(order).limit(limit).offset(offset))
+        return [dict(r._mapping) for r in rows], int(total)
+
+    def job_counts(self, dag_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+        ids = list(dag_ids)
+        out: dict[int, dict[str, int]] = {i: {} for i in ids}
+        for chunk in iter_chunks(ids, 500):
+            rows = self.conn.execute(
+                select(t.jobs.c.dag_id, t.jobs.c.state, func.count())
+                .where(t.jobs.c.dag_id.in_(chunk))
+                .group_by(t.jobs.c.dag_id, t.jobs.c.state)
+            )
+            for dag_id, state, n in rows:
+                out[int(dag_id)][state] = int(n)
+        return out
+
+    def unfinished_dags(self) -> list[Row]:
+        rows = self.conn.execute(
+            select(t.dags).where(t.dags.c.status.in_(("WAITING", "RUNNING"))).order_by(t.dags.c.id)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def get_job(self, job: int) -> Row | None:
+        row = self.conn.execute(select(t.jobs).where(t.jobs.c.id == job)).first()
+        return _job_out(row) if row else None
+
+    def find_job(self, job_id: str, dag_name: str | None = None, run: int | None = None) -> Row | None:
+        q = select(t.jobs).where(t.jobs.c.job_id == job_id)
+        if dag_name is not None:
+            dag = self.find_dag(dag_name, run)
+            if dag is None:
+                return None
+            q = q.where(t.jobs.c.dag_id == dag["id"])
+        row = self.conn.execute(q.order_by(t.jobs.c.id.desc()).limit(1)).first()
+        return _job_out(row) if row else None
+
+    def jobs_of_dags(self, dag_ids: Iterable[int]) -> list[Row]:
+        out: list[Row] = []
+        for chunk in iter_chunks(list(dag_ids), 500):
+            rows = self.conn.execute(
+                select(t.jobs).where(t.jobs.c.dag_id.in_(chunk)).order_by(t.jobs.c.dag_id, t.jobs.c.position)
+            )
+            out.extend(_job_out(r) for r in rows)
+        return out
+
+    def update_job(self, job: int, fields: Row) -> None:
+        self.conn.execute(t.jobs.update().where(t.jobs.c.id == job).values(**_job_in(fields)))
+
+    # -- attempts and logs --------------------------------------------------------------------
+    def insert_attempt(self, row: Row) -> None:
+        self.conn.execute(self.insert(t.attempts).values(**row).on_conflict_do_nothing())
+
+    def finish_attempt(self, job: int, attempt: int, fields: Row) -> None:
+        self.conn.execute(
+            t.attempts.update()
+            .where(t.attempts.c.job == job, t.attempts.c.attempt == attempt)
+            .values(**fields)
+        )
+
+    def attempts_of(self, job: int) -> list[Row]:
+        rows = self.conn.execute(
+            select(t.attempts).where(t.attempts.c.job == job).order_by(t.attempts.c.attempt)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def add_log_lines(self, rows: Sequence[Row]) -> None:
+        if rows:
+            self.conn.execute(self.insert(t.log_lines).on_conflict_do_nothing(), list(rows))
+
+    def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000) -> list[Row]:
+        rows = self.conn.execute(
+            select(t.log_lines.c.seq, t.log_lines.c.stream, t.log_lines.c.ts, t.log_lines.c.line)
+            .where(t.log_lines.c.job == job, t.log_lines.c.attempt == attempt, t.log_lines.c.seq > after)
+            .order_by(t.log_lines.c.seq)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in rows]

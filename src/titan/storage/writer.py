@@ -1,0 +1,117 @@
+"""Group commit: many small writes, one transaction, acknowledged only after it commits.
+
+The master's hot path is a stream of tiny state changes (a job leased, a result, a store
+write). Committing each alone caps throughput at the disk's commit rate; committing them
+together costs one commit per batch. A single writer thread takes whatever queued while the
+previous commit ran, runs it in one transaction, commits, and only then resolves each caller's
+future — so "acknowledged" still means "durable". Operations run in submission order, so the
+database always holds a prefix of what the master decided.
+
+If a batch fails, each operation is retried alone so one bad request cannot sink its
+neighbours; operations must therefore touch only the database (no other side effects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from titan.storage.base import Storage, Transaction
+
+T = TypeVar("T")
+log = logging.getLogger("titan.storage")
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    def __init__(self, storage: Storage, *, max_batch: int = 1000) -> None:
+        self._storage = storage
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="titan-db-writer", daemon=True)
+        self.batches = 0
+        self.operations = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+
+    def submit(self, op: Callable[[Transaction], T]) -> asyncio.Future[T]:
+        """Queue ``op`` for the next group transaction, now (so call order is commit order);
+        the future resolves with its result once committed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put((op, fut, loop))
+        return fut
+
+    async def run(self, op: Callable[[Transaction], T]) -> T:
+        """Run ``op`` inside the next group transaction; return its result once committed."""
+        return await self.submit(op)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[Any]) -> None:
+        results: list[Any] = []
+        try:
+            with self._storage.transaction() as tx:
+                for op, _fut, _loop in batch:
+                    results.append(op(tx))
+        except BaseException:
+            if len(batch) == 1:
+                op, fut, loop = batch[0]
+                self._settle(fut, loop, error=_current_exception())
+                return
+            for item in batch:  # isolate the failing operation
+                self._commit([item])
+            return
+        self.batches += 1
+        self.operations += len(batch)
+        for (_op, fut, loop), result in zip(batch, results, strict=True):
+            self._settle(fut, loop, result=result)
+
+    @staticmethod
+    def _settle(fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop, *,
+                result: Any = None, error: BaseException | None = None) -> None:
+        def settle() -> None:
+            if fut.done():
+                return
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
+
+        try:
+            loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            log.debug("writer result dropped: event loop closed")
+
+
+def _current_exception() -> BaseException:
+    import sys
+
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    return exc
