@@ -102,8 +102,9 @@ class SQLTransaction(JobsSQL, Transaction):
             self.insert(t.store_sets)
             .values(key=key, member=member, added_at=now)
             .on_conflict_do_nothing()
+            .returning(t.store_sets.c.member)  # rowcount is unreliable here on psycopg
         )
-        return 1 if result.rowcount else 0
+        return 1 if result.first() is not None else 0
 
     def store_smembers(self, key: str) -> list[str]:
         rows = self.conn.execute(

@@ -1,0 +1,59 @@
+"""Shared fixtures: fresh data dirs, free ports, a fresh PostgreSQL database per run."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get(
+    "TITAN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read or write the developer's ~/.titan, nor inherit a TITAN_* setting."""
+    for key in list(os.environ):
+        if key.startswith("TITAN_") and key != "TITAN_TEST_POSTGRES_URL":
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("TITAN_CONFIG_DIR", str(tmp_path_factory.mktemp("user-config")))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped afterwards.
+
+    Skips when no server answers, except in CI (CI=true), where PostgreSQL is mandatory."""
+    try:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        message = (f"PostgreSQL not reachable at {PG_ADMIN_URL} ({type(exc).__name__}); "
+                   "start one or set TITAN_TEST_POSTGRES_URL to run the PostgreSQL tests")
+        if IN_CI:
+            pytest.fail(message + " — mandatory in CI")
+        pytest.skip(message)
+    name = f"titan_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -1,0 +1,236 @@
+"""The storage contract: one suite, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from titan.errors import ValidationFailed
+from titan.storage import Storage, open_storage
+from titan.storage.migrations import LATEST
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request: pytest.FixtureRequest, tmp_path) -> Iterator[Storage]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        s = open_storage(f"sqlite:///{tmp_path / 'titan.db'}")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        s = open_storage(url)
+        with s.transaction() as tx:  # each test starts from empty tables
+            conn = tx.conn  # type: ignore[attr-defined]
+            tables = ", ".join(f'"{t}"' for t in (
+                "log_lines", "attempts", "jobs", "dags", "agent_runs", "store_values",
+                "store_sets", "files", "blobs", "workers", "tokens", "meta"))
+            conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield s
+    s.close()
+
+
+def dag_row(name: str, run: int, agent_run_id: str | None = None) -> dict:
+    return {"name": name, "run": run, "agent_run_id": agent_run_id, "submitted_at": 1.0,
+            "status": "WAITING", "cancelled": False, "job_count": 1}
+
+
+def job_row(dag_id: int, job_id: str, position: int = 0, parents: list[str] | None = None) -> dict:
+    return {"dag_id": dag_id, "job_id": job_id, "position": position, "filename": "a.py",
+            "script_sha256": "0" * 64, "job_type": "RUN_PAYLOAD", "args": ["--x", "ü"],
+            "parents": parents or [], "env": {"K": "V"}, "priority": 1, "delay": 0.0,
+            "affinity": False, "requirement": "GENERAL", "max_attempts": 1, "runner": "auto",
+            "state": "PENDING", "submitted_at": 1.0}
+
+
+def test_migrate_is_idempotent(storage: Storage) -> None:
+    assert storage.migrate() == LATEST
+    assert storage.migrate() == LATEST
+
+
+def test_meta_roundtrip(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        assert tx.get_meta("k") is None
+        tx.set_meta("k", "v1")
+        tx.set_meta("k", "v2")
+    with storage.transaction() as tx:
+        assert tx.get_meta("k") == "v2"
+
+
+def test_rollback_on_error_stores_nothing(storage: Storage) -> None:
+    with pytest.raises(RuntimeError):
+        with storage.transaction() as tx:
+            tx.store_put("k", "v", 1.0)
+            raise RuntimeError("boom")
+    with storage.transaction() as tx:
+        assert tx.store_get("k") is None
+
+
+def test_dags_runs_and_lookup(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        assert tx.next_dag_run("nightly") == 1
+        d1 = tx.insert_dag(dag_row("nightly", 1))
+        tx.insert_jobs([job_row(d1, "plan")])
+        assert tx.next_dag_run("nightly") == 2
+        d2 = tx.insert_dag(dag_row("nightly", 2))
+        ids = tx.insert_jobs([job_row(d2, "plan"), job_row(d2, "train", 1, ["plan"])])
+    with storage.transaction() as tx:
+        assert tx.find_dag("nightly")["id"] == d2
+        assert tx.find_dag("nightly", 1)["id"] == d1
+        assert tx.find_dag("nope") is None
+        latest = tx.find_job("plan")
+        assert latest["id"] == ids[0] and latest["dag_id"] == d2
+        assert tx.find_job("plan", "nightly", 1)["dag_id"] == d1
+        assert tx.find_job("train")["parents"] == ["plan"]
+        assert tx.get_job(ids[1])["args"] == ["--x", "ü"]
+        assert tx.get_job(ids[1])["env"] == {"K": "V"}
+        assert [j["job_id"] for j in tx.jobs_of_dags([d2])] == ["plan", "train"]
+
+
+def test_insert_jobs_returns_ids_in_order(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        d = tx.insert_dag(dag_row("big", 1))
+        ids = tx.insert_jobs([job_row(d, f"j{i}", i) for i in range(300)])
+    with storage.transaction() as tx:
+        for i in (0, 150, 299):
+            assert tx.get_job(ids[i])["job_id"] == f"j{i}"
+
+
+def test_list_dags_filters_and_counts(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.ensure_agent_run("R1", 1.0)
+        tx.ensure_agent_run("R1", 2.0)
+        a = tx.insert_dag(dag_row("R1_PLAN", 1, "R1"))
+        b = tx.insert_dag(dag_row("R1_ITER1", 1, "R1"))
+        c = tx.insert_dag(dag_row("other_100%", 1))
+        tx.insert_jobs([job_row(a, "p"), job_row(b, "r0"), job_row(b, "r1", 1)])
+        tx.update_dag(a, {"status": "COMPLETED"})
+        j = tx.find_job("r0")
+        tx.update_job(j["id"], {"state": "RUNNING", "attempt": 1})
+    with storage.transaction() as tx:
+        rows, total = tx.list_dags()
+        assert total == 3 and [r["id"] for r in rows] == [c, b, a]
+        assert [r["id"] for r in tx.list_dags(status="COMPLETED")[0]] == [a]
+        assert [r["id"] for r in tx.list_dags(name="100%")[0]] == [c]
+        assert [r["id"] for r in tx.list_dags(name="R1_")[0]] == [b, a]
+        assert [r["id"] for r in tx.list_dags(agent_run_id="R1", newest_first=False)[0]] == [a, b]
+        assert tx.list_dags(limit=1, offset=1)[0][0]["id"] == b
+        counts = tx.job_counts([a, b, c])
+        assert counts[b] == {"PENDING": 1, "RUNNING": 1} and counts[c] == {}
+        assert [d["id"] for d in tx.unfinished_dags()] == [b, c]
+        runs, n = tx.list_agent_runs(10, 0)
+        assert n == 1 and runs[0]["id"] == "R1" and runs[0]["created_at"] == 1.0
+
+
+def test_attempts_and_logs(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        d = tx.insert_dag(dag_row("d", 1))
+        (j,) = tx.insert_jobs([job_row(d, "a")])
+        tx.insert_attempt({"job": j, "attempt": 1, "worker_id": "w", "started_at": 1.0, "state": "RUNNING"})
+        tx.insert_attempt({"job": j, "attempt": 1, "worker_id": "w", "started_at": 1.0, "state": "RUNNING"})
+        tx.finish_attempt(j, 1, {"state": "FAILED", "exit_code": 3, "finished_at": 2.0})
+        lines = [{"job": j, "attempt": 1, "seq": i, "stream": "stdout", "ts": 1.0, "line": f"l{i} ✓"}
+                 for i in range(1, 6)]
+        tx.add_log_lines(lines)
+        tx.add_log_lines(lines[2:])  # a resent batch is harmless
+    with storage.transaction() as tx:
+        (att,) = tx.attempts_of(j)
+        assert att["state"] == "FAILED" and att["exit_code"] == 3
+        assert [r["line"] for r in tx.log_lines(j, 1)] == [f"l{i} ✓" for i in range(1, 6)]
+        assert [r["seq"] for r in tx.log_lines(j, 1, after=3)] == [4, 5]
+        assert len(tx.log_lines(j, 1, limit=2)) == 2
+        assert tx.log_lines(j, 2) == []
+
+
+@pytest.mark.parametrize("value", ["", "plain", "ünïcødé ✓ 🚀 中文", "x" * 100_000, "line1\nline2\t"])
+def test_store_values(storage: Storage, value: str) -> None:
+    with storage.transaction() as tx:
+        tx.store_put("k:ü", value, 1.0)
+    with storage.transaction() as tx:
+        assert tx.store_get("k:ü") == value
+        assert tx.store_get("missing") is None
+
+
+def test_store_incr_sets_delete_keys(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        assert tx.store_incr("n", 1, 1.0) == 1
+        assert tx.store_incr("n", 5, 1.0) == 6
+        assert tx.store_incr("n", -2, 1.0) == 4
+        assert tx.store_sadd("s", "b", 1.0) == 1
+        assert tx.store_sadd("s", "a", 1.0) == 1
+        assert tx.store_sadd("s", "a", 2.0) == 0
+        tx.store_put("p:1", "x", 1.0)
+        tx.store_put("p%2", "x", 1.0)
+    with storage.transaction() as tx:
+        assert tx.store_smembers("s") == ["a", "b"]
+        assert tx.store_smembers("none") == []
+        assert [k["key"] for k in tx.store_keys("p", 10)] == ["p%2", "p:1"]
+        assert [k["key"] for k in tx.store_keys("p%", 10)] == ["p%2"]
+        assert {k["key"]: k["kind"] for k in tx.store_keys("", 10)} == {
+            "n": "value", "s": "set", "p:1": "value", "p%2": "value"}
+        assert tx.store_delete("s") is True
+        assert tx.store_delete("s") is False
+        assert tx.store_smembers("s") == []
+    with storage.transaction() as tx:
+        tx.store_put("text", "abc", 1.0)
+    with pytest.raises(ValidationFailed):
+        with storage.transaction() as tx:
+            tx.store_incr("text", 1, 1.0)
+
+
+def test_store_incr_is_atomic_across_threads(storage: Storage) -> None:
+    def bump() -> None:
+        for _ in range(25):
+            with storage.transaction() as tx:
+                tx.store_incr("counter", 1, 1.0)
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with storage.transaction() as tx:
+        assert tx.store_get("counter") == "100"
+
+
+def test_tokens(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.add_token({"id": "t1", "token_hash": "h1", "role": "viewer", "name": "n", "created_at": 1.0})
+    with storage.transaction() as tx:
+        assert tx.token_by_hash("h1")["role"] == "viewer"
+        assert tx.token_by_hash("nope") is None
+        assert tx.revoke_token("t1", 2.0) is True
+        assert tx.revoke_token("t1", 3.0) is False
+        assert tx.list_tokens()[0]["revoked_at"] == 2.0
+
+
+def test_blobs_and_files(storage: Storage) -> None:
+    a, b = "a" * 64, "b" * 64
+    with storage.transaction() as tx:
+        tx.add_blob(a, 10, 1.0)
+        tx.add_blob(a, 10, 1.0)
+        tx.add_blob(b, 20, 1.0)
+        f1 = tx.add_file({"name": "report.md", "sha256": a, "size": 10, "store_key": "r:1",
+                          "dag_id": 7, "job": 3, "created_at": 1.0})
+        f2 = tx.add_file({"name": "report.md", "sha256": b, "size": 20, "store_key": None,
+                          "dag_id": None, "job": None, "created_at": 2.0})
+    with storage.transaction() as tx:
+        assert tx.blobs_present([a, b, "c" * 64]) == {a, b}
+        assert tx.latest_file(name="report.md")["id"] == f2
+        assert tx.latest_file(store_key="r:1")["id"] == f1
+        assert tx.latest_file(name="nope") is None
+        assert [f["id"] for f in tx.list_files(dag_id=7)] == [f1]
+        assert [f["id"] for f in tx.list_files()] == [f2, f1]
+
+
+def test_workers(storage: Storage) -> None:
+    row = {"id": "w1", "name": "gpu-box", "hostname": "h", "capabilities": ["GPU", "GENERAL"],
+           "slots": 4, "state": "live", "registered_at": 1.0, "last_seen_at": 1.0}
+    with storage.transaction() as tx:
+        tx.upsert_worker(row)
+        tx.upsert_worker(dict(row, slots=8, last_seen_at=2.0))
+        tx.update_worker("w1", {"state": "lost"})
+    with storage.transaction() as tx:
+        (w,) = tx.list_workers()
+        assert w["slots"] == 8 and w["state"] == "lost" and w["capabilities"] == ["GPU", "GENERAL"]
+        assert w["registered_at"] == 1.0

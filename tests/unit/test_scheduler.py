@@ -1,0 +1,212 @@
+"""The scheduler state machine, driven directly with a fake clock (no I/O, no sleeping)."""
+
+from __future__ import annotations
+
+from titan.master.scheduler import Scheduler
+from titan.master.state import Changes, DagRec, JobRec, WorkerRec
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(clock: Clock | None = None) -> Scheduler:
+    return Scheduler(lease_seconds=10, affinity_wait=0.5, retry_backoff=1.0,
+                     retry_backoff_max=60, clock=clock or Clock())
+
+
+_next_id = [0]
+
+
+def dag(s: Scheduler, jobs: list[dict], ch: Changes) -> DagRec:
+    _next_id[0] += 1
+    d = DagRec(id=_next_id[0], name=f"d{_next_id[0]}", run=1, agent_run_id=None,
+               status="WAITING", started_at=None)
+    recs = []
+    for i, spec in enumerate(jobs):
+        _next_id[0] += 1
+        row = {"parents": spec.get("parents", []), "filename": "a.py"}
+        recs.append(JobRec(id=_next_id[0] * 100 + i, dag_id=d.id, job_id=spec["id"],
+                           requirement=spec.get("req", "GENERAL"), priority=spec.get("prio", 1),
+                           delay=spec.get("delay", 0.0), affinity=spec.get("affinity", False),
+                           max_attempts=spec.get("attempts", 1), state="PENDING", attempt=0,
+                           row=row))
+    s.load(d, recs, ch)
+    s.settle_dags(ch)
+    return d
+
+
+def worker(s: Scheduler, wid: str = "w1", caps: tuple[str, ...] = ("GENERAL",)) -> WorkerRec:
+    w = WorkerRec(id=wid, name=wid, hostname="h", capabilities=frozenset(caps), slots=4, last_seen=0)
+    s.add_worker(w, Changes())
+    return w
+
+
+def by_name(s: Scheduler, d: DagRec) -> dict[str, JobRec]:
+    return {s.jobs[j].job_id: s.jobs[j] for j in d.jobs}
+
+
+def test_priority_then_submission_order() -> None:
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "low", "prio": 1}, {"id": "high", "prio": 9}, {"id": "low2", "prio": 1}], ch)
+    taken = s.take(w, 3, ch)
+    assert [j.job_id for j in taken] == ["high", "low", "low2"]
+    assert all(j.state == "RUNNING" and j.attempt == 1 for j in taken)
+    assert d.status == "WAITING"  # settle_dags not yet run for this step
+
+
+def test_failure_skips_all_descendants_at_once() -> None:
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "a"}, {"id": "b", "parents": ["a"]}, {"id": "c", "parents": ["b"]},
+                {"id": "x"}], ch)
+    jobs = by_name(s, d)
+    s.take(w, 4, ch)
+    assert s.finish(jobs["a"].id, 1, 1, None, False, ch)
+    assert jobs["a"].state == "FAILED"
+    assert jobs["b"].state == "SKIPPED" and jobs["c"].state == "SKIPPED"
+    assert s.finish(jobs["x"].id, 1, 0, None, False, ch)
+    s.settle_dags(ch)
+    assert d.id in ch.finished_dags
+
+
+def test_children_run_only_after_parents_complete() -> None:
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "a"}, {"id": "b"}, {"id": "c", "parents": ["a", "b"]}], ch)
+    jobs = by_name(s, d)
+    assert {j.job_id for j in s.take(w, 4, ch)} == {"a", "b"}
+    s.finish(jobs["a"].id, 1, 0, None, False, ch)
+    assert jobs["c"].state == "PENDING"
+    s.finish(jobs["b"].id, 1, 0, None, False, ch)
+    assert jobs["c"].state == "READY"
+
+
+def test_retry_with_backoff_then_success() -> None:
+    clock = Clock()
+    s = make(clock)
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "flaky", "attempts": 3}], ch)
+    job = by_name(s, d)["flaky"]
+    s.take(w, 1, ch)
+    s.finish(job.id, 1, 2, None, False, ch)
+    assert job.state == "PENDING" and job.not_before == clock.t + 1.0
+    clock.t += 1.0
+    s.timer("ready", job.id, ch)
+    assert job.state == "READY"
+    s.take(w, 1, ch)
+    assert job.attempt == 2
+    assert not s.finish(job.id, 1, 0, None, False, ch), "a stale attempt's result is refused"
+    assert s.finish(job.id, 2, 0, None, False, ch)
+    assert job.state == "COMPLETED"
+
+
+def test_job_without_capable_worker_waits_visibly() -> None:
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "train", "req": "GPU"}, {"id": "etl"}], ch)
+    jobs = by_name(s, d)
+    assert jobs["train"].state == "PENDING"
+    assert "GPU" in (jobs["train"].reason or "")
+    assert [j.job_id for j in s.take(w, 4, ch)] == ["etl"]
+    gpu = worker(s, "g1", ("GPU",))
+    assert jobs["train"].state == "READY"
+    assert [j.job_id for j in s.take(gpu, 4, ch)] == ["train"]
+
+
+def test_delay_counts_from_readiness() -> None:
+    clock = Clock()
+    s = make(clock)
+    worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "later", "delay": 5}], ch)
+    job = by_name(s, d)["later"]
+    assert job.state == "PENDING" and job.not_before == clock.t + 5
+    clock.t += 5
+    s.timer("ready", job.id, ch)
+    assert job.state == "READY"
+
+
+def test_affinity_prefers_parent_worker_then_falls_back() -> None:
+    s = make()
+    w1, w2 = worker(s, "w1"), worker(s, "w2")
+    ch = Changes()
+    d = dag(s, [{"id": "a"}, {"id": "b", "parents": ["a"], "affinity": True}], ch)
+    jobs = by_name(s, d)
+    s.take(w1, 1, ch)
+    s.finish(jobs["a"].id, 1, 0, None, False, ch)
+    assert s.take(w2, 1, ch) == []  # held for w1 for a moment
+    s.timer("affinity", jobs["b"].id, ch)
+    assert [j.job_id for j in s.take(w2, 1, ch)] == ["b"]
+
+
+def test_expired_lease_requeues_with_next_attempt() -> None:
+    clock = Clock()
+    s = make(clock)
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "a"}], ch)
+    job = by_name(s, d)["a"]
+    s.take(w, 1, ch)
+    clock.t += 5
+    assert s.renew(w, [(job.id, 1)]) == []
+    clock.t += 9
+    s.timer("lease", job.id, ch)
+    assert job.state == "RUNNING", "a renewed lease is not expired"
+    clock.t += 2
+    s.timer("lease", job.id, ch)
+    assert job.state == "READY"
+    w2 = worker(s, "w2")
+    s.take(w2, 1, ch)
+    assert job.attempt == 2 and job.worker_id == "w2"
+    assert s.renew(w, [(job.id, 1)]) == [(job.id, 1)], "the old holder is told to kill it"
+
+
+def test_cancel_running_job_tells_worker_and_skips_children() -> None:
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "a"}, {"id": "b", "parents": ["a"]}], ch)
+    jobs = by_name(s, d)
+    s.take(w, 1, ch)
+    s.cancel_job(jobs["a"], ch)
+    assert jobs["a"].state == "CANCELLED" and jobs["b"].state == "SKIPPED"
+    assert w.cancels == [(jobs["a"].id, 1)]
+    s.settle_dags(ch)
+    assert d.status == "CANCELLED"
+
+
+def test_manual_retry_revives_skipped_children() -> None:
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "a"}, {"id": "b", "parents": ["a"]}, {"id": "z"}], ch)
+    jobs = by_name(s, d)
+    s.take(w, 2, ch)
+    s.finish(jobs["a"].id, 1, 1, None, False, ch)
+    s.retry_job(jobs["a"], ch)
+    assert jobs["a"].state == "READY" and jobs["b"].state == "PENDING"
+    s.take(w, 1, ch)
+    s.finish(jobs["a"].id, 2, 0, None, False, ch)
+    assert jobs["b"].state == "READY"
+
+
+def test_losing_last_capable_worker_parks_ready_jobs() -> None:
+    s = make()
+    g = worker(s, "g", ("GPU",))
+    ch = Changes()
+    d = dag(s, [{"id": "t", "req": "GPU"}], ch)
+    job = by_name(s, d)["t"]
+    assert job.state == "READY"
+    s.lose_worker(g, ch)
+    assert job.state == "PENDING" and "GPU" in (job.reason or "")
