@@ -59,7 +59,7 @@ async def list_dags(
     return await c.engine.read(q)
 
 
-@router.get("/dags/{ref}/wait", summary="Long-poll until the DAG has finished")
+@router.get("/dags/{ref:path}/wait", summary="Long-poll until the DAG has finished")
 async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
     dag = await c.engine.read(lambda tx: find_dag(tx, ref))
     waiter = c.hub.waiter(("dag", dag["id"]))
@@ -77,12 +77,12 @@ async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
         c.hub.discard(("dag", dag["id"]), waiter)
 
 
-@router.get("/dags/{ref}", summary="One DAG run with its jobs")
+@router.get("/dags/{ref:path}", summary="One DAG run with its jobs")
 async def get_dag(c: CtxDep, p: Reader, ref: str) -> Row:
     return await c.engine.read(lambda tx: load_dag(tx, find_dag(tx, ref)["id"]))
 
 
-@router.post("/dags/{ref}/cancel", summary="Cancel every unfinished job of a DAG")
+@router.post("/dags/{ref:path}/cancel", summary="Cancel every unfinished job of a DAG")
 async def cancel_dag(c: CtxDep, p: Writer, ref: str) -> Row:
     dag = await c.engine.read(lambda tx: find_dag(tx, ref))
     await c.engine.cancel_dag(dag["id"], dag["status"])

@@ -1,0 +1,312 @@
+"""TitanClient: submit DAGs, follow jobs, use the store and artifacts — from code or a job.
+
+``TitanClient()`` finds its master on its own (see :mod:`titan.client.config`): inside a job
+the worker's environment names it, on a machine where ``titan up`` runs its data directory and
+the user config do. Every failure raises a :mod:`titan.errors` exception; nothing returns an
+error string.
+
+References: a job ``ref`` is its numeric id, a bare job id (the latest job with that id),
+``dag/job`` or ``dag#3/job``; a DAG ``ref`` is its numeric id, ``name`` (latest run),
+``name#3`` or ``DAG-name``. Methods that accept either (:meth:`wait`, :meth:`cancel`) try the
+job first, then the DAG.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from titan.client.config import Endpoint, resolve
+from titan.client.files import FileOps
+from titan.client.job import TitanJob, check_name
+from titan.client.pipeline import load_pipeline
+from titan.client.store import StoreOps, quote_ref
+from titan.client.transport import Transport
+from titan.errors import InvalidDAG, NotFound, ValidationFailed
+
+Ref = str | int
+#: How long one logs long-poll is held open by the master while following.
+LOG_WAIT = 20.0
+#: Log lines asked for per request.
+LOG_PAGE = 10000
+
+
+class TitanClient(StoreOps, FileOps):
+    """A connection to one Titan master (thread-safe; one keep-alive pool per client)."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+    ) -> None:
+        self.endpoint: Endpoint = resolve(host, port, token)
+        self._transport = Transport(self.endpoint, timeout=timeout)
+        self._uploaded: set[str] = set()
+        self._uploaded_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The master's root URL."""
+        return self.endpoint.url
+
+    def __repr__(self) -> str:
+        return f"TitanClient(url={self.endpoint.url!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the connections (the client is not usable afterwards)."""
+        self._transport.close()
+
+    def __enter__(self) -> TitanClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call any ``/api/v1`` route directly (``params=``, ``json=``); the decoded reply."""
+        return self._transport.call(method, path, **kwargs)
+
+    def health(self) -> dict[str, Any]:
+        """The master's ``/health`` reply (needs no token)."""
+        reply: dict[str, Any] = self._transport.call("GET", "/health")
+        return reply
+
+    # ------------------------------------------------------------------ submitting
+
+    def submit_dag(
+        self, name: str, jobs: Sequence[TitanJob], agent_run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Submit ``jobs`` atomically as the DAG ``name``; the DAG object from the master.
+
+        Scripts are read from this machine and uploaded if the master lacks them. Inside a
+        job, ``agent_run_id`` defaults to the job's own agent run (``TITAN_AGENT_RUN_ID``), so
+        stages an agent submits are grouped with it.
+        """
+        check_name(name, "the DAG name", "name")
+        if isinstance(jobs, TitanJob) or not isinstance(jobs, Sequence):
+            raise ValidationFailed("submit_dag() takes a list of TitanJob",
+                                   details={"field": "jobs"})
+        if not jobs:
+            raise InvalidDAG(f"DAG {name!r} has no jobs", details={"field": "jobs"})
+        seen: set[str] = set()
+        for job in jobs:
+            if not isinstance(job, TitanJob):
+                raise ValidationFailed(f"submit_dag() takes TitanJob objects, got {job!r}",
+                                       details={"field": "jobs"})
+            if job.job_id in seen:
+                raise InvalidDAG(f"duplicate job id {job.job_id!r} in DAG {name!r}",
+                                 details={"job_id": job.job_id})
+            seen.add(job.job_id)
+        if agent_run_id is None:
+            agent_run_id = os.environ.get("TITAN_AGENT_RUN_ID") or None
+        elif not isinstance(agent_run_id, str) or not agent_run_id:
+            raise ValidationFailed(f"agent_run_id must be a non-empty string, "
+                                   f"got {agent_run_id!r}", details={"field": "agent_run_id"})
+        shas = self._script_blobs(jobs)
+        body = {
+            "name": name,
+            "agent_run_id": agent_run_id,
+            "jobs": [job.to_payload(shas[job.job_id]) for job in jobs],
+        }
+        reply: dict[str, Any] = self._transport.call("POST", "/dags", json=body)
+        return reply
+
+    def submit_job(self, job: TitanJob, agent_run_id: str | None = None) -> dict[str, Any]:
+        """Submit one job as a DAG named after its id; the DAG object."""
+        if not isinstance(job, TitanJob):
+            raise ValidationFailed(f"submit_job() takes a TitanJob, got {job!r}",
+                                   details={"field": "job"})
+        return self.submit_dag(job.job_id, [job], agent_run_id=agent_run_id)
+
+    def submit_yaml(
+        self,
+        path: str | os.PathLike[str],
+        agent_run_id: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Submit a YAML pipeline (see :mod:`titan.client.pipeline`); the DAG object — once
+        it has finished when ``wait`` is true."""
+        name, jobs = load_pipeline(path)
+        dag = self.submit_dag(name, jobs, agent_run_id=agent_run_id)
+        if wait:
+            return self.wait_dag(dag.get("id", dag.get("ref", name)), timeout=timeout)
+        return dag
+
+    # ------------------------------------------------------------------ reading state
+
+    def get_job(self, ref: Ref) -> dict[str, Any]:
+        """The job object."""
+        reply: dict[str, Any] = self._transport.call("GET", f"/jobs/{quote_ref(ref)}")
+        return reply
+
+    def get_job_status(self, ref: Ref) -> str:
+        """The job's state: ``PENDING``, ``READY``, ``RUNNING``, ``COMPLETED``, ``FAILED``..."""
+        return str(self.get_job(ref)["state"])
+
+    def get_dag(self, ref: Ref) -> dict[str, Any]:
+        """The DAG object, with its jobs."""
+        reply: dict[str, Any] = self._transport.call("GET", f"/dags/{quote_ref(ref)}")
+        return reply
+
+    def list_dags(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        agent_run_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """DAGs, newest first, filtered as asked."""
+        reply = self._transport.call("GET", "/dags", params={
+            "status": status, "name": name, "agent_run_id": agent_run_id,
+            "limit": limit, "offset": offset,
+        })
+        return list(reply.get("dags", []))
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_job(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the job is terminal; the job object. :class:`WaitTimeout` after
+        ``timeout`` seconds (``None``: no limit)."""
+        reply: dict[str, Any] = self._transport.long_poll(
+            f"/jobs/{quote_ref(ref)}/wait", timeout, what=f"job {ref!r}"
+        )
+        return reply
+
+    def wait_dag(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
+        """Block until every job of the DAG is finished; the DAG object."""
+        reply: dict[str, Any] = self._transport.long_poll(
+            f"/dags/{quote_ref(ref)}/wait", timeout, what=f"DAG {ref!r}"
+        )
+        return reply
+
+    def wait(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
+        """Block until a job or a DAG has finished; its object (a job's has ``state``, a
+        DAG's ``status``). The job reading of ``ref`` wins; then the DAG one."""
+        start = time.monotonic()
+        try:
+            return self.wait_job(ref, timeout)
+        except NotFound:
+            pass
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        try:
+            return self.wait_dag(ref, remaining)
+        except NotFound:
+            raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
+
+    # ------------------------------------------------------------------ logs
+
+    def iter_logs(
+        self, ref: Ref, attempt: int | None = None, *, follow: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The job's log lines as ``{"seq", "stream", "ts", "line"}``; with ``follow``, new
+        lines as they come until the job is finished (one long poll at a time)."""
+        after = 0
+        path = f"/jobs/{quote_ref(ref)}/logs"
+        limit = LOG_PAGE
+        while True:
+            wait = LOG_WAIT if follow else 0
+            reply = self._transport.call(
+                "GET", path,
+                params={"attempt": attempt, "after": after, "limit": limit, "wait": wait},
+                read_timeout=wait + 15.0 if follow else None,
+            )
+            lines = reply.get("lines") or []
+            yield from lines
+            # Stay on the attempt first shown: a retry starts a new log, it doesn't extend it.
+            if attempt is None and reply.get("attempt") is not None:
+                attempt = int(reply["attempt"])
+            after = int(reply.get("next", after + len(lines)))
+            if follow:
+                if reply.get("done") and not lines:
+                    return
+            elif len(lines) < limit:
+                return
+
+    def fetch_logs(self, ref: Ref, attempt: int | None = None) -> str:
+        """The job's output so far (stdout and stderr interleaved), lines joined by newlines.
+        ``attempt``: which run of the job (default the latest)."""
+        return "\n".join(str(item.get("line", "")) for item in self.iter_logs(ref, attempt))
+
+    # ------------------------------------------------------------------ control
+
+    def cancel(self, ref: Ref) -> dict[str, Any]:
+        """Cancel a job (or, if ``ref`` names no job, every unfinished job of a DAG)."""
+        try:
+            reply: dict[str, Any] = self._transport.call(
+                "POST", f"/jobs/{quote_ref(ref)}/cancel"
+            )
+            return reply
+        except NotFound:
+            pass
+        try:
+            reply = self._transport.call("POST", f"/dags/{quote_ref(ref)}/cancel")
+            return reply
+        except NotFound:
+            raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
+
+    def stop_service(self, ref: Ref) -> dict[str, Any]:
+        """Stop a service job (a cancel: its process group is killed)."""
+        reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_ref(ref)}/cancel")
+        return reply
+
+    def retry(self, ref: Ref) -> dict[str, Any]:
+        """Run a FAILED, CANCELLED or TIMED_OUT job again (its skipped descendants too)."""
+        reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_ref(ref)}/retry")
+        return reply
+
+    # ------------------------------------------------------------------ cluster
+
+    def get_workers(self) -> dict[str, Any]:
+        """``{"workers": [...], "queues": {requirement: n}, "unschedulable": [...]}``."""
+        reply: dict[str, Any] = self._transport.call("GET", "/workers")
+        return reply
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        """The workers the master knows."""
+        return list(self.get_workers().get("workers", []))
+
+    def agent_runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Agent runs, newest first, each with its stages."""
+        reply = self._transport.call("GET", "/agent-runs",
+                                     params={"limit": limit, "offset": offset})
+        return list(reply.get("agent_runs", []))
+
+    def agent_run(self, run_id: str) -> dict[str, Any]:
+        """One agent run with its stages."""
+        reply: dict[str, Any] = self._transport.call("GET", f"/agent-runs/{quote_ref(run_id)}")
+        return reply
+
+    # ------------------------------------------------------------------ tokens (admin)
+
+    def create_token(self, role: str, name: str | None = None) -> dict[str, Any]:
+        """A new token (``{"id", "token", "role", "name"}``; the secret is shown only now)."""
+        reply: dict[str, Any] = self._transport.call("POST", "/tokens",
+                                                     json={"role": role, "name": name})
+        return reply
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Tokens (without their secrets)."""
+        return list(self._transport.call("GET", "/tokens").get("tokens", []))
+
+    def revoke_token(self, token_id: str | int) -> bool:
+        """Revoke a token by id."""
+        reply = self._transport.call("DELETE", f"/tokens/{quote_ref(token_id)}")
+        return bool(reply.get("revoked")) if isinstance(reply, dict) else True
+

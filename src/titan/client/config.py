@@ -1,0 +1,323 @@
+"""Finding the master: its address and the token to use with it.
+
+:func:`resolve` decides which master a client talks to, from the first source that names one:
+
+1. explicit arguments (``TitanClient(host=..., port=...)``; ``host`` may be a full URL);
+2. the environment: ``TITAN_URL``, or ``TITAN_HOST`` / ``TITAN_PORT`` (a worker sets
+   ``TITAN_URL`` and ``TITAN_TOKEN`` for every job it runs);
+3. ``$TITAN_DATA_DIR`` — ``master.json`` (``{"url", "host", "port"}``) and ``admin.token``,
+   as written by ``titan up``;
+4. ``./.titan/`` — the same files, so a project directory where ``titan up`` runs just works;
+5. the user config ``~/.titan/config.json`` (directory overridable with ``TITAN_CONFIG_DIR``):
+   ``{"default": url, "masters": {url: {"token": ...}}}``;
+6. ``http://127.0.0.1:9090``.
+
+The token is the explicit one, else ``TITAN_TOKEN``, else the one stored beside the address
+(``admin.token``), else the one the user config records for that master's URL, else the
+``admin.token`` of a data directory whose ``master.json`` names that URL. Loopback spellings
+(``localhost``, ``127.0.0.1``, ``::1``) count as the same host when looking a token up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from titan.errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9090
+MASTER_FILE = "master.json"
+TOKEN_FILE = "admin.token"
+CONFIG_FILE = "config.json"
+LOCAL_DATA_DIR = ".titan"
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a master is and how to authenticate to it."""
+
+    url: str
+    host: str
+    port: int
+    token: str | None = None
+    #: Where the address came from (for error messages): "arguments", "TITAN_URL", a path...
+    source: str = "default"
+
+    @property
+    def api_url(self) -> str:
+        """The base URL of the v1 API."""
+        return self.url + "/api/v1"
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def config_dir() -> Path:
+    """The user's Titan config directory: ``$TITAN_CONFIG_DIR`` or ``~/.titan``."""
+    override = os.environ.get("TITAN_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path.home() / ".titan"
+
+
+def config_path() -> Path:
+    """The user config file, ``<config_dir>/config.json``."""
+    return config_dir() / CONFIG_FILE
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def make_url(host: str, port: int, scheme: str = "http") -> str:
+    """``http://host:port``, bracketing IPv6 literals."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """Split a master URL into ``(normalized_url, host, port)``; a missing scheme means http."""
+    text = url.strip().rstrip("/")
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"invalid Titan master URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"invalid Titan master URL {url!r}: expected http://HOST:PORT")
+    if parts.path not in ("", "/"):
+        raise ConfigError(
+            f"invalid Titan master URL {url!r}: give the server's root URL, without a path"
+        )
+    if port is None:
+        port = 443 if parts.scheme == "https" else DEFAULT_PORT
+    host = parts.hostname
+    return make_url(host, port, parts.scheme), host, port
+
+
+def _canonical(url: str) -> str:
+    """A comparison key for master URLs: loopback spellings collapse to one."""
+    try:
+        normalized, host, port = parse_url(url)
+    except ConfigError:
+        return url
+    scheme = normalized.split("://", 1)[0]
+    if host.lower() in _LOOPBACK:
+        host = "127.0.0.1"
+    return f"{scheme}://{host.lower()}:{port}"
+
+
+def _port(value: Any, where: str) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid port {value!r} in {where}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"invalid port {port} in {where}: must be 1-65535")
+    return port
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON ({exc}); fix or delete the file"
+        ) from None
+
+
+def _read_token(path: Path) -> str | None:
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return token or None
+
+
+def load_user_config() -> dict[str, Any]:
+    """The user config as a dict (empty when there is none); a corrupt file is a ConfigError."""
+    path = config_path()
+    data = _read_json(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("masters", {}), dict):
+        raise ConfigError(
+            f"{path} is not a Titan config (expected {{\"default\": url, \"masters\": {{...}}}});"
+            " fix or delete the file"
+        )
+    return data
+
+
+def _data_dir_master(directory: Path) -> tuple[str, str, int] | None:
+    """The address recorded in ``<directory>/master.json``, if any."""
+    path = directory / MASTER_FILE
+    data = _read_json(path)
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a Titan master file; fix or delete it")
+    if data.get("url"):
+        return parse_url(str(data["url"]))
+    if data.get("host"):
+        port = _port(data.get("port", DEFAULT_PORT), str(path))
+        return parse_url(make_url(str(data["host"]), port))
+    raise ConfigError(f"{path} names no master (expected \"url\" or \"host\"/\"port\")")
+
+
+def _data_dirs() -> list[Path]:
+    dirs = []
+    env_dir = os.environ.get("TITAN_DATA_DIR")
+    if env_dir:
+        dirs.append(Path(env_dir).expanduser())
+    dirs.append(Path.cwd() / LOCAL_DATA_DIR)
+    return dirs
+
+
+def token_for(url: str) -> str | None:
+    """The token recorded for the master at ``url`` (user config, then data directories)."""
+    key = _canonical(url)
+    masters = load_user_config().get("masters", {})
+    for recorded_url, entry in masters.items():
+        if _canonical(recorded_url) == key and isinstance(entry, dict) and entry.get("token"):
+            return str(entry["token"])
+    for directory in _data_dirs():
+        found = _data_dir_master(directory)
+        if found and _canonical(found[0]) == key:
+            token = _read_token(directory / TOKEN_FILE)
+            if token:
+                return token
+    return None
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def _address(
+    host: str | None, port: int | str | None
+) -> tuple[str, str, int, str | None, str]:
+    """``(url, host, port, token_from_same_source, source)`` from the first source naming one."""
+    if host is not None or port is not None:
+        if host is not None and "://" in host:
+            url, h, p = parse_url(host)
+            if port is not None:
+                p = _port(port, "the port argument")
+                url = make_url(h, p, url.split("://", 1)[0])
+            return url, h, p, None, "arguments"
+        h = host or DEFAULT_HOST
+        p = _port(port, "the port argument") if port is not None else DEFAULT_PORT
+        url, h, p = parse_url(make_url(h, p))
+        return url, h, p, None, "arguments"
+
+    env_url = os.environ.get("TITAN_URL")
+    if env_url:
+        url, h, p = parse_url(env_url)
+        return url, h, p, None, "TITAN_URL"
+    env_host, env_port = os.environ.get("TITAN_HOST"), os.environ.get("TITAN_PORT")
+    if env_host or env_port:
+        p = _port(env_port, "TITAN_PORT") if env_port else DEFAULT_PORT
+        url, h, p = parse_url(make_url(env_host or DEFAULT_HOST, p))
+        return url, h, p, None, "TITAN_HOST/TITAN_PORT"
+
+    for directory in _data_dirs():
+        found = _data_dir_master(directory)
+        if found:
+            url, h, p = found
+            return url, h, p, _read_token(directory / TOKEN_FILE), str(directory)
+
+    user = load_user_config()
+    default = user.get("default")
+    if default:
+        url, h, p = parse_url(str(default))
+        return url, h, p, None, str(config_path())
+
+    url, h, p = parse_url(make_url(DEFAULT_HOST, DEFAULT_PORT))
+    return url, h, p, None, "default"
+
+
+def resolve(
+    host: str | None = None, port: int | str | None = None, token: str | None = None
+) -> Endpoint:
+    """Find the master to talk to and its token (see the module docstring for the order)."""
+    url, h, p, source_token, source = _address(host, port)
+    found = token or os.environ.get("TITAN_TOKEN") or source_token or token_for(url)
+    return Endpoint(url=url, host=h, port=p, token=found or None, source=source)
+
+
+# --------------------------------------------------------------------------- record
+
+
+def _write_private(path: Path, text: str, mode: int) -> None:
+    """Write ``text`` to ``path`` atomically, the file created with ``mode`` from the start."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str]) -> Path:
+    """Remember a master: ``<data_dir>/master.json`` and the user config (mode 0600).
+
+    The user config's ``default`` becomes this master, and its token is recorded under its
+    URL. A corrupt user config is refused with a :class:`ConfigError` naming the file rather
+    than overwritten: it may hold the tokens of other masters. Returns the config file path.
+    """
+    normalized, host, port = parse_url(url)
+    directory = Path(data_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_private(
+            directory / MASTER_FILE,
+            json.dumps({"url": normalized, "host": host, "port": port}, indent=2) + "\n",
+            0o644,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot write {directory / MASTER_FILE}: {exc}") from None
+
+    cfg_dir = config_dir()
+    path = cfg_dir / CONFIG_FILE
+    config = load_user_config()
+    masters = config.setdefault("masters", {})
+    entry = masters.get(normalized)
+    if not isinstance(entry, dict):
+        entry = {}
+    if token:
+        entry["token"] = token
+    masters[normalized] = entry
+    config["default"] = normalized
+    try:
+        cfg_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private(path, json.dumps(config, indent=2, sort_keys=True) + "\n", 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}") from None
+    return path

@@ -1,0 +1,160 @@
+"""Moving bytes: job scripts as content-addressed blobs, files, project folders, artifacts.
+
+A mixin of :class:`~titan.client.TitanClient`. Scripts are named by their sha256: the client
+asks the master which of a submission's hashes it lacks (``POST /blobs/missing``) and uploads
+only those, once per client, so an unchanged script is never sent twice. Uploads stream from
+disk with a ``Content-Length``; downloads stream to a temp file renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from titan.client.job import TitanJob
+from titan.client.store import quote_ref
+from titan.client.transport import Transport
+from titan.errors import ScriptNotFound, ValidationFailed
+
+#: Directories left out of an uploaded project folder.
+SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache",
+                       ".ruff_cache", ".titan", ".venv", "titan_workspace"})
+_SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+def _local_file(path: str | os.PathLike[str], what: str) -> Path:
+    file = Path(os.path.expanduser(os.fspath(path)))
+    if not file.is_file():
+        raise ScriptNotFound(f"{what} {os.fspath(path)!r} not found (looked at {file.absolute()})")
+    return file
+
+
+def _upload_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise ValidationFailed(f"invalid file name {name!r}", details={"field": "name"})
+    return name
+
+
+class FileOps:
+    """Blobs, files and artifacts."""
+
+    _transport: Transport
+    _uploaded: set[str]
+    _uploaded_lock: threading.Lock
+
+    # ------------------------------------------------------------------ job scripts
+
+    def _script_blobs(self, jobs: Iterable[TitanJob]) -> dict[str, str | None]:
+        """Upload the scripts the master lacks; ``{job_id: sha256 or None (archives)}``."""
+        shas: dict[str, str | None] = {}
+        contents: dict[str, bytes] = {}
+        for job in jobs:
+            if job.is_archive:
+                shas[job.job_id] = None
+                continue
+            # Read once into memory (scripts are small): the bytes hashed are the bytes sent,
+            # even if the file changes meanwhile.
+            data = job.script_path().read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            shas[job.job_id] = sha
+            contents.setdefault(sha, data)
+        with self._uploaded_lock:
+            unknown = [sha for sha in contents if sha not in self._uploaded]
+        if unknown:
+            reply = self._transport.call("POST", "/blobs/missing", json={"sha256": unknown})
+            missing = set(reply.get("missing", []))
+            for sha in unknown:
+                if sha in missing:
+                    self._transport.call("PUT", f"/blobs/{sha}", body=contents[sha])
+            with self._uploaded_lock:
+                self._uploaded.update(unknown)
+        return shas
+
+    # ------------------------------------------------------------------ files
+
+    def upload_file(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Upload a file under its basename (``PUT /files/{name}``); the file object."""
+        file = _local_file(path, "file")
+        name = _upload_name(file.name)
+        reply: dict[str, Any] = self._transport.call("PUT", f"/files/{quote_ref(name)}",
+                                                     body=file)
+        return reply
+
+    def upload_project_folder(
+        self, folder: str | os.PathLike[str], project_name: str | None = None
+    ) -> dict[str, Any]:
+        """Zip ``folder`` (without caches and VCS dirs) and upload it as
+        ``<project_name>.zip``, for archive jobs ``filename="<project_name>/<entry.py>"``.
+
+        Entries are relative to ``folder`` itself. Returns the file object.
+        """
+        root = Path(os.path.expanduser(os.fspath(folder)))
+        if not root.is_dir():
+            raise ScriptNotFound(f"project folder {os.fspath(folder)!r} not found "
+                                 f"(looked at {root.absolute()})")
+        name = _upload_name(f"{project_name or root.resolve().name}.zip")
+        with tempfile.TemporaryDirectory(prefix="titan-upload-") as tmp:
+            archive = Path(tmp) / name
+            with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for dirpath, dirnames, filenames in os.walk(root):
+                    dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+                    for filename in sorted(filenames):
+                        if filename.endswith(_SKIP_SUFFIXES):
+                            continue
+                        full = Path(dirpath) / filename
+                        if full.is_file():
+                            zf.write(full, full.relative_to(root).as_posix())
+            reply: dict[str, Any] = self._transport.call(
+                "PUT", f"/files/{quote_ref(name)}", body=archive
+            )
+        return reply
+
+    def fetch_artifact(
+        self, name: str, save_path: str | os.PathLike[str] | None = None
+    ) -> str:
+        """Download the latest file called ``name`` to ``save_path`` (default: ``./name``; a
+        directory: inside it). Returns the path written."""
+        _upload_name(name)
+        dest = self._transport.download(
+            f"/files/{quote_ref(name)}", lambda headers: _destination(save_path, name)
+        )
+        return str(dest)
+
+    # ------------------------------------------------------------------ artifacts
+
+    def publish_artifact(self, key: str, filename: str | os.PathLike[str]) -> dict[str, Any]:
+        """Upload ``filename`` and bind it under the store key ``key`` (whose value becomes
+        the file's basename). Returns the file object."""
+        file = _local_file(filename, "artifact")
+        name = _upload_name(file.name)
+        reply: dict[str, Any] = self._transport.call(
+            "POST", "/artifacts", params={"key": key, "name": name}, body=file
+        )
+        return reply
+
+    def get_artifact(self, key: str, save_path: str | os.PathLike[str] | None = None) -> str:
+        """Download the artifact published under ``key`` to ``save_path`` (default: its
+        published name in the current directory; a directory: inside it). Returns the path."""
+
+        def dest(headers: Any) -> Path:
+            published = os.path.basename(headers.get("X-Titan-Filename") or "")
+            if published in ("", ".", ".."):
+                published = "artifact"
+            return _destination(save_path, published)
+
+        return str(self._transport.download("/artifacts", dest, params={"key": key}))
+
+
+def _destination(save_path: str | os.PathLike[str] | None, name: str) -> Path:
+    if save_path is None:
+        return Path.cwd() / name
+    path = Path(os.path.expanduser(os.fspath(save_path)))
+    if path.is_dir():
+        return (path / name).absolute()
+    return path.absolute()

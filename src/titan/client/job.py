@@ -1,0 +1,283 @@
+"""TitanJob: one job of a DAG, as the user describes it, validated when it is built.
+
+A job names a script (``filename``) on the submitter's disk. The script is found at submit
+time (:meth:`TitanJob.script_path`): relative to the current directory, else relative to the
+directory of the running program (``sys.argv[0]``), so ``python examples/x/agent.py`` finds
+``agent.py``'s sibling scripts from any directory. Archive jobs (``is_archive=True``,
+``filename="<project>/<entry.py>"``) run from an uploaded ``<project>.zip`` and read nothing
+locally.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from titan.errors import ScriptNotFound, ValidationFailed
+
+JOB_TYPES_HINT = "RUN_PAYLOAD"
+RUNNERS = ("auto", "fork", "subprocess")
+MAX_NAME = 200
+_BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f]")
+_JOB_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+_Bad = Callable[[str, str], ValidationFailed]
+
+
+def check_name(value: Any, what: str, field: str) -> str:
+    """A job id or DAG name: non-empty, ≤200 chars, no ``/``, ``#`` or control characters."""
+    if not isinstance(value, str):
+        raise _invalid(field, f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise _invalid(field, f"{what} must not be empty")
+    if len(value) > MAX_NAME:
+        raise _invalid(field, f"{what} is longer than {MAX_NAME} characters")
+    if _BAD_NAME.search(value):
+        raise _invalid(field, f"{what} {value!r} may not contain '/', '#' or control characters")
+    return value
+
+
+def _invalid(field: str, message: str, job_id: Any = None) -> ValidationFailed:
+    details: dict[str, Any] = {"field": field}
+    if isinstance(job_id, str):
+        details["job_id"] = job_id
+    return ValidationFailed(message, details=details)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class TitanJob:
+    """One job: a script and its arguments, with scheduling hints.
+
+    ``args`` may be a list or a string (split like a shell would). ``parents`` lists the job
+    ids in the same DAG that must complete first. ``priority``: higher runs first.
+    ``requirement``: the capability a worker must advertise (``GENERAL``, ``GPU``...).
+    ``affinity``: prefer the worker that ran a parent. ``delay``: seconds to wait once ready.
+    ``retries``/``timeout``: ``None`` means the master's default. ``runner``: ``auto`` (fork a
+    warm interpreter for ``.py``), ``fork`` or ``subprocess`` (a fresh interpreter).
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        filename: str | os.PathLike[str],
+        job_type: str = "RUN_PAYLOAD",
+        args: str | Sequence[Any] | None = None,
+        parents: Sequence[str] | None = None,
+        port: int = 0,
+        is_archive: bool = False,
+        priority: int = 1,
+        delay: float = 0,
+        affinity: bool = False,
+        requirement: str = "GENERAL",
+        hitl_message: str | None = None,
+        max_wait_seconds: float | None = None,
+        *,
+        retries: int | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, Any] | None = None,
+        runner: str = "auto",
+        base_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.job_id = check_name(job_id, "job_id", "job_id")
+        jid = self.job_id
+
+        def bad(field: str, message: str) -> ValidationFailed:
+            return _invalid(field, f"job {jid!r}: {message}", jid)
+
+        if isinstance(filename, os.PathLike):
+            filename = os.fspath(filename)
+        if not isinstance(filename, str) or not filename.strip():
+            raise bad("filename", "filename must be a non-empty string (the script to run)")
+        self.filename: str = filename
+
+        if not isinstance(job_type, str) or not _JOB_TYPE.match(job_type.upper()):
+            raise bad("job_type", f"job_type must be a name such as {JOB_TYPES_HINT!r}, "
+                      f"got {job_type!r}")
+        self.job_type: str = job_type.upper()
+
+        self.args: list[str] = self._args(args, bad)
+        self.parents: list[str] = self._parents(parents, bad)
+
+        if not _is_int(port) or not 0 <= port <= 65535:
+            raise bad("port", f"port must be an integer 0-65535, got {port!r}")
+        self.port: int = port
+        if not isinstance(is_archive, bool):
+            raise bad("is_archive", f"is_archive must be true or false, got {is_archive!r}")
+        self.is_archive: bool = is_archive
+        if not _is_int(priority):
+            raise bad("priority", f"priority must be an integer, got {priority!r}")
+        self.priority: int = priority
+        if not _is_number(delay) or delay < 0:
+            raise bad("delay", f"delay must be a number of seconds >= 0, got {delay!r}")
+        self.delay: float = delay
+        if not isinstance(affinity, bool):
+            raise bad("affinity", f"affinity must be true or false, got {affinity!r}")
+        self.affinity: bool = affinity
+        if not isinstance(requirement, str) or not requirement.strip():
+            raise bad("requirement", f"requirement must be a capability name such as "
+                      f"'GENERAL' or 'GPU', got {requirement!r}")
+        self.requirement: str = requirement
+        if hitl_message is not None and not isinstance(hitl_message, str):
+            raise bad("hitl_message", f"hitl_message must be a string, got {hitl_message!r}")
+        self.hitl_message: str | None = hitl_message
+        if max_wait_seconds is not None and (
+            not _is_number(max_wait_seconds) or max_wait_seconds <= 0
+        ):
+            raise bad("max_wait_seconds", f"max_wait_seconds must be a number > 0, "
+                      f"got {max_wait_seconds!r}")
+        self.max_wait_seconds: float | None = max_wait_seconds
+        if retries is not None and (not _is_int(retries) or retries < 0):
+            raise bad("retries", f"retries must be an integer >= 0, got {retries!r}")
+        self.retries: int | None = retries
+        if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+            raise bad("timeout", f"timeout must be a number of seconds > 0, got {timeout!r}")
+        self.timeout: float | None = timeout
+        self.env: dict[str, str] = self._env(env, bad)
+        if runner not in RUNNERS:
+            raise bad("runner", f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+        self.runner: str = runner
+        self.base_dir: str | None = os.fspath(base_dir) if base_dir is not None else None
+
+    # ------------------------------------------------------------------ validation helpers
+
+    @staticmethod
+    def _args(args: Any, bad: _Bad) -> list[str]:
+        if args is None:
+            return []
+        if isinstance(args, str):
+            try:
+                return shlex.split(args)
+            except ValueError as exc:
+                raise bad("args", f"args {args!r} cannot be split: {exc}") from None
+        if isinstance(args, Sequence):
+            out = []
+            for item in args:
+                if isinstance(item, str):
+                    out.append(item)
+                elif _is_number(item):
+                    out.append(str(item))
+                else:
+                    raise bad("args", f"args must be strings or numbers, got {item!r}")
+            return out
+        raise bad("args", f"args must be a list of strings or a string, got {args!r}")
+
+    @staticmethod
+    def _parents(parents: Any, bad: _Bad) -> list[str]:
+        if parents is None:
+            return []
+        if isinstance(parents, str) or not isinstance(parents, Sequence):
+            raise bad("parents", f"parents must be a list of job ids, e.g. ['extract'], "
+                      f"got {parents!r}")
+        out = []
+        for parent in parents:
+            if not isinstance(parent, str) or not parent:
+                raise bad("parents", f"parents must be job id strings, got {parent!r}")
+            out.append(parent)
+        return out
+
+    @staticmethod
+    def _env(env: Any, bad: _Bad) -> dict[str, str]:
+        if env is None:
+            return {}
+        if not isinstance(env, Mapping):
+            raise bad("env", f"env must be a mapping of names to strings, got {env!r}")
+        out = {}
+        for key, value in env.items():
+            if not isinstance(key, str) or not key:
+                raise bad("env", f"env names must be non-empty strings, got {key!r}")
+            if isinstance(value, str):
+                out[key] = value
+            elif _is_number(value):
+                out[key] = str(value)
+            else:
+                raise bad("env", f"env value of {key} must be a string, got {value!r}")
+        return out
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def id(self) -> str:
+        """The job id (the original SDK's attribute name)."""
+        return self.job_id
+
+    def __repr__(self) -> str:
+        return f"TitanJob(job_id={self.job_id!r}, filename={self.filename!r})"
+
+    # ------------------------------------------------------------------ the script
+
+    def candidates(self) -> list[Path]:
+        """The places the script is looked for, in order."""
+        path = Path(os.path.expanduser(self.filename))
+        if path.is_absolute():
+            return [path]
+        if self.base_dir is not None:
+            return [Path(self.base_dir) / path]
+        places = [Path.cwd() / path]
+        argv0 = sys.argv[0] if sys.argv else ""
+        if argv0 and argv0 not in ("-c", "-m", "-") and os.path.isfile(argv0):
+            alt = Path(os.path.dirname(os.path.abspath(argv0))) / path
+            if alt not in places:
+                places.append(alt)
+        return places
+
+    def script_path(self) -> Path:
+        """The script on this machine; :class:`ScriptNotFound` names every path tried."""
+        tried = self.candidates()
+        for place in tried:
+            if place.is_file():
+                return place
+        paths = ", ".join(str(p) for p in tried)
+        raise ScriptNotFound(
+            f"script {self.filename!r} for job {self.job_id!r} not found (tried: {paths})"
+        )
+
+    def remote_filename(self) -> str:
+        """The name the script is sent under: the relative path as given, else its basename.
+
+        Absolute paths and paths that climb out of their directory (``../x.py``) are sent as
+        their basename; the master must never see a path that escapes a workspace.
+        """
+        if self.is_archive:
+            return self.filename
+        path = os.path.expanduser(self.filename)
+        if os.path.isabs(path):
+            return os.path.basename(path)
+        norm = os.path.normpath(path).replace(os.sep, "/")
+        if norm == ".." or norm.startswith("../"):
+            return os.path.basename(norm)
+        return norm
+
+    def to_payload(self, script_sha256: str | None) -> dict[str, Any]:
+        """The job as ``POST /dags`` expects it."""
+        return {
+            "job_id": self.job_id,
+            "filename": self.remote_filename(),
+            "script_sha256": script_sha256,
+            "job_type": self.job_type,
+            "args": list(self.args),
+            "parents": list(self.parents),
+            "priority": self.priority,
+            "delay": self.delay,
+            "affinity": self.affinity,
+            "requirement": self.requirement,
+            "retries": self.retries,
+            "timeout": self.timeout,
+            "env": dict(self.env),
+            "runner": self.runner,
+            "port": self.port,
+            "is_archive": self.is_archive,
+            "hitl_message": self.hitl_message,
+            "max_wait_seconds": self.max_wait_seconds,
+        }

@@ -1,0 +1,264 @@
+"""YAML pipelines: a named DAG of jobs in a file.
+
+::
+
+    name: nightly
+    jobs:
+      - id: extract
+        file: etl/extract.py          # relative to this YAML file's directory
+        args: ["--day", "1"]          # or a string: "--day 1"
+        priority: 5
+      - id: train
+        file: ml/train.py
+        depends_on: [extract]         # or one id: "extract"
+        requirement: GPU
+        retries: 2
+        timeout: 3600
+
+Job fields: ``id``, ``file``, ``args``, ``depends_on``, ``requirement``, ``priority``,
+``delay``, ``affinity``, ``type``, ``port``, ``retries``, ``timeout``, ``env``, ``is_archive``,
+``hitl_message``, ``max_wait_seconds``, ``runner``. ``name`` defaults to the file's stem.
+
+Every mistake — bad YAML, an unknown field, a wrong type, a duplicate id, an unknown parent —
+is a :class:`~titan.errors.PipelineError` whose message starts with ``file:line:`` and names
+the job and field. The file is composed into YAML nodes first so each value keeps its line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from titan.client.job import TitanJob, check_name
+from titan.errors import PipelineError, ValidationFailed
+
+TOP_FIELDS = ("name", "jobs")
+#: YAML key -> TitanJob argument.
+JOB_FIELDS = {
+    "id": "job_id",
+    "file": "filename",
+    "args": "args",
+    "depends_on": "parents",
+    "requirement": "requirement",
+    "priority": "priority",
+    "delay": "delay",
+    "affinity": "affinity",
+    "type": "job_type",
+    "port": "port",
+    "retries": "retries",
+    "timeout": "timeout",
+    "env": "env",
+    "is_archive": "is_archive",
+    "hitl_message": "hitl_message",
+    "max_wait_seconds": "max_wait_seconds",
+    "runner": "runner",
+}
+_ARG_TO_FIELD = {arg: key for key, arg in JOB_FIELDS.items()}
+#: Fields whose scalars are taken as written (``id: 1`` is the id "1", not an int).
+_TEXT_FIELDS = {"id", "file", "requirement", "type", "hitl_message", "runner"}
+_NULL_TAG = "tag:yaml.org,2002:null"
+
+
+class _Reader:
+    """Turns composed YAML nodes into values, with errors that point at a line."""
+
+    def __init__(self, path: Path, loader: yaml.SafeLoader) -> None:
+        self.path = path
+        self.loader = loader
+
+    def error(self, node: Node | None, message: str, **details: Any) -> PipelineError:
+        details = {k: v for k, v in details.items() if v is not None}
+        where = str(self.path)
+        if node is not None:
+            line = node.start_mark.line + 1
+            where = f"{where}:{line}"
+            details["line"] = line
+        details["file"] = str(self.path)
+        return PipelineError(f"{where}: {message}", details=details)
+
+    def value(self, node: Node) -> Any:
+        return self.loader.construct_object(node, deep=True)
+
+    def text(self, node: Node, what: str) -> str:
+        """A scalar as written; null, lists and mappings are refused."""
+        if not isinstance(node, ScalarNode) or node.tag == _NULL_TAG:
+            raise self.error(node, f"{what} must be a string")
+        return str(node.value)
+
+    def text_list(self, node: Node, what: str, *, one_ok: bool) -> list[str] | str:
+        if isinstance(node, ScalarNode) and node.tag != _NULL_TAG:
+            # One parent by name, or an args string to be split like a shell would.
+            return [str(node.value)] if one_ok else str(node.value)
+        if not isinstance(node, SequenceNode):
+            raise self.error(node, f"{what} must be a list of strings")
+        return [self.text(item, f"each entry of {what}") for item in node.value]
+
+    def mapping(self, node: Node, what: str) -> list[tuple[str, Node, Node]]:
+        """``(key, key_node, value_node)`` triples; duplicate and non-string keys refused."""
+        if not isinstance(node, MappingNode):
+            raise self.error(node, f"{what} must be a mapping of field: value")
+        seen: set[str] = set()
+        out: list[tuple[str, Node, Node]] = []
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                raise self.error(key_node, f"{what} has a key that is not a plain name")
+            key = str(key_node.value)
+            if key in seen:
+                raise self.error(key_node, f"{what} has the field {key!r} twice")
+            seen.add(key)
+            out.append((key, key_node, value_node))
+        return out
+
+
+#: Names people reach for (the SDK's, other tools') and the field they mean.
+_ALIASES = {"parents": "depends_on", "dependencies": "depends_on", "needs": "depends_on",
+            "job_id": "id", "name": "id", "filename": "file", "script": "file",
+            "job_type": "type", "requires": "requirement", "arguments": "args"}
+
+
+def _unknown(key: str, known: Any) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    if key in _ALIASES and _ALIASES[key] in known:
+        close = [_ALIASES[key]]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown field {key!r}{hint}; known fields: {', '.join(known)}"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: pipeline file not found", details={"file": str(path)})\
+            from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: cannot read the pipeline file: {exc}",
+                            details={"file": str(path)}) from None
+
+
+def load_pipeline(path: str | os.PathLike[str]) -> tuple[str, list[TitanJob]]:
+    """Read a pipeline file: its DAG name and its jobs (scripts not yet read)."""
+    file = Path(path)
+    loader = yaml.SafeLoader(_read(file))
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            problem = " ".join(p for p in (exc.context, exc.problem) if p)
+            raise PipelineError(f"{file}{line}: invalid YAML: {problem}",
+                                details={"file": str(file)}) from None
+        except yaml.YAMLError as exc:
+            raise PipelineError(f"{file}: invalid YAML: {exc}",
+                                details={"file": str(file)}) from None
+        reader = _Reader(file, loader)
+        if root is None:
+            raise reader.error(None, "the pipeline file is empty")
+        return _pipeline(reader, root, file)
+    finally:
+        loader.dispose()
+
+
+def _pipeline(reader: _Reader, root: Node, file: Path) -> tuple[str, list[TitanJob]]:
+    name: str | None = None
+    jobs_node: Node | None = None
+    for key, key_node, value_node in reader.mapping(root, "the pipeline"):
+        if key == "name":
+            name = reader.text(value_node, "name")
+            try:
+                check_name(name, "the pipeline name", "name")
+            except ValidationFailed as exc:
+                raise reader.error(value_node, exc.message, field="name") from None
+        elif key == "jobs":
+            jobs_node = value_node
+        else:
+            raise reader.error(key_node, _unknown(key, TOP_FIELDS), field=key)
+    if name is None:
+        name = file.stem
+    if jobs_node is None:
+        raise reader.error(root, "the pipeline has no 'jobs' list", field="jobs")
+    if not isinstance(jobs_node, SequenceNode):
+        raise reader.error(jobs_node, "'jobs' must be a list of jobs", field="jobs")
+    if not jobs_node.value:
+        raise reader.error(jobs_node, "'jobs' is empty: a pipeline needs at least one job",
+                           field="jobs")
+
+    base_dir = str(file.resolve().parent)
+    jobs: list[TitanJob] = []
+    id_nodes: dict[str, Node] = {}
+    parent_nodes: dict[str, Node] = {}
+    for index, job_node in enumerate(jobs_node.value):
+        job, nodes = _job(reader, job_node, index, base_dir)
+        if job.job_id in id_nodes:
+            first = id_nodes[job.job_id].start_mark.line + 1
+            raise reader.error(nodes["id"], f"duplicate job id {job.job_id!r} (first at line "
+                               f"{first})", job_id=job.job_id, field="id")
+        id_nodes[job.job_id] = nodes["id"]
+        if "depends_on" in nodes:
+            parent_nodes[job.job_id] = nodes["depends_on"]
+        jobs.append(job)
+    for job in jobs:
+        for parent in job.parents:
+            if parent not in id_nodes:
+                raise reader.error(
+                    parent_nodes.get(job.job_id), f"job {job.job_id!r} depends on {parent!r}, "
+                    "which is not a job in this pipeline", job_id=job.job_id,
+                    field="depends_on",
+                )
+    return name, jobs
+
+
+def _job(
+    reader: _Reader, node: Node, index: int, base_dir: str
+) -> tuple[TitanJob, dict[str, Node]]:
+    label = f"job #{index + 1}"
+    fields = reader.mapping(node, label)
+    nodes = {key: value_node for key, _, value_node in fields}
+    job_id: str | None = None
+    if "id" in nodes:
+        job_id = reader.text(nodes["id"], f"{label}: 'id'")
+        label = f"job {job_id!r}"
+    for key, key_node, _ in fields:
+        if key not in JOB_FIELDS:
+            raise reader.error(key_node, f"{label}: {_unknown(key, JOB_FIELDS)}",
+                               job_id=job_id, field=key)
+    if job_id is None:
+        raise reader.error(node, f"{label} has no 'id'", field="id")
+    if "file" not in nodes:
+        raise reader.error(node, f"{label} has no 'file' (the script to run)",
+                           job_id=job_id, field="file")
+
+    kwargs: dict[str, Any] = {}
+    for key, value_node in nodes.items():
+        what = f"{label}: {key!r}"
+        if key in _TEXT_FIELDS:
+            value: Any = reader.text(value_node, what)
+        elif key == "depends_on":
+            value = reader.text_list(value_node, what, one_ok=True)
+        elif key == "args":
+            value = reader.text_list(value_node, what, one_ok=False)
+        elif key == "env":
+            value = {k: reader.text(v, f"{label}: env {k!r}")
+                     for k, _, v in reader.mapping(value_node, f"{label}: 'env'")}
+        else:
+            value = reader.value(value_node)
+            if value is None:
+                continue  # an explicit null keeps the default
+        kwargs[JOB_FIELDS[key]] = value
+    try:
+        job = TitanJob(base_dir=base_dir, **kwargs)
+    except ValidationFailed as exc:
+        arg = str(exc.details.get("field", ""))
+        key = _ARG_TO_FIELD.get(arg, arg)
+        message = exc.message
+        prefix = f"job {job_id!r}: "
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+        raise reader.error(nodes.get(key, node), f"{label}, field {key!r}: {message}",
+                           job_id=job_id, field=key) from None
+    return job, nodes

@@ -1,0 +1,92 @@
+"""TitanStore from the SDK: shared string values and sets, and waiting for a key.
+
+A mixin of :class:`~titan.client.TitanClient`; every method is one HTTP call (a wait is one
+server-side long poll per 30 s slice — never a client polling loop). A missing key reads as
+``None``; values are strings, and anything else is refused before it is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from titan.client.transport import Transport
+from titan.errors import ValidationFailed
+
+
+def quote_ref(ref: str | int) -> str:
+    """A reference or key as one path segment (``/`` and ``#`` are escaped)."""
+    return quote(str(ref), safe="")
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValidationFailed(f"store keys must be non-empty strings, got {key!r}",
+                               details={"field": "key"})
+    return key
+
+
+class StoreOps:
+    """The ``store_*`` methods."""
+
+    _transport: Transport
+
+    def store_put(self, key: str, value: str) -> None:
+        """Set ``key`` to the string ``value`` (wakes everyone in :meth:`store_wait`)."""
+        if not isinstance(value, str):
+            raise ValidationFailed(
+                f"store values are strings; got {type(value).__name__} for {key!r} "
+                "(use str(value) or json.dumps(value))",
+                details={"field": "value", "key": key},
+            )
+        self._transport.call("PUT", f"/store/values/{quote_ref(_key(key))}",
+                             json={"value": value})
+
+    def store_get(self, key: str) -> str | None:
+        """The value of ``key``, or ``None`` if it is not set."""
+        reply = self._transport.call("GET", f"/store/values/{quote_ref(_key(key))}")
+        value = reply.get("value") if isinstance(reply, dict) else None
+        return None if value is None else str(value)
+
+    def store_delete(self, key: str) -> bool:
+        """Delete a value or a set; ``True`` if there was one."""
+        reply = self._transport.call("DELETE", f"/store/values/{quote_ref(_key(key))}")
+        return bool(reply.get("deleted")) if isinstance(reply, dict) else False
+
+    def store_incr(self, key: str, by: int = 1) -> int:
+        """Atomically add ``by`` to the integer in ``key`` (missing counts as 0); the result."""
+        if not isinstance(by, int) or isinstance(by, bool):
+            raise ValidationFailed(f"store_incr(by=...) must be an integer, got {by!r}",
+                                   details={"field": "by"})
+        reply = self._transport.call("POST", f"/store/incr/{quote_ref(_key(key))}",
+                                     json={"by": by})
+        return int(reply["value"])
+
+    def store_sadd(self, key: str, member: str) -> int:
+        """Add ``member`` to the set ``key``: 1 if it is new, 0 if it was there."""
+        if not isinstance(member, str):
+            raise ValidationFailed(
+                f"set members are strings; got {type(member).__name__} for {key!r}",
+                details={"field": "member", "key": key},
+            )
+        reply = self._transport.call("POST", f"/store/sets/{quote_ref(_key(key))}",
+                                     json={"member": member})
+        return int(reply.get("added", 0))
+
+    def store_smembers(self, key: str) -> set[str]:
+        """The members of the set ``key`` (empty if there is none)."""
+        reply = self._transport.call("GET", f"/store/sets/{quote_ref(_key(key))}")
+        return {str(m) for m in (reply.get("members") or [])}
+
+    def store_wait(self, key: str, timeout: float | None = None) -> str:
+        """Block until ``key`` has a value and return it; :class:`WaitTimeout` after
+        ``timeout`` seconds (``None``: wait as long as it takes)."""
+        reply = self._transport.long_poll(
+            f"/store/wait/{quote_ref(_key(key))}", timeout, what=f"store key {key!r}"
+        )
+        return str(reply["value"])
+
+    def store_keys(self, prefix: str = "", limit: int = 1000) -> list[str]:
+        """Keys (values and sets) starting with ``prefix``, sorted, at most ``limit``."""
+        reply = self._transport.call("GET", "/store", params={"prefix": prefix, "limit": limit})
+        return [str(item["key"]) for item in reply.get("keys", [])]

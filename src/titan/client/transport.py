@@ -1,0 +1,298 @@
+"""HTTP to the master: one pooled connection set per client, errors mapped to ``titan.errors``.
+
+Every 4xx body (``{"error": {"code", "message", "details"}}``) becomes the matching
+:mod:`titan.errors` class through :func:`titan.errors.from_response`; a 5xx is reported as an
+:class:`~titan.errors.APIError` that says it is a bug in the master; an unreachable master is a
+:class:`~titan.errors.ConnectionFailed` that says where the SDK looked.
+
+Retries: a request that never reached the server (connection refused, connect timeout) is
+retried briefly whatever its method, since nothing was sent. A request that may have been
+received is retried only when its method is idempotent (GET, PUT, DELETE): a POST that is lost
+mid-flight is reported, not replayed, so a DAG is never submitted twice by accident.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from titan import __version__, errors
+from titan.client.config import Endpoint
+
+API_PREFIX = "/api/v1"
+CHUNK = 1 << 20
+#: The longest single server-side wait asked for; longer waits loop over slices.
+WAIT_SLICE = 30.0
+#: Extra read time allowed beyond a server-side wait before the client gives up on the socket.
+WAIT_MARGIN = 15.0
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_RETRY_DELAYS = (0.05, 0.2, 0.5)
+
+Body = bytes | Path | None
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+def _error_body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+class Transport:
+    """A keep-alive HTTP client bound to one master's ``/api/v1``.
+
+    ``http_transport`` replaces the network (tests pass an ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float = 60.0,
+        http_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        headers = {"User-Agent": f"titan-sdk/{__version__}", "Accept": "application/json"}
+        if endpoint.token:
+            headers["Authorization"] = f"Bearer {endpoint.token}"
+        # keepalive_expiry stays under uvicorn's 5 s keep-alive so the client drops an idle
+        # connection before the server does (a request racing a server-side close fails).
+        # trust_env=False: a proxy set for the internet must not capture a loopback master.
+        self._http = httpx.Client(
+            base_url=endpoint.api_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=32, max_keepalive_connections=16, keepalive_expiry=4.0
+            ),
+            trust_env=False,
+            transport=http_transport,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    # ------------------------------------------------------------------ errors
+
+    def _unreachable(self, exc: Exception) -> errors.ConnectionFailed:
+        detail = str(exc) or type(exc).__name__
+        return errors.ConnectionFailed(
+            f"cannot reach the Titan master at {self.endpoint.url}: {detail} "
+            f"(is `titan up` running? address from {self.endpoint.source})"
+        )
+
+    def _check(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        body = _error_body(response)
+        if status >= 500:
+            raise errors.APIError(
+                f"the Titan master failed with HTTP {status} (a bug in the master): "
+                f"{str(body)[:500]}",
+                status=status,
+                code="internal_error",
+            )
+        exc = errors.from_response(status, body)
+        if isinstance(exc, errors.Unauthorized) and not self.endpoint.token:
+            exc = errors.Unauthorized(
+                f"{exc.message} — no token was found for {self.endpoint.url}: pass token=, "
+                "set TITAN_TOKEN, or run `titan up` on this machine (it records one)",
+                details=exc.details,
+            )
+        raise exc
+
+    # ------------------------------------------------------------------ sending
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        body: Body,
+        headers: Mapping[str, str] | None,
+        read_timeout: float | None,
+    ) -> httpx.Request:
+        extra = dict(headers or {})
+        content: bytes | Iterator[bytes] | None = None
+        if isinstance(body, Path):
+            # An explicit length keeps uploads out of chunked encoding, so the master can
+            # refuse an oversized body before reading it.
+            extra["Content-Length"] = str(body.stat().st_size)
+            content = _file_chunks(body)
+        elif body is not None:
+            content = body
+        if content is not None:
+            extra.setdefault("Content-Type", "application/octet-stream")
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if read_timeout is not None:
+            timeout = httpx.Timeout(read_timeout, connect=5.0)
+        return self._http.build_request(
+            method, path, params=clean, json=json, content=content, headers=extra,
+            timeout=timeout,
+        )
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        body: Body = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send one request (retrying as the module docstring says) and check its status.
+
+        With ``stream=True`` the body is not read; the caller must close the response.
+        """
+        method = method.upper()
+        idempotent = method in _IDEMPOTENT
+        attempt = 0
+        while True:
+            request = self._build(method, path, params, json, body, headers, read_timeout)
+            try:
+                response = self._http.send(request, stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                failure: Exception = exc
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if not idempotent:
+                    raise self._unreachable(exc) from None
+                failure = exc
+            except httpx.TimeoutException as exc:
+                raise errors.ConnectionFailed(
+                    f"the Titan master at {self.endpoint.url} did not answer in time "
+                    f"({type(exc).__name__})"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from None
+            else:
+                if stream and response.status_code >= 400:
+                    response.read()
+                    response.close()
+                self._check(response)
+                return response
+            if attempt >= len(_RETRY_DELAYS):
+                raise self._unreachable(failure) from None
+            time.sleep(_RETRY_DELAYS[attempt])
+            attempt += 1
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        body: Body = None,
+        read_timeout: float | None = None,
+    ) -> Any:
+        """Send a request and return its decoded JSON reply (``None`` for an empty one)."""
+        response = self.send(
+            method, path, params=params, json=json, body=body, read_timeout=read_timeout
+        )
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise errors.APIError(
+                f"the Titan master sent a reply that is not JSON for {method} {path}: "
+                f"{response.text[:200]!r}",
+                status=response.status_code,
+                code="bad_response",
+            ) from None
+
+    def download(
+        self,
+        path: str,
+        dest_for: Callable[[httpx.Headers], Path],
+        *,
+        params: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Stream a GET reply into the file ``dest_for(reply_headers)`` and return its path.
+
+        The file is written through a temp file and renamed, so a failed download leaves
+        nothing half-written behind.
+        """
+        response = self.send("GET", path, params=params, stream=True)
+        try:
+            dest = dest_for(response.headers)
+            save_stream(response, dest)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        finally:
+            response.close()
+        return dest
+
+    # ------------------------------------------------------------------ long polls
+
+    def long_poll(
+        self,
+        path: str,
+        timeout: float | None,
+        *,
+        what: str,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """GET a server-side wait endpoint (``?timeout=``) in slices until it answers.
+
+        Each slice asks the master to hold the request up to :data:`WAIT_SLICE` seconds; a
+        ``408`` slice is repeated until ``timeout`` (``None``: forever) is used up, then
+        :class:`~titan.errors.WaitTimeout` is raised naming ``what``.
+        """
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            slice_s = WAIT_SLICE
+            if deadline is not None:
+                slice_s = min(slice_s, deadline - time.monotonic())
+                if slice_s <= 0:
+                    break
+            # Whole milliseconds, so the master sees a plain number it can parse.
+            wait = math.ceil(slice_s * 1000) / 1000
+            query = dict(params or {})
+            query["timeout"] = wait
+            try:
+                return self.call("GET", path, params=query, read_timeout=wait + WAIT_MARGIN)
+            except errors.WaitTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        raise errors.WaitTimeout(f"timed out after {timeout or 0:g}s waiting for {what}")
+
+
+def save_stream(response: httpx.Response, dest: Path) -> None:
+    """Write a streamed reply's body to ``dest`` through a temp file in the same directory."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in response.iter_bytes(CHUNK):
+                fh.write(chunk)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,114 @@
+"""What the master hands a worker to run (an *assignment*) and the environment it runs in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from titan import errors
+
+Key = tuple[int, int]
+"""(job numeric id, attempt): the fencing token of one execution."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One leased attempt of a job, as the poll reply describes it (docs/api.md)."""
+
+    id: int
+    attempt: int
+    job_id: str
+    filename: str
+    ref: str = ""
+    dag: str | None = None
+    dag_id: int | None = None
+    agent_run_id: str | None = None
+    script_sha256: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    job_type: str = "RUN_PAYLOAD"
+    is_archive: bool = False
+    port: int = 0
+    runner: str = "auto"
+    timeout: float | None = None
+    token: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.id, self.attempt)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Assignment:
+        try:
+            timeout = data.get("timeout")
+            return cls(
+                id=int(data["id"]),
+                attempt=int(data["attempt"]),
+                job_id=str(data.get("job_id") or data["id"]),
+                filename=str(data["filename"]),
+                ref=str(data.get("ref") or ""),
+                dag=data.get("dag"),
+                dag_id=data.get("dag_id"),
+                agent_run_id=data.get("agent_run_id"),
+                script_sha256=data.get("script_sha256"),
+                args=[str(a) for a in data.get("args") or []],
+                env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
+                job_type=str(data.get("job_type") or "RUN_PAYLOAD"),
+                is_archive=bool(data.get("is_archive")),
+                port=int(data.get("port") or 0),
+                runner=str(data.get("runner") or "auto"),
+                timeout=float(timeout) if timeout else None,
+                token=data.get("token"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise errors.ValidationFailed(f"malformed assignment {dict(data)!r}: {exc}") from None
+
+
+def master_host_port(master_url: str) -> tuple[str, int]:
+    """The host and port a job's SDK should use to reach the master."""
+    parts = urlsplit(master_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.hostname or "127.0.0.1", port
+
+
+def job_env(assignment: Assignment, *, master_url: str, workspace: Path,
+            project_dir: Path | None = None,
+            base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The job's environment: the worker's, then the job's own ``env``, then Titan's.
+
+    Titan's variables come last so a job cannot be pointed at another job's identity; the
+    worker's own token never reaches a job (``TITAN_TOKEN`` is the attempt's job token, or
+    unset).
+    """
+    env = dict(os.environ if base is None else base)
+    env.update(assignment.env)
+    host, port = master_host_port(master_url)
+    env.update({
+        "TITAN_HOST": host,
+        "TITAN_PORT": str(port),
+        "TITAN_MASTER_URL": master_url.rstrip("/"),
+        "TITAN_JOB_ID": assignment.job_id,
+        "TITAN_JOB_REF": assignment.ref,
+        "TITAN_JOB_UID": str(assignment.id),
+        "TITAN_ATTEMPT": str(assignment.attempt),
+        "TITAN_DAG": assignment.dag or "",
+        "TITAN_WORKSPACE": str(workspace),
+        # Output reaches the master line by line only if Python children do not buffer it.
+        "PYTHONUNBUFFERED": "1",
+    })
+    optional = {
+        "TITAN_TOKEN": assignment.token,
+        "TITAN_AGENT_RUN_ID": assignment.agent_run_id,
+        "TITAN_SERVICE_PORT": str(assignment.port) if assignment.port > 0 else None,
+        "TITAN_PROJECT_DIR": str(project_dir) if project_dir is not None else None,
+    }
+    for name, value in optional.items():
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
+    return env

@@ -1,0 +1,218 @@
+"""One running attempt of a job: its output, its exit, its deadline, its kill.
+
+An :class:`Attempt` lives on the I/O thread from :meth:`Attempt.attach` on, so its state
+needs no lock. Its result is produced only once the process has exited *and* both pipes have
+reached end-of-file, so every log line is queued before the result (the master applies a
+report's logs before its results, and the reporter keeps queue order, so the order holds
+end to end).
+
+Cancel and timeout signal the whole process group: SIGTERM first, SIGKILL ``kill_grace``
+seconds later if the job is still there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from asyncio import Handle
+from typing import Any, Protocol
+
+from titan.worker.assignment import Assignment, Key
+from titan.worker.loop import IOLoop
+from titan.worker.output import LineSplitter
+from titan.worker.process import Process, signal_name
+from titan.worker.runner import Launched
+
+log = logging.getLogger("titan.worker")
+
+CANCELLED = "cancelled"
+TIMED_OUT = "timed_out"
+STOPPED = "stopped"
+_ERROR_TEXT = 500
+
+
+class Sink(Protocol):
+    """Where an attempt's log lines and result go (the reporter, and the slot accounting)."""
+
+    def log(self, entry: dict[str, Any]) -> None: ...
+
+    def result(self, entry: dict[str, Any]) -> None: ...
+
+    def finished(self, attempt: Attempt) -> None: ...
+
+
+class Attempt:
+    """A job attempt from assignment to result."""
+
+    def __init__(self, assignment: Assignment, *, loop: IOLoop, sink: Sink,
+                 kill_grace: float) -> None:
+        self.assignment = assignment
+        self.key: Key = assignment.key
+        self.kill_reason: str | None = None
+        self.process: Process | None = None
+        self.finished = False
+        self._loop = loop
+        self._sink = sink
+        self._kill_grace = kill_grace
+        self._seq = 0
+        self._streams: dict[int, tuple[str, LineSplitter]] = {}
+        self._timers: list[Handle] = []
+        self._exit: tuple[int | None, str | None] | None = None
+        self._last_stderr = ""
+        self._started = time.monotonic()
+
+    # ------------------------------------------------------------------ lifecycle (I/O thread)
+
+    def attach(self, launched: Launched) -> None:
+        """Take over a started process: read its pipes, await its exit, arm its timeout."""
+        self.process = launched.process
+        for fd, name in ((launched.stdout, "stdout"), (launched.stderr, "stderr")):
+            self._streams[fd] = (name, LineSplitter())
+            self._loop.add_reader(fd, self._on_readable, fd)
+        launched.process.watch(self._loop, self._on_exit)
+        timeout = self.assignment.timeout
+        if timeout:
+            self._timers.append(self._loop.call_later(timeout, self.kill, TIMED_OUT))
+        if self.kill_reason is not None:  # cancelled while it was being started
+            self._terminate()
+        log.debug("job %s attempt %d started (pid %d, %s)", self.assignment.ref or self.key[0],
+                  self.key[1], self.process.pid, "fork" if launched.forked else "subprocess")
+
+    def fail_to_start(self, error: str) -> None:
+        """Report an attempt whose process never started (missing script, bad archive...)."""
+        log.warning("job %s attempt %d could not start: %s", self.assignment.ref or self.key[0],
+                    self.key[1], error)
+        self._emit("stderr", f"titan worker: {error}")
+        self._exit = (None, error)
+        self._maybe_finish()
+
+    def kill(self, reason: str) -> None:
+        """Stop the job for ``reason`` (cancelled, timed_out, stopped): TERM, then KILL."""
+        if self.finished:
+            return
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        if self.process is not None:
+            self._terminate()
+
+    def kill_now(self, reason: str = STOPPED) -> None:
+        """SIGKILL the job's group at once (the worker is going down hard)."""
+        if self.finished:
+            return
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        if self.process is not None:
+            self.process.kill_group(signal.SIGKILL)
+
+    def _terminate(self) -> None:
+        assert self.process is not None
+        self.process.kill_group(signal.SIGTERM)
+        self._timers.append(self._loop.call_later(self._kill_grace, self._escalate))
+
+    def _escalate(self) -> None:
+        if not self.finished and self.process is not None:
+            self.process.kill_group(signal.SIGKILL)
+
+    # ------------------------------------------------------------------ output
+
+    def _on_readable(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        name, splitter = self._streams[fd]
+        if data:
+            for line in splitter.feed(data):
+                self._emit(name, line)
+            return
+        for line in splitter.close():
+            self._emit(name, line)
+        self._close_stream(fd)
+        self._maybe_finish()
+
+    def _close_stream(self, fd: int) -> None:
+        self._loop.remove_reader(fd)
+        del self._streams[fd]
+        os.close(fd)
+
+    def _emit(self, stream: str, line: str) -> None:
+        self._seq += 1
+        id_, attempt = self.key
+        self._sink.log({"id": id_, "attempt": attempt, "seq": self._seq, "stream": stream,
+                        "ts": time.time(), "line": line})
+        if stream == "stderr" and line.strip():
+            self._last_stderr = line
+
+    def _drain_and_close(self) -> None:
+        """Stop waiting for end-of-file: read what is buffered and close the pipes."""
+        for fd in list(self._streams):
+            name, splitter = self._streams[fd]
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # BlockingIOError included: nothing more is buffered
+                    data = b""
+                if not data:
+                    break
+                for line in splitter.feed(data):
+                    self._emit(name, line)
+            for line in splitter.close():
+                self._emit(name, line)
+            self._close_stream(fd)
+        self._maybe_finish()
+
+    # ------------------------------------------------------------------ exit
+
+    def _on_exit(self, code: int | None, error: str | None) -> None:
+        self._exit = (code, error)
+        if self._streams:
+            # The job's main process is gone but something it started still holds its
+            # stdout/stderr. Give it the grace period, then kill the group and stop reading:
+            # a forgotten background process must not keep the result from the master.
+            self._timers.append(self._loop.call_later(self._kill_grace, self._linger_over))
+        self._maybe_finish()
+
+    def _linger_over(self) -> None:
+        if self.finished or self.process is None:
+            return
+        self.process.kill_group(signal.SIGKILL)
+        self._drain_and_close()
+
+    def _maybe_finish(self) -> None:
+        if self.finished or self._exit is None or self._streams:
+            return
+        self.finished = True
+        for timer in self._timers:
+            timer.cancel()
+        code, error = self._exit
+        id_, attempt = self.key
+        result = {"id": id_, "attempt": attempt, "exit_code": code,
+                  "error": self._error_text(code, error),
+                  "timed_out": self.kill_reason == TIMED_OUT}
+        log.debug("job %s attempt %d finished: exit %s in %.3f s", self.assignment.ref or id_,
+                  attempt, code, time.monotonic() - self._started)
+        self._sink.result(result)
+        self._sink.finished(self)
+
+    def _error_text(self, code: int | None, error: str | None) -> str | None:
+        if self.kill_reason == TIMED_OUT:
+            text = f"timed out after {self.assignment.timeout:g} s"
+        elif self.kill_reason == CANCELLED:
+            text = "cancelled"
+        elif self.kill_reason == STOPPED:
+            text = "the worker stopped"
+        elif error is not None:
+            text = error
+        elif code is None:
+            text = "exit status unknown"
+        elif code < 0:
+            text = f"killed by {signal_name(code)}"
+        elif code > 0:
+            text = f"exit code {code}" + (f": {self._last_stderr}" if self._last_stderr else "")
+        else:
+            return None
+        return text[:_ERROR_TEXT]

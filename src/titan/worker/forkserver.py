@@ -1,0 +1,222 @@
+"""The worker's side of the zygote: start it, ask it to fork, learn pids and exit codes.
+
+See :mod:`titan.worker.zygote` for the protocol. Requests are sent from the threads that
+start jobs (under a lock, one ``sendmsg`` each); answers are read on the I/O thread, which
+resolves the waiting request and delivers exit codes to the job's :class:`ForkedProcess`.
+Because the zygote writes ``started`` before ``exited`` for a pid on the same socket, the
+process object always exists before its exit is reported, however short the job.
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import titan
+from titan import errors
+from titan.worker.loop import IOLoop
+from titan.worker.process import Process
+
+log = logging.getLogger("titan.worker")
+
+_HEADER = struct.Struct("!I")
+
+
+class ForkFailed(errors.TitanError):
+    """The zygote could not start the job (it is down, or fork failed)."""
+
+
+class ForkedProcess(Process):
+    """A job forked by the zygote; its exit code is delivered by :class:`ForkServer`."""
+
+
+class _Pending:
+    __slots__ = ("done", "error", "proc")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.proc: ForkedProcess | None = None
+        self.error: str | None = None
+
+
+class ForkServer:
+    """One zygote process and the bookkeeping of what it forked.
+
+    Single-use: once its zygote is gone the runner starts a new ForkServer, so a late
+    notice of the old zygote's death can never touch the new one's jobs.
+    """
+
+    def __init__(self, loop: IOLoop, python: str = sys.executable) -> None:
+        self._loop = loop
+        self._python = python
+        self._sock: socket.socket | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._send_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._rids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._procs: dict[int, ForkedProcess] = {}  # I/O thread only
+        self._buf = bytearray()
+        self.alive = False
+        self.pid: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the zygote and wait until it has preloaded and is ready to fork."""
+        if self._popen is not None:
+            raise ForkFailed("a ForkServer starts one zygote only")
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ)
+        # `-m titan.worker.zygote` must import this very titan, wherever it was found.
+        src = str(Path(titan.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+        try:
+            popen = subprocess.Popen(
+                [self._python, "-m", "titan.worker.zygote", str(child.fileno())],
+                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, env=env, start_new_session=True,
+            )
+        finally:
+            child.close()
+        try:
+            parent.settimeout(timeout)
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = parent.recv(4096)
+                if not chunk:
+                    raise ForkFailed("the zygote exited during startup")
+                line += chunk
+            ready = json.loads(line)
+            parent.settimeout(None)
+        except (OSError, ValueError, ForkFailed) as exc:
+            parent.close()
+            popen.kill()
+            popen.wait()
+            raise ForkFailed(f"the zygote did not start: {exc}") from None
+        self._sock, self._popen, self.pid = parent, popen, int(ready["pid"])
+        self.alive = True
+        self._loop.call(self._loop.add_reader, parent.fileno(), self._on_readable, parent)
+        log.debug("zygote %d ready", self.pid)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the zygote (it kills whatever it forked that still runs)."""
+        sock, popen = self._sock, self._popen
+        self.alive = False
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if popen is not None:
+            try:
+                popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+
+    # ------------------------------------------------------------------ forking
+
+    def spawn(self, request: dict[str, Any], out_w: int, err_w: int,
+              timeout: float = 10.0) -> ForkedProcess:
+        """Fork a child running ``request`` with ``out_w``/``err_w`` as its stdout/stderr."""
+        sock = self._sock
+        if not self.alive or sock is None:
+            raise ForkFailed("the zygote is not running")
+        pending = _Pending()
+        with self._send_lock:
+            rid = next(self._rids)
+            with self._state_lock:
+                self._pending[rid] = pending
+            data = json.dumps({**request, "rid": rid}).encode()
+            data = _HEADER.pack(len(data)) + data
+            fds = array.array("i", [out_w, err_w])
+            try:
+                sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                if sent < len(data):
+                    sock.sendall(data[sent:])
+            except OSError as exc:
+                with self._state_lock:
+                    self._pending.pop(rid, None)
+                self.alive = False
+                raise ForkFailed(f"cannot reach the zygote: {exc}") from None
+        if not pending.done.wait(timeout):
+            with self._state_lock:
+                self._pending.pop(rid, None)
+            raise ForkFailed("the zygote did not answer in time")
+        if pending.proc is None:
+            raise ForkFailed(pending.error or "the zygote could not fork")
+        return pending.proc
+
+    # ------------------------------------------------------------------ I/O thread
+
+    def _on_readable(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._on_dead(sock)
+            return
+        self._buf += data
+        while (end := self._buf.find(b"\n")) >= 0:
+            line = bytes(self._buf[:end])
+            del self._buf[: end + 1]
+            self._on_event(json.loads(line))
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "exited":
+            proc = self._procs.pop(int(event["pid"]), None)
+            if proc is not None:
+                proc.set_exited(int(event["code"]))
+            return
+        with self._state_lock:
+            pending = self._pending.pop(int(event.get("rid") or 0), None)
+        if kind == "started":
+            proc = ForkedProcess(int(event["pid"]))
+            if pending is None:
+                # Its requester gave up waiting: nobody will run this job's bookkeeping.
+                proc.kill_group(signal.SIGKILL)
+            self._procs[proc.pid] = proc
+            if pending is not None:
+                pending.proc = proc
+        elif pending is not None:
+            pending.error = str(event.get("error") or "fork failed")
+        if pending is not None:
+            pending.done.set()
+
+    def _on_dead(self, sock: socket.socket) -> None:
+        self._loop.remove_reader(sock.fileno())
+        sock.close()
+        if self._sock is sock:
+            self._sock = None
+            self.alive = False
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.kill()
+        with self._state_lock:
+            pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            waiter.error = "the zygote died"
+            waiter.done.set()
+        procs, self._procs = self._procs, {}
+        if procs:
+            log.error("zygote died with %d jobs running; they are killed", len(procs))
+        for proc in procs.values():
+            # Their exit codes are lost with the zygote: kill them so their pipes close and
+            # their results can be reported (as failures) instead of hanging forever.
+            proc.kill_group(signal.SIGKILL)
+            proc.set_exited(None, "the zygote died; the exit status is unknown")

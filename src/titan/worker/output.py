@@ -1,0 +1,56 @@
+"""Cutting a job's output stream into the log lines the master stores.
+
+A line is what ends in ``\\n`` (a trailing ``\\r`` goes too), decoded as UTF-8 with bad
+bytes replaced. A line longer than :data:`MAX_LINE` bytes is cut into pieces of at most that
+size, at a character boundary, so a job that prints a megabyte without a newline cannot
+make one log entry the master would refuse. What is left at end-of-file is a last line.
+"""
+
+from __future__ import annotations
+
+MAX_LINE = 64 * 1024
+
+
+def _char_boundary(buf: bytearray, start: int, cut: int) -> int:
+    """``cut`` moved back so it does not split a UTF-8 sequence (at most 3 bytes back)."""
+    for candidate in range(cut, max(start + 1, cut - 3) - 1, -1):
+        if buf[candidate] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            return candidate
+    return cut
+
+
+class LineSplitter:
+    """Feed bytes in, get complete lines out."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[str]:
+        buf = self._buf
+        buf += data
+        lines: list[str] = []
+        pos, end = 0, len(buf)
+        while pos < end:
+            nl = buf.find(b"\n", pos, pos + MAX_LINE + 1)
+            if nl >= 0:
+                stop = nl - 1 if nl > pos and buf[nl - 1] == 0x0D else nl
+                lines.append(buf[pos:stop].decode("utf-8", "replace"))
+                pos = nl + 1
+            elif end - pos > MAX_LINE:
+                cut = _char_boundary(buf, pos, pos + MAX_LINE)
+                lines.append(buf[pos:cut].decode("utf-8", "replace"))
+                pos = cut
+            else:
+                break
+        del buf[:pos]
+        return lines
+
+    def close(self) -> list[str]:
+        """The unterminated last line, if any."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        if rest.endswith(b"\r"):
+            rest = rest[:-1]
+        return [rest.decode("utf-8", "replace")] if rest else []

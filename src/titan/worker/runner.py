@@ -1,0 +1,173 @@
+"""Starting a job's process: forked from the warm zygote, or a fresh subprocess.
+
+``runner: auto`` forks the zygote for a ``.py`` script and uses a subprocess for anything
+else; ``fork`` always forks (the file is Python, whatever its name); ``subprocess`` asks for
+a fresh interpreter. A fork that cannot happen (zygote down, fork refused) falls back to a
+subprocess, so the fast path is never a reason for a job to fail.
+
+Either way the job's stdout and stderr are the write ends of two pipes created here; the
+worker keeps the read ends (non-blocking, for the I/O loop) and closes its copies of the
+write ends, so end-of-file on a pipe means every process of the job has closed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from titan import errors
+from titan.worker.forkserver import ForkFailed, ForkServer
+from titan.worker.loop import IOLoop
+from titan.worker.process import PopenProcess, Process
+
+log = logging.getLogger("titan.worker")
+
+#: After the zygote fails to start, jobs use subprocesses for this long before a retry.
+ZYGOTE_RETRY_SECONDS = 30.0
+
+
+@dataclass
+class LaunchSpec:
+    """What to run, where, and how."""
+
+    script: Path
+    args: list[str] = field(default_factory=list)
+    cwd: Path = Path(".")
+    env: dict[str, str] = field(default_factory=dict)
+    #: Extra ``sys.path`` entries after the script's directory (an archive's project root).
+    sys_path: list[str] = field(default_factory=list)
+    #: ``auto``, ``fork`` or ``subprocess`` (the assignment's ``runner``).
+    runner: str = "auto"
+
+    @property
+    def wants_fork(self) -> bool:
+        return self.runner == "fork" or (self.runner == "auto" and self.script.suffix == ".py")
+
+
+@dataclass
+class Launched:
+    """A started job: its process and the read ends of its stdout and stderr pipes."""
+
+    process: Process
+    stdout: int
+    stderr: int
+    forked: bool
+
+
+class Runner:
+    """Starts job processes; owns the zygote and restarts it when it dies."""
+
+    def __init__(self, loop: IOLoop, *, use_zygote: bool = True,
+                 python: str = sys.executable) -> None:
+        self._loop = loop
+        self._python = python
+        self._use_zygote = use_zygote
+        self._zygote: ForkServer | None = None
+        self._zygote_lock = threading.Lock()
+        self._retry_at = 0.0
+
+    def start(self) -> None:
+        """Start the zygote now, so the first Python job is already fast."""
+        if self._use_zygote:
+            self._zygote_or_none()
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """The running zygote's pid, if there is one."""
+        zygote = self._zygote
+        return zygote.pid if zygote is not None and zygote.alive else None
+
+    def close(self) -> None:
+        with self._zygote_lock:
+            zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.close()
+
+    def _zygote_or_none(self) -> ForkServer | None:
+        with self._zygote_lock:
+            zygote = self._zygote
+            if zygote is not None and zygote.alive:
+                return zygote
+            if not self._use_zygote or time.monotonic() < self._retry_at:
+                return None
+            if zygote is not None:
+                log.warning("zygote is gone; starting a new one")
+                zygote.close(timeout=1.0)
+            zygote = ForkServer(self._loop, self._python)
+            try:
+                zygote.start()
+            except ForkFailed as exc:
+                log.warning("%s; Python jobs run as subprocesses for now", exc)
+                self._zygote = None
+                self._retry_at = time.monotonic() + ZYGOTE_RETRY_SECONDS
+                return None
+            self._zygote = zygote
+            return zygote
+
+    def spawn(self, spec: LaunchSpec) -> Launched:
+        """Start ``spec``'s process; raises :class:`~titan.errors.TitanError` if it cannot."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            process: Process | None = None
+            forked = False
+            if spec.wants_fork:
+                zygote = self._zygote_or_none()
+                if zygote is not None:
+                    try:
+                        process = zygote.spawn(_fork_request(spec), out_w, err_w)
+                        forked = True
+                    except ForkFailed as exc:
+                        log.warning("%s; running %s as a subprocess", exc, spec.script.name)
+            if process is None:
+                process = self._popen(spec, out_w, err_w)
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            # The job (or the zygote, which closes them after forking) holds the write ends;
+            # the worker's copies would keep the pipes from ever reaching end-of-file.
+            os.close(out_w)
+            os.close(err_w)
+        os.set_blocking(out_r, False)
+        os.set_blocking(err_r, False)
+        return Launched(process, out_r, err_r, forked)
+
+    def _popen(self, spec: LaunchSpec, out_w: int, err_w: int) -> PopenProcess:
+        env = dict(spec.env)
+        script = str(spec.script)
+        if spec.script.suffix == ".py" or spec.runner == "fork":
+            argv = [self._python, script, *spec.args]
+            if spec.sys_path:
+                env["PYTHONPATH"] = os.pathsep.join(
+                    filter(None, [*spec.sys_path, env.get("PYTHONPATH")])
+                )
+        elif spec.script.suffix == ".sh":
+            argv = ["bash", script, *spec.args]
+        else:
+            argv = [script, *spec.args]
+        try:
+            popen = subprocess.Popen(
+                argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out_w,
+                stderr=err_w, start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            raise errors.TitanError(f"cannot start {spec.script.name}: {exc}") from None
+        return PopenProcess(popen)
+
+
+def _fork_request(spec: LaunchSpec) -> dict[str, object]:
+    return {
+        "argv": [str(spec.script), *spec.args],
+        "cwd": str(spec.cwd),
+        "env": spec.env,
+        "script": str(spec.script),
+        "sys_path": spec.sys_path,
+    }

@@ -1,0 +1,128 @@
+"""Running assignments: prepare the script, start the process, watch it, report it.
+
+:meth:`Supervisor.start` returns at once: preparing a job (fetching its script or archive,
+which may take a network round trip the first time) happens on a small pool of starter
+threads, so the long-poll that delivered the job goes straight back to the master and a
+cancel is never stuck behind a download. From the moment its process exists, an attempt
+belongs to the I/O thread (:mod:`titan.worker.attempt`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from titan import errors
+from titan.worker.assignment import Assignment, Key, job_env
+from titan.worker.attempt import CANCELLED, Attempt
+from titan.worker.loop import IOLoop
+from titan.worker.reporter import Reporter
+from titan.worker.runner import LaunchSpec, Runner
+from titan.worker.workspace import Workspace
+
+log = logging.getLogger("titan.worker")
+
+
+class Supervisor:
+    """The worker's running attempts."""
+
+    def __init__(self, *, loop: IOLoop, runner: Runner, workspace: Workspace,
+                 reporter: Reporter, master_url: str, kill_grace: float, starters: int,
+                 on_finished: Callable[[Key], None]) -> None:
+        self._loop = loop
+        self._runner = runner
+        self._workspace = workspace
+        self._reporter = reporter
+        self._master_url = master_url
+        self._kill_grace = kill_grace
+        self._on_finished = on_finished
+        self._lock = threading.Lock()
+        self._attempts: dict[Key, Attempt] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max(1, starters),
+                                        thread_name_prefix="titan-start")
+
+    # ------------------------------------------------------------------ Sink (I/O thread)
+
+    def log(self, entry: dict[str, Any]) -> None:
+        self._reporter.log(entry)
+
+    def result(self, entry: dict[str, Any]) -> None:
+        self._reporter.result(entry)
+
+    def finished(self, attempt: Attempt) -> None:
+        with self._lock:
+            self._attempts.pop(attempt.key, None)
+        self._on_finished(attempt.key)
+
+    # ------------------------------------------------------------------ any thread
+
+    def running(self) -> list[Key]:
+        """The (id, attempt) of every attempt not finished yet, starting ones included."""
+        with self._lock:
+            return list(self._attempts)
+
+    def __contains__(self, key: Key) -> bool:
+        with self._lock:
+            return key in self._attempts
+
+    def start(self, assignment: Assignment) -> bool:
+        """Begin running ``assignment``; False if that attempt is already running here."""
+        attempt = Attempt(assignment, loop=self._loop, sink=self, kill_grace=self._kill_grace)
+        with self._lock:
+            if attempt.key in self._attempts:
+                return False
+            self._attempts[attempt.key] = attempt
+        self._pool.submit(self._launch, attempt)
+        return True
+
+    def cancel(self, key: Key, reason: str = CANCELLED) -> bool:
+        """Kill attempt ``key`` (its result is still reported); False if it is not here."""
+        with self._lock:
+            attempt = self._attempts.get(key)
+        if attempt is None:
+            return False
+        log.info("killing job %s attempt %d: %s", attempt.assignment.ref or key[0], key[1],
+                 reason)
+        self._loop.call(attempt.kill, reason)
+        return True
+
+    def kill_all(self) -> None:
+        """SIGKILL every attempt's process group (the worker is stopping hard)."""
+        with self._lock:
+            attempts = list(self._attempts.values())
+        for attempt in attempts:
+            self._loop.call(attempt.kill_now)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ starter threads
+
+    def _launch(self, attempt: Attempt) -> None:
+        a = attempt.assignment
+        try:
+            if attempt.kill_reason is not None:
+                raise errors.TitanError("cancelled before it started")
+            if a.is_archive:
+                script = self._workspace.archive(a.filename)
+            elif not a.script_sha256:
+                raise errors.ValidationFailed("the assignment names no script_sha256")
+            else:
+                script = self._workspace.materialize(a.filename, a.script_sha256)
+            env = job_env(a, master_url=self._master_url, workspace=self._workspace.shared,
+                          project_dir=script.project_dir)
+            spec = LaunchSpec(script=script.path, args=list(a.args), cwd=self._workspace.shared,
+                              env=env, sys_path=list(script.sys_path), runner=a.runner)
+            launched = self._runner.spawn(spec)
+        except errors.NotFound as exc:
+            self._loop.call(attempt.fail_to_start, f"script not found on the master: {exc}")
+        except (errors.TitanError, OSError) as exc:
+            self._loop.call(attempt.fail_to_start, str(exc))
+        except Exception as exc:  # a bug here must still end as a reported failure
+            log.exception("starting job %s failed", a.ref or a.id)
+            self._loop.call(attempt.fail_to_start, f"{type(exc).__name__}: {exc}")
+        else:
+            self._loop.call(attempt.attach, launched)

@@ -1,0 +1,234 @@
+"""The worker's workspace on disk: where scripts land and where jobs run.
+
+Layout under ``<workdir>/titan_workspace/``::
+
+    shared/                   every DAG job's cwd; scripts materialized at their relative path
+    projects/<name>-<sha12>/  an uploaded project archive, extracted once per content hash
+    .cache/blobs/<sha>        script bodies by content hash
+    .cache/files/<sha>.zip    project archives by content hash
+
+Scripts of jobs running concurrently may share a path, so a script is written only when its
+content differs, and always atomically (temporary file + ``os.replace``): a job starting while
+another rewrites the file sees the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from titan import errors
+from titan.worker.connection import MasterConnection
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: Refuse archives that expand past this (a zip bomb must not fill the worker's disk).
+MAX_ARCHIVE_BYTES = 8 << 30
+_COPY_CHUNK = 1 << 20
+
+
+class UnsafePath(errors.ValidationFailed):
+    """A path would escape the workspace (absolute, or with a '..' component)."""
+
+
+@dataclass(frozen=True)
+class Script:
+    """A job's script, ready to run: its path and what the interpreter needs besides."""
+
+    path: Path
+    #: Extra ``sys.path`` entries after the script's own directory (an archive's root).
+    sys_path: list[str] = field(default_factory=list)
+    #: The extracted project root of an archive job, else None.
+    project_dir: Path | None = None
+
+
+def safe_relative(name: str) -> PurePosixPath:
+    """``name`` as a relative path that stays inside its base directory, or UnsafePath.
+
+    Backslashes count as separators too, so a Windows-made name cannot smuggle ``..\\``.
+    """
+    if not name or "\x00" in name:
+        raise UnsafePath(f"empty or invalid path {name!r}")
+    normalized = name.replace("\\", "/")
+    path = PurePosixPath(normalized)
+    if path.is_absolute() or re.match(r"^[A-Za-z]:", normalized):
+        raise UnsafePath(f"absolute path {name!r} refused")
+    parts = [p for p in path.parts if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise UnsafePath(f"path {name!r} refused (it must stay inside the workspace)")
+    return PurePosixPath(*parts)
+
+
+def _atomic_write(dest: Path, data: bytes, mode: int) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Workspace:
+    """Materializes scripts and archives for jobs; safe to use from several threads."""
+
+    def __init__(self, workdir: str | os.PathLike[str], conn: MasterConnection) -> None:
+        self.root = Path(workdir).resolve() / "titan_workspace"
+        self.shared = self.root / "shared"
+        self.projects = self.root / "projects"
+        self.blob_cache = self.root / ".cache" / "blobs"
+        self.file_cache = self.root / ".cache" / "files"
+        for path in (self.shared, self.projects, self.blob_cache, self.file_cache):
+            path.mkdir(parents=True, exist_ok=True)
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        # What this worker last wrote at each script path, with the stat it left behind: a
+        # hot script is then checked with one stat() instead of a read and a compare.
+        self._written: dict[Path, tuple[str, int, int, int]] = {}
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        # One fetch or extraction per blob/archive at a time: concurrent jobs of a new DAG
+        # all need the same script, and only one of them should download it.
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    # ------------------------------------------------------------------ blobs
+
+    def blob(self, sha256: str) -> bytes:
+        """The bytes of blob ``sha256``, from the cache or fetched once from the master."""
+        sha = sha256.lower()
+        if not _SHA256.match(sha):
+            raise errors.ValidationFailed(f"invalid script hash {sha256!r}")
+        path = self.blob_cache / sha[:2] / sha
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        with self._key_lock(sha):
+            if not path.exists():
+                self._conn.download(f"/blobs/{sha}", path, expect_sha256=sha)
+        return path.read_bytes()
+
+    def materialize(self, filename: str, sha256: str) -> Script:
+        """Write blob ``sha256`` at ``shared/<filename>`` (only if it differs) and return it."""
+        rel = safe_relative(filename)
+        dest = self.shared / rel
+        sha = sha256.lower()
+        try:
+            st = dest.stat()
+            if self._written.get(dest) == (sha, st.st_mtime_ns, st.st_size, st.st_ino):
+                return Script(dest)
+        except FileNotFoundError:
+            st = None
+        data = self.blob(sha)
+        with self._key_lock(str(dest)):
+            try:
+                same = st is not None and st.st_size == len(data) and dest.read_bytes() == data
+            except FileNotFoundError:
+                same = False
+            if not same:
+                # .py files are run by an interpreter; anything else may be run directly.
+                _atomic_write(dest, data, 0o644 if dest.suffix == ".py" else 0o755)
+            st = dest.stat()
+            self._written[dest] = (sha, st.st_mtime_ns, st.st_size, st.st_ino)
+        return Script(dest)
+
+    # ------------------------------------------------------------------ archives
+
+    def archive(self, filename: str) -> Script:
+        """Fetch ``<project>.zip``, extract it once, and return ``<project>/<entry>`` in it.
+
+        The master is asked every time (the latest upload under that name wins), but the
+        body is only transferred when its hash is not cached yet.
+        """
+        rel = safe_relative(filename)
+        if len(rel.parts) < 2:
+            raise errors.ValidationFailed(
+                f"archive job filename {filename!r} must be '<project>/<entry path>'"
+            )
+        project, entry = rel.parts[0], PurePosixPath(*rel.parts[1:])
+        name = f"{project}.zip"
+        with self._key_lock(f"file:{name}"):
+            known = frozenset(p.stem for p in self.file_cache.glob("*.zip"))
+            tmp = self.file_cache / f".{name}.download"
+            tmp.unlink(missing_ok=True)
+            sha = self._conn.download(f"/files/{name}", tmp, known=known)
+            zip_path = self.file_cache / f"{sha}.zip"
+            if tmp.exists():
+                os.replace(tmp, zip_path)
+        target = self.projects / f"{project}-{sha[:12]}"
+        with self._key_lock(f"extract:{target.name}"):
+            if not target.is_dir():
+                extract_zip(zip_path, target)
+        root = _project_root(target, project, entry)
+        script = root / entry
+        if not script.is_file():
+            raise errors.ScriptNotFound(f"{entry} is not in {name}")
+        return Script(script, sys_path=[str(root)], project_dir=root)
+
+
+def _project_root(extracted: Path, project: str, entry: PurePosixPath) -> Path:
+    """The directory the entry path is relative to.
+
+    An archive made by zipping a folder may wrap everything in that folder's name; the entry
+    is then looked up under it.
+    """
+    if (extracted / entry).exists():
+        return extracted
+    wrapped = extracted / project
+    if (wrapped / entry).exists():
+        return wrapped
+    children = [p for p in extracted.iterdir() if not p.name.startswith(".")]
+    if len(children) == 1 and children[0].is_dir() and (children[0] / entry).exists():
+        return children[0]
+    return extracted
+
+
+def extract_zip(zip_path: Path, target: Path) -> None:
+    """Extract ``zip_path`` into ``target`` (created atomically), refusing zip-slip.
+
+    Every member must resolve inside ``target``: absolute names, drive letters, ``..``
+    components and symbolic links are refused (the whole archive, not just the member), and
+    the total expanded size is bounded. Extraction goes to a sibling temporary directory that
+    is renamed into place, so a crash or a concurrent worker never sees half an archive.
+    """
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        total = 0
+        with zipfile.ZipFile(zip_path) as zf:
+            for info in zf.infolist():
+                rel = safe_relative(info.filename)
+                mode = info.external_attr >> 16
+                if stat.S_ISLNK(mode):
+                    raise UnsafePath(f"symbolic link {info.filename!r} in archive refused")
+                dest = tmp.joinpath(*rel.parts)
+                if not dest.resolve().is_relative_to(tmp.resolve()):
+                    raise UnsafePath(f"archive member {info.filename!r} escapes the project")
+                if info.is_dir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                total += info.file_size
+                if total > MAX_ARCHIVE_BYTES:
+                    raise errors.PayloadTooLarge(f"{zip_path.name} expands past the limit")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, dest.open("wb") as out:
+                    shutil.copyfileobj(src, out, _COPY_CHUNK)
+                if mode & 0o111:
+                    os.chmod(dest, 0o755)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():  # lost a race to another extractor: theirs is as good
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,152 @@
+"""Real Titan processes on loopback for integration tests: a master (or `titan up`) and
+workers as subprocesses, free ports, a private data dir, everything killed afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port
+from titan.client import TitanClient
+
+
+class Cluster:
+    def __init__(self, root: Path, *, lease_seconds: float = 15.0, database_url: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.scripts = root / "scripts"
+        self.scripts.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.dashboard_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.database_url = database_url
+        self.env = dict(os.environ, TITAN_LEASE_SECONDS=str(lease_seconds),
+                        TITAN_RETRY_BACKOFF="0.05", PYTHONUNBUFFERED="1", **(env or {}))
+        self.master: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._clients: list[TitanClient] = []
+
+    # -- processes ----------------------------------------------------------------------------
+    def _spawn(self, args: list[str], log_name: str, **kw: Any) -> subprocess.Popen[bytes]:
+        log = open(self.root / log_name, "ab")  # noqa: SIM115 - closed with the process
+        return subprocess.Popen([sys.executable, "-m", "titan", *args], stdout=log,
+                                stderr=subprocess.STDOUT, env=kw.pop("env", self.env),
+                                cwd=kw.pop("cwd", self.root), start_new_session=True, **kw)
+
+    def _master_args(self) -> list[str]:
+        args = ["--port", str(self.port), "--dashboard-port", str(self.dashboard_port),
+                "--data-dir", str(self.data)]
+        if self.database_url:
+            args += ["--database-url", self.database_url]
+        return args
+
+    def up(self, slots: int = 4, capabilities: str = "GENERAL") -> Cluster:
+        """`titan up`: master plus the local worker."""
+        self.master = self._spawn(["up", *self._master_args(), "--slots", str(slots),
+                                   "--capabilities", capabilities], "master.log")
+        self.wait_healthy()
+        self.wait_workers(1)
+        return self
+
+    def start_master(self) -> Cluster:
+        self.master = self._spawn(["master", *self._master_args()], "master.log")
+        self.wait_healthy()
+        return self
+
+    def add_worker(self, capabilities: str = "GENERAL", slots: int = 4, name: str | None = None,
+                   wait: bool = True, extra: list[str] | None = None) -> subprocess.Popen[bytes]:
+        before = len(self.live_workers())
+        token = (self.data / "worker.token").read_text().strip()
+        wd = self.root / f"worker-{len(self.workers)}"
+        wd.mkdir(exist_ok=True)
+        args = ["worker", "--master", self.url, "--capabilities", capabilities,
+                "--slots", str(slots), "--workdir", str(wd)]
+        if name:
+            args += ["--name", name]
+        proc = self._spawn(args + (extra or []), f"worker-{len(self.workers)}.log",
+                           env=dict(self.env, TITAN_TOKEN=token))
+        self.workers.append(proc)
+        if wait:
+            self.wait_workers(before + 1)
+        return proc
+
+    def kill_master(self) -> None:
+        assert self.master is not None
+        self.master.kill()
+        self.master.wait()
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.master is not None and self.master.poll() is not None:
+                raise RuntimeError(f"master exited with {self.master.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"master not healthy after {timeout}s:\n{self.log()}")
+
+    def live_workers(self) -> list[dict[str, Any]]:
+        return [w for w in self.api("GET", "/workers")["workers"] if w["state"] == "live"]
+
+    def wait_workers(self, n: int, timeout: float = 30) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if len(self.live_workers()) >= n:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{n} worker(s) not live after {timeout}s:\n{self.log()}")
+
+    def log(self, name: str = "master.log") -> str:
+        path = self.root / name
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        for c in self._clients:
+            c.close()
+        for proc in [*self.workers, self.master]:
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+
+    # -- talking to it ------------------------------------------------------------------------
+    @property
+    def admin_token(self) -> str:
+        return (self.data / "admin.token").read_text().strip()
+
+    def client(self, token: str | None = None) -> TitanClient:
+        c = TitanClient(host="127.0.0.1", port=self.port, token=token or self.admin_token)
+        self._clients.append(c)
+        return c
+
+    def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        req = urllib.request.Request(
+            f"{self.url}/api/v1{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token or self.admin_token}",
+                     "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def script(self, name: str, source: str) -> str:
+        """Write a job script; returns its absolute path (submitted under its basename)."""
+        path = self.scripts / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+        return str(path)

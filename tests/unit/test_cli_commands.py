@@ -1,0 +1,284 @@
+"""The `titan` command: parsing, help, exit codes, and each command against a scripted master."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import titan.worker
+from titan import cli
+from titan.client import TitanClient
+from titan.client.transport import Transport
+
+ENV = ("TITAN_URL", "TITAN_HOST", "TITAN_PORT", "TITAN_TOKEN", "TITAN_DATA_DIR",
+       "TITAN_CONFIG_DIR", "TITAN_AGENT_RUN_ID")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for name in ("up", "master", "worker", "submit", "status", "logs", "store", "cancel",
+                 "retry", "workers", "token"):
+        assert f"    {name}" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["up", "--help"], ["master", "--help"], ["worker", "--help"], ["submit", "--help"],
+    ["status", "--help"], ["logs", "--help"], ["store", "get", "--help"],
+    ["store", "keys", "--help"], ["token", "create", "--help"], ["workers", "--help"],
+])
+def test_subcommand_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(argv, capsys)
+    assert code == 0 and "usage: titan" in out
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([], capsys)[0] == 2
+    assert run(["frobnicate"], capsys)[0] == 2
+    assert run(["token", "create", "--role", "god"], capsys)[0] == 2
+    assert run(["store"], capsys)[0] == 2
+    assert run(["logs"], capsys)[0] == 2
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.startswith("titan ")
+
+
+def test_connection_options_before_or_after_the_command() -> None:
+    parser = cli.build_parser()
+    a = parser.parse_args(["--port", "9191", "--json", "status", "x"])
+    b = parser.parse_args(["status", "x", "--port", "9191", "--json"])
+    c = parser.parse_args(["status", "x"])
+    assert (a.port, a.json, a.ref) == (b.port, b.json, b.ref) == (9191, True, "x")
+    assert (c.host, c.port, c.token, c.json) == (None, None, None, False)
+    d = parser.parse_args(["store", "get", "k", "--token", "T"])
+    assert (d.token, d.key) == ("T", "k")
+
+
+def test_cli_module_imports_no_heavy_modules() -> None:
+    import subprocess
+
+    code = ("import sys, titan.cli; heavy = [m for m in ('httpx', 'titan.client', "
+            "'titan.master', 'fastapi', 'sqlalchemy') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def test_up_builds_the_master_config(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    fake: Any = types.ModuleType("titan.master.embedded")
+
+    def run_up(config: Any, **kw: Any) -> int:
+        calls.append((config, kw))
+        return 0
+
+    fake.run_up = run_up
+    monkeypatch.setitem(sys.modules, "titan.master.embedded", fake)
+    code, _, _ = run(["up", "--port", "9191", "--dashboard-port", "5001", "--data-dir", "d",
+                      "--slots", "3", "--capabilities", "GPU, GENERAL"], capsys)
+    assert code == 0
+    config, kw = calls[0]
+    assert (config.host, config.port, config.dashboard_port, config.data_dir,
+            config.database_url) == ("127.0.0.1", 9191, 5001, "d", None)
+    assert kw == {"slots": 3, "capabilities": ["GPU", "GENERAL"]}
+
+
+def test_master_runs_run_master(monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    fake: Any = types.ModuleType("titan.master.server")
+    fake.run_master = lambda config: 7 if config.host == "0.0.0.0" else 0
+    monkeypatch.setitem(sys.modules, "titan.master.server", fake)
+    assert run(["master", "--host", "0.0.0.0", "--database-url", "sqlite:///x.db"],
+               capsys)[0] == 7
+
+
+def test_worker_gets_url_token_and_options(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def run_worker(*a: Any, **kw: Any) -> int:
+        calls.append((a, kw))
+        return 0
+
+    monkeypatch.setattr(titan.worker, "run_worker", run_worker, raising=False)
+    assert run(["worker", "--master", "http://10.0.0.2:9090", "--token", "wt",
+                "--capabilities", "GPU,GENERAL", "--slots", "2", "--workdir", "/tmp/w",
+                "--burst", "--name", "gpu-1"], capsys)[0] == 0
+    assert calls[-1] == (("http://10.0.0.2:9090", "wt", ["GPU", "GENERAL"], 2, "/tmp/w"),
+                         {"burst": True, "name": "gpu-1"})
+    monkeypatch.setenv("TITAN_TOKEN", "env-token")
+    monkeypatch.setenv("TITAN_URL", "http://10.0.0.3:9090")
+    assert run(["worker"], capsys)[0] == 0
+    args, kw = calls[-1]
+    assert args[:3] == ("http://10.0.0.3:9090", "env-token", ["GENERAL"])
+    assert kw == {"burst": False, "name": None}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_titan_errors_print_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = run(["status", "x", "--port", str(port)], capsys)
+    assert code == 1
+    assert err.startswith("error: cannot reach the Titan master")
+    assert "Traceback" not in err
+
+
+def test_bad_pipeline_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.yaml").write_text("jobs:\n  - id: a\n    file: a.py\n    colour: red\n")
+    code, _, err = run(["submit", "p.yaml"], capsys)
+    assert code == 1 and "p.yaml:4:" in err and "colour" in err
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class Master:
+    """A scripted master: routes -> replies, recording requests."""
+
+    def __init__(self, routes: dict[str, Any]) -> None:
+        self.routes = routes
+        self.seen: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        key = f"{request.method} {request.url.path.removeprefix('/api/v1')}"
+        self.seen.append(key)
+        reply = self.routes.get(key)
+        if reply is None:
+            return httpx.Response(404, json={"error": {"code": "not_found",
+                                                       "message": f"no {key}"}})
+        if isinstance(reply, httpx.Response):
+            return reply
+        return httpx.Response(200, json=reply)
+
+
+@pytest.fixture
+def master(monkeypatch: pytest.MonkeyPatch) -> Master:
+    m = Master({})
+
+    def fake_client(args: argparse.Namespace) -> TitanClient:
+        client = TitanClient(host="127.0.0.1", port=9, token="t")
+        client._transport = Transport(client.endpoint, http_transport=httpx.MockTransport(m))
+        return client
+
+    monkeypatch.setattr(cli, "_client", fake_client)
+    return m
+
+
+JOB = {"id": 3, "job_id": "train", "ref": "nightly#1/train", "state": "FAILED", "attempt": 2,
+       "max_attempts": 2, "exit_code": 1, "error": "exit 1", "filename": "train.py",
+       "args": ["--x"], "parents": ["extract"], "started_at": 100.0, "finished_at": 102.5}
+DAG = {"id": 1, "name": "nightly", "run": 1, "ref": "nightly#1", "status": "PARTIAL",
+       "counts": {"COMPLETED": 1, "FAILED": 1}, "agent_run_id": None,
+       "jobs": [dict(JOB, job_id="extract", state="COMPLETED", exit_code=0), JOB]}
+
+
+def test_status_job_then_dag(master: Master, capsys: pytest.CaptureFixture[str]) -> None:
+    master.routes.update({"GET /jobs/train": JOB, "GET /dags/nightly": DAG})
+    code, out, _ = run(["status", "train"], capsys)
+    assert code == 0 and "FAILED" in out and "2/2" in out and "2.5s" in out
+    code, out, _ = run(["status", "nightly"], capsys)
+    assert code == 0
+    assert out.splitlines()[0].startswith("DAG-nightly#1  PARTIAL  (COMPLETED 1, FAILED 1)")
+    assert "extract" in out and "JOB" in out
+    code, out, _ = run(["status", "nightly", "--json"], capsys)
+    assert json.loads(out)["ref"] == "nightly#1"
+    code, _, err = run(["status", "ghost"], capsys)
+    assert code == 1 and "no job or DAG 'ghost'" in err
+
+
+def test_submit_wait_exit_code(master: Master, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "p.yaml").write_text("name: nightly\njobs:\n  - {id: a, file: a.py}\n")
+    master.routes.update({
+        "POST /blobs/missing": {"missing": []},
+        "POST /dags": httpx.Response(201, json=dict(DAG, status="WAITING")),
+        "GET /dags/1/wait": DAG,
+    })
+    code, out, _ = run(["submit", "p.yaml"], capsys)
+    assert (code, out) == (0, "nightly#1\n")
+    code, out, _ = run(["submit", "p.yaml", "--wait", "--timeout", "5"], capsys)
+    assert code == 1 and out.splitlines() == ["nightly#1", "PARTIAL (COMPLETED 1, FAILED 1)"]
+    master.routes["GET /dags/1/wait"] = dict(DAG, status="COMPLETED")
+    assert run(["submit", "p.yaml", "--wait"], capsys)[0] == 0
+
+
+def test_logs_and_follow(master: Master, capsys: pytest.CaptureFixture[str]) -> None:
+    master.routes["GET /jobs/j/logs"] = {"attempt": 1, "next": 2, "done": True,
+                                        "lines": [{"seq": 1, "line": "hello"},
+                                                  {"seq": 2, "line": "world"}]}
+    code, out, _ = run(["logs", "j"], capsys)
+    assert (code, out) == (0, "hello\nworld\n")
+
+
+def test_store_commands(master: Master, capsys: pytest.CaptureFixture[str]) -> None:
+    master.routes.update({
+        "GET /store/values/k": {"key": "k", "value": "v"},
+        "GET /store/values/missing": {"key": "missing", "value": None},
+        "PUT /store/values/k": {"key": "k", "value": "new"},
+        "GET /store": {"keys": [{"key": "a"}, {"key": "b"}]},
+    })
+    assert run(["store", "get", "k"], capsys)[:2] == (0, "v\n")
+    code, _, err = run(["store", "get", "missing"], capsys)
+    assert code == 1 and "missing" in err
+    assert run(["store", "put", "k", "new"], capsys)[0] == 0
+    assert run(["store", "keys"], capsys)[:2] == (0, "a\nb\n")
+
+
+def test_cancel_retry_workers_tokens(master: Master, capsys: pytest.CaptureFixture[str]) -> None:
+    master.routes.update({
+        "POST /dags/nightly/cancel": dict(DAG, status="CANCELLED"),
+        "POST /jobs/train/retry": dict(JOB, state="PENDING"),
+        "GET /workers": {"workers": [{"id": "w-1", "name": "box", "hostname": "box",
+                                      "capabilities": ["GENERAL"], "slots": 4, "running": 1,
+                                      "state": "ONLINE", "last_seen_at": 0}],
+                         "queues": {"GPU": 2}, "unschedulable": []},
+        "POST /tokens": {"id": 9, "token": "tk_secret", "role": "worker", "name": "gpu"},
+        "GET /tokens": {"tokens": [{"id": 9, "role": "worker", "name": "gpu",
+                                    "created_at": 0, "revoked_at": None}]},
+    })
+    assert run(["cancel", "nightly"], capsys)[:2] == (0, "nightly#1: CANCELLED\n")
+    assert master.seen[-2:] == ["POST /jobs/nightly/cancel", "POST /dags/nightly/cancel"]
+    assert run(["retry", "train"], capsys)[:2] == (0, "nightly#1/train: PENDING\n")
+    code, out, _ = run(["workers"], capsys)
+    assert code == 0 and "w-1" in out and "ready: GPU 2" in out
+    assert run(["token", "create", "--role", "worker", "--name", "gpu"], capsys)[:2] == (
+        0, "tk_secret\n")
+    code, out, _ = run(["token", "list"], capsys)
+    assert code == 0 and "worker" in out and "gpu" in out

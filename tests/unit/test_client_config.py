@@ -1,0 +1,166 @@
+"""Master discovery order, token lookup and record_master — never touching the real ~/.titan."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from titan.client.config import config_path, record_master, resolve, token_for
+from titan.errors import ConfigError
+
+ENV = ("TITAN_URL", "TITAN_HOST", "TITAN_PORT", "TITAN_TOKEN", "TITAN_DATA_DIR",
+       "TITAN_CONFIG_DIR", "TITAN_AGENT_RUN_ID")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return tmp_path
+
+
+def write_data_dir(directory: Path, url: str, token: str | None = None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "master.json").write_text(json.dumps({"url": url}))
+    if token is not None:
+        (directory / "admin.token").write_text(token + "\n")
+
+
+def test_default_is_loopback_9090() -> None:
+    ep = resolve()
+    assert (ep.url, ep.host, ep.port, ep.token) == ("http://127.0.0.1:9090", "127.0.0.1", 9090,
+                                                    None)
+    assert ep.api_url == "http://127.0.0.1:9090/api/v1"
+
+
+def test_explicit_arguments_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TITAN_URL", "http://env:1")
+    write_data_dir(Path(".titan"), "http://local:2", "t-local")
+    ep = resolve(host="localhost", port=9191, token="t-arg")
+    assert (ep.url, ep.token, ep.source) == ("http://localhost:9191", "t-arg", "arguments")
+
+
+def test_host_may_be_a_url_and_port_alone_keeps_default_host() -> None:
+    assert resolve(host="https://titan.example.com").url == "https://titan.example.com:443"
+    assert resolve(host="http://h:1234").port == 1234
+    assert resolve(port=9999).url == "http://127.0.0.1:9999"
+
+
+def test_env_url_then_host_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TITAN_HOST", "envhost")
+    monkeypatch.setenv("TITAN_PORT", "7000")
+    assert resolve().url == "http://envhost:7000"
+    monkeypatch.setenv("TITAN_URL", "http://urlhost:7001/")
+    monkeypatch.setenv("TITAN_TOKEN", "t-env")
+    ep = resolve()
+    assert (ep.url, ep.token, ep.source) == ("http://urlhost:7001", "t-env", "TITAN_URL")
+
+
+def test_bad_env_port_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TITAN_PORT", "ninety")
+    with pytest.raises(ConfigError, match="TITAN_PORT"):
+        resolve()
+
+
+def test_data_dir_env_before_local_dir(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_data_dir(Path(".titan"), "http://127.0.0.1:9300", "t-local")
+    ep = resolve()
+    assert (ep.url, ep.token) == ("http://127.0.0.1:9300", "t-local")
+    other = isolated / "data"
+    write_data_dir(other, "http://127.0.0.1:9400", "t-data")
+    monkeypatch.setenv("TITAN_DATA_DIR", str(other))
+    ep = resolve()
+    assert (ep.url, ep.token, ep.source) == ("http://127.0.0.1:9400", "t-data", str(other))
+
+
+def test_user_config_default_and_token(isolated: Path) -> None:
+    cfg = isolated / "home" / ".titan"
+    cfg.mkdir()
+    (cfg / "config.json").write_text(json.dumps({
+        "default": "http://10.0.0.5:9090",
+        "masters": {"http://10.0.0.5:9090": {"token": "t-user"}},
+    }))
+    ep = resolve()
+    assert (ep.url, ep.token) == ("http://10.0.0.5:9090", "t-user")
+
+
+def test_config_dir_override(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    custom = isolated / "cfg"
+    monkeypatch.setenv("TITAN_CONFIG_DIR", str(custom))
+    assert config_path() == custom / "config.json"
+
+
+def test_token_looked_up_for_explicit_host_with_loopback_aliases(isolated: Path) -> None:
+    record_master("http://127.0.0.1:9090", "t-up", isolated / "elsewhere")
+    ep = resolve(host="localhost", port=9090)
+    assert ep.token == "t-up"
+    assert resolve(host="127.0.0.1", port=9091).token is None
+
+
+def test_token_from_env_beats_recorded(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record_master("http://127.0.0.1:9090", "t-up", isolated / "d")
+    monkeypatch.setenv("TITAN_TOKEN", "t-job")
+    assert resolve(host="127.0.0.1", port=9090).token == "t-job"
+
+
+def test_token_from_matching_data_dir() -> None:
+    write_data_dir(Path(".titan"), "http://127.0.0.1:9500", "t-dir")
+    assert token_for("http://localhost:9500") == "t-dir"
+    assert resolve(port=9500).token == "t-dir"
+
+
+def test_record_master_writes_files_with_private_mode(isolated: Path) -> None:
+    data = isolated / "data"
+    path = record_master("http://127.0.0.1:9090", "secret", data)
+    assert json.loads((data / "master.json").read_text()) == {
+        "url": "http://127.0.0.1:9090", "host": "127.0.0.1", "port": 9090}
+    assert path == isolated / "home" / ".titan" / "config.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    config = json.loads(path.read_text())
+    assert config == {"default": "http://127.0.0.1:9090",
+                      "masters": {"http://127.0.0.1:9090": {"token": "secret"}}}
+
+
+def test_record_master_keeps_other_masters(isolated: Path) -> None:
+    record_master("http://10.0.0.1:9090", "one", isolated / "a")
+    record_master("http://127.0.0.1:9191", "two", isolated / "b")
+    config = json.loads(config_path().read_text())
+    assert config["default"] == "http://127.0.0.1:9191"
+    assert config["masters"]["http://10.0.0.1:9090"] == {"token": "one"}
+    assert config["masters"]["http://127.0.0.1:9191"] == {"token": "two"}
+
+
+def test_record_master_refuses_corrupt_config(isolated: Path) -> None:
+    cfg = isolated / "home" / ".titan"
+    cfg.mkdir()
+    (cfg / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"config\.json.*not valid JSON"):
+        record_master("http://127.0.0.1:9090", "t", isolated / "d")
+    assert (cfg / "config.json").read_text() == "{not json"
+
+
+def test_corrupt_master_file_names_the_file() -> None:
+    Path(".titan").mkdir()
+    Path(".titan/master.json").write_text("[]")
+    with pytest.raises(ConfigError, match=r"master\.json"):
+        resolve()
+
+
+def test_invalid_urls_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        resolve(host="ftp://x:1")
+    with pytest.raises(ConfigError):
+        resolve(host="http://x:1/api")
+    with pytest.raises(ConfigError):
+        resolve(port=70000)

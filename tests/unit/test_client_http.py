@@ -1,0 +1,476 @@
+"""TitanClient over HTTP against a scripted master (httpx.MockTransport): error mapping,
+retries, content-addressed uploads, long polls, logs, store and artifacts.
+
+Integration tests against the real master live in tests/integration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from titan import errors
+from titan.client import TitanClient, TitanJob
+from titan.client import client as client_mod
+from titan.client import transport as transport_mod
+from titan.client.transport import Transport
+
+Handler = Callable[[httpx.Request], httpx.Response]
+ENV = ("TITAN_URL", "TITAN_HOST", "TITAN_PORT", "TITAN_TOKEN", "TITAN_DATA_DIR",
+       "TITAN_CONFIG_DIR", "TITAN_AGENT_RUN_ID")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(transport_mod, "_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    return tmp_path
+
+
+def client_for(handler: Handler, token: str | None = "t-test") -> TitanClient:
+    client = TitanClient(host="127.0.0.1", port=9, token=token)
+    client._transport = Transport(client.endpoint, http_transport=httpx.MockTransport(handler))
+    return client
+
+
+def err(status: int, code: str, message: str, **details: Any) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"code": code, "message": message,
+                                                  "details": details}})
+
+
+class FakeMaster:
+    """Just enough of the v1 API, recording every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.blobs: dict[str, bytes] = {}
+        self.store: dict[str, str] = {}
+        self.dags: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.raw_path.decode().split("?")[0].removeprefix("/api/v1")
+        method = request.method
+        if method == "POST" and path == "/blobs/missing":
+            wanted = json.loads(request.content)["sha256"]
+            return httpx.Response(200, json={"missing": [s for s in wanted
+                                                         if s not in self.blobs]})
+        if method == "PUT" and path.startswith("/blobs/"):
+            body = request.read()
+            sha = path.rsplit("/", 1)[1]
+            assert hashlib.sha256(body).hexdigest() == sha
+            self.blobs[sha] = body
+            return httpx.Response(201, json={"sha256": sha, "size": len(body)})
+        if method == "POST" and path == "/dags":
+            body = json.loads(request.content)
+            self.dags.append(body)
+            run = sum(1 for d in self.dags if d["name"] == body["name"])
+            return httpx.Response(201, json={"id": len(self.dags), "name": body["name"],
+                                             "run": run, "ref": f"{body['name']}#{run}",
+                                             "status": "WAITING", "jobs": body["jobs"]})
+        if path.startswith("/store/values/"):
+            key = httpx.URL(path).path.split("/store/values/", 1)[1]
+            if method == "PUT":
+                self.store[key] = json.loads(request.content)["value"]
+                return httpx.Response(200, json={"key": key, "value": self.store[key]})
+            return httpx.Response(200, json={"key": key, "value": self.store.get(key)})
+        return err(404, "not_found", f"no route {method} {path}")
+
+    def paths(self) -> list[str]:
+        return [f"{r.method} {r.url.raw_path.decode().removeprefix('/api/v1')}"
+                for r in self.requests]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_4xx_bodies_become_titan_errors() -> None:
+    replies = {
+        "/api/v1/jobs/a": err(404, "not_found", "no job 'a'", ref="a"),
+        "/api/v1/dags": err(400, "invalid_dag", "cycle a -> a", job_id="a"),
+        "/api/v1/jobs/b/retry": err(409, "stale_attempt", "stale"),
+        "/api/v1/store/values/k": err(413, "payload_too_large", "too big"),
+    }
+    client = client_for(lambda r: replies[r.url.path])
+    with pytest.raises(errors.NotFound) as nf:
+        client.get_job("a")
+    assert (nf.value.message, nf.value.details, nf.value.status) == ("no job 'a'", {"ref": "a"},
+                                                                     404)
+    with pytest.raises(errors.InvalidDAG) as bad:
+        client.api("POST", "/dags", json={})
+    assert bad.value.details == {"job_id": "a"}
+    with pytest.raises(errors.StaleAttempt):
+        client.retry("b")
+    with pytest.raises(errors.PayloadTooLarge):
+        client.store_put("k", "v")
+
+
+def test_401_without_a_token_says_how_to_get_one() -> None:
+    client = client_for(lambda r: err(401, "unauthorized", "a token is required"), token=None)
+    with pytest.raises(errors.Unauthorized, match="TITAN_TOKEN"):
+        client.get_job("a")
+    assert "Authorization" not in client._transport._http.headers
+
+
+def test_bearer_token_is_sent() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return httpx.Response(200, json={"status": "ok"})
+
+    client_for(handler).health()
+    assert seen == ["Bearer t-test"]
+
+
+def test_5xx_is_reported_as_a_master_bug_and_non_json_4xx_kept() -> None:
+    client = client_for(lambda r: httpx.Response(500, text="Internal Server Error"))
+    with pytest.raises(errors.APIError, match="bug in the master") as info:
+        client.health()
+    assert info.value.status == 500
+    client = client_for(lambda r: httpx.Response(404, text="nope"))
+    with pytest.raises(errors.NotFound, match="HTTP 404"):
+        client.health()
+
+
+def test_unreachable_master_is_connection_failed() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = TitanClient(host="127.0.0.1", port=port, token="t")
+    with pytest.raises(errors.ConnectionFailed) as info:
+        client.health()
+    message = str(info.value)
+    assert f"http://127.0.0.1:{port}" in message and "titan up" in message
+    client.close()
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def flaky(fail: int, exc: type[httpx.TransportError]) -> tuple[Handler, list[str]]:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) <= fail:
+            raise exc("boom", request=request)
+        return httpx.Response(200, json={"key": "k", "value": "v", "deleted": True})
+
+    return handler, calls
+
+
+def test_connect_errors_are_retried_for_any_method() -> None:
+    handler, calls = flaky(2, httpx.ConnectError)
+    assert client_for(handler).store_get("k") == "v"
+    assert len(calls) == 3
+    handler, calls = flaky(2, httpx.ConnectError)
+    client_for(handler).api("POST", "/x")
+    assert len(calls) == 3
+
+
+def test_mid_flight_errors_retry_only_idempotent_methods() -> None:
+    handler, calls = flaky(1, httpx.ReadError)
+    assert client_for(handler).store_delete("k") is True
+    assert calls == ["DELETE", "DELETE"]
+    handler, calls = flaky(1, httpx.ReadError)
+    with pytest.raises(errors.ConnectionFailed):
+        client_for(handler).api("POST", "/dags", json={})
+    assert calls == ["POST"]
+
+
+def test_retries_give_up() -> None:
+    handler, calls = flaky(100, httpx.ConnectError)
+    with pytest.raises(errors.ConnectionFailed):
+        client_for(handler).health()
+    assert len(calls) == 4
+
+
+# --------------------------------------------------------------------------- submitting
+
+
+def test_submit_dag_uploads_each_script_once(tmp_path: Path) -> None:
+    (tmp_path / "etl").mkdir()
+    (tmp_path / "etl" / "extract.py").write_text("print('extract')\n")
+    (tmp_path / "train.py").write_text("print('train')\n")
+    master = FakeMaster()
+    client = client_for(master)
+    jobs = [TitanJob("a", "etl/extract.py", priority=5),
+            TitanJob("b", "train.py", parents=["a"], requirement="GPU"),
+            TitanJob("c", "train.py", parents=["a"])]
+    dag = client.submit_dag("nightly", jobs, agent_run_id="RUN1")
+    assert dag["ref"] == "nightly#1"
+    body = master.dags[0]
+    assert body["name"] == "nightly" and body["agent_run_id"] == "RUN1"
+    sha = hashlib.sha256(b"print('train')\n").hexdigest()
+    assert [j["script_sha256"] for j in body["jobs"]][1:] == [sha, sha]
+    assert body["jobs"][0]["filename"] == "etl/extract.py"
+    assert len(master.blobs) == 2
+    assert len([p for p in master.paths() if p.startswith("PUT")]) == 2
+
+    master.requests.clear()
+    client.submit_job(TitanJob("again", "train.py"))  # already uploaded: straight to /dags
+    assert master.paths() == ["POST /dags"]
+    assert master.dags[-1]["name"] == "again"
+
+    fresh = client_for(master)  # a new client asks, and the master already has it
+    fresh.submit_job(TitanJob("b2", "train.py"))
+    assert [p.split()[1] for p in master.paths()[1:]] == ["/blobs/missing", "/dags"]
+
+
+def test_agent_run_id_defaults_to_the_jobs_own(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    (tmp_path / "x.py").write_text("")
+    monkeypatch.setenv("TITAN_AGENT_RUN_ID", "RESEARCH_1")
+    master = FakeMaster()
+    client_for(master).submit_job(TitanJob("x", "x.py"))
+    assert master.dags[0]["agent_run_id"] == "RESEARCH_1"
+
+
+def test_submit_checks_before_sending(tmp_path: Path) -> None:
+    master = FakeMaster()
+    client = client_for(master)
+    with pytest.raises(errors.ScriptNotFound):
+        client.submit_job(TitanJob("x", "missing.py"))
+    (tmp_path / "x.py").write_text("")
+    with pytest.raises(errors.InvalidDAG, match="duplicate"):
+        client.submit_dag("d", [TitanJob("x", "x.py"), TitanJob("x", "x.py")])
+    with pytest.raises(errors.ValidationFailed):
+        client.submit_dag("d", TitanJob("x", "x.py"))  # type: ignore[arg-type]
+    with pytest.raises(errors.ValidationFailed):
+        client.submit_dag("a/b", [TitanJob("x", "x.py")])
+    assert master.requests == []
+
+
+def test_archive_jobs_upload_nothing() -> None:
+    master = FakeMaster()
+    client_for(master).submit_job(TitanJob("x", "proj/main.py", is_archive=True))
+    assert master.paths() == ["POST /dags"]
+    assert master.dags[0]["jobs"][0]["script_sha256"] is None
+
+
+def test_submit_yaml(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "a.py").write_text("")
+    (tmp_path / "p" / "pipe.yaml").write_text("name: pipe\njobs:\n  - {id: a, file: a.py}\n")
+    master = FakeMaster()
+    dag = client_for(master).submit_yaml(tmp_path / "p" / "pipe.yaml", agent_run_id="R")
+    assert dag["name"] == "pipe" and master.dags[0]["agent_run_id"] == "R"
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def test_wait_tries_the_job_then_the_dag() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.raw_path.decode())
+        if request.url.path.startswith("/api/v1/jobs/"):
+            return err(404, "not_found", "no job")
+        return httpx.Response(200, json={"ref": "pipe#1", "status": "COMPLETED"})
+
+    assert client_for(handler).wait("DAG-pipe", timeout=5)["status"] == "COMPLETED"
+    assert asked[0].startswith("/api/v1/jobs/DAG-pipe/wait?timeout=")
+    assert asked[1].startswith("/api/v1/dags/DAG-pipe/wait?timeout=")
+
+
+def test_wait_loops_over_slices_then_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport_mod, "WAIT_SLICE", 0.01)
+    timeouts: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timeouts.append(float(request.url.params["timeout"]))
+        return err(408, "wait_timeout", "still running")
+
+    with pytest.raises(errors.WaitTimeout, match="job 'j'"):
+        client_for(handler).wait_job("j", timeout=0.05)
+    assert len(timeouts) >= 2 and max(timeouts) <= 0.01
+
+
+def test_wait_not_found_anywhere() -> None:
+    client = client_for(lambda r: err(404, "not_found", "nope"))
+    with pytest.raises(errors.NotFound, match="no job or DAG 'ghost'"):
+        client.wait("ghost", timeout=1)
+
+
+def test_refs_are_escaped_as_one_segment() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={"state": "RUNNING"})
+
+    assert client_for(handler).get_job_status("pipe#2/train") == "RUNNING"
+    assert seen == ["/api/v1/jobs/pipe%232%2Ftrain"]
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def test_fetch_logs_pages_and_joins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_mod, "LOG_PAGE", 10)
+    calls: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        calls.append(params)
+        after = int(params["after"])
+        limit = int(params["limit"])
+        lines = [{"seq": i, "stream": "stdout", "ts": 0.0, "line": f"line {i}"}
+                 for i in range(after + 1, min(after + limit, 25) + 1)]
+        return httpx.Response(200, json={"job": "j", "attempt": 2, "lines": lines,
+                                         "next": lines[-1]["seq"] if lines else after,
+                                         "done": True})
+
+    logs = client_for(handler).fetch_logs("j")
+    assert logs.split("\n") == [f"line {i}" for i in range(1, 26)]
+    assert len(calls) == 3  # two full pages of 10, then a short one
+    assert calls[0]["wait"] == "0" and "attempt" not in calls[0]
+    assert calls[1]["attempt"] == "2" and calls[1]["after"] == "10"
+
+
+def test_follow_stops_when_done() -> None:
+    replies = iter([
+        {"attempt": 1, "lines": [{"seq": 1, "line": "a"}], "next": 1, "done": False},
+        {"attempt": 1, "lines": [], "next": 1, "done": False},
+        {"attempt": 1, "lines": [{"seq": 2, "line": "b"}], "next": 2, "done": True},
+        {"attempt": 1, "lines": [], "next": 2, "done": True},
+    ])
+    seen: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.url.params))
+        return httpx.Response(200, json=next(replies))
+
+    lines = [item["line"] for item in client_for(handler).iter_logs("j", follow=True)]
+    assert lines == ["a", "b"]
+    assert seen[1]["attempt"] == "1" and seen[1]["after"] == "1" and seen[1]["wait"] != "0"
+
+
+# --------------------------------------------------------------------------- store
+
+
+def test_store_round_trip_and_missing_is_none() -> None:
+    master = FakeMaster()
+    client = client_for(master)
+    assert client.store_get("agent_retry_count") is None
+    client.store_put("research:r1:plan", '{"a": 1}')
+    assert client.store_get("research:r1:plan") == '{"a": 1}'
+    assert "PUT /store/values/research%3Ar1%3Aplan" in master.paths()
+
+
+def test_store_refuses_non_strings_before_sending() -> None:
+    master = FakeMaster()
+    client = client_for(master)
+    with pytest.raises(errors.ValidationFailed, match="str"):
+        client.store_put("k", 3)  # type: ignore[arg-type]
+    with pytest.raises(errors.ValidationFailed):
+        client.store_sadd("k", None)  # type: ignore[arg-type]
+    with pytest.raises(errors.ValidationFailed):
+        client.store_get("")
+    assert master.requests == []
+
+
+def test_store_sets_incr_keys_wait() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v1")
+        if path.startswith("/store/sets/") and request.method == "POST":
+            return httpx.Response(200, json={"added": 1})
+        if path.startswith("/store/sets/"):
+            return httpx.Response(200, json={"key": "s", "members": ["a", "b"]})
+        if path.startswith("/store/incr/"):
+            return httpx.Response(200, json={"key": "n", "value": 5 + json.loads(
+                request.content)["by"]})
+        if path.startswith("/store/wait/"):
+            return httpx.Response(200, json={"key": "k", "value": "done"})
+        if path == "/store":
+            assert request.url.params["prefix"] == "research:"
+            return httpx.Response(200, json={"keys": [{"key": "research:a", "kind": "value"}]})
+        return err(404, "not_found", path)
+
+    client = client_for(handler)
+    assert client.store_sadd("s", "a") == 1
+    assert client.store_smembers("s") == {"a", "b"}
+    assert client.store_incr("n", by=2) == 7
+    assert client.store_wait("k", timeout=3) == "done"
+    assert client.store_keys("research:") == ["research:a"]
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_artifacts_publish_and_get(tmp_path: Path) -> None:
+    published: dict[str, Any] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            published.update(params=dict(request.url.params), body=request.read(),
+                             length=request.headers.get("content-length"))
+            return httpx.Response(201, json={"id": 1, "name": "report.md"})
+        return httpx.Response(200, content=b"# Report\n",
+                              headers={"X-Titan-Filename": "report.md"})
+
+    (tmp_path / "report.md").write_text("# Report\n")
+    client = client_for(handler)
+    assert client.publish_artifact("research:r:report", "report.md")["name"] == "report.md"
+    assert published["params"] == {"key": "research:r:report", "name": "report.md"}
+    assert published["body"] == b"# Report\n" and published["length"] == "9"
+
+    out = tmp_path / "out"
+    out.mkdir()
+    assert client.get_artifact("k", save_path=str(out)) == str(out / "report.md")
+    target = tmp_path / "final.md"
+    assert client.get_artifact("k", save_path=target) == str(target)
+    assert target.read_text() == "# Report\n"
+    (tmp_path / "report.md").unlink()
+    assert client.get_artifact("k") == str(tmp_path / "report.md")
+    assert client.fetch_artifact("report.md", save_path=out / "x.md") == str(out / "x.md")
+
+
+def test_missing_artifact_leaves_no_file(tmp_path: Path) -> None:
+    client = client_for(lambda r: err(404, "not_found", "no artifact under 'k'"))
+    with pytest.raises(errors.NotFound):
+        client.get_artifact("k", save_path=tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_upload_project_folder_skips_caches(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    for rel in ("main.py", "pkg/mod.py", "pkg/__pycache__/mod.cpython-311.pyc", ".git/HEAD",
+                "stale.pyc"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text("x")
+    uploaded: dict[str, Any] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        uploaded.update(path=request.url.path, body=request.read())
+        return httpx.Response(201, json={"id": 1, "name": "myproj.zip"})
+
+    client_for(handler).upload_project_folder(project, project_name="myproj")
+    assert uploaded["path"] == "/api/v1/files/myproj.zip"
+    names = zipfile.ZipFile(io.BytesIO(uploaded["body"])).namelist()
+    assert sorted(names) == ["main.py", "pkg/mod.py"]
+
+
+def test_upload_file_missing_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(errors.ScriptNotFound, match="nope.txt"):
+        client_for(lambda r: httpx.Response(201, json={})).upload_file(tmp_path / "nope.txt")
+
+
+def test_context_manager_closes() -> None:
+    with client_for(lambda r: httpx.Response(200, json={"status": "ok"})) as client:
+        assert client.health() == {"status": "ok"}
+    assert client._transport._http.is_closed

@@ -1,0 +1,149 @@
+"""TitanJob: validation, args splitting, script resolution, the payload sent to the master."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from titan.client import TitanJob
+from titan.errors import ScriptNotFound, TitanError, ValidationFailed
+
+
+def test_seed_style_construction() -> None:
+    job = TitanJob(job_id="train_model", filename="ml/train.py", requirement="GPU",
+                   parents=["extract_data"])
+    assert job.id == job.job_id == "train_model"
+    assert job.parents == ["extract_data"]
+    assert (job.job_type, job.priority, job.port, job.runner) == ("RUN_PAYLOAD", 1, 0, "auto")
+
+
+def test_positional_order_matches_original_sdk() -> None:
+    job = TitanJob("j", "x.py", "RUN_PAYLOAD", ["--a"], ["p"], 8080, False, 7, 2, True, "GPU",
+                   "ok?", 60)
+    assert (job.args, job.parents, job.port, job.priority, job.delay, job.affinity,
+            job.requirement, job.hitl_message, job.max_wait_seconds) == (
+        ["--a"], ["p"], 8080, 7, 2, True, "GPU", "ok?", 60)
+
+
+def test_args_string_is_split_like_a_shell() -> None:
+    assert TitanJob("j", "x.py", args="--name 'a b' -n 3").args == ["--name", "a b", "-n", "3"]
+    assert TitanJob("j", "x.py", args=["--n", 5, 1.5]).args == ["--n", "5", "1.5"]
+    with pytest.raises(ValidationFailed, match="cannot be split"):
+        TitanJob("j", "x.py", args="'unclosed")
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"job_id": ""}, "job_id"),
+    ({"job_id": "a/b"}, "job_id"),
+    ({"job_id": "a#1"}, "job_id"),
+    ({"job_id": "x" * 201}, "job_id"),
+    ({"job_id": 5}, "job_id"),
+    ({"filename": ""}, "filename"),
+    ({"filename": None}, "filename"),
+    ({"priority": "high"}, "priority"),
+    ({"priority": True}, "priority"),
+    ({"port": 70000}, "port"),
+    ({"delay": -1}, "delay"),
+    ({"affinity": "yes"}, "affinity"),
+    ({"parents": "extract"}, "parents"),
+    ({"parents": [1]}, "parents"),
+    ({"requirement": ""}, "requirement"),
+    ({"retries": -1}, "retries"),
+    ({"timeout": 0}, "timeout"),
+    ({"env": {"A": [1]}}, "env"),
+    ({"env": ["A=1"]}, "env"),
+    ({"runner": "docker"}, "runner"),
+    ({"job_type": "run payload"}, "job_type"),
+    ({"args": {"a": 1}}, "args"),
+    ({"max_wait_seconds": 0}, "max_wait_seconds"),
+])
+def test_wrong_values_fail_early_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
+    base: dict[str, Any] = {"job_id": "j", "filename": "x.py"}
+    base.update(kwargs)
+    with pytest.raises(ValidationFailed) as info:
+        TitanJob(**base)
+    assert info.value.details["field"] == field
+    assert isinstance(info.value, TitanError)
+
+
+def test_job_type_is_upper_cased_and_env_numbers_become_strings() -> None:
+    job = TitanJob("j", "x.py", job_type="service", env={"N": 3})
+    assert job.job_type == "SERVICE"
+    assert job.env == {"N": "3"}
+
+
+def test_script_found_relative_to_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etl").mkdir()
+    (tmp_path / "etl" / "extract.py").write_text("print(1)\n")
+    monkeypatch.chdir(tmp_path)
+    job = TitanJob("extract", "etl/extract.py")
+    assert job.script_path() == tmp_path / "etl" / "extract.py"
+    assert job.remote_filename() == "etl/extract.py"
+
+
+def test_script_found_next_to_the_running_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "examples" / "agent"
+    project.mkdir(parents=True)
+    (project / "agent.py").write_text("")
+    (project / "worker.py").write_text("")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "argv", [str(project / "agent.py")])
+    assert TitanJob("w", "worker.py").script_path() == project / "worker.py"
+
+
+def test_script_not_found_names_every_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prog = tmp_path / "prog"
+    prog.mkdir()
+    (prog / "main.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(prog / "main.py")])
+    with pytest.raises(ScriptNotFound) as info:
+        TitanJob("j", "missing.py").script_path()
+    message = str(info.value)
+    assert str(tmp_path / "missing.py") in message
+    assert str(prog / "missing.py") in message
+    assert "'j'" in message
+
+
+def test_absolute_script_is_sent_as_basename(tmp_path: Path) -> None:
+    script = tmp_path / "abs.py"
+    script.write_text("")
+    job = TitanJob("j", str(script))
+    assert job.script_path() == script
+    assert job.remote_filename() == "abs.py"
+    assert TitanJob("k", "../up/x.py").remote_filename() == "x.py"
+    assert TitanJob("k", "./a//b.py").remote_filename() == "a/b.py"
+
+
+def test_base_dir_is_the_only_place_looked_at(tmp_path: Path) -> None:
+    (tmp_path / "s.py").write_text("")
+    assert TitanJob("j", "s.py", base_dir=tmp_path).script_path() == tmp_path / "s.py"
+    with pytest.raises(ScriptNotFound):
+        TitanJob("j", "nope.py", base_dir=tmp_path).script_path()
+
+
+def test_archive_job_payload_reads_nothing() -> None:
+    job = TitanJob("j", "proj/main.py", is_archive=True)
+    payload = job.to_payload(None)
+    assert payload["filename"] == "proj/main.py"
+    assert payload["script_sha256"] is None
+    assert payload["is_archive"] is True
+
+
+def test_payload_has_every_documented_field() -> None:
+    payload = TitanJob("j", "x.py", retries=2, timeout=5, env={"A": "b"},
+                       runner="subprocess").to_payload("abc")
+    assert set(payload) == {
+        "job_id", "filename", "script_sha256", "job_type", "args", "parents", "priority",
+        "delay", "affinity", "requirement", "retries", "timeout", "env", "runner", "port",
+        "is_archive", "hitl_message", "max_wait_seconds"}
+    assert (payload["retries"], payload["timeout"], payload["runner"]) == (2, 5, "subprocess")

@@ -1,0 +1,150 @@
+"""YAML pipelines: a good file, and every kind of mistake reported with its file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from titan.client import load_pipeline
+from titan.errors import PipelineError
+
+GOOD = """\
+name: nightly
+jobs:
+  - id: extract
+    file: etl/extract.py
+    args: "--day 1"
+    priority: 5
+  - id: train
+    file: ml/train.py
+    depends_on: extract
+    requirement: GPU
+    retries: 2
+    timeout: 3600
+    env: {SEED: 7, MODE: fast}
+  - id: report
+    file: report.py
+    args: ["--lr", 1.0e-3, --verbose]
+    depends_on: [extract, train]
+    affinity: true
+    delay: 1.5
+    type: run_payload
+    runner: subprocess
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "pipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error(tmp_path: Path, text: str) -> PipelineError:
+    path = write(tmp_path, text)
+    with pytest.raises(PipelineError) as info:
+        load_pipeline(path)
+    assert str(path) in str(info.value)
+    return info.value
+
+
+def test_good_pipeline(tmp_path: Path) -> None:
+    name, jobs = load_pipeline(write(tmp_path, GOOD))
+    assert name == "nightly"
+    assert [j.job_id for j in jobs] == ["extract", "train", "report"]
+    extract, train, report = jobs
+    assert extract.args == ["--day", "1"]
+    assert extract.priority == 5
+    assert train.parents == ["extract"]
+    assert (train.requirement, train.retries, train.timeout) == ("GPU", 2, 3600)
+    assert train.env == {"SEED": "7", "MODE": "fast"}
+    assert report.args == ["--lr", "1.0e-3", "--verbose"]
+    assert report.parents == ["extract", "train"]
+    assert (report.affinity, report.delay, report.job_type, report.runner) == (
+        True, 1.5, "RUN_PAYLOAD", "subprocess")
+
+
+def test_files_are_relative_to_the_yaml_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipe_dir = tmp_path / "pipelines"
+    (pipe_dir / "etl").mkdir(parents=True)
+    (pipe_dir / "etl" / "extract.py").write_text("")
+    path = write(pipe_dir, "jobs:\n  - id: e\n    file: etl/extract.py\n")
+    monkeypatch.chdir(tmp_path)
+    name, jobs = load_pipeline(path)
+    assert name == "pipe"  # the file stem when no name is given
+    assert jobs[0].script_path() == pipe_dir / "etl" / "extract.py"
+    assert jobs[0].remote_filename() == "etl/extract.py"
+
+
+def test_unknown_field_names_the_line_and_a_suggestion(tmp_path: Path) -> None:
+    exc = error(tmp_path, "name: p\njobs:\n  - id: a\n    file: a.py\n    prioritty: 3\n")
+    assert ":5:" in str(exc)
+    assert "prioritty" in str(exc) and "did you mean 'priority'" in str(exc)
+    assert exc.details["line"] == 5
+
+
+def test_unknown_top_level_field(tmp_path: Path) -> None:
+    exc = error(tmp_path, "name: p\nstages: []\njobs:\n  - {id: a, file: a.py}\n")
+    assert ":2:" in str(exc) and "stages" in str(exc)
+
+
+def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
+    exc = error(tmp_path, "name: p\njobs:\n  - id: a\n    file: [unclosed\n")
+    assert "invalid YAML" in str(exc)
+    assert ":5:" in str(exc) or ":4:" in str(exc)
+
+
+def test_wrong_type_names_job_field_and_line(tmp_path: Path) -> None:
+    exc = error(tmp_path, "jobs:\n  - id: a\n    file: a.py\n  - id: b\n    file: b.py\n"
+                          "    priority: high\n")
+    message = str(exc)
+    assert ":6:" in message and "'b'" in message and "'priority'" in message
+    assert exc.details == {"file": exc.details["file"], "line": 6, "job_id": "b",
+                           "field": "priority"}
+
+
+def test_wrong_types_for_lists(tmp_path: Path) -> None:
+    exc = error(tmp_path, "jobs:\n  - id: a\n    file: a.py\n    depends_on: {x: 1}\n")
+    assert ":4:" in str(exc) and "depends_on" in str(exc)
+    exc = error(tmp_path, "jobs:\n  - id: a\n    file: a.py\n    env: [A]\n")
+    assert ":4:" in str(exc) and "env" in str(exc)
+
+
+def test_missing_fields(tmp_path: Path) -> None:
+    assert "no 'file'" in str(error(tmp_path, "jobs:\n  - id: a\n"))
+    assert "no 'id'" in str(error(tmp_path, "jobs:\n  - file: a.py\n"))
+    assert "no 'jobs'" in str(error(tmp_path, "name: p\n"))
+    assert "empty" in str(error(tmp_path, "jobs: []\n"))
+    assert "empty" in str(error(tmp_path, ""))
+    assert "mapping" in str(error(tmp_path, "- a\n- b\n"))
+
+
+def test_duplicate_ids_and_unknown_parents(tmp_path: Path) -> None:
+    exc = error(tmp_path, "jobs:\n  - {id: a, file: a.py}\n  - {id: a, file: b.py}\n")
+    assert ":3:" in str(exc) and "duplicate job id 'a'" in str(exc) and "line 2" in str(exc)
+    exc = error(tmp_path, "jobs:\n  - id: a\n    file: a.py\n    depends_on: [ghost]\n")
+    assert ":4:" in str(exc) and "'ghost'" in str(exc)
+
+
+def test_duplicate_field_in_a_job(tmp_path: Path) -> None:
+    exc = error(tmp_path, "jobs:\n  - id: a\n    file: a.py\n    file: b.py\n")
+    assert ":4:" in str(exc) and "twice" in str(exc)
+
+
+def test_bad_pipeline_name(tmp_path: Path) -> None:
+    exc = error(tmp_path, "name: a/b\njobs:\n  - {id: a, file: a.py}\n")
+    assert ":1:" in str(exc)
+
+
+def test_missing_file_is_a_pipeline_error(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="not found"):
+        load_pipeline(tmp_path / "nope.yaml")
+
+
+def test_numeric_ids_are_text(tmp_path: Path) -> None:
+    _, jobs = load_pipeline(write(tmp_path, "jobs:\n  - {id: 1, file: a.py}\n"
+                                            "  - {id: 2, file: a.py, depends_on: 1}\n"))
+    assert [j.job_id for j in jobs] == ["1", "2"]
+    assert jobs[1].parents == ["1"]

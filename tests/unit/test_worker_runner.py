@@ -1,0 +1,380 @@
+"""Running real job processes: the zygote fast path, the subprocess path, kills and output.
+
+Every test runs real scripts in real processes through the worker's own I/O loop, runner and
+attempt; synchronization is on events with timeouts, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from titan.worker.assignment import Assignment
+from titan.worker.attempt import CANCELLED, Attempt
+from titan.worker.loop import IOLoop
+from titan.worker.runner import LaunchSpec, Runner
+
+WAIT = 30.0
+BOTH = pytest.mark.parametrize("kind", ["fork", "subprocess"])
+
+
+class Collector:
+    """An attempt's sink that records everything and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+        self.done = threading.Event()
+        self._cond = threading.Condition()
+
+    def log(self, entry: dict[str, Any]) -> None:
+        with self._cond:
+            self.lines.append(entry)
+            self._cond.notify_all()
+
+    def result(self, entry: dict[str, Any]) -> None:
+        self.results.append(entry)
+
+    def finished(self, attempt: Attempt) -> None:
+        self.done.set()
+
+    def wait_line(self, pred: Callable[[str], bool], timeout: float = WAIT) -> str:
+        with self._cond:
+            assert self._cond.wait_for(
+                lambda: any(pred(e["line"]) for e in self.lines), timeout
+            ), f"no such line in {self.text()}"
+            return next(e["line"] for e in self.lines if pred(e["line"]))
+
+    def stream(self, name: str) -> list[str]:
+        return [e["line"] for e in self.lines if e["stream"] == name]
+
+    def text(self) -> str:
+        return "\n".join(f"{e['stream']}: {e['line']}" for e in self.lines)
+
+    @property
+    def result_(self) -> dict[str, Any]:
+        assert self.done.wait(WAIT), f"job did not finish; output so far:\n{self.text()}"
+        assert len(self.results) == 1
+        return self.results[0]
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[IOLoop]:
+    io_loop = IOLoop()
+    io_loop.start()
+    yield io_loop
+    io_loop.stop()
+
+
+@pytest.fixture(scope="module")
+def runner(loop: IOLoop) -> Iterator[Runner]:
+    r = Runner(loop)
+    r.start()
+    assert r.zygote_pid is not None
+    yield r
+    r.close()
+
+
+class Job:
+    def __init__(self, loop: IOLoop, runner: Runner, workdir: Path) -> None:
+        self.loop, self.runner, self.workdir = loop, runner, workdir
+
+    def start(self, source: str, *, kind: str = "fork", args: tuple[str, ...] = (),
+              name: str = "job.py", timeout: float | None = None, kill_grace: float = 30.0,
+              env: dict[str, str] | None = None, sys_path: tuple[str, ...] = (),
+              script: Path | None = None) -> tuple[Attempt, Collector, bool]:
+        if script is None:
+            script = self.workdir / name
+            script.parent.mkdir(parents=True, exist_ok=True)
+            script.write_text(textwrap.dedent(source))
+        sink = Collector()
+        attempt = Attempt(Assignment(id=1, attempt=1, job_id="j", filename=name,
+                                     timeout=timeout),
+                          loop=self.loop, sink=sink, kill_grace=kill_grace)
+        launched = self.runner.spawn(LaunchSpec(
+            script=script, args=list(args), cwd=self.workdir,
+            env=dict(os.environ if env is None else env), sys_path=list(sys_path),
+            runner=kind,
+        ))
+        self.loop.call(attempt.attach, launched)
+        return attempt, sink, launched.forked
+
+    def run(self, source: str, **kw: Any) -> Collector:
+        _, sink, forked = self.start(source, **kw)
+        _ = sink.result_
+        assert forked == (kw.get("kind", "fork") == "fork" and self.runner.zygote_pid is not None)
+        return sink
+
+
+@pytest.fixture
+def job(loop: IOLoop, runner: Runner, tmp_path: Path) -> Job:
+    return Job(loop, runner, tmp_path)
+
+
+def _gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (exited, possibly a zombie nobody reaps yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+# ---------------------------------------------------------------------------- basics
+
+
+@BOTH
+def test_script_runs_as_main_with_argv_cwd_env(job: Job, tmp_path: Path, kind: str) -> None:
+    sink = job.run("""
+        import os, sys
+        print("name", __name__)
+        print("argv", sys.argv[1:])
+        print("argv0", sys.argv[0])
+        print("cwd", os.getcwd())
+        print("env", os.environ["JOB_VAR"])
+        print("path0", sys.path[0])
+    """, kind=kind, args=("a b", "--x=1"), env={**os.environ, "JOB_VAR": "v1"})
+    out = sink.stream("stdout")
+    assert out == ["name __main__", "argv ['a b', '--x=1']", f"argv0 {tmp_path / 'job.py'}",
+                   f"cwd {tmp_path}", "env v1", f"path0 {tmp_path}"]
+    assert sink.result_ == {"id": 1, "attempt": 1, "exit_code": 0, "error": None,
+                            "timed_out": False}
+
+
+@BOTH
+@pytest.mark.parametrize(("source", "code", "stderr_has"), [
+    ("print('ok')", 0, None),
+    ("import sys; sys.exit(3)", 3, None),
+    ("import sys; sys.exit('bad things')", 1, "bad things"),
+    ("exit(4)", 4, None),
+    ("raise ValueError('boom')", 1, "ValueError: boom"),
+])
+def test_exit_codes(job: Job, kind: str, source: str, code: int, stderr_has: str | None) -> None:
+    sink = job.run(source, kind=kind)
+    result = sink.result_
+    assert result["exit_code"] == code
+    assert (result["error"] is None) == (code == 0)
+    if stderr_has:
+        assert stderr_has in sink.stream("stderr")
+        assert stderr_has in result["error"]
+
+
+def test_uncaught_exception_traceback_starts_at_the_script(job: Job) -> None:
+    sink = job.run("""
+        def inner():
+            raise KeyError("k")
+        inner()
+    """)
+    err = "\n".join(sink.stream("stderr"))
+    assert err.startswith("Traceback (most recent call last):")
+    assert "KeyError: 'k'" in err
+    assert "runpy" not in err and "zygote" not in err
+    assert "job.py" in err
+
+
+def test_threads_are_joined_and_atexit_runs(job: Job) -> None:
+    sink = job.run("""
+        import atexit, threading
+        atexit.register(lambda: print("atexit ran"))
+        ev = threading.Event()
+        def late():
+            ev.wait(5)
+            print("thread done")
+        threading.Thread(target=late).start()
+        print("main done")
+        ev.set()
+    """)
+    assert sink.stream("stdout") == ["main done", "thread done", "atexit ran"]
+
+
+@BOTH
+def test_lines_keep_order_and_seq(job: Job, kind: str) -> None:
+    sink = job.run("""
+        import sys
+        for i in range(200):
+            print(f"out {i}")
+            print(f"err {i}", file=sys.stderr)
+    """, kind=kind)
+    assert sink.stream("stdout") == [f"out {i}" for i in range(200)]
+    assert sink.stream("stderr") == [f"err {i}" for i in range(200)]
+    assert [e["seq"] for e in sink.lines] == list(range(1, 401))
+    assert all(isinstance(e["ts"], float) for e in sink.lines)
+
+
+@BOTH
+def test_large_output_arrives_complete(job: Job, kind: str) -> None:
+    sink = job.run("""
+        import sys
+        for i in range(5000):
+            print(f"line {i} " + "x" * 50)
+        sys.stdout.write("y" * 200000 + "\\n")
+        sys.stdout.write("no newline at the end")
+    """, kind=kind)
+    out = sink.stream("stdout")
+    assert out[:5000] == [f"line {i} " + "x" * 50 for i in range(5000)]
+    assert [len(x) for x in out[5000:-1]] == [65536, 65536, 65536, 200000 - 3 * 65536]
+    assert out[-1] == "no newline at the end"
+    assert sink.result_["exit_code"] == 0
+
+
+def test_lines_stream_while_the_job_runs(job: Job) -> None:
+    attempt, sink, _ = job.start("""
+        import sys
+        print("first")
+        sys.stdin.read()  # /dev/null: returns at once
+        print("waiting", flush=True)
+        import time
+        time.sleep(60)
+    """)
+    sink.wait_line(lambda line: line == "waiting")
+    assert not sink.done.is_set()
+    job.loop.call(attempt.kill, CANCELLED)
+    assert sink.result_["error"] == "cancelled"
+
+
+def test_forked_children_reseed_random(job: Job) -> None:
+    draws = [job.run("import random; print(random.random())").stream("stdout")[0]
+             for _ in range(2)]
+    assert draws[0] != draws[1]
+
+
+@BOTH
+def test_sibling_modules_import(job: Job, tmp_path: Path, kind: str) -> None:
+    (tmp_path / "etl").mkdir()
+    (tmp_path / "etl" / "helpers.py").write_text("VALUE = 42\n")
+    sink = job.run("import helpers; print(helpers.VALUE)", kind=kind, name="etl/extract.py")
+    assert sink.stream("stdout") == ["42"]
+
+
+def test_extra_sys_path_for_archives(job: Job, tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "mod.py").write_text("NAME = 'from root'\n")
+    for kind in ("fork", "subprocess"):
+        sink = job.run("from pkg.mod import NAME; print(NAME)", kind=kind,
+                       name="proj/app/main.py", sys_path=(str(root),))
+        assert sink.stream("stdout") == ["from root"]
+
+
+# ---------------------------------------------------------------------------- kills
+
+
+GRANDCHILD = """
+    import subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    print("grandchild", child.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@BOTH
+def test_timeout_kills_the_whole_process_group(job: Job, kind: str) -> None:
+    _, sink, _ = job.start(GRANDCHILD, kind=kind, timeout=0.5)
+    line = sink.wait_line(lambda line: line.startswith("grandchild"))
+    result = sink.result_  # arrives only once the grandchild, which holds stdout, is gone too
+    assert result["timed_out"] is True
+    assert result["exit_code"] == -signal.SIGTERM
+    assert result["error"] == "timed out after 0.5 s"
+    assert _gone(int(line.split()[1]))
+
+
+@BOTH
+def test_cancel_kills_the_whole_process_group(job: Job, kind: str) -> None:
+    attempt, sink, _ = job.start(GRANDCHILD, kind=kind)
+    line = sink.wait_line(lambda line: line.startswith("grandchild"))
+    job.loop.call(attempt.kill, CANCELLED)
+    result = sink.result_
+    assert result["timed_out"] is False
+    assert result["error"] == "cancelled"
+    assert _gone(int(line.split()[1]))
+
+
+def test_sigterm_ignored_escalates_to_sigkill(job: Job) -> None:
+    attempt, sink, _ = job.start("""
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(120)
+    """, kill_grace=0.3)
+    sink.wait_line(lambda line: line == "ready")
+    job.loop.call(attempt.kill, CANCELLED)
+    assert sink.result_["exit_code"] == -signal.SIGKILL
+
+
+def test_background_process_holding_stdout_does_not_block_the_result(job: Job) -> None:
+    sink = job.run("""
+        import subprocess, sys
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        print("main exits")
+    """, kill_grace=0.3)
+    assert sink.result_["exit_code"] == 0
+    assert sink.stream("stdout") == ["main exits"]
+
+
+# ---------------------------------------------------------------------------- runners
+
+
+def test_shell_and_executable_scripts(job: Job, tmp_path: Path) -> None:
+    sink = job.run('echo "sh $1 $PWD"; exit 5', kind="auto", name="run.sh", args=("arg",))
+    assert sink.stream("stdout") == [f"sh arg {tmp_path}"]
+    assert sink.result_["exit_code"] == 5
+    exe = tmp_path / "tool"
+    exe.write_text(f"#!{sys.executable}\nimport sys; print('exe', sys.argv[1:])\n")
+    exe.chmod(0o755)
+    sink = job.run("", kind="auto", name="tool", args=("z",), script=exe)
+    assert sink.stream("stdout") == ["exe ['z']"]
+
+
+def test_zygote_is_single_threaded(runner: Runner) -> None:
+    pid = runner.zygote_pid
+    assert pid is not None
+    assert len(os.listdir(f"/proc/{pid}/task")) == 1
+
+
+def test_zygote_death_fails_its_jobs_and_a_new_one_starts(loop: IOLoop, tmp_path: Path) -> None:
+    own = Runner(loop)
+    own.start()
+    try:
+        job = Job(loop, own, tmp_path)
+        _, sink, forked = job.start("print('up', flush=True)\nimport time\ntime.sleep(120)")
+        assert forked
+        sink.wait_line(lambda line: line == "up")
+        old = own.zygote_pid
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        result = sink.result_
+        assert result["exit_code"] is None
+        assert "zygote died" in result["error"]
+        # The next Python job gets a fresh zygote.
+        sink = job.run("print('again')")
+        assert sink.stream("stdout") == ["again"]
+        assert own.zygote_pid not in (None, old)
+    finally:
+        own.close()
+
+
+def test_without_zygote_python_runs_as_subprocess(loop: IOLoop, tmp_path: Path) -> None:
+    plain = Runner(loop, use_zygote=False)
+    plain.start()
+    job = Job(loop, plain, tmp_path)
+    _, sink, forked = job.start("import sys; print(sys.flags.optimize, 'fresh')")
+    assert not forked
+    assert sink.result_["exit_code"] == 0
+    assert sink.stream("stdout") == ["0 fresh"]
+
+
+def test_missing_interpreter_or_file_is_a_start_error(job: Job, tmp_path: Path) -> None:
+    from titan import errors
+
+    with pytest.raises(errors.TitanError, match="cannot start"):
+        job.runner.spawn(LaunchSpec(script=tmp_path / "nope.bin", cwd=tmp_path,
+                                    env=dict(os.environ), runner="subprocess"))

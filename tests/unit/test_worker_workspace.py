@@ -1,0 +1,183 @@
+"""The worker's workspace, output splitting and job environment (no master needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from titan import errors
+from titan.worker.assignment import Assignment, job_env, master_host_port
+from titan.worker.connection import MasterConnection
+from titan.worker.output import MAX_LINE, LineSplitter
+from titan.worker.workspace import UnsafePath, Workspace, extract_zip, safe_relative
+
+# ---------------------------------------------------------------------------- paths
+
+
+@pytest.mark.parametrize("name", ["etl/extract.py", "a.py", "./x/y.sh", "deep/er/z.py"])
+def test_safe_relative_keeps_relative_paths(name: str) -> None:
+    assert str(safe_relative(name)) == name.removeprefix("./")
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../x.py", "a/../../x.py", "a/..", "",
+                                  "C:/win.py", "..\\evil.py", "a\x00b"])
+def test_safe_relative_refuses_escapes(name: str) -> None:
+    with pytest.raises(UnsafePath):
+        safe_relative(name)
+
+
+# ---------------------------------------------------------------------------- archives
+
+
+def _zip(path: Path, members: dict[str, str], *, symlink: str | None = None) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, body in members.items():
+            zf.writestr(name, body)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, "/etc/passwd")
+    return path
+
+
+def test_extract_zip_extracts_into_target(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "p.zip", {"app/main.py": "print(1)\n", "pkg/__init__.py": ""})
+    target = tmp_path / "projects" / "p-abc"
+    extract_zip(archive, target)
+    assert (target / "app" / "main.py").read_text() == "print(1)\n"
+    assert (target / "pkg" / "__init__.py").exists()
+    assert [p.name for p in target.parent.iterdir()] == ["p-abc"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("evil", ["../evil.py", "/abs/evil.py", "a/../../evil.py",
+                                  "..\\evil.py"])
+def test_extract_zip_refuses_zip_slip(tmp_path: Path, evil: str) -> None:
+    archive = _zip(tmp_path / "p.zip", {"ok.py": "", evil: "pwned"})
+    target = tmp_path / "projects" / "p-abc"
+    with pytest.raises(UnsafePath):
+        extract_zip(archive, target)
+    assert not target.exists()
+    assert not (tmp_path / "evil.py").exists()
+    assert not (tmp_path / "projects" / "evil.py").exists()
+    assert list((tmp_path / "projects").iterdir()) == []
+
+
+def test_extract_zip_refuses_symlinks(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "p.zip", {"ok.py": ""}, symlink="link")
+    with pytest.raises(UnsafePath):
+        extract_zip(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------- scripts
+
+
+def _workspace(tmp_path: Path) -> Workspace:
+    # Nothing here reaches the network: blobs are put in the cache first.
+    conn = MasterConnection("http://127.0.0.1:9", None, threading.Event())
+    return Workspace(tmp_path, conn)
+
+
+def _cache_blob(ws: Workspace, body: bytes) -> str:
+    sha = hashlib.sha256(body).hexdigest()
+    path = ws.blob_cache / sha[:2] / sha
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return sha
+
+
+def test_materialize_writes_only_when_content_differs(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    v1 = _cache_blob(ws, b"print('v1')\n")
+    script = ws.materialize("etl/extract.py", v1).path
+    assert script == tmp_path / "titan_workspace" / "shared" / "etl" / "extract.py"
+    assert script.read_bytes() == b"print('v1')\n"
+    inode = script.stat().st_ino
+    ws2 = _workspace(tmp_path)  # a restarted worker: compares content, does not rewrite
+    assert ws2.materialize("etl/extract.py", v1).path.stat().st_ino == inode
+    v2 = _cache_blob(ws, b"print('v2')\n")
+    assert ws.materialize("etl/extract.py", v2).path.read_bytes() == b"print('v2')\n"
+    assert script.stat().st_ino != inode  # replaced atomically, not rewritten in place
+    assert [p.name for p in script.parent.iterdir()] == ["extract.py"]
+
+
+def test_materialize_refuses_escaping_names_and_bad_hashes(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    sha = _cache_blob(ws, b"x")
+    with pytest.raises(UnsafePath):
+        ws.materialize("../outside.py", sha)
+    with pytest.raises(errors.ValidationFailed):
+        ws.materialize("ok.py", "../../etc/passwd")
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def test_line_splitter_handles_partial_lines_and_crlf() -> None:
+    s = LineSplitter()
+    assert s.feed(b"ab") == []
+    assert s.feed(b"c\r\nde\nf") == ["abc", "de"]
+    assert s.feed(b"\n\n") == ["f", ""]
+    assert s.feed(b"tail") == []
+    assert s.close() == ["tail"]
+    assert s.close() == []
+
+
+def test_line_splitter_cuts_long_lines_at_character_boundaries() -> None:
+    s = LineSplitter()
+    text = "é" * MAX_LINE  # two bytes each: a cut at MAX_LINE bytes would fall mid-character
+    lines = s.feed(text.encode() + b"\n")
+    assert "".join(lines) == text
+    assert all(len(line.encode()) <= MAX_LINE for line in lines)
+    assert "\ufffd" not in "".join(lines)
+
+
+def test_line_splitter_replaces_bad_utf8() -> None:
+    assert LineSplitter().feed(b"ok \xff\xfe\n") == ["ok \ufffd\ufffd"]
+
+
+# ---------------------------------------------------------------------------- environment
+
+
+def test_job_env() -> None:
+    a = Assignment.from_json({
+        "id": 17, "attempt": 2, "job_id": "extract", "ref": "nightly#3/extract",
+        "dag": "nightly", "dag_id": 3, "agent_run_id": None, "filename": "etl/extract.py",
+        "script_sha256": "0" * 64, "args": ["--day", 1], "env": {"MINE": "1", "TITAN_JOB_ID": "x"},
+        "job_type": "RUN_PAYLOAD", "is_archive": False, "port": 8081, "runner": "auto",
+        "timeout": None, "token": "job-token",
+    })
+    assert a.args == ["--day", "1"]
+    base = {"PATH": "/bin", "TITAN_TOKEN": "worker-secret", "TITAN_AGENT_RUN_ID": "stale"}
+    env = job_env(a, master_url="http://10.0.0.5:9090/", workspace=Path("/w/shared"), base=base)
+    assert env["PATH"] == "/bin" and env["MINE"] == "1"
+    assert env["TITAN_HOST"] == "10.0.0.5" and env["TITAN_PORT"] == "9090"
+    assert env["TITAN_MASTER_URL"] == "http://10.0.0.5:9090"
+    assert env["TITAN_TOKEN"] == "job-token"
+    assert env["TITAN_JOB_ID"] == "extract"  # the job's own env cannot override Titan's
+    assert env["TITAN_JOB_REF"] == "nightly#3/extract"
+    assert env["TITAN_JOB_UID"] == "17" and env["TITAN_ATTEMPT"] == "2"
+    assert env["TITAN_DAG"] == "nightly"
+    assert env["TITAN_WORKSPACE"] == "/w/shared"
+    assert env["TITAN_SERVICE_PORT"] == "8081"
+    assert "TITAN_AGENT_RUN_ID" not in env and "TITAN_PROJECT_DIR" not in env
+    no_token = Assignment.from_json({"id": 1, "attempt": 1, "filename": "a.py"})
+    env = job_env(no_token, master_url="https://m.example", workspace=Path("/w"), base=base)
+    assert "TITAN_TOKEN" not in env  # the worker's own token never reaches a job
+    assert "TITAN_SERVICE_PORT" not in env
+
+
+def test_master_host_port_defaults() -> None:
+    assert master_host_port("http://localhost:9090") == ("localhost", 9090)
+    assert master_host_port("https://titan.example") == ("titan.example", 443)
+    assert master_host_port("http://[::1]:80") == ("::1", 80)
+
+
+def test_malformed_assignment_is_a_validation_error() -> None:
+    with pytest.raises(errors.ValidationFailed):
+        Assignment.from_json({"attempt": 1})
