@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +52,16 @@ def _error_body(response: httpx.Response) -> Any:
         return response.text
 
 
+
+def tcp_transport(*, max_connections: int, max_keepalive: int) -> httpx.HTTPTransport:
+    """A pooled transport with TCP_NODELAY: without it, a request written as headers then
+    body waits for the server's delayed ACK (about 40 ms per call on Linux)."""
+    return httpx.HTTPTransport(
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=max_keepalive, keepalive_expiry=4.0),
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+    )
+
 class Transport:
     """A keep-alive HTTP client bound to one master's ``/api/v1``.
 
@@ -75,11 +86,8 @@ class Transport:
             base_url=endpoint.api_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(
-                max_connections=32, max_keepalive_connections=16, keepalive_expiry=4.0
-            ),
             trust_env=False,
-            transport=http_transport,
+            transport=http_transport or tcp_transport(max_connections=32, max_keepalive=16),
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -47,6 +47,7 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self.job_tokens: JobTokens | None = None
         self.started_at = time.time()
+        self.known_blobs: set[str] = set()  # blobs are never deleted: a hit needs no read
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -173,8 +174,10 @@ class Engine:
 
     # -- submission ---------------------------------------------------------------------------
     async def submit_dag(self, name: str, specs: list[Row], agent_run_id: str | None) -> int:
-        shas = {s["script_sha256"] for s in specs if s["script_sha256"]}
-        present = await self.read(lambda tx: tx.blobs_present(shas))
+        shas = {s["script_sha256"] for s in specs if s["script_sha256"]} - self.known_blobs
+        present = await self.read(lambda tx: tx.blobs_present(shas)) if shas else set()
+        self.known_blobs.update(present)
+        present |= self.known_blobs
         for spec in specs:
             if spec["script_sha256"] and spec["script_sha256"] not in present:
                 raise ValidationFailed(
@@ -201,12 +204,14 @@ class Engine:
         for row, job_id in zip(rows, ids, strict=True):
             row["id"] = job_id
         dag = DagRec(id=dag_id, name=name, run=run, agent_run_id=agent_run_id, status="WAITING",
-                     started_at=None)
+                     started_at=None, submitted_at=now)
         ch = Changes()
         ch.events.append(("dag_created", {"id": dag_id, "name": name, "run": run,
                                           "agent_run_id": agent_run_id}))
         self.sched.load(dag, [job_rec(r) for r in rows], ch)
-        await self.submit(ch)
+        # Not awaited: the submission is durable already, and READY is derivable from it
+        # (recovery re-derives it), so the caller need not wait for this second commit.
+        self.submit(ch)
         return dag_id
 
     # -- fencing ------------------------------------------------------------------------------
@@ -247,6 +252,13 @@ class Engine:
         if job.state not in TERMINAL or job.state == "COMPLETED":
             raise Conflict(f"only a failed, cancelled, skipped or timed-out job can be retried; "
                            f"this one is {job.state}", details={"state": job.state})
+        # A job below a parent that ended badly could never run: it would sit PENDING for
+        # ever. The parent is what must be retried (that revives this job too).
+        for parent in (self.sched.jobs[p] for p in job.parents):
+            if parent.state in TERMINAL and parent.state != "COMPLETED":
+                raise Conflict(f"job {job.job_id!r} cannot run while its parent "
+                               f"{parent.job_id!r} is {parent.state}; retry {parent.job_id!r}",
+                               details={"state": job.state, "parent": parent.job_id})
         ch = Changes()
         self.sched.retry_job(job, ch)
         await self.submit(ch)
@@ -329,4 +341,5 @@ def job_rec(row: Row) -> JobRec:
 def dag_rec(row: Row) -> DagRec:
     return DagRec(id=row["id"], name=row["name"], run=row["run"],
                   agent_run_id=row["agent_run_id"], status=row["status"],
-                  started_at=row["started_at"], cancelled=bool(row["cancelled"]))
+                  started_at=row["started_at"], cancelled=bool(row["cancelled"]),
+                  submitted_at=row["submitted_at"])

@@ -66,6 +66,15 @@ class DagRec:
     jobs: list[int] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     cancelled: bool = False
+    submitted_at: float | None = None
+    finished_at: float | None = None
+
+    def as_row(self) -> Row:
+        """The DAG as its database row would read (for answers that need no read)."""
+        return {"id": self.id, "name": self.name, "run": self.run,
+                "agent_run_id": self.agent_run_id, "status": self.status,
+                "submitted_at": self.submitted_at, "started_at": self.started_at,
+                "finished_at": self.finished_at, "job_count": len(self.jobs)}
 
 
 @dataclass(eq=False)

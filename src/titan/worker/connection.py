@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from titan import __version__, errors
+from titan.client.transport import tcp_transport
 
 log = logging.getLogger("titan.worker")
 
@@ -76,9 +77,8 @@ class MasterConnection:
             client = httpx.Client(
                 headers=self._headers,
                 timeout=httpx.Timeout(30.0, connect=5.0),
-                limits=httpx.Limits(max_connections=4, max_keepalive_connections=2,
-                                    keepalive_expiry=4.0),
                 trust_env=False,
+                transport=tcp_transport(max_connections=4, max_keepalive=2),
             )
             self._local.client = client
             with self._clients_lock:

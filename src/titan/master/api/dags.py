@@ -31,13 +31,10 @@ async def submit_dag(c: CtxDep, p: Writer, body: dict[str, Any] = Body(...)) -> 
     if agent_run_id is not None:
         agent_run_id = check_name(agent_run_id, "agent_run_id")
     dag_id = await c.engine.submit_dag(name, specs, agent_run_id)
-    dag = await c.engine.read(lambda tx: tx.get_dag(dag_id))
-    assert dag is not None
-    counts = {}
     live = c.engine.sched.dags.get(dag_id)
-    if live is not None:
-        counts = dict(live.counts)
-    return dag_view(dag, counts)
+    if live is None:  # already finished (every job was cancelled meanwhile): read it back
+        return await c.engine.read(lambda tx: load_dag(tx, dag_id))
+    return dag_view(live.as_row(), dict(live.counts))
 
 
 @router.get("/dags", summary="List DAG runs, newest first")

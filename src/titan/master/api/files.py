@@ -33,6 +33,7 @@ async def _store_body(c: Ctx, request: Request, expect: str | None = None) -> tu
                                     expect=expect)
     now = time.time()
     await c.engine.run(lambda tx: tx.add_blob(sha, size, now))
+    c.engine.known_blobs.add(sha)
     return sha, size
 
 

@@ -42,7 +42,9 @@ async def wait_job(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
     topic = ("job", job["id"])
     waiter = c.hub.waiter(topic)
     try:
-        job = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+        live = c.engine.sched.jobs.get(job["id"])
+        if live is None or live.state in TERMINAL:  # memory knows; else read what committed
+            job = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
         if job["state"] not in TERMINAL:
             try:
                 await asyncio.wait_for(waiter, timeout)
