@@ -75,6 +75,8 @@ def run_up(config: MasterConfig, slots: int | None = None,
     server.before_exit = before_exit
     try:
         server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; stopping on Ctrl-C is a clean exit
     finally:
         worker.stop(grace=2.0)
     return 0 if server.started else 1

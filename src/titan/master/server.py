@@ -97,7 +97,10 @@ def run_master(config: MasterConfig) -> int:
         banner(config)
 
     server.on_started = started
-    server.run(sockets=sockets)
+    try:
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; stopping on Ctrl-C is a clean exit
     return 0 if server.started else 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -27,7 +28,8 @@ class Ctx:
 
 
 def ctx(request: Request) -> Ctx:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    ctx_: Ctx = request.app.state.ctx
+    return ctx_
 
 
 async def principal(request: Request) -> auth.Principal:
@@ -52,7 +54,8 @@ async def principal(request: Request) -> auth.Principal:
     return cached
 
 
-def _require(allowed: frozenset[str], action: str, fenced: bool = False):  # type: ignore[no-untyped-def]
+def _require(allowed: frozenset[str], action: str,
+             fenced: bool = False) -> Callable[..., Awaitable[auth.Principal]]:
     async def dep(request: Request, p: Annotated[auth.Principal, Depends(principal)]) -> auth.Principal:
         auth.check_role(p, allowed, action)
         if fenced:

@@ -1,0 +1,100 @@
+"""Acceptance: the `titan` command as a user types it, against a real cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.integration.harness import Cluster
+from titan_sdk import TitanJob
+
+
+def titan(cluster: Cluster, *args: str, check: bool = True, cwd: Path | None = None,
+          token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=token or cluster.admin_token)
+    out = subprocess.run([sys.executable, "-m", "titan", *args], env=env, cwd=cwd or cluster.root,
+                         capture_output=True, text=True, timeout=60)
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def test_store_status_cancel_workers_and_tokens(cluster: Cluster) -> None:
+    titan(cluster, "store", "put", "greeting", "héllo wörld")
+    assert titan(cluster, "store", "get", "greeting").stdout.strip() == "héllo wörld"
+    missing = titan(cluster, "store", "get", "nope", check=False)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "greeting" in titan(cluster, "store", "keys").stdout
+
+    slow = cluster.script("slow.py", "import time\ntime.sleep(60)\n")
+    client = cluster.client()
+    client.submit_dag("cli_dag", [TitanJob(job_id="slow", filename=slow)])
+    status = json.loads(titan(cluster, "status", "cli_dag", "--json").stdout)
+    assert status["name"] == "cli_dag"
+    titan(cluster, "cancel", "cli_dag")
+    assert client.wait("cli_dag", timeout=30)["status"] == "CANCELLED"
+    assert "CANCELLED" in titan(cluster, "status", "slow").stdout
+
+    workers = json.loads(titan(cluster, "workers", "--json").stdout)
+    assert any(w["state"] == "live" for w in workers["workers"])
+
+    viewer = titan(cluster, "token", "create", "--role", "viewer").stdout.strip().split()[-1]
+    denied = titan(cluster, "store", "put", "k", "v", check=False, token=viewer)
+    assert denied.returncode == 1 and "viewer" in denied.stderr
+    assert titan(cluster, "store", "get", "greeting", token=viewer).stdout.strip() == "héllo wörld"
+
+
+def test_unknown_job_is_a_clear_error(cluster: Cluster) -> None:
+    out = titan(cluster, "status", "no_such_job", check=False)
+    assert out.returncode == 1
+    assert "no_such_job" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_titan_up_prints_where_things_are_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port, dash = free_port(), free_port()
+    data = tmp_path / "data"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "titan", "up", "--port", str(port), "--dashboard-port", str(dash),
+         "--data-dir", str(data), "--slots", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    text = "".join(lines)
+    assert f"http://127.0.0.1:{port}" in text and f"http://127.0.0.1:{dash}/" in text, text
+    assert oct((data / "admin.token").stat().st_mode & 0o777) == "0o600"
+    # The SDK finds this master with no arguments: the user config was written by `titan up`.
+    code = ("from titan_sdk import TitanClient\n"
+            "c = TitanClient()\n"
+            "c.store_put('found', 'yes')\n"
+            "print(c.store_get('found'))\n")
+    found = subprocess.run([sys.executable, "-c", code], env=env, cwd="/",
+                           capture_output=True, text=True, timeout=30)
+    assert found.stdout.strip() == "yes", found.stderr
+    worker_pids = subprocess.run(["pgrep", "-f", f"titan worker --master http://127.0.0.1:{port}"],
+                                 capture_output=True, text=True).stdout.split()
+    assert worker_pids, "the local worker runs"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    for pid in worker_pids:
+        for _ in range(100):
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"worker {pid} still running after Ctrl-C")
