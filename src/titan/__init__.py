@@ -1,3 +1,30 @@
-"""Titan: run DAGs of Python jobs and agent loops, and record what every agent did."""
+"""Titan: run DAGs of Python jobs and agent loops, and record what every agent did.
+
+The public API, re-exported: ``from titan import TitanClient, TitanJob`` (the same objects
+as ``from titan_sdk import ...``). They are imported lazily, on first use, so that importing
+a submodule (the worker's zygote imports ``titan.worker.zygote``) does not pay for the SDK.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from titan import errors
+    from titan.client import TitanClient, TitanJob, load_pipeline
+
+__all__ = ["TitanClient", "TitanJob", "errors", "load_pipeline"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "errors":
+        import titan.errors
+
+        return titan.errors
+    if name in __all__:
+        import titan.client
+
+        return getattr(titan.client, name)
+    raise AttributeError(f"module 'titan' has no attribute {name!r}")

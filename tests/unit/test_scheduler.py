@@ -137,6 +137,21 @@ def test_delay_counts_from_readiness() -> None:
     assert job.state == "READY"
 
 
+def test_a_ready_timer_that_fires_early_is_armed_again() -> None:
+    clock = Clock()
+    s = make(clock)
+    worker(s)
+    d = dag(s, [{"id": "later", "delay": 5}], Changes())
+    job = by_name(s, d)["later"]
+    clock.t += 4.999  # the event loop's clock runs a hair ahead of the wall clock
+    ch = Changes()
+    s.timer("ready", job.id, ch)
+    assert job.state == "PENDING" and ch.timers == [(job.not_before, "ready", job.id)]
+    clock.t += 0.001
+    s.timer("ready", job.id, ch)
+    assert job.state == "READY"
+
+
 def test_affinity_prefers_parent_worker_then_falls_back() -> None:
     s = make()
     w1, w2 = worker(s, "w1"), worker(s, "w2")

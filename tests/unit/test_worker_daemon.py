@@ -42,9 +42,13 @@ class FakeMaster:
         self.files: dict[str, bytes] = {}
         self.heartbeat_seconds = heartbeat_seconds
         self.forget = False  # answer the next worker call with 404 unknown_worker
-        self.fail_reports = 0  # answer this many reports with 503
+        self.fail_reports = 0  # answer this many reports with `fail_status`
+        self.fail_status = 503
         self._next_id = 0
         self._kick = 0
+        self._polls = 0
+        self._parked = 0
+        self._stale = False
         master = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -113,13 +117,15 @@ class FakeMaster:
                     if master.forget:
                         master.forget = False
                         master.events.append(("forgotten", action))
+                        master.cond.notify_all()
                         self._send(404, {"error": {"code": "unknown_worker", "message": "?",
                                                    "details": {}}})
                         return
                     if action == "report" and master.fail_reports:
                         master.fail_reports -= 1
                         master.events.append(("report-failed", body))
-                        self._send(503, b"master restarting")
+                        master.cond.notify_all()
+                        self._send(master.fail_status, b"master failing")
                         return
                     master.events.append((action, body))
                     master.cond.notify_all()
@@ -131,17 +137,30 @@ class FakeMaster:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.kick()  # parked polls answer now, so no worker thread outlives its test long
         self.server.shutdown()
         self.server.server_close()
 
     # ------------------------------------------------------------------ routes
 
     def on_poll(self, body: dict[str, Any]) -> dict[str, Any]:
+        # docs/api.md: a new poll answers a parked one at once; a `wait: 0` poll that finds
+        # none parked makes the next long-poll answer at once too.
         free, wait = int(body["free_slots"]), float(body["wait"])
         with self.cond:
-            kick = self._kick
-            self.cond.wait_for(lambda: (self.queue and free > 0) or self.cancels
-                               or self._kick != kick, timeout=wait)
+            self._polls += 1
+            me, kick = self._polls, self._kick
+            if wait == 0 and not self._parked:
+                self._stale = True
+            elif wait > 0 and self._stale:
+                self._stale, wait = False, 0
+            self.cond.notify_all()
+            self._parked += 1
+            try:
+                self.cond.wait_for(lambda: (self.queue and free > 0) or self.cancels
+                                   or self._kick != kick or self._polls != me, timeout=wait)
+            finally:
+                self._parked -= 1
             jobs, self.queue = self.queue[:free], self.queue[free:]
             cancels, self.cancels = self.cancels, []
         return {"jobs": jobs, "cancel": cancels}
@@ -381,6 +400,20 @@ def test_nothing_is_lost_while_the_master_is_away(tmp_path: Path) -> None:
         assert master.result(job)["exit_code"] == 0
     finally:
         master.close()
+
+
+def test_a_report_that_crashes_the_master_is_dropped_not_retried_for_ever(
+        master: FakeMaster, tmp_path: Path) -> None:
+    running = Running(_worker(master, tmp_path, slots=1))
+    with master.cond:
+        master.fail_reports, master.fail_status = 5, 500  # a bug: the same batch fails 5 times
+    first = master.add_job("first.py", "print('first')")
+    master.wait_for(lambda: sum(route == "report-failed" for route, _ in master.events) == 5)
+    second = master.add_job("second.py", "print('second')")
+    assert master.result(second)["exit_code"] == 0  # the queue behind it moves on
+    assert master.lines(second) == ["second"]
+    assert running.stop() == 0
+    del first
 
 
 def test_drain_finishes_running_jobs_then_deregisters(master: FakeMaster, tmp_path: Path

@@ -7,6 +7,7 @@ attempt; synchronization is on events with timeouts, never on sleeps.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import textwrap
@@ -119,13 +120,21 @@ def job(loop: IOLoop, runner: Runner, tmp_path: Path) -> Job:
     return Job(loop, runner, tmp_path)
 
 
-def _gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (exited, possibly a zombie nobody reaps yet)."""
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` has exited (waited on through a pidfd, no polling).
+
+    End-of-file on the job's pipes comes when the kernel closes a dying process's files,
+    a moment before it is marked exited: hence a wait, not a look.
+    """
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
         return True
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        return bool(readable)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- basics

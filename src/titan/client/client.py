@@ -33,6 +33,7 @@ Ref = str | int
 LOG_WAIT = 20.0
 #: Log lines asked for per request.
 LOG_PAGE = 10000
+_UNFINISHED = ("PENDING", "READY", "RUNNING")
 
 
 class TitanClient(StoreOps, FileOps):
@@ -230,11 +231,14 @@ class TitanClient(StoreOps, FileOps):
             lines = reply.get("lines") or []
             yield from lines
             # Stay on the attempt first shown: a retry starts a new log, it doesn't extend it.
-            if attempt is None and reply.get("attempt") is not None:
+            # Attempt 0 means the job had not started yet: follow the attempt that comes.
+            if attempt is None and reply.get("attempt"):
                 attempt = int(reply["attempt"])
             after = int(reply.get("next", after + len(lines)))
             if follow:
                 if reply.get("done") and not lines:
+                    if attempt is None and reply.get("state") in _UNFINISHED:
+                        continue  # it has started since we asked: read its first attempt
                     return
             elif len(lines) < limit:
                 return

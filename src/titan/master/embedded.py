@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from titan.master.config import MasterConfig
 from titan.master.server import banner, make_server, record
+from titan.worker import lifeline
 
 log = logging.getLogger("titan.up")
 
@@ -24,6 +25,8 @@ class LocalWorker:
         self.slots = slots
         self.capabilities = capabilities
         self.proc: subprocess.Popen[bytes] | None = None
+        # Held open while we live: if we die without stopping the worker, it stops itself.
+        self._lifeline: int | None = None
 
     def start(self) -> None:
         data = self.config.data_path
@@ -31,7 +34,12 @@ class LocalWorker:
         cmd = [sys.executable, "-m", "titan", "worker", "--master", self.config.api_url,
                "--slots", str(self.slots), "--capabilities", ",".join(self.capabilities),
                "--workdir", str(data), "--name", "local"]
-        self.proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        read_fd, self._lifeline = lifeline.open_for_child(env)
+        try:
+            self.proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                                         pass_fds=(read_fd,))
+        finally:
+            os.close(read_fd)
 
     def stop(self, grace: float = 5.0) -> None:
         """Drain (SIGTERM), then kill running jobs (second SIGTERM), then SIGKILL."""

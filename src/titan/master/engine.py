@@ -17,13 +17,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from titan.errors import Conflict, NotFound, StaleAttempt, ValidationFailed
+from titan.errors import Conflict, InvalidDAG, NotFound, StaleAttempt
 from titan.master.auth import JobTokens, Principal
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
 from titan.master.scheduler import Scheduler
 from titan.master.state import (
-    PENDING, TERMINAL, Changes, DagRec, JobRec, WorkerRec, assignment,
+    PENDING,
+    TERMINAL,
+    Changes,
+    DagRec,
+    JobRec,
+    WorkerRec,
+    assignment,
 )
 from titan.storage.base import Row, Storage, Transaction
 from titan.storage.writer import GroupCommitWriter
@@ -180,7 +186,7 @@ class Engine:
         present |= self.known_blobs
         for spec in specs:
             if spec["script_sha256"] and spec["script_sha256"] not in present:
-                raise ValidationFailed(
+                raise InvalidDAG(
                     f"job {spec['job_id']!r}: script blob {spec['script_sha256'][:12]}… was not "
                     "uploaded (PUT /api/v1/blobs/{sha256} first)",
                     details={"job_id": spec["job_id"], "field": "script_sha256"},

@@ -15,8 +15,22 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from titan.master.state import (
-    ACTIVE, CANCELLED, COMPLETED, FAILED, PENDING, READY, RUNNING, SKIPPED, TERMINAL, TIMED_OUT,
-    Changes, DagRec, JobRec, WorkerRec, dag_status, job_event,
+    ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    READY,
+    RUNNING,
+    SKIPPED,
+    TERMINAL,
+    TIMED_OUT,
+    Changes,
+    DagRec,
+    JobRec,
+    WorkerRec,
+    dag_status,
+    job_event,
 )
 
 MAX_LEASE_LOSSES = 5
@@ -141,6 +155,10 @@ class Scheduler:
         if kind == "ready" and job.state == PENDING and job.waiting_parents == 0:
             if job.not_before is not None and job.not_before <= self.now():
                 self._enqueue(job, ch)
+            elif job.not_before is not None:
+                # The loop's monotonic clock fired a hair before the wall clock got there:
+                # dropping the timer would leave the job PENDING for ever.
+                ch.timers.append((job.not_before, "ready", job.id))
         elif kind == "affinity" and job.state == READY and (job.queued_on or "").startswith("worker:"):
             worker = self.workers.get(job.queued_on[7:])  # type: ignore[index]
             if worker is not None and job.id in worker.private:

@@ -91,6 +91,9 @@ class WorkerRec:
     cancels: list[tuple[int, int]] = field(default_factory=list)
     poll: asyncio.Future[None] | None = None
     poll_free: int = 0
+    # A quick poll (wait 0) found no long-poll parked: the long-poll on its way was offered
+    # before those slots freed up, so it must answer at once rather than park on a stale offer.
+    stale_offer: bool = False
     assigned: list[int] = field(default_factory=list)  # leased, not yet handed over
 
     @property

@@ -13,6 +13,7 @@ import secrets
 import time
 from typing import Any
 
+from titan.errors import ValidationFailed
 from titan.master.engine import Engine
 from titan.master.state import Changes, WorkerRec
 from titan.master.validation import check_name
@@ -21,15 +22,48 @@ from titan.storage.base import Row
 MAX_LINE = 64 * 1024
 
 
+# Bodies are checked whole before anything is applied: a malformed request is a 400 that
+# changes nothing (never a 500, never half a report).
+def int_field(value: Any, field: str, *, default: int | None = None, lo: int = 0,
+              hi: int = 2**62) -> int:
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValidationFailed(f"{field} must be an integer between {lo} and {hi}, got {value!r}",
+                               details={"field": field})
+    return value
+
+
+def number_field(value: Any, field: str, *, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValidationFailed(f"{field} must be a number, got {value!r}", details={"field": field})
+    return float(value)
+
+
+def _entries(body: Row, field: str) -> list[Row]:
+    items = body.get(field) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValidationFailed(f"'{field}' must be a list of objects", details={"field": field})
+    return items
+
+
+def _attempt_key(item: Row, field: str) -> tuple[int, int]:
+    return (int_field(item.get("id"), f"{field}[].id"),
+            int_field(item.get("attempt"), f"{field}[].attempt"))
+
+
 async def register(engine: Engine, body: Row) -> Row:
     caps = body.get("capabilities") or ["GENERAL"]
-    capabilities = frozenset(check_name(str(c), "capability").upper() for c in caps)
-    slots = int(body.get("slots") or 1)
-    if not 1 <= slots <= 4096:
-        from titan.errors import ValidationFailed
-
-        raise ValidationFailed("slots must be between 1 and 4096")
-    worker_id = body.get("worker_id") or f"w-{secrets.token_hex(6)}"
+    if not isinstance(caps, list):
+        raise ValidationFailed("'capabilities' must be a list of strings",
+                               details={"field": "capabilities"})
+    capabilities = frozenset(check_name(c, "capability").upper() for c in caps)
+    slots = int_field(body.get("slots"), "slots", default=1, lo=1, hi=4096)
+    running = [_attempt_key(r, "running") for r in _entries(body, "running")]
+    worker_id = body.get("worker_id")
+    worker_id = check_name(worker_id, "worker_id") if worker_id is not None else f"w-{secrets.token_hex(6)}"
     now = time.time()
     old = engine.sched.workers.get(worker_id)
     if old is not None and old.poll is not None and not old.poll.done():
@@ -41,7 +75,6 @@ async def register(engine: Engine, body: Row) -> Row:
     )
     ch = Changes()
     engine.sched.add_worker(worker, ch)
-    running = [(int(r["id"]), int(r["attempt"])) for r in body.get("running") or []]
     kill = engine.sched.renew(worker, running)
     worker.cancels.extend(kill)
     ch.events.append(("worker_updated", {"id": worker_id, "state": "live"}))
@@ -57,14 +90,20 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float) -> 
     worker = engine.worker(worker_id)
     free = max(0, min(int(free_slots), 4096))
     wait = max(0.0, min(float(wait), 60.0))
-    if worker.poll is not None and not worker.poll.done():
-        worker.poll.set_result(None)  # a newer poll supersedes an abandoned one
+    parked = worker.poll is not None and not worker.poll.done()
+    if worker.poll is not None and parked:
+        worker.poll.set_result(None)  # a newer poll supersedes: its offer may be out of date
+    stale = False
+    if wait > 0:
+        stale, worker.stale_offer = worker.stale_offer, False
+    elif not parked:
+        worker.stale_offer = True
     ch = Changes()
     want = free - len(worker.assigned)
     if want > 0 and worker.state == "live":
         worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
     commit: Any = engine.submit(ch) if not ch.empty() else None
-    if not worker.assigned and not worker.cancels and wait > 0:
+    if not worker.assigned and not worker.cancels and wait > 0 and not stale:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         worker.poll, worker.poll_free = fut, free
         try:
@@ -85,7 +124,7 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float) -> 
 
 async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
     worker = engine.worker(worker_id)
-    running = [(int(r["id"]), int(r["attempt"])) for r in body.get("running") or []]
+    running = [_attempt_key(r, "running") for r in _entries(body, "running")]
     kill = engine.sched.renew(worker, running)
     kill.extend(worker.cancels)
     worker.cancels.clear()
@@ -94,27 +133,31 @@ async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
 
 async def report(engine: Engine, worker_id: str, body: Row) -> Row:
     engine.worker(worker_id)
+    logs = [(_attempt_key(line, "logs"), int_field(line.get("seq"), "logs[].seq"),
+             number_field(line.get("ts"), "logs[].ts", default=time.time()), line)
+            for line in _entries(body, "logs")]
+    results = [(_attempt_key(r, "results"),
+                None if r.get("exit_code") is None
+                else int_field(r["exit_code"], "results[].exit_code", lo=-2**31, hi=2**31),
+                None if r.get("error") is None else str(r["error"]), r)
+               for r in _entries(body, "results")]
     ch = Changes()
     rejected: dict[tuple[int, int], None] = {}
     touched_logs: set[int] = set()
-    for line in body.get("logs") or []:
-        key = (int(line["id"]), int(line["attempt"]))
+    for key, seq, ts, line in logs:
         if not engine.sched.is_current(*key):
             rejected[key] = None
             continue
         text = str(line.get("line", ""))
         ch.log_lines.append({
-            "job": key[0], "attempt": key[1], "seq": int(line["seq"]),
+            "job": key[0], "attempt": key[1], "seq": seq,
             "stream": "stderr" if line.get("stream") == "stderr" else "stdout",
-            "ts": float(line.get("ts") or time.time()), "line": text[:MAX_LINE],
+            "ts": ts, "line": text[:MAX_LINE],
         })
         touched_logs.add(key[0])
-    for result in body.get("results") or []:
-        key = (int(result["id"]), int(result["attempt"]))
-        exit_code = result.get("exit_code")
+    for key, exit_code, error, result in results:
         ok = engine.sched.finish(
-            key[0], key[1], None if exit_code is None else int(exit_code),
-            result.get("error"), bool(result.get("timed_out")), ch,
+            key[0], key[1], exit_code, error, bool(result.get("timed_out")), ch,
         )
         if not ok:
             rejected[key] = None

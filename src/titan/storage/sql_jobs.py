@@ -70,7 +70,7 @@ class JobsSQL:
         # unique, so it maps each row back to its id.
         if not rows:
             return []
-        defaults = {c.key: c.default.arg for c in t.jobs.columns
+        defaults = {c.key: c.default.arg for c in t.jobs.columns  # type: ignore[attr-defined]
                     if c.default is not None and c.default.is_scalar}
         encoded = [{**defaults, **_job_in(r)} for r in rows]
         keys = sorted(encoded[0])

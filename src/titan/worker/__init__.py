@@ -2,7 +2,8 @@
 
 Modules, one concept each:
 
-* :mod:`~titan.worker.daemon` — the worker process: register, long-poll, heartbeat, drain
+* :mod:`~titan.worker.daemon` — the worker process: register, heartbeat, drain, stop
+* :mod:`~titan.worker.poller` — slot accounting; the long-poll and quick fetches
 * :mod:`~titan.worker.connection` — HTTP to the master with patient retries
 * :mod:`~titan.worker.workspace` — scripts, blob cache, project archives on disk
 * :mod:`~titan.worker.assignment` — what the master hands over, and the job's environment
@@ -15,8 +16,24 @@ Modules, one concept each:
 * :mod:`~titan.worker.loop` — the single I/O thread
 * :mod:`~titan.worker.output` — cutting output into log lines
 * :mod:`~titan.worker.reporter` — shipping logs and results in natural batches
+
+The package imports its machinery lazily: ``python -m titan.worker.zygote`` imports this
+package first, and every module the zygote holds makes each of its forks slower.
 """
 
-from titan.worker.daemon import Worker, run_worker
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from titan.worker.daemon import Worker, run_worker
 
 __all__ = ["Worker", "run_worker"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from titan.worker import daemon
+
+        return getattr(daemon, name)
+    raise AttributeError(f"module 'titan.worker' has no attribute {name!r}")

@@ -34,6 +34,11 @@ BACKOFF_MAX = 2.0
 #: Read time allowed beyond a server-side long-poll wait before the socket is given up.
 WAIT_MARGIN = 15.0
 UNKNOWN_WORKER = "unknown_worker"
+#: Gateway answers (a proxy in front of a restarting master) are retried for ever; any other
+#: 5xx is a bug in the master, retried this many times before it is raised, so one request
+#: that crashes the master cannot wedge the worker's report queue behind it.
+TRANSIENT_5XX = frozenset({502, 503, 504})
+MAX_SERVER_ERRORS = 5
 
 
 def is_unknown_worker(exc: BaseException) -> bool:
@@ -117,7 +122,7 @@ class MasterConnection:
         class of any 4xx answer.
         """
         url = self.api_url + path
-        attempt = 0
+        attempt = server_errors = 0
         while True:
             if self._stop.is_set():
                 raise Stopped(f"stopped before {method} {path}")
@@ -130,7 +135,16 @@ class MasterConnection:
                 attempt += 1
                 continue
             if not self._check(response):
-                self._backoff(attempt, f"{method} {path}", f"HTTP {response.status_code}")
+                status = response.status_code
+                if status not in TRANSIENT_5XX:
+                    server_errors += 1
+                    if server_errors >= MAX_SERVER_ERRORS:
+                        raise errors.APIError(
+                            f"{method} {path}: the master failed with HTTP {status} "
+                            f"(a bug in the master): {response.text[:300]}",
+                            status=status, code="internal_error",
+                        )
+                self._backoff(attempt, f"{method} {path}", f"HTTP {status}")
                 attempt += 1
                 continue
             if not response.content:

@@ -5,13 +5,9 @@ Threads, each blocked on what ends its wait (nothing here sleeps waiting for wor
 * **main** — a small state machine woken through a self-pipe by signals and by progress
   (an attempt finished, a report landed, burst finished, a fatal error). Signal handlers
   only count and write a byte: taking a lock in a handler could deadlock the main thread.
-* **titan-poll** — registers, then keeps exactly one long-poll open at all times, offering
-  the free slots not offered elsewhere (0 when full or draining: cancels still arrive).
-* **titan-fetch** — when slots free up while the long-poll is parked offering fewer, asks
-  with ``wait: 0`` for the difference, right after the job ends and again right after its
-  result is acknowledged (a child job only becomes ready then). This keeps jobs flowing
-  without a second long-poll. In burst mode every job is taken this way.
-* **titan-heartbeat** — renews the leases of running attempts; kills those it is told to.
+* **titan-lease** — registers, starts the pollers (:mod:`titan.worker.poller`: one
+  long-poll always open, quick ``wait: 0`` fetches when slots free up), then heartbeats:
+  renews the leases of running attempts and kills those it is told to.
 * **titan-report**, **titan-io**, **titan-start-*** — see reporter, loop, supervisor.
 
 The master may forget this worker (a restart without its state): any call answered
@@ -24,16 +20,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import threading
+import time
 from types import FrameType
 from typing import Any
 
 from titan import errors
-from titan.worker.assignment import Assignment, Key
-from titan.worker.connection import WAIT_MARGIN, MasterConnection, Stopped, is_unknown_worker
+from titan.worker import lifeline
+from titan.worker.assignment import Key
+from titan.worker.connection import MasterConnection, Stopped, is_unknown_worker
 from titan.worker.loop import IOLoop
+from titan.worker.poller import Poller
 from titan.worker.reporter import Reporter
 from titan.worker.runner import Runner
 from titan.worker.supervisor import Supervisor
@@ -41,9 +41,11 @@ from titan.worker.workspace import Workspace
 
 log = logging.getLogger("titan.worker")
 
-POLL_WAIT = 20
 #: How long a graceful exit waits for the master to take the deregistration.
 DEREGISTER_TIMEOUT = 5.0
+#: Once the last job has ended, how long a draining worker keeps trying to deliver its
+#: logs and results to an unreachable master before it leaves anyway.
+DRAIN_FLUSH_TIMEOUT = 30.0
 
 
 class _Wakeup:
@@ -52,15 +54,21 @@ class _Wakeup:
     def __init__(self) -> None:
         self._r, self._w = os.pipe()
         os.set_blocking(self._w, False)
+        self._closed = False
 
     def notify(self) -> None:
+        if self._closed:  # a late poke (the lifeline thread) must not hit a reused fd
+            return
         with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is pending anyway
             os.write(self._w, b"!")
 
-    def wait(self) -> None:
-        os.read(self._r, 512)
+    def wait(self, timeout: float | None = None) -> None:
+        readable, _, _ = select.select([self._r], [], [], timeout)
+        if readable:
+            os.read(self._r, 512)
 
     def close(self) -> None:
+        self._closed = True
         os.close(self._r)
         os.close(self._w)
 
@@ -93,13 +101,13 @@ class Worker:
             reporter=self._reporter, master_url=master_url, kill_grace=kill_grace,
             starters=min(32, max(2, slots)), on_finished=self._on_finished,
         )
+        self.poller = Poller(
+            slots=slots, burst=burst, call=self._call, supervisor=self.supervisor,
+            reporter=self._reporter, stopped=self._stopped, on_burst_done=self._on_burst_done,
+            on_error=self._fail,
+        )
         self._kill_grace = kill_grace
         self._wake = _Wakeup()
-        self._cond = threading.Condition()
-        self._busy = 0
-        self._long_offer = 0
-        self._fetch_offer = 0
-        self._dirty = True
         self._draining = False
         self._burst_done = False
         self._fatal: BaseException | None = None
@@ -139,70 +147,33 @@ class Worker:
                 if not is_unknown_worker(exc):
                     raise
                 self._reattach(generation)
+            except errors.APIError as exc:
+                # A master bug (5xx after retries). Polls and heartbeats carry nothing that
+                # could be lost, so they keep trying; a report is raised, so the reporter can
+                # drop the batch that crashes the master instead of wedging behind it.
+                if exc.status < 500 or action == "report":
+                    raise
+                log.error("%s", exc)
 
     def _report(self, body: dict[str, Any]) -> dict[str, Any]:
         reply = self._call("report", body)
         return reply if isinstance(reply, dict) else {}
 
-    # ------------------------------------------------------------------ slots
+    # ------------------------------------------------------------------ progress
 
-    def _unoffered(self) -> int:
-        return max(0, self.slots - self._busy - self._long_offer - self._fetch_offer)
-
-    def _accept(self, reply: Any, *, long_poll: bool) -> int:
-        """Start the jobs of a poll reply and kill its cancels; returns how many jobs came."""
-        jobs = list(reply.get("jobs") or []) if isinstance(reply, dict) else []
-        cancels = list(reply.get("cancel") or []) if isinstance(reply, dict) else []
-        accepted: list[Assignment] = []
-        with self._cond:
-            # Releasing the offer and counting the jobs in one step: between the two, another
-            # thread would see slots that are neither offered nor busy and offer them twice.
-            if long_poll:
-                self._long_offer = 0
-            else:
-                self._fetch_offer = 0
-            for raw in jobs:
-                try:
-                    assignment = Assignment.from_json(raw)
-                except errors.ValidationFailed as exc:
-                    log.error("%s", exc)
-                    continue
-                if assignment.key in self.supervisor:
-                    continue  # delivered twice (a retried poll): it already runs
-                self._busy += 1
-                accepted.append(assignment)
-            if self._busy > self.slots:
-                log.warning("the master assigned %d jobs for %d slots", self._busy, self.slots)
-            self._cond.notify_all()
-        for assignment in accepted:
-            self.supervisor.start(assignment)
-        for cancel in cancels:
-            self._cancel(cancel)
-        return len(jobs)
-
-    def _cancel(self, entry: Any) -> None:
-        try:
-            key: Key = (int(entry["id"]), int(entry["attempt"]))
-        except (KeyError, TypeError, ValueError):
-            log.error("malformed cancel %r", entry)
-            return
-        self.supervisor.cancel(key)
-
-    def _on_finished(self, _key: Key) -> None:
-        with self._cond:
-            self._busy -= 1
-            self._dirty = True
-            self._cond.notify_all()
+    def _on_finished(self, key: Key) -> None:
+        self.poller.on_finished(key)
         if self._draining:
             self._wake.notify()
 
     def _on_acked(self, results: list[dict[str, Any]], _rejected: list[dict[str, Any]]) -> None:
-        if results:
-            with self._cond:
-                self._dirty = True
-                self._cond.notify_all()
+        self.poller.on_acked(results)
         if self._draining:
             self._wake.notify()
+
+    def _on_burst_done(self) -> None:
+        self._burst_done = True
+        self._wake.notify()
 
     # ------------------------------------------------------------------ threads
 
@@ -224,61 +195,8 @@ class Worker:
         log.info("worker %s registered with %s (%s, %d slots%s)", self.worker_id,
                  self.conn.master_url, ",".join(self.capabilities), self.slots,
                  ", burst" if self.burst else "")
-        for target, name in ((self._heartbeat_loop, "titan-heartbeat"),
-                             (self._fetch_loop, "titan-fetch")):
-            threading.Thread(target=target, name=name, daemon=True).start()
-        try:
-            self._poll_loop()
-        except Exception as exc:  # noqa: BLE001 - any failure here must stop the worker visibly
-            self._fail(exc)
-
-    def _poll_loop(self) -> None:
-        while not self._stopped.is_set():
-            with self._cond:
-                offer = 0 if (self._draining or self.burst) else self._unoffered()
-                self._long_offer = offer
-            try:
-                reply = self._call("poll", {"free_slots": offer, "wait": POLL_WAIT},
-                                   timeout=POLL_WAIT + WAIT_MARGIN)
-            except errors.TitanError as exc:
-                with self._cond:
-                    self._long_offer = 0
-                self._fail(exc)
-                return
-            self._accept(reply, long_poll=True)
-
-    def _fetch_loop(self) -> None:
-        def wanted() -> bool:
-            return self._stopped.is_set() or (
-                self._dirty and not self._draining and self._unoffered() > 0
-            )
-
-        while True:
-            with self._cond:
-                self._cond.wait_for(wanted)
-                if self._stopped.is_set():
-                    return
-                self._dirty = False
-                offer = self._fetch_offer = self._unoffered()
-            try:
-                reply = self._call("poll", {"free_slots": offer, "wait": 0})
-            except errors.TitanError as exc:
-                with self._cond:
-                    self._fetch_offer = 0
-                self._fail(exc)
-                return
-            got = self._accept(reply, long_poll=False)
-            if self.burst and got == 0:
-                with self._cond:
-                    # Empty queue, nothing running, every result acknowledged, and nothing
-                    # changed while we asked: a burst worker's work is done.
-                    done = (not self._dirty and self._busy == 0
-                            and self._reporter.results_pending == 0)
-                if done:
-                    log.info("burst: the queue is empty; stopping")
-                    self._burst_done = True
-                    self._wake.notify()
-                    return
+        self.poller.start()
+        self._heartbeat_loop()
 
     def _heartbeat_loop(self) -> None:
         while not self._stopped.wait(self.heartbeat_seconds):
@@ -289,7 +207,7 @@ class Worker:
                 self._fail(exc)
                 return
             for cancel in (reply.get("cancel") or []) if isinstance(reply, dict) else []:
-                self._cancel(cancel)
+                self.poller.cancel(cancel)
 
     # ------------------------------------------------------------------ main thread
 
@@ -307,7 +225,7 @@ class Worker:
             self._loop.start()
             self._runner.start()
             self._reporter.start()
-            threading.Thread(target=self._lease_main, name="titan-poll", daemon=True).start()
+            threading.Thread(target=self._lease_main, name="titan-lease", daemon=True).start()
             return self._supervise()
         finally:
             for signum, handler in handlers.items():
@@ -320,25 +238,37 @@ class Worker:
         self._wake.notify()
 
     def _supervise(self) -> int:
+        flush_deadline: float | None = None
         while True:
             if self._signals >= 2:
                 return self._stop_hard()
             if not self._draining and (self._signals or self._burst_done or self._fatal):
-                with self._cond:
-                    self._draining = True
-                    self._cond.notify_all()
+                self._draining = True
+                self.poller.drain()
                 busy = len(self.supervisor.running())
                 if busy and self._signals:
                     log.info("draining: waiting for %d running jobs (signal again to kill them)",
                              busy)
-            if self._draining and not self.supervisor.running() and self._reporter.idle():
-                return self._stop_graceful()
-            self._wake.wait()
+            timeout: float | None = None
+            if self._draining and not self.supervisor.running():
+                if self._reporter.idle():
+                    return self._stop_graceful()
+                # Jobs are done but the master is not taking their reports: keep trying a
+                # while (it may be restarting), not forever.
+                now = time.monotonic()
+                if flush_deadline is None:
+                    flush_deadline = now + DRAIN_FLUSH_TIMEOUT
+                elif now >= flush_deadline:
+                    log.error("the master did not take the last reports in %.0f s; leaving",
+                              DRAIN_FLUSH_TIMEOUT)
+                    self._stop_graceful()
+                    return 1
+                timeout = flush_deadline - now
+            self._wake.wait(timeout)
 
     def _stop_graceful(self) -> int:
         self._stopped.set()
-        with self._cond:
-            self._cond.notify_all()
+        self.poller.wake()
         if self.worker_id is not None and not isinstance(self._fatal, errors.APIError):
             done = threading.Event()
 
@@ -346,31 +276,36 @@ class Worker:
                 with contextlib.suppress(errors.TitanError):
                     self._call("deregister", {})
                 done.set()
+                self._wake.notify()
 
             threading.Thread(target=deregister, name="titan-deregister", daemon=True).start()
-            if not done.wait(DEREGISTER_TIMEOUT):
-                log.warning("the master did not take the deregistration; leaving anyway")
+            deadline = time.monotonic() + DEREGISTER_TIMEOUT
+            # Bounded, and cut short by another signal: the master may be gone for good.
+            while not done.is_set() and self._signals < 2:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("the master did not take the deregistration; leaving anyway")
+                    break
+                self._wake.wait(remaining)
         log.info("worker %s stopped", self.worker_id)
         return 1 if self._fatal is not None else 0
 
     def _stop_hard(self) -> int:
         running = self.supervisor.running()
         log.warning("stopping now: killing %d running jobs", len(running))
-        with self._cond:
-            self._draining = True
+        self._draining = True
+        self.poller.drain()
         self._stopped.set()
         self.supervisor.kill_all()
         # Their results (killed) are worth reporting if the master is there; not worth a wait.
-        with self._cond:
-            self._cond.wait_for(lambda: self._busy <= 0, timeout=self._kill_grace + 1.0)
+        self.poller.wait_idle(self._kill_grace + 1.0)
         self._reporter.flush(timeout=2.0)
         return 1
 
     def _shutdown(self) -> None:
         self._stopped.set()
         self._hard.set()
-        with self._cond:
-            self._cond.notify_all()
+        self.poller.wake()
         self._reporter.close(timeout=2.0)
         self.supervisor.close()
         self._runner.close()
@@ -388,10 +323,14 @@ def run_worker(master_url: str, token: str | None, capabilities: list[str], slot
     deregisters and exits 0); a second signal kills the running jobs and exits 1. With
     ``burst`` the worker exits 0 as soon as the queue is empty and nothing runs.
     """
+    httpx_log = logging.getLogger("httpx")
+    if httpx_log.level == logging.NOTSET:
+        httpx_log.setLevel(logging.WARNING)  # one INFO line per request drowns the worker's own
     try:
         worker = Worker(master_url, token, capabilities, slots, workdir, burst=burst,
                         name=name, kill_grace=kill_grace)
     except errors.ConfigError as exc:
         log.error("%s", exc)
         return 2
+    lifeline.watch(lambda: worker.request_stop(hard=True))
     return worker.run()

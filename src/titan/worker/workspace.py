@@ -22,6 +22,7 @@ import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 from titan import errors
 from titan.worker.connection import MasterConnection
@@ -160,7 +161,7 @@ class Workspace:
             known = frozenset(p.stem for p in self.file_cache.glob("*.zip"))
             tmp = self.file_cache / f".{name}.download"
             tmp.unlink(missing_ok=True)
-            sha = self._conn.download(f"/files/{name}", tmp, known=known)
+            sha = self._conn.download(f"/files/{quote(name, safe='')}", tmp, known=known)
             zip_path = self.file_cache / f"{sha}.zip"
             if tmp.exists():
                 os.replace(tmp, zip_path)

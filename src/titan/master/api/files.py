@@ -93,7 +93,9 @@ async def get_blob(c: CtxDep, p: Reader, sha256: str) -> FileResponse:
                         headers={"X-Titan-Sha256": sha256})
 
 
-@router.put("/files/{name}", status_code=201, summary="Upload a named file (upload_file)")
+# `{name:path}`: a name with an encoded '/' (``..%2Fx``) must reach check_filename and get its
+# 400, not fall through the router as an unknown path.
+@router.put("/files/{name:path}", status_code=201, summary="Upload a named file (upload_file)")
 async def put_file(c: CtxDep, p: Writer, name: str, request: Request) -> Row:
     check_filename(name)
     sha, size = await _store_body(c, request)
@@ -107,7 +109,7 @@ async def list_files(c: CtxDep, p: Reader, dag_id: int | None = None,
     return {"files": [_file_view(r) for r in rows]}
 
 
-@router.get("/files/{name}", summary="Download the latest file with this name (fetch_artifact)")
+@router.get("/files/{name:path}", summary="Download the latest file with this name (fetch_artifact)")
 async def get_file(c: CtxDep, p: Reader, name: str) -> FileResponse:
     check_filename(name)
     row = await c.engine.read(lambda tx: tx.latest_file(name=name))

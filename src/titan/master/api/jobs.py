@@ -114,14 +114,19 @@ async def job_logs(c: CtxDep, p: Reader, ref: str, attempt: int | None = None,
 async def job_logs_text(c: CtxDep, p: Reader, ref: str, attempt: int | None = None) -> str:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     n = attempt if attempt is not None else job["attempt"]
-    lines: list[str] = []
-    after = 0
-    while True:
-        batch = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, 50_000))
-        lines.extend(r["line"] for r in batch)
-        if len(batch) < 50_000:
-            break
-        after = batch[-1]["seq"]
+    page = 50_000
+
+    def read_all(tx: Transaction) -> list[str]:
+        lines: list[str] = []
+        after = 0
+        while True:
+            batch = tx.log_lines(job["id"], n, after, page)
+            lines.extend(r["line"] for r in batch)
+            if len(batch) < page:
+                return lines
+            after = batch[-1]["seq"]
+
+    lines = await c.engine.read(read_all)
     return "\n".join(lines) + ("\n" if lines else "")
 
 

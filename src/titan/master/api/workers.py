@@ -20,8 +20,9 @@ async def register(c: CtxDep, p: WorkerAuth, body: dict[str, Any] = Body(...)) -
 
 @router.post("/workers/{worker_id}/poll", summary="Long-poll for jobs and cancels")
 async def poll(c: CtxDep, p: WorkerAuth, worker_id: str, body: dict[str, Any] = Body(...)) -> Row:
-    return await proto.poll(c.engine, worker_id, int(body.get("free_slots", 0)),
-                            float(body.get("wait", 20)))
+    return await proto.poll(c.engine, worker_id,
+                            proto.int_field(body.get("free_slots"), "free_slots", default=0),
+                            proto.number_field(body.get("wait"), "wait", default=20.0))
 
 
 @router.post("/workers/{worker_id}/heartbeat", summary="Renew leases")

@@ -1,0 +1,239 @@
+"""Filling the worker's slots: slot accounting, the long-poll and the quick fetches.
+
+Two threads ask the master for work, each blocked on what ends its wait:
+
+* **titan-poll** keeps exactly one long-poll open at all times, offering the free slots not
+  offered elsewhere (0 when full or draining, so cancels still arrive at once).
+* **titan-fetch** asks with ``wait: 0`` for the slots that freed up while the long-poll was
+  parked offering fewer. The master answers the parked poll when the fetch arrives (a newer
+  poll supersedes it, docs/api.md), so the long-poll comes straight back and is re-sent
+  offering every free slot. A fetch follows each acknowledged result (a child job becomes
+  ready only once its parent's result is committed) and, while the queue has a backlog,
+  each finished job (no need to wait for the report to find more work). In burst mode every
+  job is taken this way and the long-poll offers nothing.
+
+Slots are counted as *credit*: the jobs the master may still send. Each poll sent adds its
+offer; each job received spends one. A poll's unspent credit is only written off once no poll
+is in flight at all, because the master hands the jobs it leased to whichever answer it builds
+next — a job taken for a quick fetch can arrive on the answer to the long-poll it superseded,
+even one that offered nothing. So the worker never holds more jobs than slots.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from titan import errors
+from titan.worker.assignment import Assignment, Key
+from titan.worker.connection import WAIT_MARGIN
+from titan.worker.reporter import Reporter
+from titan.worker.supervisor import Supervisor
+
+log = logging.getLogger("titan.worker")
+
+POLL_WAIT = 20
+
+#: ``call(action, body, timeout=...)``: a worker API call that survives master restarts.
+Call = Callable[..., Any]
+
+
+class Poller:
+    """Slot accounting and the two threads that fill the slots."""
+
+    def __init__(self, *, slots: int, burst: bool, call: Call, supervisor: Supervisor,
+                 reporter: Reporter, stopped: threading.Event,
+                 on_burst_done: Callable[[], None],
+                 on_error: Callable[[BaseException], None]) -> None:
+        self.slots = slots
+        self.burst = burst
+        self._call = call
+        self._supervisor = supervisor
+        self._reporter = reporter
+        self._stopped = stopped
+        self._on_burst_done = on_burst_done
+        self._on_error = on_error
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._credit = 0  # jobs the master may still send on the polls in flight
+        self._in_flight = 0  # polls sent and not answered yet (long-poll and fetch)
+        self._long_offer = 0  # what the long-poll in flight offered
+        self._fetching = False
+        self._dirty = True  # something changed since the last fetch: maybe there is work
+        self._backlog = False  # the last poll filled every slot it offered
+        self._draining = False
+        self._withdraw = False  # draining: take back the slots the parked long-poll offers
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> None:
+        for target, name in ((self._poll_loop, "titan-poll"), (self._fetch_loop, "titan-fetch")):
+            threading.Thread(target=target, name=name, daemon=True).start()
+
+    def drain(self) -> None:
+        """Take no more jobs (polls keep running, offering nothing, for cancels).
+
+        A long-poll parked offering slots would still take a job for up to its whole wait;
+        a ``wait: 0`` poll offering none supersedes it at once, and it comes back to be
+        re-sent offering nothing.
+        """
+        with self._cond:
+            self._draining = True
+            self._withdraw = self._long_offer > 0
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Let waiting threads notice that the worker stopped."""
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def busy(self) -> int:
+        with self._cond:
+            return self._busy
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no slot is busy; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._busy <= 0, timeout)
+
+    # ------------------------------------------------------------------ events
+
+    def on_finished(self, _key: Key) -> None:
+        """An attempt ended and its result is queued (I/O thread)."""
+        with self._cond:
+            self._busy -= 1
+            if self._backlog:
+                self._dirty = True
+            self._cond.notify_all()
+
+    def on_acked(self, results: list[dict[str, Any]]) -> None:
+        """The master committed a report; with results in it, children may be ready."""
+        if results:
+            with self._cond:
+                self._dirty = True
+                self._cond.notify_all()
+
+    def cancel(self, entry: Any) -> None:
+        """Kill the attempt a ``{"id", "attempt"}`` cancel names, if it runs here."""
+        try:
+            key: Key = (int(entry["id"]), int(entry["attempt"]))
+        except (KeyError, TypeError, ValueError):
+            log.error("malformed cancel %r", entry)
+            return
+        self._supervisor.cancel(key)
+
+    # ------------------------------------------------------------------ replies
+
+    def _unoffered(self) -> int:
+        return max(0, self.slots - self._busy - self._credit)
+
+    def _sending(self, offer: int) -> None:
+        self._in_flight += 1
+        self._credit += offer
+
+    def _answered(self, jobs: int) -> None:
+        self._in_flight -= 1
+        self._credit = max(0, self._credit - jobs)
+        if self._in_flight == 0:
+            self._credit = 0  # every answer is in: nothing more can come
+
+    def _accept(self, reply: Any, *, offer: int, long_poll: bool) -> int:
+        """Start the jobs of a poll reply and kill its cancels; returns how many jobs came."""
+        jobs = list(reply.get("jobs") or []) if isinstance(reply, dict) else []
+        cancels = list(reply.get("cancel") or []) if isinstance(reply, dict) else []
+        accepted: list[Assignment] = []
+        with self._cond:
+            # Settling the credit and counting the jobs in one step: between the two, another
+            # thread would see slots that are neither offered nor busy and offer them twice.
+            self._answered(len(jobs))
+            if long_poll:
+                self._long_offer = 0
+            else:
+                self._fetching = False
+            if offer > 0:
+                self._backlog = len(jobs) >= offer
+            for raw in jobs:
+                try:
+                    assignment = Assignment.from_json(raw)
+                except errors.ValidationFailed as exc:
+                    log.error("%s", exc)
+                    continue
+                if assignment.key in self._supervisor:
+                    continue  # delivered twice (a retried poll): it already runs
+                self._busy += 1
+                accepted.append(assignment)
+            if self._busy > self.slots:
+                log.warning("the master assigned %d jobs for %d slots", self._busy, self.slots)
+            self._cond.notify_all()
+        for assignment in accepted:
+            self._supervisor.start(assignment)
+        for cancel in cancels:
+            self.cancel(cancel)
+        return len(jobs)
+
+    # ------------------------------------------------------------------ threads
+
+    def _poll_loop(self) -> None:
+        try:
+            while not self._stopped.is_set():
+                with self._cond:
+                    # A quick fetch in flight holds slots it may hand back empty; offering
+                    # now would leave those slots offered by nobody for a whole long-poll.
+                    self._cond.wait_for(lambda: not self._fetching or self._stopped.is_set())
+                    offer = 0 if (self._draining or self.burst) else self._unoffered()
+                    self._long_offer = offer
+                    self._sending(offer)
+                try:
+                    reply = self._call("poll", {"free_slots": offer, "wait": POLL_WAIT},
+                                       timeout=POLL_WAIT + WAIT_MARGIN)
+                except BaseException:
+                    with self._cond:
+                        self._answered(0)
+                        self._long_offer = 0
+                        self._cond.notify_all()
+                    raise
+                self._accept(reply, offer=offer, long_poll=True)
+        except Exception as exc:  # any failure here must stop the worker visibly
+            self._on_error(exc)
+
+    def _fetch_loop(self) -> None:
+        def wanted() -> bool:
+            return self._stopped.is_set() or self._withdraw or (
+                self._dirty and not self._draining and self._unoffered() > 0
+            )
+
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(wanted)
+                    if self._stopped.is_set():
+                        return
+                    self._dirty = self._withdraw = False
+                    offer = 0 if self._draining else self._unoffered()
+                    self._fetching = True
+                    self._sending(offer)
+                try:
+                    reply = self._call("poll", {"free_slots": offer, "wait": 0})
+                except BaseException:
+                    with self._cond:
+                        self._answered(0)
+                        self._fetching = False
+                        self._cond.notify_all()
+                    raise
+                got = self._accept(reply, offer=offer, long_poll=False)
+                if self.burst and got == 0 and self._burst_finished():
+                    log.info("burst: the queue is empty; stopping")
+                    self._on_burst_done()
+                    return
+        except Exception as exc:  # any failure here must stop the worker visibly
+            self._on_error(exc)
+
+    def _burst_finished(self) -> bool:
+        # Empty queue, nothing running, every result acknowledged, and nothing changed
+        # while we asked: a burst worker's work is done.
+        with self._cond:
+            return (not self._dirty and self._busy == 0
+                    and self._reporter.results_pending == 0)

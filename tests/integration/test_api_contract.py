@@ -1,0 +1,486 @@
+"""The API's contract with real processes: TitanStore, artifacts, bad input, security,
+agent runs. Each test talks to a `titan up` cluster through the SDK, the CLI or raw HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.integration.harness import Cluster
+from titan.errors import InvalidDAG, PayloadTooLarge, ValidationFailed, WaitTimeout
+from titan_sdk import TitanClient, TitanJob
+
+
+def call(c: Cluster, method: str, path: str, body: Any = None, *, token: str | None = "admin",
+         raw_body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """One HTTP request exactly as given (no path normalisation); (status, decoded body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=30)
+    hdrs = {"Content-Type": "application/json"}
+    if token is not None:
+        hdrs["Authorization"] = f"Bearer {c.admin_token if token == 'admin' else token}"
+    hdrs.update(headers or {})
+    data = raw_body if raw_body is not None else (None if body is None else json.dumps(body).encode())
+    try:
+        conn.request(method, f"/api/v1{path}", body=data, headers=hdrs)
+        resp = conn.getresponse()
+        payload = resp.read()
+    finally:
+        conn.close()
+    try:
+        return resp.status, json.loads(payload) if payload else None
+    except ValueError:
+        return resp.status, payload
+
+
+def assert_error(status: int, body: Any, expected: int, code: str | None = None) -> dict[str, Any]:
+    assert status == expected, (status, body)
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    err = body["error"]
+    assert set(err) == {"code", "message", "details"}, err
+    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["details"], dict)
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
+def run_python(c: Cluster, source: str, *, env: dict[str, str] | None = None) -> str:
+    out = subprocess.run([sys.executable, "-c", source], env=dict(c.env, **(env or {})),
+                         capture_output=True, text=True, timeout=60, cwd=c.root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+# ------------------------------------------------------------------------------ TitanStore
+
+INCREMENTER = """
+    from titan import TitanClient
+
+    client = TitanClient()
+    for _ in range(25):
+        client.store_incr("hits")
+"""
+
+
+def test_store_values_sets_counters(cluster: Cluster) -> None:
+    client = cluster.client()
+    key = "ключ / 🔑 #1 ?a=b&c %2F"
+    client.store_put(key, "значение ✓ 世界 🚀")
+    assert client.store_get(key) == "значение ✓ 世界 🚀"
+    assert key in client.store_keys("ключ")
+    big = "x€" * 25_000 + "🚀" * 6_000  # ~100 kB of mixed-width UTF-8
+    client.store_put("big", big)
+    assert client.store_get("big") == big
+    client.store_put("empty", "")
+    assert client.store_get("empty") == ""
+    assert client.store_get("no such key") is None
+    assert client.store_sadd("tags", "α") == 1
+    assert client.store_sadd("tags", "α") == 0
+    assert client.store_sadd("tags", "β") == 1
+    assert client.store_smembers("tags") == {"α", "β"}
+    assert client.store_smembers("no such set") == set()
+    assert client.store_delete(key) is True
+    assert client.store_get(key) is None
+    assert client.store_delete(key) is False
+
+    script = cluster.script("incr.py", INCREMENTER)
+    dag = client.submit_dag("counters", [TitanJob(job_id=f"inc{i}", filename=script)
+                                         for i in range(4)])
+    assert client.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
+    assert client.store_get("hits") == "100"
+    assert client.store_incr("hits", by=-1) == 99
+
+
+def test_store_value_limit(cluster: Cluster) -> None:
+    client = cluster.client()
+    limit = 16 * 1024 * 1024  # the documented default
+    with pytest.raises(PayloadTooLarge):
+        client.store_put("huge", "x" * (limit + 1))
+    with pytest.raises(PayloadTooLarge):
+        client.store_sadd("huge-set", "€" * (limit // 3 + 1))
+    assert client.store_get("huge") is None
+    assert client.store_smembers("huge-set") == set()
+    with pytest.raises(ValidationFailed):
+        client.api("PUT", "/store/values/k", json={"value": 42})
+    status, body = call(cluster, "PUT", f"/store/values/{'k' * 1025}", {"value": "v"})
+    assert_error(status, body, 400)
+
+
+def test_store_wait(cluster: Cluster) -> None:
+    client = cluster.client()
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            got.append(client.store_wait("signal ✓", timeout=60))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive() and not got, "store_wait returned before the key was written"
+    # Another process writes the key: the waiter wakes on the write itself.
+    run_python(cluster, f"""
+from titan import TitanClient
+TitanClient(host="127.0.0.1", port={cluster.port}).store_put("signal ✓", "go ✓")
+""")
+    thread.join(30)
+    assert not thread.is_alive() and not errors, errors
+    assert got == ["go ✓"]
+    assert client.store_wait("signal ✓", timeout=1) == "go ✓"  # already set: at once
+    with pytest.raises(WaitTimeout):
+        client.store_wait("never set", timeout=0.5)
+
+
+# ------------------------------------------------------------------------------ artifacts
+
+PUBLISHER = """
+    from titan import TitanClient
+
+    with open("out.txt", "w") as f:
+        f.write("made inside the job ✓\\n")
+    TitanClient().publish_artifact("k", "out.txt")
+"""
+
+
+def test_artifacts_from_inside_a_job(cluster: Cluster, tmp_path: Path) -> None:
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="publisher", filename=cluster.script("pub.py", PUBLISHER)))
+    job = client.wait("publisher", timeout=60)
+    assert job["state"] == "COMPLETED", client.fetch_logs("publisher")
+    saved = client.get_artifact("k", tmp_path / "saved.txt")
+    assert Path(saved).read_text() == "made inside the job ✓\n"
+    assert client.store_get("k") == "out.txt"
+    fetched = client.fetch_artifact("out.txt", tmp_path / "fetched.txt")
+    assert Path(fetched).read_text() == "made inside the job ✓\n"
+    (tmp_path / "dir").mkdir()
+    assert Path(client.get_artifact("k", tmp_path / "dir")) == tmp_path / "dir" / "out.txt"
+    files = client.api("GET", "/files", params={"dag_id": job["dag_id"]})["files"]
+    assert [(f["name"], f["key"]) for f in files] == [("out.txt", "k")]
+
+    local = tmp_path / "weights.bin"
+    local.write_bytes(os.urandom(300_000))
+    uploaded = client.upload_file(local)
+    assert uploaded["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
+    back = client.fetch_artifact("weights.bin", tmp_path / "back.bin")
+    assert Path(back).read_bytes() == local.read_bytes()
+
+
+def test_file_names_with_path_traversal_are_refused(cluster: Cluster) -> None:
+    client = cluster.client()
+    for name in ("../x", "a/b", "..", ".", "a\\b", "../../etc/passwd", "x\x00y", ""):
+        segment = quote(name, safe="")
+        status, body = call(cluster, "PUT", f"/files/{segment}", raw_body=b"evil")
+        assert_error(status, body, 400)
+        status, body = call(cluster, "GET", f"/files/{segment}")
+        assert_error(status, body, 400)
+        status, body = call(cluster, "POST", f"/artifacts?key=k&name={segment}", raw_body=b"evil")
+        assert_error(status, body, 400)
+        with pytest.raises(ValidationFailed):
+            client.fetch_artifact(name)
+    assert client.api("GET", "/files")["files"] == []
+    assert client.store_get("k") is None
+    assert not list((cluster.root).glob("**/x")) and not (cluster.data / "blobs" / "x").exists()
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def good_job(sha: str, job_id: str = "a", **fields: Any) -> dict[str, Any]:
+    return {"job_id": job_id, "filename": "a.py", "script_sha256": sha, **fields}
+
+
+def test_bad_dags_are_refused_whole(cluster: Cluster) -> None:
+    client = cluster.client()
+    script = b"print('ok')\n"
+    sha = hashlib.sha256(script).hexdigest()
+    status, _ = call(cluster, "PUT", f"/blobs/{sha}", raw_body=script)
+    assert status == 201
+    before = client.api("GET", "/dags")
+
+    cases: list[tuple[str, dict[str, Any], str | None]] = [
+        ("cycle", {"name": "bad", "jobs": [good_job(sha, "a", parents=["c"]),
+                                           good_job(sha, "b", parents=["a"]),
+                                           good_job(sha, "c", parents=["b"])]}, "a|b|c"),
+        ("self-cycle", {"name": "bad", "jobs": [good_job(sha, "a", parents=["a"])]}, "a"),
+        ("unknown parent", {"name": "bad", "jobs": [good_job(sha, "a"),
+                                                    good_job(sha, "b", parents=["ghost"])]}, "b"),
+        ("duplicate id", {"name": "bad", "jobs": [good_job(sha, "a"), good_job(sha, "b"),
+                                                  good_job(sha, "a")]}, "a"),
+        ("empty filename", {"name": "bad", "jobs": [good_job(sha, "a"),
+                                                    good_job(sha, "b", filename="")]}, "b"),
+        ("absolute filename", {"name": "bad", "jobs": [good_job(sha, "a", filename="/etc/x.py")]}, "a"),
+        ("string priority", {"name": "bad", "jobs": [good_job(sha, "a", priority="high")]}, "a"),
+        ("float priority", {"name": "bad", "jobs": [good_job(sha, "a", priority=1.5)]}, "a"),
+        ("bool priority", {"name": "bad", "jobs": [good_job(sha, "a", priority=True)]}, "a"),
+        ("parents not a list", {"name": "bad", "jobs": [good_job(sha, "a", parents="b")]}, "a"),
+        ("negative delay", {"name": "bad", "jobs": [good_job(sha, "a", delay=-1)]}, "a"),
+        ("string delay", {"name": "bad", "jobs": [good_job(sha, "a", delay="soon")]}, "a"),
+        ("negative retries", {"name": "bad", "jobs": [good_job(sha, "a", retries=-1)]}, "a"),
+        ("float retries", {"name": "bad", "jobs": [good_job(sha, "a", retries=1.5)]}, "a"),
+        ("string retries", {"name": "bad", "jobs": [good_job(sha, "a", retries="3")]}, "a"),
+        ("huge retries", {"name": "bad", "jobs": [good_job(sha, "a", retries=10**6)]}, "a"),
+        ("bad timeout", {"name": "bad", "jobs": [good_job(sha, "a", timeout=0)]}, "a"),
+        ("bad args", {"name": "bad", "jobs": [good_job(sha, "a", args="x y")]}, "a"),
+        ("bad job id", {"name": "bad", "jobs": [good_job(sha, "a/b")]}, None),
+        ("script not uploaded", {"name": "bad", "jobs": [
+            good_job(sha, "a"), good_job(hashlib.sha256(b"never sent").hexdigest(), "b")]}, "b"),
+        ("empty DAG", {"name": "bad", "jobs": []}, None),
+        ("no jobs field", {"name": "bad"}, None),
+        ("jobs not a list", {"name": "bad", "jobs": {"a": 1}}, None),
+        ("empty name", {"name": "", "jobs": [good_job(sha)]}, None),
+        ("name with slash", {"name": "a/b", "jobs": [good_job(sha)]}, None),
+    ]
+    for what, body, job_id in cases:
+        status, reply = call(cluster, "POST", "/dags", body)
+        err = assert_error(status, reply, 400, "invalid_dag")
+        if job_id is not None:
+            assert err["details"].get("job_id") in job_id.split("|"), (what, err)
+            assert repr(err["details"]["job_id"]) in err["message"], (what, err)
+
+    for raw in (b"{not json", b"", b"[1, 2]", b'"a string"'):
+        status, reply = call(cluster, "POST", "/dags", raw_body=raw)
+        assert_error(status, reply, 400, "invalid_request")
+    nan_delay = b'{"name": "bad", "jobs": [{"job_id": "a", "filename": "a.py", "delay": NaN, ' + (
+        f'"script_sha256": "{sha}"}}]}}'.encode())
+    err = assert_error(*call(cluster, "POST", "/dags", raw_body=nan_delay), 400, "invalid_dag")
+    assert err["details"]["job_id"] == "a"
+    assert_error(*call(cluster, "POST", "/dags", {"name": "bad", "agent_run_id": "",
+                                                  "jobs": [good_job(sha)]}), 400)
+    status, reply = call(cluster, "POST", "/dags", raw_body=b"{not json",
+                         headers={"Content-Type": "text/plain"})
+    assert_error(status, reply, 400)
+
+    # The SDK raises the same hierarchy.
+    a = cluster.script("a.py", "print('a')\n")
+    with pytest.raises(InvalidDAG) as info:
+        client.submit_dag("bad", [TitanJob(job_id="a", filename=a, parents=["b"]),
+                                  TitanJob(job_id="b", filename=a, parents=["a"])])
+    assert info.value.details["job_id"] in ("a", "b")
+    with pytest.raises(InvalidDAG):
+        client.submit_dag("bad", [])
+    assert client.api("GET", "/dags") == before
+    assert client.api("GET", "/dags")["total"] == 0
+    assert client.agent_runs() == []
+
+    # A good DAG after all the bad ones goes through, as run 1.
+    status, reply = call(cluster, "POST", "/dags", {"name": "bad", "jobs": [good_job(sha)]})
+    assert status == 201 and reply["run"] == 1, reply
+    assert client.wait_dag(reply["id"], timeout=60)["status"] == "COMPLETED"
+
+
+def test_unknown_objects_are_404(cluster: Cluster) -> None:
+    for method, path in [("GET", "/jobs/nope"), ("GET", "/jobs/999999"),
+                         ("GET", "/jobs/nodag/nope"), ("GET", "/jobs/nope/logs"),
+                         ("GET", "/jobs/nope/wait?timeout=0"), ("POST", "/jobs/nope/cancel"),
+                         ("POST", "/jobs/nope/retry"), ("GET", "/dags/nope"),
+                         ("GET", "/dags/DAG-nope#3"), ("GET", "/dags/424242"),
+                         ("GET", "/dags/nope/wait?timeout=0"), ("POST", "/dags/nope/cancel"),
+                         ("GET", "/agent-runs/nope"), ("GET", "/files/nope.txt"),
+                         ("GET", "/artifacts?key=nope"), ("GET", "/blobs/" + "0" * 64),
+                         ("GET", "/no/such/route")]:
+        status, body = call(cluster, method, path.replace("#", "%23"))
+        assert_error(status, body, 404, "not_found" if "route" not in path else None)
+    client = cluster.client()
+    from titan.errors import NotFound
+
+    for fn in (lambda: client.get_job("nope"), lambda: client.get_dag("nope"),
+               lambda: client.wait("nope", timeout=1), lambda: client.cancel("nope"),
+               lambda: client.fetch_logs("nope"), lambda: client.agent_run("nope")):
+        with pytest.raises(NotFound):
+            fn()
+
+
+def test_malformed_worker_calls_are_400_and_change_nothing(cluster: Cluster) -> None:
+    token = (cluster.data / "worker.token").read_text().strip()
+    status, reg = call(cluster, "POST", "/workers/register",
+                       {"name": "probe", "capabilities": ["PROBE"], "slots": 1}, token=token)
+    assert status == 200
+    wid = reg["worker_id"]
+    before = cluster.api("GET", "/workers")["workers"]
+    cases = [
+        ("/workers/register", {"slots": "four"}), ("/workers/register", {"slots": 0}),
+        ("/workers/register", {"capabilities": "GENERAL"}),
+        ("/workers/register", {"capabilities": [None]}),
+        ("/workers/register", {"worker_id": 5}),
+        ("/workers/register", {"running": [{"id": "x", "attempt": 1}]}),
+        (f"/workers/{wid}/poll", {"free_slots": "x"}),
+        (f"/workers/{wid}/poll", {"free_slots": 1, "wait": "long"}),
+        (f"/workers/{wid}/heartbeat", {"running": [{}]}),
+        (f"/workers/{wid}/heartbeat", {"running": 5}),
+        (f"/workers/{wid}/report", {"logs": 5}),
+        (f"/workers/{wid}/report", {"logs": [{"id": 1}]}),
+        (f"/workers/{wid}/report", {"results": [{"id": 1, "attempt": 1, "exit_code": "x"}]}),
+        (f"/workers/{wid}/report", {"results": ["done"]}),
+    ]
+    for path, body in cases:
+        assert_error(*call(cluster, "POST", path, body, token=token), 400, "invalid_request")
+    after = cluster.api("GET", "/workers")["workers"]
+    assert [(w["id"], w["capabilities"], w["slots"]) for w in after] == [
+        (w["id"], w["capabilities"], w["slots"]) for w in before]
+
+
+# ------------------------------------------------------------------------------ security
+
+
+def concrete(path: str) -> str:
+    """An OpenAPI path with its parameters filled in."""
+    out = []
+    for part in path.split("/"):
+        if part.startswith("{"):
+            out.append("0" * 64 if "sha" in part else "x")
+        else:
+            out.append(part)
+    return "/".join(out)
+
+
+def test_every_route_but_health_needs_a_token(cluster: Cluster) -> None:
+    spec = cluster.client().api("GET", "/openapi.json")
+    checked = 0
+    for path, methods in spec["paths"].items():
+        assert path.startswith("/api/v1/"), path
+        for method in methods:
+            route = concrete(path[len("/api/v1"):])
+            for token in (None, "tt_not-a-real-token", "tj.1.1.forged"):
+                status, body = call(cluster, method.upper(), route, {}, token=token)
+                if path == "/api/v1/health":
+                    assert status == 200
+                else:
+                    assert_error(status, body, 401, "unauthorized")
+            checked += 1
+    assert checked >= 30, spec["paths"].keys()
+    status, body = call(cluster, "GET", "/dags", headers={"Authorization": "Basic abc"}, token=None)
+    assert_error(status, body, 401, "unauthorized")
+
+
+def test_roles(cluster: Cluster, tmp_path: Path) -> None:
+    admin = cluster.client()
+    script = cluster.script("ok.py", "print('ok')\n")
+    dag_body = lambda sha: {"name": "roles", "jobs": [good_job(sha, filename="ok.py")]}  # noqa: E731
+    sha = hashlib.sha256(Path(script).read_bytes()).hexdigest()
+    assert call(cluster, "PUT", f"/blobs/{sha}", raw_body=Path(script).read_bytes())[0] == 201
+
+    # The CLI creates a viewer token with the admin token.
+    out = subprocess.run([sys.executable, "-m", "titan", "token", "create", "--role", "viewer",
+                          "--host", "127.0.0.1", "--port", str(cluster.port),
+                          "--token", cluster.admin_token],
+                         env=cluster.env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    viewer = out.stdout.strip().splitlines()[-1]
+    assert call(cluster, "GET", "/dags", token=viewer)[0] == 200
+    assert_error(*call(cluster, "POST", "/dags", dag_body(sha), token=viewer), 403, "forbidden")
+    assert_error(*call(cluster, "PUT", "/store/values/k", {"value": "v"}, token=viewer), 403)
+    assert_error(*call(cluster, "POST", "/tokens", {"role": "admin"}, token=viewer), 403)
+    assert_error(*call(cluster, "POST", "/workers/register", {"capabilities": ["GENERAL"]},
+                       token=viewer), 403)
+    # A viewer may not mint tokens through the CLI either.
+    out = subprocess.run([sys.executable, "-m", "titan", "token", "create", "--role", "admin",
+                          "--host", "127.0.0.1", "--port", str(cluster.port), "--token", viewer],
+                         env=cluster.env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+
+    # A worker token registers and polls, but does not submit or write the store.
+    worker = admin.create_token("worker", "test worker")["token"]
+    status, reg = call(cluster, "POST", "/workers/register",
+                       {"name": "probe", "capabilities": ["NOTHING_RUNS_HERE"], "slots": 1},
+                       token=worker)
+    assert status == 200, reg
+    status, polled = call(cluster, "POST", f"/workers/{reg['worker_id']}/poll",
+                          {"free_slots": 1, "wait": 0}, token=worker)
+    assert status == 200 and polled == {"jobs": [], "cancel": []}, polled
+    assert call(cluster, "POST", f"/workers/{reg['worker_id']}/deregister", {}, token=worker)[0] == 200
+    assert_error(*call(cluster, "POST", "/dags", dag_body(sha), token=worker), 403, "forbidden")
+    assert_error(*call(cluster, "PUT", "/store/values/k", {"value": "v"}, token=worker), 403)
+    assert_error(*call(cluster, "GET", "/tokens", token=worker), 403)
+
+    # An operator submits; revoked, its token is refused at once.
+    created = admin.create_token("operator", "ci")
+    operator = TitanClient(host="127.0.0.1", port=cluster.port, token=created["token"])
+    try:
+        dag = operator.submit_dag("roles", [TitanJob(job_id="a", filename=script)])
+        assert operator.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
+        assert_error(*call(cluster, "GET", "/tokens", token=created["token"]), 403)
+        assert admin.revoke_token(created["id"]) is True
+        assert_error(*call(cluster, "GET", "/dags", token=created["token"]), 401, "unauthorized")
+        assert_error(*call(cluster, "POST", "/dags", dag_body(sha), token=created["token"]), 401)
+    finally:
+        operator.close()
+    revoked = [t for t in admin.list_tokens() if t["id"] == created["id"]]
+    assert revoked and revoked[0]["revoked_at"] is not None
+    assert all("token" not in t and "token_hash" not in t for t in admin.list_tokens())
+    assert_error(*call(cluster, "DELETE", "/tokens/tok-nope"), 404)
+    assert_error(*call(cluster, "POST", "/tokens", {"role": "root"}), 400)
+
+
+def test_host_header_and_token_file(cluster: Cluster) -> None:
+    for host in ("evil.example.com", "evil.example.com:80", f"evil.example.com:{cluster.port}"):
+        status, body = call(cluster, "GET", "/dags", headers={"Host": host})
+        assert_error(status, body, 400)
+        status, body = call(cluster, "GET", "/health", headers={"Host": host}, token=None)
+        assert_error(status, body, 400)
+    for host in (f"127.0.0.1:{cluster.port}", f"localhost:{cluster.port}"):
+        assert call(cluster, "GET", "/dags", headers={"Host": host})[0] == 200
+    for name in ("admin.token", "worker.token"):
+        mode = stat.S_IMODE((cluster.data / name).stat().st_mode)
+        assert mode == 0o600, f"{name} has mode {oct(mode)}"
+
+
+# ------------------------------------------------------------------------------ agent runs
+
+STAGE = """
+    import os, sys
+
+    print("agent run:", os.environ.get("TITAN_AGENT_RUN_ID") or "-")
+    sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+"""
+
+
+def test_agent_run_stages(cluster: Cluster) -> None:
+    client = cluster.client()
+    script = cluster.script("stage.py", STAGE)
+    run = "RESEARCH_abc123"
+    plan = client.submit_dag(f"{run}_PLAN", [TitanJob(job_id="plan", filename=script)],
+                             agent_run_id=run)
+    assert plan["agent_run_id"] == run
+    assert client.wait_dag(plan["id"], timeout=60)["status"] == "COMPLETED"
+    assert "agent run: RESEARCH_abc123" in client.fetch_logs(f"{run}_PLAN/plan")
+    iter1 = client.submit_dag(f"{run}_ITER1", [
+        TitanJob(job_id="search_ok", filename=script),
+        TitanJob(job_id="search_bad", filename=script, args=["3"]),
+    ], agent_run_id=run)
+    assert client.wait_dag(iter1["id"], timeout=60)["status"] in ("PARTIAL", "FAILED")
+    synth = client.submit_dag(f"{run}_SYNTH", [TitanJob(job_id="synth", filename=script)],
+                              agent_run_id=run)
+    assert client.wait_dag(synth["id"], timeout=60)["status"] == "COMPLETED"
+    # A DAG outside any agent run: its jobs see no agent run id.
+    client.submit_job(TitanJob(job_id="loner", filename=script))
+    assert client.wait("loner", timeout=60)["state"] == "COMPLETED"
+    assert "agent run: -" in client.fetch_logs("loner")
+
+    view = cluster.api("GET", f"/agent-runs/{run}")
+    assert view["id"] == run
+    stages = view["stages"]
+    assert [s["label"] for s in stages] == ["PLAN", "ITER1", "SYNTH"]
+    assert [s["dag_id"] for s in stages] == [plan["id"], iter1["id"], synth["id"]]
+    assert stages[0]["status"] == "COMPLETED" and stages[2]["status"] == "COMPLETED"
+    assert stages[1]["status"] == "PARTIAL"
+    assert stages[1]["counts"]["COMPLETED"] == 1 and stages[1]["counts"]["FAILED"] == 1
+    assert view["status"] in ("PARTIAL", "FAILED")
+    listed = cluster.api("GET", "/agent-runs")
+    assert [r["id"] for r in listed["agent_runs"]] == [run] and listed["total"] == 1
+    assert client.agent_run(run)["stages"] == stages
+    assert [d["id"] for d in client.list_dags(agent_run_id=run)] == [
+        synth["id"], iter1["id"], plan["id"]]

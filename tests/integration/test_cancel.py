@@ -1,0 +1,144 @@
+"""Cancel, manual retry and stopping `titan up` against real processes: what is stopped
+stops (process groups included), what depends on it is settled at once, what is finished
+stays finished."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Cluster
+from tests.integration.processes import SPAWNER, alive, children, wait_dead
+from titan.errors import Conflict
+from titan_sdk import TitanJob
+
+MakeCluster = Callable[..., Cluster]
+
+if sys.platform != "linux":  # pragma: no cover - /proc and process groups
+    pytestmark = pytest.mark.skip("process checks need Linux")
+
+
+def by_id(dag: dict) -> dict[str, dict]:
+    return {j["job_id"]: j for j in dag["jobs"]}
+
+
+def test_cancel_queued_and_running_jobs(make_cluster: MakeCluster, tmp_path: Path) -> None:
+    cluster = make_cluster().up(slots=1)
+    spawner = cluster.script("spawner.py", SPAWNER)
+    ok = cluster.script("ok.py", "print('ok')\n")
+    pidfile = tmp_path / "grandchild.pid"
+    client = cluster.client()
+    client.submit_dag("runner", [
+        TitanJob(job_id="busy", filename=spawner, args=[str(pidfile), "busy/pid"]),
+        TitanJob(job_id="busy_child", filename=ok, parents=["busy"]),
+    ])
+    pid = int(client.store_wait("busy/pid", timeout=60))
+    assert alive(pid)
+    client.submit_dag("queued", [
+        TitanJob(job_id="waiting", filename=ok),
+        TitanJob(job_id="waiting_child", filename=ok, parents=["waiting"]),
+    ])
+    assert client.get_job_status("waiting") == "READY"
+
+    job = client.cancel("waiting")
+    assert job["state"] == "CANCELLED" and job["started_at"] is None, job
+    assert client.get_job("waiting_child")["state"] == "SKIPPED"
+    assert client.wait("queued", timeout=10)["status"] == "CANCELLED"
+
+    job = client.cancel("busy")
+    assert job["state"] == "CANCELLED", job
+    assert client.get_job("busy_child")["state"] == "SKIPPED"
+    assert wait_dead(pid), f"grandchild {pid} of a cancelled job survived"
+    # The slot is free again: a new job runs.
+    client.submit_job(TitanJob(job_id="next", filename=ok))
+    assert client.wait("next", timeout=60)["state"] == "COMPLETED"
+    assert client.get_job("busy")["state"] == "CANCELLED"  # a late result changes nothing
+
+    with pytest.raises(Conflict):
+        client.cancel("next")
+    with pytest.raises(Conflict):
+        client.cancel("busy")
+
+
+def test_cancel_a_whole_dag(make_cluster: MakeCluster, tmp_path: Path) -> None:
+    cluster = make_cluster().up(slots=1)
+    spawner = cluster.script("spawner.py", SPAWNER)
+    ok = cluster.script("ok.py", "print('ok')\n")
+    pidfile = tmp_path / "grandchild.pid"
+    client = cluster.client()
+    client.submit_dag("doomed", [
+        TitanJob(job_id="first", filename=ok),
+        TitanJob(job_id="running", filename=spawner, args=[str(pidfile), "doomed/pid"],
+                 parents=["first"]),
+        TitanJob(job_id="queued", filename=ok, parents=["first"]),
+        TitanJob(job_id="later", filename=ok, parents=["running", "queued"]),
+        TitanJob(job_id="gpu", filename=ok, requirement="GPU"),
+    ])
+    pid = int(client.store_wait("doomed/pid", timeout=60))
+    dag = client.cancel("DAG-doomed")
+    jobs = by_id(dag)
+    assert jobs["first"]["state"] == "COMPLETED"
+    assert jobs["running"]["state"] == "CANCELLED"
+    assert jobs["queued"]["state"] in ("CANCELLED", "SKIPPED")
+    assert jobs["later"]["state"] in ("CANCELLED", "SKIPPED")
+    assert jobs["gpu"]["state"] == "CANCELLED"
+    assert not any(j["state"] in ("PENDING", "READY", "RUNNING") for j in dag["jobs"])
+    assert client.wait("doomed", timeout=10)["status"] == "CANCELLED"
+    assert wait_dead(pid), f"grandchild {pid} of a cancelled DAG survived"
+    with pytest.raises(Conflict):
+        client.cancel("DAG-doomed")
+    with pytest.raises(Conflict):
+        client.cancel("first")
+
+
+def test_manual_retry_revives_skipped_children(cluster: Cluster) -> None:
+    needs_fix = cluster.script("needs_fix.py", """
+        import sys
+        from titan import TitanClient
+        if TitanClient().store_get("fixed") is None:
+            sys.exit("not fixed yet")
+        print("fixed now")
+    """)
+    ok = cluster.script("ok.py", "print('ok')\n")
+    client = cluster.client()
+    client.submit_dag("repair", [
+        TitanJob(job_id="step", filename=needs_fix),
+        TitanJob(job_id="child", filename=ok, parents=["step"]),
+        TitanJob(job_id="grandchild", filename=ok, parents=["child"]),
+    ])
+    dag = client.wait("repair", timeout=60)
+    assert dag["status"] == "FAILED", dag
+    assert by_id(dag)["grandchild"]["state"] == "SKIPPED"
+    with pytest.raises(Conflict):
+        client.retry("child")  # skipped because of its parent: retry the parent instead
+    client.store_put("fixed", "yes")
+    job = client.retry("step")
+    assert job["state"] in ("PENDING", "READY", "RUNNING", "COMPLETED"), job
+    dag = client.wait("repair", timeout=60)
+    assert dag["status"] == "COMPLETED", dag
+    jobs = by_id(dag)
+    assert jobs["step"]["attempt"] == 2
+    assert jobs["child"]["state"] == jobs["grandchild"]["state"] == "COMPLETED"
+    assert "fixed now" in client.fetch_logs("step")
+    assert "not fixed yet" in client.fetch_logs("step", attempt=1)
+    with pytest.raises(Conflict):
+        client.retry("step")  # completed
+
+
+def test_killing_titan_up_takes_its_worker_and_jobs_down(cluster: Cluster, tmp_path: Path) -> None:
+    """`titan up` killed outright (no chance to drain) must not leave its local worker and
+    that worker's jobs running for ever against a master that is gone."""
+    spawner = cluster.script("spawner.py", SPAWNER)
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="stuck", filename=spawner,
+                               args=[str(tmp_path / "pid"), "stuck/pid"]))
+    grandchild = int(client.store_wait("stuck/pid", timeout=60))
+    assert cluster.master is not None
+    workers = children(cluster.master.pid)
+    assert workers, "titan up has no worker process"
+    cluster.kill_master()  # SIGKILL to `titan up` alone, not to its worker's session
+    for pid in [*workers, grandchild]:
+        assert wait_dead(pid), f"process {pid} outlived `titan up`"

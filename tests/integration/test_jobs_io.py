@@ -1,0 +1,259 @@
+"""What goes in and out of jobs against real processes: logs (complete, ordered, followed
+live through the CLI), archive jobs, affinity, YAML pipelines and DAG runs by name."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Cluster
+from tests.integration.processes import BLOCKER
+from titan.errors import PipelineError
+from titan_sdk import TitanJob
+
+MakeCluster = Callable[..., Cluster]
+
+def cli_env(cluster: Cluster) -> dict[str, str]:
+    return dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+                TITAN_TOKEN=cluster.admin_token)
+
+
+def titan_cli(cluster: Cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "titan", *args], cwd=cwd, env=cli_env(cluster),
+                          capture_output=True, text=True, timeout=120)
+
+
+# -- logs -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("runner", ["auto", "subprocess"])
+def test_5000_line_log_arrives_complete_and_in_order(cluster: Cluster, runner: str) -> None:
+    talker = cluster.script("talker.py", """
+        import sys
+        for i in range(5000):
+            stream = sys.stderr if i % 3 == 0 else sys.stdout
+            print(f"line {i:04d} " + "é" * (i % 40), file=stream, flush=i % 7 == 0)
+    """)
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="talker", filename=talker, runner=runner))
+    assert client.wait("talker", timeout=120)["state"] == "COMPLETED"
+    lines = list(client.iter_logs("talker"))
+    expected = {i: f"line {i:04d} " + "é" * (i % 40) for i in range(5000)}
+    assert len(lines) == 5000
+    assert [ln["seq"] for ln in lines] == sorted({ln["seq"] for ln in lines})
+    for stream, keep in (("stderr", lambda i: i % 3 == 0), ("stdout", lambda i: i % 3 != 0)):
+        got = [ln["line"] for ln in lines if ln["stream"] == stream]
+        assert got == [expected[i] for i in range(5000) if keep(i)], stream
+    text = client.fetch_logs("talker")
+    assert sorted(text.split("\n")) == sorted(expected.values())
+
+
+def test_logs_follow_through_the_cli_while_the_job_runs(cluster: Cluster, tmp_path: Path) -> None:
+    talker = cluster.script("follow.py", """
+        from titan import TitanClient
+        for i in range(100):
+            print(f"first {i}", flush=True)
+        TitanClient().store_wait("follow/more", timeout=120)
+        for i in range(100):
+            print(f"second {i}", flush=True)
+    """)
+    client = cluster.client()
+    # Delayed: the follower starts before the job has run at all, and must wait for it.
+    client.submit_job(TitanJob(job_id="chatty", filename=talker, delay=1))
+    proc = subprocess.Popen([sys.executable, "-m", "titan", "logs", "chatty", "--follow"],
+                            cwd=tmp_path, env=cli_env(cluster), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    got: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            got.put(line.rstrip("\n"))
+        got.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        seen: list[str] = []
+        while "first 99" not in seen:
+            line = got.get(timeout=60)
+            assert line is not None, f"follow ended early: {seen[-5:]} {proc.stderr.read()}"  # type: ignore[union-attr]
+            seen.append(line)
+        assert client.get_job_status("chatty") == "RUNNING"  # readable while it runs
+        client.store_put("follow/more", "1")
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()  # type: ignore[union-attr]
+        while (line := got.get(timeout=10)) is not None:
+            seen.append(line)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert seen == [f"first {i}" for i in range(100)] + [f"second {i}" for i in range(100)]
+    assert client.get_job_status("chatty") == "COMPLETED"
+
+
+# -- archives and affinity --------------------------------------------------------------------
+
+def test_archive_job_imports_its_sibling_modules(cluster: Cluster, tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    (project / "pkg").mkdir(parents=True)
+    (project / "helper.py").write_text("def greet(who):\n    return f'hello {who}'\n")
+    (project / "pkg" / "__init__.py").write_text("")
+    (project / "pkg" / "values.py").write_text("ANSWER = 42\n")
+    (project / "data.txt").write_text("payload\n")
+    (project / "main.py").write_text(textwrap.dedent("""
+        import os, sys
+        from helper import greet
+        from pkg.values import ANSWER
+        here = os.path.dirname(os.path.abspath(__file__))
+        data = open(os.path.join(here, "data.txt")).read().strip()
+        print(greet(sys.argv[1]), ANSWER, data)
+    """))
+    client = cluster.client()
+    uploaded = client.upload_project_folder(project)
+    assert uploaded["name"] == "proj.zip"
+    client.submit_dag("archived", [
+        TitanJob(job_id="main", filename="proj/main.py", is_archive=True, args=["titan"]),
+        TitanJob(job_id="again", filename="proj/main.py", is_archive=True, args=["again"],
+                 parents=["main"]),
+    ])
+    dag = client.wait("archived", timeout=60)
+    assert dag["status"] == "COMPLETED", client.fetch_logs("main")
+    assert "hello titan 42 payload" in client.fetch_logs("main")
+    assert "hello again 42 payload" in client.fetch_logs("again")
+
+
+def test_affinity_keeps_a_child_on_its_parents_worker_then_falls_back(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(env={"TITAN_AFFINITY_WAIT": "2"})
+    cluster.up(slots=4, capabilities="GENERAL,LOCAL")
+    cluster.add_worker(capabilities="GENERAL,REMOTE", slots=1, name="remote")
+    ok = cluster.script("ok.py", "print('ok')\n")
+    blocker = cluster.script("blocker.py", BLOCKER)
+    client = cluster.client()
+    ids = {w["name"]: w["id"] for w in client.list_workers()}
+    local, remote = ids["local"], ids["remote"]
+
+    # Parents pinned by capability; their GENERAL children could run anywhere but prefer them.
+    client.submit_dag("aff", [
+        TitanJob(job_id="pl", filename=ok, requirement="LOCAL"),
+        TitanJob(job_id="pr", filename=ok, requirement="REMOTE"),
+        TitanJob(job_id="cl1", filename=ok, parents=["pl"], affinity=True),
+        TitanJob(job_id="cl2", filename=ok, parents=["pl"], affinity=True),
+        TitanJob(job_id="cr1", filename=ok, parents=["pr"], affinity=True),
+        TitanJob(job_id="cr2", filename=ok, parents=["cr1"], affinity=True),
+    ])
+    dag = client.wait("aff", timeout=60)
+    assert dag["status"] == "COMPLETED", dag
+    where = {j["job_id"]: j["worker_id"] for j in dag["jobs"]}
+    assert where == {"pl": local, "pr": remote, "cl1": local, "cl2": local,
+                     "cr1": remote, "cr2": remote}, where
+
+    # The preferred worker stays busy: after the affinity wait the child runs elsewhere.
+    client.submit_dag("fallback", [
+        TitanJob(job_id="p2", filename=ok, requirement="REMOTE"),
+        TitanJob(job_id="gate", filename=blocker, args=["gate"], requirement="LOCAL"),
+        TitanJob(job_id="c2", filename=ok, parents=["p2", "gate"], affinity=True),
+    ])
+    assert client.wait("p2", timeout=60)["worker_id"] == remote
+    client.submit_job(TitanJob(job_id="hog", filename=blocker, args=["hog"], requirement="REMOTE"))
+    client.store_wait("hog/started", timeout=60)
+    client.store_wait("gate/started", timeout=60)
+    client.store_put("gate", "1")
+    child = client.wait("c2", timeout=60)
+    assert child["state"] == "COMPLETED" and child["worker_id"] == local, child
+    assert child["started_at"] - child["ready_at"] >= 1.5, child
+    client.store_put("hog", "1")
+    assert client.wait("hog", timeout=60)["state"] == "COMPLETED"
+
+
+# -- YAML pipelines ---------------------------------------------------------------------------
+
+PIPELINE = """\
+name: yaml_pipe
+jobs:
+  - id: extract
+    file: steps/extract.py
+    args: ["--rows", "3"]
+  - id: load
+    file: steps/load.py
+    depends_on: extract
+    retries: 1
+"""
+
+
+def write_pipeline(folder: Path, text: str = PIPELINE) -> Path:
+    (folder / "steps").mkdir(parents=True, exist_ok=True)
+    (folder / "steps" / "extract.py").write_text(
+        "import sys\nopen('rows.txt', 'w').write(sys.argv[2])\nprint('extracted', sys.argv[2])\n")
+    (folder / "steps" / "load.py").write_text("print('loaded', open('rows.txt').read())\n")
+    path = folder / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_pipeline_from_the_cli_and_the_sdk(cluster: Cluster, tmp_path: Path) -> None:
+    path = write_pipeline(tmp_path / "project")
+    out = titan_cli(cluster, "submit", "pipeline.yaml", "--wait", cwd=path.parent)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "yaml_pipe#1" in out.stdout and "COMPLETED" in out.stdout, out.stdout
+    client = cluster.client()
+    assert "loaded 3" in client.fetch_logs("yaml_pipe#1/load")
+
+    dag = client.submit_yaml(path, wait=True, timeout=60)
+    assert dag["status"] == "COMPLETED" and dag["run"] == 2, dag
+    jobs = {j["job_id"]: j for j in dag["jobs"]}
+    assert jobs["load"]["parents"] == ["extract"] and jobs["extract"]["args"] == ["--rows", "3"]
+    assert "extracted 3" in client.fetch_logs("yaml_pipe/extract")
+
+
+def test_bad_yaml_names_the_line_and_stores_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    client = cluster.client()
+    unknown = write_pipeline(tmp_path / "a", PIPELINE.replace("    depends_on:", "    dependson:"))
+    with pytest.raises(PipelineError) as err:
+        client.submit_yaml(unknown)
+    assert f"{unknown}:8:" in str(err.value) and "depends_on" in str(err.value)
+    assert err.value.details["line"] == 8
+
+    broken = write_pipeline(tmp_path / "b", PIPELINE.replace("    retries: 1", "   retries: [1"))
+    with pytest.raises(PipelineError) as err:
+        client.submit_yaml(broken)
+    assert "invalid YAML" in str(err.value) and f"{broken}:" in str(err.value)
+
+    unknown_parent = write_pipeline(tmp_path / "c", PIPELINE.replace("depends_on: extract",
+                                                                     "depends_on: [nope]"))
+    out = titan_cli(cluster, "submit", "pipeline.yaml", "--wait", cwd=unknown_parent.parent)
+    assert out.returncode != 0
+    assert "pipeline.yaml:8:" in out.stderr and "nope" in out.stderr, out.stderr
+    assert client.list_dags(name="yaml_pipe") == []
+
+
+# -- DAG runs by name -------------------------------------------------------------------------
+
+def test_same_dag_name_twice_makes_two_runs(cluster: Cluster) -> None:
+    say = cluster.script("say.py", "import sys\nprint('run', sys.argv[1])\nsys.exit(int(sys.argv[2]))\n")
+    client = cluster.client()
+    first = client.submit_dag("twice", [TitanJob(job_id="x", filename=say, args=["one", "1"])])
+    assert client.wait("twice#1", timeout=60)["status"] == "FAILED"
+    second = client.submit_dag("twice", [TitanJob(job_id="x", filename=say, args=["two", "0"])])
+    assert (first["run"], second["run"]) == (1, 2)
+    assert first["ref"] == "twice#1" and second["ref"] == "twice#2"
+    assert client.wait("DAG-twice", timeout=60)["status"] == "COMPLETED"
+
+    assert client.get_job_status("x") == "COMPLETED"  # the latest run
+    assert client.get_job("x")["ref"] == "twice#2/x"
+    assert client.get_job_status("twice/x") == "COMPLETED"
+    assert client.get_job_status("twice#1/x") == "FAILED"
+    assert client.get_job_status("DAG-twice#1/x") == "FAILED"
+    assert "run one" in client.fetch_logs("twice#1/x")
+    assert "run two" in client.fetch_logs("x")
+    assert client.get_dag("twice")["run"] == 2
+    assert client.get_dag("twice#1")["status"] == "FAILED"
+    assert client.get_dag("DAG-twice#2")["status"] == "COMPLETED"
+    assert [d["run"] for d in client.list_dags(name="twice")] == [2, 1]

@@ -1,0 +1,320 @@
+"""Scheduling against real processes: dependencies, priority, capabilities, failure, retries,
+timeouts and delay (cancel is in test_cancel.py). Waiting is done with the server's long-polls, never sleep loops;
+times are compared loosely (a loaded 2-core machine must pass)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Cluster
+from tests.integration.processes import BLOCKER, SPAWNER, wait_dead
+from titan_sdk import TitanJob
+
+MakeCluster = Callable[..., Cluster]
+
+#: Appends "<event> <name>" to the file named by argv[1]; argv[2] is the job's name.
+RECORDER = """
+    import sys
+    path, name = sys.argv[1], sys.argv[2]
+    with open(path, "a") as f:
+        f.write(f"start {name}\\n")
+    with open(path, "a") as f:
+        f.write(f"end {name}\\n")
+"""
+
+if sys.platform != "linux":  # pragma: no cover - /proc and process groups
+    pytestmark = pytest.mark.skip("process checks need Linux")
+
+
+def events(path: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split(" ", 1)) for line in path.read_text().splitlines()]  # type: ignore[misc]
+
+
+def by_id(dag: dict) -> dict[str, dict]:
+    return {j["job_id"]: j for j in dag["jobs"]}
+
+
+# -- dependencies -----------------------------------------------------------------------------
+
+def test_chain_and_diamond_respect_dependencies(cluster: Cluster, tmp_path: Path) -> None:
+    rec = cluster.script("rec.py", RECORDER)
+    log = tmp_path / "events.txt"
+    client = cluster.client()
+
+    def job(name: str, *parents: str) -> TitanJob:
+        return TitanJob(job_id=name, filename=rec, args=[str(log), name], parents=list(parents))
+
+    client.submit_dag("chain", [job("c3", "c2"), job("c1"), job("c2", "c1")])
+    client.submit_dag("diamond", [job("top"), job("left", "top"), job("right", "top"),
+                                  job("bottom", "left", "right")])
+    for name in ("chain", "diamond"):
+        dag = client.wait(name, timeout=60)
+        assert dag["status"] == "COMPLETED", dag
+        assert dag["counts"]["COMPLETED"] == len(dag["jobs"])
+    seen = events(log)
+    pos = {(ev, name): i for i, (ev, name) in enumerate(seen)}
+    assert len(pos) == 14, seen  # every job started and ended exactly once
+    edges = [("c1", "c2"), ("c2", "c3"), ("top", "left"), ("top", "right"),
+             ("left", "bottom"), ("right", "bottom")]
+    for parent, child in edges:
+        assert pos[("end", parent)] < pos[("start", child)], (parent, child, seen)
+    # Server-side times agree: a child starts only after its parents finished.
+    for parent, child in edges:
+        p, c = client.get_job(parent), client.get_job(child)
+        assert c["started_at"] >= p["finished_at"], (parent, child)
+
+
+def test_fan_out_50_then_fan_in_sees_every_result(cluster: Cluster) -> None:
+    root = cluster.script("root.py", """
+        import os
+        from titan import TitanClient
+        os.makedirs("fan", exist_ok=True)
+        TitanClient().store_put("fan/seed", "7")
+    """)
+    mid = cluster.script("mid.py", """
+        import sys
+        from titan import TitanClient
+        i = int(sys.argv[1])
+        client = TitanClient()
+        value = i * int(client.store_get("fan/seed"))
+        client.store_sadd("fan/results", f"{i}:{value}")
+        with open(f"fan/{i}.txt", "w") as f:  # the DAG's shared workspace
+            f.write(str(value))
+    """)
+    fan_in = cluster.script("fan_in.py", """
+        import os, sys
+        from titan import TitanClient
+        members = TitanClient().store_smembers("fan/results")
+        from_store = {int(m.split(":")[0]): int(m.split(":")[1]) for m in members}
+        from_files = {int(n[:-4]): int(open(os.path.join("fan", n)).read())
+                      for n in os.listdir("fan") if n.endswith(".txt")}
+        print(f"store={len(from_store)} files={len(from_files)} total={sum(from_store.values())}")
+        sys.exit(0 if from_store == from_files and len(from_store) == 50 else 1)
+    """)
+    jobs = [TitanJob(job_id="root", filename=root)]
+    jobs += [TitanJob(job_id=f"m{i}", filename=mid, args=[str(i)], parents=["root"])
+             for i in range(50)]
+    jobs.append(TitanJob(job_id="fan_in", filename=fan_in, parents=[f"m{i}" for i in range(50)]))
+    client = cluster.client()
+    client.submit_dag("fan", jobs)
+    dag = client.wait("fan", timeout=120)
+    assert dag["status"] == "COMPLETED", client.fetch_logs("fan_in")
+    assert dag["counts"]["COMPLETED"] == 52
+    assert f"store=50 files=50 total={7 * sum(range(50))}" in client.fetch_logs("fan_in")
+    fin = client.get_job("fan_in")
+    assert all(fin["started_at"] >= j["finished_at"] for j in dag["jobs"] if j["job_id"] != "fan_in")
+
+
+def test_a_ready_job_reaches_an_idle_worker_at_once(make_cluster: MakeCluster) -> None:
+    """No poll cycle to sit out: right after start-up, and whenever a slot has freed up while
+    the queue was empty, the next ready job is leased promptly (the worker's long-poll
+    lasts 20 s; a job that waits for it shows up here)."""
+    cluster = make_cluster().up(slots=1)
+    ok = cluster.script("ok.py", "print('ok')\n")
+    client = cluster.client()
+    for i in range(8):
+        client.submit_job(TitanJob(job_id=f"j{i}", filename=ok))
+        job = client.wait(f"j{i}", timeout=60)
+        assert job["state"] == "COMPLETED", job
+        assert job["started_at"] - job["ready_at"] < 10, job
+
+
+# -- priority and capabilities ----------------------------------------------------------------
+
+def test_priority_then_submission_order_on_a_saturated_worker(
+    make_cluster: MakeCluster, tmp_path: Path
+) -> None:
+    cluster = make_cluster().up(slots=1)
+    blocker = cluster.script("blocker.py", BLOCKER)
+    rec = cluster.script("rec.py", RECORDER)
+    log = tmp_path / "order.txt"
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="blocker", filename=blocker, args=["go"]))
+    client.store_wait("go/started", timeout=60)
+
+    def job(name: str, priority: int) -> TitanJob:
+        return TitanJob(job_id=name, filename=rec, args=[str(log), name], priority=priority)
+
+    # Mixed priorities, some alone, some in one DAG (submission order = the order written).
+    client.submit_job(job("p1_a", 1))
+    client.submit_job(job("p5_a", 5))
+    client.submit_dag("batch", [job("p3_a", 3), job("p9", 9), job("p5_b", 5), job("p1_b", 1)])
+    client.submit_job(job("p3_b", 3))
+    client.submit_job(job("p0", 0))
+    client.submit_job(job("p5_c", 5))
+    for name in ("p1_a", "p9", "p0"):
+        assert client.get_job_status(name) == "READY"
+    client.store_put("go", "1")
+    for name in ("p1_a", "p5_a", "batch", "p3_b", "p0", "p5_c"):
+        done = client.wait(name, timeout=60)
+        assert done.get("state", done.get("status")) == "COMPLETED", done
+    started = [name for ev, name in events(log) if ev == "start"]
+    assert started == ["p9", "p5_a", "p5_b", "p5_c", "p3_a", "p3_b", "p1_a", "p1_b", "p0"], (
+        client.get_job("blocker"), client.fetch_logs("blocker"))
+
+
+def test_gpu_job_waits_visibly_without_slowing_general_jobs(cluster: Cluster) -> None:
+    trivial = cluster.script("trivial.py", "print('ok')\n")
+    gpu = cluster.script("gpu.py", "import os\nprint('on', os.environ.get('TITAN_JOB_ID'))\n")
+    client = cluster.client()
+
+    def twenty(name: str) -> float:
+        start = time.monotonic()
+        client.submit_dag(name, [TitanJob(job_id=f"{name}_{i}", filename=trivial)
+                                 for i in range(20)])
+        dag = client.wait(name, timeout=120)
+        assert dag["status"] == "COMPLETED" and dag["counts"]["COMPLETED"] == 20, dag
+        return time.monotonic() - start
+
+    twenty("warmup")
+    baseline = twenty("baseline")
+    client.submit_job(TitanJob(job_id="train", filename=gpu, requirement="GPU", priority=100))
+    job = client.get_job("train")
+    assert job["state"] == "PENDING" and "GPU" in (job["reason"] or ""), job
+    waiting = client.get_workers()["unschedulable"]
+    assert [(w["id"], w["requirement"]) for w in waiting] == [(job["id"], "GPU")], waiting
+    with_gpu_pending = twenty("beside_gpu")
+    job = client.get_job("train")
+    assert job["state"] == "PENDING" and "GPU" in job["reason"], job
+    # Loose: a parked GPU job costs the GENERAL queue nothing, so no large slow-down.
+    assert with_gpu_pending < 5 * baseline + 5, (baseline, with_gpu_pending)
+    cluster.add_worker(capabilities="GPU", slots=1, name="gpu-box")
+    job = client.wait("train", timeout=60)
+    assert job["state"] == "COMPLETED", job
+    gpu_worker = [w for w in client.list_workers() if w["name"] == "gpu-box"][0]
+    assert job["worker_id"] == gpu_worker["id"]
+
+
+# -- failure ----------------------------------------------------------------------------------
+
+def test_failure_skips_every_descendant_at_once_and_other_branches_finish(
+    cluster: Cluster,
+) -> None:
+    ok = cluster.script("ok.py", "print('ok')\n")
+    bad = cluster.script("bad.py", "import sys\nprint('boom', file=sys.stderr)\nsys.exit(3)\n")
+    blocker = cluster.script("blocker.py", BLOCKER)
+    client = cluster.client()
+    client.submit_dag("mixed", [
+        TitanJob(job_id="root", filename=ok),
+        TitanJob(job_id="bad", filename=bad, parents=["root"]),
+        TitanJob(job_id="c1", filename=ok, parents=["bad"]),
+        TitanJob(job_id="c2", filename=ok, parents=["c1"]),
+        TitanJob(job_id="side", filename=blocker, args=["release"], parents=["root"]),
+        TitanJob(job_id="c3", filename=ok, parents=["side", "bad"]),
+        TitanJob(job_id="side_child", filename=ok, parents=["side"]),
+    ])
+    failed = client.wait("bad", timeout=60)
+    assert failed["state"] == "FAILED" and failed["exit_code"] == 3, failed
+    assert "exit code 3" in failed["error"] and "boom" in failed["error"]
+    client.store_wait("release/started", timeout=60)
+    # The moment the failure is visible, every descendant is already SKIPPED, while the
+    # unrelated branch is still running.
+    dag = client.get_dag("mixed")
+    jobs = by_id(dag)
+    for name in ("c1", "c2", "c3"):
+        assert jobs[name]["state"] == "SKIPPED", jobs[name]
+        assert "bad" in jobs[name]["reason"], jobs[name]
+        assert jobs[name]["started_at"] is None
+    assert jobs["side"]["state"] == "RUNNING"
+    assert jobs["side_child"]["state"] == "PENDING"
+    assert dag["status"] == "RUNNING"
+    client.store_put("release", "1")
+    dag = client.wait("mixed", timeout=60)
+    jobs = by_id(dag)
+    assert jobs["side"]["state"] == jobs["side_child"]["state"] == "COMPLETED"
+    assert dag["status"] == "PARTIAL", dag
+    assert dag["counts"] == {**dag["counts"], "COMPLETED": 3, "FAILED": 1, "SKIPPED": 3}
+
+    client.submit_dag("all_bad", [TitanJob(job_id="lone", filename=bad),
+                                  TitanJob(job_id="after", filename=ok, parents=["lone"])])
+    dag = client.wait("all_bad", timeout=60)
+    assert dag["status"] == "FAILED", dag
+    assert by_id(dag)["after"]["state"] == "SKIPPED"
+
+
+def test_retries_then_success_and_logs_of_the_latest_attempt(cluster: Cluster) -> None:
+    flaky = cluster.script("flaky.py", """
+        import sys
+        from titan import TitanClient
+        n = TitanClient().store_incr("flaky/attempts")
+        print(f"attempt {n} starting")
+        if n < 3:
+            print(f"attempt {n} failing", file=sys.stderr)
+            sys.exit(1)
+        print("finally ok")
+    """)
+    always = cluster.script("always.py", """
+        from titan import TitanClient
+        n = TitanClient().store_incr("always/attempts")
+        raise SystemExit(f"attempt {n} broke")
+    """)
+    client = cluster.client()
+    client.submit_dag("retrying", [TitanJob(job_id="flaky", filename=flaky, retries=2),
+                                   TitanJob(job_id="never", filename=always, retries=1)])
+    job = client.wait("flaky", timeout=60)
+    assert job["state"] == "COMPLETED", job
+    assert job["attempt"] == 3 and job["max_attempts"] == 3
+    assert [a["state"] for a in job["attempts"]] == ["FAILED", "FAILED", "COMPLETED"]
+    assert client.store_get("flaky/attempts") == "3"
+    logs = client.fetch_logs("flaky")
+    assert "attempt 3 starting" in logs and "finally ok" in logs
+    assert "attempt 1" not in logs and "attempt 2" not in logs
+    assert "attempt 1 failing" in client.fetch_logs("flaky", attempt=1)
+    assert "attempt 2 failing" in client.fetch_logs("flaky", attempt=2)
+
+    job = client.wait("never", timeout=60)
+    assert job["state"] == "FAILED" and job["attempt"] == 2, job
+    assert [a["state"] for a in job["attempts"]] == ["FAILED", "FAILED"]
+    assert "attempt 2 broke" in job["error"]
+    assert client.store_get("always/attempts") == "2"
+    assert client.wait("retrying", timeout=30)["status"] == "PARTIAL"
+
+
+def test_timeout_marks_timed_out_and_kills_the_process_group(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    spawner = cluster.script("spawner.py", SPAWNER)
+    ok = cluster.script("ok.py", "print('ok')\n")
+    pidfile = tmp_path / "grandchild.pid"
+    client = cluster.client()
+    client.submit_dag("slow", [
+        TitanJob(job_id="slow", filename=spawner, args=[str(pidfile), "slow/pid"], timeout=2),
+        TitanJob(job_id="after_slow", filename=ok, parents=["slow"]),
+    ])
+    pid = int(client.store_wait("slow/pid", timeout=60))
+    job = client.wait("slow", timeout=60)
+    assert job["state"] == "TIMED_OUT", job
+    assert "timed out" in job["error"]
+    assert job["finished_at"] - job["started_at"] >= 2
+    assert wait_dead(pid), f"grandchild {pid} survived the timeout"
+    assert client.get_job("after_slow")["state"] == "SKIPPED"
+    assert client.wait("DAG-slow", timeout=10)["status"] == "FAILED"
+
+
+def test_delay_counts_from_when_the_job_becomes_ready(cluster: Cluster) -> None:
+    parent = cluster.script("parent.py", "import time\ntime.sleep(1.5)\n")
+    ok = cluster.script("ok.py", "print('ok')\n")
+    client = cluster.client()
+    dag = client.submit_dag("delayed", [
+        TitanJob(job_id="parent", filename=parent),
+        TitanJob(job_id="child", filename=ok, parents=["parent"], delay=1),
+    ])
+    client.submit_job(TitanJob(job_id="root_delayed", filename=ok, delay=1))
+    client.wait("parent", timeout=60)
+    child = client.get_job("child")
+    if child["state"] == "PENDING":  # normally still inside its delay
+        assert "delay" in (child["reason"] or ""), child
+    dag = client.wait("delayed", timeout=60)
+    assert dag["status"] == "COMPLETED", dag
+    jobs = by_id(dag)
+    # Counted from the parent's end (readiness), not from submission.
+    assert jobs["child"]["started_at"] - jobs["parent"]["finished_at"] >= 1.0
+    assert jobs["child"]["started_at"] - jobs["parent"]["started_at"] >= 2.5
+    root = client.wait("root_delayed", timeout=60)
+    assert root["state"] == "COMPLETED"
+    assert root["started_at"] - root["submitted_at"] >= 1.0
