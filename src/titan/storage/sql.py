@@ -11,9 +11,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, bindparam, delete, select
 
 from titan.errors import ValidationFailed
+from titan.storage import compiled
 from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, iter_chunks
 from titan.storage.migrations import migrate
@@ -55,17 +56,22 @@ class SQLTransaction(JobsSQL, Transaction):
 
     # -- store --------------------------------------------------------------------------------
     def store_get(self, key: str) -> str | None:
-        return self.conn.execute(
-            select(t.store_values.c.value).where(t.store_values.c.key == key)
-        ).scalar()
+        row = compiled.execute(
+            self.conn, "store_get",
+            lambda: select(t.store_values.c.value).where(t.store_values.c.key == bindparam("k")),
+            {"k": key},
+        ).first()
+        return None if row is None else row[0]
 
     def store_put(self, key: str, value: str, now: float) -> None:
-        stmt = self.insert(t.store_values).values(key=key, value=value, updated_at=now)
-        self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["key"], set_={"value": value, "updated_at": now}
-            )
-        )
+        def build() -> Any:
+            stmt = self.insert(t.store_values).values(
+                key=bindparam("k"), value=bindparam("v"), updated_at=bindparam("now"))
+            return stmt.on_conflict_do_update(
+                index_elements=["key"], set_={"value": stmt.excluded.value,
+                                              "updated_at": stmt.excluded.updated_at})
+
+        compiled.execute(self.conn, "store_put", build, {"k": key, "v": value, "now": now})
 
     def store_delete(self, key: str) -> bool:
         a = self.conn.execute(delete(t.store_values).where(t.store_values.c.key == key)).rowcount

@@ -6,8 +6,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
+from titan.storage import compiled
 from titan.storage import schema as t
 from titan.storage.base import Row, iter_chunks
 
@@ -27,6 +28,20 @@ def _job_in(row: Row) -> Row:
         if key in out and not isinstance(out[key], str):
             out[key] = json.dumps(out[key])
     return out
+
+
+_INSERTS: dict[tuple[str, tuple[str, ...]], tuple[str, list[str] | None]] = {}
+
+
+def _compiled_insert(dialect: Any, keys: tuple[str, ...]) -> tuple[str, list[str] | None]:
+    """The job INSERT for these columns in the driver's parameter style, compiled once."""
+    cache_key = (dialect.name, keys)
+    found = _INSERTS.get(cache_key)
+    if found is None:
+        compiled = t.jobs.insert().compile(dialect=dialect, column_keys=list(keys))
+        order = list(compiled.positiontup or []) if compiled.positional else None
+        found = _INSERTS[cache_key] = (str(compiled), order)
+    return found
 
 
 class JobsSQL:
@@ -55,13 +70,20 @@ class JobsSQL:
 
     # -- DAGs ---------------------------------------------------------------------------------
     def next_dag_run(self, name: str) -> int:
-        last = self.conn.execute(
-            select(func.max(t.dags.c.run)).where(t.dags.c.name == name)
+        last = compiled.execute(
+            self.conn, "next_dag_run",
+            lambda: select(func.max(t.dags.c.run)).where(t.dags.c.name == bindparam("name")),
+            {"name": name},
         ).scalar_one()
         return int(last or 0) + 1
 
     def insert_dag(self, row: Row) -> int:
-        result = self.conn.execute(t.dags.insert().values(**row).returning(t.dags.c.id))
+        keys = tuple(sorted(row))
+        result = compiled.execute(
+            self.conn, ("insert_dag", keys),
+            lambda: t.dags.insert().values({k: bindparam(k) for k in keys}).returning(t.dags.c.id),
+            row,
+        )
         return int(result.scalar_one())
 
     def insert_jobs(self, rows: Sequence[Row]) -> list[int]:
@@ -77,25 +99,35 @@ class JobsSQL:
         # Compiled once and handed to the driver's executemany: SQLAlchemy's per-row parameter
         # processing cost more than the insert itself for large DAGs. Every value here is
         # already a plain str/int/float/bool/None, which both drivers take as is.
-        compiled = t.jobs.insert().compile(dialect=self.conn.dialect, column_keys=keys)
-        if compiled.positional:
-            order = compiled.positiontup or []
+        sql, order = _compiled_insert(self.conn.dialect, tuple(keys))
+        if order is not None:
             params: Any = [tuple(r.get(k) for k in order) for r in encoded]
         else:
             params = [{k: r.get(k) for k in keys} for r in encoded]
-        self.conn.exec_driver_sql(str(compiled), params)
-        dag_ids = sorted({r["dag_id"] for r in rows})
-        found = self.conn.execute(
-            select(t.jobs.c.dag_id, t.jobs.c.position, t.jobs.c.id).where(t.jobs.c.dag_id.in_(dag_ids))
-        )
-        ids = {(d, p): i for d, p, i in found}
+        self.conn.exec_driver_sql(sql, params)
+        ids: dict[tuple[int, int], int] = {}
+        for dag_id in sorted({r["dag_id"] for r in rows}):
+            found = compiled.execute(
+                self.conn, "job_ids_of_dag",
+                lambda: select(t.jobs.c.position, t.jobs.c.id).where(t.jobs.c.dag_id == bindparam("d")),
+                {"d": dag_id},
+            )
+            ids.update(((dag_id, p), i) for p, i in found)
         return [int(ids[(r["dag_id"], r["position"])]) for r in rows]
 
     def update_dag(self, dag_id: int, fields: Row) -> None:
-        self.conn.execute(t.dags.update().where(t.dags.c.id == dag_id).values(**fields))
+        keys = tuple(sorted(fields))
+        compiled.execute(
+            self.conn, ("update_dag", keys),
+            lambda: t.dags.update().where(t.dags.c.id == bindparam("pk"))
+            .values({k: bindparam("v_" + k) for k in keys}),
+            {"pk": dag_id, **{"v_" + k: v for k, v in fields.items()}},
+        )
 
     def get_dag(self, dag_id: int) -> Row | None:
-        row = self.conn.execute(select(t.dags).where(t.dags.c.id == dag_id)).first()
+        row = compiled.execute(self.conn, "get_dag",
+                               lambda: select(t.dags).where(t.dags.c.id == bindparam("pk")),
+                               {"pk": dag_id}).first()
         return dict(row._mapping) if row else None
 
     def find_dag(self, name: str, run: int | None = None) -> Row | None:
@@ -148,10 +180,20 @@ class JobsSQL:
 
     # -- jobs ---------------------------------------------------------------------------------
     def get_job(self, job: int) -> Row | None:
-        row = self.conn.execute(select(t.jobs).where(t.jobs.c.id == job)).first()
+        row = compiled.execute(self.conn, "get_job",
+                               lambda: select(t.jobs).where(t.jobs.c.id == bindparam("pk")),
+                               {"pk": job}).first()
         return _job_out(row) if row else None
 
     def find_job(self, job_id: str, dag_name: str | None = None, run: int | None = None) -> Row | None:
+        if dag_name is None:
+            row = compiled.execute(
+                self.conn, "find_job",
+                lambda: select(t.jobs).where(t.jobs.c.job_id == bindparam("j"))
+                .order_by(t.jobs.c.id.desc()).limit(1),
+                {"j": job_id},
+            ).first()
+            return _job_out(row) if row else None
         q = select(t.jobs).where(t.jobs.c.job_id == job_id)
         if dag_name is not None:
             dag = self.find_dag(dag_name, run)
@@ -171,17 +213,33 @@ class JobsSQL:
         return out
 
     def update_job(self, job: int, fields: Row) -> None:
-        self.conn.execute(t.jobs.update().where(t.jobs.c.id == job).values(**_job_in(fields)))
+        values = _job_in(fields)
+        keys = tuple(sorted(values))
+        compiled.execute(
+            self.conn, ("update_job", keys),
+            lambda: t.jobs.update().where(t.jobs.c.id == bindparam("pk"))
+            .values({k: bindparam("v_" + k) for k in keys}),
+            {"pk": job, **{"v_" + k: v for k, v in values.items()}},
+        )
 
     # -- attempts and logs --------------------------------------------------------------------
     def insert_attempt(self, row: Row) -> None:
-        self.conn.execute(self.insert(t.attempts).values(**row).on_conflict_do_nothing())
+        keys = tuple(sorted(row))
+        compiled.execute(
+            self.conn, ("insert_attempt", keys),
+            lambda: self.insert(t.attempts).values({k: bindparam(k) for k in keys})
+            .on_conflict_do_nothing(),
+            row,
+        )
 
     def finish_attempt(self, job: int, attempt: int, fields: Row) -> None:
-        self.conn.execute(
-            t.attempts.update()
-            .where(t.attempts.c.job == job, t.attempts.c.attempt == attempt)
-            .values(**fields)
+        keys = tuple(sorted(fields))
+        compiled.execute(
+            self.conn, ("finish_attempt", keys),
+            lambda: t.attempts.update()
+            .where(t.attempts.c.job == bindparam("pk_job"), t.attempts.c.attempt == bindparam("pk_attempt"))
+            .values({k: bindparam("v_" + k) for k in keys}),
+            {"pk_job": job, "pk_attempt": attempt, **{"v_" + k: v for k, v in fields.items()}},
         )
 
     def attempts_of(self, job: int) -> list[Row]:
@@ -192,7 +250,13 @@ class JobsSQL:
 
     def add_log_lines(self, rows: Sequence[Row]) -> None:
         if rows:
-            self.conn.execute(self.insert(t.log_lines).on_conflict_do_nothing(), list(rows))
+            cols = ("job", "attempt", "seq", "stream", "ts", "line")
+            compiled.execute(
+                self.conn, "add_log_lines",
+                lambda: self.insert(t.log_lines).values({k: bindparam(k) for k in cols})
+                .on_conflict_do_nothing(),
+                rows,
+            )
 
     def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000) -> list[Row]:
         rows = self.conn.execute(
