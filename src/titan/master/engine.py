@@ -131,7 +131,7 @@ class Engine:
         for worker in self.sched.workers.values():
             if worker.poll is None or worker.poll.done() or not worker.live:
                 continue
-            free = worker.poll_free - len(worker.assigned)
+            free = self.capacity(worker, worker.poll_free)
             jobs = self.sched.take(worker, free, ch) if free > 0 else []
             worker.assigned.extend(j.id for j in jobs)
             if worker.assigned or worker.cancels:
@@ -142,6 +142,13 @@ class Engine:
         for worker in woken:
             assert worker.poll is not None
             worker.poll.set_result(fut)  # type: ignore[arg-type]
+
+    @staticmethod
+    def capacity(worker: WorkerRec, offered: int) -> int:
+        """How many more jobs a worker may get: what its poll offers, never more than its
+        slots minus what it holds. An offer can be out of date (a poll parked before a job
+        arrived by another poll's reply); the slot count is the guard that cannot be."""
+        return min(offered - len(worker.assigned), worker.slots - len(worker.running))
 
     # -- recovery -----------------------------------------------------------------------------
     async def recover(self) -> None:

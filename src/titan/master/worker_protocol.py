@@ -99,7 +99,7 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float) -> 
     elif not parked:
         worker.stale_offer = True
     ch = Changes()
-    want = free - len(worker.assigned)
+    want = engine.capacity(worker, free)
     if want > 0 and worker.state == "live":
         worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
     commit: Any = engine.submit(ch) if not ch.empty() else None
@@ -161,6 +161,8 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         )
         if not ok:
             rejected[key] = None
+        else:
+            ch.dispatch = True  # a slot freed: a parked poll may now take a queued job
     if not ch.empty() or ch.dispatch:
         fut = engine.submit(ch)
         await fut
