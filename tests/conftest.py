@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -30,14 +31,14 @@ def _isolated_user_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
     monkeypatch.setenv("TITAN_CONFIG_DIR", str(tmp_path_factory.mktemp("user-config")))
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, dropped afterwards.
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str = "titan_test") -> Iterator[str]:
+    """Create a database of its own on the test server; drop it afterwards.
 
     Skips when no server answers, except in CI (CI=true), where PostgreSQL is mandatory."""
-    try:
-        import sqlalchemy as sa
+    import sqlalchemy as sa
 
+    try:
         admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -47,13 +48,19 @@ def postgres_url() -> Iterator[str]:
         if IN_CI:
             pytest.fail(message + " — mandatory in CI")
         pytest.skip(message)
-    name = f"titan_test_{os.getpid()}_{secrets.token_hex(4)}"
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:
-        yield f"{base}/{name}"
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run (shared by the session's tests)."""
+    with fresh_postgres_database() as url:
+        yield url

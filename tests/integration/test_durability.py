@@ -7,8 +7,6 @@ every workspace, so the test counts executions and checks their order after the 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_postgres_database
 from tests.integration.harness import Cluster
 from titan.errors import StaleAttempt
 from titan_sdk import TitanClient, TitanJob
@@ -131,21 +129,11 @@ def test_kill_master_mid_dag_sqlite(make_cluster: MakeCluster, tmp_path: Path) -
 
 
 @pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
+def pg_database() -> Iterator[str]:
     """A database of its own (the session's one is shared with the storage contract suite,
     whose leftovers a restarting master would recover)."""
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"titan_durability_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{postgres_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database("titan_durability") as url:
+        yield url
 
 
 def test_kill_master_mid_dag_postgres(make_cluster: MakeCluster, tmp_path: Path,

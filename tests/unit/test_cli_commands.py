@@ -18,16 +18,10 @@ from titan import cli
 from titan.client import TitanClient
 from titan.client.transport import Transport
 
-ENV = ("TITAN_URL", "TITAN_HOST", "TITAN_PORT", "TITAN_TOKEN", "TITAN_DATA_DIR",
-       "TITAN_CONFIG_DIR", "TITAN_AGENT_RUN_ID")
-
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
+def isolated(clean_client_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    tmp_path = clean_client_env
     return tmp_path
 
 

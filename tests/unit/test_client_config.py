@@ -12,17 +12,11 @@ import pytest
 from titan.client.config import config_path, record_master, resolve, token_for
 from titan.errors import ConfigError
 
-ENV = ("TITAN_URL", "TITAN_HOST", "TITAN_PORT", "TITAN_TOKEN", "TITAN_DATA_DIR",
-       "TITAN_CONFIG_DIR", "TITAN_AGENT_RUN_ID")
-
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
+def isolated(clean_client_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    tmp_path = clean_client_env
+    (tmp_path / "home").mkdir()
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

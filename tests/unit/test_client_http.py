@@ -25,16 +25,11 @@ from titan.client import transport as transport_mod
 from titan.client.transport import Transport
 
 Handler = Callable[[httpx.Request], httpx.Response]
-ENV = ("TITAN_URL", "TITAN_HOST", "TITAN_PORT", "TITAN_TOKEN", "TITAN_DATA_DIR",
-       "TITAN_CONFIG_DIR", "TITAN_AGENT_RUN_ID")
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
+def isolated(clean_client_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    tmp_path = clean_client_env
     monkeypatch.setattr(transport_mod, "_RETRY_DELAYS", (0.0, 0.0, 0.0))
     return tmp_path
 
