@@ -6,7 +6,7 @@ Prints, on one `titan up` each for the zygote fork path and the fresh-interprete
 plus, on the first cluster: the submit+validate time of a 10,000-node DAG and TitanStore
 put/get p50. Targets (2 cores): p50 <= 10 ms, >= 500 jobs/s, 10k DAG <= 1 s, store <= 1 ms.
 
-    .venv/bin/python bench/dispatch.py [--jobs 2000] [--latency-runs 200] [--slots 4]
+    .venv/bin/python bench/dispatch.py [--jobs 2000] [--latency-runs 200] [--slots 8]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=2000)
     ap.add_argument("--latency-runs", type=int, default=200)
-    ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--big-dag", type=int, default=10_000)
     args = ap.parse_args()
     print(f"titan dispatch benchmark: {args.jobs} jobs, {args.latency_runs} latency runs, "

@@ -98,3 +98,23 @@ def test_titan_up_prints_where_things_are_and_stops_cleanly_on_ctrl_c(tmp_path: 
             time.sleep(0.1)
         else:
             raise AssertionError(f"worker {pid} still running after Ctrl-C")
+
+
+def test_a_second_master_on_the_same_database_is_refused(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import fresh_postgres_database
+
+    def second_master(data_dir: Path, database_url: str | None = None) -> subprocess.CompletedProcess[str]:
+        args = [sys.executable, "-m", "titan", "master", "--port", str(free_port()),
+                "--dashboard-port", str(free_port()), "--data-dir", str(data_dir)]
+        if database_url:
+            args += ["--database-url", database_url]
+        return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+    first = make_cluster().start_master()
+    out = second_master(first.data)
+    assert out.returncode == 1 and "another Titan master" in out.stderr
+    assert "Traceback" not in out.stderr
+    with fresh_postgres_database("titan_two_masters") as url:
+        make_cluster(database_url=url).start_master()
+        out = second_master(tmp_path / "elsewhere", url)
+        assert out.returncode == 1 and "another Titan master" in out.stderr

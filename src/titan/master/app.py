@@ -25,7 +25,7 @@ from titan.master.api.deps import Ctx
 from titan.master.config import MasterConfig
 from titan.master.engine import Engine
 from titan.master.events import EventHub
-from titan.storage import open_storage
+from titan.storage import Storage, open_storage
 from titan.storage.blobs import BlobStore
 
 log = logging.getLogger("titan.master")
@@ -85,12 +85,28 @@ class HostCheck:
         await self.app(scope, receive, send)
 
 
-def create_app(config: MasterConfig) -> FastAPI:
+def open_claimed_storage(config: MasterConfig) -> Storage:
+    """Open the master's database and claim its scheduler (refused if another master runs)."""
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(config.resolved_database_url)
+    try:
+        storage.claim_scheduler()
+    except BaseException:
+        storage.close()
+        raise
+    return storage
+
+
+def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
+    """The ASGI app. ``storage``, when given, is already open and claimed (the CLI does that
+    first so a refusal is a one-line error, not a startup traceback)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal storage
         data = config.data_path
-        data.mkdir(parents=True, exist_ok=True)
-        storage = open_storage(config.resolved_database_url)
+        if storage is None:
+            storage = open_claimed_storage(config)
         hub = EventHub()
         engine = Engine(config, storage, hub)
         await engine.start()
@@ -104,6 +120,7 @@ def create_app(config: MasterConfig) -> FastAPI:
         finally:
             await engine.stop()
             storage.close()
+            storage = None
 
     app = FastAPI(
         title="Titan", version=titan.__version__, lifespan=lifespan,

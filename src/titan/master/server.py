@@ -10,7 +10,7 @@ from typing import Any
 import uvicorn
 
 from titan.errors import ConfigError
-from titan.master.app import create_app
+from titan.master.app import create_app, open_claimed_storage
 from titan.master.config import MasterConfig
 
 log = logging.getLogger("titan.master")
@@ -71,11 +71,18 @@ class Server(uvicorn.Server):
 
 
 def make_server(config: MasterConfig) -> tuple[Server, list[socket.socket]]:
-    config.data_path.mkdir(parents=True, exist_ok=True)
-    sockets = [bind(config.host, config.port)]
-    if config.dashboard_port and config.dashboard_port != config.port:
-        sockets.append(bind(config.host, config.dashboard_port))
-    uv = uvicorn.Config(create_app(config), lifespan="on", log_level="warning",
+    storage = open_claimed_storage(config)
+    sockets: list[socket.socket] = []
+    try:
+        sockets.append(bind(config.host, config.port))
+        if config.dashboard_port and config.dashboard_port != config.port:
+            sockets.append(bind(config.host, config.dashboard_port))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        storage.close()
+        raise
+    uv = uvicorn.Config(create_app(config, storage), lifespan="on", log_level="warning",
                         access_log=False, timeout_keep_alive=75, ws="none")
     return Server(uv), sockets
 

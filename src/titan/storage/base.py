@@ -227,8 +227,14 @@ class Storage(abc.ABC):
         """Open a read-write transaction, committed when the block exits cleanly."""
 
     @abc.abstractmethod
+    def claim_scheduler(self) -> None:
+        """Become the one master scheduling over this database, for as long as this storage
+        stays open. Raises ConfigError if another live master holds it: two schedulers on
+        one database would both start the same jobs."""
+
+    @abc.abstractmethod
     def close(self) -> None:
-        """Release every connection."""
+        """Release every connection (and the scheduler claim)."""
 
 
 def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

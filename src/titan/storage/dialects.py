@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -37,7 +39,32 @@ def sqlite_storage(url: str, *, synchronous: str = "NORMAL") -> SQLStorage:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    return SQLStorage(url, engine, sqlite_insert)
+    return SQLStorage(url, engine, sqlite_insert, lambda: _flock(path))
+
+
+def _flock(db_path: str) -> Callable[[], None]:
+    """An exclusive lock on ``<db>.lock``, held while the master runs; the kernel drops it
+    when the process dies, so a kill -9 never leaves a stale lock behind."""
+    if not db_path or db_path == ":memory:":
+        return lambda: None
+    lock_path = os.path.abspath(db_path) + ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(
+            f"another Titan master (pid {holder}) is already running on {db_path}; "
+            "stop it first, or give this one another --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+
+    def release() -> None:
+        os.close(fd)
+
+    return release
 
 
 def postgres_storage(url: str) -> SQLStorage:
@@ -50,4 +77,27 @@ def postgres_storage(url: str) -> SQLStorage:
         raise ConfigError(
             f"PostgreSQL support needs psycopg: pip install 'titan[postgres]' ({exc})"
         ) from exc
-    return SQLStorage(url, engine, pg_insert)
+    return SQLStorage(url, engine, pg_insert, lambda: _advisory_lock(engine))
+
+
+# Session-level advisory lock naming "the scheduler of this database".
+_SCHEDULER_LOCK = 0x7469746E  # "titn"
+
+
+def _advisory_lock(engine: Any) -> Callable[[], None]:
+    """Hold a PostgreSQL advisory lock on a dedicated connection; PostgreSQL releases it
+    when that connection ends, so a master that dies frees it for the next one."""
+    conn = engine.connect()
+    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _SCHEDULER_LOCK}).scalar()
+    conn.commit()
+    if not got:
+        conn.close()
+        raise ConfigError(
+            "another Titan master is already scheduling on this PostgreSQL database; "
+            "one master per database for now (stop the other first)"
+        )
+
+    def release() -> None:
+        conn.close()
+
+    return release

@@ -7,7 +7,7 @@ Both dialects speak the same SQLAlchemy Core; what differs (connection settings,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -191,13 +191,20 @@ class SQLTransaction(JobsSQL, Transaction):
 class SQLStorage(Storage):
     """Storage over a SQLAlchemy engine; ``insert`` is the dialect's ON CONFLICT-capable insert."""
 
-    def __init__(self, url: str, engine: Engine, insert: Any) -> None:
+    def __init__(self, url: str, engine: Engine, insert: Any,
+                 claim: Callable[[], Callable[[], None]]) -> None:
         self.url = url
         self.engine = engine
         self._insert = insert
+        self._claim = claim
+        self._release: Callable[[], None] | None = None
 
     def migrate(self) -> int:
         return migrate(self.engine)
+
+    def claim_scheduler(self) -> None:
+        if self._release is None:
+            self._release = self._claim()
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -205,5 +212,8 @@ class SQLStorage(Storage):
             yield SQLTransaction(conn, self._insert)
 
     def close(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
         self.engine.dispose()
 

@@ -107,7 +107,7 @@ class JobsSQL:
         self.conn.exec_driver_sql(sql, params)
         ids: dict[tuple[int, int], int] = {}
         for dag_id in sorted({r["dag_id"] for r in rows}):
-            found = compiled.execute(
+            found: Any = compiled.execute(
                 self.conn, "job_ids_of_dag",
                 lambda: select(t.jobs.c.position, t.jobs.c.id).where(t.jobs.c.dag_id == bindparam("d")),
                 {"d": dag_id},
