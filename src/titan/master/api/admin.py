@@ -11,11 +11,11 @@ from fastapi import APIRouter, Body, Query
 import titan
 from titan.errors import NotFound, ValidationFailed
 from titan.master import auth
-from titan.master.api.deps import Admin, CtxDep, Reader
+from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Reader
 from titan.master.views import agent_run_view
 from titan.storage.base import Row, Transaction
 
-router = APIRouter()
+router = APIRouter(prefix=API_PREFIX)
 
 
 @router.get("/health", tags=["admin"], summary="Liveness (no token needed)")

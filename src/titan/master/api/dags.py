@@ -8,14 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 
 from titan.errors import ValidationFailed, WaitTimeout
-from titan.master.api.deps import CtxDep, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
 from titan.master.refs import find_dag
 from titan.master.state import DAG_STATUSES
 from titan.master.validation import check_name, validate_dag
 from titan.master.views import dag_view
 from titan.storage.base import Row, Transaction
 
-router = APIRouter(tags=["dags"])
+router = APIRouter(prefix=API_PREFIX, tags=["dags"])
 
 
 def load_dag(tx: Transaction, dag_id: int) -> Row:

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import FileResponse
 
 from titan.errors import NotFound, ValidationFailed
-from titan.master.api.deps import Ctx, CtxDep, Reader, Writer
+from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, Reader, Writer
 from titan.master.auth import Principal
 from titan.storage.base import Row
 
-router = APIRouter(tags=["files"])
+router = APIRouter(prefix=API_PREFIX, tags=["files"])
 
 
 def check_filename(name: str) -> str:

@@ -13,13 +13,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from titan.errors import NotFound, WaitTimeout
-from titan.master.api.deps import CtxDep, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
 from titan.master.refs import find_job
 from titan.master.state import TERMINAL
 from titan.master.views import job_view
 from titan.storage.base import Row, Transaction
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(prefix=API_PREFIX, tags=["jobs"])
 
 
 def load_job(tx: Transaction, ref: str) -> Row:

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 
 from titan.errors import PayloadTooLarge, ValidationFailed, WaitTimeout
-from titan.master.api.deps import Ctx, CtxDep, Reader, Writer
+from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, Reader, Writer
 from titan.storage.base import Row
 
-router = APIRouter(tags=["store"])
+router = APIRouter(prefix=API_PREFIX, tags=["store"])
 MAX_KEY = 1024
 
 
