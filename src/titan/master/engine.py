@@ -52,7 +52,6 @@ class Engine:
         self._dispatch_pending = False
         self._sweeper: asyncio.Task[None] | None = None
         self.job_tokens: JobTokens | None = None
-        self.started_at = time.time()
         self.known_blobs: set[str] = set()  # blobs are never deleted: a hit needs no read
 
     # -- lifecycle ----------------------------------------------------------------------------

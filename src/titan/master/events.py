@@ -56,10 +56,3 @@ class EventHub:
 
     def unsubscribe(self, q: asyncio.Queue[Event]) -> None:
         self._subscribers.discard(q)
-
-    async def wait(self, topic: Hashable, timeout: float) -> Any:
-        fut = self.waiter(topic)
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        finally:
-            self.discard(topic, fut)

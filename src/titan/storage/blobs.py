@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -65,9 +64,6 @@ class BlobStore:
             return sha, size
         finally:
             tmp.unlink(missing_ok=True)
-
-    def copy_out(self, sha256: str, dest: Path) -> None:
-        shutil.copyfile(self.path(sha256), dest)
 
 
 def _mkstemp(directory: Path) -> tuple[int, str]:

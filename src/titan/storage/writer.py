@@ -34,8 +34,6 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="titan-db-writer", daemon=True)
-        self.batches = 0
-        self.operations = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -87,8 +85,6 @@ class GroupCommitWriter:
             for item in batch:  # isolate the failing operation
                 self._commit([item])
             return
-        self.batches += 1
-        self.operations += len(batch)
         for (_op, fut, loop), result in zip(batch, results, strict=True):
             self._settle(fut, loop, result=result)
 
