@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from titan.atomic import atomic_file
 from titan.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -269,20 +269,8 @@ def resolve(
 
 def _write_private(path: Path, text: str, mode: int) -> None:
     """Write ``text`` to ``path`` atomically, the file created with ``mode`` from the start."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path, mode, durable=True) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str]) -> Path:

@@ -14,9 +14,7 @@ mid-flight is reported, not replayed, so a DAG is never submitted twice by accid
 from __future__ import annotations
 
 import math
-import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import httpx
 
 from titan import __version__, errors
+from titan.atomic import atomic_file
 from titan.client.config import Endpoint
 
 API_PREFIX = "/api/v1"
@@ -289,18 +288,7 @@ class Transport:
 
 
 def save_stream(response: httpx.Response, dest: Path) -> None:
-    """Write a streamed reply's body to ``dest`` through a temp file in the same directory."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in response.iter_bytes(CHUNK):
-                fh.write(chunk)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write a streamed reply's body to ``dest``, all at once or not at all."""
+    with atomic_file(dest) as fh:
+        for chunk in response.iter_bytes(CHUNK):
+            fh.write(chunk)

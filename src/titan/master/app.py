@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import titan
+from titan.atomic import atomic_file
 from titan.errors import APIError, ValidationFailed
 from titan.master import auth
 from titan.master.api import admin, dags, files, jobs, store, workers
@@ -34,11 +34,8 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 def write_secret_file(path: Path, value: str) -> None:
     """Write a token file readable by its owner only (created 0600, never world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.chmod(path, 0o600)
+    with atomic_file(path, 0o600, durable=True) as fh:
+        fh.write((value + "\n").encode())
 
 
 async def ensure_token_file(engine: Engine, path: Path, role: str, name: str) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from titan import errors
+from titan.atomic import atomic_file
 from titan.worker.connection import MasterConnection
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -66,15 +67,8 @@ def safe_relative(name: str) -> PurePosixPath:
 
 
 def _atomic_write(dest: Path, data: bytes, mode: int) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(dest, mode) as fh:
+        fh.write(data)
 
 
 class Workspace:
