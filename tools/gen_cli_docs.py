@@ -5,6 +5,7 @@ drift from the behaviour."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -13,9 +14,14 @@ from pathlib import Path
 
 from titan.cli import build_parser
 
-COMMANDS = ["up", "master", "worker", "submit", "status", "logs", "store", "cancel", "retry",
-            "workers", "token"]
-SUBCOMMANDS = {"store": ["get", "put", "delete", "keys"], "token": ["create", "list", "revoke"]}
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser's sub-commands in the order they were added (every one, so none goes
+    undocumented)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 def help_text(argv: list[str]) -> str:
@@ -30,9 +36,9 @@ def render() -> str:
     parts = ["# `titan` command reference\n",
              "Generated from `titan COMMAND --help` by `make docs`; do not edit by hand.\n",
              "```text", help_text([]), "```\n"]
-    for cmd in COMMANDS:
+    for cmd, parser in subcommands(build_parser()).items():
         parts += [f"## `titan {cmd}`\n", "```text", help_text([cmd]), "```\n"]
-        for sub in SUBCOMMANDS.get(cmd, []):
+        for sub in subcommands(parser):
             parts += [f"### `titan {cmd} {sub}`\n", "```text", help_text([cmd, sub]), "```\n"]
     return "\n".join(parts)
 

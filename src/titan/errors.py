@@ -10,6 +10,11 @@ the network::
     ├── ConfigError              bad settings, missing token, unreadable data dir
     ├── ConnectionFailed         the master could not be reached
     ├── ScriptNotFound           a job's script is not on the submitter's disk
+    ├── LLMError                 titan.llm could not produce a usable completion
+    │   ├── ModelUnavailable     the model is not installed or not known (says how to get it)
+    │   ├── ModelIntegrityError  the local model's bytes are not the pinned ones: refused
+    │   ├── ProviderError        a hosted provider failed (auth, rate limit, outage ...)
+    │   └── InvalidOutput        the output did not match json_schema, even after one repair
     └── APIError                 anything the master answered with a 4xx
         ├── ValidationFailed     400/422: a request that can never succeed as sent
         │   ├── InvalidDAG       cycle, unknown parent, duplicate job id ...
@@ -47,6 +52,39 @@ class ConnectionFailed(TitanError):
 
 class ScriptNotFound(TitanError):
     """A job's script could not be found on this machine."""
+
+
+class LLMError(TitanError):
+    """The language model call failed."""
+
+
+class ModelUnavailable(LLMError):
+    """The requested model is not available on this machine."""
+
+
+class ModelIntegrityError(LLMError):
+    """The local model file does not have the expected SHA-256; it was not loaded."""
+
+
+class ProviderError(LLMError):
+    """The hosted LLM provider refused or failed the request."""
+
+    def __init__(self, message: str | None = None, *, provider: str = "",
+                 status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.retryable = retryable
+
+
+class InvalidOutput(LLMError):
+    """The model's output did not match the requested JSON schema."""
+
+    def __init__(self, message: str | None = None, *, text: str = "",
+                 problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.text = text
+        self.problems = problems or []
 
 
 class APIError(TitanError):

@@ -1,0 +1,151 @@
+"""Titan's LLM layer: one small interface, a local model by default, hosted ones by name.
+
+::
+
+    from titan import llm
+
+    reply = llm.complete([{"role": "user", "content": "Name three vector databases."}])
+    print(reply.text, reply.usage.output_tokens, reply.cost_usd, reply.cost_source)
+
+    plan = llm.complete(prompt, json_schema={"type": "object", ...}).data
+
+The model comes from ``model=``, else ``TITAN_LLM_MODEL``, else ``local``: Qwen2.5-Coder-0.5B
+running in-process, offline, free (install it with ``titan llm install``). Hosted models go
+through LiteLLM (``gemini/gemini-2.0-flash``, ``gpt-4o-mini``, ``anthropic/...``).
+
+With ``json_schema`` the output is constrained where the provider can (a llama.cpp grammar,
+a hosted JSON mode) and validated always; an invalid answer gets one repair request, then
+:class:`~titan.errors.InvalidOutput`. Every call, whatever its outcome, passes through
+:func:`titan.llm.recording.record`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from titan.errors import InvalidOutput, LLMError
+
+from . import structured
+from .pricing import register_price
+from .providers import DEFAULT_MODEL, register_provider, resolve, unregister_provider
+from .recording import LLMCall, add_listener, record, totals
+from .types import Completion, Generation, Message, Request, Usage
+
+__all__ = [
+    "DEFAULT_MODEL", "Completion", "Generation", "LLMCall", "Message", "Request", "Usage",
+    "acomplete", "add_listener", "complete", "register_price", "register_provider", "totals",
+    "unregister_provider",
+]
+
+
+def _messages(messages: str | Sequence[Message]) -> list[Message]:
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    out = [dict(m) for m in messages]
+    for i, m in enumerate(out):
+        if m.get("role") not in ("system", "user", "assistant", "tool"):
+            raise LLMError(f"messages[{i}] needs a role of system/user/assistant/tool, got "
+                           f"{m.get('role')!r}")
+        if not isinstance(m.get("content"), str):
+            raise LLMError(f"messages[{i}].content must be a string")
+    if not out:
+        raise LLMError("messages is empty")
+    return out
+
+
+def _with_schema_hint(messages: list[Message], schema: dict[str, Any]) -> list[Message]:
+    """Tell the model the shape too: a grammar forces the syntax, not the meaning."""
+    hint = ("Respond with only a JSON value that matches this JSON Schema:\n"
+            + json.dumps(schema, separators=(",", ":")))
+    if messages[0]["role"] == "system":
+        return [{"role": "system", "content": messages[0]["content"] + "\n\n" + hint},
+                *messages[1:]]
+    return [{"role": "system", "content": hint}, *messages]
+
+
+def _json_problems(gen: Generation, validator: Any,
+                   max_tokens: int | None) -> tuple[Any, list[str]]:
+    data, found = structured.problems(gen.text, validator)
+    if found and gen.finish_reason == "length":
+        # The usual cause with a grammar: the JSON was fine but did not fit. Say so, to the
+        # model in the repair request and to the caller in the error.
+        limit = f"max_tokens={max_tokens}" if max_tokens else "the token limit"
+        found.insert(0, f"the reply was cut off at {limit} before the JSON ended; "
+                        "answer more briefly (or raise max_tokens)")
+    return data, found
+
+
+def complete(
+    messages: str | Sequence[Message],
+    *,
+    model: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    json_schema: dict[str, Any] | None = None,
+    **params: Any,
+) -> Completion:
+    """Ask a model; return a :class:`Completion` (text, usage, model, cost_usd, cost_source).
+
+    ``messages`` is a prompt string or chat messages (``{"role", "content"}``). Extra
+    ``params`` go to the provider as they are (``seed``, ``top_p``, ``stop``, ``api_base``...).
+    Raises :class:`~titan.errors.LLMError` subclasses on failure."""
+    msgs = _messages(messages)
+    validator = structured.check_schema(json_schema) if json_schema is not None else None
+    provider, model_id = resolve(model)
+    recorded_params = {"temperature": temperature, "max_tokens": max_tokens,
+                       "json_schema": json_schema, **params}
+    started_at = time.time()
+    t0 = time.perf_counter()
+    reported = model or model_id or provider.name
+    try:
+        asked = _with_schema_hint(msgs, json_schema) if json_schema is not None else msgs
+        request = Request(model_id, asked, temperature, max_tokens, json_schema, dict(params))
+        gen = provider.generate(request)
+        reported = gen.model
+        usage, attempts, data = gen.usage, 1, None
+        if validator is not None and json_schema is not None:
+            data, found = _json_problems(gen, validator, max_tokens)
+            if found:
+                attempts = 2
+                retry = Request(model_id, structured.repair_messages(asked, gen.text, found,
+                                                                     json_schema),
+                                temperature, max_tokens, json_schema, dict(params))
+                gen = provider.generate(retry)
+                usage = usage + gen.usage
+                data, found = _json_problems(gen, validator, max_tokens)
+                if found:
+                    raise InvalidOutput(
+                        f"{gen.model} did not return JSON matching the schema after one "
+                        f"repair attempt: {'; '.join(found[:3])}", text=gen.text, problems=found)
+        cost, source = provider.cost(gen.model if provider.name == "hosted" else model_id,
+                                     usage)
+        completion = Completion(
+            text=gen.text, usage=usage, model=gen.model, cost_usd=cost, cost_source=source,
+            provider=provider.name, finish_reason=gen.finish_reason,
+            duration_s=time.perf_counter() - t0, attempts=attempts, data=data)
+    except BaseException as exc:
+        record(LLMCall(reported, provider.name, msgs, recorded_params, started_at,
+                       time.perf_counter() - t0, error=exc))
+        raise
+    record(LLMCall(completion.model, provider.name, msgs, recorded_params, started_at,
+                   completion.duration_s, completion=completion))
+    return completion
+
+
+async def acomplete(
+    messages: str | Sequence[Message],
+    *,
+    model: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    json_schema: dict[str, Any] | None = None,
+    **params: Any,
+) -> Completion:
+    """:func:`complete` in a worker thread, for async code."""
+    return await asyncio.to_thread(
+        complete, messages, model=model, temperature=temperature, max_tokens=max_tokens,
+        json_schema=json_schema, **params)

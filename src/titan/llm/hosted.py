@@ -1,0 +1,133 @@
+"""Hosted models through LiteLLM: Gemini, OpenAI, Anthropic, any OpenAI-compatible server.
+
+LiteLLM is imported on the first hosted call only (it takes seconds to import and the local
+path never needs it), with ``LITELLM_LOCAL_MODEL_COST_MAP=True`` so that importing it never
+fetches a price map from the network. Keys come from the usual variables
+(``GEMINI_API_KEY``, ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``); ``TITAN_LLM_API_BASE``
+points ``openai/<model>`` at a vLLM, Ollama or llama.cpp server.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from titan.errors import ModelUnavailable, ProviderError
+
+from . import pricing
+from .types import Generation, Request, Usage
+
+_import_lock = threading.Lock()
+_litellm: Any = None
+
+
+def litellm_module() -> Any:
+    global _litellm
+    with _import_lock:
+        if _litellm is None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            # Nor, on the first Anthropic call, its beta-header table from GitHub.
+            os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
+            try:
+                import litellm
+            except ImportError:
+                raise ModelUnavailable(
+                    "hosted models need LiteLLM: pip install 'titan[hosted]' "
+                    "(litellm==1.106.2)") from None
+            litellm.suppress_debug_info = True
+            _litellm = litellm
+    return _litellm
+
+
+def _retries() -> int:
+    raw = os.environ.get("TITAN_LLM_RETRIES", "2")
+    return int(raw) if raw.strip().isdigit() else 2
+
+
+def _error(litellm: Any, exc: Exception, model: str) -> ProviderError:
+    status = getattr(exc, "status_code", None)
+    provider = getattr(exc, "llm_provider", "") or model.split("/", 1)[0]
+    message = str(getattr(exc, "message", "") or exc).strip()
+    if isinstance(exc, litellm.AuthenticationError):
+        hint = {"gemini": "GEMINI_API_KEY", "openai": "OPENAI_API_KEY",
+                "anthropic": "ANTHROPIC_API_KEY"}.get(provider)
+        more = f" (set {hint})" if hint else ""
+        return ProviderError(f"{model}: authentication failed{more}: {message}",
+                             provider=provider, status=status)
+    if isinstance(exc, litellm.ContextWindowExceededError):
+        return ProviderError(f"{model}: the prompt does not fit the context window: {message}",
+                             provider=provider, status=status)
+    retryable = isinstance(exc, (litellm.RateLimitError, litellm.APIConnectionError,
+                                 litellm.ServiceUnavailableError, litellm.InternalServerError,
+                                 litellm.Timeout))
+    return ProviderError(f"{model}: {type(exc).__name__}: {message}", provider=provider,
+                         status=status, retryable=retryable)
+
+
+def _response_format(litellm: Any, model: str, schema: dict[str, Any]) -> dict[str, Any]:
+    try:
+        native = bool(litellm.supports_response_schema(model=model))
+    except Exception:
+        native = False
+    if native or model.startswith(("gemini/", "openai/", "gpt-", "anthropic/", "claude-")):
+        return {"type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema, "strict": False}}
+    return {"type": "json_object"}
+
+
+class HostedProvider:
+    name = "hosted"
+
+    def generate(self, request: Request) -> Generation:
+        litellm = litellm_module()
+        # Titan retries, not LiteLLM: its num_retries needs tenacity, which LiteLLM 1.106.2
+        # does not depend on, and without it every failure became "tenacity import failed"
+        # (status, auth hint and retryability lost). max_retries=0 stops the OpenAI SDK's own.
+        kwargs: dict[str, Any] = {"max_retries": 0, **request.params}
+        kwargs.update(model=request.model, messages=request.messages)
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            kwargs["max_tokens"] = request.max_tokens
+        base = os.environ.get("TITAN_LLM_API_BASE")
+        if base and "api_base" not in kwargs:
+            kwargs["api_base"] = base
+        if request.json_schema is not None:
+            kwargs["response_format"] = _response_format(litellm, request.model,
+                                                          request.json_schema)
+        retries = _retries()
+        for attempt in range(retries + 1):
+            try:
+                resp = litellm.completion(**kwargs)
+                break
+            except Exception as exc:
+                error = _error(litellm, exc, request.model)
+                if not error.retryable or attempt == retries:
+                    raise error from exc
+            time.sleep(min(8.0, 0.5 * 2 ** attempt))
+        choice = resp.choices[0]
+        usage = getattr(resp, "usage", None)
+        return Generation(
+            text=choice.message.content or "",
+            usage=_usage(usage),
+            model=request.model,
+            finish_reason=getattr(choice, "finish_reason", None),
+        )
+
+    def cost(self, model: str, usage: Usage) -> tuple[float | None, str]:
+        return pricing.hosted_cost(model, usage)
+
+
+def _usage(usage: Any) -> Usage:
+    if usage is None:
+        return Usage()
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    return Usage(
+        input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_tokens=int(getattr(prompt_details, "cached_tokens", 0) or 0),
+        reasoning_tokens=int(getattr(completion_details, "reasoning_tokens", 0) or 0),
+    )

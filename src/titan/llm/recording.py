@@ -1,0 +1,108 @@
+"""The one place every LLM call passes through once it has ended, successfully or not.
+
+:func:`record` is the seam between the LLM layer and what observes it: it keeps the
+process's running totals (:func:`totals`), writes one line per call to the job's log when
+running inside a Titan job (so ``titan logs`` shows what the model was asked, how long it
+took and what it cost), and hands the call to every registered listener — the telemetry
+recorder attaches there to turn calls into actions of the current agent run. A listener
+that raises is logged and dropped from that call, never allowed to fail the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .types import Completion, Message, Usage
+
+log = logging.getLogger("titan.llm")
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One finished :func:`titan.llm.complete` call."""
+
+    model: str
+    provider: str
+    messages: list[Message]
+    params: dict[str, Any]
+    started_at: float
+    duration_s: float
+    completion: Completion | None = None
+    error: BaseException | None = None
+    agent_run_id: str | None = field(default_factory=lambda: os.environ.get("TITAN_AGENT_RUN_ID"))
+
+
+@dataclass
+class Totals:
+    calls: int = 0
+    errors: int = 0
+    usage: Usage = field(default_factory=Usage)
+    seconds: float = 0.0
+    cost_usd: float = 0.0
+    unknown_cost_calls: int = 0
+
+
+Listener = Callable[[LLMCall], None]
+_listeners: list[Listener] = []
+_totals = Totals()
+_lock = threading.Lock()
+
+
+def add_listener(listener: Listener) -> Callable[[], None]:
+    """Call ``listener`` with every finished call; returns a function that removes it."""
+    with _lock:
+        _listeners.append(listener)
+
+    def remove() -> None:
+        with _lock:
+            if listener in _listeners:
+                _listeners.remove(listener)
+
+    return remove
+
+
+def totals() -> Totals:
+    """A copy of this process's running totals."""
+    with _lock:
+        return Totals(**vars(_totals))
+
+
+def _log_line(call: LLMCall) -> str:
+    if call.error is not None:
+        return (f"[titan.llm] {call.model} failed after {call.duration_s:.2f}s: "
+                f"{type(call.error).__name__}: {call.error}")
+    c = call.completion
+    assert c is not None
+    cost = "cost unknown" if c.cost_usd is None else f"${c.cost_usd:.6f} ({c.cost_source})"
+    retry = f", {c.attempts} attempts" if c.attempts > 1 else ""
+    return (f"[titan.llm] {c.model}: {c.usage.input_tokens} in / {c.usage.output_tokens} out "
+            f"tokens in {call.duration_s:.2f}s, {cost}{retry}")
+
+
+def record(call: LLMCall) -> None:
+    with _lock:
+        _totals.calls += 1
+        _totals.seconds += call.duration_s
+        if call.error is not None:
+            _totals.errors += 1
+        elif call.completion is not None:
+            _totals.usage = _totals.usage + call.completion.usage
+            if call.completion.cost_usd is None:
+                _totals.unknown_cost_calls += 1
+            else:
+                _totals.cost_usd += call.completion.cost_usd
+        listeners = list(_listeners)
+    if os.environ.get("TITAN_JOB_ID") or os.environ.get("TITAN_LLM_LOG") == "1":
+        sys.stderr.write(_log_line(call) + "\n")
+        sys.stderr.flush()
+    for listener in listeners:
+        try:
+            listener(call)
+        except Exception:
+            log.exception("LLM call listener %r failed", listener)

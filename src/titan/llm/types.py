@@ -1,0 +1,83 @@
+"""The values that cross the LLM layer: messages in, a :class:`Completion` out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens by type. ``cached`` and ``reasoning`` are parts of ``input``/``output``."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a provider is asked to do (``model`` is the provider's own model id)."""
+
+    model: str
+    messages: list[Message]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    json_schema: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One provider answer, before pricing and validation."""
+
+    text: str
+    usage: Usage
+    model: str
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The result of :func:`titan.llm.complete`.
+
+    ``cost_usd`` is ``None`` when the price is unknown (never a made-up $0);
+    ``cost_source`` says where the figure comes from: ``local`` (your own CPU: free),
+    ``litellm`` (LiteLLM's bundled price map), ``registered`` (Titan's or your
+    :func:`~titan.llm.register_price`), ``unknown``. ``data`` is the parsed, validated JSON
+    when ``json_schema`` was given."""
+
+    text: str
+    usage: Usage
+    model: str
+    cost_usd: float | None
+    cost_source: str
+    provider: str = ""
+    finish_reason: str | None = None
+    duration_s: float = 0.0
+    attempts: int = 1
+    data: Any = None
+
+    def json(self) -> Any:
+        """The parsed JSON output (requires ``json_schema``)."""
+        if self.data is None:
+            raise ValueError("this completion was not asked for JSON (pass json_schema=...)")
+        return self.data
