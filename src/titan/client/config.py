@@ -273,7 +273,8 @@ def _write_private(path: Path, text: str, mode: int) -> None:
         fh.write(text.encode("utf-8"))
 
 
-def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str]) -> Path:
+def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str], *,
+                  dashboard_port: int | None = None) -> Path:
     """Remember a master: ``<data_dir>/master.json`` and the user config (mode 0600).
 
     The user config's ``default`` becomes this master, and its token is recorded under its
@@ -282,13 +283,12 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str])
     """
     normalized, host, port = parse_url(url)
     directory = Path(data_dir)
+    found: dict[str, Any] = {"url": normalized, "host": host, "port": port}
+    if dashboard_port:
+        found["dashboard_port"] = dashboard_port
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _write_private(
-            directory / MASTER_FILE,
-            json.dumps({"url": normalized, "host": host, "port": port}, indent=2) + "\n",
-            0o644,
-        )
+        _write_private(directory / MASTER_FILE, json.dumps(found, indent=2) + "\n", 0o644)
     except OSError as exc:
         raise ConfigError(f"cannot write {directory / MASTER_FILE}: {exc}") from None
 

@@ -76,6 +76,21 @@ class Completion:
     attempts: int = 1
     data: Any = None
 
+    @property
+    def truncated(self) -> bool:
+        """True when the reply stopped at ``max_tokens`` rather than where the model ended it."""
+        return self.finish_reason == "length"
+
+    def whole_sentences(self) -> str:
+        """The text, cut back to its last complete sentence if the reply was truncated
+        (a report reads better one sentence shorter than with half a sentence at the end).
+        Kept whole when that would drop more than two thirds of it."""
+        text = self.text.strip()
+        if not self.truncated or text.endswith((".", "!", "?")):
+            return text
+        end = max(text.rfind(mark) for mark in (". ", ".\n", "! ", "? ", "\n"))
+        return text[:end + 1].rstrip() if end > len(text) // 3 else text
+
     def json(self) -> Any:
         """The parsed JSON output (requires ``json_schema``)."""
         if self.data is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from typing import Any
@@ -35,17 +34,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 def record(config: MasterConfig) -> None:
     """Let clients find this master: <data-dir>/master.json and the user's config."""
-    data = config.data_path
-    (data / "master.json").write_text(json.dumps(
-        {"url": config.api_url, "host": config.api_url.split("//")[1].rsplit(":", 1)[0],
-         "port": config.port, "dashboard_port": config.dashboard_port}) + "\n")
-    token = (data / "admin.token").read_text().strip()
+    from titan.client.config import record_master
+
+    token = (config.data_path / "admin.token").read_text().strip()
     try:
-        from titan.client.config import record_master
-    except ImportError:  # pragma: no cover - the SDK ships with the package
-        return
-    try:
-        record_master(config.api_url, token, str(data))
+        record_master(config.api_url, token, str(config.data_path),
+                      dashboard_port=config.dashboard_port)
     except Exception as exc:  # a broken user config must not stop the master
         log.warning("could not record the master in the user config: %s", exc)
 

@@ -1,0 +1,214 @@
+"""The research agent's orchestrator: the agentic loop around ``submit_dag``.
+
+    python research_agent.py "How does LoRA work for LLM fine-tuning?" --max-iter 2
+
+Submits a PLAN stage (the LLM breaks the query into subtopics), then per iteration an ITER
+stage with one researcher job per subtopic, running in parallel, and an EVAL stage whose LLM
+decision — SYNTHESIZE or DEEPEN with the gaps to research next — drives the loop; then a
+SYNTH stage writes the report, which is downloaded to the path printed at the end. Every
+stage is its own DAG, grouped under one agent run id; stages hand data over through
+TitanStore and artifacts. Needs a running Titan (``titan up``, or ``make demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from titan.errors import ConnectionFailed, TitanError, WaitTimeout
+from titan_sdk import TitanClient, TitanJob
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_QUERY = "What are the tradeoffs of vector databases for production RAG systems?"
+
+
+class StageFailed(Exception):
+    """A stage ended without completing; the message says which job and why."""
+
+
+def say(message: str) -> None:
+    print(f"[AGENT] {message}", flush=True)
+
+
+def job(job_id: str, script: str, args: list[str], timeout: float) -> TitanJob:
+    return TitanJob(job_id=job_id, filename=str(HERE / script), args=args, retries=1,
+                    timeout=int(timeout))
+
+
+def _failure_report(client: TitanClient, dag: dict[str, Any]) -> str:
+    lines = [f"stage {dag['name']} ended {dag['status']}"]
+    for j in dag.get("jobs") or client.get_dag(dag["ref"]).get("jobs") or []:
+        if j.get("state") in ("COMPLETED", "SKIPPED"):
+            continue
+        why = j.get("error") or (f"exit code {j['exit_code']}" if j.get("exit_code") else "")
+        lines.append(f"  job {j['job_id']}: {j['state']}" + (f" ({why})" if why else ""))
+        try:
+            tail = client.fetch_logs(j["ref"]).strip().splitlines()[-8:]
+        except TitanError:
+            tail = []
+        lines += [f"    | {line}" for line in tail]
+        lines.append(f"    full log: titan logs '{j['ref']}'")
+    return "\n".join(lines)
+
+
+def run_stage(client: TitanClient, name: str, jobs: list[TitanJob], run_id: str,
+              signals: list[tuple[str, str]], timeout: float) -> None:
+    """Submit one stage and return once every job has signalled through TitanStore.
+
+    Each signal is awaited with ``store_wait`` in its own thread, so "done" lines appear in
+    the order the jobs actually finish; the stage's DAG is awaited alongside, so a job that
+    fails (and will never signal) ends the wait at once instead of at the timeout."""
+    dag = client.submit_dag(name, jobs, agent_run_id=run_id)
+    printed = threading.Lock()
+    seen: set[str] = set()
+
+    def watch(key: str, label: str) -> None:
+        try:
+            client.store_wait(key, timeout=timeout)
+        except TitanError:
+            return
+        with printed:
+            seen.add(key)
+            say(f"{label} — done")
+
+    threads = [threading.Thread(target=watch, args=s, daemon=True) for s in signals]
+    for t in threads:
+        t.start()
+    try:
+        final = client.wait_dag(dag["ref"], timeout=timeout)
+    except WaitTimeout:
+        client.cancel(dag["ref"])
+        raise StageFailed(f"stage {name} did not finish within {timeout:.0f}s; cancelled "
+                          "it") from None
+    except KeyboardInterrupt:
+        client.cancel(dag["ref"])
+        raise
+    if final["status"] != "COMPLETED":
+        raise StageFailed(_failure_report(client, final))
+    for t in threads:
+        t.join(timeout=10)
+    missing = [key for key, _ in signals if key not in seen and client.store_get(key) is None]
+    if missing:
+        raise StageFailed(f"stage {name} completed but never signalled {missing}")
+
+
+def research(client: TitanClient, query: str, *, max_iter: int, max_subtopics: int,
+             max_tokens: int | None, model: str | None, out: Path | None,
+             timeout: float) -> Path:
+    run_id = f"RESEARCH_{uuid.uuid4().hex[:6]}"
+    key = f"research:{run_id}"
+    common = (["--model", model] if model else []) + (
+        ["--max-tokens", str(max_tokens)] if max_tokens else [])
+    client.store_put(f"{key}:query", query)
+    say(f"Agent run {run_id}: {query}")
+
+    say("Stage 1 — Planner: breaking query into subtopics...")
+    run_stage(client, f"{run_id}_PLAN",
+              [job("planner", "research_planner.py",
+                   ["--run-id", run_id, "--max-subtopics", str(max_subtopics), *common],
+                   timeout)],
+              run_id, [(f"{key}:planner:done", "planner")], timeout)
+    plan = json.loads(client.store_get(f"{key}:plan") or "{}")
+    subtopics: list[str] = plan["subtopics"]
+    say(f"Planner decided {len(subtopics)} subtopics:")
+    for i, topic in enumerate(subtopics):
+        print(f"  [{i}] {topic}", flush=True)
+
+    iteration = 0
+    while iteration < max_iter:
+        iteration += 1
+        say(f"Iteration {iteration}/{max_iter} — {len(subtopics)} subtopic(s)")
+        client.store_put(f"{key}:subtopics:{iteration}", json.dumps(subtopics))
+        researchers = [
+            job(f"researcher-{iteration}-{i}", "research_worker.py",
+                ["--run-id", run_id, "--iter", str(iteration), "--index", str(i), *common],
+                timeout)
+            for i in range(len(subtopics))
+        ]
+        say(f"Submitted {len(researchers)} researcher(s) in parallel...")
+        run_stage(client, f"{run_id}_ITER{iteration}", researchers, run_id,
+                  [(f"{key}:iter:{iteration}:{i}:done", f"researcher-{iteration}-{i}")
+                   for i in range(len(subtopics))], timeout)
+
+        run_stage(client, f"{run_id}_EVAL{iteration}",
+                  [job("evaluator", "research_evaluator.py",
+                       ["--run-id", run_id, "--iter", str(iteration), *common], timeout)],
+                  run_id, [(f"{key}:eval:{iteration}:done", f"evaluator-{iteration}")], timeout)
+        decision = json.loads(client.store_get(f"{key}:eval:{iteration}") or "{}")
+        if decision.get("decision") == "SYNTHESIZE":
+            say("Evaluator: research complete — proceeding to synthesis.")
+            break
+        subtopics = decision.get("gaps") or []
+        if iteration >= max_iter:
+            say(f"Evaluator asked to deepen {subtopics}, but --max-iter {max_iter} is "
+                "reached — proceeding to synthesis.")
+            break
+        say(f"Evaluator: DEEPEN — {decision.get('reason', '')}")
+        for i, topic in enumerate(subtopics):
+            print(f"  gap [{i}] {topic}", flush=True)
+
+    sections = len(client.store_smembers(f"{key}:results"))
+    say(f"Stage 4 — Synthesizer: merging {sections} research sections...")
+    run_stage(client, f"{run_id}_SYNTH",
+              [job("synthesizer", "research_synthesizer.py", ["--run-id", run_id, *common],
+                   timeout)],
+              run_id, [(f"{key}:synth:done", "synthesizer")], timeout)
+    target = out or Path(tempfile.gettempdir()) / f"research_{run_id}_report.md"
+    saved = Path(client.get_artifact(f"{key}:report", save_path=target))
+    client.store_put(f"{key}:report_path", str(saved))
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("query", nargs="?", default=DEFAULT_QUERY, help="the research question")
+    p.add_argument("--max-iter", type=int, default=3,
+                   help="research iterations at most (default 3)")
+    p.add_argument("--max-subtopics", type=int, default=4,
+                   help="subtopics the planner may choose (default 4)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="cap on the tokens of every LLM answer (default: per stage)")
+    p.add_argument("--model", default=None,
+                   help="LLM for every stage (default: TITAN_LLM_MODEL, else the local model)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to save the report (default: <tmp>/research_<run>_report.md)")
+    p.add_argument("--timeout", type=float, default=900,
+                   help="seconds any one stage may take (default 900)")
+    args = p.parse_args(argv)
+    if args.max_iter < 1 or args.max_subtopics < 1:
+        p.error("--max-iter and --max-subtopics must be at least 1")
+
+    started = time.monotonic()
+    try:
+        with TitanClient() as client:
+            client.health()
+            report = research(client, args.query, max_iter=args.max_iter,
+                              max_subtopics=args.max_subtopics, max_tokens=args.max_tokens,
+                              model=args.model, out=args.out, timeout=args.timeout)
+    except ConnectionFailed as exc:
+        print(f"[AGENT] error: {exc}\n[AGENT] start a cluster first: `titan up` "
+              "(or `make demo`)", file=sys.stderr)
+        return 2
+    except StageFailed as exc:
+        print(f"[AGENT] FAILED: {exc}", file=sys.stderr)
+        return 1
+    except TitanError as exc:
+        print(f"[AGENT] error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("[AGENT] interrupted; the running stage was cancelled", file=sys.stderr)
+        return 130
+    say(f"Done in {time.monotonic() - started:.1f}s. Report downloaded → {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

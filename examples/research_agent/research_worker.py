@@ -1,0 +1,72 @@
+"""ITER stage, one job per subtopic: research it with the LLM, publish the section, signal.
+
+Reads the subtopic from ``research:<run>:subtopics:<iter>`` (a JSON list) at ``--index``;
+writes ``<run>/result_<iter>_<index>.txt`` in the workspace, publishes it under
+``research:<run>:result:<iter>:<index>``, adds that key to ``research:<run>:results`` and
+sets ``research:<run>:iter:<iter>:<index>:done``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from titan import llm
+from titan_sdk import TitanClient
+
+SYSTEM = (
+    "You are a meticulous research analyst. Write one focused section of a research brief "
+    "about the given subtopic, in the context of the overall question. Be concrete: name "
+    "mechanisms, tradeoffs, typical numbers and examples. Use short paragraphs or bullets. "
+    "No preamble, no conclusion about other subtopics."
+)
+
+
+def research(query: str, subtopic: str, *, model: str | None = None,
+             max_tokens: int = 220) -> str:
+    words = max(40, int(max_tokens * 0.6))
+    reply = llm.complete(
+        [{"role": "system", "content": SYSTEM},
+         {"role": "user", "content": f"Overall question: {query}\nSubtopic: {subtopic}\n\n"
+                                     f"Write about {words} words."}],
+        model=model, max_tokens=max_tokens, temperature=0.4)
+    text = reply.whole_sentences()
+    if not text:
+        raise RuntimeError(f"the model returned an empty section for {subtopic!r}")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--run-id", required=True)
+    p.add_argument("--iter", type=int, required=True, dest="iteration")
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--max-tokens", type=int, default=220)
+    p.add_argument("--model", default=None)
+    args = p.parse_args(argv)
+
+    client = TitanClient()
+    key = f"research:{args.run_id}"
+    query = client.store_get(f"{key}:query") or ""
+    subtopics = json.loads(client.store_get(f"{key}:subtopics:{args.iteration}") or "[]")
+    if not 0 <= args.index < len(subtopics):
+        print(f"no subtopic {args.index} in iteration {args.iteration}", file=sys.stderr)
+        return 2
+    subtopic = subtopics[args.index]
+    text = research(query, subtopic, model=args.model, max_tokens=args.max_tokens)
+
+    path = Path(args.run_id) / f"result_{args.iteration}_{args.index}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"## {subtopic}\n\n{text}\n")
+    result_key = f"{key}:result:{args.iteration}:{args.index}"
+    client.publish_artifact(result_key, path)
+    client.store_sadd(f"{key}:results", result_key)
+    client.store_put(f"{key}:iter:{args.iteration}:{args.index}:done", "1")
+    print(f"researched {subtopic!r}: {len(text.split())} words -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The main job end to end: the research agent on a real `titan up`, with the real local model.
+
+The orchestrator runs as a user would run it (a subprocess, finding the master through
+TITAN_HOST/PORT/TOKEN); every stage is a DAG on the cluster and every LLM call is real
+inference. Short answers (``--max-tokens``) and two subtopics keep it around a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.integration.harness import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = ROOT / "examples" / "research_agent" / "research_agent.py"
+SECTIONS = ["Executive Summary", "Key Findings", "Deep Dive", "Practical Recommendations",
+            "Open Questions"]
+
+pytestmark = pytest.mark.slow
+
+
+def _require_local_model() -> None:
+    """The local model must be installed (`make test` does it); outside CI, skip without it."""
+    from titan.errors import LLMError
+    from titan.llm import weights
+
+    try:
+        import llama_cpp  # noqa: F401
+
+        weights.part_files(weights.lookup(weights.DEFAULT_LOCAL_MODEL))
+    except (ImportError, LLMError) as exc:
+        message = f"the local model is not installed ({exc}); run `titan llm install`"
+        if IN_CI:
+            pytest.fail(message + " — mandatory in CI")
+        pytest.skip(message)
+
+
+def _orchestrate(cluster: Cluster, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    return subprocess.run([sys.executable, str(AGENT), *args], env=env, cwd=cluster.root,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def research_cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
+    _require_local_model()
+    c = Cluster(tmp_path)
+    try:
+        c.up(slots=os.cpu_count() or 2)
+        yield c
+    finally:
+        c.stop()
+
+
+def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    out_path = tmp_path / "report.md"
+    done = _orchestrate(research_cluster, "How does LoRA work for LLM fine-tuning?",
+                        "--max-iter", "1", "--max-subtopics", "2", "--max-tokens", "48",
+                        "--out", str(out_path))
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{research_cluster.log()}"
+    stdout = done.stdout
+
+    # Progress as seed 001 shows it, and the report path printed at the end.
+    assert "[AGENT] Stage 1 — Planner" in stdout
+    assert re.search(r"\[AGENT\] Planner decided [12] subtopics", stdout), stdout
+    assert "[AGENT] Iteration 1/1" in stdout
+    assert "[AGENT] researcher-1-0 — done" in stdout
+    assert "[AGENT] evaluator-1 — done" in stdout
+    assert "[AGENT] synthesizer — done" in stdout
+    assert f"Report downloaded → {out_path}" in stdout
+
+    # The report: a title and the five sections, in order, each with a body.
+    report = out_path.read_text()
+    assert report.startswith("# Research Report: How does LoRA work")
+    positions = [report.find(f"## {title}\n") for title in SECTIONS]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), report
+    for title, start, end in zip(SECTIONS, positions, [*positions[1:], len(report)], strict=True):
+        body = report[start + len(title) + 4:end].strip()
+        assert len(body) > 10, f"section {title!r} is empty:\n{report}"
+
+    # One agent run, its stages in submission order, all completed.
+    run_id = re.search(r"Agent run (RESEARCH_[0-9a-f]+)", stdout)
+    assert run_id, stdout
+    client = research_cluster.client()
+    run = client.agent_run(run_id[1])
+    assert [s["label"] for s in run["stages"]] == ["PLAN", "ITER1", "EVAL1", "SYNTH"]
+    assert {s["status"] for s in run["stages"]} == {"COMPLETED"}
+    assert run["status"] == "COMPLETED"
+
+    # The coordination state the stages left in TitanStore.
+    key = f"research:{run_id[1]}"
+    import json
+
+    plan = json.loads(client.store_get(f"{key}:plan") or "{}")
+    assert 1 <= len(plan["subtopics"]) <= 2
+    assert client.store_get(f"{key}:planner:done") == "1"
+    results = client.store_smembers(f"{key}:results")
+    assert results == {f"{key}:result:1:{i}" for i in range(len(plan["subtopics"]))}
+    decision = json.loads(client.store_get(f"{key}:eval:1") or "{}")
+    assert decision["decision"] in ("SYNTHESIZE", "DEEPEN")
+    assert client.store_get(f"{key}:synth:done") is not None
+    assert client.store_get(f"{key}:report_path") == str(out_path)
+    # Each researcher's section is a downloadable artifact of its own.
+    section = Path(client.get_artifact(f"{key}:result:1:0", save_path=tmp_path / "s0.txt"))
+    assert section.read_text().startswith(f"## {plan['subtopics'][0]}")
+
+    # Every LLM call left a line in its job's log: what it cost and how long it took.
+    planner_log = client.fetch_logs(run["stages"][0]["name"] + "/planner")
+    assert "[titan.llm] local/qwen2.5-coder-0.5b:" in planner_log and "$0.000000 (local)" in planner_log
+
+
+def test_a_failing_stage_stops_the_agent_with_a_clear_message(research_cluster: Cluster) -> None:
+    done = _orchestrate(research_cluster, "Anything", "--max-iter", "1",
+                        "--model", "local/no-such-model", timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[AGENT] FAILED: stage RESEARCH_" in done.stderr
+    assert "_PLAN ended FAILED" in done.stderr
+    assert "job planner: FAILED" in done.stderr
+    assert "unknown local model 'no-such-model'" in done.stderr  # the job's own log, quoted
+    assert "titan logs" in done.stderr
+    assert "Traceback" not in done.stdout

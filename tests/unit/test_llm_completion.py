@@ -1,0 +1,37 @@
+"""What a Completion offers beyond its fields: truncation and whole sentences."""
+
+from __future__ import annotations
+
+import pytest
+
+from titan.llm import Completion, Usage
+
+
+def reply(text: str, finish_reason: str | None) -> Completion:
+    return Completion(text=text, usage=Usage(10, 5), model="m", cost_usd=0.0,
+                      cost_source="local", finish_reason=finish_reason)
+
+
+def test_a_reply_the_model_ended_is_kept_as_it_is() -> None:
+    done = reply("  LoRA freezes the base weights and trains", "stop")
+    assert not done.truncated
+    assert done.whole_sentences() == "LoRA freezes the base weights and trains"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("LoRA freezes the weights. It trains two small matrices. The rank r is",
+     "LoRA freezes the weights. It trains two small matrices."),
+    ("- rank 8 is common\n- alpha scales the update\n- dropout of",
+     "- rank 8 is common\n- alpha scales the update"),
+    ("Is it cheap? Yes! Memory drops by", "Is it cheap? Yes!"),
+    ("It ends cleanly.", "It ends cleanly."),
+])
+def test_a_truncated_reply_is_cut_back_to_its_last_sentence(text: str, expected: str) -> None:
+    cut = reply(text, "length")
+    assert cut.truncated
+    assert cut.whole_sentences() == expected
+
+
+def test_cutting_never_drops_most_of_the_text() -> None:
+    text = "Short. " + "an unfinished sentence that goes on and on without an end " * 3
+    assert reply(text, "length").whole_sentences() == text.strip()

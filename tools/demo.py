@@ -1,0 +1,225 @@
+"""`make demo` and `make demo-stop`: the research agent on an embedded cluster, local model.
+
+    python tools/demo.py run ["query"] [--max-iter N]   start (or reuse) the cluster, run the agent
+    python tools/demo.py stop                           stop the cluster
+
+The cluster is a `titan up` in the background with its state in ``./.titan`` (so
+``.venv/bin/titan status`` from this directory finds it), on ports 9090/5000 when they are
+free and on free ports otherwise. It keeps running after the demo, so the dashboard and the
+CLI can look at what the agent did; a second `make demo` reuses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from titan.client import TitanClient
+from titan.errors import TitanError
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".titan"
+PID_FILE = DATA / "demo.pid"
+LOG_FILE = DATA / "demo-up.log"
+AGENT = ROOT / "examples" / "research_agent" / "research_agent.py"
+TITAN = [sys.executable, "-m", "titan"]
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def _port(preferred: int) -> int:
+    """``preferred`` if nothing listens there, else a free port."""
+    with socket.socket() as s:
+        # As the master binds: a port left in TIME_WAIT by the last run is free to use.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running() -> dict[str, object] | None:
+    """The demo cluster's master.json if its `titan up` is alive and answering."""
+    try:
+        pid = int(PID_FILE.read_text().strip())
+        info = json.loads((DATA / "master.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not _alive(pid):
+        return None
+    try:
+        with urllib.request.urlopen(f"{info['url']}/api/v1/health", timeout=2) as r:
+            return dict(info, pid=pid) if r.status == 200 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _recorded_pid() -> int | None:
+    try:
+        pid = int(PID_FILE.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _wait_up(proc: subprocess.Popen[bytes] | None, timeout: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"[demo] `titan up` exited with code {proc.returncode}:\n"
+                             f"{_tail(LOG_FILE)}\n[demo] full log: {LOG_FILE}")
+        info = _running()
+        if info is not None and _workers(info):
+            return info
+        time.sleep(0.2)
+    raise SystemExit(f"[demo] the cluster did not come up within {timeout:.0f} s:\n"
+                     f"{_tail(LOG_FILE)}\n[demo] stop it with `make demo-stop` and try again")
+
+
+def start() -> dict[str, object]:
+    info = _running()
+    if info is not None:
+        say(f"reusing the cluster already running at {info['url']} (pid {info['pid']})")
+        return info
+    pid = _recorded_pid()
+    if pid is not None:  # started but not answering yet (or stuck): never start a second one
+        say(f"waiting for the demo cluster already started (pid {pid}) ...")
+        return _wait_up(None)
+    DATA.mkdir(exist_ok=True)
+    try:  # the ports of the last run, so the links printed before still work
+        last = json.loads((DATA / "master.json").read_text())
+    except (OSError, ValueError):
+        last = {}
+    port = _port(int(last.get("port") or 9090))
+    dashboard = _port(int(last.get("dashboard_port") or 5000))
+    (DATA / "master.json").unlink(missing_ok=True)  # the new master writes its own
+    say(f"starting `titan up` on 127.0.0.1:{port} (dashboard :{dashboard}), state in {DATA}")
+    with LOG_FILE.open("wb") as log:
+        proc = subprocess.Popen(
+            [*TITAN, "up", "--port", str(port), "--dashboard-port", str(dashboard),
+             "--data-dir", str(DATA)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    PID_FILE.write_text(f"{proc.pid}\n")
+    info = _wait_up(proc)
+    say(f"cluster up: master {info['url']}, local worker live")
+    return info
+
+
+def _token() -> str:
+    return (DATA / "admin.token").read_text().strip()
+
+
+def _client(info: dict[str, object]) -> TitanClient:
+    return TitanClient(host=str(info["url"]), token=_token())
+
+
+def _workers(info: dict[str, object]) -> int:
+    try:
+        with _client(info) as client:
+            return sum(1 for w in client.list_workers() if w.get("state") == "live")
+    except TitanError:
+        return 0
+
+
+def run(query: str | None, max_iter: int) -> int:
+    info = start()
+    env = dict(os.environ, TITAN_URL=str(info["url"]), TITAN_TOKEN=_token(),
+               PYTHONUNBUFFERED="1")
+    args = [sys.executable, str(AGENT), *([query] if query else []), "--max-iter", str(max_iter)]
+    say("running the research agent (local model, no API keys): " + " ".join(args[1:]))
+    code = subprocess.call(args, cwd=ROOT, env=env)
+    dashboard = f"http://127.0.0.1:{info.get('dashboard_port') or info['port']}/"
+    print()
+    if code == 0:
+        with _client(info) as client:
+            latest = client.agent_runs(limit=1)[0]
+            report = client.store_get(f"research:{latest['id']}:report_path")
+        say(f"Report     {report}")
+        say(f"Agent run  {latest['id']}: " + " → ".join(
+            f"{s['label']} {s['status']}" for s in latest.get("stages", [])))
+    else:
+        say(f"the research agent failed (exit code {code}); the cluster keeps running "
+            "so you can look at what happened:")
+        say("  .venv/bin/titan status        # recent DAGs and their states")
+    say(f"Dashboard  {dashboard}")
+    say(f"CLI        .venv/bin/titan status   (state in {DATA.relative_to(ROOT)}/)")
+    say("The cluster keeps running. Stop it with: make demo-stop")
+    return code
+
+
+def stop() -> int:
+    try:
+        pid = int(PID_FILE.read_text().strip())
+    except (OSError, ValueError):
+        say("no demo cluster is recorded here; nothing to stop")
+        return 0
+    if not _alive(pid):
+        say(f"the demo cluster (pid {pid}) is not running")
+        PID_FILE.unlink(missing_ok=True)
+        return 0
+    say(f"stopping the demo cluster (pid {pid}): draining its worker ...")
+    # SIGINT is Ctrl-C for `titan up`: it drains the local worker, then exits 0.
+    for sig, grace in ((signal.SIGINT, 30.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig) if sig == signal.SIGKILL else os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if not _alive(pid):
+            break
+    PID_FILE.unlink(missing_ok=True)
+    say("stopped (state kept in .titan/; `make demo` starts it again)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="start (or reuse) the cluster and run the research agent")
+    r.add_argument("query", nargs="?", default=None)
+    r.add_argument("--max-iter", type=int, default=2)
+    sub.add_parser("start", help="start (or reuse) the cluster only")
+    sub.add_parser("stop", help="stop the cluster")
+    args = p.parse_args(argv)
+    if args.command == "run":
+        return run(args.query, args.max_iter)
+    if args.command == "start":
+        start()
+        return 0
+    return stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
