@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 llm: $(LLM_STAMP)
 
-# Compiles llama.cpp once (3-4 min, with progress); later venvs reuse the cached wheel.
+# Compiles llama.cpp once (4-8 min on 2 cores, with progress); later venvs reuse the cached wheel.
 $(LLM_STAMP): $(STAMP) src/titan/llm/install.py src/titan/llm/weights.py
 	$(BIN)/titan llm install
 	@touch $(LLM_STAMP)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -176,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="subtopics the planner may choose (default 4)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="cap on the tokens of every LLM answer (default: per stage)")
-    p.add_argument("--model", default=None,
-                   help="LLM for every stage (default: TITAN_LLM_MODEL, else the local model)")
+    # Read here and passed to every job: the jobs run on workers, whose environment is theirs.
+    p.add_argument("--model", default=os.environ.get("TITAN_LLM_MODEL") or None,
+                   help="LLM for every stage (default: TITAN_LLM_MODEL, else the local "
+                        "model); a hosted model needs its API key where the workers run")
     p.add_argument("--out", type=Path, default=None,
                    help="where to save the report (default: <tmp>/research_<run>_report.md)")
     p.add_argument("--timeout", type=float, default=900,

