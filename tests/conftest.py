@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,23 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run (shared by the session's tests)."""
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+def calls() -> Iterator[list[Any]]:
+    """Every ``titan.llm.LLMCall`` recorded while the test runs."""
+    from titan import llm
+
+    seen: list[Any] = []
+    remove = llm.add_listener(seen.append)
+    yield seen
+    remove()
+
+
+@pytest.fixture
+def prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh LLM price registry for the test (the module's is process-wide)."""
+    from titan.llm import pricing
+
+    monkeypatch.setattr(pricing, "_registered", {})
+    monkeypatch.setattr(pricing, "_env_loaded", None)
