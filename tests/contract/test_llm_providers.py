@@ -333,3 +333,22 @@ def test_local_prompt_over_the_context_says_how_to_fix_it(
     assert "shorten the prompt or max_tokens, or raise TITAN_LLM_CONTEXT (now 512)" in message
     monkeypatch.delenv("TITAN_LLM_CONTEXT")  # and back: the default size is loaded again
     assert local.complete("Say yes.", max_tokens=4).text
+
+
+@pytest.mark.slow
+def test_local_grammar_holds_the_output_to_the_schema_whatever_the_prompt(local: Impl) -> None:
+    """The grammar is consulted only for the sampled token (constrained.RejectionSampler):
+    when the model wants prose, every token it proposes is refused and it still writes JSON
+    of the schema, enum included."""
+    schema = {"type": "object",
+              "properties": {"mood": {"type": "string", "enum": ["CALM", "STORMY"]},
+                             "waves": {"type": "integer"}},
+              "required": ["mood", "waves"]}
+    provider, _ = llm.providers.resolve("local")
+    request = llm.Request("", [{"role": "user", "content": "Write a poem about the sea."}],
+                          0.0, 40, schema, {})
+    gen = provider.generate(request)  # no schema hint in the prompt: only the grammar
+    data = json.loads(gen.text)
+    jsonschema.validate(data, schema)
+    sampler = provider._loaded[next(iter(provider._loaded))][1]._sampler
+    assert sampler.rejections > 0, "the prompt should have pulled the model off the grammar"
