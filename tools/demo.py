@@ -27,7 +27,8 @@ from titan.client import TitanClient
 from titan.errors import TitanError
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".titan"
+# Overridable so the demo's own test never touches a developer's ./.titan.
+DATA = Path(os.environ.get("TITAN_DEMO_DIR") or ROOT / ".titan")
 PID_FILE = DATA / "demo.pid"
 LOG_FILE = DATA / "demo-up.log"
 AGENT = ROOT / "examples" / "research_agent" / "research_agent.py"
@@ -173,7 +174,7 @@ def run(query: str | None, max_iter: int) -> int:
             "so you can look at what happened:")
         say("  .venv/bin/titan status        # recent DAGs and their states")
     say(f"Dashboard  {dashboard}")
-    say(f"CLI        .venv/bin/titan status   (state in {DATA.relative_to(ROOT)}/)")
+    say(f"CLI        .venv/bin/titan status   (state in {DATA}/)")
     say("The cluster keeps running. Stop it with: make demo-stop")
     return code
 
