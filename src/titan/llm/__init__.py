@@ -21,7 +21,6 @@ a hosted JSON mode) and validated always; an invalid answer gets one repair requ
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -146,6 +145,8 @@ async def acomplete(
     **params: Any,
 ) -> Completion:
     """:func:`complete` in a worker thread, for async code."""
+    import asyncio  # here: the CLI imports this package and must start fast
+
     return await asyncio.to_thread(
         complete, messages, model=model, temperature=temperature, max_tokens=max_tokens,
         json_schema=json_schema, **params)

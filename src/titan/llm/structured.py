@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from typing import TYPE_CHECKING, Any
 
 from titan.errors import LLMError
 
 from .types import Message
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 
 
 def check_schema(schema: dict[str, Any]) -> Draft202012Validator:
     """A validator for ``schema``; a schema that is itself invalid is the caller's bug."""
+    # Imported here: jsonschema costs ~0.1 s, and every `titan` command imports this package.
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     if not isinstance(schema, dict):
         raise LLMError(f"json_schema must be a dict (a JSON Schema), not {type(schema).__name__}")
     try:
