@@ -17,11 +17,11 @@ import importlib
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from titan import __version__
+from titan.cli_format import _counts, _print_json, _show_dag, _show_job, _table, _when
 from titan.errors import NotFound, TitanError
 
 if TYPE_CHECKING:
@@ -29,79 +29,6 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace], int]
 ROLES = ("worker", "operator", "viewer", "admin")
-
-
-# --------------------------------------------------------------------------- output helpers
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _when(ts: Any) -> str:
-    if not isinstance(ts, int | float):
-        return str(ts or "-")
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def _duration(start: Any, end: Any) -> str:
-    if not isinstance(start, int | float):
-        return "-"
-    stop = end if isinstance(end, int | float) else time.time()
-    seconds = max(0.0, stop - start)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-def _counts(dag: dict[str, Any]) -> str:
-    counts = dag.get("counts") or {}
-    return ", ".join(f"{state} {n}" for state, n in sorted(counts.items()) if n) or "no jobs"
-
-
-def _show_job(job: dict[str, Any]) -> None:
-    attempt = f"{job.get('attempt', '-')}/{job.get('max_attempts', '-')}"
-    fields = [
-        ("job", f"{job.get('ref')} (id {job.get('id')})"),
-        ("state", job.get("state")),
-        ("reason", job.get("reason")),
-        ("attempt", attempt),
-        ("worker", job.get("worker_id")),
-        ("exit code", job.get("exit_code")),
-        ("error", job.get("error")),
-        ("script", " ".join([str(job.get("filename"))] + [str(a) for a in job.get("args") or []])),
-        ("parents", ", ".join(job.get("parents") or [])),
-        ("requirement", job.get("requirement")),
-        ("agent run", job.get("agent_run_id")),
-        ("submitted", _when(job.get("submitted_at"))),
-        ("duration", _duration(job.get("started_at"), job.get("finished_at"))),
-    ]
-    for label, value in fields:
-        if value not in (None, ""):
-            print(f"{label + ':':<13}{value}")
-
-
-def _show_dag(dag: dict[str, Any]) -> None:
-    run = f"  agent run {dag['agent_run_id']}" if dag.get("agent_run_id") else ""
-    print(f"DAG-{dag.get('ref')}  {dag.get('status')}  ({_counts(dag)}){run}")
-    jobs = dag.get("jobs") or []
-    if jobs:
-        print()
-        _table(
-            ["JOB", "STATE", "ATTEMPT", "WORKER", "EXIT", "DURATION"],
-            [[j.get("job_id"), j.get("state"), j.get("attempt"), j.get("worker_id") or "-",
-              "-" if j.get("exit_code") is None else j.get("exit_code"),
-              _duration(j.get("started_at"), j.get("finished_at"))] for j in jobs],
-        )
 
 
 # --------------------------------------------------------------------------- commands
@@ -244,6 +171,18 @@ def cmd_retry(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.retry(args.ref)
     _print_json(job) if args.json else print(f"{job.get('ref')}: {job.get('state')}")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    """`titan approve|reject GATE`: a person's decision on an approval gate."""
+    with _client(args) as client:
+        decide = client.approve if args.command == "approve" else client.reject
+        job = decide(args.gate, comment=args.comment)
+    if args.json:
+        _print_json(job)
+    else:
+        print(f"{job.get('ref')}: {job.get('state')} by {job.get('decided_by')}")
     return 0
 
 
@@ -402,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("cancel", cmd_cancel, "cancel a job or a whole DAG").add_argument("ref")
     command("retry", cmd_retry, "run a failed or cancelled job again").add_argument("ref")
+    for verb, effect in (("approve", "its downstream jobs run"),
+                         ("reject", "it fails and its downstream jobs are skipped")):
+        p = command(verb, cmd_decide, f"{verb} an approval gate: {effect}")
+        p.add_argument("gate", help="the gate: DAG/JOB.approval (or DAG#RUN/JOB), or its numeric id")
+        p.add_argument("--comment", help="why (recorded with the decision)")
     command("workers", cmd_workers, "list workers and queues")
 
     p = command("token", cmd_token, "manage API tokens (admin)")

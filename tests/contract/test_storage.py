@@ -234,3 +234,26 @@ def test_workers(storage: Storage) -> None:
         (w,) = tx.list_workers()
         assert w["slots"] == 8 and w["state"] == "lost" and w["capabilities"] == ["GPU", "GENERAL"]
         assert w["registered_at"] == 1.0
+
+
+def test_a_version_1_database_gains_the_gate_columns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An existing database (made before approval gates) is brought up to date on open."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    open_storage(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # turn it back into what version 1 created
+        for column in ("approval_deadline", "decided_by", "decided_at", "decision_comment"):
+            conn.execute(sa.text(f"ALTER TABLE jobs DROP COLUMN {column}"))
+        conn.execute(sa.text("DELETE FROM schema_migrations WHERE version > 1"))
+    engine.dispose()
+    s = open_storage(url)
+    try:
+        with s.transaction() as tx:
+            dag_id = tx.insert_dag(dag_row("old", 1))
+            [job] = tx.insert_jobs([job_row(dag_id, "gate")])
+            tx.update_job(job, {"decided_by": "alice", "approval_deadline": 5.0})
+        with s.transaction() as tx:
+            row = tx.get_job(job)
+        assert row is not None and row["decided_by"] == "alice"
+    finally:
+        s.close()

@@ -275,6 +275,19 @@ class TitanClient(StoreOps, FileOps):
         reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_ref(ref)}/retry")
         return reply
 
+    def approve(self, ref: Ref, comment: str | None = None) -> dict[str, Any]:
+        """Approve a gate waiting for approval (``"DAG/job.approval"`` or its numeric id):
+        its downstream jobs run. Needs an operator or admin token."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/jobs/{quote_ref(ref)}/approve", json={"comment": comment})
+        return reply
+
+    def reject(self, ref: Ref, comment: str | None = None) -> dict[str, Any]:
+        """Reject a gate waiting for approval: it fails and its downstream jobs are SKIPPED."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/jobs/{quote_ref(ref)}/reject", json={"comment": comment})
+        return reply
+
     # ------------------------------------------------------------------ cluster
 
     def get_workers(self) -> dict[str, Any]:

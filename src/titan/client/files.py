@@ -55,7 +55,7 @@ class FileOps:
         shas: dict[str, str | None] = {}
         contents: dict[str, bytes] = {}
         for job in jobs:
-            if job.is_archive:
+            if job.is_archive or job.is_gate:
                 shas[job.job_id] = None
                 continue
             # Read once into memory (scripts are small): the bytes hashed are the bytes sent,

@@ -71,7 +71,7 @@ class TitanJob:
     def __init__(
         self,
         job_id: str,
-        filename: str | os.PathLike[str],
+        filename: str | os.PathLike[str] | None = None,
         job_type: str = "RUN_PAYLOAD",
         args: str | Sequence[Any] | None = None,
         parents: Sequence[str] | None = None,
@@ -96,16 +96,18 @@ class TitanJob:
         def bad(field: str, message: str) -> ValidationFailed:
             return _invalid(field, f"job {jid!r}: {message}", jid)
 
-        if isinstance(filename, os.PathLike):
-            filename = os.fspath(filename)
-        if not isinstance(filename, str) or not filename.strip():
-            raise bad("filename", "filename must be a non-empty string (the script to run)")
-        self.filename: str = filename
-
         if not isinstance(job_type, str) or not _JOB_TYPE.match(job_type.upper()):
             raise bad("job_type", f"job_type must be a name such as {JOB_TYPES_HINT!r}, "
                       f"got {job_type!r}")
         self.job_type: str = job_type.upper()
+
+        if isinstance(filename, os.PathLike):
+            filename = os.fspath(filename)
+        if self.is_gate and filename is None:
+            filename = ""  # a gate runs nothing
+        elif not isinstance(filename, str) or not filename.strip():
+            raise bad("filename", "filename must be a non-empty string (the script to run)")
+        self.filename: str = filename
 
         self.args: list[str] = self._args(args, bad)
         self.parents: list[str] = self._parents(parents, bad)
@@ -243,13 +245,18 @@ class TitanJob:
             f"script {self.filename!r} for job {self.job_id!r} not found (tried: {paths})"
         )
 
+    @property
+    def is_gate(self) -> bool:
+        """An approval gate declared directly (``job_type="APPROVAL"``): no script."""
+        return self.job_type == "APPROVAL"
+
     def remote_filename(self) -> str:
         """The name the script is sent under: the relative path as given, else its basename.
 
         Absolute paths and paths that climb out of their directory (``../x.py``) are sent as
         their basename; the master must never see a path that escapes a workspace.
         """
-        if self.is_archive:
+        if self.is_archive or self.is_gate:
             return self.filename
         path = os.path.expanduser(self.filename)
         if os.path.isabs(path):

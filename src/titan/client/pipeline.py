@@ -229,9 +229,10 @@ def _job(
                                job_id=job_id, field=key)
     if job_id is None:
         raise reader.error(node, f"{label} has no 'id'", field="id")
-    if "file" not in nodes:
-        raise reader.error(node, f"{label} has no 'file' (the script to run)",
-                           job_id=job_id, field="file")
+    is_gate = "type" in nodes and str(getattr(nodes["type"], "value", "")).upper() == "APPROVAL"
+    if "file" not in nodes and not is_gate:
+        raise reader.error(node, f"{label} has no 'file' (the script to run; an approval gate "
+                           "is 'type: APPROVAL' with no file)", job_id=job_id, field="file")
 
     kwargs: dict[str, Any] = {}
     for key, value_node in nodes.items():

@@ -20,7 +20,7 @@ import titan
 from titan.atomic import atomic_file
 from titan.errors import APIError, ValidationFailed
 from titan.master import auth
-from titan.master.api import admin, dags, files, jobs, store, workers
+from titan.master.api import admin, dags, files, jobs, store, stream, workers
 from titan.master.api.deps import Ctx
 from titan.master.config import MasterConfig
 from titan.master.engine import Engine
@@ -127,7 +127,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     # The workers' protocol and the store are the hottest routes: match them first. Routes are
     # added flat rather than with include_router, whose per-router wrappers cost a match pass
     # each on every request (measured: ~0.2 ms per request on a 2-core VM).
-    for module in (workers, store, jobs, dags, files, admin):
+    for module in (workers, store, jobs, dags, files, admin, stream):
         app.router.routes.extend(module.router.routes)
 
     @app.exception_handler(APIError)

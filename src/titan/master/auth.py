@@ -21,6 +21,8 @@ ROLES = ("admin", "operator", "viewer", "worker")
 READ = frozenset({"admin", "operator", "viewer", "worker", "job"})
 WRITE = frozenset({"admin", "operator", "job"})
 WORKER = frozenset({"admin", "worker"})
+# Decisions a person makes (approving a gate): never a job's own token.
+OPERATE = frozenset({"admin", "operator"})
 ADMIN = frozenset({"admin"})
 _CACHE_SECONDS = 10.0
 
@@ -31,6 +33,7 @@ class Principal:
     token_id: str | None = None
     job: int | None = None
     attempt: int | None = None
+    name: str | None = None  # the token's name: who approved a gate, shown in the dashboard
 
 
 def new_token() -> str:

@@ -18,12 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from titan.errors import Conflict, InvalidDAG, NotFound, StaleAttempt
+from titan.master import gates
 from titan.master.auth import JobTokens, Principal
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
 from titan.master.scheduler import Scheduler
 from titan.master.state import (
     PENDING,
+    SUCCEEDED,
     TERMINAL,
     Changes,
     DagRec,
@@ -52,12 +54,13 @@ class Engine:
         self._dispatch_pending = False
         self._sweeper: asyncio.Task[None] | None = None
         self.job_tokens: JobTokens | None = None
+        self.secret: str | None = None  # signs job tokens and dashboard sessions
         self.known_blobs: set[str] = set()  # blobs are never deleted: a hit needs no read
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         self.writer.start()
-        secret = await self.run(lambda tx: _ensure_secret(tx))
+        self.secret = secret = await self.run(lambda tx: _ensure_secret(tx))
         self.job_tokens = JobTokens(secret)
         await self.recover()
         self._sweeper = asyncio.create_task(self._sweep_workers())
@@ -220,6 +223,9 @@ class Engine:
         ch = Changes()
         ch.events.append(("dag_created", {"id": dag_id, "name": name, "run": run,
                                           "agent_run_id": agent_run_id}))
+        if agent_run_id:
+            ch.events.append(("agent_run_updated", {"id": agent_run_id, "dag_id": dag_id,
+                                                    "status": "WAITING"}))
         self.sched.load(dag, [job_rec(r) for r in rows], ch)
         # Not awaited: the submission is durable already, and READY is derivable from it
         # (recovery re-derives it), so the caller need not wait for this second commit.
@@ -261,18 +267,30 @@ class Engine:
     async def retry_job(self, job_id: int, dag_id: int) -> None:
         await self.revive(dag_id)
         job = self.sched.jobs[job_id]
-        if job.state not in TERMINAL or job.state == "COMPLETED":
+        if job.state not in TERMINAL or job.state in SUCCEEDED:
             raise Conflict(f"only a failed, cancelled, skipped or timed-out job can be retried; "
                            f"this one is {job.state}", details={"state": job.state})
         # A job below a parent that ended badly could never run: it would sit PENDING for
         # ever. The parent is what must be retried (that revives this job too).
         for parent in (self.sched.jobs[p] for p in job.parents):
-            if parent.state in TERMINAL and parent.state != "COMPLETED":
+            if parent.state in TERMINAL and parent.state not in SUCCEEDED:
                 raise Conflict(f"job {job.job_id!r} cannot run while its parent "
                                f"{parent.job_id!r} is {parent.state}; retry {parent.job_id!r}",
                                details={"state": job.state, "parent": parent.job_id})
         ch = Changes()
         self.sched.retry_job(job, ch)
+        await self.submit(ch)
+
+    async def decide(self, job_id: int, state_in_db: str, approve: bool, principal: Principal,
+                     comment: str | None) -> None:
+        """Approve or reject a waiting gate (Conflict if it is not waiting)."""
+        job = self.sched.jobs.get(job_id)
+        if job is None:
+            raise Conflict(f"gate {job_id} is {state_in_db}, not waiting for approval",
+                           details={"state": state_in_db})
+        ch = Changes()
+        who = principal.name or principal.role
+        gates.decide(self.sched, job, approve, who, comment, ch)
         await self.submit(ch)
 
     def _wake_cancels(self) -> None:
@@ -346,7 +364,7 @@ def job_rec(row: Row) -> JobRec:
         affinity=bool(row["affinity"]), max_attempts=row["max_attempts"], state=row["state"],
         attempt=row.get("attempt") or 0, row=row, reason=row.get("reason"),
         worker_id=row.get("worker_id"), lease_expires=row.get("lease_expires_at"),
-        not_before=row.get("not_before"),
+        not_before=row.get("not_before"), approval_deadline=row.get("approval_deadline"),
     )
 
 

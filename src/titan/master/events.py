@@ -2,15 +2,15 @@
 
 Two kinds of listener: *waiters* (a future per topic, e.g. ``("job", 17)``, resolved the next
 time that topic is published — what long-polls and ``store_wait`` sit on) and *subscribers*
-(an unbounded queue of every event — what the dashboard's WebSocket will stream). Everything
+(a bounded backlog of the events they accept — what the WebSocket ``/api/v1/events`` streams). Everything
 runs on the master's event loop thread, so no locks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Hashable
+from collections import defaultdict, deque
+from collections.abc import Callable, Hashable
 from typing import Any
 
 Event = dict[str, Any]
@@ -19,7 +19,7 @@ Event = dict[str, Any]
 class EventHub:
     def __init__(self) -> None:
         self._waiters: dict[Hashable, list[asyncio.Future[Any]]] = defaultdict(list)
-        self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._subscribers: set[Subscription] = set()
 
     def waiter(self, topic: Hashable) -> asyncio.Future[Any]:
         """A future resolved at the next publish on ``topic``. Register it BEFORE checking the
@@ -45,14 +45,54 @@ class EventHub:
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Announce an event to subscribers (the WebSocket feed)."""
+        if not self._subscribers:
+            return
         event = {"type": kind, "data": data}
-        for q in self._subscribers:
-            q.put_nowait(event)
+        for sub in self._subscribers:
+            sub.offer(event)
 
-    def subscribe(self) -> asyncio.Queue[Event]:
-        q: asyncio.Queue[Event] = asyncio.Queue()
-        self._subscribers.add(q)
-        return q
+    @property
+    def watched(self) -> bool:
+        """Whether anyone subscribes: lets a publisher skip building an event nobody reads."""
+        return bool(self._subscribers)
 
-    def unsubscribe(self, q: asyncio.Queue[Event]) -> None:
-        self._subscribers.discard(q)
+    def subscribe(self, accept: Callable[[Event], bool] | None = None,
+                  limit: int = 10_000) -> Subscription:
+        sub = Subscription(accept, limit)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
+
+
+class Subscription:
+    """One subscriber's backlog. Bounded: a client that stops reading (a browser tab asleep)
+    must not grow the master's memory without end, so past ``limit`` queued events the
+    backlog is dropped and the client told to resync from the JSON twins instead."""
+
+    def __init__(self, accept: Callable[[Event], bool] | None, limit: int) -> None:
+        self.accept = accept
+        self.limit = limit
+        self.items: deque[Event] = deque()
+        self.overflowed = False
+        self._ready = asyncio.Event()
+
+    def offer(self, event: Event) -> None:
+        if self.accept is not None and not self.accept(event):
+            return
+        if len(self.items) >= self.limit:
+            self.items.clear()
+            self.overflowed = True
+        else:
+            self.items.append(event)
+        self._ready.set()
+
+    async def next_batch(self) -> tuple[list[Event], bool]:
+        """Everything queued since the last call (waiting for at least one), and whether
+        events were dropped meanwhile."""
+        await self._ready.wait()
+        self._ready.clear()
+        items, self.items = list(self.items), deque()
+        overflowed, self.overflowed = self.overflowed, False
+        return items, overflowed

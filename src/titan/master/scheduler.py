@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
+from titan.master import gates
 from titan.master.state import (
     ACTIVE,
     CANCELLED,
@@ -23,8 +24,10 @@ from titan.master.state import (
     READY,
     RUNNING,
     SKIPPED,
+    SUCCEEDED,
     TERMINAL,
     TIMED_OUT,
+    WAITING_APPROVAL,
     Changes,
     DagRec,
     JobRec,
@@ -89,6 +92,9 @@ class Scheduler:
             ch.dags[dag_id].update(fields)
             ch.events.append(("dag_updated", {"id": dag_id, "name": dag.name, "run": dag.run,
                                               "status": status, "agent_run_id": dag.agent_run_id}))
+            if dag.agent_run_id:
+                ch.events.append(("agent_run_updated", {"id": dag.agent_run_id, "dag_id": dag_id,
+                                                        "status": status}))
 
     def _retire(self, dag: DagRec) -> None:
         for job_id in dag.jobs:
@@ -118,7 +124,7 @@ class Scheduler:
     def _reconsider(self, job: JobRec, ch: Changes) -> None:
         """Put a job loaded from storage where its state says it belongs."""
         parents = [self.jobs[p] for p in job.parents]
-        job.waiting_parents = sum(1 for p in parents if p.state != COMPLETED)
+        job.waiting_parents = sum(1 for p in parents if p.state not in SUCCEEDED)
         if job.state == READY:
             self._enqueue(job, ch, already_ready=True)
         elif job.state == RUNNING:
@@ -130,14 +136,19 @@ class Scheduler:
             if worker is not None:
                 worker.running.add(job.id)
         elif job.state == PENDING:
-            if any(p.state in TERMINAL and p.state != COMPLETED for p in parents):
-                bad = next(p for p in parents if p.state in TERMINAL and p.state != COMPLETED)
-                self._skip_descendants_of(bad, ch, include=[job])
+            if any(p.state in TERMINAL and p.state not in SUCCEEDED for p in parents):
+                bad = next(p for p in parents if p.state in TERMINAL and p.state not in SUCCEEDED)
+                self.skip_descendants_of(bad, ch, include=[job])
             elif job.waiting_parents == 0:
                 self._runnable(job, ch)
+        elif job.state == WAITING_APPROVAL:
+            gates.rearm(self, job, ch)
 
     # -- becoming runnable --------------------------------------------------------------------
     def _runnable(self, job: JobRec, ch: Changes) -> None:
+        if job.is_gate:
+            gates.open_gate(self, job, ch)
+            return
         now = self.now()
         if job.not_before is None and job.delay > 0:
             job.not_before = now + job.delay
@@ -167,6 +178,8 @@ class Scheduler:
             ch.dispatch = True
         elif kind == "lease":
             self._lease_timer(job, ch)
+        elif kind == "approval":
+            gates.expire_if_due(self, job, ch)
 
     def capable(self, requirement: str) -> bool:
         return any(w.live and requirement in w.capabilities for w in self.workers.values())
@@ -295,11 +308,7 @@ class Scheduler:
                                                        "finished_at": now}))
             self._set(job, COMPLETED, ch, exit_code=0, error=None, lease_expires=None,
                       finished_at=now)
-            for child_id in job.children:
-                child = self.jobs[child_id]
-                child.waiting_parents -= 1
-                if child.waiting_parents == 0 and child.state == PENDING:
-                    self._runnable(child, ch)
+            self.release_children(job, ch)
             return True
         outcome = TIMED_OUT if timed_out else FAILED
         if error is None:
@@ -317,13 +326,21 @@ class Scheduler:
             self._final_failure(job, outcome, ch, exit_code=exit_code, error=error)
         return True
 
+    def release_children(self, job: JobRec, ch: Changes) -> None:
+        """A job succeeded (completed, or a gate approved): children it held may run."""
+        for child_id in job.children:
+            child = self.jobs[child_id]
+            child.waiting_parents -= 1
+            if child.waiting_parents == 0 and child.state == PENDING:
+                self._runnable(child, ch)
+
     def _final_failure(self, job: JobRec, state: str, ch: Changes, *,
                        exit_code: int | None = None, error: str | None = None) -> None:
         self._set(job, state, ch, exit_code=exit_code, error=error, lease_expires=None,
                   reason=None, finished_at=self.now())
-        self._skip_descendants_of(job, ch)
+        self.skip_descendants_of(job, ch)
 
-    def _skip_descendants_of(self, job: JobRec, ch: Changes, include: list[JobRec] | None = None) -> None:
+    def skip_descendants_of(self, job: JobRec, ch: Changes, include: list[JobRec] | None = None) -> None:
         """Every not-yet-finished descendant of a job that failed for good becomes SKIPPED now:
         nothing may wait forever on a parent that will never complete."""
         reason = f"upstream job {job.job_id!r} ended {job.state}"
@@ -360,7 +377,7 @@ class Scheduler:
                                                            "finished_at": self.now()}))
         self._dequeue(job)
         self._set(job, CANCELLED, ch, reason=reason, lease_expires=None, finished_at=self.now())
-        self._skip_descendants_of(job, ch)
+        self.skip_descendants_of(job, ch)
 
     def cancel_dag(self, dag: DagRec, ch: Changes) -> None:
         dag.cancelled = True
@@ -375,7 +392,8 @@ class Scheduler:
         job.max_attempts = max(job.max_attempts, job.attempt + 1)
         job.not_before = None
         self._set(job, PENDING, ch, max_attempts=job.max_attempts, reason="retried by a user",
-                  exit_code=None, error=None, finished_at=None, not_before=None)
+                  exit_code=None, error=None, finished_at=None, not_before=None,
+                  **(gates.CLEARED if job.is_gate else {}))
         stack = [self.jobs[c] for c in job.children]
         while stack:
             child = stack.pop()
@@ -384,7 +402,7 @@ class Scheduler:
                 self._set(child, PENDING, ch, reason=None, finished_at=None, not_before=None)
                 stack.extend(self.jobs[c] for c in child.children)
         for j in [job, *[self.jobs[c] for c in self._descendants(job)]]:
-            j.waiting_parents = sum(1 for p in j.parents if self.jobs[p].state != COMPLETED)
+            j.waiting_parents = sum(1 for p in j.parents if self.jobs[p].state not in SUCCEEDED)
         if job.waiting_parents == 0:
             self._runnable(job, ch)
 

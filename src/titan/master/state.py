@@ -19,9 +19,18 @@ PENDING, READY, RUNNING = "PENDING", "READY", "RUNNING"
 COMPLETED, FAILED, CANCELLED, SKIPPED, TIMED_OUT = (
     "COMPLETED", "FAILED", "CANCELLED", "SKIPPED", "TIMED_OUT",
 )
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, SKIPPED, TIMED_OUT})
-ACTIVE = frozenset({PENDING, READY, RUNNING})
-JOB_STATES = (PENDING, READY, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED, TIMED_OUT)
+# Approval gates: a gate waits for a person (occupying no worker slot), then is approved
+# (its children run), rejected or expired (its descendants are SKIPPED).
+WAITING_APPROVAL, APPROVED, REJECTED, EXPIRED = (
+    "WAITING_APPROVAL", "APPROVED", "REJECTED", "EXPIRED",
+)
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, SKIPPED, TIMED_OUT, APPROVED, REJECTED, EXPIRED})
+ACTIVE = frozenset({PENDING, READY, RUNNING, WAITING_APPROVAL})
+# What lets a child run.
+SUCCEEDED = frozenset({COMPLETED, APPROVED})
+JOB_STATES = (PENDING, READY, RUNNING, WAITING_APPROVAL, COMPLETED, APPROVED, FAILED, REJECTED,
+              EXPIRED, CANCELLED, SKIPPED, TIMED_OUT)
+APPROVAL = "APPROVAL"  # the job_type of a gate
 DAG_STATUSES = ("WAITING", "RUNNING", "COMPLETED", "FAILED", "PARTIAL", "CANCELLED")
 
 # Columns copied verbatim into a worker's assignment.
@@ -53,6 +62,11 @@ class JobRec:
     not_before: float | None = None
     queued_on: str | None = None  # the capability or "worker:<id>" queue holding it
     lease_losses: int = 0
+    approval_deadline: float | None = None  # a gate with max_wait_seconds expires then
+
+    @property
+    def is_gate(self) -> bool:
+        return bool(self.row.get("job_type") == APPROVAL)
 
 
 @dataclass(eq=False)
@@ -140,13 +154,13 @@ class Changes:
 
 def dag_status(counts: Counter[str]) -> str:
     """A DAG's (or agent stage's) status from its job counts."""
-    active = counts[PENDING] + counts[READY] + counts[RUNNING]
+    active = sum(counts[s] for s in ACTIVE)
     settled = sum(counts[s] for s in TERMINAL)
     if active:
-        return "RUNNING" if counts[RUNNING] or settled else "WAITING"
-    bad = counts[FAILED] + counts[TIMED_OUT]
+        return "RUNNING" if counts[RUNNING] or counts[WAITING_APPROVAL] or settled else "WAITING"
+    bad = counts[FAILED] + counts[TIMED_OUT] + counts[REJECTED] + counts[EXPIRED]
     if bad:
-        return "PARTIAL" if counts[COMPLETED] else "FAILED"
+        return "PARTIAL" if counts[COMPLETED] + counts[APPROVED] else "FAILED"
     if counts[CANCELLED] or counts[SKIPPED]:
         return "CANCELLED"
     return "COMPLETED"

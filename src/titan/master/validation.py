@@ -13,7 +13,9 @@ from typing import Any
 
 from titan.errors import InvalidDAG, ValidationFailed
 
-JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE"}
+JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE", "APPROVAL"}
+GATE_SUFFIX = ".approval"  # the gate TitanJob(hitl_message=...) adds after job X: X.approval
+DEFAULT_GATE_MESSAGE = "Approve to continue"
 RUNNERS = {"auto", "fork", "subprocess"}
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f]")
@@ -57,6 +59,8 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
         job_id = check_name(raw_id, "job_id")
     except ValidationFailed as exc:
         raise InvalidDAG(f"job #{index + 1}: {exc}", details={"job_id": raw_id, "index": index}) from None
+    if str(job.get("job_type") or "").upper() == "APPROVAL":
+        return _validate_gate(job, job_id)
     filename = job.get("filename")
     if not isinstance(filename, str) or not filename.strip():
         raise _fail(job_id, "filename", "filename must be a non-empty path")
@@ -111,12 +115,7 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     runner = job.get("runner") or "auto"
     if runner not in RUNNERS:
         raise _fail(job_id, "runner", f"runner must be one of {sorted(RUNNERS)}")
-    max_wait = job.get("max_wait_seconds")
-    if max_wait is not None and _number(job_id, "max_wait_seconds", max_wait) <= 0:
-        raise _fail(job_id, "max_wait_seconds", "max_wait_seconds must be positive")
-    hitl = job.get("hitl_message")
-    if hitl is not None and not isinstance(hitl, str):
-        raise _fail(job_id, "hitl_message", "hitl_message must be a string")
+    hitl, max_wait = _gate_fields(job, job_id)
     return {
         "job_id": job_id, "filename": filename, "script_sha256": None if is_archive else sha,
         "job_type": job_type, "args": args, "parents": list(dict.fromkeys(parents)),
@@ -126,6 +125,61 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
         "timeout": timeout, "runner": runner, "hitl_message": hitl,
         "max_wait_seconds": None if max_wait is None else float(max_wait),
     }
+
+
+def _gate_fields(job: dict[str, Any], job_id: str) -> tuple[str | None, float | None]:
+    max_wait = job.get("max_wait_seconds")
+    if max_wait is not None and _number(job_id, "max_wait_seconds", max_wait) <= 0:
+        raise _fail(job_id, "max_wait_seconds", "max_wait_seconds must be positive")
+    hitl = job.get("hitl_message")
+    if hitl is not None and not isinstance(hitl, str):
+        raise _fail(job_id, "hitl_message", "hitl_message must be a string")
+    if hitl is not None and len(hitl) > 10_000:
+        raise _fail(job_id, "hitl_message", "hitl_message is longer than 10000 characters")
+    return hitl, None if max_wait is None else float(max_wait)
+
+
+def _validate_gate(job: dict[str, Any], job_id: str) -> dict[str, Any]:
+    """An approval gate declared directly (YAML ``type: APPROVAL``): no script to run."""
+    parents = job.get("parents") or []
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise _fail(job_id, "parents", "parents must be a list of job ids")
+    hitl, max_wait = _gate_fields(job, job_id)
+    return gate_spec(job_id, list(dict.fromkeys(parents)), hitl or DEFAULT_GATE_MESSAGE, max_wait,
+                     int(_number(job_id, "priority", job.get("priority", 1), integer=True)))
+
+
+def gate_spec(job_id: str, parents: list[str], message: str, max_wait: float | None,
+              priority: int = 1) -> dict[str, Any]:
+    return {
+        "job_id": job_id, "filename": "", "script_sha256": None, "job_type": "APPROVAL",
+        "args": [], "parents": parents, "env": {}, "port": 0, "is_archive": False,
+        "priority": priority, "delay": 0.0, "affinity": False, "requirement": "GENERAL",
+        "retries": 0, "timeout": None, "runner": "auto", "hitl_message": message,
+        "max_wait_seconds": max_wait,
+    }
+
+
+def insert_gates(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``TitanJob(..., hitl_message=...)`` asks for a gate after that job: add ``<job>.approval``
+    right after it and make the job's children wait for the gate instead."""
+    asking = {s["job_id"]: s for s in specs if s["hitl_message"] and s["job_type"] != "APPROVAL"}
+    if not asking:
+        return specs
+    ids = {s["job_id"] for s in specs}
+    out: list[dict[str, Any]] = []
+    for spec in specs:
+        spec["parents"] = [p + GATE_SUFFIX if p in asking else p for p in spec["parents"]]
+        out.append(spec)
+        if spec["job_id"] in asking:
+            gate_id = spec["job_id"] + GATE_SUFFIX
+            if gate_id in ids:
+                raise _fail(gate_id, "job_id", f"job id {gate_id!r} is taken by the approval gate "
+                            f"of {spec['job_id']!r} (hitl_message); rename the job")
+            check_name(gate_id, "job_id")
+            out.append(gate_spec(gate_id, [spec["job_id"]], spec["hitl_message"],
+                                 spec["max_wait_seconds"], spec["priority"]))
+    return out
 
 
 def validate_dag(name: Any, jobs: Any, *, max_jobs: int) -> tuple[str, list[dict[str, Any]]]:
@@ -159,7 +213,7 @@ def validate_dag(name: Any, jobs: Any, *, max_jobs: int) -> tuple[str, list[dict
             if parent not in seen:
                 raise _fail(spec["job_id"], "parents", f"unknown parent {parent!r}")
     _check_acyclic(specs)
-    return name, specs
+    return name, insert_gates(specs)
 
 
 def _check_acyclic(specs: list[dict[str, Any]]) -> None:

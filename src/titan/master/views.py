@@ -12,12 +12,19 @@ JOB_FIELDS = (
     "id", "job_id", "dag_id", "state", "reason", "attempt", "max_attempts", "worker_id",
     "exit_code", "error", "filename", "args", "parents", "requirement", "priority", "delay",
     "affinity", "timeout", "job_type", "runner", "port", "is_archive", "submitted_at",
-    "ready_at", "started_at", "finished_at",
+    "ready_at", "started_at", "finished_at", "hitl_message", "max_wait_seconds",
+    "approval_deadline", "decided_by", "decided_at", "decision_comment",
 )
+
+
+def job_kind(job_type: str | None) -> str:
+    return {"APPROVAL": "approval", "SERVICE": "service", "DEPLOY_PAYLOAD": "service"}.get(
+        job_type or "", "run")
 
 
 def job_view(job: Row, dag: Row) -> Row:
     out = {k: job.get(k) for k in JOB_FIELDS}
+    out["kind"] = job_kind(job.get("job_type"))
     out.update(ref=f"{dag['name']}#{dag['run']}/{job['job_id']}", dag=dag["name"],
                run=dag["run"], agent_run_id=dag["agent_run_id"])
     return out

@@ -168,7 +168,19 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         await fut
         for job in touched_logs:
             engine.hub.notify(("log", job))
+        if engine.hub.watched:
+            publish_log_lines(engine, ch.log_lines)
     return {"rejected": [{"id": j, "attempt": a} for j, a in rejected]}
+
+
+def publish_log_lines(engine: Engine, rows: list[Row]) -> None:
+    """One ``log_lines`` event per (job, attempt) of a committed batch, for followers."""
+    by_attempt: dict[tuple[int, int], list[Row]] = {}
+    for r in rows:
+        by_attempt.setdefault((r["job"], r["attempt"]), []).append(
+            {"seq": r["seq"], "stream": r["stream"], "ts": r["ts"], "line": r["line"]})
+    for (job, attempt), lines in by_attempt.items():
+        engine.hub.publish("log_lines", {"job": job, "attempt": attempt, "lines": lines})
 
 
 async def deregister(engine: Engine, worker_id: str) -> Row:

@@ -45,6 +45,10 @@ class Transaction(abc.ABC):
         """The token row with that hash, revoked or not, or None."""
 
     @abc.abstractmethod
+    def token_by_id(self, token_id: str) -> Row | None:
+        """The token row with that id, revoked or not, or None."""
+
+    @abc.abstractmethod
     def list_tokens(self) -> list[Row]:
         """All token rows (without hashes' meaning), oldest first."""
 

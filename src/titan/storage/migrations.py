@@ -22,8 +22,15 @@ def _initial(conn: Connection) -> None:
     t.metadata.create_all(conn)
 
 
+def _gate_decisions(conn: Connection) -> None:
+    for column, kind in (("approval_deadline", "FLOAT"), ("decided_by", "VARCHAR(200)"),
+                         ("decided_at", "FLOAT"), ("decision_comment", "TEXT")):
+        conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {column} {kind}"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
+    (2, "approval gate decisions", _gate_decisions),
 ]
 
 LATEST = MIGRATIONS[-1][0]

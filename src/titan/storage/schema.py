@@ -97,6 +97,10 @@ jobs = Table(
     Column("runner", String(20), nullable=False),
     Column("hitl_message", Text),
     Column("max_wait_seconds", Float),
+    Column("approval_deadline", Float),  # a waiting gate expires then (migration 2)
+    Column("decided_by", String(200)),  # who approved or rejected a gate
+    Column("decided_at", Float),
+    Column("decision_comment", Text),
     Column("state", String(20), nullable=False),
     Column("reason", Text),
     Column("attempt", Integer, nullable=False, default=0),

@@ -42,6 +42,10 @@ class SQLTransaction(JobsSQL, Transaction):
         row = self.conn.execute(select(t.tokens).where(t.tokens.c.token_hash == token_hash)).first()
         return dict(row._mapping) if row else None
 
+    def token_by_id(self, token_id: str) -> Row | None:
+        row = self.conn.execute(select(t.tokens).where(t.tokens.c.id == token_id)).first()
+        return dict(row._mapping) if row is not None else None
+
     def list_tokens(self) -> list[Row]:
         rows = self.conn.execute(select(t.tokens).order_by(t.tokens.c.created_at))
         return [dict(r._mapping) for r in rows]

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from titan.errors import Unauthorized
-from titan.master import auth
+from titan.master import auth, sessions
 from titan.master.config import MasterConfig
 from titan.master.engine import Engine
 from titan.master.events import EventHub
@@ -35,8 +35,21 @@ def ctx(request: Request) -> Ctx:
 
 
 async def principal(request: Request) -> auth.Principal:
+    """Who is asking: a bearer token, else the dashboard's session cookie (whose requests
+    that change state must carry the CSRF token)."""
     c = ctx(request)
-    token = auth.bearer(request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(sessions.COOKIE) if header is None else None
+    if cookie is not None:
+        found_session = await sessions.principal_of(c, cookie)
+        if found_session is None:
+            raise Unauthorized("the dashboard session expired or its token was revoked; sign in again")
+        await sessions.check_csrf(c, request, cookie, request.method)
+        return found_session
+    return await token_principal(c, auth.bearer(header))
+
+
+async def token_principal(c: Ctx, token: str) -> auth.Principal:
     if token.startswith("tj."):
         assert c.engine.job_tokens is not None
         found = c.engine.job_tokens.verify(token)
@@ -49,7 +62,7 @@ async def principal(request: Request) -> auth.Principal:
         row = await c.engine.read(lambda tx: tx.token_by_hash(digest))
         cached = None
         if row is not None and row["revoked_at"] is None:
-            cached = auth.Principal(role=row["role"], token_id=row["id"])
+            cached = auth.Principal(role=row["role"], token_id=row["id"], name=row["name"])
         c.tokens.put(digest, cached)
     if cached is None:
         raise Unauthorized("unknown or revoked token")
@@ -73,4 +86,5 @@ CtxDep = Annotated[Ctx, Depends(ctx)]
 Reader = Annotated[auth.Principal, Depends(_require(auth.READ, "read"))]
 Writer = Annotated[auth.Principal, Depends(_require(auth.WRITE, "change anything", fenced=True))]
 WorkerAuth = Annotated[auth.Principal, Depends(_require(auth.WORKER, "act as a worker"))]
+Operator = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "approve or reject a gate"))]
 Admin = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "manage tokens"))]

@@ -1,4 +1,4 @@
-"""Jobs: status, waiting, cancel, retry and logs.
+"""Jobs: status, waiting, cancel, retry, approval decisions and logs.
 
 A job ``{ref}`` may contain one '/' (``dag/job``), so these routes use a path parameter; the
 action routes are declared first. A job literally named ``logs`` or ``wait`` is still
@@ -8,12 +8,14 @@ reachable by its numeric id or with ``GET /jobs?ref=``.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import PlainTextResponse
 
-from titan.errors import NotFound, WaitTimeout
-from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
+from titan.errors import NotFound, ValidationFailed, WaitTimeout
+from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Reader, Writer
+from titan.master.auth import Principal
 from titan.master.refs import find_job
 from titan.master.state import TERMINAL
 from titan.master.views import job_view
@@ -68,6 +70,25 @@ async def cancel_job(c: CtxDep, p: Writer, ref: str) -> Row:
 async def retry_job(c: CtxDep, p: Writer, ref: str) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.retry_job(job["id"], job["dag_id"])
+    return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+
+
+@router.post("/jobs/{ref:path}/approve", summary="Approve a gate waiting for approval")
+async def approve_job(c: CtxDep, p: Operator, ref: str, body: dict[str, Any] | None = Body(None)) -> Row:
+    return await _decide(c, p, ref, True, body)
+
+
+@router.post("/jobs/{ref:path}/reject", summary="Reject a gate waiting for approval")
+async def reject_job(c: CtxDep, p: Operator, ref: str, body: dict[str, Any] | None = Body(None)) -> Row:
+    return await _decide(c, p, ref, False, body)
+
+
+async def _decide(c: CtxDep, p: Principal, ref: str, approve: bool, body: Row | None) -> Row:
+    comment = (body or {}).get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise ValidationFailed("comment must be a string", details={"field": "comment"})
+    job = await c.engine.read(lambda tx: find_job(tx, ref))
+    await c.engine.decide(job["id"], job["state"], approve, p, comment)
     return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
 
 

@@ -1,0 +1,145 @@
+"""The live event stream: WebSocket ``/api/v1/events``.
+
+What the dashboard's pages subscribe to so they patch themselves instead of polling. A client
+picks what it wants at connect time (``?types=job_updated,dag_updated&dag=12&job=345``) and
+may move its log subscription later by sending ``{"job": 345}``. Log lines are only ever sent
+for the one job a client names: a busy cluster writes far more of them than a page shows.
+
+Frames are JSON: ``{"type": "hello"}`` first, then ``{"type": T, "data": {...}}`` per event,
+and ``{"type": "resync"}`` when the client fell so far behind that events were dropped (it
+refetches the JSON twin of its page). Authentication: a bearer header, ``?token=``, or the
+dashboard's session cookie from a page of the same origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from titan.errors import APIError
+from titan.master import auth, sessions
+from titan.master.api.deps import API_PREFIX, Ctx, token_principal
+from titan.master.events import Event
+
+router = APIRouter(prefix=API_PREFIX, tags=["events"])
+log = logging.getLogger("titan.master")
+
+EVENT_TYPES = frozenset({
+    "job_updated", "dag_created", "dag_updated", "agent_run_updated", "worker_updated",
+    "store_updated", "log_lines",
+})
+_DAG_SCOPED = frozenset({"job_updated", "dag_updated", "log_lines"})
+# WebSocket close codes in the application range (4000-4999), like HTTP's 401/400.
+_CLOSE_UNAUTHORIZED = 4401
+_CLOSE_BAD_REQUEST = 4400
+
+
+class Filter:
+    """Which events one client gets; changed in place when it sends a new log subscription."""
+
+    def __init__(self, types: frozenset[str], dag: int | None, job: int | None) -> None:
+        self.types, self.dag, self.job = types, dag, job
+
+    def __call__(self, event: Event) -> bool:
+        kind, data = event["type"], event["data"]
+        if kind not in self.types:
+            return False
+        if kind == "log_lines":
+            return self.job is not None and data.get("job") == self.job
+        if self.dag is not None and kind in _DAG_SCOPED:
+            return bool(data.get("dag_id", data.get("id")) == self.dag)
+        return True
+
+
+def parse_filter(params: Any) -> Filter:
+    raw = params.get("types")
+    types = EVENT_TYPES
+    if raw:
+        asked = frozenset(t.strip() for t in raw.split(",") if t.strip())
+        unknown = asked - EVENT_TYPES
+        if unknown:
+            raise APIError(f"unknown event type(s) {', '.join(sorted(unknown))}; "
+                           f"known: {', '.join(sorted(EVENT_TYPES))}")
+        types = asked
+    return Filter(types, _int(params.get("dag"), "dag"), _int(params.get("job"), "job"))
+
+
+def _int(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise APIError(f"{name} must be a numeric id, got {value!r}") from None
+
+
+async def _authenticate(c: Ctx, ws: WebSocket) -> auth.Principal:
+    header = ws.headers.get("authorization")
+    if header is not None:
+        return await token_principal(c, auth.bearer(header))
+    token = ws.query_params.get("token")
+    if token:
+        return await token_principal(c, token)
+    cookie = ws.cookies.get(sessions.COOKIE)
+    if cookie is not None and sessions.same_origin(ws):
+        found = await sessions.principal_of(c, cookie)
+        if found is not None:
+            return found
+    raise APIError("sign in first: a bearer token, ?token= or the dashboard's session",
+                   code="unauthorized", status=401)
+
+
+@router.websocket("/events")
+async def events(ws: WebSocket) -> None:
+    c: Ctx = ws.app.state.ctx
+    try:
+        await _authenticate(c, ws)
+        flt = parse_filter(ws.query_params)
+    except APIError as exc:
+        await ws.close(code=_CLOSE_UNAUTHORIZED if exc.status == 401 else _CLOSE_BAD_REQUEST,
+                       reason=exc.message[:120])
+        return
+    await ws.accept()
+    sub = c.hub.subscribe(flt)
+    reader = asyncio.create_task(_read_commands(ws, flt))
+    try:
+        await ws.send_text('{"type":"hello"}')
+        while not reader.done():
+            batch = asyncio.ensure_future(sub.next_batch())
+            done, _ = await asyncio.wait({batch, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if batch not in done:
+                batch.cancel()
+                break
+            items, overflowed = batch.result()
+            if overflowed:
+                await ws.send_text('{"type":"resync"}')
+            for event in items:
+                await ws.send_text(json.dumps(event, separators=(",", ":"), default=str))
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away mid-send
+    finally:
+        c.hub.unsubscribe(sub)
+        reader.cancel()
+        with contextlib.suppress(BaseException):
+            await reader
+
+
+async def _read_commands(ws: WebSocket, flt: Filter) -> None:
+    """Messages from the client: ``{"job": id|null}`` moves its log subscription."""
+    while True:
+        try:
+            text = await ws.receive_text()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        try:
+            msg = json.loads(text)
+            if isinstance(msg, dict) and "job" in msg:
+                job = msg["job"]
+                flt.job = None if job is None else int(job)
+        except (ValueError, TypeError):
+            log.debug("ignoring a malformed events message: %.200s", text)

@@ -1,0 +1,143 @@
+"""Acceptance: approval gates (human in the loop) on a real cluster — SDK, CLI, YAML,
+deadlines, roles, and a master killed while a gate waits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Cluster
+from tests.integration.test_cli import titan
+from titan import TitanClient, TitanJob
+from titan.errors import Conflict, Forbidden
+
+MakeCluster = Callable[..., Cluster]
+
+
+def wait_state(client: TitanClient, ref: str, state: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while True:
+        job = client.get_job(ref)
+        if job["state"] == state:
+            return job
+        assert time.time() < deadline, f"{ref} is {job['state']}, never {state}"
+        time.sleep(0.05)
+
+
+def ship(cluster: Cluster, name: str = "ship", max_wait: float | None = None) -> TitanClient:
+    build = cluster.script("build.py", "print('built')\n")
+    deploy = cluster.script("deploy.py", "print('deployed')\n")
+    client = cluster.client()
+    client.submit_dag(name, [
+        TitanJob(job_id="build", filename=build, hitl_message="Ship build 42?",
+                 max_wait_seconds=max_wait),
+        TitanJob(job_id="deploy", filename=deploy, parents=["build"]),
+    ])
+    return client
+
+
+def test_approve_from_the_sdk_releases_the_downstream_job(cluster: Cluster) -> None:
+    client = ship(cluster)
+    gate = wait_state(client, "ship/build.approval", "WAITING_APPROVAL")
+    assert gate["kind"] == "approval" and gate["hitl_message"] == "Ship build 42?"
+    assert gate["worker_id"] is None
+    # Waiting holds no worker slot, and the child has not started.
+    assert all(gate["id"] not in w["running"] for w in cluster.live_workers())
+    assert client.get_job_status("ship/deploy") == "PENDING"
+    decided = client.approve("ship/build.approval", comment="tests pass")
+    assert decided["state"] == "APPROVED"
+    assert decided["decided_by"] == "admin (titan up)"
+    assert decided["decision_comment"] == "tests pass" and decided["decided_at"] > 0
+    dag = client.wait("ship", timeout=30)
+    assert dag["status"] == "COMPLETED"
+    assert [j["state"] for j in dag["jobs"]] == ["COMPLETED", "APPROVED", "COMPLETED"]
+    with pytest.raises(Conflict, match="APPROVED, not waiting"):
+        client.reject("ship/build.approval")
+    # A new run of the same DAG asks again: it never inherits the old decision.
+    ship(cluster)
+    again = wait_state(client, "ship/build.approval", "WAITING_APPROVAL")
+    assert again["run"] == 2 and again["decided_by"] is None
+
+
+def test_reject_from_the_cli_skips_descendants(cluster: Cluster) -> None:
+    client = ship(cluster)
+    wait_state(client, "ship/build.approval", "WAITING_APPROVAL")
+    out = titan(cluster, "reject", "ship/build.approval", "--comment", "not on a Friday")
+    assert "REJECTED by admin (titan up)" in out.stdout
+    dag = client.wait("ship", timeout=30)
+    assert dag["status"] == "PARTIAL"
+    states = {j["job_id"]: j["state"] for j in dag["jobs"]}
+    assert states == {"build": "COMPLETED", "build.approval": "REJECTED", "deploy": "SKIPPED"}
+    shown = titan(cluster, "status", "ship/build.approval").stdout
+    assert "not on a Friday" in shown and "admin (titan up)" in shown
+    late = titan(cluster, "approve", "ship/build.approval", check=False)
+    assert late.returncode != 0 and "not waiting for approval" in late.stderr
+
+
+def test_no_decision_by_the_deadline_expires_the_gate(cluster: Cluster) -> None:
+    client = ship(cluster, max_wait=1)
+    dag = client.wait("ship", timeout=30)
+    states = {j["job_id"]: j["state"] for j in dag["jobs"]}
+    assert states["build.approval"] == "EXPIRED" and states["deploy"] == "SKIPPED"
+    gate = client.get_job("ship/build.approval")
+    assert "no decision within 1s" in gate["reason"]
+
+
+def test_only_people_with_operator_rights_decide(cluster: Cluster) -> None:
+    client = ship(cluster)
+    wait_state(client, "ship/build.approval", "WAITING_APPROVAL")
+    viewer = cluster.client(token=cluster.api("POST", "/tokens", {"role": "viewer"})["token"])
+    with pytest.raises(Forbidden):
+        viewer.approve("ship/build.approval")
+    operator = cluster.client(
+        token=cluster.api("POST", "/tokens", {"role": "operator", "name": "carol"})["token"])
+    assert operator.approve("ship/build.approval")["decided_by"] == "carol"
+
+
+def test_gate_declared_in_yaml(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.script("train.py", "print('trained')\n")
+    cluster.script("publish.py", "print('published')\n")
+    pipeline = cluster.scripts / "release.yaml"
+    pipeline.write_text(
+        "name: release\njobs:\n"
+        "  - id: train\n    file: train.py\n"
+        "  - id: review\n    type: APPROVAL\n    depends_on: train\n"
+        "    hitl_message: Is the model good enough?\n"
+        "  - id: publish\n    file: publish.py\n    depends_on: review\n"
+    )
+    client = cluster.client()
+    client.submit_yaml(str(pipeline))
+    gate = wait_state(client, "release/review", "WAITING_APPROVAL")
+    assert gate["hitl_message"] == "Is the model good enough?"
+    client.approve(gate["id"])
+    assert client.wait("release", timeout=30)["status"] == "COMPLETED"
+
+
+def test_gates_wait_without_blocking_other_work(make_cluster: MakeCluster) -> None:
+    c = make_cluster().up(slots=1)
+    quick = c.script("quick.py", "print('ok')\n")
+    client = c.client()
+    client.submit_dag("gated", [
+        TitanJob(job_id=f"g{i}", filename=quick, hitl_message="ok?") for i in range(3)
+    ])
+    for i in range(3):
+        wait_state(client, f"gated/g{i}.approval", "WAITING_APPROVAL")
+    client.submit_dag("other", [TitanJob(job_id="work", filename=quick)])
+    assert client.wait("other", timeout=30)["status"] == "COMPLETED"  # the one slot was free
+
+
+def test_a_waiting_gate_and_its_deadline_survive_kill_9(make_cluster: MakeCluster) -> None:
+    c = make_cluster().up()
+    client = ship(c, max_wait=4)
+    gate = wait_state(client, "ship/build.approval", "WAITING_APPROVAL")
+    assert gate["approval_deadline"] > time.time()
+    c.kill_master()
+    c.start_master()
+    fresh = c.client()
+    assert fresh.get_job_status("ship/build.approval") == "WAITING_APPROVAL"
+    dag = fresh.wait("ship", timeout=30)  # the re-armed deadline fires after the restart
+    assert {j["job_id"]: j["state"] for j in dag["jobs"]}["build.approval"] == "EXPIRED"

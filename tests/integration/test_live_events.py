@@ -1,0 +1,122 @@
+"""Acceptance: the live event stream (WebSocket /api/v1/events) and dashboard sessions
+(sign-in cookie, CSRF, Host and Origin checks) on a real master."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tests.integration.harness import Cluster
+from titan import TitanJob
+
+
+@contextmanager
+def stream(cluster: Cluster, query: str = "", **headers: str) -> Iterator[ClientConnection]:
+    headers.setdefault("Authorization", f"Bearer {cluster.admin_token}")
+    with connect(f"ws://127.0.0.1:{cluster.port}/api/v1/events{query}",
+                 additional_headers=headers, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"type": "hello"}
+        yield ws
+
+
+def collect(ws: ClientConnection, until: Any, timeout: float = 30) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    deadline = time.time() + timeout
+    while not until(events):
+        assert time.time() < deadline, f"gave up waiting; got {events}"
+        events.append(json.loads(ws.recv(timeout=deadline - time.time())))
+    return events
+
+
+def test_job_and_dag_events_arrive_as_they_commit(cluster: Cluster) -> None:
+    script = cluster.script("hello.py", "print('hello')\n")
+    with stream(cluster, "?types=job_updated,dag_updated,agent_run_updated") as ws:
+        cluster.client().submit_dag("live_RUN1_PLAN", [TitanJob(job_id="a", filename=script)],
+                                    agent_run_id="live_RUN1")
+        events = collect(ws, lambda ev: any(
+            e["type"] == "agent_run_updated" and e["data"]["status"] == "COMPLETED" for e in ev))
+    states = [e["data"]["state"] for e in events if e["type"] == "job_updated"]
+    assert states[-1] == "COMPLETED" and "RUNNING" in states
+    [dag] = [e["data"] for e in events if e["type"] == "dag_updated" and e["data"]["status"] == "COMPLETED"]
+    assert dag["name"] == "live_RUN1_PLAN" and dag["agent_run_id"] == "live_RUN1"
+    runs = [e["data"] for e in events if e["type"] == "agent_run_updated"]
+    assert runs[-1] == {"id": "live_RUN1", "dag_id": dag["id"], "status": "COMPLETED"}
+    assert {e["type"] for e in events} <= {"job_updated", "dag_updated", "agent_run_updated"}
+
+
+def test_log_lines_only_for_the_followed_job(cluster: Cluster) -> None:
+    chatty = cluster.script("chatty.py", "import sys, time\nfor i in range(5):\n"
+                            "    print('line', i, flush=True)\n    time.sleep(0.2)\n")
+    client = cluster.client()
+    client.submit_dag("logs", [TitanJob(job_id="one", filename=chatty),
+                               TitanJob(job_id="two", filename=chatty)])
+    one = client.get_job("logs/one")["id"]
+    with stream(cluster, f"?types=log_lines,job_updated&job={one}") as ws:
+        events = collect(ws, lambda ev: sum(
+            len(e["data"]["lines"]) for e in ev if e["type"] == "log_lines") >= 3)
+    logs = [e["data"] for e in events if e["type"] == "log_lines"]
+    assert {d["job"] for d in logs} == {one}
+    assert all(line["line"].startswith("line ") for d in logs for line in d["lines"])
+
+
+def test_bad_requests_are_refused_with_clear_codes(cluster: Cluster) -> None:
+    for query, headers in (("?types=nope", {}), ("", {"Authorization": "Bearer wrong"}),
+                           ("", {"Host": "evil.example:80"})):
+        with pytest.raises(InvalidStatus), stream(cluster, query, **headers):
+            pass
+
+
+def sign_in(cluster: Cluster) -> httpx.Client:
+    http = httpx.Client(base_url=f"http://127.0.0.1:{cluster.dashboard_port}", timeout=10)
+    r = http.get("/login", params={"token": cluster.admin_token, "next": "/dags"})
+    assert r.status_code == 303 and r.headers["location"] == "/dags"
+    assert "titan_session" in http.cookies
+    return http
+
+
+def test_session_cookie_needs_the_csrf_token_to_change_anything(cluster: Cluster) -> None:
+    slow = cluster.script("slow.py", "import time\ntime.sleep(60)\n")
+    cluster.client().submit_dag("csrf", [TitanJob(job_id="s", filename=slow)])
+    with sign_in(cluster) as http:
+        assert http.get("/api/v1/jobs/csrf/s").json()["job_id"] == "s"  # reads need no CSRF
+        refused = http.post("/api/v1/jobs/csrf/s/cancel")
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+        assert http.get("/api/v1/jobs/csrf/s").json()["state"] != "CANCELLED"
+        from titan.master.sessions import csrf_token
+        ok = http.post("/api/v1/jobs/csrf/s/cancel",
+                       headers={"X-CSRF-Token": csrf_token(http.cookies["titan_session"])})
+        assert ok.status_code == 200 and ok.json()["state"] == "CANCELLED"
+
+
+def test_session_socket_refuses_another_origin(cluster: Cluster) -> None:
+    with sign_in(cluster) as http:
+        cookie = f"titan_session={http.cookies['titan_session']}"
+    host = f"127.0.0.1:{cluster.port}"
+    with connect(f"ws://{host}/api/v1/events", additional_headers={
+            "Cookie": cookie, "Origin": f"http://{host}"}, open_timeout=10) as ok:
+        assert json.loads(ok.recv(timeout=10)) == {"type": "hello"}
+    with pytest.raises(InvalidStatus), connect(f"ws://{host}/api/v1/events", additional_headers={
+            "Cookie": cookie, "Origin": "http://evil.example"}, open_timeout=10):
+        pass
+
+
+def test_revoking_a_token_ends_its_sessions(cluster: Cluster) -> None:
+    made = cluster.api("POST", "/tokens", {"role": "viewer", "name": "dave"})
+    http = httpx.Client(base_url=f"http://127.0.0.1:{cluster.dashboard_port}", timeout=10)
+    with http:
+        assert http.get("/login", params={"token": made["token"]}).status_code == 303
+        assert http.get("/api/v1/dags").status_code == 200
+        cluster.api("DELETE", f"/tokens/{made['id']}")
+        deadline = time.time() + 15  # the token cache may hold it for a few seconds
+        while http.get("/api/v1/dags").status_code == 200:
+            assert time.time() < deadline, "a revoked token's session still works"
+            time.sleep(0.5)
+        assert http.get("/api/v1/dags").status_code == 401
