@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -160,7 +161,8 @@ def run(query: str | None, max_iter: int) -> int:
     args = [sys.executable, str(AGENT), *([query] if query else []), "--max-iter", str(max_iter)]
     say("running the research agent (local model, no API keys): " + " ".join(args[1:]))
     code = subprocess.call(args, cwd=ROOT, env=env)
-    dashboard = f"http://127.0.0.1:{info.get('dashboard_port') or info['port']}/"
+    dashboard = (f"http://127.0.0.1:{info.get('dashboard_port') or info['port']}/login?"
+                 + urllib.parse.urlencode({"token": _token(), "next": "/agents"}))
     print()
     if code == 0:
         with _client(info) as client:
@@ -174,6 +176,7 @@ def run(query: str | None, max_iter: int) -> int:
             "so you can look at what happened:")
         say("  .venv/bin/titan status        # recent DAGs and their states")
     say(f"Dashboard  {dashboard}")
+    say("           (opens Agent Runs, signed in: the link carries the admin token)")
     say(f"CLI        .venv/bin/titan status   (state in {DATA}/)")
     say("The cluster keeps running. Stop it with: make demo-stop")
     return code

@@ -82,11 +82,22 @@ def make_server(config: MasterConfig) -> tuple[Server, list[socket.socket]]:
 
 
 def banner(config: MasterConfig) -> None:
-    host = config.api_url.split("//")[1].rsplit(":", 1)[0]
     print(f"Titan master  {config.api_url}/api/v1   (data: {config.data_path})", flush=True)
     if config.dashboard_port:
-        print(f"Dashboard     http://{host}:{config.dashboard_port}/", flush=True)
+        print(f"Dashboard     {sign_in_link(config)}", flush=True)
+        print("              (one-click sign-in: the link carries the admin token; keep it to "
+              "yourself)", flush=True)
     print(f"Admin token   {config.data_path / 'admin.token'}", flush=True)
+
+
+def sign_in_link(config: MasterConfig, next_page: str = "/") -> str:
+    """The dashboard URL that signs the browser in with the admin token (as Jupyter's does)."""
+    from urllib.parse import urlencode
+
+    host = config.api_url.split("//")[1].rsplit(":", 1)[0]
+    token = (config.data_path / "admin.token").read_text().strip()
+    query = urlencode({"token": token, "next": next_page})
+    return f"http://{host}:{config.dashboard_port or config.port}/login?{query}"
 
 
 def run_master(config: MasterConfig) -> int:
