@@ -74,12 +74,13 @@ def test_bad_requests_are_refused_with_clear_codes(cluster: Cluster) -> None:
             pass
 
 
-def sign_in(cluster: Cluster) -> httpx.Client:
-    http = httpx.Client(base_url=f"http://127.0.0.1:{cluster.dashboard_port}", timeout=10)
-    r = http.get("/login", params={"token": cluster.admin_token, "next": "/dags"})
-    assert r.status_code == 303 and r.headers["location"] == "/dags"
-    assert "titan_session" in http.cookies
-    return http
+@contextmanager
+def sign_in(cluster: Cluster) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"http://127.0.0.1:{cluster.dashboard_port}", timeout=10) as http:
+        r = http.get("/login", params={"token": cluster.admin_token, "next": "/dags"})
+        assert r.status_code == 303 and r.headers["location"] == "/dags"
+        assert "titan_session" in http.cookies
+        yield http
 
 
 def test_session_cookie_needs_the_csrf_token_to_change_anything(cluster: Cluster) -> None:
