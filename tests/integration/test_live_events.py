@@ -121,3 +121,15 @@ def test_revoking_a_token_ends_its_sessions(cluster: Cluster) -> None:
             assert time.time() < deadline, "a revoked token's session still works"
             time.sleep(0.5)
         assert http.get("/api/v1/dags").status_code == 401
+
+
+def test_a_plain_form_post_carries_its_csrf_token_as_a_field(cluster: Cluster) -> None:
+    slow = cluster.script("slow.py", "import time\ntime.sleep(60)\n")
+    cluster.client().submit_dag("form", [TitanJob(job_id="s", filename=slow)])
+    with sign_in(cluster) as http:
+        refused = http.post("/api/v1/jobs/form/s/cancel", data={"csrf_token": "forged"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+        from titan.master.sessions import csrf_token
+        ok = http.post("/api/v1/jobs/form/s/cancel",
+                       data={"csrf_token": csrf_token(http.cookies["titan_session"])})
+        assert ok.status_code == 200 and ok.json()["state"] == "CANCELLED"

@@ -12,12 +12,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import titan
 from titan.atomic import atomic_file
+from titan.dashboard import pages as dashboard_pages
 from titan.errors import APIError, ValidationFailed
 from titan.master import auth
 from titan.master.api import admin, dags, files, jobs, store, stream, workers
@@ -129,6 +130,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     # each on every request (measured: ~0.2 ms per request on a 2-core VM).
     for module in (workers, store, jobs, dags, files, admin, stream):
         app.router.routes.extend(module.router.routes)
+    # The dashboard's pages (and their JSON twins) after the API: /api/v1 is matched first.
+    app.router.routes.extend(dashboard_pages.router.routes)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -154,19 +157,5 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
                           "details": {}}}
         return JSONResponse(body, status_code=500)
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(_INDEX)
-
     app.add_middleware(HostCheck, config=config)
     return app
-
-
-_INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>Titan</title>
-<style>body{font:15px system-ui,sans-serif;margin:2rem auto;max-width:52rem;color:#222}
-code{background:#f3f3f3;padding:.1rem .3rem}</style></head><body>
-<h1>Titan</h1><p>The master is running. Its REST API lives under <code>/api/v1</code>:</p>
-<ul><li><a href="/api/v1/docs">API explorer</a> (OpenAPI)</li>
-<li><a href="/api/v1/health">health</a></li></ul>
-<p>API calls need <code>Authorization: Bearer &lt;token&gt;</code>; the admin token is in
-<code>&lt;data-dir&gt;/admin.token</code>.</p></body></html>"""

@@ -17,8 +17,9 @@ import hashlib
 import hmac
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from titan.errors import Forbidden, Unauthorized
@@ -95,14 +96,14 @@ async def check_csrf(ctx: Ctx, conn: HTTPConnection, cookie: str, method: str) -
     if method in SAFE_METHODS:
         return
     sent = conn.headers.get(CSRF_HEADER)
-    if sent is None and conn.headers.get("content-type", "").startswith(
-            ("application/x-www-form-urlencoded", "multipart/form-data")):
-        from starlette.requests import Request
-
-        if isinstance(conn, Request):
-            form = await conn.form()
-            value = form.get(CSRF_FIELD)
-            sent = value if isinstance(value, str) else None
+    if (sent is None and isinstance(conn, Request)
+            and conn.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")):
+        # A plain HTML form. Parsed here rather than with request.form(), which would need
+        # python-multipart; the body stays cached for the route to read again.
+        body = await conn.body()
+        if len(body) <= 1 << 20:
+            values = parse_qs(body.decode("latin-1")).get(CSRF_FIELD)
+            sent = values[0] if values else None
     if not sent or not hmac.compare_digest(sent, csrf_token(cookie)):
         raise Forbidden("missing or wrong CSRF token (reload the page)", code="csrf_failed")
 

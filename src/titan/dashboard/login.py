@@ -1,0 +1,85 @@
+"""Signing in and out of the dashboard.
+
+``titan up`` prints a one-click link, ``/login?token=...&next=/``, Jupyter-style: the token
+is exchanged for the session cookie and the browser is redirected at once, so the token
+leaves the address bar (and the history) after one hop. Without a token the page is a small
+form. ``next`` is honoured only as a path on this site: an open redirect would let a crafted
+link bounce a signed-in user anywhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from titan.dashboard.render import html
+from titan.errors import Forbidden, Unauthorized
+from titan.master import sessions
+from titan.master.api.deps import ctx
+
+router = APIRouter()
+MAX_FORM = 16 * 1024
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after signing in; anything else becomes '/'."""
+    if (not target or not target.startswith("/") or target.startswith("//")
+            or "\\" in target or any(ch < " " or ch == "\x7f" for ch in target)):
+        return "/"
+    return target
+
+
+async def _form(request: Request) -> dict[str, str]:
+    # Parsed here: Starlette's form parser needs python-multipart, which Titan does not ship.
+    body = await request.body()
+    if len(body) > MAX_FORM:
+        return {}
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in fields.items()}
+
+
+def _form_page(request: Request, next_: str, error: str | None = None,
+               status: int = 200) -> Response:
+    return html(request, "login.html", {"next": next_, "error": error}, "login", None,
+                status=status)
+
+
+async def _sign_in(request: Request, token: str, next_: str) -> Response:
+    try:
+        _, cookie = await sessions.login(ctx(request), token)
+    except Unauthorized as exc:
+        return _form_page(request, next_, exc.message, status=401)
+    response = RedirectResponse(next_, status_code=303)
+    sessions.set_cookie(response, cookie, secure=request.url.scheme == "https")
+    return response
+
+
+@router.get("/login", include_in_schema=False)
+async def login_page(request: Request) -> Response:
+    next_ = safe_next(request.query_params.get("next"))
+    token = request.query_params.get("token")
+    if token is not None:
+        return await _sign_in(request, token, next_)
+    return _form_page(request, next_)
+
+
+@router.post("/login", include_in_schema=False)
+async def login_form(request: Request) -> Response:
+    form = await _form(request)
+    return await _sign_in(request, form.get("token", ""), safe_next(form.get("next")))
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout(request: Request) -> Response:
+    cookie = request.cookies.get(sessions.COOKIE)
+    if cookie is not None:
+        sent = request.headers.get(sessions.CSRF_HEADER) or (await _form(request)).get(
+            sessions.CSRF_FIELD, "")
+        if not hmac.compare_digest(sent, sessions.csrf_token(cookie)):
+            raise Forbidden("missing or wrong CSRF token (reload the page)", code="csrf_failed")
+    response = RedirectResponse("/login", status_code=303)
+    sessions.clear_cookie(response)
+    return response

@@ -1,0 +1,83 @@
+"""The dashboard's routes: one function per page, each also served as ``<path>.json``.
+
+The master adds ``router.routes`` to its app after the API's, flat, like the API modules.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from titan.dashboard import login, queries
+from titan.dashboard.render import STATIC, Data, twin
+from titan.errors import ValidationFailed
+from titan.master import auth
+from titan.master.api.deps import Ctx
+
+router = APIRouter()
+PAGE_SIZE = 50
+
+
+def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an integer, got {raw[:40]!r}",
+                               details={"field": name}) from None
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"{name} must be between {lo} and {hi}", details={"field": name})
+    return value
+
+
+@twin(router, ["/workers", "/"], "cluster.html", "cluster")
+async def cluster_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
+    return await queries.cluster(c, p)
+
+
+@twin(router, ["/dags"], "dags.html", "dags")
+async def dags_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
+    q = request.query_params
+    limit = int_param(request, "limit", PAGE_SIZE, 1, 500)
+    offset = int_param(request, "offset", 0, 0, 2**62)
+    return await c.engine.read(
+        lambda tx: queries.dag_list(tx, q.get("status"), q.get("name"), limit, offset))
+
+
+@twin(router, ["/dags/{name}"], "dag.html", "dag")
+async def dag_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
+    # Links say /dags/DAG-<name>; a bare /dags/<name> works too. A DAG really named
+    # "DAG-x" is /dags/DAG-DAG-x (one prefix is stripped, as the API's refs do).
+    name: str = request.path_params["name"]
+    if name.startswith("DAG-"):
+        name = name[4:]
+    run = int_param(request, "run", 0, 1, 2**62) or None
+    return await c.engine.read(lambda tx: queries.dag_detail(tx, name, run))
+
+
+@twin(router, ["/agents"], "agents.html", "agents")
+async def agents_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
+    limit = int_param(request, "limit", PAGE_SIZE, 1, 500)
+    offset = int_param(request, "offset", 0, 0, 2**62)
+    return await c.engine.read(lambda tx: queries.agent_runs(tx, limit, offset))
+
+
+@twin(router, ["/jobs/{job_id:int}"], "job.html", "job")
+async def job_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
+    job_id: int = request.path_params["job_id"]
+    return await c.engine.read(lambda tx: queries.job_detail(tx, job_id))
+
+
+@twin(router, ["/store"], "store.html", "store")
+async def store_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
+    prefix = request.query_params.get("prefix", "")
+    limit = int_param(request, "limit", 100, 1, 1000)
+    return await c.engine.read(lambda tx: queries.store(tx, prefix, limit))
+
+
+router.routes.extend(login.router.routes)
+# Assets carry no data: served without auth, so the sign-in page can use them too.
+router.routes.append(Mount("/static", app=StaticFiles(directory=STATIC), name="dashboard-static"))

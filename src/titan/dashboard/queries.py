@@ -1,0 +1,187 @@
+"""The data behind each page: plain dicts, returned as they are by the pages' JSON twins.
+
+Reads go through the storage interface inside one transaction per page (``engine.read``);
+the cluster page reads the scheduler's memory like ``GET /api/v1/workers`` does, since
+workers, queues and leases live there.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from typing import Any
+
+from titan.dashboard.layout import layout
+from titan.errors import NotFound, ValidationFailed
+from titan.master import auth
+from titan.master.api import workers as workers_api
+from titan.master.api.deps import Ctx
+from titan.master.state import DAG_STATUSES, WAITING_APPROVAL, dag_status
+from titan.master.views import counts_view, dag_view, job_view, stage_label
+from titan.storage.base import Row, Transaction
+
+Data = dict[str, Any]
+_ITER = re.compile(r"ITER(\d+)")
+VALUE_PREVIEW = 200
+VALUE_SHOWN = 64 * 1024  # the page shows at most this much of a value; the API has the rest
+MEMBERS_SHOWN = 200
+RUNS_LISTED = 1000
+
+
+def _duration(row: Row, now: float) -> float | None:
+    start = row.get("started_at")
+    if start is None:
+        return None
+    end = row.get("finished_at")
+    return max(0.0, (end if end is not None else now) - start)
+
+
+def file_view(row: Row) -> Row:
+    return {"id": row["id"], "name": row["name"], "sha256": row["sha256"], "size": row["size"],
+            "key": row["store_key"], "dag_id": row["dag_id"], "job": row["job"],
+            "created_at": row["created_at"]}
+
+
+# -- cluster -----------------------------------------------------------------------------------
+async def cluster(c: Ctx, p: auth.Principal) -> Data:
+    """What ``GET /api/v1/workers`` answers, plus names for the job ids it lists (from the
+    scheduler's memory: running and unschedulable jobs belong to unfinished DAGs)."""
+    base = await workers_api.list_workers(c, p)
+    sched = c.engine.sched
+
+    def named(job_id: int) -> Row:
+        job = sched.jobs.get(job_id)
+        dag = sched.dags.get(job.dag_id) if job is not None else None
+        return {"id": job_id, "job_id": job.job_id if job else None,
+                "dag": dag.name if dag else None, "run": dag.run if dag else None}
+
+    workers = []
+    for w in base["workers"]:
+        workers.append(dict(w, slots_used=len(w["running"]),
+                            running_jobs=[named(j) for j in w["running"]]))
+    unschedulable = []
+    for u in base["unschedulable"]:
+        dag = sched.dags.get(u["dag_id"])
+        unschedulable.append(dict(u, dag=dag.name if dag else None, run=dag.run if dag else None))
+    caps: set[str] = set(base["queues"]) | {u["requirement"] for u in unschedulable}
+    for w in workers:
+        if w["state"] == "live":
+            caps.update(w["capabilities"])
+    blocked = Counter(u["requirement"] for u in unschedulable)
+    queues = [{
+        "capability": cap, "queued": base["queues"].get(cap, 0), "unschedulable": blocked[cap],
+        "workers": sum(1 for w in workers if w["state"] == "live" and cap in w["capabilities"]),
+    } for cap in sorted(caps)]
+    return {"workers": workers, "queues": queues, "unschedulable": unschedulable}
+
+
+# -- DAG list ----------------------------------------------------------------------------------
+def dag_list(tx: Transaction, status: str | None, name: str | None, limit: int,
+             offset: int) -> Data:
+    if status and status.upper() not in DAG_STATUSES:
+        raise ValidationFailed(f"status must be one of {', '.join(DAG_STATUSES)}",
+                               details={"status": status})
+    status = status.upper() if status else None
+    rows, total = tx.list_dags(status=status, name=name or None, limit=limit, offset=offset)
+    counts = tx.job_counts([r["id"] for r in rows])
+    now = time.time()
+    dags = [dict(dag_view(r, counts[r["id"]]), duration=_duration(r, now)) for r in rows]
+    return {
+        "dags": dags, "total": total, "limit": limit, "offset": offset,
+        "status": status or "", "name": name or "",
+        "prev_offset": max(0, offset - limit) if offset > 0 else None,
+        "next_offset": offset + limit if offset + limit < total else None,
+    }
+
+
+# -- one DAG -----------------------------------------------------------------------------------
+def dag_detail(tx: Transaction, name: str, run: int | None) -> Data:
+    dag = tx.find_dag(name, run)
+    if dag is None:
+        what = f"DAG-{name}" + (f" run {run}" if run is not None else "")
+        raise NotFound(f"no {what}", details={"name": name, "run": run})
+    jobs = tx.jobs_of_dags([dag["id"]])
+    graph = layout([j["job_id"] for j in jobs], [j["parents"] or [] for j in jobs])
+    graph.update(id=[j["id"] for j in jobs], job=[j["job_id"] for j in jobs],
+                 state=[j["state"] for j in jobs])
+    same, _ = tx.list_dags(name=name, limit=RUNS_LISTED)  # a substring match: keep exact names
+    runs = [{"run": r["run"], "status": r["status"], "submitted_at": r["submitted_at"]}
+            for r in same if r["name"] == name]
+    if not any(r["run"] == dag["run"] for r in runs):
+        runs.append({"run": dag["run"], "status": dag["status"], "submitted_at": dag["submitted_at"]})
+        runs.sort(key=lambda r: -r["run"])
+    gates = [job_view(j, dag) for j in jobs if j["state"] == WAITING_APPROVAL]
+    view = dag_view(dag, dict(Counter(j["state"] for j in jobs)))
+    view["duration"] = _duration(dag, time.time())
+    return {"dag": view, "runs": runs, "layout": graph,
+            "approvals": [{k: g.get(k) for k in ("id", "job_id", "hitl_message",
+                                                  "approval_deadline", "max_wait_seconds")}
+                          for g in gates],
+            "files": [file_view(f) for f in tx.list_files(dag_id=dag["id"], limit=500)]}
+
+
+# -- agent runs --------------------------------------------------------------------------------
+def agent_runs(tx: Transaction, limit: int, offset: int) -> Data:
+    """Agent runs with their stages. The per-run DAG lists are one query each (50 on a page);
+    the job counts of all their DAGs are one query, not one per run."""
+    rows, total = tx.list_agent_runs(limit, offset)
+    per_run = [tx.list_dags(agent_run_id=r["id"], limit=10_000, newest_first=False)[0]
+               for r in rows]
+    counts = tx.job_counts([d["id"] for dags in per_run for d in dags])
+    runs = [_agent_run(run, dags, counts) for run, dags in zip(rows, per_run, strict=True)]
+    return {"runs": runs, "total": total, "limit": limit, "offset": offset,
+            "prev_offset": max(0, offset - limit) if offset > 0 else None,
+            "next_offset": offset + limit if offset + limit < total else None}
+
+
+def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]]) -> Row:
+    stages = [{
+        "dag_id": d["id"], "name": d["name"], "run": d["run"],
+        "label": stage_label(d["name"], run["id"]), "status": d["status"],
+        "counts": counts_view(counts.get(d["id"], {})), "submitted_at": d["submitted_at"],
+        "finished_at": d["finished_at"],
+    } for d in dags]
+    total: Counter[str] = Counter()
+    for d in dags:
+        total.update(counts.get(d["id"], {}))
+    iterations = [int(m.group(1)) for s in stages if (m := _ITER.search(s["label"]))]
+    failed = [{"label": s["label"], "status": s["status"], "name": s["name"], "run": s["run"],
+               "failed_jobs": sum(s["counts"].get(k, 0) for k in
+                                  ("FAILED", "TIMED_OUT", "REJECTED", "EXPIRED")),
+               "jobs": sum(s["counts"].values())}
+              for s in stages if s["status"] in ("FAILED", "PARTIAL")]
+    return {"id": run["id"], "created_at": run["created_at"],
+            "status": dag_status(total) if dags else "WAITING", "stages": stages,
+            "iteration": max(iterations) if iterations else None, "failed": failed}
+
+
+# -- one job -----------------------------------------------------------------------------------
+def job_detail(tx: Transaction, job_id: int) -> Data:
+    job = tx.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}", details={"id": job_id})
+    dag = tx.get_dag(job["dag_id"])
+    assert dag is not None
+    view = job_view(job, dag)
+    view["attempts"] = tx.attempts_of(job_id)
+    return {"job": view, "dag": {"id": dag["id"], "name": dag["name"], "run": dag["run"],
+                                 "status": dag["status"]}}
+
+
+# -- store -------------------------------------------------------------------------------------
+def store(tx: Transaction, prefix: str, limit: int) -> Data:
+    found = tx.store_keys(prefix, limit + 1)
+    keys = []
+    for row in found[:limit]:
+        item: Row = {"key": row["key"], "kind": row["kind"], "updated_at": row["updated_at"]}
+        if row["kind"] == "value":
+            value = tx.store_get(row["key"]) or ""
+            item.update(value=value[:VALUE_SHOWN], size=len(value),
+                        truncated=len(value) > VALUE_SHOWN)
+        else:
+            members = tx.store_smembers(row["key"])
+            item.update(members=members[:MEMBERS_SHOWN], member_count=len(members))
+        keys.append(item)
+    return {"prefix": prefix, "limit": limit, "keys": keys, "more": len(found) > limit,
+            "preview": VALUE_PREVIEW}

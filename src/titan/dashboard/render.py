@@ -1,0 +1,190 @@
+"""Rendering: the Jinja2 environment, its formatting filters, and the page/twin responses.
+
+Every page is one function that builds a plain dict; :func:`twin` registers it twice — as the
+HTML page and as ``<path>.json`` — so the JSON twin is by construction exactly the data the
+template rendered. Auth is the API's own (:func:`titan.master.api.deps.principal`: a bearer
+token or the session cookie); an HTML page without either redirects to the sign-in page,
+while a JSON twin answers 401 with the API's error body, like any API route.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader
+
+from titan.errors import APIError, Unauthorized
+from titan.master import auth, sessions
+from titan.master.api.deps import Ctx, ctx, principal
+from titan.master.state import DAG_STATUSES, JOB_STATES
+
+STATIC = Path(__file__).parent / "static"
+Data = dict[str, Any]
+Builder = Callable[[Request, Ctx, auth.Principal], Awaitable[Data]]
+OPERATORS = frozenset({"admin", "operator"})
+
+
+def _static_version() -> str:
+    """A digest of the shipped assets: part of their URLs, so a new release is never served
+    stale JS from a browser cache."""
+    h = hashlib.sha256()
+    for path in sorted(STATIC.glob("*")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+# -- formatting --------------------------------------------------------------------------------
+def iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def absolute(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """'12 s ago', '3 min ago', 'in 5 min': what the page's JS keeps up to date."""
+    if ts is None:
+        return "—"
+    delta = (now if now is not None else time.time()) - ts
+    future, delta = delta < 0, abs(delta)
+    if delta < 5:
+        return "just now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+        if delta >= size:
+            text = f"{int(delta // size)} {unit}"
+            return f"in {text}" if future else f"{text} ago"
+    return "just now"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(seconds), 60)
+    if m < 60:
+        return f"{m}m {s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m"
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def dag_href(name: str, run: int | None = None) -> str:
+    """The visualizer's URL for a DAG run (names may hold '?', '%', spaces: quoted)."""
+    href = "/dags/DAG-" + quote(name, safe="")
+    return f"{href}?run={run}" if run is not None else href
+
+
+def qs(params: dict[str, Any]) -> str:
+    """A query string of the non-empty parameters (pager links keep the filters)."""
+    return "?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
+
+
+env = Environment(loader=PackageLoader("titan.dashboard", "templates"), autoescape=True,
+                  trim_blocks=True, lstrip_blocks=True)
+env.filters.update(iso=iso, absolute=absolute, ago=ago, duration=duration, size=size)
+env.globals.update(dag_href=dag_href, qs=qs, JOB_STATES=JOB_STATES, DAG_STATUSES=DAG_STATUSES,
+                   static_version=_static_version())
+
+
+# -- responses ---------------------------------------------------------------------------------
+R = TypeVar("R", bound=Response)
+
+
+def _security_headers(request: Request, response: R) -> R:
+    # The dashboard needs nothing from elsewhere: a strict policy makes any markup injection
+    # that slipped past escaping inert (no inline script, no eval, no foreign source).
+    # connect-src names the WebSocket origin: older browsers do not count ws: as 'self'.
+    host = request.headers.get("host", "")
+    ws = "wss" if request.url.scheme == "https" else "ws"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; "
+        f"img-src 'self' data:; "
+        f"connect-src 'self' {ws}://{host}; frame-ancestors 'none'; base-uri 'none'; "
+        f"form-action 'self'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def chrome(request: Request, p: auth.Principal | None, page: str) -> Data:
+    """What every template needs besides its data: who is signed in and the CSRF token."""
+    cookie = request.cookies.get(sessions.COOKIE)
+    role = p.role if p is not None else ""
+    return {"page": page, "role": role, "user": (p.name or p.role) if p else "",
+            "can_operate": role in OPERATORS, "signed_in_by_cookie": cookie is not None,
+            "csrf": sessions.csrf_token(cookie) if cookie else ""}
+
+
+def html(request: Request, template: str, data: Data, page: str,
+         p: auth.Principal | None, status: int = 200) -> HTMLResponse:
+    body = env.get_template(template).render(d=data, c=chrome(request, p, page))
+    return _security_headers(request, HTMLResponse(body, status_code=status))
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+
+
+async def reader(request: Request) -> auth.Principal:
+    p = await principal(request)
+    auth.check_role(p, auth.READ, "read")
+    return p
+
+
+def twin(router: APIRouter, paths: list[str], template: str, page: str) -> Callable[[Builder], Builder]:
+    """Register ``builder`` as the HTML page at each of ``paths`` and its JSON twin at the
+    first path + ``.json`` (declared first: ``{name}.json`` must win over ``{name}``)."""
+
+    def register(builder: Builder) -> Builder:
+        async def as_json(request: Request) -> JSONResponse:
+            p = await reader(request)
+            return JSONResponse(await builder(request, ctx(request), p))
+
+        async def as_html(request: Request) -> Response:
+            try:
+                p = await reader(request)
+            except Unauthorized:
+                return login_redirect(request)
+            try:
+                data = await builder(request, ctx(request), p)
+            except APIError as exc:
+                return html(request, "error.html", {"error": exc.to_body()["error"]}, page, p,
+                            status=exc.status)
+            return html(request, template, data, page, p)
+
+        router.add_api_route(paths[0] + ".json", as_json, methods=["GET"], include_in_schema=False)
+        for path in paths:
+            router.add_api_route(path, as_html, methods=["GET"], include_in_schema=False,
+                                 response_class=HTMLResponse)
+        return builder
+
+    return register

@@ -1,0 +1,53 @@
+/* Agent Runs, live: on dag_created / dag_updated / agent_run_updated, refetch /agents.json
+ * (at most every 500 ms) and re-render the rows with the same markup as agents.html.
+ */
+(function () {
+  "use strict";
+  const T = window.Titan;
+  const el = T.el;
+  const box = document.getElementById("agent-runs");
+  const limit = Number(box.dataset.limit) || 50, offset = Number(box.dataset.offset) || 0;
+
+  function dagHref(name, run) {
+    return "/dags/DAG-" + encodeURIComponent(name) + "?run=" + run;
+  }
+
+  function runRow(r) {
+    const head = el("div", { class: "run-head" },
+      el("span", { class: "run-id", text: r.id }),
+      el("span", { class: "badge", dataset: { status: r.status }, text: r.status }),
+      r.iteration === null ? null : el("span", { class: "run-iter", text: "iteration " + r.iteration }),
+      el("span", { class: "run-started" }, "started ", T.timeEl(r.created_at)));
+    for (const f of r.failed) {
+      head.append(el("a", { class: "run-failure", href: dagHref(f.name, f.run),
+        text: "✗ " + f.label + " " + f.status + (f.failed_jobs ? " (" + f.failed_jobs + " of " + f.jobs + " jobs)" : "") }));
+    }
+    const stages = el("div", { class: "stages" });
+    r.stages.forEach((s, i) => {
+      if (i > 0) stages.append(el("span", { class: "arrow", "aria-hidden": "true", text: "→" }));
+      stages.append(el("a", { class: "stage", href: dagHref(s.name, s.run), dataset: { label: s.label, status: s.status },
+                              title: "DAG-" + s.name + " #" + s.run + ": " + s.status },
+        el("span", { class: "stage-label", text: s.label }),
+        el("span", { class: "stage-status", text: s.status })));
+    });
+    if (!r.stages.length) stages.append(el("span", { class: "muted", text: "no stage submitted yet" }));
+    return el("div", { class: "agent-run", id: r.id, dataset: { runId: r.id, status: r.status } }, head, stages);
+  }
+
+  function render(d) {
+    box.replaceChildren(...d.runs.map(runRow));
+    document.querySelector(".empty-state").hidden = d.runs.length > 0 || d.offset > 0;
+    const range = document.querySelector(".pager .range");
+    if (range) range.textContent = d.total ? (d.offset + 1) + "–" + Math.min(d.offset + d.limit, d.total) + " of " + d.total : "0 of 0";
+  }
+
+  let asked = 0;
+  const refresh = T.throttle(async () => {
+    const ticket = ++asked;  // fetches can overlap: only the newest is shown
+    try {
+      const d = await T.getJSON("/agents.json?limit=" + limit + "&offset=" + offset);
+      if (ticket === asked) render(d);
+    } catch (err) { /* the next event or reconnect tries again */ }
+  }, 500);
+  T.live({ types: ["dag_created", "dag_updated", "agent_run_updated"], onEvent: refresh, onResync: refresh });
+})();

@@ -1,0 +1,230 @@
+/* Titan dashboard: helpers every page shares, and the one live connection.
+ *
+ * Pages never poll: each opens the master's WebSocket (/api/v1/events) through Titan.live,
+ * patches itself from the events, and refetches its JSON (or HTML) when told to resync —
+ * on every (re)connect, since events sent while it was away are gone.
+ * Data is always put in the DOM with textContent: never innerHTML with anything from the
+ * server.
+ */
+(function () {
+  "use strict";
+
+  function meta(name) {
+    const m = document.querySelector('meta[name="' + name + '"]');
+    return m ? m.content : "";
+  }
+
+  const T = (window.Titan = {});
+  T.csrf = meta("csrf-token");
+  T.role = meta("titan-role");
+  T.canOperate = T.role === "admin" || T.role === "operator";
+  T.TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED", "SKIPPED", "TIMED_OUT",
+                        "APPROVED", "REJECTED", "EXPIRED"]);
+  T.ACTIVE = new Set(["PENDING", "READY", "RUNNING", "WAITING_APPROVAL"]);
+  T.RETRYABLE = new Set(["FAILED", "CANCELLED", "SKIPPED", "TIMED_OUT", "REJECTED", "EXPIRED"]);
+
+  /* el("a", {class: "x", href: "/", dataset: {id: 3}}, "text", childNode) */
+  T.el = function (tag, attrs) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k === "dataset") for (const [dk, dv] of Object.entries(v)) node.dataset[dk] = dv;
+      else if (k === "hidden") node.hidden = true;
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (let i = 2; i < arguments.length; i++) {
+      const child = arguments[i];
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  };
+
+  T.signIn = function () {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+  };
+
+  /* A JSON call to the API with the session cookie (and the CSRF token when it changes
+   * something). Rejects with the API's error message. */
+  T.api = async function (method, url, body) {
+    const headers = { Accept: "application/json" };
+    const init = { method: method, headers: headers, credentials: "same-origin" };
+    if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = T.csrf;
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const r = await fetch(url, init);
+    let data = null;
+    try { data = await r.json(); } catch (e) { data = null; }
+    if (r.status === 401) T.signIn();
+    if (!r.ok) {
+      const err = new Error(data && data.error ? data.error.message : r.status + " " + r.statusText);
+      err.status = r.status;
+      throw err;
+    }
+    return data;
+  };
+  T.getJSON = (url) => T.api("GET", url);
+
+  let toastTimer = null;
+  T.toast = function (message, kind) {
+    const box = document.getElementById("toast");
+    if (!box) return;
+    box.textContent = message;
+    box.dataset.kind = kind || "info";
+    box.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 8000 : 3000);
+  };
+
+  /* Run fn at most once per `ms` (the last call wins): bursts of events cost one refetch. */
+  T.throttle = function (fn, ms) {
+    let last = 0, timer = null;
+    return function () {
+      if (timer) return;
+      const wait = Math.max(0, last + ms - Date.now());
+      timer = setTimeout(() => {
+        timer = null;
+        last = Date.now();
+        fn();
+      }, wait);
+    };
+  };
+
+  /* -- time and sizes (the same wording as the server's filters) ------------------------ */
+  T.ago = function (ts) {
+    if (ts === null || ts === undefined) return "—";
+    let delta = Date.now() / 1000 - ts;
+    const future = delta < 0;
+    delta = Math.abs(delta);
+    if (delta < 5) return "just now";
+    for (const [size, unit] of [[86400, "d"], [3600, "h"], [60, "min"], [1, "s"]]) {
+      if (delta >= size) {
+        const text = Math.floor(delta / size) + " " + unit;
+        return future ? "in " + text : text + " ago";
+      }
+    }
+    return "just now";
+  };
+  T.absolute = (ts) => new Date(ts * 1000).toLocaleString();
+  T.duration = function (s) {
+    if (s === null || s === undefined) return "—";
+    if (s < 1) return Math.round(s * 1000) + " ms";
+    if (s < 60) return s.toFixed(1) + " s";
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + "m " + String(Math.floor(s % 60)).padStart(2, "0") + "s";
+    return Math.floor(m / 60) + "h " + String(m % 60).padStart(2, "0") + "m";
+  };
+  T.size = function (n) {
+    if (n === null || n === undefined) return "—";
+    let v = n;
+    for (const unit of ["B", "KiB", "MiB", "GiB"]) {
+      if (v < 1024 || unit === "GiB") return unit === "B" ? v + " B" : v.toFixed(1) + " " + unit;
+      v /= 1024;
+    }
+    return n + " B";
+  };
+  T.timeEl = function (ts) {
+    if (ts === null || ts === undefined) return T.el("span", { class: "muted", text: "—" });
+    return T.el("time", { datetime: new Date(ts * 1000).toISOString(), title: T.absolute(ts),
+                          text: T.ago(ts) });
+  };
+  /* Keep every <time datetime> relative ("12 s ago") and its hover text in local time. */
+  T.refreshTimes = function (root) {
+    for (const t of (root || document).querySelectorAll("time[datetime]")) {
+      const ms = Date.parse(t.getAttribute("datetime"));
+      if (isNaN(ms)) continue;
+      t.textContent = T.ago(ms / 1000);
+      t.title = T.absolute(ms / 1000);
+    }
+  };
+  document.addEventListener("DOMContentLoaded", () => T.refreshTimes());
+  setInterval(() => T.refreshTimes(), 10000);  // rewording only: nothing is fetched
+
+  /* -- the live connection ---------------------------------------------------------------
+   * Titan.live({types: [...], dag: id, job: id, onEvent(msg), onResync(first)}) connects,
+   * reconnects with backoff, and calls onResync on each (re)connect and on {"type":"resync"}.
+   * Returns {setJob(id)}: moves the log subscription on the open socket (and for reconnects).
+   */
+  T.live = function (opts) {
+    const indicator = document.getElementById("live");
+    const label = indicator ? indicator.querySelector(".live-label") : null;
+    let ws = null, job = opts.job === undefined ? null : opts.job;
+    let delay = 500, first = true;
+
+    function show(state, text) {
+      if (!indicator) return;
+      indicator.dataset.state = state;
+      indicator.title = "Live updates: " + text;
+      if (label) label.textContent = text;
+    }
+
+    function url() {
+      const p = new URLSearchParams();
+      if (opts.types) p.set("types", opts.types.join(","));
+      if (opts.dag !== undefined && opts.dag !== null) p.set("dag", opts.dag);
+      if (job !== null) p.set("job", job);
+      return (location.protocol === "https:" ? "wss://" : "ws://") + location.host +
+        "/api/v1/events?" + p.toString();
+    }
+
+    function connect() {
+      show("closed", "connecting…");
+      const sock = (ws = new WebSocket(url()));
+      sock.onmessage = (e) => {
+        let msg;
+        try { msg = JSON.parse(e.data); } catch (err) { return; }
+        if (msg.type === "hello") {
+          delay = 500;
+          show("open", "live");
+          const wasFirst = first;
+          first = false;
+          if (opts.onResync) opts.onResync(wasFirst);
+        } else if (msg.type === "resync") {
+          if (opts.onResync) opts.onResync(false);
+        } else if (opts.onEvent) {
+          opts.onEvent(msg);
+        }
+      };
+      sock.onclose = () => {
+        if (ws === sock) ws = null;
+        show("closed", "offline — reconnecting");
+        setTimeout(connect, delay * (0.75 + Math.random() * 0.5));
+        delay = Math.min(delay * 2, 15000);
+      };
+    }
+
+    connect();
+    return {
+      setJob(id) {
+        job = id === undefined ? null : id;
+        if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ job: job }));
+      },
+    };
+  };
+
+  /* Replace a server-rendered region with its fresh copy from the same page's HTML: the
+   * markup stays the templates' own, with no second renderer in JS. <details> left open
+   * stay open. */
+  const swaps = {};
+  T.swapRegion = async function (id, mark) {
+    const ticket = (swaps[id] = (swaps[id] || 0) + 1);  // overlapping fetches: newest wins
+    const r = await fetch(location.pathname + location.search, { credentials: "same-origin",
+                                                                 headers: { Accept: "text/html" } });
+    if (r.redirected && new URL(r.url).pathname === "/login") return T.signIn();
+    if (!r.ok) return;
+    const text = await r.text();
+    if (ticket !== swaps[id]) return;
+    const doc = new DOMParser().parseFromString(text, "text/html");
+    const fresh = doc.getElementById(id), old = document.getElementById(id);
+    if (!fresh || !old) return;
+    const open = new Set([...old.querySelectorAll("details[open][data-key]")].map((d) => d.dataset.key));
+    for (const d of fresh.querySelectorAll("details[data-key]")) if (open.has(d.dataset.key)) d.open = true;
+    if (mark) mark(fresh);
+    old.replaceWith(document.adoptNode(fresh));
+    T.refreshTimes(fresh);
+  };
+})();

@@ -1,0 +1,355 @@
+"""The dashboard's pages and JSON twins against a real `titan up`: sign-in, auth on every
+page, the data each twin returns, filters and paging, and escaping of what users named."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from urllib.parse import quote, urlparse
+
+import httpx
+import pytest
+
+from tests.integration.harness import Cluster, isolated_cluster
+from titan import TitanJob
+from titan.master import sessions
+
+OK = "print('ok')\n"
+FAILS = "import sys\nprint('failing on purpose')\nsys.exit(1)\n"
+XSS = "<script>alert(1)<"  # a DAG name or job id may hold these (no '/' or '#')
+
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One `titan up` for the module, with work already done: a small DAG (run twice), an
+    agent run PLAN → ITER1 (one job fails) → EVAL1 → SYNTH, a job no worker can run, store
+    keys, and names that need escaping."""
+    root = tmp_path_factory.mktemp("dashboard")
+    c = isolated_cluster(root, slots=4)
+    try:
+        ok, fails = c.script("ok.py", OK), c.script("fails.py", FAILS)
+        client = c.client()
+        for _ in range(2):
+            client.submit_dag("etl", [TitanJob("extract", ok),
+                                      TitanJob("load", ok, parents=["extract"], args="--day 1")])
+            client.wait_dag("etl", timeout=60)
+        run_id = "RESEARCH_dash01"
+        for label, scripts in (("PLAN", [ok]), ("ITER1", [ok, fails]), ("EVAL1", [ok]),
+                               ("SYNTH", [ok])):
+            client.submit_dag(f"{run_id}_{label}", [TitanJob(f"{label.lower()}_{i}", s, retries=0)
+                                                    for i, s in enumerate(scripts)],
+                              agent_run_id=run_id)
+            client.wait_dag(f"{run_id}_{label}", timeout=60)
+        client.submit_dag(XSS, [TitanJob(XSS, ok, args=["<b>bold</b>"])])
+        client.wait_dag(XSS, timeout=60)
+        client.submit_dag("stuck", [TitanJob("gpu_job", ok, requirement="DASH_NOWHERE")])
+        client.store_put("dash:greeting", "hello <i>there</i>")
+        client.store_put("dash:long", "y" * 500)
+        client.store_sadd("dash:set", "member-1")
+        client.store_sadd("dash:set", "member-2")
+        yield c
+    finally:
+        c.stop()
+
+
+def bearer(cl: Cluster) -> httpx.Client:
+    return httpx.Client(base_url=cl.url, headers={"Authorization": f"Bearer {cl.admin_token}"},
+                        timeout=30)
+
+
+@contextlib.contextmanager
+def signed_in(cl: Cluster) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        r = s.get("/login", params={"token": cl.admin_token, "next": "/dags"})
+        assert r.status_code == 303, r.text
+        assert sessions.COOKIE in s.cookies
+        yield s
+
+
+def dag_page(name: str) -> str:
+    return "/dags/DAG-" + quote(name, safe="")
+
+
+PAGES = {"/": "cluster", "/workers": "cluster", "/dags": "dags", "/dags/DAG-etl": "dag",
+         "/agents": "agents", "/store": "store"}
+TWINS = ["/workers.json", "/dags.json", "/dags/DAG-etl.json", "/agents.json", "/store.json"]
+
+
+# -- signing in --------------------------------------------------------------------------------
+def test_pages_redirect_to_sign_in_and_twins_answer_401(cl: Cluster) -> None:
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        for path in [*PAGES, "/jobs/1"]:
+            r = s.get(path + "?x=1")
+            assert r.status_code == 303, (path, r.status_code)
+            assert r.headers["location"] == "/login?next=" + quote(path + "?x=1", safe="")
+        for path in [*TWINS, "/jobs/1.json"]:
+            r = s.get(path)
+            assert r.status_code == 401, path
+            assert r.json()["error"]["code"] == "unauthorized"
+        r = s.get("/login")
+        assert r.status_code == 200 and 'data-page="login"' in r.text
+        assert 'name="token"' in r.text
+
+
+def test_one_click_sign_in_link_sets_the_cookie_and_drops_the_token(cl: Cluster) -> None:
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        r = s.get("/login", params={"token": cl.admin_token, "next": "/agents?offset=0"})
+        assert r.status_code == 303 and r.headers["location"] == "/agents?offset=0"
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        page = s.get("/agents")
+        assert page.status_code == 200 and 'data-page="agents"' in page.text
+        csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', page.text)
+        assert csrf and csrf.group(1) == sessions.csrf_token(s.cookies[sessions.COOKIE])
+        assert '<meta name="titan-role" content="admin">' in page.text
+        assert cl.admin_token not in page.text
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "evil",
+                                    "/\\evil.example", ""])
+def test_sign_in_never_redirects_off_site(cl: Cluster, target: str) -> None:
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        r = s.get("/login", params={"token": cl.admin_token, "next": target})
+        assert r.status_code == 303 and r.headers["location"] == "/"
+
+
+def test_bad_tokens_get_the_form_again_with_401(cl: Cluster) -> None:
+    worker_token = (cl.data / "worker.token").read_text().strip()
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        for token in ("tt_not-a-real-token", worker_token, ""):
+            r = s.get("/login", params={"token": token})
+            assert r.status_code == 401, token
+            assert 'class="error-box"' in r.text and 'name="token"' in r.text
+            assert sessions.COOKIE not in s.cookies
+        r = s.post("/login", data={"token": "nope", "next": "/store"})
+        assert r.status_code == 401 and 'value="/store"' in r.text
+
+
+def test_sign_in_form_and_sign_out(cl: Cluster) -> None:
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        r = s.post("/login", data={"token": cl.admin_token, "next": "/store"})
+        assert r.status_code == 303 and r.headers["location"] == "/store"
+        assert s.get("/store").status_code == 200
+        assert s.post("/logout").status_code == 403  # no CSRF token: refused
+        assert s.post("/logout", data={"csrf_token": "0" * 40}).status_code == 403
+        csrf = sessions.csrf_token(s.cookies[sessions.COOKIE])
+        r = s.post("/logout", data={"csrf_token": csrf})
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert sessions.COOKIE not in s.cookies
+        assert s.get("/store").status_code == 303
+
+
+def test_cookie_sessions_call_the_api_only_with_the_csrf_header(cl: Cluster) -> None:
+    with signed_in(cl) as s:
+        assert s.get("/api/v1/dags").status_code == 200
+        url = "/api/v1/store/values/dash:csrf"
+        assert s.put(url, json={"value": "x"}).status_code == 403
+        csrf = sessions.csrf_token(s.cookies[sessions.COOKIE])
+        r = s.put(url, json={"value": "x"}, headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 200, r.text
+        assert s.delete(url, headers={"X-CSRF-Token": csrf}).status_code == 200
+
+
+# -- every page, both ways in ------------------------------------------------------------------
+def test_every_page_and_twin_with_cookie_and_with_bearer(cl: Cluster) -> None:
+    job = cl.api("GET", "/jobs/etl/load")
+    pages = dict(PAGES, **{f"/jobs/{job['id']}": "job"})
+    twins = [*TWINS, f"/jobs/{job['id']}.json"]
+    for way in (signed_in, bearer):
+        with way(cl) as s:
+            for path, name in pages.items():
+                r = s.get(path)
+                assert r.status_code == 200, (path, r.text[:300])
+                assert r.headers["content-type"].startswith("text/html")
+                assert f'<body data-page="{name}">' in r.text
+                assert 'id="live" data-state="closed"' in r.text
+                assert "script-src 'self'" in r.headers["content-security-policy"]
+            for path in twins:
+                r = s.get(path)
+                assert r.status_code == 200, (path, r.text[:300])
+                assert isinstance(r.json(), dict)
+
+
+def test_viewers_see_no_operator_buttons(cl: Cluster) -> None:
+    viewer = cl.api("POST", "/tokens", {"role": "viewer", "name": "dash viewer"})["token"]
+    job = cl.api("GET", "/jobs/etl/load")
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        assert s.get("/login", params={"token": viewer}).status_code == 303
+        for path in ("/dags/DAG-etl", f"/jobs/{job['id']}"):
+            page = s.get(path).text
+            assert '<meta name="titan-role" content="viewer">' in page
+            assert "data-action=\"cancel-job\"" not in page and "data-action=\"retry-job\"" not in page
+            assert "data-action=\"cancel-dag\"" not in page
+    with signed_in(cl) as s:
+        page = s.get(f"/jobs/{job['id']}").text
+        assert 'data-action="retry-job"' in page and 'data-action="cancel-job"' in page
+
+
+# -- what the twins hold -----------------------------------------------------------------------
+def test_cluster_twin(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        d = s.get("/workers.json").json()
+        api = s.get("/api/v1/workers").json()
+        page = s.get("/").text
+    assert [w["id"] for w in d["workers"]] == [w["id"] for w in api["workers"]]
+    (local,) = [w for w in d["workers"] if w["name"] == "local"]
+    assert local["state"] == "live" and local["capabilities"] == ["GENERAL"]
+    assert local["slots"] == 4 and local["slots_used"] == len(local["running"])
+    assert f'class="worker" data-worker-id="{local["id"]}" data-state="live"' in page
+    queues = {q["capability"]: q for q in d["queues"]}
+    assert queues["GENERAL"]["workers"] == 1
+    assert queues["DASH_NOWHERE"]["unschedulable"] == 1 and queues["DASH_NOWHERE"]["workers"] == 0
+    (stuck,) = d["unschedulable"]
+    assert (stuck["job_id"], stuck["dag"], stuck["requirement"]) == ("gpu_job", "stuck", "DASH_NOWHERE")
+    box = page.split('id="unschedulable"', 1)[1].split("</div>", 1)[0]
+    assert not box.split(">", 1)[0].endswith(" hidden") and "DASH_NOWHERE" in box
+
+
+def test_dags_twin_filters_and_pages(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        everything = s.get("/dags.json").json()
+        assert everything["total"] == 8 and everything["limit"] == 50
+        ids = [g["id"] for g in everything["dags"]]
+        assert ids == sorted(ids, reverse=True)  # newest first
+        etl = s.get("/dags.json", params={"name": "etl"}).json()
+        assert [(g["name"], g["run"]) for g in etl["dags"]] == [("etl", 2), ("etl", 1)]
+        assert etl["dags"][0]["counts"]["COMPLETED"] == 2 and etl["dags"][0]["duration"] >= 0
+        partial = s.get("/dags.json", params={"status": "partial"}).json()
+        assert [g["name"] for g in partial["dags"]] == ["RESEARCH_dash01_ITER1"]
+        assert partial["dags"][0]["agent_run_id"] == "RESEARCH_dash01"
+
+        page1 = s.get("/dags.json", params={"limit": 3}).json()
+        page3 = s.get("/dags.json", params={"limit": 3, "offset": 6}).json()
+        assert [g["id"] for g in page1["dags"]] == ids[:3] and page1["next_offset"] == 3
+        assert [g["id"] for g in page3["dags"]] == ids[6:] and page3["next_offset"] is None
+        assert page3["prev_offset"] == 3
+
+        html = s.get("/dags", params={"limit": 3, "offset": 3, "name": "e"}).text
+        assert 'href="/dags?name=e&amp;offset=0&amp;limit=3"' in html  # the filter is kept
+        assert 'href="/dags?name=e&amp;offset=6&amp;limit=3"' in html
+        rows = re.findall(r'<tr class="dag-row" data-dag-id="(\d+)" data-status="([A-Z]+)">', html)
+        assert len(rows) == 3
+        agent_link = '<a class="agent-link" href="/agents#RESEARCH_dash01">'
+        assert agent_link in s.get("/dags", params={"name": "RESEARCH"}).text
+
+        bad = s.get("/dags.json", params={"status": "SOMETIMES"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+        assert s.get("/dags", params={"status": "SOMETIMES"}).status_code == 400
+        assert s.get("/dags.json", params={"limit": "x"}).status_code == 400
+
+
+def test_dag_twin_holds_the_layout_and_runs(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        latest = s.get("/dags/DAG-etl.json").json()
+        bare = s.get("/dags/etl.json").json()
+        first = s.get("/dags/DAG-etl.json", params={"run": 1}).json()
+        html = s.get("/dags/DAG-etl", params={"run": 1}).text
+        missing = s.get("/dags/DAG-etl.json", params={"run": 7})
+        missing_html = s.get("/dags/DAG-nothing-here")
+    assert latest == bare
+    assert latest["dag"]["run"] == 2 and first["dag"]["run"] == 1
+    assert [r["run"] for r in latest["runs"]] == [2, 1]
+    g = latest["layout"]
+    assert g["job"] == ["extract", "load"] and g["state"] == ["COMPLETED", "COMPLETED"]
+    assert (g["cols"], g["rows"], g["x"], g["y"], g["edges"]) == (2, 1, [0, 1], [0, 0], [0, 1])
+    assert g["id"] != first["layout"]["id"]
+    assert latest["approvals"] == [] and latest["files"] == []
+    assert '<select id="run-select"' in html and '<option value="1" selected>' in html
+    assert 'id="dag-status" data-status="COMPLETED"' in html
+    assert 'id="approval-banner"' in html and 'id="files"' in html
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert missing_html.status_code == 404 and 'class="error-box"' in missing_html.text
+
+
+def test_job_twin(cl: Cluster) -> None:
+    job = cl.api("GET", "/jobs/etl/load")
+    with bearer(cl) as s:
+        d = s.get(f"/jobs/{job['id']}.json").json()
+        html = s.get(f"/jobs/{job['id']}").text
+        assert s.get("/jobs/999999.json").status_code == 404
+        assert s.get("/jobs/999999").status_code == 404
+    assert d["job"]["ref"] == "etl#2/load" and d["job"]["args"] == ["--day", "1"]
+    assert [a["state"] for a in d["job"]["attempts"]] == ["COMPLETED"]
+    assert d["dag"] == {"id": d["job"]["dag_id"], "name": "etl", "run": 2, "status": "COMPLETED"}
+    assert 'id="log-lines"' in html and 'id="follow"' in html and "--day 1" in html
+
+
+def test_agents_twin_groups_the_stages(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        d = s.get("/agents.json").json()
+        html = s.get("/agents").text
+    assert d["total"] == 1 and d["limit"] == 50
+    (run,) = d["runs"]
+    assert run["id"] == "RESEARCH_dash01" and run["status"] == "PARTIAL"
+    assert [(st["label"], st["status"]) for st in run["stages"]] == [
+        ("PLAN", "COMPLETED"), ("ITER1", "PARTIAL"), ("EVAL1", "COMPLETED"), ("SYNTH", "COMPLETED")]
+    assert run["iteration"] == 1
+    assert [(f["label"], f["failed_jobs"], f["jobs"]) for f in run["failed"]] == [("ITER1", 1, 2)]
+    assert 'class="agent-run" id="RESEARCH_dash01" data-run-id="RESEARCH_dash01"' in html
+    stages = re.findall(r'<a class="stage" data-label="(\w+)" data-status="(\w+)" href="([^"]+)"', html)
+    assert [(label, status) for label, status, _ in stages] == [
+        (st["label"], st["status"]) for st in run["stages"]]
+    for label, _, href in stages:
+        target = urlparse(href.replace("&amp;", "&"))
+        assert (target.path, target.query) == (f"/dags/DAG-RESEARCH_dash01_{label}", "run=1")
+    assert html.index('data-label="PLAN"') < html.index("→") < html.index('data-label="ITER1"')
+    assert 'class="run-failure"' in html
+    assert re.search(r'<div id="empty-state" class="empty-state" hidden>', html)
+
+
+def test_agents_empty_state(cluster: Cluster) -> None:
+    with bearer(cluster) as s:
+        d = s.get("/agents.json").json()
+        html = s.get("/agents").text
+    assert d["runs"] == [] and d["total"] == 0
+    assert '<div id="empty-state" class="empty-state">' in html
+    assert "agent_run_id=run_id" in html
+
+
+def test_store_twin(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        d = s.get("/store.json", params={"prefix": "dash:"}).json()
+        html = s.get("/store", params={"prefix": "dash:"}).text
+        assert s.get("/store.json", params={"prefix": "nothing:"}).json()["keys"] == []
+    keys = {k["key"]: k for k in d["keys"]}
+    assert list(keys) == ["dash:greeting", "dash:long", "dash:set"]
+    assert keys["dash:greeting"]["value"] == "hello <i>there</i>"
+    assert keys["dash:long"]["size"] == 500 and not keys["dash:long"]["truncated"]
+    assert keys["dash:set"]["members"] == ["member-1", "member-2"]
+    assert '<tr class="store-key" data-key="dash:set" data-kind="set">' in html
+    assert "<details data-key=\"dash:long\">" in html  # a long value is folded, expandable
+    assert "hello &lt;i&gt;there&lt;/i&gt;" in html
+
+
+# -- escaping ----------------------------------------------------------------------------------
+def test_user_names_and_values_are_escaped(cl: Cluster) -> None:
+    job = cl.api("GET", "/jobs?ref=" + quote(f"{XSS}/{XSS}", safe=""))
+    with bearer(cl) as s:
+        pages = [s.get("/dags").text, s.get(dag_page(XSS)).text, s.get(f"/jobs/{job['id']}").text,
+                 s.get("/store").text]
+        twin = s.get(dag_page(XSS) + ".json").json()
+    assert twin["dag"]["name"] == XSS and twin["layout"]["job"] == [XSS]
+    for html in pages:
+        assert "<script>alert" not in html and "<b>bold" not in html and "<i>there" not in html
+    assert "&lt;script&gt;alert(1)&lt;" in pages[0]
+    assert "&lt;b&gt;bold&lt;/b&gt;" in pages[2]
+    # The graph's data is embedded as JSON that cannot close its <script> element.
+    embedded = pages[1].split('<script type="application/json" id="dag-data">', 1)[1]
+    assert embedded.split("</script>", 1)[0].count("\\u003cscript\\u003e") >= 2
+
+
+def test_static_assets_are_served_without_auth(cl: Cluster) -> None:
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        for name in ("live.js", "dag.js", "jobview.js", "agents.js", "pages.js", "job.js",
+                     "style.css"):
+            r = s.get(f"/static/{name}")
+            assert r.status_code == 200 and len(r.content) > 100, name
+        assert s.get("/static/../render.py").status_code == 404
+
+
+def test_dashboard_port_serves_the_same_pages(cl: Cluster) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{cl.dashboard_port}", timeout=30) as s:
+        r = s.get("/login", params={"token": cl.admin_token})
+        assert r.status_code == 303
+        assert s.get("/").status_code == 200

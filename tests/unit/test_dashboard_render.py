@@ -1,0 +1,42 @@
+"""The dashboard's formatting filters and the sign-in redirect check."""
+
+from __future__ import annotations
+
+import pytest
+
+from titan.dashboard.login import safe_next
+from titan.dashboard.render import ago, dag_href, duration, env, iso, qs, size
+
+
+def test_relative_times() -> None:
+    assert ago(None) == "—"
+    assert ago(100.0, now=102.0) == "just now"
+    assert ago(100.0, now=130.0) == "30 s ago"
+    assert ago(100.0, now=100.0 + 3 * 3600 + 5) == "3 h ago"
+    assert ago(100.0 + 600, now=100.0) == "in 10 min"
+    assert iso(0.0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_durations_and_sizes() -> None:
+    assert [duration(s) for s in (None, 0.0123, 4.56, 125, 7322)] == [
+        "—", "12 ms", "4.6 s", "2m 05s", "2h 02m"]
+    assert [size(n) for n in (None, 12, 2048, 5 * 1024**3)] == ["—", "12 B", "2.0 KiB", "5.0 GiB"]
+
+
+def test_links_quote_names() -> None:
+    assert dag_href("a b?c%", 3) == "/dags/DAG-a%20b%3Fc%25?run=3"
+    assert qs({"status": "", "name": "x y", "offset": 0}) == "?name=x+y&offset=0"
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("/dags?x=1", "/dags?x=1"), ("/", "/"), (None, "/"), ("", "/"), ("dags", "/"),
+    ("//evil.example", "/"), ("/\\evil.example", "/"), ("https://evil.example/", "/"),
+    ("/x\r\nSet-Cookie: a=b", "/"),
+])
+def test_sign_in_only_redirects_to_local_paths(target: str | None, expected: str) -> None:
+    assert safe_next(target) == expected
+
+
+def test_templates_escape_by_default() -> None:
+    out = env.from_string("{{ v }}").render(v="<script>x</script>")
+    assert out == "&lt;script&gt;x&lt;/script&gt;"
