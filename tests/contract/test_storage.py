@@ -257,3 +257,16 @@ def test_a_version_1_database_gains_the_gate_columns(tmp_path) -> None:  # type:
         assert row is not None and row["decided_by"] == "alice"
     finally:
         s.close()
+
+
+def test_graph_of_dag_is_the_lean_view_of_jobs_of_dags(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        dag_id = tx.insert_dag(dag_row("g", 1))
+        tx.insert_jobs([job_row(dag_id, "a"), job_row(dag_id, "b", 1, parents=["a"])])
+        tx.insert_jobs([job_row(tx.insert_dag(dag_row("other", 1)), "x")])
+    with storage.transaction() as tx:
+        graph = tx.graph_of_dag(dag_id)
+        full = tx.jobs_of_dags([dag_id])
+    assert graph == [{k: j[k] for k in ("id", "job_id", "parents", "state", "job_type")}
+                     for j in full]
+    assert [g["parents"] for g in graph] == [[], ["a"]]

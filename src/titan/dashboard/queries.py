@@ -101,7 +101,7 @@ def dag_detail(tx: Transaction, name: str, run: int | None) -> Data:
     if dag is None:
         what = f"DAG-{name}" + (f" run {run}" if run is not None else "")
         raise NotFound(f"no {what}", details={"name": name, "run": run})
-    jobs = tx.jobs_of_dags([dag["id"]])
+    jobs = tx.graph_of_dag(dag["id"])  # the lean read: most of a 10,000-job page's time
     graph = layout([j["job_id"] for j in jobs], [j["parents"] or [] for j in jobs])
     graph.update(id=[j["id"] for j in jobs], job=[j["job_id"] for j in jobs],
                  state=[j["state"] for j in jobs])
@@ -111,7 +111,8 @@ def dag_detail(tx: Transaction, name: str, run: int | None) -> Data:
     if not any(r["run"] == dag["run"] for r in runs):
         runs.append({"run": dag["run"], "status": dag["status"], "submitted_at": dag["submitted_at"]})
         runs.sort(key=lambda r: -r["run"])
-    gates = [job_view(j, dag) for j in jobs if j["state"] == WAITING_APPROVAL]
+    gates = [job_view(full, dag) for j in jobs if j["state"] == WAITING_APPROVAL
+             and (full := tx.get_job(j["id"])) is not None]
     view = dag_view(dag, dict(Counter(j["state"] for j in jobs)))
     view["duration"] = _duration(dag, time.time())
     return {"dag": view, "runs": runs, "layout": graph,

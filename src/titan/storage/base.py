@@ -127,6 +127,11 @@ class Transaction(abc.ABC):
         """All jobs of these DAGs, in DAG then submission order."""
 
     @abc.abstractmethod
+    def graph_of_dag(self, dag_id: int) -> list[Row]:
+        """A DAG's jobs as its graph needs them, in submission order: ``id``, ``job_id``,
+        ``parents``, ``state``, ``job_type`` only (a 10,000-job page reads no more)."""
+
+    @abc.abstractmethod
     def update_job(self, job: int, fields: Row) -> None:
         """Set some columns of a job."""
 

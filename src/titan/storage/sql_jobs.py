@@ -212,6 +212,15 @@ class JobsSQL:
             out.extend(_job_out(r) for r in rows)
         return out
 
+    def graph_of_dag(self, dag_id: int) -> list[Row]:
+        c = t.jobs.c
+        rows = self.conn.execute(
+            select(c.id, c.job_id, c.parents, c.state, c.job_type)
+            .where(c.dag_id == dag_id).order_by(c.position))
+        loads = json.loads
+        return [{"id": r[0], "job_id": r[1], "parents": loads(r[2]), "state": r[3],
+                 "job_type": r[4]} for r in rows]
+
     def update_job(self, job: int, fields: Row) -> None:
         values = _job_in(fields)
         keys = tuple(sorted(values))
