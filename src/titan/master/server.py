@@ -77,7 +77,7 @@ def make_server(config: MasterConfig) -> tuple[Server, list[socket.socket]]:
         storage.close()
         raise
     uv = uvicorn.Config(create_app(config, storage), lifespan="on", log_level="warning",
-                        access_log=False, timeout_keep_alive=75, ws="websockets")
+                        access_log=False, timeout_keep_alive=75, ws="websockets-sansio")
     return Server(uv), sockets
 
 
