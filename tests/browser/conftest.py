@@ -64,9 +64,11 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One Chromium for the session (each test gets its own context)."""
+    """One Chromium for the browser tests (each test gets its own context). Package-scoped,
+    not session: Playwright's sync API keeps an asyncio loop marked running in the main
+    thread until it stops, and tests that run after these call asyncio.run()."""
     missing = _browser_missing()
     if missing:
         if IN_CI:
