@@ -186,6 +186,25 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """`titan dashboard`: the one-click sign-in link again (the banner scrolled away)."""
+    from urllib.parse import urlencode
+
+    with _client(args) as client:
+        client.health()  # a clear error now beats a link to nothing
+        token = client.endpoint.token
+        if not token:
+            raise TitanError("no token for this master: pass --token or set TITAN_TOKEN")
+        # The API port serves the dashboard too, so the link needs nothing but the endpoint.
+        link = f"{client.url}/login?{urlencode({'token': token, 'next': args.page})}"
+    print(link)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(link)
+    return 0
+
+
 def cmd_workers(args: argparse.Namespace) -> int:
     with _client(args) as client:
         info = client.get_workers()
@@ -346,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(verb, cmd_decide, f"{verb} an approval gate: {effect}")
         p.add_argument("gate", help="the gate: DAG/JOB.approval (or DAG#RUN/JOB), or its numeric id")
         p.add_argument("--comment", help="why (recorded with the decision)")
+    p = command("dashboard", cmd_dashboard,
+                "print the dashboard's sign-in link (it carries your token)")
+    p.add_argument("page", nargs="?", default="/",
+                   help="the page to land on, e.g. /agents or /dags (default: /)")
+    p.add_argument("--open", action="store_true", help="also open it in a web browser")
     command("workers", cmd_workers, "list workers and queues")
 
     p = command("token", cmd_token, "manage API tokens (admin)")

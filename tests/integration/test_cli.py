@@ -118,3 +118,22 @@ def test_a_second_master_on_the_same_database_is_refused(make_cluster, tmp_path:
         make_cluster(database_url=url).start_master()
         out = second_master(tmp_path / "elsewhere", url)
         assert out.returncode == 1 and "another Titan master" in out.stderr
+
+
+def test_dashboard_prints_a_working_sign_in_link(cluster: Cluster) -> None:
+    import urllib.error
+    import urllib.request
+
+    link = titan(cluster, "dashboard", "/agents").stdout.strip()
+    assert link.startswith(f"{cluster.url}/login?token=") and link.endswith("next=%2Fagents")
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    try:
+        urllib.request.build_opener(NoRedirect).open(link, timeout=10)
+        raise AssertionError("the sign-in link did not redirect")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 303 and exc.headers["location"] == "/agents"
+        assert "titan_session=" in exc.headers["set-cookie"]
