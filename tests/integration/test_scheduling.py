@@ -318,3 +318,30 @@ def test_delay_counts_from_when_the_job_becomes_ready(cluster: Cluster) -> None:
     root = client.wait("root_delayed", timeout=60)
     assert root["state"] == "COMPLETED"
     assert root["started_at"] - root["submitted_at"] >= 1.0
+
+
+def test_a_worker_told_to_stop_shows_as_draining_until_its_jobs_end(
+        make_cluster: MakeCluster, tmp_path: Path) -> None:
+    import signal
+
+    c = make_cluster().start_master()
+    proc = c.add_worker(slots=1, name="leaving")
+    flag = tmp_path / "finish"
+    waits = c.script("waits.py", "import sys, time, os\n"
+                     "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.05)\n")
+    client = c.client()
+    client.submit_dag("drain", [TitanJob(job_id="long", filename=waits, args=[str(flag)])])
+    deadline = time.time() + 30
+    while client.get_job_status("drain/long") != "RUNNING":
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    while c.api("GET", "/workers")["workers"][0]["state"] != "draining":
+        assert time.time() < deadline, c.api("GET", "/workers")
+        time.sleep(0.05)
+    client.submit_dag("after", [TitanJob(job_id="queued", filename=waits, args=[str(flag)])])
+    flag.write_text("go")
+    assert client.wait("drain", timeout=30)["status"] == "COMPLETED"
+    assert proc.wait(timeout=30) == 0
+    assert c.api("GET", "/workers")["workers"][0]["state"] == "stopped"
+    assert client.get_job_status("after/queued") == "PENDING"  # never given to the leaver

@@ -86,8 +86,16 @@ async def register(engine: Engine, body: Row) -> Row:
     return {"worker_id": worker_id, "lease_seconds": lease, "heartbeat_seconds": lease / 3}
 
 
-async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float) -> Row:
+async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
+               draining: bool = False) -> Row:
     worker = engine.worker(worker_id)
+    if draining and worker.live:
+        # The worker is finishing its jobs before it stops: it takes no new ones, its
+        # affinity jobs go to others, and the dashboard shows it as draining.
+        ch = Changes()
+        engine.sched.lose_worker(worker, ch, state="draining")
+        ch.events.append(("worker_updated", {"id": worker_id, "state": "draining"}))
+        await engine.submit(ch)
     free = max(0, min(int(free_slots), 4096))
     wait = max(0.0, min(float(wait), 60.0))
     parked = worker.poll is not None and not worker.poll.done()

@@ -76,12 +76,13 @@ class Poller:
         """Take no more jobs (polls keep running, offering nothing, for cancels).
 
         A long-poll parked offering slots would still take a job for up to its whole wait;
-        a ``wait: 0`` poll offering none supersedes it at once, and it comes back to be
-        re-sent offering nothing.
+        a ``wait: 0`` poll offering none (and saying ``draining``) supersedes it at once, and
+        it comes back to be re-sent offering nothing. Sent even when nothing was offered: the
+        master shows the worker as draining from that moment, not a long-poll later.
         """
         with self._cond:
             self._draining = True
-            self._withdraw = self._long_offer > 0
+            self._withdraw = True
             self._cond.notify_all()
 
     def wake(self) -> None:
@@ -187,7 +188,8 @@ class Poller:
                     self._long_offer = offer
                     self._sending(offer)
                 try:
-                    reply = self._call("poll", {"free_slots": offer, "wait": POLL_WAIT},
+                    reply = self._call("poll", {"free_slots": offer, "wait": POLL_WAIT,
+                                                "draining": self._draining},
                                        timeout=POLL_WAIT + WAIT_MARGIN)
                 except BaseException:
                     with self._cond:
@@ -216,7 +218,8 @@ class Poller:
                     self._fetching = True
                     self._sending(offer)
                 try:
-                    reply = self._call("poll", {"free_slots": offer, "wait": 0})
+                    reply = self._call("poll", {"free_slots": offer, "wait": 0,
+                                                "draining": self._draining})
                 except BaseException:
                     with self._cond:
                         self._answered(0)

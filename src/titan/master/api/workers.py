@@ -22,7 +22,8 @@ async def register(c: CtxDep, p: WorkerAuth, body: dict[str, Any] = Body(...)) -
 async def poll(c: CtxDep, p: WorkerAuth, worker_id: str, body: dict[str, Any] = Body(...)) -> Row:
     return await proto.poll(c.engine, worker_id,
                             proto.int_field(body.get("free_slots"), "free_slots", default=0),
-                            proto.number_field(body.get("wait"), "wait", default=20.0))
+                            proto.number_field(body.get("wait"), "wait", default=20.0),
+                            draining=body.get("draining") is True)
 
 
 @router.post("/workers/{worker_id}/heartbeat", summary="Renew leases")
