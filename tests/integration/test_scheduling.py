@@ -174,8 +174,13 @@ def test_gpu_job_waits_visibly_without_slowing_general_jobs(cluster: Cluster) ->
     twenty("warmup")
     baseline = twenty("baseline")
     client.submit_job(TitanJob(job_id="train", filename=gpu, requirement="GPU", priority=100))
-    job = client.get_job("train")
-    assert job["state"] == "PENDING" and "GPU" in (job["reason"] or ""), job
+    # The reason is the scheduler's second commit after the (durable) submission: not awaited
+    # by submit, so it may land a moment after the reply.
+    deadline = time.monotonic() + 10
+    while "GPU" not in ((job := client.get_job("train"))["reason"] or ""):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.02)
+    assert job["state"] == "PENDING", job
     waiting = client.get_workers()["unschedulable"]
     assert [(w["id"], w["requirement"]) for w in waiting] == [(job["id"], "GPU")], waiting
     with_gpu_pending = twenty("beside_gpu")

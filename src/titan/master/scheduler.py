@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from titan.master import gates
+from titan.master.membership import WorkerMembership
 from titan.master.state import (
     ACTIVE,
     CANCELLED,
@@ -39,7 +40,7 @@ from titan.master.state import (
 MAX_LEASE_LOSSES = 5
 
 
-class Scheduler:
+class Scheduler(WorkerMembership):
     def __init__(self, *, lease_seconds: float, affinity_wait: float, retry_backoff: float,
                  retry_backoff_max: float, clock: Callable[[], float] = time.time) -> None:
         self.lease_seconds = lease_seconds
@@ -180,9 +181,6 @@ class Scheduler:
             self._lease_timer(job, ch)
         elif kind == "approval":
             gates.expire_if_due(self, job, ch)
-
-    def capable(self, requirement: str) -> bool:
-        return any(w.live and requirement in w.capabilities for w in self.workers.values())
 
     def _enqueue(self, job: JobRec, ch: Changes, *, already_ready: bool = False) -> None:
         if not self.capable(job.requirement) and not already_ready:
@@ -415,42 +413,3 @@ class Scheduler:
                 seen.add(j)
                 stack.extend(self.jobs[j].children)
         return seen
-
-    # -- workers ------------------------------------------------------------------------------
-    def add_worker(self, worker: WorkerRec, ch: Changes) -> None:
-        """A worker (re)joins: jobs waiting for one of its capabilities become READY."""
-        self.workers[worker.id] = worker
-        for cap in worker.capabilities:
-            for job_id in sorted(self.unschedulable.pop(cap, set())):
-                job = self.jobs.get(job_id)
-                if job is not None and job.state == PENDING and job.waiting_parents == 0:
-                    self._enqueue(job, ch)
-        ch.dispatch = True
-
-    def lose_worker(self, worker: WorkerRec, ch: Changes, state: str = "lost") -> None:
-        """A worker stopped (drained) or went silent. Its leases expire on their own timers;
-        its affinity jobs go back to the shared queues."""
-        worker.state = state
-        ch.workers[worker.id] = {"state": state}
-        while worker.private:
-            job = self.jobs.get(worker.private.popleft())
-            if job is not None and job.state == READY:
-                self._push(job)
-        for cap in worker.capabilities:
-            if self.capable(cap):
-                continue
-            heap = self.queues.pop(cap, [])
-            for _, job_id in heap:
-                job = self.jobs.get(job_id)
-                if job is not None and job.state == READY and job.queued_on == cap:
-                    job.queued_on = None
-                    self.unschedulable[cap].add(job.id)
-                    self._set(job, PENDING, ch, reason=f"waiting for a worker with capability {cap}")
-        ch.dispatch = True
-
-    def queue_depths(self) -> dict[str, int]:
-        depths: dict[str, int] = {}
-        for job in self.jobs.values():
-            if job.state == READY:
-                depths[job.requirement] = depths.get(job.requirement, 0) + 1
-        return depths
