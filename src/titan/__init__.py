@@ -12,17 +12,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from titan import errors
+    from titan import errors, llm, trace
     from titan.client import TitanClient, TitanJob, load_pipeline
+    from titan.trace import tool
 
-__all__ = ["TitanClient", "TitanJob", "errors", "load_pipeline"]
+__all__ = ["TitanClient", "TitanJob", "errors", "llm", "load_pipeline", "tool", "trace"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "errors":
-        import titan.errors
+    if name in ("errors", "llm", "trace"):
+        import importlib
 
-        return titan.errors
+        return importlib.import_module(f"titan.{name}")
+    if name == "tool":
+        import titan.trace
+
+        return titan.trace.tool
     if name in __all__:
         import titan.client
 

@@ -87,6 +87,18 @@ class InvalidOutput(LLMError):
         self.problems = problems or []
 
 
+class BudgetExceeded(LLMError):
+    """The agent run is over its USD budget: further LLM calls are blocked until an operator
+    raises it (``titan runs budget RUN USD``). Catch it to wind the agent down cleanly."""
+
+    def __init__(self, message: str | None = None, *, run_id: str = "",
+                 budget_usd: float | None = None, cost_usd: float | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.budget_usd = budget_usd
+        self.cost_usd = cost_usd
+
+
 class APIError(TitanError):
     """The Titan master refused the request."""
 

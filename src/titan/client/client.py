@@ -123,7 +123,14 @@ class TitanClient(StoreOps, FileOps):
             "agent_run_id": agent_run_id,
             "jobs": [job.to_payload(shas[job.job_id]) for job in jobs],
         }
+        if agent_run_id and os.environ.get("TITAN_AGENT_ID"):
+            body["agent_id"] = os.environ["TITAN_AGENT_ID"]
         reply: dict[str, Any] = self._transport.call("POST", "/dags", json=body)
+        if agent_run_id and agent_run_id != os.environ.get("TITAN_AGENT_RUN_ID"):
+            # This process drives the run from outside: it ends when the process does.
+            from titan.trace import drive
+
+            drive(agent_run_id, self.endpoint)
         return reply
 
     def submit_job(self, job: TitanJob, agent_run_id: str | None = None) -> dict[str, Any]:

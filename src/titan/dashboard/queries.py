@@ -18,8 +18,9 @@ from titan.master import auth
 from titan.master.api import workers as workers_api
 from titan.master.api.deps import Ctx
 from titan.master.state import DAG_STATUSES, WAITING_APPROVAL, dag_status
-from titan.master.views import counts_view, dag_view, job_view, stage_label
+from titan.master.views import counts_view, dag_view, job_view
 from titan.storage.base import Row, Transaction
+from titan.trace.naming import stage_label
 
 Data = dict[str, Any]
 _ITER = re.compile(r"ITER(\d+)")

@@ -31,7 +31,7 @@ from titan.errors import InvalidOutput, LLMError
 from . import structured
 from .pricing import register_price
 from .providers import DEFAULT_MODEL, register_provider, resolve, unregister_provider
-from .recording import LLMCall, add_listener, record, totals
+from .recording import LLMCall, add_listener, check, record, totals
 from .types import Completion, Generation, Message, Request, Usage
 
 __all__ = [
@@ -101,6 +101,7 @@ def complete(
     t0 = time.perf_counter()
     reported = model or model_id or provider.name
     try:
+        check(reported, msgs, recorded_params)
         asked = _with_schema_hint(msgs, json_schema) if json_schema is not None else msgs
         request = Request(model_id, asked, temperature, max_tokens, json_schema, dict(params))
         gen = provider.generate(request)
@@ -150,3 +151,9 @@ async def acomplete(
     return await asyncio.to_thread(
         complete, messages, model=model, temperature=temperature, max_tokens=max_tokens,
         json_schema=json_schema, **params)
+
+
+# Every call is recorded into the current agent run (and refused when the run is over budget).
+from titan.trace import llm_hooks as _llm_hooks  # noqa: E402
+
+_llm_hooks.install()

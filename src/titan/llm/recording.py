@@ -49,7 +49,11 @@ class Totals:
 
 
 Listener = Callable[[LLMCall], None]
+# A guard runs before a call reaches its provider and may refuse it by raising (the budget
+# guard raises BudgetExceeded); the refusal is recorded like any failed call.
+Guard = Callable[[str, list[Message], dict[str, Any]], None]
 _listeners: list[Listener] = []
+_guards: list[Guard] = []
 _totals = Totals()
 _lock = threading.Lock()
 
@@ -65,6 +69,18 @@ def add_listener(listener: Listener) -> Callable[[], None]:
                 _listeners.remove(listener)
 
     return remove
+
+
+def add_guard(guard: Guard) -> None:
+    """Run ``guard(model, messages, params)`` before every call; raising refuses the call."""
+    with _lock:
+        if guard not in _guards:
+            _guards.append(guard)
+
+
+def check(model: str, messages: list[Message], params: dict[str, Any]) -> None:
+    for guard in list(_guards):
+        guard(model, messages, params)
 
 
 def totals() -> Totals:

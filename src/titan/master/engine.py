@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from titan.errors import Conflict, InvalidDAG, NotFound, StaleAttempt
-from titan.master import gates
+from titan.master import gates, telemetry
 from titan.master.auth import JobTokens, Principal
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
@@ -56,6 +56,7 @@ class Engine:
         self.job_tokens: JobTokens | None = None
         self.secret: str | None = None  # signs job tokens and dashboard sessions
         self.known_blobs: set[str] = set()  # blobs are never deleted: a hit needs no read
+        self.runs: telemetry.Telemetry | None = None  # set by the app once blobs are open
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,6 +110,8 @@ class Engine:
             return
         for kind, data in ch.events:
             self.hub.publish(kind, data)
+            if kind == "dag_updated" and data.get("agent_run_id") and self.runs is not None:
+                self.runs.dag_settled(data["agent_run_id"], data["status"])
         for job_id in ch.finished_jobs:
             self.hub.notify(("job", job_id))
         for dag_id in ch.finished_dags:
@@ -188,7 +191,8 @@ class Engine:
         return self.sched.dags[dag_id]
 
     # -- submission ---------------------------------------------------------------------------
-    async def submit_dag(self, name: str, specs: list[Row], agent_run_id: str | None) -> int:
+    async def submit_dag(self, name: str, specs: list[Row], agent_run_id: str | None,
+                         agent_id: str | None = None) -> int:
         shas = {s["script_sha256"] for s in specs if s["script_sha256"]} - self.known_blobs
         present = await self.read(lambda tx: tx.blobs_present(shas)) if shas else set()
         self.known_blobs.update(present)
@@ -203,17 +207,22 @@ class Engine:
         now = time.time()
         rows = [job_row(spec, i, now, self.config.default_retries) for i, spec in enumerate(specs)]
 
+        run_events: list[tuple[str, Row]] = []
+
         def insert(tx: Transaction) -> tuple[int, int, list[int]]:
-            if agent_run_id:
-                tx.ensure_agent_run(agent_run_id, now)
             run = tx.next_dag_run(name)
+            if agent_run_id:
+                run_events.extend(telemetry.stage_submitted(tx, agent_run_id, agent_id, now))
             dag_id = tx.insert_dag({
                 "name": name, "run": run, "agent_run_id": agent_run_id, "submitted_at": now,
                 "status": "WAITING", "cancelled": False, "job_count": len(rows),
             })
             for row in rows:
                 row["dag_id"] = dag_id
-            return run, dag_id, tx.insert_jobs(rows)
+            ids = tx.insert_jobs(rows)
+            if agent_run_id:
+                telemetry.record_code_version(tx, agent_run_id)
+            return run, dag_id, ids
 
         run, dag_id, ids = await self.run(insert)
         for row, job_id in zip(rows, ids, strict=True):
@@ -221,6 +230,7 @@ class Engine:
         dag = DagRec(id=dag_id, name=name, run=run, agent_run_id=agent_run_id, status="WAITING",
                      started_at=None, submitted_at=now)
         ch = Changes()
+        ch.events.extend(run_events)
         ch.events.append(("dag_created", {"id": dag_id, "name": name, "run": run,
                                           "agent_run_id": agent_run_id}))
         if agent_run_id:

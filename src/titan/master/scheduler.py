@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from titan.master import gates
+from titan.master.holds import RunHolds
 from titan.master.membership import WorkerMembership
 from titan.master.state import (
     ACTIVE,
@@ -40,7 +41,7 @@ from titan.master.state import (
 MAX_LEASE_LOSSES = 5
 
 
-class Scheduler(WorkerMembership):
+class Scheduler(WorkerMembership, RunHolds):
     def __init__(self, *, lease_seconds: float, affinity_wait: float, retry_backoff: float,
                  retry_backoff_max: float, clock: Callable[[], float] = time.time) -> None:
         self.lease_seconds = lease_seconds
@@ -53,6 +54,8 @@ class Scheduler(WorkerMembership):
         self.workers: dict[str, WorkerRec] = {}
         self.queues: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
         self.unschedulable: defaultdict[str, set[int]] = defaultdict(set)
+        self.blocked_runs: set[str] = set()  # agent runs over budget (see holds.py)
+        self.held: defaultdict[str, list[int]] = defaultdict(list)
 
     # -- state bookkeeping --------------------------------------------------------------------
     def _set(self, job: JobRec, state: str, ch: Changes, **fields: object) -> None:
@@ -220,7 +223,7 @@ class Scheduler(WorkerMembership):
         taken: list[JobRec] = []
         while len(taken) < n and worker.private:
             job = self.jobs.get(worker.private.popleft())
-            if job is not None and job.state == READY:
+            if job is not None and job.state == READY and not self.held_back(job, ch):
                 self._lease(job, worker, ch)
                 taken.append(job)
         while len(taken) < n:
@@ -229,9 +232,10 @@ class Scheduler(WorkerMembership):
                 heap = self.queues.get(cap)
                 while heap:
                     job = self.jobs.get(heap[0][1])
-                    if job is not None and job.state == READY and job.queued_on == cap:
+                    if (job is not None and job.state == READY and job.queued_on == cap
+                            and not self.held_back(job, ch)):
                         break
-                    heapq.heappop(heap)  # stale entry: cancelled, leased or re-queued
+                    heapq.heappop(heap)  # stale (cancelled, leased, re-queued) or held
                 if heap and (best is None or heap[0] < best):
                     best_cap, best = cap, heap[0]
             if best_cap is None:

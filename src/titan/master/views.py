@@ -7,6 +7,7 @@ from typing import Any
 
 from titan.master.state import JOB_STATES, dag_status
 from titan.storage.base import Row, Transaction
+from titan.trace.naming import stage_label
 
 JOB_FIELDS = (
     "id", "job_id", "dag_id", "state", "reason", "attempt", "max_attempts", "worker_id",
@@ -45,14 +46,6 @@ def dag_view(dag: Row, counts: dict[str, int], jobs: list[Row] | None = None) ->
     if jobs is not None:
         out["jobs"] = [job_view(j, dag) for j in jobs]
     return out
-
-
-def stage_label(name: str, run_id: str) -> str:
-    """The DAG name with the agent run's prefix stripped: RESEARCH_1a9ac3_PLAN -> PLAN."""
-    for prefix in (run_id + "_", run_id + "-", run_id + ":", run_id):
-        if name.startswith(prefix) and len(name) > len(prefix):
-            return name[len(prefix):]
-    return name
 
 
 def agent_run_view(tx: Transaction, run: Row) -> Row:

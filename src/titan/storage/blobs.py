@@ -66,6 +66,26 @@ class BlobStore:
             tmp.unlink(missing_ok=True)
 
 
+def write_bytes(store: BlobStore, data: bytes) -> str:
+    """Store ``data`` (blocking; call it off the event loop); returns its sha256. A blob
+    already there is not written again."""
+    sha = hashlib.sha256(data).hexdigest()
+    final = store.path(sha)
+    if final.is_file():
+        return sha
+    fd, tmp_name = _mkstemp(store.tmp)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_name, final)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return sha
+
+
 def _mkstemp(directory: Path) -> tuple[int, str]:
     import tempfile
 

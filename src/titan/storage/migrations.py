@@ -28,9 +28,32 @@ def _gate_decisions(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {column} {kind}"))
 
 
+def _agent_telemetry(conn: Connection) -> None:
+    for column, kind in (
+        ("agent_id", "VARCHAR(200)"), ("agent_version", "VARCHAR(200)"),
+        ("status", "VARCHAR(20) NOT NULL DEFAULT 'completed'"), ("started_at", "FLOAT"),
+        ("ended_at", "FLOAT"), ("error", "TEXT"), ("tags", "TEXT"),
+        ("code_version", "VARCHAR(64)"), ("replay_of", "VARCHAR(200)"), ("budget_usd", "FLOAT"),
+        ("over_budget_at", "FLOAT"), ("blocked", "BOOLEAN NOT NULL DEFAULT FALSE"),
+        ("cost_usd", "FLOAT NOT NULL DEFAULT 0"), ("action_count", "INTEGER NOT NULL DEFAULT 0"),
+        ("success_count", "INTEGER NOT NULL DEFAULT 0"),
+        ("error_count", "INTEGER NOT NULL DEFAULT 0"),
+        ("blocked_count", "INTEGER NOT NULL DEFAULT 0"),
+        ("replayed_count", "INTEGER NOT NULL DEFAULT 0"), ("last_action_at", "FLOAT"),
+    ):
+        conn.execute(text(f"ALTER TABLE agent_runs ADD COLUMN {column} {kind}"))
+    # Runs from before telemetry: their stages are all they have; they count as finished.
+    conn.execute(text("UPDATE agent_runs SET started_at = created_at"))
+    for table in (t.agents, t.actions):
+        table.create(conn)
+    for index in t.agent_runs.indexes:
+        index.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
+    (3, "agent telemetry: runs, agents, actions", _agent_telemetry),
 ]
 
 LATEST = MIGRATIONS[-1][0]

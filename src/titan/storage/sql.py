@@ -19,9 +19,10 @@ from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, iter_chunks
 from titan.storage.migrations import migrate
 from titan.storage.sql_jobs import JobsSQL
+from titan.storage.sql_runs import RunsSQL
 
 
-class SQLTransaction(JobsSQL, Transaction):
+class SQLTransaction(JobsSQL, RunsSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any) -> None:
         self.conn = conn
         self.insert = insert

@@ -49,10 +49,12 @@ class JobsSQL:
     insert: Any  # the dialect's insert() with ON CONFLICT support
 
     # -- agent runs ---------------------------------------------------------------------------
-    def ensure_agent_run(self, run_id: str, now: float) -> None:
-        self.conn.execute(
-            self.insert(t.agent_runs).values(id=run_id, created_at=now).on_conflict_do_nothing()
-        )
+    def ensure_agent_run(self, run_id: str, now: float, agent_id: str | None = None) -> bool:
+        result = self.conn.execute(
+            self.insert(t.agent_runs).values(id=run_id, created_at=now, started_at=now,
+                                             status="running", agent_id=agent_id)
+            .on_conflict_do_nothing().returning(t.agent_runs.c.id))
+        return result.first() is not None
 
     def list_agent_runs(self, limit: int, offset: int) -> tuple[list[Row], int]:
         total = self.conn.execute(select(func.count()).select_from(t.agent_runs)).scalar_one()

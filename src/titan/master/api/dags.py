@@ -30,7 +30,10 @@ async def submit_dag(c: CtxDep, p: Writer, body: dict[str, Any] = Body(...)) -> 
     agent_run_id = body.get("agent_run_id")
     if agent_run_id is not None:
         agent_run_id = check_name(agent_run_id, "agent_run_id")
-    dag_id = await c.engine.submit_dag(name, specs, agent_run_id)
+    agent_id = body.get("agent_id")
+    if agent_id is not None:
+        agent_id = check_name(agent_id, "agent_id")
+    dag_id = await c.engine.submit_dag(name, specs, agent_run_id, agent_id)
     live = c.engine.sched.dags.get(dag_id)
     if live is None:  # already finished (every job was cancelled meanwhile): read it back
         return await c.engine.read(lambda tx: load_dag(tx, dag_id))

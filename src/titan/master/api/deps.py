@@ -13,6 +13,7 @@ from titan.master import auth, sessions
 from titan.master.config import MasterConfig
 from titan.master.engine import Engine
 from titan.master.events import EventHub
+from titan.master.telemetry import Telemetry
 from titan.storage.base import Storage
 from titan.storage.blobs import BlobStore
 
@@ -27,6 +28,7 @@ class Ctx:
     hub: EventHub
     blobs: BlobStore
     tokens: auth.TokenCache
+    runs: Telemetry
 
 
 def ctx(request: Request) -> Ctx:

@@ -31,9 +31,12 @@ log = logging.getLogger("titan.master")
 
 EVENT_TYPES = frozenset({
     "job_updated", "dag_created", "dag_updated", "agent_run_updated", "worker_updated",
-    "store_updated", "log_lines",
+    "store_updated", "log_lines", "run_created", "run_updated", "run_completed", "run_failed",
+    "action_created",
 })
 _DAG_SCOPED = frozenset({"job_updated", "dag_updated", "log_lines"})
+_RUN_SCOPED = frozenset({"run_created", "run_updated", "run_completed", "run_failed",
+                         "action_created"})
 # WebSocket close codes in the application range (4000-4999), like HTTP's 401/400.
 _CLOSE_UNAUTHORIZED = 4401
 _CLOSE_BAD_REQUEST = 4400
@@ -42,13 +45,16 @@ _CLOSE_BAD_REQUEST = 4400
 class Filter:
     """Which events one client gets; changed in place when it sends a new log subscription."""
 
-    def __init__(self, types: frozenset[str], dag: int | None, job: int | None) -> None:
-        self.types, self.dag, self.job = types, dag, job
+    def __init__(self, types: frozenset[str], dag: int | None, job: int | None,
+                 run: str | None = None) -> None:
+        self.types, self.dag, self.job, self.run = types, dag, job, run
 
     def __call__(self, event: Event) -> bool:
         kind, data = event["type"], event["data"]
         if kind not in self.types:
             return False
+        if self.run is not None and kind in _RUN_SCOPED:
+            return bool(data.get("run_id", data.get("id")) == self.run)
         if kind == "log_lines":
             return self.job is not None and data.get("job") == self.job
         if self.dag is not None and kind in _DAG_SCOPED:
@@ -66,7 +72,8 @@ def parse_filter(params: Any) -> Filter:
             raise APIError(f"unknown event type(s) {', '.join(sorted(unknown))}; "
                            f"known: {', '.join(sorted(EVENT_TYPES))}")
         types = asked
-    return Filter(types, _int(params.get("dag"), "dag"), _int(params.get("job"), "job"))
+    return Filter(types, _int(params.get("dag"), "dag"), _int(params.get("job"), "job"),
+                  params.get("run") or None)
 
 
 def _int(value: str | None, name: str) -> int | None:

@@ -1,0 +1,213 @@
+"""Agent runs and their actions: ingestion, the registry, details, export, budgets, retention."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from titan.errors import NotFound, ValidationFailed
+from titan.master import export
+from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Operator, Reader, Writer
+from titan.master.run_views import (
+    INTERVENTION_ALERT,
+    LIST_PREVIEW,
+    action_view,
+    intercept_reasons,
+    run_detail,
+    runs_view,
+)
+from titan.master.telemetry import check_window
+from titan.storage.base import ActionQuery, Row, RunQuery, Transaction
+
+router = APIRouter(prefix=API_PREFIX, tags=["runs"])
+_STATUSES = ("running", "completed", "failed", "cancelled")
+_OUTCOMES = ("success", "error", "blocked", "replayed")
+
+
+def _csv(value: str | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
+    if not value:
+        return ()
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise ValidationFailed(f"{name} must be among {', '.join(allowed)}, got {bad[0]!r}",
+                               details={"field": name})
+    return items
+
+
+def run_query(status: str | None = None, min_cost: float | None = None,
+              window: str | None = None, agent: str | None = None,
+              q: str | None = None) -> RunQuery:
+    """The registry's filters, from query parameters (shared with the Runs page)."""
+    if min_cost is not None and min_cost < 0:
+        raise ValidationFailed("min_cost must be at least 0", details={"field": "min_cost"})
+    return RunQuery(statuses=_csv(status, _STATUSES, "status"), min_cost=min_cost,
+                    since=check_window(window), agent=agent or None, search=q or None)
+
+
+@router.post("/runs", status_code=201, summary="Open an agent run (idempotent by id)")
+async def create_run(c: CtxDep, p: Writer, response: Response,
+                     body: Any = Body(...)) -> Row:
+    run, created = await c.runs.create_run(body, p)
+    if not created:
+        response.status_code = 200
+    return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
+
+
+@router.get("/runs", summary="The run registry, most recent first")
+async def list_runs(c: CtxDep, p: Reader, status: str | None = None,
+                    min_cost: float | None = None, window: str | None = None,
+                    agent: str | None = None, q: str | None = None,
+                    limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)) -> Row:
+    query = run_query(status, min_cost, window, agent, q)
+
+    def read(tx: Transaction) -> Row:
+        rows, total = tx.list_runs(query, limit, offset)
+        return {"runs": runs_view(tx, rows), "total": total, "limit": limit, "offset": offset}
+
+    return await c.engine.read(read)
+
+
+@router.get("/runs/intercepts", summary="Runs that need a look: failed, over budget, "
+                                         "high intervention rate")
+async def intercepts(c: CtxDep, p: Reader, window: str | None = None,
+                     limit: int = Query(20, ge=1, le=500)) -> Row:
+    since = check_window(window)
+
+    def read(tx: Transaction) -> Row:
+        runs = runs_view(tx, tx.intercepts(since, INTERVENTION_ALERT, limit))
+        return {"intercepts": [dict(r, reasons=intercept_reasons(r)) for r in runs]}
+
+    return await c.engine.read(read)
+
+
+@router.get("/runs/export", summary="Export runs (and their actions) as CSV, JSON or JSONL")
+async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool = False,
+                      status: str | None = None, min_cost: float | None = None,
+                      window: str | None = None, agent: str | None = None,
+                      q: str | None = None) -> StreamingResponse:
+    query = run_query(status, min_cost, window, agent, q)
+    if format not in export.FORMATS:
+        raise ValidationFailed(f"format must be one of {', '.join(export.FORMATS)}, "
+                               f"got {format!r}", details={"field": "format"})
+    name = f"titan-runs-{time.strftime('%Y%m%d-%H%M%S')}.{format}"
+    return StreamingResponse(
+        export.stream(c.storage.transaction, query, format, actions),
+        media_type=export.FORMATS[format],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/runs/prune", summary="Delete finished runs older than a window (retention)")
+async def prune_runs(c: CtxDep, p: Admin, body: Any = Body(...)) -> Row:
+    if not isinstance(body, dict) or not isinstance(body.get("older_than"), str):
+        raise ValidationFailed('the body must be {"older_than": "90d", "dry_run": false}')
+    before = check_window(body["older_than"])
+    if before is None:
+        raise ValidationFailed("older_than must be a window like 90d, not 'all'")
+    ids = await c.runs.prune(before, dry_run=bool(body.get("dry_run")))
+    return {"pruned": len(ids), "dry_run": bool(body.get("dry_run")), "run_ids": ids[:1000],
+            "before": before}
+
+
+@router.get("/runs/{run_id}", summary="One run: totals, stages, cost by stage/actor/channel")
+async def get_run(c: CtxDep, p: Reader, run_id: str) -> Row:
+    def read(tx: Transaction) -> Row:
+        run = tx.get_run(run_id)
+        if run is None:
+            raise NotFound(f"no agent run {run_id!r}")
+        return run_detail(tx, run)
+
+    return await c.engine.read(read)
+
+
+@router.patch("/runs/{run_id}", summary="End a run, set its budget, tags or version")
+async def patch_run(c: CtxDep, p: Writer, run_id: str, body: Any = Body(...)) -> Row:
+    run = await c.runs.update_run(run_id, body, p)
+    return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
+
+
+@router.post("/runs/{run_id}/actions", summary="Record a batch of actions (all or nothing)")
+async def add_actions(c: CtxDep, p: Writer, request: Request, run_id: str) -> Row:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ValidationFailed("the body is not valid JSON") from None
+    return await c.runs.ingest(run_id, body, p)
+
+
+@router.get("/runs/{run_id}/actions", summary="A run's actions in order, filtered, by page")
+async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: str | None = None,
+                       q: str | None = None, actor: str | None = None,
+                       channel: str | None = None, after: int | None = None,
+                       limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                       preview: int = Query(LIST_PREVIEW, ge=0, le=100_000)) -> Row:
+    query = ActionQuery(outcomes=_csv(outcome, _OUTCOMES, "outcome"), search=q or None,
+                        actor=actor or None, channel=channel or None, after=after)
+
+    def read(tx: Transaction) -> Row:
+        if tx.get_run(run_id) is None:
+            raise NotFound(f"no agent run {run_id!r}")
+        rows, matched = tx.list_actions(run_id, query, limit, offset, preview)
+        return {"actions": [action_view(a) for a in rows], "matched": matched,
+                "limit": limit, "offset": offset}
+
+    return await c.engine.read(read)
+
+
+@router.get("/runs/{run_id}/actions/{seq}", summary="One action, inputs and outputs in full")
+async def get_action(c: CtxDep, p: Reader, run_id: str, seq: int) -> Row:
+    a = await c.engine.read(lambda tx: tx.get_action(run_id, seq))
+    if a is None:
+        raise NotFound(f"agent run {run_id!r} has no action {seq}")
+    for side in ("inputs", "outputs"):
+        if a[f"{side}_blob"] and a[f"{side}_hash"]:
+            path = c.blobs.path(a[f"{side}_hash"])
+            if path.is_file():
+                a[side] = path.read_text()
+                a[f"{side}_blob"] = False
+    return action_view(a)
+
+
+@router.get("/agents/{agent_id}", summary="An agent: its budget and its runs over time")
+async def get_agent(c: CtxDep, p: Reader, agent_id: str,
+                    limit: int = Query(100, ge=1, le=1000)) -> Row:
+    def read(tx: Transaction) -> Row:
+        series = tx.agent_runs_series(agent_id, limit)
+        agent = tx.get_agent(agent_id)
+        if not series and agent is None:
+            raise NotFound(f"no agent {agent_id!r} (no run names it)")
+        return agent_view(agent_id, agent, series)
+
+    return await c.engine.read(read)
+
+
+@router.patch("/agents/{agent_id}", summary="Set the budget every run of an agent gets")
+async def patch_agent(c: CtxDep, p: Operator, agent_id: str, body: Any = Body(...)) -> Row:
+    if not isinstance(body, dict) or set(body) != {"budget_usd"}:
+        raise ValidationFailed('the body must be {"budget_usd": <USD or null>}')
+    budget = body["budget_usd"]
+    if budget is not None and (not isinstance(budget, int | float) or isinstance(budget, bool)
+                               or budget < 0):
+        raise ValidationFailed("budget_usd must be a number of USD, at least 0, or null")
+    await c.runs.set_agent_budget(agent_id, None if budget is None else float(budget))
+    return await get_agent(c, p, agent_id)
+
+
+def agent_view(agent_id: str, agent: Row | None, series: list[Row]) -> Row:
+    points = [{
+        "run_id": r["id"], "status": r["status"], "started_at": r["started_at"],
+        "cost_usd": r["cost_usd"], "action_count": r["action_count"],
+        "success_rate": (r["success_count"] / r["action_count"]) if r["action_count"] else None,
+    } for r in series]
+    n = sum(r["action_count"] for r in series)
+    return {
+        "agent_id": agent_id, "budget_usd": agent["budget_usd"] if agent else None,
+        "runs": len(series), "cost_usd": round(sum(r["cost_usd"] for r in series), 8),
+        "action_count": n,
+        "success_rate": (sum(r["success_count"] for r in series) / n) if n else None,
+        "failed_runs": sum(1 for r in series if r["status"] == "failed"),
+        "series": points,
+    }

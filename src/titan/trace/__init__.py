@@ -1,0 +1,42 @@
+"""Recording what an agent did: runs, actions, tools, and values that must replay.
+
+::
+
+    import titan
+
+    with titan.trace.run(agent_id="support-bot", agent_version="1.4", budget_usd=2.0):
+        with titan.trace.action("retrieve", inputs={"query": q}) as a:
+            a.outputs = search(q)
+        reply = titan.llm.complete(prompt)          # recorded as call_llm
+
+    @titan.tool
+    def web_search(query: str, k: int = 5) -> list[str]: ...
+
+Inside a Titan job there is nothing to open: actions go to the job's agent run, made by the
+actor ``<stage>/<job id>``. Recording never waits on the network (see
+:mod:`titan.trace.recorder`); outside any run nothing is recorded and the code runs as is.
+"""
+
+from __future__ import annotations
+
+from titan.trace.actions import Action, action, now, random, tool, uuid
+from titan.trace.context import actor
+from titan.trace.runs import Run, drive, run
+
+__all__ = ["Action", "Run", "action", "actor", "current_run_id", "drive", "flush", "now",
+           "random", "run", "tool", "uuid"]
+
+
+def current_run_id() -> str | None:
+    """The id of the agent run actions are recorded into here, or None."""
+    from titan.trace.context import current_run
+
+    found = current_run()
+    return found.id if found else None
+
+
+def flush(timeout: float = 30.0) -> bool:
+    """Wait until every action recorded so far reached the master; False on timeout."""
+    from titan.trace.recorder import RECORDER
+
+    return RECORDER.flush(timeout)

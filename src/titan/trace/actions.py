@@ -1,0 +1,187 @@
+"""Recording actions: ``trace.action(...)``, ``@titan.tool``, ``trace.now/uuid/random``.
+
+The hot path does what must happen on the caller's thread and nothing else: take the clock,
+number the call (its ordinal per actor, channel and name), snapshot inputs and outputs as
+canonical JSON (they may be mutated afterwards) and append to the recorder's queue. Everything
+with a network in it happens on the recorder's thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import random as _random
+import time
+import uuid as _uuid
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from titan.trace import context
+from titan.trace.canonical import dumps
+from titan.trace.recorder import RECORDER
+
+F = TypeVar("F", bound=Callable[..., Any])
+CHANNELS = ("llm", "tool", "clock", "random", "custom")
+
+
+def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, outputs: Any,
+         started_at: float, duration_ns: int, outcome: str = "success",
+         error: BaseException | None = None, action_id: str | None = None,
+         parent_id: str | None = None, actor: str | None = None, model: str | None = None,
+         usage: dict[str, int] | None = None, cost_usd: float | None = None,
+         cost_source: str | None = None, tags: Any = None) -> str:
+    """Queue one finished action of ``run``; returns its id."""
+    actor = actor or context.current_actor(run)
+    action_id = action_id or context.new_action_id()
+    meta: dict[str, Any] = {
+        "id": action_id, "actor": actor, "channel": channel, "name": name,
+        "ordinal": run.next_ordinal(actor, channel, name), "outcome": outcome,
+        "started_at": started_at, "duration_ns": duration_ns,
+    }
+    if parent_id is None:
+        parent_id = context.current_parent()
+    if parent_id is not None:
+        meta["parent_id"] = parent_id
+    if error is not None:
+        meta["error"] = {"type": type(error).__name__, "message": str(error)[:100_000]}
+    if model is not None:
+        meta["model"] = model
+    if usage:
+        meta["usage"] = usage
+    if cost_usd is not None:
+        meta["cost_usd"] = cost_usd
+        run.unsent_cost += cost_usd
+    if cost_source is not None:
+        meta["cost_source"] = cost_source
+    if tags is not None:
+        meta["tags"] = tags
+    RECORDER.put("action", run, (meta, dumps(inputs),
+                                 None if outputs is None else dumps(outputs), cost_usd or 0.0))
+    return action_id
+
+
+class Action:
+    """``with titan.trace.action("search", inputs={...}) as a: a.outputs = ...``
+
+    Set ``outputs`` (and, if you know them, ``cost_usd``, ``usage``, ``model``, ``tags``)
+    inside the block. An exception leaving the block is recorded (outcome ``error``) and
+    re-raised. Actions recorded inside the block name this one as their parent. Outside any
+    agent run the block runs and nothing is recorded."""
+
+    __slots__ = ("name", "inputs", "outputs", "channel", "tags", "cost_usd", "usage", "model",
+                 "id", "_run", "_started", "_t0", "_token")
+
+    def __init__(self, name: str, inputs: Any = None, *, kind: str = "custom",
+                 tags: Any = None) -> None:
+        if kind not in CHANNELS:
+            raise ValueError(f"kind must be one of {', '.join(CHANNELS)}, got {kind!r}")
+        self.name, self.inputs, self.channel, self.tags = name, inputs, kind, tags
+        self.outputs: Any = None
+        self.cost_usd: float | None = None
+        self.usage: dict[str, int] | None = None
+        self.model: str | None = None
+        self.id: str | None = None
+
+    def __enter__(self) -> Action:
+        self._run = context.current_run()
+        if self._run is not None:
+            self.id = context.new_action_id()
+            self._token = context.set_parent(self.id)
+        self._started = time.time()
+        self._t0 = time.perf_counter_ns()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        duration = time.perf_counter_ns() - self._t0
+        run = self._run
+        if run is None:
+            return
+        context.reset_parent(self._token)
+        emit(run, channel=self.channel, name=self.name,
+             inputs={} if self.inputs is None else self.inputs, outputs=self.outputs,
+             started_at=self._started, duration_ns=duration,
+             outcome="success" if exc is None else "error", error=exc, action_id=self.id,
+             model=self.model, usage=self.usage, cost_usd=self.cost_usd, tags=self.tags)
+
+
+def action(name: str, inputs: Any = None, *, kind: str = "custom", tags: Any = None) -> Action:
+    return Action(name, inputs, kind=kind, tags=tags)
+
+
+def _bind(sig: inspect.Signature | None, args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> dict[str, Any]:
+    if sig is None:
+        return {"args": list(args), **kwargs}
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError:
+        return {"args": list(args), **kwargs}
+    bound.apply_defaults()
+    out = dict(bound.arguments)
+    out.pop("self", None)
+    out.pop("cls", None)
+    return out
+
+
+@overload
+def tool(fn: F) -> F: ...
+@overload
+def tool(fn: None = None, *, name: str | None = None, tags: Any = None) -> Callable[[F], F]: ...
+
+
+def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None) -> Any:
+    """Record every call of a tool function: inputs from its arguments (by parameter name),
+    outputs from its return value; an exception is recorded (outcome ``error``) and re-raised.
+    Works on plain and ``async`` functions, bare (``@titan.tool``) or with options
+    (``@titan.tool(name="web_search")``)."""
+
+    def wrap(f: F) -> F:
+        label = name or f.__name__
+        try:
+            sig: inspect.Signature | None = inspect.signature(f)
+        except (TypeError, ValueError):
+            sig = None
+
+        if inspect.iscoroutinefunction(f):
+            @functools.wraps(f)
+            async def arun(*args: Any, **kwargs: Any) -> Any:
+                if context.current_run() is None:
+                    return await f(*args, **kwargs)
+                with Action(label, _bind(sig, args, kwargs), kind="tool", tags=tags) as a:
+                    a.outputs = await f(*args, **kwargs)
+                    return a.outputs
+            return arun  # type: ignore[return-value]
+
+        @functools.wraps(f)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if context.current_run() is None:
+                return f(*args, **kwargs)
+            with Action(label, _bind(sig, args, kwargs), kind="tool", tags=tags) as a:
+                a.outputs = f(*args, **kwargs)
+                return a.outputs
+        return run  # type: ignore[return-value]
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _ambient(channel: str, name: str, value: Any, inputs: Any = None) -> Any:
+    run = context.current_run()
+    if run is not None:
+        emit(run, channel=channel, name=name, inputs=inputs or {}, outputs=value,
+             started_at=time.time(), duration_ns=0)
+    return value
+
+
+def now() -> float:
+    """``time.time()``, recorded (channel ``clock``) so a replay gets the same value."""
+    return float(_ambient("clock", "now", time.time()))
+
+
+def uuid() -> str:
+    """A random UUID4 string, recorded (channel ``random``) so a replay gets the same one."""
+    return str(_ambient("random", "uuid", str(_uuid.uuid4())))
+
+
+def random() -> float:
+    """``random.random()``, recorded (channel ``random``) so a replay gets the same value."""
+    return float(_ambient("random", "random", _random.random()))

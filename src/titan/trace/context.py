@@ -1,0 +1,137 @@
+"""Where an action belongs: the current agent run, actor path and parent action.
+
+Inside a Titan job the run comes from ``TITAN_AGENT_RUN_ID`` and the actor from the job
+(``<stage>/<job id>``); ``titan.trace.run(...)`` opens a run anywhere else; ``titan.trace.actor``
+nests a sub-agent's path. All three are context variables, so threads and asyncio tasks
+started inside a run inherit it (``contextvars.copy_context`` semantics).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from titan.trace.naming import job_actor
+
+
+@dataclass(eq=False)
+class RunHandle:
+    """This process's view of one agent run."""
+
+    id: str
+    agent_id: str | None = None
+    default_actor: str = "main"
+    # Budget state: from the master's replies, plus what this process spent since.
+    budget_usd: float | None = None
+    cost_usd: float = 0.0  # the master's total at its last reply
+    unsent_cost: float = 0.0  # recorded here, not yet acknowledged
+    blocked: bool = False
+    known_at: float = 0.0  # when the budget state was last learned from the master (0: never)
+    endpoint: Any = None  # the master to report to (None: the SDK's default one)
+    _ordinals: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_ordinal(self, actor: str, channel: str, name: str) -> int:
+        key = (actor, channel, name)
+        with self._lock:
+            n = self._ordinals.get(key, 0)
+            self._ordinals[key] = n + 1
+        return n
+
+    @property
+    def over_budget(self) -> bool:
+        return self.blocked or (self.budget_usd is not None
+                                and self.cost_usd + self.unsent_cost > self.budget_usd)
+
+
+_run: ContextVar[RunHandle | None] = ContextVar("titan_run", default=None)
+_actor: ContextVar[str | None] = ContextVar("titan_actor", default=None)
+_parent: ContextVar[str | None] = ContextVar("titan_parent_action", default=None)
+_env_run: RunHandle | None = None
+_env_lock = threading.Lock()
+_prefix = secrets.token_hex(4)
+_counter = itertools.count(1)
+_pid = os.getpid()
+
+
+def new_action_id() -> str:
+    """Unique per action without a syscall: a per-process random prefix and a counter
+    (re-drawn after a fork, so a forked job never repeats its parent's ids)."""
+    global _prefix, _counter, _pid
+    if os.getpid() != _pid:
+        _prefix, _counter, _pid = secrets.token_hex(4), itertools.count(1), os.getpid()
+    return f"{_prefix}-{next(_counter)}"
+
+
+def current_run() -> RunHandle | None:
+    """The run actions go to now: the innermost ``trace.run``, else the job's agent run."""
+    run = _run.get()
+    if run is not None:
+        return run
+    return _job_run()
+
+
+def _job_run() -> RunHandle | None:
+    global _env_run
+    run_id = os.environ.get("TITAN_AGENT_RUN_ID")
+    if not run_id:
+        return None
+    if _env_run is None or _env_run.id != run_id:
+        with _env_lock:
+            if _env_run is None or _env_run.id != run_id:
+                actor = job_actor(os.environ.get("TITAN_DAG", ""),
+                                  os.environ.get("TITAN_JOB_ID", "main"), run_id)
+                _env_run = RunHandle(id=run_id, default_actor=actor)
+    return _env_run
+
+
+def current_actor(run: RunHandle) -> str:
+    return _actor.get() or run.default_actor
+
+
+def current_parent() -> str | None:
+    return _parent.get()
+
+
+@contextmanager
+def actor(name: str) -> Iterator[str]:
+    """Record the actions inside the block as made by sub-agent ``name`` (nested under the
+    current actor: ``ITER1/researcher-1-0/summariser``)."""
+    if not name or "/" in name:
+        raise ValueError("an actor name is a non-empty string without '/'")
+    run = current_run()
+    base = _actor.get() or (run.default_actor if run else "main")
+    path = f"{base}/{name}"
+    token = _actor.set(path)
+    try:
+        yield path
+    finally:
+        _actor.reset(token)
+
+
+def enter_run(run: RunHandle) -> object:
+    return _run.set(run)
+
+
+def leave_run(token: object) -> None:
+    _run.reset(token)  # type: ignore[arg-type]
+
+
+def set_parent(action_id: str | None) -> object:
+    return _parent.set(action_id)
+
+
+def reset_parent(token: object) -> None:
+    _parent.reset(token)  # type: ignore[arg-type]
+
+
+def wall_ns() -> tuple[float, int]:
+    return time.time(), time.perf_counter_ns()

@@ -1,0 +1,93 @@
+"""Every ``titan.llm.complete`` call becomes a ``call_llm`` action of the current run, and a
+run over its budget gets no more LLM calls.
+
+Installed by ``titan.llm`` itself, so an agent that only uses ``titan.llm`` is recorded with no
+change to its code. The budget guard runs before the provider is asked: when the run is known
+to be over budget it raises :class:`~titan.errors.BudgetExceeded`, which the call's own
+recording turns into an action with outcome ``blocked``. While blocked, the guard asks the
+master again (at most every two seconds) whether an operator has raised the budget; the first
+LLM call of a job process asks once what its run's budget is. Those are the only network waits
+on the caller's path, and both are on the way to a call that takes far longer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from titan.errors import BudgetExceeded
+from titan.trace import context
+from titan.trace.actions import emit
+from titan.trace.recorder import RECORDER, learn
+
+log = logging.getLogger("titan.trace")
+_REFRESH_BLOCKED = 2.0
+_installed = False
+
+
+def _refresh(run: context.RunHandle) -> None:
+    try:
+        state = RECORDER.client(run).call("GET", f"/runs/{run.id}", read_timeout=2.0)
+    except Exception as exc:  # budget state unknown: the call goes ahead
+        log.debug("titan.trace: could not read run %s's budget: %s", run.id, exc)
+        run.known_at = time.monotonic()
+        return
+    if isinstance(state, dict):
+        learn(run, state)
+
+
+def guard(model: str, messages: Any, params: dict[str, Any]) -> None:
+    """Raise BudgetExceeded if the current run may not make another LLM call."""
+    run = context.current_run()
+    if run is None:
+        return
+    if run.known_at == 0.0:
+        _refresh(run)
+    elif run.over_budget and time.monotonic() - run.known_at > _REFRESH_BLOCKED:
+        RECORDER.flush(2.0)  # what this process spent must be counted before asking
+        _refresh(run)
+    if run.over_budget:
+        spent = run.cost_usd + run.unsent_cost
+        budget = run.budget_usd
+        raise BudgetExceeded(
+            f"agent run {run.id} is over its budget (${spent:.4f} spent of "
+            f"${budget if budget is not None else 0:.4f}); LLM calls are blocked until an "
+            f"operator raises it (titan runs budget {run.id} USD)",
+            run_id=run.id, budget_usd=budget, cost_usd=spent)
+
+
+def on_call(call: Any) -> None:
+    """Record one finished LLM call (a :class:`titan.llm.LLMCall`) as an action."""
+    run = context.current_run()
+    if run is None:
+        return
+    params = {k: v for k, v in call.params.items() if v is not None}
+    inputs = {"model": call.model, "messages": call.messages, "params": params}
+    c = call.completion
+    if call.error is not None:
+        outcome = "blocked" if isinstance(call.error, BudgetExceeded) else "error"
+        emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=None,
+             started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
+             outcome=outcome, error=call.error, model=call.model)
+        return
+    outputs: dict[str, Any] = {"text": c.text, "finish_reason": c.finish_reason}
+    if c.data is not None:
+        outputs["data"] = c.data
+    if c.attempts > 1:
+        outputs["attempts"] = c.attempts
+    emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=outputs,
+         started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
+         model=c.model, usage=c.usage.to_dict(),
+         cost_usd=c.cost_usd, cost_source=c.cost_source)
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    from titan.llm import recording
+
+    recording.add_listener(on_call)
+    recording.add_guard(guard)
+    _installed = True

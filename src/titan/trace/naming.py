@@ -1,0 +1,33 @@
+"""Names derived from an agent run's id: its stages' short labels, its agent, its actors.
+
+Shared by the master (stage labels on the Agent Runs page, a run's agent when none was given)
+and the SDK (a job's actor path), so both spell them the same way. Replays get a new run id,
+so anything that must match across runs (actor paths) is built from labels with the run id
+taken out.
+"""
+
+from __future__ import annotations
+
+import re
+
+_RANDOM_TAIL = re.compile(r"^(?P<agent>.+?)[_\-:.](?P<tail>[0-9a-fA-F]{4,}|\d+)$")
+
+
+def stage_label(name: str, run_id: str) -> str:
+    """The DAG name with the agent run's prefix stripped: RESEARCH_1a9ac3_PLAN -> PLAN."""
+    for prefix in (run_id + "_", run_id + "-", run_id + ":", run_id):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def agent_of_run(run_id: str) -> str:
+    """The agent a run belongs to when nobody said: the run id without its random or
+    numbered tail (RESEARCH_1a9ac3 -> RESEARCH), else the whole id."""
+    m = _RANDOM_TAIL.match(run_id)
+    return m.group("agent") if m else run_id
+
+
+def job_actor(dag: str, job_id: str, run_id: str) -> str:
+    """A job's actor path inside its run: ``<stage label>/<job id>`` (ITER1/researcher-1-0)."""
+    return f"{stage_label(dag, run_id)}/{job_id}" if dag else job_id

@@ -1,0 +1,250 @@
+"""Shipping recorded actions to the master without making the caller wait.
+
+The caller appends to a deque (no lock, no syscall) and returns; one background thread, started
+on first use, sends what queued in batches every ``TITAN_TRACE_FLUSH_INTERVAL`` seconds (0.2 by
+default) or sooner when a batch fills. Runs opened and closed here travel in the same ordered
+stream, so the master always sees a run before its actions and its end after them.
+
+A master that is down or restarting loses nothing this process still holds: a failed send is
+retried with backoff, in order. At exit the queue is flushed, waiting at most
+``TITAN_TRACE_FLUSH_TIMEOUT`` seconds (10 by default) for the master, then what could not be
+sent is reported on stderr. A batch the master rejects as invalid (4xx) is reported and dropped:
+resending it cannot succeed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from titan.trace.context import RunHandle
+
+log = logging.getLogger("titan.trace")
+MAX_BATCH = 2000
+MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.queue: deque[tuple[str, RunHandle, Any]] = deque()
+        self.wake = threading.Event()
+        self.idle = threading.Condition()
+        self.in_flight = 0
+        self.dropped = 0
+        self.interval = float(os.environ.get("TITAN_TRACE_FLUSH_INTERVAL", "0.2"))
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._clients: dict[str, Any] = {}
+        self._stopping = False
+        self._lock = threading.Lock()
+        self.driven: dict[str, RunHandle] = {}  # runs this process drives (ends at exit)
+        self.failure: BaseException | None = None  # an uncaught exception, seen at exit
+
+    # -- the caller's side --------------------------------------------------------------------
+    def put(self, kind: str, run: RunHandle, item: Any) -> None:
+        if self._thread is None or self._pid != os.getpid():
+            self.ensure_started()
+        q = self.queue
+        q.append((kind, run, item))
+        if len(q) >= MAX_BATCH:
+            self.wake.set()
+        if len(q) > MAX_BUFFER:
+            self._shed()
+
+    def _shed(self) -> None:
+        """Memory is finite: past the buffer, the oldest actions go (and say so at exit)."""
+        while len(self.queue) > MAX_BUFFER:
+            try:
+                kind, run, item = self.queue.popleft()
+            except IndexError:
+                return
+            if kind != "action":
+                self.queue.appendleft((kind, run, item))
+                return
+            self.dropped += 1
+
+    def ensure_started(self) -> None:
+        """Start the sender thread (and the exit flush) in this process, once."""
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            if self._pid != os.getpid():  # a fork: the parent's thread did not come along
+                self.__init__()  # type: ignore[misc]
+            self._thread = threading.Thread(target=self._loop, name="titan-trace", daemon=True)
+            self._thread.start()
+            atexit.register(self.close)
+
+    def client(self, run: RunHandle | None = None) -> Any:
+        """The transport to the run's master (the SDK's default master unless the run came
+        from a client pointed elsewhere)."""
+        from titan.client.config import resolve
+        from titan.client.transport import Transport
+
+        endpoint = run.endpoint if run is not None and run.endpoint is not None else None
+        key = endpoint.url if endpoint is not None else ""
+        found = self._clients.get(key)
+        if found is None:
+            found = self._clients[key] = Transport(endpoint or resolve(None, None, None),
+                                                   timeout=10.0)
+        return found
+
+    # -- the sender ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        backoff = 0.0
+        while True:
+            self.wake.wait(backoff or self.interval)
+            self.wake.clear()
+            try:
+                sent = self._send_some()
+            except Exception as exc:  # the master is unreachable or failing: keep and retry
+                backoff = min(max(backoff * 2, 0.25), 5.0)
+                log.debug("titan.trace: send failed (%s); retrying in %.2fs", exc, backoff)
+                if self._stopping and backoff >= 5.0:
+                    backoff = 1.0
+                continue
+            backoff = 0.0
+            if not sent:
+                with self.idle:
+                    self.idle.notify_all()
+                if self._stopping:
+                    return
+
+    def _send_some(self) -> bool:
+        """Send the head of the queue (one run's consecutive actions, or one run change);
+        it leaves the queue only once the master acknowledged it."""
+        q = self.queue
+        if not q:
+            return False
+        kind, run, item = q[0]
+        if kind != "action":
+            self._send_change(kind, run, item)
+            q.popleft()
+            return True
+        batch: list[str] = []
+        cost = 0.0
+        for k, r, it in _head(q, MAX_BATCH):
+            if k != "action" or r is not run:
+                break
+            meta, inputs, outputs, spent = it
+            batch.append(encode(meta, inputs, outputs))
+            cost += spent
+        self.in_flight = len(batch)
+        body = ('{"actions":[' + ",".join(batch) + "]}").encode()
+        reply = self._post_actions(run, body, len(batch))
+        for _ in batch:
+            q.popleft()
+        self.in_flight = 0
+        run.unsent_cost = max(0.0, run.unsent_cost - cost)
+        if reply is not None:
+            learn(run, reply.get("run") or {})
+        return True
+
+    def _post_actions(self, run: RunHandle, body: bytes, n: int) -> dict[str, Any] | None:
+        from titan import errors
+
+        try:
+            response = self.client(run).send(
+                "POST", f"/runs/{run.id}/actions", body=body,
+                headers={"Content-Type": "application/json"})
+            reply: dict[str, Any] = response.json()
+            return reply
+        except errors.APIError as exc:
+            if exc.status >= 500 or exc.status in (401, 408, 429):
+                raise
+            _warn(f"the master refused {n} action(s) of run {run.id}: {exc}")
+            return None
+
+    def _send_change(self, kind: str, run: RunHandle, body: dict[str, Any]) -> None:
+        from titan import errors
+
+        try:
+            if kind == "create":
+                learn(run, self.client(run).call("POST", "/runs", json=body))
+            else:
+                self.client(run).call("PATCH", f"/runs/{run.id}", json=body)
+        except errors.APIError as exc:
+            if exc.status >= 500 or exc.status in (401, 408, 429):
+                raise
+            _warn(f"the master refused to {'open' if kind == 'create' else 'update'} run "
+                  f"{run.id}: {exc}")
+
+    # -- flushing -----------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is acknowledged; False on timeout."""
+        if self._thread is None or self._pid != os.getpid():
+            return not self.queue
+        deadline = time.monotonic() + (30.0 if timeout is None else timeout)
+        while self.queue:
+            self.wake.set()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with self.idle:
+                self.idle.wait(min(left, 0.1))
+        return True
+
+    def close(self) -> None:
+        """At exit: end the runs this process drove, then flush (bounded)."""
+        if self._pid != os.getpid():
+            return
+        for run in list(self.driven.values()):
+            body: dict[str, Any] = {"status": "ended"}
+            if self.failure is not None:
+                body = {"status": "failed", "error": _describe(self.failure)}
+            self.put("patch", run, body)
+        self.driven.clear()
+        timeout = float(os.environ.get("TITAN_TRACE_FLUSH_TIMEOUT", "10"))
+        self._stopping = True
+        if not self.flush(timeout):
+            actions = sum(1 for k, _, _ in list(self.queue) if k == "action")
+            _warn(f"could not reach the master within {timeout:g}s at exit: {actions} recorded "
+                  f"action(s) were not delivered (set TITAN_TRACE_FLUSH_TIMEOUT to wait longer)")
+        if self.dropped:
+            _warn(f"{self.dropped} action(s) were dropped: more than {MAX_BUFFER} waited for "
+                  "an unreachable master")
+
+
+def _head(q: deque[Any], n: int) -> list[Any]:
+    out = []
+    for item in q:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
+
+
+def learn(run: RunHandle, state: dict[str, Any]) -> None:
+    """Take the budget state the master reported for the run."""
+    if "cost_usd" in state:
+        run.cost_usd = float(state.get("cost_usd") or 0.0)
+        run.budget_usd = state.get("budget_usd")
+        run.blocked = bool(state.get("blocked"))
+        run.known_at = time.monotonic()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _warn(message: str) -> None:
+    try:
+        sys.stderr.write(f"[titan.trace] {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def encode(meta: dict[str, Any], inputs: str, outputs: str | None) -> str:
+    """One action's JSON, splicing in the already-canonical inputs and outputs."""
+    head = json.dumps(meta, separators=(",", ":"), ensure_ascii=False, default=str)
+    return f'{head[:-1]},"inputs":{inputs},"outputs":{outputs or "null"}}}'
+
+
+RECORDER = Recorder()

@@ -1,0 +1,107 @@
+"""Opening an agent run from any Python process: ``with titan.trace.run(...) as run:``.
+
+The run is announced to the master through the recorder's ordered stream (the caller does not
+wait), its actions follow, and leaving the block ends it: ``completed``, or ``failed`` with the
+exception that left the block. Inside a Titan job there is nothing to open: the job's actions
+already belong to its agent run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from titan.trace import context
+from titan.trace.recorder import RECORDER
+
+
+def _script_version() -> str | None:
+    """A hash of the main script, the code version of a run opened outside Titan."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    try:
+        return hashlib.sha256(Path(main).read_bytes()).hexdigest()[:16] if main else None
+    except OSError:
+        return None
+
+
+class Run:
+    """An agent run opened here; ``id`` is known at once (made up locally)."""
+
+    def __init__(self, *, agent_id: str, agent_version: str | None = None,
+                 budget_usd: float | None = None, tags: Any = None,
+                 run_id: str | None = None) -> None:
+        if not agent_id:
+            raise ValueError("agent_id is required: it groups the agent's runs on the Runs page")
+        self.id = run_id or f"{agent_id}-{secrets.token_hex(4)}"
+        self.agent_id = agent_id
+        self.handle = context.RunHandle(id=self.id, agent_id=agent_id, default_actor=agent_id,
+                                        budget_usd=budget_usd)
+        self.handle.known_at = 1.0  # its budget is the one given here: nothing to fetch
+        self._body: dict[str, Any] = {"id": self.id, "agent_id": agent_id}
+        for key, value in (("agent_version", agent_version), ("budget_usd", budget_usd),
+                           ("tags", tags), ("code_version", _script_version())):
+            if value is not None:
+                self._body[key] = value
+        self._token: object = None
+
+    def __enter__(self) -> Run:
+        RECORDER.put("create", self.handle, dict(self._body, started_at=time.time()))
+        self._token = context.enter_run(self.handle)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        context.leave_run(self._token)
+        if exc is None or isinstance(exc, SystemExit) and exc.code in (0, None):
+            body: dict[str, Any] = {"status": "completed"}
+        elif isinstance(exc, KeyboardInterrupt):
+            body = {"status": "cancelled", "error": "interrupted (KeyboardInterrupt)"}
+        else:
+            body = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+        RECORDER.put("patch", self.handle, dict(body, ended_at=time.time()))
+
+    @property
+    def cost_usd(self) -> float:
+        """What the run has spent so far, as far as this process knows."""
+        return self.handle.cost_usd + self.handle.unsent_cost
+
+
+def run(agent_id: str, *, agent_version: str | None = None, budget_usd: float | None = None,
+        tags: Any = None, run_id: str | None = None) -> Run:
+    return Run(agent_id=agent_id, agent_version=agent_version, budget_usd=budget_usd,
+               tags=tags, run_id=run_id)
+
+
+def drive(run_id: str, endpoint: Any = None) -> None:
+    """This process submitted a stage of agent run ``run_id`` from outside it: it is the run's
+    driver, and when it exits the run ends (completed unless its last stage failed, or failed
+    with the uncaught exception that ended the process)."""
+    if os.environ.get("TITAN_AGENT_RUN_ID") == run_id or run_id in RECORDER.driven:
+        return
+    if os.environ.get("TITAN_TRACE_DRIVER", "1") == "0":
+        return
+    RECORDER.driven[run_id] = context.RunHandle(id=run_id, endpoint=endpoint)
+    _watch_uncaught()
+    RECORDER.ensure_started()
+
+
+_hooked = False
+
+
+def _watch_uncaught() -> None:
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if not issubclass(kind, KeyboardInterrupt):
+            RECORDER.failure = exc
+        previous(kind, exc, tb)
+
+    sys.excepthook = hook
