@@ -24,12 +24,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_user_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_user_config(tmp_path_factory: pytest.TempPathFactory,
+                          monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Never read or write the developer's ~/.titan, nor inherit a TITAN_* setting."""
     for key in list(os.environ):
         if key.startswith("TITAN_") and key != "TITAN_TEST_POSTGRES_URL":
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("TITAN_CONFIG_DIR", str(tmp_path_factory.mktemp("user-config")))
+    yield
+    # A test that submitted a stage of an agent run made this process the run's driver; its
+    # cluster is gone by the time pytest exits, so there is no run end to report then.
+    from titan.trace.recorder import RECORDER
+
+    RECORDER.driven.clear()
 
 
 @contextlib.contextmanager

@@ -247,6 +247,12 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from titan.trace.commands import run
+
+    return run(args, _client(args))
+
+
 def cmd_llm(args: argparse.Namespace) -> int:
     from titan.llm.commands import run
 
@@ -380,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.add_parser("list", help="list tokens", parents=common)
     t = tokens.add_parser("revoke", help="revoke a token", parents=common)
     t.add_argument("id")
+
+    from titan.trace.commands import add_arguments as add_runs_arguments
+
+    add_runs_arguments(command("runs", cmd_runs, "agent runs: list, show, export, prune, "
+                               "budget"), common)
 
     from titan.llm.commands import add_arguments as add_llm_arguments
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from titan.dashboard import login, queries
+from titan.dashboard import login, queries, runs_pages
 from titan.dashboard.render import STATIC, Data, twin
 from titan.errors import ValidationFailed
 from titan.master import auth
@@ -78,6 +78,7 @@ async def store_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     return await c.engine.read(lambda tx: queries.store(tx, prefix, limit))
 
 
+router.routes.extend(runs_pages.router.routes)
 router.routes.extend(login.router.routes)
 # Assets carry no data: served without auth, so the sign-in page can use them too.
 router.routes.append(Mount("/static", app=StaticFiles(directory=STATIC), name="dashboard-static"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -114,12 +115,16 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         blobs = BlobStore(data / "blobs")
         engine.runs = runs = Telemetry(engine, blobs)
         await runs.load()
+        retention = (asyncio.create_task(runs.keep_retention(config.run_retention))
+                     if config.run_retention else None)
         app.state.ctx = Ctx(config=config, storage=storage, engine=engine, hub=hub,
                             blobs=blobs, tokens=auth.TokenCache(), runs=runs)
         log.info("master ready: %s (database %s)", config.api_url, storage.url.split("@")[-1])
         try:
             yield
         finally:
+            if retention is not None:
+                retention.cancel()
             await engine.stop()
             storage.close()
             storage = None

@@ -28,6 +28,9 @@ class MasterConfig:
     max_upload_bytes: int = 4 * 1024 * 1024 * 1024
     max_dag_jobs: int = 100_000
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host headers accepted
+    # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
+    run_retention: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_RUN_RETENTION") or None)
 
     @property
     def data_path(self) -> Path:

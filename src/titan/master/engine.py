@@ -142,6 +142,8 @@ class Engine:
             if worker.assigned or worker.cancels:
                 woken.append(worker)
         if not woken:
+            if not ch.empty():  # jobs set aside (a blocked run's) changed their reason
+                self.submit(ch)
             return
         fut = self.submit(ch)
         for worker in woken:

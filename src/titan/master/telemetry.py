@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from titan.trace.naming import agent_of_run
 if TYPE_CHECKING:
     from titan.master.engine import Engine
 
+log = logging.getLogger("titan.master")
 TERMINAL_RUN = {"completed": "run_completed", "failed": "run_failed", "cancelled": "run_updated"}
 INLINE_BYTES = 64 * 1024  # inputs/outputs larger than this go to the blob store
 
@@ -293,22 +295,39 @@ class Telemetry:
         return rows
 
     # -- retention ----------------------------------------------------------------------------
-    async def prune(self, before: float, dry_run: bool = False) -> list[str]:
+    async def prune(self, before: float, dry_run: bool = False,
+                    among: list[str] | None = None) -> list[str]:
+        """Delete finished runs started before ``before`` (only those in ``among`` when
+        given: what an export just saved), with their actions; their ids."""
         def op(tx: Transaction) -> list[str]:
+            if dry_run:
+                return tx.finished_runs_before(before, 1 << 30, among)
             ids: list[str] = []
             while True:
-                batch = [i for i in tx.finished_runs_before(before, 500) if i not in ids]
+                batch = tx.finished_runs_before(before, 500, among)
                 if not batch:
                     return ids
+                tx.delete_runs(batch)
                 ids.extend(batch)
-                if not dry_run:
-                    tx.delete_runs(batch)
-                elif len(batch) < 500:
-                    return ids
 
         if dry_run:
             return await self.engine.read(op)
-        return await self.engine.run(op)
+        ids = await self.engine.run(op)
+        if ids:
+            log.info("retention: deleted %d finished agent run(s)", len(ids))
+        return ids
+
+    async def keep_retention(self, window: str) -> None:
+        """Forever (a task of the master): prune runs older than ``window`` every hour."""
+        check_window(window)  # a bad setting fails at start, not an hour later
+        while True:
+            before = check_window(window)
+            assert before is not None
+            try:
+                await self.prune(before)
+            except Exception:
+                log.exception("retention: pruning agent runs failed")
+            await asyncio.sleep(3600)
 
 
 def stage_submitted(tx: Transaction, run_id: str, agent_id: str | None,

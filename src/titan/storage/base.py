@@ -127,8 +127,10 @@ class Transaction(abc.ABC):
         """Distinct agent ids containing ``prefix``, sorted."""
 
     @abc.abstractmethod
-    def finished_runs_before(self, before: float, limit: int) -> list[str]:
-        """Ids of runs no longer running whose last activity is older than ``before``."""
+    def finished_runs_before(self, before: float, limit: int,
+                             among: Sequence[str] | None = None) -> list[str]:
+        """Ids of runs no longer running that started before ``before`` (only those in
+        ``among`` when given), oldest first."""
 
     @abc.abstractmethod
     def delete_runs(self, run_ids: Sequence[str]) -> int:

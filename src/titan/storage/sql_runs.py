@@ -144,11 +144,14 @@ class RunsSQL:
             q = q.where(c.agent_id.like(_like(prefix), escape="\\"))
         return [r[0] for r in self.conn.execute(q.limit(limit))]
 
-    def finished_runs_before(self, before: float, limit: int) -> list[str]:
+    def finished_runs_before(self, before: float, limit: int,
+                             among: Sequence[str] | None = None) -> list[str]:
         c = t.agent_runs.c
-        recency = func.coalesce(c.ended_at, c.last_action_at, c.started_at, c.created_at)
-        rows = self.conn.execute(select(c.id).where(c.status != "running", recency < before)
-                                 .order_by(recency).limit(limit))
+        conds = [c.status != "running", c.started_at < before]
+        if among is not None:
+            conds.append(c.id.in_(list(among)))
+        rows = self.conn.execute(select(c.id).where(*conds).order_by(c.started_at, c.id)
+                                 .limit(limit))
         return [r[0] for r in rows]
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:

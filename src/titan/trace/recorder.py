@@ -201,11 +201,19 @@ class Recorder:
             self.put("patch", run, body)
         self.driven.clear()
         timeout = float(os.environ.get("TITAN_TRACE_FLUSH_TIMEOUT", "10"))
+        pending = list(self.queue)
+        actions = sum(1 for k, _, _ in pending if k == "action")
+        if not actions:  # only run ends to report: not worth holding the exit for long
+            timeout = min(timeout, 2.0)
         self._stopping = True
         if not self.flush(timeout):
-            actions = sum(1 for k, _, _ in list(self.queue) if k == "action")
-            _warn(f"could not reach the master within {timeout:g}s at exit: {actions} recorded "
-                  f"action(s) were not delivered (set TITAN_TRACE_FLUSH_TIMEOUT to wait longer)")
+            left = list(self.queue)
+            actions = sum(1 for k, _, _ in left if k == "action")
+            runs = sorted({r.id for k, r, _ in left if k != "action"})
+            lost = [f"{actions} recorded action(s)"] if actions else []
+            lost += [f"the start or end of run(s) {', '.join(runs)}"] if runs else []
+            _warn(f"could not reach the master within {timeout:g}s at exit: "
+                  f"{' and '.join(lost)} not delivered (TITAN_TRACE_FLUSH_TIMEOUT waits longer)")
         if self.dropped:
             _warn(f"{self.dropped} action(s) were dropped: more than {MAX_BUFFER} waited for "
                   "an unreachable master")

@@ -40,12 +40,14 @@ def _csv(value: str | None, allowed: tuple[str, ...], name: str) -> tuple[str, .
 
 def run_query(status: str | None = None, min_cost: float | None = None,
               window: str | None = None, agent: str | None = None,
-              q: str | None = None) -> RunQuery:
+              q: str | None = None, older_than: str | None = None) -> RunQuery:
     """The registry's filters, from query parameters (shared with the Runs page)."""
     if min_cost is not None and min_cost < 0:
         raise ValidationFailed("min_cost must be at least 0", details={"field": "min_cost"})
+    before = check_window(older_than) if older_than else None
     return RunQuery(statuses=_csv(status, _STATUSES, "status"), min_cost=min_cost,
-                    since=check_window(window), agent=agent or None, search=q or None)
+                    since=check_window(window), before=before, agent=agent or None,
+                    search=q or None)
 
 
 @router.post("/runs", status_code=201, summary="Open an agent run (idempotent by id)")
@@ -88,8 +90,8 @@ async def intercepts(c: CtxDep, p: Reader, window: str | None = None,
 async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool = False,
                       status: str | None = None, min_cost: float | None = None,
                       window: str | None = None, agent: str | None = None,
-                      q: str | None = None) -> StreamingResponse:
-    query = run_query(status, min_cost, window, agent, q)
+                      q: str | None = None, older_than: str | None = None) -> StreamingResponse:
+    query = run_query(status, min_cost, window, agent, q, older_than)
     if format not in export.FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(export.FORMATS)}, "
                                f"got {format!r}", details={"field": "format"})
@@ -107,7 +109,11 @@ async def prune_runs(c: CtxDep, p: Admin, body: Any = Body(...)) -> Row:
     before = check_window(body["older_than"])
     if before is None:
         raise ValidationFailed("older_than must be a window like 90d, not 'all'")
-    ids = await c.runs.prune(before, dry_run=bool(body.get("dry_run")))
+    among = body.get("run_ids")
+    if among is not None and (not isinstance(among, list)
+                              or not all(isinstance(i, str) for i in among)):
+        raise ValidationFailed("run_ids must be a list of run ids")
+    ids = await c.runs.prune(before, dry_run=bool(body.get("dry_run")), among=among)
     return {"pruned": len(ids), "dry_run": bool(body.get("dry_run")), "run_ids": ids[:1000],
             "before": before}
 
@@ -193,7 +199,7 @@ async def patch_agent(c: CtxDep, p: Operator, agent_id: str, body: Any = Body(..
                                or budget < 0):
         raise ValidationFailed("budget_usd must be a number of USD, at least 0, or null")
     await c.runs.set_agent_budget(agent_id, None if budget is None else float(budget))
-    return await get_agent(c, p, agent_id)
+    return await get_agent(c, p, agent_id, limit=100)
 
 
 def agent_view(agent_id: str, agent: Row | None, series: list[Row]) -> Row:

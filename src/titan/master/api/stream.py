@@ -1,7 +1,8 @@
 """The live event stream: WebSocket ``/api/v1/events``.
 
 What the dashboard's pages subscribe to so they patch themselves instead of polling. A client
-picks what it wants at connect time (``?types=job_updated,dag_updated&dag=12&job=345``) and
+picks what it wants at connect time (``?types=job_updated,dag_updated&dag=12&job=345``, or
+``?run=<id>`` for one agent run's actions) and
 may move its log subscription later by sending ``{"job": 345}``. Log lines are only ever sent
 for the one job a client names: a busy cluster writes far more of them than a page shows.
 

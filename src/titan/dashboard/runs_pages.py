@@ -1,0 +1,81 @@
+"""The Runs pages: the run registry (``/runs``), one run with its telemetry (``/runs/<id>``)
+and one agent over time (``/agents/<agent_id>``), each also served as ``<path>.json``.
+
+``pages.py`` adds ``router.routes`` to its own, before the sign-in routes. The data builders
+are in :mod:`titan.dashboard.run_queries`; what the pages' scripts fetch later (pages of
+actions, one action in full, the export) is the API's.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+
+from titan.dashboard import run_queries
+from titan.dashboard.render import Data, env, twin
+from titan.errors import ValidationFailed
+from titan.master import auth
+from titan.master.api.deps import Ctx
+
+router = APIRouter()
+PAGE_SIZE = 50
+
+
+def run_href(run_id: str) -> str:
+    return "/runs/" + quote(run_id, safe="")
+
+
+def agent_href(agent_id: str) -> str:
+    # Agent ids are free text ('/', '?', '#' included): the route takes the rest of the path.
+    return "/agents/" + quote(agent_id, safe="")
+
+
+def usd(value: float | None) -> str:
+    """'$0.0008', '$12.40': cents hide what most single runs cost."""
+    if value is None:
+        return "—"
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def pct(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%".replace(".0%", "%")
+
+
+env.globals.update(run_href=run_href, agent_href=agent_href)
+env.filters.update(usd=usd, pct=pct)
+
+
+def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an integer, got {raw[:40]!r}",
+                               details={"field": name}) from None
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"{name} must be between {lo} and {hi}", details={"field": name})
+    return value
+
+
+@twin(router, ["/runs"], "runs.html", "runs")
+async def runs_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
+    f = run_queries.registry_filters(request.query_params)
+    query = run_queries.registry_query(f)
+    limit = _int(request, "limit", PAGE_SIZE, 1, 500)
+    offset = _int(request, "offset", 0, 0, 2**62)
+    return await c.engine.read(lambda tx: run_queries.registry(tx, f, query, limit, offset))
+
+
+@twin(router, ["/runs/{run_id}"], "run.html", "run")
+async def run_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
+    run_id: str = request.path_params["run_id"]
+    return await c.engine.read(lambda tx: run_queries.run_page(tx, run_id))
+
+
+@twin(router, ["/agents/{agent_id:path}"], "agent.html", "agent")
+async def agent_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
+    agent_id: str = request.path_params["agent_id"]
+    return await c.engine.read(lambda tx: run_queries.agent_page(tx, agent_id))

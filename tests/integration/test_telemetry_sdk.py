@@ -1,0 +1,247 @@
+"""titan.trace end to end: real processes record into a real master.
+
+Scripts run as subprocesses (the SDK's exit flush is part of what is tested); the only fake is
+the LLM provider, a priced stand-in for a hosted model's HTTP API.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Cluster, isolated_cluster
+from titan.client import TitanJob
+
+pytestmark = pytest.mark.slow
+
+PRICED_PROVIDER = '''
+import titan.llm
+from titan.llm import Generation, Usage
+
+class Priced:
+    name = "priced"
+    def generate(self, request):
+        return Generation(text="answer to " + request.messages[-1]["content"],
+                          usage=Usage(100, 20, 10, 0), model=request.model,
+                          finish_reason="stop")
+    def cost(self, model, usage):
+        return 0.002, "registered"
+
+titan.llm.register_provider("priced", Priced())
+'''
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    c = isolated_cluster(tmp_path_factory.mktemp("telemetry"), slots=2)
+    yield c
+    c.stop()
+
+
+def run_script(cluster: Cluster, source: str, *args: str, env: dict[str, str] | None = None,
+               check: bool = True) -> subprocess.CompletedProcess[str]:
+    path = Path(cluster.script(f"s{time.monotonic_ns()}.py", source))
+    full = dict(os.environ, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+                TITAN_TOKEN=cluster.admin_token, **(env or {}))
+    done = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True,
+                          env=full, timeout=120, cwd=cluster.root)
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def actions_of(cluster: Cluster, run_id: str) -> list[dict[str, Any]]:
+    return cluster.api("GET", f"/runs/{run_id}/actions?limit=1000&preview=100000")["actions"]
+
+
+def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_run_records_tools_actions_llm_calls_and_ends(cluster: Cluster) -> None:
+    done = run_script(cluster, PRICED_PROVIDER + '''
+import titan
+
+@titan.tool
+def search(query, k=3):
+    return [f"{query}-{i}" for i in range(k)]
+
+@titan.tool(name="explode")
+def fails(x):
+    raise RuntimeError("tool broke: " + x)
+
+with titan.trace.run("sdk-agent", agent_version="2.1", tags=["nightly"]) as run:
+    print(run.id)
+    with titan.trace.action("plan", inputs={"goal": "g"}) as step:
+        search("vector db")
+        step.outputs = {"steps": 2}
+    try:
+        fails("now")
+    except RuntimeError:
+        pass
+    with titan.trace.actor("critic"):
+        titan.llm.complete("judge it", model="priced/model-x", max_tokens=50)
+''')
+    run_id = done.stdout.strip()
+    run = cluster.api("GET", f"/runs/{run_id}")
+    assert run["status"] == "completed" and run["ended_at"] >= run["started_at"]
+    assert (run["agent_id"], run["agent_version"], run["tags"]) == ("sdk-agent", "2.1",
+                                                                    ["nightly"])
+    acts = actions_of(cluster, run_id)
+    by_name = {a["name"]: a for a in acts}
+    assert [a["seq"] for a in acts] == list(range(1, len(acts) + 1))
+    # the nested tool call names the action it ran inside, and sees defaults
+    assert by_name["search"]["parent_id"] == by_name["plan"]["id"]
+    assert by_name["search"]["inputs"] == {"query": "vector db", "k": 3}
+    assert by_name["search"]["outputs"] == ["vector db-0", "vector db-1", "vector db-2"]
+    assert by_name["plan"]["outputs"] == {"steps": 2}
+    boom = by_name["explode"]
+    assert boom["outcome"] == "error" and boom["error"]["type"] == "RuntimeError"
+    assert "tool broke: now" in boom["error"]["message"]
+    llm = by_name["call_llm"]
+    assert llm["channel"] == "llm" and llm["actor"] == "sdk-agent/critic"
+    assert llm["usage"] == {"input_tokens": 100, "output_tokens": 20, "cached_tokens": 10,
+                            "reasoning_tokens": 0}
+    assert llm["cost_usd"] == pytest.approx(0.002) and llm["cost_source"] == "registered"
+    assert llm["inputs"]["messages"] == [{"role": "user", "content": "judge it"}]
+    assert llm["inputs"]["params"] == {"max_tokens": 50}
+    assert llm["outputs"]["text"] == "answer to judge it"
+    assert run["cost_usd"] == pytest.approx(0.002)
+    assert run["success_rate"] == pytest.approx(3 / 4)
+
+
+def test_an_uncaught_exception_fails_the_run(cluster: Cluster) -> None:
+    done = run_script(cluster, '''
+import titan
+with titan.trace.run("crashy") as run:
+    print(run.id, flush=True)
+    titan.trace.uuid()
+    raise KeyError("missing thing")
+''', check=False)
+    assert done.returncode == 1
+    run = cluster.api("GET", f"/runs/{done.stdout.split()[0]}")
+    assert run["status"] == "failed" and "KeyError" in run["error"]
+    assert run["action_count"] == 1
+
+
+def test_budget_blocks_llm_calls_and_dispatch_until_raised(cluster: Cluster) -> None:
+    # $0.002 a call against a $0.003 budget: the second call crosses it, the third is blocked.
+    done = run_script(cluster, PRICED_PROVIDER + '''
+import json, titan
+from titan.errors import BudgetExceeded
+outcomes = []
+with titan.trace.run("budgeted", budget_usd=0.003) as run:
+    for i in range(3):
+        try:
+            titan.llm.complete(f"q{i}", model="priced/m")
+            outcomes.append("ok")
+        except BudgetExceeded as exc:
+            outcomes.append("blocked")
+    print(json.dumps({"run": run.id, "outcomes": outcomes}))
+''')
+    import json
+
+    out = json.loads(done.stdout)
+    assert out["outcomes"] == ["ok", "ok", "blocked"]
+    run_id = out["run"]
+    run = cluster.api("GET", f"/runs/{run_id}")
+    assert run["blocked"] and run["over_budget"] and run["blocked_count"] == 1
+    assert [a["outcome"] for a in actions_of(cluster, run_id)] == ["success", "success",
+                                                                   "blocked"]
+    intercepts = cluster.api("GET", "/runs/intercepts")["intercepts"]
+    assert any(i["id"] == run_id and any("over budget" in r for r in i["reasons"])
+               for i in intercepts)
+
+    # Jobs of the blocked run are held, not run...
+    client = cluster.client()
+    script = cluster.script("noop.py", "print('ran')\n")
+    dag = client.submit_dag(f"{run_id}_MORE", [TitanJob(job_id="more", filename=script)],
+                            agent_run_id=run_id)
+    job = wait_for(lambda: next((j for j in client.get_dag(dag["ref"])["jobs"]
+                                 if "over its budget" in (j.get("reason") or "")), None))
+    assert job["state"] == "READY"
+    time.sleep(0.5)
+    assert client.get_dag(dag["ref"])["jobs"][0]["state"] == "READY"
+    # ... until an operator raises the budget.
+    subprocess.run([sys.executable, "-m", "titan", "runs", "budget", run_id, "1",
+                    "--port", str(cluster.port), "--token", cluster.admin_token],
+                   check=True, capture_output=True)
+    assert client.wait_dag(dag["ref"], timeout=30)["status"] == "COMPLETED"
+    assert not cluster.api("GET", f"/runs/{run_id}")["blocked"]
+
+
+def test_jobs_record_into_their_agent_run_and_the_driver_ends_it(cluster: Cluster) -> None:
+    worker = cluster.script("traced_job.py", '''
+import titan
+
+@titan.tool
+def fetch(url):
+    return {"url": url, "bytes": 12}
+
+fetch("https://example.org")
+with titan.trace.action("summarise", inputs={"n": 1}) as a:
+    a.outputs = "short"
+''')
+    driver = run_script(cluster, f'''
+from titan import TitanClient, TitanJob
+c = TitanClient()
+run_id = "DRIVEN_a1b2c3"
+dag = c.submit_dag(run_id + "_ITER1", [TitanJob(job_id="researcher-1-0", filename={worker!r})],
+                   agent_run_id=run_id)
+c.wait_dag(dag["ref"], timeout=60)
+print(run_id)
+''')
+    run_id = driver.stdout.strip()
+    run = wait_for(lambda: (r := cluster.api("GET", f"/runs/{run_id}"))["status"] != "running"
+                   and r)
+    assert run["status"] == "completed"
+    assert run["agent_id"] == "DRIVEN"  # from the run id when nobody named the agent
+    assert run["code_version"] and run["scripts"][0]["filename"].endswith("traced_job.py")
+    acts = actions_of(cluster, run_id)
+    assert {a["actor"] for a in acts} == {"ITER1/researcher-1-0"}
+    assert [a["name"] for a in acts] == ["fetch", "summarise"]
+    assert run["stages"][0]["label"] == "ITER1" and run["stages"][0]["actions"] == 2
+    assert run["by_stage"][0]["stage"] == "ITER1"
+
+
+def test_actions_wait_out_a_master_restart(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    cluster.start_master()
+    try:
+        path = cluster.script("patient.py", '''
+import sys, time, titan
+with titan.trace.run("patient") as run:
+    print(run.id, flush=True)
+    for i in range(50):
+        with titan.trace.action("tick", inputs={"i": i}):
+            pass
+        time.sleep(0.04)
+''')
+        env = dict(os.environ, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+                   TITAN_TOKEN=cluster.admin_token, TITAN_TRACE_FLUSH_TIMEOUT="60")
+        proc = subprocess.Popen([sys.executable, path], stdout=subprocess.PIPE, text=True,
+                                env=env)
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        time.sleep(0.5)
+        cluster.kill_master()  # kill -9 mid-run
+        time.sleep(1.5)
+        cluster.start_master()
+        assert proc.wait(timeout=90) == 0
+        run = cluster.api("GET", f"/runs/{run_id}")
+        assert run["action_count"] == 50 and run["status"] == "completed"
+        assert sorted(a["inputs"]["i"] for a in actions_of(cluster, run_id)) == list(range(50))
+    finally:
+        cluster.stop()
