@@ -117,6 +117,34 @@ def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Clu
     planner_log = client.fetch_logs(run["stages"][0]["name"] + "/planner")
     assert "[titan.llm] local/qwen2.5-coder-0.5b:" in planner_log and "$0.000000 (local)" in planner_log
 
+    # The same run's telemetry: every LLM call, by the job that made it, with usage and cost.
+    # The orchestrator exited, so the run has ended, completed.
+    calls = planner_log.count("[titan.llm] ")
+    logs = {s["label"]: client.fetch_logs(s["name"] + "/" + job)
+            for s, job in ((run["stages"][2], "evaluator"), (run["stages"][3], "synthesizer"))}
+    telemetry = client.api("GET", f"/runs/{run_id[1]}")
+    assert telemetry["status"] == "completed" and telemetry["agent_id"] == "RESEARCH"
+    actions = client.api("GET", f"/runs/{run_id[1]}/actions",
+                         params={"limit": 1000, "channel": "llm"})["actions"]
+    by_actor: dict[str, list[dict]] = {}
+    for a in actions:
+        by_actor.setdefault(a["actor"], []).append(a)
+    assert len(by_actor["PLAN/planner"]) == calls
+    assert len(by_actor["EVAL1/evaluator"]) == logs["EVAL1"].count("[titan.llm] ")
+    assert len(by_actor["SYNTH/synthesizer"]) == logs["SYNTH"].count("[titan.llm] ")
+    assert {a for a in by_actor if a.startswith("ITER1/")} == {
+        f"ITER1/researcher-1-{i}" for i in range(len(plan["subtopics"]))}
+    for a in actions:
+        assert a["name"] == "call_llm" and a["outcome"] == "success"
+        assert a["model"] == "local/qwen2.5-coder-0.5b"
+        assert a["usage"]["input_tokens"] > 0 and a["usage"]["output_tokens"] > 0
+        assert a["cost_usd"] == 0.0 and a["cost_source"] == "local"
+        assert a["duration_ms"] > 0
+    assert telemetry["action_count"] == len(actions)
+    assert [s["label"] for s in telemetry["stages"]] == ["PLAN", "ITER1", "EVAL1", "SYNTH"]
+    assert sum(s["actions"] for s in telemetry["stages"]) == len(actions)
+    assert telemetry["tokens"]["input"] == sum(a["usage"]["input_tokens"] for a in actions)
+
 
 def test_a_failing_stage_stops_the_agent_with_a_clear_message(research_cluster: Cluster) -> None:
     done = _orchestrate(research_cluster, "Anything", "--max-iter", "1",
@@ -128,3 +156,8 @@ def test_a_failing_stage_stops_the_agent_with_a_clear_message(research_cluster: 
     assert "unknown local model 'no-such-model'" in done.stderr  # the job's own log, quoted
     assert "titan logs" in done.stderr
     assert "Traceback" not in done.stdout
+    # The orchestrator drove the run: its exit ended it, failed like its last stage.
+    found = re.search(r"Agent run (RESEARCH_[0-9a-f]+)", done.stdout)
+    assert found, done.stdout
+    run = research_cluster.client().api("GET", f"/runs/{found[1]}")
+    assert run["status"] == "failed" and "_PLAN ended FAILED" in run["error"]

@@ -1,0 +1,146 @@
+"""titan.trace's pure parts: canonical JSON, names, action validation, recording offline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+
+import pytest
+
+import titan
+from titan.errors import ValidationFailed
+from titan.master.action_input import parse_actions, parse_run, payload
+from titan.trace import canonical, context
+from titan.trace.naming import agent_of_run, job_actor, stage_label
+from titan.trace.recorder import RECORDER, encode
+
+
+def test_canonical_json_is_one_spelling_per_value() -> None:
+    assert canonical.dumps({"b": 1, "a": [1, 2.5, "é"]}) == '{"a":[1,2.5,"é"],"b":1}'
+    assert canonical.dumps({"a": 1, "b": 2}) == canonical.dumps({"b": 2, "a": 1})
+    assert canonical.digest(canonical.dumps({"x": 1})) == canonical.digest('{"x":1}')
+
+
+def test_canonical_json_takes_what_plain_json_cannot() -> None:
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+
+    assert json.loads(canonical.dumps(Point(1, 2))) == {"x": 1, "y": 2}
+    assert json.loads(canonical.dumps({"s": {3, 1, 2}})) == {"s": [1, 2, 3]}
+    assert json.loads(canonical.dumps(b"ab")) == {"$bytes": "YWI="}
+    assert json.loads(canonical.dumps({"f": math.nan})) == {"f": "nan"}
+    assert json.loads(canonical.dumps(object)) == "<class 'object'>"
+
+
+@pytest.mark.parametrize(("dag", "run", "label"), [
+    ("RESEARCH_1a9ac3_PLAN", "RESEARCH_1a9ac3", "PLAN"),
+    ("RESEARCH_1a9ac3-ITER2", "RESEARCH_1a9ac3", "ITER2"),
+    ("OTHER", "RESEARCH_1a9ac3", "OTHER"),
+])
+def test_stage_labels_drop_the_run_id(dag: str, run: str, label: str) -> None:
+    assert stage_label(dag, run) == label
+
+
+@pytest.mark.parametrize(("run", "agent"), [
+    ("RESEARCH_1a9ac3", "RESEARCH"), ("support-bot-17", "support-bot"),
+    ("planner:deadbeef", "planner"), ("solo", "solo"), ("x_ab", "x_ab"),
+])
+def test_a_runs_agent_is_its_id_without_a_random_tail(run: str, agent: str) -> None:
+    assert agent_of_run(run) == agent
+
+
+def test_a_jobs_actor_is_stage_and_job() -> None:
+    assert job_actor("R_abcdef_ITER1", "researcher-1-0", "R_abcdef") == "ITER1/researcher-1-0"
+
+
+def action(**over: object) -> dict:
+    return {"id": "a-1", "name": "call_llm", "started_at": time.time(), **over}
+
+
+def test_a_valid_action_gets_its_defaults() -> None:
+    [a] = parse_actions({"actions": [action()]})
+    assert (a["actor"], a["channel"], a["outcome"], a["inputs"], a["outputs"]) == (
+        "main", "custom", "success", {}, None)
+    [e] = parse_actions({"actions": [action(error="boom")]})
+    assert (e["outcome"], e["error_type"], e["error_message"]) == ("error", "Error", "boom")
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    ({"name": None}, "name"), ({"nmae": "x"}, "nmae"), ({"outcome": "fine"}, "outcome"),
+    ({"cost_usd": -1}, "cost_usd"), ({"usage": {"tokens": 3}}, "usage.tokens"),
+    ({"started_at": "now"}, "started_at"), ({"started_at": 5}, "started_at"),
+    ({"channel": "web"}, "channel"), ({"duration_ns": 1.5}, "duration_ns"),
+    ({"id": "has space"}, "id"), ({"tags": 3}, "tags"), ({"ordinal": -1}, "ordinal"),
+])
+def test_a_bad_action_rejects_the_batch_naming_index_and_field(bad: dict, field: str) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        parse_actions({"actions": [action(id="ok-1"), action(**{"id": "bad-2", **bad})]})
+    errors = info.value.details["errors"]
+    assert errors[0]["index"] == 1 and errors[0]["field"] == field
+    assert f"actions[1].{field}" in str(info.value)
+
+
+@pytest.mark.parametrize("body", [None, [], {"actions": []}, {"actions": {}},
+                                  {"actions": [action()] * 10_001}])
+def test_a_batch_must_be_a_non_empty_bounded_list(body: object) -> None:
+    with pytest.raises(ValidationFailed):
+        parse_actions(body)
+
+
+def test_duplicate_ids_in_one_batch_are_refused() -> None:
+    with pytest.raises(ValidationFailed, match="appears twice"):
+        parse_actions({"actions": [action(), action()]})
+
+
+def test_run_bodies_are_checked() -> None:
+    assert parse_run({"agent_id": "a", "budget_usd": 2}, creating=True) == {
+        "agent_id": "a", "budget_usd": 2}
+    with pytest.raises(ValidationFailed, match="status"):
+        parse_run({"status": "done"}, creating=False)
+    with pytest.raises(ValidationFailed, match="unknown field"):
+        parse_run({"agent": "a"}, creating=True)
+
+
+def test_large_payloads_keep_a_preview_and_go_to_the_blob_store() -> None:
+    cols, data = payload({"text": "x" * 100_000}, 64 * 1024)
+    assert cols["blob"] and data is not None and len(cols["text"]) == 2000
+    assert cols["hash"] == canonical.digest(data.decode())
+    cols, data = payload({"small": 1}, 64 * 1024)
+    assert not cols["blob"] and data is None and cols["text"] == '{"small":1}'
+
+
+def test_outside_a_run_nothing_is_recorded_and_code_runs() -> None:
+    before = len(RECORDER.queue)
+
+    @titan.tool
+    def double(x: int) -> int:
+        return 2 * x
+
+    with titan.trace.action("step", inputs={"a": 1}) as a:
+        a.outputs = double(4)
+    assert a.outputs == 8 and len(RECORDER.queue) == before
+    assert titan.trace.current_run_id() is None
+    with pytest.raises(ZeroDivisionError):
+        with titan.trace.action("fails"):
+            raise ZeroDivisionError
+
+
+def test_ordinals_count_per_actor_channel_and_name() -> None:
+    run = context.RunHandle(id="r")
+    assert [run.next_ordinal("a", "tool", "t") for _ in range(3)] == [0, 1, 2]
+    assert run.next_ordinal("b", "tool", "t") == 0
+    assert run.next_ordinal("a", "llm", "t") == 0
+
+
+def test_encoding_splices_canonical_payloads_into_valid_json() -> None:
+    text = encode({"id": "x", "name": "n"}, '{"a":1}', None)
+    assert json.loads(text) == {"id": "x", "name": "n", "inputs": {"a": 1}, "outputs": None}
+
+
+def test_action_ids_are_unique() -> None:
+    ids = {context.new_action_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
