@@ -107,7 +107,7 @@ def agent_page(tx: Transaction, agent_id: str) -> Data:
             "chart": chart(view["series"])}
 
 
-def chart(series: list[Row], width: int = 760, height: int = 240) -> Data:
+def chart(series: list[Row], width: int = 1000, height: int = 260) -> Data:
     """Geometry of the agent's chart, drawn by the template as inline SVG: one bar per run
     for its cost (left axis) and a line through the runs' success rates (right axis, 0-100 %).
     Computed here so the page needs no charting code in the browser."""
@@ -120,8 +120,9 @@ def chart(series: list[Row], width: int = 760, height: int = 240) -> Data:
     for i, p in enumerate(series):
         x = left + band * (i + 0.5)
         h = plot_h * p["cost_usd"] / top_cost
-        bars.append({"x": round(x - band * 0.35, 2), "y": round(top + plot_h - h, 2),
-                     "w": round(max(band * 0.7, 1.0), 2), "h": round(h, 2), **p})
+        w = min(max(band * 0.7, 1.0), 48.0)
+        bars.append({"x": round(x - w / 2, 2), "y": round(top + plot_h - h, 2),
+                     "w": round(w, 2), "h": round(h, 2), **p})
         if p["success_rate"] is not None:
             dots.append({"x": round(x, 2), "y": round(top + plot_h * (1 - p["success_rate"]), 2),
                          **p})

@@ -117,11 +117,14 @@ def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool) -> Iterat
         body = dumps(run)
         if with_actions:
             yield ((b"" if first else b",") + body[:-1].encode() + b',"actions":[')
-            sep = b""
+            page: list[str] = []
+            sep = ""
             for a in tx.iter_actions(run["id"]):
-                yield sep + dumps(action_view(a)).encode()
-                sep = b","
-            yield b"]}"
+                page.append(dumps(action_view(a)))
+                if len(page) == 500:
+                    yield (sep + ",".join(page)).encode()
+                    page, sep = [], ","
+            yield (sep + ",".join(page) if page else "").encode() + b"]}"
         else:
             yield (b"" if first else b",") + body.encode()
         first = False

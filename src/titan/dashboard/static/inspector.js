@@ -1,0 +1,175 @@
+/* JSON for people, and the action inspector of the run page.
+ *
+ * Titan.json: pretty-printing, a tiny syntax highlighter (keys, strings, numbers, booleans,
+ * null as <span>s made with textContent: never innerHTML) and copying to the clipboard.
+ * Titan.inspector: the side panel that shows one action in full — it fetches
+ * GET /api/v1/runs/<id>/actions/<seq>, since list pages carry only previews.
+ */
+(function () {
+  "use strict";
+  const T = window.Titan;
+  const el = T.el;
+  const HIGHLIGHT_MAX = 300000;  // characters: past this a value is shown plain (DOM cost)
+  const TOKEN = /("(?:[^"\\\n]|\\.)*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
+
+  /* The text to show for a value: indented JSON when it is all there, else the stored
+   * preview (a string) as it is. */
+  function pretty(value, complete) {
+    if (complete === false) return typeof value === "string" ? value : JSON.stringify(value);
+    if (value === undefined) return "";
+    return JSON.stringify(value, null, 2);
+  }
+
+  function highlight(text) {
+    const frag = document.createDocumentFragment();
+    if (text.length > HIGHLIGHT_MAX) {
+      frag.append(text);
+      return frag;
+    }
+    let last = 0, m;
+    TOKEN.lastIndex = 0;
+    while ((m = TOKEN.exec(text)) !== null) {
+      if (m.index > last) frag.append(text.slice(last, m.index));
+      let cls = "j-num";
+      if (m[1] !== undefined) cls = m[2] !== undefined ? "j-key" : "j-str";
+      else if (m[3] !== undefined) cls = m[3] === "null" ? "j-null" : "j-bool";
+      frag.append(el("span", { class: cls, text: m[1] !== undefined ? m[1] : m[0] }));
+      if (m[2] !== undefined) frag.append(m[2]);
+      last = TOKEN.lastIndex;
+    }
+    if (last < text.length) frag.append(text.slice(last));
+    return frag;
+  }
+
+  /* Copy text; where the clipboard is refused (an insecure origin, a denied permission) the
+   * text is selected on the page instead, for Ctrl+C. */
+  async function copy(text, node) {
+    try {
+      await navigator.clipboard.writeText(text);
+      T.toast("Copied " + text.length.toLocaleString() + " characters");
+      return true;
+    } catch (err) {
+      if (node) {
+        const range = document.createRange();
+        range.selectNodeContents(node);
+        const sel = window.getSelection();
+        sel.removeAllRanges();
+        sel.addRange(range);
+        try {
+          if (document.execCommand("copy")) { T.toast("Copied"); return true; }
+        } catch (e) { /* selected: the user copies by hand */ }
+      }
+      T.toast("The browser refused the clipboard: the text is selected, press Ctrl+C", "error");
+      return false;
+    }
+  }
+
+  /* A titled block with a copy button and the highlighted value. `full` (optional) returns
+   * a promise of the complete text, for a preview that was cut short. */
+  function block(title, value, complete, full, extraClass) {
+    const text = pretty(value, complete);
+    const pre = el("pre", { class: "json" + (extraClass ? " " + extraClass : "") });
+    pre.append(highlight(text));
+    if (complete === false) pre.append(el("span", { class: "j-cut", text: "\n… cut short here" }));
+    const btn = el("button", { type: "button", class: "copy", title: "Copy " + title.toLowerCase() + " as JSON", text: "Copy" });
+    btn.addEventListener("click", async (e) => {
+      e.stopPropagation();
+      let out = text;
+      if (complete === false && full) {
+        try { out = await full(); } catch (err) { T.toast("Could not read the full value: " + err.message, "error"); return; }
+      }
+      copy(out, pre);
+    });
+    return el("section", { class: "json-block" },
+      el("div", { class: "json-head" }, el("span", { class: "json-title", text: title }), btn), pre);
+  }
+
+  T.json = { pretty, highlight, copy, block };
+
+  // -- the inspector -----------------------------------------------------------------------
+  const panel = document.getElementById("inspector");
+  if (!panel) return;
+  let ticket = 0, onClose = null;
+
+  function fullUrl(runId, seq) {
+    return "/api/v1/runs/" + encodeURIComponent(runId) + "/actions/" + encodeURIComponent(seq);
+  }
+
+  function fmtTags(tags) {
+    if (tags === null || tags === undefined) return "—";
+    if (Array.isArray(tags)) return tags.join(", ") || "—";
+    return Object.entries(tags).map(([k, v]) => k + "=" + (typeof v === "string" ? v : JSON.stringify(v))).join(", ");
+  }
+
+  function metadata(a) {
+    const usage = Object.entries(a.usage || {}).map(([k, v]) => k.replace("_tokens", "") + " " + v).join(" · ");
+    const rows = [
+      ["UUID", a.id], ["Seq", a.seq], ["Actor", a.actor], ["Stage", a.stage || "—"],
+      ["Channel", a.channel], ["Ordinal", a.ordinal], ["Model", a.model || "—"],
+      ["Usage", usage || "—"],
+      ["Cost", T.usd(a.cost_usd) + (a.cost_source ? " (" + a.cost_source + ")" : "")],
+      ["Started", new Date(a.started_at * 1000).toISOString()],
+      ["Duration", a.duration_ms.toLocaleString() + " ms (" + a.duration_ns.toLocaleString() + " ns)"],
+      ["Tags", fmtTags(a.tags)], ["Parent", a.parent_id || "—"],
+      ["Inputs", T.size(a.inputs_size) + (a.inputs_hash ? " · " + a.inputs_hash.slice(0, 16) : "")],
+      ["Outputs", T.size(a.outputs_size) + (a.outputs_hash ? " · " + a.outputs_hash.slice(0, 16) : "")],
+      ["Recorded", a.recorded_at ? new Date(a.recorded_at * 1000).toISOString() : "—"],
+    ];
+    const dl = el("dl", { class: "inspector-meta" });
+    for (const [k, v] of rows) {
+      dl.append(el("dt", { text: k }), el("dd", { class: "meta-" + k.toLowerCase(), text: v === null || v === undefined ? "—" : String(v) }));
+    }
+    return dl;
+  }
+
+  function head(seq, name, outcome) {
+    const close = el("button", { type: "button", class: "close", title: "Close (Esc)", "aria-label": "Close", text: "×" });
+    close.addEventListener("click", () => T.inspector.close());
+    return el("header", { class: "inspector-head" },
+      el("h2", {}, el("span", { class: "muted", text: "#" + seq + " " }), name || ""),
+      outcome ? el("span", { class: "badge outcome-" + outcome, text: outcome }) : null, close);
+  }
+
+  function render(a) {
+    const parts = [head(a.seq, a.name, a.outcome)];
+    if (a.error) {
+      parts.push(el("div", { class: "error-box inspector-error", role: "alert" },
+        el("b", { text: a.error.type || "Error" }), ": ", el("span", { class: "mono", text: a.error.message || "" })));
+    }
+    parts.push(block("Inputs", a.inputs, a.inputs_complete, null, "inputs"));
+    parts.push(block("Outputs", a.outputs, a.outputs_complete, null, "outputs"));
+    if (!a.inputs_complete || !a.outputs_complete) {
+      parts.push(el("p", { class: "muted", text: "A value cut short is a preview: its full text was not kept." }));
+    }
+    parts.push(el("h3", { text: "Metadata" }), metadata(a));
+    panel.replaceChildren(...parts);
+  }
+
+  T.inspector = {
+    /* Show action `seq` of run `runId`; `summary` (its list row) fills the header at once. */
+    async open(runId, seq, summary, closed) {
+      const mine = ++ticket;
+      onClose = closed || null;
+      panel.hidden = false;
+      panel.dataset.seq = seq;
+      panel.replaceChildren(head(seq, summary ? summary.name : "", summary ? summary.outcome : ""),
+                            el("p", { class: "muted", text: "Loading…" }));
+      try {
+        const a = await T.getJSON(fullUrl(runId, seq));
+        if (mine === ticket) render(a);
+      } catch (err) {
+        if (mine === ticket) panel.append(el("p", { class: "error-box", text: err.message }));
+      }
+    },
+    close() {
+      ticket++;
+      panel.hidden = true;
+      delete panel.dataset.seq;
+      panel.replaceChildren();
+      if (onClose) onClose();
+      onClose = null;
+    },
+    isOpen: () => !panel.hidden,
+    full: (runId, seq) => T.getJSON(fullUrl(runId, seq)),
+  };
+})();

@@ -1,0 +1,131 @@
+/* The run registry (/runs), live, and the run cards it shares with the agent page.
+ *
+ * Cards are rendered on the server (templates/_runs.html). Run events patch a card in place
+ * (cost, actions, success rate, status, end) the moment they arrive; anything that can
+ * change which runs the page lists — a new run, a run that ended, one that crossed its
+ * budget — re-reads the list region from the server instead (at most once a second), so
+ * the filters are applied in one place. Titan.runCards is what agent.js reuses.
+ */
+(function () {
+  "use strict";
+  const T = window.Titan;
+
+  T.usd = function (v) {
+    if (v === null || v === undefined) return "—";
+    return v >= 1 ? "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })
+                  : "$" + v.toFixed(4);
+  };
+  T.pct = function (rate) {
+    if (rate === null || rate === undefined) return "—";
+    return (rate * 100).toFixed(1).replace(/\.0$/, "") + "%";
+  };
+
+  /* The newest summary seen per run: a region re-read that left before an event arrived
+   * must not put older numbers back (counts only grow; an ended run stays ended). */
+  const latest = new Map();
+
+  function find(id, root) {
+    return (root || document).querySelector('.run-card[data-run-id="' + CSS.escape(id) + '"]');
+  }
+
+  function tick(card) {
+    const started = Number(card.dataset.startedAt);
+    const ended = card.dataset.endedAt ? Number(card.dataset.endedAt) : null;
+    const dd = card.querySelector(".duration");
+    if (!dd || isNaN(started)) return;
+    if (ended !== null) dd.textContent = T.duration(Math.max(0, ended - started));
+    else if (card.dataset.status === "running") dd.textContent = T.duration(Math.max(0, Date.now() / 1000 - started));
+  }
+
+  function apply(card, s) {
+    const actions = card.querySelector(".actions");
+    const shown = Number(actions.dataset.count) || 0;
+    if ((s.action_count || 0) < shown) return false;  // an older summary than the card's
+    if (card.dataset.status !== "running" && s.status === "running") return false;
+    const changed = card.dataset.status !== s.status ||
+      card.querySelector(".cost").textContent !== T.usd(s.cost_usd) || shown !== s.action_count;
+    card.dataset.status = s.status;
+    const badge = card.querySelector(".run-status");
+    badge.className = "badge run-status status-" + s.status;
+    badge.dataset.status = s.status;
+    badge.textContent = s.status;
+    actions.dataset.count = s.action_count || 0;
+    actions.textContent = (s.action_count || 0).toLocaleString("en-US");
+    card.querySelector(".cost").textContent = T.usd(s.cost_usd);
+    card.querySelector(".success").textContent =
+      T.pct(s.action_count ? (s.success_count || 0) / s.action_count : null);
+    const flag = card.querySelector(".over-budget");
+    if (flag) flag.hidden = !s.over_budget_at;
+    if (s.ended_at !== null && s.ended_at !== undefined) {
+      card.dataset.endedAt = s.ended_at;
+      card.querySelector(".ended").replaceChildren(T.timeEl(s.ended_at));
+    }
+    tick(card);
+    if (changed) {
+      card.classList.remove("changed");
+      void card.offsetWidth;  // restart the highlight animation
+      card.classList.add("changed");
+    }
+    return true;
+  }
+
+  T.runCards = {
+    /* Patch the card of summary s (a run event's data), if this page shows it. */
+    patch(s) {
+      if (latest.size > 1000) latest.delete(latest.keys().next().value);
+      latest.set(s.id, s);
+      const card = find(s.id);
+      return card ? apply(card, s) : false;
+    },
+    /* For Titan.swapRegion's mark(fresh): re-apply what events said since the fetch left. */
+    reapply(fresh) {
+      for (const card of fresh.querySelectorAll(".run-card")) {
+        const s = latest.get(card.dataset.runId);
+        if (s) apply(card, s);
+      }
+    },
+    has: (id) => find(id) !== null,
+  };
+  // Running durations keep counting: rewording only, nothing is fetched.
+  setInterval(() => {
+    for (const card of document.querySelectorAll('.run-card[data-status="running"]')) tick(card);
+  }, 1000);
+
+  if (document.body.dataset.page !== "runs") return;
+
+  // -- the registry page -------------------------------------------------------------------
+  const withActions = document.getElementById("export-actions");
+  function exportLinks() {
+    for (const a of document.querySelectorAll("a.export")) {
+      const url = new URL(a.getAttribute("href"), location.href);
+      url.searchParams.set("actions", withActions.checked ? "true" : "false");
+      a.setAttribute("href", url.pathname + url.search);
+    }
+  }
+  withActions.addEventListener("change", exportLinks);
+  exportLinks();
+
+  const region = document.getElementById("runs-live");
+  const firstPage = (Number(region.dataset.offset) || 0) === 0;
+  const refresh = T.throttle(() => T.swapRegion("runs-live", T.runCards.reapply), 1000);
+
+  function interceptShown(id) {
+    return document.querySelector('#intercepts .intercept[data-run-id="' + CSS.escape(id) + '"]') !== null;
+  }
+
+  T.live({
+    types: ["run_created", "run_updated", "run_completed", "run_failed"],
+    onEvent(msg) {
+      const s = msg.data;
+      const shown = T.runCards.patch(s);
+      if (msg.type === "run_created") {
+        if (firstPage) refresh();  // the server decides whether it matches the filters
+      } else if (msg.type === "run_completed" || msg.type === "run_failed") {
+        refresh();  // it may leave a status filter, or join the intercepts
+      } else if (shown && s.over_budget_at && !interceptShown(s.id)) {
+        refresh();  // it just crossed its budget: an intercept now
+      }
+    },
+    onResync: refresh,
+  });
+})();

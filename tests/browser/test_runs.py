@@ -1,0 +1,246 @@
+"""The Runs pages in real Chromium against a real `titan up`: a run's telemetry filling in
+live, the inspector, the keys, a 30,000-action run (virtualised), and the registry and agent
+pages updating as runs start and fail.
+
+Runs and actions are made through the HTTP API, as an agent in any language would; every
+wait is on the DOM contract the pages implement, never a sleep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Dashboard, first_render_script
+from tests.browser.test_dashboard import assert_no_reload, check_common, mark_no_reload, wait_count
+from tests.integration.harness import Cluster
+
+pytestmark = pytest.mark.browser
+BIG = 30_000
+BATCH = 5_000
+
+
+def action(i: int, **kw: Any) -> dict[str, Any]:
+    return {"id": f"a{i}", "name": "call_llm", "actor": "PLAN/plan", "channel": "llm",
+            "started_at": time.time(), "duration_ns": 523_000_000,
+            "inputs": {"prompt": f"What is {i}+{i}?", "model": "gpt-4o", "max_tokens": 100},
+            "outputs": {"response": f"{i} + {i} equals {2 * i}.", "tokens": 15,
+                        "cost_usd": 0.0008},
+            "outcome": "success", "model": "gpt-4o", "cost_usd": 0.0008,
+            "usage": {"input_tokens": 12, "output_tokens": 15}, "cost_source": "pricing",
+            "tags": {"step": str(i)}, **kw}
+
+
+def shot(page: Any, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=False)
+
+
+def rows(page: Any) -> list[tuple[int, str]]:
+    return [(int(s), o) for s, o in page.eval_on_selector_all(
+        ".action-row", "els => els.map(e => [e.dataset.seq, e.dataset.outcome])")]
+
+
+# -- a. one run's telemetry, live ---------------------------------------------------------------
+
+
+def test_run_page_live_actions_inspector_and_keys(cluster: Cluster, dash: Dashboard, page: Any,
+                                                  artifacts: Path) -> None:
+    cluster.api("POST", "/runs", {"id": "br-live", "agent_id": "browser-agent",
+                                  "budget_usd": 5.0})
+    cluster.api("POST", "/runs/br-live/actions", {"actions": [action(0)]})
+    page.goto(dash.url("/runs/br-live"))
+    check_common(page, "run")
+    assert page.get_attribute("body", "data-run-id") == "br-live"
+    page.wait_for_selector('.action-row[data-seq="1"]')
+    mark_no_reload(page)
+
+    cluster.api("POST", "/runs/br-live/actions", {"actions": [
+        action(1), action(2, name="web_search", channel="tool", cost_usd=None, model=None,
+                          usage=None, inputs={"query": "<b>titan</b>"}),
+        action(3, outcome="error", outputs=None, cost_usd=0.002,
+               error={"type": "RateLimit", "message": "429 from the provider"}),
+        action(4)]})
+    wait_count(page, ".action-row", 5)
+    page.wait_for_function("() => document.getElementById('run-actions').textContent === '5'")
+    assert sorted(rows(page)) == [(1, "success"), (2, "success"), (3, "success"),
+                                  (4, "error"), (5, "success")]
+    # The rest of the header (cost per channel) is re-read from the server.
+    page.wait_for_function("() => document.querySelector('#cost-by-channel')?.innerText"
+                           ".includes('tool')")
+    assert_no_reload(page)
+
+    # The inspector: the full action, highlighted, with its metadata.
+    page.click('.action-row[data-seq="3"] .a-name')
+    page.wait_for_selector("#inspector:not([hidden]) .inspector-meta")
+    text = page.inner_text("#inspector")
+    assert "web_search" in text and "<b>titan</b>" in text and "a2" in text
+    assert page.eval_on_selector("#inspector pre.inputs", "e => e.querySelectorAll('.j-key').length") >= 1
+    assert page.eval_on_selector("#inspector .meta-channel", "e => e.textContent") == "tool"
+    assert page.query_selector('.action-row.selected[data-seq="3"]')
+    shot(page, artifacts, "run-inspector")
+    dash.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=dash.base)
+    page.click("#inspector .json-block:has(pre.inputs) button.copy")
+    page.wait_for_selector("#toast:not([hidden])")
+    assert '"query": "<b>titan</b>"' in page.evaluate("navigator.clipboard.readText()")
+    page.click('.action-row[data-seq="4"] .a-name')
+    page.wait_for_function("() => document.querySelector('#inspector .inspector-error')"
+                           "?.textContent.includes('429 from the provider')")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#inspector", state="hidden")
+
+    # Keys: '/' focuses the search, 't' the telemetry tab — never while typing.
+    page.click("h1")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "action-search"
+    page.keyboard.type("t/")
+    assert page.input_value("#action-search") == "t/"
+    page.fill("#action-search", "")
+    page.keyboard.press("Escape")
+    page.keyboard.press("t")
+    assert page.get_attribute("#tab-telemetry", "aria-selected") == "true"
+    assert page.evaluate("document.activeElement.id") == "action-scroll"
+
+    # Outcome filter: only the error; then search by content, server-side.
+    page.select_option("#outcome-filter", "error")
+    page.wait_for_function("() => document.querySelectorAll('.action-row').length === 1")
+    assert rows(page) == [(4, "error")]
+    assert "outcome=error" in page.url
+    page.select_option("#outcome-filter", "")
+    page.fill("#action-search", "titan")
+    page.wait_for_function("() => document.querySelectorAll('.action-row').length === 1")
+    assert rows(page) == [(3, "success")]
+    page.fill("#action-search", "")
+    wait_count(page, ".action-row", 5)
+
+    # One row unfolds (the rows below it move down), then every row.
+    below = page.eval_on_selector('.action-row[data-seq="3"]', "e => e.offsetTop")
+    page.click('.action-row[data-seq="2"] .a-toggle')
+    page.wait_for_selector('.action-row.open[data-seq="2"] .action-detail pre.json')
+    assert page.eval_on_selector('.action-row[data-seq="3"]', "e => e.offsetTop") > below + 200
+    page.click('.action-row[data-seq="2"] .a-toggle')
+    page.wait_for_function("() => !document.querySelector('.action-row.open')")
+
+    # Expand all: every row shows its inputs and outputs as JSON, each with a copy button.
+    page.click("#expand-all")
+    wait_count(page, ".action-row.open", 5)
+    shot(page, artifacts, "run-expanded")
+    assert page.query_selector('.action-row[data-seq="1"] .action-detail pre.json .j-str')
+    assert len(page.query_selector_all(".action-row.open button.copy")) == 10
+    page.click("#expand-all")
+    page.wait_for_function("() => !document.querySelector('.action-row.open')")
+
+    # The run ends: a notice, and the header says so.
+    cluster.api("PATCH", "/runs/br-live", {"status": "failed", "error": "gave up"})
+    page.wait_for_selector("#run-notice:not([hidden])")
+    assert "failed" in page.inner_text("#run-notice")
+    page.wait_for_selector('#run-summary[data-status="failed"] .run-error')
+    assert_no_reload(page)
+
+
+# -- b. 30,000 actions ----------------------------------------------------------------------------
+
+
+def test_thirty_thousand_actions_render_virtualised(
+        cluster: Cluster, dashboard_factory: Callable[..., Dashboard]) -> None:
+    cluster.api("POST", "/runs", {"id": "br-big", "agent_id": "bulk-agent"})
+    for start in range(0, BIG, BATCH):
+        batch = [action(i, **({"inputs": {"needle": f"haystack-{i}"}} if i % 10_000 == 777
+                              else {})) for i in range(start, start + BATCH)]
+        got = cluster.api("POST", "/runs/br-big/actions", {"actions": batch})
+        assert got["accepted"] == BATCH
+    assert cluster.api("GET", "/runs/br-big")["action_count"] == BIG
+
+    dash = dashboard_factory(cluster, [first_render_script(".action-row")])
+    page = dash.new_page()
+    dash.sign_in(page)
+    t0 = time.perf_counter()
+    page.goto(dash.url("/runs/br-big"), wait_until="commit")
+    page.wait_for_function("() => window.__firstRender !== undefined", timeout=60_000)
+    first_ms = float(page.evaluate("window.__firstRender"))
+    wall_ms = (time.perf_counter() - t0) * 1000
+    print(f"\n30,000-action run: first .action-row rendered {first_ms:.0f} ms after navigation "
+          f"start ({wall_ms:.0f} ms as seen from the test)")
+    assert first_ms <= 2000, f"first render took {first_ms:.0f} ms"
+    check_common(page, "run")
+    page.wait_for_selector('.action-row[data-seq="1"]', state="visible")
+    shown = len(rows(page))
+    assert 0 < shown < 200, f"{shown} rows in the DOM: not virtualised"
+    assert page.eval_on_selector("#action-scroll", "e => e.scrollHeight") >= BIG * 34
+
+    # To the bottom: the last action is there, and still only a screenful of rows.
+    page.eval_on_selector("#action-scroll", "e => { e.scrollTop = e.scrollHeight; }")
+    page.wait_for_selector(f'.action-row[data-seq="{BIG}"]', state="visible")
+    assert len(rows(page)) < 200
+    # Half way, by wheel: rows load as the viewport reaches them.
+    page.eval_on_selector("#action-scroll", "e => { e.scrollTop = e.scrollHeight / 2; }")
+    page.hover("#action-scroll")
+    page.mouse.wheel(0, 2000)
+    page.wait_for_function("() => [...document.querySelectorAll('.action-row')]"
+                           ".some(e => Math.abs(e.dataset.seq - 15060) < 200)")
+
+    # Search is the server's: three actions carry the needle.
+    page.fill("#action-search", "haystack")
+    page.wait_for_function("() => document.querySelectorAll('.action-row').length === 3")
+    assert [s for s, _ in rows(page)] == [778, 10778, 20778]
+    assert "3 of 30,000" in page.inner_text("#action-count")
+
+
+# -- c. the registry and the agent page, live ---------------------------------------------------
+
+
+def test_runs_registry_live_intercepts_and_agent_page(cluster: Cluster, dash: Dashboard,
+                                                      page: Any, artifacts: Path) -> None:
+    cluster.api("POST", "/runs", {"id": "br-done", "agent_id": "registry-agent"})
+    cluster.api("POST", "/runs/br-done/actions", {"actions": [action(i) for i in range(4)]})
+    cluster.api("PATCH", "/runs/br-done", {"status": "completed"})
+    page.goto(dash.url("/runs"))
+    check_common(page, "runs")
+    page.wait_for_selector('.run-card[data-run-id="br-done"][data-status="completed"]')
+    mark_no_reload(page)
+
+    # A new run appears at the top, live; its card follows its actions in place.
+    cluster.api("POST", "/runs", {"id": "br-new", "agent_id": "registry-agent"})
+    page.wait_for_selector('.run-card[data-run-id="br-new"][data-status="running"]')
+    assert page.eval_on_selector(".run-card", "e => e.dataset.runId") == "br-new"
+    assert page.query_selector('.run-card[data-run-id="br-new"] .badge.status-running')
+    cluster.api("POST", "/runs/br-new/actions", {"actions": [
+        action(0), action(1), action(2, outcome="error", outputs=None, error="boom")]})
+    page.wait_for_function("() => document.querySelector('.run-card[data-run-id=\"br-new\"] "
+                           ".actions').textContent === '3'")
+    assert page.inner_text('.run-card[data-run-id="br-new"] .success') == "66.7%"
+
+    # It fails: it turns red and joins the critical intercepts.
+    cluster.api("PATCH", "/runs/br-new", {"status": "failed", "error": "the tool broke"})
+    page.wait_for_selector('#intercepts a.intercept[data-run-id="br-new"]')
+    assert "the tool broke" in page.inner_text('#intercepts a.intercept[data-run-id="br-new"]')
+    page.wait_for_selector('.run-card[data-run-id="br-new"][data-status="failed"]')
+    assert_no_reload(page)
+
+    # Filters are the server's: failed only.
+    page.check('input[name="status"][value="failed"]')
+    page.click('#run-filters button[type="submit"]')
+    page.wait_for_selector('.run-card[data-run-id="br-new"]')
+    statuses = page.eval_on_selector_all(".run-card", "els => els.map(e => e.dataset.status)")
+    assert statuses and set(statuses) == {"failed"}
+    page.goto(dash.url("/runs"))
+    page.wait_for_selector('.run-card[data-run-id="br-new"]')
+    shot(page, artifacts, "runs")
+
+    # The agent link opens the agent's page, with its chart.
+    page.click('.run-card[data-run-id="br-new"] a.agent-link')
+    page.wait_for_selector('body[data-page="agent"]', state="attached")
+    check_common(page, "agent")
+    assert page.url.endswith("/agents/registry-agent")
+    bars = page.eval_on_selector_all("svg#agent-chart rect.bar",
+                                     "els => els.map(e => e.dataset.runId)")
+    assert bars == ["br-done", "br-new"]
+    assert page.query_selector("svg#agent-chart polyline.rate-line")
+    assert page.inner_text(".agent-totals .runs") == "2"
+    shot(page, artifacts, "agent")
+    page.click('.run-card[data-run-id="br-done"] a.run-link')
+    page.wait_for_selector('body[data-page="run"][data-run-id="br-done"]', state="attached")
+    wait_count(page, ".action-row", 4)

@@ -1,0 +1,270 @@
+"""The Runs pages and their JSON twins against a real `titan up`: the registry's filters give
+the API's runs, critical intercepts, one run, one agent, escaping, 404s and sign-in."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from markupsafe import escape
+
+from tests.integration.harness import Cluster, isolated_cluster
+from tests.integration.test_dashboard_pages import bearer
+from titan import TitanJob
+
+HOSTILE_AGENT = "<script>alert('agent')</script>"
+HOSTILE_NAME = "<img src=x onerror=alert(1)>"
+HOSTILE_ACTOR = "<b>PLAN</b>/job"
+HOSTILE_ERROR = "<script>alert('error')</script> went wrong"
+STAGED = "STAGED_ab12cd"
+
+
+def action(i: int, **kw: Any) -> dict[str, Any]:
+    return {"id": f"a{i}", "name": "call_llm", "actor": "main", "channel": "llm",
+            "started_at": time.time(), "duration_ns": 523_000_000 + i,
+            "inputs": {"prompt": f"What is {i}+{i}?", "model": "gpt-4o"},
+            "outputs": {"response": f"{2 * i}", "tokens": 15}, "outcome": "success",
+            "cost_usd": 0.0008, **kw}
+
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Runs of three agents: completed, failed, over budget, running (with hostile names),
+    and one started three days ago."""
+    c = isolated_cluster(tmp_path_factory.mktemp("runs-pages"), slots=1)
+    try:
+        c.api("POST", "/runs", {"id": "rp-old", "agent_id": "researcher",
+                                "started_at": time.time() - 3 * 86400})
+        c.api("PATCH", "/runs/rp-old", {"status": "completed"})
+        c.api("POST", "/runs", {"id": "rp-ok", "agent_id": "researcher", "tags": ["nightly"]})
+        c.api("POST", "/runs/rp-ok/actions", {"actions": [action(i) for i in range(5)]})
+        c.api("PATCH", "/runs/rp-ok", {"status": "completed"})
+        c.api("POST", "/runs", {"id": "rp-fail", "agent_id": "researcher"})
+        c.api("POST", "/runs/rp-fail/actions", {"actions": [
+            action(0), action(1, outcome="error", outputs=None, cost_usd=0.002,
+                              error={"type": "RateLimit", "message": "429 from the provider"})]})
+        c.api("PATCH", "/runs/rp-fail", {"status": "failed", "error": HOSTILE_ERROR})
+        c.api("POST", "/runs", {"id": "rp-over", "agent_id": "spender", "budget_usd": 0.01})
+        c.api("POST", "/runs/rp-over/actions", {"actions": [action(0, cost_usd=0.05)]})
+        c.api("POST", "/runs", {"id": "rp-live", "agent_id": HOSTILE_AGENT})
+        c.api("POST", "/runs/rp-live/actions", {"actions": [
+            action(0, name=HOSTILE_NAME, actor=HOSTILE_ACTOR)]})
+        # A run whose stages are Titan DAGs (agent_run_id), its actions made by their jobs.
+        client, ok = c.client(), c.script("ok.py", "print('ok')\n")
+        for label in ("PLAN", "ITER1"):
+            client.submit_dag(f"{STAGED}_{label}", [TitanJob(label.lower(), ok)],
+                              agent_run_id=STAGED)
+            client.wait_dag(f"{STAGED}_{label}", timeout=60)
+        c.api("POST", f"/runs/{STAGED}/actions", {"actions": [
+            action(0, actor="PLAN/plan", cost_usd=0.01), action(1, actor="ITER1/iter1"),
+            action(2, actor="ITER1/iter1")]})
+        yield c
+    finally:
+        c.stop()
+
+
+@contextlib.contextmanager
+def signed_in(cl: Cluster) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        assert s.get("/login", params={"token": cl.admin_token}).status_code == 303
+        yield s
+
+
+def card_ids(page: str) -> list[str]:
+    return [html.unescape(m) for m in re.findall(r'class="run-card" data-run-id="([^"]*)"', page)]
+
+
+PAGES = {"/runs": "runs", "/runs/rp-ok": "run", "/agents/researcher": "agent"}
+
+
+def test_pages_and_twins_with_cookie_and_bearer(cl: Cluster) -> None:
+    for way in (signed_in, bearer):
+        with way(cl) as s:
+            for path, name in PAGES.items():
+                r = s.get(path)
+                assert r.status_code == 200, (path, r.text[:300])
+                assert f'<body data-page="{name}"' in r.text
+                assert "script-src 'self'" in r.headers["content-security-policy"]
+                assert '<a href="/runs" aria-current="page">Runs</a>' in r.text
+                twin = s.get(path + ".json")
+                assert twin.status_code == 200 and isinstance(twin.json(), dict), path
+    with bearer(cl) as s:
+        page = s.get("/runs/rp-ok").text
+    assert '<body data-page="run" data-run-id="rp-ok">' in page
+    assert 'id="tab-telemetry"' in page and 'id="action-search"' in page
+    assert 'id="outcome-filter"' in page and 'id="expand-all"' in page and 'id="inspector"' in page
+
+
+def test_sign_in_redirects_and_twins_answer_401(cl: Cluster) -> None:
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        for path in PAGES:
+            r = s.get(path)
+            assert r.status_code == 303, path
+            assert r.headers["location"] == "/login?next=" + quote(path, safe="")
+            r = s.get(path + ".json")
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"status": "failed"}, {"status": "running,completed"}, {"min_cost": "0.004"},
+    {"window": "24h"}, {"window": "7d", "status": "completed"}, {"agent": "researcher"},
+    {"q": "fail"}, {"agent": "spender", "min_cost": "0.01"}, {"limit": "2", "offset": "1"},
+])
+def test_registry_filters_give_the_apis_runs(cl: Cluster, params: dict[str, str]) -> None:
+    with bearer(cl) as s:
+        api = s.get("/api/v1/runs", params=params).json()
+        twin = s.get("/runs.json", params=params).json()
+        page = s.get("/runs", params=params).text
+    expected = [r["id"] for r in api["runs"]]
+    assert [r["id"] for r in twin["runs"]] == expected
+    assert twin["total"] == api["total"]
+    assert card_ids(page) == expected
+    ticking = ("duration_s",)  # a running run's duration grows between the two reads
+    assert [{k: v for k, v in r.items() if k not in ticking} for r in twin["runs"]] == [
+        {k: v for k, v in r.items() if k not in ticking} for r in api["runs"]]
+
+
+def test_registry_form_checkboxes_and_defaults(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        twin = s.get("/runs.json?status=running&status=completed").json()
+        page = s.get("/runs?status=running&status=completed&window=7d").text
+        everything = s.get("/runs.json").json()
+    api = cl.api("GET", "/runs?status=running,completed")
+    assert [r["id"] for r in twin["runs"]] == [r["id"] for r in api["runs"]]
+    assert twin["statuses"] == ["running", "completed"]
+    assert 'name="status" value="running" checked' in page
+    assert 'name="status" value="failed">' in page
+    assert '<option value="7d" selected>' in page
+    assert "rp-old" in card_ids(page)  # three days old: inside 7d
+    assert everything["filters"]["window"] == "all" and everything["total"] == 6
+    assert [r["id"] for r in everything["runs"]][-1] == "rp-old"  # most recent first
+    assert everything["agent_ids"] == sorted(["researcher", "spender", "STAGED", HOSTILE_AGENT])
+    assert '<datalist id="agent-ids">' in page
+
+
+def test_bad_filters_are_a_400_page(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        for params in ({"status": "sleeping"}, {"min_cost": "lots"}, {"window": "5y"},
+                       {"limit": "0"}):
+            r = s.get("/runs", params=params)
+            assert r.status_code == 400, params
+            assert 'class="error-box"' in r.text
+            assert s.get("/runs.json", params=params).status_code == 400
+
+
+def test_export_links_carry_the_filters(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        twin = s.get("/runs.json", params={"status": "failed", "agent": "researcher"}).json()
+        links = {e["format"]: e["href"] for e in twin["export"]}
+        assert set(links) == {"csv", "json", "jsonl"}
+        for fmt, href in links.items():
+            assert "status=failed" in href and "agent=researcher" in href
+            assert f"format={fmt}" in href and "actions=false" in href
+            r = s.get(href)
+            assert r.status_code == 200, (href, r.text[:200])
+            assert "rp-fail" in r.text and "rp-ok" not in r.text
+        r = s.get(links["jsonl"].replace("actions=false", "actions=true"))
+        assert "429 from the provider" in r.text
+
+
+def test_intercepts_list_failed_and_over_budget_runs(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        twin = s.get("/runs.json").json()
+        page = s.get("/runs").text
+    api = cl.api("GET", "/runs/intercepts")
+    ids = [r["id"] for r in twin["intercepts"]]
+    assert ids == [r["id"] for r in api["intercepts"]]
+    assert {"rp-fail", "rp-over"} <= set(ids) and "rp-ok" not in ids
+    reasons = {r["id"]: r["reasons"] for r in twin["intercepts"]}
+    assert reasons["rp-fail"][0].startswith("failed: ")
+    assert reasons["rp-over"][0].startswith("over budget")
+    for run_id in ("rp-fail", "rp-over"):
+        assert f'<a class="intercept" data-run-id="{run_id}"' in page
+        assert f'href="/runs/{run_id}"' in page
+    assert str(escape(reasons["rp-fail"][0])) in page
+
+
+def test_run_page_and_twin_match_the_api(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        twin = s.get("/runs/rp-fail.json").json()
+        page = s.get("/runs/rp-fail").text
+    api = cl.api("GET", "/runs/rp-fail")
+    run = twin["run"]
+    for key in ("id", "agent_id", "status", "action_count", "cost_usd", "error_count",
+                "success_rate", "by_actor", "by_channel", "code_version", "error"):
+        assert run[key] == api[key], key
+    assert twin["action_page"] == 200 and twin["outcomes"] == ["success", "error", "blocked",
+                                                               "replayed"]
+    assert run["status"] == "failed" and run["action_count"] == 2
+    assert 'class="badge run-status status-failed" data-status="failed"' in page
+    assert 'data-total="2"' in page  # the telemetry list's size before its first fetch
+    assert 'href="/agents/researcher"' in page
+    with bearer(cl) as s:
+        over = s.get("/runs/rp-over").text
+    assert "over-budget-warning" in over and "$0.0500" in over and "$0.0100" in over
+
+
+def test_agent_page_totals_and_chart(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        twin = s.get("/agents/researcher.json").json()
+        page = s.get("/agents/researcher").text
+    api = cl.api("GET", "/agents/researcher")
+    agent = twin["agent"]
+    for key in ("agent_id", "runs", "cost_usd", "action_count", "success_rate", "failed_runs"):
+        assert agent[key] == api[key], key
+    assert twin["total_runs"] == 3 and [r["id"] for r in twin["recent"]] == [
+        "rp-fail", "rp-ok", "rp-old"]
+    assert '<svg id="agent-chart"' in page
+    assert page.count('<rect class="bar"') == 3
+    assert page.count('<circle class="dot"') == 2  # rp-old recorded no action: no rate
+    assert card_ids(page) == ["rp-fail", "rp-ok", "rp-old"]
+    for run_id in ("rp-fail", "rp-ok"):
+        assert f'href="/runs/{run_id}"' in page
+
+
+def test_hostile_names_are_escaped(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        pages = {path: s.get(path).text for path in (
+            "/runs", "/runs/rp-live", "/runs/rp-fail", "/agents/" + quote(HOSTILE_AGENT, safe=""))}
+        agent = s.get("/agents/" + quote(HOSTILE_AGENT, safe="") + ".json")
+    assert agent.status_code == 200 and agent.json()["agent"]["agent_id"] == HOSTILE_AGENT
+    for path, text in pages.items():
+        for raw in (HOSTILE_AGENT, HOSTILE_NAME, HOSTILE_ACTOR, HOSTILE_ERROR, "<b>PLAN"):
+            assert raw not in text, (path, raw)
+    assert str(escape(HOSTILE_AGENT)) in pages["/runs"]
+    assert 'href="/agents/%3Cscript%3Ealert%28%27agent%27%29%3C%2Fscript%3E"' in pages["/runs"]
+    assert str(escape(HOSTILE_ACTOR)) in pages["/runs/rp-live"]  # the cost-per-actor table
+    assert str(escape(HOSTILE_ERROR)) in pages["/runs/rp-fail"]
+
+
+def test_unknown_runs_and_agents_are_404(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        for path in ("/runs/no-such-run", "/runs/%3Cscript%3Ex", "/agents/nobody"):
+            r = s.get(path)
+            assert r.status_code == 404, path
+            assert "Not found" in r.text and "<script>x" not in r.text
+            j = s.get(path + ".json")
+            assert j.status_code == 404 and j.json()["error"]["code"] == "not_found"
+
+
+def test_run_stages_and_cost_per_stage(cl: Cluster) -> None:
+    with bearer(cl) as s:
+        twin = s.get(f"/runs/{STAGED}.json").json()
+        page = s.get(f"/runs/{STAGED}").text
+    run = twin["run"]
+    assert run["agent_id"] == "STAGED"
+    assert [(st["label"], st["status"], st["actions"]) for st in run["stages"]] == [
+        ("PLAN", "COMPLETED", 1), ("ITER1", "COMPLETED", 2)]
+    assert [(r["stage"], r["actions"]) for r in run["by_stage"]] == [("PLAN", 1), ("ITER1", 2)]
+    plan = page.index('<a class="stage" data-label="PLAN" data-status="COMPLETED"')
+    arrow = page.index('<span class="arrow" aria-hidden="true">', plan)
+    assert plan < arrow < page.index('<a class="stage" data-label="ITER1"')
+    assert f'href="/dags/DAG-{STAGED}_PLAN?run=1"' in page
+    assert 'id="cost-by-stage"' in page and 'id="cost-by-actor"' in page
