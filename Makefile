@@ -69,6 +69,7 @@ lint: venv
 bench: venv llm browser
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/telemetry.py
 	$(BIN)/python bench/research_agent.py
 
 clean:

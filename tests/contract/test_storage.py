@@ -23,8 +23,8 @@ def storage(request: pytest.FixtureRequest, tmp_path) -> Iterator[Storage]:  # t
         with s.transaction() as tx:  # each test starts from empty tables
             conn = tx.conn  # type: ignore[attr-defined]
             tables = ", ".join(f'"{t}"' for t in (
-                "log_lines", "attempts", "jobs", "dags", "agent_runs", "store_values",
-                "store_sets", "files", "blobs", "workers", "tokens", "meta"))
+                "log_lines", "attempts", "jobs", "dags", "actions", "agent_runs", "agents",
+                "store_values", "store_sets", "files", "blobs", "workers", "tokens", "meta"))
             conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield s
     s.close()
@@ -244,6 +244,14 @@ def test_a_version_1_database_gains_the_gate_columns(tmp_path) -> None:  # type:
     with engine.begin() as conn:  # turn it back into what version 1 created
         for column in ("approval_deadline", "decided_by", "decided_at", "decision_comment"):
             conn.execute(sa.text(f"ALTER TABLE jobs DROP COLUMN {column}"))
+        # ... and undo version 3 (agent telemetry): its tables, indexes and run columns.
+        for name in ("ix_agent_runs_started", "ix_agent_runs_agent"):
+            conn.execute(sa.text(f"DROP INDEX {name}"))
+        conn.execute(sa.text("DROP TABLE actions"))
+        conn.execute(sa.text("DROP TABLE agents"))
+        for col in sa.inspect(conn).get_columns("agent_runs"):
+            if col["name"] not in ("id", "created_at"):
+                conn.execute(sa.text(f"ALTER TABLE agent_runs DROP COLUMN {col['name']}"))
         conn.execute(sa.text("DELETE FROM schema_migrations WHERE version > 1"))
     engine.dispose()
     s = open_storage(url)

@@ -69,9 +69,10 @@ def intercept_reasons(run: Row) -> list[str]:
 def run_detail(tx: Transaction, run: Row) -> Row:
     """A run with its stages and its cost broken down by stage, actor and channel."""
     out = run_view(run, effective_budget(tx, run) if run.get("budget_usd") is None else None)
-    stages = agent_run_view(tx, run)["stages"]
+    staged = agent_run_view(tx, run)
+    stages = staged["stages"]
     out["stages"] = stages
-    out["stage_status"] = agent_run_view(tx, run)["status"] if stages else None
+    out["stage_status"] = staged["status"] if stages else None
     rows = tx.action_breakdown(run["id"])
     by_actor: dict[str, Row] = {}
     by_channel: dict[str, Row] = {}

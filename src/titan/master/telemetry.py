@@ -129,6 +129,7 @@ class Telemetry:
         return run, created
 
     async def update_run(self, run_id: str, body: Any, who: Principal) -> Row:
+        self._check_own_run(run_id, who)
         fields = action_input.parse_run(body, creating=False)
         if "budget_usd" in fields and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may change a run's budget")
@@ -235,13 +236,17 @@ class Telemetry:
         return agent
 
     # -- actions ------------------------------------------------------------------------------
+    def _check_own_run(self, run_id: str, who: Principal) -> None:
+        """A job's token may write only into the job's own agent run."""
+        if who.role != "job":
+            return
+        job = self.engine.sched.jobs.get(who.job or -1)
+        dag = self.engine.sched.dags.get(job.dag_id) if job else None
+        if dag is None or dag.agent_run_id != run_id:
+            raise Forbidden(f"a job may only write into its own agent run, not {run_id!r}")
+
     async def ingest(self, run_id: str, body: Any, who: Principal) -> Row:
-        if who.role == "job":
-            job = self.engine.sched.jobs.get(who.job or -1)
-            dag = self.engine.sched.dags.get(job.dag_id) if job else None
-            if dag is None or dag.agent_run_id != run_id:
-                raise Forbidden(f"a job may only record actions into its own agent run, not "
-                                f"{run_id!r}")
+        self._check_own_run(run_id, who)
         loop = asyncio.get_running_loop()
         rows = await loop.run_in_executor(None, self._prepare, body)
         now = time.time()
@@ -251,13 +256,14 @@ class Telemetry:
             if run is None:
                 raise NotFound(f"no agent run {run_id!r}; create it first with POST /api/v1/runs")
             before = dict(run)
+            # Copies: the writer may run this again alone if a neighbour in its batch failed.
             known = tx.known_action_ids(run_id, [r["id"] for r in rows])
-            fresh = [r for r in rows if r["id"] not in known]
+            fresh = [dict(r) for r in rows if r["id"] not in known]
             if any(r["ordinal"] is None for r in fresh):
                 _fill_ordinals(tx, run_id, fresh)
             for r in fresh:
-                for blob in r.pop("_blobs"):
-                    tx.add_blob(blob[0], blob[1], now)
+                for sha, size in r["_blobs"]:
+                    tx.add_blob(sha, size, now)
             result = tx.insert_actions(run_id, fresh, now)
             after = tx.get_run(run_id)
             assert after is not None

@@ -148,11 +148,15 @@ class RunsSQL:
                              among: Sequence[str] | None = None) -> list[str]:
         c = t.agent_runs.c
         conds = [c.status != "running", c.started_at < before]
-        if among is not None:
-            conds.append(c.id.in_(list(among)))
-        rows = self.conn.execute(select(c.id).where(*conds).order_by(c.started_at, c.id)
-                                 .limit(limit))
-        return [r[0] for r in rows]
+        if among is None:
+            rows = self.conn.execute(select(c.id).where(*conds).order_by(c.started_at, c.id)
+                                     .limit(limit))
+            return [r[0] for r in rows]
+        found: list[tuple[float, str]] = []
+        for chunk in iter_chunks(list(among), 500):  # drivers cap a statement's parameters
+            found.extend((r[0], r[1]) for r in self.conn.execute(
+                select(c.started_at, c.id).where(*conds, c.id.in_(chunk))))
+        return [i for _, i in sorted(found)[:limit]]
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Delete runs and their actions; their DAGs stay, no longer grouped under a run."""

@@ -108,6 +108,37 @@ def action(name: str, inputs: Any = None, *, kind: str = "custom", tags: Any = N
     return Action(name, inputs, kind=kind, tags=tags)
 
 
+def _simple(sig: inspect.Signature | None) -> tuple[list[str], dict[str, Any]] | None:
+    """Parameter names and defaults when every parameter is plain positional-or-keyword:
+    then binding is a zip, not ``Signature.bind`` (measured ~9 µs a call)."""
+    if sig is None or any(p.kind is not p.POSITIONAL_OR_KEYWORD
+                          for p in sig.parameters.values()):
+        return None
+    names = [n for n in sig.parameters if n not in ("self", "cls")]
+    skip = len(sig.parameters) - len(names)
+    if skip and next(iter(sig.parameters)) not in ("self", "cls"):
+        return None
+    defaults = {n: p.default for n, p in sig.parameters.items()
+                if p.default is not p.empty and n in names}
+    return names, {"__skip__": skip, **defaults}
+
+
+def _inputs(fast: tuple[list[str], dict[str, Any]] | None, sig: inspect.Signature | None,
+            args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    if fast is None:
+        return _bind(sig, args, kwargs)
+    names, defaults = fast
+    skip = defaults["__skip__"]
+    if len(args) - skip > len(names) or any(k not in names for k in kwargs):
+        return _bind(sig, args, kwargs)  # a TypeError is coming; let the function raise it
+    out = dict(zip(names, args[skip:], strict=False))
+    out.update(kwargs)
+    for name in names:
+        if name not in out and name in defaults:
+            out[name] = defaults[name]
+    return out
+
+
 def _bind(sig: inspect.Signature | None, args: tuple[Any, ...],
           kwargs: dict[str, Any]) -> dict[str, Any]:
     if sig is None:
@@ -141,13 +172,14 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None) -> A
             sig: inspect.Signature | None = inspect.signature(f)
         except (TypeError, ValueError):
             sig = None
+        fast = _simple(sig)
 
         if inspect.iscoroutinefunction(f):
             @functools.wraps(f)
             async def arun(*args: Any, **kwargs: Any) -> Any:
                 if context.current_run() is None:
                     return await f(*args, **kwargs)
-                with Action(label, _bind(sig, args, kwargs), kind="tool", tags=tags) as a:
+                with Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags) as a:
                     a.outputs = await f(*args, **kwargs)
                     return a.outputs
             return arun  # type: ignore[return-value]
@@ -156,7 +188,7 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None) -> A
         def run(*args: Any, **kwargs: Any) -> Any:
             if context.current_run() is None:
                 return f(*args, **kwargs)
-            with Action(label, _bind(sig, args, kwargs), kind="tool", tags=tags) as a:
+            with Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags) as a:
                 a.outputs = f(*args, **kwargs)
                 return a.outputs
         return run  # type: ignore[return-value]

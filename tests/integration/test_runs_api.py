@@ -1,0 +1,803 @@
+"""The agent-run API against a real `titan up`: opening runs, ingesting batches of actions
+(all or nothing, resends deduplicated), large payloads, the registry's filters and the export
+agreeing with each other, roles, budgets (per run and per agent), ending runs, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.harness import Cluster, isolated_cluster
+from titan import TitanJob
+
+NOW = time.time()
+HOUR, DAY = 3600.0, 86400.0
+
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = isolated_cluster(tmp_path_factory.mktemp("runs-api"), slots=2)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(cl: Cluster) -> dict[str, str]:
+    """A token of each role but admin (whose token the cluster has)."""
+    out = {}
+    for role in ("viewer", "operator", "worker"):
+        status, body = call(cl, "POST", "/tokens", {"role": role, "name": f"runs-{role}"})
+        assert status == 201, body
+        out[role] = body["token"]
+    return out
+
+
+def call(cl: Cluster, method: str, path: str, body: Any = None, *, token: str | None = "admin",
+         params: dict[str, Any] | None = None, content: bytes | None = None) -> tuple[int, Any]:
+    """One request; (status, decoded JSON body or the text when it is not JSON)."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {cl.admin_token if token == 'admin' else token}"
+    if content is None and body is not None:
+        content = json.dumps(body).encode()
+    r = httpx.request(method, f"{cl.url}/api/v1{path}", content=content, headers=headers,
+                      params=params, timeout=60)
+    try:
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, r.text
+
+
+def ok(cl: Cluster, method: str, path: str, body: Any = None, *, status: int = 200,
+       **kw: Any) -> Any:
+    got, reply = call(cl, method, path, body, **kw)
+    assert got == status, (method, path, got, reply)
+    return reply
+
+
+def error(cl: Cluster, method: str, path: str, body: Any = None, *, status: int,
+          code: str | None = None, **kw: Any) -> dict[str, Any]:
+    got, reply = call(cl, method, path, body, **kw)
+    assert got == status, (method, path, got, reply)
+    assert isinstance(reply, dict) and set(reply) == {"error"}, reply
+    err = reply["error"]
+    assert set(err) == {"code", "message", "details"} and err["message"], err
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
+def fields_of(err: dict[str, Any]) -> list[tuple[int | None, str]]:
+    return [(e["index"], e["field"]) for e in err["details"]["errors"]]
+
+
+def act(action_id: str | None, **kw: Any) -> dict[str, Any]:
+    a: dict[str, Any] = {"name": "lookup", "started_at": NOW, "duration_ns": 1_000_000, **kw}
+    if action_id is not None:
+        a["id"] = action_id
+    return a
+
+
+def new_run(cl: Cluster, run_id: str, **fields: Any) -> dict[str, Any]:
+    return ok(cl, "POST", "/runs", {"id": run_id, **fields}, status=201)
+
+
+def ingest(cl: Cluster, run_id: str, actions: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    return ok(cl, "POST", f"/runs/{run_id}/actions", {"actions": actions}, **kw)
+
+
+def get_run(cl: Cluster, run_id: str) -> dict[str, Any]:
+    return ok(cl, "GET", f"/runs/{run_id}")
+
+
+def list_actions(cl: Cluster, run_id: str, **params: Any) -> dict[str, Any]:
+    return ok(cl, "GET", f"/runs/{run_id}/actions", params={"limit": 1000, **params})
+
+
+# ------------------------------------------------------------------------------ opening runs
+
+
+def test_post_runs_is_idempotent_by_id(cl: Cluster) -> None:
+    status, first = call(cl, "POST", "/runs", {"id": "open-1", "agent_id": "opener",
+                                               "tags": ["a", "b"]})
+    assert status == 201, first
+    assert first["id"] == "open-1" and first["status"] == "running"
+    assert first["agent_id"] == "opener" and first["tags"] == ["a", "b"]
+    assert first["action_count"] == 0 and first["cost_usd"] == 0 and first["ended_at"] is None
+    assert abs(first["started_at"] - time.time()) < 60
+    status, again = call(cl, "POST", "/runs", {"id": "open-1", "agent_id": "someone-else",
+                                               "started_at": NOW - DAY})
+    assert status == 200, again
+    assert again["agent_id"] == "opener" and again["started_at"] == first["started_at"]
+    assert again["tags"] == ["a", "b"]
+    assert get_run(cl, "open-1")["started_at"] == first["started_at"]
+    # started_at may be given (a run reported after the fact); an id may be left to the master
+    past = new_run(cl, "open-2", started_at=NOW - 3 * DAY)
+    assert past["started_at"] == NOW - 3 * DAY
+    made = ok(cl, "POST", "/runs", {"agent_id": "opener"}, status=201)
+    assert made["id"].startswith("run-") and get_run(cl, made["id"])["agent_id"] == "opener"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"id": "has space"}, "id"),
+    ({"id": "x" * 201}, "id"),
+    ({"id": "bad-field-1", "colour": "red"}, "colour"),
+    ({"id": "bad-budget-1", "budget_usd": -1}, "budget_usd"),
+    ({"id": "bad-budget-2", "budget_usd": "ten"}, "budget_usd"),
+    ({"id": "bad-start-1", "started_at": "yesterday"}, "started_at"),
+    ({"id": "bad-start-2", "started_at": 12.0}, "started_at"),
+    ({"id": "bad-status-1", "status": "completed"}, "status"),
+    ({"id": "bad-tags-1", "tags": 5}, "tags"),
+    ({"id": "bad-agent-1", "agent_id": 7}, "agent_id"),
+])
+def test_post_runs_refuses_bad_fields(cl: Cluster, body: dict[str, Any], field: str) -> None:
+    err = error(cl, "POST", "/runs", body, status=400, code="invalid_request")
+    assert field in [f for _, f in fields_of(err)], err
+    if isinstance(body.get("id"), str) and " " not in body["id"] and len(body["id"]) <= 200:
+        error(cl, "GET", f"/runs/{body['id']}", status=404, code="not_found")
+
+
+def test_post_runs_needs_an_object(cl: Cluster) -> None:
+    error(cl, "POST", "/runs", [{"id": "in-a-list"}], status=400)
+    error(cl, "POST", "/runs", content=b"{not json", status=400)
+    error(cl, "GET", "/runs/in-a-list", status=404)
+
+
+# ------------------------------------------------------------------------------ ingesting
+
+
+def test_a_batch_is_accepted_and_a_resend_is_not_counted_twice(cl: Cluster) -> None:
+    new_run(cl, "ing-1", agent_id="ingester")
+    batch = [act("a1", cost_usd=0.1, outcome="success", channel="llm", model="m",
+                 usage={"input_tokens": 10, "output_tokens": 3}),
+             act("a2", cost_usd=0.2, error="timed out", channel="tool"),
+             act("a3", outputs={"n": 1})]
+    first = ingest(cl, "ing-1", batch)
+    assert (first["accepted"], first["duplicates"], first["first_seq"]) == (3, 0, 1)
+    assert first["run"]["action_count"] == 3
+    assert first["run"]["cost_usd"] == pytest.approx(0.3)
+    assert first["run"]["blocked"] is False
+    again = ingest(cl, "ing-1", batch)
+    assert (again["accepted"], again["duplicates"], again["first_seq"]) == (0, 3, None)
+    assert again["run"]["action_count"] == 3
+    assert again["run"]["cost_usd"] == pytest.approx(0.3)
+    run = get_run(cl, "ing-1")
+    assert (run["action_count"], run["success_count"], run["error_count"]) == (3, 2, 1)
+    assert run["cost_usd"] == pytest.approx(0.3) and run["success_rate"] == pytest.approx(0.6667)
+    # half resent, half new: only the new half counts, numbered after the first batch
+    mixed = ingest(cl, "ing-1", [batch[2], act("a4", cost_usd=0.05), batch[0],
+                                 act("a5", outcome="replayed")])
+    assert (mixed["accepted"], mixed["duplicates"], mixed["first_seq"]) == (2, 2, 4)
+    page = list_actions(cl, "ing-1")
+    assert page["matched"] == 5
+    assert [(a["seq"], a["id"]) for a in page["actions"]] == [
+        (1, "a1"), (2, "a2"), (3, "a3"), (4, "a4"), (5, "a5")]
+    a1, a2 = page["actions"][0], page["actions"][1]
+    assert a1["usage"] == {"input_tokens": 10, "output_tokens": 3} and a1["model"] == "m"
+    assert a2["outcome"] == "error" and a2["error"] == {"type": "Error", "message": "timed out"}
+    run = get_run(cl, "ing-1")
+    assert (run["action_count"], run["replayed_count"]) == (5, 1)
+    assert run["cost_usd"] == pytest.approx(0.35)
+    assert run["by_channel"] and sum(c["actions"] for c in run["by_channel"]) == 5
+    assert run["tokens"] == {"input": 10, "output": 3}
+
+
+def _bad_batches() -> list[tuple[str, Any, list[tuple[int | None, str]] | None]]:
+    fine = act("fine-1")
+    return [
+        ("missing name", {"actions": [fine, {"id": "x1", "started_at": NOW}]}, [(1, "name")]),
+        ("unknown field", {"actions": [fine, act("x1", colour="red")]}, [(1, "colour")]),
+        ("bad outcome", {"actions": [fine, act("x1", outcome="maybe")]}, [(1, "outcome")]),
+        ("negative cost", {"actions": [fine, act("x1", cost_usd=-0.01)]}, [(1, "cost_usd")]),
+        ("bad usage key", {"actions": [fine, act("x1", usage={"tokens": 3})]},
+         [(1, "usage.tokens")]),
+        ("usage not an int", {"actions": [fine, act("x1", usage={"input_tokens": 1.5})]},
+         [(1, "usage.input_tokens")]),
+        ("started_at a string", {"actions": [fine, act("x1", started_at="now")]},
+         [(1, "started_at")]),
+        ("started_at missing", {"actions": [fine, {"id": "x1", "name": "n"}]},
+         [(1, "started_at")]),
+        ("started_at far future", {"actions": [fine, act("x1", started_at=NOW + 3 * DAY)]},
+         [(1, "started_at")]),
+        ("bad channel", {"actions": [fine, act("x1", channel="radio")]}, [(1, "channel")]),
+        ("bad id", {"actions": [fine, act("has/slash")]}, [(1, "id")]),
+        ("duplicate id", {"actions": [fine, act("fine-1")]}, [(1, "id")]),
+        ("not an object", {"actions": [fine, "lookup"]}, [(1, "")]),
+        ("several problems", {"actions": [act("y1", outcome="?"), fine,
+                                          act("y2", cost_usd=-1, name="")]},
+         [(0, "outcome"), (2, "name"), (2, "cost_usd")]),
+        ("actions not a list", {"actions": {"0": fine}}, None),
+        ("a bare list", [fine], None),
+        ("empty list", {"actions": []}, None),
+        ("too many", {"actions": [act(f"m{i}") for i in range(10_001)]}, None),
+    ]
+
+
+def test_bad_batches_are_rejected_whole_and_store_nothing(cl: Cluster) -> None:
+    new_run(cl, "bad-1")
+    ingest(cl, "bad-1", [act("kept")])
+    for what, body, expected in _bad_batches():
+        err = error(cl, "POST", "/runs/bad-1/actions", body, status=400, code="invalid_request")
+        if expected is not None:
+            got = fields_of(err)
+            assert sorted(got, key=str) == sorted(expected, key=str), (what, err)
+    err = error(cl, "POST", "/runs/bad-1/actions", content=b'{"actions": [', status=400)
+    assert "JSON" in err["message"]
+    run = get_run(cl, "bad-1")
+    assert run["action_count"] == 1 and run["cost_usd"] == 0
+    assert [a["id"] for a in list_actions(cl, "bad-1")["actions"]] == ["kept"]
+    # the valid actions of the refused batches were never stored: sent alone, they are new
+    again = ingest(cl, "bad-1", [act("fine-1"), act("x1")])
+    assert (again["accepted"], again["duplicates"], again["first_seq"]) == (2, 0, 2)
+    # exactly 10,000 is allowed
+    big = ingest(cl, "bad-1", [act(f"m{i}", cost_usd=0.0001) for i in range(10_000)])
+    assert (big["accepted"], big["first_seq"]) == (10_000, 4)
+    run = get_run(cl, "bad-1")
+    assert run["action_count"] == 10_003 and run["cost_usd"] == pytest.approx(1.0)
+
+
+def test_unknown_runs_are_404(cl: Cluster) -> None:
+    error(cl, "POST", "/runs/no-such-run/actions", {"actions": [act("a")]}, status=404,
+          code="not_found")
+    error(cl, "GET", "/runs/no-such-run", status=404, code="not_found")
+    error(cl, "GET", "/runs/no-such-run/actions", status=404, code="not_found")
+    error(cl, "PATCH", "/runs/no-such-run", {"status": "completed"}, status=404,
+          code="not_found")
+    new_run(cl, "known-1")
+    error(cl, "GET", "/runs/known-1/actions/1", status=404, code="not_found")
+    ingest(cl, "known-1", [act("a")])
+    assert ok(cl, "GET", "/runs/known-1/actions/1")["id"] == "a"
+    error(cl, "GET", "/runs/known-1/actions/2", status=404, code="not_found")
+    error(cl, "GET", "/agents/no-such-agent", status=404, code="not_found")
+
+
+def test_list_actions_filters(cl: Cluster) -> None:
+    new_run(cl, "la-1")
+    ingest(cl, "la-1", [
+        act("s1", name="search_web", actor="PLAN/planner", channel="tool",
+            inputs={"q": "cats 100%"}, outputs={"hits": 3}),
+        act("s2", name="complete", actor="PLAN/planner", channel="llm",
+            inputs={"prompt": "hi"}, outputs={"text": "needle"}),
+        act("s3", name="complete", actor="ITER1/w", channel="llm", error="rate limited"),
+        act("s4", name="fetch", actor="ITER1/w", channel="tool", outcome="blocked"),
+    ])
+
+    def seqs(**params: Any) -> tuple[list[int], int]:
+        page = list_actions(cl, "la-1", **params)
+        return [a["seq"] for a in page["actions"]], page["matched"]
+
+    assert seqs() == ([1, 2, 3, 4], 4)
+    assert seqs(outcome="error,blocked") == ([3, 4], 2)
+    assert seqs(q="needle") == ([2], 1)
+    assert seqs(q="100%") == ([1], 1)
+    assert seqs(q="rate lim") == ([3], 1)
+    assert seqs(actor="ITER1/w") == ([3, 4], 2)
+    assert seqs(channel="llm") == ([2, 3], 2)
+    assert seqs(after=2)[0] == [3, 4]
+    assert seqs(limit=1, offset=1) == ([2], 4)
+    page = list_actions(cl, "la-1")
+    assert [a["stage"] for a in page["actions"]] == ["PLAN", "PLAN", "ITER1", "ITER1"]
+    error(cl, "GET", "/runs/la-1/actions", params={"outcome": "maybe"}, status=400)
+    error(cl, "GET", "/runs/la-1/actions", params={"limit": 0}, status=400)
+
+
+def test_ordinals_left_out_are_numbered_per_actor_channel_and_name(cl: Cluster) -> None:
+    new_run(cl, "ord-1")
+    ingest(cl, "ord-1", [act("o1", name="n"), act("o2", name="n"), act("o3", name="m")])
+    ingest(cl, "ord-1", [act("o4", name="n"), act("o5", name="n", ordinal=7),
+                         act("o6", name="n"), act("o7", name="n", actor="other"),
+                         act("o8", name="n", channel="llm"), act("o9", name="m")])
+    got = {a["id"]: a["ordinal"] for a in list_actions(cl, "ord-1")["actions"]}
+    assert got == {"o1": 0, "o2": 1, "o3": 0, "o4": 2, "o5": 7, "o6": 8, "o7": 0, "o8": 0,
+                   "o9": 1}
+
+
+def test_large_payloads_go_to_the_blob_store(cl: Cluster) -> None:
+    new_run(cl, "blob-1")
+    doc = {"doc": "x" * 70_000}
+    answer = {"text": "é" * 40_000}  # 80,000 bytes: over the inline limit too
+    medium = {"prompt": "m" * 1_000}
+    ingest(cl, "blob-1", [act("big", inputs=doc, outputs=answer), act("mid", inputs=medium)])
+    page = list_actions(cl, "blob-1")
+    big, mid = page["actions"]
+    assert big["inputs_complete"] is False and isinstance(big["inputs"], str)
+    assert big["inputs"].startswith('{"doc":"xxx') and len(big["inputs"]) <= 400
+    assert big["outputs_complete"] is False and isinstance(big["outputs"], str)
+    text = json.dumps(doc, separators=(",", ":"))
+    assert big["inputs_size"] == len(text.encode())
+    blob = cl.data / "blobs" / big["inputs_hash"][:2] / big["inputs_hash"]
+    assert blob.is_file() and json.loads(blob.read_text()) == doc
+    # a page's preview cuts a medium payload too; preview=0 sends it whole
+    assert mid["inputs_complete"] is False and len(mid["inputs"]) == 400
+    whole = list_actions(cl, "blob-1", preview=0)["actions"]
+    assert whole[1]["inputs"] == medium and whole[1]["inputs_complete"] is True
+    assert whole[0]["inputs_complete"] is False  # a blob's column holds a preview only
+    # one action, read alone, comes whole from the blob store
+    full = ok(cl, "GET", "/runs/blob-1/actions/1")
+    assert full["inputs"] == doc and full["inputs_complete"] is True
+    assert full["outputs"] == answer and full["outputs_complete"] is True
+    assert ok(cl, "GET", "/runs/blob-1/actions/2")["inputs"] == medium
+
+
+def test_batches_sharing_a_commit_with_failing_requests_are_all_stored(cl: Cluster) -> None:
+    """The master commits concurrent writes together and, when one of them fails (an unknown
+    run, a conflict), retries each alone: the valid batches must all land, once each."""
+    new_run(cl, "conc-1")
+    new_run(cl, "conc-ended")
+    ok(cl, "PATCH", "/runs/conc-ended", {"status": "completed"})
+    n = 150
+
+    async def send_all() -> list[tuple[str, int]]:
+        headers = {"Authorization": f"Bearer {cl.admin_token}"}
+        async with httpx.AsyncClient(base_url=f"{cl.url}/api/v1", headers=headers, timeout=60,
+                                     limits=httpx.Limits(max_connections=40)) as c:
+            async def one(kind: str, method: str, path: str, body: Any) -> tuple[str, int]:
+                try:
+                    return kind, (await c.request(method, path, json=body)).status_code
+                except httpx.TransportError:  # the server dropped the connection
+                    return kind, 0
+
+            requests = []
+            for i in range(n):
+                requests += [
+                    one("ok", "POST", "/runs/conc-1/actions",
+                        {"actions": [act(f"c{i}-{k}", cost_usd=0.001) for k in range(2)]}),
+                    one("missing", "POST", "/runs/conc-missing/actions",
+                        {"actions": [act("m")]}),
+                    one("conflict", "PATCH", "/runs/conc-ended", {"status": "failed"}),
+                ]
+            return list(await asyncio.gather(*requests))
+
+    by_kind: dict[str, Counter[int]] = {}
+    for kind, status in asyncio.run(send_all()):
+        by_kind.setdefault(kind, Counter())[status] += 1
+    assert by_kind == {"ok": Counter({200: n}), "missing": Counter({404: n}),
+                       "conflict": Counter({409: n})}, by_kind
+    run = get_run(cl, "conc-1")
+    assert run["action_count"] == 2 * n and run["cost_usd"] == pytest.approx(0.002 * n)
+    page = list_actions(cl, "conc-1")
+    assert [a["seq"] for a in page["actions"]] == list(range(1, 2 * n + 1))
+
+
+# ------------------------------------------------------------------------------ roles
+
+
+def test_roles(cl: Cluster, tokens: dict[str, str]) -> None:
+    new_run(cl, "roles-1", agent_id="roles-agent")
+    ingest(cl, "roles-1", [act("r1")])
+    for role in ("viewer", "worker"):
+        token = tokens[role]
+        assert ok(cl, "GET", "/runs", token=token)["total"] >= 1
+        assert ok(cl, "GET", "/runs/roles-1", token=token)["id"] == "roles-1"
+        assert ok(cl, "GET", "/runs/roles-1/actions", token=token)["matched"] == 1
+        assert ok(cl, "GET", "/runs/roles-1/actions/1", token=token)["id"] == "r1"
+        ok(cl, "GET", "/runs/intercepts", token=token)
+        ok(cl, "GET", "/runs/export", params={"q": "roles-1"}, token=token)
+        assert ok(cl, "GET", "/agents/roles-agent", token=token)["runs"] == 1
+        error(cl, "POST", "/runs", {"id": f"roles-{role}"}, token=token, status=403,
+              code="forbidden")
+        error(cl, "POST", "/runs/roles-1/actions", {"actions": [act(f"by-{role}")]},
+              token=token, status=403, code="forbidden")
+        error(cl, "PATCH", "/runs/roles-1", {"status": "completed"}, token=token, status=403)
+        error(cl, "PATCH", "/runs/roles-1", {"budget_usd": 5}, token=token, status=403)
+        error(cl, "PATCH", "/agents/roles-agent", {"budget_usd": 5}, token=token, status=403)
+        error(cl, "POST", "/runs/prune", {"older_than": "1d", "dry_run": True}, token=token,
+              status=403)
+        error(cl, "GET", f"/runs/roles-{role}", status=404)
+    for token in (None, "tt_not-a-token"):
+        error(cl, "GET", "/runs", token=token, status=401, code="unauthorized")
+        error(cl, "POST", "/runs/roles-1/actions", {"actions": [act("anon")]}, token=token,
+              status=401)
+    # An operator records, ends runs and sets budgets, but retention is the admin's.
+    operator = tokens["operator"]
+    ok(cl, "POST", "/runs", {"id": "roles-op", "budget_usd": 1.0}, token=operator, status=201)
+    ingest(cl, "roles-1", [act("by-operator")], token=operator)
+    assert ok(cl, "PATCH", "/runs/roles-op", {"budget_usd": 2.0},
+              token=operator)["budget_usd"] == 2.0
+    assert ok(cl, "PATCH", "/agents/roles-agent", {"budget_usd": 3.0},
+              token=operator)["budget_usd"] == 3.0
+    error(cl, "POST", "/runs/prune", {"older_than": "1d", "dry_run": True}, token=operator,
+          status=403, code="forbidden")
+    assert get_run(cl, "roles-1")["action_count"] == 2
+
+
+PROBE = """
+    import json, os, sys, time, urllib.error, urllib.request
+
+    def send(method, path, body):
+        req = urllib.request.Request(
+            os.environ["TITAN_MASTER_URL"] + "/api/v1" + path, data=json.dumps(body).encode(),
+            method=method, headers={"Authorization": "Bearer " + os.environ["TITAN_TOKEN"],
+                                    "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    own, other = os.environ["TITAN_AGENT_RUN_ID"], sys.argv[1]
+    batch = {"actions": [{"id": "from-job", "name": "probe", "started_at": time.time()}]}
+    print("own", send("POST", f"/runs/{own}/actions", batch))
+    print("other", send("POST", f"/runs/{other}/actions", batch))
+    print("patch-own", send("PATCH", f"/runs/{own}", {"tags": ["from-job"]}))
+    print("patch-other", send("PATCH", f"/runs/{other}", {"status": "failed", "error": "job"}))
+    print("budget-own", send("PATCH", f"/runs/{own}", {"budget_usd": 100}))
+"""
+
+
+def test_a_job_token_writes_only_into_its_own_run(cl: Cluster) -> None:
+    new_run(cl, "victim-1")
+    client = cl.client()
+    script = cl.script("probe.py", PROBE)
+    client.submit_dag("JOBRUN_1_PROBE", [TitanJob("probe", script, args=["victim-1"])],
+                      agent_run_id="JOBRUN_1")
+    assert client.wait_dag("JOBRUN_1_PROBE", timeout=60)["status"] == "COMPLETED"
+    logs = client.fetch_logs("JOBRUN_1_PROBE/probe")
+    assert "own 200" in logs and "other 403" in logs, logs
+    assert [a["id"] for a in list_actions(cl, "JOBRUN_1")["actions"]] == ["from-job"]
+    assert "patch-own 200" in logs and get_run(cl, "JOBRUN_1")["tags"] == ["from-job"], logs
+    assert "budget-own 403" in logs, logs  # budgets are a person's decision
+    victim = get_run(cl, "victim-1")
+    assert victim["action_count"] == 0
+    # Nor may it end (or otherwise change) another run.
+    assert "patch-other 403" in logs, logs
+    assert victim["status"] == "running" and victim["error"] is None
+
+
+# ------------------------------------------------------------------------------ ending runs
+
+
+def test_ending_a_run(cl: Cluster) -> None:
+    new_run(cl, "end-1")
+    done = ok(cl, "PATCH", "/runs/end-1", {"status": "completed"})
+    assert done["status"] == "completed" and done["ended_at"] is not None
+    assert abs(done["ended_at"] - time.time()) < 60
+    run = get_run(cl, "end-1")
+    assert run["status"] == "completed" and run["ended_at"] == done["ended_at"]
+    for other in ("failed", "cancelled"):
+        error(cl, "PATCH", "/runs/end-1", {"status": other}, status=409, code="conflict")
+    assert get_run(cl, "end-1")["status"] == "completed"
+    # an explicit end time and error; a failed run is an intercept
+    new_run(cl, "end-2", started_at=NOW - 120)
+    failed = ok(cl, "PATCH", "/runs/end-2", {"status": "failed", "ended_at": NOW - 60,
+                                             "error": "tool crashed"})
+    assert (failed["status"], failed["ended_at"], failed["error"]) == (
+        "failed", NOW - 60, "tool crashed")
+    assert failed["duration_s"] == pytest.approx(60, abs=0.01)
+    listed = ok(cl, "GET", "/runs/intercepts", params={"limit": 500})["intercepts"]
+    (row,) = [r for r in listed if r["id"] == "end-2"]
+    assert "failed: tool crashed" in row["reasons"]
+    # "ended": the master decides from what it knows (no stages here: from the actions)
+    new_run(cl, "end-3")
+    ingest(cl, "end-3", [act("e", error="boom")])
+    assert ok(cl, "PATCH", "/runs/end-3", {"status": "ended"})["status"] == "failed"
+    new_run(cl, "end-4")
+    ingest(cl, "end-4", [act("e")])
+    assert ok(cl, "PATCH", "/runs/end-4", {"status": "ended"})["status"] == "completed"
+    for body, field in (({"status": "bogus"}, "status"), ({"id": "x"}, "id"),
+                        ({"ended_at": "later"}, "ended_at")):
+        err = error(cl, "PATCH", "/runs/end-4", body, status=400, code="invalid_request")
+        assert field in [f for _, f in fields_of(err)]
+
+
+# ------------------------------------------------------------------------------ budgets
+
+
+def test_a_run_budget_blocks_and_raising_it_releases(cl: Cluster, tokens: dict[str, str]) -> None:
+    new_run(cl, "bud-1")
+    patched = ok(cl, "PATCH", "/runs/bud-1", {"budget_usd": 0.01})
+    assert patched["budget_usd"] == 0.01 and patched["blocked"] is False
+    under = ingest(cl, "bud-1", [act("c1", cost_usd=0.006)])
+    assert under["run"]["blocked"] is False and under["run"]["over_budget_at"] is None
+    over = ingest(cl, "bud-1", [act("c2", cost_usd=0.006)])
+    assert over["run"]["blocked"] is True and over["run"]["over_budget_at"] is not None
+    assert over["run"]["budget_usd"] == 0.01 and over["run"]["cost_usd"] == pytest.approx(0.012)
+    run = get_run(cl, "bud-1")
+    assert run["blocked"] is True and run["over_budget"] is True
+    for params in ({"limit": 500}, {"limit": 500, "window": "1h"}):
+        listed = ok(cl, "GET", "/runs/intercepts", params=params)["intercepts"]
+        (row,) = [r for r in listed if r["id"] == "bud-1"]
+        assert any(r.startswith("over budget") for r in row["reasons"]), row
+    error(cl, "PATCH", "/runs/bud-1", {"budget_usd": 1.0}, token=tokens["viewer"], status=403)
+    assert get_run(cl, "bud-1")["blocked"] is True
+    for bad in (-1, "a lot", True):
+        err = error(cl, "PATCH", "/runs/bud-1", {"budget_usd": bad}, status=400)
+        assert "budget_usd" in [f for _, f in fields_of(err)]
+    raised = ok(cl, "PATCH", "/runs/bud-1", {"budget_usd": 1.0})
+    assert raised["blocked"] is False and raised["budget_usd"] == 1.0
+    assert get_run(cl, "bud-1")["blocked"] is False
+    more = ingest(cl, "bud-1", [act("c3", cost_usd=0.5)])
+    assert more["run"]["blocked"] is False
+    lowered = ok(cl, "PATCH", "/runs/bud-1", {"budget_usd": 0.1})
+    assert lowered["blocked"] is True
+    assert ok(cl, "PATCH", "/runs/bud-1", {"budget_usd": None})["blocked"] is False
+
+
+def test_an_agent_budget_applies_to_its_runs_without_their_own(cl: Cluster) -> None:
+    new_run(cl, "ab-1", agent_id="budgetbot")
+    new_run(cl, "ab-2", agent_id="budgetbot")
+    new_run(cl, "ab-3", agent_id="budgetbot", budget_usd=5.0)
+    new_run(cl, "ab-4", agent_id="otherbot")
+    for run_id in ("ab-1", "ab-2", "ab-3", "ab-4"):
+        assert ingest(cl, run_id, [act("x", cost_usd=0.05)])["run"]["blocked"] is False
+    agent = ok(cl, "PATCH", "/agents/budgetbot", {"budget_usd": 0.01})
+    assert agent["agent_id"] == "budgetbot" and agent["budget_usd"] == 0.01
+    assert agent["runs"] == 3 and agent["cost_usd"] == pytest.approx(0.15)
+    assert [p["run_id"] for p in agent["series"]] and len(agent["series"]) == 3
+    for run_id in ("ab-1", "ab-2"):
+        run = get_run(cl, run_id)
+        assert run["blocked"] is True and run["over_budget"] is True, run
+        assert run["budget_usd"] == 0.01 and run["run_budget_usd"] is None
+    own = get_run(cl, "ab-3")
+    assert own["blocked"] is False and own["budget_usd"] == 5.0
+    assert get_run(cl, "ab-4")["blocked"] is False
+    listed = {r["id"] for r in ok(cl, "GET", "/runs", params={"agent": "budgetbot"})["runs"]
+              if r["blocked"]}
+    assert listed == {"ab-1", "ab-2"}
+    intercepts = {r["id"] for r in ok(cl, "GET", "/runs/intercepts",
+                                       params={"limit": 500})["intercepts"]}
+    assert {"ab-1", "ab-2"} <= intercepts and "ab-3" not in intercepts
+    # a new run of the agent gets the budget too
+    new_run(cl, "ab-5", agent_id="budgetbot")
+    assert ingest(cl, "ab-5", [act("x", cost_usd=0.05)])["run"]["blocked"] is True
+    assert ok(cl, "GET", "/agents/budgetbot")["budget_usd"] == 0.01
+    for bad in ({"budget": 1}, {"budget_usd": -1}, {"budget_usd": True}, [0.5],
+                {"budget_usd": 1, "x": 2}):
+        error(cl, "PATCH", "/agents/budgetbot", bad, status=400, code="invalid_request")
+    cleared = ok(cl, "PATCH", "/agents/budgetbot", {"budget_usd": None})
+    assert cleared["budget_usd"] is None
+    for run_id in ("ab-1", "ab-2", "ab-5"):
+        assert get_run(cl, run_id)["blocked"] is False, run_id
+    # an agent that no run names yet may get a budget ahead of its first run
+    assert ok(cl, "PATCH", "/agents/futurebot", {"budget_usd": 2.0})["budget_usd"] == 2.0
+    assert ok(cl, "GET", "/agents/futurebot")["runs"] == 0
+
+
+# ------------------------------------------------------------------------------ registry, export
+
+AGENTS = ("fx40alpha", "fx40beta", "fx40gamma")
+STATUSES = ("running", "completed", "failed", "cancelled")
+AGES_H = (0.5, 5, 30, 100, 300, 1000, 2000)
+OUTCOMES = ("success", "success", "error", "blocked", "replayed")
+
+
+@pytest.fixture(scope="module")
+def fleet(cl: Cluster) -> dict[str, dict[str, Any]]:
+    """40 runs of three agents, every status, costs 0 to 0.1, started 30 minutes to 83 days
+    ago, with 0 to 4 actions each."""
+    runs: dict[str, dict[str, Any]] = {}
+    for i in range(40):
+        run_id = f"fx40-{i:02d}"
+        started = NOW - (AGES_H[i % 7] + i * 0.01) * HOUR
+        spec = {"id": run_id, "agent": AGENTS[i % 3], "status": STATUSES[i % 4],
+                "started": started, "actions": i % 5, "unit": 0.005 * (i % 6)}
+        new_run(cl, run_id, agent_id=spec["agent"], started_at=started)
+        if spec["actions"]:
+            ingest(cl, run_id, [act(f"{run_id}-a{j}", cost_usd=spec["unit"],
+                                    outcome=OUTCOMES[(i + j) % 5], started_at=started + j,
+                                    inputs={"j": j, "run": run_id})
+                                for j in range(spec["actions"])])
+        if spec["status"] != "running":
+            ok(cl, "PATCH", f"/runs/{run_id}",
+               {"status": spec["status"], "ended_at": started + 60})
+        spec["cost"] = spec["unit"] * spec["actions"]
+        runs[run_id] = spec
+    return runs
+
+
+def expected_ids(fleet: dict[str, dict[str, Any]], *, status: str | None = None,
+                 min_cost: float | None = None, window_h: float | None = None,
+                 agent: str | None = None, q: str = "fx40") -> list[str]:
+    now = time.time()
+    picked = [r for r in fleet.values()
+              if (status is None or r["status"] in status.split(","))
+              and (min_cost is None or r["cost"] >= min_cost)
+              and (window_h is None or r["started"] >= now - window_h * HOUR)
+              and (agent is None or r["agent"] == agent)
+              and (q in r["id"] or q in r["agent"])]
+    return [r["id"] for r in sorted(picked, key=lambda r: r["started"], reverse=True)]
+
+
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"status": "failed"},
+    {"status": "completed,cancelled"},
+    {"min_cost": 0.0475},
+    {"window": "7d"},
+    {"window": "24h"},
+    {"agent": "fx40beta"},
+    {"agent": "fx40beta", "status": "running"},
+    {"q": "fx40-1"},
+    {"q": "gamma"},
+    {"min_cost": 0.0175, "window": "30d", "status": "completed,failed"},
+]
+_WINDOW_H = {"7d": 168, "24h": 24, "30d": 720}
+
+
+def _query(f: dict[str, Any]) -> dict[str, Any]:
+    return {"q": "fx40", **f}
+
+
+def _expected(fleet: dict[str, dict[str, Any]], f: dict[str, Any]) -> list[str]:
+    f = _query(f)
+    return expected_ids(fleet, status=f.get("status"), min_cost=f.get("min_cost"),
+                        window_h=_WINDOW_H.get(f.get("window", "")), agent=f.get("agent"),
+                        q=f["q"])
+
+
+def export(cl: Cluster, fmt: str, params: dict[str, Any], actions: bool = False) -> str:
+    query = {**params, "format": fmt}
+    if actions:
+        query["actions"] = "true"
+    r = httpx.get(f"{cl.url}/api/v1/runs/export", params=query, timeout=60,
+                  headers={"Authorization": f"Bearer {cl.admin_token}"})
+    assert r.status_code == 200, r.text
+    assert "attachment" in r.headers["content-disposition"]
+    assert r.headers["content-disposition"].rstrip('"').endswith(f".{fmt}")
+    return r.text
+
+
+@pytest.mark.parametrize("f", FILTERS, ids=[json.dumps(f) for f in FILTERS])
+def test_registry_filters_and_export_agree(cl: Cluster, fleet: dict[str, dict[str, Any]],
+                                           f: dict[str, Any]) -> None:
+    params = _query(f)
+    want = _expected(fleet, f)
+    listed = ok(cl, "GET", "/runs", params={**params, "limit": 1000})
+    assert [r["id"] for r in listed["runs"]] == want
+    assert listed["total"] == len(want)
+    registry = {r["id"]: r for r in listed["runs"]}
+    for r in listed["runs"]:
+        spec = fleet[r["id"]]
+        assert (r["agent_id"], r["status"], r["action_count"]) == (
+            spec["agent"], spec["status"], spec["actions"])
+        assert r["cost_usd"] == pytest.approx(spec["cost"])
+    counts = {i: registry[i]["action_count"] for i in want}
+
+    # CSV, one row a run
+    rows = list(csv.DictReader(io.StringIO(export(cl, "csv", params))))
+    assert [row["id"] for row in rows] == want
+    assert {row["id"]: int(row["action_count"]) for row in rows} == counts
+    assert all(row["status"] == registry[row["id"]]["status"] for row in rows)
+    # CSV, one row an action (runs without actions have no row)
+    rows = list(csv.DictReader(io.StringIO(export(cl, "csv", params, actions=True))))
+    per_run = Counter(row["run_id"] for row in rows)
+    assert dict(per_run) == {i: n for i, n in counts.items() if n}
+    assert list(dict.fromkeys(row["run_id"] for row in rows)) == [i for i in want if counts[i]]
+    for row in rows:
+        assert row["agent_id"] == fleet[row["run_id"]]["agent"]
+        assert row["id"] == f"{row['run_id']}-a{int(row['seq']) - 1}"
+    # JSON
+    doc = json.loads(export(cl, "json", params))
+    assert [r["id"] for r in doc["runs"]] == want
+    for r in doc["runs"]:
+        assert "actions" not in r
+        mine = registry[r["id"]]
+        assert {k: v for k, v in r.items() if k != "duration_s"} == {
+            k: v for k, v in mine.items() if k != "duration_s"}
+    doc = json.loads(export(cl, "json", params, actions=True))
+    assert [r["id"] for r in doc["runs"]] == want
+    for r in doc["runs"]:
+        assert [a["seq"] for a in r["actions"]] == list(range(1, counts[r["id"]] + 1))
+        assert all(a["inputs"] == {"j": a["seq"] - 1, "run": r["id"]} for a in r["actions"])
+    # JSON Lines
+    lines = [json.loads(line) for line in export(cl, "jsonl", params).splitlines()]
+    assert {line["type"] for line in lines} <= {"run"}
+    assert [line["id"] for line in lines] == want
+    assert {line["id"]: line["action_count"] for line in lines} == counts
+    lines = [json.loads(line) for line in export(cl, "jsonl", params, actions=True).splitlines()]
+    assert {line["type"] for line in lines} <= {"run", "action"}
+    assert [line["id"] for line in lines if line["type"] == "run"] == want
+    current = None
+    seen: Counter[str] = Counter()
+    for line in lines:
+        if line["type"] == "run":
+            current = line["id"]
+        else:  # each action follows its run's line
+            assert line["run_id"] == current
+            seen[current] += 1
+            assert line["seq"] == seen[current]
+    assert dict(seen) == {i: n for i, n in counts.items() if n}
+
+
+def test_registry_pages(cl: Cluster, fleet: dict[str, dict[str, Any]]) -> None:
+    want = _expected(fleet, {})
+    assert len(want) == 40
+    got: list[str] = []
+    for offset in range(0, 42, 7):
+        page = ok(cl, "GET", "/runs", params={"q": "fx40", "limit": 7, "offset": offset})
+        assert page["total"] == 40 and page["limit"] == 7 and page["offset"] == offset
+        got.extend(r["id"] for r in page["runs"])
+    assert got == want
+    assert ok(cl, "GET", "/runs", params={"q": "fx40", "offset": 40})["runs"] == []
+
+
+def test_registry_refuses_bad_filters(cl: Cluster) -> None:
+    for params in ({"status": "sleeping"}, {"min_cost": -1}, {"window": "7x"},
+                   {"window": "-3d"}, {"limit": 0}, {"limit": 1001}, {"offset": -1},
+                   {"min_cost": "cheap"}):
+        error(cl, "GET", "/runs", params=params, status=400, code="invalid_request")
+    for params in ({"format": "xml"}, {"status": "sleeping"}, {"window": "soon"}):
+        error(cl, "GET", "/runs/export", params=params, status=400, code="invalid_request")
+    error(cl, "GET", "/runs/intercepts", params={"window": "7x"}, status=400)
+
+
+# ------------------------------------------------------------------------------ retention
+# Last in the module: pruning without run_ids deletes every old finished run of the cluster.
+
+
+def test_prune_deletes_old_finished_runs_only(cl: Cluster, tokens: dict[str, str]) -> None:
+    old = {}
+    for run_id, status in (("old-done", "completed"), ("old-failed", "failed"),
+                           ("old-cancelled", "cancelled")):
+        new_run(cl, run_id, started_at=NOW - 3 * DAY)
+        ingest(cl, run_id, [act(f"{run_id}-{j}", started_at=NOW - 3 * DAY + j)
+                            for j in range(3)])
+        ok(cl, "PATCH", f"/runs/{run_id}", {"status": status, "ended_at": NOW - 3 * DAY + 60})
+        old[run_id] = status
+    new_run(cl, "old-running", started_at=NOW - 3 * DAY)  # never ended: kept
+    ingest(cl, "old-running", [act("r", started_at=NOW - 3 * DAY)])
+    new_run(cl, "new-done", started_at=NOW - HOUR)
+    ok(cl, "PATCH", "/runs/new-done", {"status": "completed"})
+    # an old run with a stage: the stage stays when the run goes
+    new_run(cl, "OLDSTAGE_1", started_at=NOW - 3 * DAY)
+    client = cl.client()
+    script = cl.script("noop.py", "print('ok')\n")
+    stage = client.submit_dag("OLDSTAGE_1_PLAN", [TitanJob("plan", script)],
+                              agent_run_id="OLDSTAGE_1")
+    assert stage["agent_run_id"] == "OLDSTAGE_1"
+    assert client.wait_dag(stage["id"], timeout=60)["status"] == "COMPLETED"
+    ok(cl, "PATCH", "/runs/OLDSTAGE_1", {"status": "completed", "ended_at": NOW - 2 * DAY})
+    old["OLDSTAGE_1"] = "completed"
+
+    for token in (tokens["viewer"], tokens["operator"]):
+        error(cl, "POST", "/runs/prune", {"older_than": "1d"}, token=token, status=403)
+    for bad in ({}, {"older_than": "all"}, {"older_than": "1x"}, {"older_than": 5},
+                {"older_than": "1d", "run_ids": "old-done"}, ["1d"]):
+        error(cl, "POST", "/runs/prune", bad, status=400, code="invalid_request")
+
+    dry = ok(cl, "POST", "/runs/prune", {"older_than": "1d", "dry_run": True})
+    assert dry["dry_run"] is True and dry["pruned"] == len(dry["run_ids"])
+    assert abs(dry["before"] - (time.time() - DAY)) < 120
+    assert set(old) <= set(dry["run_ids"])
+    assert not {"old-running", "new-done"} & set(dry["run_ids"])
+    for run_id in old:  # a dry run deletes nothing
+        assert get_run(cl, run_id)["id"] == run_id
+
+    # run_ids narrows a prune to those runs (what an export just saved)
+    nothing = ok(cl, "POST", "/runs/prune", {"older_than": "1d", "run_ids": []})
+    assert (nothing["pruned"], nothing["run_ids"]) == (0, [])
+    only = ok(cl, "POST", "/runs/prune", {"older_than": "1d",
+                                          "run_ids": ["old-done", "old-running", "new-done"]})
+    assert only["run_ids"] == ["old-done"] and only["pruned"] == 1
+    error(cl, "GET", "/runs/old-done", status=404)
+    assert get_run(cl, "old-failed")["action_count"] == 3
+
+    done = ok(cl, "POST", "/runs/prune", {"older_than": "1d"})
+    assert done["dry_run"] is False
+    assert set(done["run_ids"]) == set(dry["run_ids"]) - {"old-done"}
+    for run_id in old:
+        error(cl, "GET", f"/runs/{run_id}", status=404, code="not_found")
+        error(cl, "GET", f"/runs/{run_id}/actions", status=404, code="not_found")
+        error(cl, "GET", f"/runs/{run_id}/actions/1", status=404, code="not_found")
+    for run_id in ("old-running", "new-done"):
+        assert get_run(cl, run_id)["id"] == run_id
+    dag = ok(cl, "GET", f"/dags/{stage['id']}")
+    assert dag["status"] == "COMPLETED" and dag["agent_run_id"] is None
+    assert get_run(cl, "old-running")["action_count"] == 1
+    assert ok(cl, "POST", "/runs/prune", {"older_than": "1d", "dry_run": True})["run_ids"] == []
+    # their actions went with them: the same ids start again from nothing
+    new_run(cl, "old-failed", started_at=NOW - 3 * DAY)
+    again = ingest(cl, "old-failed", [act("old-failed-0", started_at=NOW - 3 * DAY)])
+    assert (again["accepted"], again["duplicates"], again["first_seq"]) == (1, 0, 1)
+    assert list_actions(cl, "old-failed")["matched"] == 1
