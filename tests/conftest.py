@@ -32,11 +32,13 @@ def _isolated_user_config(tmp_path_factory: pytest.TempPathFactory,
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("TITAN_CONFIG_DIR", str(tmp_path_factory.mktemp("user-config")))
     yield
-    # A test that submitted a stage of an agent run made this process the run's driver; its
-    # cluster is gone by the time pytest exits, so there is no run end to report then.
+    # A test that submitted a stage of an agent run made this process the run's driver, and
+    # one that recorded in-process left actions for its master; that master is gone by the
+    # time pytest exits, so there is nothing to report to then.
     from titan.trace.recorder import RECORDER
 
     RECORDER.driven.clear()
+    RECORDER.queue.clear()
 
 
 @contextlib.contextmanager
