@@ -10,27 +10,12 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from titan.dashboard import login, queries, runs_pages
-from titan.dashboard.render import STATIC, Data, twin
-from titan.errors import ValidationFailed
+from titan.dashboard.render import STATIC, Data, int_param, twin
 from titan.master import auth
 from titan.master.api.deps import Ctx
 
 router = APIRouter()
 PAGE_SIZE = 50
-
-
-def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be an integer, got {raw[:40]!r}",
-                               details={"field": name}) from None
-    if not lo <= value <= hi:
-        raise ValidationFailed(f"{name} must be between {lo} and {hi}", details={"field": name})
-    return value
 
 
 @twin(router, ["/workers", "/"], "cluster.html", "cluster")

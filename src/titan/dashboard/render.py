@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader
 
-from titan.errors import APIError, Unauthorized
+from titan.errors import APIError, Unauthorized, ValidationFailed
 from titan.master import auth, sessions
 from titan.master.api.deps import Ctx, ctx, principal
 from titan.master.state import DAG_STATUSES, JOB_STATES
@@ -40,6 +40,21 @@ def _static_version() -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:10]
+
+
+def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an integer, got {raw[:40]!r}",
+                               details={"field": name}) from None
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"{name} must be between {lo} and {hi}", details={"field": name})
+    return value
+
 
 
 # -- formatting --------------------------------------------------------------------------------

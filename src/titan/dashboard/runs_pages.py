@@ -13,8 +13,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 
 from titan.dashboard import run_queries
-from titan.dashboard.render import Data, env, twin
-from titan.errors import ValidationFailed
+from titan.dashboard.render import Data, env, int_param, twin
 from titan.master import auth
 from titan.master.api.deps import Ctx
 
@@ -46,26 +45,12 @@ env.globals.update(run_href=run_href, agent_href=agent_href)
 env.filters.update(usd=usd, pct=pct)
 
 
-def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be an integer, got {raw[:40]!r}",
-                               details={"field": name}) from None
-    if not lo <= value <= hi:
-        raise ValidationFailed(f"{name} must be between {lo} and {hi}", details={"field": name})
-    return value
-
-
 @twin(router, ["/runs"], "runs.html", "runs")
 async def runs_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     f = run_queries.registry_filters(request.query_params)
     query = run_queries.registry_query(f)
-    limit = _int(request, "limit", PAGE_SIZE, 1, 500)
-    offset = _int(request, "offset", 0, 0, 2**62)
+    limit = int_param(request, "limit", PAGE_SIZE, 1, 500)
+    offset = int_param(request, "offset", 0, 0, 2**62)
     return await c.engine.read(lambda tx: run_queries.registry(tx, f, query, limit, offset))
 
 
