@@ -7,6 +7,7 @@ a submodule (the worker's zygote imports ``titan.worker.zygote``) does not pay f
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -33,3 +34,11 @@ def __getattr__(name: str) -> Any:
 
         return getattr(titan.client, name)
     raise AttributeError(f"module 'titan' has no attribute {name!r}")
+
+
+if os.environ.get("TITAN_REPLAY"):
+    # A replay's job started as a fresh interpreter: guard its sockets as soon as it imports
+    # Titan (a forked job is guarded by the zygote before its script runs).
+    from titan.trace import replay as _replay
+
+    _replay.active()

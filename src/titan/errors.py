@@ -10,6 +10,8 @@ the network::
     ├── ConfigError              bad settings, missing token, unreadable data dir
     ├── ConnectionFailed         the master could not be reached
     ├── ScriptNotFound           a job's script is not on the submitter's disk
+    ├── ReplayMiss               a replayed call is not in the recording and may not run live
+    ├── ReplayedError            a recorded call failed; its replay fails the same way
     ├── LLMError                 titan.llm could not produce a usable completion
     │   ├── ModelUnavailable     the model is not installed or not known (says how to get it)
     │   ├── ModelIntegrityError  the local model's bytes are not the pinned ones: refused
@@ -28,6 +30,9 @@ the network::
         └── WaitTimeout          408: wait()/store_wait() gave up before the thing happened
 
 A docstring is the default message. The master never answers 5xx on purpose: a 5xx is a bug.
+
+Outside the tree, on purpose: :class:`ReplayDiverged` (a ``BaseException``) stops a strict
+replay at its first divergence, and agent code's ``except Exception`` must not swallow it.
 """
 
 from __future__ import annotations
@@ -52,6 +57,33 @@ class ConnectionFailed(TitanError):
 
 class ScriptNotFound(TitanError):
     """A job's script could not be found on this machine."""
+
+
+class ReplayMiss(TitanError):
+    """A replayed call is not in the recording, and live calls are not allowed (--allow-live)."""
+
+    def __init__(self, message: str | None = None, *, kind: str = "extra") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class ReplayedError(TitanError):
+    """The recorded call failed; replaying it fails the same way (the original exception's
+    type is not one Titan can rebuild: ``error_type`` names it)."""
+
+    def __init__(self, message: str | None = None, *, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+# A BaseException, like KeyboardInterrupt: a strict replay must stop at its first divergence
+# even in agent code that catches every Exception to retry or carry on.
+class ReplayDiverged(BaseException):
+    """A strict replay departed from the recording; it stops here."""
+
+    def __init__(self, message: str | None = None, *, kind: str = "extra") -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+        self.kind = kind
 
 
 class LLMError(TitanError):

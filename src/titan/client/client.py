@@ -118,19 +118,30 @@ class TitanClient(StoreOps, FileOps):
             raise ValidationFailed(f"agent_run_id must be a non-empty string, "
                                    f"got {agent_run_id!r}", details={"field": "agent_run_id"})
         shas = self._script_blobs(jobs)
-        body = {
+        body: dict[str, Any] = {
             "name": name,
             "agent_run_id": agent_run_id,
             "jobs": [job.to_payload(shas[job.job_id]) for job in jobs],
         }
+        own_run = os.environ.get("TITAN_AGENT_RUN_ID")
+        if os.environ.get("TITAN_REPLAY") and own_run and agent_run_id \
+                and agent_run_id != own_run:
+            # A replayed driver made up a run id of its own (the original did too): its stages
+            # belong to the replay's run, filed under that id as an alias.
+            body["agent_run_id"], body["run_alias"] = own_run, agent_run_id
+            agent_run_id = own_run
         if agent_run_id and os.environ.get("TITAN_AGENT_ID"):
             body["agent_id"] = os.environ["TITAN_AGENT_ID"]
         reply: dict[str, Any] = self._transport.call("POST", "/dags", json=body)
-        if agent_run_id and agent_run_id != os.environ.get("TITAN_AGENT_RUN_ID"):
-            # This process drives the run from outside: it ends when the process does.
-            from titan.trace import drive
+        if agent_run_id and agent_run_id != own_run:
+            # This process drives the run from outside: it ends when the process does, and
+            # what it runs is recorded so the run can be replayed.
+            from titan.trace import code, drive
 
             drive(agent_run_id, self.endpoint)
+            code.register(self._transport, agent_run_id, {
+                str(job.script_path().resolve()): sha for job in jobs
+                if (sha := shas[job.job_id]) is not None})
         return reply
 
     def submit_job(self, job: TitanJob, agent_run_id: str | None = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from titan.master.api.deps import Ctx
 from titan.master.state import DAG_STATUSES, WAITING_APPROVAL, dag_status
 from titan.master.views import counts_view, dag_view, job_view
 from titan.storage.base import Row, Transaction
-from titan.trace.naming import stage_label
+from titan.trace.naming import run_aliases, stage_label
 
 Data = dict[str, Any]
 _ITER = re.compile(r"ITER(\d+)")
@@ -140,7 +140,7 @@ def agent_runs(tx: Transaction, limit: int, offset: int) -> Data:
 def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]]) -> Row:
     stages = [{
         "dag_id": d["id"], "name": d["name"], "run": d["run"],
-        "label": stage_label(d["name"], run["id"]), "status": d["status"],
+        "label": stage_label(d["name"], run["id"], run_aliases(run)), "status": d["status"],
         "counts": counts_view(counts.get(d["id"], {})), "submitted_at": d["submitted_at"],
         "finished_at": d["finished_at"],
     } for d in dags]

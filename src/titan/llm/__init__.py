@@ -22,6 +22,7 @@ a hosted JSON mode) and validated always; an invalid answer gets one repair requ
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -94,11 +95,19 @@ def complete(
     Raises :class:`~titan.errors.LLMError` subclasses on failure."""
     msgs = _messages(messages)
     validator = structured.check_schema(json_schema) if json_schema is not None else None
-    provider, model_id = resolve(model)
+    requested = (model or os.environ.get("TITAN_LLM_MODEL") or DEFAULT_MODEL).strip()
     recorded_params = {"temperature": temperature, "max_tokens": max_tokens,
                        "json_schema": json_schema, **params}
     started_at = time.time()
     t0 = time.perf_counter()
+    decision = _llm_hooks.replay_decision(requested, msgs, recorded_params)
+    if decision is not None:  # a replay: answered from the recording, or let through live
+        if decision.serves or decision.status in ("stopped", "refused"):
+            return _replayed(decision, requested, msgs, recorded_params, started_at, t0)
+        replay_model = _llm_hooks.replay.active().model  # type: ignore[union-attr]
+        if replay_model:  # a fork's --model: the live part of the run asks another model
+            model = requested = replay_model
+    provider, model_id = resolve(model)
     reported = model or model_id or provider.name
     try:
         check(reported, msgs, recorded_params)
@@ -129,10 +138,30 @@ def complete(
             duration_s=time.perf_counter() - t0, attempts=attempts, data=data)
     except BaseException as exc:
         record(LLMCall(reported, provider.name, msgs, recorded_params, started_at,
-                       time.perf_counter() - t0, error=exc))
+                       time.perf_counter() - t0, error=exc, requested=requested,
+                       replay=decision))
         raise
     record(LLMCall(completion.model, provider.name, msgs, recorded_params, started_at,
-                   completion.duration_s, completion=completion))
+                   completion.duration_s, completion=completion, requested=requested,
+                   replay=decision))
+    return completion
+
+
+def _replayed(decision: Any, requested: str, msgs: list[Message], params: dict[str, Any],
+              started_at: float, t0: float) -> Completion:
+    """A replay's answer without asking any model: the recorded (or overriding) output, or
+    the refusal of a call the recording does not have."""
+    try:
+        if not decision.serves:
+            raise _llm_hooks.refusal(decision)
+        completion = _llm_hooks.served_completion(decision)
+    except BaseException as exc:
+        record(LLMCall(requested, "replay", msgs, params, started_at, time.perf_counter() - t0,
+                       error=exc, requested=requested, replay=decision))
+        raise
+    record(LLMCall(completion.model, "replay", msgs, params, started_at,
+                   time.perf_counter() - t0, completion=completion, requested=requested,
+                   replay=decision))
     return completion
 
 

@@ -36,6 +36,11 @@ class LLMCall:
     completion: Completion | None = None
     error: BaseException | None = None
     agent_run_id: str | None = field(default_factory=lambda: os.environ.get("TITAN_AGENT_RUN_ID"))
+    #: The model as asked for (``model=``, else TITAN_LLM_MODEL, else local), before any
+    #: provider resolved it: what the call's recorded inputs name, so a replay can match them.
+    requested: str = ""
+    #: In a replay, how the call was answered (a :class:`titan.trace.replay.Decision`).
+    replay: Any = None
 
 
 @dataclass
@@ -90,6 +95,8 @@ def totals() -> Totals:
 
 
 def _log_line(call: LLMCall) -> str:
+    if call.replay is not None and call.replay.serves and call.error is None:
+        return f"[titan.llm] {call.model}: replayed from the recording (no inference, $0)"
     if call.error is not None:
         return (f"[titan.llm] {call.model} failed after {call.duration_s:.2f}s: "
                 f"{type(call.error).__name__}: {call.error}")

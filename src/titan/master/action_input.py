@@ -16,7 +16,9 @@ from titan.errors import ValidationFailed
 from titan.storage.base import Row
 from titan.trace.canonical import digest, dumps
 
-CHANNELS = ("llm", "tool", "clock", "random", "custom")
+CHANNELS = ("llm", "tool", "clock", "random", "custom", "network")
+# How a replay answered a call (see titan.trace.replay): None outside replays.
+REPLAY_STATUSES = ("served", "override", "live", "forked", "verified", "refused", "stopped")
 OUTCOMES = ("success", "error", "blocked", "replayed")
 RUN_STATUSES = ("running", "completed", "failed", "cancelled")
 USAGE_KEYS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
@@ -25,6 +27,7 @@ PREVIEW_CHARS = 2_000
 _ACTION_KEYS = frozenset({
     "id", "parent_id", "actor", "channel", "name", "ordinal", "inputs", "outputs", "error",
     "outcome", "model", "usage", "cost_usd", "cost_source", "started_at", "duration_ns", "tags",
+    "replay_status",
 })
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 _EPOCH_2000 = 946_684_800.0
@@ -167,6 +170,9 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
             p.add(i, "started_at", "must be epoch seconds between 2000 and tomorrow")
         duration = a.get("duration_ns", 0)
         _number(p, i, "duration_ns", duration, integer=True)
+        replay_status = a.get("replay_status")
+        if replay_status is not None and replay_status not in REPLAY_STATUSES:
+            p.add(i, "replay_status", f"must be one of {', '.join(REPLAY_STATUSES)}")
         out.append({
             "id": action_id, "parent_id": parent,
             "actor": _text(p, i, "actor", a.get("actor", "main"), 500, required=True),
@@ -181,6 +187,7 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
             "started_at": float(started) if isinstance(started, int | float) else 0.0,
             "duration_ns": duration if isinstance(duration, int) else 0,
             "tags": tags_value(p, i, a.get("tags")),
+            "replay_status": replay_status,
         })
     p.raise_if_any("action batch")
     return out

@@ -21,7 +21,8 @@ def run_view(run: Row, budget: float | None = None, now: float | None = None) ->
     else:
         duration = max(0.0, (ended or run.get("last_action_at") or started) - started)
     n = run.get("action_count") or 0
-    interventions = (run.get("blocked_count") or 0) + (run.get("replayed_count") or 0)
+    interventions = (run.get("blocked_count") or 0) + (
+        0 if run.get("replay_of") else run.get("replayed_count") or 0)  # a replay serves by design
     effective = run.get("budget_usd") if run.get("budget_usd") is not None else budget
     return {
         "id": run["id"], "agent_id": run.get("agent_id"),
@@ -97,6 +98,8 @@ def run_detail(tx: Transaction, run: Row) -> Row:
     scripts = tx.run_scripts(run["id"])
     out["scripts"] = [{"filename": f, "sha256": s} for f, s in scripts]
     out["code_version"] = run.get("code_version") or code_version(scripts)
+    out["replay"] = run.get("replay")
+    out["code"] = run.get("code")
     out["tokens"] = {"input": sum(r["input_tokens"] for r in rows),
                      "output": sum(r["output_tokens"] for r in rows)}
     return out
@@ -138,5 +141,5 @@ def action_view(a: Row) -> Row:
         "inputs_size": a["inputs_size"],
         "outputs": outputs, "outputs_complete": outputs_complete,
         "outputs_hash": a["outputs_hash"], "outputs_size": a["outputs_size"],
-        "recorded_at": a["recorded_at"],
+        "recorded_at": a["recorded_at"], "replay_status": a.get("replay_status"),
     }

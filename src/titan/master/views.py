@@ -7,7 +7,7 @@ from typing import Any
 
 from titan.master.state import JOB_STATES, dag_status
 from titan.storage.base import Row, Transaction
-from titan.trace.naming import stage_label
+from titan.trace.naming import run_aliases, stage_label
 
 JOB_FIELDS = (
     "id", "job_id", "dag_id", "state", "reason", "attempt", "max_attempts", "worker_id",
@@ -53,7 +53,7 @@ def agent_run_view(tx: Transaction, run: Row) -> Row:
     counts = tx.job_counts([d["id"] for d in dags])
     stages = [{
         "dag_id": d["id"], "name": d["name"], "run": d["run"],
-        "label": stage_label(d["name"], run["id"]), "status": d["status"],
+        "label": stage_label(d["name"], run["id"], run_aliases(run)), "status": d["status"],
         "counts": counts_view(counts[d["id"]]), "submitted_at": d["submitted_at"],
         "finished_at": d["finished_at"],
     } for d in dags]

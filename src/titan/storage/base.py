@@ -120,7 +120,7 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def intercepts(self, since: float | None, min_rate: float, limit: int) -> list[Row]:
         """Failed runs, runs over budget and runs whose blocked+replayed share of actions is
-        at least ``min_rate``; most recent first."""
+        at least ``min_rate``; most recent first; never replays."""
 
     @abc.abstractmethod
     def agent_ids(self, prefix: str, limit: int) -> list[str]:
@@ -135,6 +135,10 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Delete runs and their actions (their DAGs stay, ungrouped); how many were deleted."""
+
+    @abc.abstractmethod
+    def replays_of(self, run_id: str, limit: int) -> list[Row]:
+        """The runs that replay ``run_id``, newest first."""
 
     @abc.abstractmethod
     def run_scripts(self, run_id: str) -> list[tuple[str, str]]:
@@ -170,6 +174,11 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def iter_actions(self, run_id: str, batch: int = 1000) -> Iterator[Row]:
         """Every action of the run in order, read a page at a time."""
+
+    @abc.abstractmethod
+    def recorded_actions(self, run_id: str, actor: str, after: int, limit: int) -> list[Row]:
+        """Actions of ``actor`` and of its sub-actors (``actor/...``) after seq ``after``, in
+        order, at most ``limit``: what a replay of that actor is served from."""
 
     @abc.abstractmethod
     def get_action(self, run_id: str, seq: int) -> Row | None:

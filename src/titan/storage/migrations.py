@@ -50,10 +50,23 @@ def _agent_telemetry(conn: Connection) -> None:
         index.create(conn)
 
 
+def _replay(conn: Connection) -> None:
+    # Migration 3 builds from the current metadata, so a database that ran it after this
+    # change already has some of these: add only what is missing.
+    found = inspect(conn)
+    for table, column, kind in (("agent_runs", "replay", "TEXT"), ("agent_runs", "code", "TEXT"),
+                                ("actions", "replay_status", "VARCHAR(20)")):
+        if column not in {c["name"] for c in found.get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+    if "ix_agent_runs_replay_of" not in {i["name"] for i in found.get_indexes("agent_runs")}:
+        conn.execute(text("CREATE INDEX ix_agent_runs_replay_of ON agent_runs (replay_of)"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
     (3, "agent telemetry: runs, agents, actions", _agent_telemetry),
+    (4, "replay: settings, recorded code, per-action replay status", _replay),
 ]
 
 LATEST = MIGRATIONS[-1][0]

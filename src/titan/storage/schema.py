@@ -66,6 +66,10 @@ agent_runs = Table(
     Column("tags", Text),  # JSON list of strings or object
     Column("code_version", String(64)),
     Column("replay_of", String(200)),
+    # A replay's settings (mode, code, fork, overrides, the run ids its driver used) and the
+    # code a run can be replayed from (driver script, argv, files by sha256): JSON (migration 4).
+    Column("replay", Text),
+    Column("code", Text),
     Column("budget_usd", Float),
     Column("over_budget_at", Float),  # the intercept: when spend crossed the budget
     Column("blocked", Boolean, nullable=False, server_default="0"),
@@ -78,6 +82,7 @@ agent_runs = Table(
     Column("last_action_at", Float),
     Index("ix_agent_runs_started", "started_at"),
     Index("ix_agent_runs_agent", "agent_id", "started_at"),
+    Index("ix_agent_runs_replay_of", "replay_of"),
 )
 
 agents = Table(
@@ -124,6 +129,9 @@ actions = Table(
     Column("started_at", Float, nullable=False),
     Column("duration_ns", BigInteger, nullable=False),
     Column("tags", Text),  # JSON
+    # In a replay: how the call was answered (served from the recording, verified, run live,
+    # overridden, refused); None outside replays (migration 4).
+    Column("replay_status", String(20)),
     Column("recorded_at", Float, nullable=False),
     UniqueConstraint("run_id", "id", name="uq_actions_run_id"),
     Index("ix_actions_outcome", "run_id", "outcome", "seq"),

@@ -16,7 +16,7 @@ from titan.storage import compiled
 from titan.storage import schema as t
 from titan.storage.base import ActionQuery, Row, RunQuery, iter_chunks
 
-_RUN_JSON = ("tags",)
+_RUN_JSON = ("tags", "replay", "code")
 _OUTCOME_COUNTER = {"success": "success_count", "error": "error_count",
                     "blocked": "blocked_count", "replayed": "replayed_count"}
 # Columns of the action list: everything but the full payloads' tails (previews are cut by
@@ -124,10 +124,11 @@ class RunsSQL:
 
     def intercepts(self, since: float | None, min_rate: float, limit: int) -> list[Row]:
         """Runs that need a look: failed, over budget, or with a high share of blocked and
-        replayed actions; most recent first."""
+        replayed actions; most recent first. Replays are not among them: serving recorded
+        actions is what a replay is for, and its result is read in its Simulation tab."""
         c = t.agent_runs.c
         interventions = (c.blocked_count + c.replayed_count) * 1.0
-        conds: list[Any] = [or_(c.status == "failed", c.over_budget_at.isnot(None),
+        conds: list[Any] = [c.replay_of.is_(None), or_(c.status == "failed", c.over_budget_at.isnot(None),
                                 and_(c.action_count > 0,
                                      interventions >= c.action_count * min_rate))]
         if since is not None:
@@ -168,6 +169,12 @@ class RunsSQL:
             deleted += self.conn.execute(
                 delete(t.agent_runs).where(t.agent_runs.c.id.in_(chunk))).rowcount
         return deleted
+
+    def replays_of(self, run_id: str, limit: int) -> list[Row]:
+        c = t.agent_runs.c
+        rows = self.conn.execute(select(t.agent_runs).where(c.replay_of == run_id)
+                                 .order_by(c.created_at.desc()).limit(limit))
+        return [_run_out(r) for r in rows]
 
     def run_scripts(self, run_id: str) -> list[tuple[str, str]]:
         """(filename, sha256) of every script the run's stages ran, sorted."""
@@ -287,6 +294,14 @@ class RunsSQL:
             if len(rows) < batch:
                 return
             after = rows[-1]["seq"]
+
+    def recorded_actions(self, run_id: str, actor: str, after: int, limit: int) -> list[Row]:
+        a = t.actions.c
+        rows = self.conn.execute(
+            select(t.actions).where(a.run_id == run_id, a.seq > after, or_(
+                a.actor == actor, a.actor.like(_like(actor + "/")[1:], escape="\\")))
+            .order_by(a.seq).limit(limit))
+        return [_action_out(r) for r in rows]
 
     def get_action(self, run_id: str, seq: int) -> Row | None:
         row = self.conn.execute(select(t.actions).where(

@@ -16,12 +16,13 @@ import uuid as _uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from titan.trace import context
+from titan import errors
+from titan.trace import context, replay
 from titan.trace.canonical import dumps
 from titan.trace.recorder import RECORDER
 
 F = TypeVar("F", bound=Callable[..., Any])
-CHANNELS = ("llm", "tool", "clock", "random", "custom")
+CHANNELS = ("llm", "tool", "clock", "random", "custom", "network")
 
 
 def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, outputs: Any,
@@ -29,15 +30,19 @@ def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, output
          error: BaseException | None = None, action_id: str | None = None,
          parent_id: str | None = None, actor: str | None = None, model: str | None = None,
          usage: dict[str, int] | None = None, cost_usd: float | None = None,
-         cost_source: str | None = None, tags: Any = None) -> str:
-    """Queue one finished action of ``run``; returns its id."""
+         cost_source: str | None = None, tags: Any = None, ordinal: int | None = None,
+         replay_status: str | None = None) -> str:
+    """Queue one finished action of ``run``; returns its id. ``ordinal`` is the one the call
+    took when it started (calls that do not take one get the next at the end)."""
     actor = actor or context.current_actor(run)
     action_id = action_id or context.new_action_id()
     meta: dict[str, Any] = {
         "id": action_id, "actor": actor, "channel": channel, "name": name,
-        "ordinal": run.next_ordinal(actor, channel, name), "outcome": outcome,
-        "started_at": started_at, "duration_ns": duration_ns,
+        "ordinal": run.next_ordinal(actor, channel, name) if ordinal is None else ordinal,
+        "outcome": outcome, "started_at": started_at, "duration_ns": duration_ns,
     }
+    if replay_status is not None:
+        meta["replay_status"] = replay_status
     if parent_id is None:
         parent_id = context.current_parent()
     if parent_id is not None:
@@ -66,13 +71,19 @@ class Action:
     Set ``outputs`` (and, if you know them, ``cost_usd``, ``usage``, ``model``, ``tags``)
     inside the block. An exception leaving the block is recorded (outcome ``error``) and
     re-raised. Actions recorded inside the block name this one as their parent. Outside any
-    agent run the block runs and nothing is recorded."""
+    agent run the block runs and nothing is recorded.
+
+    In a replay the block still runs (a ``with`` block cannot be skipped), but ``a.outputs``
+    starts as the recorded output and ``a.replayed`` is true, so expensive work can be skipped:
+    ``if not a.replayed: a.outputs = compute()``. ``pure=True`` marks an action whose outputs
+    depend only on its inputs: a ``--verify`` replay compares them with the recording."""
 
     __slots__ = ("name", "inputs", "outputs", "channel", "tags", "cost_usd", "usage", "model",
-                 "id", "_run", "_started", "_t0", "_token")
+                 "id", "pure", "replayed", "_run", "_started", "_t0", "_token", "_actor",
+                 "_ordinal", "_decision")
 
     def __init__(self, name: str, inputs: Any = None, *, kind: str = "custom",
-                 tags: Any = None) -> None:
+                 tags: Any = None, pure: bool = False) -> None:
         if kind not in CHANNELS:
             raise ValueError(f"kind must be one of {', '.join(CHANNELS)}, got {kind!r}")
         self.name, self.inputs, self.channel, self.tags = name, inputs, kind, tags
@@ -81,15 +92,42 @@ class Action:
         self.usage: dict[str, int] | None = None
         self.model: str | None = None
         self.id: str | None = None
+        self.pure = pure
+        self.replayed = False
+        self._decision: replay.Decision | None = None
 
     def __enter__(self) -> Action:
-        self._run = context.current_run()
-        if self._run is not None:
-            self.id = context.new_action_id()
-            self._token = context.set_parent(self.id)
+        self._run = run = context.current_run()
         self._started = time.time()
+        if run is not None:
+            self.id = context.new_action_id()
+            self._actor = context.current_actor(run)
+            session = replay.active()
+            if session is None:
+                self._ordinal = run.next_ordinal(self._actor, self.channel, self.name)
+            else:
+                self._replay_enter(session, run)
+            self._token = context.set_parent(self.id)
         self._t0 = time.perf_counter_ns()
         return self
+
+    def _replay_enter(self, session: replay.Session, run: context.RunHandle) -> None:
+        inputs = {} if self.inputs is None else self.inputs
+        d = self._decision = session.decide(run, self._actor, self.channel, self.name, inputs,
+                                            pure=self.pure)
+        self._ordinal = d.ordinal
+        if d.status in ("stopped", "refused"):
+            exc = session.refusal(d, self.channel, self.name, self._actor)
+            self._emit(run, 0, "error" if d.status == "stopped" else "blocked", exc)
+            raise exc
+        if d.serves:
+            recorded = d.recorded
+            if d.status == "served" and recorded is not None and recorded.outcome in (
+                    "error", "blocked"):
+                exc = replay.replayed_error(recorded)
+                self._emit(run, 0, "replayed", exc)
+                raise exc
+            self.outputs, self.replayed = d.outputs, True
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         duration = time.perf_counter_ns() - self._t0
@@ -97,15 +135,36 @@ class Action:
         if run is None:
             return
         context.reset_parent(self._token)
+        outcome = "success" if exc is None else "error"
+        if self.replayed and exc is None:
+            outcome = "replayed"
+        self._emit(run, duration, outcome, exc)
+        d = self._decision
+        if d is not None and d.status == "verified" and exc is None and d.recorded is not None \
+                and d.recorded.outputs != dumps(self.outputs) and replay.active() is not None:
+            session = replay.active()
+            if session is not None and session.mode == "strict":
+                raise errors.ReplayDiverged(
+                    f"replay of {session.original} stopped at {self.channel} call "
+                    f"{self.name!r} #{self._ordinal} of {self._actor}: same inputs, different "
+                    "outputs (verify mode)", kind="output_mismatch")
+
+    def _emit(self, run: context.RunHandle, duration: int, outcome: str,
+              exc: BaseException | None) -> None:
+        d = self._decision
+        served = d is not None and d.serves
         emit(run, channel=self.channel, name=self.name,
              inputs={} if self.inputs is None else self.inputs, outputs=self.outputs,
-             started_at=self._started, duration_ns=duration,
-             outcome="success" if exc is None else "error", error=exc, action_id=self.id,
-             model=self.model, usage=self.usage, cost_usd=self.cost_usd, tags=self.tags)
+             started_at=self._started, duration_ns=duration, outcome=outcome, error=exc,
+             action_id=self.id, actor=self._actor, model=self.model, usage=self.usage,
+             cost_usd=0.0 if served else self.cost_usd,
+             cost_source="replay" if served else None, tags=self.tags,
+             ordinal=self._ordinal, replay_status=d.status if d is not None else None)
 
 
-def action(name: str, inputs: Any = None, *, kind: str = "custom", tags: Any = None) -> Action:
-    return Action(name, inputs, kind=kind, tags=tags)
+def action(name: str, inputs: Any = None, *, kind: str = "custom", tags: Any = None,
+           pure: bool = False) -> Action:
+    return Action(name, inputs, kind=kind, tags=tags, pure=pure)
 
 
 def _simple(sig: inspect.Signature | None) -> tuple[list[str], dict[str, Any]] | None:
@@ -157,14 +216,21 @@ def _bind(sig: inspect.Signature | None, args: tuple[Any, ...],
 @overload
 def tool(fn: F) -> F: ...
 @overload
-def tool(fn: None = None, *, name: str | None = None, tags: Any = None) -> Callable[[F], F]: ...
+def tool(fn: None = None, *, name: str | None = None, tags: Any = None,
+         pure: bool = False) -> Callable[[F], F]: ...
 
 
-def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None) -> Any:
+def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
+         pure: bool = False) -> Any:
     """Record every call of a tool function: inputs from its arguments (by parameter name),
     outputs from its return value; an exception is recorded (outcome ``error``) and re-raised.
     Works on plain and ``async`` functions, bare (``@titan.tool``) or with options
-    (``@titan.tool(name="web_search")``)."""
+    (``@titan.tool(name="web_search", pure=True)``).
+
+    In a replay the function is not called: the recorded result is returned (as JSON gives it
+    back: tuples become lists, dataclasses dicts) or the recorded exception raised. ``pure``
+    says the result depends only on the arguments, so a ``--verify`` replay runs it again and
+    compares."""
 
     def wrap(f: F) -> F:
         label = name or f.__name__
@@ -179,8 +245,10 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None) -> A
             async def arun(*args: Any, **kwargs: Any) -> Any:
                 if context.current_run() is None:
                     return await f(*args, **kwargs)
-                with Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags) as a:
-                    a.outputs = await f(*args, **kwargs)
+                with Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags,
+                            pure=pure) as a:
+                    if not a.replayed:
+                        a.outputs = await f(*args, **kwargs)
                     return a.outputs
             return arun  # type: ignore[return-value]
 
@@ -188,32 +256,53 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None) -> A
         def run(*args: Any, **kwargs: Any) -> Any:
             if context.current_run() is None:
                 return f(*args, **kwargs)
-            with Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags) as a:
-                a.outputs = f(*args, **kwargs)
+            with Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags,
+                        pure=pure) as a:
+                if not a.replayed:
+                    a.outputs = f(*args, **kwargs)
                 return a.outputs
         return run  # type: ignore[return-value]
 
     return wrap(fn) if fn is not None else wrap
 
 
-def _ambient(channel: str, name: str, value: Any, inputs: Any = None) -> Any:
+def _ambient(channel: str, name: str, make: Callable[[], Any]) -> Any:
     run = context.current_run()
-    if run is not None:
-        emit(run, channel=channel, name=name, inputs=inputs or {}, outputs=value,
+    if run is None:
+        return make()
+    session = replay.active()
+    if session is None:
+        value = make()
+        emit(run, channel=channel, name=name, inputs={}, outputs=value,
              started_at=time.time(), duration_ns=0)
+        return value
+    actor = context.current_actor(run)
+    d = session.decide(run, actor, channel, name, {})
+    if d.status == "stopped":
+        exc = session.refusal(d, channel, name, actor)
+        emit(run, channel=channel, name=name, inputs={}, outputs=None, started_at=time.time(),
+             duration_ns=0, outcome="error", error=exc, actor=actor, ordinal=d.ordinal,
+             replay_status=d.status)
+        raise exc
+    # Clock and random values have no side effects: one the recording lacks is made live.
+    value = d.outputs if d.serves else make()
+    emit(run, channel=channel, name=name, inputs={}, outputs=value, started_at=time.time(),
+         duration_ns=0, outcome="replayed" if d.serves else "success", actor=actor,
+         ordinal=d.ordinal, replay_status=d.status if d.status != "refused" else "live",
+         cost_usd=0.0 if d.serves else None)
     return value
 
 
 def now() -> float:
     """``time.time()``, recorded (channel ``clock``) so a replay gets the same value."""
-    return float(_ambient("clock", "now", time.time()))
+    return float(_ambient("clock", "now", time.time))
 
 
 def uuid() -> str:
     """A random UUID4 string, recorded (channel ``random``) so a replay gets the same one."""
-    return str(_ambient("random", "uuid", str(_uuid.uuid4())))
+    return str(_ambient("random", "uuid", lambda: str(_uuid.uuid4())))
 
 
 def random() -> float:
     """``random.random()``, recorded (channel ``random``) so a replay gets the same value."""
-    return float(_ambient("random", "random", _random.random()))
+    return float(_ambient("random", "random", _random.random))

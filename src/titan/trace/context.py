@@ -9,6 +9,7 @@ started inside a run inherit it (``contextvars.copy_context`` semantics).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import secrets
 import threading
@@ -87,8 +88,10 @@ def _job_run() -> RunHandle | None:
     if _env_run is None or _env_run.id != run_id:
         with _env_lock:
             if _env_run is None or _env_run.id != run_id:
+                replay = json.loads(os.environ.get("TITAN_REPLAY") or "{}")
                 actor = job_actor(os.environ.get("TITAN_DAG", ""),
-                                  os.environ.get("TITAN_JOB_ID", "main"), run_id)
+                                  os.environ.get("TITAN_JOB_ID", "main"), run_id,
+                                  replay.get("aliases") or ())
                 _env_run = RunHandle(id=run_id, default_actor=actor)
     return _env_run
 

@@ -12,12 +12,14 @@ on the caller's path, and both are on the way to a call that takes far longer.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
 
 from titan.errors import BudgetExceeded
-from titan.trace import context
+from titan.llm.types import Completion, Usage
+from titan.trace import context, replay
 from titan.trace.actions import emit
 from titan.trace.recorder import RECORDER, learn
 
@@ -57,29 +59,80 @@ def guard(model: str, messages: Any, params: dict[str, Any]) -> None:
             run_id=run.id, budget_usd=budget, cost_usd=spent)
 
 
+def llm_inputs(requested: str, messages: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A call's recorded inputs: what was asked, before any provider answered (so a replay,
+    which asks no provider, computes the same ones)."""
+    return {"model": requested, "messages": messages,
+            "params": {k: v for k, v in params.items() if v is not None}}
+
+
+def replay_decision(requested: str, messages: Any, params: dict[str, Any]) -> Any:
+    """In a replay, how this LLM call is answered (a :class:`replay.Decision`); else None."""
+    session = replay.active()
+    run = context.current_run() if session is not None else None
+    if session is None or run is None:
+        return None
+    actor = context.current_actor(run)
+    return session.decide(run, actor, "llm", "call_llm",
+                          llm_inputs(requested, messages, params))
+
+
+def refusal(decision: Any) -> BaseException:
+    session = replay.active()
+    run = context.current_run()
+    assert session is not None and run is not None
+    return session.refusal(decision, "llm", "call_llm", context.current_actor(run))
+
+
+def served_completion(decision: Any) -> Completion:
+    """The recorded answer of a served call, as a Completion that cost nothing; raises the
+    recorded error when the original call failed."""
+    recorded = decision.recorded
+    if decision.status == "served" and recorded.outcome in ("error", "blocked"):
+        raise replay.replayed_error(recorded)
+    out = decision.outputs if isinstance(decision.outputs, dict) else {"text": decision.outputs}
+    data = out.get("data")
+    text = out.get("text")
+    if text is None:  # an override may give only the structured answer
+        text = json.dumps(data) if data is not None else ""
+    return Completion(text=str(text), usage=Usage(), model=recorded.model or "replay",
+                      cost_usd=0.0, cost_source="replay", provider="replay",
+                      finish_reason=out.get("finish_reason"), attempts=out.get("attempts") or 1,
+                      data=data)
+
+
 def on_call(call: Any) -> None:
     """Record one finished LLM call (a :class:`titan.llm.LLMCall`) as an action."""
     run = context.current_run()
     if run is None:
         return
-    params = {k: v for k, v in call.params.items() if v is not None}
-    inputs = {"model": call.model, "messages": call.messages, "params": params}
+    inputs = llm_inputs(call.requested or call.model, call.messages, call.params)
+    d = call.replay
+    extra: dict[str, Any] = {"ordinal": d.ordinal, "replay_status": d.status} if d else {}
+    served = d is not None and d.serves
     c = call.completion
     if call.error is not None:
-        outcome = "blocked" if isinstance(call.error, BudgetExceeded) else "error"
+        outcome = "blocked" if isinstance(call.error, BudgetExceeded) or (
+            d is not None and d.status == "refused") else "error"
         emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=None,
              started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
-             outcome=outcome, error=call.error, model=call.model)
+             outcome="replayed" if served else outcome, error=call.error, model=call.model,
+             **extra)
         return
     outputs: dict[str, Any] = {"text": c.text, "finish_reason": c.finish_reason}
     if c.data is not None:
         outputs["data"] = c.data
     if c.attempts > 1:
         outputs["attempts"] = c.attempts
+    if served:
+        emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=outputs,
+             started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
+             outcome="replayed", model=c.model, cost_usd=0.0, cost_source="replay", **extra)
+        return
     emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=outputs,
          started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
          model=c.model, usage=c.usage.to_dict(),
-         cost_usd=c.cost_usd, cost_source=c.cost_source)
+         cost_usd=c.cost_usd, cost_source=c.cost_source, **extra)
 
 
 def install() -> None:

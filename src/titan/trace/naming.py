@@ -8,17 +8,32 @@ taken out.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 _RANDOM_TAIL = re.compile(r"^(?P<agent>.+?)[_\-:.](?P<tail>[0-9a-fA-F]{4,}|\d+)$")
 
 
-def stage_label(name: str, run_id: str) -> str:
-    """The DAG name with the agent run's prefix stripped: RESEARCH_1a9ac3_PLAN -> PLAN."""
-    for prefix in (run_id + "_", run_id + "-", run_id + ":", run_id):
-        if name.startswith(prefix) and len(name) > len(prefix):
-            return name[len(prefix):]
+def stage_label(name: str, run_id: str, aliases: Iterable[str] = ()) -> str:
+    """The DAG name with the agent run's prefix stripped: RESEARCH_1a9ac3_PLAN -> PLAN.
+
+    ``aliases`` are other ids the run's driver used for it: a replayed orchestrator makes up
+    a fresh run id (RESEARCH_77e0f1) and its stages are filed under the replay's run."""
+    for rid in (run_id, *aliases):
+        for prefix in (rid + "_", rid + "-", rid + ":", rid):
+            if name.startswith(prefix) and len(name) > len(prefix):
+                return name[len(prefix):]
     return name
+
+
+def run_aliases(run: Mapping[str, Any]) -> list[str]:
+    """The aliases a run row's replay settings list."""
+    replay = run.get("replay")
+    if isinstance(replay, str):  # a raw row: the column is JSON text
+        replay = json.loads(replay)
+    return list(replay.get("aliases") or []) if isinstance(replay, dict) else []
 
 
 def agent_of_run(run_id: str) -> str:
@@ -28,6 +43,6 @@ def agent_of_run(run_id: str) -> str:
     return m.group("agent") if m else run_id
 
 
-def job_actor(dag: str, job_id: str, run_id: str) -> str:
+def job_actor(dag: str, job_id: str, run_id: str, aliases: Iterable[str] = ()) -> str:
     """A job's actor path inside its run: ``<stage label>/<job id>`` (ITER1/researcher-1-0)."""
-    return f"{stage_label(dag, run_id)}/{job_id}" if dag else job_id
+    return f"{stage_label(dag, run_id, aliases)}/{job_id}" if dag else job_id

@@ -164,6 +164,11 @@ class Recorder:
     def _send_change(self, kind: str, run: RunHandle, body: dict[str, Any]) -> None:
         from titan import errors
 
+        if kind == "code":  # the script that opened the run: what a replay re-executes
+            from titan.trace import code
+
+            code.register(self.client(run), run.id)
+            return
         try:
             if kind == "create":
                 learn(run, self.client(run).call("POST", "/runs", json=body))

@@ -37,6 +37,11 @@ class Run:
                  run_id: str | None = None) -> None:
         if not agent_id:
             raise ValueError("agent_id is required: it groups the agent's runs on the Runs page")
+        # Replayed, this script's run is the replay's: opened and ended by the replay itself.
+        self.replaying = bool(os.environ.get("TITAN_REPLAY") and
+                              os.environ.get("TITAN_AGENT_RUN_ID"))
+        if self.replaying:
+            run_id = os.environ["TITAN_AGENT_RUN_ID"]
         self.id = run_id or f"{agent_id}-{secrets.token_hex(4)}"
         self.agent_id = agent_id
         self.handle = context.RunHandle(id=self.id, agent_id=agent_id, default_actor=agent_id,
@@ -50,12 +55,16 @@ class Run:
         self._token: object = None
 
     def __enter__(self) -> Run:
-        RECORDER.put("create", self.handle, dict(self._body, started_at=time.time()))
+        if not self.replaying:
+            RECORDER.put("create", self.handle, dict(self._body, started_at=time.time()))
+            RECORDER.put("code", self.handle, None)
         self._token = context.enter_run(self.handle)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         context.leave_run(self._token)
+        if self.replaying:
+            return
         if exc is None or isinstance(exc, SystemExit) and exc.code in (0, None):
             body: dict[str, Any] = {"status": "completed"}
         elif isinstance(exc, KeyboardInterrupt):

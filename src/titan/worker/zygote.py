@@ -137,6 +137,11 @@ def run_script(request: dict[str, Any]) -> int:
     # Code that writes to the "original" streams (faulthandler users, pdb) must stream too.
     setattr(sys, "__stdout__", sys.stdout)  # noqa: B010 - typeshed marks them Final
     setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
+    if os.environ.get("TITAN_REPLAY"):
+        # A replay's job: its sockets are guarded before its own code runs (leaks).
+        from titan.trace import replay
+
+        replay.active()
     code = 0
     try:
         _run_main(script)

@@ -33,6 +33,14 @@ async def submit_dag(c: CtxDep, p: Writer, body: dict[str, Any] = Body(...)) -> 
     agent_id = body.get("agent_id")
     if agent_id is not None:
         agent_id = check_name(agent_id, "agent_id")
+    if agent_run_id is not None:
+        alias = body.get("run_alias")
+        if alias is not None:
+            alias = check_name(alias, "run_alias")
+        env = await c.replays.job_env(agent_run_id, alias)
+        if env is not None:  # a stage of a replay: its jobs replay too
+            for spec in specs:
+                spec["env"] = {**spec["env"], **env}
     dag_id = await c.engine.submit_dag(name, specs, agent_run_id, agent_id)
     live = c.engine.sched.dags.get(dag_id)
     if live is None:  # already finished (every job was cancelled meanwhile): read it back

@@ -13,6 +13,7 @@ from titan.master import auth, sessions
 from titan.master.config import MasterConfig
 from titan.master.engine import Engine
 from titan.master.events import EventHub
+from titan.master.replays import Replays
 from titan.master.telemetry import Telemetry
 from titan.storage.base import Storage
 from titan.storage.blobs import BlobStore
@@ -29,6 +30,7 @@ class Ctx:
     blobs: BlobStore
     tokens: auth.TokenCache
     runs: Telemetry
+    replays: Replays
 
 
 def ctx(request: Request) -> Ctx:
@@ -89,4 +91,6 @@ Reader = Annotated[auth.Principal, Depends(_require(auth.READ, "read"))]
 Writer = Annotated[auth.Principal, Depends(_require(auth.WRITE, "change anything", fenced=True))]
 WorkerAuth = Annotated[auth.Principal, Depends(_require(auth.WORKER, "act as a worker"))]
 Operator = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "approve or reject a gate"))]
+# Starting a replay runs a run's code again on the cluster: a person's decision, not a job's.
+Replayer = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "start a replay"))]
 Admin = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "manage tokens"))]

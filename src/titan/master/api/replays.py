@@ -1,0 +1,81 @@
+"""Replay and determinism: start a replay, read its report, a run's code and recording."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Query
+
+from titan.errors import NotFound
+from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Replayer, Writer
+from titan.master.replay_report import determinism_report, replay_report, replays_view
+from titan.storage.base import Row, Transaction
+
+router = APIRouter(prefix=API_PREFIX, tags=["replay"])
+
+
+def _run(tx: Transaction, run_id: str) -> Row:
+    run = tx.get_run(run_id)
+    if run is None:
+        raise NotFound(f"no agent run {run_id!r}")
+    return run
+
+
+@router.post("/runs/{run_id}/replay", status_code=201,
+             summary="Replay a run: re-execute its code with recorded calls served")
+async def start_replay(c: CtxDep, p: Replayer, run_id: str, body: Any = Body(None)) -> Row:
+    return await c.replays.start(run_id, body, p)
+
+
+@router.get("/runs/{run_id}/replay", summary="A replay's report: match rate, divergences, "
+                                             "comparison with its original")
+async def get_replay(c: CtxDep, p: Reader, run_id: str) -> Row:
+    def read(tx: Transaction) -> Row:
+        run = _run(tx, run_id)
+        if not run.get("replay_of"):
+            raise NotFound(f"agent run {run_id!r} is not a replay (its replays: "
+                           f"GET /api/v1/runs/{run_id}/replays)")
+        return replay_report(tx, c.blobs, run)
+
+    return await c.engine.read(read)
+
+
+@router.get("/runs/{run_id}/replays", summary="The replays of a run, newest first")
+async def list_replays(c: CtxDep, p: Reader, run_id: str,
+                       limit: int = Query(50, ge=1, le=500)) -> Row:
+    def read(tx: Transaction) -> Row:
+        _run(tx, run_id)
+        return {"replays": replays_view(tx.replays_of(run_id, limit))}
+
+    return await c.engine.read(read)
+
+
+@router.get("/runs/{run_id}/determinism", summary="A run's determinism score and findings")
+async def determinism(c: CtxDep, p: Reader, run_id: str) -> Row:
+    return await c.engine.read(lambda tx: determinism_report(tx, c.blobs, _run(tx, run_id)))
+
+
+@router.put("/runs/{run_id}/code", summary="Record the code a run is made of (for replays)")
+async def put_code(c: CtxDep, p: Writer, run_id: str, body: Any = Body(...)) -> Row:
+    return await c.replays.set_code(run_id, body, p)
+
+
+@router.get("/runs/{run_id}/recording", summary="A run's recorded calls by actor, outputs "
+                                                "in full (what a replay serves)")
+async def recording(c: CtxDep, p: Reader, run_id: str, actor: str = Query(..., min_length=1),
+                    after: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=5000)) -> Row:
+    def read(tx: Transaction) -> Row:
+        _run(tx, run_id)
+        rows = tx.recorded_actions(run_id, actor, after, limit)
+        out = []
+        for a in rows:
+            outputs = a["outputs"]
+            if a["outputs_blob"] and a["outputs_hash"]:
+                path = c.blobs.path(a["outputs_hash"])
+                outputs = path.read_text() if path.is_file() else outputs
+            out.append({k: a[k] for k in ("seq", "actor", "channel", "name", "ordinal",
+                                          "inputs_hash", "outcome", "error_type",
+                                          "error_message", "model")} | {"outputs": outputs})
+        return {"actions": out, "next_after": rows[-1]["seq"] if len(rows) == limit else None}
+
+    return await c.engine.read(read)

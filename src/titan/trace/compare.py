@@ -1,0 +1,171 @@
+"""Where a replay departed from its original: the comparison of two runs' actions by key.
+
+Both runs' actions are matched by (actor, channel, name, ordinal) — the key the SDK answered
+each replayed call by — so the order in which parallel actors ran never matters. For each key:
+
+- **match**: both sides, same input hash (and, for a call re-run in verify mode, the same
+  output hash);
+- **input_mismatch**: same call, different inputs (with a structural JSON diff);
+- **output_mismatch**: a call marked pure, re-run in verify mode, answered differently;
+- **name_mismatch**: the replay made a different call at a position of an actor where the
+  recording made this one (the two are paired, not reported as an extra plus a missing);
+- **extra**: a call the recording does not have; **missing**: a recorded call never made;
+- **leak**: a connection the replay's code opened itself (channel ``network``).
+
+Not divergences: calls past a fork point (``forked``) or given an override (``override``),
+recorded calls a fork replaced (``replaced``), and — when a strict replay stopped at its first
+divergence — the recorded calls it never reached (``not_reached``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+Key = tuple[str, str, str, int]
+DIVERGENCES = ("name_mismatch", "input_mismatch", "extra", "missing", "output_mismatch", "leak")
+MESSAGES = {
+    "name_mismatch": "Action name mismatch: a different call was made at this position",
+    "input_mismatch": "Input mismatch: same call, different inputs",
+    "extra": "Extra call: the recording has no such call",
+    "missing": "Missing call: recorded, never made by the replay",
+    "output_mismatch": "Output mismatch: same inputs, different outputs (non-deterministic!)",
+    "leak": "Leak: a network call Titan did not intercept",
+}
+MAX_DIFF = 50
+
+
+def key_of(a: dict[str, Any]) -> Key:
+    return (a["actor"], a["channel"], a["name"], int(a["ordinal"]))
+
+
+def _latest(actions: Iterable[dict[str, Any]]) -> tuple[dict[Key, dict[str, Any]],
+                                                        list[dict[str, Any]]]:
+    """By key, the latest action (a retried job records its calls once per attempt; the
+    last attempt is the one that counted), and the network actions apart."""
+    by_key: dict[Key, dict[str, Any]] = {}
+    network: list[dict[str, Any]] = []
+    for a in actions:
+        if a["channel"] == "network":
+            network.append(a)
+            continue
+        k = key_of(a)
+        old = by_key.get(k)
+        if old is None or a["seq"] > old["seq"]:
+            by_key[k] = a
+    return by_key, network
+
+
+def _per_actor(by_key: dict[Key, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in sorted(by_key.values(), key=lambda a: a["seq"]):
+        out.setdefault(a["actor"], []).append(a)
+    return out
+
+
+def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]], *,
+            fork_at: int | None = None) -> dict[str, Any]:
+    """Rows (``status`` per key) and divergences of ``replay`` against ``original``.
+
+    Each action needs seq, actor, channel, name, ordinal, inputs_hash, outputs_hash, outcome
+    and replay_status; rows keep references to the actions for the caller to render."""
+    orig, _ = _latest(original)
+    rep, leaks = _latest(replay)
+    stopped = any(a.get("replay_status") == "stopped" for a in rep.values())
+    orig_order, rep_order = _per_actor(orig), _per_actor(rep)
+    rows: dict[Key, dict[str, Any]] = {}
+    for k, r in rep.items():
+        o = orig.get(k)
+        status = r.get("replay_status")
+        if o is None:
+            kind = "forked" if status == "forked" else "extra"
+        elif status == "override":
+            kind = "override"
+        elif status == "forked":
+            kind = "forked"
+        elif r["inputs_hash"] != o["inputs_hash"]:
+            kind = "input_mismatch"
+        elif status == "verified" and r.get("outputs_hash") != o.get("outputs_hash"):
+            kind = "output_mismatch"
+        else:
+            kind = "match"
+        rows[k] = {"key": k, "original": o, "replay": r, "status": kind}
+    # Pair an extra call with the missing one recorded at the same position of its actor.
+    for actor, made in rep_order.items():
+        recorded = orig_order.get(actor, [])
+        for pos, r in enumerate(made):
+            row = rows[key_of(r)]
+            if row["status"] != "extra" or pos >= len(recorded):
+                continue
+            o = recorded[pos]
+            ok = key_of(o)
+            if ok not in rep and ok not in rows:
+                row.update(original=o, status="name_mismatch")
+                rows[ok] = {"key": ok, "original": o, "replay": r, "status": "paired"}
+    for k, o in orig.items():
+        if k in rows:
+            continue
+        if fork_at is not None and o["seq"] >= fork_at:
+            kind = "replaced"
+        elif stopped:
+            kind = "not_reached"
+        else:
+            kind = "missing"
+        rows[k] = {"key": k, "original": o, "replay": None, "status": kind}
+    ordered = sorted((r for r in rows.values() if r["status"] != "paired"),
+                     key=lambda r: (r["original"]["seq"] if r["original"] is not None
+                                    else 1 << 62, r["replay"]["seq"] if r["replay"] else 0))
+    for a in leaks:
+        ordered.append({"key": key_of(a), "original": None, "replay": a, "status": "leak"})
+    in_scope = [k for k, o in orig.items() if fork_at is None or o["seq"] < fork_at]
+    matched = sum(1 for k in in_scope if rows[k]["status"] == "match")
+    return {
+        "rows": ordered,
+        "divergences": [r for r in ordered if r["status"] in DIVERGENCES],
+        "recorded": len(in_scope), "matched": matched,
+        "match_rate": round(matched / len(in_scope), 4) if in_scope else None,
+        "stopped": stopped,
+        "served": sum(1 for r in rep.values() if r.get("replay_status") in ("served",
+                                                                             "override")),
+        "live": sum(1 for r in rep.values() if r.get("replay_status") in (
+            "forked", "live", "verified")),
+    }
+
+
+def json_diff(original: Any, replay: Any, path: str = "$") -> list[dict[str, Any]]:
+    """Where two JSON values differ, as paths (``$.messages[1].content``), at most 50."""
+    out: list[dict[str, Any]] = []
+    _diff(original, replay, path, out)
+    return out
+
+
+def _diff(a: Any, b: Any, path: str, out: list[dict[str, Any]]) -> None:
+    if len(out) >= MAX_DIFF:
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            p = f"{path}.{k}" if k.isidentifier() else f"{path}[{json.dumps(k)}]"
+            if k not in b:
+                out.append({"path": p, "change": "removed", "original": a[k], "replay": None})
+            elif k not in a:
+                out.append({"path": p, "change": "added", "original": None, "replay": b[k]})
+            else:
+                _diff(a[k], b[k], p, out)
+            if len(out) >= MAX_DIFF:
+                return
+        return
+    if isinstance(a, list) and isinstance(b, list):
+        for i in range(max(len(a), len(b))):
+            p = f"{path}[{i}]"
+            if i >= len(b):
+                out.append({"path": p, "change": "removed", "original": a[i], "replay": None})
+            elif i >= len(a):
+                out.append({"path": p, "change": "added", "original": None, "replay": b[i]})
+            else:
+                _diff(a[i], b[i], p, out)
+            if len(out) >= MAX_DIFF:
+                return
+        return
+    if a != b or type(a) is not type(b):
+        out.append({"path": path, "change": "changed", "original": a, "replay": b})

@@ -1,0 +1,268 @@
+"""Replay mode inside one process: every intercepted call answered from the recording.
+
+A replay re-executes an agent's own code (see :mod:`titan.master.replays`). Its jobs run with
+``TITAN_REPLAY`` in their environment — the replay's settings as JSON, ``of`` naming the run
+being replayed — and then each call Titan intercepts (``titan.llm``, ``@titan.tool``,
+``titan.trace.action``, ``titan.trace.now/uuid/random``) asks :meth:`Session.decide` how to
+answer before it does anything.
+
+Calls are matched to the recording by **(actor path, channel, name, ordinal)**, never by global
+order: researchers running in parallel may finish in any order and still each find their own
+calls. The ordinal is taken when the call starts, in recording and replay alike. What a call
+gets:
+
+- recorded, same inputs: the recorded output, at no cost (``served``);
+- recorded, different input hash: an *input mismatch* — strict mode stops the replay there,
+  lenient mode serves the recorded output anyway;
+- not recorded: an *extra call*, or a *name mismatch* when the recording made a different call
+  at that position of the actor — strict stops; lenient runs it live with ``allow_live``,
+  else fails the call with :class:`~titan.errors.ReplayMiss` (clock and random values, which
+  have no side effects, always run live);
+- with ``fork_at``: recorded calls from that step on run live (``forked``), as do the new calls
+  of a forked actor, and an ``overrides`` entry replaces one recorded output (``override``);
+- with ``verify``: a tool marked ``pure=True`` runs again and its output is compared with the
+  recording (``verified``; a difference is an *output mismatch*).
+
+The master compares the replay's actions with the original's to report divergences (missing
+calls included); this module only decides each call, consistently with that comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from titan import errors
+from titan.trace.canonical import digest, dumps
+
+ENV = "TITAN_REPLAY"
+AMBIENT = ("clock", "random")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One action of the run being replayed (the latest attempt's, for a retried job)."""
+
+    seq: int
+    actor: str
+    channel: str
+    name: str
+    ordinal: int
+    inputs_hash: str
+    outputs: str | None
+    outcome: str
+    error_type: str | None = None
+    error_message: str | None = None
+    model: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.actor, self.channel, self.name, self.ordinal)
+
+    def value(self) -> Any:
+        return None if self.outputs is None else json.loads(self.outputs)
+
+
+@dataclass
+class Decision:
+    """How one call is answered. ``status`` is recorded as the action's ``replay_status``."""
+
+    status: str  # served | override | live | forked | verified | refused | stopped
+    ordinal: int
+    recorded: Recorded | None = None
+    divergence: str | None = None  # input_mismatch | name_mismatch | extra
+    outputs: Any = None  # what a served/override call returns
+
+    @property
+    def serves(self) -> bool:
+        return self.status in ("served", "override")
+
+    @property
+    def live(self) -> bool:
+        return self.status in ("live", "forked", "verified")
+
+
+@dataclass
+class _Actor:
+    """The recording of one actor (and its sub-actors), fetched once per process."""
+
+    by_key: dict[tuple[str, str, str, int], Recorded] = field(default_factory=dict)
+    # Per actor path: its recorded calls in order, to tell a name mismatch from an extra call.
+    order: dict[str, list[Recorded]] = field(default_factory=dict)
+
+
+class Session:
+    """This process's replay: its settings and the recording it has fetched so far."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.original: str = settings["of"]
+        self.mode: str = settings.get("mode") or "strict"
+        fork = settings.get("fork_at")
+        self.fork_at: int | None = int(fork) if fork is not None else None
+        self.overrides: dict[int, str] = {int(k): v for k, v in
+                                          (settings.get("overrides") or {}).items()}
+        self.model: str | None = settings.get("model")
+        self.allow_live = bool(settings.get("allow_live"))
+        self.verify = bool(settings.get("verify"))
+        self.master: str | None = settings.get("master")
+        self._recordings: dict[str, _Actor] = {}
+        self._positions: dict[str, int] = {}
+        self._forked: set[str] = set()  # actors whose execution has passed the fork point
+        self._override_values: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- the recording ------------------------------------------------------------------------
+    def _fetch(self, root: str) -> _Actor:
+        from titan.trace.recorder import RECORDER
+
+        rec = _Actor()
+        after = 0
+        while True:
+            page = RECORDER.client().call(
+                "GET", f"/runs/{self.original}/recording",
+                params={"actor": root, "after": after, "limit": 5000})
+            for a in page["actions"]:
+                r = Recorded(a["seq"], a["actor"], a["channel"], a["name"], a["ordinal"],
+                             a["inputs_hash"], a["outputs"], a["outcome"], a.get("error_type"),
+                             a.get("error_message"), a.get("model"))
+                # A retried job recorded its calls once per attempt: the last attempt counts.
+                old = rec.by_key.get(r.key)
+                if old is not None:
+                    rec.order[r.actor] = [x for x in rec.order[r.actor] if x is not old]
+                rec.by_key[r.key] = r
+                rec.order.setdefault(r.actor, []).append(r)
+            if page.get("next_after") is None:
+                return rec
+            after = page["next_after"]
+
+    def _recording(self, actor: str) -> _Actor:
+        root = actor.split("/", 2)
+        # A job's actor is STAGE/job; sub-actors nest below it. Fetch the job's whole subtree
+        # once (a run opened with titan.trace.run has a one-part root: the agent id).
+        key = "/".join(root[:2]) if len(root) >= 2 else root[0]
+        with self._lock:
+            found = self._recordings.get(key)
+            if found is None:
+                found = self._recordings[key] = self._fetch(key)
+            return found
+
+    def override_value(self, seq: int) -> Any:
+        """The replacement output given for recorded step ``seq`` (a blob on the master)."""
+        if seq not in self._override_values:
+            from titan.trace.recorder import RECORDER
+
+            sha = self.overrides[seq]
+            raw = RECORDER.client().send("GET", f"/blobs/{sha}").content
+            self._override_values[seq] = json.loads(raw)
+        return self._override_values[seq]
+
+    # -- deciding -----------------------------------------------------------------------------
+    def decide(self, run: Any, actor: str, channel: str, name: str, inputs: Any, *,
+               pure: bool = False) -> Decision:
+        """How to answer the call ``name`` of ``actor`` with ``inputs``; raises
+        :class:`~titan.errors.ReplayDiverged` (strict) or :class:`~titan.errors.ReplayMiss`
+        (lenient, extra call, no live calls allowed) after recording the refusal."""
+        ordinal = run.next_ordinal(actor, channel, name)
+        rec = self._recording(actor)
+        with self._lock:
+            pos = self._positions.get(actor, 0)
+            self._positions[actor] = pos + 1
+        recorded = rec.by_key.get((actor, channel, name, ordinal))
+        if recorded is not None:
+            return self._recorded(actor, recorded, ordinal, inputs, pure)
+        # Not in the recording: past a fork point that is the new branch, else a divergence.
+        if self.fork_at is not None and (actor in self._forked or actor not in rec.order
+                                         or _past_fork(rec.order[actor], pos, self.fork_at)):
+            self._forked.add(actor)
+            return Decision("forked", ordinal)
+        order = rec.order.get(actor, [])
+        there = order[pos] if pos < len(order) else None
+        kind = "name_mismatch" if there is not None and (there.channel, there.name) != (
+            channel, name) else "extra"
+        decision = Decision("live", ordinal, there if kind == "name_mismatch" else None, kind)
+        if self.mode == "strict":
+            decision.status = "stopped"
+        elif channel not in AMBIENT and not self.allow_live:
+            decision.status = "refused"
+        return decision
+
+    def _recorded(self, actor: str, recorded: Recorded, ordinal: int, inputs: Any,
+                  pure: bool) -> Decision:
+        if recorded.seq in self.overrides:
+            self._forked.add(actor)
+            return Decision("override", ordinal, recorded,
+                            outputs=self.override_value(recorded.seq))
+        if self.fork_at is not None and recorded.seq >= self.fork_at:
+            self._forked.add(actor)
+            return Decision("forked", ordinal, recorded)
+        mismatch = digest(dumps(inputs)) != recorded.inputs_hash
+        if mismatch and self.mode == "strict":
+            return Decision("stopped", ordinal, recorded, "input_mismatch")
+        divergence = "input_mismatch" if mismatch else None
+        if self.verify and pure and not mismatch:
+            return Decision("verified", ordinal, recorded)
+        return Decision("served", ordinal, recorded, divergence, recorded.value())
+
+    def refusal(self, decision: Decision, channel: str, name: str, actor: str) -> BaseException:
+        """The exception a stopped or refused call raises."""
+        what = {"input_mismatch": "its inputs differ from the recording's",
+                "name_mismatch": (f"the recording made {decision.recorded.name!r} at this "
+                                  "position" if decision.recorded else "a different call"),
+                "extra": "the recording has no such call"}[decision.divergence or "extra"]
+        where = f"{channel} call {name!r} #{decision.ordinal} of {actor}"
+        if decision.status == "stopped":
+            return errors.ReplayDiverged(
+                f"replay of {self.original} stopped at {where}: {what} (strict mode; "
+                "--mode lenient goes on)", kind=decision.divergence or "extra")
+        return errors.ReplayMiss(
+            f"replay of {self.original}: {where} is not in the recording and live calls are "
+            "off (--allow-live runs it)", kind=decision.divergence or "extra")
+
+
+def _past_fork(order: list[Recorded], pos: int, fork_at: int) -> bool:
+    """Whether an actor's unrecorded call at ``pos`` comes after the fork point: the recorded
+    call it follows was at or after ``fork_at``."""
+    before = order[pos - 1] if 0 < pos <= len(order) else None
+    return before is not None and before.seq >= fork_at
+
+
+def replayed_error(recorded: Recorded) -> BaseException:
+    """The recorded exception, raised again: the same class when Titan or Python defines it,
+    else :class:`~titan.errors.ReplayedError` naming the original type."""
+    import builtins
+
+    message = recorded.error_message or ""
+    cls = getattr(errors, recorded.error_type or "", None) or getattr(
+        builtins, recorded.error_type or "", None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            return cls(message)
+        except TypeError:
+            pass
+    return errors.ReplayedError(f"{recorded.error_type}: {message}",
+                                error_type=recorded.error_type)
+
+
+_session: Session | None = None
+_session_pid = 0
+_session_lock = threading.Lock()
+
+
+def active() -> Session | None:
+    """This process's replay session, or None when it is not replaying."""
+    global _session, _session_pid
+    raw = os.environ.get(ENV)
+    if not raw:
+        return None
+    if _session is not None and _session_pid == os.getpid():
+        return _session
+    with _session_lock:
+        if _session is None or _session_pid != os.getpid():
+            _session, _session_pid = Session(json.loads(raw)), os.getpid()
+            from titan.trace import netguard
+
+            netguard.install()
+    return _session

@@ -1,0 +1,94 @@
+"""The DRIVER stage of a replay: lay out the recorded code, run the driver, end the run.
+
+Runs as a job of the replay's run (the master submits it; ``TITAN_REPLAY`` is in its
+environment). It downloads the files of the code being replayed — the original's, or the
+current ones — into its workspace in their recorded relative layout, changes to the recorded
+working directory and runs the driver script as ``__main__`` with its recorded arguments, as
+``python driver.py ARGS`` did. The driver's stages join the replay's run. When the driver
+ends, stages it left running are cancelled, the run is ended (completed if the driver exited
+0, else failed) and the report's summary is printed to this job's log.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+import traceback
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+
+def _layout(client: Any, code: dict[str, Any], base: Path) -> tuple[Path, Path]:
+    files: dict[str, str] = code["files"]
+    driver = code["driver"]
+    dirs = [str(PurePosixPath(p).parent) for p in files] + [driver["cwd"]]
+    root = os.path.commonpath(dirs)
+    for path, sha in sorted(files.items()):
+        dest = base / os.path.relpath(path, root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(client._transport.send("GET", f"/blobs/{sha}").content)
+    return base / os.path.relpath(driver["path"], root), base / os.path.relpath(driver["cwd"],
+                                                                             root)
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def main() -> int:
+    from titan import trace
+    from titan.client import TitanClient
+
+    client = TitanClient()
+    run_id = os.environ["TITAN_AGENT_RUN_ID"]
+    run = client.api("GET", f"/runs/{run_id}")
+    code = run["code"]
+    base = Path.cwd() / "replay" / run_id
+    script, cwd = _layout(client, code, base)
+    cwd.mkdir(parents=True, exist_ok=True)
+    args = code["driver"]["args"]
+    print(f"[replay] {run_id}: replaying {run['replay_of']} "
+          f"({run['replay'].get('mode', 'strict')} mode, {run['replay'].get('code')} code): "
+          f"python {script.name} {' '.join(args)}", flush=True)
+    home = os.getcwd()
+    os.chdir(cwd)
+    sys.argv = [str(script), *args]
+    sys.path[0] = str(script.parent)
+    status, error = 0, None
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        status = _exit_code(exc)
+    except BaseException as exc:  # noqa: BLE001 - the driver's failure is the replay's result
+        traceback.print_exc()
+        status, error = 1, f"{type(exc).__name__}: {exc}"[:2000]
+    finally:
+        os.chdir(home)
+    trace.flush(30)
+    for dag in client.list_dags(agent_run_id=run_id, limit=1000):
+        if dag["status"] in ("WAITING", "RUNNING") and not dag["name"].endswith("_DRIVER"):
+            client.cancel(dag["ref"])
+    end: dict[str, Any] = {"status": "completed" if status == 0 else "failed"}
+    if status != 0:
+        end["error"] = error or f"the replayed driver exited with status {status}"
+    client.api("PATCH", f"/runs/{run_id}", json=end)
+    report = client.api("GET", f"/runs/{run_id}/replay")
+    rate = report["match_rate"]
+    print(f"[replay] {run_id}: {report['matched']}/{report['recorded']} recorded calls matched"
+          f" ({'—' if rate is None else f'{rate:.0%}'}), {report['divergence_count']} "
+          f"divergence(s); cost ${report['replay']['cost_usd']:.4f} against "
+          f"${report['original']['cost_usd']:.4f}", flush=True)
+    for d in report["divergences"][:10]:
+        print(f"[replay]   {d['kind']}: {d['actor']} {d['channel']} {d['name']} "
+              f"#{d['ordinal']}", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
