@@ -253,6 +253,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return run(args, _client(args))
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from titan.trace.replay_commands import run_replay
+
+    return run_replay(args, _client(args))
+
+
+def cmd_determinism(args: argparse.Namespace) -> int:
+    from titan.trace.replay_commands import run_determinism
+
+    return run_determinism(args, _client(args))
+
+
 def cmd_llm(args: argparse.Namespace) -> int:
     from titan.llm.commands import run
 
@@ -391,6 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_runs_arguments(command("runs", cmd_runs, "agent runs: list, show, export, prune, "
                                "budget"), common)
+
+    from titan.trace.replay_commands import add_arguments as add_replay_arguments
+
+    add_replay_arguments(
+        command("replay", cmd_replay, "re-execute a run with its recorded LLM, tool and "
+                "ambient calls served; where it diverged (fork with --fork-at)"),
+        command("determinism", cmd_determinism, "a run's determinism score and findings"))
 
     from titan.llm.commands import add_arguments as add_llm_arguments
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,9 @@ class LocalProvider:
             raise ModelUnavailable(
                 "this llama-cpp-python was built with AMX, which crashes on the first token; "
                 "rebuild it portable with `titan llm install --rebuild`")
+        if os.environ.get("TITAN_JOB_ID"):  # in a job's log: where its first call's time went
+            sys.stderr.write(f"[titan.llm] loading the local model {path.name} "
+                             f"(context {n_ctx})\n")
         llm = llama_class()(model_path=str(path), n_ctx=n_ctx, n_threads=cores(),
                     n_threads_batch=cores(), verbose=False)
         self._loaded[path] = (n_ctx, llm)

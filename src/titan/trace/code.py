@@ -96,8 +96,8 @@ def register(transport: Any, run_id: str, scripts: dict[str, str] | None = None)
     if not fresh:
         return
     body: dict[str, Any] = {"files": fresh}
-    if found is not None:
-        body["driver"] = found[0]["driver"]
+    if found is not None and found[0]["driver"]["path"] in fresh:
+        body["driver"] = found[0]["driver"]  # with its file: the master checks they go together
     try:
         if found is not None:
             _upload(transport, found[1])

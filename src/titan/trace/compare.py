@@ -7,8 +7,8 @@ each replayed call by — so the order in which parallel actors ran never matter
   output hash);
 - **input_mismatch**: same call, different inputs (with a structural JSON diff);
 - **output_mismatch**: a call marked pure, re-run in verify mode, answered differently;
-- **name_mismatch**: the replay made a different call at a position of an actor where the
-  recording made this one (the two are paired, not reported as an extra plus a missing);
+- **name_mismatch**: at a position of an actor, the replay called another name of the same
+  channel than the recording (the two are paired, not reported as an extra plus a missing);
 - **extra**: a call the recording does not have; **missing**: a recorded call never made;
 - **leak**: a connection the replay's code opened itself (channel ``network``).
 
@@ -100,7 +100,9 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
                 continue
             o = recorded[pos]
             ok = key_of(o)
-            if ok not in rep and ok not in rows:
+            # Same channel, other name: the agent chose another tool (or step) there. A call
+            # of another channel is an extra call inserted before the recorded one.
+            if o["channel"] == r["channel"] and ok not in rep and ok not in rows:
                 row.update(original=o, status="name_mismatch")
                 rows[ok] = {"key": ok, "original": o, "replay": r, "status": "paired"}
     for k, o in orig.items():

@@ -14,8 +14,8 @@ gets:
 - recorded, same inputs: the recorded output, at no cost (``served``);
 - recorded, different input hash: an *input mismatch* — strict mode stops the replay there,
   lenient mode serves the recorded output anyway;
-- not recorded: an *extra call*, or a *name mismatch* when the recording made a different call
-  at that position of the actor — strict stops; lenient runs it live with ``allow_live``,
+- not recorded: an *extra call*, or a *name mismatch* when the recording made another call of
+  the same channel at that position of the actor — strict stops; lenient runs it live with ``allow_live``,
   else fails the call with :class:`~titan.errors.ReplayMiss` (clock and random values, which
   have no side effects, always run live);
 - with ``fork_at``: recorded calls from that step on run live (``forked``), as do the new calls
@@ -180,8 +180,8 @@ class Session:
             return Decision("forked", ordinal)
         order = rec.order.get(actor, [])
         there = order[pos] if pos < len(order) else None
-        kind = "name_mismatch" if there is not None and (there.channel, there.name) != (
-            channel, name) else "extra"
+        kind = "name_mismatch" if there is not None and there.channel == channel \
+            and there.name != name else "extra"
         decision = Decision("live", ordinal, there if kind == "name_mismatch" else None, kind)
         if self.mode == "strict":
             decision.status = "stopped"

@@ -1,0 +1,462 @@
+"""titan.trace.determinism: static, dynamic and replay findings, the score and its bands."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from titan.trace.determinism import Finding, analyze, band, dynamic, static
+
+
+def found(source: str, path: str = "job.py") -> list[tuple[str, str, int | None]]:
+    """(kind, severity, line) of each static finding, in line order."""
+    findings = static.scan(path, textwrap.dedent(source))
+    return sorted(((f.kind, f.severity, f.line) for f in findings), key=lambda t: (t[2], t[0]))
+
+
+def kinds(source: str) -> set[str]:
+    return {kind for kind, _, _ in found(source)}
+
+
+# -- static: each pattern, on its exact line -----------------------------------------------
+
+PATTERNS = '''\
+import datetime
+import os
+import random
+import socket
+import time
+import uuid
+
+import requests
+
+started = datetime.datetime.now()
+day = datetime.date.today()
+t0 = time.time()
+elapsed = time.monotonic() - time.perf_counter()
+rid = uuid.uuid4()
+pick = random.choice(["a", "b"])
+pid = os.getpid()
+home = os.environ["HOME"]
+model = os.getenv("MODEL")
+tags = {"x", "y"}
+for tag in tags:
+    print(tag)
+bucket = hash("name") % 8
+if elapsed == 0.5:
+    pass
+page = requests.get("https://example.com")
+sock = socket.create_connection(("example.com", 80))
+with open("notes.txt") as fh:
+    notes = fh.read()
+'''
+
+
+def test_each_pattern_is_found_on_its_line() -> None:
+    assert found(PATTERNS) == [
+        ("wall_clock", "high", 10),
+        ("wall_clock", "high", 11),
+        ("wall_clock", "medium", 12),
+        ("uuid", "high", 14),
+        ("unseeded_random", "high", 15),
+        ("pid", "medium", 16),
+        ("env_read", "low", 17),
+        ("env_read", "low", 18),
+        ("set_iteration", "medium", 20),
+        ("str_hash", "medium", 22),
+        ("float_equality", "low", 23),
+        ("network_io", "critical", 25),
+        ("network_io", "critical", 26),
+        ("file_io", "low", 27),
+    ]
+
+
+def test_a_finding_carries_its_code_advice_and_snippets() -> None:
+    [f] = static.scan("agent.py", "import uuid\n\n\nrun_id = str(uuid.uuid4())  # fresh\n")
+    assert (f.file, f.line, f.code) == ("agent.py", 4, "run_id = str(uuid.uuid4())  # fresh")
+    assert "`uuid.uuid4()`" in f.description
+    assert "titan.trace.uuid()" in f.recommendation and "titan.trace.uuid()" in f.after
+    assert f.before and f.source == "static" and f.title == "Random UUID"
+    assert f.to_dict()["line"] == 4 and json.dumps(f.to_dict())
+
+
+@pytest.mark.parametrize("source", [
+    "from datetime import datetime as dt\nx = 1\nwhen = dt.now()\n",
+    "from datetime import datetime\nx = 1\nwhen = datetime.utcnow()\n",
+    "import datetime as d\nx = 1\nwhen = d.datetime.today()\n",
+    "from datetime import date\nx = 1\nwhen = date.today()\n",
+])
+def test_clock_reads_through_import_aliases(source: str) -> None:
+    assert found(source) == [("wall_clock", "high", 3)]
+
+
+@pytest.mark.parametrize(("source", "kind"), [
+    ("from uuid import uuid4\nx = uuid4()\n", "uuid"),
+    ("import uuid as u\nx = u.uuid1()\n", "uuid"),
+    ("import secrets\nx = secrets.token_hex(8)\n", "uuid"),
+    ("from time import time\nx = time()\n", "wall_clock"),
+    ("import numpy as np\nx = np.random.rand(3)\n", "numpy_random"),
+    ("from numpy import random as npr\nx = npr.choice([1, 2])\n", "numpy_random"),
+    ("import numpy as np\nrng = np.random.default_rng()\n", "numpy_random"),
+    ("from random import shuffle\nshuffle([1, 2])\n", "unseeded_random"),
+    ("import random\nrng = random.Random()\n", "unseeded_random"),
+    ("import httpx\nwith httpx.Client() as c:\n    pass\n", "network_io"),
+    ("from urllib.request import urlopen\nurlopen('https://example.com')\n", "network_io"),
+    ("import aiohttp\ns = aiohttp.ClientSession()\n", "network_io"),
+    ("from pathlib import Path\ntext = Path('a.txt').read_text()\n", "file_io"),
+    ("import glob\nfiles = glob.glob('*.py')\n", "file_io"),
+    ("from os import environ\nkey = environ.get('KEY')\n", "env_read"),
+])
+def test_import_variants(source: str, kind: str) -> None:
+    assert kinds(source) == {kind}
+
+
+@pytest.mark.parametrize("source", [
+    "import random\nrandom.seed(7)\nx = random.random()\ny = random.choice([1, 2])\n",
+    "import random\nrng = random.Random(7)\nx = rng.random()\n",
+    "import numpy as np\nnp.random.seed(0)\nx = np.random.rand(3)\n",
+    "import numpy as np\nrng = np.random.default_rng(42)\nx = rng.integers(0, 9)\n",
+    "import time\nstart = time.perf_counter()\nlap = time.monotonic() - start\n",
+    "import uuid\nkey = uuid.uuid5(uuid.NAMESPACE_URL, 'https://example.com')\n",
+    "x = hash(42)\n",
+    "if 1 == 2:\n    pass\n",
+])
+def test_deterministic_code_is_not_flagged(source: str) -> None:
+    assert found(source) == []
+
+
+def test_titan_recorded_values_are_the_fix_not_a_finding() -> None:
+    source = '''\
+        import titan
+        from titan import trace
+        from titan.trace import now, random, uuid
+
+        a = titan.trace.now()
+        b = titan.trace.uuid()
+        c = titan.trace.random()
+        d = trace.now() + now() + random()
+        e = uuid()
+        '''
+    assert found(source) == []
+
+
+# -- static: iteration over sets -----------------------------------------------------------
+
+def test_set_iteration_in_all_its_forms() -> None:
+    source = '''\
+        def f(words: list[str], known: set[str]) -> None:
+            seen = set(words)
+            ids = [w.upper() for w in seen]
+            line = ",".join(seen)
+            first = list(known)
+            index = dict.fromkeys(seen | known)
+            table = {w: len(w) for w in frozenset(words)}
+            for w in {"a", "b"}:
+                print(w)
+            spread = [*seen]
+            any_one = seen.pop()
+        '''
+    assert [line for kind, _, line in found(source) if kind == "set_iteration"] == [
+        3, 4, 5, 6, 7, 8, 10, 11]
+
+
+def test_sorted_and_order_free_consumers_suppress_set_iteration() -> None:
+    source = '''\
+        def f(words: list[str]) -> None:
+            seen = set(words)
+            for w in sorted(seen):
+                print(w)
+            line = ",".join(sorted(seen))
+            ordered = sorted([w.upper() for w in seen])
+            size = len(list(seen)) + sum(len(w) for w in seen)
+            union = {*seen, "x"}
+            upper = {w.upper() for w in seen}
+            small = [n for n in {3, 1, 2}]
+            if "a" in seen:
+                pass
+        '''
+    assert found(source) == []
+
+
+def test_a_name_is_a_set_only_while_it_holds_one() -> None:
+    source = '''\
+        items = {"b", "a"}
+        items = sorted(items)
+        for i in items:
+            print(i)
+
+        class Tracker:
+            def __init__(self) -> None:
+                self.seen = set()
+
+            def report(self) -> list[str]:
+                return list(self.seen)
+        '''
+    assert found(source) == [("set_iteration", "medium", 11)]
+
+
+def test_module_level_set_iterated_inside_a_function() -> None:
+    source = '''\
+        NAMES = frozenset(["a", "b"])
+
+
+        def show() -> str:
+            return " ".join(NAMES)
+        '''
+    assert found(source) == [("set_iteration", "medium", 5)]
+
+
+# -- static: what Titan records is downgraded ----------------------------------------------
+
+def test_a_titan_tool_downgrades_its_findings_two_levels() -> None:
+    source = '''\
+        import datetime
+        import requests
+        import titan
+        from titan import tool
+
+
+        @titan.tool
+        def fetch(url: str) -> str:
+            return requests.get(url).text
+
+
+        @tool(name="stamp")
+        def stamp() -> str:
+            return datetime.datetime.now().isoformat()
+
+
+        def raw(url: str) -> str:
+            return requests.get(url).text
+        '''
+    findings = {f.line: f for f in static.scan("tools.py", textwrap.dedent(source))}
+    assert (findings[9].kind, findings[9].severity) == ("network_io", "medium")
+    assert "recorded by @titan.tool: replays serve its result" in findings[9].description
+    assert (findings[14].kind, findings[14].severity) == ("wall_clock", "low")
+    assert (findings[18].kind, findings[18].severity) == ("network_io", "critical")
+    assert "recorded" not in findings[18].description
+
+
+def test_a_trace_action_block_downgrades_its_body_only() -> None:
+    source = '''\
+        import random
+        import titan
+        from titan import trace
+
+        with titan.trace.action("pick", inputs={"r": random.random()}):
+            choice = random.choice(["a", "b"])
+        with trace.action("again") as a:
+            a.outputs = random.random()
+        after = random.random()
+        '''
+    assert found(source) == [
+        ("unseeded_random", "high", 5),  # the inputs are compared on replay, not served
+        ("unseeded_random", "low", 6),
+        ("unseeded_random", "low", 8),
+        ("unseeded_random", "high", 9),
+    ]
+
+
+def test_an_unparsable_file_is_one_low_finding() -> None:
+    findings = static.scan("broken.py", "x = 1\ndef f(:\n    pass\n")
+    assert [(f.kind, f.severity, f.line, f.code) for f in findings] == [
+        ("unparsable", "low", 2, "def f(:")]
+    report = analyze({"broken.py": "def f(:\n", "ok.py": "x = 1\n"}, [])
+    assert report["score"] == 99 and report["analyzed"]["files"] == ["broken.py", "ok.py"]
+    deep = "x = " + " + ".join(["1"] * 20_000) + "\n"  # parses, but deeper than recursion
+    assert [f.kind for f in static.scan("deep.py", deep)] == ["unparsable"]
+
+
+# -- dynamic: values in recorded outputs ---------------------------------------------------
+
+def row(seq: int, name: str, outputs: object, channel: str = "tool",
+        inputs: object = None, raw: bool = False) -> dict[str, object]:
+    """An action row as the store gives it: inputs and outputs as JSON text (``raw``: the
+    outputs text as given, such as a truncated preview)."""
+    return {"seq": seq, "name": name, "actor": "main", "channel": channel,
+            "outcome": "success", "inputs": None if inputs is None else json.dumps(inputs),
+            "outputs": outputs if raw else json.dumps(outputs)}
+
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+
+
+def dynamic_findings(rows: list[dict[str, object]]) -> dict[tuple[str, str], Finding]:
+    findings, count = dynamic.scan(rows, now=NOW)
+    assert count == len(rows)
+    return {(f.kind, f.action or ""): f for f in findings}
+
+
+def test_timestamp_uuid_and_pid_in_outputs() -> None:
+    ident = str(uuid.UUID("12345678-1234-4234-9234-123456789abc"))
+    rows = [
+        row(1, "plan", {"text": "no surprises here", "tokens": 12}),
+        row(2, "generate_report", {"report": "ok", "generated": "2024-12-28T14:30:00Z"}),
+        row(3, "generate_report", {"report": "ok", "generated": "2024-12-29T09:00:00Z"}),
+        row(4, "create_ticket", {"ticket": {"id": ident}}),
+        row(5, "worker_info", {"pid": 4242, "created_at": 1735396200}),
+        row(6, "make_token", {"token": "9f86d081884c7d65ab3e"}),
+    ]
+    found_ = dynamic_findings(rows)
+    stamp = found_[("timestamp_in_output", "generate_report")]
+    assert stamp.severity == "high" and stamp.seq == 2 and stamp.source == "dynamic"
+    assert stamp.description == (
+        'Output contains current timestamp ("2024-12-28T14:30:00Z") which will differ on '
+        "replay. Seen in 2 actions, first at #2.")
+    assert stamp.recommendation == "Pass timestamp as input parameter instead."
+    assert found_[("uuid_in_output", "create_ticket")].severity == "high"
+    assert ident in found_[("uuid_in_output", "create_ticket")].description
+    assert found_[("pid_in_output", "worker_info")].severity == "medium"
+    assert found_[("timestamp_in_output", "worker_info")].severity == "medium"
+    assert found_[("random_id_in_output", "make_token")].severity == "medium"
+    assert set(found_) == {("timestamp_in_output", "generate_report"),
+                           ("uuid_in_output", "create_ticket"), ("pid_in_output", "worker_info"),
+                           ("timestamp_in_output", "worker_info"),
+                           ("random_id_in_output", "make_token")}
+
+
+def test_recorded_clock_and_random_values_are_not_findings() -> None:
+    stamp = "2025-05-31T12:00:00+00:00"
+    at = datetime.fromisoformat(stamp).timestamp()
+    ident = "12345678-1234-4234-9234-123456789abc"
+    rows = [
+        row(1, "now", at, channel="clock"),
+        row(2, "uuid", ident, channel="random"),
+        row(3, "random", 0.123, channel="random"),
+        # Values that came from Titan's recorded ones, or from the inputs, replay the same.
+        row(4, "report", {"at": stamp, "id": ident}),
+        row(5, "echo", {"when": "2025-01-01T08:00:00Z"}, inputs={"when": "2025-01-01T08:00:00Z"}),
+    ]
+    assert dynamic_findings(rows) == {}
+
+
+def test_what_is_not_a_fresh_value() -> None:
+    rows = [
+        row(1, "history", {"text": "Founded 1999-05-04T10:00:00Z; moon landing 1969"}),
+        row(2, "named", {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "https://example.com"))}),
+        row(3, "digest", {"sha256": "ab" * 32, "word": "internationalization"}),
+        row(4, "prose", {"text": "gpt4o and h100 cards ran release2024notes in 10x time"}),
+        row(5, "counts", {"pid_count": 3, "time": 12, "tokens": 1735396200}),
+    ]
+    assert dynamic_findings(rows) == {}
+
+
+def test_truncated_outputs_are_scanned_as_text() -> None:
+    rows = [row(7, "dump", '{"at": "2025-05-30 10:11:12", "pid": 99, "rest": "abc', raw=True)]
+    found_ = dynamic_findings(rows)
+    assert set(found_) == {("timestamp_in_output", "dump"), ("pid_in_output", "dump")}
+
+
+def test_thirty_thousand_actions() -> None:
+    text = "Retrieval augmented generation pairs a retriever with a generator. " * 10
+    rows = [row(i, f"step{i % 5}", {"text": text, "tokens": i, "score": 0.5},
+                channel="llm" if i % 2 else "tool") for i in range(30_000)]
+    rows[12_345] = row(12_345, "stamp", {"at": "2025-05-30T10:11:12Z"})
+    started = time.perf_counter()
+    findings, count = dynamic.scan(rows, now=NOW)
+    assert count == 30_000 and [(f.kind, f.seq) for f in findings] == [
+        ("timestamp_in_output", 12_345)]
+    assert time.perf_counter() - started < 30  # a sanity bound, not a benchmark
+
+
+# -- replay evidence -----------------------------------------------------------------------
+
+def test_replay_divergences_become_findings() -> None:
+    divergences = [
+        {"kind": "output_mismatch", "actor": "main", "channel": "tool", "name": "search",
+         "ordinal": 0, "message": "outputs differ", "replay_run_id": "r1"},
+        {"kind": "output_mismatch", "actor": "main", "channel": "tool", "name": "search",
+         "ordinal": 0, "message": "outputs differ", "replay_run_id": "r2"},
+        {"kind": "leak", "actor": "main", "channel": "network", "name": "api.example.com",
+         "ordinal": 0, "message": "GET https://api.example.com", "replay_run_id": "r1"},
+        {"kind": "missing", "actor": "main/sub", "channel": "llm", "name": "call_llm",
+         "ordinal": 2, "message": "", "replay_run_id": "r2"},
+    ]
+    report = analyze({}, [], divergences, replays=2)
+    by_kind = {f["kind"]: f for f in report["findings"]}
+    mismatch = by_kind["output_mismatch"]
+    assert mismatch["severity"] == "critical" and mismatch["source"] == "replay"
+    assert "Same inputs, different outputs" in mismatch["description"]
+    assert "Found 2 times" in mismatch["description"] and mismatch["action"] == "search"
+    assert (by_kind["network_io"]["severity"], by_kind["network_io"]["source"]) == (
+        "critical", "replay")
+    assert by_kind["divergence"]["severity"] == "high"
+    assert report["counts"] == {"critical": 2, "high": 1, "medium": 0, "low": 0}
+    assert report["analyzed"]["replays"] == 2
+    assert report["score"] == 100 - 25 - 25 - 12
+
+
+# -- score, bands, the report --------------------------------------------------------------
+
+@pytest.mark.parametrize(("score", "label", "color", "low"), [
+    (100, "Highly deterministic", "green", 90),
+    (90, "Highly deterministic", "green", 90),
+    (89, "Moderately deterministic", "yellow", 70),
+    (70, "Moderately deterministic", "yellow", 70),
+    (69, "Low determinism", "orange", 50),
+    (50, "Low determinism", "orange", 50),
+    (49, "Highly non-deterministic", "red", 0),
+    (0, "Highly non-deterministic", "red", 0),
+])
+def test_band_boundaries(score: int, label: str, color: str, low: int) -> None:
+    assert band(score) == {"label": label, "color": color, "min": low}
+
+
+def test_a_clock_and_a_uuid_cost_a_band() -> None:
+    source = '''\
+        import uuid
+        from datetime import datetime
+
+        def main() -> dict[str, str]:
+            return {"id": str(uuid.uuid4()), "at": datetime.now().isoformat()}
+        '''
+    report = analyze({"job.py": textwrap.dedent(source)}, [])
+    assert report["score"] < 90 and report["score"] == 76
+    assert report["band"]["label"] == "Moderately deterministic"
+    assert [(f["kind"], f["line"]) for f in report["findings"]] == [
+        ("uuid", 5), ("wall_clock", 5)]
+    assert {r["kind"] for r in report["recommendations"]} == {"wall_clock", "uuid"}
+    assert all(r["before"] and r["after"] and r["advice"] for r in report["recommendations"])
+    json.dumps(report)
+
+
+def test_the_titan_version_scores_100() -> None:
+    source = '''\
+        import titan
+
+        def main(tags: list[str]) -> dict[str, object]:
+            return {"id": titan.trace.uuid(), "at": titan.trace.now(),
+                    "tags": sorted(set(tags)), "roll": titan.trace.random()}
+        '''
+    report = analyze({"job.py": textwrap.dedent(source)}, iter([]))
+    assert report["score"] == 100 and report["findings"] == []
+    assert report["band"]["color"] == "green" and report["recommendations"] == []
+    assert report["counts"] == {"critical": 0, "high": 0, "medium": 0, "low": 0}
+
+
+def test_repeats_of_a_kind_in_a_file_have_diminishing_cost() -> None:
+    reads = "\n".join(f"v{i} = os.environ.get('V{i}')" for i in range(40))
+    report = analyze({"cfg.py": "import os\n" + reads + "\n"}, [])
+    assert report["counts"]["low"] == 40 and report["score"] == 97  # 1 + 0.5 ... capped at 2.5
+    clocks = "\n".join(f"t{i} = datetime.now()" for i in range(3))
+    report = analyze({"a.py": "from datetime import datetime\n" + clocks,
+                      "b.py": "from datetime import datetime\nt = datetime.now()\n"}, [])
+    assert report["score"] == 100 - (12 + 6 + 6) - 12
+
+
+def test_findings_are_sorted_worst_first_then_by_file_and_line() -> None:
+    files = {"b.py": "import os\nx = os.getenv('A')\nimport requests\nrequests.get('u')\n",
+             "a.py": "import os\n\nx = os.getenv('A')\n"}
+    rows = [row(3, "stamp", {"at": datetime.now(UTC).isoformat()})]
+    report = analyze(files, rows)
+    order = [(f["severity"], f["file"], f["line"]) for f in report["findings"]]
+    assert order == [("critical", "b.py", 4), ("high", None, None), ("low", "a.py", 3),
+                     ("low", "b.py", 2)]
+    assert report["analyzed"] == {"files": ["b.py", "a.py"], "actions": 1, "replays": 0}
+    assert [r["kind"] for r in report["recommendations"]] == [
+        "network_io", "timestamp_in_output", "env_read"]

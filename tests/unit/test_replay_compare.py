@@ -1,0 +1,114 @@
+"""The comparison of a replay with its original, by key: every divergence kind and the
+statuses that are not divergences (order, forks, strict stops, retried jobs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from titan.trace.compare import compare, json_diff
+
+_seq = iter(range(1, 1 << 30))
+
+
+def act(actor: str, name: str, ordinal: int = 0, *, channel: str = "tool", inputs: str = "i",
+        outputs: str = "o", status: str | None = None, seq: int | None = None) -> dict[str, Any]:
+    return {"seq": seq if seq is not None else next(_seq), "actor": actor, "channel": channel,
+            "name": name, "ordinal": ordinal, "inputs_hash": inputs, "outputs_hash": outputs,
+            "outcome": "replayed" if status == "served" else "success",
+            "replay_status": status}
+
+
+def statuses(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(r["key"][0], r["key"][2], r["status"]) for r in result["rows"]]
+
+
+def test_parallel_actors_in_another_order_match() -> None:
+    original = [act("ITER1/r0", "search", seq=1), act("ITER1/r1", "search", seq=2),
+                act("ITER1/r0", "call_llm", channel="llm", seq=3),
+                act("ITER1/r1", "call_llm", channel="llm", seq=4)]
+    replay = [act("ITER1/r1", "search", status="served", seq=1),
+              act("ITER1/r1", "call_llm", channel="llm", status="served", seq=2),
+              act("ITER1/r0", "search", status="served", seq=3),
+              act("ITER1/r0", "call_llm", channel="llm", status="served", seq=4)]
+    result = compare(original, replay)
+    assert result["divergences"] == [] and result["match_rate"] == 1.0
+    assert result["matched"] == result["recorded"] == 4
+
+
+def test_input_mismatch_extra_missing_and_leak() -> None:
+    original = [act("A", "plan", seq=1), act("A", "search", seq=2), act("B", "write", seq=3)]
+    replay = [act("A", "plan", inputs="changed", status="served", seq=1),
+              act("A", "search", status="served", seq=2),
+              act("A", "search", 1, status="refused", seq=3),
+              act("A", "connect", channel="network", status="refused", seq=4)]
+    result = compare(original, replay)
+    assert statuses(result) == [("A", "plan", "input_mismatch"), ("A", "search", "match"),
+                                ("B", "write", "missing"), ("A", "search", "extra"),
+                                ("A", "connect", "leak")]
+    assert result["matched"] == 1 and result["recorded"] == 3
+    assert result["match_rate"] == round(1 / 3, 4)
+
+
+def test_a_different_tool_at_a_position_is_a_name_mismatch_not_extra_plus_missing() -> None:
+    original = [act("A", "search", seq=1), act("A", "summarise", seq=2)]
+    replay = [act("A", "lookup", status="stopped", seq=1)]
+    result = compare(original, replay)
+    assert [(d["status"], d["key"][2], d["original"]["name"]) for d in result["divergences"]] \
+        == [("name_mismatch", "lookup", "search")]
+    # A strict stop: the rest of the recording was not reached, it is not missing.
+    assert ("A", "summarise", "not_reached") in statuses(result)
+
+
+def test_a_call_of_another_channel_inserted_before_is_extra() -> None:
+    original = [act("A", "call_llm", channel="llm", seq=1)]
+    replay = [act("A", "fetch_sources", status="refused", seq=1)]
+    kinds = [d["status"] for d in compare(original, replay)["divergences"]]
+    assert kinds == ["missing", "extra"]
+
+
+def test_verified_output_mismatch() -> None:
+    original = [act("A", "f", outputs="x", seq=1)]
+    same = compare(original, [act("A", "f", outputs="x", status="verified", seq=1)])
+    assert same["divergences"] == [] and same["match_rate"] == 1.0
+    other = compare(original, [act("A", "f", outputs="y", status="verified", seq=1)])
+    assert [d["status"] for d in other["divergences"]] == ["output_mismatch"]
+
+
+def test_a_fork_serves_the_prefix_and_replaces_the_rest() -> None:
+    original = [act("PLAN/p", "call_llm", channel="llm", seq=1),
+                act("EVAL1/e", "call_llm", channel="llm", seq=2),
+                act("SYNTH/s", "call_llm", channel="llm", seq=3)]
+    replay = [act("PLAN/p", "call_llm", channel="llm", status="served", seq=1),
+              act("EVAL1/e", "call_llm", channel="llm", status="override", seq=2),
+              act("ITER2/r", "call_llm", channel="llm", status="forked", seq=3)]
+    result = compare(original, replay, fork_at=2)
+    assert statuses(result) == [("PLAN/p", "call_llm", "match"),
+                                ("EVAL1/e", "call_llm", "override"),
+                                ("SYNTH/s", "call_llm", "replaced"),
+                                ("ITER2/r", "call_llm", "forked")]
+    assert result["divergences"] == [] and result["recorded"] == 1 and result["matched"] == 1
+    assert result["served"] == 2 and result["live"] == 1
+
+
+def test_a_retried_job_counts_its_last_attempt() -> None:
+    original = [act("A", "f", outputs="first", seq=1), act("A", "f", outputs="last", seq=5)]
+    replay = [act("A", "f", outputs="last", status="verified", seq=1)]
+    result = compare(original, replay)
+    assert result["recorded"] == 1 and result["divergences"] == []
+
+
+def test_json_diff_paths() -> None:
+    a = {"messages": [{"role": "system", "content": "planner"}], "model": "local", "x": 1}
+    b = {"messages": [{"role": "system", "content": "meticulous planner"}], "model": "local",
+         "y": 2}
+    assert json_diff(a, b) == [
+        {"path": "$.messages[0].content", "change": "changed", "original": "planner",
+         "replay": "meticulous planner"},
+        {"path": "$.x", "change": "removed", "original": 1, "replay": None},
+        {"path": "$.y", "change": "added", "original": None, "replay": 2},
+    ]
+    assert json_diff([1, 2], [1]) == [{"path": "$[1]", "change": "removed", "original": 2,
+                                       "replay": None}]
+    assert json_diff({"a b": 1}, {"a b": 2})[0]["path"] == '$["a b"]'
+    assert json_diff(1, 1.0) == [{"path": "$", "change": "changed", "original": 1,
+                                  "replay": 1.0}]
