@@ -71,6 +71,7 @@ bench: venv llm browser
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/telemetry.py
 	$(BIN)/python bench/research_agent.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -185,7 +185,8 @@ def test_fork_at_the_evaluator_with_an_overridden_decision_changes_the_loop(
     evals = recorded.cluster.api("GET", f"/runs/{recorded.run_id}/actions",
                                  None)["actions"]
     first_eval = next(a for a in evals if a["actor"] == "EVAL1/evaluator")
-    was = first_eval["outputs"]["data"]["decision"]
+    full = recorded.cluster.api("GET", f"/runs/{recorded.run_id}/actions/{first_eval['seq']}")
+    was = full["outputs"]["data"]["decision"]
     if was == "SYNTHESIZE":  # the recording stopped after one iteration: force another
         data = {"decision": "DEEPEN", "reason": "forked", "gaps": ["LoRA rank selection"]}
     else:  # it went on to ITER2: make it stop at once

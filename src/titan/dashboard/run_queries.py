@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from titan.errors import NotFound, ValidationFailed
 from titan.master.action_input import OUTCOMES
 from titan.master.api.runs import agent_view, run_query
+from titan.master.replay_report import replays_view
 from titan.master.run_views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
@@ -33,6 +34,7 @@ INTERCEPTS_SHOWN = 20
 AGENT_IDS_LISTED = 500
 ACTION_PAGE = 200  # actions per request of the telemetry list
 AGENT_RECENT_RUNS = 20
+REPLAYS_LISTED = 20  # a run's replays its Simulation tab lists, newest first
 AGENT_SERIES = 1000  # the runs an agent's totals count (the API's largest page)
 CHART_POINTS = 100  # the latest runs drawn in an agent's chart
 
@@ -91,7 +93,15 @@ def run_page(tx: Transaction, run_id: str) -> Data:
         raise NotFound(f"no agent run {run_id!r}", details={"id": run_id})
     detail = run_detail(tx, run)
     return {"run": detail, "reasons": intercept_reasons(detail), "outcomes": list(OUTCOMES),
-            "action_page": ACTION_PAGE, "preview": LIST_PREVIEW}
+            "action_page": ACTION_PAGE, "preview": LIST_PREVIEW,
+            "replays": replays(tx, run_id, REPLAYS_LISTED)}
+
+
+def replays(tx: Transaction, run_id: str, limit: int) -> list[Data]:
+    """The replays of a run, newest first: ``GET /api/v1/runs/{id}/replays``'s list, through
+    the same view. A storage without ``replays_of`` lists none."""
+    read = getattr(tx, "replays_of", None)
+    return replays_view(read(run_id, limit)) if read is not None else []
 
 
 # -- one agent ---------------------------------------------------------------------------------

@@ -82,14 +82,16 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def register(transport: Any, run_id: str, scripts: dict[str, str] | None = None) -> None:
-    """Tell the master what code run ``run_id`` is made of: this process's driver files and
-    ``scripts`` ({absolute path: sha256} of job scripts, already uploaded). Never raises: a
-    run that cannot report its code still runs, it just cannot be replayed."""
+def register(transport: Any, run_id: str, scripts: dict[str, str] | None = None,
+             found: tuple[dict[str, Any], dict[str, bytes]] | None = None) -> None:
+    """Tell the master what code run ``run_id`` is made of: this process's driver files (or
+    ``found``, read earlier by :func:`driver_code`) and ``scripts`` ({absolute path: sha256}
+    of job scripts, already uploaded). Never raises: a run that cannot report its code still
+    runs, it just cannot be replayed."""
     global _warned
     if os.environ.get("TITAN_REPLAY"):
         return  # a replay's code is the one the replay was started with
-    found = driver_code()
+    found = found or driver_code()
     files: dict[str, str] = dict(found[0]["files"]) if found else {}
     files.update(scripts or {})
     fresh = {p: s for p, s in files.items() if (run_id, p, s) not in _sent}

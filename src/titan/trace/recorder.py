@@ -161,13 +161,13 @@ class Recorder:
             _warn(f"the master refused {n} action(s) of run {run.id}: {exc}")
             return None
 
-    def _send_change(self, kind: str, run: RunHandle, body: dict[str, Any]) -> None:
+    def _send_change(self, kind: str, run: RunHandle, body: Any) -> None:
         from titan import errors
 
         if kind == "code":  # the script that opened the run: what a replay re-executes
             from titan.trace import code
 
-            code.register(self.client(run), run.id)
+            code.register(self.client(run), run.id, found=body)
             return
         try:
             if kind == "create":

@@ -57,7 +57,11 @@ class Run:
     def __enter__(self) -> Run:
         if not self.replaying:
             RECORDER.put("create", self.handle, dict(self._body, started_at=time.time()))
-            RECORDER.put("code", self.handle, None)
+            # Read now, on the caller's thread: by the time the sender gets to it a short
+            # script may be over, and the interpreter has cleared __main__.__file__.
+            from titan.trace import code
+
+            RECORDER.put("code", self.handle, code.driver_code())
         self._token = context.enter_run(self.handle)
         return self
 

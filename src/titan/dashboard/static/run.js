@@ -228,16 +228,36 @@
     T.inspector.open(runId, a.seq, a, () => { s.selected = null; schedule(); });
   });
 
-  function selectTab(name) {
-    for (const tab of document.querySelectorAll('[role="tab"]')) {
-      const on = tab.id === "tab-" + name;
+  // -- tabs: Telemetry, Simulation, Determinism; the address's #hash names the open one -----
+  /* The other tabs' scripts (simulation.js, determinism.js) load first and hear "titan:tab"
+   * when theirs opens: each fetches its data the first time, not with the page. */
+  const tabs = [...document.querySelectorAll('.tabs [role="tab"]')];
+  function selectTab(name, focus) {
+    const chosen = document.getElementById("tab-" + name);
+    if (!chosen) return;
+    for (const tab of tabs) {
+      const on = tab === chosen;
       tab.setAttribute("aria-selected", String(on));
+      tab.tabIndex = on ? 0 : -1;
       document.getElementById(tab.getAttribute("aria-controls")).hidden = !on;
     }
+    const hash = name === "telemetry" ? "" : "#" + name;
+    if (location.hash !== hash) history.replaceState(null, "", location.pathname + location.search + hash);
+    if (focus) chosen.focus();
+    if (name === "telemetry") schedule();  // hidden, the list had no height to fill
+    document.dispatchEvent(new CustomEvent("titan:tab", { detail: { name: name } }));
   }
-  for (const tab of document.querySelectorAll('[role="tab"]')) {
+  T.runTabs = { select: selectTab };
+  for (const tab of tabs) {
     tab.addEventListener("click", () => selectTab(tab.id.slice(4)));
+    tab.addEventListener("keydown", (e) => {  // the ARIA tabs pattern: arrows move along
+      const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+      if (!step) return;
+      e.preventDefault();
+      selectTab(tabs[(tabs.indexOf(tab) + step + tabs.length) % tabs.length].id.slice(4), true);
+    });
   }
+  window.addEventListener("hashchange", () => selectTab(location.hash.slice(1) || "telemetry"));
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
     const t = e.target;
@@ -247,6 +267,9 @@
     }
     if (e.key === "/") { e.preventDefault(); search.focus(); search.select(); }
     else if (e.key === "t") { selectTab("telemetry"); scroller.focus(); }
+    else if (e.key === "s") selectTab("simulation", true);
+    else if (e.key === "d") selectTab("determinism", true);
+    else if (e.key === "r") { selectTab("simulation"); document.dispatchEvent(new CustomEvent("titan:simulate")); }
     else if (e.key === "Escape" && T.inspector.isOpen()) T.inspector.close();
   });
 
@@ -288,12 +311,16 @@
       if ((d.run_id !== undefined ? d.run_id : d.id) !== runId) return;
       if (msg.type !== "action_created") { patchHeader(d); refreshHeader(); }
       tail();
+      // This run's events, for the Simulation tab of a replay (no second socket).
+      document.dispatchEvent(new CustomEvent("titan:run-event", { detail: msg }));
     },
     onResync() {  // events sent while the socket was down (or not yet open) are gone
       refreshHeader();
       tail();
+      document.dispatchEvent(new CustomEvent("titan:run-resync"));
     },
   });
 
   if (s.q || s.outcome) restart(); else { load(0); schedule(); }
+  if (/^#(simulation|determinism)$/.test(location.hash)) selectTab(location.hash.slice(1));
 })();
