@@ -129,6 +129,13 @@ def test_replay_with_recorded_code_matches_everything_at_zero_cost(recorded: Rec
     assert {a["replay_status"] for a in actions} == {"served"}
 
 
+def test_replay_regression_gate_over_the_agents_runs(recorded: Recorded) -> None:
+    done = recorded.titan("replay", "--agent", "RESEARCH", "--last", "1", "--code", "current")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert recorded.run_id in done.stdout and "100.0%" in done.stdout
+    assert "threshold 100%: pass" in done.stdout
+
+
 def test_changed_planner_prompt_is_an_input_mismatch_at_the_planner(recorded: Recorded) -> None:
     planner = recorded.agent / "research_planner.py"
     original = planner.read_text()
@@ -236,10 +243,3 @@ def test_determinism_of_the_research_run(recorded: Recorded) -> None:
     assert any(f["kind"] == "uuid" and f["line"] == uuid_line for f in r["findings"]), r
     done = recorded.titan("determinism", recorded.run_id)
     assert done.returncode == 0 and f"research_agent.py:{uuid_line}" in done.stdout
-
-
-def test_replay_regression_gate_over_the_agents_runs(recorded: Recorded) -> None:
-    done = recorded.titan("replay", "--agent", "RESEARCH", "--last", "1", "--code", "current")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert recorded.run_id in done.stdout and "100.0%" in done.stdout
-    assert "threshold 100%: pass" in done.stdout
