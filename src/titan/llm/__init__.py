@@ -104,7 +104,7 @@ def complete(
     if decision is not None:  # a replay: answered from the recording, or let through live
         if decision.serves or decision.status in ("stopped", "refused"):
             return _replayed(decision, requested, msgs, recorded_params, started_at, t0)
-        replay_model = _llm_hooks.replay.active().model  # type: ignore[union-attr]
+        replay_model = _llm_hooks.replay_model()
         if replay_model:  # a fork's --model: the live part of the run asks another model
             model = requested = replay_model
     provider, model_id = resolve(model)

@@ -77,6 +77,12 @@ def replay_decision(requested: str, messages: Any, params: dict[str, Any]) -> An
                           llm_inputs(requested, messages, params))
 
 
+def replay_model() -> str | None:
+    """A fork's ``--model``: the model the live part of a replay asks instead."""
+    session = replay.active()
+    return session.model if session is not None else None
+
+
 def refusal(decision: Any) -> BaseException:
     session = replay.active()
     run = context.current_run()
