@@ -192,9 +192,17 @@ def _print_report(r: dict[str, Any], rows: int) -> None:
 
 def _regression(args: argparse.Namespace, client: Any) -> int:
     """Replay an agent's last runs; exit 1 when the overall match rate is under threshold."""
-    runs = [r for r in client.api("GET", "/runs", params={
-        "agent": args.agent, "status": "completed,failed", "limit": min(1000, args.last * 3),
-    })["runs"] if not r.get("replay_of")][:args.last]
+    runs: list[dict[str, Any]] = []
+    offset = 0
+    while len(runs) < args.last:  # newest first; replays of the agent's runs are skipped
+        page = client.api("GET", "/runs", params={
+            "agent": args.agent, "status": "completed,failed", "limit": 200, "offset": offset,
+        })["runs"]
+        runs += [r for r in page if not r.get("replay_of")]
+        if len(page) < 200:
+            break
+        offset += 200
+    runs = runs[:args.last]
     if not runs:
         raise TitanError(f"agent {args.agent!r} has no finished runs to replay")
     started = []
