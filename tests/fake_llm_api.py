@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -56,6 +57,9 @@ class FakeLLMServer:
     replies: deque[Reply] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     url: str = ""
+    # Answers computed from the request (a scripted world for many concurrent callers);
+    # queued replies still go first.
+    responder: Callable[[Received], Reply | str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def queue(self, *replies: Reply | str) -> None:
@@ -65,7 +69,12 @@ class FakeLLMServer:
     def next_reply(self, got: Received) -> Reply:
         with self._lock:
             self.received.append(got)
-            return self.replies.popleft() if self.replies else self.default
+            if self.replies:
+                return self.replies.popleft()
+        if self.responder is not None:
+            reply = self.responder(got)
+            return Reply(text=reply) if isinstance(reply, str) else reply
+        return self.default
 
 
 def _openai(reply: Reply, model: str) -> dict[str, Any]:

@@ -131,6 +131,17 @@ class BudgetExceeded(LLMError):
         self.cost_usd = cost_usd
 
 
+class ToolCallFailed(TitanError):
+    """A tool called through Titan's tool proxy failed: the simulator could not answer
+    (``source == "error"``) or the passthrough hop to the real endpoint failed
+    (``"transport_error"``)."""
+
+    def __init__(self, tool: str, source: str, message: str) -> None:
+        super().__init__(f"tool {tool!r} failed ({source}): {message}")
+        self.tool = tool
+        self.source = source
+
+
 class APIError(TitanError):
     """The Titan master refused the request."""
 

@@ -152,7 +152,7 @@ class Cluster:
         return str(path)
 
 
-def isolated_cluster(root: Path, **up: Any) -> Cluster:
+def isolated_cluster(root: Path, env: dict[str, str] | None = None, **up: Any) -> Cluster:
     """`titan up` for a module-scoped fixture. Those are built before the root conftest's
     per-test isolation, so the cluster gets a clean environment of its own here (no TITAN_*
     from the developer's shell, a private user config)."""
@@ -163,7 +163,7 @@ def isolated_cluster(root: Path, **up: Any) -> Cluster:
             if key.startswith("TITAN_") and key != "TITAN_TEST_POSTGRES_URL":
                 mp.delenv(key)
         mp.setenv("TITAN_CONFIG_DIR", str(root / "user-config"))
-        c = Cluster(root)
+        c = Cluster(root, env=env)
     try:
         c.up(**up)
     except BaseException:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from titan.client.config import Endpoint, resolve
+from titan.client.evaluations import EvalOps
 from titan.client.files import FileOps
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline import load_pipeline
@@ -36,7 +37,7 @@ LOG_PAGE = 10000
 _UNFINISHED = ("PENDING", "READY", "RUNNING")
 
 
-class TitanClient(StoreOps, FileOps):
+class TitanClient(StoreOps, FileOps, EvalOps):
     """A connection to one Titan master (thread-safe; one keep-alive pool per client)."""
 
     def __init__(

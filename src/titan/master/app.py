@@ -33,11 +33,15 @@ from titan.master.api import (
     workers,
 )
 from titan.master.api import (
+    evaluations as evaluation_api,
+)
+from titan.master.api import (
     replays as replay_api,
 )
 from titan.master.api.deps import Ctx
 from titan.master.config import MasterConfig
 from titan.master.engine import Engine
+from titan.master.evaluations import Evaluations
 from titan.master.events import EventHub
 from titan.master.replays import Replays
 from titan.master.telemetry import Telemetry
@@ -130,17 +134,20 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         await runs.load()
         replays = Replays(engine, blobs, runs)
         await replays.load()
+        evals = Evaluations(engine, blobs, runs)
+        await evals.load()
         retention = (asyncio.create_task(runs.keep_retention(config.run_retention))
                      if config.run_retention else None)
         app.state.ctx = Ctx(config=config, storage=storage, engine=engine, hub=hub,
                             blobs=blobs, tokens=auth.TokenCache(), runs=runs,
-                            replays=replays)
+                            replays=replays, evals=evals)
         log.info("master ready: %s (database %s)", config.api_url, storage.url.split("@")[-1])
         try:
             yield
         finally:
             if retention is not None:
                 retention.cancel()
+            await evals.stop()
             await engine.stop()
             storage.close()
             storage = None
@@ -153,7 +160,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     # The workers' protocol and the store are the hottest routes: match them first. Routes are
     # added flat rather than with include_router, whose per-router wrappers cost a match pass
     # each on every request (measured: ~0.2 ms per request on a 2-core VM).
-    for module in (workers, store, jobs, dags, files, runs, replay_api, admin, stream):
+    for module in (workers, store, jobs, dags, files, runs, replay_api, evaluation_api, admin,
+                   stream):
         app.router.routes.extend(module.router.routes)
     # The dashboard's pages (and their JSON twins) after the API: /api/v1 is matched first.
     app.router.routes.extend(dashboard_pages.router.routes)

@@ -21,6 +21,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from titan.storage.base_evals import EvalTransaction
+
 Row = dict[str, Any]
 
 
@@ -48,7 +50,7 @@ class ActionQuery:
     after: int | None = None  # seq greater than this
 
 
-class Transaction(abc.ABC):
+class Transaction(EvalTransaction):
     """One database transaction. Not thread-safe: use it from the thread that opened it."""
 
     # -- meta ---------------------------------------------------------------------------------

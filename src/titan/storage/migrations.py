@@ -62,11 +62,19 @@ def _replay(conn: Connection) -> None:
         conn.execute(text("CREATE INDEX ix_agent_runs_replay_of ON agent_runs (replay_of)"))
 
 
+def _evaluations(conn: Connection) -> None:
+    found = inspect(conn)
+    for table in (t.evaluations, t.eval_tasks, t.eval_runs, t.eval_calls):
+        if not found.has_table(table.name):
+            table.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
     (3, "agent telemetry: runs, agents, actions", _agent_telemetry),
     (4, "replay: settings, recorded code, per-action replay status", _replay),
+    (5, "evaluations: tasks, runs, proxied tool calls", _evaluations),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -18,11 +18,12 @@ from titan.storage import compiled
 from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, iter_chunks
 from titan.storage.migrations import migrate
+from titan.storage.sql_evals import EvalsSQL
 from titan.storage.sql_jobs import JobsSQL
 from titan.storage.sql_runs import RunsSQL
 
 
-class SQLTransaction(JobsSQL, RunsSQL, Transaction):
+class SQLTransaction(JobsSQL, RunsSQL, EvalsSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any) -> None:
         self.conn = conn
         self.insert = insert

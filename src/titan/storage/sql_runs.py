@@ -164,6 +164,9 @@ class RunsSQL:
         deleted = 0
         for chunk in iter_chunks(list(run_ids), 200):
             self.conn.execute(delete(t.actions).where(t.actions.c.run_id.in_(chunk)))
+            # An evaluation run is its agent run seen from the evaluation: they go together.
+            self.conn.execute(delete(t.eval_calls).where(t.eval_calls.c.run_id.in_(chunk)))
+            self.conn.execute(delete(t.eval_runs).where(t.eval_runs.c.id.in_(chunk)))
             self.conn.execute(update(t.dags).where(t.dags.c.agent_run_id.in_(chunk))
                               .values(agent_run_id=None))
             deleted += self.conn.execute(

@@ -8,6 +8,7 @@ with a network in it happens on the recorder's thread.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import random as _random
@@ -217,11 +218,11 @@ def _bind(sig: inspect.Signature | None, args: tuple[Any, ...],
 def tool(fn: F) -> F: ...
 @overload
 def tool(fn: None = None, *, name: str | None = None, tags: Any = None,
-         pure: bool = False) -> Callable[[F], F]: ...
+         pure: bool = False, simulated: bool = False) -> Callable[[F], F]: ...
 
 
 def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
-         pure: bool = False) -> Any:
+         pure: bool = False, simulated: bool = False) -> Any:
     """Record every call of a tool function: inputs from its arguments (by parameter name),
     outputs from its return value; an exception is recorded (outcome ``error``) and re-raised.
     Works on plain and ``async`` functions, bare (``@titan.tool``) or with options
@@ -230,7 +231,12 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
     In a replay the function is not called: the recorded result is returned (as JSON gives it
     back: tuples become lists, dataclasses dicts) or the recorded exception raised. ``pure``
     says the result depends only on the arguments, so a ``--verify`` replay runs it again and
-    compares."""
+    compares.
+
+    ``simulated=True``: inside an evaluation run (``TITAN_EVAL_RUN`` set) the function is not
+    called — the call goes to Titan's tool proxy, which answers it (simulated against the
+    seeded world, an injected failure, or a passthrough) and records it; outside one, the
+    function runs as usual."""
 
     def wrap(f: F) -> F:
         label = name or f.__name__
@@ -239,6 +245,8 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
         except (TypeError, ValueError):
             sig = None
         fast = _simple(sig)
+        if simulated:
+            return _proxied(f, label, sig, fast)
 
         if inspect.iscoroutinefunction(f):
             @functools.wraps(f)
@@ -264,6 +272,33 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
         return run  # type: ignore[return-value]
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _proxied(f: F, label: str, sig: inspect.Signature | None,
+             fast: tuple[list[str], dict[str, Any]] | None) -> F:
+    """A simulated tool: through the evaluation's proxy (which records the call) when this
+    process is an agent under test and not replaying; the function itself otherwise."""
+    from titan import evals
+
+    def routed() -> bool:
+        return evals.in_evaluation() and replay.active() is None
+
+    recorded = tool(name=label)(f)
+    if inspect.iscoroutinefunction(f):
+        @functools.wraps(f)
+        async def arun(*args: Any, **kwargs: Any) -> Any:
+            if routed():
+                arguments = _inputs(fast, sig, args, kwargs)
+                return await asyncio.to_thread(evals.call_tool, label, arguments)
+            return await recorded(*args, **kwargs)
+        return arun  # type: ignore[return-value]
+
+    @functools.wraps(f)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if routed():
+            return evals.call_tool(label, _inputs(fast, sig, args, kwargs))
+        return recorded(*args, **kwargs)
+    return run  # type: ignore[return-value]
 
 
 def _ambient(channel: str, name: str, make: Callable[[], Any]) -> Any:

@@ -12,6 +12,7 @@ from titan.errors import Unauthorized
 from titan.master import auth, sessions
 from titan.master.config import MasterConfig
 from titan.master.engine import Engine
+from titan.master.evaluations import Evaluations
 from titan.master.events import EventHub
 from titan.master.replays import Replays
 from titan.master.telemetry import Telemetry
@@ -31,6 +32,7 @@ class Ctx:
     tokens: auth.TokenCache
     runs: Telemetry
     replays: Replays
+    evals: Evaluations
 
 
 def ctx(request: Request) -> Ctx:
@@ -93,4 +95,6 @@ WorkerAuth = Annotated[auth.Principal, Depends(_require(auth.WORKER, "act as a w
 Operator = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "approve or reject a gate"))]
 # Starting a replay runs a run's code again on the cluster: a person's decision, not a job's.
 Replayer = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "start a replay"))]
+# Evaluations are set up and dispatched by people (the seed's "workflow manage" permission).
+EvalManager = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "manage evaluations"))]
 Admin = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "manage tokens"))]

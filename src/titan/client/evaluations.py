@@ -1,0 +1,149 @@
+"""Evaluations from Python: define one (agent + tasks), dispatch its tasks, read the results.
+
+An evaluation spec is a YAML or JSON file::
+
+    name: support-bot
+    agent:
+      name: support-bot
+      version: "1.2"
+      script: agent.py            # a job agent: uploaded, run as a Titan job
+      tools: [{name: get_order, input_schema: {...}}]
+    tasks: tasks.yaml             # or the tasks inline
+
+Relative paths are read from the spec's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from titan.client.store import quote_ref
+from titan.client.transport import Transport
+from titan.errors import ScriptNotFound, ValidationFailed, WaitTimeout
+
+
+def _tasks_from(value: Any, base: Path) -> list[dict[str, Any]]:
+    from titan.evals.tasks import load_tasks, parse_tasks
+
+    if isinstance(value, str | Path):
+        path = Path(value)
+        found = load_tasks(path if path.is_absolute() else base / path)
+    else:
+        found = parse_tasks(value, "tasks")
+    return [t.to_dict() for t in found]
+
+
+def load_spec(path: str | Path) -> dict[str, Any]:
+    """Read an evaluation spec file (see the module's doc); tasks files are loaded too."""
+    import json
+
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValidationFailed(f"evaluation spec {str(path)!r} not found")
+    text = file.read_text()
+    try:
+        spec = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValidationFailed(f"{file.name}: not valid {file.suffix[1:] or 'YAML'}: {exc}") from exc
+    if not isinstance(spec, dict) or not isinstance(spec.get("agent"), dict):
+        raise ValidationFailed(f"{file.name}: a spec is a mapping with name, agent and tasks")
+    spec["_base"] = str(file.resolve().parent)
+    return spec
+
+
+class EvalOps:
+    """Evaluation methods of :class:`~titan.client.TitanClient`."""
+
+    _transport: Transport
+
+    def _upload_blob(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        missing = self._transport.call("POST", "/blobs/missing", json={"sha256": [sha]})
+        if sha in set(missing.get("missing", [])):
+            self._transport.call("PUT", f"/blobs/{sha}", body=data)
+        return sha
+
+    def create_evaluation(self, name: str, agent: dict[str, Any], tasks: Any = None, *,
+                          description: str | None = None,
+                          base: str | Path | None = None) -> dict[str, Any]:
+        """Create or update evaluation ``name``. A job agent's ``script`` (a path, relative
+        to ``base``) is uploaded; ``tasks`` is a list of tasks or a JSON/YAML/CSV file."""
+        root = Path(base) if base is not None else Path.cwd()
+        agent = dict(agent)
+        if agent.get("script") and not agent.get("url"):
+            script = Path(agent["script"])
+            script = script if script.is_absolute() else root / script
+            if not script.is_file():
+                raise ScriptNotFound(f"agent script {str(script)!r} not found")
+            agent["script_sha256"] = self._upload_blob(script.read_bytes())
+            agent["script"] = script.name
+        body: dict[str, Any] = {"agent": agent, "description": description}
+        if tasks is not None:
+            body["tasks"] = _tasks_from(tasks, root)
+        reply: dict[str, Any] = self._transport.call(
+            "PUT", f"/evaluations/{quote_ref(name)}", json=body)
+        return reply
+
+    def create_evaluation_from(self, spec_path: str | Path) -> dict[str, Any]:
+        """Create or update the evaluation a spec file describes."""
+        spec = load_spec(spec_path)
+        name = spec.get("name") or Path(spec_path).stem
+        return self.create_evaluation(name, spec["agent"], spec.get("tasks"),
+                                      description=spec.get("description"), base=spec["_base"])
+
+    def add_evaluation_tasks(self, name: str, tasks: Any) -> dict[str, Any]:
+        """Add tasks (a list, or a JSON/YAML/CSV file) to an evaluation."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/evaluations/{quote_ref(name)}/tasks",
+            json={"tasks": _tasks_from(tasks, Path.cwd())})
+        return reply
+
+    def run_evaluation(self, name: str, tasks: list[str] | None = None) -> list[dict[str, Any]]:
+        """Dispatch every task (or those named); the new runs."""
+        reply = self._transport.call("POST", f"/evaluations/{quote_ref(name)}/runs",
+                                     json={"tasks": tasks})
+        runs: list[dict[str, Any]] = reply["runs"]
+        return runs
+
+    def evaluation(self, name: str) -> dict[str, Any]:
+        """The data explorer: the evaluation, one row per task with its latest run."""
+        reply: dict[str, Any] = self._transport.call("GET", f"/evaluations/{quote_ref(name)}")
+        return reply
+
+    def evaluation_run(self, name: str, task_id: str, run_id: str) -> dict[str, Any]:
+        """One run's Agent Trace (judge verdict, timeline, ledger, structure, coding)."""
+        reply: dict[str, Any] = self._transport.call(
+            "GET", f"/evaluations/{quote_ref(name)}/tasks/{quote_ref(task_id)}/runs/"
+                   f"{quote_ref(run_id)}")
+        return reply
+
+    def rerun_evaluation_run(self, name: str, task_id: str, run_id: str) -> dict[str, Any]:
+        """Dispatch the task again with the current agent settings (the original is kept)."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/evaluations/{quote_ref(name)}/tasks/{quote_ref(task_id)}/runs/"
+                    f"{quote_ref(run_id)}/re-run")
+        return reply
+
+    def wait_evaluation(self, name: str, timeout: float = 600.0,
+                        poll: float = 1.0) -> dict[str, Any]:
+        """Wait until no run of the evaluation is in flight and every finished run that can
+        be judged has its verdict; the explorer view."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.evaluation(name)
+            settled = all(
+                r["run"] is None or (r["run"]["status"] not in ("pending", "running")
+                                     and (r["run"]["judge_verdict"] is not None
+                                          or r["run"]["status"] != "completed"))
+                for r in view["tasks"])
+            if settled:
+                return view
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"evaluation {name!r} still has runs in flight after "
+                                  f"{timeout:g}s")
+            time.sleep(poll)

@@ -1,0 +1,159 @@
+"""The agent under test, as an evaluation declares it: how to dispatch it, its tools, its
+declared multi-agent topology, and which models simulate and judge.
+
+Two kinds of agent:
+
+* ``job`` — a Python script run as a Titan job (uploaded once, content-addressed). It reads
+  its task from :func:`titan.evals.task` and answers with :func:`titan.evals.respond`.
+* ``http`` — an endpoint Titan POSTs the task to; the JSON reply carries ``final_response``.
+
+The config lives on the evaluation, not on each run, so a re-run uses the current settings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from titan.errors import ValidationFailed
+
+KINDS = ("job", "http")
+TOOL_MODES = ("simulated", "passthrough")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_KNOWN = {"name", "version", "kind", "script", "script_sha256", "args", "requirement",
+          "timeout_s", "url", "headers", "tools", "topology", "simulator_model", "judge_model",
+          "judge"}
+_TOOL_KNOWN = {"name", "description", "input_schema", "output_schema", "mode", "endpoint"}
+DEFAULT_TIMEOUT_S = 600.0
+
+
+def _fail(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"agent.{field}: {message}", details={"field": f"agent.{field}"})
+
+
+def _text(cfg: dict[str, Any], field: str, *, required: bool = False, limit: int = 2000) -> Any:
+    value = cfg.get(field)
+    if value is None:
+        if required:
+            raise _fail(field, "is required")
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise _fail(field, f"must be a non-empty string of at most {limit} characters")
+    return value
+
+
+def _url(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s]+$", value):
+        raise _fail(field, f"must be an http(s) URL, got {value!r}")
+    return value
+
+
+def parse_tool(raw: Any, i: int) -> dict[str, Any]:
+    where = f"tools[{i}]"
+    if not isinstance(raw, dict):
+        raise _fail(where, "must be an object {name, description, input_schema, ...}")
+    unknown = set(raw) - _TOOL_KNOWN
+    if unknown:
+        raise _fail(f"{where}.{sorted(unknown)[0]}",
+                    f"unknown field (known: {', '.join(sorted(_TOOL_KNOWN))})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _fail(f"{where}.name", "must be 1-100 letters, digits, '_', '.', '-'")
+    for schema in ("input_schema", "output_schema"):
+        if raw.get(schema) is not None and not isinstance(raw[schema], dict):
+            raise _fail(f"{where}.{schema}", "must be a JSON Schema object")
+    mode = raw.get("mode") or "simulated"
+    if mode not in TOOL_MODES:
+        raise _fail(f"{where}.mode", f"must be simulated or passthrough, got {mode!r}")
+    endpoint = raw.get("endpoint")
+    if mode == "passthrough":
+        endpoint = _url(endpoint, f"{where}.endpoint")
+    elif endpoint is not None:
+        raise _fail(f"{where}.endpoint", "is only for mode passthrough")
+    return {"name": name, "description": str(raw.get("description") or ""),
+            "input_schema": raw.get("input_schema"), "output_schema": raw.get("output_schema"),
+            "mode": mode, "endpoint": endpoint}
+
+
+def parse_topology(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("nodes", []), list):
+        raise _fail("topology", 'must be {"nodes": [{"id", "tools", "parent"}], "edges": [...]}')
+    nodes = []
+    for i, node in enumerate(raw.get("nodes") or []):
+        if not isinstance(node, dict) or not isinstance(node.get("id"), str) or not node["id"]:
+            raise _fail(f"topology.nodes[{i}]", "must be an object with a string id")
+        tools = node.get("tools") or []
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            raise _fail(f"topology.nodes[{i}].tools", "must be a list of tool names")
+        nodes.append({"id": node["id"], "tools": tools, "parent": node.get("parent")})
+    edges = []
+    for i, edge in enumerate(raw.get("edges") or []):
+        if (not isinstance(edge, dict) or not isinstance(edge.get("from"), str)
+                or not isinstance(edge.get("to"), str)):
+            raise _fail(f"topology.edges[{i}]", 'must be {"from", "to", "kind"}')
+        kind = edge.get("kind") or "delegation"
+        if kind not in ("delegation", "handoff"):
+            raise _fail(f"topology.edges[{i}].kind", "must be delegation or handoff")
+        edges.append({"from": edge["from"], "to": edge["to"], "kind": kind})
+    return {"nodes": nodes, "edges": edges}
+
+
+def parse_agent(raw: Any) -> dict[str, Any]:
+    """Check an evaluation's ``agent`` section; the config with defaults filled."""
+    if not isinstance(raw, dict):
+        raise ValidationFailed("agent must be an object {name, kind, ...}",
+                               details={"field": "agent"})
+    unknown = set(raw) - _KNOWN
+    if unknown:
+        raise _fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(_KNOWN))})")
+    name = _text(raw, "name", required=True, limit=200)
+    kind = raw.get("kind") or ("http" if raw.get("url") else "job")
+    if kind not in KINDS:
+        raise _fail("kind", f"must be job or http, got {kind!r}")
+    timeout = raw.get("timeout_s", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 86400:
+        raise _fail("timeout_s", "must be a number of seconds between 0 and 86400")
+    cfg: dict[str, Any] = {
+        "name": name, "version": _text(raw, "version", limit=200), "kind": kind,
+        "timeout_s": float(timeout),
+        "simulator_model": _text(raw, "simulator_model", limit=200),
+        "judge_model": _text(raw, "judge_model", limit=200),
+        "judge": bool(raw.get("judge", True)),
+    }
+    if kind == "job":
+        sha = raw.get("script_sha256")
+        if not isinstance(sha, str) or not _SHA.match(sha):
+            raise _fail("script_sha256", "must be the sha256 of the uploaded agent script "
+                                         "(`titan eval create` uploads it for you)")
+        args = raw.get("args") or []
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise _fail("args", "must be a list of strings")
+        cfg.update(script=_text(raw, "script", limit=500) or "agent.py", script_sha256=sha,
+                   args=args, requirement=_text(raw, "requirement", limit=200) or "GENERAL")
+    else:
+        headers = raw.get("headers") or {}
+        if not isinstance(headers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise _fail("headers", "must map header names to strings")
+        cfg.update(url=_url(raw.get("url"), "url"), headers=headers)
+    tools = raw.get("tools") or []
+    if not isinstance(tools, list):
+        raise _fail("tools", "must be a list of tools")
+    cfg["tools"] = [parse_tool(t, i) for i, t in enumerate(tools)]
+    names = [t["name"] for t in cfg["tools"]]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise _fail("tools", f"tool {dup!r} is declared twice")
+    cfg["topology"] = parse_topology(raw.get("topology"))
+    return cfg
+
+
+def public_view(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config as pages and the API show it: header values are secrets, names are not."""
+    out = dict(cfg)
+    if out.get("headers"):
+        out["headers"] = {k: "***" for k in out["headers"]}
+    return out

@@ -1,0 +1,297 @@
+"""The job that runs one coding task: seed, run the agent, grade, report to the master.
+
+The master submits this script as the run's only job, with ``TITAN_EVAL_RUN`` (the run id),
+``TITAN_EVAL_TASK`` (the task as JSON), ``TITAN_EVAL_AGENT`` (``{"script_sha256", "filename",
+"args", "timeout_s"}``) and the tool proxy's ``TITAN_TOOL_PROXY`` / ``TITAN_TOOL_TOKEN`` in its
+environment. A CLI agent runs commands natively, so its trajectory is rebuilt afterwards: from
+the transcript :func:`titan.evals.coding.sh` writes (with outputs), else from ``strace``'s
+execve capture (commands only), merged. Grading problems never fail the run: they are posted
+as ``eval_error`` (the workspace-eval banner). The job exits with the agent's exit code.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from titan.evals import coding
+
+DEFAULT_AGENT_TIMEOUT_S = 1800.0
+AGENT_TAIL_LINES = 200
+MAX_COMMANDS = 2000
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+STRACE_FLAGS = ["-f", "-q", "-ttt", "-s", "65535", "-e", "signal=none",
+                "-e", "trace=execve,clone,clone3,fork,vfork"]
+
+# "PID [EPOCH.USEC] rest" — both prefixes optional so hand-written samples parse too.
+_LINE = re.compile(r"^(?:(\d+)\s+)?(?:(\d+\.\d+)\s+)?(.*)$")
+_RESUMED = re.compile(r"^<\.\.\. \w+ resumed>(.*)$")
+_EXECVE = re.compile(r'^execve\("(?:[^"\\]|\\.)*", \[(.*)\], .*\)\s+=\s+0\s*$')
+_FORK = re.compile(r"^(?:clone3?|v?fork)\(.*\)\s+=\s+(\d+)\s*$")
+_EXITED = re.compile(r"^\+\+\+ exited with (\d+) \+\+\+$")
+_KILLED = re.compile(r"^\+\+\+ killed by (SIG\w+)")
+_CSTRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+# --------------------------------------------------------------------------- strace
+
+
+def strace_usable(workdir: Path) -> bool:
+    """Whether strace exists and may trace here (ptrace is often forbidden in containers)."""
+    if not shutil.which("strace"):
+        return False
+    probe = workdir / ".strace-probe"
+    try:
+        done = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(probe),
+                               "true"], capture_output=True, timeout=20)
+        return done.returncode == 0 and "execve(" in probe.read_text(errors="replace")
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _unescape(text: str) -> str:
+    """Decode strace's C-style string (octal escapes for non-ASCII bytes) to text."""
+    raw = codecs.escape_decode(text.encode("utf-8"))[0]
+    return raw.decode("utf-8", "replace")
+
+
+def _shell_command(argv: list[str]) -> str | None:
+    """The script of ``sh -c SCRIPT`` / ``bash -lc SCRIPT``, else None."""
+    if len(argv) >= 3 and os.path.basename(argv[0]) in SHELLS:
+        flag = argv[1]
+        if flag.startswith("-") and not flag.startswith("--") and "c" in flag:
+            return argv[2]
+    return None
+
+
+def parse_strace(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """Commands from ``strace -f -ttt -e trace=execve,clone,...`` output, in order.
+
+    The first process is the agent itself: its own execs are skipped. A shell's ``-c``
+    script is the command (what the agent asked for); whatever that shell runs inside it is
+    folded into it, or ``a | b`` would show as three steps. Exit codes come from the
+    ``+++ exited with N +++`` lines; outputs are unknown (None).
+    """
+    pending: dict[str, tuple[str | None, str]] = {}
+    parent: dict[str, str] = {}
+    exits: dict[str, int] = {}
+    execs: list[tuple[str, float | None, list[str]]] = []
+    root: str | None = None
+    for raw in lines:
+        m = _LINE.match(raw.rstrip("\n"))
+        if not m:
+            continue
+        pid, stamp, rest = m.group(1) or "0", m.group(2), m.group(3)
+        root = root or pid
+        if rest.endswith("<unfinished ...>"):
+            pending[pid] = (stamp, rest[: -len("<unfinished ...>")].rstrip())
+            continue
+        resumed = _RESUMED.match(rest)
+        if resumed and pid in pending:
+            stamp, head = pending.pop(pid)
+            rest = head + resumed.group(1)
+        if (e := _EXECVE.match(rest)) is not None:
+            argv = [_unescape(s) for s in _CSTRING.findall(e.group(1))]
+            execs.append((pid, float(stamp) if stamp else None, argv))
+        elif (f := _FORK.match(rest)) is not None:
+            parent[f.group(1)] = pid
+        elif (x := _EXITED.match(rest)) is not None:
+            exits[pid] = int(x.group(1))
+        elif (k := _KILLED.match(rest)) is not None:
+            sig = getattr(signal.Signals, k.group(1), None)
+            exits[pid] = -int(sig) if sig is not None else -1
+    commands: list[dict[str, Any]] = []
+    shell_pids: set[str] = set()
+    for pid, at, argv in execs:
+        if pid == root or not argv:
+            continue
+        chain, p = [pid], pid
+        while p in parent and len(chain) < 10_000:
+            p = parent[p]
+            chain.append(p)
+        if shell_pids.intersection(chain):
+            continue  # part of a shell command already recorded
+        script = _shell_command(argv)
+        if script is not None:
+            shell_pids.add(pid)
+        commands.append({"command": script if script is not None else shlex.join(argv),
+                         "exit_code": exits.get(pid), "output": None, "at": at,
+                         "source": "syscall"})
+    return commands
+
+
+def merge_commands(transcript: list[dict[str, Any]],
+                   captured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Transcript entries (with output) win; captured commands they explain are dropped."""
+    unmatched: dict[str, int] = {}
+    for entry in transcript:
+        unmatched[entry["command"]] = unmatched.get(entry["command"], 0) + 1
+    merged = list(transcript)
+    for entry in captured:
+        if unmatched.get(entry["command"], 0) > 0:
+            unmatched[entry["command"]] -= 1
+        else:
+            merged.append(entry)
+    merged.sort(key=lambda c: (c.get("at") is None, c.get("at") or 0.0))
+    return merged[:MAX_COMMANDS]
+
+
+# --------------------------------------------------------------------------- agent
+
+
+def run_agent(argv: list[str], cwd: Path, env: dict[str, str],
+              timeout: float) -> tuple[int, str, bool]:
+    """Run the agent, echoing its output to this job's log; ``(exit code, tail, timed out)``."""
+    tail: deque[str] = deque(maxlen=AGENT_TAIL_LINES)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            tail.append(line)
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:  # the whole group: the agent's own children must not outlive it
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    # A daemonised grandchild may keep the pipe open: do not wait on it forever.
+    reader.join(timeout=5)
+    code = 124 if timed_out else proc.returncode
+    if code < 0:
+        code = 128 - code  # killed by a signal, as a shell reports it
+    return code, "".join(tail), timed_out
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def _agent_env(task: dict[str, Any], root: Path, transcript: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # The agent sees its instruction and workspace, never how it will be graded.
+    env["TITAN_EVAL_TASK"] = json.dumps({k: v for k, v in task.items() if k != "scorers"})
+    env["TITAN_EVAL_WORKSPACE"] = str(root)
+    env["TITAN_EVAL_COMMANDS"] = str(transcript)
+    return env
+
+
+def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
+          fetch: Callable[[str], bytes]) -> tuple[dict[str, Any], int]:
+    """Seed, run and grade in ``base``; ``(report to post, agent exit code)``.
+
+    ``fetch(sha256) -> bytes`` downloads the agent script (the master's blob store).
+    """
+    root, errors = base / "workspace", []
+    spec = task.get("workspace") or {}
+    root.mkdir(parents=True, exist_ok=True)
+    seeded = False
+    try:
+        coding.write_files(spec, root)
+        coding.run_setup(spec, root)
+        seeded = True
+    except Exception as exc:  # noqa: BLE001 - reported as eval_error; the agent still runs
+        errors.append(f"seeding the workspace failed: {exc}")
+    baseline = coding.snapshot(root)
+    script = base / "agent" / os.path.basename(agent.get("filename") or "agent.py")
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_bytes(fetch(agent["script_sha256"]))
+    transcript, trace = base / "commands.jsonl", base / "strace.txt"
+    argv = [sys.executable, str(script), *[str(a) for a in agent.get("args") or []]]
+    traced = strace_usable(base)
+    if traced:
+        argv = ["strace", *STRACE_FLAGS, "-o", str(trace), *argv]
+    timeout = float(agent.get("timeout_s") or DEFAULT_AGENT_TIMEOUT_S)
+    print(f"[eval] running {script.name} in {root} (timeout {timeout:g} s, command capture: "
+          f"{'transcript + strace' if traced else 'transcript only'})", flush=True)
+    code, output_tail, timed_out = run_agent(argv, root, _agent_env(task, root, transcript),
+                                             timeout)
+    print(f"[eval] agent {'timed out' if timed_out else 'exited'} with status {code}",
+          flush=True)
+    report: dict[str, Any] = {"diff": "", "changed_paths": [], "scorers": [], "overall": "N/A",
+                              "trajectory": [], "agent_exit_code": code,
+                              "agent_output_tail": output_tail, "eval_error": None}
+    commands: list[dict[str, Any]] = []
+    try:
+        captured: list[dict[str, Any]] = []
+        if traced and trace.exists():
+            with trace.open(encoding="utf-8", errors="replace") as fh:
+                captured = parse_strace(fh)
+        commands = merge_commands(coding.load_transcript(transcript), captured)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"reading the agent's commands failed: {exc}")
+    try:
+        report["changed_paths"] = coding.changed_paths(root, baseline)
+        report["diff"] = coding.final_diff(root, baseline)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"diffing the workspace failed: {exc}")
+    report["trajectory"] = coding.reconstruct_trajectory(commands, report["changed_paths"])
+    if seeded:  # scorers on a half-seeded workspace would blame the agent for setup
+        try:
+            graded = coding.run_scorers(root, task.get("scorers") or [], report["changed_paths"])
+            report.update(scorers=graded["scorers"], overall=graded["overall"])
+            if graded["error"]:
+                errors.append(graded["error"])
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"running the scorers failed: {exc}")
+    report["eval_error"] = "; ".join(errors)[:4000] or None
+    return report, code
+
+
+def main() -> int:
+    from titan.client import TitanClient
+
+    client = TitanClient()
+    run_id = os.environ["TITAN_EVAL_RUN"]
+    task = json.loads(os.environ["TITAN_EVAL_TASK"])
+    agent = json.loads(os.environ["TITAN_EVAL_AGENT"])
+    base = Path.cwd() / "eval" / re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+    base.mkdir(parents=True, exist_ok=True)
+
+    def fetch(sha: str) -> bytes:
+        return client._transport.send("GET", f"/blobs/{sha}").content
+
+    started = time.time()
+    try:
+        report, code = grade(task, agent, base, fetch)
+    except Exception as exc:  # noqa: BLE001 - e.g. the agent script could not be fetched
+        report = {"diff": "", "changed_paths": [], "scorers": [], "overall": "N/A",
+                  "trajectory": [], "agent_exit_code": None, "agent_output_tail": "",
+                  "eval_error": f"the coding job failed before grading: {exc}"}
+        code = 1
+    client.api("POST", f"/runs/{run_id}/eval/coding", json=report)
+    print(f"[eval] {run_id}: overall {report['overall']}, {len(report['changed_paths'])} "
+          f"changed path(s), {time.time() - started:.1f} s"
+          + (f"; eval error: {report['eval_error']}" if report["eval_error"] else ""),
+          flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

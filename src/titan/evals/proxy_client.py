@@ -1,0 +1,96 @@
+"""The agent side of an evaluation run: calling tools through Titan's proxy, answering, and
+sending live trace events.
+
+A job agent finds everything in its environment (``TITAN_EVAL_RUN``, ``TITAN_TOOL_PROXY``,
+and its job token ``TITAN_TOKEN``, which the proxy accepts for the job's own run). An HTTP
+agent gets ``proxy.url`` and ``proxy.token`` in the request Titan sends it and builds a
+:class:`Proxy` from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from titan.errors import ConfigError, ToolCallFailed
+
+
+class Proxy:
+    """One evaluation run's proxy. ``url`` is the run's tools URL
+    (``.../api/v1/runs/<run>/tools``) as Titan hands it to HTTP agents."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 300.0) -> None:
+        import httpx
+
+        self.tools_url = url.rstrip("/")
+        self.run_url = self.tools_url.rsplit("/tools", 1)[0]
+        self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+
+    def _post(self, url: str, body: Any, actor: str | None = None) -> Any:
+        import httpx
+
+        from titan.errors import APIError
+
+        headers = {"X-Titan-Actor": actor} if actor else {}
+        try:
+            response = self._http.post(url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ToolCallFailed(url.rsplit("/", 1)[-1], "proxy_unreachable",
+                                 f"the tool proxy at {url} is unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                err = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                err = {"code": "http_error", "message": response.text[:500]}
+            raise APIError(err.get("message"), code=err.get("code"), status=response.status_code,
+                           details=err.get("details") or {})
+        return response.json()
+
+    def call(self, tool: str, arguments: dict[str, Any] | None = None, *,
+             actor: str | None = None) -> Any:
+        """Call a tool; its result. Raises :class:`~titan.errors.ToolCallFailed` when the
+        simulator could not answer or the real endpoint failed (an injected failure is a
+        result: its payload is what the tool said)."""
+        got = self._post(f"{self.tools_url}/{tool}", {"arguments": arguments or {}}, actor)
+        if got.get("source") in ("error", "transport_error"):
+            raise ToolCallFailed(tool, got["source"], got.get("error") or "failed")
+        return got.get("result")
+
+    def respond(self, final_response: str, messages: list[Any] | None = None) -> None:
+        self._post(f"{self.run_url}/eval/response",
+                   {"final_response": final_response, "messages": messages})
+
+    def event(self, kind: str, data: Any = None, *, actor: str | None = None) -> None:
+        self._post(f"{self.run_url}/eval/events", {"events": [{"kind": kind, "data": data}]},
+                   actor)
+
+
+_default: Proxy | None = None
+
+
+def in_evaluation() -> bool:
+    return bool(os.environ.get("TITAN_EVAL_RUN"))
+
+
+def default_proxy() -> Proxy:
+    """The proxy of the evaluation run this process is the agent of (from the environment)."""
+    global _default
+    if _default is None:
+        run = os.environ.get("TITAN_EVAL_RUN")
+        base = os.environ.get("TITAN_TOOL_PROXY")
+        token = os.environ.get("TITAN_TOOL_TOKEN") or os.environ.get("TITAN_TOKEN")
+        if not (run and base and token):
+            raise ConfigError("not inside an evaluation run: TITAN_EVAL_RUN, TITAN_TOOL_PROXY "
+                              "and a token are set by Titan when it dispatches a task")
+        _default = Proxy(f"{base.rstrip('/')}/{run}/tools", token)
+    return _default
+
+
+def task() -> dict[str, Any]:
+    """The task this agent was dispatched with: ``id``, ``user_instruction``, ``tools``."""
+    raw = os.environ.get("TITAN_EVAL_TASK")
+    if not raw:
+        raise ConfigError("not inside an evaluation run (TITAN_EVAL_TASK is not set)")
+    value: dict[str, Any] = json.loads(raw)
+    return value

@@ -1,0 +1,141 @@
+"""Evaluations: their tasks, dispatching runs, the explorer and trace views, re-run, and the
+tool proxy the agent under test calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Header, Query
+
+from titan.errors import NotFound, ValidationFailed
+from titan.evals.agent_config import public_view
+from titan.master import eval_views
+from titan.master.api.deps import API_PREFIX, CtxDep, EvalManager, Reader
+from titan.storage.base import Row, Transaction
+
+router = APIRouter(prefix=API_PREFIX, tags=["evaluations"])
+
+
+def _evaluation(tx: Transaction, evaluation_id: str) -> Row:
+    found = tx.get_evaluation(evaluation_id)
+    if found is None:
+        raise NotFound(f"no evaluation {evaluation_id!r}")
+    return found
+
+
+def _task(tx: Transaction, evaluation_id: str, task_id: str) -> Row:
+    _evaluation(tx, evaluation_id)
+    task = tx.get_task(evaluation_id, task_id)
+    if task is None:
+        raise NotFound(f"evaluation {evaluation_id!r} has no task {task_id!r}")
+    return task
+
+
+@router.get("/evaluations", summary="List evaluations, most recently changed first")
+async def list_evaluations(c: CtxDep, p: Reader, limit: int = Query(100, ge=1, le=1000)) -> Row:
+    rows = await c.engine.read(lambda tx: tx.list_evaluations(limit))
+    return {"evaluations": [r | {"agent": public_view(r["agent"])} for r in rows]}
+
+
+@router.put("/evaluations/{evaluation_id}", summary="Create or update an evaluation (its agent, "
+                                                    "description, and optionally tasks)")
+async def put_evaluation(c: CtxDep, p: EvalManager, evaluation_id: str,
+                         body: Any = Body(...)) -> Row:
+    row = await c.evals.put_evaluation(evaluation_id, body)
+    return row | {"agent": public_view(row["agent"])}
+
+
+@router.get("/evaluations/{evaluation_id}", summary="The data explorer: one row per task with "
+                                                    "its latest run")
+async def get_evaluation(c: CtxDep, p: Reader, evaluation_id: str) -> Row:
+    return await c.engine.read(lambda tx: eval_views.explorer(tx, _evaluation(tx, evaluation_id)))
+
+
+@router.post("/evaluations/{evaluation_id}/tasks", summary="Add tasks (an existing id is "
+                                                           "replaced, its runs kept)")
+async def add_tasks(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = Body(...)) -> Row:
+    return await c.evals.add_tasks(evaluation_id, body)
+
+
+@router.get("/evaluations/{evaluation_id}/tasks/{task_id}", summary="One task's seed and runs")
+async def get_task(c: CtxDep, p: Reader, evaluation_id: str, task_id: str) -> Row:
+    def read(tx: Transaction) -> Row:
+        task = _task(tx, evaluation_id, task_id)
+        runs = tx.eval_runs(evaluation_id, task_id)
+        return {"evaluation": evaluation_id, "task_id": task_id, "seed": task["seed"],
+                "runs": [eval_views.run_row(r, tx.get_run(r["id"])) for r in reversed(runs)]}
+
+    return await c.engine.read(read)
+
+
+@router.post("/evaluations/{evaluation_id}/runs", status_code=202,
+             summary="Dispatch the tasks (all, or those named) against the agent")
+async def dispatch(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = Body(None)) -> Row:
+    tasks = (body or {}).get("tasks") if isinstance(body, dict) or body is None else None
+    if tasks is not None and (not isinstance(tasks, list)
+                              or not all(isinstance(t, str) for t in tasks)):
+        raise ValidationFailed('tasks must be a list of task ids (or omitted for every task)',
+                               details={"field": "tasks"})
+    return {"runs": await c.evals.dispatch(evaluation_id, tasks)}
+
+
+@router.get("/evaluations/{evaluation_id}/tasks/{task_id}/runs",
+            summary="A task's runs, newest first")
+async def task_runs(c: CtxDep, p: Reader, evaluation_id: str, task_id: str) -> Row:
+    def read(tx: Transaction) -> Row:
+        _task(tx, evaluation_id, task_id)
+        runs = tx.eval_runs(evaluation_id, task_id)
+        return {"runs": [eval_views.run_row(r, tx.get_run(r["id"])) for r in reversed(runs)]}
+
+    return await c.engine.read(read)
+
+
+@router.get("/evaluations/{evaluation_id}/tasks/{task_id}/runs/{run_id}",
+            summary="One run's Agent Trace: judge card, seed, multi-agent card, timeline, "
+                    "ledger, coding diff and scorers, debug")
+async def run_trace(c: CtxDep, p: Reader, evaluation_id: str, task_id: str,
+                    run_id: str) -> Row:
+    def read(tx: Transaction) -> Row:
+        task = _task(tx, evaluation_id, task_id)
+        run = tx.get_eval_run(run_id)
+        if run is None or run["evaluation_id"] != evaluation_id or run["task_id"] != task_id:
+            raise NotFound(f"task {task_id!r} has no run {run_id!r}")
+        return eval_views.trace(tx, _evaluation(tx, evaluation_id), task, run)
+
+    return await c.engine.read(read)
+
+
+@router.post("/evaluations/{evaluation_id}/tasks/{task_id}/runs/{run_id}/re-run",
+             status_code=202, summary="Dispatch the task again with the current agent "
+                                      "settings; the original stays in history")
+async def rerun(c: CtxDep, p: EvalManager, evaluation_id: str, task_id: str, run_id: str) -> Row:
+    return await c.evals.rerun(evaluation_id, task_id, run_id)
+
+
+# -- what the agent under test calls (authorised by the run's token, not a user's) ------------
+@router.post("/runs/{run_id}/tools/{tool}", summary="The tool proxy: call a tool of an "
+                                                    "evaluation run")
+async def call_tool(c: CtxDep, run_id: str, tool: str, body: Any = Body(None),
+                    authorization: str | None = Header(None),
+                    x_titan_actor: str | None = Header(None)) -> Row:
+    return await c.evals.proxy.call(run_id, tool, body, authorization, x_titan_actor)
+
+
+@router.post("/runs/{run_id}/eval/response", summary="The agent's final response")
+async def respond(c: CtxDep, run_id: str, body: Any = Body(...),
+                  authorization: str | None = Header(None)) -> Row:
+    return await c.evals.proxy.respond(run_id, body, authorization)
+
+
+@router.post("/runs/{run_id}/eval/events", summary="Live trace events of an evaluation run")
+async def events(c: CtxDep, run_id: str, body: Any = Body(...),
+                 authorization: str | None = Header(None),
+                 x_titan_actor: str | None = Header(None)) -> Row:
+    return await c.evals.proxy.events(run_id, body, authorization, x_titan_actor)
+
+
+@router.post("/runs/{run_id}/eval/coding", summary="A coding run's diff, scorers and "
+                                                   "trajectory (posted by its job)")
+async def coding(c: CtxDep, run_id: str, body: Any = Body(...),
+                 authorization: str | None = Header(None)) -> Row:
+    return await c.evals.proxy.coding(run_id, body, authorization)

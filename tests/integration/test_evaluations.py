@@ -1,0 +1,243 @@
+"""Evaluations end to end: the example support agent (examples/eval_agent) run as Titan jobs
+against seeded tasks, its tools answered by the master's proxy.
+
+The simulator and the judge talk to a scripted hosted model (tests/fake_llm_api.py — the edge
+of the world) so the ledger assertions are exact; test_evaluation_judge_local.py runs the
+judge on the real local model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port
+from tests.fake_llm_api import FakeLLMServer, Received, Reply, serve
+from tests.integration.harness import Cluster, isolated_cluster
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "eval_agent"
+ORDERS = {"A-1001": ("processing", 42.5), "A-1002": ("processing", 19.0),
+          "A-1003": ("shipped", 80.0), "A-1004": ("processing", 12.0)}
+
+
+def scripted_world(got: Received) -> Reply:
+    """Play the simulator and the judge the way a good hosted model would."""
+    text = json.dumps(got.body)
+    messages = got.body.get("messages") or []
+    last = str(messages[-1].get("content") if messages else "")
+    if "task_completion" in text:  # the judge
+        return Reply(text=json.dumps({
+            "task_completion": 5, "instruction_adherence": 5, "efficiency": 5,
+            "verdict": "PASS", "failure_mode": None,
+            "reasoning": "Step 1 returned the order and the final response reports it."}))
+    call = re.search(r"CALL: (\w+)\((.*)\)", last)
+    assert call, last
+    tool, args = call.group(1), json.loads(call.group(2) or "{}")
+    order = args.get("order_id", "")
+    status, total = ORDERS.get(order, ("missing", 0.0))
+    if tool == "get_order":
+        return Reply(text=json.dumps({"response": {"id": order, "status": status,
+                                                   "total": total}, "ops": []}))
+    return Reply(text=json.dumps({
+        "response": {"id": order, "status": "cancelled"},
+        "ops": [{"op": "update", "type": "order", "id": order, "attrs": {"status": "cancelled"}},
+                {"op": "set_flag", "name": "refund_issued", "value": True}]}))
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeLLMServer]:
+    with serve() as api:
+        api.responder = scripted_world
+        yield api
+
+
+@pytest.fixture(scope="module")
+def evals_cluster(tmp_path_factory: pytest.TempPathFactory,
+                  fake_llm: FakeLLMServer) -> Iterator[Cluster]:
+    c = isolated_cluster(tmp_path_factory.mktemp("evals"), env={
+        "TITAN_LLM_API_BASE": fake_llm.url, "OPENAI_API_KEY": "test-key",
+        "TITAN_EVAL_SIMULATOR_MODEL": "openai/simulator",
+        "TITAN_EVAL_JUDGE_MODEL": "openai/judge"})
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def by_task(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["task_id"]: row for row in view["tasks"]}
+
+
+@pytest.fixture(scope="module")
+def support_bot(evals_cluster: Cluster) -> dict[str, Any]:
+    client = evals_cluster.client()
+    created = client.create_evaluation_from(EXAMPLE / "evaluation.yaml")
+    assert created["tasks_added"] == 5
+    runs = client.run_evaluation("support-bot")
+    assert len(runs) == 5 and all(r["status"] in ("pending", "running") for r in runs)
+    return client.wait_evaluation("support-bot", timeout=180)
+
+
+def trace_of(c: Cluster, evaluation: str, row: dict[str, Any]) -> dict[str, Any]:
+    return c.client().evaluation_run(evaluation, row["task_id"], row["run"]["id"])
+
+
+def test_simulated_answers_change_the_world_ledger(evals_cluster: Cluster,
+                                                    support_bot: dict[str, Any]) -> None:
+    rows = by_task(support_bot)
+    cancel = rows["cancel-processing"]["run"]
+    assert cancel["status"] == "completed", cancel
+    assert cancel["tool_calls"] == 2 and cancel["by_source"]["simulated"] == 2
+    trace = trace_of(evals_cluster, "support-bot", rows["cancel-processing"])
+    tools = [t for t in trace["timeline"] if t["type"] == "tool"]
+    assert [t["tool"] for t in tools] == ["get_order", "cancel_order"]
+    lookup, cancelled = tools
+    assert lookup["ops"] == [] and lookup["source"] == "simulated"
+    assert lookup["state"]["entities"]["order"]["A-1002"]["status"] == "processing"
+    assert {op["op"] for op in cancelled["ops"]} == {"update", "set_flag"}
+    assert cancelled["state"]["entities"]["order"]["A-1002"]["status"] == "cancelled"
+    assert cancelled["state"]["flags"] == {"refund_issued": True}
+    assert trace["world"]["flags"] == {"refund_issued": True}
+    assert trace["final_response"] == "Order A-1002 has been cancelled."
+    # The behaviour rules are the simulator's secret: the agent's job never saw them.
+    assert "refund_issued" not in json.dumps(trace["timeline"][0].get("arguments"))
+
+
+def test_failure_rule_injects_its_payload(evals_cluster: Cluster,
+                                          support_bot: dict[str, Any]) -> None:
+    row = by_task(support_bot)["lookup-outage"]
+    assert row["run"]["by_source"]["injected"] == 1
+    trace = trace_of(evals_cluster, "support-bot", row)
+    (call,) = [t for t in trace["timeline"] if t["type"] == "tool"]
+    assert call["source"] == "injected"
+    assert call["response"] == {"error": "order service unavailable (503)"}
+    assert call["error"] == "injected failure (failure rule 1)"
+    assert "order service unavailable" in trace["final_response"]
+
+
+def test_explorer_rows_and_trace_sections(evals_cluster: Cluster,
+                                          support_bot: dict[str, Any]) -> None:
+    rows = by_task(support_bot)
+    assert list(rows) == ["status-check", "cancel-processing", "cancel-shipped",
+                          "lookup-outage", "other-customer"]
+    status = rows["status-check"]["run"]
+    assert status["agent"] == {"name": "support-bot", "version": "1.0"}
+    assert status["verdict"] == "PASS" and status["latency_s"] > 0
+    assert status["cost"]["total_usd"] == pytest.approx(
+        status["cost"]["agent_usd"] + status["cost"]["simulator_usd"]
+        + status["cost"]["judge_usd"])
+    trace = trace_of(evals_cluster, "support-bot", rows["status-check"])
+    assert trace["header"]["status"] == "completed" and trace["completion_warning"] is None
+    assert trace["judge"]["verdict"] == "PASS" and "Step 1" in trace["judge"]["reasoning"]
+    assert trace["judge"]["instruction_adherence"] is None  # no behaviour instructions
+    assert trace["seed"]["user_instruction"] == "What is the status of my order A-1001?"
+    assert trace["structure"] is None  # a single agent: no card
+    assert [r["id"] for r in trace["runs"]] == [status["id"]]
+    # Declared tools, zero proxied calls: the completion warning, the run not failed.
+    refusal = trace_of(evals_cluster, "support-bot", rows["other-customer"])
+    assert refusal["header"]["status"] == "completed"
+    assert "no tool calls" in refusal["completion_warning"]
+    assert "can't help" in refusal["final_response"]
+
+
+def test_rerun_returns_202_and_keeps_the_original(evals_cluster: Cluster,
+                                                  support_bot: dict[str, Any]) -> None:
+    row = by_task(support_bot)["cancel-shipped"]
+    first = row["run"]["id"]
+    path = f"/evaluations/support-bot/tasks/cancel-shipped/runs/{first}/re-run"
+    import urllib.request
+
+    req = urllib.request.Request(f"{evals_cluster.url}/api/v1{path}", method="POST", headers={
+        "Authorization": f"Bearer {evals_cluster.admin_token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 202
+        reply = json.loads(r.read())
+    assert reply["source_run_id"] == first and reply["run_id"] != first
+    client = evals_cluster.client()
+    view = client.wait_evaluation("support-bot", timeout=120)
+    latest = by_task(view)["cancel-shipped"]
+    assert latest["run"]["id"] == reply["run_id"] and latest["run_count"] == 2
+    assert latest["run"]["source_run"] == first
+    runs = evals_cluster.api("GET", "/evaluations/support-bot/tasks/cancel-shipped/runs")["runs"]
+    assert [r["id"] for r in runs] == [reply["run_id"], first]
+    assert all(r["status"] == "completed" for r in runs)
+
+
+def test_team_agent_gets_its_multi_agent_card(evals_cluster: Cluster) -> None:
+    client = evals_cluster.client()
+    spec = json.loads(json.dumps(__import__("yaml").safe_load(
+        (EXAMPLE / "evaluation.yaml").read_text())))
+    agent = spec["agent"] | {"args": ["--team"], "topology": {
+        "nodes": [{"id": "lookup", "tools": ["get_order"]},
+                  {"id": "billing", "tools": ["cancel_order"]},
+                  {"id": "audit", "tools": []}]}}
+    client.create_evaluation("support-team", agent, [
+        {"id": "cancel", "user_instruction": "Please cancel my order A-1002.",
+         "initial_state": {"order": {"A-1002": {"status": "processing", "total": 19.0}}}}],
+        base=EXAMPLE)
+    client.run_evaluation("support-team")
+    view = client.wait_evaluation("support-team", timeout=120)
+    row = view["tasks"][0]
+    assert row["run"]["status"] == "completed", row
+    first = trace_of(evals_cluster, "support-team", row)
+    card = first["structure"]
+    assert card is not None and card["declared"] is True
+    assert card["stats"]["sub_agents"] >= 2 and card["stats"]["handoffs"] == 2
+    names = {r["id"].rsplit("/", 1)[-1] for r in card["roster"]}
+    assert {"lookup", "billing"} <= names
+    assert "audit" in card["divergence"]["declared_only"]
+    assert [h["to"].rsplit("/", 1)[-1] for h in card["handoffs"]] == ["lookup", "billing"]
+    # Read again: the same graph, byte for byte.
+    again = trace_of(evals_cluster, "support-team", row)["structure"]
+    assert json.dumps(again) == json.dumps(card)
+
+
+class _Tools(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        args = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.dumps({"id": args["order_id"], "status": "delivered", "total": 7.0}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_passthrough_reaches_a_real_endpoint_and_a_dead_one_is_a_transport_error(
+        evals_cluster: Cluster) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Tools)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = __import__("yaml").safe_load((EXAMPLE / "evaluation.yaml").read_text())
+        client = evals_cluster.client()
+        for name, endpoint in (("live-orders", f"http://127.0.0.1:{server.server_address[1]}"),
+                               ("dead-orders", f"http://127.0.0.1:{free_port()}/orders")):
+            agent = dict(spec["agent"])
+            agent["tools"] = [dict(agent["tools"][0], mode="passthrough", endpoint=endpoint),
+                              agent["tools"][1]]
+            client.create_evaluation(name, agent, [
+                {"id": "where", "user_instruction": "Where is order A-1001?"}], base=EXAMPLE)
+            client.run_evaluation(name)
+        live = client.wait_evaluation("live-orders", timeout=120)["tasks"][0]
+        dead = client.wait_evaluation("dead-orders", timeout=120)["tasks"][0]
+    finally:
+        server.shutdown()
+    assert live["run"]["by_source"]["passthrough"] == 1
+    assert trace_of(evals_cluster, "live-orders", live)["final_response"] == \
+        "Order A-1001 is delivered."
+    assert dead["run"]["by_source"]["transport_error"] == 1
+    trace = trace_of(evals_cluster, "dead-orders", dead)
+    (call,) = [t for t in trace["timeline"] if t["type"] == "tool"]
+    assert call["source"] == "transport_error" and "ConnectError" in call["error"]
+    # The agent caught the failure and said so: the run completed, the call did not.
+    assert "transport_error" in trace["final_response"]
