@@ -265,6 +265,12 @@ def cmd_determinism(args: argparse.Namespace) -> int:
     return run_determinism(args, _client(args))
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from titan.evals.commands import run
+
+    return run(args, _client(args))
+
+
 def cmd_llm(args: argparse.Namespace) -> int:
     from titan.llm.commands import run
 
@@ -410,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
         command("replay", cmd_replay, "re-execute a run with its recorded LLM, tool and "
                 "ambient calls served; where it diverged (fork with --fork-at)"),
         command("determinism", cmd_determinism, "a run's determinism score and findings"))
+
+    from titan.evals.commands import add_arguments as add_eval_arguments
+
+    add_eval_arguments(command("eval", cmd_eval, "evaluations: seeded tasks against an agent, "
+                               "simulated tools, judge verdicts"), common)
 
     from titan.llm.commands import add_arguments as add_llm_arguments
 

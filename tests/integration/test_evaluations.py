@@ -241,3 +241,47 @@ def test_passthrough_reaches_a_real_endpoint_and_a_dead_one_is_a_transport_error
     assert call["source"] == "transport_error" and "ConnectError" in call["error"]
     # The agent caught the failure and said so: the run completed, the call did not.
     assert "transport_error" in trace["final_response"]
+
+
+def test_coding_task_gets_its_diff_and_scorer_badges(evals_cluster: Cluster) -> None:
+    client = evals_cluster.client()
+    client.create_evaluation_from(EXAMPLE / "coding_evaluation.yaml")
+    client.run_evaluation("calc-fixer")
+    view = client.wait_evaluation("calc-fixer", timeout=120)
+    row = view["tasks"][0]
+    assert row["kind"] == "coding" and row["run"]["status"] == "completed", row
+    trace = trace_of(evals_cluster, "calc-fixer", row)
+    coding = trace["coding"]
+    assert coding["eval_error"] is None, coding
+    assert coding["changed_paths"] == ["calc.py"]
+    assert "-    return a - b" in coding["diff"] and "+    return a + b" in coding["diff"]
+    assert "setup.log" not in coding["diff"]  # seeding artifacts are not the agent's change
+    verdicts = {s["name"]: s["verdict"] for s in coding["scorers"]}
+    assert verdicts == {"tests": "PASS", "allowed-paths": "PASS", "forbid-paths": "PASS"}
+    assert coding["overall"] == "PASS"
+    commands = [s["command"] for s in coding["trajectory"] if s["kind"] == "command"]
+    assert "python test_calc.py" in commands
+    assert {"kind": "edit", "path": "calc.py"} in [
+        {k: s.get(k) for k in ("kind", "path")} for s in coding["trajectory"]]
+    assert trace["final_response"].startswith("Fixed add()")
+
+
+def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,
+                                            support_bot: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "titan", "eval"]
+    conn = ["--host", "127.0.0.1", "--port", str(evals_cluster.port),
+            "--token", evals_cluster.admin_token]
+    shown = subprocess.run([*base, "show", "support-bot", *conn], capture_output=True,
+                           text=True, timeout=60, env=evals_cluster.env)
+    assert shown.returncode == 0, shown.stderr
+    assert "status-check" in shown.stdout and "PASS" in shown.stdout
+    trace = subprocess.run([*base, "trace", "support-bot", "lookup-outage", *conn],
+                           capture_output=True, text=True, timeout=60, env=evals_cluster.env)
+    assert trace.returncode == 0, trace.stderr
+    assert "get_order [injected]" in trace.stdout
+    bad = subprocess.run([*base, "run", "no-such-eval", *conn], capture_output=True,
+                         text=True, timeout=60, env=evals_cluster.env)
+    assert bad.returncode == 1 and "no evaluation 'no-such-eval'" in bad.stderr

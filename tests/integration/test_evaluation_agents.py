@@ -1,0 +1,155 @@
+"""Agents behind an HTTP endpoint: how each way of failing becomes the run's error class,
+the automatic second dispatch of a transient transport failure, and the proxy's refusals."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port
+from tests.integration.harness import Cluster
+from tests.integration.test_evaluations import evals_cluster, fake_llm  # noqa: F401 (fixtures)
+from titan.errors import APIError
+from titan.evals import Proxy
+
+TOOLS = [{"name": "get_order", "description": "Look up an order.",
+          "input_schema": {"type": "object", "properties": {"order_id": {"type": "string"}},
+                           "required": ["order_id"]}}]
+TASK = {"id": "t1", "user_instruction": "What is the status of order A-1001?",
+        "initial_state": {"order": {"A-1001": {"status": "processing"}}}}
+
+
+class _Agent(BaseHTTPRequestHandler):
+    """An agent service whose path says how it behaves."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def _reply(self, status: int, body: bytes, kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        task = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        proxy = Proxy(task["proxy"]["url"], task["proxy"]["token"])
+        path = self.path.strip("/")
+        if path == "ok":
+            order = proxy.call("get_order", {"order_id": "A-1001"}, actor="support")
+            proxy.event("assistant_message", {"text": "looked it up"})
+            body = {"final_response": f"Order A-1001 is {order['status']}.",
+                    "messages": [{"role": "user", "content": task["user_instruction"]}],
+                    "trace_id": "x"}
+            self._reply(200, json.dumps(body).encode())
+        elif path == "unauthorized":
+            self._reply(401, b'{"error": "bad api key"}')
+        elif path == "boom":
+            self._reply(500, b"Internal Server Error", "text/plain")
+        elif path == "missing":
+            self._reply(404, b'{"error": "no such route"}')
+        elif path == "garbage":
+            self._reply(200, b"<html>not json</html>", "text/html")
+        elif path == "slow":
+            time.sleep(3)
+            self._reply(200, b'{"final_response": "late"}')
+        elif path == "reset":
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif path == "wrong-tool":
+            try:
+                proxy.call("refund_everything", {})
+            except APIError as exc:
+                self._reply(500, json.dumps({"error": exc.message}).encode())
+        elif path == "bad-args":
+            try:
+                proxy.call("get_order", {"order_id": 1001})
+            except APIError as exc:
+                self._reply(502, json.dumps({"error": exc.message}).encode())
+
+
+@pytest.fixture(scope="module")
+def agent_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Agent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def run_one(c: Cluster, name: str, url: str, **agent: Any) -> dict[str, Any]:
+    client = c.client()
+    client.create_evaluation(name, {"name": "svc", "kind": "http", "url": url, "tools": TOOLS,
+                                    "timeout_s": 20, "headers": {"X-Api-Key": "secret"},
+                                    **agent}, [TASK])
+    client.run_evaluation(name)
+    view = client.wait_evaluation(name, timeout=60)
+    row: dict[str, Any] = view["tasks"][0]
+    return row
+
+
+def test_a_working_endpoint_completes_with_its_calls_and_events(
+        evals_cluster: Cluster, agent_url: str) -> None:  # noqa: F811
+    row = run_one(evals_cluster, "http-ok", f"{agent_url}/ok")
+    assert row["run"]["status"] == "completed" and row["run"]["by_source"]["simulated"] == 1
+    trace = evals_cluster.client().evaluation_run("http-ok", "t1", row["run"]["id"])
+    assert trace["final_response"] == "Order A-1001 is processing."
+    kinds = [(t["type"], t.get("tool") or t.get("kind")) for t in trace["timeline"]]
+    assert kinds == [("tool", "get_order"), ("event", "assistant_message")]
+    assert trace["timeline"][0]["actor"] == "support"
+    assert trace["messages"][0]["role"] == "user"
+    assert any("trace_id" in w for w in trace["debug"]["soft_warnings"])
+    assert "secret" not in json.dumps(evals_cluster.api("GET", "/evaluations/http-ok"))
+
+
+@pytest.mark.parametrize(("path", "error_class", "palette"), [
+    ("unauthorized", "auth_failed", "danger"),
+    ("boom", "agent_5xx", "danger"),
+    ("missing", "agent_4xx", "amber"),
+    ("garbage", "agent_bad_response", "warning"),
+    ("slow", "agent_timeout", "warning"),
+    ("wrong-tool", "proxy_misconfigured", "amber"),
+    ("bad-args", "contract_error", "danger"),
+])
+def test_each_failure_gets_its_error_class(evals_cluster: Cluster, agent_url: str,  # noqa: F811
+                                           path: str, error_class: str, palette: str) -> None:
+    timeout = {"timeout_s": 1.5} if path == "slow" else {}
+    row = run_one(evals_cluster, f"http-{path}", f"{agent_url}/{path}", **timeout)
+    run = row["run"]
+    assert (run["status"], run["error_class"]) == ("failed", error_class), run
+    assert run["chip"]["palette"] == palette and run["chip"]["hint"]
+    assert run["verdict"] == "PENDING"  # nothing to judge: the card says NOT APPLICABLE
+    trace = evals_cluster.client().evaluation_run(f"http-{path}", "t1", run["id"])
+    assert trace["judge"]["verdict"] == "NOT_APPLICABLE"
+    assert row["run_count"] == 1  # not a transient failure: no second dispatch
+
+
+def test_an_unreachable_agent_is_agent_unreachable(evals_cluster: Cluster) -> None:  # noqa: F811
+    row = run_one(evals_cluster, "http-dead", f"http://127.0.0.1:{free_port()}/agent")
+    assert row["run"]["error_class"] == "agent_unreachable"
+    assert row["run"]["chip"]["label"] == "unreachable"
+
+
+def test_a_transport_failure_is_dispatched_once_more(evals_cluster: Cluster,  # noqa: F811
+                                                     agent_url: str) -> None:
+    client = evals_cluster.client()
+    first = run_one(evals_cluster, "http-reset", f"{agent_url}/reset")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        runs = evals_cluster.api("GET", "/evaluations/http-reset/tasks/t1/runs")["runs"]
+        if len(runs) == 2 and all(r["status"] == "failed" for r in runs):
+            break
+        time.sleep(0.2)
+    assert [r["error_class"] for r in runs] == ["transport_error", "transport_error"]
+    retry, original = runs
+    assert retry["redispatch_of"] == original["id"]
+    assert first["run"]["id"] in (retry["id"], original["id"])
+    time.sleep(1.0)  # a retry of the retry would have been dispatched by now
+    assert client.evaluation("http-reset")["tasks"][0]["run_count"] == 2
