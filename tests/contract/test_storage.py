@@ -24,7 +24,8 @@ def storage(request: pytest.FixtureRequest, tmp_path) -> Iterator[Storage]:  # t
             conn = tx.conn  # type: ignore[attr-defined]
             tables = ", ".join(f'"{t}"' for t in (
                 "log_lines", "attempts", "jobs", "dags", "actions", "agent_runs", "agents",
-                "store_values", "store_sets", "files", "blobs", "workers", "tokens", "meta"))
+                "store_values", "store_sets", "files", "blobs", "workers", "tokens", "meta",
+                "eval_calls", "eval_runs", "eval_tasks", "evaluations"))
             conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield s
     s.close()

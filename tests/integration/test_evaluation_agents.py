@@ -153,3 +153,39 @@ def test_a_transport_failure_is_dispatched_once_more(evals_cluster: Cluster,  # 
     assert first["run"]["id"] in (retry["id"], original["id"])
     time.sleep(1.0)  # a retry of the retry would have been dispatched by now
     assert client.evaluation("http-reset")["tasks"][0]["run_count"] == 2
+
+
+def _error(c: Cluster, method: str, path: str, body: Any, token: str | None = None
+           ) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+
+    try:
+        c.api(method, path, body, token=token)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["error"]
+    raise AssertionError(f"{method} {path} succeeded")
+
+
+def test_bad_input_gets_a_clear_error_and_stores_nothing(evals_cluster: Cluster  # noqa: F811
+                                                         ) -> None:
+    c = evals_cluster
+    agent = {"name": "svc", "kind": "http", "url": "http://127.0.0.1:9/", "tools": TOOLS}
+    status, err = _error(c, "PUT", "/evaluations/bad", {"agent": agent | {"tools": [
+        {"name": "t", "mode": "passthrough"}]}})
+    assert status == 400 and err["message"].startswith("agent.tools[0].endpoint:")
+    status, err = _error(c, "PUT", "/evaluations/bad", {"agent": agent, "tasks": [
+        {"id": "ok", "user_instruction": "fine"},
+        {"id": "broken", "user_instruction": "x", "expected_outcome": "maybe"}]})
+    assert status == 400 and "task 2" in err["message"] and "expected_outcome" in err["message"]
+    status, err = _error(c, "GET", "/evaluations/bad", None)
+    assert status == 404  # nothing was stored
+    c.api("PUT", "/evaluations/bad", {"agent": agent})
+    status, err = _error(c, "POST", "/evaluations/bad/runs", {})
+    assert status == 409 and "no tasks" in err["message"]
+    status, err = _error(c, "POST", "/evaluations/bad/runs", {"tasks": ["nope"]})
+    assert status == 404 and "no task 'nope'" in err["message"]
+    viewer = c.client().create_token("viewer", "read-only")["token"]
+    status, err = _error(c, "PUT", "/evaluations/bad", {"agent": agent}, token=viewer)
+    assert status == 403 and "manage evaluations" in err["message"]
+    status, err = _error(c, "POST", "/runs/bad.t1.0000/tools/get_order", {"arguments": {}})
+    assert status == 404

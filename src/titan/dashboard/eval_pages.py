@@ -16,11 +16,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 
+from titan.dashboard.render import Data, env, int_param, twin
 from titan.errors import NotFound
 from titan.evals.agent_config import public_view
 from titan.master import auth, eval_views
 from titan.master.api.deps import Ctx
-from titan.dashboard.render import Data, env, int_param, twin
 from titan.storage.base import Row, Transaction
 
 router = APIRouter()

@@ -1,0 +1,70 @@
+/* The Evaluations list (/evaluations) and one evaluation's Data Explorer (/evaluations/<id>).
+ *
+ * The explorer's table is the server's markup: a row opens its task (Enter does too, the row
+ * has the focus), the optional columns (Failure mode, Ledger violations) are shown by a class
+ * on the explorer that the column menu sets and this browser remembers. While a run of the
+ * evaluation is in flight the table is re-read from the server every 3 s, and stops once
+ * every run is terminal; a run of it starting or ending (the live feed) re-reads it at once.
+ */
+(function () {
+  "use strict";
+  const T = window.Titan;
+  const page = document.body.dataset.page;
+  const POLL_MS = 3000;
+  const runId = (msg) => { const d = msg.data || {}; return String(d.run_id !== undefined ? d.run_id : d.id); };
+
+  if (page === "evaluations") {
+    const refresh = T.throttle(() => T.swapRegion("evaluations-live"), 1000);
+    T.live({ types: ["run_created", "run_completed", "run_failed"], onEvent: refresh,
+             onResync(first) { if (!first) refresh(); } });
+    return;
+  }
+  if (page !== "evaluation") return;
+  const evalId = document.body.dataset.evaluationId;
+  const explorer = document.getElementById("eval-explorer");
+
+  // -- optional columns -----------------------------------------------------------------------
+  const KEY = "titan.evalColumns";
+  let shown = {};
+  try { shown = JSON.parse(localStorage.getItem(KEY) || "{}") || {}; } catch (e) { shown = {}; }
+  const apply = (box) => explorer.classList.toggle("show-" + box.dataset.col, box.checked);
+  for (const box of explorer.querySelectorAll("input[data-col]")) {
+    box.checked = !!shown[box.dataset.col];
+    apply(box);
+    box.addEventListener("change", () => {
+      apply(box);
+      shown[box.dataset.col] = box.checked;
+      try { localStorage.setItem(KEY, JSON.stringify(shown)); } catch (e) { /* private mode */ }
+    });
+  }
+
+  // -- a row opens its task -------------------------------------------------------------------
+  explorer.addEventListener("click", (e) => {
+    const row = e.target.closest("tr.eval-row");
+    if (!row || e.target.closest("a, button, input, summary") || String(window.getSelection())) return;
+    location.href = row.dataset.href;
+  });
+  explorer.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && e.target.matches && e.target.matches("tr.eval-row")) location.href = e.target.dataset.href;
+  });
+
+  // -- live: every 3 s while a run is in flight -----------------------------------------------
+  let timer = null;
+  const inFlight = () => {
+    const live = document.getElementById("eval-live");
+    return !!live && Number(live.dataset.inFlight) > 0;
+  };
+  async function tick() {
+    timer = null;
+    try { await T.swapRegion("eval-live"); } catch (err) { /* offline: the next tick retries */ }
+    schedule();
+  }
+  function schedule() { if (!timer && inFlight()) timer = setTimeout(tick, POLL_MS); }
+  const kick = T.throttle(() => { clearTimeout(timer); timer = null; tick(); }, 1000);
+  T.live({
+    types: ["run_created", "run_completed", "run_failed"],
+    onEvent(msg) { if (runId(msg).startsWith(evalId + ".")) kick(); },
+    onResync(first) { if (!first) kick(); },
+  });
+  schedule();
+})();
