@@ -14,6 +14,7 @@ with ``error`` set, which the proxy records as source ``error``.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -28,10 +29,22 @@ STATE_BUDGET_CHARS = 3000  # the slice of the world shown to the model
 HISTORY_CALLS = 5  # the latest earlier calls shown, for consistency between answers
 SNIPPET_CHARS = 200
 MAX_TOKENS = 700
-# Tool names that read: a hint to the model that such a call changes nothing (not enforced:
-# a tool like get_or_create_session does write).
-_READ_VERBS = ("get", "list", "search", "find", "read", "lookup", "look", "check", "fetch",
-               "show", "view", "query", "describe", "count")
+# A tool whose name starts with one of these reads: its call may change nothing, and the
+# schema says so (ops: an empty array). A small model otherwise "updates" what it just read.
+_READ_VERBS = frozenset({"get", "list", "search", "find", "read", "lookup", "look", "check",
+                         "fetch", "show", "view", "query", "describe", "count"})
+_WRITE_VERBS = frozenset({"add", "create", "new", "make", "open", "update", "set", "edit",
+                          "change", "modify", "delete", "remove", "cancel", "close", "issue",
+                          "send", "place", "book", "assign", "approve", "reject", "submit",
+                          "reset", "transfer", "pay", "apply", "mark", "register", "do", "run"})
+# One worked example, from a world unlike any task's: a small model imitates an example far
+# better than it follows a rule, and the type enum keeps it from copying "book" into ops.
+_EXAMPLE = (
+    'EXAMPLE (another world): STATE {"entities":{"book":{"B7":{"title":"Dune","loaned":false}'
+    '}}}\nCALL loan_book({"book_id":"B7"}) answer: {"response":{"ok":true,"book_id":"B7"},'
+    '"ops":[{"op":"update","type":"book","id":"B7","attrs":{"loaned":true}}]}\n'
+    'CALL get_book({"book_id":"B9"}) answer: {"response":{"error":"book B9 not found"},'
+    '"ops":[]}')
 
 
 @dataclass
@@ -88,7 +101,8 @@ def simulate(tool: dict[str, Any], arguments: dict[str, Any], state: dict[str, A
         return failed(f"tool {tool.get('name')}'s output_schema is not a valid JSON Schema: "
                       f"{exc.message}")
     schema = {"type": "object",
-              "properties": {"response": output_schema, "ops": OPS_SCHEMA},
+              "properties": {"response": output_schema,
+                             "ops": ops_schema(OPS_SCHEMA, str(tool.get("name") or ""), state)},
               "required": ["response", "ops"]}  # extras are ignored, not worth a repair
     response_validator = Draft202012Validator(output_schema)
     messages = _prompt(tool, arguments, state, behavior_instructions, history)
@@ -144,14 +158,11 @@ def _prompt(tool: dict[str, Any], arguments: dict[str, Any], state: dict[str, An
         "call names something missing from the STATE, the response says it was not found.",
         "2. Follow the BEHAVIOUR rules when there are any.",
         "3. Stay consistent with the EARLIER CALLS.",
-        "4. ops lists the changes this call makes to the STATE. A read changes nothing: "
-        "ops is []. Op forms: {\"op\":\"add\",\"type\":T,\"id\":I,\"attrs\":{...}}, "
-        "{\"op\":\"update\",\"type\":T,\"id\":I,\"attrs\":{only changed attrs}}, "
-        "{\"op\":\"remove\",\"type\":T,\"id\":I}, {\"op\":\"set_flag\",\"name\":N,\"value\":V}.",
+        "4. ops lists the changes this call makes to the STATE: add (a new entity with its "
+        "attrs), update (only the attrs that change), remove, or set_flag (name, value). "
+        "A read or a failed call changes nothing: ops is [].",
     ]
-    if _is_read(name):
-        rules.append(f"`{name}` looks like a read, so ops is most likely [].")
-    parts = ["\n".join(rules)]
+    parts = ["\n".join(rules), _EXAMPLE]
     if tool.get("description"):
         parts.append(f"TOOL: {name}: {_clip(str(tool['description']), 600)}")
     if behavior and behavior.strip():
@@ -175,7 +186,8 @@ def relevant_state(state: dict[str, Any], tool_name: str, arguments: dict[str, A
     Entities come in order of relevance: those whose id appears among the call's argument
     values, then those whose type matches a word of the tool's name (``cancel_order`` →
     ``order``/``orders``), then the rest; flags always (they are few and global)."""
-    entities = state.get("entities") if isinstance(state.get("entities"), dict) else {}
+    raw = state.get("entities")
+    entities: dict[str, Any] = raw if isinstance(raw, dict) else {}
     whole = {"entities": entities, "flags": state.get("flags") or {}}
     if state.get("removed"):
         whole["removed"] = state["removed"]
@@ -183,13 +195,12 @@ def relevant_state(state: dict[str, Any], tool_name: str, arguments: dict[str, A
     if len(text) <= budget:
         return text
     values = {str(v) for v in _scalars(arguments)}
-    words = {w for w in re.split(r"[^a-z0-9]+", tool_name.lower()) if w}
+    words = _words(tool_name)
 
     def rank(etype: str, eid: str) -> int:
         if eid in values:
             return 0
-        stem = etype.lower().rstrip("s")
-        return 1 if stem and any(w.rstrip("s") == stem for w in words) else 2
+        return 1 if any(_same(w, etype) for w in words) else 2
 
     ranked = sorted(((rank(t, i), t, i) for t, by_id in entities.items()
                      if isinstance(by_id, dict) for i in by_id), key=lambda r: r[0])
@@ -207,6 +218,45 @@ def relevant_state(state: dict[str, Any], tool_name: str, arguments: dict[str, A
     return _compact(out, None) + note
 
 
+def ops_schema(base: dict[str, Any], tool_name: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The ledger's OPS_SCHEMA narrowed to this call: no operation at all for a read-named
+    tool, and entity types limited to the world's own plus the nouns of the tool's name
+    (``create_ticket`` may add a ``ticket``). Both close doors a small model walks through
+    (it writes "type": "string", or updates what it only read); a tool that must do
+    otherwise needs a name that says so."""
+    if _is_read(tool_name):
+        # `items` too: llama.cpp's grammar honours maxItems only on an array with items.
+        return {"type": "array", "items": base.get("items", {}), "maxItems": 0}
+    schema = copy.deepcopy(base)
+    props = schema.get("items", {}).get("properties", {})
+    types = _entity_types(state, tool_name)
+    if "type" in props and types:
+        props["type"] = {"type": "string", "enum": types}
+    return schema
+
+
+def _entity_types(state: dict[str, Any], tool_name: str) -> list[str]:
+    known: list[str] = []
+    for section in ("entities", "removed"):
+        if isinstance(state.get(section), dict):
+            known += [t for t in state[section] if t not in known]
+    nouns = [w for w in _words(tool_name) if w not in _READ_VERBS | _WRITE_VERBS]
+    for candidate in [*nouns, "_".join(nouns)] if len(nouns) > 1 else nouns:
+        if candidate and not any(_same(candidate, t) for t in known):
+            known.append(candidate)
+    return known
+
+
+def _words(name: str) -> list[str]:
+    """``cancelOrder`` / ``cancel-order`` / ``cancel_order`` → ``["cancel", "order"]``."""
+    return [w.lower() for w in re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", name) if w]
+
+
+def _same(a: str, b: str) -> bool:
+    """One entity type, singular or plural (``order`` / ``orders``)."""
+    return a.lower().rstrip("s") == b.lower().rstrip("s")
+
+
 def _scalars(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return [s for v in value.values() for s in _scalars(v)]
@@ -216,8 +266,8 @@ def _scalars(value: Any) -> list[Any]:
 
 
 def _is_read(name: str) -> bool:
-    first = re.split(r"[^a-z0-9]+|(?<=[a-z])(?=[A-Z])", name)[0].lower() if name else ""
-    return first in _READ_VERBS
+    words = _words(name)
+    return bool(words) and words[0] in _READ_VERBS
 
 
 def _compact(value: Any, limit: int | None) -> str:
