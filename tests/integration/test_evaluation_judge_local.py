@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.contract.test_llm_providers import require_local_model
-from tests.fake_llm_api import FakeLLMServer, serve
+from tests.fake_llm_api import serve
 from tests.integration.harness import Cluster, isolated_cluster
 from tests.integration.test_evaluations import EXAMPLE, scripted_world
 

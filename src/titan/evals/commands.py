@@ -145,8 +145,8 @@ def run(args: argparse.Namespace, client: Any) -> int:
     elif action == "trace":
         run_id = args.run
         if run_id is None:
-            rows = {r["task_id"]: r for r in client.evaluation(args.evaluation)["tasks"]}
-            row = rows.get(args.task)
+            latest = {r["task_id"]: r for r in client.evaluation(args.evaluation)["tasks"]}
+            row = latest.get(args.task)
             if row is None or row["run"] is None:
                 from titan.errors import NotFound
 
