@@ -327,10 +327,12 @@ def test_json_twins_are_the_apis_views(evaluated: dict[str, Any], cluster: Clust
         listed = http.get("/evaluations.json").json()["evaluations"]
         assert {e["id"] for e in listed} >= {"support-bot", "dead-agent", "calc-fixer"}
         explorer = http.get("/evaluations/dead-agent.json").json()
+        assert explorer.pop("polling") is False  # the API's view, plus whether to poll
         assert explorer == cluster.api("GET", "/evaluations/dead-agent")
         row = explorer["tasks"][0]
         twin = http.get("/evaluations/dead-agent/tasks/hello.json").json()
         assert twin["run_id"] == row["run"]["id"] and twin["task"]["run_count"] == 1
+        assert twin["polling"] is False and twin["judging"] is False
         assert twin["trace"] == cluster.api(
             "GET", f"/evaluations/dead-agent/tasks/hello/runs/{row['run']['id']}")
         assert http.get("/evaluations/dead-agent/tasks/hello.json",
@@ -381,7 +383,7 @@ def test_trace_template_edge_cases_render_escaped() -> None:
                        "proxy_refusals": 2, "error_detail": None}}
     data = {"evaluation": {"id": "e", "description": None, "agent": {"name": "a"}},
             "task": {"id": "t", "seed": seed, "run_count": 1}, "run_id": "e.t.1",
-            "trace": trace}
+            "judging": False, "polling": False, "trace": trace}
     html = env.get_template("eval_task.html").render(d=data, c={
         "page": "eval_task", "role": "viewer", "user": "v", "can_operate": False,
         "signed_in_by_cookie": False, "csrf": ""})

@@ -189,3 +189,43 @@ def test_bad_input_gets_a_clear_error_and_stores_nothing(evals_cluster: Cluster 
     assert status == 403 and "manage evaluations" in err["message"]
     status, err = _error(c, "POST", "/runs/bad.t1.0000/tools/get_order", {"arguments": {}})
     assert status == 404
+
+
+SLOW_AGENT = '''
+import time
+from pathlib import Path
+from titan import evals
+
+task = evals.task()
+Path(__file__).with_name("started").write_text("yes")
+time.sleep(4)  # the master is killed and restarted meanwhile
+evals.respond(f"done: {task['user_instruction']}")
+'''
+
+
+def test_a_run_survives_a_master_restart(make_cluster: Any) -> None:
+    from tests.integration.test_durability import wait_for
+
+    c = make_cluster(lease_seconds=30)
+    c.start_master()
+    c.add_worker(slots=2, name="survivor")
+    client = c.client()
+    script = c.script("slow_agent.py", SLOW_AGENT)
+    client.create_evaluation("restart", {"name": "slow", "script": script,
+                                         "judge": False}, [TASK])
+    (run,) = client.run_evaluation("restart")
+
+    def started() -> bool:
+        jobs = c.api("GET", f"/dags?agent_run_id={run['id']}")["dags"]
+        return bool(jobs) and jobs[0]["status"] == "RUNNING"
+
+    wait_for(started, 30, "the agent's job running")
+    c.kill_master()
+    time.sleep(0.5)
+    c.start_master()
+    view = c.client().wait_evaluation("restart", timeout=60)
+    row = view["tasks"][0]["run"]
+    assert row["id"] == run["id"] and row["status"] == "completed", (row, c.log())
+    trace = c.client().evaluation_run("restart", "t1", run["id"])
+    assert trace["final_response"] == f"done: {TASK['user_instruction']}"
+    assert trace["judge"] is None  # judging is off for this agent

@@ -131,15 +131,14 @@ class EvalOps:
 
     def wait_evaluation(self, name: str, timeout: float = 600.0,
                         poll: float = 1.0) -> dict[str, Any]:
-        """Wait until no run of the evaluation is in flight and every finished run that can
-        be judged has its verdict; the explorer view."""
+        """Wait until no run of the evaluation is in flight and every completed run has its
+        verdict (unless the agent turned judging off); the explorer view."""
         deadline = time.monotonic() + timeout
         while True:
             view = self.evaluation(name)
             settled = all(
                 r["run"] is None or (r["run"]["status"] not in ("pending", "running")
-                                     and (r["run"]["judge_verdict"] is not None
-                                          or r["run"]["status"] != "completed"))
+                                     and not r["run"]["judge_pending"])
                 for r in view["tasks"])
             if settled:
                 return view

@@ -11,6 +11,7 @@ While a run is in flight, the pages' scripts re-read them every 3 s until it is 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +29,10 @@ LISTED = 200
 SEED_KEYS = ("user_instruction", "behavior_instructions", "initial_state", "failure_rules",
              "expected_outcome", "expected_steps", "kind")
 #: The tool-call sources' badge labels (eval_views.SOURCES, plus calls the proxy never saw).
+#: A terminal run waits for its verdict (the judge runs after the run ends); past this long
+#: without one, the judge is taken to have given up and the page stops re-reading itself.
+JUDGE_GRACE_S = 300.0
+TERMINAL = ("completed", "failed", "cancelled")
 SOURCE_LABELS = {"simulated": "simulated", "injected": "injected", "passthrough": "passthrough",
                  "error": "error", "transport_error": "transport error", "agent": "not proxied"}
 
@@ -97,6 +102,31 @@ def _evaluation(tx: Transaction, evaluation_id: str) -> Row:
     return found
 
 
+def awaiting_verdict(status: str, judged: bool, judge_on: bool, ended_at: float | None) -> bool:
+    """A run that ended moments ago and will get a verdict soon: still worth re-reading."""
+    return (status in TERMINAL and not judged and judge_on and ended_at is not None
+            and time.time() - ended_at < JUDGE_GRACE_S)
+
+
+def explorer_page(tx: Transaction, evaluation_id: str) -> Data:
+    """The API's explorer, plus ``polling``: whether a run is in flight or awaits its verdict
+    (the page re-reads itself every 3 s while it is true)."""
+    evaluation = _evaluation(tx, evaluation_id)
+    view = eval_views.explorer(tx, evaluation)
+    judge_on = bool(public_view(evaluation["agent"]).get("judge", True))
+    runs = [t["run"] for t in view["tasks"] if t["run"]]
+    view["polling"] = bool(view["summary"]["in_flight"]) or any(
+        awaiting_verdict(r["status"], r["judge_verdict"] is not None, judge_on, r["ended_at"])
+        for r in runs)
+    return view
+
+
+def _awaiting(run: Row) -> bool:
+    return awaiting_verdict(run["status"], run.get("judge") is not None,
+                            bool((run.get("agent") or {}).get("judge", True)),
+                            run.get("ended_at"))
+
+
 def evaluation_list(tx: Transaction, limit: int) -> Data:
     return {"evaluations": [r | {"agent": public_view(r["agent"])}
                             for r in tx.list_evaluations(limit)]}
@@ -117,13 +147,17 @@ def task_page(tx: Transaction, evaluation_id: str, task_id: str, run_id: str | N
             raise NotFound(f"task {task_id!r} has no run {run_id!r}", details={"run": run_id})
     agent = public_view(evaluation["agent"])
     seed = task["seed"]
+    trace = eval_views.trace(tx, evaluation, task, run) if run else None
     return {
         "evaluation": {"id": evaluation["id"], "description": evaluation.get("description"),
                        "agent": {k: agent.get(k) for k in ("name", "version", "kind")}},
         "task": {"id": task_id, "seed": {k: seed.get(k) for k in SEED_KEYS},
                  "run_count": len(history)},
         "run_id": run["id"] if run else None,
-        "trace": eval_views.trace(tx, evaluation, task, run) if run else None,
+        # The shown run ended and its verdict is on its way; polling: re-read every 3 s.
+        "judging": bool(run and _awaiting(run)),
+        "polling": bool(trace and trace["live"]) or any(_awaiting(r) for r in history),
+        "trace": trace,
     }
 
 
@@ -137,8 +171,7 @@ async def evaluations_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
 @twin(router, ["/evaluations/{evaluation_id}"], "evaluation.html", "evaluation")
 async def evaluation_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     evaluation_id: str = request.path_params["evaluation_id"]
-    return await c.engine.read(
-        lambda tx: eval_views.explorer(tx, _evaluation(tx, evaluation_id)))
+    return await c.engine.read(lambda tx: explorer_page(tx, evaluation_id))
 
 
 @twin(router, ["/evaluations/{evaluation_id}/tasks/{task_id}"], "eval_task.html", "eval_task")

@@ -59,6 +59,9 @@ def run_row(run: Row, agent_run: Row | None) -> Row:
         "error_class": run.get("error_class"), "error_detail": run.get("error_detail"),
         "agent": {"name": agent.get("name"), "version": agent.get("version")},
         "verdict": row_verdict(run), "judge_verdict": judge.get("verdict"),
+        # Settled but not scored yet: what a client waiting for verdicts waits on.
+        "judge_pending": (run["status"] == "completed" and not judge
+                          and bool(agent.get("judge", True))),
         "failure_mode": judge.get("failure_mode"),
         "tool_calls": run.get("tool_calls") or 0,
         "by_source": {s: (run.get("by_source") or {}).get(s, 0) for s in SOURCES},

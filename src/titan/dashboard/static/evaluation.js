@@ -3,8 +3,8 @@
  * The explorer's table is the server's markup: a row opens its task (Enter does too, the row
  * has the focus), the optional columns (Failure mode, Ledger violations) are shown by a class
  * on the explorer that the column menu sets and this browser remembers. While a run of the
- * evaluation is in flight the table is re-read from the server every 3 s, and stops once
- * every run is terminal; a run of it starting or ending (the live feed) re-reads it at once.
+ * evaluation is in flight (or has just ended and awaits the judge's verdict) the table is
+ * re-read from the server every 3 s, and stops once every run is terminal and judged; a run of it starting or ending (the live feed) re-reads it at once.
  */
 (function () {
   "use strict";
@@ -50,9 +50,9 @@
 
   // -- live: every 3 s while a run is in flight -----------------------------------------------
   let timer = null;
-  const inFlight = () => {
+  const inFlight = () => {  // a run pending or running, or one awaiting its verdict
     const live = document.getElementById("eval-live");
-    return !!live && Number(live.dataset.inFlight) > 0;
+    return !!live && live.dataset.polling === "true";
   };
   async function tick() {
     timer = null;
