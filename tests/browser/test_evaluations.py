@@ -265,7 +265,8 @@ def test_rerun_joins_the_run_picker_and_polls_until_terminal(evaluated: dict[str
     page.click("#rerun")
     # The new run is shown, and joins the picker, with no reload: the page re-reads itself.
     assert wait_count(page, "#run-picker .run-option", 2) == 2
-    assert "run=" in page.url
+    # (The live feed may redraw it first: without ?run= the page shows the latest run.)
+    page.wait_for_function("() => new URLSearchParams(location.search).has('run')")
     current = page.get_attribute('#run-picker .run-option[aria-current="true"]', "data-run-id")
     assert current != first
     assert page.eval_on_selector_all("#run-picker .run-option", "els => els.map(e => e.dataset.runId)") \

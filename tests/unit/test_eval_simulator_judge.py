@@ -410,3 +410,21 @@ def test_refusal_axis_is_checked_against_the_answer_and_the_world(api: Any) -> N
     shirked = judge(task, {"final_response": "I'm sorry, but I can't help with that.",
                            "tool_calls": [], "status": "completed"}, model=MODEL)
     assert (shirked.verdict, shirked.failure_mode) == ("FAIL", "refused_valid_task")
+
+
+def test_an_answer_the_world_contradicts_is_repaired(api: Any) -> None:
+    """Saying an entity the STATE holds was "not found" is refused and asked again."""
+    from titan.evals.simulator import contradictions, simulate
+
+    state = {"entities": {"order": {"A-1": {"status": "processing"}}}, "flags": {},
+             "removed": {}}
+    assert contradictions({"error": "order A-1 not found"}, {"order_id": "A-1"}, state)
+    assert contradictions({"error": "order A-9 not found"}, {"order_id": "A-9"}, state) == []
+    assert contradictions({"status": "processing"}, {"order_id": "A-1"}, state) == []
+    api.queue(json.dumps({"response": {"error": "order A-1 not found"}, "ops": []}),
+              json.dumps({"response": {"id": "A-1", "status": "processing"}, "ops": []}))
+    tool = {"name": "get_order", "output_schema": {"type": "object"}}
+    result = simulate(tool, {"order_id": "A-1"}, state, None, [], model=MODEL)
+    assert result.error is None and result.response == {"id": "A-1", "status": "processing"}
+    retry = api.received[-1].body["messages"][-1]["content"]
+    assert "order A-1 exists in the STATE" in retry

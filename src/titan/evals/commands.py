@@ -65,6 +65,10 @@ def print_explorer(view: dict[str, Any]) -> None:
         print(f"{row['task_id']:<24} {status:<26} {verdict:<8} {run['tool_calls']:>5}  "
               f"{latency:>8}  {_money(run['cost']['total_usd'])}")
     s = view["summary"]
+    if any((r["run"] or {}).get("judge_model", "").startswith("local") for r in view["tasks"]
+           if r["run"] and r["run"].get("judge_model")):
+        print("note: judged by the local 0.5B model, a rough signal; for verdicts to act on set "
+              "TITAN_EVAL_JUDGE_MODEL (or the agent's judge_model) to a hosted model")
     print(f"{s['pass']} PASS, {s['fail']} FAIL, {s['pending']} PENDING of {s['tasks']} tasks; "
           f"total cost {_money(s['cost_usd'])}")
 

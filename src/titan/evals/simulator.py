@@ -117,6 +117,7 @@ def simulate(tool: dict[str, Any], arguments: dict[str, Any], state: dict[str, A
         spend.add(c)
         data = c.data if isinstance(c.data, dict) else {}
         problems = _problems(data, response_validator, validate_op)
+        problems += contradictions(data.get("response"), arguments, state)
         if not problems:
             return SimResult(data["response"], list(data["ops"]), None, spend.cost_usd,
                              spend.usage.to_dict(), spend.model, time.perf_counter() - t0)
@@ -255,6 +256,27 @@ def _words(name: str) -> list[str]:
 def _same(a: str, b: str) -> bool:
     """One entity type, singular or plural (``order`` / ``orders``)."""
     return a.lower().rstrip("s") == b.lower().rstrip("s")
+
+
+_MISSING = re.compile(r"not\s+found|does\s*n[o']t\s+exist|no\s+such|unknown\s+\w+\s+id",
+                      re.IGNORECASE)
+
+
+def contradictions(response: Any, arguments: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """Answers the world contradicts, in words a model can act on. A small model often says
+    an entity was "not found" while the STATE holds it (an output schema with an ``error``
+    field invites it); that is checkable, so it is checked rather than trusted."""
+    text = json.dumps(response, default=str)
+    if not _MISSING.search(text):
+        return []
+    live = state.get("entities") or {}
+    found = []
+    for value in _scalars(arguments):
+        for etype, entities in live.items():
+            if isinstance(entities, dict) and str(value) in entities:
+                found.append(f"{etype} {value} exists in the STATE: answer with its data, "
+                             "not that it was not found")
+    return found[:3]
 
 
 def _scalars(value: Any) -> list[Any]:

@@ -62,7 +62,7 @@ def run_row(run: Row, agent_run: Row | None) -> Row:
         # Settled but not scored yet: what a client waiting for verdicts waits on.
         "judge_pending": (run["status"] == "completed" and not judge
                           and bool(agent.get("judge", True))),
-        "failure_mode": judge.get("failure_mode"),
+        "failure_mode": judge.get("failure_mode"), "judge_model": judge.get("model"),
         "tool_calls": run.get("tool_calls") or 0,
         "by_source": {s: (run.get("by_source") or {}).get(s, 0) for s in SOURCES},
         "violations": run.get("violations") or 0,
