@@ -290,8 +290,12 @@ def test_multi_agent_card(evaluated: dict[str, Any], dash: Dashboard, page: Any,
     assert page.is_visible(card)
     assert "declared topology" in page.inner_text(f"{card} .card-head")
     assert page.inner_text(f'{card} .structure-stats li[data-key="handoffs"] b') == "2"
+    assert page.inner_text(f'{card} .structure-stats li[data-key="sub_agents"] b') == "3"
     roster = page.inner_text(f"{card} .roster")
-    assert "agent/lookup" in roster and "agent/billing" in roster and "audit" in roster
+    rows = [line.split("\t") for line in roster.splitlines()[1:]]
+    assert [(r[0], r[-1]) for r in rows] == [
+        ("(root)", "observed"), ("audit", "declared"), ("billing", "declared+observed"),
+        ("lookup", "declared+observed")]
     assert "audit" in page.inner_text(f"{card} .divergence")
     handoffs = page.eval_on_selector_all(f"{card} .handoff b", "els => els.map(e => e.textContent)")
     assert handoffs == ["lookup", "billing"]
@@ -361,7 +365,7 @@ def test_trace_template_edge_cases_render_escaped() -> None:
     seed: dict[str, Any] = {"user_instruction": HOSTILE, "behavior_instructions": None, "initial_state": {},
             "failure_rules": [], "expected_outcome": "completion", "expected_steps": None,
             "kind": "coding"}
-    call = {"type": "tool", "seq": 1, "actor": "EVAL-e.t.1/agent", "at": 1.0, "tool": "rm",
+    call = {"type": "tool", "seq": 1, "actor": "AGENT/agent", "at": 1.0, "tool": "rm",
             "source": "transport_error", "latency_ms": 5.0, "arguments": {"q": HOSTILE},
             "response": None, "error": HOSTILE, "proxied": True,
             "ops": [{"op": "remove", "type": "order", "id": "A-1"}],

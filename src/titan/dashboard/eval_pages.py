@@ -78,11 +78,12 @@ def diff_lines(diff: str | None) -> list[tuple[str, str]]:
 
 
 def short_actor(actor: str | None) -> str:
-    """``EVAL-<run>/agent/billing`` → ``agent/billing``: the run prefix says nothing here."""
+    """``AGENT/agent/billing`` → ``agent/billing``: a job agent's stage says nothing here.
+    The multi-agent card's ids are already relative to the agent ("" is the agent itself)."""
     if not actor:
         return "(root)"
     head, _, rest = actor.partition("/")
-    return rest if head.startswith("EVAL-") and rest else actor
+    return rest if head == "AGENT" and rest else actor
 
 
 def source_counts(by_source: dict[str, int]) -> str:

@@ -1,6 +1,6 @@
 """Starting the agent under test and watching it finish.
 
-* A ``job`` agent runs as one Titan job in its own DAG (``EVAL-<run id>``), joined to the run,
+* A ``job`` agent runs as one Titan job in its own DAG (``<run id>_AGENT``), joined to the run,
   so its LLM calls are recorded like any agent's. Its task and the proxy's address come in the
   environment; it answers with :func:`titan.evals.respond`. A coding task runs
   :mod:`titan.evals.coding_job` instead, which seeds the workspace, runs the agent's script in
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("titan.master.evaluations")
 CODING_JOB = Path(__file__).resolve().parents[1] / "evals" / "coding_job.py"
 RAW_LIMIT = 100_000
+AGENT_STAGE = "AGENT"
+JOB_ROOT_ACTOR = f"{AGENT_STAGE}/agent"
 # What the agent may see of its task: never the behaviour instructions, the world or the
 # failure rules — those are the simulator's secret.
 _AGENT_VISIBLE = ("id", "user_instruction", "kind", "workspace", "scorers", "metadata")
@@ -106,7 +108,8 @@ class Dispatcher:
             job.update(filename=Path(agent.get("script") or "agent.py").name,
                        script_sha256=agent["script_sha256"], args=agent.get("args") or [])
         job["env"] = env
-        name = f"EVAL-{active.run_id}"
+        # Stage AGENT, job agent: the agent's actor path is AGENT/agent (sub-agents below it).
+        name = f"{active.run_id}_{AGENT_STAGE}"
         _, specs = validate_dag(name, [job], max_jobs=1)
         return await self.engine.submit_dag(name, specs, active.run_id, agent["name"])
 

@@ -12,6 +12,7 @@ from typing import Any
 from titan.evals.agent_config import public_view
 from titan.evals.failures import ERROR_CLASSES, PALETTES
 from titan.evals.structure import reconstruct
+from titan.master.eval_dispatch import JOB_ROOT_ACTOR
 from titan.master.eval_judging import trajectory
 from titan.storage.base import ActionQuery, Row, Transaction
 
@@ -150,14 +151,25 @@ def _timeline(tx: Transaction, run_id: str, calls: dict[int, Row]) -> list[Row]:
     return items
 
 
-def _structure(calls: list[Row], timeline: list[Row], topology: Row | None) -> Row | None:
+def _structure(calls: list[Row], timeline: list[Row], topology: Row | None,
+               root: str) -> Row | None:
+    """The multi-agent graph, with actor paths relative to the agent itself (``root``: a
+    job agent's own actor path), so node ids are the sub-agents' names the topology and
+    ``evals.handoff(to)`` use."""
+
+    def rel(actor: Any) -> str:
+        actor = str(actor or "")
+        if root and actor == root:
+            return ""
+        return actor[len(root) + 1:] if root and actor.startswith(root + "/") else actor
+
     handoffs = []
     for ev in timeline:
         if ev["type"] == "event" and ev["kind"] == "handoff" and isinstance(ev["data"], dict):
-            handoffs.append({"seq": ev["seq"], "from": str(ev["data"].get("from") or ev["actor"]),
-                             "to": str(ev["data"].get("to") or ""), "at": ev["at"],
+            handoffs.append({"seq": ev["seq"], "from": rel(ev["data"].get("from") or ev["actor"]),
+                             "to": rel(ev["data"].get("to")), "at": ev["at"],
                              "reason": ev["data"].get("reason")})
-    return reconstruct([{"seq": c["seq"], "actor": c["actor"], "tool": c["tool"],
+    return reconstruct([{"seq": c["seq"], "actor": rel(c["actor"]), "tool": c["tool"],
                          "at": c["at"]} for c in calls], handoffs, topology)
 
 
@@ -182,7 +194,8 @@ def trace(tx: Transaction, evaluation: Row, task: Row, run: Row) -> Row:
         "seed": {k: seed.get(k) for k in ("user_instruction", "behavior_instructions",
                                           "initial_state", "failure_rules",
                                           "expected_outcome", "expected_steps", "kind")},
-        "structure": _structure(calls, timeline, agent.get("topology")),
+        "structure": _structure(calls, timeline, agent.get("topology"),
+                                JOB_ROOT_ACTOR if agent.get("kind") == "job" else ""),
         "timeline": timeline, "messages": run.get("messages"),
         "world": run.get("world"), "final_response": run.get("final_response"),
         "coding": run.get("coding"),

@@ -1,9 +1,10 @@
 /* One evaluation task (/evaluations/<id>/tasks/<task>?run=<run>): its Agent Trace and Task tabs.
  *
  * Everything is the server's markup (eval_task.html); this script adds the tabs, the ledger's
- * State/Changes toggle, Re-run, and live updates: while any run of the task is in flight
- * (#eval-task[data-live=true]) the page's region is re-read every 3 s — open rows, the tab
- * and each ledger's view survive — and polling stops once every run is terminal. Re-run
+ * State/Changes toggle, Re-run, and live updates: while any run of the task is in flight or
+ * awaits its verdict (#eval-task[data-live=true]) the page's region is re-read every 3 s —
+ * open rows, the tab and each ledger's view survive — and polling stops once every run is
+ * terminal and judged. Re-run
  * posts to the API, then shows the new run (it joins the run picker) and follows it.
  */
 (function () {
