@@ -20,6 +20,7 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -27,6 +28,7 @@ import httpx
 from titan.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from titan.evals.failures import match_failure_rule
 from titan.evals.tasks import FailureRule
+from titan.master.auth import OPERATE, Principal
 from titan.master.evaluations import ADMIN, ActiveRun, dumps_short, token_hash
 from titan.storage.base import Row
 
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
 PASSTHROUGH_TIMEOUT_S = 30.0
 HISTORY = 12  # earlier calls the simulator sees (the world state carries the rest)
+# Checks a bearer that is not the run's own (a user's token): its principal, or Unauthorized.
+UserCheck = Callable[[str], Awaitable[Principal]]
 EVENT_KINDS = ("assistant_message", "thinking", "system_prompt", "handoff", "custom")
 
 
@@ -59,28 +63,48 @@ class ToolProxy:
         self.engine = evals.engine
 
     # -- who may call -------------------------------------------------------------------------
-    async def caller(self, run_id: str, authorization: str | None) -> ActiveRun:
-        """The run being called for, if the bearer may act for it; 401/404/409 otherwise."""
-        active = self.evals.active.get(run_id)
-        if active is None:
-            row = await self.engine.read(lambda tx: tx.get_eval_run(run_id))
-            if row is None:
-                raise NotFound(f"no evaluation run {run_id!r}")
-            raise Conflict(f"evaluation run {run_id} already ended {row['status']}",
-                           code="run_ended")
+    async def caller(self, run_id: str, authorization: str | None,
+                     user: UserCheck | None = None) -> ActiveRun:
+        """The run being called for, if the bearer may act for it: the run's proxy token,
+        the agent job's own token, or an operator's. 401 for any other bearer — before
+        saying whether the run exists — then 404 (no such run) or 409 (it ended)."""
         token = (authorization or "").removeprefix("Bearer ").strip()
-        if token and hmac.compare_digest(token_hash(token), active.row["token_hash"]):
-            return active
-        if token.startswith("tj.") and self.engine.job_tokens is not None:
-            who = self.engine.job_tokens.verify(token)
-            job = self.engine.sched.jobs.get(who.job or -1) if who else None
-            dag = self.engine.sched.dags.get(job.dag_id) if job else None
-            if dag is not None and dag.agent_run_id == run_id:
-                return active
-        active.refusals.append({"kind": "bad_token", "at": time.time(),
-                                "message": "a tool call without the run's token"})
-        raise Unauthorized(f"this token may not call tools for run {run_id}: use the run's "
-                           "proxy token (TITAN_TOOL_TOKEN / proxy.token)")
+        active = self.evals.active.get(run_id)
+        row = active.row if active is not None else await self.engine.read(
+            lambda tx: tx.get_eval_run(run_id))
+        if row is not None and token and (
+                hmac.compare_digest(token_hash(token), row["token_hash"])
+                or self._job_of_run(token, run_id)):
+            return self._open(active, row)
+        who: Principal | None = None
+        if user is not None and token:
+            try:
+                who = await user(token)
+            except Unauthorized:
+                who = None
+        if who is None or who.role not in OPERATE:
+            if active is not None:  # the agent holds the wrong token: part of why it fails
+                self._refuse(active, "bad_token", "a proxy request without the run's token")
+            raise Unauthorized(f"this token may not call tools for run {run_id}: use the "
+                               "run's proxy token (proxy.token, or the agent job's own token)")
+        if row is None:
+            raise NotFound(f"no evaluation run {run_id!r}")
+        return self._open(active, row)
+
+    @staticmethod
+    def _open(active: ActiveRun | None, row: Row) -> ActiveRun:
+        if active is None:
+            raise Conflict(f"evaluation run {row['id']} already ended {row['status']}",
+                           code="run_ended")
+        return active
+
+    def _job_of_run(self, token: str, run_id: str) -> bool:
+        if not token.startswith("tj.") or self.engine.job_tokens is None:
+            return False
+        who = self.engine.job_tokens.verify(token)
+        job = self.engine.sched.jobs.get(who.job or -1) if who else None
+        dag = self.engine.sched.dags.get(job.dag_id) if job else None
+        return dag is not None and dag.agent_run_id == run_id
 
     def _refuse(self, active: ActiveRun, kind: str, message: str) -> None:
         active.refusals.append({"kind": kind, "message": message, "at": time.time()})
@@ -94,8 +118,8 @@ class ToolProxy:
 
     # -- a tool call --------------------------------------------------------------------------
     async def call(self, run_id: str, tool_name: str, body: Any, authorization: str | None,
-                   actor: str | None) -> Row:
-        active = await self.caller(run_id, authorization)
+                   actor: str | None, user: UserCheck | None = None) -> Row:
+        active = await self.caller(run_id, authorization, user)
         tools = {t["name"]: t for t in active.agent.get("tools") or []}
         tool = tools.get(tool_name)
         if tool is None:
@@ -235,14 +259,15 @@ class ToolProxy:
         await self.engine.run(lambda tx: tx.update_eval_run(run_id, fields))
         return {"accepted": True, "soft_warnings": warnings}
 
-    async def respond(self, run_id: str, body: Any, authorization: str | None) -> Row:
-        await self.caller(run_id, authorization)
+    async def respond(self, run_id: str, body: Any, authorization: str | None,
+                      user: UserCheck | None = None) -> Row:
+        await self.caller(run_id, authorization, user)
         return await self.accept_response(run_id, body)
 
     async def events(self, run_id: str, body: Any, authorization: str | None,
-                     actor: str | None) -> Row:
+                     actor: str | None, user: UserCheck | None = None) -> Row:
         """Live trace events: ``{"events": [{"kind", "data", "occurred_at"?}]}``."""
-        active = await self.caller(run_id, authorization)
+        active = await self.caller(run_id, authorization, user)
         items = body.get("events") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items or len(items) > 1000:
             raise ValidationFailed('the body must be {"events": [{"kind", "data"}, ...]} '
@@ -262,8 +287,9 @@ class ToolProxy:
                             "started_at": at, "duration_ns": 0, "tags": {"event": True}})
         return await self.evals.runs.ingest(active.run_id, {"actions": actions}, ADMIN)
 
-    async def coding(self, run_id: str, body: Any, authorization: str | None) -> Row:
-        await self.caller(run_id, authorization)
+    async def coding(self, run_id: str, body: Any, authorization: str | None,
+                     user: UserCheck | None = None) -> Row:
+        await self.caller(run_id, authorization, user)
         if not isinstance(body, dict):
             raise ValidationFailed("the body must be a JSON object")
         keys = ("diff", "changed_paths", "scorers", "overall", "trajectory", "agent_exit_code",

@@ -3,6 +3,7 @@ tool proxy the agent under test calls."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Header, Query
@@ -10,7 +11,8 @@ from fastapi import APIRouter, Body, Header, Query
 from titan.errors import NotFound, ValidationFailed
 from titan.evals.agent_config import public_view
 from titan.master import eval_views
-from titan.master.api.deps import API_PREFIX, CtxDep, EvalManager, Reader
+from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, EvalManager, Reader, token_principal
+from titan.master.auth import Principal
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, tags=["evaluations"])
@@ -113,29 +115,36 @@ async def rerun(c: CtxDep, p: EvalManager, evaluation_id: str, task_id: str, run
 
 
 # -- what the agent under test calls (authorised by the run's token, not a user's) ------------
+def _user(c: Ctx) -> Callable[[str], Awaitable[Principal]]:
+    """How the proxy checks a bearer that is not the run's own: as any API token."""
+    return lambda token: token_principal(c, token)
+
+
 @router.post("/runs/{run_id}/tools/{tool}", summary="The tool proxy: call a tool of an "
                                                     "evaluation run")
 async def call_tool(c: CtxDep, run_id: str, tool: str, body: Any = Body(None),
                     authorization: str | None = Header(None),
                     x_titan_actor: str | None = Header(None)) -> Row:
-    return await c.evals.proxy.call(run_id, tool, body, authorization, x_titan_actor)
+    return await c.evals.proxy.call(run_id, tool, body, authorization, x_titan_actor,
+                                   _user(c))
 
 
 @router.post("/runs/{run_id}/eval/response", summary="The agent's final response")
 async def respond(c: CtxDep, run_id: str, body: Any = Body(...),
                   authorization: str | None = Header(None)) -> Row:
-    return await c.evals.proxy.respond(run_id, body, authorization)
+    return await c.evals.proxy.respond(run_id, body, authorization, _user(c))
 
 
 @router.post("/runs/{run_id}/eval/events", summary="Live trace events of an evaluation run")
 async def events(c: CtxDep, run_id: str, body: Any = Body(...),
                  authorization: str | None = Header(None),
                  x_titan_actor: str | None = Header(None)) -> Row:
-    return await c.evals.proxy.events(run_id, body, authorization, x_titan_actor)
+    return await c.evals.proxy.events(run_id, body, authorization, x_titan_actor,
+                                     _user(c))
 
 
 @router.post("/runs/{run_id}/eval/coding", summary="A coding run's diff, scorers and "
                                                    "trajectory (posted by its job)")
 async def coding(c: CtxDep, run_id: str, body: Any = Body(...),
                  authorization: str | None = Header(None)) -> Row:
-    return await c.evals.proxy.coding(run_id, body, authorization)
+    return await c.evals.proxy.coding(run_id, body, authorization, _user(c))
