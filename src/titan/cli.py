@@ -247,34 +247,20 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
-    from titan.trace.commands import run
-
-    return run(args, _client(args))
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from titan.trace.replay_commands import run_replay
-
-    return run_replay(args, _client(args))
+def _elsewhere(module: str, name: str, client: bool = True) -> Handler:
+    """A command whose code lives with its concept (``titan.trace.commands``...), imported
+    only when it runs so ``titan --help`` stays fast."""
+    def handler(args: argparse.Namespace) -> int:
+        run: Callable[..., int] = getattr(importlib.import_module(module), name)
+        return run(args, _client(args)) if client else run(args)
+    return handler
 
 
-def cmd_determinism(args: argparse.Namespace) -> int:
-    from titan.trace.replay_commands import run_determinism
-
-    return run_determinism(args, _client(args))
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from titan.evals.commands import run
-
-    return run(args, _client(args))
-
-
-def cmd_llm(args: argparse.Namespace) -> int:
-    from titan.llm.commands import run
-
-    return run(args)
+cmd_runs = _elsewhere("titan.trace.commands", "run")
+cmd_replay = _elsewhere("titan.trace.replay_commands", "run_replay")
+cmd_determinism = _elsewhere("titan.trace.replay_commands", "run_determinism")
+cmd_eval = _elsewhere("titan.evals.commands", "run")
+cmd_llm = _elsewhere("titan.llm.commands", "run", client=False)
 
 
 # --------------------------------------------------------------------------- parser

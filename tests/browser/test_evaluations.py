@@ -11,8 +11,6 @@ tests/integration/test_evaluations.py. Every wait is on the DOM contract, never 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,49 +21,22 @@ import yaml
 from tests.browser.conftest import Dashboard, start_cluster
 from tests.browser.test_dashboard import check_common, wait_count
 from tests.conftest import free_port
-from tests.fake_llm_api import FakeLLMServer, Received, Reply, serve
+from tests.eval_world import scripted_world
+from tests.fake_llm_api import FakeLLMServer, serve
 from tests.integration.harness import Cluster
 
 pytestmark = pytest.mark.browser
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "eval_agent"
-ORDERS = {"A-1001": ("processing", 42.5), "A-1002": ("processing", 19.0),
-          "A-1003": ("shipped", 80.0), "A-1004": ("processing", 12.0)}
 FAIL_MODE = "refused_valid_task"
 # Text that would run script if a page ever used innerHTML (or skipped escaping) with it.
 HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 
 
-def scripted_world(got: Received) -> Reply:
-    """The simulator and the judge as a good hosted model plays them; the judge fails the
-    shipped-order task (so the explorer has a FAIL with its failure mode)."""
-    text = json.dumps(got.body)
-    messages = got.body.get("messages") or []
-    last = str(messages[-1].get("content") if messages else "")
-    if "task_completion" in text:  # the judge
-        failed = "A-1003" in text
-        return Reply(text=json.dumps({
-            "task_completion": 2 if failed else 5, "instruction_adherence": 4,
-            "efficiency": 5, "verdict": "FAIL" if failed else "PASS",
-            "failure_mode": FAIL_MODE if failed else None,
-            "reasoning": "Step 1 returned the order and the final response reports it."}))
-    call = re.search(r"CALL: (\w+)\((.*)\)", last)
-    assert call, last
-    tool, args = call.group(1), json.loads(call.group(2) or "{}")
-    order = args.get("order_id", "")
-    status, total = ORDERS.get(order, ("missing", 0.0))
-    if tool == "get_order":
-        return Reply(text=json.dumps({"response": {"id": order, "status": status,
-                                                   "total": total}, "ops": []}))
-    return Reply(text=json.dumps({
-        "response": {"id": order, "status": "cancelled"},
-        "ops": [{"op": "update", "type": "order", "id": order, "attrs": {"status": "cancelled"}},
-                {"op": "set_flag", "name": "refund_issued", "value": True}]}))
-
-
 @pytest.fixture(scope="module")
 def fake_llm() -> Iterator[FakeLLMServer]:
     with serve() as api:
-        api.responder = scripted_world
+        # The judge fails the shipped-order task: the explorer has a FAIL and its mode.
+        api.responder = scripted_world(failing=("A-1003",), failure_mode=FAIL_MODE)
         yield api
 
 

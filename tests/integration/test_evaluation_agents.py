@@ -197,9 +197,10 @@ from pathlib import Path
 from titan import evals
 
 task = evals.task()
-Path(__file__).with_name("started").write_text("yes")
+first = evals.call_tool("get_order", {"order_id": "A-1001"})
 time.sleep(4)  # the master is killed and restarted meanwhile
-evals.respond(f"done: {task['user_instruction']}")
+second = evals.call_tool("get_order", {"order_id": "A-1001"})
+evals.respond(f"{first['n']} then {second['n']}")
 '''
 
 
@@ -211,15 +212,18 @@ def test_a_run_survives_a_master_restart(make_cluster: Any) -> None:
     c.add_worker(slots=2, name="survivor")
     client = c.client()
     script = c.script("slow_agent.py", SLOW_AGENT)
-    client.create_evaluation("restart", {"name": "slow", "script": script,
-                                         "judge": False}, [TASK])
+    # The rules answer the first and the second call: after the restart the master must still
+    # know the first call happened (and which rule it fired).
+    rules = [{"tool": "get_order", "on_call": n, "payload": {"n": n}, "error": False}
+             for n in (1, 2)]
+    client.create_evaluation("restart", {"name": "slow", "script": script, "tools": TOOLS,
+                                         "judge": False}, [TASK | {"failure_rules": rules}])
     (run,) = client.run_evaluation("restart")
 
-    def started() -> bool:
-        jobs = c.api("GET", f"/dags?agent_run_id={run['id']}")["dags"]
-        return bool(jobs) and jobs[0]["status"] == "RUNNING"
+    def called() -> bool:
+        return c.api("GET", "/evaluations/restart")["tasks"][0]["run"]["tool_calls"] == 1
 
-    wait_for(started, 30, "the agent's job running")
+    wait_for(called, 30, "the agent's first tool call")
     c.kill_master()
     time.sleep(0.5)
     c.start_master()
@@ -227,5 +231,6 @@ def test_a_run_survives_a_master_restart(make_cluster: Any) -> None:
     row = view["tasks"][0]["run"]
     assert row["id"] == run["id"] and row["status"] == "completed", (row, c.log())
     trace = c.client().evaluation_run("restart", "t1", run["id"])
-    assert trace["final_response"] == f"done: {TASK['user_instruction']}"
+    assert trace["final_response"] == "1 then 2"
+    assert row["by_source"]["injected"] == 2
     assert trace["judge"] is None  # judging is off for this agent

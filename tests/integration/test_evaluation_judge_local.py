@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from tests.contract.test_llm_providers import require_local_model
+from tests.eval_world import scripted_world
 from tests.fake_llm_api import serve
 from tests.integration.harness import Cluster, isolated_cluster
-from tests.integration.test_evaluations import EXAMPLE, scripted_world
+from tests.integration.test_evaluations import EXAMPLE
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.slow
 def local_judge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_local_model()
     with serve() as api:
-        api.responder = scripted_world  # the tools are still simulated by a scripted model
+        api.responder = scripted_world()  # the tools are still simulated by a scripted model
         c = isolated_cluster(tmp_path_factory.mktemp("judge"), env={
             "TITAN_LLM_API_BASE": api.url, "OPENAI_API_KEY": "test-key",
             "TITAN_EVAL_SIMULATOR_MODEL": "openai/simulator"})

@@ -9,7 +9,6 @@ judge on the real local model.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,42 +18,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port
-from tests.fake_llm_api import FakeLLMServer, Received, Reply, serve
+from tests.eval_world import scripted_world
+from tests.fake_llm_api import FakeLLMServer, serve
 from tests.integration.harness import Cluster, isolated_cluster
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "eval_agent"
-ORDERS = {"A-1001": ("processing", 42.5), "A-1002": ("processing", 19.0),
-          "A-1003": ("shipped", 80.0), "A-1004": ("processing", 12.0)}
-
-
-def scripted_world(got: Received) -> Reply:
-    """Play the simulator and the judge the way a good hosted model would."""
-    text = json.dumps(got.body)
-    messages = got.body.get("messages") or []
-    last = str(messages[-1].get("content") if messages else "")
-    if "task_completion" in text:  # the judge
-        return Reply(text=json.dumps({
-            "task_completion": 5, "instruction_adherence": 5, "efficiency": 5,
-            "verdict": "PASS", "failure_mode": None,
-            "reasoning": "Step 1 returned the order and the final response reports it."}))
-    call = re.search(r"CALL: (\w+)\((.*)\)", last)
-    assert call, last
-    tool, args = call.group(1), json.loads(call.group(2) or "{}")
-    order = args.get("order_id", "")
-    status, total = ORDERS.get(order, ("missing", 0.0))
-    if tool == "get_order":
-        return Reply(text=json.dumps({"response": {"id": order, "status": status,
-                                                   "total": total}, "ops": []}))
-    return Reply(text=json.dumps({
-        "response": {"id": order, "status": "cancelled"},
-        "ops": [{"op": "update", "type": "order", "id": order, "attrs": {"status": "cancelled"}},
-                {"op": "set_flag", "name": "refund_issued", "value": True}]}))
-
-
 @pytest.fixture(scope="module")
 def fake_llm() -> Iterator[FakeLLMServer]:
     with serve() as api:
-        api.responder = scripted_world
+        api.responder = scripted_world()
         yield api
 
 

@@ -50,6 +50,7 @@ class Dispatcher:
     def __init__(self, evals: Evaluations) -> None:
         self.evals = evals
         self.engine = evals.engine
+        self._coding_sha: str | None = None
 
     @property
     def proxy_base(self) -> str:
@@ -93,12 +94,7 @@ class Dispatcher:
         job: Row = {"job_id": "agent", "retries": 0, "timeout": agent["timeout_s"],
                     "requirement": agent.get("requirement") or "GENERAL"}
         if seed.get("kind") == "coding":
-            loop = asyncio.get_running_loop()
-            sha = await loop.run_in_executor(None, write_bytes, self.evals.blobs,
-                                             CODING_JOB.read_bytes())
-            size = self.evals.blobs.path(sha).stat().st_size
-            await self.engine.run(lambda tx: tx.add_blob(sha, size, time.time()))
-            self.engine.known_blobs.add(sha)
+            sha = await self._coding_job_blob()
             env["TITAN_EVAL_AGENT"] = json.dumps({
                 "script_sha256": agent["script_sha256"], "filename": agent.get("script"),
                 "args": agent.get("args") or [], "timeout_s": agent["timeout_s"]})
@@ -112,6 +108,18 @@ class Dispatcher:
         name = f"{active.run_id}_{AGENT_STAGE}"
         _, specs = validate_dag(name, [job], max_jobs=1)
         return await self.engine.submit_dag(name, specs, active.run_id, agent["name"])
+
+    async def _coding_job_blob(self) -> str:
+        """The coding job script in the blob store, stored once per master."""
+        if self._coding_sha is None:
+            loop = asyncio.get_running_loop()
+            sha = await loop.run_in_executor(None, write_bytes, self.evals.blobs,
+                                             CODING_JOB.read_bytes())
+            size = self.evals.blobs.path(sha).stat().st_size
+            await self.engine.run(lambda tx: tx.add_blob(sha, size, time.time()))
+            self.engine.known_blobs.add(sha)
+            self._coding_sha = sha
+        return self._coding_sha
 
     async def _watch_job(self, run_id: str, dag_id: int) -> None:
         hub = self.engine.hub

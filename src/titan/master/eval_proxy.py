@@ -27,7 +27,6 @@ import httpx
 
 from titan.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from titan.evals.failures import match_failure_rule
-from titan.evals.tasks import FailureRule
 from titan.master.auth import OPERATE, Principal
 from titan.master.evaluations import ADMIN, ActiveRun, dumps_short, token_hash
 from titan.storage.base import Row
@@ -145,7 +144,7 @@ class ToolProxy:
         name = tool["name"]
         number = active.calls.get(name, 0) + 1
         active.calls[name] = number
-        rules = [FailureRule.from_dict(r) for r in active.task.get("failure_rules") or []]
+        rules = active.rules
         started, t0 = time.time(), time.perf_counter()
         ops: list[Row] = []
         violations: list[Row] = []

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -23,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from titan.errors import Conflict, NotFound, ValidationFailed
 from titan.evals.agent_config import parse_agent
-from titan.evals.failures import RETRYABLE
+from titan.evals.failures import RETRYABLE, match_failure_rule
 from titan.evals.ledger import Ledger
-from titan.evals.tasks import parse_tasks
+from titan.evals.tasks import FailureRule, parse_tasks
 from titan.master.auth import Principal
 from titan.storage.base import Row, Transaction
 
@@ -54,10 +55,30 @@ class ActiveRun:
     refusals: list[Row] = field(default_factory=list)  # proxy requests refused, and why
     last_source: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    rules: list[FailureRule] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rules = [FailureRule.from_dict(r) for r in self.task.get("failure_rules") or []]
 
     @property
     def run_id(self) -> str:
         return str(self.row["id"])
+
+    def recall(self, calls: list[Row]) -> None:
+        """After a master restart: the world, the per-tool call counts and the rules fired,
+        from the calls recorded so far (rule matching is deterministic, so replaying it over
+        the injected calls finds the same rules)."""
+        if calls:
+            self.ledger = Ledger.from_snapshot(calls[-1]["state"])
+        for call in calls:
+            tool = call["tool"]
+            self.calls[tool] = self.calls.get(tool, 0) + 1
+            if call["source"] == "injected":
+                hit = match_failure_rule(self.rules, tool, call["arguments"], self.calls[tool],
+                                         self.fired)
+                if hit is not None:
+                    self.fired[hit] = self.fired.get(hit, 0) + 1
+            self.last_source = call["source"]
 
 
 def token_hash(token: str) -> str:
@@ -65,8 +86,6 @@ def token_hash(token: str) -> str:
 
 
 def check_id(value: Any, what: str) -> str:
-    import re
-
     if not isinstance(value, str) or not re.match(_ID, value):
         raise ValidationFailed(f"{what} must be 1-100 letters, digits, '.', '_' or '-', "
                                f"got {value!r}", details={"field": what})
@@ -98,16 +117,16 @@ class Evaluations:
 
     async def load(self) -> None:
         """Pick up the runs a previous master left in flight."""
+        from titan.master.eval_judging import trajectory
+
         rows = await self.engine.read(lambda tx: [
-            (r, tx.get_task(r["evaluation_id"], r["task_id"]), tx.eval_calls(r["id"]))
+            (r, tx.get_task(r["evaluation_id"], r["task_id"]), trajectory(tx, r["id"]))
             for r in tx.unfinished_eval_runs()])
         for row, task, calls in rows:
             if task is None:
                 continue
-            active = self._activate(row, task["seed"])
-            if calls:
-                active.ledger = Ledger.from_snapshot(calls[-1]["state"])
-            self.dispatcher.resume(active)
+            self._activate(row, task["seed"]).recall(calls)
+            self.dispatcher.resume(self.active[row["id"]])
 
     async def stop(self) -> None:
         for task in list(self._tasks):
