@@ -86,7 +86,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        dag = client.submit_yaml(args.pipeline, agent_run_id=args.agent_run_id)
+        dag = client.submit_yaml(args.pipeline, agent_run_id=args.agent_run_id,
+                                 allow_files=args.allow_file)
         if not args.wait:
             if args.json:
                 _print_json(dag)
@@ -346,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait until it finishes; exit 0 only if it COMPLETED")
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
     p.add_argument("--agent-run-id", default=None, help="group this DAG into an agent run")
+    p.add_argument("--allow-file", action="append", default=[], metavar="PATH",
+                   help="a script outside the pipeline's folder its jobs may use (repeatable; "
+                        "refused otherwise)")
 
     p = command("status", cmd_status, "show a job or a DAG (no REF: recent DAGs)")
     p.add_argument("ref", nargs="?", default=None, help="job or DAG reference")

@@ -5,6 +5,7 @@ with live calls allowed, and runs that cannot be replayed."""
 from __future__ import annotations
 
 import http.server
+import json
 import subprocess
 import sys
 import textwrap
@@ -181,6 +182,19 @@ def test_wall_clock_and_uuid_are_findings_while_the_titan_trace_twin_replays_ide
     assert [a["outputs"] for a in original if a["name"] == key] == \
         [a["outputs"] for a in replayed if a["name"] == key]
     assert {a["replay_status"] for a in replayed} == {"served", "verified"}
+
+
+def test_replay_no_wait_json_prints_the_masters_answer_as_json(
+        cluster: Cluster, tmp_path: Path) -> None:
+    run_id = run_script(cluster, write(tmp_path, "report.py", DET))
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    done = subprocess.run([sys.executable, "-m", "titan", "replay", run_id, "--no-wait", "--json"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    started = json.loads(done.stdout)  # the whole of stdout is one JSON document
+    assert started["replay_of"] == run_id and started["status"] == "running"
+    assert wait_replay(cluster, started["run_id"], timeout=120)["status"] == "completed"
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):

@@ -148,3 +148,29 @@ def test_numeric_ids_are_text(tmp_path: Path) -> None:
                                             "  - {id: 2, file: a.py, depends_on: 1}\n"))
     assert [j.job_id for j in jobs] == ["1", "2"]
     assert jobs[1].parents == ["1"]
+
+
+def test_a_file_outside_the_pipelines_folder_is_refused(tmp_path: Path) -> None:
+    """A pipeline from someone else's repository must not ship a file of yours by naming it."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not upload")
+    folder = tmp_path / "repo"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "link.py").symlink_to(secret)
+    for name in ("../secret.txt", str(secret), "link.py", "sub/../../secret.txt"):
+        path = write(folder, f"jobs:\n  - id: a\n    file: {name}\n")
+        with pytest.raises(PipelineError) as info:
+            load_pipeline(path)
+        assert f"{path}:3" in str(info.value), name
+        assert "outside the pipeline's folder" in str(info.value)
+        assert info.value.details["field"] == "file"
+        # Named by the person submitting, it may be used.
+        _, jobs = load_pipeline(path, allow_files=[str(secret)])
+        assert jobs[0].script_path().resolve() == secret
+
+
+def test_files_inside_the_folder_need_no_permission(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b.py").write_text("")
+    path = write(tmp_path, "jobs:\n  - id: a\n    file: ./a/../a/b.py\n")
+    assert load_pipeline(path)[1][0].script_path().resolve() == tmp_path / "a" / "b.py"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -158,10 +158,12 @@ class TitanClient(StoreOps, FileOps, EvalOps):
         agent_run_id: str | None = None,
         wait: bool = False,
         timeout: float | None = None,
+        allow_files: Iterable[str | os.PathLike[str]] = (),
     ) -> dict[str, Any]:
         """Submit a YAML pipeline (see :mod:`titan.client.pipeline`); the DAG object — once
-        it has finished when ``wait`` is true."""
-        name, jobs = load_pipeline(path)
+        it has finished when ``wait`` is true. ``allow_files`` names scripts outside the
+        pipeline's folder that its jobs may use (refused otherwise)."""
+        name, jobs = load_pipeline(path, allow_files)
         dag = self.submit_dag(name, jobs, agent_run_id=agent_run_id)
         if wait:
             return self.wait_dag(dag.get("id", dag.get("ref", name)), timeout=timeout)

@@ -22,12 +22,19 @@ Job fields: ``id``, ``file``, ``args``, ``depends_on``, ``requirement``, ``prior
 Every mistake — bad YAML, an unknown field, a wrong type, a duplicate id, an unknown parent —
 is a :class:`~titan.errors.PipelineError` whose message starts with ``file:line:`` and names
 the job and field. The file is composed into YAML nodes first so each value keeps its line.
+
+A pipeline names scripts inside its own folder only: a ``file`` that is absolute or leaves the
+folder (``../``, or a symlink pointing out of it) is refused, since submitting uploads the file
+to the cluster and a pipeline from someone else's repository must not be able to ship
+``~/.ssh/id_rsa`` by naming it. A file outside is used only when the person submitting names it
+too (``titan submit --allow-file PATH``, ``submit_yaml(..., allow_files=[...])``).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +147,14 @@ def _read(path: Path) -> str:
                             details={"file": str(path)}) from None
 
 
-def load_pipeline(path: str | os.PathLike[str]) -> tuple[str, list[TitanJob]]:
-    """Read a pipeline file: its DAG name and its jobs (scripts not yet read)."""
+def load_pipeline(
+    path: str | os.PathLike[str], allow_files: Iterable[str | os.PathLike[str]] = (),
+) -> tuple[str, list[TitanJob]]:
+    """Read a pipeline file: its DAG name and its jobs (scripts not yet read).
+
+    ``allow_files``: scripts outside the pipeline's folder that its jobs may name anyway."""
     file = Path(path)
+    allowed = frozenset(Path(os.path.expanduser(a)).resolve() for a in allow_files)
     loader = yaml.SafeLoader(_read(file))
     try:
         try:
@@ -159,12 +171,13 @@ def load_pipeline(path: str | os.PathLike[str]) -> tuple[str, list[TitanJob]]:
         reader = _Reader(file, loader)
         if root is None:
             raise reader.error(None, "the pipeline file is empty")
-        return _pipeline(reader, root, file)
+        return _pipeline(reader, root, file, allowed)
     finally:
         loader.dispose()
 
 
-def _pipeline(reader: _Reader, root: Node, file: Path) -> tuple[str, list[TitanJob]]:
+def _pipeline(reader: _Reader, root: Node, file: Path,
+              allowed: frozenset[Path]) -> tuple[str, list[TitanJob]]:
     name: str | None = None
     jobs_node: Node | None = None
     for key, key_node, value_node in reader.mapping(root, "the pipeline"):
@@ -194,6 +207,8 @@ def _pipeline(reader: _Reader, root: Node, file: Path) -> tuple[str, list[TitanJ
     parent_nodes: dict[str, Node] = {}
     for index, job_node in enumerate(jobs_node.value):
         job, nodes = _job(reader, job_node, index, base_dir)
+        if "file" in nodes:
+            _check_inside(reader, nodes["file"], job, Path(base_dir), allowed)
         if job.job_id in id_nodes:
             first = id_nodes[job.job_id].start_mark.line + 1
             raise reader.error(nodes["id"], f"duplicate job id {job.job_id!r} (first at line "
@@ -211,6 +226,19 @@ def _pipeline(reader: _Reader, root: Node, file: Path) -> tuple[str, list[TitanJ
                     field="depends_on",
                 )
     return name, jobs
+
+
+def _check_inside(reader: _Reader, node: Node, job: TitanJob, folder: Path,
+                  allowed: frozenset[Path]) -> None:
+    """Refuse a script outside the pipeline's folder unless the submitter named it."""
+    target = (folder / os.path.expanduser(job.filename)).resolve()
+    if target.is_relative_to(folder) or target in allowed:
+        return
+    raise reader.error(
+        node, f"job {job.job_id!r}: file {job.filename!r} is outside the pipeline's folder "
+        f"({folder}); a pipeline may only name scripts inside it. To use this one anyway, "
+        f"name it yourself: titan submit --allow-file {target}",
+        job_id=job.job_id, field="file")
 
 
 def _job(

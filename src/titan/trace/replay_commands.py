@@ -66,7 +66,10 @@ def run_replay(args: argparse.Namespace, client: Any) -> int:
     print(f"replaying {args.run} as {replay_id} ({body.get('mode', 'strict')} mode, "
           f"{args.code} code)", file=sys.stderr)
     if args.no_wait:
-        print(replay_id)
+        if args.json:  # what the master answered: the replay's id, source, mode and status
+            print(json.dumps(started, indent=2))
+        else:
+            print(replay_id)
         return 0
     report = _wait(client, replay_id, args.timeout, progress=True)
     if args.json:
