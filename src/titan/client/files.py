@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from titan.client.job import TitanJob
 from titan.client.store import quote_ref
@@ -143,7 +144,8 @@ class FileOps:
         published name in the current directory; a directory: inside it). Returns the path."""
 
         def dest(headers: Any) -> Path:
-            published = os.path.basename(headers.get("X-Titan-Filename") or "")
+            # Percent-encoded UTF-8: a header cannot carry every name as it is.
+            published = os.path.basename(unquote(headers.get("X-Titan-Filename") or ""))
             if published in ("", ".", ".."):
                 published = "artifact"
             return _destination(save_path, published)

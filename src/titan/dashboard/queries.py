@@ -160,7 +160,8 @@ def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]]) -> 
 
 # -- one job -----------------------------------------------------------------------------------
 def job_detail(tx: Transaction, job_id: int) -> Data:
-    job = tx.get_job(job_id)
+    # The page's {job_id:int} has no upper bound; past 64 bits it is no row, not an overflow.
+    job = tx.get_job(job_id) if job_id < 2**63 else None
     if job is None:
         raise NotFound(f"no job {job_id}", details={"id": job_id})
     dag = tx.get_dag(job["dag_id"])

@@ -5,22 +5,37 @@ from __future__ import annotations
 from titan.errors import NotFound, ValidationFailed
 from titan.storage.base import Row, Transaction
 
+_INT64_MAX = 2**63 - 1
+
+
+def as_id(text: str) -> int | None:
+    """``text`` as a row id, or None: ASCII digits only ('²'.isdigit() is true too), and no
+    larger than the database's 64-bit integers (a larger one is no row, not an overflow)."""
+    if text.isascii() and text.isdigit():
+        value = int(text)
+        if value <= _INT64_MAX:
+            return value
+    return None
+
 
 def split_dag(ref: str) -> tuple[str, int | None]:
     name, _, run = ref.partition("#")
     if name.startswith("DAG-"):
         name = name[4:]
     if run:
-        if not run.isdigit():
+        if not (run.isascii() and run.isdigit()):
             raise ValidationFailed(f"bad DAG reference {ref!r}: the run after '#' must be a number")
-        return name, int(run)
+        number = as_id(run)
+        if number is None:
+            raise NotFound(f"no DAG {ref!r}", details={"ref": ref})
+        return name, number
     return name, None
 
 
 def find_dag(tx: Transaction, ref: str) -> Row:
     dag = None
-    if ref.isdigit():
-        dag = tx.get_dag(int(ref))
+    if (number := as_id(ref)) is not None:
+        dag = tx.get_dag(number)
     if dag is None:
         name, run = split_dag(ref)
         dag = tx.find_dag(name, run)
@@ -31,8 +46,8 @@ def find_dag(tx: Transaction, ref: str) -> Row:
 
 def find_job(tx: Transaction, ref: str) -> Row:
     job = None
-    if ref.isdigit():
-        job = tx.get_job(int(ref))
+    if (number := as_id(ref)) is not None:
+        job = tx.get_job(number)
     if job is None and "/" in ref:
         dag_part, _, job_id = ref.rpartition("/")
         name, run = split_dag(dag_part)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from titan.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from titan.master.auth import Principal
+from titan.master.refs import as_id
 from titan.master.telemetry import run_summary
 from titan.master.validation import validate_dag
 from titan.storage.base import Row, RunQuery, Transaction
@@ -85,12 +86,13 @@ def parse_settings(body: Any) -> Row:
                                details={"field": "overrides"})
     parsed: dict[int, Any] = {}
     for seq, value in overrides.items():
-        if not str(seq).isdigit() or int(seq) < 1:
+        number = as_id(str(seq))
+        if number is None or number < 1:
             raise ValidationFailed(f"overrides key {seq!r} must be an action's seq",
                                    details={"field": "overrides"})
         if len(dumps(value)) > MAX_OVERRIDE_BYTES:
             raise PayloadTooLarge(f"the override of step {seq} is larger than 1 MiB")
-        parsed[int(seq)] = value
+        parsed[number] = value
     if parsed and fork is None:
         fork = min(parsed)  # an override is a fork at the step it replaces
     model = body.get("model")

@@ -6,6 +6,7 @@ parent reference is fixable from the message alone.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections import deque
@@ -22,6 +23,18 @@ _BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f]")
 MAX_NAME = 200
 MAX_DELAY = 366 * 24 * 3600.0
 MAX_RETRIES = 100
+#: What a job in ``POST /dags`` may say (the SDK's ``TitanJob.to_payload``); anything else is
+#: a mistake to report, not to drop: ``"parent": [...]`` silently meant "no parents".
+JOB_FIELDS = frozenset({
+    "job_id", "filename", "script_sha256", "job_type", "args", "parents", "priority", "delay",
+    "affinity", "requirement", "retries", "timeout", "env", "runner", "port", "is_archive",
+    "hitl_message", "max_wait_seconds",
+})
+DAG_FIELDS = frozenset({"name", "jobs", "agent_run_id", "agent_id", "run_alias"})
+#: Names from YAML pipelines and other tools, and the API field they mean.
+_ALIASES = {"depends_on": "parents", "dependencies": "parents", "needs": "parents",
+            "id": "job_id", "name": "job_id", "file": "filename", "script": "filename",
+            "type": "job_type", "requires": "requirement", "arguments": "args"}
 
 
 def check_name(value: Any, what: str) -> str:
@@ -36,6 +49,19 @@ def check_name(value: Any, what: str) -> str:
             details={"field": what},
         )
     return value
+
+
+def unknown_field(given: Any, known: frozenset[str]) -> tuple[str, str] | None:
+    """The first field of ``given`` not in ``known``, with a hint naming the likely one."""
+    extra = [k for k in given if k not in known]
+    if not extra:
+        return None
+    key = str(extra[0])
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    if _ALIASES.get(key) in known:
+        close = [_ALIASES[key]]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return key, f"unknown field {key!r}{hint}; known fields: {', '.join(sorted(known))}"
 
 
 def _number(job_id: str, field: str, value: Any, *, integer: bool = False) -> float:
@@ -59,6 +85,9 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
         job_id = check_name(raw_id, "job_id")
     except ValidationFailed as exc:
         raise InvalidDAG(f"job #{index + 1}: {exc}", details={"job_id": raw_id, "index": index}) from None
+    unknown = unknown_field(job, JOB_FIELDS)
+    if unknown is not None:
+        raise _fail(job_id, unknown[0], unknown[1])
     if str(job.get("job_type") or "").upper() == "APPROVAL":
         return _validate_gate(job, job_id)
     filename = job.get("filename")

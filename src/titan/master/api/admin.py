@@ -11,11 +11,13 @@ from fastapi import APIRouter, Body, Query
 import titan
 from titan.errors import NotFound, ValidationFailed
 from titan.master import auth
+from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Reader
+from titan.master.api.params import Offset
 from titan.master.views import agent_run_view
 from titan.storage.base import Row, Transaction
 
-router = APIRouter(prefix=API_PREFIX)
+router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute)
 
 
 @router.get("/health", tags=["admin"], summary="Liveness (no token needed)")
@@ -54,7 +56,7 @@ async def revoke_token(c: CtxDep, p: Admin, token_id: str) -> Row:
 
 @router.get("/agent-runs", tags=["agent runs"], summary="Agent runs with their stages")
 async def agent_runs(c: CtxDep, p: Reader, limit: int = Query(50, ge=1, le=500),
-                     offset: int = Query(0, ge=0)) -> Row:
+                     offset: Offset = 0) -> Row:
     def q(tx: Transaction) -> Row:
         rows, total = tx.list_agent_runs(limit, offset)
         return {"agent_runs": [agent_run_view(tx, r) for r in rows], "total": total}

@@ -7,15 +7,17 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query
 
-from titan.errors import ValidationFailed, WaitTimeout
+from titan.errors import InvalidDAG, ValidationFailed, WaitTimeout
+from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
+from titan.master.api.params import Offset
 from titan.master.refs import find_dag
 from titan.master.state import DAG_STATUSES
-from titan.master.validation import check_name, validate_dag
+from titan.master.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
 from titan.master.views import dag_view
 from titan.storage.base import Row, Transaction
 
-router = APIRouter(prefix=API_PREFIX, tags=["dags"])
+router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["dags"])
 
 
 def load_dag(tx: Transaction, dag_id: int) -> Row:
@@ -26,6 +28,9 @@ def load_dag(tx: Transaction, dag_id: int) -> Row:
 
 @router.post("/dags", status_code=201, summary="Submit a DAG (atomic, validated as a whole)")
 async def submit_dag(c: CtxDep, p: Writer, body: dict[str, Any] = Body(...)) -> Row:
+    unknown = unknown_field(body, DAG_FIELDS)
+    if unknown is not None:
+        raise InvalidDAG(unknown[1], details={"field": unknown[0]})
     name, specs = validate_dag(body.get("name"), body.get("jobs"), max_jobs=c.config.max_dag_jobs)
     agent_run_id = body.get("agent_run_id")
     if agent_run_id is not None:
@@ -52,7 +57,7 @@ async def submit_dag(c: CtxDep, p: Writer, body: dict[str, Any] = Body(...)) -> 
 async def list_dags(
     c: CtxDep, p: Reader, status: str | None = None, name: str | None = None,
     agent_run_id: str | None = None, limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> Row:
     if status is not None and status.upper() not in DAG_STATUSES:
         raise ValidationFailed(f"status must be one of {', '.join(DAG_STATUSES)}")

@@ -11,11 +11,12 @@ from fastapi import APIRouter, Body, Header, Query
 from titan.errors import NotFound, ValidationFailed
 from titan.evals.agent_config import public_view
 from titan.master import eval_views
+from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, EvalManager, Reader, token_principal
 from titan.master.auth import Principal
 from titan.storage.base import Row, Transaction
 
-router = APIRouter(prefix=API_PREFIX, tags=["evaluations"])
+router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["evaluations"])
 
 
 def _evaluation(tx: Transaction, evaluation_id: str) -> Row:

@@ -5,26 +5,35 @@ Bodies are streamed in and out, never base64 and never held whole in memory.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import FileResponse
 
 from titan.errors import NotFound, ValidationFailed
+from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, Reader, Writer
+from titan.master.api.params import DagFilter
 from titan.master.auth import Principal
 from titan.storage.base import Row
 
-router = APIRouter(prefix=API_PREFIX, tags=["files"])
+router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["files"])
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def check_filename(name: str) -> str:
-    """A plain file name: no directories, no traversal."""
-    if (not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name
-            or len(name.encode()) > 255):
-        raise ValidationFailed(f"{name[:80]!r} is not a valid file name (no '/', '\\', '..')",
-                               details={"name": name[:255]})
+    """A plain file name: no directories, no traversal, no control characters (a name is
+    sent back in headers, where a CR or LF would end the header)."""
+    if (not name or name in (".", "..") or "/" in name or "\\" in name or _CONTROL.search(name)
+            or len(name.encode("utf-8", "surrogatepass")) > 255):
+        raise ValidationFailed(f"name {name[:80]!r} is not a valid file name (no '/', '\\', "
+                               "'..' or control characters, at most 255 bytes)",
+                               details={"field": "name", "name": name[:255]})
     return name
 
 
@@ -65,8 +74,13 @@ async def _add_file(c: Ctx, p: Principal, name: str, sha: str, size: int,
 
 
 def _send(c: Ctx, row: Row) -> FileResponse:
+    # Header values are Latin-1: the name goes as RFC 5987 ``filename*`` (Starlette writes it
+    # when the name needs quoting) and percent-encoded UTF-8 in X-Titan-Filename. Names stored
+    # before control characters were refused are sent the same way, never raw.
+    name = row["name"]
     return FileResponse(c.blobs.path(row["sha256"]), media_type="application/octet-stream",
-                        headers={"X-Titan-Sha256": row["sha256"], "X-Titan-Filename": row["name"]})
+                        filename=name, headers={"X-Titan-Sha256": row["sha256"],
+                                                "X-Titan-Filename": quote(name, safe="")})
 
 
 @router.post("/blobs/missing", summary="Which of these blobs the master lacks")
@@ -103,7 +117,7 @@ async def put_file(c: CtxDep, p: Writer, name: str, request: Request) -> Row:
 
 
 @router.get("/files", summary="List files, newest first")
-async def list_files(c: CtxDep, p: Reader, dag_id: int | None = None,
+async def list_files(c: CtxDep, p: Reader, dag_id: DagFilter = None,
                      limit: int = Query(100, ge=1, le=10_000)) -> Row:
     rows = await c.engine.read(lambda tx: tx.list_files(dag_id=dag_id, limit=limit))
     return {"files": [_file_view(r) for r in rows]}

@@ -14,14 +14,16 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import PlainTextResponse
 
 from titan.errors import NotFound, ValidationFailed, WaitTimeout
+from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Reader, Writer
+from titan.master.api.params import After, Attempt
 from titan.master.auth import Principal
 from titan.master.refs import find_job
 from titan.master.state import TERMINAL
 from titan.master.views import job_view
 from titan.storage.base import Row, Transaction
 
-router = APIRouter(prefix=API_PREFIX, tags=["jobs"])
+router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["jobs"])
 
 
 def load_job(tx: Transaction, ref: str) -> Row:
@@ -124,15 +126,15 @@ async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int
 
 
 @router.get("/jobs/{ref:path}/logs", summary="Log lines of one attempt (long-poll with wait>0)")
-async def job_logs(c: CtxDep, p: Reader, ref: str, attempt: int | None = None,
-                   after: int = Query(0, ge=0), limit: int = Query(10_000, ge=1, le=100_000),
+async def job_logs(c: CtxDep, p: Reader, ref: str, attempt: Attempt = None,
+                   after: After = 0, limit: int = Query(10_000, ge=1, le=100_000),
                    wait: float = Query(0, ge=0, le=60)) -> Row:
     return await _logs(c, ref, attempt, after, limit, wait)
 
 
 @router.get("/jobs/{ref:path}/logs.txt", response_class=PlainTextResponse,
             summary="Log of one attempt as plain text")
-async def job_logs_text(c: CtxDep, p: Reader, ref: str, attempt: int | None = None) -> str:
+async def job_logs_text(c: CtxDep, p: Reader, ref: str, attempt: Attempt = None) -> str:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     n = attempt if attempt is not None else job["attempt"]
     page = 50_000

@@ -7,11 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 
 from titan.errors import NotFound
+from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Replayer, Writer
+from titan.master.api.params import After
 from titan.master.replay_report import determinism_report, replay_report, replays_view
 from titan.storage.base import Row, Transaction
 
-router = APIRouter(prefix=API_PREFIX, tags=["replay"])
+router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["replay"])
 
 
 def _run(tx: Transaction, run_id: str) -> Row:
@@ -63,7 +65,7 @@ async def put_code(c: CtxDep, p: Writer, run_id: str, body: Any = Body(...)) -> 
 @router.get("/runs/{run_id}/recording", summary="A run's recorded calls by actor, outputs "
                                                 "in full (what a replay serves)")
 async def recording(c: CtxDep, p: Reader, run_id: str, actor: str = Query(..., min_length=1),
-                    after: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=5000)) -> Row:
+                    after: After = 0, limit: int = Query(1000, ge=1, le=5000)) -> Row:
     def read(tx: Transaction) -> Row:
         _run(tx, run_id)
         rows = tx.recorded_actions(run_id, actor, after, limit)

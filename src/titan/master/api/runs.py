@@ -10,7 +10,9 @@ from fastapi.responses import StreamingResponse
 
 from titan.errors import NotFound, ValidationFailed
 from titan.master import export
+from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Operator, Reader, Writer
+from titan.master.api.params import MaybeAfter, Offset, Seq
 from titan.master.run_views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
@@ -22,7 +24,7 @@ from titan.master.run_views import (
 from titan.master.telemetry import check_window
 from titan.storage.base import ActionQuery, Row, RunQuery, Transaction
 
-router = APIRouter(prefix=API_PREFIX, tags=["runs"])
+router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["runs"])
 _STATUSES = ("running", "completed", "failed", "cancelled")
 _OUTCOMES = ("success", "error", "blocked", "replayed")
 
@@ -63,7 +65,7 @@ async def create_run(c: CtxDep, p: Writer, response: Response,
 async def list_runs(c: CtxDep, p: Reader, status: str | None = None,
                     min_cost: float | None = None, window: str | None = None,
                     agent: str | None = None, q: str | None = None,
-                    limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)) -> Row:
+                    limit: int = Query(50, ge=1, le=1000), offset: Offset = 0) -> Row:
     query = run_query(status, min_cost, window, agent, q)
 
     def read(tx: Transaction) -> Row:
@@ -137,18 +139,14 @@ async def patch_run(c: CtxDep, p: Writer, run_id: str, body: Any = Body(...)) ->
 
 @router.post("/runs/{run_id}/actions", summary="Record a batch of actions (all or nothing)")
 async def add_actions(c: CtxDep, p: Writer, request: Request, run_id: str) -> Row:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ValidationFailed("the body is not valid JSON") from None
-    return await c.runs.ingest(run_id, body, p)
+    return await c.runs.ingest(run_id, await json_of(request), p)
 
 
 @router.get("/runs/{run_id}/actions", summary="A run's actions in order, filtered, by page")
 async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: str | None = None,
                        q: str | None = None, actor: str | None = None,
-                       channel: str | None = None, after: int | None = None,
-                       limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                       channel: str | None = None, after: MaybeAfter = None,
+                       limit: int = Query(100, ge=1, le=1000), offset: Offset = 0,
                        preview: int = Query(LIST_PREVIEW, ge=0, le=100_000)) -> Row:
     query = ActionQuery(outcomes=_csv(outcome, _OUTCOMES, "outcome"), search=q or None,
                         actor=actor or None, channel=channel or None, after=after)
@@ -164,7 +162,7 @@ async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: str | None = 
 
 
 @router.get("/runs/{run_id}/actions/{seq}", summary="One action, inputs and outputs in full")
-async def get_action(c: CtxDep, p: Reader, run_id: str, seq: int) -> Row:
+async def get_action(c: CtxDep, p: Reader, run_id: str, seq: Seq) -> Row:
     a = await c.engine.read(lambda tx: tx.get_action(run_id, seq))
     if a is None:
         raise NotFound(f"agent run {run_id!r} has no action {seq}")

@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 
 from titan.errors import PayloadTooLarge, ValidationFailed, WaitTimeout
+from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, Reader, Writer
 from titan.storage.base import Row
 
-router = APIRouter(prefix=API_PREFIX, tags=["store"])
+router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["store"])
 MAX_KEY = 1024
 
 

@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Body
 
 from titan.master import worker_protocol as proto
+from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, WorkerAuth
 from titan.storage.base import Row
 
-router = APIRouter(prefix=API_PREFIX, tags=["workers"])
+router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["workers"])
 
 
 @router.post("/workers/register", summary="A worker joins (or re-joins with its old id)")

@@ -1,0 +1,160 @@
+"""Request bodies: the one strict JSON parser every route's body goes through.
+
+Python's ``json`` accepts what the rest of the master cannot hold: ``NaN`` and ``Infinity``
+(a run's cost became null for good), numbers that overflow to infinity (``1e999``), integers
+past 64 bits (SQLite and PostgreSQL refuse them with an ``OverflowError``), lone UTF-16
+surrogates (``"\\ud800"``, which no database or response can encode), and nesting deep enough
+to exhaust the interpreter's stack. Each is refused here with a 400 that names the field,
+once, rather than as a 500 wherever the value first hits a database or an encoder.
+
+Cost matters on the workers' and the store's routes: parsing stays in C, and the check after it
+is one pass over the parsed values that looks at containers and numbers only; strings are
+looked at only when the raw body holds a surrogate escape at all (a C-speed search), since
+strict UTF-8 decoding already refused encoded surrogates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+from titan.errors import ValidationFailed
+
+#: Deepest nesting of arrays and objects a body may have (the top level counts as 1).
+MAX_DEPTH = 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def loads(raw: bytes) -> Any:
+    """Parse a request body, refusing what JSON or the master cannot hold (400, naming the
+    field as a path such as ``actions[0].inputs.q``)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(f"the body is not valid UTF-8 JSON (byte {exc.start})",
+                               details={"field": "body"}) from None
+    try:
+        # NaN and Infinity parse to floats here and are refused below with their path.
+        value = json.loads(text)
+    except RecursionError:
+        raise _too_deep(None) from None
+    except ValueError as exc:
+        raise ValidationFailed(f"the body is not valid JSON: {exc}",
+                               details={"field": "body"}) from None
+    strings = _SURROGATE_ESCAPE.search(raw) is not None
+    if not _fine(value, strings):
+        raise _problem(value, strings)
+    return value
+
+
+def _fine(value: Any, strings: bool) -> bool:
+    """One breadth-first pass, a level at a time so depth costs nothing to track."""
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        below: list[Any] = []
+        for x in level:
+            t = type(x)
+            if t is dict:
+                if depth > MAX_DEPTH:
+                    return False
+                below.extend(x.values())
+                if strings:
+                    below.extend(x.keys())
+            elif t is list:
+                if depth > MAX_DEPTH:
+                    return False
+                below.extend(x)
+            elif t is str:
+                if strings and _SURROGATE.search(x):
+                    return False
+            elif t is float:
+                if x - x != 0.0:  # inf - inf and nan - nan are nan
+                    return False
+            elif t is int and not INT64_MIN <= x <= INT64_MAX:
+                return False
+        level = below
+    return True
+
+
+def _problem(value: Any, strings: bool) -> ValidationFailed:
+    """The first offending value, found again with its path (only on the way to a 400)."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        x, path, depth = stack.pop()
+        if isinstance(x, dict | list) and depth > MAX_DEPTH:
+            return _too_deep(path)
+        if isinstance(x, dict):
+            for k, v in reversed(x.items()):
+                if strings and _SURROGATE.search(k):
+                    return _bad(path, "has a key with a lone UTF-16 surrogate (an unpaired "
+                                      "\\ud800-\\udfff escape)")
+                stack.append((v, f"{path}.{k}" if path else k, depth + 1))
+        elif isinstance(x, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in reversed(list(enumerate(x))))
+        elif isinstance(x, str) and strings and _SURROGATE.search(x):
+            return _bad(path, "contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff "
+                              "escape); send text as valid Unicode")
+        elif isinstance(x, float) and x - x != 0.0:
+            return _bad(path, f"must be a finite number, got {x!r} (JSON has no NaN or "
+                              "infinities; 1e999 overflows to one)")
+        elif type(x) is int and not INT64_MIN <= x <= INT64_MAX:
+            return _bad(path, "is an integer outside the signed 64-bit range")
+    return ValidationFailed("the body is not valid", details={"field": "body"})
+
+
+def _bad(path: str, message: str) -> ValidationFailed:
+    field = path or "body"
+    return ValidationFailed(f"invalid JSON body: {field}: {message}",
+                            details={"field": field})
+
+
+def _too_deep(path: str | None) -> ValidationFailed:
+    shown = path if path is None or len(path) <= 120 else path[:120] + "..."
+    where = f" at {shown}" if shown else ""
+    return ValidationFailed(
+        f"invalid JSON body: nested deeper than {MAX_DEPTH} levels of arrays and "
+        f"objects{where}", details={"field": shown or "body", "max_depth": MAX_DEPTH})
+
+
+async def json_of(request: Request) -> Any:
+    """The request's body, parsed strictly (for routes that read their body by hand)."""
+    return loads(await request.body())
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
+
+
+class JSONRoute(APIRoute):
+    """An API route whose JSON body is parsed by :func:`loads` before FastAPI sees it.
+
+    FastAPI reads JSON with ``request.json()``, which Starlette caches in ``request._json``;
+    filling that cache first makes FastAPI's own parse a lookup, so each body is parsed once.
+    Every router of the API uses this class (``APIRouter(route_class=JSONRoute)``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def parse_first(request: Request) -> Response:
+            if _is_json(request.headers.get("content-type")):
+                raw = await request.body()
+                if raw:
+                    request._json = loads(raw)
+            return await handler(request)
+
+        return parse_first

@@ -1,0 +1,294 @@
+"""Bad input gets a 4xx naming the field, never a 5xx (issue 15, items 6 and 11): ids and
+offsets past 64 bits, file names a header cannot carry, lone surrogates, JSON nested too deep,
+non-finite numbers, and job fields the API does not know. Each case against a real `titan up`."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, unquote
+
+import pytest
+
+from tests.integration.harness import Cluster, isolated_cluster
+
+BIG = 2**63  # one past the largest id the database can hold
+NOW = time.time()
+
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = isolated_cluster(tmp_path_factory.mktemp("bad-input"), slots=1)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def send(c: Cluster, method: str, path: str, body: bytes | None = None,
+         content_type: str = "application/json") -> tuple[int, dict[str, str], bytes]:
+    """One request with exactly these bytes; (status, headers, raw reply)."""
+    conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=30)
+    try:
+        conn.request(method, f"/api/v1{path}", body=body,
+                     headers={"Authorization": f"Bearer {c.admin_token}",
+                              "Content-Type": content_type})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def refused(c: Cluster, method: str, path: str, body: bytes | None = None, *,
+            status: int = 400, mentions: str = "") -> dict[str, Any]:
+    got, _, raw = send(c, method, path, body)
+    reply = json.loads(raw)
+    assert got == status, (method, path, got, reply)
+    assert set(reply) == {"error"} and set(reply["error"]) == {"code", "message", "details"}
+    assert mentions in reply["error"]["message"], reply
+    return dict(reply["error"])
+
+
+def ok(c: Cluster, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+    got, _, raw = send(c, method, path, None if body is None else json.dumps(body).encode())
+    assert got == status, (method, path, got, raw[:500])
+    return json.loads(raw)
+
+
+def submit_one(c: Cluster, name: str, **job: Any) -> tuple[int, Any]:
+    sha = _upload_script(c)
+    body = {"name": name, "jobs": [{"job_id": "a", "filename": "a.py", "script_sha256": sha,
+                                     **job}]}
+    got, _, raw = send(c, "POST", "/dags", json.dumps(body).encode())
+    return got, json.loads(raw)
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _upload_script(c: Cluster) -> str:
+    data = b"print('hi')\n"
+    got, _, raw = send(c, "PUT", "/blobs/" + _sha(data), data, "application/octet-stream")
+    assert got == 201, raw
+    return _sha(data)
+
+
+# ------------------------------------------------------------------ integers past 64 bits
+
+@pytest.mark.parametrize("path, field", [
+    (f"/dags?offset={BIG}", "offset"),
+    (f"/runs?offset={BIG}", "offset"),
+    (f"/files?dag_id={BIG}", "dag_id"),
+    (f"/files?dag_id=-{BIG + 1}", "dag_id"),
+])
+def test_query_integers_past_64_bits_are_a_400_naming_the_parameter(cl: Cluster, path: str,
+                                                                    field: str) -> None:
+    err = refused(cl, "GET", path, mentions=field)
+    assert err["code"] == "invalid_request"
+
+
+def test_log_after_and_action_seq_past_64_bits_are_a_400(cl: Cluster) -> None:
+    got, reply = submit_one(cl, "logs-big")
+    assert got == 201, reply
+    ref = "logs-big/a"
+    refused(cl, "GET", f"/jobs/{ref}/logs?after={BIG}", mentions="after")
+    refused(cl, "GET", f"/jobs/{ref}/logs?attempt={BIG}", mentions="attempt")
+    ok(cl, "POST", "/runs", {"id": "seq-big"}, 201)
+    refused(cl, "GET", f"/runs/seq-big/actions?after={BIG}", mentions="after")
+    refused(cl, "GET", f"/runs/seq-big/actions/{BIG}", mentions="seq")
+
+
+@pytest.mark.parametrize("what", ["jobs", "dags"])
+def test_job_and_dag_ids_past_64_bits_are_not_found(cl: Cluster, what: str) -> None:
+    for number in (BIG, 10**40):
+        for path in (f"/{what}/{number}", f"/{what}/{number}/wait?timeout=0"):
+            err = refused(cl, "GET", path, status=404, mentions=str(number))
+            assert err["code"] == "not_found"
+    refused(cl, "POST", f"/{what}/{BIG}/cancel", status=404)
+    refused(cl, "GET", f"/dags/x%23{BIG}", status=404)
+
+
+# ------------------------------------------------------------------ file names in headers
+
+@pytest.mark.parametrize("name", ["résumé-日本語.txt", "emoji-\U0001f680.bin", "tab\tname"])
+def test_a_file_named_outside_latin1_downloads_with_an_rfc5987_filename(cl: Cluster,
+                                                                       name: str) -> None:
+    data = ("content of " + name).encode()
+    got, _, raw = send(cl, "PUT", "/files/" + quote(name, safe=""), data,
+                       "application/octet-stream")
+    if "\t" in name:  # a control character: refused at upload, so never stored
+        assert got == 400 and "name" in json.loads(raw)["error"]["message"], raw
+        return
+    assert got == 201, raw
+    got, headers, body = send(cl, "GET", "/files/" + quote(name, safe=""))
+    assert got == 200 and body == data
+    assert headers["content-disposition"] == f"attachment; filename*=utf-8''{quote(name)}"
+    assert unquote(headers["x-titan-filename"]) == name
+    # The same through an artifact, and the SDK saves it under its own name.
+    key = "artifact-" + _sha(name.encode())[:8]
+    got, _, raw = send(cl, "POST", f"/artifacts?key={key}&name={quote(name, safe='')}", data,
+                       "application/octet-stream")
+    assert got == 201, raw
+    got, headers, body = send(cl, "GET", f"/artifacts?key={key}")
+    assert got == 200 and body == data and unquote(headers["x-titan-filename"]) == name
+
+
+@pytest.mark.parametrize("name", ["a\rb.txt", "a\nX-Evil: 1", "bell\x07", "del\x7f"])
+def test_control_characters_in_file_and_artifact_names_are_refused_at_upload(
+        cl: Cluster, name: str) -> None:
+    encoded = quote(name, safe="")
+    if "\n" in name:  # a path with a newline matches no route at all: 404, nothing stored
+        refused(cl, "PUT", f"/files/{encoded}", b"x", status=404)
+    else:
+        refused(cl, "PUT", f"/files/{encoded}", b"x", mentions="name")
+    refused(cl, "POST", f"/artifacts?key=ctl&name={encoded}", b"x", mentions="name")
+    files = ok(cl, "GET", "/files?limit=10000")["files"]
+    assert all(f["name"] != name for f in files)
+
+
+# ------------------------------------------------------------------ lone surrogates
+
+LONE = b'"lone \\ud800 surrogate"'
+
+
+@pytest.mark.parametrize("method, path, body, field", [
+    ("PUT", "/store/values/k1", b'{"value": ' + LONE + b"}", "value"),
+    ("POST", "/store/sets/s1", b'{"member": ' + LONE + b"}", "member"),
+    ("POST", "/dags", b'{"name": ' + LONE + b', "jobs": []}', "name"),
+    ("POST", "/runs/sur-run/actions",
+     b'{"actions": [{"name": "x", "started_at": 1, "inputs": {"q": ' + LONE + b"}}]}",
+     "actions[0].inputs.q"),
+    ("PUT", "/store/values/k2", b'{"value": "x", ' + LONE + b": 1}", "body"),
+    ("PUT", "/store/values/k3", b'{"value": "\\udc00\\ud800"}', "value"),
+])
+def test_a_lone_surrogate_is_a_400_naming_the_field(cl: Cluster, method: str, path: str,
+                                                   body: bytes, field: str) -> None:
+    send(cl, "POST", "/runs", json.dumps({"id": "sur-run"}).encode())
+    err = refused(cl, method, path, body, mentions=field)
+    assert "surrogate" in err["message"]
+
+
+def test_a_surrogate_pair_is_one_character_and_fine(cl: Cluster) -> None:
+    ok(cl, "PUT", "/store/values/pair", {"value": "rocket \U0001f680"})
+    got, _, raw = send(cl, "PUT", "/store/values/pair2", b'{"value": "\\ud83d\\ude80"}')
+    assert got == 200 and json.loads(raw)["value"] == "\U0001f680"
+
+
+def test_raw_surrogate_bytes_are_not_utf8_and_refused(cl: Cluster) -> None:
+    refused(cl, "PUT", "/store/values/raw", b'{"value": "\xed\xa0\x80"}', mentions="UTF-8")
+
+
+# ------------------------------------------------------------------ nesting, numbers
+
+def test_json_nested_3000_deep_in_an_action_batch_is_a_400(cl: Cluster) -> None:
+    ok(cl, "POST", "/runs", {"id": "deep-run"}, 201)
+    deep = b'{"actions": [{"name": "x", "inputs": ' + b"[" * 3000 + b"]" * 3000 + b"}]}"
+    err = refused(cl, "POST", "/runs/deep-run/actions", deep, mentions="nested")
+    assert err["details"]["max_depth"] >= 32
+    # Just past the documented limit is refused the same way, and under it is accepted.
+    limit = err["details"]["max_depth"]
+    over = {"actions": [{"name": "x", "started_at": NOW, "inputs": _nest(limit)}]}
+    refused(cl, "POST", "/runs/deep-run/actions", json.dumps(over).encode(), mentions="nested")
+    under = {"actions": [{"name": "x", "started_at": NOW, "inputs": _nest(limit - 3)}]}
+    assert ok(cl, "POST", "/runs/deep-run/actions", under)["accepted"] == 1
+    refused(cl, "PUT", "/store/values/deep", b"[" * 3000 + b"]" * 3000, mentions="nested")
+
+
+def _nest(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("literal", [b"Infinity", b"-Infinity", b"NaN", b"1e999", b"-1e400"])
+def test_a_non_finite_cost_is_refused_and_the_run_cost_stays_a_number(cl: Cluster,
+                                                                      literal: bytes) -> None:
+    run = "inf-" + _sha(literal)[:8]
+    ok(cl, "POST", "/runs", {"id": run}, 201)
+    ok(cl, "POST", f"/runs/{run}/actions",
+       {"actions": [{"name": "x", "cost_usd": 0.25, "started_at": NOW}]})
+    batch = b'{"actions": [{"name": "y", "started_at": 1, "cost_usd": ' + literal + b"}]}"
+    refused(cl, "POST", f"/runs/{run}/actions", batch, mentions="actions[0].cost_usd")
+    assert ok(cl, "GET", f"/runs/{run}")["cost_usd"] == pytest.approx(0.25)
+
+
+def test_integers_past_64_bits_in_a_body_are_refused(cl: Cluster) -> None:
+    refused(cl, "POST", "/store/incr/counter", json.dumps({"by": BIG}).encode(), mentions="by")
+    refused(cl, "POST", "/store/incr/counter", json.dumps({"by": -BIG - 1}).encode(),
+            mentions="by")
+    assert ok(cl, "POST", "/store/incr/counter", {"by": BIG - 1})["value"] == BIG - 1
+
+
+def test_a_body_that_is_not_json_is_a_400(cl: Cluster) -> None:
+    refused(cl, "PUT", "/store/values/bad", b"{not json", mentions="JSON")
+    refused(cl, "POST", "/runs/deep-run/actions", b"{not json", mentions="JSON")
+
+
+# ------------------------------------------------------------------ item 11: unknown fields
+
+def test_an_unknown_job_field_is_refused_with_the_close_match(cl: Cluster) -> None:
+    got, reply = submit_one(cl, "typo-dag", parent=["a"])
+    assert got == 400, reply
+    err = reply["error"]
+    assert err["code"] == "invalid_dag"
+    assert "'parent'" in err["message"] and "did you mean 'parents'?" in err["message"]
+    assert err["details"]["field"] == "parent" and err["details"]["job_id"] == "a"
+    assert ok(cl, "GET", "/dags?name=typo-dag")["total"] == 0  # nothing stored
+    got, reply = submit_one(cl, "typo-dag", depends_on=["x"])
+    assert got == 400 and "did you mean 'parents'?" in reply["error"]["message"], reply
+    got, reply = submit_one(cl, "typo-dag", colour="red")
+    assert got == 400 and "'colour'" in reply["error"]["message"], reply
+
+
+def test_an_unknown_dag_field_is_refused(cl: Cluster) -> None:
+    sha = _upload_script(cl)
+    body = {"name": "typo-top", "job": [], "jobs": [{"job_id": "a", "filename": "a.py",
+                                                      "script_sha256": sha}]}
+    got, _, raw = send(cl, "POST", "/dags", json.dumps(body).encode())
+    err = json.loads(raw)["error"]
+    assert got == 400 and "'job'" in err["message"] and "did you mean 'jobs'?" in err["message"]
+
+
+def test_every_field_the_sdk_sends_is_accepted(cl: Cluster, tmp_path: Any) -> None:
+    from titan.client import TitanClient, TitanJob
+
+    script = tmp_path / "ok.py"
+    script.write_text("print('fine')\n")
+    job = TitanJob(job_id="all", filename=str(script), args=["1"], priority=2, delay=0,
+                   retries=1, timeout=60, env={"A": "1"}, hitl_message="go?",
+                   max_wait_seconds=60)
+    payload = job.to_payload("0" * 64)
+    assert set(payload) <= _job_fields(), set(payload) - _job_fields()
+    client = TitanClient(host="127.0.0.1", port=cl.port, token=cl.admin_token)
+    try:
+        dag = client.submit_dag("sdk-fields", [job])
+    finally:
+        client.close()
+    assert dag is not None
+
+
+def _job_fields() -> set[str]:
+    from titan.master.validation import JOB_FIELDS
+
+    return set(JOB_FIELDS)
+
+
+def test_refs_in_other_scripts_digits_and_the_dashboard_past_64_bits(cl: Cluster) -> None:
+    # '²'.isdigit() is true but int('²') fails: such a ref is a name, not an id.
+    refused(cl, "GET", "/jobs/" + quote("²"), status=404)
+    refused(cl, "GET", "/dags/" + quote("x#²"), status=400, mentions="run")
+    conn = http.client.HTTPConnection("127.0.0.1", cl.port, timeout=30)
+    try:
+        conn.request("GET", f"/jobs/{BIG}.json",
+                     headers={"Authorization": f"Bearer {cl.admin_token}"})
+        resp = conn.getresponse()
+        assert resp.status == 404, resp.read()
+    finally:
+        conn.close()
