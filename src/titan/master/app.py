@@ -27,6 +27,7 @@ from titan.master.api import (
     dags,
     files,
     jobs,
+    openapi,
     runs,
     store,
     stream,
@@ -165,6 +166,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         app.router.routes.extend(module.router.routes)
     # The dashboard's pages (and their JSON twins) after the API: /api/v1 is matched first.
     app.router.routes.extend(dashboard_pages.router.routes)
+    openapi.install(app)  # the description with real models and error statuses
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:

@@ -1,0 +1,269 @@
+"""The API's request and reply shapes as Pydantic models, for the OpenAPI description.
+
+Documentation, not the hot path: handlers keep their hand-written checks (cheaper than model
+validation on the workers' and the store's routes, and their 400s name the field the same
+way), and :mod:`titan.master.api.openapi` puts these schemas on the operations. Request models
+forbid unknown fields where the server refuses them; reply models list what the server always
+sends and allow more (an older client ignores a field it does not know).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Timestamp = float  # Unix epoch seconds
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(_Closed):
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_request")
+    message: str = Field(description="What went wrong, naming the field")
+    details: dict[str, Any] = Field(description="e.g. {'field': 'jobs[0].delay'}")
+
+
+class Error(_Closed):
+    """Every 4xx (and the 5xx that would be a bug)."""
+    error: ErrorBody
+
+
+# ---------------------------------------------------------------------------- requests
+
+class JobSpec(_Closed):
+    job_id: str = Field(min_length=1, max_length=200)
+    filename: str | None = Field(None, description="Script path, relative, no '..'")
+    script_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
+    job_type: Literal["RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE",
+                      "APPROVAL"] = "RUN_PAYLOAD"
+    args: list[str] = []
+    parents: list[str] = []
+    priority: int = Field(1, ge=-1_000_000, le=1_000_000)
+    delay: float | None = Field(0, ge=0)
+    affinity: bool = False
+    requirement: str | None = "GENERAL"
+    retries: int | None = Field(None, ge=0, le=100)
+    timeout: float | None = Field(None, gt=0)
+    env: dict[str, str] = {}
+    runner: Literal["auto", "fork", "subprocess"] | None = "auto"
+    port: int | None = Field(0, ge=0, le=65535)
+    is_archive: bool = False
+    hitl_message: str | None = Field(None, max_length=10_000)
+    max_wait_seconds: float | None = Field(None, gt=0)
+
+
+class DagSubmit(_Closed):
+    name: str = Field(min_length=1, max_length=200)
+    jobs: list[JobSpec] = Field(min_length=1)
+    agent_run_id: str | None = None
+    agent_id: str | None = None
+    run_alias: str | None = None
+
+
+class Decision(_Closed):
+    comment: str | None = None
+
+
+class StoreValue(_Open):
+    value: str = Field(description="A string (serialise other data, e.g. as JSON)")
+
+
+class SetMember(_Open):
+    member: str
+
+
+class Increment(_Open):
+    by: int = 1
+
+
+class BlobList(_Open):
+    sha256: list[str]
+
+
+class TokenCreate(_Open):
+    role: Literal["admin", "operator", "viewer", "worker"]
+    name: str | None = None
+
+
+class AttemptRef(_Open):
+    id: int
+    attempt: int
+
+
+class WorkerRegister(_Open):
+    worker_id: str | None = None
+    name: str | None = None
+    hostname: str | None = None
+    capabilities: list[str] | None = None
+    slots: int | None = Field(None, ge=1, le=4096)
+    running: list[AttemptRef] | None = None
+
+
+class WorkerPoll(_Open):
+    free_slots: int = 0
+    wait: float = 20.0
+    draining: bool = False
+
+
+class Heartbeat(_Open):
+    running: list[AttemptRef] | None = None
+
+
+class Report(_Open):
+    logs: list[dict[str, Any]] | None = Field(
+        None, description="{id, attempt, seq, ts, stream, line}")
+    results: list[dict[str, Any]] | None = Field(
+        None, description="{id, attempt, exit_code, error, timed_out}")
+
+
+# ---------------------------------------------------------------------------- replies
+
+class Health(_Open):
+    status: Literal["ok"]
+    version: str
+    time: Timestamp
+
+
+class JobView(_Open):
+    id: int
+    job_id: str
+    ref: str
+    dag_id: int
+    dag: str
+    run: int
+    state: str
+    attempt: int
+    kind: Literal["run", "service", "approval"]
+    parents: list[str]
+    submitted_at: Timestamp | None
+
+
+class DagView(_Open):
+    id: int
+    name: str
+    run: int
+    ref: str
+    agent_run_id: str | None
+    status: str
+    submitted_at: Timestamp | None
+    counts: dict[str, int]
+    jobs: list[JobView] | None = None
+
+
+class DagList(_Open):
+    dags: list[DagView]
+    total: int
+    limit: int
+    offset: int
+
+
+class LogLine(_Open):
+    seq: int
+    line: str
+
+
+class LogPage(_Open):
+    job: int
+    attempt: int
+    lines: list[LogLine]
+    next: int
+    done: bool
+    state: str
+
+
+class StoreReply(_Open):
+    key: str
+    value: str | None
+
+
+class Counter(_Open):
+    key: str
+    value: int
+
+
+class SetAdded(_Open):
+    key: str
+    added: int
+
+
+class Members(_Open):
+    key: str
+    members: list[str]
+
+
+class Deleted(_Open):
+    key: str
+    deleted: bool
+
+
+class Keys(_Open):
+    keys: list[str]
+
+
+class BlobStored(_Open):
+    sha256: str
+    size: int
+
+
+class Missing(_Open):
+    missing: list[str]
+
+
+class FileView(_Open):
+    id: int
+    name: str
+    sha256: str
+    size: int
+    key: str | None
+    dag_id: int | None
+    job_id: int | None
+    created_at: Timestamp
+
+
+class FileList(_Open):
+    files: list[FileView]
+
+
+class TokenCreated(_Open):
+    id: str
+    token: str
+    role: str
+    name: str
+
+
+class TokenView(_Open):
+    id: str
+    role: str
+    name: str
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+
+
+class TokenList(_Open):
+    tokens: list[TokenView]
+
+
+class Revoked(_Open):
+    revoked: bool
+
+
+class WorkerRegistered(_Open):
+    worker_id: str
+    lease_seconds: float
+    heartbeat_seconds: float
+
+
+class PollReply(_Open):
+    jobs: list[dict[str, Any]]
+    cancel: list[AttemptRef]
+
+
+class HeartbeatReply(_Open):
+    cancel: list[AttemptRef]
