@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -279,3 +280,24 @@ def test_graph_of_dag_is_the_lean_view_of_jobs_of_dags(storage: Storage) -> None
     assert graph == [{k: j[k] for k in ("id", "job_id", "parents", "state", "job_type")}
                      for j in full]
     assert [g["parents"] for g in graph] == [[], ["a"]]
+
+
+def test_idempotent_writes_apply_once_and_are_pruned(storage: Storage) -> None:
+    from titan.master.idempotency import once
+
+    incr = once("k" * 24, "POST /api/v1/store/incr/n", lambda tx: tx.store_incr("n", 1, 1.0))
+    with storage.transaction() as tx:
+        assert incr(tx) == (1, False)
+    with storage.transaction() as tx:  # the retry after a lost reply: answered, not applied
+        assert incr(tx) == (1, True)
+        assert tx.store_get("n") == "1"
+    # The write and its key commit together: a rolled-back write leaves no key behind.
+    failing = once("f" * 24, "POST /x", lambda tx: 1 // 0)
+    with pytest.raises(ZeroDivisionError), storage.transaction() as tx:
+        failing(tx)
+    with storage.transaction() as tx:
+        assert tx.idempotent_result("f" * 24) is None
+        with pytest.raises(ValidationFailed, match="Idempotency-Key"):
+            once("k" * 24, "POST /api/v1/store/sets/n", lambda tx: 1)(tx)
+        assert tx.prune_idempotency(time.time() + 1) == 1
+        assert tx.idempotent_result("k" * 24) is None

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import socket
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 @pytest.fixture(autouse=True)
 def isolated(clean_client_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     tmp_path = clean_client_env
-    monkeypatch.setattr(transport_mod, "_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    monkeypatch.setenv("TITAN_MASTER_RESTART_GRACE", "0.4")  # retries, briefly
     return tmp_path
 
 
@@ -186,11 +187,48 @@ def test_mid_flight_errors_retry_only_idempotent_methods() -> None:
     assert calls == ["POST"]
 
 
-def test_retries_give_up() -> None:
-    handler, calls = flaky(100, httpx.ConnectError)
-    with pytest.raises(errors.ConnectionFailed):
+def test_retries_give_up_once_the_grace_is_spent() -> None:
+    handler, calls = flaky(1000, httpx.ConnectError)
+    began = time.monotonic()
+    with pytest.raises(errors.ConnectionFailed, match="TITAN_MASTER_RESTART_GRACE=0.4s"):
         client_for(handler).health()
-    assert len(calls) == 4
+    assert 0.4 <= time.monotonic() - began < 1.0
+    assert 3 <= len(calls) < 20
+
+
+def test_keyed_posts_are_retried_with_the_same_key() -> None:
+    calls: list[str] = []
+    seen: list[str | None] = []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        seen.append(request.headers.get("Idempotency-Key"))
+        if len(calls) == 1:  # the master took it and died before replying
+            raise httpx.ReadError("reset", request=request)
+        return httpx.Response(200, json={"key": "k", "value": 1})
+
+    client_for(recording).store_incr("k")
+    assert calls == ["POST", "POST"]
+    assert seen[0] and seen[0] == seen[1]
+    client_for(recording).store_incr("k")
+    assert calls == ["POST", "POST", "POST"] and seen[2] != seen[0]  # a new logical call gets a new key
+
+
+def test_gateway_answers_are_retried_only_when_repeatable() -> None:
+    statuses = iter([503, 502, 200])
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        status = next(statuses)
+        return httpx.Response(status, json={"key": "k", "value": 3})
+
+    assert client_for(handler).store_incr("k") == 3
+    assert len(calls) == 3
+    statuses, calls[:] = iter([503, 200]), []
+    with pytest.raises(errors.APIError):
+        client_for(handler).api("POST", "/x")  # no key: the master may have applied it
+    assert calls == ["POST"]
 
 
 # --------------------------------------------------------------------------- submitting

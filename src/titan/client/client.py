@@ -133,7 +133,8 @@ class TitanClient(StoreOps, FileOps, EvalOps):
             agent_run_id = own_run
         if agent_run_id and os.environ.get("TITAN_AGENT_ID"):
             body["agent_id"] = os.environ["TITAN_AGENT_ID"]
-        reply: dict[str, Any] = self._transport.call("POST", "/dags", json=body)
+        reply: dict[str, Any] = self._transport.call("POST", "/dags", json=body,
+                                                     idempotency_key=True)
         if agent_run_id and agent_run_id != own_run:
             # This process drives the run from outside: it ends when the process does, and
             # what it runs is recorded so the run can be replayed.

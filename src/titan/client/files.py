@@ -135,7 +135,8 @@ class FileOps:
         file = _local_file(filename, "artifact")
         name = _upload_name(file.name)
         reply: dict[str, Any] = self._transport.call(
-            "POST", "/artifacts", params={"key": key, "name": name}, body=file
+            "POST", "/artifacts", params={"key": key, "name": name}, body=file,
+            idempotency_key=True,
         )
         return reply
 

@@ -59,7 +59,7 @@ class StoreOps:
             raise ValidationFailed(f"store_incr(by=...) must be an integer, got {by!r}",
                                    details={"field": "by"})
         reply = self._transport.call("POST", f"/store/incr/{quote_ref(_key(key))}",
-                                     json={"by": by})
+                                     json={"by": by}, idempotency_key=True)
         return int(reply["value"])
 
     def store_sadd(self, key: str, member: str) -> int:
@@ -70,7 +70,7 @@ class StoreOps:
                 details={"field": "member", "key": key},
             )
         reply = self._transport.call("POST", f"/store/sets/{quote_ref(_key(key))}",
-                                     json={"member": member})
+                                     json={"member": member}, idempotency_key=True)
         return int(reply.get("added", 0))
 
     def store_smembers(self, key: str) -> set[str]:

@@ -5,10 +5,11 @@ Every 4xx body (``{"error": {"code", "message", "details"}}``) becomes the match
 :class:`~titan.errors.APIError` that says it is a bug in the master; an unreachable master is a
 :class:`~titan.errors.ConnectionFailed` that says where the SDK looked.
 
-Retries: a request that never reached the server (connection refused, connect timeout) is
-retried briefly whatever its method, since nothing was sent. A request that may have been
-received is retried only when its method is idempotent (GET, PUT, DELETE): a POST that is lost
-mid-flight is reported, not replayed, so a DAG is never submitted twice by accident.
+Retries follow :mod:`titan.retry`: an unreachable master is retried for up to
+``TITAN_MASTER_RESTART_GRACE`` seconds (a restart takes a few), a request that may have been
+received only when its method is idempotent or it was sent with ``idempotency_key=True`` (an
+``Idempotency-Key`` the master records with the write and answers from on a repeat): any other
+POST lost mid-flight is reported, not replayed, so nothing is applied twice by accident.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from titan import __version__, errors
+from titan import __version__, errors, retry
 from titan.atomic import atomic_file
 from titan.client.config import Endpoint
 
@@ -32,8 +33,6 @@ CHUNK = 1 << 20
 WAIT_SLICE = 30.0
 #: Extra read time allowed beyond a server-side wait before the client gives up on the socket.
 WAIT_MARGIN = 15.0
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-_RETRY_DELAYS = (0.05, 0.2, 0.5)
 
 Body = bytes | Path | None
 
@@ -73,8 +72,11 @@ class Transport:
         *,
         timeout: float = 60.0,
         http_transport: httpx.BaseTransport | None = None,
+        restart_grace: float | None = None,
     ) -> None:
         self.endpoint = endpoint
+        #: How long an unreachable master is retried (None: ``TITAN_MASTER_RESTART_GRACE``).
+        self.restart_grace = retry.restart_grace() if restart_grace is None else restart_grace
         headers = {"User-Agent": f"titan-sdk/{__version__}", "Accept": "application/json"}
         if endpoint.token:
             headers["Authorization"] = f"Bearer {endpoint.token}"
@@ -97,10 +99,12 @@ class Transport:
 
     # ------------------------------------------------------------------ errors
 
-    def _unreachable(self, exc: Exception) -> errors.ConnectionFailed:
+    def _unreachable(self, exc: Exception, tries: int = 1) -> errors.ConnectionFailed:
         detail = str(exc) or type(exc).__name__
+        after = f" after {tries} tries within {retry.GRACE_ENV}={self.restart_grace:g}s" \
+            if tries > 1 else ""
         return errors.ConnectionFailed(
-            f"cannot reach the Titan master at {self.endpoint.url}: {detail} "
+            f"cannot reach the Titan master at {self.endpoint.url}: {detail}{after} "
             f"(is `titan up` running? address from {self.endpoint.source})"
         )
 
@@ -168,41 +172,49 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
         stream: bool = False,
+        idempotency_key: bool = False,
     ) -> httpx.Response:
         """Send one request (retrying as the module docstring says) and check its status.
 
-        With ``stream=True`` the body is not read; the caller must close the response.
+        With ``idempotency_key`` the request carries a fresh ``Idempotency-Key``, the same on
+        every retry, so the master applies it once even when a reply was lost. With
+        ``stream=True`` the body is not read; the caller must close the response.
         """
         method = method.upper()
-        idempotent = method in _IDEMPOTENT
-        attempt = 0
+        if idempotency_key:
+            headers = {**(headers or {}), retry.IDEMPOTENCY_HEADER: retry.new_key()}
+        replayable = retry.replayable(method, headers)
+        backoff = retry.Backoff(self.restart_grace)
         while True:
             request = self._build(method, path, params, json, body, headers, read_timeout)
+            failure: Exception
             try:
                 response = self._http.send(request, stream=stream)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                failure: Exception = exc
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                if not idempotent:
+            except httpx.TimeoutException as exc:
+                if not retry.retryable_error(exc, replayable=replayable):
+                    raise errors.ConnectionFailed(
+                        f"the Titan master at {self.endpoint.url} did not answer in time "
+                        f"({type(exc).__name__})"
+                    ) from None
+                failure = exc
+            except httpx.HTTPError as exc:
+                if not retry.retryable_error(exc, replayable=replayable):
                     raise self._unreachable(exc) from None
                 failure = exc
-            except httpx.TimeoutException as exc:
-                raise errors.ConnectionFailed(
-                    f"the Titan master at {self.endpoint.url} did not answer in time "
-                    f"({type(exc).__name__})"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise self._unreachable(exc) from None
             else:
-                if stream and response.status_code >= 400:
+                status = response.status_code
+                if stream and status >= 400:
                     response.read()
                     response.close()
-                self._check(response)
-                return response
-            if attempt >= len(_RETRY_DELAYS):
-                raise self._unreachable(failure) from None
-            time.sleep(_RETRY_DELAYS[attempt])
-            attempt += 1
+                if not retry.retryable_status(status, replayable=replayable):
+                    self._check(response)
+                    return response
+                response.close()
+                failure = errors.ConnectionFailed(f"HTTP {status} from a proxy")
+            delay = backoff.next_delay()
+            if delay is None:
+                raise self._unreachable(failure, backoff.tries) from None
+            time.sleep(delay)
 
     def call(
         self,
@@ -213,10 +225,12 @@ class Transport:
         json: Any = None,
         body: Body = None,
         read_timeout: float | None = None,
+        idempotency_key: bool = False,
     ) -> Any:
         """Send a request and return its decoded JSON reply (``None`` for an empty one)."""
         response = self.send(
-            method, path, params=params, json=json, body=body, read_timeout=read_timeout
+            method, path, params=params, json=json, body=body, read_timeout=read_timeout,
+            idempotency_key=idempotency_key,
         )
         if not response.content:
             return None

@@ -20,6 +20,9 @@ class MasterConfig:
     data_dir: str = ".titan"
     database_url: str | None = None  # default: sqlite:///<data_dir>/titan.db
     lease_seconds: float = field(default_factory=lambda: _env_float("TITAN_LEASE_SECONDS", 15.0))
+    #: How long a write's Idempotency-Key is remembered (titan.master.idempotency).
+    idempotency_ttl: float = field(
+        default_factory=lambda: _env_float("TITAN_IDEMPOTENCY_TTL", 900.0))
     default_retries: int = field(default_factory=lambda: int(_env_float("TITAN_DEFAULT_RETRIES", 0)))
     retry_backoff: float = field(default_factory=lambda: _env_float("TITAN_RETRY_BACKOFF", 1.0))
     retry_backoff_max: float = 60.0

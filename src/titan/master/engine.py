@@ -22,6 +22,7 @@ from titan.master import gates, telemetry
 from titan.master.auth import JobTokens, Principal
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
+from titan.master.idempotency import once, prune
 from titan.master.scheduler import Scheduler
 from titan.master.state import (
     PENDING,
@@ -194,7 +195,10 @@ class Engine:
 
     # -- submission ---------------------------------------------------------------------------
     async def submit_dag(self, name: str, specs: list[Row], agent_run_id: str | None,
-                         agent_id: str | None = None) -> int:
+                         agent_id: str | None = None, *, idempotency_key: str | None = None,
+                         scope: str = "") -> int:
+        """Validate, store and schedule a DAG; its id. A repeat of an ``idempotency_key``
+        already committed returns that DAG's id and schedules nothing."""
         shas = {s["script_sha256"] for s in specs if s["script_sha256"]} - self.known_blobs
         present = await self.read(lambda tx: tx.blobs_present(shas)) if shas else set()
         self.known_blobs.update(present)
@@ -211,7 +215,7 @@ class Engine:
 
         run_events: list[tuple[str, Row]] = []
 
-        def insert(tx: Transaction) -> tuple[int, int, list[int]]:
+        def insert(tx: Transaction) -> list[Any]:
             run = tx.next_dag_run(name)
             if agent_run_id:
                 run_events.extend(telemetry.stage_submitted(tx, agent_run_id, agent_id, now))
@@ -224,9 +228,11 @@ class Engine:
             ids = tx.insert_jobs(rows)
             if agent_run_id:
                 telemetry.record_code_version(tx, agent_run_id)
-            return run, dag_id, ids
+            return [run, dag_id, ids]
 
-        run, dag_id, ids = await self.run(insert)
+        (run, dag_id, ids), replayed = await self.run(once(idempotency_key, scope, insert))
+        if replayed:
+            return int(dag_id)
         for row, job_id in zip(rows, ids, strict=True):
             row["id"] = job_id
         dag = DagRec(id=dag_id, name=name, run=run, agent_run_id=agent_run_id, status="WAITING",
@@ -322,9 +328,14 @@ class Engine:
     async def _sweep_workers(self) -> None:
         """Housekeeping: a worker silent for a whole lease period is lost."""
         period = max(0.2, self.config.lease_seconds / 3)
+        next_prune = 0.0
         while True:
             await asyncio.sleep(period)
             now = time.time()
+            if now >= next_prune:  # forget idempotency keys no client can still retry with
+                next_prune = now + 60.0
+                pruned = self.writer.submit(prune(self.config.idempotency_ttl))
+                pruned.add_done_callback(_log_prune_failure)
             for worker in list(self.sched.workers.values()):
                 polling = worker.poll is not None and not worker.poll.done()
                 if worker.live and not polling and now - worker.last_seen > self.config.lease_seconds:
@@ -345,6 +356,11 @@ class Engine:
                                   self.sched.dags[job.dag_id]))
         worker.assigned.clear()
         return out
+
+
+def _log_prune_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("pruning idempotency keys failed: %r", fut.exception())
 
 
 def _ensure_secret(tx: Transaction) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from titan.errors import ValidationFailed
 from titan.master.engine import Engine
-from titan.master.state import Changes, WorkerRec
+from titan.master.state import RUNNING, Changes, WorkerRec
 from titan.master.validation import check_name
 from titan.storage.base import Row
 
@@ -77,6 +77,8 @@ async def register(engine: Engine, body: Row) -> Row:
     engine.sched.add_worker(worker, ch)
     kill = engine.sched.renew(worker, running)
     worker.cancels.extend(kill)
+    if "running" in body:  # re-joining: it lists every attempt it holds
+        worker.assigned.extend(_undelivered(engine, worker, set(running)))
     ch.events.append(("worker_updated", {"id": worker_id, "state": "live"}))
     row = {"id": worker_id, "name": worker.name, "hostname": worker.hostname,
            "capabilities": sorted(capabilities), "slots": slots, "state": "live",
@@ -84,6 +86,23 @@ async def register(engine: Engine, body: Row) -> Row:
     await engine.submit(ch, extra=lambda tx: tx.upsert_worker(row))
     lease = engine.config.lease_seconds
     return {"worker_id": worker_id, "lease_seconds": lease, "heartbeat_seconds": lease / 3}
+
+
+def _undelivered(engine: Engine, worker: WorkerRec, held: set[tuple[int, int]]) -> list[int]:
+    """Jobs leased to this worker that it does not hold: the poll reply carrying them was lost
+    when the master died after committing the lease. Nothing ran, so the same attempt is sent
+    again (on the next poll) instead of letting its lease expire into a second attempt. The
+    worker lists finished attempts whose results are still queued as held, so a job that ran
+    is never sent twice."""
+    expires = engine.sched.now() + engine.config.lease_seconds
+    out = []
+    for job in engine.sched.jobs.values():
+        if (job.state == RUNNING and job.worker_id == worker.id
+                and (job.id, job.attempt) not in held):
+            job.lease_expires = expires
+            worker.running.add(job.id)
+            out.append(job.id)
+    return out
 
 
 async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,

@@ -278,6 +278,19 @@ class Transaction(EvalTransaction):
     def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000) -> list[Row]:
         """Lines of one attempt with seq > after, in order, at most ``limit``."""
 
+    # -- idempotency keys ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def idempotent_result(self, key: str) -> tuple[str, str] | None:
+        """(scope, result JSON) recorded under an Idempotency-Key, or None."""
+
+    @abc.abstractmethod
+    def record_idempotent(self, key: str, scope: str, result: str, now: float) -> None:
+        """Record a write's result under its key (in the write's own transaction)."""
+
+    @abc.abstractmethod
+    def prune_idempotency(self, before: float) -> int:
+        """Forget keys recorded before ``before``; how many went."""
+
     # -- store --------------------------------------------------------------------------------
     @abc.abstractmethod
     def store_get(self, key: str) -> str | None:

@@ -69,12 +69,18 @@ def _evaluations(conn: Connection) -> None:
             table.create(conn)
 
 
+def _idempotency_keys(conn: Connection) -> None:
+    if not inspect(conn).has_table(t.idempotency_keys.name):
+        t.idempotency_keys.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
     (3, "agent telemetry: runs, agents, actions", _agent_telemetry),
     (4, "replay: settings, recorded code, per-action replay status", _replay),
     (5, "evaluations: tasks, runs, proxied tool calls", _evaluations),
+    (6, "idempotency keys of retried writes", _idempotency_keys),
 ]
 
 LATEST = MIGRATIONS[-1][0]

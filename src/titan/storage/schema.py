@@ -240,6 +240,18 @@ store_sets = Table(
     Column("added_at", Float, nullable=False),
 )
 
+# Writes a client may retry after losing the reply (issue 15 item 7): the key it sent, the
+# request it named, and the result, recorded in the same commit as the write itself, so a
+# repeat answers from here instead of applying twice. Pruned after a TTL (see idempotency.py).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("scope", String(1200), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("created_at", Float, nullable=False, index=True),
+)
+
 blobs = Table(
     "blobs",
     metadata,

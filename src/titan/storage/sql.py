@@ -60,6 +60,33 @@ class SQLTransaction(JobsSQL, RunsSQL, EvalsSQL, Transaction):
         )
         return bool(result.rowcount)
 
+    # -- idempotency keys ---------------------------------------------------------------------
+    def idempotent_result(self, key: str) -> tuple[str, str] | None:
+        row = compiled.execute(
+            self.conn, "idempotent_result",
+            lambda: select(t.idempotency_keys.c.scope, t.idempotency_keys.c.result)
+            .where(t.idempotency_keys.c.key == bindparam("k")),
+            {"k": key},
+        ).first()
+        if row is None:
+            return None
+        scope, result = tuple(row)
+        return str(scope), str(result)
+
+    def record_idempotent(self, key: str, scope: str, result: str, now: float) -> None:
+        compiled.execute(
+            self.conn, "record_idempotent",
+            lambda: t.idempotency_keys.insert().values(
+                key=bindparam("k"), scope=bindparam("s"), result=bindparam("r"),
+                created_at=bindparam("now")),
+            {"k": key, "s": scope, "r": result, "now": now},
+        )
+
+    def prune_idempotency(self, before: float) -> int:
+        return int(self.conn.execute(
+            delete(t.idempotency_keys).where(t.idempotency_keys.c.created_at < before)
+        ).rowcount or 0)
+
     # -- store --------------------------------------------------------------------------------
     def store_get(self, key: str) -> str | None:
         row = compiled.execute(

@@ -1,9 +1,13 @@
 """The worker's HTTP link to the master: one keep-alive client per thread, patient retries.
 
 A worker outlives master restarts, so every call here retries transport errors and 5xx
-answers with capped exponential backoff (0.1 s doubling to 2 s) until it succeeds or the
-worker is told to stop hard; nothing the worker queued is ever dropped because the master was
-briefly away. A 4xx is final and raised as the matching :mod:`titan.errors` class (a 404 with
+answers with the jittered, capped backoff of :mod:`titan.retry` (0.1 s doubling to 2 s) with no
+deadline, until it succeeds or the worker is told to stop hard; nothing the worker queued is
+ever dropped because the master was briefly away. Repeating any of these calls after a lost
+reply is harmless, which is why even a POST whose reply broke off is retried: registering is
+keyed by ``worker_id``, a poll's jobs are delivered again and deduplicated by (job, attempt),
+a report's log lines are keyed by (job, attempt, seq) and a result for an attempt that already
+finished is answered ``rejected``, never applied twice. A 4xx is final and raised as the matching :mod:`titan.errors` class (a 404 with
 code ``unknown_worker`` included: the caller re-registers and tries again).
 
 Each thread gets its own :class:`httpx.Client` because the long-poll, the heartbeat, the
@@ -23,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from titan import __version__, errors
+from titan import __version__, errors, retry
 from titan.client.transport import tcp_transport
 
 log = logging.getLogger("titan.worker")
@@ -37,7 +41,7 @@ UNKNOWN_WORKER = "unknown_worker"
 #: Gateway answers (a proxy in front of a restarting master) are retried for ever; any other
 #: 5xx is a bug in the master, retried this many times before it is raised, so one request
 #: that crashes the master cannot wedge the worker's report queue behind it.
-TRANSIENT_5XX = frozenset({502, 503, 504})
+TRANSIENT_5XX = retry.GATEWAY_STATUSES
 MAX_SERVER_ERRORS = 5
 
 
@@ -100,7 +104,7 @@ class MasterConnection:
     # ------------------------------------------------------------------ retrying
 
     def _backoff(self, attempt: int, what: str, exc: BaseException | str) -> None:
-        delay = min(BACKOFF_MAX, BACKOFF_START * (2**attempt))
+        delay = retry.pause(attempt, start=BACKOFF_START, cap=BACKOFF_MAX)
         if attempt in (0, 5) or attempt % 20 == 0:
             log.warning("master unreachable (%s: %s); retrying", what, exc)
         if self._stop.wait(delay):

@@ -123,7 +123,8 @@ class Worker:
             "pid": os.getpid(), "capabilities": self.capabilities, "slots": self.slots,
         }
         if reattach:
-            body["running"] = [{"id": i, "attempt": a} for i, a in self.supervisor.running()]
+            held = dict.fromkeys([*self.supervisor.running(), *self._reporter.unacked()])
+            body["running"] = [{"id": i, "attempt": a} for i, a in held]
         reply = self.conn.call("POST", "/workers/register", body)
         self.worker_id = str(reply["worker_id"])
         self.lease_seconds = float(reply.get("lease_seconds") or self.lease_seconds)

@@ -42,6 +42,7 @@ class Reporter:
         self._cond = threading.Condition()
         self._in_flight = 0
         self._results_pending = 0
+        self._unacked: set[tuple[int, int]] = set()  # (job, attempt) of results not acked
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="titan-report", daemon=True)
 
@@ -57,6 +58,7 @@ class Reporter:
         with self._cond:
             self._queue.append((True, entry))
             self._results_pending += 1
+            self._unacked.add((int(entry["id"]), int(entry["attempt"])))
             self._cond.notify_all()
 
     # ------------------------------------------------------------------ state
@@ -66,6 +68,12 @@ class Reporter:
         """Results queued or in flight, not yet acknowledged by the master."""
         with self._cond:
             return self._results_pending
+
+    def unacked(self) -> list[tuple[int, int]]:
+        """(job, attempt) of the finished attempts whose results the master has not taken:
+        a worker re-joining a restarted master lists them as held, so they are not sent again."""
+        with self._cond:
+            return list(self._unacked)
 
     def idle(self) -> bool:
         with self._cond:
@@ -133,6 +141,8 @@ class Reporter:
             with self._cond:
                 self._in_flight = 0
                 self._results_pending -= len(results)
+                self._unacked.difference_update((int(r["id"]), int(r["attempt"]))
+                                                for r in results)
                 self._cond.notify_all()
             if self._on_acked is not None:
                 self._on_acked(results, rejected)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 
 from titan.errors import InvalidDAG, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
 from titan.master.api.params import Offset
+from titan.master.idempotency import key_of, scope_of
 from titan.master.refs import find_dag
 from titan.master.state import DAG_STATUSES
 from titan.master.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
@@ -27,7 +28,8 @@ def load_dag(tx: Transaction, dag_id: int) -> Row:
 
 
 @router.post("/dags", status_code=201, summary="Submit a DAG (atomic, validated as a whole)")
-async def submit_dag(c: CtxDep, p: Writer, body: dict[str, Any] = Body(...)) -> Row:
+async def submit_dag(c: CtxDep, p: Writer, request: Request,
+                     body: dict[str, Any] = Body(...)) -> Row:
     unknown = unknown_field(body, DAG_FIELDS)
     if unknown is not None:
         raise InvalidDAG(unknown[1], details={"field": unknown[0]})
@@ -46,7 +48,8 @@ async def submit_dag(c: CtxDep, p: Writer, body: dict[str, Any] = Body(...)) -> 
         if env is not None:  # a stage of a replay: its jobs replay too
             for spec in specs:
                 spec["env"] = {**spec["env"], **env}
-    dag_id = await c.engine.submit_dag(name, specs, agent_run_id, agent_id)
+    dag_id = await c.engine.submit_dag(name, specs, agent_run_id, agent_id,
+                                       idempotency_key=key_of(request), scope=scope_of(request))
     live = c.engine.sched.dags.get(dag_id)
     if live is None:  # already finished (every job was cancelled meanwhile): read it back
         return await c.engine.read(lambda tx: load_dag(tx, dag_id))

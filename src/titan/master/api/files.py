@@ -18,6 +18,7 @@ from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, Reader, Writer
 from titan.master.api.params import DagFilter
 from titan.master.auth import Principal
+from titan.master.idempotency import key_of, once, scope_of
 from titan.storage.base import Row
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["files"])
@@ -53,7 +54,7 @@ def _file_view(row: Row) -> Row:
 
 
 async def _add_file(c: Ctx, p: Principal, name: str, sha: str, size: int,
-                    key: str | None) -> Row:
+                    key: str | None, request: Request | None = None) -> Row:
     dag_id = None
     if p.job is not None:
         job = c.engine.sched.jobs.get(p.job)
@@ -61,13 +62,15 @@ async def _add_file(c: Ctx, p: Principal, name: str, sha: str, size: int,
     row = {"name": name, "sha256": sha, "size": size, "store_key": key, "dag_id": dag_id,
            "job": p.job, "created_at": time.time()}
 
-    def op(tx: Any) -> int:
+    def op(tx: Any) -> list[Any]:
         if key is not None:
             tx.store_put(key, name, row["created_at"])
-        return int(tx.add_file(row))
+        return [int(tx.add_file(row)), row["created_at"]]
 
-    row["id"] = await c.engine.run(op)
-    if key is not None:
+    # A publish retried after a lost reply (an Idempotency-Key) answers with the first one.
+    idem_key, scope = (key_of(request), scope_of(request)) if request else (None, "")
+    (row["id"], row["created_at"]), replayed = await c.engine.run(once(idem_key, scope, op))
+    if key is not None and not replayed:
         c.hub.notify(("store", key), name)
         c.hub.publish("store_updated", {"key": key, "op": "put"})
     return _file_view(row)
@@ -139,7 +142,7 @@ async def publish(c: CtxDep, p: Writer, request: Request, key: str, name: str) -
     check_key(key)
     check_filename(name)
     sha, size = await _store_body(c, request)
-    return await _add_file(c, p, name, sha, size, key)
+    return await _add_file(c, p, name, sha, size, key, request)
 
 
 @router.get("/artifacts", summary="Download the artifact published under a store key")

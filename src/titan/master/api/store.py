@@ -6,11 +6,12 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 
 from titan.errors import PayloadTooLarge, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, Reader, Writer
+from titan.master.idempotency import key_of, once, scope_of
 from titan.storage.base import Row
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["store"])
@@ -72,24 +73,29 @@ async def delete_value(c: CtxDep, p: Writer, key: str) -> Row:
 
 
 @router.post("/store/incr/{key:path}", summary="Atomically add to an integer value")
-async def incr(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(default={})) -> Row:
+async def incr(c: CtxDep, p: Writer, key: str, request: Request,
+               body: dict[str, Any] = Body(default={})) -> Row:
     check_key(key)
     by = body.get("by", 1)
     if isinstance(by, bool) or not isinstance(by, int):
         raise ValidationFailed("'by' must be an integer")
     now = time.time()
-    value = await c.engine.run(lambda tx: tx.store_incr(key, by, now))
-    _announce(c, key, str(value), "incr")
+    value, replayed = await c.engine.run(
+        once(key_of(request), scope_of(request), lambda tx: tx.store_incr(key, by, now)))
+    if not replayed:
+        _announce(c, key, str(value), "incr")
     return {"key": key, "value": value}
 
 
 @router.post("/store/sets/{key:path}", summary="Add a member to a set (1 if new, 0 if present)")
-async def sadd(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(...)) -> Row:
+async def sadd(c: CtxDep, p: Writer, key: str, request: Request,
+               body: dict[str, Any] = Body(...)) -> Row:
     check_key(key)
     member = _string(c, body, "member")
     now = time.time()
-    added = await c.engine.run(lambda tx: tx.store_sadd(key, member, now))
-    if added:
+    added, replayed = await c.engine.run(
+        once(key_of(request), scope_of(request), lambda tx: tx.store_sadd(key, member, now)))
+    if added and not replayed:
         c.hub.publish("store_updated", {"key": key, "op": "sadd"})
     return {"key": key, "added": added}
 

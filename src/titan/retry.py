@@ -1,0 +1,116 @@
+"""When a call to the master is tried again, and for how long: one policy for SDK and worker.
+
+A master restart (``kill -9`` and start again, an upgrade) leaves its port closed for a few
+seconds, and requests in flight at that moment lose their reply. Both the SDK inside a job and
+the worker ride that out here, so a job with ``retries=0`` does not fail because the master
+was briefly away (issue 15 item 7).
+
+What is retried:
+
+* a request that never reached the master (connection refused, connect timeout, no pooled
+  connection free): always, whatever its method, since nothing was sent;
+* a request that may have been received (the connection broke before the reply, a 502/503/504
+  from a proxy in front of a restarting master): only when repeating it cannot apply it twice,
+  i.e. its method is idempotent (GET, PUT, DELETE...) or it carries an ``Idempotency-Key``
+  header that the master records in the write's own commit and answers from on a repeat;
+* nothing else: a 4xx is final, and a read timeout means a master that is up but slow (a
+  retry would only multiply the wait).
+
+How long: :class:`Backoff` pauses exponentially from ``start`` up to ``cap`` with jitter (each
+pause is drawn from the upper half of its step, so a crowd of jobs reconnecting after a
+restart does not arrive in lockstep), and gives up once ``TITAN_MASTER_RESTART_GRACE``
+seconds (default 60) have passed since the first try. The worker passes ``grace=None``: it
+outlives any outage and stops only when told to.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable, Mapping
+
+import httpx
+
+from titan.errors import ConfigError
+
+GRACE_ENV = "TITAN_MASTER_RESTART_GRACE"
+DEFAULT_GRACE = 60.0
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+#: A proxy's answers while the master behind it is down.
+GATEWAY_STATUSES = frozenset({502, 503, 504})
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The request may have reached the master, which died before its reply was written.
+_REPLY_LOST = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def restart_grace(env: Mapping[str, str] | None = None) -> float:
+    """Seconds to keep retrying an unreachable master (``TITAN_MASTER_RESTART_GRACE``)."""
+    raw = (os.environ if env is None else env).get(GRACE_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_GRACE
+    try:
+        grace = float(raw)
+    except ValueError:
+        grace = -1.0
+    if not grace >= 0 or grace == float("inf"):
+        raise ConfigError(f"{GRACE_ENV} must be a number of seconds >= 0 (got {raw!r})")
+    return grace
+
+
+def new_key() -> str:
+    """A fresh ``Idempotency-Key``: one per logical call, reused by each of its retries."""
+    return secrets.token_urlsafe(18)
+
+
+def replayable(method: str, headers: Mapping[str, str] | None = None) -> bool:
+    """True when sending the request twice has the effect of sending it once."""
+    if method.upper() in IDEMPOTENT_METHODS:
+        return True
+    return bool(headers) and any(k.lower() == IDEMPOTENCY_HEADER.lower() for k in headers or ())
+
+
+def retryable_error(exc: BaseException, *, replayable: bool) -> bool:
+    """Whether a transport error is worth another try (see the module docstring)."""
+    if isinstance(exc, _NOT_SENT):
+        return True
+    return replayable and isinstance(exc, _REPLY_LOST)
+
+
+def retryable_status(status: int, *, replayable: bool) -> bool:
+    """Whether an HTTP answer is a proxy's "the master is away" worth another try."""
+    return replayable and status in GATEWAY_STATUSES
+
+
+def pause(tries: int, *, start: float, cap: float,
+          rand: Callable[[], float] = random.random) -> float:
+    """The jittered pause after ``tries`` failed tries: exponential from ``start``, capped at
+    ``cap``, drawn from the upper half of the step (never shorter than half of it)."""
+    step = min(cap, start * (2.0 ** min(tries, 32)))
+    return step / 2 + rand() * step / 2
+
+
+class Backoff:
+    """The pauses between tries of one logical call: jittered, capped, within a deadline."""
+
+    def __init__(self, grace: float | None, *, start: float = 0.05, cap: float = 2.0,
+                 rand: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.start, self.cap = start, cap
+        self.tries = 0
+        self._rand, self._clock = rand, clock
+        self.deadline = None if grace is None else clock() + grace
+
+    def next_delay(self) -> float | None:
+        """The pause before the next try, or None once the grace is spent."""
+        delay = pause(self.tries, start=self.start, cap=self.cap, rand=self._rand)
+        self.tries += 1
+        if self.deadline is None:
+            return delay
+        remaining = self.deadline - self._clock()
+        if remaining <= 0:
+            return None
+        return min(delay, remaining)
