@@ -13,7 +13,7 @@ BROWSER_STAMP := $(VENV)/.browser-installed
 QUERY    ?=
 MAX_ITER ?= 2
 
-.PHONY: venv llm browser test demo demo-stop lint bench docs clean
+.PHONY: venv llm browser test test-fast demo demo-stop lint bench docs clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,11 @@ $(BROWSER_STAMP): $(STAMP)
 test: venv llm browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The inner loop: unit and contract tests, SQLite only, no local model (no cluster, no browser,
+# no PostgreSQL). `make test` is still what lands.
+test-fast: venv
+	$(BIN)/python -m pytest -q tests/unit tests/contract -k "not postgres" -m "not slow" $(PYTEST_ARGS)
+
 # The research agent on an embedded cluster with the local model; leaves the cluster running.
 demo: venv llm
 	$(BIN)/python tools/demo.py run $(if $(QUERY),"$(QUERY)") --max-iter $(MAX_ITER)
@@ -65,6 +70,7 @@ demo-stop:
 lint: venv
 	$(BIN)/ruff check src tests bench tools examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: venv llm browser
 	$(BIN)/python bench/dispatch.py
@@ -72,6 +78,7 @@ bench: venv llm browser
 	$(BIN)/python bench/telemetry.py
 	$(BIN)/python bench/research_agent.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/body_limits.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

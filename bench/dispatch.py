@@ -6,7 +6,10 @@ Prints, on one `titan up` each for the zygote fork path and the fresh-interprete
 plus, on the first cluster: the submit+validate time of a 10,000-node DAG and TitanStore
 put/get p50. Targets (2 cores): p50 <= 10 ms, >= 500 jobs/s, 10k DAG <= 1 s, store <= 1 ms.
 
-    .venv/bin/python bench/dispatch.py [--jobs 2000] [--latency-runs 200] [--slots 8]
+    .venv/bin/python bench/dispatch.py [--jobs 2000] [--latency-runs 200] [--slots 8] [--sandbox]
+
+--sandbox also runs the fork path with every job in the Landlock sandbox (`titan up
+--sandbox`) and prints what it costs per job.
 """
 
 from __future__ import annotations
@@ -83,34 +86,43 @@ def main() -> int:
     ap.add_argument("--latency-runs", type=int, default=200)
     ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--big-dag", type=int, default=10_000)
+    ap.add_argument("--sandbox", action="store_true",
+                    help="also measure the fork path with jobs in the Landlock sandbox")
     args = ap.parse_args()
     print(f"titan dispatch benchmark: {args.jobs} jobs, {args.latency_runs} latency runs, "
           f"{args.slots} slots")
     results: dict[str, dict[str, float]] = {}
-    for runner in ("fork", "subprocess"):
-        c = BenchCluster(slots=args.slots)
+    setups = [("fork", "fork", {}), ("subprocess", "subprocess", {})]
+    if args.sandbox:
+        setups.append(("sandboxed", "fork", {"TITAN_SANDBOX": "1"}))
+    for label, runner, env in setups:
+        c = BenchCluster(slots=args.slots, env=env)
         try:
             script = c.script("trivial.py", "x = 1\n")
             latency(c, script, runner, 10)  # warm up
             lat = latency(c, script, runner, args.latency_runs)
             tput = throughput(c, script, runner, args.jobs)
-            results[runner] = {"p50": statistics.median(lat), "p99": pct(lat, 99), "jobs_s": tput}
-            print(f"  {runner:<10} submit->COMPLETED p50 {results[runner]['p50']:7.2f} ms  "
-                  f"p99 {results[runner]['p99']:7.2f} ms   throughput {tput:7.1f} jobs/s")
-            if runner == "fork":
+            results[label] = {"p50": statistics.median(lat), "p99": pct(lat, 99), "jobs_s": tput}
+            print(f"  {label:<10} submit->COMPLETED p50 {results[label]['p50']:7.2f} ms  "
+                  f"p99 {results[label]['p99']:7.2f} ms   throughput {tput:7.1f} jobs/s")
+            if label == "fork":
                 secs = big_dag(c, script, args.big_dag)
                 print(f"  {args.big_dag}-node DAG submit+validate+store: {secs * 1000:.0f} ms")
                 puts, gets = store_ops(c, 500)
                 print(f"  store put p50 {statistics.median(puts):.3f} ms  "
                       f"get p50 {statistics.median(gets):.3f} ms")
         except errors.TitanError as exc:
-            print(f"  {runner}: failed: {exc}")
+            print(f"  {label}: failed: {exc}")
             return 1
         finally:
             c.close()
     f, s = results["fork"], results["subprocess"]
     print(f"  zygote vs fresh interpreter: latency {s['p50'] / f['p50']:.1f}x lower, "
           f"throughput {f['jobs_s'] / s['jobs_s']:.1f}x higher")
+    if "sandboxed" in results:
+        b = results["sandboxed"]
+        print(f"  the sandbox costs {b['p50'] - f['p50']:+.2f} ms at p50 per job, "
+              f"throughput {b['jobs_s'] / f['jobs_s']:.2f}x the unsandboxed fork path")
     return 0
 
 

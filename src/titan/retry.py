@@ -37,6 +37,14 @@ from titan.errors import ConfigError
 
 GRACE_ENV = "TITAN_MASTER_RESTART_GRACE"
 DEFAULT_GRACE = 60.0
+#: How long the SDK retries a master it has never reached (outside a job): long enough for a
+#: master that is starting, short enough for a wrong address to be said at once.
+FIRST_CONTACT_GRACE = 2.0
+
+
+def in_job(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process is a Titan job (its worker sets TITAN_JOB_UID)."""
+    return bool((os.environ if env is None else env).get("TITAN_JOB_UID"))
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 #: A proxy's answers while the master behind it is down.

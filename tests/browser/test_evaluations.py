@@ -47,7 +47,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, browser: Any,
     c = start_cluster(tmp_path_factory.mktemp("evals-browser"), slots=4, env={
         "TITAN_LLM_API_BASE": fake_llm.url, "OPENAI_API_KEY": "test-key",
         "TITAN_EVAL_SIMULATOR_MODEL": "openai/simulator",
-        "TITAN_EVAL_JUDGE_MODEL": "openai/judge"})
+        "TITAN_EVAL_JUDGE_MODEL": "openai/judge",
+        "TITAN_EGRESS_ALLOW": "127.0.0.1"})  # its agents listen on loopback
     try:
         yield c
     finally:

@@ -301,3 +301,15 @@ def test_idempotent_writes_apply_once_and_are_pruned(storage: Storage) -> None:
             once("k" * 24, "POST /api/v1/store/sets/n", lambda tx: 1)(tx)
         assert tx.prune_idempotency(time.time() + 1) == 1
         assert tx.idempotent_result("k" * 24) is None
+
+
+def test_ended_sessions_are_remembered_until_they_would_have_expired(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        assert tx.session_ended("s1") is False
+        tx.end_session("s1", expires_at=100.0, now=10.0)
+        tx.end_session("s1", expires_at=100.0, now=10.0)  # signing out twice is harmless
+        tx.end_session("s2", expires_at=50.0, now=10.0)
+    with storage.transaction() as tx:
+        assert tx.session_ended("s1") and tx.session_ended("s2")
+        tx.end_session("s3", expires_at=200.0, now=60.0)  # s2's cookie expired at 50: forgotten
+        assert not tx.session_ended("s2") and tx.session_ended("s1")

@@ -310,7 +310,7 @@ def test_malformed_worker_calls_are_400_and_change_nothing(cluster: Cluster) -> 
     status, reg = call(cluster, "POST", "/workers/register",
                        {"name": "probe", "capabilities": ["PROBE"], "slots": 1}, token=token)
     assert status == 200
-    wid = reg["worker_id"]
+    wid, credential = reg["worker_id"], reg["credential"]
     before = cluster.api("GET", "/workers")["workers"]
     cases = [
         ("/workers/register", {"slots": "four"}), ("/workers/register", {"slots": 0}),
@@ -328,7 +328,8 @@ def test_malformed_worker_calls_are_400_and_change_nothing(cluster: Cluster) -> 
         (f"/workers/{wid}/report", {"results": ["done"]}),
     ]
     for path, body in cases:
-        assert_error(*call(cluster, "POST", path, body, token=token), 400, "invalid_request")
+        who = token if path == "/workers/register" else credential
+        assert_error(*call(cluster, "POST", path, body, token=who), 400, "invalid_request")
     after = cluster.api("GET", "/workers")["workers"]
     assert [(w["id"], w["capabilities"], w["slots"]) for w in after] == [
         (w["id"], w["capabilities"], w["slots"]) for w in before]
@@ -365,6 +366,15 @@ def test_every_route_but_health_needs_a_token(cluster: Cluster) -> None:
     assert checked >= 30, spec["paths"].keys()
     status, body = call(cluster, "GET", "/dags", headers={"Authorization": "Basic abc"}, token=None)
     assert_error(status, body, 401, "unauthorized")
+    # The API's own description is public, by decision (docs/api.md, docs/security.md): it is
+    # the same for every Titan of this version and holds no data.
+    status, spec = call(cluster, "GET", "/openapi.json", token=None)
+    assert status == 200 and spec["info"]["title"]
+    assert set(spec["paths"]) == set(cluster.client().api("GET", "/openapi.json")["paths"])
+    status, page = call(cluster, "GET", "/docs", token=None)
+    assert status == 200
+    for path in ("/docs/oauth2-redirect", "/redoc", "/openapi.yaml"):
+        assert call(cluster, "GET", path, token=None)[0] in (401, 404), path
 
 
 def test_roles(cluster: Cluster, tmp_path: Path) -> None:
@@ -393,16 +403,18 @@ def test_roles(cluster: Cluster, tmp_path: Path) -> None:
                          env=cluster.env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
 
-    # A worker token registers and polls, but does not submit or write the store.
+    # A worker token registers; the credential it gets back polls, but nothing submits or
+    # writes the store.
     worker = admin.create_token("worker", "test worker")["token"]
     status, reg = call(cluster, "POST", "/workers/register",
                        {"name": "probe", "capabilities": ["NOTHING_RUNS_HERE"], "slots": 1},
                        token=worker)
     assert status == 200, reg
     status, polled = call(cluster, "POST", f"/workers/{reg['worker_id']}/poll",
-                          {"free_slots": 1, "wait": 0}, token=worker)
+                          {"free_slots": 1, "wait": 0}, token=reg["credential"])
     assert status == 200 and polled == {"jobs": [], "cancel": []}, polled
-    assert call(cluster, "POST", f"/workers/{reg['worker_id']}/deregister", {}, token=worker)[0] == 200
+    assert call(cluster, "POST", f"/workers/{reg['worker_id']}/deregister", {},
+                token=reg["credential"])[0] == 200
     assert_error(*call(cluster, "POST", "/dags", dag_body(sha), token=worker), 403, "forbidden")
     assert_error(*call(cluster, "PUT", "/store/values/k", {"value": "v"}, token=worker), 403)
     assert_error(*call(cluster, "GET", "/tokens", token=worker), 403)

@@ -275,7 +275,7 @@ def test_every_field_the_sdk_sends_is_accepted(cl: Cluster, tmp_path: Any) -> No
 
 
 def _job_fields() -> set[str]:
-    from titan.master.validation import JOB_FIELDS
+    from titan.master.scheduling.validation import JOB_FIELDS
 
     return set(JOB_FIELDS)
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.harness import Cluster, isolated_cluster
 from titan import TitanJob
-from titan.master import sessions
+from titan.master.auth import sessions
 
 OK = "print('ok')\n"
 FAILS = "import sys\nprint('failing on purpose')\nsys.exit(1)\n"
@@ -138,6 +138,25 @@ def test_sign_in_form_and_sign_out(cl: Cluster) -> None:
         assert r.status_code == 303 and r.headers["location"] == "/login"
         assert sessions.COOKIE not in s.cookies
         assert s.get("/store").status_code == 303
+
+
+def test_signing_out_ends_the_session_even_for_a_copied_cookie(cl: Cluster) -> None:
+    """The cookie is an HMAC: without a server-side record, a copy taken before signing out
+    would keep working for 30 days (issue 15 item 8)."""
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        assert s.get("/login", params={"token": cl.admin_token}).status_code == 303
+        copied = s.cookies[sessions.COOKIE]
+        with httpx.Client(base_url=cl.url, timeout=30, cookies={sessions.COOKIE: copied}) as thief:
+            assert thief.get("/store").status_code == 200
+            assert thief.get("/api/v1/dags").status_code == 200
+            r = s.post("/logout", data={"csrf_token": sessions.csrf_token(copied)})
+            assert r.status_code == 303
+            assert thief.get("/store").status_code == 303  # back to the sign-in page
+            assert thief.get("/api/v1/dags").status_code == 401
+        # Another session of the same token is not affected.
+        assert s.get("/login", params={"token": cl.admin_token}).status_code == 303
+        assert s.cookies[sessions.COOKIE] != copied
+        assert s.get("/store").status_code == 200
 
 
 def test_cookie_sessions_call_the_api_only_with_the_csrf_header(cl: Cluster) -> None:

@@ -36,7 +36,10 @@ def evals_cluster(tmp_path_factory: pytest.TempPathFactory,
     c = isolated_cluster(tmp_path_factory.mktemp("evals"), env={
         "TITAN_LLM_API_BASE": fake_llm.url, "OPENAI_API_KEY": "test-key",
         "TITAN_EVAL_SIMULATOR_MODEL": "openai/simulator",
-        "TITAN_EVAL_JUDGE_MODEL": "openai/judge"})
+        "TITAN_EVAL_JUDGE_MODEL": "openai/judge",
+        # The scripted agents and tools listen on loopback, which the egress policy refuses
+        # unless allowed (docs/security.md).
+        "TITAN_EGRESS_ALLOW": "127.0.0.1"})
     try:
         yield c
     finally:

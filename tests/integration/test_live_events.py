@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.integration.harness import Cluster
@@ -67,11 +67,28 @@ def test_log_lines_only_for_the_followed_job(cluster: Cluster) -> None:
     assert all(line["line"].startswith("line ") for d in logs for line in d["lines"])
 
 
+def closed_with(cluster: Cluster, query: str = "", **headers: str) -> tuple[int, str]:
+    """The close code and reason the socket ends with before any frame (the handshake
+    succeeds, so a client learns why: docs/api.md's 4400/4401/4403)."""
+    with connect(f"ws://127.0.0.1:{cluster.port}/api/v1/events{query}",
+                 additional_headers=headers, open_timeout=10) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    rcvd = closed.value.rcvd
+    assert rcvd is not None
+    return rcvd.code, rcvd.reason
+
+
 def test_bad_requests_are_refused_with_clear_codes(cluster: Cluster) -> None:
-    for query, headers in (("?types=nope", {}), ("", {"Authorization": "Bearer wrong"}),
-                           ("", {"Host": "evil.example:80"})):
-        with pytest.raises(InvalidStatus), stream(cluster, query, **headers):
-            pass
+    auth = {"Authorization": f"Bearer {cluster.admin_token}"}
+    code, reason = closed_with(cluster, "?types=nope", **auth)
+    assert code == 4400 and "nope" in reason
+    assert closed_with(cluster, "?job=abc", **auth)[0] == 4400
+    assert closed_with(cluster, "", Authorization="Bearer wrong")[0] == 4401
+    assert closed_with(cluster)[0] == 4401  # no credentials at all
+    # A Host naming another site is refused before any route (DNS rebinding): plain HTTP 400.
+    with pytest.raises(InvalidStatus), stream(cluster, "", Host="evil.example:80"):
+        pass
 
 
 @contextmanager
@@ -91,7 +108,7 @@ def test_session_cookie_needs_the_csrf_token_to_change_anything(cluster: Cluster
         refused = http.post("/api/v1/jobs/csrf/s/cancel")
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
         assert http.get("/api/v1/jobs/csrf/s").json()["state"] != "CANCELLED"
-        from titan.master.sessions import csrf_token
+        from titan.master.auth.sessions import csrf_token
         ok = http.post("/api/v1/jobs/csrf/s/cancel",
                        headers={"X-CSRF-Token": csrf_token(http.cookies["titan_session"])})
         assert ok.status_code == 200 and ok.json()["state"] == "CANCELLED"
@@ -104,9 +121,9 @@ def test_session_socket_refuses_another_origin(cluster: Cluster) -> None:
     with connect(f"ws://{host}/api/v1/events", additional_headers={
             "Cookie": cookie, "Origin": f"http://{host}"}, open_timeout=10) as ok:
         assert json.loads(ok.recv(timeout=10)) == {"type": "hello"}
-    with pytest.raises(InvalidStatus), connect(f"ws://{host}/api/v1/events", additional_headers={
-            "Cookie": cookie, "Origin": "http://evil.example"}, open_timeout=10):
-        pass
+    # Another site, or this host and port under another scheme: the cookie is not honoured.
+    for origin in ("http://evil.example", f"https://{host}", "null"):
+        assert closed_with(cluster, "", Cookie=cookie, Origin=origin)[0] == 4401, origin
 
 
 def test_revoking_a_token_ends_its_sessions(cluster: Cluster) -> None:
@@ -129,7 +146,7 @@ def test_a_plain_form_post_carries_its_csrf_token_as_a_field(cluster: Cluster) -
     with sign_in(cluster) as http:
         refused = http.post("/api/v1/jobs/form/s/cancel", data={"csrf_token": "forged"})
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
-        from titan.master.sessions import csrf_token
+        from titan.master.auth.sessions import csrf_token
         ok = http.post("/api/v1/jobs/form/s/cancel",
                        data={"csrf_token": csrf_token(http.cookies["titan_session"])})
         assert ok.status_code == 200 and ok.json()["state"] == "CANCELLED"

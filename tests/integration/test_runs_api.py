@@ -376,15 +376,20 @@ def test_batches_sharing_a_commit_with_failing_requests_are_all_stored(cl: Clust
 def test_roles(cl: Cluster, tokens: dict[str, str]) -> None:
     new_run(cl, "roles-1", agent_id="roles-agent")
     ingest(cl, "roles-1", [act("r1")])
+    # A worker token leases and reports only: it reads no run (issue 15 item 4).
+    for path in ("/runs", "/runs/roles-1", "/runs/roles-1/actions", "/runs/roles-1/actions/1",
+                 "/runs/intercepts", "/runs/export", "/agents/roles-agent"):
+        error(cl, "GET", path, token=tokens["worker"], status=403, code="forbidden")
     for role in ("viewer", "worker"):
         token = tokens[role]
-        assert ok(cl, "GET", "/runs", token=token)["total"] >= 1
-        assert ok(cl, "GET", "/runs/roles-1", token=token)["id"] == "roles-1"
-        assert ok(cl, "GET", "/runs/roles-1/actions", token=token)["matched"] == 1
-        assert ok(cl, "GET", "/runs/roles-1/actions/1", token=token)["id"] == "r1"
-        ok(cl, "GET", "/runs/intercepts", token=token)
-        ok(cl, "GET", "/runs/export", params={"q": "roles-1"}, token=token)
-        assert ok(cl, "GET", "/agents/roles-agent", token=token)["runs"] == 1
+        if role == "viewer":
+            assert ok(cl, "GET", "/runs", token=token)["total"] >= 1
+            assert ok(cl, "GET", "/runs/roles-1", token=token)["id"] == "roles-1"
+            assert ok(cl, "GET", "/runs/roles-1/actions", token=token)["matched"] == 1
+            assert ok(cl, "GET", "/runs/roles-1/actions/1", token=token)["id"] == "r1"
+            ok(cl, "GET", "/runs/intercepts", token=token)
+            ok(cl, "GET", "/runs/export", params={"q": "roles-1"}, token=token)
+            assert ok(cl, "GET", "/agents/roles-agent", token=token)["runs"] == 1
         error(cl, "POST", "/runs", {"id": f"roles-{role}"}, token=token, status=403,
               code="forbidden")
         error(cl, "POST", "/runs/roles-1/actions", {"actions": [act(f"by-{role}")]},

@@ -341,8 +341,10 @@ def test_a_worker_told_to_stop_shows_as_draining_until_its_jobs_end(
         assert time.time() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
+    deadline = time.time() + 30
     while c.api("GET", "/workers")["workers"][0]["state"] != "draining":
-        assert time.time() < deadline, c.api("GET", "/workers")
+        assert time.time() < deadline, (proc.poll(), c.api("GET", "/workers"),
+                                        c.log("worker-0.log"), c.log())
         time.sleep(0.05)
     client.submit_dag("after", [TitanJob(job_id="queued", filename=waits, args=[str(flag)])])
     flag.write_text("go")

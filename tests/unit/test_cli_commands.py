@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import titan.worker
-from titan import cli
+from titan.cli import commands as cli
 from titan.client import TitanClient
 from titan.client.transport import Transport
 
@@ -106,7 +106,7 @@ def test_up_builds_the_master_config(monkeypatch: pytest.MonkeyPatch,
     config, kw = calls[0]
     assert (config.host, config.port, config.dashboard_port, config.data_dir,
             config.database_url) == ("127.0.0.1", 9191, 5001, "d", None)
-    assert kw == {"slots": 3, "capabilities": ["GPU", "GENERAL"]}
+    assert kw == {"slots": 3, "capabilities": ["GPU", "GENERAL"], "sandbox": False}
 
 
 def test_master_runs_run_master(monkeypatch: pytest.MonkeyPatch,
@@ -131,13 +131,18 @@ def test_worker_gets_url_token_and_options(monkeypatch: pytest.MonkeyPatch,
                 "--capabilities", "GPU,GENERAL", "--slots", "2", "--workdir", "/tmp/w",
                 "--burst", "--name", "gpu-1"], capsys)[0] == 0
     assert calls[-1] == (("http://10.0.0.2:9090", "wt", ["GPU", "GENERAL"], 2, "/tmp/w"),
-                         {"burst": True, "name": "gpu-1"})
+                         {"burst": True, "name": "gpu-1", "sandbox": False, "run_as": None})
     monkeypatch.setenv("TITAN_TOKEN", "env-token")
     monkeypatch.setenv("TITAN_URL", "http://10.0.0.3:9090")
     assert run(["worker"], capsys)[0] == 0
     args, kw = calls[-1]
     assert args[:3] == ("http://10.0.0.3:9090", "env-token", ["GENERAL"])
-    assert kw == {"burst": False, "name": None}
+    assert kw == {"burst": False, "name": None, "sandbox": False, "run_as": None}
+    # Isolation can come from the environment (a systemd unit's Environment=).
+    monkeypatch.setenv("TITAN_SANDBOX", "1")
+    monkeypatch.setenv("TITAN_RUN_AS", "nobody")
+    assert run(["worker"], capsys)[0] == 0
+    assert calls[-1][1] == {"burst": False, "name": None, "sandbox": True, "run_as": "nobody"}
 
 
 # --------------------------------------------------------------------------- errors

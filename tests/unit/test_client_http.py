@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from titan import errors
+from titan import errors, retry
 from titan.client import TitanClient, TitanJob
 from titan.client import client as client_mod
 from titan.client import transport as transport_mod
@@ -190,10 +190,45 @@ def test_mid_flight_errors_retry_only_idempotent_methods() -> None:
 def test_retries_give_up_once_the_grace_is_spent() -> None:
     handler, calls = flaky(1000, httpx.ConnectError)
     began = time.monotonic()
-    with pytest.raises(errors.ConnectionFailed, match="TITAN_MASTER_RESTART_GRACE=0.4s"):
+    with pytest.raises(errors.ConnectionFailed, match="tries within 0.4s"):
         client_for(handler).health()
     assert 0.4 <= time.monotonic() - began < 1.0
     assert 3 <= len(calls) < 20
+
+
+def test_a_master_never_reached_is_given_up_on_quickly_but_a_restart_is_ridden_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a job, a client that has had no answer yet (a wrong address, nothing running)
+    gives up after FIRST_CONTACT_GRACE; once it has reached its master, an outage is a
+    restart and gets the whole grace."""
+    monkeypatch.setattr(retry, "FIRST_CONTACT_GRACE", 0.2)
+    monkeypatch.setenv("TITAN_MASTER_RESTART_GRACE", "5")
+    monkeypatch.delenv("TITAN_JOB_UID", raising=False)
+    handler, calls = flaky(1000, httpx.ConnectError)
+    began = time.monotonic()
+    with pytest.raises(errors.ConnectionFailed, match="within 0.2s"):
+        client_for(handler).health()
+    assert time.monotonic() - began < 1.5
+
+    answers: list[str] = []
+
+    def restarting(request: httpx.Request) -> httpx.Response:
+        answers.append(request.method)
+        if 2 <= len(answers) <= 6:  # down for a while after the first answer
+            raise httpx.ConnectError("restarting", request=request)
+        return httpx.Response(200, json={"key": "k", "value": "v"})
+
+    client = client_for(restarting)
+    assert client.store_get("k") == "v"
+    assert client.store_get("k") == "v"  # rode out ~0.75 s of outage, past 0.2 s
+    assert len(answers) == 7
+    # Inside a job the master was up to start it: the whole grace from the first call.
+    handler, calls = flaky(6, httpx.ConnectError)
+    with pytest.raises(errors.ConnectionFailed):
+        client_for(handler).store_get("k")
+    monkeypatch.setenv("TITAN_JOB_UID", "7")
+    handler, calls = flaky(6, httpx.ConnectError)
+    assert client_for(handler).store_get("k") == "v" and len(calls) == 7
 
 
 def test_keyed_posts_are_retried_with_the_same_key() -> None:

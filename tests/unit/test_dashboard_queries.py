@@ -12,8 +12,8 @@ from sqlalchemy import event
 
 from titan.dashboard import queries
 from titan.errors import NotFound, ValidationFailed
-from titan.master.engine import job_row
-from titan.master.validation import validate_dag
+from titan.master.scheduling.engine import job_row
+from titan.master.scheduling.validation import validate_dag
 from titan.storage import Storage, Transaction, open_storage
 
 SHA = "0" * 64

@@ -51,3 +51,16 @@ def test_every_environment_setting_is_documented() -> None:
     text = "".join(p.read_text() for p in DOCS.glob("*.md"))
     missing = sorted(n for n in names if n not in text)
     assert not missing, f"environment variables missing from docs/: {missing}"
+
+
+def test_the_architecture_page_names_every_module() -> None:
+    """docs/architecture.md is the map: a module it does not name is a room missing from it."""
+    text = (DOCS / "architecture.md").read_text()
+    src = ROOT / "src" / "titan"
+    modules = [p.relative_to(src).as_posix() for p in src.rglob("*.py") if p.name != "__init__.py"]
+    assert len(modules) > 100, "the walk found too few modules: is it still looking?"
+    missing = sorted(m for m in modules if f"`{m}`" not in text)
+    assert not missing, f"modules missing from docs/architecture.md: {missing}"
+    gone = sorted(m for m in re.findall(r"^- `([a-z_/]+\.py)` — ", text, re.M)
+                  if not (src / m).exists())
+    assert not gone, f"docs/architecture.md names modules that no longer exist: {gone}"

@@ -194,9 +194,13 @@ def test_classify_status(status: int, body: object, expected: str | None) -> Non
 
 
 def test_classify_details_are_one_line_and_say_what_happened() -> None:
+    # An error status says no more than its number: the body of an error page is not
+    # repeated to the run's readers (issue 15 item 5).
     assert classify_http(401, None, {"error": "bad\ntoken"}) == (
-        "auth_failed", 'HTTP 401 from the agent endpoint: {"error": "bad\\ntoken"}')
-    assert classify_http(500, None, "x" * 1000)[1].endswith("…")
+        "auth_failed", "HTTP 401 from the agent endpoint")
+    assert classify_http(500, None, "secret internal page") == (
+        "agent_5xx", "HTTP 500 from the agent endpoint")
+    assert classify_http(200, None, "x" * 1000)[1].endswith("…")
     assert classify_http(200, None, {"final_response": 3}) == (
         "agent_bad_response", "final_response must be a string, got int in the agent's answer: "
                               '{"final_response": 3}')

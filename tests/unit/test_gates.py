@@ -7,10 +7,10 @@ import pytest
 from tests.unit.test_scheduler import Clock, by_name, make, worker
 
 from titan.errors import Conflict
-from titan.master import gates
-from titan.master.scheduler import Scheduler
-from titan.master.state import Changes, DagRec, JobRec, dag_status
-from titan.master.validation import validate_dag
+from titan.master.scheduling import gates
+from titan.master.scheduling.scheduler import Scheduler
+from titan.master.scheduling.state import Changes, DagRec, JobRec, dag_status
+from titan.master.scheduling.validation import validate_dag
 
 SHA = "0" * 64
 

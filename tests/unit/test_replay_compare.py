@@ -112,3 +112,18 @@ def test_json_diff_paths() -> None:
     assert json_diff({"a b": 1}, {"a b": 2})[0]["path"] == '$["a b"]'
     assert json_diff(1, 1.0) == [{"path": "$", "change": "changed", "original": 1,
                                   "replay": 1.0}]
+
+
+def test_json_diff_aligns_lists_so_one_insertion_is_one_change() -> None:
+    """A replay whose conversation gained one message is one added message, not every later
+    message changed (lists compared by position said the latter)."""
+    msgs = [{"role": "user", "content": f"m{i}"} for i in range(5)]
+    extra = {"role": "assistant", "content": "thinking"}
+    assert json_diff({"messages": msgs}, {"messages": msgs[:2] + [extra] + msgs[2:]}) == [
+        {"path": "$.messages[2]", "change": "added", "original": None, "replay": extra}]
+    assert json_diff(msgs, msgs[:1] + msgs[2:]) == [
+        {"path": "$[1]", "change": "removed", "original": msgs[1], "replay": None}]
+    edited = [dict(m) for m in msgs]
+    edited[3]["content"] = "other"
+    assert json_diff(msgs, edited) == [
+        {"path": "$[3].content", "change": "changed", "original": "m3", "replay": "other"}]

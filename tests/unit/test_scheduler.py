@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from titan.master.scheduler import Scheduler
-from titan.master.state import Changes, DagRec, JobRec, WorkerRec
+from titan.master.scheduling.scheduler import Scheduler
+from titan.master.scheduling.state import Changes, DagRec, JobRec, WorkerRec
 
 
 class Clock:

@@ -11,7 +11,7 @@ import pytest
 
 import titan
 from titan.errors import ValidationFailed
-from titan.master.action_input import parse_actions, parse_run, payload
+from titan.master.runs.ingest import parse_actions, parse_run, payload
 from titan.trace import canonical, context
 from titan.trace.naming import agent_of_run, job_actor, stage_label
 from titan.trace.recorder import RECORDER, encode

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from titan.atomic import atomic_file
 from titan.errors import ConfigError
+from titan.permissions import secure_tree
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
@@ -288,7 +289,7 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str],
         found["dashboard_port"] = dashboard_port
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _write_private(directory / MASTER_FILE, json.dumps(found, indent=2) + "\n", 0o644)
+        _write_private(directory / MASTER_FILE, json.dumps(found, indent=2) + "\n", 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot write {directory / MASTER_FILE}: {exc}") from None
 
@@ -304,7 +305,8 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str],
     masters[normalized] = entry
     config["default"] = normalized
     try:
-        cfg_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # It keeps a token per master: loosened modes are tightened, with a warning.
+        secure_tree(cfg_dir)
         _write_private(path, json.dumps(config, indent=2, sort_keys=True) + "\n", 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc}") from None

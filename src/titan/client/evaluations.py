@@ -23,6 +23,7 @@ from typing import Any
 from titan.client.store import quote_ref
 from titan.client.transport import Transport
 from titan.errors import ScriptNotFound, ValidationFailed, WaitTimeout
+from titan.status import EVAL_ACTIVE
 
 
 def _tasks_from(value: Any, base: Path) -> list[dict[str, Any]]:
@@ -137,7 +138,7 @@ class EvalOps:
         while True:
             view = self.evaluation(name)
             settled = all(
-                r["run"] is None or (r["run"]["status"] not in ("pending", "running")
+                r["run"] is None or (r["run"]["status"] not in EVAL_ACTIVE
                                      and not r["run"]["judge_pending"])
                 for r in view["tasks"])
             if settled:

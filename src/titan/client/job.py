@@ -19,27 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from titan.errors import ScriptNotFound, ValidationFailed
+from titan.formats import name_problem
 
 JOB_TYPES_HINT = "RUN_PAYLOAD"
 RUNNERS = ("auto", "fork", "subprocess")
-MAX_NAME = 200
-_BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f]")
 _JOB_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 _Bad = Callable[[str, str], ValidationFailed]
 
 
 def check_name(value: Any, what: str, field: str) -> str:
-    """A job id or DAG name: non-empty, ≤200 chars, no ``/``, ``#`` or control characters."""
-    if not isinstance(value, str):
-        raise _invalid(field, f"{what} must be a string, got {type(value).__name__}")
-    if not value:
-        raise _invalid(field, f"{what} must not be empty")
-    if len(value) > MAX_NAME:
-        raise _invalid(field, f"{what} is longer than {MAX_NAME} characters")
-    if _BAD_NAME.search(value):
-        raise _invalid(field, f"{what} {value!r} may not contain '/', '#' or control characters")
-    return value
+    """A job id or DAG name, by the master's own rule (:func:`titan.formats.name_problem`)."""
+    why = name_problem(value, what)
+    if why is not None:
+        raise _invalid(field, why)
+    return str(value)
 
 
 def _invalid(field: str, message: str, job_id: Any = None) -> ValidationFailed:

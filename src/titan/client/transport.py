@@ -43,7 +43,8 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _error_body(response: httpx.Response) -> Any:
+def error_body(response: httpx.Response) -> Any:
+    """A reply's body as JSON when it is, else its text (for error messages)."""
     try:
         return response.json()
     except ValueError:
@@ -77,6 +78,11 @@ class Transport:
         self.endpoint = endpoint
         #: How long an unreachable master is retried (None: ``TITAN_MASTER_RESTART_GRACE``).
         self.restart_grace = retry.restart_grace() if restart_grace is None else restart_grace
+        #: Whether this client has had an answer from its master, or runs inside a job (whose
+        #: master was up to start it): only then is an unreachable master a restart to ride
+        #: out. Before, it is more likely a wrong address or nothing running, and a person at
+        #: a terminal should hear so in seconds, not after the whole grace.
+        self._reached = retry.in_job()
         headers = {"User-Agent": f"titan-sdk/{__version__}", "Accept": "application/json"}
         if endpoint.token:
             headers["Authorization"] = f"Bearer {endpoint.token}"
@@ -101,8 +107,9 @@ class Transport:
 
     def _unreachable(self, exc: Exception, tries: int = 1) -> errors.ConnectionFailed:
         detail = str(exc) or type(exc).__name__
-        after = f" after {tries} tries within {retry.GRACE_ENV}={self.restart_grace:g}s" \
-            if tries > 1 else ""
+        grace = self.restart_grace if self._reached else min(
+            self.restart_grace, retry.FIRST_CONTACT_GRACE)
+        after = f" after {tries} tries within {grace:g}s" if tries > 1 else ""
         return errors.ConnectionFailed(
             f"cannot reach the Titan master at {self.endpoint.url}: {detail}{after} "
             f"(is `titan up` running? address from {self.endpoint.source})"
@@ -112,7 +119,7 @@ class Transport:
         status = response.status_code
         if status < 400:
             return
-        body = _error_body(response)
+        body = error_body(response)
         if status >= 500:
             raise errors.APIError(
                 f"the Titan master failed with HTTP {status} (a bug in the master): "
@@ -184,7 +191,8 @@ class Transport:
         if idempotency_key:
             headers = {**(headers or {}), retry.IDEMPOTENCY_HEADER: retry.new_key()}
         replayable = retry.replayable(method, headers)
-        backoff = retry.Backoff(self.restart_grace)
+        backoff = retry.Backoff(self.restart_grace if self._reached
+                                else min(self.restart_grace, retry.FIRST_CONTACT_GRACE))
         while True:
             request = self._build(method, path, params, json, body, headers, read_timeout)
             failure: Exception
@@ -202,6 +210,7 @@ class Transport:
                     raise self._unreachable(exc) from None
                 failure = exc
             else:
+                self._reached = True
                 status = response.status_code
                 if stream and status >= 400:
                     response.read()

@@ -3,7 +3,7 @@
 ``?run=<run id>`` for an earlier run), each also served as ``<path>.json``.
 
 ``pages.py`` adds ``router.routes`` to its own. The data is the API's own views
-(:mod:`titan.master.eval_views`), read in one transaction, so a page shows exactly what
+(:mod:`titan.master.evaluations.views`), read in one transaction, so a page shows exactly what
 ``GET /api/v1/evaluations/...`` answers; the trace of a task page *is* the API's trace.
 While a run is in flight, the pages' scripts re-read them every 3 s until it is terminal.
 """
@@ -20,8 +20,10 @@ from fastapi import APIRouter, Request
 from titan.dashboard.render import Data, env, int_param, twin
 from titan.errors import NotFound
 from titan.evals.agent_config import public_view
-from titan.master import auth, eval_views
-from titan.master.api.deps import Ctx
+from titan.master.auth import tokens as auth
+from titan.master.context import Ctx
+from titan.master.evaluations import views as eval_views
+from titan.status import EVAL_TERMINAL
 from titan.storage.base import Row, Transaction
 
 router = APIRouter()
@@ -32,7 +34,6 @@ SEED_KEYS = ("user_instruction", "behavior_instructions", "initial_state", "fail
 #: A terminal run waits for its verdict (the judge runs after the run ends); past this long
 #: without one, the judge is taken to have given up and the page stops re-reading itself.
 JUDGE_GRACE_S = 300.0
-TERMINAL = ("completed", "failed", "cancelled")
 SOURCE_LABELS = {"simulated": "simulated", "injected": "injected", "passthrough": "passthrough",
                  "error": "error", "transport_error": "transport error", "agent": "not proxied"}
 
@@ -105,7 +106,7 @@ def _evaluation(tx: Transaction, evaluation_id: str) -> Row:
 
 def awaiting_verdict(status: str, judged: bool, judge_on: bool, ended_at: float | None) -> bool:
     """A run that ended moments ago and will get a verdict soon: still worth re-reading."""
-    return (status in TERMINAL and not judged and judge_on and ended_at is not None
+    return (status in EVAL_TERMINAL and not judged and judge_on and ended_at is not None
             and time.time() - ended_at < JUDGE_GRACE_S)
 
 

@@ -17,8 +17,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from titan.dashboard.render import html
 from titan.errors import Forbidden, Unauthorized
-from titan.master import sessions
 from titan.master.api.deps import ctx
+from titan.master.auth import sessions
 
 router = APIRouter()
 MAX_FORM = 16 * 1024
@@ -80,6 +80,7 @@ async def logout(request: Request) -> Response:
             sessions.CSRF_FIELD, "")
         if not hmac.compare_digest(sent, sessions.csrf_token(cookie)):
             raise Forbidden("missing or wrong CSRF token (reload the page)", code="csrf_failed")
+        await sessions.logout(ctx(request), cookie)
     response = RedirectResponse("/login", status_code=303)
     sessions.clear_cookie(response)
     return response

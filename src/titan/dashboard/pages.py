@@ -11,8 +11,8 @@ from starlette.staticfiles import StaticFiles
 
 from titan.dashboard import eval_pages, login, queries, runs_pages
 from titan.dashboard.render import STATIC, Data, int_param, twin
-from titan.master import auth
-from titan.master.api.deps import Ctx
+from titan.master.auth import tokens as auth
+from titan.master.context import Ctx
 
 router = APIRouter()
 PAGE_SIZE = 50

@@ -14,11 +14,11 @@ from typing import Any
 
 from titan.dashboard.layout import layout
 from titan.errors import NotFound, ValidationFailed
-from titan.master import auth
 from titan.master.api import workers as workers_api
-from titan.master.api.deps import Ctx
-from titan.master.state import DAG_STATUSES, WAITING_APPROVAL, dag_status
-from titan.master.views import counts_view, dag_view, job_view
+from titan.master.auth import tokens as auth
+from titan.master.context import Ctx
+from titan.master.scheduling.state import DAG_STATUSES, WAITING_APPROVAL, dag_status
+from titan.master.scheduling.views import counts_view, dag_view, job_view
 from titan.storage.base import Row, Transaction
 from titan.trace.naming import run_aliases, stage_label
 
@@ -35,7 +35,7 @@ def _duration(row: Row, now: float) -> float | None:
     if start is None:
         return None
     end = row.get("finished_at")
-    return max(0.0, (end if end is not None else now) - start)
+    return max(0.0, float(end if end is not None else now) - float(start))
 
 
 def file_view(row: Row) -> Row:

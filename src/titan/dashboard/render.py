@@ -22,9 +22,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader
 
 from titan.errors import APIError, Unauthorized, ValidationFailed
-from titan.master import auth, sessions
-from titan.master.api.deps import Ctx, ctx, principal
-from titan.master.state import DAG_STATUSES, JOB_STATES
+from titan.formats import iso
+from titan.master.api.deps import ctx, principal
+from titan.master.auth import sessions
+from titan.master.auth import tokens as auth
+from titan.master.context import Ctx
+from titan.master.scheduling.state import DAG_STATUSES, JOB_STATES
+from titan.status import RUN_STATUSES
 
 STATIC = Path(__file__).parent / "static"
 Data = dict[str, Any]
@@ -58,12 +62,6 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
 
 
 # -- formatting --------------------------------------------------------------------------------
-def iso(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def absolute(ts: float | None) -> str:
     if ts is None:
         return ""
@@ -125,6 +123,7 @@ env = Environment(loader=PackageLoader("titan.dashboard", "templates"), autoesca
                   trim_blocks=True, lstrip_blocks=True)
 env.filters.update(iso=iso, absolute=absolute, ago=ago, duration=duration, size=size)
 env.globals.update(dag_href=dag_href, qs=qs, JOB_STATES=JOB_STATES, DAG_STATUSES=DAG_STATUSES,
+                   RUN_STATUSES=RUN_STATUSES,
                    static_version=_static_version())
 
 

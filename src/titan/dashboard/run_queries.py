@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from titan.errors import NotFound, ValidationFailed
-from titan.master.action_input import OUTCOMES
 from titan.master.api.runs import agent_view, run_query
-from titan.master.replay_report import replays_view
-from titan.master.run_views import (
+from titan.master.replays.report import replays_view
+from titan.master.runs.ingest import OUTCOMES
+from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
     intercept_reasons,
@@ -27,7 +27,6 @@ from titan.master.run_views import (
 from titan.storage.base import Row, RunQuery, Transaction
 
 Data = dict[str, Any]
-STATUSES = ("running", "completed", "failed")  # the page's checkboxes (the API also knows cancelled)
 WINDOWS = ("24h", "7d", "30d", "all")
 EXPORT_FORMATS = ("csv", "json", "jsonl")
 INTERCEPTS_SHOWN = 20

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Request
 
 from titan.dashboard import run_queries
 from titan.dashboard.render import Data, env, int_param, twin
-from titan.master import auth
-from titan.master.api.deps import Ctx
+from titan.master.auth import tokens as auth
+from titan.master.context import Ctx
 
 router = APIRouter()
 PAGE_SIZE = 50

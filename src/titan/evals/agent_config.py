@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from titan.errors import ValidationFailed
 
@@ -46,6 +47,13 @@ def _text(cfg: dict[str, Any], field: str, *, required: bool = False, limit: int
 def _url(value: Any, field: str) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^\s]+$", value):
         raise _fail(field, f"must be an http(s) URL, got {value!r}")
+    try:  # what urlsplit cannot take (a port past 65535, a broken [v6]) would fail every call
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise _fail(field, f"is not a valid URL ({exc}): {value!r}") from None
+    if not parts.hostname:
+        raise _fail(field, f"names no host: {value!r}")
     return value
 
 

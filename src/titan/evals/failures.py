@@ -106,18 +106,20 @@ def classify_http(status: int | None, exc: BaseException | None,
         return "internal_error", f"calling the agent failed inside Titan ({what})"
     if status is None:
         return "internal_error", "no HTTP status and no exception for the agent call"
+    # An error status is reported without its body: an error page says nothing about the
+    # agent's answer, and may say what the master can reach that readers of the run cannot.
+    if status in (401, 403):
+        return "auth_failed", f"HTTP {status} from the agent endpoint"
+    if status in (408, 504):
+        return "agent_timeout", f"HTTP {status} from the agent endpoint"
+    if status >= 500:
+        return "agent_5xx", f"HTTP {status} from the agent endpoint"
+    if status >= 400:
+        return "agent_4xx", f"HTTP {status} from the agent endpoint"
     snippet = _one_line(_body_text(body), 200)
     said = f": {snippet}" if snippet else ""
-    if status in (401, 403):
-        return "auth_failed", f"HTTP {status} from the agent endpoint{said}"
-    if status in (408, 504):
-        return "agent_timeout", f"HTTP {status} from the agent endpoint{said}"
-    if status >= 500:
-        return "agent_5xx", f"HTTP {status} from the agent endpoint{said}"
-    if status >= 400:
-        return "agent_4xx", f"HTTP {status} from the agent endpoint{said}"
     if not 200 <= status < 300:
-        return "agent_bad_response", f"unexpected HTTP {status} from the agent endpoint{said}"
+        return "agent_bad_response", f"unexpected HTTP {status} from the agent endpoint"
     if not isinstance(body, dict):
         return "agent_bad_response", f"the answer is not a JSON object{said}"
     if not isinstance(body.get("final_response"), str):

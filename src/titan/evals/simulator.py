@@ -165,9 +165,9 @@ def _prompt(tool: dict[str, Any], arguments: dict[str, Any], state: dict[str, An
     ]
     parts = ["\n".join(rules), _EXAMPLE]
     if tool.get("description"):
-        parts.append(f"TOOL: {name}: {_clip(str(tool['description']), 600)}")
+        parts.append(f"TOOL: {name}: {clip(str(tool['description']), 600)}")
     if behavior and behavior.strip():
-        parts.append(f"BEHAVIOUR:\n{_clip(behavior.strip(), 1200)}")
+        parts.append(f"BEHAVIOUR:\n{clip(behavior.strip(), 1200)}")
     parts.append("STATE:\n" + relevant_state(state, name, arguments))
     earlier = [h for h in history if isinstance(h, dict)][-HISTORY_CALLS:]
     if earlier:
@@ -295,8 +295,9 @@ def _is_read(name: str) -> bool:
 def _compact(value: Any, limit: int | None) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
                                                            ensure_ascii=False, default=str)
-    return text if limit is None else _clip(text, limit)
+    return text if limit is None else clip(text, limit)
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -84,7 +84,7 @@ def _build() -> type:
 
     base: Any = llama_cpp.Llama
 
-    class Llama(base):
+    class Llama(base):  # type: ignore[misc]  # llama_cpp ships no types: its Llama is Any
         def _init_sampler(self, *args: Any, grammar: Any = None, **kwargs: Any) -> Any:
             chain = super()._init_sampler(*args, grammar=None, **kwargs)
             if grammar is None:

@@ -21,7 +21,6 @@ import titan
 from titan.atomic import atomic_file
 from titan.dashboard import pages as dashboard_pages
 from titan.errors import APIError, ValidationFailed
-from titan.master import auth
 from titan.master.api import (
     admin,
     dags,
@@ -39,13 +38,17 @@ from titan.master.api import (
 from titan.master.api import (
     replays as replay_api,
 )
-from titan.master.api.deps import Ctx
+from titan.master.api.limits import BodyGuard
+from titan.master.auth import tokens as auth
 from titan.master.config import MasterConfig
-from titan.master.engine import Engine
-from titan.master.evaluations import Evaluations
+from titan.master.context import Ctx
+from titan.master.egress import EgressPolicy
+from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
-from titan.master.replays import Replays
-from titan.master.telemetry import Telemetry
+from titan.master.replays.service import Replays
+from titan.master.runs.service import RunService
+from titan.master.scheduling.engine import Engine
+from titan.permissions import secure_files, secure_tree
 from titan.storage import Storage, open_storage
 from titan.storage.blobs import BlobStore
 
@@ -98,15 +101,23 @@ class HostCheck:
             if host and name not in self.allowed:
                 if scope["type"] == "http":
                     body = APIError(f"Host {host!r} is not allowed", code="bad_host").to_body()
-                    await JSONResponse(body, status_code=400)(scope, receive, send)
+                    # Closed, so a body the request announced is never received.
+                    await JSONResponse(body, status_code=400, headers={"Connection": "close"})(
+                        scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
 def open_claimed_storage(config: MasterConfig) -> Storage:
     """Open the master's database and claim its scheduler (refused if another master runs)."""
-    config.data_path.mkdir(parents=True, exist_ok=True)
+    # Before anything is opened: the data dir holds what makes an admin (tokens, the key
+    # that signs sessions) and must be the owner's alone (titan.permissions).
+    secure_tree(config.data_path)
     storage = open_storage(config.resolved_database_url)
+    url = config.resolved_database_url
+    if url.startswith("sqlite:///"):
+        db = Path(url.removeprefix("sqlite:///"))
+        secure_files([db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")])
     try:
         storage.claim_scheduler()
     except BaseException:
@@ -131,11 +142,13 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         await ensure_token_file(engine, data / "admin.token", "admin", "admin (titan up)")
         await ensure_token_file(engine, data / "worker.token", "worker", "local worker")
         blobs = BlobStore(data / "blobs")
-        engine.runs = runs = Telemetry(engine, blobs)
+        runs = RunService(engine, blobs)
+        engine.dag_listeners.append(runs.dag_settled)
         await runs.load()
         replays = Replays(engine, blobs, runs)
         await replays.load()
-        evals = Evaluations(engine, blobs, runs)
+        evals = Evaluations(engine, blobs, runs, EgressPolicy.from_env(
+            own_ports=[p for p in (config.port, config.dashboard_port) if p]))
         await evals.load()
         retention = (asyncio.create_task(runs.keep_retention(config.run_retention))
                      if config.run_retention else None)
@@ -192,5 +205,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
                           "details": {}}}
         return JSONResponse(body, status_code=500)
 
+    # Outermost last: the Host check, then the body guard (who may send a body, how big).
+    app.add_middleware(BodyGuard, config=config)
     app.add_middleware(HostCheck, config=config)
     return app

@@ -28,7 +28,11 @@ class MasterConfig:
     retry_backoff_max: float = 60.0
     affinity_wait: float = field(default_factory=lambda: _env_float("TITAN_AFFINITY_WAIT", 0.5))
     max_value_bytes: int = 16 * 1024 * 1024
-    max_upload_bytes: int = 4 * 1024 * 1024 * 1024
+    #: Any request body but a raw upload (JSON, forms): refused past this, before it is read.
+    max_body_bytes: int = field(
+        default_factory=lambda: int(_env_float("TITAN_MAX_BODY_BYTES", 64 * 1024 * 1024)))
+    max_upload_bytes: int = field(
+        default_factory=lambda: int(_env_float("TITAN_MAX_UPLOAD_BYTES", 4 * 1024 ** 3)))
     max_dag_jobs: int = 100_000
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host headers accepted
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.

@@ -9,35 +9,50 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from titan.master.config import MasterConfig
 from titan.master.server import banner, make_server, record
+from titan.permissions import use_private_umask
 from titan.worker import lifeline
 
 log = logging.getLogger("titan.up")
 
 
+def workspace_root(data_dir: Path) -> Path:
+    """Where the local worker's jobs run: ``<data-dir>-workspace``, beside the data dir and
+    never inside it, so no relative path from a job's cwd lands on the master's secrets."""
+    return data_dir.with_name(data_dir.name + "-workspace")
+
+
 class LocalWorker:
     """The worker subprocess of `titan up`, in its own session so Ctrl-C reaches only us."""
 
-    def __init__(self, config: MasterConfig, slots: int, capabilities: list[str]) -> None:
+    def __init__(self, config: MasterConfig, slots: int, capabilities: list[str], *,
+                 sandbox: bool = False) -> None:
         self.config = config
         self.slots = slots
         self.capabilities = capabilities
+        self.sandbox = sandbox
+        self.umask = 0o022
         self.proc: subprocess.Popen[bytes] | None = None
         # Held open while we live: if we die without stopping the worker, it stops itself.
         self._lifeline: int | None = None
 
     def start(self) -> None:
         data = self.config.data_path
-        env = dict(os.environ, TITAN_TOKEN=(data / "worker.token").read_text().strip())
+        # TITAN_DATA_DIR tells the worker's sandbox what to hide (it never reaches a job).
+        env = dict(os.environ, TITAN_TOKEN=(data / "worker.token").read_text().strip(),
+                   TITAN_DATA_DIR=str(data))
         cmd = [sys.executable, "-m", "titan", "worker", "--master", self.config.api_url,
                "--slots", str(self.slots), "--capabilities", ",".join(self.capabilities),
-               "--workdir", str(data), "--name", "local"]
+               "--workdir", str(workspace_root(data)), "--name", "local"]
+        if self.sandbox:
+            cmd.append("--sandbox")
         read_fd, self._lifeline = lifeline.open_for_child(env)
         try:
             self.proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                                         pass_fds=(read_fd,))
+                                         pass_fds=(read_fd,), umask=self.umask)
         finally:
             os.close(read_fd)
 
@@ -58,9 +73,12 @@ class LocalWorker:
 
 
 def run_up(config: MasterConfig, slots: int | None = None,
-           capabilities: list[str] | None = None) -> int:
+           capabilities: list[str] | None = None, *, sandbox: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    worker = LocalWorker(config, slots or os.cpu_count() or 2, capabilities or ["GENERAL"])
+    worker = LocalWorker(config, slots or os.cpu_count() or 2, capabilities or ["GENERAL"],
+                         sandbox=sandbox)
+    # The master's files are private; jobs create files with the umask the user chose.
+    worker.umask = use_private_umask()
     server, sockets = make_server(config)
 
     def started() -> None:

@@ -11,6 +11,7 @@ import uvicorn
 from titan.errors import ConfigError
 from titan.master.app import create_app, open_claimed_storage
 from titan.master.config import MasterConfig
+from titan.permissions import use_private_umask
 
 log = logging.getLogger("titan.master")
 
@@ -65,6 +66,8 @@ class Server(uvicorn.Server):
 
 
 def make_server(config: MasterConfig) -> tuple[Server, list[socket.socket]]:
+    # Everything the master writes (database, -wal/-shm, blobs, tokens) is its own alone.
+    use_private_umask()
     storage = open_claimed_storage(config)
     sockets: list[socket.socket] = []
     try:

@@ -291,6 +291,15 @@ class Transaction(EvalTransaction):
     def prune_idempotency(self, before: float) -> int:
         """Forget keys recorded before ``before``; how many went."""
 
+    # -- dashboard sessions -------------------------------------------------------------------
+    @abc.abstractmethod
+    def end_session(self, session_id: str, expires_at: float, now: float) -> None:
+        """Record a signed-out session (idempotent) and forget those expired before ``now``."""
+
+    @abc.abstractmethod
+    def session_ended(self, session_id: str) -> bool:
+        """Whether this session was signed out."""
+
     # -- store --------------------------------------------------------------------------------
     @abc.abstractmethod
     def store_get(self, key: str) -> str | None:

@@ -74,6 +74,11 @@ def _idempotency_keys(conn: Connection) -> None:
         t.idempotency_keys.create(conn)
 
 
+def _ended_sessions(conn: Connection) -> None:
+    if not inspect(conn).has_table(t.ended_sessions.name):
+        t.ended_sessions.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -81,6 +86,7 @@ MIGRATIONS: list[Migration] = [
     (4, "replay: settings, recorded code, per-action replay status", _replay),
     (5, "evaluations: tasks, runs, proxied tool calls", _evaluations),
     (6, "idempotency keys of retried writes", _idempotency_keys),
+    (7, "dashboard sessions ended by signing out", _ended_sessions),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -252,6 +252,15 @@ idempotency_keys = Table(
     Column("created_at", Float, nullable=False, index=True),
 )
 
+# Dashboard sessions ended by signing out (issue 15 item 8): the cookie is an HMAC and would
+# otherwise stay valid until it expires. Rows go once the cookie would have expired anyway.
+ended_sessions = Table(
+    "ended_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
 blobs = Table(
     "blobs",
     metadata,

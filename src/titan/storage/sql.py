@@ -87,6 +87,21 @@ class SQLTransaction(JobsSQL, RunsSQL, EvalsSQL, Transaction):
             delete(t.idempotency_keys).where(t.idempotency_keys.c.created_at < before)
         ).rowcount or 0)
 
+    # -- dashboard sessions -------------------------------------------------------------------
+    def end_session(self, session_id: str, expires_at: float, now: float) -> None:
+        ended = t.ended_sessions
+        self.conn.execute(delete(ended).where(ended.c.expires_at < now))
+        if not self.session_ended(session_id):
+            self.conn.execute(ended.insert().values(id=session_id, expires_at=expires_at))
+
+    def session_ended(self, session_id: str) -> bool:
+        row = compiled.execute(
+            self.conn, "session_ended",
+            lambda: select(t.ended_sessions.c.id).where(t.ended_sessions.c.id == bindparam("i")),
+            {"i": session_id},
+        ).first()
+        return row is not None
+
     # -- store --------------------------------------------------------------------------------
     def store_get(self, key: str) -> str | None:
         row = compiled.execute(

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from titan.status import EVAL_ACTIVE
 from titan.storage import schema as t
 from titan.storage.base_evals import Row
 
@@ -114,7 +115,7 @@ class EvalsSQL:
 
     def unfinished_eval_runs(self) -> list[Row]:
         c = t.eval_runs.c
-        rows = self.conn.execute(select(t.eval_runs).where(c.status.in_(("pending", "running")))
+        rows = self.conn.execute(select(t.eval_runs).where(c.status.in_(EVAL_ACTIVE))
                                  .order_by(c.created_at))
         return [_decode("eval_runs", r) for r in rows]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from difflib import SequenceMatcher
 from typing import Any
 
 Key = tuple[str, str, str, int]
@@ -158,16 +159,33 @@ def _diff(a: Any, b: Any, path: str, out: list[dict[str, Any]]) -> None:
                 return
         return
     if isinstance(a, list) and isinstance(b, list):
-        for i in range(max(len(a), len(b))):
-            p = f"{path}[{i}]"
-            if i >= len(b):
-                out.append({"path": p, "change": "removed", "original": a[i], "replay": None})
-            elif i >= len(a):
-                out.append({"path": p, "change": "added", "original": None, "replay": b[i]})
-            else:
-                _diff(a[i], b[i], p, out)
-            if len(out) >= MAX_DIFF:
-                return
+        _diff_lists(a, b, path, out)
         return
     if a != b or type(a) is not type(b):
         out.append({"path": path, "change": "changed", "original": a, "replay": b})
+
+
+def _diff_lists(a: list[Any], b: list[Any], path: str, out: list[dict[str, Any]]) -> None:
+    """Align the lists before comparing (difflib's longest matching blocks), so one message
+    inserted into a conversation is one ``added`` entry, not every later message ``changed``.
+    Paths name the original's index, the replay's for an added element; a changed element is
+    compared in depth."""
+    def key(x: Any) -> str:
+        return json.dumps(x, sort_keys=True, default=str)
+
+    matcher = SequenceMatcher(a=[key(x) for x in a], b=[key(x) for x in b], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        for k in range(max(i2 - i1, j2 - j1)):
+            i, j = i1 + k, j1 + k
+            if i < i2 and j < j2:
+                _diff(a[i], b[j], f"{path}[{i}]", out)
+            elif i < i2:
+                out.append({"path": f"{path}[{i}]", "change": "removed", "original": a[i],
+                            "replay": None})
+            else:
+                out.append({"path": f"{path}[{j}]", "change": "added", "original": None,
+                            "replay": b[j]})
+            if len(out) >= MAX_DIFF:
+                return

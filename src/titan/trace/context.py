@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -134,7 +133,3 @@ def set_parent(action_id: str | None) -> object:
 
 def reset_parent(token: object) -> None:
     _parent.reset(token)  # type: ignore[arg-type]
-
-
-def wall_ns() -> tuple[float, int]:
-    return time.time(), time.perf_counter_ns()

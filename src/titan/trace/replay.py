@@ -1,6 +1,6 @@
 """Replay mode inside one process: every intercepted call answered from the recording.
 
-A replay re-executes an agent's own code (see :mod:`titan.master.replays`). Its jobs run with
+A replay re-executes an agent's own code (see :mod:`titan.master.replays.service`). Its jobs run with
 ``TITAN_REPLAY`` in their environment — the replay's settings as JSON, ``of`` naming the run
 being replayed — and then each call Titan intercepts (``titan.llm``, ``@titan.tool``,
 ``titan.trace.action``, ``titan.trace.now/uuid/random``) asks :meth:`Session.decide` how to

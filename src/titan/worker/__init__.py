@@ -12,6 +12,8 @@ Modules, one concept each:
 * :mod:`~titan.worker.runner` — starting a process: zygote fork or subprocess
 * :mod:`~titan.worker.zygote` / :mod:`~titan.worker.forkserver` — the warm forking
   interpreter and the worker's handle on it
+* :mod:`~titan.worker.isolation` / :mod:`~titan.worker.landlock` — opt-in isolation of jobs
+  (``--run-as``, ``--sandbox``) and the Landlock bindings it uses
 * :mod:`~titan.worker.process` — a job process: group kill, exit notification
 * :mod:`~titan.worker.loop` — the single I/O thread
 * :mod:`~titan.worker.output` — cutting output into log lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,16 +76,53 @@ def master_host_port(master_url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", port
 
 
+#: Titan variables of the worker's environment that lead to a credential or to the
+#: master's files; a job never inherits them (it gets its own job token instead).
+_TITAN_SECRETS = frozenset({
+    "TITAN_TOKEN", "TITAN_TOOL_TOKEN", "TITAN_DATABASE_URL", "TITAN_DATA_DIR",
+    "TITAN_CONFIG_DIR", "TITAN_LIFELINE_FD", "TITAN_JOB_ENV_PASS",
+})
+#: Names that say "credential" (GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, PGPASSWORD, ...).
+_CREDENTIAL_NAME = re.compile(
+    r"TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|AUTH|COOKIE|"
+    r"SESSION|DATABASE_URL|_DSN$", re.IGNORECASE)
+#: A Titan token, whatever variable carries it (stored tokens, worker credentials).
+_TITAN_TOKEN_VALUE = re.compile(r"\btt_[A-Za-z0-9_-]{20,}|\btw\.[^.\s]+\.[^.\s]+\.")
+#: Credentials Titan's own agents read from the worker's environment (docs/agents.md):
+#: passed on by default; ``TITAN_JOB_ENV_PASS`` names more.
+DEFAULT_PASS = ("GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+
+
+def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a job inherits of the worker's environment: everything but credentials.
+
+    Computed once per worker (it is also the zygote's own environment, whose initial block
+    every forked job could read back from ``/proc/self/environ``).
+    """
+    passed = set(DEFAULT_PASS)
+    passed.update(n.strip() for n in environ.get("TITAN_JOB_ENV_PASS", "").split(",")
+                  if n.strip())
+    env = {}
+    for name, value in environ.items():
+        if name in _TITAN_SECRETS or _TITAN_TOKEN_VALUE.search(value):
+            continue
+        if _CREDENTIAL_NAME.search(name) and name not in passed:
+            continue
+        env[name] = value
+    return env
+
+
 def job_env(assignment: Assignment, *, master_url: str, workspace: Path,
             project_dir: Path | None = None,
             base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The job's environment: the worker's, then the job's own ``env``, then Titan's.
+    """The job's environment: the worker's less its credentials (:func:`inherited_env`),
+    then the job's own ``env``, then Titan's.
 
     Titan's variables come last so a job cannot be pointed at another job's identity; the
     worker's own token never reaches a job (``TITAN_TOKEN`` is the attempt's job token, or
-    unset).
+    unset). ``base`` is an already scrubbed environment (the worker computes it once).
     """
-    env = dict(os.environ if base is None else base)
+    env = dict(inherited_env(os.environ) if base is None else base)
     env.update(assignment.env)
     host, port = master_host_port(master_url)
     env.update({

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from titan import __version__, errors, retry
-from titan.client.transport import tcp_transport
+from titan.client.transport import error_body, tcp_transport
 
 log = logging.getLogger("titan.worker")
 
@@ -50,13 +50,6 @@ def is_unknown_worker(exc: BaseException) -> bool:
     return isinstance(exc, errors.NotFound) and exc.code == UNKNOWN_WORKER
 
 
-def _error_body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text
-
-
 class Stopped(errors.ConnectionFailed):
     """The worker is stopping; the call was abandoned."""
 
@@ -69,11 +62,17 @@ class MasterConnection:
         self.api_url = self.master_url + API_PREFIX
         self._stop = stop
         self._headers = {"User-Agent": f"titan-worker/{__version__}"}
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
+        # Sent per request, not set on the per-thread clients: set_credential swaps it for
+        # every thread at once by replacing the dict (never mutating one a request reads).
+        self._auth: dict[str, str] = {"Authorization": f"Bearer {token}"} if token else {}
         self._local = threading.local()
         self._clients: list[httpx.Client] = []
         self._clients_lock = threading.Lock()
+
+    def set_credential(self, credential: str) -> None:
+        """Use the worker credential registration returned: calls for this worker (and
+        re-registering it after a master restart) need it; the worker token only registers."""
+        self._auth = {"Authorization": f"Bearer {credential}"}
 
     # ------------------------------------------------------------------ clients
 
@@ -117,7 +116,7 @@ class MasterConnection:
             return True
         if status >= 500:
             return False
-        raise errors.from_response(status, _error_body(response))
+        raise errors.from_response(status, error_body(response))
 
     def call(self, method: str, path: str, body: Any = None, *, timeout: float = 30.0) -> Any:
         """Send a JSON request and return the decoded JSON answer, retrying until it lands.
@@ -132,7 +131,8 @@ class MasterConnection:
                 raise Stopped(f"stopped before {method} {path}")
             try:
                 response = self._client().request(
-                    method, url, json=body, timeout=httpx.Timeout(timeout, connect=5.0)
+                    method, url, json=body, headers=self._auth,
+                    timeout=httpx.Timeout(timeout, connect=5.0),
                 )
             except httpx.TransportError as exc:
                 self._backoff(attempt, f"{method} {path}", exc)
@@ -171,7 +171,8 @@ class MasterConnection:
                 raise Stopped(f"stopped before GET {path}")
             reason: BaseException | str
             try:
-                with self._client().stream("GET", url, timeout=60.0) as response:
+                with self._client().stream("GET", url, headers=self._auth,
+                                           timeout=60.0) as response:
                     if response.status_code < 500:
                         if response.status_code >= 400:
                             response.read()

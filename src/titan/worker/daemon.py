@@ -30,8 +30,9 @@ from typing import Any
 
 from titan import errors
 from titan.worker import lifeline
-from titan.worker.assignment import Key
+from titan.worker.assignment import Key, inherited_env
 from titan.worker.connection import MasterConnection, Stopped, is_unknown_worker
+from titan.worker.isolation import prepare as prepare_isolation
 from titan.worker.loop import IOLoop
 from titan.worker.poller import Poller
 from titan.worker.reporter import Reporter
@@ -78,7 +79,8 @@ class Worker:
 
     def __init__(self, master_url: str, token: str | None, capabilities: list[str],
                  slots: int, workdir: str, *, burst: bool = False, name: str | None = None,
-                 kill_grace: float = 3.0, use_zygote: bool = True) -> None:
+                 kill_grace: float = 3.0, use_zygote: bool = True, sandbox: bool = False,
+                 run_as: str | None = None) -> None:
         if slots < 1:
             raise errors.ConfigError(f"a worker needs at least one slot (got {slots})")
         self.capabilities = [c.strip().upper() for c in capabilities if c.strip()] or ["GENERAL"]
@@ -93,13 +95,18 @@ class Worker:
         self._stopped = threading.Event()  # the worker is leaving: threads wind down
         self.conn = MasterConnection(master_url, token, self._hard)
         self._loop = IOLoop()
-        self._runner = Runner(self._loop, use_zygote=use_zygote)
         self.workspace = Workspace(workdir, self.conn)
+        # Decided once (ruleset built, user looked up); a ConfigError if it cannot be had.
+        isolation = prepare_isolation(self.workspace.root, sandbox=sandbox, run_as=run_as)
+        base_env = {**inherited_env(os.environ), **isolation.env}
+        self._runner = Runner(self._loop, use_zygote=use_zygote, isolation=isolation,
+                              env=base_env)
         self._reporter = Reporter(self._report, self._on_acked)
         self.supervisor = Supervisor(
             loop=self._loop, runner=self._runner, workspace=self.workspace,
             reporter=self._reporter, master_url=master_url, kill_grace=kill_grace,
             starters=min(32, max(2, slots)), on_finished=self._on_finished,
+            base_env=base_env,
         )
         self.poller = Poller(
             slots=slots, burst=burst, call=self._call, supervisor=self.supervisor,
@@ -127,6 +134,8 @@ class Worker:
             body["running"] = [{"id": i, "attempt": a} for i, a in held]
         reply = self.conn.call("POST", "/workers/register", body)
         self.worker_id = str(reply["worker_id"])
+        if reply.get("credential"):
+            self.conn.set_credential(str(reply["credential"]))
         self.lease_seconds = float(reply.get("lease_seconds") or self.lease_seconds)
         self.heartbeat_seconds = float(reply.get("heartbeat_seconds") or self.heartbeat_seconds)
 
@@ -317,7 +326,7 @@ class Worker:
 
 def run_worker(master_url: str, token: str | None, capabilities: list[str], slots: int,
                workdir: str, *, burst: bool = False, name: str | None = None,
-               kill_grace: float = 3.0) -> int:
+               kill_grace: float = 3.0, sandbox: bool = False, run_as: str | None = None) -> int:
     """Run a worker against ``master_url`` until it is stopped; returns the exit code.
 
     SIGTERM or SIGINT drains (no new jobs; running ones finish and are reported; the worker
@@ -329,7 +338,7 @@ def run_worker(master_url: str, token: str | None, capabilities: list[str], slot
         httpx_log.setLevel(logging.WARNING)  # one INFO line per request drowns the worker's own
     try:
         worker = Worker(master_url, token, capabilities, slots, workdir, burst=burst,
-                        name=name, kill_grace=kill_grace)
+                        name=name, kill_grace=kill_grace, sandbox=sandbox, run_as=run_as)
     except errors.ConfigError as exc:
         log.error("%s", exc)
         return 2

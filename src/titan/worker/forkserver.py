@@ -25,6 +25,7 @@ from typing import Any
 
 import titan
 from titan import errors
+from titan.worker.isolation import Isolation
 from titan.worker.loop import IOLoop
 from titan.worker.process import Process
 
@@ -57,9 +58,12 @@ class ForkServer:
     notice of the old zygote's death can never touch the new one's jobs.
     """
 
-    def __init__(self, loop: IOLoop, python: str = sys.executable) -> None:
+    def __init__(self, loop: IOLoop, python: str = sys.executable, *,
+                 isolation: Isolation | None = None, env: dict[str, str] | None = None) -> None:
         self._loop = loop
         self._python = python
+        self._isolation = isolation or Isolation()
+        self._env = env
         self._sock: socket.socket | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._send_lock = threading.Lock()
@@ -78,14 +82,16 @@ class ForkServer:
         if self._popen is not None:
             raise ForkFailed("a ForkServer starts one zygote only")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ)
+        env = dict(os.environ if self._env is None else self._env)
         # `-m titan.worker.zygote` must import this very titan, wherever it was found.
         src = str(Path(titan.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+        argv = [self._python, "-m", "titan.worker.zygote", str(child.fileno())]
+        if self._isolation.active:
+            argv.append(json.dumps(self._isolation.to_json()))
         try:
             popen = subprocess.Popen(
-                [self._python, "-m", "titan.worker.zygote", str(child.fileno())],
-                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
+                argv, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, env=env, start_new_session=True,
             )
         finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from titan import errors
 from titan.worker.forkserver import ForkFailed, ForkServer
+from titan.worker.isolation import Isolation
 from titan.worker.loop import IOLoop
 from titan.worker.process import PopenProcess, Process
 
@@ -64,10 +65,16 @@ class Runner:
     """Starts job processes; owns the zygote and restarts it when it dies."""
 
     def __init__(self, loop: IOLoop, *, use_zygote: bool = True,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, isolation: Isolation | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self._loop = loop
         self._python = python
         self._use_zygote = use_zygote
+        self.isolation = isolation or Isolation()
+        self.isolation.warm()  # subprocesses' pre-exec hook then only makes syscalls
+        #: The zygote's own environment: already free of credentials (its initial block is
+        #: what every forked job reads back from /proc/self/environ).
+        self._env = env
         self._zygote: ForkServer | None = None
         self._zygote_lock = threading.Lock()
         self._retry_at = 0.0
@@ -99,7 +106,8 @@ class Runner:
             if zygote is not None:
                 log.warning("zygote is gone; starting a new one")
                 zygote.close(timeout=1.0)
-            zygote = ForkServer(self._loop, self._python)
+            zygote = ForkServer(self._loop, self._python, isolation=self.isolation,
+                                env=self._env)
             try:
                 zygote.start()
             except ForkFailed as exc:
@@ -153,10 +161,16 @@ class Runner:
             argv = ["bash", script, *spec.args]
         else:
             argv = [script, *spec.args]
+        iso = self.isolation
         try:
+            # The user is dropped by Popen itself (in C, thread-safe); only the sandbox needs
+            # a pre-exec hook: two syscalls, in the child before the job's program runs.
             popen = subprocess.Popen(
                 argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out_w,
                 stderr=err_w, start_new_session=True, close_fds=True,
+                user=iso.uid, group=iso.gid,
+                extra_groups=list(iso.groups) if iso.uid is not None else None,
+                preexec_fn=iso.restrict_only if iso.sandboxed else None,
             )
         except OSError as exc:
             raise errors.TitanError(f"cannot start {spec.script.name}: {exc}") from None

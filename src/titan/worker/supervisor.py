@@ -10,13 +10,14 @@ belongs to the I/O thread (:mod:`titan.worker.attempt`).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from titan import errors
-from titan.worker.assignment import Assignment, Key, job_env
+from titan.worker.assignment import Assignment, Key, inherited_env, job_env
 from titan.worker.attempt import CANCELLED, Attempt
 from titan.worker.loop import IOLoop
 from titan.worker.reporter import Reporter
@@ -31,8 +32,11 @@ class Supervisor:
 
     def __init__(self, *, loop: IOLoop, runner: Runner, workspace: Workspace,
                  reporter: Reporter, master_url: str, kill_grace: float, starters: int,
-                 on_finished: Callable[[Key], None]) -> None:
+                 on_finished: Callable[[Key], None],
+                 base_env: dict[str, str] | None = None) -> None:
         self._loop = loop
+        #: What every job inherits of the worker's environment (no credentials), once.
+        self._base_env = inherited_env(os.environ) if base_env is None else base_env
         self._runner = runner
         self._workspace = workspace
         self._reporter = reporter
@@ -113,7 +117,7 @@ class Supervisor:
             else:
                 script = self._workspace.materialize(a.filename, a.script_sha256)
             env = job_env(a, master_url=self._master_url, workspace=self._workspace.shared,
-                          project_dir=script.project_dir)
+                          project_dir=script.project_dir, base=self._base_env)
             spec = LaunchSpec(script=script.path, args=list(a.args), cwd=self._workspace.shared,
                               env=env, sys_path=list(script.sys_path), runner=a.runner)
             launched = self._runner.spawn(spec)

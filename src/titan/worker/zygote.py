@@ -166,7 +166,8 @@ def run_script(request: dict[str, Any]) -> int:
     return code
 
 
-def _child(request: dict[str, Any], out_fd: int, err_fd: int, own_fds: list[int]) -> None:
+def _child(request: dict[str, Any], out_fd: int, err_fd: int, own_fds: list[int],
+           isolation: Any = None) -> None:
     """The forked child's whole life: never returns into the zygote's loop."""
     code = 1
     try:
@@ -185,6 +186,10 @@ def _child(request: dict[str, Any], out_fd: int, err_fd: int, own_fds: list[int]
         os.dup2(err_fd, 2)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
+        if isolation is not None:
+            # Before any of the job's code: a failure here fails the job rather than running
+            # it less isolated than asked.
+            isolation.apply()
         # Nothing of the zygote's may leak into the job (a fresh interpreter has fds 0-2).
         os.closerange(3, 65536)
         code = run_script(request)
@@ -201,8 +206,9 @@ def _child(request: dict[str, Any], out_fd: int, err_fd: int, own_fds: list[int]
 class Zygote:
     """The zygote's select loop: read requests, fork, reap, report."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, isolation: Any = None) -> None:
         self.sock = sock
+        self.isolation = isolation
         self.children: set[int] = set()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -249,7 +255,8 @@ class Zygote:
             self.send({"event": "failed", "rid": rid, "error": f"fork failed: {exc}"})
             return
         if pid == 0:
-            _child(request, fds[0], fds[1], [self.sock.fileno(), self.wake_r, self.wake_w])
+            _child(request, fds[0], fds[1], [self.sock.fileno(), self.wake_r, self.wake_w],
+                   self.isolation)
         for fd in fds:
             os.close(fd)
         self.children.add(pid)
@@ -315,15 +322,22 @@ def preload() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m titan.worker.zygote <socket fd>", file=sys.stderr)
+    if len(argv) not in (2, 3):
+        print("usage: python -m titan.worker.zygote <socket fd> [<isolation JSON>]",
+              file=sys.stderr)
         return 2
+    isolation = None
+    if len(argv) == 3:
+        from titan.worker.isolation import Isolation
+
+        isolation = Isolation.from_json(json.loads(argv[2]))
+        isolation.warm()  # before any fork: children inherit the plan and ctypes, loaded
     sock = socket.socket(fileno=int(argv[1]))
     sock.setblocking(True)
     # Terminal signals belong to the worker; it decides when the zygote goes (EOF).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     preload()
-    Zygote(sock).serve()
+    Zygote(sock, isolation).serve()
     return 0
 
 

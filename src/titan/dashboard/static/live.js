@@ -190,8 +190,12 @@
           opts.onEvent(msg);
         }
       };
-      sock.onclose = () => {
+      sock.onclose = (e) => {
         if (ws === sock) ws = null;
+        // The master's own refusals (docs/api.md): signed out, or a request it will never
+        // accept. Reconnecting would only repeat them.
+        if (e.code === 4401) return T.signIn();
+        if (e.code === 4400 || e.code === 4403) return show("closed", "refused: " + e.reason);
         show("closed", "offline — reconnecting");
         setTimeout(connect, delay * (0.75 + Math.random() * 0.5));
         delay = Math.min(delay * 2, 15000);

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Body, Query
 
 import titan
 from titan.errors import NotFound, ValidationFailed
-from titan.master import auth
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Reader
 from titan.master.api.params import Offset
-from titan.master.views import agent_run_view
+from titan.master.auth import tokens as auth
+from titan.master.scheduling.views import agent_run_view
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute)

@@ -12,10 +12,10 @@ from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
 from titan.master.api.params import Offset
 from titan.master.idempotency import key_of, scope_of
-from titan.master.refs import find_dag
-from titan.master.state import DAG_STATUSES
-from titan.master.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
-from titan.master.views import dag_view
+from titan.master.scheduling.refs import find_dag
+from titan.master.scheduling.state import DAG_STATUSES
+from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
+from titan.master.scheduling.views import dag_view
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["dags"])

@@ -1,38 +1,20 @@
-"""Shared request plumbing: the master context and the auth dependencies."""
+"""Shared request plumbing: the context of a request and the auth dependencies."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from titan.errors import Unauthorized
-from titan.master import auth, sessions
-from titan.master.config import MasterConfig
-from titan.master.engine import Engine
-from titan.master.evaluations import Evaluations
-from titan.master.events import EventHub
-from titan.master.replays import Replays
-from titan.master.telemetry import Telemetry
-from titan.storage.base import Storage
-from titan.storage.blobs import BlobStore
+from titan.master.auth import sessions
+from titan.master.auth import tokens as auth
+from titan.master.context import Ctx
 
 API_PREFIX = "/api/v1"
-
-
-@dataclass
-class Ctx:
-    config: MasterConfig
-    storage: Storage
-    engine: Engine
-    hub: EventHub
-    blobs: BlobStore
-    tokens: auth.TokenCache
-    runs: Telemetry
-    replays: Replays
-    evals: Evaluations
+#: Where the body guard (api/limits.py) leaves the principal it authenticated by bearer.
+PRINCIPAL = "titan.principal"
 
 
 def ctx(request: Request) -> Ctx:
@@ -43,6 +25,9 @@ def ctx(request: Request) -> Ctx:
 async def principal(request: Request) -> auth.Principal:
     """Who is asking: a bearer token, else the dashboard's session cookie (whose requests
     that change state must carry the CSRF token)."""
+    found: auth.Principal | None = request.scope.get(PRINCIPAL)
+    if found is not None:  # authenticated by the body guard before it let the body in
+        return found
     c = ctx(request)
     header = request.headers.get("authorization")
     cookie = request.cookies.get(sessions.COOKIE) if header is None else None
@@ -62,7 +47,10 @@ async def token_principal(c: Ctx, token: str) -> auth.Principal:
         if found is None:
             raise Unauthorized("invalid job token")
         return found
+    if token.startswith("tw."):
+        return await _worker_credential(c, token)
     digest = auth.token_hash(token)
+    cached: auth.Principal | None
     hit, cached = c.tokens.get(digest)
     if not hit:
         row = await c.engine.read(lambda tx: tx.token_by_hash(digest))
@@ -73,6 +61,27 @@ async def token_principal(c: Ctx, token: str) -> auth.Principal:
     if cached is None:
         raise Unauthorized("unknown or revoked token")
     return cached
+
+
+async def _worker_credential(c: Ctx, credential: str) -> auth.Principal:
+    assert c.engine.worker_credentials is not None
+    found = c.engine.worker_credentials.verify(credential)
+    if found is None:
+        raise Unauthorized("invalid worker credential")
+    # The worker token it came from must still be live: revoking it ends its credentials.
+    # Cached like a token lookup, so the worker's hot path costs no database read.
+    key = "id:" + str(found.token_id)
+    hit, issuer = c.tokens.get(key)
+    if not hit:
+        row = await c.engine.read(lambda tx: tx.token_by_id(str(found.token_id)))
+        issuer = None
+        if row is not None and row["revoked_at"] is None:
+            issuer = auth.Principal(role=row["role"], token_id=row["id"], name=row["name"])
+        c.tokens.put(key, issuer)
+    if issuer is None or issuer.role not in auth.WORKER:
+        raise Unauthorized("the worker token this credential came from was revoked")
+    return auth.Principal(role="worker", token_id=issuer.token_id, name=issuer.name,
+                          worker=found.worker)
 
 
 def _require(allowed: frozenset[str], action: str,
@@ -88,10 +97,21 @@ def _require(allowed: frozenset[str], action: str,
     return dep
 
 
+async def _worker_self(request: Request) -> auth.Principal:
+    p = await principal(request)
+    auth.check_role(p, auth.WORKER, "act as a worker")
+    auth.check_worker(p, request.path_params["worker_id"])
+    return p
+
+
 CtxDep = Annotated[Ctx, Depends(ctx)]
 Reader = Annotated[auth.Principal, Depends(_require(auth.READ, "read"))]
 Writer = Annotated[auth.Principal, Depends(_require(auth.WRITE, "change anything", fenced=True))]
 WorkerAuth = Annotated[auth.Principal, Depends(_require(auth.WORKER, "act as a worker"))]
+# Calls for /workers/{worker_id}/...: that worker's own credential (or an admin).
+WorkerSelf = Annotated[auth.Principal, Depends(_worker_self)]
+# Downloading a script or blob to run it: readers and workers.
+Fetcher = Annotated[auth.Principal, Depends(_require(auth.FETCH, "download files"))]
 Operator = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "approve or reject a gate"))]
 # Starting a replay runs a run's code again on the cluster: a person's decision, not a job's.
 Replayer = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "start a replay"))]

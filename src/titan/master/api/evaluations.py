@@ -10,10 +10,11 @@ from fastapi import APIRouter, Body, Header, Query
 
 from titan.errors import NotFound, ValidationFailed
 from titan.evals.agent_config import public_view
-from titan.master import eval_views
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, EvalManager, Reader, token_principal
-from titan.master.auth import Principal
+from titan.master.api.deps import API_PREFIX, CtxDep, EvalManager, Reader, token_principal
+from titan.master.auth.tokens import Principal
+from titan.master.context import Ctx
+from titan.master.evaluations import views as eval_views
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["evaluations"])

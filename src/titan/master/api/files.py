@@ -15,9 +15,10 @@ from fastapi.responses import FileResponse
 
 from titan.errors import NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Fetcher, Reader, Writer
 from titan.master.api.params import DagFilter
-from titan.master.auth import Principal
+from titan.master.auth.tokens import Principal
+from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
 from titan.storage.base import Row
 
@@ -39,8 +40,7 @@ def check_filename(name: str) -> str:
 
 
 async def _store_body(c: Ctx, request: Request, expect: str | None = None) -> tuple[str, int]:
-    sha, size = await c.blobs.write(request.stream(), max_bytes=c.config.max_upload_bytes,
-                                    expect=expect)
+    sha, size = await c.blobs.write(request.stream(), expect=expect)
     now = time.time()
     await c.engine.run(lambda tx: tx.add_blob(sha, size, now))
     c.engine.known_blobs.add(sha)
@@ -103,7 +103,7 @@ async def put_blob(c: CtxDep, p: Writer, sha256: str, request: Request) -> Row:
 
 
 @router.get("/blobs/{sha256}", summary="Download a blob")
-async def get_blob(c: CtxDep, p: Reader, sha256: str) -> FileResponse:
+async def get_blob(c: CtxDep, p: Fetcher, sha256: str) -> FileResponse:
     if not c.blobs.exists(sha256):
         raise NotFound(f"no blob {sha256}")
     return FileResponse(c.blobs.path(sha256), media_type="application/octet-stream",
@@ -127,7 +127,7 @@ async def list_files(c: CtxDep, p: Reader, dag_id: DagFilter = None,
 
 
 @router.get("/files/{name:path}", summary="Download the latest file with this name (fetch_artifact)")
-async def get_file(c: CtxDep, p: Reader, name: str) -> FileResponse:
+async def get_file(c: CtxDep, p: Fetcher, name: str) -> FileResponse:
     check_filename(name)
     row = await c.engine.read(lambda tx: tx.latest_file(name=name))
     if row is None:

@@ -17,10 +17,10 @@ from titan.errors import NotFound, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Reader, Writer
 from titan.master.api.params import After, Attempt
-from titan.master.auth import Principal
-from titan.master.refs import find_job
-from titan.master.state import TERMINAL
-from titan.master.views import job_view
+from titan.master.auth.tokens import Principal
+from titan.master.scheduling.refs import find_job
+from titan.master.scheduling.state import TERMINAL
+from titan.master.scheduling.views import job_view
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["jobs"])

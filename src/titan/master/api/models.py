@@ -258,6 +258,8 @@ class WorkerRegistered(_Open):
     worker_id: str
     lease_seconds: float
     heartbeat_seconds: float
+    # Bound to worker_id: calls for this worker (and re-registering it) must carry it.
+    credential: str | None = None
 
 
 class PollReply(_Open):

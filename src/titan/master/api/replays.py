@@ -10,7 +10,7 @@ from titan.errors import NotFound
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Replayer, Writer
 from titan.master.api.params import After
-from titan.master.replay_report import determinism_report, replay_report, replays_view
+from titan.master.replays.report import determinism_report, replay_report, replays_view
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["replay"])

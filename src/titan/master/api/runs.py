@@ -9,11 +9,12 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from titan.errors import NotFound, ValidationFailed
-from titan.master import export
 from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Operator, Reader, Writer
 from titan.master.api.params import MaybeAfter, Offset, Seq
-from titan.master.run_views import (
+from titan.master.runs import export
+from titan.master.runs.service import check_window
+from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
     action_view,
@@ -21,11 +22,10 @@ from titan.master.run_views import (
     run_detail,
     runs_view,
 )
-from titan.master.telemetry import check_window
+from titan.status import RUN_STATUSES
 from titan.storage.base import ActionQuery, Row, RunQuery, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["runs"])
-_STATUSES = ("running", "completed", "failed", "cancelled")
 _OUTCOMES = ("success", "error", "blocked", "replayed")
 
 
@@ -47,7 +47,7 @@ def run_query(status: str | None = None, min_cost: float | None = None,
     if min_cost is not None and min_cost < 0:
         raise ValidationFailed("min_cost must be at least 0", details={"field": "min_cost"})
     before = check_window(older_than) if older_than else None
-    return RunQuery(statuses=_csv(status, _STATUSES, "status"), min_cost=min_cost,
+    return RunQuery(statuses=_csv(status, RUN_STATUSES, "status"), min_cost=min_cost,
                     since=check_window(window), before=before, agent=agent or None,
                     search=q or None)
 

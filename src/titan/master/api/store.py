@@ -10,7 +10,8 @@ from fastapi import APIRouter, Body, Query, Request
 
 from titan.errors import PayloadTooLarge, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, Ctx, CtxDep, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
+from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
 from titan.storage.base import Row
 

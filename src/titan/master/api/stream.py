@@ -23,8 +23,10 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from titan.errors import APIError
-from titan.master import auth, sessions
-from titan.master.api.deps import API_PREFIX, Ctx, token_principal
+from titan.master.api.deps import API_PREFIX, token_principal
+from titan.master.auth import sessions
+from titan.master.auth import tokens as auth
+from titan.master.context import Ctx
 from titan.master.events import Event
 
 router = APIRouter(prefix=API_PREFIX, tags=["events"])
@@ -41,6 +43,7 @@ _RUN_SCOPED = frozenset({"run_created", "run_updated", "run_completed", "run_fai
 # WebSocket close codes in the application range (4000-4999), like HTTP's 401/400.
 _CLOSE_UNAUTHORIZED = 4401
 _CLOSE_BAD_REQUEST = 4400
+_CLOSE_FORBIDDEN = 4403  # a worker credential: workers do not read events
 
 
 class Filter:
@@ -106,11 +109,14 @@ async def _authenticate(c: Ctx, ws: WebSocket) -> auth.Principal:
 async def events(ws: WebSocket) -> None:
     c: Ctx = ws.app.state.ctx
     try:
-        await _authenticate(c, ws)
+        auth.check_role(await _authenticate(c, ws), auth.READ, "read events")
         flt = parse_filter(ws.query_params)
     except APIError as exc:
-        await ws.close(code=_CLOSE_UNAUTHORIZED if exc.status == 401 else _CLOSE_BAD_REQUEST,
-                       reason=exc.message[:120])
+        code = {401: _CLOSE_UNAUTHORIZED, 403: _CLOSE_FORBIDDEN}.get(exc.status, _CLOSE_BAD_REQUEST)
+        # Accepted first: a close before the handshake completes reaches the client as a bare
+        # HTTP 403, without the code and reason that say what was wrong.
+        await ws.accept()
+        await ws.close(code=code, reason=exc.message[:120])
         return
     await ws.accept()
     sub = c.hub.subscribe(flt)

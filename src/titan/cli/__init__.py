@@ -1,0 +1,18 @@
+"""The ``titan`` command, one module per group of subcommands.
+
+* :mod:`~titan.cli.commands` — the parser and the commands on jobs, DAGs, the store,
+  workers and tokens; ``up``, ``master`` and ``worker``; the entry point :func:`main`
+* :mod:`~titan.cli.runs` — ``titan runs``: agent runs and their actions
+* :mod:`~titan.cli.replay` — ``titan replay`` and ``titan determinism``
+* :mod:`~titan.cli.evals` — ``titan eval``: evaluations from a spec, their runs and verdicts
+* :mod:`~titan.cli.llm` — ``titan llm``: the local model's install and a quick completion
+* :mod:`~titan.cli.output` — how every command prints for people (tables, times, jobs and
+  DAGs) and for programs (``--json``); its helpers are public, for all of the above
+
+The subcommand modules are imported only when their command runs, so ``titan --help`` and
+``titan status`` stay fast.
+"""
+
+from titan.cli.commands import build_parser, main
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,168 @@
+"""``titan eval``: create an evaluation from a spec, add tasks, run them, read the verdicts.
+
+    titan eval create examples/eval_agent/evaluation.yaml
+    titan eval run support-bot --wait          # exits 1 when a task FAILs or its run fails
+    titan eval show support-bot
+    titan eval trace support-bot status-check  # the latest run's Agent Trace, as text
+    titan eval rerun support-bot status-check RUN
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from titan.cli.output import money
+
+
+def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
+    sub = p.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
+    s = sub.add_parser("create", help="create or update an evaluation from a YAML/JSON spec "
+                                      "(agent + tasks)", parents=common)
+    s.add_argument("spec", help="the spec file (see docs/evaluations.md)")
+    s = sub.add_parser("tasks", help="add tasks from a JSON, YAML or CSV file", parents=common)
+    s.add_argument("evaluation")
+    s.add_argument("file")
+    sub.add_parser("list", help="list evaluations", parents=common)
+    s = sub.add_parser("run", help="dispatch every task (or --task ...) against the agent",
+                       parents=common)
+    s.add_argument("evaluation")
+    s.add_argument("--task", action="append", default=None, metavar="ID",
+                   help="only this task (repeatable)")
+    s.add_argument("--wait", action="store_true",
+                   help="wait for the runs and their verdicts; exit 1 unless all PASS")
+    s.add_argument("--timeout", type=float, default=1800, help="seconds to wait (1800)")
+    s = sub.add_parser("show", help="the data explorer: one row per task", parents=common)
+    s.add_argument("evaluation")
+    s = sub.add_parser("trace", help="a run's Agent Trace (the task's latest run by default)",
+                       parents=common)
+    s.add_argument("evaluation")
+    s.add_argument("task")
+    s.add_argument("run", nargs="?", default=None)
+    s = sub.add_parser("rerun", help="dispatch a task again with the current agent settings",
+                       parents=common)
+    s.add_argument("evaluation")
+    s.add_argument("task")
+    s.add_argument("run")
+
+
+
+def print_explorer(view: dict[str, Any]) -> None:
+    ev = view["evaluation"]
+    agent = ev["agent"]
+    print(f"evaluation {ev['id']}  agent {agent['name']} {agent.get('version') or ''}".rstrip())
+    print(f"{'TASK':<24} {'STATUS':<26} {'VERDICT':<8} {'TOOLS':>5}  {'LATENCY':>8}  COST")
+    for row in view["tasks"]:
+        run = row["run"]
+        if run is None:
+            print(f"{row['task_id']:<24} {'(not run)':<26}")
+            continue
+        status = run["status"] + (f" [{run['chip']['label']}]" if run["chip"] else "")
+        verdict = run["verdict"] + (f" ({run['failure_mode']})" if run["failure_mode"] else "")
+        latency = f"{run['latency_s']:.1f}s" if run["latency_s"] is not None else "-"
+        print(f"{row['task_id']:<24} {status:<26} {verdict:<8} {run['tool_calls']:>5}  "
+              f"{latency:>8}  {money(run['cost']['total_usd'])}")
+    s = view["summary"]
+    if any((r["run"] or {}).get("judge_model", "").startswith("local") for r in view["tasks"]
+           if r["run"] and r["run"].get("judge_model")):
+        print("note: judged by the local 0.5B model, a rough signal; for verdicts to act on set "
+              "TITAN_EVAL_JUDGE_MODEL (or the agent's judge_model) to a hosted model")
+    print(f"{s['pass']} PASS, {s['fail']} FAIL, {s['pending']} PENDING of {s['tasks']} tasks; "
+          f"total cost {money(s['cost_usd'])}")
+
+
+def print_trace(t: dict[str, Any]) -> None:
+    h = t["header"]
+    print(f"run {h['id']}  {h['status']}"
+          + (f" [{h['chip']['label']}: {h['chip']['hint']}]" if h["chip"] else "")
+          + f"  verdict {h['verdict']}  cost {money(h['cost']['total_usd'])}")
+    if t["completion_warning"]:
+        print(f"warning: {t['completion_warning']}")
+    j = t["judge"]
+    if j:
+        print(f"judge: {j['verdict']}  completion {j['task_completion']}  adherence "
+              f"{j['instruction_adherence']}  efficiency {j['efficiency']}"
+              + (f"  failure mode {j['failure_mode']}" if j.get("failure_mode") else ""))
+        print(f"  {j['reasoning']}")
+    for item in t["timeline"]:
+        if item["type"] == "tool":
+            print(f"  #{item['seq']:<4} {item['tool']} [{item['source']}] "
+                  f"{item['latency_ms']:.0f} ms  {json.dumps(item['arguments'])[:80]} -> "
+                  f"{json.dumps(item['response'])[:80]}")
+        elif item["type"] == "turn":
+            print(f"  #{item['seq']:<4} llm {item['model']}: {str(item['reply'])[:100]!r}")
+        else:
+            print(f"  #{item['seq']:<4} event {item['kind']}: {json.dumps(item['data'])[:100]}")
+    if t["coding"]:
+        c = t["coding"]
+        for s in c.get("scorers") or []:
+            print(f"  scorer {s['name']}: {s['verdict']}  {s.get('summary') or ''}")
+        print(f"  overall: {c.get('overall')}")
+    print(f"final response: {t['final_response']!r}")
+
+
+def run(args: argparse.Namespace, client: Any) -> int:
+    as_json = getattr(args, "json", False)
+    action = args.eval_command
+    if action == "create":
+        out: Any = client.create_evaluation_from(args.spec)
+        if not as_json:
+            print(f"evaluation {out['id']} {'created' if out['created'] else 'updated'}; "
+                  f"{out['tasks_added']} task(s) added")
+            return 0
+    elif action == "tasks":
+        out = client.add_evaluation_tasks(args.evaluation, args.file)
+        if not as_json:
+            print(f"{out['added']} task(s) added, {out['updated']} updated")
+            return 0
+    elif action == "list":
+        out = client.api("GET", "/evaluations")
+        if not as_json:
+            for ev in out["evaluations"]:
+                print(f"{ev['id']:<30} {ev['task_count']:>5} tasks  agent {ev['agent']['name']}")
+            return 0
+    elif action == "run":
+        runs = client.run_evaluation(args.evaluation, args.task)
+        if not args.wait:
+            out = {"runs": runs}
+            if not as_json:
+                for r in runs:
+                    print(f"{r['task_id']:<24} {r['id']}  {r['status']}")
+                return 0
+        else:
+            out = client.wait_evaluation(args.evaluation, timeout=args.timeout)
+            wanted = set(args.task or [r["task_id"] for r in out["tasks"]])
+            rows = [r for r in out["tasks"] if r["task_id"] in wanted]
+            if not as_json:
+                print_explorer(out)
+            ok = all(r["run"] and r["run"]["verdict"] == "PASS" for r in rows)
+            if as_json:
+                print(json.dumps(out, indent=2))
+            return 0 if ok else 1
+    elif action == "show":
+        out = client.evaluation(args.evaluation)
+        if not as_json:
+            print_explorer(out)
+            return 0
+    elif action == "trace":
+        run_id = args.run
+        if run_id is None:
+            latest = {r["task_id"]: r for r in client.evaluation(args.evaluation)["tasks"]}
+            row = latest.get(args.task)
+            if row is None or row["run"] is None:
+                from titan.errors import NotFound
+
+                raise NotFound(f"task {args.task!r} of {args.evaluation!r} has no run yet")
+            run_id = row["run"]["id"]
+        out = client.evaluation_run(args.evaluation, args.task, run_id)
+        if not as_json:
+            print_trace(out)
+            return 0
+    else:  # rerun
+        out = client.rerun_evaluation_run(args.evaluation, args.task, args.run)
+        if not as_json:
+            print(f"re-running {out['source_run_id']} as {out['run_id']}")
+            return 0
+    print(json.dumps(out, indent=2))
+    return 0

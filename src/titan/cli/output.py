@@ -1,0 +1,88 @@
+"""How the `titan` command prints jobs, DAGs and tables for people (``--json`` for programs)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def when(ts: Any) -> str:
+    if not isinstance(ts, int | float):
+        return str(ts or "-")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _duration(start: Any, end: Any) -> str:
+    if not isinstance(start, int | float):
+        return "-"
+    stop = end if isinstance(end, int | float) else time.time()
+    seconds = max(0.0, stop - start)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def counts(dag: dict[str, Any]) -> str:
+    counts = dag.get("counts") or {}
+    return ", ".join(f"{state} {n}" for state, n in sorted(counts.items()) if n) or "no jobs"
+
+
+def show_job(job: dict[str, Any]) -> None:
+    attempt = f"{job.get('attempt', '-')}/{job.get('max_attempts', '-')}"
+    fields = [
+        ("job", f"{job.get('ref')} (id {job.get('id')})"),
+        ("state", job.get("state")),
+        ("reason", job.get("reason")),
+        ("attempt", attempt),
+        ("worker", job.get("worker_id")),
+        ("exit code", job.get("exit_code")),
+        ("error", job.get("error")),
+        ("script", " ".join([str(job.get("filename"))] + [str(a) for a in job.get("args") or []])),
+        ("parents", ", ".join(job.get("parents") or [])),
+        ("requirement", job.get("requirement")),
+        ("agent run", job.get("agent_run_id")),
+        ("message", job.get("hitl_message") if job.get("kind") == "approval" else None),
+        ("deadline", when(job["approval_deadline"]) if job.get("approval_deadline") else None),
+        ("decided by", job.get("decided_by")),
+        ("decided at", when(job["decided_at"]) if job.get("decided_at") else None),
+        ("comment", job.get("decision_comment")),
+        ("submitted", when(job.get("submitted_at"))),
+        ("duration", _duration(job.get("started_at"), job.get("finished_at"))),
+    ]
+    for label, value in fields:
+        if value not in (None, ""):
+            print(f"{label + ':':<13}{value}")
+
+
+def show_dag(dag: dict[str, Any]) -> None:
+    run = f"  agent run {dag['agent_run_id']}" if dag.get("agent_run_id") else ""
+    print(f"DAG-{dag.get('ref')}  {dag.get('status')}  ({counts(dag)}){run}")
+    jobs = dag.get("jobs") or []
+    if jobs:
+        print()
+        table(
+            ["JOB", "STATE", "ATTEMPT", "WORKER", "EXIT", "DURATION"],
+            [[j.get("job_id"), j.get("state"), j.get("attempt"), j.get("worker_id") or "-",
+              "-" if j.get("exit_code") is None else j.get("exit_code"),
+              _duration(j.get("started_at"), j.get("finished_at"))] for j in jobs],
+        )
+
+
+def money(value: float | None) -> str:
+    """A cost in dollars for a table: four decimals, "-" when unknown."""
+    return "-" if value is None else f"${value:.4f}"

@@ -1,0 +1,213 @@
+"""The ``titan runs`` commands: list, show, export, prune, budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from titan.cli.output import money
+from titan.errors import TitanError
+
+_FILTERS = ("status", "min_cost", "window", "agent", "q")
+
+
+def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
+    """The ``titan runs`` actions and their options (``titan.cli`` wires the command in)."""
+    runs = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+
+    def filters(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--status", default=None,
+                       help="running, completed, failed, cancelled (comma-separated)")
+        s.add_argument("--min-cost", type=float, default=None, help="USD spent at least")
+        s.add_argument("--window", default=None,
+                       help="started within: 24h, 7d, 30d or all (default all)")
+        s.add_argument("--agent", default=None, help="only this agent id")
+        s.add_argument("--q", default=None, help="run or agent id contains this")
+
+    s = runs.add_parser("list", help="list runs, most recent first", parents=common)
+    filters(s)
+    s.add_argument("--limit", type=int, default=20, help="runs listed (default 20)")
+    s = runs.add_parser("show", help="a run: totals, stages, cost by stage and actor, "
+                        "its latest actions", parents=common)
+    s.add_argument("run", help="the run id")
+    s.add_argument("--actions", type=int, default=20, help="actions listed (default 20)")
+    s = runs.add_parser("export", help="export runs (and their actions) as CSV, JSON or JSONL",
+                        parents=common)
+    filters(s)
+    s.add_argument("--format", choices=("csv", "json", "jsonl"), default="jsonl")
+    s.add_argument("--actions", action="store_true",
+                   help="include every action (CSV: one row per action)")
+    s.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    s = runs.add_parser("prune", help="delete finished runs older than a window",
+                        parents=common)
+    s.add_argument("--older-than", required=True, help="e.g. 90d, 12h")
+    s.add_argument("--export-to", default=None, metavar="FILE",
+                   help="first save those runs with their actions (JSONL) to FILE")
+    s.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    s = runs.add_parser("budget", help="set the USD budget of a run or an agent (raising it "
+                        "releases a blocked run)", parents=common)
+    s.add_argument("run", nargs="?", default=None, help="the run id (or use --agent)")
+    s.add_argument("usd", help="the budget in USD, or 'none' to remove it")
+    s.add_argument("--agent", default=None, help="set the default budget of this agent's runs")
+
+
+def run(args: argparse.Namespace, client: Any) -> int:
+    handler = {"list": _list, "show": _show, "export": _export, "prune": _prune,
+               "budget": _budget}[args.runs_command]
+    return handler(args, client)
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in _FILTERS if getattr(args, k, None) is not None}
+
+
+
+def _rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
+def _list(args: argparse.Namespace, client: Any) -> int:
+    from titan.cli.output import print_json, table, when
+
+    reply = client.api("GET", "/runs", params={**_params(args), "limit": args.limit})
+    if getattr(args, "json", False):
+        print_json(reply)
+        return 0
+    table(["RUN", "AGENT", "STATUS", "ACTIONS", "COST", "SUCCESS", "DURATION", "STARTED"],
+           [[r["id"], r["agent_id"] or "-", r["status"] + (" (over budget)" if r["blocked"]
+                                                           else ""),
+             r["action_count"], money(r["cost_usd"]), _rate(r["success_rate"]),
+             f"{r['duration_s']:.1f}s", when(r["started_at"])] for r in reply["runs"]])
+    if reply["total"] > len(reply["runs"]):
+        print(f"({len(reply['runs'])} of {reply['total']}; --limit to see more)")
+    return 0
+
+
+def _show(args: argparse.Namespace, client: Any) -> int:
+    from titan.cli.output import print_json, table, when
+
+    run_ = client.api("GET", f"/runs/{args.run}")
+    total = run_["action_count"]
+    offset = max(0, total - args.actions)
+    acts = client.api("GET", f"/runs/{args.run}/actions",
+                      params={"offset": offset, "limit": max(1, args.actions), "preview": 80})
+    if getattr(args, "json", False):
+        print_json({"run": run_, "actions": acts["actions"]})
+        return 0
+    budget = money(run_["budget_usd"]) + (" — BLOCKED, over budget" if run_["blocked"] else "")
+    for label, value in (
+            ("run", run_["id"]), ("agent", f"{run_['agent_id'] or '-'} "
+                                           f"{run_['agent_version'] or ''}".rstrip()),
+            ("status", run_["status"] + (f" ({run_['error']})" if run_["error"] else "")),
+            ("started", when(run_["started_at"])), ("duration", f"{run_['duration_s']:.1f}s"),
+            ("actions", f"{total} ({_rate(run_['success_rate'])} successful)"),
+            ("cost", money(run_["cost_usd"])), ("budget", budget),
+            ("code version", run_["code_version"] or "-")):
+        print(f"{label:>13}  {value}")
+    if run_["stages"]:
+        print("       stages  " + " → ".join(f"{s['label']} [{s['status']}]"
+                                              for s in run_["stages"]))
+    if run_["by_actor"]:
+        print()
+        table(["ACTOR", "ACTIONS", "COST", "TIME"],
+               [[a["actor"], a["actions"], money(a["cost_usd"]),
+                 f"{a['duration_ns'] / 1e9:.2f}s"] for a in run_["by_actor"]])
+    if acts["actions"]:
+        print()
+        table(["SEQ", "ACTOR", "NAME", "OUTCOME", "COST", "MS", "INPUTS"],
+               [[a["seq"], a["actor"], a["name"], a["outcome"], money(a["cost_usd"]),
+                 f"{a['duration_ms']:.1f}", _short(a["inputs"])] for a in acts["actions"]])
+    return 0
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _stream(client: Any, params: dict[str, Any]) -> Iterator[bytes]:
+    response = client._transport.send("GET", "/runs/export", params=params, stream=True,
+                                      read_timeout=600.0)
+    try:
+        yield from response.iter_bytes()
+    finally:
+        response.close()
+
+
+def _write(chunks: Iterator[bytes], output: str) -> int:
+    size = 0
+    out: IO[bytes]
+    if output == "-":
+        out = sys.stdout.buffer
+        for chunk in chunks:
+            out.write(chunk)
+            size += len(chunk)
+        out.flush()
+        return size
+    path = Path(output)
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            size += len(chunk)
+    tmp.replace(path)
+    return size
+
+
+def _export(args: argparse.Namespace, client: Any) -> int:
+    params = {**_params(args), "format": args.format, "actions": str(args.actions).lower()}
+    size = _write(_stream(client, params), args.output)
+    if args.output != "-":
+        print(f"wrote {size} bytes to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _prune(args: argparse.Namespace, client: Any) -> int:
+    among: list[str] | None = None
+    if args.export_to and not args.dry_run:
+        params = {"format": "jsonl", "actions": "true", "older_than": args.older_than,
+                  "status": "completed,failed,cancelled"}
+        _write(_stream(client, params), args.export_to)
+        among = []
+        with open(args.export_to, encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith('{"type":"run"'):
+                    among.append(json.loads(line)["id"])
+        print(f"saved {len(among)} run(s) with their actions to {args.export_to}")
+    body: dict[str, Any] = {"older_than": args.older_than, "dry_run": args.dry_run}
+    if among is not None:
+        body["run_ids"] = among
+    reply = client.api("POST", "/runs/prune", json=body)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {reply['pruned']} finished run(s) started more than {args.older_than} ago")
+    for run_id in reply["run_ids"][:20] if args.dry_run else []:
+        print(f"  {run_id}")
+    return 0
+
+
+def _budget(args: argparse.Namespace, client: Any) -> int:
+    if args.usd.lower() in ("none", "off", "-"):
+        usd: float | None = None
+    else:
+        try:
+            usd = float(args.usd.lstrip("$"))
+        except ValueError:
+            raise TitanError(f"the budget must be a number of USD or 'none', not {args.usd!r}") from None
+        if usd < 0:
+            raise TitanError("the budget must be at least 0")
+    if args.agent:
+        reply = client.api("PATCH", f"/agents/{args.agent}", json={"budget_usd": usd})
+        print(f"agent {args.agent}: budget {money(reply['budget_usd'])} for each run without "
+              "its own")
+        return 0
+    if not args.run:
+        raise TitanError("name a run, or --agent AGENT")
+    reply = client.api("PATCH", f"/runs/{args.run}", json={"budget_usd": usd})
+    state = "blocked: over budget" if reply["blocked"] else "not blocked"
+    print(f"run {args.run}: budget {money(reply['budget_usd'])}, spent "
+          f"{money(reply['cost_usd'])} ({state})")
+    return 0

@@ -1,0 +1,36 @@
+"""How Titan spells names and times, one rule for the SDK, the master, the CLI, the dashboard
+and exports (they had drifted apart: the master refused a name of only spaces the SDK
+accepted; exports wrote ``+00:00`` where the dashboard wrote ``Z``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+#: The longest DAG name, job id or capability.
+MAX_NAME = 200
+_BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f]")
+
+
+def name_problem(value: Any, what: str) -> str | None:
+    """What is wrong with a DAG name, job id or capability (None when nothing is): a
+    non-blank string of at most MAX_NAME characters without '/', '#' or control characters.
+    The caller raises its error with it, naming its own field."""
+    if not isinstance(value, str):
+        return f"{what} must be a string, got {type(value).__name__}"
+    if not value.strip():
+        return f"{what} must be a non-empty string, not blank"
+    if len(value) > MAX_NAME:
+        return f"{what} is longer than {MAX_NAME} characters"
+    if _BAD_NAME.search(value):
+        return f"{what} {value!r} may not contain '/', '#' or control characters"
+    return None
+
+
+def iso(ts: float | None) -> str:
+    """A Unix time as RFC 3339 in UTC with milliseconds and ``Z``; "" for None."""
+    if ts is None:
+        return ""
+    return (dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"))

@@ -1,0 +1,6 @@
+"""Who is asking, and what they may do.
+
+* :mod:`.tokens` — stored tokens and roles, job tokens (an HMAC per attempt), worker
+  credentials (an HMAC per worker), the lookup cache
+* :mod:`.sessions` — dashboard sessions: the signed cookie, sign-out, CSRF, same-origin sockets
+"""

@@ -1,0 +1,160 @@
+"""Dashboard sessions: sign in once with a token, then a cookie; CSRF tokens for its forms.
+
+The cookie holds no secret of its own: ``<token id>.<session id>.<expiry>.<mac>``, an HMAC
+with the master's secret (kept in the database, so any master sharing it accepts the cookie).
+Every request re-checks that the token it came from is still live and that the session was
+not signed out (both cached for a few seconds; the master that signs a session out forgets it
+at once, others within the cache's lifetime), so revoking a token ends its sessions too, and
+signing out ends the session for good even if the cookie was copied.
+
+A browser sends cookies with requests other sites make it send, so a request authenticated
+by the cookie that changes state must also carry the CSRF token: a digest of the cookie, put
+in the page (``<meta name="csrf-token">``) and sent back in a header or a form field. Another
+origin can neither read the page nor compute it. ``SameSite=Strict`` is the second fence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from titan.errors import Forbidden, Unauthorized
+from titan.master.auth import tokens as auth
+
+if TYPE_CHECKING:
+    from titan.master.context import Ctx
+
+COOKIE = "titan_session"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+LIFETIME = 30 * 24 * 3600.0
+DASHBOARD_ROLES = frozenset({"admin", "operator", "viewer"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _key(ctx: Ctx) -> bytes:
+    assert ctx.engine.secret is not None
+    return hashlib.sha256(b"titan-session:" + ctx.engine.secret.encode()).digest()
+
+
+def _mac(key: bytes, message: str) -> str:
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def _principal(row: dict[str, object] | None) -> auth.Principal | None:
+    if row is None or row["revoked_at"] is not None or row["role"] not in DASHBOARD_ROLES:
+        return None
+    return auth.Principal(role=str(row["role"]), token_id=str(row["id"]), name=str(row["name"]))
+
+
+async def login(ctx: Ctx, token: str) -> tuple[auth.Principal, str]:
+    """Check a raw token and open a session for it: (principal, cookie value)."""
+    token = token.strip()
+    row = await ctx.engine.read(lambda tx: tx.token_by_hash(auth.token_hash(token))) if token else None
+    principal = _principal(row)
+    if principal is None:
+        if row is not None and row["revoked_at"] is None:
+            raise Unauthorized(f"a {row['role']} token cannot sign in to the dashboard")
+        raise Unauthorized("unknown or revoked token")
+    expires = int(time.time() + LIFETIME)
+    body = f"{principal.token_id}.{secrets.token_hex(12)}.{expires}"
+    return principal, f"{body}.{_mac(_key(ctx), body)}"
+
+
+def _verified(ctx: Ctx, cookie: str) -> tuple[str, str, int] | None:
+    """(token id, session id, expiry) of a cookie we signed that has not expired."""
+    try:
+        token_id_s, session_id, expires_s, mac = cookie.split(".")
+        expires = int(expires_s)
+    except ValueError:
+        return None
+    body = f"{token_id_s}.{session_id}.{expires_s}"
+    if not hmac.compare_digest(mac, _mac(_key(ctx), body)) or expires < time.time():
+        return None
+    return token_id_s, session_id, expires
+
+
+async def principal_of(ctx: Ctx, cookie: str) -> auth.Principal | None:
+    """The principal a session cookie stands for, or None when it is forged, expired, signed
+    out, or its token was revoked."""
+    found = _verified(ctx, cookie)
+    if found is None:
+        return None
+    token_id_s, session_id, _ = found
+    ended_key = "session-ended:" + session_id
+    hit, ended = ctx.tokens.get(ended_key)
+    if not hit:
+        ended = await ctx.engine.read(lambda tx: tx.session_ended(session_id))
+        ctx.tokens.put(ended_key, ended)
+    if ended:
+        return None
+    cache_key = "session:" + token_id_s
+    cached: auth.Principal | None
+    hit, cached = ctx.tokens.get(cache_key)
+    if not hit:
+        cached = _principal(await ctx.engine.read(lambda tx: tx.token_by_id(token_id_s)))
+        ctx.tokens.put(cache_key, cached)
+    return cached
+
+
+async def logout(ctx: Ctx, cookie: str) -> None:
+    """End the session server-side: the cookie stops working here at once, even where a copy
+    of it survives the browser's (on other masters sharing the database, within seconds)."""
+    found = _verified(ctx, cookie)
+    if found is None:
+        return
+    _, session_id, expires = found
+    now = time.time()
+    await ctx.engine.run(lambda tx: tx.end_session(session_id, float(expires), now))
+    ctx.tokens.put("session-ended:" + session_id, True)
+
+
+def csrf_token(cookie: str) -> str:
+    # A plain digest is enough: only a holder of the (HttpOnly) cookie can compute it, and
+    # such a holder can act anyway.
+    return hashlib.sha256(b"titan-csrf:" + cookie.encode()).hexdigest()[:40]
+
+
+async def check_csrf(ctx: Ctx, conn: HTTPConnection, cookie: str, method: str) -> None:
+    """A cookie-authenticated request that changes state must prove it came from our page."""
+    if method in SAFE_METHODS:
+        return
+    sent = conn.headers.get(CSRF_HEADER)
+    if (sent is None and isinstance(conn, Request)
+            and conn.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")):
+        # A plain HTML form. Parsed here rather than with request.form(), which would need
+        # python-multipart; the body stays cached for the route to read again.
+        body = await conn.body()
+        if len(body) <= 1 << 20:
+            values = parse_qs(body.decode("latin-1")).get(CSRF_FIELD)
+            sent = values[0] if values else None
+    if not sent or not hmac.compare_digest(sent, csrf_token(cookie)):
+        raise Forbidden("missing or wrong CSRF token (reload the page)", code="csrf_failed")
+
+
+def same_origin(conn: HTTPConnection) -> bool:
+    """A browser always sends Origin on a WebSocket handshake; a cookie-authenticated socket
+    opened by another site's page is refused (cross-site WebSocket hijacking)."""
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return True  # not a browser
+    # The whole origin, scheme included: a page served over https (another server on this
+    # host and port, behind a proxy) is not the plain-http dashboard, and vice versa.
+    scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
+    return origin.lower() == f"{scheme}://{conn.headers.get('host', '')}".lower()
+
+
+def set_cookie(response: Response, cookie: str, secure: bool = False) -> None:
+    response.set_cookie(COOKIE, cookie, max_age=int(LIFETIME), httponly=True, samesite="strict",
+                        secure=secure, path="/")
+
+
+def clear_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")

@@ -1,0 +1,145 @@
+"""Tokens and roles.
+
+Stored tokens (admin, operator, viewer, worker) are random strings kept only as sha256 hashes.
+Job tokens are not stored at all: ``tj.<job>.<attempt>.<mac>`` is an HMAC over the attempt
+with the master's secret (shared through the database, so any master can check it). A job
+token carries its fence: once that attempt no longer owns the job, its writes are refused.
+Worker credentials (``tw.<token id>.<worker id>.<mac>``) are HMACs too: registering with a
+worker token returns one bound to the worker it registered, and every later call for that
+worker must carry it, so one worker cannot act for another. The token id inside lets a
+revoked worker token end the credentials it obtained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from titan.errors import Forbidden, Unauthorized
+
+ROLES = ("admin", "operator", "viewer", "worker")
+# What each kind of request needs; a job token acts as an operator fenced to its attempt.
+# A worker leases and reports, and downloads the scripts it runs (FETCH); it reads nothing else.
+READ = frozenset({"admin", "operator", "viewer", "job"})
+FETCH = READ | {"worker"}
+WRITE = frozenset({"admin", "operator", "job"})
+WORKER = frozenset({"admin", "worker"})
+# Decisions a person makes (approving a gate): never a job's own token.
+OPERATE = frozenset({"admin", "operator"})
+ADMIN = frozenset({"admin"})
+_CACHE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str
+    token_id: str | None = None
+    job: int | None = None
+    attempt: int | None = None
+    name: str | None = None  # the token's name: who approved a gate, shown in the dashboard
+    worker: str | None = None  # a worker credential's worker; None for a bare worker token
+
+
+def new_token() -> str:
+    return "tt_" + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class JobTokens:
+    def __init__(self, secret: str) -> None:
+        self._key = secret.encode()
+
+    def _mac(self, job: int, attempt: int) -> str:
+        msg = f"{job}.{attempt}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, job: int, attempt: int) -> str:
+        return f"tj.{job}.{attempt}.{self._mac(job, attempt)}"
+
+    def verify(self, token: str) -> Principal | None:
+        try:
+            _, job_s, attempt_s, mac = token.split(".")
+            job, attempt = int(job_s), int(attempt_s)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(mac, self._mac(job, attempt)):
+            return None
+        return Principal(role="job", job=job, attempt=attempt)
+
+
+class WorkerCredentials:
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"titan-worker:" + secret.encode()).digest()
+
+    def _mac(self, token_id: str, worker_id: str) -> str:
+        msg = f"{token_id}.{worker_id}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:40]
+
+    def issue(self, token_id: str, worker_id: str) -> str:
+        return f"tw.{token_id}.{worker_id}.{self._mac(token_id, worker_id)}"
+
+    def verify(self, credential: str) -> Principal | None:
+        # Token ids never hold a dot; worker ids may, so the mac is split off the right.
+        _, _, rest = credential.partition(".")
+        token_id, _, rest = rest.partition(".")
+        worker_id, _, mac = rest.rpartition(".")
+        if not token_id or not worker_id or not hmac.compare_digest(
+                mac, self._mac(token_id, worker_id)):
+            return None
+        return Principal(role="worker", token_id=token_id, worker=worker_id)
+
+
+def check_worker(principal: Principal, worker_id: str) -> None:
+    """A worker credential acts only for its own worker; a bare worker token only registers."""
+    if principal.role != "worker" or principal.worker == worker_id:
+        return
+    if principal.worker is None:
+        raise Forbidden("a worker token only registers workers; calls for a worker need the "
+                        "credential its registration returned",
+                        code="worker_credential_required", details={"worker_id": worker_id})
+    raise Forbidden(f"this credential belongs to worker {principal.worker}, not {worker_id}",
+                    code="wrong_worker", details={"worker_id": worker_id})
+
+
+class TokenCache:
+    """Remembers recent lookups so each request does not cost a database read (principals
+    by token digest or id, and whether a dashboard session was signed out)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Any]] = {}
+
+    def get(self, digest: str) -> tuple[bool, Any]:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < time.monotonic():
+            return False, None
+        return True, entry[1]
+
+    def put(self, digest: str, principal: Any) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[digest] = (time.monotonic() + _CACHE_SECONDS, principal)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def bearer(header: str | None) -> str:
+    if not header:
+        raise Unauthorized()
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    return value.strip()
+
+
+def check_role(principal: Principal, allowed: frozenset[str], action: str) -> None:
+    if principal.role not in allowed:
+        raise Forbidden(f"a {principal.role} token may not {action}",
+                        details={"role": principal.role})

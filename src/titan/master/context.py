@@ -1,0 +1,32 @@
+"""What every request handler reaches: the master's parts, built once at start.
+
+A leaf of the services layer (it only names them), so that the API, the dashboard and the
+services that take it (sessions) all import it from here rather than from the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from titan.master.auth.tokens import TokenCache
+from titan.master.config import MasterConfig
+from titan.master.evaluations.service import Evaluations
+from titan.master.events import EventHub
+from titan.master.replays.service import Replays
+from titan.master.runs.service import RunService
+from titan.master.scheduling.engine import Engine
+from titan.storage.base import Storage
+from titan.storage.blobs import BlobStore
+
+
+@dataclass
+class Ctx:
+    config: MasterConfig
+    storage: Storage
+    engine: Engine
+    hub: EventHub
+    blobs: BlobStore
+    tokens: TokenCache
+    runs: RunService
+    replays: Replays
+    evals: Evaluations

@@ -1,0 +1,211 @@
+"""Starting the agent under test and watching it finish.
+
+* A ``job`` agent runs as one Titan job in its own DAG (``<run id>_AGENT``), joined to the run,
+  so its LLM calls are recorded like any agent's. Its task and the proxy's address come in the
+  environment; it answers with :func:`titan.evals.respond`. A coding task runs
+  :mod:`titan.evals.coding_job` instead, which seeds the workspace, runs the agent's script in
+  it and grades the result.
+* An ``http`` agent gets the task POSTed to its endpoint; the reply's ``final_response`` is the
+  answer, and how the call failed (status, timeout, refused connection, bad body) is its error
+  class (:func:`titan.evals.failures.classify_http`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+import titan
+from titan.evals.failures import classify_http
+from titan.master.scheduling.validation import validate_dag
+from titan.status import EVAL_TERMINAL
+from titan.storage.base import Row
+from titan.storage.blobs import write_bytes
+
+if TYPE_CHECKING:
+    from titan.master.evaluations.service import ActiveRun, Evaluations
+
+log = logging.getLogger("titan.master.evaluations.service")
+CODING_JOB = Path(titan.__file__).resolve().parent / "evals" / "coding_job.py"
+RAW_LIMIT = 100_000
+AGENT_STAGE = "AGENT"
+JOB_ROOT_ACTOR = f"{AGENT_STAGE}/agent"
+# What the agent may see of its task: never the behaviour instructions, the world or the
+# failure rules — those are the simulator's secret.
+_AGENT_VISIBLE = ("id", "user_instruction", "kind", "workspace", "scorers", "metadata")
+
+
+def agent_task(seed: Row, agent: Row) -> Row:
+    task = {k: seed.get(k) for k in _AGENT_VISIBLE if seed.get(k) is not None}
+    task["tools"] = [{k: t.get(k) for k in ("name", "description", "input_schema")}
+                     for t in agent.get("tools") or []]
+    return task
+
+
+class Dispatcher:
+    def __init__(self, evals: Evaluations) -> None:
+        self.evals = evals
+        self.engine = evals.engine
+        self._coding_sha: str | None = None
+
+    @property
+    def proxy_base(self) -> str:
+        return self.engine.config.api_url + "/api/v1/runs"
+
+    async def start(self, active: ActiveRun, token: str) -> None:
+        if active.agent["kind"] == "http":
+            await self.evals.mark_running(active.run_id)
+            self.evals.spawn(self._call_http(active, token))
+        else:
+            dag_id = await self._submit_job(active, token)
+            await self.evals.mark_running(active.run_id)
+            self.evals.spawn(self._watch_job(active.run_id, dag_id))
+
+    def resume(self, active: ActiveRun) -> None:
+        """After a master restart: a job agent is still a job; an HTTP call is lost."""
+        if active.agent["kind"] == "http":
+            self.evals.spawn(self.evals.settle(
+                active.run_id, "failed", "internal_error",
+                "the master restarted while waiting for the agent endpoint; re-run the task"))
+            return
+        self.evals.spawn(self._resume_job(active.run_id))
+
+    async def _resume_job(self, run_id: str) -> None:
+        dags, _ = await self.engine.read(
+            lambda tx: tx.list_dags(agent_run_id=run_id, limit=1, newest_first=True))
+        if not dags:
+            await self.evals.settle(run_id, "failed", "internal_error",
+                                    "the agent's job was never submitted")
+            return
+        await self._watch_job(run_id, dags[0]["id"])
+
+    # -- job agents ---------------------------------------------------------------------------
+    async def _submit_job(self, active: ActiveRun, token: str) -> int:
+        agent, seed = active.agent, active.task
+        env = {"TITAN_EVAL_RUN": active.run_id,
+               "TITAN_EVAL_TASK": json.dumps(agent_task(seed, agent)),
+               "TITAN_TOOL_PROXY": self.proxy_base}
+        # The job's own token (TITAN_TOKEN) is accepted by the proxy for its run, so the
+        # run's token never has to be written into the job's stored environment.
+        job: Row = {"job_id": "agent", "retries": 0, "timeout": agent["timeout_s"],
+                    "requirement": agent.get("requirement") or "GENERAL"}
+        if seed.get("kind") == "coding":
+            sha = await self._coding_job_blob()
+            env["TITAN_EVAL_AGENT"] = json.dumps({
+                "script_sha256": agent["script_sha256"], "filename": agent.get("script"),
+                "args": agent.get("args") or [], "timeout_s": agent["timeout_s"]})
+            job.update(filename="titan_coding_job.py", script_sha256=sha,
+                       timeout=agent["timeout_s"] + 600)  # grading gets time of its own
+        else:
+            job.update(filename=Path(agent.get("script") or "agent.py").name,
+                       script_sha256=agent["script_sha256"], args=agent.get("args") or [])
+        job["env"] = env
+        # Stage AGENT, job agent: the agent's actor path is AGENT/agent (sub-agents below it).
+        name = f"{active.run_id}_{AGENT_STAGE}"
+        _, specs = validate_dag(name, [job], max_jobs=1)
+        return await self.engine.submit_dag(name, specs, active.run_id, agent["name"])
+
+    async def _coding_job_blob(self) -> str:
+        """The coding job script in the blob store, stored once per master."""
+        if self._coding_sha is None:
+            loop = asyncio.get_running_loop()
+            sha = await loop.run_in_executor(None, write_bytes, self.evals.blobs,
+                                             CODING_JOB.read_bytes())
+            size = self.evals.blobs.path(sha).stat().st_size
+            await self.engine.run(lambda tx: tx.add_blob(sha, size, time.time()))
+            self.engine.known_blobs.add(sha)
+            self._coding_sha = sha
+        return self._coding_sha
+
+    async def _watch_job(self, run_id: str, dag_id: int) -> None:
+        hub = self.engine.hub
+        while True:
+            waiter = hub.waiter(("dag", dag_id))
+            try:
+                jobs = await self.engine.read(lambda tx: tx.jobs_of_dags([dag_id]))
+                job = jobs[0] if jobs else None
+                if job is None or job["state"] in ("COMPLETED", "FAILED", "CANCELLED",
+                                                   "SKIPPED", "TIMED_OUT"):
+                    break
+                await waiter
+            finally:
+                hub.discard(("dag", dag_id), waiter)
+        await self._job_ended(run_id, job)
+
+    async def _job_ended(self, run_id: str, job: Row | None) -> None:
+        row = await self.engine.read(lambda tx: tx.get_eval_run(run_id))
+        if row is None or row["status"] in EVAL_TERMINAL:
+            return
+        coding = (row.get("coding") or {}) if row else {}
+        if job is None:
+            await self.evals.settle(run_id, "failed", "internal_error", "the agent's job vanished")
+            return
+        state, code = job["state"], job.get("exit_code")
+        if state == "CANCELLED":
+            await self.evals.settle(run_id, "cancelled", None, "the agent's job was cancelled")
+        elif state == "TIMED_OUT":
+            await self.evals.settle(run_id, "failed", "agent_timeout",
+                                    f"the agent did not finish within {job.get('timeout')} s")
+        elif state in ("FAILED", "SKIPPED"):
+            tail = await self._log_tail(job)
+            await self.evals.settle(run_id, "failed", "agent_5xx",
+                                    f"the agent crashed (exit code {code}): {tail}".strip())
+        elif row.get("final_response") is None and not coding:
+            await self.evals.settle(
+                run_id, "failed", "agent_bad_response",
+                "the agent finished without a final response (call titan.evals.respond())")
+        else:
+            await self.evals.settle(run_id, "completed")
+
+    async def _log_tail(self, job: Row) -> str:
+        if job.get("error"):
+            return str(job["error"])[-500:]
+        lines = await self.engine.read(lambda tx: tx.log_lines(job["id"], job["attempt"] or 1))
+        # The last line the agent wrote to stderr is usually the exception that ended it.
+        text = [ln for ln in lines[-200:] if ln["line"].strip()]
+        errors = [ln["line"] for ln in text if ln["stream"] == "stderr"] or [
+            ln["line"] for ln in text]
+        return errors[-1][-500:] if errors else ""
+
+    # -- http agents --------------------------------------------------------------------------
+    async def _call_http(self, active: ActiveRun, token: str) -> None:
+        agent = active.agent
+        body = {
+            "run_id": active.run_id, "evaluation": active.row["evaluation_id"],
+            "task": agent_task(active.task, agent),
+            "user_instruction": active.task["user_instruction"],
+            "proxy": {"url": f"{self.proxy_base}/{active.run_id}/tools", "token": token,
+                      "events_url": f"{self.proxy_base}/{active.run_id}/eval/events"},
+        }
+        status: int | None = None
+        reply: Any = None
+        raw = ""
+        exc: BaseException | None = None
+        try:
+            async with self.evals.egress.client(agent["timeout_s"]) as client:
+                response = await client.post(agent["url"], json=body,
+                                             headers=agent.get("headers") or {})
+            status, raw = response.status_code, response.text[:RAW_LIMIT]
+            try:
+                reply = response.json()
+            except ValueError:
+                reply = None
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            exc = e
+        error_class, detail = classify_http(status, exc, reply if reply is not None else raw)
+        if error_class is not None:
+            # An error page is not kept: it says nothing about the agent's answer and may
+            # say what the master can reach that its readers cannot (docs/security.md).
+            kept = raw if status is not None and 200 <= status < 300 else None
+            await self.evals.settle(active.run_id, "failed", error_class, detail,
+                                    {"raw_response": kept or None})
+            return
+        assert isinstance(reply, dict)
+        await self.evals.proxy.accept_response(active.run_id, reply, raw)
+        await self.evals.settle(active.run_id, "completed")

@@ -1,0 +1,86 @@
+"""Scoring a settled evaluation run with the judge, off the event loop.
+
+The judge (:mod:`titan.evals.judge`) sees the task, the trajectory — the proxied tool calls in
+order, or a coding run's commands and diff — and the final response. Its cost is kept apart
+from the agent's and the simulator's, and added to the run's total on every view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from titan.storage.base import Row, Transaction
+
+if TYPE_CHECKING:
+    from titan.master.evaluations.service import Evaluations
+
+DIFF_FOR_JUDGE = 6_000
+
+
+def _outputs(action: Row) -> Any:
+    text = action.get("outputs")
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def trajectory(tx: Transaction, run_id: str) -> list[Row]:
+    """The run's proxied tool calls in order, in the shape the judge and pages share."""
+    from titan.storage.base import ActionQuery
+
+    calls = {c["seq"]: c for c in tx.eval_calls(run_id)}
+    out = []
+    for a in tx.list_actions(run_id, ActionQuery(channel="tool"), 5000, 0)[0]:
+        call = calls.get(a["seq"])
+        if call is None:
+            continue
+        try:
+            arguments = json.loads(a["inputs"])
+        except ValueError:
+            arguments = a["inputs"]
+        out.append({"seq": a["seq"], "actor": a["actor"], "tool": a["name"],
+                    "arguments": arguments, "response": _outputs(a), "source": call["source"],
+                    "error": a.get("error_message"), "latency_ms": call["latency_ms"],
+                    "ops": call["ops"], "violations": call["violations"],
+                    "state": call["state"], "at": a["started_at"]})
+    return out
+
+
+async def judge_run(evals: Evaluations, run_id: str) -> None:
+    from titan.evals.judge import judge
+
+    def read(tx: Transaction) -> tuple[Row, Row, list[Row]] | None:
+        row = tx.get_eval_run(run_id)
+        task = tx.get_task(row["evaluation_id"], row["task_id"]) if row else None
+        if row is None or task is None:
+            return None
+        return row, task["seed"], trajectory(tx, run_id)
+
+    found = await evals.engine.read(read)
+    if found is None:
+        return
+    row, seed, calls = found
+    if not row["agent"].get("judge", True):
+        return
+    final = row.get("final_response")
+    coding = row.get("coding") or {}
+    if coding and row["status"] == "completed":
+        # A coding run's trajectory is its commands; its outcome is the diff.
+        calls = calls + [{"seq": i + 1, "tool": "shell", "arguments": {"command": s.get(
+            "command") or s.get("path")}, "response": s.get("output"), "source": "workspace",
+            "error": None} for i, s in enumerate(coding.get("trajectory") or [])]
+        diff = (coding.get("diff") or "")[:DIFF_FOR_JUDGE]
+        final = f"{final or '(no message)'}\n\nFinal diff:\n{diff or '(no changes)'}"
+    model = row["agent"].get("judge_model") or evals.judge_model
+    loop = asyncio.get_running_loop()
+    verdict = await loop.run_in_executor(None, lambda: judge(seed, {
+        "final_response": final, "messages": row.get("messages"), "tool_calls": calls,
+        "error_class": row.get("error_class"), "status": row["status"]}, model=model))
+    fields = {"judge": verdict.to_dict(), "judge_cost_usd": float(verdict.cost_usd or 0.0)}
+    await evals.engine.run(lambda tx: tx.update_eval_run(run_id, fields))
+    evals.publish(row | fields)

@@ -1,0 +1,320 @@
+"""The tool proxy: every tool call of an agent under test, answered by exactly one source.
+
+``POST /api/v1/runs/{run}/tools/{name}`` with the run's token (or the agent job's own token).
+Per call, in order: a matching failure rule answers (``injected``); a passthrough tool is
+forwarded to its real endpoint (``passthrough``, or ``transport_error`` when that hop fails);
+otherwise the simulator plays the tool against the run's world (``simulated``, or ``error``
+when it could not produce a valid answer). The call is recorded as an action of the run
+(channel ``tool``, tag ``source``), and what it did to the world — the ledger operations, the
+refused ones, the state after — beside it. Calls of one run are serialised: the world is one
+sequence of states.
+
+The same family of routes takes the agent's answer (``eval/response``), live trace events
+(``eval/events``) and a coding run's grading (``eval/coding``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from titan.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from titan.evals.failures import match_failure_rule
+from titan.master.auth.tokens import OPERATE, Principal, token_hash
+from titan.master.evaluations.service import ADMIN, ActiveRun, dumps_short
+from titan.storage.base import Row
+
+if TYPE_CHECKING:
+    from titan.master.evaluations.service import Evaluations
+
+PASSTHROUGH_TIMEOUT_S = 30.0
+HISTORY = 12  # earlier calls the simulator sees (the world state carries the rest)
+# Checks a bearer that is not the run's own (a user's token): its principal, or Unauthorized.
+UserCheck = Callable[[str], Awaitable[Principal]]
+EVENT_KINDS = ("assistant_message", "thinking", "system_prompt", "handoff", "custom")
+
+
+def _schema_problem(schema: Any, value: Any) -> str | None:
+    if not schema:
+        return None
+    import jsonschema
+
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(the arguments)"
+        return f"{where}: {exc.message}"
+    except jsonschema.SchemaError as exc:
+        return f"the tool's input_schema is not valid JSON Schema: {exc.message}"
+    return None
+
+
+class ToolProxy:
+    def __init__(self, evals: Evaluations) -> None:
+        self.evals = evals
+        self.engine = evals.engine
+
+    # -- who may call -------------------------------------------------------------------------
+    async def caller(self, run_id: str, authorization: str | None,
+                     user: UserCheck | None = None) -> ActiveRun:
+        """The run being called for, if the bearer may act for it: the run's proxy token,
+        the agent job's own token, or an operator's. 401 for any other bearer — before
+        saying whether the run exists — then 404 (no such run) or 409 (it ended)."""
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        active, row = await self._run(run_id)
+        if row is not None and self._holds_run_token(token, row, run_id):
+            return self._open(active, row)
+        who = await self._user_of(token, user)
+        if who is None or who.role not in OPERATE:
+            if active is not None:  # the agent holds the wrong token: part of why it fails
+                self._refuse(active, "bad_token", "a proxy request without the run's token")
+            raise Unauthorized(f"this token may not call tools for run {run_id}: use the "
+                               "run's proxy token (proxy.token, or the agent job's own token)")
+        if row is None:
+            raise NotFound(f"no evaluation run {run_id!r}")
+        return self._open(active, row)
+
+    async def may_call(self, run_id: str, token: str, user: UserCheck) -> bool:
+        """Whether this bearer may act for the run, with no side effect: the body guard's
+        check (api/limits.py), made before a request's body is read."""
+        _, row = await self._run(run_id)
+        if row is not None and self._holds_run_token(token, row, run_id):
+            return True
+        who = await self._user_of(token, user)
+        return who is not None and who.role in OPERATE
+
+    async def _run(self, run_id: str) -> tuple[ActiveRun | None, Row | None]:
+        active = self.evals.active.get(run_id)
+        row = active.row if active is not None else await self.engine.read(
+            lambda tx: tx.get_eval_run(run_id))
+        return active, row
+
+    def _holds_run_token(self, token: str, row: Row, run_id: str) -> bool:
+        return bool(token) and (hmac.compare_digest(token_hash(token), row["token_hash"])
+                                or self._job_of_run(token, run_id))
+
+    @staticmethod
+    async def _user_of(token: str, user: UserCheck | None) -> Principal | None:
+        if user is None or not token:
+            return None
+        try:
+            return await user(token)
+        except Unauthorized:
+            return None
+
+    @staticmethod
+    def _open(active: ActiveRun | None, row: Row) -> ActiveRun:
+        if active is None:
+            raise Conflict(f"evaluation run {row['id']} already ended {row['status']}",
+                           code="run_ended")
+        return active
+
+    def _job_of_run(self, token: str, run_id: str) -> bool:
+        if not token.startswith("tj.") or self.engine.job_tokens is None:
+            return False
+        who = self.engine.job_tokens.verify(token)
+        job = self.engine.sched.jobs.get(who.job or -1) if who else None
+        dag = self.engine.sched.dags.get(job.dag_id) if job else None
+        return dag is not None and dag.agent_run_id == run_id
+
+    def _refuse(self, active: ActiveRun, kind: str, message: str) -> None:
+        active.refusals.append({"kind": kind, "message": message, "at": time.time()})
+        warnings = list(active.row.get("soft_warnings") or []) + [message]
+        active.row["soft_warnings"] = warnings[-50:]
+        active.row["proxy_refusals"] = int(active.row.get("proxy_refusals") or 0) + 1
+        fields = {"soft_warnings": active.row["soft_warnings"],
+                  "proxy_refusals": active.row["proxy_refusals"]}
+        self.evals.spawn(self.engine.run(
+            lambda tx: tx.update_eval_run(active.run_id, fields)))
+
+    # -- a tool call --------------------------------------------------------------------------
+    async def call(self, run_id: str, tool_name: str, body: Any, authorization: str | None,
+                   actor: str | None, user: UserCheck | None = None) -> Row:
+        active = await self.caller(run_id, authorization, user)
+        tools = {t["name"]: t for t in active.agent.get("tools") or []}
+        tool = tools.get(tool_name)
+        if tool is None:
+            message = (f"tool {tool_name!r} is not declared by agent {active.agent['name']!r} "
+                       f"(declared: {', '.join(sorted(tools)) or 'none'})")
+            self._refuse(active, "unknown_tool", message)
+            raise NotFound(message, code="unknown_tool")
+        if body is None:
+            body = {}
+        if not isinstance(body, dict) or not isinstance(body.get("arguments", {}), dict):
+            raise ValidationFailed('the body must be {"arguments": {...}}')
+        arguments = body.get("arguments") or {}
+        problem = _schema_problem(tool.get("input_schema"), arguments)
+        if problem is not None:
+            message = f"{tool_name}: the arguments break the tool's input_schema: {problem}"
+            self._refuse(active, "bad_arguments", message)
+            raise ValidationFailed(message, code="contract_error")
+        actor = (actor or body.get("actor") or "agent")[:500]
+        async with active.lock:
+            return await self._answer(active, tool, arguments, actor)
+
+    async def _answer(self, active: ActiveRun, tool: Row, arguments: Row, actor: str) -> Row:
+        name = tool["name"]
+        number = active.calls.get(name, 0) + 1
+        active.calls[name] = number
+        rules = active.rules
+        started, t0 = time.time(), time.perf_counter()
+        ops: list[Row] = []
+        violations: list[Row] = []
+        error: str | None = None
+        failed = False
+        sim_cost = 0.0
+        hit = match_failure_rule(rules, name, arguments, number, active.fired)
+        if hit is not None:
+            active.fired[hit] = active.fired.get(hit, 0) + 1
+            source, response = "injected", rules[hit].payload
+            failed = rules[hit].error
+            if failed:
+                error = f"injected failure (failure rule {hit + 1})"
+        elif tool["mode"] == "passthrough":
+            source, response, error = await self._forward(tool, arguments)
+            failed = error is not None
+        else:
+            source, response, error, ops, violations, sim_cost = await self._simulate(
+                active, tool, arguments)
+            failed = error is not None
+        latency_ms = (time.perf_counter() - t0) * 1000
+        state = active.ledger.snapshot()
+        action: Row = {
+            "id": uuid.uuid4().hex, "actor": actor, "channel": "tool", "name": name,
+            "inputs": arguments, "outputs": response, "outcome": "error" if failed else "success",
+            "started_at": started, "duration_ns": int(latency_ms * 1e6),
+            "tags": {"source": source, "evaluation": active.row["evaluation_id"]},
+        }
+        if error:
+            action["error"] = {"type": source, "message": error}
+        got = await self.evals.runs.ingest(active.run_id, {"actions": [action]}, ADMIN)
+        seq = int(got["first_seq"] or 0)
+        row = active.row
+        by_source = dict(row.get("by_source") or {})
+        by_source[source] = by_source.get(source, 0) + 1
+        row.update(tool_calls=int(row.get("tool_calls") or 0) + 1, by_source=by_source,
+                   violations=int(row.get("violations") or 0) + len(violations), world=state,
+                   simulator_cost_usd=float(row.get("simulator_cost_usd") or 0) + sim_cost)
+        fields = {k: row[k] for k in ("tool_calls", "by_source", "violations", "world",
+                                      "simulator_cost_usd")}
+        call = {"run_id": active.run_id, "seq": seq, "source": source, "ops": ops,
+                "violations": violations, "state": state, "latency_ms": latency_ms}
+
+        def op(tx: Any) -> None:
+            tx.insert_eval_call(call)
+            tx.update_eval_run(active.run_id, fields)
+
+        await self.engine.run(op)
+        active.last_source = source
+        active.history.append({"tool": name, "arguments": arguments, "response": response,
+                               "source": source})
+        del active.history[:-HISTORY]
+        self.evals.publish(row)
+        return {"seq": seq, "source": source, "result": response, "error": error,
+                "latency_ms": round(latency_ms, 3)}
+
+    async def _forward(self, tool: Row, arguments: Row) -> tuple[str, Any, str | None]:
+        try:
+            async with self.evals.egress.client(PASSTHROUGH_TIMEOUT_S) as client:
+                response = await client.post(tool["endpoint"], json=arguments)
+        except httpx.HTTPError as exc:
+            return "transport_error", None, f"{type(exc).__name__}: {exc}"
+        if response.status_code >= 400:
+            # The status only: an error page may tell readers of the run what the master can
+            # reach that they cannot.
+            return ("transport_error", None,
+                    f"the tool endpoint answered HTTP {response.status_code}")
+        try:
+            return "passthrough", response.json(), None
+        except ValueError:
+            return "passthrough", response.text[:100_000], None
+
+    async def _simulate(self, active: ActiveRun, tool: Row, arguments: Row
+                        ) -> tuple[str, Any, str | None, list[Row], list[Row], float]:
+        from titan.evals.simulator import simulate
+
+        model = active.agent.get("simulator_model") or self.evals.simulator_model
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, lambda: simulate(
+            tool, arguments, active.ledger.snapshot(), active.task.get("behavior_instructions"),
+            list(active.history), model=model))
+        cost = float(result.cost_usd or 0.0)
+        if result.error:
+            return "error", None, result.error, [], [], cost
+        applied, violations = active.ledger.apply(result.ops)
+        return "simulated", result.response, None, applied, violations, cost
+
+    # -- the agent's answer, its live events, a coding run's grading --------------------------
+    async def accept_response(self, run_id: str, reply: Row, raw: str | None = None) -> Row:
+        """Record the agent's final response (kept: a later answer replaces it)."""
+        if not isinstance(reply, dict):
+            raise ValidationFailed('the body must be {"final_response": "...", "messages": [...]}')
+        final = reply.get("final_response")
+        if not isinstance(final, str):
+            raise ValidationFailed("final_response must be a string", details={
+                "field": "final_response"})
+        warnings = []
+        messages = reply.get("messages")
+        if messages is not None and not isinstance(messages, list):
+            warnings.append("messages is not a list: ignored")
+            messages = None
+        known = {"final_response", "messages", "metadata"}
+        extra = sorted(set(reply) - known)
+        if extra:
+            warnings.append(f"unknown fields in the response ignored: {', '.join(extra)}")
+        fields = {"final_response": final[:200_000], "messages": messages,
+                  "raw_response": raw if raw is not None else dumps_short(reply)}
+        active = self.evals.active.get(run_id)
+        if active is not None:
+            fields["soft_warnings"] = list(active.row.get("soft_warnings") or []) + warnings
+            active.row.update(fields)
+        await self.engine.run(lambda tx: tx.update_eval_run(run_id, fields))
+        return {"accepted": True, "soft_warnings": warnings}
+
+    async def respond(self, run_id: str, body: Any, authorization: str | None,
+                      user: UserCheck | None = None) -> Row:
+        await self.caller(run_id, authorization, user)
+        return await self.accept_response(run_id, body)
+
+    async def events(self, run_id: str, body: Any, authorization: str | None,
+                     actor: str | None, user: UserCheck | None = None) -> Row:
+        """Live trace events: ``{"events": [{"kind", "data", "occurred_at"?}]}``."""
+        active = await self.caller(run_id, authorization, user)
+        items = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items or len(items) > 1000:
+            raise ValidationFailed('the body must be {"events": [{"kind", "data"}, ...]} '
+                                   "(1 to 1000 events)")
+        actions = []
+        for i, ev in enumerate(items):
+            if not isinstance(ev, dict) or ev.get("kind") not in EVENT_KINDS:
+                raise ValidationFailed(f"events[{i}].kind must be one of "
+                                       f"{', '.join(EVENT_KINDS)}", details={"index": i})
+            at = ev.get("occurred_at")
+            at = float(at) if isinstance(at, int | float) and not isinstance(at, bool) \
+                else time.time()
+            actions.append({"id": uuid.uuid4().hex, "actor": str(ev.get("actor") or actor
+                                                                 or "agent")[:500],
+                            "channel": "custom", "name": ev["kind"],
+                            "inputs": ev.get("data"), "outputs": None, "outcome": "success",
+                            "started_at": at, "duration_ns": 0, "tags": {"event": True}})
+        return await self.evals.runs.ingest(active.run_id, {"actions": actions}, ADMIN)
+
+    async def coding(self, run_id: str, body: Any, authorization: str | None,
+                     user: UserCheck | None = None) -> Row:
+        await self.caller(run_id, authorization, user)
+        if not isinstance(body, dict):
+            raise ValidationFailed("the body must be a JSON object")
+        keys = ("diff", "changed_paths", "scorers", "overall", "trajectory", "agent_exit_code",
+                "agent_output_tail", "eval_error")
+        coding = {k: body.get(k) for k in keys}
+        if len(json.dumps(coding, default=str)) > 5_000_000:
+            raise ValidationFailed("a coding result is at most 5 MB")
+        await self.engine.run(lambda tx: tx.update_eval_run(run_id, {"coding": coding}))
+        return {"accepted": True}

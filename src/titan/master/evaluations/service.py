@@ -1,0 +1,357 @@
+"""Evaluations on the master: evaluations and their tasks, dispatching a task, settling a run.
+
+A dispatch makes an agent run (the evaluation run's id is the agent run's id, so the agent's
+LLM calls and its proxied tool calls are that run's actions) and starts the agent under test:
+a Titan job, or a POST to a registered endpoint (:mod:`titan.master.evaluations.dispatch`). While it
+works, its tool calls come through the proxy (:mod:`titan.master.evaluations.proxy`), which keeps the
+run's world ledger. When the agent is done the run is settled here: its status and, for a
+failure, the ``error_class`` derived from what happened; then the judge scores it in the
+background, and a transient transport failure is dispatched once more automatically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from titan.errors import Conflict, NotFound, ValidationFailed
+from titan.evals.agent_config import parse_agent
+from titan.evals.failures import RETRYABLE, match_failure_rule
+from titan.evals.ledger import Ledger
+from titan.evals.tasks import FailureRule, parse_tasks
+from titan.master.auth.tokens import Principal, token_hash
+from titan.master.egress import EgressPolicy
+from titan.status import EVAL_TERMINAL
+from titan.storage.base import Row, Transaction
+
+if TYPE_CHECKING:
+    from titan.master.runs.service import RunService
+    from titan.master.scheduling.engine import Engine
+    from titan.storage.blobs import BlobStore
+
+log = logging.getLogger("titan.master.evaluations.service")
+ADMIN = Principal(role="admin", name="evaluations")
+_ID = r"^[A-Za-z0-9._\-]{1,100}$"
+
+
+@dataclass
+class ActiveRun:
+    """What the proxy needs at hand while a run is in flight (rebuilt at master start)."""
+
+    row: Row
+    task: Row
+    agent: Row
+    ledger: Ledger
+    calls: dict[str, int] = field(default_factory=dict)  # tool → calls so far
+    fired: dict[int, int] = field(default_factory=dict)  # failure rule index → times fired
+    history: list[Row] = field(default_factory=list)
+    refusals: list[Row] = field(default_factory=list)  # proxy requests refused, and why
+    last_source: str | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    rules: list[FailureRule] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rules = [FailureRule.from_dict(r) for r in self.task.get("failure_rules") or []]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.row["id"])
+
+    def recall(self, calls: list[Row]) -> None:
+        """After a master restart: the world, the per-tool call counts and the rules fired,
+        from the calls recorded so far (rule matching is deterministic, so replaying it over
+        the injected calls finds the same rules)."""
+        if calls:
+            self.ledger = Ledger.from_snapshot(calls[-1]["state"])
+        for call in calls:
+            tool = call["tool"]
+            self.calls[tool] = self.calls.get(tool, 0) + 1
+            if call["source"] == "injected":
+                hit = match_failure_rule(self.rules, tool, call["arguments"], self.calls[tool],
+                                         self.fired)
+                if hit is not None:
+                    self.fired[hit] = self.fired.get(hit, 0) + 1
+            self.last_source = call["source"]
+
+
+def check_id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not re.match(_ID, value):
+        raise ValidationFailed(f"{what} must be 1-100 letters, digits, '.', '_' or '-', "
+                               f"got {value!r}", details={"field": what})
+    return value
+
+
+class Evaluations:
+    def __init__(self, engine: Engine, blobs: BlobStore, runs: RunService,
+                 egress: EgressPolicy | None = None) -> None:
+        from titan.master.evaluations.dispatch import Dispatcher
+        from titan.master.evaluations.proxy import ToolProxy
+
+        self.engine = engine
+        self.blobs = blobs
+        self.runs = runs
+        self.active: dict[str, ActiveRun] = {}
+        # Which models play the tools and judge when an evaluation does not say: the LLM
+        # layer's default (the local model) unless these are set.
+        self.simulator_model = os.environ.get("TITAN_EVAL_SIMULATOR_MODEL") or None
+        self.judge_model = os.environ.get("TITAN_EVAL_JUDGE_MODEL") or None
+        # Where the agent endpoint and passthrough tool calls may go (master/egress.py).
+        self.egress = egress if egress is not None else EgressPolicy.from_env()
+        self.proxy = ToolProxy(self)
+        self.dispatcher = Dispatcher(self)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        """Run background work (waiting for an agent, judging) that outlives the request."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def load(self) -> None:
+        """Pick up the runs a previous master left in flight."""
+        from titan.master.evaluations.judging import trajectory
+
+        rows = await self.engine.read(lambda tx: [
+            (r, tx.get_task(r["evaluation_id"], r["task_id"]), trajectory(tx, r["id"]))
+            for r in tx.unfinished_eval_runs()])
+        for row, task, calls in rows:
+            if task is None:
+                continue
+            self._activate(row, task["seed"]).recall(calls)
+            self.dispatcher.resume(self.active[row["id"]])
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- evaluations and tasks ----------------------------------------------------------------
+    def _check_egress(self, agent: Row) -> None:
+        """Refuse at registration a URL whose host is an address the policy forbids (names
+        are resolved and checked at every call)."""
+        targets = [("agent.url", agent.get("url"))] + [
+            (f"agent.tools[{i}].endpoint", t.get("endpoint"))
+            for i, t in enumerate(agent.get("tools") or [])]
+        for where, url in targets:
+            why = self.egress.check_url(url) if url else None
+            if why is not None:
+                raise ValidationFailed(f"{where}: the egress policy refuses it: {why}",
+                                       details={"field": where})
+
+    async def put_evaluation(self, evaluation_id: str, body: Any) -> Row:
+        check_id(evaluation_id, "evaluation")
+        if not isinstance(body, dict):
+            raise ValidationFailed("the body must be a JSON object {agent, description, tasks}")
+        unknown = set(body) - {"agent", "description", "tasks"}
+        if unknown:
+            raise ValidationFailed(f"unknown field {sorted(unknown)[0]!r} (known: agent, "
+                                   "description, tasks)")
+        agent = parse_agent(body.get("agent"))
+        self._check_egress(agent)
+        tasks = parse_tasks(body["tasks"], "tasks") if body.get("tasks") is not None else []
+        description = body.get("description")
+        if description is not None and not isinstance(description, str):
+            raise ValidationFailed("description must be a string")
+        now = time.time()
+
+        def op(tx: Transaction) -> Row:
+            existing = tx.get_evaluation(evaluation_id)
+            tx.put_evaluation({"id": evaluation_id, "description": description, "agent": agent,
+                               "created_at": existing["created_at"] if existing else now,
+                               "updated_at": now})
+            added = tx.put_tasks(evaluation_id, [{"id": t.id, "seed": t.to_dict()}
+                                                 for t in tasks], now)
+            found = tx.get_evaluation(evaluation_id)
+            assert found is not None
+            return found | {"tasks_added": added, "created": existing is None}
+
+        return await self.engine.run(op)
+
+    async def add_tasks(self, evaluation_id: str, body: Any) -> Row:
+        raw = body.get("tasks") if isinstance(body, dict) else body
+        if raw is None:
+            raise ValidationFailed('the body must be {"tasks": [...]} or a list of tasks')
+        source = body.get("source", "tasks") if isinstance(body, dict) else "tasks"
+        tasks = parse_tasks(raw, str(source))
+        now = time.time()
+
+        def op(tx: Transaction) -> Row:
+            if tx.get_evaluation(evaluation_id) is None:
+                raise NotFound(f"no evaluation {evaluation_id!r}")
+            added = tx.put_tasks(evaluation_id, [{"id": t.id, "seed": t.to_dict()}
+                                                 for t in tasks], now)
+            return {"added": added, "updated": len(tasks) - added,
+                    "tasks": [t.id for t in tasks]}
+
+        return await self.engine.run(op)
+
+    # -- dispatch -----------------------------------------------------------------------------
+    async def dispatch(self, evaluation_id: str, task_ids: list[str] | None, *,
+                       source_run: str | None = None,
+                       redispatch_of: str | None = None) -> list[Row]:
+        """Start one run per task (every task when ``task_ids`` is None)."""
+
+        def read(tx: Transaction) -> tuple[Row, list[Row]]:
+            evaluation = tx.get_evaluation(evaluation_id)
+            if evaluation is None:
+                raise NotFound(f"no evaluation {evaluation_id!r}")
+            if task_ids is None:
+                return evaluation, tx.list_tasks(evaluation_id)
+            found = []
+            for tid in task_ids:
+                task = tx.get_task(evaluation_id, tid)
+                if task is None:
+                    raise NotFound(f"evaluation {evaluation_id!r} has no task {tid!r}")
+                found.append(task)
+            return evaluation, found
+
+        evaluation, tasks = await self.engine.read(read)
+        if not tasks:
+            raise Conflict(f"evaluation {evaluation_id!r} has no tasks to run; add some first "
+                           f"(POST /api/v1/evaluations/{evaluation_id}/tasks)")
+        started = []
+        for task in tasks:
+            started.append(await self._start(evaluation, task, source_run, redispatch_of))
+        return started
+
+    async def _start(self, evaluation: Row, task: Row, source_run: str | None,
+                     redispatch_of: str | None) -> Row:
+        agent = evaluation["agent"]
+        seed = task["seed"]
+        run_id = f"{evaluation['id']}.{task['id']}.{secrets.token_hex(4)}"
+        token = "tr_" + secrets.token_urlsafe(24)
+        now = time.time()
+        await self.runs.create_run({
+            "id": run_id, "agent_id": agent["name"], "agent_version": agent.get("version"),
+            "tags": {"evaluation": evaluation["id"], "task": task["id"]}}, ADMIN)
+        row: Row = {
+            "id": run_id, "evaluation_id": evaluation["id"], "task_id": task["id"],
+            "status": "pending", "agent": agent, "tool_calls": 0, "by_source": {},
+            "violations": 0, "proxy_refusals": 0, "world": Ledger(seed.get("initial_state")
+                                                                  or {}).snapshot(),
+            "source_run": source_run, "redispatch_of": redispatch_of,
+            "token_hash": token_hash(token), "created_at": now, "soft_warnings": [],
+        }
+        await self.engine.run(lambda tx: tx.insert_eval_run(row))
+        active = self._activate(row, seed)
+        self.publish(active.row)
+        try:
+            await self.dispatcher.start(active, token)
+        except Exception as exc:  # a bug or a refusal of the job: the run must still end
+            log.exception("dispatching %s failed", run_id)
+            await self.settle(run_id, "failed", "internal_error",
+                              f"Titan could not dispatch the agent: {exc}")
+        return self.summary(active.row)
+
+    def _activate(self, row: Row, seed: Row) -> ActiveRun:
+        active = ActiveRun(row=row, task=seed, agent=row["agent"],
+                           ledger=Ledger.from_snapshot(row["world"]) if row.get("world")
+                           else Ledger(seed.get("initial_state") or {}))
+        self.active[row["id"]] = active
+        return active
+
+    async def mark_running(self, run_id: str) -> None:
+        now = time.time()
+        await self.engine.run(lambda tx: tx.update_eval_run(
+            run_id, {"status": "running", "started_at": now}))
+        active = self.active.get(run_id)
+        if active is not None:
+            active.row.update(status="running", started_at=now)
+            self.publish(active.row)
+
+    # -- settling -----------------------------------------------------------------------------
+    async def settle(self, run_id: str, status: str, error_class: str | None = None,
+                     detail: str | None = None, extra: Row | None = None) -> Row:
+        """End a run once: its status, error class, the agent run's end; then judge it and,
+        for a transient failure, dispatch it again."""
+        active = self.active.pop(run_id, None)
+        if status == "failed" and active is not None:
+            error_class = self._refine(active, error_class)
+        now = time.time()
+        fields: Row = {"status": status, "error_class": error_class if status == "failed"
+                       else None, "error_detail": detail, "ended_at": now, **(extra or {})}
+
+        def op(tx: Transaction) -> Row:
+            row = tx.get_eval_run(run_id)
+            if row is None:
+                raise NotFound(f"no evaluation run {run_id!r}")
+            if row["status"] in EVAL_TERMINAL:
+                return row
+            if row.get("started_at") is None:
+                fields["started_at"] = now
+            tx.update_eval_run(run_id, fields)
+            return row | fields
+
+        row = await self.engine.run(op)
+        try:
+            await self.runs.update_run(run_id, {"status": status if status != "pending"
+                                                else "failed", "error": detail}, ADMIN)
+        except (Conflict, NotFound):
+            pass  # the agent run already ended (an agent that ended it itself)
+        self.publish(row)
+        if row["status"] == status and fields.get("ended_at") == row.get("ended_at"):
+            self.spawn(self._after(row))
+        return row
+
+    def _refine(self, active: ActiveRun, error_class: str | None) -> str | None:
+        """A crash explained by what happened at the proxy is classed by that cause."""
+        if error_class not in ("agent_5xx", "agent_bad_response", None):
+            return error_class
+        kinds = {r["kind"] for r in active.refusals}
+        if "bad_arguments" in kinds:
+            return "contract_error"
+        if kinds & {"unknown_tool", "bad_token"}:
+            return "proxy_misconfigured"
+        if active.last_source == "transport_error":
+            return "transport_error"
+        return error_class
+
+    async def _after(self, row: Row) -> None:
+        from titan.master.evaluations.judging import judge_run
+
+        try:
+            await judge_run(self, row["id"])
+        except Exception:
+            log.exception("judging %s failed", row["id"])
+        if (row["status"] == "failed" and row.get("error_class") in RETRYABLE
+                and not row.get("redispatch_of")):
+            log.info("%s failed with %s: dispatching it once more", row["id"],
+                     row["error_class"])
+            await self.dispatch(row["evaluation_id"], [row["task_id"]],
+                                source_run=row.get("source_run"), redispatch_of=row["id"])
+
+    async def rerun(self, evaluation_id: str, task_id: str, run_id: str) -> Row:
+        def read(tx: Transaction) -> Row:
+            row = tx.get_eval_run(run_id)
+            if row is None or row["evaluation_id"] != evaluation_id or row["task_id"] != task_id:
+                raise NotFound(f"task {task_id!r} of evaluation {evaluation_id!r} has no run "
+                               f"{run_id!r}")
+            return row
+
+        await self.engine.read(read)
+        started = await self.dispatch(evaluation_id, [task_id], source_run=run_id)
+        return {"source_run_id": run_id, "run_id": started[0]["id"],
+                "status": started[0]["status"]}
+
+    # -- views --------------------------------------------------------------------------------
+    @staticmethod
+    def summary(row: Row) -> Row:
+        keys = ("id", "evaluation_id", "task_id", "status", "error_class", "error_detail",
+                "tool_calls", "by_source", "created_at", "started_at", "ended_at",
+                "source_run", "redispatch_of")
+        return {k: row.get(k) for k in keys}
+
+    def publish(self, row: Row) -> None:
+        if self.engine.hub.watched:
+            self.engine.hub.publish("eval_run_updated", self.summary(row))
+
+
+def dumps_short(value: Any, limit: int = 100_000) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:limit]

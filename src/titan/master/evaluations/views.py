@@ -1,0 +1,211 @@
+"""What the evaluation pages and their JSON twins show: the data explorer's rows and one
+run's Agent Trace (header, warning banner, judge card, seed, multi-agent card, timeline,
+coding panels, debug panel). Pure reads; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from titan.evals.agent_config import public_view
+from titan.evals.failures import ERROR_CLASSES, PALETTES
+from titan.evals.structure import reconstruct
+from titan.master.evaluations.dispatch import JOB_ROOT_ACTOR
+from titan.master.evaluations.judging import trajectory
+from titan.status import EVAL_ACTIVE
+from titan.storage.base import ActionQuery, Row, Transaction
+
+SOURCES = ("simulated", "injected", "passthrough", "error", "transport_error")
+PREVIEW = 400
+
+
+def chip(error_class: str | None) -> Row | None:
+    if not error_class:
+        return None
+    ec = ERROR_CLASSES.get(error_class)
+    if ec is None:
+        return {"error_class": error_class, "label": error_class, "palette": "danger",
+                "hint": "", "meaning": PALETTES["danger"]}
+    return {"error_class": ec.name, "label": ec.chip, "palette": ec.palette, "hint": ec.hint,
+            "meaning": PALETTES[ec.palette]}
+
+
+def row_verdict(run: Row) -> str:
+    """The explorer's verdict: a run not judged (yet, or not judgeable) shows PENDING."""
+    verdict = (run.get("judge") or {}).get("verdict")
+    return verdict if verdict in ("PASS", "FAIL") else "PENDING"
+
+
+def costs(run: Row, agent_run: Row | None) -> Row:
+    agent = float((agent_run or {}).get("cost_usd") or 0.0)
+    sim = float(run.get("simulator_cost_usd") or 0.0)
+    judge = float(run.get("judge_cost_usd") or 0.0)
+    return {"agent_usd": agent, "simulator_usd": sim, "judge_usd": judge,
+            "total_usd": round(agent + sim + judge, 10)}
+
+
+def latency_s(run: Row) -> float | None:
+    if run.get("started_at") is None:
+        return None
+    end = run.get("ended_at") or time.time()
+    return round(float(end) - float(run["started_at"]), 3)
+
+
+def run_row(run: Row, agent_run: Row | None) -> Row:
+    agent = run.get("agent") or {}
+    judge = run.get("judge") or {}
+    return {
+        "id": run["id"], "status": run["status"], "chip": chip(run.get("error_class")),
+        "error_class": run.get("error_class"), "error_detail": run.get("error_detail"),
+        "agent": {"name": agent.get("name"), "version": agent.get("version")},
+        "verdict": row_verdict(run), "judge_verdict": judge.get("verdict"),
+        # Settled but not scored yet: what a client waiting for verdicts waits on.
+        "judge_pending": (run["status"] == "completed" and not judge
+                          and bool(agent.get("judge", True))),
+        "failure_mode": judge.get("failure_mode"), "judge_model": judge.get("model"),
+        "tool_calls": run.get("tool_calls") or 0,
+        "by_source": {s: (run.get("by_source") or {}).get(s, 0) for s in SOURCES},
+        "violations": run.get("violations") or 0,
+        "latency_s": latency_s(run), "cost": costs(run, agent_run),
+        "created_at": run["created_at"], "started_at": run.get("started_at"),
+        "ended_at": run.get("ended_at"), "source_run": run.get("source_run"),
+        "redispatch_of": run.get("redispatch_of"),
+    }
+
+
+def explorer(tx: Transaction, evaluation: Row) -> Row:
+    """One row per task, showing its most recent run."""
+    tasks = tx.list_tasks(evaluation["id"])
+    runs: dict[str, list[Row]] = {}
+    for r in tx.eval_runs(evaluation["id"]):
+        runs.setdefault(r["task_id"], []).append(r)
+    rows = []
+    for task in tasks:
+        seed = task["seed"]
+        history = runs.get(task["id"], [])
+        latest = history[-1] if history else None
+        rows.append({
+            "task_id": task["id"], "kind": seed.get("kind") or "ledger",
+            "user_instruction": seed.get("user_instruction"),
+            "behavior_instructions": seed.get("behavior_instructions"),
+            "expected_outcome": seed.get("expected_outcome"), "run_count": len(history),
+            "run": run_row(latest, tx.get_run(latest["id"])) if latest else None,
+        })
+    return {"evaluation": {k: evaluation.get(k) for k in ("id", "description", "created_at",
+                                                          "updated_at")}
+            | {"agent": public_view(evaluation["agent"])}, "tasks": rows,
+            "summary": _summary(rows)}
+
+
+def _summary(rows: list[Row]) -> Row:
+    verdicts = [r["run"]["verdict"] for r in rows if r["run"]]
+    statuses = [r["run"]["status"] for r in rows if r["run"]]
+    return {"tasks": len(rows), "runs": sum(r["run_count"] for r in rows),
+            "pass": verdicts.count("PASS"), "fail": verdicts.count("FAIL"),
+            "pending": verdicts.count("PENDING"),
+            "in_flight": sum(s in EVAL_ACTIVE for s in statuses),
+            "cost_usd": round(sum(r["run"]["cost"]["total_usd"] for r in rows if r["run"]), 10)}
+
+
+def _json(text: Any) -> Any:
+    if text is None or not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _timeline(tx: Transaction, run_id: str, calls: dict[int, Row]) -> list[Row]:
+    """Agent turns (its LLM calls), proxied tool calls and live events, in order."""
+    items = []
+    for a in tx.list_actions(run_id, ActionQuery(), 5000, 0, preview=20_000)[0]:
+        base = {"seq": a["seq"], "actor": a["actor"], "at": a["started_at"],
+                "duration_ms": round(a["duration_ns"] / 1e6, 3)}
+        if a["channel"] == "llm":
+            inputs = _json(a["inputs"]) or {}
+            messages = inputs.get("messages") if isinstance(inputs, dict) else None
+            last = messages[-1].get("content") if messages and isinstance(messages[-1],
+                                                                             dict) else None
+            out = _json(a["outputs"])
+            items.append(base | {"type": "turn", "model": a.get("model"),
+                                 "prompt": str(last or "")[-PREVIEW:],
+                                 "reply": (out.get("text") if isinstance(out, dict) else out),
+                                 "tokens": {"input": a.get("input_tokens"),
+                                            "output": a.get("output_tokens")},
+                                 "cost_usd": a.get("cost_usd"), "outcome": a["outcome"]})
+        elif a["channel"] == "tool":
+            call = calls.get(a["seq"])
+            items.append(base | {
+                "type": "tool", "tool": a["name"],
+                "source": call["source"] if call else "agent",
+                "latency_ms": round(call["latency_ms"], 3) if call else base["duration_ms"],
+                "arguments": _json(a["inputs"]), "response": _json(a["outputs"]),
+                "error": a.get("error_message"), "ops": call["ops"] if call else None,
+                "violations": call["violations"] if call else None,
+                "state": call["state"] if call else None, "proxied": call is not None})
+        elif a["channel"] == "custom":
+            items.append(base | {"type": "event", "kind": a["name"],
+                                 "data": _json(a["inputs"])})
+    return items
+
+
+def _structure(calls: list[Row], timeline: list[Row], topology: Row | None,
+               root: str) -> Row | None:
+    """The multi-agent graph, with actor paths relative to the agent itself (``root``: a
+    job agent's own actor path), so node ids are the sub-agents' names the topology and
+    ``evals.handoff(to)`` use."""
+
+    def rel(actor: Any) -> str:
+        actor = str(actor or "")
+        if root and actor == root:
+            return ""
+        return str(actor[len(root) + 1:] if root and actor.startswith(root + "/") else actor)
+
+    handoffs = []
+    for ev in timeline:
+        if ev["type"] == "event" and ev["kind"] == "handoff" and isinstance(ev["data"], dict):
+            handoffs.append({"seq": ev["seq"], "from": rel(ev["data"].get("from") or ev["actor"]),
+                             "to": rel(ev["data"].get("to")), "at": ev["at"],
+                             "reason": ev["data"].get("reason")})
+    return reconstruct([{"seq": c["seq"], "actor": rel(c["actor"]), "tool": c["tool"],
+                         "at": c["at"]} for c in calls], handoffs, topology)
+
+
+def trace(tx: Transaction, evaluation: Row, task: Row, run: Row) -> Row:
+    """Everything the Agent Trace tab shows for one run."""
+    agent_run = tx.get_run(run["id"])
+    calls = trajectory(tx, run["id"])
+    timeline = _timeline(tx, run["id"], {c["seq"]: c for c in calls})
+    agent = run.get("agent") or {}
+    seed = task["seed"]
+    warning = None
+    if run["status"] == "completed" and agent.get("tools") and not calls:
+        warning = ("The run completed, but the agent declared tools and made no tool calls "
+                   "through the proxy. The proxy was probably unreachable from the agent, or "
+                   "its framework swallowed the tool errors (see the debug panel).")
+    history = tx.eval_runs(evaluation["id"], task["id"])
+    return {
+        "evaluation": evaluation["id"], "task_id": task["id"],
+        "header": run_row(run, agent_run) | {"live": run["status"] in EVAL_ACTIVE},
+        "completion_warning": warning,
+        "judge": run.get("judge"),
+        "seed": {k: seed.get(k) for k in ("user_instruction", "behavior_instructions",
+                                          "initial_state", "failure_rules",
+                                          "expected_outcome", "expected_steps", "kind")},
+        "structure": _structure(calls, timeline, agent.get("topology"),
+                                JOB_ROOT_ACTOR if agent.get("kind") == "job" else ""),
+        "timeline": timeline, "messages": run.get("messages"),
+        "world": run.get("world"), "final_response": run.get("final_response"),
+        "coding": run.get("coding"),
+        "debug": {"raw_response": run.get("raw_response"),
+                  "soft_warnings": run.get("soft_warnings") or [],
+                  "proxy_refusals": run.get("proxy_refusals") or 0,
+                  "error_detail": run.get("error_detail")},
+        "runs": [{"id": r["id"], "status": r["status"], "verdict": row_verdict(r),
+                  "created_at": r["created_at"], "source_run": r.get("source_run"),
+                  "redispatch_of": r.get("redispatch_of")} for r in reversed(history)],
+        "live": any(r["status"] in EVAL_ACTIVE for r in history),
+    }

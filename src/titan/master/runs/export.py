@@ -1,0 +1,134 @@
+"""Exporting runs (and, on request, their actions) as CSV, JSON or JSON Lines.
+
+Exports stream: runs are read a page at a time and written as they are read, so exporting a
+million actions holds one page in memory, not the million. The columns are the ones the Runs
+page shows, durations (latency) included. JSON is one document (``{"runs": [...]}``, each run
+with its ``actions`` when asked); JSONL is one object per line, ``{"type": "run", ...}`` then,
+when asked, that run's ``{"type": "action", ...}`` lines; CSV is one table: runs, or with
+actions one row per action carrying its run's id and agent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from titan.errors import ValidationFailed
+from titan.formats import iso
+from titan.master.runs.views import action_view, runs_view
+from titan.storage.base import Row, RunQuery, Transaction
+
+FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json",
+           "jsonl": "application/x-ndjson"}
+RUN_COLUMNS = ("id", "agent_id", "agent_version", "status", "started_at", "ended_at",
+               "duration_s", "action_count", "cost_usd", "success_rate", "error_count",
+               "blocked_count", "replayed_count", "budget_usd", "over_budget", "error",
+               "code_version", "tags")
+ACTION_COLUMNS = ("run_id", "agent_id", "seq", "id", "parent_id", "actor", "stage", "channel",
+                  "name", "ordinal", "outcome", "started_at", "duration_ms", "cost_usd",
+                  "cost_source", "model", "input_tokens", "output_tokens", "cached_tokens",
+                  "reasoning_tokens", "error_type", "error_message", "inputs", "outputs",
+                  "inputs_hash", "outputs_hash", "tags")
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
+
+
+def _action_row(run: Row, a: Row) -> Row:
+    v = action_view(a)
+    usage = v["usage"]
+    return {**v, "run_id": run["id"], "agent_id": run["agent_id"],
+            "started_at": iso(v["started_at"]),
+            "error_type": (v["error"] or {}).get("type"),
+            "error_message": (v["error"] or {}).get("message"),
+            **{k: usage.get(k) for k in ("input_tokens", "output_tokens", "cached_tokens",
+                                         "reasoning_tokens")}}
+
+
+def stream(open_tx: Callable[[], AbstractContextManager[Transaction]], q: RunQuery, fmt: str,
+           with_actions: bool) -> Iterator[bytes]:
+    """The export as chunks of bytes (read in its own transaction, page by page)."""
+    if fmt not in FORMATS:
+        raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    with open_tx() as tx:
+        yield from _write(tx, q, fmt, with_actions)
+
+
+def _runs(tx: Transaction, q: RunQuery) -> Iterator[Row]:
+    page: list[Row] = []
+    for r in tx.iter_runs(q):
+        page.append(r)
+        if len(page) == 200:
+            yield from runs_view(tx, page)
+            page = []
+    yield from runs_view(tx, page)
+
+
+def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool) -> Iterator[bytes]:
+    if fmt == "csv":
+        buf = io.StringIO()
+        columns = ACTION_COLUMNS if with_actions else RUN_COLUMNS
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for run in _runs(tx, q):
+            if with_actions:
+                for a in tx.iter_actions(run["id"]):
+                    row = _action_row(run, a)
+                    writer.writerow({k: _cell(row.get(k)) for k in columns})
+                    if buf.tell() > 65_536:
+                        yield _drain(buf)
+            else:
+                row = dict(run, started_at=iso(run["started_at"]), ended_at=iso(run["ended_at"]))
+                writer.writerow({k: _cell(row.get(k)) for k in columns})
+            if buf.tell() > 65_536:
+                yield _drain(buf)
+        yield _drain(buf)
+        return
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    if fmt == "jsonl":
+        for run in _runs(tx, q):
+            yield (dumps({"type": "run", **run}) + "\n").encode()
+            if with_actions:
+                chunk = []
+                for a in tx.iter_actions(run["id"]):
+                    chunk.append(dumps({"type": "action", "run_id": run["id"], **action_view(a)}))
+                    if len(chunk) == 500:
+                        yield ("\n".join(chunk) + "\n").encode()
+                        chunk = []
+                if chunk:
+                    yield ("\n".join(chunk) + "\n").encode()
+        return
+    yield b'{"runs":['
+    first = True
+    for run in _runs(tx, q):
+        body = dumps(run)
+        if with_actions:
+            yield ((b"" if first else b",") + body[:-1].encode() + b',"actions":[')
+            page: list[str] = []
+            sep = ""
+            for a in tx.iter_actions(run["id"]):
+                page.append(dumps(action_view(a)))
+                if len(page) == 500:
+                    yield (sep + ",".join(page)).encode()
+                    page, sep = [], ","
+            yield (sep + ",".join(page) if page else "").encode() + b"]}"
+        else:
+            yield (b"" if first else b",") + body.encode()
+        first = False
+    yield b"]}\n"
+
+
+def _drain(buf: io.StringIO) -> bytes:
+    data = buf.getvalue().encode()
+    buf.seek(0)
+    buf.truncate()
+    return data

@@ -1,0 +1,229 @@
+"""What an ingestion request may say: runs and batches of actions, checked field by field.
+
+Agents in any language report through the HTTP API, so the master is the one place that
+decides what a valid action is. A batch is all or nothing: one bad action rejects it, with
+every problem listed by index and field (up to 20), and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from titan.errors import ValidationFailed
+from titan.status import RUN_STATUSES, RunStatus
+from titan.storage.base import Row
+from titan.trace.canonical import digest, dumps
+
+CHANNELS = ("llm", "tool", "clock", "random", "custom", "network")
+# How a replay answered a call (see titan.trace.replay): None outside replays.
+REPLAY_STATUSES = ("served", "override", "live", "forked", "verified", "refused", "stopped")
+OUTCOMES = ("success", "error", "blocked", "replayed")
+USAGE_KEYS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+MAX_BATCH = 10_000
+PREVIEW_CHARS = 2_000
+_ACTION_KEYS = frozenset({
+    "id", "parent_id", "actor", "channel", "name", "ordinal", "inputs", "outputs", "error",
+    "outcome", "model", "usage", "cost_usd", "cost_source", "started_at", "duration_ns", "tags",
+    "replay_status",
+})
+_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+_EPOCH_2000 = 946_684_800.0
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[Row] = []
+
+    def add(self, index: int | None, field: str, message: str) -> None:
+        if len(self.items) < 20:
+            self.items.append({"index": index, "field": field, "message": message})
+
+    def raise_if_any(self, what: str) -> None:
+        if self.items:
+            first = self.items[0]
+            where = (f"actions[{first['index']}].{first['field']}" if first["index"] is not None
+                     else first["field"])
+            more = f" (and {len(self.items) - 1} more problems)" if len(self.items) > 1 else ""
+            raise ValidationFailed(f"invalid {what}: {where}: {first['message']}{more}",
+                                   details={"errors": self.items})
+
+
+def _text(p: _Problems, i: int | None, field: str, value: Any, limit: int,
+          required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            p.add(i, field, "is required")
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        p.add(i, field, "must be a non-empty string" if required else "must be a string")
+        return None
+    if len(value) > limit:
+        p.add(i, field, f"is longer than {limit} characters")
+        return None
+    return value
+
+
+def _number(p: _Problems, i: int | None, field: str, value: Any, *, integer: bool = False,
+            minimum: float = 0.0) -> Any:
+    if value is None:
+        return None
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if not ok or isinstance(value, bool) or value != value:
+        p.add(i, field, "must be an integer" if integer else "must be a number")
+        return None
+    if value < minimum:
+        p.add(i, field, f"must be at least {minimum:g}")
+        return None
+    return value
+
+
+def tags_value(p: _Problems, i: int | None, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) and len(v) <= 200 for v in value):
+        return value
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        if len(dumps(value)) > 16_384:
+            p.add(i, "tags", "is larger than 16 KiB")
+            return None
+        return value
+    p.add(i, "tags", "must be a list of strings or an object")
+    return None
+
+
+def payload(value: Any, inline_limit: int) -> tuple[Row, bytes | None]:
+    """Columns for an input or output value, and the bytes for the blob store when the value
+    is past the inline limit (the column then keeps a preview)."""
+    text = dumps(value)
+    size = len(text.encode())
+    out: Row = {"text": text, "hash": digest(text), "size": size, "blob": False}
+    if size > inline_limit:
+        out.update(text=text[:PREVIEW_CHARS], blob=True)
+        return out, text.encode()
+    return out, None
+
+
+def parse_actions(body: Any, now: float | None = None) -> list[Row]:
+    """Check a ``{"actions": [...]}`` body; returns each action's fields, defaults filled."""
+    p = _Problems()
+    if not isinstance(body, dict) or not isinstance(body.get("actions"), list):
+        raise ValidationFailed('the body must be {"actions": [ ... ]}')
+    items = body["actions"]
+    if not items:
+        raise ValidationFailed("actions is empty")
+    if len(items) > MAX_BATCH:
+        raise ValidationFailed(f"a batch holds at most {MAX_BATCH} actions, got {len(items)}")
+    latest = (now or time.time()) + 86_400
+    out: list[Row] = []
+    seen: set[str] = set()
+    for i, a in enumerate(items):
+        if not isinstance(a, dict):
+            p.add(i, "", "must be an object")
+            continue
+        unknown = set(a) - _ACTION_KEYS
+        if unknown:
+            p.add(i, sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(_ACTION_KEYS))})")
+        action_id = a.get("id")
+        if action_id is None:
+            action_id = uuid.uuid4().hex
+        elif not isinstance(action_id, str) or not _ID.match(action_id):
+            p.add(i, "id", "must be 1-64 characters of letters, digits, '.', '_', ':' or '-'")
+        elif action_id in seen:
+            p.add(i, "id", "appears twice in this batch")
+        seen.add(str(action_id))
+        parent = a.get("parent_id")
+        if parent is not None and (not isinstance(parent, str) or not _ID.match(parent)):
+            p.add(i, "parent_id", "must be an action id")
+        channel = a.get("channel", "custom")
+        if channel not in CHANNELS:
+            p.add(i, "channel", f"must be one of {', '.join(CHANNELS)}")
+        error = a.get("error")
+        error_type = error_message = None
+        if isinstance(error, str):
+            error_type, error_message = "Error", error
+        elif isinstance(error, dict):
+            error_type = _text(p, i, "error.type", error.get("type", "Error"), 200)
+            error_message = _text(p, i, "error.message", error.get("message", ""), 100_000)
+        elif error is not None:
+            p.add(i, "error", 'must be a string or {"type", "message"}')
+        outcome = a.get("outcome", "error" if error is not None else "success")
+        if outcome not in OUTCOMES:
+            p.add(i, "outcome", f"must be one of {', '.join(OUTCOMES)}")
+        usage = a.get("usage") or {}
+        tokens: Row = dict.fromkeys(USAGE_KEYS)
+        if not isinstance(usage, dict):
+            p.add(i, "usage", "must be an object")
+        else:
+            for key, value in usage.items():
+                if key not in USAGE_KEYS:
+                    p.add(i, f"usage.{key}", f"unknown usage type (known: {', '.join(USAGE_KEYS)})")
+                else:
+                    tokens[key] = _number(p, i, f"usage.{key}", value, integer=True)
+        started = a.get("started_at")
+        if started is None:
+            p.add(i, "started_at", "is required (epoch seconds)")
+        elif _number(p, i, "started_at", started) is not None and not (
+                _EPOCH_2000 <= started <= latest):
+            p.add(i, "started_at", "must be epoch seconds between 2000 and tomorrow")
+        duration = a.get("duration_ns", 0)
+        _number(p, i, "duration_ns", duration, integer=True)
+        replay_status = a.get("replay_status")
+        if replay_status is not None and replay_status not in REPLAY_STATUSES:
+            p.add(i, "replay_status", f"must be one of {', '.join(REPLAY_STATUSES)}")
+        out.append({
+            "id": action_id, "parent_id": parent,
+            "actor": _text(p, i, "actor", a.get("actor", "main"), 500, required=True),
+            "channel": channel, "name": _text(p, i, "name", a.get("name"), 200, required=True),
+            "ordinal": _number(p, i, "ordinal", a.get("ordinal"), integer=True),
+            "inputs": a.get("inputs", {}), "outputs": a.get("outputs"),
+            "error_type": error_type, "error_message": error_message, "outcome": outcome,
+            "model": _text(p, i, "model", a.get("model"), 200),
+            **tokens,
+            "cost_usd": _number(p, i, "cost_usd", a.get("cost_usd")),
+            "cost_source": _text(p, i, "cost_source", a.get("cost_source"), 40),
+            "started_at": float(started) if isinstance(started, int | float) else 0.0,
+            "duration_ns": duration if isinstance(duration, int) else 0,
+            "tags": tags_value(p, i, a.get("tags")),
+            "replay_status": replay_status,
+        })
+    p.raise_if_any("action batch")
+    return out
+
+
+def parse_run(body: Any, *, creating: bool) -> Row:
+    """Check the body of ``POST /runs`` (creating) or ``PATCH /runs/{id}``."""
+    p = _Problems()
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    known = {"agent_id", "agent_version", "budget_usd", "tags", "code_version", "status",
+             "error", "started_at", "ended_at", "replay_of"} | ({"id"} if creating else set())
+    unknown = set(body) - known
+    if unknown:
+        p.add(None, sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known))})")
+    out: Row = {}
+    if "id" in body:
+        if not isinstance(body["id"], str) or not re.match(r"^[A-Za-z0-9._:\-]{1,200}$",
+                                                            body["id"]):
+            p.add(None, "id", "must be 1-200 characters of letters, digits, '.', '_', ':', '-'")
+        out["id"] = body["id"]
+    for field, limit in (("agent_id", 200), ("agent_version", 200), ("code_version", 64),
+                         ("error", 100_000), ("replay_of", 200)):
+        if field in body:
+            out[field] = _text(p, None, field, body[field], limit)
+    if "budget_usd" in body:
+        out["budget_usd"] = _number(p, None, "budget_usd", body["budget_usd"])
+    if "tags" in body:
+        out["tags"] = tags_value(p, None, body["tags"])
+    for field in ("started_at", "ended_at"):
+        if field in body and body[field] is not None:
+            out[field] = _number(p, None, field, body[field], minimum=_EPOCH_2000)
+    if "status" in body:
+        allowed = (RunStatus.RUNNING,) if creating else (*RUN_STATUSES, "ended")
+        if body["status"] not in allowed:
+            p.add(None, "status", f"must be one of {', '.join(allowed)}")
+        out["status"] = body["status"]
+    p.raise_if_any("run")
+    return out

@@ -1,0 +1,147 @@
+"""The JSON shapes of agent runs and their actions (the API's, the dashboard's, the exports')."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from titan.master.runs.service import code_version, effective_budget
+from titan.master.scheduling.views import agent_run_view
+from titan.storage.base import Row, Transaction
+
+LIST_PREVIEW = 400  # characters of inputs/outputs a page of actions carries
+INTERVENTION_ALERT = 0.2  # blocked + replayed share of actions that makes a run an intercept
+
+
+def run_view(run: Row, budget: float | None = None, now: float | None = None) -> Row:
+    started, ended = run.get("started_at") or run["created_at"], run.get("ended_at")
+    if ended is None and run.get("status") == "running":
+        duration = max(0.0, (now or time.time()) - started)
+    else:
+        duration = max(0.0, (ended or run.get("last_action_at") or started) - started)
+    n = run.get("action_count") or 0
+    interventions = (run.get("blocked_count") or 0) + (
+        0 if run.get("replay_of") else run.get("replayed_count") or 0)  # a replay serves by design
+    effective = run.get("budget_usd") if run.get("budget_usd") is not None else budget
+    return {
+        "id": run["id"], "agent_id": run.get("agent_id"),
+        "agent_version": run.get("agent_version"), "status": run.get("status", "running"),
+        "started_at": started, "ended_at": ended, "duration_s": round(duration, 3),
+        "action_count": n, "cost_usd": round(float(run.get("cost_usd") or 0.0), 8),
+        "success_count": run.get("success_count") or 0,
+        "error_count": run.get("error_count") or 0,
+        "blocked_count": run.get("blocked_count") or 0,
+        "replayed_count": run.get("replayed_count") or 0,
+        # In a replay a served call is the replay working: it counts as a success.
+        "success_rate": round(((run.get("success_count") or 0) + (
+            run.get("replayed_count") or 0 if run.get("replay_of") else 0)) / n, 4) if n else None,
+        "intervention_rate": round(interventions / n, 4) if n else None,
+        "budget_usd": effective, "run_budget_usd": run.get("budget_usd"),
+        "over_budget": bool(run.get("over_budget_at")), "over_budget_at": run.get("over_budget_at"),
+        "blocked": bool(run.get("blocked")), "error": run.get("error"),
+        "tags": run.get("tags"), "code_version": run.get("code_version"),
+        "replay_of": run.get("replay_of"), "last_action_at": run.get("last_action_at"),
+    }
+
+
+def runs_view(tx: Transaction, rows: list[Row]) -> list[Row]:
+    budgets: dict[str, float | None] = {}
+    out = []
+    for r in rows:
+        agent = r.get("agent_id")
+        if r.get("budget_usd") is None and agent and agent not in budgets:
+            found = tx.get_agent(agent)
+            budgets[agent] = found["budget_usd"] if found else None
+        out.append(run_view(r, budgets.get(agent or "")))
+    return out
+
+
+def intercept_reasons(run: Row) -> list[str]:
+    reasons = []
+    if run["status"] == "failed":
+        reasons.append("failed" + (f": {run['error']}" if run.get("error") else ""))
+    if run["over_budget"]:
+        reasons.append(f"over budget (${run['cost_usd']:.4f} of ${run['budget_usd'] or 0:.4f})")
+    rate = run.get("intervention_rate")
+    if rate is not None and rate >= INTERVENTION_ALERT:
+        reasons.append(f"high intervention rate ({rate:.0%} of actions blocked or replayed)")
+    return reasons
+
+
+def run_detail(tx: Transaction, run: Row) -> Row:
+    """A run with its stages and its cost broken down by stage, actor and channel."""
+    out = run_view(run, effective_budget(tx, run) if run.get("budget_usd") is None else None)
+    staged = agent_run_view(tx, run)
+    stages = staged["stages"]
+    out["stages"] = stages
+    out["stage_status"] = staged["status"] if stages else None
+    rows = tx.action_breakdown(run["id"])
+    by_actor: dict[str, Row] = {}
+    by_channel: dict[str, Row] = {}
+    by_stage: dict[str, Row] = {}
+    for r in rows:
+        stage = stage_of(r["actor"])
+        for table, key in ((by_actor, r["actor"]), (by_channel, r["channel"]),
+                           (by_stage, stage or "")):
+            acc = table.setdefault(key, {"actions": 0, "cost_usd": 0.0, "duration_ns": 0,
+                                         "input_tokens": 0, "output_tokens": 0})
+            for k in acc:
+                acc[k] += r[k]
+    out["by_actor"] = [{"actor": k, **v} for k, v in sorted(by_actor.items())]
+    out["by_channel"] = [{"channel": k, **v} for k, v in sorted(by_channel.items())]
+    labels = [s["label"] for s in stages]
+    out["by_stage"] = [{"stage": k or None, **v} for k, v in sorted(
+        by_stage.items(), key=lambda kv: (labels.index(kv[0]) if kv[0] in labels else 1 << 30,
+                                          kv[0]))]
+    for s in stages:
+        s["cost_usd"] = by_stage.get(s["label"], {}).get("cost_usd", 0.0)
+        s["actions"] = by_stage.get(s["label"], {}).get("actions", 0)
+    scripts = tx.run_scripts(run["id"])
+    out["scripts"] = [{"filename": f, "sha256": s} for f, s in scripts]
+    out["code_version"] = run.get("code_version") or code_version(scripts)
+    out["replay"] = run.get("replay")
+    out["code"] = run.get("code")
+    out["tokens"] = {"input": sum(r["input_tokens"] for r in rows),
+                     "output": sum(r["output_tokens"] for r in rows)}
+    return out
+
+
+def stage_of(actor: str) -> str | None:
+    """Job actors are ``STAGE/job``: the stage is the first part."""
+    return actor.split("/", 1)[0] if "/" in actor else None
+
+
+def _payload(text: str | None, size: int, blob: bool) -> tuple[Any, bool]:
+    """(value, complete): the parsed JSON when the text read is all of it (not a blob's
+    preview, not cut short by a page's preview length), else the text as a preview."""
+    if text is None:
+        return None, True
+    if not blob and len(text.encode()) >= size:
+        try:
+            return json.loads(text), True
+        except ValueError:
+            return text, False
+    return text, False
+
+
+def action_view(a: Row) -> Row:
+    inputs, inputs_complete = _payload(a["inputs"], a["inputs_size"], a["inputs_blob"])
+    outputs, outputs_complete = _payload(a["outputs"], a["outputs_size"], a["outputs_blob"])
+    error = ({"type": a["error_type"], "message": a["error_message"]}
+             if a["error_type"] or a["error_message"] else None)
+    usage = {k: a[k] for k in ("input_tokens", "output_tokens", "cached_tokens",
+                               "reasoning_tokens") if a.get(k) is not None}
+    return {
+        "seq": a["seq"], "id": a["id"], "parent_id": a["parent_id"], "actor": a["actor"],
+        "stage": stage_of(a["actor"]), "channel": a["channel"], "name": a["name"],
+        "ordinal": a["ordinal"], "outcome": a["outcome"], "model": a["model"], "usage": usage,
+        "cost_usd": a["cost_usd"], "cost_source": a["cost_source"],
+        "started_at": a["started_at"], "duration_ns": a["duration_ns"],
+        "duration_ms": round(a["duration_ns"] / 1e6, 3), "tags": a["tags"], "error": error,
+        "inputs": inputs, "inputs_complete": inputs_complete, "inputs_hash": a["inputs_hash"],
+        "inputs_size": a["inputs_size"],
+        "outputs": outputs, "outputs_complete": outputs_complete,
+        "outputs_hash": a["outputs_hash"], "outputs_size": a["outputs_size"],
+        "recorded_at": a["recorded_at"], "replay_status": a.get("replay_status"),
+    }

@@ -1,0 +1,35 @@
+"""What the scheduler's parts use of the scheduler: one Protocol for all of them.
+
+Gates (:mod:`.gates`), budget holds (:mod:`.holds`) and worker membership (:mod:`.membership`)
+are pieces of :class:`~titan.master.scheduling.scheduler.Scheduler`'s state machine kept in
+their own modules. They take the scheduler as this Protocol rather than as the class, so none
+of them imports the scheduler (which imports them): the dependency points one way, and what a
+part may touch of the scheduler is written down here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Protocol
+
+from titan.master.scheduling.state import Changes, DagRec, JobRec, WorkerRec
+
+
+class SchedulerCore(Protocol):
+    jobs: dict[int, JobRec]
+    dags: dict[int, DagRec]
+    workers: dict[str, WorkerRec]
+    queues: defaultdict[str, list[tuple[int, int]]]
+    unschedulable: defaultdict[str, set[int]]
+    blocked_runs: set[str]  # agent runs over budget
+    held: defaultdict[str, list[int]]  # their READY jobs set aside, by run
+    now: Callable[[], float]
+
+    def capable(self, requirement: str) -> bool: ...
+    def _enqueue(self, job: JobRec, ch: Changes, *, already_ready: bool = False) -> None: ...
+    def _push(self, job: JobRec) -> None: ...
+    def _set(self, job: JobRec, state: str, ch: Changes, **fields: object) -> None: ...
+    def release_children(self, job: JobRec, ch: Changes) -> None: ...
+    def skip_descendants_of(self, job: JobRec, ch: Changes,
+                            include: list[JobRec] | None = None) -> None: ...

@@ -1,0 +1,274 @@
+"""DAG validation: a submission is checked as a whole before anything is stored.
+
+Every error names the offending job (``details.job_id``) so a 200-job submission with one bad
+parent reference is fixable from the message alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections import deque
+from typing import Any
+
+from titan.errors import InvalidDAG, ValidationFailed
+from titan.formats import name_problem
+
+JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE", "APPROVAL"}
+GATE_SUFFIX = ".approval"  # the gate TitanJob(hitl_message=...) adds after job X: X.approval
+DEFAULT_GATE_MESSAGE = "Approve to continue"
+RUNNERS = {"auto", "fork", "subprocess"}
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+MAX_DELAY = 366 * 24 * 3600.0
+MAX_RETRIES = 100
+#: What a job in ``POST /dags`` may say (the SDK's ``TitanJob.to_payload``); anything else is
+#: a mistake to report, not to drop: ``"parent": [...]`` silently meant "no parents".
+JOB_FIELDS = frozenset({
+    "job_id", "filename", "script_sha256", "job_type", "args", "parents", "priority", "delay",
+    "affinity", "requirement", "retries", "timeout", "env", "runner", "port", "is_archive",
+    "hitl_message", "max_wait_seconds",
+})
+DAG_FIELDS = frozenset({"name", "jobs", "agent_run_id", "agent_id", "run_alias"})
+#: Names from YAML pipelines and other tools, and the API field they mean.
+_ALIASES = {"depends_on": "parents", "dependencies": "parents", "needs": "parents",
+            "id": "job_id", "name": "job_id", "file": "filename", "script": "filename",
+            "type": "job_type", "requires": "requirement", "arguments": "args"}
+
+
+def check_name(value: Any, what: str) -> str:
+    """A DAG name, job id or capability (the rule of :func:`titan.formats.name_problem`)."""
+    why = name_problem(value, what)
+    if why is not None:
+        raise ValidationFailed(why, details={"field": what})
+    return str(value)
+
+
+def unknown_field(given: Any, known: frozenset[str]) -> tuple[str, str] | None:
+    """The first field of ``given`` not in ``known``, with a hint naming the likely one."""
+    extra = [k for k in given if k not in known]
+    if not extra:
+        return None
+    key = str(extra[0])
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    if _ALIASES.get(key) in known:
+        close = [_ALIASES[key]]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return key, f"unknown field {key!r}{hint}; known fields: {', '.join(sorted(known))}"
+
+
+def _number(job_id: str, field: str, value: Any, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidDAG(f"job {job_id!r}: {field} must be a number, got {value!r}",
+                         details={"job_id": job_id, "field": field})
+    if integer and int(value) != value:
+        raise InvalidDAG(f"job {job_id!r}: {field} must be an integer, got {value!r}",
+                         details={"job_id": job_id, "field": field})
+    return float(value)
+
+
+def _fail(job_id: str, field: str, message: str) -> InvalidDAG:
+    return InvalidDAG(f"job {job_id!r}: {message}", details={"job_id": job_id, "field": field})
+
+
+def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
+    """Check one job spec and return it normalised (defaults filled, types fixed)."""
+    raw_id = job.get("job_id")
+    try:
+        job_id = check_name(raw_id, "job_id")
+    except ValidationFailed as exc:
+        raise InvalidDAG(f"job #{index + 1}: {exc}", details={"job_id": raw_id, "index": index}) from None
+    unknown = unknown_field(job, JOB_FIELDS)
+    if unknown is not None:
+        raise _fail(job_id, unknown[0], unknown[1])
+    if str(job.get("job_type") or "").upper() == "APPROVAL":
+        return _validate_gate(job, job_id)
+    filename = job.get("filename")
+    if not isinstance(filename, str) or not filename.strip():
+        raise _fail(job_id, "filename", "filename must be a non-empty path")
+    if "\x00" in filename or len(filename) > 1000:
+        raise _fail(job_id, "filename", "filename is not a valid path")
+    parts = filename.replace("\\", "/").split("/")
+    if filename.startswith("/") or ".." in parts:
+        raise _fail(job_id, "filename", f"filename {filename!r} must be relative, without '..'")
+    is_archive = bool(job.get("is_archive", False))
+    sha = job.get("script_sha256")
+    if is_archive:
+        if len([p for p in parts if p]) < 2:
+            raise _fail(job_id, "filename", "an archive job's filename is '<project>/<entry.py>'")
+    elif not isinstance(sha, str) or not _SHA.match(sha):
+        raise _fail(job_id, "script_sha256", "script_sha256 must be the sha256 of an uploaded blob")
+    job_type = str(job.get("job_type") or "RUN_PAYLOAD").upper()
+    if job_type not in JOB_TYPES:
+        raise _fail(job_id, "job_type", f"unknown job_type {job_type!r} (one of {sorted(JOB_TYPES)})")
+    priority = _number(job_id, "priority", job.get("priority", 1), integer=True)
+    if abs(priority) > 1_000_000:
+        raise _fail(job_id, "priority", "priority must be between -1000000 and 1000000")
+    delay = _number(job_id, "delay", job.get("delay", 0) or 0)
+    if delay < 0 or delay > MAX_DELAY:
+        raise _fail(job_id, "delay", f"delay must be between 0 and {int(MAX_DELAY)} seconds")
+    retries = job.get("retries")
+    if retries is not None:
+        retries = _number(job_id, "retries", retries, integer=True)
+        if not 0 <= retries <= MAX_RETRIES:
+            raise _fail(job_id, "retries", f"retries must be between 0 and {MAX_RETRIES}")
+    timeout = job.get("timeout")
+    if timeout is not None:
+        timeout = _number(job_id, "timeout", timeout)
+        if timeout <= 0:
+            raise _fail(job_id, "timeout", "timeout must be a positive number of seconds")
+    port = _number(job_id, "port", job.get("port", 0) or 0, integer=True)
+    if not 0 <= port <= 65535:
+        raise _fail(job_id, "port", "port must be between 0 and 65535")
+    args = job.get("args") or []
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise _fail(job_id, "args", "args must be a list of strings")
+    env = job.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise _fail(job_id, "env", "env must map strings to strings")
+    parents = job.get("parents") or []
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise _fail(job_id, "parents", "parents must be a list of job ids")
+    requirement = job.get("requirement") or "GENERAL"
+    try:
+        requirement = check_name(requirement, "requirement").upper()
+    except ValidationFailed as exc:
+        raise _fail(job_id, "requirement", str(exc)) from None
+    runner = job.get("runner") or "auto"
+    if runner not in RUNNERS:
+        raise _fail(job_id, "runner", f"runner must be one of {sorted(RUNNERS)}")
+    hitl, max_wait = _gate_fields(job, job_id)
+    return {
+        "job_id": job_id, "filename": filename, "script_sha256": None if is_archive else sha,
+        "job_type": job_type, "args": args, "parents": list(dict.fromkeys(parents)),
+        "env": env, "port": int(port), "is_archive": is_archive, "priority": int(priority),
+        "delay": delay, "affinity": bool(job.get("affinity", False)),
+        "requirement": requirement, "retries": None if retries is None else int(retries),
+        "timeout": timeout, "runner": runner, "hitl_message": hitl,
+        "max_wait_seconds": None if max_wait is None else float(max_wait),
+    }
+
+
+def _gate_fields(job: dict[str, Any], job_id: str) -> tuple[str | None, float | None]:
+    max_wait = job.get("max_wait_seconds")
+    if max_wait is not None and _number(job_id, "max_wait_seconds", max_wait) <= 0:
+        raise _fail(job_id, "max_wait_seconds", "max_wait_seconds must be positive")
+    hitl = job.get("hitl_message")
+    if hitl is not None and not isinstance(hitl, str):
+        raise _fail(job_id, "hitl_message", "hitl_message must be a string")
+    if hitl is not None and len(hitl) > 10_000:
+        raise _fail(job_id, "hitl_message", "hitl_message is longer than 10000 characters")
+    return hitl, None if max_wait is None else float(max_wait)
+
+
+def _validate_gate(job: dict[str, Any], job_id: str) -> dict[str, Any]:
+    """An approval gate declared directly (YAML ``type: APPROVAL``): no script to run."""
+    parents = job.get("parents") or []
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise _fail(job_id, "parents", "parents must be a list of job ids")
+    hitl, max_wait = _gate_fields(job, job_id)
+    return gate_spec(job_id, list(dict.fromkeys(parents)), hitl or DEFAULT_GATE_MESSAGE, max_wait,
+                     int(_number(job_id, "priority", job.get("priority", 1), integer=True)))
+
+
+def gate_spec(job_id: str, parents: list[str], message: str, max_wait: float | None,
+              priority: int = 1) -> dict[str, Any]:
+    return {
+        "job_id": job_id, "filename": "", "script_sha256": None, "job_type": "APPROVAL",
+        "args": [], "parents": parents, "env": {}, "port": 0, "is_archive": False,
+        "priority": priority, "delay": 0.0, "affinity": False, "requirement": "GENERAL",
+        "retries": 0, "timeout": None, "runner": "auto", "hitl_message": message,
+        "max_wait_seconds": max_wait,
+    }
+
+
+def insert_gates(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``TitanJob(..., hitl_message=...)`` asks for a gate after that job: add ``<job>.approval``
+    right after it and make the job's children wait for the gate instead."""
+    asking = {s["job_id"]: s for s in specs if s["hitl_message"] and s["job_type"] != "APPROVAL"}
+    if not asking:
+        return specs
+    ids = {s["job_id"] for s in specs}
+    out: list[dict[str, Any]] = []
+    for spec in specs:
+        spec["parents"] = [p + GATE_SUFFIX if p in asking else p for p in spec["parents"]]
+        out.append(spec)
+        if spec["job_id"] in asking:
+            gate_id = spec["job_id"] + GATE_SUFFIX
+            if gate_id in ids:
+                raise _fail(gate_id, "job_id", f"job id {gate_id!r} is taken by the approval gate "
+                            f"of {spec['job_id']!r} (hitl_message); rename the job")
+            check_name(gate_id, "job_id")
+            out.append(gate_spec(gate_id, [spec["job_id"]], spec["hitl_message"],
+                                 spec["max_wait_seconds"], spec["priority"]))
+    return out
+
+
+def validate_dag(name: Any, jobs: Any, *, max_jobs: int) -> tuple[str, list[dict[str, Any]]]:
+    """Validate a whole submission; return (name, normalised jobs). Raises InvalidDAG."""
+    try:
+        name = check_name(name, "DAG name")
+    except ValidationFailed as exc:
+        raise InvalidDAG(str(exc), details=exc.details) from None
+    if name.startswith("DAG-"):
+        name = name[4:]
+        check_name(name, "DAG name")
+    if not isinstance(jobs, list) or not jobs:
+        raise InvalidDAG(f"DAG {name!r} has no jobs", details={"dag": name})
+    if len(jobs) > max_jobs:
+        raise InvalidDAG(f"DAG {name!r} has {len(jobs)} jobs; the limit is {max_jobs}",
+                         details={"dag": name})
+    specs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, job in enumerate(jobs):
+        if not isinstance(job, dict):
+            raise InvalidDAG(f"job #{i + 1} is not an object", details={"index": i})
+        spec = validate_job(job, i)
+        if spec["job_id"] in seen:
+            raise _fail(spec["job_id"], "job_id", "duplicate job id in this DAG")
+        seen.add(spec["job_id"])
+        specs.append(spec)
+    for spec in specs:
+        for parent in spec["parents"]:
+            if parent == spec["job_id"]:
+                raise _fail(parent, "parents", "a job cannot depend on itself (cycle)")
+            if parent not in seen:
+                raise _fail(spec["job_id"], "parents", f"unknown parent {parent!r}")
+    _check_acyclic(specs)
+    return name, insert_gates(specs)
+
+
+def _check_acyclic(specs: list[dict[str, Any]]) -> None:
+    """Kahn's algorithm; on a cycle, name the jobs on it."""
+    indegree = {s["job_id"]: len(s["parents"]) for s in specs}
+    children: dict[str, list[str]] = {s["job_id"]: [] for s in specs}
+    for s in specs:
+        for p in s["parents"]:
+            children[p].append(s["job_id"])
+    ready = deque(j for j, d in indegree.items() if d == 0)
+    done = 0
+    while ready:
+        j = ready.popleft()
+        done += 1
+        for c in children[j]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    if done == len(specs):
+        return
+    # Walk parents from any job left over until a job repeats: that loop is a cycle.
+    parents = {s["job_id"]: [p for p in s["parents"] if indegree[p] > 0] for s in specs}
+    start = next(j for j, d in indegree.items() if d > 0)
+    path: list[str] = []
+    index: dict[str, int] = {}
+    node = start
+    while node not in index:
+        index[node] = len(path)
+        path.append(node)
+        node = parents[node][0]
+    cycle = path[index[node]:] + [node]
+    cycle.reverse()
+    raise InvalidDAG(
+        f"job {cycle[0]!r}: cycle in dependencies: {' -> '.join(cycle)}",
+        details={"job_id": cycle[0], "cycle": cycle},
+    )

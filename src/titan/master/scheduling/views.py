@@ -1,0 +1,64 @@
+"""The JSON shapes of jobs, DAGs and agent runs (the API's and the dashboard's)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from titan.master.scheduling.state import JOB_STATES, dag_status
+from titan.storage.base import Row, Transaction
+from titan.trace.naming import run_aliases, stage_label
+
+JOB_FIELDS = (
+    "id", "job_id", "dag_id", "state", "reason", "attempt", "max_attempts", "worker_id",
+    "exit_code", "error", "filename", "args", "parents", "requirement", "priority", "delay",
+    "affinity", "timeout", "job_type", "runner", "port", "is_archive", "submitted_at",
+    "ready_at", "started_at", "finished_at", "hitl_message", "max_wait_seconds",
+    "approval_deadline", "decided_by", "decided_at", "decision_comment",
+)
+
+
+def job_kind(job_type: str | None) -> str:
+    return {"APPROVAL": "approval", "SERVICE": "service", "DEPLOY_PAYLOAD": "service"}.get(
+        job_type or "", "run")
+
+
+def job_view(job: Row, dag: Row) -> Row:
+    out = {k: job.get(k) for k in JOB_FIELDS}
+    out["kind"] = job_kind(job.get("job_type"))
+    out.update(ref=f"{dag['name']}#{dag['run']}/{job['job_id']}", dag=dag["name"],
+               run=dag["run"], agent_run_id=dag["agent_run_id"])
+    return out
+
+
+def counts_view(counts: dict[str, int]) -> dict[str, int]:
+    return {s: counts.get(s, 0) for s in JOB_STATES}
+
+
+def dag_view(dag: Row, counts: dict[str, int], jobs: list[Row] | None = None) -> Row:
+    out: dict[str, Any] = {
+        "id": dag["id"], "name": dag["name"], "run": dag["run"],
+        "ref": f"{dag['name']}#{dag['run']}", "agent_run_id": dag["agent_run_id"],
+        "status": dag["status"], "submitted_at": dag["submitted_at"],
+        "started_at": dag["started_at"], "finished_at": dag["finished_at"],
+        "job_count": dag["job_count"], "counts": counts_view(counts),
+    }
+    if jobs is not None:
+        out["jobs"] = [job_view(j, dag) for j in jobs]
+    return out
+
+
+def agent_run_view(tx: Transaction, run: Row) -> Row:
+    dags, _ = tx.list_dags(agent_run_id=run["id"], limit=10_000, newest_first=False)
+    counts = tx.job_counts([d["id"] for d in dags])
+    stages = [{
+        "dag_id": d["id"], "name": d["name"], "run": d["run"],
+        "label": stage_label(d["name"], run["id"], run_aliases(run)), "status": d["status"],
+        "counts": counts_view(counts[d["id"]]), "submitted_at": d["submitted_at"],
+        "finished_at": d["finished_at"],
+    } for d in dags]
+    total: Counter[str] = Counter()
+    for d in dags:
+        total.update(counts[d["id"]])
+    return {"id": run["id"], "created_at": run["created_at"],
+            "status": dag_status(total) if dags else "WAITING", "stages": stages}

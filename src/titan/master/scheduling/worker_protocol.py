@@ -1,0 +1,253 @@
+"""What the master does for workers: register, long-poll for jobs, heartbeat, report.
+
+A worker keeps one poll open at all times. A poll returns at once when jobs or cancels are
+waiting; otherwise it parks a future that the dispatcher resolves — with the commit future of
+the leases it made — the moment a matching job becomes ready. Nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from typing import Any
+
+from titan.errors import ValidationFailed
+from titan.master.auth.tokens import Principal, check_worker
+from titan.master.scheduling.engine import Engine
+from titan.master.scheduling.state import RUNNING, Changes, WorkerRec
+from titan.master.scheduling.validation import check_name
+from titan.storage.base import Row
+
+MAX_LINE = 64 * 1024
+
+
+# Bodies are checked whole before anything is applied: a malformed request is a 400 that
+# changes nothing (never a 500, never half a report).
+def int_field(value: Any, field: str, *, default: int | None = None, lo: int = 0,
+              hi: int = 2**62) -> int:
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValidationFailed(f"{field} must be an integer between {lo} and {hi}, got {value!r}",
+                               details={"field": field})
+    return value
+
+
+def number_field(value: Any, field: str, *, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValidationFailed(f"{field} must be a number, got {value!r}", details={"field": field})
+    return float(value)
+
+
+def _entries(body: Row, field: str) -> list[Row]:
+    items = body.get(field) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValidationFailed(f"'{field}' must be a list of objects", details={"field": field})
+    return items
+
+
+def _attempt_key(item: Row, field: str) -> tuple[int, int]:
+    return (int_field(item.get("id"), f"{field}[].id"),
+            int_field(item.get("attempt"), f"{field}[].attempt"))
+
+
+async def register(engine: Engine, body: Row, who: Principal) -> Row:
+    """Join, or re-join with an old id. Only the holder of a worker's credential (or an admin)
+    may name its id: a bare worker token gets a fresh random id, so no one holding a worker
+    token can take over a live worker, nor claim one's id while a restarted master waits for
+    it to come back."""
+    caps = body.get("capabilities") or ["GENERAL"]
+    if not isinstance(caps, list):
+        raise ValidationFailed("'capabilities' must be a list of strings",
+                               details={"field": "capabilities"})
+    capabilities = frozenset(check_name(c, "capability").upper() for c in caps)
+    slots = int_field(body.get("slots"), "slots", default=1, lo=1, hi=4096)
+    running = [_attempt_key(r, "running") for r in _entries(body, "running")]
+    worker_id = body.get("worker_id")
+    if worker_id is not None:
+        check_name(worker_id, "worker_id")
+    if who.role == "worker":
+        if worker_id is not None:
+            check_worker(who, worker_id)
+        worker_id = who.worker
+    worker_id = worker_id if worker_id is not None else f"w-{secrets.token_hex(6)}"
+    now = time.time()
+    old = engine.sched.workers.get(worker_id)
+    if old is not None and old.poll is not None and not old.poll.done():
+        old.poll.set_result(None)
+    worker = WorkerRec(
+        id=worker_id, name=str(body.get("name") or worker_id)[:200],
+        hostname=str(body.get("hostname") or "")[:255], capabilities=capabilities,
+        slots=slots, last_seen=now,
+    )
+    ch = Changes()
+    engine.sched.add_worker(worker, ch)
+    kill = engine.sched.renew(worker, running)
+    worker.cancels.extend(kill)
+    if "running" in body:  # re-joining: it lists every attempt it holds
+        worker.assigned.extend(_undelivered(engine, worker, set(running)))
+    ch.events.append(("worker_updated", {"id": worker_id, "state": "live"}))
+    row = {"id": worker_id, "name": worker.name, "hostname": worker.hostname,
+           "capabilities": sorted(capabilities), "slots": slots, "state": "live",
+           "registered_at": now, "last_seen_at": now}
+    await engine.submit(ch, extra=lambda tx: tx.upsert_worker(row))
+    lease = engine.config.lease_seconds
+    reply: Row = {"worker_id": worker_id, "lease_seconds": lease, "heartbeat_seconds": lease / 3}
+    if who.token_id is not None and engine.worker_credentials is not None:
+        reply["credential"] = engine.worker_credentials.issue(who.token_id, worker_id)
+    return reply
+
+
+def _undelivered(engine: Engine, worker: WorkerRec, held: set[tuple[int, int]]) -> list[int]:
+    """Jobs leased to this worker that it does not hold: the poll reply carrying them was lost
+    when the master died after committing the lease. Nothing ran, so the same attempt is sent
+    again (on the next poll) instead of letting its lease expire into a second attempt. The
+    worker lists finished attempts whose results are still queued as held, so a job that ran
+    is never sent twice."""
+    expires = engine.sched.now() + engine.config.lease_seconds
+    out = []
+    for job in engine.sched.jobs.values():
+        if (job.state == RUNNING and job.worker_id == worker.id
+                and (job.id, job.attempt) not in held):
+            job.lease_expires = expires
+            worker.running.add(job.id)
+            out.append(job.id)
+    return out
+
+
+async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
+               draining: bool = False) -> Row:
+    worker = engine.worker(worker_id)
+    if draining and worker.live:
+        # The worker is finishing its jobs before it stops: it takes no new ones, its
+        # affinity jobs go to others, and the dashboard shows it as draining.
+        ch = Changes()
+        engine.sched.lose_worker(worker, ch, state="draining")
+        ch.events.append(("worker_updated", {"id": worker_id, "state": "draining"}))
+        await engine.submit(ch)
+    free = max(0, min(int(free_slots), 4096))
+    wait = max(0.0, min(float(wait), 60.0))
+    parked = worker.poll is not None and not worker.poll.done()
+    if worker.poll is not None and parked:
+        worker.poll.set_result(None)  # a newer poll supersedes: its offer may be out of date
+    stale = False
+    if wait > 0:
+        stale, worker.stale_offer = worker.stale_offer, False
+    elif not parked:
+        worker.stale_offer = True
+    ch = Changes()
+    want = engine.capacity(worker, free)
+    if want > 0 and worker.state == "live":
+        worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
+    commit: Any = engine.submit(ch) if not ch.empty() else None
+    if not worker.assigned and not worker.cancels and wait > 0 and not stale:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        worker.poll, worker.poll_free = fut, free
+        try:
+            commit = await asyncio.wait_for(asyncio.shield(fut), wait)
+        except TimeoutError:
+            # The dispatcher may have resolved the poll in the same instant.
+            commit = fut.result() if fut.done() else None
+        finally:
+            if worker.poll is fut:
+                worker.poll = None
+            worker.last_seen = time.time()
+    if commit is not None:
+        await commit
+    cancels = [{"id": j, "attempt": a} for j, a in worker.cancels]
+    worker.cancels.clear()
+    return {"jobs": engine.assignments(worker), "cancel": cancels}
+
+
+async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
+    worker = engine.worker(worker_id)
+    running = [_attempt_key(r, "running") for r in _entries(body, "running")]
+    kill = engine.sched.renew(worker, running)
+    kill.extend(worker.cancels)
+    worker.cancels.clear()
+    return {"cancel": [{"id": j, "attempt": a} for j, a in dict.fromkeys(kill)]}
+
+
+async def report(engine: Engine, worker_id: str, body: Row) -> Row:
+    engine.worker(worker_id)
+    logs = [(_attempt_key(line, "logs"), int_field(line.get("seq"), "logs[].seq"),
+             number_field(line.get("ts"), "logs[].ts", default=time.time()), line)
+            for line in _entries(body, "logs")]
+    results = [(_attempt_key(r, "results"),
+                None if r.get("exit_code") is None
+                else int_field(r["exit_code"], "results[].exit_code", lo=-2**31, hi=2**31),
+                None if r.get("error") is None else str(r["error"]), r)
+               for r in _entries(body, "results")]
+    ch = Changes()
+    rejected: dict[tuple[int, int], None] = {}
+    touched_logs: set[int] = set()
+    for key, seq, ts, line in logs:
+        if not engine.sched.is_current(*key, worker_id=worker_id):
+            rejected[key] = None
+            continue
+        text = str(line.get("line", ""))
+        ch.log_lines.append({
+            "job": key[0], "attempt": key[1], "seq": seq,
+            "stream": "stderr" if line.get("stream") == "stderr" else "stdout",
+            "ts": ts, "line": text[:MAX_LINE],
+        })
+        touched_logs.add(key[0])
+    for key, exit_code, error, result in results:
+        # Another worker's attempt is rejected like a stale one: the job runs on untouched.
+        ok = engine.sched.finish(
+            key[0], key[1], exit_code, error, bool(result.get("timed_out")), ch,
+            worker_id=worker_id,
+        )
+        if not ok:
+            rejected[key] = None
+        else:
+            ch.dispatch = True  # a slot freed: a parked poll may now take a queued job
+    if not ch.empty() or ch.dispatch:
+        fut = engine.submit(ch)
+        await fut
+        for job in touched_logs:
+            engine.hub.notify(("log", job))
+        if engine.hub.watched:
+            publish_log_lines(engine, ch.log_lines)
+    return {"rejected": [{"id": j, "attempt": a} for j, a in rejected]}
+
+
+def publish_log_lines(engine: Engine, rows: list[Row]) -> None:
+    """One ``log_lines`` event per (job, attempt) of a committed batch, for followers."""
+    by_attempt: dict[tuple[int, int], list[Row]] = {}
+    for r in rows:
+        by_attempt.setdefault((r["job"], r["attempt"]), []).append(
+            {"seq": r["seq"], "stream": r["stream"], "ts": r["ts"], "line": r["line"]})
+    for (job, attempt), lines in by_attempt.items():
+        engine.hub.publish("log_lines", {"job": job, "attempt": attempt, "lines": lines})
+
+
+async def deregister(engine: Engine, worker_id: str) -> Row:
+    with contextlib.suppress(Exception):
+        worker = engine.worker(worker_id)
+        ch = Changes()
+        engine.sched.lose_worker(worker, ch, state="stopped")
+        ch.events.append(("worker_updated", {"id": worker_id, "state": "stopped"}))
+        if worker.poll is not None and not worker.poll.done():
+            worker.poll.set_result(None)
+        await engine.submit(ch)
+    return {}
+
+
+def worker_view(engine: Engine, row: Row) -> Row:
+    live: WorkerRec | None = engine.sched.workers.get(row["id"])
+    state = row["state"]
+    if live is not None:
+        state = live.state
+    elif state == "live":
+        state = "unknown"  # recorded live by an earlier master run; not reconnected yet
+    return {
+        "id": row["id"], "name": row["name"], "hostname": row["hostname"],
+        "capabilities": row["capabilities"], "slots": row["slots"],
+        "running": sorted(live.running) if live else [],
+        "state": state, "last_seen_at": live.last_seen if live else row["last_seen_at"],
+    }

@@ -1,0 +1,91 @@
+"""Private directories: the master's data dir and the user's config dir, 0700 with files 0600.
+
+Both hold what makes an admin: the data dir keeps ``admin.token``, ``worker.token``, the
+database (with the key that signs session cookies and job tokens) and the blobs; the user
+config keeps a token per master. Any local user able to read one of them becomes admin, so
+the master creates them private (umask 0o077 in its process, explicit modes here) and, at
+every start, tightens whatever someone loosened, with one WARNING per path so the operator
+learns that the files were exposed (a tightened mode does not un-leak a copied secret).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+log = logging.getLogger("titan.permissions")
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+#: The umask of a process that writes only private files (the master).
+PRIVATE_UMASK = 0o077
+
+
+def use_private_umask() -> int:
+    """Make everything this process creates private from now on; returns the old umask
+    (hand it to children that create files for others, e.g. the local worker's jobs)."""
+    return os.umask(PRIVATE_UMASK)
+
+
+def _tighten(path: Path, st: os.stat_result, want: int, *, warn: bool) -> bool:
+    if stat.S_IMODE(st.st_mode) & ~want == 0:
+        return False
+    try:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & want, follow_symlinks=False)
+    except OSError as exc:
+        log.warning("%s is mode %04o (readable by others) and cannot be tightened: %s",
+                    path, stat.S_IMODE(st.st_mode), exc)
+        return True
+    if warn:
+        log.warning("%s was mode %04o, open to other local users; tightened to %04o. Anyone "
+                    "who read it may hold its secrets: rotate tokens if in doubt.",
+                    path, stat.S_IMODE(st.st_mode), stat.S_IMODE(st.st_mode) & want)
+    return True
+
+
+def secure_tree(root: Path, *, warn: bool = True) -> list[Path]:
+    """Create ``root`` (0700) if missing, and tighten it and everything in it that belongs to
+    this user: directories to 0700, files to 0600 at most. Returns the paths that were looser.
+
+    Symbolic links are neither followed nor changed (their target is not ours to judge).
+    """
+    root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    loosened: list[Path] = []
+    uid = os.getuid()
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            st = directory.lstat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid == uid and _tighten(directory, st, DIR_MODE, warn=warn):
+            loosened.append(directory)
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                est = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(est.st_mode):
+                stack.append(Path(entry.path))
+            elif stat.S_ISREG(est.st_mode) and est.st_uid == uid and _tighten(
+                    Path(entry.path), est, FILE_MODE, warn=warn):
+                loosened.append(Path(entry.path))
+    return loosened
+
+
+def secure_files(paths: list[Path]) -> None:
+    """Tighten files just created (the database and its -wal/-shm) without a warning."""
+    for path in paths:
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            _tighten(path, st, FILE_MODE, warn=False)

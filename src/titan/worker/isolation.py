@@ -1,0 +1,253 @@
+"""Opt-in isolation of jobs from the worker's credentials and the master's files.
+
+Two independent layers, both applied in a job's own process between fork and its code
+(the zygote's child, or a subprocess's pre-exec), both decided once per worker:
+
+* ``--sandbox``: a Landlock ruleset (:mod:`titan.worker.landlock`) that lets a job read the
+  system and Python directories, write its workspace (``shared/``, ``tmp/``) and its own
+  ``/proc/<pid>``, and reach nothing else: not the master's data dir, not ``~/.titan``, not
+  other users' homes, not another process's ``/proc/<pid>/environ``. No root needed.
+* ``--run-as USER`` (worker running as root): the job drops to USER's uid, gid and groups,
+  so ordinary Unix permissions keep it from the data dir (0700) and the worker's files.
+"""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+import stat
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from titan import errors
+
+log = logging.getLogger("titan.worker")
+
+#: Read + execute for every job under --sandbox: the system and the interpreter.
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
+#: What of /etc a job may read: what the C library, Python's standard library, OpenSSL and
+#: locales look up. Not /etc itself: it is where a service's environment file (with a worker
+#: token) or a database password tends to live. TITAN_SANDBOX_READ adds paths.
+ETC_ENTRIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "ssl",
+               "pki", "ca-certificates", "ca-certificates.conf", "resolv.conf", "hosts",
+               "nsswitch.conf", "gai.conf", "host.conf", "services", "protocols", "passwd",
+               "group", "mime.types", "os-release", "lsb-release", "debian_version",
+               "alternatives", "locale.alias", "locale.conf", "locale.gen", "default",
+               "fonts", "magic", "mailcap", "hostname", "machine-id", "shells", "crypto-policies",
+               "python3", "pip.conf", "matplotlibrc")
+#: Read + write for every job under --sandbox (devices; the job's own /proc/<pid> is added in
+#: its child, never /proc itself: see :mod:`titan.worker.landlock`).
+DEVICE_DIRS = ("/dev",)
+#: System-wide /proc files that say nothing about other processes (CPU count, memory, load).
+PROC_FILES = ("/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg", "/proc/uptime",
+              "/proc/version", "/proc/filesystems", "/proc/sys/kernel", "/proc/sys/vm")
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What the child of each job does to itself before the job's code runs."""
+
+    #: Under --sandbox: what a job may read, and read and write (Landlock); None without.
+    read: tuple[str, ...] | None = None
+    write: tuple[str, ...] = ()
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] = ()
+    #: Variables every job's environment gets (TMPDIR inside the workspace; HOME of USER).
+    env: dict[str, str] = field(default_factory=dict)
+    _plan: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.read is not None or self.uid is not None
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.read is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"read": None if self.read is None else list(self.read),
+                "write": list(self.write), "uid": self.uid, "gid": self.gid,
+                "groups": list(self.groups)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Isolation:
+        read = data.get("read")
+        return cls(read=None if read is None else tuple(read), write=tuple(data.get("write") or ()),
+                   uid=data.get("uid"), gid=data.get("gid"),
+                   groups=tuple(data.get("groups") or ()))
+
+    def apply(self) -> None:
+        """In the job's child, before its code: drop to the user, then enter the sandbox.
+        Raises on failure: a job must never run less isolated than asked."""
+        if self.uid is not None and self.gid is not None:
+            os.setgroups(list(self.groups))
+            os.setgid(self.gid)
+            os.setuid(self.uid)
+        self.restrict_only()
+
+    def warm(self) -> None:
+        """Plan the sandbox's rules now, in the process that forks the jobs (the zygote, the
+        worker), so each child only makes the syscalls: planning and importing ctypes in
+        every child cost ~4 ms a job."""
+        if self.read is not None and self._plan is None:
+            from titan.worker import landlock
+
+            object.__setattr__(self, "_plan", landlock.plan(
+                [Path(p) for p in (*self.read, *PROC_FILES)], [Path(p) for p in self.write]))
+
+    def restrict_only(self) -> None:
+        """The sandbox half, also the pre-exec hook of subprocesses (Popen drops the user
+        itself, in C). Run in the job's own process: it names its own /proc/<pid>."""
+        if self.read is not None:
+            from titan.worker import landlock
+
+            self.warm()
+            assert self._plan is not None
+            landlock.enter(self._plan, [f"/proc/{os.getpid()}".encode()])
+
+
+def _resolve(path: str | os.PathLike[str]) -> Path | None:
+    try:
+        return Path(path).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
+def protected_paths(extra: Iterable[Path] = ()) -> list[Path]:
+    """Paths no sandboxed job may reach: the user config dir, the master's data dir (named
+    by ``TITAN_DATA_DIR``, as `titan up` does for its worker), ``./.titan``."""
+    from titan.client.config import config_dir
+
+    found = [config_dir(), Path.cwd() / ".titan", *extra]
+    if os.environ.get("TITAN_DATA_DIR"):
+        found.append(Path(os.environ["TITAN_DATA_DIR"]))
+    return [p for p in (_resolve(x) for x in found) if p is not None]
+
+
+def _overlaps(path: Path, protected: list[Path]) -> Path | None:
+    for secret in protected:
+        if path == secret or path in secret.parents or secret in path.parents:
+            return secret
+    return None
+
+
+def sandbox_rules(workspace_root: Path, protected: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(read, write) path lists of the sandbox; nothing that is, holds or lies inside a
+    protected path (e.g. a project dir on ``sys.path`` that holds ``.titan/``)."""
+    # sys.path holds the interpreter's and the installed packages' directories (editable
+    # installs included), which jobs import from; not the worker's working directory, which
+    # `python -m` puts first and which may hold anything (a data dir, a .env).
+    cwd = _resolve(os.getcwd())
+    extra = [p.strip() for p in os.environ.get("TITAN_SANDBOX_READ", "").split(",") if p.strip()]
+    candidates = [*SYSTEM_DIRS, *(f"/etc/{name}" for name in ETC_ENTRIES), sys.prefix,
+                  sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                  os.path.dirname(os.path.realpath(sys.executable)),
+                  *(p for p in sys.path if p and _resolve(p) != cwd), *extra]
+    read: list[Path] = []
+    for raw in candidates:
+        path = _resolve(raw)
+        if path is None or not path.exists() or path in read:
+            continue
+        secret = _overlaps(path, protected)
+        if secret is not None:
+            log.info("sandbox: not allowing %s (it overlaps %s)", path, secret)
+            continue
+        read.append(path)
+    write = [workspace_root / "shared", workspace_root / "tmp",
+             *(Path(d) for d in DEVICE_DIRS)]
+    read.append(workspace_root / "projects")
+    for path in write:
+        secret = _overlaps(path.resolve(), protected)
+        if secret is not None:
+            raise errors.ConfigError(
+                f"--sandbox: the job workspace {path} overlaps {secret}, which jobs must not "
+                "reach; choose another --workdir")
+    return read, write
+
+
+def _reachable(path: Path, uid: int, groups: tuple[int, ...]) -> Path | None:
+    """The first directory on the way to ``path`` (itself included, which must also be
+    readable) that ``uid`` may not traverse."""
+    for directory in [*reversed(path.parents), path]:
+        st = directory.stat()
+        want = stat.S_IXOTH | (stat.S_IROTH if directory == path else 0)
+        if st.st_uid == uid:
+            shift = 6
+        elif st.st_gid in groups:
+            shift = 3
+        else:
+            shift = 0
+        if (st.st_mode >> shift) & want != want:
+            return directory
+    return None
+
+
+def _python_dirs() -> list[Path]:
+    """The standard library and the directory Titan is imported from."""
+    import titan
+
+    found = [Path(os.__file__).resolve().parent, Path(titan.__file__).resolve().parent.parent]
+    return list(dict.fromkeys(found))
+
+
+def _run_as(user: str, workspace_root: Path) -> Isolation:
+    if os.geteuid() != 0:
+        raise errors.ConfigError(
+            f"--run-as {user} needs the worker to run as root (it runs as uid {os.geteuid()})")
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise errors.ConfigError(f"--run-as: no such user {user!r}") from None
+    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    blocked = _reachable(workspace_root, entry.pw_uid, groups)
+    if blocked is not None:
+        raise errors.ConfigError(
+            f"--run-as {user}: {user} cannot reach the workspace {workspace_root} "
+            f"({blocked} is mode {stat.S_IMODE(blocked.stat().st_mode):04o}); choose a "
+            "--workdir under a directory it may enter")
+    # Its jobs import from the interpreter's library and from Titan (the zygote preloads
+    # some, not all): a user who cannot read them would see jobs fail on their first import.
+    for needed in _python_dirs():
+        blocked = _reachable(needed, entry.pw_uid, groups)
+        if blocked is not None:
+            raise errors.ConfigError(
+                f"--run-as {user}: {user} cannot read the Python installation {needed} "
+                f"({blocked} is mode {stat.S_IMODE(blocked.stat().st_mode):04o}); install "
+                f"Python and Titan where {user} may read them (e.g. a venv under /opt)")
+    # Jobs write their shared directory and their tmp; scripts and archives stay root's.
+    for name in ("shared", "tmp"):
+        os.chown(workspace_root / name, entry.pw_uid, entry.pw_gid)
+    try:
+        group = grp.getgrgid(entry.pw_gid).gr_name
+    except KeyError:
+        group = str(entry.pw_gid)
+    log.info("jobs run as %s (uid %d, group %s)", user, entry.pw_uid, group)
+    return Isolation(uid=entry.pw_uid, gid=entry.pw_gid, groups=groups,
+                     env={"HOME": entry.pw_dir, "USER": entry.pw_name,
+                          "LOGNAME": entry.pw_name})
+
+
+def prepare(workspace_root: Path, *, sandbox: bool = False,
+            run_as: str | None = None) -> Isolation:
+    """The isolation every job of this worker gets; raises ConfigError when it cannot be
+    had (never a silent downgrade)."""
+    tmp = workspace_root / "tmp"
+    tmp.mkdir(mode=0o700, exist_ok=True)
+    iso = _run_as(run_as, workspace_root) if run_as else Isolation()
+    if not sandbox:
+        return iso
+    from titan.worker import landlock
+
+    read, write = sandbox_rules(workspace_root, protected_paths())
+    # Built once here only to fail now, with the reason, if the kernel cannot do it.
+    os.close(landlock.build_ruleset(landlock.plan(read, write)))
+    log.info("jobs run in a Landlock sandbox (ABI %d): read %s; write %s",
+             landlock.abi_version(), ", ".join(map(str, read)), ", ".join(map(str, write)))
+    return Isolation(read=tuple(map(str, read)), write=tuple(map(str, write)), uid=iso.uid,
+                     gid=iso.gid, groups=iso.groups, env={**iso.env, "TMPDIR": str(tmp)})

@@ -1,0 +1,89 @@
+"""No local user becomes admin by reading Titan's files (issue 15 item 2): the data dir is
+0700 with every file in it 0600 (the database, its -wal/-shm, tokens, master.json, blobs),
+loosened modes are tightened at start with a warning, the user config is private, and an
+HTTP agent's header values (API keys) are never served back."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import httpx
+
+from tests.integration.harness import Cluster
+from titan import TitanJob
+
+
+def loose(path: Path) -> list[str]:
+    """Every path under ``path`` that another local user could read or enter."""
+    found = []
+    for p in [path, *path.rglob("*")]:
+        st = p.lstat()
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+            found.append(f"{p} {stat.S_IMODE(st.st_mode):04o}")
+    return found
+
+
+def test_the_data_dir_is_private_and_loosened_modes_are_tightened(tmp_path: Path) -> None:
+    c = Cluster(tmp_path)
+    try:
+        c.up(slots=1)
+        client = c.client()
+        # Something in every kind of file: a blob, the store, the WAL.
+        script = c.script("job.py", "print('hi')\n")
+        client.submit_dag("private", [TitanJob(job_id="a", filename=script)])
+        client.store_put("k", "v")
+        names = {p.name for p in c.data.rglob("*")}
+        assert {"titan.db", "admin.token", "worker.token", "master.json", "blobs"} <= names
+        assert loose(c.data) == []
+        # The user's config (a token per master) too.
+        config = Path(os.environ["TITAN_CONFIG_DIR"])
+        if config.exists():
+            assert loose(config) == []
+
+        # Someone loosens it while the master is down: the next start tightens it and says so.
+        c.kill_master()
+        c.data.chmod(0o755)
+        (c.data / "titan.db").chmod(0o644)
+        (c.data / "admin.token").chmod(0o644)
+        blob = next(p for p in (c.data / "blobs").rglob("*") if p.is_file())
+        blob.chmod(0o644)
+        c.up(slots=1)
+        assert loose(c.data) == []
+        log = c.log()
+        for path in (c.data, c.data / "titan.db", c.data / "admin.token", blob):
+            assert f"{path} was mode" in log, (path, log[-3000:])
+        assert "rotate tokens" in log
+    finally:
+        c.stop()
+
+
+def test_http_agent_header_values_are_never_served_back(tmp_path: Path) -> None:
+    secret = "sk-live-0123456789abcdef"
+    c = Cluster(tmp_path)
+    try:
+        c.start_master()
+        client = c.client()
+        agent = {"name": "svc", "kind": "http", "url": "https://agent.example.com/run",
+                 "headers": {"Authorization": f"Bearer {secret}", "X-Team": "blue"},
+                 "tools": [{"name": "lookup", "description": "look up a thing"}]}
+        created = client.create_evaluation("leaky", agent, [
+            {"id": "t1", "user_instruction": "say hi"}])
+        assert created["agent"]["headers"] == {"Authorization": "***", "X-Team": "***"}
+        headers = {"Authorization": f"Bearer {c.admin_token}"}
+        reads = [f"{c.url}/api/v1/evaluations", f"{c.url}/api/v1/evaluations/leaky",
+                 f"{c.url}/api/v1/evaluations/leaky/tasks/t1"]
+        dash = f"http://127.0.0.1:{c.dashboard_port}"
+        reads += [f"{dash}/evaluations", f"{dash}/evaluations.json", f"{dash}/evaluations/leaky",
+                  f"{dash}/evaluations/leaky.json", f"{dash}/evaluations/leaky/tasks/t1",
+                  f"{dash}/evaluations/leaky/tasks/t1.json"]
+        for url in reads:
+            r = httpx.get(url, headers=headers, timeout=30)
+            assert r.status_code == 200, (url, r.status_code, r.text[:300])
+            assert secret not in r.text, url
+        listed = httpx.get(reads[0], headers=headers, timeout=30).json()["evaluations"][0]
+        assert json.dumps(listed["agent"]["headers"]) == '{"Authorization": "***", "X-Team": "***"}'
+    finally:
+        c.stop()

@@ -1,0 +1,175 @@
+"""A worker credential acts only for the worker it registered, and reads only what a worker
+needs (issue 15 item 4): a real master, real workers, forged calls over plain HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests.integration.harness import Cluster
+from tests.integration.test_api_contract import assert_error, call
+from titan import TitanJob
+
+
+@pytest.fixture
+def cl(tmp_path: Path) -> Iterator[Cluster]:
+    """A master with one real worker that alone can run BETA jobs."""
+    c = Cluster(tmp_path)
+    try:
+        c.start_master()
+        c.add_worker(capabilities="BETA", slots=2)
+        yield c
+    finally:
+        c.stop()
+
+
+def register(c: Cluster, token: str, **body: Any) -> dict[str, Any]:
+    status, reg = call(c, "POST", "/workers/register",
+                       {"name": "intruder", "capabilities": ["NOTHING_RUNS_HERE"], "slots": 1,
+                        **body}, token=token)
+    assert status == 200, reg
+    assert reg["credential"].startswith("tw.") and reg["worker_id"] in reg["credential"]
+    return reg
+
+
+def wait_running(c: Cluster, ref: str, needle: str) -> dict[str, Any]:
+    client = c.client()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        job = client.get_job(ref)
+        if job["state"] == "RUNNING" and needle in client.fetch_logs(ref):
+            return job
+        assert job["state"] in ("PENDING", "READY", "RUNNING"), job
+        time.sleep(0.05)
+    raise TimeoutError(ref)
+
+
+def test_a_credential_cannot_act_for_another_worker(cl: Cluster) -> None:
+    worker_token = (cl.data / "worker.token").read_text().strip()
+    other_token = cl.api("POST", "/tokens", {"role": "worker", "name": "team b"})["token"]
+    # Worker 1, registered with the same worker token as the real worker, and worker 1b, with
+    # a different one.
+    same = register(cl, worker_token)
+    other = register(cl, other_token)
+    assert same["credential"] != other["credential"]
+
+    flag = cl.root / "release"
+    script = cl.script("victim.py", f"""
+        import os, time
+        print("real start", flush=True)
+        while not os.path.exists({str(flag)!r}):
+            time.sleep(0.05)
+        print("real end", flush=True)
+    """)
+    client = cl.client()
+    dag = client.submit_dag("scope", [TitanJob(job_id="victim", filename=script,
+                                               requirement="BETA")])
+    ref = f"{dag['ref']}/victim"
+    job = wait_running(cl, ref, "real start")
+    victim, attempt = job["worker_id"], job["attempt"]
+    assert victim not in (same["worker_id"], other["worker_id"])
+
+    forged = {"results": [{"id": job["id"], "attempt": attempt, "exit_code": 0}],
+              "logs": [{"id": job["id"], "attempt": attempt, "seq": 10_000, "stream": "stdout",
+                        "ts": time.time(), "line": "FORGED"}]}
+    bodies = {"poll": {"free_slots": 1, "wait": 0}, "heartbeat": {"running": []},
+              "report": forged, "deregister": {}}
+    for reg in (same, other):
+        for action, body in bodies.items():
+            assert_error(*call(cl, "POST", f"/workers/{victim}/{action}", body,
+                               token=reg["credential"]), 403, "wrong_worker")
+        # Nor may it take over the victim's id by registering it.
+        assert_error(*call(cl, "POST", "/workers/register", {"worker_id": victim},
+                           token=reg["credential"]), 403, "wrong_worker")
+        # Reporting the victim's attempt as its own is refused item by item.
+        status, reply = call(cl, "POST", f"/workers/{reg['worker_id']}/report", forged,
+                             token=reg["credential"])
+        assert status == 200 and reply == {"rejected": [{"id": job["id"], "attempt": attempt}]}
+    # A bare worker token registers new workers only: it cannot call for any id, its own
+    # registrations' included, nor re-register one.
+    for token in (worker_token, other_token):
+        for wid in (victim, same["worker_id"]):
+            for action, body in bodies.items():
+                assert_error(*call(cl, "POST", f"/workers/{wid}/{action}", body, token=token),
+                             403, "worker_credential_required")
+        assert_error(*call(cl, "POST", "/workers/register", {"worker_id": victim}, token=token),
+                     403, "worker_credential_required")
+
+    # The victim went on untouched: still running on its worker, which is still live.
+    job = client.get_job(ref)
+    assert (job["state"], job["worker_id"], job["attempt"]) == ("RUNNING", victim, attempt)
+    assert victim in [w["id"] for w in cl.live_workers()]
+    flag.touch()
+    final = client.wait(ref, timeout=60)
+    assert final["state"] == "COMPLETED" and final["attempt"] == attempt
+    logs = client.fetch_logs(ref)
+    assert "real end" in logs and "FORGED" not in logs
+
+    # Its own credential still works for itself; revoking the token it came from ends it.
+    assert call(cl, "POST", f"/workers/{other['worker_id']}/poll", bodies["poll"],
+                token=other["credential"])[0] == 200
+    other_id = next(t["id"] for t in cl.api("GET", "/tokens")["tokens"] if t["name"] == "team b")
+    cl.api("DELETE", f"/tokens/{other_id}")
+    assert_error(*call(cl, "POST", f"/workers/{other['worker_id']}/poll", bodies["poll"],
+                       token=other["credential"]), 401, "unauthorized")
+    # A forged credential (another id under a real mac) is refused.
+    tw, token_id, wid, mac = same["credential"].split(".")
+    assert_error(*call(cl, "POST", f"/workers/{victim}/poll", bodies["poll"],
+                       token=f"{tw}.{token_id}.{victim}.{mac}"), 401, "unauthorized")
+
+
+def events_refused(c: Cluster, token: str) -> bool:
+    """True when the event socket will not stream to this token (refused at the handshake
+    or closed with 4403 before its hello)."""
+    try:
+        with connect(f"ws://127.0.0.1:{c.port}/api/v1/events",
+                     additional_headers={"Authorization": f"Bearer {token}"},
+                     open_timeout=10) as ws:
+            try:
+                first = ws.recv(timeout=10)
+            except ConnectionClosed as closed:
+                return closed.rcvd is not None and closed.rcvd.code == 4403
+            return json.loads(first) != {"type": "hello"}
+    except InvalidStatus as exc:
+        return exc.response.status_code in (401, 403)
+
+
+def test_a_worker_reads_only_the_scripts_it_runs(cl: Cluster) -> None:
+    worker_token = (cl.data / "worker.token").read_text().strip()
+    reg = register(cl, worker_token)
+    script = cl.script("hello.py", "print('hello')\n")
+    client = cl.client()
+    client.store_put("secret-key", "value")
+    dag = client.submit_dag("reads", [TitanJob(job_id="a", filename=script, requirement="BETA")])
+    job = client.wait(f"{dag['ref']}/a", timeout=60)
+    assert job["state"] == "COMPLETED"
+
+    for token in (reg["credential"], worker_token):
+        # What a worker needs: the scripts and blobs of the jobs it runs.
+        sha = hashlib.sha256(Path(script).read_bytes()).hexdigest()
+        status, body = call(cl, "GET", f"/blobs/{sha}", token=token)
+        assert status == 200 and body == b"print('hello')\n", body
+        for path in ("/store/values/secret-key", "/store", f"/jobs/{job['id']}/logs",
+                     f"/jobs/{job['id']}", "/dags", "/workers", "/runs", "/runs/x/actions",
+                     "/agent-runs", "/evaluations", "/files"):
+            assert_error(*call(cl, "GET", path, token=token), 403, "forbidden")
+        for page in ("/dags", "/dags.json", "/store", "/store.json"):
+            r = httpx.get(f"http://127.0.0.1:{cl.dashboard_port}{page}",
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            assert r.status_code == 403, (page, r.status_code, r.text[:200])
+        assert events_refused(cl, token)
+        # Nor can it sign in to the dashboard.
+        with httpx.Client(base_url=f"http://127.0.0.1:{cl.dashboard_port}", timeout=30) as s:
+            r = s.get("/login", params={"token": token})
+            assert r.status_code != 303 and not s.cookies, r.status_code
+    # A reader still reads.
+    assert events_refused(cl, cl.admin_token) is False
