@@ -42,8 +42,10 @@ def _isolated_user_config(tmp_path_factory: pytest.TempPathFactory,
 
 
 @contextlib.contextmanager
-def fresh_postgres_database(prefix: str = "titan_test") -> Iterator[str]:
-    """Create a database of its own on the test server; drop it afterwards.
+def fresh_postgres_database(prefix: str = "titan_test",
+                            template: str | None = None) -> Iterator[str]:
+    """Create a database of its own on the test server (a copy of ``template`` when given);
+    drop it afterwards.
 
     Skips when no server answers, except in CI (CI=true), where PostgreSQL is mandatory."""
     import sqlalchemy as sa
@@ -60,7 +62,8 @@ def fresh_postgres_database(prefix: str = "titan_test") -> Iterator[str]:
         pytest.skip(message)
     name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        copy = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
     try:
         yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
@@ -70,9 +73,21 @@ def fresh_postgres_database(prefix: str = "titan_test") -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run (shared by the session's tests)."""
-    with fresh_postgres_database() as url:
+def postgres_template() -> Iterator[str]:
+    """The name of a PostgreSQL database holding the latest schema, migrated once per run:
+    each module's database is copied from it instead of migrated again."""
+    from titan.storage import open_storage
+
+    with fresh_postgres_database("titan_template") as url:
+        open_storage(url).close()  # closed: a template may have no open connection
+        yield url.rsplit("/", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """A PostgreSQL database of this test module's own, with the latest schema (its tests
+    start from empty tables: the storage contract's fixture empties every one)."""
+    with fresh_postgres_database("titan_test", template=postgres_template) as url:
         yield url
 
 

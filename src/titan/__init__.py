@@ -36,9 +36,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'titan' has no attribute {name!r}")
 
 
-if os.environ.get("TITAN_REPLAY"):
-    # A replay's job started as a fresh interpreter: guard its sockets as soon as it imports
-    # Titan (a forked job is guarded by the zygote before its script runs).
+if os.environ.get("TITAN_AGENT_RUN_ID") or os.environ.get("TITAN_REPLAY"):
+    # A job of an agent run (or of its replay) started as a fresh interpreter: record its
+    # titan.llm calls (loading titan.trace hooks them) and, in a replay, guard its sockets,
+    # as soon as it imports Titan. A forked job gets the same from the zygote.
     from titan.trace import replay as _replay
 
     _replay.active()

@@ -1,4 +1,5 @@
-"""When a call to the master is tried again, and for how long: one policy for SDK and worker.
+"""When a call is tried again, and for how long: one policy for the SDK, the worker, the
+trace recorder and hosted LLM calls.
 
 A master restart (``kill -9`` and start again, an upgrade) leaves its port closed for a few
 seconds, and requests in flight at that moment lose their reply. Both the SDK inside a job and

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from titan.errors import ValidationFailed
-from titan.storage import Storage, open_storage
+from titan.errors import ConfigError, ValidationFailed
+from titan.storage import Storage, open_storage, schema
 from titan.storage.migrations import LATEST
 
 
@@ -21,15 +21,19 @@ def storage(request: pytest.FixtureRequest, tmp_path) -> Iterator[Storage]:  # t
     else:
         url = request.getfixturevalue("postgres_url")
         s = open_storage(url)
-        with s.transaction() as tx:  # each test starts from empty tables
-            conn = tx.conn  # type: ignore[attr-defined]
-            tables = ", ".join(f'"{t}"' for t in (
-                "log_lines", "attempts", "jobs", "dags", "actions", "agent_runs", "agents",
-                "store_values", "store_sets", "files", "blobs", "workers", "tokens", "meta",
-                "eval_calls", "eval_runs", "eval_tasks", "evaluations"))
-            conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        empty_tables(s)
     yield s
     s.close()
+
+
+def empty_tables(s: Storage) -> None:
+    """Every table the schema defines, emptied (a test starts from a fresh database's state;
+    derived from the schema, so a table added later is never left out)."""
+    with s.transaction() as tx:
+        conn = tx.conn  # type: ignore[attr-defined]
+        tables = ", ".join(f'"{table.name}"' for table in schema.metadata.sorted_tables
+                           if table.name != schema.schema_migrations.name)
+        conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 def dag_row(name: str, run: int, agent_run_id: str | None = None) -> dict:
@@ -204,6 +208,36 @@ def test_tokens(storage: Storage) -> None:
         assert tx.revoke_token("t1", 2.0) is True
         assert tx.revoke_token("t1", 3.0) is False
         assert tx.list_tokens()[0]["revoked_at"] == 2.0
+        by_id = tx.token_by_id("t1")
+        assert tx.token_by_id("nope") is None and tx.token_by_id("h1") is None
+    # By id, revoked or not: what a worker credential is checked against.
+    assert by_id is not None
+    assert (by_id["id"], by_id["role"], by_id["name"], by_id["revoked_at"]) == (
+        "t1", "viewer", "n", 2.0)
+
+
+def test_one_scheduler_per_database(storage: Storage) -> None:
+    """Two masters on one database would both start the same jobs: the second is refused
+    until the first lets go, on SQLite (a file lock) and PostgreSQL (an advisory lock)."""
+    url = storage.url  # type: ignore[attr-defined]
+    storage.claim_scheduler()
+    storage.claim_scheduler()  # claiming again is a no-op, not a conflict with itself
+    other = open_storage(url)
+    try:
+        with pytest.raises(ConfigError):
+            other.claim_scheduler()
+        with other.transaction() as tx:  # refused the scheduler, not the data
+            tx.set_meta("k", "v")
+        storage.close()
+        other.claim_scheduler()
+        third = open_storage(url)
+        try:
+            with pytest.raises(ConfigError):
+                third.claim_scheduler()
+        finally:
+            third.close()
+    finally:
+        other.close()
 
 
 def test_blobs_and_files(storage: Storage) -> None:

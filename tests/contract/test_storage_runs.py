@@ -125,6 +125,67 @@ def test_ensure_agent_run(storage: Storage) -> None:
     assert (made["status"], made["started_at"], made["agent_id"]) == ("completed", T0 - 100, "a")
 
 
+def test_get_agent_run_reads_the_row_its_stages_point_at(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.ensure_agent_run("R_1", T0, "R")
+        tx.create_run(run_row("done", status="failed", agent="b", error="boom"))
+    with storage.transaction() as tx:
+        row, done = tx.get_agent_run("R_1"), tx.get_agent_run("done")
+        assert tx.get_agent_run("ghost") is None
+        assert tx.get_agent_run("r_1") is None  # ids are case-sensitive on both databases
+    assert row is not None and done is not None
+    assert (row["id"], row["created_at"], row["status"], row["agent_id"]) == (
+        "R_1", T0, "running", "R")
+    assert (done["status"], done["error"]) == ("failed", "boom")
+
+
+def test_replays_of_lists_a_runs_replays_newest_first(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.create_run(run_row("orig"))
+        tx.create_run(run_row("other"))
+        for i, started in enumerate((T0 + 30, T0 + 10, T0 + 20)):
+            tx.create_run(run_row(f"rp{i}", started=started, replay_of="orig"))
+        tx.create_run(run_row("rp_other", replay_of="other"))
+    with storage.transaction() as tx:
+        assert [r["id"] for r in tx.replays_of("orig", 10)] == ["rp0", "rp2", "rp1"]
+        assert [r["id"] for r in tx.replays_of("orig", 2)] == ["rp0", "rp2"]
+        assert [r["id"] for r in tx.replays_of("other", 10)] == ["rp_other"]
+        assert tx.replays_of("rp0", 10) == [] and tx.replays_of("ghost", 10) == []
+        first = tx.replays_of("orig", 1)[0]
+    assert first["replay_of"] == "orig" and first == tx_run(storage, "rp0")
+
+
+def tx_run(storage: Storage, run_id: str) -> dict[str, Any] | None:
+    with storage.transaction() as tx:
+        return tx.get_run(run_id)
+
+
+def test_recorded_actions_serve_an_actor_and_its_sub_actors_in_order(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.create_run(run_row("r"))
+        tx.create_run(run_row("other"))
+        tx.insert_actions("r", [
+            action("a1", actor="main"), action("a2", actor="main/sub"),
+            action("a3", actor="mainly"),  # a sibling whose name starts alike: not a sub-actor
+            action("a4", actor="main/sub/deep"), action("a5", actor="helper"),
+            action("a6", actor="main"), action("a7", actor="m_in/x"),  # '_' is no wildcard
+            action("a8", actor="m%n/y"),
+        ], NOW)
+        tx.insert_actions("other", [action("o1", actor="main")], NOW)
+    with storage.transaction() as tx:
+        def ids(actor: str, after: int = 0, limit: int = 100) -> list[str]:
+            return [a["id"] for a in tx.recorded_actions("r", actor, after, limit)]
+
+        assert ids("main") == ["a1", "a2", "a4", "a6"]
+        assert ids("main", after=2) == ["a4", "a6"]
+        assert ids("main", limit=2) == ["a1", "a2"]
+        assert ids("main/sub") == ["a2", "a4"]
+        assert ids("m_in") == ["a7"] and ids("m%n") == ["a8"]
+        assert ids("ghost") == [] and ids("main", after=8) == []
+        served = tx.recorded_actions("r", "main", 0, 1)[0]
+        assert served == tx.get_action("r", 1)
+
+
 def _filter_fixture(tx: Transaction) -> None:
     for run_id, agent, status, started, cost in (
         ("lit_a", "alpha", "completed", T0 + 10, 0.5),

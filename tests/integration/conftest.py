@@ -34,3 +34,4 @@ def make_cluster(tmp_path: Path) -> Iterator[object]:
     finally:
         for c in made:
             c.stop()
+

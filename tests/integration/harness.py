@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,23 @@ def isolated_cluster(root: Path, env: dict[str, str] | None = None, **up: Any) -
         c.stop()
         raise
     return c
+
+
+def shared_cluster(slots: int = 4) -> Any:
+    """A module-scoped ``cluster`` fixture: one `titan up` for all of a module's tests.
+
+    Starting a cluster costs seconds; most tests only submit work under names of their own,
+    so a module assigns ``cluster = shared_cluster()`` unless its tests restart, kill or
+    reconfigure the cluster (those keep the per-test ``cluster`` or ``make_cluster``)."""
+
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+        c = isolated_cluster(tmp_path_factory.mktemp("shared-cluster"), slots=slots)
+        try:
+            yield c
+        finally:
+            c.stop()
+
+    return cluster

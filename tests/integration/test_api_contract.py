@@ -11,15 +11,19 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, shared_cluster
 from titan.errors import InvalidDAG, PayloadTooLarge, ValidationFailed, WaitTimeout
 from titan_sdk import TitanClient, TitanJob
+
+cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
+MakeCluster = Callable[..., Cluster]
 
 
 def call(c: Cluster, method: str, path: str, body: Any = None, *, token: str | None = "admin",
@@ -179,7 +183,8 @@ def test_artifacts_from_inside_a_job(cluster: Cluster, tmp_path: Path) -> None:
     assert Path(back).read_bytes() == local.read_bytes()
 
 
-def test_file_names_with_path_traversal_are_refused(cluster: Cluster) -> None:
+def test_file_names_with_path_traversal_are_refused(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster().up()  # its own: that nothing at all was stored is checked
     client = cluster.client()
     for name in ("../x", "a/b", "..", ".", "a\\b", "../../etc/passwd", "x\x00y", ""):
         segment = quote(name, safe="")
@@ -203,7 +208,9 @@ def good_job(sha: str, job_id: str = "a", **fields: Any) -> dict[str, Any]:
     return {"job_id": job_id, "filename": "a.py", "script_sha256": sha, **fields}
 
 
-def test_bad_dags_are_refused_whole(cluster: Cluster) -> None:
+def test_bad_dags_are_refused_whole(make_cluster: MakeCluster) -> None:
+    # A cluster of its own: that nothing at all was stored is checked against an empty one.
+    cluster = make_cluster().up()
     client = cluster.client()
     script = b"print('ok')\n"
     sha = hashlib.sha256(script).hexdigest()

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.test_cli import titan
 from titan import TitanClient, TitanJob
 from titan.errors import Conflict, Forbidden
+
+cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
 
 MakeCluster = Callable[..., Cluster]
 

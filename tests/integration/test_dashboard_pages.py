@@ -205,6 +205,26 @@ def test_viewers_see_no_operator_buttons(cl: Cluster) -> None:
         assert 'data-action="retry-job"' in page and 'data-action="cancel-job"' in page
 
 
+def test_one_error_handler_answers_a_page_with_a_page_and_the_rest_with_json(cl: Cluster) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    with signed_in(cl) as s:
+        bad = s.get("/dags", params={"status": "NOPE"})
+        assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/html")
+        assert 'class="error-box"' in bad.text and "status must be one of" in bad.text
+        assert 'data-page="dags"' in bad.text  # drawn inside the page's own navigation
+        assert "Content-Security-Policy" in bad.headers
+        twin = s.get("/dags.json", params={"status": "NOPE"})
+        assert twin.status_code == 400 and twin.json()["error"]["code"] == "invalid_request"
+        # A path no route serves: a browser gets the error page, a program the JSON body.
+        lost = s.get("/no/such/page", headers=browser)
+        assert lost.status_code == 404 and 'class="error-box"' in lost.text
+        assert lost.headers["content-type"].startswith("text/html")
+        for path, headers in (("/no/such/page", {}), ("/api/v1/no/such", browser),
+                              ("/no/such.json", browser)):
+            r = s.get(path, headers=headers)
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
+
+
 # -- what the twins hold -----------------------------------------------------------------------
 def test_cluster_twin(cl: Cluster) -> None:
     with bearer(cl) as s:

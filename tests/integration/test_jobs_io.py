@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.processes import BLOCKER
 from titan.errors import PipelineError
 from titan_sdk import TitanJob
+
+cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
 
 MakeCluster = Callable[..., Cluster]
 
@@ -215,23 +217,25 @@ def test_yaml_pipeline_from_the_cli_and_the_sdk(cluster: Cluster, tmp_path: Path
 
 def test_bad_yaml_names_the_line_and_stores_nothing(cluster: Cluster, tmp_path: Path) -> None:
     client = cluster.client()
-    unknown = write_pipeline(tmp_path / "a", PIPELINE.replace("    depends_on:", "    dependson:"))
+    # A name no other test of the module submits: nothing may be stored under it.
+    pipeline = PIPELINE.replace("name: yaml_pipe", "name: yaml_bad")
+    unknown = write_pipeline(tmp_path / "a", pipeline.replace("    depends_on:", "    dependson:"))
     with pytest.raises(PipelineError) as err:
         client.submit_yaml(unknown)
     assert f"{unknown}:8:" in str(err.value) and "depends_on" in str(err.value)
     assert err.value.details["line"] == 8
 
-    broken = write_pipeline(tmp_path / "b", PIPELINE.replace("    retries: 1", "   retries: [1"))
+    broken = write_pipeline(tmp_path / "b", pipeline.replace("    retries: 1", "   retries: [1"))
     with pytest.raises(PipelineError) as err:
         client.submit_yaml(broken)
     assert "invalid YAML" in str(err.value) and f"{broken}:" in str(err.value)
 
-    unknown_parent = write_pipeline(tmp_path / "c", PIPELINE.replace("depends_on: extract",
+    unknown_parent = write_pipeline(tmp_path / "c", pipeline.replace("depends_on: extract",
                                                                      "depends_on: [nope]"))
     out = titan_cli(cluster, "submit", "pipeline.yaml", "--wait", cwd=unknown_parent.parent)
     assert out.returncode != 0
     assert "pipeline.yaml:8:" in out.stderr and "nope" in out.stderr, out.stderr
-    assert client.list_dags(name="yaml_pipe") == []
+    assert client.list_dags(name="yaml_bad") == []
 
 
 # -- DAG runs by name -------------------------------------------------------------------------

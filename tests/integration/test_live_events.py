@@ -14,8 +14,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, shared_cluster
 from titan import TitanJob
+
+cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
 
 
 @contextmanager

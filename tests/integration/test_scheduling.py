@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.processes import BLOCKER, SPAWNER, wait_dead
 from titan_sdk import TitanJob
+
+cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
 
 MakeCluster = Callable[..., Cluster]
 

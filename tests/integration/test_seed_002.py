@@ -8,7 +8,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, shared_cluster
+
+cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
 
 
 def run_snippet(cluster: Cluster, source: str, cwd: Path, name: str = "snippet.py") -> str:

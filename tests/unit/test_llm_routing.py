@@ -18,7 +18,8 @@ import pytest
 from titan import llm
 from titan.errors import ConfigError, InvalidOutput, LLMError, ProviderError
 from titan.llm import pricing, providers
-from titan.llm.hosted import HostedProvider, litellm_module
+from titan.llm.hosted import HostedProvider
+from titan.llm.litellm_import import litellm_module
 from titan.llm.local import LocalProvider
 from titan.llm.types import Generation, Request, Usage
 

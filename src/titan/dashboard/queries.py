@@ -14,9 +14,9 @@ from typing import Any
 
 from titan.dashboard.layout import layout
 from titan.errors import NotFound, ValidationFailed
-from titan.master.api import workers as workers_api
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
+from titan.master.scheduling import worker_protocol
 from titan.master.scheduling.state import DAG_STATUSES, WAITING_APPROVAL, dag_status
 from titan.master.scheduling.views import counts_view, dag_view, job_view
 from titan.storage.base import Row, Transaction
@@ -48,7 +48,7 @@ def file_view(row: Row) -> Row:
 async def cluster(c: Ctx, p: auth.Principal) -> Data:
     """What ``GET /api/v1/workers`` answers, plus names for the job ids it lists (from the
     scheduler's memory: running and unschedulable jobs belong to unfinished DAGs)."""
-    base = await workers_api.list_workers(c, p)
+    base = await worker_protocol.workers_view(c.engine)
     sched = c.engine.sched
 
     def named(job_id: int) -> Row:

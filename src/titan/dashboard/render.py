@@ -23,7 +23,7 @@ from jinja2 import Environment, PackageLoader
 
 from titan.errors import APIError, Unauthorized, ValidationFailed
 from titan.formats import iso
-from titan.master.api.deps import ctx, principal
+from titan.master.api.deps import API_PREFIX, ctx, principal
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
@@ -163,6 +163,28 @@ def html(request: Request, template: str, data: Data, page: str,
     return _security_headers(request, HTMLResponse(body, status_code=status))
 
 
+def wants_page(request: Request) -> bool:
+    """Whether an error on this request is answered with a page rather than JSON: always on
+    a dashboard page's route; on a path no route matched, when a browser navigates there
+    (it asks for text/html) outside the API and the pages' .json twins."""
+    route = request.scope.get("route")
+    if route is not None:
+        return getattr(route, "response_class", None) is HTMLResponse
+    path = request.url.path
+    return (not path.startswith(API_PREFIX) and not path.endswith(".json")
+            and "text/html" in request.headers.get("accept", ""))
+
+
+def error_page(request: Request, error: APIError) -> Response:
+    """The page an error is shown as; signing in is the answer to a 401."""
+    if isinstance(error, Unauthorized):
+        return login_redirect(request)
+    p = getattr(request.state, "principal", None)
+    page = getattr(request.state, "page", "")
+    return html(request, "error.html", {"error": error.to_body()["error"]}, page, p,
+                status=error.status)
+
+
 def login_redirect(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
@@ -184,15 +206,11 @@ def twin(router: APIRouter, paths: list[str], template: str, page: str) -> Calla
             return JSONResponse(await builder(request, ctx(request), p))
 
         async def as_html(request: Request) -> Response:
-            try:
-                p = await reader(request)
-            except Unauthorized:
-                return login_redirect(request)
-            try:
-                data = await builder(request, ctx(request), p)
-            except APIError as exc:
-                return html(request, "error.html", {"error": exc.to_body()["error"]}, page, p,
-                            status=exc.status)
+            # An error raised here is drawn by the app's one error handler (error_page): it
+            # needs to know the page and who asked, for the navigation around the message.
+            request.state.page = page
+            p = request.state.principal = await reader(request)
+            data = await builder(request, ctx(request), p)
             return html(request, template, data, page, p)
 
         router.add_api_route(paths[0] + ".json", as_json, methods=["GET"], include_in_schema=False)

@@ -14,14 +14,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from titan.errors import NotFound, ValidationFailed
-from titan.master.api.runs import agent_view, run_query
 from titan.master.replays.report import replays_view
 from titan.master.runs.ingest import OUTCOMES
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
+    agent_view,
     intercept_reasons,
     run_detail,
+    run_query,
     runs_view,
 )
 from titan.storage.base import Row, RunQuery, Transaction

@@ -210,15 +210,14 @@ def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
     """
     root, errors = base / "workspace", []
     spec = task.get("workspace") or {}
-    root.mkdir(parents=True, exist_ok=True)
     seeded = False
     try:
-        coding.write_files(spec, root)
-        coding.run_setup(spec, root)
+        baseline = coding.seed_workspace(spec, root)
         seeded = True
     except Exception as exc:  # noqa: BLE001 - reported as eval_error; the agent still runs
         errors.append(f"seeding the workspace failed: {exc}")
-    baseline = coding.snapshot(root)
+        # The diff is still taken against what seeding left, so it shows only the agent's.
+        baseline = coding.snapshot(root)
     script = base / "agent" / os.path.basename(agent.get("filename") or "agent.py")
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_bytes(fetch(agent["script_sha256"]))

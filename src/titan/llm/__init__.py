@@ -32,7 +32,7 @@ from titan.errors import InvalidOutput, LLMError
 from . import structured
 from .pricing import register_price
 from .providers import DEFAULT_MODEL, register_provider, resolve, unregister_provider
-from .recording import LLMCall, add_listener, check, record, totals
+from .recording import LLMCall, Replayer, add_listener, check, record, replayer, totals
 from .types import Completion, Generation, Message, Request, Usage
 
 __all__ = [
@@ -100,11 +100,14 @@ def complete(
                        "json_schema": json_schema, **params}
     started_at = time.time()
     t0 = time.perf_counter()
-    decision = _llm_hooks.replay_decision(requested, msgs, recorded_params)
-    if decision is not None:  # a replay: answered from the recording, or let through live
+    replaying = replayer()
+    decision = replaying.decide(requested, msgs, recorded_params) if replaying else None
+    if replaying is not None and decision is not None:
+        # A replay: answered from the recording, or let through live.
         if decision.serves or decision.status in ("stopped", "refused"):
-            return _replayed(decision, requested, msgs, recorded_params, started_at, t0)
-        replay_model = _llm_hooks.replay_model()
+            return _replayed(replaying, decision, requested, msgs, recorded_params,
+                             started_at, t0)
+        replay_model = replaying.model()
         if replay_model:  # a fork's --model: the live part of the run asks another model
             model = requested = replay_model
     provider, model_id = resolve(model)
@@ -147,14 +150,12 @@ def complete(
     return completion
 
 
-def _replayed(decision: Any, requested: str, msgs: list[Message], params: dict[str, Any],
-              started_at: float, t0: float) -> Completion:
+def _replayed(replaying: Replayer, decision: Any, requested: str, msgs: list[Message],
+              params: dict[str, Any], started_at: float, t0: float) -> Completion:
     """A replay's answer without asking any model: the recorded (or overriding) output, or
     the refusal of a call the recording does not have."""
     try:
-        if not decision.serves:
-            raise _llm_hooks.refusal(decision)
-        completion = _llm_hooks.served_completion(decision)
+        completion = replaying.answer(decision)
     except BaseException as exc:
         record(LLMCall(requested, "replay", msgs, params, started_at, time.perf_counter() - t0,
                        error=exc, requested=requested, replay=decision))
@@ -180,9 +181,3 @@ async def acomplete(
     return await asyncio.to_thread(
         complete, messages, model=model, temperature=temperature, max_tokens=max_tokens,
         json_schema=json_schema, **params)
-
-
-# Every call is recorded into the current agent run (and refused when the run is over budget).
-from titan.trace import llm_hooks as _llm_hooks  # noqa: E402
-
-_llm_hooks.install()

@@ -1,8 +1,6 @@
 """Hosted models through LiteLLM: Gemini, OpenAI, Anthropic, any OpenAI-compatible server.
 
-LiteLLM is imported on the first hosted call only (it takes seconds to import and the local
-path never needs it), with ``LITELLM_LOCAL_MODEL_COST_MAP=True`` so that importing it never
-fetches a price map from the network. Keys come from the usual variables
+LiteLLM is imported on the first hosted call only (:mod:`titan.llm.litellm_import`). Keys come from the usual variables
 (``GEMINI_API_KEY``, ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``); ``TITAN_LLM_API_BASE``
 points ``openai/<model>`` at a vLLM, Ollama or llama.cpp server.
 """
@@ -10,35 +8,15 @@ points ``openai/<model>`` at a vLLM, Ollama or llama.cpp server.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Any
 
-from titan.errors import ModelUnavailable, ProviderError
+from titan import retry
+from titan.errors import ProviderError
 
 from . import pricing
+from .litellm_import import litellm_module
 from .types import Generation, Request, Usage
-
-_import_lock = threading.Lock()
-_litellm: Any = None
-
-
-def litellm_module() -> Any:
-    global _litellm
-    with _import_lock:
-        if _litellm is None:
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            # Nor, on the first Anthropic call, its beta-header table from GitHub.
-            os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
-            try:
-                import litellm
-            except ImportError:
-                raise ModelUnavailable(
-                    "hosted models need LiteLLM: pip install 'titan[hosted]' "
-                    "(litellm==1.106.2)") from None
-            litellm.suppress_debug_info = True
-            _litellm = litellm
-    return _litellm
 
 
 def _retries() -> int:
@@ -106,7 +84,7 @@ class HostedProvider:
                 error = _error(litellm, exc, request.model)
                 if not error.retryable or attempt == retries:
                     raise error from exc
-            time.sleep(min(8.0, 0.5 * 2 ** attempt))
+            time.sleep(retry.pause(attempt, start=0.5, cap=8.0))  # jittered: no lockstep
         choice = resp.choices[0]
         usage = getattr(resp, "usage", None)
         return Generation(

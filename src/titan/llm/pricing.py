@@ -18,6 +18,7 @@ from pathlib import Path
 
 from titan.errors import ConfigError
 
+from .litellm_import import litellm_module
 from .types import Usage
 
 
@@ -83,8 +84,6 @@ def _load_env_prices() -> None:
 
 
 def _litellm_cost(model: str, usage: Usage) -> float | None:
-    from .hosted import litellm_module  # sets LITELLM_LOCAL_MODEL_COST_MAP before importing
-
     litellm = litellm_module()
     try:
         prompt, completion = litellm.cost_per_token(

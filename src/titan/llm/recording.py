@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .types import Completion, Message, Usage
 
@@ -57,8 +57,26 @@ Listener = Callable[[LLMCall], None]
 # A guard runs before a call reaches its provider and may refuse it by raising (the budget
 # guard raises BudgetExceeded); the refusal is recorded like any failed call.
 Guard = Callable[[str, list[Message], dict[str, Any]], None]
+
+
+class Replayer(Protocol):
+    """Answers calls from a recording when this process replays an agent run (registered by
+    :mod:`titan.trace`; titan.llm knows nothing of recordings)."""
+
+    def decide(self, requested: str, messages: list[Message], params: dict[str, Any]) -> Any:
+        """How this call is answered in the replay (a decision), or None: ask a model."""
+
+    def model(self) -> str | None:
+        """The model the live part of a forked replay asks instead, if one was given."""
+
+    def answer(self, decision: Any) -> Completion:
+        """The recorded (or overriding) answer of a decided call; raises its refusal, or
+        the recorded error of a call that failed."""
+
+
 _listeners: list[Listener] = []
 _guards: list[Guard] = []
+_replayer: Replayer | None = None
 _totals = Totals()
 _lock = threading.Lock()
 
@@ -81,6 +99,16 @@ def add_guard(guard: Guard) -> None:
     with _lock:
         if guard not in _guards:
             _guards.append(guard)
+
+
+def set_replayer(replayer: Replayer) -> None:
+    """Answer calls through ``replayer`` from now on (it decides per call whether to)."""
+    global _replayer
+    _replayer = replayer
+
+
+def replayer() -> Replayer | None:
+    return _replayer
 
 
 def check(model: str, messages: list[Message], params: dict[str, Any]) -> None:

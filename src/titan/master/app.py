@@ -13,13 +13,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import titan
 from titan.atomic import atomic_file
 from titan.dashboard import pages as dashboard_pages
+from titan.dashboard import render
 from titan.errors import APIError, ValidationFailed
 from titan.master.api import (
     admin,
@@ -181,29 +182,34 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     app.router.routes.extend(dashboard_pages.router.routes)
     openapi.install(app)  # the description with real models and error statuses
 
+    # One place turns every error into its answer, and picks the format: the error page (or
+    # the sign-in redirect) on a dashboard page, the JSON error body everywhere else.
+    def answer(request: Request, err: APIError) -> Response:
+        if render.wants_page(request):
+            return render.error_page(request, err)
+        return JSONResponse(err.to_body(), status_code=err.status)
+
     @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.to_body(), status_code=exc.status)
+    async def api_error(request: Request, exc: APIError) -> Response:
+        return answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         where = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
-        err = ValidationFailed(f"invalid request: {where}", details={"errors": errors})
-        return JSONResponse(err.to_body(), status_code=400)
+        return answer(request, ValidationFailed(f"invalid request: {where}",
+                                                details={"errors": errors}))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        err = APIError(str(exc.detail), code=code, status=exc.status_code)
-        return JSONResponse(err.to_body(), status_code=exc.status_code)
+        return answer(request, APIError(str(exc.detail), code=code, status=exc.status_code))
 
     @app.exception_handler(Exception)
-    async def crash(request: Request, exc: Exception) -> JSONResponse:
+    async def crash(request: Request, exc: Exception) -> Response:
         log.exception("internal error on %s %s", request.method, request.url.path)
-        body = {"error": {"code": "internal_error", "message": f"internal error: {exc!r}",
-                          "details": {}}}
-        return JSONResponse(body, status_code=500)
+        return answer(request, APIError(f"internal error: {exc!r}", code="internal_error",
+                                        status=500))
 
     # Outermost last: the Host check, then the body guard (who may send a body, how big).
     app.add_middleware(BodyGuard, config=config)

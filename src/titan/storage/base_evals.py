@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
 
-Row = dict[str, Any]
+from titan.storage.rows import Row
 
 
 class EvalTransaction(abc.ABC):

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, func, select
 
 from titan.status import EVAL_ACTIVE
 from titan.storage import schema as t
-from titan.storage.base_evals import Row
+from titan.storage.rows import Row
 
 _JSON = {
     "evaluations": ("agent",),

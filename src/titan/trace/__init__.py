@@ -19,9 +19,16 @@ actor ``<stage>/<job id>``. Recording never waits on the network (see
 
 from __future__ import annotations
 
+from titan.trace import llm_hooks as _llm_hooks
 from titan.trace.actions import Action, action, now, random, tool, uuid
 from titan.trace.context import actor
 from titan.trace.runs import Run, drive, run
+
+# Recording hooks itself into titan.llm (which knows nothing of runs): once this package is
+# loaded, every titan.llm call of a process with a current run is recorded and budget-guarded.
+# Loaded by whatever opens a run: titan.trace.run, and `import titan` in a job of an agent
+# run or a replay (see titan/__init__.py; the worker's zygote preloads it for forked jobs).
+_llm_hooks.install()
 
 __all__ = ["Action", "Run", "action", "actor", "current_run_id", "drive", "flush", "now",
            "random", "run", "tool", "uuid"]

@@ -20,50 +20,10 @@ from typing import Any, TypeVar, overload
 from titan import errors
 from titan.trace import context, replay
 from titan.trace.canonical import dumps
-from titan.trace.recorder import RECORDER
+from titan.trace.emit import emit
 
 F = TypeVar("F", bound=Callable[..., Any])
 CHANNELS = ("llm", "tool", "clock", "random", "custom", "network")
-
-
-def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, outputs: Any,
-         started_at: float, duration_ns: int, outcome: str = "success",
-         error: BaseException | None = None, action_id: str | None = None,
-         parent_id: str | None = None, actor: str | None = None, model: str | None = None,
-         usage: dict[str, int] | None = None, cost_usd: float | None = None,
-         cost_source: str | None = None, tags: Any = None, ordinal: int | None = None,
-         replay_status: str | None = None) -> str:
-    """Queue one finished action of ``run``; returns its id. ``ordinal`` is the one the call
-    took when it started (calls that do not take one get the next at the end)."""
-    actor = actor or context.current_actor(run)
-    action_id = action_id or context.new_action_id()
-    meta: dict[str, Any] = {
-        "id": action_id, "actor": actor, "channel": channel, "name": name,
-        "ordinal": run.next_ordinal(actor, channel, name) if ordinal is None else ordinal,
-        "outcome": outcome, "started_at": started_at, "duration_ns": duration_ns,
-    }
-    if replay_status is not None:
-        meta["replay_status"] = replay_status
-    if parent_id is None:
-        parent_id = context.current_parent()
-    if parent_id is not None:
-        meta["parent_id"] = parent_id
-    if error is not None:
-        meta["error"] = {"type": type(error).__name__, "message": str(error)[:100_000]}
-    if model is not None:
-        meta["model"] = model
-    if usage:
-        meta["usage"] = usage
-    if cost_usd is not None:
-        meta["cost_usd"] = cost_usd
-        run.unsent_cost += cost_usd
-    if cost_source is not None:
-        meta["cost_source"] = cost_source
-    if tags is not None:
-        meta["tags"] = tags
-    RECORDER.put("action", run, (meta, dumps(inputs),
-                                 None if outputs is None else dumps(outputs), cost_usd or 0.0))
-    return action_id
 
 
 class Action:

@@ -1,8 +1,9 @@
 """Every ``titan.llm.complete`` call becomes a ``call_llm`` action of the current run, and a
 run over its budget gets no more LLM calls.
 
-Installed by ``titan.llm`` itself, so an agent that only uses ``titan.llm`` is recorded with no
-change to its code. The budget guard runs before the provider is asked: when the run is known
+Installed when :mod:`titan.trace` loads (titan.llm knows nothing of runs: it only calls the
+listeners and guards registered with :mod:`titan.llm.recording`); a job of an agent run loads
+it on its own, so an agent that only uses ``titan.llm`` is recorded with no change to its code. The budget guard runs before the provider is asked: when the run is known
 to be over budget it raises :class:`~titan.errors.BudgetExceeded`, which the call's own
 recording turns into an action with outcome ``blocked``. While blocked, the guard asks the
 master again (at most every two seconds) whether an operator has raised the budget; the first
@@ -18,9 +19,10 @@ import time
 from typing import Any
 
 from titan.errors import BudgetExceeded
+from titan.llm import recording
 from titan.llm.types import Completion, Usage
 from titan.trace import context, replay
-from titan.trace.actions import emit
+from titan.trace.emit import emit
 from titan.trace.recorder import RECORDER, learn
 
 log = logging.getLogger("titan.trace")
@@ -90,6 +92,13 @@ def refusal(decision: Any) -> BaseException:
     return session.refusal(decision, "llm", "call_llm", context.current_actor(run))
 
 
+def answer(decision: Any) -> Completion:
+    """The answer of a decided call: raises its refusal when the recording has none."""
+    if not decision.serves:
+        raise refusal(decision)
+    return served_completion(decision)
+
+
 def served_completion(decision: Any) -> Completion:
     """The recorded answer of a served call, as a Completion that cost nothing; raises the
     recorded error when the original call failed."""
@@ -105,6 +114,19 @@ def served_completion(decision: Any) -> Completion:
                       cost_usd=0.0, cost_source="replay", provider="replay",
                       finish_reason=out.get("finish_reason"), attempts=out.get("attempts") or 1,
                       data=data)
+
+
+class _Replayer:
+    """titan.llm's view of a replay (:class:`titan.llm.recording.Replayer`)."""
+
+    def decide(self, requested: str, messages: Any, params: dict[str, Any]) -> Any:
+        return replay_decision(requested, messages, params)
+
+    def model(self) -> str | None:
+        return replay_model()
+
+    def answer(self, decision: Any) -> Completion:
+        return answer(decision)
 
 
 def on_call(call: Any) -> None:
@@ -145,8 +167,7 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    from titan.llm import recording
-
     recording.add_listener(on_call)
     recording.add_guard(guard)
+    recording.set_replayer(_Replayer())
     _installed = True

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 import socket
-import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 _installed = False
+_on_leak: Callable[[str, int], None] | None = None
 _allowed: set[tuple[str, int | None]] = set()
 
 
@@ -41,12 +42,17 @@ def _allowed_address(address: Any) -> bool:
     return (host, port) in _allowed or (host, None) in _allowed
 
 
-def install() -> None:
-    """Guard this process's sockets (once): called when its replay session starts."""
-    global _installed
+def install(on_leak: Callable[[str, int], None]) -> None:
+    """Guard this process's sockets (once): called when its replay session starts.
+
+    ``on_leak(host, port)`` hears of each connection outside the allowed addresses; it raises
+    (``ConnectionRefusedError``) to refuse it, or returns to let it through. The guard knows
+    nothing of runs and recordings: the replay that installs it decides and records."""
+    global _installed, _on_leak
     if _installed:
         return
     _installed = True
+    _on_leak = on_leak
     master = os.environ.get("TITAN_MASTER_URL")
     if master:
         parts = urlsplit(master)
@@ -64,13 +70,13 @@ def install() -> None:
 
     def connect(self: socket.socket, address: Any) -> None:
         if self.family in (socket.AF_INET, socket.AF_INET6) and not _allowed_address(address):
-            _leak(address)
+            _report(address)
         return original_connect(self, address)
 
     def connect_ex(self: socket.socket, address: Any) -> int:
         if self.family in (socket.AF_INET, socket.AF_INET6) and not _allowed_address(address):
             try:
-                _leak(address)
+                _report(address)
             except ConnectionRefusedError:
                 import errno
 
@@ -81,23 +87,6 @@ def install() -> None:
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
 
 
-def _leak(address: Any) -> None:
-    """Record the connection as a leak; raise unless the replay allows live calls."""
-    from titan.trace import context, replay
-    from titan.trace.actions import emit
-
-    session = replay.active()
-    host, port = str(address[0]), int(address[1])
-    allowed = session is not None and session.allow_live
-    run = context.current_run()
-    message = (f"replay of {session.original if session else '?'}: a connection to "
-               f"{host}:{port} was not intercepted by Titan (wrap the call in @titan.tool so "
-               "it is recorded and served on replay)")
-    exc = ConnectionRefusedError(111, message)
-    if run is not None:
-        emit(run, channel="network", name="connect", inputs={"host": host, "port": port},
-             outputs=None, started_at=time.time(), duration_ns=0,
-             outcome="success" if allowed else "blocked", error=None if allowed else exc,
-             replay_status="live" if allowed else "refused")
-    if not allowed:
-        raise exc
+def _report(address: Any) -> None:
+    if _on_leak is not None:
+        _on_leak(str(address[0]), int(address[1]))

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
+from titan import retry
 from titan.trace.context import RunHandle
 
 log = logging.getLogger("titan.trace")
@@ -97,19 +98,20 @@ class Recorder:
 
     # -- the sender ---------------------------------------------------------------------------
     def _loop(self) -> None:
-        backoff = 0.0
+        failures, delay = 0, 0.0
         while True:
-            self.wake.wait(backoff or self.interval)
+            self.wake.wait(delay or self.interval)
             self.wake.clear()
             try:
                 sent = self._send_some()
             except Exception as exc:  # the master is unreachable or failing: keep and retry
-                backoff = min(max(backoff * 2, 0.25), 5.0)
-                log.debug("titan.trace: send failed (%s); retrying in %.2fs", exc, backoff)
-                if self._stopping and backoff >= 5.0:
-                    backoff = 1.0
+                # Titan's one jittered backoff; at exit the flush has a deadline, so it keeps
+                # trying about every second rather than every five.
+                delay = retry.pause(failures, start=0.25, cap=1.0 if self._stopping else 5.0)
+                failures += 1
+                log.debug("titan.trace: send failed (%s); retrying in %.2fs", exc, delay)
                 continue
-            backoff = 0.0
+            failures, delay = 0, 0.0
             if not sent:
                 with self.idle:
                     self.idle.notify_all()

@@ -32,11 +32,15 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from titan import errors
+from titan.trace import context, netguard
 from titan.trace.canonical import digest, dumps
+from titan.trace.emit import emit
+from titan.trace.recorder import RECORDER
 
 ENV = "TITAN_REPLAY"
 AMBIENT = ("clock", "random")
@@ -116,8 +120,6 @@ class Session:
 
     # -- the recording ------------------------------------------------------------------------
     def _fetch(self, root: str) -> _Actor:
-        from titan.trace.recorder import RECORDER
-
         rec = _Actor()
         after = 0
         while True:
@@ -152,8 +154,6 @@ class Session:
     def override_value(self, seq: int) -> Any:
         """The replacement output given for recorded step ``seq`` (a blob on the master)."""
         if seq not in self._override_values:
-            from titan.trace.recorder import RECORDER
-
             sha = self.overrides[seq]
             raw = RECORDER.client().send("GET", f"/blobs/{sha}").content
             self._override_values[seq] = json.loads(raw)
@@ -262,7 +262,25 @@ def active() -> Session | None:
     with _session_lock:
         if _session is None or _session_pid != os.getpid():
             _session, _session_pid = Session(json.loads(raw)), os.getpid()
-            from titan.trace import netguard
-
-            netguard.install()
+            netguard.install(_network_leak)
     return _session
+
+
+def _network_leak(host: str, port: int) -> None:
+    """A connection the agent opened itself, outside any recorded call (see
+    :mod:`titan.trace.netguard`): recorded on the ``network`` channel, and refused unless the
+    replay allows live calls."""
+    session = active()
+    allowed = session is not None and session.allow_live
+    run = context.current_run()
+    message = (f"replay of {session.original if session else '?'}: a connection to "
+               f"{host}:{port} was not intercepted by Titan (wrap the call in @titan.tool so "
+               "it is recorded and served on replay)")
+    exc = ConnectionRefusedError(111, message)
+    if run is not None:
+        emit(run, channel="network", name="connect", inputs={"host": host, "port": port},
+             outputs=None, started_at=time.time(), duration_ns=0,
+             outcome="success" if allowed else "blocked", error=None if allowed else exc,
+             replay_status="live" if allowed else "refused")
+    if not allowed:
+        raise exc

@@ -44,6 +44,9 @@ PRELOAD = (
     "json", "re", "random", "subprocess", "logging", "pathlib", "typing", "dataclasses",
     "datetime", "urllib.parse", "http.client", "argparse", "collections", "hashlib",
     "httpx", "yaml", "titan", "titan.client", "titan_sdk",
+    # Recording: a job of an agent run has its titan.llm calls recorded without importing
+    # titan.trace itself (loading it hooks titan.llm; its sender thread starts on first use).
+    "titan.trace",
 )
 
 

@@ -18,38 +18,17 @@ from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
     action_view,
+    agent_view,
+    csv_choices,
     intercept_reasons,
     run_detail,
+    run_query,
     runs_view,
 )
-from titan.status import RUN_STATUSES
-from titan.storage.base import ActionQuery, Row, RunQuery, Transaction
+from titan.storage.base import ActionQuery, Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["runs"])
 _OUTCOMES = ("success", "error", "blocked", "replayed")
-
-
-def _csv(value: str | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
-    if not value:
-        return ()
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    bad = [v for v in items if v not in allowed]
-    if bad:
-        raise ValidationFailed(f"{name} must be among {', '.join(allowed)}, got {bad[0]!r}",
-                               details={"field": name})
-    return items
-
-
-def run_query(status: str | None = None, min_cost: float | None = None,
-              window: str | None = None, agent: str | None = None,
-              q: str | None = None, older_than: str | None = None) -> RunQuery:
-    """The registry's filters, from query parameters (shared with the Runs page)."""
-    if min_cost is not None and min_cost < 0:
-        raise ValidationFailed("min_cost must be at least 0", details={"field": "min_cost"})
-    before = check_window(older_than) if older_than else None
-    return RunQuery(statuses=_csv(status, RUN_STATUSES, "status"), min_cost=min_cost,
-                    since=check_window(window), before=before, agent=agent or None,
-                    search=q or None)
 
 
 @router.post("/runs", status_code=201, summary="Open an agent run (idempotent by id)")
@@ -148,7 +127,7 @@ async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: str | None = 
                        channel: str | None = None, after: MaybeAfter = None,
                        limit: int = Query(100, ge=1, le=1000), offset: Offset = 0,
                        preview: int = Query(LIST_PREVIEW, ge=0, le=100_000)) -> Row:
-    query = ActionQuery(outcomes=_csv(outcome, _OUTCOMES, "outcome"), search=q or None,
+    query = ActionQuery(outcomes=csv_choices(outcome, _OUTCOMES, "outcome"), search=q or None,
                         actor=actor or None, channel=channel or None, after=after)
 
     def read(tx: Transaction) -> Row:
@@ -198,20 +177,3 @@ async def patch_agent(c: CtxDep, p: Operator, agent_id: str, body: Any = Body(..
         raise ValidationFailed("budget_usd must be a number of USD, at least 0, or null")
     await c.runs.set_agent_budget(agent_id, None if budget is None else float(budget))
     return await get_agent(c, p, agent_id, limit=100)
-
-
-def agent_view(agent_id: str, agent: Row | None, series: list[Row]) -> Row:
-    points = [{
-        "run_id": r["id"], "status": r["status"], "started_at": r["started_at"],
-        "cost_usd": r["cost_usd"], "action_count": r["action_count"],
-        "success_rate": (r["success_count"] / r["action_count"]) if r["action_count"] else None,
-    } for r in series]
-    n = sum(r["action_count"] for r in series)
-    return {
-        "agent_id": agent_id, "budget_usd": agent["budget_usd"] if agent else None,
-        "runs": len(series), "cost_usd": round(sum(r["cost_usd"] for r in series), 8),
-        "action_count": n,
-        "success_rate": (sum(r["success_count"] for r in series) / n) if n else None,
-        "failed_runs": sum(1 for r in series if r["status"] == "failed"),
-        "series": points,
-    }

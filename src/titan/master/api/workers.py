@@ -44,12 +44,4 @@ async def deregister(c: CtxDep, p: WorkerSelf, worker_id: str) -> Row:
 
 @router.get("/workers", summary="Workers, queue depths, and jobs no worker can run")
 async def list_workers(c: CtxDep, p: Reader) -> Row:
-    rows = await c.engine.read(lambda tx: tx.list_workers())
-    sched = c.engine.sched
-    waiting = [
-        {"id": j.id, "job_id": j.job_id, "dag_id": j.dag_id, "requirement": cap, "reason": j.reason}
-        for cap, ids in sched.unschedulable.items() for jid in sorted(ids)
-        if (j := sched.jobs.get(jid)) is not None
-    ]
-    return {"workers": [proto.worker_view(c.engine, r) for r in rows],
-            "queues": sched.queue_depths(), "unschedulable": waiting}
+    return await proto.workers_view(c.engine)

@@ -23,13 +23,17 @@ import httpx
 
 import titan
 from titan.evals.failures import classify_http
+from titan.master.evaluations.active import ActiveRun, RunLifecycle, Spawn
 from titan.master.scheduling.validation import validate_dag
 from titan.status import EVAL_TERMINAL
 from titan.storage.base import Row
 from titan.storage.blobs import write_bytes
 
 if TYPE_CHECKING:
-    from titan.master.evaluations.service import ActiveRun, Evaluations
+    from titan.master.egress import EgressPolicy
+    from titan.master.evaluations.proxy import ToolProxy
+    from titan.master.scheduling.engine import Engine
+    from titan.storage.blobs import BlobStore
 
 log = logging.getLogger("titan.master.evaluations.service")
 CODING_JOB = Path(titan.__file__).resolve().parent / "evals" / "coding_job.py"
@@ -49,9 +53,14 @@ def agent_task(seed: Row, agent: Row) -> Row:
 
 
 class Dispatcher:
-    def __init__(self, evals: Evaluations) -> None:
-        self.evals = evals
-        self.engine = evals.engine
+    def __init__(self, engine: Engine, blobs: BlobStore, egress: EgressPolicy,
+                 proxy: ToolProxy, *, lifecycle: RunLifecycle, spawn: Spawn) -> None:
+        self.engine = engine
+        self.blobs = blobs
+        self.egress = egress
+        self.proxy = proxy
+        self.lifecycle = lifecycle
+        self.spawn = spawn
         self._coding_sha: str | None = None
 
     @property
@@ -60,27 +69,27 @@ class Dispatcher:
 
     async def start(self, active: ActiveRun, token: str) -> None:
         if active.agent["kind"] == "http":
-            await self.evals.mark_running(active.run_id)
-            self.evals.spawn(self._call_http(active, token))
+            await self.lifecycle.mark_running(active.run_id)
+            self.spawn(self._call_http(active, token))
         else:
             dag_id = await self._submit_job(active, token)
-            await self.evals.mark_running(active.run_id)
-            self.evals.spawn(self._watch_job(active.run_id, dag_id))
+            await self.lifecycle.mark_running(active.run_id)
+            self.spawn(self._watch_job(active.run_id, dag_id))
 
     def resume(self, active: ActiveRun) -> None:
         """After a master restart: a job agent is still a job; an HTTP call is lost."""
         if active.agent["kind"] == "http":
-            self.evals.spawn(self.evals.settle(
+            self.spawn(self.lifecycle.settle(
                 active.run_id, "failed", "internal_error",
                 "the master restarted while waiting for the agent endpoint; re-run the task"))
             return
-        self.evals.spawn(self._resume_job(active.run_id))
+        self.spawn(self._resume_job(active.run_id))
 
     async def _resume_job(self, run_id: str) -> None:
         dags, _ = await self.engine.read(
             lambda tx: tx.list_dags(agent_run_id=run_id, limit=1, newest_first=True))
         if not dags:
-            await self.evals.settle(run_id, "failed", "internal_error",
+            await self.lifecycle.settle(run_id, "failed", "internal_error",
                                     "the agent's job was never submitted")
             return
         await self._watch_job(run_id, dags[0]["id"])
@@ -115,9 +124,9 @@ class Dispatcher:
         """The coding job script in the blob store, stored once per master."""
         if self._coding_sha is None:
             loop = asyncio.get_running_loop()
-            sha = await loop.run_in_executor(None, write_bytes, self.evals.blobs,
+            sha = await loop.run_in_executor(None, write_bytes, self.blobs,
                                              CODING_JOB.read_bytes())
-            size = self.evals.blobs.path(sha).stat().st_size
+            size = self.blobs.path(sha).stat().st_size
             await self.engine.run(lambda tx: tx.add_blob(sha, size, time.time()))
             self.engine.known_blobs.add(sha)
             self._coding_sha = sha
@@ -144,24 +153,24 @@ class Dispatcher:
             return
         coding = (row.get("coding") or {}) if row else {}
         if job is None:
-            await self.evals.settle(run_id, "failed", "internal_error", "the agent's job vanished")
+            await self.lifecycle.settle(run_id, "failed", "internal_error", "the agent's job vanished")
             return
         state, code = job["state"], job.get("exit_code")
         if state == "CANCELLED":
-            await self.evals.settle(run_id, "cancelled", None, "the agent's job was cancelled")
+            await self.lifecycle.settle(run_id, "cancelled", None, "the agent's job was cancelled")
         elif state == "TIMED_OUT":
-            await self.evals.settle(run_id, "failed", "agent_timeout",
+            await self.lifecycle.settle(run_id, "failed", "agent_timeout",
                                     f"the agent did not finish within {job.get('timeout')} s")
         elif state in ("FAILED", "SKIPPED"):
             tail = await self._log_tail(job)
-            await self.evals.settle(run_id, "failed", "agent_5xx",
+            await self.lifecycle.settle(run_id, "failed", "agent_5xx",
                                     f"the agent crashed (exit code {code}): {tail}".strip())
         elif row.get("final_response") is None and not coding:
-            await self.evals.settle(
+            await self.lifecycle.settle(
                 run_id, "failed", "agent_bad_response",
                 "the agent finished without a final response (call titan.evals.respond())")
         else:
-            await self.evals.settle(run_id, "completed")
+            await self.lifecycle.settle(run_id, "completed")
 
     async def _log_tail(self, job: Row) -> str:
         if job.get("error"):
@@ -188,7 +197,7 @@ class Dispatcher:
         raw = ""
         exc: BaseException | None = None
         try:
-            async with self.evals.egress.client(agent["timeout_s"]) as client:
+            async with self.egress.client(agent["timeout_s"]) as client:
                 response = await client.post(agent["url"], json=body,
                                              headers=agent.get("headers") or {})
             status, raw = response.status_code, response.text[:RAW_LIMIT]
@@ -203,9 +212,9 @@ class Dispatcher:
             # An error page is not kept: it says nothing about the agent's answer and may
             # say what the master can reach that its readers cannot (docs/security.md).
             kept = raw if status is not None and 200 <= status < 300 else None
-            await self.evals.settle(active.run_id, "failed", error_class, detail,
+            await self.lifecycle.settle(active.run_id, "failed", error_class, detail,
                                     {"raw_response": kept or None})
             return
         assert isinstance(reply, dict)
-        await self.evals.proxy.accept_response(active.run_id, reply, raw)
-        await self.evals.settle(active.run_id, "completed")
+        await self.proxy.accept_response(active.run_id, reply, raw)
+        await self.lifecycle.settle(active.run_id, "completed")

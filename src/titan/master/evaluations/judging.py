@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from titan.storage.base import Row, Transaction
+from titan.evals.judge import judge
+from titan.storage.base import ActionQuery, Row, Transaction
 
 if TYPE_CHECKING:
-    from titan.master.evaluations.service import Evaluations
+    from titan.master.scheduling.engine import Engine
 
 DIFF_FOR_JUDGE = 6_000
 
@@ -31,8 +33,6 @@ def _outputs(action: Row) -> Any:
 
 def trajectory(tx: Transaction, run_id: str) -> list[Row]:
     """The run's proxied tool calls in order, in the shape the judge and pages share."""
-    from titan.storage.base import ActionQuery
-
     calls = {c["seq"]: c for c in tx.eval_calls(run_id)}
     out = []
     for a in tx.list_actions(run_id, ActionQuery(channel="tool"), 5000, 0)[0]:
@@ -51,8 +51,9 @@ def trajectory(tx: Transaction, run_id: str) -> list[Row]:
     return out
 
 
-async def judge_run(evals: Evaluations, run_id: str) -> None:
-    from titan.evals.judge import judge
+async def judge_run(engine: Engine, run_id: str, *, judge_model: str | None,
+                    publish: Callable[[Row], None]) -> None:
+    """Score the run and store the verdict; ``judge_model`` when its agent names none."""
 
     def read(tx: Transaction) -> tuple[Row, Row, list[Row]] | None:
         row = tx.get_eval_run(run_id)
@@ -61,7 +62,7 @@ async def judge_run(evals: Evaluations, run_id: str) -> None:
             return None
         return row, task["seed"], trajectory(tx, run_id)
 
-    found = await evals.engine.read(read)
+    found = await engine.read(read)
     if found is None:
         return
     row, seed, calls = found
@@ -76,11 +77,11 @@ async def judge_run(evals: Evaluations, run_id: str) -> None:
             "error": None} for i, s in enumerate(coding.get("trajectory") or [])]
         diff = (coding.get("diff") or "")[:DIFF_FOR_JUDGE]
         final = f"{final or '(no message)'}\n\nFinal diff:\n{diff or '(no changes)'}"
-    model = row["agent"].get("judge_model") or evals.judge_model
+    model = row["agent"].get("judge_model") or judge_model
     loop = asyncio.get_running_loop()
     verdict = await loop.run_in_executor(None, lambda: judge(seed, {
         "final_response": final, "messages": row.get("messages"), "tool_calls": calls,
         "error_class": row.get("error_class"), "status": row["status"]}, model=model))
     fields = {"judge": verdict.to_dict(), "judge_cost_usd": float(verdict.cost_usd or 0.0)}
-    await evals.engine.run(lambda tx: tx.update_eval_run(run_id, fields))
-    evals.publish(row | fields)
+    await engine.run(lambda tx: tx.update_eval_run(run_id, fields))
+    publish(row | fields)

@@ -28,11 +28,13 @@ import httpx
 from titan.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from titan.evals.failures import match_failure_rule
 from titan.master.auth.tokens import OPERATE, Principal, token_hash
-from titan.master.evaluations.service import ADMIN, ActiveRun, dumps_short
+from titan.master.evaluations.active import ADMIN, ActiveRun, Spawn, dumps_short
 from titan.storage.base import Row
 
 if TYPE_CHECKING:
-    from titan.master.evaluations.service import Evaluations
+    from titan.master.egress import EgressPolicy
+    from titan.master.runs.service import RunService
+    from titan.master.scheduling.engine import Engine
 
 PASSTHROUGH_TIMEOUT_S = 30.0
 HISTORY = 12  # earlier calls the simulator sees (the world state carries the rest)
@@ -57,9 +59,16 @@ def _schema_problem(schema: Any, value: Any) -> str | None:
 
 
 class ToolProxy:
-    def __init__(self, evals: Evaluations) -> None:
-        self.evals = evals
-        self.engine = evals.engine
+    def __init__(self, engine: Engine, runs: RunService, egress: EgressPolicy,
+                 active: dict[str, ActiveRun], *, spawn: Spawn,
+                 publish: Callable[[Row], None], simulator_model: str | None) -> None:
+        self.engine = engine
+        self.runs = runs
+        self.egress = egress
+        self.active = active  # the service's runs in flight, shared
+        self.spawn = spawn
+        self.publish = publish
+        self.simulator_model = simulator_model
 
     # -- who may call -------------------------------------------------------------------------
     async def caller(self, run_id: str, authorization: str | None,
@@ -91,7 +100,7 @@ class ToolProxy:
         return who is not None and who.role in OPERATE
 
     async def _run(self, run_id: str) -> tuple[ActiveRun | None, Row | None]:
-        active = self.evals.active.get(run_id)
+        active = self.active.get(run_id)
         row = active.row if active is not None else await self.engine.read(
             lambda tx: tx.get_eval_run(run_id))
         return active, row
@@ -131,7 +140,7 @@ class ToolProxy:
         active.row["proxy_refusals"] = int(active.row.get("proxy_refusals") or 0) + 1
         fields = {"soft_warnings": active.row["soft_warnings"],
                   "proxy_refusals": active.row["proxy_refusals"]}
-        self.evals.spawn(self.engine.run(
+        self.spawn(self.engine.run(
             lambda tx: tx.update_eval_run(active.run_id, fields)))
 
     # -- a tool call --------------------------------------------------------------------------
@@ -194,7 +203,7 @@ class ToolProxy:
         }
         if error:
             action["error"] = {"type": source, "message": error}
-        got = await self.evals.runs.ingest(active.run_id, {"actions": [action]}, ADMIN)
+        got = await self.runs.ingest(active.run_id, {"actions": [action]}, ADMIN)
         seq = int(got["first_seq"] or 0)
         row = active.row
         by_source = dict(row.get("by_source") or {})
@@ -216,13 +225,13 @@ class ToolProxy:
         active.history.append({"tool": name, "arguments": arguments, "response": response,
                                "source": source})
         del active.history[:-HISTORY]
-        self.evals.publish(row)
+        self.publish(row)
         return {"seq": seq, "source": source, "result": response, "error": error,
                 "latency_ms": round(latency_ms, 3)}
 
     async def _forward(self, tool: Row, arguments: Row) -> tuple[str, Any, str | None]:
         try:
-            async with self.evals.egress.client(PASSTHROUGH_TIMEOUT_S) as client:
+            async with self.egress.client(PASSTHROUGH_TIMEOUT_S) as client:
                 response = await client.post(tool["endpoint"], json=arguments)
         except httpx.HTTPError as exc:
             return "transport_error", None, f"{type(exc).__name__}: {exc}"
@@ -240,7 +249,7 @@ class ToolProxy:
                         ) -> tuple[str, Any, str | None, list[Row], list[Row], float]:
         from titan.evals.simulator import simulate
 
-        model = active.agent.get("simulator_model") or self.evals.simulator_model
+        model = active.agent.get("simulator_model") or self.simulator_model
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(None, lambda: simulate(
             tool, arguments, active.ledger.snapshot(), active.task.get("behavior_instructions"),
@@ -271,7 +280,7 @@ class ToolProxy:
             warnings.append(f"unknown fields in the response ignored: {', '.join(extra)}")
         fields = {"final_response": final[:200_000], "messages": messages,
                   "raw_response": raw if raw is not None else dumps_short(reply)}
-        active = self.evals.active.get(run_id)
+        active = self.active.get(run_id)
         if active is not None:
             fields["soft_warnings"] = list(active.row.get("soft_warnings") or []) + warnings
             active.row.update(fields)
@@ -304,7 +313,7 @@ class ToolProxy:
                             "channel": "custom", "name": ev["kind"],
                             "inputs": ev.get("data"), "outputs": None, "outcome": "success",
                             "started_at": at, "duration_ns": 0, "tags": {"event": True}})
-        return await self.evals.runs.ingest(active.run_id, {"actions": actions}, ADMIN)
+        return await self.runs.ingest(active.run_id, {"actions": actions}, ADMIN)
 
     async def coding(self, run_id: str, body: Any, authorization: str | None,
                      user: UserCheck | None = None) -> Row:

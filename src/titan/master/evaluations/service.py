@@ -12,22 +12,24 @@ background, and a transient transport failure is dispatched once more automatica
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from titan.errors import Conflict, NotFound, ValidationFailed
 from titan.evals.agent_config import parse_agent
-from titan.evals.failures import RETRYABLE, match_failure_rule
+from titan.evals.failures import RETRYABLE
 from titan.evals.ledger import Ledger
-from titan.evals.tasks import FailureRule, parse_tasks
-from titan.master.auth.tokens import Principal, token_hash
+from titan.evals.tasks import parse_tasks
+from titan.master.auth.tokens import token_hash
 from titan.master.egress import EgressPolicy
+from titan.master.evaluations.active import ADMIN, ActiveRun
+from titan.master.evaluations.dispatch import Dispatcher
+from titan.master.evaluations.judging import judge_run, trajectory
+from titan.master.evaluations.proxy import ToolProxy
 from titan.status import EVAL_TERMINAL
 from titan.storage.base import Row, Transaction
 
@@ -37,48 +39,7 @@ if TYPE_CHECKING:
     from titan.storage.blobs import BlobStore
 
 log = logging.getLogger("titan.master.evaluations.service")
-ADMIN = Principal(role="admin", name="evaluations")
 _ID = r"^[A-Za-z0-9._\-]{1,100}$"
-
-
-@dataclass
-class ActiveRun:
-    """What the proxy needs at hand while a run is in flight (rebuilt at master start)."""
-
-    row: Row
-    task: Row
-    agent: Row
-    ledger: Ledger
-    calls: dict[str, int] = field(default_factory=dict)  # tool → calls so far
-    fired: dict[int, int] = field(default_factory=dict)  # failure rule index → times fired
-    history: list[Row] = field(default_factory=list)
-    refusals: list[Row] = field(default_factory=list)  # proxy requests refused, and why
-    last_source: str | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    rules: list[FailureRule] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.rules = [FailureRule.from_dict(r) for r in self.task.get("failure_rules") or []]
-
-    @property
-    def run_id(self) -> str:
-        return str(self.row["id"])
-
-    def recall(self, calls: list[Row]) -> None:
-        """After a master restart: the world, the per-tool call counts and the rules fired,
-        from the calls recorded so far (rule matching is deterministic, so replaying it over
-        the injected calls finds the same rules)."""
-        if calls:
-            self.ledger = Ledger.from_snapshot(calls[-1]["state"])
-        for call in calls:
-            tool = call["tool"]
-            self.calls[tool] = self.calls.get(tool, 0) + 1
-            if call["source"] == "injected":
-                hit = match_failure_rule(self.rules, tool, call["arguments"], self.calls[tool],
-                                         self.fired)
-                if hit is not None:
-                    self.fired[hit] = self.fired.get(hit, 0) + 1
-            self.last_source = call["source"]
 
 
 def check_id(value: Any, what: str) -> str:
@@ -91,9 +52,6 @@ def check_id(value: Any, what: str) -> str:
 class Evaluations:
     def __init__(self, engine: Engine, blobs: BlobStore, runs: RunService,
                  egress: EgressPolicy | None = None) -> None:
-        from titan.master.evaluations.dispatch import Dispatcher
-        from titan.master.evaluations.proxy import ToolProxy
-
         self.engine = engine
         self.blobs = blobs
         self.runs = runs
@@ -104,9 +62,12 @@ class Evaluations:
         self.judge_model = os.environ.get("TITAN_EVAL_JUDGE_MODEL") or None
         # Where the agent endpoint and passthrough tool calls may go (master/egress.py).
         self.egress = egress if egress is not None else EgressPolicy.from_env()
-        self.proxy = ToolProxy(self)
-        self.dispatcher = Dispatcher(self)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Its parts get what they use, not the service (see evaluations/active.py).
+        self.proxy = ToolProxy(engine, runs, self.egress, self.active, spawn=self.spawn,
+                               publish=self.publish, simulator_model=self.simulator_model)
+        self.dispatcher = Dispatcher(engine, blobs, self.egress, self.proxy, lifecycle=self,
+                                     spawn=self.spawn)
 
     def spawn(self, coro: Any) -> None:
         """Run background work (waiting for an agent, judging) that outlives the request."""
@@ -116,8 +77,6 @@ class Evaluations:
 
     async def load(self) -> None:
         """Pick up the runs a previous master left in flight."""
-        from titan.master.evaluations.judging import trajectory
-
         rows = await self.engine.read(lambda tx: [
             (r, tx.get_task(r["evaluation_id"], r["task_id"]), trajectory(tx, r["id"]))
             for r in tx.unfinished_eval_runs()])
@@ -313,10 +272,9 @@ class Evaluations:
         return error_class
 
     async def _after(self, row: Row) -> None:
-        from titan.master.evaluations.judging import judge_run
-
         try:
-            await judge_run(self, row["id"])
+            await judge_run(self.engine, row["id"], judge_model=self.judge_model,
+                            publish=self.publish)
         except Exception:
             log.exception("judging %s failed", row["id"])
         if (row["status"] == "failed" and row.get("error_class") in RETRYABLE
@@ -350,8 +308,3 @@ class Evaluations:
     def publish(self, row: Row) -> None:
         if self.engine.hub.watched:
             self.engine.hub.publish("eval_run_updated", self.summary(row))
-
-
-def dumps_short(value: Any, limit: int = 100_000) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text[:limit]

@@ -6,9 +6,11 @@ import json
 import time
 from typing import Any
 
-from titan.master.runs.service import code_version, effective_budget
+from titan.errors import ValidationFailed
+from titan.master.runs.service import check_window, code_version, effective_budget
 from titan.master.scheduling.views import agent_run_view
-from titan.storage.base import Row, Transaction
+from titan.status import RUN_STATUSES
+from titan.storage.base import Row, RunQuery, Transaction
 
 LIST_PREVIEW = 400  # characters of inputs/outputs a page of actions carries
 INTERVENTION_ALERT = 0.2  # blocked + replayed share of actions that makes a run an intercept
@@ -144,4 +146,45 @@ def action_view(a: Row) -> Row:
         "outputs": outputs, "outputs_complete": outputs_complete,
         "outputs_hash": a["outputs_hash"], "outputs_size": a["outputs_size"],
         "recorded_at": a["recorded_at"], "replay_status": a.get("replay_status"),
+    }
+
+
+def csv_choices(value: str | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
+    """A comma-separated filter (``?status=failed,cancelled``), each item one of ``allowed``."""
+    if not value:
+        return ()
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise ValidationFailed(f"{name} must be among {', '.join(allowed)}, got {bad[0]!r}",
+                               details={"field": name})
+    return items
+
+
+def run_query(status: str | None = None, min_cost: float | None = None,
+              window: str | None = None, agent: str | None = None,
+              q: str | None = None, older_than: str | None = None) -> RunQuery:
+    """The registry's filters, from query parameters (shared with the Runs page)."""
+    if min_cost is not None and min_cost < 0:
+        raise ValidationFailed("min_cost must be at least 0", details={"field": "min_cost"})
+    before = check_window(older_than) if older_than else None
+    return RunQuery(statuses=csv_choices(status, RUN_STATUSES, "status"), min_cost=min_cost,
+                    since=check_window(window), before=before, agent=agent or None,
+                    search=q or None)
+
+
+def agent_view(agent_id: str, agent: Row | None, series: list[Row]) -> Row:
+    points = [{
+        "run_id": r["id"], "status": r["status"], "started_at": r["started_at"],
+        "cost_usd": r["cost_usd"], "action_count": r["action_count"],
+        "success_rate": (r["success_count"] / r["action_count"]) if r["action_count"] else None,
+    } for r in series]
+    n = sum(r["action_count"] for r in series)
+    return {
+        "agent_id": agent_id, "budget_usd": agent["budget_usd"] if agent else None,
+        "runs": len(series), "cost_usd": round(sum(r["cost_usd"] for r in series), 8),
+        "action_count": n,
+        "success_rate": (sum(r["success_count"] for r in series) / n) if n else None,
+        "failed_runs": sum(1 for r in series if r["status"] == "failed"),
+        "series": points,
     }

@@ -238,6 +238,20 @@ async def deregister(engine: Engine, worker_id: str) -> Row:
     return {}
 
 
+async def workers_view(engine: Engine) -> Row:
+    """Workers, queue depths, and jobs no worker can run: what ``GET /workers`` and the
+    cluster page show."""
+    rows = await engine.read(lambda tx: tx.list_workers())
+    sched = engine.sched
+    waiting = [
+        {"id": j.id, "job_id": j.job_id, "dag_id": j.dag_id, "requirement": cap, "reason": j.reason}
+        for cap, ids in sched.unschedulable.items() for jid in sorted(ids)
+        if (j := sched.jobs.get(jid)) is not None
+    ]
+    return {"workers": [worker_view(engine, r) for r in rows],
+            "queues": sched.queue_depths(), "unschedulable": waiting}
+
+
 def worker_view(engine: Engine, row: Row) -> Row:
     live: WorkerRec | None = engine.sched.workers.get(row["id"])
     state = row["state"]

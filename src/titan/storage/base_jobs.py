@@ -1,0 +1,128 @@
+"""The storage interface's scheduling part: DAGs, jobs, their attempts and logs, workers,
+and the agent-run rows stages join (contract: tests/contract/test_storage.py)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+
+from titan.storage.rows import Row
+
+
+class JobsTransaction(abc.ABC):
+    """What the scheduler keeps durably."""
+
+    # -- agent runs, DAGs, jobs ---------------------------------------------------------------
+    @abc.abstractmethod
+    def ensure_agent_run(self, run_id: str, now: float, agent_id: str | None = None) -> bool:
+        """Create the agent run row (running, started now) if it does not exist yet; True
+        when it was created."""
+
+    @abc.abstractmethod
+    def list_agent_runs(self, limit: int, offset: int) -> tuple[list[Row], int]:
+        """Agent runs, most recently created first, and the total count."""
+
+    @abc.abstractmethod
+    def get_agent_run(self, run_id: str) -> Row | None:
+        """One agent run row or None."""
+
+    @abc.abstractmethod
+    def next_dag_run(self, name: str) -> int:
+        """The run number the next submission of DAG ``name`` gets (1 for a new name)."""
+
+    @abc.abstractmethod
+    def insert_dag(self, row: Row) -> int:
+        """Insert a DAG row; returns its id."""
+
+    @abc.abstractmethod
+    def insert_jobs(self, rows: Sequence[Row]) -> list[int]:
+        """Insert job rows (JSON fields given as Python values); returns their ids in order."""
+
+    @abc.abstractmethod
+    def update_dag(self, dag_id: int, fields: Row) -> None:
+        """Set some columns of a DAG."""
+
+    @abc.abstractmethod
+    def get_dag(self, dag_id: int) -> Row | None:
+        """One DAG row or None."""
+
+    @abc.abstractmethod
+    def find_dag(self, name: str, run: int | None = None) -> Row | None:
+        """DAG ``name`` at ``run``, or its latest run when run is None."""
+
+    @abc.abstractmethod
+    def list_dags(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        agent_run_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> tuple[list[Row], int]:
+        """DAGs matching the filters (name: substring), and the total count before paging."""
+
+    @abc.abstractmethod
+    def job_counts(self, dag_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+        """For each DAG id, how many of its jobs are in each state."""
+
+    @abc.abstractmethod
+    def unfinished_dags(self) -> list[Row]:
+        """DAGs whose status is WAITING or RUNNING: what a restarted master must resume."""
+
+    @abc.abstractmethod
+    def get_job(self, job: int) -> Row | None:
+        """One job row by numeric id, or None."""
+
+    @abc.abstractmethod
+    def find_job(self, job_id: str, dag_name: str | None = None, run: int | None = None) -> Row | None:
+        """The latest job with that user job id (within DAG name/run when given)."""
+
+    @abc.abstractmethod
+    def jobs_of_dags(self, dag_ids: Iterable[int]) -> list[Row]:
+        """All jobs of these DAGs, in DAG then submission order."""
+
+    @abc.abstractmethod
+    def graph_of_dag(self, dag_id: int) -> list[Row]:
+        """A DAG's jobs as its graph needs them, in submission order: ``id``, ``job_id``,
+        ``parents``, ``state``, ``job_type`` only (a 10,000-job page reads no more)."""
+
+    @abc.abstractmethod
+    def update_job(self, job: int, fields: Row) -> None:
+        """Set some columns of a job."""
+
+    # -- attempts and logs --------------------------------------------------------------------
+    @abc.abstractmethod
+    def insert_attempt(self, row: Row) -> None:
+        """Record an attempt starting: job, attempt, worker_id, started_at, state."""
+
+    @abc.abstractmethod
+    def finish_attempt(self, job: int, attempt: int, fields: Row) -> None:
+        """Set the outcome of an attempt (state, exit_code, error, finished_at)."""
+
+    @abc.abstractmethod
+    def attempts_of(self, job: int) -> list[Row]:
+        """Every attempt of a job, first first."""
+
+    @abc.abstractmethod
+    def add_log_lines(self, rows: Sequence[Row]) -> None:
+        """Append log lines (job, attempt, seq, stream, ts, line); a repeated (job, attempt,
+        seq) is ignored, so a worker may resend a batch it is unsure about."""
+
+    @abc.abstractmethod
+    def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000) -> list[Row]:
+        """Lines of one attempt with seq > after, in order, at most ``limit``."""
+
+    # -- workers ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def upsert_worker(self, row: Row) -> None:
+        """Insert or replace a worker row."""
+
+    @abc.abstractmethod
+    def update_worker(self, worker_id: str, fields: Row) -> None:
+        """Set some columns of a worker."""
+
+    @abc.abstractmethod
+    def list_workers(self) -> list[Row]:
+        """All workers ever registered, newest first."""

@@ -1,0 +1,64 @@
+"""The storage interface's data part: TitanStore keys and sets, content-addressed blobs and
+the named files that point at them (contract: tests/contract/test_storage.py)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+
+from titan.storage.rows import Row
+
+
+class StoreTransaction(abc.ABC):
+    """What jobs share through the master."""
+
+    # -- store --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def store_get(self, key: str) -> str | None:
+        """The string value at key, or None."""
+
+    @abc.abstractmethod
+    def store_put(self, key: str, value: str, now: float) -> None:
+        """Set the string value at key."""
+
+    @abc.abstractmethod
+    def store_delete(self, key: str) -> bool:
+        """Delete the value and the set at key; True if anything was there."""
+
+    @abc.abstractmethod
+    def store_incr(self, key: str, by: int, now: float) -> int:
+        """Atomically add ``by`` to the integer at key (missing counts as 0); the new value.
+        Raises ValidationFailed when the current value is not an integer."""
+
+    @abc.abstractmethod
+    def store_sadd(self, key: str, member: str, now: float) -> int:
+        """Add a member to the set at key: 1 if it was new, 0 if already present."""
+
+    @abc.abstractmethod
+    def store_smembers(self, key: str) -> list[str]:
+        """Members of the set at key, sorted (empty when missing)."""
+
+    @abc.abstractmethod
+    def store_keys(self, prefix: str, limit: int) -> list[Row]:
+        """Keys starting with prefix, sorted: key, kind ('value' or 'set'), updated_at."""
+
+    # -- blobs and files ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def blobs_present(self, shas: Iterable[str]) -> set[str]:
+        """Which of these content hashes are recorded as stored."""
+
+    @abc.abstractmethod
+    def add_blob(self, sha256: str, size: int, now: float) -> None:
+        """Record a stored blob (idempotent)."""
+
+    @abc.abstractmethod
+    def add_file(self, row: Row) -> int:
+        """Bind a name to a blob: name, sha256, size, store_key, dag_id, job, created_at."""
+
+    @abc.abstractmethod
+    def latest_file(self, *, name: str | None = None, store_key: str | None = None) -> Row | None:
+        """The newest file with that name, or published under that store key."""
+
+    @abc.abstractmethod
+    def list_files(self, *, dag_id: int | None = None, limit: int = 100) -> list[Row]:
+        """Files, newest first, optionally only those a DAG's jobs produced."""
