@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 from tests.conftest import free_port
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, shared_cluster
 from titan_sdk import TitanJob
+
+cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
 
 
 def titan(cluster: Cluster, *args: str, check: bool = True, cwd: Path | None = None,

@@ -216,6 +216,26 @@ print(run_id)
     assert run["by_stage"][0]["stage"] == "ITER1"
 
 
+@pytest.mark.parametrize("runner", ["auto", "subprocess"])
+def test_a_job_that_only_uses_titan_llm_is_recorded_into_its_run(cluster: Cluster,
+                                                                   runner: str) -> None:
+    """titan.llm knows nothing of runs: the recording hooks come from titan.trace, which a
+    job of an agent run loads by itself (forked from the zygote, or a fresh interpreter)."""
+    job = cluster.script(f"llm_only_{runner}.py", PRICED_PROVIDER + """
+print(titan.llm.complete("plan it", model="priced/model-y").text)
+""")
+    run_id = f"LLMONLY_{runner}"
+    client = cluster.client()
+    dag = client.submit_dag(f"{run_id}_ITER1", [TitanJob(job_id="talker", filename=job,
+                                                         runner=runner)],
+                            agent_run_id=run_id)
+    assert client.wait_dag(dag["ref"], timeout=60)["status"] == "COMPLETED"
+    acts = wait_for(lambda: (found := actions_of(cluster, run_id)) and found)
+    assert [(a["channel"], a["name"], a["actor"]) for a in acts] == [
+        ("llm", "call_llm", "ITER1/talker")]
+    assert acts[0]["cost_usd"] == 0.002 and acts[0]["model"] == "model-y"
+
+
 def test_actions_wait_out_a_master_restart(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     cluster.start_master()

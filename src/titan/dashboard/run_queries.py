@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from titan.errors import NotFound, ValidationFailed
 from titan.master.replays.report import replays_view
 from titan.master.runs.ingest import OUTCOMES
+from titan.master.runs.service import run_or_404
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
@@ -88,9 +89,7 @@ def registry(tx: Transaction, f: Data, query: RunQuery, limit: int, offset: int)
 
 # -- one run -----------------------------------------------------------------------------------
 def run_page(tx: Transaction, run_id: str) -> Data:
-    run = tx.get_run(run_id)
-    if run is None:
-        raise NotFound(f"no agent run {run_id!r}", details={"id": run_id})
+    run = run_or_404(tx, run_id)
     detail = run_detail(tx, run)
     return {"run": detail, "reasons": intercept_reasons(detail), "outcomes": list(OUTCOMES),
             "action_page": ACTION_PAGE, "preview": LIST_PREVIEW,

@@ -144,7 +144,6 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         await ensure_token_file(engine, data / "worker.token", "worker", "local worker")
         blobs = BlobStore(data / "blobs")
         runs = RunService(engine, blobs)
-        engine.dag_listeners.append(runs.dag_settled)
         await runs.load()
         replays = Replays(engine, blobs, runs)
         await replays.load()

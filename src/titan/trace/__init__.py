@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from titan.trace import llm_hooks as _llm_hooks
 from titan.trace.actions import Action, action, now, random, tool, uuid
-from titan.trace.context import actor
+from titan.trace.context import actor, current_run
+from titan.trace.recorder import RECORDER
 from titan.trace.runs import Run, drive, run
 
 # Recording hooks itself into titan.llm (which knows nothing of runs): once this package is
@@ -36,14 +37,10 @@ __all__ = ["Action", "Run", "action", "actor", "current_run_id", "drive", "flush
 
 def current_run_id() -> str | None:
     """The id of the agent run actions are recorded into here, or None."""
-    from titan.trace.context import current_run
-
     found = current_run()
     return found.id if found else None
 
 
 def flush(timeout: float = 30.0) -> bool:
     """Wait until every action recorded so far reached the master; False on timeout."""
-    from titan.trace.recorder import RECORDER
-
     return RECORDER.flush(timeout)

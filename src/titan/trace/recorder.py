@@ -24,7 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
-from titan import retry
+from titan import errors, retry
 from titan.trace.context import RunHandle
 
 log = logging.getLogger("titan.trace")
@@ -149,8 +149,6 @@ class Recorder:
         return True
 
     def _post_actions(self, run: RunHandle, body: bytes, n: int) -> dict[str, Any] | None:
-        from titan import errors
-
         try:
             response = self.client(run).send(
                 "POST", f"/runs/{run.id}/actions", body=body,
@@ -164,8 +162,6 @@ class Recorder:
             return None
 
     def _send_change(self, kind: str, run: RunHandle, body: Any) -> None:
-        from titan import errors
-
         if kind == "code":  # the script that opened the run: what a replay re-executes
             from titan.trace import code
 

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from titan.errors import NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Fetcher, Reader, Writer
-from titan.master.api.params import DagFilter
+from titan.master.api.params import DagFilter, check_key
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
@@ -137,8 +137,6 @@ async def get_file(c: CtxDep, p: Fetcher, name: str) -> FileResponse:
 
 @router.post("/artifacts", status_code=201, summary="Publish a file under a store key")
 async def publish(c: CtxDep, p: Writer, request: Request, key: str, name: str) -> Row:
-    from titan.master.api.store import check_key
-
     check_key(key)
     check_filename(name)
     sha, size = await _store_body(c, request)

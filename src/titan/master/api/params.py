@@ -1,4 +1,5 @@
-"""Integer query and path parameters, bounded to what the database can hold.
+"""Parameters several routes share: integers bounded to what the database can hold, and
+store keys (the store's routes and artifact publishing both name one).
 
 SQLite and PostgreSQL store integers in 64 bits; a larger one reached them as an
 ``OverflowError`` (a 500). Every integer parameter that becomes an id, an offset or a sequence
@@ -11,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from titan.errors import ValidationFailed
 from titan.master.api.body import INT64_MAX
 
 Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="Rows to skip (paging)")]
@@ -22,3 +24,13 @@ Attempt = Annotated[int | None, Query(ge=1, le=INT64_MAX,
                                       description="Attempt number (default: the latest)")]
 DagFilter = Annotated[int | None, Query(ge=1, le=INT64_MAX, description="Only this DAG run's")]
 Seq = Annotated[int, Path(ge=0, le=INT64_MAX, description="The action's sequence number")]
+
+
+MAX_KEY = 1024
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY or "\x00" in key:
+        raise ValidationFailed(f"store keys are 1 to {MAX_KEY} characters, without NUL",
+                               details={"key": key[:100]})
+    return key

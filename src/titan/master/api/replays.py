@@ -11,16 +11,10 @@ from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Replayer, Writer
 from titan.master.api.params import After
 from titan.master.replays.report import determinism_report, replay_report, replays_view
+from titan.master.runs.service import run_or_404
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["replay"])
-
-
-def _run(tx: Transaction, run_id: str) -> Row:
-    run = tx.get_run(run_id)
-    if run is None:
-        raise NotFound(f"no agent run {run_id!r}")
-    return run
 
 
 @router.post("/runs/{run_id}/replay", status_code=201,
@@ -33,7 +27,7 @@ async def start_replay(c: CtxDep, p: Replayer, run_id: str, body: Any = Body(Non
                                              "comparison with its original")
 async def get_replay(c: CtxDep, p: Reader, run_id: str) -> Row:
     def read(tx: Transaction) -> Row:
-        run = _run(tx, run_id)
+        run = run_or_404(tx, run_id)
         if not run.get("replay_of"):
             raise NotFound(f"agent run {run_id!r} is not a replay (its replays: "
                            f"GET /api/v1/runs/{run_id}/replays)")
@@ -46,7 +40,7 @@ async def get_replay(c: CtxDep, p: Reader, run_id: str) -> Row:
 async def list_replays(c: CtxDep, p: Reader, run_id: str,
                        limit: int = Query(50, ge=1, le=500)) -> Row:
     def read(tx: Transaction) -> Row:
-        _run(tx, run_id)
+        run_or_404(tx, run_id)
         return {"replays": replays_view(tx.replays_of(run_id, limit))}
 
     return await c.engine.read(read)
@@ -54,7 +48,7 @@ async def list_replays(c: CtxDep, p: Reader, run_id: str,
 
 @router.get("/runs/{run_id}/determinism", summary="A run's determinism score and findings")
 async def determinism(c: CtxDep, p: Reader, run_id: str) -> Row:
-    return await c.engine.read(lambda tx: determinism_report(tx, c.blobs, _run(tx, run_id)))
+    return await c.engine.read(lambda tx: determinism_report(tx, c.blobs, run_or_404(tx, run_id)))
 
 
 @router.put("/runs/{run_id}/code", summary="Record the code a run is made of (for replays)")
@@ -67,7 +61,7 @@ async def put_code(c: CtxDep, p: Writer, run_id: str, body: Any = Body(...)) -> 
 async def recording(c: CtxDep, p: Reader, run_id: str, actor: str = Query(..., min_length=1),
                     after: After = 0, limit: int = Query(1000, ge=1, le=5000)) -> Row:
     def read(tx: Transaction) -> Row:
-        _run(tx, run_id)
+        run_or_404(tx, run_id)
         rows = tx.recorded_actions(run_id, actor, after, limit)
         out = []
         for a in rows:

@@ -13,7 +13,7 @@ from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Operator, Reader, Writer
 from titan.master.api.params import MaybeAfter, Offset, Seq
 from titan.master.runs import export
-from titan.master.runs.service import check_window
+from titan.master.runs.service import check_window, run_or_404
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
@@ -102,9 +102,7 @@ async def prune_runs(c: CtxDep, p: Admin, body: Any = Body(...)) -> Row:
 @router.get("/runs/{run_id}", summary="One run: totals, stages, cost by stage/actor/channel")
 async def get_run(c: CtxDep, p: Reader, run_id: str) -> Row:
     def read(tx: Transaction) -> Row:
-        run = tx.get_run(run_id)
-        if run is None:
-            raise NotFound(f"no agent run {run_id!r}")
+        run = run_or_404(tx, run_id)
         return run_detail(tx, run)
 
     return await c.engine.read(read)
@@ -131,8 +129,7 @@ async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: str | None = 
                         actor=actor or None, channel=channel or None, after=after)
 
     def read(tx: Transaction) -> Row:
-        if tx.get_run(run_id) is None:
-            raise NotFound(f"no agent run {run_id!r}")
+        run_or_404(tx, run_id)
         rows, matched = tx.list_actions(run_id, query, limit, offset, preview)
         return {"actions": [action_view(a) for a in rows], "matched": matched,
                 "limit": limit, "offset": offset}

@@ -11,21 +11,12 @@ from fastapi import APIRouter, Body, Query, Request
 from titan.errors import PayloadTooLarge, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
+from titan.master.api.params import check_key
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
 from titan.storage.base import Row
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["store"])
-MAX_KEY = 1024
-
-
-def check_key(key: str) -> str:
-    if not key or len(key) > MAX_KEY or "\x00" in key:
-        raise ValidationFailed(f"store keys are 1 to {MAX_KEY} characters, without NUL",
-                               details={"key": key[:100]})
-    return key
-
-
 def _string(c: Ctx, body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str):

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import titan
-from titan.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from titan.errors import Conflict, PayloadTooLarge, ValidationFailed
 from titan.master.auth.tokens import Principal
-from titan.master.runs.service import run_summary
+from titan.master.runs.service import run_or_404, run_summary
 from titan.master.scheduling.refs import as_id
 from titan.master.scheduling.validation import validate_dag
 from titan.storage.base import Row, RunQuery, Transaction
@@ -168,9 +168,7 @@ class Replays:
         shas = set(code["files"].values())
 
         def op(tx: Transaction) -> Row:
-            run = tx.get_run(run_id)
-            if run is None:
-                raise NotFound(f"no agent run {run_id!r}")
+            run = run_or_404(tx, run_id)
             missing = shas - tx.blobs_present(shas)
             if missing:
                 raise ValidationFailed(f"blob {sorted(missing)[0][:12]}… was not uploaded "
@@ -198,9 +196,7 @@ class Replays:
         replay_id = f"{run_id[:180]}-replay-{secrets.token_hex(3)}"
 
         def op(tx: Transaction) -> Row:
-            orig = tx.get_run(run_id)
-            if orig is None:
-                raise NotFound(f"no agent run {run_id!r}")
+            orig = run_or_404(tx, run_id)
             if orig["status"] == "running":
                 raise not_available(f"run {run_id} is still running; replay it once it has "
                                     "ended (the recording must be complete)")

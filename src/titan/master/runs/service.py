@@ -90,6 +90,8 @@ class RunService:
         # Runs whose driver has finished while stages still ran: settled when they end.
         self.ending: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        engine.stage_hooks = self  # a DAG naming a run opens it (see Engine.stage_hooks)
+        engine.dag_listeners.append(self.dag_settled)  # and its last stage ends it
 
     @property
     def hub(self) -> Any:
@@ -148,9 +150,7 @@ class RunService:
         now = time.time()
 
         def op(tx: Transaction) -> tuple[Row, Row]:
-            run = tx.get_run(run_id)
-            if run is None:
-                raise NotFound(f"no agent run {run_id!r}")
+            run = run_or_404(tx, run_id)
             before = dict(run)
             changes = {k: v for k, v in fields.items() if k != "status"}
             status = fields.get("status")
@@ -195,6 +195,14 @@ class RunService:
             tx.update_run(run["id"], {"error": f"its last stage {last['name']} ended {status}"})
             return RunStatus.FAILED.value
         return RunStatus.COMPLETED.value
+
+    # -- the engine's stage hooks (scheduling/engine.py StageHooks) --------------------------
+    def stage_submitted(self, tx: Transaction, run_id: str, agent_id: str | None,
+                        now: float) -> list[tuple[str, Row]]:
+        return stage_submitted(tx, run_id, agent_id, now)
+
+    def stage_stored(self, tx: Transaction, run_id: str) -> None:
+        record_code_version(tx, run_id)
 
     def dag_settled(self, run_id: str, status: str) -> None:
         """A stage of a run changed status; if the run's driver already finished and this
@@ -347,6 +355,14 @@ class RunService:
             except Exception:
                 log.exception("retention: pruning agent runs failed")
             await asyncio.sleep(3600)
+
+
+def run_or_404(tx: Transaction, run_id: str) -> Row:
+    """The run, or the 404 every route and service answers for a run that does not exist."""
+    run = tx.get_run(run_id)
+    if run is None:
+        raise NotFound(f"no agent run {run_id!r}", details={"id": run_id})
+    return run
 
 
 def stage_submitted(tx: Transaction, run_id: str, agent_id: str | None,

@@ -15,14 +15,13 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from titan.errors import Conflict, InvalidDAG, NotFound, StaleAttempt
 from titan.master.auth.tokens import JobTokens, Principal, WorkerCredentials
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
 from titan.master.idempotency import once, prune
-from titan.master.runs import service as telemetry
 from titan.master.scheduling import gates
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import (
@@ -41,6 +40,19 @@ from titan.storage.writer import GroupCommitWriter
 T = TypeVar("T")
 log = logging.getLogger("titan.master")
 
+
+
+class StageHooks(Protocol):
+    """A stage (a DAG naming an agent run) in its submission's transaction. The engine knows
+    nothing of runs: the run service implements this and sets ``Engine.stage_hooks``."""
+
+    def stage_submitted(self, tx: Transaction, run_id: str, agent_id: str | None,
+                        now: float) -> list[tuple[str, Row]]:
+        """Before the DAG row: the run row it points at exists and is running; the events
+        to publish after the commit."""
+
+    def stage_stored(self, tx: Transaction, run_id: str) -> None:
+        """After the jobs: what the run derives from its stages (its code version)."""
 
 class Engine:
     def __init__(self, config: MasterConfig, storage: Storage, hub: EventHub) -> None:
@@ -63,6 +75,9 @@ class Engine:
         #: its commit: how agent runs learn that their last stage ended. The engine knows
         #: nothing of runs; whatever settles them subscribes here.
         self.dag_listeners: list[Callable[[str, str], None]] = []
+        #: What a stage of an agent run writes in its DAG's submission transaction (the run
+        #: row its DAG points at, the run's code version), set by the run service.
+        self.stage_hooks: StageHooks | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -224,8 +239,9 @@ class Engine:
 
         def insert(tx: Transaction) -> list[Any]:
             run = tx.next_dag_run(name)
-            if agent_run_id:
-                run_events.extend(telemetry.stage_submitted(tx, agent_run_id, agent_id, now))
+            hooks = self.stage_hooks if agent_run_id else None
+            if hooks is not None and agent_run_id:
+                run_events.extend(hooks.stage_submitted(tx, agent_run_id, agent_id, now))
             dag_id = tx.insert_dag({
                 "name": name, "run": run, "agent_run_id": agent_run_id, "submitted_at": now,
                 "status": "WAITING", "cancelled": False, "job_count": len(rows),
@@ -233,8 +249,8 @@ class Engine:
             for row in rows:
                 row["dag_id"] = dag_id
             ids = tx.insert_jobs(rows)
-            if agent_run_id:
-                telemetry.record_code_version(tx, agent_run_id)
+            if hooks is not None and agent_run_id:
+                hooks.stage_stored(tx, agent_run_id)
             return [run, dag_id, ids]
 
         (run, dag_id, ids), replayed = await self.run(once(idempotency_key, scope, insert))
