@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from tests.conftest import IN_CI
 from tests.fake_llm_api import FakeLLMServer, Reply, serve
-
 from titan.evals.judge import Verdict, efficiency_score, judge, looks_like_refusal
 from titan.evals.ledger import OPS_SCHEMA
 from titan.evals.simulator import SimResult, ops_schema, relevant_state, simulate
