@@ -10,7 +10,8 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, String, and_, any_, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from titan.storage import compiled
 from titan.storage import schema as t
@@ -22,6 +23,19 @@ _OUTCOME_COUNTER = {"success": "success_count", "error": "error_count",
 # Columns of the action list: everything but the full payloads' tails (previews are cut by
 # the caller's query when they are long).
 ACTION_ROW_KEYS = tuple(c.key for c in t.actions.columns)
+
+
+_COPY_ACTIONS = "COPY actions ({}) FROM STDIN".format(", ".join(ACTION_ROW_KEYS))
+
+
+def _copy_actions(conn: Any, rows: list[Row]) -> None:
+    """PostgreSQL: append action rows with COPY, in the caller's transaction. A batch of
+    actions is the master's largest write; COPY takes it about three times as fast as a
+    multi-row INSERT (the issue 17 measurement: 20.6k against 6.9k rows/s)."""
+    raw = conn.connection.driver_connection  # the psycopg connection under this transaction
+    with raw.cursor() as cur, cur.copy(_COPY_ACTIONS) as copy:
+        for r in rows:
+            copy.write_row([r.get(k) for k in ACTION_ROW_KEYS])
 
 
 def _like(text: str) -> str:
@@ -208,6 +222,14 @@ class RunsSQL:
     # -- actions ------------------------------------------------------------------------------
     def known_action_ids(self, run_id: str, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
+        if self.conn.dialect.name == "postgresql":
+            # One array parameter, not an IN list of 500: psycopg prepares a statement it has
+            # run five times, and PostgreSQL's generic plan for the IN list walked the whole
+            # run instead of probing (run_id, id); this form keeps the probe in every plan.
+            rows = self.conn.execute(select(t.actions.c.id).where(
+                t.actions.c.run_id == run_id,
+                t.actions.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(String)))))
+            return {r[0] for r in rows}
         for chunk in iter_chunks(list(ids), 500):
             rows = self.conn.execute(select(t.actions.c.id).where(
                 t.actions.c.run_id == run_id, t.actions.c.id.in_(chunk)))
@@ -243,10 +265,13 @@ class RunsSQL:
             row = dict(r, run_id=run_id, seq=first + i, recorded_at=now)
             row["tags"] = json.dumps(row["tags"]) if row.get("tags") is not None else None
             encoded.append(row)
-        compiled.execute(
-            self.conn, "insert_actions",
-            lambda: t.actions.insert().values({k: bindparam(k) for k in ACTION_ROW_KEYS}),
-            [{k: r.get(k) for k in ACTION_ROW_KEYS} for r in encoded])
+        if self.conn.dialect.name == "postgresql":
+            _copy_actions(self.conn, encoded)
+        else:
+            compiled.execute(
+                self.conn, "insert_actions",
+                lambda: t.actions.insert().values({k: bindparam(k) for k in ACTION_ROW_KEYS}),
+                [{k: r.get(k) for k in ACTION_ROW_KEYS} for r in encoded])
         return {"first_seq": first, "action_count": int(total[0]), "cost_usd": float(total[1])}
 
     def _action_conditions(self, run_id: str, q: ActionQuery) -> list[Any]:
