@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from titan.version import __version__
 
 if TYPE_CHECKING:
     from titan import errors, llm, trace
     from titan.client import TitanClient, TitanJob, load_pipeline
     from titan.trace import tool
 
-__all__ = ["TitanClient", "TitanJob", "errors", "llm", "load_pipeline", "tool", "trace"]
+__all__ = ["TitanClient", "TitanJob", "__version__", "errors", "llm", "load_pipeline", "tool",
+           "trace"]
 
 
 def __getattr__(name: str) -> Any:

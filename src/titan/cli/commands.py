@@ -20,9 +20,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from titan import __version__
 from titan.cli.output import counts, print_json, show_dag, show_job, table, when
 from titan.errors import NotFound, TitanError
+from titan.version import __version__
 
 if TYPE_CHECKING:
     from titan.client import TitanClient

@@ -23,9 +23,10 @@ from typing import Any
 
 import httpx
 
-from titan import __version__, errors, retry
+from titan import errors, retry
 from titan.atomic import atomic_file
 from titan.client.config import Endpoint
+from titan.version import __version__
 
 API_PREFIX = "/api/v1"
 CHUNK = 1 << 20

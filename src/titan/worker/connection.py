@@ -27,8 +27,9 @@ from typing import Any
 
 import httpx
 
-from titan import __version__, errors, retry
+from titan import errors, retry
 from titan.client.transport import error_body, tcp_transport
+from titan.version import __version__
 
 log = logging.getLogger("titan.worker")
 
