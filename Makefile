@@ -72,7 +72,10 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Titan beside the naive runner, and Celery and Ray when `pip install -e '.[bench]'` put them
+# here (Redis on 127.0.0.1:6379): one table, one run. Then each subsystem's own figures.
 bench: venv llm browser
+	$(BIN)/python bench/side_by_side.py --postgres
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/telemetry.py

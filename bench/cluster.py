@@ -1,8 +1,11 @@
-"""Start a throwaway `titan up` for a benchmark: free ports, a temp data dir, killed at exit."""
+"""Start a throwaway `titan up` for a benchmark (free ports, a temp data dir, killed at exit),
+and throwaway PostgreSQL databases."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -11,9 +14,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from titan.client import TitanClient
+
+PG_ADMIN_URL = os.environ.get("TITAN_TEST_POSTGRES_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def _free_port() -> int:
@@ -74,3 +81,28 @@ class BenchCluster:
         # the local worker runs in its own session; it exits once the master is gone
         self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[Callable[[], str]]:
+    """``create()`` makes a fresh database on the PostgreSQL server and returns its URL (or
+    raises); every one is dropped on exit."""
+    import sqlalchemy as sa
+
+    admin, names = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT"), []
+
+    def create() -> str:
+        name = f"titan_bench_{os.getpid()}_{secrets.token_hex(4)}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        names.append(name)
+        return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+    try:
+        yield create
+    finally:
+        if names:
+            with admin.connect() as conn:
+                for name in names:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -24,12 +24,10 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,13 +35,11 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cluster import BenchCluster  # noqa: E402
+from cluster import PG_ADMIN_URL, BenchCluster, postgres  # noqa: E402
 from dashboard import CHROMIUM, first_render  # noqa: E402
 
 from titan.trace.canonical import digest, dumps  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("TITAN_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BATCH, SENDERS, SMALL = 1000, 4, 100
 TARGET_US, TARGET_RATE, TARGET_MS = 50.0, 20_000.0, 2000.0
 
@@ -174,31 +170,6 @@ def executemany_rate(url: str, actions: list[dict[str, Any]]) -> float:
         rate = len(rows) / (time.perf_counter() - t0)
     storage.close()
     return rate
-
-
-@contextlib.contextmanager
-def postgres() -> Iterator[Callable[[], str]]:
-    """``create()`` makes a fresh database on the PostgreSQL server and returns its URL (or
-    raises); every one is dropped on exit."""
-    import sqlalchemy as sa
-
-    admin, names = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT"), []
-
-    def create() -> str:
-        name = f"titan_bench_{os.getpid()}_{secrets.token_hex(4)}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        names.append(name)
-        return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-
-    try:
-        yield create
-    finally:
-        if names:
-            with admin.connect() as conn:
-                for name in names:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def median_ms(http: httpx.Client, url: str, runs: int = 5) -> float | None:
