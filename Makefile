@@ -51,8 +51,13 @@ $(BROWSER_STAMP): $(STAMP)
 	fi
 
 # pytest's exit code 5 ("no tests collected") is a failure too: nothing can hide behind it.
+# Two processes (pytest-xdist): most tests wait on the processes they start, so two share two
+# cores well. A module stays in one process with the cluster its tests share (loadscope).
+# TEST_PROCESSES=0 runs everything in this process.
+TEST_PROCESSES ?= 2
 test: venv llm browser
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadscope --no-loadscope-reorder \
+		$(PYTEST_ARGS)
 
 # The inner loop: unit and contract tests, SQLite only, no local model (no cluster, no browser,
 # no PostgreSQL). `make test` is still what lands.

@@ -109,3 +109,16 @@ def prices(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(pricing, "_registered", {})
     monkeypatch.setattr(pricing, "_env_loaded", None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules holding a test marked ``slow`` run first, in their collection order.
+
+    `make test` spreads modules over two processes (pytest-xdist, ``--dist loadscope``: a
+    module's tests, and the cluster they share, stay in one process) in the order they are
+    collected (``--no-loadscope-reorder``: xdist would put the modules with most tests first);
+    a long module picked last would leave one process working alone at the end.
+    """
+    slow_modules = {getattr(item, "module", None) for item in items
+                    if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: getattr(item, "module", None) not in slow_modules)

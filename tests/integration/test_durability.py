@@ -124,6 +124,7 @@ def kill_master_mid_dag_and_restart(c: Cluster, tmp_path: Path) -> None:
     assert [w["name"] for w in c.live_workers()] == ["survivor"]
 
 
+@pytest.mark.slow
 def test_kill_master_mid_dag_sqlite(make_cluster: MakeCluster, tmp_path: Path) -> None:
     kill_master_mid_dag_and_restart(make_cluster(lease_seconds=30), tmp_path)
 
@@ -136,6 +137,7 @@ def pg_database() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_kill_master_mid_dag_postgres(make_cluster: MakeCluster, tmp_path: Path,
                                       pg_database: str) -> None:
     kill_master_mid_dag_and_restart(make_cluster(lease_seconds=30, database_url=pg_database),
