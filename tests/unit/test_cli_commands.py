@@ -129,20 +129,24 @@ def test_worker_gets_url_token_and_options(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(titan.worker, "run_worker", run_worker, raising=False)
     assert run(["worker", "--master", "http://10.0.0.2:9090", "--token", "wt",
                 "--capabilities", "GPU,GENERAL", "--slots", "2", "--workdir", "/tmp/w",
-                "--burst", "--name", "gpu-1"], capsys)[0] == 0
+                "--burst", "--name", "gpu-1", "--transport", "http"], capsys)[0] == 0
     assert calls[-1] == (("http://10.0.0.2:9090", "wt", ["GPU", "GENERAL"], 2, "/tmp/w"),
-                         {"burst": True, "name": "gpu-1", "sandbox": False, "run_as": None})
+                         {"burst": True, "name": "gpu-1", "sandbox": False, "run_as": None,
+                          "transport": "http"})
     monkeypatch.setenv("TITAN_TOKEN", "env-token")
     monkeypatch.setenv("TITAN_URL", "http://10.0.0.3:9090")
     assert run(["worker"], capsys)[0] == 0
     args, kw = calls[-1]
     assert args[:3] == ("http://10.0.0.3:9090", "env-token", ["GENERAL"])
-    assert kw == {"burst": False, "name": None, "sandbox": False, "run_as": None}
-    # Isolation can come from the environment (a systemd unit's Environment=).
+    assert kw == {"burst": False, "name": None, "sandbox": False, "run_as": None,
+                  "transport": "channel"}
+    # Isolation and transport can come from the environment (a systemd unit's Environment=).
     monkeypatch.setenv("TITAN_SANDBOX", "1")
     monkeypatch.setenv("TITAN_RUN_AS", "nobody")
+    monkeypatch.setenv("TITAN_WORKER_TRANSPORT", "http")
     assert run(["worker"], capsys)[0] == 0
-    assert calls[-1][1] == {"burst": False, "name": None, "sandbox": True, "run_as": "nobody"}
+    assert calls[-1][1] == {"burst": False, "name": None, "sandbox": True, "run_as": "nobody",
+                            "transport": "http"}
 
 
 # --------------------------------------------------------------------------- errors

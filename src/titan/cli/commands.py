@@ -82,7 +82,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return int(run_worker(
         endpoint.url, endpoint.token, _capabilities(args.capabilities), args.slots,
         args.workdir, burst=args.burst, name=args.name, sandbox=args.sandbox,
-        run_as=args.run_as,
+        run_as=args.run_as, transport=args.transport,
     ) or 0)
 
 
@@ -354,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run jobs as this OS user (the worker must run as root; "
                         "env TITAN_RUN_AS)")
     p.add_argument("--name", default=None, help="a name shown in `titan workers`")
+    p.add_argument("--transport", choices=("channel", "http"),
+                   default=os.environ.get("TITAN_WORKER_TRANSPORT") or "channel",
+                   help="how jobs and results travel: one WebSocket (channel, the default; "
+                        "HTTP long-polls when the master offers none) or HTTP long-polls "
+                        "(env TITAN_WORKER_TRANSPORT)")
 
     p = command("submit", cmd_submit, "submit a YAML pipeline")
     p.add_argument("pipeline", help="the pipeline file")

@@ -70,6 +70,11 @@ class MasterConnection:
         self._clients: list[httpx.Client] = []
         self._clients_lock = threading.Lock()
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header every call for this worker sends."""
+        return self._auth
+
     def set_credential(self, credential: str) -> None:
         """Use the worker credential registration returned: calls for this worker (and
         re-registering it after a master restart) need it; the worker token only registers."""

@@ -5,9 +5,11 @@ Threads, each blocked on what ends its wait (nothing here sleeps waiting for wor
 * **main** — a small state machine woken through a self-pipe by signals and by progress
   (an attempt finished, a report landed, burst finished, a fatal error). Signal handlers
   only count and write a byte: taking a lock in a handler could deadlock the main thread.
-* **titan-lease** — registers, starts the pollers (:mod:`titan.worker.poller`: one
-  long-poll always open, quick ``wait: 0`` fetches when slots free up), then heartbeats:
-  renews the leases of running attempts and kills those it is told to.
+* **titan-lease** — registers, opens the worker channel (:mod:`titan.worker.channel`: jobs
+  pushed, reports acknowledged, on one WebSocket) or, for a burst worker, a master without
+  one, or ``transport="http"``, starts the pollers (:mod:`titan.worker.poller`: one long-poll
+  always open, quick ``wait: 0`` fetches when slots free up), then heartbeats: renews the
+  leases of running attempts and kills those it is told to.
 * **titan-report**, **titan-io**, **titan-start-*** — see reporter, loop, supervisor.
 
 The master may forget this worker (a restart without its state): any call answered
@@ -31,7 +33,9 @@ from typing import Any
 from titan import errors
 from titan.worker import lifeline
 from titan.worker.assignment import Key, inherited_env
+from titan.worker.channel import ChannelIntake, ChannelUnavailable
 from titan.worker.connection import MasterConnection, Stopped, is_unknown_worker
+from titan.worker.intake import Intake
 from titan.worker.isolation import prepare as prepare_isolation
 from titan.worker.loop import IOLoop
 from titan.worker.poller import Poller
@@ -47,6 +51,9 @@ DEREGISTER_TIMEOUT = 5.0
 #: Once the last job has ended, how long a draining worker keeps trying to deliver its
 #: logs and results to an unreachable master before it leaves anyway.
 DRAIN_FLUSH_TIMEOUT = 30.0
+#: How jobs and reports travel: ``channel`` (one WebSocket, the default) or ``http``.
+TRANSPORTS = ("channel", "http")
+TRANSPORT_ENV = "TITAN_WORKER_TRANSPORT"
 
 
 class _Wakeup:
@@ -80,9 +87,14 @@ class Worker:
     def __init__(self, master_url: str, token: str | None, capabilities: list[str],
                  slots: int, workdir: str, *, burst: bool = False, name: str | None = None,
                  kill_grace: float = 3.0, use_zygote: bool = True, sandbox: bool = False,
-                 run_as: str | None = None) -> None:
+                 run_as: str | None = None, transport: str | None = None) -> None:
         if slots < 1:
             raise errors.ConfigError(f"a worker needs at least one slot (got {slots})")
+        transport = transport or os.environ.get(TRANSPORT_ENV) or "channel"
+        if transport not in TRANSPORTS:
+            raise errors.ConfigError(f"the worker transport must be one of {', '.join(TRANSPORTS)}"
+                                     f" (got {transport!r}; {TRANSPORT_ENV})")
+        self.transport = transport
         self.capabilities = [c.strip().upper() for c in capabilities if c.strip()] or ["GENERAL"]
         self.slots = slots
         self.burst = burst
@@ -108,11 +120,12 @@ class Worker:
             starters=min(32, max(2, slots)), on_finished=self._on_finished,
             base_env=base_env,
         )
-        self.poller = Poller(
+        self.poller: Intake = Poller(
             slots=slots, burst=burst, call=self._call, supervisor=self.supervisor,
             reporter=self._reporter, stopped=self._stopped, on_burst_done=self._on_burst_done,
             on_error=self._fail,
         )
+        self._channel: ChannelIntake | None = None
         self._kill_grace = kill_grace
         self._wake = _Wakeup()
         self._draining = False
@@ -130,8 +143,7 @@ class Worker:
             "pid": os.getpid(), "capabilities": self.capabilities, "slots": self.slots,
         }
         if reattach:
-            held = dict.fromkeys([*self.supervisor.running(), *self._reporter.unacked()])
-            body["running"] = [{"id": i, "attempt": a} for i, a in held]
+            body["running"] = [{"id": i, "attempt": a} for i, a in self._held()]
         reply = self.conn.call("POST", "/workers/register", body)
         self.worker_id = str(reply["worker_id"])
         if reply.get("credential"):
@@ -166,8 +178,39 @@ class Worker:
                 log.error("%s", exc)
 
     def _report(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self._channel is not None:
+            return self._channel.report(body)
         reply = self._call("report", body)
         return reply if isinstance(reply, dict) else {}
+
+    def _open_channel(self) -> bool:
+        """Switch to the worker channel; False when the master offers none (HTTP it is)."""
+        base = self.conn.master_url
+        url = ("wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]) \
+            + f"/api/v1/workers/{self.worker_id}/channel"
+        channel = ChannelIntake(
+            url=url, headers=lambda: dict(self.conn.auth), slots=self.slots,
+            supervisor=self.supervisor, held=self._held, stopped=self._stopped,
+            hard=self._hard, reattach=lambda: self._reattach(self._generation),
+            on_error=self._fail,
+        )
+        try:
+            channel.connect_first()
+        except ChannelUnavailable as exc:
+            log.warning("%s; using HTTP long-polls", exc)
+            return False
+        except OSError as exc:  # the master went away between registering and now
+            log.warning("worker channel: %s; using HTTP long-polls", exc)
+            return False
+        self._channel = channel
+        self.poller = channel
+        if self._draining:
+            channel.drain()
+        return True
+
+    def _held(self) -> list[Key]:
+        """Every attempt this worker holds: running, or finished with its result unacked."""
+        return list(dict.fromkeys([*self.supervisor.running(), *self._reporter.unacked()]))
 
     # ------------------------------------------------------------------ progress
 
@@ -202,9 +245,12 @@ class Worker:
         except errors.TitanError as exc:
             self._fail(exc)
             return
-        log.info("worker %s registered with %s (%s, %d slots%s)", self.worker_id,
+        # A burst worker keeps the long-poll: its "is the queue empty?" is a poll's answer.
+        channel = self.transport == "channel" and not self.burst and self._open_channel()
+        log.info("worker %s registered with %s (%s, %d slots%s; %s)", self.worker_id,
                  self.conn.master_url, ",".join(self.capabilities), self.slots,
-                 ", burst" if self.burst else "")
+                 ", burst" if self.burst else "",
+                 "jobs over the worker channel" if channel else "jobs over HTTP long-polls")
         self.poller.start()
         self._heartbeat_loop()
 
@@ -326,7 +372,8 @@ class Worker:
 
 def run_worker(master_url: str, token: str | None, capabilities: list[str], slots: int,
                workdir: str, *, burst: bool = False, name: str | None = None,
-               kill_grace: float = 3.0, sandbox: bool = False, run_as: str | None = None) -> int:
+               kill_grace: float = 3.0, sandbox: bool = False, run_as: str | None = None,
+               transport: str | None = None) -> int:
     """Run a worker against ``master_url`` until it is stopped; returns the exit code.
 
     SIGTERM or SIGINT drains (no new jobs; running ones finish and are reported; the worker
@@ -338,7 +385,8 @@ def run_worker(master_url: str, token: str | None, capabilities: list[str], slot
         httpx_log.setLevel(logging.WARNING)  # one INFO line per request drowns the worker's own
     try:
         worker = Worker(master_url, token, capabilities, slots, workdir, burst=burst,
-                        name=name, kill_grace=kill_grace, sandbox=sandbox, run_as=run_as)
+                        name=name, kill_grace=kill_grace, sandbox=sandbox, run_as=run_as,
+                        transport=transport)
     except errors.ConfigError as exc:
         log.error("%s", exc)
         return 2

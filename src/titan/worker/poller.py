@@ -26,9 +26,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from titan import errors
-from titan.worker.assignment import Assignment, Key
+from titan.worker.assignment import Key
 from titan.worker.connection import WAIT_MARGIN
+from titan.worker.intake import Intake
 from titan.worker.reporter import Reporter
 from titan.worker.supervisor import Supervisor
 
@@ -40,23 +40,19 @@ POLL_WAIT = 20
 Call = Callable[..., Any]
 
 
-class Poller:
+class Poller(Intake):
     """Slot accounting and the two threads that fill the slots."""
 
     def __init__(self, *, slots: int, burst: bool, call: Call, supervisor: Supervisor,
                  reporter: Reporter, stopped: threading.Event,
                  on_burst_done: Callable[[], None],
                  on_error: Callable[[BaseException], None]) -> None:
-        self.slots = slots
-        self.burst = burst
+        super().__init__(slots=slots, burst=burst, supervisor=supervisor)
         self._call = call
-        self._supervisor = supervisor
         self._reporter = reporter
         self._stopped = stopped
         self._on_burst_done = on_burst_done
         self._on_error = on_error
-        self._cond = threading.Condition()
-        self._busy = 0
         self._credit = 0  # jobs the master may still send on the polls in flight
         self._in_flight = 0  # polls sent and not answered yet (long-poll and fetch)
         self._long_offer = 0  # what the long-poll in flight offered
@@ -85,21 +81,6 @@ class Poller:
             self._withdraw = True
             self._cond.notify_all()
 
-    def wake(self) -> None:
-        """Let waiting threads notice that the worker stopped."""
-        with self._cond:
-            self._cond.notify_all()
-
-    @property
-    def busy(self) -> int:
-        with self._cond:
-            return self._busy
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no slot is busy; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._busy <= 0, timeout)
-
     # ------------------------------------------------------------------ events
 
     def on_finished(self, _key: Key) -> None:
@@ -116,15 +97,6 @@ class Poller:
             with self._cond:
                 self._dirty = True
                 self._cond.notify_all()
-
-    def cancel(self, entry: Any) -> None:
-        """Kill the attempt a ``{"id", "attempt"}`` cancel names, if it runs here."""
-        try:
-            key: Key = (int(entry["id"]), int(entry["attempt"]))
-        except (KeyError, TypeError, ValueError):
-            log.error("malformed cancel %r", entry)
-            return
-        self._supervisor.cancel(key)
 
     # ------------------------------------------------------------------ replies
 
@@ -145,7 +117,6 @@ class Poller:
         """Start the jobs of a poll reply and kill its cancels; returns how many jobs came."""
         jobs = list(reply.get("jobs") or []) if isinstance(reply, dict) else []
         cancels = list(reply.get("cancel") or []) if isinstance(reply, dict) else []
-        accepted: list[Assignment] = []
         with self._cond:
             # Settling the credit and counting the jobs in one step: between the two, another
             # thread would see slots that are neither offered nor busy and offer them twice.
@@ -156,23 +127,9 @@ class Poller:
                 self._fetching = False
             if offer > 0:
                 self._backlog = len(jobs) >= offer
-            for raw in jobs:
-                try:
-                    assignment = Assignment.from_json(raw)
-                except errors.ValidationFailed as exc:
-                    log.error("%s", exc)
-                    continue
-                if assignment.key in self._supervisor:
-                    continue  # delivered twice (a retried poll): it already runs
-                self._busy += 1
-                accepted.append(assignment)
-            if self._busy > self.slots:
-                log.warning("the master assigned %d jobs for %d slots", self._busy, self.slots)
+            accepted = self._take(jobs)
             self._cond.notify_all()
-        for assignment in accepted:
-            self._supervisor.start(assignment)
-        for cancel in cancels:
-            self.cancel(cancel)
+        self._start(accepted, cancels)
         return len(jobs)
 
     # ------------------------------------------------------------------ threads

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, WebSocket, WebSocketDisconnect
 
+from titan.errors import APIError
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, CtxDep, Reader, WorkerAuth, WorkerSelf
+from titan.master.api.deps import (
+    API_PREFIX,
+    CtxDep,
+    Reader,
+    WorkerAuth,
+    WorkerSelf,
+    token_principal,
+)
+from titan.master.auth import tokens as auth
+from titan.master.context import Ctx
 from titan.master.scheduling import worker_protocol as proto
+from titan.master.scheduling.worker_channel import WorkerChannel
 from titan.storage.base import Row
+
+#: Close codes of the worker channel (WebSocket's application range mirrors HTTP statuses).
+#: 4404 with reason ``unknown_worker``: register again, then reconnect.
+CLOSE_CODES = {400: 4400, 401: 4401, 403: 4403, 404: 4404, 409: 4409, 413: 4413}
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["workers"])
 
@@ -45,3 +61,34 @@ async def deregister(c: CtxDep, p: WorkerSelf, worker_id: str) -> Row:
 @router.get("/workers", summary="Workers, queue depths, and jobs no worker can run")
 async def list_workers(c: CtxDep, p: Reader) -> Row:
     return await proto.workers_view(c.engine)
+
+
+@router.websocket("/workers/{worker_id}/channel")
+async def channel(ws: WebSocket, worker_id: str) -> None:
+    """The worker channel (:mod:`titan.master.scheduling.worker_channel`): jobs pushed as their
+    lease commits, results and acks on one connection. Needs the worker's own credential."""
+    c: Ctx = ws.app.state.ctx
+    # Accepted before anything is checked: a close before the handshake completes reaches the
+    # client as a bare HTTP 403, without the code and reason that say what was wrong.
+    await ws.accept()
+
+    async def receive() -> str | None:
+        try:
+            return await ws.receive_text()
+        except (WebSocketDisconnect, RuntimeError):
+            return None
+
+    try:
+        who = await token_principal(c, auth.bearer(ws.headers.get("authorization")))
+        auth.check_role(who, auth.WORKER, "act as a worker")
+        auth.check_worker(who, worker_id)
+        await WorkerChannel(c.engine, worker_id, receive, ws.send_text).serve()
+    except APIError as exc:
+        with contextlib.suppress(Exception):
+            await ws.close(code=CLOSE_CODES.get(exc.status, 4400),
+                           reason=f"{exc.code}: {exc.message}"[:120])
+        return
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    with contextlib.suppress(Exception):
+        await ws.close()

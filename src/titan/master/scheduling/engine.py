@@ -65,7 +65,6 @@ class Engine:
             retry_backoff=config.retry_backoff, retry_backoff_max=config.retry_backoff_max,
         )
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="titan-db-read")
-        self._dispatch_pending = False
         self._sweeper: asyncio.Task[None] | None = None
         self.job_tokens: JobTokens | None = None
         self.worker_credentials: WorkerCredentials | None = None
@@ -110,7 +109,13 @@ class Engine:
 
     # -- committing ---------------------------------------------------------------------------
     def submit(self, ch: Changes, extra: Callable[[Transaction], Any] | None = None) -> asyncio.Future[Any]:
-        """Queue a change set now; publish its events once it is durable."""
+        """Queue a change set now; publish its events once it is durable.
+
+        When the change made jobs ready (or freed a slot), workers parked in a long-poll
+        take them in this same change set: the lease commits with the submission or result
+        that made the job ready, so a job costs one commit less on its way to a worker.
+        """
+        woken = self._lease_to_parked(ch) if ch.dispatch else []
         self.sched.settle_dags(ch)
         loop = asyncio.get_running_loop()
         for when, kind, job_id in ch.timers:
@@ -121,8 +126,9 @@ class Engine:
             return extra(tx) if extra else None
 
         fut = self.writer.submit(op)
-        if ch.dispatch:
-            self._schedule_dispatch()
+        for worker in woken:
+            assert worker.poll is not None
+            worker.poll.set_result(fut)  # type: ignore[arg-type]
         fut.add_done_callback(lambda f: self._after_commit(ch, f))
         return fut
 
@@ -146,15 +152,9 @@ class Engine:
         if not ch.empty() or ch.dispatch or ch.timers:
             self.submit(ch)
 
-    def _schedule_dispatch(self) -> None:
-        if not self._dispatch_pending:
-            self._dispatch_pending = True
-            asyncio.get_running_loop().call_soon(self._dispatch)
-
-    def _dispatch(self) -> None:
-        """Hand ready jobs to workers parked in a long-poll."""
-        self._dispatch_pending = False
-        ch = Changes()
+    def _lease_to_parked(self, ch: Changes) -> list[WorkerRec]:
+        """Lease ready jobs to the workers parked in a long-poll, into ``ch``; returns the
+        workers whose poll is to be answered once ``ch`` commits."""
         woken: list[WorkerRec] = []
         for worker in self.sched.workers.values():
             if worker.poll is None or worker.poll.done() or not worker.live:
@@ -164,14 +164,7 @@ class Engine:
             worker.assigned.extend(j.id for j in jobs)
             if worker.assigned or worker.cancels:
                 woken.append(worker)
-        if not woken:
-            if not ch.empty():  # jobs set aside (a blocked run's) changed their reason
-                self.submit(ch)
-            return
-        fut = self.submit(ch)
-        for worker in woken:
-            assert worker.poll is not None
-            worker.poll.set_result(fut)  # type: ignore[arg-type]
+        return woken
 
     @staticmethod
     def capacity(worker: WorkerRec, offered: int) -> int:

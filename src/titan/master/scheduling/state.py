@@ -109,6 +109,7 @@ class WorkerRec:
     # before those slots freed up, so it must answer at once rather than park on a stale offer.
     stale_offer: bool = False
     assigned: list[int] = field(default_factory=list)  # leased, not yet handed over
+    transport: str = "http"  # how its jobs travel: "channel" (the WebSocket) or "http" polls
 
     @property
     def live(self) -> bool:

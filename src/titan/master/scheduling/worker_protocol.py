@@ -43,14 +43,14 @@ def number_field(value: Any, field: str, *, default: float) -> float:
     return float(value)
 
 
-def _entries(body: Row, field: str) -> list[Row]:
+def entries(body: Row, field: str) -> list[Row]:
     items = body.get(field) or []
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise ValidationFailed(f"'{field}' must be a list of objects", details={"field": field})
     return items
 
 
-def _attempt_key(item: Row, field: str) -> tuple[int, int]:
+def attempt_key(item: Row, field: str) -> tuple[int, int]:
     return (int_field(item.get("id"), f"{field}[].id"),
             int_field(item.get("attempt"), f"{field}[].attempt"))
 
@@ -66,7 +66,7 @@ async def register(engine: Engine, body: Row, who: Principal) -> Row:
                                details={"field": "capabilities"})
     capabilities = frozenset(check_name(c, "capability").upper() for c in caps)
     slots = int_field(body.get("slots"), "slots", default=1, lo=1, hi=4096)
-    running = [_attempt_key(r, "running") for r in _entries(body, "running")]
+    running = [attempt_key(r, "running") for r in entries(body, "running")]
     worker_id = body.get("worker_id")
     if worker_id is not None:
         check_name(worker_id, "worker_id")
@@ -89,7 +89,7 @@ async def register(engine: Engine, body: Row, who: Principal) -> Row:
     kill = engine.sched.renew(worker, running)
     worker.cancels.extend(kill)
     if "running" in body:  # re-joining: it lists every attempt it holds
-        worker.assigned.extend(_undelivered(engine, worker, set(running)))
+        worker.assigned.extend(undelivered(engine, worker, set(running)))
     ch.events.append(("worker_updated", {"id": worker_id, "state": "live"}))
     row = {"id": worker_id, "name": worker.name, "hostname": worker.hostname,
            "capabilities": sorted(capabilities), "slots": slots, "state": "live",
@@ -102,7 +102,7 @@ async def register(engine: Engine, body: Row, who: Principal) -> Row:
     return reply
 
 
-def _undelivered(engine: Engine, worker: WorkerRec, held: set[tuple[int, int]]) -> list[int]:
+def undelivered(engine: Engine, worker: WorkerRec, held: set[tuple[int, int]]) -> list[int]:
     """Jobs leased to this worker that it does not hold: the poll reply carrying them was lost
     when the master died after committing the lease. Nothing ran, so the same attempt is sent
     again (on the next poll) instead of letting its lease expire into a second attempt. The
@@ -165,7 +165,7 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
 
 async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
     worker = engine.worker(worker_id)
-    running = [_attempt_key(r, "running") for r in _entries(body, "running")]
+    running = [attempt_key(r, "running") for r in entries(body, "running")]
     kill = engine.sched.renew(worker, running)
     kill.extend(worker.cancels)
     worker.cancels.clear()
@@ -174,14 +174,14 @@ async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
 
 async def report(engine: Engine, worker_id: str, body: Row) -> Row:
     engine.worker(worker_id)
-    logs = [(_attempt_key(line, "logs"), int_field(line.get("seq"), "logs[].seq"),
+    logs = [(attempt_key(line, "logs"), int_field(line.get("seq"), "logs[].seq"),
              number_field(line.get("ts"), "logs[].ts", default=time.time()), line)
-            for line in _entries(body, "logs")]
-    results = [(_attempt_key(r, "results"),
+            for line in entries(body, "logs")]
+    results = [(attempt_key(r, "results"),
                 None if r.get("exit_code") is None
                 else int_field(r["exit_code"], "results[].exit_code", lo=-2**31, hi=2**31),
                 None if r.get("error") is None else str(r["error"]), r)
-               for r in _entries(body, "results")]
+               for r in entries(body, "results")]
     ch = Changes()
     rejected: dict[tuple[int, int], None] = {}
     touched_logs: set[int] = set()
@@ -264,4 +264,5 @@ def worker_view(engine: Engine, row: Row) -> Row:
         "capabilities": row["capabilities"], "slots": row["slots"],
         "running": sorted(live.running) if live else [],
         "state": state, "last_seen_at": live.last_seen if live else row["last_seen_at"],
+        "transport": live.transport if live else None,
     }

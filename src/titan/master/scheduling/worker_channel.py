@@ -1,0 +1,186 @@
+"""The worker channel: one WebSocket per worker that carries leases, results and acks.
+
+The HTTP protocol (:mod:`.worker_protocol`) costs a framework request per hop: a long-poll
+answered, re-sent, superseded by a quick fetch, a report and its reply. Over the channel the
+master *pushes* jobs the moment their lease commits, and the worker sends results on the same
+connection, so a job costs three small frames and no request at all.
+
+Frames are JSON text. Worker → master:
+
+* ``{"t": "hello", "credit": N, "running": [{"id", "attempt"}...]}`` first: the slots it offers
+  and every attempt it holds (running, or finished with the result not acknowledged yet).
+  Jobs leased to it that it does not hold are sent again (the push carrying them was lost).
+* ``{"t": "credit", "n": K}``: K more slots are free (a job finished).
+* ``{"t": "report", "id": R, "logs": [...], "results": [...]}``: as ``POST .../report``;
+  answered ``{"t": "ack", "id": R, "rejected": [...]}`` once committed, or
+  ``{"t": "error", "id": R, "error": {...}}`` when the master refuses it.
+* ``{"t": "drain"}``: take no more jobs (cancels still come).
+
+Master → worker: ``{"t": "jobs", "jobs": [...], "cancel": [...]}`` (assignments as a poll
+returns them) besides acks and errors.
+
+Credit is counted by increments, so frames crossing on the wire can never make the master
+lease more than the worker's free slots: the master spends one credit per job it pushes, the
+worker adds one per slot that frees. The channel parks a long-poll on the worker's record for
+as long as it is open (with its credit as the offer), so dispatch, cancels, deregistration
+and the lost-worker sweep treat a channel exactly as they treat a parked poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from titan.errors import APIError, ValidationFailed
+from titan.master.scheduling import worker_protocol as proto
+from titan.master.scheduling.engine import Engine
+from titan.master.scheduling.state import Changes, WorkerRec
+from titan.storage.base import Row
+
+log = logging.getLogger("titan.master")
+
+#: ``receive()`` returns one text frame, or None once the worker hung up.
+Receive = Callable[[], Awaitable[str | None]]
+Send = Callable[[str], Awaitable[None]]
+
+
+class WorkerChannel:
+    """One connected worker: a reader for its frames and a pump for its jobs."""
+
+    def __init__(self, engine: Engine, worker_id: str, receive: Receive, send: Send) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self._receive = receive
+        self._send_frame = send
+        self._send_lock = asyncio.Lock()
+        self._credit = 0
+        self._closed = False
+        self._reports: set[asyncio.Task[None]] = set()
+
+    async def _send(self, message: Row) -> None:
+        async with self._send_lock:
+            await self._send_frame(json.dumps(message, separators=(",", ":")))
+
+    async def serve(self) -> None:
+        """Run until the worker hangs up; raises the :class:`APIError` that ends the channel
+        (a bad frame, a worker the master does not know)."""
+        hello = await self._hello()
+        if hello is None:
+            return
+        worker = self.engine.worker(self.worker_id)
+        worker.transport = "channel"
+        self._credit = proto.int_field(hello.get("credit"), "credit", hi=4096)
+        held = {proto.attempt_key(r, "running") for r in proto.entries(hello, "running")}
+        worker.assigned.extend(proto.undelivered(self.engine, worker, held))
+        pump = asyncio.create_task(self._pump(worker))
+        try:
+            await self._read()
+        finally:
+            self._closed = True
+            if worker.poll is not None and not worker.poll.done():
+                worker.poll.set_result(None)
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+            for task in list(self._reports):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _hello(self) -> Row | None:
+        text = await self._receive()
+        if text is None:
+            return None
+        message = _decode(text)
+        if message.get("t") != "hello":
+            raise ValidationFailed("the first frame must be a hello", details={"field": "t"})
+        return message
+
+    # ------------------------------------------------------------------ worker → master
+
+    async def _read(self) -> None:
+        while True:
+            text = await self._receive()
+            if text is None:
+                return
+            message = _decode(text)
+            kind = message.get("t")
+            worker = self.engine.worker(self.worker_id)  # also marks it seen
+            if kind == "credit":
+                self._credit += proto.int_field(message.get("n"), "n", hi=4096)
+                self._wake(worker)
+            elif kind == "report":
+                # Applied in arrival order (the synchronous part of report() runs before the
+                # next frame is read); only the wait for the commit overlaps.
+                task = asyncio.create_task(self._report(message))
+                self._reports.add(task)
+                task.add_done_callback(self._reports.discard)
+                await asyncio.sleep(0)
+            elif kind == "drain":
+                if worker.live:
+                    ch = Changes()
+                    self.engine.sched.lose_worker(worker, ch, state="draining")
+                    ch.events.append(("worker_updated", {"id": worker.id, "state": "draining"}))
+                    await self.engine.submit(ch)
+                self._wake(worker)
+            else:
+                raise ValidationFailed(f"unknown frame type {kind!r}", details={"field": "t"})
+
+    @staticmethod
+    def _wake(worker: WorkerRec) -> None:
+        """Credit arrived or the worker drained: the parked pump leases again."""
+        if worker.poll is not None and not worker.poll.done():
+            worker.poll.set_result(None)
+
+    async def _report(self, message: Row) -> None:
+        rid = message.get("id")
+        try:
+            reply = await proto.report(self.engine, self.worker_id, message)
+        except APIError as exc:  # refused whole, as the HTTP route would with a 4xx
+            with contextlib.suppress(Exception):
+                await self._send({"t": "error", "id": rid, "status": exc.status,
+                                  **exc.to_body()})
+            return
+        with contextlib.suppress(Exception):
+            await self._send({"t": "ack", "id": rid, **reply})
+
+    # ------------------------------------------------------------------ master → worker
+
+    async def _pump(self, worker: WorkerRec) -> None:
+        """Lease what the worker's credit allows, push it once committed; park otherwise."""
+        engine = self.engine
+        while not self._closed:
+            ch = Changes()
+            want = engine.capacity(worker, self._credit)
+            if want > 0 and worker.live:
+                worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
+            commit: Any = engine.submit(ch) if not ch.empty() else None
+            if not worker.assigned and not worker.cancels:
+                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                worker.poll, worker.poll_free = fut, self._credit
+                try:
+                    commit = await fut
+                finally:
+                    if worker.poll is fut:
+                        worker.poll = None
+            if commit is not None:
+                await commit
+            jobs = engine.assignments(worker)
+            cancels = [{"id": j, "attempt": a} for j, a in worker.cancels]
+            worker.cancels.clear()
+            self._credit = max(0, self._credit - len(jobs))
+            if jobs or cancels:
+                await self._send({"t": "jobs", "jobs": jobs, "cancel": cancels})
+
+
+def _decode(text: str) -> Row:
+    try:
+        message = json.loads(text)
+    except ValueError as exc:
+        raise ValidationFailed(f"a frame is not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ValidationFailed("a frame must be a JSON object")
+    return message

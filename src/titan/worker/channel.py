@@ -1,0 +1,249 @@
+"""Filling the worker's slots over the worker channel: one WebSocket for jobs and reports.
+
+The master pushes jobs the moment their lease commits and acknowledges reports on the same
+connection (the protocol: :mod:`titan.master.scheduling.worker_channel`), so a job costs no
+HTTP request at all. :class:`ChannelIntake` has the surface of the HTTP
+:class:`~titan.worker.poller.Poller` — the daemon uses whichever it got — and its slot
+accounting is simpler because nothing is superseded: the worker grants the master one credit
+per free slot and the master spends one per job it pushes.
+
+* **titan-channel** connects, says hello (its free slots and every attempt it holds), then
+  reads frames until the connection drops; it reconnects with the jittered backoff of
+  :mod:`titan.retry` for as long as the worker runs. A master that no longer knows the worker
+  (it restarted) closes with 4404: the worker registers again over HTTP, then reconnects.
+* The reporter's thread calls :meth:`ChannelIntake.report`, which sends a report and blocks
+  until its ack; a report whose connection dropped before the ack is sent again on the next
+  one (the master deduplicates lines and rejects a result it already has, as over HTTP).
+
+Heartbeats, registration, deregistration and downloads stay on HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.sync.client import ClientConnection, connect
+
+from titan import errors, retry
+from titan.worker.assignment import Key
+from titan.worker.intake import Intake
+from titan.worker.supervisor import Supervisor
+
+log = logging.getLogger("titan.worker")
+
+#: Close code of a master that does not know this worker (it restarted): register again.
+UNKNOWN_WORKER = 4404
+BACKOFF_START = 0.05
+BACKOFF_MAX = 2.0
+
+
+class ChannelUnavailable(errors.TitanError):
+    """The master serves no worker channel (an older master, or a proxy that refuses
+    WebSockets): the worker uses the HTTP long-poll instead."""
+
+
+class ChannelIntake(Intake):
+    """Credit accounting, the channel thread, and reports sent over the channel."""
+
+    def __init__(self, *, url: str, headers: Callable[[], dict[str, str]], slots: int,
+                 supervisor: Supervisor, held: Callable[[], list[Key]],
+                 stopped: threading.Event, hard: threading.Event,
+                 reattach: Callable[[], None], on_error: Callable[[BaseException], None]) -> None:
+        super().__init__(slots=slots, burst=False, supervisor=supervisor)
+        self._url = url
+        self._headers = headers
+        self._held = held
+        self._stopped = stopped
+        self._hard = hard
+        self._reattach = reattach
+        self._on_error = on_error
+        self._send_lock = threading.Lock()
+        self._ws: ClientConnection | None = None
+        self._generation = 0  # bumped on every (re)connect: a report waits on one connection
+        self._draining = False
+        self._ids = itertools.count(1)
+        self._replies: dict[int, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ control
+
+    def connect_first(self) -> None:
+        """Open the channel once, before the thread takes over; raises
+        :class:`ChannelUnavailable` when the master has no channel to offer."""
+        try:
+            self._open()
+        except InvalidStatus as exc:
+            raise ChannelUnavailable(f"the master refused the channel: {exc}") from None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="titan-channel", daemon=True).start()
+
+    def drain(self) -> None:
+        """Take no more jobs; cancels keep coming."""
+        with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+        self._send_quietly({"t": "drain"}, self._ws)
+
+    def wake(self) -> None:
+        super().wake()
+        ws = self._ws
+        if ws is not None and self._stopped.is_set():
+            ws.close()
+
+    # ------------------------------------------------------------------ events
+
+    def on_finished(self, _key: Key) -> None:
+        """An attempt ended (I/O thread): its slot is offered again at once.
+
+        On the connection that was open when the slot freed, or on none: a hello computed
+        after this moment counts the slot already, and one computed before it went out on
+        the connection captured here (the hello holds the send lock until it is sent).
+        """
+        with self._cond:
+            self._busy -= 1
+            ws = None if self._draining else self._ws
+            self._cond.notify_all()
+        if ws is not None:
+            self._send_quietly({"t": "credit", "n": 1}, ws)
+
+    # on_acked: nothing to do. The master leases a finished job's children in the commit of
+    # its result, to whatever credit the worker has granted.
+
+    # ------------------------------------------------------------------ reports
+
+    def report(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Send a report and return the master's ack, across reconnects; raises the
+        :mod:`titan.errors` class of a refusal, :class:`errors.ConnectionFailed` on a hard stop."""
+        rid = next(self._ids)
+        frame = json.dumps({"t": "report", "id": rid, **body}, separators=(",", ":"))
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._ws is not None or self._hard.is_set())
+                if self._hard.is_set():
+                    raise errors.ConnectionFailed("stopped before a report was acknowledged")
+                ws, generation = self._ws, self._generation
+            assert ws is not None
+            try:
+                with self._send_lock:
+                    ws.send(frame)
+            except (ConnectionClosed, OSError):
+                self._lost(ws)
+                continue
+            with self._cond:
+                self._cond.wait_for(lambda g=generation: rid in self._replies  # type: ignore[misc]
+                                    or self._generation != g or self._hard.is_set())
+                reply = self._replies.pop(rid, None)
+            if reply is None:
+                continue  # the connection dropped first: send it again on the next one
+            if reply.get("t") == "error":
+                raise errors.from_response(int(reply.get("status") or 400), reply)
+            return reply
+
+    # ------------------------------------------------------------------ the channel thread
+
+    def _open(self) -> None:
+        ws = connect(self._url, additional_headers=self._headers(), compression=None,
+                     proxy=None, open_timeout=10, max_size=None, user_agent_header=None)
+        # The hello is computed and the connection published in one step, and sent before
+        # any other frame can go out on it (see on_finished).
+        with self._send_lock:
+            with self._cond:
+                held = dict.fromkeys(self._held())
+                credit = 0 if self._draining else max(0, self.slots - self._busy)
+                hello = {"t": "hello", "credit": credit,
+                         "running": [{"id": i, "attempt": a} for i, a in held]}
+                self._ws = ws
+                self._generation += 1
+                self._cond.notify_all()
+            try:
+                ws.send(json.dumps(hello, separators=(",", ":")))
+            except (ConnectionClosed, OSError):
+                self._lost(ws)
+                return
+        if self._draining:
+            self._send_quietly({"t": "drain"}, ws)
+
+    def _lost(self, ws: ClientConnection) -> None:
+        with self._cond:
+            if self._ws is ws:
+                self._ws = None
+                self._generation += 1
+                self._cond.notify_all()
+        ws.close()
+
+    def _run(self) -> None:
+        tries = 0
+        try:
+            while not self._stopped.is_set():
+                ws = self._ws
+                if ws is None:
+                    try:
+                        self._open()
+                        tries = 0
+                    except InvalidStatus as exc:
+                        if exc.response.status_code in (401, 403):
+                            raise errors.Unauthorized(
+                                f"the master refused the channel: {exc}") from None
+                        self._pause(tries, exc)
+                        tries += 1
+                    except (WebSocketException, OSError, TimeoutError) as exc:
+                        self._pause(tries, exc)
+                        tries += 1
+                    continue
+                self._read(ws)
+        except Exception as exc:  # any failure here must stop the worker visibly
+            self._on_error(exc)
+
+    def _pause(self, tries: int, exc: BaseException) -> None:
+        if tries in (0, 5) or tries % 20 == 0:
+            log.warning("worker channel: master unreachable (%s); retrying", exc)
+        self._hard.wait(retry.pause(tries, start=BACKOFF_START, cap=BACKOFF_MAX))
+
+    def _read(self, ws: ClientConnection) -> None:
+        try:
+            for text in ws:
+                self._frame(json.loads(text))
+        except ConnectionClosed:
+            pass
+        except (OSError, ValueError) as exc:
+            log.warning("worker channel broke: %s", exc)
+        self._lost(ws)
+        code = ws.close_code
+        if code == UNKNOWN_WORKER and not self._stopped.is_set():
+            self._reattach()
+        elif code is not None and 4400 <= code < 4500 and code != UNKNOWN_WORKER:
+            raise errors.APIError(f"the master closed the worker channel: {ws.close_reason}",
+                                  status=code - 4000)
+
+    def _frame(self, message: dict[str, Any]) -> None:
+        kind = message.get("t")
+        if kind == "jobs":
+            self._accept(message)
+        elif kind in ("ack", "error"):
+            with self._cond:
+                self._replies[int(message.get("id") or 0)] = message
+                self._cond.notify_all()
+        else:
+            log.debug("worker channel: ignoring a %r frame", kind)
+
+    def _accept(self, message: dict[str, Any]) -> None:
+        with self._cond:
+            accepted = self._take(list(message.get("jobs") or []))
+        self._start(accepted, list(message.get("cancel") or []))
+
+    def _send_quietly(self, message: dict[str, Any], ws: ClientConnection | None) -> None:
+        """Send a frame on ``ws`` if there is one; a drop is fine (the next hello says it
+        all again)."""
+        if ws is None:
+            return
+        try:
+            with self._send_lock:
+                ws.send(json.dumps(message, separators=(",", ":")))
+        except (ConnectionClosed, OSError):
+            self._lost(ws)

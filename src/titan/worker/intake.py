@@ -1,0 +1,94 @@
+"""What both ways of taking jobs share: counting busy slots, accepting assignments, cancels.
+
+A worker takes its jobs over the worker channel (:mod:`titan.worker.channel`) or over HTTP
+long-polls (:mod:`titan.worker.poller`); the daemon drives either through this surface.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from titan import errors
+from titan.worker.assignment import Assignment, Key
+from titan.worker.supervisor import Supervisor
+
+log = logging.getLogger("titan.worker")
+
+
+class Intake:
+    """Busy slots and the assignments that fill them; subclasses bring the transport."""
+
+    def __init__(self, *, slots: int, burst: bool, supervisor: Supervisor) -> None:
+        self.slots = slots
+        self.burst = burst
+        self._supervisor = supervisor
+        self._cond = threading.Condition()
+        self._busy = 0
+
+    # ------------------------------------------------------------------ the daemon's surface
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        """Take no more jobs; cancels keep coming."""
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """Let waiting threads notice that the worker stopped."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def on_finished(self, key: Key) -> None:
+        """An attempt ended and its result is queued (I/O thread)."""
+        raise NotImplementedError
+
+    def on_acked(self, results: list[dict[str, Any]]) -> None:
+        """The master committed a report (reporter thread)."""
+
+    @property
+    def busy(self) -> int:
+        with self._cond:
+            return self._busy
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no slot is busy; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._busy <= 0, timeout)
+
+    def cancel(self, entry: Any) -> None:
+        """Kill the attempt a ``{"id", "attempt"}`` cancel names, if it runs here."""
+        try:
+            key: Key = (int(entry["id"]), int(entry["attempt"]))
+        except (KeyError, TypeError, ValueError):
+            log.error("malformed cancel %r", entry)
+            return
+        self._supervisor.cancel(key)
+
+    # ------------------------------------------------------------------ for subclasses
+
+    def _take(self, jobs: list[Any]) -> list[Assignment]:
+        """Count the assignments of a delivery as busy slots (with ``_cond`` held); returns
+        those to start, leaving out an attempt already here (delivered twice)."""
+        accepted: list[Assignment] = []
+        for raw in jobs:
+            try:
+                assignment = Assignment.from_json(raw)
+            except errors.ValidationFailed as exc:
+                log.error("%s", exc)
+                continue
+            if assignment.key in self._supervisor:
+                continue  # delivered twice (a retried poll, a reconnect): it already runs
+            self._busy += 1
+            accepted.append(assignment)
+        if self._busy > self.slots:
+            log.warning("the master assigned %d jobs for %d slots", self._busy, self.slots)
+        return accepted
+
+    def _start(self, accepted: list[Assignment], cancels: list[Any]) -> None:
+        for assignment in accepted:
+            self._supervisor.start(assignment)
+        for cancel in cancels:
+            self.cancel(cancel)
