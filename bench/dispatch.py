@@ -4,7 +4,8 @@ Prints, on one `titan up` each for the zygote fork path and the fresh-interprete
   * latency: sequential submit_job + wait for one trivial job, p50/p99 (ms)
   * throughput: one DAG of N independent trivial jobs, jobs/s from submit to DAG COMPLETED
 plus, on the first cluster: the submit+validate time of a 10,000-node DAG and TitanStore
-put/get p50. Targets (2 cores): p50 <= 10 ms, >= 500 jobs/s, 10k DAG <= 1 s, store <= 1 ms.
+put/get p50 and how soon a parked store_wait wakes after a put. Targets (2 cores): p50 <= 10 ms,
+>= 500 jobs/s, 10k DAG <= 0.5 s, store <= 1 ms, store_wait woken <= 5 ms after the put.
 
     .venv/bin/python bench/dispatch.py [--jobs 2000] [--latency-runs 200] [--slots 8] [--sandbox]
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster import BenchCluster  # noqa: E402
 
 from titan import errors  # noqa: E402
-from titan.client import TitanJob  # noqa: E402
+from titan.client import TitanClient, TitanJob  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -80,6 +82,31 @@ def store_ops(c: BenchCluster, runs: int) -> tuple[list[float], list[float]]:
     return puts, gets
 
 
+def store_wakes(c: BenchCluster, runs: int) -> list[float]:
+    """ms from the start of a store_put to the return of a store_wait parked on that key in
+    another thread (its own connection)."""
+    waiter = TitanClient(host="127.0.0.1", port=c.port, token=c.token)
+    woke: list[float] = []
+    try:
+        for i in range(runs):
+            key, done = f"bench:wake:{i}", threading.Event()
+
+            def wait(key: str = key, done: threading.Event = done) -> None:
+                waiter.store_wait(key, timeout=30)
+                woke.append(time.perf_counter())
+                done.set()
+
+            threading.Thread(target=wait, daemon=True).start()
+            time.sleep(0.02)  # parked on the master before the put
+            t0 = time.perf_counter()
+            c.client.store_put(key, "x")
+            done.wait(30)
+            woke[-1] = (woke[-1] - t0) * 1000
+    finally:
+        waiter.close()
+    return woke
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=2000)
@@ -109,8 +136,11 @@ def main() -> int:
                 secs = big_dag(c, script, args.big_dag)
                 print(f"  {args.big_dag}-node DAG submit+validate+store: {secs * 1000:.0f} ms")
                 puts, gets = store_ops(c, 500)
+                wakes = store_wakes(c, 100)
                 print(f"  store put p50 {statistics.median(puts):.3f} ms  "
-                      f"get p50 {statistics.median(gets):.3f} ms")
+                      f"get p50 {statistics.median(gets):.3f} ms (target <= 1)  "
+                      f"store_wait woken {statistics.median(wakes):.3f} ms after the put "
+                      f"began (target <= 5)")
         except errors.TitanError as exc:
             print(f"  {label}: failed: {exc}")
             return 1

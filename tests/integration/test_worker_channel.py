@@ -20,6 +20,8 @@ from titan_sdk import TitanJob
 cluster = shared_cluster()
 
 WAIT = 30.0
+#: Messages received but not read yet, per connection (a frame may hold several).
+_pending: dict[int, list[dict[str, Any]]] = {}
 
 
 def channel_url(c: Cluster, worker_id: str) -> str:
@@ -31,7 +33,10 @@ def channel(c: Cluster, worker_id: str, token: str | None) -> Iterator[ClientCon
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with connect(channel_url(c, worker_id), additional_headers=headers, compression=None,
                  proxy=None, open_timeout=10) as ws:
-        yield ws
+        try:
+            yield ws
+        finally:
+            _pending.pop(id(ws), None)
 
 
 def send(ws: ClientConnection, frame: dict[str, Any]) -> None:
@@ -39,9 +44,14 @@ def send(ws: ClientConnection, frame: dict[str, Any]) -> None:
 
 
 def recv(ws: ClientConnection, timeout: float = WAIT) -> dict[str, Any]:
-    frame = json.loads(ws.recv(timeout=timeout))
-    assert isinstance(frame, dict)
-    return frame
+    """The next message; a frame may hold several (a JSON array of them)."""
+    queued = _pending.setdefault(id(ws), [])
+    if not queued:
+        frame = json.loads(ws.recv(timeout=timeout))
+        queued.extend(frame if isinstance(frame, list) else [frame])
+    message = queued.pop(0)
+    assert isinstance(message, dict)
+    return message
 
 
 def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:

@@ -80,29 +80,37 @@ class GroupCommitWriter:
         except BaseException:
             if len(batch) == 1:
                 op, fut, loop = batch[0]
-                self._settle(fut, loop, error=_current_exception())
+                self._settle([(fut, loop, None, _current_exception())])
                 return
             for item in batch:  # isolate the failing operation
                 self._commit([item])
             return
-        for (_op, fut, loop), result in zip(batch, results, strict=True):
-            self._settle(fut, loop, result=result)
+        self._settle([(fut, loop, result, None)
+                      for (_op, fut, loop), result in zip(batch, results, strict=True)])
 
     @staticmethod
-    def _settle(fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop, *,
-                result: Any = None, error: BaseException | None = None) -> None:
-        def settle() -> None:
-            if fut.done():
-                return
-            if error is not None:
-                fut.set_exception(error)
-            else:
-                fut.set_result(result)
+    def _settle(outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any,
+                                     BaseException | None]]) -> None:
+        """Resolve a batch's futures with one wake-up of each event loop, not one per future:
+        waking a loop from another thread is a system call (a write to its self-pipe)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for fut, loop, result, error in outcomes:
+            by_loop.setdefault(loop, []).append((fut, result, error))
 
-        try:
-            loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            log.debug("writer result dropped: event loop closed")
+        def settle(items: list[Any]) -> None:
+            for fut, result, error in items:
+                if fut.done():
+                    continue
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(result)
+
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(settle, items)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                log.debug("writer results dropped: event loop closed")
 
 
 def _current_exception() -> BaseException:

@@ -208,7 +208,9 @@ class ChannelIntake(Intake):
     def _read(self, ws: ClientConnection) -> None:
         try:
             for text in ws:
-                self._frame(json.loads(text))
+                decoded = json.loads(text)
+                for message in decoded if isinstance(decoded, list) else [decoded]:
+                    self._frame(message)
         except ConnectionClosed:
             pass
         except (OSError, ValueError) as exc:

@@ -1,0 +1,81 @@
+"""The group-commit writer on a real SQLite file: one transaction per batch, each caller's
+future resolved only after the commit, a failing operation isolated from its neighbours, and
+one wake-up of the event loop per batch however many futures it resolves."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from titan.storage import Storage, open_storage
+from titan.storage.base import Transaction
+from titan.storage.writer import GroupCommitWriter
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[Storage]:
+    s = open_storage(f"sqlite:///{tmp_path / 'titan.db'}")
+    s.migrate()
+    yield s
+    s.close()
+
+
+def put(key: str, value: str) -> Any:
+    def op(tx: Transaction) -> str:
+        tx.set_meta(key, value)
+        return value
+    return op
+
+
+def boom(tx: Transaction) -> None:
+    tx.set_meta("half-written", "yes")
+    raise RuntimeError("this operation fails")
+
+
+def test_a_batch_commits_together_and_a_failure_stays_its_own(storage: Storage) -> None:
+    writer = GroupCommitWriter(storage)
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        wakeups = 0
+        real = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wakeups
+            wakeups += 1
+            return real(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        # Queued before the writer runs: one batch of six, submitted in order.
+        futures = [writer.submit(put(f"k{i}", f"v{i}")) for i in range(5)]
+        futures.insert(2, writer.submit(boom))
+        writer.start()
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        # The batch failed as a whole, so each operation was committed alone: six commits,
+        # six wake-ups; then the held operation's batch and a clean batch of five behind it: one
+        # wake-up each.
+        assert wakeups == 6
+        # The writer is held inside an operation while five more queue up behind it.
+        release = threading.Event()
+        held = writer.submit(lambda tx: release.wait(10))
+        await asyncio.sleep(0.05)
+        clean = [writer.submit(put(f"c{i}", "x")) for i in range(5)]
+        release.set()
+        await asyncio.gather(held, *clean)
+        assert wakeups == 8
+        return results
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        writer.stop()
+    assert results[:2] == ["v0", "v1"] and results[3:] == ["v2", "v3", "v4"]
+    assert isinstance(results[2], RuntimeError)
+    with storage.transaction() as tx:
+        assert [tx.get_meta(f"k{i}") for i in range(5)] == [f"v{i}" for i in range(5)]
+        assert tx.get_meta("half-written") is None  # the failing operation left nothing
