@@ -166,6 +166,8 @@ def test_a_draining_channel_gets_cancels_but_no_jobs(cluster: Cluster) -> None:
         send(ws, {"t": "hello", "credit": 1, "running": []})
         job = recv(ws)["jobs"][0]
         send(ws, {"t": "drain"})
+        # Every job leased to it has been pushed: the worker may leave once they end.
+        assert recv(ws) == {"t": "drained"}
         send(ws, {"t": "credit", "n": 3})
         client.cancel(f"chan_drain/{job['job_id']}")
         pushed = recv(ws)

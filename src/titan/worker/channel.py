@@ -54,7 +54,8 @@ class ChannelIntake(Intake):
     def __init__(self, *, url: str, headers: Callable[[], dict[str, str]], slots: int,
                  supervisor: Supervisor, held: Callable[[], list[Key]],
                  stopped: threading.Event, hard: threading.Event,
-                 reattach: Callable[[], None], on_error: Callable[[BaseException], None]) -> None:
+                 reattach: Callable[[], None], on_error: Callable[[BaseException], None],
+                 on_settled: Callable[[], None] = lambda: None) -> None:
         super().__init__(slots=slots, burst=False, supervisor=supervisor)
         self._url = url
         self._headers = headers
@@ -63,6 +64,8 @@ class ChannelIntake(Intake):
         self._hard = hard
         self._reattach = reattach
         self._on_error = on_error
+        self._on_settled = on_settled
+        self._drained = False  # the master said every job leased to us has been pushed
         self._send_lock = threading.Lock()
         self._ws: ClientConnection | None = None
         self._generation = 0  # bumped on every (re)connect: a report waits on one connection
@@ -89,6 +92,12 @@ class ChannelIntake(Intake):
             self._draining = True
             self._cond.notify_all()
         self._send_quietly({"t": "drain"}, self._ws)
+
+    def settled(self) -> bool:
+        # Without a connection nothing more can arrive (what was lost in flight comes back
+        # with the next hello, or its lease expires if the worker is gone by then).
+        with self._cond:
+            return self._drained or self._ws is None
 
     def wake(self) -> None:
         super().wake()
@@ -160,6 +169,7 @@ class ChannelIntake(Intake):
                          "running": [{"id": i, "attempt": a} for i, a in held]}
                 self._ws = ws
                 self._generation += 1
+                self._drained = False  # a drain is answered again on this connection
                 self._cond.notify_all()
             try:
                 ws.send(json.dumps(hello, separators=(",", ":")))
@@ -227,6 +237,11 @@ class ChannelIntake(Intake):
         kind = message.get("t")
         if kind == "jobs":
             self._accept(message)
+        elif kind == "drained":
+            with self._cond:
+                self._drained = True
+                self._cond.notify_all()
+            self._on_settled()
         elif kind in ("ack", "error"):
             with self._cond:
                 self._replies[int(message.get("id") or 0)] = message

@@ -192,7 +192,7 @@ class Worker:
             url=url, headers=lambda: dict(self.conn.auth), slots=self.slots,
             supervisor=self.supervisor, held=self._held, stopped=self._stopped,
             hard=self._hard, reattach=lambda: self._reattach(self._generation),
-            on_error=self._fail,
+            on_error=self._fail, on_settled=self._wake.notify,
         )
         try:
             channel.connect_first()
@@ -306,7 +306,7 @@ class Worker:
                     log.info("draining: waiting for %d running jobs (signal again to kill them)",
                              busy)
             timeout: float | None = None
-            if self._draining and not self.supervisor.running():
+            if self._draining and not self.supervisor.running() and self.poller.settled():
                 if self._reporter.idle():
                     return self._stop_graceful()
                 # Jobs are done but the master is not taking their reports: keep trying a

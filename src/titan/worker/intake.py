@@ -41,6 +41,11 @@ class Intake:
         with self._cond:
             self._cond.notify_all()
 
+    def settled(self) -> bool:
+        """Draining: whether every job the master leased to this worker has arrived (the
+        daemon leaves only then, once they have ended)."""
+        return True
+
     def on_finished(self, key: Key) -> None:
         """An attempt ended and its result is queued (I/O thread)."""
         raise NotImplementedError

@@ -14,7 +14,10 @@ Frames are JSON text. Worker → master:
 * ``{"t": "report", "id": R, "logs": [...], "results": [...]}``: as ``POST .../report``;
   answered ``{"t": "ack", "id": R, "rejected": [...]}`` once committed, or
   ``{"t": "error", "id": R, "error": {...}}`` when the master refuses it.
-* ``{"t": "drain"}``: take no more jobs (cancels still come).
+* ``{"t": "drain"}``: take no more jobs (cancels still come). Answered ``{"t": "drained"}``
+  once every job leased to the worker has been pushed, so a draining worker knows it holds
+  all it must finish before it leaves (a lease committed a moment before the drain arrived
+  would otherwise reach a worker already gone).
 
 Master → worker: ``{"t": "jobs", "jobs": [...], "cancel": [...]}`` (assignments as a poll
 returns them) besides acks and errors; messages that are ready in the same loop round travel
@@ -61,6 +64,7 @@ class WorkerChannel:
         self._outbox: list[Row] = []
         self._credit = 0
         self._closed = False
+        self._drain_pending = False  # the worker drains: say "drained" once nothing is in flight
         self._reports: set[asyncio.Task[None]] = set()
 
     async def _send(self, message: Row) -> None:
@@ -138,6 +142,7 @@ class WorkerChannel:
                     self.engine.sched.lose_worker(worker, ch, state="draining")
                     ch.events.append(("worker_updated", {"id": worker.id, "state": "draining"}))
                     await self.engine.submit(ch)
+                self._drain_pending = True
                 self._wake(worker)
             else:
                 raise ValidationFailed(f"unknown frame type {kind!r}", details={"field": "t"})
@@ -178,6 +183,10 @@ class WorkerChannel:
             if want > 0 and worker.live:
                 worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
             commit: Any = engine.submit(ch) if not ch.empty() else None
+            if self._drain_pending and not worker.assigned and commit is None:
+                # Every job leased to it has been pushed: the worker may leave once they end.
+                self._drain_pending = False
+                await self._send({"t": "drained"})
             if not worker.assigned and not worker.cancels:
                 fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 worker.poll, worker.poll_free = fut, self._credit
