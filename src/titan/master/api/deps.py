@@ -104,7 +104,13 @@ async def _worker_self(request: Request) -> auth.Principal:
     return p
 
 
-CtxDep = Annotated[Ctx, Depends(ctx)]
+async def _ctx(request: Request) -> Ctx:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a hop to
+    # another thread and back (~0.2 ms) on every request that names the context.
+    return ctx(request)
+
+
+CtxDep = Annotated[Ctx, Depends(_ctx)]
 Reader = Annotated[auth.Principal, Depends(_require(auth.READ, "read"))]
 Writer = Annotated[auth.Principal, Depends(_require(auth.WRITE, "change anything", fenced=True))]
 WorkerAuth = Annotated[auth.Principal, Depends(_require(auth.WORKER, "act as a worker"))]
