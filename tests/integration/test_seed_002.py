@@ -137,55 +137,24 @@ def test_self_healing_loop_reads_fetch_logs(cluster: Cluster, tmp_path: Path) ->
     assert "patched in safe mode" in client.fetch_logs("flaky_training_run_fix")
 
 
-AUTONOMOUS_AGENT = '''
-from titan_sdk import TitanClient, TitanJob
-import random
-
-client = TitanClient()
-
-# 1. Agent wakes up and checks its global memory
-# (Defaults to 0 if this is the first time running)
-current_attempts = int(client.store_get("agent_retry_count") or 0)
-
-print(f"[INFO] Agent Booting... (Attempt {current_attempts + 1} of 3)")
-
-if current_attempts >= 3:
-    print("[ESCALATION] Task failed 3 times. Halting recursion and alerting human.")
-    client.store_put("agent_retry_count", "0") # Reset for future runs
-    exit(1)
-
-# 2. Attempt the fragile task (e.g., calling an unstable API)
-api_success = random.choice([True, False])
-
-if api_success:
-    print("[SUCCESS] Task completed! Agent terminating.")
-    client.store_put("agent_retry_count", "0") # Reset memory
-else:
-    print("[WARNING] Task failed. Agent logging failure and respawning...")
-
-    # 3. Update global memory so the NEXT clone knows what happened
-    client.store_put("agent_retry_count", str(current_attempts + 1))
-
-    # 4. Agent dynamically spawns a clone of itself to try again!
-    retry_job = TitanJob(
-        job_id=f"agent_retry_{current_attempts + 1}",
-        filename="autonomous_agent.py"
-    )
-    client.submit_job(retry_job)
-'''
+#: Seed 002's recursive agent, shipped as written (with a docstring and the one command that
+#: submits it) in examples/.
+STATEFUL_AGENT = Path(__file__).resolve().parents[2] / "examples/stateful_agent"
 
 
 def test_recursive_agent_on_titan_store(cluster: Cluster, tmp_path: Path) -> None:
-    tmp_path = tmp_path / "project"
-    tmp_path.mkdir()
-    (tmp_path / "autonomous_agent.py").write_text(AUTONOMOUS_AGENT)
     client = cluster.client()
     from titan_sdk import TitanJob
 
     outcomes = set()
     for round_ in range(6):  # random: run the agent until both endings have been seen
-        job_id = f"autonomous_{round_}"
-        client.submit_job(TitanJob(job_id=job_id, filename=str(tmp_path / "autonomous_agent.py")))
+        if round_ % 2:  # submitted once, by the SDK or by the example's one command
+            job_id = f"autonomous_{round_}"
+            client.submit_job(TitanJob(job_id=job_id,
+                                       filename=str(STATEFUL_AGENT / "autonomous_agent.py")))
+        else:
+            dag = client.submit_yaml(str(STATEFUL_AGENT / "pipeline.yaml"))
+            job_id = f"{dag['ref']}/autonomous_agent"
         last = client.wait(job_id, timeout=30)
         k = 1
         while "respawning" in client.fetch_logs(last["ref"]):

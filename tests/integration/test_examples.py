@@ -1,0 +1,100 @@
+"""The shipped examples of seed 002 (examples/README.md), each run as a user runs it: the file
+in examples/, as a process, against `titan up` — not a copy of its code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.integration.harness import Cluster, shared_cluster
+
+cluster = shared_cluster()
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(c: Cluster, relative: str, *args: str, cwd: Path | None = None,
+                timeout: float = 600) -> str:
+    out = subprocess.run([sys.executable, str(EXAMPLES / relative), *args], env=c.env,
+                         cwd=cwd or c.root, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_the_logic_switch_picks_its_graph_from_the_load(cluster: Cluster) -> None:
+    script = "dynamic_dag_custom/dynamic_dag_switch/dynamic_dag_switch.py"
+    high = run_example(cluster, script, "--traffic", "95")
+    assert "[HIGH]" in high and "fast scan of 1000 samples" in high
+    # Measured on the idle cluster: low traffic, the DEEP DAG with its merge step.
+    low = run_example(cluster, script)
+    assert "[INFO] Traffic at 0 %" in low and "[LOW]" in low
+    assert "deep analysis of 500000 values over 10 shards" in low
+    client = cluster.client()
+    deep = client.get_dag("DEEP_PIPELINE")
+    assert deep["status"] == "COMPLETED" and deep["counts"]["COMPLETED"] == 11
+    assert client.get_job("fast_scan")["state"] == "COMPLETED"
+
+
+def test_the_gpu_job_waits_for_a_gpu_worker_then_runs_there(cluster: Cluster) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "worker_skill_based_test/gpu_project_test/"
+                                        "gpu_project_test.py"), "--timeout", "120"],
+        env=cluster.env, cwd=cluster.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        client = cluster.client()
+        deadline = time.time() + 60
+        while True:  # extract ran; train_model waits, saying why
+            dags = client.list_dags(name="nightly_pipeline")
+            if dags and client.get_job(f"{dags[0]['ref']}/extract_data")["state"] == "COMPLETED":
+                train = client.get_job(f"{dags[0]['ref']}/train_model")
+                assert train["state"] == "PENDING" and "GPU" in train["reason"]
+                break
+            assert time.time() < deadline, "extract_data did not run"
+            time.sleep(0.1)
+        cluster.add_worker(capabilities="GPU", slots=1, name="gpu-box")
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "train_model waits: waiting for a worker with capability GPU" in out
+    assert "train_model   COMPLETED  on gpu-box (GPU)" in out
+    assert "extract_data  COMPLETED  on local (GENERAL)" in out
+    assert "trained on" in out and "y = 3.0" in out  # the rows extract_data left in the store
+
+
+def test_the_code_healer_patches_until_the_run_is_healthy(cluster: Cluster) -> None:
+    out = run_example(cluster, "agents_example/code_healer_agent.py")
+    assert "[ERROR] CRITICAL ERROR in flaky_training_run#" in out
+    assert "out_of_memory" in out and "[PATCH]" in out
+    assert "[SUCCESS]" in out and "is healthy" in out
+    client = cluster.client()
+    run = client.api("GET", "/runs", params={"agent": "code-healer"})["runs"][0]
+    assert run["status"] == "completed"
+    # Each diagnosis is a recorded model call of the agent's run.
+    actions = client.api("GET", f"/runs/{run['id']}/actions")["actions"]
+    calls = [a for a in actions if a["name"] == "call_llm"]
+    assert calls and len(calls) == out.count("[PATCH]")
+    last_patch = out.strip().splitlines()[-1].split()[1]  # "[SUCCESS] <ref> is healthy..."
+    assert "patched in safe mode: training finished" in client.fetch_logs(last_patch)
+
+
+def test_the_doc_generator_plans_a_job_per_module_and_publishes_docs(
+        cluster: Cluster, tmp_path: Path) -> None:
+    out = run_example(cluster, "agents_example/doc_generator_agent/tools/doc_dispatcher.py",
+                      "--out", str(tmp_path / "DOCS.md"))
+    assert "[PLAN] 2 modules of sample_project" in out and "(3 jobs," in out
+    docs = (tmp_path / "DOCS.md").read_text()
+    assert docs.startswith("# sample_project")
+    assert "## `inventory.py`" in docs and "## `pricing.py`" in docs
+    # The API part is read from the code, exactly.
+    assert "`order_total(base: float, quantity: int, tax_rate: float=0.2)`" in docs
+    assert "  - `ship(self, sku: str, quantity: int)`: Take items out for an order" in docs
+    # The seed's spelling of the path reaches the same file.
+    assert (EXAMPLES / "agents_exampels/doc_generator_agent/tools/doc_dispatcher.py").is_file()
+
+
+# The recursive agent (examples/stateful_agent) runs in test_seed_002.py, by its one command too.
