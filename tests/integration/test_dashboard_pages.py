@@ -326,13 +326,18 @@ def test_agents_twin_groups_the_stages(cl: Cluster) -> None:
     assert run["iteration"] == 1
     assert [(f["label"], f["failed_jobs"], f["jobs"]) for f in run["failed"]] == [("ITER1", 1, 2)]
     assert 'class="agent-run" id="RESEARCH_dash01" data-run-id="RESEARCH_dash01"' in html
-    stages = re.findall(r'<a class="stage" data-label="(\w+)" data-status="(\w+)" href="([^"]+)"', html)
+    stages = re.findall(r'<a class="stage" data-label="(\w+)" data-status="(\w+)" '
+                        r'data-executing="0" href="([^"]+)"', html)
     assert [(label, status) for label, status, _ in stages] == [
         (st["label"], st["status"]) for st in run["stages"]]
     for label, _, href in stages:
         target = urlparse(href.replace("&amp;", "&"))
         assert (target.path, target.query) == (f"/dags/DAG-RESEARCH_dash01_{label}", "run=1")
     assert html.index('data-label="PLAN"') < html.index("→") < html.index('data-label="ITER1"')
+    # The seed's marks beside the words.
+    assert '<span class="stage-symbol" aria-hidden="true">✓</span> COMPLETED' in html
+    assert '<span class="stage-symbol" aria-hidden="true">◐</span> PARTIAL' in html
+    assert [st["symbol"] for st in run["stages"]] == ["✓", "◐", "✓", "✓"]
     assert 'class="run-failure"' in html
     assert re.search(r'<div id="empty-state" class="empty-state" hidden>', html)
 

@@ -138,7 +138,7 @@ def events_refused(c: Cluster, token: str) -> bool:
                 first = ws.recv(timeout=10)
             except ConnectionClosed as closed:
                 return closed.rcvd is not None and closed.rcvd.code == 4403
-            return json.loads(first) != {"type": "hello"}
+            return json.loads(first).get("type") != "hello"
     except InvalidStatus as exc:
         return exc.response.status_code in (401, 403)
 

@@ -17,10 +17,9 @@ from titan.errors import NotFound, ValidationFailed
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.scheduling import worker_protocol
-from titan.master.scheduling.state import DAG_STATUSES, WAITING_APPROVAL, dag_status
-from titan.master.scheduling.views import counts_view, dag_view, job_view
+from titan.master.scheduling.state import DAG_STATUSES, WAITING_APPROVAL
+from titan.master.scheduling.views import dag_view, job_view, run_status, stage_view
 from titan.storage.base import Row, Transaction
-from titan.trace.naming import run_aliases, stage_label
 
 Data = dict[str, Any]
 _ITER = re.compile(r"ITER(\d+)")
@@ -138,12 +137,7 @@ def agent_runs(tx: Transaction, limit: int, offset: int) -> Data:
 
 
 def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]]) -> Row:
-    stages = [{
-        "dag_id": d["id"], "name": d["name"], "run": d["run"],
-        "label": stage_label(d["name"], run["id"], run_aliases(run)), "status": d["status"],
-        "counts": counts_view(counts.get(d["id"], {})), "submitted_at": d["submitted_at"],
-        "finished_at": d["finished_at"],
-    } for d in dags]
+    stages = [stage_view(d, run, counts.get(d["id"], {})) for d in dags]
     total: Counter[str] = Counter()
     for d in dags:
         total.update(counts.get(d["id"], {}))
@@ -153,8 +147,11 @@ def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]]) -> 
                                   ("FAILED", "TIMED_OUT", "REJECTED", "EXPIRED")),
                "jobs": sum(s["counts"].values())}
               for s in stages if s["status"] in ("FAILED", "PARTIAL")]
-    return {"id": run["id"], "created_at": run["created_at"],
-            "status": dag_status(total) if dags else "WAITING", "stages": stages,
+    status = run_status(run, total, bool(dags))
+    return {"id": run["id"], "created_at": run["created_at"], "status": status,
+            "stages": stages, "stages_note": None if dags else (
+                "no stage submitted yet" if status in ("WAITING", "RUNNING")
+                else "no stages: recorded with titan.trace"),
             "iteration": max(iterations) if iterations else None, "failed": failed}
 
 

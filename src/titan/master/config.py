@@ -34,6 +34,10 @@ class MasterConfig:
     max_upload_bytes: int = field(
         default_factory=lambda: int(_env_float("TITAN_MAX_UPLOAD_BYTES", 4 * 1024 ** 3)))
     max_dag_jobs: int = 100_000
+    #: The event stream says {"type": "ping"} after this many quiet seconds: a page that hears
+    #: nothing for 2.5 times as long knows its socket died silently and reconnects.
+    events_ping_seconds: float = field(
+        default_factory=lambda: max(0.2, _env_float("TITAN_EVENTS_PING", 20.0)))
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host headers accepted
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
     run_retention: str | None = field(

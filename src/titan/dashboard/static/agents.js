@@ -25,12 +25,14 @@
     const stages = el("div", { class: "stages" });
     r.stages.forEach((s, i) => {
       if (i > 0) stages.append(el("span", { class: "arrow", "aria-hidden": "true", text: "→" }));
-      stages.append(el("a", { class: "stage", href: dagHref(s.name, s.run), dataset: { label: s.label, status: s.status },
-                              title: "DAG-" + s.name + " #" + s.run + ": " + s.status },
+      stages.append(el("a", { class: "stage", href: dagHref(s.name, s.run),
+                              dataset: { label: s.label, status: s.status, executing: s.executing },
+                              title: "DAG-" + s.name + " #" + s.run + ": " + s.status + (s.hint ? " (" + s.hint + ")" : "") },
         el("span", { class: "stage-label", text: s.label }),
-        el("span", { class: "stage-status", text: s.status })));
+        el("span", { class: "stage-status" }, el("span", { class: "stage-symbol", "aria-hidden": "true", text: s.symbol }), " " + s.status),
+        s.hint ? el("span", { class: "stage-hint", text: s.hint }) : null));
     });
-    if (!r.stages.length) stages.append(el("span", { class: "muted", text: "no stage submitted yet" }));
+    if (!r.stages.length) stages.append(el("span", { class: "muted stages-note", text: r.stages_note }));
     return el("div", { class: "agent-run", id: r.id, dataset: { runId: r.id, status: r.status } }, head, stages);
   }
 

@@ -146,14 +146,20 @@
 
   /* -- the live connection ---------------------------------------------------------------
    * Titan.live({types: [...], dag: id, job: id, onEvent(msg), onResync(first)}) connects,
-   * reconnects with backoff, and calls onResync on each (re)connect and on {"type":"resync"}.
+   * reconnects with backoff (and at once when the socket goes silent past the master's
+   * pings, or the browser comes back online), and calls onResync on each (re)connect and on
+   * {"type":"resync"}: a page left open for days still shows the truth.
    * Returns {setJob(id)}: moves the log subscription on the open socket (and for reconnects).
    */
   T.live = function (opts) {
     const indicator = document.getElementById("live");
     const label = indicator ? indicator.querySelector(".live-label") : null;
     let ws = null, job = opts.job === undefined ? null : opts.job;
-    let delay = 500, first = true;
+    let delay = 500, first = true, retry = null;
+    // The master pings after `ping` quiet seconds (its hello says how many): hearing nothing
+    // for 2.5 times that means the socket died without a close (a laptop asleep, a proxy or
+    // NAT that dropped the connection), which no onclose would ever report.
+    let pingEvery = 20, lastHeard = Date.now();
 
     function show(state, text) {
       if (!indicator) return;
@@ -172,13 +178,52 @@
         "/api/v1/events?" + p.toString();
     }
 
+    function reconnectSoon() {
+      clearTimeout(retry);
+      retry = setTimeout(connect, delay * (0.75 + Math.random() * 0.5));
+      delay = Math.min(delay * 2, 15000);
+    }
+
+    /* Drop a socket that went silent and start over at once (its close may never come). */
+    function abandon(why) {
+      const sock = ws;
+      if (!sock) return;
+      ws = null;
+      sock.onclose = null;
+      sock.onmessage = null;
+      try { sock.close(4000, why); } catch (err) { /* already closing */ }
+      show("closed", "offline — reconnecting");
+      delay = 500;
+      reconnectSoon();
+    }
+
+    setInterval(() => {
+      if (ws && ws.readyState === WebSocket.OPEN && Date.now() - lastHeard > pingEvery * 2500) {
+        abandon("silent");
+      }
+    }, 1000);
+    // Back from sleep or offline: do not wait for the backoff or the silence to notice.
+    window.addEventListener("online", () => {
+      if (!ws) { delay = 500; clearTimeout(retry); connect(); }
+    });
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && ws && Date.now() - lastHeard > pingEvery * 2500) {
+        abandon("stale");
+      }
+    });
+
     function connect() {
+      clearTimeout(retry);
       show("closed", "connecting…");
       const sock = (ws = new WebSocket(url()));
+      lastHeard = Date.now();
       sock.onmessage = (e) => {
+        lastHeard = Date.now();
         let msg;
         try { msg = JSON.parse(e.data); } catch (err) { return; }
+        if (msg.type === "ping") return;
         if (msg.type === "hello") {
+          if (msg.ping > 0) pingEvery = msg.ping;
           delay = 500;
           show("open", "live");
           const wasFirst = first;
@@ -197,8 +242,7 @@
         if (e.code === 4401) return T.signIn();
         if (e.code === 4400 || e.code === 4403) return show("closed", "refused: " + e.reason);
         show("closed", "offline — reconnecting");
-        setTimeout(connect, delay * (0.75 + Math.random() * 0.5));
-        delay = Math.min(delay * 2, 15000);
+        reconnectSoon();
       };
     }
 

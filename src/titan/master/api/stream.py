@@ -6,9 +6,10 @@ picks what it wants at connect time (``?types=job_updated,dag_updated&dag=12&job
 may move its log subscription later by sending ``{"job": 345}``. Log lines are only ever sent
 for the one job a client names: a busy cluster writes far more of them than a page shows.
 
-Frames are JSON: ``{"type": "hello"}`` first, then ``{"type": T, "data": {...}}`` per event,
-and ``{"type": "resync"}`` when the client fell so far behind that events were dropped (it
-refetches the JSON twin of its page). Authentication: a bearer header, ``?token=``, or the
+Frames are JSON: ``{"type": "hello", "ping": seconds}`` first, then ``{"type": T, "data": {...}}``
+per event, ``{"type": "resync"}`` when the client fell so far behind that events were dropped
+(it refetches the JSON twin of its page), and ``{"type": "ping"}`` after ``ping`` quiet seconds
+(``TITAN_EVENTS_PING``), so a client can tell a quiet stream from a dead socket. Authentication: a bearer header, ``?token=``, or the
 dashboard's session cookie from a page of the same origin.
 """
 
@@ -121,15 +122,24 @@ async def events(ws: WebSocket) -> None:
     await ws.accept()
     sub = c.hub.subscribe(flt)
     reader = asyncio.create_task(_read_commands(ws, flt))
+    ping = c.config.events_ping_seconds
+    batch: asyncio.Future[Any] | None = None
     try:
-        await ws.send_text('{"type":"hello"}')
+        await ws.send_text(json.dumps({"type": "hello", "ping": ping}))
         while not reader.done():
-            batch = asyncio.ensure_future(sub.next_batch())
-            done, _ = await asyncio.wait({batch, reader}, return_when=asyncio.FIRST_COMPLETED)
+            batch = batch or asyncio.ensure_future(sub.next_batch())
+            done, _ = await asyncio.wait({batch, reader}, timeout=ping,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                # Quiet: say so, so a page whose socket died without a close (a laptop
+                # asleep, a NAT that forgot the connection) notices the silence.
+                await ws.send_text('{"type":"ping"}')
+                continue
             if batch not in done:
                 batch.cancel()
                 break
-            items, overflowed = batch.result()
+            batch_done, batch = batch, None
+            items, overflowed = batch_done.result()
             if overflowed:
                 await ws.send_text('{"type":"resync"}')
             for event in items:
@@ -137,6 +147,8 @@ async def events(ws: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client went away mid-send
     finally:
+        if batch is not None:
+            batch.cancel()
         c.hub.unsubscribe(sub)
         reader.cancel()
         with contextlib.suppress(BaseException):

@@ -48,17 +48,51 @@ def dag_view(dag: Row, counts: dict[str, int], jobs: list[Row] | None = None) ->
     return out
 
 
+#: The symbols seed 000 draws beside a stage's status (✓ COMPLETED, ⟳ RUNNING, … WAITING).
+STATUS_SYMBOLS = {"COMPLETED": "✓", "RUNNING": "⟳", "FAILED": "✗", "PARTIAL": "◐",
+                  "WAITING": "…", "CANCELLED": "⊘"}
+
+
+def stage_view(dag: Row, run: Row, counts: dict[str, int]) -> Row:
+    """One stage of an agent run (a DAG submitted with its ``agent_run_id``).
+
+    ``executing`` counts the jobs actually running (or at an approval gate). Seed 000 calls a
+    stage RUNNING when "at least one job is actively executing"; the status derived from the
+    jobs stays RUNNING while some finished and the rest only wait, so ``hint`` says so instead
+    of leaving a stage that runs nothing looking busy.
+    """
+    view = counts_view(counts)
+    executing = view["RUNNING"] + view["WAITING_APPROVAL"]
+    hint = None
+    if dag["status"] == "RUNNING" and not view["RUNNING"]:
+        if view["WAITING_APPROVAL"]:
+            hint = "waiting for approval"
+        else:
+            hint = f"nothing executing · {view['READY'] + view['PENDING']} queued"
+    return {
+        "dag_id": dag["id"], "name": dag["name"], "run": dag["run"],
+        "label": stage_label(dag["name"], run["id"], run_aliases(run)), "status": dag["status"],
+        "symbol": STATUS_SYMBOLS.get(dag["status"], ""), "counts": view,
+        "executing": executing, "hint": hint,
+        "submitted_at": dag["submitted_at"], "finished_at": dag["finished_at"],
+    }
+
+
+def run_status(run: Row, total: Counter[str], staged: bool) -> str:
+    """The seed's status word for an agent run: derived from its stages' jobs; a run that
+    submitted no stage (recorded with ``titan.trace.run``) shows its own state."""
+    if staged:
+        return dag_status(total)
+    own = str(run.get("status") or "running").upper()
+    return "WAITING" if own == "RUNNING" and not run.get("action_count") else own
+
+
 def agent_run_view(tx: Transaction, run: Row) -> Row:
     dags, _ = tx.list_dags(agent_run_id=run["id"], limit=10_000, newest_first=False)
     counts = tx.job_counts([d["id"] for d in dags])
-    stages = [{
-        "dag_id": d["id"], "name": d["name"], "run": d["run"],
-        "label": stage_label(d["name"], run["id"], run_aliases(run)), "status": d["status"],
-        "counts": counts_view(counts[d["id"]]), "submitted_at": d["submitted_at"],
-        "finished_at": d["finished_at"],
-    } for d in dags]
+    stages = [stage_view(d, run, counts.get(d["id"], {})) for d in dags]
     total: Counter[str] = Counter()
     for d in dags:
-        total.update(counts[d["id"]])
+        total.update(counts.get(d["id"], {}))
     return {"id": run["id"], "created_at": run["created_at"],
-            "status": dag_status(total) if dags else "WAITING", "stages": stages}
+            "status": run_status(run, total, bool(dags)), "stages": stages}

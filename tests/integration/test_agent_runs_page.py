@@ -1,0 +1,88 @@
+"""Seed 000's Agent Runs page, to the letter: a RUNNING stage that executes nothing says so, an
+approval gate is named, and a run recorded with titan.trace that submitted no stage shows its
+real status — in the JSON twin, the API and the page."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from tests.integration.harness import Cluster, shared_cluster
+from titan_sdk import TitanJob
+
+cluster = shared_cluster()
+
+
+def agents_page(c: Cluster) -> tuple[dict[str, Any], str]:
+    with httpx.Client(base_url=c.url, headers={"Authorization": f"Bearer {c.admin_token}"},
+                      timeout=30) as s:
+        return s.get("/agents.json").json(), s.get("/agents").text
+
+
+def run_of(d: dict[str, Any], run_id: str) -> dict[str, Any]:
+    return next(r for r in d["runs"] if r["id"] == run_id)
+
+
+def wait_for(check: Any, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_running_stage_that_executes_nothing_says_so(cluster: Cluster) -> None:
+    client = cluster.client()
+    ok = cluster.script("ar_ok.py", "print('ok')\n")
+    run_id = "QUEUED_ar01"
+    # One job runs and ends; the other needs a capability no worker has: it stays queued.
+    client.submit_dag(f"{run_id}_ITER1", [TitanJob("fast", ok),
+                                          TitanJob("needs_gpu", ok, requirement="AR_NOWHERE")],
+                      agent_run_id=run_id)
+    client.wait(f"{run_id}_ITER1/fast", timeout=30)
+    d, html = agents_page(cluster)
+    (stage,) = run_of(d, run_id)["stages"]
+    assert stage["status"] == "RUNNING" and stage["executing"] == 0
+    assert stage["hint"] == "nothing executing · 1 queued" and stage["symbol"] == "⟳"
+    assert 'data-status="RUNNING" data-executing="0"' in html
+    assert '<span class="stage-hint">nothing executing · 1 queued</span>' in html
+    api = client.api("GET", f"/agent-runs/{run_id}")
+    assert api["stages"][0]["hint"] == "nothing executing · 1 queued"
+
+    # An approval gate waiting: named as such, not as a queue.
+    client.submit_dag(f"{run_id}_EVAL1", [TitanJob("check", ok),
+                                          TitanJob("sign_off", job_type="APPROVAL",
+                                                   parents=["check"])],
+                      agent_run_id=run_id)
+    wait_for(lambda: client.get_job(f"{run_id}_EVAL1/sign_off")["state"] == "WAITING_APPROVAL")
+    d, _ = agents_page(cluster)
+    stage = run_of(d, run_id)["stages"][1]
+    assert (stage["status"], stage["executing"], stage["hint"]) == (
+        "RUNNING", 1, "waiting for approval")
+    client.approve(f"{run_id}_EVAL1/sign_off")
+    client.cancel(f"{run_id}_ITER1")
+
+
+def test_a_traced_run_without_stages_shows_its_own_status(cluster: Cluster) -> None:
+    run_id = "traced-ar02"
+    cluster.api("POST", "/runs", {"id": run_id, "agent_id": "traced"})
+    d, _ = agents_page(cluster)
+    assert (run_of(d, run_id)["status"], run_of(d, run_id)["stages_note"]) == (
+        "WAITING", "no stage submitted yet")
+    action = {"id": "a1", "actor": "traced", "channel": "tool", "name": "lookup",
+              "inputs": {"q": 1}, "outputs": {"r": 2}, "outcome": "success",
+              "started_at": time.time(), "duration_ns": 1000}
+    cluster.api("POST", f"/runs/{run_id}/actions", {"actions": [action]})
+    d, _ = agents_page(cluster)
+    assert run_of(d, run_id)["status"] == "RUNNING"
+    cluster.api("PATCH", f"/runs/{run_id}", {"status": "completed"})
+    d, html = agents_page(cluster)
+    run = run_of(d, run_id)
+    assert (run["status"], run["stages"], run["stages_note"]) == (
+        "COMPLETED", [], "no stages: recorded with titan.trace")
+    row = html[html.index(f'id="{run_id}"'):]
+    row = row[:row.index('<div class="agent-run"') if '<div class="agent-run"' in row else None]
+    assert 'data-status="COMPLETED"' in row and "no stages: recorded with titan.trace" in row
+    assert "no stage submitted yet" not in row
+    assert cluster.client().api("GET", f"/agent-runs/{run_id}")["status"] == "COMPLETED"
