@@ -64,10 +64,17 @@ def print_explorer(view: dict[str, Any]) -> None:
         print(f"{row['task_id']:<24} {status:<26} {verdict:<8} {run['tool_calls']:>5}  "
               f"{latency:>8}  {money(run['cost']['total_usd'])}")
     s = view["summary"]
-    if any((r["run"] or {}).get("judge_model", "").startswith("local") for r in view["tasks"]
-           if r["run"] and r["run"].get("judge_model")):
+    runs = [r["run"] for r in view["tasks"] if r["run"]]
+    # Say what happened: a note about the local judge only where it actually gave verdicts,
+    # and why the runs without one have none.
+    if any(r.get("judge_verdict") in ("PASS", "FAIL")
+           and (r.get("judge_model") or "").startswith("local") for r in runs):
         print("note: judged by the local 0.5B model, a rough signal; for verdicts to act on set "
               "TITAN_EVAL_JUDGE_MODEL (or the agent's judge_model) to a hosted model")
+    unscored = [r for r in runs if r.get("judge_unscored")]
+    if unscored:
+        print(f"note: {len(unscored)} run(s) have no verdict: {unscored[0]['judge_unscored']}"
+              + (" (and others: see `titan eval trace`)" if len(unscored) > 1 else ""))
     print(f"{s['pass']} PASS, {s['fail']} FAIL, {s['pending']} PENDING of {s['tasks']} tasks; "
           f"total cost {money(s['cost_usd'])}")
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
+from titan import retry
 from titan.errors import ConfigError, ToolCallFailed
 
 
@@ -27,17 +29,37 @@ class Proxy:
         self.run_url = self.tools_url.rsplit("/tools", 1)[0]
         self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
 
-    def _post(self, url: str, body: Any, actor: str | None = None) -> Any:
+    def _post(self, url: str, body: Any, actor: str | None = None, *,
+              replayable: bool = False) -> Any:
+        """POST to the proxy, riding out a master restart (:mod:`titan.retry`): a request
+        that never reached it is sent again until ``TITAN_MASTER_RESTART_GRACE`` runs out; one
+        whose reply was lost only when ``replayable`` (a tool call is not: it may have changed
+        the world already)."""
         import httpx
 
         from titan.errors import APIError
 
         headers = {"X-Titan-Actor": actor} if actor else {}
-        try:
-            response = self._http.post(url, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ToolCallFailed(url.rsplit("/", 1)[-1], "proxy_unreachable",
-                                 f"the tool proxy at {url} is unreachable: {exc}") from exc
+        backoff = retry.Backoff(retry.restart_grace())
+        while True:
+            try:
+                response = self._http.post(url, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                delay = backoff.next_delay() if retry.retryable_error(
+                    exc, replayable=replayable) else None
+                if delay is None:
+                    raise ToolCallFailed(url.rsplit("/", 1)[-1], "proxy_unreachable",
+                                         f"the tool proxy at {url} is unreachable: {exc}"
+                                         + (f" (after {backoff.tries} tries)"
+                                            if backoff.tries > 1 else "")) from exc
+                time.sleep(delay)
+                continue
+            if retry.retryable_status(response.status_code, replayable=replayable):
+                delay = backoff.next_delay()
+                if delay is not None:
+                    time.sleep(delay)
+                    continue
+            break
         if response.status_code >= 400:
             try:
                 err = response.json()["error"]
@@ -62,8 +84,9 @@ class Proxy:
                    {"final_response": final_response, "messages": messages})
 
     def event(self, kind: str, data: Any = None, *, actor: str | None = None) -> None:
+        # A live trace event sent twice is harmless (it only shows in the timeline twice).
         self._post(f"{self.run_url}/eval/events", {"events": [{"kind": kind, "data": data}]},
-                   actor)
+                   actor, replayable=True)
 
 
 _default: Proxy | None = None

@@ -65,6 +65,9 @@ def run_row(run: Row, agent_run: Row | None) -> Row:
         "judge_pending": (run["status"] == "completed" and not judge
                           and bool(agent.get("judge", True))),
         "failure_mode": judge.get("failure_mode"), "judge_model": judge.get("model"),
+        # Why a judged run has no verdict (no final response, the judge model failed...).
+        "judge_unscored": (judge.get("reasoning") or "not judged")
+        if judge.get("verdict") == "NOT_APPLICABLE" else None,
         "tool_calls": run.get("tool_calls") or 0,
         "by_source": {s: (run.get("by_source") or {}).get(s, 0) for s in SOURCES},
         "violations": run.get("violations") or 0,
