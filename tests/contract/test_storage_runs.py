@@ -238,6 +238,29 @@ def test_list_runs_filters(storage: Storage) -> None:
         assert total == 2 and [r["id"] for r in rows] == ["plain"]
 
 
+def test_list_runs_sorts_by_cost_duration_and_start(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        _filter_fixture(tx)
+        # Ended runs last from start to end; the running one (litXa) up to now: the longest.
+        for run_id, ended in (("lit_a", T0 + 15), ("pct%b", T0 + 130), ("pctYb", T0 + 70),
+                              ("plain", T0 + 51)):
+            tx.update_run(run_id, {"ended_at": ended})
+        tx.update_run("pct%b", {"cost_usd": 3.0})  # ties pctYb: the newer first
+    with storage.transaction() as tx:
+        assert run_ids(tx, RunQuery(sort="recent")) == run_ids(tx, RunQuery())
+        assert run_ids(tx, RunQuery(sort="oldest")) == ["lit_a", "litXa", "pct%b", "pctYb",
+                                                        "plain"]
+        assert run_ids(tx, RunQuery(sort="cost")) == ["pctYb", "pct%b", "plain", "lit_a",
+                                                      "litXa"]
+        assert run_ids(tx, RunQuery(sort="duration")) == ["litXa", "pct%b", "pctYb", "lit_a",
+                                                          "plain"]
+        # Sorting composes with the filters and pages without overlap.
+        assert run_ids(tx, RunQuery(sort="cost", agent="beta")) == ["pctYb", "pct%b"]
+        pages = [r for off in (0, 2, 4)
+                 for r in run_ids(tx, RunQuery(sort="duration"), limit=2, offset=off)]
+        assert pages == ["litXa", "pct%b", "pctYb", "lit_a", "plain"]
+
+
 def test_list_runs_orders_by_start_and_pages(storage: Storage) -> None:
     started = {f"r{i:02d}": T0 + i // 3 for i in range(12)}  # ties of three
     with storage.transaction() as tx:

@@ -730,7 +730,7 @@ def test_registry_pages(cl: Cluster, fleet: dict[str, dict[str, Any]]) -> None:
 def test_registry_refuses_bad_filters(cl: Cluster) -> None:
     for params in ({"status": "sleeping"}, {"min_cost": -1}, {"window": "7x"},
                    {"window": "-3d"}, {"limit": 0}, {"limit": 1001}, {"offset": -1},
-                   {"min_cost": "cheap"}):
+                   {"min_cost": "cheap"}, {"sort": "size"}):
         error(cl, "GET", "/runs", params=params, status=400, code="invalid_request")
     for params in ({"format": "xml"}, {"status": "sleeping"}, {"window": "soon"}):
         error(cl, "GET", "/runs/export", params=params, status=400, code="invalid_request")

@@ -116,6 +116,8 @@ def test_sign_in_redirects_and_twins_answer_401(cl: Cluster) -> None:
     {}, {"status": "failed"}, {"status": "running,completed"}, {"min_cost": "0.004"},
     {"window": "24h"}, {"window": "7d", "status": "completed"}, {"agent": "researcher"},
     {"q": "fail"}, {"agent": "spender", "min_cost": "0.01"}, {"limit": "2", "offset": "1"},
+    {"sort": "cost"}, {"sort": "duration", "status": "completed,failed"},
+    {"sort": "oldest", "limit": "3", "offset": "2"},
 ])
 def test_registry_filters_give_the_apis_runs(cl: Cluster, params: dict[str, str]) -> None:
     with bearer(cl) as s:
@@ -147,12 +149,22 @@ def test_registry_form_checkboxes_and_defaults(cl: Cluster) -> None:
     assert [r["id"] for r in everything["runs"]][-1] == "rp-old"  # most recent first
     assert everything["agent_ids"] == sorted(["researcher", "spender", "STAGED", HOSTILE_AGENT])
     assert '<datalist id="agent-ids">' in page
+    # Sorted by cost: highest first, the choice kept in the form, and the export links (which
+    # stream newest first) without it.
+    by_cost = [r["cost_usd"] for r in cl.api("GET", "/runs?sort=cost")["runs"]]
+    assert by_cost == sorted(by_cost, reverse=True) and by_cost[0] > by_cost[-1]
+    with bearer(cl) as s:
+        sorted_page = s.get("/runs?sort=cost").text
+        sorted_twin = s.get("/runs.json?sort=cost").json()
+    assert '<option value="cost" selected>' in sorted_page
+    assert sorted_twin["filters"]["sort"] == "cost"
+    assert all("sort=" not in e["href"] for e in sorted_twin["export"])
 
 
 def test_bad_filters_are_a_400_page(cl: Cluster) -> None:
     with bearer(cl) as s:
         for params in ({"status": "sleeping"}, {"min_cost": "lots"}, {"window": "5y"},
-                       {"limit": "0"}):
+                       {"limit": "0"}, {"sort": "size"}):
             r = s.get("/runs", params=params)
             assert r.status_code == 400, params
             assert 'class="error-box"' in r.text

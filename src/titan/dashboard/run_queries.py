@@ -56,19 +56,20 @@ def registry_filters(params: Mapping[str, Any]) -> Data:
                                    details={"field": "min_cost"}) from None
     return {"status": ",".join(dict.fromkeys(statuses)), "min_cost": min_cost,
             "window": params.get("window") or "all", "agent": (params.get("agent") or "").strip(),
-            "q": (params.get("q") or "").strip()}
+            "q": (params.get("q") or "").strip(), "sort": params.get("sort") or "recent"}
 
 
 def registry_query(f: Data) -> RunQuery:
     """The storage query for the filters: the API's own parser, so both agree."""
     return run_query(f["status"] or None, float(f["min_cost"]) if f["min_cost"] else None,
-                     f["window"], f["agent"] or None, f["q"] or None)
+                     f["window"], f["agent"] or None, f["q"] or None, sort=f["sort"])
 
 
 def export_links(f: Data) -> list[Data]:
     """``GET /api/v1/runs/export`` with the page's filters, one link per format (the page's
     script switches ``actions`` when "include actions" is ticked)."""
-    filters = {k: v for k, v in f.items() if v not in ("", None, "all")}
+    # Exports list runs newest first whatever the page's order (they stream in pages).
+    filters = {k: v for k, v in f.items() if v not in ("", None, "all") and k != "sort"}
     return [{"format": fmt, "href": "/api/v1/runs/export?"
              + urlencode({"format": fmt, "actions": "false", **filters})}
             for fmt in EXPORT_FORMATS]

@@ -21,6 +21,13 @@ class RunQuery:
     agent: str | None = None  # exact agent id
     search: str | None = None  # substring of the run id or agent id
     ids: tuple[str, ...] | None = None
+    #: The order of ``list_runs`` (one of RUN_SORTS): newest first by default; ``cost`` and
+    #: ``duration`` largest first, ties newest first. Exports (``iter_runs``) stay newest first.
+    sort: str = "recent"
+
+
+#: The orders of the run registry.
+RUN_SORTS: tuple[str, ...] = ("recent", "oldest", "cost", "duration")
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,24 @@ each batch of actions, so the registry and its filters never scan the actions ta
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, any_, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from titan.storage import compiled
@@ -57,6 +71,25 @@ def _action_out(row: Any) -> Row:
     out["outputs_blob"] = bool(out["outputs_blob"])
     return out
 
+
+
+def _run_order(sort: str) -> list[Any]:
+    """ORDER BY for a registry sort (``RUN_SORTS``); every order ends on (started_at, id) so
+    pages never overlap. ``duration`` is what the Runs page shows: up to now while running,
+    else to the end (or the last action)."""
+    c = t.agent_runs.c
+    started = func.coalesce(c.started_at, c.created_at)
+    newest = [c.started_at.desc(), c.id.desc()]
+    if sort == "oldest":
+        return [c.started_at.asc(), c.id.asc()]
+    if sort == "cost":
+        return [c.cost_usd.desc(), *newest]
+    if sort == "duration":
+        now = bindparam("now", time.time(), type_=Float)
+        end = case((and_(c.ended_at.is_(None), c.status == "running"), now),
+                   else_=func.coalesce(c.ended_at, c.last_action_at, started))
+        return [(end - started).desc(), *newest]
+    return newest
 
 class RunsSQL:
     conn: Connection
@@ -110,12 +143,11 @@ class RunsSQL:
 
     def list_runs(self, q: RunQuery, limit: int, offset: int) -> tuple[list[Row], int]:
         conds = self._run_conditions(q)
-        c = t.agent_runs.c
         total = self.conn.execute(
             select(func.count()).select_from(t.agent_runs).where(*conds)).scalar_one()
         rows = self.conn.execute(
             select(t.agent_runs).where(*conds)
-            .order_by(c.started_at.desc(), c.id.desc()).limit(limit).offset(offset))
+            .order_by(*_run_order(q.sort)).limit(limit).offset(offset))
         return [_run_out(r) for r in rows], int(total)
 
     def iter_runs(self, q: RunQuery, batch: int = 500) -> Iterator[Row]:

@@ -43,9 +43,9 @@ async def create_run(c: CtxDep, p: Writer, response: Response,
 @router.get("/runs", summary="The run registry, most recent first")
 async def list_runs(c: CtxDep, p: Reader, status: str | None = None,
                     min_cost: float | None = None, window: str | None = None,
-                    agent: str | None = None, q: str | None = None,
+                    agent: str | None = None, q: str | None = None, sort: str | None = None,
                     limit: int = Query(50, ge=1, le=1000), offset: Offset = 0) -> Row:
-    query = run_query(status, min_cost, window, agent, q)
+    query = run_query(status, min_cost, window, agent, q, sort=sort)
 
     def read(tx: Transaction) -> Row:
         rows, total = tx.list_runs(query, limit, offset)

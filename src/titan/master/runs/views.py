@@ -11,6 +11,7 @@ from titan.master.runs.service import check_window, code_version, effective_budg
 from titan.master.scheduling.views import agent_run_view
 from titan.status import RUN_STATUSES
 from titan.storage.base import Row, RunQuery, Transaction
+from titan.storage.base_runs import RUN_SORTS
 
 LIST_PREVIEW = 400  # characters of inputs/outputs a page of actions carries
 INTERVENTION_ALERT = 0.2  # blocked + replayed share of actions that makes a run an intercept
@@ -163,14 +164,18 @@ def csv_choices(value: str | None, allowed: tuple[str, ...], name: str) -> tuple
 
 def run_query(status: str | None = None, min_cost: float | None = None,
               window: str | None = None, agent: str | None = None,
-              q: str | None = None, older_than: str | None = None) -> RunQuery:
-    """The registry's filters, from query parameters (shared with the Runs page)."""
+              q: str | None = None, older_than: str | None = None,
+              sort: str | None = None) -> RunQuery:
+    """The registry's filters and order, from query parameters (shared with the Runs page)."""
     if min_cost is not None and min_cost < 0:
         raise ValidationFailed("min_cost must be at least 0", details={"field": "min_cost"})
+    if sort and sort not in RUN_SORTS:
+        raise ValidationFailed(f"sort must be one of {', '.join(RUN_SORTS)}, got {sort[:40]!r}",
+                               details={"field": "sort"})
     before = check_window(older_than) if older_than else None
     return RunQuery(statuses=csv_choices(status, RUN_STATUSES, "status"), min_cost=min_cost,
                     since=check_window(window), before=before, agent=agent or None,
-                    search=q or None)
+                    search=q or None, sort=sort or "recent")
 
 
 def agent_view(agent_id: str, agent: Row | None, series: list[Row]) -> Row:
