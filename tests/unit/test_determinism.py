@@ -346,6 +346,29 @@ def test_what_is_not_a_fresh_value() -> None:
     assert dynamic_findings(rows) == {}
 
 
+def test_a_clock_reading_is_found_by_its_value_whatever_its_key() -> None:
+    at = NOW - 3600.0  # when the actions ran
+
+    def ran(r: dict[str, object]) -> dict[str, object]:
+        return {**r, "started_at": at}
+
+    rows = [
+        ran(row(1, "tick", {"t": at + 0.25})),  # time.time() under a key that says nothing
+        ran(row(2, "batch", {"values": [1.5, at + 2.5]})),  # a list item
+        ran(row(3, "millis", {"v": int((at + 1) * 1000)})),  # milliseconds
+        ran(row(4, "count", {"n": int(at)})),  # whole seconds under a neutral key: not sure
+        ran(row(5, "old", {"t": at - 5 * 86400 + 0.5})),  # days before the action: data
+        ran(row(6, "echo", {"t": at + 0.75}, inputs={"given": at + 0.75})),  # passed in
+    ]
+    found_ = dynamic_findings(rows)
+    assert set(found_) == {("timestamp_in_output", "tick"), ("timestamp_in_output", "batch"),
+                           ("timestamp_in_output", "millis")}
+    assert found_[("timestamp_in_output", "tick")].severity == "medium"
+    assert f'"t": {at + 0.25}' in found_[("timestamp_in_output", "tick")].description
+    # Without the action's time there is nothing to compare with: only named keys count.
+    assert dynamic_findings([row(1, "tick", {"t": at + 0.25})]) == {}
+
+
 def test_truncated_outputs_are_scanned_as_text() -> None:
     rows = [row(7, "dump", '{"at": "2025-05-30 10:11:12", "pid": 99, "rest": "abc', raw=True)]
     found_ = dynamic_findings(rows)

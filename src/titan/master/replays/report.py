@@ -28,7 +28,7 @@ def _slim(actions: Iterator[Row], preview: int = PREVIEW) -> Iterator[Row]:
     for a in actions:
         yield {k: a[k] for k in ("seq", "actor", "channel", "name", "ordinal", "inputs_hash",
                                  "outputs_hash", "outcome", "replay_status", "cost_usd",
-                                 "error_type", "error_message")} | {
+                                 "error_type", "error_message", "started_at")} | {
             "inputs": (a["inputs"] or "")[:preview], "outputs": (a["outputs"] or "")[:preview]
             if a["outputs"] is not None else None}
 

@@ -45,6 +45,11 @@ DASHED = re.compile(r"-(?:\d\d[T ]\d\d:|[0-9a-fA-F]{4}-)")
 CLASSES = bytes.maketrans((string.digits + string.ascii_letters).encode(),
                           b"0" * 10 + b"a" * 52)
 
+# A number that could be "now" (2017..2033 in seconds, or in milliseconds), whatever its key:
+# an output worth parsing for a clock reading by value.
+EPOCHISH = re.compile(r"1[5-9]\d{8}")
+#: How close to the action's own time an unnamed number must be to read as a clock reading.
+NEAR_ACTION_S = 86400.0
 EPOCH_S = (978307200, 4102444800)  # 2001-01-01 .. 2100-01-01
 EPOCH_MS = (EPOCH_S[0] * 1000, EPOCH_S[1] * 1000)
 # Content digests (SHA-1, SHA-256, SHA-512 in hex) are as deterministic as their content.
@@ -83,7 +88,9 @@ def scan(actions: Iterable[dict[str, Any]], now: float | None = None) -> tuple[
         if not text or not _worth_parsing(text):
             continue
         inputs = _text(row.get("inputs")) or ""
-        hits = _Detector(year, ambient_strings, clock, inputs).run(text)
+        when = row.get("started_at")
+        hits = _Detector(year, ambient_strings, clock, inputs,
+                         float(when) if isinstance(when, int | float) else None).run(text)
         name = str(row.get("name") or "?")
         seq = row.get("seq")
         for kind, (severity, example) in hits.items():
@@ -109,7 +116,7 @@ def _finding(kind: str, name: str, seen: _Seen) -> Finding:
 
 def _worth_parsing(text: str) -> bool:
     """Whether any detector could fire on ``text``; most outputs are skipped here."""
-    if DASHED.search(text) or _mixed(text):
+    if DASHED.search(text) or _mixed(text) or EPOCHISH.search(text):
         return True
     return any(TIME_KEY.match(key) or PID_KEY.match(key)
                for key, _ in KEYED_NUMBER.findall(text))
@@ -152,8 +159,10 @@ def _recorded(rows: list[dict[str, Any]]) -> tuple[set[str], list[float]]:
 class _Detector:
     """Finds, in one output, the first example of each kind (the worst for timestamps)."""
 
-    def __init__(self, year: int, ambient: set[str], clock: list[float], inputs: str) -> None:
+    def __init__(self, year: int, ambient: set[str], clock: list[float], inputs: str,
+                 when: float | None = None) -> None:
         self.year, self.ambient, self.clock, self.inputs = year, ambient, clock, inputs
+        self.when = when  # when the action ran: a clock reading in its output is near it
         self.hits: dict[str, tuple[str, str]] = {}
 
     def run(self, text: str) -> dict[str, tuple[str, str]]:
@@ -201,15 +210,25 @@ class _Detector:
                     break
 
     def keyed(self, key: str | None, number: float) -> None:
-        if key is None:
-            return
-        if PID_KEY.match(key) and isinstance(number, int) and number > 0:
+        if key is not None and PID_KEY.match(key) and isinstance(number, int) and number > 0:
             self.hit("pid_in_output", "medium", f'"{key}": {number}')
-        elif TIME_KEY.match(key) and not math.isnan(number):
-            seconds = number / 1000 if EPOCH_MS[0] <= number < EPOCH_MS[1] else number
-            if (EPOCH_S[0] <= seconds < EPOCH_S[1] and not self.near_clock(seconds, 1.0)
-                    and str(number) not in self.inputs):
-                self.hit("timestamp_in_output", "medium", f'"{key}": {number}')
+            return
+        if math.isnan(number) or math.isinf(number):
+            return
+        ms = EPOCH_MS[0] <= number < EPOCH_MS[1]
+        seconds = number / 1000 if ms else number
+        if (not EPOCH_S[0] <= seconds < EPOCH_S[1] or self.near_clock(seconds, 1.0)
+                or str(number) in self.inputs):
+            return
+        named = key is not None and TIME_KEY.match(key)
+        # By value, whatever the key ("t", a list item): a reading of time.time() (seconds
+        # with a fraction) or of milliseconds, taken around when the action ran. A whole
+        # number of seconds under a neutral key stays unreported: it may be a count or an id.
+        by_value = (self.when is not None and abs(seconds - self.when) <= NEAR_ACTION_S
+                    and (ms or not float(number).is_integer()))
+        if named or by_value:
+            label = f'"{key}": {number}' if key is not None else str(number)
+            self.hit("timestamp_in_output", "medium", label)
 
     def is_now(self, m: re.Match[str]) -> bool:
         """Whether an ISO match is a valid time within ten years of now, not a recorded one."""
