@@ -30,6 +30,8 @@ import time
 from types import FrameType
 from typing import Any
 
+from websockets.exceptions import WebSocketException
+
 from titan import errors
 from titan.worker import lifeline
 from titan.worker.assignment import Key, inherited_env
@@ -126,6 +128,10 @@ class Worker:
             on_error=self._fail,
         )
         self._channel: ChannelIntake | None = None
+        # Set once the intake is chosen and started (or can no longer start): until then a
+        # job the master leased may be on its way over a transport nobody reads yet, so a
+        # draining worker must not decide it holds nothing.
+        self._intake_ready = threading.Event()
         self._kill_grace = kill_grace
         self._wake = _Wakeup()
         self._draining = False
@@ -199,7 +205,8 @@ class Worker:
         except ChannelUnavailable as exc:
             log.warning("%s; using HTTP long-polls", exc)
             return False
-        except OSError as exc:  # the master went away between registering and now
+        except (OSError, WebSocketException) as exc:  # the master went away meanwhile, or
+            # something between us answers the upgrade with what is not a WebSocket
             log.warning("worker channel: %s; using HTTP long-polls", exc)
             return False
         self._channel = channel
@@ -243,6 +250,7 @@ class Worker:
         try:
             self._register(reattach=False)
         except errors.TitanError as exc:
+            self._intake_ready.set()
             self._fail(exc)
             return
         # A burst worker keeps the long-poll: its "is the queue empty?" is a poll's answer.
@@ -252,6 +260,8 @@ class Worker:
                  ", burst" if self.burst else "",
                  "jobs over the worker channel" if channel else "jobs over HTTP long-polls")
         self.poller.start()
+        self._intake_ready.set()
+        self._wake.notify()
         self._heartbeat_loop()
 
     def _heartbeat_loop(self) -> None:
@@ -306,7 +316,10 @@ class Worker:
                     log.info("draining: waiting for %d running jobs (signal again to kill them)",
                              busy)
             timeout: float | None = None
-            if self._draining and not self.supervisor.running() and self.poller.settled():
+            # Not registered yet: nothing can have been leased to this worker.
+            intake_known = self._intake_ready.is_set() or self.worker_id is None
+            if (self._draining and intake_known and not self.supervisor.running()
+                    and self.poller.settled()):
                 if self._reporter.idle():
                     return self._stop_graceful()
                 # Jobs are done but the master is not taking their reports: keep trying a
