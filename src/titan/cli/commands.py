@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from titan import envfile
 from titan.cli.output import counts, print_json, show_dag, show_job, table, when
 from titan.errors import NotFound, TitanError
 from titan.version import __version__
@@ -62,6 +63,8 @@ def _master_config(args: argparse.Namespace) -> Any:
 def cmd_up(args: argparse.Namespace) -> int:
     from titan.master.embedded import run_up
 
+    envfile.load()  # provider keys in the project's .env reach the local worker's jobs
+
     return int(run_up(_master_config(args), slots=args.slots,
                       capabilities=_capabilities(args.capabilities),
                       sandbox=args.sandbox) or 0)
@@ -75,6 +78,8 @@ def cmd_master(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from titan.client.config import resolve
+
+    envfile.load()  # provider keys in the project's .env reach the jobs (docs/llm.md)
 
     # Looked up by name: the worker package may be importable before run_worker exists.
     run_worker = importlib.import_module("titan.worker").run_worker

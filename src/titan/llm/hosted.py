@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from titan import retry
+from titan import envfile, retry
 from titan.errors import ProviderError
 
 from . import pricing
@@ -59,6 +59,7 @@ class HostedProvider:
     name = "hosted"
 
     def generate(self, request: Request) -> Generation:
+        envfile.load()  # the project's .env holds the provider keys (once per process)
         litellm = litellm_module()
         # Titan retries, not LiteLLM: its num_retries needs tenacity, which LiteLLM 1.106.2
         # does not depend on, and without it every failure became "tenacity import failed"
