@@ -86,3 +86,28 @@ def test_a_socket_that_dies_silently_is_noticed_and_replaced(
     # And it stays live afterwards: a later stage arrives by push on the new socket.
     stage(cluster, "SILENT_lr02", "SYNTH")
     page.wait_for_selector('.agent-run[data-run-id="SILENT_lr02"] a.stage[data-label="SYNTH"]')
+
+
+def test_a_running_runs_completion_percent_moves_live(
+        cluster: Cluster, dashboard_factory: Callable[..., Dashboard], tmp_path: Path) -> None:
+    flag = tmp_path / "go"
+    wait = cluster.script("wait_flag.py", "import os, sys, time\n"
+                          "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.05)\n")
+    ok = cluster.script("ok.py", "print('ok')\n")
+    client = cluster.client()
+    run_id = "PROGRESS_lr03"
+    client.submit_dag(f"{run_id}_ITER1", [TitanJob("fast", ok),
+                                          TitanJob("slow", wait, args=[str(flag)])],
+                      agent_run_id=run_id)
+    client.wait(f"{run_id}_ITER1/fast", timeout=60)
+    dash = dashboard_factory(cluster)
+    page = dash.new_page()
+    dash.sign_in(page)
+    page.goto(dash.url(f"/runs/{run_id}"))
+    page.wait_for_selector('#live[data-state="open"]')
+    assert page.inner_text("#run-summary .run-progress-pct") == "50%"
+    page.evaluate("() => { window.__sameDocument = true; }")
+    flag.write_text("go")  # the last job settles: the header moves without a reload
+    page.wait_for_function(
+        "() => document.querySelector('#run-summary .run-progress-pct')?.textContent === '100%'")
+    assert page.evaluate("() => window.__sameDocument") is True

@@ -123,6 +123,10 @@ def test_list_dags_filters_and_counts(storage: Storage) -> None:
         assert tx.list_dags(limit=1, offset=1)[0][0]["id"] == b
         counts = tx.job_counts([a, b, c])
         assert counts[b] == {"PENDING": 1, "RUNNING": 1} and counts[c] == {}
+        # A run's progress: the jobs of all its stages, by state.
+        assert tx.run_job_counts(["R1", "R1", "nobody"]) == {
+            "R1": {"PENDING": 2, "RUNNING": 1}, "nobody": {}}
+        assert tx.run_job_counts([]) == {}
         assert [d["id"] for d in tx.unfinished_dags()] == [b, c]
         runs, n = tx.list_agent_runs(10, 0)
         assert n == 1 and runs[0]["id"] == "R1" and runs[0]["created_at"] == 1.0

@@ -86,3 +86,28 @@ def test_a_traced_run_without_stages_shows_its_own_status(cluster: Cluster) -> N
     assert 'data-status="COMPLETED"' in row and "no stages: recorded with titan.trace" in row
     assert "no stage submitted yet" not in row
     assert cluster.client().api("GET", f"/agent-runs/{run_id}")["status"] == "COMPLETED"
+
+
+def test_a_running_run_shows_its_completion_percent(cluster: Cluster) -> None:
+    """Seed 004: "Progress indicator shows completion %" on a running run — the jobs of its
+    stages that have settled, on its card in /runs, on its page and in the API."""
+    client = cluster.client()
+    ok = cluster.script("ar_ok.py", "print('ok')\n")
+    run_id = "PROGRESS_ar03"
+    client.submit_dag(f"{run_id}_ITER1", [TitanJob("fast", ok)] + [
+        TitanJob(f"held_{i}", ok, requirement="AR_NOWHERE") for i in range(2)],
+        agent_run_id=run_id)
+    client.wait(f"{run_id}_ITER1/fast", timeout=30)
+    run = client.api("GET", f"/runs/{run_id}")
+    assert run["status"] == "running"
+    assert run["progress"] == {"done": 1, "total": 3, "percent": 33}
+    listed = next(r for r in client.api("GET", "/runs", params={"q": run_id})["runs"])
+    assert listed["progress"] == run["progress"]
+    with httpx.Client(base_url=cluster.url, headers={"Authorization": f"Bearer {cluster.admin_token}"},
+                      timeout=30) as s:
+        registry = s.get("/runs", params={"q": run_id}).text
+        page = s.get(f"/runs/{run_id}").text
+    for html in (registry, page):
+        assert '<progress max="100" value="33"></progress>' in html
+        assert '<span class="run-progress-pct">33%</span>' in html
+    client.cancel(f"{run_id}_ITER1")

@@ -10,17 +10,17 @@ import pytest
 
 from titan import envfile
 
-ENV_TEXT = """\
-# hosted model keys
-GEMINI_API_KEY=sk-gemini-secret
-export OPENAI_API_KEY="sk-openai secret"   
-ANTHROPIC_API_KEY='sk-ant-secret' 
-TITAN_LLM_MODEL=gemini/gemini-2.0-flash # the default model
-MULTI="line one\\nline two"
-not a variable line with sk-leaked-secret
-BROKEN="never closed
-EMPTY=
-"""
+ENV_TEXT = "\n".join([
+    "# hosted model keys",
+    "GEMINI_API_KEY=sk-gemini-secret",
+    'export OPENAI_API_KEY="sk-openai secret"   ',  # trailing blanks are not the value's
+    "ANTHROPIC_API_KEY='sk-ant-secret' ",
+    "TITAN_LLM_MODEL=gemini/gemini-2.0-flash # the default model",
+    'MULTI="line one\\nline two"',
+    "not a variable line with sk-leaked-secret",
+    'BROKEN="never closed',
+    "EMPTY=",
+]) + "\n"
 
 
 def test_parse_reads_the_common_format() -> None:

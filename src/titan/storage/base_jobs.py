@@ -68,6 +68,11 @@ class JobsTransaction(abc.ABC):
         """For each DAG id, how many of its jobs are in each state."""
 
     @abc.abstractmethod
+    def run_job_counts(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """For each agent run id, how many jobs of all its stages (DAGs submitted with that
+        ``agent_run_id``) are in each state: its progress."""
+
+    @abc.abstractmethod
     def unfinished_dags(self) -> list[Row]:
         """DAGs whose status is WAITING or RUNNING: what a restarted master must resume."""
 

@@ -183,6 +183,20 @@ class JobsSQL:
                 out[int(dag_id)][state] = int(n)
         return out
 
+    def run_job_counts(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        ids = list(dict.fromkeys(run_ids))
+        out: dict[str, dict[str, int]] = {i: {} for i in ids}
+        for chunk in iter_chunks(ids, 500):
+            rows = self.conn.execute(
+                select(t.dags.c.agent_run_id, t.jobs.c.state, func.count())
+                .select_from(t.jobs.join(t.dags, t.jobs.c.dag_id == t.dags.c.id))
+                .where(t.dags.c.agent_run_id.in_(chunk))
+                .group_by(t.dags.c.agent_run_id, t.jobs.c.state)
+            )
+            for run_id, state, n in rows:
+                out[str(run_id)][state] = int(n)
+        return out
+
     def unfinished_dags(self) -> list[Row]:
         rows = self.conn.execute(
             select(t.dags).where(t.dags.c.status.in_(("WAITING", "RUNNING"))).order_by(t.dags.c.id)

@@ -304,10 +304,21 @@
     if (status() === "running" && dd) dd.textContent = T.duration(Math.max(0, Date.now() / 1000 - Number(dd.dataset.startedAt)));
   }, 1000);
 
+  // Its stages' jobs settling move the completion % in the header (re-read from the server).
+  const dagIds = new Set((document.getElementById("run-summary").dataset.dagIds || "")
+    .split(",").filter(Boolean).map(Number));
   T.live({
-    types: ["action_created", "run_updated", "run_completed", "run_failed"], run: runId,
+    types: ["action_created", "run_updated", "run_completed", "run_failed", "job_updated",
+            "dag_created"], run: runId,
     onEvent(msg) {
       const d = msg.data;
+      if (msg.type === "job_updated" || msg.type === "dag_created") {
+        if (msg.type === "dag_created" && d.agent_run_id === runId) dagIds.add(d.id);
+        if (status() === "running" && dagIds.has(msg.type === "job_updated" ? d.dag_id : d.id)) {
+          refreshHeader();
+        }
+        return;
+      }
       if ((d.run_id !== undefined ? d.run_id : d.id) !== runId) return;
       if (msg.type !== "action_created") { patchHeader(d); refreshHeader(); }
       tail();

@@ -8,6 +8,7 @@ from typing import Any
 
 from titan.errors import ValidationFailed
 from titan.master.runs.service import check_window, code_version, effective_budget
+from titan.master.scheduling.state import TERMINAL
 from titan.master.scheduling.views import agent_run_view
 from titan.status import RUN_STATUSES
 from titan.storage.base import Row, RunQuery, Transaction
@@ -48,15 +49,29 @@ def run_view(run: Row, budget: float | None = None, now: float | None = None) ->
     }
 
 
+def progress(counts: dict[str, int]) -> Row | None:
+    """How far a run's stages are: jobs settled of all its jobs (seed 004's completion %).
+    None for a run that submitted no stage: nothing says how much of it is left."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    done = sum(n for state, n in counts.items() if state in TERMINAL)
+    return {"done": done, "total": total, "percent": round(100 * done / total)}
+
+
 def runs_view(tx: Transaction, rows: list[Row]) -> list[Row]:
     budgets: dict[str, float | None] = {}
+    running = [r["id"] for r in rows if r.get("status") == "running"]
+    counts = tx.run_job_counts(running) if running else {}
     out = []
     for r in rows:
         agent = r.get("agent_id")
         if r.get("budget_usd") is None and agent and agent not in budgets:
             found = tx.get_agent(agent)
             budgets[agent] = found["budget_usd"] if found else None
-        out.append(run_view(r, budgets.get(agent or "")))
+        view = run_view(r, budgets.get(agent or ""))
+        view["progress"] = progress(counts[r["id"]]) if r["id"] in counts else None
+        out.append(view)
     return out
 
 
@@ -78,6 +93,11 @@ def run_detail(tx: Transaction, run: Row) -> Row:
     staged = agent_run_view(tx, run)
     stages = staged["stages"]
     out["stages"] = stages
+    total: dict[str, int] = {}
+    for s in stages:
+        for state, n in s["counts"].items():
+            total[state] = total.get(state, 0) + n
+    out["progress"] = progress(total)
     out["stage_status"] = staged["status"] if stages else None
     rows = tx.action_breakdown(run["id"])
     by_actor: dict[str, Row] = {}
