@@ -1,7 +1,8 @@
 """PLAN stage: ask the LLM to break the query into subtopics; store the plan and signal.
 
-Reads ``research:<run>:query``; writes ``research:<run>:plan`` (JSON ``{"subtopics": [...]}``)
-and then ``research:<run>:planner:done``.
+Reads ``research:<run>:query``; writes ``plan.json`` (published as the artifact
+``research:<run>:plan.json``), ``research:<run>:plan`` (JSON ``{"subtopics": [...]}``) and then
+``research:<run>:planner:done``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from titan import llm
@@ -90,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     # The plan is bounded by its schema: a lower cap would only cut the JSON short.
     subtopics = plan(query, args.max_subtopics, model=args.model,
                      max_tokens=max(args.max_tokens, JSON_TOKENS))
+    plan_json = json.dumps({"query": query, "subtopics": subtopics}, indent=2)
+    # plan.json: written in the worker's workspace and published as an artifact (seed 001's
+    # planner), and the same plan in TitanStore for the orchestrator, which reads no file.
+    Path("plan.json").write_text(plan_json + "\n")
+    client.publish_artifact(f"{key}:plan.json", "plan.json")
     client.store_put(f"{key}:plan", json.dumps({"subtopics": subtopics}))
     client.store_put(f"{key}:planner:done", "1")
     print(f"planned {len(subtopics)} subtopics: {subtopics}")

@@ -118,6 +118,10 @@ def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Clu
     # Each researcher's section is a downloadable artifact of its own.
     section = Path(client.get_artifact(f"{key}:result:1:0", save_path=tmp_path / "s0.txt"))
     assert section.read_text().startswith(f"## {plan['subtopics'][0]}")
+    # The planner's plan.json, as seed 001 draws it: an artifact beside the TitanStore key.
+    plan_file = json.loads(Path(client.get_artifact(f"{key}:plan.json",
+                                                    save_path=tmp_path / "plan.json")).read_text())
+    assert plan_file["subtopics"] == plan["subtopics"] and plan_file["query"]
 
     # Every LLM call left a line in its job's log: what it cost and how long it took.
     planner_log = client.fetch_logs(run["stages"][0]["name"] + "/planner")
@@ -167,3 +171,27 @@ def test_a_failing_stage_stops_the_agent_with_a_clear_message(research_cluster: 
     assert found, done.stdout
     run = research_cluster.client().api("GET", f"/runs/{found[1]}")
     assert run["status"] == "failed" and "_PLAN ended FAILED" in run["error"]
+
+
+def test_the_comp_intel_pipeline_is_a_fixed_dag(research_cluster: Cluster,
+                                                tmp_path: Path) -> None:
+    """Seed 001's contrast, shipped: the Comp Intel Pipeline's DAG is whole at submission (an
+    analyst per competitor, then the synthesis), no model decides what runs next, and it keeps
+    nothing in TitanStore."""
+    client = research_cluster.client()
+    keys_before = client.api("GET", "/store", params={"limit": 10_000})["keys"]
+    env = dict(research_cluster.env, TITAN_HOST="127.0.0.1",
+               TITAN_PORT=str(research_cluster.port), TITAN_TOKEN=research_cluster.admin_token)
+    out = tmp_path / "intel.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples/research_agent/comp_intel_pipeline.py"),
+         "--competitor", "Prefect", "--competitor", "Temporal", "--out", str(out)],
+        env=env, cwd=research_cluster.root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 analysts -> synthesis (fixed at submission)" in proc.stdout
+    (dag,) = client.list_dags(name="COMP_INTEL")
+    assert dag["status"] == "COMPLETED" and dag["job_count"] == 3
+    report = out.read_text()
+    assert report.startswith("# Competitive intelligence")
+    assert "## Summary" in report and "## Prefect" in report and "## Temporal" in report
+    assert client.api("GET", "/store", params={"limit": 10_000})["keys"] == keys_before
