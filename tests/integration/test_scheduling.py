@@ -331,7 +331,7 @@ def test_a_worker_told_to_stop_shows_as_draining_until_its_jobs_end(
         make_cluster: MakeCluster, tmp_path: Path) -> None:
     import signal
 
-    c = make_cluster().start_master()
+    c = make_cluster(env={"TITAN_LOG_LEVEL": "DEBUG"}).start_master()
     proc = c.add_worker(slots=1, name="leaving")
     flag = tmp_path / "finish"
     waits = c.script("waits.py", "import sys, time, os\n"
@@ -345,8 +345,10 @@ def test_a_worker_told_to_stop_shows_as_draining_until_its_jobs_end(
     proc.send_signal(signal.SIGTERM)
     deadline = time.time() + 30
     while c.api("GET", "/workers")["workers"][0]["state"] != "draining":
-        assert time.time() < deadline, (proc.poll(), c.api("GET", "/workers"),
-                                        c.log("worker-0.log"), c.log())
+        assert time.time() < deadline, (
+            proc.poll(), [(w["id"], w["state"], w["transport"], w["running"])
+                          for w in c.api("GET", "/workers")["workers"]],
+            c.log("worker-0.log")[-3000:], c.log()[-3000:])
         time.sleep(0.05)
     client.submit_dag("after", [TitanJob(job_id="queued", filename=waits, args=[str(flag)])])
     flag.write_text("go")

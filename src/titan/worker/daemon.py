@@ -393,6 +393,11 @@ def run_worker(master_url: str, token: str | None, capabilities: list[str], slot
     deregisters and exits 0); a second signal kills the running jobs and exits 1. With
     ``burst`` the worker exits 0 as soon as the queue is empty and nothing runs.
     """
+    level = os.environ.get("TITAN_LOG_LEVEL", "").upper()
+    if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        logging.basicConfig(level=level, format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
+    # The WebSocket library logs every header at DEBUG, the worker's credential included.
+    logging.getLogger("websockets").setLevel(logging.INFO)
     httpx_log = logging.getLogger("httpx")
     if httpx_log.level == logging.NOTSET:
         httpx_log.setLevel(logging.WARNING)  # one INFO line per request drowns the worker's own
