@@ -94,10 +94,11 @@ class ChannelIntake(Intake):
         self._send_quietly({"t": "drain"}, self._ws)
 
     def settled(self) -> bool:
-        # Without a connection nothing more can arrive (what was lost in flight comes back
-        # with the next hello, or its lease expires if the worker is gone by then).
+        # Only the master's "drained" says nothing is on its way: while the connection is
+        # down a pushed job may be lost in flight, and the next hello gets it back (the
+        # daemon stops waiting after DRAIN_FLUSH_TIMEOUT if the master never returns).
         with self._cond:
-            return self._drained or self._ws is None
+            return self._drained
 
     def wake(self) -> None:
         super().wake()

@@ -318,18 +318,18 @@ class Worker:
             timeout: float | None = None
             # Not registered yet: nothing can have been leased to this worker.
             intake_known = self._intake_ready.is_set() or self.worker_id is None
-            if (self._draining and intake_known and not self.supervisor.running()
-                    and self.poller.settled()):
-                if self._reporter.idle():
+            if self._draining and intake_known and not self.supervisor.running():
+                if self._reporter.idle() and self.poller.settled():
                     return self._stop_graceful()
-                # Jobs are done but the master is not taking their reports: keep trying a
-                # while (it may be restarting), not forever.
+                # Jobs are done but the master is not taking their reports, or has not said
+                # that nothing more is on its way: keep trying a while (it may be
+                # restarting), not forever.
                 now = time.monotonic()
                 if flush_deadline is None:
                     flush_deadline = now + DRAIN_FLUSH_TIMEOUT
                 elif now >= flush_deadline:
-                    log.error("the master did not take the last reports in %.0f s; leaving",
-                              DRAIN_FLUSH_TIMEOUT)
+                    log.error("the master did not take the last reports (or confirm the "
+                              "drain) in %.0f s; leaving", DRAIN_FLUSH_TIMEOUT)
                     self._stop_graceful()
                     return 1
                 timeout = flush_deadline - now
