@@ -205,6 +205,14 @@ def test_refusals_close_with_a_code_that_says_why(cluster: Cluster) -> None:
     with channel(cluster, worker_id, credential) as ws:
         ws.send("{not json")
         assert closed_with(ws)[0] == 4400
+    with channel(cluster, worker_id, credential) as ws:  # nested past any parser's depth
+        ws.send("[" * 100_000 + "]" * 100_000)
+        code, reason = closed_with(ws)
+        assert code == 4400 and "deeply" in (reason or "")
+    with channel(cluster, worker_id, credential) as ws:
+        send(ws, {"t": "hello", "credit": 1, "running": [{"id": "x", "attempt": 1}]})
+        code, reason = closed_with(ws)
+        assert code == 4400 and "running[].id" in (reason or "")
     with channel(cluster, worker_id, credential) as ws:
         send(ws, {"t": "hello", "credit": -1, "running": []})
         code, reason = closed_with(ws)

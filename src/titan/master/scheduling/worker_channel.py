@@ -89,9 +89,11 @@ class WorkerChannel:
         if hello is None:
             return
         worker = self.engine.worker(self.worker_id)
-        worker.transport = "channel"
-        self._credit = proto.int_field(hello.get("credit"), "credit", hi=4096)
+        # The hello is checked whole before anything about the worker changes.
+        credit = proto.int_field(hello.get("credit"), "credit", hi=4096)
         held = {proto.attempt_key(r, "running") for r in proto.entries(hello, "running")}
+        self._credit = credit
+        worker.transport = "channel"
         worker.assigned.extend(proto.undelivered(self.engine, worker, held))
         pump = asyncio.create_task(self._pump(worker))
         try:
@@ -127,7 +129,9 @@ class WorkerChannel:
             kind = message.get("t")
             worker = self.engine.worker(self.worker_id)  # also marks it seen
             if kind == "credit":
-                self._credit += proto.int_field(message.get("n"), "n", hi=4096)
+                # Never more than its slots, whatever a confused or hostile worker sends.
+                self._credit = min(worker.slots,
+                                   self._credit + proto.int_field(message.get("n"), "n", hi=4096))
                 self._wake(worker)
             elif kind == "report":
                 # Applied in arrival order (the synchronous part of report() runs before the
@@ -210,6 +214,8 @@ def _decode(text: str) -> Row:
         message = json.loads(text)
     except ValueError as exc:
         raise ValidationFailed(f"a frame is not JSON: {exc}") from None
+    except RecursionError:  # nested past the parser's depth: refused like any bad frame
+        raise ValidationFailed("a frame is nested too deeply") from None
     if not isinstance(message, dict):
         raise ValidationFailed("a frame must be a JSON object")
     return message
