@@ -43,16 +43,17 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 class TitanSystem:
-    """Titan on a fresh `titan up` with 4 slots; jobs are the trivial script."""
+    """Titan on a fresh `titan up` with ``slots`` slots; jobs are the trivial script."""
 
-    def __init__(self, script: str, runner: str, database_url: str | None = None) -> None:
+    def __init__(self, script: str, runner: str, database_url: str | None = None,
+                 slots: int = 4) -> None:
         env = {"TITAN_DATABASE_URL": database_url} if database_url else {}
-        self.cluster = BenchCluster(slots=4, env=env)
+        self.cluster = BenchCluster(slots=slots, env=env)
         self.client = self.cluster.client
         self.script = script
         self.runner = runner
         self.name = f"Titan, {'zygote fork' if runner == 'fork' else 'runner=subprocess'}, " \
-                    f"4 slots{', PostgreSQL' if database_url else ''}"
+                    f"{slots} slots{', PostgreSQL' if database_url else ''}"
         self._n = 0
 
     def _name(self, kind: str) -> str:
@@ -216,6 +217,9 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--postgres", action="store_true", help="Titan on PostgreSQL too")
     ap.add_argument("--only", default="titan,naive,celery,ray")
+    ap.add_argument("--slots", type=int, default=4,
+                    help="Titan's worker slots (a slot waits out a round trip to the master "
+                         "between jobs: more slots than cores hides it)")
     args = ap.parse_args()
     if args.quick:
         args.repeat, args.jobs, args.latency = 1, 300, 40
@@ -230,11 +234,12 @@ def main() -> int:
         script = str(Path(__file__).resolve().parent / "trivial_job.py")
         setups: list[tuple[str, Callable[[], Any]]] = []
         if "titan" in only:
-            setups += [("titan", lambda: TitanSystem(script, "fork")),
-                       ("titan-subprocess", lambda: TitanSystem(script, "subprocess"))]
+            setups += [("titan", lambda: TitanSystem(script, "fork", slots=args.slots)),
+                       ("titan-subprocess",
+                        lambda: TitanSystem(script, "subprocess", slots=args.slots))]
             if args.postgres:
                 setups.append(("titan-postgres",
-                               lambda: TitanSystem(script, "fork", create_db())))
+                               lambda: TitanSystem(script, "fork", create_db(), slots=args.slots)))
         if "naive" in only:
             setups.append(("naive", lambda: NaiveRunner(script)))
         if "celery" in only:

@@ -6,6 +6,7 @@ attempt; synchronization is on events with timeouts, never on sleeps.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -157,6 +158,26 @@ def test_script_runs_as_main_with_argv_cwd_env(job: Job, tmp_path: Path, kind: s
     assert sink.result_ == {"id": 1, "attempt": 1, "exit_code": 0, "error": None,
                             "timed_out": False}
 
+
+
+@BOTH
+def test_job_environment_is_exactly_the_one_asked_for(job: Job, kind: str) -> None:
+    # The zygote sends each child the difference from its own environment: a variable the
+    # worker has and the job is not given must be gone, a changed one replaced, and the
+    # next job must not inherit the previous job's variables.
+    inherited = next(iter(os.environ))
+    env = {k: v for k, v in os.environ.items() if k != inherited}
+    env["PATH"] = "/job/bin:" + os.environ.get("PATH", "")
+    env["ONLY_FIRST"] = "1"
+    source = f"""
+        import json, os
+        print(json.dumps({{k: os.environ.get(k) for k in ({inherited!r}, "PATH", "ONLY_FIRST")}}))
+    """
+    first = json.loads(job.run(source, kind=kind, env=env).stream("stdout")[0])
+    assert first == {inherited: None, "PATH": env["PATH"], "ONLY_FIRST": "1"}
+    second = json.loads(job.run(source, kind=kind, name="again.py").stream("stdout")[0])
+    assert second == {inherited: os.environ[inherited], "PATH": os.environ.get("PATH"),
+                      "ONLY_FIRST": None}
 
 @BOTH
 @pytest.mark.parametrize(("source", "code", "stderr_has"), [

@@ -72,6 +72,7 @@ class ForkServer:
         self._pending: dict[int, _Pending] = {}
         self._procs: dict[int, ForkedProcess] = {}  # I/O thread only
         self._buf = bytearray()
+        self._environ: dict[str, str] = {}  # the zygote's, as it reported it when ready
         self.alive = False
         self.pid: int | None = None
 
@@ -112,6 +113,7 @@ class ForkServer:
             popen.wait()
             raise ForkFailed(f"the zygote did not start: {exc}") from None
         self._sock, self._popen, self.pid = parent, popen, int(ready["pid"])
+        self._environ = {str(k): str(v) for k, v in ready["environ"].items()}
         self.alive = True
         self._loop.call(self._loop.add_reader, parent.fileno(), self._on_readable, parent)
         log.debug("zygote %d ready", self.pid)
@@ -145,7 +147,7 @@ class ForkServer:
             rid = next(self._rids)
             with self._state_lock:
                 self._pending[rid] = pending
-            data = json.dumps({**request, "rid": rid}).encode()
+            data = json.dumps({**self._environ_diff(request), "rid": rid}).encode()
             data = _HEADER.pack(len(data)) + data
             fds = array.array("i", [out_w, err_w])
             try:
@@ -164,6 +166,15 @@ class ForkServer:
         if pending.proc is None:
             raise ForkFailed(pending.error or "the zygote could not fork")
         return pending.proc
+
+    def _environ_diff(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``request`` with its ``env`` replaced by what differs from the zygote's own."""
+        out = dict(request)
+        env: dict[str, str] = out.pop("env")
+        base = self._environ
+        out["env_unset"] = [name for name in base if name not in env]
+        out["env_set"] = {name: value for name, value in env.items() if base.get(name) != value}
+        return out
 
     # ------------------------------------------------------------------ I/O thread
 
