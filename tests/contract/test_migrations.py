@@ -38,6 +38,7 @@ ADDED: dict[int, dict[str, Any]] = {
     5: {"tables": ("evaluations", "eval_tasks", "eval_runs", "eval_calls")},
     6: {"tables": ("idempotency_keys",)},
     7: {"tables": ("ended_sessions",)},
+    8: {"columns": {"evaluations": ("project",)}, "indexes": ("ix_evaluations_project",)},
 }
 
 #: Differences that are the migration's intent, each with its reason.
@@ -147,7 +148,8 @@ def test_every_version_upgrades_to_the_fresh_schema(database: Any) -> None:
                          [{"version": v, "name": name, "applied_at": 1.0}
                           for v, name, _ in MIGRATIONS if v <= version])
         engine.dispose()
-        assert set(describe(url)) < set(fresh), f"version {version} is built as the latest"
+        # Some versions differ from the latest by a column, not a table: compare them whole.
+        assert describe(url) != fresh, f"version {version} is built as the latest"
         storage = open_storage(url)  # migrates
         try:
             assert storage.migrate() == LATEST

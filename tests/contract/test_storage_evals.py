@@ -70,3 +70,40 @@ def test_eval_runs_and_calls(storage: Storage) -> None:
         tx.delete_runs(["r2"])
     with storage.transaction() as tx:
         assert tx.get_eval_run("r2") is None and tx.eval_calls("r2") == []
+
+
+def test_evaluations_belong_to_projects(storage: Storage) -> None:
+    """Seed 003's hierarchy: an evaluation (a workflow) names its project; a project is the
+    name its evaluations share, listed with how many it holds."""
+    with storage.transaction() as tx:
+        tx.put_evaluation({"id": "legacy", "description": None, "agent": AGENT,
+                           "created_at": 1.0, "updated_at": 1.0})
+        tx.put_evaluation({"id": "w1", "project": "acme", "description": None, "agent": AGENT,
+                           "created_at": 2.0, "updated_at": 2.0})
+        tx.put_evaluation({"id": "w2", "project": "acme", "description": None, "agent": AGENT,
+                           "created_at": 3.0, "updated_at": 5.0})
+        tx.put_tasks("w2", [{"id": "a", "seed": {"user_instruction": "x"}}], 3.0)
+    with storage.transaction() as tx:
+        # A put that names no project leaves an existing evaluation where it is.
+        tx.put_evaluation({"id": "w1", "description": "again", "agent": AGENT,
+                           "created_at": 9.0, "updated_at": 4.0})
+    with storage.transaction() as tx:
+        legacy, w1 = tx.get_evaluation("legacy"), tx.get_evaluation("w1")
+        projects = tx.list_projects()
+        acme = tx.list_evaluations(10, project="acme")
+        everything = tx.list_evaluations(10)
+        assert tx.list_evaluations(10, project="nope") == []
+    assert legacy is not None and legacy["project"] == "default"
+    assert w1 is not None and w1["project"] == "acme" and w1["description"] == "again"
+    assert projects == [{"id": "acme", "workflow_count": 2, "updated_at": 5.0},
+                        {"id": "default", "workflow_count": 1, "updated_at": 1.0}]
+    assert [(e["id"], e["project"], e["task_count"]) for e in acme] == [
+        ("w2", "acme", 1), ("w1", "acme", 0)]
+    assert [e["id"] for e in everything] == ["w2", "w1", "legacy"]
+    # Moving an evaluation is a put that names another project.
+    with storage.transaction() as tx:
+        tx.put_evaluation({"id": "w1", "project": "default", "description": None,
+                           "agent": AGENT, "created_at": 2.0, "updated_at": 6.0})
+    with storage.transaction() as tx:
+        assert [(p["id"], p["workflow_count"]) for p in tx.list_projects()] == [
+            ("acme", 1), ("default", 2)]

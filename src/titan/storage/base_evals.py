@@ -16,15 +16,23 @@ class EvalTransaction(abc.ABC):
     # -- evaluations --------------------------------------------------------------------------
     @abc.abstractmethod
     def put_evaluation(self, row: Row) -> None:
-        """Create or replace an evaluation (id, description, agent, created_at, updated_at)."""
+        """Create or replace an evaluation (id, project, description, agent, created_at,
+        updated_at); ``project`` left out is ``"default"`` for a new one and unchanged for
+        an existing one."""
 
     @abc.abstractmethod
     def get_evaluation(self, evaluation_id: str) -> Row | None:
         """The evaluation, or None."""
 
     @abc.abstractmethod
-    def list_evaluations(self, limit: int) -> list[Row]:
-        """Evaluations, most recently changed first, each with ``task_count``."""
+    def list_evaluations(self, limit: int, project: str | None = None) -> list[Row]:
+        """Evaluations (of one project, or all), most recently changed first, each with
+        ``task_count``."""
+
+    @abc.abstractmethod
+    def list_projects(self) -> list[Row]:
+        """Every project that holds an evaluation, by name: ``id``, ``workflow_count`` (its
+        evaluations) and ``updated_at`` (the latest change to one of them)."""
 
     # -- tasks --------------------------------------------------------------------------------
     @abc.abstractmethod

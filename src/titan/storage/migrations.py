@@ -79,6 +79,20 @@ def _ended_sessions(conn: Connection) -> None:
         t.ended_sessions.create(conn)
 
 
+def _evaluation_projects(conn: Connection) -> None:
+    # Every evaluation made before projects existed lands in "default", the project a spec
+    # that names none gets. Migration 5 builds its tables from the current metadata, so a
+    # database that ran it after this change already has the column and index.
+    columns = {c["name"] for c in inspect(conn).get_columns("evaluations")}
+    if "project" not in columns:
+        conn.execute(text("ALTER TABLE evaluations ADD COLUMN project VARCHAR(100) NOT NULL "
+                          "DEFAULT 'default'"))
+    if "ix_evaluations_project" not in {i["name"] for i in inspect(conn).get_indexes(
+            "evaluations")}:
+        conn.execute(text("CREATE INDEX ix_evaluations_project ON evaluations "
+                          "(project, updated_at)"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -87,6 +101,7 @@ MIGRATIONS: list[Migration] = [
     (5, "evaluations: tasks, runs, proxied tool calls", _evaluations),
     (6, "idempotency keys of retried writes", _idempotency_keys),
     (7, "dashboard sessions ended by signing out", _ended_sessions),
+    (8, "evaluation projects", _evaluation_projects),
 ]
 
 LATEST = MIGRATIONS[-1][0]

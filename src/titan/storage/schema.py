@@ -302,7 +302,9 @@ workers = Table(
 # Evaluations (migration 5): a named set of tasks, each seeded with a user instruction and a
 # simulated world, run against an agent under test. The agent config (how to dispatch it, its
 # tools, its declared topology, the simulator/judge models) lives on the evaluation, so a
-# re-run picks up edits made since the original dispatch.
+# re-run picks up edits made since the original dispatch. Its project (migration 8) is the
+# top of seed 003's hierarchy: projects -> workflows (evaluations) -> tasks -> agent runs; a
+# project is nothing but the name its evaluations share, so it has no table of its own.
 evaluations = Table(
     "evaluations",
     metadata,
@@ -311,6 +313,8 @@ evaluations = Table(
     Column("agent", Text, nullable=False),  # JSON
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("project", String(100), nullable=False, server_default="default"),
+    Index("ix_evaluations_project", "project", "updated_at"),
 )
 
 eval_tasks = Table(

@@ -51,14 +51,24 @@ class EvalsSQL:
                                 .where(t.evaluations.c.id == evaluation_id)).first()
         return _decode("evaluations", row) if row else None
 
-    def list_evaluations(self, limit: int) -> list[Row]:
+    def list_evaluations(self, limit: int, project: str | None = None) -> list[Row]:
         counts = (select(t.eval_tasks.c.evaluation_id, func.count().label("n"))
                   .group_by(t.eval_tasks.c.evaluation_id).subquery())
-        rows = self.conn.execute(
-            select(t.evaluations, func.coalesce(counts.c.n, 0).label("task_count"))
-            .outerjoin(counts, counts.c.evaluation_id == t.evaluations.c.id)
-            .order_by(t.evaluations.c.updated_at.desc()).limit(limit))
+        query = (select(t.evaluations, func.coalesce(counts.c.n, 0).label("task_count"))
+                 .outerjoin(counts, counts.c.evaluation_id == t.evaluations.c.id))
+        if project is not None:
+            query = query.where(t.evaluations.c.project == project)
+        rows = self.conn.execute(query.order_by(t.evaluations.c.updated_at.desc(),
+                                                t.evaluations.c.id).limit(limit))
         return [_decode("evaluations", r) for r in rows]
+
+    def list_projects(self) -> list[Row]:
+        c = t.evaluations.c
+        rows = self.conn.execute(
+            select(c.project.label("id"), func.count().label("workflow_count"),
+                   func.max(c.updated_at).label("updated_at"))
+            .group_by(c.project).order_by(c.project))
+        return [dict(r._mapping) for r in rows]
 
     # -- tasks --------------------------------------------------------------------------------
     def put_tasks(self, evaluation_id: str, tasks: Sequence[Row], now: float) -> int:
