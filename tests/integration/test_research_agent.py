@@ -7,11 +7,13 @@ inference. Short answers (``--max-tokens``) and two subtopics keep it around a m
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +94,11 @@ def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Clu
     for title, start, end in zip(SECTIONS, positions, [*positions[1:], len(report)], strict=True):
         body = report[start + len(title) + 4:end].strip()
         assert len(body) > 10, f"section {title!r} is empty:\n{report}"
+    # Key Findings are a list of distinct findings, five at most (five at full length:
+    # see the next test; answers capped at 48 tokens may not hold five distinct ones).
+    findings = [line for line in report[positions[1]:positions[2]].splitlines()[1:] if line]
+    assert 1 <= len(findings) <= 5 and all(line.startswith("- ") for line in findings), report
+    assert len({line.lower() for line in findings}) == len(findings), report
 
     # One agent run, its stages in submission order, all completed.
     run_id = re.search(r"Agent run (RESEARCH_[0-9a-f]+)", stdout)
@@ -154,6 +161,65 @@ def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Clu
     assert [s["label"] for s in telemetry["stages"]] == ["PLAN", "ITER1", "EVAL1", "SYNTH"]
     assert sum(s["actions"] for s in telemetry["stages"]) == len(actions)
     assert telemetry["tokens"]["input"] == sum(a["usage"]["input_tokens"] for a in actions)
+
+
+NOTES = [
+    "## Low-rank adapters\nLoRA freezes the pretrained weights and learns two small matrices A "
+    "and B whose product is added to a weight matrix. With rank 8 the trainable parameters "
+    "drop by orders of magnitude, so fine-tuning fits on one GPU.",
+    "## Quantized training\nQLoRA quantizes the frozen base model to 4-bit NF4 and trains the "
+    "adapters in 16-bit. Paged optimizers avoid memory spikes; a 65B model can be tuned on a "
+    "48 GB GPU.",
+    "## Serving tradeoffs\nAdapters can be merged into the weights for zero added latency, or "
+    "kept separate to serve many tasks from one base model. Too low a rank underfits complex "
+    "tasks.",
+]
+
+
+def _synthesizer() -> Any:
+    """The shipped research_synthesizer.py, imported as it is (not a copy)."""
+    path = AGENT.parent / "research_synthesizer.py"
+    spec = importlib.util.spec_from_file_location("research_synthesizer", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_report_has_seed_001s_shape_at_full_length() -> None:
+    # Uncapped, on the local model: five findings and a Deep Dive of about 400 words, one
+    # paragraph per researched topic between an overview and a synthesis.
+    _require_local_model()
+    synth = _synthesizer()
+    writer = synth.Writer("How does LoRA work for LLM fine-tuning?", "\n\n".join(NOTES),
+                          None, None)
+    findings = synth.key_findings(writer, synth.SECTIONS[1][1], synth.SECTIONS[1][2],
+                                  "\n\n".join(NOTES)).splitlines()
+    assert len(findings) == 5 and all(f.startswith("- ") and len(f.split()) >= 4
+                                      for f in findings), findings
+    assert len({f.lower() for f in findings}) == 5, findings
+    assert synth.topics_of(NOTES) == ["Low-rank adapters", "Quantized training",
+                                      "Serving tradeoffs"]
+    dive = synth.deep_dive(writer, synth.topics_of(NOTES))
+    paragraphs = dive.split("\n\n")
+    assert len(paragraphs) >= 5 and not any(p.lstrip().startswith(("#", "- ")) for p in paragraphs)
+    assert 300 <= len(dive.split()) <= 560, f"{len(dive.split())} words:\n{dive}"
+
+
+def test_the_findings_fall_back_on_the_notes_when_the_model_gives_too_few() -> None:
+    # The parts that shape a reply, without a model: bullets in any marker style, each once.
+    synth = _synthesizer()
+    assert synth.bullets("Intro line\n1. First real finding here\n* second real finding here\n"
+                         "- First real finding, here!\n- too short\n\u2022 third finding is this\n"
+                         "- '- quoted finding in here") == [
+        "First real finding here", "second real finding here", "third finding is this",
+        "quoted finding in here"]
+    assert synth.bullets("- Second real finding here", ["second real finding HERE."]) == []
+    sentences = synth.note_sentences("\n\n".join(NOTES))
+    assert sentences[0].startswith("LoRA freezes the pretrained weights")
+    assert not any(s.startswith("#") for s in sentences)
+    assert synth.paragraph("## Heading\nOne sentence here. Two more words.\nOne sentence here.") \
+        == "One sentence here. Two more words."
 
 
 def test_a_failing_stage_stops_the_agent_with_a_clear_message(research_cluster: Cluster) -> None:
