@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import free_port
@@ -239,6 +240,59 @@ def test_coding_task_gets_its_diff_and_scorer_badges(evals_cluster: Cluster) -> 
     assert {"kind": "edit", "path": "calc.py"} in [
         {k: s.get(k) for k in ("kind", "path")} for s in coding["trajectory"]]
     assert trace["final_response"].startswith("Fixed add()")
+
+
+CODEX_AGENT = """\
+import json, os, time
+from pathlib import Path
+Path("calc.py").write_text("def add(a, b):\\n    return a + b\\n")
+now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+items = [
+    {"timestamp": now, "type": "session_meta", "payload": {"cwd": os.getcwd()}},
+    {"timestamp": now, "type": "response_item", "payload": {"type": "reasoning", "summary": []}},
+    {"timestamp": now, "type": "response_item", "payload": {
+        "type": "function_call", "name": "shell", "call_id": "c1",
+        "arguments": json.dumps({"command": ["bash", "-lc", "python test_calc.py"]})}},
+    {"timestamp": now, "type": "response_item", "payload": {
+        "type": "function_call_output", "call_id": "c1",
+        "output": json.dumps({"output": "ok\\n", "metadata": {"exit_code": 0}})}},
+    {"timestamp": now, "type": "response_item", "payload": {
+        "type": "message", "role": "assistant",
+        "content": [{"type": "output_text", "text": "add() now adds."}]}},
+]
+# What a wrapper around the CLI does: leave the session's rollout where Titan reads it.
+out = Path(os.environ["TITAN_EVAL_TRANSCRIPTS"]) / "rollout.jsonl"
+out.write_text("".join(json.dumps(i) + "\\n" for i in items))
+"""
+
+
+def test_a_coding_cli_transcript_becomes_the_trajectory(evals_cluster: Cluster,
+                                                        tmp_path: Path) -> None:
+    # A Codex CLI rollout left by the agent is read into the run's trajectory: its turn (with
+    # its reasoning count), its command with output and exit code, and the edit.
+    (tmp_path / "codex_agent.py").write_text(CODEX_AGENT)
+    spec = __import__("yaml").safe_load((EXAMPLE / "coding_evaluation.yaml").read_text())
+    client = evals_cluster.client()
+    client.create_evaluation("codex-fixer", {"name": "codex-fixer", "script": "codex_agent.py",
+                                             "timeout_s": 120},
+                             spec["tasks"], base=tmp_path)
+    client.run_evaluation("codex-fixer")
+    row = client.wait_evaluation("codex-fixer", timeout=120)["tasks"][0]
+    assert row["run"]["status"] == "completed", row
+    coding = trace_of(evals_cluster, "codex-fixer", row)["coding"]
+    assert coding["trajectory_source"] == "codex", coding
+    steps = [(s["kind"], s.get("text") or s.get("command") or s.get("path"))
+             for s in coding["trajectory"]]
+    assert steps == [("command", "python test_calc.py"), ("message", "add() now adds."),
+                     ("edit", "calc.py")], steps
+    assert coding["trajectory"][0]["output"] == "ok\n"
+    assert coding["trajectory"][1]["thinking"] == 1
+    page = httpx.get(f"{evals_cluster.url}/evaluations/codex-fixer/tasks/{row['task_id']}",
+                     headers={"Authorization": f"Bearer {evals_cluster.admin_token}"},
+                     timeout=30)
+    assert page.status_code == 200, page.text
+    assert "rebuilt from the Codex CLI session transcript" in page.text
+    assert "add() now adds." in page.text
 
 
 def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,

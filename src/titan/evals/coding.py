@@ -6,8 +6,9 @@ commands ran, so setup artifacts (installed packages, generated files) never sho
 the Final diff panel shows only what the agent changed.
 
 :func:`sh` is the agent-side half: agents run shell commands through it, and each one is
-appended to the file named by ``TITAN_EVAL_COMMANDS`` (the "recognised harness transcript",
-with outputs), which the job prefers over syscall capture (commands only).
+appended to the file named by ``TITAN_EVAL_COMMANDS`` (Titan's own harness transcript, with
+outputs), which the job prefers over syscall capture (commands only); coding CLIs' own
+transcripts are read by :mod:`titan.evals.transcripts`.
 """
 
 from __future__ import annotations
@@ -332,18 +333,24 @@ def run_scorers(root: Path, scorers: list[dict[str, Any]], changed: list[str]) -
 # --------------------------------------------------------------------------- trajectory
 
 
-def reconstruct_trajectory(commands: list[dict[str, Any]],
+def reconstruct_trajectory(steps: list[dict[str, Any]],
                            diff_paths: list[str]) -> list[dict[str, Any]]:
-    """Trajectory steps after the run: commands by time, then one edit per changed path.
+    """Trajectory steps after the run, by time, then one edit per changed path no step names.
 
-    Edits carry no time (the diff says what changed, not when), so they come last. A command
-    whose output is unknown (syscall capture) has ``output`` None; pages show NOT_CAPTURED.
+    ``steps`` are commands (from :func:`sh`'s transcript or syscall capture) and, when a
+    recognised harness left its own transcript (:mod:`titan.evals.transcripts`), its agent
+    turns, edits and other tool calls too. Edits known only from the diff carry no time (the
+    diff says what changed, not when), so they come last. A command whose output is unknown
+    (syscall capture) has ``output`` None; pages show NOT_CAPTURED.
     """
-    steps: list[dict[str, Any]] = []
-    ordered = sorted(commands, key=lambda c: (c.get("at") is None, c.get("at") or 0.0))
-    for c in ordered:
-        steps.append({"kind": "command", "command": c["command"],
-                      "exit_code": c.get("exit_code"), "output": c.get("output"),
-                      "at": c.get("at"), "source": c.get("source", "transcript")})
-    steps.extend({"kind": "edit", "path": p} for p in diff_paths)
-    return steps
+    out: list[dict[str, Any]] = []
+    for s in sorted(steps, key=lambda c: (c.get("at") is None, c.get("at") or 0.0)):
+        if s.get("kind", "command") == "command":
+            out.append({"kind": "command", "command": s["command"],
+                        "exit_code": s.get("exit_code"), "output": s.get("output"),
+                        "at": s.get("at"), "source": s.get("source", "transcript")})
+        else:
+            out.append(dict(s))
+    edited = {s.get("path") for s in out if s["kind"] == "edit"}
+    out.extend({"kind": "edit", "path": p} for p in diff_paths if p not in edited)
+    return out

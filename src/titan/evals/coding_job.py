@@ -4,8 +4,9 @@ The master submits this script as the run's only job, with ``TITAN_EVAL_RUN`` (t
 ``TITAN_EVAL_TASK`` (the task as JSON), ``TITAN_EVAL_AGENT`` (``{"script_sha256", "filename",
 "args", "timeout_s"}``) and the tool proxy's ``TITAN_TOOL_PROXY`` / ``TITAN_TOOL_TOKEN`` in its
 environment. A CLI agent runs commands natively, so its trajectory is rebuilt afterwards: from
-the transcript :func:`titan.evals.coding.sh` writes (with outputs), else from ``strace``'s
-execve capture (commands only), merged. Grading problems never fail the run: they are posted
+the transcript :func:`titan.evals.coding.sh` writes (with outputs) and a recognised coding
+CLI's own session transcript (:mod:`titan.evals.transcripts`: turns, outputs, edits), else
+from ``strace``'s execve capture (commands only). Grading problems never fail the run: they are posted
 as ``eval_error`` (the workspace-eval banner). The job exits with the agent's exit code.
 """
 
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from titan.evals import coding
+from titan.evals import coding, transcripts
 
 DEFAULT_AGENT_TIMEOUT_S = 1800.0
 AGENT_TAIL_LINES = 200
@@ -137,10 +138,12 @@ def parse_strace(lines: Iterable[str]) -> list[dict[str, Any]]:
 
 def merge_commands(transcript: list[dict[str, Any]],
                    captured: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Transcript entries (with output) win; captured commands they explain are dropped."""
+    """Transcript entries (with output) win; captured commands they explain are dropped.
+    Transcript steps other than commands (a harness's turns and edits) are kept as they are."""
     unmatched: dict[str, int] = {}
     for entry in transcript:
-        unmatched[entry["command"]] = unmatched.get(entry["command"], 0) + 1
+        if entry.get("kind", "command") == "command":
+            unmatched[entry["command"]] = unmatched.get(entry["command"], 0) + 1
     merged = list(transcript)
     for entry in captured:
         if unmatched.get(entry["command"], 0) > 0:
@@ -193,13 +196,28 @@ def run_agent(argv: list[str], cwd: Path, env: dict[str, str],
 # --------------------------------------------------------------------------- the job
 
 
-def _agent_env(task: dict[str, Any], root: Path, transcript: Path) -> dict[str, str]:
+def _agent_env(task: dict[str, Any], root: Path, transcript: Path,
+               harness: Path) -> dict[str, str]:
     env = dict(os.environ)
     # The agent sees its instruction and workspace, never how it will be graded.
     env["TITAN_EVAL_TASK"] = json.dumps({k: v for k, v in task.items() if k != "scorers"})
     env["TITAN_EVAL_WORKSPACE"] = str(root)
     env["TITAN_EVAL_COMMANDS"] = str(transcript)
+    env["TITAN_EVAL_TRANSCRIPTS"] = str(harness)
     return env
+
+
+def harness_steps(root: Path, since: float, harness: Path) -> tuple[list[dict[str, Any]], str]:
+    """The steps of every recognised CLI transcript of this run, and where they came from
+    (``"claude-code"``, ``"codex"``, both joined by ``+``, or ``""`` when none was found)."""
+    steps: list[dict[str, Any]] = []
+    formats: list[str] = []
+    for path in transcripts.discover(root, since, explicit=harness):
+        found, parsed = transcripts.read(path, root)
+        if found is not None:
+            steps += parsed
+            formats += [found] if found not in formats else []
+    return steps, "+".join(formats)
 
 
 def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
@@ -222,6 +240,8 @@ def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_bytes(fetch(agent["script_sha256"]))
     transcript, trace = base / "commands.jsonl", base / "strace.txt"
+    harness = base / "transcripts"
+    harness.mkdir(exist_ok=True)
     argv = [sys.executable, str(script), *[str(a) for a in agent.get("args") or []]]
     traced = strace_usable(base)
     if traced:
@@ -229,20 +249,28 @@ def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
     timeout = float(agent.get("timeout_s") or DEFAULT_AGENT_TIMEOUT_S)
     print(f"[eval] running {script.name} in {root} (timeout {timeout:g} s, command capture: "
           f"{'transcript + strace' if traced else 'transcript only'})", flush=True)
-    code, output_tail, timed_out = run_agent(argv, root, _agent_env(task, root, transcript),
-                                             timeout)
+    # A second early: a harness's transcript file may be created in the same second.
+    started = time.time() - 1
+    code, output_tail, timed_out = run_agent(argv, root,
+                                             _agent_env(task, root, transcript, harness), timeout)
     print(f"[eval] agent {'timed out' if timed_out else 'exited'} with status {code}",
           flush=True)
     report: dict[str, Any] = {"diff": "", "changed_paths": [], "scorers": [], "overall": "N/A",
-                              "trajectory": [], "agent_exit_code": code,
-                              "agent_output_tail": output_tail, "eval_error": None}
+                              "trajectory": [], "trajectory_source": None,
+                              "agent_exit_code": code, "agent_output_tail": output_tail,
+                              "eval_error": None}
     commands: list[dict[str, Any]] = []
     try:
+        # A recognised CLI's transcript has the turns, outputs and edits; syscall capture,
+        # only for an agent that left none, has commands alone.
+        steps, source = harness_steps(root, started, harness)
         captured: list[dict[str, Any]] = []
-        if traced and trace.exists():
+        if not steps and traced and trace.exists():
             with trace.open(encoding="utf-8", errors="replace") as fh:
                 captured = parse_strace(fh)
-        commands = merge_commands(coding.load_transcript(transcript), captured)
+            source = "syscall"
+        commands = merge_commands(coding.load_transcript(transcript) + steps, captured)
+        report["trajectory_source"] = source or ("transcript" if commands else None)
     except Exception as exc:  # noqa: BLE001
         errors.append(f"reading the agent's commands failed: {exc}")
     try:

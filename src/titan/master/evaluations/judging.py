@@ -31,6 +31,23 @@ def _outputs(action: Row) -> Any:
         return text
 
 
+def workspace_calls(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A coding run's trajectory as the judge reads tool calls: commands as ``shell``, edits
+    as ``edit``, a harness's other tools by name; its agent turns are not calls."""
+    calls: list[dict[str, Any]] = []
+    for s in steps:
+        kind = s.get("kind", "command")
+        if kind == "message":
+            continue
+        tool, args = {"command": ("shell", {"command": s.get("command")}),
+                      "edit": ("edit", {"path": s.get("path")})}.get(
+            kind, (str(s.get("tool") or "tool"), s.get("input")))
+        calls.append({"seq": len(calls) + 1, "tool": tool, "arguments": args,
+                      "response": s.get("output"), "source": "workspace",
+                      "error": s.get("error") or None})
+    return calls
+
+
 def trajectory(tx: Transaction, run_id: str) -> list[Row]:
     """The run's proxied tool calls in order, in the shape the judge and pages share."""
     calls = {c["seq"]: c for c in tx.eval_calls(run_id)}
@@ -72,9 +89,7 @@ async def judge_run(engine: Engine, run_id: str, *, judge_model: str | None,
     coding = row.get("coding") or {}
     if coding and row["status"] == "completed":
         # A coding run's trajectory is its commands; its outcome is the diff.
-        calls = calls + [{"seq": i + 1, "tool": "shell", "arguments": {"command": s.get(
-            "command") or s.get("path")}, "response": s.get("output"), "source": "workspace",
-            "error": None} for i, s in enumerate(coding.get("trajectory") or [])]
+        calls = calls + workspace_calls(coding.get("trajectory") or [])
         diff = (coding.get("diff") or "")[:DIFF_FOR_JUDGE]
         final = f"{final or '(no message)'}\n\nFinal diff:\n{diff or '(no changes)'}"
     model = row["agent"].get("judge_model") or judge_model

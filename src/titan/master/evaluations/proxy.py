@@ -320,8 +320,8 @@ class ToolProxy:
         await self.caller(run_id, authorization, user)
         if not isinstance(body, dict):
             raise ValidationFailed("the body must be a JSON object")
-        keys = ("diff", "changed_paths", "scorers", "overall", "trajectory", "agent_exit_code",
-                "agent_output_tail", "eval_error")
+        keys = ("diff", "changed_paths", "scorers", "overall", "trajectory",
+                "trajectory_source", "agent_exit_code", "agent_output_tail", "eval_error")
         coding = {k: body.get(k) for k in keys}
         if len(json.dumps(coding, default=str)) > 5_000_000:
             raise ValidationFailed("a coding result is at most 5 MB")
