@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from titan.dashboard import eval_pages, login, queries, runs_pages
+from titan.dashboard import docs_pages, eval_pages, login, queries, runs_pages
 from titan.dashboard.render import STATIC, Data, int_param, twin
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
@@ -65,6 +65,7 @@ async def store_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
 
 router.routes.extend(runs_pages.router.routes)
 router.routes.extend(eval_pages.router.routes)
+router.routes.extend(docs_pages.router.routes)
 router.routes.extend(login.router.routes)
 # Assets carry no data: served without auth, so the sign-in page can use them too.
 router.routes.append(Mount("/static", app=StaticFiles(directory=STATIC), name="dashboard-static"))
