@@ -173,8 +173,9 @@ def isolated_cluster(root: Path, env: dict[str, str] | None = None, **up: Any) -
     return c
 
 
-def shared_cluster(slots: int = 4) -> Any:
-    """A module-scoped ``cluster`` fixture: one `titan up` for all of a module's tests.
+def shared_cluster(slots: int = 4, env: dict[str, str] | None = None) -> Any:
+    """A module-scoped ``cluster`` fixture: one `titan up` for all of a module's tests
+    (``env``: variables for its processes, e.g. ``TITAN_EGRESS_ALLOW``).
 
     Starting a cluster costs seconds; most tests only submit work under names of their own,
     so a module assigns ``cluster = shared_cluster()`` unless its tests restart, kill or
@@ -184,7 +185,7 @@ def shared_cluster(slots: int = 4) -> Any:
 
     @pytest.fixture(scope="module")
     def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-        c = isolated_cluster(tmp_path_factory.mktemp("shared-cluster"), slots=slots)
+        c = isolated_cluster(tmp_path_factory.mktemp("shared-cluster"), env=env, slots=slots)
         try:
             yield c
         finally:

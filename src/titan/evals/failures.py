@@ -17,6 +17,10 @@ import httpx
 from titan.evals.tasks import FailureRule
 
 PALETTES = {"danger": "fix the agent", "warning": "retry-friendly", "amber": "integration drift"}
+#: docs/troubleshooting.md as the dashboard serves it: its failure-mode table, then a section
+#: per error class whose heading is the class in words ("Agent timeout": #agent-timeout).
+TROUBLESHOOTING = "/docs/troubleshooting"
+FAILURE_MODES = f"{TROUBLESHOOTING}#failure-modes"
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,11 @@ class ErrorClass:
     chip: str  # the label on the chip
     palette: str  # a key of PALETTES
     hint: str  # the one-line hover text
+
+    @property
+    def docs(self) -> str:
+        """The class's section of the troubleshooting page: what to check, what Titan does."""
+        return f"{TROUBLESHOOTING}#{self.name.replace('_', '-')}"
 
 
 ERROR_CLASSES: dict[str, ErrorClass] = {c.name: c for c in (

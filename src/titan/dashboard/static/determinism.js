@@ -1,7 +1,7 @@
 /* The Determinism tab of a run's page: the master's analysis of what in the run would come
  * out differently on a second run (GET /api/v1/runs/<id>/determinism) — a 0-100 score with
  * its band, the findings (from the code, the recorded actions and the run's replays) and
- * how to fix each kind.
+ * how to fix each kind, with a link to the kind's section of the docs (/docs/determinism).
  *
  * Fetched the first time the tab opens, again on "Analyze again", and when a replay started
  * from this page ends (replays add findings). Everything from the server goes in with
@@ -76,6 +76,13 @@
     return b;
   }
 
+  // The docs section of a kind of finding (the server names it: /docs/determinism#wall-clock).
+  // Only a path on this site is made a link: anything else from the server stays text.
+  function docsLink(href, title) {
+    if (typeof href !== "string" || !href.startsWith("/docs/")) return null;
+    return el("a", { class: "docs-link", href: href, title: "How to fix " + (title || "this") + ", in the docs", text: "Docs →" });
+  }
+
   function finding(f) {
     const where = f.file ? f.file + (f.line ? ":" + f.line : "") : null;
     const meta = [];
@@ -91,7 +98,7 @@
       meta.length ? el("div", { class: "finding-meta" }, ...meta) : null,
       f.code ? el("pre", { class: "code finding-code", text: f.code }) : null,
       f.description ? el("p", { class: "finding-desc", text: f.description }) : null,
-      f.recommendation ? el("p", { class: "finding-rec" }, el("b", { text: "Recommendation: " }), f.recommendation) : null,
+      f.recommendation ? el("p", { class: "finding-rec" }, el("b", { text: "Recommendation: " }), f.recommendation, " ", docsLink(f.docs, f.title)) : null,
       beforeAfter(f.before, f.after));
   }
 
@@ -106,7 +113,7 @@
       recs.length ? el("ul", { id: "recommendations", class: "recommendations" }, ...recs.map((r) =>
         el("li", { class: "recommendation", dataset: { kind: r.kind } },
           el("b", { class: "rec-title", text: r.title || r.kind }),
-          r.advice ? el("p", { class: "rec-advice", text: r.advice }) : null,
+          r.advice ? el("p", { class: "rec-advice" }, r.advice, " ", docsLink(r.docs, r.title)) : null,
           beforeAfter(r.before, r.after))))
         : el("p", { id: "recommendations", class: "muted", text: "Nothing to change." }));
   }

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from titan.evals.agent_config import public_view
-from titan.evals.failures import ERROR_CLASSES, PALETTES
+from titan.evals.failures import ERROR_CLASSES, FAILURE_MODES, PALETTES
 from titan.evals.structure import reconstruct
 from titan.master.evaluations.dispatch import JOB_ROOT_ACTOR
 from titan.master.evaluations.judging import trajectory
@@ -27,9 +27,9 @@ def chip(error_class: str | None) -> Row | None:
     ec = ERROR_CLASSES.get(error_class)
     if ec is None:
         return {"error_class": error_class, "label": error_class, "palette": "danger",
-                "hint": "", "meaning": PALETTES["danger"]}
+                "hint": "", "meaning": PALETTES["danger"], "docs": FAILURE_MODES}
     return {"error_class": ec.name, "label": ec.chip, "palette": ec.palette, "hint": ec.hint,
-            "meaning": PALETTES[ec.palette]}
+            "meaning": PALETTES[ec.palette], "docs": ec.docs}
 
 
 def row_verdict(run: Row) -> str:

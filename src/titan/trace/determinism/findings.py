@@ -11,8 +11,16 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 SEVERITIES = ("critical", "high", "medium", "low")
+#: docs/determinism.md as the dashboard serves it: one section per kind, whose heading is the
+#: kind in words ("Wall clock": #wall-clock), with the fix and a before/after snippet.
+DOCS = "/docs/determinism"
 # A lower rank sorts first: critical findings lead the report.
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def docs_link(kind: str) -> str:
+    """Where the docs explain ``kind`` and how to fix it."""
+    return f"{DOCS}#{kind.replace('_', '-')}"
 
 
 def downgrade(severity: str, steps: int = 2) -> str:
@@ -150,6 +158,7 @@ class Finding:
     before: str = ""
     after: str = ""
     source: str = "static"
+    docs: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The finding as a JSON-able dict (every field, by name)."""
@@ -167,7 +176,7 @@ def make(kind: str, severity: str, description: str, *, title: str | None = None
     advice = ADVICE[kind]
     return Finding(kind=kind, severity=severity, title=title or advice.title,
                    description=description, recommendation=advice.advice,
-                   before=advice.before, after=advice.after, **where)
+                   before=advice.before, after=advice.after, docs=docs_link(kind), **where)
 
 
 def recommendations(findings: list[Finding]) -> list[dict[str, str]]:
@@ -176,5 +185,6 @@ def recommendations(findings: list[Finding]) -> list[dict[str, str]]:
     for f in findings:
         worst[f.kind] = min(worst.get(f.kind, len(SEVERITIES)), RANK[f.severity])
     return [{"kind": kind, "title": ADVICE[kind].title, "advice": ADVICE[kind].advice,
-             "before": ADVICE[kind].before, "after": ADVICE[kind].after}
+             "before": ADVICE[kind].before, "after": ADVICE[kind].after,
+             "docs": docs_link(kind)}
             for kind in sorted(worst, key=lambda k: (worst[k], k))]
