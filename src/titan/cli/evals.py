@@ -115,8 +115,8 @@ def run(args: argparse.Namespace, client: Any) -> int:
     if action == "create":
         out: Any = client.create_evaluation_from(args.spec)
         if not as_json:
-            print(f"evaluation {out['id']} {'created' if out['created'] else 'updated'}; "
-                  f"{out['tasks_added']} task(s) added")
+            print(f"evaluation {out['id']} {'created' if out['created'] else 'updated'} in "
+                  f"project {out['project']}; {out['tasks_added']} task(s) added")
             return 0
     elif action == "tasks":
         out = client.add_evaluation_tasks(args.evaluation, args.file)
@@ -127,7 +127,8 @@ def run(args: argparse.Namespace, client: Any) -> int:
         out = client.api("GET", "/evaluations")
         if not as_json:
             for ev in out["evaluations"]:
-                print(f"{ev['id']:<30} {ev['task_count']:>5} tasks  agent {ev['agent']['name']}")
+                print(f"{ev['id']:<30} {ev['project']:<20} {ev['task_count']:>5} tasks  "
+                      f"agent {ev['agent']['name']}")
             return 0
     elif action == "run":
         runs = client.run_evaluation(args.evaluation, args.task)

@@ -3,6 +3,7 @@
 An evaluation spec is a YAML or JSON file::
 
     name: support-bot
+    project: support           # optional: the project it belongs to ("default")
     agent:
       name: support-bot
       version: "1.2"
@@ -70,10 +71,12 @@ class EvalOps:
         return sha
 
     def create_evaluation(self, name: str, agent: dict[str, Any], tasks: Any = None, *,
-                          description: str | None = None,
-                          base: str | Path | None = None) -> dict[str, Any]:
+                          description: str | None = None, base: str | Path | None = None,
+                          project: str | None = None) -> dict[str, Any]:
         """Create or update evaluation ``name``. A job agent's ``script`` (a path, relative
-        to ``base``) is uploaded; ``tasks`` is a list of tasks or a JSON/YAML/CSV file."""
+        to ``base``) is uploaded; ``tasks`` is a list of tasks or a JSON/YAML/CSV file.
+        ``project`` puts it in that project (seed 003's workflows live in projects); left
+        out, a new evaluation goes to ``"default"`` and an existing one stays where it is."""
         root = Path(base) if base is not None else Path.cwd()
         agent = dict(agent)
         if agent.get("script") and not agent.get("url"):
@@ -84,6 +87,8 @@ class EvalOps:
             agent["script_sha256"] = self._upload_blob(script.read_bytes())
             agent["script"] = script.name
         body: dict[str, Any] = {"agent": agent, "description": description}
+        if project is not None:
+            body["project"] = project
         if tasks is not None:
             body["tasks"] = _tasks_from(tasks, root)
         reply: dict[str, Any] = self._transport.call(
@@ -95,7 +100,8 @@ class EvalOps:
         spec = load_spec(spec_path)
         name = spec.get("name") or Path(spec_path).stem
         return self.create_evaluation(name, spec["agent"], spec.get("tasks"),
-                                      description=spec.get("description"), base=spec["_base"])
+                                      description=spec.get("description"), base=spec["_base"],
+                                      project=spec.get("project"))
 
     def add_evaluation_tasks(self, name: str, tasks: Any) -> dict[str, Any]:
         """Add tasks (a list, or a JSON/YAML/CSV file) to an evaluation."""

@@ -8,51 +8,34 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Header, Query
 
-from titan.errors import NotFound, ValidationFailed
-from titan.evals.agent_config import public_view
+from titan.errors import ValidationFailed
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, EvalManager, Reader, token_principal
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
-from titan.master.evaluations import views as eval_views
-from titan.storage.base import Row, Transaction
+from titan.master.evaluations import hierarchy
+from titan.storage.base import Row
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["evaluations"])
-
-
-def _evaluation(tx: Transaction, evaluation_id: str) -> Row:
-    found = tx.get_evaluation(evaluation_id)
-    if found is None:
-        raise NotFound(f"no evaluation {evaluation_id!r}")
-    return found
-
-
-def _task(tx: Transaction, evaluation_id: str, task_id: str) -> Row:
-    _evaluation(tx, evaluation_id)
-    task = tx.get_task(evaluation_id, task_id)
-    if task is None:
-        raise NotFound(f"evaluation {evaluation_id!r} has no task {task_id!r}")
-    return task
 
 
 @router.get("/evaluations", summary="List evaluations, most recently changed first")
 async def list_evaluations(c: CtxDep, p: Reader, limit: int = Query(100, ge=1, le=1000)) -> Row:
     rows = await c.engine.read(lambda tx: tx.list_evaluations(limit))
-    return {"evaluations": [r | {"agent": public_view(r["agent"])} for r in rows]}
+    return {"evaluations": [hierarchy.workflow_row(r) for r in rows]}
 
 
 @router.put("/evaluations/{evaluation_id}", summary="Create or update an evaluation (its agent, "
                                                     "description, and optionally tasks)")
 async def put_evaluation(c: CtxDep, p: EvalManager, evaluation_id: str,
                          body: Any = Body(...)) -> Row:
-    row = await c.evals.put_evaluation(evaluation_id, body)
-    return row | {"agent": public_view(row["agent"])}
+    return hierarchy.workflow_row(await c.evals.put_evaluation(evaluation_id, body))
 
 
 @router.get("/evaluations/{evaluation_id}", summary="The data explorer: one row per task with "
                                                     "its latest run")
 async def get_evaluation(c: CtxDep, p: Reader, evaluation_id: str) -> Row:
-    return await c.engine.read(lambda tx: eval_views.explorer(tx, _evaluation(tx, evaluation_id)))
+    return await c.engine.read(lambda tx: hierarchy.explorer(tx, evaluation_id))
 
 
 @router.post("/evaluations/{evaluation_id}/tasks", summary="Add tasks (an existing id is "
@@ -63,13 +46,7 @@ async def add_tasks(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = B
 
 @router.get("/evaluations/{evaluation_id}/tasks/{task_id}", summary="One task's seed and runs")
 async def get_task(c: CtxDep, p: Reader, evaluation_id: str, task_id: str) -> Row:
-    def read(tx: Transaction) -> Row:
-        task = _task(tx, evaluation_id, task_id)
-        runs = tx.eval_runs(evaluation_id, task_id)
-        return {"evaluation": evaluation_id, "task_id": task_id, "seed": task["seed"],
-                "runs": [eval_views.run_row(r, tx.get_run(r["id"])) for r in reversed(runs)]}
-
-    return await c.engine.read(read)
+    return await c.engine.read(lambda tx: hierarchy.task_detail(tx, evaluation_id, task_id))
 
 
 @router.post("/evaluations/{evaluation_id}/runs", status_code=202,
@@ -86,12 +63,7 @@ async def dispatch(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = Bo
 @router.get("/evaluations/{evaluation_id}/tasks/{task_id}/runs",
             summary="A task's runs, newest first")
 async def task_runs(c: CtxDep, p: Reader, evaluation_id: str, task_id: str) -> Row:
-    def read(tx: Transaction) -> Row:
-        _task(tx, evaluation_id, task_id)
-        runs = tx.eval_runs(evaluation_id, task_id)
-        return {"runs": [eval_views.run_row(r, tx.get_run(r["id"])) for r in reversed(runs)]}
-
-    return await c.engine.read(read)
+    return await c.engine.read(lambda tx: hierarchy.runs_of(tx, evaluation_id, task_id))
 
 
 @router.get("/evaluations/{evaluation_id}/tasks/{task_id}/runs/{run_id}",
@@ -99,14 +71,7 @@ async def task_runs(c: CtxDep, p: Reader, evaluation_id: str, task_id: str) -> R
                     "ledger, coding diff and scorers, debug")
 async def run_trace(c: CtxDep, p: Reader, evaluation_id: str, task_id: str,
                     run_id: str) -> Row:
-    def read(tx: Transaction) -> Row:
-        task = _task(tx, evaluation_id, task_id)
-        run = tx.get_eval_run(run_id)
-        if run is None or run["evaluation_id"] != evaluation_id or run["task_id"] != task_id:
-            raise NotFound(f"task {task_id!r} has no run {run_id!r}")
-        return eval_views.trace(tx, _evaluation(tx, evaluation_id), task, run)
-
-    return await c.engine.read(read)
+    return await c.engine.read(lambda tx: hierarchy.trace(tx, evaluation_id, task_id, run_id))
 
 
 @router.post("/evaluations/{evaluation_id}/tasks/{task_id}/runs/{run_id}/re-run",

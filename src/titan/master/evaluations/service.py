@@ -106,11 +106,16 @@ class Evaluations:
     async def put_evaluation(self, evaluation_id: str, body: Any) -> Row:
         check_id(evaluation_id, "evaluation")
         if not isinstance(body, dict):
-            raise ValidationFailed("the body must be a JSON object {agent, description, tasks}")
-        unknown = set(body) - {"agent", "description", "tasks"}
+            raise ValidationFailed("the body must be a JSON object {agent, description, "
+                                   "project, tasks}")
+        unknown = set(body) - {"agent", "description", "project", "tasks"}
         if unknown:
             raise ValidationFailed(f"unknown field {sorted(unknown)[0]!r} (known: agent, "
-                                   "description, tasks)")
+                                   "description, project, tasks)")
+        # Left out, the project stays what it was (a new evaluation's is "default"): applying
+        # a spec that names none again must not move a workflow between projects.
+        project = check_id(body["project"], "project") if body.get("project") is not None \
+            else None
         agent = parse_agent(body.get("agent"))
         self._check_egress(agent)
         tasks = parse_tasks(body["tasks"], "tasks") if body.get("tasks") is not None else []
@@ -121,9 +126,10 @@ class Evaluations:
 
         def op(tx: Transaction) -> Row:
             existing = tx.get_evaluation(evaluation_id)
-            tx.put_evaluation({"id": evaluation_id, "description": description, "agent": agent,
-                               "created_at": existing["created_at"] if existing else now,
-                               "updated_at": now})
+            row: Row = {"id": evaluation_id, "description": description, "agent": agent,
+                        "created_at": existing["created_at"] if existing else now,
+                        "updated_at": now}
+            tx.put_evaluation(row if project is None else row | {"project": project})
             added = tx.put_tasks(evaluation_id, [{"id": t.id, "seed": t.to_dict()}
                                                  for t in tasks], now)
             found = tx.get_evaluation(evaluation_id)

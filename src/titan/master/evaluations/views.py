@@ -96,8 +96,8 @@ def explorer(tx: Transaction, evaluation: Row) -> Row:
             "expected_outcome": seed.get("expected_outcome"), "run_count": len(history),
             "run": run_row(latest, tx.get_run(latest["id"])) if latest else None,
         })
-    return {"evaluation": {k: evaluation.get(k) for k in ("id", "description", "created_at",
-                                                          "updated_at")}
+    return {"evaluation": {k: evaluation.get(k) for k in ("id", "project", "description",
+                                                          "created_at", "updated_at")}
             | {"agent": public_view(evaluation["agent"])}, "tasks": rows,
             "summary": _summary(rows)}
 
