@@ -143,8 +143,8 @@ def test_explorer_lists_tasks_with_verdicts_chips_and_columns(evaluated: dict[st
     assert page.inner_text('#eval-table tr[data-task-id="hello"] .verdict') == "PENDING"
     assert page.get_attribute('#eval-table tr[data-task-id="hello"] td.behavior', "title") \
         == HOSTILE
-    page.click('#eval-table tr[data-task-id="hello"] td.behavior')
-    page.wait_for_selector("#trace-header")
+    page.click('#eval-table tr[data-task-id="hello"] td.behavior')  # the row's task modal
+    page.wait_for_selector("#task-modal[open] #trace-header")
     assert page.inner_text("#judge-card .verdict") == "NOT APPLICABLE"
     assert "could not connect" in page.inner_text(".run-error")
     assert page.inner_text("#trace-header .chip") == "unreachable"
@@ -161,7 +161,7 @@ def test_agent_trace_of_a_cancellation(evaluated: dict[str, Any], dash: Dashboar
                                        artifacts: Path) -> None:
     page.goto(dash.url("/evaluations/support-bot"))
     check_common(page, "evaluation")
-    page.click('#eval-table tr[data-task-id="cancel-processing"] td.task')  # the row opens it
+    page.click('#eval-table tr[data-task-id="cancel-processing"] a.trace-link')  # its page
     page.wait_for_selector("#trace-header")
     assert "/evaluations/support-bot/tasks/cancel-processing" in page.url
     assert page.get_attribute("#tab-trace", "aria-selected") == "true"
@@ -305,6 +305,7 @@ def test_json_twins_are_the_apis_views(evaluated: dict[str, Any], cluster: Clust
         assert {e["id"] for e in listed} >= {"support-bot", "dead-agent", "calc-fixer"}
         explorer = http.get("/evaluations/dead-agent.json").json()
         assert explorer.pop("polling") is False  # the API's view, plus whether to poll
+        assert explorer.pop("links")["api"] == "/api/v1/evaluations/dead-agent"  # and where
         assert explorer == cluster.api("GET", "/evaluations/dead-agent")
         row = explorer["tasks"][0]
         twin = http.get("/evaluations/dead-agent/tasks/hello.json").json()
@@ -360,7 +361,9 @@ def test_trace_template_edge_cases_render_escaped() -> None:
                        "proxy_refusals": 2, "error_detail": None}}
     data = {"evaluation": {"id": "e", "description": None, "agent": {"name": "a"}},
             "task": {"id": "t", "seed": seed, "run_count": 1}, "run_id": "e.t.1",
-            "judging": False, "polling": False, "trace": trace}
+            "judging": False, "polling": False, "trace": trace,
+            "links": {"project": None, "page": "/evaluations/e", "api": "/api/v1/evaluations/e",
+                      "runs": "runs"}}
     html = env.get_template("eval_task.html").render(d=data, c={
         "page": "eval_task", "role": "viewer", "user": "v", "can_operate": False,
         "signed_in_by_cookie": False, "csrf": ""})

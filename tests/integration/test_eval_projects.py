@@ -160,3 +160,29 @@ def test_a_workflows_project_is_set_by_the_spec_the_sdk_and_put(
     bad = http.put("/api/v1/evaluations/mover", json={"agent": agent, "project": "no spaces"})
     assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "project"
 
+
+def test_the_projects_pages_and_their_twins(workflows: dict[str, Any],
+                                            http: httpx.Client) -> None:
+    projects = http.get("/projects.json").json()["projects"]
+    acme = {p["id"]: p for p in projects}["acme"]
+    assert [w["id"] for w in acme["workflows"]] == ["acme-support"]
+    assert http.get("/projects/acme.json").json()["projects"] == [acme]
+    assert http.get("/projects/nowhere.json").status_code == 404
+    twin = http.get("/projects/acme/workflows/acme-support.json").json()
+    assert twin.pop("polling") is False
+    assert twin.pop("links") == {"project": "acme", "page": "/projects/acme/workflows/acme-support",
+                                 "api": ACME, "runs": "agent-runs"}
+    assert twin == get(http, ACME)
+    assert http.get("/projects/default/workflows/acme-support.json").status_code == 404
+    task = http.get("/projects/acme/workflows/acme-support/tasks/status-check.json").json()
+    assert task["trace"] == get(http, f"{ACME}/tasks/status-check/agent-runs/{task['run_id']}")
+    page = http.get("/projects/acme/workflows/acme-support", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert 'id="task-modal"' in page.text and "/projects/acme/workflows/acme-support/tasks/" \
+        "status-check" in page.text
+    task_page = http.get("/projects/acme/workflows/acme-support/tasks/status-check")
+    assert f'data-url="{ACME}/tasks/status-check/agent-runs/' in task_page.text  # re-run
+    listing = http.get("/projects")
+    assert listing.status_code == 200 and 'href="/projects/acme/workflows/acme-support"' \
+        in listing.text
+

@@ -1,10 +1,11 @@
-/* The Evaluations list (/evaluations) and one evaluation's Data Explorer (/evaluations/<id>).
+/* The Evaluations list (/evaluations), the Projects (/projects, /projects/<p>) and one
+ * evaluation's Data Explorer (/evaluations/<id>, or /projects/<p>/workflows/<id>).
  *
- * The explorer's table is the server's markup: a row opens its task (Enter does too, the row
- * has the focus), the optional columns (Failure mode, Ledger violations) are shown by a class
+ * The explorer's table is the server's markup: a row opens its task in the task modal
+ * (task_modal.js), the optional columns (Failure mode, Ledger violations) are shown by a class
  * on the explorer that the column menu sets and this browser remembers. While a run of the
  * evaluation is in flight (or has just ended and awaits the judge's verdict) the table is
- * re-read from the server every 3 s, and stops once every run is terminal and judged; a run of it starting or ending (the live feed) re-reads it at once.
+ * re-read from the server every 3 s, and stops once every run is terminal and judged; a run of it starting or ending (the live feed) re-reads it at once, and the open task modal with it.
  */
 (function () {
   "use strict";
@@ -13,8 +14,8 @@
   const POLL_MS = 3000;
   const runId = (msg) => { const d = msg.data || {}; return String(d.run_id !== undefined ? d.run_id : d.id); };
 
-  if (page === "evaluations") {
-    const refresh = T.throttle(() => T.swapRegion("evaluations-live"), 1000);
+  if (page === "evaluations" || page === "projects") {
+    const refresh = T.throttle(() => T.swapRegion(page + "-live"), 1000);
     T.live({ types: ["run_created", "run_completed", "run_failed"], onEvent: refresh,
              onResync(first) { if (!first) refresh(); } });
     return;
@@ -38,16 +39,6 @@
     });
   }
 
-  // -- a row opens its task -------------------------------------------------------------------
-  explorer.addEventListener("click", (e) => {
-    const row = e.target.closest("tr.eval-row");
-    if (!row || e.target.closest("a, button, input, summary") || String(window.getSelection())) return;
-    location.href = row.dataset.href;
-  });
-  explorer.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && e.target.matches && e.target.matches("tr.eval-row")) location.href = e.target.dataset.href;
-  });
-
   // -- live: every 3 s while a run is in flight -----------------------------------------------
   let timer = null;
   const inFlight = () => {  // a run pending or running, or one awaiting its verdict
@@ -63,8 +54,16 @@
   const kick = T.throttle(() => { clearTimeout(timer); timer = null; tick(); }, 1000);
   T.live({
     types: ["run_created", "run_completed", "run_failed"],
-    onEvent(msg) { if (runId(msg).startsWith(evalId + ".")) kick(); },
-    onResync(first) { if (!first) kick(); },
+    onEvent(msg) {
+      if (!runId(msg).startsWith(evalId + ".")) return;
+      kick();
+      if (T.taskModal) T.taskModal.onEvent(msg);
+    },
+    onResync(first) {
+      if (first) return;
+      kick();
+      if (T.taskModal) T.taskModal.resync();
+    },
   });
   schedule();
 })();

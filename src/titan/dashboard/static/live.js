@@ -255,25 +255,27 @@
     };
   };
 
-  /* Replace a server-rendered region with its fresh copy from the same page's HTML: the
+  /* Replace a server-rendered region with its fresh copy from the same page's HTML (or from
+   * the page at `url`: the Data Explorer's task modal shows a task page's region): the
    * markup stays the templates' own, with no second renderer in JS. <details> left open
-   * stay open. */
+   * stay open. Resolves to whether the region was replaced. */
   const swaps = {};
-  T.swapRegion = async function (id, mark) {
+  T.swapRegion = async function (id, mark, url) {
     const ticket = (swaps[id] = (swaps[id] || 0) + 1);  // overlapping fetches: newest wins
-    const r = await fetch(location.pathname + location.search, { credentials: "same-origin",
-                                                                 headers: { Accept: "text/html" } });
-    if (r.redirected && new URL(r.url).pathname === "/login") return T.signIn();
-    if (!r.ok) return;
+    const r = await fetch(url || location.pathname + location.search,
+                          { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (r.redirected && new URL(r.url).pathname === "/login") { T.signIn(); return false; }
+    if (!r.ok) return false;
     const text = await r.text();
-    if (ticket !== swaps[id]) return;
+    if (ticket !== swaps[id]) return false;
     const doc = new DOMParser().parseFromString(text, "text/html");
     const fresh = doc.getElementById(id), old = document.getElementById(id);
-    if (!fresh || !old) return;
+    if (!fresh || !old) return false;
     const open = new Set([...old.querySelectorAll("details[open][data-key]")].map((d) => d.dataset.key));
     for (const d of fresh.querySelectorAll("details[data-key]")) if (open.has(d.dataset.key)) d.open = true;
     if (mark) mark(fresh);
     old.replaceWith(document.adoptNode(fresh));
     T.refreshTimes(fresh);
+    return true;
   };
 })();
