@@ -1,21 +1,26 @@
 """The docs pages (/docs, /docs/<page>) against a real `titan up`: served to anyone, in the
 dashboard's layout, with anchors, links between pages rewritten, nothing but Markdown's own
-markup, a 404 through the one error handler — and the determinism API's links landing on
-them."""
+markup, a 404 through the one error handler — the determinism API's links landing on them,
+and troubleshooting.md's reachability checks answering as its table says."""
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.harness import Cluster, shared_cluster
 
-cluster = shared_cluster(slots=1)
+# The master may call the test's agent endpoint, on loopback.
+cluster = shared_cluster(slots=1, env={"TITAN_EGRESS_ALLOW": "127.0.0.1"})
 # What markdown-it makes of Markdown, and the page around it: any other tag in a page's
 # article would have come from the Markdown's raw HTML.
 ARTICLE_TAGS = {"article", "h1", "h2", "h3", "h4", "h5", "h6", "p", "a", "ul", "ol", "li",
@@ -144,3 +149,79 @@ def test_determinism_findings_link_to_their_section(cluster: Cluster,
 def test_the_apis_own_docs_stay_where_they_were(cluster: Cluster) -> None:
     r = httpx.get(f"{cluster.url}/api/v1/docs")
     assert r.status_code == 200 and "swagger" in r.text.lower()
+
+
+class _HeldAgent(BaseHTTPRequestHandler):
+    """An HTTP agent that keeps its run in flight until the test lets it answer."""
+
+    got: dict[str, Any] = {}
+    arrived = threading.Event()
+    release = threading.Event()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        _HeldAgent.got = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _HeldAgent.arrived.set()
+        _HeldAgent.release.wait(60)
+        body = json.dumps({"final_response": "done"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_reachability_checks_answer_as_documented(cluster: Cluster) -> None:
+    """docs/troubleshooting.md#network-reachability: the health check, the side-effect-free
+    probe, and what a wrong token, an undeclared tool, another Host and an ended run get."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HeldAgent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = cluster.client()
+        client.create_evaluation("reach", {
+            "name": "reach-bot", "kind": "http", "judge": False,
+            "url": f"http://127.0.0.1:{server.server_address[1]}/agent",
+            "tools": [{"name": "get_order", "input_schema": {
+                "type": "object", "properties": {"order_id": {"type": "string"}}}}]},
+            [{"id": "t1", "user_instruction": "Where is my order?"}])
+        client.run_evaluation("reach")
+        assert _HeldAgent.arrived.wait(30), "the master never called the agent"
+        proxy, run_id = _HeldAgent.got["proxy"], _HeldAgent.got["run_id"]
+        assert proxy["url"] == f"{cluster.url}/api/v1/runs/{run_id}/tools"
+
+        assert httpx.get(f"{cluster.url}/api/v1/health").json()["status"] == "ok"
+
+        def probe(tool: str = "get_order", token: str = proxy["token"],
+                  **headers: str) -> httpx.Response:
+            return httpx.post(f"{proxy['url']}/{tool}", content=b"[]", headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                **headers})
+
+        r = probe()
+        assert r.status_code == 400
+        assert r.json()["error"] == {"code": "invalid_request", "details": {},
+                                     "message": 'the body must be {"arguments": {...}}'}
+        r = probe(token="tr_not-the-runs-token")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert f"may not call tools for run {run_id}" in r.json()["error"]["message"]
+        r = probe(tool="get_weather")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_tool"
+        r = probe(Host="titan.example.org")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "bad_host"
+        # Nothing was called: the probes left no tool call behind.
+        assert cluster.api("GET", f"/runs/{run_id}/actions")["actions"] == []
+
+        _HeldAgent.release.set()
+        view = client.wait_evaluation("reach", timeout=60)
+        run = view["tasks"][0]["run"]
+        assert run["status"] == "completed" and run["tool_calls"] == 0
+        r = probe()
+        assert r.status_code == 409 and r.json()["error"]["code"] == "run_ended"
+        trace = client.evaluation_run("reach", "t1", run_id)
+        assert trace["completion_warning"]  # tools declared, no call through the proxy
+        assert trace["debug"]["proxy_refusals"] >= 1  # the undeclared tool, at least
+    finally:
+        _HeldAgent.release.set()
+        server.shutdown()
