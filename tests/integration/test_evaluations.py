@@ -295,6 +295,33 @@ def test_a_coding_cli_transcript_becomes_the_trajectory(evals_cluster: Cluster,
     assert "add() now adds." in page.text
 
 
+def test_a_multi_turn_session_has_turn_diffs_and_a_cumulative_one(evals_cluster: Cluster
+                                                                   ) -> None:
+    client = evals_cluster.client()
+    client.create_evaluation_from(EXAMPLE / "session_evaluation.yaml")
+    client.run_evaluation("calc-session")
+    row = client.wait_evaluation("calc-session", timeout=120)["tasks"][0]
+    assert row["run"]["status"] == "completed", row
+    coding = trace_of(evals_cluster, "calc-session", row)["coding"]
+    assert coding["eval_error"] is None, coding
+    first, second = coding["turns"]
+    assert first["changed_paths"] == ["calc.py"] and first["overall"] == "PASS"
+    assert second["changed_paths"] == ["calc.py", "test_sub.py"]
+    assert "+def sub(a, b):" in second["diff"] and "+    return a + b" not in second["diff"]
+    assert [s["name"] for s in second["scorers"]] == ["allowed-paths"]
+    assert coding["changed_paths"] == ["calc.py", "test_sub.py"]
+    assert "+    return a + b" in coding["diff"] and "+def sub(a, b):" in coding["diff"]
+    assert {s["name"]: s["verdict"] for s in coding["scorers"]} == {
+        "tests": "PASS", "forbid-paths": "PASS"} and coding["overall"] == "PASS"
+    page = httpx.get(f"{evals_cluster.url}/evaluations/calc-session/tasks/{row['task_id']}",
+                     headers={"Authorization": f"Bearer {evals_cluster.admin_token}"},
+                     timeout=30)
+    assert page.status_code == 200, page.text
+    assert 'id="session" class="session" data-turns="2"' in page.text
+    assert "Cumulative diff" in page.text and "Session scorers" in page.text
+    assert "Turn 2 diff" in page.text
+
+
 def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,
                                             support_bot: dict[str, Any]) -> None:
     import subprocess

@@ -230,3 +230,62 @@ def test_an_agent_past_its_timeout_is_killed_with_its_children(tmp_path):
             "subprocess.run('sleep 30', shell=True)"]
     code, tail, timed_out = run_agent(argv, tmp_path, {"PATH": "/usr/bin:/bin"}, 1.0)
     assert (code, timed_out) == (124, True) and tail == "start\n"
+
+
+SESSION_AGENT = """\
+import json, os, sys
+from pathlib import Path
+from titan.evals.coding import sh
+task = json.loads(os.environ["TITAN_EVAL_TASK"])
+turn, turns = os.environ["TITAN_EVAL_TURN"], os.environ["TITAN_EVAL_TURNS"]
+assert "turns" not in task and "scorers" not in task
+if turn == "1":
+    Path("calc.py").write_text("def add(a, b):\\n    return a + b\\n")
+else:
+    Path("test_calc.py").write_text("from calc import add\\nassert add(1, 2) == 3\\n")
+    sh("python test_calc.py")
+print(f"turn {turn}/{turns}: {task['user_instruction']}")
+sys.exit(int(sys.argv[1]) if turn == sys.argv[2] else 0)
+"""
+
+
+def _session_task() -> dict[str, Any]:
+    return {"id": "s", "user_instruction": "Write add", "workspace": {
+        "files": {"calc.py": "def add(a, b):\n    return 0\n"}},
+        "turns": [{"user_instruction": "Write add", "scorers": []},
+                  {"user_instruction": "Now test it", "scorers": [
+                      {"type": "allowed_paths", "paths": ["test_*.py"]}]}],
+        "scorers": [{"type": "command", "name": "tests", "command": f"{PY} test_calc.py"}]}
+
+
+def test_a_session_runs_one_agent_per_turn_with_turn_and_cumulative_diffs(tmp_path):
+    agent = {"script_sha256": "abc", "filename": "agent.py", "args": ["0", "0"],
+             "timeout_s": 30}
+    report, code = grade(_session_task(), agent, tmp_path, lambda sha: SESSION_AGENT.encode())
+    assert code == 0 and report["eval_error"] is None, report
+    first, second = report["turns"]
+    assert report["turns_planned"] == 2
+    assert (first["turn"], first["user_instruction"], first["changed_paths"]) == (
+        1, "Write add", ["calc.py"])
+    assert "+    return a + b" in first["diff"] and "test_calc.py" not in first["diff"]
+    assert "scorers" not in first  # the turn declared none
+    assert second["changed_paths"] == ["test_calc.py"] and "a/calc.py" not in second["diff"]
+    assert [s["verdict"] for s in second["scorers"]] == ["PASS"] and second["overall"] == "PASS"
+    assert [(s["kind"], s.get("command") or s.get("path"), s["turn"])
+            for s in report["trajectory"]] == [
+        ("edit", "calc.py", 1), ("command", "python test_calc.py", 2),
+        ("edit", "test_calc.py", 2)]
+    # The session's own result: the cumulative change, graded by the task's scorers.
+    assert report["changed_paths"] == ["calc.py", "test_calc.py"]
+    assert report["overall"] == "PASS" and report["scorers"][0]["name"] == "tests"
+
+
+def test_a_failed_turn_ends_the_session(tmp_path):
+    agent = {"script_sha256": "abc", "filename": "agent.py", "args": ["3", "1"],
+             "timeout_s": 30}
+    report, code = grade(_session_task(), agent, tmp_path, lambda sha: SESSION_AGENT.encode())
+    assert code == 3 and report["agent_exit_code"] == 3
+    assert [t["turn"] for t in report["turns"]] == [1] and report["turns_planned"] == 2
+    assert report["changed_paths"] == ["calc.py"]
+    # The session's tests fail: the test file of turn 2 was never written.
+    assert report["overall"] == "FAIL"

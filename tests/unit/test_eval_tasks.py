@@ -55,7 +55,42 @@ def test_json_list_and_wrapped_form_load_the_same_tasks(tmp_path: Path) -> None:
         "id": "task-2", "user_instruction": "Hi", "behavior_instructions": None,
         "initial_state": {}, "failure_rules": [], "expected_outcome": "completion",
         "expected_steps": None, "kind": "ledger", "workspace": None, "scorers": [],
-        "metadata": {}}
+        "metadata": {}, "turns": []}
+
+
+def test_odyssey_seed_is_an_alias_of_the_tasks_own_fields() -> None:
+    # Seed 003 names the simulated world's seed odyssey_seed; its keys fold into the task's.
+    task = Task.from_dict({"user_instruction": "Cancel order 7", "odyssey_seed": {
+        "behavior_instructions": "Refuse cancellations of shipped orders",
+        "initial_state": {"order": {"7": {"status": "shipped"}}}}})
+    assert task.behavior_instructions == "Refuse cancellations of shipped orders"
+    assert task.initial_state == {"order": {"7": {"status": "shipped"}}}
+    with pytest.raises(ValidationFailed, match=r"odyssey_seed.behavior_instructions and "
+                                               r"behavior_instructions are both given"):
+        Task.from_dict({"user_instruction": "x", "behavior_instructions": "a",
+                        "odyssey_seed": {"behavior_instructions": "b"}})
+    with pytest.raises(ValidationFailed, match=r"unknown field 'odyssey_seed.mood'"):
+        Task.from_dict({"user_instruction": "x", "odyssey_seed": {"mood": "b"}})
+
+
+def test_turns_make_a_coding_session() -> None:
+    ws = {"files": {"a.py": "x = 1\n"}}
+    task = Task.from_dict({"workspace": ws, "turns": [
+        "Add a function f", {"user_instruction": "Now test it",
+                             "scorers": [{"type": "command", "command": "python -m pytest"}]}]})
+    assert task.user_instruction == "Add a function f"  # the session's opening turn
+    assert task.turns == [{"user_instruction": "Add a function f", "scorers": []},
+                          {"user_instruction": "Now test it",
+                           "scorers": [{"type": "command", "command": "python -m pytest"}]}]
+    for bad, message in (
+            ({"user_instruction": "x", "turns": ["a"]}, "needs a workspace"),
+            ({"workspace": ws, "turns": [{"user_instruction": ""}]},
+             r"turns\[0\].user_instruction must be a non-empty string"),
+            ({"workspace": ws, "turns": [{"user_instruction": "a", "when": 1}]},
+             r"unknown field 'turns\[0\].when'"),
+            ({"workspace": ws, "turns": "a"}, "turns must be a list")):
+        with pytest.raises(ValidationFailed, match=message):
+            Task.from_dict(bad)
 
 
 def test_to_dict_round_trips_through_from_dict() -> None:

@@ -181,9 +181,10 @@ def _content(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def snapshot(root: Path) -> Baseline:
-    """Record the tree as the baseline; copies go to a hidden sibling of ``root``."""
-    store = root.parent / f".{root.name}.titan-baseline"
+def snapshot(root: Path, label: str = "") -> Baseline:
+    """Record the tree as the baseline; copies go to a hidden sibling of ``root`` (one per
+    ``label``: a session keeps the seeded baseline and the one before each turn)."""
+    store = root.parent / f".{root.name}.titan-baseline{'-' + label if label else ''}"
     shutil.rmtree(store, ignore_errors=True)
     files: dict[str, str] = {}
     for rel, path in _tree(root).items():

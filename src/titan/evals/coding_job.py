@@ -196,14 +196,17 @@ def run_agent(argv: list[str], cwd: Path, env: dict[str, str],
 # --------------------------------------------------------------------------- the job
 
 
-def _agent_env(task: dict[str, Any], root: Path, transcript: Path,
-               harness: Path) -> dict[str, str]:
+def _agent_env(task: dict[str, Any], root: Path, transcript: Path, harness: Path,
+               turn: tuple[int, int] | None) -> dict[str, str]:
     env = dict(os.environ)
     # The agent sees its instruction and workspace, never how it will be graded.
-    env["TITAN_EVAL_TASK"] = json.dumps({k: v for k, v in task.items() if k != "scorers"})
+    env["TITAN_EVAL_TASK"] = json.dumps({k: v for k, v in task.items()
+                                         if k not in ("scorers", "turns")})
     env["TITAN_EVAL_WORKSPACE"] = str(root)
     env["TITAN_EVAL_COMMANDS"] = str(transcript)
     env["TITAN_EVAL_TRANSCRIPTS"] = str(harness)
+    if turn is not None:  # a session: which turn this is, of how many
+        env["TITAN_EVAL_TURN"], env["TITAN_EVAL_TURNS"] = str(turn[0]), str(turn[1])
     return env
 
 
@@ -220,11 +223,70 @@ def harness_steps(root: Path, since: float, harness: Path) -> tuple[list[dict[st
     return steps, "+".join(formats)
 
 
+def _run_turn(argv: list[str], task: dict[str, Any], root: Path, work: Path, timeout: float,
+              traced: bool, turn: tuple[int, int] | None) -> dict[str, Any]:
+    """Run the agent once in ``root`` (``work`` holds this turn's transcripts) and rebuild
+    what it did: its exit, output tail and trajectory, and what went wrong reading them."""
+    transcript, trace, harness = work / "commands.jsonl", work / "strace.txt", work / "transcripts"
+    harness.mkdir(parents=True, exist_ok=True)
+    if traced:
+        argv = ["strace", *STRACE_FLAGS, "-o", str(trace), *argv]
+    # A second early: a harness's transcript file may be created in the same second.
+    started = time.time() - 1
+    code, tail, timed_out = run_agent(argv, root, _agent_env(task, root, transcript, harness,
+                                                             turn), timeout)
+    print(f"[eval] agent {'timed out' if timed_out else 'exited'} with status {code}"
+          + (f" (turn {turn[0]}/{turn[1]})" if turn else ""), flush=True)
+    out: dict[str, Any] = {"agent_exit_code": code, "agent_output_tail": tail,
+                           "timed_out": timed_out, "steps": [], "source": None, "error": None}
+    try:
+        # A recognised CLI's transcript has the turns, outputs and edits; syscall capture,
+        # only for an agent that left none, has commands alone.
+        steps, source = harness_steps(root, started, harness)
+        captured: list[dict[str, Any]] = []
+        if not steps and traced and trace.exists():
+            with trace.open(encoding="utf-8", errors="replace") as fh:
+                captured = parse_strace(fh)
+            source = "syscall"
+        out["steps"] = merge_commands(coding.load_transcript(transcript) + steps, captured)
+        out["source"] = source or ("transcript" if out["steps"] else None)
+    except Exception as exc:  # noqa: BLE001 - reported as eval_error; the run still counts
+        out["error"] = f"reading the agent's commands failed: {exc}"
+    return out
+
+
+def _diff(root: Path, baseline: coding.Baseline, errors: list[str]) -> tuple[list[str], str]:
+    try:
+        return coding.changed_paths(root, baseline), coding.final_diff(root, baseline)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"diffing the workspace failed: {exc}")
+        return [], ""
+
+
+def _score(root: Path, scorers: list[dict[str, Any]], changed: list[str],
+           errors: list[str]) -> tuple[list[dict[str, Any]], str]:
+    # llm_judge criteria are scored on the master once the run settles, with the judge.
+    scorers = [s for s in scorers if s.get("type") != "llm_judge"]
+    try:
+        graded = coding.run_scorers(root, scorers, changed)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"running the scorers failed: {exc}")
+        return [], "N/A"
+    if graded["error"]:
+        errors.append(graded["error"])
+    return graded["scorers"], graded["overall"]
+
+
 def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
           fetch: Callable[[str], bytes]) -> tuple[dict[str, Any], int]:
     """Seed, run and grade in ``base``; ``(report to post, agent exit code)``.
 
-    ``fetch(sha256) -> bytes`` downloads the agent script (the master's blob store).
+    ``fetch(sha256) -> bytes`` downloads the agent script (the master's blob store). A task
+    with ``turns`` is a session: the agent runs once per turn in the same workspace (told
+    the turn in ``TITAN_EVAL_TURN`` / ``TITAN_EVAL_TURNS`` and its instruction in the task),
+    each turn gets its own trajectory, diff and scorers, and the report's diff, scorers and
+    overall verdict are the session's: the cumulative change against the seeded baseline,
+    graded by the task's scorers. A turn whose agent fails or times out ends the session.
     """
     root, errors = base / "workspace", []
     spec = task.get("workspace") or {}
@@ -239,56 +301,53 @@ def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
     script = base / "agent" / os.path.basename(agent.get("filename") or "agent.py")
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_bytes(fetch(agent["script_sha256"]))
-    transcript, trace = base / "commands.jsonl", base / "strace.txt"
-    harness = base / "transcripts"
-    harness.mkdir(exist_ok=True)
     argv = [sys.executable, str(script), *[str(a) for a in agent.get("args") or []]]
     traced = strace_usable(base)
-    if traced:
-        argv = ["strace", *STRACE_FLAGS, "-o", str(trace), *argv]
     timeout = float(agent.get("timeout_s") or DEFAULT_AGENT_TIMEOUT_S)
-    print(f"[eval] running {script.name} in {root} (timeout {timeout:g} s, command capture: "
-          f"{'transcript + strace' if traced else 'transcript only'})", flush=True)
-    # A second early: a harness's transcript file may be created in the same second.
-    started = time.time() - 1
-    code, output_tail, timed_out = run_agent(argv, root,
-                                             _agent_env(task, root, transcript, harness), timeout)
-    print(f"[eval] agent {'timed out' if timed_out else 'exited'} with status {code}",
+    turns = task.get("turns") or []
+    print(f"[eval] running {script.name} in {root} (timeout {timeout:g} s"
+          + (f" per turn, {len(turns)} turns" if turns else "")
+          + f", command capture: {'transcript + strace' if traced else 'transcript only'})",
           flush=True)
     report: dict[str, Any] = {"diff": "", "changed_paths": [], "scorers": [], "overall": "N/A",
                               "trajectory": [], "trajectory_source": None,
-                              "agent_exit_code": code, "agent_output_tail": output_tail,
+                              "agent_exit_code": None, "agent_output_tail": "",
                               "eval_error": None}
-    commands: list[dict[str, Any]] = []
-    try:
-        # A recognised CLI's transcript has the turns, outputs and edits; syscall capture,
-        # only for an agent that left none, has commands alone.
-        steps, source = harness_steps(root, started, harness)
-        captured: list[dict[str, Any]] = []
-        if not steps and traced and trace.exists():
-            with trace.open(encoding="utf-8", errors="replace") as fh:
-                captured = parse_strace(fh)
-            source = "syscall"
-        commands = merge_commands(coding.load_transcript(transcript) + steps, captured)
-        report["trajectory_source"] = source or ("transcript" if commands else None)
-    except Exception as exc:  # noqa: BLE001
-        errors.append(f"reading the agent's commands failed: {exc}")
-    try:
-        report["changed_paths"] = coding.changed_paths(root, baseline)
-        report["diff"] = coding.final_diff(root, baseline)
-    except Exception as exc:  # noqa: BLE001
-        errors.append(f"diffing the workspace failed: {exc}")
-    report["trajectory"] = coding.reconstruct_trajectory(commands, report["changed_paths"])
+    done: list[dict[str, Any]] = []
+    for n, turn in enumerate(turns or [None], start=1):
+        seen = task if turn is None else {**task, "user_instruction": turn["user_instruction"]}
+        before = baseline if turn is None else coding.snapshot(root, f"turn{n}")
+        ran = _run_turn(argv, seen, root, base if turn is None else base / f"turn-{n}",
+                        timeout, traced, None if turn is None else (n, len(turns)))
+        if ran["error"]:
+            errors.append(ran["error"] if turn is None else f"turn {n}: {ran['error']}")
+        report.update(agent_exit_code=ran["agent_exit_code"],
+                      agent_output_tail=ran["agent_output_tail"])
+        changed, diff = _diff(root, before, errors)
+        record = {"turn": n, "user_instruction": seen.get("user_instruction"),
+                  "agent_exit_code": ran["agent_exit_code"], "timed_out": ran["timed_out"],
+                  "trajectory_source": ran["source"], "changed_paths": changed, "diff": diff,
+                  "trajectory": coding.reconstruct_trajectory(ran["steps"], changed)}
+        if turn is not None and turn.get("scorers") and seeded:
+            record["scorers"], record["overall"] = _score(root, turn["scorers"], changed, errors)
+        done.append(record)
+        if ran["agent_exit_code"] != 0:
+            break  # a failed turn ends the session: the next one would build on a failure
+    if turns:
+        # Fewer turns done than planned: the agent failed the last one (its exit code says).
+        report["turns"], report["turns_planned"] = done, len(turns)
+        report["trajectory"] = [{**s, "turn": t["turn"]} for t in done for s in t["trajectory"]]
+        sources = [t["trajectory_source"] for t in done if t["trajectory_source"]]
+        report["trajectory_source"] = "+".join(dict.fromkeys(sources)) or None
+    else:
+        report["trajectory"] = done[0]["trajectory"]
+        report["trajectory_source"] = done[0]["trajectory_source"]
+    report["changed_paths"], report["diff"] = _diff(root, baseline, errors)
     if seeded:  # scorers on a half-seeded workspace would blame the agent for setup
-        try:
-            graded = coding.run_scorers(root, task.get("scorers") or [], report["changed_paths"])
-            report.update(scorers=graded["scorers"], overall=graded["overall"])
-            if graded["error"]:
-                errors.append(graded["error"])
-        except Exception as exc:  # noqa: BLE001
-            errors.append(f"running the scorers failed: {exc}")
+        report["scorers"], report["overall"] = _score(root, task.get("scorers") or [],
+                                                      report["changed_paths"], errors)
     report["eval_error"] = "; ".join(errors)[:4000] or None
-    return report, code
+    return report, int(report["agent_exit_code"] or 0)
 
 
 def main() -> int:

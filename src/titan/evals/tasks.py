@@ -16,38 +16,29 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from titan.errors import ValidationFailed
+from titan.evals import task_fields as fields
 
 MAX_TASKS = 10_000
 MAX_INSTRUCTION_CHARS = 20_000
 OUTCOMES = ("completion", "refusal")
 TASK_FIELDS = ("id", "user_instruction", "behavior_instructions", "initial_state",
                "failure_rules", "expected_outcome", "expected_steps", "kind", "workspace",
-               "scorers", "metadata")
+               "scorers", "metadata", "turns", "odyssey_seed")
 # The CSV columns holding JSON text; the others are plain text (an instruction is not JSON).
 CSV_COLUMNS = tuple(f for f in TASK_FIELDS if f != "kind")
 CSV_JSON_COLUMNS = ("initial_state", "failure_rules", "expected_steps", "workspace", "scorers",
-                    "metadata")
+                    "metadata", "turns", "odyssey_seed")
 RULE_FIELDS = ("tool", "match", "on_call", "times", "payload", "error")
-SCORER_FIELDS = {"command": ("type", "command", "name", "timeout_s"),
-                 "allowed_paths": ("type", "paths"), "forbid_paths": ("type", "paths")}
 _ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
-class _Invalid(Exception):
-    """One problem in one field; turned into ValidationFailed once the location is known."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.field, self.message = field, message
-
-
-def _located(where: str, row: int | None, problem: _Invalid) -> ValidationFailed:
+def _located(where: str, row: int | None, problem: fields.Invalid) -> ValidationFailed:
     return ValidationFailed(f"{where}: {problem.message}",
                             details={"row": row, "field": problem.field})
 
@@ -82,7 +73,7 @@ class FailureRule:
     def from_dict(cls, d: Any, where: str = "failure rule") -> FailureRule:
         try:
             return _parse_rule(d, "")
-        except _Invalid as e:
+        except fields.Invalid as e:
             raise _located(where, None, e) from None
 
 
@@ -100,6 +91,8 @@ class Task:
     workspace: dict[str, Any] | None = None
     scorers: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A multi-turn coding session: [{"user_instruction", "scorers"}], one agent run per turn.
+    turns: list[dict[str, Any]] = field(default_factory=list)
     # Derived, never passed: a task with a workspace is a coding task, whatever else it says.
     kind: str = field(init=False)
 
@@ -114,178 +107,84 @@ class Task:
         """Validate one task; ``position`` (1-based) names a task without an id."""
         try:
             return _parse_task(d, position)
-        except _Invalid as e:
+        except fields.Invalid as e:
             raise _located(where, position, e) from None
 
 
-# --- field checks (each raises _Invalid naming the field) --------------------------------
-
-def _keys(d: dict[str, Any], known: tuple[str, ...], prefix: str) -> None:
-    for key in d:
-        if key not in known:
-            name = f"{prefix}{key}"
-            raise _Invalid(name, f"unknown field {name!r} (known: {', '.join(known)})")
-
-
-def _json_value(value: Any, name: str) -> None:
-    # YAML happily yields dates and sets; the master stores JSON, so refuse them here.
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise _Invalid(name, f"{name} is not JSON-compatible: {e}") from None
-
-
-def _count(value: Any, name: str, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _Invalid(name, f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _text(value: Any, name: str) -> str:
-    if value is None:
-        raise _Invalid(name, f"{name} is required")
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid(name, f"{name} must be a non-empty string, got {value!r}")
-    return value
-
+# --- building a task (the field checks in task_fields raise Invalid naming the field) ---
 
 def _parse_rule(d: Any, prefix: str) -> FailureRule:
     if not isinstance(d, dict):
         what = prefix.rstrip(".") or "a failure rule"
-        raise _Invalid(what, f"{what} must be an object, got {type(d).__name__}")
-    _keys(d, RULE_FIELDS, prefix)
+        raise fields.Invalid(what, f"{what} must be an object, got {type(d).__name__}")
+    fields.check_keys(d, RULE_FIELDS, prefix)
     if "payload" not in d:
-        raise _Invalid(prefix + "payload", f"{prefix}payload is required (what the agent gets)")
-    _json_value(d["payload"], prefix + "payload")
+        raise fields.Invalid(prefix + "payload", f"{prefix}payload is required (what the agent gets)")
+    fields.check_json(d["payload"], prefix + "payload")
     match = d.get("match")
     if match is not None:
         if not isinstance(match, dict) or not all(isinstance(k, str) for k in match):
-            raise _Invalid(prefix + "match", f"{prefix}match must be an object of argument "
+            raise fields.Invalid(prefix + "match", f"{prefix}match must be an object of argument "
                                              f"values, got {match!r}")
-        _json_value(match, prefix + "match")
+        fields.check_json(match, prefix + "match")
     error = d.get("error", True)
     if not isinstance(error, bool):
-        raise _Invalid(prefix + "error", f"{prefix}error must be true or false, got {error!r}")
-    return FailureRule(tool=_text(d.get("tool"), prefix + "tool"), payload=d["payload"],
-                       match=match, on_call=_count(d.get("on_call"), prefix + "on_call", 1),
-                       times=_count(d.get("times"), prefix + "times", 1), error=error)
-
-
-def _initial_state(state: Any) -> dict[str, dict[str, dict[str, Any]]]:
-    shape = "initial_state must be {entity_type: {entity_id: {attr: value}}}"
-    if not isinstance(state, dict):
-        raise _Invalid("initial_state", f"{shape}, got {type(state).__name__}")
-    for etype, entities in state.items():
-        if not isinstance(etype, str) or not isinstance(entities, dict):
-            raise _Invalid("initial_state", f"{shape}; bad entry {etype!r}")
-        for eid, attrs in entities.items():
-            # YAML reads `1:` as an int; ledger ops name ids as strings, so they must match.
-            if not isinstance(eid, str):
-                raise _Invalid("initial_state", f"initial_state.{etype}: entity id {eid!r} "
-                                                f"must be a string (quote it)")
-            if not isinstance(attrs, dict) or not all(isinstance(k, str) for k in attrs):
-                raise _Invalid("initial_state", f"initial_state.{etype}.{eid} must be an "
-                                                f"object of attributes, got {attrs!r}")
-    _json_value(state, "initial_state")
-    return state
-
-
-def _workspace(ws: Any) -> dict[str, Any]:
-    if not isinstance(ws, dict):
-        raise _Invalid("workspace", f"workspace must be an object, got {type(ws).__name__}")
-    _keys(ws, ("files", "setup"), "workspace.")
-    files, setup = ws.get("files") or {}, ws.get("setup") or []
-    if not isinstance(files, dict) or not all(isinstance(t, str) for t in files.values()):
-        raise _Invalid("workspace", "workspace.files must be an object {relpath: text}")
-    for rel in files:
-        # The files are written under a sandbox: refuse paths that would escape it.
-        p = PurePosixPath(str(rel))
-        if not rel or p.is_absolute() or ".." in p.parts or "\\" in str(rel):
-            raise _Invalid("workspace", f"workspace.files: {rel!r} must be a relative path "
-                                        f"without '..'")
-    if not isinstance(setup, list) or not all(isinstance(c, str) for c in setup):
-        raise _Invalid("workspace", "workspace.setup must be a list of shell commands")
-    return {"files": dict(files), "setup": list(setup)}
-
-
-def _scorer(s: Any, n: int, has_workspace: bool) -> dict[str, Any]:
-    name = f"scorers[{n}]"
-    kind = s.get("type") if isinstance(s, dict) else None
-    if not isinstance(s, dict) or kind not in SCORER_FIELDS:
-        raise _Invalid("scorers", f"{name} must be an object with type "
-                                  f"{' | '.join(SCORER_FIELDS)}, got {s!r}")
-    _keys(s, SCORER_FIELDS[kind], name + ".")
-    if kind == "command":
-        if not has_workspace:
-            raise _Invalid("scorers", f"{name} is a command scorer, which needs a workspace")
-        _text(s.get("command"), name + ".command")
-        if "name" in s:
-            _text(s["name"], name + ".name")
-        t = s.get("timeout_s")
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or t <= 0):
-            raise _Invalid("scorers", f"{name}.timeout_s must be a positive number, got {t!r}")
-    else:
-        paths = s.get("paths")
-        if not isinstance(paths, list) or not paths or not all(
-                isinstance(p, str) and p for p in paths):
-            raise _Invalid("scorers", f"{name}.paths must be a non-empty list of globs")
-    return dict(s)
-
-
-def _default(d: dict[str, Any], key: str, default: Any) -> Any:
-    # null means "not given" (JSON exports write every key), but [] for an object is an error.
-    value = d.get(key)
-    return default if value is None else value
+        raise fields.Invalid(prefix + "error", f"{prefix}error must be true or false, got {error!r}")
+    return FailureRule(tool=fields.text(d.get("tool"), prefix + "tool"), payload=d["payload"],
+                       match=match, on_call=fields.count(d.get("on_call"), prefix + "on_call", 1),
+                       times=fields.count(d.get("times"), prefix + "times", 1), error=error)
 
 
 def _parse_task(d: Any, position: int) -> Task:
     if not isinstance(d, dict):
-        raise _Invalid(None, f"a task must be an object, got {type(d).__name__}")
-    _keys(d, TASK_FIELDS, "")
+        raise fields.Invalid(None, f"a task must be an object, got {type(d).__name__}")
+    fields.check_keys(d, TASK_FIELDS, "")
     d = copy.deepcopy(d)  # the task must not change when the caller's dict does
     tid = d.get("id")
     if isinstance(tid, int) and not isinstance(tid, bool):
         tid = str(tid)  # `id: 7` in YAML means the string "7"
     tid = f"task-{position}" if tid is None else tid
     if not isinstance(tid, str) or not _ID.fullmatch(tid):
-        raise _Invalid("id", f"id must match [A-Za-z0-9._-]{{1,100}}, got {tid!r}")
-    instruction = _text(d.get("user_instruction"), "user_instruction")
+        raise fields.Invalid("id", f"id must match [A-Za-z0-9._-]{{1,100}}, got {tid!r}")
+    fields.fold_odyssey_seed(d)
+    ws = None if d.get("workspace") is None else fields.workspace_of(d["workspace"])
+    turns = fields.turns_of(fields.or_default(d, "turns", []), ws is not None)
+    if turns and d.get("user_instruction") is None:
+        d["user_instruction"] = turns[0]["user_instruction"]  # the session's opening
+    instruction = fields.text(d.get("user_instruction"), "user_instruction")
     if len(instruction) > MAX_INSTRUCTION_CHARS:
-        raise _Invalid("user_instruction", f"user_instruction has {len(instruction)} "
+        raise fields.Invalid("user_instruction", f"user_instruction has {len(instruction)} "
                                            f"characters; at most {MAX_INSTRUCTION_CHARS}")
     behavior = d.get("behavior_instructions")
     if behavior is not None and not isinstance(behavior, str):
-        raise _Invalid("behavior_instructions", "behavior_instructions must be a string")
+        raise fields.Invalid("behavior_instructions", "behavior_instructions must be a string")
     behavior = behavior or None  # "" means none: instruction adherence is then not scored
-    rules = _default(d, "failure_rules", [])
+    rules = fields.or_default(d, "failure_rules", [])
     if not isinstance(rules, list):
-        raise _Invalid("failure_rules", "failure_rules must be a list of rules")
-    outcome = _default(d, "expected_outcome", "completion")
+        raise fields.Invalid("failure_rules", "failure_rules must be a list of rules")
+    outcome = fields.or_default(d, "expected_outcome", "completion")
     if outcome not in OUTCOMES:
-        raise _Invalid("expected_outcome",
+        raise fields.Invalid("expected_outcome",
                        f"expected_outcome must be completion or refusal, got {outcome!r}")
-    ws = None if d.get("workspace") is None else _workspace(d["workspace"])
     kind = d.get("kind")
     if kind is not None and kind != ("coding" if ws is not None else "ledger"):
-        raise _Invalid("kind", f"kind {kind!r} contradicts the task: a task is coding exactly "
+        raise fields.Invalid("kind", f"kind {kind!r} contradicts the task: a task is coding exactly "
                                f"when it has a workspace")
-    scorers = _default(d, "scorers", [])
+    scorers = fields.or_default(d, "scorers", [])
     if not isinstance(scorers, list):
-        raise _Invalid("scorers", "scorers must be a list")
-    metadata = _default(d, "metadata", {})
+        raise fields.Invalid("scorers", "scorers must be a list")
+    metadata = fields.or_default(d, "metadata", {})
     if not isinstance(metadata, dict):
-        raise _Invalid("metadata", "metadata must be an object")
-    _json_value(metadata, "metadata")
+        raise fields.Invalid("metadata", "metadata must be an object")
+    fields.check_json(metadata, "metadata")
     return Task(
         id=tid, user_instruction=instruction, behavior_instructions=behavior,
-        initial_state=_initial_state(_default(d, "initial_state", {})),
+        initial_state=fields.initial_state_of(fields.or_default(d, "initial_state", {})),
         failure_rules=[_parse_rule(r, f"failure_rules[{i}].") for i, r in enumerate(rules)],
         expected_outcome=outcome,
-        expected_steps=_count(d.get("expected_steps"), "expected_steps", 0), workspace=ws,
-        scorers=[_scorer(s, i, ws is not None) for i, s in enumerate(scorers)],
-        metadata=metadata)
+        expected_steps=fields.count(d.get("expected_steps"), "expected_steps", 0), workspace=ws,
+        scorers=[fields.scorer(s, i, ws is not None) for i, s in enumerate(scorers)],
+        metadata=metadata, turns=turns)
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -349,7 +248,7 @@ def _collect(items: Any, source: str) -> list[Task]:
                                    details={"row": position, "field": None})
         try:
             task = _parse_task(raw, position)
-        except _Invalid as e:
+        except fields.Invalid as e:
             err = _located(where, position, e)
             if line is not None:
                 err.details["line"] = line

@@ -40,9 +40,10 @@ CODING_JOB = Path(titan.__file__).resolve().parent / "evals" / "coding_job.py"
 RAW_LIMIT = 100_000
 AGENT_STAGE = "AGENT"
 JOB_ROOT_ACTOR = f"{AGENT_STAGE}/agent"
-# What the agent may see of its task: never the behaviour instructions, the world or the
-# failure rules — those are the simulator's secret.
-_AGENT_VISIBLE = ("id", "user_instruction", "kind", "workspace", "scorers", "metadata")
+# What the coding job may see of its task: never the behaviour instructions, the world or the
+# failure rules — those are the simulator's secret. (The job hides scorers and turns from the
+# agent itself.)
+_AGENT_VISIBLE = ("id", "user_instruction", "kind", "workspace", "scorers", "metadata", "turns")
 
 
 def agent_task(seed: Row, agent: Row) -> Row:

@@ -321,7 +321,8 @@ class ToolProxy:
         if not isinstance(body, dict):
             raise ValidationFailed("the body must be a JSON object")
         keys = ("diff", "changed_paths", "scorers", "overall", "trajectory",
-                "trajectory_source", "agent_exit_code", "agent_output_tail", "eval_error")
+                "trajectory_source", "agent_exit_code", "agent_output_tail", "eval_error",
+                "turns", "turns_planned")
         coding = {k: body.get(k) for k in keys}
         if len(json.dumps(coding, default=str)) > 5_000_000:
             raise ValidationFailed("a coding result is at most 5 MB")
