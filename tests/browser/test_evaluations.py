@@ -112,7 +112,7 @@ def test_explorer_lists_tasks_with_verdicts_chips_and_columns(evaluated: dict[st
     assert "support-bot" in page.inner_text(f"{cancel} td.agent")
     assert "v1.0" in page.inner_text(f"{cancel} td.agent")
     assert page.inner_text(f"{cancel} .tool-calls") == "2"
-    assert "simulated 2" in page.get_attribute(f"{cancel} .tool-calls", "title")
+    assert "odyssey 2" in page.get_attribute(f"{cancel} .tool-calls", "title")
     assert "judge" in page.get_attribute(f"{cancel} .cost", "title")
     behavior = page.inner_text(f"{cancel} td.behavior")  # truncated, in full on hover
     assert behavior.startswith("cancel_order sets") and behavior.endswith("...")
@@ -182,7 +182,7 @@ def test_agent_trace_of_a_cancellation(evaluated: dict[str, Any], dash: Dashboar
 
     tools = page.eval_on_selector_all("#timeline .tool-row", """els => els.map(e => [
         e.dataset.tool, e.querySelector('.source').textContent])""")
-    assert tools == [["get_order", "simulated"], ["cancel_order", "simulated"]]
+    assert tools == [["get_order", "odyssey"], ["cancel_order", "odyssey"]]  # seed 003's badge
     row = '#timeline .tool-row[data-tool="cancel_order"]'
     assert not page.is_visible(f"{row} .ledger")
     page.click(f"{row} > summary")

@@ -50,6 +50,20 @@ class _Agent(BaseHTTPRequestHandler):
                     "messages": [{"role": "user", "content": task["user_instruction"]}],
                     "trace_id": "x"}
             self._reply(200, json.dumps(body).encode())
+        elif path == "ordered":
+            # A thinking event reported after the fact, stamped (seed 003's __occurred_at)
+            # before the tool call it led to; a bad stamp is refused.
+            before = time.time()
+            order = proxy.call("get_order", {"order_id": "A-1001"})
+            proxy.event("thinking", {"text": "check the order first"}, occurred_at=before - 1)
+            try:
+                proxy._post(f"{proxy.run_url}/eval/events",
+                            {"events": [{"kind": "custom", "__occurred_at": "yesterday"}]})
+                refused = "no"
+            except APIError as exc:
+                refused = exc.message
+            body = {"final_response": f"Order A-1001 is {order['status']}.", "refused": refused}
+            self._reply(200, json.dumps(body).encode())
         elif path == "unauthorized":
             self._reply(401, b'{"error": "bad api key"}')
         elif path == "boom":
@@ -107,6 +121,23 @@ def test_a_working_endpoint_completes_with_its_calls_and_events(
     assert trace["messages"][0]["role"] == "user"
     assert any("trace_id" in w for w in trace["debug"]["soft_warnings"])
     assert "secret" not in json.dumps(evals_cluster.api("GET", "/evaluations/http-ok"))
+
+
+def test_events_order_by_occurred_at_and_simulated_calls_show_as_odyssey(
+        evals_cluster: Cluster, agent_url: str) -> None:  # noqa: F811
+    row = run_one(evals_cluster, "http-ordered", f"{agent_url}/ordered")
+    assert row["run"]["status"] == "completed", row
+    assert row["odyssey_seed"] == {"behavior_instructions": row["behavior_instructions"]}
+    trace = evals_cluster.client().evaluation_run("http-ordered", "t1", row["run"]["id"])
+    kinds = [(t["type"], t.get("tool") or t.get("kind")) for t in trace["timeline"]]
+    assert kinds == [("event", "thinking"), ("tool", "get_order")]
+    assert trace["timeline"][0]["__occurred_at"] == pytest.approx(trace["timeline"][0]["at"])
+    assert trace["timeline"][1]["source"] == "simulated"
+    assert trace["timeline"][1]["badge"] == "odyssey"
+    assert "__occurred_at must be epoch seconds or an ISO 8601 time, got 'yesterday'" \
+        in json.loads(trace["debug"]["raw_response"])["refused"]
+    assert trace["seed"]["odyssey_seed"]["behavior_instructions"] == \
+        trace["seed"]["behavior_instructions"]
 
 
 @pytest.mark.parametrize(("path", "error_class", "palette"), [

@@ -27,13 +27,13 @@ from titan.dashboard.eval_queries import q
 from titan.dashboard.render import Data, env, int_param, twin
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
+from titan.master.evaluations import views
 from titan.storage.base import Row
 
 router = APIRouter()
 LISTED = 200
-#: The tool-call sources' badge labels (eval_views.SOURCES, plus calls the proxy never saw).
-SOURCE_LABELS = {"simulated": "simulated", "injected": "injected", "passthrough": "passthrough",
-                 "error": "error", "transport_error": "transport error", "agent": "not proxied"}
+#: The tool-call sources' badge labels: seed 003's words (a simulated call is "odyssey").
+SOURCE_LABELS = views.SOURCE_BADGES
 
 
 # -- links and formatting (template globals and filters) --------------------------------------
@@ -93,7 +93,8 @@ def source_counts(by_source: dict[str, int]) -> str:
 
 env.globals.update(eval_href=eval_queries.evaluation_path, project_href=eval_queries.project_path,
                    workflow_href=eval_queries.workflow_path,
-                   task_href=task_href, rerun_url=rerun_url, SOURCE_LABELS=SOURCE_LABELS)
+                   task_href=task_href, rerun_url=rerun_url, SOURCE_LABELS=SOURCE_LABELS,
+                   SOURCE_MEANINGS=views.SOURCE_MEANINGS)
 env.filters.update(pretty=pretty, compact=compact, diff_lines=diff_lines,
                    short_actor=short_actor, source_counts=source_counts)
 

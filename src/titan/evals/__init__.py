@@ -46,12 +46,15 @@ def respond(final_response: str, messages: list[Any] | None = None) -> None:
     default_proxy().respond(final_response, messages)
 
 
-def event(kind: str, data: Any = None) -> None:
+def event(kind: str, data: Any = None, *, occurred_at: float | None = None) -> None:
     """A live trace event: ``assistant_message``, ``thinking``, ``system_prompt``,
-    ``handoff`` or ``custom``."""
+    ``handoff`` or ``custom``. ``occurred_at`` (epoch seconds) is sent as seed 003's
+    ``__occurred_at`` and the timeline orders the event by it; without it, by its arrival
+    at the proxy (the master's clock, the one tool calls are timed by: an agent's clock may
+    be skewed, so give it only for events reported after the fact)."""
     from titan.evals.proxy_client import default_proxy
 
-    default_proxy().event(kind, data, actor=_actor())
+    default_proxy().event(kind, data, actor=_actor(), occurred_at=occurred_at)
 
 
 def handoff(to: str, reason: str | None = None) -> None:

@@ -83,10 +83,13 @@ class Proxy:
         self._post(f"{self.run_url}/eval/response",
                    {"final_response": final_response, "messages": messages})
 
-    def event(self, kind: str, data: Any = None, *, actor: str | None = None) -> None:
+    def event(self, kind: str, data: Any = None, *, actor: str | None = None,
+              occurred_at: float | None = None) -> None:
         # A live trace event sent twice is harmless (it only shows in the timeline twice).
-        self._post(f"{self.run_url}/eval/events", {"events": [{"kind": kind, "data": data}]},
-                   actor, replayable=True)
+        item: dict[str, Any] = {"kind": kind, "data": data}
+        if occurred_at is not None:
+            item["__occurred_at"] = occurred_at
+        self._post(f"{self.run_url}/eval/events", {"events": [item]}, actor, replayable=True)
 
 
 _default: Proxy | None = None

@@ -16,11 +16,14 @@ The same family of routes takes the agent's answer (``eval/response``), live tra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -294,7 +297,9 @@ class ToolProxy:
 
     async def events(self, run_id: str, body: Any, authorization: str | None,
                      actor: str | None, user: UserCheck | None = None) -> Row:
-        """Live trace events: ``{"events": [{"kind", "data", "occurred_at"?}]}``."""
+        """Live trace events: ``{"events": [{"kind", "data", "__occurred_at"?}]}`` (seed
+        003's name; ``occurred_at`` is accepted too): epoch seconds or ISO 8601, the agent's
+        clock, by which the timeline orders the event; without it, its arrival here."""
         active = await self.caller(run_id, authorization, user)
         items = body.get("events") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items or len(items) > 1000:
@@ -305,14 +310,14 @@ class ToolProxy:
             if not isinstance(ev, dict) or ev.get("kind") not in EVENT_KINDS:
                 raise ValidationFailed(f"events[{i}].kind must be one of "
                                        f"{', '.join(EVENT_KINDS)}", details={"index": i})
-            at = ev.get("occurred_at")
-            at = float(at) if isinstance(at, int | float) and not isinstance(at, bool) \
-                else time.time()
+            at = occurred_at(ev, i)
             actions.append({"id": uuid.uuid4().hex, "actor": str(ev.get("actor") or actor
                                                                  or "agent")[:500],
                             "channel": "custom", "name": ev["kind"],
                             "inputs": ev.get("data"), "outputs": None, "outcome": "success",
-                            "started_at": at, "duration_ns": 0, "tags": {"event": True}})
+                            "started_at": at if at is not None else time.time(),
+                            "duration_ns": 0,
+                            "tags": {"event": True, "clock": "proxy" if at is None else "agent"}})
         return await self.runs.ingest(active.run_id, {"actions": actions}, ADMIN)
 
     async def coding(self, run_id: str, body: Any, authorization: str | None,
@@ -328,3 +333,22 @@ class ToolProxy:
             raise ValidationFailed("a coding result is at most 5 MB")
         await self.engine.run(lambda tx: tx.update_eval_run(run_id, {"coding": coding}))
         return {"accepted": True}
+
+
+def occurred_at(event: Row, index: int) -> float | None:
+    """When the agent says an event happened (``__occurred_at``, or ``occurred_at``): epoch
+    seconds or an ISO 8601 time; None when it does not say. Anything else is a 400."""
+    key = "__occurred_at" if "__occurred_at" in event else "occurred_at"
+    value = event.get(key)
+    if value is None:
+        return None
+    at: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        at = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            at = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    if at is None or not math.isfinite(at) or not 0 <= at < 1e11:
+        raise ValidationFailed(f"events[{index}].{key} must be epoch seconds or an ISO 8601 "
+                               f"time, got {value!r}", details={"index": index, "field": key})
+    return at

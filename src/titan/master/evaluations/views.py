@@ -18,6 +18,19 @@ from titan.status import EVAL_ACTIVE
 from titan.storage.base import ActionQuery, Row, Transaction
 
 SOURCES = ("simulated", "injected", "passthrough", "error", "transport_error")
+#: Each source's badge as seed 003 names it: a simulated call is "odyssey" (answered against
+#: the seeded world); the API keeps Titan's source names, the badge is the seed's word.
+SOURCE_BADGES = {"simulated": "odyssey", "injected": "injected", "passthrough": "passthrough",
+                 "error": "error", "transport_error": "transport error",
+                 "agent": "not proxied"}
+#: What each badge means (seed 003's Tool-call sources table), for its hover text.
+SOURCE_MEANINGS = {
+    "simulated": "simulated against the seeded world",
+    "injected": "a failure rule fired",
+    "passthrough": "forwarded to the registered tool endpoint, which answered",
+    "error": "the simulator could not produce a valid response",
+    "transport_error": "the passthrough hop failed (endpoint missing, refused or erroring)",
+    "agent": "made by the agent without the proxy: Titan never saw it"}
 PREVIEW = 400
 
 
@@ -93,6 +106,8 @@ def explorer(tx: Transaction, evaluation: Row) -> Row:
             "task_id": task["id"], "kind": seed.get("kind") or "ledger",
             "user_instruction": seed.get("user_instruction"),
             "behavior_instructions": seed.get("behavior_instructions"),
+            # Seed 003's name for the same value (its Behavior config column).
+            "odyssey_seed": {"behavior_instructions": seed.get("behavior_instructions")},
             "expected_outcome": seed.get("expected_outcome"), "run_count": len(history),
             "run": run_row(latest, tx.get_run(latest["id"])) if latest else None,
         })
@@ -144,14 +159,21 @@ def _timeline(tx: Transaction, run_id: str, calls: dict[int, Row]) -> list[Row]:
             items.append(base | {
                 "type": "tool", "tool": a["name"],
                 "source": call["source"] if call else "agent",
+                "badge": SOURCE_BADGES.get(call["source"] if call else "agent"),
                 "latency_ms": round(call["latency_ms"], 3) if call else base["duration_ms"],
                 "arguments": _json(a["inputs"]), "response": _json(a["outputs"]),
                 "error": a.get("error_message"), "ops": call["ops"] if call else None,
                 "violations": call["violations"] if call else None,
                 "state": call["state"] if call else None, "proxied": call is not None})
         elif a["channel"] == "custom":
+            tags = _json(a.get("tags")) if isinstance(a.get("tags"), str) else a.get("tags")
+            agent_clock = isinstance(tags, dict) and tags.get("clock") == "agent"
             items.append(base | {"type": "event", "kind": a["name"],
-                                 "data": _json(a["inputs"])})
+                                 "data": _json(a["inputs"]),
+                                 "__occurred_at": a["started_at"] if agent_clock else None})
+    # Seed 003: the three kinds interleave in time; an event by its __occurred_at (the
+    # agent's clock) when it gave one, else by its arrival at the proxy.
+    items.sort(key=lambda item: (item["at"], item["seq"]))
     return items
 
 
@@ -197,7 +219,9 @@ def trace(tx: Transaction, evaluation: Row, task: Row, run: Row) -> Row:
         "judge": run.get("judge"),
         "seed": {k: seed.get(k) for k in ("user_instruction", "behavior_instructions",
                                           "initial_state", "failure_rules",
-                                          "expected_outcome", "expected_steps", "kind")},
+                                          "expected_outcome", "expected_steps", "kind")}
+        | {"odyssey_seed": {k: seed.get(k) for k in ("behavior_instructions", "initial_state",
+                                                     "failure_rules")}},
         "structure": _structure(calls, timeline, agent.get("topology"),
                                 JOB_ROOT_ACTOR if agent.get("kind") == "job" else ""),
         "timeline": timeline, "messages": run.get("messages"),
