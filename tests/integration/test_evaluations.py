@@ -322,6 +322,48 @@ def test_a_multi_turn_session_has_turn_diffs_and_a_cumulative_one(evals_cluster:
     assert "Turn 2 diff" in page.text
 
 
+def test_seeding_a_task_dispatches_its_first_run(evals_cluster: Cluster) -> None:
+    # Seed 003: "Runs are created when a task is seeded" - through the SDK, the v1 route and
+    # the seed's own route; run=false (SDK, body or query) and --no-run seed without running.
+    import subprocess
+    import sys
+
+    spec = __import__("yaml").safe_load((EXAMPLE / "evaluation.yaml").read_text())
+    client = evals_cluster.client()
+    client.create_evaluation("seeding", spec["agent"], [], base=EXAMPLE, project="seeds")
+    task = {"user_instruction": "Where is order A-1001?"}
+    seeded = client.add_evaluation_tasks("seeding", [dict(task, id="a")])
+    assert seeded["tasks"] == ["a"] and [r["task_id"] for r in seeded["runs"]] == ["a"]
+    quiet = client.add_evaluation_tasks("seeding", [dict(task, id="b")], run=False)
+    assert quiet["runs"] == []
+    by_query = httpx.post(f"{evals_cluster.url}/api/v1/evaluations/seeding/tasks?run=false",
+                          json=[dict(task, id="c")], timeout=30,
+                          headers={"Authorization": f"Bearer {evals_cluster.admin_token}"})
+    assert by_query.status_code == 200 and by_query.json()["runs"] == [], by_query.text
+    seed_route = httpx.post(f"{evals_cluster.url}/api/projects/seeds/workflows/seeding/tasks",
+                            json={"tasks": [dict(task, id="d")]}, timeout=30,
+                            headers={"Authorization": f"Bearer {evals_cluster.admin_token}"})
+    assert seed_route.status_code == 200 and len(seed_route.json()["runs"]) == 1
+    wrong = httpx.post(f"{evals_cluster.url}/api/projects/other/workflows/seeding/tasks",
+                       json={"tasks": [dict(task, id="e")]}, timeout=30,
+                       headers={"Authorization": f"Bearer {evals_cluster.admin_token}"})
+    assert wrong.status_code == 404
+    bad = httpx.post(f"{evals_cluster.url}/api/v1/evaluations/seeding/tasks", timeout=30,
+                     json={"tasks": [dict(task, id="f")], "run": "yes"},
+                     headers={"Authorization": f"Bearer {evals_cluster.admin_token}"})
+    assert bad.status_code == 400 and "run must be true or false" in bad.text
+    tasks_file = evals_cluster.root / "more_tasks.yaml"
+    tasks_file.write_text("- id: g\n  user_instruction: Where is order A-1001?\n")
+    cli = subprocess.run([sys.executable, "-m", "titan", "eval", "tasks", "seeding",
+                          str(tasks_file), "--no-run", "--host", "127.0.0.1", "--port",
+                          str(evals_cluster.port), "--token", evals_cluster.admin_token],
+                         capture_output=True, text=True, timeout=60, env=evals_cluster.env)
+    assert cli.returncode == 0 and "1 task(s) added, 0 updated; no run dispatched" in cli.stdout
+    view = client.wait_evaluation("seeding", timeout=120)
+    counts = {row["task_id"]: row["run_count"] for row in view["tasks"]}
+    assert counts == {"a": 1, "b": 0, "c": 0, "d": 1, "g": 0}
+
+
 def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,
                                             support_bot: dict[str, Any]) -> None:
     import subprocess

@@ -21,9 +21,12 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s = sub.add_parser("create", help="create or update an evaluation from a YAML/JSON spec "
                                       "(agent + tasks)", parents=common)
     s.add_argument("spec", help="the spec file (see docs/evaluations.md)")
-    s = sub.add_parser("tasks", help="add tasks from a JSON, YAML or CSV file", parents=common)
+    s = sub.add_parser("tasks", help="seed tasks from a JSON, YAML or CSV file and dispatch "
+                                     "their first runs", parents=common)
     s.add_argument("evaluation")
     s.add_argument("file")
+    s.add_argument("--no-run", action="store_true",
+                   help="seed the tasks without dispatching runs")
     sub.add_parser("list", help="list evaluations", parents=common)
     s = sub.add_parser("run", help="dispatch every task (or --task ...) against the agent",
                        parents=common)
@@ -119,9 +122,11 @@ def run(args: argparse.Namespace, client: Any) -> int:
                   f"project {out['project']}; {out['tasks_added']} task(s) added")
             return 0
     elif action == "tasks":
-        out = client.add_evaluation_tasks(args.evaluation, args.file)
+        out = client.add_evaluation_tasks(args.evaluation, args.file, run=not args.no_run)
         if not as_json:
-            print(f"{out['added']} task(s) added, {out['updated']} updated")
+            print(f"{out['added']} task(s) added, {out['updated']} updated; "
+                  + (f"{len(out['runs'])} run(s) dispatched (titan eval show "
+                     f"{args.evaluation} to follow them)" if out["runs"] else "no run dispatched"))
             return 0
     elif action == "list":
         out = client.api("GET", "/evaluations")

@@ -103,11 +103,12 @@ class EvalOps:
                                       description=spec.get("description"), base=spec["_base"],
                                       project=spec.get("project"))
 
-    def add_evaluation_tasks(self, name: str, tasks: Any) -> dict[str, Any]:
-        """Add tasks (a list, or a JSON/YAML/CSV file) to an evaluation."""
+    def add_evaluation_tasks(self, name: str, tasks: Any, *, run: bool = True) -> dict[str, Any]:
+        """Seed tasks (a list, or a JSON/YAML/CSV file) into an evaluation; each one's first
+        run is dispatched (seed 003), unless ``run=False``. The reply's ``runs`` are those."""
         reply: dict[str, Any] = self._transport.call(
             "POST", f"/evaluations/{quote_ref(name)}/tasks",
-            json={"tasks": _tasks_from(tasks, Path.cwd())})
+            json={"tasks": _tasks_from(tasks, Path.cwd()), "run": run})
         return reply
 
     def run_evaluation(self, name: str, tasks: list[str] | None = None) -> list[dict[str, Any]]:

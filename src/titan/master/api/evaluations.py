@@ -38,10 +38,11 @@ async def get_evaluation(c: CtxDep, p: Reader, evaluation_id: str) -> Row:
     return await c.engine.read(lambda tx: hierarchy.explorer(tx, evaluation_id))
 
 
-@router.post("/evaluations/{evaluation_id}/tasks", summary="Add tasks (an existing id is "
-                                                           "replaced, its runs kept)")
-async def add_tasks(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = Body(...)) -> Row:
-    return await c.evals.add_tasks(evaluation_id, body)
+@router.post("/evaluations/{evaluation_id}/tasks", summary="Seed tasks (an existing id is "
+             "replaced, its runs kept) and dispatch their first runs (?run=false: seed only)")
+async def add_tasks(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = Body(...),
+                    run: bool = True) -> Row:
+    return await c.evals.add_tasks(evaluation_id, body, run=run)
 
 
 @router.get("/evaluations/{evaluation_id}/tasks/{task_id}", summary="One task's seed and runs")

@@ -10,9 +10,10 @@ routes: a bearer token or the dashboard's session, and re-run needs the operator
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import CtxDep, EvalManager, Reader
@@ -51,6 +52,14 @@ async def list_tasks(c: CtxDep, p: Reader, project_id: str, workflow_id: str) ->
         return {"project": project_id, "workflow": workflow_id, "tasks": view["tasks"]}
 
     return await c.engine.read(read)
+
+
+@router.post(_WORKFLOW + "/tasks", summary="Seed tasks and dispatch their first agent runs "
+                                           "(?run=false: seed only)")
+async def seed_tasks(c: CtxDep, p: EvalManager, project_id: str, workflow_id: str,
+                     body: Any = Body(...), run: bool = True) -> Row:
+    await c.engine.read(lambda tx: hierarchy.workflow(tx, workflow_id, project_id))
+    return await c.evals.add_tasks(workflow_id, body, run=run)
 
 
 @router.get(_TASK, summary="One task's seed and agent runs, newest first")

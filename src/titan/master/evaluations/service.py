@@ -138,10 +138,17 @@ class Evaluations:
 
         return await self.engine.run(op)
 
-    async def add_tasks(self, evaluation_id: str, body: Any) -> Row:
+    async def add_tasks(self, evaluation_id: str, body: Any, *, run: bool = True) -> Row:
+        """Seed tasks (an existing id is replaced, its runs kept) and, as seed 003 has it
+        ("runs are created when a task is seeded"), dispatch each one's run; ``run=False``
+        (or ``"run": false`` in the body) seeds without running."""
         raw = body.get("tasks") if isinstance(body, dict) else body
         if raw is None:
             raise ValidationFailed('the body must be {"tasks": [...]} or a list of tasks')
+        if isinstance(body, dict) and "run" in body:
+            if not isinstance(body["run"], bool):
+                raise ValidationFailed("run must be true or false", details={"field": "run"})
+            run = run and body["run"]
         source = body.get("source", "tasks") if isinstance(body, dict) else "tasks"
         tasks = parse_tasks(raw, str(source))
         now = time.time()
@@ -154,7 +161,11 @@ class Evaluations:
             return {"added": added, "updated": len(tasks) - added,
                     "tasks": [t.id for t in tasks]}
 
-        return await self.engine.run(op)
+        seeded = await self.engine.run(op)
+        # Committed first: a dispatch that fails (no agent script, say) leaves the tasks
+        # seeded, and the reply's runs say what was started.
+        seeded["runs"] = await self.dispatch(evaluation_id, seeded["tasks"]) if run else []
+        return seeded
 
     # -- dispatch -----------------------------------------------------------------------------
     async def dispatch(self, evaluation_id: str, task_ids: list[str] | None, *,
