@@ -82,6 +82,12 @@ class _Agent(BaseHTTPRequestHandler):
                 proxy.call("refund_everything", {})
             except APIError as exc:
                 self._reply(500, json.dumps({"error": exc.message}).encode())
+        elif path == "wrong-token":
+            try:
+                Proxy(task["proxy"]["url"], "tr_not-this-runs-token").call(
+                    "get_order", {"order_id": "A-1001"})
+            except APIError as exc:
+                self._reply(500, json.dumps({"error": exc.message}).encode())
         elif path == "bad-args":
             try:
                 proxy.call("get_order", {"order_id": 1001})
@@ -147,6 +153,8 @@ def test_events_order_by_occurred_at_and_simulated_calls_show_as_odyssey(
     ("garbage", "agent_bad_response", "warning"),
     ("slow", "agent_timeout", "warning"),
     ("wrong-tool", "proxy_misconfigured", "amber"),
+    # Refused by the body guard before the proxy reads the call, and still counted.
+    ("wrong-token", "proxy_misconfigured", "amber"),
     ("bad-args", "contract_error", "danger"),
 ])
 def test_each_failure_gets_its_error_class(evals_cluster: Cluster, agent_url: str,  # noqa: F811

@@ -94,13 +94,18 @@ class ToolProxy:
         return self._open(active, row)
 
     async def may_call(self, run_id: str, token: str, user: UserCheck) -> bool:
-        """Whether this bearer may act for the run, with no side effect: the body guard's
-        check (api/limits.py), made before a request's body is read."""
-        _, row = await self._run(run_id)
+        """Whether this bearer may act for the run: the body guard's check (api/limits.py),
+        made before a request's body is read. A refusal on a live run is recorded as the
+        route's would be (a request refused here never reaches the route): an agent calling
+        with the wrong token is part of why its run fails (proxy_misconfigured)."""
+        active, row = await self._run(run_id)
         if row is not None and self._holds_run_token(token, row, run_id):
             return True
         who = await self._user_of(token, user)
-        return who is not None and who.role in OPERATE
+        allowed = who is not None and who.role in OPERATE
+        if not allowed and active is not None:
+            self._refuse(active, "bad_token", "a proxy request without the run's token")
+        return allowed
 
     async def _run(self, run_id: str) -> tuple[ActiveRun | None, Row | None]:
         active = self.active.get(run_id)
