@@ -103,16 +103,15 @@ class TitanSystem:
         self.cluster.close()
 
     # -- where the CPU goes -------------------------------------------------------------------
-    def processes(self) -> dict[str, int]:
-        """The master (``titan up``), its worker and the worker's zygote, by pid."""
+    def processes(self) -> dict[str, list[int]]:
+        """The master (``titan up``), its worker and the worker's zygotes (full and lean),
+        by pid."""
         master = self.cluster.proc.pid
-        found = {"master": master}
+        found = {"master": [master]}
         worker = _children(master)
         if worker:
-            found["worker"] = worker[0]
-            zygote = _children(worker[0])
-            if zygote:
-                found["zygote"] = zygote[0]
+            found["worker"] = worker[:1]
+            found["zygote"] = _children(worker[0])
         return found
 
 
@@ -137,13 +136,15 @@ def _cpu(pid: int) -> tuple[float, float]:
 def cpu_per_job(system: TitanSystem, n: int) -> dict[str, float]:
     """ms of CPU per job spent by each Titan process during ``n`` independent jobs."""
     procs = system.processes()
-    before = {k: _cpu(p) for k, p in procs.items()}
+    before = {k: [_cpu(p) for p in pids] for k, pids in procs.items()}
     system.independent(n)
     time.sleep(0.3)  # the last children reaped
-    after = {k: _cpu(p) for k, p in procs.items()}
-    out = {k: (after[k][0] - before[k][0]) * 1000 / n for k in procs}
-    # Forked jobs are the zygote's children, fresh interpreters the worker's.
-    jobs = sum(after[k][1] - before[k][1] for k in ("worker", "zygote") if k in procs)
+    after = {k: [_cpu(p) for p in pids] for k, pids in procs.items()}
+    out = {k: sum(a[0] - b[0] for a, b in zip(after[k], before[k], strict=True)) * 1000 / n
+           for k in procs}
+    # Forked jobs are the zygotes' children, fresh interpreters the worker's.
+    jobs = sum(a[1] - b[1] for k in ("worker", "zygote") if k in procs
+               for a, b in zip(after[k], before[k], strict=True))
     out["jobs"] = jobs * 1000 / n
     return out
 

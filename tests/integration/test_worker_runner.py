@@ -160,6 +160,26 @@ def test_script_runs_as_main_with_argv_cwd_env(job: Job, tmp_path: Path, kind: s
 
 
 
+def test_a_stdlib_script_forks_from_the_lean_zygote_and_an_sdk_script_from_the_full(
+        job: Job, runner: Runner) -> None:
+    # Each child says who forked it: the lean zygote for a script whose imports are all
+    # loaded there, the full one (SDK, httpx preloaded) for one that imports the SDK, and for
+    # one whose imports cannot be known statically.
+    assert runner.lean_zygote_pid is not None and runner.lean_zygote_pid != runner.zygote_pid
+    lean = job.run("""
+        import json, os
+        from collections import deque
+        print(os.getppid())
+    """, name="lean.py")
+    assert lean.stream("stdout") == [str(runner.lean_zygote_pid)]
+    for name, source in (("sdk.py", "import os\nfrom titan.client import TitanClient\n"
+                                    "print(os.getppid())"),
+                         ("dynamic.py", "import importlib, os\n"
+                                        "importlib.import_module('json')\nprint(os.getppid())")):
+        full = job.run(textwrap.dedent(source), name=name)
+        assert full.stream("stdout") == [str(runner.zygote_pid)], name
+
+
 @BOTH
 def test_job_environment_is_exactly_the_one_asked_for(job: Job, kind: str) -> None:
     # The zygote sends each child the difference from its own environment: a variable the
@@ -370,24 +390,29 @@ def test_zygote_is_single_threaded(runner: Runner) -> None:
     assert len(os.listdir(f"/proc/{pid}/task")) == 1
 
 
-def test_zygote_death_fails_its_jobs_and_a_new_one_starts(loop: IOLoop, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "full"])
+def test_zygote_death_fails_its_jobs_and_a_new_one_starts(loop: IOLoop, tmp_path: Path,
+                                                          lean: bool) -> None:
     own = Runner(loop)
     own.start()
+    # A script importing the SDK is forked from the full zygote, a stdlib one from the lean.
+    sdk = "" if lean else "import titan.client\n"
     try:
         job = Job(loop, own, tmp_path)
-        _, sink, forked = job.start("print('up', flush=True)\nimport time\ntime.sleep(120)")
+        _, sink, forked = job.start(sdk + "import os, time\nprint('up', os.getppid(), "
+                                    "flush=True)\ntime.sleep(120)")
         assert forked
-        sink.wait_line(lambda line: line == "up")
-        old = own.zygote_pid
-        assert old is not None
+        line = sink.wait_line(lambda text: text.startswith("up "))
+        old = own.lean_zygote_pid if lean else own.zygote_pid
+        assert old is not None and line == f"up {old}"
         os.kill(old, signal.SIGKILL)
         result = sink.result_
         assert result["exit_code"] is None
         assert "zygote died" in result["error"]
-        # The next Python job gets a fresh zygote.
-        sink = job.run("print('again')")
+        # The next Python job gets a fresh zygote of the same kind.
+        sink = job.run(sdk + "print('again')")
         assert sink.stream("stdout") == ["again"]
-        assert own.zygote_pid not in (None, old)
+        assert (own.lean_zygote_pid if lean else own.zygote_pid) not in (None, old)
     finally:
         own.close()
 

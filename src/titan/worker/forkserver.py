@@ -59,9 +59,11 @@ class ForkServer:
     """
 
     def __init__(self, loop: IOLoop, python: str = sys.executable, *,
-                 isolation: Isolation | None = None, env: dict[str, str] | None = None) -> None:
+                 isolation: Isolation | None = None, env: dict[str, str] | None = None,
+                 lean: bool = False) -> None:
         self._loop = loop
         self._python = python
+        self.lean = lean
         self._isolation = isolation or Isolation()
         self._env = env
         self._sock: socket.socket | None = None
@@ -73,6 +75,10 @@ class ForkServer:
         self._procs: dict[int, ForkedProcess] = {}  # I/O thread only
         self._buf = bytearray()
         self._environ: dict[str, str] = {}  # the zygote's, as it reported it when ready
+        #: The modules the zygote has imported (a child finds them warm), and which of them
+        #: are packages, with their directories (titan.worker.imports reads them).
+        self.modules: frozenset[str] = frozenset()
+        self.packages: dict[str, list[str]] = {}
         self.alive = False
         self.pid: int | None = None
 
@@ -88,6 +94,8 @@ class ForkServer:
         src = str(Path(titan.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
         argv = [self._python, "-m", "titan.worker.zygote", str(child.fileno())]
+        if self.lean:
+            argv.append("--lean")
         if self._isolation.active:
             argv.append(json.dumps(self._isolation.to_json()))
         try:
@@ -114,6 +122,9 @@ class ForkServer:
             raise ForkFailed(f"the zygote did not start: {exc}") from None
         self._sock, self._popen, self.pid = parent, popen, int(ready["pid"])
         self._environ = {str(k): str(v) for k, v in ready["environ"].items()}
+        self.modules = frozenset(str(m) for m in ready.get("modules") or ())
+        self.packages = {str(k): [str(p) for p in v]
+                         for k, v in (ready.get("packages") or {}).items()}
         self.alive = True
         self._loop.call(self._loop.add_reader, parent.fileno(), self._on_readable, parent)
         log.debug("zygote %d ready", self.pid)

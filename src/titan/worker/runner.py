@@ -1,7 +1,8 @@
 """Starting a job's process: forked from the warm zygote, or a fresh subprocess.
 
-``runner: auto`` forks the zygote for a ``.py`` script and uses a subprocess for anything
-else; ``fork`` always forks (the file is Python, whatever its name); ``subprocess`` asks for
+``runner: auto`` forks a zygote for a ``.py`` script — the lean one when everything the script
+imports is loaded there (:mod:`titan.worker.imports`), else the full one — and uses a
+subprocess for anything else; ``fork`` always forks (the file is Python, whatever its name); ``subprocess`` asks for
 a fresh interpreter. A fork that cannot happen (zygote down, fork refused) falls back to a
 subprocess, so the fast path is never a reason for a job to fail.
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from titan import errors
+from titan.worker import imports
 from titan.worker.forkserver import ForkFailed, ForkServer
 from titan.worker.isolation import Isolation
 from titan.worker.loop import IOLoop
@@ -75,48 +77,70 @@ class Runner:
         #: The zygote's own environment: already free of credentials (its initial block is
         #: what every forked job reads back from /proc/self/environ).
         self._env = env
-        self._zygote: ForkServer | None = None
+        #: The full zygote (SDK, httpx, recorder preloaded) and the lean one (what a child
+        #: itself needs): a script whose imports are all in the lean one is forked from it.
+        self._zygotes: dict[bool, ForkServer | None] = {False: None, True: None}
+        self._lean = os.environ.get("TITAN_ZYGOTE_LEAN", "1") != "0"
         self._zygote_lock = threading.Lock()
-        self._retry_at = 0.0
+        self._retry_at = {False: 0.0, True: 0.0}
 
     def start(self) -> None:
-        """Start the zygote now, so the first Python job is already fast."""
+        """Start the zygotes now, so the first Python job is already fast."""
         if self._use_zygote:
-            self._zygote_or_none()
+            self._zygote_or_none(lean=False)
+            if self._lean:
+                self._zygote_or_none(lean=True)
 
     @property
     def zygote_pid(self) -> int | None:
-        """The running zygote's pid, if there is one."""
-        zygote = self._zygote
+        """The running (full) zygote's pid, if there is one."""
+        zygote = self._zygotes[False]
+        return zygote.pid if zygote is not None and zygote.alive else None
+
+    @property
+    def lean_zygote_pid(self) -> int | None:
+        """The running lean zygote's pid, if there is one."""
+        zygote = self._zygotes[True]
         return zygote.pid if zygote is not None and zygote.alive else None
 
     def close(self) -> None:
         with self._zygote_lock:
-            zygote, self._zygote = self._zygote, None
-        if zygote is not None:
+            zygotes = [z for z in self._zygotes.values() if z is not None]
+            self._zygotes = {False: None, True: None}
+        for zygote in zygotes:
             zygote.close()
 
-    def _zygote_or_none(self) -> ForkServer | None:
+    def _zygote_or_none(self, lean: bool) -> ForkServer | None:
         with self._zygote_lock:
-            zygote = self._zygote
+            zygote = self._zygotes[lean]
             if zygote is not None and zygote.alive:
                 return zygote
-            if not self._use_zygote or time.monotonic() < self._retry_at:
+            if not self._use_zygote or time.monotonic() < self._retry_at[lean]:
                 return None
+            kind = "lean zygote" if lean else "zygote"
             if zygote is not None:
-                log.warning("zygote is gone; starting a new one")
+                log.warning("%s is gone; starting a new one", kind)
                 zygote.close(timeout=1.0)
             zygote = ForkServer(self._loop, self._python, isolation=self.isolation,
-                                env=self._env)
+                                env=self._env, lean=lean)
             try:
                 zygote.start()
             except ForkFailed as exc:
-                log.warning("%s; Python jobs run as subprocesses for now", exc)
-                self._zygote = None
-                self._retry_at = time.monotonic() + ZYGOTE_RETRY_SECONDS
+                log.warning("%s (%s); Python jobs %s for now", exc, kind,
+                            "use the full zygote" if lean else "run as subprocesses")
+                self._zygotes[lean] = None
+                self._retry_at[lean] = time.monotonic() + ZYGOTE_RETRY_SECONDS
                 return None
-            self._zygote = zygote
+            self._zygotes[lean] = zygote
             return zygote
+
+    def _zygote_for(self, spec: LaunchSpec) -> ForkServer | None:
+        """The lean zygote when everything the script imports is loaded there, else the full
+        one (and the full one when the lean one is down, and the other way round)."""
+        lean = self._zygote_or_none(lean=True) if self._lean else None
+        if lean is not None and imports.fits(spec.script, lean.modules, lean.packages):
+            return lean
+        return self._zygote_or_none(lean=False) or lean
 
     def spawn(self, spec: LaunchSpec) -> Launched:
         """Start ``spec``'s process; raises :class:`~titan.errors.TitanError` if it cannot."""
@@ -126,7 +150,7 @@ class Runner:
             process: Process | None = None
             forked = False
             if spec.wants_fork:
-                zygote = self._zygote_or_none()
+                zygote = self._zygote_for(spec)
                 if zygote is not None:
                     try:
                         process = zygote.spawn(_fork_request(spec), out_w, err_w)
