@@ -39,6 +39,9 @@ ADDED: dict[int, dict[str, Any]] = {
     6: {"tables": ("idempotency_keys",)},
     7: {"tables": ("ended_sessions",)},
     8: {"columns": {"evaluations": ("project",)}, "indexes": ("ix_evaluations_project",)},
+    9: {"columns": {"agent_runs": ("started_by", "retention_class", "pii", "archived_at"),
+                    "actions": ("pii",)},
+        "indexes": ("ix_agent_runs_archived",)},
 }
 
 #: Differences that are the migration's intent, each with its reason.

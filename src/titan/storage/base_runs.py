@@ -24,6 +24,9 @@ class RunQuery:
     #: The order of ``list_runs`` (one of RUN_SORTS): newest first by default; ``cost`` and
     #: ``duration`` largest first, ties newest first. Exports (``iter_runs``) stay newest first.
     sort: str = "recent"
+    #: Archived runs: left out (False, the registry's default), only them (True), or both
+    #: (None). A query by ``ids`` is not filtered by this.
+    archived: bool | None = False
 
 
 #: The orders of the run registry.
@@ -70,7 +73,7 @@ class RunsTransaction(abc.ABC):
     @abc.abstractmethod
     def intercepts(self, since: float | None, min_rate: float, limit: int) -> list[Row]:
         """Failed runs, runs over budget and runs whose blocked+replayed share of actions is
-        at least ``min_rate``; most recent first; never replays."""
+        at least ``min_rate``; most recent first; never replays, never archived runs."""
 
     @abc.abstractmethod
     def agent_ids(self, prefix: str, limit: int) -> list[str]:
@@ -79,8 +82,20 @@ class RunsTransaction(abc.ABC):
     @abc.abstractmethod
     def finished_runs_before(self, before: float, limit: int,
                              among: Sequence[str] | None = None) -> list[str]:
-        """Ids of runs no longer running that started before ``before`` (only those in
-        ``among`` when given), oldest first."""
+        """Ids of runs no longer running that started before ``before`` and whose retention
+        class retention may delete (``titan.retention.DELETABLE``; only those in ``among``
+        when given), oldest first."""
+
+    @abc.abstractmethod
+    def archivable_runs(self, before: float, limit: int) -> list[str]:
+        """Ids of runs not archived, no longer running, that started before ``before``,
+        oldest first (every retention class: archiving deletes nothing)."""
+
+    @abc.abstractmethod
+    def set_archived(self, run_ids: Sequence[str], archived_at: float | None) -> list[str]:
+        """Archive these runs at ``archived_at`` (or unarchive them, with None); those not
+        already in that state are changed, and their ids returned in the order given. An
+        archived run keeps its first ``archived_at``."""
 
     @abc.abstractmethod
     def delete_runs(self, run_ids: Sequence[str]) -> int:

@@ -46,8 +46,12 @@ def _agent_telemetry(conn: Connection) -> None:
     conn.execute(text("UPDATE agent_runs SET started_at = created_at"))
     for table in (t.agents, t.actions):
         table.create(conn)
+    # The current metadata's indexes, less those on columns a later migration adds (that
+    # migration creates its index with its column).
+    have = {c["name"] for c in inspect(conn).get_columns("agent_runs")}
     for index in t.agent_runs.indexes:
-        index.create(conn)
+        if {c.name for c in index.columns} <= have:
+            index.create(conn)
 
 
 def _replay(conn: Connection) -> None:
@@ -93,6 +97,25 @@ def _evaluation_projects(conn: Connection) -> None:
                           "(project, updated_at)"))
 
 
+def _compliance(conn: Connection) -> None:
+    # Runs recorded before this change were started by someone no longer known, hold the
+    # default class, found no PII (none was looked for) and are not archived. Migration 3
+    # builds the actions table from the current metadata: add only what is missing.
+    found = inspect(conn)
+    columns = {table: {c["name"] for c in found.get_columns(table)}
+               for table in ("agent_runs", "actions")}
+    for table, column, kind in (
+            ("agent_runs", "started_by", "TEXT"),
+            ("agent_runs", "retention_class", "VARCHAR(20) NOT NULL DEFAULT 'standard'"),
+            ("agent_runs", "pii", "TEXT"), ("agent_runs", "archived_at", "FLOAT"),
+            ("actions", "pii", "TEXT")):
+        if column not in columns[table]:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+    index = next(i for i in t.agent_runs.indexes if i.name == "ix_agent_runs_archived")
+    if index.name not in {i["name"] for i in found.get_indexes("agent_runs")}:
+        index.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -102,9 +125,10 @@ MIGRATIONS: list[Migration] = [
     (6, "idempotency keys of retried writes", _idempotency_keys),
     (7, "dashboard sessions ended by signing out", _ended_sessions),
     (8, "evaluation projects", _evaluation_projects),
+    (9, "run compliance: started by, retention class, PII found, archived", _compliance),
 ]
 
-LATEST = MIGRATIONS[-1][0]
+LATEST = max(v for v, _, _ in MIGRATIONS)
 
 # Several masters may share one PostgreSQL database and start together.
 _PG_LOCK_KEY = 0x7174616E  # "titan"

@@ -80,9 +80,21 @@ agent_runs = Table(
     Column("blocked_count", Integer, nullable=False, server_default="0"),
     Column("replayed_count", Integer, nullable=False, server_default="0"),
     Column("last_action_at", Float),
+    # Compliance (seed 004, migration 9): who started the run (JSON: the token's role and
+    # name, or the job and worker whose token it was), its retention class, the PII patterns
+    # redaction found in its actions (JSON {pattern: count}), and when it was archived.
+    # Archiving is this flag, not a move: actions are only ever read by run id, so an
+    # archived run's actions cost the live ones nothing where they are, and an archived run
+    # stays openable and exportable through the same queries. The index serves the
+    # registry's count and filter on archived_at (and the archiver's sweep).
+    Column("started_by", Text),
+    Column("retention_class", String(20), nullable=False, server_default="standard"),
+    Column("pii", Text),
+    Column("archived_at", Float),
     Index("ix_agent_runs_started", "started_at"),
     Index("ix_agent_runs_agent", "agent_id", "started_at"),
     Index("ix_agent_runs_replay_of", "replay_of"),
+    Index("ix_agent_runs_archived", "archived_at"),
 )
 
 agents = Table(
@@ -133,6 +145,9 @@ actions = Table(
     # overridden, refused); None outside replays (migration 4).
     Column("replay_status", String(20)),
     Column("recorded_at", Float, nullable=False),
+    # What redaction replaced, by field and pattern ({"inputs": {"email": 1}}); never the
+    # values. None when nothing matched (migration 9).
+    Column("pii", Text),
     UniqueConstraint("run_id", "id", name="uq_actions_run_id"),
     Index("ix_actions_outcome", "run_id", "outcome", "seq"),
 )

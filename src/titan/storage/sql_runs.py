@@ -27,11 +27,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from titan.retention import DELETABLE
 from titan.storage import compiled
 from titan.storage import schema as t
 from titan.storage.base import ActionQuery, Row, RunQuery, iter_chunks
 
-_RUN_JSON = ("tags", "replay", "code")
+_RUN_JSON = ("tags", "replay", "code", "started_by", "pii")
 _OUTCOME_COUNTER = {"success": "success_count", "error": "error_count",
                     "blocked": "blocked_count", "replayed": "replayed_count"}
 # Columns of the action list: everything but the full payloads' tails (previews are cut by
@@ -67,6 +68,7 @@ def _run_out(row: Any) -> Row:
 def _action_out(row: Any) -> Row:
     out = dict(row._mapping)
     out["tags"] = json.loads(out["tags"]) if out.get("tags") else None
+    out["pii"] = json.loads(out["pii"]) if out.get("pii") else None
     out["inputs_blob"] = bool(out["inputs_blob"])
     out["outputs_blob"] = bool(out["outputs_blob"])
     return out
@@ -139,6 +141,8 @@ class RunsSQL:
                              c.agent_id.like(pattern, escape="\\")))
         if q.ids is not None:
             conds.append(c.id.in_(list(q.ids)))
+        elif q.archived is not None:
+            conds.append(c.archived_at.isnot(None) if q.archived else c.archived_at.is_(None))
         return conds
 
     def list_runs(self, q: RunQuery, limit: int, offset: int) -> tuple[list[Row], int]:
@@ -171,10 +175,12 @@ class RunsSQL:
     def intercepts(self, since: float | None, min_rate: float, limit: int) -> list[Row]:
         """Runs that need a look: failed, over budget, or with a high share of blocked and
         replayed actions; most recent first. Replays are not among them: serving recorded
-        actions is what a replay is for, and its result is read in its Simulation tab."""
+        actions is what a replay is for, and its result is read in its Simulation tab; nor
+        are archived runs, which are past needing a look."""
         c = t.agent_runs.c
         interventions = (c.blocked_count + c.replayed_count) * 1.0
-        conds: list[Any] = [c.replay_of.is_(None), or_(c.status == "failed", c.over_budget_at.isnot(None),
+        conds: list[Any] = [c.replay_of.is_(None), c.archived_at.is_(None),
+                            or_(c.status == "failed", c.over_budget_at.isnot(None),
                                 and_(c.action_count > 0,
                                      interventions >= c.action_count * min_rate))]
         if since is not None:
@@ -194,7 +200,8 @@ class RunsSQL:
     def finished_runs_before(self, before: float, limit: int,
                              among: Sequence[str] | None = None) -> list[str]:
         c = t.agent_runs.c
-        conds = [c.status != "running", c.started_at < before]
+        conds = [c.status != "running", c.started_at < before,
+                 c.retention_class.in_(DELETABLE)]
         if among is None:
             rows = self.conn.execute(select(c.id).where(*conds).order_by(c.started_at, c.id)
                                      .limit(limit))
@@ -204,6 +211,25 @@ class RunsSQL:
             found.extend((r[0], r[1]) for r in self.conn.execute(
                 select(c.started_at, c.id).where(*conds, c.id.in_(chunk))))
         return [i for _, i in sorted(found)[:limit]]
+
+    def archivable_runs(self, before: float, limit: int) -> list[str]:
+        c = t.agent_runs.c
+        rows = self.conn.execute(
+            select(c.id).where(c.archived_at.is_(None), c.status != "running",
+                               c.started_at < before)
+            .order_by(c.started_at, c.id).limit(limit))
+        return [r[0] for r in rows]
+
+    def set_archived(self, run_ids: Sequence[str], archived_at: float | None) -> list[str]:
+        c = t.agent_runs.c
+        changed: set[str] = set()
+        for chunk in iter_chunks(list(dict.fromkeys(run_ids)), 500):
+            state = c.archived_at.is_(None) if archived_at is not None \
+                else c.archived_at.isnot(None)
+            rows = self.conn.execute(update(t.agent_runs).where(c.id.in_(chunk), state)
+                                     .values(archived_at=archived_at).returning(c.id))
+            changed.update(r[0] for r in rows)
+        return [i for i in dict.fromkeys(run_ids) if i in changed]
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Delete runs and their actions; their DAGs stay, no longer grouped under a run."""
@@ -296,6 +322,7 @@ class RunsSQL:
         for i, r in enumerate(rows):
             row = dict(r, run_id=run_id, seq=first + i, recorded_at=now)
             row["tags"] = json.dumps(row["tags"]) if row.get("tags") is not None else None
+            row["pii"] = json.dumps(row["pii"]) if row.get("pii") else None
             encoded.append(row)
         if self.conn.dialect.name == "postgresql":
             _copy_actions(self.conn, encoded)
