@@ -1,4 +1,5 @@
-"""The ``titan runs`` commands: list, show, export, prune, budget."""
+"""The ``titan runs`` commands: list, show, export, prune, budget, archive, unarchive,
+retention."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import IO, Any
 
 from titan.cli.output import money
 from titan.errors import TitanError
+from titan.retention import RETENTION_CLASSES
 
-_FILTERS = ("status", "min_cost", "window", "agent", "q")
+_FILTERS = ("status", "min_cost", "window", "agent", "q", "archived")
 
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
@@ -27,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                        help="started within: 24h, 7d, 30d or all (default all)")
         s.add_argument("--agent", default=None, help="only this agent id")
         s.add_argument("--q", default=None, help="run or agent id contains this")
+        s.add_argument("--archived", choices=("false", "true", "all"), default=None,
+                       help="archived runs: left out (false, the default), only them, or all")
 
     s = runs.add_parser("list", help="list runs, most recent first", parents=common)
     filters(s)
@@ -53,11 +57,21 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("run", nargs="?", default=None, help="the run id (or use --agent)")
     s.add_argument("usd", help="the budget in USD, or 'none' to remove it")
     s.add_argument("--agent", default=None, help="set the default budget of this agent's runs")
+    for verb, what in (("archive", "hide runs from the registry, keeping them whole"),
+                       ("unarchive", "bring archived runs back to the registry")):
+        s = runs.add_parser(verb, help=f"{what} (operator)", parents=common)
+        s.add_argument("run", nargs="+", help="run ids")
+    s = runs.add_parser("retention", help="set a run's retention class (operator; lifting a "
+                        "legal hold: admin)", parents=common)
+    s.add_argument("run", help="the run id")
+    s.add_argument("retention_class", metavar="CLASS", choices=tuple(RETENTION_CLASSES),
+                   help=", ".join(RETENTION_CLASSES))
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
     handler = {"list": _list, "show": _show, "export": _export, "prune": _prune,
-               "budget": _budget}[args.runs_command]
+               "budget": _budget, "archive": _archive, "unarchive": _archive,
+               "retention": _retention}[args.runs_command]
     return handler(args, client)
 
 
@@ -81,7 +95,8 @@ def _list(args: argparse.Namespace, client: Any) -> int:
            [[r["id"], r["agent_id"] or "-", r["status"] + (" (over budget)" if r["blocked"]
                                                            else ""),
              r["action_count"], money(r["cost_usd"]), _rate(r["success_rate"]),
-             f"{r['duration_s']:.1f}s", when(r["started_at"])] for r in reply["runs"]])
+             f"{r['duration_s']:.1f}s", when(r["started_at"])
+             + (" (archived)" if r.get("archived") else "")] for r in reply["runs"]])
     if reply["total"] > len(reply["runs"]):
         print(f"({len(reply['runs'])} of {reply['total']}; --limit to see more)")
     return 0
@@ -106,7 +121,12 @@ def _show(args: argparse.Namespace, client: Any) -> int:
             ("started", when(run_["started_at"])), ("duration", f"{run_['duration_s']:.1f}s"),
             ("actions", f"{total} ({_rate(run_['success_rate'])} successful)"),
             ("cost", money(run_["cost_usd"])), ("budget", budget),
-            ("code version", run_["code_version"] or "-")):
+            ("code version", run_["code_version"] or "-"),
+            ("started by", run_.get("started_by_label") or "-"),
+            ("retention", run_.get("retention_class") or "standard"),
+            ("PII redacted", ", ".join(f"{k} x{n}" for k, n in sorted(
+                (run_.get("pii") or {}).items())) or "none found"),
+            ("archived", when(run_["archived_at"]) if run_.get("archived_at") else "no")):
         print(f"{label:>13}  {value}")
     if run_["stages"]:
         print("       stages  " + " → ".join(f"{s['label']} [{s['status']}]"
@@ -169,8 +189,9 @@ def _export(args: argparse.Namespace, client: Any) -> int:
 def _prune(args: argparse.Namespace, client: Any) -> int:
     among: list[str] | None = None
     if args.export_to and not args.dry_run:
+        # Archived runs are deleted like the others: they are saved like them too.
         params = {"format": "jsonl", "actions": "true", "older_than": args.older_than,
-                  "status": "completed,failed,cancelled"}
+                  "status": "completed,failed,cancelled", "archived": "all"}
         _write(_stream(client, params), args.export_to)
         among = []
         with open(args.export_to, encoding="utf-8") as fh:
@@ -210,4 +231,20 @@ def _budget(args: argparse.Namespace, client: Any) -> int:
     state = "blocked: over budget" if reply["blocked"] else "not blocked"
     print(f"run {args.run}: budget {money(reply['budget_usd'])}, spent "
           f"{money(reply['cost_usd'])} ({state})")
+    return 0
+
+
+def _archive(args: argparse.Namespace, client: Any) -> int:
+    verb = args.runs_command
+    for run_id in args.run:
+        reply = client.api("POST", f"/runs/{run_id}/{verb}")
+        state = "archived" if reply["archived"] else "not archived"
+        print(f"run {run_id}: {state}")
+    return 0
+
+
+def _retention(args: argparse.Namespace, client: Any) -> int:
+    reply = client.api("PATCH", f"/runs/{args.run}",
+                       json={"retention_class": args.retention_class})
+    print(f"run {args.run}: retention class {reply['retention_class']}")
     return 0

@@ -50,6 +50,7 @@ from titan.master.egress import EgressPolicy
 from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
 from titan.master.replays.service import Replays
+from titan.master.runs.retention import Retention
 from titan.master.runs.service import RunService
 from titan.master.scheduling.engine import Engine
 from titan.permissions import secure_files, secure_tree
@@ -146,24 +147,27 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         await ensure_token_file(engine, data / "admin.token", "admin", "admin (titan up)")
         await ensure_token_file(engine, data / "worker.token", "worker", "local worker")
         blobs = BlobStore(data / "blobs")
-        runs = RunService(engine, blobs)
+        runs = RunService(engine, blobs, config.redactor())
         await runs.load()
+        retention = Retention(engine, config.archive_days)
         replays = Replays(engine, blobs, runs)
         await replays.load()
         evals = Evaluations(engine, blobs, runs, EgressPolicy.from_env(
             own_ports=[p for p in (config.port, config.dashboard_port) if p]))
         await evals.load()
-        retention = (asyncio.create_task(runs.keep_retention(config.run_retention))
-                     if config.run_retention else None)
+        tasks = [asyncio.create_task(retention.keep_retention(config.run_retention))
+                 ] if config.run_retention else []
+        if config.archive_days:
+            tasks.append(asyncio.create_task(retention.keep_archiving()))
         app.state.ctx = Ctx(config=config, storage=storage, engine=engine, hub=hub,
                             blobs=blobs, tokens=auth.TokenCache(), runs=runs,
-                            replays=replays, evals=evals)
+                            retention=retention, replays=replays, evals=evals)
         log.info("master ready: %s (database %s)", config.api_url, storage.url.split("@")[-1])
         try:
             yield
         finally:
-            if retention is not None:
-                retention.cancel()
+            for task in tasks:
+                task.cancel()
             await evals.stop()
             await engine.stop()
             storage.close()

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from titan.errors import ConfigError
+from titan.redaction import Redactor, from_settings
+
 
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
@@ -42,6 +45,43 @@ class MasterConfig:
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
     run_retention: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_RUN_RETENTION") or None)
+    # Finished agent runs older than this many days are archived (hidden, kept); "0" never.
+    run_archive_days: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_RUN_ARCHIVE_DAYS"))
+    #: PII redaction of recorded actions (titan.redaction): on or off, the built-in patterns
+    #: to apply, and a file of custom ones. Checked when the master starts.
+    pii_redaction: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_PII_REDACTION"))
+    pii_patterns: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_PII_PATTERNS"))
+    pii_patterns_file: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_PII_PATTERNS_FILE"))
+
+    @property
+    def archive_days(self) -> float:
+        """TITAN_RUN_ARCHIVE_DAYS as days: 90 when unset, 0 when archiving is off."""
+        raw = self.run_archive_days
+        if raw in (None, ""):
+            return 90.0
+        try:
+            days = float(raw)
+        except ValueError:
+            days = -1.0
+        if not days >= 0:
+            raise ConfigError(f"TITAN_RUN_ARCHIVE_DAYS must be a number of days (0 turns "
+                              f"archiving off), got {raw!r}")
+        return days
+
+    def redactor(self) -> Redactor | None:
+        """The PII redactor these settings ask for (None: off); ConfigError naming a bad
+        pattern, so a master with one does not start."""
+        return from_settings(self.pii_redaction, self.pii_patterns, self.pii_patterns_file)
+
+    def check(self) -> None:
+        """Settings that would otherwise fail only inside the app's startup, checked before
+        anything is opened: a bad one is a one-line ConfigError."""
+        self.redactor()
+        _ = self.archive_days
 
     @property
     def data_path(self) -> Path:

@@ -13,6 +13,7 @@ from titan.master.config import MasterConfig
 from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
 from titan.master.replays.service import Replays
+from titan.master.runs.retention import Retention
 from titan.master.runs.service import RunService
 from titan.master.scheduling.engine import Engine
 from titan.storage.base import Storage
@@ -28,5 +29,6 @@ class Ctx:
     blobs: BlobStore
     tokens: TokenCache
     runs: RunService
+    retention: Retention  # archiving and deleting old runs
     replays: Replays
     evals: Evaluations

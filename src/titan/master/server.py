@@ -68,6 +68,7 @@ class Server(uvicorn.Server):
 def make_server(config: MasterConfig) -> tuple[Server, list[socket.socket]]:
     # Everything the master writes (database, -wal/-shm, blobs, tokens) is its own alone.
     use_private_umask()
+    config.check()
     storage = open_claimed_storage(config)
     sockets: list[socket.socket] = []
     try:

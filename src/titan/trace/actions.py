@@ -101,14 +101,15 @@ class Action:
             outcome = "replayed"
         self._emit(run, duration, outcome, exc)
         d = self._decision
-        if d is not None and d.status == "verified" and exc is None and d.recorded is not None \
-                and d.recorded.outputs != dumps(self.outputs):
-            session = replay.active()
-            if session is not None and session.mode == "strict":
-                raise errors.ReplayDiverged(
-                    f"replay of {session.original} stopped at {self.channel} call "
-                    f"{self.name!r} #{self._ordinal} of {self._actor}: same inputs, different "
-                    "outputs (verify mode)", kind="output_mismatch")
+        session = replay.active() if d is not None and d.status == "verified" else None
+        if d is not None and session is not None and session.mode == "strict" \
+                and exc is None and d.recorded is not None \
+                and d.recorded.outputs != dumps(session.as_recorded(d.recorded, "outputs",
+                                                                    self.outputs)):
+            raise errors.ReplayDiverged(
+                f"replay of {session.original} stopped at {self.channel} call "
+                f"{self.name!r} #{self._ordinal} of {self._actor}: same inputs, different "
+                "outputs (verify mode)", kind="output_mismatch")
 
     def _emit(self, run: context.RunHandle, duration: int, outcome: str,
               exc: BaseException | None) -> None:

@@ -10,7 +10,9 @@ each replayed call by — so the order in which parallel actors ran never matter
 - **name_mismatch**: at a position of an actor, the replay called another name of the same
   channel than the recording (the two are paired, not reported as an extra plus a missing);
 - **extra**: a call the recording does not have; **missing**: a recorded call never made;
-- **leak**: a connection the replay's code opened itself (channel ``network``).
+- **leak**: a connection the replay's code opened itself (channel ``network``);
+- **redacted**: a recorded call the replay could not serve, its outputs having been redacted
+  (PII) before storage — the replay refused it or stopped there.
 
 Not divergences: calls past a fork point (``forked``) or given an override (``override``),
 recorded calls a fork replaced (``replaced``), and — when a strict replay stopped at its first
@@ -25,7 +27,8 @@ from difflib import SequenceMatcher
 from typing import Any
 
 Key = tuple[str, str, str, int]
-DIVERGENCES = ("name_mismatch", "input_mismatch", "extra", "missing", "output_mismatch", "leak")
+DIVERGENCES = ("name_mismatch", "input_mismatch", "extra", "missing", "output_mismatch", "leak",
+               "redacted")
 MESSAGES = {
     "name_mismatch": "Action name mismatch: a different call was made at this position",
     "input_mismatch": "Input mismatch: same call, different inputs",
@@ -33,6 +36,8 @@ MESSAGES = {
     "missing": "Missing call: recorded, never made by the replay",
     "output_mismatch": "Output mismatch: same inputs, different outputs (non-deterministic!)",
     "leak": "Leak: a network call Titan did not intercept",
+    "redacted": "Redacted: the recorded outputs were redacted (PII) before storage, so the "
+                "replay could not serve them",
 }
 MAX_DIFF = 50
 
@@ -89,6 +94,10 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
             kind = "input_mismatch"
         elif status == "verified" and r.get("outputs_hash") != o.get("outputs_hash"):
             kind = "output_mismatch"
+        elif status in ("refused", "stopped"):
+            # A recorded call with the same inputs is refused only when its outputs were
+            # redacted (titan.trace.replay): the recording cannot answer it.
+            kind = "redacted"
         else:
             kind = "match"
         rows[k] = {"key": k, "original": o, "replay": r, "status": kind}

@@ -21,7 +21,11 @@ gets:
 - with ``fork_at``: recorded calls from that step on run live (``forked``), as do the new calls
   of a forked actor, and an ``overrides`` entry replaces one recorded output (``override``);
 - with ``verify``: a tool marked ``pure=True`` runs again and its output is compared with the
-  recording (``verified``; a difference is an *output mismatch*).
+  recording (``verified``; a difference is an *output mismatch*);
+- recorded, but its outputs were redacted (PII) by the master before storage: the original
+  is gone, so the call is never served — it runs live with ``allow_live``, else is refused
+  (lenient) or stops the replay (strict). Recorded inputs that were redacted are compared
+  with the live inputs redacted by the same patterns (the recording says which).
 
 The master compares the replay's actions with the original's to report divergences (missing
 calls included); this module only decides each call, consistently with that comparison.
@@ -37,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from titan import errors
+from titan.redaction import Redactor
 from titan.trace import context, netguard
 from titan.trace.canonical import digest, dumps
 from titan.trace.emit import emit
@@ -61,6 +66,9 @@ class Recorded:
     error_type: str | None = None
     error_message: str | None = None
     model: str | None = None
+    #: The fields the master's PII redaction changed before storing them (inputs, outputs,
+    #: error): the recording holds placeholders there, not what the call saw.
+    redacted: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -117,6 +125,8 @@ class Session:
         self._forked: set[str] = set()  # actors whose execution has passed the fork point
         self._override_values: dict[int, Any] = {}
         self._lock = threading.Lock()
+        # The master's redaction patterns (from the recording), to redact live values alike.
+        self.redactor: Redactor | None = None
 
     # -- the recording ------------------------------------------------------------------------
     def _fetch(self, root: str) -> _Actor:
@@ -126,10 +136,13 @@ class Session:
             page = RECORDER.client().call(
                 "GET", f"/runs/{self.original}/recording",
                 params={"actor": root, "after": after, "limit": 5000})
+            if page.get("redaction") and self.redactor is None:
+                self.redactor = Redactor.from_config(page["redaction"])
             for a in page["actions"]:
                 r = Recorded(a["seq"], a["actor"], a["channel"], a["name"], a["ordinal"],
                              a["inputs_hash"], a["outputs"], a["outcome"], a.get("error_type"),
-                             a.get("error_message"), a.get("model"))
+                             a.get("error_message"), a.get("model"),
+                             tuple(a.get("redacted") or ()))
                 # A retried job recorded its calls once per attempt: the last attempt counts.
                 old = rec.by_key.get(r.key)
                 if old is not None:
@@ -198,21 +211,43 @@ class Session:
         if self.fork_at is not None and recorded.seq >= self.fork_at:
             self._forked.add(actor)
             return Decision("forked", ordinal, recorded)
-        mismatch = digest(dumps(inputs)) != recorded.inputs_hash
+        mismatch = digest(dumps(self.as_recorded(recorded, "inputs", inputs))) \
+            != recorded.inputs_hash
         if mismatch and self.mode == "strict":
             return Decision("stopped", ordinal, recorded, "input_mismatch")
         divergence = "input_mismatch" if mismatch else None
         if self.verify and pure and not mismatch:
             return Decision("verified", ordinal, recorded)
+        if "outputs" in recorded.redacted:
+            # The recording holds placeholders, not what the call returned: serving them
+            # would hand the agent made-up data. It runs live if allowed, else is refused.
+            if self.allow_live:
+                return Decision("live", ordinal, recorded, "redacted")
+            return Decision("stopped" if self.mode == "strict" else "refused", ordinal,
+                            recorded, "redacted")
         return Decision("served", ordinal, recorded, divergence, recorded.value())
+
+    def as_recorded(self, recorded: Recorded, side: str, value: Any) -> Any:
+        """A live value as the recording would hold it: redacted like the master redacted
+        the recorded one (the same patterns), else as it is."""
+        if side in recorded.redacted and self.redactor is not None:
+            return self.redactor.value(value, {})
+        return value
 
     def refusal(self, decision: Decision, channel: str, name: str, actor: str) -> BaseException:
         """The exception a stopped or refused call raises."""
         what = {"input_mismatch": "its inputs differ from the recording's",
                 "name_mismatch": (f"the recording made {decision.recorded.name!r} at this "
                                   "position" if decision.recorded else "a different call"),
-                "extra": "the recording has no such call"}[decision.divergence or "extra"]
+                "extra": "the recording has no such call",
+                "redacted": "its recorded outputs were redacted (PII) before storage, so the "
+                            "replay cannot return them"}[decision.divergence or "extra"]
         where = f"{channel} call {name!r} #{decision.ordinal} of {actor}"
+        if decision.divergence == "redacted":
+            message = f"replay of {self.original}: {where}: {what} (--allow-live runs it live)"
+            if decision.status == "stopped":
+                return errors.ReplayDiverged(message, kind="redacted")
+            return errors.ReplayMiss(message, kind="redacted")
         if decision.status == "stopped":
             return errors.ReplayDiverged(
                 f"replay of {self.original} stopped at {where}: {what} (strict mode; "

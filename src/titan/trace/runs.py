@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from titan.retention import retention_problem
 from titan.trace import context
 from titan.trace.recorder import RECORDER
 
@@ -34,9 +35,14 @@ class Run:
 
     def __init__(self, *, agent_id: str, agent_version: str | None = None,
                  budget_usd: float | None = None, tags: Any = None,
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, retention_class: str | None = None) -> None:
         if not agent_id:
             raise ValueError("agent_id is required: it groups the agent's runs on the Runs page")
+        # Checked here, where the mistake is made: the master would refuse the run later, on
+        # the sender thread, and every action after it.
+        problem = retention_problem(retention_class) if retention_class is not None else None
+        if problem is not None:
+            raise ValueError(problem)
         # Replayed, this script's run is the replay's: opened and ended by the replay itself.
         self.replaying = bool(os.environ.get("TITAN_REPLAY") and
                               os.environ.get("TITAN_AGENT_RUN_ID"))
@@ -49,7 +55,8 @@ class Run:
         self.handle.known_at = 1.0  # its budget is the one given here: nothing to fetch
         self._body: dict[str, Any] = {"id": self.id, "agent_id": agent_id}
         for key, value in (("agent_version", agent_version), ("budget_usd", budget_usd),
-                           ("tags", tags), ("code_version", _script_version())):
+                           ("tags", tags), ("code_version", _script_version()),
+                           ("retention_class", retention_class)):
             if value is not None:
                 self._body[key] = value
         self._token: object = None
@@ -84,9 +91,12 @@ class Run:
 
 
 def run(agent_id: str, *, agent_version: str | None = None, budget_usd: float | None = None,
-        tags: Any = None, run_id: str | None = None) -> Run:
+        tags: Any = None, run_id: str | None = None, retention_class: str | None = None) -> Run:
+    """Open an agent run (``with titan.trace.run("support-bot") as run:``).
+    ``retention_class`` (``standard``, ``extended``, ``legal_hold``: see titan.retention)
+    says how long the master must keep its recording."""
     return Run(agent_id=agent_id, agent_version=agent_version, budget_usd=budget_usd,
-               tags=tags, run_id=run_id)
+               tags=tags, run_id=run_id, retention_class=retention_class)
 
 
 def drive(run_id: str, endpoint: Any = None) -> None:

@@ -12,6 +12,7 @@ from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
 from titan.master.api.params import Offset
 from titan.master.idempotency import key_of, scope_of
+from titan.master.runs.compliance import started_by
 from titan.master.scheduling.refs import find_dag
 from titan.master.scheduling.state import DAG_STATUSES
 from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
@@ -48,8 +49,10 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request,
         if env is not None:  # a stage of a replay: its jobs replay too
             for spec in specs:
                 spec["env"] = {**spec["env"], **env}
+    by = started_by(p, c.engine.sched) if agent_run_id is not None else None
     dag_id = await c.engine.submit_dag(name, specs, agent_run_id, agent_id,
-                                       idempotency_key=key_of(request), scope=scope_of(request))
+                                       idempotency_key=key_of(request), scope=scope_of(request),
+                                       started_by=by)
     live = c.engine.sched.dags.get(dag_id)
     if live is None:  # already finished (every job was cancelled meanwhile): read it back
         return await c.engine.read(lambda tx: load_dag(tx, dag_id))

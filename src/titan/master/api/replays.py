@@ -71,7 +71,12 @@ async def recording(c: CtxDep, p: Reader, run_id: str, actor: str = Query(..., m
                 outputs = path.read_text() if path.is_file() else outputs
             out.append({k: a[k] for k in ("seq", "actor", "channel", "name", "ordinal",
                                           "inputs_hash", "outcome", "error_type",
-                                          "error_message", "model")} | {"outputs": outputs})
-        return {"actions": out, "next_after": rows[-1]["seq"] if len(rows) == limit else None}
+                                          "error_message", "model")} | {
+                "outputs": outputs, "redacted": sorted(a.get("pii") or {})})
+        # The patterns the master redacts with: the replay redacts a call's live inputs the
+        # same way before comparing them with recorded inputs that were redacted.
+        redactor = c.runs.redactor
+        return {"actions": out, "next_after": rows[-1]["seq"] if len(rows) == limit else None,
+                "redaction": redactor.config() if redactor is not None else None}
 
     return await c.engine.read(read)

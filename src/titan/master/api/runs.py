@@ -44,8 +44,9 @@ async def create_run(c: CtxDep, p: Writer, response: Response,
 async def list_runs(c: CtxDep, p: Reader, status: str | None = None,
                     min_cost: float | None = None, window: str | None = None,
                     agent: str | None = None, q: str | None = None, sort: str | None = None,
+                    archived: str | None = None,
                     limit: int = Query(50, ge=1, le=1000), offset: Offset = 0) -> Row:
-    query = run_query(status, min_cost, window, agent, q, sort=sort)
+    query = run_query(status, min_cost, window, agent, q, sort=sort, archived=archived)
 
     def read(tx: Transaction) -> Row:
         rows, total = tx.list_runs(query, limit, offset)
@@ -71,8 +72,9 @@ async def intercepts(c: CtxDep, p: Reader, window: str | None = None,
 async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool = False,
                       status: str | None = None, min_cost: float | None = None,
                       window: str | None = None, agent: str | None = None,
-                      q: str | None = None, older_than: str | None = None) -> StreamingResponse:
-    query = run_query(status, min_cost, window, agent, q, older_than)
+                      q: str | None = None, older_than: str | None = None,
+                      archived: str | None = None) -> StreamingResponse:
+    query = run_query(status, min_cost, window, agent, q, older_than, archived=archived)
     if format not in export.FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(export.FORMATS)}, "
                                f"got {format!r}", details={"field": "format"})
@@ -94,7 +96,7 @@ async def prune_runs(c: CtxDep, p: Admin, body: Any = Body(...)) -> Row:
     if among is not None and (not isinstance(among, list)
                               or not all(isinstance(i, str) for i in among)):
         raise ValidationFailed("run_ids must be a list of run ids")
-    ids = await c.runs.prune(before, dry_run=bool(body.get("dry_run")), among=among)
+    ids = await c.retention.prune(before, dry_run=bool(body.get("dry_run")), among=among)
     return {"pruned": len(ids), "dry_run": bool(body.get("dry_run")), "run_ids": ids[:1000],
             "before": before}
 
@@ -111,6 +113,19 @@ async def get_run(c: CtxDep, p: Reader, run_id: str) -> Row:
 @router.patch("/runs/{run_id}", summary="End a run, set its budget, tags or version")
 async def patch_run(c: CtxDep, p: Writer, run_id: str, body: Any = Body(...)) -> Row:
     run = await c.runs.update_run(run_id, body, p)
+    return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
+
+
+@router.post("/runs/{run_id}/archive", summary="Archive a run: hidden from the registry, "
+                                            "kept whole")
+async def archive_run(c: CtxDep, p: Operator, run_id: str) -> Row:
+    run = await c.retention.set_archived(run_id, True)
+    return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
+
+
+@router.post("/runs/{run_id}/unarchive", summary="Bring an archived run back to the registry")
+async def unarchive_run(c: CtxDep, p: Operator, run_id: str) -> Row:
+    run = await c.retention.set_archived(run_id, False)
     return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
 
 

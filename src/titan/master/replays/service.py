@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import titan
 from titan.errors import Conflict, PayloadTooLarge, ValidationFailed
 from titan.master.auth.tokens import Principal
+from titan.master.runs.compliance import started_by
 from titan.master.runs.service import run_or_404, run_summary
 from titan.master.scheduling.refs import as_id
 from titan.master.scheduling.validation import validate_dag
@@ -230,7 +231,10 @@ class Replays:
             row = {"id": replay_id, "created_at": now, "started_at": now, "status": "running",
                    "agent_id": orig["agent_id"], "agent_version": orig["agent_version"],
                    "tags": orig["tags"], "replay_of": run_id, "replay": stored,
-                   "code": {"driver": code["driver"], "files": files}}
+                   "code": {"driver": code["driver"], "files": files},
+                   # It serves the original's recording: it is kept as long.
+                   "retention_class": orig["retention_class"],
+                   "started_by": started_by(who, self.engine.sched)}
             tx.create_run(row)
             found = tx.get_run(replay_id)
             assert found is not None

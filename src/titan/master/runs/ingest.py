@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from titan.errors import ValidationFailed
+from titan.retention import retention_problem
 from titan.status import RUN_STATUSES, RunStatus
 from titan.storage.base import Row
 from titan.trace.canonical import digest, dumps
@@ -94,10 +95,12 @@ def tags_value(p: _Problems, i: int | None, value: Any) -> Any:
     return None
 
 
-def payload(value: Any, inline_limit: int) -> tuple[Row, bytes | None]:
-    """Columns for an input or output value, and the bytes for the blob store when the value
-    is past the inline limit (the column then keeps a preview)."""
-    text = dumps(value)
+def payload(value: Any, inline_limit: int, text: str | None = None) -> tuple[Row, bytes | None]:
+    """Columns for an input or output value (``text``: its canonical JSON, when the caller
+    has it already), and the bytes for the blob store when the value is past the inline
+    limit (the column then keeps a preview)."""
+    if text is None:
+        text = dumps(value)
     size = len(text.encode())
     out: Row = {"text": text, "hash": digest(text), "size": size, "blob": False}
     if size > inline_limit:
@@ -199,7 +202,8 @@ def parse_run(body: Any, *, creating: bool) -> Row:
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object")
     known = {"agent_id", "agent_version", "budget_usd", "tags", "code_version", "status",
-             "error", "started_at", "ended_at", "replay_of"} | ({"id"} if creating else set())
+             "error", "started_at", "ended_at", "replay_of", "retention_class"} | (
+                 {"id"} if creating else set())
     unknown = set(body) - known
     if unknown:
         p.add(None, sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known))})")
@@ -217,6 +221,11 @@ def parse_run(body: Any, *, creating: bool) -> Row:
         out["budget_usd"] = _number(p, None, "budget_usd", body["budget_usd"])
     if "tags" in body:
         out["tags"] = tags_value(p, None, body["tags"])
+    if "retention_class" in body:
+        problem = retention_problem(body["retention_class"])
+        if problem is not None:
+            p.add(None, "retention_class", problem.removeprefix("retention_class "))
+        out["retention_class"] = body["retention_class"]
     for field in ("started_at", "ended_at"):
         if field in body and body[field] is not None:
             out[field] = _number(p, None, field, body[field], minimum=_EPOCH_2000)

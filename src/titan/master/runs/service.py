@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from titan.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from titan.master.auth.tokens import OPERATE, Principal
+from titan.master.runs import compliance
 from titan.master.runs import ingest as action_input
 from titan.master.scheduling.state import Changes, dag_status
+from titan.redaction import Redactor, merge
 from titan.status import RunStatus
 from titan.storage.base import Row, RunQuery, Transaction
 from titan.storage.blobs import BlobStore, write_bytes
@@ -84,9 +86,11 @@ class RunService:
     """Agent runs on the master: opening and ending them (a run whose driver finished ends
     with its last stage), budgets and the holds they put on jobs, and action batches."""
 
-    def __init__(self, engine: Engine, blobs: BlobStore) -> None:
+    def __init__(self, engine: Engine, blobs: BlobStore,
+                 redactor: Redactor | None = None) -> None:
         self.engine = engine
         self.blobs = blobs
+        self.redactor = redactor  # None: PII redaction is off (TITAN_PII_REDACTION)
         # Runs whose driver has finished while stages still ran: settled when they end.
         self.ending: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -119,10 +123,13 @@ class RunService:
         fields = action_input.parse_run(body, creating=True)
         if fields.get("budget_usd") is not None and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may set a run's budget")
+        compliance.check_retention_class(fields, who)
+        pii = compliance.redact_run_error(self.redactor, fields)
         now = time.time()
         run_id = fields.pop("id", None) or f"run-{_hex(12)}"
         row = {"id": run_id, "created_at": now, "started_at": fields.pop("started_at", now),
-               "status": "running", **{k: v for k, v in fields.items() if k != "status"}}
+               "status": "running", **{k: v for k, v in fields.items() if k != "status"},
+               "started_by": compliance.started_by(who, self.engine.sched), "pii": pii or None}
 
         def op(tx: Transaction) -> tuple[Row, bool]:
             created = tx.create_run(row)
@@ -130,8 +137,12 @@ class RunService:
                 existing = tx.get_run(run_id)
                 assert existing is not None
                 fill = {k: v for k, v in row.items()
-                        if k in ("agent_id", "agent_version", "code_version", "tags")
-                        and v is not None and existing.get(k) is None}
+                        if k in ("agent_id", "agent_version", "code_version", "tags",
+                                 "started_by") and v is not None and existing.get(k) is None}
+                # A stage may have opened the run first, with the default class: a class
+                # asked for at creation still applies (every other class keeps more).
+                if existing["retention_class"] == "standard" and row.get("retention_class"):
+                    fill["retention_class"] = row["retention_class"]
                 if fill:
                     tx.update_run(run_id, fill)
             found = tx.get_run(run_id)
@@ -147,12 +158,16 @@ class RunService:
         fields = action_input.parse_run(body, creating=False)
         if "budget_usd" in fields and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may change a run's budget")
+        pii = compliance.redact_run_error(self.redactor, fields)
         now = time.time()
 
         def op(tx: Transaction) -> tuple[Row, Row]:
             run = run_or_404(tx, run_id)
+            compliance.check_retention_class(fields, who, run["retention_class"])
             before = dict(run)
             changes = {k: v for k, v in fields.items() if k != "status"}
+            if pii:
+                changes["pii"] = merge(dict(run.get("pii") or {}), pii)
             status = fields.get("status")
             if status == "ended":
                 status = self._derived_end(tx, run)
@@ -198,8 +213,8 @@ class RunService:
 
     # -- the engine's stage hooks (scheduling/engine.py StageHooks) --------------------------
     def stage_submitted(self, tx: Transaction, run_id: str, agent_id: str | None,
-                        now: float) -> list[tuple[str, Row]]:
-        return stage_submitted(tx, run_id, agent_id, now)
+                        now: float, started_by: Row | None = None) -> list[tuple[str, Row]]:
+        return stage_submitted(tx, run_id, agent_id, now, started_by)
 
     def stage_stored(self, tx: Transaction, run_id: str) -> None:
         record_code_version(tx, run_id)
@@ -288,6 +303,10 @@ class RunService:
             result = tx.insert_actions(run_id, fresh, now)
             after = tx.get_run(run_id)
             assert after is not None
+            found = compliance.batch_pii(fresh)
+            if found:  # the run row is locked by the insert: no lost update
+                after["pii"] = merge(dict(after.get("pii") or {}), found)
+                tx.update_run(run_id, {"pii": after["pii"]})
             _check_budget(tx, after, now)
             return before, after, fresh, result.get("first_seq") or 0
 
@@ -310,8 +329,9 @@ class RunService:
         rows = action_input.parse_actions(body)
         for r in rows:
             blobs = []
+            texts = compliance.redact_action(self.redactor, r)  # before anything is hashed
             for side in ("inputs", "outputs"):
-                cols, data = action_input.payload(r[side], INLINE_BYTES)
+                cols, data = action_input.payload(r[side], INLINE_BYTES, texts[side])
                 if side == "outputs" and r["outputs"] is None and r["outcome"] != "success":
                     cols.update(text=None, hash=None, size=0)
                 r[side], r[f"{side}_hash"] = cols["text"], cols["hash"]
@@ -320,41 +340,6 @@ class RunService:
                     blobs.append((write_bytes(self.blobs, data), len(data)))
             r["_blobs"] = blobs
         return rows
-
-    # -- retention ----------------------------------------------------------------------------
-    async def prune(self, before: float, dry_run: bool = False,
-                    among: list[str] | None = None) -> list[str]:
-        """Delete finished runs started before ``before`` (only those in ``among`` when
-        given: what an export just saved), with their actions; their ids."""
-        def op(tx: Transaction) -> list[str]:
-            if dry_run:
-                return tx.finished_runs_before(before, 1 << 30, among)
-            ids: list[str] = []
-            while True:
-                batch = tx.finished_runs_before(before, 500, among)
-                if not batch:
-                    return ids
-                tx.delete_runs(batch)
-                ids.extend(batch)
-
-        if dry_run:
-            return await self.engine.read(op)
-        ids = await self.engine.run(op)
-        if ids:
-            log.info("retention: deleted %d finished agent run(s)", len(ids))
-        return ids
-
-    async def keep_retention(self, window: str) -> None:
-        """Forever (a task of the master): prune runs older than ``window`` every hour."""
-        check_window(window)  # a bad setting fails at start, not an hour later
-        while True:
-            before = check_window(window)
-            assert before is not None
-            try:
-                await self.prune(before)
-            except Exception:
-                log.exception("retention: pruning agent runs failed")
-            await asyncio.sleep(3600)
 
 
 def run_or_404(tx: Transaction, run_id: str) -> Row:
@@ -365,11 +350,14 @@ def run_or_404(tx: Transaction, run_id: str) -> Row:
     return run
 
 
-def stage_submitted(tx: Transaction, run_id: str, agent_id: str | None,
-                    now: float) -> list[tuple[str, Row]]:
-    """submit_dag named an agent run (in its transaction): a new run is created, running;
-    one that had ended runs again. Returns the events to publish after the commit."""
+def stage_submitted(tx: Transaction, run_id: str, agent_id: str | None, now: float,
+                    started_by: Row | None = None) -> list[tuple[str, Row]]:
+    """submit_dag named an agent run (in its transaction): a new run is created, running, by
+    ``started_by`` (the submitter, see compliance.started_by); one that had ended runs again.
+    Returns the events to publish after the commit."""
     if tx.ensure_agent_run(run_id, now, agent_id or agent_of_run(run_id)):
+        if started_by is not None:
+            tx.update_run(run_id, {"started_by": started_by})
         run = tx.get_run(run_id)
         assert run is not None
         return [("run_created", run_summary(run))]

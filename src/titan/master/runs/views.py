@@ -7,9 +7,11 @@ import time
 from typing import Any
 
 from titan.errors import ValidationFailed
+from titan.master.runs.compliance import started_by_label, total
 from titan.master.runs.service import check_window, code_version, effective_budget
 from titan.master.scheduling.state import TERMINAL
 from titan.master.scheduling.views import agent_run_view
+from titan.retention import DEFAULT_CLASS
 from titan.status import RUN_STATUSES
 from titan.storage.base import Row, RunQuery, Transaction
 from titan.storage.base_runs import RUN_SORTS
@@ -46,6 +48,12 @@ def run_view(run: Row, budget: float | None = None, now: float | None = None) ->
         "blocked": bool(run.get("blocked")), "error": run.get("error"),
         "tags": run.get("tags"), "code_version": run.get("code_version"),
         "replay_of": run.get("replay_of"), "last_action_at": run.get("last_action_at"),
+        # Compliance (seed 004): who started it, its retention class, PII redaction found.
+        "started_by": run.get("started_by"),
+        "started_by_label": started_by_label(run.get("started_by")),
+        "retention_class": run.get("retention_class") or DEFAULT_CLASS,
+        "pii": run.get("pii") or {}, "archived": run.get("archived_at") is not None,
+        "archived_at": run.get("archived_at"),
     }
 
 
@@ -167,6 +175,9 @@ def action_view(a: Row) -> Row:
         "outputs": outputs, "outputs_complete": outputs_complete,
         "outputs_hash": a["outputs_hash"], "outputs_size": a["outputs_size"],
         "recorded_at": a["recorded_at"], "replay_status": a.get("replay_status"),
+        # What PII redaction replaced before storage: counts by pattern, all fields, and by
+        # field (inputs, outputs, error); the matched values are never kept.
+        "pii": total(a.get("pii")), "pii_fields": a.get("pii") or {},
     }
 
 
@@ -182,10 +193,20 @@ def csv_choices(value: str | None, allowed: tuple[str, ...], name: str) -> tuple
     return items
 
 
+def archived_choice(value: str | None) -> bool | None:
+    """``?archived=``: ``false`` (the default: runs not archived), ``true`` (archived ones
+    only) or ``all`` — RunQuery.archived's False, True and None."""
+    choice = (value or "false").strip().lower()
+    if choice not in ("false", "true", "all"):
+        raise ValidationFailed(f"archived must be true, false or all, got {choice[:20]!r}",
+                               details={"field": "archived"})
+    return None if choice == "all" else choice == "true"
+
+
 def run_query(status: str | None = None, min_cost: float | None = None,
               window: str | None = None, agent: str | None = None,
               q: str | None = None, older_than: str | None = None,
-              sort: str | None = None) -> RunQuery:
+              sort: str | None = None, archived: str | None = None) -> RunQuery:
     """The registry's filters and order, from query parameters (shared with the Runs page)."""
     if min_cost is not None and min_cost < 0:
         raise ValidationFailed("min_cost must be at least 0", details={"field": "min_cost"})
@@ -195,7 +216,8 @@ def run_query(status: str | None = None, min_cost: float | None = None,
     before = check_window(older_than) if older_than else None
     return RunQuery(statuses=csv_choices(status, RUN_STATUSES, "status"), min_cost=min_cost,
                     since=check_window(window), before=before, agent=agent or None,
-                    search=q or None, sort=sort or "recent")
+                    search=q or None, sort=sort or "recent",
+                    archived=archived_choice(archived))
 
 
 def agent_view(agent_id: str, agent: Row | None, series: list[Row]) -> Row:

@@ -47,9 +47,10 @@ class StageHooks(Protocol):
     nothing of runs: the run service implements this and sets ``Engine.stage_hooks``."""
 
     def stage_submitted(self, tx: Transaction, run_id: str, agent_id: str | None,
-                        now: float) -> list[tuple[str, Row]]:
-        """Before the DAG row: the run row it points at exists and is running; the events
-        to publish after the commit."""
+                        now: float, started_by: Row | None = None) -> list[tuple[str, Row]]:
+        """Before the DAG row: the run row it points at exists and is running (a new one
+        started by ``started_by``, the submitter as the run service records it); the
+        events to publish after the commit."""
 
     def stage_stored(self, tx: Transaction, run_id: str) -> None:
         """After the jobs: what the run derives from its stages (its code version)."""
@@ -211,7 +212,7 @@ class Engine:
     # -- submission ---------------------------------------------------------------------------
     async def submit_dag(self, name: str, specs: list[Row], agent_run_id: str | None,
                          agent_id: str | None = None, *, idempotency_key: str | None = None,
-                         scope: str = "") -> int:
+                         scope: str = "", started_by: Row | None = None) -> int:
         """Validate, store and schedule a DAG; its id. A repeat of an ``idempotency_key``
         already committed returns that DAG's id and schedules nothing."""
         shas = {s["script_sha256"] for s in specs if s["script_sha256"]} - self.known_blobs
@@ -234,7 +235,8 @@ class Engine:
             run = tx.next_dag_run(name)
             hooks = self.stage_hooks if agent_run_id else None
             if hooks is not None and agent_run_id:
-                run_events.extend(hooks.stage_submitted(tx, agent_run_id, agent_id, now))
+                run_events.extend(hooks.stage_submitted(tx, agent_run_id, agent_id, now,
+                                                        started_by))
             dag_id = tx.insert_dag({
                 "name": name, "run": run, "agent_run_id": agent_run_id, "submitted_at": now,
                 "status": "WAITING", "cancelled": False, "job_count": len(rows),

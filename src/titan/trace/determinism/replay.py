@@ -34,6 +34,8 @@ def scan(divergences: Iterable[dict[str, Any]]) -> tuple[list[Finding], set[str]
     replays: set[str] = set()
     for d in divergences:
         kind = str(d.get("kind") or "")
+        if kind == "redacted":  # the recording's choice (PII redaction), not the code's
+            continue
         key = (kind, str(d.get("actor") or "?"), str(d.get("name") or "?"))
         groups.setdefault(key, []).append(d)
         if d.get("replay_run_id"):

@@ -1,0 +1,131 @@
+"""Old runs: archived after ``TITAN_RUN_ARCHIVE_DAYS``, deleted only when retention says so.
+
+Seed 004: "Runs older than 90 days may be archived". Archiving deletes nothing: an archived
+run keeps its actions, leaves the Runs list (``?archived=true|all`` brings it back), stays
+openable by id and exportable, and can be unarchived. It is the ``archived_at`` flag of the
+run row, not a move to other tables: actions are only ever read by run id, so archived ones
+cost the live runs nothing where they are, and every read path (the run page, exports,
+replays) works unchanged. Deletion is retention's alone (``TITAN_RUN_RETENTION``, ``titan runs
+prune``), and spares the retention classes that must outlive it (``titan.retention``).
+
+Both sweeps are master tasks that run at start and hourly. The clock is injected, so the
+90-day rule is tested with a clock set forward rather than by waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from titan.master.runs.service import check_window, run_or_404, run_summary
+from titan.storage.base import Row, Transaction
+
+log = logging.getLogger("titan.master")
+DAY = 86_400.0
+SWEEP_SECONDS = 3600.0
+_BATCH = 500
+T = TypeVar("T")
+
+
+class Committer(Protocol):
+    """What Retention uses of the engine (a test hands it a storage of its own)."""
+
+    hub: Any
+
+    async def run(self, fn: Callable[[Transaction], T]) -> T: ...
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T: ...
+
+
+class Retention:
+    """Archiving and deleting old runs, through the engine's group-commit writer."""
+
+    def __init__(self, engine: Committer, archive_days: float = 90.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.archive_days = archive_days
+        self.clock = clock
+
+    # -- archiving ----------------------------------------------------------------------------
+    async def sweep(self) -> list[str]:
+        """Archive every finished run that started more than ``archive_days`` ago (none when
+        archiving is off); their ids. Running runs wait until they end."""
+        if not self.archive_days:
+            return []
+        now = self.clock()
+        before = now - self.archive_days * DAY
+
+        def op(tx: Transaction) -> list[str]:
+            done: list[str] = []
+            while True:
+                batch = tx.archivable_runs(before, _BATCH)
+                if not batch:
+                    return done
+                done.extend(tx.set_archived(batch, now))
+
+        ids: list[str] = await self.engine.run(op)
+        if ids:
+            log.info("archived %d agent run(s) older than %g days", len(ids), self.archive_days)
+        return ids
+
+    async def set_archived(self, run_id: str, archived: bool) -> Row:
+        """Archive or unarchive one run by hand (an operator's call); the run after."""
+        now = self.clock()
+
+        def op(tx: Transaction) -> Row:
+            run_or_404(tx, run_id)
+            tx.set_archived([run_id], now if archived else None)
+            return run_or_404(tx, run_id)
+
+        run: Row = await self.engine.run(op)
+        self.engine.hub.publish("run_updated", dict(run_summary(run),
+                                                    archived_at=run.get("archived_at")))
+        return run
+
+    async def keep_archiving(self) -> None:
+        """Forever (a task of the master): archive what has aged, at start and hourly."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("archiving agent runs failed")
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    # -- deleting -----------------------------------------------------------------------------
+    async def prune(self, before: float, dry_run: bool = False,
+                    among: list[str] | None = None) -> list[str]:
+        """Delete finished runs started before ``before`` (only those in ``among`` when
+        given: what an export just saved) whose class allows it, with their actions; ids."""
+        def op(tx: Transaction) -> list[str]:
+            if dry_run:
+                return tx.finished_runs_before(before, 1 << 30, among)
+            ids: list[str] = []
+            while True:
+                batch = tx.finished_runs_before(before, _BATCH, among)
+                if not batch:
+                    return ids
+                tx.delete_runs(batch)
+                ids.extend(batch)
+
+        if dry_run:
+            found: list[str] = await self.engine.read(op)
+            return found
+        ids: list[str] = await self.engine.run(op)
+        if ids:
+            log.info("retention: deleted %d finished agent run(s)", len(ids))
+        return ids
+
+    async def keep_retention(self, window: str) -> None:
+        """Forever (a task of the master): prune runs older than ``window`` every hour."""
+        check_window(window)  # a bad setting fails at start, not an hour later
+        while True:
+            before = check_window(window)
+            assert before is not None
+            try:
+                await self.prune(before)
+            except Exception:
+                log.exception("retention: pruning agent runs failed")
+            await asyncio.sleep(SWEEP_SECONDS)
