@@ -10,6 +10,7 @@ hold tens of thousands).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -56,20 +57,26 @@ def registry_filters(params: Mapping[str, Any]) -> Data:
                                    details={"field": "min_cost"}) from None
     return {"status": ",".join(dict.fromkeys(statuses)), "min_cost": min_cost,
             "window": params.get("window") or "all", "agent": (params.get("agent") or "").strip(),
-            "q": (params.get("q") or "").strip(), "sort": params.get("sort") or "recent"}
+            "q": (params.get("q") or "").strip(), "sort": params.get("sort") or "recent",
+            # "all" is what the "include archived" box sends; the API's true works too.
+            "archived": (params.get("archived") or "false").strip().lower()}
 
 
 def registry_query(f: Data) -> RunQuery:
     """The storage query for the filters: the API's own parser, so both agree."""
     return run_query(f["status"] or None, float(f["min_cost"]) if f["min_cost"] else None,
-                     f["window"], f["agent"] or None, f["q"] or None, sort=f["sort"])
+                     f["window"], f["agent"] or None, f["q"] or None, sort=f["sort"],
+                     archived=f["archived"])
 
 
 def export_links(f: Data) -> list[Data]:
     """``GET /api/v1/runs/export`` with the page's filters, one link per format (the page's
     script switches ``actions`` when "include actions" is ticked)."""
     # Exports list runs newest first whatever the page's order (they stream in pages).
-    filters = {k: v for k, v in f.items() if v not in ("", None, "all") and k != "sort"}
+    filters = {k: v for k, v in f.items()
+               if v not in ("", None, "all") and k not in ("sort", "archived")}
+    if f["archived"] != "false":  # archived runs are exported when the page shows them
+        filters["archived"] = f["archived"]
     return [{"format": fmt, "href": "/api/v1/runs/export?"
              + urlencode({"format": fmt, "actions": "false", **filters})}
             for fmt in EXPORT_FORMATS]
@@ -78,7 +85,14 @@ def export_links(f: Data) -> list[Data]:
 def registry(tx: Transaction, f: Data, query: RunQuery, limit: int, offset: int) -> Data:
     rows, total = tx.list_runs(query, limit, offset)
     critical = runs_view(tx, tx.intercepts(query.since, INTERVENTION_ALERT, INTERCEPTS_SHOWN))
+    # How many runs these filters would also match among the archived ones, so a run that
+    # aged out of the list is one click away ("Can't find my run").
+    hidden = tx.list_runs(replace(query, archived=True), 1, 0)[1] if query.archived is False \
+        else 0
+    shown = {k: v for k, v in f.items() if v not in ("", None) and k != "archived"}
     return {
+        "archived_total": hidden, "archived_href": "/runs?" + urlencode({**shown,
+                                                                       "archived": "all"}),
         "runs": runs_view(tx, rows), "total": total, "limit": limit, "offset": offset,
         "prev_offset": max(0, offset - limit) if offset > 0 else None,
         "next_offset": offset + limit if offset + limit < total else None,

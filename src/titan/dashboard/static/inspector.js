@@ -122,6 +122,35 @@
     return dl;
   }
 
+  /* Seed 004's "Compliance metadata": the run's (who started it, its retention class, its
+   * code version; rendered into the page as JSON) and this action's PII flags — which
+   * patterns redaction replaced in which field, and how often; never the values. */
+  const runCompliance = (() => {
+    const node = document.getElementById("run-compliance-data");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
+  })();
+
+  function compliance(a) {
+    const fields = Object.entries(a.pii_fields || {});
+    const flags = fields.length
+      ? fields.map(([field, counts]) => field + ": " + Object.entries(counts).map(([k, n]) => k + " ×" + n).join(", ")).join(" · ")
+      : "none found";
+    const rows = [
+      ["PII redacted", flags], ["Started by", runCompliance.started_by],
+      ["Retention", runCompliance.retention_class], ["Code version", runCompliance.code_version],
+    ];
+    if (runCompliance.archived_at) rows.push(["Archived", new Date(runCompliance.archived_at * 1000).toISOString()]);
+    const dl = el("dl", { class: "inspector-meta inspector-compliance" });
+    for (const [k, v] of rows) {
+      dl.append(el("dt", { text: k }), el("dd", { class: "compliance-" + k.toLowerCase().replace(/ /g, "-"), text: v === null || v === undefined ? "—" : String(v) }));
+    }
+    const parts = [el("h3", { text: "Compliance" }), dl];
+    if (fields.length) {
+      parts.push(el("p", { class: "muted pii-note", text: "Values matching these patterns were replaced by [REDACTED:<pattern>] before storage: the originals were never kept, so a replay cannot serve this action's redacted outputs." }));
+    }
+    return parts;
+  }
+
   function head(seq, name, outcome) {
     const close = el("button", { type: "button", class: "close", title: "Close (Esc)", "aria-label": "Close", text: "×" });
     close.addEventListener("click", () => T.inspector.close());
@@ -142,6 +171,7 @@
       parts.push(el("p", { class: "muted", text: "A value cut short is a preview: its full text was not kept." }));
     }
     parts.push(el("h3", { text: "Metadata" }), metadata(a));
+    parts.push(...compliance(a));
     panel.replaceChildren(...parts);
   }
 

@@ -117,6 +117,13 @@
     const text = complete === false ? String(value) : JSON.stringify(value);
     return text.length > 160 ? text.slice(0, 160) + "…" : text;
   }
+  /* Which patterns redaction replaced in this action (seed 004's PII flags); the inspector
+   * says where. */
+  function piiMark(pii) {
+    const found = Object.entries(pii || {});
+    if (!found.length) return null;
+    return el("span", { class: "pii-mark", title: "PII redacted: " + found.map(([k, n]) => k + " ×" + n).join(", "), text: "PII" });
+  }
   function actionRow(a, i, open) {
     const row = el("div", { class: "action-row" + (open ? " open" : ""), role: "row",
                             dataset: { seq: a.seq, outcome: a.outcome, index: i } },
@@ -124,7 +131,7 @@
         el("span", { class: "a-seq num", text: a.seq }),
         el("span", { class: "a-time", title: new Date(a.started_at * 1000).toISOString(), text: clock(a.started_at) }),
         el("span", { class: "a-actor", title: a.actor, text: a.actor }),
-        el("span", { class: "a-name", title: a.name, text: a.name }),
+        el("span", { class: "a-name", title: a.name }, a.name, piiMark(a.pii)),
         el("span", { class: "a-outcome" }, el("span", { class: "badge outcome-" + a.outcome, text: a.outcome })),
         el("span", { class: "a-cost num", text: a.cost_usd === null ? "—" : T.usd(a.cost_usd) }),
         el("span", { class: "a-ms num", text: a.duration_ms.toLocaleString() }),

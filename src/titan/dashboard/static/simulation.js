@@ -25,7 +25,7 @@
   const KIND = {
     name_mismatch: "Action name mismatch", input_mismatch: "Input mismatch",
     output_mismatch: "Output mismatch", extra: "Extra call", missing: "Missing call",
-    leak: "Live call leaked",
+    leak: "Live call leaked", redacted: "Redacted output (PII)",
   };
   // Comparison statuses that are not divergences (titan.trace.compare).
   const NEUTRAL = { match: "✅ Match", live: "⚡ Ran live", override: "✎ Overridden",
