@@ -23,6 +23,12 @@ def scripted_world(failing: Collection[str] = (), failure_mode: str = "incomplet
         text = json.dumps(got.body)
         messages = got.body.get("messages") or []
         last = str(messages[-1].get("content") if messages else "")
+        if "Criterion (" in last:  # an llm_judge criterion: its own prompt and scale
+            if "Answer PASS or FAIL." in last:
+                return Reply(text=json.dumps({"verdict": "PASS",
+                                              "reasoning": "The reply names the order."}))
+            return Reply(text=json.dumps({"score": 2 if "strict" in last else 4,
+                                          "reasoning": "The reply is courteous and direct."}))
         if "task_completion" in text:  # the judge
             failed = any(order in text for order in failing)
             return Reply(text=json.dumps({

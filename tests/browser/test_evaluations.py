@@ -75,7 +75,11 @@ def evaluated(cluster: Cluster) -> dict[str, Any]:
           "initial_state": {"order": {"A-1002": {"status": "processing", "total": 19.0}}}}],
         base=EXAMPLE)
     client.create_evaluation_from(EXAMPLE / "coding_evaluation.yaml")
-    names = ("support-bot", "dead-agent", "support-team", "calc-fixer")
+    session = yaml.safe_load((EXAMPLE / "session_evaluation.yaml").read_text())
+    client.create_evaluation("calc-session", session["agent"] | {"criteria": [
+        {"type": "llm_judge", "name": "names the change", "prompt": "Does it say what changed?",
+         "scale": "pass_fail"}]}, session["tasks"], base=EXAMPLE)
+    names = ("support-bot", "dead-agent", "support-team", "calc-fixer", "calc-session")
     for name in names:
         client.run_evaluation(name)
     return {name: client.wait_evaluation(name, timeout=180) for name in names}
@@ -96,7 +100,7 @@ def test_explorer_lists_tasks_with_verdicts_chips_and_columns(evaluated: dict[st
     page.goto(dash.url("/evaluations"))
     check_common(page, "evaluations")
     assert page.inner_text('.nav a[aria-current="page"]') == "Evaluations"
-    assert wait_count(page, "#evaluations-table tr.eval-list-row", 4) == 4
+    assert wait_count(page, "#evaluations-table tr.eval-list-row", 5) == 5
     page.click('a.eval-link:text-is("support-bot")')
     check_common(page, "evaluation")
     assert page.url.endswith("/evaluations/support-bot")
@@ -294,6 +298,34 @@ def test_coding_run_shows_its_diff_and_scorers(evaluated: dict[str, Any], dash: 
     commands = page.inner_text("#coding-trajectory")
     assert "python test_calc.py" in commands
     page.screenshot(path=str(artifacts / "eval-coding.png"), full_page=True)
+
+
+def test_a_session_shows_each_turn_the_cumulative_diff_and_its_criteria(
+        evaluated: dict[str, Any], dash: Dashboard, page: Any, artifacts: Path) -> None:
+    open_task(page, dash, "calc-session", "fix-then-extend")
+    assert page.get_attribute("#session", "data-turns") == "2"
+    turns = page.eval_on_selector_all("#session .session-turn .turn-instruction",
+                                      "els => els.map(e => e.textContent)")
+    assert turns[0].startswith("add() in calc.py returns the wrong result")
+    assert turns[1].startswith("Now add a sub(a, b) function")
+    # The last turn is open; the first opens on a click, each with its own diff.
+    assert "+def sub(a, b):" in page.inner_text('#session .session-turn[data-turn="2"] .diff')
+    first = '#session .session-turn[data-turn="1"]'
+    assert not page.is_visible(f"{first} .diff")
+    page.click(f"{first} > summary")
+    assert "+    return a + b" in page.inner_text(f"{first} .diff")
+    assert "sub(" not in page.inner_text(f"{first} .diff")
+    assert "cumulative diff" in page.inner_text("#final-diff h3").lower()
+    cumulative = page.inner_text("#final-diff")
+    assert "+    return a + b" in cumulative and "+def sub(a, b):" in cumulative
+    assert "session scorers" in page.inner_text("#scorers h3").lower()
+    assert page.inner_text("#scorers .overall .verdict") == "PASS"
+    # The workflow's llm_judge criterion, apart from the judge's fixed rubric.
+    criterion = '#criteria-card .criterion[data-name="names the change"]'
+    assert page.get_attribute(criterion, "data-verdict") == "PASS"
+    page.click(f"{criterion} > summary")
+    assert page.inner_text(f"{criterion} .criterion-reasoning") == "The reply names the order."
+    page.screenshot(path=str(artifacts / "eval-session.png"), full_page=True)
 
 
 def test_json_twins_are_the_apis_views(evaluated: dict[str, Any], cluster: Cluster) -> None:

@@ -42,6 +42,7 @@ ADDED: dict[int, dict[str, Any]] = {
     9: {"columns": {"agent_runs": ("started_by", "retention_class", "pii", "archived_at"),
                     "actions": ("pii",)},
         "indexes": ("ix_agent_runs_archived",)},
+    10: {"columns": {"eval_runs": ("criteria",)}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

@@ -22,6 +22,7 @@ from tests.conftest import free_port
 from tests.eval_world import scripted_world
 from tests.fake_llm_api import FakeLLMServer, serve
 from tests.integration.harness import Cluster, isolated_cluster
+from titan.errors import APIError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "eval_agent"
 @pytest.fixture(scope="module")
@@ -362,6 +363,50 @@ def test_seeding_a_task_dispatches_its_first_run(evals_cluster: Cluster) -> None
     view = client.wait_evaluation("seeding", timeout=120)
     counts = {row["task_id"]: row["run_count"] for row in view["tasks"]}
     assert counts == {"a": 1, "b": 0, "c": 0, "d": 1, "g": 0}
+
+
+def test_llm_judge_criteria_score_their_own_field_on_their_own_scale(
+        evals_cluster: Cluster) -> None:
+    # Seed 003: custom scoring is a downstream llm_judge criterion with an independent
+    # prompt and scale; the workflow declares some for every task, a task adds its own.
+    spec = __import__("yaml").safe_load((EXAMPLE / "evaluation.yaml").read_text())
+    agent = dict(spec["agent"], criteria=[
+        {"type": "llm_judge", "name": "politeness", "target": "final_response",
+         "prompt": "Is the reply polite?", "scale": "1-5"},
+        {"type": "llm_judge", "name": "strict tone", "prompt": "Be strict: is it perfect?",
+         "scale": "0-10", "pass_threshold": 7},
+        {"type": "llm_judge", "name": "names the order", "prompt": "Does it name the order?",
+         "scale": "pass_fail"}])
+    client = evals_cluster.client()
+    client.create_evaluation("criteria", agent, [
+        {"id": "where", "user_instruction": "Where is order A-1001?", "scorers": [
+            {"type": "llm_judge", "name": "diff review", "target": "diff",
+             "prompt": "Is the change minimal?"}]}], base=EXAMPLE)
+    client.run_evaluation("criteria")
+    row = client.wait_evaluation("criteria", timeout=120)["tasks"][0]
+    assert row["run"]["status"] == "completed", row
+    assert row["run"]["criteria"] == [
+        {"name": "politeness", "verdict": "PASS", "score": 4, "scale": "1-5"},
+        {"name": "strict tone", "verdict": "FAIL", "score": 2, "scale": "0-10"},
+        {"name": "names the order", "verdict": "PASS", "score": None, "scale": "pass_fail"},
+        {"name": "diff review", "verdict": "N/A", "score": None, "scale": "1-5"}]
+    trace = trace_of(evals_cluster, "criteria", row)
+    review = trace["criteria"][3]
+    assert review["error"] == "the run has no diff to score" and review["cost_usd"] == 0.0
+    assert trace["criteria"][0]["reasoning"] == "The reply is courteous and direct."
+    assert trace["criteria"][0]["pass_threshold"] == 4  # the default: the top 40 % of 1-5
+    assert trace["judge"]["verdict"] == "PASS"  # the fixed rubric is scored apart
+    page = httpx.get(f"{evals_cluster.url}/evaluations/criteria/tasks/where",
+                     headers={"Authorization": f"Bearer {evals_cluster.admin_token}"},
+                     timeout=30)
+    assert 'id="criteria-card"' in page.text and 'data-name="strict tone"' in page.text
+    assert "Not scored: the run has no diff to score" in page.text
+    # A criterion is checked when the workflow is defined: the field is named.
+    bad = dict(spec["agent"], criteria=[{"type": "llm_judge", "name": "x", "prompt": "y",
+                                          "scale": "1-7"}])
+    with pytest.raises(APIError, match=r"agent.criteria\[0\].scale: must be one of 1-5, "
+                                       r"0-10, pass_fail, got '1-7'"):
+        client.create_evaluation("bad-criteria", bad, [], base=EXAMPLE)
 
 
 def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,

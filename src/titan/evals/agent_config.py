@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from titan.errors import ValidationFailed
+from titan.evals import criteria
 
 KINDS = ("job", "http")
 TOOL_MODES = ("simulated", "passthrough")
@@ -24,7 +25,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _KNOWN = {"name", "version", "kind", "script", "script_sha256", "args", "requirement",
           "timeout_s", "url", "headers", "tools", "topology", "simulator_model", "judge_model",
-          "judge"}
+          "judge", "criteria"}
 _TOOL_KNOWN = {"name", "description", "input_schema", "output_schema", "mode", "endpoint"}
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -156,7 +157,28 @@ def parse_agent(raw: Any) -> dict[str, Any]:
         dup = next(n for n in names if names.count(n) > 1)
         raise _fail("tools", f"tool {dup!r} is declared twice")
     cfg["topology"] = parse_topology(raw.get("topology"))
+    cfg["criteria"] = _criteria(raw.get("criteria"))
     return cfg
+
+
+def _criteria(raw: Any) -> list[dict[str, Any]]:
+    """The workflow's custom ``llm_judge`` criteria (:mod:`titan.evals.criteria`)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > 20:
+        raise _fail("criteria", "must be a list of at most 20 llm_judge criteria")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(criteria.parse(item))
+        except criteria.CriterionInvalid as exc:
+            field = f"criteria[{i}]" + (f".{exc.field}" if exc.field else "")
+            raise _fail(field, str(exc)) from None
+    names = [c["name"] for c in out]
+    if len(set(names)) != len(names):
+        raise _fail("criteria", f"criterion {next(n for n in names if names.count(n) > 1)!r} "
+                                "is declared twice")
+    return out
 
 
 def public_view(cfg: dict[str, Any]) -> dict[str, Any]:

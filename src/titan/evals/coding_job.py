@@ -243,13 +243,19 @@ def _run_turn(argv: list[str], task: dict[str, Any], root: Path, work: Path, tim
         # A recognised CLI's transcript has the turns, outputs and edits; syscall capture,
         # only for an agent that left none, has commands alone.
         steps, source = harness_steps(root, started, harness)
+        own = coding.load_transcript(transcript)
         captured: list[dict[str, Any]] = []
         if not steps and traced and trace.exists():
             with trace.open(encoding="utf-8", errors="replace") as fh:
                 captured = parse_strace(fh)
-            source = "syscall"
-        out["steps"] = merge_commands(coding.load_transcript(transcript) + steps, captured)
-        out["source"] = source or ("transcript" if out["steps"] else None)
+        out["steps"] = merge_commands(own + steps, captured)
+        # What the steps came from, as the page says it: a CLI's transcript, Titan's own
+        # (sh()), and syscall capture only where it added commands the others did not have.
+        sources = [source] if source else []
+        sources += ["transcript"] if own else []
+        sources += ["syscall"] if any(s.get("source") == "syscall" for s in out["steps"]) \
+            else []
+        out["source"] = "+".join(sources) or None
     except Exception as exc:  # noqa: BLE001 - reported as eval_error; the run still counts
         out["error"] = f"reading the agent's commands failed: {exc}"
     return out
@@ -337,7 +343,8 @@ def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
         # Fewer turns done than planned: the agent failed the last one (its exit code says).
         report["turns"], report["turns_planned"] = done, len(turns)
         report["trajectory"] = [{**s, "turn": t["turn"]} for t in done for s in t["trajectory"]]
-        sources = [t["trajectory_source"] for t in done if t["trajectory_source"]]
+        sources = [part for t in done for part in (t["trajectory_source"] or "").split("+")
+                   if part]
         report["trajectory_source"] = "+".join(dict.fromkeys(sources)) or None
     else:
         report["trajectory"] = done[0]["trajectory"]

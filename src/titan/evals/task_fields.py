@@ -12,12 +12,15 @@ import json
 from pathlib import PurePosixPath
 from typing import Any
 
+from titan.evals import criteria
+
 #: Seed 003's name for the simulated world's seed: ``odyssey_seed.behavior_instructions`` (and
 #: the other keys here) are accepted as aliases of the task's own fields.
 ODYSSEY_SEED_FIELDS = ("behavior_instructions", "initial_state", "failure_rules")
 MAX_TURNS = 50
 SCORER_FIELDS = {"command": ("type", "command", "name", "timeout_s"),
-                 "allowed_paths": ("type", "paths"), "forbid_paths": ("type", "paths")}
+                 "allowed_paths": ("type", "paths"), "forbid_paths": ("type", "paths"),
+                 criteria.LLM_JUDGE: criteria.FIELDS}
 
 
 class Invalid(Exception):
@@ -102,6 +105,13 @@ def scorer(s: Any, n: int, has_workspace: bool) -> dict[str, Any]:
     if not isinstance(s, dict) or kind not in SCORER_FIELDS:
         raise Invalid("scorers", f"{name} must be an object with type "
                                   f"{' | '.join(SCORER_FIELDS)}, got {s!r}")
+    if kind == criteria.LLM_JUDGE:
+        # A downstream criterion (seed 003): scored by the master with the judge, on any task.
+        try:
+            return criteria.parse(s)
+        except criteria.CriterionInvalid as exc:
+            raise Invalid("scorers", f"{name}{'.' + exc.field if exc.field else ''}: "
+                                     f"{exc}") from None
     check_keys(s, SCORER_FIELDS[kind], name + ".")
     if kind == "command":
         if not has_workspace:

@@ -116,6 +116,13 @@ def _compliance(conn: Connection) -> None:
         index.create(conn)
 
 
+def _criteria_results(conn: Connection) -> None:
+    # Runs scored before custom criteria existed have none (NULL), as a new run has until
+    # it is judged.
+    if "criteria" not in {c["name"] for c in inspect(conn).get_columns("eval_runs")}:
+        conn.execute(text("ALTER TABLE eval_runs ADD COLUMN criteria TEXT"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -126,6 +133,7 @@ MIGRATIONS: list[Migration] = [
     (7, "dashboard sessions ended by signing out", _ended_sessions),
     (8, "evaluation projects", _evaluation_projects),
     (9, "run compliance: started by, retention class, PII found, archived", _compliance),
+    (10, "evaluation runs: llm_judge criteria results", _criteria_results),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

@@ -364,6 +364,7 @@ eval_runs = Table(
     Column("violations", Integer, nullable=False, server_default="0"),
     Column("proxy_refusals", Integer, nullable=False, server_default="0"),
     Column("judge", Text),  # JSON verdict
+    Column("criteria", Text),  # JSON: the llm_judge criteria's results (migration 10)
     Column("coding", Text),  # JSON: diff, scorers, trajectory
     Column("simulator_cost_usd", Float, nullable=False, server_default="0"),
     Column("judge_cost_usd", Float, nullable=False, server_default="0"),

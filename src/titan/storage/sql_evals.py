@@ -15,7 +15,8 @@ from titan.storage.rows import Row
 _JSON = {
     "evaluations": ("agent",),
     "eval_tasks": ("seed",),
-    "eval_runs": ("agent", "messages", "soft_warnings", "world", "by_source", "judge", "coding"),
+    "eval_runs": ("agent", "messages", "soft_warnings", "world", "by_source", "judge", "coding",
+                  "criteria"),
     "eval_calls": ("ops", "violations", "state"),
 }
 

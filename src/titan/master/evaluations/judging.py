@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from titan.evals import criteria
 from titan.evals.judge import judge
 from titan.storage.base import ActionQuery, Row, Transaction
 
@@ -70,7 +71,8 @@ def trajectory(tx: Transaction, run_id: str) -> list[Row]:
 
 async def judge_run(engine: Engine, run_id: str, *, judge_model: str | None,
                     publish: Callable[[Row], None]) -> None:
-    """Score the run and store the verdict; ``judge_model`` when its agent names none."""
+    """Score the run — the built-in judge's verdict and any ``llm_judge`` criteria — and store
+    the results; ``judge_model`` when its agent names none."""
 
     def read(tx: Transaction) -> tuple[Row, Row, list[Row]] | None:
         row = tx.get_eval_run(run_id)
@@ -83,7 +85,11 @@ async def judge_run(engine: Engine, run_id: str, *, judge_model: str | None,
     if found is None:
         return
     row, seed, calls = found
-    if not row["agent"].get("judge", True):
+    # Downstream criteria (seed 003's llm_judge): the workflow's, then the task's own.
+    custom = list(row["agent"].get("criteria") or []) + [
+        s for s in seed.get("scorers") or [] if s.get("type") == criteria.LLM_JUDGE]
+    judged = row["agent"].get("judge", True)
+    if not judged and not custom:
         return
     final = row.get("final_response")
     coding = row.get("coding") or {}
@@ -94,9 +100,23 @@ async def judge_run(engine: Engine, run_id: str, *, judge_model: str | None,
         final = f"{final or '(no message)'}\n\nFinal diff:\n{diff or '(no changes)'}"
     model = row["agent"].get("judge_model") or judge_model
     loop = asyncio.get_running_loop()
-    verdict = await loop.run_in_executor(None, lambda: judge(seed, {
-        "final_response": final, "messages": row.get("messages"), "tool_calls": calls,
-        "error_class": row.get("error_class"), "status": row["status"]}, model=model))
-    fields = {"judge": verdict.to_dict(), "judge_cost_usd": float(verdict.cost_usd or 0.0)}
+    fields: Row = {}
+    cost = 0.0
+    if judged:
+        verdict = await loop.run_in_executor(None, lambda: judge(seed, {
+            "final_response": final, "messages": row.get("messages"), "tool_calls": calls,
+            "error_class": row.get("error_class"), "status": row["status"]}, model=model))
+        fields["judge"] = verdict.to_dict()
+        cost += float(verdict.cost_usd or 0.0)
+    if custom:
+        target = {"final_response": row.get("final_response"), "messages": row.get("messages"),
+                  "tool_calls": calls, "diff": coding.get("diff"),
+                  "trajectory": coding.get("trajectory"), "raw_response": row.get("raw_response")}
+        scored = await loop.run_in_executor(
+            None, lambda: criteria.score_all(custom, seed, target, model=model))
+        fields["criteria"] = scored
+        cost += sum(float(c["cost_usd"] or 0.0) for c in scored)
+    # Criteria are judging too: their cost is the judge's share of the run's total.
+    fields["judge_cost_usd"] = cost
     await engine.run(lambda tx: tx.update_eval_run(run_id, fields))
     publish(row | fields)

@@ -75,8 +75,12 @@ def run_row(run: Row, agent_run: Row | None) -> Row:
         "agent": {"name": agent.get("name"), "version": agent.get("version")},
         "verdict": row_verdict(run), "judge_verdict": judge.get("verdict"),
         # Settled but not scored yet: what a client waiting for verdicts waits on.
-        "judge_pending": (run["status"] == "completed" and not judge
-                          and bool(agent.get("judge", True))),
+        "judge_pending": (run["status"] == "completed" and (
+            (not judge and bool(agent.get("judge", True)))
+            or (bool(agent.get("criteria")) and run.get("criteria") is None))),
+        # The llm_judge criteria's verdicts (seed 003's downstream custom scoring).
+        "criteria": [{k: c.get(k) for k in ("name", "verdict", "score", "scale")}
+                     for c in run.get("criteria") or []],
         "failure_mode": judge.get("failure_mode"), "judge_model": judge.get("model"),
         # Why a judged run has no verdict (no final response, the judge model failed...).
         "judge_unscored": (judge.get("reasoning") or "not judged")
@@ -216,7 +220,7 @@ def trace(tx: Transaction, evaluation: Row, task: Row, run: Row) -> Row:
         "evaluation": evaluation["id"], "task_id": task["id"],
         "header": run_row(run, agent_run) | {"live": run["status"] in EVAL_ACTIVE},
         "completion_warning": warning,
-        "judge": run.get("judge"),
+        "judge": run.get("judge"), "criteria": run.get("criteria") or [],
         "seed": {k: seed.get(k) for k in ("user_instruction", "behavior_instructions",
                                           "initial_state", "failure_rules",
                                           "expected_outcome", "expected_steps", "kind")}
