@@ -26,17 +26,18 @@ LITERAL = re.compile(r"""(/docs/[a-z0-9_-]+(?:#[A-Za-z0-9_-]+)?)(?=["'`\s)<])"""
 
 def _literals() -> dict[str, str]:
     found = {}
-    for path in [*TEMPLATES.glob("*.html"), *STATIC.glob("*.js")]:
+    # Sorted, first source kept: xdist's workers must collect the same parameters.
+    for path in sorted([*TEMPLATES.glob("*.html"), *STATIC.glob("*.js")]):
         for link in LITERAL.findall(path.read_text()):
-            found[link] = path.name
+            found.setdefault(link, path.name)
     return found
 
 
 def _page_links() -> dict[str, str]:
     found = {}
-    for name in docs_pages.page_names():
+    for name in sorted(docs_pages.page_names()):
         for href in re.findall(r'href="(/docs/[^"]*)"', docs_pages.docs_page(name)["html"]):
-            found[href] = f"{name}.md"
+            found.setdefault(href, f"{name}.md")
     return found
 
 
