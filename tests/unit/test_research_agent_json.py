@@ -159,14 +159,24 @@ def test_result_keys_sort_by_iteration_then_index() -> None:
 
 
 def test_report_has_the_five_sections_whatever_the_model_writes(script: Any) -> None:
-    script("## Executive Summary\nLoRA adds low-rank adapters.", "**Key Findings:**\n- a",
-           "# Deep dive\nNarrative.", "", "- Unknown scaling")
+    provider = script(
+        "## Executive Summary\nLoRA adds low-rank adapters.",
+        # Key Findings: nothing usable at first, nor in the four asks for the missing ones,
+        # and notes too thin to fall back on.
+        "**Key Findings:**\n- a", "", "", "", "",
+        # The Deep Dive, a paragraph per call: overview, the one topic, the synthesis, and
+        # two more while it falls short of its length.
+        "# Deep dive\nNarrative.", "Second.", "Third.", "Fourth.", "Fifth.",
+        "", "- Unknown scaling")
     report = synthesizer.synthesize("Q?", ["## A\n\nnotes"], model="scripted/m", run_id="R_1")
     titles = [line[3:] for line in report.splitlines() if line.startswith("## ")]
     assert titles == synthesizer.SECTION_TITLES
     assert "## Executive Summary\n\nLoRA adds low-rank adapters." in report
     assert "**Key Findings:**" not in report and "# Deep dive" not in report
-    assert "_The model returned nothing for this section._" in report
+    assert "## Key Findings\n\n_The model returned nothing for this section._" in report
+    assert "## Deep Dive\n\nNarrative.\n\nSecond.\n\nThird.\n\nFourth.\n\nFifth.\n" in report
+    assert "## Practical Recommendations\n\n_The model returned nothing" in report
+    assert not provider.replies  # every call the shape needs was made, and no more
 
 
 def test_section_bodies_stay_inside_their_section() -> None:
