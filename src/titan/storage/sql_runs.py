@@ -14,18 +14,16 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Float,
-    String,
     and_,
-    any_,
     bindparam,
     case,
     delete,
     func,
     or_,
     select,
+    text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from titan.retention import DELETABLE
 from titan.storage import compiled
@@ -40,6 +38,8 @@ _OUTCOME_COUNTER = {"success": "success_count", "error": "error_count",
 ACTION_ROW_KEYS = tuple(c.key for c in t.actions.columns)
 
 
+_KNOWN_IDS_PG = text("SELECT a.id FROM unnest(CAST(:ids AS VARCHAR[])) AS u(id) "
+                     "JOIN actions a ON a.run_id = :run_id AND a.id = u.id")
 _COPY_ACTIONS = "COPY actions ({}) FROM STDIN".format(", ".join(ACTION_ROW_KEYS))
 
 
@@ -281,12 +281,12 @@ class RunsSQL:
     def known_action_ids(self, run_id: str, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         if self.conn.dialect.name == "postgresql":
-            # One array parameter, not an IN list of 500: psycopg prepares a statement it has
-            # run five times, and PostgreSQL's generic plan for the IN list walked the whole
-            # run instead of probing (run_id, id); this form keeps the probe in every plan.
-            rows = self.conn.execute(select(t.actions.c.id).where(
-                t.actions.c.run_id == run_id,
-                t.actions.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(String)))))
+            # One array parameter joined as a set, not `id = ANY(:ids)`: PostgreSQL hashes an
+            # IN list only when it is a constant, so with a parameter each of the run's rows
+            # was compared with every id of the batch (140 ms for 1,000 ids against a
+            # 30,000-action run: ingestion stalled near 7,000 actions/s); the join hashes the
+            # batch whatever plan the young table's statistics give.
+            rows = self.conn.execute(_KNOWN_IDS_PG, {"ids": list(ids), "run_id": run_id})
             return {r[0] for r in rows}
         for chunk in iter_chunks(list(ids), 500):
             rows = self.conn.execute(select(t.actions.c.id).where(
