@@ -74,6 +74,23 @@ def test_projects_list_their_workflows(workflows: dict[str, Any], http: httpx.Cl
     # The /api/v1 family says where each evaluation lives too.
     assert {e["id"]: e["project"] for e in get(http, "/api/v1/evaluations")["evaluations"]}[
         "acme-support"] == "acme"
+    # ... and narrows to one project (an empty filter is an empty list, not a 404).
+    assert [e["id"] for e in get(http, "/api/v1/evaluations?project=acme")["evaluations"]] == [
+        "acme-support"]
+    assert get(http, "/api/v1/evaluations?project=nowhere")["evaluations"] == []
+
+
+def test_titan_eval_list_filters_by_project(workflows: dict[str, Any],
+                                            evals_cluster: Cluster) -> None:  # noqa: F811
+    import subprocess
+    import sys
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "titan", "eval", "list", "--project", "acme", "--host",
+         "127.0.0.1", "--port", str(evals_cluster.port), "--token", evals_cluster.admin_token],
+        capture_output=True, text=True, timeout=60, env=evals_cluster.env)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[:2] for line in listed.stdout.splitlines()] == [["acme-support", "acme"]]
 
 
 def test_the_seed_routes_answer_what_the_evaluation_routes_answer(

@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("file")
     s.add_argument("--no-run", action="store_true",
                    help="seed the tasks without dispatching runs")
-    sub.add_parser("list", help="list evaluations", parents=common)
+    s = sub.add_parser("list", help="list evaluations", parents=common)
+    s.add_argument("--project", help="only the evaluations (workflows) of this project")
     s = sub.add_parser("run", help="dispatch every task (or --task ...) against the agent",
                        parents=common)
     s.add_argument("evaluation")
@@ -129,7 +130,8 @@ def run(args: argparse.Namespace, client: Any) -> int:
                      f"{args.evaluation} to follow them)" if out["runs"] else "no run dispatched"))
             return 0
     elif action == "list":
-        out = client.api("GET", "/evaluations")
+        out = client.api("GET", "/evaluations",
+                         params={"project": args.project} if args.project else None)
         if not as_json:
             for ev in out["evaluations"]:
                 print(f"{ev['id']:<30} {ev['project']:<20} {ev['task_count']:>5} tasks  "

@@ -20,8 +20,11 @@ router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["evaluations"
 
 
 @router.get("/evaluations", summary="List evaluations, most recently changed first")
-async def list_evaluations(c: CtxDep, p: Reader, limit: int = Query(100, ge=1, le=1000)) -> Row:
-    rows = await c.engine.read(lambda tx: tx.list_evaluations(limit))
+async def list_evaluations(c: CtxDep, p: Reader, limit: int = Query(100, ge=1, le=1000),
+                           project: str | None = None) -> Row:
+    # ?project= narrows the list; unlike GET /api/projects/{p}/workflows, an empty result
+    # is an empty list, not a 404 (a filter, not an address).
+    rows = await c.engine.read(lambda tx: tx.list_evaluations(limit, project=project))
     return {"evaluations": [hierarchy.workflow_row(r) for r in rows]}
 
 
