@@ -98,6 +98,14 @@ def _advisory_lock(engine: Any) -> Callable[[], None]:
         )
 
     def release() -> None:
+        # Unlocked explicitly: closing the connection frees the lock only once its server
+        # process has ended, a moment after close() returns, and a master started right
+        # after this one stopped could find it still held.
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEDULER_LOCK})
+            conn.commit()
+        except Exception:  # noqa: BLE001 - a broken connection frees the lock as it ends
+            pass
         conn.close()
 
     return release
