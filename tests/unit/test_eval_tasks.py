@@ -323,3 +323,9 @@ def test_failure_rule_round_trip_and_errors() -> None:
         FailureRule.from_dict({"tool": "t", "payload": 1, "error": "no"}, where="rule 2")
     with pytest.raises(ValidationFailed, match="match must be an object"):
         FailureRule.from_dict({"tool": "t", "payload": 1, "match": ["a"]})
+
+
+def test_a_turns_instruction_is_bounded_like_a_tasks() -> None:
+    with pytest.raises(ValidationFailed, match=r"turns\[0\].user_instruction has 20001 "
+                                               r"characters; at most 20000"):
+        Task.from_dict({"workspace": {"files": {}}, "turns": ["x" * 20_001]})

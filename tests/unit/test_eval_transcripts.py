@@ -188,3 +188,18 @@ def test_a_coding_run_reads_the_cli_transcript_it_left(tmp_path: Path,
     assert kinds == [("message", "Fixing add."), ("command", "cat src/app.py"),
                      ("edit", "src/app.py")]
     assert report["trajectory"][1]["output"] == "def add(a, b): ..."
+
+
+def test_a_huge_transcript_is_read_up_to_its_bound(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A hostile or runaway session: a line past LINE_CHARS is skipped in pieces, and reading
+    # stops at MAX_BYTES; what came before is kept.
+    monkeypatch.setattr(transcripts, "LINE_CHARS", 1000)
+    monkeypatch.setattr(transcripts, "MAX_BYTES", 5000)
+    path = tmp_path / "big.jsonl"
+    first, *rest = CODEX
+    path.write_text(json.dumps(first) + "\n" + "x" * 3000 + "\n"
+                    + "".join(json.dumps(i) + "\n" for i in rest * 50))
+    found, steps = transcripts.read(path, Path(WS))
+    assert found == transcripts.CODEX and 0 < len(steps) < 4 * 50
+    assert steps[0]["command"] == "pytest -q"

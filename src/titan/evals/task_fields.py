@@ -18,6 +18,7 @@ from titan.evals import criteria
 #: the other keys here) are accepted as aliases of the task's own fields.
 ODYSSEY_SEED_FIELDS = ("behavior_instructions", "initial_state", "failure_rules")
 MAX_TURNS = 50
+MAX_TURN_CHARS = 20_000  # as a task's own user_instruction
 SCORER_FIELDS = {"command": ("type", "command", "name", "timeout_s"),
                  "allowed_paths": ("type", "paths"), "forbid_paths": ("type", "paths"),
                  criteria.LLM_JUDGE: criteria.FIELDS}
@@ -170,6 +171,9 @@ def turns_of(raw: Any, has_workspace: bool) -> list[dict[str, Any]]:
                                     "user_instruction and scorers")
         check_keys(turn, ("user_instruction", "scorers"), name + ".")
         instruction = text(turn.get("user_instruction"), f"{name}.user_instruction")
+        if len(instruction) > MAX_TURN_CHARS:
+            raise Invalid("turns", f"{name}.user_instruction has {len(instruction)} characters;"
+                                   f" at most {MAX_TURN_CHARS}")
         scorers = or_default(turn, "scorers", [])
         if not isinstance(scorers, list):
             raise Invalid("turns", f"{name}.scorers must be a list")

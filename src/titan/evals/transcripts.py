@@ -41,6 +41,9 @@ FORMATS = (CLAUDE_CODE, CODEX)
 #: Per step, what the trace view keeps of a command's output or a tool's result.
 OUTPUT_CHARS = 10_000
 TEXT_CHARS = 20_000
+#: What is read of one transcript file.
+MAX_BYTES = 64 << 20
+LINE_CHARS = 8 << 20
 EDIT_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
 _CODEX_ITEMS = frozenset({"message", "reasoning", "function_call", "function_call_output",
                           "local_shell_call", "custom_tool_call", "custom_tool_call_output"})
@@ -72,6 +75,18 @@ def _relative(path: Any, root: Path | None) -> str:
         except (ValueError, OSError):
             pass
     return text
+
+
+def _bounded(fh: Any, limit: int) -> Iterable[str]:
+    """The file's lines up to ``limit`` characters in all; a line longer than LINE_CHARS is
+    cut into pieces (none of them JSON, so skipped) rather than held whole."""
+    read = 0
+    while read <= limit:
+        line = fh.readline(LINE_CHARS)
+        if not line:
+            return
+        read += len(line)
+        yield line
 
 
 def entries(lines: Iterable[str]) -> list[dict[str, Any]]:
@@ -294,7 +309,9 @@ def _codex_call(payload: dict[str, Any], at: float | None, root: Path | None,
 def read(path: Path, root: Path | None = None) -> tuple[str | None, list[dict[str, Any]]]:
     """``(format, steps)`` of one transcript file; ``(None, [])`` when not recognised."""
     with path.open(encoding="utf-8", errors="replace") as fh:
-        items = entries(fh)
+        # A session can be huge (or hostile): past MAX_BYTES the rest is not read, and the
+        # steps end there (the trajectory is capped at 2,000 steps anyway).
+        items = entries(_bounded(fh, MAX_BYTES))
     found = detect(items)
     if found == CLAUDE_CODE:
         return found, parse_claude_code(items, root)
