@@ -10,6 +10,7 @@ import json
 import os
 import select
 import signal
+import socket
 import sys
 import textwrap
 import threading
@@ -92,7 +93,7 @@ class Job:
     def start(self, source: str, *, kind: str = "fork", args: tuple[str, ...] = (),
               name: str = "job.py", timeout: float | None = None, kill_grace: float = 30.0,
               env: dict[str, str] | None = None, sys_path: tuple[str, ...] = (),
-              script: Path | None = None) -> tuple[Attempt, Collector, bool]:
+              script: Path | None = None, now: bool = False) -> tuple[Attempt, Collector, bool]:
         if script is None:
             script = self.workdir / name
             script.parent.mkdir(parents=True, exist_ok=True)
@@ -101,11 +102,14 @@ class Job:
         attempt = Attempt(Assignment(id=1, attempt=1, job_id="j", filename=name,
                                      timeout=timeout),
                           loop=self.loop, sink=sink, kill_grace=kill_grace)
-        launched = self.runner.spawn(LaunchSpec(
-            script=script, args=list(args), cwd=self.workdir,
-            env=dict(os.environ if env is None else env), sys_path=list(sys_path),
-            runner=kind,
-        ))
+        spec = LaunchSpec(script=script, args=list(args), cwd=self.workdir,
+                          env=dict(os.environ if env is None else env), sys_path=list(sys_path),
+                          runner=kind)
+        if now:  # the worker's fast path: attached on the I/O thread when the zygote answers
+            assert self.runner.fork_now(spec, lambda got: attempt.attach(got) if got else
+                                        attempt.fail_to_start("no fork"))
+            return attempt, sink, True
+        launched = self.runner.spawn(spec)
         self.loop.call(attempt.attach, launched)
         return attempt, sink, launched.forked
 
@@ -415,6 +419,80 @@ def test_zygote_death_fails_its_jobs_and_a_new_one_starts(loop: IOLoop, tmp_path
         assert (own.lean_zygote_pid if lean else own.zygote_pid) not in (None, old)
     finally:
         own.close()
+
+
+@pytest.mark.parametrize("source, code", [("import sys; print(sys.argv[1:]); sys.exit(3)", 3),
+                                          ("print('ok', flush=True)", 0)])
+def test_a_fork_started_without_waiting_runs_like_any_other(job: Job, source: str,
+                                                             code: int) -> None:
+    _, sink, _ = job.start(source, args=("a", "b"), now=True)
+    assert sink.result_["exit_code"] == code
+    assert sink.stream("stdout") == (["['a', 'b']"] if code else ["ok"])
+
+
+def test_a_fork_is_started_without_waiting_only_from_a_zygote_that_is_up(
+        loop: IOLoop, tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("print('hi')")
+    spec = LaunchSpec(script=script, cwd=tmp_path, env=dict(os.environ))
+    plain = Runner(loop, use_zygote=False)
+    assert not plain.fork_now(spec, lambda _got: None)  # no zygote: the starter thread's job
+    shell = tmp_path / "job.sh"
+    shell.write_text("echo hi")
+    cold = Runner(loop)  # never started: fork_now does not start a zygote (that blocks)
+    assert not cold.fork_now(spec, lambda _got: None)
+    assert cold.zygote_pid is None and cold.lean_zygote_pid is None
+    cold.start()
+    try:
+        assert not cold.fork_now(LaunchSpec(script=shell, cwd=tmp_path, env={}),
+                                 lambda _got: None)  # not Python
+    finally:
+        cold.close()
+
+
+def test_a_hung_zygote_times_out_the_fork_and_the_late_child_is_killed(
+        loop: IOLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from titan.worker import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "FORK_TIMEOUT", 0.5)
+    own = Runner(loop)
+    own.start()
+    script = tmp_path / "job.py"
+    # Were the child to run, it would say its pid over a datagram socket, then sleep.
+    path = str(tmp_path / "pid.sock")
+    script.write_text("import os, socket, time\n"
+                      "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+                      f"s.sendto(str(os.getpid()).encode(), {path!r})\n"
+                      "time.sleep(60)\n")
+    answered: list[object] = []
+    done = threading.Event()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(path)
+        listener.settimeout(WAIT)
+        try:
+            zygote = own.lean_zygote_pid
+            assert zygote is not None
+            os.kill(zygote, signal.SIGSTOP)
+            try:
+                assert own.fork_now(LaunchSpec(script=script, cwd=tmp_path,
+                                               env=dict(os.environ)),
+                                    lambda got: (answered.append(got), done.set()))
+                assert done.wait(WAIT)
+                assert answered == [None]  # the supervisor then takes the slow path
+            finally:
+                os.kill(zygote, signal.SIGCONT)
+            # The zygote forks once it runs again; nobody owns that child: it is killed as
+            # the late answer arrives, before its script says anything (or, at worst, in its
+            # sleep).
+            listener.settimeout(2.0)
+            try:
+                pid = int(listener.recv(64))
+            except TimeoutError:
+                pass
+            else:
+                assert _gone(pid), "the child of a request nobody waits for still runs"
+        finally:
+            own.close()
 
 
 def test_without_zygote_python_runs_as_subprocess(loop: IOLoop, tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ per free slot and the master spends one per job it pushes.
   reads frames until the connection drops; it reconnects with the jittered backoff of
   :mod:`titan.retry` for as long as the worker runs. A master that no longer knows the worker
   (it restarted) closes with 4404: the worker registers again over HTTP, then reconnects.
-* The reporter's thread calls :meth:`ChannelIntake.report`, which sends a report and blocks
-  until its ack; a report whose connection dropped before the ack is sent again on the next
-  one (the master deduplicates lines and rejects a result it already has, as over HTTP).
+* The reporter posts reports (:meth:`ChannelIntake.post`, several in flight) and hears of each
+  ack on this thread; a report whose connection dropped before its ack is sent again first
+  thing on the next one (the master deduplicates lines and rejects a result it already has,
+  as over HTTP).
 
 Heartbeats, registration, deregistration and downloads stay on HTTP.
 """
@@ -33,6 +34,7 @@ from websockets.sync.client import ClientConnection, connect
 from titan import errors, retry
 from titan.worker.assignment import Key
 from titan.worker.intake import Intake
+from titan.worker.reporter import Done
 from titan.worker.supervisor import Supervisor
 
 log = logging.getLogger("titan.worker")
@@ -68,10 +70,11 @@ class ChannelIntake(Intake):
         self._drained = False  # the master said every job leased to us has been pushed
         self._send_lock = threading.Lock()
         self._ws: ClientConnection | None = None
-        self._generation = 0  # bumped on every (re)connect: a report waits on one connection
         self._draining = False
         self._ids = itertools.count(1)
-        self._replies: dict[int, dict[str, Any]] = {}
+        #: Reports sent and not answered yet, by id: (frame, done), re-sent in order
+        #: on the next connection when this one drops.
+        self._posted: dict[int, tuple[str, Done]] = {}
 
     # ------------------------------------------------------------------ control
 
@@ -127,39 +130,53 @@ class ChannelIntake(Intake):
 
     # ------------------------------------------------------------------ reports
 
-    def report(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Send a report and return the master's ack, across reconnects; raises the
-        :mod:`titan.errors` class of a refusal, :class:`errors.ConnectionFailed` on a hard stop."""
+    #: Reports in flight at once: the master applies them in arrival order, so only their
+    #: commits overlap.
+    window = 4
+
+    def post(self, body: dict[str, Any], done: Done) -> None:
+        """Send a report; ``done`` gets the master's ack (or the refusal as the
+        :mod:`titan.errors` class) on the channel thread, or
+        :class:`errors.ConnectionFailed` on a hard stop. A report whose connection drops
+        before its ack is sent again first thing on the next one (the master deduplicates
+        lines and rejects a result it already has, as over HTTP)."""
         rid = next(self._ids)
         frame = json.dumps({"t": "report", "id": rid, **body}, separators=(",", ":"))
-        while True:
+        with self._send_lock:  # held by _open while it re-sends: no report goes twice
             with self._cond:
-                self._cond.wait_for(lambda: self._ws is not None or self._hard.is_set())
-                if self._hard.is_set():
-                    raise errors.ConnectionFailed("stopped before a report was acknowledged")
-                ws, generation = self._ws, self._generation
-            assert ws is not None
+                hard = self._hard.is_set()
+                if not hard:
+                    self._posted[rid] = (frame, done)
+                ws = self._ws
+            if hard:
+                done(None, errors.ConnectionFailed("stopped before a report was acknowledged"))
+                return
+            if ws is None:
+                return  # the next connection sends it
             try:
-                with self._send_lock:
-                    ws.send(frame)
+                ws.send(frame)
             except (ConnectionClosed, OSError):
-                self._lost(ws)
-                continue
-            with self._cond:
-                self._cond.wait_for(lambda g=generation: rid in self._replies  # type: ignore[misc]
-                                    or self._generation != g or self._hard.is_set())
-                reply = self._replies.pop(rid, None)
-            if reply is None:
-                continue  # the connection dropped first: send it again on the next one
-            if reply.get("t") == "error":
-                raise errors.from_response(int(reply.get("status") or 400), reply)
-            return reply
+                pass
+            else:
+                return
+        self._lost(ws)
+
+    def abandon(self) -> None:
+        """The worker stops hard: every report still waiting for its ack ends unanswered."""
+        with self._cond:
+            posted, self._posted = self._posted, {}
+        error = errors.ConnectionFailed("stopped before a report was acknowledged")
+        for _frame, done in posted.values():
+            done(None, error)
 
     # ------------------------------------------------------------------ the channel thread
 
     def _open(self) -> None:
+        # legacy=True: a direct connection, not a with-block (it lives across threads and
+        # reconnects; websockets 17.1 deprecated the unmarked form).
         ws = connect(self._url, additional_headers=self._headers(), compression=None,
-                     proxy=None, open_timeout=10, max_size=None, user_agent_header=None)
+                     proxy=None, open_timeout=10, max_size=None, user_agent_header=None,
+                     legacy=True)
         # The hello is computed and the connection published in one step, and sent before
         # any other frame can go out on it (see on_finished).
         with self._send_lock:
@@ -169,11 +186,14 @@ class ChannelIntake(Intake):
                 hello = {"t": "hello", "credit": credit,
                          "running": [{"id": i, "attempt": a} for i, a in held]}
                 self._ws = ws
-                self._generation += 1
                 self._drained = False  # a drain is answered again on this connection
                 self._cond.notify_all()
+            with self._cond:
+                unanswered = [frame for _rid, (frame, _done) in sorted(self._posted.items())]
             try:
                 ws.send(json.dumps(hello, separators=(",", ":")))
+                for frame in unanswered:  # in their order, before any new report
+                    ws.send(frame)
             except (ConnectionClosed, OSError):
                 self._lost(ws)
                 return
@@ -184,7 +204,6 @@ class ChannelIntake(Intake):
         with self._cond:
             if self._ws is ws:
                 self._ws = None
-                self._generation += 1
                 self._cond.notify_all()
         ws.close()
 
@@ -245,8 +264,14 @@ class ChannelIntake(Intake):
             self._on_settled()
         elif kind in ("ack", "error"):
             with self._cond:
-                self._replies[int(message.get("id") or 0)] = message
-                self._cond.notify_all()
+                posted = self._posted.pop(int(message.get("id") or 0), None)
+            if posted is None:
+                return  # answered on an earlier connection already (a re-sent report)
+            if kind == "error":
+                posted[1](None, errors.from_response(int(message.get("status") or 400),
+                                                     message))
+            else:
+                posted[1](message, None)
         else:
             log.debug("worker channel: ignoring a %r frame", kind)
 

@@ -41,7 +41,7 @@ from titan.worker.intake import Intake
 from titan.worker.isolation import prepare as prepare_isolation
 from titan.worker.loop import IOLoop
 from titan.worker.poller import Poller
-from titan.worker.reporter import Reporter
+from titan.worker.reporter import Link, Reporter, SyncLink
 from titan.worker.runner import Runner
 from titan.worker.supervisor import Supervisor
 from titan.worker.workspace import Workspace
@@ -115,7 +115,8 @@ class Worker:
         base_env = {**inherited_env(os.environ), **isolation.env}
         self._runner = Runner(self._loop, use_zygote=use_zygote, isolation=isolation,
                               env=base_env)
-        self._reporter = Reporter(self._report, self._on_acked)
+        self._http_reports = SyncLink(self._report_http)
+        self._reporter = Reporter(self._report_link, self._on_acked)
         self.supervisor = Supervisor(
             loop=self._loop, runner=self._runner, workspace=self.workspace,
             reporter=self._reporter, master_url=master_url, kill_grace=kill_grace,
@@ -183,9 +184,11 @@ class Worker:
                     raise
                 log.error("%s", exc)
 
-    def _report(self, body: dict[str, Any]) -> dict[str, Any]:
-        if self._channel is not None:
-            return self._channel.report(body)
+    def _report_link(self) -> Link:
+        """Where reports go now: the channel once it is open, else the HTTP route."""
+        return self._channel if self._channel is not None else self._http_reports
+
+    def _report_http(self, body: dict[str, Any]) -> dict[str, Any]:
         reply = self._call("report", body)
         return reply if isinstance(reply, dict) else {}
 
@@ -375,6 +378,8 @@ class Worker:
         self._stopped.set()
         self._hard.set()
         self.poller.wake()
+        if self._channel is not None:
+            self._channel.abandon()  # reports still waiting for an ack end here
         self._reporter.close(timeout=2.0)
         self.supervisor.close()
         self._runner.close()

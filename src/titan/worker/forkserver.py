@@ -1,8 +1,9 @@
 """The worker's side of the zygote: start it, ask it to fork, learn pids and exit codes.
 
-See :mod:`titan.worker.zygote` for the protocol. Requests are sent from the threads that
-start jobs (under a lock, one ``sendmsg`` each); answers are read on the I/O thread, which
-resolves the waiting request and delivers exit codes to the job's :class:`ForkedProcess`.
+See :mod:`titan.worker.zygote` for the protocol. Requests are sent from any thread (under a
+lock, one ``sendmsg`` each); answers are read on the I/O thread, which hands each request its
+process (a callback, so a job whose script is already here starts with no thread waiting on
+it) and delivers exit codes to the job's :class:`ForkedProcess`.
 Because the zygote writes ``started`` before ``exited`` for a pid on the same socket, the
 process object always exists before its exit is reported, however short the job.
 """
@@ -20,6 +21,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +44,23 @@ class ForkedProcess(Process):
     """A job forked by the zygote; its exit code is delivered by :class:`ForkServer`."""
 
 
-class _Pending:
+#: How a fork request ends (on the I/O thread): the forked process, or why there is none.
+Started = Callable[[ForkedProcess | None, str | None], None]
+
+
+class _Waiter:
+    """A synchronous :meth:`ForkServer.spawn`'s wait for its answer."""
+
     __slots__ = ("done", "error", "proc")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.proc: ForkedProcess | None = None
         self.error: str | None = None
+
+    def __call__(self, proc: ForkedProcess | None, error: str | None) -> None:
+        self.proc, self.error = proc, error
+        self.done.set()
 
 
 class ForkServer:
@@ -71,7 +83,7 @@ class ForkServer:
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._rids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Started] = {}
         self._procs: dict[int, ForkedProcess] = {}  # I/O thread only
         self._buf = bytearray()
         self._environ: dict[str, str] = {}  # the zygote's, as it reported it when ready
@@ -150,14 +162,29 @@ class ForkServer:
     def spawn(self, request: dict[str, Any], out_w: int, err_w: int,
               timeout: float = 10.0) -> ForkedProcess:
         """Fork a child running ``request`` with ``out_w``/``err_w`` as its stdout/stderr."""
+        waiter = _Waiter()
+        rid = self.request(request, out_w, err_w, waiter)
+        if not waiter.done.wait(timeout):
+            with self._state_lock:
+                self._pending.pop(rid, None)
+            raise ForkFailed("the zygote did not answer in time")
+        if waiter.proc is None:
+            raise ForkFailed(waiter.error or "the zygote could not fork")
+        return waiter.proc
+
+    def request(self, request: dict[str, Any], out_w: int, err_w: int,
+                started: Started, timeout: float | None = None) -> int:
+        """Ask for a fork without waiting: ``started`` is called on the I/O thread with the
+        process, or with why there is none (fork refused, zygote dead, no answer within
+        ``timeout``). The descriptors are the zygote's once this returns (the caller closes
+        its copies). Returns the request id; raises :class:`ForkFailed` if it cannot be sent."""
         sock = self._sock
         if not self.alive or sock is None:
             raise ForkFailed("the zygote is not running")
-        pending = _Pending()
         with self._send_lock:
             rid = next(self._rids)
             with self._state_lock:
-                self._pending[rid] = pending
+                self._pending[rid] = started
             data = json.dumps({**self._environ_diff(request), "rid": rid}).encode()
             data = _HEADER.pack(len(data)) + data
             fds = array.array("i", [out_w, err_w])
@@ -170,13 +197,18 @@ class ForkServer:
                     self._pending.pop(rid, None)
                 self.alive = False
                 raise ForkFailed(f"cannot reach the zygote: {exc}") from None
-        if not pending.done.wait(timeout):
-            with self._state_lock:
-                self._pending.pop(rid, None)
-            raise ForkFailed("the zygote did not answer in time")
-        if pending.proc is None:
-            raise ForkFailed(pending.error or "the zygote could not fork")
-        return pending.proc
+        if timeout is not None:
+            self._loop.call(self._arm_timeout, rid, timeout)
+        return rid
+
+    def _arm_timeout(self, rid: int, timeout: float) -> None:
+        self._loop.call_later(timeout, self._expire, rid)
+
+    def _expire(self, rid: int) -> None:
+        with self._state_lock:
+            started = self._pending.pop(rid, None)
+        if started is not None:  # a late "started" kills what it forked (nobody owns it)
+            started(None, "the zygote did not answer in time")
 
     def _environ_diff(self, request: dict[str, Any]) -> dict[str, Any]:
         """``request`` with its ``env`` replaced by what differs from the zygote's own."""
@@ -213,19 +245,17 @@ class ForkServer:
                 proc.set_exited(int(event["code"]))
             return
         with self._state_lock:
-            pending = self._pending.pop(int(event.get("rid") or 0), None)
+            started = self._pending.pop(int(event.get("rid") or 0), None)
         if kind == "started":
             proc = ForkedProcess(int(event["pid"]))
-            if pending is None:
+            if started is None:
                 # Its requester gave up waiting: nobody will run this job's bookkeeping.
                 proc.kill_group(signal.SIGKILL)
             self._procs[proc.pid] = proc
-            if pending is not None:
-                pending.proc = proc
-        elif pending is not None:
-            pending.error = str(event.get("error") or "fork failed")
-        if pending is not None:
-            pending.done.set()
+            if started is not None:
+                started(proc, None)
+        elif started is not None:
+            started(None, str(event.get("error") or "fork failed"))
 
     def _on_dead(self, sock: socket.socket) -> None:
         self._loop.remove_reader(sock.fileno())
@@ -237,9 +267,8 @@ class ForkServer:
             self._popen.kill()
         with self._state_lock:
             pending, self._pending = self._pending, {}
-        for waiter in pending.values():
-            waiter.error = "the zygote died"
-            waiter.done.set()
+        for started in pending.values():
+            started(None, "the zygote died")
         procs, self._procs = self._procs, {}
         if procs:
             log.error("zygote died with %d jobs running; they are killed", len(procs))

@@ -1,12 +1,19 @@
 """Shipping log lines and results to the master, batched by the network itself.
 
-One thread sends ``POST /workers/{id}/report`` as soon as anything is queued; whatever
-accumulates while that request is in flight goes in the next one. Under light load every
-line leaves at once; under heavy load batches grow on their own, with no timer anywhere.
+One thread posts a report as soon as anything is queued; whatever accumulates while reports
+are in flight goes in the next one. Under light load every line leaves at once; under heavy
+load batches grow on their own, with no timer anywhere.
+
+Up to :attr:`Link.window` reports may be in flight at once. Over HTTP that is one (a request
+returns with its answer); over the worker channel it is several, because the master applies
+a connection's reports in the order they arrive and only their commits overlap: a result
+that ends a job no longer waits for the commit of the report before it (a round trip and a
+commit, the last hop of a short job's latency).
 
 Lines and results share one FIFO, so a job's result never leaves before its lines (it was
 queued after them, and a batch is always a prefix of the queue). Nothing is dropped when the
-master is away: the send retries (see :mod:`titan.worker.connection`) while the queue keeps
+master is away: the link re-sends what was not acknowledged (see
+:mod:`titan.worker.connection` and :mod:`titan.worker.channel`) while the queue keeps
 growing, and the whole backlog follows once the master is back.
 """
 
@@ -16,7 +23,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from titan import errors
 
@@ -27,23 +34,56 @@ log = logging.getLogger("titan.worker")
 MAX_BATCH_LINES = 5000
 MAX_BATCH_BYTES = 2 << 20
 
-Send = Callable[[dict[str, Any]], dict[str, Any]]
-#: Called on the reporter thread after every acknowledged batch: (results, rejected).
+#: How a post ends: the master's reply, or the error that ended it (reporter's bookkeeping).
+Done = Callable[[dict[str, Any] | None, BaseException | None], None]
+#: Called after every acknowledged batch, on whichever thread delivered the ack:
+#: (results, rejected).
 Acked = Callable[[list[dict[str, Any]], list[dict[str, Any]]], None]
+
+
+class Link(Protocol):
+    """Where reports go: HTTP (one at a time) or the worker channel (several in flight)."""
+
+    #: How many reports may be unacknowledged at once.
+    window: int
+
+    def post(self, body: dict[str, Any], done: Done) -> None:
+        """Send ``body``; call ``done`` exactly once with the reply or the error, maybe
+        before returning (a synchronous link), maybe later from another thread."""
+
+
+class SyncLink:
+    """A link over a blocking ``send`` (the HTTP route): one report in flight."""
+
+    window = 1
+
+    def __init__(self, send: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self._send = send
+
+    def post(self, body: dict[str, Any], done: Done) -> None:
+        try:
+            reply = self._send(body)
+        except errors.TitanError as exc:
+            done(None, exc)
+        else:
+            done(reply, None)
 
 
 class Reporter:
     """The queue of outgoing logs and results, and the thread that drains it."""
 
-    def __init__(self, send: Send, on_acked: Acked | None = None) -> None:
-        self._send = send
+    def __init__(self, link: Callable[[], Link], on_acked: Acked | None = None) -> None:
+        #: The link in use now (the worker switches from HTTP to its channel once connected).
+        self._link = link
         self._on_acked = on_acked
         self._queue: collections.deque[tuple[bool, dict[str, Any]]] = collections.deque()
         self._cond = threading.Condition()
-        self._in_flight = 0
+        self._posts = 0  # reports posted and not yet answered
+        self._in_flight = 0  # entries (lines and results) in those reports
         self._results_pending = 0
         self._unacked: set[tuple[int, int]] = set()  # (job, attempt) of results not acked
         self._closing = False
+        self._dead = False  # stopping hard: nothing more will be sent
         self._thread = threading.Thread(target=self._run, name="titan-report", daemon=True)
 
     # ------------------------------------------------------------------ producers
@@ -77,13 +117,12 @@ class Reporter:
 
     def idle(self) -> bool:
         with self._cond:
-            return not self._queue and not self._in_flight
+            return not self._queue and not self._posts
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far has been acknowledged; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._queue and not self._in_flight,
-                                       timeout)
+            return self._cond.wait_for(lambda: not self._queue and not self._posts, timeout)
 
     def start(self) -> None:
         self._thread.start()
@@ -115,34 +154,51 @@ class Reporter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closing)
-                if not self._queue:
+                self._cond.wait_for(self._ready)
+                if self._dead or not self._queue:
                     return
+                link = self._link()
                 logs, results = self._take()
-                self._in_flight = len(logs) + len(results)
-            rejected: list[dict[str, Any]] = []
-            try:
-                reply = self._send({"logs": logs, "results": results})
-                rejected = list(reply.get("rejected") or [])
-            except errors.APIError as exc:
-                # A 4xx can never succeed as sent; keeping it would block everything behind it.
-                log.error("master refused a report of %d lines and %d results: %s",
-                          len(logs), len(results), exc)
-            except errors.TitanError as exc:  # stopping hard: nobody is left to send to
-                log.warning("%d log lines and %d results not reported: %s",
-                            len(logs), len(results), exc)
-                with self._cond:
-                    self._in_flight = self._results_pending = 0
-                    self._queue.clear()
-                    self._cond.notify_all()
-                return
-            if rejected:
-                log.debug("master rejected stale results: %s", rejected)
+                self._posts += 1
+                self._in_flight += len(logs) + len(results)
+
+            def done(reply: dict[str, Any] | None, exc: BaseException | None,
+                     logs: list[dict[str, Any]] = logs,
+                     results: list[dict[str, Any]] = results) -> None:
+                self._answered(logs, results, reply, exc)
+
+            link.post({"logs": logs, "results": results}, done)
+
+    def _ready(self) -> bool:
+        # Called with _cond held. The link is asked each time: the worker switches from
+        # HTTP to its channel (and so to a wider window) once the channel is open.
+        return self._dead or (self._closing and not self._queue) or \
+            bool(self._queue) and self._posts < self._link().window
+
+    def _answered(self, logs: list[dict[str, Any]], results: list[dict[str, Any]],
+                  reply: dict[str, Any] | None, exc: BaseException | None) -> None:
+        """A post ended (any thread): account for it, and tell the worker what was taken."""
+        rejected: list[dict[str, Any]] = list((reply or {}).get("rejected") or [])
+        if isinstance(exc, errors.APIError):
+            # A 4xx can never succeed as sent; keeping it would block everything behind it.
+            log.error("master refused a report of %d lines and %d results: %s",
+                      len(logs), len(results), exc)
+        elif exc is not None:  # stopping hard: nobody is left to send to
+            log.warning("%d log lines and %d results not reported: %s",
+                        len(logs), len(results), exc)
             with self._cond:
-                self._in_flight = 0
-                self._results_pending -= len(results)
-                self._unacked.difference_update((int(r["id"]), int(r["attempt"]))
-                                                for r in results)
+                self._dead = True
+                self._posts = self._in_flight = self._results_pending = 0
+                self._queue.clear()
                 self._cond.notify_all()
-            if self._on_acked is not None:
-                self._on_acked(results, rejected)
+            return
+        if rejected:
+            log.debug("master rejected stale results: %s", rejected)
+        with self._cond:
+            self._posts -= 1
+            self._in_flight -= len(logs) + len(results)
+            self._results_pending -= len(results)
+            self._unacked.difference_update((int(r["id"]), int(r["attempt"])) for r in results)
+            self._cond.notify_all()
+        if self._on_acked is not None:
+            self._on_acked(results, rejected)

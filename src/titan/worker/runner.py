@@ -19,12 +19,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from titan import errors
 from titan.worker import imports
-from titan.worker.forkserver import ForkFailed, ForkServer
+from titan.worker.forkserver import ForkedProcess, ForkFailed, ForkServer
 from titan.worker.isolation import Isolation
 from titan.worker.loop import IOLoop
 from titan.worker.process import PopenProcess, Process
@@ -33,6 +34,8 @@ log = logging.getLogger("titan.worker")
 
 #: After the zygote fails to start, jobs use subprocesses for this long before a retry.
 ZYGOTE_RETRY_SECONDS = 30.0
+#: A zygote that neither forks nor refuses within this long is taken as hung.
+FORK_TIMEOUT = 10.0
 
 
 @dataclass
@@ -134,13 +137,20 @@ class Runner:
             self._zygotes[lean] = zygote
             return zygote
 
-    def _zygote_for(self, spec: LaunchSpec) -> ForkServer | None:
+    def _zygote_for(self, spec: LaunchSpec, start: bool = True) -> ForkServer | None:
         """The lean zygote when everything the script imports is loaded there, else the full
-        one (and the full one when the lean one is down, and the other way round)."""
-        lean = self._zygote_or_none(lean=True) if self._lean else None
+        one (and the full one when the lean one is down, and the other way round). With
+        ``start`` false, only a zygote that is up now (starting one takes a while)."""
+        def up(lean: bool) -> ForkServer | None:
+            if start:
+                return self._zygote_or_none(lean)
+            zygote = self._zygotes[lean]
+            return zygote if zygote is not None and zygote.alive else None
+
+        lean = up(True) if self._lean else None
         if lean is not None and imports.fits(spec.script, lean.modules, lean.packages):
             return lean
-        return self._zygote_or_none(lean=False) or lean
+        return up(False) or lean
 
     def spawn(self, spec: LaunchSpec) -> Launched:
         """Start ``spec``'s process; raises :class:`~titan.errors.TitanError` if it cannot."""
@@ -153,7 +163,8 @@ class Runner:
                 zygote = self._zygote_for(spec)
                 if zygote is not None:
                     try:
-                        process = zygote.spawn(_fork_request(spec), out_w, err_w)
+                        process = zygote.spawn(_fork_request(spec), out_w, err_w,
+                                               timeout=FORK_TIMEOUT)
                         forked = True
                     except ForkFailed as exc:
                         log.warning("%s; running %s as a subprocess", exc, spec.script.name)
@@ -171,6 +182,40 @@ class Runner:
         os.set_blocking(out_r, False)
         os.set_blocking(err_r, False)
         return Launched(process, out_r, err_r, forked)
+
+    def fork_now(self, spec: LaunchSpec, launched: Callable[[Launched | None], None]) -> bool:
+        """Start ``spec`` from a zygote that is already up, without waiting for the fork:
+        ``launched`` gets the process on the I/O thread (None if the zygote could not fork
+        it: then :meth:`spawn` is the way, with its fallbacks). False, having started
+        nothing, when no zygote is up for it or ``spec`` is not Python."""
+        if not spec.wants_fork:
+            return False
+        zygote = self._zygote_for(spec, start=False)
+        if zygote is None:
+            return False
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+
+        def started(proc: ForkedProcess | None, _error: str | None) -> None:
+            if proc is None:
+                for fd in (out_r, err_r):
+                    os.close(fd)
+                launched(None)
+                return
+            launched(Launched(proc, out_r, err_r, forked=True))
+
+        os.set_blocking(out_r, False)
+        os.set_blocking(err_r, False)
+        try:
+            zygote.request(_fork_request(spec), out_w, err_w, started, timeout=FORK_TIMEOUT)
+        except ForkFailed:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            return False
+        finally:
+            os.close(out_w)  # the zygote holds them now (and the child after it)
+            os.close(err_w)
+        return True
 
     def _popen(self, spec: LaunchSpec, out_w: int, err_w: int) -> PopenProcess:
         env = dict(spec.env)

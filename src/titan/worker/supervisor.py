@@ -21,7 +21,7 @@ from titan.worker.assignment import Assignment, Key, inherited_env, job_env
 from titan.worker.attempt import CANCELLED, Attempt
 from titan.worker.loop import IOLoop
 from titan.worker.reporter import Reporter
-from titan.worker.runner import LaunchSpec, Runner
+from titan.worker.runner import Launched, LaunchSpec, Runner
 from titan.worker.workspace import Workspace
 
 log = logging.getLogger("titan.worker")
@@ -79,7 +79,8 @@ class Supervisor:
             if attempt.key in self._attempts:
                 return False
             self._attempts[attempt.key] = attempt
-        self._pool.submit(self._launch, attempt)
+        if not self._start_now(attempt):
+            self._pool.submit(self._launch, attempt)
         return True
 
     def cancel(self, key: Key, reason: str = CANCELLED) -> bool:
@@ -102,6 +103,38 @@ class Supervisor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ the fast path
+
+    def _start_now(self, attempt: Attempt) -> bool:
+        """Start a Python job whose script is already here from a zygote that is up, on the
+        calling thread and without waiting for the fork (the job's process is attached on
+        the I/O thread when the zygote answers). False for anything else — archives, a script
+        to fetch, no zygote — which the starter threads prepare (they may block)."""
+        a = attempt.assignment
+        if a.is_archive or not a.script_sha256 or attempt.kill_reason is not None:
+            return False
+        try:
+            script = self._workspace.cached(a.filename, a.script_sha256)
+            if script is None:
+                return False
+            env = job_env(a, master_url=self._master_url, workspace=self._workspace.shared,
+                          project_dir=script.project_dir, base=self._base_env)
+            spec = LaunchSpec(script=script.path, args=list(a.args), cwd=self._workspace.shared,
+                              env=env, sys_path=list(script.sys_path), runner=a.runner)
+
+            def launched(result: Launched | None) -> None:  # I/O thread
+                if result is None:  # the zygote refused or died: the slow path decides
+                    try:
+                        self._pool.submit(self._launch, attempt)
+                    except RuntimeError:  # the pool is shut: the worker is going away
+                        attempt.fail_to_start("the worker stopped before the job started")
+                else:
+                    attempt.attach(result)
+
+            return self._runner.fork_now(spec, launched)
+        except (errors.TitanError, OSError):
+            return False  # the starter thread meets it again and reports it properly
 
     # ------------------------------------------------------------------ starter threads
 

@@ -112,15 +112,26 @@ class Workspace:
                 self._conn.download(f"/blobs/{sha}", path, expect_sha256=sha)
         return path.read_bytes()
 
-    def materialize(self, filename: str, sha256: str) -> Script:
-        """Write blob ``sha256`` at ``shared/<filename>`` (only if it differs) and return it."""
-        rel = safe_relative(filename)
-        dest = self.shared / rel
-        sha = sha256.lower()
+    def cached(self, filename: str, sha256: str) -> Script | None:
+        """The script at ``shared/<filename>`` if this worker wrote blob ``sha256`` there and
+        it is unchanged since (one stat, no I/O beyond it); None otherwise."""
+        dest = self.shared / safe_relative(filename)
         try:
             st = dest.stat()
-            if self._written.get(dest) == (sha, st.st_mtime_ns, st.st_size, st.st_ino):
-                return Script(dest)
+        except FileNotFoundError:
+            return None
+        if self._written.get(dest) == (sha256.lower(), st.st_mtime_ns, st.st_size, st.st_ino):
+            return Script(dest)
+        return None
+
+    def materialize(self, filename: str, sha256: str) -> Script:
+        """Write blob ``sha256`` at ``shared/<filename>`` (only if it differs) and return it."""
+        if (script := self.cached(filename, sha256)) is not None:
+            return script
+        dest = self.shared / safe_relative(filename)
+        sha = sha256.lower()
+        try:
+            st: os.stat_result | None = dest.stat()
         except FileNotFoundError:
             st = None
         data = self.blob(sha)

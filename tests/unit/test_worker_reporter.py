@@ -1,0 +1,185 @@
+"""The reporter's window: several reports in flight over the channel, one over HTTP, the
+queue's order kept, refusals dropped and a hard stop ending it.
+
+The link is the reporter's own interface (the channel and the HTTP route implement it and are
+tested end to end in tests/integration); here a scripted link answers when the test says.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from titan import errors
+from titan.worker.reporter import Done, Reporter, SyncLink
+
+WAIT = 10.0
+
+
+class HeldLink:
+    """Keeps every post until the test answers it."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.posts: list[tuple[dict[str, Any], Done]] = []
+        self.cond = threading.Condition()
+
+    def post(self, body: dict[str, Any], done: Done) -> None:
+        with self.cond:
+            self.posts.append((body, done))
+            self.cond.notify_all()
+
+    def wait_posts(self, n: int) -> list[tuple[dict[str, Any], Done]]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.posts) >= n, WAIT), self.posts
+            return list(self.posts)
+
+
+def _result(job: int) -> dict[str, Any]:
+    return {"id": job, "attempt": 1, "exit_code": 0, "error": None, "timed_out": False}
+
+
+def _line(job: int, text: str) -> dict[str, Any]:
+    return {"id": job, "attempt": 1, "seq": 1, "stream": "stdout", "ts": 0.0, "line": text}
+
+
+def test_results_go_out_while_earlier_reports_wait_for_their_ack() -> None:
+    link = HeldLink(window=3)
+    acked: list[list[dict[str, Any]]] = []
+    reporter = Reporter(lambda: link, lambda results, _rejected: acked.append(results))
+    reporter.start()
+    try:
+        reporter.log(_line(1, "hello"))
+        reporter.result(_result(1))
+        first = link.wait_posts(1)[0]
+        # Nothing answered yet: the next results still leave, up to the window.
+        reporter.result(_result(2))
+        link.wait_posts(2)
+        reporter.result(_result(3))
+        link.wait_posts(3)
+        reporter.result(_result(4))  # the window is full: this one waits in the queue
+        assert reporter.results_pending == 4
+        assert sorted(reporter.unacked()) == [(1, 1), (2, 1), (3, 1), (4, 1)]
+        with link.cond:
+            assert len(link.posts) == 3
+        bodies = [body for body, _ in link.posts]
+        # A job's lines travel before its result (one FIFO, a batch is a prefix of it).
+        assert first[0]["logs"][0]["line"] == "hello" and first[0]["results"][0]["id"] == 1
+        assert [r["id"] for body in bodies for r in body["results"]] == [1, 2, 3]
+        first[1]({"rejected": []}, None)  # acks may come in any order; the window reopens
+        fourth = link.wait_posts(4)[3]
+        assert [r["id"] for r in fourth[0]["results"]] == [4]
+        for _body, done in link.posts[1:]:
+            done({}, None)
+        assert reporter.flush(WAIT)
+        assert reporter.results_pending == 0 and reporter.unacked() == [] and reporter.idle()
+        assert sorted(r["id"] for batch in acked for r in batch) == [1, 2, 3, 4]
+    finally:
+        reporter.close(WAIT)
+
+
+def test_a_refused_report_is_dropped_and_a_hard_stop_ends_the_reporter() -> None:
+    link = HeldLink(window=2)
+    reporter = Reporter(lambda: link)
+    reporter.start()
+    try:
+        reporter.result(_result(1))
+        link.wait_posts(1)[0][1](None, errors.APIError("bad report", status=400))
+        assert reporter.flush(WAIT)  # refused whole: never re-sent, nothing blocks behind it
+        assert reporter.results_pending == 0
+        reporter.result(_result(2))
+        reporter.result(_result(3))
+        posts = link.wait_posts(2)
+        posts[1][1](None, errors.ConnectionFailed("stopping"))
+        assert reporter.flush(WAIT)  # a hard stop: what was queued is given up
+        assert reporter.idle() and reporter.results_pending == 0
+        reporter.result(_result(4))  # nothing more is sent once stopped
+        reporter.close(WAIT)
+        with link.cond:
+            assert len(link.posts) == 2
+    finally:
+        reporter.close(WAIT)
+
+
+def test_over_http_one_report_is_in_flight_at_a_time() -> None:
+    in_send = threading.Event()
+    release = threading.Event()
+    sent: list[dict[str, Any]] = []
+
+    def send(body: dict[str, Any]) -> dict[str, Any]:
+        sent.append(body)
+        in_send.set()
+        assert release.wait(WAIT)
+        return {"rejected": []}
+
+    reporter = Reporter(lambda: SyncLink(send))
+    reporter.start()
+    try:
+        reporter.result(_result(1))
+        assert in_send.wait(WAIT)
+        reporter.result(_result(2))
+        reporter.result(_result(3))
+        assert len(sent) == 1  # the rest waits for the answer, then goes as one batch
+        release.set()
+        assert reporter.flush(WAIT)
+        assert [[r["id"] for r in body["results"]] for body in sent] == [[1], [2, 3]]
+    finally:
+        release.set()
+        reporter.close(WAIT)
+
+
+def test_the_channel_sends_an_unanswered_report_again_first_thing_on_reconnect() -> None:
+    """Against a scripted master over a real WebSocket: the first connection drops with a
+    report unanswered; the next one gets the hello, then that report (same id), then the
+    one posted meanwhile, and the acks end both posts."""
+    from websockets.sync.server import ServerConnection, serve
+
+    from titan.worker.channel import ChannelIntake
+
+    seen: list[list[dict[str, Any]]] = []
+
+    def master(ws: ServerConnection) -> None:
+        frames = [json.loads(ws.recv(timeout=WAIT))]
+        if not seen:  # the first connection: take the report, hang up without an ack
+            frames.append(json.loads(ws.recv(timeout=WAIT)))
+            seen.append(frames)
+            return
+        frames += [json.loads(ws.recv(timeout=WAIT)) for _ in range(2)]
+        seen.append(frames)
+        for frame in frames[1:]:
+            ws.send(json.dumps({"t": "ack", "id": frame["id"], "rejected": []}))
+        ws.recv()  # until the worker goes
+
+    stopped, hard = threading.Event(), threading.Event()
+    with serve(master, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        intake = ChannelIntake(
+            url=f"ws://127.0.0.1:{server.socket.getsockname()[1]}/", headers=dict, slots=2,
+            supervisor=None,  # type: ignore[arg-type]  # no job is pushed here
+            held=list, stopped=stopped, hard=hard, reattach=lambda: None,
+            on_error=lambda exc: None)
+        intake.connect_first()
+        answers: list[tuple[int, dict[str, Any] | None, BaseException | None]] = []
+        both = threading.Event()
+
+        def done(n: int) -> Done:
+            def call(reply: dict[str, Any] | None, exc: BaseException | None) -> None:
+                answers.append((n, reply, exc))
+                if len(answers) == 2:
+                    both.set()
+            return call
+
+        intake.post({"logs": [], "results": [_result(1)]}, done(1))
+        intake.start()  # reads until the drop, then reconnects with backoff
+        intake.post({"logs": [], "results": [_result(2)]}, done(2))
+        assert both.wait(WAIT), (answers, seen)
+        stopped.set()
+        hard.set()
+        intake.wake()
+    first, second = seen
+    assert [f["t"] for f in first] == ["hello", "report"]
+    assert [f["t"] for f in second] == ["hello", "report", "report"]
+    assert second[1] == first[1]  # the very frame, id included: the master deduplicates it
+    assert [f["results"][0]["id"] for f in second[1:]] == [1, 2]
+    assert sorted((n, exc) for n, _reply, exc in answers) == [(1, None), (2, None)]
