@@ -189,3 +189,12 @@ def test_a_foreign_host_is_refused_and_its_body_never_received(cl: Cluster) -> N
                 b"Host: 127.0.0.1\r\n", b"") + b"{")
         status, text = answer(sock)
     assert status == 400 and "connection: close" in text and '"bad_host"' in text
+
+
+def test_two_host_lines_are_refused_whichever_comes_first(cl: Cluster) -> None:
+    # RFC 9112 section 3.2: parsers and proxies disagree on which of two Host lines counts.
+    for extra in ("evil.example", "127.0.0.1"):
+        with socket.create_connection(("127.0.0.1", cl.port)) as sock:
+            sock.sendall(head("GET", "/api/v1/health", {"Host": extra}))
+            status, text = answer(sock)
+        assert status == 400 and '"bad_host"' in text and "one host header" in text

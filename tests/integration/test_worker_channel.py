@@ -54,6 +54,12 @@ def recv(ws: ClientConnection, timeout: float = WAIT) -> dict[str, Any]:
     return message
 
 
+def hello(ws: ClientConnection, credit: int) -> None:
+    """Say hello; the master answers that it takes freed slots with results in reports."""
+    send(ws, {"t": "hello", "credit": credit, "running": []})
+    assert recv(ws) == {"t": "welcome", "credit_in_reports": True}
+
+
 def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
     with pytest.raises(ConnectionClosed):
         ws.recv(timeout=WAIT)
@@ -108,7 +114,7 @@ def test_credit_pushes_acks_and_redelivery(cluster: Cluster) -> None:
     client.submit_dag("chan_credit", [TitanJob(job_id=f"c{i}", filename=script,
                                                requirement="CHAN_CREDIT") for i in range(3)])
     with channel(cluster, worker_id, credential) as ws:
-        send(ws, {"t": "hello", "credit": 1, "running": []})
+        hello(ws, 1)
         first = recv(ws)
         assert first["t"] == "jobs" and len(first["jobs"]) == 1, first  # one credit, one job
         job = first["jobs"][0]
@@ -140,7 +146,7 @@ def test_credit_pushes_acks_and_redelivery(cluster: Cluster) -> None:
     # The connection dropped with `second` pushed and not reported: a hello that does not
     # list it gets it again, as the same attempt (not a second one after the lease expires).
     with channel(cluster, worker_id, credential) as ws:
-        send(ws, {"t": "hello", "credit": 1, "running": []})
+        hello(ws, 1)
         again = recv(ws)["jobs"]
         assert [(j["id"], j["attempt"]) for j in again] == [(second["id"], second["attempt"])]
         send(ws, {"t": "report", "id": 1, "logs": [], "results": [
@@ -156,6 +162,33 @@ def test_credit_pushes_acks_and_redelivery(cluster: Cluster) -> None:
     assert all(j["attempt"] == 1 for j in dag["jobs"])
 
 
+def test_a_report_returns_the_slots_its_results_freed(cluster: Cluster) -> None:
+    worker_id, credential = register(cluster, "CHAN_REPORT_CREDIT", slots=1)
+    client = cluster.client()
+    script = cluster.script("chan_report_credit.py", "pass\n")
+    client.submit_dag("chan_report_credit", [
+        TitanJob(job_id=f"r{i}", filename=script, requirement="CHAN_REPORT_CREDIT")
+        for i in range(2)])
+    with channel(cluster, worker_id, credential) as ws:
+        hello(ws, 1)
+        job = recv(ws)["jobs"][0]
+        # No credit frame: the result brings its slot back, and the commit that applies it
+        # leases the next job (pushed with the ack, often in one frame).
+        send(ws, {"t": "report", "id": 1, "logs": [], "credit": 1,
+                  "results": [{"id": job["id"], "attempt": job["attempt"], "exit_code": 0}]})
+        frames = [recv(ws), recv(ws)]
+        assert {f["t"] for f in frames} == {"ack", "jobs"}, frames
+        second = next(f for f in frames if f["t"] == "jobs")["jobs"][0]
+        assert second["id"] != job["id"]
+        # Credit is capped at the worker's slots whatever a report claims.
+        send(ws, {"t": "report", "id": 2, "logs": [], "credit": 5,
+                  "results": [{"id": second["id"], "attempt": second["attempt"],
+                               "exit_code": 0}]})
+        assert recv(ws)["t"] == "ack"
+    dag = client.wait_dag("chan_report_credit", timeout=WAIT)
+    assert dag["status"] == "COMPLETED"
+
+
 def test_a_draining_channel_gets_cancels_but_no_jobs(cluster: Cluster) -> None:
     worker_id, credential = register(cluster, "CHAN_DRAIN")
     client = cluster.client()
@@ -163,7 +196,7 @@ def test_a_draining_channel_gets_cancels_but_no_jobs(cluster: Cluster) -> None:
     client.submit_dag("chan_drain", [TitanJob(job_id=f"d{i}", filename=script,
                                               requirement="CHAN_DRAIN") for i in range(2)])
     with channel(cluster, worker_id, credential) as ws:
-        send(ws, {"t": "hello", "credit": 1, "running": []})
+        hello(ws, 1)
         job = recv(ws)["jobs"][0]
         send(ws, {"t": "drain"})
         # Every job leased to it has been pushed: the worker may leave once they end.
@@ -221,13 +254,18 @@ def test_refusals_close_with_a_code_that_says_why(cluster: Cluster) -> None:
     # A malformed report is refused whole with the HTTP route's error body; the channel
     # stays open and a good report after it is acked.
     with channel(cluster, worker_id, credential) as ws:
-        send(ws, {"t": "hello", "credit": 0, "running": []})
+        hello(ws, 0)
         send(ws, {"t": "report", "id": 3, "logs": "nope", "results": []})
         error = recv(ws)
         assert error["t"] == "error" and error["id"] == 3 and error["status"] == 400
         assert error["error"]["details"] == {"field": "logs"}
         send(ws, {"t": "report", "id": 4, "logs": [], "results": []})
         assert recv(ws) == {"t": "ack", "id": 4, "rejected": []}
+        send(ws, {"t": "report", "id": 5, "logs": [], "results": [], "credit": -2})
+        code, reason = closed_with(ws)
+        assert code == 4400 and "credit" in (reason or "")
+    with channel(cluster, worker_id, credential) as ws:
+        hello(ws, 0)
         send(ws, {"t": "shout"})
         code, reason = closed_with(ws)
         assert code == 4400 and "shout" in (reason or "")

@@ -132,7 +132,8 @@ def test_over_http_one_report_is_in_flight_at_a_time() -> None:
 def test_the_channel_sends_an_unanswered_report_again_first_thing_on_reconnect() -> None:
     """Against a scripted master over a real WebSocket: the first connection drops with a
     report unanswered; the next one gets the hello, then that report (same id), then the
-    one posted meanwhile, and the acks end both posts."""
+    one posted meanwhile, and the acks end both posts; a report posted after the master's
+    welcome carries the slot its result freed."""
     from websockets.sync.server import ServerConnection, serve
 
     from titan.worker.channel import ChannelIntake
@@ -145,10 +146,13 @@ def test_the_channel_sends_an_unanswered_report_again_first_thing_on_reconnect()
             frames.append(json.loads(ws.recv(timeout=WAIT)))
             seen.append(frames)
             return
+        ws.send(json.dumps({"t": "welcome", "credit_in_reports": True}))
         frames += [json.loads(ws.recv(timeout=WAIT)) for _ in range(2)]
-        seen.append(frames)
         for frame in frames[1:]:
             ws.send(json.dumps({"t": "ack", "id": frame["id"], "rejected": []}))
+        frames.append(json.loads(ws.recv(timeout=WAIT)))  # posted once those were answered
+        seen.append(frames)
+        ws.send(json.dumps({"t": "ack", "id": frames[-1]["id"], "rejected": []}))
         ws.recv()  # until the worker goes
 
     stopped, hard = threading.Event(), threading.Event()
@@ -166,7 +170,7 @@ def test_the_channel_sends_an_unanswered_report_again_first_thing_on_reconnect()
         def done(n: int) -> Done:
             def call(reply: dict[str, Any] | None, exc: BaseException | None) -> None:
                 answers.append((n, reply, exc))
-                if len(answers) == 2:
+                if len(answers) >= 2:
                     both.set()
             return call
 
@@ -174,12 +178,18 @@ def test_the_channel_sends_an_unanswered_report_again_first_thing_on_reconnect()
         intake.start()  # reads until the drop, then reconnects with backoff
         intake.post({"logs": [], "results": [_result(2)]}, done(2))
         assert both.wait(WAIT), (answers, seen)
+        both.clear()
+        intake.post({"logs": [], "results": [_result(3)]}, done(3))
+        assert both.wait(WAIT) and len(answers) == 3, (answers, seen)
         stopped.set()
         hard.set()
         intake.wake()
     first, second = seen
     assert [f["t"] for f in first] == ["hello", "report"]
-    assert [f["t"] for f in second] == ["hello", "report", "report"]
+    assert [f["t"] for f in second] == ["hello", "report", "report", "report"]
     assert second[1] == first[1]  # the very frame, id included: the master deduplicates it
-    assert [f["results"][0]["id"] for f in second[1:]] == [1, 2]
-    assert sorted((n, exc) for n, _reply, exc in answers) == [(1, None), (2, None)]
+    assert [f["results"][0]["id"] for f in second[1:]] == [1, 2, 3]
+    # Re-sent and held-back reports carry no credit (the hello counted those slots); a report
+    # first sent to a master that takes credit in reports returns the slot its result freed.
+    assert [f.get("credit") for f in second[1:]] == [None, None, 1]
+    assert sorted((n, exc) for n, _reply, exc in answers) == [(1, None), (2, None), (3, None)]

@@ -97,18 +97,21 @@ class HostCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not self.open:
-            host = ""
-            for k, v in scope.get("headers", ()):
-                if k == b"host":
-                    host = v.decode("latin-1")
-                    break
+            hosts = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"]
+            host = hosts[0] if hosts else ""
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if host and name not in self.allowed:
+            # Two Host lines are refused whatever they say (RFC 9112 section 3.2): which one a
+            # proxy or parser believes differs (h11 refused them itself, httptools does not).
+            if len(hosts) > 1 or host and name not in self.allowed:
                 if scope["type"] == "http":
-                    body = APIError(f"Host {host!r} is not allowed", code="bad_host").to_body()
+                    what = f"Host {host!r} is not allowed" if len(hosts) < 2 else \
+                        "a request may carry one Host header"
+                    body = APIError(what, code="bad_host").to_body()
                     # Closed, so a body the request announced is never received.
                     await JSONResponse(body, status_code=400, headers={"Connection": "close"})(
                         scope, receive, send)
+                else:  # refused before the handshake: the server answers HTTP 403, not a 500
+                    await send({"type": "websocket.close", "code": 1008})
                 return
         await self.app(scope, receive, send)
 

@@ -68,6 +68,8 @@ class ChannelIntake(Intake):
         self._on_error = on_error
         self._on_settled = on_settled
         self._drained = False  # the master said every job leased to us has been pushed
+        #: This connection's master takes freed slots with the results in reports.
+        self._credit_in_reports = False
         self._send_lock = threading.Lock()
         self._ws: ClientConnection | None = None
         self._draining = False
@@ -120,7 +122,9 @@ class ChannelIntake(Intake):
         """
         with self._cond:
             self._busy -= 1
-            ws = None if self._draining else self._ws
+            # A master that takes credit in reports gets this slot back with the job's
+            # result (queued before this call); an older one needs a frame of its own.
+            ws = None if self._draining or self._credit_in_reports else self._ws
             self._cond.notify_all()
         if ws is not None:
             self._send_quietly({"t": "credit", "n": 1}, ws)
@@ -146,8 +150,12 @@ class ChannelIntake(Intake):
             with self._cond:
                 hard = self._hard.is_set()
                 if not hard:
-                    self._posted[rid] = (frame, done)
+                    self._posted[rid] = (frame, done)  # a re-sent frame carries no credit
                 ws = self._ws
+                freed = 0 if self._draining or not self._credit_in_reports \
+                    else len(body.get("results") or ())
+            if freed:
+                frame = f'{frame[:-1]},"credit":{freed}}}'
             if hard:
                 done(None, errors.ConnectionFailed("stopped before a report was acknowledged"))
                 return
@@ -187,6 +195,7 @@ class ChannelIntake(Intake):
                          "running": [{"id": i, "attempt": a} for i, a in held]}
                 self._ws = ws
                 self._drained = False  # a drain is answered again on this connection
+                self._credit_in_reports = False  # until this master says it takes them
                 self._cond.notify_all()
             with self._cond:
                 unanswered = [frame for _rid, (frame, _done) in sorted(self._posted.items())]
@@ -257,6 +266,9 @@ class ChannelIntake(Intake):
         kind = message.get("t")
         if kind == "jobs":
             self._accept(message)
+        elif kind == "welcome":
+            with self._cond:
+                self._credit_in_reports = bool(message.get("credit_in_reports"))
         elif kind == "drained":
             with self._cond:
                 self._drained = True

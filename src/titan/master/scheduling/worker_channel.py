@@ -11,16 +11,20 @@ Frames are JSON text. Worker → master:
   and every attempt it holds (running, or finished with the result not acknowledged yet).
   Jobs leased to it that it does not hold are sent again (the push carrying them was lost).
 * ``{"t": "credit", "n": K}``: K more slots are free (a job finished).
-* ``{"t": "report", "id": R, "logs": [...], "results": [...]}``: as ``POST .../report``;
-  answered ``{"t": "ack", "id": R, "rejected": [...]}`` once committed, or
-  ``{"t": "error", "id": R, "error": {...}}`` when the master refuses it.
+* ``{"t": "report", "id": R, "logs": [...], "results": [...], "credit": K}``: as
+  ``POST .../report``; answered ``{"t": "ack", "id": R, "rejected": [...]}`` once committed,
+  or ``{"t": "error", "id": R, "error": {...}}`` when the master refuses it. ``credit`` (optional)
+  is the slots its results freed: a worker told ``credit_in_reports`` returns a finished job's
+  slot with its result instead of a frame of its own (two frames less per job on each side),
+  and only on a report's first sending (a re-sent one was counted by the hello).
 * ``{"t": "drain"}``: take no more jobs (cancels still come). Answered ``{"t": "drained"}``
   once every job leased to the worker has been pushed, so a draining worker knows it holds
   all it must finish before it leaves (a lease committed a moment before the drain arrived
   would otherwise reach a worker already gone).
 
-Master → worker: ``{"t": "jobs", "jobs": [...], "cancel": [...]}`` (assignments as a poll
-returns them) besides acks and errors; messages that are ready in the same loop round travel
+Master → worker: ``{"t": "welcome", "credit_in_reports": true}`` once the hello is taken,
+``{"t": "jobs", "jobs": [...], "cancel": [...]}`` (assignments as a poll returns them) besides
+acks and errors; messages that are ready in the same loop round travel
 together as one frame holding a JSON array of them.
 
 Credit is counted by increments, so frames crossing on the wire can never make the master
@@ -95,6 +99,7 @@ class WorkerChannel:
         self._credit = credit
         worker.transport = "channel"
         worker.assigned.extend(proto.undelivered(self.engine, worker, held))
+        await self._send({"t": "welcome", "credit_in_reports": True})
         pump = asyncio.create_task(self._pump(worker))
         try:
             await self._read()
@@ -134,12 +139,21 @@ class WorkerChannel:
                                    self._credit + proto.int_field(message.get("n"), "n", hi=4096))
                 self._wake(worker)
             elif kind == "report":
+                freed = proto.int_field(message.get("credit"), "credit", default=0, hi=4096)
+                if freed:
+                    # Before the report is applied: the slots its results freed are offered
+                    # when its commit leases the jobs they made ready (one commit, one frame).
+                    self._credit = min(worker.slots, self._credit + freed)
+                    if worker.poll is not None and not worker.poll.done():
+                        worker.poll_free = self._credit
                 # Applied in arrival order (the synchronous part of report() runs before the
                 # next frame is read); only the wait for the commit overlaps.
                 task = asyncio.create_task(self._report(message))
                 self._reports.add(task)
                 task.add_done_callback(self._reports.discard)
                 await asyncio.sleep(0)
+                if freed and not worker.assigned:
+                    self._wake(worker)  # it leased nothing (refused, or nothing was ready)
             elif kind == "drain":
                 if worker.live:
                     ch = Changes()
