@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.integration.harness import Cluster, shared_cluster
+from tests.integration.raw_http import answer
 from titan import TitanJob
 
 cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
@@ -108,19 +109,13 @@ def _bearer(cluster: Cluster) -> list[str]:
 
 
 def _upgrade_status(cluster: Cluster, headers: list[str]) -> int:
-    """The status line's code a WebSocket upgrade request gets (101: accepted)."""
-    request = "\r\n".join([
-        "GET /api/v1/events HTTP/1.1", *headers, "Upgrade: websocket", "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13", "", ""])
+    """The status a WebSocket upgrade request gets (101: accepted)."""
     with socket.create_connection(("127.0.0.1", cluster.port), timeout=10) as sock:
-        sock.sendall(request.encode())
-        head = b""
-        while b"\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-    return int(head.split(b" ", 2)[1])
+        sock.sendall(("\r\n".join([
+            "GET /api/v1/events HTTP/1.1", *headers, "Upgrade: websocket",
+            "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13"]) + "\r\n\r\n").encode())
+        return answer(sock)[0]
 
 
 @contextmanager
