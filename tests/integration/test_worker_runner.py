@@ -6,6 +6,7 @@ attempt; synchronization is on events with timeouts, never on sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -14,6 +15,7 @@ import socket
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,7 +81,7 @@ def loop() -> Iterator[IOLoop]:
 
 @pytest.fixture(scope="module")
 def runner(loop: IOLoop) -> Iterator[Runner]:
-    r = Runner(loop)
+    r = Runner(loop, spares=2)  # jobs that find the zygote idle run in a spare
     r.start()
     assert r.zygote_pid is not None
     yield r
@@ -511,3 +513,63 @@ def test_missing_interpreter_or_file_is_a_start_error(job: Job, tmp_path: Path) 
     with pytest.raises(errors.TitanError, match="cannot start"):
         job.runner.spawn(LaunchSpec(script=tmp_path / "nope.bin", cwd=tmp_path,
                                     env=dict(os.environ), runner="subprocess"))
+
+
+# ---------------------------------------------------------------------------- spares
+
+
+def _zygote_children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            kids |= {int(p) for p in (task / "children").read_text().split()}
+    return kids
+
+
+def _until(what: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """``what()`` once it is truthy (the zygote forks spares on its own schedule)."""
+    deadline = time.monotonic() + timeout
+    while not (got := what()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+    return got
+
+
+def test_a_job_reaching_an_idle_zygote_runs_in_a_spare_forked_ahead(
+        loop: IOLoop, tmp_path: Path) -> None:
+    own = Runner(loop, spares=1)
+    own.start()
+    try:
+        zygote = own.lean_zygote_pid
+        assert zygote is not None
+        (spare,) = _until(lambda: _zygote_children(zygote))
+        job = Job(loop, own, tmp_path)
+        sink = job.run("import os, sys; print(os.getpid(), sys.argv[1:])", args=("x",))
+        assert sink.stream("stdout") == [f"{spare} ['x']"]
+        # Once the job is done and the zygote idle, a new spare waits in its place.
+        (again,) = _until(lambda: _zygote_children(zygote) - {spare})
+        # A spare that dies waiting is replaced, and the worker never hears of it.
+        os.kill(again, signal.SIGKILL)
+        (third,) = _until(lambda: _zygote_children(zygote) - {spare, again})
+        sink = job.run("import os; print(os.getpid())")
+        assert sink.stream("stdout") == [str(third)]
+        assert sink.result_["exit_code"] == 0
+        left = _until(lambda: _zygote_children(zygote) - {spare, again, third})
+    finally:
+        own.close()
+    # The zygote's spares leave with it (the one forked after the last job, here).
+    assert all(_gone(pid) for pid in left)
+
+
+def test_spares_are_counted_from_slots_or_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from titan import errors
+    from titan.worker.daemon import zygote_spares
+
+    monkeypatch.delenv("TITAN_ZYGOTE_SPARES", raising=False)
+    assert (zygote_spares(2), zygote_spares(32)) == (2, 8)
+    monkeypatch.setenv("TITAN_ZYGOTE_SPARES", "0")
+    assert zygote_spares(4) == 0
+    for bad in ("-1", "65", "lots"):
+        monkeypatch.setenv("TITAN_ZYGOTE_SPARES", bad)
+        with pytest.raises(errors.ConfigError, match="TITAN_ZYGOTE_SPARES"):
+            zygote_spares(4)

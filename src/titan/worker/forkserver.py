@@ -72,10 +72,11 @@ class ForkServer:
 
     def __init__(self, loop: IOLoop, python: str = sys.executable, *,
                  isolation: Isolation | None = None, env: dict[str, str] | None = None,
-                 lean: bool = False) -> None:
+                 lean: bool = False, spares: int = 0) -> None:
         self._loop = loop
         self._python = python
         self.lean = lean
+        self.spares = spares
         self._isolation = isolation or Isolation()
         self._env = env
         self._sock: socket.socket | None = None
@@ -108,6 +109,8 @@ class ForkServer:
         argv = [self._python, "-m", "titan.worker.zygote", str(child.fileno())]
         if self.lean:
             argv.append("--lean")
+        if self.spares:
+            argv.append(f"--spares={self.spares}")
         if self._isolation.active:
             argv.append(json.dumps(self._isolation.to_json()))
         try:

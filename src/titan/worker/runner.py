@@ -71,7 +71,7 @@ class Runner:
 
     def __init__(self, loop: IOLoop, *, use_zygote: bool = True,
                  python: str = sys.executable, isolation: Isolation | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, spares: int = 0) -> None:
         self._loop = loop
         self._python = python
         self._use_zygote = use_zygote
@@ -84,6 +84,8 @@ class Runner:
         #: itself needs): a script whose imports are all in the lean one is forked from it.
         self._zygotes: dict[bool, ForkServer | None] = {False: None, True: None}
         self._lean = os.environ.get("TITAN_ZYGOTE_LEAN", "1") != "0"
+        #: Children each zygote forks ahead while the worker is idle (titan.worker.zygote).
+        self._spares = spares
         self._zygote_lock = threading.Lock()
         self._retry_at = {False: 0.0, True: 0.0}
 
@@ -125,7 +127,7 @@ class Runner:
                 log.warning("%s is gone; starting a new one", kind)
                 zygote.close(timeout=1.0)
             zygote = ForkServer(self._loop, self._python, isolation=self.isolation,
-                                env=self._env, lean=lean)
+                                env=self._env, lean=lean, spares=self._spares)
             try:
                 zygote.start()
             except ForkFailed as exc:

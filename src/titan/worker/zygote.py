@@ -11,8 +11,11 @@ Protocol on the socket (the worker is the only peer):
   (``SCM_RIGHTS``): the write ends of the job's stdout and stderr pipes.
 * zygote → worker: JSON lines ``{"event": "ready", "pid"}`` once, then per request
   ``{"event": "started", "rid", "pid"}`` or ``{"event": "failed", "rid", "error"}``, and
-  ``{"event": "exited", "pid", "code"}`` when a child is reaped (``code`` as in
-  :func:`os.waitstatus_to_exitcode`: negative for a signal).
+  ``{"event": "exited", "pid", "code"}`` when a job's child is reaped (``code`` as in
+  :func:`os.waitstatus_to_exitcode`: negative for a signal). Spares (``--spares=N``) are the
+  zygote's own business: the worker hears of a spare only once it runs a job.
+
+What a child does between fork and exit is :mod:`titan.worker.child`.
 
 The zygote must stay single-threaded (fork copies only the calling thread, so any other
 thread's locks would be held forever in the child): children are reaped on ``SIGCHLD``
@@ -22,10 +25,10 @@ When the worker goes away (EOF) the zygote kills what it started and exits.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import gc
 import importlib
-import io
 import json
 import os
 import select
@@ -34,8 +37,9 @@ import socket
 import struct
 import sys
 import threading
-import traceback
 from typing import Any
+
+from titan.worker import child
 
 _HEADER = struct.Struct("!I")
 #: Imported before the first fork so children find them warm. Nothing here may start a
@@ -56,169 +60,54 @@ LEAN_PRELOAD = ("json", "random", "types", "importlib.machinery", "atexit", "thr
                 "contextlib", "traceback")
 
 
-# ---------------------------------------------------------------------------- the child
-
-
-def exit_code_of(exc: SystemExit) -> int:
-    """The process exit code Python gives a SystemExit (``None`` → 0, a message → 1)."""
-    code = exc.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    with contextlib.suppress(Exception):
-        print(code, file=sys.stderr)
-    return 1
-
-
-def _user_traceback(exc: BaseException, script: str) -> Any:
-    """The traceback from the script's first frame on: the zygote's frames mean nothing to
-    users (``python script.py`` would not show them)."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != script:
-        tb = tb.tb_next
-    return tb or exc.__traceback__
-
-
-def _text_stream(fd: int) -> io.TextIOWrapper:
-    # Line-buffered, so each line reaches the pipe (and the master) as it is printed.
-    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
-                            errors="backslashreplace", line_buffering=True)
-
-
-def _apply_environ(unset: list[str], changed: dict[str, str]) -> None:
-    # The worker sends only what differs from the zygote's environment (it learned that from
-    # "ready"): reading every variable here would touch, and so copy, the pages of os.environ
-    # and its strings (~0.25 ms a job); most of a job's environment is the zygote's own.
-    current = os.environ
-    for name in unset:
-        current.pop(name, None)
-    for name, value in changed.items():
-        current[name] = value
-
-
-def _run_main(script: str) -> None:
-    """Execute ``script`` as the ``__main__`` module, as ``python script.py`` does.
-
-    Not ``runpy.run_path``: it probes import hooks for the path (a zip? a directory?) and
-    swaps ``__main__`` back afterwards, which costs several ms per fork in page copies and
-    leaves pickling of ``__main__`` classes broken for the job's own threads at exit.
-    """
-    import builtins
-    import types
-    from importlib.machinery import SourceFileLoader
-
-    with open(script, "rb") as fh:
-        source = fh.read()
-    code = compile(source, script, "exec", dont_inherit=True)
-    module = types.ModuleType("__main__")
-    module.__dict__.update(__file__=script, __builtins__=builtins, __cached__=None,
-                           __loader__=SourceFileLoader("__main__", script), __spec__=None,
-                           __package__=None)
-    sys.modules["__main__"] = module
-    exec(code, module.__dict__)
-
-
-def run_script(request: dict[str, Any]) -> int:
-    """Run the request's script as ``__main__`` the way ``python script.py`` would.
-
-    Called in the forked child after its file descriptors are in place; returns the exit
-    code. The interpreter's own shutdown is replayed (non-daemon threads joined, ``atexit``
-    handlers run, streams flushed) because the child leaves with ``os._exit``.
-    """
-    import random
-
-    os.chdir(request["cwd"])
-    _apply_environ(request["env_unset"], request["env_set"])
-    script = os.path.abspath(request["script"])
-    sys.argv = [str(a) for a in request["argv"]]
-    extra = list(request.get("sys_path") or [])
-    extra += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[0] = os.path.dirname(script)
-    for i, entry in enumerate(p for p in extra if p not in sys.path):
-        sys.path.insert(1 + i, entry)
-    # Forked children start with the zygote's PRNG state; without a reseed every job would
-    # draw the same "random" numbers.
-    random.seed()
-    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the child's stdin, kept for its life
-    sys.stdout = _text_stream(1)
-    sys.stderr = _text_stream(2)
-    # Code that writes to the "original" streams (faulthandler users, pdb) must stream too.
-    setattr(sys, "__stdout__", sys.stdout)  # noqa: B010 - typeshed marks them Final
-    setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
-    if os.environ.get("TITAN_REPLAY"):
-        # A replay's job: its sockets are guarded before its own code runs (leaks).
-        from titan.trace import replay
-
-        replay.active()
-    code = 0
-    try:
-        _run_main(script)
-    except SystemExit as exc:
-        code = exit_code_of(exc)
-    except BaseException as exc:  # noqa: BLE001 - the interpreter reports anything uncaught
-        tb = _user_traceback(exc, script)
-        # The default hook prints exc.__traceback__ whatever it is passed: trim both.
-        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
-        code = 1
-    shutdown = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
-        with contextlib.suppress(BaseException):
-            shutdown()  # join non-daemon threads, as interpreter exit does
-    import atexit
-
-    with contextlib.suppress(BaseException):
-        atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(BaseException):
-            stream.flush()
-    return code
-
-
-def _child(request: dict[str, Any], out_fd: int, err_fd: int, own_fds: list[int],
-           isolation: Any = None) -> None:
-    """The forked child's whole life: never returns into the zygote's loop."""
-    code = 1
-    try:
-        # Unhook the wakeup fd before closing it: a signal in between would be written to
-        # whatever file reuses that descriptor number.
-        signal.set_wakeup_fd(-1)
-        for fd in own_fds:
-            os.close(fd)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        # A process group of its own: cancel and timeout kill the whole group, grandchildren
-        # included, and the zygote's group is never hit.
-        os.setsid()
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        if isolation is not None:
-            # Before any of the job's code: a failure here fails the job rather than running
-            # it less isolated than asked.
-            isolation.apply()
-        # Nothing of the zygote's may leak into the job (a fresh interpreter has fds 0-2).
-        os.closerange(3, 65536)
-        code = run_script(request)
-    except BaseException:  # noqa: BLE001 - a failure here is the job's failure, not the zygote's
-        with contextlib.suppress(BaseException):
-            os.write(2, traceback.format_exc().encode("utf-8", "replace"))
-    finally:
-        os._exit(code)
-
-
 # ---------------------------------------------------------------------------- the zygote
 
 
-class Zygote:
-    """The zygote's select loop: read requests, fork, reap, report."""
+def read_request(sock: socket.socket) -> tuple[bytes, dict[str, Any], list[int]] | None:
+    """The next request on ``sock`` — its bytes as sent, decoded, and the descriptors that came
+    with it — or None at end-of-file."""
+    head, fds, _flags, _addr = socket.recv_fds(sock, _HEADER.size, 2)
+    if not head:
+        for fd in fds:
+            os.close(fd)
+        return None
+    if len(head) < _HEADER.size:
+        head += _recv_exact(sock, _HEADER.size - len(head))
+    (length,) = _HEADER.unpack(head)
+    body = _recv_exact(sock, length)
+    return head + body, json.loads(body), list(fds)
 
-    def __init__(self, sock: socket.socket, isolation: Any = None) -> None:
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    # Exact-length reads: never consume the next request's first byte, which carries that
+    # request's file descriptors.
+    chunks = []
+    while n:
+        chunk = sock.recv(n)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+class Zygote:
+    """The zygote's select loop: read requests, fork (or wake a spare), reap, report.
+
+    With ``spares``, that many children are forked ahead of time whenever no job runs: each
+    has paid its fork, its copy-on-write faults and the interpreter's after-fork work (~1 ms
+    of CPU here) and waits on a socket of its own for its job, so a job arriving at an idle
+    worker — an agent's next step — starts without that cost on its path. Under steady load
+    spares are not replenished (they would take CPU from running jobs) and jobs are forked
+    as they come.
+    """
+
+    def __init__(self, sock: socket.socket, isolation: Any = None, spares: int = 0) -> None:
         self.sock = sock
         self.isolation = isolation
-        self.children: set[int] = set()
+        self.target_spares = spares
+        self.jobs: set[int] = set()  # pids of children running a job
+        self.spares: dict[int, socket.socket] = {}  # waiting spares, oldest first
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -226,50 +115,73 @@ class Zygote:
     def send(self, event: dict[str, Any]) -> None:
         self.sock.sendall(json.dumps(event).encode() + b"\n")
 
-    def _recv_exact(self, n: int) -> bytes:
-        # Exact-length reads: never consume the next request's first byte, which carries
-        # that request's file descriptors.
-        chunks = []
-        while n:
-            chunk = self.sock.recv(n)
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
+    def _zygote_fds(self) -> list[int]:
+        return [self.sock.fileno(), self.wake_r, self.wake_w,
+                *(s.fileno() for s in self.spares.values())]
 
-    def _read_request(self) -> tuple[dict[str, Any], list[int]] | None:
-        head, fds, _flags, _addr = socket.recv_fds(self.sock, _HEADER.size, 2)
-        if not head:
-            for fd in fds:
-                os.close(fd)
-            return None
-        if len(head) < _HEADER.size:
-            head += self._recv_exact(_HEADER.size - len(head))
-        (length,) = _HEADER.unpack(head)
-        return json.loads(self._recv_exact(length)), list(fds)
-
-    def _fork(self, request: dict[str, Any], fds: list[int]) -> None:
+    def _start(self, raw: bytes, request: dict[str, Any], fds: list[int]) -> None:
         rid = request.get("rid")
         if len(fds) != 2:
             for fd in fds:
                 os.close(fd)
             self.send({"event": "failed", "rid": rid, "error": "expected 2 file descriptors"})
             return
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            for fd in fds:
-                os.close(fd)
-            self.send({"event": "failed", "rid": rid, "error": f"fork failed: {exc}"})
-            return
-        if pid == 0:
-            _child(request, fds[0], fds[1], [self.sock.fileno(), self.wake_r, self.wake_w],
-                   self.isolation)
+        pid = self._hand_to_spare(raw, fds)
+        if pid is None:
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                for fd in fds:
+                    os.close(fd)
+                self.send({"event": "failed", "rid": rid, "error": f"fork failed: {exc}"})
+                return
+            if pid == 0:
+                child.leave_zygote(self._zygote_fds())
+                child.run_job(request, fds[0], fds[1], self.isolation)
         for fd in fds:
             os.close(fd)
-        self.children.add(pid)
+        self.jobs.add(pid)
         self.send({"event": "started", "rid": rid, "pid": pid})
+
+    def _hand_to_spare(self, raw: bytes, fds: list[int]) -> int | None:
+        """Pass the request, descriptors included, to the oldest waiting spare; its pid, or
+        None when no spare is left (one that died meanwhile is skipped)."""
+        while self.spares:
+            pid = next(iter(self.spares))
+            sock = self.spares.pop(pid)
+            try:
+                sent = sock.sendmsg([raw], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                             array.array("i", fds))])
+                if sent < len(raw):
+                    sock.sendall(raw[sent:])
+            except OSError:
+                continue  # it died (and is reaped as a spare, never reported)
+            finally:
+                sock.close()
+            return pid
+        return None
+
+    def _fork_spare(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            self.target_spares = 0  # out of processes: no spares, jobs still fork
+            return
+        if pid == 0:
+            try:
+                child.leave_zygote([*self._zygote_fds(), ours.fileno()])
+                got = read_request(theirs)
+            except BaseException:  # noqa: BLE001 - a spare that cannot wait just goes
+                os._exit(1)
+            if got is None or len(got[2]) != 2:
+                os._exit(0)  # the zygote went away before a job came
+            _raw, request, (out_fd, err_fd) = got
+            child.run_job(request, out_fd, err_fd, self.isolation)
+        theirs.close()
+        self.spares[pid] = ours
 
     def _reap(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -282,7 +194,11 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            self.children.discard(pid)
+            spare = self.spares.pop(pid, None)
+            if spare is not None:  # a spare that died waiting: nobody knew of it
+                spare.close()
+                continue
+            self.jobs.discard(pid)
             self.send({"event": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
     def serve(self) -> None:
@@ -298,22 +214,32 @@ class Zygote:
                    "modules": sorted(sys.modules), "packages": packages})
         try:
             while True:
-                readable, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [])
+                # Idle (no job runs) and short of spares: fork one per round, after looking
+                # for requests without waiting, so a request never queues behind them.
+                refill = not self.jobs and len(self.spares) < self.target_spares
+                readable, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [],
+                                               0 if refill else None)
                 if self.wake_r in readable:
                     self._reap()
                 if self.sock.fileno() in readable:
                     try:
-                        got = self._read_request()
+                        got = read_request(self.sock)
                     except (EOFError, ConnectionError):
                         got = None
                     if got is None:
                         return
-                    self._fork(*got)
+                    self._start(*got)
+                elif refill and not readable:
+                    self._fork_spare()
         finally:
-            # The worker is gone: nobody will report these jobs, so none may run on.
-            for pid in self.children:
+            # The worker is gone: nobody will report these jobs, so none may run on. Spares
+            # see their socket close and leave; killed too, in case one is slow to notice.
+            for pid in self.jobs:
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
+            for pid in self.spares:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def preload(lean: bool = False) -> None:
@@ -338,10 +264,13 @@ def preload(lean: bool = False) -> None:
 def main(argv: list[str]) -> int:
     args = argv[1:]
     lean = "--lean" in args
-    args = [a for a in args if a != "--lean"]
+    spares = 0
+    for arg in [a for a in args if a.startswith("--spares=")]:
+        spares = max(0, min(64, int(arg.split("=", 1)[1])))
+    args = [a for a in args if a != "--lean" and not a.startswith("--spares=")]
     if len(args) not in (1, 2):
-        print("usage: python -m titan.worker.zygote <socket fd> [--lean] [<isolation JSON>]",
-              file=sys.stderr)
+        print("usage: python -m titan.worker.zygote <socket fd> [--lean] [--spares=N] "
+              "[<isolation JSON>]", file=sys.stderr)
         return 2
     isolation = None
     if len(args) == 2:
@@ -354,7 +283,7 @@ def main(argv: list[str]) -> int:
     # Terminal signals belong to the worker; it decides when the zygote goes (EOF).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     preload(lean)
-    Zygote(sock, isolation).serve()
+    Zygote(sock, isolation, spares).serve()
     return 0
 
 

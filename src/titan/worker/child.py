@@ -1,0 +1,173 @@
+"""A forked job's side of the zygote: from fork to ``os._exit``, running the script as
+``python script.py`` would.
+
+Everything here runs in the child, after :func:`os.fork` in :mod:`titan.worker.zygote`: first
+:func:`leave_zygote` (the zygote's descriptors and signal handlers are not the job's), then
+:func:`run_job` (its own session, stdout/stderr on the job's pipes, isolation, the script as
+``__main__``, the interpreter's shutdown replayed). A spare child — forked ahead of time, while
+the worker is idle — runs the first half at once and the second when its job arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import sys
+import threading
+import traceback
+from typing import Any
+
+
+def exit_code_of(exc: SystemExit) -> int:
+    """The process exit code Python gives a SystemExit (``None`` → 0, a message → 1)."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    with contextlib.suppress(Exception):
+        print(code, file=sys.stderr)
+    return 1
+
+
+def _user_traceback(exc: BaseException, script: str) -> Any:
+    """The traceback from the script's first frame on: the zygote's frames mean nothing to
+    users (``python script.py`` would not show them)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != script:
+        tb = tb.tb_next
+    return tb or exc.__traceback__
+
+
+def _text_stream(fd: int) -> io.TextIOWrapper:
+    # Line-buffered, so each line reaches the pipe (and the master) as it is printed.
+    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
+                            errors="backslashreplace", line_buffering=True)
+
+
+def _apply_environ(unset: list[str], changed: dict[str, str]) -> None:
+    # The worker sends only what differs from the zygote's environment (it learned that from
+    # "ready"): reading every variable here would touch, and so copy, the pages of os.environ
+    # and its strings (~0.25 ms a job); most of a job's environment is the zygote's own.
+    current = os.environ
+    for name in unset:
+        current.pop(name, None)
+    for name, value in changed.items():
+        current[name] = value
+
+
+def _run_main(script: str) -> None:
+    """Execute ``script`` as the ``__main__`` module, as ``python script.py`` does.
+
+    Not ``runpy.run_path``: it probes import hooks for the path (a zip? a directory?) and
+    swaps ``__main__`` back afterwards, which costs several ms per fork in page copies and
+    leaves pickling of ``__main__`` classes broken for the job's own threads at exit.
+    """
+    import builtins
+    import types
+    from importlib.machinery import SourceFileLoader
+
+    with open(script, "rb") as fh:
+        source = fh.read()
+    code = compile(source, script, "exec", dont_inherit=True)
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=script, __builtins__=builtins, __cached__=None,
+                           __loader__=SourceFileLoader("__main__", script), __spec__=None,
+                           __package__=None)
+    sys.modules["__main__"] = module
+    exec(code, module.__dict__)
+
+
+def run_script(request: dict[str, Any]) -> int:
+    """Run the request's script as ``__main__`` the way ``python script.py`` would.
+
+    Called in the forked child after its file descriptors are in place; returns the exit
+    code. The interpreter's own shutdown is replayed (non-daemon threads joined, ``atexit``
+    handlers run, streams flushed) because the child leaves with ``os._exit``.
+    """
+    import random
+
+    os.chdir(request["cwd"])
+    _apply_environ(request["env_unset"], request["env_set"])
+    script = os.path.abspath(request["script"])
+    sys.argv = [str(a) for a in request["argv"]]
+    extra = list(request.get("sys_path") or [])
+    extra += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[0] = os.path.dirname(script)
+    for i, entry in enumerate(p for p in extra if p not in sys.path):
+        sys.path.insert(1 + i, entry)
+    # Forked children start with the zygote's PRNG state; without a reseed every job would
+    # draw the same "random" numbers.
+    random.seed()
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the child's stdin, kept for its life
+    sys.stdout = _text_stream(1)
+    sys.stderr = _text_stream(2)
+    # Code that writes to the "original" streams (faulthandler users, pdb) must stream too.
+    setattr(sys, "__stdout__", sys.stdout)  # noqa: B010 - typeshed marks them Final
+    setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
+    if os.environ.get("TITAN_REPLAY"):
+        # A replay's job: its sockets are guarded before its own code runs (leaks).
+        from titan.trace import replay
+
+        replay.active()
+    code = 0
+    try:
+        _run_main(script)
+    except SystemExit as exc:
+        code = exit_code_of(exc)
+    except BaseException as exc:  # noqa: BLE001 - the interpreter reports anything uncaught
+        tb = _user_traceback(exc, script)
+        # The default hook prints exc.__traceback__ whatever it is passed: trim both.
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+        code = 1
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        with contextlib.suppress(BaseException):
+            shutdown()  # join non-daemon threads, as interpreter exit does
+    import atexit
+
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    return code
+
+
+def leave_zygote(own_fds: list[int]) -> None:
+    """Drop what belongs to the zygote: its descriptors and its signal handlers."""
+    # Unhook the wakeup fd before closing it: a signal in between would be written to
+    # whatever file reuses that descriptor number.
+    signal.set_wakeup_fd(-1)
+    for fd in own_fds:
+        os.close(fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def run_job(request: dict[str, Any], out_fd: int, err_fd: int, isolation: Any = None) -> None:
+    """The job's life once it is known: never returns (the process leaves with its code)."""
+    code = 1
+    try:
+        # A process group of its own: cancel and timeout kill the whole group, grandchildren
+        # included, and the zygote's group is never hit.
+        os.setsid()
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        if isolation is not None:
+            # Before any of the job's code: a failure here fails the job rather than running
+            # it less isolated than asked.
+            isolation.apply()
+        # Nothing of the zygote's may leak into the job (a fresh interpreter has fds 0-2).
+        os.closerange(3, 65536)
+        code = run_script(request)
+    except BaseException:  # noqa: BLE001 - a failure here is the job's failure, not the zygote's
+        with contextlib.suppress(BaseException):
+            os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+    finally:
+        os._exit(code)
