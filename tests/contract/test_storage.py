@@ -353,3 +353,24 @@ def test_ended_sessions_are_remembered_until_they_would_have_expired(storage: St
         assert tx.session_ended("s1") and tx.session_ended("s2")
         tx.end_session("s3", expires_at=200.0, now=60.0)  # s2's cookie expired at 50: forgotten
         assert not tx.session_ended("s2") and tx.session_ended("s1")
+
+
+def test_a_postgresql_connection_killed_while_idle_is_replaced_before_use(
+        postgres_url: str) -> None:
+    """The pool checks a connection only when it sat idle (no round trip per transaction
+    under load), which is exactly when a server restart or a cut link leaves it dead."""
+    from titan.storage import dialects
+
+    s = open_storage(postgres_url)
+    try:
+        with s.transaction() as tx:
+            pids = {tx.conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()}  # type: ignore[attr-defined]
+        with sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT").connect() as admin:
+            for pid in pids:
+                admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        time.sleep(dialects.PING_AFTER_IDLE * 2)  # idle past the threshold, as after a restart
+        with s.transaction() as tx:
+            fresh = tx.conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()  # type: ignore[attr-defined]
+        assert fresh not in pids
+    finally:
+        s.close()
