@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -27,11 +28,15 @@ def test_a_script_fits_when_every_import_is_loaded(tmp_path: Path) -> None:
     loaded = frozenset({"os", "json", "pkg"})
     packages = {"pkg": [str(pkg)]}
 
+    versions = itertools.count(1)
+
     def fits(source: str) -> bool:
         script = tmp_path / "job.py"
         script.write_text(source)
-        # A new version of the file each time (the cache keys on size, mtime and inode).
-        os.utime(script, ns=(len(source) * 10**9, len(source) * 10**9 + hash(source) % 97))
+        # A new version of the file each time (the cache keys on size, mtime and inode): a
+        # distinct mtime per call, never one two sources of the same size could share.
+        stamp = next(versions) * 10**9
+        os.utime(script, ns=(stamp, stamp))
         return imports.fits(script, loaded, packages)
 
     assert fits("import os\nimport json\n")

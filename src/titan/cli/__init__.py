@@ -1,7 +1,8 @@
 """The ``titan`` command, one module per group of subcommands.
 
 * :mod:`~titan.cli.commands` — the parser and the commands on jobs, DAGs, the store,
-  workers and tokens; ``up``, ``master`` and ``worker``; the entry point :func:`main`
+  workers and tokens; the entry point :func:`main`
+* :mod:`~titan.cli.serve` — ``titan up``, ``titan master`` and ``titan worker``
 * :mod:`~titan.cli.runs` — ``titan runs``: agent runs and their actions
 * :mod:`~titan.cli.replay` — ``titan replay`` and ``titan determinism``
 * :mod:`~titan.cli.evals` — ``titan eval``: evaluations from a spec, their runs and verdicts

@@ -20,7 +20,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from titan import envfile
 from titan.cli.output import counts, print_json, show_dag, show_job, table, when
 from titan.errors import NotFound, TitanError
 from titan.version import __version__
@@ -39,56 +38,6 @@ def _client(args: argparse.Namespace) -> TitanClient:
     from titan.client import TitanClient
 
     return TitanClient(host=args.host, port=args.port, token=args.token)
-
-
-def _capabilities(text: str) -> list[str]:
-    caps = [c.strip() for c in text.split(",") if c.strip()]
-    if not caps:
-        raise TitanError("--capabilities needs at least one name, e.g. GENERAL,GPU")
-    return caps
-
-
-def _master_config(args: argparse.Namespace) -> Any:
-    from titan.master.config import MasterConfig
-
-    return MasterConfig(
-        host=args.host or "127.0.0.1",
-        port=9090 if args.port is None else int(args.port),
-        dashboard_port=args.dashboard_port,
-        data_dir=str(args.data_dir),
-        database_url=args.database_url,
-    )
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    from titan.master.embedded import run_up
-
-    envfile.load()  # provider keys in the project's .env reach the local worker's jobs
-
-    return int(run_up(_master_config(args), slots=args.slots,
-                      capabilities=_capabilities(args.capabilities),
-                      sandbox=args.sandbox) or 0)
-
-
-def cmd_master(args: argparse.Namespace) -> int:
-    from titan.master.server import run_master
-
-    return int(run_master(_master_config(args)) or 0)
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    from titan.client.config import resolve
-
-    envfile.load()  # provider keys in the project's .env reach the jobs (docs/llm.md)
-
-    # Looked up by name: the worker package may be importable before run_worker exists.
-    run_worker = importlib.import_module("titan.worker").run_worker
-    endpoint = resolve(host=args.master or args.host, port=args.port, token=args.token)
-    return int(run_worker(
-        endpoint.url, endpoint.token, _capabilities(args.capabilities), args.slots,
-        args.workdir, burst=args.burst, name=args.name, sandbox=args.sandbox,
-        run_as=args.run_as, transport=args.transport,
-    ) or 0)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -264,6 +213,9 @@ def _elsewhere(module: str, name: str, client: bool = True) -> Handler:
     return handler
 
 
+cmd_up = _elsewhere("titan.cli.serve", "run_up", client=False)
+cmd_master = _elsewhere("titan.cli.serve", "run_master", client=False)
+cmd_worker = _elsewhere("titan.cli.serve", "run_worker", client=False)
 cmd_runs = _elsewhere("titan.cli.runs", "run")
 cmd_replay = _elsewhere("titan.cli.replay", "run_replay")
 cmd_determinism = _elsewhere("titan.cli.replay", "run_determinism")
@@ -291,26 +243,6 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _serve_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default=argparse.SUPPRESS,
-                   help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=argparse.SUPPRESS,
-                   help="API port (default 9090)")
-    p.add_argument("--dashboard-port", type=int, default=5000,
-                   help="dashboard port (default 5000)")
-    p.add_argument("--data-dir", default="./.titan",
-                   help="state directory (default ./.titan)")
-    p.add_argument("--database-url", default=None,
-                   help="sqlite:///path or postgresql://... (default: SQLite in the data dir)")
-
-
-def _sandbox_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sandbox", action="store_true",
-                   default=os.environ.get("TITAN_SANDBOX", "") not in ("", "0"),
-                   help="run jobs in a Landlock filesystem sandbox that hides the data dir, "
-                        "~/.titan and other credentials (Linux 5.13+; env TITAN_SANDBOX=1)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``titan`` (also used to generate the CLI reference)."""
     parser = argparse.ArgumentParser(
@@ -324,7 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", default=False, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = [_common()]
-    cpus = os.cpu_count() or 1
 
     def command(name: str, handler: Handler, help: str, parents: Any = None,
                 **kw: Any) -> argparse.ArgumentParser:
@@ -333,37 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=handler)
         return p
 
-    p = command("up", cmd_up, "run a master, its dashboard and a local worker", parents=[])
-    _serve_options(p)
-    p.add_argument("--slots", type=int, default=cpus,
-                   help=f"jobs the local worker runs at once (default: CPU count, {cpus})")
-    p.add_argument("--capabilities", default="GENERAL",
-                   help="local worker capabilities, comma-separated (default GENERAL)")
-    _sandbox_option(p)
+    from titan.cli.serve import add_arguments as add_serve_arguments
 
-    p = command("master", cmd_master, "run only the master (API, dashboard, scheduler)",
-                parents=[])
-    _serve_options(p)
-
-    p = command("worker", cmd_worker, "run a worker that leases jobs from a master")
-    p.add_argument("--master", metavar="URL", default=None,
-                   help="the master's URL (default: discovered like the SDK does)")
-    p.add_argument("--capabilities", default="GENERAL",
-                   help="capabilities, comma-separated, e.g. GPU,GENERAL (default GENERAL)")
-    p.add_argument("--slots", type=int, default=cpus,
-                   help=f"jobs run at once (default: CPU count, {cpus})")
-    p.add_argument("--workdir", default=".", help="where workspaces live (default .)")
-    p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
-    _sandbox_option(p)
-    p.add_argument("--run-as", metavar="USER", default=os.environ.get("TITAN_RUN_AS") or None,
-                   help="run jobs as this OS user (the worker must run as root; "
-                        "env TITAN_RUN_AS)")
-    p.add_argument("--name", default=None, help="a name shown in `titan workers`")
-    p.add_argument("--transport", choices=("channel", "http"),
-                   default=os.environ.get("TITAN_WORKER_TRANSPORT") or "channel",
-                   help="how jobs and results travel: one WebSocket (channel, the default; "
-                        "HTTP long-polls when the master offers none) or HTTP long-polls "
-                        "(env TITAN_WORKER_TRANSPORT)")
+    add_serve_arguments(
+        command("up", cmd_up, "run a master, its dashboard and a local worker", parents=[]),
+        command("master", cmd_master, "run only the master (API, dashboard, scheduler)",
+                parents=[]),
+        command("worker", cmd_worker, "run a worker that leases jobs from a master"))
 
     p = command("submit", cmd_submit, "submit a YAML pipeline")
     p.add_argument("pipeline", help="the pipeline file")

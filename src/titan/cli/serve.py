@@ -1,0 +1,115 @@
+"""``titan up``, ``titan master`` and ``titan worker``: the commands that run Titan itself
+rather than talk to it (the rest of the CLI is in :mod:`titan.cli.commands`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from typing import Any
+
+from titan import envfile
+from titan.errors import TitanError
+
+
+def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
+                  worker: argparse.ArgumentParser) -> None:
+    cpus = os.cpu_count() or 1
+    _serve_options(up)
+    up.add_argument("--slots", type=int, default=cpus,
+                    help=f"jobs the local worker runs at once (default: CPU count, {cpus})")
+    up.add_argument("--capabilities", default="GENERAL",
+                    help="local worker capabilities, comma-separated (default GENERAL)")
+    _sandbox_option(up)
+
+    _serve_options(master)
+
+    p = worker
+    p.add_argument("--master", metavar="URL", default=None,
+                   help="the master's URL (default: discovered like the SDK does)")
+    p.add_argument("--capabilities", default="GENERAL",
+                   help="capabilities, comma-separated, e.g. GPU,GENERAL (default GENERAL)")
+    p.add_argument("--slots", type=int, default=cpus,
+                   help=f"jobs run at once (default: CPU count, {cpus})")
+    p.add_argument("--workdir", default=".", help="where workspaces live (default .)")
+    p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    _sandbox_option(p)
+    p.add_argument("--run-as", metavar="USER", default=os.environ.get("TITAN_RUN_AS") or None,
+                   help="run jobs as this OS user (the worker must run as root; "
+                        "env TITAN_RUN_AS)")
+    p.add_argument("--name", default=None, help="a name shown in `titan workers`")
+    p.add_argument("--transport", choices=("channel", "http"),
+                   default=os.environ.get("TITAN_WORKER_TRANSPORT") or "channel",
+                   help="how jobs and results travel: one WebSocket (channel, the default; "
+                        "HTTP long-polls when the master offers none) or HTTP long-polls "
+                        "(env TITAN_WORKER_TRANSPORT)")
+
+
+def _serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=argparse.SUPPRESS,
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=argparse.SUPPRESS,
+                   help="API port (default 9090)")
+    p.add_argument("--dashboard-port", type=int, default=5000,
+                   help="dashboard port (default 5000)")
+    p.add_argument("--data-dir", default="./.titan",
+                   help="state directory (default ./.titan)")
+    p.add_argument("--database-url", default=None,
+                   help="sqlite:///path or postgresql://... (default: SQLite in the data dir)")
+
+
+def _sandbox_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sandbox", action="store_true",
+                   default=os.environ.get("TITAN_SANDBOX", "") not in ("", "0"),
+                   help="run jobs in a Landlock filesystem sandbox that hides the data dir, "
+                        "~/.titan and other credentials (Linux 5.13+; env TITAN_SANDBOX=1)")
+
+
+def _capabilities(text: str) -> list[str]:
+    caps = [c.strip() for c in text.split(",") if c.strip()]
+    if not caps:
+        raise TitanError("--capabilities needs at least one name, e.g. GENERAL,GPU")
+    return caps
+
+
+def _master_config(args: argparse.Namespace) -> Any:
+    from titan.master.config import MasterConfig
+
+    return MasterConfig(
+        host=args.host or "127.0.0.1",
+        port=9090 if args.port is None else int(args.port),
+        dashboard_port=args.dashboard_port,
+        data_dir=str(args.data_dir),
+        database_url=args.database_url,
+    )
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from titan.master.embedded import run_up as start_up
+
+    envfile.load()  # provider keys in the project's .env reach the local worker's jobs
+
+    return int(start_up(_master_config(args), slots=args.slots,
+                      capabilities=_capabilities(args.capabilities),
+                      sandbox=args.sandbox) or 0)
+
+
+def run_master(args: argparse.Namespace) -> int:
+    from titan.master.server import run_master as start_master
+
+    return int(start_master(_master_config(args)) or 0)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from titan.client.config import resolve
+
+    envfile.load()  # provider keys in the project's .env reach the jobs (docs/llm.md)
+
+    # Looked up by name: the worker package may be importable before run_worker exists.
+    start_worker = importlib.import_module("titan.worker").run_worker
+    endpoint = resolve(host=args.master or args.host, port=args.port, token=args.token)
+    return int(start_worker(
+        endpoint.url, endpoint.token, _capabilities(args.capabilities), args.slots,
+        args.workdir, burst=args.burst, name=args.name, sandbox=args.sandbox,
+        run_as=args.run_as, transport=args.transport,
+    ) or 0)
