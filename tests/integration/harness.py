@@ -193,12 +193,3 @@ def shared_cluster(slots: int = 4, env: dict[str, str] | None = None) -> Any:
 
     return cluster
 
-
-def queued_state(client: TitanClient, ref: str, timeout: float = 10.0) -> str:
-    """A just-submitted job's state once its submission has settled. ``submit_dag`` returns
-    after the submission's commit; the commit that marks a runnable job READY follows a moment
-    later (READY is derivable from the first, so the caller does not wait for it)."""
-    deadline = time.monotonic() + timeout
-    while (state := client.get_job_status(ref)) == "PENDING" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return state

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Cluster, queued_state, shared_cluster
+from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.processes import BLOCKER, SPAWNER, wait_dead
 from titan_sdk import TitanJob
 
@@ -150,7 +150,7 @@ def test_priority_then_submission_order_on_a_saturated_worker(
     client.submit_job(job("p0", 0))
     client.submit_job(job("p5_c", 5))
     for name in ("p1_a", "p9", "p0"):
-        assert queued_state(client, name) == "READY"
+        assert client.get_job_status(name) == "READY"  # stored READY with the submission
     client.store_put("go", "1")
     for name in ("p1_a", "p5_a", "batch", "p3_b", "p0", "p5_c"):
         done = client.wait(name, timeout=60)

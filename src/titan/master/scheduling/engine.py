@@ -25,7 +25,9 @@ from titan.master.idempotency import once, prune
 from titan.master.scheduling import gates
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import (
+    APPROVAL,
     PENDING,
+    READY,
     SUCCEEDED,
     TERMINAL,
     Changes,
@@ -228,6 +230,13 @@ class Engine:
                 )
         now = time.time()
         rows = [job_row(spec, i, now, self.config.default_retries) for i, spec in enumerate(specs)]
+        for row in rows:
+            # A job that can run at once is stored READY with its submission, so whoever reads
+            # it after submit_dag returned sees READY (the commit that leases it does not make
+            # the caller wait); the scheduler adopts a READY row without marking it again.
+            if not row["parents"] and not row["delay"] and row["job_type"] != APPROVAL \
+                    and self.sched.capable(row["requirement"]):
+                row.update(state=READY, ready_at=now)
 
         run_events: list[tuple[str, Row]] = []
 
@@ -263,8 +272,8 @@ class Engine:
             ch.events.append(("agent_run_updated", {"id": agent_run_id, "dag_id": dag_id,
                                                     "status": "WAITING"}))
         self.sched.load(dag, [job_rec(r) for r in rows], ch)
-        # Not awaited: the submission is durable already, and READY is derivable from it
-        # (recovery re-derives it), so the caller need not wait for this second commit.
+        # Not awaited: the submission is durable already and holds every READY that is known
+        # now (recovery re-derives the rest), so the caller need not wait for this commit.
         self.submit(ch)
         return int(dag_id)
 
