@@ -235,6 +235,19 @@ class WaitTimeout(APIError):
     code = "wait_timeout"
 
 
+class NotLeader(APIError):
+    """This master is a standby: another master leads (``details["leader"]`` says which, when
+    known). Nothing was applied, so any request may be sent again to the leader."""
+
+    status = 503
+    code = "not_leader"
+
+    @property
+    def leader(self) -> str | None:
+        leader = self.details.get("leader")
+        return leader if isinstance(leader, str) and leader else None
+
+
 _BY_CODE: dict[str, type[APIError]] = {
     cls.code: cls
     for cls in (
@@ -249,6 +262,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         StaleAttempt,
         PayloadTooLarge,
         WaitTimeout,
+        NotLeader,
     )
 }
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -63,18 +63,26 @@ class Cluster:
         self.wait_healthy()
         return self
 
-    def add_worker(self, capabilities: str = "GENERAL", slots: int = 4, name: str | None = None,
-                   wait: bool = True, extra: list[str] | None = None) -> subprocess.Popen[bytes]:
+    def add_worker(self, capabilities: str | None = "GENERAL", slots: int | None = 4,
+                   name: str | None = None,
+                   wait: bool = True, extra: list[str] | None = None,
+                   master_url: str | None = None,
+                   env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """A `titan worker` (``master_url``: another way to the master, e.g. a proxy;
+        ``capabilities`` or ``slots`` None: the worker's defaults)."""
         before = len(self.live_workers())
         token = (self.data / "worker.token").read_text().strip()
         wd = self.root / f"worker-{len(self.workers)}"
         wd.mkdir(exist_ok=True)
-        args = ["worker", "--master", self.url, "--capabilities", capabilities,
-                "--slots", str(slots), "--workdir", str(wd)]
+        args = ["worker", "--master", master_url or self.url, "--workdir", str(wd)]
+        if capabilities is not None:
+            args += ["--capabilities", capabilities]
+        if slots is not None:
+            args += ["--slots", str(slots)]
         if name:
             args += ["--name", name]
         proc = self._spawn(args + (extra or []), f"worker-{len(self.workers)}.log",
-                           env=dict(self.env, TITAN_TOKEN=token))
+                           env=dict(self.env, **(env or {}), TITAN_TOKEN=token))
         self.workers.append(proc)
         if wait:
             self.wait_workers(before + 1)

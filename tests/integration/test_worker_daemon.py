@@ -7,6 +7,7 @@ test is the real one: real threads, real zygote, real job processes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -49,6 +50,7 @@ class FakeMaster:
         self._polls = 0
         self._parked = 0
         self._stale = False
+        self.connections: set[socket.socket] = set()
         master = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +61,13 @@ class FakeMaster:
                 # Headers and body go out in two writes: without this, Nagle's algorithm
                 # and delayed ACKs add 40 ms to every exchange.
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with master.cond:
+                    master.connections.add(self.connection)
+
+            def finish(self) -> None:
+                with master.cond:
+                    master.connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -140,6 +149,15 @@ class FakeMaster:
         self.kick()  # parked polls answer now, so no worker thread outlives its test long
         self.server.shutdown()
         self.server.server_close()
+
+    def die(self) -> None:
+        """Go away as a killed master does: the port closed, open connections cut."""
+        self.close()
+        with self.cond:
+            connections, self.connections = self.connections, set()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     # ------------------------------------------------------------------ routes
 
@@ -465,3 +483,54 @@ def test_heartbeats_list_running_attempts(tmp_path: Path) -> None:
 def test_bad_token_stops_the_worker(master: FakeMaster, tmp_path: Path) -> None:
     worker = Worker(master.url, "wrong", ["general"], 1, str(tmp_path), burst=True)
     assert worker.run() == 1
+
+
+MASTERS_SCRIPT = """
+import os
+print(os.environ["TITAN_MASTER_URL"])
+print(os.environ["TITAN_MASTER_URLS"])
+"""
+
+
+def test_the_worker_finds_the_leader_among_its_masters(master: FakeMaster,
+                                                       tmp_path: Path) -> None:
+    """Given a master that refuses connections and a standby before the leader, the worker
+    registers with the leader, and its jobs get every master, the one in use first."""
+    from tests.fake_masters import FakeMaster as Standby
+    from tests.fake_masters import refusing_url
+
+    down, standby = refusing_url(), Standby("standby", master.url)
+    try:
+        job = master.add_job("masters.py", MASTERS_SCRIPT)
+        worker = Worker([down, standby.url, master.url], TOKEN, ["general"], 1, str(tmp_path),
+                        burst=True, kill_grace=1.0)
+        assert worker.run() == 0
+        assert master.result(job)["exit_code"] == 0
+        assert master.lines(job) == [master.url, f"{master.url},{down},{standby.url}"]
+        assert standby.seen("POST") == ["/api/v1/workers/register"]
+    finally:
+        standby.close()
+
+
+def test_a_new_leader_is_joined_like_a_restarted_master(tmp_path: Path) -> None:
+    """The leader dies with a job running; the worker turns to the next master, which does
+    not know it yet: it registers again there, saying what it holds, and delivers the
+    result there (the same attempt, not a second one)."""
+    old, new = FakeMaster(), FakeMaster()
+    running = Running(Worker([old.url, new.url], TOKEN, ["general"], 1, str(tmp_path),
+                             kill_grace=1.0, transport="http"))
+    try:
+        job = old.add_job("slow.py", "import time\nprint('start', flush=True)\n"
+                                     "time.sleep(1.0)\nprint('end')")
+        old.wait_for(lambda: old.lines(job) == ["start"])
+        new.forget = True  # the new leader answers the worker's next call: unknown_worker
+        old.die()
+        assert new.result(job)["exit_code"] == 0
+        assert "end" in new.lines(job)
+        joined = [body for route, body in new.events if route == "register"]
+        assert joined and joined[0]["worker_id"] == "w-1"
+        assert joined[0]["running"] == [{"id": job["id"], "attempt": 1}]
+        assert running.stop() == 0
+    finally:
+        old.close()
+        new.close()

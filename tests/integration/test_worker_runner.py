@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.attempt_sink import Collector
 from titan.worker.assignment import Assignment
 from titan.worker.attempt import CANCELLED, Attempt
 from titan.worker.loop import IOLoop
@@ -29,46 +30,6 @@ from titan.worker.runner import LaunchSpec, Runner
 
 WAIT = 30.0
 BOTH = pytest.mark.parametrize("kind", ["fork", "subprocess"])
-
-
-class Collector:
-    """An attempt's sink that records everything and lets a test wait for it."""
-
-    def __init__(self) -> None:
-        self.lines: list[dict[str, Any]] = []
-        self.results: list[dict[str, Any]] = []
-        self.done = threading.Event()
-        self._cond = threading.Condition()
-
-    def log(self, entry: dict[str, Any]) -> None:
-        with self._cond:
-            self.lines.append(entry)
-            self._cond.notify_all()
-
-    def result(self, entry: dict[str, Any]) -> None:
-        self.results.append(entry)
-
-    def finished(self, attempt: Attempt) -> None:
-        self.done.set()
-
-    def wait_line(self, pred: Callable[[str], bool], timeout: float = WAIT) -> str:
-        with self._cond:
-            assert self._cond.wait_for(
-                lambda: any(pred(e["line"]) for e in self.lines), timeout
-            ), f"no such line in {self.text()}"
-            return next(e["line"] for e in self.lines if pred(e["line"]))
-
-    def stream(self, name: str) -> list[str]:
-        return [e["line"] for e in self.lines if e["stream"] == name]
-
-    def text(self) -> str:
-        return "\n".join(f"{e['stream']}: {e['line']}" for e in self.lines)
-
-    @property
-    def result_(self) -> dict[str, Any]:
-        assert self.done.wait(WAIT), f"job did not finish; output so far:\n{self.text()}"
-        assert len(self.results) == 1
-        return self.results[0]
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +78,7 @@ class Job:
 
     def run(self, source: str, **kw: Any) -> Collector:
         _, sink, forked = self.start(source, **kw)
-        _ = sink.result_
+        _ = sink.outcome
         assert forked == (kw.get("kind", "fork") == "fork" and self.runner.zygote_pid is not None)
         return sink
 
@@ -161,7 +122,7 @@ def test_script_runs_as_main_with_argv_cwd_env(job: Job, tmp_path: Path, kind: s
     out = sink.stream("stdout")
     assert out == ["name __main__", "argv ['a b', '--x=1']", f"argv0 {tmp_path / 'job.py'}",
                    f"cwd {tmp_path}", "env v1", f"path0 {tmp_path}"]
-    assert sink.result_ == {"id": 1, "attempt": 1, "exit_code": 0, "error": None,
+    assert sink.outcome == {"id": 1, "attempt": 1, "exit_code": 0, "error": None,
                             "timed_out": False}
 
 
@@ -215,7 +176,7 @@ def test_job_environment_is_exactly_the_one_asked_for(job: Job, kind: str) -> No
 ])
 def test_exit_codes(job: Job, kind: str, source: str, code: int, stderr_has: str | None) -> None:
     sink = job.run(source, kind=kind)
-    result = sink.result_
+    result = sink.outcome
     assert result["exit_code"] == code
     assert (result["error"] is None) == (code == 0)
     if stderr_has:
@@ -278,7 +239,7 @@ def test_large_output_arrives_complete(job: Job, kind: str) -> None:
     assert out[:5000] == [f"line {i} " + "x" * 50 for i in range(5000)]
     assert [len(x) for x in out[5000:-1]] == [65536, 65536, 65536, 200000 - 3 * 65536]
     assert out[-1] == "no newline at the end"
-    assert sink.result_["exit_code"] == 0
+    assert sink.outcome["exit_code"] == 0
 
 
 def test_lines_stream_while_the_job_runs(job: Job) -> None:
@@ -293,7 +254,7 @@ def test_lines_stream_while_the_job_runs(job: Job) -> None:
     sink.wait_line(lambda line: line == "waiting")
     assert not sink.done.is_set()
     job.loop.call(attempt.kill, CANCELLED)
-    assert sink.result_["error"] == "cancelled"
+    assert sink.outcome["error"] == "cancelled"
 
 
 def test_forked_children_reseed_random(job: Job) -> None:
@@ -336,7 +297,7 @@ GRANDCHILD = """
 def test_timeout_kills_the_whole_process_group(job: Job, kind: str) -> None:
     _, sink, _ = job.start(GRANDCHILD, kind=kind, timeout=0.5)
     line = sink.wait_line(lambda line: line.startswith("grandchild"))
-    result = sink.result_  # arrives only once the grandchild, which holds stdout, is gone too
+    result = sink.outcome  # arrives only once the grandchild, which holds stdout, is gone too
     assert result["timed_out"] is True
     assert result["exit_code"] == -signal.SIGTERM
     assert result["error"] == "timed out after 0.5 s"
@@ -348,7 +309,7 @@ def test_cancel_kills_the_whole_process_group(job: Job, kind: str) -> None:
     attempt, sink, _ = job.start(GRANDCHILD, kind=kind)
     line = sink.wait_line(lambda line: line.startswith("grandchild"))
     job.loop.call(attempt.kill, CANCELLED)
-    result = sink.result_
+    result = sink.outcome
     assert result["timed_out"] is False
     assert result["error"] == "cancelled"
     assert _gone(int(line.split()[1]))
@@ -363,7 +324,7 @@ def test_sigterm_ignored_escalates_to_sigkill(job: Job) -> None:
     """, kill_grace=0.3)
     sink.wait_line(lambda line: line == "ready")
     job.loop.call(attempt.kill, CANCELLED)
-    assert sink.result_["exit_code"] == -signal.SIGKILL
+    assert sink.outcome["exit_code"] == -signal.SIGKILL
 
 
 def test_background_process_holding_stdout_does_not_block_the_result(job: Job) -> None:
@@ -372,7 +333,7 @@ def test_background_process_holding_stdout_does_not_block_the_result(job: Job) -
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
         print("main exits")
     """, kill_grace=0.3)
-    assert sink.result_["exit_code"] == 0
+    assert sink.outcome["exit_code"] == 0
     assert sink.stream("stdout") == ["main exits"]
 
 
@@ -382,7 +343,7 @@ def test_background_process_holding_stdout_does_not_block_the_result(job: Job) -
 def test_shell_and_executable_scripts(job: Job, tmp_path: Path) -> None:
     sink = job.run('echo "sh $1 $PWD"; exit 5', kind="auto", name="run.sh", args=("arg",))
     assert sink.stream("stdout") == [f"sh arg {tmp_path}"]
-    assert sink.result_["exit_code"] == 5
+    assert sink.outcome["exit_code"] == 5
     exe = tmp_path / "tool"
     exe.write_text(f"#!{sys.executable}\nimport sys; print('exe', sys.argv[1:])\n")
     exe.chmod(0o755)
@@ -412,7 +373,7 @@ def test_zygote_death_fails_its_jobs_and_a_new_one_starts(loop: IOLoop, tmp_path
         old = own.lean_zygote_pid if lean else own.zygote_pid
         assert old is not None and line == f"up {old}"
         os.kill(old, signal.SIGKILL)
-        result = sink.result_
+        result = sink.outcome
         assert result["exit_code"] is None
         assert "zygote died" in result["error"]
         # The next Python job gets a fresh zygote of the same kind.
@@ -428,7 +389,7 @@ def test_zygote_death_fails_its_jobs_and_a_new_one_starts(loop: IOLoop, tmp_path
 def test_a_fork_started_without_waiting_runs_like_any_other(job: Job, source: str,
                                                              code: int) -> None:
     _, sink, _ = job.start(source, args=("a", "b"), now=True)
-    assert sink.result_["exit_code"] == code
+    assert sink.outcome["exit_code"] == code
     assert sink.stream("stdout") == (["['a', 'b']"] if code else ["ok"])
 
 
@@ -503,7 +464,7 @@ def test_without_zygote_python_runs_as_subprocess(loop: IOLoop, tmp_path: Path) 
     job = Job(loop, plain, tmp_path)
     _, sink, forked = job.start("import sys; print(sys.flags.optimize, 'fresh')")
     assert not forked
-    assert sink.result_["exit_code"] == 0
+    assert sink.outcome["exit_code"] == 0
     assert sink.stream("stdout") == ["0 fresh"]
 
 
@@ -553,7 +514,7 @@ def test_a_job_reaching_an_idle_zygote_runs_in_a_spare_forked_ahead(
         (third,) = _until(lambda: _zygote_children(zygote) - {spare, again})
         sink = job.run("import os; print(os.getpid())")
         assert sink.stream("stdout") == [str(third)]
-        assert sink.result_["exit_code"] == 0
+        assert sink.outcome["exit_code"] == 0
         left = _until(lambda: _zygote_children(zygote) - {spare, again, third})
     finally:
         own.close()

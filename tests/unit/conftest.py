@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-CLIENT_ENV = ("TITAN_URL", "TITAN_HOST", "TITAN_PORT", "TITAN_TOKEN", "TITAN_DATA_DIR",
-              "TITAN_CONFIG_DIR", "TITAN_AGENT_RUN_ID")
+CLIENT_ENV = ("TITAN_MASTER_URLS", "TITAN_URL", "TITAN_HOST", "TITAN_PORT", "TITAN_TOKEN",
+              "TITAN_DATA_DIR", "TITAN_CONFIG_DIR", "TITAN_AGENT_RUN_ID")
 
 
 @pytest.fixture

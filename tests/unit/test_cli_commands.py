@@ -76,6 +76,22 @@ def test_connection_options_before_or_after_the_command() -> None:
     assert (d.token, d.key) == ("T", "k")
 
 
+def test_master_may_be_repeated_or_comma_separated(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["status", "--master", "http://a:8765",
+                              "--master", "http://b:8765,http://c:8765"])
+    with cli._client(args) as client:
+        assert client.endpoint.urls == ("http://a:8765", "http://b:8765", "http://c:8765")
+        assert client.url == "http://a:8765"
+    args = parser.parse_args(["--master", "http://a:8765", "workers"])
+    with cli._client(args) as client:
+        assert client.endpoint.urls == ("http://a:8765",)
+    code, _, err = run(["status", "--master", "http://a:1", "--host", "b"], capsys)
+    assert code == 1 and "not both" in err
+    code, _, err = run(["status", "--master", "http://a:1,ftp://b:2"], capsys)
+    assert code == 1 and "'ftp://b:2'" in err
+
+
 def test_cli_module_imports_no_heavy_modules() -> None:
     import subprocess
 
@@ -130,23 +146,26 @@ def test_worker_gets_url_token_and_options(monkeypatch: pytest.MonkeyPatch,
     assert run(["worker", "--master", "http://10.0.0.2:9090", "--token", "wt",
                 "--capabilities", "GPU,GENERAL", "--slots", "2", "--workdir", "/tmp/w",
                 "--burst", "--name", "gpu-1", "--transport", "http"], capsys)[0] == 0
-    assert calls[-1] == (("http://10.0.0.2:9090", "wt", ["GPU", "GENERAL"], 2, "/tmp/w"),
+    assert calls[-1] == ((["http://10.0.0.2:9090"], "wt", ["GPU", "GENERAL"], 2, "/tmp/w"),
                          {"burst": True, "name": "gpu-1", "sandbox": False, "run_as": None,
-                          "transport": "http"})
+                          "transport": "http", "executor": "local", "ray_address": None})
     monkeypatch.setenv("TITAN_TOKEN", "env-token")
     monkeypatch.setenv("TITAN_URL", "http://10.0.0.3:9090")
     assert run(["worker"], capsys)[0] == 0
     args, kw = calls[-1]
-    assert args[:3] == ("http://10.0.0.3:9090", "env-token", ["GENERAL"])
+    # No capabilities or slots named: the worker asks its executor (GENERAL, the CPU count).
+    assert args[:4] == (["http://10.0.0.3:9090"], "env-token", [], None)
     assert kw == {"burst": False, "name": None, "sandbox": False, "run_as": None,
-                  "transport": "channel"}
+                  "transport": "channel", "executor": "local", "ray_address": None}
+    assert run(["worker", "--executor", "ray", "--ray-address", "10.0.0.5:6379"], capsys)[0] == 0
+    assert calls[-1][1]["executor"] == "ray" and calls[-1][1]["ray_address"] == "10.0.0.5:6379"
     # Isolation and transport can come from the environment (a systemd unit's Environment=).
     monkeypatch.setenv("TITAN_SANDBOX", "1")
     monkeypatch.setenv("TITAN_RUN_AS", "nobody")
     monkeypatch.setenv("TITAN_WORKER_TRANSPORT", "http")
     assert run(["worker"], capsys)[0] == 0
     assert calls[-1][1] == {"burst": False, "name": None, "sandbox": True, "run_as": "nobody",
-                            "transport": "http"}
+                            "transport": "http", "executor": "local", "ray_address": None}
 
 
 # --------------------------------------------------------------------------- errors

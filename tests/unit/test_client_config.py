@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from titan.client.config import config_path, record_master, resolve, token_for
+from titan.client import TitanClient
+from titan.client.config import Endpoint, config_path, record_master, resolve, token_for
 from titan.errors import ConfigError
 
 
@@ -158,3 +159,96 @@ def test_invalid_urls_are_config_errors() -> None:
         resolve(host="http://x:1/api")
     with pytest.raises(ConfigError):
         resolve(port=70000)
+
+
+# ---------------------------------------------------------------------------- several masters
+
+
+def test_several_urls_as_a_list_or_comma_separated() -> None:
+    for given in (["http://a:8765", "http://b:8765/"], "http://a:8765, http://b:8765",
+                  ["http://a:8765,http://b:8765"]):
+        ep = resolve(urls=given)
+        assert (ep.url, ep.host, ep.port) == ("http://a:8765", "a", 8765)
+        assert ep.urls == ("http://a:8765", "http://b:8765")
+        assert ep.source == "arguments"
+
+
+def test_the_same_master_twice_is_kept_once_in_its_first_place() -> None:
+    ep = resolve(urls="http://localhost:9090,b:9091,http://127.0.0.1:9090")
+    assert ep.urls == ("http://localhost:9090", "http://b:9091")
+
+
+def test_urls_exclude_host_and_take_a_port_only_alone() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        resolve(host="a", urls="http://b:1")
+    assert resolve(port=7000, urls="http://b:1").urls == ("http://b:7000",)
+    with pytest.raises(ConfigError, match="several master URLs"):
+        resolve(port=7000, urls="http://a:1,http://b:1")
+
+
+def test_a_bad_url_in_a_list_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"'ftp://b:1'.*the master URLs given"):
+        resolve(urls="http://a:1,ftp://b:1")
+    with pytest.raises(ConfigError, match="names no Titan master URL"):
+        resolve(urls=" , ")
+    assert resolve(urls=[]).source == "default"  # nothing given: discovered
+
+
+def test_env_list_beats_titan_url_and_host_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TITAN_URL", "http://single:1")
+    monkeypatch.setenv("TITAN_HOST", "envhost")
+    monkeypatch.setenv("TITAN_MASTER_URLS", "http://a:8765,http://b:8765")
+    ep = resolve()
+    assert (ep.url, ep.urls, ep.source) == (
+        "http://a:8765", ("http://a:8765", "http://b:8765"), "TITAN_MASTER_URLS")
+    # Explicit arguments still come first.
+    assert resolve(host="http://arg:2").urls == ("http://arg:2",)
+    # Empty means unset, like TITAN_URL.
+    monkeypatch.setenv("TITAN_MASTER_URLS", "")
+    assert resolve().url == "http://single:1"
+
+
+def test_a_bad_env_list_is_a_config_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TITAN_MASTER_URLS", "http://a:1,http://b:1/api")
+    with pytest.raises(ConfigError, match=r"'http://b:1/api'.*TITAN_MASTER_URLS"):
+        resolve()
+    monkeypatch.setenv("TITAN_MASTER_URLS", " , ")
+    with pytest.raises(ConfigError, match="TITAN_MASTER_URLS names no Titan master URL"):
+        resolve()
+
+
+def test_user_config_default_may_be_a_list(isolated: Path) -> None:
+    cfg = isolated / "home" / ".titan"
+    cfg.mkdir()
+    path = cfg / "config.json"
+    path.write_text(json.dumps({
+        "default": ["http://10.0.0.5:8765", "http://10.0.0.6:8765"],
+        "masters": {"http://10.0.0.6:8765": {"token": "t-second"}},
+    }))
+    ep = resolve()
+    assert ep.urls == ("http://10.0.0.5:8765", "http://10.0.0.6:8765")
+    assert ep.token == "t-second"  # recorded for one of them: the same Titan
+    path.write_text(json.dumps({"default": "http://10.0.0.5:8765,http://10.0.0.6:8765"}))
+    assert len(resolve().urls) == 2
+    path.write_text(json.dumps({"default": {"url": "http://x:1"}}))
+    with pytest.raises(ConfigError, match=r"config\.json.*\"default\""):
+        resolve()
+
+
+def test_endpoint_keeps_its_old_shape() -> None:
+    ep = Endpoint(url="http://a:1", host="a", port=1)
+    assert ep.urls == ("http://a:1",) and ep.api_url == "http://a:1/api/v1"
+    both = Endpoint(url="http://b:2", host="b", port=2, urls=("http://a:1",))
+    assert both.urls == ("http://b:2", "http://a:1")
+    moved = resolve(urls="http://a:1,http://b:2", token="t").at("http://b:2")
+    assert (moved.url, moved.host, moved.port, moved.token) == ("http://b:2", "b", 2, "t")
+    assert moved.urls == ("http://a:1", "http://b:2")
+
+
+def test_titan_client_takes_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TITAN_MASTER_URLS", "http://env:1")
+    with TitanClient(url=["http://a:8765", "http://b:8765"], token="t") as client:
+        assert client.url == "http://a:8765"
+        assert client.endpoint.urls == ("http://a:8765", "http://b:8765")
+    with TitanClient() as client:
+        assert client.endpoint.source == "TITAN_MASTER_URLS"

@@ -37,7 +37,8 @@ ROLES = ("worker", "operator", "viewer", "admin")
 def _client(args: argparse.Namespace) -> TitanClient:
     from titan.client import TitanClient
 
-    return TitanClient(host=args.host, port=args.port, token=args.token)
+    return TitanClient(host=args.host, port=args.port, token=args.token,
+                       url=getattr(args, "master", None))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -226,12 +227,18 @@ cmd_llm = _elsewhere("titan.cli.llm", "run", client=False)
 # --------------------------------------------------------------------------- parser
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(*, master: bool = True) -> argparse.ArgumentParser:
     """Options accepted before or after the command (``titan --json status X`` or
     ``titan status X --json``). SUPPRESS keeps a subcommand from resetting what the main
-    parser already read."""
+    parser already read. ``titan worker`` defines its own ``--master`` (``cli/serve.py``),
+    so it takes these without it."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection")
+    if master:
+        group.add_argument("--master", metavar="URL", action="append", default=argparse.SUPPRESS,
+                           help="the master's URL; repeat it, or separate URLs with commas, to "
+                                "name a leader and its standbys (instead of --host/--port; "
+                                "default: discovered)")
     group.add_argument("--host", default=argparse.SUPPRESS,
                        help="master host or URL (default: discovered, else 127.0.0.1)")
     group.add_argument("--port", type=int, default=argparse.SUPPRESS,
@@ -250,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run DAGs of Python jobs and agent loops; record what every agent did.",
     )
     parser.add_argument("--version", action="version", version=f"titan {__version__}")
+    parser.add_argument("--master", action="append", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--host", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--token", default=None, help=argparse.SUPPRESS)
@@ -270,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         command("up", cmd_up, "run a master, its dashboard and a local worker", parents=[]),
         command("master", cmd_master, "run only the master (API, dashboard, scheduler)",
                 parents=[]),
-        command("worker", cmd_worker, "run a worker that leases jobs from a master"))
+        command("worker", cmd_worker, "run a worker that leases jobs from a master",
+                parents=[_common(master=False)]))
 
     p = command("submit", cmd_submit, "submit a YAML pipeline")
     p.add_argument("pipeline", help="the pipeline file")

@@ -23,14 +23,32 @@ def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
     _sandbox_option(up)
 
     _serve_options(master)
+    master.add_argument("--advertise-url", metavar="URL", default=argparse.SUPPRESS,
+                        help="the URL standbys and clients are told to use for this master "
+                             "while it leads (default: the address it listens on; env "
+                             "TITAN_ADVERTISE_URL)")
+    master.add_argument("--no-standby", dest="standby", action="store_false",
+                        help="on PostgreSQL, refuse to start when another master leads "
+                             "instead of waiting as a standby")
 
     p = worker
-    p.add_argument("--master", metavar="URL", default=None,
-                   help="the master's URL (default: discovered like the SDK does)")
-    p.add_argument("--capabilities", default="GENERAL",
-                   help="capabilities, comma-separated, e.g. GPU,GENERAL (default GENERAL)")
-    p.add_argument("--slots", type=int, default=cpus,
-                   help=f"jobs run at once (default: CPU count, {cpus})")
+    p.add_argument("--master", metavar="URL", action="append", default=argparse.SUPPRESS,
+                   help="the master's URL; repeat it, or separate URLs with commas, to name a "
+                        "leader and its standbys: the worker follows whichever leads "
+                        "(default: discovered like the SDK does)")
+    p.add_argument("--capabilities", default=None,
+                   help="capabilities, comma-separated, e.g. GPU,GENERAL (default GENERAL; "
+                        "with --executor ray, what the cluster has: GENERAL, GPU, its custom "
+                        "resources)")
+    p.add_argument("--slots", type=int, default=None,
+                   help=f"jobs run at once (default: CPU count, {cpus}; with --executor ray, "
+                        "the cluster's CPUs, and fewer while other work fills it)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where jobs run: processes on this machine (local, the default) or "
+                        "tasks of a Ray cluster (ray; pip install 'titan[ray]')")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="the Ray cluster for --executor ray, e.g. 10.0.0.5:6379 (default: env "
+                        "RAY_ADDRESS, else the one `ray start` started on this machine)")
     p.add_argument("--workdir", default=".", help="where workspaces live (default .)")
     p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     _sandbox_option(p)
@@ -97,7 +115,11 @@ def run_up(args: argparse.Namespace) -> int:
 def run_master(args: argparse.Namespace) -> int:
     from titan.master.server import run_master as start_master
 
-    return int(start_master(_master_config(args)) or 0)
+    config = _master_config(args)
+    config.standby = args.standby
+    if getattr(args, "advertise_url", None):
+        config.advertise_url = args.advertise_url
+    return int(start_master(config) or 0)
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -107,9 +129,12 @@ def run_worker(args: argparse.Namespace) -> int:
 
     # Looked up by name: the worker package may be importable before run_worker exists.
     start_worker = importlib.import_module("titan.worker").run_worker
-    endpoint = resolve(host=args.master or args.host, port=args.port, token=args.token)
+    endpoint = resolve(host=None if args.master else args.host, port=args.port,
+                       token=args.token, urls=args.master)
     return int(start_worker(
-        endpoint.url, endpoint.token, _capabilities(args.capabilities), args.slots,
+        list(endpoint.urls), endpoint.token,
+        _capabilities(args.capabilities) if args.capabilities is not None else [], args.slots,
         args.workdir, burst=args.burst, name=args.name, sandbox=args.sandbox,
-        run_as=args.run_as, transport=args.transport,
+        run_as=args.run_as, transport=args.transport, executor=args.executor,
+        ray_address=args.ray_address,
     ) or 0)

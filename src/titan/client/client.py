@@ -38,7 +38,12 @@ _UNFINISHED = ("PENDING", "READY", "RUNNING")
 
 
 class TitanClient(StoreOps, FileOps, EvalOps):
-    """A connection to one Titan master (thread-safe; one keep-alive pool per client)."""
+    """A connection to one Titan (thread-safe; one keep-alive pool per client).
+
+    ``url`` names the master, or several: a leader and its standbys, as a list or one string
+    of comma-separated URLs; calls go to whichever leads (see :mod:`titan.client.masters`).
+    It excludes ``host``; without either, the master is discovered (:mod:`titan.client.config`).
+    """
 
     def __init__(
         self,
@@ -46,16 +51,22 @@ class TitanClient(StoreOps, FileOps, EvalOps):
         port: int | str | None = None,
         token: str | None = None,
         *,
+        url: str | Sequence[str] | None = None,
         timeout: float = 60.0,
     ) -> None:
-        self.endpoint: Endpoint = resolve(host, port, token)
-        self._transport = Transport(self.endpoint, timeout=timeout)
+        self._transport = Transport(resolve(host, port, token, urls=url), timeout=timeout)
         self._uploaded: set[str] = set()
         self._uploaded_lock = threading.Lock()
 
     @property
+    def endpoint(self) -> Endpoint:
+        """Where the master is (``url``: the one in use, the last found to lead; ``urls``:
+        every configured one) and the token."""
+        return self._transport.endpoint
+
+    @property
     def url(self) -> str:
-        """The master's root URL."""
+        """The root URL of the master in use (the last one found to lead)."""
         return self.endpoint.url
 
     def __repr__(self) -> str:

@@ -2,27 +2,38 @@
 
 :func:`resolve` decides which master a client talks to, from the first source that names one:
 
-1. explicit arguments (``TitanClient(host=..., port=...)``; ``host`` may be a full URL);
-2. the environment: ``TITAN_URL``, or ``TITAN_HOST`` / ``TITAN_PORT`` (a worker sets
-   ``TITAN_URL`` and ``TITAN_TOKEN`` for every job it runs);
+1. explicit arguments (``TitanClient(host=..., port=...)``; ``host`` may be a full URL; or
+   ``TitanClient(url=...)``: one URL, several separated by commas, or a list of them);
+2. the environment: ``TITAN_MASTER_URLS`` (comma-separated), else ``TITAN_URL``, else
+   ``TITAN_HOST`` / ``TITAN_PORT`` (a worker sets ``TITAN_MASTER_URLS``, ``TITAN_HOST``,
+   ``TITAN_PORT`` and ``TITAN_TOKEN`` for every job it runs);
 3. ``$TITAN_DATA_DIR`` — ``master.json`` (``{"url", "host", "port"}``) and ``admin.token``,
    as written by ``titan up``;
 4. ``./.titan/`` — the same files, so a project directory where ``titan up`` runs just works;
 5. the user config ``~/.titan/config.json`` (directory overridable with ``TITAN_CONFIG_DIR``):
-   ``{"default": url, "masters": {url: {"token": ...}}}``;
+   ``{"default": url, "masters": {url: {"token": ...}}}``; ``default`` may also be a list of
+   URLs (or one string of comma-separated URLs);
 6. ``http://127.0.0.1:9090``.
 
+Several URLs name one Titan: a leading master and its standbys (one PostgreSQL database).
+The :class:`Endpoint` keeps them all, in order, in ``urls``; ``url`` is the one in use, the
+first until :mod:`titan.client.masters` finds the leader elsewhere. ``TITAN_MASTER_URLS`` comes
+before ``TITAN_URL`` because a job inherits the worker's environment: a ``TITAN_URL`` the
+worker was started with names one master, while the list the worker sets names them all.
+
 The token is the explicit one, else ``TITAN_TOKEN``, else the one stored beside the address
-(``admin.token``), else the one the user config records for that master's URL, else the
-``admin.token`` of a data directory whose ``master.json`` names that URL. Loopback spellings
-(``localhost``, ``127.0.0.1``, ``::1``) count as the same host when looking a token up.
+(``admin.token``), else the one the user config records for one of the master URLs (in their
+order), else the ``admin.token`` of a data directory whose ``master.json`` names one of them.
+Loopback spellings (``localhost``, ``127.0.0.1``, ``::1``) count as the same host when
+looking a token up.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +48,8 @@ MASTER_FILE = "master.json"
 TOKEN_FILE = "admin.token"
 CONFIG_FILE = "config.json"
 LOCAL_DATA_DIR = ".titan"
+#: Every master of one Titan (the leader and its standbys), comma-separated.
+MASTERS_ENV = "TITAN_MASTER_URLS"
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
 
@@ -51,11 +64,25 @@ class Endpoint:
     token: str | None = None
     #: Where the address came from (for error messages): "arguments", "TITAN_URL", a path...
     source: str = "default"
+    #: Every configured master, in order: the leader and its standbys. ``url`` is always one
+    #: of them (put first when a caller leaves it out); one master is ``(url,)``.
+    urls: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        urls = tuple(self.urls)
+        if self.url not in urls:
+            urls = (self.url, *urls)
+        object.__setattr__(self, "urls", urls)
 
     @property
     def api_url(self) -> str:
         """The base URL of the v1 API."""
         return self.url + "/api/v1"
+
+    def at(self, url: str) -> Endpoint:
+        """The same endpoint with ``url`` (one of :attr:`urls`) as the master in use."""
+        normalized, host, port = parse_url(url)
+        return replace(self, url=normalized, host=host, port=port)
 
 
 # --------------------------------------------------------------------------- paths
@@ -116,6 +143,38 @@ def _canonical(url: str) -> str:
     if host.lower() in _LOOPBACK:
         host = "127.0.0.1"
     return f"{scheme}://{host.lower()}:{port}"
+
+
+def same_master(a: str, b: str) -> bool:
+    """Whether two master URLs name the same server (loopback spellings are one host)."""
+    return _canonical(a) == _canonical(b)
+
+
+def split_urls(value: str | Iterable[str] | None) -> list[str]:
+    """The items of a master-URL list: a comma-separated string, or strings that may each
+    hold commas (``--master A --master B,C``); blanks are skipped."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def parse_urls(value: str | Iterable[str] | None, where: str) -> tuple[str, ...]:
+    """Normalized master URLs from :func:`split_urls`, in order, each server once.
+
+    A bad URL is a :class:`ConfigError` naming it and ``where`` it came from; a list that
+    names none is one too.
+    """
+    found: dict[str, str] = {}
+    for item in split_urls(value):
+        try:
+            url = parse_url(item)[0]
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in {where})") from None
+        found.setdefault(_canonical(url), url)
+    if not found:
+        raise ConfigError(f"{where} names no Titan master URL")
+    return tuple(found.values())
 
 
 def _port(value: Any, where: str) -> int:
@@ -195,16 +254,19 @@ def _data_dirs() -> list[Path]:
     return dirs
 
 
-def token_for(url: str) -> str | None:
-    """The token recorded for the master at ``url`` (user config, then data directories)."""
-    key = _canonical(url)
+def token_for(url: str | Sequence[str]) -> str | None:
+    """The token recorded for the master at ``url`` (user config, then data directories);
+    given several URLs (one Titan's masters), the first one recorded for any of them."""
+    keys = [_canonical(u) for u in ([url] if isinstance(url, str) else url)]
     masters = load_user_config().get("masters", {})
-    for recorded_url, entry in masters.items():
-        if _canonical(recorded_url) == key and isinstance(entry, dict) and entry.get("token"):
-            return str(entry["token"])
+    for key in keys:
+        for recorded_url, entry in masters.items():
+            if _canonical(recorded_url) == key and isinstance(entry, dict) \
+                    and entry.get("token"):
+                return str(entry["token"])
     for directory in _data_dirs():
         found = _data_dir_master(directory)
-        if found and _canonical(found[0]) == key:
+        if found and _canonical(found[0]) in keys:
             token = _read_token(directory / TOKEN_FILE)
             if token:
                 return token
@@ -215,54 +277,77 @@ def token_for(url: str) -> str | None:
 
 
 def _address(
-    host: str | None, port: int | str | None
-) -> tuple[str, str, int, str | None, str]:
-    """``(url, host, port, token_from_same_source, source)`` from the first source naming one."""
+    host: str | None, port: int | str | None, urls: str | Sequence[str] | None = None,
+) -> tuple[tuple[str, ...], str | None, str]:
+    """``(urls, token_from_same_source, source)`` from the first source naming a master."""
+    # An empty string or list is no URL given (discovery decides); " , " is a mistake.
+    if urls is not None and (urls.strip() if isinstance(urls, str) else len(urls)):
+        if host is not None:
+            raise ConfigError("name the master either by host/port or by URLs, not both")
+        found = parse_urls(urls, "the master URLs given")
+        if port is not None:
+            if len(found) > 1:
+                raise ConfigError("a port cannot apply to several master URLs; give each "
+                                  "URL its port")
+            return (_with_port(found[0], port),), None, "arguments"
+        return found, None, "arguments"
     if host is not None or port is not None:
         if host is not None and "://" in host:
-            url, h, p = parse_url(host)
+            url = parse_url(host)[0]
             if port is not None:
-                p = _port(port, "the port argument")
-                url = make_url(h, p, url.split("://", 1)[0])
-            return url, h, p, None, "arguments"
-        h = host or DEFAULT_HOST
+                url = _with_port(url, port)
+            return (url,), None, "arguments"
         p = _port(port, "the port argument") if port is not None else DEFAULT_PORT
-        url, h, p = parse_url(make_url(h, p))
-        return url, h, p, None, "arguments"
+        return (parse_url(make_url(host or DEFAULT_HOST, p))[0],), None, "arguments"
 
+    env_urls = os.environ.get(MASTERS_ENV)
+    if env_urls:
+        return parse_urls(env_urls, MASTERS_ENV), None, MASTERS_ENV
     env_url = os.environ.get("TITAN_URL")
     if env_url:
-        url, h, p = parse_url(env_url)
-        return url, h, p, None, "TITAN_URL"
+        return (parse_url(env_url)[0],), None, "TITAN_URL"
     env_host, env_port = os.environ.get("TITAN_HOST"), os.environ.get("TITAN_PORT")
     if env_host or env_port:
         p = _port(env_port, "TITAN_PORT") if env_port else DEFAULT_PORT
-        url, h, p = parse_url(make_url(env_host or DEFAULT_HOST, p))
-        return url, h, p, None, "TITAN_HOST/TITAN_PORT"
+        return (parse_url(make_url(env_host or DEFAULT_HOST, p))[0],), None, \
+            "TITAN_HOST/TITAN_PORT"
 
     for directory in _data_dirs():
-        found = _data_dir_master(directory)
-        if found:
-            url, h, p = found
-            return url, h, p, _read_token(directory / TOKEN_FILE), str(directory)
+        found_dir = _data_dir_master(directory)
+        if found_dir:
+            return (found_dir[0],), _read_token(directory / TOKEN_FILE), str(directory)
 
-    user = load_user_config()
-    default = user.get("default")
+    default = load_user_config().get("default")
     if default:
-        url, h, p = parse_url(str(default))
-        return url, h, p, None, str(config_path())
+        path = str(config_path())
+        if not isinstance(default, str) and not (
+                isinstance(default, list) and all(isinstance(u, str) for u in default)):
+            raise ConfigError(f"{path}: \"default\" must be a master URL or a list of them")
+        return parse_urls(default, f"{path} \"default\""), None, path
 
-    url, h, p = parse_url(make_url(DEFAULT_HOST, DEFAULT_PORT))
-    return url, h, p, None, "default"
+    return (make_url(DEFAULT_HOST, DEFAULT_PORT),), None, "default"
+
+
+def _with_port(url: str, port: int | str) -> str:
+    """``url`` with its port replaced by the port argument."""
+    scheme = url.split("://", 1)[0]
+    return make_url(parse_url(url)[1], _port(port, "the port argument"), scheme)
 
 
 def resolve(
-    host: str | None = None, port: int | str | None = None, token: str | None = None
+    host: str | None = None, port: int | str | None = None, token: str | None = None,
+    *, urls: str | Sequence[str] | None = None,
 ) -> Endpoint:
-    """Find the master to talk to and its token (see the module docstring for the order)."""
-    url, h, p, source_token, source = _address(host, port)
-    found = token or os.environ.get("TITAN_TOKEN") or source_token or token_for(url)
-    return Endpoint(url=url, host=h, port=p, token=found or None, source=source)
+    """Find the master to talk to and its token (see the module docstring for the order).
+
+    ``urls`` names one Titan's masters (the leader and its standbys) explicitly: a list, or
+    a string of comma-separated URLs; it excludes ``host``, and ``port`` only applies to a
+    single URL.
+    """
+    found, source_token, source = _address(host, port, urls)
+    url, h, p = parse_url(found[0])
+    key = token or os.environ.get("TITAN_TOKEN") or source_token or token_for(found)
+    return Endpoint(url=url, host=h, port=p, token=key or None, source=source, urls=found)
 
 
 # --------------------------------------------------------------------------- record

@@ -10,6 +10,13 @@ Retries follow :mod:`titan.retry`: an unreachable master is retried for up to
 received only when its method is idempotent or it was sent with ``idempotency_key=True`` (an
 ``Idempotency-Key`` the master records with the write and answers from on a repeat): any other
 POST lost mid-flight is reported, not replayed, so nothing is applied twice by accident.
+
+Given several masters (a leader and its standbys, :attr:`Endpoint.urls`), a call that meets a
+standby (``503 not_leader``, nothing applied: any method may go again) or a master that
+refuses the connection goes on to the leader the standby named, if it is a configured master,
+else to the next one (:mod:`titan.client.masters`); the master found to lead is used by the
+calls that follow. Long-polls simply ask the new leader. The same grace bounds the whole
+tour, and the error raised when no master leads says what each one answered.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import httpx
 from titan import errors, retry
 from titan.atomic import atomic_file
 from titan.client.config import Endpoint
+from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.version import __version__
 
 API_PREFIX = "/api/v1"
@@ -62,8 +70,15 @@ def tcp_transport(*, max_connections: int, max_keepalive: int) -> httpx.HTTPTran
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
 
+
+#: Transport errors that say nothing was sent because the master is not there: another
+#: master may lead. (A pool timeout is this client's own congestion, not the master's.)
+_ABSENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
 class Transport:
-    """A keep-alive HTTP client bound to one master's ``/api/v1``.
+    """A keep-alive HTTP client bound to one Titan's ``/api/v1`` (the master that leads,
+    among ``endpoint.urls``).
 
     ``http_transport`` replaces the network (tests pass an ``httpx.MockTransport``).
     """
@@ -76,7 +91,8 @@ class Transport:
         http_transport: httpx.BaseTransport | None = None,
         restart_grace: float | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self._masters = Masters(endpoint.urls, endpoint.url)
+        self._endpoints = {url: endpoint.at(url) for url in endpoint.urls}
         #: How long an unreachable master is retried (None: ``TITAN_MASTER_RESTART_GRACE``).
         self.restart_grace = retry.restart_grace() if restart_grace is None else restart_grace
         #: Whether this client has had an answer from its master, or runs inside a job (whose
@@ -90,13 +106,18 @@ class Transport:
         # keepalive_expiry stays under uvicorn's 5 s keep-alive so the client drops an idle
         # connection before the server does (a request racing a server-side close fails).
         # trust_env=False: a proxy set for the internet must not capture a loopback master.
+        # No base_url: each request names the master in use when it is built.
         self._http = httpx.Client(
-            base_url=endpoint.api_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=5.0),
             trust_env=False,
             transport=http_transport or tcp_transport(max_connections=32, max_keepalive=16),
         )
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The endpoint, its ``url`` the master in use (the last one found to lead)."""
+        return self._endpoints[self._masters.current]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -106,11 +127,20 @@ class Transport:
 
     # ------------------------------------------------------------------ errors
 
-    def _unreachable(self, exc: Exception, tries: int = 1) -> errors.ConnectionFailed:
+    def _unreachable(self, exc: Exception, tries: int = 1,
+                     tour: Tour | None = None) -> errors.ConnectionFailed:
         detail = str(exc) or type(exc).__name__
         grace = self.restart_grace if self._reached else min(
             self.restart_grace, retry.FIRST_CONTACT_GRACE)
         after = f" after {tries} tries within {grace:g}s" if tries > 1 else ""
+        urls = self._masters.urls
+        if tour is not None and tour.answers and (len(urls) > 1
+                                                  or isinstance(exc, errors.NotLeader)):
+            where = f"any of {', '.join(urls)}" if len(urls) > 1 else urls[0]
+            return errors.ConnectionFailed(
+                f"no Titan master leads at {where}{after}: {tour.summary()} "
+                f"(address{'es' if len(urls) > 1 else ''} from {self.endpoint.source})"
+            )
         return errors.ConnectionFailed(
             f"cannot reach the Titan master at {self.endpoint.url}: {detail}{after} "
             f"(is `titan up` running? address from {self.endpoint.source})"
@@ -141,6 +171,7 @@ class Transport:
 
     def _build(
         self,
+        url: str,
         method: str,
         path: str,
         params: Mapping[str, Any] | None,
@@ -165,8 +196,8 @@ class Transport:
         if read_timeout is not None:
             timeout = httpx.Timeout(read_timeout, connect=5.0)
         return self._http.build_request(
-            method, path, params=clean, json=json, content=content, headers=extra,
-            timeout=timeout,
+            method, url + API_PREFIX + path, params=clean, json=json, content=content,
+            headers=extra, timeout=timeout,
         )
 
     def send(
@@ -194,37 +225,52 @@ class Transport:
         replayable = retry.replayable(method, headers)
         backoff = retry.Backoff(self.restart_grace if self._reached
                                 else min(self.restart_grace, retry.FIRST_CONTACT_GRACE))
+        tour = Tour(self._masters)
         while True:
-            request = self._build(method, path, params, json, body, headers, read_timeout)
+            url = self._masters.current
+            request = self._build(url, method, path, params, json, body, headers, read_timeout)
             failure: Exception
+            leader: str | None = None
             try:
                 response = self._http.send(request, stream=stream)
             except httpx.TimeoutException as exc:
                 if not retry.retryable_error(exc, replayable=replayable):
                     raise errors.ConnectionFailed(
-                        f"the Titan master at {self.endpoint.url} did not answer in time "
+                        f"the Titan master at {url} did not answer in time "
                         f"({type(exc).__name__})"
                     ) from None
-                failure = exc
+                failure, reason = exc, f"no answer ({type(exc).__name__})"
+                move = isinstance(exc, _ABSENT)
             except httpx.HTTPError as exc:
                 if not retry.retryable_error(exc, replayable=replayable):
                     raise self._unreachable(exc) from None
-                failure = exc
+                failure, reason = exc, str(exc) or type(exc).__name__
+                move = isinstance(exc, _ABSENT)
             else:
-                self._reached = True
                 status = response.status_code
                 if stream and status >= 400:
                     response.read()
                     response.close()
-                if not retry.retryable_status(status, replayable=replayable):
-                    self._check(response)
-                    return response
-                response.close()
-                failure = errors.ConnectionFailed(f"HTTP {status} from a proxy")
-            delay = backoff.next_delay()
-            if delay is None:
-                raise self._unreachable(failure, backoff.tries) from None
-            time.sleep(delay)
+                standby = not_leader(status, response.headers, error_body(response)) \
+                    if status == errors.NotLeader.status else None
+                if standby is not None:
+                    # Nothing was applied: whatever the method, it goes to another master.
+                    response.close()
+                    failure, reason, move = standby, standby_reason(standby, self._masters), True
+                    leader = standby.leader
+                else:
+                    self._reached = True
+                    if not retry.retryable_status(status, replayable=replayable):
+                        self._check(response)
+                        return response
+                    response.close()
+                    failure = errors.ConnectionFailed(f"HTTP {status} from a proxy")
+                    reason, move = str(failure), True
+            if tour.failed(url, reason, move=move, leader=leader):
+                delay = backoff.next_delay()
+                if delay is None:
+                    raise self._unreachable(failure, tour.tries, tour) from None
+                time.sleep(delay)
 
     def call(
         self,

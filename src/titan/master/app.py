@@ -55,7 +55,7 @@ from titan.master.runs.service import RunService
 from titan.master.scheduling.engine import Engine
 from titan.permissions import secure_files, secure_tree
 from titan.storage import Storage, open_storage
-from titan.storage.blobs import BlobStore
+from titan.storage.blobs import open_blob_store
 
 log = logging.getLogger("titan.master")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -116,8 +116,8 @@ class HostCheck:
         await self.app(scope, receive, send)
 
 
-def open_claimed_storage(config: MasterConfig) -> Storage:
-    """Open the master's database and claim its scheduler (refused if another master runs)."""
+def open_secured_storage(config: MasterConfig) -> Storage:
+    """Open the master's database, its files the owner's alone; nothing claimed yet."""
     # Before anything is opened: the data dir holds what makes an admin (tokens, the key
     # that signs sessions) and must be the owner's alone (titan.permissions).
     secure_tree(config.data_path)
@@ -126,6 +126,12 @@ def open_claimed_storage(config: MasterConfig) -> Storage:
     if url.startswith("sqlite:///"):
         db = Path(url.removeprefix("sqlite:///"))
         secure_files([db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")])
+    return storage
+
+
+def open_claimed_storage(config: MasterConfig) -> Storage:
+    """Open the master's database and claim its scheduler (refused if another master runs)."""
+    storage = open_secured_storage(config)
     try:
         storage.claim_scheduler()
     except BaseException:
@@ -149,7 +155,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         await engine.start()
         await ensure_token_file(engine, data / "admin.token", "admin", "admin (titan up)")
         await ensure_token_file(engine, data / "worker.token", "worker", "local worker")
-        blobs = BlobStore(data / "blobs")
+        blobs = open_blob_store(config.blob_settings(), storage)
         runs = RunService(engine, blobs, config.redactor())
         await runs.load()
         retention = Retention(engine, config.archive_days)
@@ -173,6 +179,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
                 task.cancel()
             await evals.stop()
             await engine.stop()
+            blobs.close()
             storage.close()
             storage = None
 
@@ -216,6 +223,17 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> Response:
+        ctx = getattr(request.app.state, "ctx", None)
+        if ctx is not None and ctx.storage.unavailable(exc):
+            # A read while the database is away (writes wait for it in the writer): not a
+            # bug, and worth asking again shortly.
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                        str(exc).splitlines()[0][:200])
+            err = APIError("the database is unavailable for now; try again shortly",
+                           code="database_unavailable", status=503)
+            response = answer(request, err)
+            response.headers["Retry-After"] = "1"
+            return response
         log.exception("internal error on %s %s", request.method, request.url.path)
         return answer(request, APIError(f"internal error: {exc!r}", code="internal_error",
                                         status=500))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from titan.errors import ConfigError
 from titan.redaction import Redactor, from_settings
+from titan.storage.blobs import BlobSettings
 
 
 def _env_float(name: str, default: float) -> float:
@@ -42,6 +43,15 @@ class MasterConfig:
     events_ping_seconds: float = field(
         default_factory=lambda: max(0.2, _env_float("TITAN_EVENTS_PING", 20.0)))
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host headers accepted
+    #: The URL other masters and clients are told to use for this master while it leads
+    #: (a standby names it); default: the address it listens on.
+    advertise_url: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_ADVERTISE_URL") or None)
+    #: On PostgreSQL, wait as a standby when another master leads (False: refuse to start).
+    standby: bool = True
+    #: A leader whose heartbeat is older than this is taken for dead by the standbys.
+    leader_timeout: float = field(
+        default_factory=lambda: _env_float("TITAN_LEADER_TIMEOUT", 5.0))
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
     run_retention: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_RUN_RETENTION") or None)
@@ -56,6 +66,12 @@ class MasterConfig:
         default_factory=lambda: os.environ.get("TITAN_PII_PATTERNS"))
     pii_patterns_file: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_PII_PATTERNS_FILE"))
+    #: Where blobs live (titan.storage.blobs): "directory" (the default), "database" or
+    #: "s3://bucket/prefix"; the directory store's directory; the S3 store's endpoint.
+    blob_store: str | None = field(default_factory=lambda: os.environ.get("TITAN_BLOB_STORE"))
+    blob_dir: str | None = field(default_factory=lambda: os.environ.get("TITAN_BLOB_DIR"))
+    s3_endpoint_url: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_S3_ENDPOINT_URL"))
 
     @property
     def archive_days(self) -> float:
@@ -77,11 +93,25 @@ class MasterConfig:
         pattern, so a master with one does not start."""
         return from_settings(self.pii_redaction, self.pii_patterns, self.pii_patterns_file)
 
+    def blob_settings(self) -> BlobSettings:
+        """The blob store these settings name; ConfigError for one that cannot work."""
+        return BlobSettings.parse(self.blob_store, self.blob_dir, self.s3_endpoint_url,
+                                  data_dir=self.data_path,
+                                  database_url=self.resolved_database_url)
+
     def check(self) -> None:
         """Settings that would otherwise fail only inside the app's startup, checked before
         anything is opened: a bad one is a one-line ConfigError."""
         self.redactor()
         _ = self.archive_days
+        self.blob_settings()
+        if not self.leader_timeout >= 1.0:
+            raise ConfigError(f"TITAN_LEADER_TIMEOUT must be at least 1 second, got "
+                              f"{self.leader_timeout}")
+        if self.advertise_url is not None and not self.advertise_url.startswith(
+                ("http://", "https://")):
+            raise ConfigError(f"TITAN_ADVERTISE_URL must be an http(s) URL, got "
+                              f"{self.advertise_url!r}")
 
     @property
     def data_path(self) -> Path:
@@ -96,3 +126,8 @@ class MasterConfig:
     def api_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """Where others reach this master: TITAN_ADVERTISE_URL, else the listening address."""
+        return (self.advertise_url or self.api_url).rstrip("/")

@@ -79,7 +79,9 @@ def run_up(config: MasterConfig, slots: int | None = None,
                          sandbox=sandbox)
     # The master's files are private; jobs create files with the umask the user chose.
     worker.umask = use_private_umask()
-    server, sockets = make_server(config)
+    # One machine's cluster: on a shared PostgreSQL database it refuses rather than wait as a
+    # standby (its local worker would have no master to work for).
+    server, sockets, _ = make_server(config, standby=False)
 
     def started() -> None:
         record(config)

@@ -9,8 +9,9 @@ from typing import Any
 import uvicorn
 
 from titan.errors import ConfigError
-from titan.master.app import create_app, open_claimed_storage
+from titan.master.app import create_app, open_secured_storage
 from titan.master.config import MasterConfig
+from titan.master.standby import EXIT_REPLACED, LeaderGate
 from titan.permissions import use_private_umask
 
 log = logging.getLogger("titan.master")
@@ -65,13 +66,24 @@ class Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def make_server(config: MasterConfig) -> tuple[Server, list[socket.socket]]:
+def make_server(config: MasterConfig, *, standby: bool | None = None,
+                ) -> tuple[Server, list[socket.socket], LeaderGate | None]:
+    """The server, its bound sockets, and on a PostgreSQL database shared by several masters
+    the gate that keeps this one a standby until it leads (None: it leads or refused)."""
     # Everything the master writes (database, -wal/-shm, blobs, tokens) is its own alone.
     use_private_umask()
     config.check()
-    storage = open_claimed_storage(config)
+    storage = open_secured_storage(config)
+    leadership = getattr(storage, "leadership", None)
+    may_wait = config.standby if standby is None else standby
     sockets: list[socket.socket] = []
     try:
+        if leadership is not None and may_wait:
+            leadership.url = config.public_url
+            leadership.timeout = config.leader_timeout
+            leadership.try_lead()  # a standby when another leads: the gate waits for it
+        else:
+            storage.claim_scheduler()
         sockets.append(bind(config.host, config.port))
         if config.dashboard_port and config.dashboard_port != config.port:
             sockets.append(bind(config.host, config.dashboard_port))
@@ -80,9 +92,13 @@ def make_server(config: MasterConfig) -> tuple[Server, list[socket.socket]]:
             sock.close()
         storage.close()
         raise
-    uv = uvicorn.Config(create_app(config, storage), lifespan="on", log_level="warning",
+    app: Any = create_app(config, storage)
+    gate = None
+    if leadership is not None and may_wait:
+        gate = app = LeaderGate(app, leadership, heartbeat=config.leader_timeout / 5)
+    uv = uvicorn.Config(app, lifespan="on", log_level="warning",
                         access_log=False, timeout_keep_alive=75, ws="websockets-sansio")
-    return Server(uv), sockets
+    return Server(uv), sockets, gate
 
 
 def banner(config: MasterConfig) -> None:
@@ -106,17 +122,32 @@ def sign_in_link(config: MasterConfig, next_page: str = "/") -> str:
 
 def run_master(config: MasterConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server, sockets = make_server(config)
+    server, sockets, gate = make_server(config)
+    announced = False
 
-    def started() -> None:
+    def announce() -> None:
+        nonlocal announced
+        if announced or not server.started:
+            return
+        announced = True
         record(config)
         banner(config)
 
+    def started() -> None:
+        if gate is None or gate.leading:
+            announce()
+        else:
+            print(f"Titan master  {config.public_url}/api/v1   standby: another master leads; "
+                  "this one takes over when it goes", flush=True)
+
     server.on_started = started
+    if gate is not None:
+        gate.on_leading = announce
+        gate.stop_serving = lambda: setattr(server, "should_exit", True)
     try:
         server.run(sockets=sockets)
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it handled; stopping on Ctrl-C is a clean exit
+    if gate is not None and gate.replaced is not None:
+        return EXIT_REPLACED
     return 0 if server.started else 1
-
-

@@ -50,6 +50,23 @@ class Storage(abc.ABC):
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Open a read-write transaction, committed when the block exits cleanly."""
 
+    def write_transaction(self, mark: int = 0) -> AbstractContextManager[Transaction]:
+        """The master's write transaction: on a database several masters share, it first
+        proves this master still leads (raising NotLeader if it was replaced) and records
+        ``mark``, which :meth:`committed` looks up."""
+        return self.transaction()
+
+    def committed(self, mark: int) -> bool:
+        """Whether the write transaction given ``mark`` committed, when the connection broke
+        while it was committing (False where a failed commit is known not to have happened)."""
+        return False
+
+    def unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the database is away for now (restarting, unreachable, disk
+        full) rather than that the transaction itself was wrong: such a transaction is tried
+        again once the database is back, not failed."""
+        return False
+
     @abc.abstractmethod
     def claim_scheduler(self) -> None:
         """Become the one master scheduling over this database, for as long as this storage

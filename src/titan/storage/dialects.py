@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from titan.errors import ConfigError
+from titan.storage.leadership import APP_PREFIX, Leadership, new_node
 from titan.storage.sql import SQLStorage
 
 
@@ -41,7 +42,34 @@ def sqlite_storage(url: str, *, synchronous: str = "NORMAL") -> SQLStorage:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    return SQLStorage(url, engine, sqlite_insert, lambda: _flock(path))
+    return SQLStorage(url, engine, sqlite_insert, lambda: _flock(path),
+                      unavailable=_sqlite_unavailable)
+
+
+#: SQLite's answers that mean "not now" rather than "not this": the disk full or failing,
+#: the file locked past busy_timeout or gone. Other OperationalErrors (no such table, a
+#: syntax error) are bugs and must not be retried forever.
+_SQLITE_AWAY = ("database or disk is full", "disk i/o error", "database is locked",
+                "unable to open database file")
+
+
+def _sqlite_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and any(
+        m in str(exc.orig).lower() for m in _SQLITE_AWAY)
+
+
+def _postgres_unavailable(exc: BaseException) -> bool:
+    """psycopg raises OperationalError (or a subclass) for exactly the conditions to wait out:
+    no connection, a connection lost (SQLSTATE class 08), the server shutting down or starting
+    (57P01-57P03), out of disk or memory (class 53), a serialization failure or deadlock
+    (class 40), a lock timeout (55P03). Wrong SQL or data are ProgrammingError/DataError."""
+    if isinstance(exc, DisconnectionError) or getattr(exc, "connection_invalidated", False):
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    import psycopg
+
+    return isinstance(exc.orig, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def _flock(db_path: str) -> Callable[[], None]:
@@ -73,14 +101,25 @@ def postgres_storage(url: str) -> SQLStorage:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         # Domain code never names a driver; the URL may omit it. psycopg 3 is the one we ship.
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    node = new_node()
     try:
-        engine = create_engine(url, pool_size=10, max_overflow=10)
+        # Every connection says which master it belongs to: a standby taking over from a
+        # silent leader ends that leader's connections by this name (storage/leadership.py).
+        engine = create_engine(url, pool_size=10, max_overflow=10,
+                               connect_args={"application_name": APP_PREFIX + node})
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         raise ConfigError(
             f"PostgreSQL support needs psycopg: pip install 'titan[postgres]' ({exc})"
         ) from exc
     _ping_after_idle(engine)
-    return SQLStorage(url, engine, pg_insert, lambda: _advisory_lock(engine))
+    leadership = Leadership(engine, node)
+
+    def claim() -> Callable[[], None]:
+        leadership.claim_or_refuse()
+        return leadership.release
+
+    return SQLStorage(url, engine, pg_insert, claim, leadership=leadership,
+                      unavailable=_postgres_unavailable)
 
 
 #: A pooled connection idle longer than this is checked (``SELECT 1``) before it is used.
@@ -112,34 +151,3 @@ def _ping_after_idle(engine: Any) -> None:
             engine.dialect.do_ping(dbapi)
         except Exception as exc:
             raise DisconnectionError(f"a pooled connection is gone: {exc}") from exc
-
-
-# Session-level advisory lock naming "the scheduler of this database".
-_SCHEDULER_LOCK = 0x7469746E  # "titn"
-
-
-def _advisory_lock(engine: Any) -> Callable[[], None]:
-    """Hold a PostgreSQL advisory lock on a dedicated connection; PostgreSQL releases it
-    when that connection ends, so a master that dies frees it for the next one."""
-    conn = engine.connect()
-    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _SCHEDULER_LOCK}).scalar()
-    conn.commit()
-    if not got:
-        conn.close()
-        raise ConfigError(
-            "another Titan master is already scheduling on this PostgreSQL database; "
-            "one master per database for now (stop the other first)"
-        )
-
-    def release() -> None:
-        # Unlocked explicitly: closing the connection frees the lock only once its server
-        # process has ended, a moment after close() returns, and a master started right
-        # after this one stopped could find it still held.
-        try:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEDULER_LOCK})
-            conn.commit()
-        except Exception:  # noqa: BLE001 - a broken connection frees the lock as it ends
-            pass
-        conn.close()
-
-    return release

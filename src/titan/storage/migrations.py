@@ -123,6 +123,22 @@ def _criteria_results(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE eval_runs ADD COLUMN criteria TEXT"))
 
 
+def _leader(conn: Connection) -> None:
+    t.leader.create(conn, checkfirst=True)  # migration 1 builds from the current metadata
+
+
+def _blob_chunks(conn: Connection) -> None:
+    t.blob_chunks.create(conn, checkfirst=True)  # migration 1 builds from the current metadata
+
+
+def _big_sizes(conn: Connection) -> None:
+    # TITAN_MAX_UPLOAD_BYTES allows 4 GiB, past PostgreSQL's 32-bit INTEGER. SQLite's INTEGER
+    # already holds 64 bits: nothing to do there.
+    if conn.dialect.name == "postgresql":
+        for table in ("blobs", "files"):
+            conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN size TYPE BIGINT"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -134,6 +150,9 @@ MIGRATIONS: list[Migration] = [
     (8, "evaluation projects", _evaluation_projects),
     (9, "run compliance: started by, retention class, PII found, archived", _compliance),
     (10, "evaluation runs: llm_judge criteria results", _criteria_results),
+    (11, "master leadership: epoch, leader URL, heartbeat", _leader),
+    (12, "blob bodies in the database (TITAN_BLOB_STORE=database)", _blob_chunks),
+    (13, "blob and file sizes past 2 GiB", _big_sizes),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

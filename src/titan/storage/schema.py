@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -36,6 +37,25 @@ meta = Table(
     metadata,
     Column("key", String(200), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Which master leads this database (one row, id 1). The epoch grows by one at every change of
+# leader; every write transaction of a leader on PostgreSQL first checks that the row still
+# holds its epoch (storage/leadership.py), so a leader that was paused or cut off and has been
+# replaced cannot commit anything after it wakes. Times are the database server's clock, so
+# masters on hosts whose clocks disagree still agree on when a heartbeat went stale.
+leader = Table(
+    "leader",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("node", String(100), nullable=False),
+    Column("url", String(500), nullable=False),
+    Column("since", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    # A random number each write transaction of the leader sets with its epoch check: when the
+    # connection breaks during COMMIT, reading it back says whether that commit happened.
+    Column("commit_mark", BigInteger, nullable=False, server_default="0"),
 )
 
 tokens = Table(
@@ -280,8 +300,20 @@ blobs = Table(
     "blobs",
     metadata,
     Column("sha256", String(64), primary_key=True),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),  # uploads may pass 2 GiB
     Column("created_at", Float, nullable=False),
+)
+
+# Blob bodies when TITAN_BLOB_STORE=database (storage/blobs/database.py): each blob in chunks
+# of at most 1 MiB numbered from 0, all of them written in one transaction, so a blob is whole
+# or absent. Chunk 0 exists for every blob, an empty one too: it is the blob's existence and
+# the row concurrent writers of the same content meet on. Empty under the other stores.
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 files = Table(
@@ -290,7 +322,7 @@ files = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False),
     Column("sha256", String(64), ForeignKey("blobs.sha256"), nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
     Column("store_key", String(1024)),
     Column("dag_id", Integer),
     Column("job", Integer),

@@ -17,6 +17,7 @@ from titan.errors import ValidationFailed
 from titan.storage import compiled
 from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, iter_chunks
+from titan.storage.leadership import Leadership
 from titan.storage.migrations import migrate
 from titan.storage.sql_evals import EvalsSQL
 from titan.storage.sql_jobs import JobsSQL
@@ -240,8 +241,13 @@ class SQLStorage(Storage):
     """Storage over a SQLAlchemy engine; ``insert`` is the dialect's ON CONFLICT-capable insert."""
 
     def __init__(self, url: str, engine: Engine, insert: Any,
-                 claim: Callable[[], Callable[[], None]]) -> None:
+                 claim: Callable[[], Callable[[], None]],
+                 leadership: Leadership | None = None,
+                 unavailable: Callable[[BaseException], bool] = lambda exc: False) -> None:
         self.url = url
+        #: PostgreSQL: this master's claim among several (None on SQLite: one master per file).
+        self.leadership = leadership
+        self._unavailable = unavailable
         self.engine = engine
         self._insert = insert
         self._claim = claim
@@ -259,9 +265,24 @@ class SQLStorage(Storage):
         with self.engine.begin() as conn:
             yield SQLTransaction(conn, self._insert)
 
+    @contextmanager
+    def write_transaction(self, mark: int = 0) -> Iterator[Transaction]:
+        with self.engine.begin() as conn:
+            if self.leadership is not None:
+                self.leadership.fence(conn, mark)
+            yield SQLTransaction(conn, self._insert)
+
+    def committed(self, mark: int) -> bool:
+        return self.leadership is not None and self.leadership.committed(mark)
+
+    def unavailable(self, exc: BaseException) -> bool:
+        return self._unavailable(exc)
+
     def close(self) -> None:
         if self._release is not None:
             self._release()
             self._release = None
+        if self.leadership is not None:  # led without a claim: a master that could wait
+            self.leadership.release()
         self.engine.dispose()
 

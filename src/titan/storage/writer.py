@@ -8,7 +8,8 @@ future — so "acknowledged" still means "durable". Operations run in submission
 database always holds a prefix of what the master decided.
 
 If a batch fails, each operation is retried alone so one bad request cannot sink its
-neighbours; operations must therefore touch only the database (no other side effects).
+neighbours; operations must therefore touch only the database (no other side effects). A batch
+that fails because the database is away is not failed but tried again until it is back.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from titan.errors import NotLeader
 from titan.storage.base import Storage, Transaction
 
 T = TypeVar("T")
@@ -34,11 +38,14 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="titan-db-writer", daemon=True)
+        self._stopping = threading.Event()
+        self._warned = 0.0
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()  # a batch waiting for the database gives up
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
 
@@ -72,21 +79,61 @@ class GroupCommitWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[Any]) -> None:
-        results: list[Any] = []
-        try:
-            with self._storage.transaction() as tx:
-                for op, _fut, _loop in batch:
-                    results.append(op(tx))
-        except BaseException:
-            if len(batch) == 1:
-                op, fut, loop = batch[0]
-                self._settle([(fut, loop, None, _current_exception())])
-                return
-            for item in batch:  # isolate the failing operation
-                self._commit([item])
+        results = self._commit_waiting(batch)
+        if results is None:
             return
         self._settle([(fut, loop, result, None)
                       for (_op, fut, loop), result in zip(batch, results, strict=True)])
+
+    def _commit_waiting(self, batch: list[Any]) -> list[Any] | None:
+        """Commit ``batch``; return its results, or None once its futures were failed.
+
+        While the database is away (a restart, the network, a full disk) the batch is tried
+        again, in order, until it is back, rather than failed: the scheduler has already
+        decided in memory what the batch records, so failing it would leave memory and
+        database disagreeing. A COMMIT whose answer was lost with its connection is looked
+        up by the mark the transaction left (:meth:`Storage.committed`), so it is never
+        applied twice."""
+        delay, away_since, lost_commit = 0.05, 0.0, 0
+        while True:
+            try:
+                if lost_commit and self._storage.committed(lost_commit):
+                    break  # ``results`` are the committed attempt's
+                mark, lost_commit, stage = secrets.randbits(62) | 1, 0, "ops"
+                results: list[Any] = []
+                with self._storage.write_transaction(mark) as tx:
+                    for op, _fut, _loop in batch:
+                        results.append(op(tx))
+                    stage = "commit"
+                break
+            except NotLeader as exc:  # replaced by another master: nothing more is written
+                self._settle([(fut, loop, None, exc) for _op, fut, loop in batch])
+                return None
+            except Exception as exc:
+                if not self._storage.unavailable(exc) or self._stopping.is_set():
+                    self._isolate(batch)
+                    return None
+                if stage == "commit" and not lost_commit:
+                    lost_commit = mark
+                now = time.monotonic()
+                if not away_since or now - self._warned > 30:
+                    self._warned = now
+                    log.warning("the database is unavailable (%s): %d write(s) wait for it",
+                                str(exc).splitlines()[0][:300], len(batch))
+                away_since = away_since or now
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 1.0)
+        if away_since:
+            log.warning("the database is back after %.1fs", time.monotonic() - away_since)
+        return results
+
+    def _isolate(self, batch: list[Any]) -> None:
+        if len(batch) == 1:
+            op, fut, loop = batch[0]
+            self._settle([(fut, loop, None, _current_exception())])
+            return
+        for item in batch:  # isolate the failing operation
+            self._commit([item])
 
     @staticmethod
     def _settle(outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any,

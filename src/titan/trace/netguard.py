@@ -4,10 +4,12 @@ A replay must not reach the world: every call that matters is served from the re
 connection the agent opens itself (an ``httpx.get`` outside any ``@titan.tool``) is a *leak* —
 the recording cannot answer it, and a live answer could differ or cost money. The guard wraps
 ``socket.socket.connect``/``connect_ex`` (which ``socket.create_connection``, ``http.client``,
-``urllib``, ``requests``, ``httpx`` and asyncio's sockets all end in), lets through the master,
-Unix sockets and the hosts in ``TITAN_REPLAY_ALLOW_HOSTS`` (comma-separated ``host`` or
-``host:port``, for a database the agent reads), and records anything else as an action on the
-``network`` channel — refused (``ConnectionRefusedError``), or let through with ``--allow-live``.
+``urllib``, ``requests``, ``httpx`` and asyncio's sockets all end in), lets through the masters
+(``TITAN_MASTER_URL``, every one of ``TITAN_MASTER_URLS``: a standby may become the leader
+mid-replay), Unix sockets and the hosts in ``TITAN_REPLAY_ALLOW_HOSTS`` (comma-separated
+``host`` or ``host:port``, for a database the agent reads), and records anything else as an
+action on the ``network`` channel — refused (``ConnectionRefusedError``), or let through with
+``--allow-live``.
 """
 
 from __future__ import annotations
@@ -53,9 +55,11 @@ def install(on_leak: Callable[[str, int], None]) -> None:
         return
     _installed = True
     _on_leak = on_leak
-    master = os.environ.get("TITAN_MASTER_URL")
-    if master:
-        parts = urlsplit(master)
+    # Every master of the job's Titan: the SDK turns to a standby when it becomes the leader.
+    masters = [os.environ.get("TITAN_MASTER_URL") or "",
+               *os.environ.get("TITAN_MASTER_URLS", "").split(",")]
+    for master in filter(None, (m.strip() for m in masters)):
+        parts = urlsplit(master if "://" in master else "http://" + master)
         _allow(parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https"
                                                              else 80))
     if os.environ.get("TITAN_HOST"):

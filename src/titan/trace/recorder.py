@@ -89,7 +89,8 @@ class Recorder:
         from titan.client.transport import Transport
 
         endpoint = run.endpoint if run is not None and run.endpoint is not None else None
-        key = endpoint.url if endpoint is not None else ""
+        # By the whole list of masters: one transport per Titan, whichever master leads.
+        key = ",".join(endpoint.urls) if endpoint is not None else ""
         found = self._clients.get(key)
         if found is None:
             found = self._clients[key] = Transport(endpoint or resolve(None, None, None),

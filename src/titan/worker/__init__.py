@@ -11,7 +11,10 @@ Modules, one concept each:
 * :mod:`~titan.worker.assignment` — what the master hands over, and the job's environment
 * :mod:`~titan.worker.supervisor` — running assignments (starter threads)
 * :mod:`~titan.worker.attempt` — one attempt's output, exit, timeout and kill
-* :mod:`~titan.worker.runner` — starting a process: zygote fork or subprocess
+* :mod:`~titan.worker.executor` — where a job runs: the interface every executor implements
+* :mod:`~titan.worker.runner` — the local executor: zygote fork or subprocess
+* :mod:`~titan.worker.ray_executor` / :mod:`~titan.worker.ray_task` — the Ray executor: each
+  job a task of a Ray cluster (``--executor ray``), and the task's side on the node
 * :mod:`~titan.worker.zygote` / :mod:`~titan.worker.forkserver` — the warm forking
   interpreter and the worker's handle on it
 * :mod:`~titan.worker.isolation` / :mod:`~titan.worker.landlock` — opt-in isolation of jobs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ class Assignment:
     runner: str = "auto"
     timeout: float | None = None
     token: str | None = None
+    #: The capability the job asked for (an executor may map it to resources: Ray's GPUs).
+    requirement: str = "GENERAL"
 
     @property
     def key(self) -> Key:
@@ -64,6 +66,7 @@ class Assignment:
                 runner=str(data.get("runner") or "auto"),
                 timeout=float(timeout) if timeout else None,
                 token=data.get("token"),
+                requirement=str(data.get("requirement") or "GENERAL"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.ValidationFailed(f"malformed assignment {dict(data)!r}: {exc}") from None
@@ -93,15 +96,22 @@ _TITAN_TOKEN_VALUE = re.compile(r"\btt_[A-Za-z0-9_-]{20,}|\btw\.[^.\s]+\.[^.\s]+
 DEFAULT_PASS = ("GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 
 
+def passed_names(environ: Mapping[str, str]) -> set[str]:
+    """The credentials a job is given all the same: :data:`DEFAULT_PASS` and the names
+    ``TITAN_JOB_ENV_PASS`` lists."""
+    passed = set(DEFAULT_PASS)
+    passed.update(n.strip() for n in environ.get("TITAN_JOB_ENV_PASS", "").split(",")
+                  if n.strip())
+    return passed
+
+
 def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
     """What a job inherits of the worker's environment: everything but credentials.
 
     Computed once per worker (it is also the zygote's own environment, whose initial block
     every forked job could read back from ``/proc/self/environ``).
     """
-    passed = set(DEFAULT_PASS)
-    passed.update(n.strip() for n in environ.get("TITAN_JOB_ENV_PASS", "").split(",")
-                  if n.strip())
+    passed = passed_names(environ)
     env = {}
     for name, value in environ.items():
         if name in _TITAN_SECRETS or _TITAN_TOKEN_VALUE.search(value):
@@ -114,21 +124,28 @@ def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 def job_env(assignment: Assignment, *, master_url: str, workspace: Path,
             project_dir: Path | None = None,
-            base: Mapping[str, str] | None = None) -> dict[str, str]:
+            base: Mapping[str, str] | None = None,
+            master_urls: Sequence[str] = ()) -> dict[str, str]:
     """The job's environment: the worker's less its credentials (:func:`inherited_env`),
     then the job's own ``env``, then Titan's.
 
     Titan's variables come last so a job cannot be pointed at another job's identity; the
     worker's own token never reaches a job (``TITAN_TOKEN`` is the attempt's job token, or
     unset). ``base`` is an already scrubbed environment (the worker computes it once).
+    ``TITAN_MASTER_URL`` is the master in use; ``TITAN_MASTER_URLS`` lists it first, then
+    the other masters of ``master_urls`` (its standbys), so the job's SDK follows the leader
+    when it changes.
     """
     env = dict(inherited_env(os.environ) if base is None else base)
     env.update(assignment.env)
-    host, port = master_host_port(master_url)
+    current = master_url.rstrip("/")
+    host, port = master_host_port(current)
     env.update({
         "TITAN_HOST": host,
         "TITAN_PORT": str(port),
-        "TITAN_MASTER_URL": master_url.rstrip("/"),
+        "TITAN_MASTER_URL": current,
+        "TITAN_MASTER_URLS": ",".join(dict.fromkeys([current,
+                                                     *(u.rstrip("/") for u in master_urls)])),
         "TITAN_JOB_ID": assignment.job_id,
         "TITAN_JOB_REF": assignment.ref,
         "TITAN_JOB_UID": str(assignment.id),

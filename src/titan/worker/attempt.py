@@ -20,10 +20,10 @@ from asyncio import Handle
 from typing import Any, Protocol
 
 from titan.worker.assignment import Assignment, Key
+from titan.worker.executor import Launched
 from titan.worker.loop import IOLoop
 from titan.worker.output import LineSplitter
 from titan.worker.process import Process, signal_name
-from titan.worker.runner import Launched
 
 log = logging.getLogger("titan.worker")
 

@@ -11,6 +11,10 @@ per free slot and the master spends one per job it pushes.
   reads frames until the connection drops; it reconnects with the jittered backoff of
   :mod:`titan.retry` for as long as the worker runs. A master that no longer knows the worker
   (it restarted) closes with 4404: the worker registers again over HTTP, then reconnects.
+  Each connection goes to the master in use (``url`` is asked each time); when one fails or
+  is refused — a standby refuses the upgrade before the handshake — ``leads`` asks that
+  master over HTTP whether it leads, which turns the worker to another master when it does
+  not, so a refusal is only taken as final (401/403) from a master that leads.
 * The reporter posts reports (:meth:`ChannelIntake.post`, several in flight) and hears of each
   ack on this thread; a report whose connection dropped before its ack is sent again first
   thing on the next one (the master deduplicates lines and rejects a result it already has,
@@ -27,6 +31,7 @@ import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
@@ -45,6 +50,19 @@ BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
 
 
+def channel_url(master_url: str, worker_id: str) -> str:
+    """The worker channel's WebSocket URL on the master at ``master_url``."""
+    base = "wss://" + master_url[8:] if master_url.startswith("https://") \
+        else "ws://" + master_url.removeprefix("http://")
+    return f"{base}/api/v1/workers/{worker_id}/channel"
+
+
+def channel_master(url: str) -> str:
+    """The root URL of the master serving the worker channel at ``url``."""
+    parts = urlsplit(url)
+    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+
+
 class ChannelUnavailable(errors.TitanError):
     """The master serves no worker channel (an older master, or a proxy that refuses
     WebSockets): the worker uses the HTTP long-poll instead."""
@@ -53,13 +71,17 @@ class ChannelUnavailable(errors.TitanError):
 class ChannelIntake(Intake):
     """Credit accounting, the channel thread, and reports sent over the channel."""
 
-    def __init__(self, *, url: str, headers: Callable[[], dict[str, str]], slots: int,
-                 supervisor: Supervisor, held: Callable[[], list[Key]],
+    def __init__(self, *, url: str | Callable[[], str], headers: Callable[[], dict[str, str]],
+                 slots: int, supervisor: Supervisor, held: Callable[[], list[Key]],
                  stopped: threading.Event, hard: threading.Event,
                  reattach: Callable[[], None], on_error: Callable[[BaseException], None],
-                 on_settled: Callable[[], None] = lambda: None) -> None:
+                 on_settled: Callable[[], None] = lambda: None,
+                 leads: Callable[[str], bool] = lambda master_url: True) -> None:
         super().__init__(slots=slots, burst=False, supervisor=supervisor)
-        self._url = url
+        #: The channel's URL on the master in use, asked before each connection.
+        self._url: Callable[[], str] = url if callable(url) else lambda: url
+        #: Whether a master whose channel failed leads (see the module docstring).
+        self._leads = leads
         self._headers = headers
         self._held = held
         self._stopped = stopped
@@ -70,6 +92,10 @@ class ChannelIntake(Intake):
         self._drained = False  # the master said every job leased to us has been pushed
         #: This connection's master takes freed slots with the results in reports.
         self._credit_in_reports = False
+        #: Ended jobs whose slots are not offered again (the offer shrank, see resize), and
+        #: slots the offer grew by that are still to be granted.
+        self._withheld = 0
+        self._grant = 0
         self._send_lock = threading.Lock()
         self._ws: ClientConnection | None = None
         self._draining = False
@@ -111,6 +137,24 @@ class ChannelIntake(Intake):
         if ws is not None and self._stopped.is_set():
             ws.close()
 
+    def resize(self, slots: int) -> None:
+        """A grown offer is granted at once, in a credit frame. A shrunk one cannot take back
+        credit the master holds: as many ended jobs as it shrank by keep their slots."""
+        super().resize(slots)
+        with self._cond:
+            grant, self._grant = self._grant, 0
+            ws = None if self._draining else self._ws
+        if grant and ws is not None:
+            self._send_quietly({"t": "credit", "n": grant}, ws)
+
+    def _resized(self, change: int) -> None:
+        if change < 0:
+            self._withheld -= change
+        else:
+            kept = min(change, self._withheld)
+            self._withheld -= kept
+            self._grant += change - kept
+
     # ------------------------------------------------------------------ events
 
     def on_finished(self, _key: Key) -> None:
@@ -125,6 +169,9 @@ class ChannelIntake(Intake):
             # A master that takes credit in reports gets this slot back with the job's
             # result (queued before this call); an older one needs a frame of its own.
             ws = None if self._draining or self._credit_in_reports else self._ws
+            if ws is not None and self._withheld:
+                self._withheld -= 1
+                ws = None
             self._cond.notify_all()
         if ws is not None:
             self._send_quietly({"t": "credit", "n": 1}, ws)
@@ -154,6 +201,9 @@ class ChannelIntake(Intake):
                 ws = self._ws
                 freed = 0 if self._draining or not self._credit_in_reports \
                     else len(body.get("results") or ())
+                kept = min(freed, self._withheld)
+                self._withheld -= kept
+                freed -= kept
             if freed:
                 frame = f'{frame[:-1]},"credit":{freed}}}'
             if hard:
@@ -179,10 +229,10 @@ class ChannelIntake(Intake):
 
     # ------------------------------------------------------------------ the channel thread
 
-    def _open(self) -> None:
+    def _open(self, url: str | None = None) -> None:
         # legacy=True: a direct connection, not a with-block (it lives across threads and
         # reconnects; websockets 17.1 deprecated the unmarked form).
-        ws = connect(self._url, additional_headers=self._headers(), compression=None,
+        ws = connect(url or self._url(), additional_headers=self._headers(), compression=None,
                      proxy=None, open_timeout=10, max_size=None, user_agent_header=None,
                      legacy=True)
         # The hello is computed and the connection published in one step, and sent before
@@ -196,6 +246,8 @@ class ChannelIntake(Intake):
                 self._ws = ws
                 self._drained = False  # a drain is answered again on this connection
                 self._credit_in_reports = False  # until this master says it takes them
+                # The hello offers the slots as they are now: nothing left to grant or keep.
+                self._withheld, self._grant = max(0, self._busy - self.slots), 0
                 self._cond.notify_all()
             with self._cond:
                 unanswered = [frame for _rid, (frame, _done) in sorted(self._posted.items())]
@@ -222,16 +274,21 @@ class ChannelIntake(Intake):
             while not self._stopped.is_set():
                 ws = self._ws
                 if ws is None:
+                    url = self._url()
                     try:
-                        self._open()
+                        self._open(url)
                         tries = 0
                     except InvalidStatus as exc:
-                        if exc.response.status_code in (401, 403):
+                        # A standby refuses with 403 too: final only from the leader.
+                        if self._leads(channel_master(url)) \
+                                and exc.response.status_code in (401, 403):
                             raise errors.Unauthorized(
                                 f"the master refused the channel: {exc}") from None
                         self._pause(tries, exc)
                         tries += 1
                     except (WebSocketException, OSError, TimeoutError) as exc:
+                        # Gone: the next try goes to another master, if there is one.
+                        self._leads(channel_master(url))
                         self._pause(tries, exc)
                         tries += 1
                     continue

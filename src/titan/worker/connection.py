@@ -10,6 +10,13 @@ a report's log lines are keyed by (job, attempt, seq) and a result for an attemp
 finished is answered ``rejected``, never applied twice. A 4xx is final and raised as the matching :mod:`titan.errors` class (a 404 with
 code ``unknown_worker`` included: the caller re-registers and tries again).
 
+Given several masters (a leader and its standbys), a call that meets a standby (``503
+not_leader``: nothing applied) or a master that refuses the connection turns to the leader the
+standby named, if it is a configured master, else to the next one (:mod:`titan.client.masters`,
+shared with the SDK), at once while there are masters not tried since the last pause; every
+thread then uses the master found. A new leader is to the worker what a restarted master is:
+if it does not know the worker, it answers ``unknown_worker`` and the worker re-joins.
+
 Each thread gets its own :class:`httpx.Client` because the long-poll, the heartbeat, the
 reporter and the script fetchers run concurrently; sharing one pool would let a 20-second
 long-poll hold a connection another thread is waiting for, and per-thread clients keep every
@@ -22,12 +29,14 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from titan import errors, retry
+from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.transport import error_body, tcp_transport
 from titan.version import __version__
 
@@ -44,6 +53,8 @@ UNKNOWN_WORKER = "unknown_worker"
 #: that crashes the master cannot wedge the worker's report queue behind it.
 TRANSIENT_5XX = retry.GATEWAY_STATUSES
 MAX_SERVER_ERRORS = 5
+#: Transport errors that say the master is not there (nothing was sent): another may lead.
+_ABSENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 def is_unknown_worker(exc: BaseException) -> bool:
@@ -56,11 +67,14 @@ class Stopped(errors.ConnectionFailed):
 
 
 class MasterConnection:
-    """Calls to one master's ``/api/v1`` that retry until they succeed or ``stop`` is set."""
+    """Calls to the leading master's ``/api/v1`` (one of ``master_url``: a URL or the list of
+    a leader and its standbys) that retry until they succeed or ``stop`` is set."""
 
-    def __init__(self, master_url: str, token: str | None, stop: threading.Event) -> None:
-        self.master_url = master_url.rstrip("/")
-        self.api_url = self.master_url + API_PREFIX
+    def __init__(self, master_url: str | Sequence[str], token: str | None,
+                 stop: threading.Event) -> None:
+        urls = [master_url] if isinstance(master_url, str) else list(master_url)
+        #: The configured masters and the one in use, shared with the worker channel.
+        self.masters = Masters([u.rstrip("/") for u in urls])
         self._stop = stop
         self._headers = {"User-Agent": f"titan-worker/{__version__}"}
         # Sent per request, not set on the per-thread clients: set_credential swaps it for
@@ -69,6 +83,15 @@ class MasterConnection:
         self._local = threading.local()
         self._clients: list[httpx.Client] = []
         self._clients_lock = threading.Lock()
+
+    @property
+    def master_url(self) -> str:
+        """The root URL of the master in use (the last one found to lead)."""
+        return self.masters.current
+
+    @property
+    def api_url(self) -> str:
+        return self.masters.current + API_PREFIX
 
     @property
     def auth(self) -> dict[str, str]:
@@ -115,6 +138,22 @@ class MasterConnection:
         if self._stop.wait(delay):
             raise Stopped(f"stopped while retrying {what}")
 
+    def _failed(self, tour: Tour, attempt: int, url: str, reason: str, *, move: bool,
+                leader: str | None = None) -> bool:
+        """Note a failed try on ``url`` (turning to another master with ``move``); True
+        when the backoff's pause is due before the next try."""
+        pause = tour.failed(url, reason, move=move, leader=leader)
+        if tour.turned is not None:
+            # As often as "master unreachable": a long outage turns on every round.
+            level = logging.WARNING if attempt in (0, 5) or attempt % 20 == 0 else logging.DEBUG
+            log.log(level, "master %s: %s; turning to %s", url, reason, tour.turned)
+        return pause
+
+    def _standby(self, response: httpx.Response) -> errors.NotLeader | None:
+        if response.status_code != errors.NotLeader.status:
+            return None
+        return not_leader(response.status_code, response.headers, error_body(response))
+
     def _check(self, response: httpx.Response) -> bool:
         """True when the response is usable; False when it should be retried (5xx)."""
         status = response.status_code
@@ -130,19 +169,31 @@ class MasterConnection:
         Raises :class:`Stopped` if the worker stops meanwhile, and the :mod:`titan.errors`
         class of any 4xx answer.
         """
-        url = self.api_url + path
         attempt = server_errors = 0
+        tour = Tour(self.masters)
         while True:
             if self._stop.is_set():
                 raise Stopped(f"stopped before {method} {path}")
+            base = self.masters.current
+            what = f"{method} {path}"
             try:
                 response = self._client().request(
-                    method, url, json=body, headers=self._auth,
+                    method, base + API_PREFIX + path, json=body, headers=self._auth,
                     timeout=httpx.Timeout(timeout, connect=5.0),
                 )
             except httpx.TransportError as exc:
-                self._backoff(attempt, f"{method} {path}", exc)
-                attempt += 1
+                if self._failed(tour, attempt, base, str(exc) or type(exc).__name__,
+                                move=isinstance(exc, _ABSENT)):
+                    self._backoff(attempt, what, exc)
+                    attempt += 1
+                continue
+            standby = self._standby(response)
+            if standby is not None:
+                # Nothing was applied: the same call goes to another master.
+                reason = standby_reason(standby, self.masters)
+                if self._failed(tour, attempt, base, reason, move=True, leader=standby.leader):
+                    self._backoff(attempt, what, standby.message)
+                    attempt += 1
                 continue
             if not self._check(response):
                 status = response.status_code
@@ -154,12 +205,34 @@ class MasterConnection:
                             f"(a bug in the master): {response.text[:300]}",
                             status=status, code="internal_error",
                         )
-                self._backoff(attempt, f"{method} {path}", f"HTTP {status}")
-                attempt += 1
+                # A gateway's "the master behind me is away": another master may lead.
+                if self._failed(tour, attempt, base, f"HTTP {status}",
+                                move=status in TRANSIENT_5XX):
+                    self._backoff(attempt, what, f"HTTP {status}")
+                    attempt += 1
                 continue
             if not response.content:
                 return {}
             return response.json()
+
+    def leads(self, url: str) -> bool:
+        """Whether ``url`` leads, asked once (``GET /health``) after it refused the worker
+        channel. When it does not — a standby, or no answer at all — the masters turn away
+        from it (to the leader it names, when configured) and False is returned; True means
+        the refusal was that master's own answer."""
+        try:
+            response = self._client().get(url + API_PREFIX + "/health", headers=self._auth,
+                                          timeout=httpx.Timeout(10.0, connect=5.0))
+        except httpx.TransportError as exc:
+            reason, leader = str(exc) or type(exc).__name__, None
+        else:
+            standby = self._standby(response)
+            if standby is None:
+                return True
+            reason, leader = standby_reason(standby, self.masters), standby.leader
+        if self.masters.move_on(url, leader):
+            log.info("master %s: %s; turning to %s", url, reason, self.masters.current)
+        return False
 
     def download(self, path: str, dest: Path, *, expect_sha256: str | None = None,
                  known: frozenset[str] = frozenset()) -> str:
@@ -170,16 +243,24 @@ class MasterConnection:
         cache. When the header names a hash in ``known`` (already cached), the body is not
         read at all and that hash is returned: an unchanged archive is not sent again.
         """
-        url = self.api_url + path
         attempt = mismatches = 0
+        tour = Tour(self.masters)
         while True:
             if self._stop.is_set():
                 raise Stopped(f"stopped before GET {path}")
+            base = self.masters.current
             reason: BaseException | str
+            move, leader = False, None
             try:
-                with self._client().stream("GET", url, headers=self._auth,
+                with self._client().stream("GET", base + API_PREFIX + path, headers=self._auth,
                                            timeout=60.0) as response:
-                    if response.status_code < 500:
+                    if response.status_code == errors.NotLeader.status:
+                        response.read()
+                    standby = self._standby(response)
+                    if standby is not None:
+                        reason = standby_reason(standby, self.masters)
+                        move, leader = True, standby.leader
+                    elif response.status_code < 500:
                         if response.status_code >= 400:
                             response.read()
                             self._check(response)
@@ -187,16 +268,21 @@ class MasterConnection:
                         if header and header in known:
                             return header
                         return _save(response, dest, expect_sha256 or header or None)
-                    reason = f"HTTP {response.status_code}"
+                    else:
+                        reason = f"HTTP {response.status_code}"
+                        move = response.status_code in TRANSIENT_5XX
             except httpx.TransportError as exc:
                 reason = exc  # the body broke off mid-stream: start the download again
+                move = isinstance(exc, _ABSENT)
             except _Mismatch as exc:
                 mismatches += 1
                 if mismatches >= 3:
                     raise errors.TitanError(f"GET {path}: {exc}") from None
                 reason = exc
-            self._backoff(attempt, f"GET {path}", reason)
-            attempt += 1
+            if self._failed(tour, attempt, base, str(reason) or type(reason).__name__, move=move,
+                            leader=leader):
+                self._backoff(attempt, f"GET {path}", reason)
+                attempt += 1
 
 
 class _Mismatch(Exception):

@@ -27,6 +27,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -35,12 +36,14 @@ from websockets.exceptions import WebSocketException
 from titan import errors
 from titan.worker import lifeline
 from titan.worker.assignment import Key, inherited_env
-from titan.worker.channel import ChannelIntake, ChannelUnavailable
+from titan.worker.channel import ChannelIntake, ChannelUnavailable, channel_url
 from titan.worker.connection import MasterConnection, Stopped, is_unknown_worker
+from titan.worker.executor import Executor
 from titan.worker.intake import Intake
 from titan.worker.isolation import prepare as prepare_isolation
 from titan.worker.loop import IOLoop
 from titan.worker.poller import Poller
+from titan.worker.ray_executor import RayExecutor
 from titan.worker.reporter import Link, Reporter, SyncLink
 from titan.worker.runner import Runner
 from titan.worker.supervisor import Supervisor
@@ -56,6 +59,8 @@ DRAIN_FLUSH_TIMEOUT = 30.0
 #: How jobs and reports travel: ``channel`` (one WebSocket, the default) or ``http``.
 TRANSPORTS = ("channel", "http")
 TRANSPORT_ENV = "TITAN_WORKER_TRANSPORT"
+#: Where jobs run: ``local`` processes (the default) or tasks of a Ray cluster.
+EXECUTORS = ("local", "ray")
 
 
 class _Wakeup:
@@ -86,19 +91,23 @@ class _Wakeup:
 class Worker:
     """One worker process's state and threads; :meth:`run` returns the exit code."""
 
-    def __init__(self, master_url: str, token: str | None, capabilities: list[str],
-                 slots: int, workdir: str, *, burst: bool = False, name: str | None = None,
-                 kill_grace: float = 3.0, use_zygote: bool = True, sandbox: bool = False,
-                 run_as: str | None = None, transport: str | None = None) -> None:
-        if slots < 1:
+    def __init__(self, master_url: str | Sequence[str], token: str | None,
+                 capabilities: list[str],
+                 slots: int | None, workdir: str, *, burst: bool = False,
+                 name: str | None = None, kill_grace: float = 3.0, use_zygote: bool = True,
+                 sandbox: bool = False, run_as: str | None = None,
+                 transport: str | None = None, executor: str = "local",
+                 ray_address: str | None = None) -> None:
+        if slots is not None and slots < 1:
             raise errors.ConfigError(f"a worker needs at least one slot (got {slots})")
+        if executor not in EXECUTORS:
+            raise errors.ConfigError(f"the executor must be one of {', '.join(EXECUTORS)}"
+                                     f" (got {executor!r})")
         transport = transport or os.environ.get(TRANSPORT_ENV) or "channel"
         if transport not in TRANSPORTS:
             raise errors.ConfigError(f"the worker transport must be one of {', '.join(TRANSPORTS)}"
                                      f" (got {transport!r}; {TRANSPORT_ENV})")
         self.transport = transport
-        self.capabilities = [c.strip().upper() for c in capabilities if c.strip()] or ["GENERAL"]
-        self.slots = slots
         self.burst = burst
         self.name = name or socket.gethostname()
         self.worker_id: str | None = None
@@ -110,18 +119,30 @@ class Worker:
         self.conn = MasterConnection(master_url, token, self._hard)
         self._loop = IOLoop()
         self.workspace = Workspace(workdir, self.conn)
-        # Decided once (ruleset built, user looked up); a ConfigError if it cannot be had.
-        isolation = prepare_isolation(self.workspace.root, sandbox=sandbox, run_as=run_as)
-        base_env = {**inherited_env(os.environ), **isolation.env}
-        self._runner = Runner(self._loop, use_zygote=use_zygote, isolation=isolation,
-                              env=base_env, spares=zygote_spares(slots))
+        self._runner: Executor
+        if executor == "ray":
+            if sandbox or run_as:
+                raise errors.ConfigError("--sandbox and --run-as isolate local processes; "
+                                         "they do not apply to --executor ray")
+            self._runner = RayExecutor(self._loop, address=ray_address)
+            slots = slots or self._runner.default_slots()
+        else:
+            slots = slots or os.cpu_count() or 1
+            # Decided once (ruleset built, user looked up); a ConfigError if it cannot be had.
+            isolation = prepare_isolation(self.workspace.root, sandbox=sandbox, run_as=run_as)
+            base_env = {**inherited_env(os.environ), **isolation.env}
+            self._runner = Runner(self._loop, use_zygote=use_zygote, isolation=isolation,
+                                  env=base_env, spares=zygote_spares(slots))
+        self.capabilities = [c.strip().upper() for c in capabilities if c.strip()] \
+            or self._runner.capabilities()
+        self.slots = slots
         self._http_reports = SyncLink(self._report_http)
         self._reporter = Reporter(self._report_link, self._on_acked)
         self.supervisor = Supervisor(
             loop=self._loop, runner=self._runner, workspace=self.workspace,
-            reporter=self._reporter, master_url=master_url, kill_grace=kill_grace,
+            reporter=self._reporter, master_url=self.conn.masters.ordered, kill_grace=kill_grace,
             starters=min(32, max(2, slots)), on_finished=self._on_finished,
-            base_env=base_env,
+            base_env=self._runner.base_env,
         )
         self.poller: Intake = Poller(
             slots=slots, burst=burst, call=self._call, supervisor=self.supervisor,
@@ -194,24 +215,27 @@ class Worker:
 
     def _open_channel(self) -> bool:
         """Switch to the worker channel; False when the master offers none (HTTP it is)."""
-        base = self.conn.master_url
-        url = ("wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]) \
-            + f"/api/v1/workers/{self.worker_id}/channel"
+        worker_id, base = str(self.worker_id), self.conn.master_url
         channel = ChannelIntake(
-            url=url, headers=lambda: dict(self.conn.auth), slots=self.slots,
+            url=lambda: channel_url(self.conn.master_url, worker_id),
+            headers=lambda: dict(self.conn.auth), slots=self.slots,
             supervisor=self.supervisor, held=self._held, stopped=self._stopped,
             hard=self._hard, reattach=lambda: self._reattach(self._generation),
-            on_error=self._fail, on_settled=self._wake.notify,
+            on_error=self._fail, on_settled=self._wake.notify, leads=self.conn.leads,
         )
+        channel.resize(self.poller.slots)  # what the executor can run now (its hello's offer)
         try:
             channel.connect_first()
-        except ChannelUnavailable as exc:
-            log.warning("%s; using HTTP long-polls", exc)
-            return False
-        except (OSError, WebSocketException) as exc:  # the master went away meanwhile, or
-            # something between us answers the upgrade with what is not a WebSocket
-            log.warning("worker channel: %s; using HTTP long-polls", exc)
-            return False
+        except (ChannelUnavailable, OSError, WebSocketException) as exc:
+            # A master that leads has no channel, or something between us answers the
+            # upgrade with what is not a WebSocket: HTTP it is. One that does not lead (a
+            # standby, or gone) says nothing about channels: the channel thread connects to
+            # the master the worker turned to.
+            if self.conn.leads(base):
+                log.warning("worker channel: %s; using HTTP long-polls", exc)
+                return False
+            log.warning("worker channel: %s does not lead (%s); trying %s", base, exc,
+                        self.conn.master_url)
         self._channel = channel
         self.poller = channel
         if self._draining:
@@ -256,6 +280,7 @@ class Worker:
             self._intake_ready.set()
             self._fail(exc)
             return
+        self._fit_slots()
         # A burst worker keeps the long-poll: its "is the queue empty?" is a poll's answer.
         channel = self.transport == "channel" and not self.burst and self._open_channel()
         log.info("worker %s registered with %s (%s, %d slots%s; %s)", self.worker_id,
@@ -277,6 +302,14 @@ class Worker:
                 return
             for cancel in (reply.get("cancel") or []) if isinstance(reply, dict) else []:
                 self.poller.cancel(cancel)
+            self._fit_slots()
+
+    def _fit_slots(self) -> None:
+        """Offer what the executor can run now (Ray: its jobs plus the cluster's free CPUs),
+        never more than the slots registered; an executor of fixed size leaves them be."""
+        capacity = self._runner.capacity()
+        if capacity is not None:
+            self.poller.resize(capacity)
 
     # ------------------------------------------------------------------ main thread
 
@@ -404,15 +437,20 @@ def zygote_spares(slots: int) -> int:
     return value
 
 
-def run_worker(master_url: str, token: str | None, capabilities: list[str], slots: int,
-               workdir: str, *, burst: bool = False, name: str | None = None,
-               kill_grace: float = 3.0, sandbox: bool = False, run_as: str | None = None,
-               transport: str | None = None) -> int:
-    """Run a worker against ``master_url`` until it is stopped; returns the exit code.
+def run_worker(master_url: str | Sequence[str], token: str | None, capabilities: list[str],
+               slots: int | None, workdir: str, *, burst: bool = False,
+               name: str | None = None, kill_grace: float = 3.0, sandbox: bool = False,
+               run_as: str | None = None, transport: str | None = None,
+               executor: str = "local", ray_address: str | None = None) -> int:
+    """Run a worker against ``master_url`` (a URL, or a leader's and its standbys' URLs: the
+    worker follows whichever leads) until it is stopped; returns the exit code.
 
     SIGTERM or SIGINT drains (no new jobs; running ones finish and are reported; the worker
     deregisters and exits 0); a second signal kills the running jobs and exits 1. With
-    ``burst`` the worker exits 0 as soon as the queue is empty and nothing runs.
+    ``burst`` the worker exits 0 as soon as the queue is empty and nothing runs. With
+    ``executor="ray"`` jobs run as tasks of the Ray cluster at ``ray_address``
+    (:mod:`titan.worker.ray_executor`); ``slots`` and ``capabilities`` then default to the
+    cluster's.
     """
     level = os.environ.get("TITAN_LOG_LEVEL", "").upper()
     if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -425,7 +463,7 @@ def run_worker(master_url: str, token: str | None, capabilities: list[str], slot
     try:
         worker = Worker(master_url, token, capabilities, slots, workdir, burst=burst,
                         name=name, kill_grace=kill_grace, sandbox=sandbox, run_as=run_as,
-                        transport=transport)
+                        transport=transport, executor=executor, ray_address=ray_address)
     except errors.ConfigError as exc:
         log.error("%s", exc)
         return 2

@@ -2,6 +2,10 @@
 
 A worker takes its jobs over the worker channel (:mod:`titan.worker.channel`) or over HTTP
 long-polls (:mod:`titan.worker.poller`); the daemon drives either through this surface.
+
+``slots`` is what the worker offers, which :meth:`Intake.resize` changes while it runs when its
+executor's room does (Ray's free CPUs): never above ``limit``, the slots it registered with
+(the master never leases a worker more than those).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class Intake:
 
     def __init__(self, *, slots: int, burst: bool, supervisor: Supervisor) -> None:
         self.slots = slots
+        self.limit = slots
         self.burst = burst
         self._supervisor = supervisor
         self._cond = threading.Condition()
@@ -52,6 +57,20 @@ class Intake:
 
     def on_acked(self, results: list[dict[str, Any]]) -> None:
         """The master committed a report (reporter thread)."""
+
+    def resize(self, slots: int) -> None:
+        """Offer ``slots`` (at most :attr:`limit`) from now on. More is offered at once; less
+        takes effect as running jobs end (the master may have been offered their slots
+        already)."""
+        slots = max(0, min(self.limit, slots))
+        with self._cond:
+            change, self.slots = slots - self.slots, slots
+            if change:
+                self._resized(change)
+                self._cond.notify_all()
+
+    def _resized(self, change: int) -> None:
+        """The offer changed by ``change`` slots (with ``_cond`` held)."""
 
     @property
     def busy(self) -> int:
@@ -88,7 +107,7 @@ class Intake:
                 continue  # delivered twice (a retried poll, a reconnect): it already runs
             self._busy += 1
             accepted.append(assignment)
-        if self._busy > self.slots:
+        if self._busy > self.limit:
             log.warning("the master assigned %d jobs for %d slots", self._busy, self.slots)
         return accepted
 

@@ -81,6 +81,10 @@ class Poller(Intake):
             self._withdraw = True
             self._cond.notify_all()
 
+    def _resized(self, change: int) -> None:
+        if change > 0:
+            self._dirty = True  # a quick fetch offers the new slots (the long-poll is parked)
+
     # ------------------------------------------------------------------ events
 
     def on_finished(self, _key: Key) -> None:

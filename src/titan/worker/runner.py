@@ -1,10 +1,12 @@
 """Starting a job's process: forked from the warm zygote, or a fresh subprocess.
 
-``runner: auto`` forks a zygote for a ``.py`` script — the lean one when everything the script
-imports is loaded there (:mod:`titan.worker.imports`), else the full one — and uses a
-subprocess for anything else; ``fork`` always forks (the file is Python, whatever its name); ``subprocess`` asks for
-a fresh interpreter. A fork that cannot happen (zygote down, fork refused) falls back to a
-subprocess, so the fast path is never a reason for a job to fail.
+:class:`Runner` is the local executor (``--executor local``, the default; the interface is
+:mod:`titan.worker.executor`). ``runner: auto`` forks a zygote for a ``.py`` script — the lean
+one when everything the script imports is loaded there (:mod:`titan.worker.imports`), else the
+full one — and uses a subprocess for anything else; ``fork`` always forks (the file is Python,
+whatever its name); ``subprocess`` asks for a fresh interpreter. A fork that cannot happen
+(zygote down, fork refused) falls back to a subprocess, so the fast path is never a reason for
+a job to fail.
 
 Either way the job's stdout and stderr are the write ends of two pipes created here; the
 worker keeps the read ends (non-blocking, for the I/O loop) and closes its copies of the
@@ -20,11 +22,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from titan import errors
 from titan.worker import imports
+from titan.worker.assignment import inherited_env
+from titan.worker.executor import Executor, Launched, LaunchSpec
 from titan.worker.forkserver import ForkedProcess, ForkFailed, ForkServer
 from titan.worker.isolation import Isolation
 from titan.worker.loop import IOLoop
@@ -38,36 +40,9 @@ ZYGOTE_RETRY_SECONDS = 30.0
 FORK_TIMEOUT = 10.0
 
 
-@dataclass
-class LaunchSpec:
-    """What to run, where, and how."""
-
-    script: Path
-    args: list[str] = field(default_factory=list)
-    cwd: Path = Path(".")
-    env: dict[str, str] = field(default_factory=dict)
-    #: Extra ``sys.path`` entries after the script's directory (an archive's project root).
-    sys_path: list[str] = field(default_factory=list)
-    #: ``auto``, ``fork`` or ``subprocess`` (the assignment's ``runner``).
-    runner: str = "auto"
-
-    @property
-    def wants_fork(self) -> bool:
-        return self.runner == "fork" or (self.runner == "auto" and self.script.suffix == ".py")
-
-
-@dataclass
-class Launched:
-    """A started job: its process and the read ends of its stdout and stderr pipes."""
-
-    process: Process
-    stdout: int
-    stderr: int
-    forked: bool
-
-
-class Runner:
-    """Starts job processes; owns the zygote and restarts it when it dies."""
+class Runner(Executor):
+    """The local executor: starts job processes on this machine; owns the zygote and
+    restarts it when it dies."""
 
     def __init__(self, loop: IOLoop, *, use_zygote: bool = True,
                  python: str = sys.executable, isolation: Isolation | None = None,
@@ -80,6 +55,7 @@ class Runner:
         #: The zygote's own environment: already free of credentials (its initial block is
         #: what every forked job reads back from /proc/self/environ).
         self._env = env
+        self.base_env = inherited_env(os.environ) if env is None else env
         #: The full zygote (SDK, httpx, recorder preloaded) and the lean one (what a child
         #: itself needs): a script whose imports are all in the lean one is forked from it.
         self._zygotes: dict[bool, ForkServer | None] = {False: None, True: None}
@@ -219,10 +195,13 @@ class Runner:
             os.close(err_w)
         return True
 
+    # The executor's fast path is the fork that does not wait (no wrapper: it is measured).
+    start_now = fork_now
+
     def _popen(self, spec: LaunchSpec, out_w: int, err_w: int) -> PopenProcess:
         env = dict(spec.env)
         script = str(spec.script)
-        if spec.script.suffix == ".py" or spec.runner == "fork":
+        if spec.runs_python:
             argv = [self._python, script, *spec.args]
             if spec.sys_path:
                 env["PYTHONPATH"] = os.pathsep.join(

@@ -12,16 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from titan import errors
 from titan.worker.assignment import Assignment, Key, inherited_env, job_env
 from titan.worker.attempt import CANCELLED, Attempt
+from titan.worker.executor import Executor, Launched, LaunchSpec
 from titan.worker.loop import IOLoop
 from titan.worker.reporter import Reporter
-from titan.worker.runner import Launched, LaunchSpec, Runner
 from titan.worker.workspace import Workspace
 
 log = logging.getLogger("titan.worker")
@@ -30,8 +31,9 @@ log = logging.getLogger("titan.worker")
 class Supervisor:
     """The worker's running attempts."""
 
-    def __init__(self, *, loop: IOLoop, runner: Runner, workspace: Workspace,
-                 reporter: Reporter, master_url: str, kill_grace: float, starters: int,
+    def __init__(self, *, loop: IOLoop, runner: Executor, workspace: Workspace,
+                 reporter: Reporter, master_url: str | Callable[[], Sequence[str]],
+                 kill_grace: float, starters: int,
                  on_finished: Callable[[Key], None],
                  base_env: dict[str, str] | None = None) -> None:
         self._loop = loop
@@ -40,7 +42,9 @@ class Supervisor:
         self._runner = runner
         self._workspace = workspace
         self._reporter = reporter
-        self._master_url = master_url
+        #: Every master, the one in use first (asked per job: the leader may have changed).
+        self._masters: Callable[[], Sequence[str]] = \
+            master_url if callable(master_url) else lambda: [master_url]
         self._kill_grace = kill_grace
         self._on_finished = on_finished
         self._lock = threading.Lock()
@@ -106,6 +110,12 @@ class Supervisor:
 
     # ------------------------------------------------------------------ the fast path
 
+    def _env(self, a: Assignment, project_dir: Path | None) -> dict[str, str]:
+        masters = list(self._masters())
+        return job_env(a, master_url=masters[0], master_urls=masters,
+                       workspace=self._workspace.shared, project_dir=project_dir,
+                       base=self._base_env)
+
     def _start_now(self, attempt: Attempt) -> bool:
         """Start a Python job whose script is already here from a zygote that is up, on the
         calling thread and without waiting for the fork (the job's process is attached on
@@ -118,10 +128,10 @@ class Supervisor:
             script = self._workspace.cached(a.filename, a.script_sha256)
             if script is None:
                 return False
-            env = job_env(a, master_url=self._master_url, workspace=self._workspace.shared,
-                          project_dir=script.project_dir, base=self._base_env)
+            env = self._env(a, script.project_dir)
             spec = LaunchSpec(script=script.path, args=list(a.args), cwd=self._workspace.shared,
-                              env=env, sys_path=list(script.sys_path), runner=a.runner)
+                              env=env, sys_path=list(script.sys_path), runner=a.runner,
+                              project_dir=script.project_dir, requirement=a.requirement)
 
             def launched(result: Launched | None) -> None:  # I/O thread
                 if result is None:  # the zygote refused or died: the slow path decides
@@ -132,7 +142,7 @@ class Supervisor:
                 else:
                     attempt.attach(result)
 
-            return self._runner.fork_now(spec, launched)
+            return self._runner.start_now(spec, launched)
         except (errors.TitanError, OSError):
             return False  # the starter thread meets it again and reports it properly
 
@@ -149,10 +159,10 @@ class Supervisor:
                 raise errors.ValidationFailed("the assignment names no script_sha256")
             else:
                 script = self._workspace.materialize(a.filename, a.script_sha256)
-            env = job_env(a, master_url=self._master_url, workspace=self._workspace.shared,
-                          project_dir=script.project_dir, base=self._base_env)
+            env = self._env(a, script.project_dir)
             spec = LaunchSpec(script=script.path, args=list(a.args), cwd=self._workspace.shared,
-                              env=env, sys_path=list(script.sys_path), runner=a.runner)
+                              env=env, sys_path=list(script.sys_path), runner=a.runner,
+                              project_dir=script.project_dir, requirement=a.requirement)
             launched = self._runner.spawn(spec)
         except errors.NotFound as exc:
             self._loop.call(attempt.fail_to_start, f"script not found on the master: {exc}")

@@ -21,8 +21,12 @@ router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute)
 
 
 @router.get("/health", tags=["admin"], summary="Liveness (no token needed)")
-async def health() -> Row:
-    return {"status": "ok", "version": titan.__version__, "time": time.time()}
+async def health(c: CtxDep) -> Row:
+    # A standby never gets here: it answers 503 not_leader (master/standby.py).
+    leadership = getattr(c.storage, "leadership", None)
+    epoch = leadership.epoch if leadership is not None else None
+    return {"status": "ok", "version": titan.__version__, "time": time.time(),
+            "role": "leader", "epoch": epoch}
 
 
 @router.post("/tokens", tags=["admin"], status_code=201, summary="Create a token")

@@ -5,22 +5,24 @@ Bodies are streamed in and out, never base64 and never held whole in memory.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from titan.errors import NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Fetcher, Reader, Writer
+from titan.master.api.downloads import blob_response
 from titan.master.api.params import DagFilter, check_key
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
 from titan.storage.base import Row
+from titan.storage.blobs import check_sha256
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["files"])
 
@@ -76,14 +78,15 @@ async def _add_file(c: Ctx, p: Principal, name: str, sha: str, size: int,
     return _file_view(row)
 
 
-def _send(c: Ctx, row: Row) -> FileResponse:
-    # Header values are Latin-1: the name goes as RFC 5987 ``filename*`` (Starlette writes it
-    # when the name needs quoting) and percent-encoded UTF-8 in X-Titan-Filename. Names stored
-    # before control characters were refused are sent the same way, never raw.
+async def _send(c: Ctx, request: Request, row: Row) -> Response:
+    # Header values are Latin-1: the name goes as RFC 5987 ``filename*`` (when it needs
+    # quoting) and percent-encoded UTF-8 in X-Titan-Filename. Names stored before control
+    # characters were refused are sent the same way, never raw.
     name = row["name"]
-    return FileResponse(c.blobs.path(row["sha256"]), media_type="application/octet-stream",
-                        filename=name, headers={"X-Titan-Sha256": row["sha256"],
-                                                "X-Titan-Filename": quote(name, safe="")})
+    return await blob_response(c.blobs, request, row["sha256"], filename=name,
+                               modified=row["created_at"],
+                               headers={"X-Titan-Sha256": row["sha256"],
+                                        "X-Titan-Filename": quote(name, safe="")})
 
 
 @router.post("/blobs/missing", summary="Which of these blobs the master lacks")
@@ -92,22 +95,22 @@ async def missing(c: CtxDep, p: Reader, body: dict[str, Any] = Body(...)) -> Row
     if not isinstance(shas, list) or not all(isinstance(s, str) for s in shas):
         raise ValidationFailed("'sha256' must be a list of hex digests")
     present = await c.engine.read(lambda tx: tx.blobs_present(shas))
-    return {"missing": [s for s in shas if s not in present or not c.blobs.exists(s)]}
+    # Recorded and in the store: a row whose body the store lacks (a directory wiped by
+    # hand, a store switched without moving its blobs) asks the client to upload it again.
+    stored = await asyncio.to_thread(c.blobs.present, [s for s in shas if s in present])
+    return {"missing": [s for s in shas if s not in stored]}
 
 
 @router.put("/blobs/{sha256}", status_code=201, summary="Upload a blob (raw body, streamed)")
 async def put_blob(c: CtxDep, p: Writer, sha256: str, request: Request) -> Row:
-    c.blobs.path(sha256)  # validates the name before reading the body
+    check_sha256(sha256)  # before a byte of the body is read
     sha, size = await _store_body(c, request, expect=sha256)
     return {"sha256": sha, "size": size}
 
 
 @router.get("/blobs/{sha256}", summary="Download a blob")
-async def get_blob(c: CtxDep, p: Fetcher, sha256: str) -> FileResponse:
-    if not c.blobs.exists(sha256):
-        raise NotFound(f"no blob {sha256}")
-    return FileResponse(c.blobs.path(sha256), media_type="application/octet-stream",
-                        headers={"X-Titan-Sha256": sha256})
+async def get_blob(c: CtxDep, p: Fetcher, sha256: str, request: Request) -> Response:
+    return await blob_response(c.blobs, request, sha256, headers={"X-Titan-Sha256": sha256})
 
 
 # `{name:path}`: a name with an encoded '/' (``..%2Fx``) must reach check_filename and get its
@@ -127,12 +130,12 @@ async def list_files(c: CtxDep, p: Reader, dag_id: DagFilter = None,
 
 
 @router.get("/files/{name:path}", summary="Download the latest file with this name (fetch_artifact)")
-async def get_file(c: CtxDep, p: Fetcher, name: str) -> FileResponse:
+async def get_file(c: CtxDep, p: Fetcher, name: str, request: Request) -> Response:
     check_filename(name)
     row = await c.engine.read(lambda tx: tx.latest_file(name=name))
     if row is None:
         raise NotFound(f"no file named {name!r}", details={"name": name})
-    return _send(c, row)
+    return await _send(c, request, row)
 
 
 @router.post("/artifacts", status_code=201, summary="Publish a file under a store key")
@@ -144,8 +147,9 @@ async def publish(c: CtxDep, p: Writer, request: Request, key: str, name: str) -
 
 
 @router.get("/artifacts", summary="Download the artifact published under a store key")
-async def get_artifact(c: CtxDep, p: Reader, key: str = Query(...)) -> FileResponse:
+async def get_artifact(c: CtxDep, p: Reader, request: Request,
+                       key: str = Query(...)) -> Response:
     row = await c.engine.read(lambda tx: tx.latest_file(store_key=key))
     if row is None:
         raise NotFound(f"no artifact published under key {key!r}", details={"key": key})
-    return _send(c, row)
+    return await _send(c, request, row)

@@ -67,8 +67,8 @@ async def recording(c: CtxDep, p: Reader, run_id: str, actor: str = Query(..., m
         for a in rows:
             outputs = a["outputs"]
             if a["outputs_blob"] and a["outputs_hash"]:
-                path = c.blobs.path(a["outputs_hash"])
-                outputs = path.read_text() if path.is_file() else outputs
+                stored = c.blobs.read_text(a["outputs_hash"])
+                outputs = outputs if stored is None else stored
             out.append({k: a[k] for k in ("seq", "actor", "channel", "name", "ordinal",
                                           "inputs_hash", "outcome", "error_type",
                                           "error_message", "model")} | {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -159,9 +160,9 @@ async def get_action(c: CtxDep, p: Reader, run_id: str, seq: Seq) -> Row:
         raise NotFound(f"agent run {run_id!r} has no action {seq}")
     for side in ("inputs", "outputs"):
         if a[f"{side}_blob"] and a[f"{side}_hash"]:
-            path = c.blobs.path(a[f"{side}_hash"])
-            if path.is_file():
-                a[side] = path.read_text()
+            text = await asyncio.to_thread(c.blobs.read_text, a[f"{side}_hash"])
+            if text is not None:
+                a[side] = text
                 a[f"{side}_blob"] = False
     return action_view(a)
 

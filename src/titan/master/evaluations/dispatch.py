@@ -27,7 +27,6 @@ from titan.master.evaluations.active import ActiveRun, RunLifecycle, Spawn
 from titan.master.scheduling.validation import validate_dag
 from titan.status import EVAL_TERMINAL
 from titan.storage.base import Row
-from titan.storage.blobs import write_bytes
 
 if TYPE_CHECKING:
     from titan.master.egress import EgressPolicy
@@ -124,10 +123,10 @@ class Dispatcher:
     async def _coding_job_blob(self) -> str:
         """The coding job script in the blob store, stored once per master."""
         if self._coding_sha is None:
-            loop = asyncio.get_running_loop()
-            sha = await loop.run_in_executor(None, write_bytes, self.blobs,
-                                             CODING_JOB.read_bytes())
-            size = self.blobs.path(sha).stat().st_size
+            script = CODING_JOB.read_bytes()
+            sha = await asyncio.get_running_loop().run_in_executor(
+                None, self.blobs.write_bytes, script)
+            size = len(script)
             await self.engine.run(lambda tx: tx.add_blob(sha, size, time.time()))
             self.engine.known_blobs.add(sha)
             self._coding_sha = sha

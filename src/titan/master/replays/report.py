@@ -49,9 +49,8 @@ def _full(tx: Transaction, blobs: BlobStore, run_id: str, seq: int, side: str) -
         return None
     text = a[side]
     if a[f"{side}_blob"] and a[f"{side}_hash"]:
-        path = blobs.path(a[f"{side}_hash"])
-        if path.is_file():
-            text = path.read_text()
+        stored = blobs.read_text(a[f"{side}_hash"])
+        text = text if stored is None else stored
     try:
         return json.loads(text) if text is not None else None
     except ValueError:
@@ -145,13 +144,14 @@ def code_files(tx: Transaction, blobs: BlobStore, run: Row) -> dict[str, str]:
         by_sha.setdefault(sha, name)
     files: dict[str, str] = {}
     for sha, name in by_sha.items():
-        path = blobs.path(sha)
-        if not name.endswith(".py") or not path.is_file() or path.stat().st_size > 2 << 20:
+        if not name.endswith(".py"):
             continue
         try:
-            files[name] = path.read_text()
+            text = blobs.read_text(sha, limit=2 << 20)
         except (OSError, UnicodeDecodeError):
             continue
+        if text is not None:
+            files[name] = text
     return files
 
 

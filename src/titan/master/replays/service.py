@@ -27,7 +27,7 @@ from titan.master.runs.service import run_or_404, run_summary
 from titan.master.scheduling.refs import as_id
 from titan.master.scheduling.validation import validate_dag
 from titan.storage.base import Row, RunQuery, Transaction
-from titan.storage.blobs import BlobStore, write_bytes
+from titan.storage.blobs import BlobStore
 from titan.trace.canonical import dumps
 
 if TYPE_CHECKING:
@@ -188,11 +188,14 @@ class Replays:
         settings = parse_settings(body)
         loop = asyncio.get_running_loop()
         overrides: dict[str, str] = {}
+        sizes: dict[str, int] = {}
         for seq, value in settings["overrides"].items():
             data = dumps(value).encode()
-            overrides[str(seq)] = await loop.run_in_executor(None, write_bytes, self.blobs, data)
+            overrides[str(seq)] = await loop.run_in_executor(None, self.blobs.write_bytes, data)
+            sizes[overrides[str(seq)]] = len(data)
         script = DRIVER_SCRIPT.read_bytes()
-        script_sha = await loop.run_in_executor(None, write_bytes, self.blobs, script)
+        script_sha = await loop.run_in_executor(None, self.blobs.write_bytes, script)
+        sizes[script_sha] = len(script)
         now = time.time()
         replay_id = f"{run_id[:180]}-replay-{secrets.token_hex(3)}"
 
@@ -224,8 +227,8 @@ class Replays:
                 raise ValidationFailed(f"fork_at {settings['fork_at']} is past the run's last "
                                        f"step ({orig['action_count']})",
                                        details={"field": "fork_at"})
-            for sha in (script_sha, *overrides.values()):
-                tx.add_blob(sha, self.blobs.path(sha).stat().st_size, now)
+            for sha, size in sizes.items():
+                tx.add_blob(sha, size, now)
             stored = {k: v for k, v in settings.items() if k != "files"}
             stored.update(overrides=overrides, aliases=[], started_by=who.name or who.role)
             row = {"id": replay_id, "created_at": now, "started_at": now, "status": "running",

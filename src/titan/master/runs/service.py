@@ -26,7 +26,7 @@ from titan.master.scheduling.state import Changes, dag_status
 from titan.redaction import Redactor, merge
 from titan.status import RunStatus
 from titan.storage.base import Row, RunQuery, Transaction
-from titan.storage.blobs import BlobStore, write_bytes
+from titan.storage.blobs import BlobStore
 from titan.trace.naming import agent_of_run
 
 if TYPE_CHECKING:
@@ -337,7 +337,7 @@ class RunService:
                 r[side], r[f"{side}_hash"] = cols["text"], cols["hash"]
                 r[f"{side}_size"], r[f"{side}_blob"] = cols["size"], cols["blob"]
                 if data is not None:
-                    blobs.append((write_bytes(self.blobs, data), len(data)))
+                    blobs.append((self.blobs.write_bytes(data), len(data)))
             r["_blobs"] = blobs
         return rows
 

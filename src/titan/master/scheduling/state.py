@@ -33,10 +33,11 @@ JOB_STATES = (PENDING, READY, RUNNING, WAITING_APPROVAL, COMPLETED, APPROVED, FA
 APPROVAL = "APPROVAL"  # the job_type of a gate
 DAG_STATUSES = ("WAITING", "RUNNING", "COMPLETED", "FAILED", "PARTIAL", "CANCELLED")
 
-# Columns copied verbatim into a worker's assignment.
+# Columns copied verbatim into a worker's assignment (``requirement``: an executor may map
+# it to resources, e.g. Ray's GPUs).
 ASSIGNMENT_FIELDS = (
     "job_id", "filename", "script_sha256", "args", "env", "job_type", "is_archive", "port",
-    "runner", "timeout",
+    "runner", "timeout", "requirement",
 )
 
 

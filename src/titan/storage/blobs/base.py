@@ -1,0 +1,157 @@
+"""The blob store's interface: content-addressed bodies, named by their sha256.
+
+Scripts, uploaded files, published artifacts, recorded payloads too large for their row and
+a run's recorded code all live here. Every backend keeps the same promises, and
+``tests/contract/test_blob_stores.py`` holds each of them to it:
+
+- **whole or absent**: a reader never sees part of a blob; a write that fails (a hash that
+  does not match, an upload cut off, a crash) leaves nothing a reader can find;
+- **content-addressed, so writing twice is harmless**: the same bytes written again, or by
+  two writers at once, end as one blob;
+- **streamed**: bodies go in and out in chunks of at most :data:`CHUNK` bytes, never whole in
+  memory (a blob may be as large as ``TITAN_MAX_UPLOAD_BYTES``, 4 GiB by default).
+
+Blobs are never deleted, so a blob that exists stays as it is: readers need no transaction
+to read one piece by piece, and "it was there a moment ago" stays true.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import io
+import re
+import tempfile
+from collections.abc import AsyncIterator, Generator, Iterable
+from pathlib import Path
+from typing import IO
+
+from titan.errors import NotFound, ValidationFailed
+
+#: The most bytes a backend reads, writes or hands out at once.
+CHUNK = 1 << 20
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_sha256(sha256: str) -> str:
+    """``sha256`` if it is a blob name (64 lowercase hex digits); ValidationFailed if not.
+    Every backend checks a name before using it: a name becomes a path or an object key."""
+    if not _SHA.match(sha256):
+        raise ValidationFailed(f"{sha256[:80]!r} is not a sha256 hex digest")
+    return sha256
+
+
+def hash_mismatch(actual: str, expect: str) -> ValidationFailed:
+    return ValidationFailed(f"content hash {actual} does not match the blob name {expect}",
+                            details={"expected": expect, "actual": actual})
+
+
+class BlobStore(abc.ABC):
+    """Where blobs live. Every method but :meth:`write` blocks: call it off the event loop
+    (``asyncio.to_thread``, or inside ``Engine.read``, which runs on a reader thread)."""
+
+    #: Where the blobs are, for the master's start-up line (no credentials).
+    description: str
+
+    @abc.abstractmethod
+    def size(self, sha256: str) -> int | None:
+        """The blob's size in bytes; None when the store does not hold it."""
+
+    def exists(self, sha256: str) -> bool:
+        return self.size(sha256) is not None
+
+    def present(self, shas: Iterable[str]) -> set[str]:
+        """Which of ``shas`` the store holds (a backend may answer in one round trip)."""
+        return {sha for sha in shas if self.exists(sha)}
+
+    @abc.abstractmethod
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Generator[bytes, None, None]:
+        """Bytes ``start`` to ``end`` (exclusive; None: the end) of the blob, in chunks of at
+        most :data:`CHUNK`; NotFound when the store does not hold it. Lazy: nothing is read
+        until the first chunk is asked for, and closing the iterator early is cheap."""
+
+    def read_bytes(self, sha256: str, *, limit: int | None = None) -> bytes | None:
+        """The whole blob, for small ones (recorded payloads, source files); None when the
+        store does not hold it or it is larger than ``limit`` bytes."""
+        size = self.size(sha256)
+        if size is None or limit is not None and size > limit:
+            return None
+        return b"".join(self.read(sha256))
+
+    def read_text(self, sha256: str, *, limit: int | None = None) -> str | None:
+        """:meth:`read_bytes` as UTF-8 text (recorded payloads, source files); raises
+        UnicodeDecodeError for a blob that is not UTF-8."""
+        data = self.read_bytes(sha256, limit=limit)
+        return None if data is None else data.decode("utf-8")
+
+    @abc.abstractmethod
+    def write_bytes(self, data: bytes) -> str:
+        """Store ``data`` (blocking); returns its sha256. A blob already there is not written
+        again."""
+
+    @abc.abstractmethod
+    async def write(self, chunks: AsyncIterator[bytes], *,
+                    expect: str | None = None) -> tuple[str, int]:
+        """Stream ``chunks`` into the store; returns (sha256, size). With ``expect``, content
+        whose hash is not ``expect`` is refused (ValidationFailed) and nothing is stored. The
+        size is bounded before the chunks get here: the body guard (master/api/limits.py)
+        cuts an upload off at TITAN_MAX_UPLOAD_BYTES while it is received."""
+
+    def close(self) -> None:  # noqa: B027 - optional: most stores hold nothing open
+        """Release what the store holds open (connections); the default holds nothing."""
+
+
+class NamedFirstStore(BlobStore):
+    """A backend that must know a blob's name before it writes its first byte (a row's key,
+    an object's key): an upload is received into a local spool file while it is hashed,
+    and stored under its name once it is whole and checked.
+
+    Spooling costs one local copy of each upload in flight, and buys what the remote store
+    needs: a content hash checked before anything remote is touched, a remote write as fast
+    as the network to it allows rather than as slow as the client uploading (no database
+    transaction held open for minutes), and no remote write at all for content already
+    there."""
+
+    #: Uploads up to this size are spooled in memory, larger ones in a file.
+    SPOOL_IN_MEMORY = CHUNK
+
+    def __init__(self, spool_dir: Path) -> None:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self.spool_dir = spool_dir
+
+    @abc.abstractmethod
+    def _store(self, sha256: str, size: int, body: IO[bytes]) -> None:
+        """Store ``body`` (read from its start, ``size`` bytes whose hash is ``sha256``)
+        whole or not at all; nothing when the blob is there already."""
+
+    def write_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        self._store(sha, len(data), io.BytesIO(data))
+        return sha
+
+    async def write(self, chunks: AsyncIterator[bytes], *,
+                    expect: str | None = None) -> tuple[str, int]:
+        if expect is not None:
+            check_sha256(expect)
+        digest = hashlib.sha256()
+        size = 0
+        # An unnamed temporary file (O_TMPFILE where Linux has it): a crash leaves nothing
+        # behind in the spool directory.
+        with tempfile.SpooledTemporaryFile(max_size=self.SPOOL_IN_MEMORY,
+                                           dir=str(self.spool_dir)) as spool:
+            async for chunk in chunks:
+                size += len(chunk)
+                digest.update(chunk)
+                spool.write(chunk)
+            sha = digest.hexdigest()
+            if expect is not None and sha != expect:
+                raise hash_mismatch(sha, expect)
+            spool.seek(0)
+            await asyncio.to_thread(self._store, sha, size, spool)
+        return sha, size
+
+
+def missing(sha256: str) -> NotFound:
+    return NotFound(f"no blob {sha256}", details={"sha256": sha256})

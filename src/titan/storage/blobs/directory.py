@@ -1,0 +1,119 @@
+"""Blobs as files in a directory: ``<data-dir>/blobs`` by default, or ``TITAN_BLOB_DIR``.
+
+A blob is written to a temporary file in ``tmp/`` while its hash is computed, flushed to
+disk, then renamed to ``<aa>/<sha256>``. A rename within one filesystem is atomic (on NFS as
+well: the server performs it), so a reader never sees half a blob, and two writers renaming
+the same content onto the same name leave one whole file.
+
+The directory may be shared by several masters (NFS or another shared filesystem), so a
+master starting up clears only temporary files that nobody has written to for
+:data:`STRAY_AFTER` seconds, never an upload another master is receiving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Generator
+from pathlib import Path
+
+from titan.storage.blobs.base import CHUNK, BlobStore, check_sha256, hash_mismatch, missing
+
+#: A temporary file untouched this long is left over from a crash: an upload in flight
+#: writes to its file with every chunk it receives.
+STRAY_AFTER = 6 * 3600.0
+
+
+class DirectoryBlobStore(BlobStore):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.description = f"directory {root}"
+        cutoff = time.time() - STRAY_AFTER
+        for stray in self.tmp.iterdir():
+            try:
+                if stray.stat().st_mtime < cutoff:
+                    stray.unlink(missing_ok=True)
+            except FileNotFoundError:  # another master cleared it first
+                pass
+
+    def path(self, sha256: str) -> Path:
+        return self.root / check_sha256(sha256)[:2] / sha256
+
+    def size(self, sha256: str) -> int | None:
+        try:
+            return self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Generator[bytes, None, None]:
+        path = self.path(sha256)  # the name is checked now, the file opened on first use
+        return self._chunks(sha256, path, start, end)
+
+    @staticmethod
+    def _chunks(sha256: str, path: Path, start: int, end: int | None) -> Generator[bytes, None, None]:
+        try:
+            f = path.open("rb")
+        except FileNotFoundError:
+            raise missing(sha256) from None
+        with f:
+            f.seek(start)
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                chunk = f.read(CHUNK if left is None else min(CHUNK, left))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+
+    async def write(self, chunks: AsyncIterator[bytes], *,
+                    expect: str | None = None) -> tuple[str, int]:
+        if expect is not None:
+            check_sha256(expect)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = self._mkstemp()
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    digest.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                await asyncio.to_thread(os.fsync, f.fileno())
+            sha = digest.hexdigest()
+            if expect is not None and sha != expect:
+                raise hash_mismatch(sha, expect)
+            await asyncio.to_thread(self._publish, tmp, sha)
+            return sha, size
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if self.path(sha).is_file():
+            return sha
+        fd, tmp_name = self._mkstemp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self._publish(Path(tmp_name), sha)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+        return sha
+
+    def _publish(self, tmp: Path, sha: str) -> None:
+        final = self.path(sha)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+
+    def _mkstemp(self) -> tuple[int, str]:
+        return tempfile.mkstemp(dir=self.tmp, prefix="upload-")

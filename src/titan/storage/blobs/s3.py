@@ -1,0 +1,98 @@
+"""Blobs in an S3-compatible object store (``TITAN_BLOB_STORE=s3://bucket/prefix``).
+
+A blob is the object ``<prefix>/<aa>/<sha256>``. An object appears only once its upload is
+complete — one PUT, or for a blob over ``part_size`` a multipart upload whose parts stay
+invisible until ``CompleteMultipartUpload`` (boto3 aborts one that fails) — so a reader never
+sees half a blob. Two masters uploading the same content upload the same bytes under the
+same key; whichever completes last replaces an identical object.
+
+Credentials and region come from the standard AWS chain (environment, ``~/.aws``, an
+instance or pod role); ``TITAN_S3_ENDPOINT_URL`` points the client at MinIO, Ceph, moto or any
+other S3-compatible server. boto3 is the optional extra ``titan[s3]``: the factory imports
+this module only for an ``s3://`` store, so a master without boto3 runs every other store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from titan.errors import ConfigError
+from titan.storage.blobs.base import CHUNK, NamedFirstStore, check_sha256, missing
+
+#: Blobs larger than this go up as a multipart upload of parts this size (S3's smallest part
+#: is 5 MiB; 10,000 parts of 8 MiB cover 78 GiB, far past TITAN_MAX_UPLOAD_BYTES).
+PART_SIZE = 8 * CHUNK
+
+
+class S3BlobStore(NamedFirstStore):
+    def __init__(self, bucket: str, prefix: str, spool_dir: Path, *,
+                 endpoint_url: str | None = None, part_size: int = PART_SIZE) -> None:
+        super().__init__(spool_dir)
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        # One client for every thread (boto3 clients are thread-safe, sessions are not); its
+        # pool is sized for concurrent downloads, each of which holds a connection while the
+        # client on the other end reads.
+        self.client: Any = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url,
+            config=Config(max_pool_connections=32, retries={"mode": "standard"}))
+        self.transfer = TransferConfig(multipart_threshold=part_size,
+                                       multipart_chunksize=part_size, max_concurrency=4)
+        where = f"s3://{bucket}/{self.prefix}"
+        self.description = f"{where} at {endpoint_url}" if endpoint_url else where
+        # Checked now, so a master with a wrong bucket or no credentials does not start, rather
+        # than failing its first upload.
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise ConfigError(f"the blob store {self.description} cannot be used: {exc}") from exc
+
+    def key(self, sha256: str) -> str:
+        name = f"{check_sha256(sha256)[:2]}/{sha256}"
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def size(self, sha256: str) -> int | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
+        except ClientError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        return int(head["ContentLength"])
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Generator[bytes, None, None]:
+        return self._chunks(sha256, self.key(sha256), start, end)
+
+    def _chunks(self, sha256: str, key: str, start: int, end: int | None) -> Generator[bytes, None, None]:
+        if end is not None and end <= start:
+            return
+        extra = {}
+        if start or end is not None:
+            extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
+        except ClientError as exc:
+            if _not_found(exc):
+                raise missing(sha256) from None
+            raise
+        try:
+            yield from body.iter_chunks(CHUNK)
+        finally:
+            body.close()
+
+    def _store(self, sha256: str, size: int, body: IO[bytes]) -> None:
+        if self.size(sha256) is not None:
+            return  # content-addressed: what is there is these bytes, whole
+        self.client.upload_fileobj(body, self.bucket, self.key(sha256), Config=self.transfer)
+
+
+def _not_found(exc: ClientError) -> bool:
+    # HEAD answers a bare 404 (no body to name an error code in), GET says NoSuchKey.
+    return bool(exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"))

@@ -1,0 +1,202 @@
+"""Jobs on Ray, end to end: a real master, a worker started with ``--executor ray`` against a
+real Ray head started here (2 CPUs, one logical GPU, a custom resource), and what the Ray
+executor promises beyond the executor contract (tests/contract/test_executors.py): resources,
+projects shipped to the node, slots that follow the cluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Cluster
+from tests.integration.processes import wait_dead
+from tests.ray_cluster import CPUS, CUSTOM, RAY_ENV, ray_client_env, ray_head
+from titan_sdk import TitanJob
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(sys.platform != "linux", reason="process checks need Linux")]
+
+WAIT = 120.0
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    with ray_head() as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A master and one worker whose jobs run on the Ray head, slots and capabilities its."""
+    root = tmp_path_factory.mktemp("ray-cluster")
+    with pytest.MonkeyPatch.context() as mp:  # built before the per-test isolation
+        for key in list(os.environ):
+            if key.startswith("TITAN_") and key != "TITAN_TEST_POSTGRES_URL":
+                mp.delenv(key)
+        mp.setenv("TITAN_CONFIG_DIR", str(root / "user-config"))
+        c = Cluster(root, env=RAY_ENV)
+    try:
+        c.start_master()
+        c.add_worker(capabilities=None, slots=None, name="ray",
+                     extra=["--executor", "ray", "--ray-address", ray_address])
+        yield c
+    finally:
+        c.stop()
+
+
+def _until(what: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """``what()`` once it is truthy (Ray's view of its resources lags a moment)."""
+    deadline = time.monotonic() + timeout
+    while not (got := what()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return got
+
+
+# ---------------------------------------------------------------------------- through a master
+
+
+def test_the_worker_offers_what_the_ray_cluster_has(cluster: Cluster) -> None:
+    (worker,) = [w for w in cluster.live_workers() if w["name"] == "ray"]
+    assert worker["capabilities"] == sorted(["GENERAL", "GPU", CUSTOM])
+    assert worker["slots"] == CPUS
+
+
+def test_a_dag_runs_on_ray_with_its_token_resources_and_logs(cluster: Cluster) -> None:
+    client = cluster.client()
+    prep = cluster.script("prep.py", """
+        import os, sys
+        from titan import TitanClient
+        print("prep runs on Ray", sys.argv[1:])
+        # The job token and the master's URL reached the job: it talks to the master.
+        TitanClient().store_put("ray/prep", os.environ["TITAN_JOB_ID"])
+        print("stored")
+    """)
+    show = cluster.script("show.py", """
+        import os, sys
+        print(sys.argv[1], "devices:", repr(os.environ.get("CUDA_VISIBLE_DEVICES")))
+    """)
+    client.submit_dag("on-ray", [
+        TitanJob(job_id="prep", filename=prep, args=["a b"]),
+        TitanJob(job_id="custom", filename=show, args=["custom"], parents=["prep"],
+                 requirement=CUSTOM),
+        TitanJob(job_id="gpu", filename=show, args=["gpu"], parents=["prep"],
+                 requirement="GPU"),
+    ])
+    dag = client.wait("on-ray", timeout=WAIT)
+    logs = {j: client.fetch_logs(j) for j in ("prep", "custom", "gpu")}
+    assert dag["status"] == "COMPLETED", logs
+    assert client.store_get("ray/prep") == "prep"
+    assert "prep runs on Ray ['a b']" in logs["prep"] and "stored" in logs["prep"]
+    # Ray hands a GPU job its device (ids are Ray's; this head's GPU is a logical one).
+    assert "gpu devices: '0'" in logs["gpu"]
+    assert "custom devices:" in logs["custom"] and "'0'" not in logs["custom"]
+
+
+def test_a_project_archive_is_shipped_to_the_node(cluster: Cluster, tmp_path: Path) -> None:
+    project = tmp_path / "rayproj"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "__init__.py").write_text("ANSWER = 42\n")
+    (project / "data.txt").write_text("payload\n")
+    (project / "main.py").write_text(textwrap.dedent("""
+        import os, sys
+        from pkg import ANSWER
+        here = os.path.dirname(os.path.abspath(__file__))
+        print(sys.argv[1], ANSWER, open(os.path.join(here, "data.txt")).read().strip(),
+              here == os.environ["TITAN_PROJECT_DIR"])
+    """))
+    client = cluster.client()
+    client.upload_project_folder(project)
+    client.submit_dag("ray-archive", [
+        TitanJob(job_id="main", filename="rayproj/main.py", is_archive=True, args=["hello"]),
+    ])
+    dag = client.wait("ray-archive", timeout=WAIT)
+    assert dag["status"] == "COMPLETED", client.fetch_logs("main")
+    assert "hello 42 payload True" in client.fetch_logs("main")
+
+
+def test_cancelling_a_job_on_ray_kills_it_and_its_children(cluster: Cluster) -> None:
+    client = cluster.client()
+    long = cluster.script("long.py", """
+        import os, subprocess, sys, time
+        from titan import TitanClient
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        TitanClient().store_put("ray/long", f"{os.getpid()} {child.pid}")
+        time.sleep(300)
+    """)
+    client.submit_dag("long-on-ray", [TitanJob(job_id="long", filename=long)])
+    pids = [int(p) for p in client.store_wait("ray/long", timeout=WAIT).split()]
+    job = client.cancel("long-on-ray/long")
+    assert job["state"] == "CANCELLED", job
+    assert all(wait_dead(pid) for pid in pids), "the job or its child outlived the cancel"
+    # The worker's slot came back: the next job runs.
+    ok = cluster.script("ok.py", "print('ok')\n")
+    client.submit_dag("after-cancel", [TitanJob(job_id="ok", filename=ok)])
+    assert client.wait("after-cancel", timeout=WAIT)["status"] == "COMPLETED"
+
+
+# ---------------------------------------------------------------------------- the executor itself
+
+
+def test_requirements_become_ray_resources_and_capacity_follows_the_cluster(
+        ray_address: str, tmp_path: Path) -> None:
+    from titan.worker.assignment import Assignment
+    from titan.worker.attempt import Attempt
+    from titan.worker.executor import LaunchSpec
+    from titan.worker.loop import IOLoop
+    from titan.worker.ray_executor import RayExecutor
+
+    class Sink:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+            self.results: list[dict[str, Any]] = []
+
+        def log(self, entry: dict[str, Any]) -> None:
+            self.lines.append(entry["line"])
+
+        def result(self, entry: dict[str, Any]) -> None:
+            self.results.append(entry)
+
+        def finished(self, _attempt: Attempt) -> None:
+            pass
+
+    loop = IOLoop()
+    loop.start()
+    with ray_client_env():
+        executor = RayExecutor(loop, address=ray_address)
+    ray = executor.ray
+    try:
+        assert executor.capabilities() == ["GENERAL", "GPU", CUSTOM]
+        assert executor.default_slots() == CPUS
+        _until(lambda: executor.capacity() == CPUS)  # the cluster is idle between tests
+        go = tmp_path / "go"
+        script = tmp_path / "wait.py"
+        script.write_text("import os, sys, time\nprint('up', flush=True)\n"
+                          "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.01)\n")
+        sink = Sink()
+        attempt = Attempt(Assignment(id=7, attempt=1, job_id="w", filename="wait.py"),
+                          loop=loop, sink=sink, kill_grace=3.0)
+        launched = executor.spawn(LaunchSpec(script=script, args=[str(go)], cwd=tmp_path,
+                                             env={"PYTHONUNBUFFERED": "1"},
+                                             requirement=CUSTOM.lower()))
+        loop.call(attempt.attach, launched)
+        _until(lambda: sink.lines == ["up"])
+        # The job holds the custom resource (asked for in any case) and a CPU; the worker
+        # may run its own job plus the one CPU still free.
+        _until(lambda: ray.available_resources().get(CUSTOM, 0) == 0)
+        _until(lambda: ray.available_resources().get("CPU", 0) == CPUS - 1)
+        assert executor.capacity() == CPUS
+        go.touch()
+        _until(lambda: sink.results)
+        assert sink.results[0]["exit_code"] == 0
+        _until(lambda: ray.available_resources().get(CUSTOM, 0) == 1)
+    finally:
+        executor.close()
+        loop.stop()

@@ -1,0 +1,90 @@
+"""Clients of standby masters, end to end: real `titan master` processes on one PostgreSQL
+database, the SDK and a worker each given every master's URL, and the leader killed while a
+job runs. The SDK finds the leader behind a standby, the worker re-joins the new leader with
+the attempt it holds, and the job's own SDK (TITAN_MASTER_URLS) reaches the new leader too."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fresh_postgres_database
+from tests.integration.test_standby_masters import Master
+from titan.client import TitanClient, TitanJob
+from titan.worker import Worker
+
+Start = Callable[[str], Master]
+
+JOB = """
+import os, time
+from pathlib import Path
+from titan.client import TitanClient
+
+go = Path(os.environ["GO_FILE"])
+print("waiting", flush=True)
+while not go.exists():
+    time.sleep(0.05)
+with TitanClient() as client:  # TITAN_MASTER_URLS: the leader it started under is dead now
+    client.store_put("from-job", os.environ["TITAN_MASTER_URLS"])
+    print("stored at", client.url, flush=True)
+"""
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Start]:
+    started: list[Master] = []
+    with fresh_postgres_database("titan_standby_clients") as url:
+        def run(name: str) -> Master:
+            m = Master(tmp_path, name, url, dict(os.environ, PYTHONUNBUFFERED="1"))
+            started.append(m)
+            return m
+        try:
+            yield run
+        finally:
+            for m in started:
+                m.stop()
+
+
+def test_sdk_worker_and_job_follow_the_leader_through_a_kill_9(start: Start,
+                                                               tmp_path: Path) -> None:
+    a = start("a")
+    a.wait_answering()
+    b = start("b")
+    b.wait_answering()
+    urls = [b.url, a.url]  # the standby first: clients must find the leader behind it
+    worker = Worker(urls, (a.data / "worker.token").read_text().strip(), ["general"], 1,
+                    str(tmp_path / "w"), kill_grace=1.0)
+    exit_code: list[int] = []
+    runner = threading.Thread(target=lambda: exit_code.append(worker.run()), daemon=True)
+    runner.start()
+    go = tmp_path / "go"
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    try:
+        with TitanClient(url=urls, token=a.token) as client:
+            client.submit_dag("failover", [TitanJob("j", str(script), env={"GO_FILE": str(go)})])
+            assert client.url == a.url
+            # The job runs (its first line arrived) when the leader dies.
+            first = next(iter(client.iter_logs("failover/j", follow=True)))
+            assert first["line"] == "waiting"
+
+            a.proc.kill()
+            a.proc.wait()
+            b.wait_leading(timeout=20)
+            go.touch()
+
+            final = client.wait_dag("failover", timeout=90)
+            assert final["status"] == "COMPLETED", (final, b.log())
+            assert client.url == b.url
+            job = client.get_job("failover/j")
+            assert job["attempt"] == 1  # the same attempt, reported to the new leader
+            assert client.store_get("from-job") == f"{a.url},{b.url}"
+            assert f"stored at {b.url}" in client.fetch_logs("failover/j")
+    finally:
+        worker.request_stop(hard=True)
+        runner.join(30)
+

@@ -1,0 +1,64 @@
+"""TITAN_BLOB_STORE, TITAN_BLOB_DIR and TITAN_S3_ENDPOINT_URL: read together, refused early."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from titan.errors import ConfigError
+from titan.master.config import MasterConfig
+from titan.storage.blobs import BlobSettings
+
+PG = "postgresql+psycopg://titan@db/titan"
+SQLITE = "sqlite:////srv/titan/titan.db"
+
+
+def parse(store: str | None = None, blob_dir: str | None = None, endpoint: str | None = None,
+          database_url: str = PG) -> BlobSettings:
+    return BlobSettings.parse(store, blob_dir, endpoint, data_dir=Path("/srv/titan"),
+                              database_url=database_url)
+
+
+def test_the_default_is_the_data_dirs_blobs_directory() -> None:
+    for unset in (None, "", "directory"):
+        settings = parse(unset, database_url=SQLITE)
+        assert (settings.kind, settings.directory) == ("directory", Path("/srv/titan/blobs"))
+
+
+def test_a_shared_directory(tmp_path: Path) -> None:
+    settings = parse(blob_dir=str(tmp_path / "nfs" / "blobs"))
+    assert (settings.kind, settings.directory) == ("directory", tmp_path / "nfs" / "blobs")
+
+
+def test_the_database_store_is_for_postgresql() -> None:
+    assert parse("database").kind == "database"
+    with pytest.raises(ConfigError, match="PostgreSQL"):
+        parse("database", database_url=SQLITE)
+
+
+def test_an_s3_url() -> None:
+    settings = parse("s3://team-bucket/titan/blobs/", endpoint="http://minio:9000")
+    assert (settings.kind, settings.bucket, settings.prefix, settings.endpoint_url) == (
+        "s3", "team-bucket", "titan/blobs", "http://minio:9000")
+    assert parse("s3://team-bucket").prefix == ""
+
+
+@pytest.mark.parametrize(("store", "blob_dir", "endpoint", "message"), [
+    ("s3://", None, None, "names no bucket"),
+    ("nfs", None, None, "must be directory, database or s3"),
+    ("database", "/mnt/blobs", None, "TITAN_BLOB_DIR"),
+    (None, None, "http://minio:9000", "TITAN_S3_ENDPOINT_URL"),
+])
+def test_settings_that_cannot_work_are_one_line_errors(store: str | None, blob_dir: str | None,
+                                                      endpoint: str | None, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(store, blob_dir, endpoint)
+
+
+def test_the_master_checks_them_before_it_starts(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    monkeypatch.setenv("TITAN_BLOB_STORE", "database")
+    config = MasterConfig(data_dir=str(tmp_path))  # SQLite by default
+    with pytest.raises(ConfigError, match="TITAN_BLOB_STORE=database"):
+        config.check()

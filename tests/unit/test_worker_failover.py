@@ -1,0 +1,215 @@
+"""The worker given several masters: its HTTP calls and downloads find the leader among
+standbys and refusing addresses, its channel turns away from a standby that refuses the
+upgrade, and its jobs learn every master. Real HTTP and WebSockets on loopback ports
+(tests/fake_masters.py); the whole worker failing over is in
+tests/integration/test_worker_daemon.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.fake_masters import FakeMaster, masters, refusing_url
+from websockets.sync.server import Server, ServerConnection, serve
+
+from titan import errors
+from titan.worker.assignment import Assignment, job_env
+from titan.worker.channel import ChannelIntake, channel_master, channel_url
+from titan.worker.connection import MasterConnection
+
+WAIT = 10.0
+
+
+@pytest.fixture
+def stop() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def test_calls_go_to_the_leader_a_standby_names_and_stay_there(stop: threading.Event) -> None:
+    with masters("standby", "standby", "leader") as (a, b, c):
+        b.leader = None
+        conn = MasterConnection([a.url, refusing_url(), b.url, c.url], "wt", stop)
+        try:
+            reply = conn.call("POST", "/workers/register", {"name": "w"})
+            assert reply["master"] == c.url and conn.master_url == c.url
+            assert conn.api_url == c.url + "/api/v1"
+            assert conn.call("POST", "/workers/w-1/heartbeat", {})["master"] == c.url
+            assert (len(a.seen()), b.seen()) == (1, [])
+            assert c.requests == [("POST", "/api/v1/workers/register", {"name": "w"}),
+                                  ("POST", "/api/v1/workers/w-1/heartbeat", {})]
+        finally:
+            conn.close()
+
+
+def test_a_refused_master_is_passed_over_at_once(stop: threading.Event) -> None:
+    with masters("leader") as (leader,):
+        conn = MasterConnection([refusing_url(), leader.url], None, stop)
+        try:
+            assert conn.call("GET", "/workers")["master"] == leader.url
+        finally:
+            conn.close()
+
+
+def test_an_unlisted_leader_is_not_followed(stop: threading.Event) -> None:
+    with masters("leader", "leader") as (attacker, leader):
+        liar = FakeMaster("standby", attacker.url)
+        conn = MasterConnection([liar.url, leader.url], "wt", stop)
+        try:
+            assert conn.call("POST", "/workers/register", {})["master"] == leader.url
+            assert attacker.requests == []
+        finally:
+            conn.close()
+            liar.close()
+
+
+def test_the_worker_waits_out_an_election_until_stopped(stop: threading.Event) -> None:
+    """No master leads: the worker keeps asking (with backoff) until it is told to stop."""
+    with masters("standby", "standby") as (a, b):
+        a.leader, b.leader = b.url, None
+        conn = MasterConnection([a.url, b.url], "wt", stop)
+        threading.Timer(0.5, stop.set).start()
+        try:
+            with pytest.raises(errors.ConnectionFailed, match="stopped"):
+                conn.call("POST", "/workers/w-1/heartbeat", {})
+            assert 1 <= len(a.seen()) <= 10 and abs(len(a.seen()) - len(b.seen())) <= 1
+        finally:
+            conn.close()
+
+
+def test_downloads_follow_the_leader(stop: threading.Event, tmp_path: Path) -> None:
+    body = b"print('hi')\n"
+    sha = hashlib.sha256(body).hexdigest()
+    with masters("standby", "leader") as (standby, leader):
+        leader.routes[f"GET /api/v1/blobs/{sha}"] = lambda m, req: (200, body)
+        conn = MasterConnection([standby.url, leader.url], "wt", stop)
+        try:
+            assert conn.download(f"/blobs/{sha}", tmp_path / "s.py", expect_sha256=sha) == sha
+            assert (tmp_path / "s.py").read_bytes() == body
+            assert standby.seen() == [f"/api/v1/blobs/{sha}"]
+        finally:
+            conn.close()
+
+
+def test_leads_asks_a_master_that_refused_the_channel(stop: threading.Event) -> None:
+    with masters("standby", "leader") as (standby, leader):
+        conn = MasterConnection([standby.url, leader.url], "wt", stop)
+        try:
+            assert conn.leads(leader.url) is True  # its refusal was its own answer
+            assert conn.master_url == standby.url
+            assert conn.leads(standby.url) is False  # a standby: turned to the leader
+            assert conn.master_url == leader.url
+            down = MasterConnection([refusing_url(), leader.url], "wt", stop)
+            assert down.leads(down.master_url) is False and down.master_url == leader.url
+            down.close()
+        finally:
+            conn.close()
+
+
+def _channel(conn: MasterConnection, stopped: threading.Event, hard: threading.Event,
+             failures: list[BaseException]) -> ChannelIntake:
+    return ChannelIntake(
+        url=lambda: channel_url(conn.master_url, "w-1"), headers=dict, slots=2,
+        supervisor=None,  # type: ignore[arg-type]  # no job is pushed here
+        held=list, stopped=stopped, hard=hard, reattach=lambda: None,
+        on_error=failures.append, leads=conn.leads)
+
+
+def test_the_channel_turns_from_a_standby_that_refuses_the_upgrade(
+        stop: threading.Event) -> None:
+    hellos: list[dict[str, Any]] = []
+    said_hello = threading.Event()
+
+    def leader_channel(ws: ServerConnection) -> None:
+        hellos.append(json.loads(ws.recv(timeout=WAIT)))
+        said_hello.set()
+        for _ in ws:  # until the worker goes
+            pass
+
+    stopped, hard = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+    server: Server
+    with serve(leader_channel, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        leader_url = f"http://127.0.0.1:{server.socket.getsockname()[1]}"
+        standby = FakeMaster("standby", leader_url)
+        conn = MasterConnection([standby.url, leader_url], "wt", stop)
+        intake = _channel(conn, stopped, hard, failures)
+        try:
+            intake.start()
+            assert said_hello.wait(WAIT), (failures, standby.requests)
+            assert hellos == [{"t": "hello", "credit": 2, "running": []}]
+            assert failures == [] and conn.master_url == leader_url
+            # The upgrade refused, then the question that found the leader.
+            assert standby.seen() == ["/api/v1/workers/w-1/channel", "/api/v1/health"]
+        finally:
+            stopped.set()
+            hard.set()
+            intake.wake()
+            conn.close()
+            standby.close()
+
+
+def test_a_refusal_from_the_leader_still_stops_the_worker(stop: threading.Event) -> None:
+    with masters("leader") as (leader,):
+        leader.routes["GET /api/v1/workers/w-1/channel"] = lambda m, req: (403, b"")
+        conn = MasterConnection([leader.url], "wt", stop)
+        stopped, hard = threading.Event(), threading.Event()
+        failures: list[BaseException] = []
+        intake = _channel(conn, stopped, hard, failures)
+        try:
+            intake.start()
+            for _ in range(100):
+                if failures:
+                    break
+                hard.wait(0.05)
+            assert len(failures) == 1 and isinstance(failures[0], errors.Unauthorized)
+        finally:
+            stopped.set()
+            hard.set()
+            conn.close()
+
+
+def test_channel_urls_map_back_to_their_master() -> None:
+    for master in ("http://10.0.0.5:8765", "https://titan.example:443"):
+        url = channel_url(master, "w-1")
+        assert url.startswith(("ws://", "wss://")) and url.endswith("/api/v1/workers/w-1/channel")
+        assert channel_master(url) == master
+
+
+def test_jobs_get_every_master_the_one_in_use_first() -> None:
+    a = Assignment.from_json({"id": 1, "attempt": 1, "filename": "a.py"})
+    env = job_env(a, master_url="http://b:8765/", workspace=Path("/w"), base={},
+                  master_urls=["http://b:8765", "http://a:8765", "http://c:8765"])
+    assert env["TITAN_MASTER_URL"] == "http://b:8765"
+    assert env["TITAN_MASTER_URLS"] == "http://b:8765,http://a:8765,http://c:8765"
+    assert (env["TITAN_HOST"], env["TITAN_PORT"]) == ("b", "8765")
+    # One master: the list is that master.
+    env = job_env(a, master_url="http://b:8765", workspace=Path("/w"), base={})
+    assert env["TITAN_MASTER_URLS"] == "http://b:8765"
+
+
+def test_a_replay_lets_the_job_reach_every_master() -> None:
+    """The replay's socket guard allows each of TITAN_MASTER_URLS (in a child process:
+    the guard patches sockets for good)."""
+    code = (
+        "from titan.trace import netguard\n"
+        "def refuse(host, port): raise ConnectionRefusedError(host)\n"
+        "netguard.install(refuse)\n"
+        "print(sorted(p for h, p in netguard._allowed if h == '127.0.0.1'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    env.update(TITAN_MASTER_URL="http://127.0.0.1:8001",
+               TITAN_MASTER_URLS="http://127.0.0.1:8001,http://127.0.0.1:8002,127.0.0.1:8003")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[8001, 8002, 8003]"
