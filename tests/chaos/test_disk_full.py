@@ -1,0 +1,79 @@
+"""Chaos: the disk under a SQLite master fills up, then space comes back.
+
+The file size limit of the master's process (``RLIMIT_FSIZE``, set from outside with
+``prlimit``) stands in for a full disk: SQLite's writes past it fail exactly where they would
+fail on a full disk, without mounting a small filesystem (which needs privileges CI may not
+have). While it lasts the master keeps answering (health, reads), says in its log that writes
+wait for the database, and acknowledges nothing it did not commit; when space returns, the
+writes that waited commit in order, nothing acknowledged is missing and the database passes
+SQLite's integrity check.
+"""
+
+from __future__ import annotations
+
+import resource
+import sqlite3
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.chaos.conftest import Report, scale
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_full_disk_under_sqlite_stalls_writes_and_loses_nothing(
+        make_cluster: Any, chaos_report: Report) -> None:
+    c = make_cluster()
+    c.start_master()
+    assert c.master is not None
+    client = c.client()
+    value = "x" * 8192
+    for i in range(20):
+        client.store_put(f"before/{i}", value)
+    db = c.data / "titan.db"
+    biggest = max(p.stat().st_size for p in c.data.glob("titan.db*"))
+    hard = resource.prlimit(c.master.pid, resource.RLIMIT_FSIZE)[1]
+    resource.prlimit(c.master.pid, resource.RLIMIT_FSIZE, (biggest + 64 * 1024, hard))
+    total = scale(200, 1000)
+    acked: list[int] = []
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for i in range(total):
+                client.store_put(f"during/{i}", value)
+                acked.append(i)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    deadline = time.monotonic() + 60
+    while "the database is unavailable" not in c.log():
+        assert time.monotonic() < deadline and writer.is_alive(), (c.log(), errors)
+        time.sleep(0.05)
+    full_at = time.monotonic()
+    stalled_at = len(acked)
+    # Full: still answering, reads still served, writes acknowledged only once committed.
+    with urllib.request.urlopen(f"{c.url}/api/v1/health", timeout=5) as r:
+        assert r.status == 200
+    assert client.store_get("before/0") == value
+    time.sleep(1.0)
+    assert len(acked) <= stalled_at + 1, "writes were acknowledged while the disk was full"
+    resource.prlimit(c.master.pid, resource.RLIMIT_FSIZE, (hard, hard))
+    writer.join(timeout=120)
+    recovered = time.monotonic() - full_at
+    assert not errors, errors
+    assert "the database is back" in c.log()
+    missing = [i for i in acked if client.store_get(f"during/{i}") != value]
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    chaos_report("disk full under SQLite", faults=1, attempted=f"{total} writes",
+                 acknowledged=f"{len(acked)} writes", lost=len(missing), duplicated=0,
+                 recovery=f"stalled {recovered:.1f}s, integrity {check}")
+    assert len(acked) == total and not missing, missing[:5]
+    assert check == "ok"

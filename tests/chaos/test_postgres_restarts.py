@@ -1,0 +1,137 @@
+"""Chaos: PostgreSQL "restarts" again and again while jobs and recorded actions flow.
+
+The master reaches PostgreSQL through a TCP proxy that the test cuts: every connection closed
+at once and new ones refused for a second or two — what a client sees of a server restart
+(the server side ends those sessions, so their locks go with them too). The master waits the
+database out (its writer retries a batch, in order, until the database is back; a COMMIT whose
+answer was lost is looked up, never repeated), the SDK and the worker ride out the 503s, and
+nothing acknowledged is lost: every job of every acknowledged submission completes exactly
+once (leases are long, so none may expire) and every recorded action is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chaos.conftest import Report, scale
+from tests.chaos.tcp_proxy import TcpProxy
+from tests.conftest import fresh_postgres_database
+from titan_sdk import TitanJob
+
+pytestmark = pytest.mark.slow
+
+JOB = """
+import os
+from titan import TitanClient
+
+client = TitanClient()
+client.store_incr("pg-counter")
+client.store_sadd("pg-ran", os.environ["TITAN_JOB_ID"] + ":" + os.environ["TITAN_ATTEMPT"])
+"""
+
+ACTIONS = """
+import sys, time
+from titan import trace
+
+n = int(sys.argv[1])
+with trace.run(agent_id="chaos-actions") as run:
+    for i in range(n):
+        with trace.action("step", inputs={"i": i}) as a:
+            a.outputs = {"twice": 2 * i}
+        if i % 100 == 99:
+            time.sleep(0.02)
+assert trace.flush(300), "flush() timed out"
+print(run.id)
+"""
+
+
+def test_postgres_restarts_while_jobs_and_actions_flow(make_cluster: Any, tmp_path: Path,
+                                                        chaos_report: Report) -> None:
+    jobs_total = scale(200, 1000)
+    actions_total = scale(2000, 10_000)
+    restarts = scale(3, 8)
+    gap = scale((1.0, 2.5), (5.0, 40.0))
+    down = scale((0.5, 1.5), (1.0, 3.0))
+    with fresh_postgres_database("titan_pgchaos") as url:
+        host_port = url.split("@", 1)[1].split("/", 1)[0]
+        host, port = host_port.rsplit(":", 1) if ":" in host_port else (host_port, "5432")
+        proxy = TcpProxy((host, int(port)))
+        proxied = url.replace(host_port, f"127.0.0.1:{proxy.port}")
+        c = make_cluster(lease_seconds=60, database_url=proxied)
+        try:
+            c.start_master()
+            c.add_worker(slots=4, name="pg-chaos")
+            client = c.client()
+            script = c.script("pg_job.py", JOB)
+            acked: list[str] = []
+            failures: list[BaseException] = []
+
+            def submit() -> None:
+                try:
+                    for b in range(jobs_total // 50):
+                        dag = client.submit_dag(f"pg-{b}", [
+                            TitanJob(job_id=f"j{b}_{i}", filename=script, retries=0)
+                            for i in range(50)])
+                        acked.append(dag["id"])
+                        time.sleep(scale(0.3, 2.0))
+                except BaseException as exc:  # noqa: BLE001 - reported by the test
+                    failures.append(exc)
+
+            submitter = threading.Thread(target=submit)
+            submitter.start()
+            actions_py = tmp_path / "actions.py"
+            actions_py.write_text(textwrap.dedent(ACTIONS))
+            env = dict(c.env, TITAN_URL=c.url, TITAN_TOKEN=c.admin_token)
+            recorder = subprocess.Popen([sys.executable, str(actions_py), str(actions_total)],
+                                        env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, cwd=tmp_path)
+            rng = random.Random(19)
+            recovery: list[float] = []
+            for _ in range(restarts):
+                time.sleep(rng.uniform(*gap))
+                proxy.cut(down_for=rng.uniform(*down))
+                began = time.monotonic()
+                while True:  # back when a write through the master commits again
+                    try:
+                        client.store_put("pg-probe", str(began))
+                        break
+                    except Exception:  # noqa: BLE001 - still away
+                        time.sleep(0.05)
+                recovery.append(time.monotonic() - began)
+            submitter.join(timeout=300)
+            assert not failures, failures
+            out, _ = recorder.communicate(timeout=300)
+            assert recorder.returncode == 0, out.decode(errors="replace")[-3000:]
+            run_id = out.decode().strip().splitlines()[-1]
+            completed = duplicated = 0
+            for dag_id in acked:
+                done = client.wait_dag(dag_id, timeout=300)
+                assert done["status"] == "COMPLETED", (done, c.log())
+                for job in client.get_dag(dag_id)["jobs"]:
+                    completed += job["state"] == "COMPLETED"
+                    duplicated += job["attempt"] != 1
+            ran = client.store_smembers("pg-ran")
+            counter = int(client.store_get("pg-counter") or 0)
+            stored_actions = c.api("GET", f"/runs/{run_id}")["action_count"]
+            lost = len(acked) * 50 - completed + (actions_total - min(stored_actions,
+                                                                      actions_total))
+            chaos_report("PostgreSQL restarted under load", faults=restarts,
+                         attempted=f"{jobs_total} jobs + {actions_total} actions",
+                         acknowledged=f"{len(acked) * 50} jobs + {stored_actions} actions",
+                         lost=lost, duplicated=duplicated + counter - len(ran),
+                         recovery=f"max {max(recovery):.1f}s")
+            assert len(acked) * 50 == jobs_total and completed == jobs_total
+            assert duplicated == 0 and counter == len(ran) == jobs_total
+            assert stored_actions == actions_total, (stored_actions, c.log())
+        finally:
+            c.stop()
+            proxy.close()
