@@ -524,7 +524,7 @@ def test_a_job_reaching_an_idle_zygote_runs_in_a_spare_forked_ahead(
 
 def test_spares_are_counted_from_slots_or_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from titan import errors
-    from titan.worker.daemon import zygote_spares
+    from titan.worker.executors import zygote_spares
 
     monkeypatch.delenv("TITAN_ZYGOTE_SPARES", raising=False)
     assert (zygote_spares(2), zygote_spares(32)) == (2, 8)

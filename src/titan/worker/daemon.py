@@ -35,17 +35,14 @@ from websockets.exceptions import WebSocketException
 
 from titan import errors
 from titan.worker import lifeline
-from titan.worker.assignment import Key, inherited_env
+from titan.worker.assignment import Key
 from titan.worker.channel import ChannelIntake, ChannelUnavailable, channel_url
 from titan.worker.connection import MasterConnection, Stopped, is_unknown_worker
-from titan.worker.executor import Executor
+from titan.worker.executors import open_executor
 from titan.worker.intake import Intake
-from titan.worker.isolation import prepare as prepare_isolation
 from titan.worker.loop import IOLoop
 from titan.worker.poller import Poller
-from titan.worker.ray_executor import RayExecutor
 from titan.worker.reporter import Link, Reporter, SyncLink
-from titan.worker.runner import Runner
 from titan.worker.supervisor import Supervisor
 from titan.worker.workspace import Workspace
 
@@ -59,8 +56,6 @@ DRAIN_FLUSH_TIMEOUT = 30.0
 #: How jobs and reports travel: ``channel`` (one WebSocket, the default) or ``http``.
 TRANSPORTS = ("channel", "http")
 TRANSPORT_ENV = "TITAN_WORKER_TRANSPORT"
-#: Where jobs run: ``local`` processes (the default) or tasks of a Ray cluster.
-EXECUTORS = ("local", "ray")
 
 
 class _Wakeup:
@@ -100,9 +95,6 @@ class Worker:
                  ray_address: str | None = None) -> None:
         if slots is not None and slots < 1:
             raise errors.ConfigError(f"a worker needs at least one slot (got {slots})")
-        if executor not in EXECUTORS:
-            raise errors.ConfigError(f"the executor must be one of {', '.join(EXECUTORS)}"
-                                     f" (got {executor!r})")
         transport = transport or os.environ.get(TRANSPORT_ENV) or "channel"
         if transport not in TRANSPORTS:
             raise errors.ConfigError(f"the worker transport must be one of {', '.join(TRANSPORTS)}"
@@ -119,20 +111,9 @@ class Worker:
         self.conn = MasterConnection(master_url, token, self._hard)
         self._loop = IOLoop()
         self.workspace = Workspace(workdir, self.conn)
-        self._runner: Executor
-        if executor == "ray":
-            if sandbox or run_as:
-                raise errors.ConfigError("--sandbox and --run-as isolate local processes; "
-                                         "they do not apply to --executor ray")
-            self._runner = RayExecutor(self._loop, address=ray_address)
-            slots = slots or self._runner.default_slots()
-        else:
-            slots = slots or os.cpu_count() or 1
-            # Decided once (ruleset built, user looked up); a ConfigError if it cannot be had.
-            isolation = prepare_isolation(self.workspace.root, sandbox=sandbox, run_as=run_as)
-            base_env = {**inherited_env(os.environ), **isolation.env}
-            self._runner = Runner(self._loop, use_zygote=use_zygote, isolation=isolation,
-                                  env=base_env, spares=zygote_spares(slots))
+        self._runner, slots = open_executor(
+            executor, self._loop, workspace=self.workspace.root, slots=slots,
+            use_zygote=use_zygote, sandbox=sandbox, run_as=run_as, ray_address=ray_address)
         self.capabilities = [c.strip().upper() for c in capabilities if c.strip()] \
             or self._runner.capabilities()
         self.slots = slots
@@ -419,22 +400,6 @@ class Worker:
         self._loop.stop()
         self.conn.close()
         self._wake.close()
-
-
-def zygote_spares(slots: int) -> int:
-    """How many children each zygote keeps forked ahead: ``TITAN_ZYGOTE_SPARES``, by default
-    one per slot up to 8 (a burst of an agent's parallel steps starts without forking)."""
-    raw = os.environ.get("TITAN_ZYGOTE_SPARES", "").strip()
-    if not raw:
-        return min(slots, 8)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.ConfigError(f"TITAN_ZYGOTE_SPARES must be a whole number, got {raw!r}") \
-            from None
-    if not 0 <= value <= 64:
-        raise errors.ConfigError(f"TITAN_ZYGOTE_SPARES must be between 0 and 64, got {value}")
-    return value
 
 
 def run_worker(master_url: str | Sequence[str], token: str | None, capabilities: list[str],
