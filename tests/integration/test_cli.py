@@ -109,7 +109,9 @@ def test_a_second_master_on_the_same_database_is_refused(make_cluster, tmp_path:
         args = [sys.executable, "-m", "titan", "master", "--port", str(free_port()),
                 "--dashboard-port", str(free_port()), "--data-dir", str(data_dir)]
         if database_url:
-            args += ["--database-url", database_url]
+            # On PostgreSQL a second master waits as a standby unless told not to
+            # (tests/integration/test_standby_masters.py covers the standby).
+            args += ["--database-url", database_url, "--no-standby"]
         return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
     first = make_cluster().start_master()
