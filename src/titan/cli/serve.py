@@ -21,6 +21,9 @@ def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
     up.add_argument("--capabilities", default="GENERAL",
                     help="local worker capabilities, comma-separated (default GENERAL)")
     _sandbox_option(up)
+    up.add_argument("--tls", action="store_true",
+                    help="serve HTTPS with a self-signed certificate made in <data-dir>/tls "
+                         "(local clients trust it by themselves; see docs/security.md)")
 
     _serve_options(master)
     master.add_argument("--advertise-url", metavar="URL", default=argparse.SUPPRESS,
@@ -74,6 +77,10 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
                    help="state directory (default ./.titan)")
     p.add_argument("--database-url", default=None,
                    help="sqlite:///path or postgresql://... (default: SQLite in the data dir)")
+    p.add_argument("--tls-cert", metavar="PEM", default=argparse.SUPPRESS,
+                   help="serve HTTPS (and WSS) with this certificate (env TITAN_TLS_CERT)")
+    p.add_argument("--tls-key", metavar="PEM", default=argparse.SUPPRESS,
+                   help="the certificate's private key (env TITAN_TLS_KEY)")
 
 
 def _sandbox_option(p: argparse.ArgumentParser) -> None:
@@ -93,13 +100,22 @@ def _capabilities(text: str) -> list[str]:
 def _master_config(args: argparse.Namespace) -> Any:
     from titan.master.config import MasterConfig
 
-    return MasterConfig(
+    config = MasterConfig(
         host=args.host or "127.0.0.1",
         port=9090 if args.port is None else int(args.port),
         dashboard_port=args.dashboard_port,
         data_dir=str(args.data_dir),
         database_url=args.database_url,
     )
+    if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
+        config.tls_cert = getattr(args, "tls_cert", None)
+        config.tls_key = getattr(args, "tls_key", None)
+    elif getattr(args, "tls", False):
+        from titan.client.tls import self_signed
+
+        cert, key = self_signed(config.data_path / "tls", [config.host])
+        config.tls_cert, config.tls_key = str(cert), str(key)
+    return config
 
 
 def run_up(args: argparse.Namespace) -> int:

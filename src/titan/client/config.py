@@ -360,7 +360,7 @@ def _write_private(path: Path, text: str, mode: int) -> None:
 
 
 def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str], *,
-                  dashboard_port: int | None = None) -> Path:
+                  dashboard_port: int | None = None, ca_file: str | None = None) -> Path:
     """Remember a master: ``<data_dir>/master.json`` and the user config (mode 0600).
 
     The user config's ``default`` becomes this master, and its token is recorded under its
@@ -387,6 +387,8 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str],
         entry = {}
     if token:
         entry["token"] = token
+    if ca_file:  # an https master: the certificate its clients trust (client/tls.py)
+        entry["ca_file"] = str(Path(ca_file).resolve())
     masters[normalized] = entry
     config["default"] = normalized
     try:

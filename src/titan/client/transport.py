@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ from titan import errors, retry
 from titan.atomic import atomic_file
 from titan.client.config import Endpoint
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
+from titan.client.tls import httpx_verify
 from titan.version import __version__
 
 API_PREFIX = "/api/v1"
@@ -61,13 +63,16 @@ def error_body(response: httpx.Response) -> Any:
 
 
 
-def tcp_transport(*, max_connections: int, max_keepalive: int) -> httpx.HTTPTransport:
+def tcp_transport(*, max_connections: int, max_keepalive: int,
+                  verify: ssl.SSLContext | bool = True) -> httpx.HTTPTransport:
     """A pooled transport with TCP_NODELAY: without it, a request written as headers then
-    body waits for the server's delayed ACK (about 40 ms per call on Linux)."""
+    body waits for the server's delayed ACK (about 40 ms per call on Linux). ``verify``: how
+    an https master is checked (:mod:`titan.client.tls`)."""
     return httpx.HTTPTransport(
         limits=httpx.Limits(max_connections=max_connections,
                             max_keepalive_connections=max_keepalive, keepalive_expiry=4.0),
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        verify=verify,
     )
 
 
@@ -111,7 +116,8 @@ class Transport:
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=5.0),
             trust_env=False,
-            transport=http_transport or tcp_transport(max_connections=32, max_keepalive=16),
+            transport=http_transport or tcp_transport(
+                max_connections=32, max_keepalive=16, verify=httpx_verify(endpoint.url)),
         )
 
     @property

@@ -25,9 +25,12 @@ class Proxy:
     def __init__(self, url: str, token: str, *, timeout: float = 300.0) -> None:
         import httpx
 
+        from titan.client.tls import httpx_verify
+
         self.tools_url = url.rstrip("/")
         self.run_url = self.tools_url.rsplit("/tools", 1)[0]
-        self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+        self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"},
+                                  verify=httpx_verify(self.tools_url))
 
     def _post(self, url: str, body: Any, actor: str | None = None, *,
               replayable: bool = False) -> Any:

@@ -50,6 +50,9 @@ class MasterConfig:
     #: On PostgreSQL, wait as a standby when another master leads (False: refuse to start).
     standby: bool = True
     #: A leader whose heartbeat is older than this is taken for dead by the standbys.
+    #: Serve HTTPS with this certificate and key (PEM files); `titan up --tls` makes both.
+    tls_cert: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_CERT") or None)
+    tls_key: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_KEY") or None)
     leader_timeout: float = field(
         default_factory=lambda: _env_float("TITAN_LEADER_TIMEOUT", 5.0))
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
@@ -125,9 +128,19 @@ class MasterConfig:
     @property
     def api_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     @property
     def public_url(self) -> str:
         """Where others reach this master: TITAN_ADVERTISE_URL, else the listening address."""
         return (self.advertise_url or self.api_url).rstrip("/")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("TLS needs both a certificate and its key (--tls-cert and "
+                              "--tls-key, or TITAN_TLS_CERT and TITAN_TLS_KEY)")
+        for path in (self.tls_cert, self.tls_key):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"TLS: no such file {path}")

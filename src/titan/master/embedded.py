@@ -44,6 +44,8 @@ class LocalWorker:
         # TITAN_DATA_DIR tells the worker's sandbox what to hide (it never reaches a job).
         env = dict(os.environ, TITAN_TOKEN=(data / "worker.token").read_text().strip(),
                    TITAN_DATA_DIR=str(data))
+        if self.config.tls_cert:  # the worker, and through it its jobs, trust our certificate
+            env["TITAN_CA_FILE"] = str(Path(self.config.tls_cert).resolve())
         cmd = [sys.executable, "-m", "titan", "worker", "--master", self.config.api_url,
                "--slots", str(self.slots), "--capabilities", ",".join(self.capabilities),
                "--workdir", str(workspace_root(data)), "--name", "local"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -40,7 +41,7 @@ def record(config: MasterConfig) -> None:
 
     token = (config.data_path / "admin.token").read_text().strip()
     try:
-        record_master(config.api_url, token, str(config.data_path),
+        record_master(config.api_url, token, str(config.data_path), ca_file=config.tls_cert,
                       dashboard_port=config.dashboard_port)
     except Exception as exc:  # a broken user config must not stop the master
         log.warning("could not record the master in the user config: %s", exc)
@@ -97,7 +98,8 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
     if leadership is not None and may_wait:
         gate = app = LeaderGate(app, leadership, heartbeat=config.leader_timeout / 5)
     uv = uvicorn.Config(app, lifespan="on", log_level="warning",
-                        access_log=False, timeout_keep_alive=75, ws="websockets-sansio")
+                        access_log=False, timeout_keep_alive=75, ws="websockets-sansio",
+                        ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key)
     return Server(uv), sockets, gate
 
 
@@ -108,6 +110,12 @@ def banner(config: MasterConfig) -> None:
         print("              (one-click sign-in: the link carries the admin token; keep it to "
               "yourself)", flush=True)
     print(f"Admin token   {config.data_path / 'admin.token'}", flush=True)
+    if config.tls_cert:
+        from titan.client.tls import fingerprint
+
+        print(f"TLS           {config.tls_cert} ({fingerprint(Path(config.tls_cert))}); clients "
+              f"elsewhere: TITAN_CA_FILE=<a copy of it> or TITAN_TLS_FINGERPRINT=<that sha256>",
+              flush=True)
 
 
 def sign_in_link(config: MasterConfig, next_page: str = "/") -> str:
@@ -117,7 +125,7 @@ def sign_in_link(config: MasterConfig, next_page: str = "/") -> str:
     host = config.api_url.split("//")[1].rsplit(":", 1)[0]
     token = (config.data_path / "admin.token").read_text().strip()
     query = urlencode({"token": token, "next": next_page})
-    return f"http://{host}:{config.dashboard_port or config.port}/login?{query}"
+    return f"{config.scheme}://{host}:{config.dashboard_port or config.port}/login?{query}"
 
 
 def run_master(config: MasterConfig) -> int:

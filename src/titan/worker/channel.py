@@ -37,6 +37,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.sync.client import ClientConnection, connect
 
 from titan import errors, retry
+from titan.client.tls import client_context
 from titan.worker.assignment import Key
 from titan.worker.intake import Intake
 from titan.worker.reporter import Done
@@ -232,9 +233,10 @@ class ChannelIntake(Intake):
     def _open(self, url: str | None = None) -> None:
         # legacy=True: a direct connection, not a with-block (it lives across threads and
         # reconnects; websockets 17.1 deprecated the unmarked form).
-        ws = connect(url or self._url(), additional_headers=self._headers(), compression=None,
+        target = url or self._url()
+        ws = connect(target, additional_headers=self._headers(), compression=None,
                      proxy=None, open_timeout=10, max_size=None, user_agent_header=None,
-                     legacy=True)
+                     ssl=client_context(target), legacy=True)
         # The hello is computed and the connection published in one step, and sent before
         # any other frame can go out on it (see on_finished).
         with self._send_lock:

@@ -37,6 +37,7 @@ import httpx
 
 from titan import errors, retry
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
+from titan.client.tls import httpx_verify
 from titan.client.transport import error_body, tcp_transport
 from titan.version import __version__
 
@@ -115,7 +116,8 @@ class MasterConnection:
                 headers=self._headers,
                 timeout=httpx.Timeout(30.0, connect=5.0),
                 trust_env=False,
-                transport=tcp_transport(max_connections=4, max_keepalive=2),
+                transport=tcp_transport(max_connections=4, max_keepalive=2,
+                                        verify=httpx_verify(self.masters.current)),
             )
             self._local.client = client
             with self._clients_lock:

@@ -1,0 +1,163 @@
+"""TLS between clients, workers, jobs and the master: what a client trusts, and the
+self-signed certificate `titan up --tls` makes.
+
+A client verifies an ``https://`` master in the first way that applies:
+
+1. ``TITAN_TLS_FINGERPRINT=sha256:<hex>`` pins the master's certificate: the connection is
+   accepted only if the certificate the server presents has that SHA-256 (of its DER form),
+   whoever signed it. For a self-signed certificate whose fingerprint was read off the
+   master's banner, with no file to copy;
+2. ``TITAN_CA_FILE=<pem>``: certificates signed by the CA(s) in that file (or that very
+   self-signed certificate), host name checked;
+3. the ``ca_file`` the user config records for that master (``titan up --tls`` records its own
+   certificate, so local clients need nothing);
+4. the system's trust store, as any HTTPS client.
+
+A worker passes both settings on to its jobs (they are not credentials), so the SDK inside a
+job verifies the master the way its worker does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import os
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+from titan.errors import ConfigError
+
+FINGERPRINT_ENV = "TITAN_TLS_FINGERPRINT"
+CA_FILE_ENV = "TITAN_CA_FILE"
+
+
+def fingerprint(cert_pem: Path) -> str:
+    """``sha256:<hex>`` of a PEM certificate's DER form (what a pin names)."""
+    der = ssl.PEM_cert_to_DER_cert(cert_pem.read_text())
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+class PinnedContext(ssl.SSLContext):
+    """Accepts exactly one server certificate, by its SHA-256, whoever signed it.
+
+    Chain and host name checks are off (a pin is stronger than either); the certificate is
+    compared right after the handshake, before any request is written. httpx (through
+    httpcore) and websockets both open TLS with ``context.wrap_socket``."""
+
+    pin: bytes
+
+    def __new__(cls, pin: str) -> PinnedContext:
+        digest = pin.lower().removeprefix("sha256:").replace(":", "")
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError(f"{FINGERPRINT_ENV} must be sha256:<64 hex digits>, got {pin!r}")
+        ctx = super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
+        ctx.pin = raw
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def __init__(self, pin: str) -> None:  # noqa: D107 - everything happens in __new__
+        pass
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        sock = super().wrap_socket(*args, **kwargs)
+        der = sock.getpeercert(binary_form=True) or b""
+        if hashlib.sha256(der).digest() != self.pin:
+            sock.close()
+            raise ssl.SSLCertVerificationError(
+                f"the master's certificate is not the pinned one ({FINGERPRINT_ENV}): it has "
+                f"sha256:{hashlib.sha256(der).hexdigest()}")
+        return sock
+
+
+def client_context(url: str, ca_file: str | None = None) -> ssl.SSLContext | None:
+    """The TLS context to reach ``url`` with (None: plain HTTP, or the system's trust)."""
+    if not url.startswith(("https://", "wss://")):
+        return None
+    pin = os.environ.get(FINGERPRINT_ENV, "").strip()
+    if pin:
+        return PinnedContext(pin)
+    ca = os.environ.get(CA_FILE_ENV, "").strip() or ca_file or _recorded_ca(url)
+    if ca:
+        if not Path(ca).is_file():
+            raise ConfigError(f"{CA_FILE_ENV}: no certificate file at {ca}")
+        return ssl.create_default_context(cafile=ca)
+    return None
+
+
+def httpx_verify(url: str) -> ssl.SSLContext | bool:
+    """httpx's ``verify`` for ``url``: the context above, else the default trust."""
+    return client_context(url) or True
+
+
+def _recorded_ca(url: str) -> str | None:
+    from titan.client.config import load_user_config, parse_url
+
+    try:
+        normalized = parse_url(url)[0]
+        entry = load_user_config().get("masters", {}).get(normalized)
+    except ConfigError:
+        return None
+    ca = entry.get("ca_file") if isinstance(entry, dict) else None
+    return ca if isinstance(ca, str) and ca else None
+
+
+def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
+    """A certificate and key for ``hosts`` under ``directory`` (made once, then reused while
+    they still cover every host); returns (cert, key). The key is the owner's alone."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    names = sorted({h for h in [*hosts, "localhost", "127.0.0.1", socket.gethostname()] if h})
+    if cert.is_file() and key.is_file() and _covers(cert, names):
+        return cert, key
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Titan master")])
+    alt: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(private.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(private, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return cert, key
+
+
+def _covers(cert: Path, names: list[str]) -> bool:
+    from cryptography import x509
+
+    try:
+        parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+        san = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    have = {str(v) for v in san.get_values_for_type(x509.IPAddress)}
+    have |= set(san.get_values_for_type(x509.DNSName))
+    expires = parsed.not_valid_after_utc
+    return set(names) <= have and expires > datetime.datetime.now(datetime.UTC) + \
+        datetime.timedelta(days=7)

@@ -1,0 +1,109 @@
+"""TLS: `titan up --tls` serves HTTPS and WSS with a self-signed certificate made in the data
+dir; its local worker, that worker's jobs and local clients trust it by themselves; clients
+elsewhere verify it by CA file or by pinned fingerprint, and refuse it otherwise."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port
+from titan import errors
+from titan.client import TitanClient
+from titan.client.tls import fingerprint
+from titan_sdk import TitanJob
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tls_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("tls")
+    config_dir = root / "user-config"
+    port, data = free_port(), root / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    env.update(TITAN_CONFIG_DIR=str(config_dir), PYTHONUNBUFFERED="1", TITAN_LOG_LEVEL="INFO")
+    log = open(root / "up.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "titan", "up", "--tls", "--port", str(port), "--dashboard-port",
+         str(free_port()), "--data-dir", str(data), "--slots", "2"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
+    url = f"https://127.0.0.1:{port}"
+    cert = data / "tls" / "cert.pem"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (root / "up.log").read_text()
+            try:
+                ctx = ssl.create_default_context(cafile=str(cert))
+                with urllib.request.urlopen(f"{url}/api/v1/health", context=ctx, timeout=2) as r:
+                    if r.status == 200 and "Worker" in (root / "up.log").read_text():
+                        break
+            except (OSError, ssl.SSLError):
+                pass
+            assert time.monotonic() < deadline, (root / "up.log").read_text()
+            time.sleep(0.1)
+        yield {"url": url, "cert": cert, "data": data, "config_dir": config_dir,
+               "token": (data / "admin.token").read_text().strip(), "log": root / "up.log"}
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+JOB = """
+import os
+from titan import TitanClient
+TitanClient().store_put("tls/" + os.environ["TITAN_JOB_ID"], os.environ["TITAN_MASTER_URL"])
+"""
+
+
+def test_the_worker_and_its_jobs_talk_https_and_wss(tls_up: dict[str, Any],
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    monkeypatch.setenv("TITAN_CONFIG_DIR", str(tls_up["config_dir"]))  # where up recorded it
+    client = TitanClient(url=tls_up["url"], token=tls_up["token"])
+    script = tmp_path / "tls_job.py"
+    script.write_text(JOB)
+    dag = client.submit_dag("tls", [TitanJob(job_id="j", filename=str(script))])
+    assert client.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
+    # The job reached the master over HTTPS with the worker's trust (TITAN_CA_FILE passed on).
+    assert client.store_get("tls/j") == tls_up["url"]
+    # The local worker holds its channel over WSS.
+    assert any(w["state"] == "live" for w in client.list_workers())
+    banner = Path(tls_up["log"]).read_text()
+    assert fingerprint(tls_up["cert"]) in banner
+
+
+def test_clients_elsewhere_verify_by_ca_file_or_pin(tls_up: dict[str, Any],
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("TITAN_CONFIG_DIR", str(tmp_path / "elsewhere"))  # nothing recorded
+    monkeypatch.setenv("TITAN_MASTER_RESTART_GRACE", "0")
+    url, token = tls_up["url"], tls_up["token"]
+    with pytest.raises(errors.ConnectionFailed, match="certificate"):
+        TitanClient(url=url, token=token).health()
+    monkeypatch.setenv("TITAN_CA_FILE", str(tls_up["cert"]))
+    assert TitanClient(url=url, token=token).health()["status"] == "ok"
+    monkeypatch.delenv("TITAN_CA_FILE")
+    monkeypatch.setenv("TITAN_TLS_FINGERPRINT", fingerprint(tls_up["cert"]))
+    assert TitanClient(url=url, token=token).health()["status"] == "ok"
+    monkeypatch.setenv("TITAN_TLS_FINGERPRINT", "sha256:" + "ab" * 32)
+    with pytest.raises(errors.ConnectionFailed, match="pinned"):
+        TitanClient(url=url, token=token).health()
+
+
+def test_plain_http_to_the_tls_port_is_refused(tls_up: dict[str, Any]) -> None:
+    plain = tls_up["url"].replace("https://", "http://")
+    with pytest.raises((OSError, urllib.error.HTTPError)):
+        urllib.request.urlopen(f"{plain}/api/v1/health", timeout=5)
+
