@@ -158,7 +158,11 @@ def run(query: str | None, max_iter: int) -> int:
     info = start()
     env = dict(os.environ, TITAN_URL=str(info["url"]), TITAN_TOKEN=_token(),
                PYTHONUNBUFFERED="1")
-    args = [sys.executable, str(AGENT), *([query] if query else []), "--max-iter", str(max_iter)]
+    # The agent takes its settings on its command line, recorded with the run: the model
+    # the demo was started with goes there rather than through the agent's environment.
+    model = os.environ.get("TITAN_LLM_MODEL")
+    args = [sys.executable, str(AGENT), *([query] if query else []), "--max-iter", str(max_iter),
+            *(["--model", model] if model else [])]
     say("running the research agent (local model, no API keys): " + " ".join(args[1:]))
     code = subprocess.call(args, cwd=ROOT, env=env)
     dashboard = (f"http://127.0.0.1:{info.get('dashboard_port') or info['port']}/login?"

@@ -8,21 +8,24 @@ decision — SYNTHESIZE or DEEPEN with the gaps to research next — drives the 
 SYNTH stage writes the report, which is downloaded to the path printed at the end. Every
 stage is its own DAG, grouped under one agent run id; stages hand data over through
 TitanStore and artifacts. Needs a running Titan (``titan up``, or ``make demo``).
+
+Written to replay: every setting comes in on the command line (recorded with the run, given
+again to its replay), never from the environment, and the run id is drawn with
+``titan.trace.uuid()``. ``titan determinism RUN`` finds nothing to fix in it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
+import titan
 from titan.errors import ConnectionFailed, TitanError, WaitTimeout
 from titan_sdk import TitanClient, TitanJob
 
@@ -103,7 +106,9 @@ def run_stage(client: TitanClient, name: str, jobs: list[TitanJob], run_id: str,
 def research(client: TitanClient, query: str, *, max_iter: int, max_subtopics: int,
              max_tokens: int | None, model: str | None, out: Path | None,
              timeout: float) -> Path:
-    run_id = f"RESEARCH_{uuid.uuid4().hex[:6]}"
+    # Outside any run nothing records it, and a replay draws a fresh id as it should: its
+    # stages then join the replay's run, under their own fresh keys.
+    run_id = f"RESEARCH_{titan.trace.uuid()[:6]}"
     key = f"research:{run_id}"
     common = (["--model", model] if model else []) + (
         ["--max-tokens", str(max_tokens)] if max_tokens else [])
@@ -177,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="subtopics the planner may choose (default 4)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="cap on the tokens of every LLM answer (default: per stage)")
-    # Read here and passed to every job: the jobs run on workers, whose environment is theirs.
-    p.add_argument("--model", default=os.environ.get("TITAN_LLM_MODEL") or None,
-                   help="LLM for every stage (default: TITAN_LLM_MODEL, else the local "
-                        "model); a hosted model needs its API key where the workers run")
+    # Passed to every job. Not read from this process's environment: the command line is
+    # recorded with the run, so a replay asks for the same model wherever it runs.
+    p.add_argument("--model", default=None,
+                   help="LLM for every stage (default: the workers' TITAN_LLM_MODEL, else "
+                        "the local model); a hosted model needs its API key where the "
+                        "workers run")
     p.add_argument("--out", type=Path, default=None,
                    help="where to save the report (default: <tmp>/research_<run>_report.md)")
     p.add_argument("--timeout", type=float, default=900,

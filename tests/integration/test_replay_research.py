@@ -234,12 +234,15 @@ def test_replay_is_refused_with_a_reason_while_a_run_is_still_running(
 
 def test_determinism_of_the_research_run(recorded: Recorded) -> None:
     r = recorded.cluster.api("GET", f"/runs/{recorded.run_id}/determinism")
-    assert 0 <= r["score"] <= 100
     files = set(r["analyzed"]["files"])
     assert {"research_agent.py", "research_planner.py"} <= {Path(f).name for f in files}
-    # The orchestrator makes its run id with uuid.uuid4(): found, with its line.
-    source = (recorded.agent / "research_agent.py").read_text().splitlines()
-    uuid_line = next(i for i, line in enumerate(source, 1) if "uuid.uuid4()" in line)
-    assert any(f["kind"] == "uuid" and f["line"] == uuid_line for f in r["findings"]), r
+    # Titan's own main job passes Titan's own analysis (issue 20): its run id comes from
+    # titan.trace.uuid(), its settings from its command line, and its stages read back only
+    # the TitanStore keys and artifacts the run wrote: nothing in its code or its outputs is
+    # a finding. The only findings are what the replays above found after changing its code
+    # on purpose (a prompt, an added tool call); without them it scores 100.
+    assert [f for f in r["findings"] if f["source"] != "replay"] == [], r["findings"]
+    assert {f["kind"] for f in r["findings"]} <= {"divergence"}, r["findings"]
     done = recorded.titan("determinism", recorded.run_id)
-    assert done.returncode == 0 and f"research_agent.py:{uuid_line}" in done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Determinism of {recorded.run_id}: {r['score']}/100" in done.stdout

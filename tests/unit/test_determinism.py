@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from titan.trace.determinism import Finding, analyze, band, dynamic, static
+from titan.trace.determinism.findings import ADVICE
+from titan.trace.determinism.scanner import WHY
 
 
 def found(source: str, path: str = "job.py") -> list[tuple[str, str, int | None]]:
@@ -211,55 +213,238 @@ def test_module_level_set_iterated_inside_a_function() -> None:
     assert found(source) == [("set_iteration", "medium", 5)]
 
 
-# -- static: what Titan records is downgraded ----------------------------------------------
+# -- static: what Titan records is no finding ----------------------------------------------
 
-def test_a_titan_tool_downgrades_its_findings_two_levels() -> None:
-    source = '''\
+def test_urlopen_inside_a_titan_tool_is_recorded_not_a_finding() -> None:
+    """Issue 20: it was a medium "Unrecorded network call" whose description said it was
+    recorded by @titan.tool and whose advice was to wrap it in @titan.tool."""
+    source = """\
+        import urllib.request
+
+        import titan
+
+
+        @titan.tool
+        def fetch(url: str) -> bytes:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.read()
+
+
+        def fetch_raw(url: str) -> bytes:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.read()
+        """
+    [f] = static.scan("tools.py", textwrap.dedent(source))
+    assert (f.kind, f.severity, f.line, f.title) == (
+        "network_io", "critical", 13, "Unrecorded network call")
+    assert f.description == ("`urllib.request.urlopen(url, timeout=10)` calls the network: "
+                             "a replay that runs it again may get another answer.")
+    assert "@titan.tool" in f.recommendation and f.after.startswith("@titan.tool\n")
+    assert f.docs == "/docs/determinism#network-io"
+
+
+def test_nothing_a_tool_does_is_a_finding_whatever_its_spelling() -> None:
+    source = """\
         import datetime
+        import os
+        import random
         import requests
         import titan
         from titan import tool
 
 
-        @titan.tool
-        def fetch(url: str) -> str:
-            return requests.get(url).text
-
-
         @tool(name="stamp")
         def stamp() -> str:
-            return datetime.datetime.now().isoformat()
+            return datetime.datetime.now().isoformat() + os.environ["TZ"]
 
 
-        def raw(url: str) -> str:
-            return requests.get(url).text
-        '''
-    findings = {f.line: f for f in static.scan("tools.py", textwrap.dedent(source))}
-    assert (findings[9].kind, findings[9].severity) == ("network_io", "medium")
-    assert "recorded by @titan.tool: replays serve its result" in findings[9].description
-    assert (findings[14].kind, findings[14].severity) == ("wall_clock", "low")
-    assert (findings[18].kind, findings[18].severity) == ("network_io", "critical")
-    assert "recorded" not in findings[18].description
+        class Search:
+            @titan.trace.tool(simulated=True)
+            async def search(self, q: str) -> list[str]:
+                for tag in set(q.split()):
+                    random.shuffle([tag])
+                return requests.get(q).json()
+        """
+    assert found(source) == []
 
 
-def test_a_trace_action_block_downgrades_its_body_only() -> None:
-    source = '''\
+def test_a_pure_tool_runs_again_under_verify_so_its_findings_stay() -> None:
+    source = """\
+        import time
+        import titan
+
+
+        @titan.tool(pure=True)
+        def score(text: str) -> float:
+            return len(text) / time.time()
+        """
+    [f] = static.scan("tools.py", textwrap.dedent(source))
+    assert (f.kind, f.severity, f.line) == ("wall_clock", "medium", 7)
+    assert "pure=True" in f.description and "--verify" in f.description
+
+
+def test_an_action_block_is_served_only_under_if_not_replayed() -> None:
+    """A `with` block cannot be skipped: on replay it runs again with a.outputs already set to
+    the recorded value. Only what `if not a.replayed:` guards is left out."""
+    source = """\
         import random
         import titan
         from titan import trace
 
-        with titan.trace.action("pick", inputs={"r": random.random()}):
-            choice = random.choice(["a", "b"])
-        with trace.action("again") as a:
-            a.outputs = random.random()
+        with titan.trace.action("pick", inputs={"r": random.random()}) as a:
+            if not a.replayed:
+                a.outputs = random.choice(["a", "b"])
+        with trace.action("again") as b:
+            b.outputs = random.random()
+        with trace.action("other") as c:
+            if c.replayed:
+                pass
+            else:
+                c.outputs = random.random()
+        with trace.action("verified", pure=True) as d:
+            if not d.replayed:
+                d.outputs = random.random()
         after = random.random()
-        '''
-    assert found(source) == [
-        ("unseeded_random", "high", 5),  # the inputs are compared on replay, not served
-        ("unseeded_random", "low", 6),
-        ("unseeded_random", "low", 8),
-        ("unseeded_random", "high", 9),
+        """
+    findings = {f.line: f for f in static.scan("job.py", textwrap.dedent(source))}
+    assert sorted(findings) == [5, 9, 17, 18]  # the inputs are compared on replay, not served
+    assert "if not a.replayed" in findings[9].description
+    assert "--verify" in findings[17].description
+    assert findings[18].description.endswith("other numbers on every run.")
+
+
+def test_the_recorded_helpers_are_the_fix_and_uuid4_is_not() -> None:
+    fixed = "import titan\n\nrun_id = f\"RESEARCH_{titan.trace.uuid()[:6]}\"\n"
+    assert found(fixed) == []
+    [f] = static.scan("agent.py", "import uuid\n\nrun_id = f\"RESEARCH_{uuid.uuid4().hex[:6]}\"\n")
+    assert (f.kind, f.severity, f.line) == ("uuid", "high", 3)
+    assert "titan.trace.uuid()" in f.recommendation
+
+
+# -- static: TitanStore keys and artifacts ---------------------------------------------------
+
+ORCHESTRATOR = """\
+    import titan
+    from titan_sdk import TitanClient
+
+
+    def research(client: TitanClient, query: str) -> str:
+        run_id = f"RESEARCH_{titan.trace.uuid()[:6]}"
+        key = f"research:{run_id}"
+        client.store_put(f"{key}:query", query)
+        plan = client.store_get(f"{key}:plan")
+        shared = client.store_get("shared:style-guide")
+        return client.get_artifact(f"{key}:report", save_path="report.md") + plan + shared
+    """
+PLANNER = """\
+    from pathlib import Path
+    from titan_sdk import TitanClient
+
+
+    def main(run_id: str) -> None:
+        client = TitanClient()
+        key = f"research:{run_id}"
+        query = client.store_get(f"{key}:query")
+        path = Path(run_id) / "report.md"
+        path.write_text(query.upper())
+        client.publish_artifact(f"{key}:report", path)
+        client.store_put(key + ":plan", "[]")
+    """
+READER = """\
+    import tempfile
+    from pathlib import Path
+    from titan_sdk import TitanClient
+
+
+    def load(client: TitanClient, run_key: str) -> list[str]:
+        keys = sorted(client.store_smembers(f"{run_key}:results"))
+        with tempfile.TemporaryDirectory() as tmp:
+            texts = [Path(client.get_artifact(k, save_path=Path(tmp) / "a.txt")).read_text()
+                     for k in keys]
+            saved = client.get_artifact("datasets:faq")
+            faq = Path(saved).read_text()
+            client.get_artifact(f"{run_key}:notes", save_path="notes.txt")
+            with open("notes.txt") as fh:
+                texts.append(fh.read())
+        return texts + [faq, open("other.txt").read()]
+    """
+
+
+def test_keys_and_artifacts_the_run_writes_are_replay_safe_to_read() -> None:
+    files = {name: textwrap.dedent(src) for name, src in (
+        ("agent.py", ORCHESTRATOR), ("planner.py", PLANNER), ("reader.py", READER))}
+    report = analyze(files, [])
+    got = [(f["kind"], f["file"], f["line"]) for f in report["findings"]]
+    # Read back: the plan and report keys the planner writes; the artifact files downloaded
+    # and read (by return value, by a name given it, by save_path); the report file the
+    # planner writes and publishes; keys of unknown shape (`k`, the results set's members).
+    assert sorted(got) == [
+        ("file_io", "reader.py", 16),  # other.txt: no artifact
+        ("store_read", "agent.py", 10),  # shared:style-guide: no file of the run writes it
+        ("store_read", "reader.py", 7),  # *:results: nobody adds to that set
+        ("store_read", "reader.py", 11),  # datasets:faq: no file publishes it
+        ("store_read", "reader.py", 13),  # *:notes: likewise
     ]
+    shared = next(f for f in report["findings"] if f["line"] == 10)
+    assert shared["severity"] == "low" and shared["title"] == "Unrecorded store read"
+    assert "`shared:style-guide`, a key that no file of the run writes" in shared["description"]
+    assert shared["docs"] == "/docs/determinism#store-read"
+
+
+def test_one_file_alone_writes_no_key_for_another() -> None:
+    planner = {f.kind for f in static.scan("planner.py", textwrap.dedent(PLANNER))}
+    assert planner == {"store_read"}  # research:*:query is the orchestrator's
+    assert not [f for f in static.scan_run({"a.py": textwrap.dedent(ORCHESTRATOR),
+                                            "p.py": textwrap.dedent(PLANNER)})
+                if "research" in f.description]
+
+
+def test_a_store_read_inside_a_tool_is_recorded() -> None:
+    source = """\
+        import titan
+
+        @titan.tool
+        def load_config(client) -> str:
+            return client.store_get("shared:config")
+        """
+    assert found(source) == []
+
+
+# -- static: each piece of advice fixes what it is given for ---------------------------------
+
+SNIPPET_IMPORTS = {
+    "numpy_random": "import numpy as np\n",
+    "wall_clock": "from datetime import UTC, datetime\nimport titan\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WHY))
+def test_each_kinds_after_snippet_fixes_its_before(kind: str) -> None:
+    """No finding whose advice would not fix it: the recommendation's own `after` is clean."""
+    advice = ADVICE[kind]
+
+    def scan(snippet: str) -> set[str]:
+        body = snippet if not snippet.rstrip().endswith(":") else snippet + "\n    pass"
+        return {f.kind for f in static.scan("s.py", SNIPPET_IMPORTS.get(kind, "") + body)}
+
+    assert kind in scan(advice.before)
+    assert scan(advice.after) == set()
+
+
+def test_an_orchestrators_environment_read_is_found_and_its_advice_fixes_it() -> None:
+    before = """\
+        import argparse
+        import os
+
+        p = argparse.ArgumentParser()
+        p.add_argument("--model", default=os.environ.get("TITAN_LLM_MODEL") or None)
+        """
+    [f] = static.scan("research_agent.py", textwrap.dedent(before))
+    assert (f.kind, f.severity, f.line) == ("env_read", "low", 5)
+    assert "command line is recorded" in f.recommendation
+    assert "not even as an argument's default" in f.recommendation
+    after = textwrap.dedent(before).replace('os.environ.get("TITAN_LLM_MODEL") or None', "None")
+    assert static.scan("research_agent.py", after) == []
 
 
 def test_an_unparsable_file_is_one_low_finding() -> None:

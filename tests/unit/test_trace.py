@@ -129,6 +129,26 @@ def test_outside_a_run_nothing_is_recorded_and_code_runs() -> None:
             raise ZeroDivisionError
 
 
+def test_a_replayed_driver_draws_afresh_what_it_drew_outside_any_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An orchestrator driving stages from outside drew its run id with titan.trace.uuid()
+    outside any run: nothing was recorded. Its replay, in a job of the replay's run, must not
+    look for it in the recording (strict mode would stop at an 'extra' call): it draws
+    afresh, unrecorded, as the original did."""
+    monkeypatch.setenv("TITAN_AGENT_RUN_ID", "RESEARCH_1a9ac3-replay-0f0f0f")
+    monkeypatch.setenv("TITAN_REPLAY", json.dumps({"of": "RESEARCH_1a9ac3"}))
+    monkeypatch.setattr(context, "_replayed_driver", True)
+    before = len(RECORDER.queue)
+    ids = {titan.trace.uuid() for _ in range(3)}
+    assert len(ids) == 3 and isinstance(titan.trace.now(), float)
+    assert len(RECORDER.queue) == before
+    assert context.ambient_run() is None
+    # The job's run still takes the stages it submits (and anything else it records).
+    assert context.current_run() is not None
+    with titan.trace.run("RESEARCH", run_id="opened") as run:
+        assert context.ambient_run() is run.handle
+
+
 def test_ordinals_count_per_actor_channel_and_name() -> None:
     run = context.RunHandle(id="r")
     assert [run.next_ordinal("a", "tool", "t") for _ in range(3)] == [0, 1, 2]

@@ -263,7 +263,7 @@ def _proxied(f: F, label: str, sig: inspect.Signature | None,
 
 
 def _ambient(channel: str, name: str, make: Callable[[], Any]) -> Any:
-    run = context.current_run()
+    run = context.ambient_run()
     if run is None:
         return make()
     session = replay.active()

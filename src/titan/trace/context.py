@@ -57,6 +57,8 @@ _actor: ContextVar[str | None] = ContextVar("titan_actor", default=None)
 _parent: ContextVar[str | None] = ContextVar("titan_parent_action", default=None)
 _env_run: RunHandle | None = None
 _env_lock = threading.Lock()
+# Set in a replay's DRIVER job (titan.trace.replay_driver): see ambient_run().
+_replayed_driver = False
 _prefix = secrets.token_hex(4)
 _counter = itertools.count(1)
 _pid = os.getpid()
@@ -77,6 +79,26 @@ def current_run() -> RunHandle | None:
     if run is not None:
         return run
     return _job_run()
+
+
+def ambient_run() -> RunHandle | None:
+    """The run a clock or random value (``titan.trace.now/uuid/random``) is recorded in.
+
+    The current run, except in a replay's driver outside any ``titan.trace.run``: the
+    original orchestrator drew those values outside any run, so nothing was recorded and the
+    replay draws them afresh too (a replayed orchestrator's run id is a fresh one by design:
+    its stages join the replay's run under it as an alias). Its job's run, which
+    :func:`current_run` would give, has no recording of them to serve."""
+    run = _run.get()
+    if run is not None or _replayed_driver:
+        return run
+    return _job_run()
+
+
+def replaying_driver() -> None:
+    """Mark this process as the DRIVER job of a replay (see :func:`ambient_run`)."""
+    global _replayed_driver
+    _replayed_driver = True
 
 
 def _job_run() -> RunHandle | None:

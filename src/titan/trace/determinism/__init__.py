@@ -10,10 +10,12 @@
 Three kinds of evidence, each a module:
 
 - :mod:`~titan.trace.determinism.static`: the scripts' source, parsed, never run: wall-clock
-  reads, UUIDs, unseeded randomness, set iteration order, salted ``hash()``, float equality,
-  unrecorded network and file I/O, environment and process-id reads. What runs inside a
-  ``@titan.tool`` or a ``with titan.trace.action(...)`` block is recorded and served on
-  replay, so its findings are two severities milder; ``titan.trace.now()/uuid()/random()``
+  reads, UUIDs, unseeded randomness, set iteration order (:mod:`.ordering`), salted
+  ``hash()``, float equality, unrecorded network and file I/O, environment and process-id
+  reads, and reads of TitanStore keys and artifacts that no file of the run writes
+  (:mod:`.keys`). What runs inside a ``@titan.tool`` function, or under ``if not
+  a.replayed:`` in a ``with titan.trace.action(...) as a`` block, is not run on replay (its
+  recorded result is served), so it is no finding; ``titan.trace.now()/uuid()/random()``
   are the fix and never a finding.
 - :mod:`~titan.trace.determinism.dynamic`: the run's recorded outputs: timestamps, UUIDs,
   process ids and random-looking ids that will differ on replay.
@@ -54,9 +56,7 @@ def analyze(files: dict[str, str], actions: Iterable[dict[str, Any]],
     ``band``, ``findings`` (worst first, then by file and line), ``counts`` per severity,
     ``analyzed`` and one ``recommendations`` entry per kind of finding present.
     """
-    findings: list[Finding] = []
-    for path, source in files.items():
-        findings.extend(static.scan(path, source))
+    findings = static.scan_run(files)
     dynamic_findings, n_actions = dynamic.scan(actions)
     findings.extend(dynamic_findings)
     replay_findings, replay_ids = replay.scan(replay_divergences)

@@ -23,11 +23,6 @@ def docs_link(kind: str) -> str:
     return f"{DOCS}#{kind.replace('_', '-')}"
 
 
-def downgrade(severity: str, steps: int = 2) -> str:
-    """``severity`` made ``steps`` levels milder, never milder than low."""
-    return SEVERITIES[min(RANK[severity] + steps, len(SEVERITIES) - 1)]
-
-
 class Advice(NamedTuple):
     title: str
     advice: str
@@ -67,9 +62,11 @@ ADVICE: dict[str, Advice] = {
         'record = {"answer": answer}  # no process ids in results'),
     "env_read": Advice(
         "Environment variable read",
-        "Pass the value as an argument or input, so it is recorded with the run.",
+        "Take the value as an argument, not from the environment (not even as an argument's "
+        "default): a script's command line is recorded with the run and given again to its "
+        "replay, a tool's arguments are its recorded inputs.",
         'model = os.environ.get("MODEL", "small")',
-        'def main(model: str = "small") -> None:  # an argument: recorded as an input'),
+        'parser.add_argument("--model", default="small")  # the command line is recorded'),
     "set_iteration": Advice(
         "Set iteration order",
         "Iterate sets in sorted order: a set of strings iterates in a different order in each "
@@ -96,10 +93,19 @@ ADVICE: dict[str, Advice] = {
         "# recorded: a replay serves the result"),
     "file_io": Advice(
         "File I/O",
-        "Read inputs through a recorded tool, or pass their content in as an input.",
+        "Read inputs through a recorded tool, or pass their content in as an input. Files "
+        "the run hands between its stages are better as artifacts: a file it publishes, or "
+        "downloads with get_artifact and reads, is judged by its key.",
         'notes = open("notes.txt").read()',
         "@titan.tool\ndef read_notes(path):\n    return Path(path).read_text()  "
         "# recorded: a replay serves the content"),
+    "store_read": Advice(
+        "Unrecorded store read",
+        "Read state that the run does not write itself through a recorded tool, or pass it "
+        "in as an input; keys the run writes (its stages' hand-overs) are fine as they are.",
+        'config = client.store_get("shared:config")',
+        "@titan.tool\ndef load_config():\n    return client.store_get(\"shared:config\")  "
+        "# recorded: a replay serves the value"),
     "timestamp_in_output": Advice(
         "Timestamp in output",
         "Pass timestamp as input parameter instead.",
