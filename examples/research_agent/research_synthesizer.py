@@ -1,11 +1,24 @@
 """SYNTH stage: merge every research section into the final Markdown report.
 
-The report always has the five sections of the research agent — Executive Summary, Key
-Findings, Deep Dive, Practical Recommendations, Open Questions — in seed 001's shape: exactly
-five Key Findings and a Deep Dive of about 400 words. The headings and the shape come from
-this script and the model writes the text: one call per section, the Deep Dive one paragraph
-per call. The calls share the notes as a common prompt prefix, which llama.cpp keeps in its
-cache, so the notes are read once.
+The report has seed 001's five sections: Executive Summary, Key Findings (five), Deep Dive,
+Practical Recommendations, Open Questions. Its structure is assembled here and the model
+writes the content, one short answer per call: asked for a whole report, a 0.5B model drops
+sections, stops mid-sentence and says the same thing twice. Whatever it writes, the report
+keeps these properties (``tests/research_report.py`` checks them, on real runs too):
+
+- Every paragraph and bullet is whole sentences. Each call asks for a number of sentences or
+  items that fits its token budget, so the model ends its answer itself; a reply that still
+  stops at ``max_tokens`` is cut back to its last complete sentence (:func:`whole`, the
+  safety net), never left ending mid-word.
+- The Deep Dive has one subsection per researched subtopic, made of that researcher's own
+  section (:func:`deep_dive`), between an overview and how the pieces fit together, both
+  written by the model. Asked to retell all the sections, the model covers two of four.
+- No bullet repeats another bullet of the report, case, punctuation and small rewordings
+  aside (:func:`similar`).
+- Every Open Question is a question (:func:`questions`), asked per researched subtopic.
+
+The calls share the question and the notes as a common prompt prefix, which llama.cpp keeps
+in its cache, so the notes are read once.
 
 Publishes ``<run>/report.md`` under ``research:<run>:report`` and sets
 ``research:<run>:synth:done``.
@@ -18,134 +31,232 @@ import json
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from titan import llm
 from titan_sdk import TitanClient
 
-#: Seed 001's report shape: five Key Findings and a Deep Dive of about 400 words.
+SECTION_TITLES = ["Executive Summary", "Key Findings", "Deep Dive",
+                  "Practical Recommendations", "Open Questions"]
+#: Seed 001's shape: five Key Findings, a Deep Dive of about 400 words: an even share of
+#: DEEP_DIVE_WORDS for the researched subtopics (~90 words each of four), and an opening and
+#: a closing paragraph.
 FINDINGS = 5
-DEEP_DIVE_WORDS = 400
-#: Paragraphs of the Deep Dive: an overview, up to this many research topics, a synthesis.
-DEEP_DIVE_TOPICS = 4
-# Tokens per word of English prose, with room for the model to end its sentence.
-TOKENS_PER_WORD = 1.6
+DEEP_DIVE_WORDS = 360
+CLOSING = "How they fit together"
 
-# (heading, instruction, default max tokens) of the sections written in one call each.
-SECTIONS: list[tuple[str, str, int]] = [
-    ("Executive Summary",
-     "Write the Executive Summary: exactly 3 sentences that directly answer the question.", 100),
-    ("Key Findings",
-     f"Write the Key Findings: exactly {FINDINGS} concrete, specific findings, one per line, "
-     "each starting with '- '.", 220),
-    ("Deep Dive", "", 0),  # written paragraph by paragraph: see deep_dive()
-    ("Practical Recommendations",
-     "Write the Practical Recommendations: 3 to 5 actionable takeaways, one per line, each "
-     "starting with '- '.", 160),
-    ("Open Questions",
-     "Write the Open Questions: 2 to 4 honest gaps this research did not resolve, one per "
-     "line, each starting with '- '.", 110),
-]
-SECTION_TITLES = [title for title, _, _ in SECTIONS]
+# (instruction, max tokens). Each asks for a count of sentences or items that its budget
+# holds with room to spare (~35 tokens a sentence), so the model ends the answer itself.
+# Where a list should cover the researched subtopics, it names them: "one about each of".
+SUMMARY = ("Write the Executive Summary: exactly 3 sentences that directly answer the "
+           "question. Plain prose: no list, no heading.", 120)
+FINDINGS_ASK = (f"Write the Key Findings: exactly {FINDINGS} concrete, specific findings from "
+                "the notes, covering {topics}, each a single sentence saying something "
+                "different, one per line, each starting with '- '.", 240)
+MORE_FINDINGS = ("These findings are already listed:\n{listed}\n\nWrite {count} more "
+                 "concrete, specific findings that are different from those, each a single "
+                 "sentence, one per line, each starting with '- '.", 240)
+RECOMMENDATIONS = ("Write the Practical Recommendations: {count} recommendations, one per "
+                   "line, each starting with '- ' and a verb: one about each of {topics}. Each "
+                   "is a single sentence saying what to do and why.", 180)
+QUESTION = ("The notes on {topic} leave details open. Write one question about {topic} that "
+            "the notes do not answer, asking for a figure or a condition they leave out. "
+            "Write only the question.", 60)
+# The Deep Dive's opening and closing paragraphs are asked without the notes: shown them,
+# a 0.5B model copies their first section instead of writing about all of them.
+OVERVIEW = ("This report researched these subtopics: {topics}. Write 2 sentences that "
+            "introduce them and say why each matters for the question. Plain prose: no list, "
+            "no heading.", 110)
+CONNECT = ("This report researched these subtopics: {topics}. Write 3 sentences on how they "
+           "affect one another: the tradeoffs between them and what they mean in practice. "
+           "Plain prose: no list, no heading.", 130)
 
 SYSTEM = (
     "You are a senior analyst writing one section of a research report from the notes "
     "provided. Use only what the notes support; be specific. Write the section body only: "
     "no heading, no preamble."
 )
-_ANY_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
-_LEADING_HEADING = re.compile(r"^\s*(#+\s*[^\n]*|\*\*[^\n*]+\*\*:?)\s*\n", re.IGNORECASE)
+EMPTY = "_The model returned nothing for this section._"
+
+_HEADING = re.compile(r"^\s*#{1,6}\s+(.*\S)\s*$")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.*\S)\s*$")
+# A list marker with nothing after it: what a list cut at max_tokens ends with ("4.").
+_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*$")
+_TRAILING_MARKER = re.compile(r"(?<=[.!?:])\s+\d+[.)]$")  # "... required. 3."
+# A sentence's end: its mark, then closing quotes, brackets or emphasis.
+_END = r"[.!?][\"'\u201d)\]*_]*"
+_ENDS = re.compile(_END + r"$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"\w+")
+_LABEL = re.compile(r"^(\s*(?:[-*\u2022]|\d+[.)])\s+)(?:\*\*)?[^.:\n]{3,60}?(?:\*\*)?:\s+(?=\S)",
+                    re.MULTILINE)
+_STOP = frozenset((
+    "about", "after", "also", "and", "are", "because", "been", "being", "between", "both",
+    "but", "can", "could", "does", "each", "for", "from", "has", "have", "how", "into",
+    "its", "may", "might", "more", "most", "much", "not", "off", "one", "only", "other",
+    "our", "over", "per", "should", "some", "such", "than", "that", "the", "their", "them",
+    "then", "there", "these", "they", "this", "those", "too", "under", "use", "used",
+    "using", "very", "was", "were", "what", "when", "where", "which", "while", "who", "why",
+    "will", "with", "within", "would", "you", "your"))
+# A sentence that leans on the one before it: no finding on its own.
+_DEPENDENT = re.compile(r"^(?:this|these|that|those|they|it|its|however|additionally|also|"
+                        r"finally|overall|firstly|secondly|thirdly|for example|for instance|"
+                        r"in addition)\b", re.IGNORECASE)
+_QUESTION_START = re.compile(r"^(?:what|how|why|which|when|where|who|whom|whose|is|are|"
+                             r"can|could|do|does|did|should|will|would|to what|in what)\b",
+                             re.IGNORECASE)
 
 
-def clean_body(text: str, title: str) -> str:
-    """The model's section body, fitted into the report: without a heading it may have
-    repeated, its own headings pushed below the report's (``##`` is the report's level), and
-    lines it repeated word for word kept once."""
-    body = text.strip()
-    match = _LEADING_HEADING.match(body + "\n")
-    if match and title.lower().split()[0] in match.group(1).lower():
-        body = body[match.end():].strip()
-    lines: list[str] = []
-    seen: set[str] = set()
-    for line in body.splitlines():
-        heading = _ANY_HEADING.match(line)
-        if heading:
-            line = "### " + heading.group(2)
-        key = line.strip().lower()
-        if key and key in seen:
+# ------------------------------------------------------------------------------ sentences
+
+
+def ends_sentence(text: str) -> bool:
+    return bool(_ENDS.search(text.rstrip()))
+
+
+def whole(text: str, cut: bool) -> str:
+    """One paragraph or list item as whole sentences ('' when none is whole).
+
+    The safety net behind the sentence budgets: text cut at ``max_tokens`` (``cut``) loses
+    its unfinished last sentence; text the model ended itself lacks at most its final full
+    stop (a list item often has none), which is added."""
+    text = _TRAILING_MARKER.sub("", " ".join(text.split()))
+    if not text or ends_sentence(text):
+        return text
+    if cut:
+        ends = [m.end() for m in re.finditer(_END + r"(?=\s)", text)]
+        return text[:ends[-1]] if ends else ""
+    return text.rstrip(",;:-\u2013\u2014 ") + "."
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(text.strip()) if s]
+
+
+def key_words(text: str) -> frozenset[str]:
+    """The content words of a text, each cut to six letters, so that 'scalable' and
+    'scalability' (or 'costs' and 'cost') count as one."""
+    return frozenset(_stem(w) for w in _WORD.findall(text.lower())
+                     if len(w) > 2 and w not in _STOP)
+
+
+def _stem(word: str) -> str:
+    """'indexes' -> 'index', 'queries' -> 'query', then at most six letters."""
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith(("sses", "xes", "zes", "ches", "shes")):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    return word[:6]
+
+
+def similar(a: str, b: str) -> bool:
+    """Whether two sentences say the same thing: mostly the same content words (the model
+    rewords 'are more complex' as 'can be more complex'), or all of the shorter one's words
+    within the longer one."""
+    x, y = key_words(a), key_words(b)
+    if not x or not y:
+        return x == y
+    shared, smaller = len(x & y), min(len(x), len(y))
+    return shared / len(x | y) >= 0.6 or (smaller >= 3 and shared == smaller)
+
+
+def prose(text: str, cut: bool) -> list[str]:
+    """The paragraphs of a model's text as plain prose, each whole sentences: headings, list
+    intros ('... as follows:') and markers left alone by a cut ('4.') dropped, list items
+    run into their paragraph as sentences, bold marks removed. Only the text's last line can
+    have been cut at ``max_tokens``."""
+    lines = text.strip().splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            if current:
+                paragraphs.append(" ".join(current))
+                current = []
             continue
-        seen.add(key)
-        lines.append(line)
-    return "\n".join(lines).strip() or "_The model returned nothing for this section._"
+        if _HEADING.match(raw) or _MARKER.match(raw):
+            continue
+        item = _BULLET.match(raw)
+        line = (item.group(1) if item else raw).replace("**", "").strip()
+        if line.endswith(":"):
+            continue
+        line = whole(line, cut and i == last)
+        if line:
+            current.append(line)
+    if current:
+        paragraphs.append(" ".join(current))
+    return paragraphs
 
 
-def same(text: str) -> str:
-    """What two findings share when they say the same thing: words, case and punctuation
-    aside."""
-    return " ".join(_WORD.findall(text.lower()))
+def distinct(text: str, said: list[str]) -> str:
+    """``text`` without the sentences that repeat one already ``said`` (small models loop,
+    and researchers open alike); the kept ones are added to ``said``."""
+    kept: list[str] = []
+    for sentence in sentences(text):
+        if not any(similar(sentence, s) for s in said):
+            kept.append(sentence)
+            said.append(sentence)
+    return " ".join(kept)
 
 
-def bullets(text: str, known: list[str] | None = None) -> list[str]:
-    """The list items of a model's reply (``-``, ``*``, ``•`` or ``1.`` items), without their
-    markers or the quotes a small model wraps them in, each once and none already ``known``;
-    lines of fewer than three words are not findings."""
+def bullets(text: str, cut: bool = False, known: Sequence[str] = ()) -> list[str]:
+    """The list items of a reply (``-``, ``*``, ``•`` or ``1.`` items), without their markers,
+    bold marks or the quotes a small model wraps them in, each whole sentences (only the
+    reply's last line can have been cut) and unlike every other and every ``known`` one;
+    items of fewer than three words are not findings."""
+    lines = [line for line in text.splitlines() if line.strip()]
     items: list[str] = []
-    seen = {same(k) for k in known or []}
-    for line in text.splitlines():
+    for i, line in enumerate(lines):
         match = _BULLET.match(line)
-        item = match.group(1).strip().lstrip("'\"`-*\u2022 ").strip() if match else ""
-        if len(item.split()) >= 3 and same(item) not in seen:
-            seen.add(same(item))
+        if not match:
+            continue
+        item = match.group(1).replace("**", "").strip().strip("'\"`").lstrip("-*\u2022 ")
+        item = whole(item.strip().strip("'\"`"), cut and i == len(lines) - 1)
+        if len(item.split()) >= 3 and not any(similar(item, k) for k in [*known, *items]):
             items.append(item)
     return items
 
 
-def note_sentences(notes: str) -> list[str]:
-    """The research notes' own sentences, in order (headings and short fragments left out):
-    what the Key Findings fall back on when the model gives fewer than five."""
+def questions(text: str, cut: bool = False, known: Sequence[str] = ()) -> list[str]:
+    """The questions among a reply's list items: an item is kept up to its first question
+    mark; one that ends with a full stop but starts like a question gets its question mark;
+    a statement is dropped."""
     out: list[str] = []
-    for line in notes.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        for sentence in _SENTENCE_END.split(line.strip()):
-            sentence = sentence.strip().lstrip("-*\u2022 ").strip()
-            if len(sentence.split()) >= 5:
-                out.append(sentence)
+    for item in bullets(text, cut, known):
+        first = sentences(item)[0]
+        if "?" in item:
+            out.append(item[:item.index("?") + 1])
+        elif _QUESTION_START.match(first):
+            out.append(first.rstrip(".!") + "?")
     return out
 
 
-def paragraph(text: str) -> str:
-    """One prose paragraph from a reply: headings and list markers dropped, lines joined,
-    and a sentence the model repeated kept once (small models loop)."""
-    words: list[str] = []
-    for line in text.splitlines():
-        if _ANY_HEADING.match(line):
-            continue
-        match = _BULLET.match(line)
-        words.append(match.group(1) if match else line.strip())
-    sentences: list[str] = []
-    for sentence in _SENTENCE_END.split(" ".join(w for w in words if w)):
-        if sentence and sentence.lower() not in {s.lower() for s in sentences}:
-            sentences.append(sentence)
-    return " ".join(sentences)
+def lower_first(title: str) -> str:
+    """'Cost and overhead' -> 'cost and overhead'; 'LoRA ranks' stays as it is."""
+    return title[0].lower() + title[1:] if title[1:2].islower() else title
 
 
-def topics_of(sections: list[str]) -> list[str]:
-    """The researched subtopics, from each section's ``## heading`` (a section without one
-    is left out), at most DEEP_DIVE_TOPICS: further ones share the last paragraph."""
-    found: list[str] = []
-    for section in sections:
-        first = section.strip().splitlines()[0] if section.strip() else ""
-        heading = _ANY_HEADING.match(first)
-        if heading and heading.group(2).strip() not in found:
-            found.append(heading.group(2).strip())
-    if len(found) > DEEP_DIVE_TOPICS:
-        found = [*found[:DEEP_DIVE_TOPICS - 1], " and ".join(found[DEEP_DIVE_TOPICS - 1:])]
-    return found
+def names(topics: Sequence[str]) -> str:
+    """'a, b and c'."""
+    quoted = [lower_first(t) for t in topics]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+# ------------------------------------------------------------------------------ sections
+
+
+def split_section(section: str, index: int) -> tuple[str, str]:
+    """A researcher's section: its subtopic (the ``## heading`` it starts with) and text."""
+    first, _, rest = section.strip().partition("\n")
+    heading = _HEADING.match(first)
+    if heading:
+        return heading.group(1).strip(), rest.strip()
+    return f"Research section {index + 1}", section.strip()
 
 
 class Writer:
@@ -154,88 +265,162 @@ class Writer:
 
     def __init__(self, query: str, notes: str, model: str | None,
                  max_tokens: int | None) -> None:
+        self.query = query
         self.prefix = f"Question: {query}\n\nResearch notes:\n{notes}\n\n"
         self.model, self.cap = model, max_tokens
 
-    def ask(self, instruction: str, tokens: int, temperature: float = 0.3,
-            **params: Any) -> str:
-        reply = llm.complete(
+    def ask(self, instruction: str, tokens: int, temperature: float = 0.3, *,
+            notes: bool = True, **params: Any) -> llm.Completion:
+        prefix = self.prefix if notes else f"Question: {self.query}\n\n"
+        return llm.complete(
             [{"role": "system", "content": SYSTEM},
-             {"role": "user", "content": self.prefix + instruction}],
+             {"role": "user", "content": prefix + instruction}],
             model=self.model, temperature=temperature,
             max_tokens=min(tokens, self.cap) if self.cap else tokens, **params)
-        return reply.whole_sentences()
+
+    def paragraph(self, instruction: str, tokens: int, said: list[str], *,
+                  notes: bool = True) -> str:
+        reply = self.ask(instruction, tokens, notes=notes, frequency_penalty=0.5)
+        return distinct(" ".join(prose(reply.text, reply.truncated)), said)
+
+    def items(self, instruction: str, tokens: int, known: Sequence[str],
+              temperature: float = 0.3, *, labels: bool = True, first: bool = False,
+              notes: bool = True) -> list[str]:
+        """The reply's list items. Without ``labels``, an item's leading 'Scalability: '
+        goes (a recommendation starts with its verb); with ``first``, an item is its first
+        sentence (a finding the model ran into a second one leaves that one to the notes)."""
+        reply = self.ask(instruction, tokens, temperature, notes=notes, frequency_penalty=0.5)
+        text = reply.text if labels else _LABEL.sub(r"\1", reply.text)
+        found = bullets(text, reply.truncated, known)
+        if first:
+            found = bullets("\n".join(f"- {sentences(item)[0]}" for item in found), False,
+                            known)
+        return found
 
 
-def key_findings(writer: Writer, instruction: str, tokens: int, notes: str) -> str:
-    """Exactly FINDINGS bullets: what the model wrote, asked again for the missing ones
-    (four times at most, a little warmer each time: a small model asked the same thing
-    repeats itself), then the notes' own sentences for any still missing. Notes too thin
-    to hold five distinct findings (a run capped at a few tokens per answer) give fewer:
-    never the same finding twice."""
-    found = bullets(writer.ask(instruction, tokens))
-    for attempt in range(1, 5):
-        if len(found) >= FINDINGS:
-            break
-        missing = FINDINGS - len(found)
+def note_sentences(topics: list[tuple[str, str]]) -> list[str]:
+    """The notes' own sentences that stand alone (five words or more, not opening on 'This'
+    or 'However'), taken from each section in turn (a first sentence of each, then a
+    second...): what the Key Findings fall back on when the model gives fewer than five."""
+    per = [[s for p in prose(text, cut=True) for s in sentences(p)
+            if len(s.split()) >= 5 and not _DEPENDENT.match(s)] for _, text in topics]
+    return [s[i] for i in range(max(map(len, per), default=0)) for s in per if i < len(s)]
+
+
+def key_findings(writer: Writer, topics: list[tuple[str, str]]) -> list[str]:
+    """FINDINGS distinct findings: what the model wrote, asked once more for the missing
+    ones (a little warmer: asked the same thing, a small model repeats itself), then the
+    notes' own sentences. Notes too thin for five distinct findings (answers capped at a
+    few tokens) give fewer: never the same finding twice."""
+    named = names([title for title, _ in topics])
+    found = writer.items(FINDINGS_ASK[0].format(topics=named), FINDINGS_ASK[1], known=[],
+                         first=True)
+    if len(found) < FINDINGS:
         listed = "\n".join(f"- {item}" for item in found) or "(none yet)"
-        more = writer.ask(
-            f"These findings are already listed:\n{listed}\n\nWrite {missing} more concrete, "
-            "specific findings that are different from those, one per line, each starting "
-            "with '- '.", tokens, temperature=0.3 + 0.15 * attempt)
-        found += bullets(more, found)
-    found += bullets("\n".join(f"- {s}" for s in note_sentences(notes)), found)
-    return "\n".join(f"- {item}" for item in found[:FINDINGS])
+        found += writer.items(MORE_FINDINGS[0].format(listed=listed, count=FINDINGS - len(found)),
+                              MORE_FINDINGS[1], found, temperature=0.5, first=True)
+    found += bullets("\n".join(f"- {s}" for s in note_sentences(topics)), known=found)
+    return found[:FINDINGS]
 
 
-def deep_dive(writer: Writer, topics: list[str], words: int = DEEP_DIVE_WORDS) -> str:
-    """About ``words`` words of connected prose, one paragraph per call: an overview, one
-    paragraph per researched topic, a synthesis, and further paragraphs while it falls short
-    of the length (two at most). A small model asked for 400 words at once stops after 80,
-    or loops; a paragraph at a time it keeps near its length."""
-    focuses = ["an overview that answers the question and frames what follows",
-               *[f"{topic}: how it works and why it matters for the question"
-                 for topic in topics],
-               "how these pieces connect: the tradeoffs between them and what they mean "
-               "in practice"]
-    per = max(40, words // len(focuses))
-    # Small models write about three quarters of the words they are asked for.
-    asked = per * 4 // 3
-    tokens = int(asked * TOKENS_PER_WORD)
-    # Under a token cap (a quick run) the paragraphs cannot reach the length: no extension.
-    extend = 0 if writer.cap and writer.cap < tokens else 2
-    paragraphs: list[str] = []
-    while focuses or (extend and sum(len(p.split()) for p in paragraphs) < words * 0.85):
-        if focuses:
-            focus = focuses.pop(0)
-        else:
-            extend -= 1
-            focus = "a further point from the notes that the paragraphs so far have not covered"
-        # The paragraphs so far are not in the prompt: shown them, a 0.5B model echoes them.
-        text = paragraph(writer.ask(
-            f"Write one paragraph of the Deep Dive, about {asked} words, on {focus}. Plain "
-            "prose: no list, no heading.", tokens, frequency_penalty=0.3)).strip()
-        if text:
-            paragraphs.append(text)
-    return "\n\n".join(paragraphs)
+def recommendations(writer: Writer, topics: list[tuple[str, str]], known: Sequence[str],
+                    *, notes: bool = True) -> list[str]:
+    """Recommendations, one about each researched subtopic (the first five), none repeating
+    a ``known`` bullet."""
+    named = names([title for title, _ in topics[:5]])
+    count = min(5, max(3, len(topics)))
+    return writer.items(RECOMMENDATIONS[0].format(count=count, topics=named),
+                        RECOMMENDATIONS[1], known, 0.3 if notes else 0.6, labels=False,
+                        notes=notes)
+
+
+def open_questions(writer: Writer, topics: list[tuple[str, str]],
+                   known: Sequence[str]) -> list[str]:
+    """Up to four questions, one per researched subtopic, each asked on its own (asked for
+    a list, the 0.5B model restates the research question). An answer that is no question,
+    restates the research question or repeats a bullet is asked for once more, warmer; a
+    subtopic still without one is left out, and when fewer than two are left the remaining
+    subtopics stand in, as plainly worded questions."""
+    asked: list[str] = []
+    for title, _ in topics[:4]:
+        topic = lower_first(title)
+        for temperature in (0.5, 0.9):
+            reply = writer.ask(QUESTION[0].format(topic=topic), QUESTION[1], temperature)
+            found = questions(f"- {reply.text.strip().lstrip('-*').strip()}", reply.truncated,
+                              [*known, *asked, writer.query])
+            if found:
+                asked.append(found[0])
+                break
+    for title, _ in topics:
+        if len(asked) >= 2:
+            break
+        fallback = f"What remains unresolved about {lower_first(title)}?"
+        if not any(similar(fallback, q) for q in [*known, *asked]):
+            asked.append(fallback)
+    return asked
+
+
+def deep_dive(writer: Writer, topics: list[tuple[str, str]]) -> str:
+    """The model's overview, one ``###`` subsection per researched subtopic made of its
+    researcher's section (whole sentences up to an even share of DEEP_DIVE_WORDS, without
+    sentences another subsection already said), then the model's paragraph on how they fit
+    together. The subsections come from code: each researched subtopic is there by
+    construction, in its researcher's words rather than retold by a 0.5B model."""
+    said: list[str] = []
+    share = max(60, DEEP_DIVE_WORDS // len(topics))
+    subsections: list[str] = []
+    for title, text in topics:
+        kept: list[str] = []
+        for paragraph in prose(text, cut=True):
+            if sum(len(p.split()) for p in kept) >= share:
+                break
+            taken: list[str] = []
+            for sentence in sentences(paragraph):
+                if taken and sum(len(s.split()) for s in [*kept, *taken, sentence]) > share:
+                    break
+                # A subsection's first sentence stays, repeated or not: the next refer to it.
+                if not (kept or taken) or not any(similar(sentence, s) for s in said):
+                    taken.append(sentence)
+                    said.append(sentence)
+            if taken:
+                kept.append(" ".join(taken))
+        subsections += [f"### {title}", "\n\n".join(kept) or "_Its researcher's section "
+                                                             "held no complete sentence._"]
+    named = names([title for title, _ in topics])
+    opening = writer.paragraph(OVERVIEW[0].format(topics=named), OVERVIEW[1], said,
+                               notes=False)
+    closing = writer.paragraph(CONNECT[0].format(topics=named), CONNECT[1], said, notes=False)
+    parts = [opening, *subsections, *([f"### {CLOSING}", closing] if closing else [])]
+    return "\n\n".join(p for p in parts if p)
 
 
 def synthesize(query: str, sections: list[str], *, model: str | None = None,
                max_tokens: int | None = None, run_id: str = "") -> str:
-    notes = "\n\n".join(sections)
-    writer = Writer(query, notes, model, max_tokens)
+    topics = [split_section(s, i) for i, s in enumerate(sections)]
+    writer = Writer(query, "\n\n".join(sections), model, max_tokens)
+    bodies: dict[str, str] = {}
+    bodies["Executive Summary"] = writer.paragraph(*SUMMARY, said=[])
+    findings = key_findings(writer, topics)
+    bodies["Key Findings"] = "\n".join(f"- {item}" for item in findings)
+    advice = recommendations(writer, topics, findings)
+    asked = open_questions(writer, topics, [*findings, *advice])
+    bodies["Open Questions"] = "\n".join(f"- {q}" for q in asked)
+    # The calls without the notes come last: every call before reused the notes' prompt
+    # prefix from llama.cpp's cache (a call in between evicts it: ~10 s to read them again).
+    if len(advice) < 3:
+        # From dense notes a 0.5B model copies the findings as its recommendations; without
+        # the notes it cannot.
+        advice += recommendations(writer, topics, [*findings, *advice, *asked], notes=False)
+    bodies["Practical Recommendations"] = "\n".join(f"- {item}" for item in advice[:5])
+    bodies["Deep Dive"] = deep_dive(writer, topics)
+
     parts = [f"# Research Report: {query}", ""]
     if run_id:
         parts += [f"_Agent run {run_id} \u00b7 {len(sections)} research sections \u00b7 "
                   "written by Titan's research agent_", ""]
-    for title, instruction, tokens in SECTIONS:
-        if title == "Deep Dive":
-            body = deep_dive(writer, topics_of(sections))
-        elif title == "Key Findings":
-            body = key_findings(writer, instruction, tokens, notes)
-        else:
-            body = writer.ask(instruction, tokens)
-        parts += [f"## {title}", "", clean_body(body, title), ""]
+    for title in SECTION_TITLES:
+        body = bodies[title].strip() or EMPTY
+        parts += [f"## {title}", "", body, ""]
         print(f"wrote {title}: {len(body.split())} words", flush=True)
     return "\n".join(parts)
 

@@ -19,19 +19,27 @@ from titan_sdk import TitanClient
 SYSTEM = (
     "You are a meticulous research analyst. Write one focused section of a research brief "
     "about the given subtopic, in the context of the overall question. Be concrete: name "
-    "mechanisms, tradeoffs, typical numbers and examples. Use short paragraphs or bullets. "
-    "No preamble, no conclusion about other subtopics."
+    "mechanisms, tradeoffs, typical numbers and examples. Write plain prose in one "
+    "paragraph: no headings, no lists, no preamble, no conclusion about other subtopics."
 )
+
+#: Tokens one sentence of a section takes, with room to spare (~25 words is ~35 tokens).
+#: The section is asked for as many sentences as its token budget holds, so the model ends
+#: it itself instead of being stopped at ``max_tokens`` mid-sentence.
+TOKENS_PER_SENTENCE = 40
 
 
 def research(query: str, subtopic: str, *, model: str | None = None,
              max_tokens: int = 220) -> str:
-    words = max(40, int(max_tokens * 0.6))
+    count = max(1, min(6, max_tokens // TOKENS_PER_SENTENCE))
     reply = llm.complete(
         [{"role": "system", "content": SYSTEM},
          {"role": "user", "content": f"Overall question: {query}\nSubtopic: {subtopic}\n\n"
-                                     f"Write about {words} words."}],
+                                     f"Write exactly {count} "
+                                     f"{'sentence' if count == 1 else 'sentences'}."}],
         model=model, max_tokens=max_tokens, temperature=0.4)
+    # The safety net should the model run to the cap anyway: its unfinished last sentence is
+    # cut off (the synthesizer cuts again whatever would still end mid-sentence).
     text = reply.whole_sentences()
     if not text:
         raise RuntimeError(f"the model returned an empty section for {subtopic!r}")

@@ -8,10 +8,12 @@ inference. Short answers (``--max-tokens``) and two subtopics keep it around a m
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.integration.harness import Cluster
+from tests.research_report import check_decision, check_report, list_items, report_sections
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "examples" / "research_agent" / "research_agent.py"
@@ -99,6 +102,10 @@ def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Clu
     findings = [line for line in report[positions[1]:positions[2]].splitlines()[1:] if line]
     assert 1 <= len(findings) <= 5 and all(line.startswith("- ") for line in findings), report
     assert len({line.lower() for line in findings}) == len(findings), report
+    # Answers capped at 48 tokens stop mid-sentence: none of it shows in the report.
+    plan_topics = json.loads(research_cluster.client().store_get(
+        f"research:{re.search(r'Agent run (RESEARCH_[0-9a-f]+)', stdout)[1]}:plan") or "{}")
+    assert check_report(report, plan_topics["subtopics"]) == [], report
 
     # One agent run, its stages in submission order, all completed.
     run_id = re.search(r"Agent run (RESEARCH_[0-9a-f]+)", stdout)
@@ -111,8 +118,6 @@ def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Clu
 
     # The coordination state the stages left in TitanStore.
     key = f"research:{run_id[1]}"
-    import json
-
     plan = json.loads(client.store_get(f"{key}:plan") or "{}")
     assert 1 <= len(plan["subtopics"]) <= 2
     assert client.store_get(f"{key}:planner:done") == "1"
@@ -163,6 +168,36 @@ def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Clu
     assert telemetry["tokens"]["input"] == sum(a["usage"]["input_tokens"] for a in actions)
 
 
+def test_a_default_run_writes_a_report_worth_reading(research_cluster: Cluster,
+                                                   tmp_path: Path) -> None:
+    """`make demo`'s settings (one iteration, four subtopics at most, every answer at its
+    default length), checked as a reader would: no sentence cut off anywhere, a Deep Dive
+    part for every researched subtopic, no bullet said twice, Open Questions that are
+    questions, and DEEPEN gaps (if any) that the sections really miss."""
+    out_path = tmp_path / "report.md"
+    started = time.monotonic()
+    done = _orchestrate(research_cluster, "--max-iter", "1", "--out", str(out_path))
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{research_cluster.log()}"
+    run_id = re.search(r"Agent run (RESEARCH_[0-9a-f]+)", done.stdout)
+    assert run_id, done.stdout
+    client = research_cluster.client()
+    key = f"research:{run_id[1]}"
+    subtopics = json.loads(client.store_get(f"{key}:plan") or "{}")["subtopics"]
+    report = out_path.read_text()
+    print(f"default run: {seconds:.1f} s, {len(subtopics)} subtopics\n{report}")
+    assert check_report(report, subtopics) == [], report
+
+    sections = [Path(client.get_artifact(f"{key}:result:1:{i}",
+                                         save_path=tmp_path / f"s{i}.txt")).read_text()
+                for i in range(len(subtopics))]
+    # Every researcher's section ends on a whole sentence too: its budget fits its length.
+    for section in sections:
+        assert _synthesizer().ends_sentence(section.strip()), section
+    decision = json.loads(client.store_get(f"{key}:eval:1") or "{}")
+    assert check_decision(decision, subtopics, sections) == [], decision
+
+
 NOTES = [
     "## Low-rank adapters\nLoRA freezes the pretrained weights and learns two small matrices A "
     "and B whose product is added to a weight matrix. With rank 8 the trainable parameters "
@@ -176,50 +211,57 @@ NOTES = [
 ]
 
 
-def _synthesizer() -> Any:
-    """The shipped research_synthesizer.py, imported as it is (not a copy)."""
-    path = AGENT.parent / "research_synthesizer.py"
-    spec = importlib.util.spec_from_file_location("research_synthesizer", path)
+def _example(name: str) -> Any:
+    """A shipped script of the research agent, imported as it is (not a copy)."""
+    spec = importlib.util.spec_from_file_location(name, AGENT.parent / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def _synthesizer() -> Any:
+    return _example("research_synthesizer")
+
+
 def test_the_report_has_seed_001s_shape_at_full_length() -> None:
-    # Uncapped, on the local model: five findings and a Deep Dive of about 400 words, one
-    # paragraph per researched topic between an overview and a synthesis.
+    # Uncapped, on the local model: five findings, and a Deep Dive with a part per
+    # researched topic between an opening and a closing paragraph.
     _require_local_model()
     synth = _synthesizer()
-    writer = synth.Writer("How does LoRA work for LLM fine-tuning?", "\n\n".join(NOTES),
-                          None, None)
-    findings = synth.key_findings(writer, synth.SECTIONS[1][1], synth.SECTIONS[1][2],
-                                  "\n\n".join(NOTES)).splitlines()
-    assert len(findings) == 5 and all(f.startswith("- ") and len(f.split()) >= 4
-                                      for f in findings), findings
-    assert len({f.lower() for f in findings}) == 5, findings
-    assert synth.topics_of(NOTES) == ["Low-rank adapters", "Quantized training",
-                                      "Serving tradeoffs"]
-    dive = synth.deep_dive(writer, synth.topics_of(NOTES))
-    paragraphs = dive.split("\n\n")
-    assert len(paragraphs) >= 5 and not any(p.lstrip().startswith(("#", "- ")) for p in paragraphs)
-    assert 300 <= len(dive.split()) <= 560, f"{len(dive.split())} words:\n{dive}"
+    report = synth.synthesize("How does LoRA work for LLM fine-tuning?", NOTES)
+    topics = ["Low-rank adapters", "Quantized training", "Serving tradeoffs"]
+    assert check_report(report, topics) == [], report
+    sections = report_sections(report)
+    findings = list_items(sections["Key Findings"])
+    assert len(findings) == 5 and all(len(f.split()) >= 4 for f in findings), report
+    dive = sections["Deep Dive"]
+    parts = [line[4:] for line in dive.splitlines() if line.startswith("### ")]
+    assert parts == [*topics, synth.CLOSING], dive
+    assert not dive.startswith("###"), dive  # the opening paragraph
+    assert 150 <= len(dive.split()) <= 600, f"{len(dive.split())} words:\n{dive}"
+    assert 3 <= len(list_items(sections["Practical Recommendations"])) <= 5, report
+    assert 2 <= len(list_items(sections["Open Questions"])) <= 4, report
 
 
 def test_the_findings_fall_back_on_the_notes_when_the_model_gives_too_few() -> None:
     # The parts that shape a reply, without a model: bullets in any marker style, each once.
     synth = _synthesizer()
-    assert synth.bullets("Intro line\n1. First real finding here\n* second real finding here\n"
-                         "- First real finding, here!\n- too short\n\u2022 third finding is this\n"
-                         "- '- quoted finding in here") == [
-        "First real finding here", "second real finding here", "third finding is this",
-        "quoted finding in here"]
+    assert synth.bullets("Intro line\n1. Rank 8 suits most tasks\n* adapters merge into "
+                         "weights\n- Rank 8 suits most tasks!\n- too short\n\u2022 QLoRA "
+                         "quantizes to NF4\n- '- paged optimizers avoid spikes") == [
+        "Rank 8 suits most tasks.", "adapters merge into weights.",
+        "QLoRA quantizes to NF4.", "paged optimizers avoid spikes."]
     assert synth.bullets("- Second real finding here", ["second real finding HERE."]) == []
-    sentences = synth.note_sentences("\n\n".join(NOTES))
+    topics = [synth.split_section(n, i) for i, n in enumerate(NOTES)]
+    assert [t for t, _ in topics] == ["Low-rank adapters", "Quantized training",
+                                      "Serving tradeoffs"]
+    sentences = synth.note_sentences(topics)
+    # A first sentence of each section, then a second...: the fallback covers every topic.
     assert sentences[0].startswith("LoRA freezes the pretrained weights")
+    assert sentences[1].startswith("QLoRA quantizes the frozen base model")
+    assert sentences[2].startswith("Adapters can be merged into the weights")
     assert not any(s.startswith("#") for s in sentences)
-    assert synth.paragraph("## Heading\nOne sentence here. Two more words.\nOne sentence here.") \
-        == "One sentence here. Two more words."
 
 
 def test_a_failing_stage_stops_the_agent_with_a_clear_message(research_cluster: Cluster) -> None:

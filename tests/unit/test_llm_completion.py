@@ -25,6 +25,11 @@ def test_a_reply_the_model_ended_is_kept_as_it_is() -> None:
      "- rank 8 is common\n- alpha scales the update"),
     ("Is it cheap? Yes! Memory drops by", "Is it cheap? Yes!"),
     ("It ends cleanly.", "It ends cleanly."),
+    # A list or a heading the cut opened and took away is not left dangling.
+    ("Adapters are small.\n\n1. Rank 8 is common.\n2. Alpha scales the update.\n\n3.",
+     "Adapters are small.\n\n1. Rank 8 is common.\n2. Alpha scales the update."),
+    ("LoRA freezes the base weights and trains two small matrices.\n\n### Mechanisms\n\n1. **Ra",
+     "LoRA freezes the base weights and trains two small matrices."),
 ])
 def test_a_truncated_reply_is_cut_back_to_its_last_sentence(text: str, expected: str) -> None:
     cut = reply(text, "length")

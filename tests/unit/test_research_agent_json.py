@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests import research_report
 
 from titan import llm
 from titan.errors import InvalidOutput
@@ -149,6 +150,38 @@ def test_evaluator_rejects_a_decision_outside_the_enum(script: Any) -> None:
         evaluator.evaluate("Q?", ["notes"], [], model="scripted/m")
 
 
+NOTES = ["## Cost\n\nHNSW indexes cost memory: about 1.5 times the raw vectors.",
+         "## Latency\n\nSharding adds a network hop to every query."]
+
+
+def test_gaps_are_grounded_in_what_the_sections_miss() -> None:
+    out = evaluator.normalize_decision(
+        {"decision": "DEEPEN", "reason": "thin",
+         "gaps": ["Cost", "HNSW index memory", "Security and access control",
+                  "security and access control", "Data freshness after updates"]},
+        ["Cost", "Latency"], NOTES)
+    # 'Cost' is researched, and a sentence already discusses HNSW index memory.
+    assert out["gaps"] == ["Security and access control", "Data freshness after updates"]
+    assert research_report.check_decision(out, ["Cost", "Latency"], NOTES) == []
+    assert evaluator.gap_problem("Latency", ["Cost", "Latency"], NOTES) == \
+        "already researched as 'Latency'"
+    assert evaluator.gap_problem("Query latency", ["Cost", "Latency"], NOTES) is None
+    assert "already discuss" in evaluator.gap_problem("Sharding network hop", [], NOTES)
+    assert research_report.check_decision({"decision": "DEEPEN", "reason": "r", "gaps": ["Cost"]},
+                                    ["Cost"], NOTES) == [
+        "gap 'Cost': already researched as 'Cost'"]
+
+
+def test_a_reason_cut_at_the_schemas_length_keeps_its_whole_sentences() -> None:
+    long = "The notes cover cost. " + "They also cover latency and more " * 8
+    out = evaluator.normalize_decision({"decision": "SYNTHESIZE", "reason": long[:200],
+                                        "gaps": []}, ["Cost"], NOTES)
+    assert out["reason"] == "The notes cover cost."
+    cut = evaluator.normalize_decision({"decision": "DEEPEN", "reason": "x" * 200,
+                                        "gaps": ["Security"]}, ["Cost"], NOTES)
+    assert cut["reason"] == "The notes do not discuss Security."
+
+
 def test_result_keys_sort_by_iteration_then_index() -> None:
     keys = ["research:R:result:2:0", "research:R:result:1:10", "research:R:result:1:2"]
     assert sorted(keys, key=evaluator.result_order) == [
@@ -161,26 +194,95 @@ def test_result_keys_sort_by_iteration_then_index() -> None:
 def test_report_has_the_five_sections_whatever_the_model_writes(script: Any) -> None:
     provider = script(
         "## Executive Summary\nLoRA adds low-rank adapters.",
-        # Key Findings: nothing usable at first, nor in the four asks for the missing ones,
-        # and notes too thin to fall back on.
-        "**Key Findings:**\n- a", "", "", "", "",
-        # The Deep Dive, a paragraph per call: overview, the one topic, the synthesis, and
-        # two more while it falls short of its length.
-        "# Deep dive\nNarrative.", "Second.", "Third.", "Fourth.", "Fifth.",
-        "", "- Unknown scaling")
-    report = synthesizer.synthesize("Q?", ["## A\n\nnotes"], model="scripted/m", run_id="R_1")
+        # Key Findings: nothing usable, nor when asked for the missing ones, and notes too
+        # thin to fall back on.
+        "**Key Findings:**\n- a", "",
+        # Practical Recommendations: nothing.
+        "",
+        # Open Questions, one per subtopic: a question without its mark.
+        "Is A cheap.",
+        # Practical Recommendations again, without the notes: nothing either.
+        "",
+        # The Deep Dive's opening and closing paragraphs.
+        "# Deep dive\nNarrative about A.", "They connect.")
+    report = synthesizer.synthesize("Q?", ["## A\n\nNotes on A."], model="scripted/m",
+                                    run_id="R_1")
     titles = [line[3:] for line in report.splitlines() if line.startswith("## ")]
     assert titles == synthesizer.SECTION_TITLES
     assert "## Executive Summary\n\nLoRA adds low-rank adapters." in report
     assert "**Key Findings:**" not in report and "# Deep dive" not in report
     assert "## Key Findings\n\n_The model returned nothing for this section._" in report
-    assert "## Deep Dive\n\nNarrative.\n\nSecond.\n\nThird.\n\nFourth.\n\nFifth.\n" in report
+    assert ("## Deep Dive\n\nNarrative about A.\n\n### A\n\nNotes on A.\n\n"
+            "### How they fit together\n\nThey connect.\n") in report
     assert "## Practical Recommendations\n\n_The model returned nothing" in report
+    # The model's question gets its mark; the subtopic stands in for a second one.
+    assert "## Open Questions\n\n- Is A cheap?\n- What remains unresolved about A?" in report
+    assert research_report.check_report(report, ["A"]) == []
     assert not provider.replies  # every call the shape needs was made, and no more
+    # The second ask for recommendations and the two Deep Dive paragraphs went without the
+    # notes (shown them, a 0.5B model copies them), after every call that reads them (their
+    # prompt prefix stays in llama.cpp's cache).
+    assert ["Research notes" in r.messages[-1]["content"] for r in provider.requests] == [
+        True] * 5 + [False] * 3
 
 
-def test_section_bodies_stay_inside_their_section() -> None:
-    body = synthesizer.clean_body(
-        "## Deep Dive\n\n## Cost and overhead\nText.\n# Latency\n- same point\n- same point\n",
-        "Deep Dive")
-    assert body == "### Cost and overhead\nText.\n### Latency\n- same point"
+def test_a_reply_cut_at_max_tokens_never_ends_mid_sentence() -> None:
+    whole = synthesizer.whole
+    assert whole("It scales. Memory grows with the ind", cut=True) == "It scales."
+    assert whole("Memory grows with the ind", cut=True) == ""
+    assert whole("Use HNSW indexes", cut=False) == "Use HNSW indexes."
+    assert whole("Searches are fast. 3.", cut=False) == "Searches are fast."
+    assert whole("The default rank is 8.", cut=True) == "The default rank is 8."
+    # A researcher's section cut inside a numbered list: its heading, the list's intro, its
+    # bold labels and the dangling "3." go; each item ends a sentence.
+    section = ("### Mechanisms\n\nHere are the main points:\n\n1. **Indexing**: HNSW "
+               "trades memory for recall\n\n2. **Sharding**: Splits the index. It adds "
+               "latency\n\n3.")
+    assert synthesizer.prose(section, cut=True) == [
+        "Indexing: HNSW trades memory for recall.", "Sharding: Splits the index. It adds "
+        "latency."]
+    # Cut inside its last item: that item keeps its whole sentences only.
+    assert synthesizer.prose("1. Rank 8 is common.\n2. Alpha scales it. The upd",
+                             cut=True) == ["Rank 8 is common. Alpha scales it."]
+
+
+def test_near_duplicate_bullets_are_one_bullet() -> None:
+    assert synthesizer.similar(
+        "Vector databases are more complex to implement and maintain than traditional ones.",
+        "Vector databases can be more complex to implement and maintain than traditional ones.")
+    assert not synthesizer.similar(
+        "Vector databases can be less efficient than relational ones for exact queries.",
+        "Vector databases can be less scalable than relational ones.")
+    assert synthesizer.bullets("- Indexes cost memory.\n- **Indexes** cost memory!\n"
+                               "- Sharding adds latency") == [
+        "Indexes cost memory.", "Sharding adds latency."]
+    assert synthesizer.questions("- Vector databases are not designed for it.\n"
+                                 "- How far does HNSW scale.\n- What about writes? They lag.\n"
+                                 "- Which index fits") == [
+        "How far does HNSW scale?", "What about writes?", "Which index fits?"]
+
+
+def test_the_checker_names_what_a_reader_would_trip_over() -> None:
+    bad = "\n".join([
+        "# Research Report: Q?", "", "## Executive Summary", "", "It answers the questi", "",
+        "## Key Findings", "", "- Indexes cost memory.", "- The indexes cost memory.", "",
+        "## Deep Dive", "", "### Cost", "", "Cost matters. 3.", "",
+        "## Practical Recommendations", "", "- Benchmark recall on your own data.", "",
+        "## Open Questions", "", "- Latency is unknown.", ""])
+    problems = research_report.check_report(bad, ["Cost", "Latency"])
+    assert problems == [
+        "Executive Summary: cut off: ...'It answers the questi'",
+        "Deep Dive: a fragment: ...'Cost matters. 3.'",
+        "Deep Dive: no part on the researched subtopic 'Latency'",
+        "the same bullet twice: Key Findings 'Indexes cost memory.' and Key Findings "
+        "'The indexes cost memory.'",
+        "Open Questions: not a question: 'Latency is unknown.'"]
+
+
+def test_section_bodies_are_prose_without_headings() -> None:
+    assert synthesizer.prose("## Deep Dive\n\n## Cost and overhead\nText.\n# Latency\n"
+                             "- same point\n- same point\n", cut=False) == [
+        "Text. same point. same point."]
+    assert synthesizer.distinct("Text. Same point here. Same point here!", said := []) \
+        == "Text. Same point here."
+    assert said == ["Text.", "Same point here."]

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 Message = dict[str, Any]
+
+# A last line that opens what the cut took away: a list marker with nothing after it ("4.")
+# or a heading. Ending with "." does not make "4." a sentence.
+_OPEN_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|#{1,6}\s.*)\s*$")
+
+
+def _without_open_lines(text: str) -> str:
+    lines = text.splitlines()
+    while lines and (not lines[-1].strip() or _OPEN_LINE.match(lines[-1])):
+        lines.pop()
+    return "\n".join(lines).rstrip()
 
 
 @dataclass(frozen=True)
@@ -83,13 +95,17 @@ class Completion:
 
     def whole_sentences(self) -> str:
         """The text, cut back to its last complete sentence if the reply was truncated
-        (a report reads better one sentence shorter than with half a sentence at the end).
+        (a report reads better one sentence shorter than with half a sentence at the end),
+        without a list marker or heading the cut left alone on the last line ("4.").
         Kept whole when that would drop more than two thirds of it."""
         text = self.text.strip()
-        if not self.truncated or text.endswith((".", "!", "?")):
+        if not self.truncated:
+            return text
+        text = _without_open_lines(text)
+        if text.endswith((".", "!", "?")):
             return text
         end = max(text.rfind(mark) for mark in (". ", ".\n", "! ", "? ", "\n"))
-        return text[:end + 1].rstrip() if end > len(text) // 3 else text
+        return _without_open_lines(text[:end + 1].rstrip()) if end > len(text) // 3 else text
 
     def json(self) -> Any:
         """The parsed JSON output (requires ``json_schema``)."""
