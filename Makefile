@@ -9,11 +9,16 @@ LLM_STAMP := $(VENV)/.llm-installed
 # browser download cannot be used here: Debian's package, installed when we may (root + apt).
 CHROMIUM ?= $(or $(TITAN_CHROMIUM),/usr/bin/chromium)
 BROWSER_STAMP := $(VENV)/.browser-installed
+# Arize Phoenix, the OTLP collector tests/integration/test_otlp_export.py reads spans back
+# from: a venv of its own (it needs openai>=3, LiteLLM beside Titan needs <3), its version the
+# `phoenix` extra's pin in pyproject.toml. About 1 GB; the tests start it in ~20 s.
+PHOENIX := $(VENV)/phoenix
+PHOENIX_STAMP := $(VENV)/.phoenix-installed
 # `make demo QUERY="How does LoRA work?" MAX_ITER=3`
 QUERY    ?=
 MAX_ITER ?= 2
 
-.PHONY: venv llm browser test test-fast chaos demo demo-stop lint bench docs clean
+.PHONY: venv llm browser phoenix test test-fast chaos demo demo-stop lint bench docs clean
 
 venv: $(STAMP)
 
@@ -50,12 +55,21 @@ $(BROWSER_STAMP): $(STAMP)
 		echo "  TITAN_CHROMIUM=/path/to/chromium; until then the browser tests are skipped."; \
 	fi
 
+phoenix: $(PHOENIX_STAMP)
+
+$(PHOENIX_STAMP): $(STAMP)
+	@test -x $(PHOENIX)/bin/python || $(PYTHON) -m venv $(PHOENIX)
+	$(PHOENIX)/bin/python -m pip install --quiet --upgrade pip
+	$(PHOENIX)/bin/python -m pip install --quiet $$($(BIN)/python -c "import tomllib; \
+		print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['phoenix'])")
+	@touch $@
+
 # pytest's exit code 5 ("no tests collected") is a failure too: nothing can hide behind it.
 # Two processes (pytest-xdist): most tests wait on the processes they start, so two share two
 # cores well. A module stays in one process with the cluster its tests share (loadscope).
 # TEST_PROCESSES=0 runs everything in this process.
 TEST_PROCESSES ?= 2
-test: venv llm browser
+test: venv llm browser phoenix
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadscope --no-loadscope-reorder \
 		$(PYTEST_ARGS)
 

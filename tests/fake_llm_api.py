@@ -28,6 +28,8 @@ class Reply:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     error: str = "scripted failure"
+    #: OpenAI wire only: tool calls the model asks for, as (id, function name, JSON arguments).
+    tool_calls: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,16 @@ class FakeLLMServer:
 
 
 def _openai(reply: Reply, model: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.tool_calls:
+        message["tool_calls"] = [{"id": i, "type": "function",
+                                  "function": {"name": name, "arguments": arguments}}
+                                 for i, name, arguments in reply.tool_calls]
     return {
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,
         "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": reply.text}}],
+        "choices": [{"index": 0, "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+                     "message": message}],
         "usage": {
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens,

@@ -245,6 +245,38 @@ def test_cancel_retry_and_cancel_dag_buttons(cluster: Cluster, dash: Dashboard,
     assert cluster.client().get_dag("ctl")["status"] == "CANCELLED"
 
 
+# A service that listens until SIGTERM, which it takes as "leave now".
+SERVES = """
+    import os, signal, socket, sys
+    sock = socket.create_server((os.environ["TITAN_SERVICE_HOST"], int(os.environ["PORT"])))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print("listening", flush=True)
+    while True:
+        sock.accept()[0].close()
+"""
+
+
+def test_a_service_on_the_cluster_page_stopped_from_its_page(cluster: Cluster, dash: Dashboard,
+                                                             page: Any) -> None:
+    client = cluster.client()
+    client.submit_dag("svc", [TitanJob("api", cluster.script("serves.py", SERVES),
+                                       job_type="SERVICE")])
+    deadline = time.time() + 60
+    while (job := client.get_job("svc/api"))["health"] != "ready":
+        assert time.time() < deadline, job
+        time.sleep(0.1)
+    page.goto(dash.url("/workers"))
+    check_common(page, "cluster")
+    row = page.wait_for_selector(f'tr.service[data-job-id="{job["id"]}"][data-health="ready"]')
+    assert job["address"] in row.inner_text() and "READY" in row.inner_text()
+    page.goto(dash.url(f"/jobs/{job['id']}"))
+    check_common(page, "job")
+    assert job["address"] in page.inner_text(".service-line")
+    page.click("button[data-action=stop-job]")  # not the cancel beside it
+    page.wait_for_selector('#job-panel[data-state="COMPLETED"]', state="attached")
+    assert client.get_job("svc/api")["reason"] == "stopped on request"
+
+
 # -- d. an approval gate, decided in the banner -----------------------------------------------
 
 

@@ -46,6 +46,11 @@ ADDED: dict[int, dict[str, Any]] = {
     11: {"tables": ("leader",)},
     12: {"tables": ("blob_chunks",)},
     13: {"types": {("blobs", "size"): sa.Integer, ("files", "size"): sa.Integer}},
+    14: {"columns": {"agent_runs": ("chain_head", "chain_start"),
+                     "actions": ("chain_hash",)},
+         "indexes": ("ix_actions_started",)},
+    15: {"columns": {"dags": ("schedule",)}, "tables": ("schedules", "schedule_fires")},
+    16: {"columns": {"jobs": ("service", "service_status")}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

@@ -397,3 +397,32 @@ def test_dashboard_port_serves_the_same_pages(cl: Cluster) -> None:
         r = s.get("/login", params={"token": cl.admin_token})
         assert r.status_code == 303
         assert s.get("/").status_code == 200
+
+
+# -- the DAG builder ---------------------------------------------------------------------------
+def test_dag_builder_page_twin_and_check(cl: Cluster) -> None:
+    """``/dags/new`` offers the uploaded files and live capabilities; ``POST /dags/new/check``
+    needs a credential, and a session's CSRF token, like every POST; a DAG named "new" keeps
+    its visualizer at ``/dags/DAG-new``."""
+    cl.client().upload_file(cl.script("builder_ok.py", OK))
+    draft = {"name": "drawn", "jobs": [{"job_id": "a", "filename": "builder_ok.py"}]}
+    with bearer(cl) as s:
+        twin = s.get("/dags/new.json").json()
+        assert "builder_ok.py" in [f["name"] for f in twin["files"]]
+        assert "GENERAL" in twin["capabilities"]
+        assert '<option value="builder_ok.py">' in s.get("/dags/new").text
+        reply = s.post("/dags/new/check", json=draft).json()
+        assert reply["problems"] == [] and reply["dag"]["jobs"][0]["script_sha256"]
+        r = s.post("/dags/new/check", json={"name": "x", "yaml": "jobs: [1"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_pipeline"
+        assert s.post("/dags/new/check", json=[1]).status_code == 400
+        cl.client().submit_dag("new", [TitanJob("only", cl.script("builder_ok.py", OK))])
+        assert s.get("/dags/DAG-new.json").json()["dag"]["name"] == "new"
+    with httpx.Client(base_url=cl.url, timeout=30) as anonymous:
+        assert anonymous.post("/dags/new/check", json=draft).status_code == 401
+    with signed_in(cl) as s:
+        r = s.post("/dags/new/check", json=draft)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "csrf_failed"
+        csrf = sessions.csrf_token(s.cookies[sessions.COOKIE])
+        r = s.post("/dags/new/check", json=draft, headers={sessions.CSRF_HEADER: csrf})
+        assert r.status_code == 200 and r.json()["dag"] is not None

@@ -97,4 +97,15 @@ def test_the_doc_generator_plans_a_job_per_module_and_publishes_docs(
     assert (EXAMPLES / "agents_exampels/doc_generator_agent/tools/doc_dispatcher.py").is_file()
 
 
+def test_the_model_server_runs_as_a_service_is_called_and_stopped(cluster: Cluster) -> None:
+    out = run_example(cluster, "services/run_services.py", timeout=180)
+    assert "the model is at 127.0.0.1:" in out
+    assert "positive (+3)  Titan is fast and works great" in out
+    assert "negative (-2)  the old cron box was slow and broken" in out
+    assert ": RUNNING, ready at 127.0.0.1:" in out and ", 0 restarts" in out
+    assert out.rstrip().endswith(": COMPLETED (stopped on request)")
+    log = cluster.client().fetch_logs("sentiment/model")
+    assert "serving on 127.0.0.1:" in log and "SIGTERM: finishing the requests" in log
+
+
 # The recursive agent (examples/stateful_agent) runs in test_seed_002.py, by its one command too.

@@ -78,6 +78,9 @@ class Runs:
         self.cancelled.append(key)
         return True
 
+    def release_services(self) -> None:
+        """A draining worker hands its services back: none run here."""
+
 
 class Reports:
     results_pending = 0

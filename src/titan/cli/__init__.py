@@ -4,9 +4,11 @@
   workers and tokens; the entry point :func:`main`
 * :mod:`~titan.cli.serve` — ``titan up``, ``titan master`` and ``titan worker``
 * :mod:`~titan.cli.runs` — ``titan runs``: agent runs and their actions
+* :mod:`~titan.cli.schedules` — ``titan schedule``: cron schedules of pipelines
 * :mod:`~titan.cli.replay` — ``titan replay`` and ``titan determinism``
 * :mod:`~titan.cli.evals` — ``titan eval``: evaluations from a spec, their runs and verdicts
 * :mod:`~titan.cli.llm` — ``titan llm``: the local model's install and a quick completion
+* :mod:`~titan.cli.mcp` — ``titan mcp``: Titan's MCP server on stdin/stdout
 * :mod:`~titan.cli.output` — how every command prints for people (tables, times, jobs and
   DAGs) and for programs (``--json``); its helpers are public, for all of the above
 

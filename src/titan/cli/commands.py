@@ -125,6 +125,22 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    """`titan stop SERVICE`: SIGTERM, the grace, SIGKILL; it ends COMPLETED (not a cancel)."""
+    with _client(args) as client:
+        job = client.stop_service(args.ref, grace=args.grace)
+        if args.wait:  # until the process is gone: the grace, and time for its last report
+            grace = (job.get("service") or {}).get("stop_grace") if args.grace is None \
+                else args.grace
+            job = client.wait_job(str(job["id"]), timeout=float(grace or 0) + 30)
+    if args.json:
+        print_json(job)
+    else:
+        print(f"{job.get('ref')}: {job.get('state')}"
+              + (" (stopping)" if (job.get("service") or {}).get("stopping") else ""))
+    return 0
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.retry(args.ref)
@@ -218,10 +234,22 @@ cmd_up = _elsewhere("titan.cli.serve", "run_up", client=False)
 cmd_master = _elsewhere("titan.cli.serve", "run_master", client=False)
 cmd_worker = _elsewhere("titan.cli.serve", "run_worker", client=False)
 cmd_runs = _elsewhere("titan.cli.runs", "run")
+cmd_schedule = _elsewhere("titan.cli.schedules", "run")
 cmd_replay = _elsewhere("titan.cli.replay", "run_replay")
 cmd_determinism = _elsewhere("titan.cli.replay", "run_determinism")
-cmd_eval = _elsewhere("titan.cli.evals", "run")
+_cmd_eval_remote = _elsewhere("titan.cli.evals", "run")
+_cmd_eval_offline = _elsewhere("titan.cli.evals", "calibrate", client=False)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``titan eval``: calibrate runs the judge offline; every other action asks a master."""
+    if args.eval_command == "calibrate":
+        return _cmd_eval_offline(args)
+    return _cmd_eval_remote(args)
+
+
 cmd_llm = _elsewhere("titan.cli.llm", "run", client=False)
+cmd_mcp = _elsewhere("titan.cli.mcp", "run")
 
 
 # --------------------------------------------------------------------------- parser
@@ -313,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("prefix", nargs="?", default="")
 
     command("cancel", cmd_cancel, "cancel a job or a whole DAG").add_argument("ref")
+    p = command("stop", cmd_stop, "stop a service gracefully (SIGTERM, grace, SIGKILL): it "
+                "ends COMPLETED, not CANCELLED")
+    p.add_argument("ref", help="the service job")
+    p.add_argument("--grace", type=float, default=None,
+                   help="seconds between SIGTERM and SIGKILL (default: the service's "
+                        "stop_grace)")
+    p.add_argument("--wait", action="store_true", help="wait until it has stopped")
     command("retry", cmd_retry, "run a failed or cancelled job again").add_argument("ref")
     for verb, effect in (("approve", "its downstream jobs run"),
                          ("reject", "it fails and its downstream jobs are skipped")):
@@ -325,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the page to land on, e.g. /agents or /dags (default: /)")
     p.add_argument("--open", action="store_true", help="also open it in a web browser")
     command("workers", cmd_workers, "list workers and queues")
+    command("mcp", cmd_mcp, "serve Titan's MCP tools on stdin/stdout, for an MCP client that "
+            "starts it (docs/mcp.md)")
 
     p = command("token", cmd_token, "manage API tokens (admin)")
     tokens = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)
@@ -334,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.add_parser("list", help="list tokens", parents=common)
     t = tokens.add_parser("revoke", help="revoke a token", parents=common)
     t.add_argument("id")
+
+    from titan.cli.schedules import add_arguments as add_schedule_arguments
+
+    add_schedule_arguments(command("schedule", cmd_schedule, "cron schedules: a DAG run at "
+                                   "each tick; create, list, show, pause, resume, delete, run"),
+                           common)
 
     from titan.cli.runs import add_arguments as add_runs_arguments
 

@@ -71,6 +71,8 @@ def show_job(job: dict[str, Any]) -> None:
 
 def show_dag(dag: dict[str, Any]) -> None:
     run = f"  agent run {dag['agent_run_id']}" if dag.get("agent_run_id") else ""
+    if dag.get("schedule"):
+        run += f"  started by schedule {dag['schedule']}"
     print(f"DAG-{dag.get('ref')}  {dag.get('status')}  ({counts(dag)}){run}")
     jobs = dag.get("jobs") or []
     if jobs:

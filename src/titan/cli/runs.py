@@ -1,5 +1,5 @@
 """The ``titan runs`` commands: list, show, export, prune, budget, archive, unarchive,
-retention."""
+retention, verify (in :mod:`titan.cli.verify`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from titan.cli import verify
 from titan.cli.output import money
+from titan.cli.verify import add_arguments as add_verify_arguments
 from titan.errors import TitanError
 from titan.retention import RETENTION_CLASSES
 
@@ -61,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                        ("unarchive", "bring archived runs back to the registry")):
         s = runs.add_parser(verb, help=f"{what} (operator)", parents=common)
         s.add_argument("run", nargs="+", help="run ids")
+    add_verify_arguments(runs, common)
     s = runs.add_parser("retention", help="set a run's retention class (operator; lifting a "
                         "legal hold: admin)", parents=common)
     s.add_argument("run", help="the run id")
@@ -71,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
 def run(args: argparse.Namespace, client: Any) -> int:
     handler = {"list": _list, "show": _show, "export": _export, "prune": _prune,
                "budget": _budget, "archive": _archive, "unarchive": _archive,
-               "retention": _retention}[args.runs_command]
+               "retention": _retention, "verify": verify.run}[args.runs_command]
     return handler(args, client)
 
 

@@ -20,11 +20,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
+import httpx
+
 from titan.client.config import Endpoint, resolve
 from titan.client.evaluations import EvalOps
 from titan.client.files import FileOps
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline import load_pipeline
+from titan.client.schedules import ScheduleOps
 from titan.client.store import StoreOps, quote_ref
 from titan.client.transport import Transport
 from titan.errors import InvalidDAG, NotFound, ValidationFailed
@@ -37,12 +40,14 @@ LOG_PAGE = 10000
 _UNFINISHED = ("PENDING", "READY", "RUNNING")
 
 
-class TitanClient(StoreOps, FileOps, EvalOps):
+class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
     """A connection to one Titan (thread-safe; one keep-alive pool per client).
 
     ``url`` names the master, or several: a leader and its standbys, as a list or one string
     of comma-separated URLs; calls go to whichever leads (see :mod:`titan.client.masters`).
     It excludes ``host``; without either, the master is discovered (:mod:`titan.client.config`).
+    ``transport`` replaces the network: an ``httpx.MockTransport`` in tests, the master's own
+    app for the tools it serves over MCP (:mod:`titan.master.api.mcp`).
     """
 
     def __init__(
@@ -53,8 +58,10 @@ class TitanClient(StoreOps, FileOps, EvalOps):
         *,
         url: str | Sequence[str] | None = None,
         timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._transport = Transport(resolve(host, port, token, urls=url), timeout=timeout)
+        self._transport = Transport(resolve(host, port, token, urls=url), timeout=timeout,
+                                    http_transport=transport)
         self._uploaded: set[str] = set()
         self._uploaded_lock = threading.Lock()
 
@@ -298,9 +305,13 @@ class TitanClient(StoreOps, FileOps, EvalOps):
         except NotFound:
             raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
 
-    def stop_service(self, ref: Ref) -> dict[str, Any]:
-        """Stop a service job (a cancel: its process group is killed)."""
-        reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_ref(ref)}/cancel")
+    def stop_service(self, ref: Ref, grace: float | None = None) -> dict[str, Any]:
+        """Stop a service gracefully: SIGTERM, then SIGKILL after ``grace`` seconds (default:
+        its ``stop_grace``). Unlike a cancel it ends ``COMPLETED``, once its process has gone:
+        ``wait(ref)`` returns then. Raises ``Conflict`` for a job that is not a service or
+        has ended."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/jobs/{quote_ref(ref)}/stop", json={"grace": grace})
         return reply
 
     def retry(self, ref: Ref) -> dict[str, Any]:

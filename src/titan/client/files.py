@@ -18,10 +18,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import httpx
+
 from titan.client.job import TitanJob
 from titan.client.store import quote_ref
-from titan.client.transport import Transport
-from titan.errors import ScriptNotFound, ValidationFailed
+from titan.client.transport import CHUNK, Transport
+from titan.errors import (
+    ConnectionFailed,
+    PayloadTooLarge,
+    ScriptNotFound,
+    ValidationFailed,
+)
 
 #: Directories left out of an uploaded project folder.
 SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache",
@@ -71,6 +78,26 @@ class FileOps:
                 sha = by_source[source] = hashlib.sha256(data).hexdigest()
                 contents.setdefault(sha, data)
             shas[job.job_id] = sha
+        self._upload_missing(contents)
+        return shas
+
+    def upload_blobs(self, bodies: Iterable[bytes]) -> list[str]:
+        """Store each body as a content-addressed blob (a job's ``script_sha256``), uploading
+        only those the master lacks; their sha256 names, in order."""
+        shas = []
+        contents: dict[str, bytes] = {}
+        for body in bodies:
+            if not isinstance(body, bytes):
+                raise ValidationFailed(f"blobs are bytes, got {type(body).__name__}",
+                                       details={"field": "bodies"})
+            sha = hashlib.sha256(body).hexdigest()
+            contents.setdefault(sha, body)
+            shas.append(sha)
+        self._upload_missing(contents)
+        return shas
+
+    def _upload_missing(self, contents: dict[str, bytes]) -> None:
+        """Upload the bodies (by sha256) the master lacks: one question, then one PUT each."""
         with self._uploaded_lock:
             unknown = [sha for sha in contents if sha not in self._uploaded]
         if unknown:
@@ -81,7 +108,6 @@ class FileOps:
                     self._transport.call("PUT", f"/blobs/{sha}", body=contents[sha])
             with self._uploaded_lock:
                 self._uploaded.update(unknown)
-        return shas
 
     # ------------------------------------------------------------------ files
 
@@ -158,6 +184,32 @@ class FileOps:
             return _destination(save_path, published)
 
         return str(self._transport.download("/artifacts", dest, params={"key": key}))
+
+    def read_artifact(self, key: str, max_bytes: int | None = None) -> tuple[str, bytes]:
+        """The artifact published under ``key``, in memory: ``(its published name, its
+        bytes)``. One larger than ``max_bytes`` is refused (:class:`PayloadTooLarge`) without
+        reading past the limit."""
+
+        def too_large(limit: int) -> PayloadTooLarge:
+            return PayloadTooLarge(f"artifact {key!r} is larger than {limit:,} bytes: download "
+                                   "it to a file with get_artifact()", details={"limit": limit})
+
+        response = self._transport.send("GET", "/artifacts", params={"key": key}, stream=True)
+        try:
+            declared = response.headers.get("Content-Length")
+            if max_bytes is not None and declared is not None and int(declared) > max_bytes:
+                raise too_large(max_bytes)
+            data = bytearray()
+            for chunk in response.iter_bytes(CHUNK):
+                data += chunk
+                if max_bytes is not None and len(data) > max_bytes:
+                    raise too_large(max_bytes)
+        except httpx.HTTPError as exc:
+            raise ConnectionFailed(f"reading artifact {key!r} broke off: {exc}") from None
+        finally:
+            response.close()
+        name = os.path.basename(unquote(response.headers.get("X-Titan-Filename") or ""))
+        return name or "artifact", bytes(data)
 
 
 def _destination(save_path: str | os.PathLike[str] | None, name: str) -> Path:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from titan import services
 from titan.errors import ScriptNotFound, ValidationFailed
 from titan.formats import name_problem
 
@@ -60,6 +61,11 @@ class TitanJob:
     ``affinity``: prefer the worker that ran a parent. ``delay``: seconds to wait once ready.
     ``retries``/``timeout``: ``None`` means the master's default. ``runner``: ``auto`` (fork a
     warm interpreter for ``.py``), ``fork`` or ``subprocess`` (a fresh interpreter).
+
+    A ``job_type="SERVICE"`` job is long-running: ``port`` (0: the worker allocates one),
+    ``readiness`` (``"tcp"``, ``"http:/path"`` or ``"none"``), ``max_restarts`` within
+    ``restart_window`` seconds, ``stop_grace`` and ``ready_timeout`` seconds say how it is
+    started, checked, restarted and stopped (:mod:`titan.services`; ``None``: the default).
     """
 
     def __init__(
@@ -83,6 +89,11 @@ class TitanJob:
         env: Mapping[str, Any] | None = None,
         runner: str = "auto",
         base_dir: str | os.PathLike[str] | None = None,
+        readiness: str | None = None,
+        max_restarts: int | None = None,
+        restart_window: float | None = None,
+        stop_grace: float | None = None,
+        ready_timeout: float | None = None,
     ) -> None:
         self.job_id = check_name(job_id, "job_id", "job_id")
         jid = self.job_id
@@ -145,6 +156,19 @@ class TitanJob:
             raise bad("runner", f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
         self.runner: str = runner
         self.base_dir: str | None = os.fspath(base_dir) if base_dir is not None else None
+        given = {"readiness": readiness, "max_restarts": max_restarts,
+                 "restart_window": restart_window, "stop_grace": stop_grace,
+                 "ready_timeout": ready_timeout}
+        #: A service's settings as given (None: the master's default); None for other jobs.
+        self.service: dict[str, Any] | None = None
+        if services.is_service(self.job_type):
+            services.settings(given, bad)  # checked now, sent as given
+            self.service = given
+        else:
+            for field, value in given.items():
+                if value is not None:
+                    raise bad(field, f"{field} is for services only (job_type='SERVICE'), "
+                                     f"not {self.job_type}")
 
     # ------------------------------------------------------------------ validation helpers
 
@@ -281,4 +305,6 @@ class TitanJob:
             "is_archive": self.is_archive,
             "hitl_message": self.hitl_message,
             "max_wait_seconds": self.max_wait_seconds,
+            # Only a service's: a payload stays what a master without services reads.
+            **(self.service or {}),
         }

@@ -17,7 +17,10 @@
 
 Job fields: ``id``, ``file``, ``args``, ``depends_on``, ``requirement``, ``priority``,
 ``delay``, ``affinity``, ``type``, ``port``, ``retries``, ``timeout``, ``env``, ``is_archive``,
-``hitl_message``, ``max_wait_seconds``, ``runner``. ``name`` defaults to the file's stem.
+``hitl_message``, ``max_wait_seconds``, ``runner``, and for ``type: SERVICE`` ``readiness``,
+``max_restarts``, ``restart_window``, ``stop_grace``, ``ready_timeout``. ``name`` defaults to
+the file's stem. An optional ``schedule:`` block runs the DAG on a cron schedule
+(:func:`load_schedule`, ``titan schedule create``); ``titan submit`` runs it once.
 
 Every mistake — bad YAML, an unknown field, a wrong type, a duplicate id, an unknown parent —
 is a :class:`~titan.errors.PipelineError` whose message starts with ``file:line:`` and names
@@ -28,6 +31,9 @@ folder (``../``, or a symlink pointing out of it) is refused, since submitting u
 to the cluster and a pipeline from someone else's repository must not be able to ship
 ``~/.ssh/id_rsa`` by naming it. A file outside is used only when the person submitting names it
 too (``titan submit --allow-file PATH``, ``submit_yaml(..., allow_files=[...])``).
+
+:func:`dump_pipeline` writes jobs back in this format, leaving out fields at their defaults;
+what it writes loads as the same jobs (the dashboard's DAG builder exports with it).
 """
 
 from __future__ import annotations
@@ -41,10 +47,15 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from titan import services
 from titan.client.job import TitanJob, check_name
 from titan.errors import PipelineError, ValidationFailed
 
-TOP_FIELDS = ("name", "jobs")
+TOP_FIELDS = ("name", "jobs", "schedule")
+#: A pipeline's optional ``schedule:`` block (:func:`load_schedule`), each field's choices.
+SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "cron": (), "timezone": (), "catchup": ("skip", "all", "latest"),
+    "overlap": ("allow", "skip", "queue")}
 #: YAML key -> TitanJob argument.
 JOB_FIELDS = {
     "id": "job_id",
@@ -64,10 +75,15 @@ JOB_FIELDS = {
     "hitl_message": "hitl_message",
     "max_wait_seconds": "max_wait_seconds",
     "runner": "runner",
+    "readiness": "readiness",
+    "max_restarts": "max_restarts",
+    "restart_window": "restart_window",
+    "stop_grace": "stop_grace",
+    "ready_timeout": "ready_timeout",
 }
 _ARG_TO_FIELD = {arg: key for key, arg in JOB_FIELDS.items()}
 #: Fields whose scalars are taken as written (``id: 1`` is the id "1", not an int).
-_TEXT_FIELDS = {"id", "file", "requirement", "type", "hitl_message", "runner"}
+_TEXT_FIELDS = {"id", "file", "requirement", "type", "hitl_message", "runner", "readiness"}
 _NULL_TAG = "tag:yaml.org,2002:null"
 
 
@@ -123,9 +139,9 @@ class _Reader:
 
 
 #: Names people reach for (the SDK's, other tools') and the field they mean.
-_ALIASES = {"parents": "depends_on", "dependencies": "depends_on", "needs": "depends_on",
-            "job_id": "id", "name": "id", "filename": "file", "script": "file",
-            "job_type": "type", "requires": "requirement", "arguments": "args"}
+_ALIASES = {"parents": "depends_on", "parent": "depends_on", "dependencies": "depends_on",
+            "needs": "depends_on", "job_id": "id", "name": "id", "filename": "file",
+            "script": "file", "job_type": "type", "requires": "requirement", "arguments": "args"}
 
 
 def _unknown(key: str, known: Any) -> str:
@@ -155,7 +171,61 @@ def load_pipeline(
     ``allow_files``: scripts outside the pipeline's folder that its jobs may name anyway."""
     file = Path(path)
     allowed = frozenset(Path(os.path.expanduser(a)).resolve() for a in allow_files)
+    return parse_pipeline(_read(file), file, folder=file.resolve().parent, allowed=allowed)
+
+
+def load_schedule(path: str | os.PathLike[str]) -> dict[str, str] | None:
+    """A pipeline file's ``schedule:`` block — ``cron``, and optionally ``timezone``,
+    ``catchup``, ``overlap`` — as written, or None without one. ``titan schedule create``
+    reads it; the master checks the expression and the zone, which it evaluates::
+
+        schedule:
+          cron: "0 6 * * MON-FRI"
+          timezone: Europe/Paris
+    """
+    file = Path(path)
     loader = yaml.SafeLoader(_read(file))
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise PipelineError(f"{file}: invalid YAML: {exc}",
+                                details={"file": str(file)}) from None
+        reader = _Reader(file, loader)
+        block = None if root is None else next(
+            (v for k, _, v in reader.mapping(root, "the pipeline") if k == "schedule"), None)
+        if block is None:
+            return None
+        out: dict[str, str] = {}
+        for key, key_node, value_node in reader.mapping(block, "'schedule'"):
+            if key not in SCHEDULE_FIELDS:
+                raise reader.error(key_node, f"schedule: {_unknown(key, SCHEDULE_FIELDS)}",
+                                   field=f"schedule.{key}")
+            value = reader.text(value_node, f"schedule: {key!r}")
+            if SCHEDULE_FIELDS[key] and value not in SCHEDULE_FIELDS[key]:
+                raise reader.error(value_node, f"schedule: {key} must be one of "
+                                   f"{', '.join(SCHEDULE_FIELDS[key])}, got {value!r}",
+                                   field=f"schedule.{key}")
+            out[key] = value
+        if "cron" not in out:
+            raise reader.error(block, "the 'schedule' block has no 'cron'",
+                               field="schedule.cron")
+        return out
+    finally:
+        loader.dispose()
+
+
+def parse_pipeline(
+    text: str, file: Path, *, folder: Path | None, allowed: frozenset[Path] = frozenset(),
+) -> tuple[str, list[TitanJob]]:
+    """A pipeline's text: its DAG name and its jobs, by the rules of :func:`load_pipeline`.
+
+    ``file`` names the text in messages and gives the default DAG name (its stem).
+    ``folder``: where the jobs' scripts are read from, and which they must stay inside; None
+    when nothing is read from disk (the dashboard's DAG builder, whose scripts are files
+    already uploaded to the master, and whose server then checks the names as ``POST /dags``
+    does: relative, without ``..``)."""
+    loader = yaml.SafeLoader(text)
     try:
         try:
             root = loader.get_single_node()
@@ -171,12 +241,12 @@ def load_pipeline(
         reader = _Reader(file, loader)
         if root is None:
             raise reader.error(None, "the pipeline file is empty")
-        return _pipeline(reader, root, file, allowed)
+        return _pipeline(reader, root, file, folder, allowed)
     finally:
         loader.dispose()
 
 
-def _pipeline(reader: _Reader, root: Node, file: Path,
+def _pipeline(reader: _Reader, root: Node, file: Path, folder: Path | None,
               allowed: frozenset[Path]) -> tuple[str, list[TitanJob]]:
     name: str | None = None
     jobs_node: Node | None = None
@@ -189,6 +259,8 @@ def _pipeline(reader: _Reader, root: Node, file: Path,
                 raise reader.error(value_node, exc.message, field="name") from None
         elif key == "jobs":
             jobs_node = value_node
+        elif key == "schedule":
+            pass  # load_schedule's: submitting the file runs its DAG once
         else:
             raise reader.error(key_node, _unknown(key, TOP_FIELDS), field=key)
     if name is None:
@@ -201,14 +273,14 @@ def _pipeline(reader: _Reader, root: Node, file: Path,
         raise reader.error(jobs_node, "'jobs' is empty: a pipeline needs at least one job",
                            field="jobs")
 
-    base_dir = str(file.resolve().parent)
+    base_dir = None if folder is None else str(folder)
     jobs: list[TitanJob] = []
     id_nodes: dict[str, Node] = {}
     parent_nodes: dict[str, Node] = {}
     for index, job_node in enumerate(jobs_node.value):
         job, nodes = _job(reader, job_node, index, base_dir)
-        if "file" in nodes:
-            _check_inside(reader, nodes["file"], job, Path(base_dir), allowed)
+        if "file" in nodes and folder is not None:
+            _check_inside(reader, nodes["file"], job, folder, allowed)
         if job.job_id in id_nodes:
             first = id_nodes[job.job_id].start_mark.line + 1
             raise reader.error(nodes["id"], f"duplicate job id {job.job_id!r} (first at line "
@@ -228,6 +300,53 @@ def _pipeline(reader: _Reader, root: Node, file: Path,
     return name, jobs
 
 
+class _Inline(list[str]):
+    """A job's list (``args``, ``depends_on``), written on one line: ``[extract, train]``."""
+
+
+# libyaml's emitter when PyYAML was built with it: ten times the pure-Python one's speed,
+# which a 10,000-job DAG builder draft, written again on each change, needs.
+_SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_SafeDumper):  # type: ignore[valid-type,misc]
+    """Jobs and mappings as blocks, a job's lists inline, never an anchor: the file is for
+    people to read and edit."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+_Dumper.add_representer(
+    _Inline, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data,
+                                                            flow_style=True))
+#: What a TitanJob holds when a field is not given (besides None): such fields are not written.
+_DEFAULTS: dict[str, Any] = {
+    "job_type": "RUN_PAYLOAD", "args": [], "parents": [], "requirement": "GENERAL",
+    "priority": 1, "delay": 0, "affinity": False, "port": 0, "env": {}, "is_archive": False,
+    "runner": "auto",
+}
+
+
+def dump_pipeline(name: str, jobs: Iterable[TitanJob]) -> str:
+    """The pipeline file for ``jobs``: :func:`load_pipeline` reads it back as the same jobs
+    (``file`` as each job names it; an approval gate's empty one is left out)."""
+    entries = []
+    for job in jobs:
+        entry: dict[str, Any] = {}
+        settings = job.service or {}  # a service's own settings are kept apart on the job
+        for key, arg in JOB_FIELDS.items():
+            value = settings.get(arg) if arg in services.FIELDS else getattr(job, arg)
+            if value is None or (arg in _DEFAULTS and value == _DEFAULTS[arg]):
+                continue
+            if arg == "filename" and not value and job.is_gate:
+                continue
+            entry[key] = _Inline(value) if isinstance(value, list) else value
+        entries.append(entry)
+    return yaml.dump({"name": name, "jobs": entries}, Dumper=_Dumper, sort_keys=False,
+                     allow_unicode=True, default_flow_style=False, width=100)
+
+
 def _check_inside(reader: _Reader, node: Node, job: TitanJob, folder: Path,
                   allowed: frozenset[Path]) -> None:
     """Refuse a script outside the pipeline's folder unless the submitter named it."""
@@ -242,7 +361,7 @@ def _check_inside(reader: _Reader, node: Node, job: TitanJob, folder: Path,
 
 
 def _job(
-    reader: _Reader, node: Node, index: int, base_dir: str
+    reader: _Reader, node: Node, index: int, base_dir: str | None
 ) -> tuple[TitanJob, dict[str, Node]]:
     label = f"job #{index + 1}"
     fields = reader.mapping(node, label)

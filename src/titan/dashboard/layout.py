@@ -24,8 +24,9 @@ def layout(job_ids: Sequence[str], parents: Sequence[Sequence[str]]) -> Layout:
 
     Returns ``cols`` and ``rows`` (the grid's size), ``x`` and ``y`` (each node's column and
     row, by node index) and ``edges`` (a flat ``[parent, child, parent, child, ...]`` list of
-    node indexes). Parents that name no node are ignored; a cycle (which validation rejects
-    before anything is stored) cannot hang it: nodes on one are put in column 0."""
+    node indexes). Parents that name no node are ignored. A cycle cannot hang it: validation
+    rejects one before anything is stored, but the DAG builder draws drafts that have one, so
+    the cycle is cut at its earliest-submitted job and drawn as a chain with one edge back."""
     n = len(job_ids)
     index = {jid: i for i, jid in enumerate(job_ids)}
     par: list[list[int]] = [[] for _ in range(n)]
@@ -59,24 +60,33 @@ def layout(job_ids: Sequence[str], parents: Sequence[Sequence[str]]) -> Layout:
 
 
 def _depths(par: list[list[int]], children: list[list[int]]) -> list[int]:
-    """Longest path from a root, by Kahn's topological order (no recursion)."""
+    """Longest path from a root, by Kahn's topological order (no recursion).
+
+    When the order stalls, every job left waits on a cycle: the earliest-submitted one is
+    released as if its parents still waiting were not there, and the order goes on."""
     n = len(par)
     depth = [0] * n
     missing = [len(p) for p in par]
     queue = deque(i for i in range(n) if missing[i] == 0)
-    while queue:
-        i = queue.popleft()
-        d = depth[i] + 1
-        for c in children[i]:
-            if depth[c] < d:
-                depth[c] = d
-            missing[c] -= 1
-            if missing[c] == 0:
-                queue.append(c)
-    for i in range(n):
-        if missing[i]:  # on a cycle: never released; keep it visible rather than lost
-            depth[i] = 0
-    return depth
+    cut = 0  # jobs before this one were all released: each is looked at once
+    while True:
+        while queue:
+            i = queue.popleft()
+            d = depth[i] + 1
+            for c in children[i]:
+                if missing[c] < 0:  # released to cut a cycle: this is the edge back
+                    continue
+                if depth[c] < d:
+                    depth[c] = d
+                missing[c] -= 1
+                if missing[c] == 0:
+                    queue.append(c)
+        while cut < n and missing[cut] <= 0:
+            cut += 1
+        if cut == n:
+            return depth
+        missing[cut] = -1
+        queue.append(cut)
 
 
 def _barycenter(parents: list[int], row: list[int], depth: list[int], column: int) -> float:

@@ -9,7 +9,16 @@ from fastapi import APIRouter, Request
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from titan.dashboard import docs_pages, eval_pages, login, queries, runs_pages
+from titan.dashboard import (
+    builder,
+    docs_pages,
+    eval_pages,
+    ledger,
+    login,
+    queries,
+    runs_pages,
+    schedules,
+)
 from titan.dashboard.render import STATIC, Data, int_param, twin
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
@@ -30,6 +39,11 @@ async def dags_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     offset = int_param(request, "offset", 0, 0, 2**62)
     return await c.engine.read(
         lambda tx: queries.dag_list(tx, q.get("status"), q.get("name"), limit, offset))
+
+
+# The DAG builder, before the visualizer: /dags/new would otherwise read as the DAG "new"
+# (which keeps its own address, /dags/DAG-new, the one every link uses).
+router.routes.extend(builder.router.routes)
 
 
 @twin(router, ["/dags/{name}"], "dag.html", "dag")
@@ -64,6 +78,8 @@ async def store_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
 
 
 router.routes.extend(runs_pages.router.routes)
+router.routes.extend(ledger.router.routes)
+router.routes.extend(schedules.router.routes)
 router.routes.extend(eval_pages.router.routes)
 router.routes.extend(docs_pages.router.routes)
 router.routes.extend(login.router.routes)

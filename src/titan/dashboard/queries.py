@@ -73,7 +73,11 @@ async def cluster(c: Ctx, p: auth.Principal) -> Data:
         "capability": cap, "queued": base["queues"].get(cap, 0), "unschedulable": blocked[cap],
         "workers": sum(1 for w in workers if w["state"] == "live" and cap in w["capabilities"]),
     } for cap in sorted(caps)]
-    return {"workers": workers, "queues": queues, "unschedulable": unschedulable}
+    names = {w["id"]: w["name"] for w in workers}
+    services = [dict(s, worker=names.get(s["worker_id"], s["worker_id"]))
+                for s in base["services"]]
+    return {"workers": workers, "queues": queues, "unschedulable": unschedulable,
+            "services": services}
 
 
 # -- DAG list ----------------------------------------------------------------------------------

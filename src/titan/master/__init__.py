@@ -15,6 +15,7 @@ Packages and modules, one concept each (``docs/architecture.md`` is the long for
 * :mod:`~titan.master.auth` — tokens, job tokens, worker credentials, dashboard sessions
 * :mod:`~titan.master.runs` — agent runs: the service, action ingestion, views, export
 * :mod:`~titan.master.replays` — replays and the determinism report
+* :mod:`~titan.master.schedules` — cron schedules: a run per tick, recorded with its run
 * :mod:`~titan.master.evaluations` — evaluations: the service, dispatch to the agent, the tool
   proxy, judging, views
 * :mod:`~titan.master.api` — the REST routers, and what every request passes through (body

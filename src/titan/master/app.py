@@ -29,6 +29,7 @@ from titan.master.api import (
     jobs,
     openapi,
     runs,
+    schedules,
     store,
     stream,
     workers,
@@ -37,21 +38,28 @@ from titan.master.api import (
     evaluations as evaluation_api,
 )
 from titan.master.api import (
+    otlp as otlp_api,
+)
+from titan.master.api import (
     projects as project_api,
 )
 from titan.master.api import (
     replays as replay_api,
 )
 from titan.master.api.limits import BodyGuard
+from titan.master.api.mcp import McpEndpoint
 from titan.master.auth import tokens as auth
 from titan.master.config import MasterConfig
 from titan.master.context import Ctx
 from titan.master.egress import EgressPolicy
 from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
+from titan.master.otel.exporter import Exporter
+from titan.master.otel.receiver import Receiver
 from titan.master.replays.service import Replays
 from titan.master.runs.retention import Retention
 from titan.master.runs.service import RunService
+from titan.master.schedules.service import Schedules
 from titan.master.scheduling.engine import Engine
 from titan.permissions import secure_files, secure_tree
 from titan.storage import Storage, open_storage
@@ -143,6 +151,7 @@ def open_claimed_storage(config: MasterConfig) -> Storage:
 def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     """The ASGI app. ``storage``, when given, is already open and claimed (the CLI does that
     first so a refusal is a one-line error, not a startup traceback)."""
+    mcp_endpoint = McpEndpoint(config)  # POST /mcp; started by its first request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -157,6 +166,11 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         await ensure_token_file(engine, data / "worker.token", "worker", "local worker")
         blobs = open_blob_store(config.blob_settings(), storage)
         runs = RunService(engine, blobs, config.redactor())
+        export_settings = config.otlp_export_settings()
+        exporter = Exporter(export_settings, storage) if export_settings else None
+        if exporter is not None:  # before load(): runs it settles are exported too
+            runs.listeners.append(exporter)
+            exporter.start()
         await runs.load()
         retention = Retention(engine, config.archive_days)
         replays = Replays(engine, blobs, runs)
@@ -164,21 +178,32 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         evals = Evaluations(engine, blobs, runs, EgressPolicy.from_env(
             own_ports=[p for p in (config.port, config.dashboard_port) if p]))
         await evals.load()
+        otlp_in = Receiver(runs, config.otlp_hold_seconds())
+        otlp_in.start()
         tasks = [asyncio.create_task(retention.keep_retention(config.run_retention))
                  ] if config.run_retention else []
         if config.archive_days:
             tasks.append(asyncio.create_task(retention.keep_archiving()))
+        # After the engine's recovery: a tick's overlap policy asks which runs still run.
+        scheduled = Schedules(engine)
+        await scheduled.start()
         app.state.ctx = Ctx(config=config, storage=storage, engine=engine, hub=hub,
                             blobs=blobs, tokens=auth.TokenCache(), runs=runs,
-                            retention=retention, replays=replays, evals=evals)
+                            retention=retention, replays=replays, evals=evals,
+                            otlp=otlp_in, exporter=exporter, schedules=scheduled)
         log.info("master ready: %s (database %s)", config.api_url, storage.url.split("@")[-1])
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
+            await mcp_endpoint.stop()  # its calls loop back through the API: stop it first
+            await scheduled.stop()  # no tick starts once the engine is stopping
+            await otlp_in.stop()  # held spans are recorded while the writer still runs
             await evals.stop()
             await engine.stop()
+            if exporter is not None:  # after the last commit it could hear of
+                await asyncio.to_thread(exporter.stop)
             blobs.close()
             storage.close()
             storage = None
@@ -192,8 +217,9 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     # added flat rather than with include_router, whose per-router wrappers cost a match pass
     # each on every request (measured: ~0.2 ms per request on a 2-core VM).
     for module in (workers, store, jobs, dags, files, runs, replay_api, evaluation_api,
-                   project_api, admin, stream):
+                   project_api, schedules, admin, otlp_api, stream):
         app.router.routes.extend(module.router.routes)
+    app.router.routes.append(mcp_endpoint.route())
     # The dashboard's pages (and their JSON twins) after the API: /api/v1 is matched first.
     app.router.routes.extend(dashboard_pages.router.routes)
     openapi.install(app)  # the description with real models and error statuses

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from titan.errors import ConfigError
+from titan.master.otel.settings import ExportSettings, hold_seconds
 from titan.redaction import Redactor, from_settings
 from titan.storage.blobs import BlobSettings
 
@@ -49,10 +50,10 @@ class MasterConfig:
         default_factory=lambda: os.environ.get("TITAN_ADVERTISE_URL") or None)
     #: On PostgreSQL, wait as a standby when another master leads (False: refuse to start).
     standby: bool = True
-    #: A leader whose heartbeat is older than this is taken for dead by the standbys.
     #: Serve HTTPS with this certificate and key (PEM files); `titan up --tls` makes both.
     tls_cert: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_CERT") or None)
     tls_key: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_KEY") or None)
+    #: A leader whose heartbeat is older than this is taken for dead by the standbys.
     leader_timeout: float = field(
         default_factory=lambda: _env_float("TITAN_LEADER_TIMEOUT", 5.0))
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
@@ -75,6 +76,18 @@ class MasterConfig:
     blob_dir: str | None = field(default_factory=lambda: os.environ.get("TITAN_BLOB_DIR"))
     s3_endpoint_url: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_S3_ENDPOINT_URL"))
+    #: OTLP out (titan.master.otel): the collector's OTLP/HTTP URL, which runs are sent
+    #: ("all", or "opt-in": those tagged otlp), extra request headers, and whether inputs
+    #: and outputs go along. Checked when the master starts.
+    otlp_endpoint: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_OTLP_ENDPOINT") or None)
+    otlp_export: str | None = field(default_factory=lambda: os.environ.get("TITAN_OTLP_EXPORT"))
+    otlp_headers: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_OTLP_HEADERS"))
+    otlp_content: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_OTLP_CONTENT"))
+    #: OTLP in: seconds a received span waits for its parent before it is recorded anyway.
+    otlp_hold: str | None = field(default_factory=lambda: os.environ.get("TITAN_OTLP_HOLD"))
 
     @property
     def archive_days(self) -> float:
@@ -96,6 +109,15 @@ class MasterConfig:
         pattern, so a master with one does not start."""
         return from_settings(self.pii_redaction, self.pii_patterns, self.pii_patterns_file)
 
+    def otlp_export_settings(self) -> ExportSettings | None:
+        """Where runs are exported as OTLP spans (None: nowhere); ConfigError for a bad
+        setting."""
+        return ExportSettings.parse(self.otlp_endpoint, self.otlp_export, self.otlp_headers,
+                                    self.otlp_content)
+
+    def otlp_hold_seconds(self) -> float:
+        return hold_seconds(self.otlp_hold)
+
     def blob_settings(self) -> BlobSettings:
         """The blob store these settings name; ConfigError for one that cannot work."""
         return BlobSettings.parse(self.blob_store, self.blob_dir, self.s3_endpoint_url,
@@ -106,11 +128,19 @@ class MasterConfig:
         """Settings that would otherwise fail only inside the app's startup, checked before
         anything is opened: a bad one is a one-line ConfigError."""
         self.redactor()
+        self.otlp_export_settings()
+        self.otlp_hold_seconds()
         _ = self.archive_days
         self.blob_settings()
         if not self.leader_timeout >= 1.0:
             raise ConfigError(f"TITAN_LEADER_TIMEOUT must be at least 1 second, got "
                               f"{self.leader_timeout}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("TLS needs both a certificate and its key (--tls-cert and "
+                              "--tls-key, or TITAN_TLS_CERT and TITAN_TLS_KEY)")
+        for path in (self.tls_cert, self.tls_key):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"TLS: no such file {path}")
         if self.advertise_url is not None and not self.advertise_url.startswith(
                 ("http://", "https://")):
             raise ConfigError(f"TITAN_ADVERTISE_URL must be an http(s) URL, got "
@@ -138,9 +168,3 @@ class MasterConfig:
     def public_url(self) -> str:
         """Where others reach this master: TITAN_ADVERTISE_URL, else the listening address."""
         return (self.advertise_url or self.api_url).rstrip("/")
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("TLS needs both a certificate and its key (--tls-cert and "
-                              "--tls-key, or TITAN_TLS_CERT and TITAN_TLS_KEY)")
-        for path in (self.tls_cert, self.tls_key):
-            if path and not Path(path).is_file():
-                raise ConfigError(f"TLS: no such file {path}")

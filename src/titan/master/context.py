@@ -12,9 +12,12 @@ from titan.master.auth.tokens import TokenCache
 from titan.master.config import MasterConfig
 from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
+from titan.master.otel.exporter import Exporter
+from titan.master.otel.receiver import Receiver
 from titan.master.replays.service import Replays
 from titan.master.runs.retention import Retention
 from titan.master.runs.service import RunService
+from titan.master.schedules.service import Schedules
 from titan.master.scheduling.engine import Engine
 from titan.storage.base import Storage
 from titan.storage.blobs import BlobStore
@@ -32,3 +35,6 @@ class Ctx:
     retention: Retention  # archiving and deleting old runs
     replays: Replays
     evals: Evaluations
+    otlp: Receiver  # OTLP in: traces become runs
+    exporter: Exporter | None  # OTLP out: None unless TITAN_OTLP_ENDPOINT is set
+    schedules: Schedules  # cron schedules: a run per tick

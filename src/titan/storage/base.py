@@ -22,16 +22,19 @@ from typing import Any
 
 from titan.storage.base_evals import EvalTransaction
 from titan.storage.base_jobs import JobsTransaction
+from titan.storage.base_ledger import LedgerQuery, LedgerTransaction
 from titan.storage.base_master import MasterTransaction
 from titan.storage.base_runs import ActionQuery, RunQuery, RunsTransaction
+from titan.storage.base_schedules import SchedulesTransaction
 from titan.storage.base_store import StoreTransaction
 from titan.storage.rows import Row
 
-__all__ = ["ActionQuery", "Row", "RunQuery", "Storage", "Transaction", "iter_chunks"]
+__all__ = ["ActionQuery", "LedgerQuery", "Row", "RunQuery", "Storage", "Transaction",
+           "iter_chunks"]
 
 
-class Transaction(MasterTransaction, JobsTransaction, RunsTransaction, StoreTransaction,
-                  EvalTransaction):
+class Transaction(MasterTransaction, JobsTransaction, RunsTransaction, LedgerTransaction,
+                  StoreTransaction, EvalTransaction, SchedulesTransaction):
     """One database transaction: every concept's interface in one object (each is declared,
     and has its contract suite, on its own). Not thread-safe: use it from the thread that
     opened it."""

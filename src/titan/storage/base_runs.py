@@ -127,9 +127,13 @@ class RunsTransaction(abc.ABC):
         """Which of these action ids the run already holds (a resent batch)."""
 
     @abc.abstractmethod
-    def insert_actions(self, run_id: str, rows: Sequence[Row], now: float) -> Row:
+    def insert_actions(self, run_id: str, rows: Sequence[Row], now: float,
+                       run: Row | None = None) -> Row:
         """Append actions (numbered after the run's last) and add them to its totals;
-        returns first_seq, action_count and cost_usd."""
+        returns first_seq, action_count and cost_usd. Each is chained after the run's chain
+        head (:func:`titan.ledger.extend`; its ``_content`` is used when given), and the head
+        moves to the last one. ``run``: the run's row as this transaction read it, when the
+        caller has it (else it is read here)."""
 
     @abc.abstractmethod
     def list_actions(self, run_id: str, q: ActionQuery, limit: int,
@@ -137,8 +141,9 @@ class RunsTransaction(abc.ABC):
         """A page of the run's actions in seq order, and how many match ``q`` in all."""
 
     @abc.abstractmethod
-    def iter_actions(self, run_id: str, batch: int = 1000) -> Iterator[Row]:
-        """Every action of the run in order, read a page at a time."""
+    def iter_actions(self, run_id: str, batch: int = 1000, after: int = 0) -> Iterator[Row]:
+        """Every action of the run in order (those after seq ``after``), read a page at a
+        time."""
 
     @abc.abstractmethod
     def recorded_actions(self, run_id: str, actor: str, after: int, limit: int) -> list[Row]:

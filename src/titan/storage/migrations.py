@@ -139,6 +139,43 @@ def _big_sizes(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN size TYPE BIGINT"))
 
 
+def _ledger(conn: Connection) -> None:
+    # Runs and actions recorded before the ledger stay unchained (NULL hashes): a run's chain
+    # starts at the first action recorded after this migration (titan/ledger.py). Migration 3
+    # builds the actions table from the current metadata: add only what is missing. The
+    # index is built here over every existing action (a one-off, seconds per million rows).
+    found = inspect(conn)
+    columns = {table: {c["name"] for c in found.get_columns(table)}
+               for table in ("agent_runs", "actions")}
+    for table, column, kind in (
+            ("agent_runs", "chain_head", "VARCHAR(64)"), ("agent_runs", "chain_start", "INTEGER"),
+            ("actions", "chain_hash", "VARCHAR(64)")):
+        if column not in columns[table]:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+    index = next(i for i in t.actions.indexes if i.name == "ix_actions_started")
+    if index.name not in {i["name"] for i in found.get_indexes("actions")}:
+        index.create(conn)
+
+
+def _schedules(conn: Connection) -> None:
+    # DAGs submitted before schedules existed were started by no schedule (NULL). Migration 1
+    # builds from the current metadata: add only what is missing.
+    if "schedule" not in {c["name"] for c in inspect(conn).get_columns("dags")}:
+        conn.execute(text("ALTER TABLE dags ADD COLUMN schedule VARCHAR(200)"))
+    for table in (t.schedules, t.schedule_fires):
+        table.create(conn, checkfirst=True)
+
+
+def _services(conn: Connection) -> None:
+    # Jobs from before services had settings of their own: a SERVICE job submitted then keeps
+    # NULL settings, which the worker reads as the defaults. Migration 1 builds from the
+    # current metadata: add only what is missing.
+    have = {c["name"] for c in inspect(conn).get_columns("jobs")}
+    for column in ("service", "service_status"):
+        if column not in have:
+            conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {column} TEXT"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -153,6 +190,11 @@ MIGRATIONS: list[Migration] = [
     (11, "master leadership: epoch, leader URL, heartbeat", _leader),
     (12, "blob bodies in the database (TITAN_BLOB_STORE=database)", _blob_chunks),
     (13, "blob and file sizes past 2 GiB", _big_sizes),
+    (14, "run ledger: action chain hashes, run chain heads", _ledger),
+    (15, "schedules: cron schedules, their fires, the schedule that started a DAG",
+     _schedules),
+    (16, "services: readiness, restart and stop settings; reported health and address",
+     _services),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

@@ -111,6 +111,11 @@ agent_runs = Table(
     Column("retention_class", String(20), nullable=False, server_default="standard"),
     Column("pii", Text),
     Column("archived_at", Float),
+    # The run ledger (migration 14, titan/ledger.py): the chain hash of its last action and
+    # the seq its chain starts at (1, or for a run recorded before the ledger existed the
+    # first action recorded after); both None until a chained action is recorded.
+    Column("chain_head", String(64)),
+    Column("chain_start", Integer),
     Index("ix_agent_runs_started", "started_at"),
     Index("ix_agent_runs_agent", "agent_id", "started_at"),
     Index("ix_agent_runs_replay_of", "replay_of"),
@@ -168,8 +173,14 @@ actions = Table(
     # What redaction replaced, by field and pattern ({"inputs": {"email": 1}}); never the
     # values. None when nothing matched (migration 9).
     Column("pii", Text),
+    # The run ledger (migration 14): the sha256 of the action's canonical content chained to
+    # the action before it (titan/ledger.py); None for actions recorded before the ledger.
+    Column("chain_hash", String(64)),
     UniqueConstraint("run_id", "id", name="uq_actions_run_id"),
     Index("ix_actions_outcome", "run_id", "outcome", "seq"),
+    # The Activity Ledger lists actions across runs newest first, a keyset page at a time:
+    # this index is that order, so a page (and a time range) reads only its own rows.
+    Index("ix_actions_started", "started_at", "run_id", "seq"),
 )
 
 dags = Table(
@@ -185,6 +196,8 @@ dags = Table(
     Column("status", String(20), nullable=False),
     Column("cancelled", Boolean, nullable=False, default=False),
     Column("job_count", Integer, nullable=False),
+    # The schedule whose tick started this run (migration 15); None for a submission.
+    Column("schedule", String(200)),
     UniqueConstraint("name", "run", name="uq_dags_name_run"),
     Index("ix_dags_agent_run", "agent_run_id", "id"),
     Index("ix_dags_status", "status", "id"),
@@ -218,6 +231,11 @@ jobs = Table(
     Column("decided_by", String(200)),  # who approved or rejected a gate
     Column("decided_at", Float),
     Column("decision_comment", Text),
+    # Service jobs (migration 16): their settings (readiness check, restart cap, stop grace)
+    # and what their worker last said of them (health, address, restarts, a stop asked
+    # for), JSON objects; None for every other job.
+    Column("service", Text),
+    Column("service_status", Text),
     Column("state", String(20), nullable=False),
     Column("reason", Text),
     Column("attempt", Integer, nullable=False, default=0),
@@ -314,6 +332,48 @@ blob_chunks = Table(
     Column("sha256", String(64), primary_key=True),
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("data", LargeBinary, nullable=False),
+)
+
+# Schedules (migration 15, master/schedules/): a DAG submitted again at each tick of a cron
+# expression in a time zone. ``next_fire_at`` is the first tick not yet dealt with (fired,
+# skipped or queued), written in the same commit as whatever dealt with the tick before it, so
+# a restarted or promoted master starts from there; None while paused.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("dag_name", String(200), nullable=False),
+    Column("cron", String(200), nullable=False),
+    Column("timezone", String(100), nullable=False),
+    Column("jobs", Text, nullable=False),  # JSON: the DAG's jobs, validated as POST /dags does
+    Column("catchup", String(10), nullable=False),  # skip, all, latest
+    Column("overlap", String(10), nullable=False),  # allow, skip, queue
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("next_fire_at", Float),
+    Column("last_fire_at", Float),  # the tick of the last fire (not of a run by hand)
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200)),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("name", name="uq_schedules_name"),
+)
+
+# What each tick of a schedule did: submitted a DAG, was skipped (overlap) or queued behind
+# the running one, or failed. (schedule, tick) is unique, and a fire is inserted in the same
+# transaction as the DAG it submits: a tick fires once, whatever restarts or failovers happen
+# around it. ``tick`` is None for a run started by hand ("run now").
+schedule_fires = Table(
+    "schedule_fires",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule_id", Integer, ForeignKey("schedules.id"), nullable=False),
+    Column("tick", Float),
+    Column("fired_at", Float, nullable=False),
+    Column("outcome", String(20), nullable=False),  # submitted, skipped, queued, failed
+    Column("dag_id", Integer, ForeignKey("dags.id")),
+    Column("error", Text),
+    UniqueConstraint("schedule_id", "tick", name="uq_schedule_fires_tick"),
+    Index("ix_schedule_fires_schedule", "schedule_id", "id"),
 )
 
 files = Table(

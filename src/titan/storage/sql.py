@@ -21,10 +21,12 @@ from titan.storage.leadership import Leadership
 from titan.storage.migrations import migrate
 from titan.storage.sql_evals import EvalsSQL
 from titan.storage.sql_jobs import JobsSQL
+from titan.storage.sql_ledger import LedgerSQL
 from titan.storage.sql_runs import RunsSQL
+from titan.storage.sql_schedules import SchedulesSQL
 
 
-class SQLTransaction(JobsSQL, RunsSQL, EvalsSQL, Transaction):
+class SQLTransaction(JobsSQL, RunsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any) -> None:
         self.conn = conn
         self.insert = insert

@@ -13,17 +13,25 @@ from titan.storage import schema as t
 from titan.storage.base import Row, iter_chunks
 
 _JOB_JSON = ("args", "parents", "env")
+#: JSON columns that are NULL for most jobs (a service's settings and status).
+_JOB_JSON_NULLABLE = ("service", "service_status")
 
 
 def _job_out(row: Any) -> Row:
     out = dict(row._mapping)
     for key in _JOB_JSON:
         out[key] = json.loads(out[key])
+    for key in _JOB_JSON_NULLABLE:
+        if out.get(key) is not None:
+            out[key] = json.loads(out[key])
     return out
 
 
 def _job_in(row: Row) -> Row:
     out = dict(row)
+    for key in _JOB_JSON_NULLABLE:
+        if out.get(key) is not None and not isinstance(out[key], str):
+            out[key] = json.dumps(out[key])
     for key in _JOB_JSON:
         if key not in out:
             continue

@@ -29,6 +29,7 @@ from titan.retention import DELETABLE
 from titan.storage import compiled
 from titan.storage import schema as t
 from titan.storage.base import ActionQuery, Row, RunQuery, iter_chunks
+from titan.storage.sql_ledger import chain_batch
 
 _RUN_JSON = ("tags", "replay", "code", "started_by", "pii")
 _OUTCOME_COUNTER = {"success": "success_count", "error": "error_count",
@@ -294,7 +295,8 @@ class RunsSQL:
             found.update(r[0] for r in rows)
         return found
 
-    def insert_actions(self, run_id: str, rows: Sequence[Row], now: float) -> Row:
+    def insert_actions(self, run_id: str, rows: Sequence[Row], now: float,
+                       run: Row | None = None) -> Row:
         """Append actions to a run, numbering them after its last one, and add them to the
         run's totals. Returns the run's new totals and the first seq given out."""
         if not rows:
@@ -306,24 +308,17 @@ class RunsSQL:
         cost = sum(r["cost_usd"] or 0.0 for r in rows)
         last = max(r["started_at"] + r["duration_ns"] / 1e9 for r in rows)
         c = t.agent_runs.c
-        # The counter is bumped first: on PostgreSQL the row lock serialises two masters
-        # appending to one run, so their seq ranges never overlap.
         values: dict[str, Any] = {k: getattr(c, k) + v for k, v in counts.items()}
         values["cost_usd"] = c.cost_usd + cost
         values["last_action_at"] = func.max(func.coalesce(c.last_action_at, 0.0), last) \
             if self.conn.dialect.name == "sqlite" else \
             func.greatest(func.coalesce(c.last_action_at, 0.0), last)
-        total = self.conn.execute(
-            update(t.agent_runs).where(c.id == run_id).values(**values)
-            .returning(c.action_count, c.cost_usd)).first()
-        assert total is not None, run_id
-        first = int(total[0]) - len(rows) + 1
-        encoded = []
-        for i, r in enumerate(rows):
-            row = dict(r, run_id=run_id, seq=first + i, recorded_at=now)
+        encoded, total = chain_batch(self.conn, run_id, rows, now, values,
+                                     run or self.get_run(run_id), self.get_run)
+        first = encoded[0]["seq"]
+        for row in encoded:
             row["tags"] = json.dumps(row["tags"]) if row.get("tags") is not None else None
             row["pii"] = json.dumps(row["pii"]) if row.get("pii") else None
-            encoded.append(row)
         if self.conn.dialect.name == "postgresql":
             _copy_actions(self.conn, encoded)
         else:
@@ -370,9 +365,8 @@ class RunsSQL:
                                  .limit(limit).offset(offset))
         return [_action_out(r) for r in rows], int(matched)
 
-    def iter_actions(self, run_id: str, batch: int = 1000) -> Iterator[Row]:
+    def iter_actions(self, run_id: str, batch: int = 1000, after: int = 0) -> Iterator[Row]:
         a = t.actions.c
-        after = 0
         while True:
             rows = [_action_out(r) for r in self.conn.execute(
                 select(t.actions).where(a.run_id == run_id, a.seq > after)

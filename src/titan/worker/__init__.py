@@ -11,6 +11,8 @@ Modules, one concept each:
 * :mod:`~titan.worker.assignment` — what the master hands over, and the job's environment
 * :mod:`~titan.worker.supervisor` — running assignments (starter threads)
 * :mod:`~titan.worker.attempt` — one attempt's output, exit, timeout and kill
+* :mod:`~titan.worker.service` — a service's attempt: its port, readiness and health checks,
+  restarts in place, graceful stop
 * :mod:`~titan.worker.executor` — where a job runs: the interface every executor implements
 * :mod:`~titan.worker.runner` — the local executor: zygote fork or subprocess
 * :mod:`~titan.worker.ray_executor` / :mod:`~titan.worker.ray_task` — the Ray executor: each

@@ -39,6 +39,8 @@ class Assignment:
     token: str | None = None
     #: The capability the job asked for (an executor may map it to resources: Ray's GPUs).
     requirement: str = "GENERAL"
+    #: A service's settings (titan/services.py); None for every other job.
+    service: dict[str, Any] | None = None
 
     @property
     def key(self) -> Key:
@@ -67,6 +69,7 @@ class Assignment:
                 timeout=float(timeout) if timeout else None,
                 token=data.get("token"),
                 requirement=str(data.get("requirement") or "GENERAL"),
+                service=dict(data["service"]) if data.get("service") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.ValidationFailed(f"malformed assignment {dict(data)!r}: {exc}") from None

@@ -7,7 +7,9 @@ report's logs before its results, and the reporter keeps queue order, so the ord
 end to end).
 
 Cancel and timeout signal the whole process group: SIGTERM first, SIGKILL ``kill_grace``
-seconds later if the job is still there.
+seconds later if the job is still there. A service's attempt outlives its processes
+(:class:`~titan.worker.service.ServiceAttempt` restarts them): the hooks it overrides are
+marked so.
 """
 
 from __future__ import annotations
@@ -56,9 +58,11 @@ class Attempt:
         self._loop = loop
         self._sink = sink
         self._kill_grace = kill_grace
+        self._grace = kill_grace  # SIGTERM to SIGKILL for this kill (a stop names its own)
         self._seq = 0
         self._streams: dict[int, tuple[str, LineSplitter]] = {}
-        self._timers: list[Handle] = []
+        self._timers: list[Handle] = []  # this process's: kill escalation, lingering pipes
+        self._deadline: Handle | None = None  # the attempt's timeout, armed once
         self._exit: tuple[int | None, str | None] | None = None
         self._last_stderr = ""
         self._started = time.monotonic()
@@ -73,8 +77,8 @@ class Attempt:
             self._loop.add_reader(fd, self._on_readable, fd)
         launched.process.watch(self._loop, self._on_exit)
         timeout = self.assignment.timeout
-        if timeout:
-            self._timers.append(self._loop.call_later(timeout, self.kill, TIMED_OUT))
+        if timeout and self._deadline is None:
+            self._deadline = self._loop.call_later(timeout, self.kill, TIMED_OUT)
         if self.kill_reason is not None:  # cancelled while it was being started
             self._terminate()
         log.debug("job %s attempt %d started (pid %d, %s)", self.assignment.ref or self.key[0],
@@ -88,12 +92,20 @@ class Attempt:
         self._exit = (None, error)
         self._maybe_finish()
 
-    def kill(self, reason: str) -> None:
-        """Stop the job for ``reason`` (cancelled, timed_out, stopped): TERM, then KILL."""
+    def extra_env(self) -> dict[str, str]:
+        """Variables this attempt adds to the job's environment at each start (a service's
+        port); asked on the thread that starts the process."""
+        return {}
+
+    def kill(self, reason: str, grace: float | None = None) -> None:
+        """Stop the job for ``reason`` (cancelled, timed_out, stopped): TERM, then KILL
+        ``grace`` seconds later (default: the worker's kill grace)."""
         if self.finished:
             return
         if self.kill_reason is None:
             self.kill_reason = reason
+            if grace is not None:
+                self._grace = grace
         if self.process is not None:
             self._terminate()
 
@@ -109,7 +121,7 @@ class Attempt:
     def _terminate(self) -> None:
         assert self.process is not None
         self.process.kill_group(signal.SIGTERM)
-        self._timers.append(self._loop.call_later(self._kill_grace, self._escalate))
+        self._timers.append(self._loop.call_later(self._grace, self._escalate))
 
     def _escalate(self) -> None:
         if not self.finished and self.process is not None:
@@ -182,21 +194,27 @@ class Attempt:
         self.process.kill_group(signal.SIGKILL)
         self._drain_and_close()
 
-    def _maybe_finish(self) -> None:
+    def _maybe_finish(self) -> None:  # a service overrides it: its process may start again
         if self.finished or self._exit is None or self._streams:
             return
         self.finished = True
         for timer in self._timers:
             timer.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         code, error = self._exit
         id_, attempt = self.key
-        result = {"id": id_, "attempt": attempt, "exit_code": code,
-                  "error": self._error_text(code, error),
-                  "timed_out": self.kill_reason == TIMED_OUT}
+        result = self._result(code, error)
         log.debug("job %s attempt %d finished: exit %s in %.3f s", self.assignment.ref or id_,
                   attempt, code, time.monotonic() - self._started)
         self._sink.result(result)
         self._sink.finished(self)
+
+    def _result(self, code: int | None, error: str | None) -> dict[str, Any]:
+        id_, attempt = self.key
+        return {"id": id_, "attempt": attempt, "exit_code": code,
+                "error": self._error_text(code, error),
+                "timed_out": self.kill_reason == TIMED_OUT}
 
     def _error_text(self, code: int | None, error: str | None) -> str | None:
         if self.kill_reason == TIMED_OUT:

@@ -118,7 +118,7 @@ class ChannelIntake(Intake):
     def start(self) -> None:
         threading.Thread(target=self._run, name="titan-channel", daemon=True).start()
 
-    def drain(self) -> None:
+    def _stop_taking(self) -> None:
         """Take no more jobs; cancels keep coming."""
         with self._cond:
             self._draining = True

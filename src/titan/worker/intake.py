@@ -38,6 +38,12 @@ class Intake:
         raise NotImplementedError
 
     def drain(self) -> None:
+        """Take no more jobs (cancels keep coming), and hand the services running here back
+        to the master, which starts them on another worker."""
+        self._stop_taking()
+        self._supervisor.release_services()
+
+    def _stop_taking(self) -> None:
         """Take no more jobs; cancels keep coming."""
         raise NotImplementedError
 
@@ -83,13 +89,18 @@ class Intake:
             return self._cond.wait_for(lambda: self._busy <= 0, timeout)
 
     def cancel(self, entry: Any) -> None:
-        """Kill the attempt a ``{"id", "attempt"}`` cancel names, if it runs here."""
+        """Kill the attempt a ``{"id", "attempt"}`` cancel names, if it runs here; one with
+        ``"stop": grace`` is a service to stop gracefully instead."""
         try:
             key: Key = (int(entry["id"]), int(entry["attempt"]))
-        except (KeyError, TypeError, ValueError):
+            grace = None if entry.get("stop") is None else float(entry["stop"])
+        except (KeyError, TypeError, ValueError, AttributeError):
             log.error("malformed cancel %r", entry)
             return
-        self._supervisor.cancel(key)
+        if grace is not None:
+            self._supervisor.stop(key, grace)
+        else:
+            self._supervisor.cancel(key)
 
     # ------------------------------------------------------------------ for subclasses
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger("titan.worker")
@@ -62,6 +62,11 @@ class IOLoop:
     def call_later(self, delay: float, fn: Callable[..., object], *args: Any) -> asyncio.Handle:
         """Run ``fn(*args)`` after ``delay`` seconds (loop thread only)."""
         return self._loop.call_later(max(0.0, delay), fn, *args)
+
+    def task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` on the loop (loop thread only): a service's readiness and health
+        checks, which wait on sockets without holding a thread."""
+        return self._loop.create_task(coro)
 
     def add_reader(self, fd: int, fn: Callable[..., object], *args: Any) -> None:
         """Call ``fn(*args)`` whenever ``fd`` is readable (loop thread only)."""

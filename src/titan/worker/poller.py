@@ -68,7 +68,7 @@ class Poller(Intake):
         for target, name in ((self._poll_loop, "titan-poll"), (self._fetch_loop, "titan-fetch")):
             threading.Thread(target=target, name=name, daemon=True).start()
 
-    def drain(self) -> None:
+    def _stop_taking(self) -> None:
         """Take no more jobs (polls keep running, offering nothing, for cancels).
 
         A long-poll parked offering slots would still take a job for up to its whole wait;

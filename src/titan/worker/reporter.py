@@ -10,8 +10,8 @@ a connection's reports in the order they arrive and only their commits overlap: 
 that ends a job no longer waits for the commit of the report before it (a round trip and a
 commit, the last hop of a short job's latency).
 
-Lines and results share one FIFO, so a job's result never leaves before its lines (it was
-queued after them, and a batch is always a prefix of the queue). Nothing is dropped when the
+Lines, services' status entries and results share one FIFO, so a job's result never leaves
+before its lines (it was queued after them, and a batch is always a prefix of the queue). Nothing is dropped when the
 master is away: the link re-sends what was not acknowledged (see
 :mod:`titan.worker.connection` and :mod:`titan.worker.channel`) while the queue keeps
 growing, and the whole backlog follows once the master is back.
@@ -33,6 +33,8 @@ log = logging.getLogger("titan.worker")
 #: stays far below the master's body limit however chatty the jobs are.
 MAX_BATCH_LINES = 5000
 MAX_BATCH_BYTES = 2 << 20
+
+_LOG, _RESULT, _SERVICE = 0, 1, 2
 
 #: How a post ends: the master's reply, or the error that ended it (reporter's bookkeeping).
 Done = Callable[[dict[str, Any] | None, BaseException | None], None]
@@ -76,7 +78,8 @@ class Reporter:
         #: The link in use now (the worker switches from HTTP to its channel once connected).
         self._link = link
         self._on_acked = on_acked
-        self._queue: collections.deque[tuple[bool, dict[str, Any]]] = collections.deque()
+        #: (kind, entry): a log line, a result, or a service's status (_LOG, _RESULT, _SERVICE).
+        self._queue: collections.deque[tuple[int, dict[str, Any]]] = collections.deque()
         self._cond = threading.Condition()
         self._posts = 0  # reports posted and not yet answered
         self._in_flight = 0  # entries (lines and results) in those reports
@@ -90,13 +93,19 @@ class Reporter:
 
     def log(self, entry: dict[str, Any]) -> None:
         with self._cond:
-            self._queue.append((False, entry))
+            self._queue.append((_LOG, entry))
             if len(self._queue) == 1:
                 self._cond.notify_all()
 
+    def service(self, entry: dict[str, Any]) -> None:
+        """A service's health (``{"id", "attempt", "health", "host", "port", ...}``)."""
+        with self._cond:
+            self._queue.append((_SERVICE, entry))
+            self._cond.notify_all()
+
     def result(self, entry: dict[str, Any]) -> None:
         with self._cond:
-            self._queue.append((True, entry))
+            self._queue.append((_RESULT, entry))
             self._results_pending += 1
             self._unacked.add((int(entry["id"]), int(entry["attempt"])))
             self._cond.notify_all()
@@ -137,19 +146,22 @@ class Reporter:
 
     # ------------------------------------------------------------------ the thread
 
-    def _take(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _take(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         logs: list[dict[str, Any]] = []
         results: list[dict[str, Any]] = []
+        statuses: list[dict[str, Any]] = []
         size = 0
         queue = self._queue
         while queue and len(logs) < MAX_BATCH_LINES and size < MAX_BATCH_BYTES:
-            is_result, entry = queue.popleft()
-            if is_result:
+            kind, entry = queue.popleft()
+            if kind == _RESULT:
                 results.append(entry)
+            elif kind == _SERVICE:
+                statuses.append(entry)
             else:
                 logs.append(entry)
                 size += len(entry["line"]) + 64
-        return logs, results
+        return logs, results, statuses
 
     def _run(self) -> None:
         while True:
@@ -158,16 +170,20 @@ class Reporter:
                 if self._dead or not self._queue:
                     return
                 link = self._link()
-                logs, results = self._take()
+                logs, results, statuses = self._take()
                 self._posts += 1
-                self._in_flight += len(logs) + len(results)
+                self._in_flight += len(logs) + len(results) + len(statuses)
 
             def done(reply: dict[str, Any] | None, exc: BaseException | None,
                      logs: list[dict[str, Any]] = logs,
-                     results: list[dict[str, Any]] = results) -> None:
-                self._answered(logs, results, reply, exc)
+                     results: list[dict[str, Any]] = results,
+                     sent: int = len(logs) + len(results) + len(statuses)) -> None:
+                self._answered(logs, results, reply, exc, sent)
 
-            link.post({"logs": logs, "results": results}, done)
+            body: dict[str, Any] = {"logs": logs, "results": results}
+            if statuses:  # only then: a report stays what a master without services reads
+                body["services"] = statuses
+            link.post(body, done)
 
     def _ready(self) -> bool:
         # Called with _cond held. The link is asked each time: the worker switches from
@@ -176,7 +192,8 @@ class Reporter:
             bool(self._queue) and self._posts < self._link().window
 
     def _answered(self, logs: list[dict[str, Any]], results: list[dict[str, Any]],
-                  reply: dict[str, Any] | None, exc: BaseException | None) -> None:
+                  reply: dict[str, Any] | None, exc: BaseException | None,
+                  sent: int) -> None:
         """A post ended (any thread): account for it, and tell the worker what was taken."""
         rejected: list[dict[str, Any]] = list((reply or {}).get("rejected") or [])
         if isinstance(exc, errors.APIError):
@@ -196,7 +213,7 @@ class Reporter:
             log.debug("master rejected stale results: %s", rejected)
         with self._cond:
             self._posts -= 1
-            self._in_flight -= len(logs) + len(results)
+            self._in_flight -= sent
             self._results_pending -= len(results)
             self._unacked.difference_update((int(r["id"]), int(r["attempt"])) for r in results)
             self._cond.notify_all()

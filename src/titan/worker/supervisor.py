@@ -4,7 +4,9 @@
 which may take a network round trip the first time) happens on a small pool of starter
 threads, so the long-poll that delivered the job goes straight back to the master and a
 cancel is never stuck behind a download. From the moment its process exists, an attempt
-belongs to the I/O thread (:mod:`titan.worker.attempt`).
+belongs to the I/O thread (:mod:`titan.worker.attempt`). A service's attempt
+(:mod:`titan.worker.service`) comes back here for each restart, and is stopped or released
+through :meth:`Supervisor.stop` and :meth:`Supervisor.release_services`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from titan import errors
+from titan import errors, services
 from titan.worker.assignment import Assignment, Key, inherited_env, job_env
 from titan.worker.attempt import CANCELLED, Attempt
 from titan.worker.executor import Executor, Launched, LaunchSpec
 from titan.worker.loop import IOLoop
 from titan.worker.reporter import Reporter
+from titan.worker.service import RELEASED, STOP_REQUESTED, ServiceAttempt, advertised_host
 from titan.worker.workspace import Workspace
 
 log = logging.getLogger("titan.worker")
@@ -78,7 +81,14 @@ class Supervisor:
 
     def start(self, assignment: Assignment) -> bool:
         """Begin running ``assignment``; False if that attempt is already running here."""
-        attempt = Attempt(assignment, loop=self._loop, sink=self, kill_grace=self._kill_grace)
+        attempt: Attempt
+        if services.is_service(assignment.job_type):
+            attempt = ServiceAttempt(
+                assignment, loop=self._loop, sink=self, kill_grace=self._kill_grace,
+                host=advertised_host(self._masters()[0]), report=self._reporter.service,
+                relaunch=self._relaunch)
+        else:
+            attempt = Attempt(assignment, loop=self._loop, sink=self, kill_grace=self._kill_grace)
         with self._lock:
             if attempt.key in self._attempts:
                 return False
@@ -98,6 +108,29 @@ class Supervisor:
         self._loop.call(attempt.kill, reason)
         return True
 
+    def stop(self, key: Key, grace: float) -> bool:
+        """Stop service attempt ``key`` gracefully: SIGTERM, SIGKILL ``grace`` seconds later
+        (a repeat changes nothing); False if it is not here."""
+        with self._lock:
+            attempt = self._attempts.get(key)
+        if attempt is None:
+            return False
+        if attempt.kill_reason is None:
+            log.info("stopping service %s attempt %d (grace %g s)",
+                     attempt.assignment.ref or key[0], key[1], grace)
+        self._loop.call(attempt.kill, STOP_REQUESTED, grace)
+        return True
+
+    def release_services(self) -> None:
+        """The worker drains: its services are stopped like on request and reported
+        released, so the master starts them on another worker (a service never ends by
+        itself: a drain would otherwise wait for it for ever)."""
+        with self._lock:
+            held = [a for a in self._attempts.values() if isinstance(a, ServiceAttempt)]
+        for attempt in held:
+            grace = float(attempt.settings["stop_grace"])
+            self._loop.call(attempt.kill, RELEASED, grace)
+
     def kill_all(self) -> None:
         """SIGKILL every attempt's process group (the worker is stopping hard)."""
         with self._lock:
@@ -110,11 +143,13 @@ class Supervisor:
 
     # ------------------------------------------------------------------ the fast path
 
-    def _env(self, a: Assignment, project_dir: Path | None) -> dict[str, str]:
+    def _env(self, attempt: Attempt, project_dir: Path | None) -> dict[str, str]:
         masters = list(self._masters())
-        return job_env(a, master_url=masters[0], master_urls=masters,
-                       workspace=self._workspace.shared, project_dir=project_dir,
-                       base=self._base_env)
+        env = job_env(attempt.assignment, master_url=masters[0], master_urls=masters,
+                      workspace=self._workspace.shared, project_dir=project_dir,
+                      base=self._base_env)
+        env.update(attempt.extra_env())
+        return env
 
     def _start_now(self, attempt: Attempt) -> bool:
         """Start a Python job whose script is already here from a zygote that is up, on the
@@ -128,7 +163,7 @@ class Supervisor:
             script = self._workspace.cached(a.filename, a.script_sha256)
             if script is None:
                 return False
-            env = self._env(a, script.project_dir)
+            env = self._env(attempt, script.project_dir)
             spec = LaunchSpec(script=script.path, args=list(a.args), cwd=self._workspace.shared,
                               env=env, sys_path=list(script.sys_path), runner=a.runner,
                               project_dir=script.project_dir, requirement=a.requirement)
@@ -148,6 +183,13 @@ class Supervisor:
 
     # ------------------------------------------------------------------ starter threads
 
+    def _relaunch(self, attempt: ServiceAttempt) -> None:
+        """Start a service's next incarnation (I/O thread): prepared like a first start."""
+        try:
+            self._pool.submit(self._launch, attempt)
+        except RuntimeError:  # the pool is shut: the worker is going away
+            attempt.fail_to_start("the worker stopped before the service started again")
+
     def _launch(self, attempt: Attempt) -> None:
         a = attempt.assignment
         try:
@@ -159,7 +201,7 @@ class Supervisor:
                 raise errors.ValidationFailed("the assignment names no script_sha256")
             else:
                 script = self._workspace.materialize(a.filename, a.script_sha256)
-            env = self._env(a, script.project_dir)
+            env = self._env(attempt, script.project_dir)
             spec = LaunchSpec(script=script.path, args=list(a.args), cwd=self._workspace.shared,
                               env=env, sys_path=list(script.sys_path), runner=a.runner,
                               project_dir=script.project_dir, requirement=a.requirement)

@@ -114,6 +114,18 @@
     dl.append(el("dt", { text: label }), el("dd", {}, value));
   }
 
+  // A service's health, address, restarts and uptime, as the job page's template writes it.
+  function serviceLine(job) {
+    const s = job.service;
+    const line = el("span", { class: "service-line" });
+    if (s.health) line.append(el("span", { class: "badge", "data-status": s.health.toUpperCase(), text: s.health.toUpperCase() }), " ");
+    if (s.address) line.append(el("code", { class: "service-address", text: s.address }), " ");
+    line.append("· restarts " + s.restarts + " · readiness ", el("code", { text: s.readiness }));
+    if (s.uptime !== null) line.append(" · up " + T.duration(s.uptime));
+    if (s.stopping) line.append(" · stopping");
+    return line;
+  }
+
   function renderDetails(root, job) {
     root.dataset.id = job.id;
     root.dataset.state = job.state;
@@ -127,6 +139,8 @@
     if (cancel) { cancel.hidden = !T.ACTIVE.has(job.state); cancel.dataset.id = job.id; }
     const retry = root.querySelector("[data-action=retry-job]");
     if (retry) { retry.hidden = !T.RETRYABLE.has(job.state); retry.dataset.id = job.id; }
+    const stop = root.querySelector("[data-action=stop-job]");
+    if (stop) { stop.hidden = job.kind !== "service" || !T.ACTIVE.has(job.state); stop.dataset.id = job.id; }
 
     const dl = root.querySelector(".job-details");
     dl.replaceChildren();
@@ -143,6 +157,7 @@
       row(dl, "Attempt", job.attempt + " of " + job.max_attempts);
       row(dl, "Exit code", job.exit_code === null ? "—" : String(job.exit_code));
     }
+    if (job.service) row(dl, "Service", serviceLine(job));
     if (job.parents && job.parents.length) row(dl, "Parents", job.parents.join(", "));
     if (job.error) row(dl, "Error", el("pre", { class: "error", text: job.error }));
     row(dl, "Reason", job.reason);
@@ -284,11 +299,11 @@
     if (!button) return;
     const action = button.dataset.action;
     const banner = document.getElementById("approval-banner");
-    if (action === "cancel-job" || action === "retry-job") {
+    if (action === "cancel-job" || action === "retry-job" || action === "stop-job") {
       const id = button.dataset.id || button.closest("#job-panel").dataset.id;
-      const verb = action === "cancel-job" ? "cancel" : "retry";
+      const verb = action.slice(0, -4);
       await act(button, "POST", "/api/v1/jobs/" + id + "/" + verb, undefined,
-                verb === "cancel" ? "Job cancelled" : "Job queued again");
+                { cancel: "Job cancelled", retry: "Job queued again", stop: "Stopping the service" }[verb]);
     } else if (action === "cancel-dag") {
       await act(button, "POST", "/api/v1/dags/" + button.dataset.dagId + "/cancel", undefined, "DAG cancelled");
     } else if (action === "approve" || action === "reject") {

@@ -47,7 +47,7 @@
   };
 
   /* A JSON call to the API with the session cookie (and the CSRF token when it changes
-   * something). Rejects with the API's error message. */
+   * something). Rejects with the API's error message (the error's `details` on err.details). */
   T.api = async function (method, url, body) {
     const headers = { Accept: "application/json" };
     const init = { method: method, headers: headers, credentials: "same-origin" };
@@ -63,6 +63,7 @@
     if (!r.ok) {
       const err = new Error(data && data.error ? data.error.message : r.status + " " + r.statusText);
       err.status = r.status;
+      err.details = data && data.error ? data.error.details || {} : {};
       throw err;
     }
     return data;

@@ -1,4 +1,4 @@
-/* Live updates for the list pages (Cluster, DAG Pipelines, Store).
+/* Live updates for the list pages (Cluster, DAG Pipelines, Store, Activity Ledger).
  *
  * Each keeps one region of the page fresh by re-reading it from the server when an event
  * says it changed (at most once a second: a busy cluster sends hundreds of events a second),
@@ -15,6 +15,14 @@
   } else if (page === "dags") {
     const refresh = T.throttle(() => T.swapRegion("dag-list"), 1000);
     T.live({ types: ["dag_created", "dag_updated"], onEvent: refresh, onResync: refresh });
+  } else if (page === "ledger") {
+    // The newest page only: a page further back is a fixed slice of the past. Every refresh
+    // re-reads the page, verdicts included, so new actions arrive with their chain status.
+    const params = new URLSearchParams(location.search);
+    const newest = !params.get("before") && !params.get("after");
+    const refresh = T.throttle(() => { if (newest) T.swapRegion("ledger-live"); }, 2000);
+    T.live({ types: ["action_created"], run: params.get("run") || undefined,
+             onEvent: refresh, onResync: (first) => { if (!first) refresh(); } });
   } else if (page === "store") {
     const prefix = document.getElementById("store").dataset.prefix || "";
     const changed = new Set();

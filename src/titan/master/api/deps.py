@@ -124,3 +124,10 @@ Replayer = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "start a rep
 # Evaluations are set up and dispatched by people (the seed's "workflow manage" permission).
 EvalManager = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "manage evaluations"))]
 Admin = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "manage tokens"))]
+# A schedule starts runs on its own for as long as it exists: a person's decision, never a
+# job's (a job could otherwise outlive itself as a schedule).
+ScheduleManager = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "manage schedules"))]
+# Traces over OTLP name runs of their own: a person's token, never a job's (fenced to its own
+# run) or a worker's.
+OtlpSender = Annotated[auth.Principal, Depends(_require(
+    auth.OPERATE, "send OTLP traces (an operator or admin token may)"))]

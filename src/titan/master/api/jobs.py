@@ -1,4 +1,4 @@
-"""Jobs: status, waiting, cancel, retry, approval decisions and logs.
+"""Jobs: status, waiting, cancel, stop, retry, approval decisions and logs.
 
 A job ``{ref}`` may contain one '/' (``dag/job``), so these routes use a path parameter; the
 action routes are declared first. A job literally named ``logs`` or ``wait`` is still
@@ -65,6 +65,18 @@ async def wait_job(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
 async def cancel_job(c: CtxDep, p: Writer, ref: str) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.cancel_job(job["id"], job["state"])
+    return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+
+
+@router.post("/jobs/{ref:path}/stop", summary="Stop a service gracefully (not a cancel)")
+async def stop_job(c: CtxDep, p: Writer, ref: str, body: dict[str, Any] | None = Body(None)) -> Row:
+    grace = (body or {}).get("grace")
+    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int | float)
+                              or not 0 <= grace <= 3600):
+        raise ValidationFailed("grace must be a number of seconds between 0 and 3600",
+                               details={"field": "grace"})
+    job = await c.engine.read(lambda tx: find_job(tx, ref))
+    await c.engine.stop_service(job["id"], job["state"], None if grace is None else float(grace))
     return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
 
 

@@ -29,6 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from titan.errors import APIError, PayloadTooLarge, Unauthorized
 from titan.master.api.deps import PRINCIPAL, token_principal
+from titan.master.api.mcp import MCP_PATH
+from titan.master.api.otlp import TRACE_PATHS
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.config import MasterConfig
@@ -37,6 +39,8 @@ from titan.master.config import MasterConfig
 _UPLOADS = re.compile(r"^/api/v1/(blobs/[^/]+|files/.+|artifacts)$")
 #: The evaluation tool proxy: the agent under test holds the run's token, not an API token.
 _PROXY = re.compile(r"^/api/v1/runs/([^/]+)/(tools/[^/]+|eval/(response|events|coding))$")
+#: OTLP/HTTP trace bodies: the JSON body limit, also at the root where collectors take them.
+_OTLP = frozenset(TRACE_PATHS)
 #: Routes anyone may call (sign-in gives the credential): no check, and a small body.
 _PUBLIC = frozenset({"/login", "/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs"})
 _PUBLIC_LIMIT = 16 * 1024
@@ -56,6 +60,10 @@ class BodyGuard:
     def _limit(self, path: str) -> int:
         if path in _PUBLIC:
             return _PUBLIC_LIMIT
+        if path in _OTLP:
+            return self.json_limit
+        if path == MCP_PATH:  # MCP's JSON-RPC, at the root: the API's JSON limit
+            return self.json_limit
         if path.startswith("/api/"):
             return self.upload_limit if _UPLOADS.match(path) else self.json_limit
         return _DASHBOARD_LIMIT

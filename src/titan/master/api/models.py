@@ -57,6 +57,12 @@ class JobSpec(_Closed):
     is_archive: bool = False
     hitl_message: str | None = Field(None, max_length=10_000)
     max_wait_seconds: float | None = Field(None, gt=0)
+    # Services only (job_type SERVICE); None: the default (titan/services.py).
+    readiness: str | None = Field(None, description="'tcp', 'http:/path' or 'none'")
+    max_restarts: int | None = Field(None, ge=0, le=1000)
+    restart_window: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+    stop_grace: float | None = Field(None, gt=0, le=3600)
+    ready_timeout: float | None = Field(None, gt=0, le=24 * 3600)
 
 
 class DagSubmit(_Closed):
@@ -69,6 +75,12 @@ class DagSubmit(_Closed):
 
 class Decision(_Closed):
     comment: str | None = None
+
+
+class Stop(_Closed):
+    grace: float | None = Field(None, ge=0, le=3600,
+                                description="Seconds between SIGTERM and SIGKILL (default: "
+                                            "the service's stop_grace)")
 
 
 class StoreValue(_Open):
@@ -120,7 +132,9 @@ class Report(_Open):
     logs: list[dict[str, Any]] | None = Field(
         None, description="{id, attempt, seq, ts, stream, line}")
     results: list[dict[str, Any]] | None = Field(
-        None, description="{id, attempt, exit_code, error, timed_out}")
+        None, description="{id, attempt, exit_code, error, timed_out, released}")
+    services: list[dict[str, Any]] | None = Field(
+        None, description="{id, attempt, health, host, port, restarts, up_since, detail, pid}")
 
 
 # ---------------------------------------------------------------------------- replies
@@ -143,6 +157,10 @@ class JobView(_Open):
     kind: Literal["run", "service", "approval"]
     parents: list[str]
     submitted_at: Timestamp | None
+    # Services: where it is reached while it runs, how it is, and the rest (else null).
+    address: str | None
+    health: Literal["starting", "ready", "unhealthy", "restarting"] | None
+    service: dict[str, Any] | None
 
 
 class DagView(_Open):
@@ -155,6 +173,7 @@ class DagView(_Open):
     submitted_at: Timestamp | None
     counts: dict[str, int]
     jobs: list[JobView] | None = None
+    schedule: str | None = Field(None, description="The schedule whose tick started it")
 
 
 class DagList(_Open):
@@ -269,3 +288,59 @@ class PollReply(_Open):
 
 class HeartbeatReply(_Open):
     cancel: list[AttemptRef]
+
+
+# ---------------------------------------------------------------------------- schedules
+
+class ScheduleCreate(_Closed):
+    name: str = Field(min_length=1, max_length=200)
+    cron: str = Field(min_length=1, max_length=200, description=(
+        "Five fields (minute hour day-of-month month day-of-week), six with seconds first, "
+        "or @hourly, @daily, @weekly, @monthly, @yearly"))
+    timezone: str = Field("UTC", description="An IANA time zone, e.g. Europe/Paris")
+    catchup: Literal["skip", "all", "latest"] = "skip"
+    overlap: Literal["allow", "skip", "queue"] = "allow"
+    paused: bool = False
+    dag_name: str | None = Field(None, min_length=1, max_length=200,
+                                 description="The DAG each tick submits (default: name)")
+    jobs: list[JobSpec] = Field(min_length=1)
+
+
+class FireView(_Open):
+    id: int
+    tick: Timestamp | None = Field(description="None: run by hand")
+    manual: bool
+    fired_at: Timestamp
+    outcome: Literal["submitted", "skipped", "queued", "failed"]
+    error: str | None
+    dag: dict[str, Any] | None = Field(description="{id, name, run, ref, status}")
+
+
+class ScheduleView(_Open):
+    id: int
+    name: str
+    dag_name: str
+    cron: str
+    timezone: str
+    description: str
+    catchup: str
+    overlap: str
+    paused: bool
+    next_fire_at: Timestamp | None
+    next_fires: list[Timestamp]
+    last_fire_at: Timestamp | None
+    created_at: Timestamp
+    created_by: str | None
+    updated_at: Timestamp
+    job_count: int
+    fires: list[FireView] | None = None
+    jobs: list[dict[str, Any]] | None = None
+
+
+class ScheduleList(_Open):
+    schedules: list[ScheduleView]
+
+
+class ScheduleDeleted(_Open):
+    name: str
+    deleted: bool

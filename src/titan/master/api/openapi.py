@@ -28,6 +28,7 @@ REQUESTS: dict[Op, tuple[type[BaseModel], bool]] = {
     ("post", f"{_P}/dags"): (m.DagSubmit, True),
     ("post", f"{_P}/jobs/{{ref}}/approve"): (m.Decision, False),
     ("post", f"{_P}/jobs/{{ref}}/reject"): (m.Decision, False),
+    ("post", f"{_P}/jobs/{{ref}}/stop"): (m.Stop, False),
     ("put", f"{_P}/store/values/{{key}}"): (m.StoreValue, True),
     ("post", f"{_P}/store/sets/{{key}}"): (m.SetMember, True),
     ("post", f"{_P}/store/incr/{{key}}"): (m.Increment, False),
@@ -37,6 +38,7 @@ REQUESTS: dict[Op, tuple[type[BaseModel], bool]] = {
     ("post", f"{_P}/workers/{{worker_id}}/poll"): (m.WorkerPoll, True),
     ("post", f"{_P}/workers/{{worker_id}}/heartbeat"): (m.Heartbeat, True),
     ("post", f"{_P}/workers/{{worker_id}}/report"): (m.Report, True),
+    ("post", f"{_P}/schedules"): (m.ScheduleCreate, True),
 }
 
 #: Replies of the success status (JSON).
@@ -51,6 +53,7 @@ REPLIES: dict[Op, type[BaseModel]] = {
     ("get", f"{_P}/jobs/{{ref}}"): m.JobView,
     ("get", f"{_P}/jobs/{{ref}}/wait"): m.JobView,
     ("post", f"{_P}/jobs/{{ref}}/cancel"): m.JobView,
+    ("post", f"{_P}/jobs/{{ref}}/stop"): m.JobView,
     ("post", f"{_P}/jobs/{{ref}}/retry"): m.JobView,
     ("post", f"{_P}/jobs/{{ref}}/approve"): m.JobView,
     ("post", f"{_P}/jobs/{{ref}}/reject"): m.JobView,
@@ -74,6 +77,13 @@ REPLIES: dict[Op, type[BaseModel]] = {
     ("post", f"{_P}/workers/register"): m.WorkerRegistered,
     ("post", f"{_P}/workers/{{worker_id}}/poll"): m.PollReply,
     ("post", f"{_P}/workers/{{worker_id}}/heartbeat"): m.HeartbeatReply,
+    ("post", f"{_P}/schedules"): m.ScheduleView,
+    ("get", f"{_P}/schedules"): m.ScheduleList,
+    ("get", f"{_P}/schedules/{{name}}"): m.ScheduleView,
+    ("delete", f"{_P}/schedules/{{name}}"): m.ScheduleDeleted,
+    ("post", f"{_P}/schedules/{{name}}/pause"): m.ScheduleView,
+    ("post", f"{_P}/schedules/{{name}}/resume"): m.ScheduleView,
+    ("post", f"{_P}/schedules/{{name}}/run"): m.DagView,
 }
 
 #: Raw bodies in, raw bytes out: (media type, schema).
@@ -88,6 +98,11 @@ DOWNLOADS: dict[Op, dict[str, Any]] = {
                                    ("text/csv", "application/json", "application/x-ndjson")},
 }
 
+#: OTLP/HTTP (api/otlp.py): protobuf or JSON in, the reply in the same encoding.
+_OTLP_BODIES = {"application/x-protobuf": {"schema": _BINARY},
+                "application/json": {"schema": {"type": "object"}}}
+OTLP = {("post", f"{_P}/otlp/v1/traces")}
+
 _WHY = {
     400: "Invalid request: a parameter or the body (details.field names it)",
     401: "No token, or an unknown or revoked one",
@@ -96,6 +111,7 @@ _WHY = {
     408: "The wait timed out before the thing happened",
     409: "The object's state does not allow this (or the attempt is stale)",
     413: "The body is larger than the configured limit",
+    415: "The body's Content-Type is not one this route reads",
 }
 
 
@@ -111,6 +127,8 @@ def error_statuses(method: str, path: str, has_body: bool) -> list[int]:
         codes.append(409)
     if has_body:
         codes.append(413)
+    if (method, path) in OTLP:
+        codes.append(415)
     return codes
 
 
@@ -132,7 +150,8 @@ def describe(app: FastAPI) -> dict[str, Any]:
     for path, item in schema.get("paths", {}).items():
         for method, op in item.items():
             key = (method, path)
-            has_body = key in REQUESTS or key in RAW_UPLOADS or "requestBody" in op
+            has_body = key in REQUESTS or key in RAW_UPLOADS or key in OTLP \
+                or "requestBody" in op
             responses: dict[str, Any] = op.setdefault("responses", {})
             responses.pop("422", None)
             if key in REQUESTS:
@@ -142,6 +161,8 @@ def describe(app: FastAPI) -> dict[str, Any]:
             elif key in RAW_UPLOADS:
                 op["requestBody"] = {"required": True,
                                      "content": {"application/octet-stream": {"schema": _BINARY}}}
+            elif key in OTLP:
+                op["requestBody"] = {"required": False, "content": _OTLP_BODIES}
             ok = next((s for s in responses if s.startswith("2")), "200")
             if key in REPLIES:
                 responses[ok] = {"description": responses.get(ok, {}).get("description", "OK"),
@@ -149,6 +170,9 @@ def describe(app: FastAPI) -> dict[str, Any]:
                                      "$ref": f"#/components/schemas/{REPLIES[key].__name__}"}}}}
             elif key in DOWNLOADS:
                 responses[ok] = {"description": "The bytes", "content": DOWNLOADS[key]}
+            elif key in OTLP:
+                responses[ok] = {"description": "An ExportTraceServiceResponse",
+                                 "content": _OTLP_BODIES}
             for code in error_statuses(method, path, has_body):
                 responses[str(code)] = {"description": _WHY[code], "content": error}
     return schema

@@ -13,7 +13,7 @@ from titan.errors import NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Operator, Reader, Writer
 from titan.master.api.params import MaybeAfter, Offset, Seq
-from titan.master.runs import export
+from titan.master.runs import export, ledger
 from titan.master.runs.service import check_window, run_or_404
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
@@ -165,6 +165,14 @@ async def get_action(c: CtxDep, p: Reader, run_id: str, seq: Seq) -> Row:
                 a[side] = text
                 a[f"{side}_blob"] = False
     return action_view(a)
+
+
+@router.get("/runs/{run_id}/verify", summary="Check a run's ledger: the first action edited, "
+                                           "deleted, inserted or reordered after recording")
+async def verify_run(c: CtxDep, p: Reader, run_id: str) -> Row:
+    verdict = await c.engine.read(lambda tx: ledger.verify_run(tx, run_or_404(tx, run_id)))
+    c.runs.ledger.remember(verdict)  # the Activity Ledger shows it from now on
+    return ledger.verdict_view(verdict)
 
 
 @router.get("/agents/{agent_id}", summary="An agent: its budget and its runs over time")

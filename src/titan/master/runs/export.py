@@ -3,7 +3,9 @@
 Exports stream: runs are read a page at a time and written as they are read, so exporting a
 million actions holds one page in memory, not the million. The columns are the ones the Runs
 page shows, durations (latency) included, and each run's compliance metadata (who started
-it, its retention class, the PII patterns redaction found, when it was archived). JSON is one document (``{"runs": [...]}``, each run
+it, its retention class, the PII patterns redaction found, when it was archived) and its
+ledger head; each action carries its chain hash, so an export can be verified away from
+the master (``titan runs verify --export FILE``). JSON is one document (``{"runs": [...]}``, each run
 with its ``actions`` when asked); JSONL is one object per line, ``{"type": "run", ...}`` then,
 when asked, that run's ``{"type": "action", ...}`` lines; CSV is one table: runs, or with
 actions one row per action carrying its run's id and agent.
@@ -28,12 +30,13 @@ FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json",
 RUN_COLUMNS = ("id", "agent_id", "agent_version", "status", "started_at", "ended_at",
                "duration_s", "action_count", "cost_usd", "success_rate", "error_count",
                "blocked_count", "replayed_count", "budget_usd", "over_budget", "error",
-               "code_version", "tags", "started_by", "retention_class", "pii", "archived_at")
+               "code_version", "tags", "started_by", "retention_class", "pii", "archived_at",
+               "chain_head", "chain_start")
 ACTION_COLUMNS = ("run_id", "agent_id", "seq", "id", "parent_id", "actor", "stage", "channel",
                   "name", "ordinal", "outcome", "started_at", "duration_ms", "cost_usd",
                   "cost_source", "model", "input_tokens", "output_tokens", "cached_tokens",
                   "reasoning_tokens", "error_type", "error_message", "inputs", "outputs",
-                  "inputs_hash", "outputs_hash", "tags", "pii")
+                  "inputs_hash", "outputs_hash", "tags", "pii", "chain_hash")
 
 
 def _cell(value: Any) -> Any:

@@ -7,6 +7,7 @@ every problem listed by index and field (up to 20), and nothing is stored.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
@@ -16,7 +17,7 @@ from titan.errors import ValidationFailed
 from titan.retention import retention_problem
 from titan.status import RUN_STATUSES, RunStatus
 from titan.storage.base import Row
-from titan.trace.canonical import digest, dumps
+from titan.trace.canonical import dumps
 
 CHANNELS = ("llm", "tool", "clock", "random", "custom", "network")
 # How a replay answered a call (see titan.trace.replay): None outside replays.
@@ -101,11 +102,12 @@ def payload(value: Any, inline_limit: int, text: str | None = None) -> tuple[Row
     limit (the column then keeps a preview)."""
     if text is None:
         text = dumps(value)
-    size = len(text.encode())
-    out: Row = {"text": text, "hash": digest(text), "size": size, "blob": False}
-    if size > inline_limit:
+    data = text.encode()  # once: its size, its hash and, past the limit, the blob
+    out: Row = {"text": text, "hash": hashlib.sha256(data).hexdigest(), "size": len(data),
+                "blob": False}
+    if len(data) > inline_limit:
         out.update(text=text[:PREVIEW_CHARS], blob=True)
-        return out, text.encode()
+        return out, data
     return out, None
 
 

@@ -16,12 +16,14 @@ import logging
 import secrets
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from titan import ledger
 from titan.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from titan.master.auth.tokens import OPERATE, Principal
 from titan.master.runs import compliance
 from titan.master.runs import ingest as action_input
+from titan.master.runs.ledger import LedgerChecks
 from titan.master.scheduling.state import Changes, dag_status
 from titan.redaction import Redactor, merge
 from titan.status import RunStatus
@@ -73,6 +75,17 @@ def run_summary(run: Row) -> Row:
     return {k: run.get(k) for k in keys}
 
 
+class RunListener(Protocol):
+    """What hears of recorded telemetry once it has committed (the OTLP exporter): called on
+    the event loop, so it only queues what it needs."""
+
+    def actions_recorded(self, run: Row, actions: list[Row]) -> None:
+        """``actions`` (as stored, without their seq) were appended to ``run``."""
+
+    def run_changed(self, before: Row, run: Row) -> None:
+        """The run row changed (its status, totals, budget state)."""
+
+
 def code_version(scripts: list[tuple[str, str]]) -> str | None:
     if not scripts:
         return None
@@ -94,6 +107,8 @@ class RunService:
         # Runs whose driver has finished while stages still ran: settled when they end.
         self.ending: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.ledger = LedgerChecks()  # the Activity Ledger's verdict per run
+        self.listeners: list[RunListener] = []
         engine.stage_hooks = self  # a DAG naming a run opens it (see Engine.stage_hooks)
         engine.dag_listeners.append(self.dag_settled)  # and its last stage ends it
 
@@ -235,6 +250,8 @@ class RunService:
             pass
 
     def _after_run_change(self, before: Row, run: Row) -> None:
+        for listener in self.listeners:
+            listener.run_changed(before, run)
         if run["status"] != before["status"]:
             self.hub.publish(TERMINAL_RUN.get(run["status"], "run_updated"), run_summary(run))
         else:
@@ -283,9 +300,9 @@ class RunService:
 
     async def ingest(self, run_id: str, body: Any, who: Principal) -> Row:
         self._check_own_run(run_id, who)
+        now = time.time()  # each action's recorded_at, which its ledger content hash covers
         loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(None, self._prepare, body)
-        now = time.time()
+        rows = await loop.run_in_executor(None, self._prepare, body, now)
 
         def op(tx: Transaction) -> tuple[Row, Row, list[Row], int]:
             run = tx.get_run(run_id)
@@ -300,7 +317,7 @@ class RunService:
             for r in fresh:
                 for sha, size in r["_blobs"]:
                     tx.add_blob(sha, size, now)
-            result = tx.insert_actions(run_id, fresh, now)
+            result = tx.insert_actions(run_id, fresh, now, run)
             after = tx.get_run(run_id)
             assert after is not None
             found = compliance.batch_pii(fresh)
@@ -319,13 +336,16 @@ class RunService:
                     "cost_usd": r["cost_usd"], "duration_ns": r["duration_ns"],
                     "started_at": r["started_at"], "model": r["model"]})
         if fresh:
+            for listener in self.listeners:
+                listener.actions_recorded(run, fresh)
             self._after_run_change(before, run)
         return {"accepted": len(fresh), "duplicates": len(rows) - len(fresh),
                 "first_seq": first if fresh else None, "run": _budget_state(run)}
 
-    def _prepare(self, body: Any) -> list[Row]:
+    def _prepare(self, body: Any, now: float) -> list[Row]:
         """Validate and canonicalise a batch (off the event loop: a 10,000-action batch is
-        tens of milliseconds of work); oversized payloads are written to the blob store."""
+        tens of milliseconds of work); oversized payloads are written to the blob store. The
+        ledger's content hashes too, off the writer thread, which only links them."""
         rows = action_input.parse_actions(body)
         for r in rows:
             blobs = []
@@ -339,6 +359,9 @@ class RunService:
                 if data is not None:
                     blobs.append((self.blobs.write_bytes(data), len(data)))
             r["_blobs"] = blobs
+            r["recorded_at"] = now
+            if r["ordinal"] is not None:
+                r["_content"] = ledger.content(r)
         return rows
 
 

@@ -54,6 +54,9 @@ def run_view(run: Row, budget: float | None = None, now: float | None = None) ->
         "retention_class": run.get("retention_class") or DEFAULT_CLASS,
         "pii": run.get("pii") or {}, "archived": run.get("archived_at") is not None,
         "archived_at": run.get("archived_at"),
+        # The run ledger (titan/ledger.py): its last action's chain hash, and where the
+        # chain starts (None for a run recorded before the ledger existed).
+        "chain_head": run.get("chain_head"), "chain_start": run.get("chain_start"),
     }
 
 
@@ -178,6 +181,7 @@ def action_view(a: Row) -> Row:
         # What PII redaction replaced before storage: counts by pattern, all fields, and by
         # field (inputs, outputs, error); the matched values are never kept.
         "pii": total(a.get("pii")), "pii_fields": a.get("pii") or {},
+        "chain_hash": a.get("chain_hash"),
     }
 
 

@@ -4,8 +4,9 @@
   same loop step, acts after the commit (events, long-polls, dispatch, timers), recovers
 * :mod:`.scheduler` — the pure state machine: ready queues per capability, DAG progress,
   leases; :mod:`.state` its records and change sets; :mod:`.gates` approval gates,
-  :mod:`.holds` budget holds, :mod:`.membership` workers joining and leaving — parts that
-  see the scheduler only as :mod:`.protocol`'s ``SchedulerCore``, so none imports it
+  :mod:`.services` service jobs (health, address, stop), :mod:`.holds` budget holds,
+  :mod:`.membership` workers joining and leaving — parts that see the scheduler only as
+  :mod:`.protocol`'s ``SchedulerCore``, so none imports it
 * :mod:`.validation` — a submitted DAG, whole; :mod:`.refs` — job and DAG references;
   :mod:`.views` — jobs and DAGs as the API shows them
 * :mod:`.worker_protocol` — register, poll, heartbeat, report

@@ -22,7 +22,7 @@ from titan.master.auth.tokens import JobTokens, Principal, WorkerCredentials
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
 from titan.master.idempotency import once, prune
-from titan.master.scheduling import gates
+from titan.master.scheduling import gates, services
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import (
     APPROVAL,
@@ -144,6 +144,9 @@ class Engine:
             if kind == "dag_updated" and data.get("agent_run_id"):
                 for listener in self.dag_listeners:
                     listener(data["agent_run_id"], data["status"])
+        for key, value, withdraw in ch.store:  # a service's address: store_wait returns
+            if not withdraw:
+                self.hub.notify(("store", key), value)
         for job_id in ch.finished_jobs:
             self.hub.notify(("job", job_id))
         for dag_id in ch.finished_dags:
@@ -212,11 +215,8 @@ class Engine:
         return self.sched.dags[dag_id]
 
     # -- submission ---------------------------------------------------------------------------
-    async def submit_dag(self, name: str, specs: list[Row], agent_run_id: str | None,
-                         agent_id: str | None = None, *, idempotency_key: str | None = None,
-                         scope: str = "", started_by: Row | None = None) -> int:
-        """Validate, store and schedule a DAG; its id. A repeat of an ``idempotency_key``
-        already committed returns that DAG's id and schedules nothing."""
+    async def check_scripts(self, specs: list[Row]) -> None:
+        """InvalidDAG unless every script the validated ``specs`` name was uploaded."""
         shas = {s["script_sha256"] for s in specs if s["script_sha256"]} - self.known_blobs
         present = await self.read(lambda tx: tx.blobs_present(shas)) if shas else set()
         self.known_blobs.update(present)
@@ -228,6 +228,19 @@ class Engine:
                     "uploaded (PUT /api/v1/blobs/{sha256} first)",
                     details={"job_id": spec["job_id"], "field": "script_sha256"},
                 )
+
+    async def submit_dag(self, name: str, specs: list[Row], agent_run_id: str | None,
+                         agent_id: str | None = None, *, idempotency_key: str | None = None,
+                         scope: str = "", started_by: Row | None = None,
+                         schedule: str | None = None,
+                         within: Callable[[Transaction, int], None] | None = None) -> int:
+        """Validate, store and schedule a DAG; its id. A repeat of an ``idempotency_key``
+        already committed returns that DAG's id and schedules nothing.
+
+        ``schedule`` names the schedule whose tick this run is; ``within(tx, dag_id)`` runs in
+        the submission's own transaction, after the DAG's rows (a schedule records its fire
+        there, so the fire and the run commit together; raising aborts both)."""
+        await self.check_scripts(specs)
         now = time.time()
         rows = [job_row(spec, i, now, self.config.default_retries) for i, spec in enumerate(specs)]
         for row in rows:
@@ -246,15 +259,20 @@ class Engine:
             if hooks is not None and agent_run_id:
                 run_events.extend(hooks.stage_submitted(tx, agent_run_id, agent_id, now,
                                                         started_by))
-            dag_id = tx.insert_dag({
+            dag_row: Row = {
                 "name": name, "run": run, "agent_run_id": agent_run_id, "submitted_at": now,
                 "status": "WAITING", "cancelled": False, "job_count": len(rows),
-            })
+            }
+            if schedule is not None:
+                dag_row["schedule"] = schedule
+            dag_id = tx.insert_dag(dag_row)
             for row in rows:
                 row["dag_id"] = dag_id
             ids = tx.insert_jobs(rows)
             if hooks is not None and agent_run_id:
                 hooks.stage_stored(tx, agent_run_id)
+            if within is not None:
+                within(tx, dag_id)
             return [run, dag_id, ids]
 
         (run, dag_id, ids), replayed = await self.run(once(idempotency_key, scope, insert))
@@ -267,7 +285,7 @@ class Engine:
         ch = Changes()
         ch.events.extend(run_events)
         ch.events.append(("dag_created", {"id": dag_id, "name": name, "run": run,
-                                          "agent_run_id": agent_run_id}))
+                                          "agent_run_id": agent_run_id, "schedule": schedule}))
         if agent_run_id:
             ch.events.append(("agent_run_updated", {"id": agent_run_id, "dag_id": dag_id,
                                                     "status": "WAITING"}))
@@ -297,6 +315,17 @@ class Engine:
                            details={"state": job.state if job else state_in_db})
         ch = Changes()
         self.sched.cancel_job(job, ch)
+        self._wake_cancels()
+        await self.submit(ch)
+
+    async def stop_service(self, job_id: int, state_in_db: str, grace: float | None) -> None:
+        """Stop a service gracefully (:func:`services.stop`); Conflict once it has ended."""
+        job = self.sched.jobs.get(job_id)
+        if job is None:
+            raise Conflict(f"job {job_id} already ended {state_in_db}",
+                           details={"state": state_in_db})
+        ch = Changes()
+        services.stop(self.sched, job, grace, ch)
         self._wake_cancels()
         await self.submit(ch)
 
@@ -399,7 +428,10 @@ def _ensure_secret(tx: Transaction) -> str:
 
 
 def job_row(spec: Row, position: int, now: float, default_retries: int) -> Row:
-    retries = spec["retries"] if spec["retries"] is not None else default_retries
+    # A service restarts in place on its worker (its max_restarts): retrying it elsewhere
+    # after it gave up is asked for explicitly.
+    default = 0 if spec.get("service") is not None else default_retries
+    retries = spec["retries"] if spec["retries"] is not None else default
     return {
         "job_id": spec["job_id"], "position": position, "filename": spec["filename"],
         "script_sha256": spec["script_sha256"], "job_type": spec["job_type"],
@@ -408,7 +440,7 @@ def job_row(spec: Row, position: int, now: float, default_retries: int) -> Row:
         "delay": spec["delay"], "affinity": spec["affinity"], "requirement": spec["requirement"],
         "max_attempts": retries + 1, "timeout": spec["timeout"], "runner": spec["runner"],
         "hitl_message": spec["hitl_message"], "max_wait_seconds": spec["max_wait_seconds"],
-        "state": PENDING, "attempt": 0, "submitted_at": now,
+        "service": spec.get("service"), "state": PENDING, "attempt": 0, "submitted_at": now,
     }
 
 
@@ -420,6 +452,7 @@ def job_rec(row: Row) -> JobRec:
         attempt=row.get("attempt") or 0, row=row, reason=row.get("reason"),
         worker_id=row.get("worker_id"), lease_expires=row.get("lease_expires_at"),
         not_before=row.get("not_before"), approval_deadline=row.get("approval_deadline"),
+        service_status=row.get("service_status"),
     )
 
 

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from titan.master.scheduling import gates
+from titan.master.scheduling import gates, services
 from titan.master.scheduling.holds import RunHolds
 from titan.master.scheduling.membership import WorkerMembership
 from titan.master.scheduling.state import (
@@ -60,6 +60,8 @@ class Scheduler(WorkerMembership, RunHolds):
     # -- state bookkeeping --------------------------------------------------------------------
     def _set(self, job: JobRec, state: str, ch: Changes, **fields: object) -> None:
         dag = self.dags[job.dag_id]
+        if job.is_service and (state == RUNNING) != (job.state == RUNNING):
+            services.moved(self, job, state, ch)
         if state != job.state:
             dag.counts[job.state] -= 1
             dag.counts[state] += 1
@@ -283,6 +285,8 @@ class Scheduler(WorkerMembership, RunHolds):
         reason = f"lease of attempt {job.attempt} expired on worker {job.worker_id}"
         ch.done_attempts.append((job.id, job.attempt, {"state": "LOST", "error": reason,
                                                        "finished_at": self.now()}))
+        if job.is_service and services.lost(self, job, reason, ch):
+            return
         if job.lease_losses >= MAX_LEASE_LOSSES:
             self._final_failure(job, FAILED, ch, error=f"{reason} ({job.lease_losses} times)")
             return
@@ -298,14 +302,18 @@ class Scheduler(WorkerMembership, RunHolds):
                 and (worker_id is None or job.worker_id == worker_id))
 
     def finish(self, job_id: int, attempt: int, exit_code: int | None, error: str | None,
-               timed_out: bool, ch: Changes, worker_id: str | None = None) -> bool:
-        """Apply a result; False (refused) when the attempt is stale or not ``worker_id``'s."""
+               timed_out: bool, ch: Changes, worker_id: str | None = None,
+               released: bool = False) -> bool:
+        """Apply a result; False (refused) when the attempt is stale or not ``worker_id``'s.
+        ``released``: a draining worker handed the job (a service) back."""
         if not self.is_current(job_id, attempt, worker_id):
             return False
         job = self.jobs[job_id]
         worker = self.workers.get(job.worker_id or "")
         if worker is not None:
             worker.running.discard(job_id)
+        if job.is_service and services.settle(self, job, exit_code, error, released, ch):
+            return True
         now = self.now()
         if exit_code == 0 and not timed_out:
             ch.done_attempts.append((job_id, attempt, {"state": COMPLETED, "exit_code": 0,

@@ -9,10 +9,12 @@ from the database.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from titan.services import SERVICE_TYPES
 from titan.storage.base import Row, Transaction
 
 PENDING, READY, RUNNING = "PENDING", "READY", "RUNNING"
@@ -37,7 +39,7 @@ DAG_STATUSES = ("WAITING", "RUNNING", "COMPLETED", "FAILED", "PARTIAL", "CANCELL
 # it to resources, e.g. Ray's GPUs).
 ASSIGNMENT_FIELDS = (
     "job_id", "filename", "script_sha256", "args", "env", "job_type", "is_archive", "port",
-    "runner", "timeout", "requirement",
+    "runner", "timeout", "requirement", "service",
 )
 
 
@@ -64,10 +66,17 @@ class JobRec:
     queued_on: str | None = None  # the capability or "worker:<id>" queue holding it
     lease_losses: int = 0
     approval_deadline: float | None = None  # a gate with max_wait_seconds expires then
+    # A service's health and address as its worker reported them, and a stop asked for
+    # (master/scheduling/services.py); None for other jobs and before a service first runs.
+    service_status: Row | None = None
 
     @property
     def is_gate(self) -> bool:
         return bool(self.row.get("job_type") == APPROVAL)
+
+    @property
+    def is_service(self) -> bool:
+        return self.row.get("job_type") in SERVICE_TYPES
 
 
 @dataclass(eq=False)
@@ -133,10 +142,13 @@ class Changes:
     touched_dags: set[int] = field(default_factory=set)
     timers: list[tuple[float, str, int]] = field(default_factory=list)
     dispatch: bool = False
+    # TitanStore writes that go with these changes (services' addresses): (key, value,
+    # withdraw) sets ``key`` to ``value``, or with withdraw deletes it if it still holds it.
+    store: list[tuple[str, str, bool]] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (self.jobs or self.dags or self.new_attempts or self.done_attempts
-                    or self.workers or self.log_lines)
+                    or self.workers or self.log_lines or self.store)
 
     def apply(self, tx: Transaction) -> None:
         """Write the change set (runs in the writer thread, inside one transaction)."""
@@ -152,6 +164,11 @@ class Changes:
             tx.update_dag(dag_id, fields)
         for worker_id, fields in self.workers.items():
             tx.update_worker(worker_id, fields)
+        for key, value, withdraw in self.store:
+            if not withdraw:
+                tx.store_put(key, value, time.time())
+            elif tx.store_get(key) == value:  # not if a newer run's service took the key
+                tx.store_delete(key)
 
 
 def dag_status(counts: Counter[str]) -> str:
@@ -169,8 +186,11 @@ def dag_status(counts: Counter[str]) -> str:
 
 
 def job_event(job: JobRec) -> Row:
-    return {"id": job.id, "job_id": job.job_id, "dag_id": job.dag_id, "state": job.state,
-            "attempt": job.attempt, "worker_id": job.worker_id, "reason": job.reason}
+    event = {"id": job.id, "job_id": job.job_id, "dag_id": job.dag_id, "state": job.state,
+             "attempt": job.attempt, "worker_id": job.worker_id, "reason": job.reason}
+    if job.service_status is not None:
+        event["service"] = job.service_status
+    return event
 
 
 def assignment(job: JobRec, token: str, dag: DagRec) -> dict[str, Any]:

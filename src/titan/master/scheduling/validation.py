@@ -12,6 +12,7 @@ import re
 from collections import deque
 from typing import Any
 
+from titan import services
 from titan.errors import InvalidDAG, ValidationFailed
 from titan.formats import name_problem
 
@@ -27,7 +28,7 @@ MAX_RETRIES = 100
 JOB_FIELDS = frozenset({
     "job_id", "filename", "script_sha256", "job_type", "args", "parents", "priority", "delay",
     "affinity", "requirement", "retries", "timeout", "env", "runner", "port", "is_archive",
-    "hitl_message", "max_wait_seconds",
+    "hitl_message", "max_wait_seconds", *services.FIELDS,
 })
 DAG_FIELDS = frozenset({"name", "jobs", "agent_run_id", "agent_id", "run_alias"})
 #: Names from YAML pipelines and other tools, and the API field they mean.
@@ -148,7 +149,20 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
         "requirement": requirement, "retries": None if retries is None else int(retries),
         "timeout": timeout, "runner": runner, "hitl_message": hitl,
         "max_wait_seconds": None if max_wait is None else float(max_wait),
+        "service": _service_fields(job, job_id, job_type),
     }
+
+
+def _service_fields(job: dict[str, Any], job_id: str, job_type: str) -> dict[str, Any] | None:
+    """A service's settings, defaults filled in (None for any other job, which may not
+    name them: ``readiness`` on a run would otherwise be silently ignored)."""
+    if services.is_service(job_type):
+        return services.settings(job, lambda field, message: _fail(job_id, field, message))
+    for field in services.FIELDS:
+        if job.get(field) is not None:
+            raise _fail(job_id, field, f"{field} is for services only (job_type SERVICE), "
+                                       f"not {job_type}")
+    return None
 
 
 def _gate_fields(job: dict[str, Any], job_id: str) -> tuple[str | None, float | None]:
@@ -180,7 +194,7 @@ def gate_spec(job_id: str, parents: list[str], message: str, max_wait: float | N
         "args": [], "parents": parents, "env": {}, "port": 0, "is_archive": False,
         "priority": priority, "delay": 0.0, "affinity": False, "requirement": "GENERAL",
         "retries": 0, "timeout": None, "runner": "auto", "hitl_message": message,
-        "max_wait_seconds": max_wait,
+        "max_wait_seconds": max_wait, "service": None,
     }
 
 
@@ -221,32 +235,58 @@ def validate_dag(name: Any, jobs: Any, *, max_jobs: int) -> tuple[str, list[dict
         raise InvalidDAG(f"DAG {name!r} has {len(jobs)} jobs; the limit is {max_jobs}",
                          details={"dag": name})
     specs: list[dict[str, Any]] = []
-    seen: set[str] = set()
     for i, job in enumerate(jobs):
         if not isinstance(job, dict):
             raise InvalidDAG(f"job #{i + 1} is not an object", details={"index": i})
-        spec = validate_job(job, i)
-        if spec["job_id"] in seen:
-            raise _fail(spec["job_id"], "job_id", "duplicate job id in this DAG")
-        seen.add(spec["job_id"])
-        specs.append(spec)
-    for spec in specs:
-        for parent in spec["parents"]:
-            if parent == spec["job_id"]:
-                raise _fail(parent, "parents", "a job cannot depend on itself (cycle)")
-            if parent not in seen:
-                raise _fail(spec["job_id"], "parents", f"unknown parent {parent!r}")
-    _check_acyclic(specs)
+        specs.append(validate_job(job, i))
+    for problem in graph_problems(specs):
+        raise problem
     return name, insert_gates(specs)
 
 
-def _check_acyclic(specs: list[dict[str, Any]]) -> None:
-    """Kahn's algorithm; on a cycle, name the jobs on it."""
-    indegree = {s["job_id"]: len(s["parents"]) for s in specs}
-    children: dict[str, list[str]] = {s["job_id"]: [] for s in specs}
-    for s in specs:
-        for p in s["parents"]:
-            children[p].append(s["job_id"])
+def graph_problems(specs: list[dict[str, Any]]) -> list[InvalidDAG]:
+    """Every problem of the graph itself — duplicate ids, a job that depends on itself, an
+    unknown parent, a cycle — in that order. ``specs`` need only ``job_id`` and ``parents``:
+    the dashboard's DAG builder lists them all at once while a draft is being drawn, and
+    :func:`validate_dag` raises the first, so both say the same thing."""
+    problems: list[InvalidDAG] = []
+    seen: set[str] = set()
+    for spec in specs:
+        if spec["job_id"] in seen:
+            problems.append(_fail(spec["job_id"], "job_id", "duplicate job id in this DAG"))
+        seen.add(spec["job_id"])
+    for spec in specs:
+        for parent in spec["parents"]:
+            if parent == spec["job_id"]:
+                problems.append(_fail(parent, "parents", "a job cannot depend on itself (cycle)"))
+            elif parent not in seen:
+                problems.append(_fail(spec["job_id"], "parents", f"unknown parent {parent!r}"))
+    cycle = find_cycle(specs)
+    if cycle is not None:
+        problems.append(InvalidDAG(
+            f"job {cycle[0]!r}: cycle in dependencies: {' -> '.join(cycle)}",
+            details={"job_id": cycle[0], "field": "parents", "cycle": cycle},
+        ))
+    return problems
+
+
+def find_cycle(specs: list[dict[str, Any]]) -> list[str] | None:
+    """One dependency cycle as ``[a, b, ..., a]`` (each job a parent of the next), or None.
+
+    Kahn's algorithm, then a walk up the parents of a job it never released until a job
+    repeats. Unknown parents and self-dependencies are left out (:func:`graph_problems` names
+    them), and a duplicated id counts as one job with both jobs' parents, so a draft with
+    those mistakes still gets its real cycles found."""
+    parents: dict[str, list[str]] = {}
+    for spec in specs:
+        parents.setdefault(spec["job_id"], []).extend(spec["parents"])
+    for job_id, names in parents.items():
+        parents[job_id] = [p for p in dict.fromkeys(names) if p in parents and p != job_id]
+    indegree = {j: len(ps) for j, ps in parents.items()}
+    children: dict[str, list[str]] = {j: [] for j in parents}
+    for job_id, names in parents.items():
+        for p in names:
+            children[p].append(job_id)
     ready = deque(j for j, d in indegree.items() if d == 0)
     done = 0
     while ready:
@@ -256,10 +296,10 @@ def _check_acyclic(specs: list[dict[str, Any]]) -> None:
             indegree[c] -= 1
             if indegree[c] == 0:
                 ready.append(c)
-    if done == len(specs):
-        return
-    # Walk parents from any job left over until a job repeats: that loop is a cycle.
-    parents = {s["job_id"]: [p for p in s["parents"] if indegree[p] > 0] for s in specs}
+    if done == len(parents):
+        return None
+    # A job left over has a parent left over (a released parent would have released it), so
+    # walking up such parents must repeat a job: that loop is a cycle.
     start = next(j for j, d in indegree.items() if d > 0)
     path: list[str] = []
     index: dict[str, int] = {}
@@ -267,10 +307,7 @@ def _check_acyclic(specs: list[dict[str, Any]]) -> None:
     while node not in index:
         index[node] = len(path)
         path.append(node)
-        node = parents[node][0]
+        node = next(p for p in parents[node] if indegree[p] > 0)
     cycle = path[index[node]:] + [node]
     cycle.reverse()
-    raise InvalidDAG(
-        f"job {cycle[0]!r}: cycle in dependencies: {' -> '.join(cycle)}",
-        details={"job_id": cycle[0], "cycle": cycle},
-    )
+    return cycle

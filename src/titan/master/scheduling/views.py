@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
+from titan.master.scheduling import services
 from titan.master.scheduling.state import JOB_STATES, dag_status
 from titan.storage.base import Row, Transaction
 from titan.trace.naming import run_aliases, stage_label
@@ -26,6 +28,12 @@ def job_kind(job_type: str | None) -> str:
 def job_view(job: Row, dag: Row) -> Row:
     out = {k: job.get(k) for k in JOB_FIELDS}
     out["kind"] = job_kind(job.get("job_type"))
+    # A service's settings and what its worker last said (health, address, restarts):
+    # ``address`` is where other jobs reach it, while it runs.
+    service = services.view(job.get("service"), job.get("service_status"), time.time()) \
+        if out["kind"] == "service" else None
+    out.update(service=service, address=service and service["address"],
+               health=service and service["health"])
     out.update(ref=f"{dag['name']}#{dag['run']}/{job['job_id']}", dag=dag["name"],
                run=dag["run"], agent_run_id=dag["agent_run_id"])
     return out
@@ -42,6 +50,7 @@ def dag_view(dag: Row, counts: dict[str, int], jobs: list[Row] | None = None) ->
         "status": dag["status"], "submitted_at": dag["submitted_at"],
         "started_at": dag["started_at"], "finished_at": dag["finished_at"],
         "job_count": dag["job_count"], "counts": counts_view(counts),
+        "schedule": dag.get("schedule"),  # the schedule whose tick started it, if one did
     }
     if jobs is not None:
         out["jobs"] = [job_view(j, dag) for j in jobs]

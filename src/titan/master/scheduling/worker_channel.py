@@ -216,7 +216,7 @@ class WorkerChannel:
             if commit is not None:
                 await commit
             jobs = engine.assignments(worker)
-            cancels = [{"id": j, "attempt": a} for j, a in worker.cancels]
+            cancels = proto.cancel_entries(engine, worker.cancels)
             worker.cancels.clear()
             self._credit = max(0, self._credit - len(jobs))
             if jobs or cancels:

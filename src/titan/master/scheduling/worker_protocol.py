@@ -15,6 +15,7 @@ from typing import Any
 
 from titan.errors import ValidationFailed
 from titan.master.auth.tokens import Principal, check_worker
+from titan.master.scheduling import services
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.state import RUNNING, Changes, WorkerRec
 from titan.master.scheduling.validation import check_name
@@ -158,9 +159,23 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
             worker.last_seen = time.time()
     if commit is not None:
         await commit
-    cancels = [{"id": j, "attempt": a} for j, a in worker.cancels]
+    cancels = cancel_entries(engine, worker.cancels)
     worker.cancels.clear()
     return {"jobs": engine.assignments(worker), "cancel": cancels}
+
+
+def cancel_entries(engine: Engine, pairs: list[tuple[int, int]]) -> list[Row]:
+    """What a worker is told to end: ``{"id", "attempt"}`` kills; a service being stopped
+    gets ``"stop": grace`` (SIGTERM, then SIGKILL after that many seconds). A worker that
+    knows no stops kills it, which is what a stop comes down to there."""
+    out = []
+    for j, a in dict.fromkeys(pairs):
+        entry: Row = {"id": j, "attempt": a}
+        grace = services.stop_grace(engine.sched.jobs.get(j), a)
+        if grace is not None:
+            entry["stop"] = grace
+        out.append(entry)
+    return out
 
 
 async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
@@ -169,7 +184,8 @@ async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
     kill = engine.sched.renew(worker, running)
     kill.extend(worker.cancels)
     worker.cancels.clear()
-    return {"cancel": [{"id": j, "attempt": a} for j, a in dict.fromkeys(kill)]}
+    kill.extend(services.stopping(engine.sched, worker, running))
+    return {"cancel": cancel_entries(engine, kill)}
 
 
 async def report(engine: Engine, worker_id: str, body: Row) -> Row:
@@ -182,6 +198,9 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
                 else int_field(r["exit_code"], "results[].exit_code", lo=-2**31, hi=2**31),
                 None if r.get("error") is None else str(r["error"]), r)
                for r in entries(body, "results")]
+    statuses = [services.check_entry({**s, "id": key[0], "attempt": key[1]})
+                for s in entries(body, "services")
+                for key in [attempt_key(s, "services")]]
     ch = Changes()
     rejected: dict[tuple[int, int], None] = {}
     touched_logs: set[int] = set()
@@ -196,11 +215,16 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
             "ts": ts, "line": text[:MAX_LINE],
         })
         touched_logs.add(key[0])
+    # A service's status comes after the lines before it and before its result (the
+    # worker's queue order): a result that ends the service withdraws what a status published.
+    for status in statuses:
+        if not services.report(engine.sched, worker_id, status, ch):
+            rejected[(status["id"], status["attempt"])] = None
     for key, exit_code, error, result in results:
         # Another worker's attempt is rejected like a stale one: the job runs on untouched.
         ok = engine.sched.finish(
             key[0], key[1], exit_code, error, bool(result.get("timed_out")), ch,
-            worker_id=worker_id,
+            worker_id=worker_id, released=result.get("released") is True,
         )
         if not ok:
             rejected[key] = None
@@ -248,8 +272,17 @@ async def workers_view(engine: Engine) -> Row:
         for cap, ids in sched.unschedulable.items() for jid in sorted(ids)
         if (j := sched.jobs.get(jid)) is not None
     ]
+    now = time.time()
+    running = [
+        dict(services.view(j.row.get("service"), j.service_status, now), id=j.id,
+             job_id=j.job_id, dag=sched.dags[j.dag_id].name, run=sched.dags[j.dag_id].run,
+             dag_id=j.dag_id, worker_id=j.worker_id, attempt=j.attempt,
+             started_at=getattr(j, "started_at", None) or j.row.get("started_at"))
+        for j in sched.jobs.values() if j.is_service and j.state == RUNNING
+    ]
     return {"workers": [worker_view(engine, r) for r in rows],
-            "queues": sched.queue_depths(), "unschedulable": waiting}
+            "queues": sched.queue_depths(), "unschedulable": waiting,
+            "services": sorted(running, key=lambda s: s["id"])}
 
 
 def worker_view(engine: Engine, row: Row) -> Row:

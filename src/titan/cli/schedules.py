@@ -1,0 +1,130 @@
+"""``titan schedule``: create, list, show, pause, resume, delete and run schedules.
+
+Times are printed in each schedule's own time zone: that is the zone its cron expression
+speaks, so ``0 6 * * *`` in Europe/Paris reads "06:00 CEST" whatever the terminal's zone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+from titan.cli.output import print_json, table
+
+CATCHUP = ("skip", "all", "latest")
+OVERLAP = ("allow", "skip", "queue")
+
+
+def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
+    """The ``titan schedule`` actions and their options (``titan.cli`` wires the command in)."""
+    actions = p.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
+    s = actions.add_parser(
+        "create", parents=common,
+        help="schedule a YAML pipeline: a run at each tick (options override its 'schedule:')")
+    s.add_argument("name", help="the schedule's name")
+    s.add_argument("pipeline", help="the pipeline file (its DAG is what each tick runs)")
+    s.add_argument("--cron", default=None,
+                   help="five fields (minute hour day month weekday), six with seconds "
+                        "first, or @hourly/@daily/@weekly/@monthly/@yearly (default: the "
+                        "pipeline's)")
+    s.add_argument("--tz", default=None, metavar="ZONE",
+                   help="the IANA time zone the expression speaks (default: the pipeline's, else "
+                        "UTC)")
+    s.add_argument("--catchup", choices=CATCHUP, default=None,
+                   help="ticks missed while no master ran: skip them (default), run all, or "
+                        "only the latest")
+    s.add_argument("--overlap", choices=OVERLAP, default=None,
+                   help="a tick while the last run still runs: allow another (default), skip "
+                        "it, or queue it until that run ends")
+    s.add_argument("--paused", action="store_true", help="create it paused")
+    s.add_argument("--allow-file", action="append", default=[], metavar="PATH",
+                   help="a script outside the pipeline's folder its jobs may use (repeatable)")
+    actions.add_parser("list", help="list schedules and their next ticks", parents=common)
+    s = actions.add_parser("show", help="a schedule: its next ticks and latest runs",
+                           parents=common)
+    s.add_argument("name")
+    for verb, what in (("pause", "stop a schedule's ticks from firing"),
+                       ("resume", "fire again from the next tick"),
+                       ("delete", "delete a schedule (the runs it started stay)"),
+                       ("run", "start a run of a schedule's DAG now")):
+        actions.add_parser(verb, help=what, parents=common).add_argument("name")
+
+
+def run(args: argparse.Namespace, client: Any) -> int:
+    with client:
+        command = args.schedule_command
+        if command == "create":
+            found = client.schedule_yaml(args.pipeline, args.name, cron=args.cron,
+                                         timezone=args.tz, catchup=args.catchup,
+                                         overlap=args.overlap, paused=args.paused,
+                                         allow_files=args.allow_file)
+            return _print(args, found, show)
+        if command == "list":
+            return _print(args, client.list_schedules(), _list)
+        if command == "show":
+            return _print(args, client.get_schedule(args.name), show)
+        if command == "delete":
+            client.delete_schedule(args.name)
+            return _print(args, {"name": args.name, "deleted": True},
+                          lambda d: print(f"deleted schedule {d['name']}"))
+        if command == "run":
+            dag = client.run_schedule_now(args.name)
+            return _print(args, dag, lambda d: print(d.get("ref")))
+        action = client.pause_schedule if command == "pause" else client.resume_schedule
+        return _print(args, action(args.name), show)
+
+
+def _print(args: argparse.Namespace, value: Any, human: Any) -> int:
+    if args.json:
+        print_json(value)
+    else:
+        human(value)
+    return 0
+
+
+def zoned(ts: Any, timezone: str) -> str:
+    """A time in the schedule's zone: ``2024-05-02 06:00:00 CEST``."""
+    if not isinstance(ts, int | float):
+        return "-"
+    try:
+        tz: dt.tzinfo = dt.UTC if timezone == "UTC" else zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz = dt.UTC
+    return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _last_run(s: dict[str, Any]) -> str:
+    fires = s.get("fires") or []
+    if not fires:
+        return "-"
+    fire = fires[0]
+    if fire.get("dag"):
+        return f"DAG-{fire['dag']['ref']} {fire['dag']['status']}"
+    return str(fire.get("outcome"))
+
+
+def _list(schedules: list[dict[str, Any]]) -> None:
+    table(["SCHEDULE", "CRON", "ZONE", "STATE", "NEXT", "LAST RUN"],
+          [[s["name"], s["cron"], s["timezone"], "paused" if s["paused"] else "active",
+            zoned(s.get("next_fire_at"), s["timezone"]), _last_run(s)] for s in schedules])
+
+
+def show(s: dict[str, Any]) -> None:
+    tz = s["timezone"]
+    print(f"schedule {s['name']}  {'paused' if s['paused'] else 'active'}  "
+          f"DAG-{s['dag_name']} ({s['job_count']} job{'s' if s['job_count'] != 1 else ''})")
+    print(f"cron:        {s['cron']} in {tz} ({s.get('description')})")
+    print(f"policies:    catch-up {s['catchup']}, overlap {s['overlap']}")
+    print(f"created:     {zoned(s.get('created_at'), tz)} by {s.get('created_by') or '-'}")
+    nxt = s.get("next_fires") or []
+    print("next ticks:  " + (", ".join(zoned(t, tz) for t in nxt) if nxt else "none"))
+    fires = s.get("fires") or []
+    if fires:
+        print()
+        table(["TICK", "OUTCOME", "RUN", "STATUS"],
+              [["by hand " + zoned(f["fired_at"], tz) if f["manual"] else zoned(f["tick"], tz),
+                f["outcome"] + (f" ({f['error']})" if f.get("error") else ""),
+                f"DAG-{f['dag']['ref']}" if f.get("dag") else "-",
+                f["dag"]["status"] if f.get("dag") else "-"] for f in fires])

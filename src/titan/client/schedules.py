@@ -1,0 +1,125 @@
+"""Schedules from the SDK: a DAG submitted again at each tick of a cron expression.
+
+A mixin of :class:`~titan.client.TitanClient`. :meth:`ScheduleOps.schedule_dag` takes the
+same :class:`~titan.client.TitanJob` objects as ``submit_dag``; their scripts are uploaded the
+same way (content-addressed: the master keeps them, and every tick runs the scripts as they
+were when the schedule was made). The master evaluates the expression (docs/schedules.md):
+five fields, six with seconds first, or ``@daily``-style nicknames, in an IANA time zone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from titan.client.job import TitanJob, check_name
+from titan.client.pipeline import load_pipeline, load_schedule
+from titan.client.store import quote_ref
+from titan.client.transport import Transport
+from titan.errors import InvalidDAG, ValidationFailed
+
+
+class ScheduleOps:
+    """The ``*schedule*`` methods."""
+
+    _transport: Transport
+    _script_blobs: Callable[[Sequence[TitanJob]], dict[str, str | None]]  # FileOps's
+
+    def schedule_dag(
+        self,
+        name: str,
+        jobs: Sequence[TitanJob],
+        cron: str,
+        timezone: str = "UTC",
+        catchup: str = "skip",
+        overlap: str = "allow",
+        *,
+        paused: bool = False,
+        dag_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Run ``jobs`` as a DAG at each tick of ``cron`` in ``timezone``; the schedule.
+
+        ``catchup``: what a master that was down does with the ticks it missed — ``skip``
+        them (a tick less than a minute late still fires), fire the ``latest``, or ``all``.
+        ``overlap``: a tick while the last run still runs — ``allow`` another, ``skip`` it,
+        or ``queue`` it until that run ends. Each run is DAG ``dag_name`` (default ``name``).
+        """
+        check_name(name, "the schedule name", "name")
+        if isinstance(jobs, TitanJob) or not isinstance(jobs, Sequence) or not jobs:
+            raise ValidationFailed("schedule_dag() takes a non-empty list of TitanJob",
+                                   details={"field": "jobs"})
+        for job in jobs:
+            if not isinstance(job, TitanJob):
+                raise ValidationFailed(f"schedule_dag() takes TitanJob objects, got {job!r}",
+                                       details={"field": "jobs"})
+        if len({job.job_id for job in jobs}) != len(jobs):
+            raise InvalidDAG(f"duplicate job id in schedule {name!r}", details={"field": "jobs"})
+        shas = self._script_blobs(jobs)
+        body: dict[str, Any] = {
+            "name": name, "cron": cron, "timezone": timezone, "catchup": catchup,
+            "overlap": overlap, "paused": paused,
+            "jobs": [job.to_payload(shas[job.job_id]) for job in jobs],
+        }
+        if dag_name is not None:
+            body["dag_name"] = dag_name
+        reply: dict[str, Any] = self._transport.call("POST", "/schedules", json=body,
+                                                     idempotency_key=True)
+        return reply
+
+    def schedule_yaml(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        catchup: str | None = None,
+        overlap: str | None = None,
+        paused: bool = False,
+        allow_files: Iterable[str | os.PathLike[str]] = (),
+    ) -> dict[str, Any]:
+        """Schedule a YAML pipeline: its ``schedule:`` block, each field overridden by the
+        argument of that name; ``name`` defaults to the pipeline's DAG name."""
+        dag_name, jobs = load_pipeline(path, allow_files)
+        found = load_schedule(path) or {}
+        given = {"cron": cron, "timezone": timezone, "catchup": catchup, "overlap": overlap}
+        rule = {**found, **{k: v for k, v in given.items() if v is not None}}
+        if "cron" not in rule:
+            raise ValidationFailed(f"{os.fspath(path)} has no 'schedule:' block with a cron "
+                                   "expression: give one (--cron)", details={"field": "cron"})
+        return self.schedule_dag(name or dag_name, jobs, paused=paused, dag_name=dag_name,
+                                 **rule)
+
+    def list_schedules(self) -> list[dict[str, Any]]:
+        """Every schedule, by name, with its next ticks and its latest fires."""
+        reply = self._transport.call("GET", "/schedules")
+        return list(reply.get("schedules", []))
+
+    def get_schedule(self, name: str) -> dict[str, Any]:
+        """One schedule: its rule, next ticks, latest fires (each with its DAG) and jobs."""
+        reply: dict[str, Any] = self._transport.call("GET", f"/schedules/{quote_ref(name)}")
+        return reply
+
+    def pause_schedule(self, name: str) -> dict[str, Any]:
+        """Stop a schedule's ticks from firing (a tick queued behind a run is dropped)."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/schedules/{quote_ref(name)}/pause")
+        return reply
+
+    def resume_schedule(self, name: str) -> dict[str, Any]:
+        """Fire again from the next tick (ticks that fell while paused are not run)."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/schedules/{quote_ref(name)}/resume")
+        return reply
+
+    def delete_schedule(self, name: str) -> bool:
+        """Delete a schedule; the runs it started stay. ``True`` once it is gone."""
+        reply = self._transport.call("DELETE", f"/schedules/{quote_ref(name)}")
+        return bool(reply.get("deleted"))
+
+    def run_schedule_now(self, name: str) -> dict[str, Any]:
+        """Start a run of the schedule's DAG now, outside its ticks; the DAG object."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/schedules/{quote_ref(name)}/run", idempotency_key=True)
+        return reply

@@ -1,0 +1,13 @@
+"""OpenTelemetry both ways: Titan's runs out as OTLP spans, OTLP traces in as runs.
+
+* :mod:`.settings` — ``TITAN_OTLP_*``: where spans go, which runs, how long a span waits
+* :mod:`.ids` — trace and span ids derived from run and action ids (re-exports line up)
+* :mod:`.wire` — OTLP/HTTP bodies: protobuf or JSON, gzip, attribute values
+* :mod:`.outgoing` — a run, its actors and actions as GenAI spans (the mapping out)
+* :mod:`.exporter` — the background exporter: a bounded queue, batches, drops counted
+* :mod:`.incoming` — a span as an action (the mapping in: GenAI conventions, OpenInference)
+* :mod:`.receiver` — traces become runs through the run service, each span once its
+  actor is known
+
+docs/opentelemetry.md is the long form, with both mappings and what each loses.
+"""

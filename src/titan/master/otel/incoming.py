@@ -1,0 +1,375 @@
+"""OTLP spans → Titan actions: the mapping in, for the GenAI conventions and OpenInference.
+
+Each span becomes one action of its trace's run, in the shape ``POST /runs/{id}/actions``
+takes (the run service checks it like any client's): LLM spans (OpenInference ``LLM``, or
+``gen_ai.operation.name`` chat / text_completion / generate_content) become ``call_llm`` on
+the ``llm`` channel with their messages, parameters, model, usage and cost; embeddings become
+``embeddings``; tool spans (``TOOL``, ``execute_tool``) a ``tool`` action named for the tool;
+everything else (agents, chains, retrievers...) a ``custom`` action named for the span. Which
+sub-agent made a span is not in the span itself: :mod:`.receiver` works it out from the tree
+(``AGENT`` / ``invoke_agent`` ancestors) and hands it in as ``actor``. docs/opentelemetry.md
+has the table, and what does not survive the trip.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from titan.errors import TitanError
+from titan.llm.pricing import hosted_cost
+from titan.llm.types import Usage
+from titan.master.otel.ids import action_id_of_span
+from titan.master.otel.wire import STATUS_ERROR, Span
+from titan.storage.base import Row
+from titan.trace.canonical import dumps
+
+LLM, EMBEDDING, TOOL, AGENT, STEP = "llm", "embedding", "tool", "agent", "step"
+Pricer = Callable[[str, Usage], tuple[float | None, str]]
+_KIND_NAMES = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER",
+               5: "CONSUMER"}
+_LLM_OPS = ("chat", "text_completion", "generate_content")
+_PARAMS = ("temperature", "max_tokens", "top_p", "top_k", "seed", "stop_sequences",
+           "frequency_penalty", "presence_penalty", "choice.count")
+#: Attributes an action already holds in its own fields: not repeated in its tags.
+_CONSUMED = re.compile(
+    r"^(llm\.(input_messages|output_messages|token_count|model_name|request\.model_name|"
+    r"response\.model_name|invocation_parameters|provider|system|cost)|gen_ai\.(prompt|"
+    r"completion|input\.messages|output\.messages|system_instructions|usage|request|"
+    r"response\.model|response\.finish_reasons|tool\.call|tool\.name|operation\.name|"
+    r"provider\.name|system|agent\.name)|input\.|output\.|tool\.name|openinference\.span\.kind"
+    r"|embedding\.model_name|exception\.)")
+_TAG_BUDGET = 12_000  # characters of leftover attributes kept in tags (tags hold 16 KiB)
+EPOCH_2000 = 946_684_800.0  # the run service refuses times before 2000
+
+
+def kind_of(span: Span) -> str:
+    """What a span is, by OpenInference's span kind, else the GenAI operation name, else
+    OpenLLMetry's ``traceloop.span.kind``, else whether it names a model."""
+    a = span.attributes
+    oi = str(a.get("openinference.span.kind") or "").upper()
+    op = str(a.get("gen_ai.operation.name") or "").lower()
+    loop = str(a.get("traceloop.span.kind") or "").lower()
+    if oi == "LLM" or op in _LLM_OPS:
+        return LLM
+    if oi == "EMBEDDING" or op == "embeddings":
+        return EMBEDDING
+    if oi == "TOOL" or op == "execute_tool" or loop == "tool":
+        return TOOL
+    if oi == "AGENT" or op in ("invoke_agent", "create_agent") or loop == "agent":
+        return AGENT
+    if not oi and ("gen_ai.request.model" in a or "llm.request.type" in a):
+        return LLM  # OpenLLMetry's LLM spans carry no operation name in older releases
+    return STEP
+
+
+def agent_name(span: Span) -> str:
+    """The name an agent span gives its sub-agent in actor paths (no ``/``: it separates)."""
+    a = span.attributes
+    name = a.get("gen_ai.agent.name") or a.get("agent.name") or span.name
+    name = str(name).removeprefix("invoke_agent ").strip().replace("/", "-")
+    return (name or "agent")[:100]
+
+
+def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hosted_cost,
+              now: float | None = None) -> Row:
+    """The action a span becomes (the ingestion API's fields)."""
+    kind = kind_of(span)
+    a = span.attributes
+    started, duration = span_times(span, now or time.time())
+    action: Row = {"id": action_id_of_span(span.span_id), "parent_id": span.parent_id,
+                   "actor": actor[:500], "ordinal": ordinal, "started_at": started,
+                   "duration_ns": duration, "tags": _tags(span)}
+    error = span_error(span)
+    if error is not None:
+        action.update(error=error, outcome="error")
+    if kind in (LLM, EMBEDDING):
+        model = _first_str(a, "gen_ai.response.model", "llm.response.model_name",
+                           "llm.model_name", "embedding.model_name", "gen_ai.request.model",
+                           "llm.request.model_name")
+        usage = _usage(a)
+        action.update(channel="llm", name="call_llm" if kind == LLM else "embeddings",
+                      inputs=_llm_inputs(a), outputs=None if error else _llm_outputs(a),
+                      model=model[:200] if model else None, usage=usage or None)
+        action.update(_cost(a, model, usage, price))
+    elif kind == TOOL:
+        name = _first_str(a, "gen_ai.tool.name", "tool.name") or \
+            span.name.removeprefix("execute_tool ")
+        action.update(channel="tool", name=(name.strip() or "tool")[:200],
+                      inputs=_as_inputs(_first(a, "gen_ai.tool.call.arguments", "input.value")),
+                      outputs=_parsed(_first(a, "gen_ai.tool.call.result", "output.value")))
+    else:
+        inputs = _first(a, "input.value")
+        messages = _parsed(a.get("gen_ai.input.messages"))
+        action.update(channel="custom", name=(span.name.strip() or kind)[:200],
+                      inputs={"messages": _from_parts(messages)} if isinstance(messages, list)
+                      and inputs is None else _as_inputs(inputs),
+                      outputs=_parsed(_first(a, "output.value")))
+    return action
+
+
+def span_times(span: Span, now: float) -> tuple[float, int]:
+    """Start (epoch seconds) and duration; a span with no usable start is placed at its end,
+    else now, since the run service refuses times outside 2000..tomorrow."""
+    latest = now + 86_000
+    start, end = span.start_ns / 1e9, span.end_ns / 1e9
+    start_ok, end_ok = EPOCH_2000 <= start <= latest, EPOCH_2000 <= end <= latest
+    if start_ok:
+        return start, max(0, span.end_ns - span.start_ns) if end_ok else 0
+    return (end if end_ok else now), 0
+
+
+def span_error(span: Span) -> Row | None:
+    """The span's error as an action states it, or None when its status is not an error."""
+    if span.status_code != STATUS_ERROR:
+        return None
+    kind, message = "Error", span.status_message
+    for name, _, attrs in span.events:
+        if name == "exception":
+            kind = str(attrs.get("exception.type") or kind)
+            message = message or str(attrs.get("exception.message") or "")
+    kind = str(span.attributes.get("error.type") or kind)
+    return {"type": kind[:200], "message": (message or "error")[:100_000]}
+
+
+def _usage(a: dict[str, Any]) -> Row:
+    found = {
+        "input_tokens": _first_int(a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
+                                   "llm.token_count.prompt"),
+        "output_tokens": _first_int(a, "gen_ai.usage.output_tokens",
+                                    "gen_ai.usage.completion_tokens",
+                                    "llm.token_count.completion"),
+        "cached_tokens": _first_int(a, "gen_ai.usage.cache_read.input_tokens",
+                                    "gen_ai.usage.cache_read_input_tokens",
+                                    "llm.token_count.prompt_details.cache_read"),
+        "reasoning_tokens": _first_int(a, "gen_ai.usage.reasoning.output_tokens",
+                                       "llm.token_count.completion_details.reasoning"),
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _cost(a: dict[str, Any], model: str | None, usage: Row, price: Pricer) -> Row:
+    """The span's own cost when it states one, else Titan's price for the model (the
+    registered price, LiteLLM's map, Titan's table), tried as named and with its provider."""
+    stated = a.get("llm.cost.total")
+    if isinstance(stated, int | float) and not isinstance(stated, bool) and stated >= 0:
+        return {"cost_usd": float(stated), "cost_source": "span"}
+    if not model or not usage:
+        return {}
+    tokens = Usage(**{k: int(v) for k, v in usage.items()})
+    provider = _first_str(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider",
+                          "llm.system")
+    names = [model]
+    if provider and "/" not in model:
+        names.append(f"{provider.removeprefix('gcp.').lower()}/{model}")
+    for name in names:
+        try:
+            cost, source = price(name, tokens)
+        except TitanError:  # no LiteLLM here, or a bad TITAN_LLM_PRICES: the price is unknown
+            continue
+        if cost is not None:
+            return {"cost_usd": cost, "cost_source": source}
+    return {"cost_source": "unknown"}
+
+
+def _llm_inputs(a: dict[str, Any]) -> Row:
+    messages = _messages(a, "llm.input_messages.", "gen_ai.prompt.", "gen_ai.input.messages")
+    system = _parsed(a.get("gen_ai.system_instructions"))
+    if isinstance(system, list):
+        messages = [{"role": "system", "content": _text_of(system)}, *(messages or [])]
+    inputs: Row = {"model": _first_str(a, "gen_ai.request.model", "llm.request.model_name",
+                                       "llm.model_name", "embedding.model_name")}
+    if messages:
+        inputs["messages"] = messages
+    else:
+        raw = _first(a, "input.value")
+        if raw is not None:
+            inputs["input"] = _parsed(raw)
+    params = _parsed(a.get("llm.invocation_parameters"))
+    params = dict(params) if isinstance(params, dict) else {}
+    for key in _PARAMS:
+        if f"gen_ai.request.{key}" in a:
+            params.setdefault(key, a[f"gen_ai.request.{key}"])
+    params.pop("model", None)
+    inputs["params"] = params
+    return inputs
+
+
+def _llm_outputs(a: dict[str, Any]) -> Row:
+    messages = _messages(a, "llm.output_messages.", "gen_ai.completion.",
+                         "gen_ai.output.messages") or []
+    out: Row = {"text": "".join(str(m.get("content") or "") for m in messages)}
+    reasons = a.get("gen_ai.response.finish_reasons") or a.get("llm.finish_reason")
+    finish = next((m["finish_reason"] for m in messages if m.get("finish_reason")), None)
+    if finish is None and reasons:
+        finish = reasons[0] if isinstance(reasons, list) else reasons
+    out["finish_reason"] = finish
+    calls = [c for m in messages for c in m.get("tool_calls") or ()]
+    if calls:
+        out["tool_calls"] = calls
+    if not messages and a.get("output.value") is not None:
+        out = {"output": _parsed(a["output.value"])}
+    return out
+
+
+def _messages(a: dict[str, Any], openinference: str, openllmetry: str,
+              genai: str) -> list[Row] | None:
+    """OpenAI-shaped messages from whichever spelling the span uses: OpenInference's
+    flattened ``llm.*_messages.N.message.*``, OpenLLMetry's ``gen_ai.prompt.N.*``, or the
+    GenAI convention's ``gen_ai.*.messages`` (JSON, messages of typed parts)."""
+    flat = _unflatten(a, openinference)
+    if flat:
+        return [_openinference_message(m.get("message") or {}) for m in flat]
+    flat = _unflatten(a, openllmetry)
+    if flat:
+        return [_openai_message(m) for m in flat]
+    parsed = _parsed(a.get(genai))
+    return _from_parts(parsed) if isinstance(parsed, list) else None
+
+
+def _openinference_message(m: Row) -> Row:
+    out: Row = {"role": m.get("role"), "content": m.get("content")}
+    if out["content"] is None and isinstance(m.get("contents"), list):
+        out["content"] = "".join(str((c.get("message_content") or {}).get("text") or "")
+                                 for c in m["contents"] if isinstance(c, dict))
+    calls = [c.get("tool_call") or {} for c in m.get("tool_calls") or () if isinstance(c, dict)]
+    if calls:
+        out["tool_calls"] = [{"id": c.get("id"), "type": "function", "function": {
+            "name": (c.get("function") or {}).get("name"),
+            "arguments": (c.get("function") or {}).get("arguments")}} for c in calls]
+    for key in ("name", "tool_call_id"):
+        if m.get(key) is not None:
+            out[key] = m[key]
+    return out
+
+
+def _openai_message(m: Row) -> Row:
+    out: Row = {k: m[k] for k in ("role", "content", "finish_reason", "tool_call_id")
+                if m.get(k) is not None}
+    calls = [c for c in m.get("tool_calls") or () if isinstance(c, dict)]
+    if calls:
+        out["tool_calls"] = [{"id": c.get("id"), "type": "function", "function": {
+            "name": c.get("name"), "arguments": c.get("arguments")}} for c in calls]
+    return out
+
+
+def _from_parts(messages: list[Any]) -> list[Row]:
+    """GenAI's ``{"role", "parts": [{"type": "text" | "tool_call" | ...}]}`` as OpenAI's
+    ``{"role", "content", "tool_calls"}``."""
+    out: list[Row] = []
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        parts = [p for p in m.get("parts") or () if isinstance(p, dict)]
+        msg: Row = {"role": m.get("role"), "content": m.get("content", _text_of(parts))}
+        calls = [p for p in parts if p.get("type") == "tool_call"]
+        if calls:
+            msg["tool_calls"] = [{"id": p.get("id"), "type": "function", "function": {
+                "name": p.get("name"), "arguments": p.get("arguments")}} for p in calls]
+        answer = next((p for p in parts if p.get("type") == "tool_call_response"), None)
+        if answer is not None:
+            msg.update(tool_call_id=answer.get("id"), content=answer.get("response"))
+        if m.get("finish_reason"):
+            msg["finish_reason"] = m["finish_reason"]
+        out.append(msg)
+    return out
+
+
+def _text_of(parts: list[Any]) -> str:
+    return "".join(str(p.get("content") or "") for p in parts
+                   if isinstance(p, dict) and p.get("type", "text") == "text")
+
+
+def _unflatten(a: dict[str, Any], prefix: str) -> list[Row]:
+    """``prefix.0.message.role = "user"`` ... as ``[{"message": {"role": "user"}}, ...]``."""
+    tree: dict[Any, Any] = {}
+    for key, value in a.items():
+        if not key.startswith(prefix):
+            continue
+        parts: list[Any] = [int(p) if p.isdigit() else p for p in key[len(prefix):].split(".")]
+        if not isinstance(parts[0], int):  # gen_ai.prompt.name is no message
+            continue
+        node = tree
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    listed = _lists(tree)
+    return [x for x in listed if isinstance(x, dict)] if isinstance(listed, list) else []
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    if node and all(isinstance(k, int) for k in node):
+        return [_lists(node[k]) for k in sorted(node)]
+    return {str(k): _lists(v) for k, v in node.items()}
+
+
+def _tags(span: Span) -> Row:
+    """Where the span came from, and its other attributes as far as 12 KB of them go."""
+    a = span.attributes
+    otel: Row = {"span": span.name[:200], "kind": _KIND_NAMES.get(span.kind, str(span.kind))}
+    for key, value in (("service", span.resource.get("service.name")), ("scope", span.scope),
+                       ("openinference.span.kind", a.get("openinference.span.kind")),
+                       ("gen_ai.operation.name", a.get("gen_ai.operation.name"))):
+        if value:
+            otel[key] = str(value)[:200]
+    rest: Row = {}
+    used = 0
+    for key, value in sorted(a.items()):
+        if _CONSUMED.match(key):
+            continue
+        if isinstance(value, str) and len(value) > 500:
+            value = value[:500] + "…"
+        cost = len(key) + len(dumps(value)) + 6  # quotes, colon, comma
+        if used + cost > _TAG_BUDGET:
+            otel["attributes_truncated"] = True
+            break
+        rest[key] = value
+        used += cost
+    if rest:
+        otel["attributes"] = rest
+    return {"otel": otel}
+
+
+def _first(a: dict[str, Any], *keys: str) -> Any:
+    return next((a[k] for k in keys if a.get(k) is not None), None)
+
+
+def _first_str(a: dict[str, Any], *keys: str) -> str | None:
+    value = _first(a, *keys)
+    return str(value) if value is not None and str(value) else None
+
+
+def _first_int(a: dict[str, Any], *keys: str) -> int | None:
+    for k in keys:
+        v = a.get(k)
+        if isinstance(v, str) and v.isdigit():
+            v = int(v)
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**62:
+            return v
+    return None
+
+
+def _parsed(value: Any) -> Any:
+    """A JSON string as its value (instrumentations send structures as JSON text)."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    return value
+
+
+def _as_inputs(value: Any) -> Any:
+    value = _parsed(value)
+    if value is None:
+        return {}
+    return value if isinstance(value, dict) else {"input": value}

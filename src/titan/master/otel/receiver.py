@@ -1,0 +1,299 @@
+"""OTLP in: each received trace becomes a run, each span an action, through the run service.
+
+A span's actor — which sub-agent made it — is the path of ``AGENT`` spans above it, and OTLP
+sends a span only when it ends: a sub-agent's span arrives after its children's, often in a
+later request. Actions are never rewritten (replay, the hash chain), so a span is recorded
+only once its parent is known. Until then it is held here, in memory, at most
+``TITAN_OTLP_HOLD`` seconds (then it is recorded under the run's own actor, its
+``parent_id`` still naming the missing parent). A root span (no parent) ends the run:
+completed, or failed when its status is an error.
+
+Everything goes through :class:`~titan.master.runs.service.RunService` — ``create_run``,
+``ingest``, ``update_run`` — so imported actions are checked, redacted, hashed and counted like
+any client's. Span ids become action ids, so a re-delivered span (OTLP exporters retry) is a
+duplicate the run service drops. What is lost: held spans, if the master dies before their
+parent comes (the exporter had its 200); see docs/opentelemetry.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from titan.errors import Conflict, NotFound
+from titan.llm.pricing import hosted_cost
+from titan.master.auth.tokens import Principal
+from titan.master.otel import incoming
+from titan.master.otel.ids import run_id_of_trace
+from titan.master.otel.wire import Span
+from titan.master.runs.ingest import MAX_BATCH
+from titan.master.runs.service import RunService
+from titan.storage.base import Row
+
+log = logging.getLogger("titan.master")
+#: Traces remembered (their spans' actors) after their last span; the oldest go first.
+MAX_TRACES = 10_000
+#: Spans held waiting for a parent, over all traces; past it the oldest are recorded as is.
+MAX_HELD = 20_000
+IMPORT_TAG = "otlp-import"
+
+
+@dataclass
+class _Held:
+    span: Span
+    deadline: float
+    who: Principal
+
+
+@dataclass(eq=False)  # one per trace: compared and hashed by identity
+class _Trace:
+    run_id: str
+    agent: str
+    #: span id -> the actor path of its children, for every span recorded.
+    actors: dict[str, str] = field(default_factory=dict)
+    held: dict[str, _Held] = field(default_factory=dict)
+    #: Ordinals per (actor, channel, name); None when the run existed before this process
+    #: knew it (a restart): then the run service numbers them after what it holds.
+    ordinals: Counter[tuple[str, str, str]] | None = None
+    created: bool = False
+    seen: float = 0.0
+
+
+@dataclass
+class _Ready:
+    span: Span
+    actor: str
+    who: Principal
+
+
+class Receiver:
+    def __init__(self, runs: RunService, hold_seconds: float,
+                 price: incoming.Pricer | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.runs = runs
+        self.hold = hold_seconds
+        self.price = price or hosted_cost
+        self.clock = clock
+        self.traces: dict[str, _Trace] = {}
+        self.counts: Counter[str] = Counter()
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+        self._next_due = float("inf")  # the earliest deadline of a held span
+
+    def start(self) -> None:
+        self._timer = asyncio.create_task(self._release_expired())
+
+    async def stop(self) -> None:
+        """Record whatever is still held (under its run's own actor): the master is stopping
+        and memory is all they have."""
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        try:
+            await self._release(float("inf"))
+        except Exception:
+            log.exception("OTLP: recording held spans at shutdown failed")
+
+    def stats(self) -> Row:
+        return {"received_spans": self.counts["received"],
+                "recorded_spans": self.counts["recorded"],
+                "duplicate_spans": self.counts["duplicates"],
+                "rejected_spans": self.counts["rejected"],
+                "held_spans": sum(len(t.held) for t in self.traces.values()),
+                "released_unparented": self.counts["unparented"],
+                "traces": len(self.traces), "hold_seconds": self.hold}
+
+    async def receive(self, spans: list[Span], rejected: int, who: Principal) -> Row:
+        """Record a request's spans (those whose parents are known), hold the rest. A new
+        trace's run is opened at once, so it is on the Runs page while its spans wait."""
+        async with self._lock:
+            now = self.clock()
+            self.counts.update(received=len(spans), rejected=rejected)
+            touched: dict[_Trace, None] = {}
+            for span in spans:
+                trace = self._trace(span, now)
+                touched[trace] = None
+                if span.span_id in trace.actors:
+                    self.counts["duplicates"] += 1
+                    continue
+                trace.held[span.span_id] = _Held(span, now + self.hold, who)
+                self._next_due = min(self._next_due, now + self.hold)
+            for trace in touched:
+                if not trace.created:
+                    await self._open(trace, who)
+            ready = [(t, self._resolve(t, forced=())) for t in touched]
+            await self._record([(t, r) for t, r in ready if r])
+            self._forget_old()
+            held = sum(len(t.held) for t in touched)
+        return {"accepted": len(spans), "held": held}
+
+    async def _open(self, trace: _Trace, who: Principal) -> None:
+        starts = [h.span.start_ns for h in trace.held.values() if h.span.start_ns > 0]
+        fields: Row = {"id": trace.run_id, "agent_id": trace.agent, "tags": [IMPORT_TAG]}
+        if starts and min(starts) / 1e9 >= incoming.EPOCH_2000:
+            fields["started_at"] = min(starts) / 1e9
+        _, created = await self.runs.create_run(fields, who)
+        trace.created = True
+        # A run that existed before this process knew the trace (a restart): the run service
+        # numbers its actions after those it holds.
+        trace.ordinals = Counter() if created else None
+
+    def _trace(self, span: Span, now: float) -> _Trace:
+        trace = self.traces.pop(span.trace_id, None)  # re-inserted: dicts keep LRU order
+        if trace is None:
+            service = str(span.resource.get("service.name") or "")
+            agent = service[:200] if service and not service.startswith("unknown_service") \
+                else "otel"
+            trace = _Trace(run_id_of_trace(span.trace_id), agent.replace("/", "-"))
+        trace.seen = now
+        self.traces[span.trace_id] = trace
+        return trace
+
+    def _resolve(self, trace: _Trace, forced: tuple[str, ...]) -> list[_Ready]:
+        """Held spans whose actor is now known — their parent recorded, no parent at all, or
+        ``forced`` (given up waiting) — and, through them, their held descendants."""
+        children: dict[str | None, list[str]] = {}
+        for sid, waiting in trace.held.items():
+            children.setdefault(waiting.span.parent_id, []).append(sid)
+        queue = [sid for sid, waiting in trace.held.items()
+                 if waiting.span.parent_id is None or waiting.span.parent_id in trace.actors
+                 or sid in forced]
+        out: list[_Ready] = []
+        while queue:
+            sid = queue.pop()
+            h = trace.held.pop(sid, None)
+            if h is None:
+                continue
+            parent = h.span.parent_id
+            actor = trace.actors.get(parent, trace.agent) if parent else trace.agent
+            if parent is not None and parent not in trace.actors:
+                self.counts["unparented"] += 1
+            inner = actor
+            if incoming.kind_of(h.span) == incoming.AGENT:
+                name = incoming.agent_name(h.span)
+                if name != actor.rsplit("/", 1)[-1]:
+                    inner = f"{actor}/{name}"
+            trace.actors[sid] = inner
+            out.append(_Ready(h.span, actor, h.who))
+            queue.extend(children.get(sid, ()))
+        return out
+
+    async def _record(self, ready: list[tuple[_Trace, list[_Ready]]]) -> None:
+        if not ready:
+            return
+        convert = self._convert
+        try:
+            batches = await asyncio.to_thread(lambda: [convert(t, r) for t, r in ready])
+            for (trace, spans), actions in zip(ready, batches, strict=True):
+                await self._store(trace, spans, actions)
+        except BaseException:
+            # Not recorded: the spans wait again (the client, answered with an error, sends
+            # its own again; spans held from earlier requests must not be lost).
+            now = self.clock()
+            for trace, spans in ready:
+                for r in spans:
+                    trace.actors.pop(r.span.span_id, None)
+                    trace.held[r.span.span_id] = _Held(r.span, now + self.hold, r.who)
+            raise
+
+    def _convert(self, trace: _Trace, ready: list[_Ready]) -> list[Row]:
+        """The actions (in a worker thread: pricing may load LiteLLM's table)."""
+        ready.sort(key=lambda r: (r.span.start_ns, r.span.span_id))
+        actions = []
+        for r in ready:
+            action = incoming.action_of(r.span, r.actor, None, self.price)
+            if trace.ordinals is not None:
+                key = (action["actor"], action["channel"], action["name"])
+                action["ordinal"] = trace.ordinals[key]
+                trace.ordinals[key] += 1
+            actions.append(action)
+        return actions
+
+    async def _store(self, trace: _Trace, ready: list[_Ready], actions: list[Row]) -> None:
+        who = ready[0].who
+        for i in range(0, len(actions), MAX_BATCH):
+            batch = {"actions": actions[i:i + MAX_BATCH]}
+            try:
+                result = await self.runs.ingest(trace.run_id, batch, who)
+            except NotFound:  # deleted since this process opened it (retention, prune)
+                await self._open(trace, who)
+                result = await self.runs.ingest(trace.run_id, batch, who)
+            self.counts.update(recorded=result["accepted"], duplicates=result["duplicates"])
+        for r in ready:
+            if r.span.parent_id is None:
+                await self._end(trace, r.span, who)
+
+    async def _end(self, trace: _Trace, root: Span, who: Principal) -> None:
+        error = incoming.span_error(root)
+        started, duration = incoming.span_times(root, self.clock())
+        fields: Row = {"status": "failed" if error else "completed", "started_at": started,
+                       "ended_at": started + duration / 1e9}
+        if error:
+            fields["error"] = f"{error['type']}: {error['message']}"
+        try:
+            await self.runs.update_run(trace.run_id, fields, who)
+        except Conflict:  # it ended otherwise already (ended by hand, say): that stands
+            pass
+
+    async def _release_expired(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, max(0.05, self.hold / 4)))
+            try:
+                await self._release(self.clock())
+            except Exception:
+                log.exception("OTLP: recording spans held past TITAN_OTLP_HOLD failed")
+
+    async def _release(self, now: float) -> None:
+        """Record held spans whose wait is over under their run's own actor (a parent that
+        never came, or a remote one); and the oldest when too many are held."""
+        async with self._lock:
+            count = sum(len(t.held) for t in self.traces.values())
+            if now < self._next_due and count <= MAX_HELD:
+                return
+            held = sorted(((h.deadline, t.run_id, sid) for t in self.traces.values()
+                           for sid, h in t.held.items()))
+            self._next_due = held[0][0] if held else float("inf")
+            over = max(0, len(held) - MAX_HELD)
+            due = {(run, sid) for i, (deadline, run, sid) in enumerate(held)
+                   if deadline <= now or i < over}
+            if not due:
+                return
+            ready = []
+            for trace in list(self.traces.values()):
+                # A due span whose parent is held too waits on the same missing ancestor:
+                # the top of that chain goes, and the chain resolves below it in order.
+                forced = tuple({_top(trace, sid) for sid in trace.held
+                                if (trace.run_id, sid) in due})
+                if forced:
+                    ready.append((trace, self._resolve(trace, forced)))
+            await self._record([(t, r) for t, r in ready if r])
+            self._next_due = min((h.deadline for t in self.traces.values()
+                                  for h in t.held.values()), default=float("inf"))
+
+    def _forget_old(self) -> None:
+        """Past MAX_TRACES, the traces idle longest are forgotten (none still holding spans):
+        a span arriving later for one of them is still recorded, numbered by the run
+        service."""
+        while len(self.traces) > MAX_TRACES:
+            oldest = next((k for k, t in self.traces.items() if not t.held), None)
+            if oldest is None:
+                return
+            del self.traces[oldest]
+
+
+def _top(trace: _Trace, sid: str) -> str:
+    """The highest held ancestor of a held span (a cycle of parents, which only a broken
+    or hostile sender makes, stops where it closes)."""
+    seen = {sid}
+    while True:
+        parent = trace.held[sid].span.parent_id
+        if parent is None or parent not in trace.held or parent in seen:
+            return sid
+        seen.add(parent)
+        sid = parent

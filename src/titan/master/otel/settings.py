@@ -1,0 +1,75 @@
+"""The OTLP settings (``TITAN_OTLP_*``, docs/configuration.md): where spans go, and which.
+
+Its own light module: the master's settings check it before anything starts, without loading
+protobuf or an HTTP client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from titan.errors import ConfigError
+from titan.storage.base import Row
+
+MODES = ("all", "opt-in")
+#: The tag (in a run's tags list, or a key of its tags object) that opts a run in.
+OPT_IN_TAG = "otlp"
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Where spans go and which runs (``TITAN_OTLP_*``, docs/configuration.md)."""
+
+    url: str
+    mode: str = "all"
+    content: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, endpoint: str | None, mode: str | None, headers: str | None,
+              content: str | None) -> ExportSettings | None:
+        """None when no endpoint is set; ConfigError for a setting that cannot work."""
+        if not endpoint:
+            return None
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"TITAN_OTLP_ENDPOINT must be an http(s) URL, got {endpoint!r}")
+        url = endpoint.rstrip("/")
+        if not url.endswith("/v1/traces"):  # a base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is
+            url += "/v1/traces"
+        mode = (mode or "all").strip().lower()
+        if mode not in MODES:
+            raise ConfigError(f"TITAN_OTLP_EXPORT must be one of {', '.join(MODES)}, "
+                              f"got {mode!r}")
+        flag = (content or "on").strip().lower()
+        if flag not in ("on", "off", "1", "0", "true", "false"):
+            raise ConfigError(f"TITAN_OTLP_CONTENT must be on or off, got {content!r}")
+        pairs: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in (headers or "").split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ConfigError("TITAN_OTLP_HEADERS must be key=value pairs separated by "
+                                  f"commas (values URL-encoded), got {item!r}")
+            pairs[key.strip()] = unquote(value.strip())
+        return cls(url, mode, flag in ("on", "1", "true"), pairs)
+
+    def wants(self, run: Row) -> bool:
+        if self.mode == "all":
+            return True
+        tags = run.get("tags")
+        return (OPT_IN_TAG in tags if isinstance(tags, list)
+                else isinstance(tags, dict) and bool(tags.get(OPT_IN_TAG)))
+
+
+def hold_seconds(raw: str | None) -> float:
+    """``TITAN_OTLP_HOLD``: how long a received span waits for its parent (default 120 s)."""
+    if raw in (None, ""):
+        return 120.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86_400:
+        raise ConfigError(f"TITAN_OTLP_HOLD must be a number of seconds from 0 to 86400, "
+                          f"got {raw!r}")
+    return value

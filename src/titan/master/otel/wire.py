@@ -1,0 +1,241 @@
+"""OTLP/HTTP trace bodies: protobuf or JSON in (gzip or not), spans as plain records.
+
+The messages are ``opentelemetry-proto``'s generated classes. A body is decoded whole before
+anything is recorded, so a malformed one is a 400 that says what is wrong and stores nothing.
+OTLP's JSON encoding is protobuf's JSON mapping with one twist: trace and span ids are hex,
+not base64, so they are turned into base64 before protobuf's parser sees them. A gzip body
+is inflated only up to the same limit as a plain one: a small bomb is a 413, not a gigabyte.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    ArrayValue,
+    KeyValue,
+    KeyValueList,
+)
+
+from titan.errors import APIError, PayloadTooLarge, ValidationFailed
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+#: Span kinds and status codes as OTLP numbers them.
+INTERNAL, SERVER, CLIENT = 1, 2, 3
+STATUS_OK, STATUS_ERROR = 1, 2
+_INT64 = 2**63
+
+
+@dataclass
+class Span:
+    """One received span, ids in lowercase hex, attribute values as plain Python values."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    status_code: int = 0
+    status_message: str = ""
+    #: (name, time in ns, attributes) of each event: where exceptions are recorded.
+    events: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    resource: dict[str, Any] = field(default_factory=dict)
+    scope: str = ""
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
+def decode(body: bytes, content_type: str | None, content_encoding: str | None, limit: int,
+           loads: Callable[[bytes], Any] = json.loads) -> tuple[list[Span], int]:
+    """The spans of an ``ExportTraceServiceRequest``, and how many were rejected (ids that
+    name no span); raises a 400, 413 or 415 for a body that cannot be read. ``loads`` parses
+    a JSON body (the API passes its strict parser: depth, numbers, surrogates)."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "gzip":
+        body = _gunzip(body, limit)
+    elif encoding != "identity":
+        raise ValidationFailed(f"Content-Encoding {content_encoding!r} is not supported: send "
+                               "gzip or nothing", details={"field": "Content-Encoding"})
+    media = media_type(content_type)
+    request = ExportTraceServiceRequest()
+    if media in (PROTOBUF, "application/protobuf"):
+        try:
+            request.ParseFromString(body)
+        except DecodeError as exc:
+            raise ValidationFailed(f"the body is not an OTLP ExportTraceServiceRequest in "
+                                   f"protobuf: {exc}", details={"field": "body"}) from None
+    elif media == JSON:
+        from_json(loads(body) if body.strip() else {}, request)
+    else:
+        raise APIError(f"Content-Type must be {PROTOBUF} or {JSON}, got "
+                       f"{content_type or 'none'!r}", code="unsupported_media_type", status=415)
+    return spans_of(request)
+
+
+def from_json(value: Any, into: ExportTraceServiceRequest) -> None:
+    """Fill ``into`` from OTLP's JSON encoding (hex ids) of a request."""
+    if not isinstance(value, dict):
+        raise ValidationFailed("an OTLP JSON body must be an object with resourceSpans",
+                               details={"field": "body"})
+    for r, rs in enumerate(_items(value, "resourceSpans", "resource_spans")):
+        for s, ss in enumerate(_items(rs, "scopeSpans", "scope_spans")):
+            for i, span in enumerate(_items(ss, "spans", "spans")):
+                where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
+                _hex_to_base64(span, where, ("traceId", "trace_id"), ("spanId", "span_id"),
+                               ("parentSpanId", "parent_span_id"))
+                for k, link in enumerate(_items(span, "links", "links")):
+                    _hex_to_base64(link, f"{where}.links[{k}]", ("traceId", "trace_id"),
+                                   ("spanId", "span_id"))
+    try:
+        json_format.ParseDict(value, into, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise ValidationFailed(f"the body is not an OTLP ExportTraceServiceRequest in JSON: "
+                               f"{exc}", details={"field": "body"}) from None
+
+
+def _items(parent: Any, camel: str, snake: str) -> list[Any]:
+    if not isinstance(parent, dict):
+        return []
+    found = parent.get(camel, parent.get(snake))
+    return [x for x in found if isinstance(x, dict)] if isinstance(found, list) else []
+
+
+def _hex_to_base64(obj: dict[str, Any], where: str, *keys: tuple[str, str]) -> None:
+    for camel, snake in keys:
+        for key in (camel, snake):
+            value = obj.get(key)
+            if not isinstance(value, str) or not value:
+                continue
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                raise ValidationFailed(f"{where}.{key} must be hex (OTLP/JSON spells ids in "
+                                       f"hex), got {value[:40]!r}",
+                                       details={"field": f"{where}.{key}"}) from None
+            obj[key] = base64.b64encode(raw).decode()
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=31)  # gzip framing only
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ValidationFailed(f"the body is not valid gzip: {exc}",
+                               details={"field": "body"}) from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"request bodies here are limited to {limit:,} bytes, "
+                              "uncompressed", details={"limit": limit})
+    if not inflater.eof:
+        raise ValidationFailed("the gzip body is truncated", details={"field": "body"})
+    return out
+
+
+def spans_of(request: ExportTraceServiceRequest) -> tuple[list[Span], int]:
+    spans: list[Span] = []
+    rejected = 0
+    for rs in request.resource_spans:
+        resource = attributes_of(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                if len(s.trace_id) != 16 or not any(s.trace_id) or len(s.span_id) != 8 \
+                        or not any(s.span_id):
+                    rejected += 1
+                    continue
+                parent = s.parent_span_id
+                spans.append(Span(
+                    trace_id=s.trace_id.hex(), span_id=s.span_id.hex(),
+                    parent_id=parent.hex() if len(parent) == 8 and any(parent) else None,
+                    name=s.name, kind=int(s.kind), start_ns=int(s.start_time_unix_nano),
+                    end_ns=int(s.end_time_unix_nano), attributes=attributes_of(s.attributes),
+                    status_code=int(s.status.code), status_message=s.status.message,
+                    events=[(e.name, int(e.time_unix_nano), attributes_of(e.attributes))
+                            for e in s.events],
+                    resource=resource, scope=ss.scope.name))
+    return spans, rejected
+
+
+def attributes_of(pairs: Any) -> dict[str, Any]:
+    return {kv.key: value_of(kv.value) for kv in pairs}
+
+
+def value_of(v: AnyValue) -> Any:
+    """An attribute value as Python: arrays as lists, key-value lists as dicts."""
+    which = v.WhichOneof("value")
+    if which == "string_value":
+        return v.string_value
+    if which == "bool_value":
+        return v.bool_value
+    if which == "int_value":
+        return int(v.int_value)
+    if which == "double_value":
+        x = float(v.double_value)
+        return x if math.isfinite(x) else repr(x)  # JSON (and the database) hold no NaN
+    if which == "array_value":
+        return [value_of(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: value_of(kv.value) for kv in v.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+    return None
+
+
+def any_value(v: Any) -> AnyValue:
+    """A Python value as an attribute value (the inverse of :func:`value_of`)."""
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v) if -_INT64 <= v < _INT64 else AnyValue(string_value=str(v))
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    if isinstance(v, str):
+        return AnyValue(string_value=v)
+    if isinstance(v, list | tuple):
+        return AnyValue(array_value=ArrayValue(values=[any_value(x) for x in v]))
+    if isinstance(v, dict):
+        return AnyValue(kvlist_value=KeyValueList(values=key_values(v)))
+    if v is None:
+        return AnyValue()
+    return AnyValue(string_value=str(v))
+
+
+def key_values(attributes: dict[str, Any]) -> list[KeyValue]:
+    """Attributes as OTLP key-values; None values are left out (OTLP has no null)."""
+    return [KeyValue(key=k, value=any_value(v)) for k, v in attributes.items() if v is not None]
+
+
+def response(media: str, rejected: int, message: str = "") -> bytes:
+    """The success reply, in the request's encoding (partial success when spans were
+    rejected)."""
+    if media == JSON:
+        if not rejected:
+            return b"{}"
+        text: str = json_format.MessageToJson(ExportTraceServiceResponse(
+            partial_success=ExportTracePartialSuccess(rejected_spans=rejected,
+                                                      error_message=message)), indent=None)
+        return text.encode()
+    reply = ExportTraceServiceResponse()
+    if rejected:
+        reply.partial_success.rejected_spans = rejected
+        reply.partial_success.error_message = message
+    data: bytes = reply.SerializeToString()
+    return data

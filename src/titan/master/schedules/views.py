@@ -1,0 +1,46 @@
+"""A schedule and its fires as the API, the CLI and the dashboard show them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from titan.errors import ValidationFailed
+from titan.master.schedules.rules import CronRule
+from titan.storage.base import Row
+
+#: Upcoming ticks listed with a schedule.
+NEXT_FIRES = 5
+
+
+def fire_view(fire: Row) -> Row:
+    """One tick dealt with (or a run by hand: ``manual``), with the run it started."""
+    dag = None
+    if fire.get("dag_id") is not None and fire.get("dag_name") is not None:
+        dag = {"id": fire["dag_id"], "name": fire["dag_name"], "run": fire["dag_run"],
+               "ref": f"{fire['dag_name']}#{fire['dag_run']}", "status": fire["dag_status"]}
+    return {"id": fire["id"], "tick": fire["tick"], "manual": fire["tick"] is None,
+            "fired_at": fire["fired_at"], "outcome": fire["outcome"], "error": fire["error"],
+            "dag": dag}
+
+
+def schedule_view(row: Row, fires: list[Row] | None = None, *, jobs: bool = False,
+                  next_fires: int = NEXT_FIRES) -> Row:
+    """A schedule row as shown: its rule in words and its next ticks; its latest ``fires``
+    (newest first) when given; its jobs when asked."""
+    out: dict[str, Any] = {k: row[k] for k in (
+        "id", "name", "dag_name", "cron", "timezone", "catchup", "overlap", "paused",
+        "next_fire_at", "last_fire_at", "created_at", "created_by", "updated_at")}
+    out["job_count"] = len(row["jobs"])
+    try:
+        rule: CronRule | None = CronRule.parse(row["cron"], row["timezone"])
+    except ValidationFailed:  # the time zone left this machine's database since
+        rule = None
+    out["description"] = rule.describe() if rule is not None else row["cron"]
+    first = row["next_fire_at"]
+    out["next_fires"] = [] if first is None or rule is None else \
+        [first, *rule.upcoming(first, next_fires - 1)]
+    if fires is not None:
+        out["fires"] = [fire_view(f) for f in fires]
+    if jobs:
+        out["jobs"] = row["jobs"]
+    return out

@@ -1,0 +1,244 @@
+"""Service jobs: the scheduler's rules for long-running jobs of type ``SERVICE``.
+
+A service is leased like any job and is ``RUNNING`` from its lease on; its *health* says
+more, as its worker reports it (:mod:`titan.worker.service`): ``starting`` (the process is up,
+its readiness check has not passed yet), ``ready``, ``unhealthy`` (a health check failed),
+``restarting`` (it crashed; its worker starts it again after a backoff). The worker restarts
+it in place, so restarts cost the master nothing but a status; only when they pass the cap
+does a result fail the job.
+
+**Address.** The report that says ``ready`` publishes ``host:port`` under
+``services/<dag>/<job_id>`` in its own commit, so ``store_wait`` on that key returns the
+moment the service can be called. Whenever the service leaves ``RUNNING`` — stopped, failed,
+cancelled, or lost with its worker — the commit that says so withdraws the key (unless a newer
+run's service holds it by then).
+
+**Stop is not cancel.** A cancel ends the job at once and kills its process. A stop leaves it
+``RUNNING`` while its worker stops the process (SIGTERM, ``stop_grace`` seconds, SIGKILL); the
+result that follows completes it — ``COMPLETED``, "stopped on request", whatever the exit
+status. The stop is kept in the job's ``service_status``, so it reaches the worker again with
+every heartbeat until the result arrives: a lost message or a master restart cannot lose it.
+
+**Moving.** A worker that drains hands its services back (``released`` results): they are
+queued again as their next attempt without spending a retry, like a lost lease, and start
+on another worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from titan import services
+from titan.errors import Conflict, ValidationFailed
+from titan.master.scheduling.protocol import SchedulerCore
+from titan.master.scheduling.state import (
+    COMPLETED,
+    PENDING,
+    RUNNING,
+    TERMINAL,
+    Changes,
+    JobRec,
+    WorkerRec,
+    job_event,
+)
+from titan.storage.base import Row
+
+HEALTH = ("starting", "ready", "unhealthy", "restarting")
+#: What a worker's status entry may set, and how long a text field may be.
+_REPORTED = ("health", "host", "port", "restarts", "up_since", "detail", "pid")
+_MAX_TEXT = 500
+
+
+def settings_of(job: JobRec) -> dict[str, Any]:
+    """The service's settings (a job stored before services had any gets the defaults)."""
+    return dict(services.DEFAULTS, **(job.row.get("service") or {}))
+
+
+def _put_status(job: JobRec, status: Row, ch: Changes) -> None:
+    job.service_status = status
+    ch.jobs[job.id]["service_status"] = status
+    ch.touched_dags.add(job.dag_id)
+    ch.events.append(("job_updated", job_event(job)))
+
+
+def address(host: Any, port: Any) -> str | None:
+    if not host or not isinstance(port, int) or port <= 0:
+        return None
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+# -- the scheduler's hooks ----------------------------------------------------------------------
+def moved(sched: SchedulerCore, job: JobRec, state: str, ch: Changes) -> None:
+    """A service enters ``RUNNING`` (a new attempt: its status starts afresh) or leaves it
+    (its address is withdrawn). Called by the scheduler before the state changes."""
+    if state == RUNNING:
+        _put_status(job, {"health": "starting", "restarts": 0}, ch)
+        return
+    status = dict(job.service_status or {})
+    published = status.pop("published", None)
+    if published and status.get("address"):
+        ch.store.append((published, status["address"], True))
+        ch.events.append(("store_updated", {"key": published, "op": "delete"}))
+    status.pop("stopping", None)  # done (stop_requested_at stays, for the record)
+    status.update(health=None, address=None, up_since=None)
+    _put_status(job, status, ch)
+
+
+def settle(sched: SchedulerCore, job: JobRec, exit_code: int | None, error: str | None,
+           released: bool, ch: Changes) -> bool:
+    """A service's result, when it means something a run's would not: a stop asked for
+    (COMPLETED whatever the exit status) or a release by a draining worker (queued again).
+    False for any other result, which ends the job as a run's would."""
+    now = sched.now()
+    if (job.service_status or {}).get("stopping") is not None:
+        ch.done_attempts.append((job.id, job.attempt, {
+            "state": COMPLETED, "exit_code": exit_code, "error": None, "finished_at": now}))
+        sched._set(job, COMPLETED, ch, exit_code=exit_code, error=None, lease_expires=None,
+                   reason=error or "stopped on request", finished_at=now)
+        sched.release_children(job, ch)
+        return True
+    if released:
+        reason = f"released by worker {job.worker_id} (it stopped): starts again elsewhere"
+        ch.done_attempts.append((job.id, job.attempt, {
+            "state": "RELEASED", "exit_code": exit_code, "error": reason, "finished_at": now}))
+        sched._set(job, PENDING, ch, reason=reason, worker_id=None, lease_expires=None)
+        sched._enqueue(job, ch)
+        return True
+    return False
+
+
+def lost(sched: SchedulerCore, job: JobRec, reason: str, ch: Changes) -> bool:
+    """A service's lease expired: a stopping one ends there (its worker is gone, and with it
+    the process; starting it elsewhere is the opposite of what was asked). False otherwise."""
+    if (job.service_status or {}).get("stopping") is None:
+        return False
+    sched._set(job, COMPLETED, ch, lease_expires=None, worker_id=None, finished_at=sched.now(),
+               reason=f"stopped on request ({reason} before it confirmed)")
+    sched.release_children(job, ch)
+    return True
+
+
+# -- requests -----------------------------------------------------------------------------------
+def stop(sched: SchedulerCore, job: JobRec, grace: float | None, ch: Changes) -> None:
+    """Stop a service gracefully; Conflict if it is no service or has ended. A service not
+    started yet simply ends (nothing runs to stop); asking again while it stops changes
+    nothing."""
+    if not job.is_service:
+        raise Conflict(f"job {job.job_id!r} is not a service (cancel it instead)",
+                       details={"state": job.state, "job_type": job.row.get("job_type")})
+    if job.state in TERMINAL:
+        raise Conflict(f"service {job.job_id!r} already ended {job.state}",
+                       details={"state": job.state})
+    grace = settings_of(job)["stop_grace"] if grace is None else grace
+    now = sched.now()
+    if job.state != RUNNING:
+        sched._dequeue(job)
+        sched._set(job, COMPLETED, ch, reason="stopped on request before it started",
+                   finished_at=now, not_before=None)
+        sched.release_children(job, ch)
+        return
+    status = dict(job.service_status or {})
+    if status.get("stopping") is not None:
+        return
+    status.update(stopping=grace, stop_requested_at=now)
+    _put_status(job, status, ch)
+    worker = sched.workers.get(job.worker_id or "")
+    if worker is not None:
+        worker.cancels.append((job.id, job.attempt))
+
+
+def stop_grace(job: JobRec | None, attempt: int) -> float | None:
+    """The grace of the stop asked for ``attempt`` of ``job``, or None: no stop (a cancel or
+    a stale attempt, which its worker kills)."""
+    if job is None or job.attempt != attempt or job.state != RUNNING:
+        return None
+    grace = (job.service_status or {}).get("stopping")
+    return None if grace is None else float(grace)
+
+
+def stopping(sched: SchedulerCore, worker: WorkerRec,
+             held: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Which of the attempts a worker holds are being stopped (a heartbeat sends their stops
+    again: the worker ignores a repeat, and one it never received arrives this way)."""
+    return [(j, a) for j, a in held
+            if (job := sched.jobs.get(j)) is not None and job.worker_id == worker.id
+            and stop_grace(job, a) is not None]
+
+
+def report(sched: SchedulerCore, worker_id: str, entry: Row, ch: Changes) -> bool:
+    """Apply a worker's status entry for one of its services; False when the attempt is not
+    the job's current one on that worker (the entry is refused, like a stale result)."""
+    job_id, attempt = entry["id"], entry["attempt"]
+    if not sched.is_current(job_id, attempt, worker_id):
+        return False
+    job = sched.jobs[job_id]
+    if not job.is_service:
+        return True  # nothing to keep; refusing it would say the attempt is stale
+    old = job.service_status or {}
+    status = dict(old)
+    status.update({k: entry[k] for k in _REPORTED if k in entry})
+    status["address"] = address(status.get("host"), status.get("port"))
+    status["reported_at"] = sched.now()
+    # Published once per address: a service back from unhealthy or a restart on its port
+    # is where the key already points.
+    if status.get("health") == "ready" and status["address"] is not None \
+            and (old.get("published") is None or old.get("address") != status["address"]):
+        dag = sched.dags[job.dag_id]
+        key = services.store_key(dag.name, job.job_id)
+        status["published"] = key
+        ch.store.append((key, status["address"], False))
+        ch.events.append(("store_updated", {"key": key, "op": "put"}))
+    _put_status(job, status, ch)
+    return True
+
+
+def check_entry(item: Row) -> Row:
+    """A status entry as a worker sends it, checked whole (a 400 otherwise). Every field is
+    kept, None when absent: a status says all it knows (a ``detail`` gone is cleared)."""
+    health = item.get("health")
+    if health not in HEALTH:
+        raise ValidationFailed(f"services[].health must be one of {', '.join(HEALTH)}, "
+                               f"got {health!r}", details={"field": "services[].health"})
+    out: Row = {"id": item["id"], "attempt": item["attempt"], "health": health}
+    for field in ("host", "detail"):
+        value = out[field] = item.get(field)
+        if value is not None:
+            if not isinstance(value, str):
+                raise ValidationFailed(f"services[].{field} must be a string",
+                                       details={"field": f"services[].{field}"})
+            out[field] = value[:_MAX_TEXT]
+    for field, hi in (("port", 65535), ("restarts", 2**31), ("pid", 2**31)):
+        value = out[field] = item.get(field)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+                raise ValidationFailed(f"services[].{field} must be an integer 0-{hi}",
+                                       details={"field": f"services[].{field}"})
+            out[field] = value
+    up = item.get("up_since")
+    if up is not None:
+        if isinstance(up, bool) or not isinstance(up, int | float):
+            raise ValidationFailed("services[].up_since must be a number",
+                                   details={"field": "services[].up_since"})
+        out["up_since"] = float(up)
+    else:
+        out["up_since"] = None
+    return out
+
+
+# -- views --------------------------------------------------------------------------------------
+def view(settings: Row | None, status: Row | None, now: float) -> Row:
+    """A service as the API and the dashboard show it: its settings, then what its worker
+    last reported, with its uptime (since the current process became ready)."""
+    status = status or {}
+    up = status.get("up_since")
+    return {
+        **dict(services.DEFAULTS, **(settings or {})),
+        "health": status.get("health"), "address": status.get("address"),
+        "host": status.get("host"), "port": status.get("port"),
+        "restarts": status.get("restarts") or 0, "up_since": up,
+        "uptime": max(0.0, now - float(up)) if up is not None else None,
+        "detail": status.get("detail"), "pid": status.get("pid"),
+        "stopping": status.get("stopping") is not None,
+        "reported_at": status.get("reported_at"),
+    }

@@ -1,0 +1,97 @@
+"""SQL for schedules and their fires (part of :class:`SQLTransaction`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from titan.storage import schema as t
+from titan.storage.base import Row
+from titan.storage.base_schedules import QUEUED, SKIPPED, SUBMITTED
+
+
+def _schedule_out(row: Any) -> Row:
+    out = dict(row._mapping)
+    out["jobs"] = json.loads(out["jobs"])
+    out["paused"] = bool(out["paused"])
+    return out
+
+
+class SchedulesSQL:
+    conn: Connection
+    insert: Any  # the dialect's insert() with ON CONFLICT support
+
+    def insert_schedule(self, row: Row) -> int | None:
+        values = dict(row, jobs=json.dumps(row["jobs"]))
+        found = self.conn.execute(
+            self.insert(t.schedules).values(**values).on_conflict_do_nothing()
+            .returning(t.schedules.c.id)).first()
+        return None if found is None else int(found[0])
+
+    def get_schedule(self, name: str) -> Row | None:
+        row = self.conn.execute(select(t.schedules).where(t.schedules.c.name == name)).first()
+        return _schedule_out(row) if row is not None else None
+
+    def list_schedules(self) -> list[Row]:
+        rows = self.conn.execute(select(t.schedules).order_by(t.schedules.c.name))
+        return [_schedule_out(r) for r in rows]
+
+    def update_schedule(self, schedule_id: int, fields: Row) -> None:
+        self.conn.execute(t.schedules.update().where(t.schedules.c.id == schedule_id)
+                          .values(**fields))
+
+    def delete_schedule(self, schedule_id: int) -> bool:
+        f = t.schedule_fires
+        self.conn.execute(delete(f).where(f.c.schedule_id == schedule_id))
+        gone = self.conn.execute(delete(t.schedules).where(t.schedules.c.id == schedule_id))
+        return bool(gone.rowcount)
+
+    def record_fire(self, row: Row) -> int | None:
+        found = self.conn.execute(
+            self.insert(t.schedule_fires).values(**row).on_conflict_do_nothing()
+            .returning(t.schedule_fires.c.id)).first()
+        return None if found is None else int(found[0])
+
+    def start_queued_fire(self, fire_id: int, dag_id: int) -> bool:
+        f = t.schedule_fires
+        result = self.conn.execute(
+            update(f).where(f.c.id == fire_id, f.c.outcome == QUEUED)
+            .values(outcome=SUBMITTED, dag_id=dag_id).returning(f.c.id))
+        return result.first() is not None  # rowcount is unreliable with RETURNING on psycopg
+
+    def drop_queued_fires(self, schedule_id: int, why: str) -> int:
+        f = t.schedule_fires
+        result = self.conn.execute(
+            update(f).where(f.c.schedule_id == schedule_id, f.c.outcome == QUEUED)
+            .values(outcome=SKIPPED, error=why).returning(f.c.id))
+        return len(result.all())
+
+    def schedule_fires(self, schedule_id: int, limit: int) -> list[Row]:
+        f, d = t.schedule_fires.c, t.dags.c
+        rows = self.conn.execute(
+            select(f.id, f.schedule_id, f.tick, f.fired_at, f.outcome, f.dag_id, f.error,
+                   d.name.label("dag_name"), d.run.label("dag_run"),
+                   d.status.label("dag_status"))
+            .select_from(t.schedule_fires.outerjoin(t.dags, d.id == f.dag_id))
+            .where(f.schedule_id == schedule_id).order_by(f.id.desc()).limit(limit))
+        return [dict(r._mapping) for r in rows]
+
+    def schedule_states(self) -> dict[int, Row]:
+        f = t.schedule_fires.c
+        out: dict[int, Row] = {}
+        # Fire ids grow with time on the one leading master: the highest is the latest.
+        last = select(f.schedule_id, func.max(f.id).label("id")) \
+            .where(f.dag_id.isnot(None)).group_by(f.schedule_id).subquery()
+        rows = self.conn.execute(select(f.schedule_id, f.dag_id)
+                                 .join(last, last.c.id == f.id))
+        for schedule_id, dag_id in rows:
+            out[int(schedule_id)] = {"last_dag_id": int(dag_id), "queued": None}
+        queued = self.conn.execute(select(f.schedule_id, f.id, f.tick)
+                                   .where(f.outcome == QUEUED).order_by(f.id))
+        for schedule_id, fire_id, tick in queued:
+            state = out.setdefault(int(schedule_id), {"last_dag_id": None, "queued": None})
+            if state["queued"] is None:
+                state["queued"] = {"id": int(fire_id), "tick": tick}
+        return out

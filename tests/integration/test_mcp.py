@@ -1,0 +1,221 @@
+"""The MCP server (docs/mcp.md), driven by the official SDK's own client over both transports:
+stdio (``titan mcp`` as the client's child process) and streamable HTTP (the master's /mcp
+with a bearer token), against one real cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from tests.integration.harness import Cluster, shared_cluster
+
+cluster = shared_cluster()
+
+TOOLS = {"submit_dag", "submit_job", "get_dag_status", "get_job_status", "wait_dag",
+         "wait_job", "fetch_logs", "store_get", "store_put", "list_runs", "get_run_actions",
+         "start_replay", "approve", "reject"}
+HELLO = "import sys\nprint('hello from', sys.argv[1])\nprint('line two')\n"
+
+
+@asynccontextmanager
+async def over_http(cluster: Cluster, token: str, mode: str = "auto") -> AsyncIterator[Client]:
+    """``mode``: "auto" speaks the newest protocol the server offers, "legacy" the
+    initialize handshake of the clients shipped before it (Claude Desktop's, today's IDEs')."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=90) as http, \
+            Client(streamable_http_client(f"{cluster.url}/mcp", http_client=http),
+                   mode=mode) as client:  # type: ignore[arg-type]
+        yield client
+
+
+@asynccontextmanager
+async def over_stdio(cluster: Cluster, token: str) -> AsyncIterator[Client]:
+    server = StdioServerParameters(command=sys.executable, cwd=str(cluster.root),
+                                   args=["-m", "titan", "mcp", "--master", cluster.url,
+                                         "--token", token], env=dict(cluster.env))
+    async with Client(server, mode="legacy") as client:  # as Claude Desktop starts it
+        yield client
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), timeout=120))
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """A tool's structured result; a refusal fails the test with its text."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, f"{tool}: {result.content}"
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def refused(client: Client, tool: str, **arguments: Any) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"{tool} was allowed: {result.structured_content}"
+    return " ".join(getattr(part, "text", "") for part in result.content)
+
+
+async def submit_wait_and_read(client: Client, dag: str) -> None:
+    """What an agent does with a token that may submit: a DAG with an inline script, waited
+    for, its logs read, the store written and read, the runs listed."""
+    assert {tool.name for tool in (await client.list_tools()).tools} >= TOOLS
+    jobs = [{"job_id": "hello", "script": HELLO, "args": [dag]},
+            {"job_id": "after", "script": "print('after')\n", "parents": ["hello"]}]
+    submitted = await call(client, "submit_dag", name=dag, jobs=jobs)
+    assert submitted["ref"] == f"{dag}#1" and len(submitted["scripts"]) == 2
+    done = await call(client, "wait_dag", ref=dag, timeout_seconds=45)
+    assert done["finished"] and done["status"] == "COMPLETED", done
+    assert {job["job_id"]: job["state"] for job in done["jobs"]} == {
+        "hello": "COMPLETED", "after": "COMPLETED"}
+    logs = await call(client, "fetch_logs", ref=f"{dag}/hello")
+    assert logs["text"] == f"hello from {dag}\nline two" and logs["omitted"] == 0
+    page = await call(client, "fetch_logs", ref=f"{dag}/hello", after=0, max_lines=1)
+    assert page["text"] == f"hello from {dag}" and not page["done"]
+    rest = await call(client, "fetch_logs", ref=f"{dag}/hello", after=page["next"])
+    assert rest["text"] == "line two" and rest["done"]
+    # The same script again is named by its sha256: nothing to upload.
+    again = await call(client, "submit_job", job={
+        "job_id": "again", "script_sha256": submitted["scripts"]["hello"], "args": ["x"],
+        "filename": "hello.py"})
+    assert (await call(client, "wait_job", ref=f"{again['ref']}/again"))["state"] == "COMPLETED"
+
+    await call(client, "store_put", key=f"{dag}:note", value="from an agent")
+    assert (await call(client, "store_get", key=f"{dag}:note"))["value"] == "from an agent"
+    assert (await call(client, "store_get", key=f"{dag}:missing"))["value"] is None
+    assert "runs" in await call(client, "list_runs", limit=5)
+
+
+def test_over_stdio_an_agent_submits_waits_and_reads(cluster: Cluster) -> None:
+    started = time.monotonic()
+
+    async def scenario() -> None:
+        async with over_stdio(cluster, cluster.admin_token) as client:
+            await submit_wait_and_read(client, "mcp-stdio")
+            # Errors come back as the API's, with their code.
+            text = await refused(client, "get_job_status", ref="mcp-stdio/nope")
+            assert "not_found: no job 'mcp-stdio/nope'" in text, text
+
+    run(scenario)
+    print(f"stdio scenario: {time.monotonic() - started:.1f}s")
+
+
+def test_over_http_an_operator_submits_and_approves_a_gate(cluster: Cluster) -> None:
+    operator = cluster.client().create_token("operator", "mcp-operator")["token"]
+
+    async def scenario() -> None:
+        async with over_http(cluster, operator) as client:
+            await submit_wait_and_read(client, "mcp-http")
+            gated = [{"job_id": "build", "script": "print('built')\n",
+                      "hitl_message": "Ship it?"},
+                     {"job_id": "ship", "script": "print('shipped')\n", "parents": ["build"]}]
+            await call(client, "submit_dag", name="mcp-gate", jobs=gated)
+            gate = "mcp-gate/build.approval"
+            for _ in range(200):
+                state = (await call(client, "get_job_status", ref=gate))["state"]
+                if state == "WAITING_APPROVAL":
+                    break
+                await asyncio.sleep(0.1)
+            assert state == "WAITING_APPROVAL"
+            decided = await call(client, "approve", gate=gate, comment="looks good")
+            assert decided["decided_by"] == "mcp-operator"
+            done = await call(client, "wait_dag", ref="mcp-gate", timeout_seconds=45)
+            assert done["status"] == "COMPLETED", done
+
+    run(scenario)
+
+
+def test_a_viewer_reads_but_cannot_submit_write_or_decide(cluster: Cluster) -> None:
+    admin = cluster.client()
+    viewer = admin.create_token("viewer", "mcp-viewer")["token"]
+    admin.store_put("mcp-viewer:key", "readable")
+    cluster.api("POST", "/runs", {"id": "mcpview-1", "agent_id": "mcpview"})
+
+    async def scenario() -> None:
+        async with over_http(cluster, viewer, mode="legacy") as client:
+            # Every tool is listed; the API's role check refuses what the role may not do.
+            assert {tool.name for tool in (await client.list_tools()).tools} >= TOOLS
+            assert (await call(client, "store_get", key="mcp-viewer:key"))["value"] == "readable"
+            job = {"job_id": "nope", "script": "print(1)\n"}
+            for tool, arguments in (("submit_job", {"job": job}),
+                                    ("store_put", {"key": "mcp-viewer:key", "value": "x"}),
+                                    ("approve", {"gate": "mcp-gate/build.approval"}),
+                                    ("start_replay", {"run_id": "mcpview-1"})):
+                text = await refused(client, tool, **arguments)
+                assert "forbidden: a viewer token may not" in text, (tool, text)
+        assert admin.store_get("mcp-viewer:key") == "readable"
+
+    run(scenario)
+
+
+def test_resources_and_run_actions(cluster: Cluster, tmp_path: Path) -> None:
+    admin = cluster.client()
+    run_id = "RESEARCH_mcp0a1"
+    # The agent a stage submission derives from the id (RESEARCH_1a9ac3 -> RESEARCH).
+    cluster.api("POST", "/runs", {"id": run_id, "agent_id": "RESEARCH"})
+    action = {"id": "a1", "actor": "planner", "channel": "tool", "name": "search",
+              "inputs": {"q": "mcp"}, "outputs": {"hits": 3}, "started_at": time.time()}
+    cluster.api("POST", f"/runs/{run_id}/actions", {"actions": [action]})
+    report = tmp_path / "report.md"
+    report.write_text("# Report\n\nMCP works.\n")
+    admin.publish_artifact(f"research:{run_id}:report", report)
+    (tmp_path / "data.bin").write_bytes(b"\x00\xff binary")
+    admin.publish_artifact("mcp/data", tmp_path / "data.bin")
+
+    async def scenario() -> None:
+        async with over_http(cluster, admin.endpoint.token or "") as client:
+            actions = await call(client, "get_run_actions", run_id=run_id, limit=10)
+            assert [a["name"] for a in actions["actions"]] == ["search"]
+            assert actions["next"] == actions["actions"][0]["seq"]
+            # The research agent's start: no recorded code to replay yet, as the API says.
+            text = await refused(client, "start_replay", run_id=run_id)
+            assert "replay_not_available: " in text, text
+
+            templates = {t.uri_template for t in
+                         (await client.list_resource_templates()).resource_templates}
+            assert templates == {"titan://runs/{run_id}", "titan://runs/{run_id}/report",
+                                 "titan://artifacts/{+key}"}
+            got = (await client.read_resource(f"titan://runs/{run_id}")).contents[0]
+            assert json.loads(getattr(got, "text", ""))["agent_id"] == "RESEARCH"
+            got = (await client.read_resource(f"titan://runs/{run_id}/report")).contents[0]
+            assert getattr(got, "text", "") == "# Report\n\nMCP works.\n"
+            got = (await client.read_resource("titan://artifacts/mcp/data")).contents[0]
+            assert getattr(got, "blob", None)  # bytes travel base64-encoded
+            try:
+                await client.read_resource("titan://artifacts/mcp/absent")
+            except MCPError as exc:
+                assert "mcp/absent" in str(exc)
+            else:
+                raise AssertionError("an absent artifact was read")
+
+    run(scenario)
+
+
+def test_without_a_good_token_nothing_is_served(cluster: Cluster) -> None:
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Accept": "application/json, text/event-stream"}
+    worker = (cluster.data / "worker.token").read_text().strip()
+    with httpx.Client(base_url=cluster.url, timeout=30) as http:
+        for auth in ({}, {"Authorization": "Bearer tt_not-a-token"}):
+            reply = http.post("/mcp", json=hello, headers={**headers, **auth})
+            assert reply.status_code == 401, reply.text
+            assert reply.headers["WWW-Authenticate"] == "Bearer"
+            assert reply.json()["error"]["code"] == "unauthorized"
+        reply = http.post("/mcp", json=hello,
+                          headers={**headers, "Authorization": f"Bearer {worker}"})
+        assert reply.status_code == 403 and reply.json()["error"]["code"] == "forbidden"
+        # Stateless: no event stream to open, no session to end.
+        admin = {"Authorization": f"Bearer {cluster.admin_token}"}
+        assert http.get("/mcp", headers={**headers, **admin}).status_code == 405
+        assert http.delete("/mcp", headers=admin).status_code == 405

@@ -1,0 +1,242 @@
+"""OTLP in, end to end: an agent that knows nothing of Titan — the ``openai`` client
+instrumented with OpenInference, exported by the OpenTelemetry SDK's OTLP/HTTP exporter
+(protobuf, gzip) — talks to the scripted OpenAI-compatible server, and its trace shows up on
+a real master as a run: LLM calls with usage and cost, tool calls, sub-agents from the span
+tree. Then JSON-encoded GenAI spans, re-delivery, and what the route refuses.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fake_llm_api import Reply, serve
+from tests.integration.harness import Cluster, isolated_cluster
+from titan.master.otel.ids import run_id_of_trace
+
+pytestmark = pytest.mark.slow
+
+AGENT = '''
+import json, sys
+from openai import OpenAI
+from openinference.instrumentation.openai import OpenAIInstrumentor
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+master, token, llm = sys.argv[1:4]
+auth = {"Authorization": "Bearer " + token}
+memory = InMemorySpanExporter()
+provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
+# Each span is sent as it ends: children before the agents above them, each on its own.
+provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
+    endpoint=master + "/v1/traces", headers=auth, compression=Compression.Gzip)))
+provider.add_span_processor(SimpleSpanProcessor(memory))
+OpenAIInstrumentor().instrument(tracer_provider=provider)
+tracer = provider.get_tracer("support-bot")
+client = OpenAI(base_url=llm, api_key="unused")
+LOOKUP = {"type": "function", "function": {"name": "lookup_order", "parameters": {
+    "type": "object", "properties": {"id": {"type": "integer"}}}}}
+
+with tracer.start_as_current_span("support", attributes={
+        "openinference.span.kind": "AGENT", "input.value": "Where is order 42?"}) as root:
+    first = client.chat.completions.create(
+        model="fake-gpt", messages=[{"role": "user", "content": "Where is order 42?"}],
+        tools=[LOOKUP], temperature=0.1)
+    call = first.choices[0].message.tool_calls[0]
+    with tracer.start_as_current_span(call.function.name, attributes={
+            "openinference.span.kind": "TOOL", "tool.name": call.function.name,
+            "input.value": call.function.arguments}) as step:
+        step.set_attribute("output.value", json.dumps({"status": "shipped"}))
+    with tracer.start_as_current_span("researcher", attributes={
+            "openinference.span.kind": "AGENT"}):
+        client.chat.completions.create(
+            model="fake-gpt", messages=[{"role": "user", "content": "Summarise it."}])
+    trace_id = format(root.get_span_context().trace_id, "032x")
+provider.force_flush()
+# OTLP exporters retry: the whole trace again must not become new actions.
+again = OTLPSpanExporter(endpoint=master + "/v1/traces", headers=auth)
+print(json.dumps({"trace": trace_id, "resent": again.export(memory.get_finished_spans()).name}))
+provider.shutdown()
+'''
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("otlp-in")
+    prices = root / "prices.json"  # $ per million tokens
+    prices.write_text(json.dumps({"fake-gpt": {"input": 1.0, "output": 2.0}}))
+    c = isolated_cluster(root, slots=1, env={"TITAN_LLM_PRICES": str(prices)})
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def actions_of(cluster: Cluster, run_id: str) -> list[dict[str, Any]]:
+    return cluster.api("GET", f"/runs/{run_id}/actions?limit=1000&preview=100000")["actions"]
+
+
+def post(cluster: Cluster, body: bytes, content_type: str, token: str | None = "admin",
+         path: str = "/v1/traces", **headers: str) -> httpx.Response:
+    auth = {} if token is None else {
+        "Authorization": f"Bearer {cluster.admin_token if token == 'admin' else token}"}
+    return httpx.post(cluster.url + path, content=body, timeout=30,
+                      headers={"Content-Type": content_type, **auth, **headers})
+
+
+def test_an_openinference_agent_becomes_a_run(cluster: Cluster) -> None:
+    with serve() as llm:
+        llm.queue(Reply(text="", prompt_tokens=30, completion_tokens=8,
+                        tool_calls=(("call_1", "lookup_order", '{"id": 42}'),)),
+                  Reply(text="Order 42 has shipped.", prompt_tokens=12, completion_tokens=5))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        done = subprocess.run(
+            [sys.executable, "-c", AGENT, cluster.url, cluster.admin_token, llm.url + "/v1"],
+            capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["resent"] == "SUCCESS"
+    run_id = run_id_of_trace(out["trace"])
+    run = cluster.api("GET", f"/runs/{run_id}")
+    assert (run["status"], run["agent_id"], run["tags"]) == ("completed", "support-bot",
+                                                             ["otlp-import"])
+    acts = actions_of(cluster, run_id)
+    assert len(acts) == 5 and run["action_count"] == 5  # the resent trace added nothing
+    by = {(a["name"], a["actor"]): a for a in acts}
+    assert set(by) == {("support", "support-bot"), ("call_llm", "support-bot/support"),
+                       ("lookup_order", "support-bot/support"),
+                       ("researcher", "support-bot/support"),
+                       ("call_llm", "support-bot/support/researcher")}
+    asked = by["call_llm", "support-bot/support"]
+    assert (asked["channel"], asked["model"]) == ("llm", "fake-gpt")
+    assert asked["usage"]["input_tokens"] == 30 and asked["usage"]["output_tokens"] == 8
+    assert asked["cost_usd"] == pytest.approx(46e-6) and asked["cost_source"] == "registered"
+    assert asked["inputs"]["messages"] == [{"role": "user", "content": "Where is order 42?"}]
+    assert asked["inputs"]["params"]["temperature"] == 0.1
+    [call] = asked["outputs"]["tool_calls"]
+    assert call["function"] == {"name": "lookup_order", "arguments": '{"id": 42}'}
+    tool = by["lookup_order", "support-bot/support"]
+    assert (tool["channel"], tool["inputs"], tool["outputs"]) == ("tool", {"id": 42},
+                                                                   {"status": "shipped"})
+    support = by["support", "support-bot"]
+    assert asked["parent_id"] == tool["parent_id"] == support["id"]
+    summary = by["call_llm", "support-bot/support/researcher"]
+    assert summary["outputs"]["text"] == "Order 42 has shipped."
+    assert run["cost_usd"] == pytest.approx(46e-6 + 22e-6)
+    assert {r["actor"] for r in run["by_actor"]} >= {"support-bot/support/researcher"}
+    assert [r["id"] for r in cluster.api("GET", "/runs?agent=support-bot")["runs"]] == [run_id]
+    # On the Runs page (its JSON twin) like any run.
+    page = httpx.get(cluster.url + "/runs.json", params={"agent": "support-bot"}, timeout=30,
+                     headers={"Authorization": f"Bearer {cluster.admin_token}"}).json()
+    assert [r["id"] for r in page["runs"]] == [run_id]
+    ingest = cluster.api("GET", "/otlp")["ingest"]
+    assert ingest["duplicate_spans"] >= 5 and ingest["held_spans"] == 0
+
+
+def genai_trace(trace: str) -> dict[str, Any]:
+    now = time.time_ns()
+
+    def kv(key: str, value: Any) -> dict[str, Any]:
+        if isinstance(value, int):
+            return {"key": key, "value": {"intValue": str(value)}}
+        return {"key": key, "value": {"stringValue": value}}
+
+    def span(sid: str, parent: str, name: str, start: int, attrs: dict[str, Any],
+             error: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "traceId": trace, "spanId": sid, "parentSpanId": parent, "name": name, "kind": 1,
+            "startTimeUnixNano": str(now + start * 10**6),
+            "endTimeUnixNano": str(now + (start + 5) * 10**6),
+            "attributes": [kv(k, v) for k, v in attrs.items()]}
+        if error:
+            out["status"] = {"code": 2, "message": error}
+        return out
+
+    spans = [
+        span("1000000000000001", "", "invoke_agent planner", 0, {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}),
+        span("1000000000000002", "1000000000000001", "chat fake-gpt", 1, {
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "fake-gpt",
+            "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 500,
+            "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [
+                {"type": "text", "content": "plan a trip"}]}])}),
+        span("1000000000000003", "1000000000000001", "execute_tool book", 2, {
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "book",
+            "gen_ai.tool.call.arguments": '{"city": "Oslo"}'}, error="sold out"),
+    ]
+    return {"resourceSpans": [{
+        "resource": {"attributes": [kv("service.name", "trip-agent")]},
+        "scopeSpans": [{"scope": {"name": "manual"}, "spans": spans}]}]}
+
+
+def test_json_genai_spans_and_redelivery(cluster: Cluster) -> None:
+    trace = "2f0c8a7e1d3b4c5a6e7f8091a2b3c4d5"
+    body = gzip.compress(json.dumps(genai_trace(trace)).encode())
+    for _ in range(2):  # the second delivery is a duplicate of the first
+        reply = post(cluster, body, "application/json", path="/api/v1/otlp/v1/traces",
+                     **{"Content-Encoding": "gzip"})
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["content-type"].startswith("application/json")
+        assert reply.json() == {}
+    run_id = run_id_of_trace(trace)
+    run = cluster.api("GET", f"/runs/{run_id}")
+    assert (run["status"], run["agent_id"], run["action_count"]) == ("completed",
+                                                                     "trip-agent", 3)
+    by = {a["name"]: a for a in actions_of(cluster, run_id)}
+    chat, book = by["call_llm"], by["book"]
+    assert chat["actor"] == book["actor"] == "trip-agent/planner"
+    assert chat["cost_usd"] == pytest.approx(0.002)  # 1000 x $1 + 500 x $2 per million
+    assert chat["inputs"]["messages"] == [{"role": "user", "content": "plan a trip"}]
+    assert (book["outcome"], book["error"]["message"], book["inputs"]) == (
+        "error", "sold out", {"city": "Oslo"})
+
+
+def test_what_the_route_refuses(cluster: Cluster) -> None:
+    reply = post(cluster, b"\x0a\xff\xff\xff\xff garbage", "application/x-protobuf")
+    assert reply.status_code == 400
+    assert "not an OTLP ExportTraceServiceRequest in protobuf" in reply.json()["error"][
+        "message"]
+    assert post(cluster, b"\x0a\x00", "application/x-protobuf", token=None).status_code == 401
+    viewer = cluster.api("POST", "/tokens", {"role": "viewer"})["token"]
+    refused = post(cluster, b"\x0a\x00", "application/x-protobuf", token=viewer)
+    assert refused.status_code == 403 and "operator or admin" in refused.text
+    assert post(cluster, b"{}", "text/plain").status_code == 415
+    # A span with no span id is rejected alone, and said so: OTLP's partial success.
+    broken = genai_trace("3f0c8a7e1d3b4c5a6e7f8091a2b3c4d5")
+    broken["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["spanId"] = ""
+    reply = post(cluster, json.dumps(broken).encode(), "application/json")
+    assert reply.json()["partialSuccess"]["rejectedSpans"] == "1"
+
+
+def test_a_parent_that_never_comes_is_recorded_under_the_run(make_cluster: Any,
+                                                              cluster: Cluster) -> None:
+    prices = cluster.env["TITAN_LLM_PRICES"]  # known prices: LiteLLM's map is never loaded
+    short = make_cluster(env={"TITAN_OTLP_HOLD": "0.5", "TITAN_LLM_PRICES": prices})
+    short.start_master()  # a master whose spans wait half a second; no worker needed
+    trace = "4f0c8a7e1d3b4c5a6e7f8091a2b3c4d5"
+    orphan = genai_trace(trace)
+    spans = orphan["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    del spans[0]  # the agent's span never arrives (a crashed process, a remote parent)
+    assert post(short, json.dumps(orphan).encode(), "application/json").status_code == 200
+    run_id = run_id_of_trace(trace)
+    deadline = time.time() + 20
+    while short.api("GET", f"/runs/{run_id}")["action_count"] < 2:
+        assert time.time() < deadline, short.log()
+        time.sleep(0.1)
+    acts = actions_of(short, run_id)
+    assert {a["actor"] for a in acts} == {"trip-agent"}
+    assert {a["parent_id"] for a in acts} == {"1000000000000001"}  # the link is kept
+    assert short.api("GET", f"/runs/{run_id}")["status"] == "running"  # no root yet

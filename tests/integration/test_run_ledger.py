@@ -1,0 +1,194 @@
+"""The run ledger against a real `titan up`: recorded batches verify through the API and
+`titan runs verify`; an edit in the database is named by both; an anchored head catches a
+chain rewritten whole; exports carry the chain and verify offline; the Activity Ledger page
+lists, filters and pages actions across runs with each row's chain status."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import httpx
+import pytest
+
+from tests.integration.harness import Cluster, isolated_cluster
+from titan import ledger
+
+HOSTILE = "<script>alert('ledger')</script>"
+
+
+def action(i: int, **kw: Any) -> dict[str, Any]:
+    return {"id": f"a{i}", "name": "call_llm" if i % 2 else "web_search", "actor": "main",
+            "channel": "llm" if i % 2 else "tool", "started_at": time.time() + i * 1e-3,
+            "duration_ns": 1_000_000 + i, "inputs": {"q": f"question {i}", "n": i / 3},
+            "outputs": {"a": [i, "ü"]}, "cost_usd": 0.001 * i, "usage": {"input_tokens": i},
+            **kw}
+
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = isolated_cluster(tmp_path_factory.mktemp("ledger"), slots=1)
+    try:
+        for run_id, agent in (("lg-a", "alpha"), ("lg-b", "beta"), ("lg-tamper", "alpha"),
+                              ("lg-rewrite", "beta")):
+            c.api("POST", "/runs", {"id": run_id, "agent_id": agent})
+            c.api("POST", f"/runs/{run_id}/actions", {"actions": [
+                action(0, inputs={"email": "ada@example.com"}),  # redacted, then hashed
+                action(1, error={"type": "Boom", "message": "it broke"}, outputs=None),
+                action(2, tags={"k": [1, 2.5]}, ordinal=7),
+                {"id": "no-ordinal", "name": HOSTILE, "started_at": time.time()}]})
+            c.api("POST", f"/runs/{run_id}/actions",
+                  {"actions": [action(i) for i in range(3, 6)]})
+        yield c
+    finally:
+        c.stop()
+
+
+def titan(cl: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+               TITAN_TOKEN=cl.admin_token)
+    return subprocess.run([sys.executable, "-m", "titan", *args], env=env, cwd=cl.root,
+                          capture_output=True, text=True, timeout=60)
+
+
+def db(cl: Cluster, statement: str, *params: Any) -> None:
+    """Tamper with the master's database behind its back, as someone with the file would."""
+    with sqlite3.connect(cl.data / "titan.db") as conn:
+        conn.execute(statement, params)
+
+
+def page(cl: Cluster, path: str = "/ledger.json", **params: Any) -> Any:
+    with httpx.Client(base_url=cl.url, timeout=30,
+                      headers={"Authorization": f"Bearer {cl.admin_token}"}) as http:
+        r = http.get(path, params=params)
+        r.raise_for_status()
+        return r.json() if path.endswith(".json") else r.text
+
+
+def test_recorded_batches_verify(cl: Cluster) -> None:
+    v = cl.api("GET", "/runs/lg-a/verify")
+    assert (v["status"], v["actions"], v["checked"], v["break"]) == ("verified", 7, 7, None)
+    run = cl.api("GET", "/runs/lg-a")
+    assert v["head"] == run["chain_head"] and run["chain_start"] == 1
+    last = cl.api("GET", "/runs/lg-a/actions/7")
+    assert last["chain_hash"] == v["head"]
+    out = titan(cl, "runs", "verify", "lg-a")
+    assert out.returncode == 0, out.stderr
+    assert "lg-a: ok — 7 actions verified" in out.stdout and f"7:{v['head']}" in out.stdout
+    printed = json.loads(titan(cl, "runs", "verify", "lg-a", "--json").stdout)
+    assert printed["head"] == v["head"]
+    assert titan(cl, "runs", "verify", "lg-a", "--anchor", f"7:{v['head']}").returncode == 0
+    gone = titan(cl, "runs", "verify", "lg-a", "--anchor", f"99:{v['head']}")
+    assert gone.returncode == 3 and "no chained action #99" in gone.stdout
+
+
+def test_an_edit_in_the_database_is_named(cl: Cluster) -> None:
+    db(cl, "UPDATE actions SET cost_usd = 0 WHERE run_id = 'lg-tamper' AND seq = 3")
+    v = cl.api("GET", "/runs/lg-tamper/verify")
+    assert v["status"] == "broken" and v["verified_through"] == 2
+    assert (v["break"]["kind"], v["break"]["seq"], v["break"]["action_id"]) == (
+        "edited", 3, "a2")
+    out = titan(cl, "runs", "verify", "lg-tamper")
+    assert out.returncode == 3 and "lg-tamper: BROKEN — action #3 was edited" in out.stdout
+    # The verdict the API reached is the one the Activity Ledger shows from now on.
+    rows = page(cl, run="lg-tamper")["actions"]
+    assert {a["seq"]: a["chain"] for a in rows} == {
+        7: "broken", 6: "broken", 5: "broken", 4: "broken", 3: "broken", 2: "verified",
+        1: "verified"}
+
+
+def test_an_anchor_catches_a_chain_rewritten_whole(cl: Cluster) -> None:
+    anchored = cl.api("GET", "/runs/lg-rewrite/verify")["head"]
+    # Someone who can write the database edits #2 and recomputes every hash after it and
+    # the run's head: the chain is consistent again, which only the anchor can contradict.
+    db(cl, "UPDATE actions SET error_message = 'all fine' WHERE run_id = 'lg-rewrite' "
+           "AND seq = 2")
+    conn = sqlite3.connect(cl.data / "titan.db")
+    conn.row_factory = sqlite3.Row
+    rows = [dict(r) for r in conn.execute(
+        "SELECT * FROM actions WHERE run_id = 'lg-rewrite' ORDER BY seq")]
+    for r in rows:
+        r["tags"] = json.loads(r["tags"]) if r["tags"] else None
+        r["pii"] = json.loads(r["pii"]) if r["pii"] else None
+    head, _ = ledger.extend("lg-rewrite", None, None, rows)
+    with conn:
+        for r in rows:
+            conn.execute("UPDATE actions SET chain_hash = ? WHERE run_id = 'lg-rewrite' AND "
+                         "seq = ?", (r["chain_hash"], r["seq"]))
+        conn.execute("UPDATE agent_runs SET chain_head = ? WHERE id = 'lg-rewrite'", (head,))
+    conn.close()
+    assert cl.api("GET", "/runs/lg-rewrite/verify")["status"] == "verified"
+    out = titan(cl, "runs", "verify", "lg-rewrite", "--anchor", f"7:{anchored}")
+    assert out.returncode == 3 and "not the anchored one" in out.stdout
+
+
+def test_exports_carry_the_chain_and_verify_offline(cl: Cluster, tmp_path: Path) -> None:
+    for fmt in ("jsonl", "json"):
+        path = tmp_path / f"runs.{fmt}"
+        out = titan(cl, "runs", "export", "--format", fmt, "--actions", "--agent", "beta",
+                    "-o", str(path))
+        assert out.returncode == 0, out.stderr
+        if fmt == "jsonl":
+            lines = [json.loads(x) for x in path.read_text().splitlines()]
+            run = next(x for x in lines if x["type"] == "run" and x["id"] == "lg-b")
+            assert run["chain_head"] == cl.api("GET", "/runs/lg-b")["chain_head"]
+            acts = [x for x in lines if x["type"] == "action" and x["run_id"] == "lg-b"]
+            assert all(len(a["chain_hash"]) == 64 for a in acts)
+        offline = titan(cl, "runs", "verify", "--export", str(path), "--json")
+        verdicts = {v["run_id"]: v for v in json.loads(offline.stdout)["runs"]}
+        assert verdicts["lg-b"]["status"] == "verified", verdicts
+        assert verdicts["lg-rewrite"]["status"] == "verified"  # consistent, as rewritten
+        path.write_text(path.read_text().replace('"question 4"', '"question four"'))
+        edited = titan(cl, "runs", "verify", "--export", str(path))
+        assert edited.returncode == 3 and "lg-b: BROKEN — action #6 was edited" in edited.stdout
+    csv = httpx.get(f"{cl.url}/api/v1/runs/export", params={"format": "csv", "actions": "true"},
+                    headers={"Authorization": f"Bearer {cl.admin_token}"}).text
+    assert csv.splitlines()[0].endswith(",pii,chain_hash")
+
+
+def test_the_activity_ledger_lists_filters_and_pages(cl: Cluster) -> None:
+    everything = page(cl, limit=500)
+    rows = everything["actions"]
+    assert len(rows) == 28 and everything["older"] is None
+    assert [a["started_at"] for a in rows] == sorted((a["started_at"] for a in rows),
+                                                     reverse=True)
+    assert {a["chain"] for a in rows if a["run_id"] in ("lg-a", "lg-b")} == {"verified"}
+    assert set(everything["runs"]) == {"lg-a", "lg-b", "lg-tamper", "lg-rewrite"}
+    assert {a["run_id"] for a in page(cl, agent="beta")["actions"]} == {"lg-b", "lg-rewrite"}
+    errors = page(cl, outcome="error", run="lg-a")["actions"]
+    assert [(a["seq"], a["error_type"]) for a in errors] == [(2, "Boom")]
+    assert len(page(cl, name="call_llm", actor="main", agent="alpha")["actions"]) == 6
+    assert all(a["cost_usd"] >= 0.004 for a in page(cl, min_cost="0.004")["actions"])
+    assert page(cl, **{"from": "2000-01-01T00:00", "to": "2000-01-02T00:00"})["actions"] == []
+    # Keyset pages: older, then back newer, cover the same rows in the same order.
+    first = page(cl, limit=10)
+    second = page(cl, **_params(first["older"]["href"]))
+    assert [a["cursor"] for a in first["actions"] + second["actions"]] == \
+        [a["cursor"] for a in rows[:20]]
+    back = page(cl, **_params(second["newer"]["href"]))
+    assert [a["cursor"] for a in back["actions"]] == [a["cursor"] for a in rows[:10]]
+    for bad in ({"before": "yesterday"}, {"min_cost": "-1"}, {"from": "soon"},
+                {"outcome": "weird"}, {"window": "forever"}):
+        r = httpx.get(f"{cl.url}/ledger.json", params=bad,
+                      headers={"Authorization": f"Bearer {cl.admin_token}"})
+        assert r.status_code == 400, (bad, r.text)
+
+
+def _params(href: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(href).query))
+
+
+def test_the_pages_link_the_ledger_and_escape_what_agents_wrote(cl: Cluster) -> None:
+    run_page = page(cl, "/runs/lg-a")
+    assert 'href="/ledger?run=lg-a"' in run_page and "View in Activity Ledger" in run_page
+    html = page(cl, "/ledger", run="lg-a")
+    assert HOSTILE not in html and "&lt;script&gt;alert(" in html
+    assert 'aria-current="page">Activity Ledger</a>' in html
+    assert f'href="/runs/{quote("lg-a")}"' in html

@@ -1,0 +1,252 @@
+"""Service jobs against real processes: a port allocated by the worker, an HTTP readiness
+check, the address in the store and the API for another job to call, restarts with backoff
+(every incarnation's log kept) up to the cap, a graceful stop that is not a cancel, a service
+that ignores SIGTERM killed after its grace, a draining or dead worker's service moved to
+another, and a master restart that leaves the service's process alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.harness import Cluster, shared_cluster
+from titan.client import TitanClient
+from titan_sdk import TitanJob
+
+MakeCluster = Callable[..., Cluster]
+cluster = shared_cluster()
+
+if sys.platform != "linux":  # pragma: no cover - process groups and /proc
+    pytestmark = pytest.mark.skip("process checks need Linux")
+
+#: A tiny model server. ``mode``: serve, crash-once (the first start dies before it is
+#: ready), crash-always, ignore-term (SIGTERM is logged and ignored) or deaf (never listens).
+SERVER = """
+import os, signal, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+mode = sys.argv[1] if len(sys.argv) > 1 else "serve"
+restarts = int(os.environ["TITAN_SERVICE_RESTARTS"])
+print(f"incarnation {restarts} pid {os.getpid()} port {os.environ['PORT']}", flush=True)
+if mode == "crash-always" or (mode == "crash-once" and restarts == 0):
+    print("crashing on purpose", file=sys.stderr, flush=True)
+    sys.exit(3 if mode == "crash-once" else 1)
+if mode == "deaf":
+    time.sleep(3600)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"prediction from pid {os.getpid()}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer((os.environ["TITAN_SERVICE_HOST"], int(os.environ["PORT"])),
+                             Handler)
+
+
+def on_term(signum, frame):
+    if mode == "ignore-term":
+        print("ignoring SIGTERM", flush=True)
+        return
+    print("got SIGTERM: shutting down", flush=True)
+    threading.Thread(target=server.shutdown).start()
+
+
+signal.signal(signal.SIGTERM, on_term)
+server.serve_forever()
+print("served my last request", flush=True)
+"""
+
+#: A job of the same DAG that finds the service through the store and calls it.
+CALLER = """
+import sys, urllib.request
+from titan import TitanClient
+
+address = TitanClient().store_wait(sys.argv[1], timeout=60)
+with urllib.request.urlopen(f"http://{address}/predict", timeout=10) as reply:
+    print("caller got:", reply.read().decode())
+"""
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} within {timeout} s")
+
+
+def ready(client: TitanClient, ref: str, attempt: int = 1) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job = client.get_job(ref)
+        assert job["state"] in ("READY", "PENDING", "RUNNING"), job
+        ok = job["health"] == "ready" and job["attempt"] == attempt
+        return job if ok else None
+    return wait_for(f"{ref} ready (attempt {attempt})", check)  # type: ignore[no-any-return]
+
+
+def service(c: Cluster, job_id: str, mode: str = "serve", **kw: Any) -> TitanJob:
+    return TitanJob(job_id, c.script("server.py", SERVER), job_type="SERVICE", args=[mode],
+                    readiness=kw.pop("readiness", "http:/health"), **kw)
+
+
+def test_a_service_is_found_through_the_store_called_and_stopped(cluster: Cluster) -> None:
+    client = cluster.client()
+    caller = cluster.script("caller.py", CALLER)
+    client.submit_dag("infer", [
+        service(cluster, "model", stop_grace=5),
+        TitanJob("caller", caller, args=["services/infer/model"]),
+    ])
+    job = ready(client, "infer/model")
+    address = job["address"]
+    host, port = address.rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0 and job["port"] == 0  # allocated
+    assert job["state"] == "RUNNING" and job["service"]["restarts"] == 0
+    assert client.store_get("services/infer/model") == address
+    called = client.wait("infer/caller", timeout=60)
+    assert called["state"] == "COMPLETED", client.fetch_logs("infer/caller")
+    assert "caller got: prediction from pid" in client.fetch_logs("infer/caller")
+
+    # The cluster's view lists it: address, uptime, restarts, health.
+    listed = next(s for s in client.get_workers()["services"] if s["id"] == job["id"])
+    assert listed["address"] == address and listed["health"] == "ready"
+    assert listed["restarts"] == 0 and listed["uptime"] >= 0 and listed["dag"] == "infer"
+    page = httpx.get(f"{cluster.url}/workers.json", timeout=30,
+                     headers={"Authorization": f"Bearer {cluster.admin_token}"}).json()
+    assert [s["address"] for s in page["services"] if s["id"] == job["id"]] == [address]
+    html = httpx.get(f"{cluster.url}/workers", timeout=30,
+                     headers={"Authorization": f"Bearer {cluster.admin_token}"}).text
+    assert address in html and 'data-status="READY"' in html
+
+    stopping = client.stop_service("infer/model")
+    assert stopping["state"] == "RUNNING" and stopping["service"]["stopping"] is True
+    done = client.wait("infer/model", timeout=30)
+    assert done["state"] == "COMPLETED" and done["reason"] == "stopped on request", done
+    assert done["health"] is None and done["address"] is None
+    log = client.fetch_logs("infer/model")
+    assert "got SIGTERM: shutting down" in log and "served my last request" in log
+    assert client.store_get("services/infer/model") is None
+    assert client.wait("infer", timeout=30)["status"] == "COMPLETED"
+
+
+def test_a_crash_restarts_it_and_too_many_fail_it(cluster: Cluster) -> None:
+    client = cluster.client()
+    client.submit_dag("flaky", [service(cluster, "once", "crash-once", readiness="tcp"),
+                                service(cluster, "always", "crash-always", max_restarts=2),
+                                service(cluster, "deaf", "deaf", max_restarts=1,
+                                        ready_timeout=1)])
+    job = ready(client, "flaky/once")
+    assert job["service"]["restarts"] == 1 and job["attempt"] == 1
+    log = client.fetch_logs("flaky/once")
+    first, second = log.index("incarnation 0"), log.index("incarnation 1")
+    restart = log.index("titan worker: service exit code 3; restart 1 in 1 s")
+    assert first < restart < second < log.index("titan worker: service ready at")
+
+    failed = client.wait("flaky/always", timeout=60)
+    assert failed["state"] == "FAILED" and failed["attempt"] == 1, failed
+    assert failed["error"].startswith("crashed 3 times in 300 s; last exit code 1"), failed
+    assert failed["error"].endswith("crashing on purpose")
+    log = client.fetch_logs("flaky/always")
+    assert [f"incarnation {n}" in log for n in range(3)] == [True, True, True]
+    assert "restart 2 in 2 s" in log
+
+    # Not ready in time counts as a crash; never ready, it gets a new port each start.
+    deaf = client.wait("flaky/deaf", timeout=60)
+    assert deaf["state"] == "FAILED", deaf
+    assert deaf["error"].startswith("crashed 2 times in 300 s; last was not ready after 1 s "
+                                    "(no connection to 127.0.0.1:"), deaf
+    ports = [line.rsplit(" ", 1)[1] for line in client.fetch_logs("flaky/deaf").splitlines()
+             if line.startswith("incarnation ")]
+    assert len(ports) == 2 and ports[0] != ports[1], ports
+    client.stop_service("flaky/once")
+    assert client.wait("flaky/once", timeout=30)["state"] == "COMPLETED"
+
+
+def test_a_stop_kills_a_service_that_ignores_sigterm_after_its_grace(cluster: Cluster) -> None:
+    client = cluster.client()
+    client.submit_job(service(cluster, "stubborn", "ignore-term", readiness="tcp",
+                              stop_grace=1))
+    ready(client, "stubborn")
+    started = time.time()
+    # `titan stop --wait`, as a user would: it returns once the service has gone.
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    out = subprocess.run([sys.executable, "-m", "titan", "stop", "stubborn", "--wait"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith(": COMPLETED"), out.stdout
+    assert time.time() - started >= 1.0
+    done = client.get_job("stubborn")
+    assert done["state"] == "COMPLETED", done
+    assert done["reason"] == "stopped on request; killed after a 1 s grace"
+    assert done["exit_code"] == -9
+    assert "ignoring SIGTERM" in client.fetch_logs("stubborn")
+
+
+def test_a_drained_or_dead_workers_service_starts_on_another(make_cluster: MakeCluster) -> None:
+    c = make_cluster(lease_seconds=2)
+    c.start_master()
+    drained = c.add_worker(slots=1, name="drained")
+    client = c.client()
+    client.submit_dag("moving", [service(c, "model", readiness="tcp")])
+    first = ready(client, "moving/model")
+    # A worker told to stop hands its service back (a service never ends by itself, so a
+    # drain would otherwise wait for it for ever): it starts on another worker.
+    doomed = c.add_worker(slots=1, name="doomed")
+    drained.send_signal(signal.SIGTERM)
+    assert drained.wait(timeout=30) == 0
+    second = ready(client, "moving/model", attempt=2)
+    assert second["worker_id"] != first["worker_id"]
+    assert [a["state"] for a in second["attempts"]] == ["RELEASED", "RUNNING"]
+    assert "got SIGTERM: shutting down" in client.fetch_logs("moving/model", attempt=1)
+    # A worker that dies takes its process with it: only the lease can tell.
+    c.add_worker(slots=1, name="rescuer")
+    doomed.kill()
+    doomed.wait()
+    third = ready(client, "moving/model", attempt=3)
+    assert third["worker_id"] not in (first["worker_id"], second["worker_id"])
+    assert [a["state"] for a in third["attempts"]] == ["RELEASED", "LOST", "RUNNING"]
+    assert client.store_get("services/moving/model") == third["address"]
+    client.stop_service("moving/model")
+    assert client.wait("moving/model", timeout=30)["state"] == "COMPLETED"
+
+
+def test_a_master_restart_leaves_the_service_running(make_cluster: MakeCluster) -> None:
+    c = make_cluster(lease_seconds=30)
+    c.start_master()
+    c.add_worker(slots=2)
+    client = c.client()
+    client.submit_dag("steady", [service(c, "model")])
+    before = ready(client, "steady/model")
+    pid = before["service"]["pid"]
+    assert pid and f"pid {pid}" in client.fetch_logs("steady/model")
+    c.kill_master()
+    c.start_master()
+    c.wait_workers(1)
+    client = c.client()
+    after = ready(client, "steady/model")
+    assert after["attempt"] == 1 and after["service"]["pid"] == pid
+    assert after["address"] == before["address"]
+    os.kill(pid, 0)  # the same process, never restarted
+    log = client.fetch_logs("steady/model")
+    assert log.count("incarnation ") == 1, log
+    client.stop_service("steady/model")
+    done = client.wait("steady/model", timeout=30)
+    assert done["state"] == "COMPLETED" and done["attempt"] == 1

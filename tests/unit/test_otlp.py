@@ -1,0 +1,389 @@
+"""OTLP both ways, without processes: the wire format, the two mappings, the receiver's holding
+of spans until their parent is known, and the exporter's queue when the collector is down.
+
+The receiver records through a stand-in run service that checks every action with the real
+ingestion parser (``titan.master.runs.ingest``), so what the mapping produces is what
+``POST /runs/{id}/actions`` accepts. The end-to-end tests are
+``tests/integration/test_otlp_ingest.py`` and ``test_otlp_export.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from titan.errors import APIError, ConfigError, PayloadTooLarge, ValidationFailed
+from titan.master.auth.tokens import Principal
+from titan.master.otel import ids, incoming, outgoing, wire
+from titan.master.otel.exporter import Exporter
+from titan.master.otel.receiver import Receiver
+from titan.master.otel.settings import ExportSettings, hold_seconds
+from titan.master.runs.ingest import parse_actions, parse_run
+
+T0 = 1_760_000_000.0
+TRACE = "5b8efff798038103d269b633813fc60c"
+ADMIN = Principal(role="admin", name="test")
+
+
+def span(span_id: str, parent: str | None = None, name: str = "step", *,
+         attrs: dict[str, Any] | None = None, start: float = 0.0, duration: float = 1.0,
+         error: str | None = None, service: str = "svc") -> wire.Span:
+    return wire.Span(trace_id=TRACE, span_id=span_id, parent_id=parent, name=name,
+                     kind=wire.INTERNAL, start_ns=int((T0 + start) * 1e9),
+                     end_ns=int((T0 + start + duration) * 1e9), attributes=attrs or {},
+                     status_code=wire.STATUS_ERROR if error else 0,
+                     status_message=error or "", resource={"service.name": service})
+
+
+AGENT = {"openinference.span.kind": "AGENT"}
+LLM_OI = {
+    "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini", "llm.provider": "openai",
+    "llm.input_messages.0.message.role": "system",
+    "llm.input_messages.0.message.content": "be brief",
+    "llm.input_messages.1.message.role": "user", "llm.input_messages.1.message.content": "hi",
+    "llm.output_messages.0.message.role": "assistant",
+    "llm.output_messages.0.message.content": "hello",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_1",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "lookup",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"q": 1}',
+    "llm.invocation_parameters": '{"temperature": 0.2, "model": "gpt-4o-mini"}',
+    "llm.token_count.prompt": 12, "llm.token_count.completion": 5,
+    "llm.token_count.prompt_details.cache_read": 2, "session.id": "s-1",
+}
+
+
+def fixed_price(model: str, usage: Any) -> tuple[float | None, str]:
+    if model == "openai/gpt-4o-mini":
+        return usage.input_tokens * 0.01 + usage.output_tokens * 0.02, "registered"
+    return None, "unknown"
+
+
+# -- the wire ---------------------------------------------------------------------------------
+def test_json_bodies_spell_ids_in_hex_and_gzip_is_bounded() -> None:
+    body = {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "svc"}}]},
+        "scopeSpans": [{"scope": {"name": "s"}, "spans": [
+            {"traceId": TRACE, "spanId": "00f067aa0ba902b7", "name": "chat", "kind": 3,
+             "startTimeUnixNano": "1760000000000000000", "endTimeUnixNano": 1760000001000000000,
+             "attributes": [{"key": "n", "value": {"intValue": "7"}},
+                            {"key": "l", "value": {"arrayValue": {"values": [
+                                {"doubleValue": 1.5}, {"boolValue": True}]}}}]},
+            {"traceId": "", "spanId": "00f067aa0ba902b8", "name": "no trace"}]}]}]}
+    raw = json.dumps(body).encode()
+    spans, rejected = wire.decode(gzip.compress(raw), "application/json; charset=utf-8", "gzip",
+                                  1 << 20)
+    assert rejected == 1 and len(spans) == 1
+    s = spans[0]
+    assert (s.trace_id, s.span_id, s.parent_id, s.kind) == (TRACE, "00f067aa0ba902b7", None, 3)
+    assert s.attributes == {"n": 7, "l": [1.5, True]} and s.resource == {"service.name": "svc"}
+    assert s.end_ns - s.start_ns == 1_000_000_000 and s.scope == "s"
+    with pytest.raises(PayloadTooLarge):  # a gzip bomb stops at the limit
+        wire.decode(gzip.compress(b" " * 200_000), "application/json", "gzip", 100_000)
+    with pytest.raises(ValidationFailed, match="must be hex"):
+        wire.decode(raw.replace(TRACE.encode(), b"not-hex"), "application/json", None, 1 << 20)
+
+
+def test_bad_bodies_say_what_is_wrong() -> None:
+    with pytest.raises(ValidationFailed, match="not an OTLP ExportTraceServiceRequest in "
+                                               "protobuf"):
+        wire.decode(b"\xff\xff\xff garbage", "application/x-protobuf", None, 1 << 20)
+    with pytest.raises(APIError) as exc:
+        wire.decode(b"{}", "text/plain", None, 1 << 20)
+    assert exc.value.status == 415
+    with pytest.raises(ValidationFailed, match="Content-Encoding"):
+        wire.decode(b"{}", "application/json", "br", 1 << 20)
+    assert wire.decode(b"", "application/x-protobuf", None, 10) == ([], 0)  # nothing to send
+
+
+# -- ids --------------------------------------------------------------------------------------
+def test_ids_are_derived_and_an_imported_trace_keeps_its_own() -> None:
+    assert ids.trace_id("run-1") == ids.trace_id("run-1") != ids.trace_id("run-2")
+    assert ids.trace_id(ids.run_id_of_trace(TRACE)).hex() == TRACE
+    assert ids.action_span_id("r", "00f067aa0ba902b7").hex() == "00f067aa0ba902b7"
+    assert len(ids.action_span_id("r", "a" * 32)) == 8
+    assert ids.actor_span_id("r", "PLAN") != ids.actor_span_id("r", "PLAN/a") != \
+        ids.run_span_id("r")
+
+
+# -- the mapping in ---------------------------------------------------------------------------
+def test_an_openinference_llm_span_becomes_a_priced_call_llm() -> None:
+    action = incoming.action_of(span("00000000000000a1", "00000000000000a0", "ChatCompletion",
+                                     attrs=LLM_OI), "svc/agent", 3, fixed_price)
+    [row] = parse_actions({"actions": [action]}, now=T0)  # what the ingestion API accepts
+    assert (row["channel"], row["name"], row["model"], row["ordinal"]) == (
+        "llm", "call_llm", "gpt-4o-mini", 3)
+    assert (row["input_tokens"], row["output_tokens"], row["cached_tokens"]) == (12, 5, 2)
+    assert row["cost_usd"] == pytest.approx(0.22) and row["cost_source"] == "registered"
+    assert row["inputs"]["messages"] == [{"role": "system", "content": "be brief"},
+                                         {"role": "user", "content": "hi"}]
+    assert row["inputs"]["params"] == {"temperature": 0.2}
+    assert row["outputs"]["text"] == "hello"
+    assert row["outputs"]["tool_calls"] == [{"id": "call_1", "type": "function", "function": {
+        "name": "lookup", "arguments": '{"q": 1}'}}]
+    assert row["parent_id"] == "00000000000000a0" and row["id"] == "00000000000000a1"
+    assert row["tags"]["otel"]["attributes"] == {"session.id": "s-1"}
+
+
+def test_genai_spans_tools_and_errors() -> None:
+    chat = span("00000000000000b1", name="chat claude", attrs={
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-x",
+        "gen_ai.provider.name": "anthropic", "gen_ai.usage.input_tokens": 9,
+        "gen_ai.usage.output_tokens": 4, "gen_ai.request.max_tokens": 100,
+        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [
+            {"type": "text", "content": "weather?"}]}]),
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
+            {"type": "tool_call", "id": "c1", "name": "weather", "arguments": {"city": "Oslo"}}],
+            "finish_reason": "tool_call"}]), "llm.cost.total": 0.5})
+    tool = span("00000000000000b2", name="execute_tool weather", attrs={
+        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "weather",
+        "gen_ai.tool.call.arguments": '{"city": "Oslo"}'}, error="timeout")
+    tool.events.append(("exception", tool.end_ns, {"exception.type": "TimeoutError"}))
+    rows = parse_actions({"actions": [incoming.action_of(chat, "svc", None, fixed_price),
+                                      incoming.action_of(tool, "svc", None, fixed_price)]},
+                         now=T0)
+    llm, called = rows
+    assert llm["inputs"]["messages"] == [{"role": "user", "content": "weather?"}]
+    assert llm["inputs"]["params"] == {"max_tokens": 100}
+    assert llm["outputs"]["finish_reason"] == "tool_call"
+    assert llm["outputs"]["tool_calls"][0]["function"]["name"] == "weather"
+    assert (llm["cost_usd"], llm["cost_source"]) == (0.5, "span")  # stated beats priced
+    assert (called["channel"], called["name"], called["inputs"]) == ("tool", "weather",
+                                                                      {"city": "Oslo"})
+    assert (called["outcome"], called["error_type"], called["error_message"]) == (
+        "error", "TimeoutError", "timeout")
+
+
+# -- the mapping out, and back ----------------------------------------------------------------
+def stored(**kw: Any) -> dict[str, Any]:
+    row = {"id": "a" * 32, "parent_id": None, "actor": "bot/critic", "channel": "llm",
+           "name": "call_llm", "ordinal": 0, "outcome": "success", "model": "openai/gpt-x",
+           "input_tokens": 100, "output_tokens": 20, "cached_tokens": 10,
+           "reasoning_tokens": None, "cost_usd": 0.002, "cost_source": "registered",
+           "started_at": T0, "duration_ns": 2_000_000, "replay_status": None,
+           "error_type": None, "error_message": None,
+           "inputs": json.dumps({"model": "openai/gpt-x", "messages": [
+               {"role": "user", "content": "judge it"}], "params": {"max_tokens": 50}}),
+           "outputs": json.dumps({"text": "fine", "finish_reason": "stop"})}
+    return {**row, **kw}
+
+
+def test_an_llm_action_goes_out_in_both_conventions_and_comes_back() -> None:
+    out = outgoing.action_span("run-1", "bot", stored(), content=True)
+    attrs = wire.attributes_of(out.attributes)
+    assert out.name == "chat openai/gpt-x" and out.kind == wire.CLIENT
+    assert out.parent_span_id == ids.actor_span_id("run-1", "bot/critic")
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert (attrs["gen_ai.request.model"], attrs["gen_ai.provider.name"]) == ("openai/gpt-x",
+                                                                             "openai")
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (100, 20)
+    assert (attrs["llm.token_count.prompt"], attrs["llm.token_count.total"]) == (100, 120)
+    assert attrs["gen_ai.request.max_tokens"] == 50
+    assert json.loads(attrs["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "judge it"}]}]
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.append(out)
+    [back], _ = wire.spans_of(request)
+    again = parse_actions({"actions": [incoming.action_of(back, "bot", None)]}, now=T0)[0]
+    assert (again["model"], again["input_tokens"], again["output_tokens"]) == (
+        "openai/gpt-x", 100, 20)
+    assert again["inputs"]["messages"] == [{"role": "user", "content": "judge it"}]
+    assert again["outputs"]["text"] == "fine" and again["cost_usd"] == 0.002
+    bare = wire.attributes_of(outgoing.action_span("run-1", "bot", stored(), False).attributes)
+    assert "gen_ai.input.messages" not in bare and "input.value" not in bare
+    assert bare["gen_ai.usage.input_tokens"] == 100
+
+
+def test_a_run_is_a_tree_of_stages_jobs_and_sub_agents() -> None:
+    run = {"id": "R_1a2b", "agent_id": "R", "status": "failed", "error": "boom",
+           "created_at": T0, "started_at": T0, "ended_at": T0 + 60, "cost_usd": 1.0}
+    dags = [{"id": 1, "name": "R_1a2b_PLAN", "run": 1, "status": "COMPLETED",
+             "submitted_at": T0 + 1, "started_at": T0 + 2, "finished_at": T0 + 30}]
+    jobs = [{"id": 7, "dag_id": 1, "job_id": "planner", "state": "COMPLETED", "attempt": 1,
+             "submitted_at": T0 + 1, "started_at": T0 + 3, "finished_at": T0 + 29}]
+    acts = [("PLAN/planner", T0 + 4, 10**9), ("PLAN/planner/critic", T0 + 5, 10**9),
+            ("R", T0 + 40, 10**9)]
+    spans = {s.name: s for s in outgoing.run_spans(run, dags, jobs, acts)}
+    root = spans["invoke_agent R"]
+    assert not root.parent_span_id and root.status.code == wire.STATUS_ERROR
+    assert spans["invoke_workflow PLAN"].parent_span_id == root.span_id
+    assert spans["invoke_agent planner"].parent_span_id == spans["invoke_workflow PLAN"].span_id
+    critic = spans["invoke_agent critic"]
+    assert critic.parent_span_id == ids.actor_span_id("R_1a2b", "PLAN/planner")
+    assert critic.span_id == ids.actor_span_id("R_1a2b", "PLAN/planner/critic")
+    assert critic.start_time_unix_nano == int((T0 + 5) * 1e9)
+    assert len(spans) == 4  # the run's own actor (R) is the run's span
+
+
+# -- the receiver ------------------------------------------------------------------------------
+class FakeRuns:
+    """The run service's three calls the receiver makes, checking bodies as it does."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.actions: dict[str, dict[str, dict[str, Any]]] = {}
+
+    async def create_run(self, body: dict[str, Any], who: Principal) -> tuple[Any, bool]:
+        fields = parse_run(body, creating=True)
+        created = fields["id"] not in self.runs
+        self.runs.setdefault(fields["id"], {**fields, "status": "running"})
+        self.actions.setdefault(fields["id"], {})
+        return self.runs[fields["id"]], created
+
+    async def ingest(self, run_id: str, body: dict[str, Any], who: Principal) -> dict[str, Any]:
+        rows = parse_actions(body, now=T0)
+        known = self.actions[run_id]
+        fresh = [r for r in rows if r["id"] not in known]
+        known.update((r["id"], r) for r in fresh)
+        return {"accepted": len(fresh), "duplicates": len(rows) - len(fresh)}
+
+    async def update_run(self, run_id: str, body: dict[str, Any], who: Principal) -> Any:
+        self.runs[run_id].update(parse_run(body, creating=False))
+        return self.runs[run_id]
+
+
+def receiver(hold: float = 60.0) -> tuple[Receiver, FakeRuns, list[float]]:
+    runs, now = FakeRuns(), [T0 + 100]
+    return Receiver(runs, hold, fixed_price, clock=lambda: now[0]), runs, now  # type: ignore[arg-type]
+
+
+def test_spans_wait_for_their_agent_and_a_resent_span_is_one_action() -> None:
+    async def go() -> None:
+        rx, runs, _ = receiver()
+        run_id = ids.run_id_of_trace(TRACE)
+        # Children end (and are sent) first: their sub-agent's span comes in a later request.
+        await rx.receive([span("00000000000000c3", "00000000000000c2", "ChatCompletion",
+                               attrs=LLM_OI, start=2)], 0, ADMIN)
+        assert runs.runs[run_id]["agent_id"] == "svc" and runs.actions[run_id] == {}
+        await rx.receive([span("00000000000000c2", "00000000000000c1", "researcher",
+                               attrs=AGENT, start=1, duration=5)], 0, ADMIN)
+        assert runs.actions[run_id] == {}  # still waiting for the root
+        await rx.receive([span("00000000000000c1", None, "support", attrs=AGENT, duration=9)],
+                         0, ADMIN)
+        got = runs.actions[run_id]
+        assert {a["name"]: a["actor"] for a in got.values()} == {
+            "support": "svc", "researcher": "svc/support",
+            "call_llm": "svc/support/researcher"}
+        assert runs.runs[run_id]["status"] == "completed"
+        assert runs.runs[run_id]["ended_at"] == pytest.approx(T0 + 9)
+        await rx.receive([span("00000000000000c1", None, "support", attrs=AGENT)], 0, ADMIN)
+        assert len(got) == 3 and rx.stats()["duplicate_spans"] == 1
+    asyncio.run(go())
+
+
+def test_a_parent_that_never_comes_is_given_up_after_the_hold() -> None:
+    async def go() -> None:
+        rx, runs, now = receiver(hold=30)
+        run_id = ids.run_id_of_trace(TRACE)
+        await rx.receive([span("00000000000000d2", "00000000000000d1", "tool call",
+                               attrs={"openinference.span.kind": "TOOL", "tool.name": "t"},
+                               error="bad")], 0, ADMIN)
+        await rx._release(now[0] + 10)
+        assert runs.actions[run_id] == {}
+        await rx._release(now[0] + 31)
+        [action] = runs.actions[run_id].values()
+        assert (action["actor"], action["name"], action["parent_id"], action["outcome"]) == (
+            "svc", "t", "00000000000000d1", "error")
+        assert rx.stats()["released_unparented"] == 1 and rx.stats()["held_spans"] == 0
+    asyncio.run(go())
+
+
+def test_a_chain_waiting_on_a_missing_ancestor_goes_together_and_cycles_end() -> None:
+    async def go() -> None:
+        rx, runs, now = receiver(hold=30)
+        run_id = ids.run_id_of_trace(TRACE)
+        # call_llm <- researcher (an agent) <- a parent that never comes; and a broken pair
+        # of spans that name each other as parents.
+        await rx.receive([span("00000000000000e3", "00000000000000e2", "ChatCompletion",
+                               attrs=LLM_OI)], 0, ADMIN)
+        now[0] += 20
+        await rx.receive([span("00000000000000e2", "00000000000000e1", "researcher",
+                               attrs=AGENT),
+                          span("00000000000000f1", "00000000000000f2", "a"),
+                          span("00000000000000f2", "00000000000000f1", "b")], 0, ADMIN)
+        await rx._release(now[0] + 11)  # the call's wait is over; the agent's is not
+        got = {a["name"]: a["actor"] for a in runs.actions[run_id].values()}
+        assert got == {"researcher": "svc", "call_llm": "svc/researcher"}
+        await rx._release(now[0] + 31)
+        assert len(runs.actions[run_id]) == 4 and rx.stats()["held_spans"] == 0
+    asyncio.run(go())
+
+
+# -- the exporter ------------------------------------------------------------------------------
+def test_settings() -> None:
+    s = ExportSettings.parse("http://collector:4318/", "opt-in", "api_key=a%20b, x=1", "off")
+    assert s is not None and s.url == "http://collector:4318/v1/traces"
+    assert s.headers == {"api_key": "a b", "x": "1"} and not s.content
+    assert s.wants({"tags": ["otlp"]}) and s.wants({"tags": {"otlp": True}})
+    assert not s.wants({"tags": ["other"]}) and not s.wants({"tags": None})
+    assert ExportSettings.parse(None, "bogus", None, None) is None
+    for bad in (("ftp://x", None, None, None), ("http://x", "some", None, None),
+                ("http://x", None, "novalue", None), ("http://x", None, None, "maybe")):
+        with pytest.raises(ConfigError):
+            ExportSettings.parse(*bad)
+    assert hold_seconds(None) == 120.0 and hold_seconds("5") == 5.0
+    with pytest.raises(ConfigError):
+        hold_seconds("-1")
+
+
+def test_a_collector_that_is_down_costs_the_run_nothing_and_drops_are_counted() -> None:
+    gate = threading.Event()
+    posts: list[bytes] = []
+
+    def collector(request: httpx.Request) -> httpx.Response:
+        gate.wait(30)  # a collector that hangs until the offers are all made
+        posts.append(request.content)
+        return httpx.Response(503, text="down")
+
+    settings = ExportSettings("http://collector/v1/traces")
+    exporter = Exporter(settings, storage=None, max_spans=10, interval=0.01, grace=0.2,  # type: ignore[arg-type]
+                        transport=httpx.MockTransport(collector))
+    exporter.start()
+    run = {"id": "run-1", "agent_id": "bot", "tags": None}
+    try:
+        for _ in range(40):  # 40 spans offered while the collector hangs: 10 fit the queue
+            exporter.actions_recorded(run, [stored()])
+        assert not posts  # every offer returned while the collector had answered nothing
+        gate.set()
+        deadline = time.time() + 10
+        while exporter.stats()["dropped_spans"] < 40 and time.time() < deadline:
+            time.sleep(0.02)
+    finally:
+        exporter.stop()
+    stats = exporter.stats()
+    assert stats["dropped_spans"] == 40 and stats["exported_spans"] == 0
+    assert stats["queue_full_drops"] >= 29 and stats["failed_requests"] >= 2  # retried 503s
+    assert stats["last_error"] == "HTTP 503: down" and posts
+
+
+def test_spans_reach_the_collector_grouped_by_run() -> None:
+    got: list[ExportTraceServiceRequest] = []
+
+    def collector(request: httpx.Request) -> httpx.Response:
+        assert request.headers["content-type"] == "application/x-protobuf"
+        assert request.headers["authorization"] == "Bearer k"
+        got.append(ExportTraceServiceRequest.FromString(request.content))
+        return httpx.Response(200)
+
+    settings = ExportSettings("http://collector/v1/traces", mode="opt-in",
+                              headers={"authorization": "Bearer k"})
+    exporter = Exporter(settings, storage=None, interval=0.01,  # type: ignore[arg-type]
+                        transport=httpx.MockTransport(collector))
+    exporter.start()
+    exporter.actions_recorded({"id": "r1", "agent_id": "bot", "tags": ["otlp"]},
+                              [stored(id="a1"), stored(id="a2", channel="tool", name="search")])
+    exporter.actions_recorded({"id": "r2", "agent_id": "bot", "tags": []}, [stored()])
+    exporter.stop()
+    assert exporter.stats()["exported_spans"] == 2
+    [request] = got
+    [rs] = request.resource_spans
+    assert wire.attributes_of(rs.resource.attributes)["service.name"] == "bot"
+    names = [s.name for s in rs.scope_spans[0].spans]
+    assert names == ["chat openai/gpt-x", "execute_tool search"]

@@ -1,0 +1,54 @@
+"""A pipeline's ``schedule:`` block: read with its lines, refused when wrong, ignored by a plain
+submission; the shipped example reads as what its comments say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from titan.client.pipeline import load_pipeline, load_schedule
+from titan.errors import PipelineError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "schedule" / "pipeline.yaml"
+
+
+def pipeline(tmp_path: Path, schedule: str) -> Path:
+    (tmp_path / "a.py").write_text("print('a')\n")
+    path = tmp_path / "nightly.yaml"
+    path.write_text(f"name: nightly\n{schedule}jobs:\n  - id: a\n    file: a.py\n")
+    return path
+
+
+def test_the_block_is_read_and_a_submission_ignores_it(tmp_path: Path) -> None:
+    path = pipeline(tmp_path, 'schedule:\n  cron: "*/5 * * * *"\n  timezone: Europe/Paris\n'
+                              "  overlap: queue\n")
+    assert load_schedule(path) == {"cron": "*/5 * * * *", "timezone": "Europe/Paris",
+                                   "overlap": "queue"}
+    name, jobs = load_pipeline(path)
+    assert name == "nightly" and [j.job_id for j in jobs] == ["a"]
+
+
+def test_no_block_is_none(tmp_path: Path) -> None:
+    assert load_schedule(pipeline(tmp_path, "")) is None
+
+
+@pytest.mark.parametrize(("block", "line", "message"), [
+    ("schedule:\n  timezone: UTC\n", 3, "has no 'cron'"),
+    ('schedule:\n  cron: "* * * * *"\n  crontab: x\n', 4, "unknown field 'crontab'"),
+    ('schedule:\n  cron: "* * * * *"\n  catchup: sometimes\n', 4,
+     "catchup must be one of skip, all, latest"),
+    ("schedule:\n  cron: [1, 2]\n", 3, "must be a string"),
+    ("schedule: '* * * * *'\n", 2, "must be a mapping"),
+])
+def test_mistakes_name_their_line(tmp_path: Path, block: str, line: int, message: str) -> None:
+    with pytest.raises(PipelineError, match=message) as err:
+        load_schedule(pipeline(tmp_path, block))
+    assert err.value.details["line"] == line
+
+
+def test_the_example_is_a_minutely_heartbeat_in_paris() -> None:
+    assert load_schedule(EXAMPLE) == {"cron": "* * * * *", "timezone": "Europe/Paris",
+                                      "catchup": "skip", "overlap": "skip"}
+    name, jobs = load_pipeline(EXAMPLE)
+    assert name == "heartbeat" and [j.job_id for j in jobs] == ["probe", "record"]
