@@ -108,4 +108,32 @@ def test_the_model_server_runs_as_a_service_is_called_and_stopped(cluster: Clust
     assert "serving on 127.0.0.1:" in log and "SIGTERM: finishing the requests" in log
 
 
+def test_the_builder_example_submits_as_it_is_and_waits_for_its_gate(cluster: Cluster) -> None:
+    """examples/builder/nightly.yaml by its command (`titan submit`), then its gate approved;
+    the DAG builder's import reads it as the same four jobs and edges."""
+    from titan.client.pipeline import load_pipeline
+    from titan.dashboard.drafts import from_yaml
+
+    pipeline = EXAMPLES / "builder" / "nightly.yaml"
+    out = subprocess.run([sys.executable, "-m", "titan", "submit", str(pipeline)],
+                         env=cluster.env, cwd=cluster.root, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    client = cluster.client()
+    deadline = time.monotonic() + 60
+    while client.get_job("nightly_report/report.approval")["state"] != "WAITING_APPROVAL":
+        assert time.monotonic() < deadline, client.get_dag("nightly_report")
+        time.sleep(0.1)
+    client.approve("nightly_report/report.approval", comment="looks right")
+    assert client.wait_dag("nightly_report", timeout=60)["status"] == "COMPLETED"
+    assert client.store_smembers("nightly_report/steps") == {
+        "extract", "validate", "report", "publish"}
+    name, jobs = load_pipeline(pipeline)
+    assert name == "nightly_report" and [j.job_id for j in jobs] == [
+        "extract", "validate", "report", "publish"]
+    _, drafts = from_yaml(pipeline.read_text(), "nightly_report")
+    edges = {(d["job_id"], p) for d in drafts for p in d.get("parents") or []}
+    assert edges == {("report", "extract"), ("report", "validate"), ("publish", "report")}
+
+
 # The recursive agent (examples/stateful_agent) runs in test_seed_002.py, by its one command too.

@@ -107,3 +107,17 @@ def test_plain_http_to_the_tls_port_is_refused(tls_up: dict[str, Any]) -> None:
     with pytest.raises((OSError, urllib.error.HTTPError)):
         urllib.request.urlopen(f"{plain}/api/v1/health", timeout=5)
 
+
+
+def test_the_remote_client_example_trusts_the_master_by_fingerprint(
+        tls_up: dict[str, Any], tmp_path: Path) -> None:
+    """examples/tls/remote_client.py, as a user runs it: a process, a fingerprint, a token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    env.update(TITAN_TOKEN=tls_up["token"], TITAN_CONFIG_DIR=str(tmp_path / "cfg"))
+    out = subprocess.run(
+        [sys.executable, "examples/tls/remote_client.py", tls_up["url"],
+         "--fingerprint", fingerprint(tls_up["cert"])],
+        capture_output=True, text=True, env=env, timeout=180,
+        cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "DAG COMPLETED - written over HTTPS" in out.stdout
