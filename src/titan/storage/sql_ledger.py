@@ -22,6 +22,7 @@ from titan.storage import schema as t
 from titan.storage.base import Row
 from titan.storage.base_ledger import LedgerQuery
 
+_FIRST_SCAN = 5_000  # index entries a bounded page tries before its whole `scan`
 _COLUMNS = ("run_id", "seq", "id", "actor", "channel", "name", "outcome", "model", "cost_usd",
             "started_at", "duration_ns", "error_type")
 
@@ -79,21 +80,28 @@ class LedgerSQL:
         if q.min_cost is not None:
             checks.append(a.cost_usd >= q.min_cost)
         order = [k.asc() if newer else k.desc() for k in key]
-        bound = None
-        if scan and checks and q.run is None and q.agent is None:
-            # Index-only: the key `scan` entries along the walk; nothing past it is read.
-            bound = self.conn.execute(select(*key).where(*walk).order_by(*order)
-                                      .offset(scan - 1).limit(1)).first()
-            if bound is not None:
-                walk.append(tuple_(*key) <= tuple_(*bound) if newer
-                            else tuple_(*key) >= tuple_(*bound))
+        bounded = bool(scan and checks and q.run is None and q.agent is None)
         if q.run is not None:
             checks.append(a.run_id == q.run)
         if q.agent is not None:
             checks.append(r.agent_id == q.agent)
-        stmt = (select(*[getattr(a, k) for k in _COLUMNS], r.agent_id)
-                .join(t.agent_runs, r.id == a.run_id).where(*walk, *checks).order_by(*order)
-                .limit(limit))
-        rows = [dict(row._mapping) for row in self.conn.execute(stmt)]
+        # A filter that matches often fills its page within a few thousand entries: try that
+        # bound first, and walk up to `scan` only when it did not.
+        for size in dict.fromkeys((min(scan or 0, _FIRST_SCAN), scan or 0) if bounded
+                                  else (0,)):
+            bound, where = None, list(walk)
+            if size:
+                # Index-only: the key `size` entries along the walk; nothing past it is read.
+                bound = self.conn.execute(select(*key).where(*walk).order_by(*order)
+                                          .offset(size - 1).limit(1)).first()
+                if bound is not None:
+                    where.append(tuple_(*key) <= tuple_(*bound) if newer
+                                 else tuple_(*key) >= tuple_(*bound))
+            stmt = (select(*[getattr(a, k) for k in _COLUMNS], r.agent_id)
+                    .join(t.agent_runs, r.id == a.run_id).where(*where, *checks)
+                    .order_by(*order).limit(limit))
+            rows = [dict(row._mapping) for row in self.conn.execute(stmt)]
+            if bound is None or len(rows) >= limit:
+                break
         searched_to = tuple(bound) if bound is not None and len(rows) < limit else None
         return {"actions": rows[::-1] if newer else rows, "searched_to": searched_to}
