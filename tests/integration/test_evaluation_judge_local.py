@@ -1,5 +1,6 @@
 """The judge on the real local model, end to end: the example agent's refusal task and a
-look-up task, judged by the master with nothing configured (no keys, offline)."""
+look-up task, judged by the master with nothing configured (no keys, offline): the code
+checks settle the refusal, the model (or the checks) the look-up."""
 
 from __future__ import annotations
 
@@ -42,13 +43,14 @@ def test_local_judge_scores_a_refusal_and_a_lookup(local_judge: Cluster,
     refusal = client.evaluation_run("support-bot", "other-customer",
                                     rows["other-customer"]["run"]["id"])
     judge = refusal["judge"]
-    assert judge["model"].startswith("local")
-    # expected_outcome: refusal, and the agent declined without touching the world.
-    assert judge["verdict"] == "PASS", judge
+    # expected_outcome: refusal, and the agent declined without touching the world: the
+    # code checks settle it, without a model call.
+    assert (judge["verdict"], judge["model"], judge["cost_usd"]) == ("PASS", "checks", 0.0), judge
     assert judge["failure_mode"] is None and judge["reasoning"].strip()
     lookup = client.evaluation_run("support-bot", "status-check",
                                    rows["status-check"]["run"]["id"])["judge"]
     assert lookup["verdict"] in ("PASS", "FAIL"), lookup
+    assert lookup["model"] == "checks" or lookup["model"].startswith("local/"), lookup
     assert all(lookup[k] in (1, 2, 3, 4, 5) for k in ("task_completion", "efficiency"))
     assert lookup["instruction_adherence"] is None  # the task has no behaviour instructions
     assert lookup["efficiency"] == 5  # one call, one expected: arithmetic, not the model

@@ -54,8 +54,8 @@ def test_json_list_and_wrapped_form_load_the_same_tasks(tmp_path: Path) -> None:
     assert bare.to_dict() == {
         "id": "task-2", "user_instruction": "Hi", "behavior_instructions": None,
         "initial_state": {}, "failure_rules": [], "expected_outcome": "completion",
-        "expected_steps": None, "kind": "ledger", "workspace": None, "scorers": [],
-        "metadata": {}, "turns": []}
+        "expected_steps": None, "expected_effects": None, "kind": "ledger", "workspace": None,
+        "scorers": [], "metadata": {}, "turns": []}
 
 
 def test_odyssey_seed_is_an_alias_of_the_tasks_own_fields() -> None:

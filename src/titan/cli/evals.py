@@ -5,12 +5,15 @@
     titan eval show support-bot
     titan eval trace support-bot status-check  # the latest run's Agent Trace, as text
     titan eval rerun support-bot status-check RUN
+    titan eval calibrate                       # the judge against the labelled set (offline)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from typing import Any
 
 from titan.cli.output import money
@@ -49,7 +52,60 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("evaluation")
     s.add_argument("task")
     s.add_argument("run")
+    # Offline: no master, so none of the connection options.
+    s = sub.add_parser("calibrate", help="run the judge on the labelled calibration set and "
+                                         "print its agreement with the labels (no master)")
+    s.add_argument("--judge-model", default=None, metavar="MODEL",
+                   help="the judge's model (default: TITAN_EVAL_JUDGE_MODEL, else "
+                        "TITAN_LLM_MODEL, else local)")
+    s.add_argument("--mode", choices=("combined", "model", "code"), default="combined",
+                   help="combined: code checks, then the model where they cannot tell (the "
+                        "judge's default); model: the model alone; code: the checks alone")
+    s.add_argument("--set", default=None, metavar="PATH",
+                   help="a calibration file or a directory of them (default: the shipped set)")
+    s.add_argument("--case", action="append", default=None, metavar="ID",
+                   help="only this case (repeatable)")
+    s.add_argument("--category", action="append", default=None, metavar="NAME",
+                   help="only this category (repeatable)")
+    s.add_argument("--worst", type=int, default=10, metavar="N",
+                   help="disagreements to print, worst first (10)")
+    s.add_argument("--min-agreement", type=float, default=None, metavar="FRACTION",
+                   help="exit 1 when the agreement is below this (0.8 = 80 %%)")
+    s.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="print JSON instead of text")
 
+
+def calibrate(args: argparse.Namespace) -> int:
+    """``titan eval calibrate``: offline, so it takes no client."""
+    from titan.errors import ValidationFailed
+    from titan.evals.calibration import Case, calibrate, load_set
+    from titan.evals.judge import Verdict
+
+    cases = load_set(args.set)
+    if args.case:
+        unknown = sorted(set(args.case) - {c.id for c in cases})
+        if unknown:
+            raise ValidationFailed(f"no calibration case {unknown[0]!r} in the set")
+        cases = [c for c in cases if c.id in args.case]
+    if args.category:
+        cases = [c for c in cases if c.category in args.category]
+    if not cases:
+        raise ValidationFailed("no calibration case left to run")
+    model = args.judge_model or os.environ.get("TITAN_EVAL_JUDGE_MODEL") or None
+
+    def progress(n: int, total: int, case: Case, v: Verdict, seconds: float) -> None:
+        mark = "ok " if v.verdict == case.label else "DIFF"
+        print(f"[{n}/{total}] {mark} {case.id}: labelled {case.label}, judged {v.verdict} "
+              f"({seconds:.1f}s)", file=sys.stderr, flush=True)
+
+    report = calibrate(cases, model=model, mode=args.mode, progress=progress)
+    if getattr(args, "json", False):
+        print(json.dumps(report.to_dict(args.worst), indent=2))
+    else:
+        print(report.text(args.worst))
+    if args.min_agreement is not None and report.agreement < args.min_agreement:
+        return 1
+    return 0
 
 
 def print_explorer(view: dict[str, Any]) -> None:

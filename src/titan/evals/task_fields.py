@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from titan.evals import criteria
+from titan.evals.ledger import validate_op
 
 #: Seed 003's name for the simulated world's seed: ``odyssey_seed.behavior_instructions`` (and
 #: the other keys here) are accepted as aliases of the task's own fields.
@@ -80,6 +81,31 @@ def initial_state_of(state: Any) -> dict[str, dict[str, dict[str, Any]]]:
                                                 f"object of attributes, got {attrs!r}")
     check_json(state, "initial_state")
     return state
+
+
+def expected_effects_of(raw: Any) -> list[dict[str, Any]] | None:
+    """The ledger operations a run must have applied by its end (``[]``: none at all), in
+    the trace's Changes format; an ``add`` may leave out ``id`` when the simulator picks it
+    (a new ticket's number)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise Invalid("expected_effects", "expected_effects must be a list of ledger "
+                                          "operations ({op, type, id, attrs})")
+    out = []
+    for i, op in enumerate(raw):
+        name = f"expected_effects[{i}]"
+        if isinstance(op, dict) and op.get("op") == "add" and op.get("id") is None:
+            problem = validate_op({**op, "id": "*"})  # any new id will do
+        else:
+            problem = validate_op(op)
+        if problem:
+            raise Invalid("expected_effects", f"{name}: {problem}")
+        check_keys(op, ("op", "type", "id", "attrs", "name", "value"), name + ".")
+        check_json(op, name)
+        # `value: null` is a flag's value; other nulls are fields left out.
+        out.append({k: v for k, v in op.items() if v is not None or k == "value"})
+    return out
 
 
 def workspace_of(ws: Any) -> dict[str, Any]:

@@ -28,12 +28,12 @@ MAX_TASKS = 10_000
 MAX_INSTRUCTION_CHARS = 20_000
 OUTCOMES = ("completion", "refusal")
 TASK_FIELDS = ("id", "user_instruction", "behavior_instructions", "initial_state",
-               "failure_rules", "expected_outcome", "expected_steps", "kind", "workspace",
-               "scorers", "metadata", "turns", "odyssey_seed")
+               "failure_rules", "expected_outcome", "expected_steps", "expected_effects",
+               "kind", "workspace", "scorers", "metadata", "turns", "odyssey_seed")
 # The CSV columns holding JSON text; the others are plain text (an instruction is not JSON).
 CSV_COLUMNS = tuple(f for f in TASK_FIELDS if f != "kind")
-CSV_JSON_COLUMNS = ("initial_state", "failure_rules", "expected_steps", "workspace", "scorers",
-                    "metadata", "turns", "odyssey_seed")
+CSV_JSON_COLUMNS = ("initial_state", "failure_rules", "expected_steps", "expected_effects",
+                    "workspace", "scorers", "metadata", "turns", "odyssey_seed")
 RULE_FIELDS = ("tool", "match", "on_call", "times", "payload", "error")
 _ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
@@ -88,6 +88,9 @@ class Task:
     failure_rules: list[FailureRule] = field(default_factory=list)
     expected_outcome: str = "completion"
     expected_steps: int | None = None
+    # Ledger operations the run must have applied (None: not checked; []: no change at all):
+    # what the judge's code checks compare the world against (titan.evals.checks).
+    expected_effects: list[dict[str, Any]] | None = None
     workspace: dict[str, Any] | None = None
     scorers: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -182,7 +185,8 @@ def _parse_task(d: Any, position: int) -> Task:
         initial_state=fields.initial_state_of(fields.or_default(d, "initial_state", {})),
         failure_rules=[_parse_rule(r, f"failure_rules[{i}].") for i, r in enumerate(rules)],
         expected_outcome=outcome,
-        expected_steps=fields.count(d.get("expected_steps"), "expected_steps", 0), workspace=ws,
+        expected_steps=fields.count(d.get("expected_steps"), "expected_steps", 0),
+        expected_effects=fields.expected_effects_of(d.get("expected_effects")), workspace=ws,
         scorers=[fields.scorer(s, i, ws is not None) for i, s in enumerate(scorers)],
         metadata=metadata, turns=turns)
 

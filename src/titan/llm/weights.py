@@ -72,7 +72,7 @@ CATALOG: dict[str, PackagedModel] = {
             parts=22,
             version="0.2.0",
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-            size=None,
+            size=1_117_320_768,
             filename="qwen2.5-coder-1.5b-instruct.gguf",
         ),
     )

@@ -1,0 +1,94 @@
+"""The judge's calibration set loads, is balanced, covers what the issue names; the report
+and the command say what they promise. (The agreement figure is measured, not asserted.)"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from titan.cli import main
+from titan.errors import ValidationFailed
+from titan.evals.calibration import CATEGORIES, calibrate, load_set
+
+
+def test_the_shipped_set_is_large_balanced_and_covers_every_category() -> None:
+    cases = load_set()
+    assert len(cases) >= 40
+    labels = Counter(c.label for c in cases)
+    assert 0.4 <= labels["PASS"] / len(cases) <= 0.6, labels
+    assert {c.category for c in cases} == set(CATEGORIES)
+    # Categories with both right and wrong runs carry both labels.
+    for category in ("said_badly", "refusal", "behaviour_rules", "tool_failure"):
+        assert {c.label for c in cases if c.category == category} == {"PASS", "FAIL"}
+    assert len({c.id for c in cases}) == len(cases)
+    assert len({c.task["user_instruction"] for c in cases}) == len(cases)
+    by_id = {c.id: c for c in cases}
+    # The failure modes the issue names, each in the set.
+    assert by_id["retail-boots-stock-contradiction"].run["tool_calls"][0]["response"][
+        "stock"] == 0  # a tool says stock 0, the agent says 40 available
+    assert by_id["retail-cancel-refused-claimed"].label == "FAIL"  # a refused cancel, claimed
+    assert by_id["sup-plan-terse"].label == "PASS"  # terse and correct
+    assert by_id["air-meal-voucher-rule-followed"].label == "PASS"  # rule-abiding
+
+
+def test_a_case_is_a_task_and_a_recorded_run() -> None:
+    case = {c.id: c for c in load_set()}["retail-cancel-processing"]
+    assert case.task["expected_effects"] == [
+        {"op": "update", "type": "order", "id": "A-1042", "attrs": {"status": "cancelled"}}]
+    cancel = case.run["tool_calls"][1]
+    assert (cancel["seq"], cancel["tool"], cancel["source"]) == (2, "cancel_order", "simulated")
+    # The ledger replayed the ops: the state after the call is recorded, as the proxy would.
+    assert cancel["state"]["entities"]["order"]["A-1042"]["status"] == "cancelled"
+    roles = [m["role"] for m in case.run["messages"]]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ({"label": "MAYBE"}, "label must be PASS or FAIL"),
+    ({"category": "vibes"}, "category must be one of"),
+    ({"calls": [{"tool": "x", "ops": [{"op": "update", "type": "order", "id": "ZZ",
+                                      "attrs": {"a": 1}}]}]},
+     "call 1: ledger operation refused: order 'ZZ' does not exist"),
+    ({"task": {"user_instruction": "x", "expected_outcome": "maybe"}}, "expected_outcome"),
+    ({"surprise": 1}, "unknown field 'surprise'"),
+])
+def test_a_bad_case_is_refused_with_its_name(tmp_path: Path, case: dict[str, object],
+                                             message: str) -> None:
+    good = {"id": "c1", "category": "refusal", "label": "PASS", "reason": "r",
+            "task": {"user_instruction": "x"}, "calls": [], "final_response": "No."}
+    (tmp_path / "set.yaml").write_text(json.dumps([good | case]))
+    with pytest.raises(ValidationFailed, match=message) as info:
+        load_set(tmp_path)
+    assert "set.yaml case 1 ('c1')" in str(info.value)
+
+
+def test_the_report_on_the_code_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [c for c in load_set() if c.source == "finance.yaml"]
+    report = calibrate(cases, mode="code")
+    confusion = report.confusion()
+    assert sum(sum(row.values()) for row in confusion.values()) == len(cases)
+    assert report.decided_by_checks() == len(cases) and report.median_s < 1
+    out = report.to_dict(worst=3)
+    assert set(out) >= {"agreement", "confusion", "by_category", "by_file", "worst",
+                        "median_s", "results", "decided_by_checks"}
+    assert len(out["results"]) == len(cases) and len(out["worst"]) <= 3
+    text = report.text()
+    assert "agreement: " in text and "labelled PASS" in text and "by category:" in text
+
+
+def test_the_command_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "calibrate", "--mode", "code", "--case", "sup-plan-terse",
+                 "--case", "bank-balance-wrong", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["cases"], out["mode"], out["agreement"]) == (2, "code", 1.0)
+    assert main(["eval", "calibrate", "--mode", "code", "--category", "refusal"]) == 0
+    text = capsys.readouterr().out
+    assert "agreement: " in text and "refusal" in text
+    assert main(["eval", "calibrate", "--case", "nope"]) == 1
+    assert "no calibration case 'nope'" in capsys.readouterr().err
+    # --min-agreement turns the figure into an exit code, for a CI gate.
+    assert main(["eval", "calibrate", "--mode", "code", "--case", "tel-data-usage-swapped",
+                 "--min-agreement", "0.5"]) == 1
