@@ -104,6 +104,7 @@ bench: venv llm browser
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/telemetry.py
+	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/research_agent.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/body_limits.py

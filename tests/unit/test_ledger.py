@@ -77,14 +77,14 @@ def test_the_content_is_one_spelling_of_the_values() -> None:
     a = row(1, cost_usd=1, tags={"a": "x", "b": [1, 2.5]}, pii={})
     b = row(1, cost_usd=1.0, tags={"b": [1, 2.5], "a": "x"}, pii=None)
     assert ledger.content(a) == ledger.content(b)  # 1 is stored as 1.0, {} as NULL
-    assert ledger.content(a).startswith('["titan-ledger-v1","a1",null,"main","tool","search",0,')
+    assert ledger.content(a).startswith(b'["titan-ledger-v1","a1",null,"main","tool","search",0,')
 
 
 def test_links_follow_the_documented_formula() -> None:
     rows, head = chained(3)
     prev = hashlib.sha256(f"titan-ledger-v1:{RUN}".encode()).hexdigest()
     for r in rows:
-        text = ledger.content(r)
+        text = ledger.content(r).decode()
         prev = hashlib.sha256(f"{prev}:{r['seq']}:{text}".encode()).hexdigest()
         assert r["chain_hash"] == prev
     assert head == prev

@@ -1,0 +1,83 @@
+"""The ledger's fast content encoding writes exactly json's bytes (titan/ledger.py): a chain
+recorded by one must verify under the other, and under any verifier that follows the docs."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from titan import ledger
+
+
+def _row(**over: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "id": "a-1", "parent_id": None, "actor": "ITER1/researcher-1", "channel": "tool",
+        "name": "web_search", "ordinal": 3, "inputs_hash": "a" * 64, "inputs_size": 40,
+        "outputs_hash": "b" * 64, "outputs_size": 120, "error_type": None,
+        "error_message": None, "outcome": "success", "model": None, "input_tokens": None,
+        "output_tokens": None, "cached_tokens": None, "reasoning_tokens": None,
+        "cost_usd": None, "cost_source": None, "started_at": 1.7e9, "duration_ns": 1_500_000,
+        "tags": None, "replay_status": None, "pii": None, "recorded_at": 1.7e9 + 0.25}
+    row.update(over)
+    return row
+
+
+def _reference(a: dict[str, object]) -> bytes:
+    """The documented encoding, spelled out with the standard library alone."""
+    tags, pii, cost = a["tags"], a["pii"], a["cost_usd"]
+    values = [ledger.VERSION, *(a[f] for f in ledger.CONTENT_FIELDS)]
+    values[1 + ledger.CONTENT_FIELDS.index("cost_usd")] = None if cost is None else float(cost)
+    for f in ("started_at", "recorded_at"):
+        values[1 + ledger.CONTENT_FIELDS.index(f)] = float(a[f])  # type: ignore[arg-type]
+    values[1 + ledger.CONTENT_FIELDS.index("tags")] = None if tags is None else json.dumps(
+        tags, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    values[1 + ledger.CONTENT_FIELDS.index("pii")] = json.dumps(
+        pii, sort_keys=True, separators=(",", ":"), ensure_ascii=False) if pii else None
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize("cost", [
+    None, 0, 0.0, -0.0, 1e-4, 9.999e-5, 3e-05, 1.5e-9, 0.0004, 12.5, 9999999999999998.0, 1e16,
+    2.5e22, -3e-05, math.nan, math.inf, -math.inf, 5e-324, 1.7976931348623157e308])
+def test_every_float_is_written_as_json_writes_it(cost: float | None) -> None:
+    row = _row(cost_usd=cost, started_at=cost if cost is not None else 1.0)
+    assert ledger.content(row) == _reference(row)
+
+
+@pytest.mark.parametrize("text", [
+    "\x00\x1f\x7f", "é漢字😀", "\u2028\u2029", 'a"b\\c/', "tab\tnew\nline", "", " " * 3])
+def test_every_string_is_written_as_json_writes_it(text: str) -> None:
+    row = _row(actor=text, error_message=text, tags={text: [text, 1.5e-7], "b": None},
+               pii={"inputs": {text: 2}})
+    assert ledger.content(row) == _reference(row)
+
+
+def test_values_the_fast_encoder_refuses_take_json_s_path() -> None:
+    big = _row(duration_ns=2 ** 70, ordinal=-(2 ** 65), cost_usd=3e-05)
+    assert ledger.content(big) == _reference(big)
+    with pytest.raises(UnicodeEncodeError):  # as before: a lone surrogate cannot be stored
+        ledger.content(_row(actor="\ud800"))
+
+
+def test_random_rows_encode_alike() -> None:
+    rnd = random.Random(20)
+    for _ in range(3000):
+        def num() -> float:
+            return rnd.choice([rnd.random() * 10 ** rnd.randint(-12, 20),
+                               rnd.randint(0, 10 ** 6) / 10 ** rnd.randint(0, 9),
+                               float(rnd.randint(0, 2 ** 60)), -rnd.random()])
+        row = _row(cost_usd=num(), started_at=num(), recorded_at=num(),
+                   input_tokens=rnd.randint(0, 2 ** 40), ordinal=rnd.randint(-5, 5),
+                   name="".join(chr(rnd.randint(1, 0x2FFF)) for _ in range(rnd.randint(0, 12))))
+        assert ledger.content(row) == _reference(row), row
+
+
+def test_a_link_hashes_the_previous_hash_the_seq_and_the_content() -> None:
+    import hashlib
+
+    body = ledger.content(_row())
+    assert ledger.link("ab" * 32, 7, body) == hashlib.sha256(
+        ("ab" * 32 + ":7:").encode() + body).hexdigest()
