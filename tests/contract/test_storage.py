@@ -110,9 +110,9 @@ def test_list_dags_filters_and_counts(storage: Storage) -> None:
         b = tx.insert_dag(dag_row("R1_ITER1", 1, "R1"))
         c = tx.insert_dag(dag_row("other_100%", 1))
         tx.insert_jobs([job_row(a, "p"), job_row(b, "r0"), job_row(b, "r1", 1)])
-        tx.update_dag(a, {"status": "COMPLETED"})
+        tx.update_dags({a: {"status": "COMPLETED"}})
         j = tx.find_job("r0")
-        tx.update_job(j["id"], {"state": "RUNNING", "attempt": 1})
+        tx.update_jobs({j["id"]: {"state": "RUNNING", "attempt": 1}})
     with storage.transaction() as tx:
         rows, total = tx.list_dags()
         assert total == 3 and [r["id"] for r in rows] == [c, b, a]
@@ -136,9 +136,9 @@ def test_attempts_and_logs(storage: Storage) -> None:
     with storage.transaction() as tx:
         d = tx.insert_dag(dag_row("d", 1))
         (j,) = tx.insert_jobs([job_row(d, "a")])
-        tx.insert_attempt({"job": j, "attempt": 1, "worker_id": "w", "started_at": 1.0, "state": "RUNNING"})
-        tx.insert_attempt({"job": j, "attempt": 1, "worker_id": "w", "started_at": 1.0, "state": "RUNNING"})
-        tx.finish_attempt(j, 1, {"state": "FAILED", "exit_code": 3, "finished_at": 2.0})
+        tx.insert_attempts([{"job": j, "attempt": 1, "worker_id": "w", "started_at": 1.0, "state": "RUNNING"}])
+        tx.insert_attempts([{"job": j, "attempt": 1, "worker_id": "w", "started_at": 1.0, "state": "RUNNING"}])
+        tx.finish_attempts([(j, 1, {"state": "FAILED", "exit_code": 3, "finished_at": 2.0})])
         lines = [{"job": j, "attempt": 1, "seq": i, "stream": "stdout", "ts": 1.0, "line": f"l{i} ✓"}
                  for i in range(1, 6)]
         tx.add_log_lines(lines)
@@ -150,6 +150,45 @@ def test_attempts_and_logs(storage: Storage) -> None:
         assert [r["seq"] for r in tx.log_lines(j, 1, after=3)] == [4, 5]
         assert len(tx.log_lines(j, 1, limit=2)) == 2
         assert tx.log_lines(j, 2) == []
+
+
+def test_a_scheduler_step_writes_its_rows_in_batches_of_mixed_shapes(storage: Storage) -> None:
+    """A step's changes go to the driver grouped by the columns they set: every row of every
+    shape lands, and a row's columns never leak into another's."""
+    with storage.transaction() as tx:
+        d1, d2 = tx.insert_dag(dag_row("b1", 1)), tx.insert_dag(dag_row("b2", 1))
+        jobs = tx.insert_jobs([job_row(d1, f"j{i}", i) for i in range(5)])
+        tx.insert_attempts([{"job": j, "attempt": 1, "worker_id": f"w{j}", "started_at": 1.0,
+                             "state": "RUNNING"} for j in jobs[:4]]
+                           + [{"job": jobs[4], "attempt": 1, "worker_id": "w", "state": "RUNNING",
+                               "started_at": 2.0, "exit_code": None},
+                              {"job": jobs[0], "attempt": 1, "worker_id": "again",
+                               "started_at": 9.0, "state": "RUNNING"}])  # already recorded
+        tx.update_jobs({jobs[0]: {"state": "RUNNING", "attempt": 1},
+                        jobs[1]: {"state": "COMPLETED"},
+                        jobs[2]: {"state": "RUNNING", "attempt": 1},
+                        jobs[3]: {"args": ["x", 1], "state": "READY"}})
+        tx.finish_attempts([(jobs[1], 1, {"state": "COMPLETED", "exit_code": 0,
+                                          "finished_at": 3.0}),
+                            (jobs[3], 1, {"state": "FAILED", "exit_code": 2,
+                                          "finished_at": 4.0, "error": "boom"}),
+                            (jobs[2], 1, {"state": "COMPLETED", "exit_code": 0,
+                                          "finished_at": 5.0})])
+        tx.update_dags({d1: {"status": "RUNNING", "started_at": 1.0},
+                        d2: {"status": "CANCELLED"}})
+    with storage.transaction() as tx:
+        rows = {j: tx.get_job(j) for j in jobs}
+        assert [rows[j]["state"] for j in jobs] == ["RUNNING", "COMPLETED", "RUNNING", "READY",
+                                                    "PENDING"]
+        assert rows[jobs[0]]["attempt"] == 1 and rows[jobs[3]]["args"] == ["x", 1]
+        assert rows[jobs[1]]["args"] == ["--x", "ü"]
+        outcomes = {j: tx.attempts_of(j)[0] for j in jobs}
+        assert outcomes[jobs[0]]["worker_id"] == f"w{jobs[0]}"  # not "again"
+        assert [(outcomes[j]["state"], outcomes[j]["exit_code"]) for j in jobs[1:4]] == [
+            ("COMPLETED", 0), ("COMPLETED", 0), ("FAILED", 2)]
+        assert outcomes[jobs[3]]["error"] == "boom" and outcomes[jobs[2]]["error"] is None
+        assert (tx.get_dag(d1)["status"], tx.get_dag(d1)["started_at"]) == ("RUNNING", 1.0)
+        assert (tx.get_dag(d2)["status"], tx.get_dag(d2)["started_at"]) == ("CANCELLED", None)
 
 
 @pytest.mark.parametrize("value", ["", "plain", "ünïcødé ✓ 🚀 中文", "x" * 100_000, "line1\nline2\t"])
@@ -301,7 +340,7 @@ def test_a_version_1_database_gains_the_gate_columns(tmp_path) -> None:  # type:
         with s.transaction() as tx:
             dag_id = tx.insert_dag(dag_row("old", 1))
             [job] = tx.insert_jobs([job_row(dag_id, "gate")])
-            tx.update_job(job, {"decided_by": "alice", "approval_deadline": 5.0})
+            tx.update_jobs({job: {"decided_by": "alice", "approval_deadline": 5.0}})
         with s.transaction() as tx:
             row = tx.get_job(job)
         assert row is not None and row["decided_by"] == "alice"

@@ -4,7 +4,7 @@ and the agent-run rows stages join (contract: tests/contract/test_storage.py).""
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from titan.storage.rows import Row
 
@@ -39,8 +39,8 @@ class JobsTransaction(abc.ABC):
         """Insert job rows (JSON fields given as Python values); returns their ids in order."""
 
     @abc.abstractmethod
-    def update_dag(self, dag_id: int, fields: Row) -> None:
-        """Set some columns of a DAG."""
+    def update_dags(self, changes: Mapping[int, Row]) -> None:
+        """Set some columns of each DAG (``{dag_id: {column: value}}``)."""
 
     @abc.abstractmethod
     def get_dag(self, dag_id: int) -> Row | None:
@@ -94,17 +94,19 @@ class JobsTransaction(abc.ABC):
         ``parents``, ``state``, ``job_type`` only (a 10,000-job page reads no more)."""
 
     @abc.abstractmethod
-    def update_job(self, job: int, fields: Row) -> None:
-        """Set some columns of a job."""
+    def update_jobs(self, changes: Mapping[int, Row]) -> None:
+        """Set some columns of each job (``{job: {column: value}}``)."""
 
     # -- attempts and logs --------------------------------------------------------------------
     @abc.abstractmethod
-    def insert_attempt(self, row: Row) -> None:
-        """Record an attempt starting: job, attempt, worker_id, started_at, state."""
+    def insert_attempts(self, rows: Sequence[Row]) -> None:
+        """Record attempts starting: job, attempt, worker_id, started_at, state (an attempt
+        already recorded is left as it is)."""
 
     @abc.abstractmethod
-    def finish_attempt(self, job: int, attempt: int, fields: Row) -> None:
-        """Set the outcome of an attempt (state, exit_code, error, finished_at)."""
+    def finish_attempts(self, outcomes: Sequence[tuple[int, int, Row]]) -> None:
+        """Set the outcome of attempts: ``(job, attempt, {state, exit_code, error,
+        finished_at})`` each."""
 
     @abc.abstractmethod
     def attempts_of(self, job: int) -> list[Row]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 
 from titan.storage import compiled
 from titan.storage import schema as t
@@ -25,6 +26,29 @@ def _job_out(row: Any) -> Row:
         if out.get(key) is not None:
             out[key] = json.loads(out[key])
     return out
+
+
+def _by_shape(changes: Iterable[tuple[int, Row]]) -> Iterable[tuple[tuple[str, ...], list[Row]]]:
+    """Updates by the columns they set, each as the parameters of one statement: a scheduler
+    step's changes go to the driver as one executemany per shape (one round trip on
+    PostgreSQL, whose driver pipelines it), not a statement per row."""
+    shapes: dict[tuple[str, ...], list[Row]] = {}
+    for pk, fields in changes:
+        shapes.setdefault(tuple(sorted(fields)), []).append(
+            {"pk": pk, **{"v_" + k: v for k, v in fields.items()}})
+    return shapes.items()
+
+
+def _update_by_pk(table: Table, keys: tuple[str, ...]) -> Any:
+    return table.update().where(table.c.id == bindparam("pk")) \
+        .values({k: bindparam("v_" + k) for k in keys})
+
+
+def _finish_attempt(keys: tuple[str, ...]) -> Any:
+    a = t.attempts.c
+    return t.attempts.update() \
+        .where(a.job == bindparam("pk_job"), a.attempt == bindparam("pk_attempt")) \
+        .values({k: bindparam("v_" + k) for k in keys})
 
 
 def _job_in(row: Row) -> Row:
@@ -134,14 +158,13 @@ class JobsSQL:
             ids.update(((dag_id, p), i) for p, i in found)
         return [int(ids[(r["dag_id"], r["position"])]) for r in rows]
 
-    def update_dag(self, dag_id: int, fields: Row) -> None:
-        keys = tuple(sorted(fields))
-        compiled.execute(
-            self.conn, ("update_dag", keys),
-            lambda: t.dags.update().where(t.dags.c.id == bindparam("pk"))
-            .values({k: bindparam("v_" + k) for k in keys}),
-            {"pk": dag_id, **{"v_" + k: v for k, v in fields.items()}},
-        )
+    def update_dags(self, changes: Mapping[int, Row]) -> None:
+        for keys, params in _by_shape((dag_id, fields) for dag_id, fields in changes.items()):
+            compiled.execute(
+                self.conn, ("update_dag", keys),
+                partial(_update_by_pk, t.dags, keys),
+                params,
+            )
 
     def get_dag(self, dag_id: int) -> Row | None:
         row = compiled.execute(self.conn, "get_dag",
@@ -254,35 +277,42 @@ class JobsSQL:
         return [{"id": r[0], "job_id": r[1], "parents": loads(r[2]), "state": r[3],
                  "job_type": r[4]} for r in rows]
 
-    def update_job(self, job: int, fields: Row) -> None:
-        values = _job_in(fields)
-        keys = tuple(sorted(values))
-        compiled.execute(
-            self.conn, ("update_job", keys),
-            lambda: t.jobs.update().where(t.jobs.c.id == bindparam("pk"))
-            .values({k: bindparam("v_" + k) for k in keys}),
-            {"pk": job, **{"v_" + k: v for k, v in values.items()}},
-        )
+    def update_jobs(self, changes: Mapping[int, Row]) -> None:
+        for keys, params in _by_shape((job, _job_in(fields)) for job, fields in changes.items()):
+            compiled.execute(
+                self.conn, ("update_job", keys),
+                partial(_update_by_pk, t.jobs, keys),
+                params,
+            )
 
     # -- attempts and logs --------------------------------------------------------------------
-    def insert_attempt(self, row: Row) -> None:
-        keys = tuple(sorted(row))
-        compiled.execute(
-            self.conn, ("insert_attempt", keys),
-            lambda: self.insert(t.attempts).values({k: bindparam(k) for k in keys})
-            .on_conflict_do_nothing(),
-            row,
-        )
+    def insert_attempts(self, rows: Sequence[Row]) -> None:
+        shapes: dict[tuple[str, ...], list[Row]] = {}
+        for row in rows:
+            shapes.setdefault(tuple(sorted(row)), []).append(row)
+        for keys, same in shapes.items():
+            compiled.execute(
+                self.conn, ("insert_attempt", keys),
+                partial(self._insert_attempt, keys),
+                same,
+            )
 
-    def finish_attempt(self, job: int, attempt: int, fields: Row) -> None:
-        keys = tuple(sorted(fields))
-        compiled.execute(
-            self.conn, ("finish_attempt", keys),
-            lambda: t.attempts.update()
-            .where(t.attempts.c.job == bindparam("pk_job"), t.attempts.c.attempt == bindparam("pk_attempt"))
-            .values({k: bindparam("v_" + k) for k in keys}),
-            {"pk_job": job, "pk_attempt": attempt, **{"v_" + k: v for k, v in fields.items()}},
-        )
+    def _insert_attempt(self, keys: tuple[str, ...]) -> Any:
+        return self.insert(t.attempts).values({k: bindparam(k) for k in keys}) \
+            .on_conflict_do_nothing()
+
+    def finish_attempts(self, outcomes: Sequence[tuple[int, int, Row]]) -> None:
+        shapes: dict[tuple[str, ...], list[Row]] = {}
+        for job, attempt, fields in outcomes:
+            shapes.setdefault(tuple(sorted(fields)), []).append(
+                {"pk_job": job, "pk_attempt": attempt,
+                 **{"v_" + k: v for k, v in fields.items()}})
+        for keys, params in shapes.items():
+            compiled.execute(
+                self.conn, ("finish_attempt", keys),
+                partial(_finish_attempt, keys),
+                params,
+            )
 
     def attempts_of(self, job: int) -> list[Row]:
         rows = self.conn.execute(

@@ -154,14 +154,14 @@ class Changes:
         """Write the change set (runs in the writer thread, inside one transaction)."""
         if self.log_lines:
             tx.add_log_lines(self.log_lines)
-        for row in self.new_attempts:
-            tx.insert_attempt(row)
-        for job, fields in self.jobs.items():
-            tx.update_job(job, fields)
-        for job, attempt, fields in self.done_attempts:
-            tx.finish_attempt(job, attempt, fields)
-        for dag_id, fields in self.dags.items():
-            tx.update_dag(dag_id, fields)
+        if self.new_attempts:
+            tx.insert_attempts(self.new_attempts)
+        if self.jobs:
+            tx.update_jobs(self.jobs)
+        if self.done_attempts:
+            tx.finish_attempts(self.done_attempts)
+        if self.dags:
+            tx.update_dags(self.dags)
         for worker_id, fields in self.workers.items():
             tx.update_worker(worker_id, fields)
         for key, value, withdraw in self.store:
