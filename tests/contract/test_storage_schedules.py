@@ -48,9 +48,11 @@ def test_a_schedule_round_trips_and_its_name_is_taken_once(storage: Storage) -> 
         assert [r["name"] for r in tx.list_schedules()] == ["hourly", "nightly"]
         assert tx.list_schedules()[0]["paused"] is True
         tx.update_schedule(sid, {"next_fire_at": 600.0, "last_fire_at": 300.0})
+        tx.update_schedule(sid, {"jobs": [{"job_id": "b", "args": ["ü"]}], "cron": "0 * * * *"})
     with storage.transaction() as tx:
         row = tx.get_schedule("nightly")
         assert row is not None and (row["next_fire_at"], row["last_fire_at"]) == (600.0, 300.0)
+        assert row["jobs"] == [{"job_id": "b", "args": ["ü"]}] and row["cron"] == "0 * * * *"
         assert tx.get_schedule("nope") is None
 
 

@@ -82,6 +82,42 @@ def test_a_schedule_runs_every_two_seconds_until_paused(cluster: Cluster) -> Non
     assert client.get_dag(dag_ref)["schedule"] == "beats"  # the runs stay
 
 
+def test_a_schedule_is_changed_from_the_sdk_and_the_cli(cluster: Cluster) -> None:
+    first = cluster.script("first.py", "print('first')\n")
+    second = cluster.script("second.py", "print('second')\n")
+    client = cluster.client()
+    client.schedule_dag("changing", [TitanJob(job_id="first", filename=first)],
+                        cron="0 3 * * *", timezone="Europe/Paris")
+    viewer = cluster.client(token=client.create_token("viewer")["token"])
+    with pytest.raises(Forbidden):
+        viewer.update_schedule("changing", cron=EVERY_2S)
+
+    # The CLI: a new rule and policy; the zone and the DAG stay.
+    out = titan(cluster, "schedule", "update", "changing", "--cron", EVERY_2S,
+                "--overlap", "skip").stdout
+    assert EVERY_2S in out and "Europe/Paris" in out and "overlap skip" in out
+    # The SDK: new jobs (uploaded as schedule_dag does) under a new DAG name.
+    view = client.update_schedule("changing", jobs=[TitanJob(job_id="second", filename=second)],
+                                  dag_name="changed")
+    assert view["dag_name"] == "changed" and [j["job_id"] for j in view["jobs"]] == ["second"]
+
+    def ran_second() -> dict[str, Any] | None:
+        runs = [f for f in fired(client, "changing") if f["dag"]["status"] == "COMPLETED"]
+        return runs[-1] if runs else None
+
+    dag = client.get_dag(until("a run of the new DAG", ran_second)["dag"]["ref"])
+    assert dag["name"] == "changed" and [j["job_id"] for j in dag["jobs"]] == ["second"]
+    # A pipeline file: its DAG and its schedule block.
+    pipeline = cluster.script("changing.yaml", (
+        "name: from_yaml\nschedule:\n  cron: '0 4 * * *'\n  timezone: UTC\n"
+        "jobs:\n  - id: first\n    file: first.py\n"))
+    out = titan(cluster, "schedule", "update", "changing", pipeline).stdout
+    assert "DAG-from_yaml" in out and "0 4 * * *" in out and "in UTC" in out
+    bad = titan(cluster, "schedule", "update", "changing", check=False)
+    assert bad.returncode != 0 and "needs something to change" in bad.stderr
+    client.delete_schedule("changing")
+
+
 def test_a_master_killed_between_ticks_fires_each_tick_once(cluster: Cluster) -> None:
     beat = cluster.script("tick.py", "print('tick')\n")
     client = cluster.client()

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from titan.errors import Conflict, InvalidDAG, ValidationFailed
+from titan.errors import Conflict, InvalidDAG, NotFound, ValidationFailed
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
 from titan.master.schedules.service import Schedules
@@ -230,6 +230,60 @@ def test_create_checks_the_whole_body(tmp_path: Path) -> None:
         view = await m.schedules.create(body("later", paused=True, dag_name="DAG-etl"), "ops")
         assert view["paused"] and view["next_fire_at"] is None and view["dag_name"] == "etl"
         assert [v["name"] for v in await m.schedules.views()] == ["later", "nightly"]
+        await m.stop()
+
+    scenario(tmp_path, test)
+
+
+def test_an_update_changes_the_rule_policies_and_dag_from_the_next_tick(tmp_path: Path) -> None:
+    async def test(url: str, clock: list[float]) -> None:
+        m = await Master(url, clock).start()
+        await m.schedules.create(body(overlap="queue"), "ops")
+        clock[0] = T0 + 3 * MIN
+        await m.schedules.tick(m.schedules.get("nightly"))
+        clock[0] = T0 + 8 * MIN
+        await m.schedules.tick(m.schedules.get("nightly"))  # queued behind the first run
+        # Only what is given changes; a new rule moves the next tick to its first after now.
+        view = await m.schedules.update("nightly", {"cron": "0 * * * *",
+                                                    "timezone": "Europe/Paris"})
+        assert (view["cron"], view["timezone"]) == ("0 * * * *", "Europe/Paris")
+        assert view["next_fire_at"] == T0 + 58 * MIN and view["overlap"] == "queue"
+        assert m.schedules.get("nightly").queued is not None  # still queue: still queued
+        # Leaving "queue" drops the queued tick, with why.
+        view = await m.schedules.update("nightly", {"overlap": "allow", "catchup": "all"})
+        assert view["fires"][0]["outcome"] == "skipped"
+        assert "overlap policy changed" in view["fires"][0]["error"]
+        assert view["next_fire_at"] == T0 + 58 * MIN  # the rule did not change
+        # A new DAG: the next tick runs it, under its new name.
+        view = await m.schedules.update("nightly", {"dag_name": "DAG-etl2", "jobs": [
+            {"job_id": "load", "filename": "etl.py", "script_sha256": SHA}]})
+        assert view["dag_name"] == "etl2" and [j["job_id"] for j in view["jobs"]] == ["load"]
+        clock[0] = T0 + 58 * MIN
+        await m.schedules.tick(m.schedules.get("nightly"))
+        latest = (await m.dags())[-1]
+        assert latest["name"] == "etl2" and latest["schedule"] == "nightly"
+        # A restart loads the changed schedule as it was stored.
+        await m.stop()
+        m = await Master(url, clock).start()
+        rec = m.schedules.get("nightly")
+        assert (rec.rule.expr, rec.catchup, rec.overlap, rec.dag_name) == (
+            "0 * * * *", "all", "allow", "etl2")
+        assert rec.next_fire_at == T0 + 118 * MIN
+        # A paused schedule stays paused whatever its new rule.
+        await m.schedules.pause("nightly")
+        view = await m.schedules.update("nightly", {"cron": "*/10 * * * *"})
+        assert view["paused"] and view["next_fire_at"] is None
+        # Bad updates change nothing.
+        for bad, match in (({"paused": False}, "use pause or resume"),
+                           ({"name": "other"}, "cannot change"), ({}, "nothing to update"),
+                           ({"cron": "61 * * * *"}, "cron"),
+                           ({"overlap": "sometimes"}, "overlap must be one of"),
+                           ({"jobs": []}, "no jobs")):
+            with pytest.raises(ValidationFailed, match=match):
+                await m.schedules.update("nightly", bad)
+        assert (await m.schedules.view("nightly"))["cron"] == "*/10 * * * *"
+        with pytest.raises(NotFound):
+            await m.schedules.update("nobody", {"cron": "* * * * *"})
         await m.stop()
 
     scenario(tmp_path, test)

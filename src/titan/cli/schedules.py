@@ -1,4 +1,4 @@
-"""``titan schedule``: create, list, show, pause, resume, delete and run schedules.
+"""``titan schedule``: create, update, list, show, pause, resume, delete and run schedules.
 
 Times are printed in each schedule's own time zone: that is the zone its cron expression
 speaks, so ``0 6 * * *`` in Europe/Paris reads "06:00 CEST" whatever the terminal's zone.
@@ -41,6 +41,21 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("--paused", action="store_true", help="create it paused")
     s.add_argument("--allow-file", action="append", default=[], metavar="PATH",
                    help="a script outside the pipeline's folder its jobs may use (repeatable)")
+    s = actions.add_parser(
+        "update", parents=common,
+        help="change a schedule's cron, zone or policies, or give it a pipeline's DAG (what "
+             "is not given stays; the next tick follows the new rule)")
+    s.add_argument("name", help="the schedule's name")
+    s.add_argument("pipeline", nargs="?", default=None,
+                   help="a pipeline file: its DAG (and its 'schedule:' block, if any) replaces "
+                        "the schedule's")
+    s.add_argument("--cron", default=None, help="a new cron expression")
+    s.add_argument("--tz", default=None, metavar="ZONE", help="a new IANA time zone")
+    s.add_argument("--catchup", choices=CATCHUP, default=None, help="a new catch-up policy")
+    s.add_argument("--overlap", choices=OVERLAP, default=None,
+                   help="a new overlap policy (leaving 'queue' drops a queued tick)")
+    s.add_argument("--allow-file", action="append", default=[], metavar="PATH",
+                   help="a script outside the pipeline's folder its jobs may use (repeatable)")
     actions.add_parser("list", help="list schedules and their next ticks", parents=common)
     s = actions.add_parser("show", help="a schedule: its next ticks and latest runs",
                            parents=common)
@@ -60,6 +75,15 @@ def run(args: argparse.Namespace, client: Any) -> int:
                                          timezone=args.tz, catchup=args.catchup,
                                          overlap=args.overlap, paused=args.paused,
                                          allow_files=args.allow_file)
+            return _print(args, found, show)
+        if command == "update":
+            rule = {"cron": args.cron, "timezone": args.tz, "catchup": args.catchup,
+                    "overlap": args.overlap}
+            if args.pipeline is not None:
+                found = client.update_schedule_yaml(args.name, args.pipeline,
+                                                    allow_files=args.allow_file, **rule)
+            else:
+                found = client.update_schedule(args.name, **rule)
             return _print(args, found, show)
         if command == "list":
             return _print(args, client.list_schedules(), _list)

@@ -46,26 +46,30 @@ class ScheduleOps:
         or ``queue`` it until that run ends. Each run is DAG ``dag_name`` (default ``name``).
         """
         check_name(name, "the schedule name", "name")
-        if isinstance(jobs, TitanJob) or not isinstance(jobs, Sequence) or not jobs:
-            raise ValidationFailed("schedule_dag() takes a non-empty list of TitanJob",
-                                   details={"field": "jobs"})
-        for job in jobs:
-            if not isinstance(job, TitanJob):
-                raise ValidationFailed(f"schedule_dag() takes TitanJob objects, got {job!r}",
-                                       details={"field": "jobs"})
-        if len({job.job_id for job in jobs}) != len(jobs):
-            raise InvalidDAG(f"duplicate job id in schedule {name!r}", details={"field": "jobs"})
-        shas = self._script_blobs(jobs)
         body: dict[str, Any] = {
             "name": name, "cron": cron, "timezone": timezone, "catchup": catchup,
             "overlap": overlap, "paused": paused,
-            "jobs": [job.to_payload(shas[job.job_id]) for job in jobs],
+            "jobs": self._job_payloads("schedule_dag", name, jobs),
         }
         if dag_name is not None:
             body["dag_name"] = dag_name
         reply: dict[str, Any] = self._transport.call("POST", "/schedules", json=body,
                                                      idempotency_key=True)
         return reply
+
+    def _job_payloads(self, method: str, name: str, jobs: Any) -> list[dict[str, Any]]:
+        """The jobs as the master takes them, their scripts uploaded."""
+        if isinstance(jobs, TitanJob) or not isinstance(jobs, Sequence) or not jobs:
+            raise ValidationFailed(f"{method}() takes a non-empty list of TitanJob",
+                                   details={"field": "jobs"})
+        for job in jobs:
+            if not isinstance(job, TitanJob):
+                raise ValidationFailed(f"{method}() takes TitanJob objects, got {job!r}",
+                                       details={"field": "jobs"})
+        if len({job.job_id for job in jobs}) != len(jobs):
+            raise InvalidDAG(f"duplicate job id in schedule {name!r}", details={"field": "jobs"})
+        shas = self._script_blobs(jobs)
+        return [job.to_payload(shas[job.job_id]) for job in jobs]
 
     def schedule_yaml(
         self,
@@ -100,6 +104,51 @@ class ScheduleOps:
         """One schedule: its rule, next ticks, latest fires (each with its DAG) and jobs."""
         reply: dict[str, Any] = self._transport.call("GET", f"/schedules/{quote_ref(name)}")
         return reply
+
+    def update_schedule(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        catchup: str | None = None,
+        overlap: str | None = None,
+        jobs: Sequence[TitanJob] | None = None,
+        dag_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Change a schedule; what is not given stays. A new ``cron`` or ``timezone`` moves
+        the next tick to the new rule's first after now; new ``jobs`` (uploaded as by
+        ``schedule_dag``) are what the next run runs. Pausing is :meth:`pause_schedule`."""
+        body: dict[str, Any] = {k: v for k, v in (
+            ("cron", cron), ("timezone", timezone), ("catchup", catchup), ("overlap", overlap),
+            ("dag_name", dag_name)) if v is not None}
+        if jobs is not None:
+            body["jobs"] = self._job_payloads("update_schedule", name, jobs)
+        if not body:
+            raise ValidationFailed("update_schedule() needs something to change: cron, "
+                                   "timezone, catchup, overlap, jobs or dag_name")
+        reply: dict[str, Any] = self._transport.call(
+            "PATCH", f"/schedules/{quote_ref(name)}", json=body)
+        return reply
+
+    def update_schedule_yaml(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        catchup: str | None = None,
+        overlap: str | None = None,
+        allow_files: Iterable[str | os.PathLike[str]] = (),
+    ) -> dict[str, Any]:
+        """Give a schedule the DAG of a YAML pipeline, and the rule and policies of its
+        ``schedule:`` block when it has one (each overridden by the argument of that name);
+        the schedule keeps its name, and what neither gives stays."""
+        dag_name, jobs = load_pipeline(path, allow_files)
+        given = {"cron": cron, "timezone": timezone, "catchup": catchup, "overlap": overlap}
+        rule = {**(load_schedule(path) or {}), **{k: v for k, v in given.items() if v is not None}}
+        return self.update_schedule(name, jobs=jobs, dag_name=dag_name, **rule)
 
     def pause_schedule(self, name: str) -> dict[str, Any]:
         """Stop a schedule's ticks from firing (a tick queued behind a run is dropped)."""

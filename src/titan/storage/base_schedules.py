@@ -35,7 +35,7 @@ class SchedulesTransaction(abc.ABC):
 
     @abc.abstractmethod
     def update_schedule(self, schedule_id: int, fields: Row) -> None:
-        """Set some columns of a schedule (not ``jobs``)."""
+        """Set some columns of a schedule (``jobs`` given as Python values, as inserted)."""
 
     @abc.abstractmethod
     def delete_schedule(self, schedule_id: int) -> bool:

@@ -39,6 +39,8 @@ class SchedulesSQL:
         return [_schedule_out(r) for r in rows]
 
     def update_schedule(self, schedule_id: int, fields: Row) -> None:
+        if "jobs" in fields:
+            fields = dict(fields, jobs=json.dumps(fields["jobs"]))
         self.conn.execute(t.schedules.update().where(t.schedules.c.id == schedule_id)
                           .values(**fields))
 

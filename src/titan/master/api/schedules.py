@@ -1,4 +1,4 @@
-"""Schedules: a DAG submitted at each tick of a cron expression; pause, resume, run now."""
+"""Schedules: a DAG submitted at each tick of a cron expression; change, pause, resume, run now."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ async def list_schedules(c: CtxDep, p: Reader) -> Row:
 @router.get("/schedules/{name}", summary="One schedule: next ticks, latest fires, its jobs")
 async def get_schedule(c: CtxDep, p: Reader, name: str) -> Row:
     return await c.schedules.view(name)
+
+
+@router.patch("/schedules/{name}",
+              summary="Change a schedule's cron, time zone, policies or DAG (from its next tick)")
+async def update_schedule(c: CtxDep, p: ScheduleManager, name: str,
+                          body: dict[str, Any] = Body(...)) -> Row:
+    return await c.schedules.update(name, body, max_jobs=c.config.max_dag_jobs)
 
 
 @router.delete("/schedules/{name}", summary="Delete a schedule (the runs it started stay)")

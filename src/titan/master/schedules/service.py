@@ -1,74 +1,43 @@
-"""The schedules on the master's event loop: a timer per schedule, a run per tick.
+"""The schedules on the master's event loop: loaded at start, and created, changed, paused,
+resumed, deleted and run by hand (the ticks themselves fire in :mod:`.firing`).
 
-Each schedule is a record in memory with a ``loop.call_at`` timer armed for its next tick (no
-polling loop). When it goes off, :func:`~titan.master.schedules.rules.plan` says which due
-ticks fire (catch-up), :func:`~titan.master.schedules.rules.overlap_action` what each does
-while the last run still runs, and a tick that submits hands the engine its fire record:
-``Engine.submit_dag(within=...)`` inserts it, and moves the schedule's ``next_fire_at`` past
-the tick, in the transaction that stores the DAG. So the database never holds a run without
-its tick or a tick without its run, and a restarted master — or a standby that took over —
-starts from ``next_fire_at``: a tick is fired once. The (schedule, tick) unique key is the
-last guard: a tick found recorded aborts the submission.
-
-Everything a schedule does (a tick, pause, resume, delete, run now) holds that schedule's
-lock, so two of them never interleave; each writes before it changes memory.
+The database never holds a run without its tick or a tick without its run, and a restarted
+master — or a standby that took over — starts from each schedule's ``next_fire_at``: a tick
+is fired once. Everything a schedule does (a tick, an update, pause, resume, delete, run now)
+holds that schedule's lock, so two of them never interleave; each writes before it changes
+memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from titan.errors import Conflict, NotFound, NotLeader, TitanError, ValidationFailed
+from titan.errors import Conflict, NotFound, ValidationFailed
 from titan.master.idempotency import once
 from titan.master.schedules import rules
+from titan.master.schedules.firing import Firing, ScheduleRec
 from titan.master.schedules.views import schedule_view
 from titan.master.scheduling.engine import Engine
-from titan.master.scheduling.validation import check_name, validate_dag
+from titan.master.scheduling.validation import check_name, dag_name_of, validate_dag
 from titan.storage.base import Row, Transaction
-from titan.storage.base_schedules import FAILED, QUEUED, SKIPPED, SUBMITTED
 
 log = logging.getLogger("titan.master")
-#: The longest a timer sleeps before looking at the wall clock again: the loop's clock is
-#: monotonic and ticks are wall-clock times, so a clock step (NTP, a VM resumed) is noticed
-#: within this, not at a tick days away.
-MAX_SLEEP = 300.0
-#: How long a schedule whose tick failed unexpectedly waits before it tries again.
-RETRY_SECONDS = 60.0
 #: Fires listed with one schedule, and with each in the list.
 DETAIL_FIRES, LIST_FIRES = 20, 5
-FIELDS = frozenset({"name", "dag_name", "jobs", "cron", "timezone", "catchup", "overlap",
-                    "paused"})
+#: What an update may change; a schedule's name is its identity, and pause/resume have their
+#: own calls (they drop or re-arm ticks).
+EDITABLE = frozenset({"dag_name", "jobs", "cron", "timezone", "catchup", "overlap"})
+FIELDS = EDITABLE | {"name", "paused"}
 
 
-class _AlreadyFired(Exception):
-    """The tick is recorded already: its submission is rolled back."""
+class Schedules(Firing):
+    """Every schedule of this master: loaded at start, created, changed, paused, resumed,
+    deleted and run by hand through the API (the ticks themselves: :class:`Firing`)."""
 
-
-@dataclass(eq=False)
-class ScheduleRec:
-    id: int
-    name: str
-    dag_name: str
-    rule: rules.CronRule
-    catchup: str
-    overlap: str
-    jobs: list[Row]
-    paused: bool
-    next_fire_at: float | None
-    last_dag_id: int | None = None  # the run it started last: what overlap looks at
-    queued: Row | None = None  # {"id", "tick"}: the fire waiting for that run to end
-    timer: asyncio.TimerHandle | None = None
-    deleted: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-class Schedules:
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
@@ -107,156 +76,6 @@ class Schedules:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        if self._stopped:
-            coro.close()
-            return
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("schedule work failed: %r", task.exception(), exc_info=task.exception())
-
-    # -- timers -------------------------------------------------------------------------------
-    def _arm(self, rec: ScheduleRec) -> None:
-        if rec.timer is not None:
-            rec.timer.cancel()
-            rec.timer = None
-        if rec.paused or rec.deleted or rec.next_fire_at is None or self._stopped:
-            return
-        loop = asyncio.get_running_loop()
-        delay = min(MAX_SLEEP, max(0.0, rec.next_fire_at - self.clock()))
-        rec.timer = loop.call_at(loop.time() + delay, self._wake, rec)
-
-    def _wake(self, rec: ScheduleRec) -> None:
-        rec.timer = None
-        self._spawn(self.tick(rec))
-
-    async def tick(self, rec: ScheduleRec) -> None:
-        """Deal with every tick due now (the timer's work; tests call it with a fake clock)."""
-        async with rec.lock:
-            try:
-                await self._tick(rec)
-            except Exception:  # a bug, not the database (the writer waits for that)
-                log.exception("schedule %s: dealing with its ticks failed; trying again in "
-                              "%.0f s", rec.name, RETRY_SECONDS)
-                if rec.timer is None and not rec.deleted and not self._stopped:
-                    rec.timer = asyncio.get_running_loop().call_later(
-                        RETRY_SECONDS, self._wake, rec)
-
-    async def _tick(self, rec: ScheduleRec) -> None:
-        first = rec.next_fire_at
-        if rec.deleted or rec.paused or first is None:
-            return
-        now = self.clock()
-        p = rules.plan(rec.rule, first, now, rec.catchup)
-        if p.dropped:
-            log.warning("schedule %s: ticks due since %s were missed; catch-up %r fires %d of "
-                        "them", rec.name, time.ctime(first), rec.catchup, len(p.fire))
-        if not p.fire and p.next_at != first:
-            await self.engine.run(lambda tx: tx.update_schedule(
-                rec.id, {"next_fire_at": p.next_at}))
-        for i, tick in enumerate(p.fire):
-            after = p.fire[i + 1] if i + 1 < len(p.fire) else p.next_at
-            await self._deal(rec, tick, after)
-            rec.next_fire_at = after  # committed: a retry after a failure goes on from here
-        rec.next_fire_at = p.next_at
-        self._arm(rec)
-        if p.fire or p.next_at != first:  # not a timer that only looked at the clock
-            self._announce(rec, "ticked")
-
-    async def _deal(self, rec: ScheduleRec, tick: float, after: float | None) -> None:
-        """One tick: a run, or a record of why not (skipped, or queued behind the running
-        one); either way the schedule moves on to ``after`` in the same commit."""
-        running = rec.last_dag_id is not None and rec.last_dag_id in self.engine.sched.dags
-        action = rules.overlap_action(rec.overlap, running, rec.queued is not None)
-        if action == rules.SUBMIT:
-            await self._submit(rec, tick, after)
-            return
-        outcome = QUEUED if action == rules.QUEUE else SKIPPED
-        why = None if outcome == QUEUED else \
-            f"the previous run (DAG {rec.last_dag_id}) was still running (overlap: {rec.overlap})"
-        fire_id = await self.engine.run(lambda tx: self._record(tx, rec, tick, after, outcome,
-                                                                 None, why))
-        if outcome == QUEUED and fire_id is not None:
-            rec.queued = {"id": fire_id, "tick": tick}
-            self._watch(rec)
-
-    def _record(self, tx: Transaction, rec: ScheduleRec, tick: float | None,
-                after: float | None, outcome: str, dag_id: int | None,
-                error: str | None) -> int | None:
-        fire_id = tx.record_fire({"schedule_id": rec.id, "tick": tick, "fired_at": self.clock(),
-                                  "outcome": outcome, "dag_id": dag_id, "error": error})
-        if tick is not None:
-            tx.update_schedule(rec.id, {"next_fire_at": after, "last_fire_at": tick})
-        return fire_id
-
-    async def _submit(self, rec: ScheduleRec, tick: float | None, after: float | None, *,
-                      queued: int | None = None, idempotency_key: str | None = None,
-                      scope: str = "") -> int | None:
-        """Start a run for ``tick`` (None: by hand) with its fire in the same commit; a
-        ``queued`` fire becomes that run. A tick that cannot start (its scripts gone...) is
-        recorded as failed and the schedule moves on; by hand, the error is the caller's."""
-        def within(tx: Transaction, dag_id: int) -> None:
-            if queued is not None:
-                if not tx.start_queued_fire(queued, dag_id):
-                    raise _AlreadyFired(f"fire {queued} is no longer queued")
-            elif self._record(tx, rec, tick, after, SUBMITTED, dag_id, None) is None:
-                raise _AlreadyFired(f"tick {tick} is recorded already")
-
-        try:
-            dag_id = await self.engine.submit_dag(
-                rec.dag_name, copy.deepcopy(rec.jobs), None, schedule=rec.name, within=within,
-                idempotency_key=idempotency_key, scope=scope)
-        except _AlreadyFired as exc:
-            log.warning("schedule %s: %s; not fired again", rec.name, exc)
-            return None
-        except TitanError as exc:
-            if tick is None or isinstance(exc, NotLeader):  # replaced: this master stops
-                raise
-            log.error("schedule %s: the run for %s could not start: %s", rec.name,
-                      time.ctime(tick), exc)
-            error = str(exc)[:2000]
-            if queued is None:
-                await self.engine.run(lambda tx: self._record(tx, rec, tick, after, FAILED,
-                                                               None, error))
-            else:  # it waited for nothing: recorded as not run, with why
-                await self.engine.run(lambda tx: tx.drop_queued_fires(
-                    rec.id, f"the run could not start: {error}"))
-            return None
-        rec.last_dag_id = dag_id
-        return dag_id
-
-    # -- overlap: queue -----------------------------------------------------------------------
-    def _watch(self, rec: ScheduleRec) -> None:
-        """Start the queued fire once the running run ends (the events hub says when)."""
-        dag_id = rec.last_dag_id
-        if dag_id is None or dag_id not in self.engine.sched.dags:
-            self._spawn(self._release(rec))
-            return
-        waiter = self.engine.hub.waiter(("dag", dag_id))
-        waiter.add_done_callback(lambda _: self._spawn(self._release(rec)))
-
-    async def _release(self, rec: ScheduleRec) -> None:
-        async with rec.lock:
-            if rec.deleted or rec.queued is None:
-                return
-            if rec.last_dag_id is not None and rec.last_dag_id in self.engine.sched.dags:
-                self._watch(rec)  # running again (a job of it was retried)
-                return
-            fire, rec.queued = rec.queued, None
-            await self._submit(rec, fire["tick"], None, queued=int(fire["id"]))
-            self._announce(rec, "ticked")
-
-    def _announce(self, rec: ScheduleRec, op: str) -> None:
-        """Tell the event feed (the Schedules page) once what ``op`` did has committed."""
-        self.engine.hub.publish("schedule_updated", {
-            "name": rec.name, "op": op, "paused": rec.paused, "next_fire_at": rec.next_fire_at,
-            "last_dag_id": rec.last_dag_id})
-
     # -- operations ---------------------------------------------------------------------------
     def get(self, name: str) -> ScheduleRec:
         rec = self.recs.get(name)
@@ -267,12 +86,7 @@ class Schedules:
     async def create(self, body: Row, created_by: str, *, idempotency_key: str | None = None,
                      scope: str = "", max_jobs: int = 10_000) -> Row:
         """A new schedule from an API body (checked whole; 409 if the name is taken)."""
-        if not isinstance(body, dict):
-            raise ValidationFailed("the body must be a JSON object")
-        unknown = sorted(str(k) for k in body if k not in FIELDS)
-        if unknown:
-            raise ValidationFailed(f"unknown field {unknown[0]!r}; known fields: "
-                                   f"{', '.join(sorted(FIELDS))}", details={"field": unknown[0]})
+        _check_fields(body, FIELDS)
         name = check_name(body.get("name"), "name")
         rule = rules.CronRule.parse(body.get("cron"), body.get("timezone", "UTC"))
         catchup = rules.choice(body.get("catchup", "skip"), "catchup", rules.CATCHUP)
@@ -306,6 +120,52 @@ class Schedules:
             self.recs[name] = rec
             self._arm(rec)
             self._announce(rec, "created")
+        return await self.view(name)
+
+    async def update(self, name: str, body: Row, *, max_jobs: int = 10_000) -> Row:
+        """Change a schedule's rule, policies or DAG (fields left out stay as they are). A new
+        rule or zone moves the next tick to the new rule's first after now; the next run,
+        a queued one included, runs the new DAG; a tick queued behind a run is dropped when
+        the overlap policy is no longer ``queue``."""
+        _check_fields(body, EDITABLE, "update")
+        rec = self.get(name)
+        async with rec.lock:
+            self.get(name)  # deleted while this waited for the lock
+            rule = rec.rule
+            if "cron" in body or "timezone" in body:
+                rule = rules.CronRule.parse(body.get("cron", rule.expr),
+                                            body.get("timezone", rule.timezone))
+            catchup = rules.choice(body.get("catchup", rec.catchup), "catchup", rules.CATCHUP)
+            overlap = rules.choice(body.get("overlap", rec.overlap), "overlap", rules.OVERLAP)
+            dag_name, jobs = rec.dag_name, rec.jobs
+            if "jobs" in body:
+                dag_name, jobs = validate_dag(body.get("dag_name") or dag_name, body["jobs"],
+                                              max_jobs=max_jobs)
+                await self.engine.check_scripts(jobs)
+            elif body.get("dag_name") is not None:
+                dag_name = dag_name_of(body["dag_name"])
+            now = self.clock()
+            fields: Row = {"cron": rule.expr, "timezone": rule.timezone, "catchup": catchup,
+                           "overlap": overlap, "dag_name": dag_name, "jobs": jobs,
+                           "updated_at": now}
+            moved = (rule.expr, rule.timezone) != (rec.rule.expr, rec.rule.timezone)
+            if moved and not rec.paused:
+                fields["next_fire_at"] = rule.next_after(now)
+            unqueue = rec.queued is not None and overlap != "queue"
+
+            def op(tx: Transaction) -> None:
+                tx.update_schedule(rec.id, fields)
+                if unqueue:
+                    tx.drop_queued_fires(rec.id, "the schedule's overlap policy changed")
+
+            await self.engine.run(op)
+            rec.rule, rec.catchup, rec.overlap = rule, catchup, overlap
+            rec.dag_name, rec.jobs = dag_name, jobs
+            rec.next_fire_at = fields.get("next_fire_at", rec.next_fire_at)
+            if unqueue:
+                rec.queued = None
+            self._arm(rec)
+            self._announce(rec, "updated")
         return await self.view(name)
 
     async def pause(self, name: str) -> Row:
@@ -374,6 +234,20 @@ class Schedules:
         return await self.engine.read(lambda tx: [
             schedule_view(row, tx.schedule_fires(row["id"], fires))
             for row in tx.list_schedules()])
+
+
+def _check_fields(body: Any, allowed: frozenset[str], what: str = "schedule") -> None:
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    unknown = sorted(str(k) for k in body if k not in allowed)
+    if unknown:
+        hint = (" (use pause or resume)" if unknown[0] == "paused" else
+                " (a schedule's name cannot change: create another)" if unknown[0] == "name"
+                else "")
+        raise ValidationFailed(f"{what}: unknown field {unknown[0]!r}{hint}; known fields: "
+                               f"{', '.join(sorted(allowed))}", details={"field": unknown[0]})
+    if what == "update" and not body:
+        raise ValidationFailed(f"nothing to update: give one of {', '.join(sorted(allowed))}")
 
 
 def _rec(row: Row) -> ScheduleRec:

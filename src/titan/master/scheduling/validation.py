@@ -220,15 +220,20 @@ def insert_gates(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def validate_dag(name: Any, jobs: Any, *, max_jobs: int) -> tuple[str, list[dict[str, Any]]]:
-    """Validate a whole submission; return (name, normalised jobs). Raises InvalidDAG."""
+def dag_name_of(name: Any) -> str:
+    """A DAG's name as given (``DAG-`` prefix dropped), checked. Raises InvalidDAG."""
     try:
         name = check_name(name, "DAG name")
+        if name.startswith("DAG-"):
+            name = check_name(name[4:], "DAG name")
     except ValidationFailed as exc:
         raise InvalidDAG(str(exc), details=exc.details) from None
-    if name.startswith("DAG-"):
-        name = name[4:]
-        check_name(name, "DAG name")
+    return str(name)
+
+
+def validate_dag(name: Any, jobs: Any, *, max_jobs: int) -> tuple[str, list[dict[str, Any]]]:
+    """Validate a whole submission; return (name, normalised jobs). Raises InvalidDAG."""
+    name = dag_name_of(name)
     if not isinstance(jobs, list) or not jobs:
         raise InvalidDAG(f"DAG {name!r} has no jobs", details={"dag": name})
     if len(jobs) > max_jobs:
