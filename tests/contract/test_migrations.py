@@ -1,6 +1,6 @@
 """Every schema version upgrades to the shape a fresh database gets.
 
-A fresh database is built in one step from ``schema.py``; an existing one runs the migrations
+A fresh database is built in one step from ``schema/``; an existing one runs the migrations
 newer than its stamp. The two paths must end in the same tables, columns (type, nullability,
 default) and indexes, on SQLite and PostgreSQL, from every version Titan ever released: this
 builds a database as each version left it, opens it (which migrates it), and compares it with a

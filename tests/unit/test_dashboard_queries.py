@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from titan.dashboard import queries
 from titan.errors import NotFound, ValidationFailed
-from titan.master.scheduling.engine import job_row
+from titan.master.scheduling.engine_submission import job_row
 from titan.master.scheduling.validation import validate_dag
 from titan.storage import Storage, Transaction, open_storage
 

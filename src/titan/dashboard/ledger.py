@@ -24,7 +24,7 @@ from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.runs.ingest import OUTCOMES
 from titan.master.runs.ledger import LedgerChecks, row_status, verdict_view
-from titan.master.runs.service import check_window
+from titan.master.runs.lookup import check_window
 from titan.storage.base import LedgerQuery, Row, Transaction
 
 router = APIRouter()

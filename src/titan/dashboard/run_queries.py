@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from titan.errors import NotFound, ValidationFailed
 from titan.master.replays.report import replays_view
 from titan.master.runs.ingest import OUTCOMES
-from titan.master.runs.service import run_or_404
+from titan.master.runs.lookup import run_or_404
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,

@@ -2,7 +2,7 @@
 
 A fresh database gets the current schema in one step (``metadata.create_all``) and is stamped
 with every version below, the way squashed migrations work. An existing database runs, in
-order, each migration newer than its stamp. To change the schema: edit ``schema.py`` AND append
+order, each migration newer than its stamp. To change the schema: edit ``schema/`` AND append
 a migration that brings an existing database to the same shape. Never edit a released one.
 """
 

@@ -11,7 +11,7 @@ from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Replayer, Writer
 from titan.master.api.params import After
 from titan.master.replays.report import determinism_report, replay_report, replays_view
-from titan.master.runs.service import run_or_404
+from titan.master.runs.lookup import run_or_404
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["replay"])

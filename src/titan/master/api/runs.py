@@ -14,7 +14,7 @@ from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Operator, Reader, Writer
 from titan.master.api.params import MaybeAfter, Offset, Seq
 from titan.master.runs import export, ledger
-from titan.master.runs.service import check_window, run_or_404
+from titan.master.runs.lookup import check_window, run_or_404
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,

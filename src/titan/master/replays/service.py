@@ -23,7 +23,8 @@ import titan
 from titan.errors import Conflict, PayloadTooLarge, ValidationFailed
 from titan.master.auth.tokens import Principal
 from titan.master.runs.compliance import started_by
-from titan.master.runs.service import run_or_404, run_summary
+from titan.master.runs.events import run_summary
+from titan.master.runs.lookup import run_or_404
 from titan.master.scheduling.refs import as_id
 from titan.master.scheduling.validation import validate_dag
 from titan.storage.base import Row, RunQuery, Transaction

@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from titan.master.runs.service import check_window, run_or_404, run_summary
+from titan.master.runs.events import run_summary
+from titan.master.runs.lookup import check_window, run_or_404
 from titan.storage.base import Row, Transaction
 
 log = logging.getLogger("titan.master")

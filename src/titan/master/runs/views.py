@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 from titan.errors import ValidationFailed
+from titan.master.runs.budgets import effective_budget
 from titan.master.runs.compliance import started_by_label, total
-from titan.master.runs.service import check_window, code_version, effective_budget
+from titan.master.runs.lookup import check_window
+from titan.master.runs.stages import code_version
 from titan.master.scheduling.state import TERMINAL
 from titan.master.scheduling.views import agent_run_view
 from titan.retention import DEFAULT_CLASS

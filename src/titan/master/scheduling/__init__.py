@@ -1,7 +1,10 @@
 """Jobs and DAGs: what runs where and when.
 
 * :mod:`.engine` — decides in memory, hands every decision to the group-commit writer in the
-  same loop step, acts after the commit (events, long-polls, dispatch, timers), recovers
+  same loop step, acts after the commit (events, long-polls, dispatch, timers); its parts,
+  mixins that see it only as :mod:`.engine_core`'s ``EngineCore``: :mod:`.engine_recovery`
+  (unfinished DAGs back into memory), :mod:`.engine_submission`, :mod:`.engine_control`
+  (cancel, retry, gate decisions) and :mod:`.engine_workers` (liveness, leases, fencing)
 * :mod:`.scheduler` — the pure state machine: ready queues per capability, DAG progress,
   leases; :mod:`.state` its records and change sets; :mod:`.gates` approval gates,
   :mod:`.services` service jobs (health, address, stop), :mod:`.holds` budget holds,

@@ -1,0 +1,18 @@
+"""The events a run publishes: the one its end sends, and the run card's fields each carries."""
+
+from __future__ import annotations
+
+from titan.status import RunStatus
+from titan.storage.base import Row
+
+#: The event a run ending in each status publishes (a cancel is an ordinary update).
+TERMINAL_RUN = {RunStatus.COMPLETED: "run_completed", RunStatus.FAILED: "run_failed",
+                RunStatus.CANCELLED: "run_updated"}
+
+
+def run_summary(run: Row) -> Row:
+    """The fields live pages patch from an event (the run card's)."""
+    keys = ("id", "agent_id", "status", "started_at", "ended_at", "cost_usd", "action_count",
+            "success_count", "error_count", "blocked_count", "replayed_count", "blocked",
+            "over_budget_at", "budget_usd", "last_action_at")
+    return {k: run.get(k) for k in keys}

@@ -1,0 +1,71 @@
+"""A run's stages: the run a stage opens, the code version they give it, the end the last gives.
+
+The engine knows nothing of runs: these run in its submission transaction through the run
+service's :class:`~titan.master.scheduling.engine_core.StageHooks`, and when a driver ends
+without saying how, its last stage decides (:func:`derived_end`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+from titan.master.runs.events import run_summary
+from titan.master.scheduling.state import dag_status
+from titan.status import RunStatus
+from titan.storage.base import Row, Transaction
+from titan.trace.naming import agent_of_run
+
+
+def stage_submitted(tx: Transaction, run_id: str, agent_id: str | None, now: float,
+                    started_by: Row | None = None) -> list[tuple[str, Row]]:
+    """submit_dag named an agent run (in its transaction): a new run is created, running, by
+    ``started_by`` (the submitter, see compliance.started_by); one that had ended runs again.
+    Returns the events to publish after the commit."""
+    if tx.ensure_agent_run(run_id, now, agent_id or agent_of_run(run_id)):
+        if started_by is not None:
+            tx.update_run(run_id, {"started_by": started_by})
+        run = tx.get_run(run_id)
+        assert run is not None
+        return [("run_created", run_summary(run))]
+    run = tx.get_run(run_id)
+    assert run is not None
+    if run["status"] != "running":
+        tx.update_run(run_id, {"status": "running", "ended_at": None})
+        run.update(status="running", ended_at=None)
+        return [("run_updated", run_summary(run))]
+    return []
+
+
+def record_code_version(tx: Transaction, run_id: str) -> None:
+    """The run's code version: a hash of every script its stages ran."""
+    version = code_version(tx.run_scripts(run_id))
+    if version is not None:
+        tx.update_run(run_id, {"code_version": version})
+
+
+def code_version(scripts: list[tuple[str, str]]) -> str | None:
+    if not scripts:
+        return None
+    h = hashlib.sha256()
+    for name, sha in scripts:
+        h.update(f"{name}\0{sha}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def derived_end(tx: Transaction, run: Row) -> str | None:
+    """A driver finished without saying how: completed unless its last stage did not.
+    None while a stage is still going."""
+    dags, _ = tx.list_dags(agent_run_id=run["id"], limit=1, newest_first=True)
+    if not dags:
+        failed = run["error_count"] and not run["success_count"]
+        return RunStatus.FAILED.value if failed else RunStatus.COMPLETED.value
+    last = dags[0]
+    counts = tx.job_counts([last["id"]])[last["id"]]
+    status = dag_status(Counter(counts))
+    if status in ("WAITING", "RUNNING"):
+        return None
+    if status in ("FAILED", "CANCELLED"):
+        tx.update_run(run["id"], {"error": f"its last stage {last['name']} ended {status}"})
+        return RunStatus.FAILED.value
+    return RunStatus.COMPLETED.value

@@ -1,0 +1,83 @@
+"""Work stopped or restarted by hand: cancels, a service's stop, retries, gate decisions.
+
+Part of :class:`~titan.master.scheduling.engine.Engine` (a mixin). Each checks the request
+against the scheduler's memory (Conflict when the job or DAG has already ended), lets the
+scheduler decide, wakes the workers that hold a job to cancel, and commits.
+"""
+
+from __future__ import annotations
+
+from titan.errors import Conflict
+from titan.master.auth.tokens import Principal
+from titan.master.scheduling import gates, services
+from titan.master.scheduling.engine_core import EngineCore
+from titan.master.scheduling.scheduler import Scheduler
+from titan.master.scheduling.state import SUCCEEDED, TERMINAL, Changes
+
+
+class EngineControl:
+    async def cancel_job(self: EngineCore, job_id: int, state_in_db: str) -> None:
+        job = self.sched.jobs.get(job_id)
+        if job is None or job.state in TERMINAL:
+            raise Conflict(f"job {job_id} already ended {job.state if job else state_in_db}",
+                           details={"state": job.state if job else state_in_db})
+        ch = Changes()
+        self.sched.cancel_job(job, ch)
+        _wake_cancels(self.sched)
+        await self.submit(ch)
+
+    async def stop_service(self: EngineCore, job_id: int, state_in_db: str,
+                           grace: float | None) -> None:
+        """Stop a service gracefully (:func:`services.stop`); Conflict once it has ended."""
+        job = self.sched.jobs.get(job_id)
+        if job is None:
+            raise Conflict(f"job {job_id} already ended {state_in_db}",
+                           details={"state": state_in_db})
+        ch = Changes()
+        services.stop(self.sched, job, grace, ch)
+        _wake_cancels(self.sched)
+        await self.submit(ch)
+
+    async def cancel_dag(self: EngineCore, dag_id: int, status_in_db: str) -> None:
+        dag = self.sched.dags.get(dag_id)
+        if dag is None:
+            raise Conflict(f"DAG {dag_id} already ended {status_in_db}", details={"status": status_in_db})
+        ch = Changes()
+        self.sched.cancel_dag(dag, ch)
+        _wake_cancels(self.sched)
+        await self.submit(ch)
+
+    async def retry_job(self: EngineCore, job_id: int, dag_id: int) -> None:
+        await self.revive(dag_id)
+        job = self.sched.jobs[job_id]
+        if job.state not in TERMINAL or job.state in SUCCEEDED:
+            raise Conflict(f"only a failed, cancelled, skipped or timed-out job can be retried; "
+                           f"this one is {job.state}", details={"state": job.state})
+        # A job below a parent that ended badly could never run: it would sit PENDING for
+        # ever. The parent is what must be retried (that revives this job too).
+        for parent in (self.sched.jobs[p] for p in job.parents):
+            if parent.state in TERMINAL and parent.state not in SUCCEEDED:
+                raise Conflict(f"job {job.job_id!r} cannot run while its parent "
+                               f"{parent.job_id!r} is {parent.state}; retry {parent.job_id!r}",
+                               details={"state": job.state, "parent": parent.job_id})
+        ch = Changes()
+        self.sched.retry_job(job, ch)
+        await self.submit(ch)
+
+    async def decide(self: EngineCore, job_id: int, state_in_db: str, approve: bool,
+                     principal: Principal, comment: str | None) -> None:
+        """Approve or reject a waiting gate (Conflict if it is not waiting)."""
+        job = self.sched.jobs.get(job_id)
+        if job is None:
+            raise Conflict(f"gate {job_id} is {state_in_db}, not waiting for approval",
+                           details={"state": state_in_db})
+        ch = Changes()
+        who = principal.name or principal.role
+        gates.decide(self.sched, job, approve, who, comment, ch)
+        await self.submit(ch)
+
+
+def _wake_cancels(sched: Scheduler) -> None:
+    for worker in sched.workers.values():
+        if worker.cancels and worker.poll is not None and not worker.poll.done():
+            worker.poll.set_result(None)

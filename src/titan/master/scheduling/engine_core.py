@@ -1,0 +1,54 @@
+"""What the engine's parts use of the engine: one Protocol for all of them, and its stage hooks.
+
+Recovery (:mod:`.engine_recovery`), submission (:mod:`.engine_submission`), cancel and retry
+(:mod:`.engine_control`) and the workers' side (:mod:`.engine_workers`) are pieces of
+:class:`~titan.master.scheduling.engine.Engine` kept in their own modules (mixins). They take
+the engine as :class:`EngineCore` rather than as the class, so none of them imports the engine
+(which imports them): the dependency points one way, and what a part may touch of the engine
+is written down here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from titan.master.auth.tokens import JobTokens
+from titan.master.config import MasterConfig
+from titan.master.scheduling.scheduler import Scheduler
+from titan.master.scheduling.state import Changes, DagRec
+from titan.storage.base import Row, Transaction
+from titan.storage.writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+
+class StageHooks(Protocol):
+    """A stage (a DAG naming an agent run) in its submission's transaction. The engine knows
+    nothing of runs: the run service implements this and sets ``Engine.stage_hooks``."""
+
+    def stage_submitted(self, tx: Transaction, run_id: str, agent_id: str | None,
+                        now: float, started_by: Row | None = None) -> list[tuple[str, Row]]:
+        """Before the DAG row: the run row it points at exists and is running (a new one
+        started by ``started_by``, the submitter as the run service records it); the
+        events to publish after the commit."""
+
+    def stage_stored(self, tx: Transaction, run_id: str) -> None:
+        """After the jobs: what the run derives from its stages (its code version)."""
+
+
+class EngineCore(Protocol):
+    config: MasterConfig
+    writer: GroupCommitWriter
+    sched: Scheduler
+    job_tokens: JobTokens | None
+    known_blobs: set[str]
+    stage_hooks: StageHooks | None
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T: ...
+    async def run(self, fn: Callable[[Transaction], T]) -> T: ...
+    def submit(self, ch: Changes,
+               extra: Callable[[Transaction], Any] | None = None) -> asyncio.Future[Any]: ...
+    async def revive(self, dag_id: int) -> DagRec: ...
+    async def check_scripts(self, specs: list[Row]) -> None: ...

@@ -1,0 +1,118 @@
+"""Submitting a DAG: its scripts checked, its rows stored with its run's, then scheduled.
+
+Part of :class:`~titan.master.scheduling.engine.Engine` (a mixin). The submission commits
+before the scheduler sees it: the DAG, its jobs (READY already where they can run at once) and
+whatever a stage of an agent run writes (:class:`~.engine_core.StageHooks`) in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from titan.errors import InvalidDAG
+from titan.master.idempotency import once
+from titan.master.scheduling.engine_core import EngineCore
+from titan.master.scheduling.engine_recovery import job_rec
+from titan.master.scheduling.state import APPROVAL, PENDING, READY, Changes, DagRec
+from titan.storage.base import Row, Transaction
+
+
+class EngineSubmission:
+    async def check_scripts(self: EngineCore, specs: list[Row]) -> None:
+        """InvalidDAG unless every script the validated ``specs`` name was uploaded."""
+        shas = {s["script_sha256"] for s in specs if s["script_sha256"]} - self.known_blobs
+        present = await self.read(lambda tx: tx.blobs_present(shas)) if shas else set()
+        self.known_blobs.update(present)
+        present |= self.known_blobs
+        for spec in specs:
+            if spec["script_sha256"] and spec["script_sha256"] not in present:
+                raise InvalidDAG(
+                    f"job {spec['job_id']!r}: script blob {spec['script_sha256'][:12]}… was not "
+                    "uploaded (PUT /api/v1/blobs/{sha256} first)",
+                    details={"job_id": spec["job_id"], "field": "script_sha256"},
+                )
+
+    async def submit_dag(self: EngineCore, name: str, specs: list[Row],
+                         agent_run_id: str | None, agent_id: str | None = None, *,
+                         idempotency_key: str | None = None, scope: str = "",
+                         started_by: Row | None = None, schedule: str | None = None,
+                         within: Callable[[Transaction, int], None] | None = None) -> int:
+        """Validate, store and schedule a DAG; its id. A repeat of an ``idempotency_key``
+        already committed returns that DAG's id and schedules nothing.
+
+        ``schedule`` names the schedule whose tick this run is; ``within(tx, dag_id)`` runs in
+        the submission's own transaction, after the DAG's rows (a schedule records its fire
+        there, so the fire and the run commit together; raising aborts both)."""
+        await self.check_scripts(specs)
+        now = time.time()
+        rows = [job_row(spec, i, now, self.config.default_retries) for i, spec in enumerate(specs)]
+        for row in rows:
+            # A job that can run at once is stored READY with its submission, so whoever reads
+            # it after submit_dag returned sees READY (the commit that leases it does not make
+            # the caller wait); the scheduler adopts a READY row without marking it again.
+            if not row["parents"] and not row["delay"] and row["job_type"] != APPROVAL \
+                    and self.sched.capable(row["requirement"]):
+                row.update(state=READY, ready_at=now)
+
+        run_events: list[tuple[str, Row]] = []
+
+        def insert(tx: Transaction) -> list[Any]:
+            run = tx.next_dag_run(name)
+            hooks = self.stage_hooks if agent_run_id else None
+            if hooks is not None and agent_run_id:
+                run_events.extend(hooks.stage_submitted(tx, agent_run_id, agent_id, now,
+                                                        started_by))
+            dag_row: Row = {
+                "name": name, "run": run, "agent_run_id": agent_run_id, "submitted_at": now,
+                "status": "WAITING", "cancelled": False, "job_count": len(rows),
+            }
+            if schedule is not None:
+                dag_row["schedule"] = schedule
+            dag_id = tx.insert_dag(dag_row)
+            for row in rows:
+                row["dag_id"] = dag_id
+            ids = tx.insert_jobs(rows)
+            if hooks is not None and agent_run_id:
+                hooks.stage_stored(tx, agent_run_id)
+            if within is not None:
+                within(tx, dag_id)
+            return [run, dag_id, ids]
+
+        (run, dag_id, ids), replayed = await self.run(once(idempotency_key, scope, insert))
+        if replayed:
+            return int(dag_id)
+        for row, job_id in zip(rows, ids, strict=True):
+            row["id"] = job_id
+        dag = DagRec(id=dag_id, name=name, run=run, agent_run_id=agent_run_id, status="WAITING",
+                     started_at=None, submitted_at=now)
+        ch = Changes()
+        ch.events.extend(run_events)
+        ch.events.append(("dag_created", {"id": dag_id, "name": name, "run": run,
+                                          "agent_run_id": agent_run_id, "schedule": schedule}))
+        if agent_run_id:
+            ch.events.append(("agent_run_updated", {"id": agent_run_id, "dag_id": dag_id,
+                                                    "status": "WAITING"}))
+        self.sched.load(dag, [job_rec(r) for r in rows], ch)
+        # Not awaited: the submission is durable already and holds every READY that is known
+        # now (recovery re-derives the rest), so the caller need not wait for this commit.
+        self.submit(ch)
+        return int(dag_id)
+
+
+def job_row(spec: Row, position: int, now: float, default_retries: int) -> Row:
+    # A service restarts in place on its worker (its max_restarts): retrying it elsewhere
+    # after it gave up is asked for explicitly.
+    default = 0 if spec.get("service") is not None else default_retries
+    retries = spec["retries"] if spec["retries"] is not None else default
+    return {
+        "job_id": spec["job_id"], "position": position, "filename": spec["filename"],
+        "script_sha256": spec["script_sha256"], "job_type": spec["job_type"],
+        "args": spec["args"], "parents": spec["parents"], "env": spec["env"],
+        "port": spec["port"], "is_archive": spec["is_archive"], "priority": spec["priority"],
+        "delay": spec["delay"], "affinity": spec["affinity"], "requirement": spec["requirement"],
+        "max_attempts": retries + 1, "timeout": spec["timeout"], "runner": spec["runner"],
+        "hitl_message": spec["hitl_message"], "max_wait_seconds": spec["max_wait_seconds"],
+        "service": spec.get("service"), "state": PENDING, "attempt": 0, "submitted_at": now,
+    }

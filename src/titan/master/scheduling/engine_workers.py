@@ -1,0 +1,82 @@
+"""The engine's side of workers: finding one, losing a silent one, its leases, fencing tokens.
+
+Part of :class:`~titan.master.scheduling.engine.Engine` (a mixin). A worker is looked up (and
+seen) on every call it makes; one silent for a whole lease period is lost by the sweeper,
+which also prunes idempotency keys. Jobs leased to a worker go out with a job token, and a job
+token may write only while its attempt still owns the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from titan.errors import NotFound, StaleAttempt
+from titan.master.auth.tokens import Principal
+from titan.master.idempotency import prune
+from titan.master.scheduling.engine_core import EngineCore
+from titan.master.scheduling.state import Changes, WorkerRec, assignment
+
+log = logging.getLogger("titan.master")
+
+
+class EngineWorkers:
+    # -- fencing ------------------------------------------------------------------------------
+    def check_fence(self: EngineCore, principal: Principal) -> None:
+        """A job token may write only while its attempt still owns the job."""
+        if principal.role != "job":
+            return
+        assert principal.job is not None and principal.attempt is not None
+        if not self.sched.is_current(principal.job, principal.attempt):
+            raise StaleAttempt(
+                f"attempt {principal.attempt} of job {principal.job} no longer owns the job",
+                details={"job": principal.job, "attempt": principal.attempt},
+            )
+
+    # -- workers ------------------------------------------------------------------------------
+    def worker(self: EngineCore, worker_id: str) -> WorkerRec:
+        worker = self.sched.workers.get(worker_id)
+        if worker is None or worker.state == "lost":
+            raise NotFound(f"unknown worker {worker_id}; register again",
+                           code="unknown_worker", details={"worker_id": worker_id})
+        worker.last_seen = time.time()
+        return worker
+
+    async def _sweep_workers(self: EngineCore) -> None:
+        """Housekeeping: a worker silent for a whole lease period is lost."""
+        period = max(0.2, self.config.lease_seconds / 3)
+        next_prune = 0.0
+        while True:
+            await asyncio.sleep(period)
+            now = time.time()
+            if now >= next_prune:  # forget idempotency keys no client can still retry with
+                next_prune = now + 60.0
+                pruned = self.writer.submit(prune(self.config.idempotency_ttl))
+                pruned.add_done_callback(_log_prune_failure)
+            for worker in list(self.sched.workers.values()):
+                polling = worker.poll is not None and not worker.poll.done()
+                if worker.live and not polling and now - worker.last_seen > self.config.lease_seconds:
+                    log.warning("worker %s (%s) missed its heartbeats: lost", worker.id, worker.name)
+                    ch = Changes()
+                    self.sched.lose_worker(worker, ch)
+                    ch.events.append(("worker_updated", {"id": worker.id, "state": "lost"}))
+                    self.submit(ch)
+
+    def assignments(self: EngineCore, worker: WorkerRec) -> list[dict[str, Any]]:
+        out = []
+        assert self.job_tokens is not None
+        for job_id in worker.assigned:
+            job = self.sched.jobs.get(job_id)
+            if job is None or job.state != "RUNNING" or job.worker_id != worker.id:
+                continue  # cancelled between lease and delivery
+            out.append(assignment(job, self.job_tokens.issue(job.id, job.attempt),
+                                  self.sched.dags[job.dag_id]))
+        worker.assigned.clear()
+        return out
+
+
+def _log_prune_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("pruning idempotency keys failed: %r", fut.exception())
