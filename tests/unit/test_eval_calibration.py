@@ -79,7 +79,8 @@ def test_the_report_on_the_code_checks(capsys: pytest.CaptureFixture[str]) -> No
     assert "agreement: " in text and "labelled PASS" in text and "by category:" in text
 
 
-def test_the_command_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_runs_offline(capsys: pytest.CaptureFixture[str],
+                                  tmp_path: Path) -> None:
     assert main(["eval", "calibrate", "--mode", "code", "--case", "sup-plan-terse",
                  "--case", "bank-balance-wrong", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -89,6 +90,12 @@ def test_the_command_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
     assert "agreement: " in text and "refusal" in text
     assert main(["eval", "calibrate", "--case", "nope"]) == 1
     assert "no calibration case 'nope'" in capsys.readouterr().err
-    # --min-agreement turns the figure into an exit code, for a CI gate.
-    assert main(["eval", "calibrate", "--mode", "code", "--case", "tel-data-usage-swapped",
+    # --min-agreement turns the figure into an exit code, for a CI gate: a case labelled
+    # PASS whose answer states a figure no result holds disagrees with the checks.
+    mislabelled = {"id": "c1", "category": "wrong_answer", "label": "PASS", "reason": "r",
+                   "task": {"user_instruction": "How many open tickets do I have?"},
+                   "calls": [{"tool": "list_tickets", "response": {"open": 3}}],
+                   "final_response": "You have 7 open tickets."}
+    (tmp_path / "set.yaml").write_text(json.dumps([mislabelled]))
+    assert main(["eval", "calibrate", "--mode", "code", "--set", str(tmp_path / "set.yaml"),
                  "--min-agreement", "0.5"]) == 1

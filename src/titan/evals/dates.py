@@ -1,0 +1,165 @@
+"""Calendar dates and clock times, in an answer and in the evidence it rests on.
+
+The judge's figure check reads "June 4" as the number 4, which the day of any date of the
+month can seem to support; here a date is read whole (month, day and, when given, year:
+"June 4", "4th of June", "2024-06-04", "6/4" either way round, "June 20-21") and must be one
+the results or the request hold, or one of those moved by a span they name ("two weeks",
+``"nights": 3``). A clock time ("5:05 PM", "17:05", "9am", "2.30pm", "14h30") must be one
+they hold. Opening hours and deadlines ("opens at 9am", "by 5pm") are left alone: agents add
+them from their own instructions. A bare "14.30" may be a time or an amount: the figure
+check reads it both ways (:mod:`titan.evals.numbers`).
+"""
+
+from __future__ import annotations
+
+import re
+
+MONTHS = {m: n for n, names in enumerate((
+    ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",),
+    ("jun", "june"), ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"),
+    ("oct", "october"), ("nov", "november"), ("dec", "december")), 1) for m in names}
+_MONTH = r"(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_ORD = r"(?:st|nd|rd|th)?"
+_DAY_FIRST = re.compile(rf"\b(\d{{1,2}}){_ORD}\s+(?:of\s+)?({_MONTH})(?:,?\s+(\d{{4}}))?\b",
+                        re.IGNORECASE)
+_MONTH_FIRST = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}}){_ORD}(?:\s*[-–]\s*(\d{{1,2}}){_ORD})?"
+                          rf"(?![\d:%]|\.\d)(?:,?\s+(\d{{4}}))?\b", re.IGNORECASE)
+_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})")
+_SLASH = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?(?![\d/])")
+_TIME = re.compile(r"(?<![\d:])(\d{1,2}):(\d{2})(?::\d{2})?(?![\d:])(?:\s*([ap])\.?m\b\.?)?",
+                   re.IGNORECASE)
+_HOUR = re.compile(r"(?<![\d:.])(?<!\dh)(\d{1,2})\s*([ap])\.?m\b\.?", re.IGNORECASE)
+# "2.30pm" (a point needs the am/pm to be a time) and "14h30".
+_DOT_TIME = re.compile(r"(?<![\d:.,])(\d{1,2})\.(\d{2})\s*([ap])\.?m\b\.?", re.IGNORECASE)
+_H_TIME = re.compile(r"(?<![\w:.,])(\d{1,2})h(\d{2})\b(?:\s*([ap])\.?m\b\.?)?", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+|a|one|two|three|four|five|six|seven|ten|fourteen)[\s-]+"
+                       r"(day|night|week)s?\b", re.IGNORECASE)
+_WORDS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+          "ten": 10, "fourteen": 14}
+
+
+def in_date_or_time(text: str, start: int, end: int) -> bool:
+    """Whether the number at ``text[start:end]`` is a date's day ("June 4", "18 June") or a
+    clock's hour ("5 PM", "21:10"): the date and time checks read those."""
+    before, after = text[max(0, start - 16):start], text[end:end + 12]
+    return bool(re.search(rf"\b{_MONTH}\s*$", before, re.IGNORECASE)
+                or re.match(rf"{_ORD}\s+(?:of\s+)?{_MONTH}\b", after, re.IGNORECASE)
+                or re.match(r"\s*(?:[ap]\.?m\b|:\d{2})", after, re.IGNORECASE))
+
+
+# --- dates and times -------------------------------------------------------------------------
+
+def _year(y: str | None) -> int | None:
+    if not y:
+        return None
+    return int(y) + 2000 if len(y) == 2 else int(y)
+
+
+def answer_dates(text: str) -> list[tuple[int, int, int | None, str]]:
+    """(month, day, year or None, the text) for each calendar date the text states."""
+    out = []
+    for m in _MONTH_FIRST.finditer(text):  # "June 20-21" is two dates
+        month, year = MONTHS[m.group(1).lower().rstrip(".")], _year(m.group(4))
+        out += [(month, int(day), year, m.group()) for day in (m.group(2), m.group(3)) if day]
+    for m in _DAY_FIRST.finditer(text):
+        out.append((MONTHS[m.group(2).lower().rstrip(".")], int(m.group(1)), _year(m.group(3)),
+                    m.group()))
+    for m in _ISO.finditer(text):
+        out.append((int(m.group(2)), int(m.group(3)), int(m.group(1)), m.group()))
+    return [d for d in out if 1 <= d[0] <= 12 and 1 <= d[1] <= 31]
+
+
+def slash_dates(text: str) -> list[tuple[tuple[int, int], tuple[int, int], str]]:
+    """"5/12" read both ways: (month, day) and (day, month)."""
+    out = []
+    for m in _SLASH.finditer(text):
+        a, b = int(m.group(1)), int(m.group(2))
+        if (a <= 12 and b <= 31) or (b <= 12 and a <= 31):
+            out.append(((a, b), (b, a), m.group()))
+    return out
+
+
+def _ordinal(month: int, day: int) -> int:
+    return (month - 1) * 31 + day  # close enough for "a few days later" within a year
+
+
+def evidence_dates(texts: list[str]) -> tuple[set[tuple[int, int, int | None]], set[int]]:
+    """The dates the evidence holds, and the day offsets it names ("2 days", "two weeks",
+    ``"nights": 3``) that an answer may add to one."""
+    dates: set[tuple[int, int, int | None]] = set()
+    offsets: set[int] = set()
+    for text in texts:
+        dates.update((mo, d, y) for mo, d, y, _ in answer_dates(text))
+        for m in _DURATION.finditer(text):
+            word = m.group(1).lower()
+            n = int(word) if word.isdigit() else _WORDS.get(word, 0)
+            offsets.add(n * (7 if m.group(2).lower() == "week" else 1))
+        for key, n in re.findall(r"\"([a-z_]*(?:day|night|week)s?)\": (\d+)\b", text):
+            offsets.add(int(n) * (7 if "week" in key else 1))
+    # Business days: 5 of them span a week.
+    offsets |= {o + 2 * ((o + 4) // 5) for o in offsets}
+    return dates, {o for o in offsets if 0 < o <= 120}
+
+
+def date_supported(month: int, day: int, year: int | None,
+                   dates: set[tuple[int, int, int | None]], offsets: set[int]) -> bool:
+    for mo, d, y in dates:
+        if year is not None and y is not None and year != y:
+            continue
+        if (mo, d) == (month, day):
+            return True
+        gap = abs(_ordinal(month, day) - _ordinal(mo, d))
+        if any(abs(gap - o) <= 1 for o in offsets):
+            return True
+    return False
+
+
+# Opening hours and deadlines are the agent's own boilerplate more often than a result.
+_HOURS_TALK = re.compile(r"\b(?:open|opens|opening|close|closes|closing|hours|between|before|by|"
+                         r"until|from|after|every|daily)\b", re.IGNORECASE)
+
+
+def stated_times(final: str) -> list[tuple[set[int], str]]:
+    """The clock times an answer states as facts of the run (not opening hours, not a
+    deadline). "2h30" without "at" before it may be a duration ("takes 2h30"): not read."""
+    return [t for clause in re.split(r"[.;!?\n]\s|,\s", final) if not _HOURS_TALK.search(clause)
+            for t in answer_times(clause) if not re.fullmatch(r"\d{1,2}h\d{2}", t[1])
+            or re.search(rf"\bat\s+{t[1]}\b", clause)]
+
+
+def answer_times(text: str) -> list[tuple[set[int], str]]:
+    """Clock times a text states, each as the minutes of the day it may mean (a time without
+    am/pm may be either half of the day)."""
+    out = []
+    for m in _TIME.finditer(text):
+        h, mi = int(m.group(1)), int(m.group(2))
+        if h > 23 or mi > 59:
+            continue
+        out.append((_clock(h, mi, m.group(3)), m.group()))
+    for m in _DOT_TIME.finditer(text):
+        out.append((_clock(int(m.group(1)), int(m.group(2)), m.group(3)), m.group()))
+    for m in _H_TIME.finditer(text):
+        if int(m.group(1)) <= 23 and int(m.group(2)) <= 59:
+            out.append((_clock(int(m.group(1)), int(m.group(2)), m.group(3)), m.group()))
+    for m in _HOUR.finditer(text):
+        out.append((_clock(int(m.group(1)), 0, m.group(2)), m.group()))
+    return [t for t in out if t[0]]
+
+
+def _clock(h: int, mi: int, half: str | None) -> set[int]:
+    if half:
+        if not 1 <= h <= 12:
+            return set()
+        h = h % 12 + (12 if half.lower() == "p" else 0)
+        return {h * 60 + mi}
+    return {h * 60 + mi, ((h + 12) % 24) * 60 + mi} if h <= 12 else {h * 60 + mi}
+
+
+def evidence_times(texts: list[str]) -> set[int]:
+    out: set[int] = set()
+    for text in texts:
+        for minutes, _ in answer_times(text):
+            out |= minutes
+    return out
+
+

@@ -1,0 +1,115 @@
+"""What the judge's code checks find: findings, and the few readings every check shares.
+
+A :class:`Finding` is one thing a check established about a recorded run, with the step it
+rests on; :class:`Checks` collects them with the neutral facts the model is shown. The checks
+themselves are in :mod:`titan.evals.checks` (claims, figures, states, refusals, failures),
+:mod:`titan.evals.effects` (the world against ``expected_effects``) and
+:mod:`titan.evals.misreports` (fields, entities, dates and times misreported).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from titan.evals import claims
+
+ERROR_SOURCES = ("injected", "error", "transport_error")
+_ID_ARG = re.compile(r"(?:^|_)(?:id|ids|number|ref|reference|sku|code|name|key)$|Id$",
+                     re.IGNORECASE)
+_FAILED_STATUS = frozenset({"failed", "error", "declined", "rejected", "denied", "refused"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    verdict: str  # PASS | FAIL
+    failure_mode: str | None
+    step: int | None  # 1-based, the call it rests on
+    detail: str  # one sentence a reader can check
+
+
+@dataclass
+class Checks:
+    findings: list[Finding] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)  # certain, neutral: for the model
+
+    @property
+    def failed(self) -> list[Finding]:
+        return [f for f in self.findings if f.verdict == "FAIL"]
+
+    @property
+    def verdict(self) -> str | None:
+        """FAIL on any failing finding, PASS on a passing one and none failing, else None:
+        code cannot tell, and the model decides."""
+        if self.failed:
+            return "FAIL"
+        return "PASS" if self.findings else None
+
+
+def failed(call: dict[str, Any]) -> bool:
+    """Whether a call did not do its job: an error (injected, simulator, transport), or a
+    response that says so (``ok: false``, an ``error`` field, a failed status)."""
+    if call.get("error") or call.get("source") in ERROR_SOURCES:
+        return True
+    response = call.get("response")
+    if not isinstance(response, dict):
+        return False
+    if response.get("ok") is False or response.get("success") is False:
+        return True
+    if response.get("error") or response.get("errors"):
+        return True
+    status = response.get("status")
+    return isinstance(status, str) and status.lower() in _FAILED_STATUS
+
+
+def retried(calls: list[dict[str, Any]], n: int) -> bool:
+    """Whether the failed call at step ``n`` was made again with success later: the same
+    tool on the same thing. When the thing is one an earlier result listed (its id-like
+    arguments, ``volume_id``..., are values a result returned), the retry must name it
+    again: another volume's snapshot is no retry of the failed one. Otherwise (an id the
+    user mistyped, then corrected) any later success of the tool counts."""
+    first = calls[n - 1]
+    ids = {k: v for k, v in (first.get("arguments") or {}).items()
+           if _ID_ARG.search(str(k)) and isinstance(v, str | int) and not isinstance(v, bool)}
+    seen = " ".join(json.dumps(c.get("response"), default=str) for c in calls[:n - 1])
+    listed = bool(ids) and all(re.search(rf"(?<![\w-]){re.escape(str(v))}(?![\w-])", seen)
+                               for v in ids.values())
+    return any(later.get("tool") == first.get("tool") and not failed(later)
+               and (not listed or all((later.get("arguments") or {}).get(k) == v
+                                      for k, v in ids.items()))
+               for later in calls[n:])
+
+
+def nearest(calls: list[dict[str, Any]], around: str) -> int | None:
+    """The step whose result shares most words with the text around a figure."""
+    words = set(re.findall(r"[a-z]{3,}", around.lower()))
+    best, best_n = 0, None
+    for n, c in enumerate(calls, 1):
+        shared = len(words & set(re.findall(r"[a-z]{3,}", claims.evidence_text(
+            c.get("response")))))
+        if shared >= best:
+            best, best_n = shared, n
+    return best_n
+
+
+def op_text(op: dict[str, Any]) -> str:
+    if op["op"] == "set_flag":
+        return f"flag {op.get('name')} = {op.get('value')!r}"
+    attrs = ", ".join(f"{k} {v}" for k, v in (op.get("attrs") or {}).items())
+    return f"{op['op']} {op['type']} {op.get('id') or '(new)'}" + (f": {attrs}" if attrs
+                                                                    else "")
+
+
+def short(call: dict[str, Any]) -> str:
+    response = call.get("response")
+    text = response if isinstance(response, str) else json.dumps(response, default=str)
+    if call.get("error") and call["error"] not in text:
+        text = f"{call['error']}: {text}"
+    return clip(text, 120)
+
+
+def clip(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
