@@ -53,6 +53,29 @@ def test_schedules_page_pauses_resumes_and_runs(cluster: Cluster, dash: Dashboar
     assert any(f["manual"] for f in client.get_schedule("pulse")["fires"][:3])
     assert_no_reload(page)
 
+    # Edit: the rule and policies in a dialog; a bad expression is the master's message,
+    # and changes nothing; a good one shows in the row and in the API.
+    page.click(f'{ROW} button[data-action="edit"]')
+    page.wait_for_selector("#schedule-edit[open]")
+    assert page.input_value('#schedule-edit input[name="cron"]') == "*/2 * * * * *"
+    assert page.input_value('#schedule-edit input[name="timezone"]') == "Europe/Paris"
+    page.screenshot(path=str(artifacts / "schedule_edit.png"), full_page=False)
+    page.fill('#schedule-edit input[name="cron"]', "61 * * * *")
+    page.click('#schedule-edit button[type="submit"]')
+    page.wait_for_selector("#schedule-edit-error:not([hidden])")
+    assert "cron" in page.inner_text("#schedule-edit-error").lower()
+    assert client.get_schedule("pulse")["cron"] == "*/2 * * * * *"
+    page.fill('#schedule-edit input[name="cron"]', "0 6 * * MON-FRI")
+    page.select_option('#schedule-edit select[name="overlap"]', "queue")
+    page.click('#schedule-edit button[type="submit"]')
+    page.wait_for_selector(f'{ROW}[data-cron="0 6 * * MON-FRI"]')
+    assert not page.is_visible("#schedule-edit")
+    assert "overlap queue" in page.locator(ROW).locator(".policies").inner_text()
+    changed = client.get_schedule("pulse")
+    assert (changed["cron"], changed["timezone"], changed["overlap"]) == (
+        "0 6 * * MON-FRI", "Europe/Paris", "queue")
+    assert_no_reload(page)
+
     # A run's page says which schedule started it, and links back.
     page.click(f"{ROW} .fire a[data-dag-id]")
     page.wait_for_selector('body[data-page="dag"]', state="attached")
