@@ -284,6 +284,18 @@ def test_an_update_changes_the_rule_policies_and_dag_from_the_next_tick(tmp_path
         assert (await m.schedules.view("nightly"))["cron"] == "*/10 * * * *"
         with pytest.raises(NotFound):
             await m.schedules.update("nobody", {"cron": "* * * * *"})
+        # An update that waited for the schedule's lock while it was deleted changes nothing.
+        rec = m.schedules.get("nightly")
+        await rec.lock.acquire()
+        deleting = asyncio.ensure_future(m.schedules.delete("nightly"))
+        await asyncio.sleep(0)
+        updating = asyncio.ensure_future(m.schedules.update("nightly", {"cron": "0 * * * *"}))
+        await asyncio.sleep(0)
+        rec.lock.release()
+        await deleting
+        with pytest.raises(NotFound):
+            await updating
+        assert await m.read(lambda tx: tx.get_schedule("nightly")) is None
         await m.stop()
 
     scenario(tmp_path, test)

@@ -130,7 +130,8 @@ class Schedules(Firing):
         _check_fields(body, EDITABLE, "update")
         rec = self.get(name)
         async with rec.lock:
-            self.get(name)  # deleted while this waited for the lock
+            if rec.deleted:  # while this waited for the lock
+                raise NotFound(f"no schedule named {name!r}", details={"name": name})
             rule = rec.rule
             if "cron" in body or "timezone" in body:
                 rule = rules.CronRule.parse(body.get("cron", rule.expr),
