@@ -15,6 +15,7 @@ import pytest
 
 import titan.worker
 from titan.cli import commands as cli
+from titan.cli.parser import build_parser, main
 from titan.client import TitanClient
 from titan.client.transport import Transport
 
@@ -26,7 +27,7 @@ def isolated(clean_client_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli.main(argv)
+    code = main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -66,7 +67,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_connection_options_before_or_after_the_command() -> None:
-    parser = cli.build_parser()
+    parser = build_parser()
     a = parser.parse_args(["--port", "9191", "--json", "status", "x"])
     b = parser.parse_args(["status", "x", "--port", "9191", "--json"])
     c = parser.parse_args(["status", "x"])
@@ -77,7 +78,7 @@ def test_connection_options_before_or_after_the_command() -> None:
 
 
 def test_master_may_be_repeated_or_comma_separated(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = cli.build_parser()
+    parser = build_parser()
     args = parser.parse_args(["status", "--master", "http://a:8765",
                               "--master", "http://b:8765,http://c:8765"])
     with cli._client(args) as client:

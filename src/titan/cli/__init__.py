@@ -1,7 +1,8 @@
 """The ``titan`` command, one module per group of subcommands.
 
-* :mod:`~titan.cli.commands` — the parser and the commands on jobs, DAGs, the store,
-  workers and tokens; the entry point :func:`main`
+* :mod:`~titan.cli.parser` — the parser and the entry point :func:`main`
+* :mod:`~titan.cli.commands` — the commands on jobs, DAGs, the store, workers and tokens,
+  and the handlers that hand the other groups to their modules
 * :mod:`~titan.cli.serve` — ``titan up``, ``titan master`` and ``titan worker``
 * :mod:`~titan.cli.runs` — ``titan runs``: agent runs and their actions
 * :mod:`~titan.cli.schedules` — ``titan schedule``: cron schedules of pipelines
@@ -16,6 +17,6 @@ The subcommand modules are imported only when their command runs, so ``titan --h
 ``titan status`` stay fast.
 """
 
-from titan.cli.commands import build_parser, main
+from titan.cli.parser import build_parser, main
 
 __all__ = ["build_parser", "main"]

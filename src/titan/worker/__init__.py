@@ -2,7 +2,9 @@
 
 Modules, one concept each:
 
-* :mod:`~titan.worker.daemon` — the worker process: register, heartbeat, drain, stop
+* :mod:`~titan.worker.daemon` — the worker process: register, heartbeat, drain, stop;
+  :mod:`~titan.worker.lease_thread` its calls to the master and the thread that registers
+  and heartbeats, :mod:`~titan.worker.wakeup` the self-pipe its main thread waits on
 * :mod:`~titan.worker.intake` — busy slots and the assignments that fill them, taken over
   :mod:`~titan.worker.channel` (one WebSocket: jobs pushed, reports acked; the default) or
   :mod:`~titan.worker.poller` (HTTP: the long-poll and quick fetches)

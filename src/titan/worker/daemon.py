@@ -9,7 +9,8 @@ Threads, each blocked on what ends its wait (nothing here sleeps waiting for wor
   pushed, reports acknowledged, on one WebSocket) or, for a burst worker, a master without
   one, or ``transport="http"``, starts the pollers (:mod:`titan.worker.poller`: one long-poll
   always open, quick ``wait: 0`` fetches when slots free up), then heartbeats: renews the
-  leases of running attempts and kills those it is told to.
+  leases of running attempts and kills those it is told to (:mod:`titan.worker.lease_thread`,
+  with the calls to the master).
 * **titan-report**, **titan-io**, **titan-start-*** — see reporter, loop, supervisor.
 
 The master may forget this worker (a restart without its state): any call answered
@@ -22,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import signal
 import socket
 import threading
@@ -31,19 +31,19 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from websockets.exceptions import WebSocketException
-
 from titan import errors
 from titan.worker import lifeline
 from titan.worker.assignment import Key
-from titan.worker.channel import ChannelIntake, ChannelUnavailable, channel_url
-from titan.worker.connection import MasterConnection, Stopped, is_unknown_worker
+from titan.worker.channel import ChannelIntake
+from titan.worker.connection import MasterConnection
 from titan.worker.executors import open_executor
 from titan.worker.intake import Intake
+from titan.worker.lease_thread import LeaseThread
 from titan.worker.loop import IOLoop
 from titan.worker.poller import Poller
-from titan.worker.reporter import Link, Reporter, SyncLink
+from titan.worker.reporter import Reporter, SyncLink
 from titan.worker.supervisor import Supervisor
+from titan.worker.wakeup import Wakeup
 from titan.worker.workspace import Workspace
 
 log = logging.getLogger("titan.worker")
@@ -58,32 +58,7 @@ TRANSPORTS = ("channel", "http")
 TRANSPORT_ENV = "TITAN_WORKER_TRANSPORT"
 
 
-class _Wakeup:
-    """A self-pipe: async-signal-safe to poke, a blocking read to wait on."""
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._w, False)
-        self._closed = False
-
-    def notify(self) -> None:
-        if self._closed:  # a late poke (the lifeline thread) must not hit a reused fd
-            return
-        with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is pending anyway
-            os.write(self._w, b"!")
-
-    def wait(self, timeout: float | None = None) -> None:
-        readable, _, _ = select.select([self._r], [], [], timeout)
-        if readable:
-            os.read(self._r, 512)
-
-    def close(self) -> None:
-        self._closed = True
-        os.close(self._r)
-        os.close(self._w)
-
-
-class Worker:
+class Worker(LeaseThread):
     """One worker process's state and threads; :meth:`run` returns the exit code."""
 
     def __init__(self, master_url: str | Sequence[str], token: str | None,
@@ -136,96 +111,13 @@ class Worker:
         # draining worker must not decide it holds nothing.
         self._intake_ready = threading.Event()
         self._kill_grace = kill_grace
-        self._wake = _Wakeup()
+        self._wake = Wakeup()
         self._draining = False
         self._burst_done = False
         self._fatal: BaseException | None = None
         self._signals = 0
         self._register_lock = threading.Lock()
         self._generation = 0
-
-    # ------------------------------------------------------------------ master calls
-
-    def _register(self, *, reattach: bool) -> None:
-        body: dict[str, Any] = {
-            "worker_id": self.worker_id, "name": self.name, "hostname": socket.gethostname(),
-            "pid": os.getpid(), "capabilities": self.capabilities, "slots": self.slots,
-        }
-        if reattach:
-            body["running"] = [{"id": i, "attempt": a} for i, a in self._held()]
-        reply = self.conn.call("POST", "/workers/register", body)
-        self.worker_id = str(reply["worker_id"])
-        if reply.get("credential"):
-            self.conn.set_credential(str(reply["credential"]))
-        self.lease_seconds = float(reply.get("lease_seconds") or self.lease_seconds)
-        self.heartbeat_seconds = float(reply.get("heartbeat_seconds") or self.heartbeat_seconds)
-
-    def _reattach(self, generation: int) -> None:
-        with self._register_lock:
-            if generation != self._generation:
-                return  # another thread already re-registered
-            log.warning("the master forgot worker %s; registering again", self.worker_id)
-            self._register(reattach=True)
-            self._generation += 1
-
-    def _call(self, action: str, body: dict[str, Any], *, timeout: float = 30.0) -> Any:
-        while True:
-            generation = self._generation
-            try:
-                return self.conn.call("POST", f"/workers/{self.worker_id}/{action}", body,
-                                      timeout=timeout)
-            except errors.NotFound as exc:
-                if not is_unknown_worker(exc):
-                    raise
-                self._reattach(generation)
-            except errors.APIError as exc:
-                # A master bug (5xx after retries). Polls and heartbeats carry nothing that
-                # could be lost, so they keep trying; a report is raised, so the reporter can
-                # drop the batch that crashes the master instead of wedging behind it.
-                if exc.status < 500 or action == "report":
-                    raise
-                log.error("%s", exc)
-
-    def _report_link(self) -> Link:
-        """Where reports go now: the channel once it is open, else the HTTP route."""
-        return self._channel if self._channel is not None else self._http_reports
-
-    def _report_http(self, body: dict[str, Any]) -> dict[str, Any]:
-        reply = self._call("report", body)
-        return reply if isinstance(reply, dict) else {}
-
-    def _open_channel(self) -> bool:
-        """Switch to the worker channel; False when the master offers none (HTTP it is)."""
-        worker_id, base = str(self.worker_id), self.conn.master_url
-        channel = ChannelIntake(
-            url=lambda: channel_url(self.conn.master_url, worker_id),
-            headers=lambda: dict(self.conn.auth), slots=self.slots,
-            supervisor=self.supervisor, held=self._held, stopped=self._stopped,
-            hard=self._hard, reattach=lambda: self._reattach(self._generation),
-            on_error=self._fail, on_settled=self._wake.notify, leads=self.conn.leads,
-        )
-        channel.resize(self.poller.slots)  # what the executor can run now (its hello's offer)
-        try:
-            channel.connect_first()
-        except (ChannelUnavailable, OSError, WebSocketException) as exc:
-            # A master that leads has no channel, or something between us answers the
-            # upgrade with what is not a WebSocket: HTTP it is. One that does not lead (a
-            # standby, or gone) says nothing about channels: the channel thread connects to
-            # the master the worker turned to.
-            if self.conn.leads(base):
-                log.warning("worker channel: %s; using HTTP long-polls", exc)
-                return False
-            log.warning("worker channel: %s does not lead (%s); trying %s", base, exc,
-                        self.conn.master_url)
-        self._channel = channel
-        self.poller = channel
-        if self._draining:
-            channel.drain()
-        return True
-
-    def _held(self) -> list[Key]:
-        """Every attempt this worker holds: running, or finished with its result unacked."""
-        return list(dict.fromkeys([*self.supervisor.running(), *self._reporter.unacked()]))
 
     # ------------------------------------------------------------------ progress
 
@@ -242,55 +134,6 @@ class Worker:
     def _on_burst_done(self) -> None:
         self._burst_done = True
         self._wake.notify()
-
-    # ------------------------------------------------------------------ threads
-
-    def _fail(self, exc: BaseException) -> None:
-        # Once the worker is leaving, calls cut short by the shutdown are not failures.
-        if isinstance(exc, Stopped) or self._stopped.is_set():
-            return
-        if self._fatal is None:
-            log.error("worker stopping: %s", exc)
-            self._fatal = exc
-            self._wake.notify()
-
-    def _lease_main(self) -> None:
-        try:
-            self._register(reattach=False)
-        except errors.TitanError as exc:
-            self._intake_ready.set()
-            self._fail(exc)
-            return
-        self._fit_slots()
-        # A burst worker keeps the long-poll: its "is the queue empty?" is a poll's answer.
-        channel = self.transport == "channel" and not self.burst and self._open_channel()
-        log.info("worker %s registered with %s (%s, %d slots%s; %s)", self.worker_id,
-                 self.conn.master_url, ",".join(self.capabilities), self.slots,
-                 ", burst" if self.burst else "",
-                 "jobs over the worker channel" if channel else "jobs over HTTP long-polls")
-        self.poller.start()
-        self._intake_ready.set()
-        self._wake.notify()
-        self._heartbeat_loop()
-
-    def _heartbeat_loop(self) -> None:
-        while not self._stopped.wait(self.heartbeat_seconds):
-            running = [{"id": i, "attempt": a} for i, a in self.supervisor.running()]
-            try:
-                reply = self._call("heartbeat", {"running": running})
-            except errors.TitanError as exc:
-                self._fail(exc)
-                return
-            for cancel in (reply.get("cancel") or []) if isinstance(reply, dict) else []:
-                self.poller.cancel(cancel)
-            self._fit_slots()
-
-    def _fit_slots(self) -> None:
-        """Offer what the executor can run now (Ray: its jobs plus the cluster's free CPUs),
-        never more than the slots registered; an executor of fixed size leaves them be."""
-        capacity = self._runner.capacity()
-        if capacity is not None:
-            self.poller.resize(capacity)
 
     # ------------------------------------------------------------------ main thread
 

@@ -1,10 +1,12 @@
 """What the scheduler's parts use of the scheduler: one Protocol for all of them.
 
-Gates (:mod:`.gates`), services (:mod:`.services`), budget holds (:mod:`.holds`) and worker
-membership (:mod:`.membership`) are pieces of :class:`~titan.master.scheduling.scheduler.Scheduler`'s state machine kept in
-their own modules. They take the scheduler as this Protocol rather than as the class, so none
-of them imports the scheduler (which imports them): the dependency points one way, and what a
-part may touch of the scheduler is written down here.
+Leasing (:mod:`.leasing`), results, cancels and retries (:mod:`.outcomes`), a DAG's progress
+(:mod:`.progress`), gates (:mod:`.gates`), services (:mod:`.services`), budget holds
+(:mod:`.holds`) and worker membership (:mod:`.membership`) are pieces of
+:class:`~titan.master.scheduling.scheduler.Scheduler`'s state machine kept in their own modules.
+They take the scheduler as this Protocol rather than as the class, so none of them imports
+the scheduler (which imports them): the dependency points one way, and what a part may touch
+of the scheduler is written down here.
 """
 
 from __future__ import annotations
@@ -25,13 +27,21 @@ class SchedulerCore(Protocol):
     blocked_runs: set[str]  # agent runs over budget
     held: defaultdict[str, list[int]]  # their READY jobs set aside, by run
     now: Callable[[], float]
+    lease_seconds: float
+    retry_backoff: float
+    retry_backoff_max: float
 
     def capable(self, requirement: str) -> bool: ...
     def is_current(self, job_id: int, attempt: int, worker_id: str | None = None) -> bool: ...
     def _dequeue(self, job: JobRec) -> None: ...
     def _enqueue(self, job: JobRec, ch: Changes, *, already_ready: bool = False) -> None: ...
     def _push(self, job: JobRec) -> None: ...
+    def _runnable(self, job: JobRec, ch: Changes) -> None: ...
     def _set(self, job: JobRec, state: str, ch: Changes, **fields: object) -> None: ...
+    def _final_failure(self, job: JobRec, state: str, ch: Changes, *,
+                       exit_code: int | None = None, error: str | None = None) -> None: ...
+    def held_back(self, job: JobRec, ch: Changes) -> bool: ...
+    def cancel_job(self, job: JobRec, ch: Changes, reason: str = "cancelled") -> None: ...
     def release_children(self, job: JobRec, ch: Changes) -> None: ...
     def skip_descendants_of(self, job: JobRec, ch: Changes,
                             include: list[JobRec] | None = None) -> None: ...

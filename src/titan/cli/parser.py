@@ -1,0 +1,219 @@
+"""The ``titan`` command: its argument parser and its entry point, :func:`main`.
+
+Each subcommand's handler is in :mod:`titan.cli.commands`, which hands the larger groups to
+their own modules (imported only when their command runs).
+
+Exit codes: 0 success, 1 a Titan error (printed as ``error: <message>``, no traceback), 2 a
+usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from titan.cli.commands import (
+    Handler,
+    cmd_cancel,
+    cmd_dashboard,
+    cmd_decide,
+    cmd_determinism,
+    cmd_eval,
+    cmd_llm,
+    cmd_logs,
+    cmd_master,
+    cmd_mcp,
+    cmd_replay,
+    cmd_retry,
+    cmd_runs,
+    cmd_schedule,
+    cmd_status,
+    cmd_stop,
+    cmd_store,
+    cmd_submit,
+    cmd_token,
+    cmd_up,
+    cmd_worker,
+    cmd_workers,
+)
+from titan.errors import TitanError
+from titan.version import __version__
+
+ROLES = ("worker", "operator", "viewer", "admin")
+
+
+def _common(*, master: bool = True) -> argparse.ArgumentParser:
+    """Options accepted before or after the command (``titan --json status X`` or
+    ``titan status X --json``). SUPPRESS keeps a subcommand from resetting what the main
+    parser already read. ``titan worker`` defines its own ``--master`` (``cli/serve.py``),
+    so it takes these without it."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    if master:
+        group.add_argument("--master", metavar="URL", action="append", default=argparse.SUPPRESS,
+                           help="the master's URL; repeat it, or separate URLs with commas, to "
+                                "name a leader and its standbys (instead of --host/--port; "
+                                "default: discovered)")
+    group.add_argument("--host", default=argparse.SUPPRESS,
+                       help="master host or URL (default: discovered, else 127.0.0.1)")
+    group.add_argument("--port", type=int, default=argparse.SUPPRESS,
+                       help="master port (default: discovered, else 9090)")
+    group.add_argument("--token", default=argparse.SUPPRESS,
+                       help="API token (default: TITAN_TOKEN, else discovered)")
+    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print JSON instead of text")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``titan`` (also used to generate the CLI reference)."""
+    parser = argparse.ArgumentParser(
+        prog="titan",
+        description="Run DAGs of Python jobs and agent loops; record what every agent did.",
+    )
+    parser.add_argument("--version", action="version", version=f"titan {__version__}")
+    parser.add_argument("--master", action="append", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--host", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--token", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", default=False, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = [_common()]
+
+    def command(name: str, handler: Handler, help: str, parents: Any = None,
+                **kw: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help,
+                           parents=common if parents is None else parents, **kw)
+        p.set_defaults(func=handler)
+        return p
+
+    from titan.cli.serve import add_arguments as add_serve_arguments
+
+    add_serve_arguments(
+        command("up", cmd_up, "run a master, its dashboard and a local worker", parents=[]),
+        command("master", cmd_master, "run only the master (API, dashboard, scheduler)",
+                parents=[]),
+        command("worker", cmd_worker, "run a worker that leases jobs from a master",
+                parents=[_common(master=False)]))
+
+    p = command("submit", cmd_submit, "submit a YAML pipeline")
+    p.add_argument("pipeline", help="the pipeline file")
+    p.add_argument("--wait", action="store_true",
+                   help="wait until it finishes; exit 0 only if it COMPLETED")
+    p.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
+    p.add_argument("--agent-run-id", default=None, help="group this DAG into an agent run")
+    p.add_argument("--allow-file", action="append", default=[], metavar="PATH",
+                   help="a script outside the pipeline's folder its jobs may use (repeatable; "
+                        "refused otherwise)")
+
+    p = command("status", cmd_status, "show a job or a DAG (no REF: recent DAGs)")
+    p.add_argument("ref", nargs="?", default=None, help="job or DAG reference")
+    p.add_argument("--limit", type=int, default=20, help="DAGs listed without REF")
+
+    p = command("logs", cmd_logs, "print a job's output")
+    p.add_argument("job", help="job reference")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    p.add_argument("--attempt", type=int, default=None, help="which attempt (default latest)")
+
+    p = command("store", cmd_store, "read and write TitanStore")
+    store = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    s = store.add_parser("get", help="print a value", parents=common)
+    s.add_argument("key")
+    s = store.add_parser("put", help="set a value ('-' reads stdin)", parents=common)
+    s.add_argument("key")
+    s.add_argument("value")
+    s = store.add_parser("delete", help="delete a value or set", parents=common)
+    s.add_argument("key")
+    s = store.add_parser("keys", help="list keys", parents=common)
+    s.add_argument("prefix", nargs="?", default="")
+
+    command("cancel", cmd_cancel, "cancel a job or a whole DAG").add_argument("ref")
+    p = command("stop", cmd_stop, "stop a service gracefully (SIGTERM, grace, SIGKILL): it "
+                "ends COMPLETED, not CANCELLED")
+    p.add_argument("ref", help="the service job")
+    p.add_argument("--grace", type=float, default=None,
+                   help="seconds between SIGTERM and SIGKILL (default: the service's "
+                        "stop_grace)")
+    p.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    command("retry", cmd_retry, "run a failed or cancelled job again").add_argument("ref")
+    for verb, effect in (("approve", "its downstream jobs run"),
+                         ("reject", "it fails and its downstream jobs are skipped")):
+        p = command(verb, cmd_decide, f"{verb} an approval gate: {effect}")
+        p.add_argument("gate", help="the gate: DAG/JOB.approval (or DAG#RUN/JOB), or its numeric id")
+        p.add_argument("--comment", help="why (recorded with the decision)")
+    p = command("dashboard", cmd_dashboard,
+                "print the dashboard's sign-in link (it carries your token)")
+    p.add_argument("page", nargs="?", default="/",
+                   help="the page to land on, e.g. /agents or /dags (default: /)")
+    p.add_argument("--open", action="store_true", help="also open it in a web browser")
+    command("workers", cmd_workers, "list workers and queues")
+    command("mcp", cmd_mcp, "serve Titan's MCP tools on stdin/stdout, for an MCP client that "
+            "starts it (docs/mcp.md)")
+
+    p = command("token", cmd_token, "manage API tokens (admin)")
+    tokens = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    t = tokens.add_parser("create", help="create a token and print it", parents=common)
+    t.add_argument("--role", required=True, choices=ROLES)
+    t.add_argument("--name", default=None)
+    tokens.add_parser("list", help="list tokens", parents=common)
+    t = tokens.add_parser("revoke", help="revoke a token", parents=common)
+    t.add_argument("id")
+
+    from titan.cli.schedules import add_arguments as add_schedule_arguments
+
+    add_schedule_arguments(command("schedule", cmd_schedule, "cron schedules: a DAG run at "
+                                   "each tick; create, list, show, pause, resume, delete, run"),
+                           common)
+
+    from titan.cli.runs import add_arguments as add_runs_arguments
+
+    add_runs_arguments(command("runs", cmd_runs, "agent runs: list, show, export, prune, "
+                               "budget"), common)
+
+    from titan.cli.replay import add_arguments as add_replay_arguments
+
+    add_replay_arguments(
+        command("replay", cmd_replay, "re-execute a run with its recorded LLM, tool and "
+                "ambient calls served; where it diverged (fork with --fork-at)"),
+        command("determinism", cmd_determinism, "a run's determinism score and findings"))
+
+    from titan.cli.evals import add_arguments as add_eval_arguments
+
+    add_eval_arguments(command("eval", cmd_eval, "evaluations: seeded tasks against an agent, "
+                               "simulated tools, judge verdicts"), common)
+
+    from titan.cli.llm import add_arguments as add_llm_arguments
+
+    add_llm_arguments(command("llm", cmd_llm, "install the local model; try a model from the "
+                              "shell", parents=[]))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``titan`` with ``argv`` (default ``sys.argv[1:]``); the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    handler: Handler | None = getattr(args, "func", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return handler(args)
+    except TitanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `titan logs JOB | head`: the reader left; silence the flush at interpreter exit.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0

@@ -1,0 +1,105 @@
+"""Leasing jobs to workers: the best queue heads taken, leases renewed, a lease that expires.
+
+Part of :class:`~titan.master.scheduling.scheduler.Scheduler` (a mixin). A worker with free
+slots takes its affinity jobs first, then the best heads of the queues of its capabilities
+(stale and held entries are dropped as they surface); each lease is an attempt, renewed by
+heartbeats, and one that expires puts the job back in its queue without spending a retry.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from titan.master.scheduling import services
+from titan.master.scheduling.protocol import SchedulerCore
+from titan.master.scheduling.state import (
+    FAILED,
+    PENDING,
+    READY,
+    RUNNING,
+    Changes,
+    JobRec,
+    WorkerRec,
+)
+
+MAX_LEASE_LOSSES = 5
+
+
+class Leasing:
+    # -- leasing ------------------------------------------------------------------------------
+    def take(self: SchedulerCore, worker: WorkerRec, n: int, ch: Changes) -> list[JobRec]:
+        """Lease up to ``n`` jobs to a worker: its affinity jobs first, then the best heads."""
+        taken: list[JobRec] = []
+        while len(taken) < n and worker.private:
+            job = self.jobs.get(worker.private.popleft())
+            if job is not None and job.state == READY and not self.held_back(job, ch):
+                _lease(self, job, worker, ch)
+                taken.append(job)
+        while len(taken) < n:
+            best_cap, best = None, None
+            for cap in worker.capabilities:
+                heap = self.queues.get(cap)
+                while heap:
+                    job = self.jobs.get(heap[0][1])
+                    if (job is not None and job.state == READY and job.queued_on == cap
+                            and not self.held_back(job, ch)):
+                        break
+                    heapq.heappop(heap)  # stale (cancelled, leased, re-queued) or held
+                if heap and (best is None or heap[0] < best):
+                    best_cap, best = cap, heap[0]
+            if best_cap is None:
+                break
+            heapq.heappop(self.queues[best_cap])
+            job = self.jobs[best[1]]  # type: ignore[index]
+            _lease(self, job, worker, ch)
+            taken.append(job)
+        return taken
+
+    def renew(self: SchedulerCore, worker: WorkerRec,
+              running: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Heartbeat: extend the leases the worker still holds; list attempts it must kill."""
+        kill: list[tuple[int, int]] = []
+        expires = self.now() + self.lease_seconds
+        for job_id, attempt in running:
+            job = self.jobs.get(job_id)
+            if job and job.state == RUNNING and job.attempt == attempt and job.worker_id == worker.id:
+                job.lease_expires = expires
+                worker.running.add(job_id)
+            else:
+                kill.append((job_id, attempt))
+        return kill
+
+    def _lease_timer(self: SchedulerCore, job: JobRec, ch: Changes) -> None:
+        if job.state != RUNNING or job.lease_expires is None:
+            return
+        if job.lease_expires > self.now():
+            ch.timers.append((job.lease_expires, "lease", job.id))  # renewed meanwhile
+            return
+        worker = self.workers.get(job.worker_id or "")
+        if worker is not None:
+            worker.running.discard(job.id)
+        job.lease_losses += 1
+        reason = f"lease of attempt {job.attempt} expired on worker {job.worker_id}"
+        ch.done_attempts.append((job.id, job.attempt, {"state": "LOST", "error": reason,
+                                                       "finished_at": self.now()}))
+        if job.is_service and services.lost(self, job, reason, ch):
+            return
+        if job.lease_losses >= MAX_LEASE_LOSSES:
+            self._final_failure(job, FAILED, ch, error=f"{reason} ({job.lease_losses} times)")
+            return
+        # A lost worker is not the job's fault: re-queue without spending a retry.
+        self._set(job, PENDING, ch, reason=reason, worker_id=None, lease_expires=None)
+        self._enqueue(job, ch)
+
+
+def _lease(sched: SchedulerCore, job: JobRec, worker: WorkerRec, ch: Changes) -> None:
+    now = sched.now()
+    job.queued_on = None
+    expires = now + sched.lease_seconds
+    sched._set(job, RUNNING, ch, attempt=job.attempt + 1, worker_id=worker.id,
+               lease_expires=expires, started_at=now, reason=None)
+    worker.running.add(job.id)
+    ch.new_attempts.append({"job": job.id, "attempt": job.attempt, "worker_id": worker.id,
+                            "started_at": now, "state": RUNNING})
+    ch.timers.append((expires, "lease", job.id))

@@ -1,0 +1,134 @@
+"""How jobs end or start again: results and their retries, cancels, a user's retry.
+
+Part of :class:`~titan.master.scheduling.scheduler.Scheduler` (a mixin). A result counts only
+from the job's current attempt; a failure is retried with exponential backoff while attempts
+remain, and a job that fails for good, or is cancelled, skips its descendants. A user's retry
+runs a finished, unsuccessful job again, and its SKIPPED descendants wait for it.
+"""
+
+from __future__ import annotations
+
+from titan.master.scheduling import gates, services
+from titan.master.scheduling.protocol import SchedulerCore
+from titan.master.scheduling.state import (
+    ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    TERMINAL,
+    TIMED_OUT,
+    Changes,
+    DagRec,
+    JobRec,
+)
+
+
+class JobOutcomes:
+    # -- results ------------------------------------------------------------------------------
+    def is_current(self: SchedulerCore, job_id: int, attempt: int,
+                   worker_id: str | None = None) -> bool:
+        """The attempt is the job's running one (and, given a worker, is leased to it)."""
+        job = self.jobs.get(job_id)
+        return (job is not None and job.state == RUNNING and job.attempt == attempt
+                and (worker_id is None or job.worker_id == worker_id))
+
+    def finish(self: SchedulerCore, job_id: int, attempt: int, exit_code: int | None,
+               error: str | None, timed_out: bool, ch: Changes, worker_id: str | None = None,
+               released: bool = False) -> bool:
+        """Apply a result; False (refused) when the attempt is stale or not ``worker_id``'s.
+        ``released``: a draining worker handed the job (a service) back."""
+        if not self.is_current(job_id, attempt, worker_id):
+            return False
+        job = self.jobs[job_id]
+        worker = self.workers.get(job.worker_id or "")
+        if worker is not None:
+            worker.running.discard(job_id)
+        if job.is_service and services.settle(self, job, exit_code, error, released, ch):
+            return True
+        now = self.now()
+        if exit_code == 0 and not timed_out:
+            ch.done_attempts.append((job_id, attempt, {"state": COMPLETED, "exit_code": 0,
+                                                       "finished_at": now}))
+            self._set(job, COMPLETED, ch, exit_code=0, error=None, lease_expires=None,
+                      finished_at=now)
+            self.release_children(job, ch)
+            return True
+        outcome = TIMED_OUT if timed_out else FAILED
+        if error is None:
+            error = "timed out" if timed_out else f"exit code {exit_code}"
+        ch.done_attempts.append((job_id, attempt, {"state": outcome, "exit_code": exit_code,
+                                                   "error": error, "finished_at": now}))
+        if job.attempt < job.max_attempts:
+            backoff = min(self.retry_backoff * 2 ** (job.attempt - 1), self.retry_backoff_max)
+            job.not_before = now + backoff
+            self._set(job, PENDING, ch, exit_code=exit_code, error=error, lease_expires=None,
+                      worker_id=None, not_before=job.not_before,
+                      reason=f"retry {job.attempt + 1}/{job.max_attempts} in {backoff:g}s after: {error}")
+            ch.timers.append((job.not_before, "ready", job.id))
+        else:
+            self._final_failure(job, outcome, ch, exit_code=exit_code, error=error)
+        return True
+
+    def _final_failure(self: SchedulerCore, job: JobRec, state: str, ch: Changes, *,
+                       exit_code: int | None = None, error: str | None = None) -> None:
+        self._set(job, state, ch, exit_code=exit_code, error=error, lease_expires=None,
+                  reason=None, finished_at=self.now())
+        self.skip_descendants_of(job, ch)
+
+    # -- cancel and retry ---------------------------------------------------------------------
+    def cancel_job(self: SchedulerCore, job: JobRec, ch: Changes,
+                   reason: str = "cancelled") -> None:
+        if job.state in TERMINAL:
+            return
+        if job.state == RUNNING:
+            worker = self.workers.get(job.worker_id or "")
+            if worker is not None:
+                worker.running.discard(job.id)
+                worker.cancels.append((job.id, job.attempt))
+            ch.done_attempts.append((job.id, job.attempt, {"state": CANCELLED, "error": reason,
+                                                           "finished_at": self.now()}))
+        self._dequeue(job)
+        self._set(job, CANCELLED, ch, reason=reason, lease_expires=None, finished_at=self.now())
+        self.skip_descendants_of(job, ch)
+
+    def cancel_dag(self: SchedulerCore, dag: DagRec, ch: Changes) -> None:
+        dag.cancelled = True
+        ch.dags[dag.id]["cancelled"] = True
+        for job_id in dag.jobs:
+            job = self.jobs[job_id]
+            if job.state in ACTIVE:
+                self.cancel_job(job, ch, reason="DAG cancelled")
+
+    def retry_job(self: SchedulerCore, job: JobRec, ch: Changes) -> None:
+        """Run a finished, unsuccessful job again; its SKIPPED descendants wait for it."""
+        job.max_attempts = max(job.max_attempts, job.attempt + 1)
+        job.not_before = None
+        self._set(job, PENDING, ch, max_attempts=job.max_attempts, reason="retried by a user",
+                  exit_code=None, error=None, finished_at=None, not_before=None,
+                  **(gates.CLEARED if job.is_gate else {}))
+        stack = [self.jobs[c] for c in job.children]
+        while stack:
+            child = stack.pop()
+            if child.state == SKIPPED:
+                child.not_before = None
+                self._set(child, PENDING, ch, reason=None, finished_at=None, not_before=None)
+                stack.extend(self.jobs[c] for c in child.children)
+        for j in [job, *[self.jobs[c] for c in _descendants(self, job)]]:
+            j.waiting_parents = sum(1 for p in j.parents if self.jobs[p].state not in SUCCEEDED)
+        if job.waiting_parents == 0:
+            self._runnable(job, ch)
+
+
+def _descendants(sched: SchedulerCore, job: JobRec) -> set[int]:
+    seen: set[int] = set()
+    stack = list(job.children)
+    while stack:
+        j = stack.pop()
+        if j not in seen:
+            seen.add(j)
+            stack.extend(sched.jobs[j].children)
+    return seen

@@ -1,0 +1,190 @@
+"""The worker's calls to the master and its titan-lease thread: register, pick the intake, heartbeat.
+
+Part of :class:`~titan.worker.daemon.Worker` (a mixin; the worker's constructor sets the
+attributes declared here). Every call names the worker; one the master answers
+``404 unknown_worker`` (it forgot the worker) registers again, once for all threads, with the
+attempts the worker holds, and is then retried. The lease thread registers, opens the worker
+channel or falls back to the HTTP pollers, then heartbeats until the worker stops. A thread
+that cannot go on hands its error to :meth:`LeaseThread._fail`, which wakes the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from websockets.exceptions import WebSocketException
+
+from titan import errors
+from titan.worker.assignment import Key
+from titan.worker.channel import ChannelIntake, ChannelUnavailable, channel_url
+from titan.worker.connection import MasterConnection, Stopped, is_unknown_worker
+from titan.worker.executor import Executor
+from titan.worker.intake import Intake
+from titan.worker.reporter import Link, Reporter, SyncLink
+from titan.worker.supervisor import Supervisor
+from titan.worker.wakeup import Wakeup
+
+log = logging.getLogger("titan.worker")
+
+
+class LeaseThread:
+    # Set by the worker's constructor.
+    transport: str
+    burst: bool
+    name: str
+    worker_id: str | None
+    heartbeat_seconds: float
+    lease_seconds: float
+    capabilities: list[str]
+    slots: int
+    conn: MasterConnection
+    supervisor: Supervisor
+    poller: Intake
+    _runner: Executor
+    _reporter: Reporter
+    _http_reports: SyncLink
+    _channel: ChannelIntake | None
+    _hard: threading.Event
+    _stopped: threading.Event
+    _intake_ready: threading.Event
+    _wake: Wakeup
+    _draining: bool
+    _fatal: BaseException | None
+    _register_lock: threading.Lock
+    _generation: int
+
+    # ------------------------------------------------------------------ master calls
+
+    def _register(self, *, reattach: bool) -> None:
+        body: dict[str, Any] = {
+            "worker_id": self.worker_id, "name": self.name, "hostname": socket.gethostname(),
+            "pid": os.getpid(), "capabilities": self.capabilities, "slots": self.slots,
+        }
+        if reattach:
+            body["running"] = [{"id": i, "attempt": a} for i, a in self._held()]
+        reply = self.conn.call("POST", "/workers/register", body)
+        self.worker_id = str(reply["worker_id"])
+        if reply.get("credential"):
+            self.conn.set_credential(str(reply["credential"]))
+        self.lease_seconds = float(reply.get("lease_seconds") or self.lease_seconds)
+        self.heartbeat_seconds = float(reply.get("heartbeat_seconds") or self.heartbeat_seconds)
+
+    def _reattach(self, generation: int) -> None:
+        with self._register_lock:
+            if generation != self._generation:
+                return  # another thread already re-registered
+            log.warning("the master forgot worker %s; registering again", self.worker_id)
+            self._register(reattach=True)
+            self._generation += 1
+
+    def _call(self, action: str, body: dict[str, Any], *, timeout: float = 30.0) -> Any:
+        while True:
+            generation = self._generation
+            try:
+                return self.conn.call("POST", f"/workers/{self.worker_id}/{action}", body,
+                                      timeout=timeout)
+            except errors.NotFound as exc:
+                if not is_unknown_worker(exc):
+                    raise
+                self._reattach(generation)
+            except errors.APIError as exc:
+                # A master bug (5xx after retries). Polls and heartbeats carry nothing that
+                # could be lost, so they keep trying; a report is raised, so the reporter can
+                # drop the batch that crashes the master instead of wedging behind it.
+                if exc.status < 500 or action == "report":
+                    raise
+                log.error("%s", exc)
+
+    def _report_link(self) -> Link:
+        """Where reports go now: the channel once it is open, else the HTTP route."""
+        return self._channel if self._channel is not None else self._http_reports
+
+    def _report_http(self, body: dict[str, Any]) -> dict[str, Any]:
+        reply = self._call("report", body)
+        return reply if isinstance(reply, dict) else {}
+
+    def _open_channel(self) -> bool:
+        """Switch to the worker channel; False when the master offers none (HTTP it is)."""
+        worker_id, base = str(self.worker_id), self.conn.master_url
+        channel = ChannelIntake(
+            url=lambda: channel_url(self.conn.master_url, worker_id),
+            headers=lambda: dict(self.conn.auth), slots=self.slots,
+            supervisor=self.supervisor, held=self._held, stopped=self._stopped,
+            hard=self._hard, reattach=lambda: self._reattach(self._generation),
+            on_error=self._fail, on_settled=self._wake.notify, leads=self.conn.leads,
+        )
+        channel.resize(self.poller.slots)  # what the executor can run now (its hello's offer)
+        try:
+            channel.connect_first()
+        except (ChannelUnavailable, OSError, WebSocketException) as exc:
+            # A master that leads has no channel, or something between us answers the
+            # upgrade with what is not a WebSocket: HTTP it is. One that does not lead (a
+            # standby, or gone) says nothing about channels: the channel thread connects to
+            # the master the worker turned to.
+            if self.conn.leads(base):
+                log.warning("worker channel: %s; using HTTP long-polls", exc)
+                return False
+            log.warning("worker channel: %s does not lead (%s); trying %s", base, exc,
+                        self.conn.master_url)
+        self._channel = channel
+        self.poller = channel
+        if self._draining:
+            channel.drain()
+        return True
+
+    def _held(self) -> list[Key]:
+        """Every attempt this worker holds: running, or finished with its result unacked."""
+        return list(dict.fromkeys([*self.supervisor.running(), *self._reporter.unacked()]))
+
+    # ------------------------------------------------------------------ threads
+
+    def _fail(self, exc: BaseException) -> None:
+        # Once the worker is leaving, calls cut short by the shutdown are not failures.
+        if isinstance(exc, Stopped) or self._stopped.is_set():
+            return
+        if self._fatal is None:
+            log.error("worker stopping: %s", exc)
+            self._fatal = exc
+            self._wake.notify()
+
+    def _lease_main(self) -> None:
+        try:
+            self._register(reattach=False)
+        except errors.TitanError as exc:
+            self._intake_ready.set()
+            self._fail(exc)
+            return
+        self._fit_slots()
+        # A burst worker keeps the long-poll: its "is the queue empty?" is a poll's answer.
+        channel = self.transport == "channel" and not self.burst and self._open_channel()
+        log.info("worker %s registered with %s (%s, %d slots%s; %s)", self.worker_id,
+                 self.conn.master_url, ",".join(self.capabilities), self.slots,
+                 ", burst" if self.burst else "",
+                 "jobs over the worker channel" if channel else "jobs over HTTP long-polls")
+        self.poller.start()
+        self._intake_ready.set()
+        self._wake.notify()
+        self._heartbeat_loop()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopped.wait(self.heartbeat_seconds):
+            running = [{"id": i, "attempt": a} for i, a in self.supervisor.running()]
+            try:
+                reply = self._call("heartbeat", {"running": running})
+            except errors.TitanError as exc:
+                self._fail(exc)
+                return
+            for cancel in (reply.get("cancel") or []) if isinstance(reply, dict) else []:
+                self.poller.cancel(cancel)
+            self._fit_slots()
+
+    def _fit_slots(self) -> None:
+        """Offer what the executor can run now (Ray: its jobs plus the cluster's free CPUs),
+        never more than the slots registered; an executor of fixed size leaves them be."""
+        capacity = self._runner.capacity()
+        if capacity is not None:
+            self.poller.resize(capacity)
