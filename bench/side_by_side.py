@@ -65,9 +65,8 @@ class TitanSystem:
                         parents=parents or [])
 
     def _dag(self, jobs: list[TitanJob], kind: str) -> None:
-        name = self._name(kind)
-        self.client.submit_dag(name, jobs)
-        dag = self.client.wait_dag(name, timeout=600)
+        # Submit and wait in one call, as an agent loop does (the master holds the answer).
+        dag = self.client.submit_dag(self._name(kind), jobs, wait=True, timeout=600)
         assert dag["status"] == "COMPLETED", dag
 
     def latency(self, n: int) -> list[float]:

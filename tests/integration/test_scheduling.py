@@ -41,6 +41,62 @@ def by_id(dag: dict) -> dict[str, dict]:
     return {j["job_id"]: j for j in dag["jobs"]}
 
 
+# -- submit and wait --------------------------------------------------------------------------
+
+def test_submit_and_wait_answers_once_the_dag_has_finished(cluster: Cluster) -> None:
+    ok = cluster.script("ok.py", "print('done')\n")
+    bad = cluster.script("bad.py", "raise SystemExit(3)\n")
+    client = cluster.client()
+    dag = client.submit_dag("sw_ok", [TitanJob(job_id="a", filename=ok),
+                                      TitanJob(job_id="b", filename=ok, parents=["a"])],
+                            wait=True, timeout=60)
+    assert dag["status"] == "COMPLETED", dag
+    assert {j["job_id"]: j["state"] for j in dag["jobs"]} == {"a": "COMPLETED", "b": "COMPLETED"}
+    assert dag == client.wait_dag(dag["id"], timeout=5)  # the same object /wait answers
+    # A DAG that fails is an answer too, not an error.
+    failed = client.submit_dag("sw_bad", [TitanJob(job_id="x", filename=bad, retries=0)],
+                               wait=True, timeout=60)
+    assert failed["status"] == "FAILED" and failed["jobs"][0]["exit_code"] == 3, failed
+
+
+def test_submit_and_wait_past_its_timeout_raises_and_the_dag_runs_on(cluster: Cluster) -> None:
+    from titan.errors import WaitTimeout
+
+    blocker = cluster.script("blocker.py", BLOCKER)
+    client = cluster.client()
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout) as raised:
+        client.submit_dag("sw_slow", [TitanJob(job_id="b", filename=blocker, args=["sw_go"])],
+                          wait=True, timeout=1.5)
+    assert 1.4 < time.monotonic() - started < 20
+    submitted = raised.value.details["dag"]
+    assert submitted["name"] == "sw_slow" and submitted["status"] in ("WAITING", "RUNNING")
+    client.store_put("sw_go", "1")
+    assert client.wait_dag(submitted["id"], timeout=60)["status"] == "COMPLETED"
+
+
+def test_the_submission_route_holds_its_answer_only_when_asked(cluster: Cluster) -> None:
+    from titan.errors import ValidationFailed
+
+    blocker = cluster.script("blocker.py", BLOCKER)
+    client = cluster.client()
+    (sha,) = client.upload_blobs([Path(blocker).read_bytes()])
+
+    def body(name: str) -> dict:
+        return {"name": name, "jobs": [TitanJob(job_id="b", filename=blocker, args=[name])
+                                       .to_payload(sha)]}
+
+    for bad in ("soon", "-1", "301"):
+        with pytest.raises(ValidationFailed):
+            client.api("POST", "/dags", params={"wait": bad}, json=body("sw_bad_wait"))
+    assert client.api("GET", "/dags", params={"name": "sw_bad_wait"})["total"] == 0
+    # Still running when the hold ends: the DAG as submitted (no jobs list), as without it.
+    held = client.api("POST", "/dags", params={"wait": 0.3}, json=body("sw_held"))
+    assert held["status"] in ("WAITING", "RUNNING") and "jobs" not in held, held
+    client.store_put("sw_held", "1")
+    assert client.wait_dag(held["id"], timeout=60)["status"] == "COMPLETED"
+
+
 # -- dependencies -----------------------------------------------------------------------------
 
 def test_chain_and_diamond_respect_dependencies(cluster: Cluster, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ job first, then the DAG.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -29,8 +30,8 @@ from titan.client.job import TitanJob, check_name
 from titan.client.pipeline import load_pipeline
 from titan.client.schedules import ScheduleOps
 from titan.client.store import StoreOps, quote_ref
-from titan.client.transport import Transport
-from titan.errors import InvalidDAG, NotFound, ValidationFailed
+from titan.client.transport import WAIT_MARGIN, WAIT_SLICE, Transport
+from titan.errors import InvalidDAG, NotFound, ValidationFailed, WaitTimeout
 
 Ref = str | int
 #: How long one logs long-poll is held open by the master while following.
@@ -108,14 +109,22 @@ class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
     # ------------------------------------------------------------------ submitting
 
     def submit_dag(
-        self, name: str, jobs: Sequence[TitanJob], agent_run_id: str | None = None
+        self, name: str, jobs: Sequence[TitanJob], agent_run_id: str | None = None, *,
+        wait: bool = False, timeout: float | None = None,
     ) -> dict[str, Any]:
         """Submit ``jobs`` atomically as the DAG ``name``; the DAG object from the master.
 
         Scripts are read from this machine and uploaded if the master lacks them. Inside a
         job, ``agent_run_id`` defaults to the job's own agent run (``TITAN_AGENT_RUN_ID``), so
         stages an agent submits are grouped with it.
+
+        With ``wait``, the DAG object once every job has finished (as :meth:`wait_dag` gives
+        it, with its jobs): the master holds the submission's answer until then, so an agent
+        loop's step costs one round trip. ``timeout`` (seconds, ``None``: forever) bounds the
+        wait; past it :class:`~titan.errors.WaitTimeout` is raised, with the submitted DAG in
+        its ``details["dag"]`` (the DAG keeps running).
         """
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         check_name(name, "the DAG name", "name")
         if isinstance(jobs, TitanJob) or not isinstance(jobs, Sequence):
             raise ValidationFailed("submit_dag() takes a list of TitanJob",
@@ -151,9 +160,17 @@ class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
             agent_run_id = own_run
         if agent_run_id and os.environ.get("TITAN_AGENT_ID"):
             body["agent_id"] = os.environ["TITAN_AGENT_ID"]
-        reply: dict[str, Any] = self._transport.call("POST", "/dags", json=body,
-                                                     idempotency_key=True)
-        if agent_run_id and agent_run_id != own_run:
+        driving = bool(agent_run_id and agent_run_id != own_run)
+        hold = 0.0
+        if wait and not driving:  # whole milliseconds, at most one slice of a long poll
+            # (a driver records itself and its code before it waits, as without ``wait``)
+            left = WAIT_SLICE if deadline is None else deadline - time.monotonic()
+            hold = max(0.0, math.ceil(min(WAIT_SLICE, left) * 1000) / 1000)
+        reply: dict[str, Any] = self._transport.call(
+            "POST", "/dags", json=body, idempotency_key=True,
+            params={"wait": hold} if hold else None,
+            read_timeout=hold + WAIT_MARGIN if hold else None)
+        if driving and agent_run_id:
             # This process drives the run from outside: it ends when the process does, and
             # what it runs is recorded so the run can be replayed.
             from titan.trace import code, drive
@@ -162,6 +179,17 @@ class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
             code.register(self._transport, agent_run_id, {
                 str(job.script_path().resolve()): sha for job in jobs
                 if (sha := shas[job.job_id]) is not None})
+        if wait and reply.get("status") in ("WAITING", "RUNNING"):
+            # Still running after the master's hold (or an older master that does not hold).
+            rest = None if deadline is None else deadline - time.monotonic()
+            try:
+                if rest is not None and rest <= 0:
+                    raise WaitTimeout(f"timed out after {timeout or 0:g}s waiting for DAG "
+                                      f"{reply.get('ref', name)!r}")
+                return self.wait_dag(reply["id"], timeout=rest)
+            except WaitTimeout as exc:
+                exc.details = {**exc.details, "dag": reply}
+                raise
         return reply
 
     def submit_job(self, job: TitanJob, agent_run_id: str | None = None) -> dict[str, Any]:
@@ -183,10 +211,7 @@ class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
         it has finished when ``wait`` is true. ``allow_files`` names scripts outside the
         pipeline's folder that its jobs may use (refused otherwise)."""
         name, jobs = load_pipeline(path, allow_files)
-        dag = self.submit_dag(name, jobs, agent_run_id=agent_run_id)
-        if wait:
-            return self.wait_dag(dag.get("id", dag.get("ref", name)), timeout=timeout)
-        return dag
+        return self.submit_dag(name, jobs, agent_run_id=agent_run_id, wait=wait, timeout=timeout)
 
     # ------------------------------------------------------------------ reading state
 

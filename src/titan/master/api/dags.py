@@ -12,9 +12,10 @@ from titan.errors import InvalidDAG, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
 from titan.master.api.params import Offset
+from titan.master.context import Ctx
 from titan.master.idempotency import key_of, scope_of
 from titan.master.runs.compliance import started_by
-from titan.master.scheduling.refs import find_dag
+from titan.master.scheduling.refs import as_id, find_dag
 from titan.master.scheduling.state import DAG_STATUSES
 from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
 from titan.master.scheduling.views import dag_view
@@ -32,8 +33,11 @@ def load_dag(tx: Transaction, dag_id: int) -> Row:
 
 
 @router.post("/dags", status_code=201, summary="Submit a DAG (atomic, validated as a whole)")
-async def submit_dag(c: CtxDep, p: Writer, request: Request,
-                     body: dict[str, Any] = Body(...)) -> Row:
+async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any] = Body(...),
+                     wait: float = Query(0, ge=0, le=300, description=(
+                         "Seconds to hold the answer until the DAG has finished (its view "
+                         "with its jobs, as /wait gives); still running then, the answer is "
+                         "the DAG as submitted"))) -> Row:
     unknown = unknown_field(body, DAG_FIELDS)
     if unknown is not None:
         raise InvalidDAG(unknown[1], details={"field": unknown[0]})
@@ -56,6 +60,11 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request,
     dag_id = await c.engine.submit_dag(name, specs, agent_run_id, agent_id,
                                        idempotency_key=key_of(request), scope=scope_of(request),
                                        started_by=by)
+    if wait > 0:
+        # Submit and wait in one request: an agent's step costs one round trip, not two.
+        finished, _status = await _finished(c, dag_id, wait)
+        if finished is not None:
+            return finished
     live = c.engine.sched.dags.get(dag_id)
     if live is None:  # already finished (every job was cancelled meanwhile): read it back
         return await c.engine.read(lambda tx: load_dag(tx, dag_id))
@@ -81,32 +90,44 @@ async def list_dags(
     return await c.engine.read(q)
 
 
-@router.get("/dags/{ref:path}/wait", summary="Long-poll until the DAG has finished")
-async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
-    dag = await c.engine.read(lambda tx: find_dag(tx, ref))
-    topic = ("dag", dag["id"])
+async def _finished(c: Ctx, dag_id: int, timeout: float) -> tuple[Row | None, str | None]:
+    """The DAG's view (with its jobs) once it has finished, or ``(None, status)`` when it is
+    still running after ``timeout`` seconds."""
+    topic = ("dag", dag_id)
     waiter = c.hub.waiter(topic)
     try:
         # A DAG the scheduler still holds has not finished (it is retired when it settles,
         # before that commit's notice): park at once. Otherwise read what committed.
-        live = c.engine.sched.dags.get(dag["id"])
+        live = c.engine.sched.dags.get(dag_id)
         status = live.status if live is not None else None
         if live is None:
-            view = await c.engine.read(lambda tx: load_dag(tx, dag["id"]))
+            view = await c.engine.read(lambda tx: load_dag(tx, dag_id))
             if view["status"] not in ("WAITING", "RUNNING"):
-                return view
+                return view, None
             status = view["status"]
         try:
             await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
-            if (live := c.engine.sched.dags.get(dag["id"])) is not None:
+            if (live := c.engine.sched.dags.get(dag_id)) is not None:
                 status = live.status
-            raise WaitTimeout(f"DAG {dag['name']}#{dag['run']} is still {status} after "
-                              f"{timeout:g}s",
-                              details={"status": status}) from None
-        return await c.engine.read(lambda tx: load_dag(tx, dag["id"]))
+            return None, status
+        return await c.engine.read(lambda tx: load_dag(tx, dag_id)), None
     finally:
         c.hub.discard(topic, waiter)
+
+
+@router.get("/dags/{ref:path}/wait", summary="Long-poll until the DAG has finished")
+async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
+    # A DAG named by its id that the scheduler holds is found without a read (a waiting
+    # client names it so: submit_dag's answer carries the id).
+    number = as_id(ref)
+    live = c.engine.sched.dags.get(number) if number is not None else None
+    dag = live.as_row() if live is not None else await c.engine.read(lambda tx: find_dag(tx, ref))
+    finished, status = await _finished(c, dag["id"], timeout)
+    if finished is None:
+        raise WaitTimeout(f"DAG {dag['name']}#{dag['run']} is still {status} after {timeout:g}s",
+                          details={"status": status})
+    return finished
 
 
 @router.get("/dags/{ref:path}", summary="One DAG run with its jobs")

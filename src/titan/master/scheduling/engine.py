@@ -31,7 +31,7 @@ from titan.master.scheduling.engine_recovery import EngineRecovery
 from titan.master.scheduling.engine_submission import EngineSubmission
 from titan.master.scheduling.engine_workers import EngineWorkers
 from titan.master.scheduling.scheduler import Scheduler
-from titan.master.scheduling.state import Changes, WorkerRec
+from titan.master.scheduling.state import Changes, WorkerRec, capacity
 from titan.storage.base import Storage, Transaction
 from titan.storage.writer import GroupCommitWriter
 
@@ -156,10 +156,8 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
 
     @staticmethod
     def capacity(worker: WorkerRec, offered: int) -> int:
-        """How many more jobs a worker may get: what its poll offers, never more than its
-        slots minus what it holds. An offer can be out of date (a poll parked before a job
-        arrived by another poll's reply); the slot count is the guard that cannot be."""
-        return min(offered - len(worker.assigned), worker.slots - len(worker.running))
+        """See :func:`~titan.master.scheduling.state.capacity`."""
+        return capacity(worker, offered)
 
 
 def _ensure_secret(tx: Transaction) -> str:

@@ -3,6 +3,11 @@
 Part of :class:`~titan.master.scheduling.engine.Engine` (a mixin). The submission commits
 before the scheduler sees it: the DAG, its jobs (READY already where they can run at once) and
 whatever a stage of an agent run writes (:class:`~.engine_core.StageHooks`) in one transaction.
+
+A job that a parked worker can take at once, with nothing queued ahead of it, is leased in that
+same transaction (its row RUNNING, its first attempt written) and pushed as soon as it commits:
+an agent's next step reaches a worker one commit sooner than through the scheduler's own
+lease, which commits after the submission. The worker's slots are reserved meanwhile.
 """
 
 from __future__ import annotations
@@ -15,7 +20,17 @@ from titan.errors import InvalidDAG
 from titan.master.idempotency import once
 from titan.master.scheduling.engine_core import EngineCore
 from titan.master.scheduling.engine_recovery import job_rec
-from titan.master.scheduling.state import APPROVAL, PENDING, READY, Changes, DagRec
+from titan.master.scheduling.state import (
+    APPROVAL,
+    PENDING,
+    READY,
+    RUNNING,
+    Changes,
+    DagRec,
+    WorkerRec,
+    capacity,
+    job_event,
+)
 from titan.storage.base import Row, Transaction
 
 
@@ -57,6 +72,7 @@ class EngineSubmission:
                 row.update(state=READY, ready_at=now)
 
         run_events: list[tuple[str, Row]] = []
+        leases = lease_with_submission(self, rows, agent_run_id, now)
 
         def insert(tx: Transaction) -> list[Any]:
             run = tx.next_dag_run(name)
@@ -66,7 +82,8 @@ class EngineSubmission:
                                                         started_by))
             dag_row: Row = {
                 "name": name, "run": run, "agent_run_id": agent_run_id, "submitted_at": now,
-                "status": "WAITING", "cancelled": False, "job_count": len(rows),
+                "status": "RUNNING" if leases else "WAITING", "cancelled": False,
+                "job_count": len(rows), "started_at": now if leases else None,
             }
             if schedule is not None:
                 dag_row["schedule"] = schedule
@@ -74,19 +91,28 @@ class EngineSubmission:
             for row in rows:
                 row["dag_id"] = dag_id
             ids = tx.insert_jobs(rows)
+            if leases:
+                tx.insert_attempts([{"job": ids[r["position"]], "attempt": 1,
+                                     "worker_id": w.id, "started_at": now, "state": RUNNING}
+                                    for r, w in leases])
             if hooks is not None and agent_run_id:
                 hooks.stage_stored(tx, agent_run_id)
             if within is not None:
                 within(tx, dag_id)
             return [run, dag_id, ids]
 
-        (run, dag_id, ids), replayed = await self.run(once(idempotency_key, scope, insert))
+        try:
+            (run, dag_id, ids), replayed = await self.run(once(idempotency_key, scope, insert))
+        finally:
+            for _row, worker in leases:
+                worker.reserved -= 1
         if replayed:
             return int(dag_id)
         for row, job_id in zip(rows, ids, strict=True):
             row["id"] = job_id
-        dag = DagRec(id=dag_id, name=name, run=run, agent_run_id=agent_run_id, status="WAITING",
-                     started_at=None, submitted_at=now)
+        dag = DagRec(id=dag_id, name=name, run=run, agent_run_id=agent_run_id,
+                     status="RUNNING" if leases else "WAITING",
+                     started_at=now if leases else None, submitted_at=now)
         ch = Changes()
         ch.events.extend(run_events)
         ch.events.append(("dag_created", {"id": dag_id, "name": name, "run": run,
@@ -95,6 +121,8 @@ class EngineSubmission:
             ch.events.append(("agent_run_updated", {"id": agent_run_id, "dag_id": dag_id,
                                                     "status": "WAITING"}))
         self.sched.load(dag, [job_rec(r) for r in rows], ch)
+        if leases:
+            hand_over(self, dag, leases, ch)
         # Not awaited: the submission is durable already and holds every READY that is known
         # now (recovery re-derives the rest), so the caller need not wait for this commit.
         self.submit(ch)
@@ -115,4 +143,66 @@ def job_row(spec: Row, position: int, now: float, default_retries: int) -> Row:
         "max_attempts": retries + 1, "timeout": spec["timeout"], "runner": spec["runner"],
         "hitl_message": spec["hitl_message"], "max_wait_seconds": spec["max_wait_seconds"],
         "service": spec.get("service"), "state": PENDING, "attempt": 0, "submitted_at": now,
+        # Every row has every key (one insert statement for the DAG): set when it is READY
+        # with its submission, or leased with it.
+        "ready_at": None, "started_at": None, "worker_id": None, "lease_expires_at": None,
     }
+
+
+def lease_with_submission(engine: EngineCore, rows: list[Row], agent_run_id: str | None,
+                          now: float) -> list[tuple[Row, WorkerRec]]:
+    """Lease the submission's runnable jobs to workers parked with free slots, in its own
+    rows: only where nothing queued would go first (the scheduler's order is kept) and
+    for plain jobs (gates, services and held runs take the scheduler's path). The slots
+    are reserved until the submission commits."""
+    sched = engine.sched
+    if agent_run_id is not None and agent_run_id in sched.blocked_runs:
+        return []
+    ready = sorted((r for r in rows if r["state"] == READY and r.get("service") is None
+                    and r["job_type"] != APPROVAL),
+                   key=lambda r: (-r["priority"], r["position"]))
+    leases: list[tuple[Row, WorkerRec]] = []
+    for worker in sched.workers.values():
+        if not ready:
+            break
+        if worker.poll is None or worker.poll.done() or not worker.live:
+            continue
+        free = capacity(worker, worker.poll_free)
+        if free <= 0 or sched.queued_for(worker):
+            continue
+        rest = []
+        for r in ready:
+            if free > 0 and r["requirement"] in worker.capabilities:
+                free -= 1
+                worker.reserved += 1
+                leases.append((r, worker))
+            else:
+                rest.append(r)
+        ready = rest
+    for r, worker in leases:
+        r.update(state=RUNNING, attempt=1, worker_id=worker.id, started_at=now,
+                 lease_expires_at=now + sched.lease_seconds)
+    return leases
+
+
+def hand_over(engine: EngineCore, dag: DagRec, leases: list[tuple[Row, WorkerRec]],
+              ch: Changes) -> None:
+    """The submission's own leases, committed: to their workers' next push (a worker lost
+    meanwhile loses them at once, and they queue again)."""
+    sched = engine.sched
+    for row, worker in leases:
+        job = sched.jobs[row["id"]]
+        ch.events.append(("job_updated", job_event(job)))
+        if worker.live and sched.workers.get(worker.id) is worker:
+            worker.assigned.append(job.id)
+        else:
+            job.lease_expires = sched.now() - 1.0
+            sched.timer("lease", job.id, ch)
+    for worker in {id(w): w for _r, w in leases}.values():
+        if worker.assigned and worker.poll is not None and not worker.poll.done():
+            worker.poll.set_result(None)
+    ch.events.append(("dag_updated", {"id": dag.id, "name": dag.name, "run": dag.run,
+                                      "status": dag.status, "agent_run_id": dag.agent_run_id}))
+    if dag.agent_run_id:
+        ch.events.append(("agent_run_updated", {"id": dag.agent_run_id, "dag_id": dag.id,
+                                                "status": dag.status}))

@@ -56,6 +56,21 @@ class Leasing:
             taken.append(job)
         return taken
 
+    def queued_for(self: SchedulerCore, worker: WorkerRec) -> bool:
+        """Whether a job waits in a queue this worker takes from (its affinity jobs, the
+        heads of its capabilities' queues): what :meth:`take` would lease before anything
+        new. Stale heads are dropped on the way, as :meth:`take` drops them."""
+        if worker.private:
+            return True
+        for cap in worker.capabilities:
+            heap = self.queues.get(cap)
+            while heap:
+                job = self.jobs.get(heap[0][1])
+                if job is not None and job.state == READY and job.queued_on == cap:
+                    return True
+                heapq.heappop(heap)
+        return False
+
     def renew(self: SchedulerCore, worker: WorkerRec,
               running: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         """Heartbeat: extend the leases the worker still holds; list attempts it must kill."""

@@ -119,6 +119,9 @@ class WorkerRec:
     # before those slots freed up, so it must answer at once rather than park on a stale offer.
     stale_offer: bool = False
     assigned: list[int] = field(default_factory=list)  # leased, not yet handed over
+    # Slots promised to a submission whose leases commit with it (engine_submission.py):
+    # counted as taken until that commit lands and the jobs are in ``assigned``.
+    reserved: int = 0
     transport: str = "http"  # how its jobs travel: "channel" (the WebSocket) or "http" polls
 
     @property
@@ -183,6 +186,14 @@ def dag_status(counts: Counter[str]) -> str:
     if counts[CANCELLED] or counts[SKIPPED]:
         return "CANCELLED"
     return "COMPLETED"
+
+
+def capacity(worker: WorkerRec, offered: int) -> int:
+    """How many more jobs a worker may get: what its poll offers, never more than its slots
+    minus what it holds or was promised. An offer can be out of date (a poll parked before a
+    job arrived by another poll's reply); the slot count is the guard that cannot be."""
+    return min(offered - len(worker.assigned), worker.slots - len(worker.running)) \
+        - worker.reserved
 
 
 def job_event(job: JobRec) -> Row:
