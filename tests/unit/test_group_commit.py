@@ -79,3 +79,38 @@ def test_a_batch_commits_together_and_a_failure_stays_its_own(storage: Storage) 
     with storage.transaction() as tx:
         assert [tx.get_meta(f"k{i}") for i in range(5)] == [f"v{i}" for i in range(5)]
         assert tx.get_meta("half-written") is None  # the failing operation left nothing
+
+
+def test_a_change_with_nothing_to_write_settles_after_what_was_queued_before(
+        storage: Storage) -> None:
+    writer = GroupCommitWriter(storage)
+    gate = threading.Event()
+
+    def slow(tx: Transaction) -> str:
+        gate.wait(5)
+        tx.set_meta("slow", "done")
+        return "slow"
+
+    async def main() -> list[str]:
+        order: list[str] = []
+        first = writer.after_queued()  # nothing queued yet: settles at once
+        await asyncio.wait_for(first, 1)
+        queued = writer.submit(slow)
+        queued.add_done_callback(lambda _f: order.append("commit"))
+        empty = writer.after_queued()
+        empty.add_done_callback(lambda _f: order.append("nothing to write"))
+        await asyncio.sleep(0.05)
+        assert not empty.done(), "settled before the commit queued ahead of it"
+        gate.set()
+        await asyncio.wait_for(empty, 5)
+        later = writer.after_queued()  # chained after the empty one, which is done
+        await asyncio.wait_for(later, 1)
+        return order
+
+    writer.start()
+    try:
+        assert asyncio.run(main()) == ["commit", "nothing to write"]
+    finally:
+        writer.stop()
+    with storage.transaction() as tx:
+        assert tx.get_meta("slow") == "done"

@@ -38,6 +38,10 @@ class EventHub:
             if not waiters:
                 del self._waiters[topic]
 
+    def waited(self, topic: Hashable) -> bool:
+        """Whether a waiter is registered on ``topic`` now."""
+        return topic in self._waiters
+
     def notify(self, topic: Hashable, value: Any = None) -> None:
         for fut in self._waiters.pop(topic, ()):
             if not fut.done():

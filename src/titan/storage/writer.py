@@ -40,6 +40,7 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="titan-db-writer", daemon=True)
         self._stopping = threading.Event()
         self._warned = 0.0
+        self._last: asyncio.Future[Any] | None = None  # the newest future handed out
 
     def start(self) -> None:
         self._thread.start()
@@ -55,6 +56,26 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._queue.put((op, fut, loop))
+        self._last = fut
+        return fut
+
+    def after_queued(self) -> asyncio.Future[None]:
+        """A future resolved once everything submitted before it has settled, with no
+        transaction of its own: what a change with nothing to write waits for, so that what
+        it announces still comes after what was committed before it."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def done(_prev: Any = None) -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        prev = self._last
+        if prev is None or prev.done() or prev.get_loop() is not loop:
+            loop.call_soon(done)
+        else:
+            prev.add_done_callback(done)
+        self._last = fut
         return fut
 
     async def run(self, op: Callable[[Transaction], T]) -> T:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -18,18 +17,10 @@ from titan.master.runs.compliance import started_by
 from titan.master.scheduling.refs import as_id, find_dag
 from titan.master.scheduling.state import DAG_STATUSES
 from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
-from titan.master.scheduling.views import dag_view
+from titan.master.scheduling.views import dag_view, dag_with_jobs
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["dags"])
-
-
-def load_dag(tx: Transaction, dag_id: int) -> Row:
-    dag = tx.get_dag(dag_id)
-    assert dag is not None
-    jobs = tx.jobs_of_dags([dag_id])
-    # Counted from the jobs already read: one query less on every wait's answer.
-    return dag_view(dag, dict(Counter(str(j["state"]) for j in jobs)), jobs)
 
 
 @router.post("/dags", status_code=201, summary="Submit a DAG (atomic, validated as a whole)")
@@ -67,7 +58,7 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
             return finished
     live = c.engine.sched.dags.get(dag_id)
     if live is None:  # already finished (every job was cancelled meanwhile): read it back
-        return await c.engine.read(lambda tx: load_dag(tx, dag_id))
+        return await c.engine.read(lambda tx: dag_with_jobs(tx, dag_id))
     return dag_view(live.as_row(), dict(live.counts))
 
 
@@ -101,17 +92,19 @@ async def _finished(c: Ctx, dag_id: int, timeout: float) -> tuple[Row | None, st
         live = c.engine.sched.dags.get(dag_id)
         status = live.status if live is not None else None
         if live is None:
-            view = await c.engine.read(lambda tx: load_dag(tx, dag_id))
+            view = await c.engine.read(lambda tx: dag_with_jobs(tx, dag_id))
             if view["status"] not in ("WAITING", "RUNNING"):
                 return view, None
             status = view["status"]
         try:
-            await asyncio.wait_for(waiter, timeout)
+            view = await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             if (live := c.engine.sched.dags.get(dag_id)) is not None:
                 status = live.status
             return None, status
-        return await c.engine.read(lambda tx: load_dag(tx, dag_id)), None
+        if isinstance(view, dict) and view.get("id") == dag_id:
+            return view, None  # read in the commit that finished it
+        return await c.engine.read(lambda tx: dag_with_jobs(tx, dag_id)), None
     finally:
         c.hub.discard(topic, waiter)
 
@@ -132,11 +125,11 @@ async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
 
 @router.get("/dags/{ref:path}", summary="One DAG run with its jobs")
 async def get_dag(c: CtxDep, p: Reader, ref: str) -> Row:
-    return await c.engine.read(lambda tx: load_dag(tx, find_dag(tx, ref)["id"]))
+    return await c.engine.read(lambda tx: dag_with_jobs(tx, find_dag(tx, ref)["id"]))
 
 
 @router.post("/dags/{ref:path}/cancel", summary="Cancel every unfinished job of a DAG")
 async def cancel_dag(c: CtxDep, p: Writer, ref: str) -> Row:
     dag = await c.engine.read(lambda tx: find_dag(tx, ref))
     await c.engine.cancel_dag(dag["id"], dag["status"])
-    return await c.engine.read(lambda tx: load_dag(tx, dag["id"]))
+    return await c.engine.read(lambda tx: dag_with_jobs(tx, dag["id"]))

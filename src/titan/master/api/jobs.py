@@ -20,19 +20,14 @@ from titan.master.api.params import After, Attempt
 from titan.master.auth.tokens import Principal
 from titan.master.scheduling.refs import find_job
 from titan.master.scheduling.state import TERMINAL
-from titan.master.scheduling.views import job_view
+from titan.master.scheduling.views import job_with_attempts
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["jobs"])
 
 
 def load_job(tx: Transaction, ref: str) -> Row:
-    job = find_job(tx, ref)
-    dag = tx.get_dag(job["dag_id"])
-    assert dag is not None
-    view = job_view(job, dag)
-    view["attempts"] = tx.attempts_of(job["id"])
-    return view
+    return job_with_attempts(tx, find_job(tx, ref))
 
 
 @router.get("/jobs", summary="Look a job up by reference")
@@ -51,10 +46,12 @@ async def wait_job(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
             job = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
         if job["state"] not in TERMINAL:
             try:
-                await asyncio.wait_for(waiter, timeout)
+                view = await asyncio.wait_for(waiter, timeout)
             except TimeoutError:
                 raise WaitTimeout(f"job {job['ref']} is still {job['state']} after {timeout:g}s",
                                   details={"state": job["state"]}) from None
+            if isinstance(view, dict) and view.get("id") == job["id"]:
+                return view  # read in the commit that finished it
             job = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
         return job
     finally:

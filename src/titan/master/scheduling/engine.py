@@ -32,7 +32,8 @@ from titan.master.scheduling.engine_submission import EngineSubmission
 from titan.master.scheduling.engine_workers import EngineWorkers
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import Changes, WorkerRec, capacity
-from titan.storage.base import Storage, Transaction
+from titan.master.scheduling.views import finished_view
+from titan.storage.base import Row, Storage, Transaction
 from titan.storage.writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -105,19 +106,32 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         loop = asyncio.get_running_loop()
         for when, kind, job_id in ch.timers:
             loop.call_at(loop.time() + max(0.0, when - time.time()), self._fire, kind, job_id)
+        # Someone waits for a job or DAG this change finishes: its answer is read in this
+        # transaction and handed over with the notice, instead of by a read of its own after.
+        finals = [topic for topic in [*(("job", j) for j in ch.finished_jobs),
+                                      *(("dag", d) for d in ch.finished_dags)]
+                  if self.hub.waited(topic)]
+        views: dict[tuple[str, int], Row | None] = {}
 
         def op(tx: Transaction) -> Any:
             ch.apply(tx)
-            return extra(tx) if extra else None
+            result = extra(tx) if extra else None
+            for kind, ident in finals:
+                views[(kind, ident)] = finished_view(tx, kind, ident)
+            return result
 
-        fut = self.writer.submit(op)
+        # Nothing to write (a submission that leased its own jobs leaves only its notices):
+        # no transaction, but the notices still wait for the commits queued before them.
+        fut = self.writer.after_queued() if ch.empty() and extra is None and not finals \
+            else self.writer.submit(op)
         for worker in woken:
             assert worker.poll is not None
             worker.poll.set_result(fut)  # type: ignore[arg-type]
-        fut.add_done_callback(lambda f: self._after_commit(ch, f))
+        fut.add_done_callback(lambda f: self._after_commit(ch, f, views))
         return fut
 
-    def _after_commit(self, ch: Changes, fut: asyncio.Future[Any]) -> None:
+    def _after_commit(self, ch: Changes, fut: asyncio.Future[Any],
+                      views: dict[tuple[str, int], Row | None]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             log.error("committing scheduler changes failed: %r", fut.exception())
             return
@@ -130,9 +144,9 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             if not withdraw:
                 self.hub.notify(("store", key), value)
         for job_id in ch.finished_jobs:
-            self.hub.notify(("job", job_id))
+            self.hub.notify(("job", job_id), views.get(("job", job_id)))
         for dag_id in ch.finished_dags:
-            self.hub.notify(("dag", dag_id))
+            self.hub.notify(("dag", dag_id), views.get(("dag", dag_id)))
 
     def _fire(self, kind: str, job_id: int) -> None:
         ch = Changes()

@@ -39,6 +39,33 @@ def job_view(job: Row, dag: Row) -> Row:
     return out
 
 
+def job_with_attempts(tx: Transaction, job: Row) -> Row:
+    """A job row as ``GET /jobs/{ref}`` shows it: its view and its attempts."""
+    dag = tx.get_dag(job["dag_id"])
+    assert dag is not None
+    view = job_view(job, dag)
+    view["attempts"] = tx.attempts_of(job["id"])
+    return view
+
+
+def dag_with_jobs(tx: Transaction, dag_id: int) -> Row:
+    """A DAG as ``GET /dags/{ref}`` shows it, with its jobs."""
+    dag = tx.get_dag(dag_id)
+    assert dag is not None
+    jobs = tx.jobs_of_dags([dag_id])
+    # Counted from the jobs already read: one query less on every wait's answer.
+    return dag_view(dag, dict(Counter(str(j["state"]) for j in jobs)), jobs)
+
+
+def finished_view(tx: Transaction, kind: str, ident: int) -> Row | None:
+    """What a waiter on ``(kind, ident)`` answers with once it has finished (see
+    ``Engine.submit``): read in the transaction that finished it."""
+    if kind == "dag":
+        return dag_with_jobs(tx, ident)
+    job = tx.get_job(ident)
+    return job_with_attempts(tx, job) if job is not None else None
+
+
 def counts_view(counts: dict[str, int]) -> dict[str, int]:
     return {s: counts.get(s, 0) for s in JOB_STATES}
 

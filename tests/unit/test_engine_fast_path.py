@@ -1,8 +1,10 @@
-"""A submission that a parked worker can take at once carries its own leases (issue 17: one
-commit per hop), on a real engine and SQLite file with workers on the HTTP poll protocol: the
-jobs commit RUNNING with their first attempt in the submission's transaction, in the
-scheduler's order, never past a worker's slots, and a worker lost before that commit lands
-loses them at once."""
+"""An agent's step on the engine's fast path (issue 17: one commit per hop), on a real engine
+and SQLite file with workers on the HTTP poll protocol.
+
+A submission that a parked worker can take at once carries its own leases: the jobs commit
+RUNNING with their first attempt in the submission's transaction, in the scheduler's order,
+never past a worker's slots, and a worker lost before that commit lands loses them at once.
+Whoever waits for a job or DAG gets its answer read in the commit that finished it."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import READY, Changes, DagRec, JobRec, WorkerRec
 from titan.master.scheduling.validation import validate_dag
+from titan.master.scheduling.views import dag_with_jobs
 from titan.storage import open_storage
 from titan.storage.base import Row
 
@@ -169,3 +172,22 @@ def test_nothing_is_leased_past_a_job_queued_before_it() -> None:
     assert sched.queued_for(worker)
     sched.take(worker, 1, ch)
     assert not sched.queued_for(worker)  # leased: the stale heap entry is dropped
+
+
+def test_a_waiter_gets_its_answer_read_in_the_commit_that_finished(tmp_path: Path) -> None:
+    async def test(engine: Engine, queued: list[Changes]) -> None:
+        poll = await parked(engine, "w1", 1)
+        dag_id = await engine.submit_dag("step", specs(("a", 0)), None)
+        [job] = (await asyncio.wait_for(poll, 5))["jobs"]
+        on_dag = engine.hub.waiter(("dag", dag_id))
+        on_job = engine.hub.waiter(("job", job["id"]))
+        await proto.report(engine, "w1", {"results": [
+            {"id": job["id"], "attempt": 1, "exit_code": 0}]})
+        dag = await asyncio.wait_for(on_dag, 5)
+        assert dag == await engine.read(lambda tx: dag_with_jobs(tx, dag_id))
+        assert dag["status"] == "COMPLETED" and dag["jobs"][0]["state"] == "COMPLETED"
+        finished = await asyncio.wait_for(on_job, 5)
+        assert finished["id"] == job["id"] and finished["exit_code"] == 0
+        assert [a["state"] for a in finished["attempts"]] == ["COMPLETED"]
+
+    scenario(tmp_path, test)
