@@ -522,6 +522,47 @@ def test_a_job_reaching_an_idle_zygote_runs_in_a_spare_forked_ahead(
     assert all(_gone(pid) for pid in left)
 
 
+SURROUNDINGS = """
+    import os, random, sys
+    print(os.getpid(), os.getsid(0) == os.getpid(), os.getpgid(0) == os.getpid(),
+          sys.stdout.seekable(), sys.stdout.isatty(), sys.stderr.seekable(),
+          repr(sys.stdin.read()), sys.stdout is sys.__stdout__, random.random())
+    print("err", file=sys.stderr)
+"""
+
+
+def test_a_spare_prepared_ahead_gives_its_job_what_a_fork_on_demand_gives(
+        loop: IOLoop, tmp_path: Path) -> None:
+    """A spare made its session, stdin, random seed and streams before its job came: the job
+    sees what a child forked for it sees (pipes, not seekable; its own session; stdin at end)
+    and draws numbers of its own."""
+    own = Runner(loop, spares=2)
+    own.start()
+    try:
+        zygote = own.lean_zygote_pid
+        assert zygote is not None
+        spares = _until(lambda: len(_zygote_children(zygote)) == 2 and _zygote_children(zygote))
+        job = Job(loop, own, tmp_path)
+        seen = []
+        for _ in range(2):
+            sink = job.run(SURROUNDINGS)
+            assert sink.outcome["exit_code"] == 0 and sink.stream("stderr") == ["err"]
+            seen.append(sink.stream("stdout")[0].split())
+        assert {int(s[0]) for s in seen} <= spares
+        assert [s[1:8] for s in seen] == [["True", "True", "False", "False", "False", "''",
+                                           "True"]] * 2
+        assert seen[0][-1] != seen[1][-1]  # each spare seeded its own generator
+    finally:
+        own.close()
+    plain = Runner(loop, spares=0)
+    plain.start()
+    try:
+        sink = Job(loop, plain, tmp_path).run(SURROUNDINGS)
+        assert sink.stream("stdout")[0].split()[1:8] == seen[0][1:8]
+    finally:
+        plain.close()
+
+
 def test_spares_are_counted_from_slots_or_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from titan import errors
     from titan.worker.executors import zygote_spares

@@ -3,9 +3,12 @@
 
 Everything here runs in the child, after :func:`os.fork` in :mod:`titan.worker.zygote`: first
 :func:`leave_zygote` (the zygote's descriptors and signal handlers are not the job's), then
-:func:`run_job` (its own session, stdout/stderr on the job's pipes, isolation, the script as
-``__main__``, the interpreter's shutdown replayed). A spare child — forked ahead of time, while
-the worker is idle — runs the first half at once and the second when its job arrives.
+:func:`prepare` (what every job's process does before it knows its job: its own session, stdin
+on /dev/null, its own random seed, line-buffered streams on descriptors 1 and 2), then
+:func:`run_job` (stdout/stderr on the job's pipes, isolation, the script as ``__main__``, the
+interpreter's shutdown replayed). A spare child — forked ahead of time, while the worker is
+idle — runs the first two at once and the last when its job arrives, so a job handed to it
+pays only for what depends on the job.
 """
 
 from __future__ import annotations
@@ -87,8 +90,6 @@ def run_script(request: dict[str, Any]) -> int:
     code. The interpreter's own shutdown is replayed (non-daemon threads joined, ``atexit``
     handlers run, streams flushed) because the child leaves with ``os._exit``.
     """
-    import random
-
     os.chdir(request["cwd"])
     _apply_environ(request["env_unset"], request["env_set"])
     script = os.path.abspath(request["script"])
@@ -98,15 +99,6 @@ def run_script(request: dict[str, Any]) -> int:
     sys.path[0] = os.path.dirname(script)
     for i, entry in enumerate(p for p in extra if p not in sys.path):
         sys.path.insert(1 + i, entry)
-    # Forked children start with the zygote's PRNG state; without a reseed every job would
-    # draw the same "random" numbers.
-    random.seed()
-    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the child's stdin, kept for its life
-    sys.stdout = _text_stream(1)
-    sys.stderr = _text_stream(2)
-    # Code that writes to the "original" streams (faulthandler users, pdb) must stream too.
-    setattr(sys, "__stdout__", sys.stdout)  # noqa: B010 - typeshed marks them Final
-    setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
     if os.environ.get("TITAN_REPLAY"):
         # A replay's job: its sockets are guarded before its own code runs (leaks).
         from titan.trace import replay
@@ -148,17 +140,50 @@ def leave_zygote(own_fds: list[int]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def run_job(request: dict[str, Any], out_fd: int, err_fd: int, isolation: Any = None) -> None:
-    """The job's life once it is known: never returns (the process leaves with its code)."""
-    code = 1
-    try:
-        # A process group of its own: cancel and timeout kill the whole group, grandchildren
-        # included, and the zygote's group is never hit.
-        os.setsid()
+def prepare(out_fd: int | None = None, err_fd: int | None = None) -> None:
+    """What a job's process does before it knows its job (a spare does it while it waits):
+    with ``out_fd``/``err_fd``, the job's pipes go on descriptors 1 and 2 first; without
+    (a spare), a pipe of its own holds their place until :func:`run_job` puts the job's there,
+    so the streams made now see a pipe (not seekable, not a tty) as the job's will be."""
+    import random
+
+    # A process group of its own: cancel and timeout kill the whole group, grandchildren
+    # included, and the zygote's group is never hit.
+    os.setsid()
+    if out_fd is None or err_fd is None:
+        r, w = os.pipe()
+        os.dup2(w, 1)
+        os.dup2(w, 2)
+        os.close(r)
+        os.close(w)
+    else:
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    # Forked children start with the zygote's PRNG state; without a reseed every job would
+    # draw the same "random" numbers.
+    random.seed()
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the child's stdin, kept for its life
+    sys.stdout = _text_stream(1)
+    sys.stderr = _text_stream(2)
+    # Code that writes to the "original" streams (faulthandler users, pdb) must stream too.
+    setattr(sys, "__stdout__", sys.stdout)  # noqa: B010 - typeshed marks them Final
+    setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
+
+
+def run_job(request: dict[str, Any], out_fd: int, err_fd: int, isolation: Any = None, *,
+            prepared: bool = False) -> None:
+    """The job's life once it is known: never returns (the process leaves with its code).
+    ``prepared``: :func:`prepare` ran already (a spare)."""
+    code = 1
+    try:
+        if prepared:
+            os.dup2(out_fd, 1)
+            os.dup2(err_fd, 2)
+        else:
+            prepare(out_fd, err_fd)
         if isolation is not None:
             # Before any of the job's code: a failure here fails the job rather than running
             # it less isolated than asked.

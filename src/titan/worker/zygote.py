@@ -173,13 +173,14 @@ class Zygote:
         if pid == 0:
             try:
                 child.leave_zygote([*self._zygote_fds(), ours.fileno()])
+                child.prepare()
                 got = read_request(theirs)
             except BaseException:  # noqa: BLE001 - a spare that cannot wait just goes
                 os._exit(1)
             if got is None or len(got[2]) != 2:
                 os._exit(0)  # the zygote went away before a job came
             _raw, request, (out_fd, err_fd) = got
-            child.run_job(request, out_fd, err_fd, self.isolation)
+            child.run_job(request, out_fd, err_fd, self.isolation, prepared=True)
         theirs.close()
         self.spares[pid] = ours
 
