@@ -76,12 +76,31 @@ def _reference(values: list[Any]) -> bytes:
     return _array(values).encode()
 
 
+def _floatless(value: Any) -> bool:
+    """Whether a JSON value holds only strings, integers, booleans and nulls: where orjson
+    and json write the same bytes (their floats' exponent forms differ)."""
+    stack = [value]
+    while stack:
+        x = stack.pop()
+        kind = type(x)
+        if kind is dict:
+            stack.extend(x.values())
+        elif kind is list:
+            stack.extend(x)
+        elif not (kind is str or kind is int or kind is bool or x is None):
+            return False
+    return True
+
+
 try:
     import orjson
 except ImportError:  # pragma: no cover - a dependency; the reference path stays correct
     _encode = _reference
+
+    def _small(value: Any) -> str:
+        return _object(value)
 else:
-    _Fragment, _dumps = orjson.Fragment, orjson.dumps
+    _Fragment, _dumps, _SORTED = orjson.Fragment, orjson.dumps, orjson.OPT_SORT_KEYS
 
     def _encode(values: list[Any]) -> bytes:
         fast = values
@@ -97,6 +116,16 @@ else:
             return _dumps(fast)
         except TypeError:
             return _reference(values)
+
+    def _small(value: Any) -> str:
+        """Tags or PII counts as the content holds them: json's canonical text, written by
+        orjson (sorted keys; ~10x faster) when it is the same, by json otherwise."""
+        if _floatless(value):
+            try:
+                return _dumps(value, option=_SORTED).decode()
+            except TypeError:  # a key that is not a string, nesting past orjson's depth
+                pass
+        return _object(value)
 
 
 Row = dict[str, Any]
@@ -119,8 +148,8 @@ def content(a: Mapping[str, Any]) -> bytes:
         a["error_type"], a["error_message"], a["outcome"], a["model"], a["input_tokens"],
         a["output_tokens"], a["cached_tokens"], a["reasoning_tokens"],
         None if cost is None else float(cost), a["cost_source"], float(a["started_at"]),
-        a["duration_ns"], None if tags is None else _object(tags), a.get("replay_status"),
-        _object(pii) if pii else None, float(a["recorded_at"]),
+        a["duration_ns"], None if tags is None else _small(tags), a.get("replay_status"),
+        _small(pii) if pii else None, float(a["recorded_at"]),
     ])
 
 

@@ -81,3 +81,41 @@ def test_a_link_hashes_the_previous_hash_the_seq_and_the_content() -> None:
     body = ledger.content(_row())
     assert ledger.link("ab" * 32, 7, body) == hashlib.sha256(
         ("ab" * 32 + ":7:").encode() + body).hexdigest()
+
+
+def test_tags_and_pii_counts_encode_as_json_writes_them() -> None:
+    """Tags and PII counts go through orjson when they hold no float: sorted keys of any
+    script, nesting, booleans, nulls and big integers must come out as json's own text."""
+    rnd = random.Random(7)
+
+    def text() -> str:
+        return "".join(chr(rnd.choice([rnd.randint(32, 126), rnd.randint(0x80, 0x2FFF),
+                                       rnd.randint(0x1F300, 0x1F6FF), rnd.randint(0, 31)]))
+                       for _ in range(rnd.randint(0, 8)))
+
+    def value(depth: int) -> object:
+        roll = rnd.random()
+        if depth > 2 or roll < 0.5:
+            return rnd.choice([text(), rnd.randint(-10 ** 6, 10 ** 6), True, False, None,
+                               2 ** 63 - 1, -(2 ** 63)])
+        if roll < 0.75:
+            return [value(depth + 1) for _ in range(rnd.randint(0, 4))]
+        return {text(): value(depth + 1) for _ in range(rnd.randint(0, 4))}
+
+    for _ in range(2000):
+        tags = rnd.choice([{text(): value(0) for _ in range(rnd.randint(0, 6))},
+                           [text() for _ in range(rnd.randint(0, 4))]])
+        pii = {"inputs": {text(): rnd.randint(1, 9)}} if rnd.random() < 0.5 else None
+        row = _row(tags=tags, pii=pii)
+        assert ledger.content(row) == _reference(row), (tags, pii)
+
+
+@pytest.mark.parametrize("tags", [
+    {"cost": 3e-05, "b": "x"},                  # a float: json's path
+    {"nested": [{"deep": 1.5e-7}]},             # a float far down: json's path
+    {"big": 2 ** 70},                           # past 64 bits: orjson refuses, json writes it
+    {"a": {"b": {"c": {"d": [[[[["deep"]]]]]}}}},
+])
+def test_tags_orjson_would_write_differently_take_json_s_path(tags: object) -> None:
+    row = _row(tags=tags)
+    assert ledger.content(row) == _reference(row)
