@@ -260,8 +260,16 @@ class JobsSQL:
         return _job_out(row) if row else None
 
     def jobs_of_dags(self, dag_ids: Iterable[int]) -> list[Row]:
+        ids = list(dag_ids)
+        if len(ids) == 1:  # a DAG's view, on every wait's answer: compiled once
+            rows = compiled.execute(
+                self.conn, "jobs_of_dag",
+                lambda: select(t.jobs).where(t.jobs.c.dag_id == bindparam("d"))
+                .order_by(t.jobs.c.position),
+                {"d": ids[0]})
+            return [_job_out(r) for r in rows]
         out: list[Row] = []
-        for chunk in iter_chunks(list(dag_ids), 500):
+        for chunk in iter_chunks(ids, 500):
             rows = self.conn.execute(
                 select(t.jobs).where(t.jobs.c.dag_id.in_(chunk)).order_by(t.jobs.c.dag_id, t.jobs.c.position)
             )
@@ -315,9 +323,11 @@ class JobsSQL:
             )
 
     def attempts_of(self, job: int) -> list[Row]:
-        rows = self.conn.execute(
-            select(t.attempts).where(t.attempts.c.job == job).order_by(t.attempts.c.attempt)
-        )
+        rows = compiled.execute(
+            self.conn, "attempts_of",
+            lambda: select(t.attempts).where(t.attempts.c.job == bindparam("j"))
+            .order_by(t.attempts.c.attempt),
+            {"j": job})
         return [dict(r._mapping) for r in rows]
 
     def add_log_lines(self, rows: Sequence[Row]) -> None:
