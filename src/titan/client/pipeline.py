@@ -47,40 +47,18 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from titan import services
 from titan.client.job import TitanJob, check_name
+from titan.client.pipeline_fields import JOB_FIELDS
+from titan.client.pipeline_writer import dump_pipeline
 from titan.errors import PipelineError, ValidationFailed
+
+__all__ = ["JOB_FIELDS", "dump_pipeline", "load_pipeline", "load_schedule", "parse_pipeline"]
 
 TOP_FIELDS = ("name", "jobs", "schedule")
 #: A pipeline's optional ``schedule:`` block (:func:`load_schedule`), each field's choices.
 SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
     "cron": (), "timezone": (), "catchup": ("skip", "all", "latest"),
     "overlap": ("allow", "skip", "queue")}
-#: YAML key -> TitanJob argument.
-JOB_FIELDS = {
-    "id": "job_id",
-    "file": "filename",
-    "args": "args",
-    "depends_on": "parents",
-    "requirement": "requirement",
-    "priority": "priority",
-    "delay": "delay",
-    "affinity": "affinity",
-    "type": "job_type",
-    "port": "port",
-    "retries": "retries",
-    "timeout": "timeout",
-    "env": "env",
-    "is_archive": "is_archive",
-    "hitl_message": "hitl_message",
-    "max_wait_seconds": "max_wait_seconds",
-    "runner": "runner",
-    "readiness": "readiness",
-    "max_restarts": "max_restarts",
-    "restart_window": "restart_window",
-    "stop_grace": "stop_grace",
-    "ready_timeout": "ready_timeout",
-}
 _ARG_TO_FIELD = {arg: key for key, arg in JOB_FIELDS.items()}
 #: Fields whose scalars are taken as written (``id: 1`` is the id "1", not an int).
 _TEXT_FIELDS = {"id", "file", "requirement", "type", "hitl_message", "runner", "readiness"}
@@ -298,53 +276,6 @@ def _pipeline(reader: _Reader, root: Node, file: Path, folder: Path | None,
                     field="depends_on",
                 )
     return name, jobs
-
-
-class _Inline(list[str]):
-    """A job's list (``args``, ``depends_on``), written on one line: ``[extract, train]``."""
-
-
-# libyaml's emitter when PyYAML was built with it: ten times the pure-Python one's speed,
-# which a 10,000-job DAG builder draft, written again on each change, needs.
-_SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-class _Dumper(_SafeDumper):  # type: ignore[valid-type,misc]
-    """Jobs and mappings as blocks, a job's lists inline, never an anchor: the file is for
-    people to read and edit."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-_Dumper.add_representer(
-    _Inline, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data,
-                                                            flow_style=True))
-#: What a TitanJob holds when a field is not given (besides None): such fields are not written.
-_DEFAULTS: dict[str, Any] = {
-    "job_type": "RUN_PAYLOAD", "args": [], "parents": [], "requirement": "GENERAL",
-    "priority": 1, "delay": 0, "affinity": False, "port": 0, "env": {}, "is_archive": False,
-    "runner": "auto",
-}
-
-
-def dump_pipeline(name: str, jobs: Iterable[TitanJob]) -> str:
-    """The pipeline file for ``jobs``: :func:`load_pipeline` reads it back as the same jobs
-    (``file`` as each job names it; an approval gate's empty one is left out)."""
-    entries = []
-    for job in jobs:
-        entry: dict[str, Any] = {}
-        settings = job.service or {}  # a service's own settings are kept apart on the job
-        for key, arg in JOB_FIELDS.items():
-            value = settings.get(arg) if arg in services.FIELDS else getattr(job, arg)
-            if value is None or (arg in _DEFAULTS and value == _DEFAULTS[arg]):
-                continue
-            if arg == "filename" and not value and job.is_gate:
-                continue
-            entry[key] = _Inline(value) if isinstance(value, list) else value
-        entries.append(entry)
-    return yaml.dump({"name": name, "jobs": entries}, Dumper=_Dumper, sort_keys=False,
-                     allow_unicode=True, default_flow_style=False, width=100)
 
 
 def _check_inside(reader: _Reader, node: Node, job: TitanJob, folder: Path,

@@ -19,14 +19,14 @@ from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, iter_chunks
 from titan.storage.leadership import Leadership
 from titan.storage.migrations import migrate
+from titan.storage.sql_actions import ActionsSQL
 from titan.storage.sql_evals import EvalsSQL
 from titan.storage.sql_jobs import JobsSQL
 from titan.storage.sql_ledger import LedgerSQL
-from titan.storage.sql_runs import RunsSQL
 from titan.storage.sql_schedules import SchedulesSQL
 
 
-class SQLTransaction(JobsSQL, RunsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
+class SQLTransaction(JobsSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any) -> None:
         self.conn = conn
         self.insert = insert
