@@ -161,17 +161,12 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         for worker in self.sched.workers.values():
             if worker.poll is None or worker.poll.done() or not worker.live:
                 continue
-            free = self.capacity(worker, worker.poll_free)
+            free = capacity(worker, worker.poll_free)
             jobs = self.sched.take(worker, free, ch) if free > 0 else []
             worker.assigned.extend(j.id for j in jobs)
             if worker.assigned or worker.cancels:
                 woken.append(worker)
         return woken
-
-    @staticmethod
-    def capacity(worker: WorkerRec, offered: int) -> int:
-        """See :func:`~titan.master.scheduling.state.capacity`."""
-        return capacity(worker, offered)
 
 
 def _ensure_secret(tx: Transaction) -> str:

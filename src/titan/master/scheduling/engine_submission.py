@@ -158,18 +158,18 @@ def lease_with_submission(engine: EngineCore, rows: list[Row], agent_run_id: str
     sched = engine.sched
     if agent_run_id is not None and agent_run_id in sched.blocked_runs:
         return []
+    waiting = [(w, free) for w in sched.workers.values()
+               if w.poll is not None and not w.poll.done() and w.live
+               and (free := capacity(w, w.poll_free)) > 0 and not sched.queued_for(w)]
+    if not waiting:  # nobody to take a job now (a large DAG is not even looked through)
+        return []
     ready = sorted((r for r in rows if r["state"] == READY and r.get("service") is None
                     and r["job_type"] != APPROVAL),
                    key=lambda r: (-r["priority"], r["position"]))
     leases: list[tuple[Row, WorkerRec]] = []
-    for worker in sched.workers.values():
+    for worker, free in waiting:
         if not ready:
             break
-        if worker.poll is None or worker.poll.done() or not worker.live:
-            continue
-        free = capacity(worker, worker.poll_free)
-        if free <= 0 or sched.queued_for(worker):
-            continue
         rest = []
         for r in ready:
             if free > 0 and r["requirement"] in worker.capabilities:

@@ -46,7 +46,7 @@ from typing import Any
 from titan.errors import APIError, ValidationFailed
 from titan.master.scheduling import worker_protocol as proto
 from titan.master.scheduling.engine import Engine
-from titan.master.scheduling.state import Changes, WorkerRec
+from titan.master.scheduling.state import Changes, WorkerRec, capacity
 from titan.storage.base import Row
 
 log = logging.getLogger("titan.master")
@@ -197,7 +197,7 @@ class WorkerChannel:
         engine = self.engine
         while not self._closed:
             ch = Changes()
-            want = engine.capacity(worker, self._credit)
+            want = capacity(worker, self._credit)
             if want > 0 and worker.live:
                 worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
             commit: Any = engine.submit(ch) if not ch.empty() else None

@@ -17,7 +17,7 @@ from titan.errors import ValidationFailed
 from titan.master.auth.tokens import Principal, check_worker
 from titan.master.scheduling import services
 from titan.master.scheduling.engine import Engine
-from titan.master.scheduling.state import RUNNING, Changes, WorkerRec
+from titan.master.scheduling.state import RUNNING, Changes, WorkerRec, capacity
 from titan.master.scheduling.validation import check_name
 from titan.storage.base import Row
 
@@ -141,7 +141,7 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
     elif not parked:
         worker.stale_offer = True
     ch = Changes()
-    want = engine.capacity(worker, free)
+    want = capacity(worker, free)
     if want > 0 and worker.state == "live":
         worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
     commit: Any = engine.submit(ch) if not ch.empty() else None
