@@ -253,6 +253,7 @@ def preload(lean: bool = False) -> None:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - a bad preload must not stop the worker
             print(f"titan zygote: cannot preload {name}: {exc}", file=sys.stderr)
+    child.premake()
     # Everything imported so far lives as long as the zygote: out of the collector's sight,
     # a child's garbage collections do not touch (and so copy) those pages.
     gc.collect()
