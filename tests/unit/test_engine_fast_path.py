@@ -191,3 +191,31 @@ def test_a_waiter_gets_its_answer_read_in_the_commit_that_finished(tmp_path: Pat
         assert [a["state"] for a in finished["attempts"]] == ["COMPLETED"]
 
     scenario(tmp_path, test)
+
+
+def test_a_waiter_that_comes_while_the_finishing_change_waits_its_turn_gets_the_answer_too(
+        tmp_path: Path) -> None:
+    """Who waits is asked when the finishing transaction runs, not when the change is queued:
+    a client that starts waiting while the writer is busy with something else still gets the
+    answer read in that commit (no read of its own after)."""
+    async def test(engine: Engine, queued: list[Changes]) -> None:
+        poll = await parked(engine, "w1", 1)
+        await engine.submit_dag("step", specs(("a", 0)), None)
+        [job] = (await asyncio.wait_for(poll, 5))["jobs"]
+        busy = asyncio.ensure_future(engine.run(lambda tx: time.sleep(0.3)))
+        report = asyncio.create_task(proto.report(engine, "w1", {"results": [
+            {"id": job["id"], "attempt": 1, "exit_code": 0}]}))
+        for _ in range(100):  # the result is applied in memory and its change queued
+            if engine.sched.jobs.get(job["id"]) is None or \
+                    engine.sched.jobs[job["id"]].state == "COMPLETED":
+                break
+            await asyncio.sleep(0.005)
+        assert not busy.done(), "the writer was to be busy while the waiter came"
+        on_job = engine.hub.waiter(("job", job["id"]))
+        finished = await asyncio.wait_for(on_job, 5)
+        assert finished is not None and finished["id"] == job["id"]
+        assert finished["state"] == "COMPLETED"
+        await report
+        await busy
+
+    scenario(tmp_path, test)

@@ -38,6 +38,8 @@ async def lookup(c: CtxDep, p: Reader, ref: str) -> Row:
 @router.get("/jobs/{ref:path}/wait", summary="Long-poll until the job has finished")
 async def wait_job(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
     job = await c.engine.read(lambda tx: load_job(tx, ref))
+    if job["state"] in TERMINAL:
+        return job  # what it read is committed: finished, and so for good
     topic = ("job", job["id"])
     waiter = c.hub.waiter(topic)
     try:

@@ -108,16 +108,19 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             loop.call_at(loop.time() + max(0.0, when - time.time()), self._fire, kind, job_id)
         # Someone waits for a job or DAG this change finishes: its answer is read in this
         # transaction and handed over with the notice, instead of by a read of its own after.
-        finals = [topic for topic in [*(("job", j) for j in ch.finished_jobs),
-                                      *(("dag", d) for d in ch.finished_dags)]
-                  if self.hub.waited(topic)]
+        # Who waits is asked when the transaction runs (the writer's thread reads the hub's
+        # table, a dict lookup), so a waiter that came while the change waited its turn in
+        # the writer gets its answer too.
+        finals = [*(("job", j) for j in ch.finished_jobs), *(("dag", d) for d in ch.finished_dags)]
         views: dict[tuple[str, int], Row | None] = {}
+        waited = self.hub.waited
 
         def op(tx: Transaction) -> Any:
             ch.apply(tx)
             result = extra(tx) if extra else None
             for kind, ident in finals:
-                views[(kind, ident)] = finished_view(tx, kind, ident)
+                if waited((kind, ident)):
+                    views[(kind, ident)] = finished_view(tx, kind, ident)
             return result
 
         # Nothing to write (a submission that leased its own jobs leaves only its notices):
