@@ -71,15 +71,20 @@ def _job_in(row: Row) -> Row:
     return out
 
 
-_INSERTS: dict[tuple[str, tuple[str, ...]], tuple[str, list[str] | None]] = {}
+_INSERTS: dict[tuple[str, tuple[str, ...], bool], tuple[str, list[str] | None]] = {}
 
 
-def _compiled_insert(dialect: Any, keys: tuple[str, ...]) -> tuple[str, list[str] | None]:
-    """The job INSERT for these columns in the driver's parameter style, compiled once."""
-    cache_key = (dialect.name, keys)
+def _compiled_insert(dialect: Any, keys: tuple[str, ...],
+                     returning: bool = False) -> tuple[str, list[str] | None]:
+    """The job INSERT for these columns in the driver's parameter style, compiled once
+    (``returning``: it answers the new row's id)."""
+    cache_key = (dialect.name, keys, returning)
     found = _INSERTS.get(cache_key)
     if found is None:
-        compiled = t.jobs.insert().compile(dialect=dialect, column_keys=list(keys))
+        statement = t.jobs.insert()
+        if returning:
+            statement = statement.returning(t.jobs.c.id)
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         order = list(compiled.positiontup or []) if compiled.positional else None
         found = _INSERTS[cache_key] = (str(compiled), order)
     return found
@@ -142,6 +147,13 @@ class JobsSQL:
         # Compiled once and handed to the driver's executemany: SQLAlchemy's per-row parameter
         # processing cost more than the insert itself for large DAGs. Every value here is
         # already a plain str/int/float/bool/None, which both drivers take as is.
+        if len(encoded) == 1:
+            # One job (an agent's single step, submit_job): its id comes back with the insert,
+            # a round trip less on PostgreSQL than the insert and the SELECT below.
+            sql, order = _compiled_insert(self.conn.dialect, tuple(keys), returning=True)
+            row = encoded[0]
+            one: Any = tuple(row.get(k) for k in order) if order is not None else row
+            return [int(self.conn.exec_driver_sql(sql, one).scalar_one())]
         sql, order = _compiled_insert(self.conn.dialect, tuple(keys))
         if order is not None:
             params: Any = [tuple(r.get(k) for k in order) for r in encoded]
