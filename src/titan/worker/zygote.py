@@ -141,7 +141,10 @@ class Zygote:
         for fd in fds:
             os.close(fd)
         self.jobs.add(pid)
-        self.send({"event": "started", "rid": rid, "pid": pid})
+        if type(rid) is int:  # the worker's request ids are; written as json would
+            self.sock.sendall(b'{"event": "started", "rid": %d, "pid": %d}\n' % (rid, pid))
+        else:
+            self.send({"event": "started", "rid": rid, "pid": pid})
 
     def _hand_to_spare(self, raw: bytes, fds: list[int]) -> int | None:
         """Pass the request, descriptors included, to the oldest waiting spare; its pid, or
@@ -188,19 +191,25 @@ class Zygote:
         with contextlib.suppress(BlockingIOError):
             while os.read(self.wake_r, 4096):
                 pass
+        # Every child reaped in this pass is told in one write (under load several exit
+        # between two passes); the lines are the ones json would write for these integers.
+        lines = []
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             spare = self.spares.pop(pid, None)
             if spare is not None:  # a spare that died waiting: nobody knew of it
                 spare.close()
                 continue
             self.jobs.discard(pid)
-            self.send({"event": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            lines.append(b'{"event": "exited", "pid": %d, "code": %d}\n'
+                         % (pid, os.waitstatus_to_exitcode(status)))
+        if lines:
+            self.sock.sendall(b"".join(lines))
 
     def serve(self) -> None:
         # A Python-level handler (not SIG_IGN, which would auto-reap and lose exit codes);
