@@ -75,6 +75,36 @@ def test_submit_and_wait_past_its_timeout_raises_and_the_dag_runs_on(cluster: Cl
     assert client.wait_dag(submitted["id"], timeout=60)["status"] == "COMPLETED"
 
 
+def test_a_wait_on_a_job_name_follows_the_newest_job_of_that_name(cluster: Cluster) -> None:
+    """``wait_job("name")`` waits for the newest job of that name (as every job ref does),
+    whether it has finished, is running or was submitted under another DAG; a wait that
+    times out names the job and its state."""
+    from titan.errors import WaitTimeout
+
+    blocker = cluster.script("blocker.py", BLOCKER)
+    ok = cluster.script("ok.py", "print('done')\n")
+    client = cluster.client()
+    older = client.submit_dag("wn_first", [TitanJob(job_id="wn_same", filename=ok)],
+                              wait=True, timeout=60)
+    assert client.wait_job("wn_same", timeout=5)["id"] == older["jobs"][0]["id"]
+    newer = client.submit_dag("wn_second", [
+        TitanJob(job_id="wn_same", filename=blocker, args=["wn_go"])])
+    client.store_wait("wn_go/started", timeout=60)
+    with pytest.raises(WaitTimeout):
+        client.wait_job("wn_same", timeout=0.5)
+    with pytest.raises(WaitTimeout) as raised:  # the master's own answer names the job
+        client.api("GET", "/jobs/wn_same/wait", params={"timeout": 0.3})
+    assert "wn_second" in str(raised.value) and raised.value.details["state"] == "RUNNING"
+    client.store_put("wn_go", "1")
+    finished = client.wait_job("wn_same", timeout=60)
+    assert finished["dag_id"] == newer["id"] and finished["state"] == "COMPLETED"
+    assert [a["state"] for a in finished["attempts"]] == ["COMPLETED"]
+    assert finished == client.get_job(finished["id"])  # the same object GET answers
+    # A ref that is not a plain name takes the same road it always did.
+    assert client.wait_job("wn_first/wn_same", timeout=5)["id"] == older["jobs"][0]["id"]
+    assert client.wait_job(str(finished["id"]), timeout=5) == finished
+
+
 def test_the_submission_route_holds_its_answer_only_when_asked(cluster: Cluster) -> None:
     from titan.errors import ValidationFailed
 

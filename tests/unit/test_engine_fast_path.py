@@ -219,3 +219,20 @@ def test_a_waiter_that_comes_while_the_finishing_change_waits_its_turn_gets_the_
         await busy
 
     scenario(tmp_path, test)
+
+
+def test_recent_job_names_keep_the_newest_job_of_a_name_and_forget_the_oldest_names() -> None:
+    from titan.master.scheduling.refs import RecentJobNames
+
+    names = RecentJobNames(limit=2)
+    names.note("plan", 7)
+    names.note("plan", 5)  # an older job noted late: the newer one stays
+    assert names.newest("plan") == 7
+    for ref in ("7", "DAG-x/plan", "x#2/plan"):  # ids and dag/job refs are not plain names
+        assert names.newest(ref) is None
+    names.note("act", 8)
+    names.note("plan", 9)  # used again: the most recent of the two
+    names.note("third", 10)  # past the limit: "act" goes
+    assert (names.newest("act"), names.newest("plan"), names.newest("third")) == (None, 9, 10)
+    names.clear()
+    assert names.newest("plan") is None

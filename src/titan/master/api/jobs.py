@@ -18,6 +18,7 @@ from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Reader, Writer
 from titan.master.api.params import After, Attempt
 from titan.master.auth.tokens import Principal
+from titan.master.context import Ctx
 from titan.master.scheduling.refs import find_job
 from titan.master.scheduling.state import TERMINAL
 from titan.master.scheduling.views import job_with_attempts
@@ -37,24 +38,42 @@ async def lookup(c: CtxDep, p: Reader, ref: str) -> Row:
 
 @router.get("/jobs/{ref:path}/wait", summary="Long-poll until the job has finished")
 async def wait_job(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
+    # A name submitted lately is known without a read: the wait registers on its job first.
+    named = c.engine.job_names.newest(ref)
+    if named is not None:
+        try:
+            return await _wait_for(c, named, None, timeout)
+        except NotFound:
+            pass  # deleted since: the name now means an older job, read as any other ref
     job = await c.engine.read(lambda tx: load_job(tx, ref))
     if job["state"] in TERMINAL:
         return job  # what it read is committed: finished, and so for good
-    topic = ("job", job["id"])
+    return await _wait_for(c, job["id"], job, timeout)
+
+
+async def _wait_for(c: Ctx, job_id: int, job: Row | None, timeout: float) -> Row:
+    """Wait for job ``job_id`` to finish (``job``: its row as last read, if it was); its
+    view, read in the commit that finished it when the wait began before that commit."""
+    topic = ("job", job_id)
     waiter = c.hub.waiter(topic)
     try:
-        live = c.engine.sched.jobs.get(job["id"])
+        live = c.engine.sched.jobs.get(job_id)
         if live is None or live.state in TERMINAL:  # memory knows; else read what committed
-            job = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
-        if job["state"] not in TERMINAL:
+            job = await c.engine.read(lambda tx: load_job(tx, str(job_id)))
+            if job["id"] != job_id:  # that id is gone and the digits named another job
+                raise NotFound(f"no job {job_id}")
+        if job is None or job["state"] not in TERMINAL:
             try:
                 view = await asyncio.wait_for(waiter, timeout)
             except TimeoutError:
+                if job is None:
+                    job = await c.engine.read(lambda tx: load_job(tx, str(job_id)))
                 raise WaitTimeout(f"job {job['ref']} is still {job['state']} after {timeout:g}s",
                                   details={"state": job["state"]}) from None
-            if isinstance(view, dict) and view.get("id") == job["id"]:
+            if isinstance(view, dict) and view.get("id") == job_id:
                 return view  # read in the commit that finished it
-            job = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+            job = await c.engine.read(lambda tx: load_job(tx, str(job_id)))
+        assert job is not None
         return job
     finally:
         c.hub.discard(topic, waiter)

@@ -30,6 +30,7 @@ from titan.master.scheduling.engine_core import StageHooks
 from titan.master.scheduling.engine_recovery import EngineRecovery
 from titan.master.scheduling.engine_submission import EngineSubmission
 from titan.master.scheduling.engine_workers import EngineWorkers
+from titan.master.scheduling.refs import RecentJobNames
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import Changes, WorkerRec, capacity
 from titan.master.scheduling.views import finished_view
@@ -56,6 +57,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self.worker_credentials: WorkerCredentials | None = None
         self.secret: str | None = None  # signs job tokens and dashboard sessions
         self.known_blobs: set[str] = set()  # blobs are never deleted: a hit needs no read
+        self.job_names = RecentJobNames()  # a wait on a job's name needs no read to find it
         #: Called with (agent run id, DAG status) when a run's stage changes status, after
         #: its commit: how agent runs learn that their last stage ended. The engine knows
         #: nothing of runs; whatever settles them subscribes here.
@@ -70,6 +72,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self.secret = secret = await self.run(lambda tx: _ensure_secret(tx))
         self.job_tokens = JobTokens(secret)
         self.worker_credentials = WorkerCredentials(secret)
+        self.job_names.clear()  # what another leader submitted meanwhile is not noted here
         await self.recover()
         self._sweeper = asyncio.create_task(self._sweep_workers())
 

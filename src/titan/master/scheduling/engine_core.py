@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from titan.master.auth.tokens import JobTokens
 from titan.master.config import MasterConfig
+from titan.master.scheduling.refs import RecentJobNames
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import Changes, DagRec
 from titan.storage.base import Row, Transaction
@@ -44,6 +45,7 @@ class EngineCore(Protocol):
     sched: Scheduler
     job_tokens: JobTokens | None
     known_blobs: set[str]
+    job_names: RecentJobNames
     stage_hooks: StageHooks | None
 
     async def read(self, fn: Callable[[Transaction], T]) -> T: ...

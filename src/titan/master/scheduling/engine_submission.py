@@ -110,6 +110,7 @@ class EngineSubmission:
             return int(dag_id)
         for row, job_id in zip(rows, ids, strict=True):
             row["id"] = job_id
+            self.job_names.note(row["job_id"], job_id)
         dag = DagRec(id=dag_id, name=name, run=run, agent_run_id=agent_run_id,
                      status="RUNNING" if leases else "WAITING",
                      started_at=now if leases else None, submitted_at=now)

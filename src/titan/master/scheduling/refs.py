@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from titan.errors import NotFound, ValidationFailed
 from titan.storage.base import Row, Transaction
 
@@ -57,3 +59,36 @@ def find_job(tx: Transaction, ref: str) -> Row:
     if job is None:
         raise NotFound(f"no job {ref!r}", details={"ref": ref})
     return job
+
+
+class RecentJobNames:
+    """The newest job of each job name submitted lately: what a plain name like ``plan``
+    means (:func:`find_job`: the newest job of that name), known without a read while the
+    name is here. A wait on a name registers on that job before anything else, so nothing
+    that finishes it meanwhile is missed. Only this master's submissions are noted, from its
+    start on (a job of the name submitted before is older than any noted here), and at most
+    ``limit`` names, the least recent forgotten first; a name not here, or whose job was
+    deleted since, is read as before."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._ids: OrderedDict[str, int] = OrderedDict()
+        self._limit = limit
+
+    def note(self, name: str, job_id: int) -> None:
+        known = self._ids.get(name)
+        if known is not None and known > job_id:  # ids grow: the newer one stays
+            return
+        self._ids[name] = job_id
+        self._ids.move_to_end(name)
+        if len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+
+    def newest(self, ref: str) -> int | None:
+        """The id a plain job name ``ref`` means, if it was submitted lately; None for a
+        name not noted and for refs that are not plain names (an id, ``dag/job``)."""
+        if "/" in ref or as_id(ref) is not None:
+            return None
+        return self._ids.get(ref)
+
+    def clear(self) -> None:
+        self._ids.clear()
