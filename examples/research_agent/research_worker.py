@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +30,24 @@ SYSTEM = (
 TOKENS_PER_SENTENCE = 40
 
 
+#: A sentence's end: its mark, then closing quotes, brackets or emphasis.
+_ENDS = re.compile(r"[.!?][\"'\u201d)\]*_]*$")
+
+
+def settled(text: str) -> str:
+    """A section the model ended itself, as a reader can take it: trailing lines that only
+    lead in to what never came ("Typical examples include:") or head nothing ("## Costs") go,
+    and a last sentence the model left without its full stop gets one."""
+    lines = text.rstrip().splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].rstrip().endswith(":")
+                     or lines[-1].lstrip().startswith("#")):
+        lines.pop()
+    text = "\n".join(lines).rstrip()
+    if text and not _ENDS.search(text):
+        text += "."
+    return text
+
+
 def research(query: str, subtopic: str, *, model: str | None = None,
              max_tokens: int = 220) -> str:
     count = max(1, min(6, max_tokens // TOKENS_PER_SENTENCE))
@@ -40,7 +59,7 @@ def research(query: str, subtopic: str, *, model: str | None = None,
         model=model, max_tokens=max_tokens, temperature=0.4)
     # The safety net should the model run to the cap anyway: its unfinished last sentence is
     # cut off (the synthesizer cuts again whatever would still end mid-sentence).
-    text = reply.whole_sentences()
+    text = settled(reply.whole_sentences())
     if not text:
         raise RuntimeError(f"the model returned an empty section for {subtopic!r}")
     return text

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "resea
 import research_evaluator as evaluator  # noqa: E402
 import research_planner as planner  # noqa: E402
 import research_synthesizer as synthesizer  # noqa: E402
+import research_worker as worker  # noqa: E402
 
 
 class Scripted:
@@ -286,3 +287,19 @@ def test_section_bodies_are_prose_without_headings() -> None:
     assert synthesizer.distinct("Text. Same point here. Same point here!", said := []) \
         == "Text. Same point here."
     assert said == ["Text.", "Same point here."]
+
+
+@pytest.mark.parametrize(("reply", "section"), [
+    # The model ended itself on a lead-in to a list it never wrote: the lead-in goes.
+    ("Vector stores trade recall for speed.\n\nTypical numbers include:\n",
+     "Vector stores trade recall for speed."),
+    # ... or on a heading, or without its last full stop.
+    ("Indexes cost memory.\n\n## Latency", "Indexes cost memory."),
+    ("Indexes cost memory", "Indexes cost memory."),
+    ('He said "it scales."', 'He said "it scales."'),
+])
+def test_a_section_the_model_ended_itself_ends_on_a_whole_sentence(
+        script: Any, reply: str, section: str) -> None:
+    script(reply)
+    text = worker.research("Q?", "Costs", model="scripted/m")
+    assert text == section and synthesizer.ends_sentence(text)
