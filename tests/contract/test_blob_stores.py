@@ -72,6 +72,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    # moto's threaded server can fail a PUT with a 500 when another PUT of the same key lands
+    # at once (it closes the replaced object's buffer while the first computes its ETag);
+    # retried as any client retries S3's 500s, with a few more attempts than the default 3.
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "8")
 
 
 def _s3_client(endpoint: str) -> Any:
