@@ -30,7 +30,8 @@ SYSTEM = (
 TOKENS_PER_SENTENCE = 40
 
 
-#: A sentence's end: its mark, then closing quotes, brackets or emphasis.
+#: A sentence's end: its mark, then closing quotes, brackets or emphasis (as the synthesizer
+#: reads it; each job script of the agent stands alone, so it is spelled here too).
 _ENDS = re.compile(r"[.!?][\"'\u201d)\]*_]*$")
 
 

@@ -234,5 +234,3 @@ def test_recent_job_names_keep_the_newest_job_of_a_name_and_forget_the_oldest_na
     names.note("plan", 9)  # used again: the most recent of the two
     names.note("third", 10)  # past the limit: "act" goes
     assert (names.newest("act"), names.newest("plan"), names.newest("third")) == (None, 9, 10)
-    names.clear()
-    assert names.newest("plan") is None

@@ -6,11 +6,10 @@ Everything here runs in the child, after :func:`os.fork` in :mod:`titan.worker.z
 ahead for every child). In the child: first :func:`leave_zygote` (the zygote's descriptors and
 signal handlers are not the job's), then :func:`prepare` (what every job's process does before
 it knows its job: its own session, stdin on /dev/null, line-buffered streams on descriptors 1
-and 2), then
-:func:`run_job` (stdout/stderr on the job's pipes, isolation, the script as ``__main__``, the
-interpreter's shutdown replayed). A spare child — forked ahead of time, while the worker is
-idle — runs the first two at once and the last when its job arrives, so a job handed to it
-pays only for what depends on the job.
+and 2), then :func:`run_job` (stdout/stderr on the job's pipes, isolation, the script as
+``__main__``, the interpreter's shutdown replayed). A spare child — forked ahead of time,
+while the worker is idle — runs the first two at once and the last when its job arrives, so a
+job handed to it pays only for what depends on the job.
 """
 
 from __future__ import annotations

@@ -72,7 +72,6 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self.secret = secret = await self.run(lambda tx: _ensure_secret(tx))
         self.job_tokens = JobTokens(secret)
         self.worker_credentials = WorkerCredentials(secret)
-        self.job_names.clear()  # what another leader submitted meanwhile is not noted here
         await self.recover()
         self._sweeper = asyncio.create_task(self._sweep_workers())
 

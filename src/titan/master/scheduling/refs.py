@@ -1,4 +1,5 @@
-"""Turning what users type (``plan``, ``PLAN/plan``, ``DAG-x#2/plan``, ``17``) into rows."""
+"""Turning what users type (``plan``, ``PLAN/plan``, ``DAG-x#2/plan``, ``17``) into rows, and the
+newest job of each name submitted lately (a wait on a name needs no read)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ class RecentJobNames:
     """The newest job of each job name submitted lately: what a plain name like ``plan``
     means (:func:`find_job`: the newest job of that name), known without a read while the
     name is here. A wait on a name registers on that job before anything else, so nothing
-    that finishes it meanwhile is missed. Only this master's submissions are noted, from its
+    that finishes it meanwhile is missed. Only this engine's submissions are noted, from its
     start on (a job of the name submitted before is older than any noted here), and at most
     ``limit`` names, the least recent forgotten first; a name not here, or whose job was
     deleted since, is read as before."""
@@ -89,6 +90,3 @@ class RecentJobNames:
         if "/" in ref or as_id(ref) is not None:
             return None
         return self._ids.get(ref)
-
-    def clear(self) -> None:
-        self._ids.clear()
