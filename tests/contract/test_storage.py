@@ -102,6 +102,36 @@ def test_insert_jobs_returns_ids_in_order(storage: Storage) -> None:
             assert tx.get_job(ids[i])["job_id"] == f"j{i}"
 
 
+def test_jobs_of_one_dag_that_differ_in_which_columns_are_null_keep_every_value(
+        storage: Storage) -> None:
+    # A submission's rows go in grouped by the columns they set (a NULL is left out of its
+    # row's statement): every row must come back as it went in, in its place.
+    rows = []
+    for i in range(12):
+        row = job_row(0, f"j{i}", i, parents=[f"j{p}" for p in range(i % 3)])
+        if i % 2:
+            row.update(state="READY", ready_at=2.5, timeout=30.0)
+        else:
+            row.update(timeout=None, ready_at=None, hitl_message=None)
+        if i % 4 == 3:
+            row.update(parents=["j0", 'quote"d', "üñí", "back\\slash"], args=[], env={})
+        rows.append(row)
+    with storage.transaction() as tx:
+        d = tx.insert_dag(dag_row("shapes", 1))
+        for row in rows:
+            row["dag_id"] = d
+        ids = tx.insert_jobs(rows)
+    with storage.transaction() as tx:
+        for row, job_id in zip(rows, ids, strict=True):
+            got = tx.get_job(job_id)
+            assert got is not None and got["position"] == row["position"]
+            for key in ("job_id", "state", "ready_at", "timeout", "parents", "args", "env",
+                        "port", "attempt", "is_archive"):
+                want = row.get(key, 0 if key in ("port", "attempt") else
+                               False if key == "is_archive" else None)
+                assert got[key] == want, (row["job_id"], key, got[key], want)
+
+
 def test_list_dags_filters_and_counts(storage: Storage) -> None:
     with storage.transaction() as tx:
         tx.ensure_agent_run("R1", 1.0)

@@ -224,6 +224,14 @@ def test_integers_past_64_bits_in_a_body_are_refused(cl: Cluster) -> None:
     refused(cl, "POST", "/store/incr/counter", json.dumps({"by": -BIG - 1}).encode(),
             mentions="by")
     assert ok(cl, "POST", "/store/incr/counter", {"by": BIG - 1})["value"] == BIG - 1
+    # Past 64 unsigned bits too (a fast parser reads those as floats, silently).
+    for huge in (10**30, -(10**30), 2**64):
+        refused(cl, "POST", "/store/incr/counter", json.dumps({"by": huge}).encode(),
+                mentions="by")
+    # A float that large is a float, and is taken.
+    ok(cl, "POST", "/runs", {"id": "big-float"}, 201)
+    batch = {"actions": [{"name": "x", "started_at": NOW, "inputs": {"n": 1e30, "m": -2e19}}]}
+    assert ok(cl, "POST", "/runs/big-float/actions", batch)["accepted"] == 1
 
 
 def test_a_body_that_is_not_json_is_a_400(cl: Cluster) -> None:

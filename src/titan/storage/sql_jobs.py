@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, func, select
@@ -67,8 +69,34 @@ def _job_in(row: Row) -> Row:
         if isinstance(value, list | dict) and not value:
             out[key] = "[]" if isinstance(value, list) else "{}"
         else:
-            out[key] = json.dumps(value)
+            out[key] = _plain_strings(value) or json.dumps(value)
     return out
+
+
+#: Text json.dumps writes as it is: printable ASCII without quotes or backslashes.
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')
+
+
+def _plain_strings(value: Any) -> str | None:
+    """json.dumps' text of a list of plain strings (a job's parents: job ids always are),
+    written without the encoder; None for anything else."""
+    if type(value) is not list or not value or not all(type(v) is str for v in value):
+        return None
+    if _PLAIN.fullmatch("".join(value)) is None:
+        return None
+    joined = '", "'.join(value)
+    return f'["{joined}"]'
+
+
+_DEFAULTS: dict[str, Any] = {}
+
+
+def _job_defaults() -> dict[str, Any]:
+    """The jobs columns' scalar defaults (port 0, attempt 0, ...), for rows that omit them."""
+    if not _DEFAULTS:
+        _DEFAULTS.update({c.key: c.default.arg for c in t.jobs.columns  # type: ignore[attr-defined]
+                          if c.default is not None and c.default.is_scalar})
+    return _DEFAULTS
 
 
 _INSERTS: dict[tuple[str, tuple[str, ...], bool], tuple[str, list[str] | None]] = {}
@@ -81,6 +109,8 @@ def _compiled_insert(dialect: Any, keys: tuple[str, ...],
     cache_key = (dialect.name, keys, returning)
     found = _INSERTS.get(cache_key)
     if found is None:
+        if len(_INSERTS) >= 256:  # shapes are few in practice; never let odd ones pile up
+            _INSERTS.clear()
         statement = t.jobs.insert()
         if returning:
             statement = statement.returning(t.jobs.c.id)
@@ -140,26 +170,35 @@ class JobsSQL:
         # unique, so it maps each row back to its id.
         if not rows:
             return []
-        defaults = {c.key: c.default.arg for c in t.jobs.columns  # type: ignore[attr-defined]
-                    if c.default is not None and c.default.is_scalar}
-        encoded = [{**defaults, **_job_in(r)} for r in rows]
-        keys = sorted(encoded[0])
-        # Compiled once and handed to the driver's executemany: SQLAlchemy's per-row parameter
-        # processing cost more than the insert itself for large DAGs. Every value here is
-        # already a plain str/int/float/bool/None, which both drivers take as is.
-        if len(encoded) == 1:
+        defaults = _job_defaults()
+        if len(rows) == 1:
             # One job (an agent's single step, submit_job): its id comes back with the insert,
             # a round trip less on PostgreSQL than the insert and the SELECT below.
-            sql, order = _compiled_insert(self.conn.dialect, tuple(keys), returning=True)
-            row = encoded[0]
+            row = {**defaults, **_job_in(rows[0])}
+            sql, order = _compiled_insert(self.conn.dialect, tuple(sorted(row)), returning=True)
             one: Any = tuple(row.get(k) for k in order) if order is not None else row
             return [int(self.conn.exec_driver_sql(sql, one).scalar_one())]
-        sql, order = _compiled_insert(self.conn.dialect, tuple(keys))
-        if order is not None:
-            params: Any = [tuple(r.get(k) for k in order) for r in encoded]
-        else:
-            params = [{k: r.get(k) for k in keys} for r in encoded]
-        self.conn.exec_driver_sql(sql, params)
+        # Compiled once per shape and handed to the driver's executemany: SQLAlchemy's per-row
+        # parameter processing cost more than the insert itself for large DAGs. Every value
+        # here is already a plain str/int/float/bool/None, which both drivers take as is.
+        # A row's NULL columns are left out of its statement (they are NULL by default): a
+        # new job has a dozen, and binding them was a third of SQLite's insert. Rows are
+        # grouped by the columns they set, so a DAG is one statement per shape.
+        shapes: dict[tuple[str, ...], list[Row]] = {}
+        for raw in rows:
+            row = _job_in(raw)
+            if not row.keys() >= defaults.keys():
+                row = {**defaults, **row}
+            shape = tuple(k for k, v in row.items() if v is not None)
+            group = shapes.get(shape)
+            if group is None:
+                group = shapes[shape] = []
+            group.append(row)
+        for shape, group in shapes.items():
+            sql, order = _compiled_insert(self.conn.dialect, tuple(sorted(shape)))
+            params: Any = (list(map(itemgetter(*order), group)) if order is not None
+                           else group)
+            self.conn.exec_driver_sql(sql, params)
         ids: dict[tuple[int, int], int] = {}
         for dag_id in sorted({r["dag_id"] for r in rows}):
             found: Any = compiled.execute(

@@ -21,6 +21,8 @@ GATE_SUFFIX = ".approval"  # the gate TitanJob(hitl_message=...) adds after job 
 DEFAULT_GATE_MESSAGE = "Approve to continue"
 RUNNERS = {"auto", "fork", "subprocess"}
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+#: Capability names already checked, and their upper-case form (a DAG repeats a few).
+_CAPABILITIES: dict[str, str] = {}
 MAX_DELAY = 366 * 24 * 3600.0
 MAX_RETRIES = 100
 #: What a job in ``POST /dags`` may say (the SDK's ``TitanJob.to_payload``); anything else is
@@ -104,10 +106,13 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     job_type = str(job.get("job_type") or "RUN_PAYLOAD").upper()
     if job_type not in JOB_TYPES:
         raise _fail(job_id, "job_type", f"unknown job_type {job_type!r} (one of {sorted(JOB_TYPES)})")
-    priority = _number(job_id, "priority", job.get("priority", 1), integer=True)
+    priority = job.get("priority", 1)
+    if type(priority) is not int:  # the common case is an int already: no call for it
+        priority = _number(job_id, "priority", priority, integer=True)
     if abs(priority) > 1_000_000:
         raise _fail(job_id, "priority", "priority must be between -1000000 and 1000000")
-    delay = _number(job_id, "delay", job.get("delay", 0) or 0)
+    delay = job.get("delay", 0) or 0
+    delay = 0.0 if delay == 0 and type(delay) is int else _number(job_id, "delay", delay)
     if delay < 0 or delay > MAX_DELAY:
         raise _fail(job_id, "delay", f"delay must be between 0 and {int(MAX_DELAY)} seconds")
     retries = job.get("retries")
@@ -120,23 +125,31 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
         timeout = _number(job_id, "timeout", timeout)
         if timeout <= 0:
             raise _fail(job_id, "timeout", "timeout must be a positive number of seconds")
-    port = _number(job_id, "port", job.get("port", 0) or 0, integer=True)
+    port = job.get("port", 0) or 0
+    if type(port) is not int:
+        port = _number(job_id, "port", port, integer=True)
     if not 0 <= port <= 65535:
         raise _fail(job_id, "port", "port must be between 0 and 65535")
     args = job.get("args") or []
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+    if not isinstance(args, list) or (args and not all(isinstance(a, str) for a in args)):
         raise _fail(job_id, "args", "args must be a list of strings")
     env = job.get("env") or {}
-    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+    if not isinstance(env, dict) or (env and not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in env.items())):
         raise _fail(job_id, "env", "env must map strings to strings")
     parents = job.get("parents") or []
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise _fail(job_id, "parents", "parents must be a list of job ids")
     requirement = job.get("requirement") or "GENERAL"
-    try:
-        requirement = check_name(requirement, "requirement").upper()
-    except ValidationFailed as exc:
-        raise _fail(job_id, "requirement", str(exc)) from None
+    checked = _CAPABILITIES.get(requirement) if type(requirement) is str else None
+    if checked is None:
+        try:
+            checked = check_name(requirement, "requirement").upper()
+        except ValidationFailed as exc:
+            raise _fail(job_id, "requirement", str(exc)) from None
+        if len(_CAPABILITIES) < 1024:  # a DAG names a few; a flood of odd ones is not kept
+            _CAPABILITIES[requirement] = checked
+    requirement = checked
     runner = job.get("runner") or "auto"
     if runner not in RUNNERS:
         raise _fail(job_id, "runner", f"runner must be one of {sorted(RUNNERS)}")
@@ -158,6 +171,8 @@ def _service_fields(job: dict[str, Any], job_id: str, job_type: str) -> dict[str
     name them: ``readiness`` on a run would otherwise be silently ignored)."""
     if services.is_service(job_type):
         return services.settings(job, lambda field, message: _fail(job_id, field, message))
+    if job.keys().isdisjoint(services.FIELDS):
+        return None
     for field in services.FIELDS:
         if job.get(field) is not None:
             raise _fail(job_id, field, f"{field} is for services only (job_type SERVICE), "
@@ -256,7 +271,12 @@ def graph_problems(specs: list[dict[str, Any]]) -> list[InvalidDAG]:
     :func:`validate_dag` raises the first, so both say the same thing."""
     problems: list[InvalidDAG] = []
     seen: set[str] = set()
+    # Listed parents first (as most submissions are), the order is a topological one and
+    # there can be no cycle: the search for one is skipped.
+    parents_first = True
     for spec in specs:
+        if parents_first and not seen.issuperset(spec["parents"]):
+            parents_first = False
         if spec["job_id"] in seen:
             problems.append(_fail(spec["job_id"], "job_id", "duplicate job id in this DAG"))
         seen.add(spec["job_id"])
@@ -266,7 +286,7 @@ def graph_problems(specs: list[dict[str, Any]]) -> list[InvalidDAG]:
                 problems.append(_fail(parent, "parents", "a job cannot depend on itself (cycle)"))
             elif parent not in seen:
                 problems.append(_fail(spec["job_id"], "parents", f"unknown parent {parent!r}"))
-    cycle = find_cycle(specs)
+    cycle = None if parents_first else find_cycle(specs)
     if cycle is not None:
         problems.append(InvalidDAG(
             f"job {cycle[0]!r}: cycle in dependencies: {' -> '.join(cycle)}",
