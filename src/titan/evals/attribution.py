@@ -46,6 +46,7 @@ _NAMED_BEFORE = re.compile(
     r"ticket|account|ref|reference|code|id|extension|ext|platform|terminal|suite|apt|unit|"
     r"floor|section|sec|version|v))\s*$", re.IGNORECASE)
 _CODE_BEFORE = re.compile(r"\b[A-Z]{2,3}\s*$")  # "BA 212", "UA 1586"
+_TIMES = re.compile(r"\d\s*[×xX*]\s*$")  # "14 × 410 W", "3x 20 kg"
 _STOP = frozenset({"in", "of", "to", "from", "per", "the", "a", "an", "at", "by", "for", "on",
                    "is", "id", "num", "count", "number", "value", "amount", "and", "or"})
 PAST = frozenset({"previous", "prev", "prior", "old", "last", "original", "before", "earlier",
@@ -220,6 +221,8 @@ def misattributed_fields(final: str, found: list[Field],
         timed = sum(1 for _, _, unit, _ in labelled if unit)
         past = _PAST_HINTS.search(clause.lower()) is not None
         for figure, near, unit, shared_name in labelled:
+            if _TIMES.search(clause[:figure.start]):
+                continue  # "14 × 410 W panels": the panels are the 14's; 410 is each one's
             near_stems = {stem(w) for w in near}
             # previous_total names "your total" only where the clause says it is an earlier
             # one; total and new_total name it as it is.

@@ -13,6 +13,7 @@ check reads it both ways (:mod:`titan.evals.numbers`).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 MONTHS = {m: n for n, names in enumerate((
     ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",),
@@ -73,6 +74,8 @@ def slash_dates(text: str) -> list[tuple[tuple[int, int], tuple[int, int], str]]
     """"5/12" read both ways: (month, day) and (day, month)."""
     out = []
     for m in _SLASH.finditer(text):
+        if m.group() == "24/7":
+            continue  # round the clock, not the 24th of July
         a, b = int(m.group(1)), int(m.group(2))
         if (a <= 12 and b <= 31) or (b <= 12 and a <= 31):
             out.append(((a, b), (b, a), m.group()))
@@ -163,3 +166,50 @@ def evidence_times(texts: list[str]) -> set[int]:
     return out
 
 
+
+
+# --- a date given as the end of something -----------------------------------------------------
+
+# Words that make the date after them the end of a period: "runs until 27 June", "expires on".
+_END_WORDS = re.compile(r"\b(?:until|till|til|through|thru|ends?|ending|expires?|expiring|"
+                        r"expiry|valid (?:to|until|through)|runs? (?:to|out)|last day)\b"
+                        r"(?:\s+(?:on|at|is|the|of))*\s*$", re.IGNORECASE)
+# Result keys holding the end of a period: ``expires``, ``end_date``, ``valid_until``.
+_END_KEY = re.compile(r"(?:^|_)(?:expires?|expiry|expiration|expiring|end|ends|ending|until|"
+                      r"valid_to|through|last_day)(?:_|$)", re.IGNORECASE)
+_ISO_VALUE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
+
+
+def _date_fields(value: Any, out: list[tuple[str, int, int]]) -> None:
+    if isinstance(value, dict):
+        for key, v in value.items():
+            m = _ISO_VALUE.match(v) if isinstance(v, str) else None
+            if m:
+                out.append((str(key), int(m.group(2)), int(m.group(3))))
+            else:
+                _date_fields(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _date_fields(v, out)
+
+
+def end_misread(final: str, results: list[Any]) -> tuple[str, str] | None:
+    """A date the answer gives as when something ends ("runs until 27 June") that no end
+    field of the results holds, while one does hold another date and the one given is
+    another field's (``next_bill_date``): (the answer's words, what the results say)."""
+    fields: list[tuple[str, int, int]] = []
+    _date_fields(results, fields)
+    ends = [(k, m, d) for k, m, d in fields if _END_KEY.search(k)]
+    if not ends:
+        return None
+    for month, day, _, said in answer_dates(final):
+        at = final.find(said)
+        if at < 0 or not _END_WORDS.search(final[max(0, at - 40):at]):
+            continue
+        if any((m, d) == (month, day) for _, m, d in ends):
+            continue
+        other = next((k for k, m, d in fields if (m, d) == (month, day)), None)
+        if other is not None:
+            key, m, d = ends[0]
+            return said, f"{key} is {m:02d}-{d:02d}; {said} is {other}"
+    return None

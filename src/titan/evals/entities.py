@@ -24,7 +24,10 @@ _CONTRAST = re.compile(r"\b(?:other|another|against|vs|versus|compared|while|whe
                        r"unlike|than|each|both|respectively|all|neither|either)\b",
                        re.IGNORECASE)
 _IDENT_KEYS = re.compile(r"(?:^|_)(?:id|name|title|desc|description|item|product|label|msisdn|"
-                         r"number|sku|code|line|account|flight|plan|type|card|last4|phone)$")
+                         r"number|sku|code|line|account|flight|plan|type|card|last4|phone|"
+                         # places a list tells apart: "DC-East has 36", "the Leeds branch"
+                         r"site|location|warehouse|store|branch|depot|facility|region|"
+                         r"office|campus|clinic|hotel|property)$")
 # Fields that say how a thing stands: their values are what an answer calls it.
 _STATE_KEYS = re.compile(r"(?:^|_)(?:status|state|stage|phase|condition|availability|"
                          r"available|eligible|eligibility|open|active|valid|ready)(?:_|$)")

@@ -67,6 +67,14 @@ def _attributed(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
                              for m, d in (month_day, day_month)):
             _unsupported(calls, said, "date", out)
             return
+    misread = dates.end_misread(final, results)
+    if misread is not None:
+        said, detail = misread
+        out.findings.append(Finding(
+            "FAIL", "wrong_answer", nearest(calls, said),
+            f"The final response gives {said!r} as when it ends, but the tool results say "
+            f"{detail}."))
+        return
     for minutes, said in dates.stated_times(final) if times else []:
         if not minutes & times:
             _unsupported(calls, said, "time", out)

@@ -120,6 +120,7 @@ def _clock(token: str) -> frozenset[int]:
 # --- what the evidence supports ------------------------------------------------------------
 
 _DIGITS = re.compile(r"\d+(?:\.\d+)?")
+_CODE_YEAR = re.compile(r"(?<![A-Za-z])[A-Za-z]{1,3}\d?[-'’]?(\d{2})(?![\w.])")
 _WORD_NUMBERS = {w: n for n, w in enumerate((
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
     "eleven", "twelve"))}
@@ -151,6 +152,8 @@ def known(texts: list[str], lists: list[list[Any]]) -> Known:
             digits = m.group().split(".")[0]
             if len(digits) >= 7:
                 tails.update(float(digits[-k:]) for k in (3, 4))
+        # A year a code gives in two digits ("FA24", "FY25", "Q3-24") is the answer's "2024".
+        tails.update(2000.0 + int(m.group(1)) for m in _CODE_YEAR.finditer(text))
         for word, n in _WORD_NUMBERS.items():
             if re.search(rf"\b{word}\b", text, re.IGNORECASE):
                 base.add(float(n))
