@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from titan.evals import checks, completion
-from titan.evals.tasks import Task
+from tests.unit.test_eval_readings import failure
+
+from titan.evals import completion
 
 
 def call(tool: str, response: Any, arguments: dict[str, Any] | None = None,
@@ -18,15 +19,6 @@ def call(tool: str, response: Any, arguments: dict[str, Any] | None = None,
     ops = [{"op": "set_flag", "name": tool, "value": True}] if changed else []
     return {"tool": tool, "arguments": arguments or {}, "response": response,
             "source": "simulated", "error": None, "ops": ops}
-
-
-def failure(final: str, *calls: dict[str, Any], instruction: str = "How does it stand?") \
-        -> str | None:
-    """The failure mode of the checks' FAIL, or None when they do not fail the run."""
-    task = Task.from_dict({"id": "t", "user_instruction": instruction}).to_dict()
-    run = {"final_response": final, "tool_calls": list(calls), "status": "completed"}
-    found = checks.check(task, run)
-    return found.failed[0].failure_mode if found.failed else None
 
 
 # --- the user's own verb, done, after every action failed --------------------------------
