@@ -59,6 +59,11 @@ def test_args_string_is_split_like_a_shell() -> None:
     ({"job_type": "run payload"}, "job_type"),
     ({"args": {"a": 1}}, "args"),
     ({"max_wait_seconds": 0}, "max_wait_seconds"),
+    # NaN passes every comparison and JSON cannot carry it: refused here, not by the encoder.
+    ({"delay": float("nan")}, "delay"),
+    ({"delay": float("inf")}, "delay"),
+    ({"timeout": float("nan")}, "timeout"),
+    ({"max_wait_seconds": float("nan")}, "max_wait_seconds"),
 ])
 def test_wrong_values_fail_early_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
     base: dict[str, Any] = {"job_id": "j", "filename": "x.py"}

@@ -10,6 +10,7 @@ locally.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -50,6 +51,11 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_seconds(value: Any) -> bool:
+    """A number of seconds: finite (NaN passes every comparison, and JSON cannot carry it)."""
+    return _is_number(value) and math.isfinite(value)
 
 
 class TitanJob:
@@ -126,7 +132,7 @@ class TitanJob:
         if not _is_int(priority):
             raise bad("priority", f"priority must be an integer, got {priority!r}")
         self.priority: int = priority
-        if not _is_number(delay) or delay < 0:
+        if not _is_seconds(delay) or delay < 0:
             raise bad("delay", f"delay must be a number of seconds >= 0, got {delay!r}")
         self.delay: float = delay
         if not isinstance(affinity, bool):
@@ -140,7 +146,7 @@ class TitanJob:
             raise bad("hitl_message", f"hitl_message must be a string, got {hitl_message!r}")
         self.hitl_message: str | None = hitl_message
         if max_wait_seconds is not None and (
-            not _is_number(max_wait_seconds) or max_wait_seconds <= 0
+            not _is_seconds(max_wait_seconds) or max_wait_seconds <= 0
         ):
             raise bad("max_wait_seconds", f"max_wait_seconds must be a number > 0, "
                       f"got {max_wait_seconds!r}")
@@ -148,7 +154,7 @@ class TitanJob:
         if retries is not None and (not _is_int(retries) or retries < 0):
             raise bad("retries", f"retries must be an integer >= 0, got {retries!r}")
         self.retries: int | None = retries
-        if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+        if timeout is not None and (not _is_seconds(timeout) or timeout <= 0):
             raise bad("timeout", f"timeout must be a number of seconds > 0, got {timeout!r}")
         self.timeout: float | None = timeout
         self.env: dict[str, str] = self._env(env, bad)
