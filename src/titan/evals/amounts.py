@@ -51,6 +51,51 @@ def gross_as_net(final: str, results: list[Any]) -> list[Misread]:
     return out
 
 
+# What the user is paid: "you're getting £X back", "you'll receive", "a refund of £X".
+_RECEIVED = re.compile(r"\b(?:get(?:ting)?|receiv(?:e|ing)|be (?:paid|refunded|reimbursed)|"
+                       r"paying you|pay you|refund(?:ing|ed)? you|(?:payout|refund|"
+                       r"reimbursement|settlement) (?:is|of|will be|comes to))\b",
+                       re.IGNORECASE)
+# The amount a result pays the user, after everything is taken off.
+_PAYOUT_KEY = re.compile(r"(?:^|_)(?:payout|payout_amount|net_payout|amount_payable|"
+                         r"settlement_amount|refund_amount|amount_refunded|reimbursement|"
+                         r"amount_to_pay|payable|net_refund)$", re.IGNORECASE)
+
+
+def received_misread(final: str, results: list[Any]) -> list[Misread]:
+    """A money figure the answer says the user gets that is not the amount the results pay
+    out, where they hold exactly one such amount (``payout: 1712.8``) and the figure is none
+    of its parts' sum: "you're getting £2,141.00 back" when the co-payment was left out."""
+    payouts: list[tuple[str, float]] = []
+    for r in results:
+        _payouts(r, payouts)
+    if len({v for _, v in payouts}) != 1:
+        return []
+    key, paid = payouts[0]
+    for clause in _CLAUSE.split(final):
+        verb = _RECEIVED.search(clause)
+        if verb is None:
+            continue
+        # The amount the verb governs: the first one after it ("after the £99 excess you're
+        # getting £2,141.00 back": not the excess).
+        said = next((f for f in quantities(clause) if f.money and f.start >= verb.end()), None)
+        if said is not None and not any(same(v, paid) for v in said.values):
+            return [Misread(said.value, clause.strip(), f"{key} is {paid:g}")]
+    return []
+
+
+def _payouts(value: Any, out: list[tuple[str, float]]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if _PAYOUT_KEY.search(str(k)) and _number(v) and v > 0:
+                out.append((str(k), float(v)))
+            else:
+                _payouts(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _payouts(v, out)
+
+
 def _pairs(value: Any) -> list[tuple[tuple[str, float], tuple[str, float], float]]:
     """((key, before), (key, after), deducted) for each object of a result holding two
     amounts that differ by the deductions it lists."""

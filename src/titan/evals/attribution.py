@@ -44,9 +44,17 @@ _ENDS = frozenset({"is", "are", "was", "were", "has", "have", "had", "will", "wo
 _NAMED_BEFORE = re.compile(
     r"(?:#|\bno\.|\b(?:number|ending(?: in)?|ends in|last four|flight|room|seat|gate|line|order|"
     r"ticket|account|ref|reference|code|id|extension|ext|platform|terminal|suite|apt|unit|"
-    r"floor|section|sec|version|v))\s*$", re.IGNORECASE)
+    r"floor|section|sec|version|v|pitch|plot|bay|desk|table|slot|lane|court|berth|locker|"
+    r"cabin|pod|stand|pump|dock|door|bed|ward|row|block|building|lot|space|pier|stop|route))"
+    r"\s*$", re.IGNORECASE)
 _CODE_BEFORE = re.compile(r"\b[A-Z]{2,3}\s*$")  # "BA 212", "UA 1586"
+_COMPOUND = re.compile(r"-[A-Za-z]")  # "6-day", "3-bed", "2-year"
 _TIMES = re.compile(r"\d\s*[×xX*]\s*$")  # "14 × 410 W", "3x 20 kg"
+_AT = re.compile(r"\bat\s*[$£€¥₹]?\s*$", re.IGNORECASE)  # "at £22"
+_EACH = re.compile(r"\s*[$£€¥₹]?\s*(?:each|apiece|a head|per\b|an? (?:night|day|hour|week|"
+                   r"month|person|adult|child)\b)", re.IGNORECASE)
+_NEGATED = re.compile(r"\b(?:not|no|never|isn't|aren't|wasn't|weren't|none)\b|n't\b",
+                      re.IGNORECASE)
 _STOP = frozenset({"in", "of", "to", "from", "per", "the", "a", "an", "at", "by", "for", "on",
                    "is", "id", "num", "count", "number", "value", "amount", "and", "or"})
 PAST = frozenset({"previous", "prev", "prior", "old", "last", "original", "before", "earlier",
@@ -223,6 +231,13 @@ def misattributed_fields(final: str, found: list[Field],
         for figure, near, unit, shared_name in labelled:
             if _TIMES.search(clause[:figure.start]):
                 continue  # "14 × 410 W panels": the panels are the 14's; 410 is each one's
+            if figure.money and (_AT.search(clause[:figure.start])
+                                 or _EACH.match(clause, figure.end)):
+                continue  # "two adults at £22 each": a price per adult, not the adults
+            if _NEGATED.search(clause):
+                continue  # "pitch 14 isn't dog-friendly" says which it is not
+            if _COMPOUND.match(clause, figure.end):
+                continue  # "both 6-day passes": 6 is the passes' length, not their count
             near_stems = {stem(w) for w in near}
             # previous_total names "your total" only where the clause says it is an earlier
             # one; total and new_total name it as it is.

@@ -57,9 +57,10 @@ __all__ = ["ERROR_SOURCES", "Checks", "Finding", "check", "declines", "failed", 
            "relays"]
 _ZERO_KEYS = re.compile(r"(?:^|_)(?:stock|in_stock|available|availability|quantity|qty|"
                         r"seats_left|seats_available|remaining|inventory)$")
+# Not "sorry": "Sorry about the cracked hopper!" is sympathy, and says nothing of a failure.
 _ACKNOWLEDGED = re.compile(
     r"\b(?:not|unable|cannot|failed|failure|error|errors|unavailable|down|problem|issue|"
-    r"sorry|unfortunately|declined|insufficient|refused|denied|outside|ineligible|"
+    r"unfortunately|declined|insufficient|refused|denied|outside|ineligible|"
     r"try again|timed out|timeout)\b|n't\b", re.IGNORECASE)
 # Stronger than _ACKNOWLEDGED, enough for a decisive PASS: the answer says the action did
 # not happen ("you won't be billed again" negates, and tells nothing of a failure).

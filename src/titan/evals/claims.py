@@ -63,6 +63,7 @@ ACTIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     (r"unsubscribed", ("unsubscribe", "opt out"), ("unsubscribe", "opt", "remove", "cancel")),
     (r"redirected|rerouted", ("redirect", "reroute"), ("redirect", "route", "update", "change")),
     (r"restored|recovered", ("restore", "recover"), ("restore", "recover", "undo")),
+    (r"requested", ("request",), ("request", "submit", "place", "create", "file", "order")),
 )
 #: Every verb an instruction asks for an action with.
 ACTION_VERBS = frozenset(v for _, verbs, _ in ACTIONS for v in verbs)
@@ -222,6 +223,8 @@ def _claims(before: str) -> bool:
     cancelled", "has been cancelled", "is now frozen", "You're rebooked", or the form near
     the clause's start without a copula ("Switched you to 14C", "dispute opened"). "Your
     order was cancelled" is a state report, checked against the tools' states instead."""
+    if re.search(r"\b(?:you|they)\s*$", before):
+        return False  # "the card you paid with": the user's doing, not a claim
     if _ACTOR.search(before):
         return True
     words = before.split()

@@ -55,11 +55,13 @@ _SAYS_DONE = re.compile(
     r"sorted|taken care of|you're all set|you are all set|you're good to go)\b|"
     r"\byou(?:'ve| have)? now (?:have|got)\b|\byou(?:'re| are) now (?:able|set|in|on|"
     r"registered|enrolled|approved|confirmed)\b|\b(?:is|are|'s|'re) now (?:active|live|"
-    r"enabled|approved|granted|confirmed|in effect|in place|set up)\b|\b(?:has|have) been "
+    r"enabled|approved|granted|confirmed|in effect|in place|set up)\b|\b(?:is|are|'s|'re) "
+    r"(?:all )?(?:booked|confirmed|reserved|scheduled|registered|enrolled)\b|\b(?:has|have) been "
     r"(?:granted|approved|confirmed|activated|enabled|completed|provisioned|set up)\b",
     re.IGNORECASE)
 # The answer telling that something is still to come.
-_TELLS_PENDING = re.compile(r"\b(?:pending|await(?:s|ing)?|under review|in review|waiting|"
+_TELLS_PENDING = re.compile(r"\b(?:pending|await(?:s|ing)?|review(?:s|ed|ing)?|waiting|"
+                            r"before (?:it'?s |it is |they |the \w+ )?(?:approv|confirm)\w*|"
                             r"needs? (?:to be )?approv\w*|(?:once|after|when) (?:it'?s |it is |"
                             r"they |the \w+ |your \w+ )?(?:approv|review|confirm)\w*|queue[d]?|"
                             r"waitlist\w*|provisional|tentative|not yet|yet to|submitted|"

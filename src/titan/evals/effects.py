@@ -8,6 +8,7 @@ nothing else fails), one that does not a decisive FAIL.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from titan.evals.findings import Checks, Finding, op_text
@@ -29,7 +30,7 @@ def check(task: dict[str, Any], calls: list[dict[str, Any]], out: Checks) -> Non
                                     "not show it at the end of the run."))
     for n, c in enumerate(calls, 1):
         for op in c.get("ops") or []:
-            if not any(_covers(e, op) for e in expected):
+            if not any(_covers(e, op) for e in expected) and not _bookkeeping(op, expected):
                 out.findings.append(Finding("FAIL", "unexpected_change", n,
                                             f"Step {n} {c.get('tool')} made a change the "
                                             f"task does not expect: {op_text(op)}."))
@@ -53,6 +54,24 @@ def _holds(op: dict[str, Any], world: Ledger, initial: dict[str, Any]) -> bool:
                                            if i not in initial.get(op["type"], {})]
     return any(i in live and all(_same(live[i].get(k), v) for k, v in want.items())
                for i in ids)
+
+
+# Counters a booking, an order or a sign-up lowers as it takes its place or its stock.
+_COUNTERS = re.compile(r"(?:^|_)(?:capacity|capacity_left|spaces?|spaces_left|spots?|"
+                       r"spots_left|seats?|seats_left|seats_available|places?|places_left|"
+                       r"remaining|available|availability|stock|in_stock|inventory|"
+                       r"quantity|qty|left)$")
+
+
+def _bookkeeping(op: dict[str, Any], expected: list[dict[str, Any]]) -> bool:
+    """An update that only changes a count of what is left (``capacity_left``, ``stock``),
+    in a run the task expects to add or change something: the count follows the booking it
+    makes, and tasks seldom list it."""
+    attrs = op.get("attrs") or {}
+    return op.get("op") == "update" and bool(attrs) and any(
+        e.get("op") in ("add", "update") for e in expected) and all(
+        _COUNTERS.search(str(k)) and isinstance(v, int | float) and not isinstance(v, bool)
+        for k, v in attrs.items())
 
 
 def _covers(expected: dict[str, Any], op: dict[str, Any]) -> bool:

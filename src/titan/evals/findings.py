@@ -50,14 +50,16 @@ class Checks:
 
 def failed(call: dict[str, Any]) -> bool:
     """Whether a call did not do its job: an error (injected, simulator, transport), or a
-    response that says so (``ok: false``, an ``error`` field, a failed status)."""
+    response that says so (``ok``, ``success``, ``valid`` or ``accepted`` false, an
+    ``error`` field, a failed status)."""
     if call.get("error") or call.get("source") in ERROR_SOURCES:
         return True
     response = call.get("response")
     if not isinstance(response, dict):
         return False
-    if response.get("ok") is False or response.get("success") is False:
-        return True
+    if response.get("ok") is False or response.get("success") is False \
+            or response.get("valid") is False or response.get("accepted") is False:
+        return True  # a code "valid: false", a reading "accepted: false": nothing done
     if response.get("error") or response.get("errors"):
         return True
     status = response.get("status")

@@ -43,7 +43,8 @@ def _attributed(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
     times = dates.evidence_times(texts)
     groups = entities.records(results)
     wrong = attribution.misattributed_fields(final, attribution.fields(results), times) \
-        or entities.misattributed_entities(final, groups) or amounts.gross_as_net(final, results)
+        or entities.misattributed_entities(final, groups) or amounts.gross_as_net(final, results) \
+        or amounts.received_misread(final, results)
     if wrong:
         w = wrong[0]
         out.findings.append(Finding(

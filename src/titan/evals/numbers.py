@@ -126,6 +126,10 @@ _WORD_NUMBERS = {w: n for n, w in enumerate((
     "eleven", "twelve"))}
 _ROUGH = re.compile(r"\b(?:about|around|roughly|approximately|approx|nearly|almost|over|under|"
                     r"more than|less than|some|just|circa|ca)\b|~|≈", re.IGNORECASE)
+# A figure stated as a rate: "275 litres a day", "£12.50 per person", "3 each".
+_PER = re.compile(r"\s*(?:[A-Za-z³²]+\s+){0,2}(?:a|an|per|each|every|/)\s*(?:day|night|week|"
+                  r"month|year|hour|person|head|adult|child|unit|item|visit|trip|mile|km)\b",
+                  re.IGNORECASE)
 _PERCENT = re.compile(r"\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
 
 
@@ -193,6 +197,7 @@ def supports(evidence: Known, figure: Figure, clause: str = "",
         return True
     rough = _ROUGH.search(clause[max(0, figure.start - 24):figure.start]) is not None
     percent = _PERCENT.match(clause, figure.end) is not None
+    per = _PER.match(clause, figure.end) is not None
     for v in figure.values:
         shown = places(v)
         if any(round(k, shown) == v and places(k) > shown or rough and _about(v, k)
@@ -200,6 +205,15 @@ def supports(evidence: Known, figure: Figure, clause: str = "",
             return True
         if percent and any(abs(v - r) <= (1.0 if rough else 0.5 if shown == 0 else 0.05)
                            for r in _ratios(evidence.base)):
+            return True
+        # A rate of the results' numbers, or of the figures its own clause states ("25,000
+        # litres over 91 days (about 275 litres a day)"), which are held to the results too.
+        # A product of two of the results' numbers ("25 m³ at £2.1432" is £53.58), to the
+        # places shown, never roughly: there are too many products for that.
+        if shown and any(round(p, shown) == v for p in _products(evidence.base)):
+            return True
+        if per and any(round(q, shown) == v or rough and _about(v, q)
+                       for q in _quotients(evidence.base, values(clause) - {v})):
             return True
     return False
 
@@ -216,6 +230,18 @@ def places(value: float) -> int:
     """How many decimal places a value shows (145 -> 0, 11.3 -> 1, 6.25 -> 2)."""
     text = f"{value:.6f}".rstrip("0")
     return len(text.split(".")[1]) if "." in text else 0
+
+
+def _products(base: set[float]) -> set[float]:
+    numbers = sorted(n for n in base if n > 0)[:80]
+    return {a * b for i, a in enumerate(numbers) for b in numbers[i:]}
+
+
+def _quotients(base: set[float], stated: set[float]) -> set[float]:
+    """A rate two numbers make: "about 275 litres a day" for 25,000 litres over 91 days.
+    ``stated``: the clause's own figures, always among them."""
+    numbers = {n for n in sorted(base)[:80] if n >= 2} | {n for n in stated if n >= 2}
+    return {a / b for a in numbers for b in numbers if a > b}
 
 
 def _ratios(base: set[float]) -> set[float]:
