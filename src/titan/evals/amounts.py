@@ -51,6 +51,52 @@ def gross_as_net(final: str, results: list[Any]) -> list[Misread]:
     return out
 
 
+# A figure said to be everything the user pays: "£270 all in", "in total", "including VAT".
+_ALL_IN = re.compile(r"\b(?:all[- ]in|in total|altogether|all told|total|in all|"
+                     r"inc(?:l(?:uding|\.)?)? vat|including (?:vat|tax(?:es)?|everything))\b",
+                     re.IGNORECASE)
+_PART_KEY = re.compile(r"(?:^|_)(?:subtotal|ex_vat|excl?_vat|net|before_tax|pre_tax)(?:_|$)",
+                       re.IGNORECASE)
+_WHOLE_KEY = re.compile(r"(?:^|_)(?:total|inc_vat|incl_vat|gross|amount_due|grand_total)"
+                        r"(?:_|$)", re.IGNORECASE)
+
+
+def part_as_total(final: str, results: list[Any]) -> list[Misread]:
+    """A figure said to be the whole price ("£270 all in") that is the part before tax or
+    extras (``subtotal_ex_vat: 270``), where the same result holds the whole
+    (``total_inc_vat: 324``) and it is larger."""
+    pairs: list[tuple[str, float, str, float]] = []
+    for r in results:
+        _part_pairs(r, pairs)
+    for clause in _CLAUSE.split(final) if pairs else []:
+        if not _ALL_IN.search(clause):
+            continue
+        for said in quantities(clause):
+            for part_key, part, whole_key, whole in pairs:
+                if said.money and any(same(v, part) for v in said.values) \
+                        and not any(same(v, whole) for v in said.values):
+                    return [Misread(said.value, clause.strip(),
+                                    f"{part_key} is {part:g}; everything is {whole_key} "
+                                    f"{whole:g}")]
+    return []
+
+
+def _part_pairs(value: Any, out: list[tuple[str, float, str, float]]) -> None:
+    if isinstance(value, list):
+        for v in value:
+            _part_pairs(v, out)
+    if not isinstance(value, dict):
+        return
+    parts = [(str(k), float(v)) for k, v in value.items() if _number(v)
+             and _PART_KEY.search(str(k)) and not _WHOLE_KEY.search(str(k))]
+    wholes = [(str(k), float(v)) for k, v in value.items() if _number(v)
+              and _WHOLE_KEY.search(str(k)) and not _PART_KEY.search(str(k))]
+    out.extend((pk, p, wk, w) for pk, p in parts for wk, w in wholes if w > p > 0)
+    for v in value.values():
+        if isinstance(v, dict | list):
+            _part_pairs(v, out)
+
+
 # What the user is paid: "you're getting £X back", "you'll receive", "a refund of £X".
 _RECEIVED = re.compile(r"\b(?:get(?:ting)?|receiv(?:e|ing)|be (?:paid|refunded|reimbursed)|"
                        r"paying you|pay you|refund(?:ing|ed)? you|(?:payout|refund|"

@@ -48,6 +48,7 @@ _NAMED_BEFORE = re.compile(
     r"cabin|pod|stand|pump|dock|door|bed|ward|row|block|building|lot|space|pier|stop|route))"
     r"\s*$", re.IGNORECASE)
 _CODE_BEFORE = re.compile(r"\b[A-Z]{2,3}\s*$")  # "BA 212", "UA 1586"
+_WITHIN = re.compile(r"\b(?:within|in|after|every|up to)\s*$", re.IGNORECASE)
 _COMPOUND = re.compile(r"-[A-Za-z]")  # "6-day", "3-bed", "2-year"
 _TIMES = re.compile(r"\d\s*[×xX*]\s*$")  # "14 × 410 W", "3x 20 kg"
 _AT = re.compile(r"\bat\s*[$£€¥₹]?\s*$", re.IGNORECASE)  # "at £22"
@@ -238,6 +239,10 @@ def misattributed_fields(final: str, found: list[Field],
                 continue  # "pitch 14 isn't dog-friendly" says which it is not
             if _COMPOUND.match(clause, figure.end):
                 continue  # "both 6-day passes": 6 is the passes' length, not their count
+            if re.search(r"=\s*[$£€¥₹]?\s*$", clause[:figure.start]):
+                continue  # "22 × £27.60 = £607.20": the answer's own sum, checked apart
+            if unit and _WITHIN.search(clause[:figure.start]):
+                continue  # "approve it within 7 days": a deadline, not the count of days
             near_stems = {stem(w) for w in near}
             # previous_total names "your total" only where the clause says it is an earlier
             # one; total and new_total name it as it is.

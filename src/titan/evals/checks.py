@@ -90,7 +90,7 @@ def check(task: dict[str, Any], run: dict[str, Any]) -> Checks:
     if task.get("expected_effects") is not None:
         effects.check(task, calls, out)
     if refusal:
-        refusals.refusal_task(calls, changes, final, out)
+        refusals.refusal_task(calls, changes, final, out, task)
     elif not calls and refuses(final):
         out.findings.append(Finding("FAIL", "refused_valid_task", None,
                                     "The agent declined a task it was expected to do, "
@@ -145,6 +145,7 @@ def _figures(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
                   json.dumps(c.get("ops") or [], default=str)]
         _lists(c.get("response"), lists)
     known = numbers.known(texts, lists)
+    known.figures.update(numbers.totals([c.get("response") for c in calls if not failed(c)]))
     times = dates.evidence_times(texts)
     for figure, around in claims.figures(final):
         if not numbers.supports(known, figure, around, times):

@@ -29,7 +29,7 @@ ACTIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     (r"booked|reserved", ("book", "reserve"), ("book", "reserve", "schedule", "appointment")),
     (r"scheduled", ("schedule",), ("schedule", "book", "pay")),
     (r"transferred|moved", ("transfer", "move"),
-     ("transfer", "move", "send", "change", "update", "rebook")),
+     ("transfer", "move", "send", "change", "update", "rebook", "schedule")),
     (r"paid", ("pay",), ("pay", "bill")),
     (r"charged", ("charge",), ("charge", "pay", "bill")),
     (r"updated|changed|switched|modified|edited", ("change", "update", "switch", "modify", "edit"),
@@ -64,6 +64,7 @@ ACTIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     (r"redirected|rerouted", ("redirect", "reroute"), ("redirect", "route", "update", "change")),
     (r"restored|recovered", ("restore", "recover"), ("restore", "recover", "undo")),
     (r"requested", ("request",), ("request", "submit", "place", "create", "file", "order")),
+    (r"waived", ("waive",), ("waive", "discount", "credit", "adjust", "override")),
 )
 #: Every verb an instruction asks for an action with.
 ACTION_VERBS = frozenset(v for _, verbs, _ in ACTIONS for v in verbs)

@@ -49,6 +49,9 @@ _STATE_KEY = re.compile(r"(?:^|_)(?:status|state)$", re.IGNORECASE)
 # A boolean that says whether the thing asked for took effect.
 _DONE_FLAG = re.compile(r"(?:^|_)(?:granted|approved|confirmed|completed|active|activated|"
                         r"enabled|effective|booked|processed|provisioned)$", re.IGNORECASE)
+# How much of an order was carried out: 0 of it is nothing done yet.
+_FILLED = re.compile(r"(?:^|_)(?:filled|executed|fulfilled)(?:_quantity|_qty|_amount)?$",
+                     re.IGNORECASE)
 # The answer saying the thing took effect.
 _SAYS_DONE = re.compile(
     r"^\W*(?:(?:ok|okay|great|good news|sure|yes|alright)\W+)?(?:done|all done|all set|"
@@ -61,6 +64,8 @@ _SAYS_DONE = re.compile(
     re.IGNORECASE)
 # The answer telling that something is still to come.
 _TELLS_PENDING = re.compile(r"\b(?:pending|await(?:s|ing)?|review(?:s|ed|ing)?|waiting|"
+                            r"(?:needs?|has|have) to (?:be )?approve\w*|approve it|your "
+                            r"approval|for approval|"
                             r"before (?:it'?s |it is |they |the \w+ )?(?:approv|confirm)\w*|"
                             r"needs? (?:to be )?approv\w*|(?:once|after|when) (?:it'?s |it is |"
                             r"they |the \w+ |your \w+ )?(?:approv|review|confirm)\w*|queue[d]?|"
@@ -118,7 +123,9 @@ def _own_verb_done(task: dict[str, Any], calls: list[dict[str, Any]], final: str
 
 
 def _pending(value: Any) -> list[str]:
-    """The state fields of a result that say the thing is asked for, not done."""
+    """The state fields of a result that say the thing it made is asked for, not done: its
+    own fields only (a nested ``payment: {status: requested}`` is a part's state, which an
+    answer may report apart: "the payment request has gone to your account")."""
     found: list[str] = []
     if isinstance(value, dict):
         for key, v in value.items():
@@ -127,8 +134,8 @@ def _pending(value: Any) -> list[str]:
                 found.append(f"{k}: {v}")
             elif v is False and _DONE_FLAG.search(k):
                 found.append(f"{k}: false")
-            elif isinstance(v, dict):
-                found += _pending(v)
+            elif v == 0 and not isinstance(v, bool) and _FILLED.search(k):
+                found.append(f"{k}: 0")  # an order placed, nothing bought yet
     return found
 
 

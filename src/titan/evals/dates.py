@@ -21,7 +21,8 @@ MONTHS = {m: n for n, names in enumerate((
     ("oct", "october"), ("nov", "november"), ("dec", "december")), 1) for m in names}
 _MONTH = r"(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
 _ORD = r"(?:st|nd|rd|th)?"
-_DAY_FIRST = re.compile(rf"\b(\d{{1,2}}){_ORD}\s+(?:of\s+)?({_MONTH})(?:,?\s+(\d{{4}}))?\b",
+# Not "20 of June's 30 days": a count of the month's days, not a date.
+_DAY_FIRST = re.compile(rf"\b(\d{{1,2}}){_ORD}\s+(?:of\s+)?({_MONTH})(?!['’]s)(?:,?\s+(\d{{4}}))?\b",
                         re.IGNORECASE)
 _MONTH_FIRST = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}}){_ORD}(?:\s*[-–]\s*(\d{{1,2}}){_ORD})?"
                           rf"(?![\d:%]|\.\d)(?:,?\s+(\d{{4}}))?\b", re.IGNORECASE)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from titan.evals import amounts, attribution, claims, dates, entities
-from titan.evals.findings import Checks, Finding, clip, nearest, short
+from titan.evals import amounts, attribution, claims, dates, entities, numbers
+from titan.evals.findings import Checks, Finding, clip, failed, nearest, short
 
 # A response field telling that something is still needed from the user.
 _OUTSTANDING = re.compile(r"(?:^|_)(?:missing|outstanding|action_required|todo|"
@@ -42,9 +42,13 @@ def _attributed(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
         for v in (c.get("response"), c.get("ops") or [], c.get("error") or "")]
     times = dates.evidence_times(texts)
     groups = entities.records(results)
-    wrong = attribution.misattributed_fields(final, attribution.fields(results), times) \
+    # A figure that is what several calls charge together ("€1,287 in total") is no one
+    # call's field misread.
+    together = numbers.totals([c.get("response") for c in calls if not failed(c)])
+    wrong = [w for w in attribution.misattributed_fields(final, attribution.fields(results), times)
+             if not any(attribution.same(w.value, t) for t in together)] \
         or entities.misattributed_entities(final, groups) or amounts.gross_as_net(final, results) \
-        or amounts.received_misread(final, results)
+        or amounts.received_misread(final, results) or amounts.part_as_total(final, results)
     if wrong:
         w = wrong[0]
         out.findings.append(Finding(

@@ -25,6 +25,7 @@ percentage two of them make ("11% less" for 1139.2 against 1284.5).
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,9 +128,22 @@ _WORD_NUMBERS = {w: n for n, w in enumerate((
 _ROUGH = re.compile(r"\b(?:about|around|roughly|approximately|approx|nearly|almost|over|under|"
                     r"more than|less than|some|just|circa|ca)\b|~|≈", re.IGNORECASE)
 # A figure stated as a rate: "275 litres a day", "£12.50 per person", "3 each".
-_PER = re.compile(r"\s*(?:[A-Za-z³²]+\s+){0,2}(?:a|an|per|each|every|/)\s*(?:day|night|week|"
-                  r"month|year|hour|person|head|adult|child|unit|item|visit|trip|mile|km)\b",
-                  re.IGNORECASE)
+_PER = re.compile(r"\s*(?:[A-Za-z³²]+\s+){0,2}(?:(?:per|each|every|/)\s*[A-Za-z]+|(?:a|an)\s+"
+                  r"(?:day|night|week|month|year|hour|person|head|adult|child|unit|item|visit|"
+                  r"trip|mile|km)\b|(?:a|an)\s+[A-Za-z]+(?=\s*(?:[.,;:)!?]|$)))", re.IGNORECASE)
+# Conversions people do ("28 m³, roughly 990 cubic feet"): the unit words of the converted
+# figure, and the factors from the units it may come from.
+_CONVERSIONS = (
+    (re.compile(r"cubic f(?:ee|oo)t|ft³|cu\.? ?ft", re.IGNORECASE), (35.3147,)),
+    (re.compile(r"miles?\b|mi\b", re.IGNORECASE), (0.621371,)),
+    (re.compile(r"km\b|kilomet", re.IGNORECASE), (1.60934,)),
+    (re.compile(r"lbs?\b", re.IGNORECASE), (2.20462,)),
+    (re.compile(r"kg\b|kilo", re.IGNORECASE), (0.453592,)),
+    (re.compile(r"gallons?\b|gal\b", re.IGNORECASE), (0.264172, 0.219969)),
+    (re.compile(r"f(?:ee|oo)t\b|ft\b", re.IGNORECASE), (3.28084,)),
+    (re.compile(r"inch(?:es)?\b|in\.|\"", re.IGNORECASE), (0.393701, 39.3701)),
+    (re.compile(r"°?F\b|fahrenheit", re.IGNORECASE), ()),
+)
 _PERCENT = re.compile(r"\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
 
 
@@ -195,6 +209,8 @@ def supports(evidence: Known, figure: Figure, clause: str = "",
     if any(all(any(same(v, k) for k in evidence.figures) for v in reading)
            for reading in figure.readings) or figure.clock & times:
         return True
+    if any(c.start == figure.start and right for c, right, _ in worked(clause)):
+        return True  # "22 × £27.60 = £607.20": the answer's own sum, checked apart
     rough = _ROUGH.search(clause[max(0, figure.start - 24):figure.start]) is not None
     percent = _PERCENT.match(clause, figure.end) is not None
     per = _PER.match(clause, figure.end) is not None
@@ -212,6 +228,12 @@ def supports(evidence: Known, figure: Figure, clause: str = "",
         # places shown, never roughly: there are too many products for that.
         if shown and any(round(p, shown) == v for p in _products(evidence.base)):
             return True
+        unit = clause[figure.end:figure.end + 16]
+        for words, factors in _CONVERSIONS:
+            if words.match(unit.lstrip()) and any(
+                    _about(v, k * f) or round(k * f, shown) == v
+                    for k in evidence.base for f in factors):
+                return True
         if per and any(round(q, shown) == v or rough and _about(v, q)
                        for q in _quotients(evidence.base, values(clause) - {v})):
             return True
@@ -232,6 +254,31 @@ def places(value: float) -> int:
     return len(text.split(".")[1]) if "." in text else 0
 
 
+#: What a result charges, by the keys results name it with, first found first.
+_CHARGE_KEYS = ("total", "total_charged", "amount_due", "amount", "price", "charge", "cost",
+                "fee")
+
+
+def totals(results: list[Any]) -> set[float]:
+    """What several calls charge together: a booking, a workshop and a hotel each report a
+    price, and "€1,287 in total" is their sum (every combination of two or more calls)."""
+    charges = [c for r in results if (c := _charge(r)) is not None]
+    out: set[float] = set()
+    for size in range(2, min(len(charges), 6) + 1):
+        out.update(sum(group) for group in itertools.combinations(charges, size))
+    return out
+
+
+def _charge(result: Any) -> float | None:
+    if not isinstance(result, dict):
+        return None
+    for key in _CHARGE_KEYS:
+        value = result.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
+
+
 def _products(base: set[float]) -> set[float]:
     numbers = sorted(n for n in base if n > 0)[:80]
     return {a * b for i, a in enumerate(numbers) for b in numbers[i:]}
@@ -249,3 +296,30 @@ def _ratios(base: set[float]) -> set[float]:
     numbers = sorted(n for n in base if n > 0)[:120]
     return {r for a in numbers for b in numbers if a != b
             for r in (a / b * 100, (a - b) / b * 100, (b - a) / b * 100)}
+
+
+# --- an answer's own arithmetic ------------------------------------------------------------------
+
+_OPERATOR = re.compile(r"\s*[$£€¥₹]?\s*([×xX*+−-])\s*[$£€¥₹]?\s*$")
+_EQUALS = re.compile(r"\s*[$£€¥₹]?\s*=\s*[$£€¥₹]?\s*$")
+
+
+def worked(text: str) -> list[tuple[Figure, bool, float]]:
+    """Each "a × b = c" (or +, −) the text writes out: its result figure, whether it is right
+    to the places it shows, and what the operation makes."""
+    figures = find(text)
+    out = []
+    for a, b, c in zip(figures, figures[1:], figures[2:], strict=False):
+        op = _OPERATOR.fullmatch(text, a.end, b.start)
+        if op is None or _EQUALS.fullmatch(text, b.end, c.start) is None:
+            continue
+        made = [_apply(op.group(1), x, y) for x in a.values for y in b.values]
+        right = any(round(m, places(v)) == v or same(v, m) for m in made for v in c.values)
+        out.append((c, right, made[0] if made else 0.0))
+    return out
+
+
+def _apply(op: str, a: float, b: float) -> float:
+    if op in "×xX*":
+        return a * b
+    return a + b if op == "+" else a - b
