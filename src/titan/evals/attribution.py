@@ -233,8 +233,9 @@ def misattributed_fields(final: str, found: list[Field],
             if _TIMES.search(clause[:figure.start]):
                 continue  # "14 × 410 W panels": the panels are the 14's; 410 is each one's
             if figure.money and (_AT.search(clause[:figure.start])
-                                 or _EACH.match(clause, figure.end)):
-                continue  # "two adults at £22 each": a price per adult, not the adults
+                                 or _EACH.match(clause, figure.end)) \
+                    or numbers.PER.match(clause, figure.end):
+                continue  # "two adults at £22 each", "£50.68 a ticket": a rate, not a count
             if _NEGATED.search(clause):
                 continue  # "pitch 14 isn't dog-friendly" says which it is not
             if _COMPOUND.match(clause, figure.end):

@@ -65,6 +65,7 @@ ACTIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     (r"restored|recovered", ("restore", "recover"), ("restore", "recover", "undo")),
     (r"requested", ("request",), ("request", "submit", "place", "create", "file", "order")),
     (r"waived", ("waive",), ("waive", "discount", "credit", "adjust", "override")),
+    (r"flagged", ("flag",), ("flag", "note", "alert", "notify", "allerg")),
 )
 #: Every verb an instruction asks for an action with.
 ACTION_VERBS = frozenset(v for _, verbs, _ in ACTIONS for v in verbs)
@@ -238,8 +239,17 @@ def is_write(tool: str) -> bool:
     return bool(words) and words[0] not in READ_VERBS
 
 
-def backs(tool: str, claim: Claim) -> bool:
-    return is_write(tool) and any(s in tool.lower() for s in claim.stems)
+def backs(tool: str, claim: Claim, arguments: Any = None) -> bool:
+    """Whether a call of ``tool`` does the claimed action: its name holds one of the action's
+    words, or (a write) one of its arguments does and is set ("flagged your allergy" by
+    ``place_order(notes="sesame allergy")``)."""
+    if not is_write(tool):
+        return False
+    if any(s in tool.lower() for s in claim.stems):
+        return True
+    return isinstance(arguments, dict) and any(
+        v not in (None, "", [], {}, False) and any(s in str(k).lower() for s in claim.stems)
+        for k, v in arguments.items())
 
 
 # --- figures --------------------------------------------------------------------------------

@@ -169,48 +169,78 @@ def evidence_times(texts: list[str]) -> set[int]:
 
 
 
-# --- a date given as the end of something -----------------------------------------------------
+# --- a date given for the wrong field ----------------------------------------------------------
 
-# Words that make the date after them the end of a period: "runs until 27 June", "expires on".
-_END_WORDS = re.compile(r"\b(?:until|till|til|through|thru|ends?|ending|expires?|expiring|"
-                        r"expiry|valid (?:to|until|through)|runs? (?:to|out)|last day)\b"
-                        r"(?:\s+(?:on|at|is|the|of))*\s*$", re.IGNORECASE)
-# Result keys holding the end of a period: ``expires``, ``end_date``, ``valid_until``.
-_END_KEY = re.compile(r"(?:^|_)(?:expires?|expiry|expiration|expiring|end|ends|ending|until|"
-                      r"valid_to|through|last_day)(?:_|$)", re.IGNORECASE)
+# Words that give the date after them a role, and the result keys that hold a date in that
+# role: "runs until 27 June" is an end (``expires``, ``end_date``), "next one's coming 19
+# June" a next one (``next_delivery``).
+_ROLES = (
+    ("when it ends",
+     re.compile(r"\b(?:until|till|til|through|thru|ends?|ending|expires?|expiring|expiry|valid "
+                r"(?:to|until|through)|runs? (?:to|out)|last day)\b(?:\s+(?:on|at|is|the|of))*"
+                r"\s*$", re.IGNORECASE),
+     re.compile(r"(?:^|_)(?:expires?|expiry|expiration|expiring|end|ends|ending|until|valid_to|"
+                r"through|last_day)(?:_|$)", re.IGNORECASE)),
+    ("the next one",
+     re.compile(r"\bnext\b[^.;:!?\n]{0,40}$", re.IGNORECASE),
+     re.compile(r"(?:^|_)next(?:_|$)", re.IGNORECASE)),
+)
+# Keys of a date that was, beside one that is: ``eta: {original: ..., revised: ...}``.
+_WAS = re.compile(r"(?:^|_)(?:original|previous|prev|old|initial|former)(?:_|$)", re.IGNORECASE)
+_IS = re.compile(r"(?:^|_)(?:revised|new|current|updated|latest|rescheduled)(?:_|$)",
+                 re.IGNORECASE)
+_SAYS_WAS = re.compile(r"\b(?:original(?:ly)?|previous(?:ly)?|was|were|had been|before|"
+                       r"instead of|from|moved|changed|delayed|pushed|now)\b", re.IGNORECASE)
 _ISO_VALUE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 
 
-def _date_fields(value: Any, out: list[tuple[str, int, int]]) -> None:
+def _date_fields(value: Any, out: list[tuple[str, int, int, int]], group: list[int]) -> None:
+    """(key, month, day, the object it is in) of every date a result holds."""
     if isinstance(value, dict):
+        group[0] += 1
+        here = group[0]
         for key, v in value.items():
-            m = _ISO_VALUE.match(v) if isinstance(v, str) else None
-            if m:
-                out.append((str(key), int(m.group(2)), int(m.group(3))))
-            else:
-                _date_fields(v, out)
+            for item in v if isinstance(v, list) else [v]:  # ``skipped: [dates]`` too
+                m = _ISO_VALUE.match(item) if isinstance(item, str) else None
+                if m:
+                    out.append((str(key), int(m.group(2)), int(m.group(3)), here))
+                elif not isinstance(item, str):
+                    _date_fields(item, out, group)
     elif isinstance(value, list):
         for v in value:
-            _date_fields(v, out)
+            _date_fields(v, out, group)
 
 
-def end_misread(final: str, results: list[Any]) -> tuple[str, str] | None:
-    """A date the answer gives as when something ends ("runs until 27 June") that no end
-    field of the results holds, while one does hold another date and the one given is
-    another field's (``next_bill_date``): (the answer's words, what the results say)."""
-    fields: list[tuple[str, int, int]] = []
-    _date_fields(results, fields)
-    ends = [(k, m, d) for k, m, d in fields if _END_KEY.search(k)]
-    if not ends:
-        return None
-    for month, day, _, said in answer_dates(final):
-        at = final.find(said)
-        if at < 0 or not _END_WORDS.search(final[max(0, at - 40):at]):
+def role_misread(final: str, results: list[Any]) -> tuple[str, str, str] | None:
+    """A date the answer gives in a role (when something ends, the next one) that no field
+    of that role holds, while one does hold another date and the one given is another
+    field's; or a date a result holds only as what was (``original``) beside what is
+    (``revised``), given without a word that it was. (the answer's words, the role, what the
+    results say)."""
+    fields: list[tuple[str, int, int, int]] = []
+    _date_fields(results, fields, [0])
+    said_dates = [(m, d, said, final.find(said)) for m, d, _, said in answer_dates(final)]
+    for role, words, keys in _ROLES:
+        held = [(k, m, d) for k, m, d, _ in fields if keys.search(k)]
+        for month, day, said, at in said_dates if held else []:
+            if at < 0 or not words.search(final[max(0, at - 40):at]):
+                continue
+            if any((m, d) == (month, day) for _, m, d in held):
+                continue
+            other = next((k for k, m, d, _ in fields if (m, d) == (month, day)), None)
+            if other is not None:
+                key, m, d = held[0]
+                return said, role, f"{key} is {m:02d}-{d:02d}; {said} is {other}"
+    for month, day, said, at in said_dates:
+        was = [(k, g) for k, m, d, g in fields if (m, d) == (month, day) and _WAS.search(k)]
+        if not was or any((m, d) == (month, day) and not _WAS.search(k)
+                          for k, m, d, _ in fields):
             continue
-        if any((m, d) == (month, day) for _, m, d in ends):
-            continue
-        other = next((k for k, m, d in fields if (m, d) == (month, day)), None)
-        if other is not None:
-            key, m, d = ends[0]
-            return said, f"{key} is {m:02d}-{d:02d}; {said} is {other}"
+        key, group = was[0]
+        now = next(((k, m, d) for k, m, d, g in fields if g == group and _IS.search(k)), None)
+        end = final.find(".", at)
+        sentence = final[final.rfind(".", 0, at) + 1:end if end >= 0 else len(final)]
+        if now is not None and not _SAYS_WAS.search(sentence):
+            k, m, d = now
+            return said, "when it will be", f"{said} is the {key} date; {k} is {m:02d}-{d:02d}"
     return None

@@ -14,11 +14,13 @@ only when the sentence does not also give the entity's own value or negate the w
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from titan.evals.attribution import Misread, quantities, same
+from titan.evals.dates import answer_dates
 
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 _SENTENCE = re.compile(r"(?<!\d)[.!?;](?!\d)|[.!?](?=\s|$)|\n")
 _CONTRAST = re.compile(r"\b(?:other|another|against|vs|versus|compared|while|whereas|but|"
                        r"unlike|than|each|both|respectively|all|neither|either)\b",
@@ -45,6 +47,7 @@ class Record:
     names: tuple[str, ...]  # how the answer may name it
     numbers: dict[str, float]
     states: dict[str, str]  # a state field's value as words: ON_HOLD -> "on hold"
+    dates: dict[str, tuple[int, int]] = field(default_factory=dict)  # (month, day) by key
 
 
 def records(values: list[Any]) -> list[list[Record]]:
@@ -86,7 +89,9 @@ def _group(items: list[dict[str, Any]]) -> list[Record]:
                   for k, v in item.items() if _STATE_KEYS.search(k.lower())
                   and (isinstance(v, bool) or isinstance(v, str) and re.fullmatch(
                       r"[A-Za-z][A-Za-z _-]{2,40}", v))}
-        out.append(Record(tuple(names), numbers, states))
+        when = {k: (int(m.group(2)), int(m.group(3))) for k, v in item.items()
+                if isinstance(v, str) and (m := _ISO_DATE.match(v))}
+        out.append(Record(tuple(names), numbers, states, when))
     return out
 
 
@@ -162,6 +167,32 @@ def misattributed_entities(final: str, groups: list[list[Record]]) -> list[Misre
                                            f"{own.names[0]}'s is {own.numbers[key]:g}"))
                         break
     return out
+
+
+def misattributed_dates(final: str, groups: list[list[Record]]) -> list[tuple[str, str]]:
+    """(sentence, what the results say) where a date given for one entity of a list is a
+    sibling's (the same field, another date) and none of its own: "the £89.99 annual plan
+    charge taken on 3 March" when 3 March is the monthly charge's date."""
+    for group in groups:
+        mentions = _mentions(final, group)
+        for s0, s1 in _sentences(final) if mentions else []:
+            sentence = final[s0:s1]
+            named = [(s - s0, e - s0, r) for s, e, r in mentions if s >= s0 and e <= s1]
+            for month, day, _, said in answer_dates(sentence) if named else []:
+                at = sentence.find(said)
+                r = _owner(sentence, named, at, at + len(said))
+                if r is None or (month, day) in group[r].dates.values():
+                    continue
+                own = group[r]
+                for other in group:
+                    key = next((k for k, d in other.dates.items() if other is not own
+                                and k in own.dates and d == (month, day)), None)
+                    if key:
+                        whose = other.names[0] if other.names else "another entry"
+                        m, d = own.dates[key]
+                        return [(sentence.strip(), f"{key} {said!r} is {whose}'s and "
+                                                   f"{own.names[0]}'s is {m:02d}-{d:02d}")]
+    return []
 
 
 def misattributed_states(final: str, groups: list[list[Record]]) -> list[tuple[str, str]]:

@@ -56,7 +56,8 @@ def _attributed(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
             f"The final response states {w.value:g} (\"{clip(w.clause)}\"), but the tool "
             f"results say {w.detail}."))
         return
-    for sentence, detail in entities.misattributed_states(final, groups)[:1]:
+    for sentence, detail in (entities.misattributed_states(final, groups)
+                             or entities.misattributed_dates(final, groups))[:1]:
         out.findings.append(Finding(
             "FAIL", "wrong_answer", nearest(calls, sentence),
             f"The final response says \"{clip(sentence)}\", but the tool results say "
@@ -72,12 +73,12 @@ def _attributed(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
                              for m, d in (month_day, day_month)):
             _unsupported(calls, said, "date", out)
             return
-    misread = dates.end_misread(final, results)
+    misread = dates.role_misread(final, results)
     if misread is not None:
-        said, detail = misread
+        said, role, detail = misread
         out.findings.append(Finding(
             "FAIL", "wrong_answer", nearest(calls, said),
-            f"The final response gives {said!r} as when it ends, but the tool results say "
+            f"The final response gives {said!r} as {role}, but the tool results say "
             f"{detail}."))
         return
     for minutes, said in dates.stated_times(final) if times else []:

@@ -127,8 +127,9 @@ _WORD_NUMBERS = {w: n for n, w in enumerate((
     "eleven", "twelve"))}
 _ROUGH = re.compile(r"\b(?:about|around|roughly|approximately|approx|nearly|almost|over|under|"
                     r"more than|less than|some|just|circa|ca)\b|~|≈", re.IGNORECASE)
-# A figure stated as a rate: "275 litres a day", "£12.50 per person", "3 each".
-_PER = re.compile(r"\s*(?:[A-Za-z³²]+\s+){0,2}(?:(?:per|each|every|/)\s*[A-Za-z]+|(?:a|an)\s+"
+# A figure stated as a rate: "275 litres a day", "£12.50 per person", "3 each", "**£3.14** a
+# day" (markdown between).
+PER = re.compile(r"[\s*_]*(?:[A-Za-z³²]+\s+){0,2}(?:(?:per|each|every|/)\s*[A-Za-z]+|(?:a|an)\s+"
                   r"(?:day|night|week|month|year|hour|person|head|adult|child|unit|item|visit|"
                   r"trip|mile|km)\b|(?:a|an)\s+[A-Za-z]+(?=\s*(?:[.,;:)!?]|$)))", re.IGNORECASE)
 # Conversions people do ("28 m³, roughly 990 cubic feet"): the unit words of the converted
@@ -213,7 +214,7 @@ def supports(evidence: Known, figure: Figure, clause: str = "",
         return True  # "22 × £27.60 = £607.20": the answer's own sum, checked apart
     rough = _ROUGH.search(clause[max(0, figure.start - 24):figure.start]) is not None
     percent = _PERCENT.match(clause, figure.end) is not None
-    per = _PER.match(clause, figure.end) is not None
+    per = PER.match(clause, figure.end) is not None
     for v in figure.values:
         shown = places(v)
         if any(round(k, shown) == v and places(k) > shown or rough and _about(v, k)
@@ -234,8 +235,8 @@ def supports(evidence: Known, figure: Figure, clause: str = "",
                     _about(v, k * f) or round(k * f, shown) == v
                     for k in evidence.base for f in factors):
                 return True
-        if per and any(round(q, shown) == v or rough and _about(v, q)
-                       for q in _quotients(evidence.base, values(clause) - {v})):
+        if per and any(round(q, shown) == v or rough and stated and _about(v, q)
+                       for q, stated in _quotients(evidence.base, values(clause) - {v})):
             return True
     return False
 
@@ -284,11 +285,13 @@ def _products(base: set[float]) -> set[float]:
     return {a * b for i, a in enumerate(numbers) for b in numbers[i:]}
 
 
-def _quotients(base: set[float], stated: set[float]) -> set[float]:
-    """A rate two numbers make: "about 275 litres a day" for 25,000 litres over 91 days.
-    ``stated``: the clause's own figures, always among them."""
+def _quotients(base: set[float], stated: set[float]) -> list[tuple[float, bool]]:
+    """A rate two numbers make ("about 275 litres a day" for 25,000 litres over 91 days),
+    and whether one of them is a figure of the clause itself (``stated``, always among them):
+    only such a rate may be rough — rough readings of every quotient of the results would
+    support almost any figure."""
     numbers = {n for n in sorted(base)[:80] if n >= 2} | {n for n in stated if n >= 2}
-    return {a / b for a in numbers for b in numbers if a > b}
+    return [(a / b, a in stated or b in stated) for a in numbers for b in numbers if a > b]
 
 
 def _ratios(base: set[float]) -> set[float]:
