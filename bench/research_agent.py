@@ -37,6 +37,8 @@ sys.path.insert(0, str(HERE.parent / "examples" / "research_agent"))
 import research_agent  # noqa: E402
 from cluster import BenchCluster  # noqa: E402
 
+from titan.trace.recorder import RECORDER  # noqa: E402
+
 _CALL = re.compile(r"^\[titan\.llm\] \S+: (\d+) in / (\d+) out tokens in ([\d.]+)s")
 Interval = tuple[float, float]
 
@@ -95,6 +97,9 @@ def main() -> int:
             words = len(report.read_text().split())
         run_id = c.client.agent_runs(limit=1)[0]["id"]
         stages = collect(c, run_id)
+        # The run this process drove ends when the process exits; end it now, while its
+        # master is still up (else the exit warns that the run's end was not delivered).
+        RECORDER.close()
     finally:
         c.close()
 
