@@ -129,8 +129,8 @@ def _claims(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
         if any(claims.is_write(str(c.get("tool"))) and not failed(c)
                and claims.names_result(claim.text, c.get("response")) for c in calls):
             continue  # what a successful action returned: "voucher V-88213 issued"
-        if claim.word and claims.reported(claim.word, told):
-            continue  # reported from a tool's own result ("refund_status: issued")
+        if claim.word and any(claims.reported(w, told) for w in (claim.word, *claim.forms)):
+            continue  # reported from a tool's own result ("refund_status: issued", "sent_to")
         tried = [n for n, c in enumerate(calls, 1)
                  if claims.backs(str(c.get("tool")), claim) and failed(c)]
         _unbacked(out, calls, tried,
@@ -141,7 +141,8 @@ def _claims(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
 
 def _figures(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
              out: Checks) -> None:
-    texts = [str(task.get("user_instruction") or "")]
+    # The request and the rules the agent was given hold figures too ("over the £250 limit").
+    texts = [str(task.get("user_instruction") or ""), str(task.get("behavior_instructions") or "")]
     lists: list[list[Any]] = []
     for c in calls:
         texts += [json.dumps(c.get("response"), default=str), str(c.get("error") or ""),

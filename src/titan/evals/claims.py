@@ -125,8 +125,8 @@ _DONE = re.compile(r"^\W*(?:(?:ok|okay|great|sure|yes|alright|no problem)\W+)?(?
                    r"you are|we're|that's|it's|that is|it is|everything's|everything is) )?"
                    r"(?:done|all done|all set|sorted|taken care of|completed?|finished)\b",
                    re.IGNORECASE)
-_ACTOR = re.compile(r"\b(?:i|we)(?:'ve|'d| have| had| just| already)?\b|\b(?:has|have|had) "
-                    r"been\b|\b(?:is|are) now\b|\byou(?:'re| are)\b|\byou(?:'ve| have) been\b",
+_ACTOR = re.compile(r"\b(?:i|we)(?:'ve|'d| have| had| just| already)?\b|(?:\b(?:has|have|had) |"
+                    r"'s |'ve )been\b|\b(?:is|are) now\b|\byou(?:'re| are)\b|\byou(?:'ve| have) been\b",
                     re.IGNORECASE)
 _COPULAS = frozenset({"is", "are", "was", "were", "be", "been", "being", "that's", "it's",
                       "there's", "which", "that"})
@@ -143,6 +143,7 @@ class Claim:
     text: str
     word: str | None  # without a re- prefix: "reissued" claims "issued"
     stems: tuple[str, ...]
+    forms: tuple[str, ...] = ()  # the action's other plain past forms: "emailed" is "sent"
 
 
 def clauses(text: str) -> list[str]:
@@ -164,7 +165,8 @@ def claimed_actions(final: str, instruction: str) -> list[Claim]:
         for forms, verbs, stems in ACTIONS:
             m = re.search(rf"\b(?:re-?)?({forms})\b", low)
             if m and _claims(low[:m.start()]):
-                found.append(Claim(clause, m.group(1), stems))
+                found.append(Claim(clause, m.group(1), stems,
+                                   tuple(f for f in forms.split("|") if f.isalpha())))
             if _DONE.search(low) and any(re.search(rf"\b{v}\b", asked) for v in verbs):
                 found.append(Claim(clause, None, stems))  # "Done!" claims what was asked
     return found
@@ -191,11 +193,32 @@ def reported(word: str, told: str) -> bool:
 
 def names_result(clause: str, response: Any) -> bool:
     """Whether a clause names an identifier a result returned ("voucher V-88213 issued"
-    after ``voucher: V-88213``): a claim about what that call made."""
+    after ``voucher: V-88213``), or an amount it returned under a key the clause names ("£10
+    credit added" after ``goodwill_credit: 10``): a claim about what that call made."""
     said = json.dumps(response, default=str)
-    return any(re.search(rf"(?<![\w-]){re.escape(ident)}(?![\w-])", said)
-               for ident in re.findall(r"(?<![\w-])[A-Za-z]{0,6}[-_]?\d[\w-]*", clause)
-               if len(ident) >= 3 and re.search(r"[A-Za-z]", ident))
+    if any(re.search(rf"(?<![\w-]){re.escape(ident)}(?![\w-])", said)
+           for ident in re.findall(r"(?<![\w-])[A-Za-z]{0,6}[-_]?\d[\w-]*", clause)
+           if len(ident) >= 3 and re.search(r"[A-Za-z]", ident)):
+        return True
+    words = set(re.findall(r"[a-z]{4,}", clause.lower()))
+    amounts = {(k, v) for k, v in _numbers(response)
+               if words & set(re.findall(r"[a-z]{4,}", k.lower()))}
+    return any(numbers.same(x, v) for f in numbers.find(clause) for x in f.values
+               for _, v in amounts)
+
+
+def _numbers(value: Any) -> list[tuple[str, float]]:
+    if isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out.append((str(k), float(v)))
+            else:
+                out += _numbers(v)
+        return out
+    if isinstance(value, list):
+        return [x for v in value for x in _numbers(v)]
+    return []
 
 
 def asks_action(instruction: str) -> bool:

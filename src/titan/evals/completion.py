@@ -42,7 +42,8 @@ _NEGATED = re.compile(r"\b(?:not|no|never|nothing|unable|cannot|couldn't|can't|d
                       r"weren't|isn't|aren't|hasn't|haven't|yet to|once|if|when|until|will|"
                       r"would|should|could|might|can|as soon as)\b|n't\b|'ll\b", re.IGNORECASE)
 # A state key's value that says the thing is asked for, not done.
-_PENDING_VALUE = re.compile(r"^(?:pending(?:[_ -]\w+)?|awaiting[_ -]\w+|requested|queued|"
+_PENDING_VALUE = re.compile(r"^(?:pending(?:[_ -]\w+)?|awaiting[_ -]\w+|held(?:[_ -]\w+)?|"
+                            r"requested|queued|"
                             r"in[_ -]review|under[_ -]review|waitlisted|provisional|tentative|"
                             r"submitted_for_\w+|on[_ -]hold)$", re.IGNORECASE)
 _STATE_KEY = re.compile(r"(?:^|_)(?:status|state)$", re.IGNORECASE)

@@ -184,9 +184,14 @@ _ROLES = (
     ("the next one",
      re.compile(r"\bnext\b[^.;:!?\n]{0,40}$", re.IGNORECASE),
      re.compile(r"(?:^|_)next(?:_|$)", re.IGNORECASE)),
+    ("the first one",
+     re.compile(r"\bfirst\b[^.;:!?\n]{0,40}$", re.IGNORECASE),
+     re.compile(r"(?:^|_)first(?:_|$)", re.IGNORECASE)),
 )
 # Keys of a date that was, beside one that is: ``eta: {original: ..., revised: ...}``.
-_WAS = re.compile(r"(?:^|_)(?:original|previous|prev|old|initial|former)(?:_|$)", re.IGNORECASE)
+# (``scheduled`` counts only beside a ``revised``-like key of the same object.)
+_WAS = re.compile(r"(?:^|_)(?:original|previous|prev|old|initial|former|scheduled|planned)"
+                  r"(?:_|$)", re.IGNORECASE)
 _IS = re.compile(r"(?:^|_)(?:revised|new|current|updated|latest|rescheduled)(?:_|$)",
                  re.IGNORECASE)
 _SAYS_WAS = re.compile(r"\b(?:original(?:ly)?|previous(?:ly)?|was|were|had been|before|"
@@ -211,6 +216,17 @@ def _date_fields(value: Any, out: list[tuple[str, int, int, int]], group: list[i
             _date_fields(v, out, group)
 
 
+def _dates_in_text(value: Any) -> set[tuple[int, int]]:
+    """(month, day) of every ISO date written anywhere in the results' strings."""
+    if isinstance(value, str):
+        return {(int(m.group(2)), int(m.group(3))) for m in _ISO.finditer(value)}
+    if isinstance(value, dict):
+        return {d for v in value.values() for d in _dates_in_text(v)}
+    if isinstance(value, list):
+        return {d for v in value for d in _dates_in_text(v)}
+    return set()
+
+
 def role_misread(final: str, results: list[Any]) -> tuple[str, str, str] | None:
     """A date the answer gives in a role (when something ends, the next one) that no field
     of that role holds, while one does hold another date and the one given is another
@@ -228,6 +244,8 @@ def role_misread(final: str, results: list[Any]) -> tuple[str, str, str] | None:
             if any((m, d) == (month, day) for _, m, d in held):
                 continue
             other = next((k for k, m, d, _ in fields if (m, d) == (month, day)), None)
+            if other is None and (month, day) in _dates_in_text(results):
+                other = "another date the results name"  # "the 2025-09-06 class is full"
             if other is not None:
                 key, m, d = held[0]
                 return said, role, f"{key} is {m:02d}-{d:02d}; {said} is {other}"

@@ -229,6 +229,13 @@ def supports(evidence: Known, figure: Figure, clause: str = "",
         # places shown, never roughly: there are too many products for that.
         if shown and any(round(p, shown) == v for p in _products(evidence.base)):
             return True
+        # A product of a figure the clause itself states (held to the results too) and
+        # another of the clause's or the results' ("those 64 at £39.45 are worth about
+        # £2,525", "104 shares, roughly £4,103"): roughly, when it says so.
+        own = values(clause) - {v}
+        if own and any(round(a * b, shown) == v or rough and _about(v, a * b)
+                       for a in own for b in own | set(sorted(evidence.base)[:80])):
+            return True
         unit = clause[figure.end:figure.end + 16]
         for words, factors in _CONVERSIONS:
             if words.match(unit.lstrip()) and any(
