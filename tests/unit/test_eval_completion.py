@@ -540,3 +540,30 @@ def test_a_first_date_or_a_superseded_one_given_for_the_current_fails() -> None:
                    instruction="When's my recycling?") == "wrong_answer"
     assert failure("It was due Monday 26 May, but the bank holiday moves it to Tuesday 27 May.",
                    bins, instruction="When's my recycling?") is None
+
+
+def test_readings_the_eighth_file_showed_too_eager() -> None:
+    # A bare "Done." after an action that succeeded, whatever its tool is called.
+    moved = call("reschedule_delivery", {"ok": True, "date": "2025-04-26"})
+    assert failure("Done. Your delivery is now on Saturday 26 April.", moved,
+                   instruction="Can the van come on Saturday instead?") is None
+    # A share is not the amount of the field its words name.
+    booking = call("book_lessons", {"booking_id": "SKL-1", "subtotal": 245.0, "discount": 0,
+                                    "total": 220.5})
+    assert failure("€245 less the 10% sibling discount = €220.50 (SKL-1).", booking,
+                   instruction="Book ski school for both kids") is None
+    # One full slot among open ones is not "none available".
+    slots = call("get_delivery_slots", {"slots": [
+        {"date": "2025-04-26", "available": True}, {"date": "2025-04-27", "available": False}]},
+        changed=False)
+    assert failure("Saturday 26 April is available.", slots,
+                   instruction="Any delivery slots?") is None
+    # "next Thursday" names a weekday, and "first → last" two roles: neither is the role.
+    plan = call("create_payment_plan", {"plan_id": "PP-1", "collections": {
+        "first": "2025-07-01", "last": "2025-12-01"}})
+    assert failure("Plan PP-1: first → last 1 Jul → 1 Dec 2025.", plan,
+                   instruction="Set up a payment plan") is None
+    slots = call("find_slots", {"date": "2025-08-21", "next_eligible": "2025-08-14"},
+                 changed=False)
+    assert failure("The centre has evening slots next Thursday, 21 August.", slots,
+                   instruction="When can I donate?") is None

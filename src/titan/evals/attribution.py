@@ -249,6 +249,9 @@ def misattributed_fields(final: str, found: list[Field],
             # one; total and new_total name it as it is.
             matched = [f for f in found if f.content <= words and f.content & near_stems
                        and (f.qualifier not in PAST or past)]
+            if re.match(r"\s*%", clause[figure.end:]) and not any(
+                    re.search(r"pct|percent|rate", f.key) for f in matched):
+                continue  # "the 10% sibling discount": a share, not the discount's amount
             values = figure.values
             if not matched or _ROUGH.search(clause.lower()) or (unit and timed > 1) \
                     or figure.clock & times or len(values) < len(figure.readings):

@@ -126,6 +126,9 @@ def _claims(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
         if any(claims.backs(str(c.get("tool")), claim, c.get("arguments")) and not failed(c)
                for c in calls):
             continue
+        if claim.word is None and any(claims.is_write(str(c.get("tool"))) and not failed(c)
+                                      for c in calls):
+            continue  # a bare "Done!" after an action that succeeded, whatever its name
         if any(claims.is_write(str(c.get("tool"))) and not failed(c)
                and claims.names_result(claim.text, c.get("response")) for c in calls):
             continue  # what a successful action returned: "voucher V-88213 issued"
@@ -189,8 +192,13 @@ def _states(final: str, evidence: list[str], out: Checks) -> None:
 
 
 def _zero_quantity(text: str) -> bool:
-    return any(_ZERO_KEYS.search(key.replace(" ", "_"))
-               for key in re.findall(r"([a-z][a-z ]*)\": (?:0|false)\b", text))
+    """Whether a result says none is available: a stock or availability key at 0 or false,
+    and at no other value anywhere in it (one full slot of a list of open ones is not
+    "none available")."""
+    zero = {key for key in re.findall(r"([a-z][a-z ]*)\": (?:0|false)\b", text)
+            if _ZERO_KEYS.search(key.replace(" ", "_"))}
+    some = set(re.findall(r"([a-z][a-z ]*)\": (?:true\b|[1-9])", text))
+    return bool(zero - some)
 
 
 def _hidden_errors(calls: list[dict[str, Any]], final: str, out: Checks) -> None:

@@ -181,11 +181,16 @@ _ROLES = (
                 r"\s*$", re.IGNORECASE),
      re.compile(r"(?:^|_)(?:expires?|expiry|expiration|expiring|end|ends|ending|until|valid_to|"
                 r"through|last_day)(?:_|$)", re.IGNORECASE)),
+    # "next one's coming Thursday 19 June", not "slots next Thursday, 21 August" (a weekday
+    # named relative to today), nor "first → last: 1 Jul → 1 Dec" (another date or role
+    # between the word and the date).
     ("the next one",
-     re.compile(r"\bnext\b[^.;:!?\n]{0,40}$", re.IGNORECASE),
+     re.compile(r"\bnext\b(?!\s+(?:mon|tue|wed|thu|fri|sat|sun|week|month|year|time)\w*)"
+                r"[^.;:!?\n\d→–|-]{0,30}$", re.IGNORECASE),
      re.compile(r"(?:^|_)next(?:_|$)", re.IGNORECASE)),
     ("the first one",
-     re.compile(r"\bfirst\b[^.;:!?\n]{0,40}$", re.IGNORECASE),
+     re.compile(r"\bfirst\b(?![^.;:!?\n]*\b(?:last|to|until)\b)[^.;:!?\n\d→–|-]{0,30}$",
+                re.IGNORECASE),
      re.compile(r"(?:^|_)first(?:_|$)", re.IGNORECASE)),
 )
 # Keys of a date that was, beside one that is: ``eta: {original: ..., revised: ...}``.
