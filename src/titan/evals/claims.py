@@ -201,23 +201,23 @@ def names_result(clause: str, response: Any) -> bool:
            if len(ident) >= 3 and re.search(r"[A-Za-z]", ident)):
         return True
     words = set(re.findall(r"[a-z]{4,}", clause.lower()))
-    amounts = {(k, v) for k, v in _numbers(response)
-               if words & set(re.findall(r"[a-z]{4,}", k.lower()))}
+    amounts = {(keys[-1], v) for keys, v in leaves(response) if keys and type(v) is float
+               and words & set(re.findall(r"[a-z]{4,}", keys[-1].lower()))}
     return any(numbers.same(x, v) for f in numbers.find(clause) for x in f.values
                for _, v in amounts)
 
 
-def _numbers(value: Any) -> list[tuple[str, float]]:
+def leaves(value: Any, keys: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str | float]]:
+    """Every string and number of a result, with the keys above it (list items take their
+    list's key)."""
+    if isinstance(value, str):
+        return [(keys, value.strip())]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [(keys, float(value))]
     if isinstance(value, dict):
-        out = []
-        for k, v in value.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                out.append((str(k), float(v)))
-            else:
-                out += _numbers(v)
-        return out
+        return [x for k, v in value.items() for x in leaves(v, (*keys, str(k)))]
     if isinstance(value, list):
-        return [x for v in value for x in _numbers(v)]
+        return [x for v in value for x in leaves(v, keys)]
     return []
 
 

@@ -154,6 +154,7 @@ class Known:
 
     figures: set[float] = field(default_factory=set)  # the numbers and the arithmetic
     base: set[float] = field(default_factory=set)  # the numbers themselves
+    products: set[float] = field(default_factory=set)  # of two numbers: checked to the places
 
 
 def known(texts: list[str], lists: list[list[Any]]) -> Known:
@@ -194,7 +195,7 @@ def known(texts: list[str], lists: list[list[Any]]) -> Known:
             derived.update((a + b, abs(a - b)))
             if b == int(b) and 2 <= b <= 12:
                 derived.add(a * b)
-    return Known(derived, base)
+    return Known(derived, base, _products(base))
 
 
 def same(value: float, k: float) -> bool:
@@ -227,7 +228,7 @@ def supports(evidence: Known, figure: Figure, clause: str = "",
         # litres over 91 days (about 275 litres a day)"), which are held to the results too.
         # A product of two of the results' numbers ("25 m³ at £2.1432" is £53.58), to the
         # places shown, never roughly: there are too many products for that.
-        if shown and any(round(p, shown) == v for p in _products(evidence.base)):
+        if shown and any(round(p, shown) == v for p in evidence.products):
             return True
         # A product of a figure the clause itself states (held to the results too) and
         # another of the clause's or the results' ("those 64 at £39.45 are worth about

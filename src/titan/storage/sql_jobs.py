@@ -196,8 +196,10 @@ class JobsSQL:
             group.append(row)
         for shape, group in shapes.items():
             sql, order = _compiled_insert(self.conn.dialect, tuple(sorted(shape)))
-            params: Any = (list(map(itemgetter(*order), group)) if order is not None
-                           else group)
+            params: Any = group
+            if order is not None:
+                get = itemgetter(*order)  # a tuple per row, at C speed (for two keys or more)
+                params = list(map(get, group)) if len(order) > 1 else [(get(r),) for r in group]
             self.conn.exec_driver_sql(sql, params)
         ids: dict[tuple[int, int], int] = {}
         for dag_id in sorted({r["dag_id"] for r in rows}):
