@@ -212,6 +212,25 @@ def test_threads_are_joined_and_atexit_runs(job: Job) -> None:
     assert sink.stream("stdout") == ["main done", "thread done", "atexit ran"]
 
 
+def test_a_lean_job_that_imports_threading_late_still_has_its_threads_joined(
+        job: Job, runner: Runner) -> None:
+    # The lean zygote does not load threading (its after-fork hook cost every child); a job
+    # forked from it that brings threading in where the import scan cannot see it still has
+    # its non-daemon threads joined before it exits, as `python script.py` would.
+    sink = job.run("""
+        import os
+        exec("import threading")
+        ev = threading.Event()
+        def late():
+            ev.wait(5)
+            print("thread done")
+        threading.Thread(target=late).start()
+        print(os.getppid())
+        ev.set()
+    """, name="late_threads.py")
+    assert sink.stream("stdout") == [str(runner.lean_zygote_pid), "thread done"]
+
+
 @BOTH
 def test_lines_keep_order_and_seq(job: Job, kind: str) -> None:
     sink = job.run("""
