@@ -1,6 +1,7 @@
 """A master whose blobs live in its PostgreSQL database (TITAN_BLOB_STORE=database): a job's
 script goes up, the job runs and publishes a file, and everything comes back over the API
-with nothing written to the master's disk."""
+with nothing written to the master's disk. And what PostgreSQL's text cannot hold (NUL)
+never reaches it as a 500."""
 
 from __future__ import annotations
 
@@ -66,6 +67,20 @@ def test_a_master_keeping_its_blobs_in_postgresql(make_cluster: object, postgres
 
     # Nothing on the master's disk: the bodies are rows of the database.
     assert not (cluster.data / "blobs").exists()
+
+    # PostgreSQL's text holds no NUL: a job that prints one keeps its lines (as U+FFFD, the
+    # report with them used to fail whole), and a NUL in a URL or a name is a 400, not a 500.
+    nul = Path(cluster.script("nul.py", 'import sys\nprint("a\\x00b")\n'
+                                        'sys.exit("bad\\x00exit")\n'))
+    client.submit_job(TitanJob(job_id="nul", filename=str(nul)))
+    assert client.wait("nul", timeout=60)["state"] == "FAILED"
+    assert client.fetch_logs("nul").splitlines() == ["a\ufffdb", "bad\ufffdexit"]
+    with httpx.Client(base_url=f"{cluster.url}/api/v1", headers=auth) as http:
+        for url in ("/runs/a%00b", "/runs?agent_id=a%00b", "/dags?name=%00"):
+            r = http.get(url)
+            assert r.status_code == 400 and "NUL" in r.json()["error"]["message"], url
+        r = http.post("/runs", json={"agent_id": "a\x00b"})
+        assert r.status_code == 400 and "NUL" in r.json()["error"]["message"]
     engine = sa.create_engine(postgres_url)
     try:
         with engine.connect() as conn:

@@ -219,6 +219,20 @@ def test_what_the_route_refuses(cluster: Cluster) -> None:
     broken["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["spanId"] = ""
     reply = post(cluster, json.dumps(broken).encode(), "application/json")
     assert reply.json()["partialSuccess"]["rejectedSpans"] == "1"
+    # Attributes no instrumentation writes, beside another trace's spans: recorded as well
+    # as they can be, never a 500 (which held the request's other spans back for good).
+    odd, fine = "6f0c8a7e1d3b4c5a6e7f8091a2b3c4d5", "7f0c8a7e1d3b4c5a6e7f8091a2b3c4d5"
+    body = genai_trace(odd)
+    chat = body["resourceSpans"][0]["scopeSpans"][0]["spans"][1]
+    chat["attributes"] += [{"key": k, "value": {"stringValue": v}} for k, v in (
+        ("gen_ai.usage.input_tokens", "²"), ("gen_ai.input.messages", '[{"parts": 5}]'),
+        ("llm.input_messages.0.message", "hello"))]
+    body["resourceSpans"] += genai_trace(fine)["resourceSpans"]
+    reply = post(cluster, json.dumps(body).encode(), "application/json")
+    assert reply.status_code == 200, reply.text
+    for trace in (odd, fine):
+        run = cluster.api("GET", f"/runs/{run_id_of_trace(trace)}")
+        assert (run["status"], run["action_count"]) == ("completed", 3)
 
 
 def test_a_parent_that_never_comes_is_recorded_under_the_run(make_cluster: Any,

@@ -10,6 +10,7 @@ ingestion parser (``titan.master.runs.ingest``), so what the mapping produces is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import json
 import threading
@@ -387,3 +388,103 @@ def test_spans_reach_the_collector_grouped_by_run() -> None:
     assert wire.attributes_of(rs.resource.attributes)["service.name"] == "bot"
     names = [s.name for s in rs.scope_spans[0].spans]
     assert names == ["chat openai/gpt-x", "execute_tool search"]
+
+
+# -- hostile senders -----------------------------------------------------------------------------
+HOSTILE = [
+    {"llm.input_messages.².message.role": "user"},
+    {"gen_ai.usage.input_tokens": "²"},
+    {"gen_ai.usage.input_tokens": "9" * 5000},
+    {"gen_ai.usage.input_tokens": 10**16},
+    {"llm.input_messages.0.message": "hello"},
+    {"llm.input_messages.0.message.contents.0.message_content": "x"},
+    {"llm.output_messages.0.message.tool_calls.0.tool_call.function": "f"},
+    {"llm.output_messages.0.message.tool_calls.0.tool_call": 7},
+    {"llm.output_messages.0.message.tool_calls": 5},
+    {"gen_ai.input.messages": '[{"role":"user","parts":5}]'},
+    {"gen_ai.completion.0.tool_calls": 5},
+    {"gen_ai.prompt.0.tool_calls": 5},
+    {"llm.cost.total": 1e308},
+    {"gen_ai.request.model": "m\x00odel", "gen_ai.usage.input_tokens": 3},
+]
+
+
+@pytest.mark.parametrize("attrs", HOSTILE, ids=range(len(HOSTILE)))
+@pytest.mark.parametrize("kind", [{"openinference.span.kind": "LLM"},
+                                  {"gen_ai.operation.name": "chat"}], ids=["oi", "genai"])
+def test_what_a_sender_writes_never_breaks_the_mapping(attrs: dict[str, Any],
+                                                       kind: dict[str, Any]) -> None:
+    # Attributes are whatever the sender wrote: an action comes out, and the run service's
+    # own checks take it (no NUL, costs and token counts within bounds).
+    action = incoming.action_of(span("00000000000000e1", name="c\x00hat", attrs={**kind, **attrs}),
+                                "svc", 0, fixed_price)
+    [row] = parse_actions({"actions": [action]}, now=T0)
+    assert "\x00" not in row["name"] and (row["cost_usd"] or 0) <= 1e9
+    assert (row["input_tokens"] or 0) <= 10**15
+
+
+class RefusingRuns(FakeRuns):
+    """A run service that refuses every action named ``refuse-me``, as the real one refuses
+    an invalid action: the whole batch, naming each bad one by index."""
+
+    async def ingest(self, run_id: str, body: dict[str, Any], who: Principal) -> dict[str, Any]:
+        bad = [i for i, a in enumerate(body["actions"]) if a["name"] == "refuse-me"]
+        if bad:
+            raise ValidationFailed("invalid action batch", details={"errors": [
+                {"index": i, "field": "name", "message": "refused"} for i in bad]})
+        return await super().ingest(run_id, body, who)
+
+
+def test_a_refused_span_is_counted_once_and_spares_its_neighbours_and_other_traces() -> None:
+    async def go() -> None:
+        runs = RefusingRuns()
+        rx = Receiver(runs, 60.0, fixed_price, clock=lambda: T0 + 100)  # type: ignore[arg-type]
+        other = "6b8efff798038103d269b633813fc60c"
+        good_root = dataclasses.replace(span("00000000000000f1", None, "fine"), trace_id=other)
+        got = await rx.receive([
+            good_root,
+            span("00000000000000a1", None, "root"),
+            span("00000000000000a2", "00000000000000a1", "refuse-me"),
+            span("00000000000000a3", "00000000000000a1", "kept")], 0, ADMIN)
+        assert (got["refused"], got["accepted"]) == (1, 3) and "refused" in got["why"]
+        mine, theirs = ids.run_id_of_trace(TRACE), ids.run_id_of_trace(other)
+        assert {a["name"] for a in runs.actions[mine].values()} == {"root", "kept"}
+        assert {a["name"] for a in runs.actions[theirs].values()} == {"fine"}
+        assert runs.runs[mine]["status"] == runs.runs[theirs]["status"] == "completed"
+        # Nothing is held to be tried again, at the hold's end or at shutdown.
+        assert rx.stats()["held_spans"] == 0 and rx.stats()["rejected_spans"] == 1
+        await rx._release(T0 + 10_000)
+        await rx.stop()
+        assert rx.stats()["rejected_spans"] == 1
+    asyncio.run(go())
+
+
+def test_a_span_the_mapping_cannot_read_is_kept_bare(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = incoming.action_of
+
+    def picky(s: wire.Span, *args: Any, **kw: Any) -> dict[str, Any]:
+        if s.name == "odd":
+            raise KeyError("surprise")
+        return real(s, *args, **kw)
+
+    monkeypatch.setattr(incoming, "action_of", picky)
+
+    async def go() -> None:
+        rx, runs, _ = receiver()
+        await rx.receive([span("00000000000000b1", None, "root"),
+                          span("00000000000000b2", "00000000000000b1", "odd")], 0, ADMIN)
+        acts = {a["name"]: a for a in runs.actions[ids.run_id_of_trace(TRACE)].values()}
+        assert acts["odd"]["parent_id"] == "00000000000000b1"
+        assert "surprise" in acts["odd"]["tags"]["otel"]["unreadable"]
+    asyncio.run(go())
+
+
+def test_a_root_with_a_huge_error_and_a_blank_service_still_end_their_run() -> None:
+    async def go() -> None:
+        rx, runs, _ = receiver()
+        root = span("00000000000000d1", None, "root", error="x" * 200_000, service=" \x00 ")
+        await rx.receive([root], 0, ADMIN)
+        run = runs.runs[ids.run_id_of_trace(TRACE)]
+        assert (run["status"], run["agent_id"]) == ("failed", "otel")
+        assert run["error"].startswith("Error: xxx") and len(run["error"]) == 100_000
+    asyncio.run(go())

@@ -94,10 +94,13 @@ async def ensure_token_file(engine: Engine, path: Path, role: str, name: str) ->
 
 
 class HostCheck:
-    """Refuse requests whose Host header names another site (DNS-rebinding defence).
+    """Refuse requests whose Host header names another site (DNS-rebinding defence), and
+    any whose URL carries a NUL character.
 
     A master bound to loopback answers only to loopback names; bound to all interfaces it
-    answers to any name (the operator chose exposure; tokens still apply)."""
+    answers to any name (the operator chose exposure; tokens still apply). No name, id, key
+    or filter may hold a NUL: PostgreSQL's text refuses it (a 500 deep in a query), SQLite's
+    keeps it (a row no other database could hold), so it is refused here, for every route."""
 
     def __init__(self, app: ASGIApp, config: MasterConfig) -> None:
         self.app = app
@@ -122,6 +125,12 @@ class HostCheck:
                 else:  # refused before the handshake: the server answers HTTP 403, not a 500
                     await send({"type": "websocket.close", "code": 1008})
                 return
+        if scope["type"] == "http" and ("\x00" in scope["path"]
+                                        or b"%00" in scope.get("query_string", b"")):
+            body = APIError("a URL may not contain NUL characters (%00)").to_body()
+            await JSONResponse(body, status_code=400, headers={"Connection": "close"})(
+                scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 

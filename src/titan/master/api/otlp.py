@@ -29,10 +29,12 @@ async def traces(c: CtxDep, p: OtlpSender, request: Request) -> Response:
     spans, rejected = await asyncio.to_thread(
         wire.decode, body, request.headers.get("content-type"),
         request.headers.get("content-encoding"), c.config.max_body_bytes, loads)
-    await c.otlp.receive(spans, rejected, p)
+    got = await c.otlp.receive(spans, rejected, p)
     reply_type = wire.JSON if media == wire.JSON else wire.PROTOBUF
-    why = "spans with an empty or malformed trace or span id" if rejected else ""
-    return Response(wire.response(reply_type, rejected, why), media_type=reply_type)
+    why = "; ".join(filter(None, (
+        "spans with an empty or malformed trace or span id" if rejected else "", got["why"])))
+    return Response(wire.response(reply_type, rejected + got["refused"], why),
+                    media_type=reply_type)
 
 
 # At the root, as collectors serve it (left out of the OpenAPI description: the /api/v1

@@ -14,6 +14,7 @@ from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Operator, Reader, Writer
 from titan.master.api.params import MaybeAfter, Offset, Seq
 from titan.master.runs import export, ledger
+from titan.master.runs.ingest import MAX_USD
 from titan.master.runs.lookup import check_window, run_or_404
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
@@ -194,7 +195,8 @@ async def patch_agent(c: CtxDep, p: Operator, agent_id: str, body: Any = Body(..
         raise ValidationFailed('the body must be {"budget_usd": <USD or null>}')
     budget = body["budget_usd"]
     if budget is not None and (not isinstance(budget, int | float) or isinstance(budget, bool)
-                               or budget < 0):
-        raise ValidationFailed("budget_usd must be a number of USD, at least 0, or null")
+                               or not 0 <= budget <= MAX_USD):
+        raise ValidationFailed(f"budget_usd must be a number of USD from 0 to {MAX_USD:g}, "
+                               "or null")
     await c.runs.set_agent_budget(agent_id, None if budget is None else float(budget))
     return await get_agent(c, p, agent_id, limit=100)

@@ -24,6 +24,7 @@ from titan.llm.pricing import hosted_cost
 from titan.llm.types import Usage
 from titan.master.otel.ids import action_id_of_span
 from titan.master.otel.wire import STATUS_ERROR, Span
+from titan.master.runs.ingest import ERROR_CHARS, MAX_TOKENS, MAX_USD
 from titan.storage.base import Row
 from titan.trace.canonical import dumps
 
@@ -70,8 +71,8 @@ def agent_name(span: Span) -> str:
     """The name an agent span gives its sub-agent in actor paths (no ``/``: it separates)."""
     a = span.attributes
     name = a.get("gen_ai.agent.name") or a.get("agent.name") or span.name
-    name = str(name).removeprefix("invoke_agent ").strip().replace("/", "-")
-    return (name or "agent")[:100]
+    name = _clean(str(name).removeprefix("invoke_agent ").strip().replace("/", "-"), 100)
+    return name or "agent"
 
 
 def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hosted_cost,
@@ -81,7 +82,7 @@ def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hoste
     a = span.attributes
     started, duration = span_times(span, now or time.time())
     action: Row = {"id": action_id_of_span(span.span_id), "parent_id": span.parent_id,
-                   "actor": actor[:500], "ordinal": ordinal, "started_at": started,
+                   "actor": _clean(actor, 500), "ordinal": ordinal, "started_at": started,
                    "duration_ns": duration, "tags": _tags(span)}
     error = span_error(span)
     if error is not None:
@@ -93,22 +94,40 @@ def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hoste
         usage = _usage(a)
         action.update(channel="llm", name="call_llm" if kind == LLM else "embeddings",
                       inputs=_llm_inputs(a), outputs=None if error else _llm_outputs(a),
-                      model=model[:200] if model else None, usage=usage or None)
+                      model=_clean(model, 200) if model else None, usage=usage or None)
         action.update(_cost(a, model, usage, price))
     elif kind == TOOL:
         name = _first_str(a, "gen_ai.tool.name", "tool.name") or \
             span.name.removeprefix("execute_tool ")
-        action.update(channel="tool", name=(name.strip() or "tool")[:200],
+        action.update(channel="tool", name=_clean(name.strip(), 200) or "tool",
                       inputs=_as_inputs(_first(a, "gen_ai.tool.call.arguments", "input.value")),
                       outputs=_parsed(_first(a, "gen_ai.tool.call.result", "output.value")))
     else:
         inputs = _first(a, "input.value")
         messages = _parsed(a.get("gen_ai.input.messages"))
-        action.update(channel="custom", name=(span.name.strip() or kind)[:200],
+        action.update(channel="custom", name=_clean(span.name.strip(), 200) or kind,
                       inputs={"messages": _from_parts(messages)} if isinstance(messages, list)
                       and inputs is None else _as_inputs(inputs),
                       outputs=_parsed(_first(a, "output.value")))
     return action
+
+
+def bare_action(span: Span, actor: str, problem: BaseException) -> Row:
+    """What a span becomes when :func:`action_of` cannot read it: a ``custom`` action with
+    its name, place in the tree and times, and why the rest was left out (in its tags), so
+    its children still hang from it."""
+    started, duration = span_times(span, time.time())
+    otel = {"span": _clean(span.name, 200), "unreadable": _clean(repr(problem), 500)}
+    return {"id": action_id_of_span(span.span_id), "parent_id": span.parent_id,
+            "actor": _clean(actor, 500) or "otel", "channel": "custom",
+            "name": _clean(span.name.strip(), 200) or "span", "started_at": started,
+            "duration_ns": duration, "tags": {"otel": otel}}
+
+
+def _clean(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` without NUL characters, which no database text column
+    holds (PostgreSQL refuses them)."""
+    return text.replace("\x00", "\ufffd")[:limit]
 
 
 def span_times(span: Span, now: float) -> tuple[float, int]:
@@ -132,7 +151,8 @@ def span_error(span: Span) -> Row | None:
             kind = str(attrs.get("exception.type") or kind)
             message = message or str(attrs.get("exception.message") or "")
     kind = str(span.attributes.get("error.type") or kind)
-    return {"type": kind[:200], "message": (message or "error")[:100_000]}
+    return {"type": _clean(kind, 200) or "Error",
+            "message": _clean(message or "error", ERROR_CHARS)}
 
 
 def _usage(a: dict[str, Any]) -> Row:
@@ -155,7 +175,8 @@ def _cost(a: dict[str, Any], model: str | None, usage: Row, price: Pricer) -> Ro
     """The span's own cost when it states one, else Titan's price for the model (the
     registered price, LiteLLM's map, Titan's table), tried as named and with its provider."""
     stated = a.get("llm.cost.total")
-    if isinstance(stated, int | float) and not isinstance(stated, bool) and stated >= 0:
+    if isinstance(stated, int | float) and not isinstance(stated, bool) \
+            and 0 <= stated <= MAX_USD:
         return {"cost_usd": float(stated), "cost_source": "span"}
     if not model or not usage:
         return {}
@@ -170,7 +191,7 @@ def _cost(a: dict[str, Any], model: str | None, usage: Row, price: Pricer) -> Ro
             cost, source = price(name, tokens)
         except TitanError:  # no LiteLLM here, or a bad TITAN_LLM_PRICES: the price is unknown
             continue
-        if cost is not None:
+        if cost is not None and 0 <= cost <= MAX_USD:
             return {"cost_usd": cost, "cost_source": source}
     return {"cost_source": "unknown"}
 
@@ -207,7 +228,7 @@ def _llm_outputs(a: dict[str, Any]) -> Row:
     if finish is None and reasons:
         finish = reasons[0] if isinstance(reasons, list) else reasons
     out["finish_reason"] = finish
-    calls = [c for m in messages for c in m.get("tool_calls") or ()]
+    calls = [c for m in messages for c in _list(m.get("tool_calls"))]
     if calls:
         out["tool_calls"] = calls
     if not messages and a.get("output.value") is not None:
@@ -222,7 +243,7 @@ def _messages(a: dict[str, Any], openinference: str, openllmetry: str,
     GenAI convention's ``gen_ai.*.messages`` (JSON, messages of typed parts)."""
     flat = _unflatten(a, openinference)
     if flat:
-        return [_openinference_message(m.get("message") or {}) for m in flat]
+        return [_openinference_message(_obj(m.get("message"))) for m in flat]
     flat = _unflatten(a, openllmetry)
     if flat:
         return [_openai_message(m) for m in flat]
@@ -233,13 +254,14 @@ def _messages(a: dict[str, Any], openinference: str, openllmetry: str,
 def _openinference_message(m: Row) -> Row:
     out: Row = {"role": m.get("role"), "content": m.get("content")}
     if out["content"] is None and isinstance(m.get("contents"), list):
-        out["content"] = "".join(str((c.get("message_content") or {}).get("text") or "")
+        out["content"] = "".join(str(_obj(c.get("message_content")).get("text") or "")
                                  for c in m["contents"] if isinstance(c, dict))
-    calls = [c.get("tool_call") or {} for c in m.get("tool_calls") or () if isinstance(c, dict)]
+    calls = [_obj(c.get("tool_call")) for c in _list(m.get("tool_calls"))
+             if isinstance(c, dict)]
     if calls:
         out["tool_calls"] = [{"id": c.get("id"), "type": "function", "function": {
-            "name": (c.get("function") or {}).get("name"),
-            "arguments": (c.get("function") or {}).get("arguments")}} for c in calls]
+            "name": _obj(c.get("function")).get("name"),
+            "arguments": _obj(c.get("function")).get("arguments")}} for c in calls]
     for key in ("name", "tool_call_id"):
         if m.get(key) is not None:
             out[key] = m[key]
@@ -249,7 +271,7 @@ def _openinference_message(m: Row) -> Row:
 def _openai_message(m: Row) -> Row:
     out: Row = {k: m[k] for k in ("role", "content", "finish_reason", "tool_call_id")
                 if m.get(k) is not None}
-    calls = [c for c in m.get("tool_calls") or () if isinstance(c, dict)]
+    calls = [c for c in _list(m.get("tool_calls")) if isinstance(c, dict)]
     if calls:
         out["tool_calls"] = [{"id": c.get("id"), "type": "function", "function": {
             "name": c.get("name"), "arguments": c.get("arguments")}} for c in calls]
@@ -263,7 +285,7 @@ def _from_parts(messages: list[Any]) -> list[Row]:
     for m in messages:
         if not isinstance(m, dict):
             continue
-        parts = [p for p in m.get("parts") or () if isinstance(p, dict)]
+        parts = [p for p in _list(m.get("parts")) if isinstance(p, dict)]
         msg: Row = {"role": m.get("role"), "content": m.get("content", _text_of(parts))}
         calls = [p for p in parts if p.get("type") == "tool_call"]
         if calls:
@@ -289,7 +311,7 @@ def _unflatten(a: dict[str, Any], prefix: str) -> list[Row]:
     for key, value in a.items():
         if not key.startswith(prefix):
             continue
-        parts: list[Any] = [int(p) if p.isdigit() else p for p in key[len(prefix):].split(".")]
+        parts: list[Any] = [_index(p) for p in key[len(prefix):].split(".")]
         if not isinstance(parts[0], int):  # gen_ai.prompt.name is no message
             continue
         node = tree
@@ -351,11 +373,27 @@ def _first_str(a: dict[str, Any], *keys: str) -> str | None:
 def _first_int(a: dict[str, Any], *keys: str) -> int | None:
     for k in keys:
         v = a.get(k)
-        if isinstance(v, str) and v.isdigit():
-            v = int(v)
-        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**62:
+        if isinstance(v, str):
+            v = _index(v.strip())
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_TOKENS:
             return v
     return None
+
+
+def _index(part: str) -> int | str:
+    """A key part or count that is a whole number, as one: ASCII digits only (``str.isdigit``
+    takes '²', which ``int`` refuses) and short enough for ``int`` to read."""
+    return int(part) if part.isascii() and part.isdigit() and len(part) <= 18 else part
+
+
+def _obj(value: Any) -> Row:
+    """``value`` when a sender put an object where one belongs, else an empty one: a span's
+    attributes are whatever its sender wrote."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _parsed(value: Any) -> Any:

@@ -25,13 +25,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from titan.errors import Conflict, NotFound
+from titan.errors import APIError, Conflict, NotFound, ValidationFailed
 from titan.llm.pricing import hosted_cost
 from titan.master.auth.tokens import Principal
 from titan.master.otel import incoming
 from titan.master.otel.ids import run_id_of_trace
 from titan.master.otel.wire import Span
-from titan.master.runs.ingest import MAX_BATCH
+from titan.master.runs.ingest import ERROR_CHARS, MAX_BATCH
 from titan.master.runs.service import RunService
 from titan.storage.base import Row
 
@@ -84,6 +84,7 @@ class Receiver:
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._next_due = float("inf")  # the earliest deadline of a held span
+        self._refused, self._why = 0, ""  # spans refused while recording, and why (receive)
 
     def start(self) -> None:
         self._timer = asyncio.create_task(self._release_expired())
@@ -111,10 +112,12 @@ class Receiver:
 
     async def receive(self, spans: list[Span], rejected: int, who: Principal) -> Row:
         """Record a request's spans (those whose parents are known), hold the rest. A new
-        trace's run is opened at once, so it is on the Runs page while its spans wait."""
+        trace's run is opened at once, so it is on the Runs page while its spans wait.
+        ``refused``: spans the run service refused (what it said in ``why``), never retried."""
         async with self._lock:
             now = self.clock()
             self.counts.update(received=len(spans), rejected=rejected)
+            self._refused, self._why = 0, ""
             touched: dict[_Trace, None] = {}
             for span in spans:
                 trace = self._trace(span, now)
@@ -131,13 +134,15 @@ class Receiver:
             await self._record([(t, r) for t, r in ready if r])
             self._forget_old()
             held = sum(len(t.held) for t in touched)
-        return {"accepted": len(spans), "held": held}
+            refused, why = self._refused, self._why
+        return {"accepted": len(spans) - refused, "held": held, "refused": refused, "why": why}
 
     async def _open(self, trace: _Trace, who: Principal) -> None:
         starts = [h.span.start_ns for h in trace.held.values() if h.span.start_ns > 0]
         fields: Row = {"id": trace.run_id, "agent_id": trace.agent, "tags": [IMPORT_TAG]}
-        if starts and min(starts) / 1e9 >= incoming.EPOCH_2000:
-            fields["started_at"] = min(starts) / 1e9
+        first = min(starts) / 1e9 if starts else 0.0
+        if incoming.EPOCH_2000 <= first <= self.clock() + 86_400:  # as span_times places them
+            fields["started_at"] = first
         _, created = await self.runs.create_run(fields, who)
         trace.created = True
         # A run that existed before this process knew the trace (a restart): the run service
@@ -147,7 +152,8 @@ class Receiver:
     def _trace(self, span: Span, now: float) -> _Trace:
         trace = self.traces.pop(span.trace_id, None)  # re-inserted: dicts keep LRU order
         if trace is None:
-            service = str(span.resource.get("service.name") or "")
+            service = "".join(ch for ch in str(span.resource.get("service.name") or "")
+                              if ch.isprintable()).strip()
             agent = service[:200] if service and not service.startswith("unknown_service") \
                 else "otel"
             trace = _Trace(run_id_of_trace(span.trace_id), agent.replace("/", "-"))
@@ -188,15 +194,20 @@ class Receiver:
         if not ready:
             return
         convert = self._convert
+        done = 0
         try:
             batches = await asyncio.to_thread(lambda: [convert(t, r) for t, r in ready])
             for (trace, spans), actions in zip(ready, batches, strict=True):
                 await self._store(trace, spans, actions)
+                done += 1
         except BaseException:
-            # Not recorded: the spans wait again (the client, answered with an error, sends
-            # its own again; spans held from earlier requests must not be lost).
+            # Not recorded, for a reason of the master's (the database is away, a bug): the
+            # spans of this trace and of those after it wait again (the client, answered
+            # with an error, sends its own again; spans held from earlier requests must not
+            # be lost). Traces recorded before it stay recorded. What the run service
+            # refuses as invalid never comes here: retrying could not help (_store).
             now = self.clock()
-            for trace, spans in ready:
+            for trace, spans in ready[done:]:
                 for r in spans:
                     trace.actors.pop(r.span.span_id, None)
                     trace.held[r.span.span_id] = _Held(r.span, now + self.hold, r.who)
@@ -207,7 +218,12 @@ class Receiver:
         ready.sort(key=lambda r: (r.span.start_ns, r.span.span_id))
         actions = []
         for r in ready:
-            action = incoming.action_of(r.span, r.actor, None, self.price)
+            try:
+                action = incoming.action_of(r.span, r.actor, None, self.price)
+            except Exception as exc:  # noqa: BLE001 - a span no reading of which fits
+                log.warning("OTLP: span %s of trace %s could not be read (%r); recorded bare",
+                            r.span.span_id, r.span.trace_id, exc)
+                action = incoming.bare_action(r.span, r.actor, exc)
             if trace.ordinals is not None:
                 key = (action["actor"], action["channel"], action["name"])
                 action["ordinal"] = trace.ordinals[key]
@@ -218,16 +234,39 @@ class Receiver:
     async def _store(self, trace: _Trace, ready: list[_Ready], actions: list[Row]) -> None:
         who = ready[0].who
         for i in range(0, len(actions), MAX_BATCH):
-            batch = {"actions": actions[i:i + MAX_BATCH]}
+            batch = actions[i:i + MAX_BATCH]
             try:
-                result = await self.runs.ingest(trace.run_id, batch, who)
-            except NotFound:  # deleted since this process opened it (retention, prune)
-                await self._open(trace, who)
-                result = await self.runs.ingest(trace.run_id, batch, who)
+                result = await self._ingest(trace, batch, who)
+            except ValidationFailed as exc:
+                # The run service refused some of them (a batch is all or nothing): the
+                # others go in without them, and the refused are counted, never held again.
+                bad = {e.get("index") for e in exc.details.get("errors") or ()} - {None}
+                self._refuse(trace, len(bad) or len(batch), exc)
+                kept = [a for j, a in enumerate(batch) if j not in bad] if bad else []
+                if not kept:
+                    continue
+                try:
+                    result = await self._ingest(trace, kept, who)
+                except ValidationFailed as again:
+                    self._refuse(trace, len(kept), again)
+                    continue
             self.counts.update(recorded=result["accepted"], duplicates=result["duplicates"])
         for r in ready:
             if r.span.parent_id is None:
                 await self._end(trace, r.span, who)
+
+    async def _ingest(self, trace: _Trace, actions: list[Row], who: Principal) -> Row:
+        try:
+            return await self.runs.ingest(trace.run_id, {"actions": actions}, who)
+        except NotFound:  # deleted since this process opened it (retention, prune)
+            await self._open(trace, who)
+            return await self.runs.ingest(trace.run_id, {"actions": actions}, who)
+
+    def _refuse(self, trace: _Trace, count: int, exc: APIError) -> None:
+        log.warning("OTLP: %d span(s) of run %s refused: %s", count, trace.run_id, exc.message)
+        self.counts["rejected"] += count
+        self._refused += count
+        self._why = self._why or f"spans the run service refused: {exc.message}"[:1000]
 
     async def _end(self, trace: _Trace, root: Span, who: Principal) -> None:
         error = incoming.span_error(root)
@@ -235,7 +274,8 @@ class Receiver:
         fields: Row = {"status": "failed" if error else "completed", "started_at": started,
                        "ended_at": started + duration / 1e9}
         if error:
-            fields["error"] = f"{error['type']}: {error['message']}"
+            # Within what a run's error may hold (its type and message are cut already).
+            fields["error"] = f"{error['type']}: {error['message']}"[:ERROR_CHARS]
         try:
             await self.runs.update_run(trace.run_id, fields, who)
         except Conflict:  # it ended otherwise already (ended by hand, say): that stands

@@ -25,6 +25,16 @@ REPLAY_STATUSES = ("served", "override", "live", "forked", "verified", "refused"
 OUTCOMES = ("success", "error", "blocked", "replayed")
 USAGE_KEYS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
 MAX_BATCH = 10_000
+#: The most an action may cost, or a run be budgeted, in USD. No call costs a billion dollars;
+#: a bound keeps a run's and an agent's totals finite (two actions at 1e308 summed to inf,
+#: which no JSON answer can hold).
+MAX_USD = 1e9
+#: Token counts past this are no model's: sums over many actions must stay within 64 bits.
+MAX_TOKENS = 10**15
+#: ~3 years: a span or action longer than that is a clock error, and sums must stay in 64 bits.
+MAX_DURATION_NS = 10**17
+#: The longest error message an action or a run keeps.
+ERROR_CHARS = 100_000
 PREVIEW_CHARS = 2_000
 _ACTION_KEYS = frozenset({
     "id", "parent_id", "actor", "channel", "name", "ordinal", "inputs", "outputs", "error",
@@ -33,6 +43,7 @@ _ACTION_KEYS = frozenset({
 })
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 _EPOCH_2000 = 946_684_800.0
+_EPOCH_2100 = 4_102_444_800.0
 
 
 class _Problems:
@@ -65,11 +76,14 @@ def _text(p: _Problems, i: int | None, field: str, value: Any, limit: int,
     if len(value) > limit:
         p.add(i, field, f"is longer than {limit} characters")
         return None
+    if "\x00" in value:  # PostgreSQL's text holds none (SQLite's would, unlike the export)
+        p.add(i, field, "may not contain NUL characters")
+        return None
     return value
 
 
 def _number(p: _Problems, i: int | None, field: str, value: Any, *, integer: bool = False,
-            minimum: float = 0.0) -> Any:
+            minimum: float = 0.0, maximum: float | None = None) -> Any:
     if value is None:
         return None
     ok = isinstance(value, int) if integer else isinstance(value, int | float)
@@ -78,6 +92,9 @@ def _number(p: _Problems, i: int | None, field: str, value: Any, *, integer: boo
         return None
     if value < minimum:
         p.add(i, field, f"must be at least {minimum:g}")
+        return None
+    if maximum is not None and value > maximum:
+        p.add(i, field, f"must be at most {maximum:g}")
         return None
     return value
 
@@ -151,7 +168,8 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
             error_type, error_message = "Error", error
         elif isinstance(error, dict):
             error_type = _text(p, i, "error.type", error.get("type", "Error"), 200)
-            error_message = _text(p, i, "error.message", error.get("message", ""), 100_000)
+            error_message = _text(p, i, "error.message", error.get("message", ""),
+                                  ERROR_CHARS)
         elif error is not None:
             p.add(i, "error", 'must be a string or {"type", "message"}')
         outcome = a.get("outcome", "error" if error is not None else "success")
@@ -166,7 +184,8 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
                 if key not in USAGE_KEYS:
                     p.add(i, f"usage.{key}", f"unknown usage type (known: {', '.join(USAGE_KEYS)})")
                 else:
-                    tokens[key] = _number(p, i, f"usage.{key}", value, integer=True)
+                    tokens[key] = _number(p, i, f"usage.{key}", value, integer=True,
+                                          maximum=MAX_TOKENS)
         started = a.get("started_at")
         if started is None:
             p.add(i, "started_at", "is required (epoch seconds)")
@@ -174,7 +193,7 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
                 _EPOCH_2000 <= started <= latest):
             p.add(i, "started_at", "must be epoch seconds between 2000 and tomorrow")
         duration = a.get("duration_ns", 0)
-        _number(p, i, "duration_ns", duration, integer=True)
+        _number(p, i, "duration_ns", duration, integer=True, maximum=MAX_DURATION_NS)
         replay_status = a.get("replay_status")
         if replay_status is not None and replay_status not in REPLAY_STATUSES:
             p.add(i, "replay_status", f"must be one of {', '.join(REPLAY_STATUSES)}")
@@ -187,7 +206,7 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
             "error_type": error_type, "error_message": error_message, "outcome": outcome,
             "model": _text(p, i, "model", a.get("model"), 200),
             **tokens,
-            "cost_usd": _number(p, i, "cost_usd", a.get("cost_usd")),
+            "cost_usd": _number(p, i, "cost_usd", a.get("cost_usd"), maximum=MAX_USD),
             "cost_source": _text(p, i, "cost_source", a.get("cost_source"), 40),
             "started_at": float(started) if isinstance(started, int | float) else 0.0,
             "duration_ns": duration if isinstance(duration, int) else 0,
@@ -216,11 +235,11 @@ def parse_run(body: Any, *, creating: bool) -> Row:
             p.add(None, "id", "must be 1-200 characters of letters, digits, '.', '_', ':', '-'")
         out["id"] = body["id"]
     for field, limit in (("agent_id", 200), ("agent_version", 200), ("code_version", 64),
-                         ("error", 100_000), ("replay_of", 200)):
+                         ("error", ERROR_CHARS), ("replay_of", 200)):
         if field in body:
             out[field] = _text(p, None, field, body[field], limit)
     if "budget_usd" in body:
-        out["budget_usd"] = _number(p, None, "budget_usd", body["budget_usd"])
+        out["budget_usd"] = _number(p, None, "budget_usd", body["budget_usd"], maximum=MAX_USD)
     if "tags" in body:
         out["tags"] = tags_value(p, None, body["tags"])
     if "retention_class" in body:
@@ -230,7 +249,8 @@ def parse_run(body: Any, *, creating: bool) -> Row:
         out["retention_class"] = body["retention_class"]
     for field in ("started_at", "ended_at"):
         if field in body and body[field] is not None:
-            out[field] = _number(p, None, field, body[field], minimum=_EPOCH_2000)
+            out[field] = _number(p, None, field, body[field], minimum=_EPOCH_2000,
+                                 maximum=_EPOCH_2100)
     if "status" in body:
         allowed = (RunStatus.RUNNING,) if creating else (*RUN_STATUSES, "ended")
         if body["status"] not in allowed:

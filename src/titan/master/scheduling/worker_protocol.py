@@ -196,7 +196,7 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
     results = [(attempt_key(r, "results"),
                 None if r.get("exit_code") is None
                 else int_field(r["exit_code"], "results[].exit_code", lo=-2**31, hi=2**31),
-                None if r.get("error") is None else str(r["error"]), r)
+                None if r.get("error") is None else str(r["error"]).replace("\x00", "\ufffd"), r)
                for r in entries(body, "results")]
     statuses = [services.check_entry({**s, "id": key[0], "attempt": key[1]})
                 for s in entries(body, "services")
@@ -208,7 +208,9 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         if not engine.sched.is_current(*key, worker_id=worker_id):
             rejected[key] = None
             continue
-        text = str(line.get("line", ""))
+        # A job may print a NUL; PostgreSQL's text cannot hold one (the whole report failed
+        # there), so it is kept as U+FFFD, as bytes that are not UTF-8 are.
+        text = str(line.get("line", "")).replace("\x00", "\ufffd")
         ch.log_lines.append({
             "job": key[0], "attempt": key[1], "seq": seq,
             "stream": "stderr" if line.get("stream") == "stderr" else "stdout",
