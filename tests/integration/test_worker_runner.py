@@ -56,7 +56,8 @@ class Job:
     def start(self, source: str, *, kind: str = "fork", args: tuple[str, ...] = (),
               name: str = "job.py", timeout: float | None = None, kill_grace: float = 30.0,
               env: dict[str, str] | None = None, sys_path: tuple[str, ...] = (),
-              script: Path | None = None, now: bool = False) -> tuple[Attempt, Collector, bool]:
+              script: Path | None = None, now: bool = False,
+              code_from: Path | None = None) -> tuple[Attempt, Collector, bool]:
         if script is None:
             script = self.workdir / name
             script.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ class Job:
                           loop=self.loop, sink=sink, kill_grace=kill_grace)
         spec = LaunchSpec(script=script, args=list(args), cwd=self.workdir,
                           env=dict(os.environ if env is None else env), sys_path=list(sys_path),
-                          runner=kind)
+                          runner=kind, source=code_from)
         if now:  # the worker's fast path: attached on the I/O thread when the zygote answers
             assert self.runner.fork_now(spec, lambda got: attempt.attach(got) if got else
                                         attempt.fail_to_start("no fork"))
@@ -210,6 +211,42 @@ def test_threads_are_joined_and_atexit_runs(job: Job) -> None:
         ev.set()
     """)
     assert sink.stream("stdout") == ["main done", "thread done", "atexit ran"]
+
+
+@BOTH
+@pytest.mark.parametrize(("source", "code", "err"), [
+    ("def (\n", 1, ["SyntaxError: invalid syntax"]),
+    ("raise SystemExit(2**70)\n", 255, []),
+    ("raise KeyboardInterrupt\n", -signal.SIGINT, ["KeyboardInterrupt"]),
+], ids=["syntax", "huge-exit", "ctrl-c"])
+def test_endings_are_those_of_python_script_py(job: Job, kind: str, source: str, code: int,
+                                               err: list[str]) -> None:
+    # A script that does not compile is shown where it fails, with none of the worker's
+    # frames; an exit code past a C long is 255; an uncaught Ctrl-C ends the process by
+    # SIGINT. Forked or fresh, the same.
+    sink = job.run(source, kind=kind)
+    assert sink.outcome["exit_code"] == code
+    stderr = sink.stream("stderr")
+    assert all(e in stderr for e in err), stderr
+    assert not any("child.py" in line or "titan" in line for line in stderr), stderr
+
+
+@pytest.mark.parametrize("now", [False, True], ids=["spawn", "fork_now"])
+def test_a_forked_job_runs_the_version_it_was_given_whatever_the_path_holds_now(
+        job: Job, tmp_path: Path, now: bool) -> None:
+    # Two projects' main.py, materialized one after the other at the same shared path: the
+    # job given the first runs the first (read from its blob), not the one written since;
+    # its traceback quotes the code that ran.
+    blob = tmp_path / "blob-a"
+    blob.write_text('print("this is project A")\nraise SystemExit(undefined_a)\n')
+    shared = tmp_path / "shared" / "main.py"
+    shared.parent.mkdir()
+    shared.write_text('print("this is project B")\n\n')
+    attempt, sink, _ = job.start("", script=shared, code_from=blob, now=now)
+    assert sink.outcome["exit_code"] == 1
+    assert sink.stream("stdout") == ["this is project A"]
+    err = "\n".join(sink.stream("stderr"))
+    assert "raise SystemExit(undefined_a)" in err and "NameError" in err
 
 
 def test_a_lean_job_that_imports_threading_late_still_has_its_threads_joined(

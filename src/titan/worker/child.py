@@ -30,7 +30,8 @@ def exit_code_of(exc: SystemExit) -> int:
     if code is None:
         return 0
     if isinstance(code, int):
-        return code & 0xFF
+        # Past a C long, Python's own exit code is -1, i.e. 255; within one, its low byte.
+        return code & 0xFF if -2**63 <= code < 2**63 else 255
     with contextlib.suppress(Exception):
         print(code, file=sys.stderr)
     return 1
@@ -42,6 +43,8 @@ def _user_traceback(exc: BaseException, script: str) -> Any:
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != script:
         tb = tb.tb_next
+    if tb is None and isinstance(exc, SyntaxError) and exc.filename == script:
+        return None  # the script did not compile: Python shows where, with no traceback
     return tb or exc.__traceback__
 
 
@@ -62,8 +65,9 @@ def _apply_environ(unset: list[str], changed: dict[str, str]) -> None:
         current[name] = value
 
 
-def _run_main(script: str) -> None:
-    """Execute ``script`` as the ``__main__`` module, as ``python script.py`` does.
+def _run_main(script: str, source: bytes | None = None) -> None:
+    """Execute ``script`` as the ``__main__`` module, as ``python script.py`` does;
+    ``source``: its code, when read already (from the blob it was written from).
 
     Not ``runpy.run_path``: it probes import hooks for the path (a zip? a directory?) and
     swaps ``__main__`` back afterwards, which costs several ms per fork in page copies and
@@ -73,8 +77,9 @@ def _run_main(script: str) -> None:
     import types
     from importlib.machinery import SourceFileLoader
 
-    with open(script, "rb") as fh:
-        source = fh.read()
+    if source is None:
+        with open(script, "rb") as fh:
+            source = fh.read()
     code = compile(source, script, "exec", dont_inherit=True)
     module = types.ModuleType("__main__")
     module.__dict__.update(__file__=script, __builtins__=builtins, __cached__=None,
@@ -84,7 +89,7 @@ def _run_main(script: str) -> None:
     exec(code, module.__dict__)
 
 
-def run_script(request: dict[str, Any]) -> int:
+def run_script(request: dict[str, Any], source: bytes | None = None) -> int:
     """Run the request's script as ``__main__`` the way ``python script.py`` would.
 
     Called in the forked child after its file descriptors are in place; returns the exit
@@ -107,14 +112,24 @@ def run_script(request: dict[str, Any]) -> int:
         replay.active()
     code = 0
     try:
-        _run_main(script)
+        _run_main(script, source)
     except SystemExit as exc:
         code = exit_code_of(exc)
     except BaseException as exc:  # noqa: BLE001 - the interpreter reports anything uncaught
         tb = _user_traceback(exc, script)
-        # The default hook prints exc.__traceback__ whatever it is passed: trim both.
-        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
-        code = 1
+        exc = exc.with_traceback(tb)  # the default hook prints exc.__traceback__: trim both
+        hook = sys.excepthook
+        if source is not None and hook is sys.__excepthook__:
+            # The traceback quotes the code that ran, whatever the path holds now: the default
+            # hook (in C) reads the file, traceback's reads linecache, primed with the code.
+            import linecache
+
+            lines = source.decode("utf-8", "replace").splitlines(keepends=True)
+            linecache.cache[script] = (len(source), None, lines, script)
+            hook = traceback.print_exception
+        hook(type(exc), exc, tb)
+        # Python leaves on an uncaught Ctrl-C by that signal (its parent sees -2), else 1.
+        code = -signal.SIGINT if isinstance(exc, KeyboardInterrupt) else 1
     # Only a job that imported threading can have threads to join: the lean zygote does not
     # load it (its after-fork hook would cost every child ~0.3 ms of copy-on-write faults).
     threading = sys.modules.get("threading")
@@ -227,15 +242,25 @@ def run_job(request: dict[str, Any], out_fd: int, err_fd: int, isolation: Any = 
             os.dup2(err_fd, 2)
         else:
             prepare(out_fd, err_fd)
+        # The code to run, from the blob it was written from (read while the worker's own
+        # files are still readable): the shared path may hold another job's version by now.
+        source = None
+        if request.get("source"):
+            with open(request["source"], "rb") as fh:
+                source = fh.read()
         if isolation is not None:
             # Before any of the job's code: a failure here fails the job rather than running
             # it less isolated than asked.
             isolation.apply()
         # Nothing of the zygote's may leak into the job (a fresh interpreter has fds 0-2).
         os.closerange(3, 65536)
-        code = run_script(request)
+        code = run_script(request, source)
     except BaseException:  # noqa: BLE001 - a failure here is the job's failure, not the zygote's
         with contextlib.suppress(BaseException):
             os.write(2, traceback.format_exc().encode("utf-8", "replace"))
     finally:
-        os._exit(code)
+        if code < 0:  # killed by a signal, as `python script.py` would be (run_script)
+            with contextlib.suppress(BaseException):
+                signal.signal(-code, signal.SIG_DFL)
+                os.kill(os.getpid(), -code)
+        os._exit(code & 0xFF)

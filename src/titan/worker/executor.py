@@ -75,6 +75,8 @@ class LaunchSpec:
     #: The capability the job asked for (``GENERAL``, ``GPU``, a custom tag): an executor
     #: that schedules by resources (Ray) asks for the matching one.
     requirement: str = GENERAL
+    #: Where a forked job reads its code (:attr:`Script.source`), when not from ``script``.
+    source: Path | None = None
 
     @property
     def wants_fork(self) -> bool:

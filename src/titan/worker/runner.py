@@ -233,5 +233,6 @@ def _fork_request(spec: LaunchSpec) -> dict[str, object]:
         "cwd": str(spec.cwd),
         "env": spec.env,
         "script": str(spec.script),
+        "source": None if spec.source is None else str(spec.source),
         "sys_path": spec.sys_path,
     }

@@ -166,7 +166,8 @@ class Supervisor:
             env = self._env(attempt, script.project_dir)
             spec = LaunchSpec(script=script.path, args=list(a.args), cwd=self._workspace.shared,
                               env=env, sys_path=list(script.sys_path), runner=a.runner,
-                              project_dir=script.project_dir, requirement=a.requirement)
+                              project_dir=script.project_dir, requirement=a.requirement,
+                              source=script.source)
 
             def launched(result: Launched | None) -> None:  # I/O thread
                 if result is None:  # the zygote refused or died: the slow path decides
@@ -204,7 +205,8 @@ class Supervisor:
             env = self._env(attempt, script.project_dir)
             spec = LaunchSpec(script=script.path, args=list(a.args), cwd=self._workspace.shared,
                               env=env, sys_path=list(script.sys_path), runner=a.runner,
-                              project_dir=script.project_dir, requirement=a.requirement)
+                              project_dir=script.project_dir, requirement=a.requirement,
+                              source=script.source)
             launched = self._runner.spawn(spec)
         except errors.NotFound as exc:
             self._loop.call(attempt.fail_to_start, f"script not found on the master: {exc}")

@@ -9,7 +9,11 @@ Layout under ``<workdir>/titan_workspace/``::
 
 Scripts of jobs running concurrently may share a path, so a script is written only when its
 content differs, and always atomically (temporary file + ``os.replace``): a job starting while
-another rewrites the file sees the old or the new file, never half of one.
+another rewrites the file sees the old or the new file, never half of one. Which one matters
+when two projects' scripts share a name (``main.py``): a forked job reads its code from the
+blob it was given (:attr:`Script.source`), so it runs its own version whatever the path holds
+by then. A fresh interpreter (``runner="subprocess"``, other executables) opens the path
+itself; only a job whose version was written last is sure to run it there.
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ class Script:
     sys_path: list[str] = field(default_factory=list)
     #: The extracted project root of an archive job, else None.
     project_dir: Path | None = None
+    #: The blob the script was written from (content-addressed: never rewritten), for a
+    #: script in ``shared/``. A forked job reads its code from here, so another version
+    #: written at the same path meanwhile (a job of another project with the same script
+    #: name) cannot change what it runs.
+    source: Path | None = None
 
 
 def safe_relative(name: str) -> PurePosixPath:
@@ -102,7 +111,7 @@ class Workspace:
         sha = sha256.lower()
         if not _SHA256.match(sha):
             raise errors.ValidationFailed(f"invalid script hash {sha256!r}")
-        path = self.blob_cache / sha[:2] / sha
+        path = self._blob_path(sha)
         try:
             return path.read_bytes()
         except FileNotFoundError:
@@ -112,6 +121,9 @@ class Workspace:
                 self._conn.download(f"/blobs/{sha}", path, expect_sha256=sha)
         return path.read_bytes()
 
+    def _blob_path(self, sha: str) -> Path:
+        return self.blob_cache / sha[:2] / sha
+
     def cached(self, filename: str, sha256: str) -> Script | None:
         """The script at ``shared/<filename>`` if this worker wrote blob ``sha256`` there and
         it is unchanged since (one stat, no I/O beyond it); None otherwise."""
@@ -120,8 +132,9 @@ class Workspace:
             st = dest.stat()
         except FileNotFoundError:
             return None
-        if self._written.get(dest) == (sha256.lower(), st.st_mtime_ns, st.st_size, st.st_ino):
-            return Script(dest)
+        sha = sha256.lower()
+        if self._written.get(dest) == (sha, st.st_mtime_ns, st.st_size, st.st_ino):
+            return Script(dest, source=self._blob_path(sha))
         return None
 
     def materialize(self, filename: str, sha256: str) -> Script:
@@ -145,7 +158,7 @@ class Workspace:
                 _atomic_write(dest, data, 0o644 if dest.suffix == ".py" else 0o755)
             st = dest.stat()
             self._written[dest] = (sha, st.st_mtime_ns, st.st_size, st.st_ino)
-        return Script(dest)
+        return Script(dest, source=self._blob_path(sha))
 
     # ------------------------------------------------------------------ archives
 
