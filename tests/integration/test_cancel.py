@@ -127,6 +127,11 @@ def test_manual_retry_revives_skipped_children(cluster: Cluster) -> None:
     assert "not fixed yet" in client.fetch_logs("step", attempt=1)
     with pytest.raises(Conflict):
         client.retry("step")  # completed
+    # A refused retry leaves the finished DAG finished: waited on, it answers at once, and
+    # there is nothing left to cancel (it was held in memory as if running, for good).
+    assert client.wait("repair", timeout=2)["status"] == "COMPLETED"
+    with pytest.raises(Conflict):
+        client.cancel("repair")
 
 
 def test_killing_titan_up_takes_its_worker_and_jobs_down(cluster: Cluster, tmp_path: Path) -> None:

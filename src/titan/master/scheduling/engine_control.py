@@ -48,18 +48,25 @@ class EngineControl:
         await self.submit(ch)
 
     async def retry_job(self: EngineCore, job_id: int, dag_id: int) -> None:
+        revived = dag_id not in self.sched.dags
         await self.revive(dag_id)
-        job = self.sched.jobs[job_id]
-        if job.state not in TERMINAL or job.state in SUCCEEDED:
-            raise Conflict(f"only a failed, cancelled, skipped or timed-out job can be retried; "
-                           f"this one is {job.state}", details={"state": job.state})
-        # A job below a parent that ended badly could never run: it would sit PENDING for
-        # ever. The parent is what must be retried (that revives this job too).
-        for parent in (self.sched.jobs[p] for p in job.parents):
-            if parent.state in TERMINAL and parent.state not in SUCCEEDED:
-                raise Conflict(f"job {job.job_id!r} cannot run while its parent "
-                               f"{parent.job_id!r} is {parent.state}; retry {parent.job_id!r}",
-                               details={"state": job.state, "parent": parent.job_id})
+        try:
+            job = self.sched.jobs[job_id]
+            if job.state not in TERMINAL or job.state in SUCCEEDED:
+                raise Conflict(f"only a failed, cancelled, skipped or timed-out job can be "
+                               f"retried; this one is {job.state}", details={"state": job.state})
+            # A job below a parent that ended badly could never run: it would sit PENDING for
+            # ever. The parent is what must be retried (that revives this job too).
+            for parent in (self.sched.jobs[p] for p in job.parents):
+                if parent.state in TERMINAL and parent.state not in SUCCEEDED:
+                    raise Conflict(f"job {job.job_id!r} cannot run while its parent "
+                                   f"{parent.job_id!r} is {parent.state}; retry "
+                                   f"{parent.job_id!r}",
+                                   details={"state": job.state, "parent": parent.job_id})
+        except Conflict:
+            if revived:  # refused: the finished DAG goes back to being only a row
+                self.sched.forget_if_finished(dag_id)
+            raise
         ch = Changes()
         self.sched.retry_job(job, ch)
         await self.submit(ch)

@@ -72,6 +72,14 @@ class DagProgress:
             stack.extend(self.jobs[c] for c in child.children)
 
     # -- settling -----------------------------------------------------------------------------
+    def forget_if_finished(self: SchedulerCore, dag_id: int) -> None:
+        """Let go of a DAG brought back into memory for nothing (a retry that was refused):
+        a finished DAG held here would count as running, and its waiters would never be
+        answered."""
+        dag = self.dags.get(dag_id)
+        if dag is not None and dag_status(dag.counts) not in ("WAITING", "RUNNING"):
+            _retire(self, dag)
+
     def settle_dags(self: SchedulerCore, ch: Changes) -> None:
         """Recompute the status of every DAG this step touched; retire finished ones."""
         for dag_id in ch.touched_dags:
