@@ -99,6 +99,14 @@ def test_store_values_sets_counters(cluster: Cluster) -> None:
     assert client.store_delete(key) is True
     assert client.store_get(key) is None
     assert client.store_delete(key) is False
+    # Keys URL normalisation would eat (a segment of dots) or a route would not match (a
+    # line break) are keys like any other.
+    assert client.store_incr("..") == 1 and client.store_incr("..", by=2) == 3
+    for odd in (".", "..", "a\nb", "\r\n"):
+        client.store_put(odd, f"v{odd}")
+        assert client.store_get(odd) == f"v{odd}", odd
+        assert client.store_sadd(odd, "m") == 1 and client.store_smembers(odd) == {"m"}
+    assert {".", "..", "a\nb", "\r\n"} <= set(client.store_keys(""))
 
     script = cluster.script("incr.py", INCREMENTER)
     dag = client.submit_dag("counters", [TitanJob(job_id=f"inc{i}", filename=script)

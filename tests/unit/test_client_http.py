@@ -141,6 +141,25 @@ def test_5xx_is_reported_as_a_master_bug_and_non_json_4xx_kept() -> None:
         client.health()
 
 
+def test_a_redirect_is_an_error_and_dot_keys_stay_keys() -> None:
+    # The API never redirects: a 3xx (a proxy, a URL normalised away) is not a success.
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        if request.url.raw_path.endswith(b"/moved"):
+            return httpx.Response(307, headers={"Location": "http://elsewhere/"})
+        return httpx.Response(200, json={"key": ".", "value": None})
+
+    client = client_for(handler)
+    with pytest.raises(errors.APIError) as caught:
+        client.store_put("moved", "v")
+    assert caught.value.status == 307 and "elsewhere" in caught.value.message
+    client.store_get(".")
+    client.store_get("..")
+    assert seen[-2:] == ["/api/v1/store/values/%2E", "/api/v1/store/values/%2E%2E"]
+
+
 def test_unreachable_master_is_connection_failed() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,8 +15,10 @@ from titan.errors import ValidationFailed
 
 
 def quote_ref(ref: str | int) -> str:
-    """A reference or key as one path segment (``/`` and ``#`` are escaped)."""
-    return quote(str(ref), safe="")
+    """A reference or key as one path segment (``/`` and ``#`` are escaped, and a segment of
+    dots, which URL normalisation would remove: the key ``.`` went to another route)."""
+    quoted = quote(str(ref), safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def _key(key: Any) -> str:

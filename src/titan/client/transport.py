@@ -154,8 +154,13 @@ class Transport:
 
     def _check(self, response: httpx.Response) -> None:
         status = response.status_code
-        if status < 400:
+        if status < 300 or status == 304:  # 304: the copy the request named is current
             return
+        if status < 400:  # the API never redirects: whatever did, the call did not happen
+            raise errors.APIError(
+                f"HTTP {status} redirect to {response.headers.get('location', '?')!r} from "
+                f"{response.request.url}: not the Titan API's answer (a proxy?)",
+                status=status, code="unexpected_redirect")
         body = error_body(response)
         if status >= 500:
             raise errors.APIError(

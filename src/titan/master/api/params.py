@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path, Query
+from starlette.convertors import Convertor, register_url_convertor
 
 from titan.errors import ValidationFailed
 from titan.master.api.body import INT64_MAX
@@ -27,6 +28,23 @@ Seq = Annotated[int, Path(ge=0, le=INT64_MAX, description="The action's sequence
 
 
 MAX_KEY = 1024
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter that may hold any character, line breaks included (Starlette's
+    ``path`` is ``.*``, which stops at one: a store key holding a newline was a 404)."""
+
+    regex = "[\\s\\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+#: ``{key:anytext}`` in a route: a store key, whatever it holds (check_key says what may not).
+register_url_convertor("anytext", _AnyText())
 
 
 def check_key(key: str) -> str:

@@ -39,13 +39,13 @@ async def keys(c: CtxDep, p: Reader, prefix: str = "", limit: int = Query(100, g
     return {"keys": await c.engine.read(lambda tx: tx.store_keys(prefix, limit))}
 
 
-@router.get("/store/values/{key:path}", summary="Get a value (null when missing)")
+@router.get("/store/values/{key:anytext}", summary="Get a value (null when missing)")
 async def get_value(c: CtxDep, p: Reader, key: str) -> Row:
     check_key(key)
     return {"key": key, "value": await c.engine.read(lambda tx: tx.store_get(key))}
 
 
-@router.put("/store/values/{key:path}", summary="Set a value")
+@router.put("/store/values/{key:anytext}", summary="Set a value")
 async def put_value(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(...)) -> Row:
     check_key(key)
     value = _string(c, body, "value")
@@ -55,7 +55,7 @@ async def put_value(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(
     return {"key": key, "value": value}
 
 
-@router.delete("/store/values/{key:path}", summary="Delete a value or a set")
+@router.delete("/store/values/{key:anytext}", summary="Delete a value or a set")
 async def delete_value(c: CtxDep, p: Writer, key: str) -> Row:
     check_key(key)
     deleted = await c.engine.run(lambda tx: tx.store_delete(key))
@@ -64,7 +64,7 @@ async def delete_value(c: CtxDep, p: Writer, key: str) -> Row:
     return {"key": key, "deleted": deleted}
 
 
-@router.post("/store/incr/{key:path}", summary="Atomically add to an integer value")
+@router.post("/store/incr/{key:anytext}", summary="Atomically add to an integer value")
 async def incr(c: CtxDep, p: Writer, key: str, request: Request,
                body: dict[str, Any] = Body(default={})) -> Row:
     check_key(key)
@@ -79,7 +79,7 @@ async def incr(c: CtxDep, p: Writer, key: str, request: Request,
     return {"key": key, "value": value}
 
 
-@router.post("/store/sets/{key:path}", summary="Add a member to a set (1 if new, 0 if present)")
+@router.post("/store/sets/{key:anytext}", summary="Add a member to a set (1 if new, 0 if present)")
 async def sadd(c: CtxDep, p: Writer, key: str, request: Request,
                body: dict[str, Any] = Body(...)) -> Row:
     check_key(key)
@@ -92,13 +92,13 @@ async def sadd(c: CtxDep, p: Writer, key: str, request: Request,
     return {"key": key, "added": added}
 
 
-@router.get("/store/sets/{key:path}", summary="Members of a set")
+@router.get("/store/sets/{key:anytext}", summary="Members of a set")
 async def smembers(c: CtxDep, p: Reader, key: str) -> Row:
     check_key(key)
     return {"key": key, "members": await c.engine.read(lambda tx: tx.store_smembers(key))}
 
 
-@router.get("/store/wait/{key:path}", summary="Long-poll until the key has a value")
+@router.get("/store/wait/{key:anytext}", summary="Long-poll until the key has a value")
 async def wait_key(c: CtxDep, p: Reader, key: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
     check_key(key)
     waiter = c.hub.waiter(("store", key))
