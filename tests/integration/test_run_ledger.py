@@ -152,6 +152,41 @@ def test_exports_carry_the_chain_and_verify_offline(cl: Cluster, tmp_path: Path)
                     headers={"Authorization": f"Bearer {cl.admin_token}"}).text
     assert csv.splitlines()[0].endswith(",pii,chain_hash")
 
+    # Lines moved in the file are no tampering; seq values swapped are, and read as such.
+    path = tmp_path / "again.jsonl"
+    assert titan(cl, "runs", "export", "--format", "jsonl", "--actions", "--agent", "beta",
+                 "-o", str(path)).returncode == 0
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n\n")
+    shuffled = titan(cl, "runs", "verify", "--export", str(path))
+    assert shuffled.returncode == 0, shuffled.stdout + shuffled.stderr
+    items = [json.loads(x) for x in lines]
+    by_seq = {x["seq"]: i for i, x in enumerate(items)
+              if x["type"] == "action" and x["run_id"] == "lg-b"}
+    items[by_seq[2]]["seq"], items[by_seq[5]]["seq"] = 5, 2
+    path.write_text("".join(json.dumps(x) + "\n" for x in items))
+    swapped = titan(cl, "runs", "verify", "--export", str(path))
+    assert swapped.returncode == 3 and "reordered" in swapped.stdout, swapped.stdout
+    # A pretty-printed JSON export is JSON too.
+    pretty = tmp_path / "pretty.json"
+    assert titan(cl, "runs", "export", "--format", "json", "--actions", "--agent", "beta",
+                 "-o", str(pretty)).returncode == 0
+    pretty.write_text(json.dumps(json.loads(pretty.read_text()), indent=2))
+    assert titan(cl, "runs", "verify", "--export", str(pretty)).returncode == 0
+    # What is no export is said so, and an export emptied of its runs does not pass.
+    bad = tmp_path / "bad"
+    for content, said in (("", "holds no run"), (csv, "not JSON"), ('{"runs": null}', "not an export"),
+                          ("[1, 2]", "not an export"), ("\n".join(lines[1:]), "run line is not in the file")):
+        bad.write_text(content)
+        out = titan(cl, "runs", "verify", "--export", str(bad))
+        assert out.returncode == 1 and said in out.stderr and "Traceback" not in out.stderr, \
+            (content[:40], out.stderr)
+    for where, said in ((tmp_path / "missing", "no such file"), (tmp_path, "directory")):
+        out = titan(cl, "runs", "verify", "--export", str(where))
+        assert out.returncode == 1 and said in out.stderr, out.stderr
+    out = titan(cl, "runs", "export", "-o", str(tmp_path / "no" / "dir.json"))
+    assert out.returncode == 1 and "no directory" in out.stderr and "Traceback" not in out.stderr
+
 
 def test_the_activity_ledger_lists_filters_and_pages(cl: Cluster) -> None:
     everything = page(cl, limit=500)

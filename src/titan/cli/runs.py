@@ -172,12 +172,23 @@ def _write(chunks: Iterator[bytes], output: str) -> int:
         out.flush()
         return size
     path = Path(output)
+    if not path.parent.is_dir():
+        raise TitanError(f"cannot write {output}: no directory {path.parent}")
+    if path.is_dir():
+        raise TitanError(f"cannot write {output}: it is a directory (name a file)")
     tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
-            size += len(chunk)
-    tmp.replace(path)
+    try:
+        with tmp.open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                size += len(chunk)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TitanError(f"cannot write {output}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # an export cut short leaves no half file behind
+        raise
     return size
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -106,41 +105,85 @@ def _print(v: dict[str, Any]) -> None:
 # -- an export, offline ------------------------------------------------------------------------
 def verify_export(path: Path) -> list[dict[str, Any]]:
     """Each run of an export with its actions, verified from the file alone (with
-    ``hashes``: each action's chain hash by seq, for an anchor)."""
+    ``hashes``: each action's chain hash by seq, for an anchor). A file that is no such
+    export, or holds no run, is an error: an export emptied of its runs must not pass."""
     verdicts = []
     for run, actions in _runs(path):
+        if not isinstance(run.get("id"), str) or type(run.get("action_count")) is not int:
+            raise TitanError(f"{path}: a run without its id and action_count: not an export "
+                             "of `titan runs export --actions`")
+        if any(not isinstance(a, dict) or type(a.get("seq")) is not int for a in actions):
+            raise TitanError(f"{path}: run {run['id']} has an action without an integer seq: "
+                             "not an export of `titan runs export --actions`")
         hashes: dict[int, str] = {}
-        rows = [_row(a, hashes) for a in actions]
+        # In seq order, as the master verifies: the chain is over seq, and lines moved in
+        # the file are not a tampering (seq values swapped are, and show as reordered).
+        rows = [_row(a, hashes) for a in sorted(actions, key=lambda a: a["seq"])]
         verdict = ledger.verify(run["id"], run["action_count"], run.get("chain_head"),
                                 run.get("chain_start"), rows)
         verdicts.append({**{k: v for k, v in verdict.items()
                             if k not in ("read", "through", "last_hash")},
                          "run_id": run["id"], "hashes": hashes})
+    if not verdicts:
+        raise TitanError(f"{path} holds no run: nothing was verified (an export of `titan runs "
+                         "export --actions` has each run with its actions)")
     return verdicts
 
 
-def _runs(path: Path) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    with path.open(encoding="utf-8") as fh:
-        whole = fh.read(8) == '{"runs":'  # JSON; else JSON Lines
-        fh.seek(0)
-        if whole:
-            for run in json.load(fh)["runs"]:
-                if "actions" not in run:
-                    raise TitanError("the export holds no actions: export with --actions")
-                yield run, run["actions"]
-            return
-        current: dict[str, Any] | None = None
-        actions: list[dict[str, Any]] = []
-        for line in fh:
+def _runs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """The runs of a JSON or JSONL export with their actions; a clear error for anything
+    else (a CSV export, a file that is not there or not text)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TitanError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise TitanError(f"{path} is a directory, not an export") from None
+    except UnicodeDecodeError:
+        raise TitanError(f"{path} is not UTF-8 text: not an export") from None
+    except OSError as exc:
+        raise TitanError(f"cannot read {path}: {exc.strerror or exc}") from None
+    hint = "verify takes a JSON or JSONL export made with `titan runs export --actions`"
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        whole = None  # JSON Lines, or not an export at all (below)
+    if whole is not None:
+        if not isinstance(whole, dict) or not isinstance(whole.get("runs"), list) \
+                or not all(isinstance(r, dict) for r in whole["runs"]):
+            raise TitanError(f'{path} is JSON but not an export ({{"runs": [...]}}): {hint}')
+        out = []
+        for run in whole["runs"]:
+            if not isinstance(run.get("actions"), list):
+                raise TitanError(f"{path} holds no actions: export with --actions")
+            out.append((run, run["actions"]))
+        return out
+    runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    actions: list[tuple[int, dict[str, Any]]] = []
+    last: str | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             item = json.loads(line)
-            if item.get("type") == "run":
-                if current is not None:
-                    yield current, actions
-                current, actions = item, []
-            elif item.get("type") == "action":
-                actions.append(item)
-        if current is not None:
-            yield current, actions
+        except ValueError:
+            raise TitanError(f"{path}, line {number}: not JSON: {hint}") from None
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "run":
+            last = str(item.get("id"))
+            runs[last] = (item, [])
+        elif kind == "action":
+            # Filed under the run it names (an export's lines may have been moved), else the
+            # run line before it.
+            actions.append((number, dict(item, run_id=item.get("run_id", last))))
+        else:
+            raise TitanError(f"{path}, line {number}: neither a run nor an action: {hint}")
+    for number, action in actions:
+        if action["run_id"] not in runs:
+            raise TitanError(f"{path}, line {number}: an action of run {action['run_id']!r}, "
+                             "whose run line is not in the file (the export was cut)")
+        runs[action["run_id"]][1].append(action)
+    return list(runs.values())
 
 
 def _row(a: dict[str, Any], hashes: dict[int, str]) -> dict[str, Any]:
