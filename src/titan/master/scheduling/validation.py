@@ -96,7 +96,7 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     parts = filename.replace("\\", "/").split("/")
     if filename.startswith("/") or ".." in parts:
         raise _fail(job_id, "filename", f"filename {filename!r} must be relative, without '..'")
-    is_archive = bool(job.get("is_archive", False))
+    is_archive = _flag(job_id, job, "is_archive")
     sha = job.get("script_sha256")
     if is_archive:
         if len([p for p in parts if p]) < 2:
@@ -123,21 +123,30 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     timeout = job.get("timeout")
     if timeout is not None:
         timeout = _number(job_id, "timeout", timeout)
-        if timeout <= 0:
-            raise _fail(job_id, "timeout", "timeout must be a positive number of seconds")
+        if not 0 < timeout <= MAX_DELAY:
+            raise _fail(job_id, "timeout", "timeout must be a positive number of seconds, at "
+                        f"most {int(MAX_DELAY)} (a year; leave it out for none)")
     port = job.get("port", 0) or 0
     if type(port) is not int:
         port = _number(job_id, "port", port, integer=True)
     if not 0 <= port <= 65535:
         raise _fail(job_id, "port", "port must be between 0 and 65535")
-    args = job.get("args") or []
+    args = job.get("args")
+    args = [] if args is None else args
     if not isinstance(args, list) or (args and not all(isinstance(a, str) for a in args)):
         raise _fail(job_id, "args", "args must be a list of strings")
-    env = job.get("env") or {}
+    env = job.get("env")
+    env = {} if env is None else env
     if not isinstance(env, dict) or (env and not all(isinstance(k, str) and isinstance(v, str)
                                                      for k, v in env.items())):
         raise _fail(job_id, "env", "env must map strings to strings")
-    parents = job.get("parents") or []
+    for name, value in env.items():
+        # What no process environment can hold fails here, not when the job starts.
+        if not name or "=" in name or "\x00" in name or "\x00" in value:
+            raise _fail(job_id, "env", f"env variable {name[:100]!r}: names are non-empty and "
+                        "hold no '=' or NUL, values no NUL")
+    parents = job.get("parents")
+    parents = [] if parents is None else parents
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise _fail(job_id, "parents", "parents must be a list of job ids")
     requirement = job.get("requirement") or "GENERAL"
@@ -158,7 +167,7 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
         "job_id": job_id, "filename": filename, "script_sha256": None if is_archive else sha,
         "job_type": job_type, "args": args, "parents": list(dict.fromkeys(parents)),
         "env": env, "port": int(port), "is_archive": is_archive, "priority": int(priority),
-        "delay": delay, "affinity": bool(job.get("affinity", False)),
+        "delay": delay, "affinity": _flag(job_id, job, "affinity"),
         "requirement": requirement, "retries": None if retries is None else int(retries),
         "timeout": timeout, "runner": runner, "hitl_message": hitl,
         "max_wait_seconds": None if max_wait is None else float(max_wait),
@@ -182,8 +191,10 @@ def _service_fields(job: dict[str, Any], job_id: str, job_type: str) -> dict[str
 
 def _gate_fields(job: dict[str, Any], job_id: str) -> tuple[str | None, float | None]:
     max_wait = job.get("max_wait_seconds")
-    if max_wait is not None and _number(job_id, "max_wait_seconds", max_wait) <= 0:
-        raise _fail(job_id, "max_wait_seconds", "max_wait_seconds must be positive")
+    if max_wait is not None and not 0 < _number(job_id, "max_wait_seconds", max_wait) \
+            <= MAX_DELAY:
+        raise _fail(job_id, "max_wait_seconds", "max_wait_seconds must be positive, at most "
+                    f"{int(MAX_DELAY)} (a year)")
     hitl = job.get("hitl_message")
     if hitl is not None and not isinstance(hitl, str):
         raise _fail(job_id, "hitl_message", "hitl_message must be a string")
@@ -200,6 +211,13 @@ def _validate_gate(job: dict[str, Any], job_id: str) -> dict[str, Any]:
     hitl, max_wait = _gate_fields(job, job_id)
     return gate_spec(job_id, list(dict.fromkeys(parents)), hitl or DEFAULT_GATE_MESSAGE, max_wait,
                      int(_number(job_id, "priority", job.get("priority", 1), integer=True)))
+
+
+def _flag(job_id: str, job: dict[str, Any], field: str) -> bool:
+    value = job.get(field, False)
+    if value is None or type(value) is bool:
+        return bool(value)
+    raise _fail(job_id, field, f"{field} must be true or false, got {value!r}"[:200])
 
 
 def gate_spec(job_id: str, parents: list[str], message: str, max_wait: float | None,
