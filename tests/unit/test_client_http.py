@@ -160,6 +160,25 @@ def test_a_redirect_is_an_error_and_dot_keys_stay_keys() -> None:
     assert seen[-2:] == ["/api/v1/store/values/%2E", "/api/v1/store/values/%2E%2E"]
 
 
+def test_a_wait_of_zero_seconds_still_asks_and_a_bad_timeout_sends_nothing() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params.get("timeout", ""))
+        return httpx.Response(200, json={"key": "k", "value": "here"})
+
+    client = client_for(handler)
+    assert client.store_wait("k", timeout=0) == "here"  # set already: the answer, no 408
+    assert asked == ["0.0"]
+    for bad in (float("nan"), -1, float("inf"), "5"):
+        with pytest.raises(errors.ValidationFailed, match="timeout"):
+            client.store_wait("k", timeout=bad)  # type: ignore[arg-type]
+        with pytest.raises(errors.ValidationFailed, match="timeout"):
+            client.submit_dag("d", [TitanJob(job_id="a", filename=__file__)], wait=True,
+                              timeout=bad)  # type: ignore[arg-type]
+    assert asked == ["0.0"]  # nothing submitted, nothing waited on
+
+
 def test_unreachable_master_is_connection_failed() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -30,7 +30,7 @@ from titan.client.job import TitanJob, check_name
 from titan.client.pipeline import load_pipeline
 from titan.client.schedules import ScheduleOps
 from titan.client.store import StoreOps, quote_ref
-from titan.client.transport import WAIT_MARGIN, WAIT_SLICE, Transport
+from titan.client.transport import WAIT_MARGIN, WAIT_SLICE, Transport, wait_deadline
 from titan.errors import InvalidDAG, NotFound, ValidationFailed, WaitTimeout
 
 Ref = str | int
@@ -124,7 +124,7 @@ class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
         wait; past it :class:`~titan.errors.WaitTimeout` is raised, with the submitted DAG in
         its ``details["dag"]`` (the DAG keeps running).
         """
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        deadline = wait_deadline(timeout) if wait else None
         check_name(name, "the DAG name", "name")
         if isinstance(jobs, TitanJob) or not isinstance(jobs, Sequence):
             raise ValidationFailed("submit_dag() takes a list of TitanJob",

@@ -349,13 +349,16 @@ class Transport:
         ``408`` slice is repeated until ``timeout`` (``None``: forever) is used up, then
         :class:`~titan.errors.WaitTimeout` is raised naming ``what``.
         """
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        deadline = wait_deadline(timeout)
+        asked = False
         while True:
             slice_s = WAIT_SLICE
             if deadline is not None:
                 slice_s = min(slice_s, deadline - time.monotonic())
-                if slice_s <= 0:
+                if slice_s <= 0 and asked:
                     break
+                slice_s = max(0.0, slice_s)  # asked once at least: timeout=0 is "is it done?"
+            asked = True
             # Whole milliseconds, so the master sees a plain number it can parse.
             wait = math.ceil(slice_s * 1000) / 1000
             query = dict(params or {})
@@ -366,6 +369,18 @@ class Transport:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
         raise errors.WaitTimeout(f"timed out after {timeout or 0:g}s waiting for {what}")
+
+
+def wait_deadline(timeout: float | None) -> float | None:
+    """The monotonic deadline of a wait of ``timeout`` seconds (None: forever); a timeout
+    that is not a number of seconds >= 0 is refused before anything is sent."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+            or not math.isfinite(timeout) or timeout < 0:
+        raise errors.ValidationFailed(f"timeout must be a number of seconds >= 0 or None, "
+                                      f"got {timeout!r}", details={"field": "timeout"})
+    return time.monotonic() + timeout
 
 
 def save_stream(response: httpx.Response, dest: Path) -> None:
