@@ -255,6 +255,20 @@ def test_store_incr_sets_delete_keys(storage: Storage) -> None:
     with pytest.raises(ValidationFailed):
         with storage.transaction() as tx:
             tx.store_incr("text", 1, 1.0)
+    # A counter is ASCII digits with one sign, within 64 bits: int() would read more.
+    for odd in ("1_000", " 7", "٣", "+1"):
+        with storage.transaction() as tx:
+            tx.store_put("odd", odd, 1.0)
+        with pytest.raises(ValidationFailed, match="not an integer"):
+            with storage.transaction() as tx:
+                tx.store_incr("odd", 1, 1.0)
+    with storage.transaction() as tx:
+        assert tx.store_incr("big", 2**63 - 1, 1.0) == 2**63 - 1
+    with pytest.raises(ValidationFailed, match="64-bit"):
+        with storage.transaction() as tx:
+            tx.store_incr("big", 1, 1.0)
+    with storage.transaction() as tx:
+        assert tx.store_get("big") == str(2**63 - 1)
 
 
 def test_store_incr_is_atomic_across_threads(storage: Storage) -> None:

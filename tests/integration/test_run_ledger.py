@@ -210,7 +210,8 @@ def test_the_activity_ledger_lists_filters_and_pages(cl: Cluster) -> None:
     back = page(cl, **_params(second["newer"]["href"]))
     assert [a["cursor"] for a in back["actions"]] == [a["cursor"] for a in rows[:10]]
     for bad in ({"before": "yesterday"}, {"min_cost": "-1"}, {"from": "soon"},
-                {"outcome": "weird"}, {"window": "forever"}):
+                {"outcome": "weird"}, {"window": "forever"}, {"before": "1,2"},
+                {"before": "nan,1,run"}, {"after": "1,-1,run"}, {"min_cost": "inf"}):
         r = httpx.get(f"{cl.url}/ledger.json", params=bad,
                       headers={"Authorization": f"Bearer {cl.admin_token}"})
         assert r.status_code == 400, (bad, r.text)

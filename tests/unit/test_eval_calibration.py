@@ -90,6 +90,9 @@ def test_the_command_runs_offline(capsys: pytest.CaptureFixture[str],
     assert "agreement: " in text and "refusal" in text
     assert main(["eval", "calibrate", "--case", "nope"]) == 1
     assert "no calibration case 'nope'" in capsys.readouterr().err
+    for flag, value, said in (("--worst", "-1", "0 or more"), ("--min-agreement", "5", "0 to 1")):
+        assert main(["eval", "calibrate", "--mode", "code", flag, value]) == 1
+        assert said in capsys.readouterr().err
     # --min-agreement turns the figure into an exit code, for a CI gate: a case labelled
     # PASS whose answer states a figure no result holds disagrees with the checks.
     mislabelled = {"id": "c1", "category": "wrong_answer", "label": "PASS", "reason": "r",

@@ -81,6 +81,11 @@ def calibrate(args: argparse.Namespace) -> int:
     from titan.evals.calibration import Case, calibrate, load_set
     from titan.evals.judge import Verdict
 
+    if args.worst < 0:
+        raise ValidationFailed(f"--worst must be 0 or more, got {args.worst}")
+    if args.min_agreement is not None and not 0 <= args.min_agreement <= 1:
+        raise ValidationFailed(f"--min-agreement is a fraction from 0 to 1 (0.8 for 80 %), "
+                               f"got {args.min_agreement:g}")
     cases = load_set(args.set)
     if args.case:
         unknown = sorted(set(args.case) - {c.id for c in cases})

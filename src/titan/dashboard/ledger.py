@@ -12,6 +12,7 @@ runs of the rows shown, each verdict kept per run head and walked again only whe
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -22,7 +23,7 @@ from titan.dashboard.render import Data, env, int_param, twin
 from titan.errors import ValidationFailed
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
-from titan.master.runs.ingest import OUTCOMES
+from titan.master.runs.ingest import MAX_USD, OUTCOMES
 from titan.master.runs.ledger import LedgerChecks, row_status, verdict_view
 from titan.master.runs.lookup import check_window
 from titan.storage.base import LedgerQuery, Row, Transaction
@@ -78,8 +79,8 @@ def query(f: Data) -> LedgerQuery:
             min_cost = float(f["min_cost"])
         except ValueError:
             min_cost = -1.0
-        if not min_cost >= 0:
-            raise ValidationFailed(f"min_cost must be a number of USD, at least 0, got "
+        if not 0 <= min_cost <= MAX_USD:
+            raise ValidationFailed(f"min_cost must be a number of USD from 0 to {MAX_USD:g}, got "
                                    f"{f['min_cost'][:40]!r}", details={"field": "min_cost"})
     return LedgerQuery(**{k: f[k] or None for k in _TEXT},
                        outcomes=tuple(o for o in f["outcome"].split(",") if o),
@@ -110,7 +111,10 @@ def _cursor(text: str, field: str) -> tuple[float, str, int] | None:
     started, _, rest = text.partition(",")
     seq, _, run_id = rest.partition(",")
     try:
-        return float(started), run_id, int(seq)
+        key = float(started), run_id, int(seq)
+        if not (math.isfinite(key[0]) and run_id and 0 <= key[2] < 2**63):
+            raise ValueError(text)
+        return key
     except ValueError:
         raise ValidationFailed(f"{field} must be a row's key (started_at,seq,run_id) as the "
                                f"page's links carry it, got {text[:60]!r}",

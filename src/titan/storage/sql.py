@@ -7,6 +7,7 @@ Both dialects speak the same SQLAlchemy Core; what differs (connection settings,
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,8 @@ from titan.storage.sql_evals import EvalsSQL
 from titan.storage.sql_jobs import JobsSQL
 from titan.storage.sql_ledger import LedgerSQL
 from titan.storage.sql_schedules import SchedulesSQL
+
+_INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one sign
 
 
 class SQLTransaction(JobsSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
@@ -140,13 +143,15 @@ class SQLTransaction(JobsSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Tra
         current = self.conn.execute(
             select(t.store_values.c.value).where(t.store_values.c.key == key).with_for_update()
         ).scalar_one()
-        try:
-            value = int(current) + by
-        except ValueError:
+        if not _INTEGER.match(current):  # int() also reads "1_000", " 7" and "٣"
             raise ValidationFailed(
                 f"store key {key!r} holds {current[:40]!r}, which is not an integer",
                 details={"key": key},
-            ) from None
+            )
+        value = int(current) + by
+        if not -2**63 <= value < 2**63:
+            raise ValidationFailed(f"store key {key!r} would pass the 64-bit counter range "
+                                   f"({current} + {by})", details={"key": key})
         self.conn.execute(
             t.store_values.update()
             .where(t.store_values.c.key == key)
