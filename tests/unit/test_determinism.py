@@ -668,3 +668,13 @@ def test_findings_are_sorted_worst_first_then_by_file_and_line() -> None:
     assert report["analyzed"] == {"files": ["b.py", "a.py"], "actions": 1, "replays": 0}
     assert [r["kind"] for r in report["recommendations"]] == [
         "network_io", "timestamp_in_output", "env_read"]
+
+
+def test_a_run_with_nothing_to_analyse_is_not_scored() -> None:
+    # No code, no recorded action, no replay: a perfect score would claim what nobody checked.
+    empty = analyze({}, [])
+    assert empty["score"] is None and empty["band"]["label"].startswith("Not analysed")
+    # Recorded actions alone are evidence (an imported run's outputs): scored from them.
+    outputs = analyze({}, [{"seq": 1, "name": "call_llm", "channel": "llm",
+                            "inputs": "{}", "outputs": '{"text": "hi"}'}])
+    assert outputs["score"] == 100 and outputs["analyzed"]["actions"] == 1

@@ -235,7 +235,8 @@ def run_determinism(args: argparse.Namespace, client: Any) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-    print(f"Determinism of {r['run_id']}: {r['score']}/100 — {r['band']['label']}")
+    value = "not scored" if r["score"] is None else f"{r['score']}/100"
+    print(f"Determinism of {r['run_id']}: {value} — {r['band']['label']}")
     counts = ", ".join(f"{n} {k}" for k, n in r["counts"].items() if n)
     print(f"  {counts or 'no findings'}; analysed {len(r['analyzed']['files'])} file(s), "
           f"{r['analyzed']['actions']} action(s), {r['analyzed']['replays']} replay(s)")

@@ -38,7 +38,7 @@
     }
     return el("div", { id: "determinism-score", class: "det-score", dataset: { score: d.score, band: band.color || "" } },
       el("div", { class: "det-score-head" },
-        el("span", { class: "det-number", text: String(d.score) }), el("span", { class: "muted", text: "/ 100" }),
+        el("span", { class: "det-number", text: d.score === null ? "—" : String(d.score) }), el("span", { class: "muted", text: "/ 100" }),
         el("span", { class: "det-band", text: band.label || "" })),
       meter,
       el("div", { class: "det-legend muted" }, ...BANDS.map(([min, label]) =>

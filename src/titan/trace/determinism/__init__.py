@@ -29,7 +29,8 @@ weight, so that a file with forty environment reads is not scored 0 for that alo
 unrecorded ``datetime.now()`` and one ``uuid.uuid4()`` cost 24: a score of 76.
 
 Bands: 90-100 highly deterministic (green), 70-89 moderately deterministic (yellow), 50-69
-low determinism (orange), 0-49 highly non-deterministic (red).
+low determinism (orange), 0-49 highly non-deterministic (red). A run with no code, no recorded
+action and no replay has no score (``None``): nothing was analysed.
 """
 
 from __future__ import annotations
@@ -63,13 +64,19 @@ def analyze(files: dict[str, str], actions: Iterable[dict[str, Any]],
     findings.extend(replay_findings)
     findings.sort(key=Finding.sort_key)
 
-    value = score(findings)
     counts = dict.fromkeys(SEVERITIES, 0)
     for f in findings:
         counts[f.severity] += 1
+    value: int | None = score(findings)
+    judged = band(value)
+    if not files and not n_actions and not replay_ids and not replays:
+        # No code, no recorded action, no replay: nothing was analysed, and a perfect score
+        # would say the opposite.
+        value, judged = None, {"label": "Not analysed: the run has no code, recorded actions "
+                                        "or replays", "color": "grey", "min": None}
     return {
         "score": value,
-        "band": band(value),
+        "band": judged,
         "findings": [f.to_dict() for f in findings],
         "counts": counts,
         "analyzed": {"files": list(files), "actions": n_actions,
