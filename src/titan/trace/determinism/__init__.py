@@ -67,8 +67,9 @@ def analyze(files: dict[str, str], actions: Iterable[dict[str, Any]],
     counts = dict.fromkeys(SEVERITIES, 0)
     for f in findings:
         counts[f.severity] += 1
-    value: int | None = score(findings)
-    judged = band(value)
+    scored = score(findings)
+    value: int | None = scored
+    judged = band(scored)
     if not files and not n_actions and not replay_ids and not replays:
         # No code, no recorded action, no replay: nothing was analysed, and a perfect score
         # would say the opposite.
