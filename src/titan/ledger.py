@@ -23,6 +23,7 @@ chains), the master (which verifies) and the CLI (which verifies an export offli
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import operator
@@ -301,6 +302,9 @@ class _Walk:
     def end(self) -> Row | None:
         """All rows read: what the run's count and head say of the end of the chain."""
         last = self.expected - 1
+        if last == 0 and self.count:
+            return _break(1, "deleted", f"all {self.count} of the run's actions are missing: "
+                          "deleted after recording")
         if last < self.count:
             missing = f"#{last + 1}" if last + 1 == self.count else f"#{last + 1}–#{self.count}"
             return _break(last + 1, "deleted", f"action {missing} is missing: the run counts "
@@ -345,10 +349,11 @@ def verify(run_id: str, count: int, head: str | None, start: int | None,
     it = iter(rows)
     for a in it:
         if a["seq"] > count:
-            # More rows than the run counts: the last ones were added behind its back.
-            found = walk.end() or _break(a["seq"], "inserted", f"action #{a['seq']} was "
-                                         f"inserted after recording: the run counts {count}",
-                                         a["id"])
+            # More rows than the run counts: the last ones were added behind its back, or
+            # the run's count was lowered (the rows past it then still chain to its head).
+            found = _count_lowered(walk, a, it) or walk.end() or _break(
+                a["seq"], "inserted", f"action #{a['seq']} was inserted after recording: the "
+                f"run counts {count}", a["id"])
             break
         found = walk.step(a)
         if found is not None:
@@ -360,6 +365,26 @@ def verify(run_id: str, count: int, head: str | None, start: int | None,
     else:
         found = walk.end()
     return _report(walk, found)
+
+
+def _count_lowered(walk: _Walk, first: Mapping[str, Any],
+                   rest: Iterator[Mapping[str, Any]]) -> Row | None:
+    """The break when the rows past the run's count, ``first`` and ``rest``, still chain on
+    to the run's head: nothing was added, the run's action count was changed. None when
+    they do not (then they were added)."""
+    prev, seq, expected = walk.prev, walk.expected - 1, walk.expected
+    if walk.start is None or prev is None or walk.head is None:
+        return None
+    for b in itertools.chain((first,), rest):
+        if b["seq"] != expected or not b["chain_hash"] or \
+                b["chain_hash"] != link(prev, b["seq"], content(b)):
+            return None
+        prev, seq, expected = b["chain_hash"], b["seq"], b["seq"] + 1
+    if prev != walk.head:
+        return None
+    return _break(walk.count + 1, "head", f"the run counts {walk.count} actions but holds "
+                  f"{seq}, chained up to its head: the run's action count was changed after "
+                  "recording")
 
 
 def _report(walk: _Walk, found: Row | None, partial: bool = False) -> Row:

@@ -145,6 +145,15 @@ def test_the_deleted_last_actions_are_named() -> None:
     assert broken(check(rows[:4], 4, head)) == ("deleted", 5)
 
 
+def test_a_lowered_count_and_a_run_emptied_are_named_as_what_they_are() -> None:
+    rows, head = chained(6)
+    # Every action still there and chained to the head: the run's count was changed.
+    report = check(rows, 4, head)
+    assert broken(report) == ("head", 5) and "action count was changed" in report["message"]
+    report = check([], 6, head)
+    assert broken(report) == ("deleted", 1) and "all 6" in report["message"]
+
+
 def test_a_deletion_hidden_by_renumbering_is_named() -> None:
     rows, head = chained(6)
     del rows[2]
