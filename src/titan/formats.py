@@ -10,7 +10,9 @@ from typing import Any
 
 #: The longest DAG name, job id or capability.
 MAX_NAME = 200
-_BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f]")
+#: '/', '#', and control characters: C0, DEL, C1 (U+0085 breaks a line in some terminals) and
+#: the Unicode line and paragraph separators.
+_BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def name_problem(value: Any, what: str) -> str | None:

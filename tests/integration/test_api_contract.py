@@ -114,6 +114,10 @@ def test_store_values_sets_counters(cluster: Cluster) -> None:
     assert client.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
     assert client.store_get("hits") == "100"
     assert client.store_incr("hits", by=-1) == 99
+    # An attempt the job never had is a 404 as plain text too (it was an empty 200).
+    status, _ = call(cluster, "GET", "/jobs/counters/inc0/logs.txt?attempt=5")
+    assert status == 404
+    assert call(cluster, "GET", "/jobs/counters/inc0/logs.txt?attempt=1")[0] == 200
 
 
 def test_store_value_limit(cluster: Cluster) -> None:
@@ -272,6 +276,9 @@ def test_bad_dags_are_refused_whole(make_cluster: MakeCluster) -> None:
         ("jobs not a list", {"name": "bad", "jobs": {"a": 1}}, None),
         ("empty name", {"name": "", "jobs": [good_job(sha)]}, None),
         ("name with slash", {"name": "a/b", "jobs": [good_job(sha)]}, None),
+        ("name with a C1 control", {"name": "a\u0085b", "jobs": [good_job(sha)]}, None),
+        ("job id with a line separator", {"name": "ok", "jobs": [good_job(sha, "a\u2028b")]},
+         None),
     ]
     for what, body, job_id in cases:
         status, reply = call(cluster, "POST", "/dags", body)

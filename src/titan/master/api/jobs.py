@@ -124,11 +124,17 @@ async def _decide(c: CtxDep, p: Principal, ref: str, approve: bool, body: Row | 
     return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
 
 
-async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int, wait: float) -> Row:
-    job = await c.engine.read(lambda tx: find_job(tx, ref))
-    n = attempt if attempt is not None else job["attempt"]
+def _attempt_of(job: Row, ref: str, attempt: int | None) -> int:
+    """The attempt whose log is asked for: the latest by default; one the job never had is
+    a 404 (as plain text too: an empty 200 read as an empty log)."""
     if attempt is not None and not 1 <= attempt <= max(job["attempt"], 1):
         raise NotFound(f"job {ref!r} has no attempt {attempt}", details={"attempts": job["attempt"]})
+    return attempt if attempt is not None else int(job["attempt"])
+
+
+async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int, wait: float) -> Row:
+    job = await c.engine.read(lambda tx: find_job(tx, ref))
+    n = _attempt_of(job, ref, attempt)
     topic = ("log", job["id"])
     waiter = c.hub.waiter(topic) if wait > 0 else None
     try:
@@ -166,7 +172,7 @@ async def job_logs(c: CtxDep, p: Reader, ref: str, attempt: Attempt = None,
             summary="Log of one attempt as plain text")
 async def job_logs_text(c: CtxDep, p: Reader, ref: str, attempt: Attempt = None) -> str:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
-    n = attempt if attempt is not None else job["attempt"]
+    n = _attempt_of(job, ref, attempt)
     page = 50_000
 
     def read_all(tx: Transaction) -> list[str]:
