@@ -91,6 +91,51 @@ with titan.trace.run("leaky-agent") as run:
         a.outputs = {"len": len(body)}
 """
 
+NESTED = """
+import json
+
+import titan
+
+
+class QuotaError(Exception):
+    pass
+
+
+@titan.tool
+def inner(x: int) -> int:
+    return x + 1
+
+
+@titan.tool
+def outer(x: int) -> int:
+    return inner(x) + inner(x * 2)
+
+
+@titan.tool
+def limited(x: int) -> int:
+    raise QuotaError(f"over quota for {x}")
+
+
+@titan.tool
+def parse(text: str) -> object:
+    return json.loads(text)
+
+
+with titan.trace.run("nested-agent") as run:
+    print(run.id, flush=True)
+    total = outer(1) + inner(10)
+    try:
+        limited(3)
+    except QuotaError:
+        total += 100
+    try:
+        parse("{bad")
+    except json.JSONDecodeError:
+        total += 1000
+    with titan.trace.action("report", inputs={"total": total}) as a:
+        a.outputs = {"total": total}
+"""
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -241,3 +286,17 @@ def test_runs_without_recorded_code_cannot_be_replayed(cluster: Cluster) -> None
     viewer = cluster.api("POST", "/tokens", {"role": "viewer", "name": "v"})["token"]
     with pytest.raises(Forbidden, match="may not start a replay"):
         cluster.client(token=viewer).api("POST", "/runs/from-http/replay", json={})
+
+
+def test_tools_calling_tools_and_the_scripts_own_exceptions_replay_exactly(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # A served outer tool does not run, so the inner calls recorded inside it are passed
+    # over (not matched to later inner calls), and an exception class of the script's own or
+    # a library's is raised again as itself, so the agent's except clauses catch it.
+    run_id = run_script(cluster, write(tmp_path, "nested.py", NESTED))
+    report = replay(cluster, run_id)
+    assert report["status"] == "completed", (report.get("error"), report["divergences"])
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0, \
+        report["divergences"]
+    replayed = cluster.api("GET", f"/runs/{report['run_id']}/actions")["actions"]
+    assert [a["outputs"] for a in replayed if a["name"] == "report"] == [{"total": 1116}]

@@ -20,7 +20,8 @@ from titan.cli.output import money
 from titan.errors import TitanError, WaitTimeout
 
 STATUS_MARK = {"match": "✅ Match", "override": "✏️ Override", "forked": "↪ Live (fork)",
-               "replaced": "· replaced by the fork", "not_reached": "· not reached"}
+               "replaced": "· replaced by the fork", "not_reached": "· not reached",
+               "covered": "✅ Covered by its served parent"}
 
 
 def add_arguments(replay: argparse.ArgumentParser, determinism: argparse.ArgumentParser) -> None:

@@ -87,6 +87,7 @@ class Action:
                     "error", "blocked"):
                 exc = replay.replayed_error(recorded)
                 self._emit(run, 0, "replayed", exc)
+                session.pass_over(run, recorded)
                 raise exc
             self.outputs, self.replayed = d.outputs, True
 
@@ -101,6 +102,10 @@ class Action:
             outcome = "replayed"
         self._emit(run, duration, outcome, exc)
         d = self._decision
+        if d is not None and d.serves and d.recorded is not None:
+            session = replay.active()
+            if session is not None:
+                session.pass_over(run, d.recorded)
         session = replay.active() if d is not None and d.status == "verified" else None
         if d is not None and session is not None and session.mode == "strict" \
                 and exc is None and d.recorded is not None \

@@ -9,7 +9,9 @@ each replayed call by — so the order in which parallel actors ran never matter
 - **output_mismatch**: a call marked pure, re-run in verify mode, answered differently;
 - **name_mismatch**: at a position of an actor, the replay called another name of the same
   channel than the recording (the two are paired, not reported as an extra plus a missing);
-- **extra**: a call the recording does not have; **missing**: a recorded call never made;
+- **extra**: a call the recording does not have; **missing**: a recorded call never made
+  (one recorded inside a call the replay served is **covered**: its answer was served with
+  it, and it counts as a match);
 - **leak**: a connection the replay's code opened itself (channel ``network``);
 - **redacted**: a recorded call the replay could not serve, its outputs having been redacted
   (PII) before storage — the replay refused it or stopped there.
@@ -115,11 +117,18 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
             if o["channel"] == r["channel"] and ok not in rep and ok not in rows:
                 row.update(original=o, status="name_mismatch")
                 rows[ok] = {"key": ok, "original": o, "replay": r, "status": "paired"}
+    served = {r["original"]["id"] for r in rows.values()
+              if r["original"] is not None and r["original"].get("id")
+              and r["replay"] is not None
+              and r["replay"].get("replay_status") in ("served", "override")}
+    by_id = {o["id"]: o for o in orig.values() if o.get("id")}
     for k, o in orig.items():
         if k in rows:
             continue
         if fork_at is not None and o["seq"] >= fork_at:
             kind = "replaced"
+        elif _inside(o, served, by_id):
+            kind = "covered"  # recorded inside a call the replay served: never to be made
         elif stopped:
             kind = "not_reached"
         else:
@@ -131,7 +140,7 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
     for a in leaks:
         ordered.append({"key": key_of(a), "original": None, "replay": a, "status": "leak"})
     in_scope = [k for k, o in orig.items() if fork_at is None or o["seq"] < fork_at]
-    matched = sum(1 for k in in_scope if rows[k]["status"] == "match")
+    matched = sum(1 for k in in_scope if rows[k]["status"] in ("match", "covered"))
     return {
         "rows": ordered,
         "divergences": [r for r in ordered if r["status"] in DIVERGENCES],
@@ -143,6 +152,18 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
         "live": sum(1 for r in rep.values() if r.get("replay_status") in (
             "forked", "live", "verified")),
     }
+
+
+def _inside(action: dict[str, Any], served: set[str], by_id: dict[str, dict[str, Any]]) -> bool:
+    """Whether ``action`` was recorded inside (at any depth) a call in ``served``."""
+    seen: set[str] = set()
+    parent = action.get("parent_id")
+    while parent and parent not in seen:
+        if parent in served:
+            return True
+        seen.add(parent)
+        parent = (by_id.get(parent) or {}).get("parent_id")
+    return False
 
 
 def json_diff(original: Any, replay: Any, path: str = "$") -> list[dict[str, Any]]:

@@ -46,6 +46,16 @@ class RunHandle:
             self._ordinals[key] = n + 1
         return n
 
+    def skip_ordinals(self, actor: str, channel: str, name: str, past: int) -> bool:
+        """Count the calls of that key up to ``past`` as made (a replay passing over calls
+        recorded inside one it served); whether any was not made yet."""
+        key = (actor, channel, name)
+        with self._lock:
+            if self._ordinals.get(key, 0) > past:
+                return False
+            self._ordinals[key] = past + 1
+        return True
+
     @property
     def over_budget(self) -> bool:
         return self.blocked or (self.budget_usd is not None

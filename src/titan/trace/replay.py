@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class Recorded:
     #: The fields the master's PII redaction changed before storing them (inputs, outputs,
     #: error): the recording holds placeholders there, not what the call saw.
     redacted: tuple[str, ...] = ()
+    #: The action's id and the id of the action it ran inside (None from an older master).
+    id: str | None = None
+    parent_id: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -104,6 +108,17 @@ class _Actor:
     by_key: dict[tuple[str, str, str, int], Recorded] = field(default_factory=dict)
     # Per actor path: its recorded calls in order, to tell a name mismatch from an extra call.
     order: dict[str, list[Recorded]] = field(default_factory=dict)
+    # Per action id: the calls recorded inside it (a tool that called tools), in seq order.
+    children: dict[str, list[Recorded]] = field(default_factory=dict)
+
+    def nested(self, recorded: Recorded) -> list[Recorded]:
+        """Every call recorded inside ``recorded``, at any depth, in seq order."""
+        out, stack = [], [recorded]
+        while stack:
+            below = self.children.get(stack.pop().id or "", [])
+            out.extend(below)
+            stack.extend(below)
+        return sorted(out, key=lambda r: r.seq)
 
 
 class Session:
@@ -142,7 +157,7 @@ class Session:
                 r = Recorded(a["seq"], a["actor"], a["channel"], a["name"], a["ordinal"],
                              a["inputs_hash"], a["outputs"], a["outcome"], a.get("error_type"),
                              a.get("error_message"), a.get("model"),
-                             tuple(a.get("redacted") or ()))
+                             tuple(a.get("redacted") or ()), a.get("id"), a.get("parent_id"))
                 # A retried job recorded its calls once per attempt: the last attempt counts.
                 old = rec.by_key.get(r.key)
                 if old is not None:
@@ -150,6 +165,9 @@ class Session:
                 rec.by_key[r.key] = r
                 rec.order.setdefault(r.actor, []).append(r)
             if page.get("next_after") is None:
+                for r in sorted(rec.by_key.values(), key=lambda r: r.seq):
+                    if r.parent_id:
+                        rec.children.setdefault(r.parent_id, []).append(r)
                 return rec
             after = page["next_after"]
 
@@ -201,6 +219,16 @@ class Session:
         elif channel not in AMBIENT and not self.allow_live:
             decision.status = "refused"
         return decision
+
+    def pass_over(self, run: Any, served: Recorded) -> None:
+        """After a served call: the calls recorded inside it that were not made again (a
+        served tool's function does not run, nor does a block guarded by ``a.replayed``)
+        count as made, or every later call of the same names would be matched one recorded
+        call too early."""
+        for inner in self._recording(served.actor).nested(served):
+            if run.skip_ordinals(inner.actor, inner.channel, inner.name, inner.ordinal):
+                with self._lock:
+                    self._positions[inner.actor] = self._positions.get(inner.actor, 0) + 1
 
     def _recorded(self, actor: str, recorded: Recorded, ordinal: int, inputs: Any,
                   pure: bool) -> Decision:
@@ -265,20 +293,40 @@ def _past_fork(order: list[Recorded], pos: int, fork_at: int) -> bool:
 
 
 def replayed_error(recorded: Recorded) -> BaseException:
-    """The recorded exception, raised again: the same class when Titan or Python defines it,
-    else :class:`~titan.errors.ReplayedError` naming the original type."""
-    import builtins
-
+    """The recorded exception, raised again: of the same class, found by its name among
+    Titan's, Python's and then the loaded modules' (the script's own ``QuotaError``,
+    ``json.JSONDecodeError``), so the agent's ``except`` clauses catch it as they did; else
+    :class:`~titan.errors.ReplayedError` naming the original type."""
     message = recorded.error_message or ""
-    cls = getattr(errors, recorded.error_type or "", None) or getattr(
-        builtins, recorded.error_type or "", None)
-    if isinstance(cls, type) and issubclass(cls, Exception):
+    cls = _exception_class(recorded.error_type or "")
+    if cls is not None:
         try:
             return cls(message)
-        except TypeError:
-            pass
+        except Exception:  # noqa: BLE001 - a constructor wanting other arguments
+            exc = cls.__new__(cls)
+            exc.args = (message,)
+            return exc
     return errors.ReplayedError(f"{recorded.error_type}: {message}",
                                 error_type=recorded.error_type)
+
+
+def _exception_class(name: str) -> type[Exception] | None:
+    """The one exception class of that name: Titan's, a builtin, the script's (``__main__``)
+    or, when exactly one loaded module defines it, that module's."""
+    import builtins
+
+    def fits(x: Any) -> bool:
+        return isinstance(x, type) and issubclass(x, Exception)
+
+    if not name.isidentifier():
+        return None
+    for home in (errors, builtins, sys.modules.get("__main__")):
+        found = getattr(home, name, None)
+        if fits(found):
+            return found
+    candidates = {found for module in list(sys.modules.values())
+                  if fits(found := getattr(module, name, None))}
+    return candidates.pop() if len(candidates) == 1 else None
 
 
 _session: Session | None = None

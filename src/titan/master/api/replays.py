@@ -69,9 +69,9 @@ async def recording(c: CtxDep, p: Reader, run_id: str, actor: str = Query(..., m
             if a["outputs_blob"] and a["outputs_hash"]:
                 stored = c.blobs.read_text(a["outputs_hash"])
                 outputs = outputs if stored is None else stored
-            out.append({k: a[k] for k in ("seq", "actor", "channel", "name", "ordinal",
-                                          "inputs_hash", "outcome", "error_type",
-                                          "error_message", "model")} | {
+            out.append({k: a[k] for k in ("seq", "id", "parent_id", "actor", "channel",
+                                          "name", "ordinal", "inputs_hash", "outcome",
+                                          "error_type", "error_message", "model")} | {
                 "outputs": outputs, "redacted": sorted(a.get("pii") or {})})
         # The patterns the master redacts with: the replay redacts a call's live inputs the
         # same way before comparing them with recorded inputs that were redacted.

@@ -26,9 +26,10 @@ REPLAYS_ANALYSED = 20
 def _slim(actions: Iterator[Row], preview: int = PREVIEW) -> Iterator[Row]:
     """Actions with their payloads cut to previews: a long run's report holds no payloads."""
     for a in actions:
-        yield {k: a[k] for k in ("seq", "actor", "channel", "name", "ordinal", "inputs_hash",
-                                 "outputs_hash", "outcome", "replay_status", "cost_usd",
-                                 "error_type", "error_message", "started_at")} | {
+        yield {k: a[k] for k in ("seq", "id", "parent_id", "actor", "channel", "name",
+                                 "ordinal", "inputs_hash", "outputs_hash", "outcome",
+                                 "replay_status", "cost_usd", "error_type", "error_message",
+                                 "started_at")} | {
             "inputs": (a["inputs"] or "")[:preview], "outputs": (a["outputs"] or "")[:preview]
             if a["outputs"] is not None else None}
 
