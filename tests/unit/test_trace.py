@@ -34,6 +34,23 @@ def test_canonical_json_takes_what_plain_json_cannot() -> None:
     assert json.loads(canonical.dumps(b"ab")) == {"$bytes": "YWI="}
     assert json.loads(canonical.dumps({"f": math.nan})) == {"f": "nan"}
     assert json.loads(canonical.dumps(object)) == "<class 'object'>"
+    # Keys json cannot sort or spell, and a value holding itself, are still recorded (the
+    # call being recorded must not fail for it).
+    assert json.loads(canonical.dumps({1: "a", "b": 2})) == {"1": "a", "b": 2}
+    assert json.loads(canonical.dumps({(1, 2): "x", None: 1})) == {"(1, 2)": "x", "null": 1}
+    loop: list = [1]
+    loop.append(loop)
+    assert json.loads(canonical.dumps({"v": loop})) == {"v": [1, "<cycle: list>"]}
+
+
+def test_an_exception_whose_str_fails_is_recorded_as_itself() -> None:
+    from titan.trace.emit import _said
+
+    class Odd(Exception):
+        def __str__(self) -> str:
+            raise ValueError("no")
+
+    assert _said(Odd()) == "<Odd: its str() raised ValueError>"
 
 
 @pytest.mark.parametrize(("dag", "run", "label"), [

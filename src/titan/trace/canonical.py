@@ -58,18 +58,40 @@ def dumps(value: Any) -> str:
         if _c_encode is None or isinstance(value, str):
             return _encoder.encode(value)
         return "".join(_c_encode(value, 0))
-    except ValueError:
-        return _encoder.encode(_finite(value))
+    except (ValueError, TypeError, RecursionError):
+        # A NaN, keys of mixed or non-JSON types ({1: "a", "b": 2}, {(1, 2): "x"}), a value
+        # holding itself: recorded as plain JSON (keys as text, the loop marked) rather than
+        # failing the call that is being recorded.
+        return _encoder.encode(_plain(value, set()))
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-        return repr(value)
+def _plain(value: Any, seen: set[int]) -> Any:
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) \
+            else repr(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if id(value) in seen:
+        return f"<cycle: {type(value).__name__}>"
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        seen.add(id(value))
+        out = {k if isinstance(k, str) else _key(k): _plain(v, seen) for k, v in value.items()}
+        seen.discard(id(value))
+        return out
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+        seen.add(id(value))
+        items = [_plain(v, seen) for v in value]
+        seen.discard(id(value))
+        return items
+    return _plain(jsonable(value), seen) if not isinstance(value, type) else repr(value)
+
+
+def _key(key: Any) -> str:
+    """A dict key as JSON spells it: numbers, booleans and None as json writes them, others
+    by repr."""
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    return repr(key)
 
 
 def digest(text: str) -> str:

@@ -38,7 +38,7 @@ def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, output
     if parent_id is not None:
         meta["parent_id"] = parent_id
     if error is not None:
-        meta["error"] = {"type": type(error).__name__, "message": str(error)[:100_000]}
+        meta["error"] = {"type": type(error).__name__, "message": _said(error)[:100_000]}
     if model is not None:
         meta["model"] = model
     if usage:
@@ -53,3 +53,12 @@ def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, output
     RECORDER.put("action", run, (meta, dumps(inputs),
                                  None if outputs is None else dumps(outputs), cost_usd or 0.0))
     return action_id
+
+
+def _said(error: BaseException) -> str:
+    """What an exception says, even when its ``__str__`` itself fails: the recording must
+    never replace the user's exception with one of its own."""
+    try:
+        return str(error)
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's __str__
+        return f"<{type(error).__name__}: its str() raised {type(exc).__name__}>"
