@@ -181,3 +181,31 @@ def test_encoding_splices_canonical_payloads_into_valid_json() -> None:
 def test_action_ids_are_unique() -> None:
     ids = {context.new_action_id() for _ in range(10_000)}
     assert len(ids) == 10_000
+
+
+def test_a_batch_too_large_for_the_master_is_split_and_only_what_cannot_fit_is_refused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from titan import errors
+    from titan.trace.recorder import Recorder
+
+    got: list[int] = []
+
+    class Master:  # refuses a body past 1,000 bytes, as the master's limit would (413)
+        def send(self, method: str, path: str, body: bytes, headers: dict) -> object:
+            if len(body) > 1000:
+                raise errors.PayloadTooLarge("too large")
+            got.extend(a["n"] for a in json.loads(body)["actions"])
+
+            class Reply:
+                def json(self) -> dict:
+                    return {"accepted": 1}
+            return Reply()
+
+    rec = Recorder()
+    monkeypatch.setattr(rec, "client", lambda run: Master())
+    run = context.RunHandle("r1", "agent")
+    small = [json.dumps({"n": i}) for i in range(5)]
+    huge = json.dumps({"n": 99, "blob": "x" * 5000})
+    assert rec._post_actions(run, [*small[:2], huge, *small[2:]]) is not None
+    assert sorted(got) == [0, 1, 2, 3, 4] and rec.refused == 1
+    assert "refused an action of run r1 as too large" in capsys.readouterr().err

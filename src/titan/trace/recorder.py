@@ -29,6 +29,10 @@ from titan.trace.context import RunHandle
 
 log = logging.getLogger("titan.trace")
 MAX_BATCH = 2000
+#: Bytes of actions sent in one request at most (the master's default body limit is 64 MiB):
+#: a batch of large payloads goes in several requests, and one the master still finds too
+#: large is split (a 413 refused every action of it, small ones included).
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
 
 
@@ -39,6 +43,7 @@ class Recorder:
         self.idle = threading.Condition()
         self.in_flight = 0
         self.dropped = 0
+        self.refused = 0  # actions the master refused (counted for flush's answer)
         self.interval = float(os.environ.get("TITAN_TRACE_FLUSH_INTERVAL", "0.2"))
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -132,15 +137,19 @@ class Recorder:
             return True
         batch: list[str] = []
         cost = 0.0
+        size = 0
         for k, r, it in _head(q, MAX_BATCH):
             if k != "action" or r is not run:
                 break
             meta, inputs, outputs, spent = it
-            batch.append(encode(meta, inputs, outputs))
+            text = encode(meta, inputs, outputs)
+            size += len(text) + 1
+            if batch and size > MAX_BATCH_BYTES:
+                break
+            batch.append(text)
             cost += spent
         self.in_flight = len(batch)
-        body = ('{"actions":[' + ",".join(batch) + "]}").encode()
-        reply = self._post_actions(run, body, len(batch))
+        reply = self._post_actions(run, batch)
         for _ in batch:
             q.popleft()
         self.in_flight = 0
@@ -149,17 +158,28 @@ class Recorder:
             learn(run, reply.get("run") or {})
         return True
 
-    def _post_actions(self, run: RunHandle, body: bytes, n: int) -> dict[str, Any] | None:
+    def _post_actions(self, run: RunHandle, batch: list[str]) -> dict[str, Any] | None:
+        body = ('{"actions":[' + ",".join(batch) + "]}").encode()
         try:
             response = self.client(run).send(
                 "POST", f"/runs/{run.id}/actions", body=body,
                 headers={"Content-Type": "application/json"})
             reply: dict[str, Any] = response.json()
             return reply
+        except errors.PayloadTooLarge as exc:
+            if len(batch) > 1:  # halves until each fits, or one action alone does not
+                half = len(batch) // 2
+                first = self._post_actions(run, batch[:half])
+                return self._post_actions(run, batch[half:]) or first
+            self.refused += 1
+            _warn(f"the master refused an action of run {run.id} as too large "
+                  f"({len(body):,} bytes): {exc}")
+            return None
         except errors.APIError as exc:
             if exc.status >= 500 or exc.status in (401, 408, 429):
                 raise
-            _warn(f"the master refused {n} action(s) of run {run.id}: {exc}")
+            self.refused += len(batch)
+            _warn(f"the master refused {len(batch)} action(s) of run {run.id}: {exc}")
             return None
 
     def _send_change(self, kind: str, run: RunHandle, body: Any) -> None:
@@ -181,9 +201,11 @@ class Recorder:
 
     # -- flushing -----------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is acknowledged; False on timeout."""
+        """Wait until everything queued so far is acknowledged; False on timeout, or when
+        the master refused any of it (each refusal is said on stderr)."""
         if self._thread is None or self._pid != os.getpid():
             return not self.queue
+        refused = self.refused
         deadline = time.monotonic() + (30.0 if timeout is None else timeout)
         while self.queue:
             self.wake.set()
@@ -192,7 +214,7 @@ class Recorder:
                 return False
             with self.idle:
                 self.idle.wait(min(left, 0.1))
-        return True
+        return self.refused == refused
 
     def close(self) -> None:
         """At exit: end the runs this process drove, then flush (bounded)."""
