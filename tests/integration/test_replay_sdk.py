@@ -300,3 +300,7 @@ def test_tools_calling_tools_and_the_scripts_own_exceptions_replay_exactly(
         report["divergences"]
     replayed = cluster.api("GET", f"/runs/{report['run_id']}/actions")["actions"]
     assert [a["outputs"] for a in replayed if a["name"] == "report"] == [{"total": 1116}]
+    # A fork tests a change: what it does differently is not the run's non-determinism.
+    assert cluster.api("GET", f"/runs/{run_id}/determinism")["analyzed"]["replays"] == 1
+    replay(cluster, run_id, fork_at=3, mode="lenient", allow_live=True)
+    assert cluster.api("GET", f"/runs/{run_id}/determinism")["analyzed"]["replays"] == 1

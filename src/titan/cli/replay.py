@@ -243,7 +243,8 @@ def run_determinism(args: argparse.Namespace, client: Any) -> int:
           f"{r['analyzed']['actions']} action(s), {r['analyzed']['replays']} replay(s)")
     for f in r["findings"]:
         where = f"{f['file']}:{f['line']}" if f.get("file") else (
-            f"action {f['action']} #{f['seq']}" if f.get("action") else "")
+            f"action {f['action']}" + (f" #{f['seq']}" if f.get("seq") is not None else "")
+            if f.get("action") else "")
         print(f"\n  [{f['severity'].upper()}] {f['title']} — {where}")
         if f.get("code"):
             print(f"    {f['code']}")

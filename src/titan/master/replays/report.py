@@ -161,7 +161,10 @@ def determinism_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
 
     files = code_files(tx, blobs, run)
     divergences: list[Row] = []
-    replays = tx.replays_of(run["id"], REPLAYS_ANALYSED)
+    # Only replays of the code as recorded, unchanged, say how deterministic the run is; a
+    # replay of edited code, with overrides or a fork tests a change, and its departures
+    # are the change's, not the run's.
+    replays = [r for r in tx.replays_of(run["id"], REPLAYS_ANALYSED) if _faithful(r)]
     for rep in replays:
         result = compare(_slim(tx.iter_actions(run["id"])), _slim(tx.iter_actions(rep["id"])),
                          fork_at=(rep.get("replay") or {}).get("fork_at"))
@@ -174,3 +177,10 @@ def determinism_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
                           replays=len(replays))
     report["run_id"] = run["id"]
     return report
+
+
+def _faithful(replay: Row) -> bool:
+    """Whether a replay ran the recorded code as recorded (no edit, override, fork or model)."""
+    s = replay.get("replay") or {}
+    return str(s.get("code") or "recorded") == "recorded" and not s.get("overrides") \
+        and s.get("fork_at") is None and not s.get("model")
