@@ -209,3 +209,15 @@ def test_a_batch_too_large_for_the_master_is_split_and_only_what_cannot_fit_is_r
     assert rec._post_actions(run, [*small[:2], huge, *small[2:]]) is not None
     assert sorted(got) == [0, 1, 2, 3, 4] and rec.refused == 1
     assert "refused an action of run r1 as too large" in capsys.readouterr().err
+
+
+def test_a_generator_tool_is_refused_when_decorated() -> None:
+    # Its items come after the call returns: nothing of them could be recorded or replayed.
+    with pytest.raises(TypeError, match="generator function 'gen'"):
+        @titan.tool
+        def gen(n: int):  # type: ignore[no-untyped-def]
+            yield from range(n)
+    with pytest.raises(TypeError, match="generator function 'agen'"):
+        @titan.tool(name="agen")
+        async def stream(n: int):  # type: ignore[no-untyped-def]
+            yield n

@@ -206,6 +206,12 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
 
     def wrap(f: F) -> F:
         label = name or f.__name__
+        if inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f):
+            # Its call returns a generator: the items come later, outside the call, so the
+            # recording would hold the generator's repr and a replay hand back a string.
+            raise TypeError(f"@titan.tool cannot record the generator function {label!r}: "
+                            "a call returns its items later, outside the call. Return a list "
+                            "(or record each item with titan.trace.action)")
         try:
             sig: inspect.Signature | None = inspect.signature(f)
         except (TypeError, ValueError):
