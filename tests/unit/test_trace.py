@@ -221,3 +221,33 @@ def test_a_generator_tool_is_refused_when_decorated() -> None:
         @titan.tool(name="agen")
         async def stream(n: int):  # type: ignore[no-untyped-def]
             yield n
+
+
+def test_threads_and_pool_tasks_started_in_a_run_record_into_it() -> None:
+    import concurrent.futures
+    import threading
+
+    import titan.trace  # noqa: F401 - installs the thread hooks
+
+    def where() -> tuple[str | None, str | None]:
+        run = context.current_run()
+        return (run.id if run else None), (context.current_actor(run) if run else None)
+
+    seen: list[tuple[str | None, str | None]] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        token = context.enter_run(context.RunHandle("threaded", "agent"))
+        try:
+            with context.actor("critic"):
+                t = threading.Thread(target=lambda: seen.append(where()))
+                t.start()
+                t.join()
+                assert pool.submit(where).result() == ("threaded", "main/critic")
+        finally:
+            context.leave_run(token)
+        assert seen == [("threaded", "main/critic")]
+        # The pool's thread, reused outside the run, is outside it too.
+        assert pool.submit(where).result() == (None, None)
+    t = threading.Thread(target=lambda: seen.append(where()))
+    t.start()
+    t.join()
+    assert seen[-1] == (None, None)

@@ -20,6 +20,7 @@ actor ``<stage>/<job id>``. Recording never waits on the network (see
 from __future__ import annotations
 
 from titan.trace import llm_hooks as _llm_hooks
+from titan.trace import threads as _threads
 from titan.trace.actions import Action, action, now, random, tool, uuid
 from titan.trace.context import actor, current_run
 from titan.trace.recorder import RECORDER
@@ -30,6 +31,9 @@ from titan.trace.runs import Run, drive, run
 # Loaded by whatever opens a run: titan.trace.run, and `import titan` in a job of an agent
 # run or a replay (see titan/__init__.py; the worker's zygote preloads it for forked jobs).
 _llm_hooks.install()
+# Threads and thread-pool tasks started inside a run record into it (Python 3.11's threads
+# start with an empty context).
+_threads.install()
 
 __all__ = ["Action", "Run", "action", "actor", "current_run_id", "drive", "flush", "now",
            "random", "run", "tool", "uuid"]

@@ -2,8 +2,8 @@
 
 Inside a Titan job the run comes from ``TITAN_AGENT_RUN_ID`` and the actor from the job
 (``<stage>/<job id>``); ``titan.trace.run(...)`` opens a run anywhere else; ``titan.trace.actor``
-nests a sub-agent's path. All three are context variables, so threads and asyncio tasks
-started inside a run inherit it (``contextvars.copy_context`` semantics).
+nests a sub-agent's path. All three are context variables: asyncio tasks started inside a run
+inherit them, and threads and thread-pool tasks do too (:mod:`titan.trace.threads`).
 """
 
 from __future__ import annotations
@@ -125,6 +125,12 @@ def _job_run() -> RunHandle | None:
                                   replay.get("aliases") or ())
                 _env_run = RunHandle(id=run_id, default_actor=actor)
     return _env_run
+
+
+def in_scope() -> bool:
+    """Whether this context sits inside a ``trace.run``, a ``trace.actor`` or an action
+    (what a thread started here must carry: :mod:`titan.trace.threads`)."""
+    return _run.get() is not None or _actor.get() is not None or _parent.get() is not None
 
 
 def current_actor(run: RunHandle) -> str:
