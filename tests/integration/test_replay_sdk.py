@@ -137,6 +137,28 @@ with titan.trace.run("nested-agent") as run:
 """
 
 
+FETCHER = """
+import sys
+import urllib.request
+
+import titan
+
+
+@titan.tool
+def fetch(url: str) -> str:
+    return urllib.request.urlopen(url, timeout=5).read().decode()
+
+
+with titan.trace.run("fetch-agent") as run:
+    print(run.id, flush=True)
+    with titan.trace.action("plan", inputs={}) as a:
+        a.outputs = {"steps": 1}
+    page = fetch(f"http://127.0.0.1:{sys.argv[1]}/")
+    with titan.trace.action("summarise", inputs={"page": page}) as a:
+        a.outputs = {"len": len(page)}
+"""
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("replay-sdk"))
@@ -304,3 +326,22 @@ def test_tools_calling_tools_and_the_scripts_own_exceptions_replay_exactly(
     assert cluster.api("GET", f"/runs/{run_id}/determinism")["analyzed"]["replays"] == 1
     replay(cluster, run_id, fork_at=3, mode="lenient", allow_live=True)
     assert cluster.api("GET", f"/runs/{run_id}/determinism")["analyzed"]["replays"] == 1
+
+
+def test_a_forks_live_tool_reaches_the_world_without_being_a_leak(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    # Past a fork point calls run live: a tool's own connection is that call, recorded as it,
+    # not a leak the guard refuses (the fork failed on its first live call).
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run_id = run_script(cluster, write(tmp_path, "fetcher.py", FETCHER),
+                            str(server.server_address[1]))
+        report = replay(cluster, run_id, fork_at=2)
+        assert report["status"] == "completed", (report.get("error"), report["divergences"])
+        assert not [d for d in report["divergences"] if d["kind"] == "leak"], report
+        fetched = [a for a in cluster.api("GET", f"/runs/{report['run_id']}/actions")["actions"]
+                   if a["name"] == "fetch"]
+        assert [(a["replay_status"], a["outcome"]) for a in fetched] == [("forked", "success")]
+    finally:
+        server.shutdown()

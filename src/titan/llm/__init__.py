@@ -21,6 +21,7 @@ a hosted JSON mode) and validated always; an invalid answer gets one repair requ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -112,33 +113,36 @@ def complete(
             model = requested = replay_model
     provider, model_id = resolve(model)
     reported = model or model_id or provider.name
+    going = replaying.live(decision) if replaying is not None and decision is not None \
+        else contextlib.nullcontext()
     try:
-        check(reported, msgs, recorded_params)
-        asked = _with_schema_hint(msgs, json_schema) if json_schema is not None else msgs
-        request = Request(model_id, asked, temperature, max_tokens, json_schema, dict(params))
-        gen = provider.generate(request)
-        reported = gen.model
-        usage, attempts, data = gen.usage, 1, None
-        if validator is not None and json_schema is not None:
-            data, found = _json_problems(gen, validator, max_tokens)
-            if found:
-                attempts = 2
-                retry = Request(model_id, structured.repair_messages(asked, gen.text, found,
-                                                                     json_schema),
-                                temperature, max_tokens, json_schema, dict(params))
-                gen = provider.generate(retry)
-                usage = usage + gen.usage
+        with going:  # a live call of a replay: its connections are the call's
+            check(reported, msgs, recorded_params)
+            asked = _with_schema_hint(msgs, json_schema) if json_schema is not None else msgs
+            request = Request(model_id, asked, temperature, max_tokens, json_schema, dict(params))
+            gen = provider.generate(request)
+            reported = gen.model
+            usage, attempts, data = gen.usage, 1, None
+            if validator is not None and json_schema is not None:
                 data, found = _json_problems(gen, validator, max_tokens)
                 if found:
-                    raise InvalidOutput(
-                        f"{gen.model} did not return JSON matching the schema after one "
-                        f"repair attempt: {'; '.join(found[:3])}", text=gen.text, problems=found)
-        cost, source = provider.cost(gen.model if provider.name == "hosted" else model_id,
-                                     usage)
-        completion = Completion(
-            text=gen.text, usage=usage, model=gen.model, cost_usd=cost, cost_source=source,
-            provider=provider.name, finish_reason=gen.finish_reason,
-            duration_s=time.perf_counter() - t0, attempts=attempts, data=data)
+                    attempts = 2
+                    retry = Request(model_id, structured.repair_messages(asked, gen.text, found,
+                                                                         json_schema),
+                                    temperature, max_tokens, json_schema, dict(params))
+                    gen = provider.generate(retry)
+                    usage = usage + gen.usage
+                    data, found = _json_problems(gen, validator, max_tokens)
+                    if found:
+                        raise InvalidOutput(
+                            f"{gen.model} did not return JSON matching the schema after one "
+                            f"repair attempt: {'; '.join(found[:3])}", text=gen.text, problems=found)
+            cost, source = provider.cost(gen.model if provider.name == "hosted" else model_id,
+                                         usage)
+            completion = Completion(
+                text=gen.text, usage=usage, model=gen.model, cost_usd=cost, cost_source=source,
+                provider=provider.name, finish_reason=gen.finish_reason,
+                duration_s=time.perf_counter() - t0, attempts=attempts, data=data)
     except BaseException as exc:
         record(LLMCall(reported, provider.name, msgs, recorded_params, started_at,
                        time.perf_counter() - t0, error=exc, requested=requested,

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,6 +73,10 @@ class Replayer(Protocol):
     def answer(self, decision: Any) -> Completion:
         """The recorded (or overriding) answer of a decided call; raises its refusal, or
         the recorded error of a call that failed."""
+
+    def live(self, decision: Any) -> AbstractContextManager[None]:
+        """Where a call the replay let through live asks its model: its connections are
+        that call, not leaks."""
 
 
 _listeners: list[Listener] = []

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from titan import errors
-from titan.trace import context, replay
+from titan.trace import context, netguard, replay
 from titan.trace.canonical import dumps
 from titan.trace.emit import emit
 
@@ -41,7 +41,7 @@ class Action:
 
     __slots__ = ("name", "inputs", "outputs", "channel", "tags", "cost_usd", "usage", "model",
                  "id", "pure", "replayed", "_run", "_started", "_t0", "_token", "_actor",
-                 "_ordinal", "_decision")
+                 "_ordinal", "_decision", "_through")
 
     def __init__(self, name: str, inputs: Any = None, *, kind: str = "custom",
                  tags: Any = None, pure: bool = False) -> None:
@@ -56,6 +56,7 @@ class Action:
         self.pure = pure
         self.replayed = False
         self._decision: replay.Decision | None = None
+        self._through: Any = None
 
     def __enter__(self) -> Action:
         self._run = run = context.current_run()
@@ -90,6 +91,8 @@ class Action:
                 session.pass_over(run, recorded)
                 raise exc
             self.outputs, self.replayed = d.outputs, True
+        elif d.live:  # it runs for real: its own connections are the call, not leaks
+            self._through = netguard.through()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         duration = time.perf_counter_ns() - self._t0
@@ -97,6 +100,9 @@ class Action:
         if run is None:
             return
         context.reset_parent(self._token)
+        if self._through is not None:
+            netguard.end_through(self._through)
+            self._through = None
         outcome = "success" if exc is None else "error"
         if self.replayed and exc is None:
             outcome = "replayed"

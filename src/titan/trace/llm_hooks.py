@@ -13,15 +13,17 @@ on the caller's path, and both are on the way to a call that takes far longer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from titan.errors import BudgetExceeded
 from titan.llm import recording
 from titan.llm.types import Completion, Usage
-from titan.trace import context, replay
+from titan.trace import context, netguard, replay
 from titan.trace.emit import emit
 from titan.trace.recorder import RECORDER, learn
 
@@ -127,6 +129,14 @@ class _Replayer:
 
     def answer(self, decision: Any) -> Completion:
         return answer(decision)
+
+    @contextlib.contextmanager
+    def live(self, decision: Any) -> Iterator[None]:
+        token = netguard.through()
+        try:
+            yield
+        finally:
+            netguard.end_through(token)
 
 
 def on_call(call: Any) -> None:

@@ -9,7 +9,9 @@ the recording cannot answer it, and a live answer could differ or cost money. Th
 mid-replay), Unix sockets and the hosts in ``TITAN_REPLAY_ALLOW_HOSTS`` (comma-separated
 ``host`` or ``host:port``, for a database the agent reads), and records anything else as an
 action on the ``network`` channel — refused (``ConnectionRefusedError``), or let through with
-``--allow-live``.
+``--allow-live``. A call the replay decided to make live (past a fork point, or allowed)
+opens its own connections inside :func:`through`: they are that call, recorded as it, and go
+through unreported.
 """
 
 from __future__ import annotations
@@ -17,11 +19,24 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import Any
 from urllib.parse import urlsplit
 
 _installed = False
 _on_leak: Callable[[str, int], None] | None = None
+#: Set while a call the replay let through live runs (:func:`through`).
+_live: ContextVar[bool] = ContextVar("titan_replay_live_call", default=False)
+
+
+def through() -> Token[bool]:
+    """Let this context's connections through, unreported, until :func:`end_through`: a
+    live call of the replay runs here."""
+    return _live.set(True)
+
+
+def end_through(token: Token[bool]) -> None:
+    _live.reset(token)
 _allowed: set[tuple[str, int | None]] = set()
 
 
@@ -38,7 +53,7 @@ def _allow(host: str, port: int | None) -> None:
 
 
 def _allowed_address(address: Any) -> bool:
-    if not isinstance(address, tuple) or len(address) < 2:
+    if _live.get() or not isinstance(address, tuple) or len(address) < 2:
         return True  # Unix sockets and anything not host:port
     host, port = str(address[0]), int(address[1])
     return (host, port) in _allowed or (host, None) in _allowed
