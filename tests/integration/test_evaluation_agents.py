@@ -216,6 +216,10 @@ def test_bad_input_gets_a_clear_error_and_stores_nothing(evals_cluster: Cluster 
         {"id": "ok", "user_instruction": "fine"},
         {"id": "broken", "user_instruction": "x", "expected_outcome": "maybe"}]})
     assert status == 400 and "task 2" in err["message"] and "expected_outcome" in err["message"]
+    job_agent = {"name": "script", "kind": "job", "script": "agent.py",
+                 "script_sha256": "ab" * 32}
+    status, err = _error(c, "PUT", "/evaluations/bad", {"agent": job_agent})
+    assert status == 400 and "was not uploaded" in err["message"]  # not a 500 at dispatch
     status, err = _error(c, "GET", "/evaluations/bad", None)
     assert status == 404  # nothing was stored
     c.api("PUT", "/evaluations/bad", {"agent": agent})

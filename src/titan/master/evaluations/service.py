@@ -118,6 +118,13 @@ class Evaluations:
             else None
         agent = parse_agent(body.get("agent"))
         self._check_egress(agent)
+        sha = agent.get("script_sha256")
+        if sha and sha not in self.engine.known_blobs and not await self.engine.read(
+                lambda tx: tx.blobs_present({sha})):
+            # Refused here, not when a run is dispatched (it failed there as a 500).
+            raise ValidationFailed(f"agent.script_sha256 {sha[:12]}… was not uploaded (PUT "
+                                   "/api/v1/blobs/{sha256} first, or `titan eval run` uploads "
+                                   "it)", details={"field": "agent.script_sha256"})
         tasks = parse_tasks(body["tasks"], "tasks") if body.get("tasks") is not None else []
         description = body.get("description")
         if description is not None and not isinstance(description, str):
