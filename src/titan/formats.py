@@ -7,6 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Any
+from urllib.parse import quote
+
+from titan.errors import ValidationFailed
 
 #: The longest DAG name, job id or capability.
 MAX_NAME = 200
@@ -36,3 +39,13 @@ def iso(ts: float | None) -> str:
         return ""
     return (dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"))
+
+
+def quote_ref(ref: str | int) -> str:
+    """A reference or key as one path segment (``/`` and ``#`` are escaped, and a segment of
+    dots, which URL normalisation would remove: the key ``.`` went to another route)."""
+    if ref == "":  # the path would name the collection (a redirect), not one of it
+        raise ValidationFailed("an empty reference names nothing: give an id or a name",
+                               details={"field": "ref"})
+    quoted = quote(str(ref), safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted

@@ -297,6 +297,11 @@ def test_bad_dags_are_refused_whole(make_cluster: MakeCluster) -> None:
     assert err["details"]["field"] == "jobs[0].delay"
     assert_error(*call(cluster, "POST", "/dags", {"name": "bad", "agent_run_id": "",
                                                   "jobs": [good_job(sha)]}), 400)
+    # A run id the runs API would refuse, or one URLs cannot carry, could never be read back.
+    for run_id in ("q?x=1", "..", "a b", "x" * 201):
+        err = assert_error(*call(cluster, "POST", "/dags", {
+            "name": "bad", "agent_run_id": run_id, "jobs": [good_job(sha)]}), 400)
+        assert err["details"]["field"] == "agent_run_id", err
     status, reply = call(cluster, "POST", "/dags", raw_body=b"{not json",
                          headers={"Content-Type": "text/plain"})
     assert_error(status, reply, 400)

@@ -186,6 +186,14 @@ def test_exports_carry_the_chain_and_verify_offline(cl: Cluster, tmp_path: Path)
         assert out.returncode == 1 and said in out.stderr, out.stderr
     out = titan(cl, "runs", "export", "-o", str(tmp_path / "no" / "dir.json"))
     assert out.returncode == 1 and "no directory" in out.stderr and "Traceback" not in out.stderr
+    # A run id is one path segment: '../agents/beta' names no run, and sets no agent's budget.
+    before = cl.api("GET", "/agents/beta")["budget_usd"]
+    out = titan(cl, "runs", "budget", "../agents/beta", "7")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert cl.api("GET", "/agents/beta")["budget_usd"] == before
+    for bad in ("nan", "inf", "-1"):
+        out = titan(cl, "runs", "budget", "lg-b", bad)
+        assert out.returncode == 1 and "budget must be" in out.stderr, out.stderr
 
 
 def test_the_activity_ledger_lists_filters_and_pages(cl: Cluster) -> None:

@@ -158,6 +158,12 @@ def test_a_redirect_is_an_error_and_dot_keys_stay_keys() -> None:
     client.store_get(".")
     client.store_get("..")
     assert seen[-2:] == ["/api/v1/store/values/%2E", "/api/v1/store/values/%2E%2E"]
+    # An empty reference is refused before anything is sent (the path would name the list).
+    asked = len(seen)
+    for empty in (lambda: client.get_job(""), lambda: client.agent_run("")):
+        with pytest.raises(errors.ValidationFailed, match="empty reference"):
+            empty()
+    assert len(seen) == asked
 
 
 def test_a_wait_of_zero_seconds_still_asks_and_a_bad_timeout_sends_nothing() -> None:

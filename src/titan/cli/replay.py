@@ -18,6 +18,7 @@ from typing import Any
 
 from titan.cli.output import money
 from titan.errors import TitanError, WaitTimeout
+from titan.formats import quote_ref
 
 STATUS_MARK = {"match": "✅ Match", "override": "✏️ Override", "forked": "↪ Live (fork)",
                "replaced": "· replaced by the fork", "not_reached": "· not reached",
@@ -63,7 +64,7 @@ def run_replay(args: argparse.Namespace, client: Any) -> int:
     if not args.run:
         raise TitanError("name a run to replay, or --agent AGENT for its last runs")
     body = _body(args, client, args.run)
-    started = client.api("POST", f"/runs/{args.run}/replay", json=body)
+    started = client.api("POST", f"/runs/{quote_ref(args.run)}/replay", json=body)
     replay_id = started["run_id"]
     print(f"replaying {args.run} as {replay_id} ({body.get('mode', 'strict')} mode, "
           f"{args.code} code)", file=sys.stderr)
@@ -110,7 +111,7 @@ def _body(args: argparse.Namespace, client: Any, run_id: str) -> dict[str, Any]:
 
 def _current_files(client: Any, run_id: str) -> dict[str, str]:
     """Upload the files now at the run's recorded paths; {path: sha256}."""
-    code = client.api("GET", f"/runs/{run_id}").get("code") or {}
+    code = client.api("GET", f"/runs/{quote_ref(run_id)}").get("code") or {}
     files: dict[str, str] = {}
     contents: dict[str, bytes] = {}
     kept = []
@@ -150,11 +151,11 @@ def _wait(client: Any, replay_id: str, timeout: float, progress: bool = False) -
                 raise TitanError(f"replay {replay_id} is still running after {timeout:.0f}s "
                                  f"(follow it: titan logs {replay_id}_DRIVER/driver)") from None
             if progress:
-                n = client.api("GET", f"/runs/{replay_id}")["action_count"]
+                n = client.api("GET", f"/runs/{quote_ref(replay_id)}")["action_count"]
                 if n != seen:
                     seen = n
                     print(f"  … {n} action(s) replayed", file=sys.stderr)
-    return client.api("GET", f"/runs/{replay_id}/replay")
+    return client.api("GET", f"/runs/{quote_ref(replay_id)}/replay")
 
 
 
@@ -210,7 +211,7 @@ def _regression(args: argparse.Namespace, client: Any) -> int:
     started = []
     for run in runs:
         try:
-            reply = client.api("POST", f"/runs/{run['id']}/replay",
+            reply = client.api("POST", f"/runs/{quote_ref(run['id'])}/replay",
                                json=_body(args, client, run["id"]))
             started.append((run["id"], reply["run_id"]))
         except TitanError as exc:
@@ -232,7 +233,7 @@ def _regression(args: argparse.Namespace, client: Any) -> int:
 
 
 def run_determinism(args: argparse.Namespace, client: Any) -> int:
-    r = client.api("GET", f"/runs/{args.run}/determinism")
+    r = client.api("GET", f"/runs/{quote_ref(args.run)}/determinism")
     if args.json:
         print(json.dumps(r, indent=2))
         return 0

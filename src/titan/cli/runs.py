@@ -14,6 +14,7 @@ from titan.cli import verify
 from titan.cli.output import money
 from titan.cli.verify import add_arguments as add_verify_arguments
 from titan.errors import TitanError
+from titan.formats import quote_ref
 from titan.retention import RETENTION_CLASSES
 
 _FILTERS = ("status", "min_cost", "window", "agent", "q", "archived")
@@ -108,10 +109,10 @@ def _list(args: argparse.Namespace, client: Any) -> int:
 def _show(args: argparse.Namespace, client: Any) -> int:
     from titan.cli.output import print_json, table, when
 
-    run_ = client.api("GET", f"/runs/{args.run}")
+    run_ = client.api("GET", f"/runs/{quote_ref(args.run)}")
     total = run_["action_count"]
     offset = max(0, total - args.actions)
-    acts = client.api("GET", f"/runs/{args.run}/actions",
+    acts = client.api("GET", f"/runs/{quote_ref(args.run)}/actions",
                       params={"offset": offset, "limit": max(1, args.actions), "preview": 80})
     if getattr(args, "json", False):
         print_json({"run": run_, "actions": acts["actions"]})
@@ -232,16 +233,17 @@ def _budget(args: argparse.Namespace, client: Any) -> int:
             usd = float(args.usd.lstrip("$"))
         except ValueError:
             raise TitanError(f"the budget must be a number of USD or 'none', not {args.usd!r}") from None
-        if usd < 0:
-            raise TitanError("the budget must be at least 0")
+        if not 0 <= usd <= 1e9:  # NaN and infinities too: no JSON number holds them
+            raise TitanError(f"the budget must be a number of USD from 0 to 1e9 or 'none', "
+                             f"not {args.usd!r}")
     if args.agent:
-        reply = client.api("PATCH", f"/agents/{args.agent}", json={"budget_usd": usd})
+        reply = client.api("PATCH", f"/agents/{quote_ref(args.agent)}", json={"budget_usd": usd})
         print(f"agent {args.agent}: budget {money(reply['budget_usd'])} for each run without "
               "its own")
         return 0
     if not args.run:
         raise TitanError("name a run, or --agent AGENT")
-    reply = client.api("PATCH", f"/runs/{args.run}", json={"budget_usd": usd})
+    reply = client.api("PATCH", f"/runs/{quote_ref(args.run)}", json={"budget_usd": usd})
     state = "blocked: over budget" if reply["blocked"] else "not blocked"
     print(f"run {args.run}: budget {money(reply['budget_usd'])}, spent "
           f"{money(reply['cost_usd'])} ({state})")
@@ -251,14 +253,14 @@ def _budget(args: argparse.Namespace, client: Any) -> int:
 def _archive(args: argparse.Namespace, client: Any) -> int:
     verb = args.runs_command
     for run_id in args.run:
-        reply = client.api("POST", f"/runs/{run_id}/{verb}")
+        reply = client.api("POST", f"/runs/{quote_ref(run_id)}/{verb}")
         state = "archived" if reply["archived"] else "not archived"
         print(f"run {run_id}: {state}")
     return 0
 
 
 def _retention(args: argparse.Namespace, client: Any) -> int:
-    reply = client.api("PATCH", f"/runs/{args.run}",
+    reply = client.api("PATCH", f"/runs/{quote_ref(args.run)}",
                        json={"retention_class": args.retention_class})
     print(f"run {args.run}: retention class {reply['retention_class']}")
     return 0

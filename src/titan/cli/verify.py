@@ -12,10 +12,10 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from titan import ledger
 from titan.errors import NotFound, TitanError
+from titan.formats import quote_ref
 
 BROKEN, UNCHAINED = 3, 4
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
             hashes = v.pop("hashes")
             verdicts.append(_checked(v, anchor, hashes.get(anchor[0]) if anchor else None))
     elif args.run:
-        run_id = quote(args.run, safe="")
+        run_id = quote_ref(args.run)
         verdict = client.api("GET", f"/runs/{run_id}/verify")
         if anchor is not None and verdict["status"] == "verified":
             try:

@@ -29,9 +29,10 @@ from titan.client.files import FileOps
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline import load_pipeline
 from titan.client.schedules import ScheduleOps
-from titan.client.store import StoreOps, quote_ref
+from titan.client.store import StoreOps
 from titan.client.transport import WAIT_MARGIN, WAIT_SLICE, Transport, wait_deadline
 from titan.errors import InvalidDAG, NotFound, ValidationFailed, WaitTimeout
+from titan.formats import quote_ref
 
 Ref = str | int
 #: How long one logs long-poll is held open by the master while following.

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from titan.client.store import quote_ref
 from titan.client.transport import Transport
 from titan.errors import ScriptNotFound, ValidationFailed, WaitTimeout
+from titan.formats import quote_ref
 from titan.status import EVAL_ACTIVE
 
 

@@ -21,7 +21,6 @@ from urllib.parse import unquote
 import httpx
 
 from titan.client.job import TitanJob
-from titan.client.store import quote_ref
 from titan.client.transport import CHUNK, Transport
 from titan.errors import (
     ConnectionFailed,
@@ -29,6 +28,7 @@ from titan.errors import (
     ScriptNotFound,
     ValidationFailed,
 )
+from titan.formats import quote_ref
 
 #: Directories left out of an uploaded project folder.
 SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache",

@@ -15,9 +15,9 @@ from typing import Any
 
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline import load_pipeline, load_schedule
-from titan.client.store import quote_ref
 from titan.client.transport import Transport
 from titan.errors import InvalidDAG, ValidationFailed
+from titan.formats import quote_ref
 
 
 class ScheduleOps:

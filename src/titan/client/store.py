@@ -8,17 +8,10 @@ server-side long poll per 30 s slice — never a client polling loop). A missing
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from titan.client.transport import Transport
 from titan.errors import ValidationFailed
-
-
-def quote_ref(ref: str | int) -> str:
-    """A reference or key as one path segment (``/`` and ``#`` are escaped, and a segment of
-    dots, which URL normalisation would remove: the key ``.`` went to another route)."""
-    quoted = quote(str(ref), safe="")
-    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+from titan.formats import quote_ref
 
 
 def _key(key: Any) -> str:

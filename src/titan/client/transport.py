@@ -378,8 +378,9 @@ def wait_deadline(timeout: float | None) -> float | None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
             or not math.isfinite(timeout) or timeout < 0:
-        raise errors.ValidationFailed(f"timeout must be a number of seconds >= 0 or None, "
-                                      f"got {timeout!r}", details={"field": "timeout"})
+        raise errors.ValidationFailed(f"timeout must be a number of seconds >= 0 (or none, to "
+                                      f"wait for ever), got {timeout!r}",
+                                      details={"field": "timeout"})
     return time.monotonic() + timeout
 
 

@@ -359,6 +359,7 @@ def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
 
 def main() -> int:
     from titan.client import TitanClient
+    from titan.formats import quote_ref
 
     client = TitanClient()
     run_id = os.environ["TITAN_EVAL_RUN"]
@@ -378,7 +379,7 @@ def main() -> int:
                   "trajectory": [], "agent_exit_code": None, "agent_output_tail": "",
                   "eval_error": f"the coding job failed before grading: {exc}"}
         code = 1
-    client.api("POST", f"/runs/{run_id}/eval/coding", json=report)
+    client.api("POST", f"/runs/{quote_ref(run_id)}/eval/coding", json=report)
     print(f"[eval] {run_id}: overall {report['overall']}, {len(report['changed_paths'])} "
           f"changed path(s), {time.time() - started:.1f} s"
           + (f"; eval error: {report['eval_error']}" if report["eval_error"] else ""),

@@ -31,8 +31,8 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from titan.client import TitanClient
-from titan.client.store import quote_ref
 from titan.errors import APIError, NotFound, TitanError, WaitTimeout
+from titan.formats import quote_ref
 from titan.mcp.jobs import JobSpec, dag_request
 from titan.version import __version__
 

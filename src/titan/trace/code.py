@@ -20,6 +20,8 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+from titan.formats import quote_ref
+
 log = logging.getLogger("titan.trace")
 MAX_FILES = 200
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -103,7 +105,7 @@ def register(transport: Any, run_id: str, scripts: dict[str, str] | None = None,
     try:
         if found is not None:
             _upload(transport, found[1])
-        transport.call("PUT", f"/runs/{run_id}/code", json=body)
+        transport.call("PUT", f"/runs/{quote_ref(run_id)}/code", json=body)
     except Exception as exc:  # the run goes on; only its replay is lost
         if not _warned:
             _warned = True

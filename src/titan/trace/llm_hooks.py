@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from titan.errors import BudgetExceeded
+from titan.formats import quote_ref
 from titan.llm import recording
 from titan.llm.types import Completion, Usage
 from titan.trace import context, netguard, replay
@@ -34,7 +35,7 @@ _installed = False
 
 def _refresh(run: context.RunHandle) -> None:
     try:
-        state = RECORDER.client(run).call("GET", f"/runs/{run.id}", read_timeout=2.0)
+        state = RECORDER.client(run).call("GET", f"/runs/{quote_ref(run.id)}", read_timeout=2.0)
     except Exception as exc:  # budget state unknown: the call goes ahead
         log.debug("titan.trace: could not read run %s's budget: %s", run.id, exc)
         run.known_at = time.monotonic()

@@ -25,6 +25,7 @@ from collections import deque
 from typing import Any
 
 from titan import errors, retry
+from titan.formats import quote_ref
 from titan.trace.context import RunHandle
 
 log = logging.getLogger("titan.trace")
@@ -162,7 +163,7 @@ class Recorder:
         body = ('{"actions":[' + ",".join(batch) + "]}").encode()
         try:
             response = self.client(run).send(
-                "POST", f"/runs/{run.id}/actions", body=body,
+                "POST", f"/runs/{quote_ref(run.id)}/actions", body=body,
                 headers={"Content-Type": "application/json"})
             reply: dict[str, Any] = response.json()
             return reply
@@ -192,7 +193,7 @@ class Recorder:
             if kind == "create":
                 learn(run, self.client(run).call("POST", "/runs", json=body))
             else:
-                self.client(run).call("PATCH", f"/runs/{run.id}", json=body)
+                self.client(run).call("PATCH", f"/runs/{quote_ref(run.id)}", json=body)
         except errors.APIError as exc:
             if exc.status >= 500 or exc.status in (401, 408, 429):
                 raise

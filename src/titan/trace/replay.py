@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from titan import errors
+from titan.formats import quote_ref
 from titan.redaction import Redactor
 from titan.trace import context, netguard
 from titan.trace.canonical import digest, dumps
@@ -149,7 +150,7 @@ class Session:
         after = 0
         while True:
             page = RECORDER.client().call(
-                "GET", f"/runs/{self.original}/recording",
+                "GET", f"/runs/{quote_ref(self.original)}/recording",
                 params={"actor": root, "after": after, "limit": 5000})
             if page.get("redaction") and self.redactor is None:
                 self.redactor = Redactor.from_config(page["redaction"])

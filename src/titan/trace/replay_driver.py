@@ -18,6 +18,8 @@ import traceback
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from titan.formats import quote_ref
+
 
 def _layout(client: Any, code: dict[str, Any], base: Path) -> tuple[Path, Path]:
     files: dict[str, str] = code["files"]
@@ -50,7 +52,7 @@ def main() -> int:
     context.replaying_driver()
     client = TitanClient()
     run_id = os.environ["TITAN_AGENT_RUN_ID"]
-    run = client.api("GET", f"/runs/{run_id}")
+    run = client.api("GET", f"/runs/{quote_ref(run_id)}")
     code = run["code"]
     base = Path.cwd() / "replay" / run_id
     script, cwd = _layout(client, code, base)
@@ -80,8 +82,8 @@ def main() -> int:
     end: dict[str, Any] = {"status": "completed" if status == 0 else "failed"}
     if status != 0:
         end["error"] = error or f"the replayed driver exited with status {status}"
-    client.api("PATCH", f"/runs/{run_id}", json=end)
-    report = client.api("GET", f"/runs/{run_id}/replay")
+    client.api("PATCH", f"/runs/{quote_ref(run_id)}", json=end)
+    report = client.api("GET", f"/runs/{quote_ref(run_id)}/replay")
     rate = report["match_rate"]
     print(f"[replay] {run_id}: {report['matched']}/{report['recorded']} recorded calls matched"
           f" ({'—' if rate is None else f'{rate:.0%}'}), {report['divergence_count']} "

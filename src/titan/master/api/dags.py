@@ -14,6 +14,7 @@ from titan.master.api.params import Offset
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, scope_of
 from titan.master.runs.compliance import started_by
+from titan.master.runs.ingest import run_id_problem
 from titan.master.scheduling.refs import as_id, find_dag
 from titan.master.scheduling.state import DAG_STATUSES
 from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
@@ -35,7 +36,10 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
     name, specs = validate_dag(body.get("name"), body.get("jobs"), max_jobs=c.config.max_dag_jobs)
     agent_run_id = body.get("agent_run_id")
     if agent_run_id is not None:
-        agent_run_id = check_name(agent_run_id, "agent_run_id")
+        problem = run_id_problem(agent_run_id)
+        if problem is not None:  # the run's own id rule: it must be readable back as a run
+            raise ValidationFailed(f"agent_run_id {str(agent_run_id)[:100]!r} {problem}",
+                                   details={"field": "agent_run_id"})
     agent_id = body.get("agent_id")
     if agent_id is not None:
         agent_id = check_name(agent_id, "agent_id")

@@ -42,6 +42,17 @@ _ACTION_KEYS = frozenset({
     "replay_status",
 })
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+_RUN_ID = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
+
+
+def run_id_problem(value: object) -> str | None:
+    """What is wrong with an agent run's id (None when nothing is): 1-200 letters, digits,
+    '.', '_', ':' or '-', and not only dots (a path segment of dots is no name: URLs drop it).
+    A DAG's ``agent_run_id`` is held to it too, or its run could never be read back."""
+    if not isinstance(value, str) or not _RUN_ID.fullmatch(value) or not value.strip("."):
+        return ("must be 1-200 characters of letters, digits, '.', '_', ':' or '-' (not only "
+                "dots)")
+    return None
 _EPOCH_2000 = 946_684_800.0
 _EPOCH_2100 = 4_102_444_800.0
 
@@ -230,9 +241,9 @@ def parse_run(body: Any, *, creating: bool) -> Row:
         p.add(None, sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known))})")
     out: Row = {}
     if "id" in body:
-        if not isinstance(body["id"], str) or not re.match(r"^[A-Za-z0-9._:\-]{1,200}$",
-                                                            body["id"]):
-            p.add(None, "id", "must be 1-200 characters of letters, digits, '.', '_', ':', '-'")
+        problem = run_id_problem(body["id"])
+        if problem is not None:
+            p.add(None, "id", problem)
         out["id"] = body["id"]
     for field, limit in (("agent_id", 200), ("agent_version", 200), ("code_version", 64),
                          ("error", ERROR_CHARS), ("replay_of", 200)):
