@@ -305,3 +305,15 @@ def test_cancel_retry_workers_tokens(master: Master, capsys: pytest.CaptureFixtu
         0, "tk_secret\n")
     code, out, _ = run(["token", "list"], capsys)
     assert code == 0 and "worker" in out and "gpu" in out
+
+
+def test_table_cells_never_send_control_characters_to_the_terminal(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from titan.cli.output import table
+
+    # A token name or store key is anyone's text: an escape sequence or a bidirectional
+    # override is shown, not obeyed.
+    table(["NAME"], [["ok\x1b[2J\x1b]0;pwned\x07"], ["\u202eevil"], ["plain ✓"]])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
+    assert "ok\\e[2J" in out and "\\u202eevil" in out and "plain ✓" in out

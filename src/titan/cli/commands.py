@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from titan.cli.output import counts, print_json, show_dag, show_job, table, when
+from titan.cli.output import cell, counts, print_json, show_dag, show_job, table, when
 from titan.errors import NotFound, TitanError
 
 if TYPE_CHECKING:
@@ -109,7 +109,9 @@ def cmd_store(args: argparse.Namespace) -> int:
                 raise NotFound(f"no store key {args.key!r}")
         elif args.store_command == "keys":
             keys = client.store_keys(args.prefix)
-            print_json(keys) if args.json else print("\n".join(keys)) if keys else None
+            # One key a line, with any control character a key may hold shown escaped.
+            print_json(keys) if args.json else print("\n".join(map(cell, keys))) if keys \
+                else None
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,8 +13,21 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
+#: What a terminal would act on rather than show: C0 and C1 controls (escape sequences start
+#: with ESC or CSI), DEL, and the bidirectional overrides that make text read backwards.
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def cell(value: Any) -> str:
+    """A value as one table cell: controls a name or key may hold (anyone may write one)
+    shown escaped, never sent to the terminal."""
+    text = "" if value is None else str(value)
+    return _UNSHOWN.sub(lambda m: repr(m.group())[1:-1] if m.group() != "\x1b" else "\\e",
+                        text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [[str(h) for h in headers]] + [[cell(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
