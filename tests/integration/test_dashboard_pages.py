@@ -223,6 +223,15 @@ def test_one_error_handler_answers_a_page_with_a_page_and_the_rest_with_json(cl:
                               ("/no/such.json", browser)):
             r = s.get(path, headers=headers)
             assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
+        # A run whose own id ends in .json has its page at /runs/<id> (no run 'r1' there),
+        # its twin at /runs/<id>.json; a twin of nothing is still a JSON 404.
+        cl.api("POST", "/runs", {"id": "r1.json", "agent_id": "dotted"})
+        page = s.get("/runs/r1.json", headers=browser)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        twin = s.get("/runs/r1.json.json").json()
+        assert (twin.get("run") or twin)["id"] == "r1.json", twin
+        gone = s.get("/runs/nothing.json", headers=browser)
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
 
 
 # -- what the twins hold -----------------------------------------------------------------------

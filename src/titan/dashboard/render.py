@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader
 
-from titan.errors import APIError, Unauthorized, ValidationFailed
+from titan.errors import APIError, NotFound, Unauthorized, ValidationFailed
 from titan.formats import iso
 from titan.master.api.deps import API_PREFIX, ctx, principal
 from titan.master.auth import sessions
@@ -201,9 +201,23 @@ def twin(router: APIRouter, paths: list[str], template: str, page: str) -> Calla
     first path + ``.json`` (declared first: ``{name}.json`` must win over ``{name}``)."""
 
     def register(builder: Builder) -> Builder:
-        async def as_json(request: Request) -> JSONResponse:
+        async def as_json(request: Request) -> Response:
             p = await reader(request)
-            return JSONResponse(await builder(request, ctx(request), p))
+            try:
+                return JSONResponse(await builder(request, ctx(request), p))
+            except NotFound as missing:
+                # ``/runs/r1.json``: no run ``r1`` — but a run named ``r1.json`` has its page
+                # here (its twin is ``r1.json.json``), rather than at no address at all.
+                params = request.scope.get("path_params") or {}
+                if len(params) != 1:
+                    raise
+                name = next(iter(params))
+                request.scope["path_params"] = {name: params[name] + ".json"}
+                try:
+                    return await as_html(request)
+                except NotFound:
+                    request.scope["path_params"] = params
+                    raise missing from None
 
         async def as_html(request: Request) -> Response:
             # An error raised here is drawn by the app's one error handler (error_page): it
