@@ -223,15 +223,6 @@ def test_one_error_handler_answers_a_page_with_a_page_and_the_rest_with_json(cl:
                               ("/no/such.json", browser)):
             r = s.get(path, headers=headers)
             assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
-        # A run whose own id ends in .json has its page at /runs/<id> (no run 'r1' there),
-        # its twin at /runs/<id>.json; a twin of nothing is still a JSON 404.
-        cl.api("POST", "/runs", {"id": "r1.json", "agent_id": "dotted"})
-        page = s.get("/runs/r1.json", headers=browser)
-        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        twin = s.get("/runs/r1.json.json").json()
-        assert (twin.get("run") or twin)["id"] == "r1.json", twin
-        gone = s.get("/runs/nothing.json", headers=browser)
-        assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
 
 
 # -- what the twins hold -----------------------------------------------------------------------
@@ -358,6 +349,18 @@ def test_agents_empty_state(cluster: Cluster) -> None:
     assert d["runs"] == [] and d["total"] == 0
     assert '<div id="empty-state" class="empty-state">' in html
     assert "agent_run_id=run_id" in html
+    # (On this cluster of its own: the run made here changes no shared count.)
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    with bearer(cluster) as s:
+        # A run whose own id ends in .json has its page at /runs/<id> (no run 'r1' there),
+        # its twin at /runs/<id>.json; a twin of nothing is still a JSON 404.
+        cluster.api("POST", "/runs", {"id": "r1.json", "agent_id": "dotted"})
+        page = s.get("/runs/r1.json", headers=browser)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        twin = s.get("/runs/r1.json.json").json()
+        assert (twin.get("run") or twin)["id"] == "r1.json", twin
+        gone = s.get("/runs/nothing.json", headers=browser)
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
 
 
 def test_store_twin(cl: Cluster) -> None:

@@ -209,13 +209,13 @@ def twin(router: APIRouter, paths: list[str], template: str, page: str) -> Calla
                 # ``/runs/r1.json``: no run ``r1`` — but a run named ``r1.json`` has its page
                 # here (its twin is ``r1.json.json``), rather than at no address at all.
                 params = request.scope.get("path_params") or {}
-                if len(params) != 1:
-                    raise
-                name = next(iter(params))
+                name = next(iter(params), None)
+                if len(params) != 1 or not isinstance(params[name], str):
+                    raise  # a job's page takes a number: no name of it ends in .json
                 request.scope["path_params"] = {name: params[name] + ".json"}
                 try:
                     return await as_html(request)
-                except NotFound:
+                except Exception:  # noqa: BLE001 - no such page either (a job's id is a number)
                     request.scope["path_params"] = params
                     raise missing from None
 
