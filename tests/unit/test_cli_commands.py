@@ -317,3 +317,13 @@ def test_table_cells_never_send_control_characters_to_the_terminal(
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
     assert "ok\\e[2J" in out and "\\u202eevil" in out and "plain ✓" in out
+
+
+def test_replay_options_out_of_range_are_refused_before_any_call(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # No master is listening on port 9: each is refused before a request is made.
+    for argv, said in ((["replay", "R1", "--agent", "a"], "not both"),
+                       (["replay", "--agent", "a", "--last", "0"], "--last must be 1"),
+                       (["replay", "--agent", "a", "--threshold", "2"], "from 0 to 1")):
+        assert main(["--port", "9", "--token", "t", *argv]) == 1
+        assert said in capsys.readouterr().err

@@ -59,6 +59,13 @@ def add_arguments(replay: argparse.ArgumentParser, determinism: argparse.Argumen
 
 
 def run_replay(args: argparse.Namespace, client: Any) -> int:
+    if args.agent and args.run:
+        raise TitanError("name a run to replay, or --agent AGENT for its last runs, not both")
+    if args.last < 1:
+        raise TitanError(f"--last must be 1 or more, got {args.last}")
+    if not 0 <= args.threshold <= 1:
+        raise TitanError(f"--threshold is a match rate from 0 to 1 (0.9 for 90 %), "
+                         f"got {args.threshold:g}")
     if args.agent:
         return _regression(args, client)
     if not args.run:

@@ -127,7 +127,7 @@ class HostCheck:
                 return
         if scope["type"] == "http" and ("\x00" in scope["path"]
                                         or b"%00" in scope.get("query_string", b"")):
-            body = APIError("a URL may not contain NUL characters (%00)").to_body()
+            body = ValidationFailed("a URL may not contain NUL characters (%00)").to_body()
             await JSONResponse(body, status_code=400, headers={"Connection": "close"})(
                 scope, receive, send)
             return
