@@ -361,6 +361,11 @@ def test_agents_empty_state(cluster: Cluster) -> None:
         assert (twin.get("run") or twin)["id"] == "r1.json", twin
         gone = s.get("/runs/nothing.json", headers=browser)
         assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+        # A schedule that never fired names its DAG without linking to a page it lacks.
+        cluster.client().schedule_dag("yearly", [TitanJob(job_id="j", filename=cluster.script(
+            "y.py", "print(1)\n"))], cron="0 0 1 1 *")
+        row = s.get("/schedules").text
+        assert "DAG-yearly" in row and 'href="/dags/DAG-yearly' not in row
 
 
 def test_store_twin(cl: Cluster) -> None:
