@@ -138,3 +138,15 @@ def test_a_timer_woken_early_fires_nothing_and_waits_for_the_tick() -> None:
 ])
 def test_overlap(policy: str, running: bool, queued: bool, action: str) -> None:
     assert rules.overlap_action(policy, running, queued) == action
+
+
+@pytest.mark.parametrize(("expr", "tz", "said"), [
+    (123, "UTC", "cron must be a cron expression"),
+    ("", "UTC", "cron must be a cron expression"),
+    ("* " * 150, "UTC", "at most 200 characters"),
+    ("@daily", None, "timezone must be an IANA name"),
+    ("@daily", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+])
+def test_what_is_wrong_is_what_is_said(expr: object, tz: object, said: str) -> None:
+    with pytest.raises(ValidationFailed, match=said):
+        CronRule.parse(expr, tz)

@@ -56,9 +56,12 @@ def zone(name: object) -> dt.tzinfo:
     """The time zone an IANA name (``Europe/Paris``, ``UTC``) names; ValidationFailed else."""
     if name == "UTC":
         return dt.UTC  # even where the system has no time zone database
-    if not isinstance(name, str) or name not in _zones():
+    if not isinstance(name, str):
+        raise ValidationFailed(f"timezone must be an IANA name such as 'Europe/Paris' or "
+                               f"'UTC', got {str(name)[:40]}", details={"field": "timezone"})
+    if name not in _zones():
         raise ValidationFailed(
-            f"unknown time zone {str(name)[:100]!r}: use an IANA name such as "
+            f"unknown time zone {name[:100]!r}: use an IANA name such as "
             "'Europe/Paris' or 'UTC'", details={"field": "timezone"})
     return zoneinfo.ZoneInfo(name)
 
@@ -83,9 +86,13 @@ class CronRule:
     def parse(cls, expr: object, timezone: object = "UTC") -> CronRule:
         """Check an expression and a zone (ValidationFailed naming the field)."""
         tz = zone(timezone)
-        if not isinstance(expr, str) or not expr.strip() or len(expr) > MAX_EXPRESSION:
-            raise ValidationFailed(f"cron must be a cron expression of at most "
-                                   f"{MAX_EXPRESSION} characters", details={"field": "cron"})
+        if not isinstance(expr, str) or not expr.strip():
+            raise ValidationFailed(f"cron must be a cron expression such as '0 6 * * MON-FRI' "
+                                   f"or '@daily', got {str(expr)[:40]!r}",
+                                   details={"field": "cron"})
+        if len(expr) > MAX_EXPRESSION:
+            raise ValidationFailed(f"cron expressions are at most {MAX_EXPRESSION} characters",
+                                   details={"field": "cron"})
         rule = cls(" ".join(expr.split()), str(timezone), tz)
         try:
             CronSim(rule.fields, dt.datetime.now(tz))
