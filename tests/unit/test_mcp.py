@@ -113,3 +113,14 @@ def test_the_shipped_client_configurations_name_a_real_command_and_endpoint() ->
     http = json.loads((EXAMPLES / "mcp.json").read_text())["mcpServers"]["titan"]
     assert (http["type"], http["url"]) == ("http", "http://127.0.0.1:9090/mcp")
     assert http["headers"]["Authorization"].startswith("Bearer ")
+
+
+def test_store_values_are_cut_at_256_kib_of_utf8_never_inside_a_character() -> None:
+    from titan.mcp.tools import MAX_VALUE_BYTES, _value
+
+    small = _value("k", "é" * 1000)
+    assert small == {"key": "k", "value": "é" * 1000}
+    wide = "€" * 100_000  # 300,000 bytes in 100,000 characters: over the limit
+    cut = _value("k", wide)
+    assert cut["truncated"] is True and cut["size"] == 300_000
+    assert len(cut["value"].encode()) <= MAX_VALUE_BYTES and set(cut["value"]) == {"€"}

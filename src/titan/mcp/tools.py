@@ -46,7 +46,7 @@ MAX_CALLS = 16
 MAX_WAIT = 50.0
 MAX_LOG_LINES = 2000
 MAX_LOG_CHARS = 64 * 1024
-MAX_VALUE_CHARS = 256 * 1024
+MAX_VALUE_BYTES = 256 * 1024
 MAX_DAG_JOBS = 200
 MAX_ACTIONS = 200
 MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
@@ -353,9 +353,15 @@ def _text(lines: list[dict[str, Any]]) -> str:
 
 
 def _value(key: str, value: str | None) -> dict[str, Any]:
-    if value is None or len(value) <= MAX_VALUE_CHARS:
+    """The value, cut at 256 KiB of UTF-8 (as documented: bytes, not characters, so a
+    value of wide characters is cut too), never inside a character; ``size`` in bytes."""
+    if value is None or len(value) * 4 <= MAX_VALUE_BYTES:
         return {"key": key, "value": value}
-    return {"key": key, "value": value[:MAX_VALUE_CHARS], "truncated": True, "size": len(value)}
+    data = value.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_VALUE_BYTES:
+        return {"key": key, "value": value}
+    cut = data[:MAX_VALUE_BYTES].decode("utf-8", "ignore")
+    return {"key": key, "value": cut, "truncated": True, "size": len(data)}
 
 
 def _actions(client: TitanClient, run_id: str, after: int, limit: int,
