@@ -145,6 +145,14 @@ def test_rerun_returns_202_and_keeps_the_original(evals_cluster: Cluster,
     runs = evals_cluster.api("GET", "/evaluations/support-bot/tasks/cancel-shipped/runs")["runs"]
     assert [r["id"] for r in runs] == [reply["run_id"], first]
     assert all(r["status"] == "completed" for r in runs)
+    # A missing level is named as the project routes name it: the evaluation, then the task.
+    for bad, said in (("/evaluations/zz/tasks/t1/runs/x/re-run", "no evaluation 'zz'"),
+                      ("/evaluations/support-bot/tasks/nope/runs/x/re-run", "no task 'nope'")):
+        req = urllib.request.Request(f"{evals_cluster.url}/api/v1{bad}", method="POST",
+                                     headers={"Authorization": f"Bearer {evals_cluster.admin_token}"})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(req, timeout=30)
+        assert caught.value.code == 404 and said in caught.value.read().decode(), bad
 
 
 def test_team_agent_gets_its_multi_agent_card(evals_cluster: Cluster) -> None:

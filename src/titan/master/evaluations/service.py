@@ -26,6 +26,7 @@ from titan.evals.ledger import Ledger
 from titan.evals.tasks import parse_tasks
 from titan.master.auth.tokens import token_hash
 from titan.master.egress import EgressPolicy
+from titan.master.evaluations import hierarchy
 from titan.master.evaluations.active import ADMIN, ActiveRun
 from titan.master.evaluations.dispatch import Dispatcher
 from titan.master.evaluations.judging import judge_run, trajectory
@@ -309,14 +310,9 @@ class Evaluations:
                                 source_run=row.get("source_run"), redispatch_of=row["id"])
 
     async def rerun(self, evaluation_id: str, task_id: str, run_id: str) -> Row:
-        def read(tx: Transaction) -> Row:
-            row = tx.get_eval_run(run_id)
-            if row is None or row["evaluation_id"] != evaluation_id or row["task_id"] != task_id:
-                raise NotFound(f"task {task_id!r} of evaluation {evaluation_id!r} has no run "
-                               f"{run_id!r}")
-            return row
-
-        await self.engine.read(read)
+        # The lookups the project routes use too: the same 404 says which level is missing.
+        await self.engine.read(lambda tx: hierarchy.check_run(tx, evaluation_id, task_id,
+                                                                run_id))
         started = await self.dispatch(evaluation_id, [task_id], source_run=run_id)
         return {"source_run_id": run_id, "run_id": started[0]["id"],
                 "status": started[0]["status"]}
