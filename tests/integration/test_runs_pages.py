@@ -163,7 +163,8 @@ def test_registry_form_checkboxes_and_defaults(cl: Cluster) -> None:
 
 def test_bad_filters_are_a_400_page(cl: Cluster) -> None:
     with bearer(cl) as s:
-        for params in ({"status": "sleeping"}, {"min_cost": "lots"}, {"window": "5y"},
+        for params in ({"status": "sleeping"}, {"min_cost": "lots"}, {"min_cost": "nan"},
+                       {"min_cost": "-1"}, {"window": "5y"},
                        {"limit": "0"}, {"sort": "size"}):
             r = s.get("/runs", params=params)
             assert r.status_code == 400, params

@@ -51,10 +51,12 @@ def registry_filters(params: Mapping[str, Any]) -> Data:
     min_cost = (params.get("min_cost") or "").strip()
     if min_cost:
         try:
-            float(min_cost)
+            usd = float(min_cost)
         except ValueError:
-            raise ValidationFailed(f"min_cost must be a number of USD, got {min_cost[:40]!r}",
-                                   details={"field": "min_cost"}) from None
+            usd = -1.0
+        if not 0 <= usd <= 1e9:  # NaN, infinities and negatives too: they matched nothing
+            raise ValidationFailed(f"min_cost must be a number of USD from 0 to 1e9, got "
+                                   f"{min_cost[:40]!r}", details={"field": "min_cost"})
     return {"status": ",".join(dict.fromkeys(statuses)), "min_cost": min_cost,
             "window": params.get("window") or "all", "agent": (params.get("agent") or "").strip(),
             "q": (params.get("q") or "").strip(), "sort": params.get("sort") or "recent",
