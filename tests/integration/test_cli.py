@@ -59,6 +59,26 @@ def test_unknown_job_is_a_clear_error(cluster: Cluster) -> None:
     assert "no_such_job" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_what_the_master_refuses_in_a_pipeline_points_at_its_line(cluster: Cluster,
+                                                                   tmp_path: Path) -> None:
+    # Found after the file was read (by the master, or looking for the script), still said
+    # at the job's field: file:line: message.
+    (tmp_path / "ok.py").write_text("print('ok')\n")
+    cases = {
+        "cycle": ("name: c\njobs:\n  - id: a\n    file: ok.py\n    depends_on: [b]\n"
+                  "  - id: b\n    file: ok.py\n    depends_on: [a]\n", ":5:", "cycle"),
+        "type": ("name: t\njobs:\n  - id: a\n    file: ok.py\n  - id: b\n    file: ok.py\n"
+                 "    type: BOGUS\n", ":7:", "BOGUS"),
+        "script": ("name: s\njobs:\n  - id: a\n    file: nope.py\n", ":3:", "nope.py"),
+    }
+    for name, (text, at, said) in cases.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        out = titan(cluster, "submit", str(path), check=False, cwd=tmp_path)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert f"{path}{at}" in out.stderr and said in out.stderr, (name, out.stderr)
+
+
 def test_titan_up_prints_where_things_are_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port, dash = free_port(), free_port()
     data = tmp_path / "data"

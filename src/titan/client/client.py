@@ -28,10 +28,11 @@ from titan.client.evaluations import EvalOps
 from titan.client.files import FileOps
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline import load_pipeline
+from titan.client.pipeline import where as pipeline_where
 from titan.client.schedules import ScheduleOps
 from titan.client.store import StoreOps
 from titan.client.transport import WAIT_MARGIN, WAIT_SLICE, Transport, wait_deadline
-from titan.errors import InvalidDAG, NotFound, ValidationFailed, WaitTimeout
+from titan.errors import InvalidDAG, NotFound, ScriptNotFound, ValidationFailed, WaitTimeout
 from titan.formats import quote_ref
 
 Ref = str | int
@@ -212,7 +213,15 @@ class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
         it has finished when ``wait`` is true. ``allow_files`` names scripts outside the
         pipeline's folder that its jobs may use (refused otherwise)."""
         name, jobs = load_pipeline(path, allow_files)
-        return self.submit_dag(name, jobs, agent_run_id=agent_run_id, wait=wait, timeout=timeout)
+        try:
+            return self.submit_dag(name, jobs, agent_run_id=agent_run_id, wait=wait,
+                                   timeout=timeout)
+        except (ValidationFailed, ScriptNotFound) as exc:
+            # What the master (or the script lookup) found names a job: say where it is.
+            located = pipeline_where(jobs, exc)
+            if located is None:
+                raise
+            raise located from None
 
     # ------------------------------------------------------------------ reading state
 

@@ -50,7 +50,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline_fields import JOB_FIELDS
 from titan.client.pipeline_writer import dump_pipeline
-from titan.errors import PipelineError, ValidationFailed
+from titan.errors import PipelineError, TitanError, ValidationFailed
 
 __all__ = ["JOB_FIELDS", "dump_pipeline", "load_pipeline", "load_schedule", "parse_pipeline"]
 
@@ -253,6 +253,7 @@ def _pipeline(reader: _Reader, root: Node, file: Path, folder: Path | None,
 
     base_dir = None if folder is None else str(folder)
     jobs: list[TitanJob] = []
+    lines: dict[str, dict[str, int]] = {}
     id_nodes: dict[str, Node] = {}
     parent_nodes: dict[str, Node] = {}
     for index, job_node in enumerate(jobs_node.value):
@@ -264,6 +265,10 @@ def _pipeline(reader: _Reader, root: Node, file: Path, folder: Path | None,
             raise reader.error(nodes["id"], f"duplicate job id {job.job_id!r} (first at line "
                                f"{first})", job_id=job.job_id, field="id")
         id_nodes[job.job_id] = nodes["id"]
+        # Where each of its fields is, by the TitanJob argument it sets (and the job's own
+        # line under ""), for errors the master finds after the file was read.
+        lines[job.job_id] = {JOB_FIELDS.get(k, k): n.start_mark.line + 1
+                             for k, n in nodes.items()} | {"": job_node.start_mark.line + 1}
         if "depends_on" in nodes:
             parent_nodes[job.job_id] = nodes["depends_on"]
         jobs.append(job)
@@ -275,7 +280,36 @@ def _pipeline(reader: _Reader, root: Node, file: Path, folder: Path | None,
                     "which is not a job in this pipeline", job_id=job.job_id,
                     field="depends_on",
                 )
-    return name, jobs
+    return name, _Jobs(jobs, file, lines)
+
+
+class _Jobs(list[TitanJob]):
+    """A pipeline's jobs (a plain list to its users) that remember where in the file each
+    job and field is, for errors the master finds after the file was read (:func:`where`)."""
+
+    def __init__(self, jobs: list[TitanJob], file: Path, lines: dict[str, dict[str, int]]
+                 ) -> None:
+        super().__init__(jobs)
+        self.file, self.lines = file, lines
+
+
+def where(jobs: list[TitanJob], error: TitanError) -> PipelineError | None:
+    """``error`` (about one of ``jobs``, read from a pipeline) as a ``file:line:`` error at
+    its job's field, or None when it names no job of the file."""
+    if not isinstance(jobs, _Jobs):
+        return None
+    file, lines = jobs.file, jobs.lines
+    details = getattr(error, "details", {}) or {}
+    job_id = details.get("job_id")
+    if job_id is None:  # ScriptNotFound says it in its message only
+        job_id = next((j for j in lines if f"job {j!r}" in str(error)), None)
+    at = lines.get(job_id) if isinstance(job_id, str) else None
+    if at is None:
+        return None
+    field = details.get("field")
+    line = at.get(field, at[""]) if isinstance(field, str) else at[""]
+    message = getattr(error, "message", str(error))
+    return PipelineError(f"{file}:{line}: {message}", details={**details, "line": line})
 
 
 def _check_inside(reader: _Reader, node: Node, job: TitanJob, folder: Path,
