@@ -119,6 +119,8 @@ def test_missing_fields(tmp_path: Path) -> None:
     assert "empty" in str(error(tmp_path, "jobs: []\n"))
     assert "empty" in str(error(tmp_path, ""))
     assert "mapping" in str(error(tmp_path, "- a\n- b\n"))
+    gate = error(tmp_path, "jobs:\n  - id: g\n    type: APPROVAL\n    file: a.py\n")
+    assert ":4:" in str(gate) and "runs no script" in str(gate)
 
 
 def test_duplicate_ids_and_unknown_parents(tmp_path: Path) -> None:

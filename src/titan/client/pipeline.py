@@ -345,6 +345,10 @@ def _job(
     if "file" not in nodes and not is_gate:
         raise reader.error(node, f"{label} has no 'file' (the script to run; an approval gate "
                            "is 'type: APPROVAL' with no file)", job_id=job_id, field="file")
+    if "file" in nodes and is_gate:
+        raise reader.error(nodes["file"], f"{label} is an approval gate: it runs no script, so "
+                           "it takes no 'file' (leave it out, or drop 'type: APPROVAL')",
+                           job_id=job_id, field="file")
 
     kwargs: dict[str, Any] = {}
     for key, value_node in nodes.items():
