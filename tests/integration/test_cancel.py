@@ -130,8 +130,8 @@ def test_manual_retry_revives_skipped_children(cluster: Cluster) -> None:
     # A refused retry leaves the finished DAG finished: waited on, it answers at once, and
     # there is nothing left to cancel (it was held in memory as if running, for good).
     assert client.wait("repair", timeout=2)["status"] == "COMPLETED"
-    with pytest.raises(Conflict):
-        client.cancel("repair")
+    with pytest.raises(Conflict, match="DAG 'repair' already ended COMPLETED"):
+        client.cancel("repair")  # named as it was asked for, not by an internal id
 
 
 def test_killing_titan_up_takes_its_worker_and_jobs_down(cluster: Cluster, tmp_path: Path) -> None:

@@ -135,5 +135,5 @@ async def get_dag(c: CtxDep, p: Reader, ref: str) -> Row:
 @router.post("/dags/{ref:path}/cancel", summary="Cancel every unfinished job of a DAG")
 async def cancel_dag(c: CtxDep, p: Writer, ref: str) -> Row:
     dag = await c.engine.read(lambda tx: find_dag(tx, ref))
-    await c.engine.cancel_dag(dag["id"], dag["status"])
+    await c.engine.cancel_dag(dag["id"], dag["status"], ref)
     return await c.engine.read(lambda tx: dag_with_jobs(tx, dag["id"]))

@@ -82,7 +82,7 @@ async def _wait_for(c: Ctx, job_id: int, job: Row | None, timeout: float) -> Row
 @router.post("/jobs/{ref:path}/cancel", summary="Cancel a queued or running job")
 async def cancel_job(c: CtxDep, p: Writer, ref: str) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
-    await c.engine.cancel_job(job["id"], job["state"])
+    await c.engine.cancel_job(job["id"], job["state"], ref)
     return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
 
 
@@ -94,7 +94,8 @@ async def stop_job(c: CtxDep, p: Writer, ref: str, body: dict[str, Any] | None =
         raise ValidationFailed("grace must be a number of seconds between 0 and 3600",
                                details={"field": "grace"})
     job = await c.engine.read(lambda tx: find_job(tx, ref))
-    await c.engine.stop_service(job["id"], job["state"], None if grace is None else float(grace))
+    await c.engine.stop_service(job["id"], job["state"], None if grace is None else float(grace),
+                                ref)
     return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
 
 

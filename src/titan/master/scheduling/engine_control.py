@@ -16,10 +16,13 @@ from titan.master.scheduling.state import SUCCEEDED, TERMINAL, Changes
 
 
 class EngineControl:
-    async def cancel_job(self: EngineCore, job_id: int, state_in_db: str) -> None:
+    async def cancel_job(self: EngineCore, job_id: int, state_in_db: str,
+                         ref: str | None = None) -> None:
+        """``ref``: how the caller named the job, for the message (else its id)."""
         job = self.sched.jobs.get(job_id)
         if job is None or job.state in TERMINAL:
-            raise Conflict(f"job {job_id} already ended {job.state if job else state_in_db}",
+            raise Conflict(f"job {ref or job_id!r} already ended "
+                           f"{job.state if job else state_in_db}",
                            details={"state": job.state if job else state_in_db})
         ch = Changes()
         self.sched.cancel_job(job, ch)
@@ -27,21 +30,23 @@ class EngineControl:
         await self.submit(ch)
 
     async def stop_service(self: EngineCore, job_id: int, state_in_db: str,
-                           grace: float | None) -> None:
+                           grace: float | None, ref: str | None = None) -> None:
         """Stop a service gracefully (:func:`services.stop`); Conflict once it has ended."""
         job = self.sched.jobs.get(job_id)
         if job is None:
-            raise Conflict(f"job {job_id} already ended {state_in_db}",
+            raise Conflict(f"job {ref or job_id!r} already ended {state_in_db}",
                            details={"state": state_in_db})
         ch = Changes()
         services.stop(self.sched, job, grace, ch)
         _wake_cancels(self.sched)
         await self.submit(ch)
 
-    async def cancel_dag(self: EngineCore, dag_id: int, status_in_db: str) -> None:
+    async def cancel_dag(self: EngineCore, dag_id: int, status_in_db: str,
+                         ref: str | None = None) -> None:
         dag = self.sched.dags.get(dag_id)
         if dag is None:
-            raise Conflict(f"DAG {dag_id} already ended {status_in_db}", details={"status": status_in_db})
+            raise Conflict(f"DAG {ref or dag_id!r} already ended {status_in_db}",
+                           details={"status": status_in_db})
         ch = Changes()
         self.sched.cancel_dag(dag, ch)
         _wake_cancels(self.sched)
