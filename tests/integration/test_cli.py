@@ -150,6 +150,9 @@ def test_dashboard_prints_a_working_sign_in_link(cluster: Cluster) -> None:
 
     link = titan(cluster, "dashboard", "/agents").stdout.strip()
     assert link.startswith(f"{cluster.url}/login?token=") and link.endswith("next=%2Fagents")
+    # The page without its slash is the same page; --json gives the link as JSON.
+    assert titan(cluster, "dashboard", "agents").stdout.strip() == link
+    assert json.loads(titan(cluster, "dashboard", "agents", "--json").stdout)["url"] == link
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: object, **kwargs: object) -> None:

@@ -170,8 +170,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         if not token:
             raise TitanError("no token for this master: pass --token or set TITAN_TOKEN")
         # The API port serves the dashboard too, so the link needs nothing but the endpoint.
-        link = f"{client.url}/login?{urlencode({'token': token, 'next': args.page})}"
-    print(link)
+        # A page named without its slash ('agents') is the page meant: sign-in only lands on
+        # a path of this site, and would take 'agents' for somewhere else (landing on /).
+        page = args.page if args.page.startswith("/") else "/" + args.page
+        link = f"{client.url}/login?{urlencode({'token': token, 'next': page})}"
+    if getattr(args, "json", False):
+        print_json({"url": link, "page": page})
+    else:
+        print(link)
     if args.open:
         import webbrowser
 
