@@ -229,6 +229,10 @@ def run(args: argparse.Namespace, client: Any) -> int:
             if row is None or row["run"] is None:
                 from titan.errors import NotFound
 
+                if row is None:
+                    known = ", ".join(sorted(latest)[:10]) or "none"
+                    raise NotFound(f"evaluation {args.evaluation!r} has no task {args.task!r} "
+                                   f"(its tasks: {known})")
                 raise NotFound(f"task {args.task!r} of {args.evaluation!r} has no run yet")
             run_id = row["run"]["id"]
         out = client.evaluation_run(args.evaluation, args.task, run_id)
