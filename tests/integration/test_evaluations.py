@@ -436,3 +436,6 @@ def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,
     bad = subprocess.run([*base, "run", "no-such-eval", *conn], capture_output=True,
                          text=True, timeout=60, env=evals_cluster.env)
     assert bad.returncode == 1 and "no evaluation 'no-such-eval'" in bad.stderr
+    nosuch = subprocess.run([*base, "trace", "support-bot", "no-such-task", *conn],
+                            capture_output=True, text=True, timeout=60, env=evals_cluster.env)
+    assert nosuch.returncode == 1 and "has no task 'no-such-task'" in nosuch.stderr
