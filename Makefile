@@ -101,6 +101,7 @@ lint: venv
 # here (Redis on 127.0.0.1:6379): one table, one run. Then each subsystem's own figures.
 bench: venv llm browser
 	$(BIN)/python bench/side_by_side.py --postgres
+	$(BIN)/python bench/fork_cost.py
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/telemetry.py
