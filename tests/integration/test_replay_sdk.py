@@ -345,3 +345,26 @@ def test_a_forks_live_tool_reaches_the_world_without_being_a_leak(cluster: Clust
         assert [(a["replay_status"], a["outcome"]) for a in fetched] == [("forked", "success")]
     finally:
         server.shutdown()
+
+
+FAILING_DRIVER = """
+import uuid
+from pathlib import Path
+from titan_sdk import TitanClient, TitanJob
+HERE = Path(__file__).resolve().parent
+run_id = f"BAD_{uuid.uuid4().hex[:6]}"
+client = TitanClient()
+print(run_id, flush=True)
+dag = client.submit_dag(f"{run_id}_WORK", [TitanJob(job_id="w", filename=str(HERE / "bad.py"))],
+                        agent_run_id=run_id)
+client.wait_dag(dag["ref"], timeout=120)  # the driver itself exits 0
+"""
+
+
+def test_a_replay_ends_as_its_original_did_when_its_last_stage_failed(
+        cluster: Cluster, tmp_path: Path) -> None:
+    write(tmp_path, "bad.py", "import titan\nraise SystemExit(3)\n")
+    run_id = run_script(cluster, write(tmp_path, "driver.py", FAILING_DRIVER))
+    assert cluster.api("GET", f"/runs/{run_id}")["status"] == "failed"
+    report = replay(cluster, run_id, mode="lenient")
+    assert report["status"] == "failed", report  # it was "completed"

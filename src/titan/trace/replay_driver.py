@@ -79,7 +79,10 @@ def main() -> int:
     for dag in client.list_dags(agent_run_id=run_id, limit=1000):
         if dag["status"] in ("WAITING", "RUNNING") and not dag["name"].endswith("_DRIVER"):
             client.cancel(dag["ref"])
-    end: dict[str, Any] = {"status": "completed" if status == 0 else "failed"}
+    # Ended as the original's driver ends its run: completed unless its last stage failed
+    # (the master decides, from the stages; a replayed agent stage that FAILED was reported
+    # completed here).
+    end: dict[str, Any] = {"status": "ended" if status == 0 else "failed"}
     if status != 0:
         end["error"] = error or f"the replayed driver exited with status {status}"
     client.api("PATCH", f"/runs/{quote_ref(run_id)}", json=end)
