@@ -30,10 +30,6 @@ _installed = False
 _POOL_WORKER = getattr(concurrent.futures.thread, "_worker", None)
 
 
-def _inside() -> bool:
-    return context.in_scope()
-
-
 def install() -> None:
     """Patch ``Thread.start`` and ``ThreadPoolExecutor.submit`` once per process."""
     global _installed
@@ -45,7 +41,7 @@ def install() -> None:
 
     @functools.wraps(start)
     def start_in_context(self: threading.Thread) -> None:
-        if _inside() and getattr(self, "_target", None) is not _POOL_WORKER:
+        if context.in_scope() and getattr(self, "_target", None) is not _POOL_WORKER:
             # On the instance, so a subclass's own run() is the one wrapped.
             self.run = functools.partial(contextvars.copy_context().run, self.run)  # type: ignore[method-assign]
         start(self)
@@ -53,7 +49,7 @@ def install() -> None:
     @functools.wraps(submit)
     def submit_in_context(self: concurrent.futures.ThreadPoolExecutor, fn: Any, /,
                           *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        if _inside():
+        if context.in_scope():
             fn, args = contextvars.copy_context().run, (fn, *args)
         future: concurrent.futures.Future[Any] = submit(self, fn, *args, **kwargs)
         return future

@@ -134,7 +134,9 @@ class Receiver:
             await self._record([(t, r) for t, r in ready if r])
             self._forget_old()
             held = sum(len(t.held) for t in touched)
-            refused, why = self._refused, self._why
+            # Refusals may include spans held from earlier requests, recorded (and refused)
+            # now: this request's answer counts at most its own.
+            refused, why = min(self._refused, len(spans)), self._why
         return {"accepted": len(spans) - refused, "held": held, "refused": refused, "why": why}
 
     async def _open(self, trace: _Trace, who: Principal) -> None:
