@@ -122,6 +122,30 @@ def test_a_project_archive_is_shipped_to_the_node(cluster: Cluster, tmp_path: Pa
     assert "hello 42 payload True" in client.fetch_logs("main")
 
 
+def test_scripts_on_ray_run_from_the_bytes_they_were_given_as_python_and_bash_would(
+        cluster: Cluster) -> None:
+    # The node runs the code it was sent, not whatever its shared/<name> holds by then (a
+    # job of another project with that script name may have written it); the script still
+    # sees its own path, and its traceback quotes its code with no frame of Titan's.
+    client = cluster.client()
+    py = cluster.script("ray_fails.py", """
+        import os, sys
+        print(sys.argv[1:], __file__ == os.path.abspath(sys.argv[0]), __name__)
+        raise RuntimeError("from the node")
+    """)
+    sh = cluster.script("ray_says.sh", 'echo "bash: $(basename "$0") $1"\n')
+    client.submit_dag("ray-fresh", [
+        TitanJob(job_id="py", filename=py, args=["a"], retries=0),
+        TitanJob(job_id="sh", filename=sh, args=["b"]),
+    ])
+    client.wait("ray-fresh", timeout=WAIT)
+    py_log, sh_log = client.fetch_logs("ray-fresh/py"), client.fetch_logs("ray-fresh/sh")
+    assert "['a'] True __main__" in py_log, py_log
+    assert 'raise RuntimeError("from the node")' in py_log, py_log
+    assert "<string>" not in py_log and "_titan_main" not in py_log, py_log
+    assert "bash: ray_says.sh b" in sh_log, sh_log
+
+
 def test_cancelling_a_job_on_ray_kills_it_and_its_children(cluster: Cluster) -> None:
     client = cluster.client()
     long = cluster.script("long.py", """
@@ -145,6 +169,59 @@ def test_cancelling_a_job_on_ray_kills_it_and_its_children(cluster: Cluster) -> 
 # ---------------------------------------------------------------------------- the executor itself
 
 
+class Sink:
+    """What an attempt reports, kept."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.results: list[dict[str, Any]] = []
+
+    def log(self, entry: dict[str, Any]) -> None:
+        self.lines.append(entry["line"])
+
+    def result(self, entry: dict[str, Any]) -> None:
+        self.results.append(entry)
+
+    def finished(self, _attempt: Any) -> None:
+        pass
+
+
+def test_a_script_runs_the_version_it_was_given_whatever_its_path_holds(
+        ray_address: str, tmp_path: Path) -> None:
+    # Two projects' main.py share shared/main.py: the job given project A's blob runs A's
+    # code on the node (sent as bytes), not what the worker's path holds by now; shell too.
+    from titan.worker.assignment import Assignment
+    from titan.worker.attempt import Attempt
+    from titan.worker.executor import LaunchSpec
+    from titan.worker.loop import IOLoop
+    from titan.worker.ray_executor import RayExecutor
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    loop = IOLoop()
+    loop.start()
+    with ray_client_env():
+        executor = RayExecutor(loop, address=ray_address)
+    try:
+        for name, blob, path in [("main.py", "print('project A')\n", "print('project B')\n"),
+                                 ("run.sh", "echo project A $1\n", "echo project B\n")]:
+            (tmp_path / f"blob-{name}").write_text(blob)
+            (shared / name).write_text(path)
+            sink = Sink()
+            attempt = Attempt(Assignment(id=8, attempt=1, job_id="v", filename=name),
+                              loop=loop, sink=sink, kill_grace=3.0)
+            launched = executor.spawn(LaunchSpec(script=shared / name, args=["x"], cwd=shared,
+                                                 env={"PYTHONUNBUFFERED": "1"},
+                                                 source=tmp_path / f"blob-{name}"))
+            loop.call(attempt.attach, launched)
+            _until(lambda sink=sink: sink.results)
+            assert sink.results[0]["exit_code"] == 0, sink.lines
+            assert sink.lines == ["project A" + (" x" if name == "run.sh" else "")]
+    finally:
+        executor.close()
+        loop.stop()
+
+
 def test_requirements_become_ray_resources_and_capacity_follows_the_cluster(
         ray_address: str, tmp_path: Path) -> None:
     from titan.worker.assignment import Assignment
@@ -152,20 +229,6 @@ def test_requirements_become_ray_resources_and_capacity_follows_the_cluster(
     from titan.worker.executor import LaunchSpec
     from titan.worker.loop import IOLoop
     from titan.worker.ray_executor import RayExecutor
-
-    class Sink:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-            self.results: list[dict[str, Any]] = []
-
-        def log(self, entry: dict[str, Any]) -> None:
-            self.lines.append(entry["line"])
-
-        def result(self, entry: dict[str, Any]) -> None:
-            self.results.append(entry)
-
-        def finished(self, _attempt: Attempt) -> None:
-            pass
 
     loop = IOLoop()
     loop.start()

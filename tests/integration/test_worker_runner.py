@@ -231,22 +231,64 @@ def test_endings_are_those_of_python_script_py(job: Job, kind: str, source: str,
     assert not any("child.py" in line or "titan" in line for line in stderr), stderr
 
 
-@pytest.mark.parametrize("now", [False, True], ids=["spawn", "fork_now"])
-def test_a_forked_job_runs_the_version_it_was_given_whatever_the_path_holds_now(
-        job: Job, tmp_path: Path, now: bool) -> None:
+@pytest.mark.parametrize(("kind", "now"), [("fork", False), ("fork", True),
+                                           ("subprocess", False)],
+                         ids=["spawn", "fork_now", "fresh"])
+def test_a_job_runs_the_version_it_was_given_whatever_the_path_holds_now(
+        job: Job, tmp_path: Path, kind: str, now: bool) -> None:
     # Two projects' main.py, materialized one after the other at the same shared path: the
     # job given the first runs the first (read from its blob), not the one written since;
-    # its traceback quotes the code that ran.
+    # its traceback quotes the code that ran. Forked or in a fresh interpreter, the same;
+    # and the script sees itself as python script.py would (argv, __file__, sys.path[0]).
     blob = tmp_path / "blob-a"
-    blob.write_text('print("this is project A")\nraise SystemExit(undefined_a)\n')
+    blob.write_text('import sys, os\n'
+                    'print("this is project A", sys.argv, __file__ == os.path.abspath(sys.argv[0]),'
+                    ' sys.path[0] == os.path.dirname(__file__), sorted(k for k in globals()'
+                    ' if not k.startswith("__")), __name__)\n'
+                    'raise SystemExit(undefined_a)\n')
     shared = tmp_path / "shared" / "main.py"
     shared.parent.mkdir()
     shared.write_text('print("this is project B")\n\n')
-    attempt, sink, _ = job.start("", script=shared, code_from=blob, now=now)
+    attempt, sink, _ = job.start("", script=shared, code_from=blob, now=now, kind=kind,
+                                 args=("x", "--y"))
     assert sink.outcome["exit_code"] == 1
-    assert sink.stream("stdout") == ["this is project A"]
+    assert sink.stream("stdout") == [
+        f"this is project A [{str(shared)!r}, 'x', '--y'] True True ['os', 'sys'] __main__"]
     err = "\n".join(sink.stream("stderr"))
     assert "raise SystemExit(undefined_a)" in err and "NameError" in err
+    assert "<string>" not in err and "titan" not in err, err
+
+
+@pytest.mark.parametrize(("source", "code", "err"), [
+    ("def (\n", 1, ["SyntaxError: invalid syntax"]),
+    ("raise SystemExit(2**70)\n", 255, []),
+    ("raise SystemExit('bye')\n", 1, ["bye"]),
+    ("raise KeyboardInterrupt\n", -signal.SIGINT, ["KeyboardInterrupt"]),
+], ids=["syntax", "huge-exit", "message", "ctrl-c"])
+def test_a_fresh_interpreter_given_a_blob_ends_as_python_script_py(
+        job: Job, tmp_path: Path, source: str, code: int, err: list[str]) -> None:
+    blob = tmp_path / "blob"
+    blob.write_text(source)
+    shared = tmp_path / "shared" / "main.py"
+    shared.parent.mkdir()
+    shared.write_text("print('not this one')\n")
+    _, sink, _ = job.start("", script=shared, code_from=blob, kind="subprocess")
+    assert sink.outcome["exit_code"] == code
+    stderr = sink.stream("stderr")
+    assert all(e in stderr for e in err), stderr
+    assert not any("<string>" in line or "titan" in line for line in stderr), stderr
+    assert sink.stream("stdout") == []
+
+
+def test_a_shell_job_runs_the_version_it_was_given(job: Job, tmp_path: Path) -> None:
+    blob = tmp_path / "blob.sh"
+    blob.write_text('echo "project A: $0 $1 $#"\n')
+    shared = tmp_path / "shared" / "run.sh"
+    shared.parent.mkdir()
+    shared.write_text('echo "project B"\n')
+    _, sink, _ = job.start("", script=shared, code_from=blob, kind="auto", args=("one", "two"))
+    assert sink.outcome["exit_code"] == 0
+    assert sink.stream("stdout") == [f"project A: {shared} one 2"]
 
 
 def test_a_lean_job_that_imports_threading_late_still_has_its_threads_joined(

@@ -60,7 +60,7 @@ from typing import Any
 
 from titan import errors
 from titan.formats import name_problem
-from titan.worker import ray_task
+from titan.worker import fresh, ray_task
 from titan.worker.assignment import inherited_env, passed_names
 from titan.worker.executor import GENERAL, Executor, Launched, LaunchSpec
 from titan.worker.loop import IOLoop
@@ -112,6 +112,7 @@ class RayExecutor(Executor):
                 f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
         # By value: the nodes need Ray and Python, not Titan (see titan.worker.ray_task).
         ray.cloudpickle.register_pickle_by_value(ray_task)
+        ray.cloudpickle.register_pickle_by_value(fresh)
         self._run_job = ray.remote(num_returns="streaming", max_retries=0)(ray_task.run_job)
         self._signal_group = ray.remote(num_cpus=0, max_retries=0)(ray_task.signal_group)
         self._affinity = importlib.import_module(
@@ -197,7 +198,9 @@ class RayExecutor(Executor):
             else:
                 rel = script.relative_to(spec.cwd) if script.is_relative_to(spec.cwd) \
                     else Path(script.name)
-                source = script.read_bytes()
+                # The blob it was written from: the path may hold another project's
+                # script of that name by now (titan.worker.fresh).
+                source = fresh.read_code(spec.source) or script.read_bytes()
         except (OSError, ValueError) as exc:
             raise errors.TitanError(f"cannot start {script.name}: {exc}") from None
         interpreter = "python" if spec.runs_python else "bash" if script.suffix == ".sh" \

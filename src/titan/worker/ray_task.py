@@ -1,8 +1,11 @@
 """A job's side of a Ray task: lay its files out on the Ray node, run it, stream what it says.
 
 The Ray executor (:mod:`titan.worker.ray_executor`) sends these functions to the cluster by
-value, so this module imports nothing but the standard library and a node needs Ray and
-Python, not Titan (a job that imports the SDK needs it there, like any library it imports).
+value, so this module imports nothing but the standard library and :mod:`titan.worker.fresh`
+(standard library only, sent by value too): a node needs Ray and Python, not Titan (a job that
+imports the SDK needs it there, like any library it imports). A Python or shell script runs
+from the bytes the task was given, as on a worker (:mod:`titan.worker.fresh`): another job's
+script of the same name may be written at its path meanwhile.
 
 :func:`run_job` is a streaming generator task (``num_returns="streaming"``). It writes the
 script under ``<tmp>/titan-ray-<uid>/shared`` (the job's working directory, as
@@ -41,6 +44,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from titan.worker.fresh import bash_argv, code_pipe, python_argv
 
 #: How long one wait for output lasts. ``ray.cancel`` raises its KeyboardInterrupt without
 #: a real signal, so a blocked ``select`` notices it only when it returns.
@@ -144,8 +149,8 @@ def _layout(job: dict[str, Any], project: bytes | None) -> tuple[Path, Path, Pat
     return script, shared, None
 
 
-def _argv_env(job: dict[str, Any], script: Path, shared: Path,
-              project_root: Path | None) -> tuple[list[str], dict[str, str]]:
+def _argv_env(job: dict[str, Any], script: Path, shared: Path, project_root: Path | None,
+              code_fd: int | None = None) -> tuple[list[str], dict[str, str]]:
     # The node's environment (PATH, HOME, CUDA_VISIBLE_DEVICES for a GPU task...), then the
     # job's; paths of the worker's machine become this node's.
     env = {**os.environ, **job["env"]}
@@ -159,9 +164,11 @@ def _argv_env(job: dict[str, Any], script: Path, shared: Path,
                 for p in job["sys_path"]]
         if path:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [*path, env.get("PYTHONPATH")]))
+        if code_fd is not None:
+            return python_argv(sys.executable, script, code_fd, args), env
         return [sys.executable, str(script), *args], env
     if job["interpreter"] == "bash":
-        return ["bash", str(script), *args], env
+        return bash_argv(script, job["source"], args), env
     return [str(script), *args], env
 
 
@@ -169,14 +176,20 @@ def run_job(job: dict[str, Any], project: bytes | None) -> Iterator[tuple[Any, .
     """Run one job on this node, yielding what the module docstring lists."""
     ray: Any = importlib.import_module("ray")
     script, shared, project_root = _layout(job, project)
-    argv, env = _argv_env(job, script, shared, project_root)
+    code_fd = (code_pipe(job["source"]) if job["interpreter"] == "python" and job["source"]
+               else None)
+    argv, env = _argv_env(job, script, shared, project_root, code_fd)
     try:
         proc = subprocess.Popen(argv, cwd=shared, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True,
+                                pass_fds=() if code_fd is None else (code_fd,))
     except OSError as exc:
         yield ("exit", None, f"cannot start {script.name}: {exc}")
         return
+    finally:
+        if code_fd is not None:
+            os.close(code_fd)  # the job holds it now
     finished = False
     try:
         yield ("started", ray.get_runtime_context().get_node_id(), proc.pid,

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 from titan import errors
-from titan.worker import imports
+from titan.worker import fresh, imports
 from titan.worker.assignment import inherited_env
 from titan.worker.executor import Executor, Launched, LaunchSpec
 from titan.worker.forkserver import ForkedProcess, ForkFailed, ForkServer
@@ -201,14 +201,21 @@ class Runner(Executor):
     def _popen(self, spec: LaunchSpec, out_w: int, err_w: int) -> PopenProcess:
         env = dict(spec.env)
         script = str(spec.script)
+        code_fd = None
         if spec.runs_python:
-            argv = [self._python, script, *spec.args]
+            # From the blob it was given when there is one: shared/<name> may hold another
+            # project's script of that name by now (titan.worker.fresh).
+            code = fresh.read_code(spec.source)
+            if code is not None:
+                code_fd = fresh.code_pipe(code)
+            argv = ([self._python, script, *spec.args] if code_fd is None else
+                    fresh.python_argv(self._python, spec.script, code_fd, spec.args))
             if spec.sys_path:
                 env["PYTHONPATH"] = os.pathsep.join(
                     filter(None, [*spec.sys_path, env.get("PYTHONPATH")])
                 )
         elif spec.script.suffix == ".sh":
-            argv = ["bash", script, *spec.args]
+            argv = fresh.bash_argv(spec.script, fresh.read_code(spec.source), spec.args)
         else:
             argv = [script, *spec.args]
         iso = self.isolation
@@ -218,12 +225,15 @@ class Runner(Executor):
             popen = subprocess.Popen(
                 argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out_w,
                 stderr=err_w, start_new_session=True, close_fds=True,
-                user=iso.uid, group=iso.gid,
+                pass_fds=() if code_fd is None else (code_fd,), user=iso.uid, group=iso.gid,
                 extra_groups=list(iso.groups) if iso.uid is not None else None,
                 preexec_fn=iso.restrict_only if iso.sandboxed else None,
             )
         except OSError as exc:
             raise errors.TitanError(f"cannot start {spec.script.name}: {exc}") from None
+        finally:
+            if code_fd is not None:
+                os.close(code_fd)  # the job holds it now
         return PopenProcess(popen)
 
 

@@ -10,10 +10,11 @@ Layout under ``<workdir>/titan_workspace/``::
 Scripts of jobs running concurrently may share a path, so a script is written only when its
 content differs, and always atomically (temporary file + ``os.replace``): a job starting while
 another rewrites the file sees the old or the new file, never half of one. Which one matters
-when two projects' scripts share a name (``main.py``): a forked job reads its code from the
-blob it was given (:attr:`Script.source`), so it runs its own version whatever the path holds
-by then. A fresh interpreter (``runner="subprocess"``, other executables) opens the path
-itself; only a job whose version was written last is sure to run it there.
+when two projects' scripts share a name (``main.py``): a Python or shell job reads its code
+from the blob it was given (:attr:`Script.source`; forked, :mod:`titan.worker.child`; in a
+fresh interpreter or bash, :mod:`titan.worker.fresh`), so it runs its own version whatever
+the path holds by then. Other executables are run from the path, so there only the version
+written last is sure to run: give such scripts names of their own.
 """
 
 from __future__ import annotations
