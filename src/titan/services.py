@@ -36,7 +36,7 @@ FIELDS = tuple(DEFAULTS)
 #: Upper bounds, generous but finite (a typo of a few zeros is an error, not a week's wait).
 _LIMITS = {"max_restarts": 1000, "restart_window": 7 * 24 * 3600.0, "stop_grace": 3600.0,
            "ready_timeout": 24 * 3600.0}
-_HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,999}$")
+_HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,999}\Z")
 
 #: Builds the error for (field, message): the SDK's ValidationFailed, the master's InvalidDAG.
 Fail = Callable[[str, str], Exception]

@@ -107,6 +107,22 @@ def test_store_values_sets_counters(cluster: Cluster) -> None:
         assert client.store_get(odd) == f"v{odd}", odd
         assert client.store_sadd(odd, "m") == 1 and client.store_smembers(odd) == {"m"}
     assert {".", "..", "a\nb", "\r\n"} <= set(client.store_keys(""))
+    # A key holding a value and a set is listed as both, and named once by the SDK; a set is
+    # one key however many members it has.
+    client.store_put("both", "v")
+    for m in ("x", "y", "z"):
+        client.store_sadd("both", m)
+    status, body = call(cluster, "GET", "/store?prefix=both&limit=5")
+    assert [(k["key"], k["kind"]) for k in body["keys"]] == [("both", "value"), ("both", "set")]
+    status, body = call(cluster, "GET", "/store?prefix=both&limit=1")
+    assert [(k["key"], k["kind"]) for k in body["keys"]] == [("both", "value")]
+    assert client.store_keys("both") == ["both"]
+    # A percent-escape that is not UTF-8 names no key (it was read as the key U+FFFD).
+    for path in ("/store/values/%FF", "/store?prefix=%FF", "/runs?agent_id=%C3"):
+        status, body = call(cluster, "GET", path)
+        assert "UTF-8" in assert_error(status, body, 400, "invalid_request")["message"], path
+    status, body = call(cluster, "GET", "/store/values/%EF%BF%BD")  # U+FFFD itself is a key
+    assert status == 200 and body == {"key": "\ufffd", "value": None}
 
     script = cluster.script("incr.py", INCREMENTER)
     dag = client.submit_dag("counters", [TitanJob(job_id=f"inc{i}", filename=script)

@@ -329,3 +329,21 @@ def test_a_turns_instruction_is_bounded_like_a_tasks() -> None:
     with pytest.raises(ValidationFailed, match=r"turns\[0\].user_instruction has 20001 "
                                                r"characters; at most 20000"):
         Task.from_dict({"workspace": {"files": {}}, "turns": ["x" * 20_001]})
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "...", "ok\n", "a b", ""])
+def test_ids_that_cannot_be_one_url_segment_are_refused(bad: str) -> None:
+    # An evaluation, task or tool id is a path segment of the API: a segment of dots is
+    # normalised away by clients (it addressed another route), and a trailing newline used to
+    # pass a `$`-anchored check.
+    from titan.evals.agent_config import parse_tool
+    from titan.master.evaluations.service import check_id
+
+    with pytest.raises(ValidationFailed, match="not only dots"):
+        check_id(bad, "evaluation")
+    with pytest.raises(ValidationFailed, match="not only dots"):
+        parse_tasks([{"id": bad, "user_instruction": "x"}], "t.yaml")
+    with pytest.raises(ValidationFailed, match="tools\\[0\\].name"):
+        parse_tool({"name": bad, "description": "d", "input_schema": {}}, 0)
+    assert check_id("v1.2", "evaluation") == "v1.2"
+    assert [t.id for t in parse_tasks([{"id": "a..b", "user_instruction": "x"}], "t")] == ["a..b"]

@@ -84,4 +84,5 @@ class StoreOps:
     def store_keys(self, prefix: str = "", limit: int = 1000) -> list[str]:
         """Keys (values and sets) starting with ``prefix``, sorted, at most ``limit``."""
         reply = self._transport.call("GET", "/store", params={"prefix": prefix, "limit": limit})
-        return [str(item["key"]) for item in reply.get("keys", [])]
+        # A key holding a value and a set comes twice (once per kind): named once here.
+        return list(dict.fromkeys(str(item["key"]) for item in reply.get("keys", [])))

@@ -21,8 +21,8 @@ from titan.evals import criteria
 
 KINDS = ("job", "http")
 TOOL_MODES = ("simulated", "passthrough")
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^(?!\.+\Z)[A-Za-z0-9_.\-]{1,100}\Z")
+_SHA = re.compile(r"^[0-9a-f]{64}\Z")
 _KNOWN = {"name", "version", "kind", "script", "script_sha256", "args", "requirement",
           "timeout_s", "url", "headers", "tools", "topology", "simulator_model", "judge_model",
           "judge", "criteria"}
@@ -46,7 +46,7 @@ def _text(cfg: dict[str, Any], field: str, *, required: bool = False, limit: int
 
 
 def _url(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not re.match(r"^https?://[^\s]+$", value):
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s]+\Z", value):
         raise _fail(field, f"must be an http(s) URL, got {value!r}")
     try:  # what urlsplit cannot take (a port past 65535, a broken [v6]) would fail every call
         parts = urlsplit(value)

@@ -35,7 +35,8 @@ CSV_COLUMNS = tuple(f for f in TASK_FIELDS if f != "kind")
 CSV_JSON_COLUMNS = ("initial_state", "failure_rules", "expected_steps", "expected_effects",
                     "workspace", "scorers", "metadata", "turns", "odyssey_seed")
 RULE_FIELDS = ("tool", "match", "on_call", "times", "payload", "error")
-_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
+#: A task id is one URL path segment: a segment of dots would be normalised away.
+_ID = re.compile(r"(?!\.+\Z)[A-Za-z0-9._-]{1,100}")
 
 
 def _located(where: str, row: int | None, problem: fields.Invalid) -> ValidationFailed:
@@ -148,7 +149,8 @@ def _parse_task(d: Any, position: int) -> Task:
         tid = str(tid)  # `id: 7` in YAML means the string "7"
     tid = f"task-{position}" if tid is None else tid
     if not isinstance(tid, str) or not _ID.fullmatch(tid):
-        raise fields.Invalid("id", f"id must match [A-Za-z0-9._-]{{1,100}}, got {tid!r}")
+        raise fields.Invalid("id", f"id must match [A-Za-z0-9._-]{{1,100}} (not only "
+                                   f"dots), got {tid!r}")
     fields.fold_odyssey_seed(d)
     ws = None if d.get("workspace") is None else fields.workspace_of(d["workspace"])
     turns = fields.turns_of(fields.or_default(d, "turns", []), ws is not None)

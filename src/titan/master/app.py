@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -125,13 +126,29 @@ class HostCheck:
                 else:  # refused before the handshake: the server answers HTTP 403, not a 500
                     await send({"type": "websocket.close", "code": 1008})
                 return
-        if scope["type"] == "http" and ("\x00" in scope["path"]
-                                        or b"%00" in scope.get("query_string", b"")):
-            body = ValidationFailed("a URL may not contain NUL characters (%00)").to_body()
+        if scope["type"] == "http" and (problem := _url_problem(scope)):
+            body = ValidationFailed(problem).to_body()
             await JSONResponse(body, status_code=400, headers={"Connection": "close"})(
                 scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _url_problem(scope: Scope) -> str | None:
+    """What makes a request's URL unfit for any route: a NUL, or a percent-escape that is not
+    UTF-8 (the server decodes ``%FF`` to U+FFFD, so ``/store/values/%FF`` addressed the key
+    "\ufffd", and ``?agent=%FF`` filtered by it)."""
+    query = scope.get("query_string", b"")
+    if "\x00" in scope["path"] or b"%00" in query:
+        return "a URL may not contain NUL characters (%00)"
+    raw = scope.get("raw_path") or b""
+    for part, decoded in ((raw, "\ufffd" in scope["path"]), (query, b"%" in query)):
+        if decoded:  # only then is there anything to check
+            try:
+                unquote_to_bytes(part).decode("utf-8")
+            except UnicodeDecodeError:
+                return "a URL's percent-escapes must encode UTF-8 text (%FF does not)"
+    return None
 
 
 def open_secured_storage(config: MasterConfig) -> Storage:

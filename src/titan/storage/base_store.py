@@ -40,7 +40,8 @@ class StoreTransaction(abc.ABC):
 
     @abc.abstractmethod
     def store_keys(self, prefix: str, limit: int) -> list[Row]:
-        """Keys starting with prefix, sorted: key, kind ('value' or 'set'), updated_at."""
+        """Keys starting with prefix, sorted: key, kind ('value' or 'set'), updated_at; a key
+        holding both a value and a set is listed twice, the value first."""
 
     # -- blobs and files ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, select
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select
 
 from titan.errors import ValidationFailed
 from titan.storage import compiled
@@ -179,23 +179,19 @@ class SQLTransaction(JobsSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Tra
         def in_range(col: Any) -> Any:
             return (col >= prefix) & (col < prefix + "\U0010ffff") if prefix else col.isnot(None)
 
-        values = select(
-            t.store_values.c.key, t.store_values.c.updated_at
-        ).where(in_range(t.store_values.c.key))
-        sets = (
-            select(t.store_sets.c.key, t.store_sets.c.added_at)
-            .where(in_range(t.store_sets.c.key))
-        )
-        out: dict[str, Row] = {}
-        for r in self.conn.execute(values.order_by(t.store_values.c.key).limit(limit)):
-            out[r[0]] = {"key": r[0], "kind": "value", "updated_at": r[1]}
-        for r in self.conn.execute(sets.order_by(t.store_sets.c.key)):
-            prev = out.get(r[0])
-            if prev is None:
-                out[r[0]] = {"key": r[0], "kind": "set", "updated_at": r[1]}
-            elif prev["kind"] == "set":
-                prev["updated_at"] = max(prev["updated_at"], r[1])
-        return [out[k] for k in sorted(out)][:limit]
+        values = (select(t.store_values.c.key, t.store_values.c.updated_at)
+                  .where(in_range(t.store_values.c.key))
+                  .order_by(t.store_values.c.key).limit(limit))
+        # One row per set, not per member: a set of a million members is one key.
+        sets = (select(t.store_sets.c.key, func.max(t.store_sets.c.added_at))
+                .where(in_range(t.store_sets.c.key)).group_by(t.store_sets.c.key)
+                .order_by(t.store_sets.c.key).limit(limit))
+        # A key may hold a value and a set at once: both are listed, the value first.
+        found = [{"key": r[0], "kind": "value", "updated_at": r[1]}
+                 for r in self.conn.execute(values)]
+        found += [{"key": r[0], "kind": "set", "updated_at": r[1]} for r in self.conn.execute(sets)]
+        found.sort(key=lambda row: (row["key"], row["kind"] != "value"))
+        return found[:limit]
 
     # -- blobs and files ----------------------------------------------------------------------
     def blobs_present(self, shas: Iterable[str]) -> set[str]:

@@ -33,7 +33,7 @@ from titan import errors
 from titan.atomic import atomic_file
 from titan.worker.connection import MasterConnection
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 #: Refuse archives that expand past this (a zip bomb must not fill the worker's disk).
 MAX_ARCHIVE_BYTES = 8 << 30
 _COPY_CHUNK = 1 << 20

@@ -40,13 +40,13 @@ if TYPE_CHECKING:
     from titan.storage.blobs import BlobStore
 
 log = logging.getLogger("titan.master.evaluations.service")
-_ID = r"^[A-Za-z0-9._\-]{1,100}$"
+_ID = r"^(?!\.+\Z)[A-Za-z0-9._\-]{1,100}\Z"
 
 
 def check_id(value: Any, what: str) -> str:
     if not isinstance(value, str) or not re.match(_ID, value):
-        raise ValidationFailed(f"{what} must be 1-100 letters, digits, '.', '_' or '-', "
-                               f"got {value!r}", details={"field": what})
+        raise ValidationFailed(f"{what} must be 1-100 letters, digits, '.', '_' or '-' (not "
+                               f"only dots), got {value!r}", details={"field": what})
     return value
 
 

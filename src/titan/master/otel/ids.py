@@ -16,8 +16,8 @@ import re
 
 #: The run id of an imported trace is this prefix and the trace id in hex.
 IMPORTED_RUN_PREFIX = "otel-"
-_TRACE_HEX = re.compile(r"^[0-9a-f]{32}$")
-_SPAN_HEX = re.compile(r"^[0-9a-f]{16}$")
+_TRACE_HEX = re.compile(r"^[0-9a-f]{32}\Z")
+_SPAN_HEX = re.compile(r"^[0-9a-f]{16}\Z")
 _ZERO_SPAN = "0" * 16
 
 

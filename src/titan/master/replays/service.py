@@ -40,7 +40,7 @@ MODES = ("strict", "lenient")
 CODES = ("recorded", "current")
 MAX_CODE_FILES = 500
 MAX_OVERRIDE_BYTES = 1 << 20
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def not_available(why: str) -> Conflict:

@@ -41,7 +41,7 @@ _ACTION_KEYS = frozenset({
     "outcome", "model", "usage", "cost_usd", "cost_source", "started_at", "duration_ns", "tags",
     "replay_status",
 })
-_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}\Z")
 _RUN_ID = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
 
 

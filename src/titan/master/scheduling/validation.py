@@ -20,7 +20,7 @@ JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE", "
 GATE_SUFFIX = ".approval"  # the gate TitanJob(hitl_message=...) adds after job X: X.approval
 DEFAULT_GATE_MESSAGE = "Approve to continue"
 RUNNERS = {"auto", "fork", "subprocess"}
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"^[0-9a-f]{64}\Z")
 #: Capability names already checked, and their upper-case form (a DAG repeats a few).
 _CAPABILITIES: dict[str, str] = {}
 MAX_DELAY = 366 * 24 * 3600.0

@@ -32,7 +32,7 @@ from titan.errors import NotFound, ValidationFailed
 #: The most bytes a backend reads, writes or hands out at once.
 CHUNK = 1 << 20
 
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def check_sha256(sha256: str) -> str:
