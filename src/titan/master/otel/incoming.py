@@ -13,7 +13,6 @@ has the table, and what does not survive the trip.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -23,6 +22,14 @@ from titan.errors import TitanError
 from titan.llm.pricing import hosted_cost
 from titan.llm.types import Usage
 from titan.master.otel.ids import action_id_of_span
+from titan.master.otel.messages import (
+    as_list,
+    from_parts,
+    parsed,
+    read_messages,
+    text_of,
+    whole_number,
+)
 from titan.master.otel.wire import STATUS_ERROR, Span
 from titan.master.runs.ingest import ERROR_CHARS, MAX_TOKENS, MAX_USD
 from titan.storage.base import Row
@@ -101,14 +108,14 @@ def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hoste
             span.name.removeprefix("execute_tool ")
         action.update(channel="tool", name=_clean(name.strip(), 200) or "tool",
                       inputs=_as_inputs(_first(a, "gen_ai.tool.call.arguments", "input.value")),
-                      outputs=_parsed(_first(a, "gen_ai.tool.call.result", "output.value")))
+                      outputs=parsed(_first(a, "gen_ai.tool.call.result", "output.value")))
     else:
         inputs = _first(a, "input.value")
-        messages = _parsed(a.get("gen_ai.input.messages"))
+        messages = parsed(a.get("gen_ai.input.messages"))
         action.update(channel="custom", name=_clean(span.name.strip(), 200) or kind,
-                      inputs={"messages": _from_parts(messages)} if isinstance(messages, list)
+                      inputs={"messages": from_parts(messages)} if isinstance(messages, list)
                       and inputs is None else _as_inputs(inputs),
-                      outputs=_parsed(_first(a, "output.value")))
+                      outputs=parsed(_first(a, "output.value")))
     return action
 
 
@@ -197,10 +204,10 @@ def _cost(a: dict[str, Any], model: str | None, usage: Row, price: Pricer) -> Ro
 
 
 def _llm_inputs(a: dict[str, Any]) -> Row:
-    messages = _messages(a, "llm.input_messages.", "gen_ai.prompt.", "gen_ai.input.messages")
-    system = _parsed(a.get("gen_ai.system_instructions"))
+    messages = read_messages(a, "llm.input_messages.", "gen_ai.prompt.", "gen_ai.input.messages")
+    system = parsed(a.get("gen_ai.system_instructions"))
     if isinstance(system, list):
-        messages = [{"role": "system", "content": _text_of(system)}, *(messages or [])]
+        messages = [{"role": "system", "content": text_of(system)}, *(messages or [])]
     inputs: Row = {"model": _first_str(a, "gen_ai.request.model", "llm.request.model_name",
                                        "llm.model_name", "embedding.model_name")}
     if messages:
@@ -208,8 +215,8 @@ def _llm_inputs(a: dict[str, Any]) -> Row:
     else:
         raw = _first(a, "input.value")
         if raw is not None:
-            inputs["input"] = _parsed(raw)
-    params = _parsed(a.get("llm.invocation_parameters"))
+            inputs["input"] = parsed(raw)
+    params = parsed(a.get("llm.invocation_parameters"))
     params = dict(params) if isinstance(params, dict) else {}
     for key in _PARAMS:
         if f"gen_ai.request.{key}" in a:
@@ -220,7 +227,7 @@ def _llm_inputs(a: dict[str, Any]) -> Row:
 
 
 def _llm_outputs(a: dict[str, Any]) -> Row:
-    messages = _messages(a, "llm.output_messages.", "gen_ai.completion.",
+    messages = read_messages(a, "llm.output_messages.", "gen_ai.completion.",
                          "gen_ai.output.messages") or []
     out: Row = {"text": "".join(str(m.get("content") or "") for m in messages)}
     reasons = a.get("gen_ai.response.finish_reasons") or a.get("llm.finish_reason")
@@ -228,110 +235,12 @@ def _llm_outputs(a: dict[str, Any]) -> Row:
     if finish is None and reasons:
         finish = reasons[0] if isinstance(reasons, list) else reasons
     out["finish_reason"] = finish
-    calls = [c for m in messages for c in _list(m.get("tool_calls"))]
+    calls = [c for m in messages for c in as_list(m.get("tool_calls"))]
     if calls:
         out["tool_calls"] = calls
     if not messages and a.get("output.value") is not None:
-        out = {"output": _parsed(a["output.value"])}
+        out = {"output": parsed(a["output.value"])}
     return out
-
-
-def _messages(a: dict[str, Any], openinference: str, openllmetry: str,
-              genai: str) -> list[Row] | None:
-    """OpenAI-shaped messages from whichever spelling the span uses: OpenInference's
-    flattened ``llm.*_messages.N.message.*``, OpenLLMetry's ``gen_ai.prompt.N.*``, or the
-    GenAI convention's ``gen_ai.*.messages`` (JSON, messages of typed parts)."""
-    flat = _unflatten(a, openinference)
-    if flat:
-        return [_openinference_message(_obj(m.get("message"))) for m in flat]
-    flat = _unflatten(a, openllmetry)
-    if flat:
-        return [_openai_message(m) for m in flat]
-    parsed = _parsed(a.get(genai))
-    return _from_parts(parsed) if isinstance(parsed, list) else None
-
-
-def _openinference_message(m: Row) -> Row:
-    out: Row = {"role": m.get("role"), "content": m.get("content")}
-    if out["content"] is None and isinstance(m.get("contents"), list):
-        out["content"] = "".join(str(_obj(c.get("message_content")).get("text") or "")
-                                 for c in m["contents"] if isinstance(c, dict))
-    calls = [_obj(c.get("tool_call")) for c in _list(m.get("tool_calls"))
-             if isinstance(c, dict)]
-    if calls:
-        out["tool_calls"] = [{"id": c.get("id"), "type": "function", "function": {
-            "name": _obj(c.get("function")).get("name"),
-            "arguments": _obj(c.get("function")).get("arguments")}} for c in calls]
-    for key in ("name", "tool_call_id"):
-        if m.get(key) is not None:
-            out[key] = m[key]
-    return out
-
-
-def _openai_message(m: Row) -> Row:
-    out: Row = {k: m[k] for k in ("role", "content", "finish_reason", "tool_call_id")
-                if m.get(k) is not None}
-    calls = [c for c in _list(m.get("tool_calls")) if isinstance(c, dict)]
-    if calls:
-        out["tool_calls"] = [{"id": c.get("id"), "type": "function", "function": {
-            "name": c.get("name"), "arguments": c.get("arguments")}} for c in calls]
-    return out
-
-
-def _from_parts(messages: list[Any]) -> list[Row]:
-    """GenAI's ``{"role", "parts": [{"type": "text" | "tool_call" | ...}]}`` as OpenAI's
-    ``{"role", "content", "tool_calls"}``."""
-    out: list[Row] = []
-    for m in messages:
-        if not isinstance(m, dict):
-            continue
-        parts = [p for p in _list(m.get("parts")) if isinstance(p, dict)]
-        msg: Row = {"role": m.get("role"), "content": m.get("content", _text_of(parts))}
-        calls = [p for p in parts if p.get("type") == "tool_call"]
-        if calls:
-            msg["tool_calls"] = [{"id": p.get("id"), "type": "function", "function": {
-                "name": p.get("name"), "arguments": p.get("arguments")}} for p in calls]
-        answer = next((p for p in parts if p.get("type") == "tool_call_response"), None)
-        if answer is not None:
-            msg.update(tool_call_id=answer.get("id"), content=answer.get("response"))
-        if m.get("finish_reason"):
-            msg["finish_reason"] = m["finish_reason"]
-        out.append(msg)
-    return out
-
-
-def _text_of(parts: list[Any]) -> str:
-    return "".join(str(p.get("content") or "") for p in parts
-                   if isinstance(p, dict) and p.get("type", "text") == "text")
-
-
-def _unflatten(a: dict[str, Any], prefix: str) -> list[Row]:
-    """``prefix.0.message.role = "user"`` ... as ``[{"message": {"role": "user"}}, ...]``."""
-    tree: dict[Any, Any] = {}
-    for key, value in a.items():
-        if not key.startswith(prefix):
-            continue
-        parts: list[Any] = [_index(p) for p in key[len(prefix):].split(".")]
-        if not isinstance(parts[0], int):  # gen_ai.prompt.name is no message
-            continue
-        node = tree
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                break
-            node = child
-        else:
-            node[parts[-1]] = value
-    listed = _lists(tree)
-    return [x for x in listed if isinstance(x, dict)] if isinstance(listed, list) else []
-
-
-def _lists(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    if node and all(isinstance(k, int) for k in node):
-        return [_lists(node[k]) for k in sorted(node)]
-    return {str(k): _lists(v) for k, v in node.items()}
 
 
 def _tags(span: Span) -> Row:
@@ -374,40 +283,14 @@ def _first_int(a: dict[str, Any], *keys: str) -> int | None:
     for k in keys:
         v = a.get(k)
         if isinstance(v, str):
-            v = _index(v.strip())
+            v = whole_number(v.strip())
         if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_TOKENS:
             return v
     return None
 
 
-def _index(part: str) -> int | str:
-    """A key part or count that is a whole number, as one: ASCII digits only (``str.isdigit``
-    takes '²', which ``int`` refuses) and short enough for ``int`` to read."""
-    return int(part) if part.isascii() and part.isdigit() and len(part) <= 18 else part
-
-
-def _obj(value: Any) -> Row:
-    """``value`` when a sender put an object where one belongs, else an empty one: a span's
-    attributes are whatever its sender wrote."""
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _parsed(value: Any) -> Any:
-    """A JSON string as its value (instrumentations send structures as JSON text)."""
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except (ValueError, RecursionError):
-            return value
-    return value
-
-
 def _as_inputs(value: Any) -> Any:
-    value = _parsed(value)
+    value = parsed(value)
     if value is None:
         return {}
     return value if isinstance(value, dict) else {"input": value}
