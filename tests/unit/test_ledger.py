@@ -13,6 +13,7 @@ import pytest
 
 from titan import ledger
 from titan.cli.verify import _row
+from titan.ledger_verify import verify
 from titan.master.runs.ledger import LedgerChecks, row_status
 from titan.master.runs.views import action_view
 from titan.storage import schema as t
@@ -52,7 +53,7 @@ def chained(n: int, start: int = 1) -> tuple[list[dict[str, Any]], str]:
 
 def check(rows: list[dict[str, Any]], count: int, head: str | None,
           start: int | None = 1, **kw: Any) -> dict[str, Any]:
-    return ledger.verify(RUN, count, head, start, sorted(rows, key=lambda r: r["seq"]), **kw)
+    return verify(RUN, count, head, start, sorted(rows, key=lambda r: r["seq"]), **kw)
 
 
 def broken(report: dict[str, Any]) -> tuple[str, int]:

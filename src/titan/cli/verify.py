@@ -16,6 +16,7 @@ from typing import Any
 from titan import ledger
 from titan.errors import NotFound, TitanError
 from titan.formats import quote_ref
+from titan.ledger_verify import verify
 
 BROKEN, UNCHAINED = 3, 4
 
@@ -119,8 +120,8 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
         # In seq order, as the master verifies: the chain is over seq, and lines moved in
         # the file are not a tampering (seq values swapped are, and show as reordered).
         rows = [_row(a, hashes) for a in sorted(actions, key=lambda a: a["seq"])]
-        verdict = ledger.verify(run["id"], run["action_count"], run.get("chain_head"),
-                                run.get("chain_start"), rows)
+        verdict = verify(run["id"], run["action_count"], run.get("chain_head"),
+                         run.get("chain_start"), rows)
         verdicts.append({**{k: v for k, v in verdict.items()
                             if k not in ("read", "through", "last_hash")},
                          "run_id": run["id"], "hashes": hashes})

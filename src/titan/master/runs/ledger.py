@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from titan import ledger
+from titan.ledger_verify import verify
 from titan.storage.base import Row, Transaction
 
 RETRIES = 3
@@ -33,13 +33,13 @@ VIEW_KEYS = ("run_id", "status", "message", "actions", "checked", "unchained", "
 
 def verify_run(tx: Transaction, run: Row, *, resume: tuple[int, str | None] | None = None,
                limit: int | None = None) -> Row:
-    """The verdict of ``run``'s chain (see :func:`titan.ledger.verify`), with ``run_id`` and
+    """The verdict of ``run``'s chain (see :func:`titan.ledger_verify.verify`), with ``run_id`` and
     ``checked_at``."""
     for attempt in range(RETRIES):
-        report = ledger.verify(run["id"], run["action_count"], run.get("chain_head"),
-                               run.get("chain_start"),
-                               tx.iter_actions(run["id"], after=resume[0] if resume else 0),
-                               resume=resume, limit=limit)
+        report = verify(run["id"], run["action_count"], run.get("chain_head"),
+                        run.get("chain_start"),
+                        tx.iter_actions(run["id"], after=resume[0] if resume else 0),
+                        resume=resume, limit=limit)
         found = report["break"]
         if found is None or found["kind"] != "inserted" or attempt == RETRIES - 1:
             break
