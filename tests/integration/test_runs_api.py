@@ -496,6 +496,30 @@ def test_ending_a_run(cl: Cluster) -> None:
         assert field in [f for _, f in fields_of(err)]
 
 
+def test_a_driver_job_ending_its_own_run_settles_it_at_once(cl: Cluster) -> None:
+    # A driver that runs as the only job of a stage of its run (a replay's driver, an
+    # orchestrator job) and says "ended": its own DAG is not a stage to wait for, so the run
+    # is settled in that PATCH's commit — not later, after the DAG the client waits on, where
+    # `titan replay` read it back still "running".
+    script = cl.script("ender.py", """
+        import os, time
+        from titan import TitanClient
+        client = TitanClient()
+        run = os.environ["TITAN_AGENT_RUN_ID"]
+        client.api("POST", f"/runs/{run}/actions", json={"actions": [
+            {"id": "a1", "name": "step", "started_at": time.time(), "duration_ns": 1}]})
+        print(client.api("PATCH", f"/runs/{run}", json={"status": "ended"})["status"])
+    """)
+    client = cl.client()
+    client.submit_dag("ender", [TitanJob(job_id="drive", filename=script)],
+                      agent_run_id="ends-itself")
+    dag = client.wait_dag("ender", timeout=60)
+    assert dag["status"] == "COMPLETED", client.fetch_logs("ender/drive")
+    assert "completed" in client.fetch_logs("ender/drive")
+    run = get_run(cl, "ends-itself")
+    assert run["status"] == "completed" and run["ended_at"] is not None
+
+
 # ------------------------------------------------------------------------------ budgets
 
 

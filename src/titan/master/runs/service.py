@@ -30,7 +30,7 @@ from titan.master.runs.events import TERMINAL_RUN, run_summary
 from titan.master.runs.ledger import LedgerChecks
 from titan.master.runs.lookup import run_or_404
 from titan.master.runs.stages import derived_end, record_code_version, stage_submitted
-from titan.master.scheduling.state import Changes
+from titan.master.scheduling.state import TERMINAL, Changes
 from titan.redaction import Redactor, merge
 from titan.status import RunStatus
 from titan.storage.base import Row, RunQuery, Transaction
@@ -132,6 +132,7 @@ class RunService:
             raise Forbidden("only an operator or admin may change a run's budget")
         pii = compliance.redact_run_error(self.redactor, fields)
         now = time.time()
+        own_dag = self._own_dag_ending(who)
 
         def op(tx: Transaction) -> tuple[Row, Row]:
             run = run_or_404(tx, run_id)
@@ -142,7 +143,9 @@ class RunService:
                 changes["pii"] = merge(dict(run.get("pii") or {}), pii)
             status = fields.get("status")
             if status == "ended":
-                status = derived_end(tx, run)
+                # Not waiting for the caller's own DAG: it runs the driver saying so (the
+                # run settled later, in another commit, than the DAG a client waits on).
+                status = derived_end(tx, run, own_dag)
                 if status is None:  # stages still run: finish when they do
                     changes["ended_at"] = fields.get("ended_at") or now
             if status is not None and status != run["status"]:
@@ -229,6 +232,16 @@ class RunService:
         return agent
 
     # -- actions ------------------------------------------------------------------------------
+    def _own_dag_ending(self, who: Principal) -> int | None:
+        """The DAG of the job ``who`` is when that job is all of it still going: ending the
+        run from it (a driver, a replay's driver) need not wait for it to settle."""
+        job = self.engine.sched.jobs.get(who.job) if who.job is not None else None
+        dag = self.engine.sched.dags.get(job.dag_id) if job is not None else None
+        if dag is None or sum(n for state, n in dag.counts.items()
+                              if state not in TERMINAL) != 1:
+            return None
+        return dag.id
+
     def _check_own_run(self, run_id: str, who: Principal) -> None:
         """A job's token may write only into the job's own agent run."""
         if who.role != "job":

@@ -53,10 +53,13 @@ def code_version(scripts: list[tuple[str, str]]) -> str | None:
     return h.hexdigest()[:16]
 
 
-def derived_end(tx: Transaction, run: Row) -> str | None:
+def derived_end(tx: Transaction, run: Row, own_dag: int | None = None) -> str | None:
     """A driver finished without saying how: completed unless its last stage did not.
-    None while a stage is still going."""
-    dags, _ = tx.list_dags(agent_run_id=run["id"], limit=1, newest_first=True)
+    None while a stage is still going. ``own_dag``: the DAG of the job that says so (a
+    driver running as a job, a replay's driver), which is not a stage to wait for: it ends
+    once its job has said this."""
+    dags, _ = tx.list_dags(agent_run_id=run["id"], limit=2, newest_first=True)
+    dags = [d for d in dags if d["id"] != own_dag][:1]
     if not dags:
         failed = run["error_count"] and not run["success_count"]
         return RunStatus.FAILED.value if failed else RunStatus.COMPLETED.value
