@@ -227,6 +227,51 @@ def test_titan_up_sandbox_hides_the_data_dir(tmp_path: Path) -> None:
         c.stop()
 
 
+ESCAPES = r'''
+import json, os, signal, sys
+master = int(sys.argv[1])
+seen = {}
+try:
+    os.kill(master, 0)  # signal 0: "may I signal it?", nothing sent
+    seen["signal"] = "allowed"
+except PermissionError:
+    seen["signal"] = "refused"
+try:
+    os.listdir("/dev/pts")
+    seen["pts"] = "listed"
+except PermissionError:
+    seen["pts"] = "refused"
+with open("/dev/null", "w") as f:
+    f.write("devices a program needs still work")
+seen["urandom"] = len(os.urandom(8))
+print(json.dumps(seen))
+'''
+
+
+@pytest.mark.skipif(landlock.abi_version() < 6,
+                    reason="signal scoping needs Landlock ABI 6 (Linux 6.12)")
+def test_a_sandboxed_job_cannot_signal_outside_nor_read_terminals(tmp_path: Path) -> None:
+    # A sandboxed job killed the master (os.kill as the same user) and read the keystrokes of
+    # the terminal `titan up` ran in (/dev/pts): Landlock's signal scope and a /dev of the
+    # devices programs need only refuse both.
+    c = Cluster(tmp_path)
+    try:
+        c.start_master()
+        c.add_worker(extra=["--sandbox"], slots=1)
+        script = c.script("escapes.py", ESCAPES)
+        client = c.client()
+        client.submit_dag("escapes", [TitanJob(job_id="e", filename=script,
+                                               args=[str(c.master.pid)])])
+        job = client.wait("escapes/e", timeout=120)
+        log = client.fetch_logs("escapes/e")
+        assert job["state"] == "COMPLETED", log
+        assert json.loads(log.strip().splitlines()[-1]) == {
+            "signal": "refused", "pts": "refused", "urandom": 8}
+        assert c.master.poll() is None
+    finally:
+        c.stop()
+
+
 def _nobody_can_run_python() -> str | None:
     """Why `--run-as nobody` cannot work on this machine (None when it can)."""
     from titan.worker.isolation import _python_dirs, _reachable

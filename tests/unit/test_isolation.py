@@ -26,7 +26,10 @@ def test_the_sandbox_reads_the_system_not_etc_nor_the_workers_directory(
     assert Path("/etc/passwd").resolve() in read
     assert (tmp_path / "project").resolve() not in read  # the worker's cwd, with the data dir
     assert dataset.resolve() in read and data.resolve() not in read  # extra, but not a secret
-    assert write == [root / "shared", root / "tmp", Path("/dev")]
+    assert write[:2] == [root / "shared", root / "tmp"]
+    # Devices one by one, never /dev itself: /dev/pts holds other people's terminals.
+    assert Path("/dev/null") in write and Path("/dev/urandom") in write
+    assert Path("/dev") not in write and not any(p.is_relative_to("/dev/pts") for p in write)
     assert not any(str(p).startswith("/proc") for p in read + write)
 
 

@@ -115,6 +115,31 @@ def test_materialize_refuses_escaping_names_and_bad_hashes(tmp_path: Path) -> No
         ws.materialize("ok.py", "../../etc/passwd")
 
 
+def test_a_link_a_job_left_in_shared_is_never_written_through(tmp_path: Path) -> None:
+    # A job (sandboxed, so it cannot write outside shared/ itself) plants links in shared/,
+    # then submits scripts named through them: the worker, which can write anywhere, must
+    # not write where they point (it wrote the data dir's admin.token this way).
+    ws = _workspace(tmp_path)
+    secret_dir = tmp_path / "data"
+    secret_dir.mkdir()
+    (secret_dir / "admin.token").write_text("tt_real")
+    (ws.shared / "d").symlink_to(secret_dir)
+    (ws.shared / "token.py").symlink_to(secret_dir / "admin.token")
+    sha = _cache_blob(ws, b"tt_attacker\n")
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        ws.materialize("d/admin.token", sha)
+    # A link at the script's own name is replaced by the script, not written through.
+    script = ws.materialize("token.py", sha).path
+    assert not script.is_symlink() and script.read_bytes() == b"tt_attacker\n"
+    assert (secret_dir / "admin.token").read_text() == "tt_real"
+    assert sorted(p.name for p in secret_dir.iterdir()) == ["admin.token"]
+
+
+def test_the_workspace_is_the_workers_own(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)  # other local users read no job's scripts or outputs
+    assert ws.root.stat().st_mode & 0o077 == 0
+
+
 # ---------------------------------------------------------------------------- output
 
 

@@ -85,7 +85,7 @@ class Worker(LeaseThread):
         self._stopped = threading.Event()  # the worker is leaving: threads wind down
         self.conn = MasterConnection(master_url, token, self._hard)
         self._loop = IOLoop()
-        self.workspace = Workspace(workdir, self.conn)
+        self.workspace = Workspace(workdir, self.conn, private=not run_as)
         self._runner, slots = open_executor(
             executor, self._loop, workspace=self.workspace.root, slots=slots,
             use_zygote=use_zygote, sandbox=sandbox, run_as=run_as, ray_address=ray_address)

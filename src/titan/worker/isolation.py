@@ -40,9 +40,15 @@ ETC_ENTRIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezo
                "alternatives", "locale.alias", "locale.conf", "locale.gen", "default",
                "fonts", "magic", "mailcap", "hostname", "machine-id", "shells", "crypto-policies",
                "python3", "pip.conf", "matplotlibrc")
-#: Read + write for every job under --sandbox (devices; the job's own /proc/<pid> is added in
-#: its child, never /proc itself: see :mod:`titan.worker.landlock`).
-DEVICE_DIRS = ("/dev",)
+#: Read + write for every job under --sandbox: the devices programs expect, and GPUs. Not /dev
+#: as a whole: a job could read the keystrokes of the terminals in /dev/pts (so no pseudo-
+#: terminals for sandboxed jobs). The job's own /proc/<pid> is added in its child, never /proc
+#: itself (see :mod:`titan.worker.landlock`); /dev/stdin and /dev/fd lead there.
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/shm",
+           "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset",
+           "/dev/dri", "/dev/kfd")
+#: GPU device files numbered per card.
+DEVICE_GLOBS = ("nvidia[0-9]*",)
 #: System-wide /proc files that say nothing about other processes (CPU count, memory, load).
 PROC_FILES = ("/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg", "/proc/uptime",
               "/proc/version", "/proc/filesystems", "/proc/sys/kernel", "/proc/sys/vm")
@@ -160,7 +166,8 @@ def sandbox_rules(workspace_root: Path, protected: list[Path]) -> tuple[list[Pat
             continue
         read.append(path)
     write = [workspace_root / "shared", workspace_root / "tmp",
-             *(Path(d) for d in DEVICE_DIRS)]
+             *(Path(d) for d in DEVICES),
+             *(p for pattern in DEVICE_GLOBS for p in Path("/dev").glob(pattern))]
     read.append(workspace_root / "projects")
     for path in write:
         secret = _overlaps(path.resolve(), protected)

@@ -3,7 +3,10 @@
 A *ruleset* lists the directories a process may still reach (and how: read, write,
 execute); once a process restricts itself with it, every path outside is refused with
 EACCES, for it and all its descendants, with no way back. Landlock also stops a sandboxed
-process from ptrace-ing a process outside its sandbox (the worker, the zygote, the master).
+process from ptrace-ing a process outside its sandbox (the worker, the zygote, the master),
+and from ABI 6 (Linux 6.12) it is *scoped*: a sandboxed process can neither signal a process
+outside its sandbox (``kill -9`` the master, another job) nor connect to an abstract Unix
+socket made outside it.
 
 The rules are planned once per worker (:func:`plan`: which paths, with which rights); each
 job's child builds its ruleset from the plan between fork and the job's code (:func:`enter`,
@@ -40,6 +43,9 @@ _ABI1_ALL = (1 << 13) - 1  # EXECUTE .. MAKE_SYM
 REFER = 1 << 13  # ABI 2
 TRUNCATE = 1 << 14  # ABI 3
 IOCTL_DEV = 1 << 15  # ABI 5
+#: ABI 6 scopes: no signals to, and no abstract Unix sockets of, processes outside.
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
+SCOPE_SIGNAL = 1 << 1
 #: Rights that apply to a file (the others only make sense beneath a directory).
 _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 
@@ -74,8 +80,14 @@ def handled_rights(abi: int) -> int:
     return rights
 
 
-#: What :func:`enter` needs, worked out once in the parent: (handled rights, [(path, rights)]).
-Plan = tuple[int, list[tuple[bytes, int]]]
+#: What :func:`enter` needs, worked out once in the parent: (handled rights, [(path, rights)],
+#: scopes).
+Plan = tuple[int, list[tuple[bytes, int]], int]
+
+
+def scopes(abi: int) -> int:
+    """The scopes this ABI can restrict (none before ABI 6)."""
+    return SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
 
 
 def plan(read: Iterable[Path], write: Iterable[Path]) -> Plan:
@@ -97,13 +109,15 @@ def plan(read: Iterable[Path], write: Iterable[Path]) -> Plan:
             if not path.is_dir():
                 allowed &= _FILE_RIGHTS
             rules.append((os.fsencode(path), allowed))
-    return handled, rules
+    return handled, rules, scopes(abi)
 
 
 def build_ruleset(planned: Plan) -> int:
     """A ruleset fd holding the planned rules."""
-    handled, rules = planned
-    attr = struct.pack("=Q", handled)
+    handled, rules, scoped = planned
+    # struct landlock_ruleset_attr: handled_access_fs, handled_access_net (ABI 4), scoped
+    # (ABI 6); the shortest form the kernel accepts for what is asked.
+    attr = struct.pack("=QQQ", handled, 0, scoped) if scoped else struct.pack("=Q", handled)
     fd = _syscall(_SYS_CREATE_RULESET, ctypes.c_char_p(attr), ctypes.c_size_t(len(attr)),
                   ctypes.c_uint32(0))
     if fd < 0:
@@ -137,8 +151,8 @@ def _add_path(ruleset: int, path: bytes, rights: int) -> None:
 def enter(planned: Plan, own: Iterable[bytes] = ()) -> None:
     """Put the calling (single-threaded) process in the planned sandbox for good, with full
     rights beneath the directories ``own`` too (a job's own /proc/<pid>)."""
-    handled, rules = planned
-    fd = build_ruleset((handled, [*rules, *((path, handled) for path in own)]))
+    handled, rules, scoped = planned
+    fd = build_ruleset((handled, [*rules, *((path, handled) for path in own)], scoped))
     try:
         restrict_self(fd)
     finally:

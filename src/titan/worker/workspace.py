@@ -19,8 +19,11 @@ written last is sure to run: give such scripts names of their own.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import secrets
 import shutil
 import stat
 import threading
@@ -30,7 +33,6 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from titan import errors
-from titan.atomic import atomic_file
 from titan.worker.connection import MasterConnection
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
@@ -76,15 +78,65 @@ def safe_relative(name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def _atomic_write(dest: Path, data: bytes, mode: int) -> None:
-    with atomic_file(dest, mode) as fh:
-        fh.write(data)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_beneath(root: Path, parts: tuple[str, ...]) -> int:
+    """A descriptor of the directory ``root/parts...``, each step opened without following a
+    symbolic link and made when missing; UnsafePath when one is a link (or not a directory)."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in parts:
+            try:
+                step = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                step = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = step
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafePath(f"{'/'.join(parts)} in the workspace is a symbolic link or not a "
+                             "directory: scripts are never written through a link") from None
+        raise
+    return fd
+
+
+def _read_beneath(directory: int, name: str) -> bytes | None:
+    """The file ``name`` in ``directory`` (not followed if it is a link), or None."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+def _replace_beneath(directory: int, name: str, data: bytes, mode: int) -> None:
+    """Replace ``name`` in ``directory`` with ``data`` atomically: a temporary file renamed
+    over it (a link at ``name`` is replaced, not followed), so a job starting meanwhile sees
+    the old file or the new, never half of one."""
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 mode, dir_fd=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+        os.replace(tmp, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=directory)
+        raise
 
 
 class Workspace:
     """Materializes scripts and archives for jobs; safe to use from several threads."""
 
-    def __init__(self, workdir: str | os.PathLike[str], conn: MasterConnection) -> None:
+    def __init__(self, workdir: str | os.PathLike[str], conn: MasterConnection, *,
+                 private: bool = True) -> None:
         self.root = Path(workdir).resolve() / "titan_workspace"
         self.shared = self.root / "shared"
         self.projects = self.root / "projects"
@@ -92,6 +144,11 @@ class Workspace:
         self.file_cache = self.root / ".cache" / "files"
         for path in (self.shared, self.projects, self.blob_cache, self.file_cache):
             path.mkdir(parents=True, exist_ok=True)
+        if private:
+            # Jobs' scripts, archives and outputs are the worker's user's alone: another local
+            # user could read them all (0755). Not under --run-as, whose job user must reach
+            # shared/ and projects/ (isolation.py checks that it can).
+            self.root.chmod(0o700)
         self._conn = conn
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -127,11 +184,11 @@ class Workspace:
 
     def cached(self, filename: str, sha256: str) -> Script | None:
         """The script at ``shared/<filename>`` if this worker wrote blob ``sha256`` there and
-        it is unchanged since (one stat, no I/O beyond it); None otherwise."""
+        it is unchanged since (one lstat, no I/O beyond it); None otherwise."""
         dest = self.shared / safe_relative(filename)
         try:
-            st = dest.stat()
-        except FileNotFoundError:
+            st = dest.lstat()
+        except (FileNotFoundError, NotADirectoryError):
             return None
         sha = sha256.lower()
         if self._written.get(dest) == (sha, st.st_mtime_ns, st.st_size, st.st_ino):
@@ -139,25 +196,29 @@ class Workspace:
         return None
 
     def materialize(self, filename: str, sha256: str) -> Script:
-        """Write blob ``sha256`` at ``shared/<filename>`` (only if it differs) and return it."""
+        """Write blob ``sha256`` at ``shared/<filename>`` (only if it differs) and return it.
+
+        Jobs write in ``shared/`` too, so nothing there is trusted: every directory on the
+        way is opened without following a symbolic link (a job's ``ln -s ~/.titan d`` must
+        not make the worker write ``d/admin.token`` there), and the file is replaced, never
+        written through."""
         if (script := self.cached(filename, sha256)) is not None:
             return script
-        dest = self.shared / safe_relative(filename)
+        rel = safe_relative(filename)
+        dest = self.shared / rel
         sha = sha256.lower()
-        try:
-            st: os.stat_result | None = dest.stat()
-        except FileNotFoundError:
-            st = None
         data = self.blob(sha)
         with self._key_lock(str(dest)):
+            directory = _open_beneath(self.shared, rel.parts[:-1])
             try:
-                same = st is not None and st.st_size == len(data) and dest.read_bytes() == data
-            except FileNotFoundError:
-                same = False
-            if not same:
-                # .py files are run by an interpreter; anything else may be run directly.
-                _atomic_write(dest, data, 0o644 if dest.suffix == ".py" else 0o755)
-            st = dest.stat()
+                name = rel.parts[-1]
+                if _read_beneath(directory, name) != data:
+                    # .py files are run by an interpreter; anything else may be run directly.
+                    _replace_beneath(directory, name, data,
+                                     0o644 if dest.suffix == ".py" else 0o755)
+                st = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            finally:
+                os.close(directory)
             self._written[dest] = (sha, st.st_mtime_ns, st.st_size, st.st_ino)
         return Script(dest, source=self._blob_path(sha))
 
