@@ -1,0 +1,335 @@
+"""httpx's transport for plain-HTTP masters, on sockets and the standard library's parser.
+
+Every SDK call, job store write and worker request to a local master went through httpcore
+and h11: ~0.2 ms of the caller's CPU per request on a 2-core VM, as much as the master's own
+work for a store get (``bench/dispatch.py``). For ``http://`` this transport writes the
+request in one ``sendall`` and reads the reply with :class:`http.client.HTTPResponse` (the C
+parts of the standard library), over a small pool of keep-alive sockets; httpx's client
+above it (headers, timeouts, errors, streaming) is unchanged, and ``https://`` goes to the
+httpcore transport it was given, so TLS, pinning and CA files work exactly as before.
+
+Errors are httpx's, chosen as httpcore chooses them, because the retry policy
+(:mod:`titan.retry`) reads them: nothing sent (``ConnectError``/``ConnectTimeout``: any
+method may go again) against the reply lost (``RemoteProtocolError``/``ReadError``/
+``WriteError``: only a replayable request may).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json as _json
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+
+from titan.client.http_wire import Reply, read_reply, request_head
+
+CHUNK = 1 << 16
+
+
+class _Connection:
+    __slots__ = ("sock", "idle_since")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.idle_since = 0.0
+
+    def usable(self, now: float, expiry: float) -> bool:
+        """Idle for less than ``expiry`` and not closed by the server meanwhile (a socket
+        that is readable while no request is out holds an EOF or garbage: either way not a
+        reply to what we are about to send)."""
+        if now - self.idle_since >= expiry:
+            return False
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class _Body(httpx.SyncByteStream):
+    """A reply's body, read as the caller asks; the socket goes back to the pool once the
+    body has been read to its end (and the server keeps the connection), else it is closed."""
+
+    def __init__(self, pool: PlainHTTPTransport, origin: tuple[str, int], conn: _Connection,
+                 response: http.client.HTTPResponse) -> None:
+        self._pool, self._origin, self._conn, self._response = pool, origin, conn, response
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        response = self._response
+        try:
+            while True:
+                chunk = response.read1(CHUNK) if response.length != 0 else b""
+                if not chunk:
+                    if response.length:  # read1 says end-of-file with bytes still owed
+                        raise httpx.RemoteProtocolError(
+                            "the master closed the connection before the whole reply came")
+                    self._done = True
+                    return
+                yield chunk
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc) or "timed out reading the reply") from exc
+        except (http.client.HTTPException, OSError) as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None  # type: ignore[assignment]
+        if conn is None:
+            return
+        response = self._response
+        keep = self._done and not response.will_close
+        response.close()  # its buffered reader only: the socket is ours
+        if keep:
+            self._pool.release(self._origin, conn)
+        else:
+            conn.close()
+
+
+class PlainHTTPTransport(httpx.BaseTransport):
+    """``http://`` on pooled sockets; anything else to ``fallback``."""
+
+    def __init__(self, fallback: httpx.BaseTransport, *, max_keepalive: int = 16,
+                 keepalive_expiry: float = 4.0) -> None:
+        self._fallback = fallback
+        self._max_keepalive = max_keepalive
+        self._expiry = keepalive_expiry
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ the pool
+
+    def _checkout(self, origin: tuple[str, int], connect_timeout: float | None) -> _Connection:
+        now = time.monotonic()
+        with self._lock:
+            idle = self._idle.get(origin)
+            while idle:
+                conn = idle.pop()  # the most recently used: the least likely to be stale
+                if conn.usable(now, self._expiry):
+                    return conn
+                conn.close()
+        try:
+            sock = socket.create_connection(origin, timeout=connect_timeout)
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc) or "timed out connecting") from exc
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+        # Without it, a request written in two segments waits out the server's delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _Connection(sock)
+
+    def release(self, origin: tuple[str, int], conn: _Connection) -> None:
+        conn.idle_since = time.monotonic()
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if self._closed or len(idle) >= self._max_keepalive:
+                conn.close()
+            else:
+                idle.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle = [c for conns in self._idle.values() for c in conns]
+            self._idle.clear()
+        for conn in idle:
+            conn.close()
+        self._fallback.close()
+
+    # ------------------------------------------------------------------ one exchange
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme != "http":
+            return self._fallback.handle_request(request)
+        timeouts: dict[str, Any] = request.extensions.get("timeout") or {}
+        origin = (url.host, url.port or 80)
+        head = _head(request)
+        conn = self._checkout(origin, timeouts.get("connect"))
+        sock = conn.sock
+        with _failing(conn):
+            sock.settimeout(timeouts.get("write"))
+            _send(sock, head, request)
+            sock.settimeout(timeouts.get("read"))
+            response = http.client.HTTPResponse(sock, method=request.method)
+            response.begin()
+        headers = [(k.encode("latin-1"), v.encode("latin-1"))
+                   for k, v in response.msg.items()]
+        return httpx.Response(response.status, headers=headers,
+                              stream=_Body(self, origin, conn, response),
+                              extensions={"http_version": b"HTTP/1.1",
+                                          "reason_phrase": response.reason.encode("latin-1")})
+
+
+    def exchange(self, origin: tuple[str, int], head: bytes, body: bytes | None, *,
+                 method: str, url: str, connect_timeout: float | None,
+                 read_timeout: float | None) -> Reply:
+        """One whole request and reply without httpx's client around it: the SDK's calls
+        (:meth:`titan.client.transport.Transport.call`). ``head`` is the request line and
+        headers, ending in the blank line (:func:`request_head`)."""
+        conn = self._checkout(origin, connect_timeout)
+        sock = conn.sock
+        with _failing(conn):
+            sock.settimeout(read_timeout)
+            _sendall(sock, head + body if body else head)
+            with sock.makefile("rb") as fp:
+                status, headers, content, keep = read_reply(fp, method)
+        if keep:
+            self.release(origin, conn)
+        else:
+            conn.close()
+        return Reply(status, headers, content, url)
+
+
+#: What a path keeps unescaped on the lean path (as httpx does: existing escapes stay).
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+
+
+class LeanRequests:
+    """Requests as httpx's client would build them, written as bytes and sent with
+    :meth:`PlainHTTPTransport.exchange`: what :class:`titan.client.transport.Transport` uses
+    for calls whose reply it reads whole (its default headers and read timeout here)."""
+
+    def __init__(self, transport: PlainHTTPTransport, headers: Mapping[str, str],
+                 timeout: float) -> None:
+        self._transport = transport
+        self._headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                         for k, v in headers.items()]
+        self._timeout = timeout
+        self._origins: dict[str, tuple[tuple[str, int], bytes] | None] = {}
+
+    def reaches(self, url: str) -> bool:
+        """Whether ``url`` is a plain-HTTP master (the lean path's only kind)."""
+        return self._origin(url) is not None
+
+    def _origin(self, url: str) -> tuple[tuple[str, int], bytes] | None:
+        """(host, port) and the Host header of a plain-HTTP master; None for any other."""
+        if url not in self._origins:
+            parts = urlsplit(url)
+            found = None
+            if parts.scheme == "http" and parts.hostname:
+                found = ((parts.hostname, parts.port or 80),
+                         parts.netloc.rsplit("@", 1)[-1].encode("idna"))
+            self._origins[url] = found
+        return self._origins[url]
+
+    def send(self, url: str, method: str, path: str, params: Mapping[str, Any] | None,
+             json: Any, body: bytes | None, headers: Mapping[str, str] | None,
+             read_timeout: float | None) -> Reply:
+        """One exchange with the master at ``url``: ``path`` (quoted as httpx would), its
+        ``params`` (booleans as ``true``/``false``, None left out), a JSON or bytes body."""
+        origin = self._origin(url)
+        if origin is None:  # only reached when a caller skipped reaches()
+            raise httpx.UnsupportedProtocol(f"not a plain-HTTP master: {url}")
+        target = quote(path, safe=_PATH_SAFE)
+        if params:
+            pairs = [(k, "true" if v is True else "false" if v is False else str(v))
+                     for k, v in params.items() if v is not None]
+            if pairs:
+                target += "?" + urlencode(pairs, quote_via=quote, safe="")
+        fields = {b"host": origin[1]}
+        fields.update(self._headers)
+        content = body
+        if json is not None:
+            content = _json.dumps(json, ensure_ascii=False, separators=(",", ":"),
+                                  allow_nan=False).encode()
+            fields[b"content-type"] = b"application/json"
+        elif body is not None:
+            fields[b"content-type"] = b"application/octet-stream"
+        for name, value in (headers or {}).items():
+            fields[name.lower().encode("latin-1")] = value.encode("latin-1")
+        if content is not None or method in ("POST", "PUT", "PATCH"):
+            fields[b"content-length"] = b"%d" % len(content or b"")
+        head = request_head(method, target.encode("ascii"), list(fields.items()))
+        return self._transport.exchange(
+            origin[0], head, content, method=method, url=url + path, connect_timeout=5.0,
+            read_timeout=self._timeout if read_timeout is None else read_timeout)
+
+
+def tcp_transport(*, max_connections: int, max_keepalive: int,
+                  verify: ssl.SSLContext | bool = True) -> httpx.BaseTransport:
+    """A pooled transport with TCP_NODELAY: without it, a request written as headers then
+    body waits for the server's delayed ACK (about 40 ms per call on Linux). Plain HTTP takes
+    the lean path of :mod:`titan.client.plain_http`; https goes through httpcore, ``verify``
+    saying how the master is checked (:mod:`titan.client.tls`)."""
+    tls = httpx.HTTPTransport(
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=max_keepalive, keepalive_expiry=4.0),
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        verify=verify,
+    )
+    return PlainHTTPTransport(tls, max_keepalive=max_keepalive, keepalive_expiry=4.0)
+
+
+def _head(request: httpx.Request) -> bytes:
+    """The request line and headers, refusing what would split them (a CR or LF in a
+    header: h11 refused those itself; a token read from the environment must not smuggle a
+    header in)."""
+    return request_head(request.method, request.url.raw_path, list(request.headers.raw))
+
+
+@contextlib.contextmanager
+def _failing(conn: _Connection) -> Iterator[None]:
+    """On any failure of an exchange: the connection closed (its state is unknown), and
+    httpx's error for what went wrong raised."""
+    try:
+        yield
+    except BaseException as exc:
+        conn.close()
+        mapped = _mapped(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
+def _sendall(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except TimeoutError as exc:
+        raise httpx.WriteTimeout(str(exc) or "timed out writing the request") from exc
+
+
+def _send(sock: socket.socket, head: bytes, request: httpx.Request) -> None:
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):  # the usual case: all in one segment
+        _sendall(sock, head + b"".join(stream))
+        return
+    chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+    _sendall(sock, head)
+    for chunk in stream:  # type: ignore[union-attr]  # a sync stream: this is a sync client
+        if not chunk:
+            continue
+        _sendall(sock, b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+    if chunked:
+        _sendall(sock, b"0\r\n\r\n")
+
+
+def _mapped(exc: BaseException) -> BaseException:
+    """httpx's error for what went wrong after the connection was made."""
+    if isinstance(exc, httpx.HTTPError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return httpx.ReadTimeout(str(exc) or "timed out")
+    if isinstance(exc, http.client.RemoteDisconnected | http.client.BadStatusLine
+                  | http.client.IncompleteRead | ConnectionResetError):
+        return httpx.RemoteProtocolError(str(exc) or type(exc).__name__)
+    if isinstance(exc, BrokenPipeError):
+        return httpx.WriteError(str(exc) or "the connection was closed while writing")
+    if isinstance(exc, OSError | http.client.HTTPException):
+        return httpx.ReadError(str(exc) or type(exc).__name__)
+    return exc
