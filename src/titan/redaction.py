@@ -37,6 +37,20 @@ from typing import Any
 
 from titan.errors import ConfigError
 
+#: Titan's own credentials: admin/operator/viewer tokens, job tokens, worker credentials.
+TITAN_TOKEN = r"tt_[A-Za-z0-9_-]{40,}|tj\.\d+\.\d+\.[0-9a-f]{32}|tw\.[^\s\"]{1,200}\.[0-9a-f]{40}"
+_TITAN_TOKEN = re.compile(r"(?<![A-Za-z0-9_.-])(?:" + TITAN_TOKEN + ")")
+
+
+def scrub_titan_tokens(text: str) -> str:
+    """``text`` with Titan's own tokens replaced: a job's output is read by every viewer, and
+    a job that prints its environment (a common debugging line) printed its token, which a
+    viewer could then use to submit work. Cheap when there is none (a substring test)."""
+    if "tj." not in text and "tt_" not in text and "tw." not in text:
+        return text
+    return _TITAN_TOKEN.sub("[titan token redacted]", text)
+
+
 #: The built-in patterns by name. Each starts with a lookbehind that refuses a position inside
 #: a run of its own characters, and bounds its repeats, so none can backtrack badly.
 BUILTIN: dict[str, str] = {
@@ -46,7 +60,7 @@ BUILTIN: dict[str, str] = {
                 r"|(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}"
                 r"|github_pat_[A-Za-z0-9_]{22,}|xox[abposr]-[A-Za-z0-9-]{10,}"
                 r"|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,}"
-                r"|tt_[A-Za-z0-9_-]{40,}|tj\.\d+\.\d+\.[0-9a-f]{32}|tw\.[^\s\"]{1,200}\.[0-9a-f]{40}"
+                r"|" + TITAN_TOKEN +
                 r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
                 r"|-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----)"),
     "email": (r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"

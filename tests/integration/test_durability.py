@@ -272,10 +272,15 @@ def test_stale_attempt_is_fenced(make_cluster: MakeCluster, tmp_path: Path) -> N
     client.store_put("release", "go")
     job = client.wait("fenced", timeout=60)
     assert job["state"] == "COMPLETED" and job["attempt"] == 2
-    # Once the job is over, even the last attempt's token no longer writes.
+    # Once the job is over, even the last attempt's token no longer writes, nor reads: a
+    # token read from a log or kept by a leftover process is worth nothing.
     new_token = Path(f"{marker}.token2").read_text()
     status, body = raw(c, "PUT", "/store/values/late", {"value": "x"}, token=new_token)
     assert status == 409 and body["error"]["code"] == "stale_attempt"
+    for token in (old_token, new_token):
+        for path in ("/store/values/early", "/dags", f"/jobs/{job_uid}"):
+            status, body = raw(c, "GET", path, None, token=token)
+            assert status == 409 and body["error"]["code"] == "stale_attempt", (path, body)
 
 
 # ------------------------------------------------------------------------------ acknowledged

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -438,6 +440,14 @@ PROBE = """
     print("patch-own", send("PATCH", f"/runs/{own}", {"tags": ["from-job"]}))
     print("patch-other", send("PATCH", f"/runs/{other}", {"status": "failed", "error": "job"}))
     print("budget-own", send("PATCH", f"/runs/{own}", {"budget_usd": 100}))
+    # A stage submitted into another run would give its jobs that run (their tokens write
+    # into their DAG's run): refused. A new run, and then more stages of it, are the job's
+    # own (an orchestrator running as a job).
+    stage = {"jobs": [{"job_id": "s", "filename": "probe.py", "script_sha256": sys.argv[2]}]}
+    print("stage-other", send("POST", "/dags", {"name": "SNEAK", "agent_run_id": other, **stage}))
+    new = own + "-sub"
+    print("stage-new", send("POST", "/dags", {"name": "SUB1", "agent_run_id": new, **stage}))
+    print("stage-again", send("POST", "/dags", {"name": "SUB2", "agent_run_id": new, **stage}))
 """
 
 
@@ -445,7 +455,8 @@ def test_a_job_token_writes_only_into_its_own_run(cl: Cluster) -> None:
     new_run(cl, "victim-1")
     client = cl.client()
     script = cl.script("probe.py", PROBE)
-    client.submit_dag("JOBRUN_1_PROBE", [TitanJob("probe", script, args=["victim-1"])],
+    sha = hashlib.sha256(Path(script).read_bytes()).hexdigest()
+    client.submit_dag("JOBRUN_1_PROBE", [TitanJob("probe", script, args=["victim-1", sha])],
                       agent_run_id="JOBRUN_1")
     assert client.wait_dag("JOBRUN_1_PROBE", timeout=60)["status"] == "COMPLETED"
     logs = client.fetch_logs("JOBRUN_1_PROBE/probe")
@@ -458,6 +469,10 @@ def test_a_job_token_writes_only_into_its_own_run(cl: Cluster) -> None:
     # Nor may it end (or otherwise change) another run.
     assert "patch-other 403" in logs, logs
     assert victim["status"] == "running" and victim["error"] is None
+    # Nor add a stage to it, whose jobs would have written into it.
+    assert "stage-other 403" in logs, logs
+    assert client.list_dags(agent_run_id="victim-1") == []
+    assert "stage-new 201" in logs and "stage-again 201" in logs, logs
 
 
 # ------------------------------------------------------------------------------ ending runs
@@ -675,6 +690,19 @@ def export(cl: Cluster, fmt: str, params: dict[str, Any], actions: bool = False)
     assert "attachment" in r.headers["content-disposition"]
     assert r.headers["content-disposition"].rstrip('"').endswith(f".{fmt}")
     return r.text
+
+
+def test_a_csv_export_keeps_formulas_as_text(cl: Cluster) -> None:
+    # Any writer (a job token too) names agents, runs and actions: a cell a spreadsheet
+    # would run as a formula is written with a leading quote.
+    formula = '=HYPERLINK("http://evil.example/","x")'
+    new_run(cl, "csv-formula", agent_id="csv-agent", tags=[formula])
+    ingest(cl, "csv-formula", [act("f1", name="@SUM(A1)", error=formula)])
+    text = export(cl, "csv", {"q": "csv-formula"}, actions=True)
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert row["name"] == "'@SUM(A1)" and row["error_message"] == "'" + formula
+    (run,) = csv.DictReader(io.StringIO(export(cl, "csv", {"q": "csv-formula"})))
+    assert run["id"] == "csv-formula" and not any(v.startswith("=") for v in run.values())
 
 
 @pytest.mark.parametrize("f", FILTERS, ids=[json.dumps(f) for f in FILTERS])

@@ -40,6 +40,7 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
         if problem is not None:  # the run's own id rule: it must be readable back as a run
             raise ValidationFailed(f"agent_run_id {str(agent_run_id)[:100]!r} {problem}",
                                    details={"field": "agent_run_id"})
+        await c.runs.check_stage(agent_run_id, p)
     agent_id = body.get("agent_id")
     if agent_id is not None:
         agent_id = check_name(agent_id, "agent_id")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from titan.errors import Unauthorized
+from titan.errors import StaleAttempt, Unauthorized
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
@@ -46,6 +46,13 @@ async def token_principal(c: Ctx, token: str) -> auth.Principal:
         found = c.engine.job_tokens.verify(token)
         if found is None:
             raise Unauthorized("invalid job token")
+        # A job token lives as long as its attempt runs: one read from a log, or kept by a
+        # process the job left behind, must not read the store and runs for ever after
+        # (writes were fenced already; now reads are too, with the same answer).
+        assert found.job is not None and found.attempt is not None
+        if not c.engine.sched.is_current(found.job, found.attempt):
+            raise StaleAttempt(f"job token of attempt {found.attempt}: that attempt no longer "
+                               "runs its job (it ended, or the job was given to another)")
         return found
     if token.startswith("tw."):
         return await _worker_credential(c, token)

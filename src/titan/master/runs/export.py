@@ -43,8 +43,15 @@ def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, str) and value[:1] in _FORMULA:
+        # Any writer names agents and runs (a job token too): a cell a spreadsheet would
+        # read as a formula (=HYPERLINK(...)) is kept as text, as OWASP advises.
+        return "'" + value
     return value
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _action_row(run: Row, a: Row) -> Row:

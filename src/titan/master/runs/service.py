@@ -242,14 +242,28 @@ class RunService:
             return None
         return dag.id
 
-    def _check_own_run(self, run_id: str, who: Principal) -> None:
-        """A job's token may write only into the job's own agent run."""
-        if who.role != "job":
-            return
+    def _own_run(self, who: Principal) -> str | None:
         job = self.engine.sched.jobs.get(who.job or -1)
         dag = self.engine.sched.dags.get(job.dag_id) if job else None
-        if dag is None or dag.agent_run_id != run_id:
+        return dag.agent_run_id if dag is not None else None
+
+    def _check_own_run(self, run_id: str, who: Principal) -> None:
+        """A job's token may write only into the job's own agent run."""
+        if who.role == "job" and self._own_run(who) != run_id:
             raise Forbidden(f"a job may only write into its own agent run, not {run_id!r}")
+
+    async def check_stage(self, run_id: str, who: Principal) -> None:
+        """A job may submit stages into its own agent run, a new one, or one it started (an
+        orchestrator running as a job), never into another run: its stage's jobs could then
+        write into that run (their tokens' run is their DAG's), forging another agent's
+        recording."""
+        if who.role != "job" or self._own_run(who) == run_id:
+            return
+        run = await self.engine.read(lambda tx: tx.get_run(run_id))
+        by = (run or {}).get("started_by") or {}
+        if run is not None and not (by.get("role") == "job" and by.get("job") == who.job):
+            raise Forbidden(f"a job may add stages only to its own agent run, a new one or one "
+                            f"it started, not to {run_id!r}", details={"field": "agent_run_id"})
 
     async def ingest(self, run_id: str, body: Any, who: Principal) -> Row:
         self._check_own_run(run_id, who)

@@ -19,6 +19,7 @@ from titan.master.scheduling import services
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.state import RUNNING, Changes, WorkerRec, capacity
 from titan.master.scheduling.validation import check_name
+from titan.redaction import scrub_titan_tokens
 from titan.storage.base import Row
 
 MAX_LINE = 64 * 1024
@@ -196,7 +197,8 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
     results = [(attempt_key(r, "results"),
                 None if r.get("exit_code") is None
                 else int_field(r["exit_code"], "results[].exit_code", lo=-2**31, hi=2**31),
-                None if r.get("error") is None else str(r["error"]).replace("\x00", "\ufffd"), r)
+                None if r.get("error") is None
+                else scrub_titan_tokens(str(r["error"]).replace("\x00", "\ufffd")), r)
                for r in entries(body, "results")]
     statuses = [services.check_entry({**s, "id": key[0], "attempt": key[1]})
                 for s in entries(body, "services")
@@ -209,8 +211,9 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
             rejected[key] = None
             continue
         # A job may print a NUL; PostgreSQL's text cannot hold one (the whole report failed
-        # there), so it is kept as U+FFFD, as bytes that are not UTF-8 are.
-        text = str(line.get("line", "")).replace("\x00", "\ufffd")
+        # there), so it is kept as U+FFFD, as bytes that are not UTF-8 are. A token it prints
+        # (its own, from its environment) is not kept: every viewer reads job logs.
+        text = scrub_titan_tokens(str(line.get("line", "")).replace("\x00", "\ufffd"))
         ch.log_lines.append({
             "job": key[0], "attempt": key[1], "seq": seq,
             "stream": "stderr" if line.get("stream") == "stderr" else "stdout",
