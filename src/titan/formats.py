@@ -49,3 +49,7 @@ def quote_ref(ref: str | int) -> str:
                                details={"field": "ref"})
     quoted = quote(str(ref), safe="")
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
+#: A Host header as clients send it: a name or address and an optional port, nothing else.
+HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?")

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader
 
 from titan.errors import APIError, NotFound, Unauthorized, ValidationFailed
-from titan.formats import iso
+from titan.formats import HOST_HEADER, iso
 from titan.master.api.deps import API_PREFIX, ctx, principal
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
@@ -137,10 +137,13 @@ def _security_headers(request: Request, response: R) -> R:
     # connect-src names the WebSocket origin: older browsers do not count ws: as 'self'.
     host = request.headers.get("host", "")
     ws = "wss" if request.url.scheme == "https" else "ws"
+    # The Host header as a source only when it is one (a master open to any name checks
+    # nothing else about it): a header such as "h *; script-src *" must not widen the policy.
+    socket_source = f" {ws}://{host}" if HOST_HEADER.fullmatch(host) else ""
     response.headers["Content-Security-Policy"] = (
         f"default-src 'self'; script-src 'self'; style-src 'self'; "
         f"img-src 'self' data:; "
-        f"connect-src 'self' {ws}://{host}; frame-ancestors 'none'; base-uri 'none'; "
+        f"connect-src 'self'{socket_source}; frame-ancestors 'none'; base-uri 'none'; "
         f"form-action 'self'")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"

@@ -24,6 +24,7 @@ from titan.atomic import atomic_file
 from titan.dashboard import pages as dashboard_pages
 from titan.dashboard import render
 from titan.errors import APIError, ValidationFailed
+from titan.formats import HOST_HEADER
 from titan.master.api import (
     admin,
     dags,
@@ -115,7 +116,10 @@ class HostCheck:
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             # Two Host lines are refused whatever they say (RFC 9112 section 3.2): which one a
             # proxy or parser believes differs (h11 refused them itself, httptools does not).
-            if len(hosts) > 1 or host and name not in self.allowed:
+            # A port that is not a number is refused too: the header is echoed into the
+            # dashboard's Content-Security-Policy.
+            if len(hosts) > 1 or host and (name not in self.allowed
+                                           or not HOST_HEADER.fullmatch(host)):
                 if scope["type"] == "http":
                     what = f"Host {host!r} is not allowed" if len(hosts) < 2 else \
                         "a request may carry one Host header"
