@@ -153,11 +153,18 @@ def test_a_worker_reads_only_the_scripts_it_runs(cl: Cluster) -> None:
     job = client.wait(f"{dag['ref']}/a", timeout=60)
     assert job["state"] == "COMPLETED"
 
+    # What a worker needs: the scripts (and projects) of the jobs it runs, while it runs them
+    # (every job of the suite downloads so). Not another worker's job's script, nor an
+    # uploaded file: a worker token is no reader.
+    sha = hashlib.sha256(Path(script).read_bytes()).hexdigest()
+    payroll = Path(script).with_name("payroll.txt")
+    payroll.write_text("TOP SECRET payroll\n")
+    client.upload_file(payroll)
+    payroll_sha = hashlib.sha256(payroll.read_bytes()).hexdigest()
     for token in (reg["credential"], worker_token):
-        # What a worker needs: the scripts and blobs of the jobs it runs.
-        sha = hashlib.sha256(Path(script).read_bytes()).hexdigest()
-        status, body = call(cl, "GET", f"/blobs/{sha}", token=token)
-        assert status == 200 and body == b"print('hello')\n", body
+        for path in (f"/blobs/{sha}", f"/blobs/{payroll_sha}", "/files/payroll.txt"):
+            assert_error(*call(cl, "GET", path, token=token), 403, "forbidden")
+    for token in (reg["credential"], worker_token):
         for path in ("/store/values/secret-key", "/store", f"/jobs/{job['id']}/logs",
                      f"/jobs/{job['id']}", "/dags", "/workers", "/runs", "/runs/x/actions",
                      "/agent-runs", "/evaluations", "/files"):

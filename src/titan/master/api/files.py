@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from titan.errors import NotFound, ValidationFailed
+from titan.errors import Forbidden, NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Fetcher, Reader, Writer
 from titan.master.api.downloads import blob_response
@@ -108,8 +108,30 @@ async def put_blob(c: CtxDep, p: Writer, sha256: str, request: Request) -> Row:
     return {"sha256": sha, "size": size}
 
 
+def _worker_may_fetch(c: Ctx, p: Principal, *, sha256: str | None = None,
+                      archive: str | None = None) -> None:
+    """A worker downloads the script or the project archive of a job it runs now, nothing
+    else: an uploaded file or a published artifact is not a worker's to read."""
+    if p.role != "worker":
+        return
+    sched = c.engine.sched
+    worker = sched.workers.get(p.worker) if p.worker else None
+    for job_id in worker.running if worker is not None else ():
+        job = sched.jobs.get(job_id)
+        if job is None:
+            continue
+        row = job.row
+        if sha256 is not None and row.get("script_sha256") == sha256:
+            return
+        if archive is not None and row.get("is_archive") \
+                and str(row.get("filename", "")).split("/", 1)[0] + ".zip" == archive:
+            return
+    raise Forbidden("a worker downloads only the scripts and projects of the jobs it runs")
+
+
 @router.get("/blobs/{sha256}", summary="Download a blob")
 async def get_blob(c: CtxDep, p: Fetcher, sha256: str, request: Request) -> Response:
+    _worker_may_fetch(c, p, sha256=sha256)
     return await blob_response(c.blobs, request, sha256, headers={"X-Titan-Sha256": sha256})
 
 
@@ -132,6 +154,7 @@ async def list_files(c: CtxDep, p: Reader, dag_id: DagFilter = None,
 @router.get("/files/{name:path}", summary="Download the latest file with this name (fetch_artifact)")
 async def get_file(c: CtxDep, p: Fetcher, name: str, request: Request) -> Response:
     check_filename(name)
+    _worker_may_fetch(c, p, archive=name)
     row = await c.engine.read(lambda tx: tx.latest_file(name=name))
     if row is None:
         raise NotFound(f"no file named {name!r}", details={"name": name})
