@@ -7,6 +7,7 @@ every workspace, so the test counts executions and checks their order after the 
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -340,3 +341,38 @@ def test_acknowledged_writes_survive_kill_9(make_cluster: MakeCluster, tmp_path:
     assert waiting["evaluate"]["state"] == "PENDING" and waiting["evaluate"]["parents"] == ["train"]
     c.add_worker(capabilities="GPU", slots=1)
     assert after.wait_dag(gpu_dag["id"], timeout=60)["status"] == "COMPLETED"
+
+
+def test_a_worker_killed_while_it_drains_is_lost_and_its_job_moves(
+        make_cluster: MakeCluster) -> None:
+    # SIGTERM drains a worker; killed meanwhile it says nothing more. It used to show
+    # "draining" for ever (only live workers were swept) and hold its job until a lease the
+    # sweep never ended.
+    c = make_cluster(lease_seconds=2)
+    c.start_master()
+    doomed = c.add_worker(slots=1, name="drained")
+    client = c.client()
+    script = c.script("slow.py", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    client.submit_job(TitanJob(job_id="slow", filename=script))
+    deadline = time.time() + 60
+    while "up" not in client.fetch_logs("slow"):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    doomed.send_signal(signal.SIGTERM)
+    deadline = time.time() + 30
+    while [w["state"] for w in client.get_workers()["workers"]] != ["draining"]:
+        assert time.time() < deadline, client.get_workers()
+        time.sleep(0.1)
+    doomed.kill()
+    doomed.wait()
+    deadline = time.time() + 30
+    while [w["state"] for w in client.get_workers()["workers"]] != ["lost"]:
+        assert time.time() < deadline, client.get_workers()
+        time.sleep(0.2)
+    c.add_worker(slots=1, name="rescuer")
+    deadline = time.time() + 60
+    while (job := client.get_job("slow"))["attempt"] < 2:
+        assert time.time() < deadline, job
+        time.sleep(0.2)
+    assert job["state"] == "RUNNING"
+    client.cancel("slow")

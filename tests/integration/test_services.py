@@ -28,7 +28,8 @@ if sys.platform != "linux":  # pragma: no cover - process groups and /proc
     pytestmark = pytest.mark.skip("process checks need Linux")
 
 #: A tiny model server. ``mode``: serve, crash-once (the first start dies before it is
-#: ready), crash-always, ignore-term (SIGTERM is logged and ignored) or deaf (never listens).
+#: ready), crash-always, ignore-term (SIGTERM is logged and ignored), deaf (never listens) or
+#: deaf-polite (never listens; a SIGTERM ends it with exit code 0, as servers do).
 SERVER = """
 import os, signal, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,7 +40,9 @@ print(f"incarnation {restarts} pid {os.getpid()} port {os.environ['PORT']}", flu
 if mode == "crash-always" or (mode == "crash-once" and restarts == 0):
     print("crashing on purpose", file=sys.stderr, flush=True)
     sys.exit(3 if mode == "crash-once" else 1)
-if mode == "deaf":
+if mode == "deaf-polite":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+if mode.startswith("deaf"):
     time.sleep(3600)
 
 
@@ -148,10 +151,18 @@ def test_a_service_is_found_through_the_store_called_and_stopped(cluster: Cluste
 
 def test_a_crash_restarts_it_and_too_many_fail_it(cluster: Cluster) -> None:
     client = cluster.client()
+    ok = cluster.script("ok.py", "print('ran')\n")
     client.submit_dag("flaky", [service(cluster, "once", "crash-once", readiness="tcp"),
                                 service(cluster, "always", "crash-always", max_restarts=2),
                                 service(cluster, "deaf", "deaf", max_restarts=1,
-                                        ready_timeout=1)])
+                                        ready_timeout=1),
+                                service(cluster, "polite", "deaf-polite", max_restarts=1,
+                                        ready_timeout=2),
+                                TitanJob("after", ok, parents=["polite"])])
+    # Starting, it has a port but no address yet: nothing may call it before it is ready.
+    starting = wait_for("polite starting", lambda: (j := client.get_job("flaky/polite"))[
+        "health"] == "starting" and j["service"]["port"] and j)
+    assert starting["address"] is None, starting
     job = ready(client, "flaky/once")
     assert job["service"]["restarts"] == 1 and job["attempt"] == 1
     log = client.fetch_logs("flaky/once")
@@ -175,6 +186,12 @@ def test_a_crash_restarts_it_and_too_many_fail_it(cluster: Cluster) -> None:
     ports = [line.rsplit(" ", 1)[1] for line in client.fetch_logs("flaky/deaf").splitlines()
              if line.startswith("incarnation ")]
     assert len(ports) == 2 and ports[0] != ports[1], ports
+    # A service that gives up failed, whatever the exit code of the process the worker
+    # stopped (a SIGTERM handler's 0 made it COMPLETED, and its dependents ran).
+    polite = client.wait("flaky/polite", timeout=60)
+    assert polite["state"] == "FAILED", polite
+    assert polite["error"].startswith("crashed 2 times in 300 s; last was not ready"), polite
+    assert client.get_job("flaky/after")["state"] == "SKIPPED"
     client.stop_service("flaky/once")
     assert client.wait("flaky/once", timeout=30)["state"] == "COMPLETED"
 

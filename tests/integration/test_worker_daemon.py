@@ -462,6 +462,8 @@ def test_second_stop_kills_running_jobs(master: FakeMaster, tmp_path: Path) -> N
     running.worker.request_stop()
     assert running.stop() == 1  # the second request
     assert master.result(job)["error"] == "the worker stopped"
+    # Not the job's failure: the master starts it again elsewhere, spending no retry.
+    assert master.result(job)["released"] is True
 
 
 def test_heartbeats_list_running_attempts(tmp_path: Path) -> None:

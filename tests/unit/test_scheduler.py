@@ -187,6 +187,26 @@ def test_expired_lease_requeues_with_next_attempt() -> None:
     assert s.renew(w, [(job.id, 1)]) == [(job.id, 1)], "the old holder is told to kill it"
 
 
+def test_a_job_its_stopping_worker_hands_back_runs_again_spending_no_retry() -> None:
+    # A worker stopped hard (a second SIGTERM) kills its jobs and says so: as when a worker
+    # dies, they start again elsewhere; none failed, and no retry is spent.
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "a", "attempts": 1}, {"id": "b", "parents": ["a"]}], ch)
+    job = by_name(s, d)["a"]
+    s.take(w, 1, ch)
+    ch = Changes()
+    assert s.finish(job.id, 1, -9, "the worker stopped", False, ch, worker_id="w1",
+                    released=True)
+    assert job.state == "READY" and job.max_attempts == 1
+    assert ch.done_attempts[-1][2]["state"] == "RELEASED"
+    assert by_name(s, d)["b"].state == "PENDING"
+    s.take(worker(s, "w2"), 1, ch)
+    assert job.attempt == 2 and job.worker_id == "w2"
+    assert s.finish(job.id, 2, 0, None, False, ch) and job.state == "COMPLETED"
+
+
 def test_cancel_running_job_tells_worker_and_skips_children() -> None:
     s = make()
     w = worker(s)

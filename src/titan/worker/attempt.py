@@ -214,7 +214,11 @@ class Attempt:
         id_, attempt = self.key
         return {"id": id_, "attempt": attempt, "exit_code": code,
                 "error": self._error_text(code, error),
-                "timed_out": self.kill_reason == TIMED_OUT}
+                "timed_out": self.kill_reason == TIMED_OUT,
+                # Killed because its worker is going down (a second SIGTERM): not the job's
+                # failure. The master starts it again elsewhere, spending no retry, as when a
+                # worker dies (its lease expires).
+                "released": self.kill_reason == STOPPED}
 
     def _error_text(self, code: int | None, error: str | None) -> str | None:
         if self.kill_reason == TIMED_OUT:

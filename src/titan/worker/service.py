@@ -344,8 +344,12 @@ class ServiceAttempt(Attempt):
 
     def _result(self, code: int | None, error: str | None) -> dict[str, Any]:
         out = super()._result(code, error)
-        if self.kill_reason in (RELEASED, STOPPED):
+        if self.kill_reason == RELEASED:
             out["released"] = True  # the master starts it again elsewhere, spending nothing
+        if self._gave_up is not None and self.kill_reason is None and out["exit_code"] == 0:
+            # It failed (never ready, unhealthy, crashing): the 0 is the exit code of a
+            # process the worker itself stopped, which a SIGTERM handler may well return.
+            out["exit_code"] = None
         return out
 
     def _error_text(self, code: int | None, error: str | None) -> str | None:

@@ -57,7 +57,9 @@ class EngineWorkers:
                 pruned.add_done_callback(_log_prune_failure)
             for worker in list(self.sched.workers.values()):
                 polling = worker.poll is not None and not worker.poll.done()
-                if worker.live and not polling and now - worker.last_seen > self.config.lease_seconds:
+                # A draining worker too: one killed while it drained said nothing more.
+                if worker.state in ("live", "draining") and not polling \
+                        and now - worker.last_seen > self.config.lease_seconds:
                     log.warning("worker %s (%s) missed its heartbeats: lost", worker.id, worker.name)
                     ch = Changes()
                     self.sched.lose_worker(worker, ch)

@@ -47,9 +47,20 @@ class JobOutcomes:
         worker = self.workers.get(job.worker_id or "")
         if worker is not None:
             worker.running.discard(job_id)
-        if job.is_service and services.settle(self, job, exit_code, error, released, ch):
+        if job.is_service and services.settle(self, job, exit_code, error, ch):
             return True
         now = self.now()
+        if released:
+            # Its worker is going down and handed it back (a draining worker's service, any
+            # job of a worker stopped hard): it starts again elsewhere, as its next attempt,
+            # spending no retry, as when a worker dies.
+            reason = f"released by worker {job.worker_id} (it stopped): starts again elsewhere"
+            ch.done_attempts.append((job_id, attempt, {
+                "state": "RELEASED", "exit_code": exit_code, "error": reason,
+                "finished_at": now}))
+            self._set(job, PENDING, ch, reason=reason, worker_id=None, lease_expires=None)
+            self._enqueue(job, ch)
+            return True
         if exit_code == 0 and not timed_out:
             ch.done_attempts.append((job_id, attempt, {"state": COMPLETED, "exit_code": 0,
                                                        "finished_at": now}))

@@ -34,7 +34,6 @@ from titan.errors import Conflict, ValidationFailed
 from titan.master.scheduling.protocol import SchedulerCore
 from titan.master.scheduling.state import (
     COMPLETED,
-    PENDING,
     RUNNING,
     TERMINAL,
     Changes,
@@ -86,10 +85,10 @@ def moved(sched: SchedulerCore, job: JobRec, state: str, ch: Changes) -> None:
 
 
 def settle(sched: SchedulerCore, job: JobRec, exit_code: int | None, error: str | None,
-           released: bool, ch: Changes) -> bool:
+           ch: Changes) -> bool:
     """A service's result, when it means something a run's would not: a stop asked for
-    (COMPLETED whatever the exit status) or a release by a draining worker (queued again).
-    False for any other result, which ends the job as a run's would."""
+    (COMPLETED whatever the exit status). False for any other result, which ends the job as
+    a run's would (a release included: see ``outcomes.finish``)."""
     now = sched.now()
     if (job.service_status or {}).get("stopping") is not None:
         ch.done_attempts.append((job.id, job.attempt, {
@@ -97,13 +96,6 @@ def settle(sched: SchedulerCore, job: JobRec, exit_code: int | None, error: str 
         sched._set(job, COMPLETED, ch, exit_code=exit_code, error=None, lease_expires=None,
                    reason=error or "stopped on request", finished_at=now)
         sched.release_children(job, ch)
-        return True
-    if released:
-        reason = f"released by worker {job.worker_id} (it stopped): starts again elsewhere"
-        ch.done_attempts.append((job.id, job.attempt, {
-            "state": "RELEASED", "exit_code": exit_code, "error": reason, "finished_at": now}))
-        sched._set(job, PENDING, ch, reason=reason, worker_id=None, lease_expires=None)
-        sched._enqueue(job, ch)
         return True
     return False
 
@@ -234,7 +226,10 @@ def view(settings: Row | None, status: Row | None, now: float) -> Row:
     up = status.get("up_since")
     return {
         **dict(services.DEFAULTS, **(settings or {})),
-        "health": status.get("health"), "address": status.get("address"),
+        # The address where others reach it: what the store key holds, so only once it has
+        # been ready (a client reading it while the service starts would connect too early).
+        "health": status.get("health"),
+        "address": status.get("address") if status.get("published") else None,
         "host": status.get("host"), "port": status.get("port"),
         "restarts": status.get("restarts") or 0, "up_since": up,
         "uptime": max(0.0, now - float(up)) if up is not None else None,

@@ -295,8 +295,11 @@ def worker_view(engine: Engine, row: Row) -> Row:
     state = row["state"]
     if live is not None:
         state = live.state
-    elif state == "live":
-        state = "unknown"  # recorded live by an earlier master run; not reconnected yet
+    elif state in ("live", "draining"):
+        # Recorded so by an earlier master run and not reconnected: not heard of since, for
+        # longer than a lease, it is gone (it died while this master was down).
+        silent = time.time() - (row["last_seen_at"] or 0.0)
+        state = "lost" if silent > engine.config.lease_seconds else "unknown"
     return {
         "id": row["id"], "name": row["name"], "hostname": row["hostname"],
         "capabilities": row["capabilities"], "slots": row["slots"],
