@@ -71,7 +71,15 @@ def main() -> int:
         return 0
     # Only here, never in a measuring process: subprocess imports threading, and a zygote
     # holding threading pays its after-fork hook in every child (what the lean one avoids).
+    import compileall
     import subprocess
+
+    import titan
+
+    # As installed, Titan's modules load from .pyc files; a checkout run with
+    # PYTHONDONTWRITEBYTECODE compiles them from source, which warmed the compiler in the
+    # zygote and hid ~140 faults a child paid elsewhere (zygote.preload warms it now).
+    compileall.compile_dir(os.path.dirname(titan.__file__), quiet=1)
 
     rounds: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(args.rounds):
