@@ -251,6 +251,28 @@ def test_wall_clock_and_uuid_are_findings_while_the_titan_trace_twin_replays_ide
     assert {a["replay_status"] for a in replayed} == {"served", "verified"}
 
 
+def test_a_run_no_script_drove_says_so_and_is_left_out_of_a_regression_gate(
+        cluster: Cluster) -> None:
+    # A run recorded over the API (as an evaluation's or an OTLP sender's) has no code to
+    # re-execute: `--code current` says that (it answered with a hint to run itself), and the
+    # agent gate leaves such runs out instead of failing on them.
+    cluster.api("POST", "/runs", {"id": "api-only-1", "agent_id": "api-only"})
+    cluster.api("PATCH", "/runs/api-only-1", {"status": "completed"})
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+
+    def titan(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "titan", *argv], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    one = titan("replay", "api-only-1", "--code", "current")
+    assert one.returncode == 1 and "has no recorded code to re-execute" in one.stderr, one
+    assert "uploads them from your working tree" not in one.stderr
+    gate = titan("replay", "--agent", "api-only", "--last", "5", "--code", "current")
+    assert gate.returncode == 1, gate
+    assert "none of agent 'api-only'" in gate.stderr and "no recorded code" in gate.stderr
+
+
 def test_replay_no_wait_json_prints_the_masters_answer_as_json(
         cluster: Cluster, tmp_path: Path) -> None:
     run_id = run_script(cluster, write(tmp_path, "report.py", DET))

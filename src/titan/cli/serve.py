@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sys
 from typing import Any
 
 from titan import envfile
@@ -147,6 +148,11 @@ def run_worker(args: argparse.Namespace) -> int:
     start_worker = importlib.import_module("titan.worker").run_worker
     endpoint = resolve(host=None if args.master else args.host, port=args.port,
                        token=args.token, urls=args.master)
+    if not endpoint.token:
+        print(f"titan worker: no token for {endpoint.url}: pass --token or set TITAN_TOKEN to "
+              "a worker token (an admin makes one with `titan token create --role worker`; "
+              "`titan up` writes one to worker.token in its data dir)", file=sys.stderr)
+        return 2
     return int(start_worker(
         list(endpoint.urls), endpoint.token,
         _capabilities(args.capabilities) if args.capabilities is not None else [], args.slots,

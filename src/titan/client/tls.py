@@ -144,7 +144,11 @@ def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
         fh.write(private.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    # Public, but in the data dir, whose files are all the owner's: written 0600 from the
+    # start, so the master's check of that rule does not warn about it as a leak.
+    fd = os.open(cert, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(certificate.public_bytes(serialization.Encoding.PEM))
     return cert, key
 
 

@@ -77,6 +77,9 @@ class Worker(LeaseThread):
         self.transport = transport
         self.burst = burst
         self.name = name or socket.gethostname()
+        #: Say on stderr when registered (`titan worker`; the local worker of `titan up` has
+        #: its own banner).
+        self.announce = False
         self.worker_id: str | None = None
         self.heartbeat_seconds = 5.0
         self.lease_seconds = 30.0
@@ -275,5 +278,8 @@ def run_worker(master_url: str | Sequence[str], token: str | None, capabilities:
     except errors.ConfigError as exc:
         log.error("%s", exc)
         return 2
+    # `titan worker` says when it is up; `titan up`'s own worker (the one handed a lifeline)
+    # does not: `titan up` prints its banner.
+    worker.announce = lifeline.ENV not in os.environ
     lifeline.watch(lambda: worker.request_stop(hard=True))
     return worker.run()

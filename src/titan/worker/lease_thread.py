@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -35,6 +36,7 @@ class LeaseThread:
     # Set by the worker's constructor.
     transport: str
     burst: bool
+    announce: bool
     name: str
     worker_id: str | None
     heartbeat_seconds: float
@@ -161,10 +163,14 @@ class LeaseThread:
         self._fit_slots()
         # A burst worker keeps the long-poll: its "is the queue empty?" is a poll's answer.
         channel = self.transport == "channel" and not self.burst and self._open_channel()
-        log.info("worker %s registered with %s (%s, %d slots%s; %s)", self.worker_id,
-                 self.conn.master_url, ",".join(self.capabilities), self.slots,
-                 ", burst" if self.burst else "",
-                 "jobs over the worker channel" if channel else "jobs over HTTP long-polls")
+        line = (f"worker {self.worker_id} registered with {self.conn.master_url} "
+                f"({','.join(self.capabilities)}, {self.slots} slots"
+                f"{', burst' if self.burst else ''}; "
+                f"{'jobs over the worker channel' if channel else 'jobs over HTTP long-polls'})")
+        if self.announce:  # `titan worker` says it is up; the log stays quiet by default
+            print(f"titan {line}: waiting for jobs (Ctrl-C drains, twice stops)",
+                  file=sys.stderr, flush=True)
+        log.info("%s", line)
         self.poller.start()
         self._intake_ready.set()
         self._wake.notify()

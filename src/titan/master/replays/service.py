@@ -210,8 +210,9 @@ class Replays:
                 raise not_available(
                     f"run {run_id} has no recorded code to re-execute. Titan records a run's "
                     "code when a Python script drives it (submit_dag(..., agent_run_id=...) or "
-                    "titan.trace.run(...)); runs reported by other means over the HTTP API "
-                    "can be inspected but not replayed")
+                    "titan.trace.run(...)); runs recorded otherwise — over the HTTP API, by "
+                    "OTLP, or by an evaluation, whose agent the evaluation drives — can be "
+                    "inspected, exported and re-run (`titan eval rerun`), not replayed")
             files = dict(code["files"])
             if settings["files"]:
                 files.update(settings["files"])
