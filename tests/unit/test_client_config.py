@@ -67,6 +67,24 @@ def test_bad_env_port_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None
         resolve()
 
 
+def test_a_subfolder_finds_the_projects_data_dir_above_it(
+        isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # From a subfolder of the project where `titan up` runs, the CLI used to fall through to
+    # the user config's default: whichever master was started last on the machine.
+    write_data_dir(isolated / "work" / ".titan", "http://127.0.0.1:9300", "t-project")
+    (isolated / "home" / ".titan").mkdir(parents=True, exist_ok=True)
+    sub = isolated / "work" / "src" / "pkg"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    ep = resolve()
+    assert (ep.url, ep.token) == ("http://127.0.0.1:9300", "t-project")
+    assert ep.source == str(isolated / "work" / ".titan")
+    # The nearest one wins; a .titan without master.json (a config dir) is no data dir.
+    write_data_dir(isolated / "work" / "src" / ".titan", "http://127.0.0.1:9301", "t-near")
+    (sub / ".titan").mkdir()
+    assert resolve().url == "http://127.0.0.1:9301"
+
+
 def test_data_dir_env_before_local_dir(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_data_dir(Path(".titan"), "http://127.0.0.1:9300", "t-local")
     ep = resolve()

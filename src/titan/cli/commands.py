@@ -66,6 +66,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             if args.json:
                 print_json(dags)
             else:
+                # Which Titan answered, and why that one: several may run on one machine.
+                endpoint = client.endpoint
+                print(f"Titan at {endpoint.url} (found in {endpoint.source})")
                 table(["DAG", "STATUS", "JOBS", "AGENT RUN", "SUBMITTED"],
                        [[f"DAG-{d.get('ref')}", d.get("status"), counts(d),
                          d.get("agent_run_id") or "-", when(d.get("submitted_at"))]

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a script outside the pipeline's folder its jobs may use (repeatable; "
                         "refused otherwise)")
 
-    p = command("status", cmd_status, "show a job or a DAG (no REF: recent DAGs)")
+    p = command("status", cmd_status, "show a job or a DAG (no REF: which Titan answers, and its recent DAGs)")
     p.add_argument("ref", nargs="?", default=None, help="job or DAG reference")
     p.add_argument("--limit", type=int, default=20, help="DAGs listed without REF")
 

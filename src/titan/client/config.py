@@ -9,7 +9,9 @@
    ``TITAN_PORT`` and ``TITAN_TOKEN`` for every job it runs);
 3. ``$TITAN_DATA_DIR`` — ``master.json`` (``{"url", "host", "port"}``) and ``admin.token``,
    as written by ``titan up``;
-4. ``./.titan/`` — the same files, so a project directory where ``titan up`` runs just works;
+4. ``./.titan/`` — the same files, so a project directory where ``titan up`` runs just works
+   (the nearest one holding ``master.json``, from the current directory up, as git finds
+   ``.git``: a subfolder of the project works too);
 5. the user config ``~/.titan/config.json`` (directory overridable with ``TITAN_CONFIG_DIR``):
    ``{"default": url, "masters": {url: {"token": ...}}}``; ``default`` may also be a list of
    URLs (or one string of comma-separated URLs);
@@ -250,7 +252,13 @@ def _data_dirs() -> list[Path]:
     env_dir = os.environ.get("TITAN_DATA_DIR")
     if env_dir:
         dirs.append(Path(env_dir).expanduser())
-    dirs.append(Path.cwd() / LOCAL_DATA_DIR)
+    # The nearest ./.titan/ holding a master.json, from here up (as git finds .git): from a
+    # subfolder of the project where `titan up` runs, the CLI used to fall through to the
+    # user config's default, which the latest `titan up` anywhere on the machine had set.
+    here = Path.cwd()
+    found = next((d / LOCAL_DATA_DIR for d in (here, *here.parents)
+                  if (d / LOCAL_DATA_DIR / MASTER_FILE).is_file()), here / LOCAL_DATA_DIR)
+    dirs.append(found)
     return dirs
 
 
