@@ -23,6 +23,25 @@ def run_example(c: Cluster, relative: str, *args: str, cwd: Path | None = None,
     return out.stdout
 
 
+def test_the_readme_quickstart_runs_as_written(cluster: Cluster) -> None:
+    # README.md's first DAG, from examples/quickstart/: the SDK snippet, then the CLI lines.
+    here = EXAMPLES / "quickstart"
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'filename="etl/extract.py"' in snippet
+    out = subprocess.run([sys.executable, "-c", snippet], env=cluster.env, cwd=here,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("COMPLETED\n") and "trained on 7 rows" in out.stdout
+    titan = [sys.executable, "-m", "titan"]
+    done = subprocess.run([*titan, "submit", "pipeline.yaml", "--wait"], env=cluster.env,
+                          cwd=here, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    logs = subprocess.run([*titan, "logs", "train_model"], env=cluster.env, cwd=here,
+                          capture_output=True, text=True, timeout=60)
+    assert "sales = 100.0 + 7.0 * day" in logs.stdout, logs.stdout + logs.stderr
+
+
 def test_the_logic_switch_picks_its_graph_from_the_load(cluster: Cluster) -> None:
     script = "dynamic_dag_custom/dynamic_dag_switch/dynamic_dag_switch.py"
     high = run_example(cluster, script, "--traffic", "95")
