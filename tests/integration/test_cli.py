@@ -53,6 +53,32 @@ def test_store_status_cancel_workers_and_tokens(cluster: Cluster) -> None:
     assert titan(cluster, "store", "get", "greeting", token=viewer).stdout.strip() == "héllo wörld"
 
 
+def test_a_wait_on_a_job_no_worker_can_take_says_why(cluster: Cluster) -> None:
+    # The cluster's worker offers GENERAL only: a GPU job waits. `submit --wait` and
+    # `logs --follow` used to wait in silence until their timeout.
+    (cluster.root / "gpu.py").write_text("print('on a GPU')\n")
+    (cluster.root / "gpu.yaml").write_text(
+        "name: needs_gpu\njobs:\n  - id: g\n    file: gpu.py\n    requirement: GPU\n")
+    out = titan(cluster, "submit", "gpu.yaml", "--wait", "--timeout", "5", check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "g is PENDING: waiting for a worker with capability GPU" in out.stderr, out.stderr
+    assert "timed out after 5s waiting for DAG needs_gpu" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "titan", "logs", "needs_gpu/g", "--follow"],
+        env=dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+                 TITAN_TOKEN=cluster.admin_token),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follow.stderr is not None
+        line = follow.stderr.readline()
+        assert "g is PENDING: waiting for a worker with capability GPU" in line, line
+    finally:
+        follow.kill()
+        follow.wait()
+    titan(cluster, "cancel", "needs_gpu")
+
+
 def test_unknown_job_is_a_clear_error(cluster: Cluster) -> None:
     out = titan(cluster, "status", "no_such_job", check=False)
     assert out.returncode == 1

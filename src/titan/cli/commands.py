@@ -13,11 +13,12 @@ import argparse
 import importlib
 import json
 import sys
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from titan.cli.output import cell, counts, print_json, show_dag, show_job, table, when
-from titan.errors import NotFound, TitanError
+from titan.errors import NotFound, TitanError, WaitTimeout
 
 if TYPE_CHECKING:
     from titan.client import TitanClient
@@ -51,7 +52,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
             return 0
         if not args.json:
             print(dag.get("ref"), flush=True)
-        final = client.wait_dag(dag.get("id") or dag["ref"], timeout=args.timeout)
+        final = _wait_saying_why(client, dag.get("id") or dag["ref"], args.timeout,
+                                 dag.get("ref") or dag.get("name"))
         if args.json:
             print_json(final)
         else:
@@ -87,8 +89,39 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
 
 
+def _wait_saying_why(client: Any, ref: Any, timeout: float | None, label: Any) -> Any:
+    """The finished DAG, as ``wait_dag``; meanwhile, each reason a job of it is held that the
+    master gives (no worker with its capability, a gate, a delay) is said once on stderr: a
+    wait on a job no worker can take used to be silent until the timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    said: set[tuple[str, str]] = set()
+    step = 3.0
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return client.wait_dag(ref, timeout=step if left is None else min(step, left))
+        except WaitTimeout as exc:
+            if left is not None and left <= step:  # the whole wait, not this slice, ran out
+                raise WaitTimeout(f"timed out after {timeout:g}s waiting for DAG {label}",
+                                  details=exc.details) from None
+        step = 30.0
+        for job in client.get_dag(ref).get("jobs") or []:
+            reason = job.get("reason")
+            if job.get("state") in ("PENDING", "READY", "WAITING_APPROVAL") and reason \
+                    and (job["job_id"], reason) not in said:
+                said.add((job["job_id"], reason))
+                print(f"  {job['job_id']} is {job['state']}: {reason}", file=sys.stderr,
+                      flush=True)
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     with _client(args) as client:
+        if args.follow:
+            # Following a job that has not started: say why it waits, if the master knows.
+            job = client.get_job(args.job)
+            if job.get("state") in ("PENDING", "READY", "WAITING_APPROVAL") and job.get("reason"):
+                print(f"{job['job_id']} is {job['state']}: {job['reason']}", file=sys.stderr,
+                      flush=True)
         for item in client.iter_logs(args.job, args.attempt, follow=args.follow):
             if args.json:
                 print(json.dumps(item), flush=args.follow)
