@@ -327,3 +327,17 @@ def test_replay_options_out_of_range_are_refused_before_any_call(
                        (["replay", "--agent", "a", "--threshold", "2"], "from 0 to 1")):
         assert main(["--port", "9", "--token", "t", *argv]) == 1
         assert said in capsys.readouterr().err
+
+
+def test_an_unknown_argument_is_the_commands_error_with_its_usage(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse handed unknown arguments up to `titan`'s own parser, whose usage names no
+    # command: `titan logs --folow x` showed `usage: titan [-h] ... COMMAND`.
+    from titan.cli.parser import main
+
+    for argv, prog in ((["logs", "--folow", "x"], "titan logs"),
+                       (["store", "get", "k", "--bogus"], "titan store get"),
+                       (["status", "a", "b"], "titan status")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"usage: {prog} " in err and f"{prog}: error: unrecognized arguments" in err, err

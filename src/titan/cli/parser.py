@@ -68,6 +68,18 @@ def _common(*, master: bool = True) -> argparse.ArgumentParser:
     return common
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: an argument it does not know is its error, said with its usage
+    (argparse hands unknown arguments up to ``titan``'s parser, whose usage names no
+    command: ``titan logs --folow x`` showed ``usage: titan [-h] ... COMMAND``)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``titan`` (also used to generate the CLI reference)."""
     parser = argparse.ArgumentParser(
@@ -80,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--token", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", default=False, help=argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    common = [_common()]
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    common: list[Any] = [_common()]
 
     def command(name: str, handler: Handler, help: str, parents: Any = None,
                 **kw: Any) -> argparse.ArgumentParser:
