@@ -65,7 +65,11 @@ def read_reply(fp: Any, method: str) -> tuple[int, list[tuple[bytes, bytes]], by
     while True:
         line = _line(fp)
         if not line:
-            raise httpx.RemoteProtocolError("the master closed the connection without a reply")
+            raise httpx.RemoteProtocolError("the master closed the connection without a reply "
+                                            "(if it serves HTTPS, use an https:// URL)")
+        if line[:1] == b"\x15" and line[1:2] == b"\x03":  # a TLS alert record
+            raise httpx.RemoteProtocolError("the master answered in TLS: it serves HTTPS, so "
+                                            "use an https:// URL")
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() \
                 or len(parts[1]) != 3:

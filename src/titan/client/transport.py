@@ -260,6 +260,13 @@ class Transport:
                 failure, reason = exc, f"no answer ({type(exc).__name__})"
                 move = isinstance(exc, _ABSENT)
             except httpx.HTTPError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "not the pinned one" in str(exc):
+                    # Trying again cannot help: say what would.
+                    raise errors.ConnectionFailed(
+                        f"the master at {url} presented a certificate this client does not "
+                        f"trust ({exc}): set TITAN_CA_FILE to its certificate (cert.pem in the "
+                        "master's data dir, under tls/) or TITAN_TLS_FINGERPRINT to the "
+                        "sha256 its banner prints") from None
                 if not retry.retryable_error(exc, replayable=replayable):
                     raise self._unreachable(exc) from None
                 failure, reason = exc, str(exc) or type(exc).__name__
