@@ -121,7 +121,7 @@ async def _decide(c: CtxDep, p: Principal, ref: str, approve: bool, body: Row | 
     if comment is not None and not isinstance(comment, str):
         raise ValidationFailed("comment must be a string", details={"field": "comment"})
     job = await c.engine.read(lambda tx: find_job(tx, ref))
-    await c.engine.decide(job["id"], job["state"], approve, p, comment)
+    await c.engine.decide(job["id"], job["state"], approve, p, comment, name=ref)
     return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
 
 

@@ -77,11 +77,12 @@ class EngineControl:
         await self.submit(ch)
 
     async def decide(self: EngineCore, job_id: int, state_in_db: str, approve: bool,
-                     principal: Principal, comment: str | None) -> None:
-        """Approve or reject a waiting gate (Conflict if it is not waiting)."""
+                     principal: Principal, comment: str | None, name: str | None = None) -> None:
+        """Approve or reject a waiting gate (Conflict if it is not waiting); ``name``: how
+        the caller named it, for the message."""
         job = self.sched.jobs.get(job_id)
         if job is None:
-            raise Conflict(f"gate {job_id} is {state_in_db}, not waiting for approval",
+            raise Conflict(f"gate {name or job_id!r} is {state_in_db}, not waiting for approval",
                            details={"state": state_in_db})
         ch = Changes()
         who = principal.name or principal.role
