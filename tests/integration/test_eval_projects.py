@@ -90,7 +90,8 @@ def test_titan_eval_list_filters_by_project(workflows: dict[str, Any],
          "127.0.0.1", "--port", str(evals_cluster.port), "--token", evals_cluster.admin_token],
         capture_output=True, text=True, timeout=60, env=evals_cluster.env)
     assert listed.returncode == 0, listed.stderr
-    assert [line.split()[:2] for line in listed.stdout.splitlines()] == [["acme-support", "acme"]]
+    assert [line.split()[:2] for line in listed.stdout.splitlines()] == [
+        ["EVALUATION", "PROJECT"], ["acme-support", "acme"]]
 
 
 def test_the_seed_routes_answer_what_the_evaluation_routes_answer(

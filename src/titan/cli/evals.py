@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from titan.cli.output import money
+from titan.cli.output import money, table
 
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
@@ -117,17 +117,19 @@ def print_explorer(view: dict[str, Any]) -> None:
     ev = view["evaluation"]
     agent = ev["agent"]
     print(f"evaluation {ev['id']}  agent {agent['name']} {agent.get('version') or ''}".rstrip())
-    print(f"{'TASK':<24} {'STATUS':<26} {'VERDICT':<8} {'TOOLS':>5}  {'LATENCY':>8}  COST")
+    rows = []
     for row in view["tasks"]:
         run = row["run"]
         if run is None:
-            print(f"{row['task_id']:<24} {'(not run)':<26}")
+            rows.append([row["task_id"], "(not run)", "", "", "", ""])
             continue
         status = run["status"] + (f" [{run['chip']['label']}]" if run["chip"] else "")
         verdict = run["verdict"] + (f" ({run['failure_mode']})" if run["failure_mode"] else "")
         latency = f"{run['latency_s']:.1f}s" if run["latency_s"] is not None else "-"
-        print(f"{row['task_id']:<24} {status:<26} {verdict:<8} {run['tool_calls']:>5}  "
-              f"{latency:>8}  {money(run['cost']['total_usd'])}")
+        rows.append([row["task_id"], status, verdict, run["tool_calls"], latency,
+                     money(run["cost"]["total_usd"])])
+    # Columns as wide as what they hold: "FAIL (incomplete)" pushed the rest out of line.
+    table(["TASK", "STATUS", "VERDICT", "TOOLS", "LATENCY", "COST"], rows)
     s = view["summary"]
     runs = [r["run"] for r in view["tasks"] if r["run"]]
     # Say what happened: a note about the local judge only where it actually gave verdicts,
@@ -194,9 +196,9 @@ def run(args: argparse.Namespace, client: Any) -> int:
         out = client.api("GET", "/evaluations",
                          params={"project": args.project} if args.project else None)
         if not as_json:
-            for ev in out["evaluations"]:
-                print(f"{ev['id']:<30} {ev['project']:<20} {ev['task_count']:>5} tasks  "
-                      f"agent {ev['agent']['name']}")
+            table(["EVALUATION", "PROJECT", "TASKS", "AGENT"],
+                  [[ev["id"], ev["project"], ev["task_count"], ev["agent"]["name"]]
+                   for ev in out["evaluations"]])
             return 0
     elif action == "run":
         runs = client.run_evaluation(args.evaluation, args.task)
