@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.integration.harness import Cluster, shared_cluster
@@ -23,8 +24,11 @@ def run_example(c: Cluster, relative: str, *args: str, cwd: Path | None = None,
     return out.stdout
 
 
-def test_the_readme_quickstart_runs_as_written(cluster: Cluster) -> None:
+def test_the_readme_quickstart_runs_as_written(make_cluster: Callable[..., Cluster]) -> None:
     # README.md's first DAG, from examples/quickstart/: the SDK snippet, then the CLI lines.
+    # A cluster of its own: the GPU example below names its DAG and jobs the same.
+    cluster = make_cluster()
+    cluster.up(slots=2)
     here = EXAMPLES / "quickstart"
     readme = (EXAMPLES.parent / "README.md").read_text()
     snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]

@@ -102,6 +102,28 @@ def test_a_refused_report_is_dropped_and_a_hard_stop_ends_the_reporter() -> None
         reporter.close(WAIT)
 
 
+def test_a_report_refused_by_a_master_that_no_longer_leads_is_sent_again() -> None:
+    # A failover with the report in flight: nothing of it was applied. Dropped (as a refusal
+    # is), its results were lost, and the new leader ran their attempts a second time.
+    link = HeldLink(window=2)
+    acked: list[list[dict[str, Any]]] = []
+    reporter = Reporter(lambda: link, on_acked=lambda results, rejected: acked.append(results))
+    reporter.start()
+    try:
+        reporter.log(_line(1, "done"))
+        reporter.result(_result(1))
+        first = link.wait_posts(1)[0]
+        first[1](None, errors.NotLeader("no longer leads", details={"leader": None}))
+        again = link.wait_posts(2)[1]
+        assert again[0]["logs"] == first[0]["logs"] and again[0]["results"] == first[0]["results"]
+        assert reporter.results_pending == 1 and reporter.unacked() == [(1, 1)]
+        again[1]({"rejected": []}, None)
+        assert reporter.flush(WAIT) and reporter.results_pending == 0
+        assert acked == [[_result(1)]]
+    finally:
+        reporter.close(WAIT)
+
+
 def test_over_http_one_report_is_in_flight_at_a_time() -> None:
     in_send = threading.Event()
     release = threading.Event()

@@ -65,8 +65,7 @@ def read_reply(fp: Any, method: str) -> tuple[int, list[tuple[bytes, bytes]], by
     while True:
         line = _line(fp)
         if not line:
-            raise httpx.RemoteProtocolError("the master closed the connection without a reply "
-                                            "(if it serves HTTPS, use an https:// URL)")
+            raise httpx.RemoteProtocolError("the master closed the connection without a reply")
         if line[:1] == b"\x15" and line[1:2] == b"\x03":  # a TLS alert record
             raise httpx.RemoteProtocolError("the master answered in TLS: it serves HTTPS, so "
                                             "use an https:// URL")

@@ -143,9 +143,14 @@ class Transport:
                 f"no Titan master leads at {where}{after}: {tour.summary()} "
                 f"(address{'es' if len(urls) > 1 else ''} from {self.endpoint.source})"
             )
+        hint = "is `titan up` running?"
+        if isinstance(exc, httpx.RemoteProtocolError) and "without a reply" in detail \
+                and self.endpoint.url.startswith("http://"):
+            # What an HTTPS master does with a plain request: it closes without a word.
+            hint = "if it serves HTTPS, use an https:// URL"
         return errors.ConnectionFailed(
             f"cannot reach the Titan master at {self.endpoint.url}: {detail}{after} "
-            f"(is `titan up` running? address from {self.endpoint.source})"
+            f"({hint}; address from {self.endpoint.source})"
         )
 
     def _check(self, response: httpx.Response | Reply) -> None:
@@ -245,6 +250,7 @@ class Transport:
         backoff = retry.Backoff(self.restart_grace if self._reached
                                 else min(self.restart_grace, retry.FIRST_CONTACT_GRACE))
         tour = Tour(self._masters)
+        silent = 0  # tries in a row that a master accepted and closed without a reply
         while True:
             url = self._masters.current
             failure: Exception
@@ -260,6 +266,16 @@ class Transport:
                 failure, reason = exc, f"no answer ({type(exc).__name__})"
                 move = isinstance(exc, _ABSENT)
             except httpx.HTTPError as exc:
+                silent = silent + 1 if "without a reply" in str(exc) else 0
+                if silent >= 3 and url.startswith("http://"):
+                    # Accepted, then closed without a word, again and again: no restart
+                    # looks like that; a plain request to an HTTPS master does.
+                    raise self._unreachable(exc) from None
+                if not isinstance(exc, _ABSENT) and not self._reached:
+                    # A connection was made: a master is there (a restart, a failover is
+                    # what follows), so the whole grace applies, not a newcomer's 2 s.
+                    self._reached = True
+                    backoff = retry.Backoff(self.restart_grace)
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "not the pinned one" in str(exc):
                     # Trying again cannot help: say what would.
                     raise errors.ConnectionFailed(
@@ -270,7 +286,9 @@ class Transport:
                 if not retry.retryable_error(exc, replayable=replayable):
                     raise self._unreachable(exc) from None
                 failure, reason = exc, str(exc) or type(exc).__name__
-                move = isinstance(exc, _ABSENT)
+                # Any master that failed the exchange is left for the next one (a standby
+                # resets an upload before reading it; a killed leader closes mid-reply).
+                move = True
             else:
                 status = response.status_code
                 if stream and status >= 400:

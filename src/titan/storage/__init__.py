@@ -8,6 +8,9 @@ from titan.storage.base import Row, Storage, Transaction
 
 def open_storage(url: str) -> Storage:
     """Open (and migrate) the database at ``url``: ``sqlite:///path`` or ``postgresql://…``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
     from titan.storage import dialects
 
     if url.startswith("sqlite:"):
@@ -19,7 +22,17 @@ def open_storage(url: str) -> Storage:
             f"unsupported database URL {url!r}: use sqlite:///path/titan.db or "
             "postgresql+psycopg://user@host/db"
         )
-    storage.migrate()
+    try:
+        storage.migrate()
+    except (DBAPIError, ArgumentError) as exc:
+        # The driver's first line says what is wrong (refused, no such role or database);
+        # the URL is shown without its password, and the traceback is not the user's.
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = "the database URL"
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(f"cannot open the database at {shown}: {reason}") from None
     return storage
 
 

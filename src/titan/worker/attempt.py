@@ -212,13 +212,15 @@ class Attempt:
 
     def _result(self, code: int | None, error: str | None) -> dict[str, Any]:
         id_, attempt = self.key
-        return {"id": id_, "attempt": attempt, "exit_code": code,
-                "error": self._error_text(code, error),
-                "timed_out": self.kill_reason == TIMED_OUT,
-                # Killed because its worker is going down (a second SIGTERM): not the job's
-                # failure. The master starts it again elsewhere, spending no retry, as when a
-                # worker dies (its lease expires).
-                "released": self.kill_reason == STOPPED}
+        out = {"id": id_, "attempt": attempt, "exit_code": code,
+               "error": self._error_text(code, error),
+               "timed_out": self.kill_reason == TIMED_OUT}
+        if self.kill_reason == STOPPED:
+            # Killed because its worker is going down (a second SIGTERM): not the job's
+            # failure. The master starts it again elsewhere, spending no retry, as when a
+            # worker dies (its lease expires).
+            out["released"] = True
+        return out
 
     def _error_text(self, code: int | None, error: str | None) -> str | None:
         if self.kill_reason == TIMED_OUT:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -35,6 +36,9 @@ MAX_BATCH_LINES = 5000
 MAX_BATCH_BYTES = 2 << 20
 
 _LOG, _RESULT, _SERVICE = 0, 1, 2
+#: How long a report waits after a master that no longer leads refused it (the worker meanwhile
+#: turns to the new leader); also how often the sending thread looks again.
+_PAUSE = 0.25
 
 #: How a post ends: the master's reply, or the error that ended it (reporter's bookkeeping).
 Done = Callable[[dict[str, Any] | None, BaseException | None], None]
@@ -87,6 +91,8 @@ class Reporter:
         self._unacked: set[tuple[int, int]] = set()  # (job, attempt) of results not acked
         self._closing = False
         self._dead = False  # stopping hard: nothing more will be sent
+        #: After a master that no longer leads refused a report: not before this (monotonic).
+        self._not_before = 0.0
         self._thread = threading.Thread(target=self._run, name="titan-report", daemon=True)
 
     # ------------------------------------------------------------------ producers
@@ -166,7 +172,8 @@ class Reporter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(self._ready)
+                while not self._cond.wait_for(self._ready, timeout=_PAUSE):
+                    pass
                 if self._dead or not self._queue:
                     return
                 link = self._link()
@@ -177,8 +184,9 @@ class Reporter:
             def done(reply: dict[str, Any] | None, exc: BaseException | None,
                      logs: list[dict[str, Any]] = logs,
                      results: list[dict[str, Any]] = results,
+                     statuses: list[dict[str, Any]] = statuses,
                      sent: int = len(logs) + len(results) + len(statuses)) -> None:
-                self._answered(logs, results, reply, exc, sent)
+                self._answered(logs, results, reply, exc, sent, statuses)
 
             body: dict[str, Any] = {"logs": logs, "results": results}
             if statuses:  # only then: a report stays what a master without services reads
@@ -189,13 +197,29 @@ class Reporter:
         # Called with _cond held. The link is asked each time: the worker switches from
         # HTTP to its channel (and so to a wider window) once the channel is open.
         return self._dead or (self._closing and not self._queue) or \
-            bool(self._queue) and self._posts < self._link().window
+            bool(self._queue) and self._posts < self._link().window \
+            and time.monotonic() >= self._not_before
 
     def _answered(self, logs: list[dict[str, Any]], results: list[dict[str, Any]],
                   reply: dict[str, Any] | None, exc: BaseException | None,
-                  sent: int) -> None:
+                  sent: int, statuses: list[dict[str, Any]] | None = None) -> None:
         """A post ended (any thread): account for it, and tell the worker what was taken."""
         rejected: list[dict[str, Any]] = list((reply or {}).get("rejected") or [])
+        if isinstance(exc, errors.NotLeader):
+            # The master lost its leadership with the report in flight: nothing of it was
+            # applied. Sent again (to the leader the worker turns to), first in line, after a
+            # pause; dropped, its results were lost and their attempts ran a second time.
+            log.warning("a master that no longer leads refused a report of %d lines and %d "
+                        "results: sending it again", len(logs), len(results))
+            with self._cond:
+                again = [*((_LOG, e) for e in logs), *((_SERVICE, e) for e in statuses or ()),
+                         *((_RESULT, e) for e in results)]
+                self._queue.extendleft(reversed(again))
+                self._posts -= 1
+                self._in_flight -= sent
+                self._not_before = time.monotonic() + _PAUSE
+                self._cond.notify_all()
+            return
         if isinstance(exc, errors.APIError):
             # A 4xx can never succeed as sent; keeping it would block everything behind it.
             log.error("master refused a report of %d lines and %d results: %s",
