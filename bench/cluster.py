@@ -29,12 +29,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_compiled = False
+
+
+def as_installed() -> None:
+    """Titan's modules loaded as an installed Titan loads them, from bytecode: a checkout run
+    with PYTHONDONTWRITEBYTECODE compiles them from source, which changes what a forked job
+    costs (titan.worker.zygote.preload says why). Once per benchmark process."""
+    global _compiled
+    if not _compiled:
+        import compileall
+
+        import titan
+
+        compileall.compile_dir(os.path.dirname(titan.__file__), quiet=1)
+        _compiled = True
+
+
 class BenchCluster:
     """`titan up` (master + a local worker with ``slots``), or with ``worker=False`` a bare
     `titan master` (for figures that need no job to run)."""
 
     def __init__(self, slots: int = 1, env: dict[str, str] | None = None,
                  worker: bool = True) -> None:
+        as_installed()
         self.root = Path(tempfile.mkdtemp(prefix="titan-bench-"))
         self.port, self.dashboard_port = _free_port(), _free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
