@@ -85,6 +85,17 @@ def test_a_subfolder_finds_the_projects_data_dir_above_it(
     assert resolve().url == "http://127.0.0.1:9301"
 
 
+def test_the_dashboard_port_finds_the_masters_token(isolated: Path) -> None:
+    # `titan status --port 5000` (the dashboard's port, which serves the same API) said no
+    # token was found and to run `titan up`, which was running.
+    directory = isolated / "work" / ".titan"
+    write_data_dir(directory, "http://127.0.0.1:9300", "t-project")
+    data = json.loads((directory / "master.json").read_text())
+    (directory / "master.json").write_text(json.dumps({**data, "dashboard_port": 9301}))
+    assert resolve(port=9301).token == "t-project"
+    assert resolve(port=9302).token is None
+
+
 def test_data_dir_env_before_local_dir(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_data_dir(Path(".titan"), "http://127.0.0.1:9300", "t-local")
     ep = resolve()

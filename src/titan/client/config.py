@@ -274,7 +274,14 @@ def token_for(url: str | Sequence[str]) -> str | None:
                 return str(entry["token"])
     for directory in _data_dirs():
         found = _data_dir_master(directory)
-        if found and _canonical(found[0]) in keys:
+        if not found:
+            continue
+        # The dashboard's port serves the same API: a client pointed there is this master's.
+        dashboard = (_read_json(directory / MASTER_FILE) or {}).get("dashboard_port")
+        names = {_canonical(found[0])}
+        if isinstance(dashboard, int):
+            names.add(_canonical(make_url(found[1], dashboard)))
+        if names.intersection(keys):
             token = _read_token(directory / TOKEN_FILE)
             if token:
                 return token
