@@ -22,7 +22,7 @@ import pytest
 from titan import errors, retry
 from titan.client import TitanClient, TitanJob
 from titan.client import client as client_mod
-from titan.client import transport as transport_mod
+from titan.client import long_poll as long_poll_mod
 from titan.client.transport import Transport
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -403,7 +403,7 @@ def test_wait_tries_the_job_then_the_dag() -> None:
 
 
 def test_wait_loops_over_slices_then_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport_mod, "WAIT_SLICE", 0.01)
+    monkeypatch.setattr(long_poll_mod, "WAIT_SLICE", 0.01)
     timeouts: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

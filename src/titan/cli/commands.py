@@ -38,7 +38,7 @@ def _client(args: argparse.Namespace) -> TitanClient:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     if args.wait and args.timeout is not None:
-        from titan.client.transport import wait_deadline
+        from titan.client.long_poll import wait_deadline
 
         wait_deadline(args.timeout)  # a bad --timeout is refused before anything is submitted
     with _client(args) as client:

@@ -27,11 +27,12 @@ from titan.client.config import Endpoint, resolve
 from titan.client.evaluations import EvalOps
 from titan.client.files import FileOps
 from titan.client.job import TitanJob, check_name
+from titan.client.long_poll import WAIT_MARGIN, WAIT_SLICE, long_poll, wait_deadline
 from titan.client.pipeline import load_pipeline
 from titan.client.pipeline import where as pipeline_where
 from titan.client.schedules import ScheduleOps
 from titan.client.store import StoreOps
-from titan.client.transport import WAIT_MARGIN, WAIT_SLICE, Transport, wait_deadline
+from titan.client.transport import Transport
 from titan.errors import InvalidDAG, NotFound, ScriptNotFound, ValidationFailed, WaitTimeout
 from titan.formats import quote_ref
 
@@ -260,15 +261,15 @@ class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
     def wait_job(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
         """Block until the job is terminal; the job object. :class:`WaitTimeout` after
         ``timeout`` seconds (``None``: no limit)."""
-        reply: dict[str, Any] = self._transport.long_poll(
-            f"/jobs/{quote_ref(ref)}/wait", timeout, what=f"job {ref!r}"
+        reply: dict[str, Any] = long_poll(
+            self._transport, f"/jobs/{quote_ref(ref)}/wait", timeout, what=f"job {ref!r}"
         )
         return reply
 
     def wait_dag(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
         """Block until every job of the DAG is finished; the DAG object."""
-        reply: dict[str, Any] = self._transport.long_poll(
-            f"/dags/{quote_ref(ref)}/wait", timeout, what=f"DAG {ref!r}"
+        reply: dict[str, Any] = long_poll(
+            self._transport, f"/dags/{quote_ref(ref)}/wait", timeout, what=f"DAG {ref!r}"
         )
         return reply
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from titan.client.long_poll import long_poll
 from titan.client.transport import Transport
 from titan.errors import ValidationFailed
 from titan.formats import quote_ref
@@ -76,8 +77,8 @@ class StoreOps:
     def store_wait(self, key: str, timeout: float | None = None) -> str:
         """Block until ``key`` has a value and return it; :class:`WaitTimeout` after
         ``timeout`` seconds (``None``: wait as long as it takes)."""
-        reply = self._transport.long_poll(
-            f"/store/wait/{quote_ref(_key(key))}", timeout, what=f"store key {key!r}"
+        reply = long_poll(
+            self._transport, f"/store/wait/{quote_ref(_key(key))}", timeout, what=f"store key {key!r}"
         )
         return str(reply["value"])
 
