@@ -37,7 +37,7 @@ MAX_BATCH_BYTES = 2 << 20
 
 _LOG, _RESULT, _SERVICE = 0, 1, 2
 #: How long a report waits after a master that no longer leads refused it (the worker meanwhile
-#: turns to the new leader); also how often the sending thread looks again.
+#: turns to the new leader).
 _PAUSE = 0.25
 
 #: How a post ends: the master's reply, or the error that ended it (reporter's bookkeeping).
@@ -172,8 +172,10 @@ class Reporter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._cond.wait_for(self._ready, timeout=_PAUSE):
-                    pass
+                # No timeout but during a pause after a refusal: an idle worker's reporter
+                # must not wake four times a second for nothing.
+                while not self._ready():
+                    self._cond.wait(self._pause_left())
                 if self._dead or not self._queue:
                     return
                 link = self._link()
@@ -192,6 +194,10 @@ class Reporter:
             if statuses:  # only then: a report stays what a master without services reads
                 body["services"] = statuses
             link.post(body, done)
+
+    def _pause_left(self) -> float | None:
+        left = self._not_before - time.monotonic()
+        return left if left > 0 else None
 
     def _ready(self) -> bool:
         # Called with _cond held. The link is asked each time: the worker switches from
