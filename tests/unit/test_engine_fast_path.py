@@ -9,6 +9,7 @@ Whoever waits for a job or DAG gets its answer read in the commit that finished 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import READY, Changes, DagRec, JobRec, WorkerRec
 from titan.master.scheduling.validation import validate_dag
 from titan.master.scheduling.views import dag_with_jobs
+from titan.master.scheduling.worker_channel import WorkerChannel
 from titan.storage import open_storage
 from titan.storage.base import Row
 
@@ -153,6 +155,44 @@ def test_a_worker_lost_before_the_submission_commits_loses_its_leases_at_once(
         assert [(j["job_id"], j["attempt"]) for j in reply["jobs"]] == [("a", 2)]
         attempts = await engine.read(lambda tx: tx.attempts_of(job.id))
         assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "LOST"), (2, "RUNNING")]
+
+    scenario(tmp_path, test)
+
+
+def test_a_lease_lost_in_flight_goes_out_once_after_a_rejoin_and_a_hello(
+        tmp_path: Path) -> None:
+    # The worker re-registers (listing what it holds) and then says hello on its channel: both
+    # look for leases it never received. Each used to queue the job, which went out twice and
+    # cost two credits, and the worker's slots leaked one per such job.
+    async def test(engine: Engine, queued: list[Changes]) -> None:
+        await proto.register(engine, {"worker_id": "w1", "slots": 2}, ADMIN)
+        await engine.submit_dag("step", specs(("a", 0)), None)
+        lost = await proto.poll(engine, "w1", 2, 0.0)  # leased; the reply never arrives
+        assert [j["job_id"] for j in lost["jobs"]] == ["a"]
+        await proto.register(engine, {"worker_id": "w1", "slots": 2, "running": []}, ADMIN)
+        frames: asyncio.Queue[str | None] = asyncio.Queue()
+        sent: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def send(text: str) -> None:
+            decoded = json.loads(text)
+            for message in decoded if isinstance(decoded, list) else [decoded]:
+                await sent.put(message)
+
+        async def next_jobs() -> list[str]:
+            while True:
+                message = await asyncio.wait_for(sent.get(), 5)
+                if message["t"] == "jobs":
+                    return [j["job_id"] for j in message["jobs"]]
+
+        channel = WorkerChannel(engine, "w1", frames.get, send)
+        serving = asyncio.create_task(channel.serve())
+        await frames.put(json.dumps({"t": "hello", "credit": 2, "running": []}))
+        assert await next_jobs() == ["a"]
+        # One credit spent on the one job: the other slot still takes the next job.
+        await engine.submit_dag("next", specs(("b", 0)), None)
+        assert await next_jobs() == ["b"]
+        await frames.put(None)
+        await asyncio.wait_for(serving, 5)
 
     scenario(tmp_path, test)
 

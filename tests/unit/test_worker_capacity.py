@@ -116,6 +116,14 @@ def channel() -> Iterator[tuple[ChannelIntake, ChannelMaster, Started]]:
     master.close()
 
 
+def _connected(intake: ChannelIntake, master: ChannelMaster, slots: int) -> dict[str, Any]:
+    """Open the channel offering ``slots``; returns the hello the master read."""
+    intake.resize(slots)
+    intake.connect_first()
+    intake.start()
+    return master.next()
+
+
 def _deliver(master: ChannelMaster, runs: Started, *ids: int) -> None:
     master.send({"t": "jobs", "jobs": [_job(i) for i in ids], "cancel": []})
     with runs.cond:
@@ -125,10 +133,7 @@ def _deliver(master: ChannelMaster, runs: Started, *ids: int) -> None:
 def test_the_channel_grants_grown_room_at_once_and_keeps_slots_when_it_shrinks(
         channel: tuple[ChannelIntake, ChannelMaster, Started]) -> None:
     intake, master, runs = channel
-    intake.resize(2)
-    intake.connect_first()
-    intake.start()
-    assert master.next() == {"t": "hello", "credit": 2, "running": []}
+    assert _connected(intake, master, 2) == {"t": "hello", "credit": 2, "running": []}
     _deliver(master, runs, 1, 2)
     intake.resize(1)  # Ray filled up: one of the two slots is not offered again
     intake.on_finished((1, 1))
@@ -141,10 +146,7 @@ def test_the_channel_grants_grown_room_at_once_and_keeps_slots_when_it_shrinks(
 def test_a_report_returns_only_the_slots_the_executor_still_has(
         channel: tuple[ChannelIntake, ChannelMaster, Started]) -> None:
     intake, master, runs = channel
-    intake.resize(2)
-    intake.connect_first()
-    intake.start()
-    assert master.next()["credit"] == 2
+    assert _connected(intake, master, 2)["credit"] == 2
     master.send({"t": "welcome", "credit_in_reports": True})
     _deliver(master, runs, 1, 2)  # after the welcome: frames are read in order
     intake.resize(1)  # both slots busy, the master holds no credit: one ended job keeps its
@@ -157,6 +159,22 @@ def test_a_report_returns_only_the_slots_the_executor_still_has(
     assert report["t"] == "report" and report["credit"] == 1
     intake.resize(3)
     assert master.next() == {"t": "credit", "n": 2}
+
+
+def test_an_attempt_delivered_twice_in_one_frame_takes_one_slot(
+        channel: tuple[ChannelIntake, ChannelMaster, Started]) -> None:
+    # A re-registration and the channel's hello once both queued an undelivered job: it came
+    # twice in one frame, took two slots and freed one, and after a few failovers the worker
+    # stayed live with free slots it never offered again.
+    intake, master, runs = channel
+    assert _connected(intake, master, 2)["credit"] == 2
+    master.send({"t": "jobs", "jobs": [_job(7), _job(7)], "cancel": []})
+    with runs.cond:
+        assert runs.cond.wait_for(lambda: runs.started, WAIT)
+    assert runs.started == [7] and intake.busy == 1
+    intake.on_finished((7, 1))
+    assert master.next() == {"t": "credit", "n": 1}
+    assert intake.busy == 0
 
 
 # ---------------------------------------------------------------------------- environment

@@ -108,14 +108,19 @@ class Intake:
         """Count the assignments of a delivery as busy slots (with ``_cond`` held); returns
         those to start, leaving out an attempt already here (delivered twice)."""
         accepted: list[Assignment] = []
+        # One slot per attempt, even listed twice in one delivery: the slot a duplicate took
+        # would never be freed (the attempt ends once), and a worker that lost enough of them
+        # stayed live with free slots the master could never fill.
+        taken: set[Key] = set()
         for raw in jobs:
             try:
                 assignment = Assignment.from_json(raw)
             except errors.ValidationFailed as exc:
                 log.error("%s", exc)
                 continue
-            if assignment.key in self._supervisor:
+            if assignment.key in self._supervisor or assignment.key in taken:
                 continue  # delivered twice (a retried poll, a reconnect): it already runs
+            taken.add(assignment.key)
             self._busy += 1
             accepted.append(assignment)
         if self._busy > self.limit:

@@ -69,7 +69,7 @@ class EngineWorkers:
     def assignments(self: EngineCore, worker: WorkerRec) -> list[dict[str, Any]]:
         out = []
         assert self.job_tokens is not None
-        for job_id in worker.assigned:
+        for job_id in dict.fromkeys(worker.assigned):  # each job once: credit is spent per job
             job = self.sched.jobs.get(job_id)
             if job is None or job.state != "RUNNING" or job.worker_id != worker.id:
                 continue  # cancelled between lease and delivery

@@ -111,9 +111,13 @@ def undelivered(engine: Engine, worker: WorkerRec, held: set[tuple[int, int]]) -
     worker lists finished attempts whose results are still queued as held, so a job that ran
     is never sent twice."""
     expires = engine.sched.now() + engine.config.lease_seconds
+    # A job already waiting to go out is not listed again: a re-registration followed by the
+    # channel's hello (or a reconnect while a lease commits) would queue it twice, and the
+    # master would spend two of the worker's credits on one job.
+    pending = set(worker.assigned)
     out = []
     for job in engine.sched.jobs.values():
-        if (job.state == RUNNING and job.worker_id == worker.id
+        if (job.state == RUNNING and job.worker_id == worker.id and job.id not in pending
                 and (job.id, job.attempt) not in held):
             job.lease_expires = expires
             worker.running.add(job.id)
