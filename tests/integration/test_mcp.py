@@ -106,6 +106,16 @@ def test_over_stdio_an_agent_submits_waits_and_reads(cluster: Cluster) -> None:
             # Errors come back as the API's, with their code.
             text = await refused(client, "get_job_status", ref="mcp-stdio/nope")
             assert "not_found: no job 'mcp-stdio/nope'" in text, text
+            # Arguments the schema refuses, and a tool that does not exist, are said the same
+            # way: a code, then what to fix (not the SDK's "Error executing tool" and
+            # pydantic's multi-line report).
+            text = await refused(client, "wait_dag", ref="mcp-stdio", timeout_seconds="soon")
+            assert text.startswith("invalid_request: wait_dag: timeout_seconds: "), text
+            assert "\n" not in text, text
+            text = await refused(client, "get_job_status")
+            assert text.startswith("invalid_request: get_job_status: ref: Field required"), text
+            text = await refused(client, "submit_jobs", job={})
+            assert text.startswith("not_found: no tool 'submit_jobs' (tools: "), text
 
     run(scenario)
     print(f"stdio scenario: {time.monotonic() - started:.1f}s")

@@ -9,8 +9,8 @@ and a call the role may not make comes back as the API's refusal, word for word
 (``forbidden: a viewer token may not change anything``). Listing only what a role may use
 would need a second copy of those rules here, which could drift from the API's.
 
-The client is synchronous: each call runs on a worker thread, at most :data:`MAX_CALLS` at a
-time, so a slow wait never stalls the event loop serving the other calls. What comes back is
+The client is synchronous: each call runs on a worker thread (:mod:`titan.mcp.refusals`), a
+few at a time, so a slow wait never stalls the event loop serving the other calls. What comes back is
 bounded — a wait returns within :data:`MAX_WAIT` seconds (unfinished, and saying so, if need
 be), logs, store values, action pages and artifacts are capped — because every byte of a
 result lands in the agent's context window.
@@ -20,28 +20,20 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.resources import ResourceSecurity
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from titan.client import TitanClient
-from titan.errors import APIError, NotFound, TitanError, WaitTimeout
+from titan.errors import NotFound, WaitTimeout
 from titan.formats import quote_ref
 from titan.mcp.jobs import JobSpec, dag_request
+from titan.mcp.refusals import Calls, Clients, TitanServer, resource_error, tool_error
 from titan.version import __version__
 
-#: Given the HTTP request a call came in on (``None`` on stdio), the client to make it with.
-Clients = Callable[[Any], AbstractContextManager[TitanClient]]
-T = TypeVar("T")
-
-#: Tool calls running at once (each holds a thread while its API calls are in flight).
-MAX_CALLS = 16
 #: The longest wait a tool makes: MCP clients give up on a call after about a minute.
 MAX_WAIT = 50.0
 MAX_LOG_LINES = 2000
@@ -80,9 +72,9 @@ Timeout = Annotated[float, Field(gt=0, le=MAX_WAIT, description=f"Seconds to wai
 def build_server(clients: Clients) -> MCPServer:
     """The MCP server: Titan's tools and resources, each call made with a client from
     ``clients``."""
-    server: MCPServer = MCPServer("titan", version=__version__, instructions=INSTRUCTIONS)
-    tool = _Calls(clients, _tool_error)
-    read = _Calls(clients, _resource_error)
+    server: MCPServer = TitanServer("titan", version=__version__, instructions=INSTRUCTIONS)
+    tool = Calls(clients, tool_error)
+    read = Calls(clients, resource_error)
 
     @server.tool(annotations=WRITES)
     async def submit_dag(name: str, jobs: list[JobSpec], ctx: Context) -> dict[str, Any]:
@@ -231,43 +223,6 @@ def build_server(clients: Clients) -> MCPServer:
             client.read_artifact(key, MAX_ARTIFACT_BYTES)[1]))
 
     return server
-
-
-class _Calls:
-    """Runs a call with the client for the request it came in on, on a worker thread, and
-    turns a Titan error into what MCP reports (``failure``)."""
-
-    def __init__(self, clients: Clients, failure: Callable[[TitanError], Exception]) -> None:
-        self._clients = clients
-        self._failure = failure
-        self._limiter: anyio.CapacityLimiter | None = None
-
-    async def __call__(self, ctx: Context, call: Callable[[TitanClient], T]) -> T:
-        request = ctx.request_context.request
-        if self._limiter is None:  # made on the loop that serves: anyio needs one to exist
-            self._limiter = anyio.CapacityLimiter(MAX_CALLS)
-
-        def run() -> T:
-            with self._clients(request) as client:
-                return call(client)
-
-        try:
-            return await anyio.to_thread.run_sync(run, limiter=self._limiter)
-        except TitanError as exc:
-            raise self._failure(exc) from None
-
-
-def _message(exc: TitanError) -> str:
-    return f"{exc.code}: {exc}" if isinstance(exc, APIError) else str(exc)
-
-
-def _tool_error(exc: TitanError) -> Exception:
-    return ToolError(_message(exc))
-
-
-def _resource_error(exc: TitanError) -> Exception:
-    return ResourceNotFoundError(str(exc)) if isinstance(exc, NotFound) else \
-        ResourceError(_message(exc))
 
 
 # --------------------------------------------------------------------------- the calls

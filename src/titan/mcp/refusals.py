@@ -1,0 +1,94 @@
+"""How the MCP server says what went wrong, and where each call runs.
+
+Titan's refusals keep the API's code in front (``not_found: no job 'x/y'``), so an agent can
+tell a typo from a refusal; the SDK's own refusals (arguments that do not fit a tool's schema,
+an unknown tool) are worded the same way here. Each call runs on a worker thread with the
+client for the request it came in on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedToolError,
+)
+from pydantic import ValidationError
+
+from titan.client import TitanClient
+from titan.errors import APIError, NotFound, TitanError
+
+#: Given the HTTP request a call came in on (``None`` on stdio), the client to make it with.
+Clients = Callable[[Any], AbstractContextManager[TitanClient]]
+T = TypeVar("T")
+
+#: Tool calls running at once (each holds a thread while its API calls are in flight).
+MAX_CALLS = 16
+
+
+class TitanServer(MCPServer):
+    """The SDK's server, with its own refusals worded as Titan's: arguments that do not fit a
+    tool's schema are ``invalid_request: field: what is wrong`` (the SDK says "Error executing
+    tool" and pydantic's multi-line report), an unknown tool ``not_found``."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any],
+                        context: Context[Any, Any] | None = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                problems = "; ".join(
+                    f"{'.'.join(str(part) for part in err['loc']) or 'arguments'}: {err['msg']}"
+                    for err in cause.errors())
+                raise ToolError(f"invalid_request: {name}: {problems}") from cause
+            if cause is None and self._tool_manager.get_tool(name) is None:
+                known = ", ".join(sorted(t.name for t in self._tool_manager.list_tools()))
+                raise ToolError(f"not_found: no tool {name!r} (tools: {known})") from None
+            raise
+
+
+class Calls:
+    """Runs a call with the client for the request it came in on, on a worker thread, and
+    turns a Titan error into what MCP reports (``failure``)."""
+
+    def __init__(self, clients: Clients, failure: Callable[[TitanError], Exception]) -> None:
+        self._clients = clients
+        self._failure = failure
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def __call__(self, ctx: Context, call: Callable[[TitanClient], T]) -> T:
+        request = ctx.request_context.request
+        if self._limiter is None:  # made on the loop that serves: anyio needs one to exist
+            self._limiter = anyio.CapacityLimiter(MAX_CALLS)
+
+        def run() -> T:
+            with self._clients(request) as client:
+                return call(client)
+
+        try:
+            return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+        except TitanError as exc:
+            raise self._failure(exc) from None
+
+
+def message(exc: TitanError) -> str:
+    return f"{exc.code}: {exc}" if isinstance(exc, APIError) else str(exc)
+
+
+def tool_error(exc: TitanError) -> Exception:
+    return ToolError(message(exc))
+
+
+def resource_error(exc: TitanError) -> Exception:
+    return ResourceNotFoundError(str(exc)) if isinstance(exc, NotFound) else \
+        ResourceError(message(exc))
