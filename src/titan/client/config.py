@@ -34,27 +34,23 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from titan.atomic import atomic_file
+from titan.client.urls import DEFAULT_PORT, make_url, master_key, parse_url, parse_urls
 from titan.errors import ConfigError
 from titan.permissions import secure_tree
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9090
 MASTER_FILE = "master.json"
 TOKEN_FILE = "admin.token"
 CONFIG_FILE = "config.json"
 LOCAL_DATA_DIR = ".titan"
 #: Every master of one Titan (the leader and its standbys), comma-separated.
 MASTERS_ENV = "TITAN_MASTER_URLS"
-
-_LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
-
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -101,82 +97,6 @@ def config_dir() -> Path:
 def config_path() -> Path:
     """The user config file, ``<config_dir>/config.json``."""
     return config_dir() / CONFIG_FILE
-
-
-# --------------------------------------------------------------------------- URLs
-
-
-def make_url(host: str, port: int, scheme: str = "http") -> str:
-    """``http://host:port``, bracketing IPv6 literals."""
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
-
-
-def parse_url(url: str) -> tuple[str, str, int]:
-    """Split a master URL into ``(normalized_url, host, port)``; a missing scheme means http."""
-    text = url.strip().rstrip("/")
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"invalid Titan master URL {url!r}: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"invalid Titan master URL {url!r}: expected http://HOST:PORT")
-    if parts.path not in ("", "/"):
-        raise ConfigError(
-            f"invalid Titan master URL {url!r}: give the server's root URL, without a path"
-        )
-    if port is None:
-        port = 443 if parts.scheme == "https" else DEFAULT_PORT
-    host = parts.hostname
-    return make_url(host, port, parts.scheme), host, port
-
-
-def _canonical(url: str) -> str:
-    """A comparison key for master URLs: loopback spellings collapse to one."""
-    try:
-        normalized, host, port = parse_url(url)
-    except ConfigError:
-        return url
-    scheme = normalized.split("://", 1)[0]
-    if host.lower() in _LOOPBACK:
-        host = "127.0.0.1"
-    return f"{scheme}://{host.lower()}:{port}"
-
-
-def same_master(a: str, b: str) -> bool:
-    """Whether two master URLs name the same server (loopback spellings are one host)."""
-    return _canonical(a) == _canonical(b)
-
-
-def split_urls(value: str | Iterable[str] | None) -> list[str]:
-    """The items of a master-URL list: a comma-separated string, or strings that may each
-    hold commas (``--master A --master B,C``); blanks are skipped."""
-    if value is None:
-        return []
-    items = [value] if isinstance(value, str) else list(value)
-    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
-
-
-def parse_urls(value: str | Iterable[str] | None, where: str) -> tuple[str, ...]:
-    """Normalized master URLs from :func:`split_urls`, in order, each server once.
-
-    A bad URL is a :class:`ConfigError` naming it and ``where`` it came from; a list that
-    names none is one too.
-    """
-    found: dict[str, str] = {}
-    for item in split_urls(value):
-        try:
-            url = parse_url(item)[0]
-        except ConfigError as exc:
-            raise ConfigError(f"{exc} (in {where})") from None
-        found.setdefault(_canonical(url), url)
-    if not found:
-        raise ConfigError(f"{where} names no Titan master URL")
-    return tuple(found.values())
 
 
 def _port(value: Any, where: str) -> int:
@@ -265,11 +185,11 @@ def _data_dirs() -> list[Path]:
 def token_for(url: str | Sequence[str]) -> str | None:
     """The token recorded for the master at ``url`` (user config, then data directories);
     given several URLs (one Titan's masters), the first one recorded for any of them."""
-    keys = [_canonical(u) for u in ([url] if isinstance(url, str) else url)]
+    keys = [master_key(u) for u in ([url] if isinstance(url, str) else url)]
     masters = load_user_config().get("masters", {})
     for key in keys:
         for recorded_url, entry in masters.items():
-            if _canonical(recorded_url) == key and isinstance(entry, dict) \
+            if master_key(recorded_url) == key and isinstance(entry, dict) \
                     and entry.get("token"):
                 return str(entry["token"])
     for directory in _data_dirs():
@@ -278,9 +198,9 @@ def token_for(url: str | Sequence[str]) -> str | None:
             continue
         # The dashboard's port serves the same API: a client pointed there is this master's.
         dashboard = (_read_json(directory / MASTER_FILE) or {}).get("dashboard_port")
-        names = {_canonical(found[0])}
+        names = {master_key(found[0])}
         if isinstance(dashboard, int):
-            names.add(_canonical(make_url(found[1], dashboard)))
+            names.add(master_key(make_url(found[1], dashboard)))
         if names.intersection(keys):
             token = _read_token(directory / TOKEN_FILE)
             if token:

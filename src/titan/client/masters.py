@@ -33,7 +33,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from titan import errors
-from titan.client.config import same_master
+from titan.client.urls import same_master
 
 #: The header in which a standby names the leader (also in its body's ``details.leader``).
 LEADER_HEADER = "X-Titan-Leader"

@@ -98,7 +98,8 @@ def httpx_verify(url: str) -> ssl.SSLContext | bool:
 
 
 def _recorded_ca(url: str) -> str | None:
-    from titan.client.config import load_user_config, parse_url
+    from titan.client.config import load_user_config
+    from titan.client.urls import parse_url
 
     try:
         normalized = parse_url(url)[0]

@@ -1,0 +1,91 @@
+"""Master URLs: how they are written, read, listed and compared.
+
+A master URL is a server's root (``http://host:port``; a missing scheme means http, a missing
+port 9090, or 443 for https). Several URLs may name one Titan (a leader and its standbys);
+loopback spellings (``localhost``, ``127.0.0.1``, ``::1``) count as one host when two are
+compared, so a token recorded for one is found for the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from titan.errors import ConfigError
+
+DEFAULT_PORT = 9090
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
+
+
+def make_url(host: str, port: int, scheme: str = "http") -> str:
+    """``http://host:port``, bracketing IPv6 literals."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """Split a master URL into ``(normalized_url, host, port)``; a missing scheme means http."""
+    text = url.strip().rstrip("/")
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"invalid Titan master URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"invalid Titan master URL {url!r}: expected http://HOST:PORT")
+    if parts.path not in ("", "/"):
+        raise ConfigError(
+            f"invalid Titan master URL {url!r}: give the server's root URL, without a path"
+        )
+    if port is None:
+        port = 443 if parts.scheme == "https" else DEFAULT_PORT
+    host = parts.hostname
+    return make_url(host, port, parts.scheme), host, port
+
+
+def master_key(url: str) -> str:
+    """A comparison key for master URLs: loopback spellings collapse to one."""
+    try:
+        normalized, host, port = parse_url(url)
+    except ConfigError:
+        return url
+    scheme = normalized.split("://", 1)[0]
+    if host.lower() in _LOOPBACK:
+        host = "127.0.0.1"
+    return f"{scheme}://{host.lower()}:{port}"
+
+
+def same_master(a: str, b: str) -> bool:
+    """Whether two master URLs name the same server (loopback spellings are one host)."""
+    return master_key(a) == master_key(b)
+
+
+def split_urls(value: str | Iterable[str] | None) -> list[str]:
+    """The items of a master-URL list: a comma-separated string, or strings that may each
+    hold commas (``--master A --master B,C``); blanks are skipped."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def parse_urls(value: str | Iterable[str] | None, where: str) -> tuple[str, ...]:
+    """Normalized master URLs from :func:`split_urls`, in order, each server once.
+
+    A bad URL is a :class:`ConfigError` naming it and ``where`` it came from; a list that
+    names none is one too.
+    """
+    found: dict[str, str] = {}
+    for item in split_urls(value):
+        try:
+            url = parse_url(item)[0]
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in {where})") from None
+        found.setdefault(master_key(url), url)
+    if not found:
+        raise ConfigError(f"{where} names no Titan master URL")
+    return tuple(found.values())
