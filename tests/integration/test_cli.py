@@ -79,6 +79,25 @@ def test_a_wait_on_a_job_no_worker_can_take_says_why(cluster: Cluster) -> None:
     titan(cluster, "cancel", "needs_gpu")
 
 
+def test_a_script_is_submitted_as_a_one_job_dag_with_its_arguments(cluster: Cluster,
+                                                                    tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("import sys\nprint('train', sys.argv[1:])\n")
+    (tmp_path / "clean up.sh").write_text("echo cleaned \"$1\"\n")
+    out = titan(cluster, "submit", "--wait", "train.py", "--", "--epochs", "3", cwd=tmp_path)
+    assert out.stdout.splitlines()[-1] == "COMPLETED (COMPLETED 1)", out.stdout
+    assert titan(cluster, "logs", "train/train").stdout.strip() == "train ['--epochs', '3']"
+    # The job id is the file's name made a valid id.
+    out = titan(cluster, "submit", "clean up.sh", "now", "--wait", cwd=tmp_path)
+    assert out.stdout.startswith("clean-up#"), out.stdout
+    assert titan(cluster, "logs", "clean-up/clean-up").stdout.strip() == "cleaned now"
+    for argv, said in ((["missing.py"], "no script missing.py"),
+                       (["p.yaml", "extra"], "arguments (extra) are for a script"),
+                       (["--allow-file", "x.py", "train.py"], "--allow-file is for a pipeline")):
+        out = titan(cluster, "submit", *argv, check=False, cwd=tmp_path)
+        assert out.returncode == 1 and said in out.stderr, (argv, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
 def test_unknown_job_is_a_clear_error(cluster: Cluster) -> None:
     out = titan(cluster, "status", "no_such_job", check=False)
     assert out.returncode == 1

@@ -44,6 +44,11 @@ def test_the_readme_quickstart_runs_as_written(make_cluster: Callable[..., Clust
     logs = subprocess.run([*titan, "logs", "train_model"], env=cluster.env, cwd=here,
                           capture_output=True, text=True, timeout=60)
     assert "sales = 100.0 + 7.0 * day" in logs.stdout, logs.stdout + logs.stderr
+    one = subprocess.run([*titan, "submit", "etl/extract.py", "--wait"], env=cluster.env,
+                         cwd=here, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert one.stdout.startswith("extract#1\n"), one.stdout
+    assert "titan submit etl/extract.py --wait" in readme
 
 
 def test_the_logic_switch_picks_its_graph_from_the_load(cluster: Cluster) -> None:

@@ -12,16 +12,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from titan.cli.output import cell, counts, print_json, show_dag, show_job, table, when
-from titan.errors import NotFound, TitanError, WaitTimeout
+from titan.errors import ConfigError, NotFound, TitanError, WaitTimeout
 
 if TYPE_CHECKING:
-    from titan.client import TitanClient
+    from titan.client import TitanClient, TitanJob
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -41,9 +43,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         from titan.client.long_poll import wait_deadline
 
         wait_deadline(args.timeout)  # a bad --timeout is refused before anything is submitted
+    script = _script_job(args.pipeline, args.script_args, args.allow_file)
     with _client(args) as client:
-        dag = client.submit_yaml(args.pipeline, agent_run_id=args.agent_run_id,
-                                 allow_files=args.allow_file)
+        if script is not None:
+            dag = client.submit_job(script, agent_run_id=args.agent_run_id)
+        else:
+            dag = client.submit_yaml(args.pipeline, agent_run_id=args.agent_run_id,
+                                     allow_files=args.allow_file)
         if not args.wait:
             if args.json:
                 print_json(dag)
@@ -59,6 +65,30 @@ def cmd_submit(args: argparse.Namespace) -> int:
         else:
             print(f"{final.get('status')} ({counts(final)})")
         return 0 if final.get("status") == "COMPLETED" else 1
+
+
+#: What ``titan submit`` runs as one job rather than reads as a pipeline.
+SCRIPT_SUFFIXES = (".py", ".sh")
+
+
+def _script_job(path: str, script_args: list[str], allow_files: list[str]) -> TitanJob | None:
+    """``titan submit train.py -- --epochs 3``: the script as a one-job DAG named after it
+    (the job id is the file's name without its suffix, made a valid id); None for a pipeline."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SCRIPT_SUFFIXES:
+        if script_args:
+            raise ConfigError(f"arguments ({' '.join(script_args)}) are for a script; "
+                              f"{path} is read as a pipeline (give each job its args there)")
+        return None
+    from titan.client import TitanJob
+
+    if allow_files:
+        raise ConfigError("--allow-file is for a pipeline's scripts; a script given "
+                          "directly may be anywhere")
+    if not Path(path).is_file():
+        raise ConfigError(f"no script {path}")
+    job_id = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).stem).strip("-.") or "script"
+    return TitanJob(job_id=job_id, filename=path, args=script_args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -111,8 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         command("worker", cmd_worker, "run a worker that leases jobs from a master",
                 parents=[_common(master=False)]))
 
-    p = command("submit", cmd_submit, "submit a YAML pipeline")
-    p.add_argument("pipeline", help="the pipeline file")
+    p = command("submit", cmd_submit,
+                "submit a YAML pipeline, or one .py or .sh script as a one-job DAG")
+    p.add_argument("pipeline", help="the pipeline file, or a script (.py, .sh)")
+    p.add_argument("script_args", nargs="*", metavar="ARG",
+                   help="a script's arguments (after --, when one starts with -)")
     p.add_argument("--wait", action="store_true",
                    help="wait until it finishes; exit 0 only if it COMPLETED")
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
