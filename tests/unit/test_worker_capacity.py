@@ -172,9 +172,36 @@ def test_an_attempt_delivered_twice_in_one_frame_takes_one_slot(
     with runs.cond:
         assert runs.cond.wait_for(lambda: runs.started, WAIT)
     assert runs.started == [7] and intake.busy == 1
+    # The master spent two credits on that frame: the one the duplicate took no slot for
+    # comes back at once.
+    assert master.next() == {"t": "credit", "n": 1}
     intake.on_finished((7, 1))
     assert master.next() == {"t": "credit", "n": 1}
     assert intake.busy == 0
+
+
+def test_a_job_pushed_again_while_it_runs_gives_its_credit_back() -> None:
+    # A re-registration that raced a push makes the master push a running job again: it
+    # spent a credit the worker takes no slot for, and gets it back.
+    class Holding(Started):
+        def __contains__(self, key: object) -> bool:
+            return isinstance(key, tuple) and key[0] in self.started
+
+    master, runs, stopped = ChannelMaster(), Holding(), threading.Event()
+    intake = ChannelIntake(url=master.url, headers=dict, slots=2,
+                           supervisor=runs, held=list,  # type: ignore[arg-type]
+                           stopped=stopped, hard=threading.Event(), reattach=lambda: None,
+                           on_error=lambda exc: None)
+    try:
+        assert _connected(intake, master, 2)["credit"] == 2
+        _deliver(master, runs, 7)
+        master.send({"t": "jobs", "jobs": [_job(7)], "cancel": []})
+        assert master.next() == {"t": "credit", "n": 1}
+        assert runs.started == [7] and intake.busy == 1
+    finally:
+        stopped.set()
+        intake.wake()
+        master.close()
 
 
 # ---------------------------------------------------------------------------- environment

@@ -347,9 +347,21 @@ class ChannelIntake(Intake):
             log.debug("worker channel: ignoring a %r frame", kind)
 
     def _accept(self, message: dict[str, Any]) -> None:
+        jobs = list(message.get("jobs") or [])
         with self._cond:
-            accepted = self._take(list(message.get("jobs") or []))
+            accepted = self._take(jobs)
+            # The master spent a credit on each job it pushed; one this worker runs already
+            # (pushed again by a re-join that raced a push) or cannot read takes no slot here,
+            # so its credit goes back, or the master would offer this worker one slot fewer
+            # for as long as the connection lasts.
+            unused = len(jobs) - len(accepted)
+            kept = min(unused, self._withheld)
+            self._withheld -= kept
+            unused -= kept
+            ws = self._ws if unused and not self._draining else None
         self._start(accepted, list(message.get("cancel") or []))
+        if ws is not None:
+            self._send_quietly({"t": "credit", "n": unused}, ws)
 
     def _send_quietly(self, message: dict[str, Any], ws: ClientConnection | None) -> None:
         """Send a frame on ``ws`` if there is one; a drop is fine (the next hello says it

@@ -10,7 +10,8 @@ Frames are JSON text. Worker → master:
 * ``{"t": "hello", "credit": N, "running": [{"id", "attempt"}...]}`` first: the slots it offers
   and every attempt it holds (running, or finished with the result not acknowledged yet).
   Jobs leased to it that it does not hold are sent again (the push carrying them was lost).
-* ``{"t": "credit", "n": K}``: K more slots are free (a job finished).
+* ``{"t": "credit", "n": K}``: K more slots are free (a job finished, or a job pushed took no
+  slot: the worker runs it already, or could not read it).
 * ``{"t": "report", "id": R, "logs": [...], "results": [...], "credit": K}``: as
   ``POST .../report``; answered ``{"t": "ack", "id": R, "rejected": [...]}`` once committed,
   or ``{"t": "error", "id": R, "error": {...}}`` when the master refuses it. ``credit`` (optional)
