@@ -235,6 +235,13 @@ def test_wall_clock_and_uuid_are_findings_while_the_titan_trace_twin_replays_ide
     after = cluster.api("GET", f"/runs/{run_id}/determinism")
     assert any(f["kind"] == "output_mismatch" for f in after["findings"])
     assert after["score"] < found["score"]
+    # Without --verify the block is served, its code runs again and sets other outputs: a
+    # plain strict replay stops there with the same divergence (seed 004's "Output
+    # mismatch"), where it used to report a 100 % match.
+    strict = replay(cluster, run_id)
+    assert strict["status"] == "failed" and "same inputs, different outputs" in strict["error"]
+    assert [d["kind"] for d in strict["divergences"]] == ["output_mismatch"], strict
+    assert strict["match_rate"] < 1.0
 
     det = write(tmp_path / "b", "report.py", DET)
     run_id = run_script(cluster, det)

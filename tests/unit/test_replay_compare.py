@@ -74,6 +74,25 @@ def test_verified_output_mismatch() -> None:
     assert [d["status"] for d in other["divergences"]] == ["output_mismatch"]
 
 
+def test_a_served_block_that_set_other_outputs_is_an_output_mismatch() -> None:
+    # A trace.action block runs again in a replay with the recorded outputs in hand; one that
+    # overwrote them (a fresh timestamp, a new uuid4) behaved differently (seed 004's
+    # "Output mismatch: same inputs, different outputs").
+    original = [act("A", "generate_report", channel="custom", outputs="x", seq=1),
+                act("A", "call_llm", channel="llm", outputs="l", seq=2)]
+    kept = compare(original, [act("A", "generate_report", channel="custom", outputs="x",
+                                  status="served", seq=1),
+                              act("A", "call_llm", channel="llm", outputs="l", status="served",
+                                  seq=2)])
+    assert kept["divergences"] == [] and kept["match_rate"] == 1.0
+    changed = compare(original, [act("A", "generate_report", channel="custom", outputs="y",
+                                     status="served", seq=1),
+                                 act("A", "call_llm", channel="llm", outputs="rebuilt",
+                                     status="served", seq=2)])
+    assert statuses(changed) == [("A", "generate_report", "output_mismatch"),
+                                 ("A", "call_llm", "match")]
+
+
 def test_a_fork_serves_the_prefix_and_replaces_the_rest() -> None:
     original = [act("PLAN/p", "call_llm", channel="llm", seq=1),
                 act("EVAL1/e", "call_llm", channel="llm", seq=2),
