@@ -568,6 +568,19 @@ def test_a_run_budget_blocks_and_raising_it_releases(cl: Cluster, tokens: dict[s
     assert ok(cl, "PATCH", "/runs/bud-1", {"budget_usd": None})["blocked"] is False
 
 
+def test_an_agents_totals_and_trend_leave_its_replays_out(cl: Cluster) -> None:
+    # A replay's calls are served ("replayed"), not successes of the agent's: counted, they
+    # put a 0 % point on the agent's chart for every replay of a flawless run.
+    new_run(cl, "as-1", agent_id="statbot")
+    ingest(cl, "as-1", [act(None), act(None)])
+    new_run(cl, "as-1-replay", agent_id="statbot", replay_of="as-1")
+    ingest(cl, "as-1-replay", [act(None, outcome="replayed"), act(None, outcome="replayed")])
+    agent = ok(cl, "GET", "/agents/statbot")
+    assert (agent["runs"], agent["action_count"], agent["success_rate"]) == (1, 2, 1.0), agent
+    assert [p["run_id"] for p in agent["series"]] == ["as-1"]
+    assert get_run(cl, "as-1-replay")["success_rate"] == 1.0  # its own card: the replay worked
+
+
 def test_an_agent_budget_applies_to_its_runs_without_their_own(cl: Cluster) -> None:
     new_run(cl, "ab-1", agent_id="budgetbot")
     new_run(cl, "ab-2", agent_id="budgetbot")

@@ -120,7 +120,9 @@ class RunsTransaction(abc.ABC):
     @abc.abstractmethod
     def agent_runs_series(self, agent_id: str, limit: int) -> list[Row]:
         """The agent's latest runs, oldest first: id, status, started_at, ended_at, cost_usd,
-        action_count, success_count (its success-rate and cost over time)."""
+        action_count, success_count (its success-rate and cost over time). Replays are left
+        out: Titan re-ran a recorded run at no cost, the agent did no new work (their served
+        calls are not successes of the agent's, nor a diverged replay its failure)."""
 
     @abc.abstractmethod
     def known_action_ids(self, run_id: str, ids: Sequence[str]) -> set[str]:
