@@ -110,6 +110,11 @@ def test_clock_reads_through_import_aliases(source: str) -> None:
     ("import httpx\nwith httpx.Client() as c:\n    pass\n", "network_io"),
     ("from urllib.request import urlopen\nurlopen('https://example.com')\n", "network_io"),
     ("import aiohttp\ns = aiohttp.ClientSession()\n", "network_io"),
+    ("import sqlite3\ndb = sqlite3.connect('shop.db')\n", "database_io"),
+    ("import psycopg\nconn = psycopg.connect('dbname=shop')\n", "database_io"),
+    ("from redis import Redis\ncache = Redis()\n", "database_io"),
+    ("from sqlalchemy import create_engine\nengine = create_engine('sqlite://')\n",
+     "database_io"),
     ("from pathlib import Path\ntext = Path('a.txt').read_text()\n", "file_io"),
     ("import glob\nfiles = glob.glob('*.py')\n", "file_io"),
     ("from os import environ\nkey = environ.get('KEY')\n", "env_read"),
@@ -413,6 +418,7 @@ def test_a_store_read_inside_a_tool_is_recorded() -> None:
 # -- static: each piece of advice fixes what it is given for ---------------------------------
 
 SNIPPET_IMPORTS = {
+    "database_io": "import sqlite3\nimport titan\n",
     "numpy_random": "import numpy as np\n",
     "wall_clock": "from datetime import UTC, datetime\nimport titan\n",
 }

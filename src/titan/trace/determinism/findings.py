@@ -91,6 +91,14 @@ ADVICE: dict[str, Advice] = {
         "def fetch(url):\n    return requests.get(url).text",
         "@titan.tool\ndef fetch(url):\n    return requests.get(url).text  "
         "# recorded: a replay serves the result"),
+    "database_io": Advice(
+        "Unrecorded database query",
+        "Open the connection and run the queries inside a @titan.tool function: each result "
+        "is recorded, and a replay serves it without reading the database again.",
+        'db = sqlite3.connect("shop.db")\nstock = db.execute("select qty from stock").fetchall()',
+        "@titan.tool\ndef read_stock():\n    with sqlite3.connect(\"shop.db\") as db:\n"
+        "        return db.execute(\"select qty from stock\").fetchall()  "
+        "# recorded: a replay serves the rows"),
     "file_io": Advice(
         "File I/O",
         "Read inputs through a recorded tool, or pass their content in as an input. Files "

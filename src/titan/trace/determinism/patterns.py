@@ -47,6 +47,20 @@ NETWORK_MODULES = {"requests", "httpx"}
 NETWORK_VERBS = {"get", "post", "put", "patch", "delete", "head", "options", "request",
                  "stream", "Client", "AsyncClient", "Session"}
 
+# Opening a database or a cache: what its queries read is state outside the run (seed 004's
+# "External state"). The connection is what a static reading can name; its queries are
+# methods of objects it cannot follow.
+DATABASES = {
+    "sqlite3.connect", "psycopg.connect", "psycopg.AsyncConnection.connect",
+    "psycopg.Connection.connect", "psycopg2.connect", "psycopg_pool.ConnectionPool",
+    "asyncpg.connect", "asyncpg.create_pool", "pymysql.connect", "MySQLdb.connect",
+    "mysql.connector.connect", "sqlalchemy.create_engine",
+    "sqlalchemy.ext.asyncio.create_async_engine", "redis.Redis", "redis.StrictRedis",
+    "redis.from_url", "redis.asyncio.Redis", "redis.asyncio.from_url", "pymongo.MongoClient",
+    "motor.motor_asyncio.AsyncIOMotorClient", "duckdb.connect", "peewee.SqliteDatabase",
+    "peewee.PostgresqlDatabase", "peewee.MySQLDatabase",
+}
+
 FILES = {"builtins.open", "io.open", "os.listdir", "os.scandir", "os.walk", "glob.glob",
          "glob.iglob"}
 # Methods distinctive enough of ``pathlib.Path`` to flag whatever the receiver is.
@@ -113,6 +127,8 @@ def classify(name: str, call: ast.Call, *, random_seeded: bool,
         return Hit("str_hash", "medium")
     if name in NETWORK or (head in NETWORK_MODULES and last in NETWORK_VERBS):
         return Hit("network_io", "critical")
+    if name in DATABASES:
+        return Hit("database_io", "high")
     if name in FILES or last in PATH_METHODS:
         return Hit("file_io", "low")
     return None

@@ -30,6 +30,8 @@ WHY = {
     "str_hash": "is salted per process for str and bytes (PYTHONHASHSEED)",
     "float_equality": "compares floats exactly: a rounding difference flips it",
     "network_io": "calls the network: a replay that runs it again may get another answer",
+    "database_io": "opens a database: what its queries read is not recorded, and a replay "
+                   "reads the database as it is by then",
     "file_io": "touches the file system: a replay that runs it again may see other content",
     "store_read": "reads a key that no file of the run writes: a replay reads whatever it "
                   "holds by then",
