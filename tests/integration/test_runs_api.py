@@ -568,6 +568,22 @@ def test_a_run_budget_blocks_and_raising_it_releases(cl: Cluster, tokens: dict[s
     assert ok(cl, "PATCH", "/runs/bud-1", {"budget_usd": None})["blocked"] is False
 
 
+def test_a_run_is_dated_no_later_than_tomorrow_and_ends_after_it_started(cl: Cluster) -> None:
+    # A run dated 2099 sat first in the registry for good, in every "last 24 hours" view,
+    # and ended (with the master's clock) before it started.
+    future = time.time() + 40 * 365 * 86_400
+    err = error(cl, "POST", "/runs", {"id": "dated-future", "started_at": future}, status=400)
+    assert "between 2000 and tomorrow" in err["message"], err
+    err = error(cl, "POST", "/runs", {"id": "dated-inverted", "started_at": NOW,
+                                      "ended_at": NOW - 60}, status=400)
+    assert "ended_at" in err["message"], err
+    ahead = time.time() + 3600  # a client whose clock runs an hour ahead
+    new_run(cl, "dated-ahead", started_at=ahead)
+    error(cl, "PATCH", "/runs/dated-ahead", {"ended_at": ahead - 10}, status=400)
+    run = ok(cl, "PATCH", "/runs/dated-ahead", {"status": "completed"})
+    assert run["ended_at"] >= run["started_at"] == ahead and run["duration_s"] == 0
+
+
 def test_an_agents_totals_and_trend_leave_its_replays_out(cl: Cluster) -> None:
     # A replay's calls are served ("replayed"), not successes of the agent's: counted, they
     # put a 0 % point on the agent's chart for every replay of a flawless run.

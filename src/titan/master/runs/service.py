@@ -20,7 +20,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from titan.errors import Conflict, Forbidden, NotFound
+from titan.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from titan.master.auth.tokens import OPERATE, Principal
 from titan.master.runs import compliance
 from titan.master.runs import ingest as action_input
@@ -137,6 +137,12 @@ class RunService:
         def op(tx: Transaction) -> tuple[Row, Row]:
             run = run_or_404(tx, run_id)
             compliance.check_retention_class(fields, who, run["retention_class"])
+            started = fields.get("started_at") or run["started_at"] or now
+            if fields.get("ended_at") is not None and fields["ended_at"] < started:
+                raise ValidationFailed("ended_at is before the run's started_at",
+                                       details={"field": "ended_at"})
+            # A run dated a little ahead (a client's clock) ends no earlier than it started.
+            end = max(now, started)
             before = dict(run)
             changes = {k: v for k, v in fields.items() if k != "status"}
             if pii:
@@ -147,13 +153,13 @@ class RunService:
                 # run settled later, in another commit, than the DAG a client waits on).
                 status = derived_end(tx, run, own_dag)
                 if status is None:  # stages still run: finish when they do
-                    changes["ended_at"] = fields.get("ended_at") or now
+                    changes["ended_at"] = fields.get("ended_at") or end
             if status is not None and status != run["status"]:
                 if run["status"] != RunStatus.RUNNING and status != RunStatus.RUNNING:
                     raise Conflict(f"agent run {run_id} already ended {run['status']}")
                 changes["status"] = status
                 changes["ended_at"] = (None if status == RunStatus.RUNNING
-                                       else fields.get("ended_at") or now)
+                                       else fields.get("ended_at") or end)
             if changes:
                 tx.update_run(run_id, changes)
                 run.update(changes)
