@@ -148,7 +148,15 @@ def test_rerun_on_the_seed_path_is_202_naming_the_source_run(
     assert http.get(ACME, headers=as_viewer).status_code == 200
     assert http.post(path, headers=as_viewer).status_code == 403
     assert http.get(ACME, headers={"Authorization": ""}).status_code == 401
-    reply = http.post(path)
+    # It takes no body: a field sent there would be ignored without a word (nor is anything
+    # dispatched by a refused one).
+    for body in ({"agent_config": {"model": "x"}}, "garbage", [1]):
+        refused = http.post(path, json=body)
+        assert refused.status_code == 400, refused.text
+        assert "takes no body" in refused.json()["error"]["message"], refused.text
+    garbled = http.post(path, content=b"garbage", headers={"Content-Type": "application/json"})
+    assert garbled.status_code == 400, garbled.text
+    reply = http.post(path, json={})  # an empty object is no body
     assert reply.status_code == 202, reply.text
     body = reply.json()
     assert body["source_run_id"] == first and body["run_id"] != first

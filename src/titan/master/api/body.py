@@ -102,6 +102,15 @@ def _fine(value: Any, strings: bool, orjson_read: bool = False) -> bool:
     return True
 
 
+def no_body(body: Any, what: str) -> None:
+    """Refuse a body on a route that takes none (``None`` or ``{}`` are fine): a field sent
+    there would be ignored without a word, where every other route refuses what it does not
+    know."""
+    if body is not None and body != {}:
+        raise ValidationFailed(f"{what} takes no body (send none, or {{}})",
+                               details={"field": "body"})
+
+
 def _problem(value: Any, strings: bool) -> ValidationFailed:
     """The first offending value, found again with its path (only on the way to a 400)."""
     stack: list[tuple[Any, str, int]] = [(value, "", 1)]

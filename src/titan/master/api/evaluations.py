@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Header, Query
 
 from titan.errors import ValidationFailed
-from titan.master.api.body import JSONRoute
+from titan.master.api.body import JSONRoute, no_body
 from titan.master.api.deps import API_PREFIX, CtxDep, EvalManager, Reader, token_principal
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
@@ -81,7 +81,9 @@ async def run_trace(c: CtxDep, p: Reader, evaluation_id: str, task_id: str,
 @router.post("/evaluations/{evaluation_id}/tasks/{task_id}/runs/{run_id}/re-run",
              status_code=202, summary="Dispatch the task again with the current agent "
                                       "settings; the original stays in history")
-async def rerun(c: CtxDep, p: EvalManager, evaluation_id: str, task_id: str, run_id: str) -> Row:
+async def rerun(c: CtxDep, p: EvalManager, evaluation_id: str, task_id: str, run_id: str,
+                body: Any = Body(None)) -> Row:
+    no_body(body, "a re-run (it dispatches the task with the current agent settings)")
     return await c.evals.rerun(evaluation_id, task_id, run_id)
 
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query
 
-from titan.master.api.body import JSONRoute
+from titan.master.api.body import JSONRoute, no_body
 from titan.master.api.deps import CtxDep, EvalManager, Reader
 from titan.master.evaluations import hierarchy
 from titan.storage.base import Row, Transaction
@@ -88,7 +88,8 @@ async def get_agent_run(c: CtxDep, p: Reader, project_id: str, workflow_id: str,
              summary="Dispatch the task again with the current workflow config; the source "
                      "run stays in history")
 async def rerun(c: CtxDep, p: EvalManager, project_id: str, workflow_id: str, task_id: str,
-                run_id: str) -> Row:
+                run_id: str, body: Any = Body(None)) -> Row:
+    no_body(body, "a re-run (it dispatches the task with the current workflow config)")
     # The project is checked first: the service knows evaluations, not where they live.
     await c.engine.read(
         lambda tx: hierarchy.check_run(tx, workflow_id, task_id, run_id, project_id))
