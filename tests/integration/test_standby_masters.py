@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from tests.conftest import free_port, fresh_postgres_database
 
@@ -124,6 +126,15 @@ def test_a_standby_names_the_leader_and_takes_over_after_kill_9(masters: Any) ->
         assert answer["error"]["code"] == "not_leader"
         assert answer["error"]["details"] == {"leader": a.url, "epoch": 1}
         assert headers["X-Titan-Leader"] == a.url and headers["Retry-After"] == "1"
+    # A worker's channel too: its upgrade gets the same 503, not a 403 a worker could take for
+    # the leader refusing its credential (one did, in a failover, and stopped).
+    ws_url = "ws://" + b.url.removeprefix("http://") + "/api/v1/workers/w-1/channel"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url, additional_headers={"Authorization": f"Bearer {a.token}"},
+                open_timeout=10)
+    assert refused.value.response.status_code == 503
+    body = json.loads(refused.value.response.body)
+    assert body["error"]["code"] == "not_leader" and body["error"]["details"]["leader"] == a.url
     # What the leader acknowledged is there after the takeover.
     assert a.call("PUT", "/store/values/k", {"value": "before"}, token=a.token)[0] == 200
     a.proc.kill()

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.fake_masters import FakeMaster, masters, refusing_url
+from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
 from titan import errors
@@ -176,6 +178,48 @@ def test_a_refusal_from_the_leader_still_stops_the_worker(stop: threading.Event)
         finally:
             stopped.set()
             hard.set()
+            conn.close()
+
+
+def test_a_refusal_from_a_master_that_took_the_lead_meanwhile_is_tried_again(
+        stop: threading.Event) -> None:
+    # A standby refused the upgrade (an older one, with 403), then took the lead before the
+    # worker asked /health: the worker took the refusal for the leader's own and stopped, its
+    # finished jobs unreported, and they ran again elsewhere (a failover QA pass).
+    asked: list[str] = []
+    said_hello = threading.Event()
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        asked.append(request.path)
+        if request.path == "/api/v1/health":
+            return connection.respond(HTTPStatus.OK, '{"status": "ok"}\n')
+        if asked.count(request.path) == 1:
+            return connection.respond(HTTPStatus.FORBIDDEN, "")
+        return None
+
+    def channel(ws: ServerConnection) -> None:
+        ws.recv(timeout=WAIT)
+        said_hello.set()
+        for _ in ws:
+            pass
+
+    stopped, hard = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+    with serve(channel, "127.0.0.1", 0, process_request=process_request) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        conn = MasterConnection([f"http://127.0.0.1:{server.socket.getsockname()[1]}"], "wt",
+                                stop)
+        intake = _channel(conn, stopped, hard, failures)
+        try:
+            intake.start()
+            assert said_hello.wait(WAIT), (failures, asked)
+            assert failures == []
+            assert asked == ["/api/v1/workers/w-1/channel", "/api/v1/health",
+                             "/api/v1/workers/w-1/channel"]
+        finally:
+            stopped.set()
+            hard.set()
+            intake.wake()
             conn.close()
 
 

@@ -66,7 +66,13 @@ class LeaderGate:
         elif self.leading:
             await self.app(scope, receive, send)
         elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1013})  # try again later
+            if "websocket.http.response" in (scope.get("extensions") or {}):
+                # The standby's 503 (naming the leader), as to any request: closed before the
+                # handshake, the upgrade reads as a 403, a refusal a worker cannot tell from
+                # the leader's own.
+                await self._answer(scope, send, prefix="websocket.http.response")
+            else:
+                await send({"type": "websocket.close", "code": 1013})  # try again later
         else:
             await self._answer(scope, send)
 
@@ -170,7 +176,7 @@ class LeaderGate:
         except Exception as exc:  # noqa: BLE001 - the database away: say what was last known
             log.debug("could not read the leader: %s", exc)
 
-    async def _answer(self, scope: Scope, send: Send) -> None:
+    async def _answer(self, scope: Scope, send: Send, prefix: str = "http.response") -> None:
         known = describe(self._known)
         leader = known["leader"]
         err = NotLeader(
@@ -191,5 +197,5 @@ class LeaderGate:
             body = json.dumps(err.to_body()).encode()
             headers.append((b"content-type", b"application/json"))
         headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": f"{prefix}.start", "status": 503, "headers": headers})
+        await send({"type": f"{prefix}.body", "body": body})

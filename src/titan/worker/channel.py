@@ -12,9 +12,9 @@ per free slot and the master spends one per job it pushes.
   :mod:`titan.retry` for as long as the worker runs. A master that no longer knows the worker
   (it restarted) closes with 4404: the worker registers again over HTTP, then reconnects.
   Each connection goes to the master in use (``url`` is asked each time); when one fails or
-  is refused — a standby refuses the upgrade before the handshake — ``leads`` asks that
-  master over HTTP whether it leads, which turns the worker to another master when it does
-  not, so a refusal is only taken as final (401/403) from a master that leads.
+  is refused — a standby refuses the upgrade with its 503 — ``leads`` asks that master over
+  HTTP whether it leads, which turns the worker to another master when it does not, so a
+  refusal is only taken as final (401/403) from a master that leads, and says so twice.
 * The reporter posts reports (:meth:`ChannelIntake.post`, several in flight) and hears of each
   ack on this thread; a report whose connection dropped before its ack is sent again first
   thing on the next one (the master deduplicates lines and rejects a result it already has,
@@ -271,7 +271,7 @@ class ChannelIntake(Intake):
         ws.close()
 
     def _run(self) -> None:
-        tries = 0
+        tries = refused = 0
         try:
             while not self._stopped.is_set():
                 ws = self._ws
@@ -279,11 +279,16 @@ class ChannelIntake(Intake):
                     url = self._url()
                     try:
                         self._open(url)
-                        tries = 0
+                        tries = refused = 0
                     except InvalidStatus as exc:
-                        # A standby refuses with 403 too: final only from the leader.
-                        if self._leads(channel_master(url)) \
-                                and exc.response.status_code in (401, 403):
+                        # An older standby refuses with 403 too, and one that takes the lead
+                        # between its refusal and the question says it leads: a refusal is
+                        # final only when the leader repeats it. (Taken as final at once, it
+                        # stopped a worker in a failover, its results unreported.)
+                        leads = self._leads(channel_master(url))
+                        refused = refused + 1 if leads and exc.response.status_code in (
+                            401, 403) else 0
+                        if refused >= 2:
                             raise errors.Unauthorized(
                                 f"the master refused the channel: {exc}") from None
                         self._pause(tries, exc)
