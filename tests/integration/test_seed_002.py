@@ -100,7 +100,9 @@ def test_dynamic_logic_switch(cluster: Cluster, tmp_path: Path) -> None:
 def test_self_healing_loop_reads_fetch_logs(cluster: Cluster, tmp_path: Path) -> None:
     tmp_path = tmp_path / "project"
     (tmp_path / "scripts").mkdir(parents=True)
-    (tmp_path / "flaky.py").write_text("import sys\nprint('Segfault in worker 3', file=sys.stderr)\nsys.exit(139)\n")
+    # A real crash: the worker's line in the log is what the snippet finds.
+    (tmp_path / "flaky.py").write_text("import os, signal\nprint('epoch 3 of 10', flush=True)\n"
+                                       "os.kill(os.getpid(), signal.SIGSEGV)\n")
     (tmp_path / "scripts" / "safe_mode_patch.py").write_text("print('patched in safe mode')\n")
     client = cluster.client()
     from titan_sdk import TitanJob

@@ -403,6 +403,28 @@ def test_timeout_kills_the_whole_process_group(job: Job, kind: str) -> None:
 
 
 @BOTH
+def test_the_log_says_how_a_process_ended_when_the_job_could_not(job: Job, kind: str) -> None:
+    # A crashed job's log ended at its last print: a person, or seed 002's self-healing agent
+    # looking for "Segfault" and "OutOfMemory", saw nothing wrong.
+    crash = job.run("""
+        import os, signal
+        print("epoch 3 of 10", flush=True)
+        os.kill(os.getpid(), signal.SIGSEGV)
+    """, kind=kind)
+    assert crash.outcome["error"] == "killed by SIGSEGV"
+    assert crash.stream("stderr")[-1] == ("titan worker: Segfault (a crash in native code): "
+                                          "the process was killed by SIGSEGV")
+    killed = job.run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", kind=kind)
+    assert "OutOfMemory killer" in killed.stream("stderr")[-1]
+    late = job.run("import time\ntime.sleep(30)\n", kind=kind, timeout=0.3)
+    assert late.stream("stderr")[-1].startswith("titan worker: timed out after 0.3 s; stopped")
+    # An exit code is the job's own saying: nothing is added.
+    failed = job.run("import sys\nprint('bad input', file=sys.stderr)\nsys.exit(3)\n",
+                     kind=kind)
+    assert failed.stream("stderr") == ["bad input"]
+
+
+@BOTH
 def test_cancel_kills_the_whole_process_group(job: Job, kind: str) -> None:
     attempt, sink, _ = job.start(GRANDCHILD, kind=kind)
     line = sink.wait_line(lambda line: line.startswith("grandchild"))

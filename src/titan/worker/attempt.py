@@ -33,6 +33,17 @@ CANCELLED = "cancelled"
 TIMED_OUT = "timed_out"
 STOPPED = "stopped"
 _ERROR_TEXT = 500
+#: Signals that end a process on its own fault, named as people search logs for them. A
+#: SIGKILL that Titan did not send is most often the kernel's out-of-memory killer.
+_CRASHES: dict[int, str] = {
+    signal.SIGSEGV: "Segfault (a crash in native code)",
+    signal.SIGBUS: "Bus error (a crash in native code)",
+    signal.SIGILL: "Illegal instruction (a crash in native code)",
+    signal.SIGFPE: "Arithmetic fault (a crash in native code)",
+    signal.SIGABRT: "Aborted (abort() in native code, or a failed C assertion)",
+    signal.SIGKILL: "Killed from outside Titan, most often by the kernel's OutOfMemory killer "
+                    "(see dmesg)",
+}
 
 
 class Sink(Protocol):
@@ -204,6 +215,9 @@ class Attempt:
             self._deadline.cancel()
         code, error = self._exit
         id_, attempt = self.key
+        ending = self._ending_line(code, error)
+        if ending is not None:
+            self._emit("stderr", f"titan worker: {ending}")
         result = self._result(code, error)
         log.debug("job %s attempt %d finished: exit %s in %.3f s", self.assignment.ref or id_,
                   attempt, code, time.monotonic() - self._started)
@@ -221,6 +235,26 @@ class Attempt:
             # worker dies (its lease expires).
             out["released"] = True
         return out
+
+    def _ending_line(self, code: int | None, error: str | None) -> str | None:
+        """How the process ended, for its log, when the job could not say so itself: a log
+        read by a person or an agent (seed 002's self-healing loop looks for "Segfault" and
+        "OutOfMemory") showed a crashed job's last print and nothing after it."""
+        if self.kill_reason == TIMED_OUT:
+            return (f"timed out after {self.assignment.timeout:g} s; stopped (SIGTERM, then "
+                    "SIGKILL after the grace)")
+        if self.kill_reason == CANCELLED:
+            return "cancelled; stopped (SIGTERM, then SIGKILL after the grace)"
+        if self.kill_reason == STOPPED:
+            return "the worker stopped; the job starts again on another worker"
+        if error is not None or code is None or code >= 0 or code == -signal.SIGINT:
+            # A start that failed says so already; an exit code is the job's own saying, and
+            # so is the KeyboardInterrupt traceback of a process ended by SIGINT.
+            return None
+        crash = _CRASHES.get(-code)
+        if crash is not None:
+            return f"{crash}: the process was killed by {signal_name(code)}"
+        return f"the process was killed by {signal_name(code)}, not sent by Titan"
 
     def _error_text(self, code: int | None, error: str | None) -> str | None:
         if self.kill_reason == TIMED_OUT:
