@@ -11,6 +11,7 @@ import importlib.util
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -262,6 +263,25 @@ def test_an_unreachable_server_is_a_retryable_provider_error(
     with pytest.raises(ProviderError, match="Connection error") as err:
         llm.complete("hi", model=HOSTED, api_base=f"http://127.0.0.1:{free_port()}")
     assert err.value.retryable is True
+
+
+@pytest.mark.parametrize(("model", "said"), [
+    ("gemini/gemini-2.0-flash", "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY)"),
+    ("anthropic/claude-haiku-4-5", "authentication failed (set ANTHROPIC_API_KEY)")])
+def test_a_missing_key_is_named_and_not_retried(monkeypatch: pytest.MonkeyPatch, model: str,
+                                                said: str) -> None:
+    # LiteLLM says a missing key as a connection error: it was retried, and its message was
+    # buried under LiteLLM's traceback and "file a bug" banner.
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TITAN_LLM_RETRIES", "2")
+    monkeypatch.chdir(Path(__file__).parent)  # no project .env with a key in it
+    with pytest.raises(ProviderError) as err:
+        llm.complete("hi", model=model)
+    text = str(err.value)
+    assert text.startswith(f"{model}: {said}"), text
+    assert err.value.retryable is False
+    assert "Traceback" not in text and "bug in LiteLLM" not in text
 
 
 def test_a_transient_failure_is_retried(hosted: Impl, api: FakeLLMServer,

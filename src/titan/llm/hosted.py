@@ -24,10 +24,42 @@ def _retries() -> int:
     return int(raw) if raw.strip().isdigit() else 2
 
 
-def _error(litellm: Any, exc: Exception, model: str) -> ProviderError:
+#: Where LiteLLM's text stops being about the request: its traceback, its bug-report banner.
+_NOISE = ("\nTraceback (most recent call last)", "This looks like a bug in LiteLLM",
+          "\n\nGive Feedback")
+
+
+def _message(exc: Exception) -> str:
+    text = str(getattr(exc, "message", "") or exc).strip()
+    for marker in _NOISE:
+        text = text.split(marker, 1)[0]
+    return text.strip()[:2000]
+
+
+def _missing_key(litellm: Any, model: str) -> str | None:
+    """The variable to set when the model's provider needs a key none of whose variables
+    is set (LiteLLM says so as a connection error, which would be retried, not as an
+    authentication failure); None when a key is there or the provider needs none."""
+    try:
+        found = litellm.validate_environment(model=model)
+    except Exception:
+        return None
+    missing = [str(k) for k in found.get("missing_keys") or () if str(k).endswith("_API_KEY")]
+    if found.get("keys_in_environment") or not missing:
+        return None
+    missing.sort(key=lambda k: (not k.startswith(model.split("/", 1)[0].upper()), k))
+    return missing[0] + (f" (or {', '.join(missing[1:])})" if missing[1:] else "")
+
+
+def _error(litellm: Any, exc: Exception, model: str, *, key_given: bool = False) -> ProviderError:
     status = getattr(exc, "status_code", None)
     provider = getattr(exc, "llm_provider", "") or model.split("/", 1)[0]
-    message = str(getattr(exc, "message", "") or exc).strip()
+    message = _message(exc)
+    missing = None if key_given or isinstance(exc, litellm.AuthenticationError) \
+        else _missing_key(litellm, model)
+    if missing is not None:
+        return ProviderError(f"{model}: no API key: set {missing} (in the environment or the "
+                             f"project's .env): {message}", provider=provider, status=status)
     if isinstance(exc, litellm.AuthenticationError):
         hint = {"gemini": "GEMINI_API_KEY", "openai": "OPENAI_API_KEY",
                 "anthropic": "ANTHROPIC_API_KEY"}.get(provider)
@@ -82,7 +114,7 @@ class HostedProvider:
                 resp = litellm.completion(**kwargs)
                 break
             except Exception as exc:
-                error = _error(litellm, exc, request.model)
+                error = _error(litellm, exc, request.model, key_given="api_key" in kwargs)
                 if not error.retryable or attempt == retries:
                     raise error from exc
             time.sleep(retry.pause(attempt, start=0.5, cap=8.0))  # jittered: no lockstep
