@@ -99,3 +99,19 @@ def test_the_docs_ship_inside_the_package() -> None:
     assert "docs/*.md" in data["tool"]["setuptools"]["package-data"]["titan"]
     assert any(d.startswith("markdown-it-py") for d in data["project"]["dependencies"])
     assert docs_pages.page_names() == {p.stem for p in (root / "docs").glob("*.md")}
+
+
+#: Every example path the seeds give, as they spell it (seed 001's run commands, seed 002's
+#: list of examples): each must work from the repository's root.
+SEED_PATHS = (
+    "titan_test_suite/examples/agents_examples/research_agent/research_agent.py",
+    "titan_test_suite/examples/agents_example/code_healer_agent.py",
+    "titan_test_suite/examples/agents_exampels/doc_generator_agent/tools/doc_dispatcher.py",
+    "titan_test_suite/examples/dynamic_dag_custom/dynamic_dag_switch",
+    "titan_test_suite/examples/worker_skill_based_test/gpu_project_test",
+)
+
+
+@pytest.mark.parametrize("path", SEED_PATHS)
+def test_the_seeds_example_paths_work_from_the_repository_root(path: str) -> None:
+    assert (Path(__file__).resolve().parents[2] / path).exists(), path
