@@ -41,7 +41,7 @@ def check_report(report: str, subtopics: Sequence[str]) -> list[str]:
     sentence (cut off mid-sentence or mid-word), or that ends on a fragment such as a list
     marker ("... required. 3."); a researched subtopic (``subtopics``) without its part in
     the Deep Dive; two bullets of the lists saying the same thing; an Open Question that is
-    not a question."""
+    not a question; an Executive Summary of more than three sentences."""
     sections = report_sections(report)
     problems: list[str] = []
     if list(sections) != synthesizer.SECTION_TITLES:
@@ -57,6 +57,10 @@ def check_report(report: str, subtopics: Sequence[str]) -> list[str]:
                     problems.append(f"{title}: cut off: ...{unit[-70:]!r}")
                 elif any(not _LETTERS.search(s) for s in synthesizer.sentences(unit)):
                     problems.append(f"{title}: a fragment: ...{unit[-70:]!r}")
+    summary = synthesizer.sentences(sections.get("Executive Summary", ""))
+    if len(summary) > synthesizer.SUMMARY_SENTENCES:
+        problems.append(f"Executive Summary: {len(summary)} sentences, at most "
+                        f"{synthesizer.SUMMARY_SENTENCES}")
     dive = sections.get("Deep Dive", "")
     parts = [m.group(1).strip().lower() for m in map(_HEADING.match, dive.splitlines()) if m]
     for topic in subtopics:

@@ -50,6 +50,7 @@ CLOSING = "How they fit together"
 # (instruction, max tokens). Each asks for a count of sentences or items that its budget
 # holds with room to spare (~35 tokens a sentence), so the model ends the answer itself.
 # Where a list should cover the researched subtopics, it names them: "one about each of".
+SUMMARY_SENTENCES = 3
 SUMMARY = ("Write the Executive Summary: exactly 3 sentences that directly answer the "
            "question. Plain prose: no list, no heading.", 120)
 FINDINGS_ASK = (f"Write the Key Findings: exactly {FINDINGS} concrete, specific findings from "
@@ -399,7 +400,9 @@ def synthesize(query: str, sections: list[str], *, model: str | None = None,
     topics = [split_section(s, i) for i, s in enumerate(sections)]
     writer = Writer(query, "\n\n".join(sections), model, max_tokens)
     bodies: dict[str, str] = {}
-    bodies["Executive Summary"] = writer.paragraph(*SUMMARY, said=[])
+    # Three sentences, as the report promises: the model sometimes writes a fourth.
+    bodies["Executive Summary"] = " ".join(
+        sentences(writer.paragraph(*SUMMARY, said=[]))[:SUMMARY_SENTENCES])
     findings = key_findings(writer, topics)
     bodies["Key Findings"] = "\n".join(f"- {item}" for item in findings)
     advice = recommendations(writer, topics, findings)

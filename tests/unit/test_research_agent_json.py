@@ -194,7 +194,8 @@ def test_result_keys_sort_by_iteration_then_index() -> None:
 
 def test_report_has_the_five_sections_whatever_the_model_writes(script: Any) -> None:
     provider = script(
-        "## Executive Summary\nLoRA adds low-rank adapters.",
+        "## Executive Summary\nLoRA adds low-rank adapters. It trains few weights. It "
+        "merges them at inference. It costs little.",  # a fourth sentence: left out
         # Key Findings: nothing usable, nor when asked for the missing ones, and notes too
         # thin to fall back on.
         "**Key Findings:**\n- a", "",
@@ -210,7 +211,8 @@ def test_report_has_the_five_sections_whatever_the_model_writes(script: Any) -> 
                                     run_id="R_1")
     titles = [line[3:] for line in report.splitlines() if line.startswith("## ")]
     assert titles == synthesizer.SECTION_TITLES
-    assert "## Executive Summary\n\nLoRA adds low-rank adapters." in report
+    assert ("## Executive Summary\n\nLoRA adds low-rank adapters. It trains few weights. It "
+            "merges them at inference.\n") in report
     assert "**Key Findings:**" not in report and "# Deep dive" not in report
     assert "## Key Findings\n\n_The model returned nothing for this section._" in report
     assert ("## Deep Dive\n\nNarrative about A.\n\n### A\n\nNotes on A.\n\n"
@@ -278,6 +280,9 @@ def test_the_checker_names_what_a_reader_would_trip_over() -> None:
         "the same bullet twice: Key Findings 'Indexes cost memory.' and Key Findings "
         "'The indexes cost memory.'",
         "Open Questions: not a question: 'Latency is unknown.'"]
+    four = bad.replace("It answers the questi", "One. Two. Three. Four.")
+    assert "Executive Summary: 4 sentences, at most 3" in research_report.check_report(
+        four, ["Cost", "Latency"])
 
 
 def test_section_bodies_are_prose_without_headings() -> None:
