@@ -14,11 +14,11 @@ from titan.version import __version__
 
 if TYPE_CHECKING:
     from titan import errors, llm, trace
-    from titan.client import TitanClient, TitanJob, load_pipeline
+    from titan.client import TitanClient, TitanJob, load_pipeline, wait_for_signal, wait_for_signals
     from titan.trace import tool
 
 __all__ = ["TitanClient", "TitanJob", "__version__", "errors", "llm", "load_pipeline", "tool",
-           "trace"]
+           "trace", "wait_for_signal", "wait_for_signals"]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,6 +4,7 @@
 """
 
 from titan import errors
-from titan.client import TitanClient, TitanJob, load_pipeline
+from titan.client import TitanClient, TitanJob, load_pipeline, wait_for_signal, wait_for_signals
 
-__all__ = ["TitanClient", "TitanJob", "errors", "load_pipeline"]
+__all__ = ["TitanClient", "TitanJob", "errors", "load_pipeline", "wait_for_signal",
+           "wait_for_signals"]

@@ -8,6 +8,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.harness import Cluster, shared_cluster
 
 cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
@@ -174,3 +176,51 @@ def test_recursive_agent_on_titan_store(cluster: Cluster, tmp_path: Path) -> Non
         while client.store_get("agent_retry_count") != "0" and time.time() < deadline:
             time.sleep(0.05)
     assert "success" in outcomes
+
+
+def test_seed_001s_orchestrator_loop_waits_on_stage_signals(cluster: Cluster,
+                                                           tmp_path: Path) -> None:
+    # Seed 001's agentic loop names two helpers it does not define: wait_for_signal and
+    # wait_for_signals (a stage puts a "...:done" key when it is done). They come with the SDK.
+    (tmp_path / "planner.py").write_text(textwrap.dedent("""
+        import json, sys
+        from titan_sdk import TitanClient
+        run_id = sys.argv[1]
+        client = TitanClient()
+        client.store_put(f"research:{run_id}:plan", json.dumps({"subtopics": ["a", "b"]}))
+        client.store_put(f"research:{run_id}:planner:done", "1")
+    """))
+    (tmp_path / "researcher.py").write_text(textwrap.dedent("""
+        import sys
+        from titan_sdk import TitanClient
+        run_id, topic = sys.argv[1], sys.argv[2]
+        TitanClient().store_put(f"research:{run_id}:{topic}:done", f"notes on {topic}")
+    """))
+    out = run_snippet(cluster, """
+        import json
+        from titan_sdk import TitanClient, TitanJob, wait_for_signal, wait_for_signals
+
+        client = TitanClient()
+        run_id = "SEED001"
+        planner_job = TitanJob(job_id="planner", filename="planner.py", args=[run_id])
+        # Stage 1: Planner — decides what to research
+        client.submit_dag("PLAN", [planner_job], agent_run_id=run_id)
+        wait_for_signal(client, f"research:{run_id}:planner:done")
+        # Plan JSON stored in TitanStore by the planner — no file read needed
+        plan = json.loads(client.store_get(f"research:{run_id}:plan"))
+        subtopics = plan["subtopics"]
+        researcher_jobs = [TitanJob(job_id=f"researcher-{t}", filename="researcher.py",
+                                    args=[run_id, t]) for t in subtopics]
+        researcher_signal_keys = [f"research:{run_id}:{t}:done" for t in subtopics]
+        # Stage 2: Parallel researchers — one per subtopic
+        client.submit_dag("ITER1", researcher_jobs, agent_run_id=run_id)
+        notes = wait_for_signals(client, researcher_signal_keys, timeout=60)
+        print(sorted(notes.values()))
+    """, tmp_path)
+    assert out.strip() == "['notes on a', 'notes on b']"
+    from titan.errors import WaitTimeout
+    from titan_sdk import wait_for_signals
+
+    with pytest.raises(WaitTimeout):
+        wait_for_signals(cluster.client(), ["research:SEED001:a:done", "never:done"],
+                         timeout=0.5)

@@ -1,5 +1,9 @@
 """TitanStore from the SDK: shared string values and sets, and waiting for a key.
 
+``wait_for_signal(client, key)`` and ``wait_for_signals(client, keys)`` are seed 001's
+orchestrator helpers: a stage signals that it is done by putting a key, the orchestrator
+waits for it (one key, or all of several in any order) with ``store_wait``.
+
 A mixin of :class:`~titan.client.TitanClient`; every method is one HTTP call (a wait is one
 server-side long poll per 30 s slice — never a client polling loop). A missing key reads as
 ``None``; values are strings, and anything else is refused before it is sent.
@@ -7,12 +11,17 @@ server-side long poll per 30 s slice — never a client polling loop). A missing
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from titan.client.long_poll import long_poll
+from titan.client.long_poll import long_poll, wait_deadline
 from titan.client.transport import Transport
 from titan.errors import ValidationFailed
 from titan.formats import quote_ref
+
+if TYPE_CHECKING:
+    from titan.client.client import TitanClient
 
 
 def _key(key: Any) -> str:
@@ -87,3 +96,21 @@ class StoreOps:
         reply = self._transport.call("GET", "/store", params={"prefix": prefix, "limit": limit})
         # A key holding a value and a set comes twice (once per kind): named once here.
         return list(dict.fromkeys(str(item["key"]) for item in reply.get("keys", [])))
+
+
+def wait_for_signal(client: TitanClient, key: str, timeout: float | None = None) -> str:
+    """Wait until a stage signals ``key`` (puts it in TitanStore); its value. Raises
+    :class:`~titan.errors.WaitTimeout` after ``timeout`` seconds (None: as long as it takes)."""
+    return client.store_wait(key, timeout=timeout)
+
+
+def wait_for_signals(client: TitanClient, keys: Iterable[str],
+                     timeout: float | None = None) -> dict[str, str]:
+    """Wait until every one of ``keys`` is signalled, in whatever order they come, within
+    ``timeout`` seconds in all; their values by key."""
+    deadline = wait_deadline(timeout)
+    got: dict[str, str] = {}
+    for key in keys:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        got[key] = client.store_wait(key, timeout=left)
+    return got
