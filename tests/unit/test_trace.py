@@ -57,6 +57,10 @@ def test_an_exception_whose_str_fails_is_recorded_as_itself() -> None:
     ("RESEARCH_1a9ac3_PLAN", "RESEARCH_1a9ac3", "PLAN"),
     ("RESEARCH_1a9ac3-ITER2", "RESEARCH_1a9ac3", "ITER2"),
     ("OTHER", "RESEARCH_1a9ac3", "OTHER"),
+    ("R1__DOUBLE", "R1", "DOUBLE"),
+    ("R10_X", "R1", "R10_X"),  # another run's stage, not R1's "0_X"
+    ("R1", "R1", "R1"),
+    ("R1_", "R1", "R1_"),
 ])
 def test_stage_labels_drop_the_run_id(dag: str, run: str, label: str) -> None:
     assert stage_label(dag, run) == label
