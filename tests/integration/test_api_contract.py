@@ -557,3 +557,14 @@ def test_agent_run_stages(cluster: Cluster) -> None:
     assert client.agent_run(run)["stages"] == stages
     assert [d["id"] for d in client.list_dags(agent_run_id=run)] == [
         synth["id"], iter1["id"], plan["id"]]
+    # The orchestrator submits the failed stage again and it succeeds: the run has recovered.
+    # Its status counts each stage's latest run (it stayed PARTIAL for good); the failed run
+    # stays listed, as the stage's history.
+    again = client.submit_dag(f"{run}_ITER1", [TitanJob(job_id="search_ok", filename=script)],
+                              agent_run_id=run)
+    assert client.wait_dag(again["id"], timeout=60)["status"] == "COMPLETED"
+    view = cluster.api("GET", f"/agent-runs/{run}")
+    assert [(s["label"], s["run"], s["status"]) for s in view["stages"]] == [
+        ("PLAN", 1, "COMPLETED"), ("ITER1", 1, "PARTIAL"), ("SYNTH", 1, "COMPLETED"),
+        ("ITER1", 2, "COMPLETED")]
+    assert view["status"] == "COMPLETED"

@@ -18,7 +18,14 @@ from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.scheduling import worker_protocol
 from titan.master.scheduling.state import DAG_STATUSES, WAITING_APPROVAL
-from titan.master.scheduling.views import dag_view, job_view, run_status, stage_view
+from titan.master.scheduling.views import (
+    current_counts,
+    current_stages,
+    dag_view,
+    job_view,
+    run_status,
+    stage_view,
+)
 from titan.storage.base import Row, Transaction
 
 Data = dict[str, Any]
@@ -142,15 +149,15 @@ def agent_runs(tx: Transaction, limit: int, offset: int) -> Data:
 
 def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]]) -> Row:
     stages = [stage_view(d, run, counts.get(d["id"], {})) for d in dags]
-    total: Counter[str] = Counter()
-    for d in dags:
-        total.update(counts.get(d["id"], {}))
+    total = current_counts(dags, counts)
+    current = current_stages(dags)
     iterations = [int(m.group(1)) for s in stages if (m := _ITER.search(s["label"]))]
     failed = [{"label": s["label"], "status": s["status"], "name": s["name"], "run": s["run"],
                "failed_jobs": sum(s["counts"].get(k, 0) for k in
                                   ("FAILED", "TIMED_OUT", "REJECTED", "EXPIRED")),
                "jobs": sum(s["counts"].values())}
-              for s in stages if s["status"] in ("FAILED", "PARTIAL")]
+              for s in stages if s["status"] in ("FAILED", "PARTIAL")
+              and s["dag_id"] in current]  # a stage submitted again since: recovered
     status = run_status(run, total, bool(dags))
     return {"id": run["id"], "created_at": run["created_at"], "status": status,
             "stages": stages, "stages_note": None if dags else (

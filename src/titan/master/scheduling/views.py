@@ -114,6 +114,22 @@ def stage_view(dag: Row, run: Row, counts: dict[str, int]) -> Row:
     }
 
 
+def current_stages(dags: list[Row]) -> set[int]:
+    """The ids of each stage's latest run (``dags`` oldest first). An orchestrator that
+    submits a failed stage again (ITER1 run 2) and succeeds has recovered: the run it replaced
+    stays listed, as the stage's history, but no longer decides the agent run's status."""
+    return {d["id"] for d in {d["name"]: d for d in dags}.values()}
+
+
+def current_counts(dags: list[Row], counts: dict[int, dict[str, int]]) -> Counter[str]:
+    """The job counts of the stages' latest runs, summed: what an agent run's status is
+    derived from."""
+    total: Counter[str] = Counter()
+    for dag_id in current_stages(dags):
+        total.update(counts.get(dag_id, {}))
+    return total
+
+
 def run_status(run: Row, total: Counter[str], staged: bool) -> str:
     """The seed's status word for an agent run: derived from its stages' jobs; a run that
     submitted no stage (recorded with ``titan.trace.run``) shows its own state."""
@@ -127,8 +143,6 @@ def agent_run_view(tx: Transaction, run: Row) -> Row:
     dags, _ = tx.list_dags(agent_run_id=run["id"], limit=10_000, newest_first=False)
     counts = tx.job_counts([d["id"] for d in dags])
     stages = [stage_view(d, run, counts.get(d["id"], {})) for d in dags]
-    total: Counter[str] = Counter()
-    for d in dags:
-        total.update(counts.get(d["id"], {}))
+    total = current_counts(dags, counts)
     return {"id": run["id"], "created_at": run["created_at"],
             "status": run_status(run, total, bool(dags)), "stages": stages}
