@@ -43,12 +43,20 @@ def test_a_running_stage_that_executes_nothing_says_so(cluster: Cluster) -> None
     client.wait(f"{run_id}_ITER1/fast", timeout=30)
     d, html = agents_page(cluster)
     (stage,) = run_of(d, run_id)["stages"]
+    # It says why, as the job does: no live worker offers the capability it needs.
+    said = "waiting for a worker with capability AR_NOWHERE"
     assert stage["status"] == "RUNNING" and stage["executing"] == 0
-    assert stage["hint"] == "nothing executing · 1 queued" and stage["symbol"] == "⟳"
+    assert stage["hint"] == said and stage["symbol"] == "⟳"
     assert 'data-status="RUNNING" data-executing="0"' in html
-    assert '<span class="stage-hint">nothing executing · 1 queued</span>' in html
+    assert f'<span class="stage-hint">{said}</span>' in html
     api = client.api("GET", f"/agent-runs/{run_id}")
-    assert api["stages"][0]["hint"] == "nothing executing · 1 queued"
+    assert api["stages"][0]["hint"] == said
+    # A stage all of whose jobs wait for it is WAITING, and says the same.
+    client.submit_dag(f"{run_id}_GPU", [TitanJob("train", ok, requirement="AR_NOWHERE")],
+                      agent_run_id=run_id)
+    gpu = client.api("GET", f"/agent-runs/{run_id}")["stages"][1]
+    assert (gpu["label"], gpu["status"], gpu["hint"]) == ("GPU", "WAITING", said)
+    client.cancel(f"{run_id}_GPU")
 
     # An approval gate waiting: named as such, not as a queue.
     client.submit_dag(f"{run_id}_EVAL1", [TitanJob("check", ok),
@@ -57,7 +65,7 @@ def test_a_running_stage_that_executes_nothing_says_so(cluster: Cluster) -> None
                       agent_run_id=run_id)
     wait_for(lambda: client.get_job(f"{run_id}_EVAL1/sign_off")["state"] == "WAITING_APPROVAL")
     d, _ = agents_page(cluster)
-    stage = run_of(d, run_id)["stages"][1]
+    stage = next(s for s in run_of(d, run_id)["stages"] if s["label"] == "EVAL1")
     assert (stage["status"], stage["executing"], stage["hint"]) == (
         "RUNNING", 1, "waiting for approval")
     client.approve(f"{run_id}_EVAL1/sign_off")

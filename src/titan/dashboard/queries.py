@@ -25,6 +25,7 @@ from titan.master.scheduling.views import (
     job_view,
     run_status,
     stage_view,
+    waiting_capabilities,
 )
 from titan.storage.base import Row, Transaction
 
@@ -141,14 +142,17 @@ def agent_runs(tx: Transaction, limit: int, offset: int) -> Data:
     per_run = [tx.list_dags(agent_run_id=r["id"], limit=10_000, newest_first=False)[0]
                for r in rows]
     counts = tx.job_counts([d["id"] for dags in per_run for d in dags])
-    runs = [_agent_run(run, dags, counts) for run, dags in zip(rows, per_run, strict=True)]
+    waiting = waiting_capabilities(tx, [d for dags in per_run for d in dags], counts)
+    runs = [_agent_run(run, dags, counts, waiting)
+            for run, dags in zip(rows, per_run, strict=True)]
     return {"runs": runs, "total": total, "limit": limit, "offset": offset,
             "prev_offset": max(0, offset - limit) if offset > 0 else None,
             "next_offset": offset + limit if offset + limit < total else None}
 
 
-def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]]) -> Row:
-    stages = [stage_view(d, run, counts.get(d["id"], {})) for d in dags]
+def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]],
+               waiting: dict[int, list[str]]) -> Row:
+    stages = [stage_view(d, run, counts.get(d["id"], {}), waiting.get(d["id"])) for d in dags]
     total = current_counts(dags, counts)
     current = current_stages(dags)
     iterations = [int(m.group(1)) for s in stages if (m := _ITER.search(s["label"]))]

@@ -89,7 +89,20 @@ STATUS_SYMBOLS = {"COMPLETED": "✓", "RUNNING": "⟳", "FAILED": "✗", "PARTIA
                   "WAITING": "…", "CANCELLED": "⊘"}
 
 
-def stage_view(dag: Row, run: Row, counts: dict[str, int]) -> Row:
+def waiting_capabilities(tx: Transaction, dags: list[Row],
+                         counts: dict[int, dict[str, int]]) -> dict[int, list[str]]:
+    """For each stage with jobs PENDING (no live worker offers what they require), those
+    capabilities: read only for such stages, which are rare."""
+    pending = [d["id"] for d in dags if counts.get(d["id"], {}).get("PENDING")]
+    found: dict[int, set[str]] = {}
+    for job in tx.jobs_of_dags(pending) if pending else ():
+        if job["state"] == "PENDING":
+            found.setdefault(job["dag_id"], set()).add(job["requirement"])
+    return {dag_id: sorted(caps) for dag_id, caps in found.items()}
+
+
+def stage_view(dag: Row, run: Row, counts: dict[str, int],
+               waiting_for: list[str] | None = None) -> Row:
     """One stage of an agent run (a DAG submitted with its ``agent_run_id``).
 
     ``executing`` counts the jobs actually running (or at an approval gate). Seed 000 calls a
@@ -100,10 +113,13 @@ def stage_view(dag: Row, run: Row, counts: dict[str, int]) -> Row:
     view = counts_view(counts)
     executing = view["RUNNING"] + view["WAITING_APPROVAL"]
     hint = None
-    if dag["status"] == "RUNNING" and not view["RUNNING"]:
+    if dag["status"] in ("RUNNING", "WAITING") and not view["RUNNING"]:
         if view["WAITING_APPROVAL"]:
             hint = "waiting for approval"
-        else:
+        elif waiting_for:
+            # Said as a job that waits says it: no live worker offers what they need.
+            hint = f"waiting for a worker with capability {', '.join(waiting_for)}"
+        elif dag["status"] == "RUNNING":
             hint = f"nothing executing · {view['READY'] + view['PENDING']} queued"
     return {
         "dag_id": dag["id"], "name": dag["name"], "run": dag["run"],
@@ -142,7 +158,8 @@ def run_status(run: Row, total: Counter[str], staged: bool) -> str:
 def agent_run_view(tx: Transaction, run: Row) -> Row:
     dags, _ = tx.list_dags(agent_run_id=run["id"], limit=10_000, newest_first=False)
     counts = tx.job_counts([d["id"] for d in dags])
-    stages = [stage_view(d, run, counts.get(d["id"], {})) for d in dags]
+    waiting = waiting_capabilities(tx, dags, counts)
+    stages = [stage_view(d, run, counts.get(d["id"], {}), waiting.get(d["id"])) for d in dags]
     total = current_counts(dags, counts)
     return {"id": run["id"], "created_at": run["created_at"],
             "status": run_status(run, total, bool(dags)), "stages": stages}
