@@ -816,6 +816,9 @@ def test_registry_refuses_bad_filters(cl: Cluster) -> None:
     for params in ({"format": "xml"}, {"status": "sleeping"}, {"window": "soon"}):
         error(cl, "GET", "/runs/export", params=params, status=400, code="invalid_request")
     error(cl, "GET", "/runs/intercepts", params={"window": "7x"}, status=400)
+    for bad in ("nanh", "infd", "1e3d", "99999999999999999999d", "0h", "-5h"):
+        error(cl, "GET", "/runs", params={"window": bad}, status=400)
+    assert ok(cl, "GET", "/runs", params={"window": "24H"})["total"] >= 0  # any case
 
 
 # ------------------------------------------------------------------------------ retention
