@@ -258,6 +258,32 @@ def test_wall_clock_and_uuid_are_findings_while_the_titan_trace_twin_replays_ide
     assert {a["replay_status"] for a in replayed} == {"served", "verified"}
 
 
+QUIET = """
+import titan
+
+
+@titan.tool
+def notify(who):
+    print("notified", who)  # returns nothing
+
+
+with titan.trace.run("quiet-agent") as run:
+    print(run.id, flush=True)
+    with titan.trace.action("prepare", inputs={"n": 1}):
+        pass  # sets no outputs
+    notify("ops")
+"""
+
+
+def test_a_block_and_a_tool_that_return_nothing_replay_as_a_match(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    # Recorded as null's hash, served back with no outputs: not an output mismatch.
+    run_id = run_script(cluster, write(tmp_path, "quiet.py", QUIET))
+    report = replay(cluster, run_id)
+    assert report["status"] == "completed", (report.get("error"), report["divergences"])
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0
+
+
 def test_a_run_no_script_drove_says_so_and_is_left_out_of_a_regression_gate(
         cluster: Cluster) -> None:
     # A run recorded over the API (as an evaluation's or an OTLP sender's) has no code to

@@ -3,6 +3,7 @@ statuses that are not divergences (order, forks, strict stops, retried jobs)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from titan.trace.compare import compare, json_diff
@@ -91,6 +92,13 @@ def test_a_served_block_that_set_other_outputs_is_an_output_mismatch() -> None:
                                      status="served", seq=2)])
     assert statuses(changed) == [("A", "generate_report", "output_mismatch"),
                                  ("A", "call_llm", "match")]
+    # A block that set no outputs: recorded as null's hash, served back as no hash at all
+    # (its outcome is "replayed", not a success). The same nothing.
+    null = hashlib.sha256(b"null").hexdigest()
+    nothing = compare([act("A", "plan", channel="custom", outputs=null, seq=1)],
+                      [act("A", "plan", channel="custom", outputs=None,  # type: ignore[arg-type]
+                           status="served", seq=1)])
+    assert nothing["divergences"] == [] and nothing["match_rate"] == 1.0
 
 
 def test_a_fork_serves_the_prefix_and_replaces_the_rest() -> None:

@@ -24,6 +24,7 @@ divergence — the recorded calls it never reached (``not_reached``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from difflib import SequenceMatcher
@@ -43,6 +44,15 @@ MESSAGES = {
                 "replay could not serve them",
 }
 MAX_DIFF = 50
+
+
+#: The hash of ``null``: what a call that returned nothing records, unless its outcome was not
+#: a success, when no hash is kept (a served call's outcome is "replayed").
+_NULL = hashlib.sha256(b"null").hexdigest()
+
+
+def _outputs(a: dict[str, Any]) -> str:
+    return a.get("outputs_hash") or _NULL
 
 
 def key_of(a: dict[str, Any]) -> Key:
@@ -95,7 +105,7 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
             kind = "forked"
         elif r["inputs_hash"] != o["inputs_hash"]:
             kind = "input_mismatch"
-        elif r.get("outputs_hash") != o.get("outputs_hash") and (
+        elif _outputs(r) != _outputs(o) and (
                 status == "verified" or status == "served" and r["channel"] != "llm"):
             # A served tool, clock or random value is recorded as served; a served block
             # (trace.action) as its code left it: other outputs are the code's own doing.
