@@ -6,9 +6,11 @@ tests/integration/test_worker_daemon.py."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -221,6 +223,65 @@ def test_a_refusal_from_a_master_that_took_the_lead_meanwhile_is_tried_again(
             hard.set()
             intake.wake()
             conn.close()
+
+
+def _frozen_master(accepted: list[socket.socket]) -> tuple[socket.socket, str]:
+    """A master that froze after the handshake (SIGSTOP): its kernel holds the connection
+    open, nothing reads or answers it, pings included."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if accepted:  # frozen now: the kernel accepts, nobody answers
+                accepted.append(conn)
+                continue
+            request = conn.recv(65536).decode("latin-1")
+            key = next(line.split(":", 1)[1].strip() for line in request.split("\r\n")
+                       if line.lower().startswith("sec-websocket-key:"))
+            accept = base64.b64encode(hashlib.sha1(
+                (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                          ).encode())
+            accepted.append(conn)  # and then nothing, ever
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_leader_that_froze_is_left_once_its_pings_go_unanswered(
+        stop: threading.Event) -> None:
+    # A frozen leader keeps its connections open: with the websockets defaults (20 s + 20 s)
+    # a worker stayed on it past the lease the new leader gave its jobs, which ran again.
+    accepted: list[socket.socket] = []
+    listener, frozen = _frozen_master(accepted)
+    with masters("leader") as (leader,):
+        conn = MasterConnection([frozen, leader.url], "wt", stop)
+        stopped, hard = threading.Event(), threading.Event()
+        failures: list[BaseException] = []
+        intake = _channel(conn, stopped, hard, failures)
+        intake.ping_seconds = 0.3
+        try:
+            intake.start()
+            for _ in range(200):
+                if conn.master_url == leader.url:
+                    break
+                hard.wait(0.05)
+            assert conn.master_url == leader.url, (failures, accepted)
+            assert failures == []
+            assert ChannelIntake.ping_seconds == 5.0  # what a worker uses
+        finally:
+            stopped.set()
+            hard.set()
+            intake.wake()
+            conn.close()
+            listener.close()
+            for sock in accepted:
+                sock.close()
 
 
 def test_channel_urls_map_back_to_their_master() -> None:

@@ -47,6 +47,9 @@ log = logging.getLogger("titan.worker")
 
 #: Close code of a master that does not know this worker (it restarted): register again.
 UNKNOWN_WORKER = 4404
+#: How a connection ends that its master did not close: no close frame at all (1006, or
+#: none), or its pongs late (1011, the keepalive's).
+_ABNORMAL = (None, 1006, 1011)
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
 
@@ -99,6 +102,7 @@ class ChannelIntake(Intake):
         self._grant = 0
         self._send_lock = threading.Lock()
         self._ws: ClientConnection | None = None
+        self._connected = ""  # the URL of the last connection opened
         self._draining = False
         self._ids = itertools.count(1)
         #: Reports sent and not answered yet, by id: (frame, done), re-sent in order
@@ -185,6 +189,12 @@ class ChannelIntake(Intake):
     #: Reports in flight at once: the master applies them in arrival order, so only their
     #: commits overlap.
     window = 4
+    #: A ping every this many seconds, the connection given up when its pong is that late
+    #: (and a handshake that takes longer). A leader that froze (SIGSTOP, a paused VM) holds
+    #: its connections open; the websockets default (20 s + 20 s) left its workers there for
+    #: up to 40 s, past the lease a new leader gives their jobs at takeover (15 s), which
+    #: then ran again. Found within 10 s, the worker has turned to the new leader in time.
+    ping_seconds = 5.0
 
     def post(self, body: dict[str, Any], done: Done) -> None:
         """Send a report; ``done`` gets the master's ack (or the refusal as the
@@ -233,10 +243,12 @@ class ChannelIntake(Intake):
     def _open(self, url: str | None = None) -> None:
         # legacy=True: a direct connection, not a with-block (it lives across threads and
         # reconnects; websockets 17.1 deprecated the unmarked form).
-        target = url or self._url()
+        target = self._connected = url or self._url()
         ws = connect(target, additional_headers=self._headers(), compression=None,
-                     proxy=None, open_timeout=10, max_size=None, user_agent_header=None,
-                     ssl=client_context(target), legacy=True)
+                     proxy=None, open_timeout=self.ping_seconds, max_size=None,
+                     user_agent_header=None, ssl=client_context(target), legacy=True,
+                     ping_interval=self.ping_seconds, ping_timeout=self.ping_seconds,
+                     close_timeout=1)
         # The hello is computed and the connection published in one step, and sent before
         # any other frame can go out on it (see on_finished).
         with self._send_lock:
@@ -320,7 +332,12 @@ class ChannelIntake(Intake):
             log.warning("worker channel broke: %s", exc)
         self._lost(ws)
         code = ws.close_code
-        if code == UNKNOWN_WORKER and not self._stopped.is_set():
+        if code in _ABNORMAL and not self._stopped.is_set():
+            # The master went without a word (killed, frozen, cut off): ask whether it still
+            # leads before connecting to it again, which a frozen one would make wait the
+            # whole handshake timeout, and turn to another if it does not.
+            self._leads(channel_master(self._connected))
+        elif code == UNKNOWN_WORKER and not self._stopped.is_set():
             self._reattach()
         elif code is not None and 4400 <= code < 4500 and code != UNKNOWN_WORKER:
             raise errors.APIError(f"the master closed the worker channel: {ws.close_reason}",

@@ -224,8 +224,10 @@ class MasterConnection:
         from it (to the leader it names, when configured) and False is returned; True means
         the refusal was that master's own answer."""
         try:
+            # Short: a master that froze answers nothing, and every second spent here is one
+            # the jobs' leases at the new leader run down (see ChannelIntake.ping_seconds).
             response = self._client().get(url + API_PREFIX + "/health", headers=self._auth,
-                                          timeout=httpx.Timeout(10.0, connect=5.0))
+                                          timeout=httpx.Timeout(3.0, connect=3.0))
         except httpx.TransportError as exc:
             reason, leader = str(exc) or type(exc).__name__, None
         else:
