@@ -72,7 +72,9 @@ def evaluated(cluster: Cluster) -> dict[str, Any]:
         "nodes": [{"id": "lookup", "tools": ["get_order"]},
                   {"id": "billing", "tools": ["cancel_order"]}, {"id": "audit", "tools": []}]}},
         [{"id": "cancel", "user_instruction": "Please cancel my order A-1002.",
-          "initial_state": {"order": {"A-1002": {"status": "processing", "total": 19.0}}}}],
+          "initial_state": {"order": {"A-1002": {"status": "processing", "total": 19.0}}}},
+         # No order named: the agent asks which, calling no tool it declared (the warning).
+         {"id": "vague", "user_instruction": "Where is my order?"}],
         base=EXAMPLE)
     client.create_evaluation_from(EXAMPLE / "coding_evaluation.yaml")
     session = yaml.safe_load((EXAMPLE / "session_evaluation.yaml").read_text())
@@ -218,10 +220,13 @@ def test_agent_trace_of_a_cancellation(evaluated: dict[str, Any], dash: Dashboar
 
 def test_completion_warning_and_an_injected_failure(evaluated: dict[str, Any], dash: Dashboard,
                                                     page: Any) -> None:
-    open_task(page, dash, "support-bot", "other-customer")
+    open_task(page, dash, "support-team", "vague")
     warning = page.inner_text("#completion-warning")
     assert "no tool calls" in warning
     assert page.eval_on_selector_all("#timeline .tool-row", "els => els.length") == 0
+    # A refusal the task expects makes no call by design: no warning that the proxy failed.
+    open_task(page, dash, "support-bot", "other-customer")
+    assert not page.is_visible("#completion-warning")
     open_task(page, dash, "support-bot", "lookup-outage")
     assert not page.is_visible("#completion-warning")
     row = "#timeline .tool-row"

@@ -117,10 +117,11 @@ def test_explorer_rows_and_trace_sections(evals_cluster: Cluster,
     assert trace["seed"]["user_instruction"] == "What is the status of my order A-1001?"
     assert trace["structure"] is None  # a single agent: no card
     assert [r["id"] for r in trace["runs"]] == [status["id"]]
-    # Declared tools, zero proxied calls: the completion warning, the run not failed.
+    # Declared tools, zero proxied calls, the run not failed.
     refusal = trace_of(evals_cluster, "support-bot", rows["other-customer"])
     assert refusal["header"]["status"] == "completed"
-    assert "no tool calls" in refusal["completion_warning"]
+    # A refusal the task expects makes no call by design: no warning that the proxy failed.
+    assert refusal["completion_warning"] is None
     assert "can't help" in refusal["final_response"]
 
 

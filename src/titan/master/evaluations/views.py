@@ -211,7 +211,9 @@ def trace(tx: Transaction, evaluation: Row, task: Row, run: Row) -> Row:
     agent = run.get("agent") or {}
     seed = task["seed"]
     warning = None
-    if run["status"] == "completed" and agent.get("tools") and not calls:
+    # Not for a task that expects a refusal or no step at all: no call is what it asks for.
+    expects_none = seed.get("expected_outcome") == "refusal" or seed.get("expected_steps") == 0
+    if run["status"] == "completed" and agent.get("tools") and not calls and not expects_none:
         warning = ("The run completed, but the agent declared tools and made no tool calls "
                    "through the proxy. The proxy was probably unreachable from the agent, or "
                    "its framework swallowed the tool errors (see the debug panel).")
