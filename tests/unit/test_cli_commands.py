@@ -341,3 +341,24 @@ def test_an_unknown_argument_is_the_commands_error_with_its_usage(
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert f"usage: {prog} " in err and f"{prog}: error: unrecognized arguments" in err, err
+
+
+def test_eval_trace_text_says_what_failed_and_prints_no_none(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A failed run's own error was only in --json (the text showed the chip's general hint),
+    # and a verdict without scores printed "completion None ... NOT_APPLICABLE".
+    from titan.cli.evals import print_trace
+
+    print_trace({
+        "header": {"id": "r1", "status": "failed", "verdict": "NOT_APPLICABLE",
+                   "cost": {"total_usd": 0.0}, "error_detail": "tool 'wipe' is not declared",
+                   "chip": {"label": "proxy misconfigured", "hint": "wrong URL, token or run id"}},
+        "completion_warning": None,
+        "judge": {"verdict": "NOT_APPLICABLE", "task_completion": None,
+                  "instruction_adherence": None, "efficiency": None,
+                  "reasoning": "The run failed before it answered."},
+        "timeline": [], "coding": None, "final_response": None})
+    out = capsys.readouterr().out
+    assert "error: tool 'wipe' is not declared" in out
+    assert "verdict NOT APPLICABLE" in out and "judge: NOT APPLICABLE\n" in out
+    assert "final response: (none)" in out and "None" not in out

@@ -108,6 +108,12 @@ def calibrate(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(args.worst), indent=2))
     else:
         print(report.text(args.worst))
+        if args.set is None and model is None and args.mode == "combined":
+            # The figure above is mostly the judge's development data: say what it is.
+            print("\nnote: the shipped set is the default judge's development data (its code "
+                  "checks were written from\nthese cases); on runs they were not written "
+                  "from it agreed 67 % (docs/evaluations.md,\n\"Calibrating the judge\"). "
+                  "Label runs of your own agent and pass them with --set to measure it there.")
     if args.min_agreement is not None and report.agreement < args.min_agreement:
         return 1
     return 0
@@ -150,13 +156,18 @@ def print_trace(t: dict[str, Any]) -> None:
     h = t["header"]
     print(f"run {h['id']}  {h['status']}"
           + (f" [{h['chip']['label']}: {h['chip']['hint']}]" if h["chip"] else "")
-          + f"  verdict {h['verdict']}  cost {money(h['cost']['total_usd'])}")
+          + f"  verdict {str(h['verdict']).replace('_', ' ')}  cost {money(h['cost']['total_usd'])}")
+    if h.get("error_detail"):
+        # What failed, in its own words (the chip's hint is the kind's general advice).
+        print(f"error: {h['error_detail']}")
     if t["completion_warning"]:
         print(f"warning: {t['completion_warning']}")
     j = t["judge"]
     if j:
-        print(f"judge: {j['verdict']}  completion {j['task_completion']}  adherence "
-              f"{j['instruction_adherence']}  efficiency {j['efficiency']}"
+        scores = "  ".join(f"{name} {j[key]}" for name, key in (
+            ("completion", "task_completion"), ("adherence", "instruction_adherence"),
+            ("efficiency", "efficiency")) if j.get(key) is not None)
+        print(f"judge: {str(j['verdict']).replace('_', ' ')}" + (f"  {scores}" if scores else "")
               + (f"  failure mode {j['failure_mode']}" if j.get("failure_mode") else ""))
         print(f"  {j['reasoning']}")
     for item in t["timeline"]:
@@ -173,7 +184,8 @@ def print_trace(t: dict[str, Any]) -> None:
         for s in c.get("scorers") or []:
             print(f"  scorer {s['name']}: {s['verdict']}  {s.get('summary') or ''}")
         print(f"  overall: {c.get('overall')}")
-    print(f"final response: {t['final_response']!r}")
+    final = t["final_response"]
+    print("final response: " + ("(none)" if final is None else repr(final)))
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
