@@ -99,6 +99,17 @@ def judge(task: dict[str, Any], run: dict[str, Any], *, model: str | None = None
         why = f" ({run['error_class']})" if run.get("error_class") else ""
         return replace(blank, reasoning=f"The agent ended without a final response{why}, so "
                                         "there is nothing to judge.")
+    broken = next(((n, c) for n, c in enumerate(calls, 1) if c.get("source") == "error"), None)
+    if broken is not None:
+        # The simulator could not play a tool (a malformed answer, a model without its key):
+        # the agent met a failure the task never set up, and whatever it did next says
+        # nothing of how it handles the task. Judged, it was blamed for the simulator.
+        n, c = broken
+        return replace(blank, reasoning=(
+            f"The simulator could not play step {n} ({c.get('tool')}): "
+            f"{' '.join(str(c.get('error') or 'no answer').split())[:300]}. The run says "
+            "nothing of the agent; run it again, or give the evaluation a simulator_model "
+            "that plays its tools reliably."))
     if not final.strip():  # nothing to read: no model can find an acceptable outcome in it
         return _reconcile(
             {"task_completion": 1, "verdict": "FAIL", "failure_mode": "empty_response",
