@@ -104,10 +104,10 @@ def judge(task: dict[str, Any], run: dict[str, Any], *, model: str | None = None
         # The simulator could not play a tool (a malformed answer, a model without its key):
         # the agent met a failure the task never set up, and whatever it did next says
         # nothing of how it handles the task. Judged, it was blamed for the simulator.
-        n, c = broken
+        step, bad = broken
         return replace(blank, reasoning=(
-            f"The simulator could not play step {n} ({c.get('tool')}): "
-            f"{' '.join(str(c.get('error') or 'no answer').split())[:300]}. The run says "
+            f"The simulator could not play step {step} ({bad.get('tool')}): "
+            f"{' '.join(str(bad.get('error') or 'no answer').split())[:300]}. The run says "
             "nothing of the agent; run it again, or give the evaluation a simulator_model "
             "that plays its tools reliably."))
     if not final.strip():  # nothing to read: no model can find an acceptable outcome in it

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,21 +157,30 @@ class Dispatcher:
             await self.lifecycle.settle(run_id, "failed", "internal_error", "the agent's job vanished")
             return
         state, code = job["state"], job.get("exit_code")
+        # The run's latency is the agent's: from when its job started, not from a dispatch
+        # that waited for a free worker slot (a run of 0.2 s showed 50 s behind a queue).
+        began = job.get("started_at")
+        extra = {"started_at": began} if began and began > (row.get("started_at") or 0) \
+            else None
         if state == "CANCELLED":
-            await self.lifecycle.settle(run_id, "cancelled", None, "the agent's job was cancelled")
+            await self.lifecycle.settle(run_id, "cancelled", None, "the agent's job was cancelled",
+                                        extra)
         elif state == "TIMED_OUT":
             await self.lifecycle.settle(run_id, "failed", "agent_timeout",
-                                    f"the agent did not finish within {job.get('timeout')} s")
+                                        f"the agent did not finish within {job.get('timeout')} s",
+                                        extra)
         elif state in ("FAILED", "SKIPPED"):
             tail = await self._log_tail(job)
+            tail = re.sub(r"^exit code -?\d+:\s*", "", tail)  # the job's error says it too
             await self.lifecycle.settle(run_id, "failed", "agent_5xx",
-                                    f"the agent crashed (exit code {code}): {tail}".strip())
+                                        f"the agent crashed (exit code {code}): {tail}".strip(),
+                                        extra)
         elif row.get("final_response") is None and not coding:
             await self.lifecycle.settle(
                 run_id, "failed", "agent_bad_response",
-                "the agent finished without a final response (call titan.evals.respond())")
+                "the agent finished without a final response (call titan.evals.respond())", extra)
         else:
-            await self.lifecycle.settle(run_id, "completed")
+            await self.lifecycle.settle(run_id, "completed", extra=extra)
 
     async def _log_tail(self, job: Row) -> str:
         if job.get("error"):
