@@ -197,6 +197,34 @@ def test_a_lease_lost_in_flight_goes_out_once_after_a_rejoin_and_a_hello(
     scenario(tmp_path, test)
 
 
+def test_a_caller_cancelled_while_it_waits_does_not_lose_the_commits_notices(
+        tmp_path: Path) -> None:
+    # A request handler cancelled while awaiting a commit (its client went away, a worker's
+    # channel closed) cancelled the commit's future with it: the writer committed, but the
+    # events, the waiters' answers and store_wait notices of that commit were dropped.
+    async def test(engine: Engine, queued: list[Changes]) -> None:
+        published: list[str] = []
+        publish = engine.hub.publish
+
+        def spy(kind: str, data: Row) -> None:
+            published.append(kind)
+            publish(kind, data)
+
+        engine.hub.publish = spy  # type: ignore[method-assign]
+        ch = Changes()
+        ch.events.append(("probe", {}))
+        waiter = asyncio.ensure_future(engine.submit(ch, extra=lambda tx: None))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        for _ in range(200):
+            if "probe" in published:
+                break
+            await asyncio.sleep(0.01)
+        assert "probe" in published
+
+    scenario(tmp_path, test)
+
+
 def test_nothing_is_leased_past_a_job_queued_before_it() -> None:
     sched = Scheduler(lease_seconds=15, affinity_wait=0.5, retry_backoff=1, retry_backoff_max=60)
     worker = WorkerRec(id="w", name="w", hostname="", capabilities=frozenset({"GENERAL"}),

@@ -133,11 +133,19 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             assert worker.poll is not None
             worker.poll.set_result(fut)  # type: ignore[arg-type]
         fut.add_done_callback(lambda f: self._after_commit(ch, f, views))
-        return fut
+        # Each caller gets a shield: a request handler cancelled while it waits (its client
+        # went away, a channel closed) must not cancel the commit, whose notices — waiters'
+        # answers, store_wait, events — go out when it completes.
+        return asyncio.shield(fut)
 
     def _after_commit(self, ch: Changes, fut: asyncio.Future[Any],
                       views: dict[tuple[str, int], Row | None]) -> None:
-        if fut.cancelled() or fut.exception() is not None:
+        if fut.cancelled():
+            # Awaited unshielded by a task that was cancelled: the writer commits all the
+            # same, but its result (and so these notices) is lost. Callers get a shield.
+            log.error("a commit's notices were lost: its future was cancelled")
+            return
+        if fut.exception() is not None:
             log.error("committing scheduler changes failed: %r", fut.exception())
             return
         for kind, data in ch.events:

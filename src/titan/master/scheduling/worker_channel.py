@@ -215,7 +215,9 @@ class WorkerChannel:
                     if worker.poll is fut:
                         worker.poll = None
             if commit is not None:
-                await commit
+                # Shielded: a channel closing while it waits must not cancel the commit,
+                # whose notices (waiters, store_wait, events) go out when it completes.
+                await asyncio.shield(commit)
             jobs = engine.assignments(worker)
             cancels = proto.cancel_entries(engine, worker.cancels)
             worker.cancels.clear()

@@ -163,7 +163,9 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
                 worker.poll = None
             worker.last_seen = time.time()
     if commit is not None:
-        await commit
+        # Shielded: the commit is shared (its notices, other waiters); a poll whose client
+        # went away must not cancel it (see Engine.submit).
+        await asyncio.shield(commit)
     cancels = cancel_entries(engine, worker.cancels)
     worker.cancels.clear()
     return {"jobs": engine.assignments(worker), "cancel": cancels}
