@@ -852,8 +852,12 @@ def test_prune_deletes_old_finished_runs_only(cl: Cluster, tokens: dict[str, str
     for token in (tokens["viewer"], tokens["operator"]):
         error(cl, "POST", "/runs/prune", {"older_than": "1d"}, token=token, status=403)
     for bad in ({}, {"older_than": "all"}, {"older_than": "1x"}, {"older_than": 5},
-                {"older_than": "1d", "run_ids": "old-done"}, ["1d"]):
+                {"older_than": "1d", "run_ids": "old-done"}, ["1d"],
+                # "3m" read as minutes deleted almost every run of someone who meant months.
+                {"older_than": "3m"}, {"older_than": "30m"}, {"older_than": "nand"}):
         error(cl, "POST", "/runs/prune", bad, status=400, code="invalid_request")
+    said = error(cl, "POST", "/runs/prune", {"older_than": "3m"}, status=400)["message"]
+    assert "hours or days" in said and "minutes or months?" in said, said
 
     dry = ok(cl, "POST", "/runs/prune", {"older_than": "1d", "dry_run": True})
     assert dry["dry_run"] is True and dry["pruned"] == len(dry["run_ids"])

@@ -97,3 +97,16 @@ def test_the_setting(raw: str | None, days: float) -> None:
 def test_a_bad_setting_is_a_config_error(raw: str) -> None:
     with pytest.raises(ConfigError, match="TITAN_RUN_ARCHIVE_DAYS"):
         MasterConfig(run_archive_days=raw).check()
+
+
+@pytest.mark.parametrize("value", ["3m", "90", "90 days", "30m", "0d", "nand"])
+def test_a_retention_that_is_not_hours_or_days_fails_at_start(value: str) -> None:
+    # "3m" was read as minutes (someone who meant months lost almost every run); "90" or
+    # "90 days" started a master that kept every run, its error lost in a background task.
+    with pytest.raises(ConfigError, match="TITAN_RUN_RETENTION must be a number of hours or days"):
+        MasterConfig(run_retention=value).check()
+
+
+def test_a_retention_of_hours_or_days_is_taken() -> None:
+    for value in ("12h", "90d", "1.5d", "24H"):
+        MasterConfig(run_retention=value).check()

@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     s = runs.add_parser("prune", help="delete finished runs older than a window",
                         parents=common)
-    s.add_argument("--older-than", required=True, help="e.g. 90d, 12h")
+    s.add_argument("--older-than", required=True, help="hours or days, at least 1h: 90d, 12h")
     s.add_argument("--export-to", default=None, metavar="FILE",
                    help="first save those runs with their actions (JSONL) to FILE")
     s.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")

@@ -25,8 +25,8 @@ from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.runs.ingest import MAX_USD, OUTCOMES
 from titan.master.runs.ledger import LedgerChecks, row_status, verdict_view
-from titan.master.runs.lookup import check_window
 from titan.storage.base import LedgerQuery, Row, Transaction
+from titan.windows import check_window
 
 router = APIRouter()
 PAGE_SIZE = 50

@@ -6,10 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from titan.errors import ConfigError
+from titan.errors import ConfigError, ValidationFailed
 from titan.master.otel.settings import ExportSettings, hold_seconds
 from titan.redaction import Redactor, from_settings
 from titan.storage.blobs import BlobSettings
+from titan.windows import deletion_cutoff
 
 
 def _env_float(name: str, default: float) -> float:
@@ -132,6 +133,11 @@ class MasterConfig:
         self.otlp_hold_seconds()
         _ = self.archive_days
         self.blob_settings()
+        if self.run_retention is not None:
+            try:
+                deletion_cutoff(self.run_retention, "TITAN_RUN_RETENTION")
+            except ValidationFailed as exc:
+                raise ConfigError(str(exc)) from None
         if not self.leader_timeout >= 1.0:
             raise ConfigError(f"TITAN_LEADER_TIMEOUT must be at least 1 second, got "
                               f"{self.leader_timeout}")

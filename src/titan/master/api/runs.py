@@ -15,7 +15,7 @@ from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Operator, Reader, W
 from titan.master.api.params import MaybeAfter, Offset, Seq
 from titan.master.runs import export, ledger
 from titan.master.runs.ingest import MAX_USD
-from titan.master.runs.lookup import check_window, run_or_404
+from titan.master.runs.lookup import run_or_404
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
@@ -28,6 +28,7 @@ from titan.master.runs.views import (
     runs_view,
 )
 from titan.storage.base import ActionQuery, Row, Transaction
+from titan.windows import check_window, deletion_cutoff
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["runs"])
 _OUTCOMES = ("success", "error", "blocked", "replayed")
@@ -91,9 +92,7 @@ async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool
 async def prune_runs(c: CtxDep, p: Admin, body: Any = Body(...)) -> Row:
     if not isinstance(body, dict) or not isinstance(body.get("older_than"), str):
         raise ValidationFailed('the body must be {"older_than": "90d", "dry_run": false}')
-    before = check_window(body["older_than"])
-    if before is None:
-        raise ValidationFailed("older_than must be a window like 90d, not 'all'")
+    before = deletion_cutoff(body["older_than"], "older_than")
     among = body.get("run_ids")
     if among is not None and (not isinstance(among, list)
                               or not all(isinstance(i, str) for i in among)):

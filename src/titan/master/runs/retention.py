@@ -21,8 +21,9 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from titan.master.runs.events import run_summary
-from titan.master.runs.lookup import check_window, run_or_404
+from titan.master.runs.lookup import run_or_404
 from titan.storage.base import Row, Transaction
+from titan.windows import deletion_cutoff
 
 log = logging.getLogger("titan.master")
 DAY = 86_400.0
@@ -121,10 +122,9 @@ class Retention:
 
     async def keep_retention(self, window: str) -> None:
         """Forever (a task of the master): prune runs older than ``window`` every hour."""
-        check_window(window)  # a bad setting fails at start, not an hour later
+        deletion_cutoff(window, "TITAN_RUN_RETENTION")  # checked at start too (config)
         while True:
-            before = check_window(window)
-            assert before is not None
+            before = deletion_cutoff(window, "TITAN_RUN_RETENTION")
             try:
                 await self.prune(before)
             except Exception:

@@ -9,7 +9,6 @@ from typing import Any
 from titan.errors import ValidationFailed
 from titan.master.runs.budgets import effective_budget
 from titan.master.runs.compliance import started_by_label, total
-from titan.master.runs.lookup import check_window
 from titan.master.runs.stages import code_version
 from titan.master.scheduling.state import TERMINAL
 from titan.master.scheduling.views import agent_run_view
@@ -17,6 +16,7 @@ from titan.retention import DEFAULT_CLASS
 from titan.status import RUN_STATUSES
 from titan.storage.base import Row, RunQuery, Transaction
 from titan.storage.base_runs import RUN_SORTS
+from titan.windows import check_window
 
 LIST_PREVIEW = 400  # characters of inputs/outputs a page of actions carries
 INTERVENTION_ALERT = 0.2  # blocked + replayed share of actions that makes a run an intercept
