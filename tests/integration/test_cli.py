@@ -154,8 +154,18 @@ def test_titan_up_prints_where_things_are_and_stops_cleanly_on_ctrl_c(tmp_path: 
     worker_pids = subprocess.run(["pgrep", "-f", f"titan worker --master http://127.0.0.1:{port}"],
                                  capture_output=True, text=True).stdout.split()
     assert worker_pids, "the local worker runs"
+    # Ctrl-C drains: a running job finishes, however long it takes (it was killed after 5 s
+    # while the banner said "draining").
+    marker = tmp_path / "finished"
+    job = tmp_path / "slow.py"
+    job.write_text(f"import time, pathlib\ntime.sleep(7)\npathlib.Path({str(marker)!r}).write_text('ok')\n")
+    submit = ("import time\nfrom titan_sdk import TitanClient, TitanJob\nc = TitanClient()\n"
+              f"c.submit_job(TitanJob(job_id='slow', filename={str(job)!r}))\n"
+              "while c.get_job('slow')['state'] != 'RUNNING':\n    time.sleep(0.1)\n")
+    subprocess.run([sys.executable, "-c", submit], env=env, cwd="/", check=True, timeout=60)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 0
+    assert proc.wait(timeout=60) == 0
+    assert marker.read_text() == "ok", "the running job was stopped, not drained"
     for pid in worker_pids:
         for _ in range(100):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -58,6 +59,18 @@ class LocalWorker:
         finally:
             os.close(read_fd)
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the worker (a first SIGTERM drains it, a second kills its jobs)."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+
+    def wait(self) -> None:
+        """Until the worker has exited (a drain ends when its last running job does)."""
+        if self.proc is not None:
+            self.proc.wait()
+
     def stop(self, grace: float = 5.0) -> None:
         """Drain (SIGTERM), then kill running jobs (second SIGTERM), then SIGKILL."""
         proc = self.proc
@@ -94,15 +107,25 @@ def run_up(config: MasterConfig, slots: int | None = None,
         print("Press Ctrl-C to stop.", flush=True)
 
     def before_exit(then: Callable[[], None]) -> None:
-        # Stop the worker while the API still answers, so it can hand back its results.
+        # Stop the worker while the API still answers, so it can hand back its results. A
+        # drain lets running jobs finish, however long they take (it killed them after 5 s,
+        # while it said "draining"); a second Ctrl-C stops them at once.
         def stop() -> None:
-            print("Stopping: draining the local worker ...", flush=True)
-            worker.stop()
+            print("Stopping: draining the local worker (running jobs finish; press Ctrl-C "
+                  "again to stop them now) ...", flush=True)
+            worker.signal(signal.SIGTERM)
+            worker.wait()
             then()
         threading.Thread(target=stop, name="titan-up-stop", daemon=True).start()
 
+    def again() -> None:
+        print("Stopping the running jobs (they start again at the next `titan up`) ...",
+              flush=True)
+        worker.signal(signal.SIGTERM)  # the worker's second: it kills its jobs and exits
+
     server.on_started = started
     server.before_exit = before_exit
+    server.again = again
     try:
         server.run(sockets=sockets)
     except KeyboardInterrupt:

@@ -53,6 +53,8 @@ class Server(uvicorn.Server):
 
     on_started: Any = None
     before_exit: Any = None
+    #: Called on the next signal while ``before_exit`` is still at work (a second Ctrl-C).
+    again: Any = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -63,6 +65,10 @@ class Server(uvicorn.Server):
         if self.before_exit is not None and not self.should_exit:
             hook, self.before_exit = self.before_exit, None
             hook(lambda: super(Server, self).handle_exit(sig, frame))
+            return
+        if self.again is not None and not self.should_exit:
+            hook, self.again = self.again, None
+            hook()
             return
         super().handle_exit(sig, frame)
 
