@@ -203,6 +203,29 @@ def test_worker_killed_mid_job_job_completes_elsewhere(make_cluster: MakeCluster
         ("start", "survives", 1), ("start", "survives", 2)]
 
 
+def test_a_master_paused_past_the_lease_runs_no_job_twice(make_cluster: MakeCluster,
+                                                            tmp_path: Path) -> None:
+    # SIGSTOP, a paused VM, a stalled disk: the master resumed and fired every lease timer at
+    # once, and each running job started again, though its worker had done nothing wrong.
+    c = make_cluster(lease_seconds=2)
+    c.start_master()
+    c.add_worker(slots=1, name="steady")
+    marker = tmp_path / "markers.txt"
+    client = c.client()
+    slow = c.script("slow.py", "import sys, time\n"
+                    "open(sys.argv[1], 'a').write(f'start {sys.argv[2]}\\n')\n"
+                    "time.sleep(9)\n")
+    client.submit_job(TitanJob(job_id="steady", filename=slow, args=[str(marker), "steady"]))
+    wait_for(lambda: marker.exists() and "start" in marker.read_text(), 30, "the job to start")
+    assert c.master is not None
+    c.master.send_signal(signal.SIGSTOP)
+    time.sleep(6)  # three leases and then some
+    c.master.send_signal(signal.SIGCONT)
+    job = client.wait("steady", timeout=60)
+    assert job["state"] == "COMPLETED" and job["attempt"] == 1, (job, c.log())
+    assert marker.read_text().splitlines() == ["start steady"]
+
+
 def raw(c: Cluster, method: str, path: str, body: Any = None,
         token: str | None = None) -> tuple[int, Any]:
     """(status, decoded JSON body) of an API call, 4xx included."""

@@ -187,6 +187,26 @@ def test_expired_lease_requeues_with_next_attempt() -> None:
     assert s.renew(w, [(job.id, 1)]) == [(job.id, 1)], "the old holder is told to kill it"
 
 
+def test_a_lease_timer_the_master_fires_late_renews_instead_of_expiring() -> None:
+    # A master stopped past the lease (SIGSTOP, a paused VM) fired every lease timer at once
+    # when it resumed: each running job ran again, though its worker was fine. A timer that
+    # late gives a fresh lease, as a restart does; one on time still expires.
+    clock = Clock()
+    s = make(clock)
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "a"}], ch)
+    job = by_name(s, d)["a"]
+    s.take(w, 1, ch)
+    clock.t += 10 + 18  # due at +10, fired 18 s late
+    s.timer("lease", job.id, ch)
+    assert job.state == "RUNNING" and job.lease_expires == clock.t + 10
+    assert s.renew(w, [(job.id, 1)]) == [], "its worker still holds it"
+    clock.t += 10 + 1  # this time on time (1 s late): it expires
+    s.timer("lease", job.id, ch)
+    assert job.state == "READY"
+
+
 def test_a_job_its_stopping_worker_hands_back_runs_again_spending_no_retry() -> None:
     # A worker stopped hard (a second SIGTERM) kills its jobs and says so: as when a worker
     # dies, they start again elsewhere; none failed, and no retry is spent.

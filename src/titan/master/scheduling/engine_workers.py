@@ -17,6 +17,7 @@ from titan.errors import NotFound, StaleAttempt
 from titan.master.auth.tokens import Principal
 from titan.master.idempotency import prune
 from titan.master.scheduling.engine_core import EngineCore
+from titan.master.scheduling.leasing import STALL_SECONDS
 from titan.master.scheduling.state import Changes, WorkerRec, assignment
 
 log = logging.getLogger("titan.master")
@@ -49,8 +50,16 @@ class EngineWorkers:
         period = max(0.2, self.config.lease_seconds / 3)
         next_prune = 0.0
         while True:
+            slept = time.monotonic()
             await asyncio.sleep(period)
             now = time.time()
+            if time.monotonic() - slept - period > STALL_SECONDS:
+                # The master stood still (SIGSTOP, a paused VM): its workers spoke to no one
+                # meanwhile. Each gets a whole lease period to be heard again, as after a
+                # restart, rather than being lost (and its running jobs run twice).
+                for worker in self.sched.workers.values():
+                    worker.last_seen = max(worker.last_seen, now)
+                continue
             if now >= next_prune:  # forget idempotency keys no client can still retry with
                 next_prune = now + 60.0
                 pruned = self.writer.submit(prune(self.config.idempotency_ttl))

@@ -24,6 +24,8 @@ from titan.master.scheduling.state import (
 )
 
 MAX_LEASE_LOSSES = 5
+#: A lease timer this late (seconds) says the master stood still, not that the worker went.
+STALL_SECONDS = 3.0
 
 
 class Leasing:
@@ -90,6 +92,14 @@ class Leasing:
             return
         if job.lease_expires > self.now():
             ch.timers.append((job.lease_expires, "lease", job.id))  # renewed meanwhile
+            return
+        if self.now() - job.lease_expires > STALL_SECONDS:
+            # The timer fires this late only when the master itself stood still (SIGSTOP, a
+            # paused VM, a stalled disk): its workers could not renew the lease meanwhile.
+            # Expired now, every running job ran again; given a fresh lease instead, as a
+            # restarted master gives them, its worker renews it or lets it run out.
+            job.lease_expires = self.now() + self.lease_seconds
+            ch.timers.append((job.lease_expires, "lease", job.id))
             return
         worker = self.workers.get(job.worker_id or "")
         if worker is not None:
