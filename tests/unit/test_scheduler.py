@@ -165,7 +165,8 @@ def test_affinity_prefers_parent_worker_then_falls_back() -> None:
     assert [j.job_id for j in s.take(w2, 1, ch)] == ["b"]
 
 
-def test_expired_lease_requeues_with_next_attempt() -> None:
+def _leased() -> tuple[Clock, Scheduler, WorkerRec, Changes, JobRec]:
+    """A scheduler whose one job is leased to worker w."""
     clock = Clock()
     s = make(clock)
     w = worker(s)
@@ -173,6 +174,11 @@ def test_expired_lease_requeues_with_next_attempt() -> None:
     d = dag(s, [{"id": "a"}], ch)
     job = by_name(s, d)["a"]
     s.take(w, 1, ch)
+    return clock, s, w, ch, job
+
+
+def test_expired_lease_requeues_with_next_attempt() -> None:
+    clock, s, w, ch, job = _leased()
     clock.t += 5
     assert s.renew(w, [(job.id, 1)]) == []
     clock.t += 9
@@ -191,13 +197,7 @@ def test_a_lease_timer_the_master_fires_late_renews_instead_of_expiring() -> Non
     # A master stopped past the lease (SIGSTOP, a paused VM) fired every lease timer at once
     # when it resumed: each running job ran again, though its worker was fine. A timer that
     # late gives a fresh lease, as a restart does; one on time still expires.
-    clock = Clock()
-    s = make(clock)
-    w = worker(s)
-    ch = Changes()
-    d = dag(s, [{"id": "a"}], ch)
-    job = by_name(s, d)["a"]
-    s.take(w, 1, ch)
+    clock, s, w, ch, job = _leased()
     clock.t += 10 + 18  # due at +10, fired 18 s late
     s.timer("lease", job.id, ch)
     assert job.state == "RUNNING" and job.lease_expires == clock.t + 10
