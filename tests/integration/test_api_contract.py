@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,15 @@ def test_store_values_sets_counters(cluster: Cluster) -> None:
     status, _ = call(cluster, "GET", "/jobs/counters/inc0/logs.txt?attempt=5")
     assert status == 404
     assert call(cluster, "GET", "/jobs/counters/inc0/logs.txt?attempt=1")[0] == 200
+    # A long log streams out a page at a time, every line once and in order.
+    chatty = cluster.script("chatty.py", "for i in range(12_345):\n    print(f'line {i}')\n")
+    client.submit_job(TitanJob(job_id="chatty", filename=chatty))
+    assert client.wait("chatty", timeout=60)["state"] == "COMPLETED"
+    with urllib.request.urlopen(urllib.request.Request(
+            f"{cluster.url}/api/v1/jobs/chatty/logs.txt",
+            headers={"Authorization": f"Bearer {cluster.admin_token}"}), timeout=60) as r:
+        assert r.headers["Content-Type"].startswith("text/plain")
+        assert r.read().decode() == "".join(f"line {i}\n" for i in range(12_345))
 
 
 def test_store_value_limit(cluster: Cluster) -> None:

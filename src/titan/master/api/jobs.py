@@ -8,10 +8,12 @@ reachable by its numeric id or with ``GET /jobs?ref=``.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Body, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from titan.errors import NotFound, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
@@ -169,25 +171,34 @@ async def job_logs(c: CtxDep, p: Reader, ref: str, attempt: Attempt = None,
     return await _logs(c, ref, attempt, after, limit, wait)
 
 
+#: Log lines read per database read while a plain-text log streams out.
+TEXT_PAGE = 5_000
+
+
 @router.get("/jobs/{ref:path}/logs.txt", response_class=PlainTextResponse,
             summary="Log of one attempt as plain text")
-async def job_logs_text(c: CtxDep, p: Reader, ref: str, attempt: Attempt = None) -> str:
+async def job_logs_text(c: CtxDep, p: Reader, ref: str,
+                        attempt: Attempt = None) -> StreamingResponse:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     n = _attempt_of(job, ref, attempt)
-    page = 50_000
 
-    def read_all(tx: Transaction) -> list[str]:
-        lines: list[str] = []
+    async def pages() -> AsyncIterator[bytes]:
+        # A page at a time: built whole, a 300 MB log took the master from 0.3 to 0.9 GB for
+        # each download, and any viewer could ask for it three times at once.
         after = 0
+
+        def page(tx: Transaction, start: int) -> list[Row]:
+            return tx.log_lines(job["id"], n, start, TEXT_PAGE)
+
         while True:
-            batch = tx.log_lines(job["id"], n, after, page)
-            lines.extend(r["line"] for r in batch)
-            if len(batch) < page:
-                return lines
+            batch = await c.engine.read(functools.partial(page, start=after))
+            if batch:
+                yield "".join(r["line"] + "\n" for r in batch).encode()
+            if len(batch) < TEXT_PAGE:
+                return
             after = batch[-1]["seq"]
 
-    lines = await c.engine.read(read_all)
-    return "\n".join(lines) + ("\n" if lines else "")
+    return StreamingResponse(pages(), media_type="text/plain; charset=utf-8")
 
 
 @router.get("/jobs/{ref:path}", summary="One job")
