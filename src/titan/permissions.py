@@ -15,6 +15,8 @@ import os
 import stat
 from pathlib import Path
 
+from titan.errors import ConfigError
+
 log = logging.getLogger("titan.permissions")
 
 DIR_MODE = 0o700
@@ -51,7 +53,11 @@ def secure_tree(root: Path, *, warn: bool = True) -> list[Path]:
 
     Symbolic links are neither followed nor changed (their target is not ours to judge).
     """
-    root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    try:
+        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only disk: one line, not a traceback
+        raise ConfigError(f"cannot create the directory {root}: {exc.strerror or exc}") \
+            from None
     loosened: list[Path] = []
     uid = os.getuid()
     stack = [root]

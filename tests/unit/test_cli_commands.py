@@ -362,3 +362,33 @@ def test_eval_trace_text_says_what_failed_and_prints_no_none(
     assert "error: tool 'wipe' is not declared" in out
     assert "verdict NOT APPLICABLE" in out and "judge: NOT APPLICABLE\n" in out
     assert "final response: (none)" in out and "None" not in out
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"TITAN_LEASE_SECONDS": "abc"}, "TITAN_LEASE_SECONDS must be a number of 0 or more, got 'abc'"),
+    ({"TITAN_MAX_BODY_BYTES": "1GB"}, "TITAN_MAX_BODY_BYTES must be a number of 0 or more"),
+    ({"TITAN_LEASE_SECONDS": "0"}, "TITAN_LEASE_SECONDS must be at least 1 second, got 0"),
+])
+def test_a_bad_master_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch,
+                                                     env: dict[str, str], said: str) -> None:
+    # They were ValueError tracebacks, or (a lease of 0) accepted: every job then ran
+    # attempt after attempt until it failed.
+    from titan.errors import ConfigError
+    from titan.master.config import MasterConfig
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=said):
+        MasterConfig().check()
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    from titan.errors import ConfigError
+    from titan.permissions import secure_tree
+    from titan.storage import open_storage
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="cannot create the directory .*: Not a directory"):
+        secure_tree(tmp_path / "afile" / "data")
+    with pytest.raises(ConfigError, match="cannot open the database at sqlite://x.db"):
+        open_storage("sqlite://x.db")

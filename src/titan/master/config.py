@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,18 @@ from titan.windows import deletion_cutoff
 
 
 def _env_float(name: str, default: float) -> float:
+    """A number from the environment; one that is not is a one-line ConfigError naming the
+    variable (a ValueError traceback stopped the master)."""
     raw = os.environ.get(name)
-    return float(raw) if raw not in (None, "") else default
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a number of 0 or more, got {raw[:40]!r}")
+    return value
 
 
 @dataclass
@@ -138,6 +149,13 @@ class MasterConfig:
                 deletion_cutoff(self.run_retention, "TITAN_RUN_RETENTION")
             except ValidationFailed as exc:
                 raise ConfigError(str(exc)) from None
+        if not self.lease_seconds >= 1.0:
+            # Shorter, a worker's heartbeat (a third of it) cannot keep a lease alive: every
+            # job ran attempt after attempt until it failed.
+            raise ConfigError(f"TITAN_LEASE_SECONDS must be at least 1 second, got "
+                              f"{self.lease_seconds:g}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"the master's port must be 1-65535, got {self.port}")
         if not self.leader_timeout >= 1.0:
             raise ConfigError(f"TITAN_LEADER_TIMEOUT must be at least 1 second, got "
                               f"{self.leader_timeout}")

@@ -18,7 +18,7 @@ from titan.permissions import use_private_umask
 log = logging.getLogger("titan.master")
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, option: str = "--port") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only for
     # sockets that say they are TCP; without it every response waits ~40 ms (Nagle + delayed ACK).
@@ -29,7 +29,7 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} "
-                          "(is another Titan master running? pick another --port)") from None
+                          f"(is another Titan master running? pick another {option})") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -93,7 +93,7 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
             storage.claim_scheduler()
         sockets.append(bind(config.host, config.port))
         if config.dashboard_port and config.dashboard_port != config.port:
-            sockets.append(bind(config.host, config.dashboard_port))
+            sockets.append(bind(config.host, config.dashboard_port, "--dashboard-port"))
     except BaseException:
         for sock in sockets:
             sock.close()

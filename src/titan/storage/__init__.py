@@ -13,16 +13,16 @@ def open_storage(url: str) -> Storage:
 
     from titan.storage import dialects
 
-    if url.startswith("sqlite:"):
-        storage = dialects.sqlite_storage(url)
-    elif url.startswith(("postgresql", "postgres:")):
-        storage = dialects.postgres_storage(url)
-    else:
+    if not url.startswith(("sqlite:", "postgresql", "postgres:")):
         raise ConfigError(
             f"unsupported database URL {url!r}: use sqlite:///path/titan.db or "
             "postgresql+psycopg://user@host/db"
         )
     try:
+        # Opening can refuse the URL itself (sqlite://x.db, a malformed one): said in one
+        # line like a refused connection, not as SQLAlchemy's traceback.
+        storage = dialects.sqlite_storage(url) if url.startswith("sqlite:") \
+            else dialects.postgres_storage(url)
         storage.migrate()
     except (DBAPIError, ArgumentError) as exc:
         # The driver's first line says what is wrong (refused, no such role or database);
