@@ -318,3 +318,15 @@ def test_a_replay_lets_the_job_reach_every_master() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert out.strip() == "[8001, 8002, 8003]"
+
+
+def test_a_tls_mistake_says_what_would_fix_it() -> None:
+    # The worker retried an untrusted certificate for ever, saying only "master unreachable".
+    from titan.worker.connection import failure_hint
+
+    verify = "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed"
+    assert "TITAN_CA_FILE" in (failure_hint(verify, "https://m:9090") or "")
+    closed = "Server disconnected without sending a response."
+    assert failure_hint("Server disconnected without a reply", "http://m:9090") is not None
+    assert failure_hint(closed, "https://m:9090") is None
+    assert failure_hint("[Errno 111] Connection refused", "http://m:9090") is None

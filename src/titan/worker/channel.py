@@ -39,6 +39,7 @@ from websockets.sync.client import ClientConnection, connect
 from titan import errors, retry
 from titan.client.tls import client_context
 from titan.worker.assignment import Key
+from titan.worker.connection import failure_hint
 from titan.worker.intake import Intake
 from titan.worker.reporter import Done
 from titan.worker.supervisor import Supervisor
@@ -317,7 +318,11 @@ class ChannelIntake(Intake):
 
     def _pause(self, tries: int, exc: BaseException) -> None:
         if tries in (0, 5) or tries % 20 == 0:
-            log.warning("worker channel: master unreachable (%s); retrying", exc)
+            hint = failure_hint(str(exc), channel_master(self._connected))
+            if hint:
+                log.error("worker channel: master unreachable (%s); %s; retrying", exc, hint)
+            else:
+                log.warning("worker channel: master unreachable (%s); retrying", exc)
         self._hard.wait(retry.pause(tries, start=BACKOFF_START, cap=BACKOFF_MAX))
 
     def _read(self, ws: ClientConnection) -> None:

@@ -137,7 +137,11 @@ class MasterConnection:
     def _backoff(self, attempt: int, what: str, exc: BaseException | str) -> None:
         delay = retry.pause(attempt, start=BACKOFF_START, cap=BACKOFF_MAX)
         if attempt in (0, 5) or attempt % 20 == 0:
-            log.warning("master unreachable (%s: %s); retrying", what, exc)
+            hint = failure_hint(str(exc), self.masters.current)
+            if hint:  # retrying cannot fix it: say what would, as the CLI does
+                log.error("master unreachable (%s: %s); %s; retrying", what, exc, hint)
+            else:
+                log.warning("master unreachable (%s: %s); retrying", what, exc)
         if self._stop.wait(delay):
             raise Stopped(f"stopped while retrying {what}")
 
@@ -292,6 +296,17 @@ class MasterConnection:
 
 class _Mismatch(Exception):
     pass
+
+
+def failure_hint(error: str, url: str) -> str | None:
+    """What would fix a failure that retrying never will (a TLS mistake), or None."""
+    if "CERTIFICATE_VERIFY_FAILED" in error or "not the pinned one" in error:
+        return ("the master's certificate is not trusted: set TITAN_CA_FILE to its "
+                "certificate (cert.pem in the master's data dir, under tls/) or "
+                "TITAN_TLS_FINGERPRINT to the sha256 its banner prints")
+    if url.startswith("http://") and "without a reply" in error:
+        return "if the master serves HTTPS (titan up --tls), name it with https://"
+    return None
 
 
 def _save(response: httpx.Response, dest: Path, expected: str | None) -> str:
