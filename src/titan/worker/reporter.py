@@ -10,11 +10,13 @@ a connection's reports in the order they arrive and only their commits overlap: 
 that ends a job no longer waits for the commit of the report before it (a round trip and a
 commit, the last hop of a short job's latency).
 
-Lines, services' status entries and results share one FIFO, so a job's result never leaves
-before its lines (it was queued after them, and a batch is always a prefix of the queue). Nothing is dropped when the
-master is away: the link re-sends what was not acknowledged (see
-:mod:`titan.worker.connection` and :mod:`titan.worker.channel`) while the queue keeps
-growing, and the whole backlog follows once the master is back.
+Each attempt's lines, services' status entries and result wait in a FIFO of their own, so an
+attempt's result never leaves before its lines (it was queued after them). A batch takes a
+share of every attempt's FIFO in turn: one job flooding its output no longer holds back the
+results of the others (a trivial job behind 210 MB of another's output took 11.5 s instead
+of 0.3). Nothing is dropped when the master is away: the link re-sends what was not
+acknowledged (see :mod:`titan.worker.connection` and :mod:`titan.worker.channel`) while the
+backlog keeps growing, and the whole of it follows once the master is back.
 """
 
 from __future__ import annotations
@@ -35,7 +37,61 @@ log = logging.getLogger("titan.worker")
 MAX_BATCH_LINES = 5000
 MAX_BATCH_BYTES = 2 << 20
 
+#: How many entries of one attempt a batch takes before it turns to the next attempt.
+SHARE = 500
+
 _LOG, _RESULT, _SERVICE = 0, 1, 2
+Entry = tuple[int, dict[str, Any]]
+
+
+class _Backlog:
+    """What waits to be sent: a FIFO per attempt, taken from in turn."""
+
+    def __init__(self) -> None:
+        self._by: dict[tuple[Any, Any], collections.deque[Entry]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, kind: int, entry: dict[str, Any]) -> None:
+        self._by.setdefault((entry["id"], entry["attempt"]), collections.deque()).append(
+            (kind, entry))
+        self._count += 1
+
+    def put_back(self, entries: list[Entry]) -> None:
+        """Entries taken and to be sent again, at the front of their attempts' FIFOs, in the
+        order they were taken."""
+        for kind, entry in reversed(entries):
+            self._by.setdefault((entry["id"], entry["attempt"]), collections.deque()).appendleft(
+                (kind, entry))
+            self._count += 1
+
+    def clear(self) -> None:
+        self._by.clear()
+        self._count = 0
+
+    def take(self, max_lines: int, max_bytes: int) -> list[Entry]:
+        """A batch: up to :data:`SHARE` entries of each attempt in turn, until the limits."""
+        out: list[Entry] = []
+        lines = size = 0
+        while self._by and lines < max_lines and size < max_bytes:
+            for key in list(self._by):
+                queue = self._by[key]
+                taken = 0
+                while queue and taken < SHARE and lines < max_lines and size < max_bytes:
+                    kind, entry = queue.popleft()
+                    out.append((kind, entry))
+                    taken += 1
+                    if kind == _LOG:
+                        lines += 1
+                        size += len(entry["line"]) + 64
+                if not queue:
+                    del self._by[key]
+                if lines >= max_lines or size >= max_bytes:
+                    break
+        self._count -= len(out)
+        return out
 #: How long a report waits after a master that no longer leads refused it (the worker meanwhile
 #: turns to the new leader).
 _PAUSE = 0.25
@@ -83,7 +139,7 @@ class Reporter:
         self._link = link
         self._on_acked = on_acked
         #: (kind, entry): a log line, a result, or a service's status (_LOG, _RESULT, _SERVICE).
-        self._queue: collections.deque[tuple[int, dict[str, Any]]] = collections.deque()
+        self._queue = _Backlog()
         self._cond = threading.Condition()
         self._posts = 0  # reports posted and not yet answered
         self._in_flight = 0  # entries (lines and results) in those reports
@@ -99,19 +155,19 @@ class Reporter:
 
     def log(self, entry: dict[str, Any]) -> None:
         with self._cond:
-            self._queue.append((_LOG, entry))
+            self._queue.append(_LOG, entry)
             if len(self._queue) == 1:
                 self._cond.notify_all()
 
     def service(self, entry: dict[str, Any]) -> None:
         """A service's health (``{"id", "attempt", "health", "host", "port", ...}``)."""
         with self._cond:
-            self._queue.append((_SERVICE, entry))
+            self._queue.append(_SERVICE, entry)
             self._cond.notify_all()
 
     def result(self, entry: dict[str, Any]) -> None:
         with self._cond:
-            self._queue.append((_RESULT, entry))
+            self._queue.append(_RESULT, entry)
             self._results_pending += 1
             self._unacked.add((int(entry["id"]), int(entry["attempt"])))
             self._cond.notify_all()
@@ -156,17 +212,8 @@ class Reporter:
         logs: list[dict[str, Any]] = []
         results: list[dict[str, Any]] = []
         statuses: list[dict[str, Any]] = []
-        size = 0
-        queue = self._queue
-        while queue and len(logs) < MAX_BATCH_LINES and size < MAX_BATCH_BYTES:
-            kind, entry = queue.popleft()
-            if kind == _RESULT:
-                results.append(entry)
-            elif kind == _SERVICE:
-                statuses.append(entry)
-            else:
-                logs.append(entry)
-                size += len(entry["line"]) + 64
+        for kind, entry in self._queue.take(MAX_BATCH_LINES, MAX_BATCH_BYTES):
+            (results if kind == _RESULT else statuses if kind == _SERVICE else logs).append(entry)
         return logs, results, statuses
 
     def _run(self) -> None:
@@ -220,7 +267,7 @@ class Reporter:
             with self._cond:
                 again = [*((_LOG, e) for e in logs), *((_SERVICE, e) for e in statuses or ()),
                          *((_RESULT, e) for e in results)]
-                self._queue.extendleft(reversed(again))
+                self._queue.put_back(again)
                 self._posts -= 1
                 self._in_flight -= sent
                 self._not_before = time.monotonic() + _PAUSE
