@@ -90,9 +90,20 @@ def test_a_script_is_submitted_as_a_one_job_dag_with_its_arguments(cluster: Clus
     out = titan(cluster, "submit", "clean up.sh", "now", "--wait", cwd=tmp_path)
     assert out.stdout.startswith("clean-up#"), out.stdout
     assert titan(cluster, "logs", "clean-up/clean-up").stdout.strip() == "cleaned now"
+    # Options after the script are options; after "--" everything is the script's.
+    out = titan(cluster, "submit", "train.py", "--wait", "--", "--lr", "1", cwd=tmp_path)
+    assert out.stdout.splitlines()[-1] == "COMPLETED (COMPLETED 1)", out.stdout
+    assert titan(cluster, "logs", "train/train").stdout.strip() == "train ['--lr', '1']"
+    out = titan(cluster, "submit", "train.py", "7", "--wait", cwd=tmp_path)
+    assert out.stdout.splitlines()[-1] == "COMPLETED (COMPLETED 1)", out.stdout
+    (tmp_path / "Über.py").write_text("print('umlaut')\n")
+    out = titan(cluster, "submit", "Über.py", "--wait", cwd=tmp_path)
+    assert out.stdout.startswith("Uber#"), out.stdout
+    (tmp_path / "LOUD.PY").write_text("print('x')\n")
     for argv, said in ((["missing.py"], "no script missing.py"),
                        (["p.yaml", "extra"], "arguments (extra) are for a script"),
-                       (["--allow-file", "x.py", "train.py"], "--allow-file is for a pipeline")):
+                       (["--allow-file", "x.py", "train.py"], "--allow-file is for a pipeline"),
+                       (["LOUD.PY"], "name the script LOUD.py")):
         out = titan(cluster, "submit", *argv, check=False, cwd=tmp_path)
         assert out.returncode == 1 and said in out.stderr, (argv, out.stderr)
         assert "Traceback" not in out.stderr

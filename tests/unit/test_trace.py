@@ -255,3 +255,14 @@ def test_threads_and_pool_tasks_started_in_a_run_record_into_it() -> None:
     t.start()
     t.join()
     assert seen[-1] == (None, None)
+
+
+def test_an_object_is_recorded_without_its_memory_address() -> None:
+    # "<Obj object at 0x7f...>" differed on every run: a replay read the value as changed.
+    from titan.trace.canonical import dumps
+
+    class Obj:
+        pass
+
+    a, b = dumps({"o": Obj()}), dumps({"o": Obj()})
+    assert a == b and "0x" not in a and "Obj object>" in a

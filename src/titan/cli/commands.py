@@ -15,6 +15,7 @@ import json
 import re
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,7 +75,10 @@ SCRIPT_SUFFIXES = (".py", ".sh")
 def _script_job(path: str, script_args: list[str], allow_files: list[str]) -> TitanJob | None:
     """``titan submit train.py -- --epochs 3``: the script as a one-job DAG named after it
     (the job id is the file's name without its suffix, made a valid id); None for a pipeline."""
-    suffix = Path(path).suffix.lower()
+    suffix = Path(path).suffix
+    if suffix.lower() in SCRIPT_SUFFIXES and suffix not in SCRIPT_SUFFIXES:
+        raise ConfigError(f"{path}: name the script {Path(path).stem}{suffix.lower()} (Titan "
+                          "runs .py files with Python and .sh with bash, by their suffix)")
     if suffix not in SCRIPT_SUFFIXES:
         if script_args:
             raise ConfigError(f"arguments ({' '.join(script_args)}) are for a script; "
@@ -87,7 +91,9 @@ def _script_job(path: str, script_args: list[str], allow_files: list[str]) -> Ti
                           "directly may be anywhere")
     if not Path(path).is_file():
         raise ConfigError(f"no script {path}")
-    job_id = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).stem).strip("-.") or "script"
+    # Letters kept as their ASCII base ("Über.py" is Uber, not "ber").
+    stem = unicodedata.normalize("NFKD", Path(path).stem).encode("ascii", "ignore").decode()
+    job_id = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "script"
     return TitanJob(job_id=job_id, filename=path, args=script_args)
 
 

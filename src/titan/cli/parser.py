@@ -115,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "submit a YAML pipeline, or one .py or .sh script as a one-job DAG")
     p.add_argument("pipeline", help="the pipeline file, or a script (.py, .sh)")
     p.add_argument("script_args", nargs="*", metavar="ARG",
-                   help="a script's arguments (after --, when one starts with -)")
+                   help="a script's arguments (after --, when one starts with -); options "
+                        "may come before or after the script")
+    # Options after the script (`titan submit train.py --wait -- 3`) are parsed as options:
+    # see main, which parses this command's arguments intermixed.
+    parser.submit_parser = p  # type: ignore[attr-defined]
     p.add_argument("--wait", action="store_true",
                    help="wait until it finishes; exit 0 only if it COMPLETED")
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
@@ -207,11 +211,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _submit_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``titan submit``'s arguments, options before or after the script: ``titan submit
+    train.py --wait -- 3`` waits and gives the script "3" (a plain parse took the options
+    after the script for its arguments and refused them). After ``--`` everything is the
+    script's, options included."""
+    submit: argparse.ArgumentParser = parser.submit_parser  # type: ignore[attr-defined]
+    head, tail = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
+        else (argv, [])
+    takes_value = {opt: action.nargs != 0 for action in submit._actions
+                   for opt in action.option_strings}
+    options: list[str] = []
+    positional: list[str] = []
+    tokens = iter(head)
+    for token in tokens:
+        name = token.split("=", 1)[0]
+        if name not in takes_value:
+            positional.append(token)  # the script, its arguments (an unknown -x is refused)
+            continue
+        options.append(token)
+        if takes_value[name] and "=" not in token:
+            value = next(tokens, None)  # none left: argparse says the value is missing
+            if value is not None:
+                options.append(value)
+    # The top-level defaults first (--json, --host...), as a parse through `titan` sets them.
+    args = submit.parse_args([*options, *positional],
+                             namespace=parser.parse_args([], argparse.Namespace(command="submit")))
+    args.script_args = [*args.script_args, *tail]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``titan`` with ``argv`` (default ``sys.argv[1:]``); the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        args = _submit_args(parser, argv[1:]) if argv[:1] == ["submit"] \
+            else parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     handler: Handler | None = getattr(args, "func", None)

@@ -13,9 +13,11 @@ import base64
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                             allow_nan=False, default=lambda o: jsonable(o))
 # Every recorded action is canonicalised twice (inputs, outputs), on the caller's thread and
@@ -48,7 +50,9 @@ def jsonable(value: Any) -> Any:
         return {"$bytes_sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    return repr(value)
+    # Without its memory address: "<Obj object at 0x7f...>" differs on every run, so a
+    # replay read each such value as changed (an output mismatch, an input mismatch).
+    return _ADDRESS.sub("", repr(value))
 
 
 def dumps(value: Any) -> str:

@@ -244,7 +244,9 @@ class Attempt:
             return (f"timed out after {self.assignment.timeout:g} s; stopped (SIGTERM, then "
                     "SIGKILL after the grace)")
         if self.kill_reason == CANCELLED:
-            return "cancelled; stopped (SIGTERM, then SIGKILL after the grace)"
+            # The master ended the attempt when it was cancelled: it takes no more of its
+            # lines, and says "cancelled" itself.
+            return None
         if self.kill_reason == STOPPED:
             return "the worker stopped; the job starts again on another worker"
         if error is not None or code is None or code >= 0 or code == -signal.SIGINT:
