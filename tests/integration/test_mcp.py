@@ -114,6 +114,9 @@ def test_over_stdio_an_agent_submits_waits_and_reads(cluster: Cluster) -> None:
             assert "\n" not in text, text
             text = await refused(client, "get_job_status")
             assert text.startswith("invalid_request: get_job_status: ref: Field required"), text
+            text = await refused(client, "wait_dag", ref="mcp-stdio", bogus=1)
+            assert text.startswith("invalid_request: wait_dag: unknown argument 'bogus' "
+                                   "(it takes: "), text
             text = await refused(client, "submit_jobs", job={})
             assert text.startswith("not_found: no tool 'submit_jobs' (tools: "), text
 

@@ -40,6 +40,15 @@ class TitanServer(MCPServer):
 
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[Any, Any] | None = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None and isinstance(arguments, dict):
+            # The SDK ignores an argument the tool does not take: a misspelt
+            # "timeout_seconds" would wait the default without a word.
+            takes = set((tool.parameters or {}).get("properties") or {})
+            unknown = sorted(set(arguments) - takes)
+            if unknown:
+                raise ToolError(f"invalid_request: {name}: unknown argument {unknown[0]!r} "
+                                f"(it takes: {', '.join(sorted(takes)) or 'none'})")
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError:
@@ -51,9 +60,9 @@ class TitanServer(MCPServer):
                     f"{'.'.join(str(part) for part in err['loc']) or 'arguments'}: {err['msg']}"
                     for err in cause.errors())
                 raise ToolError(f"invalid_request: {name}: {problems}") from cause
-            if cause is None and self._tool_manager.get_tool(name) is None:
-                known = ", ".join(sorted(t.name for t in self._tool_manager.list_tools()))
-                raise ToolError(f"not_found: no tool {name!r} (tools: {known})") from None
+            if cause is None and tool is None:
+                tools = ", ".join(sorted(t.name for t in self._tool_manager.list_tools()))
+                raise ToolError(f"not_found: no tool {name!r} (tools: {tools})") from None
             raise
 
 
