@@ -51,6 +51,9 @@ UNKNOWN_WORKER = 4404
 #: How a connection ends that its master did not close: no close frame at all (1006, or
 #: none), or its pongs late (1011, the keepalive's).
 _ABNORMAL = (None, 1006, 1011)
+#: A handshake's time limit: a loaded master may take a while; a frozen one is found by the
+#: question to /health that follows a connection lost without a word, not by this.
+OPEN_TIMEOUT = 10.0
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
 
@@ -190,8 +193,8 @@ class ChannelIntake(Intake):
     #: Reports in flight at once: the master applies them in arrival order, so only their
     #: commits overlap.
     window = 4
-    #: A ping every this many seconds, the connection given up when its pong is that late
-    #: (and a handshake that takes longer). A leader that froze (SIGSTOP, a paused VM) holds
+    #: A ping every this many seconds, the connection given up when its pong is that late.
+    #: A leader that froze (SIGSTOP, a paused VM) holds
     #: its connections open; the websockets default (20 s + 20 s) left its workers there for
     #: up to 40 s, past the lease a new leader gives their jobs at takeover (15 s), which
     #: then ran again. Found within 10 s, the worker has turned to the new leader in time.
@@ -246,7 +249,7 @@ class ChannelIntake(Intake):
         # reconnects; websockets 17.1 deprecated the unmarked form).
         target = self._connected = url or self._url()
         ws = connect(target, additional_headers=self._headers(), compression=None,
-                     proxy=None, open_timeout=self.ping_seconds, max_size=None,
+                     proxy=None, open_timeout=OPEN_TIMEOUT, max_size=None,
                      user_agent_header=None, ssl=client_context(target), legacy=True,
                      ping_interval=self.ping_seconds, ping_timeout=self.ping_seconds,
                      close_timeout=1)
