@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a script's arguments (after --, when one starts with -); options "
                         "may come before or after the script")
     # Options after the script (`titan submit train.py --wait -- 3`) are parsed as options:
-    # see main, which parses this command's arguments intermixed.
+    # see _submit_args.
     parser.submit_parser = p  # type: ignore[attr-defined]
     p.add_argument("--wait", action="store_true",
                    help="wait until it finishes; exit 0 only if it COMPLETED")
