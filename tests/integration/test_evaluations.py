@@ -440,3 +440,12 @@ def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,
     nosuch = subprocess.run([*base, "trace", "support-bot", "no-such-task", *conn],
                             capture_output=True, text=True, timeout=60, env=evals_cluster.env)
     assert nosuch.returncode == 1 and "has no task 'no-such-task'" in nosuch.stderr
+    # A run is named by the end of its id, as the explorer shows it; --wait prints the new
+    # run's verdict (it needed the full id, and had no --wait).
+    first = by_task(support_bot)["other-customer"]["run"]["id"]
+    again = subprocess.run([*base, "rerun", "support-bot", "other-customer", first[-8:],
+                            "--wait", *conn], capture_output=True, text=True, timeout=180,
+                           env=evals_cluster.env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith(f"re-running {first} as "), again.stdout
+    assert "other-customer: completed  verdict PASS  (2 runs)" in again.stdout, again.stdout

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from titan.cli.output import money, table
+from titan.formats import quote_ref
 
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
@@ -51,7 +52,10 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                        parents=common)
     s.add_argument("evaluation")
     s.add_argument("task")
-    s.add_argument("run")
+    s.add_argument("run", nargs="?", default=None,
+                   help="the run to re-run: its id or the end of it (default: the latest)")
+    s.add_argument("--wait", action="store_true",
+                   help="wait for the new run's verdict and print it")
     # Offline: no master, so none of the connection options.
     s = sub.add_parser("calibrate", help="run the judge on the labelled calibration set and "
                                          "print its agreement with the labels (no master)")
@@ -152,6 +156,32 @@ def print_explorer(view: dict[str, Any]) -> None:
           f"total cost {money(s['cost_usd'])}")
 
 
+def _run_id(client: Any, evaluation: str, task: str, given: str | None) -> str:
+    """The run ``given`` names: its id, or the end of one (as the explorer shows ids cut),
+    or, when None, the task's latest run."""
+    from titan.errors import NotFound, ValidationFailed
+
+    if given is None:
+        latest = {r["task_id"]: r for r in client.evaluation(evaluation)["tasks"]}
+        row = latest.get(task)
+        if row is None:
+            known = ", ".join(sorted(latest)[:10]) or "none"
+            raise NotFound(f"evaluation {evaluation!r} has no task {task!r} "
+                           f"(its tasks: {known})")
+        if row["run"] is None:
+            raise NotFound(f"task {task!r} of {evaluation!r} has no run yet")
+        return str(row["run"]["id"])
+    runs = [str(r["id"]) for r in client.api(
+        "GET", f"/evaluations/{quote_ref(evaluation)}/tasks/{quote_ref(task)}/runs")["runs"]]
+    if given in runs:
+        return given
+    ending = [r for r in runs if r.endswith(given)]
+    if len(ending) > 1:
+        raise ValidationFailed(f"{given!r} ends {len(ending)} runs of task {task!r}: "
+                               f"{', '.join(ending[:5])}; give more of the id")
+    return ending[0] if ending else given  # none: the master says it has no such run
+
+
 def print_trace(t: dict[str, Any]) -> None:
     h = t["header"]
     print(f"run {h['id']}  {h['status']}"
@@ -236,27 +266,27 @@ def run(args: argparse.Namespace, client: Any) -> int:
             print_explorer(out)
             return 0
     elif action == "trace":
-        run_id = args.run
-        if run_id is None:
-            latest = {r["task_id"]: r for r in client.evaluation(args.evaluation)["tasks"]}
-            row = latest.get(args.task)
-            if row is None or row["run"] is None:
-                from titan.errors import NotFound
-
-                if row is None:
-                    known = ", ".join(sorted(latest)[:10]) or "none"
-                    raise NotFound(f"evaluation {args.evaluation!r} has no task {args.task!r} "
-                                   f"(its tasks: {known})")
-                raise NotFound(f"task {args.task!r} of {args.evaluation!r} has no run yet")
-            run_id = row["run"]["id"]
+        run_id = _run_id(client, args.evaluation, args.task, args.run)
         out = client.evaluation_run(args.evaluation, args.task, run_id)
         if not as_json:
             print_trace(out)
             return 0
     else:  # rerun
-        out = client.rerun_evaluation_run(args.evaluation, args.task, args.run)
+        run_id = _run_id(client, args.evaluation, args.task, args.run)
+        out = client.rerun_evaluation_run(args.evaluation, args.task, run_id)
         if not as_json:
-            print(f"re-running {out['source_run_id']} as {out['run_id']}")
+            print(f"re-running {out['source_run_id']} as {out['run_id']}", flush=True)
+        if args.wait:
+            view = client.wait_evaluation(args.evaluation)
+            row = {r["task_id"]: r for r in view["tasks"]}.get(args.task) or {}
+            out = client.evaluation_run(args.evaluation, args.task, out["run_id"])
+            if not as_json:
+                h = out["header"]
+                print(f"{args.task}: {h['status']}  verdict "
+                      f"{str(h['verdict']).replace('_', ' ')}"
+                      + (f"  ({row['run_count']} runs)" if row.get("run_count") else ""))
+                return 0 if h["verdict"] == "PASS" else 1
+        elif not as_json:
             return 0
     print(json.dumps(out, indent=2))
     return 0
