@@ -127,7 +127,13 @@ def test_the_modal_is_shareable_and_follows_a_rerun(acme: dict[str, Any], dash: 
     # Re-run inside the modal (the seed's route): the new run joins the run picker there.
     page.click(f"{MODAL} #rerun")
     assert wait_count(page, f"{MODAL} #run-picker .run-option", 2) == 2
-    page.wait_for_function("() => new URLSearchParams(location.search).has('run')")
+    # The address names the new run at once; the picker marks it once that run is read (a
+    # live event may redraw the picker with two runs before): wait for both to agree.
+    page.wait_for_function("""(modal) => {
+        const run = new URLSearchParams(location.search).get('run');
+        const on = document.querySelector(modal + ' #run-picker .run-option[aria-current="true"]');
+        return run && on && on.dataset.runId === run;
+    }""", arg=MODAL)
     current = page.get_attribute(f'{MODAL} #run-picker .run-option[aria-current="true"]',
                                  "data-run-id")
     assert current != first and f"run={current}" in page.url
