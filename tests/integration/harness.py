@@ -44,6 +44,11 @@ class Cluster:
                                 cwd=kw.pop("cwd", self.root), start_new_session=True, **kw)
 
     def _master_args(self) -> list[str]:
+        if self.master is not None:
+            # A restart keeps the API's port (workers and clients know it) but takes a fresh
+            # dashboard port: the old one, free while the master was down, may have been
+            # handed to another test meanwhile (a restart failed on it once in a full run).
+            self.dashboard_port = free_port()
         args = ["--port", str(self.port), "--dashboard-port", str(self.dashboard_port),
                 "--data-dir", str(self.data)]
         if self.database_url:
