@@ -246,8 +246,13 @@ def test_rerun_joins_the_run_picker_and_polls_until_terminal(evaluated: dict[str
     page.click("#rerun")
     # The new run is shown, and joins the picker, with no reload: the page re-reads itself.
     assert wait_count(page, "#run-picker .run-option", 2) == 2
-    # (The live feed may redraw it first: without ?run= the page shows the latest run.)
-    page.wait_for_function("() => new URLSearchParams(location.search).has('run')")
+    # The address names the new run at once; the picker marks it once that run is read (the
+    # live feed may redraw the picker with two runs before): wait for both to agree.
+    page.wait_for_function("""() => {
+        const run = new URLSearchParams(location.search).get('run');
+        const on = document.querySelector('#run-picker .run-option[aria-current="true"]');
+        return run && on && on.dataset.runId === run;
+    }""")
     current = page.get_attribute('#run-picker .run-option[aria-current="true"]', "data-run-id")
     assert current != first
     assert page.eval_on_selector_all("#run-picker .run-option", "els => els.map(e => e.dataset.runId)") \

@@ -226,6 +226,51 @@ def test_a_master_paused_past_the_lease_runs_no_job_twice(make_cluster: MakeClus
     assert marker.read_text().splitlines() == ["start steady"]
 
 
+FLOOD = """
+import os, sys, time
+progress, go = sys.argv[1], sys.argv[2]
+line = "x" * 65535 + "\\n"  # 64 KiB with its newline: one log line each
+for chunk in range(24):  # 24 MiB in all
+    sys.stdout.write(line * 16)
+    sys.stdout.flush()
+    with open(progress, "w") as f:
+        f.write(str(chunk + 1))
+    while chunk == 0 and not os.path.exists(go):
+        time.sleep(0.05)
+"""
+
+
+def test_a_job_flooding_its_output_while_the_master_is_away_waits_and_loses_nothing(
+        make_cluster: MakeCluster, tmp_path: Path) -> None:
+    # The worker kept every line a job printed while its master was unreachable: a job
+    # printing gigabytes took the worker's memory. Past its buffer (1 MiB here) the worker
+    # stops reading the job's pipe, the job blocks on its next write, and all of it arrives
+    # once the master is back.
+    c = make_cluster()
+    c.start_master()
+    c.add_worker(slots=1, name="bounded", env={"TITAN_WORKER_OUTPUT_BUFFER": "1"})
+    progress, go = tmp_path / "progress", tmp_path / "go"
+    client = c.client()
+    client.submit_job(TitanJob(job_id="flood", filename=c.script("flood.py", FLOOD),
+                               args=[str(progress), str(go)]))
+    wait_for(lambda: progress.exists() and progress.read_text() == "1", 30, "the first MiB")
+    assert c.master is not None
+    c.master.send_signal(signal.SIGSTOP)
+    try:
+        go.touch()
+        time.sleep(3)
+        stalled = int(progress.read_text())
+        time.sleep(1)
+        # Held: the buffer, what is in flight to the master and the pipe: a few MiB, not 24.
+        assert int(progress.read_text()) == stalled <= 6, (stalled, c.log())
+    finally:
+        c.master.send_signal(signal.SIGCONT)
+    job = client.wait("flood", timeout=120)
+    assert job["state"] == "COMPLETED", (job, c.log())
+    lines = [e["line"] for e in client.iter_logs("flood")]
+    assert len(lines) == 24 * 16 and all(len(line) == 65535 for line in lines)
+
+
 def raw(c: Cluster, method: str, path: str, body: Any = None,
         token: str | None = None) -> tuple[int, Any]:
     """(status, decoded JSON body) of an API call, 4xx included."""

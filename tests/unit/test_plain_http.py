@@ -184,7 +184,12 @@ def test_httpx_on_the_transport_streams_and_keeps_alive() -> None:
             assert http.get(url).content == payload
             assert http.post(url, content=iter([b"a", b"b"])).status_code == 200
         assert server.connections == 1
-        # A body of unknown length goes chunked (this server reads the chunks as a request).
+        # A body of unknown length goes chunked (this server reads the chunks as a request,
+        # after it has answered the head: wait for its thread to record them).
+        deadline = time.monotonic() + 5
+        while len(server.requests) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server.requests) == 4
         assert b"transfer-encoding: chunked" in server.requests[-2].lower()
         assert server.requests[-1] == b"1\r\na\r\n1\r\nb\r\n0\r\n\r\n"
     finally:

@@ -11,8 +11,17 @@ import json
 import threading
 from typing import Any
 
+import pytest
+
 from titan import errors
-from titan.worker.reporter import Done, Reporter, SyncLink
+from titan.worker.reporter import (
+    ENTRY_OVERHEAD,
+    OUTPUT_BUFFER_ENV,
+    Done,
+    Reporter,
+    SyncLink,
+    output_buffer,
+)
 
 WAIT = 10.0
 
@@ -245,3 +254,49 @@ def test_a_job_flooding_its_output_does_not_hold_back_another_jobs_result() -> N
         assert reporter.flush(WAIT)
     finally:
         reporter.close(WAIT)
+
+
+def test_an_attempt_holding_its_buffer_is_paused_until_the_master_takes_most_of_it() -> None:
+    # The backlog grew without bound while the master was away: a job printing gigabytes
+    # took the worker's memory. Past its buffer an attempt is told to pause (the worker stops
+    # reading its pipes); it goes on once a quarter of the buffer is left. Others go on.
+    link = HeldLink(window=1)
+    told: list[tuple[Any, bool]] = []
+    line = "x" * (1000 - ENTRY_OVERHEAD)  # 1,000 bytes held per line
+    reporter = Reporter(lambda: link, on_pressure=lambda key, paused: told.append((key, paused)),
+                        buffer=10_000)
+    for _ in range(10):
+        reporter.log(_line(1, line))
+    assert told == []  # at the limit, not past it
+    reporter.log(_line(1, line))
+    reporter.log(_line(1, line))  # told once, however many more come
+    reporter.log(_line(2, "quiet"))
+    assert told == [((1, 1), True)]
+    reporter.start()
+    try:
+        body, done = link.wait_posts(1)[0]
+        assert len(body["logs"]) == 13
+        assert told == [((1, 1), True)]  # in flight is still held
+        done({}, None)
+        assert reporter.flush(WAIT)
+        assert told == [((1, 1), True), ((1, 1), False)]
+        for _ in range(11):  # held again past the limit: told again
+            reporter.log(_line(1, line))
+        assert told[-1] == ((1, 1), True)
+        posts = link.wait_posts(2)
+        posts[1][1](None, errors.ConnectionFailed("stopping"))  # a hard stop lets all go
+        assert reporter.flush(WAIT)
+        assert told[-1] == ((1, 1), False)
+    finally:
+        reporter.close(WAIT)
+
+
+def test_the_output_buffer_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OUTPUT_BUFFER_ENV, raising=False)
+    assert output_buffer() == 16 << 20
+    monkeypatch.setenv(OUTPUT_BUFFER_ENV, "2.5")
+    assert output_buffer() == int(2.5 * (1 << 20))
+    for bad in ("0", "lots", "nan", "-4"):
+        monkeypatch.setenv(OUTPUT_BUFFER_ENV, bad)
+        with pytest.raises(errors.ConfigError, match=OUTPUT_BUFFER_ENV):
+            output_buffer()

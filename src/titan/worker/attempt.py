@@ -72,6 +72,10 @@ class Attempt:
         self._grace = kill_grace  # SIGTERM to SIGKILL for this kill (a stop names its own)
         self._seq = 0
         self._streams: dict[int, tuple[str, LineSplitter]] = {}
+        #: Its pipes are not read while the master has not taken enough of its lines (see
+        #: :mod:`titan.worker.reporter`): the job blocks on a full pipe, the worker's memory
+        #: stays bounded.
+        self._output_paused = False
         self._timers: list[Handle] = []  # this process's: kill escalation, lingering pipes
         self._deadline: Handle | None = None  # the attempt's timeout, armed once
         self._exit: tuple[int | None, str | None] | None = None
@@ -85,7 +89,8 @@ class Attempt:
         self.process = launched.process
         for fd, name in ((launched.stdout, "stdout"), (launched.stderr, "stderr")):
             self._streams[fd] = (name, LineSplitter())
-            self._loop.add_reader(fd, self._on_readable, fd)
+            if not self._output_paused:
+                self._loop.add_reader(fd, self._on_readable, fd)
         launched.process.watch(self._loop, self._on_exit)
         timeout = self.assignment.timeout
         if timeout and self._deadline is None:
@@ -140,6 +145,19 @@ class Attempt:
 
     # ------------------------------------------------------------------ output
 
+    def pause_output(self, paused: bool) -> None:
+        """Stop reading the job's pipes (its unsent lines reached the limit), or read them
+        again. A process that has exited is read to its end whatever the limit: what is left
+        is at most a pipe's buffer, and its result waits for it."""
+        if paused == self._output_paused or (paused and self._exit is not None):
+            return
+        self._output_paused = paused
+        for fd in self._streams:
+            if paused:
+                self._loop.remove_reader(fd)
+            else:
+                self._loop.add_reader(fd, self._on_readable, fd)
+
     def _on_readable(self, fd: int) -> None:
         try:
             data = os.read(fd, 65536)
@@ -192,6 +210,7 @@ class Attempt:
 
     def _on_exit(self, code: int | None, error: str | None) -> None:
         self._exit = (code, error)
+        self.pause_output(False)
         if self._streams:
             # The job's main process is gone but something it started still holds its
             # stdout/stderr. Give it the grace period, then kill the group and stop reading:

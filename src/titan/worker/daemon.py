@@ -96,7 +96,9 @@ class Worker(LeaseThread):
             or self._runner.capabilities()
         self.slots = slots
         self._http_reports = SyncLink(self._report_http)
-        self._reporter = Reporter(self._report_link, self._on_acked)
+        self._reporter = Reporter(self._report_link, self._on_acked,
+                                  on_pressure=lambda key, paused: self.supervisor.pressure(
+                                      key, paused))
         self.supervisor = Supervisor(
             loop=self._loop, runner=self._runner, workspace=self.workspace,
             reporter=self._reporter, master_url=self.conn.masters.ordered, kill_grace=kill_grace,

@@ -15,14 +15,23 @@ attempt's result never leaves before its lines (it was queued after them). A bat
 share of every attempt's FIFO in turn: one job flooding its output no longer holds back the
 results of the others (a trivial job behind 210 MB of another's output took 11.5 s instead
 of 0.3). Nothing is dropped when the master is away: the link re-sends what was not
-acknowledged (see :mod:`titan.worker.connection` and :mod:`titan.worker.channel`) while the
-backlog keeps growing, and the whole of it follows once the master is back.
+acknowledged (see :mod:`titan.worker.connection` and :mod:`titan.worker.channel`), and the
+whole backlog follows once the master is back.
+
+Nor does the backlog grow without bound. An attempt whose lines held in memory (queued or
+in flight) pass its limit (``TITAN_WORKER_OUTPUT_BUFFER``, 16 MiB by default) is told to
+pause: the worker stops reading its pipes, so the job blocks on its next write once the pipe
+is full, as a program writing to a slow terminal does. It is told to go on when a quarter of
+the limit is left. A job that printed gigabytes while its master was away for minutes used
+to take the worker's memory with it; now it waits, and loses no line. Only that attempt
+waits: the others' output keeps flowing.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +51,34 @@ SHARE = 500
 
 _LOG, _RESULT, _SERVICE = 0, 1, 2
 Entry = tuple[int, dict[str, Any]]
+Key = tuple[Any, Any]
+
+#: A running attempt's log lines held in memory, by default, before its output is paused.
+OUTPUT_BUFFER_ENV = "TITAN_WORKER_OUTPUT_BUFFER"
+DEFAULT_OUTPUT_BUFFER = 16 << 20
+#: What a queued line costs in memory beyond its text: the entry's dict, its numbers, the
+#: queue's tuple (measured with sys.getsizeof on CPython 3.11), so a flood of empty lines is
+#: held to the limit too.
+ENTRY_OVERHEAD = 360
+
+#: Told when an attempt's output must pause (True) or may go on (False); any thread.
+Pressure = Callable[[Key, bool], None]
+
+
+def output_buffer() -> int:
+    """The per-attempt limit on held log lines, in bytes, from ``TITAN_WORKER_OUTPUT_BUFFER``
+    (MiB; at least 1)."""
+    raw = os.environ.get(OUTPUT_BUFFER_ENV, "").strip()
+    if not raw:
+        return DEFAULT_OUTPUT_BUFFER
+    try:
+        mib = float(raw)
+    except ValueError:
+        mib = float("nan")
+    if not (1 <= mib <= 1 << 20):
+        raise errors.ConfigError(f"{OUTPUT_BUFFER_ENV} is the MiB of log lines a running job "
+                                 f"may hold in the worker's memory, at least 1 (got {raw!r})")
+    return int(mib * (1 << 20))
 
 
 class _Backlog:
@@ -134,10 +171,18 @@ class SyncLink:
 class Reporter:
     """The queue of outgoing logs and results, and the thread that drains it."""
 
-    def __init__(self, link: Callable[[], Link], on_acked: Acked | None = None) -> None:
+    def __init__(self, link: Callable[[], Link], on_acked: Acked | None = None, *,
+                 on_pressure: Pressure | None = None, buffer: int | None = None) -> None:
         #: The link in use now (the worker switches from HTTP to its channel once connected).
         self._link = link
         self._on_acked = on_acked
+        self._on_pressure = on_pressure
+        self._high = output_buffer() if buffer is None else buffer
+        self._low = self._high // 4
+        #: Bytes of log lines each attempt holds here, queued or in flight, and the attempts
+        #: told to pause.
+        self._held: dict[Key, int] = {}
+        self._paused: set[Key] = set()
         #: (kind, entry): a log line, a result, or a service's status (_LOG, _RESULT, _SERVICE).
         self._queue = _Backlog()
         self._cond = threading.Condition()
@@ -154,10 +199,38 @@ class Reporter:
     # ------------------------------------------------------------------ producers
 
     def log(self, entry: dict[str, Any]) -> None:
+        key = (entry["id"], entry["attempt"])
         with self._cond:
             self._queue.append(_LOG, entry)
             if len(self._queue) == 1:
                 self._cond.notify_all()
+            held = self._held[key] = self._held.get(key, 0) + len(entry["line"]) + \
+                ENTRY_OVERHEAD
+            pause = held > self._high and key not in self._paused and not self._dead
+            if pause:
+                self._paused.add(key)
+        if pause and self._on_pressure is not None:
+            log.info("job %s attempt %s holds %d MiB of unsent output: pausing its output "
+                     "until the master takes it", key[0], key[1], held >> 20)
+            self._on_pressure(key, True)
+
+    def _release(self, logs: list[dict[str, Any]]) -> list[Key]:
+        """Lines acknowledged or dropped (``_cond`` held): the attempts that may go on."""
+        for entry in logs:
+            key = (entry["id"], entry["attempt"])
+            left = self._held.get(key, 0) - len(entry["line"]) - ENTRY_OVERHEAD
+            if left > 0:
+                self._held[key] = left
+            else:
+                self._held.pop(key, None)
+        resumed = [k for k in self._paused if self._held.get(k, 0) <= self._low]
+        self._paused.difference_update(resumed)
+        return resumed
+
+    def _resume(self, keys: list[Key]) -> None:
+        if self._on_pressure is not None:
+            for key in keys:
+                self._on_pressure(key, False)
 
     def service(self, entry: dict[str, Any]) -> None:
         """A service's health (``{"id", "attempt", "health", "host", "port", ...}``)."""
@@ -284,7 +357,11 @@ class Reporter:
                 self._dead = True
                 self._posts = self._in_flight = self._results_pending = 0
                 self._queue.clear()
+                self._held.clear()
+                resumed = list(self._paused)
+                self._paused.clear()
                 self._cond.notify_all()
+            self._resume(resumed)
             return
         if rejected:
             log.debug("master rejected stale results: %s", rejected)
@@ -293,6 +370,8 @@ class Reporter:
             self._in_flight -= sent
             self._results_pending -= len(results)
             self._unacked.difference_update((int(r["id"]), int(r["attempt"])) for r in results)
+            resumed = self._release(logs)
             self._cond.notify_all()
+        self._resume(resumed)
         if self._on_acked is not None:
             self._on_acked(results, rejected)

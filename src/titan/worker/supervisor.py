@@ -63,6 +63,17 @@ class Supervisor:
     def result(self, entry: dict[str, Any]) -> None:
         self._reporter.result(entry)
 
+    def pressure(self, key: Key, paused: bool) -> None:
+        """Pause reading attempt ``key``'s output, or go on (any thread; the reporter says
+        when)."""
+        self._loop.call(self._pause_output, key, paused)
+
+    def _pause_output(self, key: Key, paused: bool) -> None:
+        with self._lock:
+            attempt = self._attempts.get(key)
+        if attempt is not None:
+            attempt.pause_output(paused)
+
     def finished(self, attempt: Attempt) -> None:
         with self._lock:
             self._attempts.pop(attempt.key, None)
