@@ -110,3 +110,10 @@ def test_a_retention_that_is_not_hours_or_days_fails_at_start(value: str) -> Non
 def test_a_retention_of_hours_or_days_is_taken() -> None:
     for value in ("12h", "90d", "1.5d", "24H"):
         MasterConfig(run_retention=value).check()
+        MasterConfig(dag_retention=value).check()
+
+
+@pytest.mark.parametrize("value", ["3m", "30", "30 days", "0h"])
+def test_a_dag_retention_that_is_not_hours_or_days_fails_at_start(value: str) -> None:
+    with pytest.raises(ConfigError, match="TITAN_DAG_RETENTION must be a number of hours or days"):
+        MasterConfig(dag_retention=value).check()

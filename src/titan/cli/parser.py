@@ -18,6 +18,7 @@ from typing import Any
 from titan.cli.commands import (
     Handler,
     cmd_cancel,
+    cmd_dags,
     cmd_dashboard,
     cmd_decide,
     cmd_determinism,
@@ -186,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_schedule_arguments(command("schedule", cmd_schedule, "cron schedules: a DAG run at "
                                    "each tick; create, list, show, pause, resume, delete, run"),
                            common)
+
+    from titan.cli.dags import add_arguments as add_dags_arguments
+
+    add_dags_arguments(command("dags", cmd_dags, "DAG runs: prune old ones with their jobs "
+                               "and logs"), common)
 
     from titan.cli.runs import add_arguments as add_runs_arguments
 

@@ -63,6 +63,7 @@ from titan.master.replays.service import Replays
 from titan.master.runs.retention import Retention
 from titan.master.runs.service import RunService
 from titan.master.schedules.service import Schedules
+from titan.master.scheduling.dag_retention import keep_pruning
 from titan.master.scheduling.engine import Engine
 from titan.permissions import secure_files, secure_tree
 from titan.storage import Storage, open_storage
@@ -233,6 +234,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
                  ] if config.run_retention else []
         if config.archive_days:
             tasks.append(asyncio.create_task(retention.keep_archiving()))
+        if config.dag_retention:
+            tasks.append(asyncio.create_task(keep_pruning(engine, config.dag_retention)))
         # After the engine's recovery: a tick's overlap policy asks which runs still run.
         scheduled = Schedules(engine)
         await scheduled.start()

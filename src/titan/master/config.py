@@ -71,6 +71,10 @@ class MasterConfig:
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
     run_retention: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_RUN_RETENTION") or None)
+    # Finished DAG runs older than this ("30d", "12h") are deleted hourly with their jobs and
+    # logs (not those of agent runs, nor the latest run of each name); unset keeps all.
+    dag_retention: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_DAG_RETENTION") or None)
     # Finished agent runs older than this many days are archived (hidden, kept); "0" never.
     run_archive_days: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_RUN_ARCHIVE_DAYS"))
@@ -144,11 +148,13 @@ class MasterConfig:
         self.otlp_hold_seconds()
         _ = self.archive_days
         self.blob_settings()
-        if self.run_retention is not None:
-            try:
-                deletion_cutoff(self.run_retention, "TITAN_RUN_RETENTION")
-            except ValidationFailed as exc:
-                raise ConfigError(str(exc)) from None
+        for window, env in ((self.run_retention, "TITAN_RUN_RETENTION"),
+                            (self.dag_retention, "TITAN_DAG_RETENTION")):
+            if window is not None:
+                try:
+                    deletion_cutoff(window, env)
+                except ValidationFailed as exc:
+                    raise ConfigError(str(exc)) from None
         if not self.lease_seconds >= 1.0:
             # Shorter, a worker's heartbeat (a third of it) cannot keep a lease alive: every
             # job ran attempt after attempt until it failed.

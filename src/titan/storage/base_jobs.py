@@ -4,7 +4,7 @@ and the agent-run rows stages join (contract: tests/contract/test_storage.py).""
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from titan.storage.rows import Row
 
@@ -75,6 +75,18 @@ class JobsTransaction(abc.ABC):
     @abc.abstractmethod
     def unfinished_dags(self) -> list[Row]:
         """DAGs whose status is WAITING or RUNNING: what a restarted master must resume."""
+
+    @abc.abstractmethod
+    def prunable_dags(self, before: float, limit: int,
+                      skip: Collection[int] = ()) -> list[int]:
+        """Up to ``limit`` ids, oldest first, of the DAG runs retention may delete: finished
+        before ``before``, in no agent run, not the latest run of their name, not in
+        ``skip`` (those the scheduler holds)."""
+
+    @abc.abstractmethod
+    def delete_dags(self, dag_ids: Sequence[int]) -> int:
+        """Delete DAG runs with their jobs, attempts and log lines; how many went. The
+        schedule fires that started them keep their tick; published files stay."""
 
     @abc.abstractmethod
     def get_job(self, job: int) -> Row | None:

@@ -9,17 +9,19 @@ from fastapi import APIRouter, Body, Query, Request
 
 from titan.errors import InvalidDAG, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, Writer
 from titan.master.api.params import Offset
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, scope_of
 from titan.master.runs.compliance import started_by
 from titan.master.runs.ingest import run_id_problem
+from titan.master.scheduling.dag_retention import prune_dags
 from titan.master.scheduling.refs import as_id, find_dag
 from titan.master.scheduling.state import DAG_STATUSES
 from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
 from titan.master.scheduling.views import dag_view, dag_with_jobs
 from titan.storage.base import Row, Transaction
+from titan.windows import deletion_cutoff
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["dags"])
 
@@ -84,6 +86,20 @@ async def list_dags(
                 "limit": limit, "offset": offset}
 
     return await c.engine.read(q)
+
+
+@router.post("/dags/prune", summary="Delete finished DAG runs older than a window, with "
+             "their jobs and logs (retention)")
+async def prune(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
+    if not isinstance(body, dict) or not isinstance(body.get("older_than"), str) \
+            or set(body) - {"older_than", "dry_run"}:
+        raise ValidationFailed('the body must be {"older_than": "30d", "dry_run": false}')
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ValidationFailed("dry_run must be true or false", details={"field": "dry_run"})
+    before = deletion_cutoff(body["older_than"], "older_than")
+    ids = await prune_dags(c.engine, before, dry_run=dry_run)
+    return {"pruned": len(ids), "dry_run": dry_run, "dag_ids": ids[:1000], "before": before}
 
 
 async def _finished(c: Ctx, dag_id: int, timeout: float) -> tuple[Row | None, str | None]:

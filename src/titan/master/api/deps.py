@@ -131,6 +131,8 @@ Replayer = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "start a rep
 # Evaluations are set up and dispatched by people (the seed's "workflow manage" permission).
 EvalManager = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "manage evaluations"))]
 Admin = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "manage tokens"))]
+# Deleting history (retention's prunes) is an admin's decision: a 403 said "manage tokens".
+Pruner = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "delete old runs and DAGs"))]
 # A schedule starts runs on its own for as long as it exists: a person's decision, never a
 # job's (a job could otherwise outlive itself as a schedule).
 ScheduleManager = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "manage schedules"))]

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from titan.errors import NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute, json_of
-from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Operator, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Pruner, Reader, Writer
 from titan.master.api.params import MaybeAfter, Offset, Seq
 from titan.master.runs import export, ledger
 from titan.master.runs.ingest import MAX_USD
@@ -89,7 +89,7 @@ async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool
 
 
 @router.post("/runs/prune", summary="Delete finished runs older than a window (retention)")
-async def prune_runs(c: CtxDep, p: Admin, body: Any = Body(...)) -> Row:
+async def prune_runs(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
     if not isinstance(body, dict) or not isinstance(body.get("older_than"), str):
         raise ValidationFailed('the body must be {"older_than": "90d", "dry_run": false}')
     before = deletion_cutoff(body["older_than"], "older_than")

@@ -1,0 +1,41 @@
+"""The ``titan dags`` commands: prune (old DAG runs with their jobs and logs)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
+    """The ``titan dags`` actions and their options (``titan.cli`` wires the command in)."""
+    dags = p.add_subparsers(dest="dags_command", metavar="ACTION", required=True)
+    s = dags.add_parser(
+        "prune", parents=common,
+        help="delete finished DAG runs older than a window, with their jobs, attempts and logs "
+             "(admin)",
+        description="Delete finished DAG runs older than a window, with their jobs, attempts "
+                    "and log lines. Kept whatever their age: the latest run of each DAG name, "
+                    "the stages of agent runs (run retention decides for those), and files "
+                    "jobs published. The master does it hourly when TITAN_DAG_RETENTION is "
+                    "set.")
+    s.add_argument("--older-than", required=True,
+                   help="finished more than this long ago; hours or days, at least 1h: 30d, 12h")
+    s.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+
+
+def run(args: argparse.Namespace, client: Any) -> int:
+    from titan.cli.output import print_json
+
+    reply = client.api("POST", "/dags/prune",
+                       json={"older_than": args.older_than, "dry_run": args.dry_run})
+    if getattr(args, "json", False):
+        print_json(reply)
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {reply['pruned']} DAG run(s) finished more than {args.older_than} ago, "
+          "with their jobs and logs")
+    for dag_id in reply["dag_ids"][:20] if args.dry_run else []:
+        print(f"  {dag_id}")
+    if args.dry_run and reply["pruned"] > 20:
+        print(f"  ... and {reply['pruned'] - 20} more")
+    return 0

@@ -1,0 +1,98 @@
+"""DAG retention on a running cluster: ``titan dags prune``, ``POST /dags/prune`` and the
+master's ``TITAN_DAG_RETENTION`` sweep delete old DAG runs with their jobs and logs, and keep
+the latest run of each name and the stages of agent runs.
+
+Runs are aged by moving their end back in the master's SQLite file (the window is at least an
+hour: a test cannot wait for one)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Cluster
+from tests.integration.test_cli import titan
+from titan.errors import NotFound
+from titan_sdk import TitanJob
+
+DAY = 86_400.0
+
+
+def age(c: Cluster, days: float = 3) -> None:
+    """Every finished DAG run (and its jobs) ended ``days`` earlier than it did."""
+    with sqlite3.connect(c.data / "titan.db", timeout=30) as db:
+        db.execute("UPDATE dags SET finished_at = finished_at - ? WHERE finished_at IS NOT NULL",
+                   (days * DAY,))
+        db.execute("UPDATE jobs SET finished_at = finished_at - ? WHERE finished_at IS NOT NULL",
+                   (days * DAY,))
+
+
+def refused(c: Cluster, body: Any, token: str | None = None) -> tuple[int, str]:
+    try:
+        c.api("POST", "/dags/prune", body, token=token)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    raise AssertionError(f"{body!r} was accepted")
+
+
+def test_old_dag_runs_go_with_their_jobs_and_logs_and_the_latest_stays(
+        cluster: Cluster, tmp_path: Path) -> None:
+    client = cluster.client()
+    script = cluster.script("hello.py", "import sys\nprint('hello from', sys.argv[1])\n")
+    runs = [client.submit_dag("etl", [TitanJob(job_id="extract", filename=script,
+                                               args=[str(n)])]) for n in (1, 2, 3)]
+    stage = client.submit_dag("R1_PLAN", [TitanJob(job_id="plan", filename=script, args=["p"])],
+                              agent_run_id="R1")
+    for dag in (*runs, stage):
+        assert client.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
+    old_job = client.get_dag("etl#1")["jobs"][0]["id"]
+    assert "hello from 1" in client.fetch_logs(old_job)
+    age(cluster)
+
+    operator = client.create_token("operator", "ops")["token"]
+    code, said = refused(cluster, {"older_than": "1d"}, token=operator)
+    assert code == 403 and "delete old runs and DAGs" in said, said
+    for bad in ({}, {"older_than": "3m"}, {"older_than": 30}, {"older_than": "1d", "x": 1},
+                {"older_than": "1d", "dry_run": "yes"}, ["1d"]):
+        code, said = refused(cluster, bad)
+        assert code == 400 and "invalid_request" in said, (bad, said)
+
+    # A dry run lists the two older runs of etl: not its latest, not the agent run's stage.
+    dry = titan(cluster, "dags", "prune", "--older-than", "1d", "--dry-run").stdout
+    assert "would delete 2 DAG run(s)" in dry, dry
+    assert f"  {runs[0]['id']}\n  {runs[1]['id']}" in dry, dry
+    assert client.get_dag("etl#1")["status"] == "COMPLETED"  # nothing deleted
+    assert client.api("POST", "/dags/prune", json={"older_than": "4d"})["pruned"] == 0
+
+    done = titan(cluster, "dags", "prune", "--older-than", "1d").stdout
+    assert "deleted 2 DAG run(s) finished more than 1d ago" in done, done
+    for ref in ("etl#1", "etl#2"):
+        with pytest.raises(NotFound):
+            client.get_dag(ref)
+    with pytest.raises(NotFound):
+        client.fetch_logs(old_job)
+    assert "hello from 3" in client.fetch_logs("etl/extract")
+    assert client.get_dag("R1_PLAN")["agent_run_id"] == "R1"
+    assert [d["run"] for d in client.list_dags(name="etl")] == [3]
+    # Run numbers go on from the latest.
+    fourth = client.submit_dag("etl", [TitanJob(job_id="extract", filename=script, args=["4"])])
+    assert fourth["run"] == 4
+    assert client.wait_dag(fourth["id"], timeout=60)["status"] == "COMPLETED"
+
+    # The master's hourly sweep (at start, then every hour) with TITAN_DAG_RETENTION set.
+    age(cluster)
+    cluster.stop()
+    cluster.env["TITAN_DAG_RETENTION"] = "2d"
+    cluster.up()
+    client = cluster.client()
+    deadline = time.monotonic() + 30
+    while [d["run"] for d in client.list_dags(name="etl")] != [4]:
+        assert time.monotonic() < deadline, client.list_dags(name="etl")
+        time.sleep(0.1)
+    assert "retention: deleted 1 finished DAG run(s)" in cluster.log()
+    assert client.get_dag("R1_PLAN")["status"] == "COMPLETED"
