@@ -247,6 +247,11 @@ def test_store_incr_sets_delete_keys(storage: Storage) -> None:
         assert [k["key"] for k in tx.store_keys("p%", 10)] == ["p%2"]
         assert {k["key"]: k["kind"] for k in tx.store_keys("", 10)} == {
             "n": "value", "s": "set", "p:1": "value", "p%2": "value"}
+        # A page after the last key of the one before: values and sets alike.
+        assert [k["key"] for k in tx.store_keys("", 2)] == ["n", "p%2"]
+        assert [k["key"] for k in tx.store_keys("", 2, after="p%2")] == ["p:1", "s"]
+        assert tx.store_keys("", 2, after="s") == []
+        assert [k["key"] for k in tx.store_keys("p", 10, after="p%2")] == ["p:1"]
         assert tx.store_delete("s") is True
         assert tx.store_delete("s") is False
         assert tx.store_smembers("s") == []

@@ -118,6 +118,24 @@ def test_store_values_sets_counters(cluster: Cluster) -> None:
     status, body = call(cluster, "GET", "/store?prefix=both&limit=1")
     assert [(k["key"], k["kind"]) for k in body["keys"]] == [("both", "value")]
     assert client.store_keys("both") == ["both"]
+    assert body["next"] == "both"  # a full page: there may be more
+
+
+def test_store_keys_are_listed_past_a_page(cluster: Cluster,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # `titan store keys` printed the first 1,000 keys and said nothing of the rest; the API
+    # had no way past 10,000.
+    client = cluster.client()
+    names = [f"page/{i:03d}" for i in range(25)]
+    for name in names:
+        client.store_put(name, "v")
+    client.store_sadd("page/007", "member")  # a value and a set: one key
+    status, body = call(cluster, "GET", "/store?prefix=page/&limit=10&after=page/019")
+    assert [k["key"] for k in body["keys"]] == names[20:] and body["next"] is None
+    monkeypatch.setattr("titan.client.store.KEYS_PAGE", 4)
+    assert list(client.iter_store_keys("page/")) == names
+    assert client.store_keys("page/", limit=None) == names
+    assert client.store_keys("page/", limit=6) == names[:6]
     # A percent-escape that is not UTF-8 names no key (it was read as the key U+FFFD).
     for path in ("/store/values/%FF", "/store?prefix=%FF", "/runs?agent_id=%C3"):
         status, body = call(cluster, "GET", path)

@@ -180,7 +180,7 @@ def cmd_store(args: argparse.Namespace) -> int:
             if not client.store_delete(args.key):
                 raise NotFound(f"no store key {args.key!r}")
         elif args.store_command == "keys":
-            keys = client.store_keys(args.prefix)
+            keys = client.store_keys(args.prefix, limit=None)
             # One key a line, with any control character a key may hold shown escaped.
             print_json(keys) if args.json else print("\n".join(map(cell, keys))) if keys \
                 else None

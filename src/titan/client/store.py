@@ -12,13 +12,16 @@ server-side long poll per 30 s slice — never a client polling loop). A missing
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from titan.client.long_poll import long_poll, wait_deadline
 from titan.client.transport import Transport
 from titan.errors import ValidationFailed
 from titan.formats import quote_ref
+
+#: Keys asked for per request when listing the store (the master's most).
+KEYS_PAGE = 10_000
 
 if TYPE_CHECKING:
     from titan.client.client import TitanClient
@@ -91,11 +94,32 @@ class StoreOps:
         )
         return str(reply["value"])
 
-    def store_keys(self, prefix: str = "", limit: int = 1000) -> list[str]:
-        """Keys (values and sets) starting with ``prefix``, sorted, at most ``limit``."""
-        reply = self._transport.call("GET", "/store", params={"prefix": prefix, "limit": limit})
-        # A key holding a value and a set comes twice (once per kind): named once here.
-        return list(dict.fromkeys(str(item["key"]) for item in reply.get("keys", [])))
+    def store_keys(self, prefix: str = "", limit: int | None = 1000) -> list[str]:
+        """Keys (values and sets) starting with ``prefix``, sorted, at most ``limit``
+        (``None``: all of them, read a page at a time)."""
+        keys: list[str] = []
+        for key in self.iter_store_keys(prefix):
+            if limit is not None and len(keys) >= limit:
+                break
+            keys.append(key)
+        return keys
+
+    def iter_store_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key starting with ``prefix``, sorted, read from the master a page of
+        :data:`KEYS_PAGE` at a time (a store of millions of keys is never held whole)."""
+        after: str | None = None
+        last: str | None = None
+        while True:
+            reply = self._transport.call("GET", "/store", params={
+                "prefix": prefix, "limit": KEYS_PAGE, "after": after})
+            for item in reply.get("keys", []):
+                key = str(item["key"])
+                if key != last:  # a key holding a value and a set comes once per kind
+                    last = key
+                    yield key
+            after = reply.get("next")
+            if after is None:
+                return
 
 
 def wait_for_signal(client: TitanClient, key: str, timeout: float | None = None) -> str:

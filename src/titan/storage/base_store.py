@@ -39,9 +39,10 @@ class StoreTransaction(abc.ABC):
         """Members of the set at key, sorted (empty when missing)."""
 
     @abc.abstractmethod
-    def store_keys(self, prefix: str, limit: int) -> list[Row]:
-        """Keys starting with prefix, sorted: key, kind ('value' or 'set'), updated_at; a key
-        holding both a value and a set is listed twice, the value first."""
+    def store_keys(self, prefix: str, limit: int, after: str | None = None) -> list[Row]:
+        """Keys starting with prefix (and sorting after ``after``, the last key of the page
+        before), sorted: key, kind ('value' or 'set'), updated_at; a key holding both a value
+        and a set is listed twice, the value first."""
 
     # -- blobs and files ----------------------------------------------------------------------
     @abc.abstractmethod

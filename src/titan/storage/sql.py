@@ -175,10 +175,12 @@ class SQLTransaction(JobsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL, EvalsSQL, 
         )
         return [r[0] for r in rows]
 
-    def store_keys(self, prefix: str, limit: int) -> list[Row]:
+    def store_keys(self, prefix: str, limit: int, after: str | None = None) -> list[Row]:
         # Prefix match by range rather than LIKE, so '%' and '_' in keys are not wildcards.
         def in_range(col: Any) -> Any:
-            return (col >= prefix) & (col < prefix + "\U0010ffff") if prefix else col.isnot(None)
+            where = (col >= prefix) & (col < prefix + "\U0010ffff") if prefix \
+                else col.isnot(None)
+            return where & (col > after) if after is not None else where
 
         values = (select(t.store_values.c.key, t.store_values.c.updated_at)
                   .where(in_range(t.store_values.c.key))

@@ -34,9 +34,14 @@ def _announce(c: Ctx, key: str, value: str | None, op: str) -> None:
     c.hub.publish("store_updated", {"key": key, "op": op})
 
 
-@router.get("/store", summary="List keys by prefix")
-async def keys(c: CtxDep, p: Reader, prefix: str = "", limit: int = Query(100, ge=1, le=10_000)) -> Row:
-    return {"keys": await c.engine.read(lambda tx: tx.store_keys(prefix, limit))}
+@router.get("/store", summary="List keys by prefix, a page at a time")
+async def keys(c: CtxDep, p: Reader, prefix: str = "", limit: int = Query(100, ge=1, le=10_000),
+               after: str | None = Query(None, description=(
+                   "the page's keys sort after this one: the `next` of the page before"))) -> Row:
+    found = await c.engine.read(lambda tx: tx.store_keys(prefix, limit, after))
+    # A full page may have more behind it; a short one is the last (no count is kept: a
+    # store of millions of keys would pay for it on every page).
+    return {"keys": found, "next": found[-1]["key"] if len(found) == limit else None}
 
 
 @router.get("/store/values/{key:anytext}", summary="Get a value (null when missing)")
