@@ -56,6 +56,26 @@ def test_5000_line_log_arrives_complete_and_in_order(cluster: Cluster, runner: s
     assert sorted(text.split("\n")) == sorted(expected.values())
 
 
+def test_a_log_of_emoji_does_not_stall_its_worker(cluster: Cluster) -> None:
+    # A batch was sized in characters and sent with every emoji escaped to 12 bytes: 2 MiB of
+    # emoji made a 24 MB frame, past the master's WebSocket limit; the channel closed, the
+    # worker sent the same frame again for ever, and no job of that worker finished.
+    emoji = cluster.script("emoji.py", """
+        import sys
+        line = "\\U0001F600" * 8000 + "\\n"
+        for i in range(300):
+            sys.stdout.write(line)
+    """)
+    quick = cluster.script("quick.py", "print('done')\n")
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="emoji", filename=emoji))
+    client.submit_job(TitanJob(job_id="after-emoji", filename=quick))
+    for job in ("emoji", "after-emoji"):
+        assert client.wait(job, timeout=120)["state"] == "COMPLETED", cluster.log()
+    lines = [e["line"] for e in client.iter_logs("emoji")]
+    assert len(lines) == 300 and all(line == "\U0001F600" * 8000 for line in lines)
+
+
 def test_logs_follow_through_the_cli_while_the_job_runs(cluster: Cluster, tmp_path: Path) -> None:
     talker = cluster.script("follow.py", """
         from titan import TitanClient

@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 
 from titan import errors
+from titan.worker.channel import _frame
 from titan.worker.reporter import (
     ENTRY_OVERHEAD,
     OUTPUT_BUFFER_ENV,
     Done,
     Reporter,
     SyncLink,
+    line_bytes,
     output_buffer,
 )
 
@@ -300,3 +302,34 @@ def test_the_output_buffer_is_read_from_the_environment(monkeypatch: pytest.Monk
         monkeypatch.setenv(OUTPUT_BUFFER_ENV, bad)
         with pytest.raises(errors.ConfigError, match=OUTPUT_BUFFER_ENV):
             output_buffer()
+
+
+def test_a_batch_and_the_buffer_count_bytes_not_characters() -> None:
+    # A line of emoji was counted as a quarter of its size: batches of "2 MiB" were frames of
+    # 24 MB (each emoji escaped to 12 bytes), past the master's limit, sent again for ever.
+    assert line_bytes("abc") == 3 and line_bytes("é") == 2 and line_bytes("\U0001F600") == 4
+    link = HeldLink(window=1)
+    reporter = Reporter(lambda: link)
+    line = "\U0001F600" * 100_000  # 400 kB of UTF-8 each
+    for _ in range(12):
+        reporter.log(_line(1, line))
+    reporter.start()
+    try:
+        body, done = link.wait_posts(1)[0]
+        assert len(body["logs"]) == 6  # 2 MiB of bytes, not 2 Mi characters
+        frame = _frame({"t": "report", "id": 1, **body})
+        assert len(frame.encode()) < 3 << 20 and "\\ud83d" not in frame
+        done({}, None)
+        body, done = link.wait_posts(2)[1]
+        assert len(body["logs"]) == 6
+        done({}, None)
+        assert reporter.flush(WAIT)
+    finally:
+        reporter.close(WAIT)
+
+
+def test_a_frame_with_a_lone_surrogate_is_still_sent() -> None:
+    # An exception's text may carry one (a file name undecodable as UTF-8): escaped then.
+    frame = _frame({"t": "report", "logs": [{"line": "bad \udcff name"}]})
+    assert json.loads(frame)["logs"][0]["line"] == "bad \udcff name"
+    assert frame.isascii()

@@ -105,6 +105,11 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
         gate = app = LeaderGate(app, leadership, heartbeat=config.leader_timeout / 5)
     uv = uvicorn.Config(app, lifespan="on", log_level="warning",
                         access_log=False, timeout_keep_alive=75, ws="websockets-sansio",
+                        # A worker's report frame holds up to 2 MiB of lines (6x that when
+                        # every byte is a control character JSON escapes): well past uvicorn's
+                        # 16 MiB default, which closed the channel on it, and the worker sent
+                        # it again for ever. A frame is a request body: the same limit.
+                        ws_max_size=max(config.max_body_bytes, 32 << 20),
                         ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key)
     return Server(uv), sockets, gate
 

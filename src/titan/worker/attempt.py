@@ -147,9 +147,10 @@ class Attempt:
 
     def pause_output(self, paused: bool) -> None:
         """Stop reading the job's pipes (its unsent lines reached the limit), or read them
-        again. A process that has exited is read to its end whatever the limit: what is left
-        is at most a pipe's buffer, and its result waits for it."""
-        if paused == self._output_paused or (paused and self._exit is not None):
+        again. Once the process has exited, a child still holding its pipes stays paused
+        too: the kill grace then ends the group and reads what is left in the pipes (at most
+        their buffers), so the result does not wait for the limit either."""
+        if paused == self._output_paused:
             return
         self._output_paused = paused
         for fd in self._streams:
@@ -210,7 +211,6 @@ class Attempt:
 
     def _on_exit(self, code: int | None, error: str | None) -> None:
         self._exit = (code, error)
-        self.pause_output(False)
         if self._streams:
             # The job's main process is gone but something it started still holds its
             # stdout/stderr. Give it the grace period, then kill the group and stop reading:

@@ -71,6 +71,20 @@ def channel_master(url: str) -> str:
     return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
 
 
+
+def _frame(message: dict[str, Any]) -> str:
+    """A report as the text frame it travels in: UTF-8 as it is (``ensure_ascii`` wrote each
+    emoji as 12 bytes, and a batch of 2 MiB of lines became a frame past the master's limit,
+    refused and sent again for ever), or escaped when a string holds a lone surrogate (an
+    exception's text may carry one from a file name) and UTF-8 cannot carry it."""
+    frame = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    if not frame.isascii():
+        try:
+            frame.encode()
+        except UnicodeEncodeError:
+            frame = json.dumps(message, separators=(",", ":"))
+    return frame
+
 class ChannelUnavailable(errors.TitanError):
     """The master serves no worker channel (an older master, or a proxy that refuses
     WebSockets): the worker uses the HTTP long-poll instead."""
@@ -207,7 +221,7 @@ class ChannelIntake(Intake):
         before its ack is sent again first thing on the next one (the master deduplicates
         lines and rejects a result it already has, as over HTTP)."""
         rid = next(self._ids)
-        frame = json.dumps({"t": "report", "id": rid, **body}, separators=(",", ":"))
+        frame = _frame({"t": "report", "id": rid, **body})
         with self._send_lock:  # held by _open while it re-sends: no report goes twice
             with self._cond:
                 hard = self._hard.is_set()

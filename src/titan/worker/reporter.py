@@ -61,6 +61,14 @@ DEFAULT_OUTPUT_BUFFER = 16 << 20
 #: held to the limit too.
 ENTRY_OVERHEAD = 360
 
+
+
+def line_bytes(line: str) -> int:
+    """A line's size in UTF-8, as it travels and is held: counting characters took a line
+    of emoji for a quarter of its size (the batch limit and the buffer counted wrong)."""
+    return len(line) if line.isascii() else len(line.encode("utf-8", "surrogatepass"))
+
+
 #: Told when an attempt's output must pause (True) or may go on (False); any thread.
 Pressure = Callable[[Key, bool], None]
 
@@ -122,7 +130,7 @@ class _Backlog:
                     taken += 1
                     if kind == _LOG:
                         lines += 1
-                        size += len(entry["line"]) + 64
+                        size += line_bytes(entry["line"]) + 64
                 if not queue:
                     del self._by[key]
                 if lines >= max_lines or size >= max_bytes:
@@ -204,7 +212,7 @@ class Reporter:
             self._queue.append(_LOG, entry)
             if len(self._queue) == 1:
                 self._cond.notify_all()
-            held = self._held[key] = self._held.get(key, 0) + len(entry["line"]) + \
+            held = self._held[key] = self._held.get(key, 0) + line_bytes(entry["line"]) + \
                 ENTRY_OVERHEAD
             pause = held > self._high and key not in self._paused and not self._dead
             if pause:
@@ -218,7 +226,7 @@ class Reporter:
         """Lines acknowledged or dropped (``_cond`` held): the attempts that may go on."""
         for entry in logs:
             key = (entry["id"], entry["attempt"])
-            left = self._held.get(key, 0) - len(entry["line"]) - ENTRY_OVERHEAD
+            left = self._held.get(key, 0) - line_bytes(entry["line"]) - ENTRY_OVERHEAD
             if left > 0:
                 self._held[key] = left
             else:
@@ -258,6 +266,11 @@ class Reporter:
         a worker re-joining a restarted master lists them as held, so they are not sent again."""
         with self._cond:
             return list(self._unacked)
+
+    def output_paused(self, key: Key) -> bool:
+        """Whether attempt ``key``'s output is to be paused now."""
+        with self._cond:
+            return key in self._paused
 
     def idle(self) -> bool:
         with self._cond:

@@ -63,16 +63,19 @@ class Supervisor:
     def result(self, entry: dict[str, Any]) -> None:
         self._reporter.result(entry)
 
-    def pressure(self, key: Key, paused: bool) -> None:
+    def pressure(self, key: Key, _paused: bool) -> None:
         """Pause reading attempt ``key``'s output, or go on (any thread; the reporter says
         when)."""
-        self._loop.call(self._pause_output, key, paused)
+        self._loop.call(self._pause_output, key)
 
-    def _pause_output(self, key: Key, paused: bool) -> None:
+    def _pause_output(self, key: Key) -> None:
+        # The reporter's state now, not the one it announced: a pause and a resume told from
+        # two threads may be queued here in either order, and the last one to run must be
+        # right (a resume run before its pause left a job paused for good).
         with self._lock:
             attempt = self._attempts.get(key)
         if attempt is not None:
-            attempt.pause_output(paused)
+            attempt.pause_output(self._reporter.output_paused(key))
 
     def finished(self, attempt: Attempt) -> None:
         with self._lock:
