@@ -102,3 +102,23 @@ def test_many_runs_go_in_chunks(storage: Storage) -> None:
         assert tx.delete_dags(found) == 450
     with storage.transaction() as tx:
         assert [d["id"] for d in tx.list_dags(name="bulk")[0]] == [ids[-1]]
+
+
+def test_log_lines_go_a_bounded_number_at_a_time(storage: Storage) -> None:
+    # A DAG of millions of lines deleted in one transaction held the writer for seconds.
+    with storage.transaction() as tx:
+        doomed = [finished_dag(tx, "big", run, 10.0) for run in (1, 2)]
+        kept = finished_dag(tx, "big", 3, 10.0)
+        jobs = [with_history(tx, dag_id, "j") for dag_id in (*doomed, kept)]  # 6 lines each
+    counts = []
+    while True:
+        with storage.transaction() as tx:
+            counts.append(tx.delete_log_lines(doomed, 5))
+        if counts[-1] < 5:
+            break
+    assert counts == [5, 5, 2]
+    with storage.transaction() as tx:
+        for job in jobs[:2]:
+            assert tx.log_lines(job, 1) == [] and tx.log_lines(job, 2) == []
+        assert len(tx.log_lines(jobs[2], 1)) == 3 and len(tx.log_lines(jobs[2], 2)) == 3
+        assert tx.delete_log_lines(doomed, 5) == 0

@@ -7,9 +7,12 @@ hour: a test cannot wait for one)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 import time
 import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,16 @@ def age(c: Cluster, days: float = 3) -> None:
                    (days * DAY,))
 
 
+def submit(c: Cluster, body: dict[str, Any], key: str | None) -> Any:
+    headers = {"Authorization": f"Bearer {c.admin_token}", "Content-Type": "application/json"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    req = urllib.request.Request(f"{c.url}/api/v1/dags", data=json.dumps(body).encode(),
+                                 method="POST", headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
 def refused(c: Cluster, body: Any, token: str | None = None) -> tuple[int, str]:
     try:
         c.api("POST", "/dags/prune", body, token=token)
@@ -46,6 +59,13 @@ def test_old_dag_runs_go_with_their_jobs_and_logs_and_the_latest_stays(
     script = cluster.script("hello.py", "import sys\nprint('hello from', sys.argv[1])\n")
     runs = [client.submit_dag("etl", [TitanJob(job_id="extract", filename=script,
                                                args=[str(n)])]) for n in (1, 2, 3)]
+    # A run submitted with an Idempotency-Key, as an HTTP client that retries would send it.
+    keyed = {"name": "keyed", "jobs": [{"job_id": "k", "filename": "hello.py", "args": ["k"],
+                                        "script_sha256": hashlib.sha256(
+                                            Path(script).read_bytes()).hexdigest()}]}
+    keyed_runs = [submit(cluster, keyed, key) for key in ("key-of-the-first-keyed-run", None)]
+    for dag in keyed_runs:
+        assert client.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
     stage = client.submit_dag("R1_PLAN", [TitanJob(job_id="plan", filename=script, args=["p"])],
                               agent_run_id="R1")
     for dag in (*runs, stage):
@@ -64,13 +84,17 @@ def test_old_dag_runs_go_with_their_jobs_and_logs_and_the_latest_stays(
 
     # A dry run lists the two older runs of etl: not its latest, not the agent run's stage.
     dry = titan(cluster, "dags", "prune", "--older-than", "1d", "--dry-run").stdout
-    assert "would delete 2 DAG run(s)" in dry, dry
-    assert f"  {runs[0]['id']}\n  {runs[1]['id']}" in dry, dry
+    assert "would delete 3 DAG run(s)" in dry, dry
+    assert f"  {runs[0]['id']}\n  {runs[1]['id']}\n  {keyed_runs[0]['id']}" in dry, dry
     assert client.get_dag("etl#1")["status"] == "COMPLETED"  # nothing deleted
     assert client.api("POST", "/dags/prune", json={"older_than": "4d"})["pruned"] == 0
 
     done = titan(cluster, "dags", "prune", "--older-than", "1d").stdout
-    assert "deleted 2 DAG run(s) finished more than 1d ago" in done, done
+    assert "deleted 3 DAG run(s) finished more than 1d ago" in done, done
+    # Sent again with its key, the pruned run is not there to answer with: a clear 404.
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        submit(cluster, keyed, "key-of-the-first-keyed-run")
+    assert gone.value.code == 404 and "deleted by retention" in gone.value.read().decode()
     for ref in ("etl#1", "etl#2"):
         with pytest.raises(NotFound):
             client.get_dag(ref)

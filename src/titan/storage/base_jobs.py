@@ -84,6 +84,12 @@ class JobsTransaction(abc.ABC):
         ``skip`` (those the scheduler holds)."""
 
     @abc.abstractmethod
+    def delete_log_lines(self, dag_ids: Sequence[int], limit: int) -> int:
+        """Delete at most ``limit`` log lines of the DAG runs' jobs; how many went (fewer
+        than ``limit``: none is left). A run of millions of lines goes over several
+        transactions, so none holds the writer long."""
+
+    @abc.abstractmethod
     def delete_dags(self, dag_ids: Sequence[int]) -> int:
         """Delete DAG runs with their jobs, attempts and log lines; how many went. The
         schedule fires that started them keep their tick; published files stay."""

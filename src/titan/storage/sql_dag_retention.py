@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, select, tuple_, update
 
 from titan.storage import schema as t
 from titan.storage.base import iter_chunks
@@ -37,6 +37,14 @@ class DagRetentionSQL:
              .order_by(d.id).limit(limit + len(skip)))
         ids = [int(r[0]) for r in self.conn.execute(q)]
         return [i for i in ids if i not in skip][:limit]
+
+    def delete_log_lines(self, dag_ids: Sequence[int], limit: int) -> int:
+        lines = t.log_lines.c
+        some = (select(lines.job, lines.attempt, lines.seq)
+                .where(lines.job.in_(select(t.jobs.c.id).where(t.jobs.c.dag_id.in_(dag_ids))))
+                .limit(limit))
+        return int(self.conn.execute(delete(t.log_lines).where(
+            tuple_(lines.job, lines.attempt, lines.seq).in_(some))).rowcount)
 
     def delete_dags(self, dag_ids: Sequence[int]) -> int:
         deleted = 0

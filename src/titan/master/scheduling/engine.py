@@ -58,6 +58,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self.secret: str | None = None  # signs job tokens and dashboard sessions
         self.known_blobs: set[str] = set()  # blobs are never deleted: a hit needs no read
         self.job_names = RecentJobNames()  # a wait on a job's name needs no read to find it
+        self.revivals = asyncio.Lock()  # see EngineCore.revivals
         #: Called with (agent run id, DAG status) when a run's stage changes status, after
         #: its commit: how agent runs learn that their last stage ended. The engine knows
         #: nothing of runs; whatever settles them subscribes here.

@@ -47,6 +47,9 @@ class EngineCore(Protocol):
     known_blobs: set[str]
     job_names: RecentJobNames
     stage_hooks: StageHooks | None
+    #: Held while a finished DAG is read back into memory and while retention chooses and
+    #: deletes a batch (master/scheduling/dag_retention.py): never both on one DAG.
+    revivals: asyncio.Lock
 
     async def read(self, fn: Callable[[Transaction], T]) -> T: ...
     async def run(self, fn: Callable[[Transaction], T]) -> T: ...

@@ -42,13 +42,15 @@ class EngineRecovery:
         def load(tx: Transaction) -> tuple[Row | None, list[Row]]:
             return tx.get_dag(dag_id), tx.jobs_of_dags([dag_id])
 
-        row, jobs = await self.read(load)
-        if row is None:
-            raise NotFound(f"no DAG with id {dag_id}")
-        if dag_id in self.sched.dags:  # revived concurrently while we read
-            return self.sched.dags[dag_id]
-        ch = Changes()
-        self.sched.load(dag_rec(row), [job_rec(j) for j in jobs], ch)
+        # Not while retention chooses or deletes a batch: it could delete the rows read here.
+        async with self.revivals:
+            row, jobs = await self.read(load)
+            if row is None:
+                raise NotFound(f"no DAG with id {dag_id} (deleted by retention?)")
+            if dag_id in self.sched.dags:  # revived concurrently while we read
+                return self.sched.dags[dag_id]
+            ch = Changes()
+            self.sched.load(dag_rec(row), [job_rec(j) for j in jobs], ch)
         await self.submit(ch)
         return self.sched.dags[dag_id]
 

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from titan.errors import NotFound
 from titan.master.scheduling import services
 from titan.master.scheduling.state import JOB_STATES, dag_status
 from titan.storage.base import Row, Transaction
@@ -51,7 +52,9 @@ def job_with_attempts(tx: Transaction, job: Row) -> Row:
 def dag_with_jobs(tx: Transaction, dag_id: int) -> Row:
     """A DAG as ``GET /dags/{ref}`` shows it, with its jobs."""
     dag = tx.get_dag(dag_id)
-    assert dag is not None
+    if dag is None:  # deleted by retention since it was named (an idempotent replay's DAG)
+        raise NotFound(f"DAG {dag_id} no longer exists: it was deleted by retention",
+                       details={"dag_id": dag_id})
     jobs = tx.jobs_of_dags([dag_id])
     # Counted from the jobs already read: one query less on every wait's answer.
     return dag_view(dag, dict(Counter(str(j["state"]) for j in jobs)), jobs)
