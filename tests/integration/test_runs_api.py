@@ -448,6 +448,13 @@ PROBE = """
     new = own + "-sub"
     print("stage-new", send("POST", "/dags", {"name": "SUB1", "agent_run_id": new, **stage}))
     print("stage-again", send("POST", "/dags", {"name": "SUB2", "agent_run_id": new, **stage}))
+    # "Creating" an existing run filled in its labels and raised its class: another's run
+    # could be put on legal hold, out of retention's reach. Its own, and one it made, it may.
+    print("create-other", send("POST", "/runs", {"id": other, "retention_class": "legal_hold",
+                                                "tags": {"pwn": "1"}}))
+    print("create-own", send("POST", "/runs", {"id": own}))
+    print("create-new", send("POST", "/runs", {"id": own + "-made"}))
+    print("create-new-again", send("POST", "/runs", {"id": own + "-made", "tags": {"a": "b"}}))
 """
 
 
@@ -473,6 +480,11 @@ def test_a_job_token_writes_only_into_its_own_run(cl: Cluster) -> None:
     assert "stage-other 403" in logs, logs
     assert client.list_dags(agent_run_id="victim-1") == []
     assert "stage-new 201" in logs and "stage-again 201" in logs, logs
+    assert "create-other 403" in logs, logs
+    victim = get_run(cl, "victim-1")
+    assert victim["retention_class"] == "standard" and not victim["tags"], victim
+    assert "create-own 200" in logs and "create-new 201" in logs, logs
+    assert "create-new-again 200" in logs and get_run(cl, "JOBRUN_1-made")["tags"] == {"a": "b"}
 
 
 # ------------------------------------------------------------------------------ ending runs
@@ -854,7 +866,9 @@ def test_prune_deletes_old_finished_runs_only(cl: Cluster, tokens: dict[str, str
     for bad in ({}, {"older_than": "all"}, {"older_than": "1x"}, {"older_than": 5},
                 {"older_than": "1d", "run_ids": "old-done"}, ["1d"],
                 # "3m" read as minutes deleted almost every run of someone who meant months.
-                {"older_than": "3m"}, {"older_than": "30m"}, {"older_than": "nand"}):
+                {"older_than": "3m"}, {"older_than": "30m"}, {"older_than": "nand"},
+                # A typo or a non-boolean deleted for real.
+                {"older_than": "1d", "dryRun": True}, {"older_than": "1d", "dry_run": 0}):
         error(cl, "POST", "/runs/prune", bad, status=400, code="invalid_request")
     said = error(cl, "POST", "/runs/prune", {"older_than": "3m"}, status=400)["message"]
     assert "hours or days" in said and "minutes or months?" in said, said

@@ -105,6 +105,22 @@ def test_wrong_type_names_job_field_and_line(tmp_path: Path) -> None:
                            "field": "priority"}
 
 
+def test_a_value_whose_aliases_expand_past_the_limit_is_refused(tmp_path: Path) -> None:
+    # ~300 bytes of nested anchors (a "billion laughs") made the DAG builder's error message
+    # 40 MB; a few levels more took gigabytes of the master's memory, from a viewer.
+    levels = ['&a0 ["xxxxxxxxxx"]'] + [
+        f"&a{i} [{', '.join([f'*a{i - 1}'] * 4)}]" for i in range(1, 14)]
+    bomb = "jobs:\n  - id: j\n    file: a.py\n    priority: [" + ", ".join(levels) + ", *a13]\n"
+    assert len(bomb) < 700
+    exc = error(tmp_path, bomb)
+    assert "too large once its YAML aliases are expanded" in str(exc) and ":4:" in str(exc)
+    assert len(str(exc)) < 500
+    # A value of legitimate size still says what is wrong with it, quoted within reason.
+    exc = error(tmp_path, "jobs:\n  - id: j\n    file: a.py\n    priority: [" +
+                ", ".join(["xxxxxxxx"] * 5000) + "]\n")
+    assert "priority must be an integer" in str(exc) and len(str(exc)) < 500
+
+
 def test_wrong_types_for_lists(tmp_path: Path) -> None:
     exc = error(tmp_path, "jobs:\n  - id: a\n    file: a.py\n    depends_on: {x: 1}\n")
     assert ":4:" in str(exc) and "depends_on" in str(exc)

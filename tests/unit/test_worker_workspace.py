@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from titan import errors
+from titan.redaction import scrub_titan_tokens
 from titan.worker.assignment import Assignment, job_env, master_host_port
 from titan.worker.connection import MasterConnection
 from titan.worker.output import MAX_LINE, LineSplitter
@@ -160,6 +161,23 @@ def test_line_splitter_cuts_long_lines_at_character_boundaries() -> None:
     assert "".join(lines) == text
     assert all(len(line.encode()) <= MAX_LINE for line in lines)
     assert "\ufffd" not in "".join(lines)
+
+
+@pytest.mark.parametrize("token", ["tj.12.1." + "a" * 32, "tw.w-1a2b." + "b" * 40,
+                                   "tt_" + "c" * 43])
+@pytest.mark.parametrize("back", [1, 3, 10, 40])
+def test_a_long_line_is_not_cut_inside_a_token(token: str, back: int) -> None:
+    # Cut at 64 KiB in the middle of a token, the master's redaction (line by line) matched
+    # neither half, and a viewer read the token by joining the two lines.
+    head = "c" * (MAX_LINE - back - 1) + " "
+    lines = LineSplitter().feed((head + token + " tail\n").encode())
+    assert len(lines) == 2 and all(len(line.encode()) <= MAX_LINE for line in lines)
+    assert "".join(lines) == head + token + " tail"
+    assert [scrub_titan_tokens(line).count("[titan token redacted]") for line in lines] == [0, 1]
+    # Glued to what comes before, found all the same (an API token's "tt_" only outside a
+    # word: "Scott_" and 40 letters is a name).
+    for prefix in ("Bearer_", "v1.", "=") + (() if token.startswith("tt_") else ("x",)):
+        assert scrub_titan_tokens(prefix + token) == prefix + "[titan token redacted]"
 
 
 def test_line_splitter_replaces_bad_utf8() -> None:

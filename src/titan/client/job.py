@@ -58,6 +58,13 @@ def _is_seconds(value: Any) -> bool:
     return _is_number(value) and math.isfinite(value)
 
 
+
+def _shown(value: object) -> str:
+    """A bad value as an error message quotes it: its repr, cut at 200 characters (a value
+    can be megabytes, and the message goes back to whoever sent it)."""
+    text = repr(value)
+    return text if len(text) <= 200 else f"{text[:200]}... ({len(text):,} characters)"
+
 class TitanJob:
     """One job: a script and its arguments, with scheduling hints.
 
@@ -109,7 +116,7 @@ class TitanJob:
 
         if not isinstance(job_type, str) or not _JOB_TYPE.match(job_type.upper()):
             raise bad("job_type", f"job_type must be a name such as {JOB_TYPES_HINT!r}, "
-                      f"got {job_type!r}")
+                      f"got {_shown(job_type)}")
         self.job_type: str = job_type.upper()
 
         if isinstance(filename, os.PathLike):
@@ -124,42 +131,42 @@ class TitanJob:
         self.parents: list[str] = self._parents(parents, bad)
 
         if not _is_int(port) or not 0 <= port <= 65535:
-            raise bad("port", f"port must be an integer 0-65535, got {port!r}")
+            raise bad("port", f"port must be an integer 0-65535, got {_shown(port)}")
         self.port: int = port
         if not isinstance(is_archive, bool):
-            raise bad("is_archive", f"is_archive must be true or false, got {is_archive!r}")
+            raise bad("is_archive", f"is_archive must be true or false, got {_shown(is_archive)}")
         self.is_archive: bool = is_archive
         if not _is_int(priority):
-            raise bad("priority", f"priority must be an integer, got {priority!r}")
+            raise bad("priority", f"priority must be an integer, got {_shown(priority)}")
         self.priority: int = priority
         if not _is_seconds(delay) or delay < 0:
-            raise bad("delay", f"delay must be a number of seconds >= 0, got {delay!r}")
+            raise bad("delay", f"delay must be a number of seconds >= 0, got {_shown(delay)}")
         self.delay: float = delay
         if not isinstance(affinity, bool):
-            raise bad("affinity", f"affinity must be true or false, got {affinity!r}")
+            raise bad("affinity", f"affinity must be true or false, got {_shown(affinity)}")
         self.affinity: bool = affinity
         if not isinstance(requirement, str) or not requirement.strip():
             raise bad("requirement", f"requirement must be a capability name such as "
-                      f"'GENERAL' or 'GPU', got {requirement!r}")
+                      f"'GENERAL' or 'GPU', got {_shown(requirement)}")
         self.requirement: str = requirement
         if hitl_message is not None and not isinstance(hitl_message, str):
-            raise bad("hitl_message", f"hitl_message must be a string, got {hitl_message!r}")
+            raise bad("hitl_message", f"hitl_message must be a string, got {_shown(hitl_message)}")
         self.hitl_message: str | None = hitl_message
         if max_wait_seconds is not None and (
             not _is_seconds(max_wait_seconds) or max_wait_seconds <= 0
         ):
             raise bad("max_wait_seconds", f"max_wait_seconds must be a number > 0, "
-                      f"got {max_wait_seconds!r}")
+                      f"got {_shown(max_wait_seconds)}")
         self.max_wait_seconds: float | None = max_wait_seconds
         if retries is not None and (not _is_int(retries) or retries < 0):
-            raise bad("retries", f"retries must be an integer >= 0, got {retries!r}")
+            raise bad("retries", f"retries must be an integer >= 0, got {_shown(retries)}")
         self.retries: int | None = retries
         if timeout is not None and (not _is_seconds(timeout) or timeout <= 0):
-            raise bad("timeout", f"timeout must be a number of seconds > 0, got {timeout!r}")
+            raise bad("timeout", f"timeout must be a number of seconds > 0, got {_shown(timeout)}")
         self.timeout: float | None = timeout
         self.env: dict[str, str] = self._env(env, bad)
         if runner not in RUNNERS:
-            raise bad("runner", f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+            raise bad("runner", f"runner must be one of {', '.join(RUNNERS)}, got {_shown(runner)}")
         self.runner: str = runner
         self.base_dir: str | None = os.fspath(base_dir) if base_dir is not None else None
         given = {"readiness": readiness, "max_restarts": max_restarts,
@@ -195,9 +202,9 @@ class TitanJob:
                 elif _is_number(item):
                     out.append(str(item))
                 else:
-                    raise bad("args", f"args must be strings or numbers, got {item!r}")
+                    raise bad("args", f"args must be strings or numbers, got {_shown(item)}")
             return out
-        raise bad("args", f"args must be a list of strings or a string, got {args!r}")
+        raise bad("args", f"args must be a list of strings or a string, got {_shown(args)}")
 
     @staticmethod
     def _parents(parents: Any, bad: _Bad) -> list[str]:
@@ -205,11 +212,11 @@ class TitanJob:
             return []
         if isinstance(parents, str) or not isinstance(parents, Sequence):
             raise bad("parents", f"parents must be a list of job ids, e.g. ['extract'], "
-                      f"got {parents!r}")
+                      f"got {_shown(parents)}")
         out = []
         for parent in parents:
             if not isinstance(parent, str) or not parent:
-                raise bad("parents", f"parents must be job id strings, got {parent!r}")
+                raise bad("parents", f"parents must be job id strings, got {_shown(parent)}")
             out.append(parent)
         return out
 
@@ -218,17 +225,17 @@ class TitanJob:
         if env is None:
             return {}
         if not isinstance(env, Mapping):
-            raise bad("env", f"env must be a mapping of names to strings, got {env!r}")
+            raise bad("env", f"env must be a mapping of names to strings, got {_shown(env)}")
         out = {}
         for key, value in env.items():
             if not isinstance(key, str) or not key:
-                raise bad("env", f"env names must be non-empty strings, got {key!r}")
+                raise bad("env", f"env names must be non-empty strings, got {_shown(key)}")
             if isinstance(value, str):
                 out[key] = value
             elif _is_number(value):
                 out[key] = str(value)
             else:
-                raise bad("env", f"env value of {key} must be a string, got {value!r}")
+                raise bad("env", f"env value of {key} must be a string, got {_shown(value)}")
         return out
 
     # ------------------------------------------------------------------ identity

@@ -63,6 +63,8 @@ _ARG_TO_FIELD = {arg: key for key, arg in JOB_FIELDS.items()}
 #: Fields whose scalars are taken as written (``id: 1`` is the id "1", not an int).
 _TEXT_FIELDS = {"id", "file", "requirement", "type", "hitl_message", "runner", "readiness"}
 _NULL_TAG = "tag:yaml.org,2002:null"
+#: A value's size once its aliases are expanded, in nodes and in characters of its scalars.
+MAX_EXPANDED = 100_000
 
 
 class _Reader:
@@ -83,6 +85,26 @@ class _Reader:
         return PipelineError(f"{where}: {message}", details=details)
 
     def value(self, node: Node) -> Any:
+        """The value a node stands for, refused when its aliases expand it past
+        :data:`MAX_EXPANDED` nodes or characters: 300 bytes of nested anchors (a "billion
+        laughs") made the DAG builder's error message 40 MB, and one level more, gigabytes
+        of a master's memory, from a viewer's request."""
+        seen = chars = 0
+        stack = [node]
+        while stack:
+            item = stack.pop()
+            seen += 1
+            if isinstance(item, ScalarNode):
+                chars += len(item.value)
+            elif isinstance(item, SequenceNode):
+                stack.extend(item.value)
+            elif isinstance(item, MappingNode):
+                for key, value in item.value:
+                    stack += (key, value)
+            if seen > MAX_EXPANDED or chars > MAX_EXPANDED:
+                raise self.error(node, "this value is too large once its YAML aliases are "
+                                       f"expanded (more than {MAX_EXPANDED:,} nodes or "
+                                       "characters)")
         return self.loader.construct_object(node, deep=True)
 
     def text(self, node: Node, what: str) -> str:

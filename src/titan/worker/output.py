@@ -3,12 +3,25 @@
 A line is what ends in ``\\n`` (a trailing ``\\r`` goes too), decoded as UTF-8 with bad
 bytes replaced. A line longer than :data:`MAX_LINE` bytes is cut into pieces of at most that
 size, at a character boundary, so a job that prints a megabyte without a newline cannot
-make one log entry the master would refuse. What is left at end-of-file is a last line.
+make one log entry the master would refuse; and not inside something that may be one of
+Titan's tokens, which the master redacts line by line (cut in two, neither half matched, and
+a viewer read the token by joining two lines). What is left at end-of-file is a last line.
 """
 
 from __future__ import annotations
 
 MAX_LINE = 64 * 1024
+#: Where a Titan token may start (titan.redaction), and how far one reaches at most.
+_TOKEN_STARTS = (b"tj.", b"tw.", b"tt_")
+_TOKEN_REACH = 300
+
+
+def _token_safe(buf: bytearray, start: int, cut: int) -> int:
+    """``cut`` moved back before a token that may straddle it (one starting within its
+    reach before the cut), when that leaves something before it."""
+    low = max(start + 1, cut - _TOKEN_REACH)
+    found = [i for prefix in _TOKEN_STARTS if (i := buf.find(prefix, low, cut + 2)) >= 0]
+    return min(found) if found else cut
 
 
 def _char_boundary(buf: bytearray, start: int, cut: int) -> int:
@@ -39,7 +52,7 @@ class LineSplitter:
                 lines.append(buf[pos:stop].decode("utf-8", "replace"))
                 pos = nl + 1
             elif end - pos > MAX_LINE:
-                cut = _char_boundary(buf, pos, pos + MAX_LINE)
+                cut = _token_safe(buf, pos, _char_boundary(buf, pos, pos + MAX_LINE))
                 lines.append(buf[pos:cut].decode("utf-8", "replace"))
                 pos = cut
             else:

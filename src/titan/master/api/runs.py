@@ -92,13 +92,21 @@ async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool
 async def prune_runs(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
     if not isinstance(body, dict) or not isinstance(body.get("older_than"), str):
         raise ValidationFailed('the body must be {"older_than": "90d", "dry_run": false}')
+    # A typo ("dryRun") was ignored, and the prune deleted for real.
+    unknown = sorted(set(body) - {"older_than", "dry_run", "run_ids"})
+    if unknown:
+        raise ValidationFailed(f"unknown field {unknown[0]!r}; known fields: older_than, "
+                               "dry_run, run_ids", details={"field": unknown[0]})
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ValidationFailed("dry_run must be true or false", details={"field": "dry_run"})
     before = deletion_cutoff(body["older_than"], "older_than")
     among = body.get("run_ids")
     if among is not None and (not isinstance(among, list)
                               or not all(isinstance(i, str) for i in among)):
         raise ValidationFailed("run_ids must be a list of run ids")
-    ids = await c.retention.prune(before, dry_run=bool(body.get("dry_run")), among=among)
-    return {"pruned": len(ids), "dry_run": bool(body.get("dry_run")), "run_ids": ids[:1000],
+    ids = await c.retention.prune(before, dry_run=dry_run, among=among)
+    return {"pruned": len(ids), "dry_run": dry_run, "run_ids": ids[:1000],
             "before": before}
 
 

@@ -141,5 +141,6 @@ def bearer(header: str | None) -> str:
 
 def check_role(principal: Principal, allowed: frozenset[str], action: str) -> None:
     if principal.role not in allowed:
-        raise Forbidden(f"a {principal.role} token may not {action}",
+        article = "an" if principal.role[:1] in ("a", "e", "i", "o", "u") else "a"
+        raise Forbidden(f"{article} {principal.role} token may not {action}",
                         details={"role": principal.role})

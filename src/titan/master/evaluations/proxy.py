@@ -137,7 +137,12 @@ class ToolProxy:
         if not token.startswith("tj.") or self.engine.job_tokens is None:
             return False
         who = self.engine.job_tokens.verify(token)
-        job = self.engine.sched.jobs.get(who.job or -1) if who else None
+        # Only while its attempt runs, as everywhere else a job token is taken: an ended
+        # attempt's token (printed in a log, kept by a child process) calls no more tools.
+        if who is None or who.job is None or who.attempt is None or \
+                not self.engine.sched.is_current(who.job, who.attempt):
+            return False
+        job = self.engine.sched.jobs.get(who.job)
         dag = self.engine.sched.dags.get(job.dag_id) if job else None
         return dag is not None and dag.agent_run_id == run_id
 

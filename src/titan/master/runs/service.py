@@ -103,11 +103,20 @@ class RunService:
                "status": "running", **{k: v for k, v in fields.items() if k != "status"},
                "started_by": compliance.started_by(who, self.engine.sched), "pii": pii or None}
 
+        own = self._own_run(who) if who.role == "job" else None
+
         def op(tx: Transaction) -> tuple[Row, bool]:
             created = tx.create_run(row)
             if not created:
                 existing = tx.get_run(run_id)
                 assert existing is not None
+                by = existing.get("started_by") or {}
+                if who.role == "job" and own != run_id and not (
+                        by.get("role") == "job" and by.get("job") == who.job):
+                    # Its labels and class were filled in: a job could put another's run on
+                    # legal hold, out of retention's reach, or relabel it.
+                    raise Forbidden(f"a job may only write into its own agent run or one it "
+                                    f"started, not {run_id!r}")
                 fill = {k: v for k, v in row.items()
                         if k in ("agent_id", "agent_version", "code_version", "tags",
                                  "started_by") and v is not None and existing.get(k) is None}
