@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -31,6 +32,11 @@ def titan(cluster: Cluster, *args: str, check: bool = True, cwd: Path | None = N
 def test_store_status_cancel_workers_and_tokens(cluster: Cluster) -> None:
     titan(cluster, "store", "put", "greeting", "héllo wörld")
     assert titan(cluster, "store", "get", "greeting").stdout.strip() == "héllo wörld"
+    # --json, as every command says it takes (it was ignored but by `keys`).
+    assert json.loads(titan(cluster, "store", "get", "greeting", "--json").stdout) == {
+        "key": "greeting", "value": "héllo wörld"}
+    assert json.loads(titan(cluster, "store", "put", "tmp", "1", "--json").stdout)["ok"]
+    assert json.loads(titan(cluster, "store", "delete", "tmp", "--json").stdout)["deleted"]
     missing = titan(cluster, "store", "get", "nope", check=False)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert "greeting" in titan(cluster, "store", "keys").stdout
@@ -230,3 +236,44 @@ def test_dashboard_prints_a_working_sign_in_link(cluster: Cluster) -> None:
     except urllib.error.HTTPError as exc:
         assert exc.code == 303 and exc.headers["location"] == "/agents"
         assert "titan_session=" in exc.headers["set-cookie"]
+
+
+ESCAPES = ("import sys\n"
+           "print('\\x1b]0;PWNED\\x07 \\x1b[2J\\x1b[31mred\\x1b[0m \\x1b]52;c;ZWNobw==\\x07')\n"
+           "sys.exit('\\x1b]0;TITLE\\x07 failed')\n")
+
+
+def test_a_jobs_escape_sequences_never_reach_a_terminal(cluster: Cluster) -> None:
+    # A log or an error could set the reader's window title, clear the screen or write the
+    # clipboard (OSC 52). On a terminal every control but colours is shown escaped; piped,
+    # the log keeps its bytes as written.
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="escapes", filename=cluster.script("esc.py", ESCAPES)))
+    assert client.wait("escapes", timeout=60)["state"] == "FAILED"
+
+    def on_a_terminal(*args: str) -> str:
+        main, child = pty.openpty()
+        env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+                   TITAN_TOKEN=cluster.admin_token)
+        proc = subprocess.Popen([sys.executable, "-m", "titan", *args], stdout=child,
+                                stderr=child, env=env, cwd=cluster.root)
+        os.close(child)
+        out = b""
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not data:
+                break
+            out += data
+        os.close(main)
+        proc.wait(timeout=60)
+        return out.decode(errors="replace")
+
+    shown = on_a_terminal("logs", "escapes") + on_a_terminal("status", "escapes")
+    assert "\x1b]" not in shown and "\x1b[2J" not in shown and "\x07" not in shown, shown
+    assert "\\e]0;PWNED\\x07" in shown and "\x1b[31mred\x1b[0m" in shown
+    assert "\\e]0;TITLE" in shown  # the job's error, in `titan status`
+    piped = titan(cluster, "logs", "escapes").stdout
+    assert "\x1b]0;PWNED\x07" in piped

@@ -20,7 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from titan.cli.output import cell, counts, print_json, show_dag, show_job, table, when
+from titan.cli.output import (
+    cell,
+    counts,
+    for_terminal,
+    print_json,
+    show_dag,
+    show_job,
+    table,
+    when,
+)
 from titan.errors import ConfigError, NotFound, TitanError, WaitTimeout
 
 if TYPE_CHECKING:
@@ -158,11 +167,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if job.get("state") in ("PENDING", "READY", "WAITING_APPROVAL") and job.get("reason"):
                 print(f"{job['job_id']} is {job['state']}: {job['reason']}", file=sys.stderr,
                       flush=True)
+        tty = sys.stdout.isatty()
         for item in client.iter_logs(args.job, args.attempt, follow=args.follow):
             if args.json:
                 print(json.dumps(item), flush=args.follow)
             else:
-                print(item.get("line", ""), flush=args.follow)
+                print(for_terminal(item.get("line", ""), tty), flush=args.follow)
     return 0
 
 
@@ -172,13 +182,18 @@ def cmd_store(args: argparse.Namespace) -> int:
             value = client.store_get(args.key)
             if value is None:
                 raise NotFound(f"no value for store key {args.key!r}")
-            print(value)
+            print_json({"key": args.key, "value": value}) if args.json \
+                else print(for_terminal(value, sys.stdout.isatty()))
         elif args.store_command == "put":
             value = sys.stdin.read() if args.value == "-" else args.value
             client.store_put(args.key, value)
+            if args.json:
+                print_json({"key": args.key, "ok": True})
         elif args.store_command == "delete":
             if not client.store_delete(args.key):
                 raise NotFound(f"no store key {args.key!r}")
+            if args.json:
+                print_json({"key": args.key, "deleted": True})
         elif args.store_command == "keys":
             keys = client.store_keys(args.prefix, limit=None)
             # One key a line, with any control character a key may hold shown escaped.

@@ -26,6 +26,22 @@ def cell(value: Any) -> str:
                         text)
 
 
+#: Colours and text styles (SGR: ESC [ ... m), which a job's output may keep on a terminal;
+#: any other control is shown escaped there.
+_SGR_OR_CONTROL = re.compile("(\x1b\\[[0-9;]{0,40}m)|[\x00-\x08\x0b-\x1f\x7f-\x9f"
+                             "\u202a-\u202e\u2066-\u2069]")
+
+
+def for_terminal(text: str, tty: bool) -> str:
+    """What a job or a user wrote (a log line, a store value), as it may reach a terminal:
+    its colours kept, every other control shown escaped — a log could set the window's
+    title, clear the screen or write the clipboard (OSC 52) of whoever read it. Unchanged
+    when the output is not a terminal: ``titan logs JOB > file`` keeps the bytes as written."""
+    if not tty:
+        return text
+    return _SGR_OR_CONTROL.sub(lambda m: m.group(1) or cell(m.group()), text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[cell(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -80,7 +96,7 @@ def show_job(job: dict[str, Any]) -> None:
     ]
     for label, value in fields:
         if value not in (None, ""):
-            print(f"{label + ':':<13}{value}")
+            print(f"{label + ':':<13}{cell(value)}")
 
 
 def show_dag(dag: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ from titan.cli.commands import (
     cmd_worker,
     cmd_workers,
 )
+from titan.cli.output import for_terminal
 from titan.errors import TitanError
 from titan.version import __version__
 
@@ -263,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except TitanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # The message may quote what a job wrote (its error): no control reaches a terminal.
+        print(f"error: {for_terminal(str(exc), sys.stderr.isatty())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
