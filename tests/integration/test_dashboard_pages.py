@@ -114,6 +114,27 @@ def test_sign_in_never_redirects_off_site(cl: Cluster, target: str) -> None:
         assert r.status_code == 303 and r.headers["location"] == "/"
 
 
+def test_another_site_cannot_sign_a_visitor_in(cl: Cluster) -> None:
+    # Login CSRF: a page elsewhere linking to /login?token=<its own token> signed the visitor
+    # in silently, as someone else. A link from another site asks to confirm here; a form
+    # posted from there is refused.
+    away = {"Sec-Fetch-Site": "cross-site"}
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        r = s.get("/login", params={"token": cl.admin_token, "next": "/store"}, headers=away)
+        assert r.status_code == 200 and "opened from another site" in r.text
+        assert f'value="{cl.admin_token}"' in r.text and 'value="/store"' in r.text
+        assert sessions.COOKIE not in s.cookies
+        r = s.post("/login", data={"token": cl.admin_token, "next": "/store"}, headers=away)
+        assert r.status_code == 403 and sessions.COOKIE not in s.cookies
+        # Confirmed on this site's own form (same-origin), or opened directly: signed in.
+        r = s.post("/login", data={"token": cl.admin_token, "next": "/store"},
+                   headers={"Sec-Fetch-Site": "same-origin"})
+        assert r.status_code == 303 and sessions.COOKIE in s.cookies
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        r = s.get("/login", params={"token": cl.admin_token}, headers={"Sec-Fetch-Site": "none"})
+        assert r.status_code == 303 and sessions.COOKIE in s.cookies
+
+
 def test_bad_tokens_get_the_form_again_with_401(cl: Cluster) -> None:
     worker_token = (cl.data / "worker.token").read_text().strip()
     with httpx.Client(base_url=cl.url, timeout=30) as s:

@@ -5,6 +5,11 @@ is exchanged for the session cookie and the browser is redirected at once, so th
 leaves the address bar (and the history) after one hop. Without a token the page is a small
 form. ``next`` is honoured only as a path on this site: an open redirect would let a crafted
 link bounce a signed-in user anywhere.
+
+A sign-in another site starts (a link or a form on its page: the browser says
+``Sec-Fetch-Site: cross-site``) is not done at once: it would sign the visitor in with the
+other site's token, silently (login CSRF). A link asks the person to confirm on this site's
+own form, filled in; a form posted from elsewhere is refused.
 """
 
 from __future__ import annotations
@@ -42,9 +47,13 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _form_page(request: Request, next_: str, error: str | None = None,
-               status: int = 200) -> Response:
-    return html(request, "login.html", {"next": next_, "error": error}, "login", None,
-                status=status)
+               status: int = 200, token: str = "") -> Response:
+    return html(request, "login.html", {"next": next_, "error": error, "token": token},
+                "login", None, status=status)
+
+
+def _from_another_site(request: Request) -> bool:
+    return request.headers.get("sec-fetch-site") == "cross-site"
 
 
 async def _sign_in(request: Request, token: str, next_: str) -> Response:
@@ -61,6 +70,9 @@ async def _sign_in(request: Request, token: str, next_: str) -> Response:
 async def login_page(request: Request) -> Response:
     next_ = safe_next(request.query_params.get("next"))
     token = request.query_params.get("token")
+    if token is not None and _from_another_site(request):
+        return _form_page(request, next_, "This sign-in link was opened from another site. "
+                          "Sign in only if you opened it yourself.", token=token)
     if token is not None:
         return await _sign_in(request, token, next_)
     return _form_page(request, next_)
@@ -69,6 +81,9 @@ async def login_page(request: Request) -> Response:
 @router.post("/login", include_in_schema=False)
 async def login_form(request: Request) -> Response:
     form = await _form(request)
+    if _from_another_site(request):
+        return _form_page(request, safe_next(form.get("next")), "Sign in from this page: a "
+                          "form on another site may not sign you in.", status=403)
     return await _sign_in(request, form.get("token", ""), safe_next(form.get("next")))
 
 
