@@ -141,6 +141,21 @@ def test_what_the_master_refuses_in_a_pipeline_points_at_its_line(cluster: Clust
         assert f"{path}{at}" in out.stderr and said in out.stderr, (name, out.stderr)
 
 
+def test_titan_up_stops_when_its_worker_cannot_start(tmp_path: Path) -> None:
+    # It went on serving with no worker (a bad TITAN_* setting stopped the worker alone), and
+    # every job waited for a worker for ever.
+    port, dash = free_port(), free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TITAN_ZYGOTE_SPARES="100")
+    out = subprocess.run(
+        [sys.executable, "-m", "titan", "up", "--port", str(port), "--dashboard-port", str(dash),
+         "--data-dir", str(tmp_path / "data"), "--slots", "1"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    said = out.stdout + out.stderr
+    assert "TITAN_ZYGOTE_SPARES must be between 0 and 64" in said
+    assert "the local worker exited at start (exit code 2); stopping" in said
+
+
 def test_titan_up_prints_where_things_are_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port, dash = free_port(), free_port()
     data = tmp_path / "data"

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +53,9 @@ class LocalWorker:
                "--workdir", str(workspace_root(data)), "--name", "local"]
         if self.sandbox:
             cmd.append("--sandbox")
+        if self._lifeline is not None:  # a worker started again: the old one's is done
+            with contextlib.suppress(OSError):
+                os.close(self._lifeline)
         read_fd, self._lifeline = lifeline.open_for_child(env)
         try:
             self.proc = subprocess.Popen(cmd, env=env, start_new_session=True,
@@ -87,6 +91,10 @@ class LocalWorker:
                 return
 
 
+#: A local worker that exits sooner than this after its start could not start.
+START_GRACE = 10.0
+
+
 def run_up(config: MasterConfig, slots: int | None = None,
            capabilities: list[str] | None = None, *, sandbox: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -98,9 +106,32 @@ def run_up(config: MasterConfig, slots: int | None = None,
     # standby (its local worker would have no master to work for).
     server, sockets, _ = make_server(config, standby=False)
 
+    stopping = threading.Event()
+    failed: list[str] = []
+
+    def watch() -> None:
+        # `titan up` went on serving with no worker when its worker could not start (a bad
+        # TITAN_* setting): every job then waited for ever. A worker that ends at start stops
+        # `titan up` with its reason above; one that dies later is started again.
+        while True:
+            began = time.monotonic()
+            worker.wait()
+            if stopping.is_set():
+                return
+            code = worker.proc.returncode if worker.proc is not None else None
+            if time.monotonic() - began < START_GRACE:
+                failed.append(f"the local worker exited at start (exit code {code})")
+                print(f"titan up: {failed[0]}; stopping", file=sys.stderr, flush=True)
+                server.should_exit = True
+                return
+            print(f"titan up: the local worker exited (exit code {code}); starting it again",
+                  file=sys.stderr, flush=True)
+            worker.start()
+
     def started() -> None:
         record(config)
         worker.start()
+        threading.Thread(target=watch, name="titan-up-worker", daemon=True).start()
         banner(config)
         print(f"Worker        local, {worker.slots} slot(s), capabilities "
               f"{','.join(worker.capabilities)}", flush=True)
@@ -110,6 +141,8 @@ def run_up(config: MasterConfig, slots: int | None = None,
         # Stop the worker while the API still answers, so it can hand back its results. A
         # drain lets running jobs finish, however long they take (it killed them after 5 s,
         # while it said "draining"); a second Ctrl-C stops them at once.
+        stopping.set()
+
         def stop() -> None:
             print("Stopping: draining the local worker (running jobs finish; press Ctrl-C "
                   "again to stop them now) ...", flush=True)
@@ -131,5 +164,6 @@ def run_up(config: MasterConfig, slots: int | None = None,
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it handled; stopping on Ctrl-C is a clean exit
     finally:
+        stopping.set()
         worker.stop(grace=2.0)
-    return 0 if server.started else 1
+    return 0 if server.started and not failed else 1
