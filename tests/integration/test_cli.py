@@ -292,3 +292,23 @@ def test_a_jobs_escape_sequences_never_reach_a_terminal(cluster: Cluster) -> Non
     assert "\\e]0;TITLE" in shown  # the job's error, in `titan status`
     piped = titan(cluster, "logs", "escapes").stdout
     assert "\x1b]0;PWNED\x07" in piped
+
+
+def test_cancel_refuses_a_name_that_is_a_dag_and_another_dags_job(cluster: Cluster) -> None:
+    # `titan cancel training` cancelled a job named "training" of another DAG, and the DAG
+    # "training" ran on.
+    slow = cluster.script("slow_amb.py", "import time\ntime.sleep(60)\n")
+    client = cluster.client()
+    client.submit_dag("training", [TitanJob(job_id="prep", filename=slow)])
+    client.submit_dag("nightly_amb", [TitanJob(job_id="training", filename=slow)])
+    said = titan(cluster, "cancel", "training", check=False)
+    assert said.returncode == 1 and "names both the DAG training#1 and the job " \
+        "nightly_amb#1/training" in said.stderr, said.stderr
+    assert client.get_job("nightly_amb/training")["state"] in ("READY", "RUNNING", "PENDING")
+    titan(cluster, "cancel", "DAG-training")
+    titan(cluster, "cancel", "nightly_amb/training")
+    assert client.get_dag("training")["status"] == "CANCELLED"
+    # A one-job DAG named as its job (`titan submit x.py`) is one thing: no question asked.
+    client.submit_dag("solo_amb", [TitanJob(job_id="solo_amb", filename=slow)])
+    titan(cluster, "cancel", "solo_amb")
+    assert client.get_dag("solo_amb")["status"] == "CANCELLED"

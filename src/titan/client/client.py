@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from titan.client.config import Endpoint, resolve
+from titan.client.control import ControlOps
 from titan.client.evaluations import EvalOps
 from titan.client.files import FileOps
 from titan.client.job import TitanJob, check_name
@@ -44,7 +45,7 @@ LOG_PAGE = 10000
 _UNFINISHED = ("PENDING", "READY", "RUNNING")
 
 
-class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
+class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
     """A connection to one Titan (thread-safe; one keep-alive pool per client).
 
     ``url`` names the master, or several: a leader and its standbys, as a list or one string
@@ -323,50 +324,6 @@ class TitanClient(StoreOps, FileOps, EvalOps, ScheduleOps):
         """The job's output so far (stdout and stderr interleaved), lines joined by newlines.
         ``attempt``: which run of the job (default the latest)."""
         return "\n".join(str(item.get("line", "")) for item in self.iter_logs(ref, attempt))
-
-    # ------------------------------------------------------------------ control
-
-    def cancel(self, ref: Ref) -> dict[str, Any]:
-        """Cancel a job (or, if ``ref`` names no job, every unfinished job of a DAG)."""
-        try:
-            reply: dict[str, Any] = self._transport.call(
-                "POST", f"/jobs/{quote_ref(ref)}/cancel"
-            )
-            return reply
-        except NotFound:
-            pass
-        try:
-            reply = self._transport.call("POST", f"/dags/{quote_ref(ref)}/cancel")
-            return reply
-        except NotFound:
-            raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
-
-    def stop_service(self, ref: Ref, grace: float | None = None) -> dict[str, Any]:
-        """Stop a service gracefully: SIGTERM, then SIGKILL after ``grace`` seconds (default:
-        its ``stop_grace``). Unlike a cancel it ends ``COMPLETED``, once its process has gone:
-        ``wait(ref)`` returns then. Raises ``Conflict`` for a job that is not a service or
-        has ended."""
-        reply: dict[str, Any] = self._transport.call(
-            "POST", f"/jobs/{quote_ref(ref)}/stop", json={"grace": grace})
-        return reply
-
-    def retry(self, ref: Ref) -> dict[str, Any]:
-        """Run a FAILED, CANCELLED or TIMED_OUT job again (its skipped descendants too)."""
-        reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_ref(ref)}/retry")
-        return reply
-
-    def approve(self, ref: Ref, comment: str | None = None) -> dict[str, Any]:
-        """Approve a gate waiting for approval (``"DAG/job.approval"`` or its numeric id):
-        its downstream jobs run. Needs an operator or admin token."""
-        reply: dict[str, Any] = self._transport.call(
-            "POST", f"/jobs/{quote_ref(ref)}/approve", json={"comment": comment})
-        return reply
-
-    def reject(self, ref: Ref, comment: str | None = None) -> dict[str, Any]:
-        """Reject a gate waiting for approval: it fails and its downstream jobs are SKIPPED."""
-        reply: dict[str, Any] = self._transport.call(
-            "POST", f"/jobs/{quote_ref(ref)}/reject", json={"comment": comment})
-        return reply
 
     # ------------------------------------------------------------------ cluster
 

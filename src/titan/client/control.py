@@ -1,0 +1,82 @@
+"""What a person does to running work through the SDK: cancel, stop a service, retry, and
+decide approval gates (part of :class:`~titan.client.client.TitanClient`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from titan.client.transport import Transport
+from titan.errors import NotFound, ValidationFailed
+from titan.formats import quote_ref
+
+Ref = str | int
+
+
+class ControlOps:
+    """``cancel``, ``stop_service``, ``retry``, ``approve`` and ``reject``."""
+
+    _transport: Transport
+    # TitanClient's own readers.
+    get_job: Callable[[Ref], dict[str, Any]]
+    get_dag: Callable[[Ref], dict[str, Any]]
+
+    def cancel(self, ref: Ref) -> dict[str, Any]:
+        """Cancel a job (or, if ``ref`` names no job, every unfinished job of a DAG). A plain
+        name that is both a DAG's and a job's of another DAG is refused as ambiguous:
+        ``cancel("training")`` cancelled a job named so in DAG ``nightly``, and left the DAG
+        ``training`` running."""
+        self._unambiguous(ref, "cancel")
+        try:
+            reply: dict[str, Any] = self._transport.call(
+                "POST", f"/jobs/{quote_ref(ref)}/cancel"
+            )
+            return reply
+        except NotFound:
+            pass
+        try:
+            reply = self._transport.call("POST", f"/dags/{quote_ref(ref)}/cancel")
+            return reply
+        except NotFound:
+            raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
+
+    def _unambiguous(self, ref: Ref, verb: str) -> None:
+        if not isinstance(ref, str) or any(c in ref for c in "/#") or ref.isdigit() \
+                or ref.startswith("DAG-"):
+            return  # an id, a DAG-x, a dag/job or a name#run: one thing only
+        try:
+            job, dag = self.get_job(ref), self.get_dag(ref)
+        except NotFound:
+            return
+        if job.get("dag_id") != dag.get("id"):
+            raise ValidationFailed(
+                f"{ref!r} names both the DAG {dag.get('ref')} and the job {job.get('ref')}: "
+                f"{verb} 'DAG-{ref}' for the DAG, or {job.get('ref')!r} for the job",
+                details={"ref": ref, "dag": dag.get("ref"), "job": job.get("ref")})
+
+    def stop_service(self, ref: Ref, grace: float | None = None) -> dict[str, Any]:
+        """Stop a service gracefully: SIGTERM, then SIGKILL after ``grace`` seconds (default:
+        its ``stop_grace``). Unlike a cancel it ends ``COMPLETED``, once its process has gone:
+        ``wait(ref)`` returns then. Raises ``Conflict`` for a job that is not a service or
+        has ended."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/jobs/{quote_ref(ref)}/stop", json={"grace": grace})
+        return reply
+
+    def retry(self, ref: Ref) -> dict[str, Any]:
+        """Run a FAILED, CANCELLED or TIMED_OUT job again (its skipped descendants too)."""
+        reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_ref(ref)}/retry")
+        return reply
+
+    def approve(self, ref: Ref, comment: str | None = None) -> dict[str, Any]:
+        """Approve a gate waiting for approval (``"DAG/job.approval"`` or its numeric id):
+        its downstream jobs run. Needs an operator or admin token."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/jobs/{quote_ref(ref)}/approve", json={"comment": comment})
+        return reply
+
+    def reject(self, ref: Ref, comment: str | None = None) -> dict[str, Any]:
+        """Reject a gate waiting for approval: it fails and its downstream jobs are SKIPPED."""
+        reply: dict[str, Any] = self._transport.call(
+            "POST", f"/jobs/{quote_ref(ref)}/reject", json={"comment": comment})
+        return reply
