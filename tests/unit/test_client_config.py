@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from titan.client import TitanClient
-from titan.client.config import Endpoint, config_path, record_master, resolve, token_for
+from titan.client.config import (
+    Endpoint,
+    config_path,
+    forget_master,
+    record_master,
+    resolve,
+    token_for,
+)
 from titan.errors import ConfigError
 
 
@@ -162,7 +169,8 @@ def test_record_master_keeps_other_masters(isolated: Path) -> None:
     config = json.loads(config_path().read_text())
     assert config["default"] == "http://127.0.0.1:9191"
     assert config["masters"]["http://10.0.0.1:9090"] == {"token": "one"}
-    assert config["masters"]["http://127.0.0.1:9191"] == {"token": "two"}
+    assert config["masters"]["http://127.0.0.1:9191"] == {
+        "token": "two", "previous_default": "http://10.0.0.1:9090"}
 
 
 def test_record_master_refuses_corrupt_config(isolated: Path) -> None:
@@ -281,3 +289,22 @@ def test_titan_client_takes_url(monkeypatch: pytest.MonkeyPatch) -> None:
         assert client.endpoint.urls == ("http://a:8765", "http://b:8765")
     with TitanClient() as client:
         assert client.endpoint.source == "TITAN_MASTER_URLS"
+
+
+def test_a_stopped_master_gives_the_default_back(isolated: Path) -> None:
+    # The default stayed on the last `titan up` started, stopped or not: a client run from
+    # anywhere found a dead master before the running one, and tokens piled up.
+    record_master("http://127.0.0.1:9090", "t-a", isolated / "a")
+    record_master("http://127.0.0.1:9091", "t-b", isolated / "b")
+    assert resolve().url == "http://127.0.0.1:9091"
+    forget_master("http://127.0.0.1:9091")
+    assert resolve().url == "http://127.0.0.1:9090" and resolve().token == "t-a"
+    config = json.loads(config_path().read_text())
+    assert list(config["masters"]) == ["http://127.0.0.1:9090"]  # b's token is gone
+    forget_master("http://127.0.0.1:9091")  # twice: nothing to do
+    # The one before stopped first: no default is left rather than a dead one.
+    record_master("http://127.0.0.1:9092", "t-c", isolated / "c")
+    forget_master("http://127.0.0.1:9090")
+    assert resolve().url == "http://127.0.0.1:9092"
+    forget_master("http://127.0.0.1:9092")
+    assert "default" not in json.loads(config_path().read_text())

@@ -324,12 +324,40 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str],
         entry["token"] = token
     if ca_file:  # an https master: the certificate its clients trust (client/tls.py)
         entry["ca_file"] = str(Path(ca_file).resolve())
+    before = config.get("default")
+    if isinstance(before, str) and before != normalized:
+        entry["previous_default"] = before  # the default again when this one stops
     masters[normalized] = entry
     config["default"] = normalized
+    _write_user_config(cfg_dir, path, config)
+    return path
+
+
+def forget_master(url: str) -> None:
+    """A master that stops: its entry (and token) leave the user config, and the default
+    goes back to the master that was the default before it, if it is still recorded. The
+    default stayed on a stopped `titan up`, and clients found it before a running one."""
+    normalized, _, _ = parse_url(url)
+    cfg_dir = config_dir()
+    path = cfg_dir / CONFIG_FILE
+    config = load_user_config()
+    masters = config.get("masters")
+    if not isinstance(masters, dict) or normalized not in masters:
+        return
+    entry = masters.pop(normalized)
+    if config.get("default") == normalized:
+        before = entry.get("previous_default") if isinstance(entry, dict) else None
+        if isinstance(before, str) and before in masters:
+            config["default"] = before
+        else:
+            config.pop("default", None)
+    _write_user_config(cfg_dir, path, config)
+
+
+def _write_user_config(cfg_dir: Path, path: Path, config: dict[str, Any]) -> None:
     try:
         # It keeps a token per master: loosened modes are tightened, with a warning.
         secure_tree(cfg_dir)
         _write_private(path, json.dumps(config, indent=2, sort_keys=True) + "\n", 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc}") from None
-    return path

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from titan.master.config import MasterConfig
-from titan.master.server import banner, make_server, record
+from titan.master.server import banner, forget, make_server, record
 from titan.permissions import use_private_umask
 from titan.worker import lifeline
 
@@ -166,4 +166,6 @@ def run_up(config: MasterConfig, slots: int | None = None,
     finally:
         stopping.set()
         worker.stop(grace=2.0)
+        if server.started:
+            forget(config)
     return 0 if server.started and not failed else 1

@@ -47,6 +47,16 @@ def record(config: MasterConfig) -> None:
         log.warning("could not record the master in the user config: %s", exc)
 
 
+def forget(config: MasterConfig) -> None:
+    """A master that stops cleanly leaves the user's config as the one before it found it."""
+    from titan.client.config import forget_master
+
+    try:
+        forget_master(config.api_url)
+    except Exception as exc:  # a broken user config must not keep the master from stopping
+        log.warning("could not remove the master from the user config: %s", exc)
+
+
 class Server(uvicorn.Server):
     """uvicorn's server, telling us when it is up, and letting `titan up` stop its worker
     before the API goes away."""
@@ -167,6 +177,9 @@ def run_master(config: MasterConfig) -> int:
         server.run(sockets=sockets)
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it handled; stopping on Ctrl-C is a clean exit
+    finally:
+        if announced:
+            forget(config)
     if gate is not None and gate.replaced is not None:
         return EXIT_REPLACED
     return 0 if server.started else 1
