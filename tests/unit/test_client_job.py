@@ -152,3 +152,25 @@ def test_payload_has_every_documented_field() -> None:
         "delay", "affinity", "requirement", "retries", "timeout", "env", "runner", "port",
         "is_archive", "hitl_message", "max_wait_seconds"}
     assert (payload["retries"], payload["timeout"], payload["runner"]) == (2, 5, "subprocess")
+
+
+def test_a_folder_is_not_called_missing(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    with pytest.raises(ScriptNotFound, match="is a folder, not a script"):
+        TitanJob("a", "proj", base_dir=tmp_path).script_path()
+
+
+def test_a_file_no_worker_can_run_is_refused_at_submit(tmp_path: Path) -> None:
+    # A data file was submitted, and its job failed on the worker with "Exec format error".
+    from titan.client.files import FileOps
+
+    (tmp_path / "data.txt").write_text("1,2,3\n")
+    (tmp_path / "tool").write_text("#!/bin/sh\necho hi\n")
+    (tmp_path / "main").write_text("print('python, forked')\n")
+    ops = FileOps.__new__(FileOps)
+    ops._upload_missing = lambda contents: None  # type: ignore[attr-defined]
+    with pytest.raises(ValidationFailed, match="'data.txt' is not something a worker can run"):
+        ops._script_blobs([TitanJob("a", "data.txt", base_dir=tmp_path)])
+    shas = ops._script_blobs([TitanJob("b", "tool", base_dir=tmp_path),
+                              TitanJob("c", "main", base_dir=tmp_path, runner="fork")])
+    assert set(shas) == {"b", "c"}

@@ -147,7 +147,9 @@ def _wait_saying_why(client: Any, ref: Any, timeout: float | None, label: Any) -
             return client.wait_dag(ref, timeout=step if left is None else min(step, left))
         except WaitTimeout as exc:
             if left is not None and left <= step:  # the whole wait, not this slice, ran out
-                raise WaitTimeout(f"timed out after {timeout:g}s waiting for DAG {label}",
+                raise WaitTimeout(f"timed out after {timeout:g}s waiting for DAG {label} (it "
+                                  f"goes on running: titan status DAG-{label}, titan cancel "
+                                  f"DAG-{label})",
                                   details=exc.details) from None
         step = 30.0
         for job in client.get_dag(ref).get("jobs") or []:

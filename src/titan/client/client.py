@@ -188,7 +188,7 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             rest = None if deadline is None else deadline - time.monotonic()
             try:
                 if rest is not None and rest <= 0:
-                    raise WaitTimeout(f"timed out after {timeout or 0:g}s waiting for DAG "
+                    raise WaitTimeout(f"timed out after {round(timeout or 0, 1):g}s waiting for DAG "
                                       f"{reply.get('ref', name)!r}")
                 return self.wait_dag(reply["id"], timeout=rest)
             except WaitTimeout as exc:

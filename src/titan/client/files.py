@@ -36,8 +36,24 @@ SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".py
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
+def _check_runnable(job: TitanJob, path: Path, data: bytes) -> None:
+    """A worker runs a ``.py`` (or any file with ``runner="fork"``) with Python, a ``.sh``
+    with the shell, anything else as a program: a data file was submitted and its job failed on the worker with "Exec format
+    error"; it is refused here, naming what would run."""
+    if path.suffix in (".py", ".sh") or job.runner == "fork" \
+            or data.startswith((b"#!", b"\x7fELF")):
+        return
+    raise ValidationFailed(
+        f"job {job.job_id!r}: {job.filename!r} is not something a worker can run: a .py "
+        "or .sh script, or a program (a file starting with #! or a compiled executable)",
+        details={"job_id": job.job_id, "field": "filename"})
+
+
 def _local_file(path: str | os.PathLike[str], what: str) -> Path:
     file = Path(os.path.expanduser(os.fspath(path)))
+    if file.is_dir():
+        raise ScriptNotFound(f"{what} {os.fspath(path)!r} is a folder, not a file "
+                             f"({file.absolute()}); upload_project_folder takes a folder")
     if not file.is_file():
         raise ScriptNotFound(f"{what} {os.fspath(path)!r} not found (looked at {file.absolute()})")
     return file
@@ -74,7 +90,9 @@ class FileOps:
             if sha is None:
                 # Read once into memory (scripts are small): the bytes hashed are the bytes
                 # sent, even if the file changes meanwhile.
-                data = job.script_path().read_bytes()
+                path = job.script_path()
+                data = path.read_bytes()
+                _check_runnable(job, path, data)
                 sha = by_source[source] = hashlib.sha256(data).hexdigest()
                 contents.setdefault(sha, data)
             shas[job.job_id] = sha
@@ -128,6 +146,9 @@ class FileOps:
         Entries are relative to ``folder`` itself. Returns the file object.
         """
         root = Path(os.path.expanduser(os.fspath(folder)))
+        if root.is_file():
+            raise ScriptNotFound(f"project folder {os.fspath(folder)!r} is a file, not a "
+                                 f"folder ({root.absolute()}); upload_file takes a file")
         if not root.is_dir():
             raise ScriptNotFound(f"project folder {os.fspath(folder)!r} not found "
                                  f"(looked at {root.absolute()})")

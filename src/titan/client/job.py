@@ -272,6 +272,11 @@ class TitanJob:
             if place.is_file():
                 return place
         paths = ", ".join(str(p) for p in tried)
+        folders = [p for p in tried if p.is_dir()]
+        if folders:  # there, but not a file: "not found" sent people looking for a typo
+            raise ScriptNotFound(f"script {self.filename!r} for job {self.job_id!r} is a "
+                                 f"folder, not a script ({folders[0]}); an archive job names "
+                                 "its entry inside an uploaded project: 'project/main.py'")
         raise ScriptNotFound(
             f"script {self.filename!r} for job {self.job_id!r} not found (tried: {paths})"
         )

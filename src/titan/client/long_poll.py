@@ -56,7 +56,7 @@ def long_poll(
         except errors.WaitTimeout:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-    raise errors.WaitTimeout(f"timed out after {timeout or 0:g}s waiting for {what}")
+    raise errors.WaitTimeout(f"timed out after {round(timeout or 0, 1):g}s waiting for {what}")
 
 
 def wait_deadline(timeout: float | None) -> float | None:

@@ -343,7 +343,8 @@ def _check_inside(reader: _Reader, node: Node, job: TitanJob, folder: Path,
     raise reader.error(
         node, f"job {job.job_id!r}: file {job.filename!r} is outside the pipeline's folder "
         f"({folder}); a pipeline may only name scripts inside it. To use this one anyway, "
-        f"name it yourself: titan submit --allow-file {target}",
+        f"name it yourself: allow_files=[{str(target)!r}] (titan submit --allow-file "
+        f"{target})",
         job_id=job.job_id, field="file")
 
 

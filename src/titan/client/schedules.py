@@ -91,7 +91,7 @@ class ScheduleOps:
         rule = {**found, **{k: v for k, v in given.items() if v is not None}}
         if "cron" not in rule:
             raise ValidationFailed(f"{os.fspath(path)} has no 'schedule:' block with a cron "
-                                   "expression: give one (--cron)", details={"field": "cron"})
+                                   "expression: give one (cron=..., or --cron on the command line)", details={"field": "cron"})
         return self.schedule_dag(name or dag_name, jobs, paused=paused, dag_name=dag_name,
                                  **rule)
 

@@ -82,7 +82,7 @@ class EngineControl:
         the caller named it, for the message."""
         job = self.sched.jobs.get(job_id)
         if job is None:
-            raise Conflict(f"gate {name or job_id!r} is {state_in_db}, not waiting for approval",
+            raise Conflict(f"job {name or job_id!r} is {state_in_db}: not waiting for approval",
                            details={"state": state_in_db})
         ch = Changes()
         who = principal.name or principal.role
