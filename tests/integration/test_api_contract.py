@@ -348,6 +348,8 @@ def test_bad_dags_are_refused_whole(make_cluster: MakeCluster) -> None:
         assert err["details"]["field"] == "agent_run_id", err
     status, reply = call(cluster, "POST", "/dags", raw_body=b"{not json",
                          headers={"Content-Type": "text/plain"})
+    assert_error(status, reply, 415, "unsupported_media_type")  # said before it is read
+    status, reply = call(cluster, "POST", "/dags", raw_body=b"{not json")
     assert_error(status, reply, 400)
 
     # The SDK raises the same hierarchy.

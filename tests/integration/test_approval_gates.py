@@ -57,7 +57,7 @@ def test_approve_from_the_sdk_releases_the_downstream_job(cluster: Cluster) -> N
     dag = client.wait("ship", timeout=30)
     assert dag["status"] == "COMPLETED"
     assert [j["state"] for j in dag["jobs"]] == ["COMPLETED", "APPROVED", "COMPLETED"]
-    with pytest.raises(Conflict, match="APPROVED, not waiting"):
+    with pytest.raises(Conflict, match="APPROVED: not waiting"):
         client.reject("ship/build.approval")
     # A new run of the same DAG asks again: it never inherits the old decision.
     ship(cluster)

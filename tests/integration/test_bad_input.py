@@ -300,3 +300,14 @@ def test_refs_in_other_scripts_digits_and_the_dashboard_past_64_bits(cl: Cluster
         assert resp.status == 404, resp.read()
     finally:
         conn.close()
+
+
+def test_json_sent_as_a_form_is_told_to_say_it_is_json(cl: Cluster) -> None:
+    # `curl -d '{"value": "x"}'` sends a form: the answer said "Input should be a valid
+    # dictionary" of a body that was one.
+    for content_type in ("application/x-www-form-urlencoded", "text/plain"):
+        got, _, raw = send(cl, "PUT", "/store/values/k", b'{"value": "x"}', content_type)
+        reply = json.loads(raw)["error"]
+        assert got == 415 and reply["code"] == "unsupported_media_type", reply
+        assert "Content-Type: application/json" in reply["message"] and content_type in \
+            reply["message"]

@@ -18,7 +18,7 @@ def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
     cpus = os.cpu_count() or 1
     _serve_options(up)
     up.add_argument("--slots", type=int, default=cpus,
-                    help=f"jobs the local worker runs at once (default: CPU count, {cpus})")
+                    help="jobs the local worker runs at once (default: this machine's CPU count)")
     up.add_argument("--capabilities", default="GENERAL",
                     help="local worker capabilities, comma-separated (default GENERAL)")
     _sandbox_option(up)
@@ -45,7 +45,7 @@ def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
                         "with --executor ray, what the cluster has: GENERAL, GPU, its custom "
                         "resources)")
     p.add_argument("--slots", type=int, default=None,
-                   help=f"jobs run at once (default: CPU count, {cpus}; with --executor ray, "
+                   help="jobs run at once (default: this machine's CPU count; with --executor ray, "
                         "the cluster's CPUs, and fewer while other work fills it)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where jobs run: processes on this machine (local, the default) or "

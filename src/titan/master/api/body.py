@@ -27,7 +27,7 @@ import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from titan.errors import ValidationFailed
+from titan.errors import APIError, ValidationFailed
 
 #: Deepest nesting of arrays and objects a body may have (the top level counts as 1).
 MAX_DEPTH = 64
@@ -177,10 +177,18 @@ class JSONRoute(APIRoute):
             return handler
 
         async def parse_first(request: Request) -> Response:
-            if _is_json(request.headers.get("content-type")):
+            content_type = request.headers.get("content-type")
+            if _is_json(content_type):
                 raw = await request.body()
                 if raw:
                     request._json = loads(raw)
+            elif await request.body():
+                # `curl -d '{...}'` sends JSON as a form: FastAPI then said "Input should be a
+                # valid dictionary" of a body that was one.
+                raise APIError(f"send the body as JSON, with Content-Type: application/json "
+                               f"(got {content_type or 'no Content-Type'!r})",
+                               code="unsupported_media_type", status=415,
+                               details={"header": "Content-Type"})
             return await handler(request)
 
         return parse_first

@@ -126,9 +126,7 @@ def error_statuses(method: str, path: str, has_body: bool) -> list[int]:
     if method in ("post", "put", "patch", "delete"):
         codes.append(409)
     if has_body:
-        codes.append(413)
-    if (method, path) in OTLP:
-        codes.append(415)
+        codes += [413, 415]
     return codes
 
 
