@@ -284,6 +284,8 @@ def test_an_update_changes_the_rule_policies_and_dag_from_the_next_tick(tmp_path
         assert (await m.schedules.view("nightly"))["cron"] == "*/10 * * * *"
         with pytest.raises(NotFound):
             await m.schedules.update("nobody", {"cron": "* * * * *"})
+        with pytest.raises(NotFound):  # not "nothing to update": there is nothing there
+            await m.schedules.update("nobody", {})
         # An update that waited for the schedule's lock while it was deleted changes nothing.
         rec = m.schedules.get("nightly")
         await rec.lock.acquire()

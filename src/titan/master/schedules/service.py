@@ -127,8 +127,8 @@ class Schedules(Firing):
         rule or zone moves the next tick to the new rule's first after now; the next run,
         a queued one included, runs the new DAG; a tick queued behind a run is dropped when
         the overlap policy is no longer ``queue``."""
+        rec = self.get(name)  # a schedule that is not there is that, whatever the body
         _check_fields(body, EDITABLE, "update")
-        rec = self.get(name)
         async with rec.lock:
             if rec.deleted:  # while this waited for the lock
                 raise NotFound(f"no schedule named {name!r}", details={"name": name})
