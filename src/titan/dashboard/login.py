@@ -6,8 +6,8 @@ leaves the address bar (and the history) after one hop. Without a token the page
 form. ``next`` is honoured only as a path on this site: an open redirect would let a crafted
 link bounce a signed-in user anywhere.
 
-A sign-in another site starts (a link or a form on its page: the browser says
-``Sec-Fetch-Site: cross-site``) is not done at once: it would sign the visitor in with the
+A sign-in another page starts (a link or a form on it: the browser says so in
+``Sec-Fetch-Site``, or in ``Origin``) is not done at once: it would sign the visitor in with the
 other site's token, silently (login CSRF). A link asks the person to confirm on this site's
 own form, filled in; a form posted from elsewhere is refused.
 """
@@ -15,7 +15,7 @@ own form, filled in; a form posted from elsewhere is refused.
 from __future__ import annotations
 
 import hmac
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -52,8 +52,20 @@ def _form_page(request: Request, next_: str, error: str | None = None,
                 "login", None, status=status)
 
 
-def _from_another_site(request: Request) -> bool:
-    return request.headers.get("sec-fetch-site") == "cross-site"
+def _from_another_site(request: Request, *, posted: bool) -> bool:
+    """Whether another page started this sign-in. Browsers say where a request comes from
+    (``Sec-Fetch-Site``): only this dashboard's own pages (``same-origin``) or a person
+    (``none``: a link typed, pasted or opened from a terminal) may sign in — ``same-site``
+    is any other port of 127.0.0.1, or any host of the company's domain. A browser that does
+    not say sends ``Origin`` with a form, which must then be this dashboard's."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if not posted or origin is None:
+        return False  # a link opened by hand from an old browser, or a client that is no browser
+    # Host and port only: behind a proxy that ends TLS the scheme seen here is not the page's.
+    return urlsplit(origin).netloc != request.headers.get("host", "")
 
 
 async def _sign_in(request: Request, token: str, next_: str) -> Response:
@@ -70,7 +82,7 @@ async def _sign_in(request: Request, token: str, next_: str) -> Response:
 async def login_page(request: Request) -> Response:
     next_ = safe_next(request.query_params.get("next"))
     token = request.query_params.get("token")
-    if token is not None and _from_another_site(request):
+    if token is not None and _from_another_site(request, posted=False):
         return _form_page(request, next_, "This sign-in link was opened from another site. "
                           "Sign in only if you opened it yourself.", token=token)
     if token is not None:
@@ -81,7 +93,7 @@ async def login_page(request: Request) -> Response:
 @router.post("/login", include_in_schema=False)
 async def login_form(request: Request) -> Response:
     form = await _form(request)
-    if _from_another_site(request):
+    if _from_another_site(request, posted=True):
         return _form_page(request, safe_next(form.get("next")), "Sign in from this page: a "
                           "form on another site may not sign you in.", status=403)
     return await _sign_in(request, form.get("token", ""), safe_next(form.get("next")))

@@ -93,6 +93,8 @@ class LocalWorker:
 
 #: A local worker that exits sooner than this after its start could not start.
 START_GRACE = 10.0
+#: Restarts of a worker that keeps dying wait 2, 4, ... up to this many seconds.
+RESTART_PAUSE_MAX = 60.0
 
 
 def run_up(config: MasterConfig, slots: int | None = None,
@@ -111,21 +113,28 @@ def run_up(config: MasterConfig, slots: int | None = None,
 
     def watch() -> None:
         # `titan up` went on serving with no worker when its worker could not start (a bad
-        # TITAN_* setting): every job then waited for ever. A worker that ends at start stops
-        # `titan up` with its reason above; one that dies later is started again.
+        # TITAN_* setting): every job then waited for ever. A first worker that ends at once
+        # stops `titan up` with its reason above; a worker that dies later (an OOM kill, a
+        # crash) is started again, waiting longer each time it dies soon after a start.
+        began, first, pause = time.monotonic(), True, 1.0
         while True:
-            began = time.monotonic()
             worker.wait()
             if stopping.is_set():
                 return
             code = worker.proc.returncode if worker.proc is not None else None
-            if time.monotonic() - began < START_GRACE:
+            lived = time.monotonic() - began
+            if first and lived < START_GRACE:
                 failed.append(f"the local worker exited at start (exit code {code})")
                 print(f"titan up: {failed[0]}; stopping", file=sys.stderr, flush=True)
                 server.should_exit = True
                 return
-            print(f"titan up: the local worker exited (exit code {code}); starting it again",
-                  file=sys.stderr, flush=True)
+            first = False
+            pause = 1.0 if lived > RESTART_PAUSE_MAX else min(2 * pause, RESTART_PAUSE_MAX)
+            print(f"titan up: the local worker exited (exit code {code}); starting it again "
+                  f"in {pause:g} s", file=sys.stderr, flush=True)
+            if stopping.wait(pause):
+                return
+            began = time.monotonic()
             worker.start()
 
     def started() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select
+from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, select, union_all
 
 from titan.errors import ValidationFailed
 from titan.storage import compiled
@@ -182,19 +182,22 @@ class SQLTransaction(JobsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL, EvalsSQL, 
                 else col.isnot(None)
             return where & (col > after) if after is not None else where
 
-        values = (select(t.store_values.c.key, t.store_values.c.updated_at)
-                  .where(in_range(t.store_values.c.key))
-                  .order_by(t.store_values.c.key).limit(limit))
+        # Ordered and merged by the database, in its own collation, as `after` compares: a
+        # merge in Python (code points) disagreed with a PostgreSQL collation sorting "B"
+        # before "a", and a page boundary skipped keys. Each side takes its first `limit`
+        # keys along its index, then the two are merged.
+        v, st = t.store_values.c, t.store_sets.c
+        values = (select(v.key, literal("value").label("kind"), v.updated_at.label("at"))
+                  .where(in_range(v.key)).order_by(v.key).limit(limit).subquery())
         # One row per set, not per member: a set of a million members is one key.
-        sets = (select(t.store_sets.c.key, func.max(t.store_sets.c.added_at))
-                .where(in_range(t.store_sets.c.key)).group_by(t.store_sets.c.key)
-                .order_by(t.store_sets.c.key).limit(limit))
+        sets = (select(st.key, literal("set").label("kind"), func.max(st.added_at).label("at"))
+                .where(in_range(st.key)).group_by(st.key).order_by(st.key).limit(limit)
+                .subquery())
+        both = union_all(select(values), select(sets)).subquery()
         # A key may hold a value and a set at once: both are listed, the value first.
-        found = [{"key": r[0], "kind": "value", "updated_at": r[1]}
-                 for r in self.conn.execute(values)]
-        found += [{"key": r[0], "kind": "set", "updated_at": r[1]} for r in self.conn.execute(sets)]
-        found.sort(key=lambda row: (row["key"], row["kind"] != "value"))
-        return found[:limit]
+        rows = self.conn.execute(select(both.c.key, both.c.kind, both.c.at)
+                                 .order_by(both.c.key, both.c.kind.desc()).limit(limit))
+        return [{"key": r[0], "kind": r[1], "updated_at": r[2]} for r in rows]
 
     # -- blobs and files ----------------------------------------------------------------------
     def blobs_present(self, shas: Iterable[str]) -> set[str]:
