@@ -40,8 +40,10 @@ from titan.errors import ConfigError
 #: Titan's own credentials: admin/operator/viewer tokens, job tokens, worker credentials.
 TITAN_TOKEN = r"tt_[A-Za-z0-9_-]{40,}|tj\.\d+\.\d+\.[0-9a-f]{32}|tw\.[^\s\"]{1,200}\.[0-9a-f]{40}"
 #: Scrubbing a log: a job or worker token is found whatever comes before it (``x``,
-#: ``Bearer_``, ``v1.`` hid one); an API token's ``tt_`` not inside a word ("Scott_...").
-_TITAN_TOKEN = re.compile(r"(?<![A-Za-z0-9])tt_[A-Za-z0-9_-]{40,}|tj\.\d+\.\d+\.[0-9a-f]{32}|"
+#: ``Bearer_``, ``v1.`` hid one); an API token's ``tt_`` not inside a word ("Scott_..."),
+#: but after a URL-encoded ``=`` (``token%3Dtt_...``).
+_TITAN_TOKEN = re.compile(r"(?:(?<![A-Za-z0-9])|(?<=%3[Dd]))tt_[A-Za-z0-9_-]{40,}|"
+                          r"tj\.\d+\.\d+\.[0-9a-f]{32}|"
                           r"tw\.[^\s\"]{1,200}\.[0-9a-f]{40}")
 
 

@@ -308,3 +308,21 @@ def test_a_stopped_master_gives_the_default_back(isolated: Path) -> None:
     assert resolve().url == "http://127.0.0.1:9092"
     forget_master("http://127.0.0.1:9092")
     assert "default" not in json.loads(config_path().read_text())
+
+
+def test_a_stopped_master_puts_back_the_entry_it_found(isolated: Path) -> None:
+    # Someone's own entry for the URL (another master there before, fields kept by hand)
+    # was deleted with the stopped master's.
+    record_master("http://127.0.0.1:9090", "mine", isolated / "a")
+    config = json.loads(config_path().read_text())
+    config["masters"]["http://127.0.0.1:9090"]["note"] = "kept by me"
+    config_path().write_text(json.dumps(config))
+    record_master("http://127.0.0.1:9090", "t-up", isolated / "b")
+    assert resolve().token == "t-up"
+    forget_master("http://127.0.0.1:9090", "t-up")
+    entry = json.loads(config_path().read_text())["masters"]["http://127.0.0.1:9090"]
+    assert entry == {"token": "mine", "note": "kept by me"} and resolve().token == "mine"
+    # A master recorded since at the same URL keeps its entry when an older one stops.
+    record_master("http://127.0.0.1:9090", "newer", isolated / "c")
+    forget_master("http://127.0.0.1:9090", "t-up")
+    assert resolve().token == "newer"

@@ -167,10 +167,15 @@ def test_a_file_no_worker_can_run_is_refused_at_submit(tmp_path: Path) -> None:
     (tmp_path / "data.txt").write_text("1,2,3\n")
     (tmp_path / "tool").write_text("#!/bin/sh\necho hi\n")
     (tmp_path / "main").write_text("print('python, forked')\n")
+    (tmp_path / "tool.bin").write_bytes(b"\xcf\xfa\xed\xfe rest of a Mach-O binary")
+    (tmp_path / "app.jar").write_bytes(b"PK\x03\x04")
+    (tmp_path / "app.jar").chmod(0o755)  # run through binfmt_misc: executable
     ops = FileOps.__new__(FileOps)
     ops._upload_missing = lambda contents: None  # type: ignore[attr-defined]
     with pytest.raises(ValidationFailed, match="'data.txt' is not something a worker can run"):
         ops._script_blobs([TitanJob("a", "data.txt", base_dir=tmp_path)])
     shas = ops._script_blobs([TitanJob("b", "tool", base_dir=tmp_path),
-                              TitanJob("c", "main", base_dir=tmp_path, runner="fork")])
-    assert set(shas) == {"b", "c"}
+                              TitanJob("c", "main", base_dir=tmp_path, runner="fork"),
+                              TitanJob("d", "tool.bin", base_dir=tmp_path),
+                              TitanJob("e", "app.jar", base_dir=tmp_path)])
+    assert set(shas) == {"b", "c", "d", "e"}

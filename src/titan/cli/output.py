@@ -28,13 +28,14 @@ def cell(value: Any) -> str:
 
 #: Colours and text styles (SGR: ESC [ ... m), which a job's output may keep on a terminal;
 #: any other control is shown escaped there.
-_SGR_OR_CONTROL = re.compile("(\x1b\\[[0-9;]{0,40}m)|[\x00-\x08\x0b-\x1f\x7f-\x9f"
+_SGR_OR_CONTROL = re.compile("(\x1b\\[[0-9;]{0,40}m)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
                              "\u202a-\u202e\u2066-\u2069]")
 
 
 def for_terminal(text: str, tty: bool) -> str:
     """What a job or a user wrote (a log line, a store value), as it may reach a terminal:
-    its colours kept, every other control shown escaped — a log could set the window's
+    its colours, tabs and carriage returns (a progress bar) kept, every other control shown
+    escaped — a log could set the window's
     title, clear the screen or write the clipboard (OSC 52) of whoever read it. Unchanged
     when the output is not a terminal: ``titan logs JOB > file`` keeps the bytes as written."""
     if not tty:

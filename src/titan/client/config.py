@@ -320,6 +320,10 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str],
     entry = masters.get(normalized)
     if not isinstance(entry, dict):
         entry = {}
+    elif token and entry.get("token") not in (None, token):
+        # Someone's own entry for this URL (another master there before, a token kept by
+        # hand): put back as it was when this master stops.
+        entry = {"replaced": {k: v for k, v in entry.items() if k != "replaced"}}
     if token:
         entry["token"] = token
     if ca_file:  # an https master: the certificate its clients trust (client/tls.py)
@@ -333,10 +337,12 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str],
     return path
 
 
-def forget_master(url: str) -> None:
-    """A master that stops: its entry (and token) leave the user config, and the default
-    goes back to the master that was the default before it, if it is still recorded. The
-    default stayed on a stopped `titan up`, and clients found it before a running one."""
+def forget_master(url: str, token: str | None = None) -> None:
+    """A master that stops: its entry (and token) leave the user config, the entry that was
+    there before it comes back, and the default goes back to the master that was the default
+    before it, if it is still recorded. The default stayed on a stopped `titan up`, and
+    clients found it before a running one. An entry another master has recorded since (a
+    token that is not ``token``) is left alone."""
     normalized, _, _ = parse_url(url)
     cfg_dir = config_dir()
     path = cfg_dir / CONFIG_FILE
@@ -344,8 +350,15 @@ def forget_master(url: str) -> None:
     masters = config.get("masters")
     if not isinstance(masters, dict) or normalized not in masters:
         return
-    entry = masters.pop(normalized)
-    if config.get("default") == normalized:
+    entry = masters[normalized]
+    if token is not None and isinstance(entry, dict) and entry.get("token") != token:
+        return
+    replaced = entry.get("replaced") if isinstance(entry, dict) else None
+    if isinstance(replaced, dict):
+        masters[normalized] = replaced
+    else:
+        del masters[normalized]
+    if config.get("default") == normalized and not isinstance(replaced, dict):
         before = entry.get("previous_default") if isinstance(entry, dict) else None
         if isinstance(before, str) and before in masters:
             config["default"] = before

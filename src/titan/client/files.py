@@ -36,16 +36,20 @@ SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".py
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
+#: How programs start: a #! line, ELF (Linux), Mach-O (macOS, 32/64-bit, universal).
+_PROGRAMS = (b"#!", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe")
+
+
 def _check_runnable(job: TitanJob, path: Path, data: bytes) -> None:
     """A worker runs a ``.py`` (or any file with ``runner="fork"``) with Python, a ``.sh``
     with the shell, anything else as a program: a data file was submitted and its job failed on the worker with "Exec format
     error"; it is refused here, naming what would run."""
-    if path.suffix in (".py", ".sh") or job.runner == "fork" \
-            or data.startswith((b"#!", b"\x7fELF")):
+    if path.suffix in (".py", ".sh") or job.runner == "fork" or os.access(path, os.X_OK) \
+            or data.startswith(_PROGRAMS):
         return
     raise ValidationFailed(
         f"job {job.job_id!r}: {job.filename!r} is not something a worker can run: a .py "
-        "or .sh script, or a program (a file starting with #! or a compiled executable)",
+        "or .sh script, or a program (executable, or starting with #!, or compiled)",
         details={"job_id": job.job_id, "field": "filename"})
 
 

@@ -52,7 +52,8 @@ def forget(config: MasterConfig) -> None:
     from titan.client.config import forget_master
 
     try:
-        forget_master(config.api_url)
+        token = (config.data_path / "admin.token").read_text().strip()
+        forget_master(config.api_url, token)
     except Exception as exc:  # a broken user config must not keep the master from stopping
         log.warning("could not remove the master from the user config: %s", exc)
 
