@@ -204,6 +204,24 @@ def test_json_genai_spans_and_redelivery(cluster: Cluster) -> None:
         "error", "sold out", {"city": "Oslo"})
 
 
+def test_a_lone_surrogate_in_an_attributes_json_is_kept_as_a_replacement(
+        cluster: Cluster) -> None:
+    # '{"a": "\\udc80"}' as a tool's arguments: the master could not encode it, answered 500,
+    # and held the span to retry for ever, with every trace after it in the batch.
+    trace = "3f0c8a7e1d3b4c5a6e7f8091a2b3c4d6"
+    body = genai_trace(trace)
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    for kv in spans[2]["attributes"]:
+        if kv["key"] == "gen_ai.tool.call.arguments":
+            kv["value"]["stringValue"] = '{"city": "Os\\udc80lo"}'
+    reply = post(cluster, json.dumps(body).encode(), "application/json")
+    assert reply.status_code == 200, reply.text
+    run_id = run_id_of_trace(trace)
+    book = {a["name"]: a for a in actions_of(cluster, run_id)}["book"]
+    assert book["inputs"] == {"city": "Os\ufffdlo"}
+    assert cluster.api("GET", f"/runs/{run_id}")["action_count"] == 3
+
+
 def test_what_the_route_refuses(cluster: Cluster) -> None:
     reply = post(cluster, b"\x0a\xff\xff\xff\xff garbage", "application/x-protobuf")
     assert reply.status_code == 400

@@ -136,6 +136,35 @@ with titan.trace.run("crashy") as run:
     assert run["action_count"] == 1
 
 
+def test_one_bad_value_loses_only_its_own_action_and_a_lone_surrogate_none(
+        cluster: Cluster) -> None:
+    # A lone surrogate (a file name decoded with surrogateescape) could not be encoded: the
+    # recorder retried that batch for ever and nothing after it was recorded, in any run.
+    # A value the master refuses (an int past 64 bits) threw its whole batch away.
+    done = run_script(cluster, '''
+import os, titan
+with titan.trace.run("odd", run_id="odd-values-1"):
+    with titan.trace.action("ok1") as a:
+        a.outputs = 1
+    with titan.trace.action("big") as a:
+        a.outputs = {"big": 2 ** 70}
+    with titan.trace.action("ls") as a:
+        a.outputs = [os.fsdecode(b"f-\\xff")]
+    with titan.trace.action("ok2") as a:
+        a.outputs = 2
+with titan.trace.run("odd", run_id="odd-values-2"):
+    with titan.trace.action("after") as a:
+        a.outputs = 3
+''')
+    assert "refused 1 action(s)" in done.stderr, done.stderr
+    names = [a["name"] for a in actions_of(cluster, "odd-values-1")]
+    assert names == ["ok1", "ls", "ok2"], names
+    (ls,) = [a for a in actions_of(cluster, "odd-values-1") if a["name"] == "ls"]
+    assert ls["outputs"] == ["f-\ufffd"]
+    assert [a["name"] for a in actions_of(cluster, "odd-values-2")] == ["after"]
+    assert cluster.api("GET", "/runs/odd-values-2")["status"] == "completed"
+
+
 def test_budget_blocks_llm_calls_and_dispatch_until_raised(cluster: Cluster) -> None:
     # $0.002 a call against a $0.003 budget: the second call crosses it, the third is blocked.
     done = run_script(cluster, PRICED_PROVIDER + '''

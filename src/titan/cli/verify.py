@@ -162,7 +162,7 @@ def _runs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     actions: list[tuple[int, dict[str, Any]]] = []
     last: str | None = None
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

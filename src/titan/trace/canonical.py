@@ -60,13 +60,29 @@ def dumps(value: Any) -> str:
     none), so a model's odd float never makes an action unrecordable."""
     try:
         if _c_encode is None or isinstance(value, str):
-            return _encoder.encode(value)
-        return "".join(_c_encode(value, 0))
+            text = _encoder.encode(value)
+        else:
+            text = "".join(_c_encode(value, 0))
     except (ValueError, TypeError, RecursionError):
         # A NaN, keys of mixed or non-JSON types ({1: "a", "b": 2}, {(1, 2): "x"}), a value
         # holding itself: recorded as plain JSON (keys as text, the loop marked) rather than
         # failing the call that is being recorded.
-        return _encoder.encode(_plain(value, set()))
+        text = _encoder.encode(_plain(value, set()))
+    return text if text.isascii() else utf8(text)
+
+
+def utf8(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a lone surrogate (a file name read with
+    ``surrogateescape``, ``os.fsdecode(b"\\xff")``) becomes U+FFFD. Sent as it was, it could
+    not be encoded: the recorder kept retrying that batch, and nothing after it was recorded."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _plain(value: Any, seen: set[int]) -> Any:

@@ -18,6 +18,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import Any
 
 from titan import errors, retry
 from titan.formats import quote_ref
+from titan.trace import canonical
 from titan.trace.context import RunHandle
 
 log = logging.getLogger("titan.trace")
@@ -179,6 +181,13 @@ class Recorder:
         except errors.APIError as exc:
             if exc.status >= 500 or exc.status in (401, 408, 429):
                 raise
+            bad = _refused_indexes(exc, len(batch))
+            if bad and len(bad) < len(batch):
+                # The master names the actions it refuses: the others of the batch are sent
+                # again without them (one bad value threw the whole batch away).
+                self.refused += len(bad)
+                _warn(f"the master refused {len(bad)} action(s) of run {run.id}: {exc}")
+                return self._post_actions(run, [a for i, a in enumerate(batch) if i not in bad])
             self.refused += len(batch)
             _warn(f"the master refused {len(batch)} action(s) of run {run.id}: {exc}")
             return None
@@ -278,8 +287,22 @@ def _warn(message: str) -> None:
 
 def encode(meta: dict[str, Any], inputs: str, outputs: str | None) -> str:
     """One action's JSON, splicing in the already-canonical inputs and outputs."""
-    head = json.dumps(meta, separators=(",", ":"), ensure_ascii=False, default=str)
+    head = canonical.utf8(json.dumps(meta, separators=(",", ":"), ensure_ascii=False,
+                                     default=str))
     return f'{head[:-1]},"inputs":{inputs},"outputs":{outputs or "null"}}}'
 
 
 RECORDER = Recorder()
+
+
+def _refused_indexes(exc: errors.APIError, size: int) -> set[int]:
+    """The positions in a batch the master's 400 names: ``details.errors[].index`` (an
+    action's fields), or ``details.field`` as ``actions[3]...`` (a value JSON itself refuses
+    there: an integer past 64 bits, nesting past 64 levels)."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    found = details.get("errors")
+    if isinstance(found, list):
+        return {e["index"] for e in found if isinstance(e, dict)
+                and type(e.get("index")) is int and 0 <= e["index"] < size}
+    where = re.match(r"actions\[(\d+)\]", str(details.get("field") or ""))
+    return {int(where.group(1))} if where and int(where.group(1)) < size else set()

@@ -17,7 +17,7 @@ from titan.errors import ValidationFailed
 from titan.retention import retention_problem
 from titan.status import RUN_STATUSES, RunStatus
 from titan.storage.base import Row
-from titan.trace.canonical import dumps
+from titan.trace.canonical import dumps, utf8
 
 CHANNELS = ("llm", "tool", "clock", "random", "custom", "network")
 # How a replay answered a call (see titan.trace.replay): None outside replays.
@@ -129,6 +129,10 @@ def payload(value: Any, inline_limit: int, text: str | None = None) -> tuple[Row
     limit (the column then keeps a preview)."""
     if text is None:
         text = dumps(value)
+    elif not text.isascii():
+        # A lone surrogate (an OTLP attribute's JSON may escape one) is kept as U+FFFD: it
+        # made the encoding below fail, a 500, and the span was held and retried for ever.
+        text = utf8(text)
     data = text.encode()  # once: its size, its hash and, past the limit, the blob
     out: Row = {"text": text, "hash": hashlib.sha256(data).hexdigest(), "size": len(data),
                 "blob": False}
