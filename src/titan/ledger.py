@@ -209,8 +209,12 @@ def extend(run_id: str, head: str | None, start: int | None, rows: list[Row]) ->
 
 
 def payload_problem(a: Mapping[str, Any]) -> str | None:
-    """Whether a payload kept in the row no longer matches its recorded hash (a payload in
-    the blob store is named by that hash, so it cannot drift from it)."""
+    """Whether a payload kept in the row no longer matches its recorded hash. A payload in
+    the blob store is checked by the master's verification against the store
+    (``_payload_problem``, set by :func:`titan.master.runs.ledger.verify_run`): its row keeps
+    only a preview, and a row's blob flag set by hand once hid an edited payload."""
+    if a.get("_payload_problem"):
+        return str(a["_payload_problem"])
     for side in ("inputs", "outputs"):
         text, recorded = a[side], a[f"{side}_hash"]
         if a[f"{side}_blob"] or (text is None and recorded is None):

@@ -28,8 +28,10 @@ class _Walk:
     """One pass over a run's actions in seq order (see :func:`verify`)."""
 
     def __init__(self, run_id: str, count: int, head: str | None, start: int | None,
-                 resume: tuple[int, str | None] | None) -> None:
+                 resume: tuple[int, str | None] | None,
+                 chained_since: float | None = None) -> None:
         self.run_id, self.count, self.head, self.start = run_id, count, head, start
+        self.chained_since = chained_since
         self.expected, self.prev = (resume[0] + 1, resume[1]) if resume else (1, None)
         self.read = 0  # rows read, this walk
         self.head_at: int | None = None  # the seq whose chain hash the run's head is
@@ -46,6 +48,13 @@ class _Walk:
                           f"action {missing} is missing: deleted after recording (the run "
                           f"goes from #{self.expected - 1} to #{seq})")
         self.expected = seq + 1
+        if (self.start is None or seq < self.start) and not a["chain_hash"] \
+                and self.chained_since is not None \
+                and (a.get("recorded_at") or 0) > self.chained_since:
+            # Unchained, though recorded when every action was chained: the chain was
+            # stripped (hashes and head removed) to pass an edit off as old data.
+            return _break(seq, "edited", f"action #{seq} has no chain hash though it was "
+                          "recorded after the ledger existed: its chain was removed", a["id"])
         if self.start is None or seq < self.start:
             if a["chain_hash"]:
                 return _break(seq, "head", f"action #{seq} carries a chain hash but the run "
@@ -125,7 +134,7 @@ class _Walk:
 
 def verify(run_id: str, count: int, head: str | None, start: int | None,
            rows: Iterable[Mapping[str, Any]], *, resume: tuple[int, str | None] | None = None,
-           limit: int | None = None) -> Row:
+           limit: int | None = None, chained_since: float | None = None) -> Row:
     """Check a run's chain: ``count``, ``head`` and ``start`` are the run's (action count,
     chain head, chain start), ``rows`` its actions in seq order (after ``resume[0]`` when
     resuming from a seq already found sound, whose chain hash is ``resume[1]``: None before
@@ -139,8 +148,9 @@ def verify(run_id: str, count: int, head: str | None, start: int | None,
     rows were read before the end. ``through`` is the last seq the walk found sound,
     ``verified_through`` the same when it is chained, and ``last_hash`` its chain hash: a
     later walk may resume from ``(through, last_hash)``. ``read`` counts the rows this walk
-    read."""
-    walk = _Walk(run_id, count, head, start, resume)
+    read. ``chained_since``: when the database began chaining (its ledger migration); an
+    unchained action recorded after it had its chain removed."""
+    walk = _Walk(run_id, count, head, start, resume, chained_since)
     found: Row | None = None
     it = iter(rows)
     for a in it:

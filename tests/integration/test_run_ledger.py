@@ -238,3 +238,39 @@ def test_the_pages_link_the_ledger_and_escape_what_agents_wrote(cl: Cluster) -> 
     assert HOSTILE not in html and "&lt;script&gt;alert(" in html
     assert 'aria-current="page">Activity Ledger</a>' in html
     assert f'href="/runs/{quote("lg-a")}"' in html
+
+
+def test_a_payload_in_the_blob_store_and_a_stripped_chain_are_checked(cl: Cluster) -> None:
+    # An edited blob file, or a row's blob flag set by hand over an edited payload, passed
+    # verification (a payload in the store was taken on trust); so did a run whose chain
+    # hashes and head were removed, read as "recorded before the ledger existed".
+    for run_id in ("lg-blobfile", "lg-blobflag", "lg-strip"):
+        cl.api("POST", "/runs", {"id": run_id, "agent_id": "gamma"})
+        big = {"q": "x" * 300_000, "run": run_id}  # a blob of its own (content-addressed)
+        cl.api("POST", f"/runs/{run_id}/actions", {"actions": [
+            action(0), action(1, inputs=big), action(2)]})
+        assert cl.api("GET", f"/runs/{run_id}/verify")["status"] == "verified"
+    sha = cl.api("GET", "/runs/lg-blobfile/actions/2")["inputs_hash"]
+    (stored,) = [p for p in (cl.data / "blobs").rglob(sha)]
+    stored.chmod(0o600)
+    stored.write_text(json.dumps({"q": "y" * 300_000}))
+    out = titan(cl, "runs", "verify", "lg-blobfile")
+    assert out.returncode == 3 and "#2 was edited: its inputs in the blob store no longer " \
+        "match" in out.stdout, out.stdout
+
+    db(cl, "UPDATE actions SET inputs = '{\"i\":99}', inputs_blob = 1 WHERE run_id = "
+           "'lg-blobflag' AND seq = 3")
+    out = titan(cl, "runs", "verify", "lg-blobflag")
+    assert out.returncode == 3 and "#3 was edited: its inputs are not in the blob store" \
+        in out.stdout, out.stdout
+
+    anchor = cl.api("GET", "/runs/lg-strip/verify")["head"]
+    db(cl, "UPDATE actions SET chain_hash = NULL WHERE run_id = 'lg-strip'")
+    db(cl, "UPDATE actions SET outputs = '{\"o\":\"evil\"}', outputs_hash = NULL "
+           "WHERE run_id = 'lg-strip' AND seq = 3")
+    db(cl, "UPDATE agent_runs SET chain_head = NULL, chain_start = NULL WHERE id = 'lg-strip'")
+    out = titan(cl, "runs", "verify", "lg-strip")
+    assert out.returncode == 3 and "action #1 has no chain hash though it was recorded " \
+        "after the ledger existed" in out.stdout, out.stdout
+    out = titan(cl, "runs", "verify", "lg-strip", "--anchor", f"3:{anchor}")
+    assert out.returncode == 3

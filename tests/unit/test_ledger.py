@@ -254,6 +254,9 @@ class FakeTx:
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self.run
 
+    def chained_since(self) -> float | None:
+        return None  # a database as old as its ledger
+
 
 def run_row(rows: list[dict[str, Any]], head: str) -> dict[str, Any]:
     return {"id": RUN, "action_count": len(rows), "chain_head": head, "chain_start": 1}

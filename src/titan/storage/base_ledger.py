@@ -35,6 +35,11 @@ class LedgerTransaction(abc.ABC):
     """What the Activity Ledger reads."""
 
     @abc.abstractmethod
+    def chained_since(self) -> float | None:
+        """When this database began chaining actions (its ledger migration was applied):
+        an action recorded after it without a chain hash had it removed."""
+
+    @abc.abstractmethod
     def ledger_actions(self, q: LedgerQuery, limit: int, scan: int | None = None) -> Row:
         """Actions matching ``q`` across runs, newest first by ``(started_at, run_id, seq)``,
         at most ``limit`` (with ``q.after``: the ``limit`` oldest of those newer than it,

@@ -54,8 +54,18 @@ def chain_batch(conn: Connection, run_id: str, rows: Sequence[Row], now: float,
         seen = read_run(run_id)
 
 
+#: The schema version that began chaining actions (storage/migrations.py).
+LEDGER_MIGRATION = 14
+
+
 class LedgerSQL:
     conn: Connection
+
+    def chained_since(self) -> float | None:
+        m = t.schema_migrations.c
+        found = self.conn.execute(select(m.applied_at).where(
+            m.version == LEDGER_MIGRATION)).scalar()
+        return None if found is None else float(found)
 
     def ledger_actions(self, q: LedgerQuery, limit: int, scan: int | None = None) -> Row:
         a, r = t.actions.c, t.agent_runs.c

@@ -178,7 +178,8 @@ async def get_action(c: CtxDep, p: Reader, run_id: str, seq: Seq) -> Row:
 @router.get("/runs/{run_id}/verify", summary="Check a run's ledger: the first action edited, "
                                            "deleted, inserted or reordered after recording")
 async def verify_run(c: CtxDep, p: Reader, run_id: str) -> Row:
-    verdict = await c.engine.read(lambda tx: ledger.verify_run(tx, run_or_404(tx, run_id)))
+    verdict = await c.engine.read(lambda tx: ledger.verify_run(tx, run_or_404(tx, run_id),
+                                                               blobs=c.blobs))
     c.runs.ledger.remember(verdict)  # the Activity Ledger shows it from now on
     return ledger.verdict_view(verdict)
 

@@ -18,13 +18,15 @@ once through the API or the CLI.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from titan.ledger_verify import verify
 from titan.storage.base import Row, Transaction
+from titan.storage.blobs.base import BlobStore
 
 RETRIES = 3
 VIEW_KEYS = ("run_id", "status", "message", "actions", "checked", "unchained", "chained_from",
@@ -32,14 +34,16 @@ VIEW_KEYS = ("run_id", "status", "message", "actions", "checked", "unchained", "
 
 
 def verify_run(tx: Transaction, run: Row, *, resume: tuple[int, str | None] | None = None,
-               limit: int | None = None) -> Row:
+               limit: int | None = None, blobs: BlobStore | None = None) -> Row:
     """The verdict of ``run``'s chain (see :func:`titan.ledger_verify.verify`), with ``run_id`` and
-    ``checked_at``."""
+    ``checked_at``. With ``blobs`` (``titan runs verify``, not the Activity Ledger's running
+    checks), each payload kept in the blob store is read back and hashed too."""
     for attempt in range(RETRIES):
+        rows = tx.iter_actions(run["id"], after=resume[0] if resume else 0)
         report = verify(run["id"], run["action_count"], run.get("chain_head"),
-                        run.get("chain_start"),
-                        tx.iter_actions(run["id"], after=resume[0] if resume else 0),
-                        resume=resume, limit=limit)
+                        run.get("chain_start"), rows if blobs is None else
+                        _with_blobs(rows, blobs), resume=resume, limit=limit,
+                        chained_since=tx.chained_since())
         found = report["break"]
         if found is None or found["kind"] != "inserted" or attempt == RETRIES - 1:
             break
@@ -52,6 +56,33 @@ def verify_run(tx: Transaction, run: Row, *, resume: tuple[int, str | None] | No
         run = again
     return dict(report, run_id=run["id"], checked_at=time.time())
 
+
+
+def _with_blobs(rows: Iterable[Row], blobs: BlobStore) -> Iterator[Row]:
+    """The rows, each whose payload in the blob store does not hold up marked so."""
+    for a in rows:
+        for side in ("inputs", "outputs"):
+            if a[f"{side}_blob"]:
+                problem = _blob_problem(blobs, a[f"{side}_hash"], a[side])
+                if problem is not None:
+                    a = dict(a, _payload_problem=f"its {side} {problem}")
+                    break
+        yield a
+
+
+def _blob_problem(blobs: BlobStore, sha: str | None, preview: str | None) -> str | None:
+    if not sha or not blobs.exists(sha):
+        return "are not in the blob store under the hash recorded with them"
+    digest, head = hashlib.sha256(), b""
+    for chunk in blobs.read(sha):
+        digest.update(chunk)
+        if len(head) < 4 * len(preview or ""):
+            head += chunk
+    if digest.hexdigest() != sha:
+        return "in the blob store no longer match the hash recorded with them"
+    if preview and not head.decode("utf-8", "replace").startswith(preview):
+        return "preview kept in the row is not the start of the payload recorded"
+    return None
 
 def verdict_view(verdict: Row) -> Row:
     """A verdict as the API, the CLI and the pages show it (without the walk's bookkeeping)."""
