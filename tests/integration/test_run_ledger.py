@@ -274,3 +274,22 @@ def test_a_payload_in_the_blob_store_and_a_stripped_chain_are_checked(cl: Cluste
         "after the ledger existed" in out.stdout, out.stdout
     out = titan(cl, "runs", "verify", "lg-strip", "--anchor", f"3:{anchor}")
     assert out.returncode == 3
+
+
+def test_an_exports_derived_copies_are_held_to_the_hashed_fields(cl: Cluster,
+                                                                  tmp_path: Path) -> None:
+    # duration_ms, pii and stage sit beside the hashed duration_ns, pii_fields and actor:
+    # edited in the file, they verified ok, and a reader of the file read the edit.
+    path = tmp_path / "derived.json"
+    assert titan(cl, "runs", "export", "--format", "json", "--actions", "--agent", "alpha",
+                 "-o", str(path)).returncode == 0
+    original = json.loads(path.read_text())
+    for field, value, said in (("duration_ms", 99999, "duration_ms"),
+                               ("pii", {"email": 2}, "pii counts"),
+                               ("stage", "EVIL", "stage")):
+        data = json.loads(json.dumps(original))
+        (run,) = [r for r in data["runs"] if r["id"] == "lg-a"]
+        run["actions"][0][field] = value
+        path.write_text(json.dumps(data))
+        out = titan(cl, "runs", "verify", "--export", str(path))
+        assert out.returncode == 3 and f"#1 was edited: its {said}" in out.stdout, out.stdout

@@ -17,6 +17,7 @@ from titan import ledger
 from titan.errors import NotFound, TitanError
 from titan.formats import quote_ref
 from titan.ledger_verify import verify
+from titan.redaction import merge
 
 BROKEN, UNCHAINED = 3, 4
 
@@ -203,6 +204,29 @@ def _row(a: dict[str, Any], hashes: dict[int, str]) -> dict[str, Any]:
         row[side] = None if not whole or a.get(f"{side}_hash") is None else \
             ledger.canonical(a[side])
         row[f"{side}_blob"] = not whole
+    problem = _derived_problem(a)
+    if problem is not None:
+        row["_payload_problem"] = problem
     if a.get("chain_hash"):
         hashes[a["seq"]] = a["chain_hash"]
     return row
+
+
+def _derived_problem(a: dict[str, Any]) -> str | None:
+    """Whether a copy the export shows beside a hashed field no longer agrees with it: the
+    chain covers ``duration_ns``, ``pii_fields`` and ``actor``, and a reader of the file
+    reads ``duration_ms``, ``pii`` and ``stage`` (edited, they verified ok)."""
+    ns = a.get("duration_ns")
+    if "duration_ms" in a and isinstance(ns, int) and a["duration_ms"] != round(ns / 1e6, 3):
+        return "its duration_ms is not its duration_ns"
+    if "pii" in a:
+        counts: dict[str, int] = {}
+        for found in (a.get("pii_fields") or {}).values():
+            merge(counts, found)
+        if (a.get("pii") or {}) != counts:
+            return "its pii counts are not those of its pii_fields"
+    actor = a.get("actor")
+    if "stage" in a and isinstance(actor, str) and \
+            a["stage"] != (actor.split("/", 1)[0] if "/" in actor else None):
+        return "its stage is not its actor's"
+    return None
