@@ -181,6 +181,10 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
         if isinstance(error, str):
             error_type, error_message = "Error", error
         elif isinstance(error, dict):
+            # Unknown keys are refused, as unknown fields are: {"type", "message", "stack"}
+            # lost its stack without a word.
+            for key in sorted(set(error) - {"type", "message"})[:1]:
+                p.add(i, f"error.{key}", 'is not a field of an error: {"type", "message"}')
             error_type = _text(p, i, "error.type", error.get("type", "Error"), 200)
             error_message = _text(p, i, "error.message", error.get("message", ""),
                                   ERROR_CHARS)
