@@ -459,6 +459,43 @@ def test_a_refused_span_is_counted_once_and_spares_its_neighbours_and_other_trac
     asyncio.run(go())
 
 
+class BrokenRuns(FakeRuns):
+    """A run service that fails on the actions named ``poison`` as a bug would: not a
+    refusal, an exception, every time."""
+
+    async def ingest(self, run_id: str, body: dict[str, Any], who: Principal) -> dict[str, Any]:
+        if any(a["name"] == "poison" for a in body["actions"]):
+            raise UnicodeEncodeError("utf-8", "\udc80", 0, 1, "surrogates not allowed")
+        return await super().ingest(run_id, body, who)
+
+
+@pytest.mark.parametrize("transient", [False, True])
+def test_a_trace_that_cannot_be_recorded_holds_back_no_other(transient: bool) -> None:
+    # A span a bug could not store was held and tried again with every trace after it, for
+    # ever: none of them was ever recorded. Unless the failure is the database being away
+    # (then all wait for it), the failing trace is dropped and the others go on.
+    async def go() -> None:
+        runs = BrokenRuns()
+        rx = Receiver(runs, 60.0, fixed_price, clock=lambda: T0 + 100,  # type: ignore[arg-type]
+                      transient=lambda exc: transient)
+        other = "6b8efff798038103d269b633813fc60c"
+        with pytest.raises(UnicodeEncodeError):
+            await rx.receive([
+                span("00000000000000a1", None, "poison"),
+                dataclasses.replace(span("00000000000000f1", None, "fine"), trace_id=other)],
+                0, ADMIN)
+        theirs = ids.run_id_of_trace(other)
+        if transient:
+            with pytest.raises(UnicodeEncodeError):
+                await rx._release(T0 + 10_000)
+            assert rx.stats()["held_spans"] == 2  # both wait for the database
+        else:
+            await rx._release(T0 + 10_000)
+            assert {a["name"] for a in runs.actions[theirs].values()} == {"fine"}
+            assert rx.stats()["held_spans"] == 0
+    asyncio.run(go())
+
+
 def test_a_span_the_mapping_cannot_read_is_kept_bare(monkeypatch: pytest.MonkeyPatch) -> None:
     real = incoming.action_of
 

@@ -228,7 +228,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         evals = Evaluations(engine, blobs, runs, EgressPolicy.from_env(
             own_ports=[p for p in (config.port, config.dashboard_port) if p]))
         await evals.load()
-        otlp_in = Receiver(runs, config.otlp_hold_seconds())
+        otlp_in = Receiver(runs, config.otlp_hold_seconds(), transient=storage.unavailable)
         otlp_in.start()
         tasks = [asyncio.create_task(retention.keep_retention(config.run_retention))
                  ] if config.run_retention else []

@@ -74,8 +74,11 @@ class _Ready:
 class Receiver:
     def __init__(self, runs: RunService, hold_seconds: float,
                  price: incoming.Pricer | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 transient: Callable[[BaseException], bool] = lambda exc: True) -> None:
         self.runs = runs
+        #: Whether a failure to record may pass (the database away): its spans wait again.
+        self.transient = transient
         self.hold = hold_seconds
         self.price = price or hosted_cost
         self.clock = clock
@@ -202,13 +205,22 @@ class Receiver:
             for (trace, spans), actions in zip(ready, batches, strict=True):
                 await self._store(trace, spans, actions)
                 done += 1
-        except BaseException:
+        except BaseException as exc:
             # Not recorded, for a reason of the master's (the database is away, a bug): the
             # spans of this trace and of those after it wait again (the client, answered
             # with an error, sends its own again; spans held from earlier requests must not
             # be lost). Traces recorded before it stay recorded. What the run service
-            # refuses as invalid never comes here: retrying could not help (_store).
+            # refuses as invalid never comes here: retrying could not help (_store). A trace
+            # that failed for another reason than the database fails again each time: it is
+            # dropped, with the error in the log, so it cannot hold the traces after it back
+            # for ever (a span a bug could not store wedged every later one).
             now = self.clock()
+            if isinstance(exc, Exception) and not self.transient(exc) and done < len(ready):
+                dropped = ready[done][0]
+                log.error("OTLP: spans of run %s could not be recorded and are dropped: %r",
+                          dropped.run_id, exc)
+                self.counts.update(refused=len(ready[done][1]))
+                done += 1
             for trace, spans in ready[done:]:
                 for r in spans:
                     trace.actors.pop(r.span.span_id, None)
