@@ -74,11 +74,12 @@ def test_rollback_on_error_stores_nothing(storage: Storage) -> None:
 
 def test_dags_runs_and_lookup(storage: Storage) -> None:
     with storage.transaction() as tx:
-        assert tx.next_dag_run("nightly") == 1
-        d1 = tx.insert_dag(dag_row("nightly", 1))
+        d1, run = tx.insert_next_dag(dag_row("nightly", 7))  # the run given is ignored
+        assert run == 1
         tx.insert_jobs([job_row(d1, "plan")])
-        assert tx.next_dag_run("nightly") == 2
-        d2 = tx.insert_dag(dag_row("nightly", 2))
+        assert tx.insert_next_dag(dag_row("other", 1))[1] == 1  # numbered per name
+        d2, run = tx.insert_next_dag(dag_row("nightly", 1))
+        assert run == 2
         ids = tx.insert_jobs([job_row(d2, "plan"), job_row(d2, "train", 1, ["plan"])])
     with storage.transaction() as tx:
         assert tx.find_dag("nightly")["id"] == d2

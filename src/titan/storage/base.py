@@ -53,6 +53,11 @@ class Storage(abc.ABC):
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Open a read-write transaction, committed when the block exits cleanly."""
 
+    def read_transaction(self) -> AbstractContextManager[Transaction]:
+        """A transaction that only reads (the master's reads: pages, waits, views). Writing
+        in it is a bug, refused where the database can refuse it."""
+        return self.transaction()
+
     def write_transaction(self, mark: int = 0) -> AbstractContextManager[Transaction]:
         """The master's write transaction: on a database several masters share, it first
         proves this master still leads (raising NotLeader if it was replaced) and records

@@ -27,8 +27,9 @@ class JobsTransaction(abc.ABC):
         """One agent run row or None."""
 
     @abc.abstractmethod
-    def next_dag_run(self, name: str) -> int:
-        """The run number the next submission of DAG ``name`` gets (1 for a new name)."""
+    def insert_next_dag(self, row: Row) -> tuple[int, int]:
+        """Insert a DAG row as the next run of its name (1 for a new name, its ``run``
+        ignored); returns its id and run number."""
 
     @abc.abstractmethod
     def insert_dag(self, row: Row) -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -43,7 +44,29 @@ def sqlite_storage(url: str, *, synchronous: str = "NORMAL") -> SQLStorage:
         cur.close()
 
     return SQLStorage(url, engine, sqlite_insert, lambda: _flock(path),
-                      unavailable=_sqlite_unavailable)
+                      unavailable=_sqlite_unavailable, reads=_sqlite_reads)
+
+
+@contextmanager
+def _sqlite_reads(conn: Connection) -> Iterator[Connection]:
+    """A read on SQLite: refused any write (``query_only``), so a read that writes fails
+    here, in every test, rather than half-committing on PostgreSQL (whose reads run
+    without a transaction: :func:`_postgres_reads`)."""
+    raw: Any = conn.connection.dbapi_connection
+    raw.execute("PRAGMA query_only = ON")
+    try:
+        yield conn
+    finally:
+        raw.execute("PRAGMA query_only = OFF")
+
+
+@contextmanager
+def _postgres_reads(conn: Connection) -> Iterator[Connection]:
+    """A read on PostgreSQL, each statement on its own (autocommit): at READ COMMITTED, the
+    isolation Titan runs at, every statement takes a fresh snapshot in a transaction too, so
+    a transaction around reads adds only its BEGIN and COMMIT, two round trips on the path
+    of every page, wait and view."""
+    yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 #: SQLite's answers that mean "not now" rather than "not this": the disk full or failing,
@@ -119,7 +142,7 @@ def postgres_storage(url: str) -> SQLStorage:
         return leadership.release
 
     return SQLStorage(url, engine, pg_insert, claim, leadership=leadership,
-                      unavailable=_postgres_unavailable)
+                      unavailable=_postgres_unavailable, reads=_postgres_reads)
 
 
 #: A pooled connection idle longer than this is checked (``SELECT 1``) before it is used.

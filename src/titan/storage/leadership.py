@@ -193,8 +193,10 @@ class Leadership:
             raise NotLeader("this master no longer leads its database")
         # An UPDATE, not a SELECT ... FOR SHARE: the same row lock against a promotion, and the
         # mark for free in the same round trip.
-        done = conn.execute(text("UPDATE leader SET commit_mark = :m WHERE id = 1 AND epoch = :e"),
-                            {"e": epoch, "m": mark}).rowcount
+        done = _begin_fenced(conn, epoch, mark)
+        if done is None:
+            done = conn.execute(text("UPDATE leader SET commit_mark = :m WHERE id = 1 "
+                                     "AND epoch = :e"), {"e": epoch, "m": mark}).rowcount
         if not done:
             self._lost(conn)
 
@@ -302,3 +304,38 @@ def describe(info: LeaderInfo | None) -> dict[str, Any]:
     if info is None:
         return {"leader": None, "epoch": None}
     return {"leader": info.url or None, "epoch": info.epoch}
+
+
+def _begin_fenced(conn: Connection, epoch: int, mark: int) -> int | None:
+    """The fence sent with the transaction's BEGIN, in one round trip instead of two (psycopg
+    sends BEGIN on its own before a transaction's first statement): the rows it updated, or
+    None where this cannot be done, or failed, and the caller is to fence the usual way
+    (which then raises what went wrong, through SQLAlchemy's handling of a lost connection).
+
+    Only Titan's own two integers go in the text; the BEGIN is the one psycopg would send
+    (the connection's isolation level, read-only and deferrable settings)."""
+    raw: Any = conn.connection.dbapi_connection
+    pgconn = getattr(raw, "pgconn", None)
+    if pgconn is None or raw.autocommit or getattr(raw, "_pipeline", None) is not None:
+        return None
+    from psycopg import IsolationLevel, pq
+
+    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        return None
+    begin = [b"BEGIN"]
+    if raw.isolation_level is not None:
+        level = IsolationLevel(raw.isolation_level).name.replace("_", " ")
+        begin.append(b"ISOLATION LEVEL " + level.encode())
+    if raw.read_only is not None:
+        begin.append(b"READ ONLY" if raw.read_only else b"READ WRITE")
+    if raw.deferrable is not None:
+        begin.append(b"DEFERRABLE" if raw.deferrable else b"NOT DEFERRABLE")
+    with raw.lock:
+        result = pgconn.exec_(b" ".join(begin) + b"; UPDATE leader SET commit_mark = %d "
+                              b"WHERE id = 1 AND epoch = %d" % (int(mark), int(epoch)))
+        if result.status == pq.ExecStatus.COMMAND_OK:
+            return int(result.command_tuples or 0)
+        if pgconn.status == pq.ConnStatus.OK \
+                and pgconn.transaction_status != pq.TransactionStatus.IDLE:
+            pgconn.exec_(b"ROLLBACK")  # the statement failed: the usual path says why
+    return None

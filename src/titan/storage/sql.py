@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, select, union_all
@@ -252,8 +252,12 @@ class SQLStorage(Storage):
     def __init__(self, url: str, engine: Engine, insert: Any,
                  claim: Callable[[], Callable[[], None]],
                  leadership: Leadership | None = None,
-                 unavailable: Callable[[BaseException], bool] = lambda exc: False) -> None:
+                 unavailable: Callable[[BaseException], bool] = lambda exc: False,
+                 reads: Callable[[Connection], AbstractContextManager[Connection]] | None = None,
+                 ) -> None:
         self.url = url
+        #: How a read-only transaction uses its connection (the dialect's; None: as a write).
+        self._reads = reads
         #: PostgreSQL: this master's claim among several (None on SQLite: one master per file).
         self.leadership = leadership
         self._unavailable = unavailable
@@ -273,6 +277,15 @@ class SQLStorage(Storage):
     def transaction(self) -> Iterator[Transaction]:
         with self.engine.begin() as conn:
             yield SQLTransaction(conn, self._insert)
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Transaction]:
+        if self._reads is None:
+            with self.transaction() as tx:
+                yield tx
+            return
+        with self.engine.connect() as conn, self._reads(conn) as reading:
+            yield SQLTransaction(reading, self._insert)
 
     @contextmanager
     def write_transaction(self, mark: int = 0) -> Iterator[Transaction]:

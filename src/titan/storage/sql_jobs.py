@@ -147,13 +147,21 @@ class JobsSQL:
         return dict(row._mapping) if row else None
 
     # -- DAGs ---------------------------------------------------------------------------------
-    def next_dag_run(self, name: str) -> int:
-        last = compiled.execute(
-            self.conn, "next_dag_run",
-            lambda: select(func.max(t.dags.c.run)).where(t.dags.c.name == bindparam("name")),
-            {"name": name},
-        ).scalar_one()
-        return int(last or 0) + 1
+    def insert_next_dag(self, row: Row) -> tuple[int, int]:
+        # The run number in the insert itself: a round trip less than asking for the highest
+        # first, on the path of every submission. Submissions are written by one writer, so
+        # two never compute the same number (and (name, run) is unique besides).
+        keys = tuple(sorted(k for k in row if k != "run"))
+
+        def statement() -> Any:
+            last = select(func.coalesce(func.max(t.dags.c.run), 0) + 1) \
+                .where(t.dags.c.name == bindparam("name")).scalar_subquery()
+            return t.dags.insert().values({**{k: bindparam(k) for k in keys}, "run": last}) \
+                .returning(t.dags.c.id, t.dags.c.run)
+
+        inserted: Any = compiled.execute(self.conn, ("insert_next_dag", keys), statement,
+                                         row).one()
+        return int(inserted[0]), int(inserted[1])
 
     def insert_dag(self, row: Row) -> int:
         keys = tuple(sorted(row))

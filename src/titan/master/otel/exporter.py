@@ -164,7 +164,7 @@ class Exporter:
 
     def _structure(self, run_id: str) -> list[Span]:
         """The run's root, stage, job and sub-agent spans, read from the database."""
-        with self.storage.transaction() as tx:
+        with self.storage.read_transaction() as tx:
             run = tx.get_run(run_id)
             if run is None:  # deleted since (retention)
                 return []

@@ -88,7 +88,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
     async def read(self, fn: Callable[[Transaction], T]) -> T:
         """Run a read in a pool thread (never on the event loop)."""
         def work() -> T:
-            with self.storage.transaction() as tx:
+            with self.storage.read_transaction() as tx:
                 return fn(tx)
         return await asyncio.get_running_loop().run_in_executor(self._readers, work)
 

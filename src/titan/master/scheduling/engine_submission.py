@@ -75,19 +75,18 @@ class EngineSubmission:
         leases = lease_with_submission(self, rows, agent_run_id, now)
 
         def insert(tx: Transaction) -> list[Any]:
-            run = tx.next_dag_run(name)
             hooks = self.stage_hooks if agent_run_id else None
             if hooks is not None and agent_run_id:
                 run_events.extend(hooks.stage_submitted(tx, agent_run_id, agent_id, now,
                                                         started_by))
             dag_row: Row = {
-                "name": name, "run": run, "agent_run_id": agent_run_id, "submitted_at": now,
+                "name": name, "agent_run_id": agent_run_id, "submitted_at": now,
                 "status": "RUNNING" if leases else "WAITING", "cancelled": False,
                 "job_count": len(rows), "started_at": now if leases else None,
             }
             if schedule is not None:
                 dag_row["schedule"] = schedule
-            dag_id = tx.insert_dag(dag_row)
+            dag_id, run = tx.insert_next_dag(dag_row)
             for row in rows:
                 row["dag_id"] = dag_id
             ids = tx.insert_jobs(rows)

@@ -1,0 +1,99 @@
+"""How the master's transactions use the database: reads that cannot write, and on
+PostgreSQL reads without BEGIN/COMMIT and the leader's fence sent with its BEGIN."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from tests.contract.test_storage import empty_tables
+from titan.errors import NotLeader
+from titan.storage import Storage, open_storage
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request: pytest.FixtureRequest, tmp_path) -> Iterator[Storage]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        s = open_storage(f"sqlite:///{tmp_path / 'titan.db'}")
+    else:
+        s = open_storage(request.getfixturevalue("postgres_url"))
+        empty_tables(s)
+    yield s
+    s.close()
+
+
+def test_a_read_sees_what_committed_and_leaves_its_connection_writable(storage: Storage) -> None:
+    with storage.write_transaction() as tx:
+        tx.store_put("k", "v", 1.0)
+    for _ in range(3):  # the pool hands the same connections back to writes
+        with storage.read_transaction() as tx:
+            assert tx.store_get("k") == "v"
+        with storage.write_transaction() as tx:
+            tx.store_put("k", "v", 2.0)
+    with storage.write_transaction() as tx:
+        tx.store_put("k", "w", 3.0)
+    with storage.read_transaction() as tx:
+        assert tx.store_get("k") == "w"
+
+
+def test_a_write_inside_a_read_is_refused_on_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The test suite runs on SQLite: a read that writes fails there, before PostgreSQL (whose
+    # reads are not transactions) could half-commit it.
+    s = open_storage(f"sqlite:///{tmp_path / 'titan.db'}")
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="readonly"), \
+                s.read_transaction() as tx:
+            tx.store_put("k", "v", 1.0)
+        with s.write_transaction() as tx:  # the connection is writable again
+            tx.store_put("k", "w", 1.0)
+        with s.read_transaction() as tx:
+            assert tx.store_get("k") == "w"
+    finally:
+        s.close()
+
+
+def test_postgres_reads_run_statement_by_statement(postgres_url: str) -> None:
+    s = open_storage(postgres_url)
+    try:
+        with s.read_transaction() as tx:
+            conn = tx.conn  # type: ignore[attr-defined]
+            # No transaction around the read: each statement starts its own.
+            same = "SELECT transaction_timestamp() = statement_timestamp()"
+            assert conn.execute(sa.text(same)).scalar()
+            conn.execute(sa.text("SELECT pg_sleep(0.01)"))
+            assert conn.execute(sa.text(same)).scalar()
+        with s.transaction() as tx:
+            conn = tx.conn  # type: ignore[attr-defined]
+            conn.execute(sa.text("SELECT pg_sleep(0.01)"))
+            assert not conn.execute(sa.text(
+                "SELECT transaction_timestamp() = statement_timestamp()")).scalar()
+    finally:
+        s.close()
+
+
+def test_the_fence_sent_with_begin_still_fences(postgres_url: str) -> None:
+    s = open_storage(postgres_url)
+    s.migrate()
+    s.claim_scheduler()  # leads: every write transaction now proves it
+    other = sa.create_engine(postgres_url)
+    try:
+        with s.write_transaction(mark=12345) as tx:
+            tx.store_put("k", "led", 1.0)
+        assert s.committed(12345)  # the mark went in with the fence
+        with other.connect() as conn:
+            assert conn.execute(sa.text("SELECT commit_mark FROM leader")).scalar() == 12345
+            # Another master was promoted: the epoch moved on.
+            conn.execute(sa.text("UPDATE leader SET epoch = epoch + 1"))
+            conn.commit()
+        with pytest.raises(NotLeader, match="was replaced"), s.write_transaction(mark=7) as tx:
+            tx.store_put("k", "stale", 2.0)
+        with s.read_transaction() as tx:
+            assert tx.store_get("k") == "led"
+        with pytest.raises(NotLeader):  # and it knows it no longer leads
+            with s.write_transaction(mark=8):
+                pass
+    finally:
+        other.dispose()
+        s.close()
