@@ -186,8 +186,10 @@ def test_expired_lease_requeues_with_next_attempt() -> None:
     assert job.state == "RUNNING", "a renewed lease is not expired"
     clock.t += 2
     s.timer("lease", job.id, ch)
-    assert job.state == "READY"
+    # Silent since it renewed: the worker is lost too, and the job waits for another.
+    assert job.state == "PENDING" and w.state == "lost"
     w2 = worker(s, "w2")
+    assert job.state == "READY"
     s.take(w2, 1, ch)
     assert job.attempt == 2 and job.worker_id == "w2"
     assert s.renew(w, [(job.id, 1)]) == [(job.id, 1)], "the old holder is told to kill it"
@@ -203,6 +205,7 @@ def test_a_lease_timer_the_master_fires_late_renews_instead_of_expiring() -> Non
     assert job.state == "RUNNING" and job.lease_expires == clock.t + 10
     assert s.renew(w, [(job.id, 1)]) == [], "its worker still holds it"
     clock.t += 10 + 1  # this time on time (1 s late): it expires
+    w.last_seen = clock.t  # (its worker talking: test_a_lease_lost_to_a_silent_worker_...)
     s.timer("lease", job.id, ch)
     assert job.state == "READY"
 
@@ -219,12 +222,62 @@ def test_a_job_its_stopping_worker_hands_back_runs_again_spending_no_retry() -> 
     ch = Changes()
     assert s.finish(job.id, 1, -9, "the worker stopped", False, ch, worker_id="w1",
                     released=True)
-    assert job.state == "READY" and job.max_attempts == 1
+    assert job.state == "READY" and job.max_attempts == 2, "it may go one attempt further"
     assert ch.done_attempts[-1][2]["state"] == "RELEASED"
     assert by_name(s, d)["b"].state == "PENDING"
     s.take(worker(s, "w2"), 1, ch)
     assert job.attempt == 2 and job.worker_id == "w2"
     assert s.finish(job.id, 2, 0, None, False, ch) and job.state == "COMPLETED"
+
+
+def test_a_lease_lost_to_a_silent_worker_loses_the_worker_and_the_job_goes_elsewhere() -> None:
+    # A worker frozen with SIGSTOP keeps its connection, and its poll, open: it stayed live,
+    # and the job went back to it lease after lease until it FAILED, a healthy worker idle.
+    clock = Clock()
+    s = make(clock)
+    frozen, healthy = worker(s, "frozen"), worker(s, "healthy")
+    frozen.last_seen = healthy.last_seen = clock.t
+    ch = Changes()
+    job = by_name(s, dag(s, [{"id": "a", "attempts": 1}], ch))["a"]
+    s.take(frozen, 1, ch)
+    clock.t += 11
+    healthy.last_seen = clock.t - 1  # the healthy one heartbeats; the frozen one is silent
+    ch = Changes()
+    s.timer("lease", job.id, ch)
+    assert frozen.state == "lost" and ("worker_updated", {"id": "frozen", "state": "lost"}) \
+        in ch.events and ch.workers["frozen"] == {"state": "lost"}
+    assert job.state == "READY" and job.max_attempts == 2, "the lost attempt spent no retry"
+    assert not frozen.live and healthy.live
+    s.take(healthy, 1, ch)
+    assert job.worker_id == "healthy" and job.attempt == 2
+
+
+def test_a_worker_still_talking_keeps_its_place_when_one_lease_runs_out() -> None:
+    clock, s, w, ch, job = _leased()
+    clock.t += 11
+    w.last_seen = clock.t - 2  # heartbeats, without this job: the job is lost, not the worker
+    s.timer("lease", job.id, ch)
+    assert job.state == "READY" and w.state == "live"
+
+
+def test_an_attempt_lost_with_its_worker_spends_no_retry_nor_backoff() -> None:
+    # Finding: retries=1, attempt 1 lost with its worker, attempt 2 failed: the job FAILED at
+    # "attempt 2 / max_attempts 2", its one retry spent on the worker's death.
+    clock, s, w, ch, job = _leased()
+    job.max_attempts = 2  # retries=1
+    clock.t += 11
+    s.timer("lease", job.id, ch)
+    w2 = worker(s, "w2")
+    s.take(w2, 1, ch)
+    assert job.attempt == 2 and job.max_attempts == 3
+    assert s.finish(job.id, 2, 1, None, False, ch)
+    assert job.state == "PENDING", "its retry is still there"
+    assert job.not_before == clock.t + 1.0, "backoff of a first failure"
+    clock.t += 1
+    s.timer("ready", job.id, ch)
+    s.take(w2, 1, ch)
+    assert s.finish(job.id, 3, 1, None, False, ch)
+    assert job.state == "FAILED" and job.attempt == 3
 
 
 def test_cancel_running_job_tells_worker_and_skips_children() -> None:

@@ -122,7 +122,8 @@ def test_only_services_stop_and_one_not_started_just_ends() -> None:
 def test_a_crash_past_the_cap_fails_it_and_a_lost_worker_moves_it() -> None:
     s, w, svc, clock = setup()
     rules.report(s, "w1", status(svc, "ready"), Changes())
-    clock.t += 11  # the worker went silent: its lease expires
+    clock.t += 11  # its lease runs out (a worker silent as well is lost: test_scheduler.py)
+    w.last_seen = clock.t
     ch = Changes()
     s.timer("lease", svc.id, ch)
     assert svc.state == "READY" and svc.worker_id is None

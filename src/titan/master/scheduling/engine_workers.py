@@ -65,9 +65,10 @@ class EngineWorkers:
                 pruned = self.writer.submit(prune(self.config.idempotency_ttl))
                 pruned.add_done_callback(_log_prune_failure)
             for worker in list(self.sched.workers.values()):
-                polling = worker.poll is not None and not worker.poll.done()
-                # A draining worker too: one killed while it drained said nothing more.
-                if worker.state in ("live", "draining") and not polling \
+                # A draining worker too: one killed while it drained said nothing more. A
+                # worker parked in a poll too: it heartbeats all the same, and one frozen
+                # (SIGSTOP) keeps its connection, and so its poll, open for ever.
+                if worker.state in ("live", "draining") \
                         and now - worker.last_seen > self.config.lease_seconds:
                     log.warning("worker %s (%s) missed its heartbeats: lost", worker.id, worker.name)
                     ch = Changes()

@@ -104,6 +104,13 @@ class Leasing:
         worker = self.workers.get(job.worker_id or "")
         if worker is not None:
             worker.running.discard(job.id)
+            if worker.state in ("live", "draining") \
+                    and self.now() - worker.last_seen > self.lease_seconds * 2 / 3:
+                # Silent for two heartbeats, not merely forgetting this job: frozen (SIGSTOP,
+                # a paused VM) with its connection still open. Lost now, so this job and
+                # the next go to a worker that answers, not back into its socket's buffer.
+                self.lose_worker(worker, ch)
+                ch.events.append(("worker_updated", {"id": worker.id, "state": "lost"}))
         job.lease_losses += 1
         reason = f"lease of attempt {job.attempt} expired on worker {job.worker_id}"
         ch.done_attempts.append((job.id, job.attempt, {"state": "LOST", "error": reason,
@@ -113,8 +120,17 @@ class Leasing:
         if job.lease_losses >= MAX_LEASE_LOSSES:
             self._final_failure(job, FAILED, ch, error=f"{reason} ({job.lease_losses} times)")
             return
-        # A lost worker is not the job's fault: re-queue without spending a retry.
-        self._set(job, PENDING, ch, reason=reason, worker_id=None, lease_expires=None)
+        # A lost worker is not the job's fault: re-queued without spending a retry.
+        self.requeue_unspent(job, ch, reason)
+
+    def requeue_unspent(self: SchedulerCore, job: JobRec, ch: Changes, reason: str) -> None:
+        """Queue ``job`` again after an attempt that was not its fault (its worker lost it or
+        handed it back): that attempt spends no retry, so the job may go one attempt further
+        (``max_attempts`` grows by one, durably, as a user's retry makes it)."""
+        job.unspent_attempts += 1
+        job.max_attempts += 1
+        self._set(job, PENDING, ch, reason=reason, worker_id=None, lease_expires=None,
+                  max_attempts=job.max_attempts)
         self._enqueue(job, ch)
 
 

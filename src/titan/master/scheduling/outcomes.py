@@ -58,8 +58,7 @@ class JobOutcomes:
             ch.done_attempts.append((job_id, attempt, {
                 "state": "RELEASED", "exit_code": exit_code, "error": reason,
                 "finished_at": now}))
-            self._set(job, PENDING, ch, reason=reason, worker_id=None, lease_expires=None)
-            self._enqueue(job, ch)
+            self.requeue_unspent(job, ch, reason)
             return True
         if exit_code == 0 and not timed_out:
             ch.done_attempts.append((job_id, attempt, {"state": COMPLETED, "exit_code": 0,
@@ -74,7 +73,9 @@ class JobOutcomes:
         ch.done_attempts.append((job_id, attempt, {"state": outcome, "exit_code": exit_code,
                                                    "error": error, "finished_at": now}))
         if job.attempt < job.max_attempts:
-            backoff = min(self.retry_backoff * 2 ** (job.attempt - 1), self.retry_backoff_max)
+            # Doubled per failure: attempts lost with a worker were no failure of the job's.
+            failures = max(1, job.attempt - job.unspent_attempts)
+            backoff = min(self.retry_backoff * 2 ** (failures - 1), self.retry_backoff_max)
             job.not_before = now + backoff
             self._set(job, PENDING, ch, exit_code=exit_code, error=error, lease_expires=None,
                       worker_id=None, not_before=job.not_before,

@@ -65,6 +65,7 @@ class JobRec:
     not_before: float | None = None
     queued_on: str | None = None  # the capability or "worker:<id>" queue holding it
     lease_losses: int = 0
+    unspent_attempts: int = 0  # lost or handed back: no retry spent (scheduling/leasing.py)
     approval_deadline: float | None = None  # a gate with max_wait_seconds expires then
     # A service's health and address as its worker reported them, and a stop asked for
     # (master/scheduling/services.py); None for other jobs and before a service first runs.

@@ -159,9 +159,9 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
             # The dispatcher may have resolved the poll in the same instant.
             commit = fut.result() if fut.done() else None
         finally:
+            # Not a sign of life: the poll ended here, the worker may be frozen.
             if worker.poll is fut:
                 worker.poll = None
-            worker.last_seen = time.time()
     if commit is not None:
         # Shielded: the commit is shared (its notices, other waiters); a poll whose client
         # went away must not cancel it (see Engine.submit).
