@@ -73,3 +73,67 @@ def test_a_retry_and_a_prune_of_the_same_dag_leave_memory_and_database_agreeing(
             storage.close()
 
     asyncio.run(run())
+
+
+def test_a_prune_stopped_half_way_is_finished_by_the_next_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A master killed while a batch's log lines went (they go 20,000 a transaction, before
+    # the rows) left every DAG of it listed as finished with part of its log, and nothing
+    # came back to it (a QA pass on the engine's contracts).
+    from titan.master.scheduling import dag_retention
+
+    url = f"sqlite:///{tmp_path / 'titan.db'}"
+    dag_id, job = old_failed_runs(url)
+    storage = open_storage(url)
+    with storage.transaction() as tx:
+        tx.add_log_lines([{"job": job, "attempt": 1, "seq": i, "stream": "stdout", "ts": 1.0,
+                           "line": f"line {i}"} for i in range(1, 26)])
+    storage.close()
+    monkeypatch.setattr(dag_retention, "LOG_ROWS", 10)
+
+    class Killed(Exception):
+        pass
+
+    async def first_master() -> None:
+        engine = Engine(MasterConfig(), open_storage(url), EventHub())
+        await engine.start()
+        real_run, calls = engine.run, []
+
+        async def dies_after_the_first_lines(fn):  # type: ignore[no-untyped-def]
+            calls.append(fn)
+            if len(calls) == 2:
+                raise Killed  # what a kill -9 leaves: the first lines gone, nothing more
+            return await real_run(fn)
+
+        engine.run = dies_after_the_first_lines  # type: ignore[method-assign]
+        try:
+            with pytest.raises(Killed):
+                await dag_retention.prune_dags(engine, time.time() - DAY)
+        finally:
+            engine.run = real_run  # type: ignore[method-assign]
+            await engine.stop()
+            engine.storage.close()
+
+    asyncio.run(first_master())
+    storage = open_storage(url)
+    with storage.transaction() as tx:  # half done: the DAG listed, its log cut
+        assert tx.get_dag(dag_id) is not None
+        assert len(tx.log_lines(job, 1)) == 15
+        assert tx.get_meta(dag_retention.PENDING) == f"[{dag_id}]"
+    storage.close()
+
+    async def next_master() -> None:
+        engine = Engine(MasterConfig(), open_storage(url), EventHub())
+        await engine.start()
+        try:
+            assert await dag_retention.finish_interrupted(engine) == [dag_id]
+            row = await engine.read(lambda tx: tx.get_dag(dag_id))
+            lines = await engine.read(lambda tx: tx.log_lines(job, 1))
+            pending = await engine.read(lambda tx: tx.get_meta(dag_retention.PENDING))
+            assert row is None and lines == [] and pending == "[]"
+            assert await dag_retention.finish_interrupted(engine) == []  # nothing left to do
+        finally:
+            await engine.stop()
+            engine.storage.close()
+
+    asyncio.run(next_master())

@@ -63,7 +63,7 @@ from titan.master.replays.service import Replays
 from titan.master.runs.retention import Retention
 from titan.master.runs.service import RunService
 from titan.master.schedules.service import Schedules
-from titan.master.scheduling.dag_retention import keep_pruning
+from titan.master.scheduling.dag_retention import finish_at_start, keep_pruning
 from titan.master.scheduling.engine import Engine
 from titan.permissions import secure_files, secure_tree
 from titan.storage import Storage, open_storage
@@ -236,6 +236,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
             tasks.append(asyncio.create_task(retention.keep_archiving()))
         if config.dag_retention:
             tasks.append(asyncio.create_task(keep_pruning(engine, config.dag_retention)))
+        else:  # (keep_pruning starts with it)
+            tasks.append(asyncio.create_task(finish_at_start(engine)))
         # After the engine's recovery: a tick's overlap policy asks which runs still run.
         scheduled = Schedules(engine)
         await scheduled.start()

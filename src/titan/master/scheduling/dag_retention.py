@@ -16,11 +16,15 @@ Two things keep a prune from getting in the way:
 - **The writer.** Log lines go :data:`LOG_ROWS` at a time, each delete its own transaction
   through the group-commit writer, then the batch's attempts, jobs and DAG rows: a DAG of
   millions of lines never holds the writer long, and submissions and results go on between.
+  The batch is recorded (``meta`` :data:`PENDING`) with its first lines, so a master stopped
+  in the middle finishes it when it starts again (:func:`finish_interrupted`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 
 from titan.master.scheduling.engine_core import EngineCore
@@ -35,19 +39,25 @@ BATCH = 50
 LOG_ROWS = 20_000
 SWEEP_SECONDS = 3600.0
 ENV = "TITAN_DAG_RETENTION"
+#: The ``meta`` key holding the batch being deleted (a JSON list of DAG ids; ``[]``: none).
+PENDING = "dag_prune_pending"
 
 
 async def prune_dags(engine: EngineCore, before: float, dry_run: bool = False) -> list[int]:
     """Delete the DAG runs retention may delete that finished before ``before``; their ids
-    (with ``dry_run``: the ids that would go, nothing deleted)."""
+    (with ``dry_run``: the ids that would go, nothing deleted). A batch a stopped master
+    left half deleted is finished first."""
     if dry_run:
         held = set(engine.sched.dags)
         found: list[int] = await engine.read(
             lambda tx: tx.prunable_dags(before, 1 << 30, held))
         return found
     deleted: list[int] = []
+    first = True
     while True:
         async with engine.revivals:
+            if first:  # in the same hold of the lock as the first choice
+                deleted, first = await _finish_interrupted(engine), False
             held = set(engine.sched.dags)
 
             def choose(tx: Transaction, held: set[int] = held) -> list[int]:
@@ -56,21 +66,60 @@ async def prune_dags(engine: EngineCore, before: float, dry_run: bool = False) -
             ids = await engine.read(choose)
             if not ids:
                 break
-
-            def lines(tx: Transaction, ids: list[int] = ids) -> int:
-                return tx.delete_log_lines(ids, LOG_ROWS)
-
-            def rows(tx: Transaction, ids: list[int] = ids) -> int:
-                return tx.delete_dags(ids)
-
-            while await engine.run(lines) >= LOG_ROWS:
-                pass
-            await engine.run(rows)
+            await _delete(engine, ids)
         deleted.extend(ids)
     if deleted:
         log.info("retention: deleted %d finished DAG run(s) with their jobs and logs",
                  len(deleted))
     return deleted
+
+
+async def finish_interrupted(engine: EngineCore) -> list[int]:
+    """Finish the batch a master stopped in the middle of (its log lines partly deleted):
+    at start, and before a prune. Its ids."""
+    async with engine.revivals:
+        return await _finish_interrupted(engine)
+
+
+async def _finish_interrupted(engine: EngineCore) -> list[int]:
+    record: str | None = await engine.read(lambda tx: tx.get_meta(PENDING))
+    found = json.loads(record or "[]")
+    if not found:
+        return []
+    # A DAG retried since is in memory: it stays (its log is what is left of it).
+    ids = [i for i in found if i not in engine.sched.dags]
+    log.info("retention: finishing the deletion of %d DAG run(s) a stopped master left "
+             "half done", len(ids))
+    await _delete(engine, ids)  # (an empty batch clears the record)
+    return ids
+
+
+async def finish_at_start(engine: EngineCore) -> None:
+    """A task of the master at start: :func:`finish_interrupted`, logged if it fails."""
+    try:
+        await finish_interrupted(engine)
+    except Exception:
+        log.exception("retention: finishing an interrupted prune failed")
+
+
+async def _delete(engine: EngineCore, ids: list[int]) -> None:
+    """Delete a batch: recorded first, in the transaction of its first log lines, so a master
+    stopped before its rows go finishes it when it starts again (a DAG listed with half its
+    log was what such a stop left)."""
+    def lines(tx: Transaction, first: bool) -> int:
+        if first:
+            tx.set_meta(PENDING, json.dumps(ids))
+        return tx.delete_log_lines(ids, LOG_ROWS) if ids else 0
+
+    def rows(tx: Transaction) -> int:
+        tx.set_meta(PENDING, "[]")
+        return tx.delete_dags(ids) if ids else 0
+
+    if ids:
+        first = True
+        while await engine.run(functools.partial(lines, first=first)) >= LOG_ROWS:
+            first = False
+    await engine.run(rows)
 
 
 async def keep_pruning(engine: EngineCore, window: str) -> None:
