@@ -147,3 +147,36 @@ def test_a_master_killed_between_ticks_fires_each_tick_once(cluster: Cluster) ->
     assert len(client.list_dags(name="ticks", limit=100)) == len(runs)
     for f in runs:
         until("each run to end", lambda f=f: client.get_dag(f["dag"]["id"])["status"] == "COMPLETED")
+
+
+def test_a_schedules_jobs_can_be_sent_back_as_they_are_shown(cluster: Cluster) -> None:
+    # GET /schedules/{name} showed its jobs normalised ("service": null on every job, the
+    # gate a hitl_message adds as a job of its own): sent back in a PATCH or a POST, they
+    # were refused ("unknown field 'service'") or doubled the gate.
+    script = cluster.script("step.py", "print('step')\n")
+    client = cluster.client()
+    client.schedule_dag("roundtrip", [
+        TitanJob(job_id="serve", filename=script, job_type="SERVICE", port=8123,
+                 readiness="tcp", max_restarts=2),
+        TitanJob(job_id="build", filename=script, hitl_message="ship it?"),
+        TitanJob(job_id="deploy", filename=script, parents=["build"], retries=2),
+    ], cron="0 3 * * *", timezone="UTC")
+    shown = client.get_schedule("roundtrip")["jobs"]
+    assert [j["job_id"] for j in shown] == ["serve", "build", "deploy"]
+    assert all("service" not in j for j in shown)
+    assert shown[0]["max_restarts"] == 2 and shown[0]["readiness"] == "tcp"
+    assert shown[2]["parents"] == ["build"] and shown[1]["hitl_message"] == "ship it?"
+
+    again = client.api("PATCH", "/schedules/roundtrip", json={"jobs": shown})
+    assert again["jobs"] == shown
+    copy = client.api("POST", "/schedules", json={
+        "name": "roundtrip-copy", "dag_name": "copy", "cron": "0 4 * * *", "jobs": shown})
+    assert copy["jobs"] == shown
+    # What runs is what was scheduled: the gate still stands between build and deploy.
+    ref = client.api("POST", "/schedules/roundtrip-copy/run")["ref"]
+    jobs = {j["job_id"]: j for j in client.get_dag(ref)["jobs"]}
+    assert jobs["build.approval"]["parents"] == ["build"]
+    assert jobs["deploy"]["parents"] == ["build.approval"]
+    client.cancel(ref)
+    client.delete_schedule("roundtrip")
+    client.delete_schedule("roundtrip-copy")

@@ -224,6 +224,8 @@ def test_create_checks_the_whole_body(tmp_path: Path) -> None:
             await m.schedules.create({**body("x"), "crontab": "* * * * *"}, "ops")
         with pytest.raises(ValidationFailed, match="catchup must be one of"):
             await m.schedules.create(body("x", catchup="sometimes"), "ops")
+        with pytest.raises(ValidationFailed, match="'localtime' is not an IANA time zone"):
+            await m.schedules.create(body("x", timezone="localtime"), "ops")
         with pytest.raises(InvalidDAG, match="was not uploaded"):
             await m.schedules.create(body("x", jobs=[
                 {"job_id": "a", "filename": "a.py", "script_sha256": "cd" * 32}]), "ops")
@@ -278,6 +280,10 @@ def test_an_update_changes_the_rule_policies_and_dag_from_the_next_tick(tmp_path
                            ({"name": "other"}, "cannot change"), ({}, "nothing to update"),
                            ({"cron": "61 * * * *"}, "cron"),
                            ({"overlap": "sometimes"}, "overlap must be one of"),
+                           # Files of the zone database that are no IANA zone: "localtime"
+                           # is whatever the machine running the master is set to.
+                           ({"timezone": "localtime"}, "not an IANA time zone"),
+                           ({"timezone": "Factory"}, "not an IANA time zone"),
                            ({"jobs": []}, "no jobs")):
             with pytest.raises(ValidationFailed, match=match):
                 await m.schedules.update("nightly", bad)

@@ -52,6 +52,23 @@ def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+#: Files of the time zone database that name no zone of their own: ``localtime`` is whatever
+#: the machine is set to (two masters could read one schedule two ways), ``Factory`` is "no
+#: zone set", ``posixrules`` a leftover of the POSIX TZ rules.
+_NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+def zone_for_new_rule(name: object) -> dt.tzinfo:
+    """:func:`zone`, refusing the database's files that are not IANA zones (a schedule
+    stored with one before they were refused still loads, through :func:`zone`)."""
+    if name in _NOT_ZONES:
+        raise ValidationFailed(
+            f"{name!r} is not an IANA time zone (it means whatever the machine is set to, or "
+            "none): name the zone, such as 'Europe/Paris' or 'UTC'",
+            details={"field": "timezone"})
+    return zone(name)
+
+
 def zone(name: object) -> dt.tzinfo:
     """The time zone an IANA name (``Europe/Paris``, ``UTC``) names; ValidationFailed else."""
     if name == "UTC":

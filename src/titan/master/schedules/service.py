@@ -88,6 +88,7 @@ class Schedules(Firing):
         """A new schedule from an API body (checked whole; 409 if the name is taken)."""
         _check_fields(body, FIELDS)
         name = check_name(body.get("name"), "name")
+        rules.zone_for_new_rule(body.get("timezone", "UTC"))
         rule = rules.CronRule.parse(body.get("cron"), body.get("timezone", "UTC"))
         catchup = rules.choice(body.get("catchup", "skip"), "catchup", rules.CATCHUP)
         overlap = rules.choice(body.get("overlap", "allow"), "overlap", rules.OVERLAP)
@@ -133,6 +134,8 @@ class Schedules(Firing):
             if rec.deleted:  # while this waited for the lock
                 raise NotFound(f"no schedule named {name!r}", details={"name": name})
             rule = rec.rule
+            if "timezone" in body:
+                rules.zone_for_new_rule(body["timezone"])
             if "cron" in body or "timezone" in body:
                 rule = rules.CronRule.parse(body.get("cron", rule.expr),
                                             body.get("timezone", rule.timezone))

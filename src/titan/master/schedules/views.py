@@ -6,6 +6,7 @@ from typing import Any
 
 from titan.errors import ValidationFailed
 from titan.master.schedules.rules import CronRule
+from titan.master.scheduling.validation import as_submitted
 from titan.storage.base import Row
 
 #: Upcoming ticks listed with a schedule.
@@ -42,5 +43,5 @@ def schedule_view(row: Row, fires: list[Row] | None = None, *, jobs: bool = Fals
     if fires is not None:
         out["fires"] = [fire_view(f) for f in fires]
     if jobs:
-        out["jobs"] = row["jobs"]
+        out["jobs"] = as_submitted(row["jobs"])
     return out

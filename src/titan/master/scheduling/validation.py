@@ -253,6 +253,24 @@ def insert_gates(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def as_submitted(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Normalised jobs (:func:`validate_dag`'s) as a submission says them, so what a schedule
+    shows can be sent back as it is: a service's settings as the job's own fields, no
+    ``service`` key on other jobs, and no gate :func:`insert_gates` added (its job keeps its
+    ``hitl_message``; children name the job again)."""
+    added = {s["job_id"] + GATE_SUFFIX for s in specs
+             if s.get("hitl_message") and s.get("job_type") != "APPROVAL"}
+    out: list[dict[str, Any]] = []
+    for spec in specs:
+        if spec["job_id"] in added and spec.get("job_type") == "APPROVAL":
+            continue
+        job = {k: v for k, v in spec.items() if k != "service"}
+        job.update(spec.get("service") or {})
+        job["parents"] = [p[:-len(GATE_SUFFIX)] if p in added else p for p in spec["parents"]]
+        out.append(job)
+    return out
+
+
 def dag_name_of(name: Any) -> str:
     """A DAG's name as given (``DAG-`` prefix dropped), checked. Raises InvalidDAG."""
     try:
