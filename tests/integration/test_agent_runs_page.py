@@ -57,6 +57,13 @@ def test_a_running_stage_that_executes_nothing_says_so(cluster: Cluster) -> None
     gpu = client.api("GET", f"/agent-runs/{run_id}")["stages"][1]
     assert (gpu["label"], gpu["status"], gpu["hint"]) == ("GPU", "WAITING", said)
     client.cancel(f"{run_id}_GPU")
+    # A job waiting out its delay waits for no worker: a live one offers GENERAL.
+    client.submit_dag(f"{run_id}_LATER", [TitanJob("later", ok, delay=600)],
+                      agent_run_id=run_id)
+    later = client.api("GET", f"/agent-runs/{run_id}")["stages"][2]
+    assert (later["label"], later["status"], later["hint"]) == ("LATER", "WAITING", None)
+    assert "delay" in client.get_job(f"{run_id}_LATER/later")["reason"]
+    client.cancel(f"{run_id}_LATER")
 
     # An approval gate waiting: named as such, not as a queue.
     client.submit_dag(f"{run_id}_EVAL1", [TitanJob("check", ok),

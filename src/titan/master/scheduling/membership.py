@@ -9,7 +9,7 @@ for a capability nobody offers any more are parked again, with the reason shown.
 from __future__ import annotations
 
 from titan.master.scheduling.protocol import SchedulerCore
-from titan.master.scheduling.state import PENDING, READY, Changes, WorkerRec
+from titan.master.scheduling.state import NO_WORKER, PENDING, READY, Changes, WorkerRec
 
 
 class WorkerMembership:
@@ -44,7 +44,7 @@ class WorkerMembership:
                 if job is not None and job.state == READY and job.queued_on == cap:
                     job.queued_on = None
                     self.unschedulable[cap].add(job.id)
-                    self._set(job, PENDING, ch, reason=f"waiting for a worker with capability {cap}")
+                    self._set(job, PENDING, ch, reason=f"{NO_WORKER}{cap}")
         ch.dispatch = True
 
     def queue_depths(self: SchedulerCore) -> dict[str, int]:

@@ -27,6 +27,7 @@ from titan.master.scheduling.membership import WorkerMembership
 from titan.master.scheduling.outcomes import JobOutcomes
 from titan.master.scheduling.progress import DagProgress
 from titan.master.scheduling.state import (
+    NO_WORKER,
     PENDING,
     READY,
     RUNNING,
@@ -118,7 +119,7 @@ class Scheduler(Leasing, JobOutcomes, DagProgress, WorkerMembership, RunHolds):
             self.unschedulable[job.requirement].add(job.id)
             job.queued_on = None
             self._set(job, PENDING, ch,
-                      reason=f"waiting for a worker with capability {job.requirement}")
+                      reason=f"{NO_WORKER}{job.requirement}")
             return
         self.unschedulable[job.requirement].discard(job.id)
         if not already_ready:

@@ -43,6 +43,10 @@ ASSIGNMENT_FIELDS = (
 )
 
 
+#: How the reason of a job PENDING for want of a live worker offering its capability begins
+#: (views tell it from a job waiting for its parents, a delay or a retry by this).
+NO_WORKER = "waiting for a worker with capability "
+
 @dataclass(eq=False)
 class JobRec:
     id: int

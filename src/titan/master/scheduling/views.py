@@ -8,7 +8,7 @@ from typing import Any
 
 from titan.errors import NotFound
 from titan.master.scheduling import services
-from titan.master.scheduling.state import JOB_STATES, dag_status
+from titan.master.scheduling.state import JOB_STATES, NO_WORKER, dag_status
 from titan.storage.base import Row, Transaction
 from titan.trace.naming import run_aliases, stage_label
 
@@ -99,7 +99,9 @@ def waiting_capabilities(tx: Transaction, dags: list[Row],
     pending = [d["id"] for d in dags if counts.get(d["id"], {}).get("PENDING")]
     found: dict[int, set[str]] = {}
     for job in tx.jobs_of_dags(pending) if pending else ():
-        if job["state"] == "PENDING":
+        # PENDING for want of a worker, as the scheduler says it: not a job that waits for
+        # its parents, its delay or a retry's backoff (a live worker may well offer it).
+        if job["state"] == "PENDING" and (job.get("reason") or "").startswith(NO_WORKER):
             found.setdefault(job["dag_id"], set()).add(job["requirement"])
     return {dag_id: sorted(caps) for dag_id, caps in found.items()}
 
