@@ -232,7 +232,9 @@ class Recorder:
             return
         for run in list(self.driven.values()):
             body: dict[str, Any] = {"status": "ended"}
-            if self.failure is not None:
+            if isinstance(self.failure, KeyboardInterrupt):
+                body = {"status": "cancelled", "error": "interrupted (KeyboardInterrupt)"}
+            elif self.failure is not None:
                 body = {"status": "failed", "error": _describe(self.failure)}
             self.put("patch", run, body)
         self.driven.clear()

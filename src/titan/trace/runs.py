@@ -101,8 +101,8 @@ def run(agent_id: str, *, agent_version: str | None = None, budget_usd: float | 
 
 def drive(run_id: str, endpoint: Any = None) -> None:
     """This process submitted a stage of agent run ``run_id`` from outside it: it is the run's
-    driver, and when it exits the run ends (completed unless its last stage failed, or failed
-    with the uncaught exception that ended the process)."""
+    driver, and when it exits the run ends (completed unless its last stage failed, failed
+    with the uncaught exception that ended the process, cancelled by Ctrl-C)."""
     if os.environ.get("TITAN_AGENT_RUN_ID") == run_id or run_id in RECORDER.driven:
         return
     if os.environ.get("TITAN_TRACE_DRIVER", "1") == "0":
@@ -123,8 +123,7 @@ def _watch_uncaught() -> None:
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
-        if not issubclass(kind, KeyboardInterrupt):
-            RECORDER.failure = exc
+        RECORDER.failure = exc  # a KeyboardInterrupt (Ctrl-C) ends the runs cancelled
         previous(kind, exc, tb)
 
     sys.excepthook = hook
