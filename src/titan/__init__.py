@@ -14,11 +14,20 @@ from titan.version import __version__
 
 if TYPE_CHECKING:
     from titan import errors, llm, trace
-    from titan.client import TitanClient, TitanJob, load_pipeline, wait_for_signal, wait_for_signals
+    from titan.client import (
+        TitanClient,
+        TitanJob,
+        get_artifact,
+        load_pipeline,
+        publish_artifact,
+        wait_for_signal,
+        wait_for_signals,
+    )
     from titan.trace import tool
 
-__all__ = ["TitanClient", "TitanJob", "__version__", "errors", "llm", "load_pipeline", "tool",
-           "trace", "wait_for_signal", "wait_for_signals"]
+__all__ = ["TitanClient", "TitanJob", "__version__", "errors", "get_artifact", "llm",
+           "load_pipeline", "publish_artifact", "tool", "trace", "wait_for_signal",
+           "wait_for_signals"]
 
 
 def __getattr__(name: str) -> Any:

@@ -47,6 +47,16 @@ class TitanError(Exception):
         super().__init__(message or (self.__doc__ or "").strip())
 
 
+class StageFailed(TitanError):
+    """A stage this client submitted ended without completing while a signal it was to write
+    was awaited (``wait_for_signal``): the signal will not come. ``dag`` is the stage's DAG
+    object, ``key`` the signal waited for."""
+
+    def __init__(self, message: str, dag: dict[str, Any], key: str) -> None:
+        super().__init__(message)
+        self.dag, self.key = dag, key
+
+
 class ConfigError(TitanError):
     """Titan is not configured correctly."""
 

@@ -4,7 +4,15 @@
 """
 
 from titan import errors
-from titan.client import TitanClient, TitanJob, load_pipeline, wait_for_signal, wait_for_signals
+from titan.client import (
+           TitanClient,
+           TitanJob,
+           get_artifact,
+           load_pipeline,
+           publish_artifact,
+           wait_for_signal,
+           wait_for_signals,
+)
 
-__all__ = ["TitanClient", "TitanJob", "errors", "load_pipeline", "wait_for_signal",
-           "wait_for_signals"]
+__all__ = ["TitanClient", "TitanJob", "errors", "get_artifact", "load_pipeline",
+           "publish_artifact", "wait_for_signal", "wait_for_signals"]

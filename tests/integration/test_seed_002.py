@@ -224,3 +224,85 @@ def test_seed_001s_orchestrator_loop_waits_on_stage_signals(cluster: Cluster,
     with pytest.raises(WaitTimeout):
         wait_for_signals(cluster.client(), ["research:SEED001:a:done", "never:done"],
                          timeout=0.5)
+
+
+def test_a_signal_from_a_stage_that_failed_is_not_waited_for_forever(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # Seed 001's loop waits with no timeout: a stage failing before it signals (a typo, an
+    # ImportError) held the orchestrator for ever, the stage FAILED on the Agent Runs page.
+    (tmp_path / "broken.py").write_text("import no_such_module_here\n")
+    (tmp_path / "signals.py").write_text(textwrap.dedent("""
+        import sys
+        from titan_sdk import TitanClient
+        TitanClient().store_put(sys.argv[1], "done")
+        raise SystemExit(3)  # signalled first, then failed: the signal stands
+    """))
+    out = run_snippet(cluster, """
+        import time
+        from titan_sdk import TitanClient, TitanJob, wait_for_signal
+        from titan.errors import StageFailed
+
+        client = TitanClient()
+        client.submit_dag("SIGFAIL_PLAN", [TitanJob("planner", "broken.py")],
+                          agent_run_id="SIGFAIL")
+        started = time.monotonic()
+        try:
+            wait_for_signal(client, "research:SIGFAIL:planner:done")
+        except StageFailed as exc:
+            print("raised", exc.dag["status"], exc.key, round(time.monotonic() - started))
+            print(exc)
+        client.submit_dag("SIGFAIL_LATE", [TitanJob("late", "signals.py",
+                                                    args=["research:SIGFAIL:late:done"])],
+                          agent_run_id="SIGFAIL")
+        time.sleep(2)  # failed by now, after it signalled
+        print("value", wait_for_signal(client, "research:SIGFAIL:late:done"))
+    """, tmp_path)
+    lines = out.splitlines()
+    raised, status, key, took = lines[0].split()
+    assert (raised, status, key) == ("raised", "FAILED", "research:SIGFAIL:planner:done")
+    assert int(took) <= 12, out
+    assert "SIGFAIL_PLAN#1 ended FAILED without signalling" in lines[1], out
+    assert lines[-1] == "value done"
+
+
+def test_publish_and_get_artifact_as_functions(cluster: Cluster, tmp_path: Path) -> None:
+    # Seed 001: "Workers call publish_artifact(key, filename)": a function, as the seed's
+    # wait_for_signal is one.
+    (tmp_path / "worker.py").write_text(textwrap.dedent("""
+        from titan_sdk import publish_artifact
+        open("report.md", "w").write("# report\\n")
+        publish_artifact("research:ART:report", "report.md")
+    """))
+    out = run_snippet(cluster, """
+        from titan_sdk import TitanClient, TitanJob, get_artifact, publish_artifact
+
+        client = TitanClient()
+        client.submit_dag("ART_SYNTH", [TitanJob("synth", "worker.py")], agent_run_id="ART",
+                          wait=True, timeout=60)
+        print(open(get_artifact("research:ART:report", save_path="got.md")).read().strip())
+        open("mine.txt", "w").write("mine")
+        publish_artifact(client, "research:ART:mine", "mine.txt")
+        print(open(get_artifact(client, "research:ART:mine", save_path="back.txt")).read())
+    """, tmp_path)
+    assert out.splitlines() == ["# report", "mine"]
+
+
+def test_an_orchestrator_stopped_with_ctrl_c_ends_its_run_cancelled(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # It ended "completed": the driver's exit hook let a KeyboardInterrupt pass as success.
+    (tmp_path / "step.py").write_text("print('step')\n")
+    (tmp_path / "driver.py").write_text(textwrap.dedent("""
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+        client.submit_dag("CTRLC_PLAN", [TitanJob("plan", "step.py")], agent_run_id="CTRLC",
+                          wait=True, timeout=60)
+        raise KeyboardInterrupt
+    """))
+    done = subprocess.run([sys.executable, "driver.py"], cwd=tmp_path, env=cluster.env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+    deadline = time.monotonic() + 20
+    while (run := cluster.api("GET", "/runs/CTRLC"))["status"] == "running":
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+    assert (run["status"], run["error"]) == ("cancelled", "interrupted (KeyboardInterrupt)")

@@ -2,9 +2,10 @@
 
 from titan.client.client import TitanClient
 from titan.client.config import Endpoint, resolve
+from titan.client.files import get_artifact, publish_artifact
 from titan.client.job import TitanJob
 from titan.client.pipeline import load_pipeline
 from titan.client.store import wait_for_signal, wait_for_signals
 
-__all__ = ["Endpoint", "TitanClient", "TitanJob", "load_pipeline", "resolve", "wait_for_signal",
-           "wait_for_signals"]
+__all__ = ["Endpoint", "TitanClient", "TitanJob", "get_artifact", "load_pipeline",
+           "publish_artifact", "resolve", "wait_for_signal", "wait_for_signals"]

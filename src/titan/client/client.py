@@ -68,6 +68,8 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
         self._transport = Transport(resolve(host, port, token, urls=url), timeout=timeout,
                                     http_transport=transport)
         self._uploaded: set[str] = set()
+        #: The id of the last DAG submitted here: a signal wait watches it (client/store.py).
+        self.last_stage: int | None = None
         self._uploaded_lock = threading.Lock()
 
     @property
@@ -183,6 +185,7 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             code.register(self._transport, agent_run_id, {
                 str(job.script_path().resolve()): sha for job in jobs
                 if (sha := shas[job.job_id]) is not None})
+        self.last_stage = reply.get("id")
         if wait and reply.get("status") in ("WAITING", "RUNNING"):
             # Still running after the master's hold (or an older master that does not hold).
             rest = None if deadline is None else deadline - time.monotonic()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from titan.client.long_poll import long_poll, wait_deadline
 from titan.client.transport import Transport
-from titan.errors import ValidationFailed
+from titan.errors import NotFound, StageFailed, ValidationFailed, WaitTimeout
 from titan.formats import quote_ref
 
 #: Keys asked for per request when listing the store (the master's most).
@@ -122,19 +122,54 @@ class StoreOps:
                 return
 
 
+#: How often a signal wait looks at the stage expected to write it (seconds).
+STAGE_CHECK = 5.0
+#: What a stage that will never signal ended as.
+_UNFINISHED = ("FAILED", "PARTIAL", "CANCELLED")
+
+
 def wait_for_signal(client: TitanClient, key: str, timeout: float | None = None) -> str:
     """Wait until a stage signals ``key`` (puts it in TitanStore); its value. Raises
-    :class:`~titan.errors.WaitTimeout` after ``timeout`` seconds (None: as long as it takes)."""
-    return client.store_wait(key, timeout=timeout)
+    :class:`~titan.errors.WaitTimeout` after ``timeout`` seconds (None: as long as it takes),
+    and :class:`~titan.errors.StageFailed` once the last stage this client submitted has
+    ended FAILED, PARTIAL or CANCELLED without the key: seed 001's loop waited for ever on
+    a stage that had failed before signalling."""
+    return _signal(client, key, wait_deadline(timeout), timeout)
 
 
 def wait_for_signals(client: TitanClient, keys: Iterable[str],
                      timeout: float | None = None) -> dict[str, str]:
     """Wait until every one of ``keys`` is signalled, in whatever order they come, within
-    ``timeout`` seconds in all; their values by key."""
+    ``timeout`` seconds in all; their values by key (:class:`~titan.errors.StageFailed` as
+    for :func:`wait_for_signal`)."""
     deadline = wait_deadline(timeout)
-    got: dict[str, str] = {}
-    for key in keys:
+    return {key: _signal(client, key, deadline, timeout) for key in keys}
+
+
+def _signal(client: TitanClient, key: str, deadline: float | None,
+            timeout: float | None) -> str:
+    stage = client.last_stage
+    if stage is None:  # nothing submitted from here: nothing to watch but the key
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        got[key] = client.store_wait(key, timeout=left)
-    return got
+        return client.store_wait(key, timeout=left)
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        step = STAGE_CHECK if left is None else min(STAGE_CHECK, left)
+        try:
+            return client.store_wait(key, timeout=step)
+        except WaitTimeout:
+            if left is not None and left <= step:
+                raise WaitTimeout(f"timed out after {round(timeout or 0, 1):g}s waiting for "
+                                  f"store key {key!r}") from None
+        try:
+            dag = client.get_dag(stage)
+        except NotFound:  # deleted by retention since: nothing to tell from it
+            continue
+        if dag.get("status") in _UNFINISHED:
+            try:  # it may have signalled before it ended
+                return client.store_wait(key, timeout=0)
+            except WaitTimeout:
+                raise StageFailed(
+                    f"stage {dag.get('ref', stage)} ended {dag['status']} without signalling "
+                    f"{key!r}: the signal will not come (its jobs' logs say why)",
+                    dag, key) from None
