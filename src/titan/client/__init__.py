@@ -1,8 +1,8 @@
 """The Titan SDK: :class:`TitanClient`, :class:`TitanJob` and YAML pipelines."""
 
+from titan.client.artifacts import get_artifact, publish_artifact
 from titan.client.client import TitanClient
 from titan.client.config import Endpoint, resolve
-from titan.client.files import get_artifact, publish_artifact
 from titan.client.job import TitanJob
 from titan.client.pipeline import load_pipeline
 from titan.client.store import wait_for_signal, wait_for_signals

@@ -245,32 +245,3 @@ def _destination(save_path: str | os.PathLike[str] | None, name: str) -> Path:
         return (path / name).absolute()
     return path.absolute()
 
-
-def publish_artifact(*args: Any, client: Any = None) -> dict[str, Any]:
-    """Seed 001's ``publish_artifact(key, filename)`` as a function of its own (a worker's
-    script needs no client of its own: inside a job, ``TitanClient()`` is the job's). Also
-    ``publish_artifact(client, key, filename)``, as ``wait_for_signal(client, key)`` is
-    called. The file object, as :meth:`TitanClient.publish_artifact` returns it."""
-    client, (key, filename) = _client_and(args, client, 2, "publish_artifact(key, filename)")
-    reply: dict[str, Any] = client.publish_artifact(key, filename)
-    return reply
-
-
-def get_artifact(*args: Any, save_path: str | os.PathLike[str] | None = None,
-                 client: Any = None) -> str:
-    """``get_artifact(key, save_path=...)`` as a function (or ``get_artifact(client, key,
-    save_path=...)``); the path written, as :meth:`TitanClient.get_artifact` returns it."""
-    client, (key,) = _client_and(args, client, 1, "get_artifact(key, save_path=None)")
-    return str(client.get_artifact(key, save_path))
-
-
-def _client_and(args: tuple[Any, ...], client: Any, count: int,
-                usage: str) -> tuple[Any, tuple[Any, ...]]:
-    from titan.client.client import TitanClient
-
-    if args and isinstance(args[0], TitanClient):
-        client, args = args[0], args[1:]
-    if len(args) != count:
-        raise ValidationFailed(f"usage: {usage}, or with a TitanClient first; got "
-                               f"{len(args)} argument(s) besides the client")
-    return client if client is not None else TitanClient(), args
