@@ -51,6 +51,7 @@ ADDED: dict[int, dict[str, Any]] = {
          "indexes": ("ix_actions_started",)},
     15: {"columns": {"dags": ("schedule",)}, "tables": ("schedules", "schedule_fires")},
     16: {"columns": {"jobs": ("service", "service_status")}},
+    17: {"columns": {"agent_runs": ("alive_at",)}, "indexes": ("ix_agent_runs_alive",)},
 }
 
 #: Differences that are the migration's intent, each with its reason.

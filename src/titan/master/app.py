@@ -60,6 +60,7 @@ from titan.master.events import EventHub
 from titan.master.otel.exporter import Exporter
 from titan.master.otel.receiver import Receiver
 from titan.master.replays.service import Replays
+from titan.master.runs import liveness
 from titan.master.runs.retention import Retention
 from titan.master.runs.service import RunService
 from titan.master.schedules.service import Schedules
@@ -232,6 +233,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         otlp_in.start()
         tasks = [asyncio.create_task(retention.keep_retention(config.run_retention))
                  ] if config.run_retention else []
+        tasks.append(asyncio.create_task(liveness.keep_reaping(runs, config.run_alive_timeout)))
         if config.archive_days:
             tasks.append(asyncio.create_task(retention.keep_archiving()))
         if config.dag_retention:

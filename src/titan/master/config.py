@@ -68,6 +68,10 @@ class MasterConfig:
     #: A leader whose heartbeat is older than this is taken for dead by the standbys.
     leader_timeout: float = field(
         default_factory=lambda: _env_float("TITAN_LEADER_TIMEOUT", 5.0))
+    #: A run whose recording process showed no sign of life this long is ended failed
+    #: (titan.master.runs.liveness); the SDK shows one every 30 s.
+    run_alive_timeout: float = field(
+        default_factory=lambda: _env_float("TITAN_RUN_ALIVE_TIMEOUT", 120.0))
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
     run_retention: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_RUN_RETENTION") or None)
@@ -160,6 +164,9 @@ class MasterConfig:
             # job ran attempt after attempt until it failed.
             raise ConfigError(f"TITAN_LEASE_SECONDS must be at least 1 second, got "
                               f"{self.lease_seconds:g}")
+        if not 1.0 <= self.run_alive_timeout <= 7 * 86_400:
+            raise ConfigError(f"TITAN_RUN_ALIVE_TIMEOUT must be 1 to 604800 seconds, got "
+                              f"{self.run_alive_timeout:g}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"the master's port must be 1-65535, got {self.port}")
         if not self.leader_timeout >= 1.0:

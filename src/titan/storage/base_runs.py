@@ -59,6 +59,16 @@ class RunsTransaction(abc.ABC):
         """Set some columns of a run."""
 
     @abc.abstractmethod
+    def mark_runs_alive(self, run_ids: Sequence[str], now: float) -> list[str]:
+        """Record a sign of life of the process recording these runs, on those still
+        running; their ids."""
+
+    @abc.abstractmethod
+    def silent_runs(self, before: float) -> list[str]:
+        """Running runs whose recording process last showed a sign of life before
+        ``before`` (never for a run no process watches)."""
+
+    @abc.abstractmethod
     def get_run(self, run_id: str) -> Row | None:
         """One run with its totals (tags decoded), or None."""
 

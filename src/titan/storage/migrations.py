@@ -176,6 +176,15 @@ def _services(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {column} TEXT"))
 
 
+def _run_liveness(conn: Connection) -> None:
+    # Runs from before: no process heartbeats for them (NULL), so none is ever reaped.
+    if "alive_at" not in {c["name"] for c in inspect(conn).get_columns("agent_runs")}:
+        conn.execute(text("ALTER TABLE agent_runs ADD COLUMN alive_at FLOAT"))
+    index = next(i for i in t.agent_runs.indexes if i.name == "ix_agent_runs_alive")
+    if index.name not in {i["name"] for i in inspect(conn).get_indexes("agent_runs")}:
+        index.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -195,6 +204,7 @@ MIGRATIONS: list[Migration] = [
      _schedules),
     (16, "services: readiness, restart and stop settings; reported health and address",
      _services),
+    (17, "agent runs: the last sign of life of the process recording them", _run_liveness),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

@@ -86,6 +86,21 @@ class RunsSQL:
                 values[key] = json.dumps(values[key])
         self.conn.execute(t.agent_runs.update().where(t.agent_runs.c.id == run_id).values(**values))
 
+    def mark_runs_alive(self, run_ids: Sequence[str], now: float) -> list[str]:
+        c = t.agent_runs.c
+        found: list[str] = []
+        for chunk in iter_chunks(list(dict.fromkeys(run_ids)), 500):
+            found.extend(str(r[0]) for r in self.conn.execute(
+                t.agent_runs.update().where(c.id.in_(chunk), c.status == "running")
+                .values(alive_at=now).returning(c.id)))
+        return found
+
+    def silent_runs(self, before: float) -> list[str]:
+        c = t.agent_runs.c
+        return [str(r[0]) for r in self.conn.execute(
+            select(c.id).where(c.status == "running", c.alive_at.isnot(None),
+                               c.alive_at < before).order_by(c.alive_at))]
+
     def get_run(self, run_id: str) -> Row | None:
         row = compiled.execute(
             self.conn, "get_run",

@@ -39,6 +39,19 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
 
 
+def _heartbeat() -> float:
+    """Seconds between two signs of life for the runs this process holds open
+    (``TITAN_TRACE_HEARTBEAT``, 30; a value that is not a positive number is ignored)."""
+    try:
+        value = float(os.environ.get("TITAN_TRACE_HEARTBEAT") or 30.0)
+    except ValueError:
+        return 30.0
+    return value if 0.05 <= value <= 3600 else 30.0
+
+
+HEARTBEAT = _heartbeat()
+
+
 class Recorder:
     def __init__(self) -> None:
         self.queue: deque[tuple[str, RunHandle, Any]] = deque()
@@ -55,11 +68,19 @@ class Recorder:
         self._lock = threading.Lock()
         self.driven: dict[str, RunHandle] = {}  # runs this process drives (ends at exit)
         self.failure: BaseException | None = None  # an uncaught exception, seen at exit
+        # Runs this process opened and has not ended: with the driven ones, they get a sign
+        # of life every HEARTBEAT seconds (master/runs/liveness.py ends a silent one).
+        self.open: dict[str, RunHandle] = {}
+        self._next_beat = 0.0
 
     # -- the caller's side --------------------------------------------------------------------
     def put(self, kind: str, run: RunHandle, item: Any) -> None:
         if self._thread is None or self._pid != os.getpid():
             self.ensure_started()
+        if kind == "create":
+            self.open[run.id] = run
+        elif kind == "patch" and item.get("status") not in (None, "running"):
+            self.open.pop(run.id, None)
         q = self.queue
         q.append((kind, run, item))
         if len(q) >= MAX_BATCH:
@@ -111,6 +132,8 @@ class Recorder:
         while True:
             self.wake.wait(delay or self.interval)
             self.wake.clear()
+            if not self._stopping and time.monotonic() >= self._next_beat:
+                self.beat()
             try:
                 sent = self._send_some()
             except Exception as exc:  # the master is unreachable or failing: keep and retry
@@ -126,6 +149,21 @@ class Recorder:
                     self.idle.notify_all()
                 if self._stopping:
                     return
+
+    def beat(self) -> None:
+        """Tell each master that this process is alive and holds its runs open (the
+        sender's thread does every HEARTBEAT seconds)."""
+        self._next_beat = time.monotonic() + HEARTBEAT
+        by_master: dict[int, tuple[RunHandle, list[str]]] = {}
+        for run in [*self.driven.values(), *self.open.values()]:
+            client = self.client(run)
+            by_master.setdefault(id(client), (run, []))[1].append(run.id)
+        for run, ids in by_master.values():
+            try:
+                self.client(run).call("POST", "/runs/alive", json={"runs": ids[:1000]})
+            except errors.TitanError as exc:  # unreachable now: the next beat tries again
+                log.debug("titan.trace: sign of life not delivered (%s)", exc)
+                self._next_beat = min(self._next_beat, time.monotonic() + 5.0)
 
     def _send_some(self) -> bool:
         """Send the head of the queue (one run's consecutive actions, or one run change);
@@ -201,6 +239,7 @@ class Recorder:
         try:
             if kind == "create":
                 learn(run, self.client(run).call("POST", "/runs", json=body))
+                self._next_beat = 0.0  # watched from now (master/runs/liveness.py)
             else:
                 self.client(run).call("PATCH", f"/runs/{quote_ref(run.id)}", json=body)
         except errors.APIError as exc:
@@ -230,6 +269,7 @@ class Recorder:
         """At exit: end the runs this process drove, then flush (bounded)."""
         if self._pid != os.getpid():
             return
+        self.open.clear()  # ended by their blocks, or not: either way no longer beating
         for run in list(self.driven.values()):
             body: dict[str, Any] = {"status": "ended"}
             if isinstance(self.failure, KeyboardInterrupt):

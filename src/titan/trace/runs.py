@@ -110,6 +110,9 @@ def drive(run_id: str, endpoint: Any = None) -> None:
     RECORDER.driven[run_id] = context.RunHandle(id=run_id, endpoint=endpoint)
     _watch_uncaught()
     RECORDER.ensure_started()
+    # Its first sign of life now, not on the sender's next turn: a driver killed at once
+    # would leave a run no one watches (master/runs/liveness.py).
+    RECORDER.beat()
 
 
 _hooked = False

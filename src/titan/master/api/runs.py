@@ -13,7 +13,7 @@ from titan.errors import NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Pruner, Reader, Writer
 from titan.master.api.params import MaybeAfter, Offset, Seq
-from titan.master.runs import export, ledger
+from titan.master.runs import export, ledger, liveness
 from titan.master.runs.ingest import MAX_USD
 from titan.master.runs.lookup import run_or_404
 from titan.master.runs.views import (
@@ -108,6 +108,11 @@ async def prune_runs(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
     ids = await c.retention.prune(before, dry_run=dry_run, among=among)
     return {"pruned": len(ids), "dry_run": dry_run, "run_ids": ids[:1000],
             "before": before}
+
+
+@router.post("/runs/alive", summary="A sign of life of the process recording these runs")
+async def runs_alive(c: CtxDep, p: Writer, body: Any = Body(...)) -> Row:
+    return await liveness.mark_alive(c.runs, body, p)
 
 
 @router.get("/runs/{run_id}", summary="One run: totals, stages, cost by stage/actor/channel")

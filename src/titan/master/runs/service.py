@@ -134,8 +134,11 @@ class RunService:
         self.hub.publish("run_created" if created else "run_updated", run_summary(run))
         return run, created
 
-    async def update_run(self, run_id: str, body: Any, who: Principal) -> Row:
-        self._check_own_run(run_id, who)
+    async def update_run(self, run_id: str, body: Any, who: Principal, *,
+                         silent_since: float | None = None) -> Row:
+        """``PATCH /runs/{id}``; ``silent_since``: the reaper's (:mod:`.liveness`) end of a run
+        silent since then, refused (Conflict) if it has shown a sign of life since."""
+        self.check_own_run(run_id, who)
         fields = action_input.parse_run(body, creating=False)
         if "budget_usd" in fields and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may change a run's budget")
@@ -145,6 +148,10 @@ class RunService:
 
         def op(tx: Transaction) -> tuple[Row, Row]:
             run = run_or_404(tx, run_id)
+            if silent_since is not None and not (
+                    run["status"] == RunStatus.RUNNING and run["ended_at"] is None
+                    and run["alive_at"] is not None and run["alive_at"] < silent_since):
+                raise Conflict(f"agent run {run_id} is no longer silent")
             compliance.check_retention_class(fields, who, run["retention_class"])
             started = fields.get("started_at") or run["started_at"] or now
             if fields.get("ended_at") is not None and fields["ended_at"] < started:
@@ -163,6 +170,9 @@ class RunService:
                 status = derived_end(tx, run, own_dag)
                 if status is None:  # stages still run: finish when they do
                     changes["ended_at"] = fields.get("ended_at") or end
+            if fields.get("status") not in (None, RunStatus.RUNNING) \
+                    and run["alive_at"] is not None:
+                changes["alive_at"] = None  # its process is done with it: no longer watched
             if status is not None and status != run["status"]:
                 if run["status"] != RunStatus.RUNNING and status != RunStatus.RUNNING:
                     raise Conflict(f"agent run {run_id} already ended {run['status']}")
@@ -181,7 +191,7 @@ class RunService:
             self.ending.add(run_id)
         else:
             self.ending.discard(run_id)
-        self._after_run_change(before, run)
+        self.after_run_change(before, run)
         return run
 
     # -- the engine's stage hooks (scheduling/engine_core.py StageHooks) ---------------------
@@ -207,7 +217,7 @@ class RunService:
         except (NotFound, Conflict):
             pass
 
-    def _after_run_change(self, before: Row, run: Row) -> None:
+    def after_run_change(self, before: Row, run: Row) -> None:
         for listener in self.listeners:
             listener.run_changed(before, run)
         if run["status"] != before["status"]:
@@ -243,7 +253,7 @@ class RunService:
 
         agent, changed = await self.engine.run(op)
         for before, run in changed:
-            self._after_run_change(before, run)
+            self.after_run_change(before, run)
         return agent
 
     # -- actions ------------------------------------------------------------------------------
@@ -262,7 +272,7 @@ class RunService:
         dag = self.engine.sched.dags.get(job.dag_id) if job else None
         return dag.agent_run_id if dag is not None else None
 
-    def _check_own_run(self, run_id: str, who: Principal) -> None:
+    def check_own_run(self, run_id: str, who: Principal) -> None:
         """A job's token may write only into the job's own agent run."""
         if who.role == "job" and self._own_run(who) != run_id:
             raise Forbidden(f"a job may only write into its own agent run, not {run_id!r}")
@@ -281,7 +291,7 @@ class RunService:
                             f"it started, not to {run_id!r}", details={"field": "agent_run_id"})
 
     async def ingest(self, run_id: str, body: Any, who: Principal) -> Row:
-        self._check_own_run(run_id, who)
+        self.check_own_run(run_id, who)
         now = time.time()  # each action's recorded_at, which its ledger content hash covers
         loop = asyncio.get_running_loop()
         rows = await loop.run_in_executor(None, prepare_batch, body, now, self.redactor,
@@ -298,7 +308,7 @@ class RunService:
         if fresh:
             for listener in self.listeners:
                 listener.actions_recorded(run, fresh)
-            self._after_run_change(before, run)
+            self.after_run_change(before, run)
         return {"accepted": len(fresh), "duplicates": len(rows) - len(fresh),
                 "first_seq": first if fresh else None, "run": budget_state(run)}
 

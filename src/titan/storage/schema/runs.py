@@ -65,10 +65,15 @@ agent_runs = Table(
     # first action recorded after); both None until a chained action is recorded.
     Column("chain_head", String(64)),
     Column("chain_start", Integer),
+    # The last sign of life of the process that opened or drives the run (migration 17,
+    # master/runs/liveness.py): None for runs no such process watches (the API's, OTLP's)
+    # and once the run has ended, so the reaper's index holds only open watched runs.
+    Column("alive_at", Float),
     Index("ix_agent_runs_started", "started_at"),
     Index("ix_agent_runs_agent", "agent_id", "started_at"),
     Index("ix_agent_runs_replay_of", "replay_of"),
     Index("ix_agent_runs_archived", "archived_at"),
+    Index("ix_agent_runs_alive", "alive_at"),
 )
 
 agents = Table(

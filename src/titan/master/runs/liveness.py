@@ -1,0 +1,101 @@
+"""Runs whose recording process died: found by its silence and ended ``failed``.
+
+A run opened with ``titan.trace.run`` or driven by a script that submits its stages ends when
+that process leaves the block or exits. Killed (``kill -9``, an OOM kill, a SIGTERM Python
+does not turn into an exit, the machine gone), it never says so, and the run stayed
+``running`` for ever on the Runs page while Agent Runs showed its stages finished.
+
+So the SDK's recorder sends a sign of life for the runs its process holds open, every
+``TITAN_TRACE_HEARTBEAT`` seconds (30): ``POST /runs/alive``, which stamps their
+``alive_at``. Once a running run has been silent ``TITAN_RUN_ALIVE_TIMEOUT`` seconds (120),
+the master ends it ``failed``, its error saying that its process stopped without ending it
+(:data:`CRASHED`). Only runs a process said it watches are ever ended this way (a run opened
+through the API or OTLP has no ``alive_at``), a run whose driver already ended it waits for
+its stages as before, and after the master starts every run gets a whole timeout to be heard
+again (the processes could not reach it meanwhile). A run ended this way whose process turns
+out to be alive (a network cut longer than the timeout) is running again at its next sign of
+life, and its own end is taken as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from titan.errors import Conflict, NotFound, ValidationFailed
+from titan.master.auth.tokens import Principal
+from titan.status import RunStatus
+from titan.storage.base import Row, Transaction
+
+if TYPE_CHECKING:
+    from titan.master.runs.service import RunService
+
+log = logging.getLogger("titan.master")
+
+#: The start of the error of a run ended for its process's silence.
+CRASHED = "crashed: "
+MAX_RUNS = 1000  # run ids per sign of life
+
+
+async def mark_alive(runs: RunService, body: Any, who: Principal) -> Row:
+    """``POST /runs/alive {"runs": [id, ...]}``: the ids still running (or running again)."""
+    ids = body.get("runs") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids) \
+            or len(ids) > MAX_RUNS or set(body) - {"runs"}:
+        raise ValidationFailed(f'the body must be {{"runs": [run id, ...]}} (at most '
+                               f"{MAX_RUNS} ids)", details={"field": "runs"})
+    for run_id in ids:
+        runs.check_own_run(run_id, who)
+    now = time.time()
+
+    def op(tx: Transaction) -> tuple[list[str], list[tuple[Row, Row]]]:
+        alive = tx.mark_runs_alive(ids, now)
+        revived = []
+        for run_id in dict.fromkeys(ids):
+            run = tx.get_run(run_id) if run_id not in alive else None
+            if run is not None and run["status"] == RunStatus.FAILED \
+                    and (run["error"] or "").startswith(CRASHED):
+                changes = {"status": RunStatus.RUNNING, "error": None, "ended_at": None,
+                           "alive_at": now}
+                tx.update_run(run_id, changes)
+                revived.append((run, {**run, **changes}))
+        return alive, revived
+
+    alive, revived = await runs.engine.run(op)
+    for before, after in revived:
+        log.info("run %s shows a sign of life again: running", after["id"])
+        runs.after_run_change(before, after)
+    return {"alive": alive + [after["id"] for _, after in revived]}
+
+
+async def keep_reaping(runs: RunService, timeout: float) -> None:
+    """Forever (a task of the master): end the watched runs silent for ``timeout`` s."""
+    started = time.time()
+    while True:
+        await asyncio.sleep(max(0.2, min(30.0, timeout / 4)))
+        now = time.time()
+        if now - started < timeout:
+            continue  # every process gets a whole timeout to reach a master just started
+        try:
+            await reap(runs, now - timeout, timeout)
+        except Exception:
+            log.exception("ending the runs whose process went silent failed")
+
+
+async def reap(runs: RunService, before: float, timeout: float) -> list[str]:
+    """End the watched runs silent since ``before``; their ids."""
+    silent: list[str] = await runs.engine.read(lambda tx: tx.silent_runs(before))
+    ended = []
+    for run_id in silent:
+        error = (f"{CRASHED}the process recording it stopped without ending it (no sign of "
+                 f"life for {timeout:g} s: killed, or cut off from the master)")
+        try:
+            await runs.update_run(run_id, {"status": "failed", "error": error},
+                                  Principal(role="admin"), silent_since=before)
+        except (NotFound, Conflict):
+            continue  # ended, or deleted, meanwhile
+        log.warning("run %s: its process went silent; ended failed", run_id)
+        ended.append(run_id)
+    return ended

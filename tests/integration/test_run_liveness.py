@@ -1,0 +1,112 @@
+"""Acceptance: a run whose recording process was killed ends ``failed`` instead of staying
+``running`` for ever (master/runs/liveness.py), on a real `titan up` whose runs go silent
+after 3 s, with scripts that show a sign of life every 0.3 s."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Cluster, shared_cluster
+
+TIMEOUT = 3.0
+cluster = shared_cluster(env={"TITAN_RUN_ALIVE_TIMEOUT": str(TIMEOUT),
+                              "TITAN_TRACE_HEARTBEAT": "0.3"})
+
+
+def start(cluster: Cluster, tmp_path: Path, source: str) -> subprocess.Popen[str]:
+    path = tmp_path / "agent.py"
+    path.write_text(textwrap.dedent(source))
+    return subprocess.Popen([sys.executable, str(path)], cwd=tmp_path, env=cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def status_becomes(cluster: Cluster, run_id: str, status: str, within: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while (run := cluster.api("GET", f"/runs/{run_id}"))["status"] != status:
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+    return run
+
+
+def test_a_killed_process_s_run_ends_failed(cluster: Cluster, tmp_path: Path) -> None:
+    agent = start(cluster, tmp_path, """
+        import time, titan
+        with titan.trace.run("doomed", run_id="doomed-1"):
+            with titan.trace.action("step", inputs={}) as a:
+                a.outputs = {"ok": True}
+            titan.trace.flush()
+            print("recorded", flush=True)
+            time.sleep(600)  # until killed
+    """)
+    assert agent.stdout is not None and agent.stdout.readline().strip() == "recorded"
+    time.sleep(1)  # alive a while: its signs of life keep it running
+    assert cluster.api("GET", "/runs/doomed-1")["status"] == "running"
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    run = status_becomes(cluster, "doomed-1", "failed", within=TIMEOUT * 4)
+    assert run["error"].startswith("crashed: the process recording it stopped without ending")
+    assert run["action_count"] == 1
+
+
+def test_a_driver_killed_by_sigterm_ends_its_run_failed(cluster: Cluster, tmp_path: Path) -> None:
+    (tmp_path / "step.py").write_text("print('step')\n")
+    agent = start(cluster, tmp_path, """
+        import time
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+        client.submit_dag("TERMED_PLAN", [TitanJob("plan", "step.py")],
+                          agent_run_id="TERMED", wait=True, timeout=60)
+        print("planned", flush=True)
+        time.sleep(600)
+    """)
+    assert agent.stdout is not None and agent.stdout.readline().strip() == "planned"
+    agent.send_signal(signal.SIGTERM)  # Python's default: gone, no exit hooks
+    agent.wait()
+    run = status_becomes(cluster, "TERMED", "failed", within=TIMEOUT * 4)
+    assert run["error"].startswith("crashed:")
+
+
+def test_a_live_process_keeps_its_run_and_ends_it_itself(cluster: Cluster,
+                                                          tmp_path: Path) -> None:
+    agent = start(cluster, tmp_path, f"""
+        import time, titan
+        with titan.trace.run("patient", run_id="patient-1"):
+            time.sleep({TIMEOUT * 2.5})
+    """)
+    time.sleep(TIMEOUT * 2)
+    assert cluster.api("GET", "/runs/patient-1")["status"] == "running"
+    assert agent.wait(timeout=60) == 0, agent.stderr.read() if agent.stderr else ""
+    assert status_becomes(cluster, "patient-1", "completed", within=10)["error"] is None
+
+
+def test_runs_no_process_watches_stay_and_a_silent_one_comes_back(cluster: Cluster) -> None:
+    # A run opened through the API, with no sign of life ever: nothing ends it but its owner.
+    cluster.api("POST", "/runs", {"id": "api-run", "agent_id": "api"})
+    # One whose process showed life, then went quiet past the timeout (a network cut): ended,
+    # and running again at its next sign of life, its own end taken as usual.
+    cluster.api("POST", "/runs", {"id": "cut-off", "agent_id": "api"})
+    assert cluster.api("POST", "/runs/alive", {"runs": ["cut-off", "nobody"]}) == {
+        "alive": ["cut-off"]}
+    status_becomes(cluster, "cut-off", "failed", within=TIMEOUT * 4)
+    assert cluster.api("GET", "/runs/api-run")["status"] == "running"
+    assert cluster.api("POST", "/runs/alive", {"runs": ["cut-off"]}) == {"alive": ["cut-off"]}
+    run = cluster.api("GET", "/runs/cut-off")
+    assert (run["status"], run["error"], run["ended_at"]) == ("running", None, None)
+    assert cluster.api("PATCH", "/runs/cut-off", {"status": "completed"})["status"] == \
+        "completed"
+    # An ended run is not brought back, nor is one ended by its owner.
+    assert cluster.api("POST", "/runs/alive", {"runs": ["cut-off"]}) == {"alive": []}
+    for bad in ({"runs": "cut-off"}, {"runs": [1]}, {"run": ["x"]}, {"runs": ["x"] * 1001}):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            cluster.api("POST", "/runs/alive", bad)
+        assert refused.value.code == 400
+    cluster.api("PATCH", "/runs/api-run", {"status": "completed"})
