@@ -50,8 +50,8 @@ def run_id_problem(value: object) -> str | None:
     '.', '_', ':' or '-', and not only dots (a path segment of dots is no name: URLs drop it).
     A DAG's ``agent_run_id`` is held to it too, or its run could never be read back."""
     if not isinstance(value, str) or not _RUN_ID.fullmatch(value) or not value.strip("."):
-        return ("must be 1-200 characters of letters, digits, '.', '_', ':' or '-' (not only "
-                "dots)")
+        return ("must be 1-200 characters of ASCII letters (A-Z, a-z), digits, '.', '_', ':' "
+                "or '-' (no spaces, not only dots)")
     return None
 _EPOCH_2000 = 946_684_800.0
 
@@ -166,7 +166,7 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
         if action_id is None:
             action_id = uuid.uuid4().hex
         elif not isinstance(action_id, str) or not _ID.match(action_id):
-            p.add(i, "id", "must be 1-64 characters of letters, digits, '.', '_', ':' or '-'")
+            p.add(i, "id", "must be 1-64 characters of ASCII letters, digits, '.', '_', ':' or '-'")
         elif action_id in seen:
             p.add(i, "id", "appears twice in this batch")
         seen.add(str(action_id))
