@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.harness import Cluster
 from tests.integration.processes import SPAWNER, alive, children, wait_dead
+from tests.integration.test_cli import titan
 from titan.errors import Conflict
 from titan_sdk import TitanJob
 
@@ -132,6 +133,41 @@ def test_manual_retry_revives_skipped_children(cluster: Cluster) -> None:
     assert client.wait("repair", timeout=2)["status"] == "COMPLETED"
     with pytest.raises(Conflict, match="DAG 'repair' already ended COMPLETED"):
         client.cancel("repair")  # named as it was asked for, not by an internal id
+
+
+def test_a_finished_dag_is_retried_whole(cluster: Cluster) -> None:
+    # client.retry("DAG-x") answered "no job 'DAG-x'": a DAG's failed jobs could only be
+    # retried one by one, and a job under a cancelled parent not at all.
+    flaky = cluster.script("flaky_whole.py", """
+        import sys
+        from titan import TitanClient
+        if TitanClient().store_incr("whole:tries") < 2:
+            sys.exit("first try fails")
+    """)
+    ok = cluster.script("ok.py", "print('ok')\n")
+    client = cluster.client()
+    client.submit_dag("whole", [
+        TitanJob(job_id="flaky", filename=flaky),
+        TitanJob(job_id="after", filename=ok, parents=["flaky"]),
+        TitanJob(job_id="fine", filename=ok),
+    ])
+    dag = client.wait("DAG-whole", timeout=60)
+    assert dag["status"] == "PARTIAL", dag
+    with pytest.raises(Conflict, match="still running"):
+        client.submit_dag("busy", [TitanJob(job_id="slow", filename=cluster.script(
+            "slow_whole.py", "import time; time.sleep(30)\n"))])
+        client.retry("DAG-busy")
+    client.cancel("DAG-busy")
+    again = client.retry("DAG-whole")
+    assert again["ref"] == "whole#1" and by_id(again)["fine"]["state"] == "COMPLETED"
+    dag = client.wait("DAG-whole", timeout=60)
+    assert dag["status"] == "COMPLETED", dag
+    assert [by_id(dag)[j]["attempt"] for j in ("flaky", "after", "fine")] == [2, 1, 1]
+    with pytest.raises(Conflict, match="nothing to retry"):
+        client.retry("DAG-whole")
+    out = titan(cluster, "retry", "DAG-busy").stdout  # the CLI, on a cancelled DAG
+    assert out.strip() in ("busy#1: RUNNING", "busy#1: WAITING"), out
+    client.cancel("DAG-busy")
 
 
 def test_killing_titan_up_takes_its_worker_and_jobs_down(cluster: Cluster, tmp_path: Path) -> None:

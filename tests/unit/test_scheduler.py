@@ -309,6 +309,34 @@ def test_manual_retry_revives_skipped_children() -> None:
     assert jobs["b"].state == "READY"
 
 
+def test_retrying_a_cancelled_dag_runs_its_unfinished_work_in_order() -> None:
+    # client.retry("DAG-x") answered "no job 'DAG-x'": only jobs could be retried, one by
+    # one, and a job under a cancelled parent could not be at all.
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "a"}, {"id": "b", "parents": ["a"]}, {"id": "c", "parents": ["b"]},
+                {"id": "ok"}, {"id": "bad"}], ch)
+    jobs = by_name(s, d)
+    s.take(w, 3, ch)  # a, ok, bad run
+    s.finish(jobs["ok"].id, 1, 0, None, False, ch)
+    s.finish(jobs["bad"].id, 1, 1, None, False, ch)
+    s.cancel_dag(d, ch)
+    assert [jobs[n].state for n in "abc"] == ["CANCELLED", "SKIPPED", "SKIPPED"]
+    assert d.cancelled
+    ch = Changes()
+    retried = s.retry_dag(d, ch)
+    assert sorted(j.job_id for j in retried) == ["a", "b", "bad", "c"]
+    assert not d.cancelled and ch.dags[d.id]["cancelled"] is False
+    assert jobs["ok"].state == "COMPLETED", "what succeeded is kept"
+    assert (jobs["a"].state, jobs["bad"].state) == ("READY", "READY")
+    assert (jobs["b"].state, jobs["c"].state) == ("PENDING", "PENDING"), "after their parents"
+    assert jobs["a"].max_attempts == 2 and jobs["bad"].max_attempts == 2
+    s.take(w, 2, ch)
+    s.finish(jobs["a"].id, 2, 0, None, False, ch)
+    assert jobs["b"].state == "READY"
+
+
 def test_losing_last_capable_worker_parks_ready_jobs() -> None:
     s = make()
     g = worker(s, "g", ("GPU",))

@@ -232,8 +232,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        job = client.retry(args.ref)
-    print_json(job) if args.json else print(f"{job.get('ref')}: {job.get('state')}")
+        found = client.retry(args.ref)  # a job, or a DAG's unsuccessful jobs
+    if args.json:
+        print_json(found)
+    else:
+        print(f"{found.get('ref')}: {found.get('state') or found.get('status')}")
     return 0
 
 

@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between SIGTERM and SIGKILL (default: the service's "
                         "stop_grace)")
     p.add_argument("--wait", action="store_true", help="wait until it has stopped")
-    command("retry", cmd_retry, "run a failed or cancelled job again").add_argument("ref")
+    command("retry", cmd_retry, "run a failed or cancelled job again, or a finished DAG's "
+            "unsuccessful jobs").add_argument("ref")
     for verb, effect in (("approve", "its downstream jobs run"),
                          ("reject", "it fails and its downstream jobs are skipped")):
         p = command(verb, cmd_decide, f"{verb} an approval gate: {effect}")

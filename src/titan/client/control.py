@@ -64,8 +64,24 @@ class ControlOps:
         return reply
 
     def retry(self, ref: Ref) -> dict[str, Any]:
-        """Run a FAILED, CANCELLED or TIMED_OUT job again (its skipped descendants too)."""
-        reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_ref(ref)}/retry")
+        """Run a FAILED, CANCELLED or TIMED_OUT job again (its skipped descendants too); the
+        job object. Or, if ``ref`` names no job, a finished DAG's unsuccessful jobs
+        (:meth:`retry_dag`); the DAG object. A plain name that is both is refused."""
+        self._unambiguous(ref, "retry")
+        try:
+            reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_ref(ref)}/retry")
+            return reply
+        except NotFound:
+            pass
+        try:
+            return self.retry_dag(ref)
+        except NotFound:
+            raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
+
+    def retry_dag(self, ref: Ref) -> dict[str, Any]:
+        """Run every unsuccessful job of a finished DAG again (failed, timed out, cancelled,
+        skipped; a rejected or expired gate is asked again); the DAG object."""
+        reply: dict[str, Any] = self._transport.call("POST", f"/dags/{quote_ref(ref)}/retry")
         return reply
 
     def approve(self, ref: Ref, comment: str | None = None) -> dict[str, Any]:

@@ -149,6 +149,13 @@ async def get_dag(c: CtxDep, p: Reader, ref: str) -> Row:
     return await c.engine.read(lambda tx: dag_with_jobs(tx, find_dag(tx, ref)["id"]))
 
 
+@router.post("/dags/{ref:path}/retry", summary="Run a finished DAG's unsuccessful jobs again")
+async def retry_dag(c: CtxDep, p: Writer, ref: str) -> Row:
+    dag = await c.engine.read(lambda tx: find_dag(tx, ref))
+    await c.engine.retry_dag(dag["id"], ref)
+    return await c.engine.read(lambda tx: dag_with_jobs(tx, dag["id"]))
+
+
 @router.post("/dags/{ref:path}/cancel", summary="Cancel every unfinished job of a DAG")
 async def cancel_dag(c: CtxDep, p: Writer, ref: str) -> Row:
     dag = await c.engine.read(lambda tx: find_dag(tx, ref))

@@ -52,6 +52,26 @@ class EngineControl:
         _wake_cancels(self.sched)
         await self.submit(ch)
 
+    async def retry_dag(self: EngineCore, dag_id: int, ref: str | None = None) -> int:
+        """Run a finished DAG's unsuccessful jobs again (Conflict while it runs, or when every
+        job succeeded); how many were retried."""
+        revived = dag_id not in self.sched.dags
+        dag = await self.revive(dag_id)
+        jobs = [self.sched.jobs[j] for j in dag.jobs]
+        problem = None
+        if any(j.state not in TERMINAL for j in jobs):
+            problem = f"DAG {ref or dag_id!r} is still running: retry it once it has finished"
+        elif all(j.state in SUCCEEDED for j in jobs):
+            problem = f"every job of DAG {ref or dag_id!r} succeeded: nothing to retry"
+        if problem is not None:
+            if revived:
+                self.sched.forget_if_finished(dag_id)
+            raise Conflict(problem, details={"status": dag.status})
+        ch = Changes()
+        retried = self.sched.retry_dag(dag, ch)
+        await self.submit(ch)
+        return len(retried)
+
     async def retry_job(self: EngineCore, job_id: int, dag_id: int) -> None:
         revived = dag_id not in self.sched.dags
         await self.revive(dag_id)

@@ -135,6 +135,33 @@ class JobOutcomes:
             self._runnable(job, ch)
 
 
+    def retry_dag(self: SchedulerCore, dag: DagRec, ch: Changes) -> list[JobRec]:
+        """Run every unsuccessful job of a finished DAG again (failed, timed out, cancelled,
+        skipped; a gate rejected or expired is asked again): each waits for its parents as at
+        submission. The jobs retried."""
+        redo = [self.jobs[j] for j in dag.jobs
+                if self.jobs[j].state in TERMINAL and self.jobs[j].state not in SUCCEEDED]
+        for job in redo:
+            job.not_before = None
+            if job.state == SKIPPED:  # never ran: nothing of it to clear
+                self._set(job, PENDING, ch, reason=None, finished_at=None, not_before=None)
+                continue
+            job.max_attempts = max(job.max_attempts, job.attempt + 1)
+            self._set(job, PENDING, ch, max_attempts=job.max_attempts,
+                      reason="retried by a user", exit_code=None, error=None, finished_at=None,
+                      not_before=None, **(gates.CLEARED if job.is_gate else {}))
+        if dag.cancelled:
+            dag.cancelled = False
+            ch.dags[dag.id]["cancelled"] = False
+        for job in redo:
+            job.waiting_parents = sum(1 for p in job.parents
+                                      if self.jobs[p].state not in SUCCEEDED)
+        for job in redo:
+            if job.waiting_parents == 0:
+                self._runnable(job, ch)
+        return redo
+
+
 def _descendants(sched: SchedulerCore, job: JobRec) -> set[int]:
     seen: set[int] = set()
     stack = list(job.children)
