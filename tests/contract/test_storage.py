@@ -390,10 +390,10 @@ def test_a_version_1_database_gains_the_gate_columns(tmp_path) -> None:  # type:
     with engine.begin() as conn:  # turn it back into what version 1 created
         for column in ("approval_deadline", "decided_by", "decided_at", "decision_comment"):
             conn.execute(sa.text(f"ALTER TABLE jobs DROP COLUMN {column}"))
-        # ... and undo versions 3 (agent telemetry), 4 (replay) and 9 (compliance): tables,
-        # indexes, columns.
+        # ... and undo versions 3 (agent telemetry), 4 (replay), 9 (compliance) and 17 (run
+        # liveness): tables, indexes, columns.
         for name in ("ix_agent_runs_started", "ix_agent_runs_agent", "ix_agent_runs_replay_of",
-                     "ix_agent_runs_archived"):
+                     "ix_agent_runs_archived", "ix_agent_runs_alive"):
             conn.execute(sa.text(f"DROP INDEX {name}"))
         conn.execute(sa.text("DROP TABLE actions"))
         conn.execute(sa.text("DROP TABLE agents"))

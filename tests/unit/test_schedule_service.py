@@ -284,6 +284,7 @@ def test_an_update_changes_the_rule_policies_and_dag_from_the_next_tick(tmp_path
                            # is whatever the machine running the master is set to.
                            ({"timezone": "localtime"}, "not an IANA time zone"),
                            ({"timezone": "Factory"}, "not an IANA time zone"),
+                           ({"timezone": {"name": "UTC"}}, "timezone must be an IANA name"),
                            ({"jobs": []}, "no jobs")):
             with pytest.raises(ValidationFailed, match=match):
                 await m.schedules.update("nightly", bad)

@@ -61,7 +61,7 @@ _NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 def zone_for_new_rule(name: object) -> dt.tzinfo:
     """:func:`zone`, refusing the database's files that are not IANA zones (a schedule
     stored with one before they were refused still loads, through :func:`zone`)."""
-    if name in _NOT_ZONES:
+    if isinstance(name, str) and name in _NOT_ZONES:
         raise ValidationFailed(
             f"{name!r} is not an IANA time zone (it means whatever the machine is set to, or "
             "none): name the zone, such as 'Europe/Paris' or 'UTC'",
