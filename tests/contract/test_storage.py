@@ -367,6 +367,9 @@ def test_blobs_and_files(storage: Storage) -> None:
         assert tx.latest_file(name="nope") is None
         assert [f["id"] for f in tx.list_files(dag_id=7)] == [f1]
         assert [f["id"] for f in tx.list_files()] == [f2, f1]
+        assert [f["id"] for f in tx.list_files(limit=1)] == [f2]
+        assert [f["id"] for f in tx.list_files(limit=1, before=f2)] == [f1]
+        assert tx.list_files(before=f1) == []
 
 
 def test_workers(storage: Storage) -> None:

@@ -239,6 +239,14 @@ def test_artifacts_from_inside_a_job(cluster: Cluster, tmp_path: Path) -> None:
     assert uploaded["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
     back = client.fetch_artifact("weights.bin", tmp_path / "back.bin")
     assert Path(back).read_bytes() == local.read_bytes()
+    # Listed a page at a time, newest first: a full page says where the next starts.
+    newest = client.api("GET", "/files", params={"limit": 1})
+    assert [f["name"] for f in newest["files"]] == ["weights.bin"]
+    older = client.api("GET", "/files", params={"limit": 1, "before": newest["next"]})
+    assert [f["name"] for f in older["files"]] == ["out.txt"] and older["next"] is not None
+    last = client.api("GET", "/files", params={"before": older["next"]})
+    assert [f["name"] for f in last["files"] if f["name"] in ("out.txt", "weights.bin")] == []
+    assert last["next"] is None
 
 
 def test_file_names_with_path_traversal_are_refused(make_cluster: MakeCluster) -> None:

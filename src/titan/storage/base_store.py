@@ -62,5 +62,7 @@ class StoreTransaction(abc.ABC):
         """The newest file with that name, or published under that store key."""
 
     @abc.abstractmethod
-    def list_files(self, *, dag_id: int | None = None, limit: int = 100) -> list[Row]:
-        """Files, newest first, optionally only those a DAG's jobs produced."""
+    def list_files(self, *, dag_id: int | None = None, limit: int = 100,
+                   before: int | None = None) -> list[Row]:
+        """Files, newest first, optionally only those a DAG's jobs produced, and only those
+        older than the file id ``before`` (the next page)."""

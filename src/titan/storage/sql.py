@@ -224,10 +224,13 @@ class SQLTransaction(JobsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL, EvalsSQL, 
         row = self.conn.execute(q.order_by(t.files.c.id.desc()).limit(1)).first()
         return dict(row._mapping) if row else None
 
-    def list_files(self, *, dag_id: int | None = None, limit: int = 100) -> list[Row]:
+    def list_files(self, *, dag_id: int | None = None, limit: int = 100,
+                   before: int | None = None) -> list[Row]:
         q = select(t.files)
         if dag_id is not None:
             q = q.where(t.files.c.dag_id == dag_id)
+        if before is not None:
+            q = q.where(t.files.c.id < before)
         rows = self.conn.execute(q.order_by(t.files.c.id.desc()).limit(limit))
         return [dict(r._mapping) for r in rows]
 

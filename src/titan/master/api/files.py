@@ -146,9 +146,13 @@ async def put_file(c: CtxDep, p: Writer, name: str, request: Request) -> Row:
 
 @router.get("/files", summary="List files, newest first")
 async def list_files(c: CtxDep, p: Reader, dag_id: DagFilter = None,
-                     limit: int = Query(100, ge=1, le=10_000)) -> Row:
-    rows = await c.engine.read(lambda tx: tx.list_files(dag_id=dag_id, limit=limit))
-    return {"files": [_file_view(r) for r in rows]}
+                     limit: int = Query(100, ge=1, le=10_000),
+                     before: int | None = Query(None, ge=1, le=2**62)) -> Row:
+    rows = await c.engine.read(lambda tx: tx.list_files(dag_id=dag_id, limit=limit,
+                                                        before=before))
+    # A full page may have more after it: ``before=next`` asks for them.
+    return {"files": [_file_view(r) for r in rows],
+            "next": rows[-1]["id"] if len(rows) == limit else None}
 
 
 @router.get("/files/{name:path}", summary="Download the latest file with this name (fetch_artifact)")
