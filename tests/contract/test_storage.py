@@ -159,6 +159,13 @@ def test_list_dags_filters_and_counts(storage: Storage) -> None:
             "R1": {"PENDING": 2, "RUNNING": 1}, "nobody": {}}
         assert tx.run_job_counts([]) == {}
         assert [d["id"] for d in tx.unfinished_dags()] == [b, c]
+    with storage.transaction() as tx:
+        # ITER1 submitted again: its first run is history, not progress still to make.
+        b2 = tx.insert_dag(dag_row("R1_ITER1", 2, "R1"))
+        tx.insert_jobs([job_row(b2, "r0")])
+        assert tx.run_job_counts(["R1"]) == {"R1": {"PENDING": 2}}
+        tx.delete_dags([b2])
+    with storage.transaction() as tx:
         runs, n = tx.list_agent_runs(10, 0)
         assert n == 1 and runs[0]["id"] == "R1" and runs[0]["created_at"] == 1.0
 

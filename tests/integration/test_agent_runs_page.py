@@ -126,3 +126,12 @@ def test_a_running_run_shows_its_completion_percent(cluster: Cluster) -> None:
         assert '<progress max="100" value="33"></progress>' in html
         assert '<span class="run-progress-pct">33%</span>' in html
     client.cancel(f"{run_id}_ITER1")
+    # The stage submitted again, one job: its first run is history, not part of the progress
+    # (the run's status is its latest runs' too).
+    client.submit_dag(f"{run_id}_ITER1", [TitanJob("held_again", ok, requirement="AR_NOWHERE")],
+                      agent_run_id=run_id)
+    run = client.api("GET", f"/runs/{run_id}")
+    assert run["progress"] == {"done": 0, "total": 1, "percent": 0}
+    listed = next(r for r in client.api("GET", "/runs", params={"q": run_id})["runs"])
+    assert listed["progress"] == run["progress"]
+    client.cancel(f"{run_id}_ITER1")

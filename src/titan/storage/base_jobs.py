@@ -70,8 +70,9 @@ class JobsTransaction(abc.ABC):
 
     @abc.abstractmethod
     def run_job_counts(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
-        """For each agent run id, how many jobs of all its stages (DAGs submitted with that
-        ``agent_run_id``) are in each state: its progress."""
+        """For each agent run id, how many jobs of its stages (DAGs submitted with that
+        ``agent_run_id``; of a stage submitted again, its latest run) are in each state: its
+        progress."""
 
     @abc.abstractmethod
     def unfinished_dags(self) -> list[Row]:

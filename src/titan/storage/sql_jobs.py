@@ -278,12 +278,17 @@ class JobsSQL:
     def run_job_counts(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
         ids = list(dict.fromkeys(run_ids))
         out: dict[str, dict[str, int]] = {i: {} for i in ids}
+        d, newer = t.dags.c, t.dags.alias("newer")
         for chunk in iter_chunks(ids, 500):
             rows = self.conn.execute(
-                select(t.dags.c.agent_run_id, t.jobs.c.state, func.count())
-                .select_from(t.jobs.join(t.dags, t.jobs.c.dag_id == t.dags.c.id))
-                .where(t.dags.c.agent_run_id.in_(chunk))
-                .group_by(t.dags.c.agent_run_id, t.jobs.c.state)
+                select(d.agent_run_id, t.jobs.c.state, func.count())
+                .select_from(t.jobs.join(t.dags, t.jobs.c.dag_id == d.id))
+                .where(d.agent_run_id.in_(chunk),
+                       # each stage's latest run: one it replaced is history, not progress
+                       ~select(newer.c.id).where(newer.c.agent_run_id == d.agent_run_id,
+                                                 newer.c.name == d.name,
+                                                 newer.c.run > d.run).exists())
+                .group_by(d.agent_run_id, t.jobs.c.state)
             )
             for run_id, state, n in rows:
                 out[str(run_id)][state] = int(n)

@@ -107,7 +107,8 @@ def run_detail(tx: Transaction, run: Row) -> Row:
     stages = staged["stages"]
     out["stages"] = stages
     total: dict[str, int] = {}
-    for s in stages:
+    latest = {s["name"]: s for s in stages}  # a stage submitted again: its latest run counts
+    for s in latest.values():
         for state, n in s["counts"].items():
             total[state] = total.get(state, 0) + n
     out["progress"] = progress(total)
