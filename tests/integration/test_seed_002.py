@@ -231,6 +231,12 @@ def test_a_signal_from_a_stage_that_failed_is_not_waited_for_forever(
     # Seed 001's loop waits with no timeout: a stage failing before it signals (a typo, an
     # ImportError) held the orchestrator for ever, the stage FAILED on the Agent Runs page.
     (tmp_path / "broken.py").write_text("import no_such_module_here\n")
+    (tmp_path / "slow_signal.py").write_text(textwrap.dedent("""
+        import sys, time
+        from titan_sdk import TitanClient
+        time.sleep(7)  # past a first look at the stages (every 5 s)
+        TitanClient().store_put(sys.argv[1], "slow done")
+    """))
     (tmp_path / "signals.py").write_text(textwrap.dedent("""
         import sys
         from titan_sdk import TitanClient
@@ -256,13 +262,20 @@ def test_a_signal_from_a_stage_that_failed_is_not_waited_for_forever(
                           agent_run_id="SIGFAIL")
         time.sleep(2)  # failed by now, after it signalled
         print("value", wait_for_signal(client, "research:SIGFAIL:late:done"))
+        # A stage failing beside one still running does not fail a wait for the other's key.
+        client.submit_dag("SIGFAIL_SLOW", [TitanJob("slow", "slow_signal.py",
+                                                    args=["research:SIGFAIL:slow:done"])],
+                          agent_run_id="SIGFAIL")
+        client.submit_dag("SIGFAIL_OTHER", [TitanJob("other", "broken.py")],
+                          agent_run_id="SIGFAIL")
+        print("slow", wait_for_signal(client, "research:SIGFAIL:slow:done", timeout=60))
     """, tmp_path)
     lines = out.splitlines()
     raised, status, key, took = lines[0].split()
     assert (raised, status, key) == ("raised", "FAILED", "research:SIGFAIL:planner:done")
     assert int(took) <= 12, out
     assert "SIGFAIL_PLAN#1 ended FAILED without signalling" in lines[1], out
-    assert lines[-1] == "value done"
+    assert lines[-2] == "value done" and lines[-1] == "slow slow done"
 
 
 def test_publish_and_get_artifact_as_functions(cluster: Cluster, tmp_path: Path) -> None:

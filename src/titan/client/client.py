@@ -40,6 +40,8 @@ from titan.formats import quote_ref
 Ref = str | int
 #: How long one logs long-poll is held open by the master while following.
 LOG_WAIT = 20.0
+#: Stages a thread's signal waits watch at most (the latest submitted).
+MAX_WATCHED = 256
 #: Log lines asked for per request.
 LOG_PAGE = 10000
 _UNFINISHED = ("PENDING", "READY", "RUNNING")
@@ -68,8 +70,8 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
         self._transport = Transport(resolve(host, port, token, urls=url), timeout=timeout,
                                     http_transport=transport)
         self._uploaded: set[str] = set()
-        #: The id of the last DAG submitted here: a signal wait watches it (client/store.py).
-        self.last_stage: int | None = None
+        # The DAGs each thread submitted here, which its signal waits watch (client/store.py).
+        self._stages = threading.local()
         self._uploaded_lock = threading.Lock()
 
     @property
@@ -185,7 +187,10 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             code.register(self._transport, agent_run_id, {
                 str(job.script_path().resolve()): sha for job in jobs
                 if (sha := shas[job.job_id]) is not None})
-        self.last_stage = reply.get("id")
+        if isinstance(reply.get("id"), int):
+            stages = self.submitted_stages()
+            stages.append(reply["id"])
+            del stages[:-MAX_WATCHED]  # the oldest go first
         if wait and reply.get("status") in ("WAITING", "RUNNING"):
             # Still running after the master's hold (or an older master that does not hold).
             rest = None if deadline is None else deadline - time.monotonic()
@@ -198,6 +203,14 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
                 exc.details = {**exc.details, "dag": reply}
                 raise
         return reply
+
+    def submitted_stages(self) -> list[int]:
+        """The ids of the DAGs this thread submitted through this client that a signal wait
+        still watches (``wait_for_signal``: a stage that failed before it signalled)."""
+        stages: list[int] | None = getattr(self._stages, "ids", None)
+        if stages is None:
+            stages = self._stages.ids = []
+        return stages
 
     def submit_job(self, job: TitanJob, agent_run_id: str | None = None) -> dict[str, Any]:
         """Submit one job as a DAG named after its id; the DAG object."""

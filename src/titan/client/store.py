@@ -122,18 +122,20 @@ class StoreOps:
                 return
 
 
-#: How often a signal wait looks at the stage expected to write it (seconds).
+#: How often a signal wait looks at the stages that could write it (seconds).
 STAGE_CHECK = 5.0
-#: What a stage that will never signal ended as.
+#: What a stage that will never signal ended as; and one still going.
 _UNFINISHED = ("FAILED", "PARTIAL", "CANCELLED")
+_ACTIVE = ("WAITING", "RUNNING")
 
 
 def wait_for_signal(client: TitanClient, key: str, timeout: float | None = None) -> str:
     """Wait until a stage signals ``key`` (puts it in TitanStore); its value. Raises
     :class:`~titan.errors.WaitTimeout` after ``timeout`` seconds (None: as long as it takes),
-    and :class:`~titan.errors.StageFailed` once the last stage this client submitted has
-    ended FAILED, PARTIAL or CANCELLED without the key: seed 001's loop waited for ever on
-    a stage that had failed before signalling."""
+    and :class:`~titan.errors.StageFailed` once no stage this thread submitted through
+    ``client`` is still going and one of them ended FAILED, PARTIAL or CANCELLED without the
+    key having come: seed 001's loop waited for ever on a stage that had failed before
+    signalling."""
     return _signal(client, key, wait_deadline(timeout), timeout)
 
 
@@ -148,28 +150,44 @@ def wait_for_signals(client: TitanClient, keys: Iterable[str],
 
 def _signal(client: TitanClient, key: str, deadline: float | None,
             timeout: float | None) -> str:
-    stage = client.last_stage
-    if stage is None:  # nothing submitted from here: nothing to watch but the key
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return client.store_wait(key, timeout=left)
     while True:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        step = STAGE_CHECK if left is None else min(STAGE_CHECK, left)
+        watched = client.submitted_stages()
+        step = left if not watched else STAGE_CHECK if left is None else min(STAGE_CHECK, left)
         try:
             return client.store_wait(key, timeout=step)
         except WaitTimeout:
-            if left is not None and left <= step:
+            if left is not None and left <= (step or 0.0):
                 raise WaitTimeout(f"timed out after {round(timeout or 0, 1):g}s waiting for "
                                   f"store key {key!r}") from None
-        try:
-            dag = client.get_dag(stage)
-        except NotFound:  # deleted by retention since: nothing to tell from it
-            continue
-        if dag.get("status") in _UNFINISHED:
-            try:  # it may have signalled before it ended
+        failed = _failed_stage(client, watched)
+        if failed is not None:
+            try:  # a stage may have signalled before another failed
                 return client.store_wait(key, timeout=0)
             except WaitTimeout:
+                watched.remove(failed["id"])  # said once: a later wait is not failed by it
                 raise StageFailed(
-                    f"stage {dag.get('ref', stage)} ended {dag['status']} without signalling "
-                    f"{key!r}: the signal will not come (its jobs' logs say why)",
-                    dag, key) from None
+                    f"stage {failed.get('ref')} ended {failed['status']} without signalling "
+                    f"{key!r}, and no other stage submitted here is still going: the signal "
+                    "will not come (its jobs' logs say why)", failed, key) from None
+
+
+def _failed_stage(client: TitanClient, watched: list[int]) -> dict[str, Any] | None:
+    """A stage of ``watched`` that ended without completing, once none of them is still
+    going (None while one is, or when all completed: then something else may still signal).
+    Completed stages leave the list: they can fail no wait."""
+    failed = None
+    for dag_id in list(watched):
+        try:
+            dag = client.get_dag(dag_id)
+        except NotFound:  # deleted by retention since: nothing to tell from it
+            watched.remove(dag_id)
+            continue
+        status = dag.get("status")
+        if status in _ACTIVE:
+            return None
+        if status in _UNFINISHED:
+            failed = failed or dag
+        else:
+            watched.remove(dag_id)
+    return failed
