@@ -18,8 +18,13 @@ def publish_artifact(*args: Any, client: Any = None) -> dict[str, Any]:
     script needs no client of its own: inside a job, ``TitanClient()`` is the job's). Also
     ``publish_artifact(client, key, filename)``, as ``wait_for_signal(client, key)`` is
     called. The file object, as :meth:`TitanClient.publish_artifact` returns it."""
+    given_client = client is not None or (args and isinstance(args[0], TitanClient))
     client, (key, filename) = _client_and(args, client, (2,), "publish_artifact(key, filename)")
-    reply: dict[str, Any] = client.publish_artifact(key, filename)
+    try:
+        reply: dict[str, Any] = client.publish_artifact(key, filename)
+    finally:
+        if not given_client:  # made here: its connections go with it
+            client.close()
     return reply
 
 
@@ -27,12 +32,17 @@ def get_artifact(*args: Any, save_path: str | os.PathLike[str] | None = None,
                  client: Any = None) -> str:
     """``get_artifact(key, save_path=...)`` as a function (or ``get_artifact(client, key,
     save_path=...)``); the path written, as :meth:`TitanClient.get_artifact` returns it."""
+    given_client = client is not None or (args and isinstance(args[0], TitanClient))
     client, given = _client_and(args, client, (1, 2), "get_artifact(key, save_path=None)")
-    if len(given) == 2:
-        if save_path is not None:
-            raise ValidationFailed("get_artifact() got save_path twice")
-        save_path = given[1]
-    return str(client.get_artifact(given[0], save_path))
+    try:
+        if len(given) == 2:
+            if save_path is not None:
+                raise ValidationFailed("get_artifact() got save_path twice")
+            save_path = given[1]
+        return str(client.get_artifact(given[0], save_path))
+    finally:
+        if not given_client:  # made here: its connections go with it
+            client.close()
 
 
 def _client_and(args: tuple[Any, ...], client: Any, counts: tuple[int, ...],
