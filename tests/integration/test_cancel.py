@@ -5,6 +5,7 @@ stays finished."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -168,6 +169,30 @@ def test_a_finished_dag_is_retried_whole(cluster: Cluster) -> None:
     out = titan(cluster, "retry", "DAG-busy").stdout  # the CLI, on a cancelled DAG
     assert out.strip() in ("busy#1: RUNNING", "busy#1: WAITING"), out
     client.cancel("DAG-busy")
+
+
+def test_retrying_an_agent_runs_failed_stage_reopens_the_run(cluster: Cluster) -> None:
+    # Its driver gone, the run had ended failed with its stage; retried and completed, the
+    # stage said COMPLETED and the run still said failed (a review of DAG retry).
+    flaky = cluster.script("flaky_stage.py", """
+        import sys
+        from titan import TitanClient
+        if TitanClient().store_incr("stage:tries") < 2:
+            sys.exit("first try fails")
+    """)
+    client = cluster.client()
+    client.submit_dag("REOPEN_PLAN", [TitanJob(job_id="plan", filename=flaky)],
+                      agent_run_id="REOPEN")
+    assert client.wait("DAG-REOPEN_PLAN", timeout=60)["status"] == "FAILED"
+    cluster.api("PATCH", "/runs/REOPEN", {"status": "ended"})  # what its driver says at exit
+    assert cluster.api("GET", "/runs/REOPEN")["status"] == "failed"
+    client.retry("DAG-REOPEN_PLAN")
+    assert client.wait("DAG-REOPEN_PLAN", timeout=60)["status"] == "COMPLETED"
+    deadline = time.monotonic() + 20
+    while (run := cluster.api("GET", "/runs/REOPEN"))["status"] != "completed":
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+    assert run["error"] is None
 
 
 def test_killing_titan_up_takes_its_worker_and_jobs_down(cluster: Cluster, tmp_path: Path) -> None:

@@ -110,3 +110,42 @@ def test_runs_no_process_watches_stay_and_a_silent_one_comes_back(cluster: Clust
             cluster.api("POST", "/runs/alive", bad)
         assert refused.value.code == 400
     cluster.api("PATCH", "/runs/api-run", {"status": "completed"})
+
+
+def test_a_process_only_cut_off_still_ends_its_run(cluster: Cluster) -> None:
+    # Paused past the timeout (a laptop asleep, SIGSTOP), then ending its run at once, with
+    # no sign of life between: the end was refused ("already ended failed"), the run stayed
+    # crashed (a review of the run liveness).
+    cluster.api("POST", "/runs", {"id": "napper", "agent_id": "api"})
+    cluster.api("POST", "/runs/alive", {"runs": ["napper"]})
+    status_becomes(cluster, "napper", "failed", within=TIMEOUT * 4)
+    run = cluster.api("PATCH", "/runs/napper", {"status": "completed"})
+    assert (run["status"], run["error"]) == ("completed", None)
+    # Ended by its owner, it is ended: no sign of life or second end changes it.
+    assert cluster.api("POST", "/runs/alive", {"runs": ["napper"]}) == {"alive": []}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        cluster.api("PATCH", "/runs/napper", {"status": "failed"})
+    assert refused.value.code == 409
+
+
+def test_an_orchestrator_running_as_a_job_keeps_and_ends_the_runs_it_drives(
+        cluster: Cluster) -> None:
+    # Its job token could open a run and add stages to it, but not keep it alive nor end it:
+    # the run stayed running for ever after the orchestrator and its stage had finished.
+    step = cluster.script("orch_step.py", "print('step')\n")
+    orchestrator = cluster.script("orchestrator.py", f"""
+        import time
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+        client.submit_dag("JOBDRIVEN_PLAN", [TitanJob("plan", {step!r})],
+                          agent_run_id="JOBDRIVEN", wait=True, timeout=60)
+        time.sleep({TIMEOUT * 2})  # alive all along: its signs of life keep the run
+    """)
+    client = cluster.client()
+    from titan_sdk import TitanJob
+
+    client.submit_job(TitanJob("orchestrator", orchestrator))
+    assert client.wait("orchestrator", timeout=60)["state"] == "COMPLETED", \
+        client.fetch_logs("orchestrator")
+    run = status_becomes(cluster, "JOBDRIVEN", "completed", within=15)
+    assert run["error"] is None

@@ -159,11 +159,13 @@ class Recorder:
             client = self.client(run)
             by_master.setdefault(id(client), (run, []))[1].append(run.id)
         for run, ids in by_master.values():
-            try:
-                self.client(run).call("POST", "/runs/alive", json={"runs": ids[:1000]})
-            except errors.TitanError as exc:  # unreachable now: the next beat tries again
-                log.debug("titan.trace: sign of life not delivered (%s)", exc)
-                self._next_beat = min(self._next_beat, time.monotonic() + 5.0)
+            for i in range(0, len(ids), 1000):  # the master takes 1,000 ids a request
+                try:
+                    self.client(run).call("POST", "/runs/alive",
+                                          json={"runs": ids[i:i + 1000]})
+                except errors.TitanError as exc:  # unreachable now: the next beat tries again
+                    log.debug("titan.trace: sign of life not delivered (%s)", exc)
+                    self._next_beat = min(self._next_beat, time.monotonic() + 5.0)
 
     def _send_some(self) -> bool:
         """Send the head of the queue (one run's consecutive actions, or one run change);

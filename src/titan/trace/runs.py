@@ -107,9 +107,12 @@ def drive(run_id: str, endpoint: Any = None) -> None:
         return
     if os.environ.get("TITAN_TRACE_DRIVER", "1") == "0":
         return
+    # Started first: in a process forked from the zygote (an orchestrator running as a job)
+    # starting resets the parent's recorder, and the run registered before it was lost (it
+    # was never ended, nor watched).
+    RECORDER.ensure_started()
     RECORDER.driven[run_id] = context.RunHandle(id=run_id, endpoint=endpoint)
     _watch_uncaught()
-    RECORDER.ensure_started()
     # Its first sign of life now, not on the sender's next turn: a driver killed at once
     # would leave a run no one watches (master/runs/liveness.py).
     RECORDER.beat()

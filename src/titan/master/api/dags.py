@@ -153,6 +153,8 @@ async def get_dag(c: CtxDep, p: Reader, ref: str) -> Row:
 async def retry_dag(c: CtxDep, p: Writer, ref: str) -> Row:
     dag = await c.engine.read(lambda tx: find_dag(tx, ref))
     await c.engine.retry_dag(dag["id"], ref)
+    if dag.get("agent_run_id"):  # its agent run, ended with the stage, goes on too
+        await c.runs.stage_retried(dag["agent_run_id"])
     return await c.engine.read(lambda tx: dag_with_jobs(tx, dag["id"]))
 
 

@@ -105,7 +105,10 @@ async def stop_job(c: CtxDep, p: Writer, ref: str, body: dict[str, Any] | None =
 async def retry_job(c: CtxDep, p: Writer, ref: str) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.retry_job(job["id"], job["dag_id"])
-    return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+    view = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+    if view.get("agent_run_id"):  # its agent run, ended with the stage, goes on too
+        await c.runs.stage_retried(view["agent_run_id"])
+    return view
 
 
 @router.post("/jobs/{ref:path}/approve", summary="Approve a gate waiting for approval")

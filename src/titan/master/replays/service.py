@@ -165,7 +165,7 @@ class Replays:
 
     # -- the code of a run --------------------------------------------------------------------
     async def set_code(self, run_id: str, body: Any, who: Principal) -> Row:
-        self.runs.check_own_run(run_id, who)
+        await self.runs.check_may_drive(run_id, who)
         code = parse_code(body)
         shas = set(code["files"].values())
 

@@ -13,8 +13,9 @@ the master ends it ``failed``, its error saying that its process stopped without
 through the API or OTLP has no ``alive_at``), a run whose driver already ended it waits for
 its stages as before, and after the master starts every run gets a whole timeout to be heard
 again (the processes could not reach it meanwhile). A run ended this way whose process turns
-out to be alive (a network cut longer than the timeout) is running again at its next sign of
-life, and its own end is taken as usual.
+out to be alive (a network cut longer than the timeout, a laptop asleep) is running again at
+its next sign of life, and its own end is taken as usual, even with no sign of life before it
+(``RunService.update_run``).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ async def mark_alive(runs: RunService, body: Any, who: Principal) -> Row:
             or len(ids) > MAX_RUNS or set(body) - {"runs"}:
         raise ValidationFailed(f'the body must be {{"runs": [run id, ...]}} (at most '
                                f"{MAX_RUNS} ids)", details={"field": "runs"})
-    for run_id in ids:
-        runs.check_own_run(run_id, who)
+    for run_id in dict.fromkeys(ids):
+        await runs.check_may_drive(run_id, who)
     now = time.time()
 
     def op(tx: Transaction) -> tuple[list[str], list[tuple[Row, Row]]]:

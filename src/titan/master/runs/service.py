@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from titan.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from titan.master.auth.tokens import OPERATE, Principal
-from titan.master.runs import compliance
+from titan.master.runs import compliance, liveness
 from titan.master.runs import ingest as action_input
 from titan.master.runs.actions import append_batch, prepare_batch
 from titan.master.runs.budgets import budget_state, check_budget
@@ -138,7 +138,7 @@ class RunService:
                          silent_since: float | None = None) -> Row:
         """``PATCH /runs/{id}``; ``silent_since``: the reaper's (:mod:`.liveness`) end of a run
         silent since then, refused (Conflict) if it has shown a sign of life since."""
-        self.check_own_run(run_id, who)
+        await self.check_may_drive(run_id, who)
         fields = action_input.parse_run(body, creating=False)
         if "budget_usd" in fields and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may change a run's budget")
@@ -173,8 +173,17 @@ class RunService:
             if fields.get("status") not in (None, RunStatus.RUNNING) \
                     and run["alive_at"] is not None:
                 changes["alive_at"] = None  # its process is done with it: no longer watched
+            # Ended for its process's silence, the run still takes that process's own end:
+            # it was only cut off, or paused (a laptop asleep), not killed.
+            crashed = run["status"] == RunStatus.FAILED and silent_since is None \
+                and (run["error"] or "").startswith(liveness.CRASHED)
+            if crashed and fields.get("status") not in (None, RunStatus.RUNNING):
+                changes.setdefault("error", None)
+                if status is None:  # its driver is done, its stages still run: as ever
+                    changes["status"] = RunStatus.RUNNING
             if status is not None and status != run["status"]:
-                if run["status"] != RunStatus.RUNNING and status != RunStatus.RUNNING:
+                if run["status"] != RunStatus.RUNNING and status != RunStatus.RUNNING \
+                        and not crashed:
                     raise Conflict(f"agent run {run_id} already ended {run['status']}")
                 changes["status"] = status
                 changes["ended_at"] = (None if status == RunStatus.RUNNING
@@ -193,6 +202,29 @@ class RunService:
             self.ending.discard(run_id)
         self.after_run_change(before, run)
         return run
+
+    async def stage_retried(self, run_id: str) -> None:
+        """A user runs a stage of ``run_id`` again (a job or DAG retry): a run that had
+        ended with that stage reopens, its driver done, and ends again when the stage does
+        (as when a stage still runs as its driver exits). A cancelled run stays so."""
+        now = time.time()
+
+        def op(tx: Transaction) -> tuple[Row, Row] | None:
+            run = tx.get_run(run_id)
+            if run is None or run["status"] not in (RunStatus.COMPLETED, RunStatus.FAILED):
+                return None
+            before = dict(run)
+            changes = {"status": RunStatus.RUNNING, "error": None,
+                       "ended_at": run["ended_at"] or now}
+            tx.update_run(run_id, changes)
+            run.update(changes)
+            return before, run
+
+        reopened = await self.engine.run(op)
+        if reopened is not None:
+            self.ending.add(run_id)
+            self.after_run_change(*reopened)
+            await self._settle(run_id)  # the stage may have ended already (a quick job)
 
     # -- the engine's stage hooks (scheduling/engine_core.py StageHooks) ---------------------
     def stage_submitted(self, tx: Transaction, run_id: str, agent_id: str | None,
@@ -276,6 +308,18 @@ class RunService:
         """A job's token may write only into the job's own agent run."""
         if who.role == "job" and self._own_run(who) != run_id:
             raise Forbidden(f"a job may only write into its own agent run, not {run_id!r}")
+
+    async def check_may_drive(self, run_id: str, who: Principal) -> None:
+        """A job's token may drive its own agent run, or a run it started: an orchestrator
+        running as a job records the code of the runs it submits stages into, keeps them
+        alive and ends them when it exits (refused, they stayed running for ever)."""
+        if who.role != "job" or self._own_run(who) == run_id:
+            return
+        run = await self.engine.read(lambda tx: tx.get_run(run_id))
+        by = (run or {}).get("started_by") or {}
+        if not (by.get("role") == "job" and by.get("job") == who.job):
+            raise Forbidden(f"a job may only drive its own agent run or one it started, not "
+                            f"{run_id!r}")
 
     async def check_stage(self, run_id: str, who: Principal) -> None:
         """A job may submit stages into its own agent run, a new one, or one it started (an
