@@ -97,6 +97,7 @@ def test_4xx_bodies_become_titan_errors() -> None:
         "/api/v1/jobs/a": err(404, "not_found", "no job 'a'", ref="a"),
         "/api/v1/dags": err(400, "invalid_dag", "cycle a -> a", job_id="a"),
         "/api/v1/jobs/b/retry": err(409, "stale_attempt", "stale"),
+        "/api/v1/jobs/b": err(404, "not_found", "no job 'b'"),
         "/api/v1/store/values/k": err(413, "payload_too_large", "too big"),
     }
     client = client_for(lambda r: replies[r.url.path])
@@ -139,6 +140,24 @@ def test_5xx_is_reported_as_a_master_bug_and_non_json_4xx_kept() -> None:
     client = client_for(lambda r: httpx.Response(404, text="nope"))
     with pytest.raises(errors.NotFound, match="HTTP 404"):
         client.health()
+    # The database away (a read on a connection a restart had just ended) is said as such,
+    # not as a bug, and a read sent as POST is sent again like a GET.
+    away = {"error": {"code": "database_unavailable", "message": "the database is unavailable",
+                      "details": {}}}
+    client = client_for(lambda r: httpx.Response(503, json=away))
+    with pytest.raises(errors.APIError, match="the database is unavailable") as info:
+        client.api("POST", "/runs/prune", json={})
+    assert info.value.code == "database_unavailable" and "bug" not in str(info.value)
+    answers = iter([httpx.Response(503, json=away), httpx.Response(200, json={"missing": []})])
+    sent: list[str] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return next(answers)
+
+    client = client_for(flaky)
+    assert client.upload_blobs([b"x"]) == [hashlib.sha256(b"x").hexdigest()]
+    assert sent == ["/api/v1/blobs/missing"] * 2
 
 
 def test_a_redirect_is_an_error_and_dot_keys_stay_keys() -> None:

@@ -65,7 +65,8 @@ class EvalOps:
 
     def _upload_blob(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        missing = self._transport.call("POST", "/blobs/missing", json={"sha256": [sha]})
+        missing = self._transport.call("POST", "/blobs/missing", json={"sha256": [sha]},
+                                       idempotency_key=True)
         if sha in set(missing.get("missing", [])):
             self._transport.call("PUT", f"/blobs/{sha}", body=data)
         return sha

@@ -123,7 +123,10 @@ class FileOps:
         with self._uploaded_lock:
             unknown = [sha for sha in contents if sha not in self._uploaded]
         if unknown:
-            reply = self._transport.call("POST", "/blobs/missing", json={"sha256": unknown})
+            # A read sent as POST (its list can be long): marked safe to send again, so a
+            # 503 while the database is away is ridden out as a GET's would be.
+            reply = self._transport.call("POST", "/blobs/missing", json={"sha256": unknown},
+                                         idempotency_key=True)
             missing = set(reply.get("missing", []))
             for sha in unknown:
                 if sha in missing:

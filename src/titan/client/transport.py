@@ -57,6 +57,11 @@ def error_body(response: httpx.Response | Reply) -> Any:
         return response.text
 
 
+def _code_of(body: Any) -> str | None:
+    err = body.get("error") if isinstance(body, dict) else None
+    return str(err.get("code")) if isinstance(err, dict) else None
+
+
 def _url_of(response: httpx.Response | Reply) -> str:
     return response.url if isinstance(response, Reply) else str(response.request.url)
 
@@ -158,6 +163,9 @@ class Transport:
                 f"{_url_of(response)}: not the Titan API's answer (a proxy?)",
                 status=status, code="unexpected_redirect")
         body = error_body(response)
+        if status == 503 and _code_of(body) == "database_unavailable":
+            # Not a bug: the database is away for now (restarting, unreachable), said so.
+            raise errors.from_response(status, body)
         if status >= 500:
             raise errors.APIError(
                 f"the Titan master failed with HTTP {status} (a bug in the master): "
