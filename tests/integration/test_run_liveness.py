@@ -4,6 +4,7 @@ after 3 s, with scripts that show a sign of life every 0.3 s."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -149,3 +150,20 @@ def test_an_orchestrator_running_as_a_job_keeps_and_ends_the_runs_it_drives(
         client.fetch_logs("orchestrator")
     run = status_becomes(cluster, "JOBDRIVEN", "completed", within=15)
     assert run["error"] is None
+
+
+def test_a_master_that_stood_still_gives_every_run_a_whole_timeout(cluster: Cluster) -> None:
+    # The master paused past the timeout (SIGSTOP, a frozen VM) heard nothing meanwhile: on
+    # waking it ended every watched run as crashed, their processes alive.
+    cluster.api("POST", "/runs", {"id": "paused-master", "agent_id": "api"})
+    cluster.api("POST", "/runs/alive", {"runs": ["paused-master"]})
+    assert cluster.master is not None
+    os.kill(cluster.master.pid, signal.SIGSTOP)
+    try:
+        time.sleep(TIMEOUT * 2)
+    finally:
+        os.kill(cluster.master.pid, signal.SIGCONT)
+    time.sleep(TIMEOUT * 0.6)  # the reaper has woken and looked, late
+    assert cluster.api("GET", "/runs/paused-master")["status"] == "running"
+    # Silent a whole timeout after that, it is ended as any silent run.
+    status_becomes(cluster, "paused-master", "failed", within=TIMEOUT * 4)

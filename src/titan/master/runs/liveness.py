@@ -38,6 +38,8 @@ log = logging.getLogger("titan.master")
 #: The start of the error of a run ended for its process's silence.
 CRASHED = "crashed: "
 MAX_RUNS = 1000  # run ids per sign of life
+#: The reaper's sleep overrunning by this much means the master itself stood still.
+STALL_SECONDS = 3.0
 
 
 async def mark_alive(runs: RunService, body: Any, who: Principal) -> Row:
@@ -73,10 +75,16 @@ async def mark_alive(runs: RunService, body: Any, who: Principal) -> Row:
 
 async def keep_reaping(runs: RunService, timeout: float) -> None:
     """Forever (a task of the master): end the watched runs silent for ``timeout`` s."""
+    period = max(0.2, min(30.0, timeout / 4))
     started = time.time()
     while True:
-        await asyncio.sleep(max(0.2, min(30.0, timeout / 4)))
+        slept = time.monotonic()
+        await asyncio.sleep(period)
         now = time.time()
+        if time.monotonic() - slept - period > STALL_SECONDS:
+            # The master stood still (SIGSTOP, a paused VM): no process could reach it
+            # meanwhile. As after a start, each gets a whole timeout to be heard again.
+            started = now
         if now - started < timeout:
             continue  # every process gets a whole timeout to reach a master just started
         try:
