@@ -22,6 +22,7 @@ from titan.master.scheduling.engine_core import EngineCore
 from titan.master.scheduling.engine_recovery import job_rec
 from titan.master.scheduling.state import (
     APPROVAL,
+    NO_WORKER,
     PENDING,
     READY,
     RUNNING,
@@ -67,9 +68,11 @@ class EngineSubmission:
             # A job that can run at once is stored READY with its submission, so whoever reads
             # it after submit_dag returned sees READY (the commit that leases it does not make
             # the caller wait); the scheduler adopts a READY row without marking it again.
-            if not row["parents"] and not row["delay"] and row["job_type"] != APPROVAL \
-                    and self.sched.capable(row["requirement"]):
-                row.update(state=READY, ready_at=now)
+            if not row["parents"] and not row["delay"] and row["job_type"] != APPROVAL:
+                if self.sched.capable(row["requirement"]):
+                    row.update(state=READY, ready_at=now)
+                else:  # stored with why, as the scheduler then says it: a view may read it
+                    row["reason"] = f"{NO_WORKER}{row['requirement']}"
 
         run_events: list[tuple[str, Row]] = []
         leases = lease_with_submission(self, rows, agent_run_id, now)
