@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +17,48 @@ MAX_NAME = 200
 #: '/', '#', and control characters: C0, DEL, C1 (U+0085 breaks a line in some terminals) and
 #: the Unicode line and paragraph separators.
 _BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+#: An agent run's id: what the master takes, the SDK makes and the API's paths carry.
+_RUN_ID = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
+_NOT_RUN_ID = re.compile(r"[^A-Za-z0-9._:\-]+")
+#: The longest tag of a run's list of tags.
+MAX_TAG = 200
+
+
+def run_id_problem(value: object) -> str | None:
+    """What is wrong with an agent run's id (None when nothing is): 1-200 letters, digits,
+    '.', '_', ':' or '-', and not only dots (a path segment of dots is no name: URLs drop it).
+    A DAG's ``agent_run_id`` is held to it too, or its run could never be read back."""
+    if not isinstance(value, str) or not _RUN_ID.fullmatch(value) or not value.strip("."):
+        return ("must be 1-200 characters of ASCII letters (A-Z, a-z), digits, '.', '_', ':' "
+                "or '-' (no spaces, not only dots)")
+    return None
+
+
+def run_id_for(agent_id: str, tail: str) -> str:
+    """A run id made from its agent's (free text: ``ünïcødé agent``) and a random ``tail``:
+    the agent id without accents, what the run-id rule refuses of it as '-'
+    (``unicode-agent-1a2b``)."""
+    ascii_ = "".join(c for c in unicodedata.normalize("NFKD", agent_id)
+                     if not unicodedata.combining(c))
+    stem = _NOT_RUN_ID.sub("-", ascii_).strip("-.")[:200 - len(tail) - 1] or "run"
+    return f"{stem}-{tail}"
+
+
+def tags_problem(value: Any) -> str | None:
+    """What is wrong with a run's tags (None when nothing is): a list of strings of at most
+    MAX_TAG characters, or an object (its size is the master's to check)."""
+    if value is None or isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return None
+    if not isinstance(value, list):
+        return "must be a list of strings or an object with string keys"
+    for i, tag in enumerate(value):
+        if not isinstance(tag, str):
+            return f"must be a list of strings: tag {i} is a {type(tag).__name__}"
+        if len(tag) > MAX_TAG:
+            return f"must be strings of at most {MAX_TAG} characters: tag {i} has {len(tag)}"
+    return None
 
 
 def name_problem(value: Any, what: str) -> str | None:

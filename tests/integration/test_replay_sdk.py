@@ -62,6 +62,8 @@ with titan.trace.run("report-agent") as run:
     print(run.id, flush=True)
     with titan.trace.action("generate_report", inputs={"q": "status"}, pure=True) as a:
         a.outputs = {"at": datetime.datetime.now().isoformat(), "id": str(uuid.uuid4())}
+    with titan.trace.action("publish", inputs={"n": 1}) as b:
+        b.outputs = {"ok": True}
 """
 
 DET = """
@@ -242,6 +244,8 @@ def test_wall_clock_and_uuid_are_findings_while_the_titan_trace_twin_replays_ide
     assert strict["status"] == "failed" and "same inputs, different outputs" in strict["error"]
     assert [d["kind"] for d in strict["divergences"]] == ["output_mismatch"], strict
     assert strict["match_rate"] < 1.0
+    # It stopped there: the call after it was not reached, not "missing" (replay.md).
+    assert strict["stopped"] is True, strict
 
     det = write(tmp_path / "b", "report.py", DET)
     run_id = run_script(cluster, det)
@@ -423,3 +427,33 @@ def test_a_replay_ends_as_its_original_did_when_its_last_stage_failed(
     assert cluster.api("GET", f"/runs/{run_id}")["status"] == "failed"
     report = replay(cluster, run_id, mode="lenient")
     assert report["status"] == "failed", report  # it was "completed"
+
+
+CAUGHT_FAILURE = """
+import titan
+
+@titan.tool
+def charge_card(amount: float) -> dict:
+    raise RuntimeError("card declined")
+
+try:
+    with titan.trace.run("billing-bot") as run:
+        print(run.id, flush=True)
+        charge_card(20.0)
+except RuntimeError:
+    pass  # the script exits 0: its run failed all the same
+"""
+
+
+def test_a_replay_of_a_failed_run_fails_again_with_its_error(cluster: Cluster,
+                                                              tmp_path: Path) -> None:
+    # Replaying a failure to see what happened: the recorded error is raised again, so the
+    # replay ends failed as the original did (it said "completed", as if the failure did not
+    # reproduce), and the report puts the two outcomes side by side.
+    run_id = run_script(cluster, write(tmp_path, "bill.py", CAUGHT_FAILURE))
+    original = cluster.api("GET", f"/runs/{run_id}")
+    assert (original["status"], original["error"]) == ("failed", "RuntimeError: card declined")
+    report = replay(cluster, run_id)
+    assert (report["status"], report["error"]) == ("failed", "RuntimeError: card declined")
+    assert report["original"]["status"] == report["replay"]["status"] == "failed"
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0

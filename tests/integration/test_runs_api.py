@@ -281,6 +281,7 @@ def test_list_actions_filters(cl: Cluster) -> None:
 
     assert seqs() == ([1, 2, 3, 4], 4)
     assert seqs(outcome="error,blocked") == ([3, 4], 2)
+    assert seqs(outcome=["error", "blocked"]) == ([3, 4], 2)
     assert seqs(q="needle") == ([2], 1)
     assert seqs(q="100%") == ([1], 1)
     assert seqs(q="rate lim") == ([3], 1)
@@ -806,6 +807,21 @@ def test_registry_filters_and_export_agree(cl: Cluster, fleet: dict[str, dict[st
             seen[current] += 1
             assert line["seq"] == seen[current]
     assert dict(seen) == {i: n for i, n in counts.items() if n}
+
+
+def test_a_repeated_filter_means_all_its_values(cl: Cluster,
+                                                fleet: dict[str, dict[str, Any]]) -> None:
+    # ?status=a&status=b is ?status=a,b (dashboard.md): the API kept only the last one, so a
+    # scripted export silently left out the runs the others matched.
+    want = _expected(fleet, {"status": "completed,cancelled"})
+    params = [("q", "fx40"), ("status", "completed"), ("status", "cancelled"), ("limit", 1000)]
+    listed = ok(cl, "GET", "/runs", params=params)
+    assert [r["id"] for r in listed["runs"]] == want and listed["total"] == len(want)
+    assert {r["status"] for r in listed["runs"]} == {"completed", "cancelled"}
+    r = httpx.get(f"{cl.url}/api/v1/runs/export", params=[*params[:3], ("format", "jsonl")],
+                  headers={"Authorization": f"Bearer {cl.admin_token}"}, timeout=60)
+    assert [json.loads(line)["id"] for line in r.text.splitlines()] == want
+    error(cl, "GET", "/runs", params=[("status", "completed"), ("status", "bogus")], status=400)
 
 
 def test_registry_pages(cl: Cluster, fleet: dict[str, dict[str, Any]]) -> None:

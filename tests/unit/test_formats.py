@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+import titan
 from titan.client.job import check_name as sdk_check
 from titan.errors import ValidationFailed
-from titan.formats import iso
+from titan.formats import iso, run_id_for, run_id_problem, tags_problem
+from titan.master.runs.ingest import parse_run
 from titan.master.scheduling.validation import check_name as master_check
 
 
@@ -30,3 +32,33 @@ def test_times_are_rfc3339_utc_with_z_everywhere() -> None:
     from titan.master.runs import export
 
     assert env.filters["iso"] is iso and export.iso is iso
+
+
+@pytest.mark.parametrize("agent_id", ["ünïcødé-агент-🤖", "агент", "research bot/v2", "x" * 300,
+                                      "...", "plain"])
+def test_a_run_id_made_from_any_agent_id_is_one_the_master_takes(agent_id: str) -> None:
+    # A run id was the agent id plus a tail: a non-ASCII agent id made one the master refused,
+    # and the run and every action of it were lost while the script went on.
+    run_id = run_id_for(agent_id, "1a2b3c4d")
+    assert run_id_problem(run_id) is None and run_id.endswith("-1a2b3c4d")
+    assert run_id_for("ünïcode agent", "1a2b") == "unicode-agent-1a2b"
+
+
+@pytest.mark.parametrize(("tags", "said"), [
+    (["a" * 201], "tag 0 has 201"), ([1], "tag 0 is a int"), ("prod", "a list of strings"),
+    ({1: "x"}, "string keys")])
+def test_tags_the_master_refuses_are_named_with_the_reason(tags: object, said: str) -> None:
+    problem = tags_problem(tags)
+    assert problem is not None and said in problem
+    with pytest.raises(ValueError, match="^tags "):  # the SDK says it where the run is opened
+        titan.trace.run("tagged", tags=tags)
+    with pytest.raises(ValidationFailed, match=said):
+        parse_run({"id": "r-1", "agent_id": "a", "tags": tags}, creating=True)
+    assert tags_problem(["a" * 200, "prod"]) is None and tags_problem({"k": [1]}) is None
+
+
+def test_a_run_id_or_agent_id_the_master_would_refuse_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="run_id must be"):
+        titan.trace.run("a", run_id="has space")
+    with pytest.raises(ValueError, match="longer than 200"):
+        titan.trace.run("x" * 201)

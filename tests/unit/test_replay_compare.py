@@ -75,6 +75,17 @@ def test_verified_output_mismatch() -> None:
     assert [d["status"] for d in other["divergences"]] == ["output_mismatch"]
 
 
+def test_a_strict_stop_at_other_outputs_leaves_the_rest_not_reached() -> None:
+    original = [act("A", "generate_report", channel="custom", outputs="x", seq=1),
+                act("A", "now", channel="clock", outputs="t", seq=2)]
+    result = compare(original, [act("A", "generate_report", channel="custom", outputs="y",
+                                    status="stopped", seq=1)])
+    assert statuses(result) == [("A", "generate_report", "output_mismatch"),
+                                ("A", "now", "not_reached")]
+    assert result["stopped"] and [d["status"] for d in result["divergences"]] \
+        == ["output_mismatch"]
+
+
 def test_a_served_block_that_set_other_outputs_is_an_output_mismatch() -> None:
     # A trace.action block runs again in a replay with the recorded outputs in hand; one that
     # overwrote them (a fresh timestamp, a new uuid4) behaved differently (seed 004's

@@ -16,6 +16,8 @@ from titan.dashboard import run_queries
 from titan.dashboard.render import Data, env, int_param, twin
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
+from titan.master.runs.ingest import OUTCOMES
+from titan.master.runs.views import csv_choices
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -57,6 +59,9 @@ async def runs_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
 @twin(router, ["/runs/{run_id}"], "run.html", "run")
 async def run_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     run_id: str = request.path_params["run_id"]
+    # The page's script filters by ?outcome= as the API does: a value the API refuses is
+    # refused here too, rather than silently showing every action.
+    csv_choices(request.query_params.getlist("outcome"), OUTCOMES, "outcome")
     return await c.engine.read(lambda tx: run_queries.run_page(tx, run_id))
 
 

@@ -106,31 +106,42 @@ class Action:
         outcome = "success" if exc is None else "error"
         if self.replayed and exc is None:
             outcome = "replayed"
-        self._emit(run, duration, outcome, exc)
+        diverged = self._output_mismatch(exc)
+        if diverged is None:
+            self._emit(run, duration, outcome, exc)
+        else:  # recorded as where the strict replay stopped: what follows is not reached
+            self._emit(run, duration, "error", diverged, replay_status="stopped")
         d = self._decision
         if d is not None and d.serves and d.recorded is not None:
             session = replay.active()
             if session is not None:
                 session.pass_over(run, d.recorded)
-        # A pure call re-run (verify mode) must answer as recorded; so must a served block,
-        # whose code runs again with the recorded outputs in hand: one that sets others (a
-        # fresh timestamp, a new uuid4()) behaves differently from the recording.
+        if diverged is not None:
+            raise diverged
+
+    def _output_mismatch(self, exc: BaseException | None) -> errors.ReplayDiverged | None:
+        """A strict replay's stop at this call: a pure call re-run (verify mode) must answer
+        as recorded; so must a served block, whose code runs again with the recorded outputs
+        in hand: one that sets others (a fresh timestamp, a new uuid4()) behaves differently
+        from the recording."""
+        d = self._decision
         session = replay.active() if d is not None and d.status in ("verified", "served") \
             else None
-        if d is not None and session is not None and session.mode == "strict" \
-                and exc is None and d.recorded is not None \
-                and d.recorded.outputs != dumps(session.as_recorded(d.recorded, "outputs",
-                                                                    self.outputs)):
-            why = "(verify mode)" if d.status == "verified" else (
-                "(the block set outputs other than the recorded ones; guard the work that "
-                "makes them with `if not a.replayed:`)")
-            raise errors.ReplayDiverged(
-                f"replay of {session.original} stopped at {self.channel} call "
-                f"{self.name!r} #{self._ordinal} of {self._actor}: same inputs, different "
-                f"outputs {why}", kind="output_mismatch")
+        if d is None or session is None or session.mode != "strict" or exc is not None \
+                or d.recorded is None \
+                or d.recorded.outputs == dumps(session.as_recorded(d.recorded, "outputs",
+                                                                   self.outputs)):
+            return None
+        why = "(verify mode)" if d.status == "verified" else (
+            "(the block set outputs other than the recorded ones; guard the work that "
+            "makes them with `if not a.replayed:`)")
+        return errors.ReplayDiverged(
+            f"replay of {session.original} stopped at {self.channel} call "
+            f"{self.name!r} #{self._ordinal} of {self._actor}: same inputs, different "
+            f"outputs {why}", kind="output_mismatch")
 
     def _emit(self, run: context.RunHandle, duration: int, outcome: str,
-              exc: BaseException | None) -> None:
+              exc: BaseException | None, replay_status: str | None = None) -> None:
         d = self._decision
         served = d is not None and d.serves
         emit(run, channel=self.channel, name=self.name,
@@ -139,7 +150,8 @@ class Action:
              action_id=self.id, actor=self._actor, model=self.model, usage=self.usage,
              cost_usd=0.0 if served else self.cost_usd,
              cost_source="replay" if served else None, tags=self.tags,
-             ordinal=self._ordinal, replay_status=d.status if d is not None else None)
+             ordinal=self._ordinal,
+             replay_status=replay_status or (d.status if d is not None else None))
 
 
 def action(name: str, inputs: Any = None, *, kind: str = "custom", tags: Any = None,

@@ -111,6 +111,11 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
             # (trace.action) as its code left it: other outputs are the code's own doing.
             # (A served LLM call is recorded from the response object rebuilt around it.)
             kind = "output_mismatch"
+        elif status == "stopped" and r.get("outputs_hash") and _outputs(r) != _outputs(o):
+            # A strict replay stops at a call that answered otherwise (titan.trace.actions):
+            # recorded with the outputs it gave, and as the stop, so what follows is not
+            # reached rather than missing.
+            kind = "output_mismatch"
         elif status in ("refused", "stopped"):
             # A recorded call with the same inputs is refused only when its outputs were
             # redacted (titan.trace.replay): the recording cannot answer it.

@@ -286,7 +286,9 @@ class Recorder:
         if not actions:  # only run ends to report: not worth holding the exit for long
             timeout = min(timeout, 2.0)
         self._stopping = True
-        if not self.flush(timeout):
+        # Not flushed, with nothing left queued: the master refused some of it (each refusal
+        # was said as it came), it was not out of reach.
+        if not self.flush(timeout) and self.queue:
             left = list(self.queue)
             actions = sum(1 for k, _, _ in left if k == "action")
             runs = sorted({r.id for k, r, _ in left if k != "action"})

@@ -46,7 +46,7 @@ def _exit_code(exc: SystemExit) -> int:
 def main() -> int:
     from titan import trace
     from titan.client import TitanClient
-    from titan.trace import context
+    from titan.trace import context, runs
 
     # The driver ran outside any run when it was recorded; in this job it would not be.
     context.replaying_driver()
@@ -85,6 +85,10 @@ def main() -> int:
     end: dict[str, Any] = {"status": "ended" if status == 0 else "failed"}
     if status != 0:
         end["error"] = error or f"the replayed driver exited with status {status}"
+    elif runs.replayed_end is not None and runs.replayed_end["status"] != "completed":
+        # The script's own `with titan.trace.run(...)` ended failed (or cancelled), as the
+        # original's did, though the script caught the error and exited 0: so does the replay.
+        end = dict(runs.replayed_end)
     client.api("PATCH", f"/runs/{quote_ref(run_id)}", json=end)
     report = client.api("GET", f"/runs/{quote_ref(run_id)}/replay")
     rate = report["match_rate"]

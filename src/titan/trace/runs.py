@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from titan.formats import run_id_for, run_id_problem, tags_problem
 from titan.retention import retention_problem
 from titan.trace import context
 from titan.trace.recorder import RECORDER
@@ -30,25 +31,38 @@ def _script_version() -> str | None:
         return None
 
 
+#: In a replay, how this process's ``with titan.trace.run(...)`` block ended (the body its
+#: original sent to end the run); read by :mod:`titan.trace.replay_driver`.
+replayed_end: dict[str, Any] | None = None
+
+
 class Run:
     """An agent run opened here; ``id`` is known at once (made up locally)."""
 
     def __init__(self, *, agent_id: str, agent_version: str | None = None,
                  budget_usd: float | None = None, tags: Any = None,
                  run_id: str | None = None, retention_class: str | None = None) -> None:
-        if not agent_id:
+        if not agent_id or not isinstance(agent_id, str):
             raise ValueError("agent_id is required: it groups the agent's runs on the Runs page")
         # Checked here, where the mistake is made: the master would refuse the run later, on
-        # the sender thread, and every action after it.
+        # the sender thread, and every action after it (the script went on, its run lost).
+        if len(agent_id) > 200:
+            raise ValueError(f"agent_id is longer than 200 characters ({len(agent_id)})")
         problem = retention_problem(retention_class) if retention_class is not None else None
         if problem is not None:
             raise ValueError(problem)
+        problem = run_id_problem(run_id) if run_id is not None else None
+        if problem is not None:
+            raise ValueError(f"run_id {problem}")
+        problem = tags_problem(tags)
+        if problem is not None:
+            raise ValueError(f"tags {problem}")
         # Replayed, this script's run is the replay's: opened and ended by the replay itself.
         self.replaying = bool(os.environ.get("TITAN_REPLAY") and
                               os.environ.get("TITAN_AGENT_RUN_ID"))
         if self.replaying:
             run_id = os.environ["TITAN_AGENT_RUN_ID"]
-        self.id = run_id or f"{agent_id}-{secrets.token_hex(4)}"
+        self.id = run_id or run_id_for(agent_id, secrets.token_hex(4))
         self.agent_id = agent_id
         self.handle = context.RunHandle(id=self.id, agent_id=agent_id, default_actor=agent_id,
                                         budget_usd=budget_usd)
@@ -73,15 +87,19 @@ class Run:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        global replayed_end
         context.leave_run(self._token)
-        if self.replaying:
-            return
         if exc is None or isinstance(exc, SystemExit) and exc.code in (0, None):
             body: dict[str, Any] = {"status": "completed"}
         elif isinstance(exc, KeyboardInterrupt):
             body = {"status": "cancelled", "error": "interrupted (KeyboardInterrupt)"}
         else:
             body = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+        if self.replaying:
+            # The replay's driver ends the run, as this block ended the original: a replayed
+            # run that failed here again is a failed replay, even if the script went on.
+            replayed_end = body
+            return
         RECORDER.put("patch", self.handle, dict(body, ended_at=time.time()))
 
     @property

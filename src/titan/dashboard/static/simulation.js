@@ -103,6 +103,12 @@
       ["match_rate", "Match rate", T.pct(rep.match_rate),
        (rep.matched || 0).toLocaleString("en-US") + " of " + plural(rep.recorded || 0, "recorded action") + " matched"],
     ];
+    // How each run ended: a replay of a failed run that completes did not reproduce it.
+    if (o.status && r.status && r.status !== "running") {
+      const same = o.status === r.status;
+      rows.push(["outcome", "Outcome", r.status, (same ? "as the original (" : "the original: ") +
+        o.status + (o.error ? ": " + o.error : "") + (same ? ")" : "")]);
+    }
     return el("table", { class: "grid replay-metrics", id: "replay-metrics" },
       el("thead", {}, el("tr", {}, el("th", { text: "Metric" }), el("th", { class: "num", text: "Value" }), el("th", { text: "Detail" }))),
       el("tbody", {}, ...rows.map(([key, label, value, note]) =>

@@ -8,13 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request
 
 from titan.errors import InvalidDAG, ValidationFailed, WaitTimeout
+from titan.formats import run_id_problem
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, Writer
 from titan.master.api.params import Offset
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, scope_of
 from titan.master.runs.compliance import started_by
-from titan.master.runs.ingest import run_id_problem
 from titan.master.scheduling.dag_retention import prune_dags
 from titan.master.scheduling.refs import as_id, find_dag
 from titan.master.scheduling.state import DAG_STATUSES

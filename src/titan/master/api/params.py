@@ -25,6 +25,10 @@ Attempt = Annotated[int | None, Query(ge=1, le=INT64_MAX,
                                       description="Attempt number (default: the latest)")]
 DagFilter = Annotated[int | None, Query(ge=1, le=INT64_MAX, description="Only this DAG run's")]
 Seq = Annotated[int, Path(ge=0, le=INT64_MAX, description="The action's sequence number")]
+#: A filter of several values, given repeated (``?status=a&status=b``) or comma-separated
+#: (``?status=a,b``) or both: a ``str`` parameter kept only the last of repeated ones, so a
+#: scripted export silently left out what the others matched.
+Choices = Annotated[list[str] | None, Query(description="Repeat it or separate with commas")]
 
 
 MAX_KEY = 1024

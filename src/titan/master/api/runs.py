@@ -12,9 +12,9 @@ from fastapi.responses import StreamingResponse
 from titan.errors import NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Pruner, Reader, Writer
-from titan.master.api.params import MaybeAfter, Offset, Seq
+from titan.master.api.params import Choices, MaybeAfter, Offset, Seq
 from titan.master.runs import export, ledger, liveness
-from titan.master.runs.ingest import MAX_USD
+from titan.master.runs.ingest import MAX_USD, OUTCOMES
 from titan.master.runs.lookup import run_or_404
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
@@ -31,7 +31,7 @@ from titan.storage.base import ActionQuery, Row, Transaction
 from titan.windows import check_window, deletion_cutoff
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["runs"])
-_OUTCOMES = ("success", "error", "blocked", "replayed")
+
 
 
 @router.post("/runs", status_code=201, summary="Open an agent run (idempotent by id)")
@@ -44,7 +44,7 @@ async def create_run(c: CtxDep, p: Writer, response: Response,
 
 
 @router.get("/runs", summary="The run registry, most recent first")
-async def list_runs(c: CtxDep, p: Reader, status: str | None = None,
+async def list_runs(c: CtxDep, p: Reader, status: Choices = None,
                     min_cost: float | None = None, window: str | None = None,
                     agent: str | None = None, q: str | None = None, sort: str | None = None,
                     archived: str | None = None,
@@ -73,7 +73,7 @@ async def intercepts(c: CtxDep, p: Reader, window: str | None = None,
 
 @router.get("/runs/export", summary="Export runs (and their actions) as CSV, JSON or JSONL")
 async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool = False,
-                      status: str | None = None, min_cost: float | None = None,
+                      status: Choices = None, min_cost: float | None = None,
                       window: str | None = None, agent: str | None = None,
                       q: str | None = None, older_than: str | None = None,
                       archived: str | None = None) -> StreamingResponse:
@@ -149,12 +149,12 @@ async def add_actions(c: CtxDep, p: Writer, request: Request, run_id: str) -> Ro
 
 
 @router.get("/runs/{run_id}/actions", summary="A run's actions in order, filtered, by page")
-async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: str | None = None,
+async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: Choices = None,
                        q: str | None = None, actor: str | None = None,
                        channel: str | None = None, after: MaybeAfter = None,
                        limit: int = Query(100, ge=1, le=1000), offset: Offset = 0,
                        preview: int = Query(LIST_PREVIEW, ge=0, le=100_000)) -> Row:
-    query = ActionQuery(outcomes=csv_choices(outcome, _OUTCOMES, "outcome"), search=q or None,
+    query = ActionQuery(outcomes=csv_choices(outcome, OUTCOMES, "outcome"), search=q or None,
                         actor=actor or None, channel=channel or None, after=after)
 
     def read(tx: Transaction) -> Row:

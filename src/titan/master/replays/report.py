@@ -116,7 +116,8 @@ def _totals(run: Row | None) -> Row | None:
         return None
     end = run.get("ended_at") or run.get("last_action_at")
     start = run.get("started_at") or run["created_at"]
-    return {"cost_usd": round(float(run["cost_usd"] or 0.0), 8),
+    return {"status": run["status"], "error": run.get("error"),
+            "cost_usd": round(float(run["cost_usd"] or 0.0), 8),
             "action_count": run["action_count"],
             "duration_s": round(end - start, 3) if end else None}
 

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from titan.errors import ValidationFailed
+from titan.formats import run_id_problem, tags_problem
 from titan.retention import retention_problem
 from titan.status import RUN_STATUSES, RunStatus
 from titan.storage.base import Row
@@ -42,17 +43,6 @@ _ACTION_KEYS = frozenset({
     "replay_status",
 })
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}\Z")
-_RUN_ID = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
-
-
-def run_id_problem(value: object) -> str | None:
-    """What is wrong with an agent run's id (None when nothing is): 1-200 letters, digits,
-    '.', '_', ':' or '-', and not only dots (a path segment of dots is no name: URLs drop it).
-    A DAG's ``agent_run_id`` is held to it too, or its run could never be read back."""
-    if not isinstance(value, str) or not _RUN_ID.fullmatch(value) or not value.strip("."):
-        return ("must be 1-200 characters of ASCII letters (A-Z, a-z), digits, '.', '_', ':' "
-                "or '-' (no spaces, not only dots)")
-    return None
 _EPOCH_2000 = 946_684_800.0
 
 
@@ -110,17 +100,14 @@ def _number(p: _Problems, i: int | None, field: str, value: Any, *, integer: boo
 
 
 def tags_value(p: _Problems, i: int | None, value: Any) -> Any:
-    if value is None:
+    problem = tags_problem(value)
+    if problem is not None:
+        p.add(i, "tags", problem)
         return None
-    if isinstance(value, list) and all(isinstance(v, str) and len(v) <= 200 for v in value):
-        return value
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        if len(dumps(value)) > 16_384:
-            p.add(i, "tags", "is larger than 16 KiB")
-            return None
-        return value
-    p.add(i, "tags", "must be a list of strings or an object")
-    return None
+    if isinstance(value, dict) and len(dumps(value)) > 16_384:
+        p.add(i, "tags", "is larger than 16 KiB")
+        return None
+    return value
 
 
 def payload(value: Any, inline_limit: int, text: str | None = None) -> tuple[Row, bytes | None]:

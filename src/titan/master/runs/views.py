@@ -188,11 +188,15 @@ def action_view(a: Row) -> Row:
     }
 
 
-def csv_choices(value: str | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
-    """A comma-separated filter (``?status=failed,cancelled``), each item one of ``allowed``."""
+def csv_choices(value: str | list[str] | None, allowed: tuple[str, ...],
+                name: str) -> tuple[str, ...]:
+    """A filter of several values, comma-separated (``?status=failed,cancelled``), repeated
+    (``?status=failed&status=cancelled``: a list) or both; each one of ``allowed``."""
     if not value:
         return ()
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    values = [value] if isinstance(value, str) else value
+    items = tuple(dict.fromkeys(v.strip() for text in values for v in text.split(",")
+                                if v.strip()))
     bad = [v for v in items if v not in allowed]
     if bad:
         raise ValidationFailed(f"{name} must be among {', '.join(allowed)}, got {bad[0]!r}",
@@ -210,7 +214,7 @@ def archived_choice(value: str | None) -> bool | None:
     return None if choice == "all" else choice == "true"
 
 
-def run_query(status: str | None = None, min_cost: float | None = None,
+def run_query(status: str | list[str] | None = None, min_cost: float | None = None,
               window: str | None = None, agent: str | None = None,
               q: str | None = None, older_than: str | None = None,
               sort: str | None = None, archived: str | None = None) -> RunQuery:
