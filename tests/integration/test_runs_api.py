@@ -331,6 +331,21 @@ def test_large_payloads_go_to_the_blob_store(cl: Cluster) -> None:
     assert full["inputs"] == doc and full["inputs_complete"] is True
     assert full["outputs"] == answer and full["outputs_complete"] is True
     assert ok(cl, "GET", "/runs/blob-1/actions/2")["inputs"] == medium
+    # An export carries every payload whole (it was the row's 2,000-character preview: a
+    # compliance export lost the record, and the CSV did not even say so).
+    for fmt in ("jsonl", "json", "csv"):
+        text = export(cl, fmt, {"q": "blob-1"}, actions=True)
+        if fmt == "jsonl":
+            rows = [json.loads(line) for line in text.splitlines()][1:]
+        elif fmt == "json":
+            rows = json.loads(text)["runs"][0]["actions"]
+        else:
+            rows = [dict(r, inputs=json.loads(r["inputs"]), outputs=json.loads(r["outputs"] or
+                                                                                "null"),
+                         inputs_complete=r["inputs_complete"] == "True")
+                    for r in csv.DictReader(io.StringIO(text))]
+        assert [r["inputs"] for r in rows] == [doc, medium], fmt
+        assert rows[0]["outputs"] == answer and rows[0]["inputs_complete"] is True, fmt
 
 
 def test_batches_sharing_a_commit_with_failing_requests_are_all_stored(cl: Cluster) -> None:

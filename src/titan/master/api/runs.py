@@ -83,7 +83,7 @@ async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool
                                f"got {format!r}", details={"field": "format"})
     name = f"titan-runs-{time.strftime('%Y%m%d-%H%M%S')}.{format}"
     return StreamingResponse(
-        export.stream(c.storage.transaction, query, format, actions),
+        export.stream(c.storage.transaction, query, format, actions, c.blobs),
         media_type=export.FORMATS[format],
         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

@@ -8,7 +8,10 @@ ledger head; each action carries its chain hash, so an export can be verified aw
 the master (``titan runs verify --export FILE``). JSON is one document (``{"runs": [...]}``, each run
 with its ``actions`` when asked); JSONL is one object per line, ``{"type": "run", ...}`` then,
 when asked, that run's ``{"type": "action", ...}`` lines; CSV is one table: runs, or with
-actions one row per action carrying its run's id and agent.
+actions one row per action carrying its run's id and agent. An action's inputs and outputs
+are exported in full, those kept in the blob store included (read as they are written: an
+export is for analysis and compliance, where a 2,000-character preview loses the record);
+``inputs_complete``/``outputs_complete`` say false only where a blob could not be read.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
 from titan.errors import ValidationFailed
 from titan.formats import iso
@@ -36,7 +39,8 @@ ACTION_COLUMNS = ("run_id", "agent_id", "seq", "id", "parent_id", "actor", "stag
                   "name", "ordinal", "outcome", "started_at", "duration_ms", "cost_usd",
                   "cost_source", "model", "input_tokens", "output_tokens", "cached_tokens",
                   "reasoning_tokens", "error_type", "error_message", "inputs", "outputs",
-                  "inputs_hash", "outputs_hash", "tags", "pii", "chain_hash")
+                  "inputs_complete", "outputs_complete", "inputs_hash", "outputs_hash", "tags",
+                  "pii", "chain_hash")
 
 
 def _cell(value: Any) -> Any:
@@ -54,8 +58,22 @@ def _cell(value: Any) -> Any:
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _action_row(run: Row, a: Row) -> Row:
-    v = action_view(a)
+class _Reader(Protocol):
+    def read_text(self, sha: str) -> str | None: ...
+
+
+def _full(a: Row, blobs: _Reader | None) -> Row:
+    """The action as its view shows it, with the payloads kept in the blob store read back."""
+    if blobs is not None:
+        for side in ("inputs", "outputs"):
+            if a[f"{side}_blob"] and a[f"{side}_hash"]:
+                text = blobs.read_text(a[f"{side}_hash"])
+                if text is not None:
+                    a = dict(a, **{side: text, f"{side}_blob": False})
+    return action_view(a)
+
+
+def _action_row(run: Row, v: Row) -> Row:
     usage = v["usage"]
     return {**v, "run_id": run["id"], "agent_id": run["agent_id"],
             "started_at": iso(v["started_at"]),
@@ -66,12 +84,13 @@ def _action_row(run: Row, a: Row) -> Row:
 
 
 def stream(open_tx: Callable[[], AbstractContextManager[Transaction]], q: RunQuery, fmt: str,
-           with_actions: bool) -> Iterator[bytes]:
-    """The export as chunks of bytes (read in its own transaction, page by page)."""
+           with_actions: bool, blobs: _Reader | None = None) -> Iterator[bytes]:
+    """The export as chunks of bytes (read in its own transaction, page by page); ``blobs``:
+    where the payloads too large for their row are read from."""
     if fmt not in FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     with open_tx() as tx:
-        yield from _write(tx, q, fmt, with_actions)
+        yield from _write(tx, q, fmt, with_actions, blobs)
 
 
 def _runs(tx: Transaction, q: RunQuery) -> Iterator[Row]:
@@ -84,7 +103,8 @@ def _runs(tx: Transaction, q: RunQuery) -> Iterator[Row]:
     yield from runs_view(tx, page)
 
 
-def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool) -> Iterator[bytes]:
+def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool,
+           blobs: _Reader | None) -> Iterator[bytes]:
     if fmt == "csv":
         buf = io.StringIO()
         columns = ACTION_COLUMNS if with_actions else RUN_COLUMNS
@@ -93,7 +113,7 @@ def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool) -> Iterat
         for run in _runs(tx, q):
             if with_actions:
                 for a in tx.iter_actions(run["id"]):
-                    row = _action_row(run, a)
+                    row = _action_row(run, _full(a, blobs))
                     writer.writerow({k: _cell(row.get(k)) for k in columns})
                     if buf.tell() > 65_536:
                         yield _drain(buf)
@@ -112,7 +132,7 @@ def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool) -> Iterat
             if with_actions:
                 chunk = []
                 for a in tx.iter_actions(run["id"]):
-                    chunk.append(dumps({"type": "action", "run_id": run["id"], **action_view(a)}))
+                    chunk.append(dumps({"type": "action", "run_id": run["id"], **_full(a, blobs)}))
                     if len(chunk) == 500:
                         yield ("\n".join(chunk) + "\n").encode()
                         chunk = []
@@ -128,7 +148,7 @@ def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool) -> Iterat
             page: list[str] = []
             sep = ""
             for a in tx.iter_actions(run["id"]):
-                page.append(dumps(action_view(a)))
+                page.append(dumps(_full(a, blobs)))
                 if len(page) == 500:
                     yield (sep + ",".join(page)).encode()
                     page, sep = [], ","
