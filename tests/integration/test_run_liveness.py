@@ -89,6 +89,27 @@ def test_a_live_process_keeps_its_run_and_ends_it_itself(cluster: Cluster,
     assert status_becomes(cluster, "patient-1", "completed", within=10)["error"] is None
 
 
+def test_a_driver_that_exits_ends_every_run_it_drove_at_once(cluster: Cluster,
+                                                             tmp_path: Path) -> None:
+    # Each run end waited the sender's interval (0.2 s) and the exit gave them 2 s: a driver
+    # of 25 runs left 5 running, to be ended "crashed" later, their stages all COMPLETED.
+    (tmp_path / "step.py").write_text("pass\n")
+    agent = start(cluster, tmp_path, """
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+        for i in range(60):
+            client.submit_dag(f"MANY_{i}_PLAN", [TitanJob("p", "step.py")],
+                              agent_run_id=f"MANY_{i}")
+    """)
+    t0 = time.monotonic()
+    assert agent.wait(timeout=60) == 0
+    _, err = agent.communicate()
+    assert "not delivered" not in err, err
+    assert time.monotonic() - t0 < 30
+    for i in range(60):
+        assert status_becomes(cluster, f"MANY_{i}", "completed", within=30)["error"] is None
+
+
 def test_runs_no_process_watches_stay_and_a_silent_one_comes_back(cluster: Cluster) -> None:
     # A run opened through the API, with no sign of life ever: nothing ends it but its owner.
     cluster.api("POST", "/runs", {"id": "api-run", "agent_id": "api"})

@@ -65,6 +65,7 @@ class Recorder:
         self._pid = os.getpid()
         self._clients: dict[str, Any] = {}
         self._stopping = False
+        self._flushing = 0  # callers waiting in flush(): the sender does not pause for them
         self._lock = threading.Lock()
         self.driven: dict[str, RunHandle] = {}  # runs this process drives (ends at exit)
         self.failure: BaseException | None = None  # an uncaught exception, seen at exit
@@ -127,11 +128,22 @@ class Recorder:
         return found
 
     # -- the sender ---------------------------------------------------------------------------
+    def _hurry(self) -> bool:
+        """Whether to send the next item at once rather than after ``interval``: actions wait
+        a moment so they travel in batches; a run's start or end, a flush's or the exit's
+        wait, a full batch do not (each waited its own interval, so ending 25 runs at exit
+        took 5 s and the exit's deadline left some open)."""
+        q = self.queue
+        return bool(q) and (self._stopping or self._flushing > 0 or q[0][0] != "action"
+                            or len(q) >= MAX_BATCH)
+
     def _loop(self) -> None:
-        failures, delay = 0, 0.0
+        failures, delay, hurry = 0, 0.0, False
         while True:
-            self.wake.wait(delay or self.interval)
-            self.wake.clear()
+            if not hurry:
+                self.wake.wait(delay or self.interval)
+                self.wake.clear()
+            hurry = False
             if not self._stopping and time.monotonic() >= self._next_beat:
                 self.beat()
             try:
@@ -144,18 +156,21 @@ class Recorder:
                 log.debug("titan.trace: send failed (%s); retrying in %.2fs", exc, delay)
                 continue
             failures, delay = 0, 0.0
+            hurry = sent and self._hurry()
             if not sent:
                 with self.idle:
                     self.idle.notify_all()
                 if self._stopping:
                     return
 
-    def beat(self) -> None:
+    def beat(self, runs: list[RunHandle] | None = None) -> None:
         """Tell each master that this process is alive and holds its runs open (the
-        sender's thread does every HEARTBEAT seconds)."""
-        self._next_beat = time.monotonic() + HEARTBEAT
+        sender's thread does every HEARTBEAT seconds); ``runs``: only these, now (a run just
+        driven), the next beat of them all left as it was."""
+        if runs is None:
+            self._next_beat = time.monotonic() + HEARTBEAT
         by_master: dict[int, tuple[RunHandle, list[str]]] = {}
-        for run in [*self.driven.values(), *self.open.values()]:
+        for run in runs if runs is not None else [*self.driven.values(), *self.open.values()]:
             client = self.client(run)
             by_master.setdefault(id(client), (run, []))[1].append(run.id)
         for run, ids in by_master.values():
@@ -258,13 +273,17 @@ class Recorder:
             return not self.queue
         refused = self.refused
         deadline = time.monotonic() + (30.0 if timeout is None else timeout)
-        while self.queue:
-            self.wake.set()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            with self.idle:
-                self.idle.wait(min(left, 0.1))
+        self._flushing += 1
+        try:
+            while self.queue:
+                self.wake.set()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                with self.idle:
+                    self.idle.wait(min(left, 0.1))
+        finally:
+            self._flushing -= 1
         return self.refused == refused
 
     def close(self) -> None:
@@ -283,8 +302,8 @@ class Recorder:
         timeout = float(os.environ.get("TITAN_TRACE_FLUSH_TIMEOUT", "10"))
         pending = list(self.queue)
         actions = sum(1 for k, _, _ in pending if k == "action")
-        if not actions:  # only run ends to report: not worth holding the exit for long
-            timeout = min(timeout, 2.0)
+        if not actions and "TITAN_TRACE_FLUSH_TIMEOUT" not in os.environ:
+            timeout = min(timeout, 2.0)  # only run ends to report: sent at once, or unreachable
         self._stopping = True
         # Not flushed, with nothing left queued: the master refused some of it (each refusal
         # was said as it came), it was not out of reach.

@@ -129,11 +129,12 @@ def drive(run_id: str, endpoint: Any = None) -> None:
     # starting resets the parent's recorder, and the run registered before it was lost (it
     # was never ended, nor watched).
     RECORDER.ensure_started()
-    RECORDER.driven[run_id] = context.RunHandle(id=run_id, endpoint=endpoint)
+    handle = RECORDER.driven[run_id] = context.RunHandle(id=run_id, endpoint=endpoint)
     _watch_uncaught()
     # Its first sign of life now, not on the sender's next turn: a driver killed at once
-    # would leave a run no one watches (master/runs/liveness.py).
-    RECORDER.beat()
+    # would leave a run no one watches (master/runs/liveness.py). This run's alone: all of
+    # them at each new one was a request of N ids for the N-th run a driver started.
+    RECORDER.beat([handle])
 
 
 _hooked = False
