@@ -216,6 +216,32 @@ def test_agent_run_stages_on_agents_page(cluster: Cluster, dash: Dashboard, page
     page.wait_for_selector('#dag-status[data-status="PARTIAL"]', state="attached")
 
 
+def test_a_stage_box_follows_its_jobs_without_a_dag_event(cluster: Cluster, dash: Dashboard,
+                                                          page: Any) -> None:
+    # A job ending inside a stage that stays RUNNING sends no DAG event: the box kept saying
+    # one job was executing until a reload (seed 000: the page auto-refreshes every 3 s).
+    quick = cluster.script("quick.py", "import time\ntime.sleep(2)\n")
+    run_id = "STALE_check"
+    cluster.client().submit_dag(
+        f"{run_id}_PLAN", [TitanJob("quick", quick),
+                           TitanJob("gpu", quick, requirement="GPU_NONE_HERE")],
+        agent_run_id=run_id)
+    client = cluster.client()
+    deadline = time.monotonic() + 30
+    while client.get_job(f"{run_id}_PLAN/quick")["state"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    page.goto(dash.url("/agents"))
+    stage = f'.agent-run[data-run-id="{run_id}"] a.stage[data-label="PLAN"]'
+    box = page.locator(stage)
+    assert box.get_attribute("data-executing") == "1"
+    mark_no_reload(page)
+    page.wait_for_selector(f'{stage}[data-status="RUNNING"][data-executing="0"]')
+    assert "GPU_NONE_HERE" in (box.locator(".stage-hint").text_content() or "")
+    assert_no_reload(page)
+    cluster.client().cancel(f"DAG-{run_id}_PLAN")
+
+
 # -- the panel's and the DAG's buttons -------------------------------------------------------
 
 

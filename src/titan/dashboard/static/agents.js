@@ -1,5 +1,8 @@
 /* Agent Runs, live: on dag_created / dag_updated / agent_run_updated, refetch /agents.json
- * (at most every 500 ms) and re-render the rows with the same markup as agents.html.
+ * (at most every 500 ms) and re-render the rows with the same markup as agents.html; and
+ * every 3 s while a run shown is in flight (seed 000: "auto-refreshes every 3 seconds"): a
+ * job ending inside a stage that stays RUNNING changes what the box says (executing,
+ * queued, waiting for a worker) with no event of the DAG's.
  */
 (function () {
   "use strict";
@@ -52,4 +55,8 @@
     } catch (err) { /* the next event or reconnect tries again */ }
   }, 500);
   T.live({ types: ["dag_created", "dag_updated", "agent_run_updated"], onEvent: refresh, onResync: refresh });
+  const IN_FLIGHT = '.agent-run[data-status="RUNNING"], .agent-run[data-status="WAITING"]';
+  setInterval(() => {
+    if (document.visibilityState === "visible" && box.querySelector(IN_FLIGHT)) refresh();
+  }, 3000);
 })();
