@@ -168,6 +168,13 @@ def test_list_dags_filters_and_counts(storage: Storage) -> None:
     with storage.transaction() as tx:
         runs, n = tx.list_agent_runs(10, 0)
         assert n == 1 and runs[0]["id"] == "R1" and runs[0]["created_at"] == 1.0
+        # Where each sits in that order (newest first, ties by id): the page that holds it.
+        for run_id, at in (("R0", 0.5), ("R3", 3.0), ("R2", 3.0)):
+            tx.ensure_agent_run(run_id, at)
+        order = [r["id"] for r in tx.list_agent_runs(10, 0)[0]]
+        assert order == ["R2", "R3", "R1", "R0"]
+        assert [tx.agent_run_position(r) for r in order] == [0, 1, 2, 3]
+        assert tx.agent_run_position("nobody") is None
 
 
 def test_attempts_and_logs(storage: Storage) -> None:

@@ -135,3 +135,21 @@ def test_a_running_run_shows_its_completion_percent(cluster: Cluster) -> None:
     listed = next(r for r in client.api("GET", "/runs", params={"q": run_id})["runs"])
     assert listed["progress"] == run["progress"]
     client.cancel(f"{run_id}_ITER1")
+
+
+def test_a_dag_links_back_to_the_page_that_holds_its_agent_run(cluster: Cluster) -> None:
+    # The DAG Visualizer linked to /agents#RUN: the first page, where an older run is not.
+    client = cluster.client()
+    ok = cluster.script("back_ok.py", "pass\n")
+    for i in range(5):
+        client.submit_dag(f"BACK_{i}_PLAN", [TitanJob("p", ok)], agent_run_id=f"BACK_{i}")
+    with httpx.Client(base_url=cluster.url, timeout=30,
+                      headers={"Authorization": f"Bearer {cluster.admin_token}"}) as s:
+        everyone = s.get("/agents.json", params={"limit": 500}).json()["runs"]
+        position = [r["id"] for r in everyone].index("BACK_0")
+        page = s.get("/agents.json", params={"run": "BACK_0", "limit": 2}).json()
+        assert page["offset"] == position - position % 2 and page["focus"] == "BACK_0"
+        assert "BACK_0" in [r["id"] for r in page["runs"]]
+        assert s.get("/agents.json", params={"run": "NO_SUCH"}).status_code == 404
+        html = s.get("/dags/DAG-BACK_0_PLAN").text
+        assert 'href="/agents?run=BACK_0#BACK_0"' in html

@@ -20,8 +20,10 @@ from titan.dashboard import (
     schedules,
 )
 from titan.dashboard.render import STATIC, Data, int_param, twin
+from titan.errors import NotFound
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
+from titan.storage.base import Transaction
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -61,7 +63,20 @@ async def dag_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
 async def agents_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     limit = int_param(request, "limit", PAGE_SIZE, 1, 500)
     offset = int_param(request, "offset", 0, 0, 2**62)
-    return await c.engine.read(lambda tx: queries.agent_runs(tx, limit, offset))
+    # ?run=ID: the page that holds that run (a DAG links back to its agent run this way; an
+    # anchor alone pointed at the first page, where an older run is not).
+    run_id = request.query_params.get("run")
+
+    def read(tx: Transaction) -> Data:
+        start = offset
+        if run_id:
+            position = tx.agent_run_position(run_id)
+            if position is None:
+                raise NotFound(f"no agent run {run_id!r}")
+            start = position - position % limit
+        return dict(queries.agent_runs(tx, limit, start), focus=run_id or None)
+
+    return await c.engine.read(read)
 
 
 @twin(router, ["/jobs/{job_id:int}"], "job.html", "job")

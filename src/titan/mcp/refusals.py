@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import anyio
+import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import (
     ResourceError,
@@ -23,7 +24,7 @@ from mcp.server.mcpserver.exceptions import (
 from pydantic import ValidationError
 
 from titan.client import TitanClient
-from titan.errors import APIError, NotFound, TitanError
+from titan.errors import APIError, NotFound, TitanError, ValidationFailed
 
 #: Given the HTTP request a call came in on (``None`` on stdio), the client to make it with.
 Clients = Callable[[Any], AbstractContextManager[TitanClient]]
@@ -55,6 +56,10 @@ class TitanServer(MCPServer):
             raise
         except ToolError as exc:
             cause = exc.__cause__
+            if isinstance(cause, ToolError):
+                # Titan's refusal (tool_error), which the SDK prefixed "Error executing tool
+                # <name>: ": the code goes in front, as for every other refusal.
+                raise ToolError(str(cause)) from cause.__cause__
             if isinstance(cause, ValidationError):
                 problems = "; ".join(
                     f"{'.'.join(str(part) for part in err['loc']) or 'arguments'}: {err['msg']}"
@@ -88,6 +93,11 @@ class Calls:
             return await anyio.to_thread.run_sync(run, limiter=self._limiter)
         except TitanError as exc:
             raise self._failure(exc) from None
+        except httpx.InvalidURL as exc:
+            # A reference or key too long for a URL (httpx refuses it before sending): the
+            # caller's to shorten, not a crash ("Error executing tool" and a traceback).
+            raise self._failure(ValidationFailed(
+                f"an argument is too long or malformed to send ({exc})")) from None
 
 
 def message(exc: TitanError) -> str:

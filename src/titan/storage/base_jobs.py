@@ -27,6 +27,11 @@ class JobsTransaction(abc.ABC):
         """One agent run row or None."""
 
     @abc.abstractmethod
+    def agent_run_position(self, run_id: str) -> int | None:
+        """Where the agent run sits in :meth:`list_agent_runs`'s order (0 first), or None
+        when there is no such run."""
+
+    @abc.abstractmethod
     def insert_next_dag(self, row: Row) -> tuple[int, int]:
         """Insert a DAG row as the next run of its name (1 for a new name, its ``run``
         ignored); returns its id and run number."""

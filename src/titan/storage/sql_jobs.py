@@ -9,7 +9,7 @@ from functools import partial
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, select
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select
 
 from titan.storage import compiled
 from titan.storage import schema as t
@@ -145,6 +145,16 @@ class JobsSQL:
     def get_agent_run(self, run_id: str) -> Row | None:
         row = self.conn.execute(select(t.agent_runs).where(t.agent_runs.c.id == run_id)).first()
         return dict(row._mapping) if row else None
+
+    def agent_run_position(self, run_id: str) -> int | None:
+        run = self.get_agent_run(run_id)
+        if run is None:
+            return None
+        c = t.agent_runs.c
+        before = or_(c.created_at > run["created_at"],
+                     and_(c.created_at == run["created_at"], c.id < run_id))
+        return int(self.conn.execute(select(func.count()).select_from(t.agent_runs)
+                                     .where(before)).scalar_one())
 
     # -- DAGs ---------------------------------------------------------------------------------
     def insert_next_dag(self, row: Row) -> tuple[int, int]:
