@@ -41,6 +41,9 @@ class _Walk:
         it can tell which: see :meth:`misplaced`)."""
         seq = a["seq"]
         self.read += 1
+        if seq < self.expected:  # a seq met again (a row copied, or renumbered onto another)
+            return _break(seq, "inserted", f"action #{seq} appears twice: an action was "
+                          f"inserted (or renumbered) after recording", a.get("id"))
         if seq != self.expected:
             missing = (f"#{self.expected}" if seq == self.expected + 1
                        else f"#{self.expected}–#{seq - 1}")

@@ -169,6 +169,33 @@ def test_exports_carry_the_chain_and_verify_offline(cl: Cluster, tmp_path: Path)
     path.write_text("".join(json.dumps(x) + "\n" for x in items))
     swapped = titan(cl, "runs", "verify", "--export", str(path))
     assert swapped.returncode == 3 and "reordered" in swapped.stdout, swapped.stdout
+    # A seq met twice reads as such (it read "action #3–#1 is missing").
+    items = [json.loads(x) for x in lines]
+    items[by_seq[3]]["seq"] = 2
+    path.write_text("".join(json.dumps(x) + "\n" for x in items))
+    twice = titan(cl, "runs", "verify", "--export", str(path))
+    assert twice.returncode == 3 and "action #2 appears twice" in twice.stdout, twice.stdout
+    # Every hash and the head stripped, then an edit: the export says when its master began
+    # chaining, so the edit does not pass as data recorded before the ledger existed.
+    items = [json.loads(x) for x in lines]
+    for x in items:
+        if x.get("id") == "lg-b" or x.get("run_id") == "lg-b":
+            x.update({"chain_head": None, "chain_start": None} if x["type"] == "run"
+                     else {"chain_hash": None})
+        if x["type"] == "action" and x["run_id"] == "lg-b" and x["seq"] == 1:
+            x["outputs"] = {"doctored": True}
+    path.write_text("".join(json.dumps(x) + "\n" for x in items))
+    stripped = titan(cl, "runs", "verify", "--export", str(path))
+    assert stripped.returncode == 3 and "lg-b: BROKEN — action #1 has no chain hash" \
+        in stripped.stdout, stripped.stdout
+    for x in items:
+        x.pop("ledger_since", None)
+    path.write_text("".join(json.dumps(x) + "\n" for x in items))
+    unknown = titan(cl, "runs", "verify", "--export", str(path))
+    assert unknown.returncode == 4 and "ledger_since" in unknown.stdout, unknown.stdout
+    for anchor in ("0:" + "a" * 64, "2:" + "z" * 64, "2:abc"):
+        out = titan(cl, "runs", "verify", "lg-b", "--anchor", anchor)
+        assert out.returncode == 1 and "--anchor must be SEQ:HASH" in out.stderr, out.stderr
     # A pretty-printed JSON export is JSON too.
     pretty = tmp_path / "pretty.json"
     assert titan(cl, "runs", "export", "--format", "json", "--actions", "--agent", "beta",

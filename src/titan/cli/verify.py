@@ -71,8 +71,10 @@ def run(args: argparse.Namespace, client: Any) -> int:
 
 def _anchor(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
-    if not seq.isdigit() or len(digest) != 64:
-        raise TitanError(f"--anchor must be SEQ:HASH (a seq and a 64-digit sha256), got {text!r}")
+    if not (seq.isascii() and seq.isdigit() and int(seq) >= 1) \
+            or len(digest) != 64 or not all(c in "0123456789abcdefABCDEF" for c in digest):
+        raise TitanError(f"--anchor must be SEQ:HASH (an action's seq, from 1, and its 64-digit "
+                         f"sha256 chain hash), got {text!r}")
     return int(seq), digest.lower()
 
 
@@ -122,8 +124,14 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
         # In seq order, as the master verifies: the chain is over seq, and lines moved in
         # the file are not a tampering (seq values swapped are, and show as reordered).
         rows = [_row(a, hashes) for a in sorted(actions, key=lambda a: a["seq"])]
+        since = run.get("ledger_since")
         verdict = verify(run["id"], run["action_count"], run.get("chain_head"),
-                         run.get("chain_start"), rows)
+                         run.get("chain_start"), rows,
+                         chained_since=float(since) if isinstance(since, int | float) else None)
+        if verdict["status"] == "unchained" and since is None:
+            verdict["message"] += (" (the file says nothing of when its master began chaining"
+                                   " — `ledger_since`: a chain stripped from an export looks "
+                                   "the same; verify against the master to tell)")
         verdicts.append({**{k: v for k, v in verdict.items()
                             if k not in ("read", "through", "last_hash")},
                          "run_id": run["id"], "hashes": hashes})

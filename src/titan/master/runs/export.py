@@ -34,7 +34,7 @@ RUN_COLUMNS = ("id", "agent_id", "agent_version", "status", "started_at", "ended
                "duration_s", "action_count", "cost_usd", "success_rate", "error_count",
                "blocked_count", "replayed_count", "budget_usd", "over_budget", "error",
                "code_version", "tags", "started_by", "retention_class", "pii", "archived_at",
-               "chain_head", "chain_start")
+               "chain_head", "chain_start", "ledger_since")
 ACTION_COLUMNS = ("run_id", "agent_id", "seq", "id", "parent_id", "actor", "stage", "channel",
                   "name", "ordinal", "outcome", "started_at", "duration_ms", "cost_usd",
                   "cost_source", "model", "input_tokens", "output_tokens", "cached_tokens",
@@ -94,13 +94,17 @@ def stream(open_tx: Callable[[], AbstractContextManager[Transaction]], q: RunQue
 
 
 def _runs(tx: Transaction, q: RunQuery) -> Iterator[Row]:
+    # When this database began chaining, on each run: an action recorded since with no chain
+    # hash was stripped of it (titan.ledger_verify), which the file alone could not tell
+    # from a run recorded before the ledger existed.
+    since = {"ledger_since": tx.chained_since()}
     page: list[Row] = []
     for r in tx.iter_runs(q):
         page.append(r)
         if len(page) == 200:
-            yield from runs_view(tx, page)
+            yield from (dict(v, **since) for v in runs_view(tx, page))
             page = []
-    yield from runs_view(tx, page)
+    yield from (dict(v, **since) for v in runs_view(tx, page))
 
 
 def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool,
