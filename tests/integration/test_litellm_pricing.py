@@ -20,6 +20,10 @@ def test_litellm_prices_a_model_in_its_map() -> None:
     assert source == "litellm"
     assert cost == pytest.approx(1000 * 0.15e-6 + 100 * 0.60e-6)
     assert pricing.hosted_cost("openai/gpt-4o-mini", Usage(1000, 100)) == (cost, "litellm")
+    # Cached input at the map's cache-read rate ($0.075 per Mtok), as a registered price
+    # charges it: it was charged at the full input rate.
+    cached, _ = pricing.hosted_cost("gpt-4o-mini", Usage(1000, 100, cached_tokens=400))
+    assert cached == pytest.approx(600 * 0.15e-6 + 400 * 0.075e-6 + 100 * 0.60e-6)
 
 
 @pytest.mark.usefixtures("prices")

@@ -86,9 +86,13 @@ def _load_env_prices() -> None:
 def _litellm_cost(model: str, usage: Usage) -> float | None:
     litellm = litellm_module()
     try:
+        # Cached input tokens are part of the input (OpenAI's convention, and Usage's), at
+        # the model's cache-read rate where LiteLLM knows one: left out, they were charged at
+        # the full input rate, as a registered price (Price.cost) does not.
         prompt, completion = litellm.cost_per_token(
             model=model, prompt_tokens=usage.input_tokens,
-            completion_tokens=usage.output_tokens)
+            completion_tokens=usage.output_tokens,
+            cache_read_input_tokens=min(usage.cached_tokens, usage.input_tokens))
     except Exception:  # LiteLLM raises its own zoo of errors for unmapped models
         return None
     total = float(prompt) + float(completion)
