@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -251,6 +252,18 @@ def test_what_the_route_refuses(cluster: Cluster) -> None:
     for trace in (odd, fine):
         run = cluster.api("GET", f"/runs/{run_id_of_trace(trace)}")
         assert (run["status"], run["action_count"]) == ("completed", 3)
+    # A client that hangs up half way through its body (an exporter timing out) is no error
+    # of the master's: it was logged as an "internal error" with two tracebacks.
+    for path in ("/v1/traces", "/api/v1/runs"):
+        with socket.create_connection(("127.0.0.1", cluster.port)) as s:
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{cluster.port}\r\n"
+                      f"Authorization: Bearer {cluster.admin_token}\r\nContent-Type: "
+                      "application/json\r\nContent-Length: 1000\r\n\r\n{".encode())
+            time.sleep(0.3)
+    time.sleep(0.5)
+    assert cluster.api("GET", "/health")
+    log = cluster.log()
+    assert "internal error" not in log and "Exception in ASGI application" not in log, log[-3000:]
 
 
 def test_a_parent_that_never_comes_is_recorded_under_the_run(make_cluster: Any,

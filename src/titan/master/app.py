@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import titan
@@ -303,6 +304,14 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return answer(request, APIError(str(exc.detail), code=code, status=exc.status_code))
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up before its body was in (an exporter timing out and retrying):
+        # nothing to answer and nothing wrong here. It was an "internal error" with two
+        # tracebacks in the log.
+        log.debug("client left during %s %s", request.method, request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> Response:
