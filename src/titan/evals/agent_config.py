@@ -72,6 +72,18 @@ def parse_tool(raw: Any, i: int) -> dict[str, Any]:
     for schema in ("input_schema", "output_schema"):
         if raw.get(schema) is not None and not isinstance(raw[schema], dict):
             raise _fail(f"{where}.{schema}", "must be a JSON Schema object")
+        if raw.get(schema):
+            # Checked against the meta-schema now: an invalid one failed every run later, as
+            # a contract error blamed on the agent.
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(raw[schema]).check_schema(raw[schema])
+            except jsonschema.SchemaError as exc:
+                at = "/".join(str(p) for p in exc.absolute_path)
+                raise _fail(f"{where}.{schema}", f"is not valid JSON Schema"
+                                                 f"{f' at {at}' if at else ''}: {exc.message}"
+                            ) from None
     mode = raw.get("mode") or "simulated"
     if mode not in TOOL_MODES:
         raise _fail(f"{where}.mode", f"must be simulated or passthrough, got {mode!r}")
@@ -157,6 +169,11 @@ def parse_agent(raw: Any) -> dict[str, Any]:
         dup = next(n for n in names if names.count(n) > 1)
         raise _fail("tools", f"tool {dup!r} is declared twice")
     cfg["topology"] = parse_topology(raw.get("topology"))
+    for i, node in enumerate((cfg["topology"] or {}).get("nodes") or []):
+        unknown = [t for t in node["tools"] if t not in names]
+        if unknown:
+            raise _fail(f"topology.nodes[{i}].tools", f"names {unknown[0]!r}, which is not "
+                        f"among the agent's tools ({', '.join(names) or 'none declared'})")
     cfg["criteria"] = _criteria(raw.get("criteria"))
     return cfg
 
@@ -187,3 +204,17 @@ def public_view(cfg: dict[str, Any]) -> dict[str, Any]:
     if out.get("headers"):
         out["headers"] = {k: "***" for k in out["headers"]}
     return out
+
+
+def check_task_tools(tasks: list[Any], agent: dict[str, Any]) -> None:
+    """Refuse a task whose failure rule names a tool the agent does not declare: a call of
+    it is a contract error, so the rule could never fire and the author would believe a
+    failure injected that is not."""
+    names = [t["name"] for t in agent.get("tools") or []]
+    for task in tasks:
+        for i, rule in enumerate(task.failure_rules):
+            if rule.tool not in names:
+                raise ValidationFailed(
+                    f"task {task.id!r}: failure_rules[{i}].tool names {rule.tool!r}, which is "
+                    f"not among the evaluation's tools ({', '.join(names) or 'none declared'})",
+                    details={"field": f"failure_rules[{i}].tool", "task": task.id})

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from titan.errors import Conflict, NotFound, ValidationFailed
-from titan.evals.agent_config import parse_agent
+from titan.evals.agent_config import check_task_tools, parse_agent
 from titan.evals.failures import RETRYABLE
 from titan.evals.ledger import Ledger
 from titan.evals.tasks import parse_tasks
@@ -127,6 +127,7 @@ class Evaluations:
                                    "/api/v1/blobs/{sha256} first, or `titan eval run` uploads "
                                    "it)", details={"field": "agent.script_sha256"})
         tasks = parse_tasks(body["tasks"], "tasks") if body.get("tasks") is not None else []
+        check_task_tools(tasks, agent)
         description = body.get("description")
         if description is not None and not isinstance(description, str):
             raise ValidationFailed("description must be a string")
@@ -162,8 +163,10 @@ class Evaluations:
         now = time.time()
 
         def op(tx: Transaction) -> Row:
-            if tx.get_evaluation(evaluation_id) is None:
+            evaluation = tx.get_evaluation(evaluation_id)
+            if evaluation is None:
                 raise NotFound(f"no evaluation {evaluation_id!r}")
+            check_task_tools(tasks, evaluation["agent"])
             added = tx.put_tasks(evaluation_id, [{"id": t.id, "seed": t.to_dict()}
                                                  for t in tasks], now)
             return {"added": added, "updated": len(tasks) - added,
