@@ -184,7 +184,9 @@ def _print_report(r: dict[str, Any], rows: int) -> None:
     print(f"  Match rate     {rate} ({r['matched']}/{r['recorded']} recorded calls)")
     if r["fork"]:
         f = r["fork"]
-        print(f"  Fork           at step {f['at']}: {f['served']} served, {f['live']} live")
+        overridden = f" {f['overridden']} overridden," if f.get("overridden") else ""
+        print(f"  Fork           at step {f['at']}: {f['served']} served,{overridden} "
+              f"{f['live']} live")
     for d in r["divergences"][:20]:
         first = " (first)" if d is r["divergences"][0] else ""
         print(f"\n  ❌ {d['message']}{first}\n     {d['actor']} · {d['channel']} · "

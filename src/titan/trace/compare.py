@@ -167,8 +167,8 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
         "recorded": len(in_scope), "matched": matched,
         "match_rate": round(matched / len(in_scope), 4) if in_scope else None,
         "stopped": stopped,
-        "served": sum(1 for r in rep.values() if r.get("replay_status") in ("served",
-                                                                             "override")),
+        "served": sum(1 for r in rep.values() if r.get("replay_status") == "served"),
+        "overridden": sum(1 for r in rep.values() if r.get("replay_status") == "override"),
         "live": sum(1 for r in rep.values() if r.get("replay_status") in (
             "forked", "live", "verified")),
     }

@@ -120,7 +120,9 @@
     if (!rep.fork) return null;
     return el("p", { id: "replay-fork", class: "notice replay-fork" },
       "Forked at action #" + rep.fork.at + ": " + plural(rep.fork.served || 0, "call") +
-      " served from the recording before it, " + plural(rep.fork.live || 0, "call") + " run live from there.");
+      " served from the recording before it, " +
+      (rep.fork.overridden ? plural(rep.fork.overridden, "call") + " given your override, " : "") +
+      plural(rep.fork.live || 0, "call") + " run live from there.");
   }
 
   function side(title, owner, x) {

@@ -106,7 +106,8 @@ def replay_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
         "divergences": divergences,
         "first_divergence": divergences[0] if divergences else None,
         "comparison": rows, "comparison_total": len(result["rows"]),
-        "fork": ({"at": fork_at, "served": result["served"], "live": result["live"]}
+        "fork": ({"at": fork_at, "served": result["served"],
+                  "overridden": result["overridden"], "live": result["live"]}
                  if fork_at is not None else None),
     }
 
