@@ -457,3 +457,6 @@ def test_a_replay_of_a_failed_run_fails_again_with_its_error(cluster: Cluster,
     assert (report["status"], report["error"]) == ("failed", "RuntimeError: card declined")
     assert report["original"]["status"] == report["replay"]["status"] == "failed"
     assert report["divergence_count"] == 0 and report["match_rate"] == 1.0
+    # The served call failed as recorded: an error, not a "replayed" success.
+    replayed = cluster.api("GET", f"/runs/{report['run_id']}")
+    assert (replayed["error_count"], replayed["success_rate"]) == (1, 0.0), replayed

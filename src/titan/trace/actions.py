@@ -86,8 +86,10 @@ class Action:
             recorded = d.recorded
             if d.status == "served" and recorded is not None and recorded.outcome in (
                     "error", "blocked"):
+                # Served, and a failure as recorded: its outcome stays one (as "replayed" a
+                # replayed failure read as a 100 % success).
                 exc = replay.replayed_error(recorded)
-                self._emit(run, 0, "replayed", exc)
+                self._emit(run, 0, recorded.outcome, exc)
                 session.pass_over(run, recorded)
                 raise exc
             self.outputs, self.replayed = d.outputs, True

@@ -155,7 +155,7 @@ def on_call(call: Any) -> None:
             d is not None and d.status == "refused") else "error"
         emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=None,
              started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
-             outcome="replayed" if served else outcome, error=call.error, model=call.model,
+             outcome=outcome, error=call.error, model=call.model,  # served or not: failed
              **extra)
         return
     outputs: dict[str, Any] = {"text": c.text, "finish_reason": c.finish_reason}

@@ -85,9 +85,10 @@ def main() -> int:
     end: dict[str, Any] = {"status": "ended" if status == 0 else "failed"}
     if status != 0:
         end["error"] = error or f"the replayed driver exited with status {status}"
-    elif runs.replayed_end is not None and runs.replayed_end["status"] != "completed":
-        # The script's own `with titan.trace.run(...)` ended failed (or cancelled), as the
-        # original's did, though the script caught the error and exited 0: so does the replay.
+    elif runs.replayed_end is not None:
+        # The script's own `with titan.trace.run(...)` block ended the original run as it
+        # ended here (failed, though the script caught the error and exited 0): so it ends
+        # the replay, as it ended the original.
         end = dict(runs.replayed_end)
     client.api("PATCH", f"/runs/{quote_ref(run_id)}", json=end)
     report = client.api("GET", f"/runs/{quote_ref(run_id)}/replay")
