@@ -287,3 +287,15 @@ def test_run_stages_and_cost_per_stage(cl: Cluster) -> None:
     assert plan < arrow < page.index('<a class="stage" data-label="ITER1"')
     assert f'href="/dags/DAG-{STAGED}_PLAN?run=1"' in page
     assert 'id="cost-by-stage"' in page and 'id="cost-by-actor"' in page
+
+
+def test_a_sub_agent_is_no_stage(cl: Cluster) -> None:
+    # A run without stages whose actors are a sub-agent's path (an OTLP span tree, an SDK
+    # sub-actor): "support-bot/refunds" showed a stage "support-bot" the run never had.
+    cl.api("POST", "/runs", {"id": "rp-subagent", "agent_id": "support-bot"})
+    cl.api("POST", "/runs/rp-subagent/actions", {"actions": [
+        action(0, actor="support-bot"), action(1, actor="support-bot/refunds")]})
+    with bearer(cl) as s:
+        run = s.get("/runs/rp-subagent.json").json()["run"]
+    assert [(r["stage"], r["actions"]) for r in run["by_stage"]] == [(None, 2)]
+    assert {r["actor"] for r in run["by_actor"]} == {"support-bot", "support-bot/refunds"}

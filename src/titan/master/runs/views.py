@@ -117,8 +117,12 @@ def run_detail(tx: Transaction, run: Row) -> Row:
     by_actor: dict[str, Row] = {}
     by_channel: dict[str, Row] = {}
     by_stage: dict[str, Row] = {}
+    labels = [s["label"] for s in stages]
     for r in rows:
+        # Only a stage the run has: a sub-agent's actor (support-bot/refunds, an OTLP span
+        # tree's) is no stage, and showed as one.
         stage = stage_of(r["actor"])
+        stage = stage if stage in labels else None
         for table, key in ((by_actor, r["actor"]), (by_channel, r["channel"]),
                            (by_stage, stage or "")):
             acc = table.setdefault(key, {"actions": 0, "cost_usd": 0.0, "duration_ns": 0,
@@ -127,7 +131,6 @@ def run_detail(tx: Transaction, run: Row) -> Row:
                 acc[k] += r[k]
     out["by_actor"] = [{"actor": k, **v} for k, v in sorted(by_actor.items())]
     out["by_channel"] = [{"channel": k, **v} for k, v in sorted(by_channel.items())]
-    labels = [s["label"] for s in stages]
     out["by_stage"] = [{"stage": k or None, **v} for k, v in sorted(
         by_stage.items(), key=lambda kv: (labels.index(kv[0]) if kv[0] in labels else 1 << 30,
                                           kv[0]))]
