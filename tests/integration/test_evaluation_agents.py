@@ -88,6 +88,18 @@ class _Agent(BaseHTTPRequestHandler):
                     "get_order", {"order_id": "A-1001"})
             except APIError as exc:
                 self._reply(500, json.dumps({"error": exc.message}).encode())
+        elif path == "interfered":
+            # The agent calls with its token, someone else calls for its run without one
+            # (or with a viewer's), then the agent crashes on its own: a crash, not a
+            # misconfigured proxy (anyone knowing the run id could plant that verdict).
+            proxy.call("get_order", {"order_id": "A-1001"})
+            said = []
+            for token in ("tr_someone-elses", VIEWER[0]):
+                try:
+                    Proxy(task["proxy"]["url"], token).call("get_order", {"order_id": "A-1"})
+                except APIError as exc:
+                    said.append(exc.status)
+            self._reply(500, json.dumps({"error": "crashed", "said": said}).encode())
         elif path == "bad-args":
             try:
                 proxy.call("get_order", {"order_id": 1001})
@@ -102,6 +114,9 @@ def agent_url() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+VIEWER = [""]  # a viewer's token, for the "interfered" agent
 
 
 def run_one(c: Cluster, name: str, url: str, **agent: Any) -> dict[str, Any]:
@@ -168,6 +183,19 @@ def test_each_failure_gets_its_error_class(evals_cluster: Cluster, agent_url: st
     trace = evals_cluster.client().evaluation_run(f"http-{path}", "t1", run["id"])
     assert trace["judge"]["verdict"] == "NOT_APPLICABLE"
     assert row["run_count"] == 1  # not a transient failure: no second dispatch
+
+
+def test_requests_for_a_run_from_others_do_not_change_its_verdict(
+        evals_cluster: Cluster, agent_url: str) -> None:  # noqa: F811
+    VIEWER[0] = evals_cluster.client().create_token("viewer", "eval-viewer")["token"]
+    row = run_one(evals_cluster, "http-interfered", f"{agent_url}/interfered")
+    run = row["run"]
+    assert (run["status"], run["error_class"]) == ("failed", "agent_5xx"), run
+    # The request without a token is in the record; the viewer's is not (refused 403, it is
+    # not the agent's doing).
+    trace = evals_cluster.client().evaluation_run("http-interfered", "t1", run["id"])
+    assert trace["debug"]["soft_warnings"].count("a proxy request without the run's token") \
+        == 1, trace["debug"]
 
 
 def test_an_unreachable_agent_is_agent_unreachable(evals_cluster: Cluster) -> None:  # noqa: F811

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from titan.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from titan.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from titan.evals.failures import match_failure_rule
 from titan.master.auth.tokens import OPERATE, Principal, token_hash
 from titan.master.evaluations.active import ADMIN, ActiveRun, Spawn, dumps_short
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 PASSTHROUGH_TIMEOUT_S = 30.0
 HISTORY = 12  # earlier calls the simulator sees (the world state carries the rest)
+MAX_REFUSALS = 20  # refused proxy requests recorded per run
 # Checks a bearer that is not the run's own (a user's token): its principal, or Unauthorized.
 UserCheck = Callable[[str], Awaitable[Principal]]
 EVENT_KINDS = ("assistant_message", "thinking", "system_prompt", "handoff", "custom")
@@ -84,7 +85,11 @@ class ToolProxy:
         if row is not None and self._holds_run_token(token, row, run_id):
             return self._open(active, row)
         who = await self._user_of(token, user)
-        if who is None or who.role not in OPERATE:
+        if who is not None and who.role not in OPERATE:
+            # A user's own token (a viewer's): someone other than the agent, refused without
+            # a word in the run's record (it turned a crash into proxy_misconfigured).
+            raise Forbidden(f"a {who.role} token may not call tools for run {run_id}")
+        if who is None:
             if active is not None:  # the agent holds the wrong token: part of why it fails
                 self._refuse(active, "bad_token", "a proxy request without the run's token")
             raise Unauthorized(f"this token may not call tools for run {run_id}: use the "
@@ -102,10 +107,9 @@ class ToolProxy:
         if row is not None and self._holds_run_token(token, row, run_id):
             return True
         who = await self._user_of(token, user)
-        allowed = who is not None and who.role in OPERATE
-        if not allowed and active is not None:
+        if who is None and active is not None:
             self._refuse(active, "bad_token", "a proxy request without the run's token")
-        return allowed
+        return who is not None and who.role in OPERATE
 
     async def _run(self, run_id: str) -> tuple[ActiveRun | None, Row | None]:
         active = self.active.get(run_id)
@@ -147,6 +151,10 @@ class ToolProxy:
         return dag is not None and dag.agent_run_id == run_id
 
     def _refuse(self, active: ActiveRun, kind: str, message: str) -> None:
+        if len(active.refusals) >= MAX_REFUSALS:
+            # Enough to say why the run fails: a flood (anyone can send a request without a
+            # token) no longer costs a database write and a list entry each.
+            return
         active.refusals.append({"kind": kind, "message": message, "at": time.time()})
         warnings = list(active.row.get("soft_warnings") or []) + [message]
         active.row["soft_warnings"] = warnings[-50:]

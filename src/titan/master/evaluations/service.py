@@ -293,7 +293,9 @@ class Evaluations:
         kinds = {r["kind"] for r in active.refusals}
         if "bad_arguments" in kinds:
             return "contract_error"
-        if kinds & {"unknown_tool", "bad_token"}:
+        # A request without the run's token names the agent only if the agent never called
+        # with it: anyone may send one (knowing the run id), an agent that did is set up.
+        if "unknown_tool" in kinds or "bad_token" in kinds and not active.calls:
             return "proxy_misconfigured"
         if active.last_source == "transport_error":
             return "transport_error"
