@@ -414,7 +414,9 @@ def test_roles(cl: Cluster, tokens: dict[str, str]) -> None:
               token=token, status=403, code="forbidden")
         error(cl, "PATCH", "/runs/roles-1", {"status": "completed"}, token=token, status=403)
         error(cl, "PATCH", "/runs/roles-1", {"budget_usd": 5}, token=token, status=403)
-        error(cl, "PATCH", "/agents/roles-agent", {"budget_usd": 5}, token=token, status=403)
+        err = error(cl, "PATCH", "/agents/roles-agent", {"budget_usd": 5}, token=token,
+                    status=403)
+        assert "may not archive runs or set an agent's budget" in err["message"], err
         error(cl, "POST", "/runs/prune", {"older_than": "1d", "dry_run": True}, token=token,
               status=403)
         error(cl, "GET", f"/runs/roles-{role}", status=404)

@@ -126,6 +126,10 @@ WorkerSelf = Annotated[auth.Principal, Depends(_worker_self)]
 # Downloading a script or blob to run it: readers and workers.
 Fetcher = Annotated[auth.Principal, Depends(_require(auth.FETCH, "download files"))]
 Operator = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "approve or reject a gate"))]
+# Archiving runs and setting an agent's budget: an operator's decision (it said "approve or
+# reject a gate" on these routes too).
+RunKeeper = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "archive runs or set "
+                                                                     "an agent's budget"))]
 # Starting a replay runs a run's code again on the cluster: a person's decision, not a job's.
 Replayer = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "start a replay"))]
 # Evaluations are set up and dispatched by people (the seed's "workflow manage" permission).

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from titan.errors import NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute, json_of
-from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Pruner, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, RunKeeper, Writer
 from titan.master.api.params import Choices, MaybeAfter, Offset, Seq
 from titan.master.runs import export, ledger, liveness
 from titan.master.runs.ingest import MAX_USD, OUTCOMES
@@ -132,13 +132,13 @@ async def patch_run(c: CtxDep, p: Writer, run_id: str, body: Any = Body(...)) ->
 
 @router.post("/runs/{run_id}/archive", summary="Archive a run: hidden from the registry, "
                                             "kept whole")
-async def archive_run(c: CtxDep, p: Operator, run_id: str) -> Row:
+async def archive_run(c: CtxDep, p: RunKeeper, run_id: str) -> Row:
     run = await c.retention.set_archived(run_id, True)
     return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
 
 
 @router.post("/runs/{run_id}/unarchive", summary="Bring an archived run back to the registry")
-async def unarchive_run(c: CtxDep, p: Operator, run_id: str) -> Row:
+async def unarchive_run(c: CtxDep, p: RunKeeper, run_id: str) -> Row:
     run = await c.retention.set_archived(run_id, False)
     return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
 
@@ -203,7 +203,7 @@ async def get_agent(c: CtxDep, p: Reader, agent_id: str,
 
 
 @router.patch("/agents/{agent_id}", summary="Set the budget every run of an agent gets")
-async def patch_agent(c: CtxDep, p: Operator, agent_id: str, body: Any = Body(...)) -> Row:
+async def patch_agent(c: CtxDep, p: RunKeeper, agent_id: str, body: Any = Body(...)) -> Row:
     if not isinstance(body, dict) or set(body) != {"budget_usd"}:
         raise ValidationFailed('the body must be {"budget_usd": <USD or null>}')
     budget = body["budget_usd"]
