@@ -267,3 +267,22 @@ def test_a_master_restart_leaves_the_service_running(make_cluster: MakeCluster) 
     client.stop_service("steady/model")
     done = client.wait("steady/model", timeout=30)
     assert done["state"] == "COMPLETED" and done["attempt"] == 1
+
+
+def test_a_port_another_program_holds_is_never_called_ready(cluster: Cluster) -> None:
+    # The service asked for the master's own port: it cannot bind it, yet the readiness check
+    # reached the master and called it ready there, publishing the master's address.
+    client = cluster.client()
+    client.submit_dag("taken", [service(cluster, "s", port=cluster.port, max_restarts=1,
+                                        ready_timeout=2)])
+    seen: set[Any] = set()
+
+    def ended() -> dict[str, Any] | None:
+        job = client.get_job("taken/s")
+        seen.add(job.get("health"))
+        return job if job["state"] not in ("READY", "PENDING", "RUNNING") else None
+
+    job = wait_for("the service to fail", ended)
+    assert job["state"] == "FAILED" and "ready" not in seen, (job, seen)
+    assert f"port {cluster.port} was in use by another program" in client.fetch_logs("taken/s")
+    assert client.store_get("services/taken/s") is None

@@ -141,6 +141,19 @@ def allocate_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``port`` of this host already: binding it (as a server
+    does, ``SO_REUSEADDR`` so a closed connection's TIME_WAIT does not count) fails."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return True
+    return False
+
+
 async def check(host: str, port: int, readiness: str, timeout: float) -> str | None:
     """One readiness or health check: None when the service answers as ``readiness`` asks
     (a TCP connection; for ``http:/path`` a GET answered 2xx or 3xx), else why not."""
@@ -192,12 +205,23 @@ class ServiceAttempt(Attempt):
         self._own_kill: str | None = None  # why this worker killed the process to restart it
         self._gave_up: str | None = None
         self._escalated = False  # a stop had to SIGKILL
+        self._taken: str | None = None  # why the port is not the service's, when it is not
 
     # ------------------------------------------------------------------ starting
 
     def extra_env(self) -> dict[str, str]:
         if self.port == 0:
             self.port = allocate_port(self.host)
+            self._taken = None
+        elif port_in_use(self.host, self.port):
+            # Another program listens on the service's own port: a check would reach it and
+            # call the service ready at that program's address (published, for clients to
+            # call). The service cannot bind it; it is never ready while that lasts.
+            self._taken = (f"port {self.port} was in use by another program before the "
+                           "service started")
+            self._note(f"{self._taken}: the service cannot serve there")
+        else:
+            self._taken = None
         return {"TITAN_SERVICE_HOST": self.host, "TITAN_SERVICE_PORT": str(self.port),
                 "PORT": str(self.port), "TITAN_SERVICE_RESTARTS": str(self.restarts)}
 
@@ -241,8 +265,10 @@ class ServiceAttempt(Attempt):
 
     async def _check(self, within: float) -> str | None:
         readiness = str(self.settings["readiness"])
-        if readiness == "none":
+        if readiness == "none":  # not checked: it may not listen at all
             return None
+        if self._taken is not None:
+            return self._taken
         return await check(self.host, self.port, readiness,
                            max(0.1, min(CHECK_TIMEOUT, within)))
 
