@@ -209,3 +209,37 @@ def test_killing_titan_up_takes_its_worker_and_jobs_down(cluster: Cluster, tmp_p
     cluster.kill_master()  # SIGKILL to `titan up` alone, not to its worker's session
     for pid in [*workers, grandchild]:
         assert wait_dead(pid), f"process {pid} outlived `titan up`"
+
+
+#: Leaves a process behind that left the job's process group and session (setsid, double
+#: fork) and closed the job's output: nothing tied it to the job any more.
+ESCAPER = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        with open(sys.argv[1] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+        time.sleep(300)
+    os._exit(0)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+print("left one behind")
+"""
+
+
+def test_a_process_a_job_left_behind_does_not_outlive_it(cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    # It ran on as the worker's user after its job COMPLETED (a security QA pass), able to
+    # read later jobs' environments. The zygote, its subreaper, kills it after the grace.
+    pidfile = tmp_path / "escaped.pid"
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="escaper", filename=cluster.script("escaper.py", ESCAPER),
+                               args=[str(pidfile)]))
+    assert client.wait("escaper", timeout=60)["state"] == "COMPLETED"
+    pid = int(pidfile.read_text())
+    assert wait_dead(pid, timeout=30), f"process {pid} left by a finished job survived"

@@ -21,6 +21,14 @@ The zygote must stay single-threaded (fork copies only the calling thread, so an
 thread's locks would be held forever in the child): children are reaped on ``SIGCHLD``
 delivered through ``signal.set_wakeup_fd`` into the same ``select`` loop that reads requests.
 When the worker goes away (EOF) the zygote kills what it started and exits.
+
+**Orphans.** The zygote is its children's *subreaper* (``PR_SET_CHILD_SUBREAPER``): a process
+a job left behind when it ended — even one that left the job's process group with
+``setsid()`` and a double fork — becomes the zygote's child rather than init's. Found when
+no job runs here (so it is no running job's), it gets the worker's default kill grace
+(:data:`ORPHAN_GRACE`, as a background process holding a job's pipes does) and is then
+killed with its process group. It outlived its job unseen before, as the worker's user, able
+to read later jobs' ``/proc/<pid>/environ``.
 """
 
 from __future__ import annotations
@@ -36,9 +44,14 @@ import signal
 import socket
 import struct
 import sys
+import time
 from typing import Any
 
 from titan.worker import child
+
+#: Seconds a process a job left behind may run on once found (the worker's default kill
+#: grace, which a background process holding a job's output pipes gets too).
+ORPHAN_GRACE = 3.0
 
 _HEADER = struct.Struct("!I")
 #: Imported before the first fork so children find them warm. Nothing here may start a
@@ -109,6 +122,7 @@ class Zygote:
         self.target_spares = spares
         self.jobs: set[int] = set()  # pids of children running a job
         self.spares: dict[int, socket.socket] = {}  # waiting spares, oldest first
+        self.orphans: dict[int, float] = {}  # processes jobs left behind: pid → when to kill
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -206,11 +220,43 @@ class Zygote:
             if spare is not None:  # a spare that died waiting: nobody knew of it
                 spare.close()
                 continue
+            if pid not in self.jobs:
+                self.orphans.pop(pid, None)
+                continue  # an orphan a job left behind (below): nobody's to report
             self.jobs.discard(pid)
             lines.append(b'{"event": "exited", "pid": %d, "code": %d}\n'
                          % (pid, os.waitstatus_to_exitcode(status)))
         if lines:
             self.sock.sendall(b"".join(lines))
+            if not self.jobs:
+                self._kill_orphans()
+
+    def _kill_orphans(self) -> None:
+        """No job runs: any child that is neither a spare nor a job is a process some job
+        left behind (reparented here, the subreaper): killed after ORPHAN_GRACE."""
+        try:
+            with open(f"/proc/self/task/{os.getpid()}/children", "rb") as fh:
+                children = [int(pid) for pid in fh.read().split()]
+        except (OSError, ValueError):
+            return  # no CONFIG_PROC_CHILDREN: orphans are not looked for
+        due = time.monotonic() + ORPHAN_GRACE
+        for pid in children:
+            if pid not in self.spares and pid not in self.jobs:
+                self.orphans.setdefault(pid, due)
+
+    def _orphans_due(self) -> float | None:
+        """Seconds until the next orphan is due (0: now), None when there is none; kills
+        those due."""
+        if not self.orphans:
+            return None
+        now = time.monotonic()
+        for pid, due in list(self.orphans.items()):
+            if due <= now:
+                del self.orphans[pid]
+                for kill in (os.killpg, os.kill):  # its group too: what it started in turn
+                    with contextlib.suppress(OSError):
+                        kill(pid, signal.SIGKILL)
+        return min(self.orphans.values()) - now if self.orphans else None
 
     def serve(self) -> None:
         # A Python-level handler (not SIG_IGN, which would auto-reap and lose exit codes);
@@ -228,8 +274,9 @@ class Zygote:
                 # Idle (no job runs) and short of spares: fork one per round, after looking
                 # for requests without waiting, so a request never queues behind them.
                 refill = not self.jobs and len(self.spares) < self.target_spares
+                orphans = self._orphans_due()
                 readable, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [],
-                                               0 if refill else None)
+                                               0 if refill else orphans)
                 if self.wake_r in readable:
                     self._reap()
                 if self.sock.fileno() in readable:
@@ -248,7 +295,7 @@ class Zygote:
             for pid in self.jobs:
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
-            for pid in self.spares:
+            for pid in [*self.spares, *self.orphans]:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -276,6 +323,19 @@ def preload(lean: bool = False) -> None:
     if _thread_count() > 1:
         print("titan zygote: a preloaded module started a thread; forked jobs may deadlock",
               file=sys.stderr)
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants of this process's children are reparented here, not to init
+    (prctl(PR_SET_CHILD_SUBREAPER); not inherited by the children themselves)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    except (OSError, AttributeError) as exc:
+        print(f"titan zygote: orphans of jobs are not caught ({exc})", file=sys.stderr)
 
 
 def _thread_count() -> int:
@@ -309,6 +369,7 @@ def main(argv: list[str]) -> int:
     sock.setblocking(True)
     # Terminal signals belong to the worker; it decides when the zygote goes (EOF).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _become_subreaper()
     preload(lean)
     Zygote(sock, isolation, spares).serve()
     return 0
