@@ -301,7 +301,7 @@ def test_dags_twin_filters_and_pages(cl: Cluster) -> None:
         assert 'href="/dags?name=e&amp;offset=6&amp;limit=3"' in html
         rows = re.findall(r'<tr class="dag-row" data-dag-id="(\d+)" data-status="([A-Z]+)">', html)
         assert len(rows) == 3
-        agent_link = '<a class="agent-link" href="/agents#RESEARCH_dash01">'
+        agent_link = '<a class="agent-link" href="/agents?run=RESEARCH_dash01#RESEARCH_dash01">'
         assert agent_link in s.get("/dags", params={"name": "RESEARCH"}).text
 
         bad = s.get("/dags.json", params={"status": "SOMETIMES"})
