@@ -460,3 +460,55 @@ def test_a_replay_of_a_failed_run_fails_again_with_its_error(cluster: Cluster,
     # The served call failed as recorded: an error, not a "replayed" success.
     replayed = cluster.api("GET", f"/runs/{report['run_id']}")
     assert (replayed["error_count"], replayed["success_rate"]) == (1, 0.0), replayed
+
+
+SLOW = """
+import time
+import titan
+
+with titan.trace.run("slow-agent") as run:
+    print(run.id, flush=True)
+    with titan.trace.action("step", inputs={"n": 1}) as a:
+        a.outputs = {"ok": True}
+    time.sleep(4)
+"""
+
+
+def test_ctrl_c_on_titan_replay_cancels_the_replay(cluster: Cluster, tmp_path: Path) -> None:
+    # It went on (the DRIVER holding a slot) and its run stayed "running" for good once its
+    # driver was cancelled: a second replay's driver could take the slot its stages needed.
+    run_id = run_script(cluster, write(tmp_path, "slow.py", SLOW))
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    cli = subprocess.Popen([sys.executable, "-m", "titan", "replay", run_id], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (replays := cluster.api("GET", f"/runs?q={run_id}-replay")["runs"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    replay_id = replays[0]["id"]
+    while cluster.api("GET", f"/runs/{replay_id}/actions")["matched"] == 0:  # it runs
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cli.send_signal(2)  # SIGINT
+    _, err = cli.communicate(timeout=60)
+    assert cli.returncode == 130 and f"replay {replay_id} cancelled" in err, err
+    while (run := cluster.api("GET", f"/runs/{replay_id}"))["status"] == "running":
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+    assert (run["status"], run["error"]) == ("cancelled", "the replay was cancelled"), run
+
+
+def test_a_replay_whose_driver_is_cancelled_ends(cluster: Cluster, tmp_path: Path) -> None:
+    run_id = run_script(cluster, write(tmp_path, "slow.py", SLOW))
+    replay_id = cluster.api("POST", f"/runs/{run_id}/replay", {})["run_id"]
+    client = cluster.client()
+    deadline = time.monotonic() + 60
+    while client.get_dag(f"{replay_id}_DRIVER")["status"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    client.cancel(f"DAG-{replay_id}_DRIVER")
+    while (run := cluster.api("GET", f"/runs/{replay_id}"))["status"] == "running":
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+    assert run["status"] == "cancelled", run

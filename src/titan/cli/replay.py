@@ -81,7 +81,11 @@ def run_replay(args: argparse.Namespace, client: Any) -> int:
         else:
             print(replay_id)
         return 0
-    report = _wait(client, replay_id, args.timeout, progress=True)
+    try:
+        report = _wait(client, replay_id, args.timeout, progress=True)
+    except KeyboardInterrupt:
+        _cancel(client, replay_id)
+        raise
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -89,6 +93,19 @@ def run_replay(args: argparse.Namespace, client: Any) -> int:
     forked = report["fork"] is not None
     return 0 if report["status"] == "completed" and (forked or not report["divergence_count"]) \
         else 1
+
+
+def _cancel(client: Any, replay_id: str) -> None:
+    """Ctrl-C while waiting: the replay stops too. It went on, its DRIVER holding a worker
+    slot, and a second replay's driver could take the last one its stages needed."""
+    try:
+        for dag in client.list_dags(agent_run_id=replay_id, limit=1000):
+            if dag["status"] in ("WAITING", "RUNNING"):
+                client.cancel(dag["ref"])
+        print(f"replay {replay_id} cancelled", file=sys.stderr)
+    except TitanError as exc:
+        print(f"replay {replay_id} goes on (could not cancel it: {exc}); stop it with "
+              f"`titan cancel 'DAG-{replay_id}_DRIVER'`", file=sys.stderr)
 
 
 def _body(args: argparse.Namespace, client: Any, run_id: str) -> dict[str, Any]:

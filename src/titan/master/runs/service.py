@@ -29,7 +29,12 @@ from titan.master.runs.budgets import budget_state, check_budget
 from titan.master.runs.events import TERMINAL_RUN, run_summary
 from titan.master.runs.ledger import LedgerChecks
 from titan.master.runs.lookup import run_or_404
-from titan.master.runs.stages import derived_end, record_code_version, stage_submitted
+from titan.master.runs.stages import (
+    derived_end,
+    orphaned_replay_end,
+    record_code_version,
+    stage_submitted,
+)
 from titan.master.scheduling.state import TERMINAL, Changes
 from titan.redaction import Redactor, merge
 from titan.status import RunStatus
@@ -236,12 +241,29 @@ class RunService:
 
     def dag_settled(self, run_id: str, status: str) -> None:
         """A stage of a run changed status; if the run's driver already finished and this
-        stage has ended, settle the run now."""
+        stage has ended, settle the run now. A stage cancelled or failed may be a replay's
+        DRIVER, which ends its run itself unless it was killed: then it is ended here."""
         if run_id in self.ending and status not in ("WAITING", "RUNNING"):
             self.ending.discard(run_id)
-            task = asyncio.ensure_future(self._settle(run_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._settle(run_id))
+        elif status in ("CANCELLED", "FAILED"):
+            self._spawn(self._end_orphaned_replay(run_id))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _end_orphaned_replay(self, run_id: str) -> None:
+        """A replay whose DRIVER job was cancelled (Ctrl-C on `titan replay`, `titan cancel`)
+        or died never ends its run: it stayed running for good. Ended as its driver did."""
+        end = await self.engine.read(lambda tx: orphaned_replay_end(tx, run_id))
+        if end is None:
+            return
+        try:
+            await self.update_run(run_id, end, Principal(role="admin"))
+        except (NotFound, Conflict):
+            pass
 
     async def _settle(self, run_id: str) -> None:
         try:

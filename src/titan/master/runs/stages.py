@@ -72,3 +72,22 @@ def derived_end(tx: Transaction, run: Row, own_dag: int | None = None) -> str | 
         tx.update_run(run["id"], {"error": f"its last stage {last['name']} ended {status}"})
         return RunStatus.FAILED.value
     return RunStatus.COMPLETED.value
+
+
+def orphaned_replay_end(tx: Transaction, run_id: str) -> Row | None:
+    """How to end a running replay whose DRIVER stage was cancelled or failed without ending
+    it (a driver ends its replay itself; one killed cannot), or None: no such replay."""
+    run = tx.get_run(run_id)
+    if run is None or not run.get("replay_of") or run["status"] != RunStatus.RUNNING:
+        return None
+    dags, _ = tx.list_dags(agent_run_id=run_id, limit=1000, newest_first=True)
+    driver = next((d for d in dags if d["name"] == f"{run_id}_DRIVER"), None)
+    if driver is None:
+        return None
+    status = dag_status(Counter(tx.job_counts([driver["id"]])[driver["id"]]))
+    if status == "CANCELLED":
+        return {"status": RunStatus.CANCELLED.value, "error": "the replay was cancelled"}
+    if status == "FAILED":
+        return {"status": RunStatus.FAILED.value,
+                "error": "the replay's driver failed without ending it"}
+    return None
