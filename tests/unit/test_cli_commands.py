@@ -59,6 +59,12 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["token", "create", "--role", "god"], capsys)[0] == 2
     assert run(["store"], capsys)[0] == 2
     assert run(["logs"], capsys)[0] == 2
+    # Bytes that are not UTF-8 (a filename, an argument): one line, not a traceback from the
+    # JSON encoder.
+    bad = b"bad\xff.py".decode("utf-8", "surrogateescape")
+    for argv in (["submit", bad], ["status", bad], ["store", "put", bad, "v"]):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and "is not UTF-8 text (b'bad\\xff.py')" in err, err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

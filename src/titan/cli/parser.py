@@ -253,6 +253,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``titan`` with ``argv`` (default ``sys.argv[1:]``); the exit code."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(argv, 1):
+        # Bytes that are not UTF-8 reach Python as lone surrogates, which no request can
+        # carry: refused here, in one line, rather than as a traceback from the JSON encoder.
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = arg.encode("utf-8", "surrogateescape")
+            print(f"error: argument {i} is not UTF-8 text ({raw!r}): names, paths and "
+                  "arguments Titan sends must be", file=sys.stderr)
+            return 2
     try:
         args = _submit_args(parser, argv[1:]) if argv[:1] == ["submit"] \
             else parser.parse_args(argv)
