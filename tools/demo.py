@@ -79,6 +79,17 @@ def _running() -> dict[str, object] | None:
         return None
 
 
+def _answering() -> dict[str, object] | None:
+    """The master.json of whatever master answers on the demo's data dir (started by hand
+    with `titan up`), else None."""
+    try:
+        info = json.loads((DATA / "master.json").read_text())
+        with urllib.request.urlopen(f"{info['url']}/api/v1/health", timeout=2) as r:
+            return dict(info) if r.status == 200 else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -117,6 +128,19 @@ def start() -> dict[str, object]:
     if pid is not None:  # started but not answering yet (or stuck): never start a second one
         say(f"waiting for the demo cluster already started (pid {pid}) ...")
         return _wait_up(None)
+    info = _answering()
+    if info is not None:
+        # A `titan up` the user started on the same ./.titan (as the README suggests): its
+        # master.json was deleted below, and the demo failed against its lock.
+        deadline = time.monotonic() + 30  # a `titan up` just started: its worker comes
+        while not _workers(info):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"[demo] a Titan master already runs on {DATA} at "
+                                 f"{info['url']} with no live worker: start one, or stop "
+                                 "that master first")
+            time.sleep(0.2)
+        say(f"reusing the Titan master already running on {DATA} at {info['url']}")
+        return info
     DATA.mkdir(exist_ok=True)
     try:  # the ports of the last run, so the links printed before still work
         last = json.loads((DATA / "master.json").read_text())

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +44,32 @@ def test_demo_starts_reuses_and_stops_its_cluster(tmp_path: Path) -> None:
     except ProcessLookupError:
         pass
     assert "nothing to stop" in demo(data, "stop").stdout
+
+
+def test_demo_reuses_a_titan_up_started_by_hand_on_its_data_dir(tmp_path: Path) -> None:
+    # The README runs `titan up` on ./.titan/ too: `make demo` deleted that master's
+    # master.json, then failed against its lock, leaving the CLI unable to find it.
+    from tests.integration.harness import free_port
+
+    data = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    env["TITAN_CONFIG_DIR"] = str(tmp_path / "config")
+    up = subprocess.Popen([sys.executable, "-m", "titan", "up", "--port", str(free_port()),
+                           "--dashboard-port", str(free_port()), "--data-dir", str(data)],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (data / "master.json").exists():
+            assert time.monotonic() < deadline and up.poll() is None
+            time.sleep(0.1)
+        info = json.loads((data / "master.json").read_text())
+        started = demo(data, "start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"reusing the Titan master already running on {data} at {info['url']}" \
+            in started.stdout
+        assert json.loads((data / "master.json").read_text()) == info
+        assert up.poll() is None
+    finally:
+        up.terminate()
+        up.wait(timeout=60)
