@@ -287,6 +287,11 @@ _BY_STATUS: dict[int, type[APIError]] = {
 }
 
 
+def for_status(status: int) -> type[APIError]:
+    """The error class for an HTTP status (``NotFound`` for 404, ...)."""
+    return _BY_STATUS.get(status, APIError)
+
+
 def from_response(status: int, body: Any) -> APIError:
     """Rebuild the exception the master raised from its error body (used by the SDK)."""
     err = body.get("error") if isinstance(body, dict) else None

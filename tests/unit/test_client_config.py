@@ -326,3 +326,12 @@ def test_a_stopped_master_puts_back_the_entry_it_found(isolated: Path) -> None:
     record_master("http://127.0.0.1:9090", "newer", isolated / "c")
     forget_master("http://127.0.0.1:9090", "t-up")
     assert resolve().token == "newer"
+
+
+def test_a_host_may_carry_its_port() -> None:
+    # `titan status --host 127.0.0.1:9091` read "does not appear to be an IPv4 or IPv6
+    # address" (it was bracketed as an IPv6 literal).
+    assert resolve(host="127.0.0.1:9091", token="t").url == "http://127.0.0.1:9091"
+    assert resolve(host="[::1]:9091", token="t").url == "http://[::1]:9091"
+    assert resolve(host="::1", token="t").url == "http://[::1]:9090"
+    assert resolve(host="10.0.0.5:9091", port=7, token="t").url == "http://10.0.0.5:7"

@@ -140,6 +140,18 @@ def test_5xx_is_reported_as_a_master_bug_and_non_json_4xx_kept() -> None:
     client = client_for(lambda r: httpx.Response(404, text="nope"))
     with pytest.raises(errors.NotFound, match="HTTP 404"):
         client.health()
+    # Another web server on that port: one line naming its page, not the page (12 lines of
+    # HTML), and no "bug in the master" for its 501.
+    page = ("<!DOCTYPE HTML>\n<html><head><title>Error response</title></head>\n<body>"
+            "<h1>Error response</h1></body></html>\n")
+    for status in (404, 501):
+        client = client_for(lambda r, s=status: httpx.Response(
+            s, text=page, headers={"content-type": "text/html;charset=utf-8"}))
+        with pytest.raises(errors.APIError) as info:
+            client.health()
+        said = str(info.value)
+        assert "\n" not in said and "text/html: Error response" in said, said
+        assert ("is not a Titan master's answer" in said) == (status == 404), said
     # The database away (a read on a connection a restart had just ended) is said as such,
     # not as a bug, and a read sent as POST is sent again like a GET.
     away = {"error": {"code": "database_unavailable", "message": "the database is unavailable",

@@ -60,7 +60,7 @@ def _common(*, master: bool = True) -> argparse.ArgumentParser:
                                 "name a leader and its standbys (instead of --host/--port; "
                                 "default: discovered)")
     group.add_argument("--host", default=argparse.SUPPRESS,
-                       help="master host or URL (default: discovered, else 127.0.0.1)")
+                       help="master host, HOST:PORT or URL (default: discovered, else 127.0.0.1)")
     group.add_argument("--port", type=int, default=argparse.SUPPRESS,
                        help="master port (default: discovered, else 9090)")
     group.add_argument("--token", default=argparse.SUPPRESS,

@@ -227,7 +227,10 @@ def _address(
             return (_with_port(found[0], port),), None, "arguments"
         return found, None, "arguments"
     if host is not None or port is not None:
-        if host is not None and "://" in host:
+        # A URL, or HOST:PORT (`--host 10.0.0.5:9091`, "[::1]:9091"): not a plain host name
+        # (it was bracketed as an IPv6 literal and refused).
+        if host is not None and ("://" in host or host.startswith("[") or (
+                host.count(":") == 1 and host.rsplit(":", 1)[1].isdigit())):
             url = parse_url(host)[0]
             if port is not None:
                 url = _with_port(url, port)

@@ -21,6 +21,7 @@ tour, and the error raised when no master leads says what each one answered.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -163,6 +164,29 @@ class Transport:
                 f"{_url_of(response)}: not the Titan API's answer (a proxy?)",
                 status=status, code="unexpected_redirect")
         body = error_body(response)
+        if _code_of(body) is None and status == 400 and "Invalid HTTP request" in str(body):
+            # The master's HTTP server could not parse the request (a line past its limit).
+            raise errors.ValidationFailed(
+                f"the master could not read the request ({str(body).strip()[:80]}): a "
+                "reference, key or header too long?", status=status)
+        if _code_of(body) is None:
+            # Every error of Titan's is {"error": {"code", "message"}}: this came from
+            # something else on that address (another web server, a proxy's error page), or
+            # from a master that failed outright. One line of it, not a page of HTML.
+            kind = (response.headers.get("content-type") or "no content type").split(";")[0]
+            text = str(body)
+            title = re.search(r"<title>\s*(.*?)\s*</title>", text, re.I | re.S)
+            first = title.group(1) if title else next(
+                (line.strip() for line in text.splitlines() if line.strip()), "")
+            said = f"{kind}{': ' + first[:80] if first else ''}"
+            if status >= 500:
+                raise errors.APIError(
+                    f"HTTP {status} from {_url_of(response)} ({said}): the Titan master "
+                    "failed (a bug in the master), or something else answers there",
+                    status=status, code="internal_error")
+            raise errors.for_status(status)(
+                f"HTTP {status} from {_url_of(response)} is not a Titan master's answer "
+                f"({said}): check the host and port", status=status, code="not_titan")
         if status == 503 and _code_of(body) == "database_unavailable":
             # Not a bug: the database is away for now (restarting, unreachable), said so.
             raise errors.from_response(status, body)
