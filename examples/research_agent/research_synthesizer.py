@@ -156,13 +156,26 @@ def _stem(word: str) -> str:
 
 def similar(a: str, b: str) -> bool:
     """Whether two sentences say the same thing: mostly the same content words (the model
-    rewords 'are more complex' as 'can be more complex'), or all of the shorter one's words
-    within the longer one."""
+    rewords 'are more complex' as 'can be more complex'), all of the shorter one's words
+    within the longer one, or the same opening (its first six content words, in order: two
+    findings that start "Vector databases are designed to store and retrieve data in a way
+    that is efficient" and end differently read as one said twice)."""
     x, y = key_words(a), key_words(b)
     if not x or not y:
         return x == y
     shared, smaller = len(x & y), min(len(x), len(y))
-    return shared / len(x | y) >= 0.6 or (smaller >= 3 and shared == smaller)
+    if shared / len(x | y) >= 0.6 or (smaller >= 3 and shared == smaller):
+        return True
+    first_a, first_b = _opening(a), _opening(b)
+    return len(first_a) == OPENING and first_a == first_b
+
+
+OPENING = 6  # content words that make an opening
+
+
+def _opening(text: str) -> list[str]:
+    words = [_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _STOP]
+    return words[:OPENING]
 
 
 def prose(text: str, cut: bool) -> list[str]:

@@ -308,3 +308,14 @@ def test_a_section_the_model_ended_itself_ends_on_a_whole_sentence(
     script(reply)
     text = worker.research("Q?", "Costs", model="scripted/m")
     assert text == section and synthesizer.ends_sentence(text)
+
+
+def test_two_findings_with_the_same_opening_are_one_said_twice() -> None:
+    # A make demo report's Key Findings 3 and 4 both began so, and both were kept.
+    a = ("Vector databases are designed to store and retrieve data in a way that is "
+         "efficient for similarity search.")
+    b = ("Vector databases are designed to store and retrieve data in a way that is "
+         "efficient and scalable across clusters of machines with replication.")
+    assert synthesizer.similar(a, b)
+    assert not synthesizer.similar(a, "Indexes like HNSW trade memory for recall.")
+    assert not synthesizer.similar("Vector databases scale.", "Vector databases index.")
