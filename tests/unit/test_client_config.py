@@ -335,3 +335,11 @@ def test_a_host_may_carry_its_port() -> None:
     assert resolve(host="[::1]:9091", token="t").url == "http://[::1]:9091"
     assert resolve(host="::1", token="t").url == "http://[::1]:9090"
     assert resolve(host="10.0.0.5:9091", port=7, token="t").url == "http://10.0.0.5:7"
+
+
+def test_a_data_dir_named_with_no_master_is_an_error(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # A typo in TITAN_DATA_DIR fell through to the user config's default master.
+    monkeypatch.setenv("TITAN_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="holds no master.json: no Titan master has run"):
+        resolve()

@@ -254,6 +254,11 @@ def _address(
         found_dir = _data_dir_master(directory)
         if found_dir:
             return (found_dir[0],), _read_token(directory / TOKEN_FILE), str(directory)
+        if os.environ.get("TITAN_DATA_DIR") and directory == _data_dirs()[0]:
+            # Named, and nothing there: a typo must not send the work to another master
+            # (the next place looked in, the user config's default).
+            raise ConfigError(f"TITAN_DATA_DIR={directory} holds no {MASTER_FILE}: no Titan "
+                              "master has run there (unset it to find one elsewhere)")
 
     default = load_user_config().get("default")
     if default:
