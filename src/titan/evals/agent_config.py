@@ -170,9 +170,9 @@ def parse_agent(raw: Any) -> dict[str, Any]:
         raise _fail("tools", f"tool {dup!r} is declared twice")
     cfg["topology"] = parse_topology(raw.get("topology"))
     for i, node in enumerate((cfg["topology"] or {}).get("nodes") or []):
-        unknown = [t for t in node["tools"] if t not in names]
-        if unknown:
-            raise _fail(f"topology.nodes[{i}].tools", f"names {unknown[0]!r}, which is not "
+        undeclared = [t for t in node["tools"] if t not in names]
+        if undeclared:
+            raise _fail(f"topology.nodes[{i}].tools", f"names {undeclared[0]!r}, which is not "
                         f"among the agent's tools ({', '.join(names) or 'none declared'})")
     cfg["criteria"] = _criteria(raw.get("criteria"))
     return cfg
