@@ -59,6 +59,8 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["token", "create", "--role", "god"], capsys)[0] == 2
     assert run(["store"], capsys)[0] == 2
     assert run(["logs"], capsys)[0] == 2
+    code, _, err = run(["submit", "--wait"], capsys)  # it said "required: pipeline, ARG"
+    assert code == 2 and "required: pipeline (a pipeline YAML file or a script)" in err, err
     # Bytes that are not UTF-8 (a filename, an argument): one line, not a traceback from the
     # JSON encoder.
     bad = b"bad\xff.py".decode("utf-8", "surrogateescape")

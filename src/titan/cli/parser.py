@@ -242,6 +242,10 @@ def _submit_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.N
             value = next(tokens, None)  # none left: argparse says the value is missing
             if value is not None:
                 options.append(value)
+    if not positional and not {"-h", "--help"} & set(options):
+        # argparse named the optional ARG as required too ("pipeline, ARG").
+        submit.error("the following argument is required: pipeline (a pipeline YAML file "
+                     "or a script)")
     # The top-level defaults first (--json, --host...), as a parse through `titan` sets them.
     args = submit.parse_args([*options, *positional],
                              namespace=parser.parse_args([], argparse.Namespace(command="submit")))
