@@ -73,6 +73,12 @@ class EngineSubmission:
                     row.update(state=READY, ready_at=now)
                 else:  # stored with why, as the scheduler then says it: a view may read it
                     row["reason"] = f"{NO_WORKER}{row['requirement']}"
+            elif not row["parents"] and row["delay"] and row["job_type"] != APPROVAL:
+                # Its wait, stored with it (the scheduler set it in a later commit: a job read
+                # right after submit_dag said nothing of its delay).
+                row.update(not_before=now + row["delay"],
+                           reason=f"delay: runnable {row['delay']:g}s after its parents "
+                                  "finished")
 
         run_events: list[tuple[str, Row]] = []
         leases = lease_with_submission(self, rows, agent_run_id, now)
