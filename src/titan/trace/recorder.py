@@ -273,7 +273,8 @@ class Recorder:
             return not self.queue
         refused = self.refused
         deadline = time.monotonic() + (30.0 if timeout is None else timeout)
-        self._flushing += 1
+        with self._lock:  # callers on several threads: a lost update would hurry for good
+            self._flushing += 1
         try:
             while self.queue:
                 self.wake.set()
@@ -283,7 +284,8 @@ class Recorder:
                 with self.idle:
                     self.idle.wait(min(left, 0.1))
         finally:
-            self._flushing -= 1
+            with self._lock:
+                self._flushing -= 1
         return self.refused == refused
 
     def close(self) -> None:

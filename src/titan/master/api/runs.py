@@ -33,7 +33,6 @@ from titan.windows import check_window, deletion_cutoff
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["runs"])
 
 
-
 @router.post("/runs", status_code=201, summary="Open an agent run (idempotent by id)")
 async def create_run(c: CtxDep, p: Writer, response: Response,
                      body: Any = Body(...)) -> Row:

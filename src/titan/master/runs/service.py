@@ -246,7 +246,8 @@ class RunService:
         if run_id in self.ending and status not in ("WAITING", "RUNNING"):
             self.ending.discard(run_id)
             self._spawn(self._settle(run_id))
-        elif status in ("CANCELLED", "FAILED"):
+        elif status in ("CANCELLED", "FAILED") and "-replay-" in run_id:
+            # (a replay's id, replays/service.py: other runs' failed stages read nothing)
             self._spawn(self._end_orphaned_replay(run_id))
 
     def _spawn(self, work: Any) -> None:
