@@ -7,13 +7,18 @@ import os
 import time
 
 #: Writes store key "<argv[1]>/started", then blocks until the store key argv[1] is written.
+#: It polls rather than waits on the master (``store_wait``): a job parked in a wait lends
+#: its slot to another job (master/scheduling/lending.py), and the tests that use this job
+#: need it to hold its slot, as a job that works does.
 BLOCKER = """
-    import sys
+    import sys, time
     from titan import TitanClient
     client = TitanClient()
     key = sys.argv[1]
     client.store_put(key + "/started", "1")
-    client.store_wait(key, timeout=120)
+    deadline = time.monotonic() + 120
+    while client.store_get(key) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
 """
 
 #: Starts a grandchild that sleeps, writes its pid to argv[1], says so in the store, sleeps.

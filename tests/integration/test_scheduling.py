@@ -127,6 +127,56 @@ def test_the_submission_route_holds_its_answer_only_when_asked(cluster: Cluster)
     assert client.wait_dag(held["id"], timeout=60)["status"] == "COMPLETED"
 
 
+def test_jobs_waiting_on_their_stages_lend_their_slots(cluster: Cluster, tmp_path: Path) -> None:
+    """Six orchestrators on a worker of four slots, each submitting a stage and waiting for
+    it: counted busy, the four running would wait forever for stages that need slots of
+    their own. A waiting job lends its slot (master/scheduling/lending.py), so every stage
+    runs; the worker never runs more than twice its slots at once."""
+    trail = tmp_path / "lend_trail.txt"
+    leaf = cluster.script("lend_leaf.py", f"""
+        import time
+        with open({str(trail)!r}, "a") as f:
+            f.write(f"{{time.time()}} 1\\n")
+        time.sleep(0.2)
+        with open({str(trail)!r}, "a") as f:
+            f.write(f"{{time.time()}} -1\\n")
+    """)
+    orchestrator = cluster.script("lend_orchestrator.py", f"""
+        import sys, time
+        from titan import TitanClient, TitanJob
+        with open({str(trail)!r}, "a") as f:
+            f.write(f"{{time.time()}} 1\\n")
+        name = sys.argv[1]
+        dag = TitanClient().submit_dag(f"lend_stage_{{name}}", [
+            TitanJob(job_id=f"leaf{{i}}", filename={leaf!r}) for i in range(3)
+        ], wait=True, timeout=90)
+        assert dag["status"] == "COMPLETED", dag
+        with open({str(trail)!r}, "a") as f:
+            f.write(f"{{time.time()}} -1\\n")
+    """)
+    client = cluster.client()
+    started = time.monotonic()
+    dags = [client.submit_job(TitanJob(job_id=f"lend_orch{n}", filename=orchestrator,
+                                       args=[str(n)], timeout=120)) for n in range(6)]
+    for dag in dags:
+        done = client.wait_dag(dag["id"], timeout=120)
+        assert done["status"] == "COMPLETED", done
+    # Well inside the stages' own 90 s wait: nobody waited for a slot to time out.
+    assert time.monotonic() - started < 80
+    for n in range(6):
+        stage = client.wait_dag(f"lend_stage_{n}", timeout=5)
+        assert stage["status"] == "COMPLETED" and len(stage["jobs"]) == 3, stage
+    # Every process's start and end, in time order: never more than 8 at once.
+    steps = sorted((float(t), int(d)) for t, d in
+                   (line.split() for line in trail.read_text().splitlines()))
+    assert len(steps) == 2 * (6 + 18)
+    running = peak = 0
+    for _, change in steps:
+        running += change
+        peak = max(peak, running)
+    assert 4 < peak <= 8, peak
+
+
 # -- dependencies -----------------------------------------------------------------------------
 
 def test_chain_and_diamond_respect_dependencies(cluster: Cluster, tmp_path: Path) -> None:

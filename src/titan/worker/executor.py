@@ -105,6 +105,10 @@ class Executor(ABC):
     #: What every job's environment is built on (no credentials): the job's own variables
     #: and Titan's go on top (:func:`titan.worker.assignment.job_env`).
     base_env: dict[str, str]
+    #: Whether it can run more jobs than the worker's slots while some of them wait on the
+    #: master, which then lends their slots (master/scheduling/lending.py): true where a job
+    #: is a process of this machine's, false where the room is a cluster's CPUs.
+    lends_waiting_slots: bool = True
 
     def start(self) -> None:  # noqa: B027 - a hook: most executors have nothing to warm up
         """Get ready before the first job (warm a zygote, ...); by default nothing."""

@@ -124,7 +124,9 @@ class Intake:
             self._busy += 1
             accepted.append(assignment)
         if self._busy > self.limit:
-            log.warning("the master assigned %d jobs for %d slots", self._busy, self.slots)
+            # Expected while some of its jobs wait on the master, which lends their slots.
+            log.debug("running %d jobs on %d slots (slots lent by waiting jobs)",
+                      self._busy, self.slots)
         return accepted
 
     def _start(self, accepted: list[Assignment], cancels: list[Any]) -> None:

@@ -65,6 +65,7 @@ class LeaseThread:
         body: dict[str, Any] = {
             "worker_id": self.worker_id, "name": self.name, "hostname": socket.gethostname(),
             "pid": os.getpid(), "capabilities": self.capabilities, "slots": self.slots,
+            "lend": self._runner.lends_waiting_slots,
         }
         if reattach:
             body["running"] = [{"id": i, "attempt": a} for i, a in self._held()]

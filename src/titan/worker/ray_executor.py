@@ -98,6 +98,10 @@ def shipped_env(environ: Mapping[str, str]) -> dict[str, str]:
 class RayExecutor(Executor):
     """Runs jobs as tasks of the Ray cluster at ``address`` (connected on construction)."""
 
+    #: A task waiting on the master keeps its Ray CPU: a job leased on its slot would queue
+    #: in Ray behind it instead of running on another worker.
+    lends_waiting_slots = False
+
     def __init__(self, loop: IOLoop, *, address: str | None = None,
                  environ: Mapping[str, str] = os.environ) -> None:
         self.loop = loop

@@ -16,6 +16,7 @@ from titan.master.context import Ctx
 from titan.master.idempotency import key_of, scope_of
 from titan.master.runs.compliance import started_by
 from titan.master.scheduling.dag_retention import prune_dags
+from titan.master.scheduling.lending import lending
 from titan.master.scheduling.refs import as_id, find_dag
 from titan.master.scheduling.state import DAG_STATUSES
 from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
@@ -60,7 +61,8 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
                                        started_by=by)
     if wait > 0:
         # Submit and wait in one request: an agent's step costs one round trip, not two.
-        finished, _status = await _finished(c, dag_id, wait)
+        with lending(c.engine, p):
+            finished, _status = await _finished(c, dag_id, wait)
         if finished is not None:
             return finished
     live = c.engine.sched.dags.get(dag_id)
@@ -137,7 +139,8 @@ async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
     number = as_id(ref)
     live = c.engine.sched.dags.get(number) if number is not None else None
     dag = live.as_row() if live is not None else await c.engine.read(lambda tx: find_dag(tx, ref))
-    finished, status = await _finished(c, dag["id"], timeout)
+    with lending(c.engine, p):
+        finished, status = await _finished(c, dag["id"], timeout)
     if finished is None:
         raise WaitTimeout(f"DAG {dag['name']}#{dag['run']} is still {status} after {timeout:g}s",
                           details={"status": status})

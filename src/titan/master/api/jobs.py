@@ -21,6 +21,7 @@ from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Reader, Writer
 from titan.master.api.params import After, Attempt
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
+from titan.master.scheduling.lending import lending
 from titan.master.scheduling.refs import find_job
 from titan.master.scheduling.state import TERMINAL
 from titan.master.scheduling.views import job_with_attempts
@@ -44,13 +45,15 @@ async def wait_job(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
     named = c.engine.job_names.newest(ref)
     if named is not None:
         try:
-            return await _wait_for(c, named, None, timeout)
+            with lending(c.engine, p):
+                return await _wait_for(c, named, None, timeout)
         except NotFound:
             pass  # deleted since: the name now means an older job, read as any other ref
     job = await c.engine.read(lambda tx: load_job(tx, ref))
     if job["state"] in TERMINAL:
         return job  # what it read is committed: finished, and so for good
-    return await _wait_for(c, job["id"], job, timeout)
+    with lending(c.engine, p):
+        return await _wait_for(c, job["id"], job, timeout)
 
 
 async def _wait_for(c: Ctx, job_id: int, job: Row | None, timeout: float) -> Row:

@@ -116,6 +116,8 @@ class WorkerRegister(_Open):
     capabilities: list[str] | None = None
     slots: int | None = Field(None, ge=1, le=4096)
     running: list[AttemptRef] | None = None
+    # It may run more jobs than its slots while some wait on the master (their slots lent).
+    lend: bool = False
 
 
 class WorkerPoll(_Open):

@@ -14,6 +14,7 @@ from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
 from titan.master.api.params import check_key
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
+from titan.master.scheduling.lending import lending
 from titan.storage.base import Row
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["store"])
@@ -111,7 +112,8 @@ async def wait_key(c: CtxDep, p: Reader, key: str, timeout: float = Query(30, ge
         value = await c.engine.read(lambda tx: tx.store_get(key))
         if value is None:
             try:
-                value = await asyncio.wait_for(waiter, timeout)
+                with lending(c.engine, p):
+                    value = await asyncio.wait_for(waiter, timeout)
             except TimeoutError:
                 raise WaitTimeout(f"store key {key!r} was not set within {timeout:g}s",
                                   details={"key": key}) from None

@@ -128,6 +128,11 @@ class WorkerRec:
     # counted as taken until that commit lands and the jobs are in ``assigned``.
     reserved: int = 0
     transport: str = "http"  # how its jobs travel: "channel" (the WebSocket) or "http" polls
+    # Whether its executor may run more jobs than its slots while some of its jobs wait on
+    # the master (lending.py): a local worker's processes can; a Ray worker's CPUs cannot.
+    lends: bool = False
+    # Its jobs parked in a wait on the master now: job id -> open waits (lending.py).
+    waiting: dict[int, int] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
@@ -196,9 +201,21 @@ def dag_status(counts: Counter[str]) -> str:
 def capacity(worker: WorkerRec, offered: int) -> int:
     """How many more jobs a worker may get: what its poll offers, never more than its slots
     minus what it holds or was promised. An offer can be out of date (a poll parked before a
-    job arrived by another poll's reply); the slot count is the guard that cannot be."""
-    return min(offered - len(worker.assigned), worker.slots - len(worker.running)) \
-        - worker.reserved
+    job arrived by another poll's reply); the slot count is the guard that cannot be.
+
+    The slots of its jobs that wait on the master are lent on top (lending.py): the worker
+    counts them busy in its offer, the master knows they are idle."""
+    lent = lent_slots(worker)
+    return min(offered + lent - len(worker.assigned),
+               worker.slots + lent - len(worker.running)) - worker.reserved
+
+
+def lent_slots(worker: WorkerRec) -> int:
+    """The slots a worker's waiting jobs lend it now: one per job that runs on it and waits,
+    at most its slots (a worker runs at most twice its slots, half of them idle)."""
+    if not worker.waiting:
+        return 0
+    return min(worker.slots, sum(1 for job_id in worker.waiting if job_id in worker.running))
 
 
 def job_event(job: JobRec) -> Row:

@@ -84,7 +84,7 @@ async def register(engine: Engine, body: Row, who: Principal) -> Row:
     worker = WorkerRec(
         id=worker_id, name=str(body.get("name") or worker_id)[:200],
         hostname=str(body.get("hostname") or "")[:255], capabilities=capabilities,
-        slots=slots, last_seen=now,
+        slots=slots, last_seen=now, lends=body.get("lend") is True,
     )
     ch = Changes()
     engine.sched.add_worker(worker, ch)
