@@ -167,6 +167,44 @@ def test_revoking_a_token_ends_its_sessions(cluster: Cluster) -> None:
         assert http.get("/api/v1/dags").status_code == 401
 
 
+def closes_within(ws: ClientConnection, seconds: float) -> tuple[int, str]:
+    """The code and reason ``ws`` is closed with, events and pings before it ignored."""
+    deadline = time.time() + seconds
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            assert time.time() < deadline, "the socket stayed open"
+            ws.recv(timeout=deadline - time.time())
+    rcvd = closed.value.rcvd
+    assert rcvd is not None
+    return rcvd.code, rcvd.reason
+
+
+def test_an_open_socket_ends_with_its_credential(cluster: Cluster) -> None:
+    """Revoking a token, or the end of a job's attempt, closes the sockets it opened (4401,
+    with the reason), as it fails its requests: a stream is not a way around either."""
+    made = cluster.api("POST", "/tokens", {"role": "viewer", "name": "erin"})
+    with stream(cluster, Authorization=f"Bearer {made['token']}") as ws:
+        cluster.api("DELETE", f"/tokens/{made['id']}")
+        code, reason = closes_within(ws, 20)  # the token cache may hold it a few seconds
+    assert code == 4401 and "revoked" in reason
+    # A job hands its token out, then ends: the socket it opened closes soon after.
+    leaker = cluster.script("leak_token.py", """
+        import os
+        from titan import TitanClient
+        client = TitanClient()
+        client.store_put("wsend/token", os.environ["TITAN_TOKEN"])
+        client.store_wait("wsend/go", timeout=60)
+    """)
+    client = cluster.client()
+    dag = client.submit_job(TitanJob(job_id="wsend", filename=leaker))
+    token = client.store_wait("wsend/token", timeout=60)
+    with stream(cluster, Authorization=f"Bearer {token}") as ws:
+        client.store_put("wsend/go", "1")
+        assert client.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
+        code, reason = closes_within(ws, 10)
+    assert code == 4401 and "no longer runs" in reason
+
+
 def test_a_plain_form_post_carries_its_csrf_token_as_a_field(cluster: Cluster) -> None:
     slow = cluster.script("slow.py", "import time\ntime.sleep(60)\n")
     cluster.client().submit_dag("form", [TitanJob(job_id="s", filename=slow)])

@@ -45,6 +45,10 @@ _RUN_SCOPED = frozenset({"run_created", "run_updated", "run_completed", "run_fai
 _CLOSE_UNAUTHORIZED = 4401
 _CLOSE_BAD_REQUEST = 4400
 _CLOSE_FORBIDDEN = 4403  # a worker credential: workers do not read events
+#: How often an open stream's credential is checked again (a cache lookup): a token revoked,
+#: a session signed out or a job's attempt ended stops its streams within this, as it stops
+#: its requests at once.
+RECHECK_SECONDS = 2.0
 
 
 class Filter:
@@ -121,14 +125,15 @@ async def events(ws: WebSocket) -> None:
         return
     await ws.accept()
     sub = c.hub.subscribe(flt)
-    reader = asyncio.create_task(_read_commands(ws, flt))
+    reader = asyncio.create_task(_read_commands(c, ws, flt))
+    guard = asyncio.create_task(_credential_ends(c, ws))
     ping = c.config.events_ping_seconds
     batch: asyncio.Future[Any] | None = None
     try:
         await ws.send_text(json.dumps({"type": "hello", "ping": ping}))
-        while not reader.done():
+        while not reader.done() and not guard.done():
             batch = batch or asyncio.ensure_future(sub.next_batch())
-            done, _ = await asyncio.wait({batch, reader}, timeout=ping,
+            done, _ = await asyncio.wait({batch, reader, guard}, timeout=ping,
                                          return_when=asyncio.FIRST_COMPLETED)
             if not done:
                 # Quiet: say so, so a page whose socket died without a close (a laptop
@@ -137,6 +142,7 @@ async def events(ws: WebSocket) -> None:
                 continue
             if batch not in done:
                 batch.cancel()
+                batch = None
                 break
             batch_done, batch = batch, None
             items, overflowed = batch_done.result()
@@ -144,28 +150,54 @@ async def events(ws: WebSocket) -> None:
                 await ws.send_text('{"type":"resync"}')
             for event in items:
                 await ws.send_text(json.dumps(event, separators=(",", ":"), default=str))
+        ended = guard.result() if guard.done() else (reader.result() if reader.done() else None)
+        if ended is not None:
+            await ws.close(code=_CLOSE_UNAUTHORIZED, reason=ended[:120])
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client went away mid-send
     finally:
         if batch is not None:
             batch.cancel()
         c.hub.unsubscribe(sub)
-        reader.cancel()
-        with contextlib.suppress(BaseException):
-            await reader
+        for task in (reader, guard):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
 
-async def _read_commands(ws: WebSocket, flt: Filter) -> None:
-    """Messages from the client: ``{"job": id|null}`` moves its log subscription."""
+async def _still_allowed(c: Ctx, ws: WebSocket) -> str | None:
+    """None while the stream's credential still reads events; else why it does not."""
+    try:
+        auth.check_role(await _authenticate(c, ws), auth.READ, "read events")
+    except APIError as exc:
+        return exc.message
+    return None
+
+
+async def _credential_ends(c: Ctx, ws: WebSocket) -> str:
+    """Returns (why) once the credential the stream was opened with stops being valid."""
+    while True:
+        await asyncio.sleep(RECHECK_SECONDS)
+        if (why := await _still_allowed(c, ws)) is not None:
+            return why
+
+
+async def _read_commands(c: Ctx, ws: WebSocket, flt: Filter) -> str | None:
+    """Messages from the client: ``{"job": id|null}`` moves its log subscription, once the
+    credential is checked again (a revoked one gets no other job's lines). Returns when the
+    client goes away (None) or the credential has ended (why)."""
     while True:
         try:
             text = await ws.receive_text()
         except (WebSocketDisconnect, RuntimeError):
-            return
+            return None
         try:
             msg = json.loads(text)
             if isinstance(msg, dict) and "job" in msg:
                 job = msg["job"]
-                flt.job = None if job is None else int(job)
+                job = None if job is None else int(job)
+                if (why := await _still_allowed(c, ws)) is not None:
+                    return why
+                flt.job = job
         except (ValueError, TypeError):
             log.debug("ignoring a malformed events message: %.200s", text)
