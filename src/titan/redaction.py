@@ -39,10 +39,14 @@ from titan.errors import ConfigError
 
 #: Titan's own credentials: admin/operator/viewer tokens, job tokens, worker credentials.
 TITAN_TOKEN = r"tt_[A-Za-z0-9_-]{40,}|tj\.\d+\.\d+\.[0-9a-f]{32}|tw\.[^\s\"]{1,200}\.[0-9a-f]{40}"
+#: Where an API token's ``tt_`` may start: not inside a word ("Scott_..."), but after any
+#: URL-encoded character (``token%3Dtt_``, ``Bearer%20tt_``) or a backslash escape of a
+#: JSON or repr text (``"failed\\ntt_..."``), whose last character is a letter or digit.
+TOKEN_START = (r"(?:(?<![A-Za-z0-9])|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbf0])"
+               r"|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4}))")
 #: Scrubbing a log: a job or worker token is found whatever comes before it (``x``,
-#: ``Bearer_``, ``v1.`` hid one); an API token's ``tt_`` not inside a word ("Scott_..."),
-#: but after a URL-encoded ``=`` (``token%3Dtt_...``).
-_TITAN_TOKEN = re.compile(r"(?:(?<![A-Za-z0-9])|(?<=%3[Dd]))tt_[A-Za-z0-9_-]{40,}|"
+#: ``Bearer_``, ``v1.`` hid one); an API token's ``tt_`` where :data:`TOKEN_START` allows.
+_TITAN_TOKEN = re.compile(TOKEN_START + r"tt_[A-Za-z0-9_-]{40,}|"
                           r"tj\.\d+\.\d+\.[0-9a-f]{32}|"
                           r"tw\.[^\s\"]{1,200}\.[0-9a-f]{40}")
 

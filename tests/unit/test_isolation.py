@@ -24,6 +24,9 @@ def test_the_sandbox_reads_the_system_not_etc_nor_the_workers_directory(
     assert Path("/usr") in read and Path("/etc") not in read
     assert Path("/etc/ssl") in read or not Path("/etc/ssl").exists()
     assert Path("/etc/passwd").resolve() in read
+    # Where service environment files and index passwords live: never (QA read a worker token
+    # from /etc/default/titan-worker).
+    assert not {Path("/etc/default"), Path("/etc/pip.conf")} & set(read)
     assert (tmp_path / "project").resolve() not in read  # the worker's cwd, with the data dir
     assert dataset.resolve() in read and data.resolve() not in read  # extra, but not a secret
     assert write[:2] == [root / "shared", root / "tmp"]

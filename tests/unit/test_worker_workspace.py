@@ -12,7 +12,7 @@ import pytest
 
 from titan import errors
 from titan.redaction import scrub_titan_tokens
-from titan.worker.assignment import Assignment, job_env, master_host_port
+from titan.worker.assignment import Assignment, inherited_env, job_env, master_host_port
 from titan.worker.connection import MasterConnection
 from titan.worker.output import MAX_LINE, LineSplitter
 from titan.worker.workspace import UnsafePath, Workspace, extract_zip, safe_relative
@@ -180,6 +180,15 @@ def test_a_long_line_is_not_cut_inside_a_token(token: str, back: int) -> None:
         assert scrub_titan_tokens(prefix + token) == prefix + "[titan token redacted]"
 
 
+@pytest.mark.parametrize("prefix", ["Bearer%20", "authorization=Bearer%20", "token%3D",
+                                    "failed\\n", "auth\\t", "x\\u00e9", "a\\x41"])
+def test_an_api_token_after_an_escape_is_redacted(prefix: str) -> None:
+    # The escape's last character is a letter or digit: "%20tt_", "\\ntt_" looked like a
+    # word going on, and a viewer read an operator token from a job's log (QA).
+    token = "tt_" + "d" * 43
+    assert scrub_titan_tokens(f"{prefix}{token} end") == f"{prefix}[titan token redacted] end"
+
+
 def test_line_splitter_replaces_bad_utf8() -> None:
     assert LineSplitter().feed(b"ok \xff\xfe\n") == ["ok \ufffd\ufffd"]
 
@@ -213,6 +222,26 @@ def test_job_env() -> None:
     env = job_env(no_token, master_url="https://m.example", workspace=Path("/w"), base=base)
     assert "TITAN_TOKEN" not in env  # the worker's own token never reaches a job
     assert "TITAN_SERVICE_PORT" not in env
+
+
+def test_a_job_inherits_no_credential_of_the_workers_environment() -> None:
+    token = "tt_" + "e" * 43
+    worker = {
+        "PATH": "/home/matt_smith_projects_alpha_beta_gamma/bin",  # "tt_" inside a word
+        "LANG": "C.UTF-8", "PLAIN_URL": "redis://cache:6379/0", "AT_IN_PATH": "http://h/a@b",
+        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20" + token,
+        "TITAN_OTLP_HEADERS": "x-api=abc", "CUSTOM": "Bearer%20" + token,
+        "REDIS_URL": "redis://:hunter2@cache:6379/0", "CELERY_BROKER_URL": "amqp://u:pw@mq//",
+        "S3_ENDPOINT": "http://key:secret@minio:9000", "GITHUB_TOKEN": "ghp_x",
+        "GEMINI_API_KEY": "g", "PASSED_URL": "postgres://app:pw@db/app",
+        "TITAN_JOB_ENV_PASS": "PASSED_URL,CUSTOM",
+    }
+    assert inherited_env(worker) == {
+        "PATH": worker["PATH"], "LANG": "C.UTF-8", "PLAIN_URL": "redis://cache:6379/0",
+        "AT_IN_PATH": "http://h/a@b", "GEMINI_API_KEY": "g",
+        # Named in TITAN_JOB_ENV_PASS: a URL's password passes; a Titan token never does.
+        "PASSED_URL": "postgres://app:pw@db/app",
+    }
 
 
 def test_master_host_port_defaults() -> None:

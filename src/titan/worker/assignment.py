@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from titan import errors
+from titan.redaction import TOKEN_START
 
 Key = tuple[int, int]
 """(job numeric id, attempt): the fencing token of one execution."""
@@ -88,12 +89,17 @@ _TITAN_SECRETS = frozenset({
     "TITAN_TOKEN", "TITAN_TOOL_TOKEN", "TITAN_DATABASE_URL", "TITAN_DATA_DIR",
     "TITAN_CONFIG_DIR", "TITAN_LIFELINE_FD", "TITAN_JOB_ENV_PASS",
 })
-#: Names that say "credential" (GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, PGPASSWORD, ...).
+#: Names that say "credential" (GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, PGPASSWORD, ...), and
+#: HTTP headers to send (OTEL_EXPORTER_OTLP_HEADERS, TITAN_OTLP_HEADERS: an Authorization).
 _CREDENTIAL_NAME = re.compile(
     r"TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|AUTH|COOKIE|"
-    r"SESSION|DATABASE_URL|_DSN$", re.IGNORECASE)
-#: A Titan token, whatever variable carries it (stored tokens, worker credentials).
-_TITAN_TOKEN_VALUE = re.compile(r"\btt_[A-Za-z0-9_-]{20,}|\btw\.[^.\s]+\.[^.\s]+\.")
+    r"SESSION|DATABASE_URL|_DSN$|HEADERS?$", re.IGNORECASE)
+#: A Titan token, whatever variable carries it (also URL-encoded or escaped:
+#: ``Bearer%20tt_...``), or a worker credential: never passed on.
+_TITAN_TOKEN_VALUE = re.compile(TOKEN_START + r"tt_[A-Za-z0-9_-]{20,}|\btw\.[^.\s]+\.[^.\s]+\.")
+#: A URL with a password in it (``redis://:pw@host``, ``amqp://u:pw@host``): a credential
+#: whatever its variable's name, passed on only when ``TITAN_JOB_ENV_PASS`` names it.
+_PASSWORD_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{0,30}://[^/@\s:]*:[^/@\s]+@")
 #: Credentials Titan's own agents read from the worker's environment (docs/agents.md):
 #: passed on by default; ``TITAN_JOB_ENV_PASS`` names more.
 DEFAULT_PASS = ("GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
@@ -119,7 +125,8 @@ def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
     for name, value in environ.items():
         if name in _TITAN_SECRETS or _TITAN_TOKEN_VALUE.search(value):
             continue
-        if _CREDENTIAL_NAME.search(name) and name not in passed:
+        if (_CREDENTIAL_NAME.search(name) or _PASSWORD_URL.search(value)) \
+                and name not in passed:
             continue
         env[name] = value
     return env

@@ -32,14 +32,16 @@ log = logging.getLogger("titan.worker")
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 #: What of /etc a job may read: what the C library, Python's standard library, OpenSSL and
 #: locales look up. Not /etc itself: it is where a service's environment file (with a worker
-#: token) or a database password tends to live. TITAN_SANDBOX_READ adds paths.
+#: token) or a database password tends to live — nor /etc/default (Debian's home for those
+#: files: /etc/default/titan-worker) or pip.conf (an index URL with its password).
+#: TITAN_SANDBOX_READ adds paths.
 ETC_ENTRIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "ssl",
                "pki", "ca-certificates", "ca-certificates.conf", "resolv.conf", "hosts",
                "nsswitch.conf", "gai.conf", "host.conf", "services", "protocols", "passwd",
                "group", "mime.types", "os-release", "lsb-release", "debian_version",
-               "alternatives", "locale.alias", "locale.conf", "locale.gen", "default",
+               "alternatives", "locale.alias", "locale.conf", "locale.gen",
                "fonts", "magic", "mailcap", "hostname", "machine-id", "shells", "crypto-policies",
-               "python3", "pip.conf", "matplotlibrc")
+               "python3", "matplotlibrc")
 #: Read + write for every job under --sandbox: the devices programs expect, and GPUs. Not /dev
 #: as a whole: a job could read the keystrokes of the terminals in /dev/pts (so no pseudo-
 #: terminals for sandboxed jobs). The job's own /proc/<pid> is added in its child, never /proc
