@@ -51,6 +51,10 @@ class MasterConfig:
     max_upload_bytes: int = field(
         default_factory=lambda: int(_env_float("TITAN_MAX_UPLOAD_BYTES", 4 * 1024 ** 3)))
     max_dag_jobs: int = 100_000
+    #: The log one attempt keeps (its lines' characters, ~32 more a line); past it its lines
+    #: are dropped, with one line saying so. 0: no cap.
+    max_log_bytes: int = field(
+        default_factory=lambda: max(0, int(_env_float("TITAN_MAX_LOG_MB", 256) * 1024 * 1024)))
     #: The event stream says {"type": "ping"} after this many quiet seconds: a page that hears
     #: nothing for 2.5 times as long knows its socket died silently and reconnects.
     events_ping_seconds: float = field(

@@ -74,6 +74,10 @@ class JobRec:
     # A service's health and address as its worker reported them, and a stop asked for
     # (master/scheduling/services.py); None for other jobs and before a service first runs.
     service_status: Row | None = None
+    # Log bytes kept of attempt ``log_attempt`` since this master took the job in
+    # (worker_protocol.report caps them at TITAN_MAX_LOG_MB); -1 once the cap was said.
+    log_attempt: int = 0
+    log_bytes: int = 0
 
     @property
     def is_gate(self) -> bool:

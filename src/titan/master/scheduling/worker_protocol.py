@@ -220,10 +220,13 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         # there), so it is kept as U+FFFD, as bytes that are not UTF-8 are. A token it prints
         # (its own, from its environment) is not kept: every viewer reads job logs.
         text = scrub_titan_tokens(str(line.get("line", "")).replace("\x00", "\ufffd"))
+        text = _within_log_cap(engine, key, text[:MAX_LINE])
+        if text is None:
+            continue
         ch.log_lines.append({
             "job": key[0], "attempt": key[1], "seq": seq,
             "stream": "stderr" if line.get("stream") == "stderr" else "stdout",
-            "ts": ts, "line": text[:MAX_LINE],
+            "ts": ts, "line": text,
         })
         touched_logs.add(key[0])
     # A service's status comes after the lines before it and before its result (the
@@ -249,6 +252,26 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         if engine.hub.watched:
             publish_log_lines(engine, ch.log_lines)
     return {"rejected": [{"id": j, "attempt": a} for j, a in rejected]}
+
+
+def _within_log_cap(engine: Engine, key: tuple[int, int], text: str) -> str | None:
+    """``text`` if its attempt may keep it, the line that says the cap was reached (once),
+    or None: a job printing without end filled the master's disk at the speed it printed
+    (``TITAN_MAX_LOG_MB``, counted since this master took the job in)."""
+    cap = engine.config.max_log_bytes
+    job = engine.sched.jobs.get(key[0])
+    if not cap or job is None:
+        return text
+    if job.log_attempt != key[1]:
+        job.log_attempt, job.log_bytes = key[1], 0
+    if job.log_bytes < 0:
+        return None
+    job.log_bytes += len(text) + 32  # about a row's overhead, so empty lines count too
+    if job.log_bytes <= cap:
+        return text
+    job.log_bytes = -1
+    return (f"[titan: this attempt's log reached TITAN_MAX_LOG_MB ({cap / 2**20:g} MiB); "
+            "the lines after this one are not kept]")
 
 
 def publish_log_lines(engine: Engine, rows: list[Row]) -> None:
