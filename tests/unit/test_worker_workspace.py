@@ -116,7 +116,7 @@ def test_materialize_refuses_escaping_names_and_bad_hashes(tmp_path: Path) -> No
         ws.materialize("ok.py", "../../etc/passwd")
 
 
-def test_a_link_a_job_left_in_shared_is_never_written_through(tmp_path: Path) -> None:
+def test_a_link_a_job_left_in_shared_is_never_written_through_nor_in_the_way(tmp_path: Path) -> None:
     # A job (sandboxed, so it cannot write outside shared/ itself) plants links in shared/,
     # then submits scripts named through them: the worker, which can write anywhere, must
     # not write where they point (it wrote the data dir's admin.token this way).
@@ -127,8 +127,11 @@ def test_a_link_a_job_left_in_shared_is_never_written_through(tmp_path: Path) ->
     (ws.shared / "d").symlink_to(secret_dir)
     (ws.shared / "token.py").symlink_to(secret_dir / "admin.token")
     sha = _cache_blob(ws, b"tt_attacker\n")
-    with pytest.raises(UnsafePath, match="symbolic link"):
-        ws.materialize("d/admin.token", sha)
+    # The link in the way is removed (not followed) and a directory made in its place: left
+    # there, it failed every later job with a script under d/ on this worker.
+    placed = ws.materialize("d/admin.token", sha).path
+    assert placed == ws.shared / "d" / "admin.token" and placed.read_bytes() == b"tt_attacker\n"
+    assert not (ws.shared / "d").is_symlink() and (ws.shared / "d").is_dir()
     # A link at the script's own name is replaced by the script, not written through.
     script = ws.materialize("token.py", sha).path
     assert not script.is_symlink() and script.read_bytes() == b"tt_attacker\n"

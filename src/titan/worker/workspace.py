@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import secrets
@@ -34,6 +35,8 @@ from urllib.parse import quote
 
 from titan import errors
 from titan.worker.connection import MasterConnection
+
+log = logging.getLogger("titan.worker")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 #: Refuse archives that expand past this (a zip bomb must not fill the worker's disk).
@@ -83,16 +86,29 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def _open_beneath(root: Path, parts: tuple[str, ...]) -> int:
     """A descriptor of the directory ``root/parts...``, each step opened without following a
-    symbolic link and made when missing; UnsafePath when one is a link (or not a directory)."""
+    symbolic link and made when missing. A link or file in the way (a job's ``ln -s /x sub``
+    in ``shared/``) is removed — never followed — and the directory made: left there, it
+    failed every later job whose script sits under it on this worker. UnsafePath when one
+    keeps coming back (a job racing the worker)."""
     fd = os.open(root, _DIR_FLAGS)
     try:
         for part in parts:
-            try:
-                step = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                step = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            for tries_left in (2, 1, 0):
+                try:
+                    step = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    break
+                except FileNotFoundError:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not tries_left:
+                        raise
+                    log.warning("workspace: removing %r in the way of a script's directory "
+                                "(a link or a file a job left)", part)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(part, dir_fd=fd)  # the link itself, not what it points at
+            else:
+                raise OSError(errno.ELOOP, "a link keeps coming back")
             os.close(fd)
             fd = step
     except OSError as exc:

@@ -219,14 +219,14 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         # A job may print a NUL; PostgreSQL's text cannot hold one (the whole report failed
         # there), so it is kept as U+FFFD, as bytes that are not UTF-8 are. A token it prints
         # (its own, from its environment) is not kept: every viewer reads job logs.
-        text = scrub_titan_tokens(str(line.get("line", "")).replace("\x00", "\ufffd"))
-        text = _within_log_cap(engine, key, text[:MAX_LINE])
-        if text is None:
+        kept = _within_log_cap(engine, key, scrub_titan_tokens(
+            str(line.get("line", "")).replace("\x00", "\ufffd"))[:MAX_LINE])
+        if kept is None:
             continue
         ch.log_lines.append({
             "job": key[0], "attempt": key[1], "seq": seq,
             "stream": "stderr" if line.get("stream") == "stderr" else "stdout",
-            "ts": ts, "line": text,
+            "ts": ts, "line": kept,
         })
         touched_logs.add(key[0])
     # A service's status comes after the lines before it and before its result (the
