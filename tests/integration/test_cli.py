@@ -11,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port
 from tests.integration.harness import Cluster, shared_cluster
+from titan.errors import ValidationFailed
 from titan_sdk import TitanJob
 
 cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
@@ -312,3 +315,14 @@ def test_cancel_refuses_a_name_that_is_a_dag_and_another_dags_job(cluster: Clust
     client.submit_dag("solo_amb", [TitanJob(job_id="solo_amb", filename=slow)])
     titan(cluster, "cancel", "solo_amb")
     assert client.get_dag("solo_amb")["status"] == "CANCELLED"
+    # A numeric id too: jobs and DAGs are numbered apart, and cancel(dag["id"]) cancelled the
+    # job of that number in another DAG. Three jobs in one DAG make job ids pass DAG ids.
+    client.submit_dag("wide_amb", [TitanJob(job_id=f"w{i}", filename=slow) for i in range(3)])
+    late = client.submit_dag("late_amb", [TitanJob(job_id="l", filename=slow)])
+    namesake = client.get_job(late["id"])
+    assert namesake["dag_id"] != late["id"]
+    with pytest.raises(ValidationFailed, match="is both the id of the DAG late_amb#1"):
+        client.cancel(late["id"])
+    assert client.get_job(late["id"])["state"] == namesake["state"]  # untouched
+    assert client.cancel(late["ref"])["status"] == "CANCELLED"
+    client.cancel("DAG-wide_amb")

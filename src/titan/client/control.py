@@ -41,18 +41,24 @@ class ControlOps:
             raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
 
     def _unambiguous(self, ref: Ref, verb: str) -> None:
-        if not isinstance(ref, str) or any(c in ref for c in "/#") or ref.isdigit() \
-                or ref.startswith("DAG-"):
-            return  # an id, a DAG-x, a dag/job or a name#run: one thing only
+        """Refuse a ref that names a job and a DAG that is not its own. A numeric id is one
+        too: jobs and DAGs are numbered apart, so ``cancel(dag["id"])`` cancelled the job
+        that happened to have that number, in another DAG."""
+        numeric = isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit())
+        if not numeric and (not isinstance(ref, str) or any(c in ref for c in "/#")
+                            or ref.startswith("DAG-")):
+            return  # a DAG-x, a dag/job or a name#run: one thing only
         try:
             job, dag = self.get_job(ref), self.get_dag(ref)
         except NotFound:
             return
         if job.get("dag_id") != dag.get("id"):
+            dag_ref = dag.get("ref") if numeric else f"DAG-{ref}"
+            what = "is both the id of" if numeric else "names both"
             raise ValidationFailed(
-                f"{ref!r} names both the DAG {dag.get('ref')} and the job {job.get('ref')}: "
-                f"{verb} 'DAG-{ref}' for the DAG, or {job.get('ref')!r} for the job",
-                details={"ref": ref, "dag": dag.get("ref"), "job": job.get("ref")})
+                f"{ref!r} {what} the DAG {dag.get('ref')} and the job {job.get('ref')}: "
+                f"{verb} {dag_ref!r} for the DAG, or {job.get('ref')!r} for the job",
+                details={"ref": str(ref), "dag": dag.get("ref"), "job": job.get("ref")})
 
     def stop_service(self, ref: Ref, grace: float | None = None) -> dict[str, Any]:
         """Stop a service gracefully: SIGTERM, then SIGKILL after ``grace`` seconds (default:
