@@ -83,7 +83,7 @@ def test_build_check_export_import_and_submit(cluster: Cluster, dashboard_factor
     page.fill('#job-form [name="priority"]', "high")
     settled(page)
     assert page.is_visible('#job-form input[name="priority"].invalid')
-    assert "job 'extract': priority must be an integer, got 'high'" in problems(page)
+    assert "job 'extract': priority must be an integer (64-bit), got 'high'" in problems(page)
     page.fill('#job-form [name="priority"]', "5")
     add_job(page, "train", "train.py")
     assert page.is_visible('#builder-problems li[data-code="unknown_script"][data-job-id="train"]')

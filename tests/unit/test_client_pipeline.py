@@ -192,3 +192,12 @@ def test_files_inside_the_folder_need_no_permission(tmp_path: Path) -> None:
     (tmp_path / "a" / "b.py").write_text("")
     path = write(tmp_path, "jobs:\n  - id: a\n    file: ./a/../a/b.py\n")
     assert load_pipeline(path)[1][0].script_path().resolve() == tmp_path / "a" / "b.py"
+
+
+def test_a_pipeline_nested_past_any_parser_is_a_pipeline_error(tmp_path: Path) -> None:
+    # A RecursionError traceback from the CLI, and a 500 from the dashboard's check (QA).
+    (tmp_path / "a.py").write_text("print(1)\n")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("jobs:\n  - id: a\n    file: a.py\n    env: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(PipelineError, match=r"deep\.yaml.*nest"):
+        load_pipeline(deep)

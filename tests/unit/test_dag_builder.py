@@ -129,7 +129,7 @@ def test_every_problem_of_a_draft_is_listed_with_its_jobs() -> None:
         ([0], "parents", "invalid"),
     ]
     messages = [p["message"] for p in reply["problems"]]
-    assert "job 'b': priority must be an integer, got 'high'" in messages
+    assert "job 'b': priority must be an integer (64-bit), got 'high'" in messages
     assert "job 'c': no uploaded file is named 'nope.py'" in messages[2]
     assert "must be relative, without '..'" in messages[3]
     assert "did you mean 'parents'?" in messages[4]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tests.unit.test_scheduler import Clock, by_name, make, worker
 
-from titan.errors import Conflict
+from titan.errors import Conflict, InvalidDAG, ValidationFailed
 from titan.master.scheduling import gates
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import Changes, DagRec, JobRec, dag_status
@@ -163,3 +163,26 @@ def test_cancelling_a_waiting_gate_skips_what_follows() -> None:
     s.cancel_job(jobs["build.approval"], ch)
     assert jobs["build.approval"].state == "CANCELLED"
     assert jobs["deploy"].state == "SKIPPED"
+
+
+@pytest.mark.parametrize("message", ["", "   \n"])
+def test_an_empty_hitl_message_is_refused_not_dropped(message: str) -> None:
+    # "" asked nobody: the gate was left out and what followed ran unapproved (QA).
+    with pytest.raises(InvalidDAG, match="hitl_message is empty"):
+        validate_dag("ship", [{"job_id": "build", "filename": "b.py", "script_sha256": SHA,
+                               "hitl_message": message}], max_jobs=100)
+    from titan_sdk import TitanJob
+    with pytest.raises(ValidationFailed, match="hitl_message is empty"):
+        TitanJob(job_id="build", filename="b.py", hitl_message=message)
+
+
+@pytest.mark.parametrize(("name", "filename", "problem"), [
+    ("DAG-DAG-x", "a.py", "cannot start with 'DAG-'"),  # its ref named the DAG "x"
+    ("ok", "C:\\x.py", "must be relative"),             # the worker refused it at run time
+    ("ok", "c:x.py", "must be relative"),
+])
+def test_names_the_worker_or_a_reference_would_misread_are_refused(
+        name: str, filename: str, problem: str) -> None:
+    with pytest.raises(ValidationFailed, match=problem):
+        validate_dag(name, [{"job_id": "a", "filename": filename, "script_sha256": SHA}],
+                     max_jobs=100)

@@ -63,7 +63,15 @@ def _shown(value: object) -> str:
     """A bad value as an error message quotes it: its repr, cut at 200 characters (a value
     can be megabytes, and the message goes back to whoever sent it)."""
     text = repr(value)
+    if isinstance(value, str) and len(value) < 50:
+        try:
+            float(value)
+        except ValueError:
+            pass
+        else:  # YAML 1.1 (PyYAML) reads 1e3 as text; 1.0e+3 is a number there
+            return f"the text {text} (a number in quotes, or YAML's 1e3: write 1000 or 1.0e+3)"
     return text if len(text) <= 200 else f"{text[:200]}... ({len(text):,} characters)"
+
 
 class TitanJob:
     """One job: a script and its arguments, with scheduling hints.
@@ -136,8 +144,9 @@ class TitanJob:
         if not isinstance(is_archive, bool):
             raise bad("is_archive", f"is_archive must be true or false, got {_shown(is_archive)}")
         self.is_archive: bool = is_archive
-        if not _is_int(priority):
-            raise bad("priority", f"priority must be an integer, got {_shown(priority)}")
+        if not _is_int(priority) or not -2**63 <= priority < 2**63:
+            raise bad("priority", "priority must be an integer (64-bit), got "
+                      f"{_shown(priority)}")
         self.priority: int = priority
         if not _is_seconds(delay) or delay < 0:
             raise bad("delay", f"delay must be a number of seconds >= 0, got {_shown(delay)}")
@@ -151,6 +160,9 @@ class TitanJob:
         self.requirement: str = requirement
         if hitl_message is not None and not isinstance(hitl_message, str):
             raise bad("hitl_message", f"hitl_message must be a string, got {_shown(hitl_message)}")
+        if hitl_message is not None and not hitl_message.strip():
+            raise bad("hitl_message", "hitl_message is empty: say what the approver decides, "
+                      "or leave it out for no approval gate")
         self.hitl_message: str | None = hitl_message
         if max_wait_seconds is not None and (
             not _is_seconds(max_wait_seconds) or max_wait_seconds <= 0

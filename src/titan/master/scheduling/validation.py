@@ -94,7 +94,9 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     if "\x00" in filename or len(filename) > 1000:
         raise _fail(job_id, "filename", "filename is not a valid path")
     parts = filename.replace("\\", "/").split("/")
-    if filename.startswith("/") or ".." in parts:
+    # A drive letter ("C:\\x.py", "c:x.py") is absolute too: the worker refuses it, so the
+    # job failed at run time instead of the submission at once.
+    if filename.startswith("/") or ".." in parts or re.match(r"[A-Za-z]:", filename):
         raise _fail(job_id, "filename", f"filename {filename!r} must be relative, without '..'")
     is_archive = _flag(job_id, job, "is_archive")
     sha = job.get("script_sha256")
@@ -200,6 +202,10 @@ def _gate_fields(job: dict[str, Any], job_id: str) -> tuple[str | None, float | 
         raise _fail(job_id, "hitl_message", "hitl_message must be a string")
     if hitl is not None and len(hitl) > 10_000:
         raise _fail(job_id, "hitl_message", "hitl_message is longer than 10000 characters")
+    if hitl is not None and not hitl.strip():
+        # An empty one asked nobody: the gate was silently left out and what follows ran.
+        raise _fail(job_id, "hitl_message", "hitl_message is empty: say what the approver "
+                    "decides, or leave it out for no approval gate")
     return hitl, None if max_wait is None else float(max_wait)
 
 
@@ -277,6 +283,11 @@ def dag_name_of(name: Any) -> str:
         name = check_name(name, "DAG name")
         if name.startswith("DAG-"):
             name = check_name(name[4:], "DAG name")
+            if name.startswith("DAG-"):
+                # References drop one "DAG-" too: its ref would name the DAG without it.
+                raise ValidationFailed(f"DAG name {'DAG-' + name!r}: a name cannot start with "
+                                       "'DAG-' (the prefix that marks a DAG in a reference)",
+                                       details={"field": "DAG name"})
     except ValidationFailed as exc:
         raise InvalidDAG(str(exc), details=exc.details) from None
     return str(name)
