@@ -168,6 +168,30 @@ def test_job_panel_streams_log_lines(cluster: Cluster, dash: Dashboard, page: An
     assert client.wait_job("logs/chatty", timeout=30)["state"] == "COMPLETED"
 
 
+def test_a_panel_opened_from_its_address_follows_the_log(cluster: Cluster, dash: Dashboard,
+                                                         page: Any) -> None:
+    # /dags/DAG-x#job=<id> opened the panel before the socket was up: the subscription to
+    # its log was never sent, and the log stood still (QA).
+    flag = cluster.root / "release-logs-deep"
+    chatty = cluster.script("chatty.py", CHATTY)
+    client = cluster.client()
+    client.submit_dag("logs_deep", [TitanJob("chatty", chatty, args=[str(flag)])])
+    job = client.get_job("logs_deep/chatty")
+    page.goto(dash.url(f"/dags/DAG-logs_deep#job={job['id']}"))
+    page.wait_for_selector("#job-panel", state="visible")
+    lines = "#log-lines .log-line"
+    page.wait_for_function(
+        "(s) => [...document.querySelectorAll(s)].some(e => e.textContent.includes('tick 4'))",
+        arg=lines)
+    mark_no_reload(page)
+    flag.write_text("go")
+    page.wait_for_function(
+        "(s) => [...document.querySelectorAll(s)].some(e => e.textContent.includes('tick 9'))",
+        arg=lines)
+    assert_no_reload(page)
+    assert client.wait_job("logs_deep/chatty", timeout=30)["state"] == "COMPLETED"
+
+
 # -- c. an agent run's stages, in order, coloured by status, linking to their DAGs ------------
 
 

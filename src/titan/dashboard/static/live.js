@@ -216,6 +216,7 @@
     function connect() {
       clearTimeout(retry);
       show("closed", "connecting…");
+      const asked = job;  // the log subscription this socket's address carries
       const sock = (ws = new WebSocket(url()));
       lastHeard = Date.now();
       sock.onmessage = (e) => {
@@ -225,6 +226,9 @@
         if (msg.type === "ping") return;
         if (msg.type === "hello") {
           if (msg.ping > 0) pingEvery = msg.ping;
+          // setJob while the socket was connecting (a panel opened from #job=<id>) could not
+          // send: follow that job now, or its log never moves.
+          if (job !== asked) sock.send(JSON.stringify({ job: job }));
           delay = 500;
           show("open", "live");
           const wasFirst = first;
