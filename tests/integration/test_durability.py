@@ -6,8 +6,10 @@ every workspace, so the test counts executions and checks their order after the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import fresh_postgres_database
@@ -224,6 +227,42 @@ def test_a_master_paused_past_the_lease_runs_no_job_twice(make_cluster: MakeClus
     job = client.wait("steady", timeout=60)
     assert job["state"] == "COMPLETED" and job["attempt"] == 1, (job, c.log())
     assert marker.read_text().splitlines() == ["start steady"]
+
+
+def test_a_master_stopped_by_sigterm_runs_no_job_twice(make_cluster: MakeCluster,
+                                                       tmp_path: Path) -> None:
+    # systemctl stop: uvicorn drained open long-polls (a `titan logs -f`, a wait) for up to
+    # their whole wait with the port already closed, while the master's lease timers went on:
+    # the workers could not renew, and their running jobs were LOST and ran again (QA).
+    c = make_cluster(lease_seconds=2)
+    c.start_master()
+    c.add_worker(slots=1, name="steady")
+    marker = tmp_path / "markers.txt"
+    client = c.client()
+    slow = c.script("slow.py", "import sys, time\n"
+                    "open(sys.argv[1], 'a').write(f'start {sys.argv[2]}\\n')\n"
+                    "time.sleep(8)\n")
+    dag = client.submit_job(TitanJob(job_id="steady", filename=slow, args=[str(marker), "x"]))
+    wait_for(lambda: marker.exists() and "start" in marker.read_text(), 30, "the job to start")
+    holder = threading.Thread(target=_long_poll, args=(c, dag["id"]), daemon=True)
+    holder.start()
+    time.sleep(0.5)  # the wait is parked on the master
+    assert c.master is not None
+    started = time.monotonic()
+    c.master.send_signal(signal.SIGTERM)
+    assert c.master.wait(timeout=20) == 0, c.log()  # a clean stop is a clean exit
+    assert time.monotonic() - started < 10, "the open wait held the exit"
+    time.sleep(3)  # past the lease, with no master
+    c.start_master()
+    job = c.client().wait("steady", timeout=60)
+    assert job["state"] == "COMPLETED" and job["attempt"] == 1, (job, c.log())
+    assert marker.read_text().splitlines() == ["start x"]
+
+
+def _long_poll(c: Cluster, dag_id: int) -> None:
+    with contextlib.suppress(Exception):
+        httpx.get(f"{c.url}/api/v1/dags/{dag_id}/wait", params={"timeout": 60}, timeout=90,
+                  headers={"Authorization": f"Bearer {c.admin_token}"})
 
 
 FLOOD = """

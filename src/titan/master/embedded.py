@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from titan.master.config import MasterConfig
-from titan.master.server import banner, forget, make_server, record
+from titan.master.server import banner, forget, make_server, record, serve
 from titan.permissions import use_private_umask
 from titan.worker import lifeline
 
@@ -169,9 +169,7 @@ def run_up(config: MasterConfig, slots: int | None = None,
     server.before_exit = before_exit
     server.again = again
     try:
-        server.run(sockets=sockets)
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the Ctrl-C it handled; stopping on Ctrl-C is a clean exit
+        serve(server, sockets)
     finally:
         stopping.set()
         worker.stop(grace=2.0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -58,11 +61,17 @@ def forget(config: MasterConfig) -> None:
         log.warning("could not remove the master from the user config: %s", exc)
 
 
+#: How long a stopping master lets open requests finish before it cuts them.
+GRACEFUL_SECONDS = 3
+
+
 class Server(uvicorn.Server):
     """uvicorn's server, telling us when it is up, and letting `titan up` stop its worker
     before the API goes away."""
 
     on_started: Any = None
+    #: Called (on the event loop) at the first stop signal, before connections drain.
+    on_stopping: Any = None
     before_exit: Any = None
     #: Called on the next signal while ``before_exit`` is still at work (a second Ctrl-C).
     again: Any = None
@@ -73,6 +82,10 @@ class Server(uvicorn.Server):
             self.on_started()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.on_stopping is not None and not self.should_exit:
+            hook, self.on_stopping = self.on_stopping, None
+            with contextlib.suppress(RuntimeError):  # no loop yet: nothing runs to quiesce
+                asyncio.get_running_loop().call_soon_threadsafe(hook)
         if self.before_exit is not None and not self.should_exit:
             hook, self.before_exit = self.before_exit, None
             hook(lambda: super(Server, self).handle_exit(sig, frame))
@@ -111,6 +124,7 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
         storage.close()
         raise
     app: Any = create_app(config, storage)
+    api = app
     gate = None
     if leadership is not None and may_wait:
         gate = app = LeaderGate(app, leadership, heartbeat=config.leader_timeout / 5)
@@ -121,8 +135,40 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
                         # 16 MiB default, which closed the channel on it, and the worker sent
                         # it again for ever. A frame is a request body: the same limit.
                         ws_max_size=max(config.max_body_bytes, 32 << 20),
-                        ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key)
-    return Server(uv), sockets, gate
+                        ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
+                        # Long-polls (a worker's, `titan logs -f`, a wait) held the exit for
+                        # up to their whole wait: their clients retry on the next master.
+                        timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    server = Server(uv)
+
+    def quiesce() -> None:
+        ctx = getattr(api.state, "ctx", None)  # None: not started (or a standby)
+        if ctx is not None:
+            ctx.engine.quiesce()
+
+    server.on_stopping = quiesce
+    return server, sockets, gate
+
+
+class _Terminated(Exception):
+    """SIGTERM, raised once uvicorn has stopped (it re-raises the signals it handled)."""
+
+
+def _terminated(_sig: int, _frame: Any) -> None:
+    raise _Terminated
+
+
+def serve(server: Server, sockets: list[socket.socket]) -> None:
+    """Run ``server`` until it is stopped. A stop by Ctrl-C or SIGTERM is a clean exit (0):
+    uvicorn re-raises the signal it handled, and SIGTERM's default action ended the process
+    with 143 before anything after this ran."""
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        server.run(sockets=sockets)
+    except (KeyboardInterrupt, _Terminated):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def banner(config: MasterConfig) -> None:
@@ -175,9 +221,7 @@ def run_master(config: MasterConfig) -> int:
         gate.on_leading = announce
         gate.stop_serving = lambda: setattr(server, "should_exit", True)
     try:
-        server.run(sockets=sockets)
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the Ctrl-C it handled; stopping on Ctrl-C is a clean exit
+        serve(server, sockets)
     finally:
         if announced:
             forget(config)

@@ -53,6 +53,8 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         )
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="titan-db-read")
         self._sweeper: asyncio.Task[None] | None = None
+        #: The master is stopping (quiesce): no lease expires and no worker is lost from now on.
+        self.stopping = False
         self.job_tokens: JobTokens | None = None
         self.worker_credentials: WorkerCredentials | None = None
         self.secret: str | None = None  # signs job tokens and dashboard sessions
@@ -75,6 +77,19 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self.worker_credentials = WorkerCredentials(secret)
         await self.recover()
         self._sweeper = asyncio.create_task(self._sweep_workers())
+
+    def quiesce(self) -> None:
+        """The master begins to stop (SIGTERM): from now on no lease expires and no worker is
+        lost, and parked polls are answered so their connections can close. uvicorn drains
+        open requests first, with the port closed: the workers could not renew meanwhile, and
+        their running jobs were LOST and ran again (QA). The next master (a restart, a
+        standby) gives them a fresh lease, as after ``kill -9``."""
+        self.stopping = True
+        if self._sweeper:
+            self._sweeper.cancel()
+        for worker in self.sched.workers.values():
+            if worker.poll and not worker.poll.done():
+                worker.poll.set_result(None)
 
     async def stop(self) -> None:
         if self._sweeper:
@@ -163,6 +178,8 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             self.hub.notify(("dag", dag_id), views.get(("dag", dag_id)))
 
     def _fire(self, kind: str, job_id: int) -> None:
+        if self.stopping and kind == "lease":
+            return  # stopping: its worker cannot reach this master to renew it (quiesce)
         ch = Changes()
         self.sched.timer(kind, job_id, ch)
         if not ch.empty() or ch.dispatch or ch.timers:
