@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from titan.errors import StaleAttempt, Unauthorized
+from titan.errors import NotLeader, StaleAttempt, Unauthorized
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
@@ -51,6 +52,7 @@ async def token_principal(c: Ctx, token: str) -> auth.Principal:
         # (writes were fenced already; now reads are too, with the same answer).
         assert found.job is not None and found.attempt is not None
         if not c.engine.sched.is_current(found.job, found.attempt):
+            await _still_leading(c)
             raise StaleAttempt(f"job token of attempt {found.attempt}: that attempt no longer "
                                "runs its job (it ended, or the job was given to another)")
         return found
@@ -68,6 +70,20 @@ async def token_principal(c: Ctx, token: str) -> auth.Principal:
     if cached is None:
         raise Unauthorized("unknown or revoked token")
     return cached
+
+
+async def _still_leading(c: Ctx) -> None:
+    """Before a refusal read from memory that ends a job (a stale attempt): NotLeader if
+    another master leads now. A leader paused past its timeout wakes with the memory of
+    before its replacement, and told a job the new leader runs that its attempt was over:
+    the job failed. Sent on to the leader, it runs on. One read, on a rare path."""
+    leadership = getattr(c.storage, "leadership", None)
+    if leadership is None or leadership.epoch is None:
+        return
+    info = await asyncio.to_thread(leadership.leader)
+    if info is not None and info.epoch != leadership.epoch:
+        raise NotLeader(f"this master (epoch {leadership.epoch}) was replaced by the leader "
+                        f"at {info.url} (epoch {info.epoch})", details={"leader": info.url})
 
 
 async def _worker_credential(c: Ctx, credential: str) -> auth.Principal:
