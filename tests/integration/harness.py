@@ -76,7 +76,7 @@ class Cluster:
         """A `titan worker` (``master_url``: another way to the master, e.g. a proxy;
         ``capabilities`` or ``slots`` None: the worker's defaults)."""
         before = len(self.live_workers())
-        token = (self.data / "worker.token").read_text().strip()
+        token = (env or {}).get("TITAN_TOKEN") or (self.data / "worker.token").read_text().strip()
         wd = self.root / f"worker-{len(self.workers)}"
         wd.mkdir(exist_ok=True)
         args = ["worker", "--master", master_url or self.url, "--workdir", str(wd)]
@@ -87,7 +87,7 @@ class Cluster:
         if name:
             args += ["--name", name]
         proc = self._spawn(args + (extra or []), f"worker-{len(self.workers)}.log",
-                           env=dict(self.env, **(env or {}), TITAN_TOKEN=token))
+                           env={**self.env, **(env or {}), "TITAN_TOKEN": token})
         self.workers.append(proc)
         if wait:
             self.wait_workers(before + 1)

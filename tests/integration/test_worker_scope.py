@@ -180,3 +180,31 @@ def test_a_worker_reads_only_the_scripts_it_runs(cl: Cluster) -> None:
             assert r.status_code != 303 and not s.cookies, r.status_code
     # A reader still reads.
     assert events_refused(cl, cl.admin_token) is False
+
+
+def test_a_worker_whose_token_is_revoked_is_lost_and_fails_no_job(cl: Cluster) -> None:
+    # Over its open channel the master went on pushing jobs to it; unable to fetch their
+    # scripts, they ended FAILED for good (QA). Now the channel ends within seconds, the
+    # worker is lost, and what it held runs elsewhere without spending an attempt.
+    made = cl.api("POST", "/tokens", {"role": "worker", "name": "gamma-host"})
+    cl.add_worker(capabilities="GAMMA", slots=2, name="gamma",
+                  env={"TITAN_TOKEN": made["token"]})
+    client = cl.client()
+    ok = cl.script("gamma_ok.py", "print('ran')\n")
+    first = client.submit_job(TitanJob(job_id="gamma_before", filename=ok, requirement="GAMMA"))
+    assert client.wait_dag(first["id"], timeout=60)["status"] == "COMPLETED"
+    cl.api("DELETE", f"/tokens/{made['id']}")
+    # Submitted at once: pushed over the channel that is still open, it cannot fetch its
+    # script; handed back, it waits for a worker that may run it rather than failing.
+    fresh = cl.script("gamma_new.py", "print('ran, new script')\n")  # not cached there
+    later = client.submit_job(TitanJob(job_id="gamma_after", filename=fresh,
+                                       requirement="GAMMA", retries=0))
+    deadline = time.monotonic() + 8  # checked every 2 s; a lease (15 s) before
+    while any(w["name"] == "gamma" for w in cl.live_workers()):
+        assert time.monotonic() < deadline, "a revoked worker stayed live"
+        time.sleep(0.2)
+    assert client.get_job("gamma_after")["state"] != "FAILED"
+    # A worker with a live token runs it.
+    cl.add_worker(capabilities="GAMMA", slots=1, name="gamma2")
+    done = client.wait_dag(later["id"], timeout=60)
+    assert done["status"] == "COMPLETED", done

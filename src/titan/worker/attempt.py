@@ -64,6 +64,7 @@ class Attempt:
         self.assignment = assignment
         self.key: Key = assignment.key
         self.kill_reason: str | None = None
+        self._released = False  # not started because of the worker: handed back (_result)
         self.process: Process | None = None
         self.finished = False
         self._loop = loop
@@ -100,10 +101,12 @@ class Attempt:
         log.debug("job %s attempt %d started (pid %d, %s)", self.assignment.ref or self.key[0],
                   self.key[1], self.process.pid, "fork" if launched.forked else "subprocess")
 
-    def fail_to_start(self, error: str) -> None:
-        """Report an attempt whose process never started (missing script, bad archive...)."""
+    def fail_to_start(self, error: str, release: bool = False) -> None:
+        """Report an attempt whose process never started (missing script, bad archive...);
+        ``release``: the worker's fault, not the job's (handed back, spending nothing)."""
         log.warning("job %s attempt %d could not start: %s", self.assignment.ref or self.key[0],
                     self.key[1], error)
+        self._released = release
         self._emit("stderr", f"titan worker: {error}")
         self._exit = (None, error)
         self._maybe_finish()
@@ -248,10 +251,10 @@ class Attempt:
         out = {"id": id_, "attempt": attempt, "exit_code": code,
                "error": self._error_text(code, error),
                "timed_out": self.kill_reason == TIMED_OUT}
-        if self.kill_reason == STOPPED:
-            # Killed because its worker is going down (a second SIGTERM): not the job's
-            # failure. The master starts it again elsewhere, spending no retry, as when a
-            # worker dies (its lease expires).
+        if self.kill_reason == STOPPED or self._released:
+            # Killed because its worker is going down (a second SIGTERM), or not started
+            # because of the worker (fail_to_start): not the job's failure. The master starts
+            # it again elsewhere, spending no retry, as when a worker dies (its lease expires).
             out["released"] = True
         return out
 

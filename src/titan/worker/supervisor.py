@@ -188,7 +188,7 @@ class Supervisor:
                     try:
                         self._pool.submit(self._launch, attempt)
                     except RuntimeError:  # the pool is shut: the worker is going away
-                        attempt.fail_to_start("the worker stopped before the job started")
+                        attempt.fail_to_start("the worker stopped before the job started", True)
                 else:
                     attempt.attach(result)
 
@@ -224,6 +224,11 @@ class Supervisor:
             launched = self._runner.spawn(spec)
         except errors.NotFound as exc:
             self._loop.call(attempt.fail_to_start, f"script not found on the master: {exc}")
+        except (errors.Unauthorized, errors.Forbidden) as exc:
+            # The worker's own credential was refused (its token revoked): not the job's
+            # failure. Handed back, it runs elsewhere without spending an attempt.
+            self._loop.call(attempt.fail_to_start, f"this worker may not fetch the script: {exc}",
+                            True)
         except (errors.TitanError, OSError) as exc:
             self._loop.call(attempt.fail_to_start, str(exc))
         except Exception as exc:  # a bug here must still end as a reported failure

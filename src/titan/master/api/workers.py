@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -17,6 +18,7 @@ from titan.master.api.deps import (
     WorkerSelf,
     token_principal,
 )
+from titan.master.api.stream import RECHECK_SECONDS
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.scheduling import worker_protocol as proto
@@ -63,6 +65,17 @@ async def list_workers(c: CtxDep, p: Reader) -> Row:
     return await proto.workers_view(c.engine)
 
 
+async def _credential_ends(c: Ctx, credential: str) -> str:
+    """Returns (why) once the worker's credential stops being valid: checked every 2 s, as
+    the event stream's (a lookup in the token cache)."""
+    while True:
+        await asyncio.sleep(RECHECK_SECONDS)
+        try:
+            await token_principal(c, credential)
+        except APIError as exc:
+            return exc.message
+
+
 @router.websocket("/workers/{worker_id}/channel")
 async def channel(ws: WebSocket, worker_id: str) -> None:
     """The worker channel (:mod:`titan.master.scheduling.worker_channel`): jobs pushed as their
@@ -79,10 +92,27 @@ async def channel(ws: WebSocket, worker_id: str) -> None:
             return None
 
     try:
-        who = await token_principal(c, auth.bearer(ws.headers.get("authorization")))
+        credential = auth.bearer(ws.headers.get("authorization"))
+        who = await token_principal(c, credential)
         auth.check_role(who, auth.WORKER, "act as a worker")
         auth.check_worker(who, worker_id)
-        await WorkerChannel(c.engine, worker_id, receive, ws.send_text).serve()
+        serving = asyncio.create_task(
+            WorkerChannel(c.engine, worker_id, receive, ws.send_text).serve())
+        guard = asyncio.create_task(_credential_ends(c, credential))
+        try:
+            await asyncio.wait({serving, guard}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            guard.cancel()
+        if not serving.done():
+            # Its token was revoked: the worker is lost at once, so nothing more is leased
+            # to it (jobs pushed to it failed for good, unable to fetch their scripts).
+            c.engine.lose_worker_now(worker_id, "its worker token was revoked")
+            with contextlib.suppress(Exception):
+                await ws.close(code=4401, reason=guard.result()[:120])
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(serving, 5)
+            return
+        serving.result()  # the APIError that ended the channel, if one did
     except APIError as exc:
         with contextlib.suppress(Exception):
             await ws.close(code=CLOSE_CODES.get(exc.status, 4400),

@@ -70,11 +70,18 @@ class EngineWorkers:
                 # (SIGSTOP) keeps its connection, and so its poll, open for ever.
                 if worker.state in ("live", "draining") \
                         and now - worker.last_seen > self.config.lease_seconds:
-                    log.warning("worker %s (%s) missed its heartbeats: lost", worker.id, worker.name)
-                    ch = Changes()
-                    self.sched.lose_worker(worker, ch)
-                    ch.events.append(("worker_updated", {"id": worker.id, "state": "lost"}))
-                    self.submit(ch)
+                    self.lose_worker_now(worker.id, "it missed its heartbeats")
+
+    def lose_worker_now(self: EngineCore, worker_id: str, why: str) -> None:
+        """Count a worker lost now, not after a silent lease period (its credential ended)."""
+        worker = self.sched.workers.get(worker_id)
+        if worker is None or worker.state not in ("live", "draining"):
+            return
+        log.warning("worker %s (%s) is lost: %s", worker.id, worker.name, why)
+        ch = Changes()
+        self.sched.lose_worker(worker, ch)
+        ch.events.append(("worker_updated", {"id": worker.id, "state": "lost"}))
+        self.submit(ch)
 
     def assignments(self: EngineCore, worker: WorkerRec) -> list[dict[str, Any]]:
         out = []
