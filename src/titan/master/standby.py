@@ -35,6 +35,19 @@ from titan.storage.leadership import LeaderInfo, Leadership, describe
 
 log = logging.getLogger("titan.master")
 
+
+class _RefusedUpgradeIsNotAnError(logging.Filter):
+    """uvicorn's sans-io WebSocket protocol (0.54) logs "ASGI callable returned without
+    completing handshake." at ERROR after a ``websocket.http.response`` — the standby's 503 to
+    a worker's channel, sent on purpose at every failover: an error line per worker that
+    operators would chase. Dropped; any other line passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing handshake" not in record.getMessage()
+
+
+_QUIET_REFUSALS = _RefusedUpgradeIsNotAnError()
+
 #: The exit status of a master that found itself replaced by another leader.
 EXIT_REPLACED = 75
 #: How often a standby tries the leadership (a dead leader's lock is free at once).
@@ -49,6 +62,7 @@ class LeaderGate:
         self.app = app
         self.leadership = leadership
         self.heartbeat = heartbeat
+        logging.getLogger("uvicorn.error").addFilter(_QUIET_REFUSALS)  # added once, however many gates
         self.on_leading = on_leading
         #: How to stop the process once replaced (the server's graceful exit); default SIGTERM.
         self.stop_serving: Callable[[], None] = lambda: os.kill(os.getpid(), signal.SIGTERM)

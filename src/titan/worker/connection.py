@@ -302,7 +302,8 @@ def failure_hint(error: str, url: str) -> str | None:
     """What would fix a failure that retrying never will (a TLS mistake), or None."""
     if "CERTIFICATE_VERIFY_FAILED" in error or "not the pinned one" in error:
         return ("the master's certificate is not trusted: set TITAN_CA_FILE to its "
-                "certificate (cert.pem in the master's data dir, under tls/) or "
+                "certificate (a copy of the file given to --tls-cert, or, for `titan up "
+                "--tls`, tls/cert.pem in the master's data dir) or "
                 "TITAN_TLS_FINGERPRINT to the sha256 its banner prints")
     if url.startswith("http://") and "without a reply" in error:
         return "if the master serves HTTPS (titan up --tls), name it with https://"
