@@ -76,7 +76,7 @@ async def cluster(c: Ctx, p: auth.Principal) -> Data:
     for w in workers:
         if w["state"] == "live":
             caps.update(w["capabilities"])
-    blocked = Counter(u["requirement"] for u in unschedulable)
+    blocked = Counter(base["unschedulable_counts"])
     queues = [{
         "capability": cap, "queued": base["queues"].get(cap, 0), "unschedulable": blocked[cap],
         "workers": sum(1 for w in workers if w["state"] == "live" and cap in w["capabilities"]),
@@ -84,8 +84,13 @@ async def cluster(c: Ctx, p: auth.Principal) -> Data:
     names = {w["id"]: w["name"] for w in workers}
     services = [dict(s, worker=names.get(s["worker_id"], s["worker_id"]))
                 for s in base["services"]]
+    missing = sorted(blocked)
     return {"workers": workers, "queues": queues, "unschedulable": unschedulable,
-            "services": services}
+            "unschedulable_total": sum(blocked.values()), "missing": missing,
+            "unlisted": {cap: n - worker_protocol.UNSCHEDULABLE_LISTED
+                         for cap, n in blocked.items()
+                         if n > worker_protocol.UNSCHEDULABLE_LISTED},
+            "master_url": c.config.public_url, "services": services}
 
 
 # -- DAG list ----------------------------------------------------------------------------------

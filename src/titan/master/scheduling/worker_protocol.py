@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import secrets
 import time
 from typing import Any
@@ -296,14 +297,22 @@ async def deregister(engine: Engine, worker_id: str) -> Row:
     return {}
 
 
+#: Jobs listed per capability no live worker has (``unschedulable_counts`` has the totals).
+UNSCHEDULABLE_LISTED = 100
+
+
 async def workers_view(engine: Engine) -> Row:
     """Workers, queue depths, and jobs no worker can run: what ``GET /workers`` and the
     cluster page show."""
     rows = await engine.read(lambda tx: tx.list_workers())
     sched = engine.sched
+    # The first LISTED of each capability, and how many there are: 10,000 jobs waiting for a
+    # TPU made the answer (and the Cluster page, refreshed live) megabytes.
+    counts = {cap: len(ids) for cap, ids in sched.unschedulable.items() if ids}
     waiting = [
         {"id": j.id, "job_id": j.job_id, "dag_id": j.dag_id, "requirement": cap, "reason": j.reason}
-        for cap, ids in sched.unschedulable.items() for jid in sorted(ids)
+        for cap, ids in sched.unschedulable.items()
+        for jid in heapq.nsmallest(UNSCHEDULABLE_LISTED, ids)
         if (j := sched.jobs.get(jid)) is not None
     ]
     now = time.time()
@@ -316,6 +325,7 @@ async def workers_view(engine: Engine) -> Row:
     ]
     return {"workers": [worker_view(engine, r) for r in rows],
             "queues": sched.queue_depths(), "unschedulable": waiting,
+            "unschedulable_counts": counts,
             "services": sorted(running, key=lambda s: s["id"])}
 
 
