@@ -76,7 +76,7 @@ async def cluster(c: Ctx, p: auth.Principal) -> Data:
     for w in workers:
         if w["state"] == "live":
             caps.update(w["capabilities"])
-    blocked = Counter(base["unschedulable_counts"])
+    blocked: Counter[str] = Counter(base["unschedulable_counts"])
     queues = [{
         "capability": cap, "queued": base["queues"].get(cap, 0), "unschedulable": blocked[cap],
         "workers": sum(1 for w in workers if w["state"] == "live" and cap in w["capabilities"]),
