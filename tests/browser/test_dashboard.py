@@ -122,6 +122,10 @@ def test_dag_graph_updates_live_until_completed(cluster: Cluster, dash: Dashboar
     assert states(page, ["nap", "side", "finish"]) == dict.fromkeys(
         ["nap", "side", "finish"], "PENDING")
     assert page.get_attribute("#dag-status", "data-status") == "RUNNING"
+    assert page.inner_text("#dag-duration-label") == "running for"
+    first = page.inner_text("#dag-duration")
+    page.wait_for_function("(t) => document.querySelector('#dag-duration').textContent !== t",
+                           arg=first)  # it ticks
 
     mark_no_reload(page)
     flag.write_text("go")
@@ -130,8 +134,14 @@ def test_dag_graph_updates_live_until_completed(cluster: Cluster, dash: Dashboar
     assert states(page, ["start", "nap", "side", "finish"]) == dict.fromkeys(
         ["start", "nap", "side", "finish"], "COMPLETED")
     page.wait_for_selector('#dag-status[data-status="COMPLETED"]', state="attached")
+    # Finished: "took" and its real duration, no longer "running for" (QA).
+    page.wait_for_function("() => document.querySelector('#dag-duration-label').textContent"
+                           " === 'took'")
     assert_no_reload(page)
-    assert client.get_dag("live")["status"] == "COMPLETED"
+    dag = client.get_dag("live")
+    assert dag["status"] == "COMPLETED"
+    took = float(page.inner_text("#dag-duration").split()[0])
+    assert abs(took - (dag["finished_at"] - dag["started_at"])) < 0.2, took
 
 
 # -- b. a running job's log lines stream into the panel ---------------------------------------

@@ -77,6 +77,19 @@ def test_dag_detail_lays_out_the_graph_as_flat_arrays(storage: Storage) -> None:
             queries.dag_detail(tx, "nope", None)
 
 
+def test_the_run_picker_keeps_its_runs_past_many_namesakes(
+        storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    # More newer DAGs containing the name than the picker lists: the substring query's page
+    # held only them, and the DAG's own older runs could not be picked (QA).
+    monkeypatch.setattr(queries, "RUNS_LISTED", 5)
+    with storage.transaction() as tx:
+        for run in (1, 2):
+            add_dag(tx, "ab", [("a", [], "COMPLETED")], run=run)
+        for i in range(6):
+            add_dag(tx, f"ab-{i}", [("a", [], "COMPLETED")])
+        assert [r["run"] for r in queries.dag_detail(tx, "ab", None)["runs"]] == [2, 1]
+
+
 def test_dag_detail_lists_waiting_gates(storage: Storage) -> None:
     with storage.transaction() as tx:
         add_dag(tx, "gated", [("build", [], "COMPLETED"), ("ok", ["build"], "WAITING_APPROVAL")],

@@ -122,9 +122,11 @@ def dag_detail(tx: Transaction, name: str, run: int | None) -> Data:
     graph = layout([j["job_id"] for j in jobs], [j["parents"] or [] for j in jobs])
     graph.update(id=[j["id"] for j in jobs], job=[j["job_id"] for j in jobs],
                  state=[j["state"] for j in jobs])
-    same, _ = tx.list_dags(name=name, limit=RUNS_LISTED)  # a substring match: keep exact names
+    # Its own runs: a substring match kept the exact names of the newest 1,000 matches, and
+    # 1,000 newer DAGs named "etl-<n>" left "etl" with only its newest run to pick.
+    same, _ = tx.list_dags(exact_name=name, limit=RUNS_LISTED)
     runs = [{"run": r["run"], "status": r["status"], "submitted_at": r["submitted_at"]}
-            for r in same if r["name"] == name]
+            for r in same]
     if not any(r["run"] == dag["run"] for r in runs):
         runs.append({"run": dag["run"], "status": dag["status"], "submitted_at": dag["submitted_at"]})
         runs.sort(key=lambda r: -r["run"])

@@ -62,12 +62,14 @@ class JobsTransaction(abc.ABC):
         *,
         status: str | None = None,
         name: str | None = None,
+        exact_name: str | None = None,
         agent_run_id: str | None = None,
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = True,
     ) -> tuple[list[Row], int]:
-        """DAGs matching the filters (name: substring), and the total count before paging."""
+        """DAGs matching the filters (name: substring; exact_name: that name), and the total
+        count before paging."""
 
     @abc.abstractmethod
     def job_counts(self, dag_ids: Iterable[int]) -> dict[int, dict[str, int]]:

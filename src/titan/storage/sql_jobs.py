@@ -254,6 +254,7 @@ class JobsSQL:
         *,
         status: str | None = None,
         name: str | None = None,
+        exact_name: str | None = None,
         agent_run_id: str | None = None,
         limit: int = 50,
         offset: int = 0,
@@ -265,6 +266,8 @@ class JobsSQL:
         if name:
             escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             conds.append(t.dags.c.name.like(f"%{escaped}%", escape="\\"))
+        if exact_name is not None:
+            conds.append(t.dags.c.name == exact_name)
         if agent_run_id:
             conds.append(t.dags.c.agent_run_id == agent_run_id)
         total = self.conn.execute(select(func.count()).select_from(t.dags).where(*conds)).scalar_one()

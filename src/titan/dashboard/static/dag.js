@@ -47,6 +47,24 @@
     const opt = document.querySelector("#run-select option:checked");
     if (opt) opt.textContent = "#" + data.dag.run + " · " + status;
   }
+  // "running for" ticks while the DAG runs and turns to "took" once it has finished (the
+  // header was rendered once and said "running for 1.6 s" for ever).
+  const timing = document.getElementById("dag-timing");
+  function showTiming(dag) {
+    if (!timing) return;
+    if (dag) {
+      timing.dataset.startedAt = dag.started_at == null ? "" : dag.started_at;
+      timing.dataset.finishedAt = dag.finished_at == null ? "" : dag.finished_at;
+    }
+    const started = Number(timing.dataset.startedAt), finished = Number(timing.dataset.finishedAt);
+    if (!timing.dataset.startedAt) return;
+    const end = timing.dataset.finishedAt ? finished : Date.now() / 1000;
+    timing.hidden = false;
+    document.getElementById("dag-duration-label").textContent =
+      timing.dataset.finishedAt ? "took" : "running for";
+    document.getElementById("dag-duration").textContent = T.duration(Math.max(0, end - started));
+  }
+  setInterval(() => { if (timing && !timing.dataset.finishedAt) showTiming(null); }, 1000);
   const runSelect = document.getElementById("run-select");
   runSelect.addEventListener("change", () => {
     location.href = runSelect.dataset.base + "?run=" + encodeURIComponent(runSelect.value);
@@ -152,6 +170,9 @@
       if (T.TERMINAL.has(ev.state)) refreshFiles();
     } else if (msg.type === "dag_updated" && ev.id === dagId) {
       setStatus(ev.status);
+      // Its start and end times are not in the event: read them once it starts or ends.
+      const running = ev.status === "RUNNING" && !timing.dataset.startedAt;
+      if (running || !(ev.status === "WAITING" || ev.status === "RUNNING")) resync();
     } else if (msg.type === "dag_created" && ev.name === data.dag.name) {
       if (!runSelect.querySelector('option[value="' + ev.run + '"]')) {
         runSelect.prepend(T.el("option", { value: ev.run, text: "#" + ev.run + " · new" }));
@@ -174,6 +195,7 @@
     const st = fresh.layout.state;
     if (fresh.layout.id.length === n) for (let i = 0; i < n; i++) setState(i, st[i]);
     setStatus(fresh.dag.status);
+    showTiming(fresh.dag);
     for (const msg of seen) apply(msg);
     showCounts();
     pickGate(fresh.approvals);
