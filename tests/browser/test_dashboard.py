@@ -202,6 +202,26 @@ def test_a_panel_opened_from_its_address_follows_the_log(cluster: Cluster, dash:
     assert client.wait_job("logs_deep/chatty", timeout=30)["state"] == "COMPLETED"
 
 
+def test_a_long_finished_log_opens_at_its_end_in_one_request(cluster: Cluster, dash: Dashboard,
+                                                              page: Any) -> None:
+    # 50,000 lines took 11 requests and 18 s, to keep the last 20,000 with no word of the rest.
+    loud = cluster.script("loud.py", "for i in range(25_000):\n    print(f'line {i + 1}')\n")
+    client = cluster.client()
+    dag = client.submit_dag("loud", [TitanJob("loud", loud)], wait=True, timeout=60)
+    job_id = dag["jobs"][0]["id"]
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/logs" in r.url else None)
+    page.goto(dash.url(f"/jobs/{job_id}"))
+    page.wait_for_function("() => [...document.querySelectorAll('#log-lines .log-line')]"
+                           ".some(e => e.textContent === 'line 25000')")
+    note = page.wait_for_selector("#log-lines .log-earlier")
+    assert "5,000 earlier lines" in note.inner_text()
+    assert note.query_selector("a").get_attribute("href") == f"/api/v1/jobs/{job_id}/logs.txt?attempt=1"
+    assert page.locator("#log-lines .log-line").count() == 20_000
+    assert page.locator("#log-lines .log-line").first.inner_text() == "line 5001"
+    assert len([u for u in requests if "/logs?" in u]) == 1, requests
+
+
 # -- c. an agent run's stages, in order, coloured by status, linking to their DAGs ------------
 
 

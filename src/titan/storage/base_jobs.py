@@ -145,8 +145,10 @@ class JobsTransaction(abc.ABC):
         seq) is ignored, so a worker may resend a batch it is unsure about."""
 
     @abc.abstractmethod
-    def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000) -> list[Row]:
-        """Lines of one attempt with seq > after, in order, at most ``limit``."""
+    def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000,
+                  *, tail: bool = False) -> list[Row]:
+        """Lines of one attempt with seq > after, in order, at most ``limit``: the first of
+        them, or with ``tail`` the last."""
 
     # -- workers ------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -419,11 +419,14 @@ class JobsSQL:
                 rows,
             )
 
-    def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000) -> list[Row]:
+    def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000,
+                  *, tail: bool = False) -> list[Row]:
+        seq = t.log_lines.c.seq
         rows = self.conn.execute(
-            select(t.log_lines.c.seq, t.log_lines.c.stream, t.log_lines.c.ts, t.log_lines.c.line)
-            .where(t.log_lines.c.job == job, t.log_lines.c.attempt == attempt, t.log_lines.c.seq > after)
-            .order_by(t.log_lines.c.seq)
+            select(seq, t.log_lines.c.stream, t.log_lines.c.ts, t.log_lines.c.line)
+            .where(t.log_lines.c.job == job, t.log_lines.c.attempt == attempt, seq > after)
+            .order_by(seq.desc() if tail else seq)
             .limit(limit)
         )
-        return [dict(r._mapping) for r in rows]
+        out = [dict(r._mapping) for r in rows]
+        return out[::-1] if tail else out

@@ -141,13 +141,14 @@ def _attempt_of(job: Row, ref: str, attempt: int | None) -> int:
     return attempt if attempt is not None else int(job["attempt"])
 
 
-async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int, wait: float) -> Row:
+async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int, wait: float,
+                tail: bool = False) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     n = _attempt_of(job, ref, attempt)
     topic = ("log", job["id"])
     waiter = c.hub.waiter(topic) if wait > 0 else None
     try:
-        lines = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, limit))
+        lines = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, limit, tail=tail))
         current = await c.engine.read(lambda tx: tx.get_job(job["id"]))
         assert current is not None
         done = current["state"] in TERMINAL or current["attempt"] != n
@@ -164,7 +165,7 @@ async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int
             done = current["state"] in TERMINAL or current["attempt"] != n
         return {"job": job["id"], "attempt": n, "lines": lines,
                 "next": lines[-1]["seq"] if lines else after,
-                "done": done and len(lines) < limit, "state": current["state"]}
+                "done": done and (tail or len(lines) < limit), "state": current["state"]}
     finally:
         if waiter is not None:
             c.hub.discard(topic, waiter)
@@ -173,8 +174,11 @@ async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int
 @router.get("/jobs/{ref:path}/logs", summary="Log lines of one attempt (long-poll with wait>0)")
 async def job_logs(c: CtxDep, p: Reader, ref: str, attempt: Attempt = None,
                    after: After = 0, limit: int = Query(10_000, ge=1, le=100_000),
-                   wait: float = Query(0, ge=0, le=60)) -> Row:
-    return await _logs(c, ref, attempt, after, limit, wait)
+                   wait: float = Query(0, ge=0, le=60),
+                   tail: bool = Query(False, description=(
+                       "the last `limit` lines after `after` instead of the first: a page "
+                       "showing a long log starts at its end"))) -> Row:
+    return await _logs(c, ref, attempt, after, limit, wait, tail)
 
 
 #: Log lines read per database read while a plain-text log streams out.
