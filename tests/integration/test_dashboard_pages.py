@@ -428,6 +428,15 @@ def test_store_twin(cl: Cluster) -> None:
     assert keys["dash:long"]["size"] == 500 and not keys["dash:long"]["truncated"]
     assert keys["dash:set"]["members"] == ["member-1", "member-2"]
     assert '<tr class="store-key" data-key="dash:set" data-kind="set">' in html
+    # Paged by key: the second page follows the first's last key, and says where it is.
+    with bearer(cl) as s:
+        first = s.get("/store", params={"prefix": "dash:", "limit": 2}).text
+        second = s.get("/store", params={"prefix": "dash:", "limit": 2,
+                                         "after": "dash:long"}).text
+    assert 'class="next-page" href="/store?prefix=dash%3A&amp;limit=2&amp;after=dash%3Along"' \
+        in first
+    assert 'data-key="dash:set"' in second and 'data-key="dash:greeting"' not in second
+    assert "Keys after <code>dash:long</code>" in second and "first page" in second
     assert "<details data-key=\"dash:long\">" in html  # a long value is folded, expandable
     assert "hello &lt;i&gt;there&lt;/i&gt;" in html
 

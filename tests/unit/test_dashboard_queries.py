@@ -168,4 +168,9 @@ def test_job_detail_and_store(storage: Storage) -> None:
         assert by_key["k:small"]["value"] == "v"
         assert by_key["k:big"]["truncated"] and len(by_key["k:big"]["value"]) == queries.VALUE_SHOWN
         assert by_key["k:set"]["members"] == ["m1", "m2"] and by_key["k:set"]["member_count"] == 2
-        assert queries.store(tx, "k:", 2)["more"]
+        first = queries.store(tx, "k:", 2)
+        assert first["more"] and first["next_after"] == "k:set"
+        # The next page, by key: past the page limit the pager used to link to itself.
+        rest = queries.store(tx, "k:", 2, first["next_after"])
+        assert [k["key"] for k in first["keys"] + rest["keys"]] == ["k:big", "k:set", "k:small"]
+        assert not rest["more"] and rest["next_after"] is None

@@ -89,7 +89,8 @@ async def job_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
 async def store_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     prefix = request.query_params.get("prefix", "")
     limit = int_param(request, "limit", 100, 1, 1000)
-    return await c.engine.read(lambda tx: queries.store(tx, prefix, limit))
+    after = request.query_params.get("after") or None  # the last key of the page before
+    return await c.engine.read(lambda tx: queries.store(tx, prefix, limit, after))
 
 
 router.routes.extend(runs_pages.router.routes)

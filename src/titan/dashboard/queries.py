@@ -192,8 +192,8 @@ def job_detail(tx: Transaction, job_id: int) -> Data:
 
 
 # -- store -------------------------------------------------------------------------------------
-def store(tx: Transaction, prefix: str, limit: int) -> Data:
-    found = tx.store_keys(prefix, limit + 1)
+def store(tx: Transaction, prefix: str, limit: int, after: str | None = None) -> Data:
+    found = tx.store_keys(prefix, limit + 1, after)
     keys = []
     for row in found[:limit]:
         item: Row = {"key": row["key"], "kind": row["kind"], "updated_at": row["updated_at"]}
@@ -205,5 +205,7 @@ def store(tx: Transaction, prefix: str, limit: int) -> Data:
             members = tx.store_smembers(row["key"])
             item.update(members=members[:MEMBERS_SHOWN], member_count=len(members))
         keys.append(item)
-    return {"prefix": prefix, "limit": limit, "keys": keys, "more": len(found) > limit,
+    more = len(found) > limit
+    return {"prefix": prefix, "limit": limit, "keys": keys, "more": more, "after": after,
+            "next_after": keys[-1]["key"] if more and keys else None,
             "preview": VALUE_PREVIEW}
