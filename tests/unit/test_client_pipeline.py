@@ -201,3 +201,13 @@ def test_a_pipeline_nested_past_any_parser_is_a_pipeline_error(tmp_path: Path) -
     deep.write_text("jobs:\n  - id: a\n    file: a.py\n    env: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(PipelineError, match=r"deep\.yaml.*nest"):
         load_pipeline(deep)
+
+
+def test_a_file_whose_name_cannot_name_the_dag_says_so_with_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("print(1)\n")
+    odd = tmp_path / "a#b.yaml"
+    odd.write_text("jobs:\n  - id: a\n    file: a.py\n")
+    with pytest.raises(PipelineError, match=r"a#b\.yaml: the DAG is named after the file"):
+        load_pipeline(odd)
+    odd.write_text("name: fine\njobs:\n  - id: a\n    file: a.py\n")
+    assert load_pipeline(odd)[0] == "fine"

@@ -282,6 +282,12 @@ def _pipeline(reader: _Reader, root: Node, file: Path, folder: Path | None,
             raise reader.error(key_node, _unknown(key, TOP_FIELDS), field=key)
     if name is None:
         name = file.stem
+        try:  # the file's name is the DAG's: say so, with the file, rather than at submit
+            check_name(name, "the pipeline name", "name")
+        except ValidationFailed as exc:
+            raise PipelineError(f"{file}: the DAG is named after the file, and {exc.message}; "
+                                "rename the file or give the pipeline a 'name:'",
+                                details={"file": str(file), "field": "name"}) from None
     if jobs_node is None:
         raise reader.error(root, "the pipeline has no 'jobs' list", field="jobs")
     if not isinstance(jobs_node, SequenceNode):
