@@ -92,7 +92,7 @@ def _fuzz(op: Any, mode: Any, url: str, session: Any, label: str, cases: Counter
 
 
 @pytest.mark.slow
-# Every operation, both generation modes: ~150 s on a quiet 2-core box, near the suite's 300 s
+# Every operation, both generation modes: 285 s alone on a busy 2-core box, near the suite's 300 s
 # per-test limit on a busy one (where the timeout surfaced inside Hypothesis as "flaky").
 @pytest.mark.timeout(900)
 def test_every_operation_survives_the_fuzzer(cl: Cluster) -> None:
