@@ -38,7 +38,11 @@ def deletion_cutoff(value: str, what: str) -> float:
     m = _WINDOW.fullmatch(value.strip()) if isinstance(value, str) else None
     unit = m.group(2).lower() if m else ""
     seconds = float(m.group(1)) * _UNIT[unit] if m and unit in ("h", "d") else 0.0
-    if not 3600 <= seconds <= time.time():
+    if seconds > time.time():
+        raise ValidationFailed(f"{what} {str(value)[:40]!r} reaches back before 1970: nothing "
+                               "is that old (write a shorter window)",
+                               details={"field": "older_than"})
+    if not 3600 <= seconds:
         why = " (minutes or months? write hours or days)" if unit == "m" else ""
         raise ValidationFailed(f"{what} must be a number of hours or days, at least 1h "
                                f"(12h, 90d), got {str(value)[:40]!r}{why}",

@@ -564,6 +564,28 @@ def test_finished_runs_before_skips_running_runs(storage: Storage) -> None:
         assert tx.finished_runs_before(T0 + 5000, 100, []) == []
 
 
+def test_runs_still_in_use_are_neither_pruned_nor_archived(storage: Storage) -> None:
+    """A finished run whose stage still runs (PATCHed completed, or ended "crashed:" while its
+    driver was only cut off), and one a running replay reads, are still in use: prune and
+    the archive sweep pass them by until the stage or the replay ends (QA)."""
+    with storage.transaction() as tx:
+        for run_id in ("staged", "replayed", "free"):
+            tx.create_run(run_row(run_id, T0, "completed"))
+        tx.ensure_agent_run("staged", T0)
+        stage = tx.insert_dag(base.dag_row("STAGE", 1, "staged"))  # WAITING
+        tx.create_run(dict(run_row("replayed-replay-1", T0 + 1), replay_of="replayed"))
+    with storage.transaction() as tx:
+        assert tx.finished_runs_before(T0 + 500, 100) == ["free"]
+        assert tx.archivable_runs(T0 + 500, 100) == ["free"]
+        assert tx.unsettled_runs(["free", "staged", "replayed", "replayed-replay-1"]) == [
+            "staged", "replayed", "replayed-replay-1"]
+        tx.update_dags({stage: {"status": "COMPLETED"}})
+        tx.update_run("replayed-replay-1", {"status": "completed"})
+    with storage.transaction() as tx:
+        assert sorted(tx.finished_runs_before(T0 + 500, 100)) == [
+            "free", "replayed", "replayed-replay-1", "staged"]
+
+
 def test_finished_runs_before_among_a_long_list(storage: Storage) -> None:
     """`titan runs prune --export-to` passes the id of every run it exported: a retention
     window of a busy fleet is tens of thousands of ids, more than one statement may bind."""

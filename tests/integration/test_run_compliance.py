@@ -266,6 +266,10 @@ def test_archiving_by_hand_api_and_cli(make_cluster: Any) -> None:
     viewer = ok(c, "POST", "/tokens", {"role": "viewer", "name": "v"}, status=201)["token"]
     for run_id in ("keep-1", "keep-2"):
         ok(c, "POST", "/runs", {"id": run_id}, status=201)
+    # Running: hidden, it would drop out of the registry and the intercepts while it runs.
+    error(c, "POST", "/runs/keep-1/archive", status=409)
+    for run_id in ("keep-1", "keep-2"):
+        ok(c, "PATCH", f"/runs/{run_id}", {"status": "completed"})
     error(c, "POST", "/runs/keep-1/archive", status=403, token=viewer)
     error(c, "POST", "/runs/ghost/archive", status=404)
     assert ok(c, "POST", "/runs/keep-1/archive")["archived"] is True
@@ -292,3 +296,18 @@ def test_archiving_by_hand_api_and_cli(make_cluster: Any) -> None:
     assert "extended" in shown and "admin token" in shown
     titan("runs", "unarchive", "keep-2")
     assert "keep-2" in titan("runs", "list")
+    # --json where scripts read the answer.
+    assert [r["archived"] for r in json.loads(titan("runs", "archive", "keep-2", "--json"))] \
+        == [True]
+    assert json.loads(titan("runs", "retention", "keep-2", "standard", "--json"))[
+        "retention_class"] == "standard"
+    dry = json.loads(titan("runs", "prune", "--older-than", "1h", "--dry-run", "--json"))
+    assert dry["dry_run"] is True and dry["pruned"] == 0
+    # A prune's export never replaces an earlier one: it is the only copy of what it deleted.
+    earlier = Path(c.root) / "earlier.jsonl"
+    earlier.write_text("{}\n")
+    refused = subprocess.run([sys.executable, "-m", "titan", "runs", "prune", "--older-than",
+                              "1h", "--export-to", str(earlier)], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "exists: name a new file" in refused.stderr
+    assert earlier.read_text() == "{}\n"

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from titan.errors import ConfigError
+from titan.errors import ConfigError, Conflict
 from titan.master.config import MasterConfig
 from titan.master.runs.retention import DAY, Retention
 from titan.storage import Storage, open_storage
@@ -80,11 +80,27 @@ def test_zero_days_never_archives(storage: Storage) -> None:
 def test_archiving_by_hand_is_announced(storage: Storage) -> None:
     engine = _Engine(storage)
     keeper = Retention(engine, 90, clock=lambda: T0 + 1)
-    run = asyncio.run(keeper.set_archived("live", True))
+    run = asyncio.run(keeper.set_archived("a", True))
     assert run["archived_at"] == T0 + 1
     assert engine.events == [("run_updated", engine.events[0][1])]
-    assert engine.events[0][1]["id"] == "live" and engine.events[0][1]["archived_at"] == T0 + 1
-    assert asyncio.run(keeper.set_archived("live", False))["archived_at"] is None
+    assert engine.events[0][1]["id"] == "a" and engine.events[0][1]["archived_at"] == T0 + 1
+    assert asyncio.run(keeper.set_archived("a", False))["archived_at"] is None
+
+
+def test_a_run_still_in_use_is_not_archived_by_hand(storage: Storage) -> None:
+    # Hidden from the registry and the intercepts, a running run (even blocked over its
+    # budget) left the dashboard saying nothing needed a look (QA). So is one whose stage
+    # still runs, or that a running replay reads.
+    engine = _Engine(storage)
+    keeper = Retention(engine, 90, clock=lambda: T0 + 1)
+    with pytest.raises(Conflict, match="still running"):
+        asyncio.run(keeper.set_archived("live", True))
+    with storage.transaction() as tx:
+        tx.create_run({"id": "a-replay-1", "created_at": T0, "started_at": T0,
+                       "status": "running", "replay_of": "a"})
+    with pytest.raises(Conflict):
+        asyncio.run(keeper.set_archived("a", True))
+    assert archived(storage) == {} and engine.events == []
 
 
 @pytest.mark.parametrize(("raw", "days"), [(None, 90.0), ("", 90.0), ("0", 0.0),
@@ -117,3 +133,9 @@ def test_a_retention_of_hours_or_days_is_taken() -> None:
 def test_a_dag_retention_that_is_not_hours_or_days_fails_at_start(value: str) -> None:
     with pytest.raises(ConfigError, match="TITAN_DAG_RETENTION must be a number of hours or days"):
         MasterConfig(dag_retention=value).check()
+
+
+def test_a_window_reaching_back_before_1970_says_so() -> None:
+    # "must be at least 1h" was the answer to 30000d: the window was too long, not too short.
+    with pytest.raises(ConfigError, match="reaches back before 1970"):
+        MasterConfig(run_retention="30000d").check()

@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                         parents=common)
     s.add_argument("--older-than", required=True, help="hours or days, at least 1h: 90d, 12h")
     s.add_argument("--export-to", default=None, metavar="FILE",
-                   help="first save those runs with their actions (JSONL) to FILE")
+                   help="first save those runs with their actions (JSONL) to FILE, a new "
+                        "file (an existing one is refused, never replaced)")
     s.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
     s = runs.add_parser("budget", help="set the USD budget of a run or an agent (raising it "
                         "releases a blocked run)", parents=common)
@@ -202,7 +203,14 @@ def _export(args: argparse.Namespace, client: Any) -> int:
 
 
 def _prune(args: argparse.Namespace, client: Any) -> int:
+    from titan.cli.output import print_json
+
+    as_json = getattr(args, "json", False)
     among: list[str] | None = None
+    if args.export_to and not args.dry_run and Path(args.export_to).exists():
+        # Replaced, the runs an earlier prune saved there existed nowhere any more.
+        raise TitanError(f"{args.export_to} exists: name a new file (a prune's export is the "
+                         "only copy of the runs it deletes)")
     if args.export_to and not args.dry_run:
         # Archived runs are deleted like the others: they are saved like them too.
         params = {"format": "jsonl", "actions": "true", "older_than": args.older_than,
@@ -213,11 +221,15 @@ def _prune(args: argparse.Namespace, client: Any) -> int:
             for line in fh:
                 if line.startswith('{"type":"run"'):
                     among.append(json.loads(line)["id"])
-        print(f"saved {len(among)} run(s) with their actions to {args.export_to}")
+        print(f"saved {len(among)} run(s) with their actions to {args.export_to}",
+              file=sys.stderr if as_json else sys.stdout)
     body: dict[str, Any] = {"older_than": args.older_than, "dry_run": args.dry_run}
     if among is not None:
         body["run_ids"] = among
     reply = client.api("POST", "/runs/prune", json=body)
+    if as_json:
+        print_json(reply)
+        return 0
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {reply['pruned']} finished run(s) started more than {args.older_than} ago")
     for run_id in reply["run_ids"][:20] if args.dry_run else []:
@@ -251,16 +263,28 @@ def _budget(args: argparse.Namespace, client: Any) -> int:
 
 
 def _archive(args: argparse.Namespace, client: Any) -> int:
+    from titan.cli.output import print_json
+
     verb = args.runs_command
+    replies = []
     for run_id in args.run:
         reply = client.api("POST", f"/runs/{quote_ref(run_id)}/{verb}")
-        state = "archived" if reply["archived"] else "not archived"
-        print(f"run {run_id}: {state}")
+        replies.append(reply)
+        if not getattr(args, "json", False):
+            state = "archived" if reply["archived"] else "not archived"
+            print(f"run {run_id}: {state}")
+    if getattr(args, "json", False):
+        print_json(replies)
     return 0
 
 
 def _retention(args: argparse.Namespace, client: Any) -> int:
+    from titan.cli.output import print_json
+
     reply = client.api("PATCH", f"/runs/{quote_ref(args.run)}",
                        json={"retention_class": args.retention_class})
+    if getattr(args, "json", False):
+        print_json(reply)
+        return 0
     print(f"run {args.run}: retention class {reply['retention_class']}")
     return 0

@@ -94,12 +94,19 @@ class RunsTransaction(abc.ABC):
                              among: Sequence[str] | None = None) -> list[str]:
         """Ids of runs no longer running that started before ``before`` and whose retention
         class retention may delete (``titan.retention.DELETABLE``; only those in ``among``
-        when given), oldest first."""
+        when given), oldest first. Never a run with a stage still waiting or running, nor one
+        a running replay reads."""
 
     @abc.abstractmethod
     def archivable_runs(self, before: float, limit: int) -> list[str]:
         """Ids of runs not archived, no longer running, that started before ``before``,
-        oldest first (every retention class: archiving deletes nothing)."""
+        oldest first (every retention class: archiving deletes nothing); as for
+        :meth:`finished_runs_before`, none that a stage or a replay still uses."""
+
+    @abc.abstractmethod
+    def unsettled_runs(self, run_ids: Sequence[str]) -> list[str]:
+        """Those of ``run_ids`` that are running, have a stage still waiting or running, or
+        are read by a running replay (in the order given)."""
 
     @abc.abstractmethod
     def set_archived(self, run_ids: Sequence[str], archived_at: float | None) -> list[str]:

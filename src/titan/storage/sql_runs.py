@@ -19,6 +19,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     or_,
     select,
@@ -187,7 +188,7 @@ class RunsSQL:
                              among: Sequence[str] | None = None) -> list[str]:
         c = t.agent_runs.c
         conds = [c.status != "running", c.started_at < before,
-                 c.retention_class.in_(DELETABLE)]
+                 c.retention_class.in_(DELETABLE), *_settled(c)]
         if among is None:
             rows = self.conn.execute(select(c.id).where(*conds).order_by(c.started_at, c.id)
                                      .limit(limit))
@@ -202,9 +203,17 @@ class RunsSQL:
         c = t.agent_runs.c
         rows = self.conn.execute(
             select(c.id).where(c.archived_at.is_(None), c.status != "running",
-                               c.started_at < before)
+                               c.started_at < before, *_settled(c))
             .order_by(c.started_at, c.id).limit(limit))
         return [r[0] for r in rows]
+
+    def unsettled_runs(self, run_ids: Sequence[str]) -> list[str]:
+        c = t.agent_runs.c
+        settled: set[str] = set()
+        for chunk in iter_chunks(list(dict.fromkeys(run_ids)), 500):
+            settled.update(r[0] for r in self.conn.execute(
+                select(c.id).where(c.id.in_(chunk), c.status != "running", *_settled(c))))
+        return [i for i in dict.fromkeys(run_ids) if i not in settled]
 
     def set_archived(self, run_ids: Sequence[str], archived_at: float | None) -> list[str]:
         c = t.agent_runs.c
@@ -263,3 +272,15 @@ class RunsSQL:
             .where(c.agent_id == agent_id, c.replay_of.is_(None))
             .order_by(c.started_at.desc()).limit(limit))
         return [dict(r._mapping) for r in rows][::-1]
+
+
+def _settled(c: Any) -> list[Any]:
+    """Conditions for a run that nothing still uses: no stage of it still waiting or running
+    (a run PATCHed completed, or ended "crashed:" while its driver was only cut off, has
+    stages running on), and no replay of it running (a replay reads the original's
+    recording as it goes, and ended failed "no agent run" once it was pruned)."""
+    d, replay = t.dags.c, t.agent_runs.alias("replay").c
+    return [
+        ~exists().where(d.agent_run_id == c.id, d.status.in_(("WAITING", "RUNNING"))),
+        ~exists().where(replay.replay_of == c.id, replay.status == "running"),
+    ]

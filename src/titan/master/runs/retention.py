@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from titan.errors import Conflict
 from titan.master.runs.events import run_summary
 from titan.master.runs.lookup import run_or_404
 from titan.storage.base import Row, Transaction
@@ -79,6 +80,12 @@ class Retention:
 
         def op(tx: Transaction) -> Row:
             run_or_404(tx, run_id)
+            if archived and tx.unsettled_runs([run_id]):
+                # Hidden from the registry and the intercepts, a running (even over-budget,
+                # blocked) run left "nothing needs a look" on the dashboard.
+                raise Conflict(f"run {run_id!r} is still running (or its stages or a replay "
+                               "of it are): archive it once it has ended",
+                               details={"run_id": run_id})
             tx.set_archived([run_id], now if archived else None)
             return run_or_404(tx, run_id)
 

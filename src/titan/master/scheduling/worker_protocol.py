@@ -271,7 +271,7 @@ def _within_log_cap(engine: Engine, key: tuple[int, int], text: str) -> str | No
     if job.log_bytes <= cap:
         return text
     job.log_bytes = -1
-    return (f"[titan: this attempt's log reached TITAN_MAX_LOG_MB ({cap / 2**20:g} MiB); "
+    return (f"[titan: this attempt's log reached TITAN_MAX_LOG_MB ({cap / 2**20:.3g} MiB); "
             "the lines after this one are not kept]")
 
 
