@@ -313,7 +313,9 @@ def merge(into: dict[str, int], more: dict[str, int] | None) -> dict[str, int]:
 def builtin_names(setting: str | None) -> tuple[str, ...]:
     """TITAN_PII_PATTERNS: comma-separated built-in names, ``default`` and ``all`` included."""
     names: list[str] = []
-    for item in (setting or "default").split(","):
+    # Blank (" ", ","): the default, as unset is; it named no pattern, and turned redaction
+    # off without a word (TITAN_PII_REDACTION=off is how to do that).
+    for item in (setting if setting and setting.replace(",", "").strip() else "default").split(","):
         item = item.strip()
         if item == "default":
             names.extend(DEFAULT)

@@ -42,7 +42,7 @@ def deletion_cutoff(value: str, what: str) -> float:
         raise ValidationFailed(f"{what} {str(value)[:40]!r} reaches back before 1970: nothing "
                                "is that old (write a shorter window)",
                                details={"field": "older_than"})
-    if not 3600 <= seconds:
+    if not seconds >= 3600:
         why = " (minutes or months? write hours or days)" if unit == "m" else ""
         raise ValidationFailed(f"{what} must be a number of hours or days, at least 1h "
                                f"(12h, 90d), got {str(value)[:40]!r}{why}",

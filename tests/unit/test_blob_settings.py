@@ -62,3 +62,34 @@ def test_the_master_checks_them_before_it_starts(monkeypatch: pytest.MonkeyPatch
     config = MasterConfig(data_dir=str(tmp_path))  # SQLite by default
     with pytest.raises(ConfigError, match="TITAN_BLOB_STORE=database"):
         config.check()
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"TITAN_EGRESS_ALLOW": "10.0.0.0/33"}, "TITAN_EGRESS_ALLOW"),
+    ({"TITAN_EGRESS_DENY": ":::::"}, "TITAN_EGRESS_DENY"),
+    ({"TITAN_BLOB_DIR": "/etc/hostname"}, "cannot open the blob store"),
+])
+def test_what_the_apps_startup_opens_is_tried_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], said: str) -> None:
+    # Inside the app's startup a bad one was a 60-line traceback and exit status 3.
+    from titan.master.server import _preflight
+    from titan.storage import open_storage
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = MasterConfig(data_dir=str(tmp_path / "data"), blob_dir=env.get("TITAN_BLOB_DIR"))
+    storage = open_storage(f"sqlite:///{tmp_path / 'titan.db'}")
+    try:
+        with pytest.raises(ConfigError, match=said):
+            _preflight(config, storage)
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize(("settings", "said"), [
+    ({"dashboard_port": 70000}, "dashboard's port"),
+    ({"default_retries": 10**30}, "TITAN_DEFAULT_RETRIES must be 0 to 100"),
+])
+def test_settings_out_of_range_are_refused(settings: dict[str, int], said: str) -> None:
+    with pytest.raises(ConfigError, match=said):
+        MasterConfig(**settings).check()  # type: ignore[arg-type]

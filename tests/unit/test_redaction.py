@@ -165,3 +165,11 @@ def test_settings(tmp_path: Path) -> None:
         read_custom(str(path))
     with pytest.raises(ConfigError, match="cannot read"):
         read_custom(str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.parametrize("blank", ["", " ", ",", " , "])
+def test_a_blank_pattern_list_is_the_default_not_nothing(blank: str) -> None:
+    # " " named no pattern and turned redaction off without a word (QA).
+    from titan.redaction import DEFAULT, builtin_names
+
+    assert builtin_names(blank) == tuple(DEFAULT)

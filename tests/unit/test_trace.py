@@ -267,3 +267,18 @@ def test_an_object_is_recorded_without_its_memory_address() -> None:
 
     a, b = dumps({"o": Obj()}), dumps({"o": Obj()})
     assert a == b and "0x" not in a and "Obj object>" in a
+
+
+@pytest.mark.parametrize(("raw", "interval"), [("", 0.2), ("abc", 0.2), ("nan", 0.2),
+                                               ("-1", 0.2), ("0.05", 0.05)])
+def test_a_bad_trace_setting_falls_back_to_its_default(
+        raw: str, interval: float, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # float("abc") stopped the user's program at its first run (QA): read inside it, a bad
+    # setting is said on the log and the default used.
+    from titan.trace.recorder import Recorder
+
+    monkeypatch.setenv("TITAN_TRACE_FLUSH_INTERVAL", raw)
+    with caplog.at_level("WARNING", logger="titan.trace"):
+        assert Recorder().interval == interval
+    assert ("TITAN_TRACE_FLUSH_INTERVAL" in caplog.text) == (raw not in ("", "0.05"))

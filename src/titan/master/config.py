@@ -9,6 +9,7 @@ from pathlib import Path
 
 from titan.errors import ConfigError, ValidationFailed
 from titan.master.otel.settings import ExportSettings, hold_seconds
+from titan.master.scheduling.validation import MAX_RETRIES
 from titan.redaction import Redactor, from_settings
 from titan.storage.blobs import BlobSettings
 from titan.windows import deletion_cutoff
@@ -173,6 +174,13 @@ class MasterConfig:
                               f"{self.run_alive_timeout:g}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"the master's port must be 1-65535, got {self.port}")
+        if self.dashboard_port is not None and not 0 <= self.dashboard_port < 65536:
+            raise ConfigError(f"the dashboard's port must be 1-65535 (0: none), got "
+                              f"{self.dashboard_port}")
+        if not 0 <= self.default_retries <= MAX_RETRIES:
+            # 1e9 retried a failing job for ever; 1e30 made every submission a 500.
+            raise ConfigError(f"TITAN_DEFAULT_RETRIES must be 0 to {MAX_RETRIES}, got "
+                              f"{self.default_retries}")
         if not self.leader_timeout >= 1.0:
             raise ConfigError(f"TITAN_LEADER_TIMEOUT must be at least 1 second, got "
                               f"{self.leader_timeout}")

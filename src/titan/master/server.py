@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,32 @@ class Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def _preflight(config: MasterConfig, storage: Any) -> None:
+    """What the app's startup opens, tried first: there a bad setting was a 60-line traceback
+    and exit status 3 ("Application startup failed"); here it is a one-line ConfigError. The
+    blob store (a directory that is a file, an unreachable bucket), the egress rules, the TLS
+    certificate and key."""
+    from titan.master.egress import EgressPolicy
+    from titan.storage.blobs import open_blob_store
+
+    EgressPolicy.from_env()
+    if config.tls_cert and config.tls_key:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                config.tls_cert, config.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"TLS: cannot use {config.tls_cert} with {config.tls_key} "
+                              f"(a PEM certificate and its key?): {exc}") from None
+    try:
+        open_blob_store(config.blob_settings(), storage).close()
+    except ConfigError:
+        raise
+    except Exception as exc:  # OSError, botocore's NoCredentialsError, ClientError...
+        said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"TITAN_BLOB_STORE={config.blob_store or 'directory'}: cannot open "
+                          f"the blob store: {said}") from None
+
+
 def make_server(config: MasterConfig, *, standby: bool | None = None,
                 ) -> tuple[Server, list[socket.socket], LeaderGate | None]:
     """The server, its bound sockets, and on a PostgreSQL database shared by several masters
@@ -115,6 +142,7 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
             leadership.try_lead()  # a standby when another leads: the gate waits for it
         else:
             storage.claim_scheduler()
+        _preflight(config, storage)
         sockets.append(bind(config.host, config.port))
         if config.dashboard_port and config.dashboard_port != config.port:
             sockets.append(bind(config.host, config.dashboard_port, "--dashboard-port"))

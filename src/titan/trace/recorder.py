@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -39,17 +40,26 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
 
 
-def _heartbeat() -> float:
-    """Seconds between two signs of life for the runs this process holds open
-    (``TITAN_TRACE_HEARTBEAT``, 30; a value that is not a positive number is ignored)."""
+def _seconds(name: str, default: float, lo: float, hi: float) -> float | None:
+    """The seconds setting ``name`` (from lo to hi), or None when unset. A bad value is said
+    once on the log and the default used: the recorder runs inside the user's program, which
+    ``float('abc')`` crashed at its first run, or whose whole run an exit-time crash lost."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
     try:
-        value = float(os.environ.get("TITAN_TRACE_HEARTBEAT") or 30.0)
+        value = float(raw)
     except ValueError:
-        return 30.0
-    return value if 0.05 <= value <= 3600 else 30.0
+        value = math.nan
+    if not lo <= value <= hi:  # NaN too
+        log.warning("%s=%r is not a number of seconds from %g to %g: using %g",
+                    name, raw[:40], lo, hi, default)
+        return default
+    return value
 
 
-HEARTBEAT = _heartbeat()
+#: Seconds between two signs of life for the runs this process holds open.
+HEARTBEAT = _seconds("TITAN_TRACE_HEARTBEAT", 30.0, 0.05, 3600) or 30.0
 
 
 class Recorder:
@@ -60,7 +70,8 @@ class Recorder:
         self.in_flight = 0
         self.dropped = 0
         self.refused = 0  # actions the master refused (counted for flush's answer)
-        self.interval = float(os.environ.get("TITAN_TRACE_FLUSH_INTERVAL", "0.2"))
+        interval = _seconds("TITAN_TRACE_FLUSH_INTERVAL", 0.2, 0.0, 60.0)
+        self.interval = 0.2 if interval is None else interval
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._clients: dict[str, Any] = {}
@@ -301,10 +312,11 @@ class Recorder:
                 body = {"status": "failed", "error": _describe(self.failure)}
             self.put("patch", run, body)
         self.driven.clear()
-        timeout = float(os.environ.get("TITAN_TRACE_FLUSH_TIMEOUT", "10"))
+        asked = _seconds("TITAN_TRACE_FLUSH_TIMEOUT", 10.0, 0.0, 86400.0)
+        timeout = 10.0 if asked is None else asked
         pending = list(self.queue)
         actions = sum(1 for k, _, _ in pending if k == "action")
-        if not actions and "TITAN_TRACE_FLUSH_TIMEOUT" not in os.environ:
+        if not actions and asked is None:
             timeout = min(timeout, 2.0)  # only run ends to report: sent at once, or unreachable
         self._stopping = True
         # Not flushed, with nothing left queued: the master refused some of it (each refusal
