@@ -66,6 +66,8 @@ def run_replay(args: argparse.Namespace, client: Any) -> int:
     if not 0 <= args.threshold <= 1:
         raise TitanError(f"--threshold is a match rate from 0 to 1 (0.9 for 90 %), "
                          f"got {args.threshold:g}")
+    if not args.timeout >= 0:  # NaN too: refused before a replay starts, not after
+        raise TitanError(f"--timeout must be a number of seconds >= 0, got {args.timeout:g}")
     if args.agent:
         return _regression(args, client)
     if not args.run:

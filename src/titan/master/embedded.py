@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from titan.errors import ConfigError
 from titan.master.config import MasterConfig
 from titan.master.server import banner, forget, make_server, record, serve
 from titan.permissions import use_private_umask
@@ -100,6 +101,8 @@ RESTART_PAUSE_MAX = 60.0
 def run_up(config: MasterConfig, slots: int | None = None,
            capabilities: list[str] | None = None, *, sandbox: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if slots is not None and slots < 1:  # 0 became the CPU count; `titan worker` refuses it
+        raise ConfigError(f"--slots must be at least 1, got {slots}")
     worker = LocalWorker(config, slots or os.cpu_count() or 2, capabilities or ["GENERAL"],
                          sandbox=sandbox)
     # The master's files are private; jobs create files with the umask the user chose.

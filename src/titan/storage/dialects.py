@@ -30,9 +30,11 @@ def sqlite_storage(url: str, *, synchronous: str = "NORMAL") -> SQLStorage:
     if path and path != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-    sync = os.environ.get("TITAN_SQLITE_SYNCHRONOUS", synchronous).upper()
-    if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-        raise ConfigError(f"TITAN_SQLITE_SYNCHRONOUS must be NORMAL or FULL, not {sync!r}")
+    # Empty is unset, as for every setting. OFF is refused: an OS crash or a power loss could
+    # then corrupt the database, not merely lose its last commits.
+    sync = (os.environ.get("TITAN_SQLITE_SYNCHRONOUS", "").strip() or synchronous).upper()
+    if sync not in ("NORMAL", "FULL", "EXTRA"):
+        raise ConfigError(f"TITAN_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA, not {sync!r}")
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
