@@ -128,10 +128,11 @@ def test_the_submission_route_holds_its_answer_only_when_asked(cluster: Cluster)
 
 
 def test_jobs_waiting_on_their_stages_lend_their_slots(cluster: Cluster, tmp_path: Path) -> None:
-    """Six orchestrators on a worker of four slots, each submitting a stage and waiting for
-    it: counted busy, the four running would wait forever for stages that need slots of
-    their own. A waiting job lends its slot (master/scheduling/lending.py), so every stage
-    runs; the worker never runs more than twice its slots at once."""
+    """Nine orchestrators on a worker of four slots (more than twice its slots), each
+    submitting a stage and waiting for it, and one more whose stage is itself an
+    orchestrator: counted busy, the four running would wait forever for stages that need
+    slots of their own. A waiting job lends its slot (master/scheduling/lending.py), so every
+    stage runs; at most the slots' worth of jobs at work besides those waiting."""
     trail = tmp_path / "lend_trail.txt"
     leaf = cluster.script("lend_leaf.py", f"""
         import time
@@ -147,34 +148,38 @@ def test_jobs_waiting_on_their_stages_lend_their_slots(cluster: Cluster, tmp_pat
         with open({str(trail)!r}, "a") as f:
             f.write(f"{{time.time()}} 1\\n")
         name = sys.argv[1]
-        dag = TitanClient().submit_dag(f"lend_stage_{{name}}", [
-            TitanJob(job_id=f"leaf{{i}}", filename={leaf!r}) for i in range(3)
-        ], wait=True, timeout=90)
+        if name == "nested":  # its stage is an orchestrator itself
+            stage = [TitanJob(job_id="inner", filename=sys.argv[0], args=["inner"])]
+        else:
+            stage = [TitanJob(job_id=f"leaf{{i}}", filename={leaf!r}) for i in range(3)]
+        dag = TitanClient().submit_dag(f"lend_stage_{{name}}", stage, wait=True, timeout=90)
         assert dag["status"] == "COMPLETED", dag
         with open({str(trail)!r}, "a") as f:
             f.write(f"{{time.time()}} -1\\n")
     """)
     client = cluster.client()
     started = time.monotonic()
-    dags = [client.submit_job(TitanJob(job_id=f"lend_orch{n}", filename=orchestrator,
-                                       args=[str(n)], timeout=120)) for n in range(6)]
+    names = [*(str(n) for n in range(9)), "nested"]
+    dags = [client.submit_job(TitanJob(job_id=f"lend_orch_{name}", filename=orchestrator,
+                                       args=[name], timeout=120)) for name in names]
     for dag in dags:
         done = client.wait_dag(dag["id"], timeout=120)
         assert done["status"] == "COMPLETED", done
     # Well inside the stages' own 90 s wait: nobody waited for a slot to time out.
     assert time.monotonic() - started < 80
-    for n in range(6):
-        stage = client.wait_dag(f"lend_stage_{n}", timeout=5)
-        assert stage["status"] == "COMPLETED" and len(stage["jobs"]) == 3, stage
-    # Every process's start and end, in time order: never more than 8 at once.
+    for name in [*names, "inner"]:
+        stage = client.wait_dag(f"lend_stage_{name}", timeout=5)
+        assert stage["status"] == "COMPLETED", stage
+    # Every process's start and end, in time order: never more than the 11 orchestrators
+    # (waiting) and the 4 slots' worth of leaves at once.
     steps = sorted((float(t), int(d)) for t, d in
                    (line.split() for line in trail.read_text().splitlines()))
-    assert len(steps) == 2 * (6 + 18)
+    assert len(steps) == 2 * (11 + 10 * 3)
     running = peak = 0
     for _, change in steps:
         running += change
         peak = max(peak, running)
-    assert 4 < peak <= 8, peak
+    assert 4 < peak <= 11 + 4, peak
 
 
 # -- dependencies -----------------------------------------------------------------------------

@@ -9,9 +9,12 @@ master's side, which is where the wait is: while a job's request is parked in on
 long-polls, its worker is leased one job more than its slots (:func:`~.state.capacity`).
 
 * One slot per waiting job, however many waits it has open (a thread each): a job cannot
-  inflate its worker's room by waiting more.
-* At most the worker's slots in all, so a worker runs at most twice its slots in processes,
-  half of them idle in a wait.
+  inflate its worker's room by waiting more. The jobs at work (not waiting) never exceed the
+  worker's slots.
+* No cap on the slots lent, as Ray has none: a lent slot goes to the head of the queue, which
+  may be another orchestrator that then waits too, or a stage that is itself one. Capped at
+  the worker's slots, 2x-slots orchestrators, and a single nested one on one slot, waited for
+  ever. Each waiting job costs its process's memory (an idle Python process, tens of MB).
 * Only a job that runs now, with the attempt its token names, on a worker whose executor
   can run more processes than its slots (``"lend": true`` at registration: the local
   executors; a Ray worker's room is Ray's CPUs, which a waiting task keeps).

@@ -215,11 +215,13 @@ def capacity(worker: WorkerRec, offered: int) -> int:
 
 
 def lent_slots(worker: WorkerRec) -> int:
-    """The slots a worker's waiting jobs lend it now: one per job that runs on it and waits,
-    at most its slots (a worker runs at most twice its slots, half of them idle)."""
+    """The slots a worker's waiting jobs lend it now: one per job that runs on it and waits.
+    Not capped: a lent slot goes to the head of the queue, which may be another orchestrator
+    that waits in turn (or a stage that is one), and a cap at the worker's slots deadlocked
+    2x-slots orchestrators and any nested one. The jobs at work never exceed the slots."""
     if not worker.waiting:
         return 0
-    return min(worker.slots, sum(1 for job_id in worker.waiting if job_id in worker.running))
+    return sum(1 for job_id in worker.waiting if job_id in worker.running)
 
 
 def job_event(job: JobRec) -> Row:
