@@ -256,3 +256,23 @@ def test_master_host_port_defaults() -> None:
 def test_malformed_assignment_is_a_validation_error() -> None:
     with pytest.raises(errors.ValidationFailed):
         Assignment.from_json({"attempt": 1})
+
+
+def test_a_workdir_that_is_a_file_is_a_one_line_error(tmp_path: Path) -> None:
+    # A NotADirectoryError traceback before (QA).
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    conn = MasterConnection("http://127.0.0.1:9", None, threading.Event())
+    with pytest.raises(errors.ConfigError, match="cannot make the workspace there"):
+        Workspace(afile, conn)
+
+
+def test_a_ca_file_without_a_certificate_is_a_one_line_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from titan.client.tls import client_context
+
+    not_pem = tmp_path / "hostname"
+    not_pem.write_text("box\n")
+    monkeypatch.setenv("TITAN_CA_FILE", str(not_pem))
+    with pytest.raises(errors.ConfigError, match="holds no PEM certificate"):
+        client_context("https://m.example:9090")

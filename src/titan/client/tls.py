@@ -88,7 +88,11 @@ def client_context(url: str, ca_file: str | None = None) -> ssl.SSLContext | Non
     if ca:
         if not Path(ca).is_file():
             raise ConfigError(f"{CA_FILE_ENV}: no certificate file at {ca}")
-        return ssl.create_default_context(cafile=ca)
+        try:
+            return ssl.create_default_context(cafile=ca)
+        except ssl.SSLError as exc:  # a file that holds no PEM certificate: a traceback before
+            raise ConfigError(f"{CA_FILE_ENV}: {ca} holds no PEM certificate ({exc.reason})"
+                              ) from None
     return None
 
 

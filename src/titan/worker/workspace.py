@@ -158,8 +158,12 @@ class Workspace:
         self.projects = self.root / "projects"
         self.blob_cache = self.root / ".cache" / "blobs"
         self.file_cache = self.root / ".cache" / "files"
-        for path in (self.shared, self.projects, self.blob_cache, self.file_cache):
-            path.mkdir(parents=True, exist_ok=True)
+        try:
+            for path in (self.shared, self.projects, self.blob_cache, self.file_cache):
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a --workdir that is a file, or not writable: one line
+            raise errors.ConfigError(f"--workdir {workdir}: cannot make the workspace there "
+                                     f"({exc.strerror or exc})") from None
         if private:
             # Jobs' scripts, archives and outputs are the worker's user's alone: another local
             # user could read them all (0755). Not under --run-as, whose job user must reach
