@@ -767,7 +767,9 @@ def test_a_version_2_database_migrates_to_3_and_keeps_its_runs(empty_database: s
                       for v, name, _ in MIGRATIONS if v <= 2])
         conn.execute(md.tables["agent_runs"].insert(),
                      [{"id": "OLD_1", "created_at": T0}, {"id": "OLD_2", "created_at": T0 + 5}])
-        conn.execute(md.tables["dags"].insert(), dag_row("OLD_1_PLAN", 1, "OLD_1"))
+        # Finished: a run with a stage still waiting is not prunable (it is in use).
+        conn.execute(md.tables["dags"].insert(),
+                     dict(dag_row("OLD_1_PLAN", 1, "OLD_1"), status="COMPLETED"))
     engine.dispose()
 
     s = open_storage(url)
