@@ -441,6 +441,15 @@ def test_store_twin(cl: Cluster) -> None:
         in first
     assert 'data-key="dash:set"' in second and 'data-key="dash:greeting"' not in second
     assert "Keys after <code>dash:long</code>" in second and "first page" in second
+    # A long value's "whole value" link names its key as one path segment: a key with "/"
+    # and a ".." segment linked to a 400, the key ".." to the key listing (QA).
+    client = cl.client()
+    client.store_put("odd/..", "z" * (70 * 1024))
+    with bearer(cl) as s:
+        page = s.get("/store", params={"prefix": "odd/"}).text
+        assert 'href="/api/v1/store/values/odd%2F.."' in page
+        assert s.get("/api/v1/store/values/odd%2F..").json()["value"].startswith("zzz")
+    client.store_delete("odd/..")
     assert "<details data-key=\"dash:long\">" in html  # a long value is folded, expandable
     assert "hello &lt;i&gt;there&lt;/i&gt;" in html
 
