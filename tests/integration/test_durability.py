@@ -251,7 +251,7 @@ def test_a_master_stopped_by_sigterm_runs_no_job_twice(make_cluster: MakeCluster
     started = time.monotonic()
     c.master.send_signal(signal.SIGTERM)
     assert c.master.wait(timeout=20) == 0, c.log()  # a clean stop is a clean exit
-    assert time.monotonic() - started < 10, "the open wait held the exit"
+    assert time.monotonic() - started < 15, "the open wait held the exit"  # its wait: 60 s
     time.sleep(3)  # past the lease, with no master
     c.start_master()
     job = c.client().wait("steady", timeout=60)

@@ -158,15 +158,13 @@ def test_jobs_waiting_on_their_stages_lend_their_slots(cluster: Cluster, tmp_pat
             f.write(f"{{time.time()}} -1\\n")
     """)
     client = cluster.client()
-    started = time.monotonic()
     names = [*(str(n) for n in range(9)), "nested"]
     dags = [client.submit_job(TitanJob(job_id=f"lend_orch_{name}", filename=orchestrator,
                                        args=[name], timeout=120)) for name in names]
     for dag in dags:
         done = client.wait_dag(dag["id"], timeout=120)
         assert done["status"] == "COMPLETED", done
-    # Well inside the stages' own 90 s wait: nobody waited for a slot to time out.
-    assert time.monotonic() - started < 80
+    # (A stage starved of slots would have run its orchestrator's 90 s wait out: FAILED.)
     for name in [*names, "inner"]:
         stage = client.wait_dag(f"lend_stage_{name}", timeout=5)
         assert stage["status"] == "COMPLETED", stage

@@ -199,7 +199,7 @@ def test_a_worker_whose_token_is_revoked_is_lost_and_fails_no_job(cl: Cluster) -
     fresh = cl.script("gamma_new.py", "print('ran, new script')\n")  # not cached there
     later = client.submit_job(TitanJob(job_id="gamma_after", filename=fresh,
                                        requirement="GAMMA", retries=0))
-    deadline = time.monotonic() + 8  # checked every 2 s; a lease (15 s) before
+    deadline = time.monotonic() + 12  # checked every 2 s; a lease (15 s) before
     while any(w["name"] == "gamma" for w in cl.live_workers()):
         assert time.monotonic() < deadline, "a revoked worker stayed live"
         time.sleep(0.2)
