@@ -206,20 +206,30 @@ def test_worker_killed_mid_job_job_completes_elsewhere(make_cluster: MakeCluster
         ("start", "survives", 1), ("start", "survives", 2)]
 
 
-def test_a_master_paused_past_the_lease_runs_no_job_twice(make_cluster: MakeCluster,
-                                                            tmp_path: Path) -> None:
-    # SIGSTOP, a paused VM, a stalled disk: the master resumed and fired every lease timer at
-    # once, and each running job started again, though its worker had done nothing wrong.
+def _one_slow_job_running(make_cluster: MakeCluster, tmp_path: Path, mark: str,
+                          seconds: int) -> tuple[Cluster, Path, dict[str, Any]]:
+    """A master with 2 s leases and a one-slot worker running job "steady" (it writes
+    "start <mark>" to the marker file, then sleeps ``seconds``): the cluster, the marker
+    and the job's DAG, once the job has started."""
     c = make_cluster(lease_seconds=2)
     c.start_master()
     c.add_worker(slots=1, name="steady")
     marker = tmp_path / "markers.txt"
-    client = c.client()
     slow = c.script("slow.py", "import sys, time\n"
                     "open(sys.argv[1], 'a').write(f'start {sys.argv[2]}\\n')\n"
-                    "time.sleep(9)\n")
-    client.submit_job(TitanJob(job_id="steady", filename=slow, args=[str(marker), "steady"]))
+                    f"time.sleep({seconds})\n")
+    dag = c.client().submit_job(TitanJob(job_id="steady", filename=slow,
+                                         args=[str(marker), mark]))
     wait_for(lambda: marker.exists() and "start" in marker.read_text(), 30, "the job to start")
+    return c, marker, dag
+
+
+def test_a_master_paused_past_the_lease_runs_no_job_twice(make_cluster: MakeCluster,
+                                                            tmp_path: Path) -> None:
+    # SIGSTOP, a paused VM, a stalled disk: the master resumed and fired every lease timer at
+    # once, and each running job started again, though its worker had done nothing wrong.
+    c, marker, _ = _one_slow_job_running(make_cluster, tmp_path, "steady", 9)
+    client = c.client()
     assert c.master is not None
     c.master.send_signal(signal.SIGSTOP)
     time.sleep(6)  # three leases and then some
@@ -234,16 +244,7 @@ def test_a_master_stopped_by_sigterm_runs_no_job_twice(make_cluster: MakeCluster
     # systemctl stop: uvicorn drained open long-polls (a `titan logs -f`, a wait) for up to
     # their whole wait with the port already closed, while the master's lease timers went on:
     # the workers could not renew, and their running jobs were LOST and ran again (QA).
-    c = make_cluster(lease_seconds=2)
-    c.start_master()
-    c.add_worker(slots=1, name="steady")
-    marker = tmp_path / "markers.txt"
-    client = c.client()
-    slow = c.script("slow.py", "import sys, time\n"
-                    "open(sys.argv[1], 'a').write(f'start {sys.argv[2]}\\n')\n"
-                    "time.sleep(8)\n")
-    dag = client.submit_job(TitanJob(job_id="steady", filename=slow, args=[str(marker), "x"]))
-    wait_for(lambda: marker.exists() and "start" in marker.read_text(), 30, "the job to start")
+    c, marker, dag = _one_slow_job_running(make_cluster, tmp_path, "x", 8)
     holder = threading.Thread(target=_long_poll, args=(c, dag["id"]), daemon=True)
     holder.start()
     time.sleep(0.5)  # the wait is parked on the master
