@@ -197,6 +197,32 @@ def test_attempts_and_logs(storage: Storage) -> None:
         assert tx.log_lines(j, 2) == []
 
 
+def test_a_job_or_dag_read_at_once_equals_its_rows_read_one_by_one(storage: Storage) -> None:
+    """The joined reads behind a waiter's answer (a job with its DAG and attempts, a DAG with
+    its jobs) give exactly the rows the single-table reads give, column for column."""
+    with storage.transaction() as tx:
+        d = tx.insert_dag(dag_row("joined", 1))
+        a, b, c = tx.insert_jobs([job_row(d, "a", 0), job_row(d, "b", 1, ["a"]),
+                                  job_row(d, "c", 2)])
+        tx.insert_attempts([{"job": a, "attempt": n, "worker_id": f"w{n}", "started_at": float(n),
+                             "state": "RUNNING"} for n in (2, 1)])
+        tx.finish_attempts([(a, 1, {"state": "FAILED", "exit_code": 1, "finished_at": 1.5,
+                                    "error": "boom"})])
+        empty = tx.insert_dag(dag_row("empty", 1))
+    with storage.transaction() as tx:
+        for job in (a, b, c):
+            got = tx.job_dag_attempts(job)
+            assert got is not None
+            assert got == (tx.get_job(job), tx.get_dag(d), tx.attempts_of(job))
+        assert [x["attempt"] for x in tx.job_dag_attempts(a)[2]] == [1, 2]
+        assert tx.job_dag_attempts(b)[2] == []
+        assert tx.job_dag_attempts(10**9) is None
+        assert tx.dag_and_jobs(d) == (tx.get_dag(d), tx.jobs_of_dags([d]))
+        assert [j["job_id"] for j in tx.dag_and_jobs(d)[1]] == ["a", "b", "c"]
+        assert tx.dag_and_jobs(empty) == (tx.get_dag(empty), [])
+        assert tx.dag_and_jobs(10**9) is None
+
+
 def test_a_scheduler_step_writes_its_rows_in_batches_of_mixed_shapes(storage: Storage) -> None:
     """A step's changes go to the driver grouped by the columns they set: every row of every
     shape lands, and a row's columns never leak into another's."""

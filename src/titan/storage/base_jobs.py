@@ -108,8 +108,18 @@ class JobsTransaction(abc.ABC):
         """One job row by numeric id, or None."""
 
     @abc.abstractmethod
+    def job_dag_attempts(self, job: int) -> tuple[Row, Row, list[Row]] | None:
+        """A job with its DAG's row and its attempts (first first), read at once; None when
+        there is no such job."""
+
+    @abc.abstractmethod
     def find_job(self, job_id: str, dag_name: str | None = None, run: int | None = None) -> Row | None:
         """The latest job with that user job id (within DAG name/run when given)."""
+
+    @abc.abstractmethod
+    def dag_and_jobs(self, dag_id: int) -> tuple[Row, list[Row]] | None:
+        """A DAG's row with its jobs in submission order, read at once; None when there is
+        no such DAG."""
 
     @abc.abstractmethod
     def jobs_of_dags(self, dag_ids: Iterable[int]) -> list[Row]:

@@ -21,12 +21,30 @@ _JOB_JSON_NULLABLE = ("service", "service_status")
 
 
 def _job_out(row: Any) -> Row:
-    out = dict(row._mapping)
+    return _job_decoded(dict(row._mapping))
+
+
+def _job_decoded(out: Row) -> Row:
     for key in _JOB_JSON:
         out[key] = json.loads(out[key])
     for key in _JOB_JSON_NULLABLE:
         if out.get(key) is not None:
             out[key] = json.loads(out[key])
+    return out
+
+
+def _joined(*tables: Table) -> list[Any]:
+    """Every column of ``tables`` in order, each labelled with its table: one row of a join
+    splits back into the tables' rows by position (see :func:`_split`)."""
+    return [c.label(f"{table.name}_{c.name}") for table in tables for c in table.c]
+
+
+def _split(row: Any, *tables: Table) -> list[Row]:
+    out, at = [], 0
+    for table in tables:
+        names = table.c.keys()
+        out.append(dict(zip(names, row[at:at + len(names)], strict=True)))
+        at += len(names)
     return out
 
 
@@ -320,6 +338,24 @@ class JobsSQL:
                                {"pk": job}).first()
         return _job_out(row) if row else None
 
+    def job_dag_attempts(self, job: int) -> tuple[Row, Row, list[Row]] | None:
+        # One statement, not three: a finished job's view is read in the transaction that
+        # finished it when someone waits for it, and on PostgreSQL each statement is a round
+        # trip on that path (and on the writer's, which holds its transaction meanwhile).
+        rows = compiled.execute(
+            self.conn, "job_dag_attempts",
+            lambda: select(*_joined(t.jobs, t.dags, t.attempts))
+            .select_from(t.jobs.join(t.dags, t.dags.c.id == t.jobs.c.dag_id)
+                         .outerjoin(t.attempts, t.attempts.c.job == t.jobs.c.id))
+            .where(t.jobs.c.id == bindparam("pk")).order_by(t.attempts.c.attempt),
+            {"pk": job}).all()
+        if not rows:
+            return None
+        job_row, dag, _ = _split(rows[0], t.jobs, t.dags, t.attempts)
+        attempts = [a for a in (_split(r, t.jobs, t.dags, t.attempts)[2] for r in rows)
+                    if a["job"] is not None]
+        return _job_decoded(job_row), dag, attempts
+
     def find_job(self, job_id: str, dag_name: str | None = None, run: int | None = None) -> Row | None:
         if dag_name is None:
             row = compiled.execute(
@@ -337,6 +373,21 @@ class JobsSQL:
             q = q.where(t.jobs.c.dag_id == dag["id"])
         row = self.conn.execute(q.order_by(t.jobs.c.id.desc()).limit(1)).first()
         return _job_out(row) if row else None
+
+    def dag_and_jobs(self, dag_id: int) -> tuple[Row, list[Row]] | None:
+        # One statement, not two (see job_dag_attempts): a DAG's row comes with each job's.
+        rows = compiled.execute(
+            self.conn, "dag_and_jobs",
+            lambda: select(*_joined(t.dags, t.jobs))
+            .select_from(t.dags.outerjoin(t.jobs, t.jobs.c.dag_id == t.dags.c.id))
+            .where(t.dags.c.id == bindparam("d")).order_by(t.jobs.c.position),
+            {"d": dag_id}).all()
+        if not rows:
+            return None
+        dag = _split(rows[0], t.dags, t.jobs)[0]
+        jobs = [_job_decoded(j) for j in (_split(r, t.dags, t.jobs)[1] for r in rows)
+                if j["id"] is not None]
+        return dag, jobs
 
     def jobs_of_dags(self, dag_ids: Iterable[int]) -> list[Row]:
         ids = list(dag_ids)

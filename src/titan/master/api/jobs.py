@@ -31,7 +31,11 @@ router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["jobs"])
 
 
 def load_job(tx: Transaction, ref: str) -> Row:
-    return job_with_attempts(tx, find_job(tx, ref))
+    view = job_with_attempts(tx, find_job(tx, ref)["id"])
+    if view is None:  # deleted by retention between the two reads
+        raise NotFound(f"job {ref!r} no longer exists: it was deleted by retention",
+                       details={"ref": ref})
+    return view
 
 
 @router.get("/jobs", summary="Look a job up by reference")

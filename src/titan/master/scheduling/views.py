@@ -40,22 +40,25 @@ def job_view(job: Row, dag: Row) -> Row:
     return out
 
 
-def job_with_attempts(tx: Transaction, job: Row) -> Row:
-    """A job row as ``GET /jobs/{ref}`` shows it: its view and its attempts."""
-    dag = tx.get_dag(job["dag_id"])
-    assert dag is not None
+def job_with_attempts(tx: Transaction, job_id: int) -> Row | None:
+    """A job as ``GET /jobs/{ref}`` shows it: its view and its attempts; None when there is
+    no such job (any more)."""
+    found = tx.job_dag_attempts(job_id)
+    if found is None:
+        return None
+    job, dag, attempts = found
     view = job_view(job, dag)
-    view["attempts"] = tx.attempts_of(job["id"])
+    view["attempts"] = attempts
     return view
 
 
 def dag_with_jobs(tx: Transaction, dag_id: int) -> Row:
     """A DAG as ``GET /dags/{ref}`` shows it, with its jobs."""
-    dag = tx.get_dag(dag_id)
-    if dag is None:  # deleted by retention since it was named (an idempotent replay's DAG)
+    found = tx.dag_and_jobs(dag_id)
+    if found is None:  # deleted by retention since it was named (an idempotent replay's DAG)
         raise NotFound(f"DAG {dag_id} no longer exists: it was deleted by retention",
                        details={"dag_id": dag_id})
-    jobs = tx.jobs_of_dags([dag_id])
+    dag, jobs = found
     # Counted from the jobs already read: one query less on every wait's answer.
     return dag_view(dag, dict(Counter(str(j["state"]) for j in jobs)), jobs)
 
@@ -65,8 +68,7 @@ def finished_view(tx: Transaction, kind: str, ident: int) -> Row | None:
     ``Engine.submit``): read in the transaction that finished it."""
     if kind == "dag":
         return dag_with_jobs(tx, ident)
-    job = tx.get_job(ident)
-    return job_with_attempts(tx, job) if job is not None else None
+    return job_with_attempts(tx, ident)
 
 
 def counts_view(counts: dict[str, int]) -> dict[str, int]:
