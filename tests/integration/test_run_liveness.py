@@ -173,6 +173,67 @@ def test_an_orchestrator_running_as_a_job_keeps_and_ends_the_runs_it_drives(
     assert run["error"] is None
 
 
+def _orchestrator(cluster: Cluster, run_id: str) -> str:
+    """An orchestrator that starts run ``run_id`` with a long stage, then works on."""
+    stage = cluster.script(f"{run_id}_stage.py", "import time\ntime.sleep(600)\n")
+    return cluster.script(f"{run_id}_orchestrator.py", f"""
+        import time
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+        client.submit_dag("{run_id}_WORK", [TitanJob("work", {stage!r})],
+                          agent_run_id="{run_id}")
+        print("submitted", flush=True)
+        time.sleep(600)
+    """)
+
+
+def _stage_runs(cluster: Cluster, run_id: str) -> None:
+    from titan.errors import NotFound
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if cluster.client().get_dag(f"{run_id}_WORK")["status"] == "RUNNING":
+                return
+        except NotFound:  # not submitted yet
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_an_orchestrator_job_cancelled_cancels_its_run_and_stages_at_once(
+        cluster: Cluster) -> None:
+    # Its run stayed running until its silence ran out, then read "crashed" (failed), and
+    # the stage it had started ran on for its whole length.
+    from titan_sdk import TitanJob
+
+    client = cluster.client()
+    client.submit_job(TitanJob("orch_cancelled", _orchestrator(cluster, "ORCHCANCEL")))
+    _stage_runs(cluster, "ORCHCANCEL")
+    assert cluster.api("GET", "/runs/ORCHCANCEL")["status"] == "running"
+    client.cancel("orch_cancelled")
+    run = status_becomes(cluster, "ORCHCANCEL", "cancelled", within=TIMEOUT)  # not "failed"
+    assert "orch_cancelled" in run["error"] and "was cancelled" in run["error"], run
+    assert client.wait_dag("ORCHCANCEL_WORK", timeout=30)["status"] == "CANCELLED"
+
+
+def test_an_orchestrator_job_that_times_out_ends_its_run_failed_saying_so(
+        cluster: Cluster) -> None:
+    from titan_sdk import TitanJob
+
+    client = cluster.client()
+    client.submit_job(TitanJob("orch_timed_out", _orchestrator(cluster, "ORCHTIMEOUT"),
+                               timeout=4, retries=0))
+    _stage_runs(cluster, "ORCHTIMEOUT")
+    run = status_becomes(cluster, "ORCHTIMEOUT", "failed", within=30)
+    assert run["error"].startswith("crashed: the job orch_timed_out") \
+        and "ended TIMED_OUT without ending it" in run["error"], run
+    # Its stage was not cancelled: a crash leaves what it started running, as a killed
+    # process would.
+    assert client.get_dag("ORCHTIMEOUT_WORK")["status"] == "RUNNING"
+    client.cancel("DAG-ORCHTIMEOUT_WORK")
+
+
 def test_a_master_that_stood_still_gives_every_run_a_whole_timeout(cluster: Cluster) -> None:
     # The master paused past the timeout (SIGSTOP, a frozen VM) heard nothing meanwhile: on
     # waking it ended every watched run as crashed, their processes alive.

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from titan.errors import Conflict, NotFound, ValidationFailed
 from titan.master.auth.tokens import Principal
+from titan.master.runs import compliance
 from titan.status import RunStatus
 from titan.storage.base import Row, Transaction
 
@@ -67,6 +68,8 @@ async def mark_alive(runs: RunService, body: Any, who: Principal) -> Row:
         return alive, revived
 
     alive, revived = await runs.engine.run(op)
+    if who.role == "job" and who.job is not None:
+        runs.drivers.add(who.job)  # ends what it holds open when it stops (end_runs_of)
     for before, after in revived:
         log.info("run %s shows a sign of life again: running", after["id"])
         runs.after_run_change(before, after)
@@ -107,4 +110,53 @@ async def reap(runs: RunService, before: float, timeout: float) -> list[str]:
             continue  # ended, or deleted, meanwhile
         log.warning("run %s: its process went silent; ended failed", run_id)
         ended.append(run_id)
+    return ended
+
+
+def driving_jobs(tx: Transaction) -> set[int]:
+    """The jobs that started runs they still hold open (watched, their driver not done): read
+    at start, so a job that ends after a master restart still ends its runs."""
+    out = set()
+    for run_id in tx.silent_runs(float("inf")):
+        by = (tx.get_run(run_id) or {}).get("started_by") or {}
+        if by.get("role") == "job" and isinstance(by.get("job"), int):
+            out.add(by["job"])
+    return out
+
+
+async def end_runs_of(runs: RunService, job_id: int, state: str) -> list[str]:
+    """End the runs job ``job_id`` started and still held open, now that it no longer runs
+    (``state``): an orchestrator running as a job, cancelled, killed by its timeout or lost
+    with its worker, never says so, and its runs stayed ``running`` until their silence ran
+    out (120 s), then read "crashed". Cancelled with the job, its runs end ``cancelled`` and
+    their stages still going are cancelled too (as cancelling a Temporal workflow or a Ray
+    task cancels its children); otherwise they end ``failed``, as crashed (a later attempt
+    that drives the same run again reopens it). A run the job ended itself, or whose stages
+    it left running after saying it was done, is not touched."""
+    def mine(tx: Transaction) -> list[Row]:
+        found = []
+        for run_id in tx.silent_runs(float("inf")):
+            run = tx.get_run(run_id)
+            by = (run or {}).get("started_by") or {}
+            if run is not None and by.get("role") == "job" and by.get("job") == job_id \
+                    and run["ended_at"] is None:
+                found.append(run)
+        return found
+
+    ended = []
+    for run in await runs.engine.read(mine):
+        label = compliance.started_by_label(run["started_by"]) or f"job #{job_id}"
+        if state == "CANCELLED":
+            body = {"status": "cancelled", "error": f"the {label} driving it was cancelled"}
+        else:
+            body = {"status": "failed", "error": f"{CRASHED}the {label} driving it ended "
+                                                 f"{state} without ending it"}
+        try:
+            await runs.update_run(run["id"], body, Principal(role="admin"))
+        except (NotFound, Conflict):
+            continue  # ended, or deleted, meanwhile
+        log.warning("run %s: %s", run["id"], body["error"])
+        ended.append(run["id"])
+        if state == "CANCELLED":
+            await runs.engine.cancel_stages_of(run["id"])
     return ended

@@ -73,6 +73,10 @@ class RunService:
         self.listeners: list[RunListener] = []
         engine.stage_hooks = self  # a DAG naming a run opens it (see Engine.stage_hooks)
         engine.dag_listeners.append(self.dag_settled)  # and its last stage ends it
+        #: Jobs that started runs they may still hold open (an orchestrator running as a
+        #: job): when such a job stops running, those runs end (liveness.end_runs_of).
+        self.drivers: set[int] = set()
+        engine.job_listeners.append(self.job_changed)
 
     @property
     def hub(self) -> Any:
@@ -89,6 +93,7 @@ class RunService:
             return ([r["id"] for r in rows if r["blocked"]],
                     [r["id"] for r in rows if r["ended_at"] is not None])
         blocked, ending = await self.engine.read(q)
+        self.drivers = await self.engine.read(liveness.driving_jobs)
         for run_id in blocked:
             self.engine.sched.block_run(run_id)
         for run_id in ending:
@@ -136,6 +141,8 @@ class RunService:
             return found, created
 
         run, created = await self.engine.run(op)
+        if who.role == "job" and (run.get("started_by") or {}).get("job") == who.job:
+            self.drivers.add(who.job)  # type: ignore[arg-type]  # a job token names its job
         self.hub.publish("run_created" if created else "run_updated", run_summary(run))
         return run, created
 
@@ -249,6 +256,13 @@ class RunService:
         elif status in ("CANCELLED", "FAILED") and "-replay-" in run_id:
             # (a replay's id, replays/service.py: other runs' failed stages read nothing)
             self._spawn(self._end_orphaned_replay(run_id))
+
+    def job_changed(self, job_id: int, state: str) -> None:
+        """A job's state changed: if it started runs and no longer runs (cancelled, failed,
+        timed out, lost), the runs it still held open end now, not a silent timeout later."""
+        if state != "RUNNING" and job_id in self.drivers:
+            self.drivers.discard(job_id)
+            self._spawn(liveness.end_runs_of(self, job_id, state))
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

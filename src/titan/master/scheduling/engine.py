@@ -65,6 +65,9 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         #: its commit: how agent runs learn that their last stage ended. The engine knows
         #: nothing of runs; whatever settles them subscribes here.
         self.dag_listeners: list[Callable[[str, str], None]] = []
+        #: Called with (job id, state) when a job's state changes, after its commit: how the
+        #: runs a job's process drove learn that the process is gone (see RunService).
+        self.job_listeners: list[Callable[[int, str], None]] = []
         #: What a stage of an agent run writes in its DAG's submission transaction (the run
         #: row its DAG points at, the run's code version), set by the run service.
         self.stage_hooks: StageHooks | None = None
@@ -166,6 +169,9 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             return
         for kind, data in ch.events:
             self.hub.publish(kind, data)
+            if kind == "job_updated":
+                for job_listener in self.job_listeners:
+                    job_listener(data["id"], data["state"])
             if kind == "dag_updated" and data.get("agent_run_id"):
                 for listener in self.dag_listeners:
                     listener(data["agent_run_id"], data["status"])

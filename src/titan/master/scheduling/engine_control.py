@@ -52,6 +52,18 @@ class EngineControl:
         _wake_cancels(self.sched)
         await self.submit(ch)
 
+    async def cancel_stages_of(self: EngineCore, agent_run_id: str) -> int:
+        """Cancel every stage (DAG) of an agent run that still has jobs to run; how many."""
+        ch = Changes()
+        stages = [d for d in self.sched.dags.values() if d.agent_run_id == agent_run_id
+                  and any(self.sched.jobs[j].state not in TERMINAL for j in d.jobs)]
+        for dag in stages:
+            self.sched.cancel_dag(dag, ch)
+        if stages:
+            _wake_cancels(self.sched)
+            await self.submit(ch)
+        return len(stages)
+
     async def retry_dag(self: EngineCore, dag_id: int, ref: str | None = None) -> int:
         """Run a finished DAG's unsuccessful jobs again (Conflict while it runs, or when every
         job succeeded); how many were retried."""
