@@ -313,6 +313,30 @@ def test_a_job_run_as_another_user_finds_no_credential(world_readable_root: Path
         c.stop()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="--run-as needs a root worker")
+def test_under_run_as_the_workspace_is_the_job_users_group_s_alone(
+        world_readable_root: Path) -> None:
+    """The job user reaches the workspace through its group; other local users do not (it
+    was 0755: anyone could read every job's scripts, archives and outputs)."""
+    import stat
+
+    from titan import errors
+    from titan.worker.isolation import _reachable, prepare
+
+    root = world_readable_root / "titan_workspace"
+    for name in ("shared", "tmp"):
+        (root / name).mkdir(parents=True)
+    root.chmod(0o755)
+    try:
+        prepare(root, run_as="nobody")
+    except errors.ConfigError as exc:  # where the interpreter lives in a private home
+        assert "cannot read the Python installation" in str(exc)
+    st = root.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o750 and (st.st_uid, st.st_gid) == (0, 65534)
+    assert _reachable(root / "shared", 65534, (65534,)) is None  # the job user gets in
+    assert _reachable(root, 12345, (12345,)) == root  # any other user does not
+
+
 def test_run_as_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     """A worker asked for isolation it cannot give refuses to start, with the reason: never a
     silent downgrade."""

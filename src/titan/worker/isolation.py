@@ -197,6 +197,15 @@ def _reachable(path: Path, uid: int, groups: tuple[int, ...]) -> Path | None:
     return None
 
 
+def _group_members(gid: int) -> set[str]:
+    """The users in group ``gid``: its listed members and those whose primary group it is."""
+    try:
+        members = set(grp.getgrgid(gid).gr_mem)
+    except KeyError:
+        members = set()
+    return members | {p.pw_name for p in pwd.getpwall() if p.pw_gid == gid}
+
+
 def _python_dirs() -> list[Path]:
     """The standard library and the directory Titan is imported from."""
     import titan
@@ -214,6 +223,15 @@ def _run_as(user: str, workspace_root: Path) -> Isolation:
     except KeyError:
         raise errors.ConfigError(f"--run-as: no such user {user!r}") from None
     groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    # Jobs must reach shared/ and tmp/; other local users must not read every job's scripts,
+    # archives and outputs (0755 let them): the workspace is root's and USER's group's.
+    os.chown(workspace_root, 0, entry.pw_gid)
+    workspace_root.chmod(0o750)
+    others = _group_members(entry.pw_gid) - {entry.pw_name}
+    if others:
+        log.warning("--run-as %s: the workspace %s is readable by %s's group, which %s share "
+                    "too: give %s a group of its own", user, workspace_root, user,
+                    ", ".join(sorted(others)[:5]) + ("…" if len(others) > 5 else ""), user)
     blocked = _reachable(workspace_root, entry.pw_uid, groups)
     if blocked is not None:
         raise errors.ConfigError(
