@@ -47,11 +47,12 @@ from titan.version import __version__
 ROLES = ("worker", "operator", "viewer", "admin")
 
 
-def _common(*, master: bool = True) -> argparse.ArgumentParser:
+def _common(*, master: bool = True, json: bool = True) -> argparse.ArgumentParser:
     """Options accepted before or after the command (``titan --json status X`` or
     ``titan status X --json``). SUPPRESS keeps a subcommand from resetting what the main
     parser already read. ``titan worker`` defines its own ``--master`` (``cli/serve.py``),
-    so it takes these without it."""
+    so it takes these without it, and prints no result to give as JSON (``--json`` was
+    accepted and ignored)."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection")
     if master:
@@ -65,8 +66,9 @@ def _common(*, master: bool = True) -> argparse.ArgumentParser:
                        help="master port (default: discovered, else 9090)")
     group.add_argument("--token", default=argparse.SUPPRESS,
                        help="API token (default: TITAN_TOKEN, else discovered)")
-    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                       help="print JSON instead of text")
+    if json:
+        group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                           help="print JSON instead of text")
     return common
 
 
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         command("master", cmd_master, "run only the master (API, dashboard, scheduler)",
                 parents=[]),
         command("worker", cmd_worker, "run a worker that leases jobs from a master",
-                parents=[_common(master=False)]))
+                parents=[_common(master=False, json=False)]))
 
     p = command("submit", cmd_submit,
                 "submit a YAML pipeline, or one .py or .sh script as a one-job DAG")

@@ -59,7 +59,7 @@ class MasterConfig:
     #: The event stream says {"type": "ping"} after this many quiet seconds: a page that hears
     #: nothing for 2.5 times as long knows its socket died silently and reconnects.
     events_ping_seconds: float = field(
-        default_factory=lambda: max(0.2, _env_float("TITAN_EVENTS_PING", 20.0)))
+        default_factory=lambda: _env_float("TITAN_EVENTS_PING", 20.0))
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host headers accepted
     #: The URL other masters and clients are told to use for this master while it leads
     #: (a standby names it); default: the address it listens on.
@@ -181,6 +181,10 @@ class MasterConfig:
             # 1e9 retried a failing job for ever; 1e30 made every submission a 500.
             raise ConfigError(f"TITAN_DEFAULT_RETRIES must be 0 to {MAX_RETRIES}, got "
                               f"{self.default_retries}")
+        if not 0.2 <= self.events_ping_seconds <= 3600:
+            # 0 was taken as 0.2 without a word: five pings a second on every open page.
+            raise ConfigError(f"TITAN_EVENTS_PING must be 0.2 to 3600 seconds, got "
+                              f"{self.events_ping_seconds:g}")
         if not self.leader_timeout >= 1.0:
             raise ConfigError(f"TITAN_LEADER_TIMEOUT must be at least 1 second, got "
                               f"{self.leader_timeout}")
