@@ -135,3 +135,37 @@ def test_postgres_restarts_while_jobs_and_actions_flow(make_cluster: Any, tmp_pa
         finally:
             c.stop()
             proxy.close()
+
+
+def test_a_database_away_longer_than_the_credential_cache_loses_no_worker(
+        make_cluster: Any) -> None:
+    """PostgreSQL away for 14 s, past the 10 s cache of the worker's credential: its channel
+    cannot be re-checked, which does not make it revoked. The worker was lost (and its
+    running job ran again as attempt 2), then reconnected ~130 times a second, each refusal
+    an internal error with a traceback in the master's log."""
+    with fresh_postgres_database("titan_pgaway") as url:
+        host_port = url.split("@", 1)[1].split("/", 1)[0]
+        host, port = host_port.rsplit(":", 1) if ":" in host_port else (host_port, "5432")
+        proxy = TcpProxy((host, int(port)))
+        c = make_cluster(lease_seconds=60,
+                         database_url=url.replace(host_port, f"127.0.0.1:{proxy.port}"))
+        try:
+            c.start_master()
+            c.add_worker(slots=1, name="pg-away")
+            client = c.client()
+            slow = c.script("pg_away.py", "import time\ntime.sleep(20)\nprint('done')\n")
+            dag = client.submit_dag("pg-away", [TitanJob(job_id="slow", filename=slow)])
+            deadline = time.monotonic() + 60
+            while client.get_dag(dag["id"])["jobs"][0]["state"] != "RUNNING":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            proxy.cut(down_for=14)
+            time.sleep(14)
+            job = client.wait(f"{dag['ref']}/slow", timeout=120)
+            log = (c.root / "master.log").read_text(errors="replace")
+            assert job["state"] == "COMPLETED" and job["attempt"] == 1, (job, log[-3000:])
+            assert "is lost" not in log, log[-3000:]
+            assert "Exception in ASGI application" not in log, log[-3000:]
+        finally:
+            c.stop()
+            proxy.close()

@@ -29,6 +29,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,6 +57,8 @@ _ABNORMAL = (None, 1006, 1011)
 OPEN_TIMEOUT = 10.0
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
+#: A connection that lived less than this (seconds) counts as a failed try (backoff).
+SHORT_LIVED = 1.0
 
 
 def channel_url(master_url: str, worker_id: str) -> str:
@@ -309,7 +312,7 @@ class ChannelIntake(Intake):
                     url = self._url()
                     try:
                         self._open(url)
-                        tries = refused = 0
+                        refused = 0
                     except InvalidStatus as exc:
                         # An older standby refuses with 403 too, and one that takes the lead
                         # between its refusal and the question says it leads: a refusal is
@@ -329,7 +332,17 @@ class ChannelIntake(Intake):
                         self._pause(tries, exc)
                         tries += 1
                     continue
+                opened = time.monotonic()
                 self._read(ws)
+                if time.monotonic() - opened >= SHORT_LIVED:
+                    tries = 0
+                elif not self._stopped.is_set():
+                    # Closed as soon as it opened (its master's database away: 1013): not
+                    # again at once, or a worker and its master spin on it (~130 a second).
+                    self._pause(tries, ConnectionError(
+                        f"the master closed the channel at once ({ws.close_code} "
+                        f"{ws.close_reason or ''})".rstrip()))
+                    tries += 1
         except Exception as exc:  # any failure here must stop the worker visibly
             self._on_error(exc)
 

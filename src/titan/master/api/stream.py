@@ -171,6 +171,12 @@ async def _still_allowed(c: Ctx, ws: WebSocket) -> str | None:
         auth.check_role(await _authenticate(c, ws), auth.READ, "read events")
     except APIError as exc:
         return exc.message
+    except Exception as exc:
+        if not c.storage.unavailable(exc):
+            raise
+        # The database is away: the credential cannot be read, which does not end it (a
+        # PostgreSQL restart closed every open page's stream).
+        log.debug("events: credential not re-checked, the database is unavailable")
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Body, WebSocket, WebSocketDisconnect
@@ -28,6 +29,9 @@ from titan.storage.base import Row
 #: Close codes of the worker channel (WebSocket's application range mirrors HTTP statuses).
 #: 4404 with reason ``unknown_worker``: register again, then reconnect.
 CLOSE_CODES = {400: 4400, 401: 4401, 403: 4403, 404: 4404, 409: 4409, 413: 4413}
+#: RFC 6455's "Try Again Later": the master cannot serve the channel for now.
+TRY_AGAIN_LATER = 1013
+log = logging.getLogger("titan.master")
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["workers"])
 
@@ -74,6 +78,12 @@ async def _credential_ends(c: Ctx, credential: str) -> str:
             await token_principal(c, credential)
         except APIError as exc:
             return exc.message
+        except Exception as exc:
+            # Not known to be revoked (the database is away, most likely): checked again
+            # next time. Taken as revoked, a database restart lost every connected worker,
+            # and their running jobs ran again.
+            if not c.storage.unavailable(exc):
+                log.exception("worker channel: re-checking a worker's credential failed")
 
 
 @router.websocket("/workers/{worker_id}/channel")
@@ -119,6 +129,17 @@ async def channel(ws: WebSocket, worker_id: str) -> None:
                            reason=f"{exc.code}: {exc.message}"[:120])
         return
     except (WebSocketDisconnect, RuntimeError):
+        return
+    except Exception as exc:
+        if not c.storage.unavailable(exc):
+            raise
+        # Its credential could not be checked (the database is away): 1013, "try again
+        # later", not an internal error the worker answered by reconnecting at once, a
+        # traceback in the log each time, ~130 a second.
+        log.warning("worker channel of %s: the database is unavailable (%s)", worker_id,
+                    str(exc).splitlines()[0][:160])
+        with contextlib.suppress(Exception):
+            await ws.close(code=TRY_AGAIN_LATER, reason="database_unavailable: try again later")
         return
     with contextlib.suppress(Exception):
         await ws.close()
