@@ -320,3 +320,28 @@ def test_an_exports_derived_copies_are_held_to_the_hashed_fields(cl: Cluster,
         path.write_text(json.dumps(data))
         out = titan(cl, "runs", "verify", "--export", str(path))
         assert out.returncode == 3 and f"#1 was edited: its {said}" in out.stdout, out.stdout
+
+
+# Last: it adds runs, which the listings above count.
+def test_a_json_column_that_no_longer_parses_is_an_edit_not_a_500(cl: Cluster) -> None:
+    """Tags or PII counts edited into text that is not JSON: verify named nothing (a 500),
+    the run's actions and every export holding it failed too, and the failed export left
+    its pooled reader on an old snapshot (later reads missed new runs)."""
+    cl.api("POST", "/runs", {"id": "lg-garbled", "agent_id": "garbled-agent"})
+    cl.api("POST", "/runs/lg-garbled/actions", {"actions": [action(i) for i in range(4)]})
+    db(cl, "UPDATE actions SET tags = 'not json' WHERE run_id = 'lg-garbled' AND seq = 2")
+    db(cl, "UPDATE actions SET pii = '{oops' WHERE run_id = 'lg-garbled' AND seq = 4")
+    v = cl.api("GET", "/runs/lg-garbled/verify")
+    assert v["status"] == "broken" and (v["break"]["kind"], v["break"]["seq"]) == ("edited", 2)
+    actions = cl.api("GET", "/runs/lg-garbled/actions")["actions"]
+    assert [a["seq"] for a in actions] == [1, 2, 3, 4]
+    with httpx.Client(base_url=cl.url, timeout=30,
+                      headers={"Authorization": f"Bearer {cl.admin_token}"}) as http:
+        for fmt in ("jsonl", "json", "csv"):
+            r = http.get("/api/v1/runs/export", params={"format": fmt, "actions": "true",
+                                                        "agent": "garbled-agent"})
+            assert r.status_code == 200 and "lg-garbled" in r.text, (fmt, r.text[-500:])
+    cl.api("POST", "/runs", {"id": "lg-after-garbled", "agent_id": "garbled-agent"})
+    for _ in range(8):  # every pooled reader sees it
+        found = cl.api("GET", "/runs?agent=garbled-agent")["runs"]
+        assert {r["id"] for r in found} == {"lg-garbled", "lg-after-garbled"}

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, func, or_, select, text
 from titan.storage import compiled
 from titan.storage import schema as t
 from titan.storage.base import ActionQuery, Row, iter_chunks
+from titan.storage.rows import json_column
 from titan.storage.sql_ledger import chain_batch
 from titan.storage.sql_runs import RunsSQL, like
 
@@ -42,8 +43,9 @@ def _copy_actions(conn: Any, rows: list[Row]) -> None:
 
 def _action_out(row: Any) -> Row:
     out = dict(row._mapping)
-    out["tags"] = json.loads(out["tags"]) if out.get("tags") else None
-    out["pii"] = json.loads(out["pii"]) if out.get("pii") else None
+    where = f"action {out.get('run_id')}#{out.get('seq')}"
+    out["tags"] = json_column(out.get("tags"), f"the tags of {where}")
+    out["pii"] = json_column(out.get("pii"), f"the PII counts of {where}")
     out["inputs_blob"] = bool(out["inputs_blob"])
     out["outputs_blob"] = bool(out["outputs_blob"])
     return out
@@ -140,9 +142,12 @@ class ActionsSQL(RunsSQL):
     def iter_actions(self, run_id: str, batch: int = 1000, after: int = 0) -> Iterator[Row]:
         a = t.actions.c
         while True:
+            # Fetched whole before anything is made of them: a row that fails to convert
+            # must not leave the cursor open (it pinned a pooled SQLite connection's read
+            # snapshot: later reads on it saw the database as it was).
             rows = [_action_out(r) for r in self.conn.execute(
                 select(t.actions).where(a.run_id == run_id, a.seq > after)
-                .order_by(a.seq).limit(batch))]
+                .order_by(a.seq).limit(batch)).all()]
             yield from rows
             if len(rows) < batch:
                 return

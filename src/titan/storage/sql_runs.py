@@ -30,6 +30,7 @@ from titan.retention import DELETABLE
 from titan.storage import compiled
 from titan.storage import schema as t
 from titan.storage.base import Row, RunQuery, iter_chunks
+from titan.storage.rows import json_column
 
 _RUN_JSON = ("tags", "replay", "code", "started_by", "pii")
 
@@ -42,7 +43,7 @@ def like(text: str) -> str:
 def _run_out(row: Any) -> Row:
     out = dict(row._mapping)
     for key in _RUN_JSON:
-        out[key] = json.loads(out[key]) if out.get(key) else None
+        out[key] = json_column(out.get(key), f"the {key} of run {out.get('id')}")
     out["blocked"] = bool(out.get("blocked"))
     return out
 
@@ -151,9 +152,9 @@ class RunsSQL:
             if after is not None:
                 where.append(or_(c.started_at < after[0],
                                  and_(c.started_at == after[0], c.id < after[1])))
-            rows = [_run_out(r) for r in self.conn.execute(
+            rows = [_run_out(r) for r in self.conn.execute(  # whole first: see iter_actions
                 select(t.agent_runs).where(*where)
-                .order_by(c.started_at.desc(), c.id.desc()).limit(batch))]
+                .order_by(c.started_at.desc(), c.id.desc()).limit(batch)).all()]
             yield from rows
             if len(rows) < batch:
                 return

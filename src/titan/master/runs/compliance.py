@@ -87,7 +87,9 @@ def check_retention_class(fields: Row, who: Principal, current: str | None = Non
 def total(pii: Row | None) -> dict[str, int]:
     """An action's counts by pattern, all fields together."""
     out: dict[str, int] = {}
-    for counts in (pii or {}).values():
+    if not isinstance(pii, dict):  # None, or a row's text that is not JSON (edited by hand)
+        return out
+    for counts in pii.values():
         merge(out, counts)
     return out
 
