@@ -241,3 +241,19 @@ def test_simulate_replay_runs_one_and_shows_its_report(
     assert page.is_enabled("#simulate-replay")
     shot(page, artifacts, "replay-finished")
     assert_no_reload(page)
+
+
+def test_a_viewer_reads_replays_but_has_no_button_to_start_one(
+        recorded: None, cluster: Cluster, dash: Dashboard) -> None:
+    # The button was enabled for a viewer, and clicking it (or r) said 403.
+    viewer = cluster.client().create_token("viewer", name="replay-reader")["token"]
+    page = dash.new_page()
+    page.goto(dash.url(f"/login?token={viewer}&next=/runs/orig%23simulation"))
+    page.wait_for_selector('#replay-list .replay-item[data-run-id="orig-replay-1"]')
+    page.wait_for_selector('#replay-report[data-replay-id="orig-replay-1"] #replay-metrics')
+    button = page.locator("#simulate-replay")
+    assert button.is_disabled() and "viewer" in (button.get_attribute("title") or "")
+    page.keyboard.press("r")
+    page.wait_for_timeout(300)
+    assert page.locator("#replay-error").is_hidden()  # nothing was asked of the master
+    assert button.is_disabled()

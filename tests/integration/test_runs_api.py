@@ -861,6 +861,10 @@ def test_registry_refuses_bad_filters(cl: Cluster) -> None:
         error(cl, "GET", "/runs", params=params, status=400, code="invalid_request")
     for params in ({"format": "xml"}, {"status": "sleeping"}, {"window": "soon"}):
         error(cl, "GET", "/runs/export", params=params, status=400, code="invalid_request")
+    for cost in ("nan", "inf", "1e309", "2e9"):  # matched nothing: a silently empty export
+        for path in ("/runs", "/runs/export"):
+            err = error(cl, "GET", path, params={"min_cost": cost}, status=400)
+            assert "from 0 to 1e9" in err["message"], err
     error(cl, "GET", "/runs/intercepts", params={"window": "7x"}, status=400)
     for bad in ("nanh", "infd", "1e3d", "99999999999999999999d", "0h", "-5h"):
         error(cl, "GET", "/runs", params={"window": bad}, status=400)

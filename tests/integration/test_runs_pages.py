@@ -299,3 +299,21 @@ def test_a_sub_agent_is_no_stage(cl: Cluster) -> None:
         run = s.get("/runs/rp-subagent.json").json()["run"]
     assert [(r["stage"], r["actions"]) for r in run["by_stage"]] == [(None, 2)]
     assert {r["actor"] for r in run["by_actor"]} == {"support-bot", "support-bot/refunds"}
+
+
+def test_more_intercepts_than_shown_are_counted_and_linked(cl: Cluster) -> None:
+    # The heading said "Critical intercepts 20" with 42 of them, and linked nothing more.
+    for i in range(22):
+        cl.api("POST", "/runs", {"id": f"rp-many-{i}", "agent_id": "many-failures"})
+        cl.api("PATCH", f"/runs/rp-many-{i}", {"status": "failed", "error": f"boom {i}"})
+    total = len(cl.api("GET", "/runs/intercepts?limit=500")["intercepts"])
+    assert total >= 22
+    few = cl.api("GET", "/runs/intercepts?limit=5")
+    assert len(few["intercepts"]) == 5 and few["total"] == total
+    with bearer(cl) as s:
+        twin = s.get("/runs.json").json()
+        page = s.get("/runs").text
+    assert len(twin["intercepts"]) == 20 and twin["intercepts_total"] == total
+    assert f'Critical intercepts <span class="muted count-note">{total}</span>' in page
+    assert "the 20 most recent shown" in page
+    assert 'href="/api/v1/runs/intercepts?limit=500"' in page

@@ -215,7 +215,8 @@ def _print_report(r: dict[str, Any], rows: int) -> None:
                 print(f"     {side:8} #{d[side]['seq']}: {str(d[side]['inputs'])[:100]}")
         for change in d["diff"][:5]:
             print(f"     {change['change']} {change['path']}: "
-                  f"{json.dumps(change['original'])[:60]} → {json.dumps(change['replay'])[:60]}")
+                  f"{json.dumps(change['original'], ensure_ascii=False)[:60]} → "
+                  f"{json.dumps(change['replay'], ensure_ascii=False)[:60]}")
     print(f"\n  {'Action':32} {'Original':>8} {'Replay':>8}  Status")
     for row in r["comparison"][:rows]:
         label = f"{row['actor']} {row['name']}#{row['ordinal']}"

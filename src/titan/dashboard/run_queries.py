@@ -100,6 +100,8 @@ def registry(tx: Transaction, f: Data, query: RunQuery, limit: int, offset: int)
         "next_offset": offset + limit if offset + limit < total else None,
         "filters": f, "statuses": [s for s in f["status"].split(",") if s],
         "intercepts": [dict(r, reasons=intercept_reasons(r)) for r in critical],
+        "intercepts_total": len(critical) if len(critical) < INTERCEPTS_SHOWN
+        else tx.count_intercepts(query.since, INTERVENTION_ALERT),
         "agent_ids": tx.agent_ids("", AGENT_IDS_LISTED), "export": export_links(f),
     }
 

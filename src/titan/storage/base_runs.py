@@ -86,6 +86,10 @@ class RunsTransaction(abc.ABC):
         at least ``min_rate``; most recent first; never replays, never archived runs."""
 
     @abc.abstractmethod
+    def count_intercepts(self, since: float | None, min_rate: float) -> int:
+        """How many runs :meth:`intercepts` would list with no limit."""
+
+    @abc.abstractmethod
     def agent_ids(self, prefix: str, limit: int) -> list[str]:
         """Distinct agent ids containing ``prefix``, sorted."""
 

@@ -48,6 +48,19 @@ def _run_out(row: Any) -> Row:
     return out
 
 
+def _intercepted(since: float | None, min_rate: float) -> list[Any]:
+    """What makes a run an intercept (see ``intercepts``)."""
+    c = t.agent_runs.c
+    interventions = (c.blocked_count + c.replayed_count) * 1.0
+    conds: list[Any] = [c.replay_of.is_(None), c.archived_at.is_(None),
+                        or_(c.status == "failed", c.over_budget_at.isnot(None),
+                            and_(c.action_count > 0,
+                                 interventions >= c.action_count * min_rate))]
+    if since is not None:
+        conds.append(c.started_at >= since)
+    return conds
+
+
 def _run_order(sort: str) -> list[Any]:
     """ORDER BY for a registry sort (``RUN_SORTS``); every order ends on (started_at, id) so
     pages never overlap. ``duration`` is what the Runs page shows: up to now while running,
@@ -166,17 +179,14 @@ class RunsSQL:
         actions is what a replay is for, and its result is read in its Simulation tab; nor
         are archived runs, which are past needing a look."""
         c = t.agent_runs.c
-        interventions = (c.blocked_count + c.replayed_count) * 1.0
-        conds: list[Any] = [c.replay_of.is_(None), c.archived_at.is_(None),
-                            or_(c.status == "failed", c.over_budget_at.isnot(None),
-                                and_(c.action_count > 0,
-                                     interventions >= c.action_count * min_rate))]
-        if since is not None:
-            conds.append(c.started_at >= since)
         recency = func.coalesce(c.ended_at, c.last_action_at, c.started_at)
-        rows = self.conn.execute(select(t.agent_runs).where(*conds)
-                                 .order_by(recency.desc(), c.id.desc()).limit(limit))
+        rows = self.conn.execute(select(t.agent_runs).where(*_intercepted(since, min_rate))
+                                 .order_by(recency.desc(), c.id.desc()).limit(limit)).all()
         return [_run_out(r) for r in rows]
+
+    def count_intercepts(self, since: float | None, min_rate: float) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(t.agent_runs)
+                                     .where(*_intercepted(since, min_rate))).scalar_one())
 
     def agent_ids(self, prefix: str, limit: int) -> list[str]:
         c = t.agent_runs.c

@@ -203,7 +203,7 @@
   function progress() {
     const running = s.status === "running";
     progressEl.hidden = !running;
-    button.disabled = running || s.starting;
+    button.disabled = running || s.starting || button.hasAttribute("data-viewer");
     if (!running) return;
     progressEl.replaceChildren(el("span", { class: "spinner", "aria-hidden": "true" }),
       "Replaying ", el("a", { class: "mono", href: href(s.shown), text: s.shown }), ": " +

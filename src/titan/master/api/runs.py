@@ -65,7 +65,10 @@ async def intercepts(c: CtxDep, p: Reader, window: str | None = None,
 
     def read(tx: Transaction) -> Row:
         runs = runs_view(tx, tx.intercepts(since, INTERVENTION_ALERT, limit))
-        return {"intercepts": [dict(r, reasons=intercept_reasons(r)) for r in runs]}
+        total = len(runs) if len(runs) < limit else tx.count_intercepts(since,
+                                                                        INTERVENTION_ALERT)
+        return {"intercepts": [dict(r, reasons=intercept_reasons(r)) for r in runs],
+                "total": total}
 
     return await c.engine.read(read)
 

@@ -222,8 +222,11 @@ def run_query(status: str | list[str] | None = None, min_cost: float | None = No
               q: str | None = None, older_than: str | None = None,
               sort: str | None = None, archived: str | None = None) -> RunQuery:
     """The registry's filters and order, from query parameters (shared with the Runs page)."""
-    if min_cost is not None and min_cost < 0:
-        raise ValidationFailed("min_cost must be at least 0", details={"field": "min_cost"})
+    if min_cost is not None and not 0 <= min_cost <= 1e9:
+        # NaN and infinities too: they matched nothing, a silently empty export. The same
+        # rule and words as the Runs page's (dashboard/run_queries.py).
+        raise ValidationFailed(f"min_cost must be a number of USD from 0 to 1e9, got "
+                               f"{min_cost!r}", details={"field": "min_cost"})
     if sort and sort not in RUN_SORTS:
         raise ValidationFailed(f"sort must be one of {', '.join(RUN_SORTS)}, got {sort[:40]!r}",
                                details={"field": "sort"})
