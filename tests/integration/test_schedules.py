@@ -120,6 +120,14 @@ def test_a_schedule_is_changed_from_the_sdk_and_the_cli(cluster: Cluster) -> Non
     assert "DAG-from_yaml" in out and "0 4 * * *" in out and "in UTC" in out
     bad = titan(cluster, "schedule", "update", "changing", check=False)
     assert bad.returncode != 0 and "needs something to change" in bad.stderr
+    # The master's refusal of the file's rule names the line that said it.
+    wrong = cluster.script("wrong_rule.yaml", (
+        "name: from_yaml\nschedule:\n  cron: '61 * * * *'\n"
+        "jobs:\n  - id: first\n    file: first.py\n"))
+    for args in (("create", "wrongly", wrong), ("update", "changing", wrong)):
+        refused = titan(cluster, "schedule", *args, check=False)
+        assert refused.returncode != 0 and f"{wrong}:3: schedule: " in refused.stderr, \
+            refused.stderr
     client.delete_schedule("changing")
 
 

@@ -52,3 +52,22 @@ def test_the_example_is_a_minutely_heartbeat_in_paris() -> None:
                                       "catchup": "skip", "overlap": "skip"}
     name, jobs = load_pipeline(EXAMPLE)
     assert name == "heartbeat" and [j.job_id for j in jobs] == ["probe", "record"]
+
+
+def test_the_masters_refusal_is_placed_at_the_line_that_said_it(tmp_path: Path) -> None:
+    from titan.client.pipeline import schedule_error
+    from titan.errors import ValidationFailed
+
+    path = pipeline(tmp_path, 'schedule:\n  cron: "61 * * * *"\n  timezone: Mars/Base\n')
+    refused = ValidationFailed("invalid cron expression '61 * * * *': bad minute",
+                               details={"field": "cron"})
+    placed = schedule_error(path, refused)
+    assert isinstance(placed, PipelineError)
+    assert str(placed) == f"{path}:3: schedule: invalid cron expression '61 * * * *': bad minute"
+    assert placed.details == {"field": "cron", "file": str(path), "line": 3}
+    zone = schedule_error(path, ValidationFailed("no such zone", details={"field": "timezone"}))
+    assert str(zone).startswith(f"{path}:4: schedule: ")
+    # Given as an argument, the value did not come from the file: the refusal stays as it is.
+    assert schedule_error(path, refused, given=["cron"]) is refused
+    other = ValidationFailed("too many jobs", details={"field": "jobs"})
+    assert schedule_error(path, other) is other

@@ -50,9 +50,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline_fields import JOB_FIELDS
 from titan.client.pipeline_writer import dump_pipeline
-from titan.errors import PipelineError, TitanError, ValidationFailed
+from titan.errors import APIError, PipelineError, TitanError, ValidationFailed
 
-__all__ = ["JOB_FIELDS", "dump_pipeline", "load_pipeline", "load_schedule", "parse_pipeline"]
+__all__ = ["JOB_FIELDS", "dump_pipeline", "load_pipeline", "load_schedule", "parse_pipeline",
+           "schedule_error"]
 
 TOP_FIELDS = ("name", "jobs", "schedule")
 #: A pipeline's optional ``schedule:`` block (:func:`load_schedule`), each field's choices.
@@ -177,12 +178,33 @@ def load_pipeline(
 def load_schedule(path: str | os.PathLike[str]) -> dict[str, str] | None:
     """A pipeline file's ``schedule:`` block — ``cron``, and optionally ``timezone``,
     ``catchup``, ``overlap`` — as written, or None without one. ``titan schedule create``
-    reads it; the master checks the expression and the zone, which it evaluates::
+    reads it; the master checks the expression and the zone, which it evaluates (its
+    refusal is placed in the file by :func:`schedule_error`)::
 
         schedule:
           cron: "0 6 * * MON-FRI"
           timezone: Europe/Paris
     """
+    found = _schedule_block(path)
+    return None if found is None else found[0]
+
+
+def schedule_error(path: str | os.PathLike[str], exc: APIError,
+                   given: Iterable[str] = ()) -> APIError:
+    """The master's refusal of a schedule read from ``path``, placed at the line of the field
+    it names when that field came from the file (not from ``given``, the arguments that
+    override it): ``nightly.yaml:3: schedule: invalid cron expression …``."""
+    field = (exc.details or {}).get("field")
+    found = _schedule_block(path) if isinstance(field, str) and field not in given else None
+    if found is None or field not in found[1]:
+        return exc
+    line = found[1][field]
+    return PipelineError(f"{path}:{line}: schedule: {exc.message}",
+                         details={**(exc.details or {}), "file": str(path), "line": line})
+
+
+def _schedule_block(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, int]] | None:
+    """The schedule block's fields and the line of each."""
     file = Path(path)
     loader = _loader(_read(file))
     try:
@@ -200,6 +222,7 @@ def load_schedule(path: str | os.PathLike[str]) -> dict[str, str] | None:
         if block is None:
             return None
         out: dict[str, str] = {}
+        lines: dict[str, int] = {}
         for key, key_node, value_node in reader.mapping(block, "'schedule'"):
             if key not in SCHEDULE_FIELDS:
                 raise reader.error(key_node, f"schedule: {_unknown(key, SCHEDULE_FIELDS)}",
@@ -210,10 +233,11 @@ def load_schedule(path: str | os.PathLike[str]) -> dict[str, str] | None:
                                    f"{', '.join(SCHEDULE_FIELDS[key])}, got {value!r}",
                                    field=f"schedule.{key}")
             out[key] = value
+            lines[key] = value_node.start_mark.line + 1
         if "cron" not in out:
             raise reader.error(block, "the 'schedule' block has no 'cron'",
                                field="schedule.cron")
-        return out
+        return out, lines
     finally:
         loader.dispose()
 

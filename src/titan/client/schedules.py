@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from titan.client.job import TitanJob, check_name
-from titan.client.pipeline import load_pipeline, load_schedule
+from titan.client.pipeline import load_pipeline, load_schedule, schedule_error
 from titan.client.transport import Transport
 from titan.errors import InvalidDAG, ValidationFailed
 from titan.formats import quote_ref
@@ -92,8 +92,12 @@ class ScheduleOps:
         if "cron" not in rule:
             raise ValidationFailed(f"{os.fspath(path)} has no 'schedule:' block with a cron "
                                    "expression: give one (cron=..., or --cron on the command line)", details={"field": "cron"})
-        return self.schedule_dag(name or dag_name, jobs, paused=paused, dag_name=dag_name,
-                                 **rule)
+        try:
+            return self.schedule_dag(name or dag_name, jobs, paused=paused,
+                                     dag_name=dag_name, **rule)
+        except ValidationFailed as exc:  # its line in the file, when the file said it
+            raise schedule_error(path, exc, [k for k, v in given.items() if v is not None]) \
+                from None
 
     def list_schedules(self) -> list[dict[str, Any]]:
         """Every schedule, by name, with its next ticks and its latest fires."""
@@ -148,7 +152,11 @@ class ScheduleOps:
         dag_name, jobs = load_pipeline(path, allow_files)
         given = {"cron": cron, "timezone": timezone, "catchup": catchup, "overlap": overlap}
         rule = {**(load_schedule(path) or {}), **{k: v for k, v in given.items() if v is not None}}
-        return self.update_schedule(name, jobs=jobs, dag_name=dag_name, **rule)
+        try:
+            return self.update_schedule(name, jobs=jobs, dag_name=dag_name, **rule)
+        except ValidationFailed as exc:
+            raise schedule_error(path, exc, [k for k, v in given.items() if v is not None]) \
+                from None
 
     def pause_schedule(self, name: str) -> dict[str, Any]:
         """Stop a schedule's ticks from firing (a tick queued behind a run is dropped)."""
