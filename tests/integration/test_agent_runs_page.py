@@ -153,3 +153,20 @@ def test_a_dag_links_back_to_the_page_that_holds_its_agent_run(cluster: Cluster)
         assert s.get("/agents.json", params={"run": "NO_SUCH"}).status_code == 404
         html = s.get("/dags/DAG-BACK_0_PLAN").text
         assert 'href="/agents?run=BACK_0#BACK_0"' in html
+
+
+def test_an_agent_whose_orchestrator_failed_is_not_shown_completed(cluster: Cluster) -> None:
+    # Its stages' jobs alone decided: an agent whose orchestrator was killed or gave up read
+    # COMPLETED (green), while the Runs page said failed for the same id.
+    step = cluster.script("ar_step.py", "print('step')\n")
+    client = cluster.client()
+    client.submit_dag("GAVEUP_PLAN", [TitanJob("plan", step)], agent_run_id="GAVEUP",
+                      wait=True, timeout=60)
+    d, _ = agents_page(cluster)
+    assert run_of(d, "GAVEUP")["status"] == "COMPLETED"  # what its stages did
+    cluster.api("PATCH", "/runs/GAVEUP", {"status": "failed", "error": "gave up"})
+    d, html = agents_page(cluster)
+    assert run_of(d, "GAVEUP")["status"] == "FAILED"
+    assert cluster.api("GET", "/agent-runs/GAVEUP")["status"] == "FAILED"
+    row = html[html.index('id="GAVEUP"'):]
+    assert 'data-status="FAILED"' in row[:row.find('<div class="agent-run"', 1)]

@@ -154,12 +154,21 @@ def current_counts(dags: list[Row], counts: dict[int, dict[str, int]]) -> Counte
 
 
 def run_status(run: Row, total: Counter[str], staged: bool) -> str:
-    """The seed's status word for an agent run: derived from its stages' jobs; a run that
+    """The seed's status word for an agent run: derived from its stages' jobs (as seed 000
+    words a stage's), but a run that itself ended failed or cancelled (its orchestrator
+    crashed, gave up or was cancelled) says so whatever its stages did. A run that
     submitted no stage (recorded with ``titan.trace.run``) shows its own state."""
-    if staged:
-        return dag_status(total)
     own = str(run.get("status") or "running").upper()
-    return "WAITING" if own == "RUNNING" and not run.get("action_count") else own
+    if not staged:
+        return "WAITING" if own == "RUNNING" and not run.get("action_count") else own
+    derived = dag_status(total)
+    if derived in ("RUNNING", "WAITING"):
+        return derived
+    if own in ("FAILED", "CANCELLED"):
+        # Its orchestrator failed, crashed or was cancelled: green stages do not make the
+        # agent a success (the Runs page said failed for the same id).
+        return own
+    return derived
 
 
 def agent_run_view(tx: Transaction, run: Row) -> Row:
