@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -185,8 +186,11 @@ def run(query: str | None, max_iter: int) -> int:
     # The agent takes its settings on its command line, recorded with the run: the model
     # the demo was started with goes there rather than through the agent's environment.
     model = os.environ.get("TITAN_LLM_MODEL")
+    # Its run named here: other agents may run on this cluster (a second `make demo`, the
+    # user's own), and the newest run on it need not be this one.
+    run_id = f"RESEARCH_{secrets.token_hex(3)}"
     args = [sys.executable, str(AGENT), *([query] if query else []), "--max-iter", str(max_iter),
-            *(["--model", model] if model else [])]
+            "--run-id", run_id, *(["--model", model] if model else [])]
     say("running the research agent (local model, no API keys): " + " ".join(args[1:]))
     code = subprocess.call(args, cwd=ROOT, env=env)
     dashboard = (f"http://127.0.0.1:{info.get('dashboard_port') or info['port']}/login?"
@@ -194,15 +198,19 @@ def run(query: str | None, max_iter: int) -> int:
     print()
     if code == 0:
         with _client(info) as client:
-            latest = client.agent_runs(limit=1)[0]
-            report = client.store_get(f"research:{latest['id']}:report_path")
+            ours = client.agent_run(run_id)
+            report = client.store_get(f"research:{run_id}:report_path")
         say(f"Report     {report}")
-        say(f"Agent run  {latest['id']}: " + " → ".join(
-            f"{s['label']} {s['status']}" for s in latest.get("stages", [])))
-    else:
+        say(f"Agent run  {run_id}: " + " → ".join(
+            f"{s['label']} {s['status']}" for s in ours.get("stages", [])))
+    elif _running() is not None:
         say(f"the research agent failed (exit code {code}); the cluster keeps running "
             "so you can look at what happened:")
-        say("  .venv/bin/titan status        # recent DAGs and their states")
+        say(f"  .venv/bin/titan status        # recent DAGs and their states ({run_id})")
+    else:
+        say(f"the research agent failed (exit code {code}) and the cluster is no longer "
+            f"running: its log is {LOG_FILE}; `make demo` starts it again")
+        return code
     say(f"Dashboard  {dashboard}")
     say("           (opens Agent Runs, signed in: the link carries the admin token)")
     say(f"CLI        .venv/bin/titan status   (state in {DATA}/)")

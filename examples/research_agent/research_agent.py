@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import threading
@@ -105,10 +106,10 @@ def run_stage(client: TitanClient, name: str, jobs: list[TitanJob], run_id: str,
 
 def research(client: TitanClient, query: str, *, max_iter: int, max_subtopics: int,
              max_tokens: int | None, model: str | None, out: Path | None,
-             timeout: float) -> Path:
+             timeout: float, run_id: str | None = None) -> Path:
     # Outside any run nothing records it, and a replay draws a fresh id as it should: its
     # stages then join the replay's run, under their own fresh keys.
-    run_id = f"RESEARCH_{titan.trace.uuid()[:6]}"
+    run_id = run_id or f"RESEARCH_{titan.trace.uuid()[:6]}"
     key = f"research:{run_id}"
     common = (["--model", model] if model else []) + (
         ["--max-tokens", str(max_tokens)] if max_tokens else [])
@@ -192,9 +193,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="where to save the report (default: <tmp>/research_<run>_report.md)")
     p.add_argument("--timeout", type=float, default=900,
                    help="seconds any one stage may take (default 900)")
+    p.add_argument("--run-id", default=None,
+                   help="the agent run's id (default: RESEARCH_ and six random hex digits); "
+                        "a caller that names it finds its run among others on the cluster")
     args = p.parse_args(argv)
     if args.max_iter < 1 or args.max_subtopics < 1:
         p.error("--max-iter and --max-subtopics must be at least 1")
+    if args.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._:-]{1,200}", args.run_id):
+        p.error("--run-id takes 1-200 ASCII letters, digits, '.', '_', ':' or '-'")
 
     started = time.monotonic()
     try:
@@ -202,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             client.health()
             report = research(client, args.query, max_iter=args.max_iter,
                               max_subtopics=args.max_subtopics, max_tokens=args.max_tokens,
-                              model=args.model, out=args.out, timeout=args.timeout)
+                              model=args.model, out=args.out, timeout=args.timeout,
+                              run_id=args.run_id)
     except ConnectionFailed as exc:
         print(f"[AGENT] error: {exc}\n[AGENT] start a cluster first: `titan up` "
               "(or `make demo`)", file=sys.stderr)

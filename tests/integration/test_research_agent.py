@@ -271,9 +271,13 @@ def test_the_findings_fall_back_on_the_notes_when_the_model_gives_too_few() -> N
 
 
 def test_a_failing_stage_stops_the_agent_with_a_clear_message(research_cluster: Cluster) -> None:
-    done = _orchestrate(research_cluster, "Anything", "--max-iter", "1",
-                        "--model", "local/no-such-model", timeout=300)
+    refused = _orchestrate(research_cluster, "Anything", "--run-id", "no spaces", timeout=60)
+    assert refused.returncode == 2 and "--run-id takes" in refused.stderr
+    # Named by its caller (make demo finds its own run so among others on the cluster).
+    done = _orchestrate(research_cluster, "Anything", "--max-iter", "1", "--run-id",
+                        "RESEARCH_named1", "--model", "local/no-such-model", timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
+    assert "Agent run RESEARCH_named1:" in done.stdout
     assert "[AGENT] FAILED: stage RESEARCH_" in done.stderr
     assert "_PLAN ended FAILED" in done.stderr
     assert "job planner: FAILED" in done.stderr
@@ -281,9 +285,7 @@ def test_a_failing_stage_stops_the_agent_with_a_clear_message(research_cluster: 
     assert "titan logs" in done.stderr
     assert "Traceback" not in done.stdout
     # The orchestrator drove the run: its exit ended it, failed like its last stage.
-    found = re.search(r"Agent run (RESEARCH_[0-9a-f]+)", done.stdout)
-    assert found, done.stdout
-    run = research_cluster.client().api("GET", f"/runs/{found[1]}")
+    run = research_cluster.client().api("GET", "/runs/RESEARCH_named1")
     assert run["status"] == "failed" and "_PLAN ended FAILED" in run["error"]
 
 
