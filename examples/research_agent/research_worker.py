@@ -61,6 +61,15 @@ def research(query: str, subtopic: str, *, model: str | None = None,
     # The safety net should the model run to the cap anyway: its unfinished last sentence is
     # cut off (the synthesizer cuts again whatever would still end mid-sentence).
     text = settled(reply.whole_sentences())
+    if not text and reply.truncated:
+        # Not one sentence fit under the cap: asked again for a single one, with room for it
+        # (a cut sentence is never passed off as a finished one).
+        reply = llm.complete(
+            [{"role": "system", "content": SYSTEM},
+             {"role": "user", "content": f"Overall question: {query}\nSubtopic: {subtopic}"
+                                         "\n\nWrite exactly 1 short sentence."}],
+            model=model, max_tokens=max(2 * max_tokens, 96), temperature=0.4)
+        text = settled(reply.whole_sentences())
     if not text:
         raise RuntimeError(f"the model returned an empty section for {subtopic!r}")
     return text

@@ -37,6 +37,10 @@ def test_a_truncated_reply_is_cut_back_to_its_last_sentence(text: str, expected:
     assert cut.whole_sentences() == expected
 
 
-def test_cutting_never_drops_most_of_the_text() -> None:
+def test_an_unfinished_sentence_goes_however_long_it_is() -> None:
+    # Kept when it was most of the text, it was then given a full stop and passed for a
+    # finished sentence ("...causing water to rise and.").
     text = "Short. " + "an unfinished sentence that goes on and on without an end " * 3
-    assert reply(text, "length").whole_sentences() == text.strip()
+    assert reply(text, "length").whole_sentences() == "Short."
+    assert reply("Tides flow through the ocean, causing water to rise and",
+                 "length").whole_sentences() == ""

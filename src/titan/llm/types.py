@@ -96,8 +96,9 @@ class Completion:
     def whole_sentences(self) -> str:
         """The text, cut back to its last complete sentence if the reply was truncated
         (a report reads better one sentence shorter than with half a sentence at the end),
-        without a list marker or heading the cut left alone on the last line ("4.").
-        Kept whole when that would drop more than two thirds of it."""
+        without a list marker or heading the cut left alone on the last line ("4."); empty
+        when not one sentence was finished. However much it drops: kept whole, the cut
+        sentence was then given a full stop downstream and passed for a finished one."""
         text = self.text.strip()
         if not self.truncated:
             return text
@@ -105,7 +106,7 @@ class Completion:
         if text.endswith((".", "!", "?")):
             return text
         end = max(text.rfind(mark) for mark in (". ", ".\n", "! ", "? ", "\n"))
-        return _without_open_lines(text[:end + 1].rstrip()) if end > len(text) // 3 else text
+        return _without_open_lines(text[:end + 1].rstrip()) if end >= 0 else ""
 
     def json(self) -> Any:
         """The parsed JSON output (requires ``json_schema``)."""
