@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +34,77 @@ PLAN_SCHEMA: dict[str, Any] = {
 #: Room for the longest plan the schema allows (~4 x 20 tokens), so a cap never cuts it.
 JSON_TOKENS = 200
 
+# The plan's form is shown by one worked example from a far-off subject, as a past turn of
+# the conversation. A title given inside the instructions was copied by the small local model
+# into plans for unrelated questions ("Cost and operational overhead" as the first subtopic
+# of "How does LoRA work?"), and so was a list of kinds of aspect ("LoRA Mechanisms", "LoRA
+# Parts"); without any example it wrote the question again, or sentences.
 SYSTEM = (
     "You are a research planner. Break the user's research question into distinct, "
     "specific subtopics that together answer it. Each subtopic is a short title of 3 to 10 "
-    "words naming one aspect to investigate (for example: 'Cost and operational overhead'). "
-    "Do not repeat the question; do not number the titles."
+    "words naming one aspect of the question's subject. Do not repeat the question; do not "
+    "number the titles; no two titles may cover the same aspect. Every title must be about "
+    "the question's own subject, never about the subjects of earlier questions."
 )
+EXAMPLE = ("How is bread leavened?", ["Yeast fermentation of sugars",
+                                      "Sourdough starter cultures",
+                                      "Baking soda and baking powder",
+                                      "Gluten networks trapping gas"])
+#: A title past this many words is a sentence, not a subtopic.
+MAX_TITLE_WORDS = 12
+
+_WORD = re.compile(r"[^\W_]+")
+_SMALL = frozenset(("and", "are", "but", "can", "does", "for", "from", "has", "have", "how",
+                    "its", "the", "their", "this", "those", "what", "when", "where", "which",
+                    "who", "why", "with"))
 
 
-def normalize_plan(data: Any, max_subtopics: int) -> list[str]:
-    """Clean subtopic titles: trimmed, numbering removed, duplicates dropped, at most N.
+def _words(text: str) -> set[str]:
+    """A title's words as rough stems (their first five letters: "matrix" and "matrices",
+    "therapy" and "therapies" meet), without the small words."""
+    return {w[:5] for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _SMALL}
+
+
+def _foreign_letters(title: str, query: str) -> str:
+    """``title`` without letters of a script the question does not use (a stray CJK
+    character at the end of an English title) and without control characters."""
+    def script(ch: str) -> str:
+        return unicodedata.name(ch, "").split(" ")[0]
+    used = {script(ch) for ch in query if ch.isalpha()}
+    kept = [ch for ch in title if not unicodedata.category(ch).startswith("C")
+            and not (ch.isalpha() and ord(ch) > 0x24F and script(ch) not in used)]
+    return "".join(kept)
+
+
+def normalize_plan(data: Any, max_subtopics: int, query: str = "") -> list[str]:
+    """Clean subtopic titles: trimmed, numbering removed, letters of another script and
+    control characters dropped, duplicates and near-duplicates (the same words, give or
+    take one) dropped, the question itself and sentences (past ``MAX_TITLE_WORDS``)
+    dropped, at most N.
 
     Raises ``ValueError`` when nothing usable is left."""
     raw = data.get("subtopics") if isinstance(data, dict) else None
     if not isinstance(raw, list):
         raise ValueError(f"the plan has no list of subtopics: {json.dumps(data)[:200]}")
-    seen: set[str] = set()
-    out: list[str] = []
+    asked = _words(query)
+    kept: list[tuple[str, set[str]]] = []
     for item in raw:
         if not isinstance(item, str):
             continue
-        title = item.strip().lstrip("-*0123456789.) ").strip().rstrip(".")
-        if len(title) < 3 or title.lower() in seen:
+        title = _foreign_letters(item, query or item).strip()
+        title = title.lstrip("-*0123456789.) ").strip().rstrip(".?").strip()
+        words = _words(title)
+        if len(title) < 3 or len(title.split()) > MAX_TITLE_WORDS \
+                or any(title.lower() == t.lower() for t, _ in kept):
             continue
-        seen.add(title.lower())
-        out.append(title)
-    if not out:
+        if asked and words and words <= asked:
+            continue  # the question again, or a piece of it: no aspect of its own
+        if any(len(words ^ other) <= 1 and len(words & other) >= 2 for _, other in kept):
+            continue  # the same title, one word apart
+        kept.append((title, words))
+    if not kept:
         raise ValueError(f"the plan has no usable subtopic: {json.dumps(data)[:200]}")
-    return out[:max_subtopics]
+    return [t for t, _ in kept][:max_subtopics]
 
 
 def plan(query: str, max_subtopics: int = 4, *, model: str | None = None,
@@ -67,12 +112,31 @@ def plan(query: str, max_subtopics: int = 4, *, model: str | None = None,
     schema = json.loads(json.dumps(PLAN_SCHEMA))
     schema["properties"]["subtopics"]["maxItems"] = max_subtopics
     schema["properties"]["subtopics"]["minItems"] = min(2, max_subtopics)
-    reply = llm.complete(
-        [{"role": "system", "content": SYSTEM},
-         {"role": "user", "content": f"Research question: {query}\n\nList {max_subtopics} "
-                                     "subtopics as JSON."}],
-        model=model, max_tokens=max_tokens, temperature=0.3, json_schema=schema)
-    return normalize_plan(reply.data, max_subtopics)
+    def ask(question: str, n: int) -> dict[str, str]:
+        return {"role": "user", "content": f"Research question: {question}\n\nList {n} "
+                                           "subtopics as JSON."}
+    shown = EXAMPLE[1][:max(2, max_subtopics)]
+    messages = [{"role": "system", "content": SYSTEM}, ask(EXAMPLE[0], len(shown)),
+                {"role": "assistant", "content": json.dumps({"subtopics": shown})},
+                ask(query, max_subtopics)]
+    reply = llm.complete(messages, model=model, max_tokens=max_tokens, temperature=0.3,
+                         json_schema=schema)
+    try:
+        found = normalize_plan(reply.data, max_subtopics, query)
+    except ValueError:
+        found = []
+    if len(found) >= min(2, max_subtopics):
+        return found
+    # Too few distinct aspects (titles that repeated the question or each other): asked
+    # once more, told what was not usable.
+    again = llm.complete(
+        [*messages, {"role": "assistant", "content": json.dumps(reply.data)},
+         {"role": "user", "content": "Those titles repeat the question or each other. List "
+                                     f"{max_subtopics} different aspects of its subject as "
+                                     "JSON, none of them the question itself."}],
+        model=model, max_tokens=max_tokens, temperature=0.7, json_schema=schema)
+    merged = {"subtopics": found + list((again.data or {}).get("subtopics") or [])}
+    return normalize_plan(merged, max_subtopics, query)
 
 
 def main(argv: list[str] | None = None) -> int:

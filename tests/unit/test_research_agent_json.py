@@ -70,6 +70,32 @@ def test_plan_cleans_numbering_duplicates_and_caps_the_count() -> None:
                                                "Retrieval quality"]
 
 
+def test_plan_drops_the_question_near_duplicates_and_stray_letters() -> None:
+    # Seen from the local model: the question as a subtopic, three near-identical titles,
+    # one ending in a stray CJK character.
+    query = "How does LoRA work in LLM fine-tuning?"
+    data = {"subtopics": ["How does LoRA work in LLM fine-tuning?", "LoRA in fine-tuning",
+                          "Low-rank matrices", "Low-rank matrix", "QLoRA quantization\u9776",
+                          "Rank selection\x07"]}
+    assert planner.normalize_plan(data, 6, query) == ["Low-rank matrices",
+                                                      "QLoRA quantization", "Rank selection"]
+    # A title in the question's own script keeps its letters.
+    assert planner.normalize_plan({"subtopics": ["微调的原理", "显存成本"]}, 4,
+                                  "LoRA 微调是如何工作的？") == ["微调的原理", "显存成本"]
+
+
+def test_the_planner_prompt_gives_no_example_title_to_copy() -> None:
+    assert not any(cue in planner.SYSTEM.lower() for cue in ("for example", "e.g.", "such as"))
+
+
+def test_a_plan_of_too_few_distinct_aspects_is_asked_again(script: Any) -> None:
+    provider = script('{"subtopics": ["How do vaccines work", "Vaccines"]}',
+                      '{"subtopics": ["Immune memory", "Adjuvants", "Vaccines"]}')
+    assert planner.plan("How do vaccines work?", 3, model="scripted/m") == [
+        "Immune memory", "Adjuvants"]
+    assert "repeat the question" in provider.requests[1].messages[-1]["content"]
+
+
 @pytest.mark.parametrize("data", [None, [], {"topics": ["a"]}, {"subtopics": "Latency"},
                                   {"subtopics": [1, 2, "x"]}])
 def test_plan_without_usable_subtopics_is_an_error(data: Any) -> None:
