@@ -318,6 +318,14 @@ def test_cancel_retry_and_cancel_dag_buttons(cluster: Cluster, dash: Dashboard,
     page.click("#job-panel button[data-action=retry-job]")  # sent with the CSRF token
     page.wait_for_selector(node("hold", "RUNNING"))
     page.wait_for_selector(node("next", "PENDING"))
+    # The page asks first; answered "no" the first time (the fixture accepts every dialog,
+    # so the page's confirm is answered here), nothing is cancelled.
+    page.evaluate("() => { window.asked = []; window.confirm = (m) => window.asked.push(m) > 1; }")
+    page.click("button[data-action=cancel-dag]")
+    page.wait_for_timeout(300)
+    asked = page.evaluate("window.asked")
+    assert len(asked) == 1 and "Cancel this DAG?" in asked[0], asked
+    assert cluster.client().get_dag("ctl")["status"] == "RUNNING"
     page.click("button[data-action=cancel-dag]")
     page.wait_for_selector('#dag-status[data-status="CANCELLED"]', state="attached")
     page.wait_for_selector(node("hold", "CANCELLED"))

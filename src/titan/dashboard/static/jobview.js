@@ -328,6 +328,9 @@
       await act(button, "POST", "/api/v1/jobs/" + id + "/" + verb, undefined,
                 { cancel: "Job cancelled", retry: "Job queued again", stop: "Stopping the service" }[verb]);
     } else if (action === "cancel-dag") {
+      // Every job of the DAG still to run stops at once, and that cannot be undone (a retry
+      // runs them again from the start): asked first, as Prefect and Airflow ask.
+      if (!window.confirm("Cancel this DAG? Its running jobs are stopped and the jobs still to run never start.")) return;
       await act(button, "POST", "/api/v1/dags/" + button.dataset.dagId + "/cancel", undefined, "DAG cancelled");
     } else if (action === "approve" || action === "reject") {
       const comment = banner.querySelector("textarea[name=comment]").value;
