@@ -25,6 +25,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# Titan's distribution was called "titan" before it became "titan-agents" (PyPI's
+	@# "titan" is another project): a venv made before keeps no second copy of it.
+	@$(BIN)/python -m pip uninstall --quiet --yes titan 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 

@@ -101,7 +101,7 @@ def test_without_the_sdk_the_master_says_how_to_get_it(monkeypatch: pytest.Monke
     reply = post(app_as("viewer"), {"Authorization": "Bearer tt_x"})
     assert reply.status_code == 501
     assert reply.json()["error"]["code"] == "mcp_unavailable"
-    assert "pip install 'titan[mcp]'" in reply.json()["error"]["message"]
+    assert "pip install 'titan-agents[mcp]'" in reply.json()["error"]["message"]
 
 
 def test_the_shipped_client_configurations_name_a_real_command_and_endpoint() -> None:

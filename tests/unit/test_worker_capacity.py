@@ -246,5 +246,5 @@ def test_a_worker_refuses_what_its_executor_cannot_do(tmp_path: Path,
     with pytest.raises(errors.ConfigError, match="do not apply to --executor ray"):
         worker(executor="ray", sandbox=True)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(errors.ConfigError, match=r"pip install 'titan\[ray\]'"):
+    with pytest.raises(errors.ConfigError, match=r"pip install 'titan-agents\[ray\]'"):
         worker(executor="ray", ray_address="127.0.0.1:1")

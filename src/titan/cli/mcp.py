@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, client: TitanClient) -> int:
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] != "mcp":
             raise
-        raise ConfigError("titan mcp needs the MCP SDK: pip install 'titan[mcp]'") from None
+        raise ConfigError("titan mcp needs the MCP SDK: pip install 'titan-agents[mcp]'") from None
 
     # Warnings and worse, on stderr: the SDK would log every tool call and the client every
     # request there at INFO (it configures logging only where nothing has yet).

@@ -49,7 +49,7 @@ def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
                         "the cluster's CPUs, and fewer while other work fills it)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where jobs run: processes on this machine (local, the default) or "
-                        "tasks of a Ray cluster (ray; pip install 'titan[ray]')")
+                        "tasks of a Ray cluster (ray; pip install 'titan-agents[ray]')")
     p.add_argument("--ray-address", metavar="ADDR", default=None,
                    help="the Ray cluster for --executor ray, e.g. 10.0.0.5:6379 (default: env "
                         "RAY_ADDRESS, else the one `ray start` started on this machine)")

@@ -30,7 +30,7 @@ def litellm_module() -> Any:
                 import litellm
             except ImportError:
                 raise ModelUnavailable(
-                    "hosted models need LiteLLM: pip install 'titan[hosted]' "
+                    "hosted models need LiteLLM: pip install 'titan-agents[hosted]' "
                     "(litellm==1.106.2)") from None
             litellm.suppress_debug_info = True
             _litellm = litellm

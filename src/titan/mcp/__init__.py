@@ -6,5 +6,5 @@
 
 Two ways in serve the same server: ``titan mcp`` on stdio (:mod:`titan.cli.mcp`) and the
 master's ``POST /mcp`` (:mod:`titan.master.api.mcp`). Nothing here is imported by ``titan``
-itself: the SDK is the optional ``titan[mcp]`` extra, loaded when an MCP client first calls.
+itself: the SDK is the optional ``titan-agents[mcp]`` extra, loaded when an MCP client first calls.
 """

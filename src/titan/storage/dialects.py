@@ -134,7 +134,7 @@ def postgres_storage(url: str) -> SQLStorage:
                                connect_args={"application_name": APP_PREFIX + node})
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         raise ConfigError(
-            f"PostgreSQL support needs psycopg: pip install 'titan[postgres]' ({exc})"
+            f"PostgreSQL support needs psycopg: pip install 'titan-agents[postgres]' ({exc})"
         ) from exc
     _ping_after_idle(engine)
     leadership = Leadership(engine, node)

@@ -84,7 +84,7 @@ def import_ray() -> Any:
     try:
         return importlib.import_module("ray")
     except ImportError:
-        raise errors.ConfigError("the Ray executor needs Ray: pip install 'titan[ray]'") \
+        raise errors.ConfigError("the Ray executor needs Ray: pip install 'titan-agents[ray]'") \
             from None
 
 

@@ -82,7 +82,7 @@ class McpEndpoint:
                 if (exc.name or "").split(".")[0] != "mcp":
                     raise
                 raise APIError("this master has no MCP SDK: install it with "
-                               "pip install 'titan[mcp]' and restart the master",
+                               "pip install 'titan-agents[mcp]' and restart the master",
                                code="mcp_unavailable", status=501) from None
             loopback = _Loopback(app, asyncio.get_running_loop())
             server = build_server(loopback.client)

@@ -6,7 +6,7 @@ promises), and three stores, picked by ``TITAN_BLOB_STORE`` in :func:`open_blob_
 - ``directory`` (the default, ``directory.py``): files under ``<data-dir>/blobs``, or under
   ``TITAN_BLOB_DIR`` — a shared filesystem (NFS) is the simplest store for several masters;
 - ``database`` (``database.py``): rows of the Titan database itself, on PostgreSQL;
-- ``s3://bucket/prefix`` (``s3.py``): objects in an S3-compatible store (``titan[s3]``).
+- ``s3://bucket/prefix`` (``s3.py``): objects in an S3-compatible store (``titan-agents[s3]``).
 
 Domain code sees only the interface: no path, no SQL, no bucket.
 """
@@ -98,7 +98,7 @@ def _open(settings: BlobSettings, storage: Storage) -> BlobStore:
     try:
         from titan.storage.blobs.s3 import S3BlobStore
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"TITAN_BLOB_STORE=s3://… needs boto3: pip install 'titan[s3]' "
+        raise ConfigError(f"TITAN_BLOB_STORE=s3://… needs boto3: pip install 'titan-agents[s3]' "
                           f"({exc})") from exc
     return S3BlobStore(settings.bucket, settings.prefix, settings.spool_dir,
                        endpoint_url=settings.endpoint_url)

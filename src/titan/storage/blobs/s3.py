@@ -8,7 +8,7 @@ same key; whichever completes last replaces an identical object.
 
 Credentials and region come from the standard AWS chain (environment, ``~/.aws``, an
 instance or pod role); ``TITAN_S3_ENDPOINT_URL`` points the client at MinIO, Ceph, moto or any
-other S3-compatible server. boto3 is the optional extra ``titan[s3]``: the factory imports
+other S3-compatible server. boto3 is the optional extra ``titan-agents[s3]``: the factory imports
 this module only for an ``s3://`` store, so a master without boto3 runs every other store.
 """
 
