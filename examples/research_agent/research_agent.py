@@ -64,12 +64,18 @@ def _failure_report(client: TitanClient, dag: dict[str, Any]) -> str:
 
 
 def run_stage(client: TitanClient, name: str, jobs: list[TitanJob], run_id: str,
-              signals: list[tuple[str, str]], timeout: float) -> None:
+              signals: list[tuple[str, str]], timeout: float, *,
+              partial_ok: bool = False) -> None:
     """Submit one stage and return once every job has signalled through TitanStore.
 
     Each signal is awaited with ``store_wait`` in its own thread, so "done" lines appear in
     the order the jobs actually finish; the stage's DAG is awaited alongside, so a job that
-    fails (and will never signal) ends the wait at once instead of at the timeout."""
+    fails (and will never signal) ends the wait at once instead of at the timeout.
+
+    ``partial_ok``: a stage whose jobs are alternatives (the researchers of an iteration)
+    goes on without those that failed or were cancelled one by one (after their retry), as
+    long as one finished — "only that stage fails: the orchestrator can retry or reroute"
+    (seed 000). A stage cancelled whole, or with nothing finished, stops the agent."""
     dag = client.submit_dag(name, jobs, agent_run_id=run_id)
     printed = threading.Lock()
     seen: set[str] = set()
@@ -95,11 +101,19 @@ def run_stage(client: TitanClient, name: str, jobs: list[TitanJob], run_id: str,
     except KeyboardInterrupt:
         client.cancel(dag["ref"])
         raise
+    settled = final.get("jobs") or client.get_dag(final["ref"]).get("jobs") or []
+    finished = {j["job_id"] for j in settled if j.get("state") == "COMPLETED"}
     if final["status"] != "COMPLETED":
-        raise StageFailed(_failure_report(client, final))
+        cancelled_whole = any(j.get("reason") == "DAG cancelled" for j in settled)
+        if not (partial_ok and finished and not cancelled_whole):
+            raise StageFailed(_failure_report(client, final))
+        say(f"stage {name}: {len(finished)} of {len(jobs)} job(s) finished; going on "
+            "without the others:")
+        print(_failure_report(client, final), flush=True)
+    expected = [(key, label) for key, label in signals if label in finished or not partial_ok]
     for t in threads:
-        t.join(timeout=10)
-    missing = [key for key, _ in signals if key not in seen and client.store_get(key) is None]
+        t.join(timeout=10 if final["status"] == "COMPLETED" else 1)
+    missing = [key for key, _ in expected if key not in seen and client.store_get(key) is None]
     if missing:
         raise StageFailed(f"stage {name} completed but never signalled {missing}")
 
@@ -142,7 +156,7 @@ def research(client: TitanClient, query: str, *, max_iter: int, max_subtopics: i
         say(f"Submitted {len(researchers)} researcher(s) in parallel...")
         run_stage(client, f"{run_id}_ITER{iteration}", researchers, run_id,
                   [(f"{key}:iter:{iteration}:{i}:done", f"researcher-{iteration}-{i}")
-                   for i in range(len(subtopics))], timeout)
+                   for i in range(len(subtopics))], timeout, partial_ok=True)
 
         run_stage(client, f"{run_id}_EVAL{iteration}",
                   [job("evaluator", "research_evaluator.py",

@@ -311,3 +311,48 @@ def test_the_comp_intel_pipeline_is_a_fixed_dag(research_cluster: Cluster,
     assert report.startswith("# Competitive intelligence")
     assert "## Summary" in report and "## Prefect" in report and "## Temporal" in report
     assert client.api("GET", "/store", params={"limit": 10_000})["keys"] == keys_before
+
+
+def test_a_stage_of_alternatives_goes_on_without_the_jobs_that_failed(tmp_path: Path) -> None:
+    """Seed 000: "only that stage fails — the orchestrator can retry or reroute". A
+    researcher that failed (after its retry) or was cancelled by itself no longer stops the
+    agent, which goes on with the sections that finished; a stage cancelled whole, or one of
+    a kind that is not alternatives (the planner), still does. No model needed."""
+    import threading
+
+    from titan_sdk import TitanJob
+
+    agent = _example("research_agent")
+    c = Cluster(tmp_path)
+    try:
+        c.up(slots=2)
+        client = c.client()
+        ok = c.script("alt_ok.py", "import sys\nfrom titan_sdk import TitanClient\n"
+                                   "TitanClient().store_put(sys.argv[1], '1')\n")
+        bad = c.script("alt_bad.py", "raise SystemExit('no sources found')\n")
+        slow = c.script("alt_slow.py", "import time\ntime.sleep(120)\n")
+
+        def stage(n: int, second: str) -> tuple[list[TitanJob], list[tuple[str, str]]]:
+            ids = [f"researcher-{n}-0", f"researcher-{n}-1"]
+            return ([TitanJob(ids[0], ok, args=[f"alt:{n}:0"], retries=0),
+                     TitanJob(ids[1], second, args=[f"alt:{n}:1"], retries=0)],
+                    [(f"alt:{n}:{i}", ids[i]) for i in range(2)])
+
+        jobs, signals = stage(1, bad)
+        agent.run_stage(client, "ALT_ITER1", jobs, "ALT", signals, 60, partial_ok=True)
+        jobs, signals = stage(2, bad)
+        with pytest.raises(agent.StageFailed, match="no sources found"):
+            agent.run_stage(client, "ALT_ITER2", jobs, "ALT", signals, 60)
+        # Cancelled whole while one job had finished: the agent stops.
+        jobs, signals = stage(3, slow)
+
+        def cancel_once_one_finished() -> None:
+            client.store_wait("alt:3:0", timeout=60)
+            client.cancel("ALT_ITER3")
+        canceller = threading.Thread(target=cancel_once_one_finished)
+        canceller.start()
+        with pytest.raises(agent.StageFailed, match="CANCELLED"):
+            agent.run_stage(client, "ALT_ITER3", jobs, "ALT", signals, 60, partial_ok=True)
+        canceller.join(timeout=30)
+    finally:
+        c.stop()
