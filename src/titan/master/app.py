@@ -29,6 +29,7 @@ from titan.formats import HOST_HEADER
 from titan.master.api import (
     admin,
     dags,
+    explorer,
     files,
     jobs,
     openapi,
@@ -268,14 +269,16 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Titan", version=titan.__version__, lifespan=lifespan,
-        openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+        # /api/v1/docs is the master's own page (api/explorer.py): FastAPI's loads Swagger
+        # UI from a CDN, and stayed blank offline.
+        openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None,
         description="Run DAGs of Python jobs and agent loops; see docs/api.md.",
     )
     # The workers' protocol and the store are the hottest routes: match them first. Routes are
     # added flat rather than with include_router, whose per-router wrappers cost a match pass
     # each on every request (measured: ~0.2 ms per request on a 2-core VM).
     for module in (workers, store, jobs, dags, files, runs, replay_api, evaluation_api,
-                   project_api, schedules, admin, otlp_api, stream):
+                   project_api, schedules, admin, otlp_api, stream, explorer):
         app.router.routes.extend(module.router.routes)
     app.router.routes.append(mcp_endpoint.route())
     # The dashboard's pages (and their JSON twins) after the API: /api/v1 is matched first.
