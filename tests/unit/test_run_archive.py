@@ -72,6 +72,22 @@ def test_the_sweep_archives_what_aged_past_the_days(storage: Storage) -> None:
     assert asyncio.run(keeper.sweep()) == []  # once each
 
 
+def test_a_run_taken_out_of_the_archive_by_hand_stays_out_a_whole_window(
+        storage: Storage) -> None:
+    # It was archived again at the next hourly sweep: it was as old as before.
+    now = [T0 + 91 * DAY]
+    keeper = Retention(_Engine(storage), 90, clock=lambda: now[0])
+    assert asyncio.run(keeper.sweep()) == ["a"]
+    now[0] = T0 + 100 * DAY
+    asyncio.run(keeper.set_archived("a", False))
+    now[0] = T0 + 100 * DAY + 3600
+    assert "a" not in asyncio.run(keeper.sweep()) and "a" not in archived(storage)
+    now[0] = T0 + 189 * DAY  # still within 90 days of being taken out
+    assert "a" not in asyncio.run(keeper.sweep())
+    now[0] = T0 + 191 * DAY
+    assert "a" in asyncio.run(keeper.sweep())
+
+
 def test_zero_days_never_archives(storage: Storage) -> None:
     keeper = Retention(_Engine(storage), 0, clock=lambda: T0 + 10_000 * DAY)
     assert asyncio.run(keeper.sweep()) == [] and archived(storage) == {}

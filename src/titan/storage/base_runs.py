@@ -105,7 +105,8 @@ class RunsTransaction(abc.ABC):
     def archivable_runs(self, before: float, limit: int) -> list[str]:
         """Ids of runs not archived, no longer running, that started before ``before``,
         oldest first (every retention class: archiving deletes nothing); as for
-        :meth:`finished_runs_before`, none that a stage or a replay still uses."""
+        :meth:`finished_runs_before`, none that a stage or a replay still uses, and none
+        taken out of the archive by hand since ``before``."""
 
     @abc.abstractmethod
     def unsettled_runs(self, run_ids: Sequence[str]) -> list[str]:
@@ -113,10 +114,12 @@ class RunsTransaction(abc.ABC):
         are read by a running replay (in the order given)."""
 
     @abc.abstractmethod
-    def set_archived(self, run_ids: Sequence[str], archived_at: float | None) -> list[str]:
-        """Archive these runs at ``archived_at`` (or unarchive them, with None); those not
-        already in that state are changed, and their ids returned in the order given. An
-        archived run keeps its first ``archived_at``."""
+    def set_archived(self, run_ids: Sequence[str], archived_at: float | None,
+                     unarchived_at: float | None = None) -> list[str]:
+        """Archive these runs at ``archived_at`` (or unarchive them, with None, by hand at
+        ``unarchived_at`` when given); those not already in that state are changed, and
+        their ids returned in the order given. An archived run keeps its first
+        ``archived_at``."""
 
     @abc.abstractmethod
     def delete_runs(self, run_ids: Sequence[str]) -> int:

@@ -185,6 +185,12 @@ def _run_liveness(conn: Connection) -> None:
         index.create(conn)
 
 
+def _unarchived(conn: Connection) -> None:
+    # Runs from before were never unarchived by hand (NULL): the sweep treats them as ever.
+    if "unarchived_at" not in {c["name"] for c in inspect(conn).get_columns("agent_runs")}:
+        conn.execute(text("ALTER TABLE agent_runs ADD COLUMN unarchived_at FLOAT"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -205,6 +211,7 @@ MIGRATIONS: list[Migration] = [
     (16, "services: readiness, restart and stop settings; reported health and address",
      _services),
     (17, "agent runs: the last sign of life of the process recording them", _run_liveness),
+    (18, "agent runs: when an operator last took one out of the archive", _unarchived),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

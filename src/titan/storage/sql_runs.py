@@ -214,7 +214,8 @@ class RunsSQL:
         c = t.agent_runs.c
         rows = self.conn.execute(
             select(c.id).where(c.archived_at.is_(None), c.status != "running",
-                               c.started_at < before, *_settled(c))
+                               c.started_at < before, *_settled(c),
+                               or_(c.unarchived_at.is_(None), c.unarchived_at < before))
             .order_by(c.started_at, c.id).limit(limit))
         return [r[0] for r in rows]
 
@@ -226,14 +227,18 @@ class RunsSQL:
                 select(c.id).where(c.id.in_(chunk), c.status != "running", *_settled(c))))
         return [i for i in dict.fromkeys(run_ids) if i not in settled]
 
-    def set_archived(self, run_ids: Sequence[str], archived_at: float | None) -> list[str]:
+    def set_archived(self, run_ids: Sequence[str], archived_at: float | None,
+                     unarchived_at: float | None = None) -> list[str]:
         c = t.agent_runs.c
         changed: set[str] = set()
+        values: dict[str, Any] = {"archived_at": archived_at}
+        if archived_at is None and unarchived_at is not None:
+            values["unarchived_at"] = unarchived_at
         for chunk in iter_chunks(list(dict.fromkeys(run_ids)), 500):
             state = c.archived_at.is_(None) if archived_at is not None \
                 else c.archived_at.isnot(None)
             rows = self.conn.execute(update(t.agent_runs).where(c.id.in_(chunk), state)
-                                     .values(archived_at=archived_at).returning(c.id))
+                                     .values(values).returning(c.id))
             changed.update(r[0] for r in rows)
         return [i for i in dict.fromkeys(run_ids) if i in changed]
 

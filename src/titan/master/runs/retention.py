@@ -86,7 +86,10 @@ class Retention:
                 raise Conflict(f"run {run_id!r} is still running (or its stages or a replay "
                                "of it are): archive it once it has ended",
                                details={"run_id": run_id})
-            tx.set_archived([run_id], now if archived else None)
+            # Taken out by hand, it stays out for a whole window (the hourly sweep archived
+            # it again at once, the run being as old as before).
+            tx.set_archived([run_id], now if archived else None,
+                            unarchived_at=None if archived else now)
             return run_or_404(tx, run_id)
 
         run: Row = await self.engine.run(op)

@@ -69,6 +69,10 @@ agent_runs = Table(
     # master/runs/liveness.py): None for runs no such process watches (the API's, OTLP's)
     # and once the run has ended, so the reaper's index holds only open watched runs.
     Column("alive_at", Float),
+    # When an operator last took the run out of the archive (migration 18): the archiver's
+    # sweep leaves it out for a whole archive window from then (it was archived again at
+    # the next hourly sweep).
+    Column("unarchived_at", Float),
     Index("ix_agent_runs_started", "started_at"),
     Index("ix_agent_runs_agent", "agent_id", "started_at"),
     Index("ix_agent_runs_replay_of", "replay_of"),
