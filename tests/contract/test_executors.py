@@ -125,7 +125,10 @@ def test_output_arrives_line_by_line_in_order_while_the_job_runs(jobs: Jobs,
     ("print('ok')", 0, None),
     ("import sys\nprint('boom', file=sys.stderr)\nsys.exit(3)", 3, "exit code 3: boom"),
     ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", -9, "killed by SIGKILL"),
-], ids=["success", "failure", "signal"])
+    # A message of several lines: the error names the exception, not the message's last line.
+    ("raise ValueError('the model is unknown\\n  Pass model as E.g. For x')", 1,
+     "exit code 1: ValueError: the model is unknown"),
+], ids=["success", "failure", "signal", "multi-line exception"])
 def test_the_exit_status_is_reported(jobs: Jobs, source: str, code: int,
                                      error: str | None) -> None:
     _, sink = jobs.start(source)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import time
 from asyncio import Handle
@@ -33,6 +34,10 @@ CANCELLED = "cancelled"
 TIMED_OUT = "timed_out"
 STOPPED = "stopped"
 _ERROR_TEXT = 500
+#: The line a traceback ends with ("ValueError: ...", "litellm.BadRequestError: ..."): the
+#: job's error names it rather than the last line, which for a message of several lines is
+#: only its tail ("exit code 1:  Pass model as E.g. For 'Huggingface'...").
+_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failure)(:|$)")
 #: Signals that end a process on its own fault, named as people search logs for them. A
 #: SIGKILL that Titan did not send is most often the kernel's out-of-memory killer.
 _CRASHES: dict[int, str] = {
@@ -81,6 +86,7 @@ class Attempt:
         self._deadline: Handle | None = None  # the attempt's timeout, armed once
         self._exit: tuple[int | None, str | None] | None = None
         self._last_stderr = ""
+        self._exception_line = ""  # the last of stderr's that ends a traceback
         self._started = time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle (I/O thread)
@@ -191,6 +197,8 @@ class Attempt:
                         "ts": time.time(), "line": line})
         if stream == "stderr" and line.strip():
             self._last_stderr = line
+            if _EXCEPTION_LINE.match(line):
+                self._exception_line = line
 
     def _drain_and_close(self) -> None:
         """Stop waiting for end-of-file: read what is buffered and close the pipes."""
@@ -294,7 +302,8 @@ class Attempt:
         elif code < 0:
             text = f"killed by {signal_name(code)}"
         elif code > 0:
-            text = f"exit code {code}" + (f": {self._last_stderr}" if self._last_stderr else "")
+            said = self._exception_line or self._last_stderr
+            text = f"exit code {code}" + (f": {said}" if said else "")
         else:
             return None
         return text[:_ERROR_TEXT]
