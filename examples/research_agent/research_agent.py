@@ -208,13 +208,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=900,
                    help="seconds any one stage may take (default 900)")
     p.add_argument("--run-id", default=None,
-                   help="the agent run's id (default: RESEARCH_ and six random hex digits); "
-                        "a caller that names it finds its run among others on the cluster")
+                   help="the agent run's id, 1-190 ASCII letters, digits, '.', '_', ':' or "
+                        "'-' with at least one letter or digit (default: RESEARCH_ and six "
+                        "random hex digits); a caller that names it finds its run among "
+                        "others on the cluster")
     args = p.parse_args(argv)
     if args.max_iter < 1 or args.max_subtopics < 1:
         p.error("--max-iter and --max-subtopics must be at least 1")
-    if args.run_id is not None and not re.fullmatch(r"[A-Za-z0-9._:-]{1,200}", args.run_id):
-        p.error("--run-id takes 1-200 ASCII letters, digits, '.', '_', ':' or '-'")
+    # 190: its stages are DAGs named <run id>_PLAN ... _SYNTH, at most 200 characters.
+    if args.run_id is not None and not re.fullmatch(r"(?=.*[A-Za-z0-9])[A-Za-z0-9._:-]{1,190}",
+                                                    args.run_id):
+        p.error("--run-id takes 1-190 ASCII letters, digits, '.', '_', ':' or '-', with at "
+                "least one letter or digit")
 
     started = time.monotonic()
     try:

@@ -59,21 +59,43 @@ _SMALL = frozenset(("and", "are", "but", "can", "does", "for", "from", "has", "h
                     "who", "why", "with"))
 
 
+def _stem(word: str) -> str:
+    """A word without its plural ending ("therapies" and "therapy", "costs" and "cost")."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
 def _words(text: str) -> set[str]:
-    """A title's words as rough stems (their first five letters: "matrix" and "matrices",
-    "therapy" and "therapies" meet), without the small words."""
-    return {w[:5] for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _SMALL}
+    """A title's words, singular, without the small ones; none for a script written without
+    spaces (Chinese, Japanese: a run of characters is no word), where only exact duplicates
+    are dropped."""
+    found = [w for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _SMALL]
+    if any(_UNSPACED(ch) for w in found for ch in w):
+        return set()
+    return {_stem(w) for w in found}
+
+
+def _UNSPACED(ch: str) -> bool:  # noqa: N802 - reads as the predicate it is
+    """A letter of a script written without spaces between words (CJK, kana, hangul)."""
+    return unicodedata.name(ch, "").split(" ")[0] in ("CJK", "HIRAGANA", "KATAKANA",
+                                                      "HANGUL")
+
+
+def _bare(text: str) -> str:
+    """Text as letters and digits only, lowercased: a title that is the question says so."""
+    return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
 def _foreign_letters(title: str, query: str) -> str:
-    """``title`` without letters of a script the question does not use (a stray CJK
-    character at the end of an English title) and without control characters."""
-    def script(ch: str) -> str:
-        return unicodedata.name(ch, "").split(" ")[0]
-    used = {script(ch) for ch in query if ch.isalpha()}
-    kept = [ch for ch in title if not unicodedata.category(ch).startswith("C")
-            and not (ch.isalpha() and ord(ch) > 0x24F and script(ch) not in used)]
-    return "".join(kept)
+    """``title`` without control characters, and without letters of a script written
+    without spaces when the question has none (the small model's stray CJK character at the
+    end of an English title). Other scripts stay: a Greek letter is a name ("β-blocker")."""
+    stray = not any(_UNSPACED(ch) for ch in query)
+    return "".join(ch for ch in title if not unicodedata.category(ch).startswith("C")
+                   and not (stray and _UNSPACED(ch)))
 
 
 def normalize_plan(data: Any, max_subtopics: int, query: str = "") -> list[str]:
@@ -97,8 +119,9 @@ def normalize_plan(data: Any, max_subtopics: int, query: str = "") -> list[str]:
         if len(title) < 3 or len(title.split()) > MAX_TITLE_WORDS \
                 or any(title.lower() == t.lower() for t, _ in kept):
             continue
-        if asked and words and words <= asked:
-            continue  # the question again, or a piece of it: no aspect of its own
+        if _bare(title) == _bare(query) or asked and words and (
+                asked <= words and len(words - asked) <= 1 or words <= asked and len(words) == 1):
+            continue  # the question again (every word of it, give or take one), or its subject
         if any(len(words ^ other) <= 1 and len(words & other) >= 2 for _, other in kept):
             continue  # the same title, one word apart
         kept.append((title, words))

@@ -341,6 +341,15 @@ def test_a_json_column_that_no_longer_parses_is_an_edit_not_a_500(cl: Cluster) -
             r = http.get("/api/v1/runs/export", params={"format": fmt, "actions": "true",
                                                         "agent": "garbled-agent"})
             assert r.status_code == 200 and "lg-garbled" in r.text, (fmt, r.text[-500:])
+    # A run's own JSON columns edited by hand read as nothing: its page, the registry and
+    # the dashboard's Runs page answered 500 (every run of it).
+    db(cl, "UPDATE agent_runs SET started_by = 'oops', code = '[1]', pii = '{' "
+           "WHERE id = 'lg-garbled'")
+    db(cl, "UPDATE actions SET pii = '{\"inputs\": 5}' WHERE run_id = 'lg-garbled' AND seq = 1")
+    assert cl.api("GET", "/runs/lg-garbled")["id"] == "lg-garbled"
+    assert len(cl.api("GET", "/runs/lg-garbled/actions")["actions"]) == 4
+    assert [r["id"] for r in cl.api("GET", "/runs?agent=garbled-agent")["runs"]] == ["lg-garbled"]
+    assert page(cl, "/runs", agent="garbled-agent").count('data-run-id="lg-garbled"') >= 1
     cl.api("POST", "/runs", {"id": "lg-after-garbled", "agent_id": "garbled-agent"})
     for _ in range(8):  # every pooled reader sees it
         found = cl.api("GET", "/runs?agent=garbled-agent")["runs"]

@@ -234,6 +234,30 @@ def test_an_orchestrator_job_that_times_out_ends_its_run_failed_saying_so(
     client.cancel("DAG-ORCHTIMEOUT_WORK")
 
 
+def test_an_orchestrator_retried_on_the_same_run_ends_it_cleanly(cluster: Cluster) -> None:
+    # Its first attempt died; going back to wait for its retry ended the run "crashed", and
+    # the retry that drove the same run on finished it completed with the crash as its error.
+    step = cluster.script("retry_step.py", "print('step')\n")
+    orchestrator = cluster.script("retry_orchestrator.py", f"""
+        import os
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+        attempt = os.environ["TITAN_ATTEMPT"]
+        client.submit_dag(f"ORCHRETRY_STEP{{attempt}}", [TitanJob("step", {step!r})],
+                          agent_run_id="ORCHRETRY", wait=True, timeout=60)
+        if attempt == "1":
+            os._exit(3)  # dies without ending its run; its retry drives the same run on
+    """)
+    from titan_sdk import TitanJob
+
+    client = cluster.client()
+    client.submit_job(TitanJob("orch_retried", orchestrator, retries=1))
+    job = client.wait("orch_retried", timeout=60)
+    assert (job["state"], job["attempt"]) == ("COMPLETED", 2), client.fetch_logs("orch_retried")
+    run = status_becomes(cluster, "ORCHRETRY", "completed", within=15)
+    assert run["error"] is None, run
+
+
 def test_a_master_that_stood_still_gives_every_run_a_whole_timeout(cluster: Cluster) -> None:
     # The master paused past the timeout (SIGSTOP, a frozen VM) heard nothing meanwhile: on
     # waking it ended every watched run as crashed, their processes alive.

@@ -37,6 +37,20 @@ def test_a_truncated_reply_is_cut_back_to_its_last_sentence(text: str, expected:
     assert cut.whole_sentences() == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ('Analysts wrote that "costs rose sharply." Demand in Europe began to',
+     'Analysts wrote that "costs rose sharply."'),
+    ("(See the 2023 report.) Demand then", "(See the 2023 report.)"),
+    ("成本大幅上升。欧洲的需求随后开始", "成本大幅上升。"),
+    ("コストが上がった。需要は", "コストが上がった。"),
+    ("It ends in a quote.\u201d", "It ends in a quote.\u201d"),
+])
+def test_a_sentence_ends_past_its_quotes_and_brackets_and_in_cjk(text: str,
+                                                                  expected: str) -> None:
+    # Only ". " and the like counted: these lost every sentence they had.
+    assert reply(text, "length").whole_sentences() == expected
+
+
 def test_an_unfinished_sentence_goes_however_long_it_is() -> None:
     # Kept when it was most of the text, it was then given a full stop and passed for a
     # finished sentence ("...causing water to rise and.").

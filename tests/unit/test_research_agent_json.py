@@ -74,11 +74,24 @@ def test_plan_drops_the_question_near_duplicates_and_stray_letters() -> None:
     # Seen from the local model: the question as a subtopic, three near-identical titles,
     # one ending in a stray CJK character.
     query = "How does LoRA work in LLM fine-tuning?"
-    data = {"subtopics": ["How does LoRA work in LLM fine-tuning?", "LoRA in fine-tuning",
-                          "Low-rank matrices", "Low-rank matrix", "QLoRA quantization\u9776",
+    data = {"subtopics": ["How does LoRA work in LLM fine-tuning?", "LoRA",
+                          "Low-rank adapters", "Low-rank adapter", "QLoRA quantization\u9776",
                           "Rank selection\x07"]}
-    assert planner.normalize_plan(data, 6, query) == ["Low-rank matrices",
+    assert planner.normalize_plan(data, 6, query) == ["Low-rank adapters",
                                                       "QLoRA quantization", "Rank selection"]
+    # Titles naming the question's own aspects stay, however many of its words they use; so
+    # do look-alike words that are not the same ("transportation", "transmission"), a Greek
+    # letter, and titles in a script written without spaces (only the question is dropped).
+    nuclear = "What are the costs, risks and regulation of nuclear power in France?"
+    assert planner.normalize_plan({"subtopics": [
+        "Costs of nuclear power in France", "Risks of nuclear power", nuclear]}, 4, nuclear) \
+        == ["Costs of nuclear power in France", "Risks of nuclear power"]
+    assert planner.normalize_plan({"subtopics": [
+        "Transportation infrastructure", "Transmission infrastructure", "β-blocker use"]},
+        4, "grids") == ["Transportation infrastructure", "Transmission infrastructure",
+                        "β-blocker use"]
+    assert planner.normalize_plan({"subtopics": ["量子比特的原理", "量子纠错", "量子计算机如何工作"]},
+                                  4, "量子计算机如何工作？") == ["量子比特的原理", "量子纠错"]
     # A title in the question's own script keeps its letters.
     assert planner.normalize_plan({"subtopics": ["微调的原理", "显存成本"]}, 4,
                                   "LoRA 微调是如何工作的？") == ["微调的原理", "显存成本"]

@@ -13,6 +13,11 @@ Message = dict[str, Any]
 _OPEN_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|#{1,6}\s.*)\s*$")
 
 
+#: Where a sentence ends: its mark, any closing quotes or brackets, then a space or a line's
+#: end; or a full-width mark (Chinese, Japanese), which needs no space after it.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s|$)|[。！？][\"'”’」』)）]*|\n")
+
+
 def _without_open_lines(text: str) -> str:
     lines = text.splitlines()
     while lines and (not lines[-1].strip() or _OPEN_LINE.match(lines[-1])):
@@ -103,10 +108,10 @@ class Completion:
         if not self.truncated:
             return text
         text = _without_open_lines(text)
-        if text.endswith((".", "!", "?")):
-            return text
-        end = max(text.rfind(mark) for mark in (". ", ".\n", "! ", "? ", "\n"))
-        return _without_open_lines(text[:end + 1].rstrip()) if end >= 0 else ""
+        ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+        if ends and ends[-1] >= len(text.rstrip()):
+            return text  # it ends on a sentence's end after all
+        return _without_open_lines(text[:ends[-1]].rstrip()) if ends else ""
 
     def json(self) -> Any:
         """The parsed JSON output (requires ``json_schema``)."""

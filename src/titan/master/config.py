@@ -15,9 +15,9 @@ from titan.storage.blobs import BlobSettings
 from titan.windows import deletion_cutoff
 
 
-def _env_float(name: str, default: float) -> float:
+def _env_float(name: str, default: float, allowed: str = "a number of 0 or more") -> float:
     """A number from the environment; one that is not is a one-line ConfigError naming the
-    variable (a ValueError traceback stopped the master)."""
+    variable and ``allowed`` (a ValueError traceback stopped the master)."""
     raw = os.environ.get(name)
     if raw in (None, ""):
         return default
@@ -26,7 +26,7 @@ def _env_float(name: str, default: float) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a number of 0 or more, got {raw[:40]!r}")
+        raise ConfigError(f"{name} must be {allowed}, got {raw[:40]!r}")
     return value
 
 
@@ -59,7 +59,7 @@ class MasterConfig:
     #: The event stream says {"type": "ping"} after this many quiet seconds: a page that hears
     #: nothing for 2.5 times as long knows its socket died silently and reconnects.
     events_ping_seconds: float = field(
-        default_factory=lambda: _env_float("TITAN_EVENTS_PING", 20.0))
+        default_factory=lambda: _env_float("TITAN_EVENTS_PING", 20.0, "0.2 to 3600 seconds"))
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host headers accepted
     #: The URL other masters and clients are told to use for this master while it leads
     #: (a standby names it); default: the address it listens on.

@@ -33,6 +33,9 @@ from titan.storage.base import Row, RunQuery, iter_chunks
 from titan.storage.rows import json_column
 
 _RUN_JSON = ("tags", "replay", "code", "started_by", "pii")
+#: What each JSON column of a run holds: anything else (a row edited by hand) reads as None.
+_RUN_JSON_KINDS: dict[str, type | tuple[type, ...]] = {
+    "tags": (list, dict), "replay": dict, "code": dict, "started_by": dict, "pii": dict}
 
 
 def like(text: str) -> str:
@@ -43,7 +46,8 @@ def like(text: str) -> str:
 def _run_out(row: Any) -> Row:
     out = dict(row._mapping)
     for key in _RUN_JSON:
-        out[key] = json_column(out.get(key), f"the {key} of run {out.get('id')}")
+        out[key] = json_column(out.get(key), f"the {key} of run {out.get('id')}",
+                               _RUN_JSON_KINDS[key])
     out["blocked"] = bool(out.get("blocked"))
     return out
 

@@ -90,7 +90,8 @@ def total(pii: Row | None) -> dict[str, int]:
     if not isinstance(pii, dict):  # None, or a row's text that is not JSON (edited by hand)
         return out
     for counts in pii.values():
-        merge(out, counts)
+        if isinstance(counts, dict):  # a row edited into another shape counts nothing
+            merge(out, counts)
     return out
 
 

@@ -69,7 +69,8 @@ async def mark_alive(runs: RunService, body: Any, who: Principal) -> Row:
 
     alive, revived = await runs.engine.run(op)
     if who.role == "job" and who.job is not None:
-        runs.drivers.add(who.job)  # ends what it holds open when it stops (end_runs_of)
+        # What it holds open, ended with it if it ends for good (end_runs_of).
+        runs.drivers.setdefault(who.job, set()).update(ids)
     for before, after in revived:
         log.info("run %s shows a sign of life again: running", after["id"])
         runs.after_run_change(before, after)
@@ -113,33 +114,42 @@ async def reap(runs: RunService, before: float, timeout: float) -> list[str]:
     return ended
 
 
-def driving_jobs(tx: Transaction) -> set[int]:
-    """The jobs that started runs they still hold open (watched, their driver not done): read
+def _job_of(run: Row) -> int | None:
+    """The job that started ``run``, if one did (``started_by`` as recorded; a row edited
+    into something else names none)."""
+    by = run.get("started_by")
+    job = by.get("job") if isinstance(by, dict) and by.get("role") == "job" else None
+    return job if isinstance(job, int) else None
+
+
+def driving_jobs(tx: Transaction) -> dict[int, set[str]]:
+    """The runs each job started and still holds open (watched, its driver not done): read
     at start, so a job that ends after a master restart still ends its runs."""
-    out = set()
+    out: dict[int, set[str]] = {}
     for run_id in tx.silent_runs(float("inf")):
-        by = (tx.get_run(run_id) or {}).get("started_by") or {}
-        if by.get("role") == "job" and isinstance(by.get("job"), int):
-            out.add(by["job"])
+        run = tx.get_run(run_id)
+        job = _job_of(run) if run is not None else None
+        if job is not None:
+            out.setdefault(job, set()).add(run_id)
     return out
 
 
-async def end_runs_of(runs: RunService, job_id: int, state: str) -> list[str]:
-    """End the runs job ``job_id`` started and still held open, now that it no longer runs
-    (``state``): an orchestrator running as a job, cancelled, killed by its timeout or lost
-    with its worker, never says so, and its runs stayed ``running`` until their silence ran
-    out (120 s), then read "crashed". Cancelled with the job, its runs end ``cancelled`` and
-    their stages still going are cancelled too (as cancelling a Temporal workflow or a Ray
-    task cancels its children); otherwise they end ``failed``, as crashed (a later attempt
-    that drives the same run again reopens it). A run the job ended itself, or whose stages
-    it left running after saying it was done, is not touched."""
+async def end_runs_of(runs: RunService, job_id: int, state: str,
+                      run_ids: set[str]) -> list[str]:
+    """End the runs job ``job_id`` started and still held open (of ``run_ids``: those it
+    started or kept alive), now that it has ended for good (``state``): an orchestrator
+    running as a job, cancelled, killed by its timeout or failed for good, never says so,
+    and its runs stayed ``running`` until their silence ran out (120 s), then read
+    "crashed". Cancelled with the job, its runs end ``cancelled`` and their stages still
+    going are cancelled too (as cancelling a Temporal workflow or a Ray task cancels its
+    children); otherwise they end ``failed``, as crashed. A run the job ended itself, or
+    whose stages it left running after saying it was done, is not touched."""
     def mine(tx: Transaction) -> list[Row]:
         found = []
-        for run_id in tx.silent_runs(float("inf")):
+        for run_id in sorted(run_ids):
             run = tx.get_run(run_id)
-            by = (run or {}).get("started_by") or {}
-            if run is not None and by.get("role") == "job" and by.get("job") == job_id \
-                    and run["ended_at"] is None:
+            if run is not None and _job_of(run) == job_id and run["status"] == "running" \
+                    and run["ended_at"] is None and run["alive_at"] is not None:
                 found.append(run)
         return found
 

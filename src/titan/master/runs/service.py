@@ -73,9 +73,10 @@ class RunService:
         self.listeners: list[RunListener] = []
         engine.stage_hooks = self  # a DAG naming a run opens it (see Engine.stage_hooks)
         engine.dag_listeners.append(self.dag_settled)  # and its last stage ends it
-        #: Jobs that started runs they may still hold open (an orchestrator running as a
-        #: job): when such a job stops running, those runs end (liveness.end_runs_of).
-        self.drivers: set[int] = set()
+        #: The runs each job started or kept alive (an orchestrator running as a job): when
+        #: the job ends for good, those it started and still held open end too
+        #: (liveness.end_runs_of).
+        self.drivers: dict[int, set[str]] = {}
         engine.job_listeners.append(self.job_changed)
 
     @property
@@ -141,8 +142,8 @@ class RunService:
             return found, created
 
         run, created = await self.engine.run(op)
-        if who.role == "job" and (run.get("started_by") or {}).get("job") == who.job:
-            self.drivers.add(who.job)  # type: ignore[arg-type]  # a job token names its job
+        if who.role == "job" and who.job is not None and created:
+            self.drivers.setdefault(who.job, set()).add(run["id"])
         self.hub.publish("run_created" if created else "run_updated", run_summary(run))
         return run, created
 
@@ -258,11 +259,12 @@ class RunService:
             self._spawn(self._end_orphaned_replay(run_id))
 
     def job_changed(self, job_id: int, state: str) -> None:
-        """A job's state changed: if it started runs and no longer runs (cancelled, failed,
-        timed out, lost), the runs it still held open end now, not a silent timeout later."""
-        if state != "RUNNING" and job_id in self.drivers:
-            self.drivers.discard(job_id)
-            self._spawn(liveness.end_runs_of(self, job_id, state))
+        """A job's state changed: if it drove runs and has ended for good (cancelled, failed,
+        timed out), those it started and still held open end now, not a silent timeout later.
+        A job going back to wait for its retry keeps them: its next attempt may drive the
+        same run again (ended "crashed" meanwhile, the run finished with that error)."""
+        if state in TERMINAL and job_id in self.drivers:
+            self._spawn(liveness.end_runs_of(self, job_id, state, self.drivers.pop(job_id)))
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

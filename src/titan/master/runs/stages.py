@@ -11,6 +11,7 @@ import hashlib
 from collections import Counter
 
 from titan.master.runs.events import run_summary
+from titan.master.runs.liveness import CRASHED
 from titan.master.scheduling.state import dag_status
 from titan.status import RunStatus
 from titan.storage.base import Row, Transaction
@@ -31,8 +32,11 @@ def stage_submitted(tx: Transaction, run_id: str, agent_id: str | None, now: flo
     run = tx.get_run(run_id)
     assert run is not None
     if run["status"] != "running":
-        tx.update_run(run_id, {"status": "running", "ended_at": None})
-        run.update(status="running", ended_at=None)
+        changes: Row = {"status": "running", "ended_at": None}
+        if (run.get("error") or "").startswith(CRASHED):
+            changes["error"] = None  # a driver back (a retry): the crash is not its end
+        tx.update_run(run_id, changes)
+        run.update(changes)
         return [("run_updated", run_summary(run))]
     return []
 
