@@ -346,3 +346,25 @@ def test_losing_last_capable_worker_parks_ready_jobs() -> None:
     assert job.state == "READY"
     s.lose_worker(g, ch)
     assert job.state == "PENDING" and "GPU" in (job.reason or "")
+
+
+def test_a_job_cancelled_alone_beside_completed_ones_is_a_mixed_result() -> None:
+    # Seed 000's PARTIAL, "some completed, some failed": a stage of researchers with one
+    # cancelled read CANCELLED although the others had finished. Cancelled whole, it is.
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    alone = dag(s, [{"id": "a"}, {"id": "b"}], ch)
+    jobs = by_name(s, alone)
+    s.take(w, 4, ch)
+    s.finish(jobs["a"].id, 1, 0, None, False, ch)
+    s.cancel_job(jobs["b"], ch)
+    s.settle_dags(ch)
+    assert alone.status == "PARTIAL"
+    whole = dag(s, [{"id": "a"}, {"id": "b"}], ch)
+    jobs = by_name(s, whole)
+    s.take(w, 4, ch)
+    s.finish(jobs["a"].id, 1, 0, None, False, ch)
+    s.cancel_dag(whole, ch)
+    s.settle_dags(ch)
+    assert whole.status == "CANCELLED"

@@ -86,7 +86,7 @@ class DagProgress:
             dag = self.dags.get(dag_id)
             if dag is None:
                 continue
-            status = dag_status(dag.counts)
+            status = dag_status(dag.counts, dag.cancelled)
             if status == dag.status:
                 continue
             fields: dict[str, object] = {"status": status}

@@ -188,8 +188,11 @@ class Changes:
                 tx.store_delete(key)
 
 
-def dag_status(counts: Counter[str]) -> str:
-    """A DAG's (or agent stage's) status from its job counts."""
+def dag_status(counts: Counter[str], cancelled: bool = True) -> str:
+    """A DAG's (or agent stage's) status from its job counts. ``cancelled``: whether the DAG
+    was cancelled whole, which its cancelled jobs then say (CANCELLED); jobs cancelled one
+    by one beside completed ones make a mixed result instead, seed 000's PARTIAL (a stage
+    of four researchers with one cancelled read CANCELLED although three had finished)."""
     active = sum(counts[s] for s in ACTIVE)
     settled = sum(counts[s] for s in TERMINAL)
     if active:
@@ -198,7 +201,8 @@ def dag_status(counts: Counter[str]) -> str:
     if bad:
         return "PARTIAL" if counts[COMPLETED] + counts[APPROVED] else "FAILED"
     if counts[CANCELLED] or counts[SKIPPED]:
-        return "CANCELLED"
+        return "PARTIAL" if not cancelled and counts[COMPLETED] + counts[APPROVED] \
+            else "CANCELLED"
     return "COMPLETED"
 
 

@@ -161,7 +161,9 @@ def run_status(run: Row, total: Counter[str], staged: bool) -> str:
     own = str(run.get("status") or "running").upper()
     if not staged:
         return "WAITING" if own == "RUNNING" and not run.get("action_count") else own
-    derived = dag_status(total)
+    # Its stages together, none cancelled whole as one DAG: completed ones beside cancelled
+    # ones are a mixed result (an agent that went on without a cancelled stage).
+    derived = dag_status(total, cancelled=False)
     if derived in ("RUNNING", "WAITING"):
         return derived
     if own in ("FAILED", "CANCELLED"):
