@@ -391,7 +391,8 @@ def test_agents_twin_groups_the_stages(cl: Cluster) -> None:
     assert '<span class="stage-symbol" aria-hidden="true">✓</span> COMPLETED' in html
     assert '<span class="stage-symbol" aria-hidden="true">◐</span> PARTIAL' in html
     assert [st["symbol"] for st in run["stages"]] == ["✓", "◐", "✓", "✓"]
-    assert 'class="run-failure"' in html
+    assert 'class="run-failure" data-status="PARTIAL"' in html  # marked ◐ as its stage, not ✗
+    assert re.search(r'class="run-failure" data-status="PARTIAL"[^>]*>◐ ITER1 PARTIAL', html)
     assert re.search(r'<div id="empty-state" class="empty-state" hidden>', html)
 
 

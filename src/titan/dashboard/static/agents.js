@@ -22,8 +22,8 @@
       r.iteration === null ? null : el("span", { class: "run-iter", text: "iteration " + r.iteration }),
       el("span", { class: "run-started" }, "started ", T.timeEl(r.created_at)));
     for (const f of r.failed) {
-      head.append(el("a", { class: "run-failure", href: dagHref(f.name, f.run),
-        text: "✗ " + f.label + " " + f.status + (f.failed_jobs ? " (" + f.failed_jobs + " of " + f.jobs + " jobs)" : "") }));
+      head.append(el("a", { class: "run-failure", href: dagHref(f.name, f.run), dataset: { status: f.status },
+        text: ({ PARTIAL: "◐", CANCELLED: "⊘" }[f.status] || "✗") + " " + f.label + " " + f.status + (f.failed_jobs ? " (" + f.failed_jobs + " of " + f.jobs + " jobs)" : "") }));
     }
     const stages = el("div", { class: "stages" });
     r.stages.forEach((s, i) => {
