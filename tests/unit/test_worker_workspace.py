@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import threading
 import zipfile
@@ -276,3 +277,35 @@ def test_a_ca_file_without_a_certificate_is_a_one_line_error(
     monkeypatch.setenv("TITAN_CA_FILE", str(not_pem))
     with pytest.raises(errors.ConfigError, match="holds no PEM certificate"):
         client_context("https://m.example:9090")
+
+
+def test_cached_scripts_unused_for_the_window_are_evicted(tmp_path: Path) -> None:
+    # Every distinct script stayed in the cache for good: a worker serving agents that write
+    # new code each step filled its disk (the soak pass: 4 MB per 400 small scripts).
+    ws = _workspace(tmp_path)
+    old, hot = _cache_blob(ws, b"print('old')\n"), _cache_blob(ws, b"print('hot')\n")
+    for sha in (old, hot):
+        ws.materialize(f"{sha[:8]}.py", sha)
+        path = ws.blob_cache / sha[:2] / sha
+        os.utime(path, (1_000_000, 1_000_000))  # last used long ago
+    assert ws.cached(f"{hot[:8]}.py", hot) is not None  # used now: marked so
+    assert ws.evict(older_than=2_000_000) == 1
+    assert not (ws.blob_cache / old[:2] / old).exists()
+    assert (ws.blob_cache / hot[:2] / hot).exists()
+    # The evicted one's script stays where jobs may import it; its cache entry is not
+    # trusted any more (it would be fetched again), the used one's still is.
+    assert (ws.shared / f"{old[:8]}.py").read_bytes() == b"print('old')\n"
+    assert ws.cached(f"{old[:8]}.py", old) is None
+    assert ws.cached(f"{hot[:8]}.py", hot) is not None
+
+
+def test_the_cache_window_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from titan.errors import ConfigError
+    from titan.worker.workspace import cache_days
+
+    monkeypatch.setenv("TITAN_WORKER_CACHE_DAYS", "0")
+    assert cache_days() == 0
+    for bad in ("-1", "soon", "nan"):
+        monkeypatch.setenv("TITAN_WORKER_CACHE_DAYS", bad)
+        with pytest.raises(ConfigError, match="TITAN_WORKER_CACHE_DAYS"):
+            cache_days()

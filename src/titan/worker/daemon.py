@@ -44,7 +44,7 @@ from titan.worker.poller import Poller
 from titan.worker.reporter import Reporter, SyncLink
 from titan.worker.supervisor import Supervisor
 from titan.worker.wakeup import Wakeup
-from titan.worker.workspace import Workspace
+from titan.worker.workspace import Workspace, cache_days
 
 log = logging.getLogger("titan.worker")
 
@@ -89,6 +89,7 @@ class Worker(LeaseThread):
         self.conn = MasterConnection(master_url, token, self._hard)
         self._loop = IOLoop()
         self.workspace = Workspace(workdir, self.conn, private=not run_as)
+        self._cache_days = cache_days()
         self._runner, slots = open_executor(
             executor, self._loop, workspace=self.workspace.root, slots=slots,
             use_zygote=use_zygote, sandbox=sandbox, run_as=run_as, ray_address=ray_address)
@@ -146,6 +147,20 @@ class Worker(LeaseThread):
         self._signals += 1
         self._wake.notify()
 
+    def _evict_main(self) -> None:
+        """At start and hourly: cached script blobs unused for TITAN_WORKER_CACHE_DAYS go
+        (every distinct script stayed for good: a worker serving agents that write new code
+        each step filled its disk)."""
+        while not self._stopped.is_set():
+            try:
+                gone = self.workspace.evict(time.time() - self._cache_days * 86_400)
+                if gone:
+                    log.info("removed %d cached script(s) unused for %g days", gone,
+                             self._cache_days)
+            except OSError as exc:
+                log.warning("cleaning the script cache failed: %s", exc)
+            self._stopped.wait(3600)
+
     def run(self) -> int:
         """Run until drained, burst-finished or killed; returns the process exit code."""
         handlers: dict[signal.Signals, Any] = {}
@@ -157,6 +172,9 @@ class Worker(LeaseThread):
             self._runner.start()
             self._reporter.start()
             threading.Thread(target=self._lease_main, name="titan-lease", daemon=True).start()
+            if self._cache_days:
+                threading.Thread(target=self._evict_main, name="titan-cache",
+                                 daemon=True).start()
             return self._supervise()
         finally:
             for signum, handler in handlers.items():

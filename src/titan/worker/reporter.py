@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from titan import errors
+from titan.worker.settings import env_number
 
 log = logging.getLogger("titan.worker")
 
@@ -76,16 +76,8 @@ Pressure = Callable[[Key, bool], None]
 def output_buffer() -> int:
     """The per-attempt limit on held log lines, in bytes, from ``TITAN_WORKER_OUTPUT_BUFFER``
     (MiB; at least 1)."""
-    raw = os.environ.get(OUTPUT_BUFFER_ENV, "").strip()
-    if not raw:
-        return DEFAULT_OUTPUT_BUFFER
-    try:
-        mib = float(raw)
-    except ValueError:
-        mib = float("nan")
-    if not (1 <= mib <= 1 << 20):
-        raise errors.ConfigError(f"{OUTPUT_BUFFER_ENV} is the MiB of log lines a running job "
-                                 f"may hold in the worker's memory, at least 1 (got {raw!r})")
+    mib = env_number(OUTPUT_BUFFER_ENV, DEFAULT_OUTPUT_BUFFER / (1 << 20), 1, 1 << 20,
+                     "the MiB of log lines a running job may hold in the worker's memory")
     return int(mib * (1 << 20))
 
 

@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from titan import errors
 from titan.worker.connection import MasterConnection
+from titan.worker.settings import env_number
 
 log = logging.getLogger("titan.worker")
 
@@ -148,6 +149,29 @@ def _replace_beneath(directory: int, name: str, data: bytes, mode: int) -> None:
         raise
 
 
+CACHE_DAYS_ENV = "TITAN_WORKER_CACHE_DAYS"
+DEFAULT_CACHE_DAYS = 7.0
+
+
+def cache_days() -> float:
+    """How long a cached script blob unused is kept (``TITAN_WORKER_CACHE_DAYS``; 0: for
+    ever)."""
+    return env_number(CACHE_DAYS_ENV, DEFAULT_CACHE_DAYS, 0, 36_500,
+                      "the days a cached script unused is kept (0: for ever)")
+
+
+def _touch(path: Path) -> bool:
+    """Mark a cached blob used now (the eviction keeps what was used lately); False when it
+    is gone."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except OSError:  # read-only or foreign: it is there, just not marked
+        pass
+    return True
+
+
 class Workspace:
     """Materializes scripts and archives for jobs; safe to use from several threads."""
 
@@ -190,14 +214,14 @@ class Workspace:
         if not _SHA256.match(sha):
             raise errors.ValidationFailed(f"invalid script hash {sha256!r}")
         path = self._blob_path(sha)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            pass
-        with self._key_lock(sha):
-            if not path.exists():
+        with self._key_lock(sha):  # the eviction's too: it never takes a blob being read
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
                 self._conn.download(f"/blobs/{sha}", path, expect_sha256=sha)
-        return path.read_bytes()
+                return path.read_bytes()
+            _touch(path)
+            return data
 
     def _blob_path(self, sha: str) -> Path:
         return self.blob_cache / sha[:2] / sha
@@ -212,8 +236,35 @@ class Workspace:
             return None
         sha = sha256.lower()
         if self._written.get(dest) == (sha, st.st_mtime_ns, st.st_size, st.st_ino):
-            return Script(dest, source=self._blob_path(sha))
+            source = self._blob_path(sha)
+            with self._key_lock(sha):
+                if not _touch(source):
+                    return None  # evicted meanwhile: written again from a fresh fetch
+            return Script(dest, source=source)
         return None
+
+    def evict(self, older_than: float) -> int:
+        """Delete the cached blobs last used before ``older_than`` (epoch seconds), each
+        under its key's lock (a job reading it, or given its path, touched it first); how
+        many went. Their scripts in ``shared/`` stay: jobs may import them."""
+        gone = 0
+        for path in self.blob_cache.glob("??/*"):
+            sha = path.name
+            if not _SHA256.match(sha):
+                continue
+            with self._key_lock(sha):
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < older_than:
+                        path.unlink()
+                        gone += 1
+            with self._lock:
+                lock = self._key_locks.get(sha)
+                if lock is not None and not lock.locked() and not path.exists():
+                    del self._key_locks[sha]
+        with self._lock:  # what this worker wrote where no longer names a cached blob
+            self._written = {d: w for d, w in self._written.items()
+                             if self._blob_path(w[0]).exists()}
+        return gone
 
     def materialize(self, filename: str, sha256: str) -> Script:
         """Write blob ``sha256`` at ``shared/<filename>`` (only if it differs) and return it.
