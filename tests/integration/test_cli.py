@@ -198,9 +198,13 @@ def test_titan_up_prints_where_things_are_and_stops_cleanly_on_ctrl_c(tmp_path: 
               f"c.submit_job(TitanJob(job_id='slow', filename={str(job)!r}))\n"
               "while c.get_job('slow')['state'] != 'RUNNING':\n    time.sleep(0.1)\n")
     subprocess.run([sys.executable, "-c", submit], env=env, cwd="/", check=True, timeout=60)
+    assert (data / "master.json").is_file()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0
     assert marker.read_text() == "ok", "the running job was stopped, not drained"
+    # Stopped, it no longer names itself to clients looking from its directory down (they
+    # found it there before a running master elsewhere); its state stays.
+    assert not (data / "master.json").exists() and (data / "admin.token").is_file()
     for pid in worker_pids:
         for _ in range(100):
             try:

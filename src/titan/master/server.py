@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import socket
@@ -52,14 +53,24 @@ def record(config: MasterConfig) -> None:
 
 
 def forget(config: MasterConfig) -> None:
-    """A master that stops cleanly leaves the user's config as the one before it found it."""
-    from titan.client.config import forget_master
+    """A master that stops cleanly leaves the user's config as the one before it found it,
+    and its data dir without the ``master.json`` that named it: clients look for one from
+    their directory up, and found the stopped master there before a running one elsewhere
+    (`make demo-stop`, then any `titan up` and a script in the checkout)."""
+    from titan.client.config import MASTER_FILE, forget_master
+    from titan.client.urls import parse_url
 
     try:
         token = (config.data_path / "admin.token").read_text().strip()
         forget_master(config.api_url, token)
     except Exception as exc:  # a broken user config must not keep the master from stopping
         log.warning("could not remove the master from the user config: %s", exc)
+    path = config.data_path / MASTER_FILE
+    try:
+        if json.loads(path.read_text()).get("url") == parse_url(config.api_url)[0]:
+            path.unlink()
+    except (OSError, ValueError, AttributeError, ConfigError):
+        pass  # gone, another master's since, or not ours to judge
 
 
 #: How long a stopping master lets open requests finish before it cuts them.
