@@ -21,6 +21,7 @@ from titan.storage.base import Row, Storage, Transaction, iter_chunks
 from titan.storage.leadership import Leadership
 from titan.storage.migrations import migrate
 from titan.storage.sql_actions import ActionsSQL
+from titan.storage.sql_attempts import AttemptsSQL
 from titan.storage.sql_dag_retention import DagRetentionSQL
 from titan.storage.sql_evals import EvalsSQL
 from titan.storage.sql_jobs import JobsSQL
@@ -30,7 +31,7 @@ from titan.storage.sql_schedules import SchedulesSQL
 _INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one sign
 
 
-class SQLTransaction(JobsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
+class SQLTransaction(JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any) -> None:
         self.conn = conn
         self.insert = insert

@@ -1,4 +1,5 @@
-"""SQL for agent runs, DAGs, jobs, attempts and log lines (part of :class:`SQLTransaction`)."""
+"""SQL for agent runs, DAGs and jobs (part of :class:`SQLTransaction`); their attempts and log
+lines are :mod:`titan.storage.sql_attempts`'s."""
 
 from __future__ import annotations
 
@@ -61,13 +62,6 @@ def _by_shape(changes: Iterable[tuple[int, Row]]) -> Iterable[tuple[tuple[str, .
 
 def _update_by_pk(table: Table, keys: tuple[str, ...]) -> Any:
     return table.update().where(table.c.id == bindparam("pk")) \
-        .values({k: bindparam("v_" + k) for k in keys})
-
-
-def _finish_attempt(keys: tuple[str, ...]) -> Any:
-    a = t.attempts.c
-    return t.attempts.update() \
-        .where(a.job == bindparam("pk_job"), a.attempt == bindparam("pk_attempt")) \
         .values({k: bindparam("v_" + k) for k in keys})
 
 
@@ -422,62 +416,3 @@ class JobsSQL:
                 partial(_update_by_pk, t.jobs, keys),
                 params,
             )
-
-    # -- attempts and logs --------------------------------------------------------------------
-    def insert_attempts(self, rows: Sequence[Row]) -> None:
-        shapes: dict[tuple[str, ...], list[Row]] = {}
-        for row in rows:
-            shapes.setdefault(tuple(sorted(row)), []).append(row)
-        for keys, same in shapes.items():
-            compiled.execute(
-                self.conn, ("insert_attempt", keys),
-                partial(self._insert_attempt, keys),
-                same,
-            )
-
-    def _insert_attempt(self, keys: tuple[str, ...]) -> Any:
-        return self.insert(t.attempts).values({k: bindparam(k) for k in keys}) \
-            .on_conflict_do_nothing()
-
-    def finish_attempts(self, outcomes: Sequence[tuple[int, int, Row]]) -> None:
-        shapes: dict[tuple[str, ...], list[Row]] = {}
-        for job, attempt, fields in outcomes:
-            shapes.setdefault(tuple(sorted(fields)), []).append(
-                {"pk_job": job, "pk_attempt": attempt,
-                 **{"v_" + k: v for k, v in fields.items()}})
-        for keys, params in shapes.items():
-            compiled.execute(
-                self.conn, ("finish_attempt", keys),
-                partial(_finish_attempt, keys),
-                params,
-            )
-
-    def attempts_of(self, job: int) -> list[Row]:
-        rows = compiled.execute(
-            self.conn, "attempts_of",
-            lambda: select(t.attempts).where(t.attempts.c.job == bindparam("j"))
-            .order_by(t.attempts.c.attempt),
-            {"j": job})
-        return [dict(r._mapping) for r in rows]
-
-    def add_log_lines(self, rows: Sequence[Row]) -> None:
-        if rows:
-            cols = ("job", "attempt", "seq", "stream", "ts", "line")
-            compiled.execute(
-                self.conn, "add_log_lines",
-                lambda: self.insert(t.log_lines).values({k: bindparam(k) for k in cols})
-                .on_conflict_do_nothing(),
-                rows,
-            )
-
-    def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000,
-                  *, tail: bool = False) -> list[Row]:
-        seq = t.log_lines.c.seq
-        rows = self.conn.execute(
-            select(seq, t.log_lines.c.stream, t.log_lines.c.ts, t.log_lines.c.line)
-            .where(t.log_lines.c.job == job, t.log_lines.c.attempt == attempt, seq > after)
-            .order_by(seq.desc() if tail else seq)
-            .limit(limit)
-        )
-        out = [dict(r._mapping) for r in rows]
-        return out[::-1] if tail else out
