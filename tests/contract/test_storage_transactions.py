@@ -97,3 +97,77 @@ def test_the_fence_sent_with_begin_still_fences(postgres_url: str) -> None:
     finally:
         other.dispose()
         s.close()
+
+
+#: Values a client may send that the client-side binding of deferred writes must keep as they
+#: are: placeholders, quotes, backslashes, a dollar quote, newlines, and text beyond ASCII.
+AWKWARD = ["100%", "%s %(k)s %%", "it's", "back\\slash\\'", "$$ x $$", "a\nb\r\nc", "日本語 🚀",
+           "'); DROP TABLE store_values; --", ""]
+
+
+def test_writes_nobody_reads_keep_their_values_and_order(storage: Storage) -> None:
+    with storage.write_transaction() as tx:
+        for i, value in enumerate(AWKWARD):
+            tx.store_put(f"k{i}", value, 1.0)
+        tx.record_idempotent("key-0123456789abcdef", "POST /x", "[1, 2]", 1.0)
+        # Read back inside the same transaction: what was queued is there first.
+        assert tx.store_get("k0") == "100%"
+        tx.store_put("k0", "second", 2.0)
+    with storage.read_transaction() as tx:
+        assert [tx.store_get(f"k{i}") for i in range(len(AWKWARD))] == ["second", *AWKWARD[1:]]
+        assert tx.idempotent_result("key-0123456789abcdef") == ("POST /x", "[1, 2]")
+
+
+def test_on_postgres_writes_nobody_reads_go_with_the_commit(postgres_url: str) -> None:
+    s = open_storage(postgres_url)
+    empty_tables(s)
+    sent: list[str] = []
+    sa.event.listen(s.engine, "before_cursor_execute",  # type: ignore[attr-defined]
+                    lambda _c, _cur, statement, *_a: sent.append(statement))
+    try:
+        with s.write_transaction() as tx:
+            for i in range(3):
+                tx.store_put(f"k{i}", f"v{i}", 1.0)
+            tx.record_idempotent("key-0123456789abcdef", "POST /x", "[1]", 1.0)
+        # One round trip: the four writes and the COMMIT in one query.
+        assert len(sent) == 1 and sent[0].endswith("COMMIT"), sent
+        sent.clear()
+        with s.write_transaction() as tx:
+            tx.store_put("k0", "w0", 2.0)
+            assert tx.store_get("k0") == "w0"  # the write went first, on the read's way
+        # The queued write went ahead of the read on the read's cursor (below SQLAlchemy),
+        # and the COMMIT, with nothing left to send along, went on its own.
+        assert len(sent) == 1 and sent[0].startswith("SELECT"), sent
+        with s.read_transaction() as tx:
+            assert [tx.store_get(f"k{i}") for i in range(3)] == ["w0", "v1", "v2"]
+    finally:
+        s.close()
+
+
+def test_a_deferred_write_that_fails_fails_its_whole_transaction(storage: Storage) -> None:
+    with storage.write_transaction() as tx:
+        tx.record_idempotent("key-0123456789abcdef", "POST /x", "[1]", 1.0)
+    with pytest.raises(sa.exc.IntegrityError), storage.write_transaction() as tx:
+        tx.store_put("lost", "v", 1.0)
+        tx.record_idempotent("key-0123456789abcdef", "POST /y", "[2]", 2.0)  # the key is taken
+    with storage.read_transaction() as tx:
+        assert tx.store_get("lost") is None
+        assert tx.idempotent_result("key-0123456789abcdef") == ("POST /x", "[1]")
+    with storage.write_transaction() as tx:  # the connection is usable again
+        tx.store_put("after", "v", 3.0)
+    with storage.read_transaction() as tx:
+        assert tx.store_get("after") == "v"
+
+
+def test_a_large_write_goes_after_the_small_ones_queued_before_it(storage: Storage) -> None:
+    from titan.storage import compiled, deferred
+
+    with storage.write_transaction() as tx:
+        tx.store_put("k5", "small, queued first", 1.0)
+        conn = tx.conn  # type: ignore[attr-defined]
+        rows = [{"k": f"k{i}", "v": f"large {i}", "now": 2.0}
+                for i in range(deferred.MAX_ROWS + 3)]
+        compiled.write(conn, "store_put", lambda: None, rows)  # compiled by store_put above
+    with storage.read_transaction() as tx:
+        assert tx.store_get("k5") == "large 5"  # not overwritten by the earlier small write
+        assert tx.store_get(f"k{deferred.MAX_ROWS + 2}") == f"large {deferred.MAX_ROWS + 2}"

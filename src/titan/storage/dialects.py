@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from titan.errors import ConfigError
+from titan.storage import deferred
 from titan.storage.leadership import APP_PREFIX, Leadership, new_node
 from titan.storage.sql import SQLStorage
 
@@ -137,6 +138,7 @@ def postgres_storage(url: str) -> SQLStorage:
             f"PostgreSQL support needs psycopg: pip install 'titan-agents[postgres]' ({exc})"
         ) from exc
     _ping_after_idle(engine)
+    deferred.install(engine)
     leadership = Leadership(engine, node)
 
     def claim() -> Callable[[], None]:

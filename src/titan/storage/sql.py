@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, select, union_all
 
 from titan.errors import ValidationFailed
-from titan.storage import compiled
+from titan.storage import compiled, deferred
 from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, iter_chunks
 from titan.storage.leadership import Leadership
@@ -82,7 +82,7 @@ class SQLTransaction(JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQ
         return str(scope), str(result)
 
     def record_idempotent(self, key: str, scope: str, result: str, now: float) -> None:
-        compiled.execute(
+        compiled.write(
             self.conn, "record_idempotent",
             lambda: t.idempotency_keys.insert().values(
                 key=bindparam("k"), scope=bindparam("s"), result=bindparam("r"),
@@ -127,7 +127,7 @@ class SQLTransaction(JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQ
                 index_elements=["key"], set_={"value": stmt.excluded.value,
                                               "updated_at": stmt.excluded.updated_at})
 
-        compiled.execute(self.conn, "store_put", build, {"k": key, "v": value, "now": now})
+        compiled.write(self.conn, "store_put", build, {"k": key, "v": value, "now": now})
 
     def store_delete(self, key: str) -> bool:
         a = self.conn.execute(delete(t.store_values).where(t.store_values.c.key == key)).rowcount
@@ -296,7 +296,12 @@ class SQLStorage(Storage):
         with self.engine.begin() as conn:
             if self.leadership is not None:
                 self.leadership.fence(conn, mark)
-            yield SQLTransaction(conn, self._insert)
+            deferred.begin(conn)
+            try:
+                yield SQLTransaction(conn, self._insert)
+                deferred.send(conn, commit=True)  # what is queued goes with the COMMIT
+            finally:
+                deferred.end(conn)
 
     def committed(self, mark: int) -> bool:
         return self.leadership is not None and self.leadership.committed(mark)

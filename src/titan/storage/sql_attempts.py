@@ -29,7 +29,7 @@ class AttemptsSQL:
         for row in rows:
             shapes.setdefault(tuple(sorted(row)), []).append(row)
         for keys, same in shapes.items():
-            compiled.execute(
+            compiled.write(
                 self.conn, ("insert_attempt", keys),
                 partial(self._insert_attempt, keys),
                 same,
@@ -46,7 +46,7 @@ class AttemptsSQL:
                 {"pk_job": job, "pk_attempt": attempt,
                  **{"v_" + k: v for k, v in fields.items()}})
         for keys, params in shapes.items():
-            compiled.execute(
+            compiled.write(
                 self.conn, ("finish_attempt", keys),
                 partial(_finish_attempt, keys),
                 params,
@@ -63,7 +63,7 @@ class AttemptsSQL:
     def add_log_lines(self, rows: Sequence[Row]) -> None:
         if rows:
             cols = ("job", "attempt", "seq", "stream", "ts", "line")
-            compiled.execute(
+            compiled.write(
                 self.conn, "add_log_lines",
                 lambda: self.insert(t.log_lines).values({k: bindparam(k) for k in cols})
                 .on_conflict_do_nothing(),

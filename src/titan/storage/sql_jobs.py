@@ -243,7 +243,7 @@ class JobsSQL:
 
     def update_dags(self, changes: Mapping[int, Row]) -> None:
         for keys, params in _by_shape((dag_id, fields) for dag_id, fields in changes.items()):
-            compiled.execute(
+            compiled.write(
                 self.conn, ("update_dag", keys),
                 partial(_update_by_pk, t.dags, keys),
                 params,
@@ -411,7 +411,7 @@ class JobsSQL:
 
     def update_jobs(self, changes: Mapping[int, Row]) -> None:
         for keys, params in _by_shape((job, _job_in(fields)) for job, fields in changes.items()):
-            compiled.execute(
+            compiled.write(
                 self.conn, ("update_job", keys),
                 partial(_update_by_pk, t.jobs, keys),
                 params,
