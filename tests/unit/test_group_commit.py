@@ -114,3 +114,42 @@ def test_a_change_with_nothing_to_write_settles_after_what_was_queued_before(
         writer.stop()
     with storage.transaction() as tx:
         assert tx.get_meta("slow") == "done"
+
+
+def test_on_postgres_a_queued_write_that_fails_at_commit_stays_its_own(
+        postgres_url: str) -> None:
+    # On PostgreSQL a write nobody reads goes with the COMMIT (storage/deferred.py), so its
+    # failure shows at the batch's commit, after every operation ran: the batch is still taken
+    # apart and each operation committed alone, the failing one failing by itself.
+    from tests.contract.test_storage import empty_tables
+
+    storage = open_storage(postgres_url)
+    storage.migrate()
+    empty_tables(storage)
+    writer = GroupCommitWriter(storage)
+
+    def record(key: str) -> Any:
+        def op(tx: Transaction) -> str:
+            tx.store_put(f"after-{key}", "written", 1.0)
+            tx.record_idempotent(key, "POST /x", "[1]", 1.0)
+            return key
+        return op
+
+    async def main() -> list[Any]:
+        futures = [writer.submit(record(f"key-{i:016d}")) for i in range(3)]
+        futures.insert(1, writer.submit(record(f"key-{0:016d}")))  # taken by the first
+        writer.start()
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        writer.stop()
+    try:
+        assert results[0] == "key-0000000000000000" and results[2:] == [
+            "key-0000000000000001", "key-0000000000000002"]
+        assert "duplicate key" in str(results[1])
+        with storage.read_transaction() as tx:
+            assert [tx.store_get(f"after-key-{i:016d}") for i in range(3)] == ["written"] * 3
+    finally:
+        storage.close()
