@@ -92,6 +92,32 @@ def test_a_subfolder_finds_the_projects_data_dir_above_it(
     assert resolve().url == "http://127.0.0.1:9301"
 
 
+def test_a_data_dir_another_user_could_have_planted_is_ignored(
+        isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A .titan in a shared folder above the work, written by someone else, sent the user's
+    # token, store values and scripts to the planter's fake master.
+    write_data_dir(isolated / ".titan", "http://127.0.0.1:9300", "t-mine")
+    planted = isolated / "work" / ".titan"
+    write_data_dir(planted, "http://127.0.0.1:6666")
+    planted.chmod(0o777)  # anyone may write it: it may be anyone's
+    with pytest.warns(UserWarning, match="may be written by other users"):
+        assert resolve().url == "http://127.0.0.1:9300"  # the user's own, further up
+    planted.chmod(0o755)
+    (planted / "master.json").chmod(0o666)
+    with pytest.warns(UserWarning, match="master.json may be written by other users"):
+        assert resolve().url == "http://127.0.0.1:9300"
+    (planted / "master.json").chmod(0o644)
+    assert resolve().url == "http://127.0.0.1:6666"  # the user's own after all
+    if os.getuid() == 0:  # another owner can only be made by root
+        os.chown(planted, 65534, 65534)
+        with pytest.warns(UserWarning, match="belongs to another user"):
+            assert resolve().url == "http://127.0.0.1:9300"
+        # Named on purpose, it is used whoever owns it.
+        monkeypatch.setenv("TITAN_DATA_DIR", str(planted))
+        with pytest.warns(UserWarning, match="belongs to another user"):  # no token there:
+            assert resolve().url == "http://127.0.0.1:6666"  # looked for further, not used
+
+
 def test_the_dashboard_port_finds_the_masters_token(isolated: Path) -> None:
     # `titan status --port 5000` (the dashboard's port, which serves the same API) said no
     # token was found and to run `titan up`, which was running.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -278,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    # The library's warnings (a .titan it ignored, say) as one line, as the errors below.
+    warnings.showwarning = lambda message, *_a, **_k: print(
+        f"warning: {for_terminal(str(message), sys.stderr.isatty())}", file=sys.stderr)
     try:
         return handler(args)
     except TitanError as exc:

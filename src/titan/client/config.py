@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -167,19 +168,42 @@ def _data_dir_master(directory: Path) -> tuple[str, str, int] | None:
     raise ConfigError(f"{path} names no master (expected \"url\" or \"host\"/\"port\")")
 
 
-def _data_dirs() -> list[Path]:
-    dirs = []
+def _data_dirs() -> Iterator[Path]:
+    """The data dirs to look in, in order (the walk up from here only once it is reached)."""
     env_dir = os.environ.get("TITAN_DATA_DIR")
     if env_dir:
-        dirs.append(Path(env_dir).expanduser())
+        yield Path(env_dir).expanduser()
     # The nearest ./.titan/ holding a master.json, from here up (as git finds .git): from a
     # subfolder of the project where `titan up` runs, the CLI used to fall through to the
     # user config's default, which the latest `titan up` anywhere on the machine had set.
+    # Only one this user owns and nobody else may write (as git refuses a .git another user
+    # owns, CVE-2022-24765): a .titan planted in a shared folder above the work would send
+    # the user's token, store values and scripts to the planter's "master".
     here = Path.cwd()
     found = next((d / LOCAL_DATA_DIR for d in (here, *here.parents)
-                  if (d / LOCAL_DATA_DIR / MASTER_FILE).is_file()), here / LOCAL_DATA_DIR)
-    dirs.append(found)
-    return dirs
+                  if (d / LOCAL_DATA_DIR / MASTER_FILE).is_file()
+                  and _own(d / LOCAL_DATA_DIR)), here / LOCAL_DATA_DIR)
+    yield found
+
+
+def _own(directory: Path) -> bool:
+    """Whether ``directory`` and its master file are this user's alone: owned by them and
+    writable by no one else. Warns about one that is not (Python shows each text once)."""
+    for path in (directory, directory / MASTER_FILE):
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            why = "belongs to another user" if st.st_uid != os.getuid() \
+                else "may be written by other users"
+            warnings.warn(
+                f"ignoring {directory}: {'it' if path == directory else MASTER_FILE} {why} "
+                "(a master's data dir is its user's, mode 0700); name the master with "
+                "--host, TITAN_HOST or TITAN_DATA_DIR if it is yours", stacklevel=3)
+            return False
+    return True
+
 
 
 def token_for(url: str | Sequence[str]) -> str | None:
@@ -250,11 +274,11 @@ def _address(
         return (parse_url(make_url(env_host or DEFAULT_HOST, p))[0],), None, \
             "TITAN_HOST/TITAN_PORT"
 
-    for directory in _data_dirs():
+    for first, directory in zip((True, False), _data_dirs(), strict=False):
         found_dir = _data_dir_master(directory)
         if found_dir:
             return (found_dir[0],), _read_token(directory / TOKEN_FILE), str(directory)
-        if os.environ.get("TITAN_DATA_DIR") and directory == _data_dirs()[0]:
+        if first and os.environ.get("TITAN_DATA_DIR"):
             # Named, and nothing there: a typo must not send the work to another master
             # (the next place looked in, the user config's default).
             raise ConfigError(f"TITAN_DATA_DIR={directory} holds no {MASTER_FILE}: no Titan "
