@@ -90,7 +90,12 @@ def quote_ref(ref: str | int) -> str:
     if ref == "":  # the path would name the collection (a redirect), not one of it
         raise ValidationFailed("an empty reference names nothing: give an id or a name",
                                details={"field": "ref"})
-    quoted = quote(str(ref), safe="")
+    try:
+        quoted = quote(str(ref), safe="")
+    except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8, read as text
+        raise ValidationFailed(
+            f"{ref!r} is not UTF-8 text: a name or key holds bytes that were not UTF-8",
+            details={"field": "ref", "reason": "not_utf8"}) from None
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 

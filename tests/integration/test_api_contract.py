@@ -175,6 +175,10 @@ def test_store_value_limit(cluster: Cluster) -> None:
     assert client.store_smembers("huge-set") == set()
     with pytest.raises(ValidationFailed):
         client.api("PUT", "/store/values/k", json={"value": 42})
+    # Bytes that were not UTF-8, read as text: refused before sending, in titan.errors.
+    for key, value in (("k", "abc\udcff"), ("\udcff", "v")):
+        with pytest.raises(ValidationFailed, match="not UTF-8"):
+            client.store_put(key, value)
     status, body = call(cluster, "PUT", f"/store/values/{'k' * 1025}", {"value": "v"})
     assert_error(status, body, 400)
 

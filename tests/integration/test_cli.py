@@ -32,6 +32,26 @@ def titan(cluster: Cluster, *args: str, check: bool = True, cwd: Path | None = N
     return out
 
 
+def test_text_that_cannot_be_sent_and_a_token_with_its_line_end(cluster: Cluster) -> None:
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    # A binary file piped in: one error line, no traceback, nothing stored.
+    out = subprocess.run([sys.executable, "-m", "titan", "store", "put", "bin", "-"], env=env,
+                         input=b"abc\xff\xfedef", capture_output=True, timeout=60)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr
+    assert b"must be UTF-8 text" in out.stderr
+    assert titan(cluster, "store", "get", "bin", check=False).returncode == 1
+    # The token as a file or a secret mount gives it, with its line end (admin.token's own).
+    env["TITAN_TOKEN"] = cluster.admin_token + "\n"
+    out = subprocess.run([sys.executable, "-m", "titan", "store", "put", "nl", "ok"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    env["TITAN_TOKEN"] = "tt_abc\ndef"
+    out = subprocess.run([sys.executable, "-m", "titan", "store", "get", "nl"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "the token holds a space or a control character" in out.stderr
+
+
 def test_store_status_cancel_workers_and_tokens(cluster: Cluster) -> None:
     titan(cluster, "store", "put", "greeting", "héllo wörld")
     assert titan(cluster, "store", "get", "greeting").stdout.strip() == "héllo wörld"

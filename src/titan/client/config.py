@@ -314,7 +314,23 @@ def resolve(
     found, source_token, source = _address(host, port, urls)
     url, h, p = parse_url(found[0])
     key = token or os.environ.get("TITAN_TOKEN") or source_token or token_for(found)
-    return Endpoint(url=url, host=h, port=p, token=key or None, source=source, urls=found)
+    return Endpoint(url=url, host=h, port=p, token=_clean_token(key), source=source,
+                    urls=found)
+
+
+def _clean_token(token: str | None) -> str | None:
+    """The token without the line end a file or a secret mount leaves (Titan's own
+    ``admin.token`` ends in one); one that still holds a space or a control character is
+    no token, said so here rather than as a refused header ("cannot reach the master")."""
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise ConfigError(f"a token is text, got {type(token).__name__}")
+    token = token.strip()
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in token):
+        raise ConfigError("the token holds a space or a control character: give it as "
+                          "written by `titan token create` or the data dir's admin.token")
+    return token or None
 
 
 # --------------------------------------------------------------------------- record

@@ -266,7 +266,10 @@ class Transport:
             request = self._build(url, method, path, params, json, body, headers, read_timeout)
             return self._http.send(request, stream=stream)
 
-        response: httpx.Response = self._retrying(method, headers, exchange, stream=stream)
+        try:
+            response: httpx.Response = self._retrying(method, headers, exchange, stream=stream)
+        except UnicodeEncodeError as exc:
+            raise _not_text(method, path, exc) from None
         return response
 
     def _retrying(self, method: str, headers: Mapping[str, str] | None,
@@ -360,8 +363,11 @@ class Transport:
                 and all(lean.reaches(url) for url in self._masters.urls):
             method = method.upper()
             headers = {retry.IDEMPOTENCY_HEADER: retry.new_key()} if idempotency_key else None
-            response = self._retrying(method, headers, lambda url: lean.send(
-                url, method, API_PREFIX + path, params, json, body, headers, read_timeout))
+            try:
+                response = self._retrying(method, headers, lambda url: lean.send(
+                    url, method, API_PREFIX + path, params, json, body, headers, read_timeout))
+            except UnicodeEncodeError as exc:
+                raise _not_text(method, path, exc) from None
         else:
             response = self.send(
                 method, path, params=params, json=json, body=body, read_timeout=read_timeout,
@@ -407,3 +413,15 @@ def save_stream(response: httpx.Response, dest: Path) -> None:
     with atomic_file(dest) as fh:
         for chunk in response.iter_bytes(CHUNK):
             fh.write(chunk)
+
+
+def _not_text(method: str, path: str, exc: UnicodeEncodeError) -> errors.ValidationFailed:
+    """A request whose text cannot be sent: Python's stand-ins for bytes that were not UTF-8
+    (a binary file read as text, a Latin-1 file name), refused before anything is sent."""
+    bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
+    return errors.ValidationFailed(
+        f"{method} {path!r}: what Titan sends must be UTF-8 text, and this holds {bad!r} — "
+        "bytes that were not UTF-8 (a binary or Latin-1 file read as text?); encode binary "
+        "data first (base64, say) or decode the file with its own encoding",
+        details={"reason": "not_utf8"},
+    )
