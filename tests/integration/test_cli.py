@@ -347,6 +347,11 @@ def test_cancel_refuses_a_name_that_is_a_dag_and_another_dags_job(cluster: Clust
     assert namesake["dag_id"] != late["id"]
     with pytest.raises(ValidationFailed, match="is both the id of the DAG late_amb#1"):
         client.cancel(late["id"])
+    # wait(dag["id"]) returned at once with that other job: refused the same way.
+    with pytest.raises(ValidationFailed, match="wait 'late_amb#1' for the DAG"):
+        client.wait(late["id"], timeout=5)
+    with pytest.raises(ValidationFailed):
+        client.wait(str(late["id"]), timeout=5)
     assert client.get_job(late["id"])["state"] == namesake["state"]  # untouched
     assert client.cancel(late["ref"])["status"] == "CANCELLED"
     client.cancel("DAG-wide_amb")

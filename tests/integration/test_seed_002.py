@@ -224,6 +224,11 @@ def test_seed_001s_orchestrator_loop_waits_on_stage_signals(cluster: Cluster,
     with pytest.raises(WaitTimeout):
         wait_for_signals(cluster.client(), ["research:SEED001:a:done", "never:done"],
                          timeout=0.5)
+    # One key as a string would be waited on character by character ('r', 'e', ...).
+    from titan.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed, match="a list of keys"):
+        wait_for_signals(cluster.client(), "research:SEED001:a:done", timeout=0.5)
 
 
 def test_a_signal_from_a_stage_that_failed_is_not_waited_for_forever(

@@ -292,7 +292,11 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
 
     def wait(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
         """Block until a job or a DAG has finished; its object (a job's has ``state``, a
-        DAG's ``status``). The job reading of ``ref`` wins; then the DAG one."""
+        DAG's ``status``). The job reading of ``ref`` wins; then the DAG one. A number that
+        is a job's id and another DAG's is refused as ambiguous (``wait(dag["id"])`` returned
+        at once with the job that had that number, in another DAG)."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            self._unambiguous(ref, "wait")
         start = time.monotonic()
         try:
             return self.wait_job(ref, timeout)

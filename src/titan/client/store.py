@@ -144,6 +144,10 @@ def wait_for_signals(client: TitanClient, keys: Iterable[str],
     """Wait until every one of ``keys`` is signalled, in whatever order they come, within
     ``timeout`` seconds in all; their values by key (:class:`~titan.errors.StageFailed` as
     for :func:`wait_for_signal`)."""
+    if isinstance(keys, str):  # its characters would be waited on, one key each
+        raise ValidationFailed(
+            f"wait_for_signals takes a list of keys, e.g. [{keys!r}], got the string {keys!r} "
+            "(wait_for_signal waits on one)", details={"field": "keys"})
     deadline = wait_deadline(timeout)
     return {key: _signal(client, key, deadline, timeout) for key in keys}
 
