@@ -119,6 +119,27 @@ def test_logs_follow_through_the_cli_while_the_job_runs(cluster: Cluster, tmp_pa
     assert client.get_job_status("chatty") == "COMPLETED"
 
 
+def test_following_logs_goes_on_into_a_retry(cluster: Cluster) -> None:
+    # `titan logs -f` ended with the first attempt's failure while the job ran on as
+    # attempt 2, whose output was never shown.
+    flaky = cluster.script("flaky_follow.py", """
+        import os, sys
+        from titan import TitanClient
+        n = TitanClient().store_incr("flaky_follow/runs")
+        print(f"attempt {n}", flush=True)
+        sys.exit(1 if n == 1 else 0)
+    """)
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="flaky_follow", filename=flaky, retries=2))
+    lines = [item["line"] for item in client.iter_logs("flaky_follow", follow=True)]
+    assert lines[0] == "attempt 1" and lines[-1] == "attempt 2", lines
+    assert "[titan] attempt 1 ended; the job runs again as attempt 2" in lines
+    assert client.get_job_status("flaky_follow") == "COMPLETED"
+    # An attempt asked for by number is that attempt's log only.
+    assert [i["line"] for i in client.iter_logs("flaky_follow", 1, follow=True)] == [
+        "attempt 1"]
+
+
 # -- archives and affinity --------------------------------------------------------------------
 
 def test_archive_job_imports_its_sibling_modules(cluster: Cluster, tmp_path: Path) -> None:

@@ -314,7 +314,11 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
         self, ref: Ref, attempt: int | None = None, *, follow: bool = False
     ) -> Iterator[dict[str, Any]]:
         """The job's log lines as ``{"seq", "stream", "ts", "line"}``; with ``follow``, new
-        lines as they come until the job is finished (one long poll at a time)."""
+        lines as they come until the job is finished (one long poll at a time). Following
+        without an ``attempt``, a retry's log follows its predecessor's, after a line of
+        stream ``"titan"`` that says so (the follow used to end with the failed attempt
+        while the job ran on)."""
+        pinned = attempt is not None
         after = 0
         path = f"/jobs/{quote_ref(ref)}/logs"
         limit = LOG_PAGE
@@ -334,9 +338,18 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             after = int(reply.get("next", after + len(lines)))
             if follow:
                 if reply.get("done") and not lines:
-                    if attempt is None and reply.get("state") in _UNFINISHED:
-                        continue  # it has started since we asked: read its first attempt
-                    return
+                    if attempt is None:
+                        if reply.get("state") in _UNFINISHED:
+                            continue  # it has started since we asked: read its first attempt
+                        return
+                    if pinned or int(reply.get("latest") or 0) <= attempt:
+                        return
+                    # That attempt ended and the job ran again (it may have ended meanwhile
+                    # too): on to the next attempt's log.
+                    yield {"seq": 0, "stream": "titan", "ts": time.time(),
+                           "line": f"[titan] attempt {attempt} ended; the job runs again "
+                                   f"as attempt {attempt + 1}"}
+                    attempt, after = attempt + 1, 0
             elif len(lines) < limit:
                 return
 

@@ -169,7 +169,8 @@ async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int
             done = current["state"] in TERMINAL or current["attempt"] != n
         return {"job": job["id"], "attempt": n, "lines": lines,
                 "next": lines[-1]["seq"] if lines else after,
-                "done": done and (tail or len(lines) < limit), "state": current["state"]}
+                "done": done and (tail or len(lines) < limit), "state": current["state"],
+                "latest": int(current["attempt"])}
     finally:
         if waiter is not None:
             c.hub.discard(topic, waiter)

@@ -197,6 +197,7 @@ class LogPage(_Open):
     next: int
     done: bool
     state: str
+    latest: int
 
 
 class StoreReply(_Open):
