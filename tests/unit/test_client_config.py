@@ -369,3 +369,9 @@ def test_a_data_dir_named_with_no_master_is_an_error(tmp_path: Path,
     monkeypatch.setenv("TITAN_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="holds no master.json: no Titan master has run"):
         resolve()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "x", None, float("nan"), float("inf"), True])
+def test_a_timeout_that_is_no_number_of_seconds_is_a_config_error(timeout: object) -> None:
+    with pytest.raises(ConfigError, match="a number above 0"):
+        TitanClient(timeout=timeout)  # type: ignore[arg-type]

@@ -34,7 +34,14 @@ from titan.client.pipeline import where as pipeline_where
 from titan.client.schedules import ScheduleOps
 from titan.client.store import StoreOps
 from titan.client.transport import Transport
-from titan.errors import InvalidDAG, NotFound, ScriptNotFound, ValidationFailed, WaitTimeout
+from titan.errors import (
+    ConfigError,
+    InvalidDAG,
+    NotFound,
+    ScriptNotFound,
+    ValidationFailed,
+    WaitTimeout,
+)
 from titan.formats import quote_ref
 
 Ref = str | int
@@ -67,6 +74,11 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+                or not 0 < timeout < float("inf"):
+            # 0 read as "the master closed the connection"; -1 and "x" as Python's own errors.
+            raise ConfigError(f"timeout is the seconds a request may take, a number above 0, "
+                              f"got {timeout!r}")
         self._transport = Transport(resolve(host, port, token, urls=url), timeout=timeout,
                                     http_transport=transport)
         self._uploaded: set[str] = set()
