@@ -25,6 +25,7 @@ from titan.errors import APIError, ConfigError, PayloadTooLarge, ValidationFaile
 from titan.master.auth.tokens import Principal
 from titan.master.otel import ids, incoming, outgoing, wire
 from titan.master.otel.exporter import Exporter
+from titan.master.otel import receiver as receiver_module
 from titan.master.otel.receiver import Receiver
 from titan.master.otel.settings import ExportSettings, hold_seconds
 from titan.master.runs.ingest import parse_actions, parse_run
@@ -293,6 +294,25 @@ def test_a_parent_that_never_comes_is_given_up_after_the_hold() -> None:
         assert (action["actor"], action["name"], action["parent_id"], action["outcome"]) == (
             "svc", "t", "00000000000000d1", "error")
         assert rx.stats()["released_unparented"] == 1 and rx.stats()["held_spans"] == 0
+    asyncio.run(go())
+
+
+def test_held_spans_are_bounded_by_size_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A few requests of large orphan spans a second held gigabytes for the hold time: the
+    # count limit (20,000 spans) never came near.
+    monkeypatch.setattr(receiver_module, "MAX_HELD_BYTES", 1_000_000)
+
+    async def go() -> None:
+        rx, runs, _ = receiver(hold=120)
+        run_id = ids.run_id_of_trace(TRACE)
+        big = {"input.value": "x" * 400_000}
+        for i in range(5):
+            await rx.receive([span(f"00000000000000e{i}", "00000000000000ff", "step",
+                                   attrs=big, start=i)], 0, ADMIN)
+            assert rx._held_bytes() <= 1_000_000
+        # The oldest went as they are (under the run's own actor); the newest still wait.
+        assert rx.stats()["held_spans"] == 2 and rx.stats()["released_unparented"] == 3
+        assert len(runs.actions[run_id]) == 3
     asyncio.run(go())
 
 

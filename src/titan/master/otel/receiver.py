@@ -40,6 +40,10 @@ log = logging.getLogger("titan.master")
 MAX_TRACES = 10_000
 #: Spans held waiting for a parent, over all traces; past it the oldest are recorded as is.
 MAX_HELD = 20_000
+#: The same, by their size (attribute and event text): a request of 64 MiB holds one span
+#: of 60 MB as easily as a small one, and the count alone let a few such requests a second
+#: hold gigabytes for TITAN_OTLP_HOLD.
+MAX_HELD_BYTES = 64 * 1024 * 1024
 IMPORT_TAG = "otlp-import"
 
 
@@ -48,6 +52,7 @@ class _Held:
     span: Span
     deadline: float
     who: Principal
+    size: int = 0  # _size(span)
 
 
 @dataclass(eq=False)  # one per trace: compared and hashed by identity
@@ -128,13 +133,15 @@ class Receiver:
                 if span.span_id in trace.actors:
                     self.counts["duplicates"] += 1
                     continue
-                trace.held[span.span_id] = _Held(span, now + self.hold, who)
+                trace.held[span.span_id] = _Held(span, now + self.hold, who, _size(span))
                 self._next_due = min(self._next_due, now + self.hold)
             for trace in touched:
                 if not trace.created:
                     await self._open(trace, who)
             ready = [(t, self._resolve(t, forced=())) for t in touched]
             await self._record([(t, r) for t, r in ready if r])
+            if self._held_bytes() > MAX_HELD_BYTES:  # not until the next timer tick
+                await self._release_locked(now)
             self._forget_old()
             held = sum(len(t.held) for t in touched)
             # Refusals may include spans held from earlier requests, recorded (and refused)
@@ -307,28 +314,38 @@ class Receiver:
         """Record held spans whose wait is over under their run's own actor (a parent that
         never came, or a remote one); and the oldest when too many are held."""
         async with self._lock:
-            count = sum(len(t.held) for t in self.traces.values())
-            if now < self._next_due and count <= MAX_HELD:
-                return
-            held = sorted(((h.deadline, t.run_id, sid) for t in self.traces.values()
-                           for sid, h in t.held.items()))
-            self._next_due = held[0][0] if held else float("inf")
-            over = max(0, len(held) - MAX_HELD)
-            due = {(run, sid) for i, (deadline, run, sid) in enumerate(held)
-                   if deadline <= now or i < over}
-            if not due:
-                return
-            ready = []
-            for trace in list(self.traces.values()):
-                # A due span whose parent is held too waits on the same missing ancestor:
-                # the top of that chain goes, and the chain resolves below it in order.
-                forced = tuple({_top(trace, sid) for sid in trace.held
-                                if (trace.run_id, sid) in due})
-                if forced:
-                    ready.append((trace, self._resolve(trace, forced)))
-            await self._record([(t, r) for t, r in ready if r])
-            self._next_due = min((h.deadline for t in self.traces.values()
-                                  for h in t.held.values()), default=float("inf"))
+            await self._release_locked(now)
+
+    def _held_bytes(self) -> int:
+        return sum(h.size for t in self.traces.values() for h in t.held.values())
+
+    async def _release_locked(self, now: float) -> None:
+        count = sum(len(t.held) for t in self.traces.values())
+        size = self._held_bytes()
+        if now < self._next_due and count <= MAX_HELD and size <= MAX_HELD_BYTES:
+            return
+        held = sorted(((h.deadline, t.run_id, sid, h.size) for t in self.traces.values()
+                       for sid, h in t.held.items()))
+        self._next_due = held[0][0] if held else float("inf")
+        over = max(0, len(held) - MAX_HELD)
+        due = set()
+        for i, (deadline, run, sid, bytes_) in enumerate(held):  # the oldest first
+            if deadline <= now or i < over or size > MAX_HELD_BYTES:
+                due.add((run, sid))
+                size -= bytes_
+        if not due:
+            return
+        ready = []
+        for trace in list(self.traces.values()):
+            # A due span whose parent is held too waits on the same missing ancestor: the
+            # top of that chain goes, and the chain resolves below it in order.
+            forced = tuple({_top(trace, sid) for sid in trace.held
+                            if (trace.run_id, sid) in due})
+            if forced:
+                ready.append((trace, self._resolve(trace, forced)))
+        await self._record([(t, r) for t, r in ready if r])
+        self._next_due = min((h.deadline for t in self.traces.values()
+                              for h in t.held.values()), default=float("inf"))
 
     def _forget_old(self) -> None:
         """Past MAX_TRACES, the traces idle longest are forgotten (none still holding spans):
@@ -339,6 +356,20 @@ class Receiver:
             if oldest is None:
                 return
             del self.traces[oldest]
+
+
+def _size(span: Span) -> int:
+    """About how much memory a span's text takes: its attributes', events' and resource's
+    strings and bytes (numbers and the rest at a nominal 16 bytes)."""
+    def of(value: Any) -> int:
+        if isinstance(value, str | bytes):
+            return len(value)
+        if isinstance(value, dict):
+            return sum(len(str(k)) + of(v) for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return sum(of(v) for v in value)
+        return 16
+    return 256 + len(span.name) + of(span.attributes) + of(span.resource) + of(span.events)
 
 
 def _top(trace: _Trace, sid: str) -> str:
