@@ -24,8 +24,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from titan.errors import APIError, ConfigError, PayloadTooLarge, ValidationFailed
 from titan.master.auth.tokens import Principal
 from titan.master.otel import ids, incoming, outgoing, wire
-from titan.master.otel.exporter import Exporter
 from titan.master.otel import receiver as receiver_module
+from titan.master.otel.exporter import Exporter
 from titan.master.otel.receiver import Receiver
 from titan.master.otel.settings import ExportSettings, hold_seconds
 from titan.master.runs.ingest import parse_actions, parse_run

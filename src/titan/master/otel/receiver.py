@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from titan.errors import APIError, Conflict, NotFound, ValidationFailed
 from titan.llm.pricing import hosted_cost
