@@ -66,12 +66,15 @@ def test_http_agent_header_values_are_never_served_back(tmp_path: Path) -> None:
     try:
         c.start_master()
         client = c.client()
-        agent = {"name": "svc", "kind": "http", "url": "https://agent.example.com/run",
+        # A password in the URL is one too (httpx sends it as Basic auth).
+        agent = {"name": "svc", "kind": "http",
+                 "url": "https://svc-user:pw-0123456789abcdef@agent.example.com/run",
                  "headers": {"Authorization": f"Bearer {secret}", "X-Team": "blue"},
                  "tools": [{"name": "lookup", "description": "look up a thing"}]}
         created = client.create_evaluation("leaky", agent, [
             {"id": "t1", "user_instruction": "say hi"}])
         assert created["agent"]["headers"] == {"Authorization": "***", "X-Team": "***"}
+        assert created["agent"]["url"] == "https://svc-user:***@agent.example.com/run"
         headers = {"Authorization": f"Bearer {c.admin_token}"}
         reads = [f"{c.url}/api/v1/evaluations", f"{c.url}/api/v1/evaluations/leaky",
                  f"{c.url}/api/v1/evaluations/leaky/tasks/t1"]
@@ -82,7 +85,7 @@ def test_http_agent_header_values_are_never_served_back(tmp_path: Path) -> None:
         for url in reads:
             r = httpx.get(url, headers=headers, timeout=30)
             assert r.status_code == 200, (url, r.status_code, r.text[:300])
-            assert secret not in r.text, url
+            assert secret not in r.text and "pw-0123456789abcdef" not in r.text, url
         listed = httpx.get(reads[0], headers=headers, timeout=30).json()["evaluations"][0]
         assert json.dumps(listed["agent"]["headers"]) == '{"Authorization": "***", "X-Team": "***"}'
     finally:

@@ -199,11 +199,28 @@ def _criteria(raw: Any) -> list[dict[str, Any]]:
 
 
 def public_view(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config as pages and the API show it: header values are secrets, names are not."""
+    """The config as pages and the API show it: header values are secrets, names are not;
+    so is a password in a URL (``https://user:secret@host``, which httpx sends as Basic
+    auth), the agent's or a tool's endpoint's."""
     out = dict(cfg)
     if out.get("headers"):
         out["headers"] = {k: "***" for k in out["headers"]}
+    if isinstance(out.get("url"), str):
+        out["url"] = _masked(out["url"])
+    if isinstance(out.get("tools"), list):
+        out["tools"] = [dict(t, endpoint=_masked(t["endpoint"]))
+                        if isinstance(t, dict) and isinstance(t.get("endpoint"), str) else t
+                        for t in out["tools"]]
     return out
+
+
+def _masked(url: str) -> str:
+    """``url`` with the password of its user info as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
 
 
 def check_task_tools(tasks: list[Any], agent: dict[str, Any]) -> None:

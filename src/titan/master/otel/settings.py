@@ -6,6 +6,7 @@ protobuf or an HTTP client.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -50,7 +51,17 @@ class ExportSettings:
             if not eq or not key.strip():
                 raise ConfigError("TITAN_OTLP_HEADERS must be key=value pairs separated by "
                                   f"commas (values URL-encoded), got {item!r}")
-            pairs[key.strip()] = unquote(value.strip())
+            name, text = key.strip(), unquote(value.strip())
+            # What no HTTP request can carry is refused now, not on every export after.
+            if not _TOKEN.fullmatch(name):
+                raise ConfigError(f"TITAN_OTLP_HEADERS: {name!r} is not a header name "
+                                  "(letters, digits and !#$%&'*+-.^_`|~ only)")
+            if not text.isascii() or any(ord(c) < 32 and c != "\t" or ord(c) == 127
+                                         for c in text):
+                raise ConfigError(f"TITAN_OTLP_HEADERS: the value of {name!r} holds a line "
+                                  "break, a control character or a character beyond ASCII, "
+                                  "which the exporter's requests cannot carry")
+            pairs[name] = text
         return cls(url, mode, flag in ("on", "1", "true"), pairs)
 
     def wants(self, run: Row) -> bool:
@@ -59,6 +70,10 @@ class ExportSettings:
         tags = run.get("tags")
         return (OPT_IN_TAG in tags if isinstance(tags, list)
                 else isinstance(tags, dict) and bool(tags.get(OPT_IN_TAG)))
+
+
+#: An HTTP header name (RFC 9110's token).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def hold_seconds(raw: str | None) -> float:
