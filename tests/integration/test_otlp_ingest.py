@@ -22,6 +22,7 @@ import pytest
 
 from tests.fake_llm_api import Reply, serve
 from tests.integration.harness import Cluster, isolated_cluster
+from titan.errors import ValidationFailed
 from titan.master.otel.ids import run_id_of_trace
 
 pytestmark = pytest.mark.slow
@@ -233,6 +234,10 @@ def test_what_the_route_refuses(cluster: Cluster) -> None:
     refused = post(cluster, b"\x0a\x00", "application/x-protobuf", token=viewer)
     assert refused.status_code == 403 and "operator or admin" in refused.text
     assert post(cluster, b"{}", "text/plain").status_code == 415
+    # The runs of imported traces are the receiver's: a run made under such an id had a
+    # trace's spans merged into it, its times rewritten.
+    with pytest.raises(ValidationFailed, match="runs of OpenTelemetry traces"):
+        cluster.client().api("POST", "/runs", json={"id": "otel-" + "ab" * 16})
     # A span with no span id is rejected alone, and said so: OTLP's partial success.
     broken = genai_trace("3f0c8a7e1d3b4c5a6e7f8091a2b3c4d5")
     broken["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["spanId"] = ""
