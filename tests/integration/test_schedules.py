@@ -188,3 +188,21 @@ def test_a_schedules_jobs_can_be_sent_back_as_they_are_shown(cluster: Cluster) -
     client.cancel(ref)
     client.delete_schedule("roundtrip")
     client.delete_schedule("roundtrip-copy")
+
+
+def test_a_tick_skipped_behind_a_queued_one_says_so_by_the_runs_name(cluster: Cluster) -> None:
+    # It read "the previous run (DAG 2) was still running": the DAG's internal id (another
+    # DAG's on a busy master), and not that a tick already waited.
+    slow = cluster.script("slow_tick.py", "import time\ntime.sleep(7)\n")
+    client = cluster.client()
+    client.schedule_dag("slow_ticks", [TitanJob(job_id="slow", filename=slow)],
+                        cron=EVERY_2S, overlap="queue")
+    try:
+        skipped = until("a skipped tick", lambda: next(
+            (f for f in client.get_schedule("slow_ticks")["fires"]
+             if f["outcome"] == "skipped"), None))
+        assert skipped["error"] == ("the previous run (slow_ticks#1) was still running and a "
+                                    "tick already waited behind it (overlap: queue)"), skipped
+    finally:
+        client.delete_schedule("slow_ticks")
+        client.cancel("DAG-slow_ticks")

@@ -137,8 +137,14 @@ class Firing:
             await self._submit(rec, tick, after)
             return
         outcome = QUEUED if action == rules.QUEUE else SKIPPED
-        why = None if outcome == QUEUED else \
-            f"the previous run (DAG {rec.last_dag_id}) was still running (overlap: {rec.overlap})"
+        why = None
+        if outcome == SKIPPED:  # named as users see it, not by the DAG's internal id
+            dag = self.engine.sched.dags.get(rec.last_dag_id or 0) if running else None
+            previous = f"the previous run ({dag.name}#{dag.run})" if dag else "the previous run"
+            waiting = rec.overlap == "queue" and rec.queued is not None
+            why = (f"{previous} was still running"
+                   + (" and a tick already waited behind it" if waiting else "")
+                   + f" (overlap: {rec.overlap})")
         fire_id = await self.engine.run(lambda tx: self._record(tx, rec, tick, after, outcome,
                                                                  None, why))
         if outcome == QUEUED and fire_id is not None:
