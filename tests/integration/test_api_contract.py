@@ -382,6 +382,15 @@ def test_bad_dags_are_refused_whole(make_cluster: MakeCluster) -> None:
     assert client.wait_dag(reply["id"], timeout=60)["status"] == "COMPLETED"
 
 
+def test_a_bad_parameter_is_named_as_a_user_reads_it(cluster: Cluster) -> None:
+    # `titan status --limit 5000` printed "query.limit: Input should be less than or equal
+    # to 1000".
+    status, body = call(cluster, "GET", "/dags?limit=5000")
+    assert_error(status, body, 400)
+    assert body["error"]["message"] == ("invalid request: the query parameter 'limit' must be "
+                                        "less than or equal to 1000 (got '5000')")
+
+
 def test_unknown_objects_are_404(cluster: Cluster) -> None:
     for method, path in [("GET", "/jobs/nope"), ("GET", "/jobs/999999"),
                          ("GET", "/jobs/nodag/nope"), ("GET", "/jobs/nope/logs"),

@@ -299,7 +299,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
-        where = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+        where = "; ".join(_problem(e) for e in exc.errors()[:5])
         return answer(request, ValidationFailed(f"invalid request: {where}",
                                                 details={"errors": errors}))
 
@@ -337,3 +337,19 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     app.add_middleware(BodyGuard, config=config)
     app.add_middleware(HostCheck, config=config)
     return app
+
+
+def _problem(error: Any) -> str:
+    """One of FastAPI's validation errors as a user reads it: ``the query parameter 'limit'
+    must be less than or equal to 1000 (got '5000')``, not ``query.limit: Input should...``."""
+    loc = [str(part) for part in error.get("loc", ())]
+    kind = {"query": "the query parameter", "path": "the path's", "header": "the header",
+            "cookie": "the cookie"}.get(loc[0]) if loc else None
+    name = ".".join(loc[1:] if kind else loc) or "the body"
+    subject = f"{kind} {name!r}" if kind else name
+    msg = str(error.get("msg") or "is invalid")
+    msg = msg.replace("Input should be", "must be").replace("Field required", "is required")
+    got = error.get("input")
+    shown = f" (got {str(got)[:60]!r})" if isinstance(got, str | int | float) else ""
+    return f"{subject}: {msg}{shown}" if not msg.startswith(("must", "is ")) \
+        else f"{subject} {msg}{shown}"
