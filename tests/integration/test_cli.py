@@ -93,6 +93,13 @@ def test_a_wait_on_a_job_no_worker_can_take_says_why(cluster: Cluster) -> None:
     assert "g is PENDING: waiting for a worker with capability GPU" in out.stderr, out.stderr
     assert "timed out after 5s waiting for DAG needs_gpu" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+    # With --json a script still learns which DAG it started (stdout was empty).
+    out = titan(cluster, "submit", "gpu.yaml", "--wait", "--timeout", "1", "--json",
+                check=False)
+    assert out.returncode == 1 and json.loads(out.stdout)["ref"] == "needs_gpu#2", out.stdout
+    # --timeout bounds --wait: alone it was silently ignored.
+    out = titan(cluster, "submit", "gpu.yaml", "--timeout", "1", check=False)
+    assert out.returncode == 1 and "--timeout bounds --wait" in out.stderr, out.stderr
     follow = subprocess.Popen(
         [sys.executable, "-m", "titan", "logs", "needs_gpu/g", "--follow"],
         env=dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),

@@ -49,6 +49,10 @@ def _client(args: argparse.Namespace) -> TitanClient:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.wait:
+        raise ConfigError("--timeout bounds --wait; without --wait the command returns once "
+                          "the DAG is submitted (a job's own limit is `timeout:` in the "
+                          "pipeline)")
     if args.wait and args.timeout is not None:
         from titan.client.long_poll import wait_deadline
 
@@ -68,8 +72,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
             return 0
         if not args.json:
             print(dag.get("ref"), flush=True)
-        final = _wait_saying_why(client, dag.get("id") or dag["ref"], args.timeout,
-                                 dag.get("ref") or dag.get("name"))
+        try:
+            final = _wait_saying_why(client, dag.get("id") or dag["ref"], args.timeout,
+                                     dag.get("ref") or dag.get("name"))
+        except WaitTimeout:
+            if args.json:  # a script still learns which DAG it started, and where it stands
+                print_json(client.get_dag(dag.get("ref") or dag["id"]))
+            raise
         if args.json:
             print_json(final)
         else:
