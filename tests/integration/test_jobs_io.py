@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.processes import BLOCKER
-from titan.errors import PipelineError
+from titan.errors import InvalidDAG, PipelineError
 from titan_sdk import TitanJob
 
 cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
@@ -158,6 +158,11 @@ def test_archive_job_imports_its_sibling_modules(cluster: Cluster, tmp_path: Pat
         print(greet(sys.argv[1]), ANSWER, data)
     """))
     client = cluster.client()
+    # Before its project is there, the DAG is refused at once (it was stored and each job
+    # failed on its worker instead).
+    with pytest.raises(InvalidDAG, match="its project 'proj.zip' was never uploaded"):
+        client.submit_dag("archived", [
+            TitanJob(job_id="main", filename="./proj/main.py", is_archive=True)])
     uploaded = client.upload_project_folder(project)
     assert uploaded["name"] == "proj.zip"
     client.submit_dag("archived", [

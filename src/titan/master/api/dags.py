@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -27,6 +28,27 @@ from titan.windows import deletion_cutoff
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["dags"])
 
 
+async def _projects_uploaded(c: CtxDep, specs: list[Row]) -> None:
+    """An archive job's project (``<project>.zip``, from ``upload_project_folder``) must be
+    on the master when the DAG is submitted: a missing one failed each job on its worker,
+    after the DAG was stored, instead of the submission at once."""
+    wanted: dict[str, str] = {}
+    for spec in specs:
+        if spec["is_archive"]:
+            project = PurePosixPath(spec["filename"].replace("\\", "/")).parts[0]
+            wanted.setdefault(f"{project}.zip", spec["job_id"])
+    if not wanted:
+        return
+    found = await c.engine.read(lambda tx: {n for n in wanted if tx.latest_file(name=n)})
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        job_id = wanted[missing[0]]
+        raise InvalidDAG(
+            f"job {job_id!r}: its project {missing[0]!r} was never uploaded: upload the "
+            "project's folder first (upload_project_folder, the SDK)",
+            details={"job_id": job_id, "field": "filename", "file": missing[0]})
+
+
 @router.post("/dags", status_code=201, summary="Submit a DAG (atomic, validated as a whole)")
 async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any] = Body(...),
                      wait: float = Query(0, ge=0, le=300, description=(
@@ -37,6 +59,7 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
     if unknown is not None:
         raise InvalidDAG(unknown[1], details={"field": unknown[0]})
     name, specs = validate_dag(body.get("name"), body.get("jobs"), max_jobs=c.config.max_dag_jobs)
+    await _projects_uploaded(c, specs)
     agent_run_id = body.get("agent_run_id")
     if agent_run_id is not None:
         problem = run_id_problem(agent_run_id)
