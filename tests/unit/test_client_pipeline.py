@@ -211,3 +211,9 @@ def test_a_file_whose_name_cannot_name_the_dag_says_so_with_the_file(tmp_path: P
         load_pipeline(odd)
     odd.write_text("name: fine\njobs:\n  - id: a\n    file: a.py\n")
     assert load_pipeline(odd)[0] == "fine"
+
+
+@pytest.mark.parametrize("path", [None, "", 5])
+def test_a_pipeline_that_is_no_path_is_a_pipeline_error(path: object) -> None:
+    with pytest.raises(PipelineError, match="named by its file's path"):
+        load_pipeline(path)  # type: ignore[arg-type]

@@ -170,6 +170,8 @@ def load_pipeline(
     """Read a pipeline file: its DAG name and its jobs (scripts not yet read).
 
     ``allow_files``: scripts outside the pipeline's folder that its jobs may name anyway."""
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise PipelineError(f"a pipeline is named by its file's path, got {path!r}")
     file = Path(path)
     allowed = frozenset(Path(os.path.expanduser(a)).resolve() for a in allow_files)
     return parse_pipeline(_read(file), file, folder=file.resolve().parent, allowed=allowed)
