@@ -238,6 +238,9 @@ def test_what_the_route_refuses(cluster: Cluster) -> None:
     # trace's spans merged into it, its times rewritten.
     with pytest.raises(ValidationFailed, match="runs of OpenTelemetry traces"):
         cluster.client().api("POST", "/runs", json={"id": "otel-" + "ab" * 16})
+    # Only that form: an agent named otel-... gets run ids from its name as any other.
+    assert cluster.client().api("POST", "/runs", json={"id": "otel-agent-1a2b3c"})["id"] == \
+        "otel-agent-1a2b3c"
     # A span with no span id is rejected alone, and said so: OTLP's partial success.
     broken = genai_trace("3f0c8a7e1d3b4c5a6e7f8091a2b3c4d5")
     broken["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["spanId"] = ""

@@ -13,7 +13,7 @@ from titan.errors import NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, RunKeeper, Writer
 from titan.master.api.params import Choices, MaybeAfter, Offset, Seq
-from titan.master.otel.ids import IMPORTED_RUN_PREFIX
+from titan.master.otel.ids import is_imported_run
 from titan.master.runs import export, ledger, liveness
 from titan.master.runs.ingest import MAX_USD, OUTCOMES
 from titan.master.runs.lookup import run_or_404
@@ -38,11 +38,11 @@ router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["runs"])
 async def create_run(c: CtxDep, p: Writer, response: Response,
                      body: Any = Body(...)) -> Row:
     if isinstance(body, dict) and isinstance(body.get("id"), str) \
-            and body["id"].startswith(IMPORTED_RUN_PREFIX):
+            and is_imported_run(body["id"]):
         # The runs of imported traces are the OTLP receiver's: spans of that trace went into
         # a run of this id that someone had made, and rewrote its times.
         raise ValidationFailed(
-            f"run ids beginning {IMPORTED_RUN_PREFIX!r} are the runs of OpenTelemetry traces "
+            "run ids of the form otel-<32 hex digits> are the runs of OpenTelemetry traces "
             "the master imports (docs/opentelemetry.md); choose another id",
             details={"field": "id"})
     run, created = await c.runs.create_run(body, p)

@@ -26,6 +26,13 @@ def run_id_of_trace(trace_hex: str) -> str:
     return IMPORTED_RUN_PREFIX + trace_hex
 
 
+def is_imported_run(run_id: str) -> bool:
+    """Whether ``run_id`` has the form of an imported trace's run (``otel-`` and 32 hex
+    digits): the receiver's, which nobody else may create (``otel-agent-1a2b`` may be)."""
+    return run_id.startswith(IMPORTED_RUN_PREFIX) \
+        and _TRACE_HEX.match(run_id.removeprefix(IMPORTED_RUN_PREFIX)) is not None
+
+
 def action_id_of_span(span_hex: str) -> str:
     """The action an imported span becomes: its span id, so a re-delivered span is a known
     action (the run service drops it as a duplicate)."""
