@@ -38,18 +38,18 @@ what it writes loads as the same jobs (the dashboard's DAG builder exports with 
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node, SequenceNode
 
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline_fields import JOB_FIELDS
 from titan.client.pipeline_writer import dump_pipeline
+from titan.client.yaml_reader import YamlReader, read_file_text, safe_loader, unknown_field
 from titan.errors import APIError, PipelineError, TitanError, ValidationFailed
 
 __all__ = ["JOB_FIELDS", "dump_pipeline", "load_pipeline", "load_schedule", "parse_pipeline",
@@ -63,107 +63,6 @@ SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
 _ARG_TO_FIELD = {arg: key for key, arg in JOB_FIELDS.items()}
 #: Fields whose scalars are taken as written (``id: 1`` is the id "1", not an int).
 _TEXT_FIELDS = {"id", "file", "requirement", "type", "hitl_message", "runner", "readiness"}
-_NULL_TAG = "tag:yaml.org,2002:null"
-#: A value's size once its aliases are expanded, in nodes and in characters of its scalars.
-MAX_EXPANDED = 100_000
-
-
-class _Reader:
-    """Turns composed YAML nodes into values, with errors that point at a line."""
-
-    def __init__(self, path: Path, loader: yaml.SafeLoader) -> None:
-        self.path = path
-        self.loader = loader
-
-    def error(self, node: Node | None, message: str, **details: Any) -> PipelineError:
-        details = {k: v for k, v in details.items() if v is not None}
-        where = str(self.path)
-        if node is not None:
-            line = node.start_mark.line + 1
-            where = f"{where}:{line}"
-            details["line"] = line
-        details["file"] = str(self.path)
-        return PipelineError(f"{where}: {message}", details=details)
-
-    def value(self, node: Node) -> Any:
-        """The value a node stands for, refused when its aliases expand it past
-        :data:`MAX_EXPANDED` nodes or characters: 300 bytes of nested anchors (a "billion
-        laughs") made the DAG builder's error message 40 MB, and one level more, gigabytes
-        of a master's memory, from a viewer's request."""
-        seen = chars = 0
-        stack = [node]
-        while stack:
-            item = stack.pop()
-            seen += 1
-            if isinstance(item, ScalarNode):
-                chars += len(item.value)
-            elif isinstance(item, SequenceNode):
-                stack.extend(item.value)
-            elif isinstance(item, MappingNode):
-                for key, value in item.value:
-                    stack += (key, value)
-            if seen > MAX_EXPANDED or chars > MAX_EXPANDED:
-                raise self.error(node, "this value is too large once its YAML aliases are "
-                                       f"expanded (more than {MAX_EXPANDED:,} nodes or "
-                                       "characters)")
-        return self.loader.construct_object(node, deep=True)
-
-    def text(self, node: Node, what: str) -> str:
-        """A scalar as written; null, lists and mappings are refused."""
-        if not isinstance(node, ScalarNode) or node.tag == _NULL_TAG:
-            raise self.error(node, f"{what} must be a string")
-        return str(node.value)
-
-    def text_list(self, node: Node, what: str, *, one_ok: bool) -> list[str] | str:
-        if isinstance(node, ScalarNode) and node.tag != _NULL_TAG:
-            # One parent by name, or an args string to be split like a shell would.
-            return [str(node.value)] if one_ok else str(node.value)
-        if not isinstance(node, SequenceNode):
-            raise self.error(node, f"{what} must be a list of strings")
-        return [self.text(item, f"each entry of {what}") for item in node.value]
-
-    def mapping(self, node: Node, what: str) -> list[tuple[str, Node, Node]]:
-        """``(key, key_node, value_node)`` triples; duplicate and non-string keys refused."""
-        if not isinstance(node, MappingNode):
-            raise self.error(node, f"{what} must be a mapping of field: value")
-        seen: set[str] = set()
-        out: list[tuple[str, Node, Node]] = []
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode):
-                raise self.error(key_node, f"{what} has a key that is not a plain name")
-            key = str(key_node.value)
-            if key in seen:
-                raise self.error(key_node, f"{what} has the field {key!r} twice")
-            seen.add(key)
-            out.append((key, key_node, value_node))
-        return out
-
-
-#: Names people reach for (the SDK's, other tools') and the field they mean.
-_ALIASES = {"parents": "depends_on", "parent": "depends_on", "dependencies": "depends_on",
-            "needs": "depends_on", "job_id": "id", "name": "id", "filename": "file",
-            "script": "file", "job_type": "type", "requires": "requirement", "arguments": "args"}
-
-
-def _unknown(key: str, known: Any) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    if key in _ALIASES and _ALIASES[key] in known:
-        close = [_ALIASES[key]]
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown field {key!r}{hint}; known fields: {', '.join(known)}"
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: pipeline file not found", details={"file": str(path)})\
-            from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"{path}: cannot read the pipeline file: {exc}",
-                            details={"file": str(path)}) from None
-
-
 def load_pipeline(
     path: str | os.PathLike[str], allow_files: Iterable[str | os.PathLike[str]] = (),
 ) -> tuple[str, list[TitanJob]]:
@@ -174,7 +73,7 @@ def load_pipeline(
         raise PipelineError(f"a pipeline is named by its file's path, got {path!r}")
     file = Path(path)
     allowed = frozenset(Path(os.path.expanduser(a)).resolve() for a in allow_files)
-    return parse_pipeline(_read(file), file, folder=file.resolve().parent, allowed=allowed)
+    return parse_pipeline(read_file_text(file), file, folder=file.resolve().parent, allowed=allowed)
 
 
 def load_schedule(path: str | os.PathLike[str]) -> dict[str, str] | None:
@@ -208,7 +107,7 @@ def schedule_error(path: str | os.PathLike[str], exc: APIError,
 def _schedule_block(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, int]] | None:
     """The schedule block's fields and the line of each."""
     file = Path(path)
-    loader = _loader(_read(file))
+    loader = safe_loader(read_file_text(file))
     try:
         try:
             root = loader.get_single_node()
@@ -218,7 +117,7 @@ def _schedule_block(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[
         except yaml.YAMLError as exc:
             raise PipelineError(f"{file}: invalid YAML: {exc}",
                                 details={"file": str(file)}) from None
-        reader = _Reader(file, loader)
+        reader = YamlReader(file, loader)
         block = None if root is None else next(
             (v for k, _, v in reader.mapping(root, "the pipeline") if k == "schedule"), None)
         if block is None:
@@ -227,7 +126,7 @@ def _schedule_block(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[
         lines: dict[str, int] = {}
         for key, key_node, value_node in reader.mapping(block, "'schedule'"):
             if key not in SCHEDULE_FIELDS:
-                raise reader.error(key_node, f"schedule: {_unknown(key, SCHEDULE_FIELDS)}",
+                raise reader.error(key_node, f"schedule: {unknown_field(key, SCHEDULE_FIELDS)}",
                                    field=f"schedule.{key}")
             value = reader.text(value_node, f"schedule: {key!r}")
             if SCHEDULE_FIELDS[key] and value not in SCHEDULE_FIELDS[key]:
@@ -244,13 +143,6 @@ def _schedule_block(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[
         loader.dispose()
 
 
-def _loader(text: str) -> yaml.SafeLoader:
-    """A safe loader over ``text``: libyaml's where PyYAML has it (composing a 10,000-job
-    file took 7-15 s in pure Python, ~7 times less in C), with the same nodes and marks."""
-    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return loader_class(text)
-
-
 def parse_pipeline(
     text: str, file: Path, *, folder: Path | None, allowed: frozenset[Path] = frozenset(),
 ) -> tuple[str, list[TitanJob]]:
@@ -261,7 +153,7 @@ def parse_pipeline(
     when nothing is read from disk (the dashboard's DAG builder, whose scripts are files
     already uploaded to the master, and whose server then checks the names as ``POST /dags``
     does: relative, without ``..``)."""
-    loader = _loader(text)
+    loader = safe_loader(text)
     try:
         try:
             root = loader.get_single_node()
@@ -277,7 +169,7 @@ def parse_pipeline(
         except yaml.YAMLError as exc:
             raise PipelineError(f"{file}: invalid YAML: {exc}",
                                 details={"file": str(file)}) from None
-        reader = _Reader(file, loader)
+        reader = YamlReader(file, loader)
         if root is None:
             raise reader.error(None, "the pipeline file is empty")
         try:
@@ -289,7 +181,7 @@ def parse_pipeline(
         loader.dispose()
 
 
-def _pipeline(reader: _Reader, root: Node, file: Path, folder: Path | None,
+def _pipeline(reader: YamlReader, root: Node, file: Path, folder: Path | None,
               allowed: frozenset[Path]) -> tuple[str, list[TitanJob]]:
     name: str | None = None
     jobs_node: Node | None = None
@@ -305,7 +197,7 @@ def _pipeline(reader: _Reader, root: Node, file: Path, folder: Path | None,
         elif key == "schedule":
             pass  # load_schedule's: submitting the file runs its DAG once
         else:
-            raise reader.error(key_node, _unknown(key, TOP_FIELDS), field=key)
+            raise reader.error(key_node, unknown_field(key, TOP_FIELDS), field=key)
     if name is None:
         name = file.stem
         try:  # the file's name is the DAG's: say so, with the file, rather than at submit
@@ -383,7 +275,7 @@ def where(jobs: list[TitanJob], error: TitanError) -> PipelineError | None:
     return PipelineError(f"{file}:{line}: {message}", details={**details, "line": line})
 
 
-def _check_inside(reader: _Reader, node: Node, job: TitanJob, folder: Path,
+def _check_inside(reader: YamlReader, node: Node, job: TitanJob, folder: Path,
                   allowed: frozenset[Path]) -> None:
     """Refuse a script outside the pipeline's folder unless the submitter named it."""
     target = (folder / os.path.expanduser(job.filename)).resolve()
@@ -398,7 +290,7 @@ def _check_inside(reader: _Reader, node: Node, job: TitanJob, folder: Path,
 
 
 def _job(
-    reader: _Reader, node: Node, index: int, base_dir: str | None
+    reader: YamlReader, node: Node, index: int, base_dir: str | None
 ) -> tuple[TitanJob, dict[str, Node]]:
     label = f"job #{index + 1}"
     fields = reader.mapping(node, label)
@@ -409,7 +301,7 @@ def _job(
         label = f"job {job_id!r}"
     for key, key_node, _ in fields:
         if key not in JOB_FIELDS:
-            raise reader.error(key_node, f"{label}: {_unknown(key, JOB_FIELDS)}",
+            raise reader.error(key_node, f"{label}: {unknown_field(key, JOB_FIELDS)}",
                                job_id=job_id, field=key)
     if job_id is None:
         raise reader.error(node, f"{label} has no 'id'", field="id")
