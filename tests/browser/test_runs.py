@@ -212,6 +212,13 @@ def test_runs_registry_live_intercepts_and_agent_page(cluster: Cluster, dash: Da
     page.wait_for_function("() => document.querySelector('.run-card[data-run-id=\"br-new\"] "
                            ".actions').textContent === '3'")
     assert page.inner_text('.run-card[data-run-id="br-new"] .success') == "66.7%"
+    # A call on a model with no known price: the card's cost becomes a lower bound, live.
+    cluster.api("POST", "/runs/br-new/actions", {"actions": [
+        action(3, cost_usd=None, cost_source="unknown", model="acme/private-model")]})
+    page.wait_for_function("() => document.querySelector('.run-card[data-run-id=\"br-new\"] "
+                           ".cost').textContent === '≥ $0.0024'")
+    assert "1 LLM call on a model with no known price" in page.get_attribute(
+        '.run-card[data-run-id="br-new"] .cost', "title")
 
     # It fails: it turns red and joins the critical intercepts.
     cluster.api("PATCH", "/runs/br-new", {"status": "failed", "error": "the tool broke"})

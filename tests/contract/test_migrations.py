@@ -53,6 +53,7 @@ ADDED: dict[int, dict[str, Any]] = {
     16: {"columns": {"jobs": ("service", "service_status")}},
     17: {"columns": {"agent_runs": ("alive_at",)}, "indexes": ("ix_agent_runs_alive",)},
     18: {"columns": {"agent_runs": ("unarchived_at",)}},
+    19: {"columns": {"agent_runs": ("unpriced_calls",)}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

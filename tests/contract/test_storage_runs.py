@@ -349,6 +349,33 @@ def test_insert_actions_numbers_and_counts(storage: Storage) -> None:
     assert other["action_count"] == 1 and other["success_count"] == 1
 
 
+def test_llm_calls_of_unknown_price_are_counted_and_backfilled(storage: Storage) -> None:
+    """An LLM call with no cost (a model in no price list) makes the run's cost a lower
+    bound; a tool call without one costs nothing and is not counted."""
+    with storage.transaction() as tx:
+        tx.create_run(run_row("priced"))
+        tx.create_run(run_row("unpriced"))
+        tx.insert_actions("priced", [action("a1", channel="llm", cost=0.5),
+                                     action("a2", channel="tool")], NOW)
+        tx.insert_actions("unpriced", [action("b1", channel="llm"),
+                                       action("b2", channel="llm", cost=0.25)], NOW)
+        tx.insert_actions("unpriced", [action("b3", channel="llm")], NOW + 1)
+        priced, unpriced = tx.get_run("priced"), tx.get_run("unpriced")
+    assert priced is not None and unpriced is not None
+    assert (priced["unpriced_calls"], priced["cost_usd"]) == (0, 0.5)
+    assert (unpriced["unpriced_calls"], unpriced["cost_usd"]) == (2, 0.25)
+    # A database from before the count learns it from the recorded actions.
+    with storage.transaction() as tx:
+        conn = tx.conn  # type: ignore[attr-defined]
+        conn.execute(sa.update(t.agent_runs).values(unpriced_calls=0))
+        conn.execute(sa.delete(t.schema_migrations).where(t.schema_migrations.c.version == 19))
+    assert storage.migrate() == LATEST
+    with storage.transaction() as tx:
+        priced, unpriced = tx.get_run("priced"), tx.get_run("unpriced")
+    assert priced is not None and unpriced is not None
+    assert (priced["unpriced_calls"], unpriced["unpriced_calls"]) == (0, 2)
+
+
 def test_known_action_ids(storage: Storage) -> None:
     with storage.transaction() as tx:
         tx.create_run(run_row("r1"))
@@ -709,7 +736,8 @@ def test_agent_runs_series_oldest_first(storage: Storage) -> None:
     assert [r["id"] for r in latest] == ["b1", "b5", "b3"]
     assert [r["id"] for r in everything] == ["b2", "b4", "b1", "b5", "b3"]
     assert all(set(r) == {"id", "status", "started_at", "ended_at", "cost_usd",
-                          "action_count", "success_count"} for r in everything)
+                          "unpriced_calls", "action_count", "success_count"}
+               for r in everything)
     b1, b5 = everything[2], everything[3]
     assert (b1["status"], b1["started_at"], b1["ended_at"]) == ("completed", T0 + 3, T0 + 30)
     assert (b5["action_count"], b5["success_count"]) == (3, 2)

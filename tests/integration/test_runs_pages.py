@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import html
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -317,3 +319,41 @@ def test_more_intercepts_than_shown_are_counted_and_linked(cl: Cluster) -> None:
     assert f'Critical intercepts <span class="muted count-note">{total}</span>' in page
     assert "the 20 most recent shown" in page
     assert 'href="/api/v1/runs/intercepts?limit=500"' in page
+
+
+def test_llm_calls_of_unknown_price_make_the_cost_a_bound(cl: Cluster) -> None:
+    # A run on a hosted model in no price list showed $0.0000 everywhere: the API counts
+    # those calls, the pages and the CLI say the cost is unknown, or a lower bound.
+    unpriced = {"cost_usd": None, "cost_source": "unknown", "model": "acme/private-model"}
+    cl.api("POST", "/runs", {"id": "rp-unpriced", "agent_id": "unpriced-agent"})
+    cl.api("POST", "/runs/rp-unpriced/actions", {"actions": [action(0, **unpriced)]})
+    run = cl.api("GET", "/runs/rp-unpriced")
+    assert (run["cost_usd"], run["unpriced_calls"]) == (0.0, 1)
+    with bearer(cl) as s:
+        page = s.get("/runs/rp-unpriced").text
+        registry = s.get("/runs", params={"agent": "unpriced-agent"}).text
+    cost = re.search(r'<dd class="cost num" id="run-cost" title="([^"]*)">([^<]*)</dd>', page)
+    assert cost is not None and cost.group(2) == "unknown"
+    assert "1 LLM call on a model with no known price" in html.unescape(cost.group(1))
+    assert re.search(r'<dd class="cost num" title="[^"]+">unknown</dd>', registry)
+    # One priced call later: what the priced ones cost, as a lower bound.
+    cl.api("POST", "/runs/rp-unpriced/actions", {"actions": [
+        action(1), action(2, **unpriced), action(3, channel="tool", cost_usd=None)]})
+    run = cl.api("GET", "/runs/rp-unpriced")
+    assert (run["cost_usd"], run["unpriced_calls"]) == (0.0008, 2)
+    agent = cl.api("GET", "/agents/unpriced-agent")
+    assert agent["unpriced_calls"] == 2 and agent["series"][0]["unpriced_calls"] == 2
+    with bearer(cl) as s:
+        page = s.get("/runs/rp-unpriced").text
+        agent_page = s.get("/agents/unpriced-agent").text
+    assert ">≥ $0.0008</dd>" in page and ">≥ $0.0008</dd>" in agent_page
+    env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+               TITAN_TOKEN=cl.admin_token)
+    shown = subprocess.run([sys.executable, "-m", "titan", "runs", "show", "rp-unpriced"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert ">=$0.0008 (2 LLM calls on a model with no known price" in shown.stdout
+    listed = subprocess.run([sys.executable, "-m", "titan", "runs", "list", "--agent",
+                             "unpriced-agent"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert listed.returncode == 0 and ">=$0.0008" in listed.stdout, listed.stderr

@@ -119,3 +119,11 @@ def show_dag(dag: dict[str, Any]) -> None:
 def money(value: float | None) -> str:
     """A cost in dollars for a table: four decimals, "-" when unknown."""
     return "-" if value is None else f"${value:.4f}"
+
+
+def run_money(run: dict[str, Any]) -> str:
+    """A run's cost: a lower bound (">=$0.0120") when some of its LLM calls have no known
+    price, "unknown" when none had one — as the dashboard writes it."""
+    if not run.get("unpriced_calls"):
+        return money(run.get("cost_usd"))
+    return f">={money(run['cost_usd'])}" if run.get("cost_usd") else "unknown"

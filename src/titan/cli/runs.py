@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from titan.cli import verify
-from titan.cli.output import money
+from titan.cli.output import money, run_money
 from titan.cli.verify import add_arguments as add_verify_arguments
 from titan.errors import TitanError
 from titan.formats import quote_ref
@@ -99,12 +99,18 @@ def _list(args: argparse.Namespace, client: Any) -> int:
     table(["RUN", "AGENT", "STATUS", "ACTIONS", "COST", "SUCCESS", "DURATION", "STARTED"],
            [[r["id"], r["agent_id"] or "-", r["status"] + (" (over budget)" if r["blocked"]
                                                            else ""),
-             r["action_count"], money(r["cost_usd"]), _rate(r["success_rate"]),
+             r["action_count"], run_money(r), _rate(r["success_rate"]),
              f"{r['duration_s']:.1f}s", when(r["started_at"])
              + (" (archived)" if r.get("archived") else "")] for r in reply["runs"]])
     if reply["total"] > len(reply["runs"]):
         print(f"({len(reply['runs'])} of {reply['total']}; --limit to see more)")
     return 0
+
+
+def _unpriced(run: dict[str, Any]) -> str:
+    n = run.get("unpriced_calls") or 0
+    return "" if not n else (f" ({n} LLM call{'' if n == 1 else 's'} on a model with no known "
+                             "price, not counted: titan.llm.register_price or TITAN_LLM_PRICES)")
 
 
 def _show(args: argparse.Namespace, client: Any) -> int:
@@ -125,7 +131,7 @@ def _show(args: argparse.Namespace, client: Any) -> int:
             ("status", run_["status"] + (f" ({run_['error']})" if run_["error"] else "")),
             ("started", when(run_["started_at"])), ("duration", f"{run_['duration_s']:.1f}s"),
             ("actions", f"{total} ({_rate(run_['success_rate'])} successful)"),
-            ("cost", money(run_["cost_usd"])), ("budget", budget),
+            ("cost", run_money(run_) + _unpriced(run_)), ("budget", budget),
             ("code version", run_["code_version"] or "-"),
             ("started by", run_.get("started_by_label") or "-"),
             ("retention", run_.get("retention_class") or "standard"),
@@ -258,7 +264,7 @@ def _budget(args: argparse.Namespace, client: Any) -> int:
     reply = client.api("PATCH", f"/runs/{quote_ref(args.run)}", json={"budget_usd": usd})
     state = "blocked: over budget" if reply["blocked"] else "not blocked"
     print(f"run {args.run}: budget {money(reply['budget_usd'])}, spent "
-          f"{money(reply['cost_usd'])} ({state})")
+          f"{run_money(reply)} ({state})")
     return 0
 
 

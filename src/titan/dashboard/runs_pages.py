@@ -39,12 +39,32 @@ def usd(value: float | None) -> str:
     return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
 
 
+def run_cost(r: Data) -> str:
+    """A run's (or an agent's) cost as the pages show it: with LLM calls of unknown price it
+    is a lower bound ('≥ $0.0120'), or 'unknown' when no call was priced — never a paid run
+    shown as $0. runs.js's ``T.runCost`` writes the same."""
+    cost, unpriced = r.get("cost_usd"), r.get("unpriced_calls") or 0
+    if not unpriced:
+        return usd(cost)
+    return f"≥ {usd(cost)}" if cost else "unknown"
+
+
+def cost_note(r: Data) -> str:
+    """The title that says why a cost is a bound ('' when it is not)."""
+    n = r.get("unpriced_calls") or 0
+    if not n:
+        return ""
+    calls = "1 LLM call" if n == 1 else f"{n:,} LLM calls"
+    return (f"{calls} on a model with no known price (not counted); register its price with "
+            "titan.llm.register_price or TITAN_LLM_PRICES")
+
+
 def pct(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.1f}%".replace(".0%", "%")
 
 
 env.globals.update(run_href=run_href, agent_href=agent_href)
-env.filters.update(usd=usd, pct=pct)
+env.filters.update(usd=usd, pct=pct, run_cost=run_cost, cost_note=cost_note)
 
 
 @twin(router, ["/runs"], "runs.html", "runs")

@@ -191,6 +191,19 @@ def _unarchived(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE agent_runs ADD COLUMN unarchived_at FLOAT"))
 
 
+def _unpriced_calls(conn: Connection) -> None:
+    # Counted from the runs' recorded actions, so a run from before that called a model with
+    # no known price reads as a lower bound too, not as the $0 it showed.
+    if "unpriced_calls" not in {c["name"] for c in inspect(conn).get_columns("agent_runs")}:
+        conn.execute(text("ALTER TABLE agent_runs ADD COLUMN unpriced_calls INTEGER "
+                          "NOT NULL DEFAULT 0"))
+    conn.execute(text(
+        "UPDATE agent_runs SET unpriced_calls = (SELECT count(*) FROM actions"
+        " WHERE actions.run_id = agent_runs.id AND actions.channel = 'llm'"
+        " AND actions.cost_usd IS NULL)"
+        " WHERE id IN (SELECT run_id FROM actions WHERE channel = 'llm' AND cost_usd IS NULL)"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -212,6 +225,7 @@ MIGRATIONS: list[Migration] = [
      _services),
     (17, "agent runs: the last sign of life of the process recording them", _run_liveness),
     (18, "agent runs: when an operator last took one out of the archive", _unarchived),
+    (19, "agent runs: LLM calls of unknown price", _unpriced_calls),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

@@ -81,6 +81,9 @@ class ActionsSQL(RunsSQL):
             key = _OUTCOME_COUNTER[r["outcome"]]
             counts[key] = counts.get(key, 0) + 1
         cost = sum(r["cost_usd"] or 0.0 for r in rows)
+        unpriced = sum(1 for r in rows if r["channel"] == "llm" and r["cost_usd"] is None)
+        if unpriced:
+            counts["unpriced_calls"] = unpriced
         last = max(r["started_at"] + r["duration_ns"] / 1e9 for r in rows)
         c = t.agent_runs.c
         values: dict[str, Any] = {k: getattr(c, k) + v for k, v in counts.items()}

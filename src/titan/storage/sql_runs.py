@@ -287,8 +287,8 @@ class RunsSQL:
     def agent_runs_series(self, agent_id: str, limit: int) -> list[Row]:
         c = t.agent_runs.c
         rows = self.conn.execute(
-            select(c.id, c.status, c.started_at, c.ended_at, c.cost_usd, c.action_count,
-                   c.success_count)
+            select(c.id, c.status, c.started_at, c.ended_at, c.cost_usd, c.unpriced_calls,
+                   c.action_count, c.success_count)
             .where(c.agent_id == agent_id, c.replay_of.is_(None))
             .order_by(c.started_at.desc()).limit(limit))
         return [dict(r._mapping) for r in rows][::-1]

@@ -302,7 +302,7 @@
     summary.dataset.actionCount = r.action_count;
     s.total = Math.max(s.total, r.action_count || 0);
     document.getElementById("run-actions").textContent = (r.action_count || 0).toLocaleString("en-US");
-    document.getElementById("run-cost").textContent = T.usd(r.cost_usd);
+    T.showCost(document.getElementById("run-cost"), r);
     document.getElementById("run-success").textContent = T.pct(r.action_count ? r.success_count / r.action_count : null);
     schedule();
   }

@@ -15,6 +15,19 @@
     return v >= 1 ? "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })
                   : "$" + v.toFixed(4);
   };
+  /* A run's cost as the pages write it (runs_pages.run_cost): a lower bound, or unknown,
+   * when some of its LLM calls have no known price. */
+  T.runCost = function (r) {
+    if (!r.unpriced_calls) return T.usd(r.cost_usd);
+    return r.cost_usd ? "≥ " + T.usd(r.cost_usd) : "unknown";
+  };
+  T.showCost = function (el, r) {  // the text and the title that says why (runs_pages.cost_note)
+    const n = r.unpriced_calls || 0;
+    el.textContent = T.runCost(r);
+    el.title = !n ? "" : (n === 1 ? "1 LLM call" : n.toLocaleString("en-US") + " LLM calls") +
+      " on a model with no known price (not counted); register its price with " +
+      "titan.llm.register_price or TITAN_LLM_PRICES";
+  };
   T.pct = function (rate) {
     if (rate === null || rate === undefined) return "—";
     return (rate * 100).toFixed(1).replace(/\.0$/, "") + "%";
@@ -43,7 +56,7 @@
     if ((s.action_count || 0) < shown) return false;  // an older summary than the card's
     if (card.dataset.status !== "running" && s.status === "running") return false;
     const changed = card.dataset.status !== s.status ||
-      card.querySelector(".cost").textContent !== T.usd(s.cost_usd) || shown !== s.action_count;
+      card.querySelector(".cost").textContent !== T.runCost(s) || shown !== s.action_count;
     card.dataset.status = s.status;
     const badge = card.querySelector(".run-status");
     badge.className = "badge run-status status-" + s.status;
@@ -51,7 +64,7 @@
     badge.textContent = s.status;
     actions.dataset.count = s.action_count || 0;
     actions.textContent = (s.action_count || 0).toLocaleString("en-US");
-    card.querySelector(".cost").textContent = T.usd(s.cost_usd);
+    T.showCost(card.querySelector(".cost"), s);
     card.querySelector(".success").textContent =
       T.pct(s.action_count ? (s.success_count || 0) / s.action_count : null);
     const flag = card.querySelector(".over-budget");

@@ -38,5 +38,5 @@ def check_budget(tx: Transaction, run: Row, now: float) -> Row:
 
 def budget_state(run: Row) -> Row:
     return {"id": run["id"], "status": run["status"], "cost_usd": run["cost_usd"],
-            "budget_usd": run["budget_usd"], "blocked": run["blocked"],
+            "unpriced_calls": run.get("unpriced_calls") or 0, "budget_usd": run["budget_usd"], "blocked": run["blocked"],
             "over_budget_at": run["over_budget_at"], "action_count": run["action_count"]}

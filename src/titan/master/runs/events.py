@@ -12,7 +12,7 @@ TERMINAL_RUN = {RunStatus.COMPLETED: "run_completed", RunStatus.FAILED: "run_fai
 
 def run_summary(run: Row) -> Row:
     """The fields live pages patch from an event (the run card's)."""
-    keys = ("id", "agent_id", "status", "started_at", "ended_at", "cost_usd", "action_count",
-            "success_count", "error_count", "blocked_count", "replayed_count", "blocked",
-            "over_budget_at", "budget_usd", "last_action_at")
+    keys = ("id", "agent_id", "status", "started_at", "ended_at", "cost_usd", "unpriced_calls",
+            "action_count", "success_count", "error_count", "blocked_count", "replayed_count",
+            "blocked", "over_budget_at", "budget_usd", "last_action_at")
     return {k: run.get(k) for k in keys}

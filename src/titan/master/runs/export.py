@@ -31,8 +31,8 @@ from titan.storage.base import Row, RunQuery, Transaction
 FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json",
            "jsonl": "application/x-ndjson"}
 RUN_COLUMNS = ("id", "agent_id", "agent_version", "status", "started_at", "ended_at",
-               "duration_s", "action_count", "cost_usd", "success_rate", "error_count",
-               "blocked_count", "replayed_count", "budget_usd", "over_budget", "error",
+               "duration_s", "action_count", "cost_usd", "unpriced_calls", "success_rate",
+               "error_count", "blocked_count", "replayed_count", "budget_usd", "over_budget", "error",
                "code_version", "tags", "started_by", "retention_class", "pii", "archived_at",
                "chain_head", "chain_start", "ledger_since")
 ACTION_COLUMNS = ("run_id", "agent_id", "seq", "id", "parent_id", "actor", "stage", "channel",

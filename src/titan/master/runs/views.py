@@ -37,6 +37,8 @@ def run_view(run: Row, budget: float | None = None, now: float | None = None) ->
         "agent_version": run.get("agent_version"), "status": run.get("status", "running"),
         "started_at": started, "ended_at": ended, "duration_s": round(duration, 3),
         "action_count": n, "cost_usd": round(float(run.get("cost_usd") or 0.0), 8),
+        # LLM calls of unknown price: with any, cost_usd is what the priced ones cost.
+        "unpriced_calls": run.get("unpriced_calls") or 0,
         "success_count": run.get("success_count") or 0,
         "error_count": run.get("error_count") or 0,
         "blocked_count": run.get("blocked_count") or 0,
@@ -240,13 +242,15 @@ def run_query(status: str | list[str] | None = None, min_cost: float | None = No
 def agent_view(agent_id: str, agent: Row | None, series: list[Row]) -> Row:
     points = [{
         "run_id": r["id"], "status": r["status"], "started_at": r["started_at"],
-        "cost_usd": r["cost_usd"], "action_count": r["action_count"],
+        "cost_usd": r["cost_usd"], "unpriced_calls": r["unpriced_calls"],
+        "action_count": r["action_count"],
         "success_rate": (r["success_count"] / r["action_count"]) if r["action_count"] else None,
     } for r in series]
     n = sum(r["action_count"] for r in series)
     return {
         "agent_id": agent_id, "budget_usd": agent["budget_usd"] if agent else None,
         "runs": len(series), "cost_usd": round(sum(r["cost_usd"] for r in series), 8),
+        "unpriced_calls": sum(r["unpriced_calls"] for r in series),
         "action_count": n,
         "success_rate": (sum(r["success_count"] for r in series) / n) if n else None,
         "failed_runs": sum(1 for r in series if r["status"] == "failed"),

@@ -43,6 +43,10 @@ agent_runs = Table(
     Column("over_budget_at", Float),  # the intercept: when spend crossed the budget
     Column("blocked", Boolean, nullable=False, server_default="0"),
     Column("cost_usd", Float, nullable=False, server_default="0"),
+    # LLM calls whose price nobody knows (cost_usd NULL: a hosted model in no price list, an
+    # imported span without one), migration 19: with any, cost_usd is a lower bound and pages
+    # say so instead of showing a paid run as $0.
+    Column("unpriced_calls", Integer, nullable=False, server_default="0"),
     Column("action_count", Integer, nullable=False, server_default="0"),
     Column("success_count", Integer, nullable=False, server_default="0"),
     Column("error_count", Integer, nullable=False, server_default="0"),
