@@ -4,7 +4,9 @@ the SDK's transport and the worker's connection (a standby answers as docs/api.m
 
 A :class:`FakeMaster` answers every route; what it answers is set by its ``role`` (which a
 test may change while clients run, as a failover would) and its ``routes`` (a leader's
-answers by ``"METHOD /api/v1/path"``; anything else gets ``200 {"master": url, ...}``).
+answers by ``"METHOD /api/v1/path"``; anything else gets ``200 {"master": url, ...}``). A
+leader proves it holds the tokens in its ``tokens`` (titan/master_proof.py), as a real one
+does before a client sends one; those exchanges are kept apart, in ``proofs``.
 :func:`refusing_url` is an address where nothing listens.
 """
 
@@ -17,6 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from titan import master_proof
 
 Route = Callable[["FakeMaster", dict[str, Any]], tuple[int, Any]]
 
@@ -35,6 +40,21 @@ def standby_body(leader: str | None, epoch: int = 7) -> dict[str, Any]:
                       "details": {"leader": leader, "epoch": epoch}}}
 
 
+#: The tokens the tests' clients and workers use, which a fake leader proves it holds.
+TOKENS = ("t", "wt", "secret")
+
+
+def answer_proof(path: str, tokens: set[str] | tuple[str, ...] = TOKENS) -> tuple[int, Any]:
+    """A master's answer to ``GET /api/v1/master-proof?nonce=&ref=`` holding ``tokens``."""
+    query = parse_qs(urlsplit(path).query)
+    nonce, ref = query.get("nonce", [""])[0], query.get("ref", [""])[0]
+    held = [t for t in tokens if master_proof.token_ref(t) == ref]
+    if not held:
+        return 401, {"error": {"code": "unauthorized", "message": "unknown or revoked token",
+                               "details": {}}}
+    return 200, {"proof": master_proof.proof(master_proof.token_hash(held[0]), nonce)}
+
+
 class FakeMaster:
     """One master: ``role`` is ``"leader"`` or ``"standby"`` (naming ``leader``)."""
 
@@ -45,6 +65,9 @@ class FakeMaster:
         #: Name the leader only in X-Titan-Leader (the body's ``details.leader`` null).
         self.leader_in_header_only = leader_in_header_only
         self.routes: dict[str, Route] = {}
+        #: The tokens it proves it holds (GET /api/v1/master-proof), and the proofs asked.
+        self.tokens: set[str] = set(TOKENS)
+        self.proofs: list[str] = []
         #: Every request received: (method, path with query, decoded JSON body or None).
         self.requests: list[tuple[str, str, Any]] = []
         self.lock = threading.Lock()
@@ -71,11 +94,15 @@ class FakeMaster:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
+                proof = self.path.startswith(master_proof.PATH + "?")
                 with master.lock:
-                    master.requests.append((method, self.path, body))
+                    (master.proofs.append(self.path) if proof
+                     else master.requests.append((method, self.path, body)))
                     role, leader = master.role, master.leader
                 headers: dict[str, str] = {}
-                if role == "standby":
+                if proof and role != "standby":
+                    status, reply = master.prove(self.path)
+                elif role == "standby":
                     status: int = 503
                     reply: Any = standby_body(None if master.leader_in_header_only else leader)
                     headers["Retry-After"] = "1"
@@ -110,6 +137,11 @@ class FakeMaster:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
+
+    def prove(self, path: str) -> tuple[int, Any]:
+        with self.lock:
+            tokens = set(self.tokens)
+        return answer_proof(path, tokens)
 
     def seen(self, method: str | None = None) -> list[str]:
         """The paths received (of one method, if given)."""

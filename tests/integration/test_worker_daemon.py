@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.fake_masters import answer_proof
+from titan import master_proof
 from titan.worker import Worker
 
 WAIT = 30.0
@@ -90,6 +92,9 @@ class FakeMaster:
                 return False
 
             def do_GET(self) -> None:
+                if self.path.startswith(master_proof.PATH + "?"):  # before the token comes
+                    self._send(*answer_proof(self.path, (TOKEN,)))
+                    return
                 if not self._authorized():
                     return
                 if m := re.fullmatch(r"/api/v1/blobs/([0-9a-f]{64})", self.path):
@@ -509,7 +514,8 @@ def test_the_worker_finds_the_leader_among_its_masters(master: FakeMaster,
         assert worker.run() == 0
         assert master.result(job)["exit_code"] == 0
         assert master.lines(job) == [master.url, f"{master.url},{down},{standby.url}"]
-        assert standby.seen("POST") == ["/api/v1/workers/register"]
+        # The standby was asked to prove it holds the worker's token, and named the leader.
+        assert standby.seen("POST") == [] and len(standby.proofs) == 1
     finally:
         standby.close()
 

@@ -27,10 +27,12 @@ def test_a_standby_sends_the_call_to_the_leader_it_names_and_it_is_remembered() 
         with TitanClient(url=[a.url, b.url, c.url], token="t") as client:
             assert client.health()["master"] == c.url
             assert client.url == c.url and client.endpoint.urls == (a.url, b.url, c.url)
-            assert (a.seen(), b.seen(), c.seen()) == (["/api/v1/health"], [],
-                                                      ["/api/v1/health"])
+            # A's answer to the proof of the token named the leader: the token went
+            # nowhere but to the master that proved it holds it.
+            assert (a.seen(), b.seen(), c.seen()) == ([], [], ["/api/v1/health"])
+            assert (len(a.proofs), b.proofs, len(c.proofs)) == (1, [], 1)
             client.health()  # straight to the leader found
-            assert len(a.seen()) == 1 and len(c.seen()) == 2
+            assert (len(a.proofs), a.seen(), len(c.seen())) == (1, [], 2)
 
 
 def test_a_master_that_refuses_connections_is_passed_over() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import socket
 import threading
 import time
@@ -13,7 +14,9 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from tests.fake_masters import answer_proof
 
+from titan import master_proof
 from titan.client.http_wire import read_reply, request_head
 from titan.client.plain_http import LeanRequests, PlainHTTPTransport
 
@@ -21,11 +24,14 @@ Handler = Callable[[socket.socket, bytes], bool]  # (conn, request) -> keep the 
 
 
 class Server:
-    """Accepts connections; answers each request with ``handler`` and records what came."""
+    """Accepts connections; answers each request with ``handler`` and records what came.
+    Proves it holds the token ``t`` first, as a master does (tests/fake_masters.py); those
+    exchanges are kept in ``proofs``, apart."""
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.requests: list[bytes] = []
+        self.proofs: list[bytes] = []
         self.connections = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -55,6 +61,13 @@ class Server:
                 while len(buf) < length:
                     buf += conn.recv(65536)
                 body, buf = buf[:length], buf[length:]
+                if head.startswith(b"GET " + master_proof.PATH.encode() + b"?"):
+                    self.proofs.append(head)
+                    status, answer = answer_proof(head.split(b" ")[1].decode())
+                    data = json.dumps(answer).encode()
+                    conn.sendall(b"HTTP/1.1 %d -\r\ncontent-length: %d\r\n\r\n%s"
+                                 % (status, len(data), data))
+                    continue
                 self.requests.append(head + b"\r\n\r\n" + body)
                 if not self.handler(conn, head):
                     return
@@ -94,6 +107,7 @@ def test_a_request_is_written_as_httpx_would_and_the_connection_is_reused(lean) 
     assert reply.url == f"{url}/api/v1/store/values/a%2Fb ü"
     client.send(url, "GET", "/api/v1/health", None, None, None, None, None)
     assert server.connections == 1  # kept alive
+    assert len(server.proofs) == 1  # asked once, before the connection's first token
     first = server.requests[0]
     assert first.startswith(
         b"PUT /api/v1/store/values/a%2Fb%20%C3%BC?wait=true&fast=false&n=2.5 HTTP/1.1\r\n")

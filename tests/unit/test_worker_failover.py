@@ -48,7 +48,7 @@ def test_calls_go_to_the_leader_a_standby_names_and_stay_there(stop: threading.E
             assert reply["master"] == c.url and conn.master_url == c.url
             assert conn.api_url == c.url + "/api/v1"
             assert conn.call("POST", "/workers/w-1/heartbeat", {})["master"] == c.url
-            assert (len(a.seen()), b.seen()) == (1, [])
+            assert (len(a.proofs), a.seen(), b.proofs, b.seen()) == (1, [], [], [])
             assert c.requests == [("POST", "/api/v1/workers/register", {"name": "w"}),
                                   ("POST", "/api/v1/workers/w-1/heartbeat", {})]
         finally:
@@ -85,7 +85,8 @@ def test_the_worker_waits_out_an_election_until_stopped(stop: threading.Event) -
         try:
             with pytest.raises(errors.ConnectionFailed, match="stopped"):
                 conn.call("POST", "/workers/w-1/heartbeat", {})
-            assert 1 <= len(a.seen()) <= 10 and abs(len(a.seen()) - len(b.seen())) <= 1
+            # Each standby is asked for the proof (its refusal names no leader that leads).
+            assert 1 <= len(a.proofs) <= 10 and abs(len(a.proofs) - len(b.proofs)) <= 1
         finally:
             conn.close()
 
@@ -99,7 +100,7 @@ def test_downloads_follow_the_leader(stop: threading.Event, tmp_path: Path) -> N
         try:
             assert conn.download(f"/blobs/{sha}", tmp_path / "s.py", expect_sha256=sha) == sha
             assert (tmp_path / "s.py").read_bytes() == body
-            assert standby.seen() == [f"/api/v1/blobs/{sha}"]
+            assert standby.seen() == [] and len(standby.proofs) == 1
         finally:
             conn.close()
 
@@ -153,8 +154,10 @@ def test_the_channel_turns_from_a_standby_that_refuses_the_upgrade(
             assert said_hello.wait(WAIT), (failures, standby.requests)
             assert hellos == [{"t": "hello", "credit": 2, "running": []}]
             assert failures == [] and conn.master_url == leader_url
-            # The upgrade refused, then the question that found the leader.
-            assert standby.seen() == ["/api/v1/workers/w-1/channel", "/api/v1/health"]
+            # The upgrade refused, then the question that found the leader (asked, with the
+            # worker's token, after the proof that the standby answered with the leader).
+            assert standby.seen() == ["/api/v1/workers/w-1/channel"]
+            assert len(standby.proofs) == 1
         finally:
             stopped.set()
             hard.set()
@@ -209,7 +212,9 @@ def test_a_refusal_from_a_master_that_took_the_lead_meanwhile_is_tried_again(
     failures: list[BaseException] = []
     with serve(channel, "127.0.0.1", 0, process_request=process_request) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        conn = MasterConnection([f"http://127.0.0.1:{server.socket.getsockname()[1]}"], "wt",
+        # No token: this server answers one request per connection, as a WebSocket server
+        # does, so it could not prove a token on the connection the request would then take.
+        conn = MasterConnection([f"http://127.0.0.1:{server.socket.getsockname()[1]}"], None,
                                 stop)
         intake = _channel(conn, stopped, hard, failures)
         try:

@@ -31,16 +31,19 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 
 from titan.client.http_wire import Reply, read_reply, request_head
+from titan.client.master_check import bearer_token, prove
 
 CHUNK = 1 << 16
 
 
 class _Connection:
-    __slots__ = ("sock", "idle_since")
+    __slots__ = ("sock", "idle_since", "proven")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.idle_since = 0.0
+        #: The token the server on this socket proved it is the master of (master_check).
+        self.proven: str | None = None
 
     def usable(self, now: float, expiry: float) -> bool:
         """Idle for less than ``expiry`` and not closed by the server meanwhile (a socket
@@ -153,6 +156,23 @@ class PlainHTTPTransport(httpx.BaseTransport):
 
     # ------------------------------------------------------------------ one exchange
 
+    def _proven(self, conn: _Connection, origin: tuple[str, int], host: bytes,
+                token: str | None, url: str, timeout: float | None) -> Reply | None:
+        """Before a token's first request on a socket: the server's proof that it is the
+        master (:mod:`titan.client.master_check`), or the master's refusal to answer with.
+        A refusal leaves the socket as the master left it (in the pool, or closed)."""
+        if token is None or conn.proven == token:
+            return None
+        conn.sock.settimeout(timeout)
+        refused = prove(conn.sock, host or _host_header(origin), token, url)
+        if refused is None:
+            conn.proven = token
+        elif refused.headers.get("connection", "").lower() == "close":
+            conn.close()
+        else:
+            self.release(origin, conn)
+        return refused
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.scheme != "http":
@@ -163,6 +183,12 @@ class PlainHTTPTransport(httpx.BaseTransport):
         conn = self._checkout(origin, timeouts.get("connect"))
         sock = conn.sock
         with _failing(conn):
+            refused = self._proven(conn, origin, request.headers.get("host", "").encode(
+                "latin-1"), bearer_token(request.headers.get("authorization")), str(url),
+                timeouts.get("read"))
+            if refused is not None:
+                return httpx.Response(refused.status_code, headers=refused.raw_headers,
+                                      content=refused.content)
             sock.settimeout(timeouts.get("write"))
             _send(sock, head, request)
             sock.settimeout(timeouts.get("read"))
@@ -178,13 +204,18 @@ class PlainHTTPTransport(httpx.BaseTransport):
 
     def exchange(self, origin: tuple[str, int], head: bytes, body: bytes | None, *,
                  method: str, url: str, connect_timeout: float | None,
-                 read_timeout: float | None) -> Reply:
+                 read_timeout: float | None, host: bytes = b"",
+                 token: str | None = None) -> Reply:
         """One whole request and reply without httpx's client around it: the SDK's calls
         (:meth:`titan.client.transport.Transport.call`). ``head`` is the request line and
-        headers, ending in the blank line (:func:`request_head`)."""
+        headers, ending in the blank line (:func:`request_head`); ``token``, the one in its
+        Authorization header, and ``host``, its Host header."""
         conn = self._checkout(origin, connect_timeout)
         sock = conn.sock
         with _failing(conn):
+            refused = self._proven(conn, origin, host, token, url, read_timeout)
+            if refused is not None:
+                return refused
             sock.settimeout(read_timeout)
             _sendall(sock, head + body if body else head)
             with sock.makefile("rb") as fp:
@@ -258,7 +289,8 @@ class LeanRequests:
         head = request_head(method, target.encode("ascii"), list(fields.items()))
         return self._transport.exchange(
             origin[0], head, content, method=method, url=url + path, connect_timeout=5.0,
-            read_timeout=self._timeout if read_timeout is None else read_timeout)
+            read_timeout=self._timeout if read_timeout is None else read_timeout,
+            host=origin[1], token=bearer_token(fields.get(b"authorization")))
 
 
 def tcp_transport(*, max_connections: int, max_keepalive: int,
@@ -295,6 +327,11 @@ def _failing(conn: _Connection) -> Iterator[None]:
         if mapped is exc:
             raise
         raise mapped from exc
+
+
+def _host_header(origin: tuple[str, int]) -> bytes:
+    host, port = origin
+    return (f"[{host}]" if ":" in host else host).encode("idna") + b":%d" % port
 
 
 def _sendall(sock: socket.socket, data: bytes) -> None:

@@ -54,6 +54,7 @@ from titan.master.api import (
 from titan.master.api.limits import BodyGuard
 from titan.master.api.mcp import McpEndpoint
 from titan.master.auth import tokens as auth
+from titan.master.auth.proofs import ProofKeys
 from titan.master.config import MasterConfig
 from titan.master.context import Ctx
 from titan.master.egress import EgressPolicy
@@ -246,7 +247,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         scheduled = Schedules(engine)
         await scheduled.start()
         app.state.ctx = Ctx(config=config, storage=storage, engine=engine, hub=hub,
-                            blobs=blobs, tokens=auth.TokenCache(), runs=runs,
+                            blobs=blobs, tokens=auth.TokenCache(),
+                            proofs=ProofKeys(engine), runs=runs,
                             retention=retention, replays=replays, evals=evals,
                             otlp=otlp_in, exporter=exporter, schedules=scheduled)
         log.info("master ready: %s (database %s)", config.api_url, storage.url.split("@")[-1])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from titan.master.auth.proofs import ProofKeys
 from titan.master.auth.tokens import TokenCache
 from titan.master.config import MasterConfig
 from titan.master.evaluations.service import Evaluations
@@ -31,6 +32,7 @@ class Ctx:
     hub: EventHub
     blobs: BlobStore
     tokens: TokenCache
+    proofs: ProofKeys  # the key each token reference stands for (GET /master-proof)
     runs: RunService
     retention: Retention  # archiving and deleting old runs
     replays: Replays

@@ -34,10 +34,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.http11 import Response
 from websockets.sync.client import ClientConnection, connect
 
 from titan import errors, retry
+from titan.client.http_wire import Reply
+from titan.client.master_check import bearer_token, connect_proven
 from titan.client.tls import client_context
 from titan.worker.assignment import Key
 from titan.worker.connection import failure_hint
@@ -265,7 +269,13 @@ class ChannelIntake(Intake):
         # legacy=True: a direct connection, not a with-block (it lives across threads and
         # reconnects; websockets 17.1 deprecated the unmarked form).
         target = self._connected = url or self._url()
-        ws = connect(target, additional_headers=self._headers(), compression=None,
+        headers = self._headers()
+        # Over ws:// the server first proves it is the master, on the socket the handshake
+        # (and the credential in it) then goes over (client/master_check.py).
+        sock = connect_proven(target, bearer_token(headers.get("Authorization")), OPEN_TIMEOUT)
+        if isinstance(sock, Reply):
+            raise _refusal(sock)
+        ws = connect(target, additional_headers=headers, compression=None, sock=sock,
                      proxy=None, open_timeout=OPEN_TIMEOUT, max_size=None,
                      user_agent_header=None, ssl=client_context(target), legacy=True,
                      ping_interval=self.ping_seconds, ping_timeout=self.ping_seconds,
@@ -430,3 +440,10 @@ class ChannelIntake(Intake):
                 ws.send(json.dumps(message, separators=(",", ":")))
         except (ConnectionClosed, OSError):
             self._lost(ws)
+
+
+def _refusal(reply: Reply) -> InvalidStatus:
+    """The master's refusal of the proof, as the handshake's refusal would have been."""
+    return InvalidStatus(Response(reply.status_code, "", Headers(
+        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.raw_headers]),
+        reply.content))

@@ -9,12 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 
 import titan
-from titan.errors import NotFound, ValidationFailed
+from titan.errors import NotFound, Unauthorized, ValidationFailed
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Reader
 from titan.master.api.params import Offset
 from titan.master.auth import tokens as auth
 from titan.master.scheduling.views import agent_run_view
+from titan.master_proof import proof as proof_of
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute)
@@ -29,6 +30,18 @@ async def health(c: CtxDep) -> Row:
             "role": "leader", "epoch": epoch}
 
 
+@router.get("/master-proof", tags=["admin"],
+            summary="Prove this master holds a token, before the client sends it (no token)")
+async def master_proof(c: CtxDep, nonce: str = Query(..., pattern="^[0-9a-f]{32}$"),
+                       ref: str = Query(..., min_length=4, max_length=400)) -> Row:
+    # Over plain HTTP a client asks this on each new connection before its token goes out:
+    # only a process that can verify the token can answer (titan/master_proof.py).
+    digest = await c.proofs.digest(ref)
+    if digest is None:
+        raise Unauthorized("unknown or revoked token")
+    return {"proof": proof_of(digest, nonce)}
+
+
 @router.post("/tokens", tags=["admin"], status_code=201, summary="Create a token")
 async def create_token(c: CtxDep, p: Admin, body: dict[str, Any] = Body(...)) -> Row:
     role = body.get("role")
@@ -39,6 +52,7 @@ async def create_token(c: CtxDep, p: Admin, body: dict[str, Any] = Body(...)) ->
     row = {"id": "tok-" + secrets.token_hex(6), "token_hash": auth.token_hash(token),
            "role": role, "name": name, "created_at": time.time()}
     await c.engine.run(lambda tx: tx.add_token(row))
+    c.proofs.token_created()
     return {"id": row["id"], "token": token, "role": role, "name": name}
 
 

@@ -42,7 +42,8 @@ _PROXY = re.compile(r"^/api/v1/runs/([^/]+)/(tools/[^/]+|eval/(response|events|c
 #: OTLP/HTTP trace bodies: the JSON body limit, also at the root where collectors take them.
 _OTLP = frozenset(TRACE_PATHS)
 #: Routes anyone may call (sign-in gives the credential): no check, and a small body.
-_PUBLIC = frozenset({"/login", "/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs"})
+_PUBLIC = frozenset({"/login", "/api/v1/health", "/api/v1/master-proof",
+                     "/api/v1/openapi.json", "/api/v1/docs"})
 _PUBLIC_LIMIT = 16 * 1024
 _DASHBOARD_LIMIT = 1 << 20
 

@@ -147,6 +147,11 @@ class Health(_Open):
     time: Timestamp
 
 
+class MasterProof(_Open):
+    proof: str = Field(description="HMAC-SHA256 of the nonce keyed by the token's SHA-256 "
+                                   "(titan/master_proof.py)")
+
+
 class JobView(_Open):
     id: int
     job_id: str

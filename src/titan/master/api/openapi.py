@@ -44,6 +44,7 @@ REQUESTS: dict[Op, tuple[type[BaseModel], bool]] = {
 #: Replies of the success status (JSON).
 REPLIES: dict[Op, type[BaseModel]] = {
     ("get", f"{_P}/health"): m.Health,
+    ("get", f"{_P}/master-proof"): m.MasterProof,
     ("post", f"{_P}/dags"): m.DagView,
     ("get", f"{_P}/dags"): m.DagList,
     ("get", f"{_P}/dags/{{ref}}"): m.DagView,

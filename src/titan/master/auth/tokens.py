@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from titan.errors import Forbidden, Unauthorized
+from titan.master_proof import token_hash
+
+__all__ = ["ADMIN", "FETCH", "OPERATE", "READ", "ROLES", "WORKER", "WRITE", "JobTokens",
+           "Principal", "TokenCache", "WorkerCredentials", "bearer", "check_role",
+           "check_worker", "new_token", "token_hash"]
 
 ROLES = ("admin", "operator", "viewer", "worker")
 # What each kind of request needs; a job token acts as an operator fenced to its attempt.
@@ -46,10 +51,6 @@ class Principal:
 
 def new_token() -> str:
     return "tt_" + secrets.token_urlsafe(32)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class JobTokens:

@@ -1,0 +1,176 @@
+"""Over plain HTTP a client's token goes only to a server that proved it is the master.
+
+While a master is down, another local user could bind its port and collect the tokens that
+clients and retrying workers send. Here a program holds a port ("the squatter") and records
+every byte it receives: the SDK, the CLI and a worker pointed at it send no token and say
+why; the real master proves each kind of token, and refuses to prove one it does not know
+without the token being sent."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.integration.harness import Cluster, shared_cluster
+from titan import TitanClient, TitanJob, errors, master_proof
+from titan.client.master_check import connect_proven
+
+cluster = shared_cluster()
+
+
+class Squatter:
+    """A TCP server on a free port that answers every request with ``reply`` and keeps
+    what it was sent."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.received = bytearray()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with conn:
+            data = b""
+            try:
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    self.received += chunk
+                    data += chunk
+                    while b"\r\n\r\n" in data:  # one reply per request head
+                        _, _, data = data.partition(b"\r\n\r\n")
+                        conn.sendall(self.reply)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def reply(status: str, body: dict[str, object]) -> bytes:
+    content = json.dumps(body).encode()
+    return (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(content)}\r\n\r\n").encode() + content
+
+
+@pytest.fixture(params=["not-found", "fake-proof", "ok-everything"])
+def squatter(request: pytest.FixtureRequest) -> Iterator[Squatter]:
+    answers = {"not-found": reply("404 Not Found", {"detail": "Not Found"}),
+               "fake-proof": reply("200 OK", {"proof": "0" * 64}),
+               "ok-everything": reply("200 OK", {"status": "ok", "value": "x"})}
+    s = Squatter(answers[request.param])
+    yield s
+    s.close()
+
+
+def test_the_sdk_sends_no_token_to_a_server_that_cannot_prove_it_is_the_master(
+        cluster: Cluster, squatter: Squatter) -> None:
+    token = cluster.admin_token
+    client = TitanClient(url=squatter.url, token=token, timeout=5)
+    started = time.monotonic()
+    with pytest.raises(errors.ConnectionFailed) as caught:
+        client.store_get("anything")
+    assert "did not prove it is the Titan master" in str(caught.value)
+    assert "the token was not sent" in str(caught.value)
+    assert time.monotonic() - started < 60
+    assert squatter.received, "the client asked nothing"
+    assert token.encode() not in squatter.received
+    assert b"/api/v1/master-proof?nonce=" in squatter.received
+    # The reference it sent cannot be turned back into a proof.
+    assert master_proof.token_hash(token).encode() not in squatter.received
+
+
+def test_the_cli_and_a_worker_send_no_token_either(cluster: Cluster) -> None:
+    s = Squatter(reply("404 Not Found", {"detail": "Not Found"}))
+    try:
+        token = cluster.admin_token
+        env = dict(cluster.env, TITAN_URL=s.url, TITAN_TOKEN=token,
+                   TITAN_RESTART_GRACE="2")
+        out = subprocess.run([sys.executable, "-m", "titan", "status"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0 and "did not prove" in out.stderr, out.stderr
+        # A worker keeps retrying (the master may be coming back) and never sends it.
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "titan", "worker", "--master", s.url, "--slots", "1"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            time.sleep(4)
+        finally:
+            worker.kill()
+            log = worker.communicate(timeout=10)[0].decode(errors="replace")
+        assert s.received, log
+        assert token.encode() not in s.received, log
+        # The channel's own path: a refused proof is an error of the connection.
+        with pytest.raises(ConnectionError, match="did not prove"):
+            connect_proven(s.url.replace("http", "ws") + "/api/v1/workers/w/channel",
+                           token, 5)
+        assert token.encode() not in s.received
+    finally:
+        s.close()
+
+
+def raw_proof(cluster: Cluster, ref: str, nonce: str) -> httpx.Response:
+    return httpx.get(f"{cluster.url}/api/v1/master-proof",
+                     params={"nonce": nonce, "ref": ref}, timeout=10)
+
+
+def test_the_master_proves_each_kind_of_token_it_issued(cluster: Cluster) -> None:
+    nonce = master_proof.new_nonce()
+    admin = cluster.admin_token
+    answer = raw_proof(cluster, master_proof.token_ref(admin), nonce)
+    assert answer.status_code == 200
+    assert master_proof.proves(admin, nonce, answer.json()["proof"])
+    assert not master_proof.proves(admin, master_proof.new_nonce(), answer.json()["proof"])
+    # A token made a moment ago is proven at once.
+    made = cluster.api("POST", "/tokens", {"role": "viewer", "name": "fresh"})
+    answer = raw_proof(cluster, master_proof.token_ref(made["token"]), nonce)
+    assert master_proof.proves(made["token"], nonce, answer.json()["proof"])
+    assert isinstance(TitanClient(url=cluster.url, token=made["token"]).list_dags(), list)
+    # A job's token: the SDK inside the job proves its master before writing to the store.
+    client = cluster.client()
+    script = cluster.script("proof_job.py", "from titan import TitanClient\n"
+                                            "TitanClient().store_put('proof-job', 'written')\n")
+    dag = client.submit_dag("proof-job", [TitanJob(job_id="write", filename=script)])
+    done = client.wait_dag(dag["id"], timeout=60)
+    assert done["status"] == "COMPLETED", done
+    assert client.store_get("proof-job") == "written"
+    # A worker credential: a MAC the master recomputes from its public part.
+    worker_token = (cluster.data / "worker.token").read_text().strip()
+    registered = cluster.api("POST", "/workers/register", {
+        "name": "proof-probe", "capabilities": ["PROOF_PROBE"], "slots": 1},
+        token=worker_token)
+    credential = registered["credential"]
+    answer = raw_proof(cluster, master_proof.token_ref(credential), nonce)
+    assert master_proof.proves(credential, nonce, answer.json()["proof"])
+    assert not credential.endswith(master_proof.token_ref(credential))
+
+
+def test_an_unknown_token_is_refused_without_being_sent(cluster: Cluster) -> None:
+    nonce = master_proof.new_nonce()
+    answer = raw_proof(cluster, master_proof.token_ref("tt_made_up"), nonce)
+    assert answer.status_code == 401
+    for ref, n in (("th.x", "nothex"), ("", nonce), ("tj.a.b", nonce), ("tj.1.2.3", nonce),
+                   ("tw.only", nonce)):
+        assert raw_proof(cluster, ref, n).status_code in (400, 401), ref
+    with pytest.raises(errors.Unauthorized, match="unknown or revoked token"):
+        TitanClient(url=cluster.url, token="tt_made_up").store_get("x")
