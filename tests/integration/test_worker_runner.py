@@ -57,7 +57,8 @@ class Job:
               name: str = "job.py", timeout: float | None = None, kill_grace: float = 30.0,
               env: dict[str, str] | None = None, sys_path: tuple[str, ...] = (),
               script: Path | None = None, now: bool = False,
-              code_from: Path | None = None) -> tuple[Attempt, Collector, bool]:
+              code_from: Path | None = None,
+              project_dir: Path | None = None) -> tuple[Attempt, Collector, bool]:
         if script is None:
             script = self.workdir / name
             script.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,7 @@ class Job:
                           loop=self.loop, sink=sink, kill_grace=kill_grace)
         spec = LaunchSpec(script=script, args=list(args), cwd=self.workdir,
                           env=dict(os.environ if env is None else env), sys_path=list(sys_path),
-                          runner=kind, source=code_from)
+                          runner=kind, source=code_from, project_dir=project_dir)
         if now:  # the worker's fast path: attached on the I/O thread when the zygote answers
             assert self.runner.fork_now(spec, lambda got: attempt.attach(got) if got else
                                         attempt.fail_to_start("no fork"))
@@ -118,11 +119,12 @@ def test_script_runs_as_main_with_argv_cwd_env(job: Job, tmp_path: Path, kind: s
         print("argv0", sys.argv[0])
         print("cwd", os.getcwd())
         print("env", os.environ["JOB_VAR"])
-        print("path0", sys.path[0])
+        print("path", sys.path[-1], sys.path.count(sys.path[-1]))
     """, kind=kind, args=("a b", "--x=1"), env={**os.environ, "JOB_VAR": "v1"})
     out = sink.stream("stdout")
+    # A plain script's folder (the shared one) is on its import path last, once.
     assert out == ["name __main__", "argv ['a b', '--x=1']", f"argv0 {tmp_path / 'job.py'}",
-                   f"cwd {tmp_path}", "env v1", f"path0 {tmp_path}"]
+                   f"cwd {tmp_path}", "env v1", f"path {tmp_path} 1"]
     assert sink.outcome == {"id": 1, "attempt": 1, "exit_code": 0, "error": None,
                             "timed_out": False}
 
@@ -239,11 +241,12 @@ def test_a_job_runs_the_version_it_was_given_whatever_the_path_holds_now(
     # Two projects' main.py, materialized one after the other at the same shared path: the
     # job given the first runs the first (read from its blob), not the one written since;
     # its traceback quotes the code that ran. Forked or in a fresh interpreter, the same;
-    # and the script sees itself as python script.py would (argv, __file__, sys.path[0]).
+    # and the script sees itself as python script.py would (argv, __file__), its folder on
+    # the import path (last: it is the shared one).
     blob = tmp_path / "blob-a"
     blob.write_text('import sys, os\n'
                     'print("this is project A", sys.argv, __file__ == os.path.abspath(sys.argv[0]),'
-                    ' sys.path[0] == os.path.dirname(__file__), sorted(k for k in globals()'
+                    ' sys.path[-1] == os.path.dirname(__file__), sorted(k for k in globals()'
                     ' if not k.startswith("__")), __name__)\n'
                     'raise SystemExit(undefined_a)\n')
     shared = tmp_path / "shared" / "main.py"
@@ -367,6 +370,29 @@ def test_sibling_modules_import(job: Job, tmp_path: Path, kind: str) -> None:
     (tmp_path / "etl" / "helpers.py").write_text("VALUE = 42\n")
     sink = job.run("import helpers; print(helpers.VALUE)", kind=kind, name="etl/extract.py")
     assert sink.stream("stdout") == ["42"]
+
+
+@BOTH
+def test_a_file_in_the_shared_folder_shadows_no_installed_module(job: Job, tmp_path: Path,
+                                                                 kind: str) -> None:
+    # Another project's json.py and signal.py, left in the shared folder by its jobs, ran in
+    # place of those modules in every job of the worker (subprocess imports signal: all
+    # runner="subprocess" jobs failed to start). A plain script's folder now comes last.
+    (tmp_path / "json.py").write_text("raise SystemExit('the shared json.py ran')\n")
+    (tmp_path / "signal.py").write_text("raise SystemExit('the shared signal.py ran')\n")
+    (tmp_path / "helpers.py").write_text("VALUE = 7\n")
+    sink = job.run("import json, signal, subprocess, sys, helpers\n"
+                   "print(json.dumps(helpers.VALUE))",
+                   kind=kind, name="main.py")
+    assert sink.stream("stdout") == ["7"], sink.stream("stderr")
+    # Inside a project the folder is the project's own: first, as `python main.py` has it.
+    project = tmp_path / "projects" / "p"
+    project.mkdir(parents=True)
+    (project / "helpers.py").write_text("VALUE = 'the project helpers'\n")
+    sink = job.run("import os, sys, helpers\n"
+                   "print(helpers.VALUE, sys.path[0] == os.path.dirname(__file__))",
+                   kind=kind, name="projects/p/main.py", project_dir=project)
+    assert sink.stream("stdout") == ["the project helpers True"], sink.stream("stderr")
 
 
 def test_extra_sys_path_for_archives(job: Job, tmp_path: Path) -> None:

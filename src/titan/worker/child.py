@@ -102,9 +102,15 @@ def run_script(request: dict[str, Any], source: bytes | None = None) -> int:
     sys.argv = [str(a) for a in request["argv"]]
     extra = list(request.get("sys_path") or [])
     extra += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[0] = os.path.dirname(script)
+    # The script's folder first only when it is its own (a project's): shared/ holds any
+    # project's files, and first a job's json.py stood in for that module in the others
+    # (titan.worker.fresh). There it comes last, after everything installed.
+    own = [os.path.dirname(script)] if request.get("own_folder") else []
+    sys.path[0:1] = own
     for i, entry in enumerate(p for p in extra if p not in sys.path):
-        sys.path.insert(1 + i, entry)
+        sys.path.insert(len(own) + i, entry)
+    if not own and os.path.dirname(script) not in sys.path:
+        sys.path.append(os.path.dirname(script))
     if os.environ.get("TITAN_REPLAY"):
         # A replay's job: its sockets are guarded before its own code runs (leaks).
         from titan.trace import replay

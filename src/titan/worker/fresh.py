@@ -8,9 +8,15 @@ from the content-addressed blob (:mod:`titan.worker.child`); a job run by a fres
 inherits as ``<fd>`` (a pipe, not the blob's path: a job under ``--sandbox`` or ``--run-as``
 need not be able to read the worker's cache). The bootstrap reads them, closes the pipe and
 runs them
-as ``__main__`` with ``__file__``, ``sys.argv`` and ``sys.path[0]`` those of the script, and
-ends as ``python script.py`` does (tracebacks without its own frame, quoting the code that
-ran; an uncaught Ctrl-C by SIGINT).
+as ``__main__`` with ``__file__`` and ``sys.argv`` those of the script, and ends as ``python
+script.py`` does (tracebacks without its own frame, quoting the code that ran; an uncaught
+Ctrl-C by SIGINT).
+
+The import path starts with the script's folder only when that folder is its own (an uploaded
+project's, :func:`own_folder`). A plain script's is ``shared/``, where any project's files land:
+first on the path, a job's ``json.py`` or ``signal.py`` stood in for that module in every other
+job of the worker, so there it comes last, after the standard library and installed packages
+(sibling helpers still import; nothing installed is shadowed).
 
 The bootstrap imports nothing the interpreter has not loaded at start-up (``sys``, ``os``),
 but on its error path, so a fresh job costs what ``python script.py`` costs. A shell script
@@ -31,9 +37,11 @@ _MAX_ARG = 128 * 1024 - 1
 BOOTSTRAP = r"""
 import sys, os
 def _titan_main(sys=sys, os=os):  # its own names: __main__'s are cleared for the script
-    script, fd = sys.argv[1], int(sys.argv[2])
-    sys.argv[:3] = [script]
-    sys.path[0] = os.path.dirname(script)
+    script, fd, own = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+    sys.argv[:4] = [script]
+    sys.path[0:1] = [os.path.dirname(script)] if own else []
+    if not own:
+        sys.path.append(os.path.dirname(script))
     with open(fd, "rb") as fh:
         code = fh.read()
     main = sys.modules["__main__"]
@@ -68,10 +76,34 @@ _titan_main()
 """
 
 
-def python_argv(python: str, script: Path, code_fd: int, args: list[str]) -> list[str]:
+#: ``python script.py`` with the script's folder last on the import path (a plain script
+#: too large for a pipe): run by runpy, from its path.
+_RUN_PATH = ("import os, runpy, sys; sys.argv = sys.argv[1:]; sys.path[0:1] = []; "
+             "sys.path.append(os.path.dirname(sys.argv[0])); "
+             "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def own_folder(project_dir: object) -> bool:
+    """Whether a script's folder goes first on its import path, as ``python script.py`` puts
+    it: inside an uploaded project (``project_dir`` set), whose folder holds that project's
+    files only. A plain script's folder goes last."""
+    return project_dir is not None
+
+
+def python_argv(python: str, script: Path, code_fd: int, args: list[str],
+                own: bool) -> list[str]:
     """The command line that runs the code waiting in pipe ``code_fd`` (:func:`code_pipe`) as
-    ``script`` in a fresh interpreter."""
-    return [python, "-c", BOOTSTRAP, str(script.absolute()), str(code_fd), *args]
+    ``script`` in a fresh interpreter; ``own``: its folder is importable (:func:`own_folder`)."""
+    return [python, "-c", BOOTSTRAP, str(script.absolute()), str(code_fd), "1" if own else "0",
+            *args]
+
+
+def path_argv(python: str, script: Path, args: list[str], own: bool) -> list[str]:
+    """The command line that runs ``script`` from its path (a script too large for a pipe):
+    ``python script.py``, its folder last on the import path when it is not its own."""
+    if own:
+        return [python, str(script), *args]
+    return [python, "-c", _RUN_PATH, str(script), *args]
 
 
 def read_code(source: Path | None) -> bytes | None:

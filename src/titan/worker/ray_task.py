@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from titan.worker.fresh import bash_argv, code_pipe, python_argv
+from titan.worker.fresh import bash_argv, code_pipe, own_folder, path_argv, python_argv
 
 #: How long one wait for output lasts. ``ray.cancel`` raises its KeyboardInterrupt without
 #: a real signal, so a blocked ``select`` notices it only when it returns.
@@ -164,9 +164,10 @@ def _argv_env(job: dict[str, Any], script: Path, shared: Path, project_root: Pat
                 for p in job["sys_path"]]
         if path:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [*path, env.get("PYTHONPATH")]))
+        own = own_folder(project_root)
         if code_fd is not None:
-            return python_argv(sys.executable, script, code_fd, args), env
-        return [sys.executable, str(script), *args], env
+            return python_argv(sys.executable, script, code_fd, args, own), env
+        return path_argv(sys.executable, script, args, own), env
     if job["interpreter"] == "bash":
         return bash_argv(script, job["source"], args), env
     return [str(script), *args], env

@@ -208,8 +208,10 @@ class Runner(Executor):
             code = fresh.read_code(spec.source)
             if code is not None:
                 code_fd = fresh.code_pipe(code)
-            argv = ([self._python, script, *spec.args] if code_fd is None else
-                    fresh.python_argv(self._python, spec.script, code_fd, spec.args))
+            own = fresh.own_folder(spec.project_dir)
+            argv = (fresh.path_argv(self._python, spec.script, spec.args, own)
+                    if code_fd is None else
+                    fresh.python_argv(self._python, spec.script, code_fd, spec.args, own))
             if spec.sys_path:
                 env["PYTHONPATH"] = os.pathsep.join(
                     filter(None, [*spec.sys_path, env.get("PYTHONPATH")])
@@ -245,4 +247,5 @@ def _fork_request(spec: LaunchSpec) -> dict[str, object]:
         "script": str(spec.script),
         "source": None if spec.source is None else str(spec.source),
         "sys_path": spec.sys_path,
+        "own_folder": fresh.own_folder(spec.project_dir),
     }

@@ -7,7 +7,7 @@ fork of this one costs ~1 ms, and the child finds everything already imported.
 Protocol on the socket (the worker is the only peer):
 
 * worker → zygote: a 4-byte big-endian length and a JSON request ``{"rid", "argv", "cwd",
-  "env", "script", "sys_path"}``, sent in one ``sendmsg`` that carries two file descriptors
+  "env", "script", "sys_path", "own_folder"}``, sent in one ``sendmsg`` that carries two file descriptors
   (``SCM_RIGHTS``): the write ends of the job's stdout and stderr pipes.
 * zygote → worker: JSON lines ``{"event": "ready", "pid"}`` once, then per request
   ``{"event": "started", "rid", "pid"}`` or ``{"event": "failed", "rid", "error"}``, and
