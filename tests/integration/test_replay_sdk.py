@@ -512,3 +512,61 @@ def test_a_replay_whose_driver_is_cancelled_ends(cluster: Cluster, tmp_path: Pat
         assert time.monotonic() < deadline, run
         time.sleep(0.1)
     assert run["status"] == "cancelled", run
+
+
+GATHERED = """
+import asyncio, time
+import titan
+from titan import llm, trace
+from titan.llm.types import Generation, Usage
+
+class Slow:
+    name = "slow"
+    def generate(self, request):
+        content = request.messages[-1]["content"]
+        time.sleep(1.0 if "alpha" in content else 0.05)  # alpha's answer comes last
+        return Generation(text=f"plan for {content}", usage=Usage(10, 5), model=request.model)
+    def cost(self, model, usage):
+        return (0.001, "registered")
+
+llm.register_provider("slow", Slow())
+
+@titan.tool
+async def search(q: str) -> str:
+    return f"results about {q}"
+
+async def research(topic):
+    plan = await llm.acomplete(topic, model="slow/m")
+    return await search(plan.text)
+
+async def main():
+    return await asyncio.gather(research("alpha"), research("beta"))
+
+with trace.run("gathered-agent") as run:
+    print(run.id, flush=True)
+    found = asyncio.run(main())
+    with trace.action("report", inputs={"found": found}) as a:
+        a.outputs = {"n": len(found)}
+"""
+
+
+def test_llm_calls_gathered_in_one_actor_replay_in_the_order_they_were_made(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # The recording numbered LLM calls as they finished (beta first), the replay as they
+    # started (alpha first): an unchanged agent diverged, and a lenient replay served each
+    # branch the other's answer.
+    run_id = run_script(cluster, write(tmp_path, "gathered.py", GATHERED))
+    calls = [a for a in cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+             if a["name"] == "call_llm"]
+    numbered = {a["ordinal"]: a["inputs"]["messages"][-1]["content"] for a in calls}
+    assert numbered == {0: "alpha", 1: "beta"}
+    assert [a["inputs"]["messages"][-1]["content"] for a in calls] == ["beta", "alpha"]
+    strict = replay(cluster, run_id)
+    assert strict["divergence_count"] == 0 and strict["match_rate"] == 1.0, strict
+    lenient = replay(cluster, run_id, mode="lenient")
+    assert lenient["divergence_count"] == 0, cluster.api(
+        "GET", f"/runs/{lenient['run_id']}/replay")
+    served = {a["inputs"]["messages"][-1]["content"]: a["outputs"]["text"]
+              for a in cluster.api("GET", f"/runs/{lenient['run_id']}/actions")["actions"]
+              if a["name"] == "call_llm"}
+    assert served == {"alpha": "plan for alpha", "beta": "plan for beta"}

@@ -86,6 +86,22 @@ def test_a_strict_stop_at_other_outputs_leaves_the_rest_not_reached() -> None:
         == ["output_mismatch"]
 
 
+def test_a_lenient_replay_that_failed_at_a_refused_call_did_not_reach_the_rest() -> None:
+    # The refusal's ReplayMiss ended the script: the steps after it were reported missing,
+    # several divergences for one. Caught by the script (the run went on and completed),
+    # what it did not make is missing.
+    original = [act("A", "lookup", seq=1), act("A", "step", 0, seq=2),
+                act("A", "step", 1, seq=3)]
+    replay = [act("A", "lookup", status="refused", seq=1)]
+    failed = compare(original, replay, failed=True)
+    assert statuses(failed) == [("A", "lookup", "redacted"), ("A", "step", "not_reached"),
+                                ("A", "step", "not_reached")]
+    assert failed["stopped"] and len(failed["divergences"]) == 1
+    went_on = compare(original, replay)
+    assert [s for _, _, s in statuses(went_on)] == ["redacted", "missing", "missing"]
+    assert not went_on["stopped"]
+
+
 def test_a_served_block_that_set_other_outputs_is_an_output_mismatch() -> None:
     # A trace.action block runs again in a replay with the recorded outputs in hand; one that
     # overwrote them (a fresh timestamp, a new uuid4) behaved differently (seed 004's

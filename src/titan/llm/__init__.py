@@ -94,6 +94,13 @@ def complete(
     ``messages`` is a prompt string or chat messages (``{"role", "content"}``). Extra
     ``params`` go to the provider as they are (``seed``, ``top_p``, ``stop``, ``api_base``...).
     Raises :class:`~titan.errors.LLMError` subclasses on failure."""
+    return _complete(messages, model, temperature, max_tokens, json_schema, params, None)
+
+
+def _complete(messages: str | Sequence[Message], model: str | None, temperature: float | None,
+              max_tokens: int | None, json_schema: dict[str, Any] | None,
+              params: dict[str, Any], ordinal: int | None) -> Completion:
+    """:func:`complete`; ``ordinal``: the call's number if :func:`acomplete` took it."""
     msgs = _messages(messages)
     validator = structured.check_schema(json_schema) if json_schema is not None else None
     requested = (model or os.environ.get("TITAN_LLM_MODEL") or DEFAULT_MODEL).strip()
@@ -102,7 +109,10 @@ def complete(
     started_at = time.time()
     t0 = time.perf_counter()
     replaying = replayer()
-    decision = replaying.decide(requested, msgs, recorded_params) if replaying else None
+    if replaying is not None and ordinal is None:
+        ordinal = replaying.number()  # as the call starts: see Replayer.number
+    decision = replaying.decide(requested, msgs, recorded_params, ordinal) if replaying \
+        else None
     if replaying is not None and decision is not None:
         # A replay: answered from the recording, or let through live.
         if decision.serves or decision.status in ("stopped", "refused"):
@@ -146,11 +156,11 @@ def complete(
     except BaseException as exc:
         record(LLMCall(reported, provider.name, msgs, recorded_params, started_at,
                        time.perf_counter() - t0, error=exc, requested=requested,
-                       replay=decision))
+                       replay=decision, ordinal=ordinal))
         raise
     record(LLMCall(completion.model, provider.name, msgs, recorded_params, started_at,
                    completion.duration_s, completion=completion, requested=requested,
-                   replay=decision))
+                   replay=decision, ordinal=ordinal))
     return completion
 
 
@@ -179,9 +189,12 @@ async def acomplete(
     json_schema: dict[str, Any] | None = None,
     **params: Any,
 ) -> Completion:
-    """:func:`complete` in a worker thread, for async code."""
+    """:func:`complete` in a worker thread, for async code. The call is numbered here, on
+    the event loop, so calls gathered side by side keep the order they were made in, in a
+    recording and in its replay alike (threads start in no fixed order)."""
     import asyncio  # here: the CLI imports this package and must start fast
 
-    return await asyncio.to_thread(
-        complete, messages, model=model, temperature=temperature, max_tokens=max_tokens,
-        json_schema=json_schema, **params)
+    replaying = replayer()
+    ordinal = replaying.number() if replaying is not None else None
+    return await asyncio.to_thread(_complete, messages, model, temperature, max_tokens,
+                                   json_schema, params, ordinal)

@@ -42,6 +42,9 @@ class LLMCall:
     requested: str = ""
     #: In a replay, how the call was answered (a :class:`titan.trace.replay.Decision`).
     replay: Any = None
+    #: Outside a replay, the call's number among its actor's LLM calls, taken as it started
+    #: (:meth:`Replayer.number`), None when no run records it.
+    ordinal: int | None = None
 
 
 @dataclass
@@ -64,8 +67,15 @@ class Replayer(Protocol):
     """Answers calls from a recording when this process replays an agent run (registered by
     :mod:`titan.trace`; titan.llm knows nothing of recordings)."""
 
-    def decide(self, requested: str, messages: list[Message], params: dict[str, Any]) -> Any:
-        """How this call is answered in the replay (a decision), or None: ask a model."""
+    def number(self) -> int | None:
+        """The next call's number among its actor's LLM calls (None outside a run). Taken
+        when a call starts, in a recording as in its replay, so calls made side by side are
+        numbered in the order they were made, not the order they finished."""
+
+    def decide(self, requested: str, messages: list[Message], params: dict[str, Any],
+               ordinal: int | None = None) -> Any:
+        """How this call is answered in the replay (a decision), or None: ask a model.
+        ``ordinal``: the number :meth:`number` gave the call, if it was taken already."""
 
     def model(self) -> str | None:
         """The model the live part of a forked replay asks instead, if one was given."""

@@ -19,7 +19,8 @@ each replayed call by — so the order in which parallel actors ran never matter
 
 Not divergences: calls past a fork point (``forked``) or given an override (``override``),
 recorded calls a fork replaced (``replaced``), and — when a strict replay stopped at its first
-divergence — the recorded calls it never reached (``not_reached``).
+divergence, or a lenient one failed after a call it refused (its ``ReplayMiss`` ends the
+script unless the script catches it) — the recorded calls it never reached (``not_reached``).
 """
 
 from __future__ import annotations
@@ -84,14 +85,17 @@ def _per_actor(by_key: dict[Key, dict[str, Any]]) -> dict[str, list[dict[str, An
 
 
 def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]], *,
-            fork_at: int | None = None) -> dict[str, Any]:
+            fork_at: int | None = None, failed: bool = False) -> dict[str, Any]:
     """Rows (``status`` per key) and divergences of ``replay`` against ``original``.
 
     Each action needs seq, actor, channel, name, ordinal, inputs_hash, outputs_hash, outcome
-    and replay_status; rows keep references to the actions for the caller to render."""
+    and replay_status; rows keep references to the actions for the caller to render.
+    ``failed``: the replay's run failed (after a refused call, what it did not make was not
+    reached)."""
     orig, _ = _latest(original)
     rep, leaks = _latest(replay)
-    stopped = any(a.get("replay_status") == "stopped" for a in rep.values())
+    stopped = any(a.get("replay_status") == "stopped" for a in rep.values()) or (
+        failed and any(a.get("replay_status") == "refused" for a in rep.values()))
     orig_order, rep_order = _per_actor(orig), _per_actor(rep)
     rows: dict[Key, dict[str, Any]] = {}
     for k, r in rep.items():

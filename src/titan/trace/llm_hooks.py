@@ -71,7 +71,8 @@ def llm_inputs(requested: str, messages: Any, params: dict[str, Any]) -> dict[st
             "params": {k: v for k, v in params.items() if v is not None}}
 
 
-def replay_decision(requested: str, messages: Any, params: dict[str, Any]) -> Any:
+def replay_decision(requested: str, messages: Any, params: dict[str, Any],
+                    ordinal: int | None = None) -> Any:
     """In a replay, how this LLM call is answered (a :class:`replay.Decision`); else None."""
     session = replay.active()
     run = context.current_run() if session is not None else None
@@ -79,7 +80,15 @@ def replay_decision(requested: str, messages: Any, params: dict[str, Any]) -> An
         return None
     actor = context.current_actor(run)
     return session.decide(run, actor, "llm", "call_llm",
-                          llm_inputs(requested, messages, params))
+                          llm_inputs(requested, messages, params), ordinal=ordinal)
+
+
+def call_number() -> int | None:
+    """The number of an LLM call starting now among its actor's (None outside a run)."""
+    run = context.current_run()
+    if run is None:
+        return None
+    return run.next_ordinal(context.current_actor(run), "llm", "call_llm")
 
 
 def replay_model() -> str | None:
@@ -122,8 +131,12 @@ def served_completion(decision: Any) -> Completion:
 class _Replayer:
     """titan.llm's view of a replay (:class:`titan.llm.recording.Replayer`)."""
 
-    def decide(self, requested: str, messages: Any, params: dict[str, Any]) -> Any:
-        return replay_decision(requested, messages, params)
+    def number(self) -> int | None:
+        return call_number()
+
+    def decide(self, requested: str, messages: Any, params: dict[str, Any],
+               ordinal: int | None = None) -> Any:
+        return replay_decision(requested, messages, params, ordinal)
 
     def model(self) -> str | None:
         return replay_model()
@@ -147,7 +160,8 @@ def on_call(call: Any) -> None:
         return
     inputs = llm_inputs(call.requested or call.model, call.messages, call.params)
     d = call.replay
-    extra: dict[str, Any] = {"ordinal": d.ordinal, "replay_status": d.status} if d else {}
+    extra: dict[str, Any] = {"ordinal": d.ordinal, "replay_status": d.status} if d else (
+        {} if call.ordinal is None else {"ordinal": call.ordinal})
     served = d is not None and d.serves
     c = call.completion
     if call.error is not None:

@@ -8,8 +8,11 @@ answer before it does anything.
 
 Calls are matched to the recording by **(actor path, channel, name, ordinal)**, never by global
 order: researchers running in parallel may finish in any order and still each find their own
-calls. The ordinal is taken when the call starts, in recording and replay alike. What a call
-gets:
+calls. The ordinal is taken when the call starts, in recording and replay alike. Calls one
+actor makes side by side may start in another order in the replay (their turns come as
+earlier answers arrive): a call whose key holds other inputs is matched to the call of that
+name with the same inputs not answered yet, if there is one (:meth:`Session._claim`). What a
+call gets:
 
 - recorded, same inputs: the recorded output, at no cost (``served``);
 - recorded, different input hash: an *input mismatch* — strict mode stops the replay there,
@@ -111,6 +114,9 @@ class _Actor:
     order: dict[str, list[Recorded]] = field(default_factory=dict)
     # Per action id: the calls recorded inside it (a tool that called tools), in seq order.
     children: dict[str, list[Recorded]] = field(default_factory=dict)
+    # Per (actor, channel, name): its recorded calls by ordinal, for calls that started in
+    # another order than they did (see Session._claim).
+    calls: dict[tuple[str, str, str], list[Recorded]] = field(default_factory=dict)
 
     def nested(self, recorded: Recorded) -> list[Recorded]:
         """Every call recorded inside ``recorded``, at any depth, in seq order."""
@@ -139,6 +145,7 @@ class Session:
         self._recordings: dict[str, _Actor] = {}
         self._positions: dict[str, int] = {}
         self._forked: set[str] = set()  # actors whose execution has passed the fork point
+        self._claimed: set[tuple[str, str, str, int]] = set()  # recorded calls answered
         self._override_values: dict[int, Any] = {}
         self._lock = threading.Lock()
         # The master's redaction patterns (from the recording), to redact live values alike.
@@ -169,6 +176,8 @@ class Session:
                 for r in sorted(rec.by_key.values(), key=lambda r: r.seq):
                     if r.parent_id:
                         rec.children.setdefault(r.parent_id, []).append(r)
+                for r in sorted(rec.by_key.values(), key=lambda r: r.ordinal):
+                    rec.calls.setdefault((r.actor, r.channel, r.name), []).append(r)
                 return rec
             after = page["next_after"]
 
@@ -193,18 +202,21 @@ class Session:
 
     # -- deciding -----------------------------------------------------------------------------
     def decide(self, run: Any, actor: str, channel: str, name: str, inputs: Any, *,
-               pure: bool = False) -> Decision:
+               pure: bool = False, ordinal: int | None = None) -> Decision:
         """How to answer the call ``name`` of ``actor`` with ``inputs``; raises
         :class:`~titan.errors.ReplayDiverged` (strict) or :class:`~titan.errors.ReplayMiss`
-        (lenient, extra call, no live calls allowed) after recording the refusal."""
-        ordinal = run.next_ordinal(actor, channel, name)
+        (lenient, extra call, no live calls allowed) after recording the refusal.
+        ``ordinal``: the call's number if it was taken already (an async call takes it on
+        the event loop, in the order the calls were made, before its thread starts)."""
+        if ordinal is None:
+            ordinal = run.next_ordinal(actor, channel, name)
         rec = self._recording(actor)
         with self._lock:
             pos = self._positions.get(actor, 0)
             self._positions[actor] = pos + 1
-        recorded = rec.by_key.get((actor, channel, name, ordinal))
+        recorded = self._claim(rec, (actor, channel, name, ordinal), inputs)
         if recorded is not None:
-            return self._recorded(actor, recorded, ordinal, inputs, pure)
+            return self._recorded(actor, recorded, recorded.ordinal, inputs, pure)
         # Not in the recording: past a fork point that is the new branch, else a divergence.
         if self.fork_at is not None and (actor in self._forked or actor not in rec.order
                                          or _past_fork(rec.order[actor], pos, self.fork_at)):
@@ -221,12 +233,47 @@ class Session:
             decision.status = "refused"
         return decision
 
+    def _claim(self, rec: _Actor, key: tuple[str, str, str, int],
+               inputs: Any) -> Recorded | None:
+        """The recorded call this one answers to. By its key first; but calls an actor makes
+        side by side (``asyncio.gather``, threads) start in the order their turns come, which
+        need not be the recording's: a tool called with each LLM answer starts when that
+        answer arrives, and a replay serves answers at once. So when the call at this key
+        has other inputs, a call of the same name with these very inputs that nothing has
+        answered yet is the one (the action is then recorded under its ordinal, and the
+        comparison pairs the two); failing that, the call at the key, or the first one not
+        answered yet, and its difference is the divergence."""
+        hashes: dict[bool, str] = {}
+
+        def same(r: Recorded) -> bool:
+            redacted = "inputs" in r.redacted
+            if redacted not in hashes:
+                hashes[redacted] = digest(dumps(self.as_recorded(r, "inputs", inputs)))
+            return hashes[redacted] == r.inputs_hash
+
+        at = rec.by_key.get(key)
+        with self._lock:
+            claimed = self._claimed
+            if at is not None and at.key not in claimed and same(at):
+                claimed.add(at.key)
+                return at
+            siblings = [r for r in rec.calls.get(key[:3], ()) if r.key not in claimed]
+            chosen = next((r for r in siblings if same(r)), None)
+            if chosen is None:
+                chosen = at if at is not None and at.key not in claimed else next(
+                    iter(siblings), None)
+            if chosen is not None:
+                claimed.add(chosen.key)
+            return chosen
+
     def pass_over(self, run: Any, served: Recorded) -> None:
         """After a served call: the calls recorded inside it that were not made again (a
         served tool's function does not run, nor does a block guarded by ``a.replayed``)
         count as made, or every later call of the same names would be matched one recorded
         call too early."""
         for inner in self._recording(served.actor).nested(served):
+            with self._lock:
+                self._claimed.add(inner.key)
             if run.skip_ordinals(inner.actor, inner.channel, inner.name, inner.ordinal):
                 with self._lock:
                     self._positions[inner.actor] = self._positions.get(inner.actor, 0) + 1

@@ -65,7 +65,8 @@ def replay_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
     orig = tx.get_run(orig_id)
     fork_at = settings.get("fork_at")
     result = compare(_slim(tx.iter_actions(orig_id)) if orig else iter(()),
-                     _slim(tx.iter_actions(run["id"])), fork_at=fork_at)
+                     _slim(tx.iter_actions(run["id"])), fork_at=fork_at,
+                     failed=run.get("status") == "failed")
     divergences = []
     for r in result["divergences"][:MAX_DIVERGENCES]:
         actor, channel, name, ordinal = r["key"]
@@ -169,7 +170,8 @@ def determinism_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
     replays = [r for r in tx.replays_of(run["id"], REPLAYS_ANALYSED) if _faithful(r)]
     for rep in replays:
         result = compare(_slim(tx.iter_actions(run["id"])), _slim(tx.iter_actions(rep["id"])),
-                         fork_at=(rep.get("replay") or {}).get("fork_at"))
+                         fork_at=(rep.get("replay") or {}).get("fork_at"),
+                         failed=rep.get("status") == "failed")
         for r in result["divergences"]:
             actor, channel, name, ordinal = r["key"]
             divergences.append({"kind": r["status"], "actor": actor, "channel": channel,
