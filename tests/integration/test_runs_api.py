@@ -9,6 +9,8 @@ import csv
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -946,3 +948,19 @@ def test_prune_deletes_old_finished_runs_only(cl: Cluster, tokens: dict[str, str
     again = ingest(cl, "old-failed", [act("old-failed-0", started_at=NOW - 3 * DAY)])
     assert (again["accepted"], again["duplicates"], again["first_seq"]) == (1, 0, 1)
     assert list_actions(cl, "old-failed")["matched"] == 1
+
+
+def test_an_agent_whose_id_holds_a_slash_is_read_and_budgeted(cl: Cluster) -> None:
+    # sdk.md's own example names an agent "research bot/v2": its page worked, but the API
+    # answered a bare 404 and `titan runs budget --agent` could not set its budget.
+    new_run(cl, "slash-1", agent_id="research bot/v2")
+    agent = ok(cl, "GET", "/agents/research%20bot%2Fv2")
+    assert agent["agent_id"] == "research bot/v2" and agent["runs"] == 1
+    env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+               TITAN_TOKEN=cl.admin_token)
+    done = subprocess.run([sys.executable, "-m", "titan", "runs", "budget", "--agent",
+                           "research bot/v2", "2.5"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert ok(cl, "GET", "/agents/research%20bot%2Fv2")["budget_usd"] == 2.5
+    assert get_run(cl, "slash-1")["budget_usd"] == 2.5

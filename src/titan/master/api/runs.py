@@ -200,7 +200,7 @@ async def verify_run(c: CtxDep, p: Reader, run_id: str) -> Row:
     return ledger.verdict_view(verdict)
 
 
-@router.get("/agents/{agent_id}", summary="An agent: its budget and its runs over time")
+@router.get("/agents/{agent_id:path}", summary="An agent: its budget and its runs over time")
 async def get_agent(c: CtxDep, p: Reader, agent_id: str,
                     limit: int = Query(100, ge=1, le=1000)) -> Row:
     def read(tx: Transaction) -> Row:
@@ -213,7 +213,7 @@ async def get_agent(c: CtxDep, p: Reader, agent_id: str,
     return await c.engine.read(read)
 
 
-@router.patch("/agents/{agent_id}", summary="Set the budget every run of an agent gets")
+@router.patch("/agents/{agent_id:path}", summary="Set the budget every run of an agent gets")
 async def patch_agent(c: CtxDep, p: RunKeeper, agent_id: str, body: Any = Body(...)) -> Row:
     if not isinstance(body, dict) or set(body) != {"budget_usd"}:
         raise ValidationFailed('the body must be {"budget_usd": <USD or null>}')
