@@ -113,11 +113,11 @@ class ActionsSQL(RunsSQL):
             conds.append(a.outcome.in_(list(q.outcomes)))
         if q.search:
             pattern = like(q.search)
-            conds.append(or_(a.name.like(pattern, escape="\\"),
-                             a.actor.like(pattern, escape="\\"),
-                             a.inputs.like(pattern, escape="\\"),
-                             a.outputs.like(pattern, escape="\\"),
-                             a.error_message.like(pattern, escape="\\")))
+            conds.append(or_(a.name.ilike(pattern, escape="\\"),
+                             a.actor.ilike(pattern, escape="\\"),
+                             a.inputs.ilike(pattern, escape="\\"),
+                             a.outputs.ilike(pattern, escape="\\"),
+                             a.error_message.ilike(pattern, escape="\\")))
         if q.actor:
             conds.append(a.actor == q.actor)
         if q.channel:

@@ -277,7 +277,7 @@ class JobsSQL:
             conds.append(t.dags.c.status == status)
         if name:
             escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append(t.dags.c.name.like(f"%{escaped}%", escape="\\"))
+            conds.append(t.dags.c.name.ilike(f"%{escaped}%", escape="\\"))
         if exact_name is not None:
             conds.append(t.dags.c.name == exact_name)
         if agent_run_id:

@@ -142,8 +142,8 @@ class RunsSQL:
             conds.append(c.agent_id == q.agent)
         if q.search:
             pattern = like(q.search)
-            conds.append(or_(c.id.like(pattern, escape="\\"),
-                             c.agent_id.like(pattern, escape="\\")))
+            conds.append(or_(c.id.ilike(pattern, escape="\\"),
+                             c.agent_id.ilike(pattern, escape="\\")))
         if q.ids is not None:
             conds.append(c.id.in_(list(q.ids)))
         elif q.archived is not None:
