@@ -267,6 +267,14 @@ def test_a_signal_from_a_stage_that_failed_is_not_waited_for_forever(
                           agent_run_id="SIGFAIL")
         time.sleep(2)  # failed by now, after it signalled
         print("value", wait_for_signal(client, "research:SIGFAIL:late:done"))
+        # The next stage fails without signalling: it is the one named, not the one above
+        # (which signalled, then failed, and is still watched).
+        client.submit_dag("SIGFAIL_NEXT", [TitanJob("next", "broken.py")],
+                          agent_run_id="SIGFAIL")
+        try:
+            wait_for_signal(client, "research:SIGFAIL:next:done", timeout=60)
+        except StageFailed as exc:
+            print("blamed", exc.dag["name"])
         # A stage failing beside one still running does not fail a wait for the other's key.
         client.submit_dag("SIGFAIL_SLOW", [TitanJob("slow", "slow_signal.py",
                                                     args=["research:SIGFAIL:slow:done"])],
@@ -280,7 +288,7 @@ def test_a_signal_from_a_stage_that_failed_is_not_waited_for_forever(
     assert (raised, status, key) == ("raised", "FAILED", "research:SIGFAIL:planner:done")
     assert int(took) <= 12, out
     assert "SIGFAIL_PLAN#1 ended FAILED without signalling" in lines[1], out
-    assert lines[-2] == "value done" and lines[-1] == "slow slow done"
+    assert lines[-3:] == ["value done", "blamed SIGFAIL_NEXT", "slow slow done"], out
 
 
 def test_publish_and_get_artifact_as_functions(cluster: Cluster, tmp_path: Path) -> None:

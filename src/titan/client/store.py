@@ -177,11 +177,14 @@ def _signal(client: TitanClient, key: str, deadline: float | None,
 
 
 def _failed_stage(client: TitanClient, watched: list[int]) -> dict[str, Any] | None:
-    """A stage of ``watched`` that ended without completing, once none of them is still
-    going (None while one is, or when all completed: then something else may still signal).
-    Completed stages leave the list: they can fail no wait."""
+    """The stage of ``watched`` submitted last of those that ended without completing, once
+    none of them is still going (None while one is, or when all completed: then something
+    else may still signal). Completed stages leave the list: they can fail no wait. The last
+    one, because a wait is for the stage an orchestrator just submitted: a stage that
+    signalled and then ended PARTIAL stays on the list, and was blamed for the next stage's
+    failure (and a retry of ``StageFailed.dag`` retried the wrong stage)."""
     failed = None
-    for dag_id in list(watched):
+    for dag_id in reversed(list(watched)):
         try:
             dag = client.get_dag(dag_id)
         except NotFound:  # deleted by retention since: nothing to tell from it
