@@ -98,8 +98,14 @@ def test_retry_with_backoff_then_success() -> None:
     d = dag(s, [{"id": "flaky", "attempts": 3}], ch)
     job = by_name(s, d)["flaky"]
     s.take(w, 1, ch)
+    s.settle_dags(ch)  # as the engine does after each step
+    assert s.dags[job.dag_id].status == "RUNNING"
     s.finish(job.id, 1, 2, None, False, ch)
     assert job.state == "PENDING" and job.not_before == clock.t + 1.0
+    # Its job has run: the DAG stays RUNNING through the backoff (seed 000's WAITING is
+    # "no jobs have started yet").
+    s.settle_dags(ch)
+    assert s.dags[job.dag_id].status == "RUNNING"
     clock.t += 1.0
     s.timer("ready", job.id, ch)
     assert job.state == "READY"

@@ -25,6 +25,7 @@ from titan.master.scheduling.views import (
     job_view,
     run_status,
     stage_view,
+    stages_started,
     waiting_capabilities,
 )
 from titan.storage.base import Row, Transaction
@@ -169,7 +170,7 @@ def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]],
                "jobs": sum(s["counts"].values())}
               for s in stages if s["status"] in ("FAILED", "PARTIAL")
               and s["dag_id"] in current]  # a stage submitted again since: recovered
-    status = run_status(run, total, bool(dags))
+    status = run_status(run, total, bool(dags), stages_started(dags))
     return {"id": run["id"], "created_at": run["created_at"], "status": status,
             "stages": stages, "stages_note": None if dags else (
                 "no stage submitted yet" if status in ("WAITING", "RUNNING")

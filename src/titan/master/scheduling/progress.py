@@ -86,7 +86,7 @@ class DagProgress:
             dag = self.dags.get(dag_id)
             if dag is None:
                 continue
-            status = dag_status(dag.counts, dag.cancelled)
+            status = dag_status(dag.counts, dag.cancelled, dag.started_at is not None)
             if status == dag.status:
                 continue
             fields: dict[str, object] = {"status": status}

@@ -188,15 +188,18 @@ class Changes:
                 tx.store_delete(key)
 
 
-def dag_status(counts: Counter[str], cancelled: bool = True) -> str:
+def dag_status(counts: Counter[str], cancelled: bool = True, started: bool = False) -> str:
     """A DAG's (or agent stage's) status from its job counts. ``cancelled``: whether the DAG
     was cancelled whole, which its cancelled jobs then say (CANCELLED); jobs cancelled one
     by one beside completed ones make a mixed result instead, seed 000's PARTIAL (a stage
-    of four researchers with one cancelled read CANCELLED although three had finished)."""
+    of four researchers with one cancelled read CANCELLED although three had finished).
+    ``started``: a job of it has run (seed 000's WAITING is "no jobs have started yet": a
+    stage whose only job waits out a retry's backoff went back to WAITING)."""
     active = sum(counts[s] for s in ACTIVE)
     settled = sum(counts[s] for s in TERMINAL)
     if active:
-        return "RUNNING" if counts[RUNNING] or counts[WAITING_APPROVAL] or settled else "WAITING"
+        return "RUNNING" if counts[RUNNING] or counts[WAITING_APPROVAL] or settled \
+            or started else "WAITING"
     bad = counts[FAILED] + counts[TIMED_OUT] + counts[REJECTED] + counts[EXPIRED]
     if bad:
         return "PARTIAL" if counts[COMPLETED] + counts[APPROVED] else "FAILED"

@@ -144,6 +144,13 @@ def current_stages(dags: list[Row]) -> set[int]:
     return {d["id"] for d in {d["name"]: d for d in dags}.values()}
 
 
+def stages_started(dags: list[Row]) -> bool:
+    """Whether a job of the stages' latest runs has started (their run is RUNNING, not
+    WAITING, while one waits out a retry)."""
+    current = current_stages(dags)
+    return any(d.get("started_at") is not None for d in dags if d["id"] in current)
+
+
 def current_counts(dags: list[Row], counts: dict[int, dict[str, int]]) -> Counter[str]:
     """The job counts of the stages' latest runs, summed: what an agent run's status is
     derived from."""
@@ -153,7 +160,7 @@ def current_counts(dags: list[Row], counts: dict[int, dict[str, int]]) -> Counte
     return total
 
 
-def run_status(run: Row, total: Counter[str], staged: bool) -> str:
+def run_status(run: Row, total: Counter[str], staged: bool, started: bool = False) -> str:
     """The seed's status word for an agent run: derived from its stages' jobs (as seed 000
     words a stage's), but a run that itself ended failed or cancelled (its orchestrator
     crashed, gave up or was cancelled) says so whatever its stages did. A run that
@@ -163,7 +170,7 @@ def run_status(run: Row, total: Counter[str], staged: bool) -> str:
         return "WAITING" if own == "RUNNING" and not run.get("action_count") else own
     # Its stages together, none cancelled whole as one DAG: completed ones beside cancelled
     # ones are a mixed result (an agent that went on without a cancelled stage).
-    derived = dag_status(total, cancelled=False)
+    derived = dag_status(total, cancelled=False, started=started)
     if derived in ("RUNNING", "WAITING"):
         return derived
     if own in ("FAILED", "CANCELLED"):
@@ -180,4 +187,4 @@ def agent_run_view(tx: Transaction, run: Row) -> Row:
     stages = [stage_view(d, run, counts.get(d["id"], {}), waiting.get(d["id"])) for d in dags]
     total = current_counts(dags, counts)
     return {"id": run["id"], "created_at": run["created_at"],
-            "status": run_status(run, total, bool(dags)), "stages": stages}
+            "status": run_status(run, total, bool(dags), stages_started(dags)), "stages": stages}
