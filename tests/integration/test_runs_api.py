@@ -766,6 +766,22 @@ def test_a_csv_export_keeps_formulas_as_text(cl: Cluster) -> None:
     assert run["id"] == "csv-formula" and not any(v.startswith("=") for v in run.values())
 
 
+def test_a_csv_export_writes_inputs_and_outputs_as_json(cl: Cluster) -> None:
+    # Scalars were written bare: the string "123" and the number 123 read the same, and the
+    # string "-5" came out as '-5 (the formula guard).
+    new_run(cl, "csv-scalars", agent_id="csv-agent")
+    ingest(cl, "csv-scalars", [act("s1", inputs="123", outputs=123),
+                               act("s2", inputs="null", outputs=None),
+                               act("s3", inputs="-5", outputs=-5)])
+    rows = list(csv.DictReader(io.StringIO(export(cl, "csv", {"q": "csv-scalars"},
+                                                   actions=True))))
+    assert [(r["inputs"], r["outputs"]) for r in rows] == [
+        ('"123"', "123"), ('"null"', ""), ('"-5"', "-5")]
+    assert [json.loads(r["inputs"]) for r in rows] == ["123", "null", "-5"]
+    (run,) = csv.DictReader(io.StringIO(export(cl, "csv", {"q": "csv-scalars"})))
+    assert run["replay_of"] == ""
+
+
 @pytest.mark.parametrize("f", FILTERS, ids=[json.dumps(f) for f in FILTERS])
 def test_registry_filters_and_export_agree(cl: Cluster, fleet: dict[str, dict[str, Any]],
                                            f: dict[str, Any]) -> None:

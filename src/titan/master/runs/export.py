@@ -30,11 +30,11 @@ from titan.storage.base import Row, RunQuery, Transaction
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json",
            "jsonl": "application/x-ndjson"}
-RUN_COLUMNS = ("id", "agent_id", "agent_version", "status", "started_at", "ended_at",
-               "duration_s", "action_count", "cost_usd", "unpriced_calls", "success_rate",
-               "error_count", "blocked_count", "replayed_count", "budget_usd", "over_budget", "error",
-               "code_version", "tags", "started_by", "retention_class", "pii", "archived_at",
-               "chain_head", "chain_start", "ledger_since")
+RUN_COLUMNS = ("id", "agent_id", "agent_version", "replay_of", "status", "started_at",
+               "ended_at", "duration_s", "action_count", "cost_usd", "unpriced_calls",
+               "success_rate", "error_count", "blocked_count", "replayed_count", "budget_usd",
+               "over_budget", "error", "code_version", "tags", "started_by", "retention_class",
+               "pii", "archived_at", "chain_head", "chain_start", "ledger_since")
 ACTION_COLUMNS = ("run_id", "agent_id", "seq", "id", "parent_id", "actor", "stage", "channel",
                   "name", "ordinal", "outcome", "started_at", "duration_ms", "cost_usd",
                   "cost_source", "model", "input_tokens", "output_tokens", "cached_tokens",
@@ -56,6 +56,15 @@ def _cell(value: Any) -> Any:
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _json_cell(value: Any) -> str:
+    """An action's inputs or outputs in a CSV cell: always as JSON, so the string "123" and
+    the number 123 (or "null" and null) stay apart; empty when there are none. A JSON value
+    cannot start as a formula does but for a negative number, which a spreadsheet reads as
+    the number it is: no guard."""
+    return "" if value is None else json.dumps(value, ensure_ascii=False,
+                                               separators=(",", ":"))
 
 
 class _Reader(Protocol):
@@ -118,7 +127,10 @@ def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool,
             if with_actions:
                 for a in tx.iter_actions(run["id"]):
                     row = _action_row(run, _full(a, blobs))
-                    writer.writerow({k: _cell(row.get(k)) for k in columns})
+                    cells = {k: _cell(row.get(k)) for k in columns}
+                    cells.update(inputs=_json_cell(row["inputs"]),
+                                 outputs=_json_cell(row["outputs"]))
+                    writer.writerow(cells)
                     if buf.tell() > 65_536:
                         yield _drain(buf)
             else:
