@@ -44,8 +44,9 @@ ERROR_CLASSES: dict[str, ErrorClass] = {c.name: c for c in (
                "The agent did not answer within the run's time limit (or answered 408/504): "
                "retry, or raise the timeout."),
     ErrorClass("agent_5xx", "5xx", "danger",
-               "The agent endpoint answered with a server error (HTTP 5xx): see the agent's "
-               "own logs."),
+               "The agent failed: its endpoint answered with a server error (HTTP 5xx), or "
+               "its job crashed (exit code and log tail in the error): see the agent's own "
+               "logs."),
     ErrorClass("agent_4xx", "4xx", "amber",
                "The agent endpoint refused the request (HTTP 4xx): its expected request "
                "shape has probably drifted from Titan's."),
@@ -56,11 +57,12 @@ ERROR_CLASSES: dict[str, ErrorClass] = {c.name: c for c in (
                "Titan could not connect to the agent endpoint (refused, DNS or bad URL): "
                "check that it is running and reachable."),
     ErrorClass("proxy_misconfigured", "proxy misconfigured", "amber",
-               "The agent called the tool proxy with a wrong URL, token or run id: check the "
-               "proxy settings handed to the agent."),
+               "The agent called the tool proxy with a wrong URL, token or run id, or named a "
+               "tool the task does not declare: check the proxy settings handed to the agent "
+               "and the task's tools."),
     ErrorClass("contract_error", "contract error", "danger",
-               "The agent broke the tool contract (unknown tool, or arguments that do not "
-               "match the declared input schema)."),
+               "The agent broke the tool contract: arguments that do not match the declared "
+               "input schema."),
     ErrorClass("transport_error", "transport error", "warning",
                "A network hop failed mid-run (connection dropped, tool endpoint down); the "
                "run is re-dispatched once automatically."),
