@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -362,3 +363,38 @@ def test_cancel_refuses_a_name_that_is_a_dag_and_another_dags_job(cluster: Clust
     assert client.get_job(late["id"])["state"] == namesake["state"]  # untouched
     assert client.cancel(late["ref"])["status"] == "CANCELLED"
     client.cancel("DAG-wide_amb")
+
+
+def test_a_project_folder_uploaded_from_the_shell_runs_archive_jobs(cluster: Cluster,
+                                                                    tmp_path: Path) -> None:
+    # Archive jobs (`is_archive: true`) need their project on the master: only the SDK could
+    # upload one, so a pipeline of them could not be run from the shell alone.
+    project = tmp_path / "proj"
+    (project / "lib").mkdir(parents=True)
+    (project / "lib" / "__init__.py").write_text("")
+    (project / "lib" / "words.py").write_text("GREETING = 'hello from the project'\n")
+    (project / "main.py").write_text("from lib.words import GREETING\nprint(GREETING)\n")
+    (project / "__pycache__").mkdir()
+    (project / "__pycache__" / "junk.pyc").write_bytes(b"\0")
+    out = titan(cluster, "files", "upload", str(project), "--name", "cliproj")
+    assert "uploaded cliproj.zip" in out.stdout and "`file: cliproj/<entry.py>`" in out.stdout
+    (tmp_path / "archive.yaml").write_text(
+        "name: cli-archive\njobs:\n  - id: main\n    file: cliproj/main.py\n"
+        "    is_archive: true\n")
+    done = titan(cluster, "submit", str(tmp_path / "archive.yaml"), "--wait", "--timeout", "60")
+    assert "COMPLETED" in done.stdout, done.stdout + done.stderr
+    logs = titan(cluster, "logs", "cli-archive/main")
+    assert "hello from the project" in logs.stdout
+    listed = titan(cluster, "files", "list", "--json")
+    assert "cliproj.zip" in [f["name"] for f in json.loads(listed.stdout)["files"]]
+    got = titan(cluster, "files", "get", "cliproj.zip", "-o", str(tmp_path / "back.zip"))
+    assert got.stdout.strip() == str(tmp_path / "back.zip")
+    with zipfile.ZipFile(tmp_path / "back.zip") as zf:
+        assert sorted(zf.namelist()) == ["lib/__init__.py", "lib/words.py", "main.py"]
+    # A file keeps its name: --name is for folders.
+    (tmp_path / "notes.txt").write_text("n\n")
+    refused = titan(cluster, "files", "upload", str(tmp_path / "notes.txt"), "--name", "x",
+                    check=False)
+    assert refused.returncode != 0 and "--name names a project folder" in refused.stderr
+    assert "uploaded notes.txt" in titan(cluster, "files", "upload",
+                                          str(tmp_path / "notes.txt")).stdout

@@ -24,6 +24,7 @@ from titan.cli.commands import (
     cmd_decide,
     cmd_determinism,
     cmd_eval,
+    cmd_files,
     cmd_llm,
     cmd_logs,
     cmd_master,
@@ -197,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dags_arguments(command("dags", cmd_dags, "DAG runs: prune old ones with their jobs "
                                "and logs"), common)
+
+    from titan.cli.files import add_arguments as add_files_arguments
+
+    add_files_arguments(command("files", cmd_files, "files: upload a file or a project folder "
+                                "(archive jobs), list, download"), common)
 
     from titan.cli.runs import add_arguments as add_runs_arguments
 

@@ -1,0 +1,97 @@
+"""The ``titan files`` commands: upload a file or a project folder, list files, download one.
+
+A project folder is what an archive job runs from (``is_archive: true`` in a pipeline, its
+``file`` ``<project>/<entry.py>``): its siblings travel with it and import as they do at home.
+Without this command only the SDK (``upload_project_folder``) could put one on the master, so a
+pipeline of archive jobs could not be run from the shell alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
+    """The ``titan files`` actions and their options (``titan.cli`` wires the command in)."""
+    files = p.add_subparsers(dest="files_command", metavar="ACTION", required=True)
+    s = files.add_parser(
+        "upload", parents=common, help="upload a file, or a project folder for archive jobs",
+        description="Upload a file under its name, or a folder as the project <name>.zip "
+                    "(caches and VCS folders left out) that archive jobs run from: in a "
+                    "pipeline, `file: <name>/<entry.py>` with `is_archive: true`. Uploading "
+                    "again replaces it for the jobs that start from then on.")
+    s.add_argument("path", help="a file, or a project folder")
+    s.add_argument("--name", default=None,
+                   help="a folder's project name (default: the folder's own name)")
+    s = files.add_parser("list", parents=common, help="list files, newest first")
+    s.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    s = files.add_parser("get", parents=common,
+                         help="download the latest file of a name (an artifact, a project)")
+    s.add_argument("name")
+    s.add_argument("-o", "--output", default=None,
+                   help="where to write it (a folder: inside it; default: ./NAME)")
+
+
+def run(args: argparse.Namespace, client: Any) -> int:
+    from titan.cli.output import print_json
+
+    if args.files_command == "upload":
+        return _upload(args, client)
+    if args.files_command == "get":
+        written = client.fetch_artifact(args.name, args.output)
+        print(written)
+        return 0
+    reply = client.api("GET", "/files", params={"limit": args.limit})
+    if getattr(args, "json", False):
+        print_json(reply)
+        return 0
+    from titan.cli.output import table, when
+
+    table(["NAME", "SIZE", "SHA256", "UPLOADED", "BY"],
+          [[f["name"], _size(f.get("size")), (f.get("sha256") or "")[:12],
+            when(f.get("created_at")), f"job {f['job_id']}" if f.get("job_id") else "-"]
+           for f in reply["files"]])
+    if reply.get("next") is not None:
+        print(f"(the newest {len(reply['files'])}; --limit to see more)")
+    return 0
+
+
+def _upload(args: argparse.Namespace, client: Any) -> int:
+    from titan.cli.output import print_json
+
+    path = Path(os.path.expanduser(args.path))
+    folder = path.is_dir()
+    if folder:
+        reply = client.upload_project_folder(path, args.name)
+    else:
+        if args.name is not None:
+            from titan.errors import ConfigError
+
+            raise ConfigError("--name names a project folder; a file keeps its own name")
+        reply = client.upload_file(path)
+    if getattr(args, "json", False):
+        print_json(reply)
+        return 0
+    print(f"uploaded {reply['name']} ({_size(reply.get('size'))}, sha256 "
+          f"{(reply.get('sha256') or '')[:12]})")
+    if folder:
+        project = reply["name"].removesuffix(".zip")
+        print(f"archive jobs run from it as `file: {project}/<entry.py>` with "
+              "`is_archive: true`")
+    return 0
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n < 1024:
+        return f"{n} B"
+    size, unit = float(n), "B"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024:
+            break
+    return f"{size:.1f} {unit}"
