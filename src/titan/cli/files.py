@@ -87,11 +87,8 @@ def _upload(args: argparse.Namespace, client: Any) -> int:
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
-    if n < 1024:
-        return f"{n} B"
-    size, unit = float(n), "B"
-    for unit in ("KB", "MB", "GB"):
-        size /= 1024
-        if size < 1024:
-            break
-    return f"{size:.1f} {unit}"
+    units = ("B", "KB", "MB", "GB")
+    size, step = float(n), 0
+    while size >= 1024 and step < len(units) - 1:
+        size, step = size / 1024, step + 1
+    return f"{n} B" if step == 0 else f"{size:.1f} {units[step]}"
