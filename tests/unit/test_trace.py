@@ -58,6 +58,8 @@ def test_an_exception_whose_str_fails_is_recorded_as_itself() -> None:
     ("RESEARCH_1a9ac3-ITER2", "RESEARCH_1a9ac3", "ITER2"),
     ("OTHER", "RESEARCH_1a9ac3", "OTHER"),
     ("R1__DOUBLE", "R1", "DOUBLE"),
+    ("lab-1.ITER1", "lab-1", "ITER1"),  # a dot separates as _ and - do
+    ("lab-1 SYNTH", "lab-1", "SYNTH"),
     ("R10_X", "R1", "R10_X"),  # another run's stage, not R1's "0_X"
     ("R1", "R1", "R1"),
     ("R1_", "R1", "R1_"),

@@ -22,10 +22,10 @@ def stage_label(name: str, run_id: str, aliases: Iterable[str] = ()) -> str:
     ``aliases`` are other ids the run's driver used for it: a replayed orchestrator makes up
     a fresh run id (RESEARCH_77e0f1) and its stages are filed under the replay's run."""
     for rid in (run_id, *aliases):
-        # The id, then separators, then the stage: "R1_X" and "R1__X" are X's, "R10_X" is
-        # not a stage of R1.
+        # The id, then separators, then the stage: "R1_X", "R1.X" and "R1__X" are X's,
+        # "R10_X" is not a stage of R1.
         rest = name[len(rid):] if rid and name.startswith(rid) else ""
-        label = rest.lstrip("_-:")
+        label = rest.lstrip("_-:. ")
         if label and label != rest:
             return label
     return name
