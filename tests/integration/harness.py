@@ -30,8 +30,8 @@ class Cluster:
         self.dashboard_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
-        self.env = dict(os.environ, TITAN_LEASE_SECONDS=str(lease_seconds),
-                        TITAN_RETRY_BACKOFF="0.05", PYTHONUNBUFFERED="1", **(env or {}))
+        self.env = {**os.environ, "TITAN_LEASE_SECONDS": str(lease_seconds),
+                    "TITAN_RETRY_BACKOFF": "0.05", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.master: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self._clients: list[TitanClient] = []

@@ -12,7 +12,8 @@ import httpx
 from tests.integration.harness import Cluster, shared_cluster
 from titan_sdk import TitanJob
 
-cluster = shared_cluster()
+# A retry's backoff long enough to look at the stage while it waits.
+cluster = shared_cluster(env={"TITAN_RETRY_BACKOFF": "30"})
 
 
 def agents_page(c: Cluster) -> tuple[dict[str, Any], str]:
@@ -30,6 +31,27 @@ def wait_for(check: Any, timeout: float = 30) -> None:
     while not check():
         assert time.time() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_a_stage_waiting_out_a_retry_is_running_and_says_why(cluster: Cluster) -> None:
+    # It went back to WAITING ("no jobs have started yet", seed 000) with no hint while its
+    # job, which had run and failed, waited for its next attempt.
+    client = cluster.client()
+    fail = cluster.script("ar_fail.py", "raise SystemExit(1)\n")
+    run_id = "RETRYING_ar02"
+    client.submit_dag(f"{run_id}_ITER1", [TitanJob("flaky", fail, retries=1)],
+                      agent_run_id=run_id)
+    wait_for(lambda: (client.get_job(f"{run_id}_ITER1/flaky").get("reason") or ""
+                      ).startswith("retry"))
+    agent_run = client.api("GET", f"/agent-runs/{run_id}")
+    (stage,) = agent_run["stages"]
+    assert (stage["status"], stage["executing"]) == ("RUNNING", 0), stage
+    assert stage["hint"] == "retry 2/2 in 30s after: exit code 1"
+    assert agent_run["status"] == "RUNNING"
+    assert client.get_dag(f"{run_id}_ITER1")["status"] == "RUNNING"
+    d, _ = agents_page(cluster)
+    assert run_of(d, run_id)["status"] == "RUNNING"
+    client.cancel(f"{run_id}_ITER1")
 
 
 def test_a_running_stage_that_executes_nothing_says_so(cluster: Cluster) -> None:

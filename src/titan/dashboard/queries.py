@@ -23,10 +23,10 @@ from titan.master.scheduling.views import (
     current_stages,
     dag_view,
     job_view,
+    pending_hints,
     run_status,
     stage_view,
     stages_started,
-    waiting_capabilities,
 )
 from titan.storage.base import Row, Transaction
 
@@ -150,7 +150,7 @@ def agent_runs(tx: Transaction, limit: int, offset: int) -> Data:
     per_run = [tx.list_dags(agent_run_id=r["id"], limit=10_000, newest_first=False)[0]
                for r in rows]
     counts = tx.job_counts([d["id"] for dags in per_run for d in dags])
-    waiting = waiting_capabilities(tx, [d for dags in per_run for d in dags], counts)
+    waiting = pending_hints(tx, [d for dags in per_run for d in dags], counts)
     runs = [_agent_run(run, dags, counts, waiting)
             for run, dags in zip(rows, per_run, strict=True)]
     return {"runs": runs, "total": total, "limit": limit, "offset": offset,
@@ -159,7 +159,7 @@ def agent_runs(tx: Transaction, limit: int, offset: int) -> Data:
 
 
 def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]],
-               waiting: dict[int, list[str]]) -> Row:
+               waiting: dict[int, str]) -> Row:
     stages = [stage_view(d, run, counts.get(d["id"], {}), waiting.get(d["id"])) for d in dags]
     total = current_counts(dags, counts)
     current = current_stages(dags)

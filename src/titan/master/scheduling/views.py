@@ -94,22 +94,32 @@ STATUS_SYMBOLS = {"COMPLETED": "✓", "RUNNING": "⟳", "FAILED": "✗", "PARTIA
                   "WAITING": "…", "CANCELLED": "⊘"}
 
 
-def waiting_capabilities(tx: Transaction, dags: list[Row],
-                         counts: dict[int, dict[str, int]]) -> dict[int, list[str]]:
-    """For each stage with jobs PENDING (no live worker offers what they require), those
-    capabilities: read only for such stages, which are rare."""
+def pending_hints(tx: Transaction, dags: list[Row],
+                  counts: dict[int, dict[str, int]]) -> dict[int, str]:
+    """For each stage with jobs PENDING, what they wait for, said as its hint: a worker with
+    a capability no live worker offers (as the scheduler says it), else a retry's backoff
+    (the job's own reason: "retry 2/3 in 4s after: exit code 1"). Not a job that waits for
+    its parents or its delay. Read only for such stages, which are rare."""
     pending = [d["id"] for d in dags if counts.get(d["id"], {}).get("PENDING")]
-    found: dict[int, set[str]] = {}
+    caps: dict[int, set[str]] = {}
+    retries: dict[int, str] = {}
     for job in tx.jobs_of_dags(pending) if pending else ():
-        # PENDING for want of a worker, as the scheduler says it: not a job that waits for
-        # its parents, its delay or a retry's backoff (a live worker may well offer it).
-        if job["state"] == "PENDING" and (job.get("reason") or "").startswith(NO_WORKER):
-            found.setdefault(job["dag_id"], set()).add(job["requirement"])
-    return {dag_id: sorted(caps) for dag_id, caps in found.items()}
+        reason = job.get("reason") or ""
+        if job["state"] != "PENDING":
+            continue
+        if reason.startswith(NO_WORKER):
+            caps.setdefault(job["dag_id"], set()).add(job["requirement"])
+        elif reason.startswith("retry "):
+            retries.setdefault(job["dag_id"], reason)
+    hints = {dag_id: f"waiting for a worker with capability {', '.join(sorted(found))}"
+             for dag_id, found in caps.items()}
+    for dag_id, reason in retries.items():
+        hints.setdefault(dag_id, reason)
+    return hints
 
 
 def stage_view(dag: Row, run: Row, counts: dict[str, int],
-               waiting_for: list[str] | None = None) -> Row:
+               pending: str | None = None) -> Row:
     """One stage of an agent run (a DAG submitted with its ``agent_run_id``).
 
     ``executing`` counts the jobs actually running (or at an approval gate). Seed 000 calls a
@@ -123,9 +133,8 @@ def stage_view(dag: Row, run: Row, counts: dict[str, int],
     if dag["status"] in ("RUNNING", "WAITING") and not view["RUNNING"]:
         if view["WAITING_APPROVAL"]:
             hint = "waiting for approval"
-        elif waiting_for:
-            # Said as a job that waits says it: no live worker offers what they need.
-            hint = f"waiting for a worker with capability {', '.join(waiting_for)}"
+        elif pending:  # a worker no live one is, a retry's backoff (pending_hints)
+            hint = pending
         elif dag["status"] == "RUNNING":
             hint = f"nothing executing · {view['READY'] + view['PENDING']} queued"
     return {
@@ -183,7 +192,7 @@ def run_status(run: Row, total: Counter[str], staged: bool, started: bool = Fals
 def agent_run_view(tx: Transaction, run: Row) -> Row:
     dags, _ = tx.list_dags(agent_run_id=run["id"], limit=10_000, newest_first=False)
     counts = tx.job_counts([d["id"] for d in dags])
-    waiting = waiting_capabilities(tx, dags, counts)
+    waiting = pending_hints(tx, dags, counts)
     stages = [stage_view(d, run, counts.get(d["id"], {}), waiting.get(d["id"])) for d in dags]
     total = current_counts(dags, counts)
     return {"id": run["id"], "created_at": run["created_at"],
