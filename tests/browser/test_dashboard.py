@@ -270,6 +270,39 @@ def test_agent_run_stages_on_agents_page(cluster: Cluster, dash: Dashboard, page
     page.wait_for_selector('#dag-status[data-status="PARTIAL"]', state="attached")
 
 
+def test_the_targeted_run_stays_outlined_and_a_narrow_page_keeps_its_header(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # /agents#<id> lost its outline at the first refresh (the row it matched was replaced);
+    # and the header, one 1,060 px line, pushed the page sideways below that width, "Sign
+    # out" off-screen on a phone.
+    ok = cluster.script("ok.py", OK)
+    client = cluster.client()
+    run_id = "TARGET_browser"
+    client.submit_dag(f"{run_id}_PLAN", [TitanJob("plan", ok)], agent_run_id=run_id)
+    client.wait_dag(f"{run_id}_PLAN", timeout=60)
+    page.goto(dash.url(f"/agents#{run_id}"))
+    row = page.locator(f'.agent-run[data-run-id="{run_id}"]')
+    row.wait_for()
+    client.submit_dag(f"{run_id}_ITER1", [TitanJob("iter", ok)], agent_run_id=run_id)
+    page.wait_for_selector(f'.agent-run[data-run-id="{run_id}"] a.stage[data-label="ITER1"]')
+    outline = page.locator(f'.agent-run[data-run-id="{run_id}"]').evaluate(
+        "el => getComputedStyle(el).outlineStyle")
+    assert outline == "solid"
+    for width in (1024, 768, 375):
+        page.set_viewport_size({"width": width, "height": 800})
+        for path in ("/", "/dags", "/schedules", "/agents", "/runs", "/ledger", "/store"):
+            page.goto(dash.url(path))
+            scroll = page.evaluate("() => document.documentElement.scrollWidth")
+            wide = page.evaluate(  # what sticks out, to say so when it fails
+                "w => [...document.querySelectorAll('body *')]"
+                ".filter(e => e.getBoundingClientRect().right > w + 1).slice(0, 5)"
+                ".map(e => e.tagName + '.' + e.className)", width)
+            assert scroll <= width, (path, width, scroll, wide)
+            box = page.locator("header.top .logout button, header.top .logout").first
+            right = box.evaluate("el => el.getBoundingClientRect().right")
+            assert right <= width, (path, width, right)
+
+
 def test_a_stage_box_follows_its_jobs_without_a_dag_event(cluster: Cluster, dash: Dashboard,
                                                           page: Any) -> None:
     # A job ending inside a stage that stays RUNNING sends no DAG event: the box kept saying

@@ -357,3 +357,18 @@ def test_llm_calls_of_unknown_price_make_the_cost_a_bound(cl: Cluster) -> None:
                              "unpriced-agent"], env=env, capture_output=True, text=True,
                             timeout=60)
     assert listed.returncode == 0 and ">=$0.0008" in listed.stdout, listed.stderr
+
+
+def test_an_agents_run_count_leaves_replays_out_as_its_totals_do(cl: Cluster) -> None:
+    # The Runs tile counted a replay its cost and success rate left out, and the page then
+    # said "Totals count its latest 2 runs" of an agent far from the cap.
+    for run_id in ("rp-tot-1", "rp-tot-2"):
+        cl.api("POST", "/runs", {"id": run_id, "agent_id": "totals-agent"})
+    cl.api("POST", "/runs", {"id": "rp-tot-r", "agent_id": "totals-agent",
+                             "replay_of": "rp-tot-1"})
+    with bearer(cl) as s:
+        twin = s.get("/agents/totals-agent.json").json()
+        page = s.get("/agents/totals-agent").text
+    assert twin["total_runs"] == twin["agent"]["runs"] == 2
+    assert '<dd class="runs num">2</dd>' in page and "Totals count its latest" not in page
+    assert "rp-tot-r" in [r["id"] for r in twin["recent"]]  # still among its recent runs

@@ -129,7 +129,9 @@ def agent_page(tx: Transaction, agent_id: str) -> Data:
     if not series and agent is None:
         raise NotFound(f"no agent {agent_id!r} (no run names it)", details={"agent_id": agent_id})
     view = agent_view(agent_id, agent, series)
-    rows, total = tx.list_runs(RunQuery(agent=agent_id), AGENT_RECENT_RUNS, 0)
+    rows, _ = tx.list_runs(RunQuery(agent=agent_id), AGENT_RECENT_RUNS, 0)
+    # Counted as its totals are (agent_runs_series): replays left out, archived runs kept.
+    _, total = tx.list_runs(RunQuery(agent=agent_id, replays=False, archived=None), 1, 0)
     view["series"] = view["series"][-CHART_POINTS:]
     return {"agent": view, "total_runs": total, "recent": runs_view(tx, rows),
             "chart": chart(view["series"])}

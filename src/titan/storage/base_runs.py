@@ -27,6 +27,8 @@ class RunQuery:
     #: Archived runs: left out (False, the registry's default), only them (True), or both
     #: (None). A query by ``ids`` is not filtered by this.
     archived: bool | None = False
+    #: Replays (runs with ``replay_of``): listed (True, the registry's default) or left out.
+    replays: bool = True
 
 
 #: The orders of the run registry.

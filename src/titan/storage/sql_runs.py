@@ -138,6 +138,8 @@ class RunsSQL:
             conds.append(c.started_at >= q.since)
         if q.before is not None:
             conds.append(c.started_at < q.before)
+        if not q.replays:
+            conds.append(c.replay_of.is_(None))
         if q.agent:
             conds.append(c.agent_id == q.agent)
         if q.search:

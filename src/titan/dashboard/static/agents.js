@@ -36,8 +36,18 @@
         s.hint ? el("span", { class: "stage-hint", text: s.hint }) : null));
     });
     if (!r.stages.length) stages.append(el("span", { class: "muted stages-note", text: r.stages_note }));
-    return el("div", { class: "agent-run", id: r.id, dataset: { runId: r.id, status: r.status } }, head, stages);
+    return el("div", { class: "agent-run" + (r.id === targeted() ? " targeted" : ""), id: r.id,
+                       dataset: { runId: r.id, status: r.status } }, head, stages);
   }
+
+  /* The run /agents#<id> names stays outlined: CSS :target alone let go of it once a refresh
+   * replaced the row it had matched (dashboard.md: the page scrolls to and outlines it). */
+  function targeted() {
+    try { return decodeURIComponent(location.hash.slice(1)); } catch (err) { return ""; }
+  }
+  window.addEventListener("hashchange", () => {
+    for (const row of box.querySelectorAll(".agent-run")) row.classList.toggle("targeted", row.id === targeted());
+  });
 
   function render(d) {
     box.replaceChildren(...d.runs.map(runRow));
