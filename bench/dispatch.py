@@ -4,7 +4,8 @@ Prints, on one `titan up` each for the zygote fork path and the fresh-interprete
   * latency: sequential submit_job + wait for one trivial job, p50/p99 (ms)
   * throughput: one DAG of N independent trivial jobs, jobs/s from submit to DAG COMPLETED
 plus, on the first cluster: the submit+validate time of a 10,000-node DAG and TitanStore
-put/get p50 and how soon a parked store_wait wakes after a put. Targets (2 cores): p50 <= 10 ms,
+put/get p50, how soon a parked store_wait wakes after a put, and what a new connection's first
+call costs (it asks the master to prove it holds the token first). Targets (2 cores): p50 <= 10 ms,
 >= 500 jobs/s, 10k DAG <= 0.5 s, store <= 1 ms, store_wait woken <= 5 ms after the put.
 
     .venv/bin/python bench/dispatch.py [--jobs 2000] [--latency-runs 200] [--slots 8] [--sandbox]
@@ -82,6 +83,26 @@ def store_ops(c: BenchCluster, runs: int) -> tuple[list[float], list[float]]:
     return puts, gets
 
 
+def new_connections(c: BenchCluster, runs: int) -> tuple[list[float], list[float]]:
+    """ms of a store_get on a new connection (connect, the master's proof that it holds the
+    token, the call: titan/master_proof.py) and of the next one on that connection."""
+    first, again = [], []
+    c.client.store_put("bench:conn", "v")
+    for _ in range(runs):
+        client = TitanClient(host="127.0.0.1", port=c.port, token=c.token)
+        try:
+            t0 = time.perf_counter()
+            client.store_get("bench:conn")
+            t1 = time.perf_counter()
+            client.store_get("bench:conn")
+            t2 = time.perf_counter()
+        finally:
+            client.close()
+        first.append((t1 - t0) * 1000)
+        again.append((t2 - t1) * 1000)
+    return first, again
+
+
 def store_wakes(c: BenchCluster, runs: int) -> list[float]:
     """ms from the start of a store_put to the return of a store_wait parked on that key in
     another thread (its own connection)."""
@@ -141,6 +162,10 @@ def main() -> int:
                       f"get p50 {statistics.median(gets):.3f} ms (target <= 1)  "
                       f"store_wait woken {statistics.median(wakes):.3f} ms after the put "
                       f"began (target <= 5)")
+                first, again = new_connections(c, 200)
+                print(f"  a new connection's first call p50 {statistics.median(first):.3f} ms "
+                      f"(connect + the master's proof + the call), the next "
+                      f"{statistics.median(again):.3f} ms")
         except errors.TitanError as exc:
             print(f"  {label}: failed: {exc}")
             return 1
