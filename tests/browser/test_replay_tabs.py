@@ -257,3 +257,21 @@ def test_a_viewer_reads_replays_but_has_no_button_to_start_one(
     page.wait_for_timeout(300)
     assert page.locator("#replay-error").is_hidden()  # nothing was asked of the master
     assert button.is_disabled()
+
+
+def test_a_name_mismatch_row_names_both_calls(cluster: Cluster, dash: Dashboard,
+                                              page: Any) -> None:
+    # The comparison's Action column showed only the replay's call ("search2") where the
+    # recording had made another ("web_search").
+    cluster.api("POST", "/runs", {"id": "nm-orig", "agent_id": "nm"})
+    cluster.api("POST", "/runs/nm-orig/actions", {"actions": [
+        call("nmo", 1, "web_search", {"q": "x"}, {"hits": 1}, channel="tool", cost=0.0)]})
+    cluster.api("PATCH", "/runs/nm-orig", {"status": "completed"})
+    cluster.api("POST", "/runs", {"id": "nm-replay", "agent_id": "nm", "replay_of": "nm-orig"})
+    cluster.api("POST", "/runs/nm-replay/actions", {"actions": [
+        call("nmr", 1, "search2", {"q": "x"}, {"hits": 1}, channel="tool", cost=0.0,
+             replay_status="live")]})
+    cluster.api("PATCH", "/runs/nm-replay", {"status": "completed"})
+    page.goto(dash.url("/runs/nm-replay#simulation"))
+    row = page.wait_for_selector('#comparison tr[data-status="name_mismatch"]')
+    assert row.query_selector(".cmp-action b").inner_text() == "web_search → search2"

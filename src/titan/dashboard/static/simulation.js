@@ -163,6 +163,13 @@
     }));
   }
 
+  /* A row's action: the replay's call (its key), and for a name mismatch the recorded one
+   * it stood in for first (the table showed only the replay's name). */
+  function label(c) {
+    const was = c.status === "name_mismatch" && c.original && c.original.name;
+    return was && was !== c.name ? was + " → " + c.name : c.name;
+  }
+
   function comparison(rep) {
     const rows = rep.comparison || [];
     const cell = (owner, x) => !x ? el("td", { class: "cmp-side muted", text: "—" }) :
@@ -177,7 +184,7 @@
       el("tbody", {}, ...rows.map((c) => el("tr", {
         class: NEUTRAL[c.status] ? null : "diverged" + (same(Object.assign({ kind: c.status }, c), first) ? " first" : ""),
         dataset: { status: c.status } },
-        el("td", { class: "cmp-action" }, el("b", { text: c.name }), el("span", { class: "sub mono", text: where(Object.assign({}, c, { name: null })) })),
+        el("td", { class: "cmp-action" }, el("b", { text: label(c) }), el("span", { class: "sub mono", text: where(Object.assign({}, c, { name: null })) })),
         cell(rep.replay_of, c.original), cell(rep.run_id, c.replay), status(c.status))),
         rows.length ? null : el("tr", { class: "empty" }, el("td", { colspan: 4, text: "No action recorded." }))));
     const total = rep.comparison_total || rows.length;
