@@ -148,6 +148,16 @@ class FakeMaster:
         with self.lock:
             return [p for m, p, _ in self.requests if method is None or m == method]
 
+    def drop_connections(self) -> None:
+        """Close the connections open now (clients connect, and prove, again)."""
+        with self.lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
         """Stop listening and drop the open connections: from now on connections are
         refused, as by a master that died."""

@@ -11,9 +11,12 @@ sends a random nonce and a reference to its token (never the token):
 
 and the master answers ``{"proof": HMAC-SHA256(key=sha256(token), nonce)}``. Only a process
 that can verify the token can compute it: the master holds the SHA-256 of every stored token
-(``tokens.token_hash``) and the secret that job tokens and worker credentials are MACs of. A
-server that cannot answer gets nothing; a master that does not know the token answers 401 and
-the client reports that, again without sending the token.
+(``tokens.token_hash``, revoked ones included: the request that follows gets the refusal),
+the secret that job tokens and worker credentials are MACs of, and the hashes of the tokens of
+evaluation runs in flight. A server that cannot answer gets nothing. A 401 to the proof ("this
+master does not know the token") is no answer either, since anyone can give it: the client
+retries as for a master that is away, and reports it when its grace runs out, the token
+never sent.
 
 The reference names the token without revealing anything a proof could be made from: the
 public part of a job token (``tj.<job>.<attempt>``) or a worker credential

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import free_port
@@ -95,10 +96,12 @@ class _Agent(BaseHTTPRequestHandler):
             proxy.call("get_order", {"order_id": "A-1001"})
             said = []
             for token in ("tr_someone-elses", VIEWER[0]):
-                try:
-                    Proxy(task["proxy"]["url"], token).call("get_order", {"order_id": "A-1"})
-                except APIError as exc:
-                    said.append(exc.status)
+                # Sent raw, as whoever it is would: Titan's Proxy asks the master to prove
+                # it holds a token first, and one it never issued is never sent.
+                said.append(httpx.post(f"{task['proxy']['url']}/get_order",
+                                       json={"arguments": {"order_id": "A-1"}},
+                                       headers={"Authorization": f"Bearer {token}"},
+                                       timeout=10).status_code)
             self._reply(500, json.dumps({"error": "crashed", "said": said}).encode())
         elif path == "bad-args":
             try:

@@ -22,6 +22,7 @@ import pytest
 from tests.integration.harness import Cluster, shared_cluster
 from titan import TitanClient, TitanJob, errors, master_proof
 from titan.client.master_check import connect_proven
+from titan.evals.proxy_client import Proxy
 
 cluster = shared_cluster()
 
@@ -105,7 +106,7 @@ def test_the_cli_and_a_worker_send_no_token_either(cluster: Cluster) -> None:
     try:
         token = cluster.admin_token
         env = dict(cluster.env, TITAN_URL=s.url, TITAN_TOKEN=token,
-                   TITAN_RESTART_GRACE="2")
+                   TITAN_MASTER_RESTART_GRACE="2")
         out = subprocess.run([sys.executable, "-m", "titan", "status"], env=env,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode != 0 and "did not prove" in out.stderr, out.stderr
@@ -172,5 +173,54 @@ def test_an_unknown_token_is_refused_without_being_sent(cluster: Cluster) -> Non
     for ref, n in (("th.x", "nothex"), ("", nonce), ("tj.a.b", nonce), ("tj.1.2.3", nonce),
                    ("tw.only", nonce)):
         assert raw_proof(cluster, ref, n).status_code in (400, 401), ref
-    with pytest.raises(errors.Unauthorized, match="unknown or revoked token"):
+    # A client that has not reached its master yet believes it (a wrong token is said at
+    # once); the token is not sent.
+    with pytest.raises(errors.Unauthorized, match="does not know this token"):
         TitanClient(url=cluster.url, token="tt_made_up").store_get("x")
+    # A revoked token is proven (the master issued it): its request gets the master's own
+    # refusal, at once, which a worker stops on.
+    made = cluster.api("POST", "/tokens", {"role": "viewer", "name": "soon-revoked"})
+    cluster.api("DELETE", f"/tokens/{made['id']}")
+    answer = raw_proof(cluster, master_proof.token_ref(made["token"]), nonce)
+    assert master_proof.proves(made["token"], nonce, answer.json()["proof"])
+    with pytest.raises(errors.Unauthorized, match="revoked"):
+        TitanClient(url=cluster.url, token=made["token"]).list_dags()
+
+
+def test_a_listener_that_says_unknown_token_stops_nothing(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TITAN_MASTER_RESTART_GRACE", "2")
+    # A fake 401 to the proof was passed on as the master's: workers stopped for good, and a
+    # client given two masters gave up instead of trying the leader after it.
+    fake = Squatter(reply("401 Unauthorized", {"error": {
+        "code": "unauthorized", "message": "x", "details": {}}}))
+    try:
+        token = cluster.admin_token
+        client = TitanClient(url=[fake.url, cluster.url], token=token, timeout=10)
+        client.store_put("proof-next", "reached")
+        assert client.store_get("proof-next") == "reached" and client.url == cluster.url
+        assert token.encode() not in fake.received
+        # An evaluation agent's tool proxy asks for the proof too (it sent the run's token
+        # to whatever listened).
+        proxy = Proxy(f"{fake.url}/api/v1/runs/run-x/tools", "tr_" + "s" * 32, timeout=5)
+        with pytest.raises(errors.Unauthorized, match="it was not sent"):
+            proxy.call("lookup", {"id": 1})
+        assert b"Bearer" not in fake.received and b"tr_sss" not in fake.received
+        # A worker given it first among its masters turns to the next, and serves.
+        env = dict(cluster.env, TITAN_TOKEN=(cluster.data / "worker.token").read_text().strip())
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "titan", "worker", "--master", fake.url, "--master",
+             cluster.url, "--slots", "1", "--capabilities", "PROOF_TWO"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while not any("PROOF_TWO" in w.get("capabilities", []) and w["state"] == "live"
+                          for w in cluster.live_workers()):
+                assert worker.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        finally:
+            worker.kill()
+            log = worker.communicate(timeout=10)[0].decode(errors="replace")
+        assert b"Bearer" not in fake.received, log
+    finally:
+        fake.close()

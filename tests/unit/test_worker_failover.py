@@ -55,6 +55,30 @@ def test_calls_go_to_the_leader_a_standby_names_and_stay_there(stop: threading.E
             conn.close()
 
 
+def test_an_unknown_token_stops_a_new_worker_and_is_waited_out_by_one_that_was_answered(
+        stop: threading.Event) -> None:
+    # Anyone on a master's port can answer the proof "unknown token": taken as final, it
+    # stopped every running worker during a master restart. Before any answer from a master
+    # it is believed: a wrong token stops a new worker at once.
+    with masters("leader") as (leader,):
+        fresh = MasterConnection([leader.url], "not-a-token-it-knows", stop)
+        try:
+            with pytest.raises(errors.Unauthorized, match="does not know this token"):
+                fresh.call("POST", "/workers/register", {})
+        finally:
+            fresh.close()
+        conn = MasterConnection([leader.url], "wt", stop)
+        try:
+            assert conn.call("POST", "/workers/register", {})["master"] == leader.url
+            leader.tokens = set()
+            leader.drop_connections()
+            threading.Timer(1.5, lambda: setattr(leader, "tokens", {"wt"})).start()
+            assert conn.call("POST", "/workers/w-1/heartbeat", {})["master"] == leader.url
+            assert len(leader.proofs) >= 3  # refused, then proven again
+        finally:
+            conn.close()
+
+
 def test_a_refused_master_is_passed_over_at_once(stop: threading.Event) -> None:
     with masters("leader") as (leader,):
         conn = MasterConnection([refusing_url(), leader.url], None, stop)

@@ -18,15 +18,22 @@ import httpx
 from titan import master_proof
 from titan.client.http_wire import Reply, read_reply, request_head
 
-#: Refusals a master makes to the proof request itself, passed on as the request's answer:
-#: an unknown or revoked token (the client says so and sends nothing), a standby naming
-#: the leader (the client goes there and asks again).
-PASSED_ON = (401, 503)
+#: Refusals to the proof request passed on as the request's answer: a standby naming the
+#: leader (the client goes there, if it is one of its masters, and asks again). A 401
+#: ("unknown token") is not: anyone can say it, and taken as final it stopped every worker
+#: and turned clients from a leader they could have tried (MasterUnproven, retried).
+PASSED_ON = (503,)
 
 
 class MasterUnproven(httpx.ConnectError):
     """The server did not prove it is the master: nothing was sent, as if it were not there
     (so the retry policy waits for the master to come back, then asks again)."""
+
+
+class TokenUnknown(MasterUnproven):
+    """The server answered the proof that it does not know the token: a master given a
+    wrong token says so, and so can anyone on its port. A worker that has never reached its
+    master takes it as final; one that has, as a master away."""
 
 
 def bearer_token(authorization: str | bytes | None) -> str | None:
@@ -41,7 +48,7 @@ def bearer_token(authorization: str | bytes | None) -> str | None:
 
 def prove(sock: socket.socket, host: bytes, token: str, url: str) -> Reply | None:
     """Ask the server on ``sock`` for the proof of ``token``'s master. None when it proved
-    it; the master's own refusal (401, 503) to pass on instead of sending the request;
+    it; a standby's refusal (503, naming the leader) to pass on instead of the request;
     :class:`MasterUnproven` for anything else. ``host``: the Host header; ``url``: the
     request's (its path may put the API under a prefix, behind a proxy). The socket's
     timeout applies."""
@@ -49,8 +56,11 @@ def prove(sock: socket.socket, host: bytes, token: str, url: str) -> Reply | Non
     where = f"http://{parts.netloc.rsplit('@', 1)[-1]}"  # http: or ws:, both plain
     prefix = parts.path.partition("/api/v1/")[0] if "/api/v1/" in parts.path else ""
     nonce = master_proof.new_nonce()
+    # "for": the path about to be called (no secret), which an evaluation's tool proxy
+    # counts a wrong token against (the call itself is then never sent).
     target = (f"{quote(prefix, safe='/%')}{master_proof.PATH}?nonce={nonce}"
-              f"&ref={quote(master_proof.token_ref(token), safe='')}")
+              f"&ref={quote(master_proof.token_ref(token), safe='')}"
+              f"&for={quote(parts.path, safe='/%')}")
     head = request_head("GET", target.encode("ascii"), [(b"host", host)])
     sock.sendall(head)
     with sock.makefile("rb") as fp:
@@ -71,6 +81,10 @@ def prove(sock: socket.socket, host: bytes, token: str, url: str) -> Reply | Non
         if not keep:
             headers = [*headers, (b"connection", b"close")]
         return Reply(status, headers, content, where + master_proof.PATH)
+    elif status == 401:
+        raise TokenUnknown(
+            f"the server at {where} answered that it does not know this token: if it is your "
+            "master, the token is wrong (TITAN_TOKEN, `titan token list`); it was not sent")
     else:
         why = f"it answered {status}"
     raise MasterUnproven(

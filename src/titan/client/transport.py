@@ -33,6 +33,7 @@ from titan import errors, retry
 from titan.atomic import atomic_file
 from titan.client.config import Endpoint
 from titan.client.http_wire import Reply
+from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.plain_http import LeanRequests, PlainHTTPTransport, tcp_transport
 from titan.client.tls import httpx_verify
@@ -296,6 +297,11 @@ class Transport:
                 failure, reason = exc, f"no answer ({type(exc).__name__})"
                 move = isinstance(exc, _ABSENT)
             except httpx.HTTPError as exc:
+                if isinstance(exc, TokenUnknown) and not self._reached \
+                        and len(self._masters.urls) == 1:
+                    # Before any master has answered this client, believed (a wrong token
+                    # is said at once); after, anyone on the port could say it: waited out.
+                    raise errors.Unauthorized(str(exc)) from None
                 silent = silent + 1 if "without a reply" in str(exc) else 0
                 if silent >= 3 and url.startswith("http://"):
                     # Accepted, then closed without a word, again and again: no restart

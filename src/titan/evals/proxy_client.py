@@ -25,12 +25,17 @@ class Proxy:
     def __init__(self, url: str, token: str, *, timeout: float = 300.0) -> None:
         import httpx
 
+        from titan.client.plain_http import tcp_transport
         from titan.client.tls import httpx_verify
 
         self.tools_url = url.rstrip("/")
         self.run_url = self.tools_url.rsplit("/tools", 1)[0]
+        # Titan's own transport, so over plain HTTP the token goes only to a server that
+        # proved it is the master (titan/master_proof.py), as every other client's does.
         self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"},
-                                  verify=httpx_verify(self.tools_url))
+                                  trust_env=False, transport=tcp_transport(
+                                      max_connections=4, max_keepalive=2,
+                                      verify=httpx_verify(self.tools_url)))
 
     def _post(self, url: str, body: Any, actor: str | None = None, *,
               replayable: bool = False) -> Any:
@@ -40,13 +45,19 @@ class Proxy:
         the world already)."""
         import httpx
 
-        from titan.errors import APIError
+        from titan.client.master_check import TokenUnknown
+        from titan.errors import APIError, Unauthorized
 
         headers = {"X-Titan-Actor": actor} if actor else {}
         backoff = retry.Backoff(retry.restart_grace())
         while True:
             try:
                 response = self._http.post(url, json=body, headers=headers)
+            except TokenUnknown as exc:
+                # The master does not know this token (proven nowhere: it was not sent).
+                raise Unauthorized(f"{url.rsplit('/', 1)[-1]}: {exc}; check the proxy token "
+                                   "this agent was given (proxy.token, TITAN_TOOL_TOKEN)"
+                                   ) from None
             except httpx.HTTPError as exc:
                 delay = backoff.next_delay() if retry.retryable_error(
                     exc, replayable=replayable) else None

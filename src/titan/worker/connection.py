@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 from titan import errors, retry
+from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.plain_http import tcp_transport
 from titan.client.tls import httpx_verify
@@ -85,6 +86,10 @@ class MasterConnection:
         self._local = threading.local()
         self._clients: list[httpx.Client] = []
         self._clients_lock = threading.Lock()
+        #: Whether a master has answered this worker yet: until one has, a server that says
+        #: it does not know the token is believed (a wrong token stops the worker at once);
+        #: afterwards anyone on the port could say it, and it is waited out.
+        self._answered = False
 
     @property
     def master_url(self) -> str:
@@ -189,12 +194,17 @@ class MasterConnection:
                     timeout=httpx.Timeout(timeout, connect=5.0),
                 )
             except httpx.TransportError as exc:
+                if isinstance(exc, TokenUnknown) and not self._answered \
+                        and len(self.masters.urls) == 1:
+                    raise errors.Unauthorized(str(exc)) from None
                 if self._failed(tour, attempt, base, str(exc) or type(exc).__name__,
                                 move=isinstance(exc, _ABSENT)):
                     self._backoff(attempt, what, exc)
                     attempt += 1
                 continue
             standby = self._standby(response)
+            if standby is None:
+                self._answered = True
             if standby is not None:
                 # Nothing was applied: the same call goes to another master.
                 reason = standby_reason(standby, self.masters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Any
@@ -19,6 +20,8 @@ from titan.master_proof import proof as proof_of
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute)
+#: An evaluation run's tool proxy call (api/limits.py has the same).
+_PROXY_CALL = re.compile(r"^/api/v1/runs/([^/]+)/(tools/[^/]+|eval/(response|events|coding))$")
 
 
 @router.get("/health", tags=["admin"], summary="Liveness (no token needed)")
@@ -33,12 +36,19 @@ async def health(c: CtxDep) -> Row:
 @router.get("/master-proof", tags=["admin"],
             summary="Prove this master holds a token, before the client sends it (no token)")
 async def master_proof(c: CtxDep, nonce: str = Query(..., pattern="^[0-9a-f]{32}$"),
-                       ref: str = Query(..., min_length=4, max_length=400)) -> Row:
+                       ref: str = Query(..., min_length=4, max_length=400),
+                       for_path: str | None = Query(None, alias="for", max_length=2000)
+                       ) -> Row:
     # Over plain HTTP a client asks this on each new connection before its token goes out:
-    # only a process that can verify the token can answer (titan/master_proof.py).
-    digest = await c.proofs.digest(ref)
+    # only a process that can verify the token can answer (titan/master_proof.py). ``for``:
+    # the path it is about to call, so a tool proxy call with a wrong token still counts
+    # against its evaluation run (proxy_misconfigured), as the call itself would have.
+    digest = await c.proofs.digest(ref) or c.evals.token_digest(ref)
     if digest is None:
-        raise Unauthorized("unknown or revoked token")
+        proxied = _PROXY_CALL.match(for_path or "")
+        if proxied:
+            c.evals.proxy.unproven(proxied.group(1))
+        raise Unauthorized("unknown token")
     return {"proof": proof_of(digest, nonce)}
 
 

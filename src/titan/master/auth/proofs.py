@@ -30,7 +30,7 @@ class ProofKeys:
         self._read_at = float("-inf")
 
     async def digest(self, ref: str) -> str | None:
-        """The SHA-256 of the token ``ref`` names, None for no live token of this master's."""
+        """The SHA-256 of the token ``ref`` names, None for no token this master issued."""
         if ref.startswith("tj."):
             _, job, attempt = (ref.split(".") + ["", ""])[:3]
             if not (job.isdigit() and attempt.isdigit()) or ref.count(".") != 2:
@@ -47,8 +47,11 @@ class ProofKeys:
             async with self._lock:
                 if time.monotonic() - self._read_at >= REREAD_SECONDS:
                     rows = await self._engine.read(lambda tx: tx.list_tokens())
+                    # Revoked ones too: the master proves it issued the token, and the
+                    # request that follows gets its own refusal ("revoked"), which a
+                    # worker stops on (a refused proof is retried: anyone can refuse one).
                     self._stored = {master_proof.stored_ref(r["token_hash"]): r["token_hash"]
-                                    for r in rows if r["revoked_at"] is None}
+                                    for r in rows}
                     self._read_at = time.monotonic()
             found = self._stored.get(ref)
         return found

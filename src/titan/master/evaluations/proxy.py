@@ -150,6 +150,14 @@ class ToolProxy:
         dag = self.engine.sched.dags.get(job.dag_id) if job else None
         return dag is not None and dag.agent_run_id == run_id
 
+    def unproven(self, run_id: str) -> None:
+        """A client about to call this run's proxy asked the master to prove it holds a
+        token it does not know (titan/master_proof.py): the call is never sent, so it is
+        counted here, as the call would have been refused (a wrong proxy token)."""
+        active = self.active.get(run_id)
+        if active is not None:
+            self._refuse(active, "bad_token", "a proxy request without the run's token")
+
     def _refuse(self, active: ActiveRun, kind: str, message: str) -> None:
         if len(active.refusals) >= MAX_REFUSALS:
             # Enough to say why the run fails: a flood (anyone can send a request without a

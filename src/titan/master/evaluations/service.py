@@ -31,6 +31,7 @@ from titan.master.evaluations.active import ADMIN, ActiveRun
 from titan.master.evaluations.dispatch import Dispatcher
 from titan.master.evaluations.judging import judge_run, trajectory
 from titan.master.evaluations.proxy import ToolProxy
+from titan.master_proof import stored_ref
 from titan.status import EVAL_TERMINAL
 from titan.storage.base import Row, Transaction
 
@@ -285,6 +286,16 @@ class Evaluations:
         if row["status"] == status and fields.get("ended_at") == row.get("ended_at"):
             self.spawn(self._after(row))
         return row
+
+    def token_digest(self, ref: str) -> str | None:
+        """The hash of the token of a run in flight that ``ref`` names
+        (titan/master_proof.py): an HTTP agent's proxy asks the master to prove it holds
+        the run's token before sending it."""
+        for active in list(self.active.values()):
+            digest = active.row.get("token_hash")
+            if digest and stored_ref(digest) == ref:
+                return str(digest)
+        return None
 
     def _refine(self, active: ActiveRun, error_class: str | None) -> str | None:
         """A crash explained by what happened at the proxy is classed by that cause."""
