@@ -57,16 +57,34 @@ class Cluster:
 
     def up(self, slots: int = 4, capabilities: str = "GENERAL") -> Cluster:
         """`titan up`: master plus the local worker."""
-        self.master = self._spawn(["up", *self._master_args(), "--slots", str(slots),
-                                   "--capabilities", capabilities], "master.log")
-        self.wait_healthy()
+        self._launch("up", ["--slots", str(slots), "--capabilities", capabilities])
         self.wait_workers(1)
         return self
 
     def start_master(self) -> Cluster:
-        self.master = self._spawn(["master", *self._master_args()], "master.log")
-        self.wait_healthy()
+        self._launch("master", [])
         return self
+
+    def _launch(self, command: str, extra: list[str]) -> None:
+        """Start the master, on other ports when one it was given was taken meanwhile: a
+        free port is picked before the master binds it, and in a full run another test's
+        process took one in between (a whole module's cluster failed to start). The API's
+        port changes only on a first start, when nobody knows it yet."""
+        first = self.master is None
+        for attempt in range(3):
+            log = self.root / "master.log"
+            seen = log.stat().st_size if log.exists() else 0
+            self.master = self._spawn([command, *self._master_args(), *extra], "master.log")
+            try:
+                self.wait_healthy()
+                return
+            except RuntimeError:
+                said = log.read_bytes()[seen:].decode(errors="replace")
+                if "Address already in use" not in said or attempt == 2:
+                    raise
+            if first:
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
 
     def add_worker(self, capabilities: str | None = "GENERAL", slots: int | None = 4,
                    name: str | None = None,
