@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from typing import Any
@@ -13,6 +12,7 @@ import titan
 from titan.errors import NotFound, Unauthorized, ValidationFailed
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Reader
+from titan.master.api.limits import PROXY_CALL
 from titan.master.api.params import Offset
 from titan.master.auth import tokens as auth
 from titan.master.scheduling.views import agent_run_view
@@ -20,8 +20,6 @@ from titan.master_proof import proof as proof_of
 from titan.storage.base import Row, Transaction
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute)
-#: An evaluation run's tool proxy call (api/limits.py has the same).
-_PROXY_CALL = re.compile(r"^/api/v1/runs/([^/]+)/(tools/[^/]+|eval/(response|events|coding))$")
 
 
 @router.get("/health", tags=["admin"], summary="Liveness (no token needed)")
@@ -45,7 +43,7 @@ async def master_proof(c: CtxDep, nonce: str = Query(..., pattern="^[0-9a-f]{32}
     # against its evaluation run (proxy_misconfigured), as the call itself would have.
     digest = await c.proofs.digest(ref) or c.evals.token_digest(ref)
     if digest is None:
-        proxied = _PROXY_CALL.match(for_path or "")
+        proxied = PROXY_CALL.match(for_path or "")
         if proxied:
             c.evals.proxy.unproven(proxied.group(1))
         raise Unauthorized("unknown token")

@@ -38,7 +38,7 @@ from titan.master.config import MasterConfig
 #: Raw uploads (streamed to the blob store): the upload limit.
 _UPLOADS = re.compile(r"^/api/v1/(blobs/[^/]+|files/.+|artifacts)$")
 #: The evaluation tool proxy: the agent under test holds the run's token, not an API token.
-_PROXY = re.compile(r"^/api/v1/runs/([^/]+)/(tools/[^/]+|eval/(response|events|coding))$")
+PROXY_CALL = re.compile(r"^/api/v1/runs/([^/]+)/(tools/[^/]+|eval/(response|events|coding))$")
 #: OTLP/HTTP trace bodies: the JSON body limit, also at the root where collectors take them.
 _OTLP = frozenset(TRACE_PATHS)
 #: Routes anyone may call (sign-in gives the credential): no check, and a small body.
@@ -150,7 +150,7 @@ async def _authenticate(scope: Scope, path: str, bearer: str | None,
                         cookie_header: str | None) -> auth.Principal | None:
     """Who sends this body, from its headers alone; raises Unauthorized."""
     c = scope["app"].state.ctx
-    proxied = _PROXY.match(path)
+    proxied = PROXY_CALL.match(path)
     if bearer is not None:
         token = auth.bearer(bearer)
         if proxied is not None:
