@@ -1,5 +1,6 @@
 """How the master's transactions use the database: reads that cannot write, and on
-PostgreSQL reads without BEGIN/COMMIT and the leader's fence sent with its BEGIN."""
+PostgreSQL reads without BEGIN/COMMIT, and the leader's fence sent with its BEGIN, its writes
+and its COMMIT in one query."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def test_postgres_reads_run_statement_by_statement(postgres_url: str) -> None:
         s.close()
 
 
-def test_the_fence_sent_with_begin_still_fences(postgres_url: str) -> None:
+def test_the_fence_sent_with_the_writes_still_fences(postgres_url: str) -> None:
     s = open_storage(postgres_url)
     s.migrate()
     s.claim_scheduler()  # leads: every write transaction now proves it
@@ -97,6 +98,103 @@ def test_the_fence_sent_with_begin_still_fences(postgres_url: str) -> None:
     finally:
         other.dispose()
         s.close()
+
+
+@pytest.fixture
+def leading(postgres_url: str) -> Iterator[Storage]:
+    s = open_storage(postgres_url)
+    s.migrate()
+    empty_tables(s)
+    s.claim_scheduler()
+    yield s
+    s.close()
+
+
+def _statements(s: Storage) -> list[str]:
+    sent: list[str] = []
+    sa.event.listen(s.engine, "before_cursor_execute",  # type: ignore[attr-defined]
+                    lambda _c, _cur, statement, *_a: sent.append(statement))
+    return sent
+
+
+def test_a_leaders_step_that_reads_nothing_is_one_query(leading: Storage) -> None:
+    sent = _statements(leading)
+    with leading.write_transaction(mark=41) as tx:
+        tx.store_put("a", "1", 1.0)
+        tx.store_put("b", "2", 1.0)
+    # BEGIN, the fence, both writes and the COMMIT went below SQLAlchemy, as one query.
+    assert sent == []
+    assert leading.committed(41)
+    with leading.read_transaction() as tx:
+        assert (tx.store_get("a"), tx.store_get("b")) == ("1", "2")
+    with leading.write_transaction(mark=42):
+        pass  # nothing written: the fence still goes (a heartbeat relies on it)
+    assert leading.committed(42)
+
+
+def test_a_replaced_leader_reads_nothing_in_a_write_transaction(leading: Storage,
+                                                                postgres_url: str) -> None:
+    with leading.write_transaction() as tx:
+        tx.store_put("k", "led", 1.0)
+        assert tx.store_get("k") == "led"  # the fence and the write went ahead of the read
+    other = sa.create_engine(postgres_url)
+    try:
+        with other.begin() as conn:
+            conn.execute(sa.text("UPDATE leader SET epoch = epoch + 1, url = 'http://b:1'"))
+        with pytest.raises(NotLeader, match=r"replaced by the leader at http://b:1"), \
+                leading.write_transaction() as tx:
+            tx.store_get("k")  # refused before the read: the fence goes first
+        with leading.read_transaction() as tx:
+            assert tx.store_get("k") == "led"
+    finally:
+        other.dispose()
+
+
+def test_a_leaders_failed_write_is_its_own_error_and_leaves_it_leading(leading: Storage) -> None:
+    with leading.write_transaction() as tx:
+        tx.record_idempotent("key-0123456789abcdef", "POST /x", "[1]", 1.0)
+    # The one query fails on the write, not the fence: sent again the usual way, the write's
+    # own error is raised, and nothing of the transaction is kept.
+    with pytest.raises(sa.exc.IntegrityError), leading.write_transaction(mark=5) as tx:
+        tx.store_put("lost", "v", 1.0)
+        tx.record_idempotent("key-0123456789abcdef", "POST /y", "[2]", 2.0)
+    assert not leading.committed(5)
+    with leading.write_transaction(mark=6) as tx:
+        tx.store_put("after", "v", 3.0)
+    assert leading.committed(6)
+    with leading.read_transaction() as tx:
+        assert (tx.store_get("lost"), tx.store_get("after")) == (None, "v")
+
+
+def test_a_promotion_waits_for_the_leaders_open_write(leading: Storage,
+                                                      postgres_url: str) -> None:
+    # The row lock orders them: a write that fenced first commits before the promotion,
+    # which then finds it in the database.
+    import threading
+
+    other = sa.create_engine(postgres_url)
+    promoted = threading.Event()
+    try:
+        with leading.write_transaction() as tx:
+            tx.store_put("first", "v", 1.0)
+            tx.store_get("first")  # the fence has gone: the row is locked until the COMMIT
+
+            def promote() -> None:
+                with other.begin() as conn:
+                    conn.execute(sa.text("UPDATE leader SET epoch = epoch + 1"))
+                promoted.set()
+
+            t = threading.Thread(target=promote)
+            t.start()
+            assert not promoted.wait(0.3)
+        t.join(5)
+        assert promoted.is_set()
+        with leading.read_transaction() as tx:
+            assert tx.store_get("first") == "v"
+        with pytest.raises(NotLeader), leading.write_transaction() as tx:
+            tx.store_put("second", "v", 2.0)
+    finally:
+        other.dispose()
 
 
 #: Values a client may send that the client-side binding of deferred writes must keep as they

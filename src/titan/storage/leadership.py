@@ -19,7 +19,9 @@ server processes — every connection of a master is tagged ``titan-master-<node
 ``application_name`` — which frees the lock.
 
 **Fencing.** Every write transaction of a leader starts with
-``UPDATE leader SET commit_mark = <random> WHERE id = 1 AND epoch = <mine>``, and promotion
+``UPDATE leader SET commit_mark = <random> WHERE id = 1 AND epoch = <mine>`` (sent with its
+BEGIN, its writes and its COMMIT in one query, as a statement that fails where it updated
+nothing: :mod:`titan.storage.deferred`), and promotion
 updates that row too. The row lock orders the two: an old leader's transaction that checked first commits
 before the promotion does (so it is in the database before the new leader recovers from it);
 one that checks after sees the new epoch and fails with :class:`~titan.errors.NotLeader`.
@@ -36,7 +38,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -183,22 +185,17 @@ class Leadership:
         log.info("ended %s connection(s) of master %s", killed, node)
 
     # -- leader side ----------------------------------------------------------------------------
-    def fence(self, conn: Connection, mark: int) -> None:
-        """First statement of every write transaction: still the leader, or NotLeader. It also
-        leaves ``mark`` in the row, so a commit whose answer was lost can be looked up."""
+    def fence(self, mark: int) -> WriteFence | None:
+        """What starts every write transaction of a leader: still the leader, or NotLeader
+        (:mod:`titan.storage.deferred` sends it ahead of everything else). It also leaves
+        ``mark`` in the row, so a commit whose answer was lost can be looked up. None for a
+        tool that opened the database without leading."""
         if not self.has_led:
-            return
+            return None
         epoch = self.epoch
         if epoch is None:
             raise NotLeader("this master no longer leads its database")
-        # An UPDATE, not a SELECT ... FOR SHARE: the same row lock against a promotion, and the
-        # mark for free in the same round trip.
-        done = _begin_fenced(conn, epoch, mark)
-        if done is None:
-            done = conn.execute(text("UPDATE leader SET commit_mark = :m WHERE id = 1 "
-                                     "AND epoch = :e"), {"e": epoch, "m": mark}).rowcount
-        if not done:
-            self._lost(conn)
+        return WriteFence(self, epoch, int(mark))
 
     def committed(self, mark: int) -> bool:
         """Whether the write transaction that set ``mark`` committed (its COMMIT's answer was
@@ -244,13 +241,17 @@ class Leadership:
                 self._drop_lock()
             return got
 
-    def _lost(self, conn: Connection) -> None:
-        row = conn.execute(text("SELECT epoch, url FROM leader WHERE id = 1")).first()
-        err = NotLeader(
-            f"this master (epoch {self.epoch}) was replaced by the leader at "
-            f"{row[1] if row else '?'} (epoch {row[0] if row else '?'})",
-            details={"leader": str(row[1]) if row else None,
-                     "epoch": int(row[0]) if row else None})
+    def lost(self) -> NoReturn:
+        """This master was found replaced: it leads no more, and says who does."""
+        try:
+            current = self.leader()
+        except DBAPIError:  # the database went away meanwhile: the epoch check was enough
+            current = None
+        where = (f"the leader at {current.url or '?'} (epoch {current.epoch})"
+                 if current is not None else "another master")
+        err = NotLeader(f"this master (epoch {self.epoch}) was replaced by {where}",
+                        details={"leader": current.url if current else None,
+                                 "epoch": current.epoch if current else None})
         self.epoch = None
         hook = self.on_lost
         if hook is not None:
@@ -299,43 +300,37 @@ class Leadership:
         )
 
 
+@dataclass(frozen=True)
+class WriteFence:
+    """One write transaction's proof of leadership (:class:`titan.storage.deferred.Fence`).
+
+    An UPDATE of the leader row, not a SELECT ... FOR SHARE: the same row lock against a
+    promotion, and the commit mark in the same statement."""
+
+    leadership: Leadership
+    epoch: int
+    mark: int
+
+    @property
+    def statement(self) -> str:
+        # Sent in one query with the transaction's writes and COMMIT, it must fail where it
+        # updates nothing, or the rest would run: the CAST of a text that is no number fails
+        # (on the count of updated rows, so the planner cannot fold it into a constant).
+        # Only Titan's two integers go in the text.
+        return (f"WITH fence AS (UPDATE leader SET commit_mark = {self.mark:d} WHERE id = 1 "
+                f"AND epoch = {self.epoch:d} RETURNING 1) SELECT CASE count(*) WHEN 1 THEN 1 "
+                "ELSE CAST('titan: this master no longer leads, rows ' || count(*) AS integer) "
+                "END FROM fence")
+
+    def alone(self, cursor: Any) -> None:
+        cursor.execute(f"UPDATE leader SET commit_mark = {self.mark:d} WHERE id = 1 "
+                       f"AND epoch = {self.epoch:d}", prepare=False)
+        if not cursor.rowcount:
+            self.leadership.lost()
+
+
 def describe(info: LeaderInfo | None) -> dict[str, Any]:
     """The leader on record, for a standby's answers."""
     if info is None:
         return {"leader": None, "epoch": None}
     return {"leader": info.url or None, "epoch": info.epoch}
-
-
-def _begin_fenced(conn: Connection, epoch: int, mark: int) -> int | None:
-    """The fence sent with the transaction's BEGIN, in one round trip instead of two (psycopg
-    sends BEGIN on its own before a transaction's first statement): the rows it updated, or
-    None where this cannot be done, or failed, and the caller is to fence the usual way
-    (which then raises what went wrong, through SQLAlchemy's handling of a lost connection).
-
-    Only Titan's own two integers go in the text; the BEGIN is the one psycopg would send
-    (the connection's isolation level, read-only and deferrable settings)."""
-    raw: Any = conn.connection.dbapi_connection
-    pgconn = getattr(raw, "pgconn", None)
-    if pgconn is None or raw.autocommit or getattr(raw, "_pipeline", None) is not None:
-        return None
-    from psycopg import IsolationLevel, pq
-
-    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
-        return None
-    begin = [b"BEGIN"]
-    if raw.isolation_level is not None:
-        level = IsolationLevel(raw.isolation_level).name.replace("_", " ")
-        begin.append(b"ISOLATION LEVEL " + level.encode())
-    if raw.read_only is not None:
-        begin.append(b"READ ONLY" if raw.read_only else b"READ WRITE")
-    if raw.deferrable is not None:
-        begin.append(b"DEFERRABLE" if raw.deferrable else b"NOT DEFERRABLE")
-    with raw.lock:
-        result = pgconn.exec_(b" ".join(begin) + b"; UPDATE leader SET commit_mark = %d "
-                              b"WHERE id = 1 AND epoch = %d" % (int(mark), int(epoch)))
-        if result.status == pq.ExecStatus.COMMAND_OK:
-            return int(result.command_tuples or 0)
-        if pgconn.status == pq.ConnStatus.OK \
-                and pgconn.transaction_status != pq.TransactionStatus.IDLE:
-            pgconn.exec_(b"ROLLBACK")  # the statement failed: the usual path says why
-    return None

@@ -294,9 +294,7 @@ class SQLStorage(Storage):
     @contextmanager
     def write_transaction(self, mark: int = 0) -> Iterator[Transaction]:
         with self.engine.begin() as conn:
-            if self.leadership is not None:
-                self.leadership.fence(conn, mark)
-            deferred.begin(conn)
+            deferred.begin(conn, None if self.leadership is None else self.leadership.fence(mark))
             try:
                 yield SQLTransaction(conn, self._insert)
                 deferred.send(conn, commit=True)  # what is queued goes with the COMMIT
