@@ -269,3 +269,31 @@ def test_a_large_write_goes_after_the_small_ones_queued_before_it(storage: Stora
     with storage.read_transaction() as tx:
         assert tx.store_get("k5") == "large 5"  # not overwritten by the earlier small write
         assert tx.store_get(f"k{deferred.MAX_ROWS + 2}") == f"large {deferred.MAX_ROWS + 2}"
+
+
+def test_a_read_after_commit_sees_the_transaction_and_cannot_fail_it(storage: Storage) -> None:
+    seen: list[object] = []
+
+    def boom(_tx: object) -> None:
+        raise RuntimeError("a view that cannot be read")
+
+    with storage.write_transaction() as tx:
+        tx.store_put("k", "v", 1.0)
+        tx.after_commit(lambda rtx: seen.append(rtx.store_get("k")))
+        tx.after_commit(boom)  # logged and dropped: the writes stand
+        tx.after_commit(lambda rtx: seen.append(rtx.store_get("k")))
+    assert seen == ["v", "v"]
+    with storage.read_transaction() as tx:
+        assert tx.store_get("k") == "v"
+
+
+def test_on_postgres_a_read_after_commit_leaves_the_writes_one_query(leading: Storage) -> None:
+    sent = _statements(leading)
+    seen: list[object] = []
+    with leading.write_transaction(mark=77) as tx:
+        tx.store_put("k", "v", 1.0)
+        tx.after_commit(lambda rtx: seen.append(rtx.store_get("k")))
+        assert seen == []  # not inside the transaction: its writes are still queued
+    # BEGIN, fence, write and COMMIT as one query below SQLAlchemy; then the read alone.
+    assert seen == ["v"] and len(sent) == 1 and sent[0].startswith("SELECT"), sent
+    assert leading.committed(77)

@@ -16,7 +16,8 @@ only ever sees this interface — never a database driver.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -38,6 +39,25 @@ class Transaction(MasterTransaction, JobsTransaction, RunsTransaction, LedgerTra
     """One database transaction: every concept's interface in one object (each is declared,
     and has its contract suite, on its own). Not thread-safe: use it from the thread that
     opened it."""
+
+    def after_commit(self, read: Callable[[Transaction], None]) -> None:
+        """Run ``read`` on what this write transaction leaves, for a caller that needs the
+        answer only once it has committed (a waiter's view of what it finished).
+
+        Here, now, inside the transaction. Where a read inside it would cost a round trip
+        that its COMMIT could have carried (PostgreSQL, whose writes go with the COMMIT), the
+        read runs after the commit instead, on the same thread, before anything else is
+        written. A read that fails is logged and dropped, never failing the writes: its
+        caller must cope with the answer missing (a waiter reads for itself)."""
+        read_safely(read, self)
+
+
+def read_safely(read: Callable[[Transaction], None], tx: Transaction) -> None:
+    """Run an ``after_commit`` read; log what it raised."""
+    try:
+        read(tx)
+    except Exception as exc:  # noqa: BLE001 - its caller copes without the answer
+        logging.getLogger("titan.storage").warning("a read with a commit failed: %r", exc)
 
 
 class Storage(abc.ABC):

@@ -7,6 +7,7 @@ Both dialects speak the same SQLAlchemy Core; what differs (connection settings,
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, sel
 from titan.errors import ValidationFailed
 from titan.storage import compiled, deferred
 from titan.storage import schema as t
-from titan.storage.base import Row, Storage, Transaction, iter_chunks
+from titan.storage.base import Row, Storage, Transaction, iter_chunks, read_safely
 from titan.storage.leadership import Leadership
 from titan.storage.migrations import migrate
 from titan.storage.sql_actions import ActionsSQL
@@ -28,13 +29,23 @@ from titan.storage.sql_jobs import JobsSQL
 from titan.storage.sql_ledger import LedgerSQL
 from titan.storage.sql_schedules import SchedulesSQL
 
+log = logging.getLogger("titan.storage")
 _INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one sign
 
 
 class SQLTransaction(JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
-    def __init__(self, conn: Connection, insert: Any) -> None:
+    def __init__(self, conn: Connection, insert: Any,
+                 after: list[Callable[[Transaction], None]] | None = None) -> None:
         self.conn = conn
         self.insert = insert
+        #: Reads to run once this transaction committed (None: run them now, inside it).
+        self._after = after
+
+    def after_commit(self, read: Callable[[Transaction], None]) -> None:
+        if self._after is None:
+            read_safely(read, self)
+        else:
+            self._after.append(read)
 
     # -- meta ---------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -293,13 +304,27 @@ class SQLStorage(Storage):
 
     @contextmanager
     def write_transaction(self, mark: int = 0) -> Iterator[Transaction]:
+        after: list[Callable[[Transaction], None]] = []
         with self.engine.begin() as conn:
             deferred.begin(conn, None if self.leadership is None else self.leadership.fence(mark))
             try:
-                yield SQLTransaction(conn, self._insert)
+                yield SQLTransaction(conn, self._insert,
+                                     after if deferred.active(conn) else None)
                 deferred.send(conn, commit=True)  # what is queued goes with the COMMIT
             finally:
                 deferred.end(conn)
+        if after:
+            self._read_after(after)
+
+    def _read_after(self, reads: list[Callable[[Transaction], None]]) -> None:
+        """The reads a write transaction put off until it committed (``after_commit``). It
+        did commit: nothing here may fail it (its writer would apply it again)."""
+        try:
+            with self.read_transaction() as tx:
+                for read in reads:
+                    read_safely(read, tx)
+        except Exception as exc:  # noqa: BLE001 - the database away: the same
+            log.warning("reads after a commit were dropped: %r", exc)
 
     def committed(self, mark: int) -> bool:
         return self.leadership is not None and self.leadership.committed(mark)

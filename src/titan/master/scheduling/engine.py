@@ -127,8 +127,10 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         loop = asyncio.get_running_loop()
         for when, kind, job_id in ch.timers:
             loop.call_at(loop.time() + max(0.0, when - time.time()), self._fire, kind, job_id)
-        # Someone waits for a job or DAG this change finishes: its answer is read in this
-        # transaction and handed over with the notice, instead of by a read of its own after.
+        # Someone waits for a job or DAG this change finishes: its answer is read with this
+        # transaction (inside it, or on PostgreSQL right after its COMMIT, which then carries
+        # the change's writes in one round trip: Transaction.after_commit) and handed over
+        # with the notice, instead of by a read of its own after.
         # Who waits is asked when the transaction runs (the writer's thread reads the hub's
         # table, a dict lookup), so a waiter that came while the change waited its turn in
         # the writer gets its answer too.
@@ -139,9 +141,12 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         def op(tx: Transaction) -> Any:
             ch.apply(tx)
             result = extra(tx) if extra else None
-            for kind, ident in finals:
-                if waited((kind, ident)):
-                    views[(kind, ident)] = finished_view(tx, kind, ident)
+            wanted = [key for key in finals if waited(key)]
+            if wanted:
+                def read(rtx: Transaction) -> None:
+                    for kind, ident in wanted:
+                        views[(kind, ident)] = finished_view(rtx, kind, ident)
+                tx.after_commit(read)
             return result
 
         # Nothing to write (a submission that leased its own jobs leaves only its notices):
