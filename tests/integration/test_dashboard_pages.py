@@ -191,6 +191,31 @@ def test_signing_out_ends_the_session_even_for_a_copied_cookie(cl: Cluster) -> N
         assert s.get("/store").status_code == 200
 
 
+def test_a_plain_http_session_ends_with_the_master_that_signed_it_in(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """While a plain-HTTP master is down, anyone on the host may answer on its port, and a
+    browser sends the cookie there: a cookie taken so must not open the master once it is
+    back (stop 40's note)."""
+    c = make_cluster().start_master()
+    with httpx.Client(base_url=c.url, timeout=30) as s:
+        assert s.get("/login", params={"token": c.admin_token}).status_code == 303
+        taken = s.cookies[sessions.COOKIE]
+        assert taken.split(".")[1].startswith(sessions.PROCESS_BOUND)
+        assert s.get("/store").status_code == 200
+    c.kill_master()
+    c.start_master()
+    with httpx.Client(base_url=c.url, timeout=30, cookies={sessions.COOKIE: taken}) as s:
+        assert s.get("/api/v1/dags").status_code == 401
+        r = s.get("/store")
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+        page = s.get("/login")  # says why, and tells the browser to forget the dead cookie
+        assert "Your session has ended" in page.text
+        assert "max-age=0" in page.headers["set-cookie"].lower()
+    with httpx.Client(base_url=c.url, timeout=30) as s:
+        assert "Your session has ended" not in s.get("/login").text
+        assert s.get("/login", params={"token": c.admin_token}).status_code == 303
+        assert s.get("/store").status_code == 200
+
+
 def test_cookie_sessions_call_the_api_only_with_the_csrf_header(cl: Cluster) -> None:
     with signed_in(cl) as s:
         assert s.get("/api/v1/dags").status_code == 200

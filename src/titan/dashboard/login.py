@@ -47,9 +47,9 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _form_page(request: Request, next_: str, error: str | None = None,
-               status: int = 200, token: str = "") -> Response:
-    return html(request, "login.html", {"next": next_, "error": error, "token": token},
-                "login", None, status=status)
+               status: int = 200, token: str = "", ended: bool = False) -> Response:
+    return html(request, "login.html", {"next": next_, "error": error, "token": token,
+                                        "ended": ended}, "login", None, status=status)
 
 
 def _from_another_site(request: Request, *, posted: bool) -> bool:
@@ -69,12 +69,13 @@ def _from_another_site(request: Request, *, posted: bool) -> bool:
 
 
 async def _sign_in(request: Request, token: str, next_: str) -> Response:
+    secure = request.url.scheme == "https"
     try:
-        _, cookie = await sessions.login(ctx(request), token)
+        _, cookie = await sessions.login(ctx(request), token, secure=secure)
     except Unauthorized as exc:
         return _form_page(request, next_, exc.message, status=401)
     response = RedirectResponse(next_, status_code=303)
-    sessions.set_cookie(response, cookie, secure=request.url.scheme == "https")
+    sessions.set_cookie(response, cookie, secure=secure)
     return response
 
 
@@ -87,7 +88,13 @@ async def login_page(request: Request) -> Response:
                           "Sign in only if you opened it yourself.", token=token)
     if token is not None:
         return await _sign_in(request, token, next_)
-    return _form_page(request, next_)
+    # Sent here with a cookie that no longer opens anything: say why, once.
+    cookie = request.cookies.get(sessions.COOKIE)
+    ended = bool(cookie) and await sessions.principal_of(ctx(request), cookie or "") is None
+    response = _form_page(request, next_, ended=ended)
+    if ended:
+        sessions.clear_cookie(response)
+    return response
 
 
 @router.post("/login", include_in_schema=False)

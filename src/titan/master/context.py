@@ -6,7 +6,8 @@ services that take it (sessions) all import it from here rather than from the AP
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
 from titan.master.auth.proofs import ProofKeys
 from titan.master.auth.tokens import TokenCache
@@ -40,3 +41,6 @@ class Ctx:
     otlp: Receiver  # OTLP in: traces become runs
     exporter: Exporter | None  # OTLP out: None unless TITAN_OTLP_ENDPOINT is set
     schedules: Schedules  # cron schedules: a run per tick
+    #: This master process's own key: a dashboard session signed in over plain HTTP is
+    #: signed with it too, so it ends when this process does (auth/sessions.py).
+    process_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))

@@ -7,6 +7,16 @@ not signed out (both cached for a few seconds; the master that signs a session o
 at once, others within the cache's lifetime), so revoking a token ends its sessions too, and
 signing out ends the session for good even if the cookie was copied.
 
+**Over plain HTTP a session ends with the master process that signed it in.** While a master
+is down, anyone on the host can listen on its dashboard port, and a browser sends the cookie
+to whatever answers there (a page loaded, an open tab's live socket reconnecting on its own):
+a cookie taken that way would be the session itself, for 30 days, once the master is back.
+So a session signed in over plain HTTP is also signed with a key this process drew at start
+and kept only in memory (its session id says so: ``p…``): after a restart, or on another
+master sharing the database, it is refused and the person signs in again (``titan
+dashboard`` prints the link). Over HTTPS, where nobody else can answer for the master, a
+session lasts its 30 days across restarts and masters.
+
 A browser sends cookies with requests other sites make it send, so a request authenticated
 by the cookie that changes state must also carry the CSRF token: a digest of the cookie, put
 in the page (``<meta name="csrf-token">``) and sent back in a header or a form field. Another
@@ -39,8 +49,15 @@ DASHBOARD_ROLES = frozenset({"admin", "operator", "viewer"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _key(ctx: Ctx) -> bytes:
+#: How a session id begins when the session is bound to the master process (plain HTTP).
+PROCESS_BOUND = "p"
+
+
+def _key(ctx: Ctx, session_id: str) -> bytes:
     assert ctx.engine.secret is not None
+    if session_id.startswith(PROCESS_BOUND):
+        return hashlib.sha256(b"titan-session-process:" + ctx.process_key + b":"
+                              + ctx.engine.secret.encode()).digest()
     return hashlib.sha256(b"titan-session:" + ctx.engine.secret.encode()).digest()
 
 
@@ -54,8 +71,9 @@ def _principal(row: dict[str, object] | None) -> auth.Principal | None:
     return auth.Principal(role=str(row["role"]), token_id=str(row["id"]), name=str(row["name"]))
 
 
-async def login(ctx: Ctx, token: str) -> tuple[auth.Principal, str]:
-    """Check a raw token and open a session for it: (principal, cookie value)."""
+async def login(ctx: Ctx, token: str, *, secure: bool) -> tuple[auth.Principal, str]:
+    """Check a raw token and open a session for it: (principal, cookie value). ``secure``:
+    signed in over HTTPS; otherwise the session ends with this master process."""
     token = token.strip()
     row = await ctx.engine.read(lambda tx: tx.token_by_hash(auth.token_hash(token))) if token else None
     principal = _principal(row)
@@ -64,8 +82,9 @@ async def login(ctx: Ctx, token: str) -> tuple[auth.Principal, str]:
             raise Unauthorized(f"a {row['role']} token cannot sign in to the dashboard")
         raise Unauthorized("unknown or revoked token")
     expires = int(time.time() + LIFETIME)
-    body = f"{principal.token_id}.{secrets.token_hex(12)}.{expires}"
-    return principal, f"{body}.{_mac(_key(ctx), body)}"
+    session_id = ("" if secure else PROCESS_BOUND) + secrets.token_hex(12)
+    body = f"{principal.token_id}.{session_id}.{expires}"
+    return principal, f"{body}.{_mac(_key(ctx, session_id), body)}"
 
 
 def _verified(ctx: Ctx, cookie: str) -> tuple[str, str, int] | None:
@@ -76,7 +95,7 @@ def _verified(ctx: Ctx, cookie: str) -> tuple[str, str, int] | None:
     except ValueError:
         return None
     body = f"{token_id_s}.{session_id}.{expires_s}"
-    if not hmac.compare_digest(mac, _mac(_key(ctx), body)) or expires < time.time():
+    if not hmac.compare_digest(mac, _mac(_key(ctx, session_id), body)) or expires < time.time():
         return None
     return token_id_s, session_id, expires
 
