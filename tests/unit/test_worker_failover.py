@@ -26,7 +26,8 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from titan import errors
 from titan.worker.assignment import Assignment, job_env
-from titan.worker.channel import ChannelIntake, channel_master, channel_url
+from titan.worker.channel import ChannelIntake
+from titan.worker.channel_wire import channel_master, channel_url
 from titan.worker.connection import MasterConnection
 
 WAIT = 10.0

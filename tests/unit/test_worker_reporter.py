@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from titan import errors
-from titan.worker.channel import _frame
+from titan.worker.channel_wire import report_frame
 from titan.worker.reporter import (
     ENTRY_OVERHEAD,
     OUTPUT_BUFFER_ENV,
@@ -317,7 +317,7 @@ def test_a_batch_and_the_buffer_count_bytes_not_characters() -> None:
     try:
         body, done = link.wait_posts(1)[0]
         assert len(body["logs"]) == 6  # 2 MiB of bytes, not 2 Mi characters
-        frame = _frame({"t": "report", "id": 1, **body})
+        frame = report_frame({"t": "report", "id": 1, **body})
         assert len(frame.encode()) < 3 << 20 and "\\ud83d" not in frame
         done({}, None)
         body, done = link.wait_posts(2)[1]
@@ -330,6 +330,6 @@ def test_a_batch_and_the_buffer_count_bytes_not_characters() -> None:
 
 def test_a_frame_with_a_lone_surrogate_is_still_sent() -> None:
     # An exception's text may carry one (a file name undecodable as UTF-8): escaped then.
-    frame = _frame({"t": "report", "logs": [{"line": "bad \udcff name"}]})
+    frame = report_frame({"t": "report", "logs": [{"line": "bad \udcff name"}]})
     assert json.loads(frame)["logs"][0]["line"] == "bad \udcff name"
     assert frame.isascii()

@@ -32,18 +32,13 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
-from websockets.http11 import Response
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from titan import errors, retry
-from titan.client.http_wire import Reply
-from titan.client.master_check import bearer_token, connect_proven
-from titan.client.tls import client_context
 from titan.worker.assignment import Key
+from titan.worker.channel_wire import channel_master, dial, report_frame
 from titan.worker.connection import failure_hint
 from titan.worker.intake import Intake
 from titan.worker.reporter import Done
@@ -56,41 +51,11 @@ UNKNOWN_WORKER = 4404
 #: How a connection ends that its master did not close: no close frame at all (1006, or
 #: none), or its pongs late (1011, the keepalive's).
 _ABNORMAL = (None, 1006, 1011)
-#: A handshake's time limit: a loaded master may take a while; a frozen one is found by the
-#: question to /health that follows a connection lost without a word, not by this.
-OPEN_TIMEOUT = 10.0
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
 #: A connection that lived less than this (seconds) counts as a failed try (backoff).
 SHORT_LIVED = 1.0
 
-
-def channel_url(master_url: str, worker_id: str) -> str:
-    """The worker channel's WebSocket URL on the master at ``master_url``."""
-    base = "wss://" + master_url[8:] if master_url.startswith("https://") \
-        else "ws://" + master_url.removeprefix("http://")
-    return f"{base}/api/v1/workers/{worker_id}/channel"
-
-
-def channel_master(url: str) -> str:
-    """The root URL of the master serving the worker channel at ``url``."""
-    parts = urlsplit(url)
-    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
-
-
-
-def _frame(message: dict[str, Any]) -> str:
-    """A report as the text frame it travels in: UTF-8 as it is (``ensure_ascii`` wrote each
-    emoji as 12 bytes, and a batch of 2 MiB of lines became a frame past the master's limit,
-    refused and sent again for ever), or escaped when a string holds a lone surrogate (an
-    exception's text may carry one from a file name) and UTF-8 cannot carry it."""
-    frame = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-    if not frame.isascii():
-        try:
-            frame.encode()
-        except UnicodeEncodeError:
-            frame = json.dumps(message, separators=(",", ":"))
-    return frame
 
 class ChannelUnavailable(errors.TitanError):
     """The master serves no worker channel (an older master, or a proxy that refuses
@@ -228,7 +193,7 @@ class ChannelIntake(Intake):
         before its ack is sent again first thing on the next one (the master deduplicates
         lines and rejects a result it already has, as over HTTP)."""
         rid = next(self._ids)
-        frame = _frame({"t": "report", "id": rid, **body})
+        frame = report_frame({"t": "report", "id": rid, **body})
         with self._send_lock:  # held by _open while it re-sends: no report goes twice
             with self._cond:
                 hard = self._hard.is_set()
@@ -266,20 +231,8 @@ class ChannelIntake(Intake):
     # ------------------------------------------------------------------ the channel thread
 
     def _open(self, url: str | None = None) -> None:
-        # legacy=True: a direct connection, not a with-block (it lives across threads and
-        # reconnects; websockets 17.1 deprecated the unmarked form).
         target = self._connected = url or self._url()
-        headers = self._headers()
-        # Over ws:// the server first proves it is the master, on the socket the handshake
-        # (and the credential in it) then goes over (client/master_check.py).
-        sock = connect_proven(target, bearer_token(headers.get("Authorization")), OPEN_TIMEOUT)
-        if isinstance(sock, Reply):
-            raise _refusal(sock)
-        ws = connect(target, additional_headers=headers, compression=None, sock=sock,
-                     proxy=None, open_timeout=OPEN_TIMEOUT, max_size=None,
-                     user_agent_header=None, ssl=client_context(target), legacy=True,
-                     ping_interval=self.ping_seconds, ping_timeout=self.ping_seconds,
-                     close_timeout=1)
+        ws = dial(target, self._headers(), self.ping_seconds)
         # The hello is computed and the connection published in one step, and sent before
         # any other frame can go out on it (see on_finished).
         with self._send_lock:
@@ -440,10 +393,3 @@ class ChannelIntake(Intake):
                 ws.send(json.dumps(message, separators=(",", ":")))
         except (ConnectionClosed, OSError):
             self._lost(ws)
-
-
-def _refusal(reply: Reply) -> InvalidStatus:
-    """The master's refusal of the proof, as the handshake's refusal would have been."""
-    return InvalidStatus(Response(reply.status_code, "", Headers(
-        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.raw_headers]),
-        reply.content))

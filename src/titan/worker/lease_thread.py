@@ -21,7 +21,8 @@ from websockets.exceptions import WebSocketException
 
 from titan import errors
 from titan.worker.assignment import Key
-from titan.worker.channel import ChannelIntake, ChannelUnavailable, channel_url
+from titan.worker.channel import ChannelIntake, ChannelUnavailable
+from titan.worker.channel_wire import channel_url
 from titan.worker.connection import MasterConnection, Stopped, is_unknown_worker
 from titan.worker.executor import Executor
 from titan.worker.intake import Intake
