@@ -211,6 +211,34 @@ def test_killing_titan_up_takes_its_worker_and_jobs_down(cluster: Cluster, tmp_p
         assert wait_dead(pid), f"process {pid} outlived `titan up`"
 
 
+#: Says its pid in the store under argv[1], then sleeps.
+SLEEPER = """
+import os, sys, time
+from titan import TitanClient
+TitanClient().store_put(sys.argv[1], str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def test_a_worker_killed_outright_leaves_no_job_running(make_cluster: MakeCluster) -> None:
+    """A job that ran on after its worker's `kill -9` ran unseen while its lease expired and
+    the master ran it again elsewhere: twice at once. A forked job's zygote kills it; a
+    subprocess dies with its worker (the kernel's parent-death signal)."""
+    c = make_cluster().start_master()
+    worker = c.add_worker()
+    sleeper = c.script("sleeper.py", SLEEPER)
+    client = c.client()
+    pids = []
+    for runner in ("subprocess", "fork"):
+        client.submit_job(TitanJob(job_id=f"sleep-{runner}", filename=sleeper, runner=runner,
+                                   args=[f"orphan/{runner}"]))
+        pids.append(int(client.store_wait(f"orphan/{runner}", timeout=60)))
+    worker.kill()
+    worker.wait()
+    for pid in pids:
+        assert wait_dead(pid), f"job process {pid} outlived its worker's kill -9"
+
+
 #: Leaves a process behind that left the job's process group and session (setsid, double
 #: fork) and closed the job's output: nothing tied it to the job any more.
 ESCAPER = """

@@ -11,12 +11,19 @@ a job to fail.
 Either way the job's stdout and stderr are the write ends of two pipes created here; the
 worker keeps the read ends (non-blocking, for the I/O loop) and closes its copies of the
 write ends, so end-of-file on a pipe means every process of the job has closed it.
+
+A job does not outlive its worker, however the worker dies (``kill -9`` included): a forked
+job's zygote sees its worker go and kills its jobs; a subprocess is started with the kernel's
+parent-death signal set to SIGKILL (:func:`_dies_with_worker`). Otherwise it ran on, unseen,
+while its lease expired and the master ran the job again elsewhere.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +45,32 @@ log = logging.getLogger("titan.worker")
 ZYGOTE_RETRY_SECONDS = 30.0
 #: A zygote that neither forks nor refuses within this long is taken as hung.
 FORK_TIMEOUT = 10.0
+
+
+#: prctl(2) option: the signal a process gets when the thread that started it ends.
+_PR_SET_PDEATHSIG = 1
+# Loaded here, in the worker: a subprocess's pre-exec hook runs between fork and exec, where
+# loading a library is not safe; calling one already loaded is a system call.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _dies_with_worker(then: Callable[[], None] | None) -> Callable[[], None] | None:
+    """A subprocess's pre-exec hook: SIGKILL once the thread that starts it ends, which is
+    when this worker process ends (the starter threads live as long as it does), and
+    ``then`` (the sandbox's half). Only the job's own process: what it starts in turn is
+    left to its process group's kill on a cancel or timeout (docs/security.md)."""
+    libc = _LIBC
+    if libc is None:
+        return then
+    worker = os.getpid()
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != worker:  # the worker died before the line above: nobody's job
+            os._exit(137)
+        if then is not None:
+            then()
+    return hook
 
 
 class Runner(Executor):
@@ -229,7 +262,7 @@ class Runner(Executor):
                 stderr=err_w, start_new_session=True, close_fds=True,
                 pass_fds=() if code_fd is None else (code_fd,), user=iso.uid, group=iso.gid,
                 extra_groups=list(iso.groups) if iso.uid is not None else None,
-                preexec_fn=iso.restrict_only if iso.sandboxed else None,
+                preexec_fn=_dies_with_worker(iso.restrict_only if iso.sandboxed else None),
             )
         except OSError as exc:
             raise errors.TitanError(f"cannot start {spec.script.name}: {exc}") from None
