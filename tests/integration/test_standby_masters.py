@@ -32,7 +32,7 @@ from titan.storage import open_storage
 
 class Master:
     def __init__(self, root: Path, name: str, database_url: str, env: dict[str, str],
-                 port: int | None = None) -> None:
+                 port: int | None = None, command: tuple[str, ...] = ("master",)) -> None:
         self.root = root
         self.name = name
         self.port = port or free_port()  # a restarted master: the same port
@@ -42,7 +42,7 @@ class Master:
         self.log_path = root / f"{name}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "titan", "master", "--port", str(self.port),
+            [sys.executable, "-m", "titan", *command, "--port", str(self.port),
              "--dashboard-port", str(free_port()), "--data-dir", str(self.data),
              "--database-url", database_url],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
@@ -112,8 +112,9 @@ def _quietly(fn: Any, *args: Any, **kw: Any) -> Any:
 def masters(tmp_path: Path) -> Iterator[Any]:
     started: list[Master] = []
     with fresh_postgres_database("titan_standby") as url:
-        def start(name: str, **env: str) -> Master:
-            m = Master(tmp_path, name, url, dict(os.environ, PYTHONUNBUFFERED="1", **env))
+        def start(name: str, command: tuple[str, ...] = ("master",), **env: str) -> Master:
+            m = Master(tmp_path, name, url, dict(os.environ, PYTHONUNBUFFERED="1", **env),
+                       command=command)
             started.append(m)
             return m
         try:
@@ -207,3 +208,26 @@ def test_a_paused_leader_is_replaced_and_cannot_commit_when_it_wakes(masters: An
     status, _, got = b.call("GET", "/store/values/k", token=token)
     assert status == 200 and got["value"] == "by a", got
     assert b.call("PUT", "/store/values/k", {"value": "by b"}, token=token)[0] == 200
+
+
+@pytest.mark.parametrize("command", [("master", "--no-standby"), ("up", "--slots", "1")])
+def test_a_master_that_would_not_wait_still_beats_and_stops_once_replaced(
+        masters: Any, command: tuple[str, ...]) -> None:
+    """`titan up` and `titan master --no-standby` lead from the start instead of waiting.
+    They beat nothing: a standby took one for dead after the leader timeout and took over
+    while it ran on, both saying they led (a QA pass)."""
+    a = masters("a", command, TITAN_LEADER_TIMEOUT="2")
+    a.wait_leading()
+    b = masters("b", TITAN_LEADER_TIMEOUT="2")
+    b.wait_answering()
+    time.sleep(5)  # well past the leader timeout: a live leader keeps its place
+    assert b.health()[0] == 503, b.log()  # still a standby
+    status, body = a.health()
+    assert status == 200 and body.get("role") == "leader", body
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        b.wait_leading(timeout=20)
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    assert a.proc.wait(timeout=30) == 75, a.log()  # woken, it finds itself replaced
+    assert "replaced" in a.log()

@@ -16,6 +16,7 @@ from pathlib import Path
 from titan.errors import ConfigError
 from titan.master.config import MasterConfig
 from titan.master.server import banner, forget, make_server, record, serve
+from titan.master.standby import EXIT_REPLACED
 from titan.permissions import use_private_umask
 from titan.worker import lifeline
 
@@ -109,7 +110,7 @@ def run_up(config: MasterConfig, slots: int | None = None,
     worker.umask = use_private_umask()
     # One machine's cluster: on a shared PostgreSQL database it refuses rather than wait as a
     # standby (its local worker would have no master to work for).
-    server, sockets, _ = make_server(config, standby=False)
+    server, sockets, gate = make_server(config, standby=False)
 
     stopping = threading.Event()
     failed: list[str] = []
@@ -168,9 +169,17 @@ def run_up(config: MasterConfig, slots: int | None = None,
               flush=True)
         worker.signal(signal.SIGTERM)  # the worker's second: it kills its jobs and exits
 
+    def replaced() -> None:
+        # Another master took this database over: this one's memory is not to be trusted and
+        # its worker's results would go nowhere. Stop both now (no drain).
+        stopping.set()
+        server.should_exit = True
+
     server.on_started = started
     server.before_exit = before_exit
     server.again = again
+    if gate is not None:  # on PostgreSQL: it leads from the start, and beats while it does
+        gate.stop_serving = replaced
     try:
         serve(server, sockets)
     finally:
@@ -178,4 +187,6 @@ def run_up(config: MasterConfig, slots: int | None = None,
         worker.stop(grace=2.0)
         if server.started:
             forget(config)
+    if gate is not None and gate.replaced is not None:
+        return EXIT_REPLACED
     return 0 if server.started and not failed else 1

@@ -138,7 +138,8 @@ def _preflight(config: MasterConfig, storage: Any) -> None:
 def make_server(config: MasterConfig, *, standby: bool | None = None,
                 ) -> tuple[Server, list[socket.socket], LeaderGate | None]:
     """The server, its bound sockets, and on a PostgreSQL database shared by several masters
-    the gate that keeps this one a standby until it leads (None: it leads or refused)."""
+    the gate that keeps this one a standby until it leads, heartbeats while it leads and
+    stops it once replaced (None on SQLite, which one master owns)."""
     # Everything the master writes (database, -wal/-shm, blobs, tokens) is its own alone.
     use_private_umask()
     config.check()
@@ -147,9 +148,10 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
     may_wait = config.standby if standby is None else standby
     sockets: list[socket.socket] = []
     try:
-        if leadership is not None and may_wait:
-            leadership.url = config.public_url
+        if leadership is not None:
+            leadership.url = config.public_url  # what standbys and clients are told
             leadership.timeout = config.leader_timeout
+        if leadership is not None and may_wait:
             leadership.try_lead()  # a standby when another leads: the gate waits for it
         else:
             storage.claim_scheduler()
@@ -165,7 +167,10 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
     app: Any = create_app(config, storage)
     api = app
     gate = None
-    if leadership is not None and may_wait:
+    if leadership is not None:
+        # A master that would not wait (`titan up`, --no-standby) leads from the start, and
+        # still heartbeats and stops once replaced: without the gate it beat nothing, a
+        # standby took it for dead after the leader timeout, and both said they led.
         gate = app = LeaderGate(app, leadership, heartbeat=config.leader_timeout / 5)
     uv = uvicorn.Config(app, lifespan="on", log_level="warning",
                         access_log=False, timeout_keep_alive=75, ws="websockets-sansio",
