@@ -64,5 +64,6 @@ def proof(digest: str, nonce: str) -> str:
 
 
 def proves(token: str, nonce: str, answer: object) -> bool:
+    # As bytes: compare_digest raises on a str past ASCII, which any listener can send.
     return isinstance(answer, str) and hmac.compare_digest(
-        answer, proof(token_hash(token), nonce))
+        answer.encode("utf-8", "surrogatepass"), proof(token_hash(token), nonce).encode())

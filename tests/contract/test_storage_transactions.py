@@ -297,3 +297,15 @@ def test_on_postgres_a_read_after_commit_leaves_the_writes_one_query(leading: St
     # BEGIN, fence, write and COMMIT as one query below SQLAlchemy; then the read alone.
     assert seen == ["v"] and len(sent) == 1 and sent[0].startswith("SELECT"), sent
     assert leading.committed(77)
+
+
+def test_a_put_off_read_sees_its_own_operation_not_a_later_one(storage: Storage) -> None:
+    # A job's wait was answered with the job RUNNING again: its retry, the next operation of
+    # the same group transaction, had changed it before the read (a QA pass).
+    seen: list[object] = []
+    with storage.write_transaction() as tx:
+        tx.store_put("k", "finished", 1.0)
+        tx.after_commit(lambda rtx: seen.append(rtx.store_get("k")))
+        tx.reads_due()  # the writer, before the next operation
+        tx.store_put("k", "running again", 2.0)
+    assert seen == ["finished"]

@@ -216,6 +216,26 @@ def test_a_plain_http_session_ends_with_the_master_that_signed_it_in(make_cluste
         assert s.get("/store").status_code == 200
 
 
+def test_another_masters_cookie_is_left_alone_and_a_garbled_one_refused(cl: Cluster) -> None:
+    # Browsers keep one cookie per host, whatever the port: opening another master's
+    # dashboard on the same host signed you out of this one (a QA pass).
+    foreign = "tok-0123456789ab.p" + "0" * 24 + ".9999999999." + "a" * 40
+    with httpx.Client(base_url=cl.url, timeout=30, cookies={sessions.COOKIE: foreign}) as s:
+        page = s.get("/login")
+        assert page.status_code == 200 and "Your session has ended" not in page.text
+        assert "set-cookie" not in page.headers
+    # A byte past ASCII in the cookie or the CSRF header: refused, never a 500.
+    garbled = {b"Cookie": b"titan_session=tok-1.p00.9999999999.\xe9abc"}
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        assert s.get("/api/v1/dags", headers=garbled).status_code == 401
+        assert s.get("/login", headers=garbled).status_code == 200
+        assert s.get("/store", headers=garbled).status_code == 303
+    with signed_in(cl) as s:
+        r = s.put("/api/v1/store/values/dash:garbled", json={"value": "x"},
+                  headers={b"X-CSRF-Token": b"\xe9"})
+        assert r.status_code == 403, r.text
+
+
 def test_cookie_sessions_call_the_api_only_with_the_csrf_header(cl: Cluster) -> None:
     with signed_in(cl) as s:
         assert s.get("/api/v1/dags").status_code == 200

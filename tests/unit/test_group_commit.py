@@ -153,3 +153,35 @@ def test_on_postgres_a_queued_write_that_fails_at_commit_stays_its_own(
             assert [tx.store_get(f"after-key-{i:016d}") for i in range(3)] == ["written"] * 3
     finally:
         storage.close()
+
+
+def test_a_put_off_read_is_done_before_the_next_operation_of_its_batch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from titan.storage import open_storage
+    from titan.storage.writer import GroupCommitWriter
+
+    # Between two operations of one group transaction, never before the first.
+    calls: list[str] = []
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    storage.migrate()
+    writer = GroupCommitWriter(storage)
+    try:
+        batch = []
+        for name in ("first", "second", "third"):
+            batch.append((lambda tx, n=name: calls.append(n), None, None))
+        original = storage.write_transaction
+
+        def spying(mark: int = 0):  # type: ignore[no-untyped-def]
+            import contextlib
+
+            @contextlib.contextmanager
+            def cm():  # type: ignore[no-untyped-def]
+                with original(mark) as tx:
+                    tx.reads_due = lambda: calls.append("due")  # type: ignore[method-assign]
+                    yield tx
+            return cm()
+
+        storage.write_transaction = spying  # type: ignore[method-assign]
+        assert writer._commit_waiting(batch) == [None, None, None]
+        assert calls == ["first", "due", "second", "due", "third"]
+    finally:
+        storage.close()

@@ -24,11 +24,11 @@ def _master(engine: _Engine) -> Any:
     return SimpleNamespace(engine=engine, process_key=secrets.token_bytes(32))
 
 
-def test_a_session_over_https_outlives_the_process_and_one_over_http_does_not() -> None:
+def test_a_lasting_session_outlives_the_process_and_a_bound_one_does_not() -> None:
     engine = _Engine()
     first, restarted = _master(engine), _master(engine)
-    _, tls = asyncio.run(sessions.login(first, "tt_x", secure=True))
-    _, plain = asyncio.run(sessions.login(first, "tt_x", secure=False))
+    _, tls = asyncio.run(sessions.login(first, "tt_x", lasting=True))
+    _, plain = asyncio.run(sessions.login(first, "tt_x", lasting=False))
     for cookie in (tls, plain):
         assert sessions._verified(first, cookie) is not None
     assert sessions._verified(restarted, tls) is not None  # same database secret
@@ -38,9 +38,26 @@ def test_a_session_over_https_outlives_the_process_and_one_over_http_does_not() 
 def test_the_binding_cannot_be_stripped_from_a_cookie() -> None:
     engine = _Engine()
     first, restarted = _master(engine), _master(engine)
-    _, plain = asyncio.run(sessions.login(first, "tt_x", secure=False))
+    _, plain = asyncio.run(sessions.login(first, "tt_x", lasting=False))
     token_id, session_id, expires, mac = plain.split(".")
     # Claiming the session was signed in over HTTPS changes the key its MAC is checked with.
     stripped = ".".join([token_id, session_id[len(sessions.PROCESS_BOUND):], expires, mac])
     assert sessions._verified(first, stripped) is None
     assert sessions._verified(restarted, stripped) is None
+
+
+def test_only_https_on_a_host_name_outlives_restarts() -> None:
+    # Browsers send even a Secure cookie to http://127.0.0.1:<port> (loopback counts as a
+    # secure context), where a squatter may listen while the master is down (a QA pass).
+    lasting = sessions.outlives_restarts
+    assert lasting("https", "titan.example.com") and lasting("https", "10.0.0.5")
+    for host in ("127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "app.localhost", "::1",
+                 "[::1]", None, ""):
+        assert not lasting("https", host), host
+    assert not lasting("http", "titan.example.com")
+
+
+def test_a_cookie_past_ascii_is_refused_not_a_crash() -> None:
+    master = _master(_Engine())
+    assert sessions._verified(master, "tok-1.p00.9999999999.\xe9abc") is None
+    assert sessions._verified(master, "tok-1.p00.9999999999.\ud800") is None

@@ -2,7 +2,7 @@
 
 ``titan up`` prints a one-click link, ``/login?token=...&next=/``, Jupyter-style: the token
 is exchanged for the session cookie and the browser is redirected at once, so the token
-leaves the address bar (and the history) after one hop. Without a token the page is a small
+leaves the address bar after one hop (the browser's history keeps the link: docs/security.md). Without a token the page is a small
 form. ``next`` is honoured only as a path on this site: an open redirect would let a crafted
 link bounce a signed-in user anywhere.
 
@@ -14,7 +14,6 @@ own form, filled in; a form posted from elsewhere is refused.
 
 from __future__ import annotations
 
-import hmac
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
@@ -24,6 +23,7 @@ from titan.dashboard.render import html
 from titan.errors import Forbidden, Unauthorized
 from titan.master.api.deps import ctx
 from titan.master.auth import sessions
+from titan.master.auth import tokens as auth
 
 router = APIRouter()
 MAX_FORM = 16 * 1024
@@ -69,13 +69,13 @@ def _from_another_site(request: Request, *, posted: bool) -> bool:
 
 
 async def _sign_in(request: Request, token: str, next_: str) -> Response:
-    secure = request.url.scheme == "https"
+    lasting = sessions.outlives_restarts(request.url.scheme, request.url.hostname)
     try:
-        _, cookie = await sessions.login(ctx(request), token, secure=secure)
+        _, cookie = await sessions.login(ctx(request), token, lasting=lasting)
     except Unauthorized as exc:
         return _form_page(request, next_, exc.message, status=401)
     response = RedirectResponse(next_, status_code=303)
-    sessions.set_cookie(response, cookie, secure=secure)
+    sessions.set_cookie(response, cookie, secure=request.url.scheme == "https")
     return response
 
 
@@ -88,9 +88,9 @@ async def login_page(request: Request) -> Response:
                           "Sign in only if you opened it yourself.", token=token)
     if token is not None:
         return await _sign_in(request, token, next_)
-    # Sent here with a cookie that no longer opens anything: say why, once.
+    # Sent here with a cookie of this master's that no longer opens anything: say why, once.
     cookie = request.cookies.get(sessions.COOKIE)
-    ended = bool(cookie) and await sessions.principal_of(ctx(request), cookie or "") is None
+    ended = bool(cookie) and await sessions.ended_here(ctx(request), cookie or "")
     response = _form_page(request, next_, ended=ended)
     if ended:
         sessions.clear_cookie(response)
@@ -112,7 +112,7 @@ async def logout(request: Request) -> Response:
     if cookie is not None:
         sent = request.headers.get(sessions.CSRF_HEADER) or (await _form(request)).get(
             sessions.CSRF_FIELD, "")
-        if not hmac.compare_digest(sent, sessions.csrf_token(cookie)):
+        if not auth.matches(sent, sessions.csrf_token(cookie)):
             raise Forbidden("missing or wrong CSRF token (reload the page)", code="csrf_failed")
         await sessions.logout(ctx(request), cookie)
     response = RedirectResponse("/login", status_code=303)

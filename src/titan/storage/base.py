@@ -47,9 +47,15 @@ class Transaction(MasterTransaction, JobsTransaction, RunsTransaction, LedgerTra
         Here, now, inside the transaction. Where a read inside it would cost a round trip
         that its COMMIT could have carried (PostgreSQL, whose writes go with the COMMIT), the
         read runs after the commit instead, on the same thread, before anything else is
-        written. A read that fails is logged and dropped, never failing the writes: its
+        written — unless another operation of the group transaction comes first
+        (:meth:`reads_due`): it reads what its own operation left, never a later one's. A read that fails is logged and dropped, never failing the writes: its
         caller must cope with the answer missing (a waiter reads for itself)."""
         read_safely(read, self)
+
+    def reads_due(self) -> None:
+        """Another operation of this group transaction is about to run: reads put off until
+        the commit (:meth:`after_commit`) run now, inside it, since that operation could
+        change what they read. So only the last operation's reads wait for the commit."""
 
 
 def read_safely(read: Callable[[Transaction], None], tx: Transaction) -> None:

@@ -47,6 +47,13 @@ class SQLTransaction(JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQ
         else:
             self._after.append(read)
 
+    def reads_due(self) -> None:
+        if self._after:
+            due = list(self._after)
+            self._after.clear()
+            for read in due:
+                read_safely(read, self)
+
     # -- meta ---------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         return self.conn.execute(select(t.meta.c.value).where(t.meta.c.key == key)).scalar()

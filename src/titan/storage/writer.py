@@ -123,7 +123,9 @@ class GroupCommitWriter:
                 mark, lost_commit, stage = secrets.randbits(62) | 1, 0, "ops"
                 results: list[Any] = []
                 with self._storage.write_transaction(mark) as tx:
-                    for op, _fut, _loop in batch:
+                    for i, (op, _fut, _loop) in enumerate(batch):
+                        if i:  # what the one before put off reading sees it as it left it
+                            tx.reads_due()
                         results.append(op(tx))
                     stage = "commit"
                 break

@@ -14,6 +14,19 @@
     return m ? m.content : "";
   }
 
+  /* Titan registers no service worker. One found here was put by whoever held this origin
+   * before (over plain HTTP, a local user listening on the dashboard's port while the master
+   * was down): it sees what the pages send, a token typed to sign in included. Remove it, and
+   * load the page again outside it before anything is typed. */
+  if (navigator.serviceWorker && navigator.serviceWorker.getRegistrations) {
+    navigator.serviceWorker.getRegistrations().then(function (found) {
+      if (!found.length) return;
+      Promise.all(found.map(function (r) { return r.unregister(); })).then(function () {
+        if (navigator.serviceWorker.controller) location.reload();
+      });
+    }).catch(function () {});
+  }
+
   const T = (window.Titan = {});
   T.csrf = meta("csrf-token");
   T.role = meta("titan-role");

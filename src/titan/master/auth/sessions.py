@@ -7,15 +7,17 @@ not signed out (both cached for a few seconds; the master that signs a session o
 at once, others within the cache's lifetime), so revoking a token ends its sessions too, and
 signing out ends the session for good even if the cookie was copied.
 
-**Over plain HTTP a session ends with the master process that signed it in.** While a master
-is down, anyone on the host can listen on its dashboard port, and a browser sends the cookie
-to whatever answers there (a page loaded, an open tab's live socket reconnecting on its own):
-a cookie taken that way would be the session itself, for 30 days, once the master is back.
-So a session signed in over plain HTTP is also signed with a key this process drew at start
-and kept only in memory (its session id says so: ``p…``): after a restart, or on another
-master sharing the database, it is refused and the person signs in again (``titan
-dashboard`` prints the link). Over HTTPS, where nobody else can answer for the master, a
-session lasts its 30 days across restarts and masters.
+**A session a squatter could take ends with the master process that signed it in.** While a
+master is down, anyone on the host can listen on its dashboard port, and a browser sends the
+cookie to whatever answers there (a page loaded, an open tab's live socket reconnecting on its
+own): a cookie taken that way would be the session itself, for 30 days, once the master is
+back. That is every session signed in over plain HTTP, and over HTTPS on a loopback address
+too (``127.0.0.1``, ``localhost``: browsers count plain HTTP there as secure, and send even a
+``Secure`` cookie to ``http://127.0.0.1:<port>``). Such a session is also signed with a key
+this process drew at start and kept only in memory (its session id says so: ``p…``): after a
+restart, or on another master sharing the database, it is refused and the person signs in
+again (``titan dashboard`` prints the link). Over HTTPS on a host name, where nobody else can
+answer for the master, a session lasts its 30 days across restarts and masters.
 
 A browser sends cookies with requests other sites make it send, so a request authenticated
 by the cookie that changes state must also carry the CSRF token: a digest of the cookie, put
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -49,8 +52,23 @@ DASHBOARD_ROLES = frozenset({"admin", "operator", "viewer"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-#: How a session id begins when the session is bound to the master process (plain HTTP).
+#: How a session id begins when the session is bound to the master process (above).
 PROCESS_BOUND = "p"
+
+
+def outlives_restarts(scheme: str, host: str | None) -> bool:
+    """Whether a session signed in at ``scheme://host`` may outlive this master process:
+    only over HTTPS, and not on a loopback address (where browsers send the cookie over plain
+    HTTP too)."""
+    if scheme != "https" or not host:
+        return False
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return True  # a host name
 
 
 def _key(ctx: Ctx, session_id: str) -> bytes:
@@ -71,9 +89,9 @@ def _principal(row: dict[str, object] | None) -> auth.Principal | None:
     return auth.Principal(role=str(row["role"]), token_id=str(row["id"]), name=str(row["name"]))
 
 
-async def login(ctx: Ctx, token: str, *, secure: bool) -> tuple[auth.Principal, str]:
-    """Check a raw token and open a session for it: (principal, cookie value). ``secure``:
-    signed in over HTTPS; otherwise the session ends with this master process."""
+async def login(ctx: Ctx, token: str, *, lasting: bool) -> tuple[auth.Principal, str]:
+    """Check a raw token and open a session for it: (principal, cookie value). Unless
+    ``lasting`` (:func:`outlives_restarts`), the session ends with this master process."""
     token = token.strip()
     row = await ctx.engine.read(lambda tx: tx.token_by_hash(auth.token_hash(token))) if token else None
     principal = _principal(row)
@@ -82,7 +100,7 @@ async def login(ctx: Ctx, token: str, *, secure: bool) -> tuple[auth.Principal, 
             raise Unauthorized(f"a {row['role']} token cannot sign in to the dashboard")
         raise Unauthorized("unknown or revoked token")
     expires = int(time.time() + LIFETIME)
-    session_id = ("" if secure else PROCESS_BOUND) + secrets.token_hex(12)
+    session_id = ("" if lasting else PROCESS_BOUND) + secrets.token_hex(12)
     body = f"{principal.token_id}.{session_id}.{expires}"
     return principal, f"{body}.{_mac(_key(ctx, session_id), body)}"
 
@@ -95,7 +113,7 @@ def _verified(ctx: Ctx, cookie: str) -> tuple[str, str, int] | None:
     except ValueError:
         return None
     body = f"{token_id_s}.{session_id}.{expires_s}"
-    if not hmac.compare_digest(mac, _mac(_key(ctx, session_id), body)) or expires < time.time():
+    if not auth.matches(mac, _mac(_key(ctx, session_id), body)) or expires < time.time():
         return None
     return token_id_s, session_id, expires
 
@@ -121,6 +139,17 @@ async def principal_of(ctx: Ctx, cookie: str) -> auth.Principal | None:
         cached = _principal(await ctx.engine.read(lambda tx: tx.token_by_id(token_id_s)))
         ctx.tokens.put(cache_key, cached)
     return cached
+
+
+async def ended_here(ctx: Ctx, cookie: str) -> bool:
+    """Whether ``cookie`` is a session of this master's tokens that no longer opens anything
+    (signed out, expired, revoked, or signed in to this master's previous process). A cookie
+    of another master on the same host — browsers keep one per host, whatever the port — is
+    not: it is left alone."""
+    token_id = cookie.split(".", 1)[0]
+    if not token_id or await principal_of(ctx, cookie) is not None:
+        return False
+    return await ctx.engine.read(lambda tx: tx.token_by_id(token_id)) is not None
 
 
 async def logout(ctx: Ctx, cookie: str) -> None:
@@ -154,7 +183,7 @@ async def check_csrf(ctx: Ctx, conn: HTTPConnection, cookie: str, method: str) -
         if len(body) <= 1 << 20:
             values = parse_qs(body.decode("latin-1")).get(CSRF_FIELD)
             sent = values[0] if values else None
-    if not sent or not hmac.compare_digest(sent, csrf_token(cookie)):
+    if not sent or not auth.matches(sent, csrf_token(cookie)):
         raise Forbidden("missing or wrong CSRF token (reload the page)", code="csrf_failed")
 
 

@@ -39,6 +39,14 @@ ADMIN = frozenset({"admin"})
 _CACHE_SECONDS = 10.0
 
 
+def matches(sent: str, expected: str) -> bool:
+    """Whether ``sent`` (from a request: any text) is ``expected``, in constant time. As bytes:
+    ``hmac.compare_digest`` raises on a str with a character past ASCII, and a cookie or
+    header holding one was a 500 with a traceback rather than a refusal."""
+    return hmac.compare_digest(sent.encode("utf-8", "surrogatepass"),
+                               expected.encode("utf-8", "surrogatepass"))
+
+
 @dataclass(frozen=True)
 class Principal:
     role: str
@@ -70,7 +78,7 @@ class JobTokens:
             job, attempt = int(job_s), int(attempt_s)
         except ValueError:
             return None
-        if not hmac.compare_digest(mac, self._mac(job, attempt)):
+        if not matches(mac, self._mac(job, attempt)):
             return None
         return Principal(role="job", job=job, attempt=attempt)
 
@@ -91,7 +99,7 @@ class WorkerCredentials:
         _, _, rest = credential.partition(".")
         token_id, _, rest = rest.partition(".")
         worker_id, _, mac = rest.rpartition(".")
-        if not token_id or not worker_id or not hmac.compare_digest(
+        if not token_id or not worker_id or not matches(
                 mac, self._mac(token_id, worker_id)):
             return None
         return Principal(role="worker", token_id=token_id, worker=worker_id)

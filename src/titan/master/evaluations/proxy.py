@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import math
 import time
@@ -30,7 +29,7 @@ import httpx
 
 from titan.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from titan.evals.failures import match_failure_rule
-from titan.master.auth.tokens import OPERATE, Principal, token_hash
+from titan.master.auth.tokens import OPERATE, Principal, matches, token_hash
 from titan.master.evaluations.active import ADMIN, ActiveRun, Spawn, dumps_short
 from titan.storage.base import Row
 
@@ -118,7 +117,7 @@ class ToolProxy:
         return active, row
 
     def _holds_run_token(self, token: str, row: Row, run_id: str) -> bool:
-        return bool(token) and (hmac.compare_digest(token_hash(token), row["token_hash"])
+        return bool(token) and (matches(token_hash(token), row["token_hash"])
                                 or self._job_of_run(token, run_id))
 
     @staticmethod
