@@ -258,6 +258,14 @@ class NotLeader(APIError):
         return leader if isinstance(leader, str) and leader else None
 
 
+class MasterStopping(APIError):
+    """This master is stopping (a restart, an upgrade): a long-poll it held ends with this
+    instead of being cut. Nothing was applied: ask again, the next master answers."""
+
+    status = 503
+    code = "master_stopping"
+
+
 _BY_CODE: dict[str, type[APIError]] = {
     cls.code: cls
     for cls in (
@@ -273,6 +281,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         PayloadTooLarge,
         WaitTimeout,
         NotLeader,
+        MasterStopping,
     )
 }
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -111,7 +111,14 @@ class Backoff:
         self.start, self.cap = start, cap
         self.tries = 0
         self._rand, self._clock = rand, clock
-        self.deadline = None if grace is None else clock() + grace
+        self._began = clock()
+        self.deadline = None if grace is None else self._began + grace
+
+    def widen(self, grace: float | None) -> None:
+        """Give the call ``grace`` seconds from its first try, if that is longer (a master
+        answered: it is there, only passing through a restart, not a wrong address)."""
+        if self.deadline is not None:
+            self.deadline = None if grace is None else max(self.deadline, self._began + grace)
 
     def next_delay(self) -> float | None:
         """The pause before the next try, or None once the grace is spent."""

@@ -64,6 +64,11 @@ def _code_of(body: Any) -> str | None:
     return str(err.get("code")) if isinstance(err, dict) else None
 
 
+#: What a master's own passing refusals say (answered again later, or by the next master).
+_PASSING = {"database_unavailable": "the master's database is unavailable for now",
+            "master_stopping": "the master is stopping"}
+
+
 def _url_of(response: httpx.Response | Reply) -> str:
     return response.url if isinstance(response, Reply) else str(response.request.url)
 
@@ -145,6 +150,10 @@ class Transport:
                 f"no Titan master leads at {where}{after}: {tour.summary()} "
                 f"(address{'es' if len(urls) > 1 else ''} from {self.endpoint.source})"
             )
+        if any(said in detail for said in _PASSING.values()):
+            return errors.ConnectionFailed(
+                f"the Titan master at {self.endpoint.url} did not serve the request: "
+                f"{detail}{after} (address from {self.endpoint.source})")
         hint = "is `titan up` running?"
         if isinstance(exc, httpx.RemoteProtocolError) and "without a reply" in detail \
                 and self.endpoint.url.startswith("http://"):
@@ -342,8 +351,13 @@ class Transport:
                     if not retry.retryable_status(status, replayable=replayable):
                         self._check(response)
                         return response
+                    said = _PASSING.get(_code_of(error_body(response)) or "")
                     response.close()
-                    failure = errors.ConnectionFailed(f"HTTP {status} from a proxy")
+                    if said is not None:  # a master said so itself: it was reached
+                        self._reached = True
+                        backoff.widen(self.restart_grace)
+                    failure = errors.ConnectionFailed(
+                        f"HTTP {status}: {said}" if said else f"HTTP {status} from a proxy")
                     reason, move = str(failure), True
             if tour.failed(url, reason, move=move, leader=leader):
                 delay = backoff.next_delay()

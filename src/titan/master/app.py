@@ -24,7 +24,7 @@ import titan
 from titan.atomic import atomic_file
 from titan.dashboard import pages as dashboard_pages
 from titan.dashboard import render
-from titan.errors import APIError, ValidationFailed
+from titan.errors import APIError, MasterStopping, ValidationFailed
 from titan.formats import HOST_HEADER
 from titan.master.api import (
     admin,
@@ -296,7 +296,11 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> Response:
-        return answer(request, exc)
+        response = answer(request, exc)
+        if isinstance(exc, MasterStopping):  # ask again in a moment, on a new connection
+            response.headers["Retry-After"] = "1"
+            response.headers["Connection"] = "close"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:

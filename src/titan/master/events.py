@@ -13,6 +13,8 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from titan.errors import MasterStopping
+
 Event = dict[str, Any]
 
 
@@ -20,6 +22,33 @@ class EventHub:
     def __init__(self) -> None:
         self._waiters: dict[Hashable, list[asyncio.Future[Any]]] = defaultdict(list)
         self._subscribers: set[Subscription] = set()
+        self.stopping = False
+        self._stop: asyncio.Future[None] | None = None  # resolved when the master stops
+
+    def stop(self) -> None:
+        """The master begins to stop: long-polls held in :meth:`until` end now, with
+        :class:`~titan.errors.MasterStopping` (a 503 their clients ask again, the next master
+        answering), rather than being cut when the server's grace runs out — a 500 that
+        clients took for a bug and gave up on (a QA pass)."""
+        self.stopping = True
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(None)
+
+    async def until(self, *futures: asyncio.Future[Any], timeout: float) -> None:
+        """Wait until one of ``futures`` is done: TimeoutError after ``timeout`` seconds,
+        MasterStopping once the master stops. A request's long-poll waits here."""
+        if self._stop is None:
+            self._stop = asyncio.get_running_loop().create_future()
+        stop = self._stop
+        if not self.stopping:
+            done, _ = await asyncio.wait([*futures, stop], timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if any(f in done for f in futures):
+                return
+            if stop not in done:
+                raise TimeoutError
+        raise MasterStopping("this Titan master is stopping; ask again (the next master "
+                             "answers)")
 
     def waiter(self, topic: Hashable) -> asyncio.Future[Any]:
         """A future resolved at the next publish on ``topic``. Register it BEFORE checking the

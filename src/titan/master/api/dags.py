@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -143,7 +142,8 @@ async def _finished(c: Ctx, dag_id: int, timeout: float) -> tuple[Row | None, st
                 return view, None
             status = view["status"]
         try:
-            view = await asyncio.wait_for(waiter, timeout)
+            await c.hub.until(waiter, timeout=timeout)
+            view = waiter.result()
         except TimeoutError:
             if (live := c.engine.sched.dags.get(dag_id)) is not None:
                 status = live.status

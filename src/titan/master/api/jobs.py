@@ -7,7 +7,7 @@ reachable by its numeric id or with ``GET /jobs?ref=``.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -73,7 +73,8 @@ async def _wait_for(c: Ctx, job_id: int, job: Row | None, timeout: float) -> Row
                 raise NotFound(f"no job {job_id}")
         if job is None or job["state"] not in TERMINAL:
             try:
-                view = await asyncio.wait_for(waiter, timeout)
+                await c.hub.until(waiter, timeout=timeout)
+                view = waiter.result()
             except TimeoutError:
                 if job is None:
                     job = await c.engine.read(lambda tx: load_job(tx, str(job_id)))
@@ -160,7 +161,8 @@ async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int
             # Woken by new lines or by the job finishing (it notifies ("job", id)).
             fin = c.hub.waiter(("job", job["id"]))
             try:
-                await asyncio.wait([waiter, fin], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                with contextlib.suppress(TimeoutError):
+                    await c.hub.until(waiter, fin, timeout=wait)
             finally:
                 c.hub.discard(("job", job["id"]), fin)
             lines = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, limit))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -113,7 +112,8 @@ async def wait_key(c: CtxDep, p: Reader, key: str, timeout: float = Query(30, ge
         if value is None:
             try:
                 with lending(c.engine, p):
-                    value = await asyncio.wait_for(waiter, timeout)
+                    await c.hub.until(waiter, timeout=timeout)
+                    value = waiter.result()
             except TimeoutError:
                 raise WaitTimeout(f"store key {key!r} was not set within {timeout:g}s",
                                   details={"key": key}) from None

@@ -88,6 +88,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         their running jobs were LOST and ran again (QA). The next master (a restart, a
         standby) gives them a fresh lease, as after ``kill -9``."""
         self.stopping = True
+        self.hub.stop()  # the long-polls of clients end now, and are asked again
         if self._sweeper:
             self._sweeper.cancel()
         for worker in self.sched.workers.values():
