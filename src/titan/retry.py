@@ -15,7 +15,9 @@ What is retried:
   i.e. its method is idempotent (GET, PUT, DELETE...) or it carries an ``Idempotency-Key``
   header that the master records in the write's own commit and answers from on a repeat;
 * nothing else: a 4xx is final, and a read timeout means a master that is up but slow (a
-  retry would only multiply the wait).
+  retry would only multiply the wait) — except where the client was given several masters
+  and the request may go again: it goes to the next one, since a leader frozen (a paused VM)
+  is replaced by a standby meanwhile (``client/transport.py``).
 
 How long: :class:`Backoff` pauses exponentially from ``start`` up to ``cap`` with jitter (each
 pause is drawn from the upper half of its step, so a crowd of jobs reconnecting after a

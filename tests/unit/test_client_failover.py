@@ -165,3 +165,26 @@ def test_jobs_get_every_master_through_the_environment(
         with TitanClient() as client:
             assert client.endpoint.source == "TITAN_MASTER_URLS"
             assert client.health()["master"] == leader.url
+
+
+def test_a_frozen_master_is_passed_over_for_a_call_that_may_go_again() -> None:
+    """A leader paused (a frozen VM) holds the request without a word, while a standby takes
+    over: a PUT that may go again goes to the next master once the read times out, rather
+    than failing (a QA pass). A POST without an idempotency key may not."""
+    with masters("leader", "standby") as (frozen, new):
+        def freeze(m: FakeMaster, _req: dict[str, Any]) -> Any:
+            new.role, m.role, m.leader = "leader", "standby", new.url
+            time.sleep(1.5)  # past the client's read timeout
+            return 200, {"frozen": True}
+
+        frozen.routes["PUT /api/v1/store/values/k"] = freeze
+        new.routes["PUT /api/v1/store/values/k"] = lambda m, req: (200, {"key": "k"})
+        with TitanClient(url=[frozen.url, new.url], token="t", timeout=0.5) as client:
+            assert client.api("PUT", "/store/values/k", json={"value": "v"}) == {"key": "k"}
+            assert client.url == new.url
+    with masters("leader", "standby") as (frozen, new):
+        frozen.routes["POST /api/v1/dags"] = lambda m, req: (time.sleep(1.5), (200, {}))[1]
+        with TitanClient(url=[frozen.url, new.url], token="t", timeout=0.5) as client, \
+                pytest.raises(errors.ConnectionFailed, match="did not answer in time"):
+            client.api("POST", "/dags", json={"name": "x", "jobs": []})
+        assert new.seen() == []

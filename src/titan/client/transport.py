@@ -298,13 +298,18 @@ class Transport:
             try:
                 response = exchange(url)
             except httpx.TimeoutException as exc:
-                if not retry.retryable_error(exc, replayable=replayable):
+                # A master that is up but slow: waiting again would only double the wait.
+                # Unless other masters were given and the request may go again: one frozen
+                # (a paused VM) may have been replaced meanwhile, and the next one leads.
+                elsewhere = replayable and isinstance(exc, httpx.ReadTimeout) \
+                    and len(self._masters.urls) > 1
+                if not elsewhere and not retry.retryable_error(exc, replayable=replayable):
                     raise errors.ConnectionFailed(
                         f"the Titan master at {url} did not answer in time "
                         f"({type(exc).__name__})"
                     ) from None
                 failure, reason = exc, f"no answer ({type(exc).__name__})"
-                move = isinstance(exc, _ABSENT)
+                move = elsewhere or isinstance(exc, _ABSENT)
             except httpx.HTTPError as exc:
                 if isinstance(exc, TokenUnknown) and not self._reached \
                         and len(self._masters.urls) == 1:
