@@ -258,6 +258,20 @@ class NotLeader(APIError):
         return leader if isinstance(leader, str) and leader else None
 
 
+def unstorable(said: str) -> ValidationFailed:
+    """The database's refusal of a value in a request (a NUL byte in a text, a string past
+    its column: PostgreSQL refuses what SQLite stores), as the request's 400."""
+    return ValidationFailed(f"a value in the request cannot be stored: {said}",
+                            code="unstorable_value")
+
+
+class DatabaseUnavailable(APIError):
+    """The master's database is away for now (restarting, unreachable): ask again shortly."""
+
+    status = 503
+    code = "database_unavailable"
+
+
 class MasterStopping(APIError):
     """This master is stopping (a restart, an upgrade): a long-poll it held ends with this
     instead of being cut. Nothing was applied: ask again, the next master answers."""
@@ -282,6 +296,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         WaitTimeout,
         NotLeader,
         MasterStopping,
+        DatabaseUnavailable,
     )
 }
 _BY_STATUS: dict[int, type[APIError]] = {

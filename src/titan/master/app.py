@@ -24,7 +24,7 @@ import titan
 from titan.atomic import atomic_file
 from titan.dashboard import pages as dashboard_pages
 from titan.dashboard import render
-from titan.errors import APIError, MasterStopping, ValidationFailed
+from titan.errors import APIError, DatabaseUnavailable, MasterStopping, ValidationFailed
 from titan.formats import HOST_HEADER
 from titan.master.api import (
     admin,
@@ -300,6 +300,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         if isinstance(exc, MasterStopping):  # ask again in a moment, on a new connection
             response.headers["Retry-After"] = "1"
             response.headers["Connection"] = "close"
+        elif isinstance(exc, DatabaseUnavailable):
+            response.headers["Retry-After"] = "1"
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -330,8 +332,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
             # bug, and worth asking again shortly.
             log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
                         str(exc).splitlines()[0][:200])
-            err = APIError("the database is unavailable for now; try again shortly",
-                           code="database_unavailable", status=503)
+            err = DatabaseUnavailable("the database is unavailable for now; try again shortly")
             response = answer(request, err)
             response.headers["Retry-After"] = "1"
             return response

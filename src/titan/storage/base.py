@@ -101,6 +101,12 @@ class Storage(abc.ABC):
         again once the database is back, not failed."""
         return False
 
+    def unstorable(self, exc: BaseException) -> str | None:
+        """What the database said when ``exc`` is its refusal of a value (a NUL byte in a
+        text, a string past its column's length): the request's fault, not the master's;
+        None for anything else."""
+        return None
+
     @abc.abstractmethod
     def claim_scheduler(self) -> None:
         """Become the one master scheduling over this database, for as long as this storage

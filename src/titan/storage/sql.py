@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, select, union_all
+from sqlalchemy.exc import DataError
 
 from titan.errors import ValidationFailed
 from titan.storage import compiled, deferred
@@ -338,6 +339,14 @@ class SQLStorage(Storage):
 
     def unavailable(self, exc: BaseException) -> bool:
         return self._unavailable(exc)
+
+    def unstorable(self, exc: BaseException) -> str | None:
+        # SQLSTATE class 22 (data exception): PostgreSQL refuses NUL in text and a string past
+        # varchar(n), where SQLite stores both; API-level checks catch most, this the rest.
+        if not isinstance(exc, DataError):
+            return None
+        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return said[0][:300] if said else "a value the database cannot store"
 
     def close(self) -> None:
         if self._release is not None:

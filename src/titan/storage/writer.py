@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from titan.errors import NotLeader
+from titan.errors import NotLeader, unstorable
 from titan.storage.base import Storage, Transaction
 
 T = TypeVar("T")
@@ -153,7 +153,12 @@ class GroupCommitWriter:
     def _isolate(self, batch: list[Any]) -> None:
         if len(batch) == 1:
             op, fut, loop = batch[0]
-            self._settle([(fut, loop, None, _current_exception())])
+            error = _current_exception()
+            said = self._storage.unstorable(error)
+            if said is not None:  # the request's fault (a NUL byte, a string too long)
+                error = unstorable(said)
+                error.__cause__ = _current_exception()
+            self._settle([(fut, loop, None, error)])
             return
         for item in batch:  # isolate the failing operation
             self._commit([item])

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from titan.errors import unstorable
 from titan.master.auth.tokens import JobTokens, WorkerCredentials
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
@@ -107,8 +108,14 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
     async def read(self, fn: Callable[[Transaction], T]) -> T:
         """Run a read in a pool thread (never on the event loop)."""
         def work() -> T:
-            with self.storage.read_transaction() as tx:
-                return fn(tx)
+            try:
+                with self.storage.read_transaction() as tx:
+                    return fn(tx)
+            except Exception as exc:
+                said = self.storage.unstorable(exc)  # a NUL in what was asked for
+                if said is not None:
+                    raise unstorable(said) from exc
+                raise
         return await asyncio.get_running_loop().run_in_executor(self._readers, work)
 
     async def run(self, fn: Callable[[Transaction], T]) -> T:
