@@ -109,8 +109,12 @@ def test_clients_elsewhere_verify_by_ca_file_or_pin(tls_up: dict[str, Any],
     monkeypatch.setenv("TITAN_TLS_FINGERPRINT", fingerprint(tls_up["cert"]))
     assert TitanClient(url=url, token=token).health()["status"] == "ok"
     monkeypatch.setenv("TITAN_TLS_FINGERPRINT", "sha256:" + "ab" * 32)
-    with pytest.raises(errors.ConnectionFailed, match="pinned"):
+    with pytest.raises(errors.ConnectionFailed, match="pins") as wrong:
         TitanClient(url=url, token=token).health()
+    # What it saw, said plainly (it was a tuple's repr), and no advice to set what is set.
+    said = str(wrong.value)
+    assert f"it has {fingerprint(tls_up['cert'])}" in said, said
+    assert "((" not in said and "set TITAN_TLS_FINGERPRINT" not in said
 
 
 def test_plain_http_to_the_tls_port_is_refused(tls_up: dict[str, Any]) -> None:

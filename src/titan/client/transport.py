@@ -326,7 +326,16 @@ class Transport:
                     # what follows), so the whole grace applies, not a newcomer's 2 s.
                     self._reached = True
                     backoff = retry.Backoff(self.restart_grace)
-                if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "not the pinned one" in str(exc):
+                pinned = re.search(r"the master's certificate is not the pinned one[^'\"]*",
+                                   str(exc))
+                if pinned is not None:
+                    # Trying again cannot help, and the pin is set already: say what it saw.
+                    raise errors.ConnectionFailed(
+                        f"the master at {url} did not present the certificate this client "
+                        f"pins: {pinned.group(0).split(': ', 1)[-1]}; its certificate changed "
+                        "(a new one made for it?) or another server answers there: pin the "
+                        "new one only once you know it is your master's") from None
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                     # Trying again cannot help: say what would.
                     raise errors.ConnectionFailed(
                         f"the master at {url} presented a certificate this client does not "
