@@ -216,6 +216,22 @@ def test_a_lease_timer_the_master_fires_late_renews_instead_of_expiring() -> Non
     assert job.state == "READY"
 
 
+def test_no_lease_expires_while_the_database_is_away() -> None:
+    # An outage past the lease (a managed failover): workers' heartbeats were refused, not
+    # silent, and every running job ran again once the database was back (a QA pass).
+    clock, s, w, ch, job = _leased()
+    away = [True]
+    s.leases_held = lambda: away[0]
+    clock.t += 10 + 1  # on time, but the database is away
+    s.timer("lease", job.id, ch)
+    assert job.state == "RUNNING" and job.lease_expires == clock.t + 10
+    away[0] = False  # back: a lease its worker lets run out expires as ever
+    clock.t += 10 + 1
+    w.last_seen = clock.t
+    s.timer("lease", job.id, ch)
+    assert job.state == "READY"
+
+
 def test_a_job_its_stopping_worker_hands_back_runs_again_spending_no_retry() -> None:
     # A worker stopped hard (a second SIGTERM) kills its jobs and says so: as when a worker
     # dies, they start again elsewhere; none failed, and no retry is spent.

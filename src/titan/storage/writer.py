@@ -41,6 +41,8 @@ class GroupCommitWriter:
         self._stopping = threading.Event()
         self._warned = 0.0
         self._last: asyncio.Future[Any] | None = None  # the newest future handed out
+        #: When the batch now waiting for the database found it away (monotonic); 0 when none.
+        self.away_since = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -144,9 +146,11 @@ class GroupCommitWriter:
                     log.warning("the database is unavailable (%s): %d write(s) wait for it",
                                 str(exc).splitlines()[0][:300], len(batch))
                 away_since = away_since or now
+                self.away_since = away_since
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 1.0)
         if away_since:
+            self.away_since = 0.0
             log.warning("the database is back after %.1fs", time.monotonic() - away_since)
         return results
 

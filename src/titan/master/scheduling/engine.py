@@ -53,6 +53,8 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             retry_backoff=config.retry_backoff, retry_backoff_max=config.retry_backoff_max,
         )
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="titan-db-read")
+        self._read_away_at = -1e18  # when a read last found the database away (monotonic)
+        self.sched.leases_held = self.database_away
         self._sweeper: asyncio.Task[None] | None = None
         #: The master is stopping (quiesce): no lease expires and no worker is lost from now on.
         self.stopping = False
@@ -115,8 +117,17 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
                 said = self.storage.unstorable(exc)  # a NUL in what was asked for
                 if said is not None:
                     raise unstorable(said) from exc
+                if self.storage.unavailable(exc):
+                    self._read_away_at = time.monotonic()
                 raise
         return await asyncio.get_running_loop().run_in_executor(self._readers, work)
+
+    def database_away(self) -> bool:
+        """Whether the database is away now, or was within a lease's length: the writer
+        waits for it, or a read found it gone. Workers' heartbeats are refused meanwhile (their
+        credentials, their leases' writes), not silent: a lease is not to expire for that."""
+        return self.writer.away_since > 0 \
+            or time.monotonic() - self._read_away_at < self.sched.lease_seconds
 
     async def run(self, fn: Callable[[Transaction], T]) -> T:
         """A write through the group-commit writer."""

@@ -93,9 +93,11 @@ class Leasing:
         if job.lease_expires > self.now():
             ch.timers.append((job.lease_expires, "lease", job.id))  # renewed meanwhile
             return
-        if self.now() - job.lease_expires > STALL_SECONDS:
+        if self.now() - job.lease_expires > STALL_SECONDS or self.leases_held():
             # The timer fires this late only when the master itself stood still (SIGSTOP, a
             # paused VM, a stalled disk): its workers could not renew the lease meanwhile.
+            # Nor could they while the database is away (a failover past the lease: their
+            # heartbeats were refused, and every running job ran again once it was back).
             # Expired now, every running job ran again; given a fresh lease instead, as a
             # restarted master gives them, its worker renews it or lets it run out.
             job.lease_expires = self.now() + self.lease_seconds

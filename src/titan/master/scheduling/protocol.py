@@ -27,6 +27,7 @@ class SchedulerCore(Protocol):
     blocked_runs: set[str]  # agent runs over budget
     held: defaultdict[str, list[int]]  # their READY jobs set aside, by run
     now: Callable[[], float]
+    leases_held: Callable[[], bool]  # the database is away: no lease expires
     lease_seconds: float
     retry_backoff: float
     retry_backoff_max: float

@@ -55,6 +55,9 @@ class Scheduler(Leasing, JobOutcomes, DagProgress, WorkerMembership, RunHolds):
         self.unschedulable: defaultdict[str, set[int]] = defaultdict(set)
         self.blocked_runs: set[str] = set()  # agent runs over budget (see holds.py)
         self.held: defaultdict[str, list[int]] = defaultdict(list)
+        #: While this says so (the database is away), a lease that runs out is renewed rather
+        #: than expired: workers could not renew it, their heartbeats refused (leasing.py).
+        self.leases_held: Callable[[], bool] = lambda: False
 
     # -- state bookkeeping --------------------------------------------------------------------
     def _set(self, job: JobRec, state: str, ch: Changes, **fields: object) -> None:
