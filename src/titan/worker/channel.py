@@ -313,9 +313,11 @@ class ChannelIntake(Intake):
         if tries in (0, 5) or tries % 20 == 0:
             hint = failure_hint(str(exc), channel_master(self._connected))
             if hint:
-                log.error("worker channel: master unreachable (%s); %s; retrying", exc, hint)
+                log.error("worker channel: master %s unreachable (%s); %s; retrying",
+                          channel_master(self._connected), exc, hint)
             else:
-                log.warning("worker channel: master unreachable (%s); retrying", exc)
+                log.warning("worker channel: master %s unreachable (%s); retrying",
+                            channel_master(self._connected), exc)
         self._hard.wait(retry.pause(tries, start=BACKOFF_START, cap=BACKOFF_MAX))
 
     def _read(self, ws: ClientConnection) -> None:

@@ -142,11 +142,13 @@ class MasterConnection:
     def _backoff(self, attempt: int, what: str, exc: BaseException | str) -> None:
         delay = retry.pause(attempt, start=BACKOFF_START, cap=BACKOFF_MAX)
         if attempt in (0, 5) or attempt % 20 == 0:
-            hint = failure_hint(str(exc), self.masters.current)
+            where = self.masters.current  # named: a worker started with no --master says
+            hint = failure_hint(str(exc), where)  # which default it tried
             if hint:  # retrying cannot fix it: say what would, as the CLI does
-                log.error("master unreachable (%s: %s); %s; retrying", what, exc, hint)
+                log.error("master %s unreachable (%s: %s); %s; retrying", where, what, exc,
+                          hint)
             else:
-                log.warning("master unreachable (%s: %s); retrying", what, exc)
+                log.warning("master %s unreachable (%s: %s); retrying", where, what, exc)
         if self._stop.wait(delay):
             raise Stopped(f"stopped while retrying {what}")
 
