@@ -1,9 +1,8 @@
 """HTTP to the master: one pooled connection set per client, errors mapped to ``titan.errors``.
 
-Every 4xx body (``{"error": {"code", "message", "details"}}``) becomes the matching
-:mod:`titan.errors` class through :func:`titan.errors.from_response`; a 5xx is reported as an
-:class:`~titan.errors.APIError` that says it is a bug in the master; an unreachable master is a
-:class:`~titan.errors.ConnectionFailed` that says where the SDK looked.
+A reply that is an error is read by :mod:`titan.client.replies` (a 4xx body becomes the
+matching :mod:`titan.errors` class; a 5xx says it is a bug in the master); an unreachable
+master is a :class:`~titan.errors.ConnectionFailed` that says where the SDK looked.
 
 Retries follow :mod:`titan.retry`: an unreachable master is retried for up to
 ``TITAN_MASTER_RESTART_GRACE`` seconds (a restart takes a few), a request that may have been
@@ -31,6 +30,7 @@ import httpx
 
 from titan import errors, retry
 from titan.atomic import atomic_file
+from titan.client import replies
 from titan.client.config import Endpoint
 from titan.client.http_wire import Reply
 from titan.client.master_check import TokenUnknown
@@ -49,28 +49,6 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
             yield chunk
-
-
-def error_body(response: httpx.Response | Reply) -> Any:
-    """A reply's body as JSON when it is, else its text (for error messages)."""
-    try:
-        return response.json()
-    except ValueError:
-        return response.text
-
-
-def _code_of(body: Any) -> str | None:
-    err = body.get("error") if isinstance(body, dict) else None
-    return str(err.get("code")) if isinstance(err, dict) else None
-
-
-#: What a master's own passing refusals say (answered again later, or by the next master).
-_PASSING = {"database_unavailable": "the master's database is unavailable for now",
-            "master_stopping": "the master is stopping"}
-
-
-def _url_of(response: httpx.Response | Reply) -> str:
-    return response.url if isinstance(response, Reply) else str(response.request.url)
 
 
 #: Transport errors that say nothing was sent because the master is not there: another
@@ -150,7 +128,7 @@ class Transport:
                 f"no Titan master leads at {where}{after}: {tour.summary()} "
                 f"(address{'es' if len(urls) > 1 else ''} from {self.endpoint.source})"
             )
-        if any(said in detail for said in _PASSING.values()):
+        if any(said in detail for said in replies.PASSING.values()):
             return errors.ConnectionFailed(
                 f"the Titan master at {self.endpoint.url} did not serve the request: "
                 f"{detail}{after} (address from {self.endpoint.source})")
@@ -165,56 +143,7 @@ class Transport:
         )
 
     def _check(self, response: httpx.Response | Reply) -> None:
-        status = response.status_code
-        if status < 300 or status == 304:  # 304: the copy the request named is current
-            return
-        if status < 400:  # the API never redirects: whatever did, the call did not happen
-            raise errors.APIError(
-                f"HTTP {status} redirect to {response.headers.get('location', '?')!r} from "
-                f"{_url_of(response)}: not the Titan API's answer (a proxy?)",
-                status=status, code="unexpected_redirect")
-        body = error_body(response)
-        if _code_of(body) is None and status == 400 and "Invalid HTTP request" in str(body):
-            # The master's HTTP server could not parse the request (a line past its limit).
-            raise errors.ValidationFailed(
-                f"the master could not read the request ({str(body).strip()[:80]}): a "
-                "reference, key or header too long?", status=status)
-        if _code_of(body) is None:
-            # Every error of Titan's is {"error": {"code", "message"}}: this came from
-            # something else on that address (another web server, a proxy's error page), or
-            # from a master that failed outright. One line of it, not a page of HTML.
-            kind = (response.headers.get("content-type") or "no content type").split(";")[0]
-            text = str(body)
-            title = re.search(r"<title>\s*(.*?)\s*</title>", text, re.I | re.S)
-            first = title.group(1) if title else next(
-                (line.strip() for line in text.splitlines() if line.strip()), "")
-            said = f"{kind}{': ' + first[:80] if first else ''}"
-            if status >= 500:
-                raise errors.APIError(
-                    f"HTTP {status} from {_url_of(response)} ({said}): the Titan master "
-                    "failed (a bug in the master), or something else answers there",
-                    status=status, code="internal_error")
-            raise errors.for_status(status)(
-                f"HTTP {status} from {_url_of(response)} is not a Titan master's answer "
-                f"({said}): check the host and port", status=status, code="not_titan")
-        if status == 503 and _code_of(body) == "database_unavailable":
-            # Not a bug: the database is away for now (restarting, unreachable), said so.
-            raise errors.from_response(status, body)
-        if status >= 500:
-            raise errors.APIError(
-                f"the Titan master failed with HTTP {status} (a bug in the master): "
-                f"{str(body)[:500]}",
-                status=status,
-                code="internal_error",
-            )
-        exc = errors.from_response(status, body)
-        if isinstance(exc, errors.Unauthorized) and not self.endpoint.token:
-            exc = errors.Unauthorized(
-                f"{exc.message} — no token was found for {self.endpoint.url}: pass token=, "
-                "set TITAN_TOKEN, or run `titan up` on this machine (it records one)",
-                details=exc.details,
-            )
-        raise exc
+        replies.check(response, self.endpoint)
 
     # ------------------------------------------------------------------ sending
 
@@ -353,7 +282,7 @@ class Transport:
                 if stream and status >= 400:
                     response.read()
                     response.close()
-                standby = not_leader(status, response.headers, error_body(response)) \
+                standby = not_leader(status, response.headers, replies.error_body(response)) \
                     if status == errors.NotLeader.status else None
                 if standby is not None:
                     # Nothing was applied: whatever the method, it goes to another master.
@@ -365,7 +294,7 @@ class Transport:
                     if not retry.retryable_status(status, replayable=replayable):
                         self._check(response)
                         return response
-                    said = _PASSING.get(_code_of(error_body(response)) or "")
+                    said = replies.PASSING.get(replies.code_of(replies.error_body(response)) or "")
                     response.close()
                     if said is not None:  # a master said so itself: it was reached
                         self._reached = True

@@ -39,8 +39,8 @@ from titan import errors, retry
 from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.plain_http import tcp_transport
+from titan.client.replies import error_body
 from titan.client.tls import httpx_verify
-from titan.client.transport import error_body
 from titan.version import __version__
 
 log = logging.getLogger("titan.worker")
