@@ -64,6 +64,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self.known_blobs: set[str] = set()  # blobs are never deleted: a hit needs no read
         self.job_names = RecentJobNames()  # a wait on a job's name needs no read to find it
         self.revivals = asyncio.Lock()  # see EngineCore.revivals
+        self.retiring: dict[int, asyncio.Future[Any]] = {}  # see EngineCore.retiring
         #: Called with (agent run id, DAG status) when a run's stage changes status, after
         #: its commit: how agent runs learn that their last stage ended. The engine knows
         #: nothing of runs; whatever settles them subscribes here.
@@ -176,6 +177,11 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             assert worker.poll is not None
             worker.poll.set_result(fut)  # type: ignore[arg-type]
         fut.add_done_callback(lambda f: self._after_commit(ch, f, views))
+        if ch.finished_dags:
+            retired = tuple(ch.finished_dags)
+            for dag_id in retired:
+                self.retiring[dag_id] = fut
+            fut.add_done_callback(lambda f: self._retired(retired, f))
         # Each caller gets a shield: a request handler cancelled while it waits (its client
         # went away, a channel closed) must not cancel the commit, whose notices — waiters'
         # answers, store_wait, events — go out when it completes.
@@ -206,6 +212,11 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             self.hub.notify(("job", job_id), views.get(("job", job_id)))
         for dag_id in ch.finished_dags:
             self.hub.notify(("dag", dag_id), views.get(("dag", dag_id)))
+
+    def _retired(self, dag_ids: tuple[int, ...], fut: asyncio.Future[Any]) -> None:
+        for dag_id in dag_ids:
+            if self.retiring.get(dag_id) is fut:
+                del self.retiring[dag_id]
 
     def _fire(self, kind: str, job_id: int) -> None:
         if self.stopping and kind == "lease":

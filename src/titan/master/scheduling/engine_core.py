@@ -50,6 +50,10 @@ class EngineCore(Protocol):
     #: Held while a finished DAG is read back into memory and while retention chooses and
     #: deletes a batch (master/scheduling/dag_retention.py): never both on one DAG.
     revivals: asyncio.Lock
+    #: DAGs let go of by the scheduler (finished) whose last change is not committed yet, by
+    #: id: the commit's future. Read back before it, a DAG would come back as it was before
+    #: it finished: a retry right after a failure was refused, the job still RUNNING.
+    retiring: dict[int, asyncio.Future[Any]]
 
     async def read(self, fn: Callable[[Transaction], T]) -> T: ...
     async def run(self, fn: Callable[[Transaction], T]) -> T: ...

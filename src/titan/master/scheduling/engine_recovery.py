@@ -7,6 +7,7 @@ of the scheduler's decisions; loading its rows into the scheduler rebuilds the s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from titan.errors import NotFound
@@ -38,6 +39,11 @@ class EngineRecovery:
         """Bring a finished DAG back into memory (a user retries one of its jobs)."""
         if dag_id in self.sched.dags:
             return self.sched.dags[dag_id]
+        finishing = self.retiring.get(dag_id)
+        if finishing is not None:  # its end is not in the database yet (EngineCore.retiring)
+            await asyncio.wait([finishing])  # whether it committed is the writer's to report
+            if dag_id in self.sched.dags:
+                return self.sched.dags[dag_id]
 
         def load(tx: Transaction) -> tuple[Row | None, list[Row]]:
             return tx.get_dag(dag_id), tx.jobs_of_dags([dag_id])
