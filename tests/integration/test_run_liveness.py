@@ -89,6 +89,36 @@ def test_a_live_process_keeps_its_run_and_ends_it_itself(cluster: Cluster,
     assert status_becomes(cluster, "patient-1", "completed", within=10)["error"] is None
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_runs_recorded_in_pool_workers_end_with_their_blocks(cluster: Cluster, tmp_path: Path,
+                                                             method: str) -> None:
+    # A Pool SIGTERMs its workers as soon as map() has its results, and its children never
+    # run Python's exit hooks: the runs' ends (and last actions) sat in the sender's queue,
+    # and the runs ended "crashed" a timeout later.
+    agent = start(cluster, tmp_path, f"""
+        import multiprocessing, titan
+
+        def work(i):
+            with titan.trace.run("pooled", run_id=f"pool-{method}-{{i}}"):
+                with titan.trace.action("step", inputs={{"i": i}}) as a:
+                    a.outputs = {{"double": 2 * i}}
+            return i
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("{method}")
+            with ctx.Pool(2) as pool:
+                print(sum(pool.map(work, range(6))), flush=True)
+            proc = ctx.Process(target=work, args=(6,))
+            proc.start()
+            proc.join()
+    """)
+    out, err = agent.communicate(timeout=60)
+    assert agent.returncode == 0 and out.strip() == "15", err
+    for i in range(7):  # at once: well inside the 3 s that would end them crashed
+        run = cluster.api("GET", f"/runs/pool-{method}-{i}")
+        assert (run["status"], run["action_count"], run["error"]) == ("completed", 1, None)
+
+
 def test_a_driver_that_exits_ends_every_run_it_drove_at_once(cluster: Cluster,
                                                              tmp_path: Path) -> None:
     # Each run end waited the sender's interval (0.2 s) and the exit gave them 2 s: a driver

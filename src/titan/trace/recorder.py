@@ -8,8 +8,9 @@ stream, so the master always sees a run before its actions and its end after the
 A master that is down or restarting loses nothing this process still holds: a failed send is
 retried with backoff, in order. At exit the queue is flushed, waiting at most
 ``TITAN_TRACE_FLUSH_TIMEOUT`` seconds (10 by default) for the master, then what could not be
-sent is reported on stderr. A batch the master rejects as invalid (4xx) is reported and dropped:
-resending it cannot succeed.
+sent is reported on stderr. In a multiprocessing child, where no exit hook runs, a run's end
+waits for the same delivery. A batch the master rejects as invalid (4xx) is reported and
+dropped: resending it cannot succeed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -28,7 +28,7 @@ from typing import Any
 
 from titan import errors, retry
 from titan.formats import quote_ref
-from titan.trace import canonical
+from titan.trace import canonical, settings
 from titan.trace.context import RunHandle
 
 log = logging.getLogger("titan.trace")
@@ -40,28 +40,6 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
 
 
-def _seconds(name: str, default: float, lo: float, hi: float) -> float | None:
-    """The seconds setting ``name`` (from lo to hi), or None when unset. A bad value is said
-    once on the log and the default used: the recorder runs inside the user's program, which
-    ``float('abc')`` crashed at its first run, or whose whole run an exit-time crash lost."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not lo <= value <= hi:  # NaN too
-        log.warning("%s=%r is not a number of seconds from %g to %g: using %g",
-                    name, raw[:40], lo, hi, default)
-        return default
-    return value
-
-
-#: Seconds between two signs of life for the runs this process holds open.
-HEARTBEAT = _seconds("TITAN_TRACE_HEARTBEAT", 30.0, 0.05, 3600) or 30.0
-
-
 class Recorder:
     def __init__(self) -> None:
         self.queue: deque[tuple[str, RunHandle, Any]] = deque()
@@ -70,8 +48,7 @@ class Recorder:
         self.in_flight = 0
         self.dropped = 0
         self.refused = 0  # actions the master refused (counted for flush's answer)
-        interval = _seconds("TITAN_TRACE_FLUSH_INTERVAL", 0.2, 0.0, 60.0)
-        self.interval = 0.2 if interval is None else interval
+        self.interval = settings.flush_interval()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._clients: dict[str, Any] = {}
@@ -81,9 +58,10 @@ class Recorder:
         self.driven: dict[str, RunHandle] = {}  # runs this process drives (ends at exit)
         self.failure: BaseException | None = None  # an uncaught exception, seen at exit
         # Runs this process opened and has not ended: with the driven ones, they get a sign
-        # of life every HEARTBEAT seconds (master/runs/liveness.py ends a silent one).
+        # of life every settings.HEARTBEAT seconds (master/runs/liveness.py ends a silent one).
         self.open: dict[str, RunHandle] = {}
         self._next_beat = 0.0
+        self._out_of_reach = False  # the last wait at a run's end timed out (see ended)
 
     # -- the caller's side --------------------------------------------------------------------
     def put(self, kind: str, run: RunHandle, item: Any) -> None:
@@ -122,6 +100,9 @@ class Recorder:
             self._thread = threading.Thread(target=self._loop, name="titan-trace", daemon=True)
             self._thread.start()
             atexit.register(self.close)
+            mp = settings.multiprocessing_child()
+            if mp is not None:  # its exit runs multiprocessing's finalizers, not atexit's
+                mp.util.Finalize(None, self.close, exitpriority=100)
 
     def client(self, run: RunHandle | None = None) -> Any:
         """The transport to the run's master (the SDK's default master unless the run came
@@ -176,10 +157,10 @@ class Recorder:
 
     def beat(self, runs: list[RunHandle] | None = None) -> None:
         """Tell each master that this process is alive and holds its runs open (the
-        sender's thread does every HEARTBEAT seconds); ``runs``: only these, now (a run just
+        sender's thread does every settings.HEARTBEAT seconds); ``runs``: only these, now (a run just
         driven), the next beat of them all left as it was."""
         if runs is None:
-            self._next_beat = time.monotonic() + HEARTBEAT
+            self._next_beat = time.monotonic() + settings.HEARTBEAT
         by_master: dict[int, tuple[RunHandle, list[str]]] = {}
         for run in runs if runs is not None else [*self.driven.values(), *self.open.values()]:
             client = self.client(run)
@@ -277,6 +258,19 @@ class Recorder:
                   f"{run.id}: {exc}")
 
     # -- flushing -----------------------------------------------------------------------------
+    def ended(self) -> None:
+        """A run block ended. In a multiprocessing child what it recorded is delivered before
+        the block returns: such a process never runs Python's exit hooks (its bootstrap leaves
+        by ``os._exit``), and a ``Pool`` SIGTERMs its workers the moment the last result is
+        back, before the sender's next turn; the run would have ended ``crashed`` two minutes
+        later with its last actions lost. Waits at most TITAN_TRACE_FLUSH_TIMEOUT (10 s);
+        after a wait that timed out, the next ends wait only a moment until one is delivered."""
+        if settings.multiprocessing_child() is None:
+            return
+        timeout, _asked = settings.flush_timeout()
+        self._out_of_reach = not self.flush(0.2 if self._out_of_reach else timeout) and bool(
+            self.queue)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is acknowledged; False on timeout, or when
         the master refused any of it (each refusal is said on stderr)."""
@@ -312,11 +306,10 @@ class Recorder:
                 body = {"status": "failed", "error": _describe(self.failure)}
             self.put("patch", run, body)
         self.driven.clear()
-        asked = _seconds("TITAN_TRACE_FLUSH_TIMEOUT", 10.0, 0.0, 86400.0)
-        timeout = 10.0 if asked is None else asked
+        timeout, asked = settings.flush_timeout()
         pending = list(self.queue)
         actions = sum(1 for k, _, _ in pending if k == "action")
-        if not actions and asked is None:
+        if not actions and not asked:
             timeout = min(timeout, 2.0)  # only run ends to report: sent at once, or unreachable
         self._stopping = True
         # Not flushed, with nothing left queued: the master refused some of it (each refusal

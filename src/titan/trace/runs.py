@@ -101,6 +101,7 @@ class Run:
             replayed_end = body
             return
         RECORDER.put("patch", self.handle, dict(body, ended_at=time.time()))
+        RECORDER.ended()
 
     @property
     def cost_usd(self) -> float:
