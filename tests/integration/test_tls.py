@@ -4,6 +4,8 @@ elsewhere verify it by CA file or by pinned fingerprint, and refuse it otherwise
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
 import ssl
 import subprocess
@@ -26,26 +28,26 @@ from titan_sdk import TitanJob
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tls_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("tls")
+@contextlib.contextmanager
+def titan_up(root: Path, tls: list[str], trust: str) -> Iterator[dict[str, Any]]:
+    """`titan up` with the ``tls`` options, ready once its local worker is; ``trust``: a CA
+    file the test reaches it with."""
     config_dir = root / "user-config"
     port, data = free_port(), root / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
     env.update(TITAN_CONFIG_DIR=str(config_dir), PYTHONUNBUFFERED="1", TITAN_LOG_LEVEL="INFO")
     log = open(root / "up.log", "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "titan", "up", "--tls", "--port", str(port), "--dashboard-port",
+        [sys.executable, "-m", "titan", "up", *tls, "--port", str(port), "--dashboard-port",
          str(free_port()), "--data-dir", str(data), "--slots", "2"],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
     url = f"https://127.0.0.1:{port}"
-    cert = data / "tls" / "cert.pem"
     try:
         deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, (root / "up.log").read_text()
             try:
-                ctx = ssl.create_default_context(cafile=str(cert))
+                ctx = ssl.create_default_context(cafile=trust)
                 with urllib.request.urlopen(f"{url}/api/v1/health", context=ctx, timeout=2) as r:
                     if r.status == 200 and "Worker" in (root / "up.log").read_text():
                         break
@@ -53,11 +55,19 @@ def tls_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                 pass
             assert time.monotonic() < deadline, (root / "up.log").read_text()
             time.sleep(0.1)
-        yield {"url": url, "cert": cert, "data": data, "config_dir": config_dir,
+        yield {"url": url, "data": data, "config_dir": config_dir, "env": env,
                "token": (data / "admin.token").read_text().strip(), "log": root / "up.log"}
     finally:
         os.killpg(proc.pid, 9)
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def tls_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("tls")
+    cert = root / "data" / "tls" / "cert.pem"
+    with titan_up(root, ["--tls"], str(cert)) as up:
+        yield dict(up, cert=cert)
 
 
 JOB = """
@@ -76,7 +86,7 @@ def test_the_worker_and_its_jobs_talk_https_and_wss(tls_up: dict[str, Any],
     script.write_text(JOB)
     dag = client.submit_dag("tls", [TitanJob(job_id="j", filename=str(script))])
     assert client.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
-    # The job reached the master over HTTPS with the worker's trust (TITAN_CA_FILE passed on).
+    # The job reached the master over HTTPS with the worker's trust (its pin passed on).
     assert client.store_get("tls/j") == tls_up["url"]
     # The local worker holds its channel over WSS.
     assert any(w["state"] == "live" for w in client.list_workers())
@@ -136,3 +146,62 @@ def test_the_remote_client_example_trusts_the_master_by_fingerprint(
         cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "DAG COMPLETED - written over HTTPS" in out.stdout
+
+
+def _ca_issued(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a certificate for 127.0.0.1 it signed: (ca.pem, fullchain.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def made(subject: str, issuer: str, key: Any, signer: Any, ca: bool) -> Any:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=30))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            import ipaddress
+
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    ca = made("Test CA", "Test CA", ca_key, ca_key, True)
+    leaf = made("titan.test", "Test CA", leaf_key, ca_key, False)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "fullchain.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    (directory / "key.pem").write_bytes(leaf_key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    os.chmod(directory / "key.pem", 0o600)
+    return directory / "ca.pem", directory / "fullchain.pem", directory / "key.pem"
+
+
+def test_a_ca_issued_certificate_needs_nothing_set_on_the_master_s_machine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Recorded as a CA file, the leaf a CA signed was no trust anchor: the local worker never
+    # connected and every client on the machine was refused, with nothing set wrong.
+    (tmp_path / "pki").mkdir()
+    ca, chain, key = _ca_issued(tmp_path / "pki")
+    with titan_up(tmp_path, ["--tls-cert", str(chain), "--tls-key", str(key)], str(ca)) as up:
+        monkeypatch.setenv("TITAN_CONFIG_DIR", str(up["config_dir"]))
+        for name in ("TITAN_CA_FILE", "TITAN_TLS_FINGERPRINT", "TITAN_MASTER_URL", "TITAN_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        client = TitanClient()  # the master its start recorded
+        script = tmp_path / "tls_job.py"
+        script.write_text(JOB)
+        dag = client.submit_dag("ca", [TitanJob(job_id="j", filename=str(script))])
+        assert client.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
+        assert client.store_get("tls/j") == up["url"]
+        assert fingerprint(chain) in Path(up["log"]).read_text()  # the server's own, first
+        cli = subprocess.run([sys.executable, "-m", "titan", "workers"], capture_output=True,
+                             text=True, env=up["env"], timeout=60)
+        assert cli.returncode == 0 and "local" in cli.stdout, cli.stdout + cli.stderr

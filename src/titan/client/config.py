@@ -343,7 +343,7 @@ def _write_private(path: Path, text: str, mode: int) -> None:
 
 
 def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str], *,
-                  dashboard_port: int | None = None, ca_file: str | None = None) -> Path:
+                  dashboard_port: int | None = None, tls_cert: str | None = None) -> Path:
     """Remember a master: ``<data_dir>/master.json`` and the user config (mode 0600).
 
     The user config's ``default`` becomes this master, and its token is recorded under its
@@ -374,8 +374,13 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str],
         entry = {"replaced": {k: v for k, v in entry.items() if k != "replaced"}}
     if token:
         entry["token"] = token
-    if ca_file:  # an https master: the certificate its clients trust (client/tls.py)
-        entry["ca_file"] = str(Path(ca_file).resolve())
+    entry.pop("ca_file", None)  # what an earlier version recorded for an https master
+    if tls_cert:  # an https master: its clients here pin its certificate (client/tls.py)
+        from titan.client.tls import fingerprint
+
+        entry["fingerprint"] = fingerprint(Path(tls_cert))
+    else:
+        entry.pop("fingerprint", None)
     before = config.get("default")
     if isinstance(before, str) and before != normalized:
         entry["previous_default"] = before  # the default again when this one stops

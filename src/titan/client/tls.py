@@ -9,8 +9,11 @@ A client verifies an ``https://`` master in the first way that applies:
    master's banner, with no file to copy;
 2. ``TITAN_CA_FILE=<pem>``: certificates signed by the CA(s) in that file (or that very
    self-signed certificate), host name checked;
-3. the ``ca_file`` the user config records for that master (``titan up --tls`` records its own
-   certificate, so local clients need nothing);
+3. what the user config records for that master: a master serving TLS records its
+   certificate's fingerprint there when it starts, so clients on its machine need nothing,
+   whether the certificate is ``titan up --tls``'s own or one a CA issued (recorded as a CA
+   file, a leaf a CA signed is no trust anchor: OpenSSL wants its issuer). A ``ca_file``
+   recorded by an earlier version is still read;
 4. the system's trust store, as any HTTPS client.
 
 A worker passes both settings on to its jobs (they are not credentials), so the SDK inside a
@@ -35,8 +38,15 @@ CA_FILE_ENV = "TITAN_CA_FILE"
 
 
 def fingerprint(cert_pem: Path) -> str:
-    """``sha256:<hex>`` of a PEM certificate's DER form (what a pin names)."""
-    der = ssl.PEM_cert_to_DER_cert(cert_pem.read_text())
+    """``sha256:<hex>`` of a PEM certificate's DER form (what a pin names); of the first one
+    in a file that holds a chain (``fullchain.pem``: the server's own comes first)."""
+    text = cert_pem.read_text()
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = text.find(begin)
+    stop = text.find(end, start)
+    if start < 0 or stop < 0:
+        raise ConfigError(f"{cert_pem} holds no PEM certificate")
+    der = ssl.PEM_cert_to_DER_cert(text[start:stop + len(end)])
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
@@ -84,7 +94,12 @@ def client_context(url: str, ca_file: str | None = None) -> ssl.SSLContext | Non
     pin = os.environ.get(FINGERPRINT_ENV, "").strip()
     if pin:
         return PinnedContext(pin)
-    ca = os.environ.get(CA_FILE_ENV, "").strip() or ca_file or _recorded_ca(url)
+    ca = os.environ.get(CA_FILE_ENV, "").strip() or ca_file
+    if not ca:
+        recorded = _recorded(url)
+        if recorded.get("fingerprint"):
+            return PinnedContext(recorded["fingerprint"])
+        ca = recorded.get("ca_file")
     if ca:
         if not Path(ca).is_file():
             raise ConfigError(f"{CA_FILE_ENV}: no certificate file at {ca}")
@@ -101,7 +116,8 @@ def httpx_verify(url: str) -> ssl.SSLContext | bool:
     return client_context(url) or True
 
 
-def _recorded_ca(url: str) -> str | None:
+def _recorded(url: str) -> dict[str, str]:
+    """The ``fingerprint`` and ``ca_file`` the user config records for ``url``'s master."""
     from titan.client.config import load_user_config
     from titan.client.urls import parse_url
 
@@ -109,9 +125,10 @@ def _recorded_ca(url: str) -> str | None:
         normalized = parse_url(url)[0]
         entry = load_user_config().get("masters", {}).get(normalized)
     except ConfigError:
-        return None
-    ca = entry.get("ca_file") if isinstance(entry, dict) else None
-    return ca if isinstance(ca, str) and ca else None
+        return {}
+    if not isinstance(entry, dict):
+        return {}
+    return {k: v for k in ("fingerprint", "ca_file") if isinstance(v := entry.get(k), str) and v}
 
 
 def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from titan.client.tls import fingerprint
 from titan.errors import ConfigError
 from titan.master.config import MasterConfig
 from titan.master.server import banner, forget, make_server, record, serve
@@ -49,7 +50,8 @@ class LocalWorker:
         env = dict(os.environ, TITAN_TOKEN=(data / "worker.token").read_text().strip(),
                    TITAN_DATA_DIR=str(data))
         if self.config.tls_cert:  # the worker, and through it its jobs, trust our certificate
-            env["TITAN_CA_FILE"] = str(Path(self.config.tls_cert).resolve())
+            # By its fingerprint: a CA-issued certificate is no CA file (client/tls.py).
+            env["TITAN_TLS_FINGERPRINT"] = fingerprint(Path(self.config.tls_cert))
         cmd = [sys.executable, "-m", "titan", "worker", "--master", self.config.api_url,
                "--slots", str(self.slots), "--capabilities", ",".join(self.capabilities),
                "--workdir", str(workspace_root(data)), "--name", "local"]

@@ -46,7 +46,7 @@ def record(config: MasterConfig) -> None:
 
     token = (config.data_path / "admin.token").read_text().strip()
     try:
-        record_master(config.api_url, token, str(config.data_path), ca_file=config.tls_cert,
+        record_master(config.api_url, token, str(config.data_path), tls_cert=config.tls_cert,
                       dashboard_port=config.dashboard_port)
     except Exception as exc:  # a broken user config must not stop the master
         log.warning("could not record the master in the user config: %s", exc)
