@@ -39,7 +39,8 @@ def start(tmp_path: Path) -> Iterator[Start]:
     started: list[Master] = []
     with fresh_postgres_database("titan_standby_clients") as url:
         def run(name: str) -> Master:
-            m = Master(tmp_path, name, url, dict(os.environ, PYTHONUNBUFFERED="1"))
+            m = Master(tmp_path, name, url, dict(os.environ, PYTHONUNBUFFERED="1",
+                                                 TITAN_BLOB_STORE="database"))
             started.append(m)
             return m
         try:

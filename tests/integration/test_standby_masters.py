@@ -113,7 +113,9 @@ def masters(tmp_path: Path) -> Iterator[Any]:
     started: list[Master] = []
     with fresh_postgres_database("titan_standby") as url:
         def start(name: str, command: tuple[str, ...] = ("master",), **env: str) -> Master:
-            m = Master(tmp_path, name, url, dict(os.environ, PYTHONUNBUFFERED="1", **env),
+            # One blob store for all, as docs/deployment.md asks (master/blob_mark.py).
+            m = Master(tmp_path, name, url, {**os.environ, "PYTHONUNBUFFERED": "1",
+                                             "TITAN_BLOB_STORE": "database", **env},
                        command=command)
             started.append(m)
             return m
@@ -231,3 +233,45 @@ def test_a_master_that_would_not_wait_still_beats_and_stops_once_replaced(
         os.kill(a.proc.pid, signal.SIGCONT)
     assert a.proc.wait(timeout=30) == 75, a.log()  # woken, it finds itself replaced
     assert "replaced" in a.log()
+
+
+def test_a_standby_with_a_blob_store_of_its_own_refuses_to_start(masters: Any,
+                                                                  tmp_path: Path) -> None:
+    """A standby left on its own host's blob directory joined without a word, and at a
+    failover led without the scripts and artifacts the leader had stored: every job whose
+    script was not there failed. It now refuses to start, saying what to share."""
+    a = masters("a", TITAN_BLOB_STORE="directory", TITAN_BLOB_DIR=str(tmp_path / "blobs-a"))
+    a.wait_leading()
+    b = masters("b", TITAN_BLOB_STORE="directory", TITAN_BLOB_DIR=str(tmp_path / "blobs-b"))
+    assert b.proc.wait(timeout=60) != 0
+    said = b.log()
+    assert "is not the one the other masters of this database use" in said, said
+    assert "TITAN_BLOB_STORE=database" in said and "Traceback" not in said
+    # Given the leader's store, it joins as a standby.
+    c = masters("c", TITAN_BLOB_STORE="directory", TITAN_BLOB_DIR=str(tmp_path / "blobs-a"))
+    c.wait_answering()
+    assert c.health()[0] == 503, c.log()
+    # A master that leads on a store without the mark (the store moved) starts, says so on
+    # its log, and marks its store.
+    a.stop()
+    c.stop()
+    d = masters("d", TITAN_BLOB_STORE="directory", TITAN_BLOB_DIR=str(tmp_path / "blobs-d"))
+    d.wait_leading()
+    for _ in range(100):
+        if "may be missing" in d.log():
+            break
+        time.sleep(0.05)
+    assert "Scripts, artifacts and payloads recorded before may be missing" in d.log()
+
+
+def test_a_standby_with_other_tls_settings_than_the_leader_refuses_to_start(
+        masters: Any, tmp_path: Path) -> None:
+    from titan.client.tls import self_signed
+
+    cert, key = self_signed(tmp_path / "tls", ["127.0.0.1"])
+    a = masters("a")
+    a.wait_leading()
+    b = masters("b", ("master", "--tls-cert", str(cert), "--tls-key", str(key)))
+    assert b.proc.wait(timeout=60) != 0
+    said = b.log()
+    assert f"the leader serves {a.url}" in said and "same TLS settings" in said, said

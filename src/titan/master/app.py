@@ -26,6 +26,7 @@ from titan.dashboard import pages as dashboard_pages
 from titan.dashboard import render
 from titan.errors import APIError, DatabaseUnavailable, MasterStopping, ValidationFailed
 from titan.formats import HOST_HEADER
+from titan.master import blob_mark
 from titan.master.api import (
     admin,
     dags,
@@ -219,6 +220,9 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         await ensure_token_file(engine, data / "admin.token", "admin", "admin (titan up)")
         await ensure_token_file(engine, data / "worker.token", "worker", "local worker")
         blobs = open_blob_store(config.blob_settings(), storage)
+        mark = await engine.read(lambda tx: blob_mark.ensure(tx, blobs))
+        if mark is not None:  # this store is now the one its blobs are in
+            await engine.run(lambda tx: tx.set_meta(blob_mark.KEY, mark))
         runs = RunService(engine, blobs, config.redactor())
         export_settings = config.otlp_export_settings()
         exporter = Exporter(export_settings, storage) if export_settings else None

@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from titan.errors import ConfigError
+from titan.master import blob_mark
 from titan.master.app import create_app, open_secured_storage
 from titan.master.config import MasterConfig
 from titan.master.standby import EXIT_REPLACED, LeaderGate
@@ -109,11 +110,11 @@ class Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def _preflight(config: MasterConfig, storage: Any) -> None:
+def _preflight(config: MasterConfig, storage: Any, *, standby: bool) -> None:
     """What the app's startup opens, tried first: there a bad setting was a 60-line traceback
     and exit status 3 ("Application startup failed"); here it is a one-line ConfigError. The
     blob store (a directory that is a file, an unreachable bucket), the egress rules, the TLS
-    certificate and key."""
+    certificate and key; for a ``standby``, whether its blob store is the leader's."""
     from titan.master.egress import EgressPolicy
     from titan.storage.blobs import open_blob_store
 
@@ -126,13 +127,26 @@ def _preflight(config: MasterConfig, storage: Any) -> None:
             raise ConfigError(f"TLS: cannot use {config.tls_cert} with {config.tls_key} "
                               f"(a PEM certificate and its key?): {exc}") from None
     try:
-        open_blob_store(config.blob_settings(), storage).close()
+        blobs = open_blob_store(config.blob_settings(), storage)
     except ConfigError:
         raise
     except Exception as exc:  # OSError, botocore's NoCredentialsError, ClientError...
         said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"TITAN_BLOB_STORE={config.blob_store or 'directory'}: cannot open "
                           f"the blob store: {said}") from None
+    try:
+        if standby:  # another master leads: its store must be this one's (master/blob_mark.py)
+            with storage.read_transaction() as tx:
+                blob_mark.check_standby(tx, blobs)
+    finally:
+        blobs.close()
+    leader = storage.leadership.leader() if standby else None
+    if leader is not None and leader.url.split("://")[0] != config.public_url.split("://")[0]:
+        # Clients and workers follow the leader's URL: at a failover they would come to
+        # this one with the other scheme, and every connection fail.
+        raise ConfigError(f"the leader serves {leader.url} and this master would serve "
+                          f"{config.public_url}: every master of one database needs the "
+                          "same TLS settings (--tls-cert and --tls-key on each, or none)")
 
 
 def make_server(config: MasterConfig, *, standby: bool | None = None,
@@ -151,11 +165,13 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
         if leadership is not None:
             leadership.url = config.public_url  # what standbys and clients are told
             leadership.timeout = config.leader_timeout
+        waits = False
         if leadership is not None and may_wait:
-            leadership.try_lead()  # a standby when another leads: the gate waits for it
+            # A standby when another leads: the gate waits for it.
+            waits = not leadership.try_lead()
         else:
             storage.claim_scheduler()
-        _preflight(config, storage)
+        _preflight(config, storage, standby=waits)
         sockets.append(bind(config.host, config.port))
         if config.dashboard_port and config.dashboard_port != config.port:
             sockets.append(bind(config.host, config.dashboard_port, "--dashboard-port"))

@@ -1,0 +1,55 @@
+"""Whether a master's blob store is the one its database's blobs went to.
+
+Rows name blobs by their SHA-256 (uploaded scripts, artifacts, large payloads): a master whose
+blob store is not its database's (a standby left on its own host's directory, a moved
+``TITAN_BLOB_DIR``) serves the same rows without their blobs, and at a failover every job whose
+script is not there fails. Nothing said so: the standby joined, took over, and jobs failed.
+
+So the leader leaves a *mark* in its store, a small blob of its own, and records its hash in
+the database (``meta.blob_store_mark``). Every master looks for that blob in its own store
+before it serves:
+
+* a standby that does not find it refuses to start, naming both stores' settings: at a
+  failover it would lead without the blobs;
+* a master about to lead (one master on SQLite, or no leader alive) is told loudly on its log
+  that blobs recorded before may be missing, then marks its store: moving to a new store is
+  allowed, never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from titan.errors import ConfigError
+from titan.storage.base import Transaction
+from titan.storage.blobs.base import BlobStore
+
+log = logging.getLogger("titan.master")
+KEY = "blob_store_mark"
+
+
+def check_standby(tx: Transaction, blobs: BlobStore) -> None:
+    """Before a standby serves: ConfigError if its store is not the leader's."""
+    mark = tx.get_meta(KEY)
+    if mark is not None and not blobs.exists(mark):
+        raise ConfigError(
+            f"this master's blob store ({blobs.description}) is not the one the other masters of this "
+            f"database use: it does not hold the mark they left in theirs (blob {mark[:12]}). "
+            "At a failover it would lead without the scripts, artifacts and payloads they "
+            "stored. Give every master the same store: TITAN_BLOB_STORE=database, one S3 "
+            "bucket, or TITAN_BLOB_DIR on a shared filesystem (docs/deployment.md)")
+
+
+def ensure(tx: Transaction, blobs: BlobStore) -> str | None:
+    """At the leader's start: the hash of a new mark to record when the store lacks the one
+    the database records (said on the log) or none is recorded yet; None when it is in."""
+    mark = tx.get_meta(KEY)
+    if mark is not None and blobs.exists(mark):
+        return None
+    if mark is not None:
+        log.warning("the blob store (%s) is not the one this database's blobs were written "
+                    "to: it lacks their mark (blob %s). Scripts, artifacts and payloads "
+                    "recorded before may be missing; if the store moved, copy its blobs over",
+                    blobs.description, mark[:12])
+    return blobs.write_bytes(b"titan blob store mark " + secrets.token_hex(16).encode() + b"\n")
