@@ -54,6 +54,7 @@ ADDED: dict[int, dict[str, Any]] = {
     17: {"columns": {"agent_runs": ("alive_at",)}, "indexes": ("ix_agent_runs_alive",)},
     18: {"columns": {"agent_runs": ("unarchived_at",)}},
     19: {"columns": {"agent_runs": ("unpriced_calls",)}},
+    20: {"columns": {"log_lines": ("continues",)}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

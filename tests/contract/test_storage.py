@@ -195,6 +195,15 @@ def test_attempts_and_logs(storage: Storage) -> None:
         assert [r["seq"] for r in tx.log_lines(j, 1, after=3)] == [4, 5]
         assert len(tx.log_lines(j, 1, limit=2)) == 2
         assert tx.log_lines(j, 2) == []
+        assert all("continues" not in r for r in tx.log_lines(j, 1))
+    with storage.transaction() as tx:  # a line cut at 64 KiB: its pieces say so
+        tx.add_log_lines([{"job": j, "attempt": 2, "seq": 1, "stream": "stdout", "ts": 1.0,
+                           "line": "piece", "continues": True},
+                          {"job": j, "attempt": 2, "seq": 2, "stream": "stdout", "ts": 1.0,
+                           "line": "end", "continues": False}])
+    with storage.transaction() as tx:
+        assert [(r["line"], r.get("continues")) for r in tx.log_lines(j, 2)] == [
+            ("piece", True), ("end", None)]
 
 
 def test_a_job_or_dag_read_at_once_equals_its_rows_read_one_by_one(storage: Storage) -> None:

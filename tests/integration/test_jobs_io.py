@@ -3,11 +3,13 @@ live through the CLI), archive jobs, affinity, YAML pipelines and DAG runs by na
 
 from __future__ import annotations
 
+import json
 import queue
 import subprocess
 import sys
 import textwrap
 import threading
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,6 +76,41 @@ def test_a_log_of_emoji_does_not_stall_its_worker(cluster: Cluster) -> None:
         assert client.wait(job, timeout=120)["state"] == "COMPLETED", cluster.log()
     lines = [e["line"] for e in client.iter_logs("emoji")]
     assert len(lines) == 300 and all(line == "\U0001F600" * 8000 for line in lines)
+
+
+def test_a_line_past_64_kib_comes_back_whole_from_every_reader(cluster: Cluster,
+                                                               tmp_path: Path) -> None:
+    # Kept in 64 KiB pieces with nothing to say they were one line: a 200 KB JSON record
+    # printed on one line came back as four lines, and no reader could parse it.
+    record = cluster.script("record.py", """
+        import json, sys
+        print("before")
+        print(json.dumps({"rows": ["é" * 50 + str(i) for i in range(4000)]}))
+        sys.stderr.write("x" * 70000)  # no newline at the end: the last line of stderr
+        print("after")
+    """)
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="record", filename=record))
+    assert client.wait("record", timeout=120)["state"] == "COMPLETED"
+    pieces = list(client.iter_logs("record"))
+    out = [p for p in pieces if p["stream"] == "stdout"]
+    assert out[0]["line"] == "before" and out[-1]["line"] == "after"
+    middle = out[1:-1]  # the record, in pieces of at most 64 KiB: each but its last goes on
+    assert len(middle) > 2 and all(len(p["line"].encode()) <= 64 * 1024 for p in middle)
+    assert [p.get("continues", False) for p in middle] == [True] * (len(middle) - 1) + [False]
+    assert all("continues" not in p for p in pieces if not p.get("continues"))
+    record_text = "".join(p["line"] for p in middle)
+    assert len(json.loads(record_text)["rows"]) == 4000
+    text = client.fetch_logs("record")
+    assert record_text in text.split("\n")
+    assert "x" * 70000 in text.split("\n")
+    cli = titan_cli(cluster, "logs", "record", cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    assert record_text in cli.stdout.split("\n") and "x" * 70000 in cli.stdout.split("\n")
+    req = urllib.request.Request(f"{cluster.url}/api/v1/jobs/record/logs.txt",
+                                 headers={"Authorization": f"Bearer {cluster.admin_token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert record_text in r.read().decode().split("\n")
 
 
 def test_logs_follow_through_the_cli_while_the_job_runs(cluster: Cluster, tmp_path: Path) -> None:

@@ -151,17 +151,20 @@ def test_the_workspace_is_the_workers_own(tmp_path: Path) -> None:
 def test_line_splitter_handles_partial_lines_and_crlf() -> None:
     s = LineSplitter()
     assert s.feed(b"ab") == []
-    assert s.feed(b"c\r\nde\nf") == ["abc", "de"]
-    assert s.feed(b"\n\n") == ["f", ""]
+    assert s.feed(b"c\r\nde\nf") == [("abc", False), ("de", False)]
+    assert s.feed(b"\n\n") == [("f", False), ("", False)]
     assert s.feed(b"tail") == []
-    assert s.close() == ["tail"]
+    assert s.close() == [("tail", False)]
     assert s.close() == []
 
 
 def test_line_splitter_cuts_long_lines_at_character_boundaries() -> None:
     s = LineSplitter()
     text = "é" * MAX_LINE  # two bytes each: a cut at MAX_LINE bytes would fall mid-character
-    lines = s.feed(text.encode() + b"\n")
+    pieces = s.feed(text.encode() + b"\n")
+    # Every piece but the last says the next goes on from it (stored so, joined by readers).
+    assert [continues for _, continues in pieces] == [True, False]
+    lines = [line for line, _ in pieces]
     assert "".join(lines) == text
     assert all(len(line.encode()) <= MAX_LINE for line in lines)
     assert "\ufffd" not in "".join(lines)
@@ -174,7 +177,7 @@ def test_a_long_line_is_not_cut_inside_a_token(token: str, back: int) -> None:
     # Cut at 64 KiB in the middle of a token, the master's redaction (line by line) matched
     # neither half, and a viewer read the token by joining the two lines.
     head = "c" * (MAX_LINE - back - 1) + " "
-    lines = LineSplitter().feed((head + token + " tail\n").encode())
+    lines = [line for line, _ in LineSplitter().feed((head + token + " tail\n").encode())]
     assert len(lines) == 2 and all(len(line.encode()) <= MAX_LINE for line in lines)
     assert "".join(lines) == head + token + " tail"
     assert [scrub_titan_tokens(line).count("[titan token redacted]") for line in lines] == [0, 1]
@@ -194,7 +197,7 @@ def test_an_api_token_after_an_escape_is_redacted(prefix: str) -> None:
 
 
 def test_line_splitter_replaces_bad_utf8() -> None:
-    assert LineSplitter().feed(b"ok \xff\xfe\n") == ["ok \ufffd\ufffd"]
+    assert LineSplitter().feed(b"ok \xff\xfe\n") == [("ok \ufffd\ufffd", False)]
 
 
 # ---------------------------------------------------------------------------- environment

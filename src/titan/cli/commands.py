@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from titan import log_lines
 from titan.cli.output import (
     cell,
     counts,
@@ -179,7 +180,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 print(f"{job['job_id']} is {job['state']}: {job['reason']}", file=sys.stderr,
                       flush=True)
         tty = sys.stdout.isatty()
-        for item in client.iter_logs(args.job, args.attempt, follow=args.follow):
+        items = client.iter_logs(args.job, args.attempt, follow=args.follow)
+        # --json gives the entries as stored; text, each line whole (titan/log_lines.py).
+        for item in items if args.json else log_lines.whole(items):
             if args.json:
                 print(json.dumps(item), flush=args.follow)
             else:

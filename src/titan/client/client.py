@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from titan import log_lines
 from titan.client.config import Endpoint, resolve
 from titan.client.control import ControlOps
 from titan.client.evaluations import EvalOps
@@ -366,9 +367,10 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
                 return
 
     def fetch_logs(self, ref: Ref, attempt: int | None = None) -> str:
-        """The job's output so far (stdout and stderr interleaved), lines joined by newlines.
-        ``attempt``: which run of the job (default the latest)."""
-        return "\n".join(str(item.get("line", "")) for item in self.iter_logs(ref, attempt))
+        """The job's output so far (stdout and stderr interleaved), lines joined by newlines
+        (a line past 64 KiB, stored in pieces, whole again). ``attempt``: which run of the job
+        (default the latest)."""
+        return log_lines.text(self.iter_logs(ref, attempt))
 
     # ------------------------------------------------------------------ cluster
 

@@ -343,8 +343,9 @@ def _write_private(path: Path, text: str, mode: int) -> None:
 
 
 def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str], *,
-                  dashboard_port: int | None = None, tls_cert: str | None = None) -> Path:
-    """Remember a master: ``<data_dir>/master.json`` and the user config (mode 0600).
+                  dashboard_port: int | None = None, fingerprint: str | None = None) -> Path:
+    """Remember a master: ``<data_dir>/master.json`` and the user config (mode 0600), with the
+    ``sha256:`` fingerprint of its TLS certificate when it serves HTTPS.
 
     The user config's ``default`` becomes this master, and its token is recorded under its
     URL. A corrupt user config is refused with a :class:`ConfigError` naming the file rather
@@ -375,10 +376,8 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str],
     if token:
         entry["token"] = token
     entry.pop("ca_file", None)  # what an earlier version recorded for an https master
-    if tls_cert:  # an https master: its clients here pin its certificate (client/tls.py)
-        from titan.client.tls import fingerprint
-
-        entry["fingerprint"] = fingerprint(Path(tls_cert))
+    if fingerprint:  # an https master: its clients here pin its certificate (client/tls.py)
+        entry["fingerprint"] = fingerprint
     else:
         entry.pop("fingerprint", None)
     before = config.get("default")

@@ -47,7 +47,10 @@ def record(config: MasterConfig) -> None:
 
     token = (config.data_path / "admin.token").read_text().strip()
     try:
-        record_master(config.api_url, token, str(config.data_path), tls_cert=config.tls_cert,
+        from titan.client.tls import fingerprint
+
+        pin = fingerprint(Path(config.tls_cert)) if config.tls_cert else None
+        record_master(config.api_url, token, str(config.data_path), fingerprint=pin,
                       dashboard_port=config.dashboard_port)
     except Exception as exc:  # a broken user config must not stop the master
         log.warning("could not record the master in the user config: %s", exc)
@@ -110,7 +113,7 @@ class Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def _preflight(config: MasterConfig, storage: Any, *, standby: bool) -> None:
+def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> None:
     """What the app's startup opens, tried first: there a bad setting was a 60-line traceback
     and exit status 3 ("Application startup failed"); here it is a one-line ConfigError. The
     blob store (a directory that is a file, an unreachable bucket), the egress rules, the TLS

@@ -27,6 +27,7 @@ from mcp.server.mcpserver.resources import ResourceSecurity
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from titan import log_lines
 from titan.client import TitanClient
 from titan.errors import NotFound, WaitTimeout
 from titan.formats import quote_ref
@@ -304,7 +305,7 @@ def _fit(lines: list[dict[str, Any]], *, keep_end: bool) -> list[dict[str, Any]]
 
 
 def _text(lines: list[dict[str, Any]]) -> str:
-    return "\n".join(str(line["line"]) for line in lines)
+    return log_lines.text(lines)
 
 
 def _value(key: str, value: str | None) -> dict[str, Any]:

@@ -151,14 +151,16 @@ class JobsTransaction(abc.ABC):
 
     @abc.abstractmethod
     def add_log_lines(self, rows: Sequence[Row]) -> None:
-        """Append log lines (job, attempt, seq, stream, ts, line); a repeated (job, attempt,
-        seq) is ignored, so a worker may resend a batch it is unsure about."""
+        """Append log lines (job, attempt, seq, stream, ts, line, and ``continues``: False when
+        absent); a repeated (job, attempt, seq) is ignored, so a worker may resend a batch it
+        is unsure about."""
 
     @abc.abstractmethod
     def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000,
                   *, tail: bool = False) -> list[Row]:
         """Lines of one attempt with seq > after, in order, at most ``limit``: the first of
-        them, or with ``tail`` the last."""
+        them, or with ``tail`` the last. Each is seq, stream, ts, line, and ``continues: True``
+        on a piece the next line goes on from (absent on the others)."""
 
     # -- workers ------------------------------------------------------------------------------
     @abc.abstractmethod

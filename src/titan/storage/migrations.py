@@ -204,6 +204,12 @@ def _unpriced_calls(conn: Connection) -> None:
         " WHERE id IN (SELECT run_id FROM actions WHERE channel = 'llm' AND cost_usd IS NULL)"))
 
 
+def _continued_lines(conn: Connection) -> None:
+    if "continues" not in {c["name"] for c in inspect(conn).get_columns("log_lines")}:
+        conn.execute(text("ALTER TABLE log_lines ADD COLUMN continues BOOLEAN NOT NULL "
+                          "DEFAULT FALSE"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -226,6 +232,7 @@ MIGRATIONS: list[Migration] = [
     (17, "agent runs: the last sign of life of the process recording them", _run_liveness),
     (18, "agent runs: when an operator last took one out of the archive", _unarchived),
     (19, "agent runs: LLM calls of unknown price", _unpriced_calls),
+    (20, "log lines: a line cut at 64 KiB says it goes on in the next", _continued_lines),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

@@ -62,7 +62,9 @@ class AttemptsSQL:
 
     def add_log_lines(self, rows: Sequence[Row]) -> None:
         if rows:
-            cols = ("job", "attempt", "seq", "stream", "ts", "line")
+            if any("continues" not in r for r in rows):
+                rows = [{"continues": False, **r} for r in rows]
+            cols = ("job", "attempt", "seq", "stream", "ts", "line", "continues")
             compiled.write(
                 self.conn, "add_log_lines",
                 lambda: self.insert(t.log_lines).values({k: bindparam(k) for k in cols})
@@ -74,10 +76,14 @@ class AttemptsSQL:
                   *, tail: bool = False) -> list[Row]:
         seq = t.log_lines.c.seq
         rows = self.conn.execute(
-            select(seq, t.log_lines.c.stream, t.log_lines.c.ts, t.log_lines.c.line)
+            select(seq, t.log_lines.c.stream, t.log_lines.c.ts, t.log_lines.c.line,
+                   t.log_lines.c.continues)
             .where(t.log_lines.c.job == job, t.log_lines.c.attempt == attempt, seq > after)
             .order_by(seq.desc() if tail else seq)
             .limit(limit)
         )
-        out = [dict(r._mapping) for r in rows]
+        # ``continues`` only where a line goes on in the next (rare): not on every line.
+        out = [{"seq": r[0], "stream": r[1], "ts": r[2], "line": r[3], "continues": True}
+               if r[4] else {"seq": r[0], "stream": r[1], "ts": r[2], "line": r[3]}
+               for r in rows]
         return out[::-1] if tail else out

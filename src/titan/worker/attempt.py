@@ -177,11 +177,11 @@ class Attempt:
             data = b""
         name, splitter = self._streams[fd]
         if data:
-            for line in splitter.feed(data):
-                self._emit(name, line)
+            for line, continues in splitter.feed(data):
+                self._emit(name, line, continues)
             return
-        for line in splitter.close():
-            self._emit(name, line)
+        for line, continues in splitter.close():
+            self._emit(name, line, continues)
         self._close_stream(fd)
         self._maybe_finish()
 
@@ -190,11 +190,14 @@ class Attempt:
         del self._streams[fd]
         os.close(fd)
 
-    def _emit(self, stream: str, line: str) -> None:
+    def _emit(self, stream: str, line: str, continues: bool = False) -> None:
         self._seq += 1
         id_, attempt = self.key
-        self._sink.log({"id": id_, "attempt": attempt, "seq": self._seq, "stream": stream,
-                        "ts": time.time(), "line": line})
+        entry = {"id": id_, "attempt": attempt, "seq": self._seq, "stream": stream,
+                 "ts": time.time(), "line": line}
+        if continues:  # a piece of a line past 64 KiB (worker/output.py)
+            entry["continues"] = True
+        self._sink.log(entry)
         if stream == "stderr" and line.strip():
             self._last_stderr = line
             if _EXCEPTION_LINE.match(line):
@@ -211,10 +214,10 @@ class Attempt:
                     data = b""
                 if not data:
                     break
-                for line in splitter.feed(data):
-                    self._emit(name, line)
-            for line in splitter.close():
-                self._emit(name, line)
+                for line, continues in splitter.feed(data):
+                    self._emit(name, line, continues)
+            for line, continues in splitter.close():
+                self._emit(name, line, continues)
             self._close_stream(fd)
         self._maybe_finish()
 

@@ -5,7 +5,9 @@ bytes replaced. A line longer than :data:`MAX_LINE` bytes is cut into pieces of 
 size, at a character boundary, so a job that prints a megabyte without a newline cannot
 make one log entry the master would refuse; and not inside something that may be one of
 Titan's tokens, which the master redacts line by line (cut in two, neither half matched, and
-a viewer read the token by joining two lines). What is left at end-of-file is a last line.
+a viewer read the token by joining two lines). Each piece but the last *continues*: it is
+stored so, and the plain-text log, ``fetch_logs`` and ``titan logs`` join it to the next as the
+job printed it. What is left at end-of-file is a last line.
 """
 
 from __future__ import annotations
@@ -40,30 +42,31 @@ class LineSplitter:
     def __init__(self) -> None:
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> list[str]:
+    def feed(self, data: bytes) -> list[tuple[str, bool]]:
+        """The lines ``data`` completed, each with whether it continues (a cut piece)."""
         buf = self._buf
         buf += data
-        lines: list[str] = []
+        lines: list[tuple[str, bool]] = []
         pos, end = 0, len(buf)
         while pos < end:
             nl = buf.find(b"\n", pos, pos + MAX_LINE + 1)
             if nl >= 0:
                 stop = nl - 1 if nl > pos and buf[nl - 1] == 0x0D else nl
-                lines.append(buf[pos:stop].decode("utf-8", "replace"))
+                lines.append((buf[pos:stop].decode("utf-8", "replace"), False))
                 pos = nl + 1
             elif end - pos > MAX_LINE:
                 cut = _token_safe(buf, pos, _char_boundary(buf, pos, pos + MAX_LINE))
-                lines.append(buf[pos:cut].decode("utf-8", "replace"))
+                lines.append((buf[pos:cut].decode("utf-8", "replace"), True))
                 pos = cut
             else:
                 break
         del buf[:pos]
         return lines
 
-    def close(self) -> list[str]:
-        """The unterminated last line, if any."""
+    def close(self) -> list[tuple[str, bool]]:
+        """The unterminated last line, if any (it continues nothing)."""
         rest = bytes(self._buf)
         self._buf.clear()
         if rest.endswith(b"\r"):
             rest = rest[:-1]
-        return [rest.decode("utf-8", "replace")] if rest else []
+        return [(rest.decode("utf-8", "replace"), False)] if rest else []

@@ -96,7 +96,9 @@
     if (empty) empty.remove();
     const frag = document.createDocumentFragment();
     for (const l of fresh) {
-      frag.append(el("div", { class: "log-line", dataset: { seq: l.seq, stream: l.stream }, text: l.line }));
+      // A piece of a line past 64 KiB: marked, the next line goes on from it.
+      frag.append(el("div", { class: l.continues ? "log-line continues" : "log-line",
+                              dataset: { seq: l.seq, stream: l.stream }, text: l.line }));
     }
     this.last = fresh[fresh.length - 1].seq;
     this.box.append(frag);

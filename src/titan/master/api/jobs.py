@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from titan import log_lines
 from titan.errors import NotFound, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Reader, Writer
@@ -207,10 +208,14 @@ async def job_logs_text(c: CtxDep, p: Reader, ref: str,
         def page(tx: Transaction, start: int) -> list[Row]:
             return tx.log_lines(job["id"], n, start, TEXT_PAGE)
 
+        rejoin = log_lines.Rejoin()  # a line stored in pieces, whole again
         while True:
             batch = await c.engine.read(functools.partial(page, start=after))
-            if batch:
-                yield "".join(r["line"] + "\n" for r in batch).encode()
+            lines = [line for r in batch if (line := rejoin.feed(r)) is not None]
+            if len(batch) < TEXT_PAGE:
+                lines += rejoin.rest()
+            if lines:
+                yield "".join(line["line"] + "\n" for line in lines).encode()
             if len(batch) < TEXT_PAGE:
                 return
             after = batch[-1]["seq"]

@@ -227,7 +227,7 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         ch.log_lines.append({
             "job": key[0], "attempt": key[1], "seq": seq,
             "stream": "stderr" if line.get("stream") == "stderr" else "stdout",
-            "ts": ts, "line": kept,
+            "ts": ts, "line": kept, "continues": line.get("continues") is True,
         })
         touched_logs.add(key[0])
     # A service's status comes after the lines before it and before its result (the
@@ -280,6 +280,8 @@ def publish_log_lines(engine: Engine, rows: list[Row]) -> None:
     by_attempt: dict[tuple[int, int], list[Row]] = {}
     for r in rows:
         by_attempt.setdefault((r["job"], r["attempt"]), []).append(
+            {"seq": r["seq"], "stream": r["stream"], "ts": r["ts"], "line": r["line"],
+             "continues": True} if r["continues"] else
             {"seq": r["seq"], "stream": r["stream"], "ts": r["ts"], "line": r["line"]})
     for (job, attempt), lines in by_attempt.items():
         engine.hub.publish("log_lines", {"job": job, "attempt": attempt, "lines": lines})

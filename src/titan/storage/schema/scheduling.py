@@ -109,4 +109,7 @@ log_lines = Table(
     Column("stream", String(6), nullable=False),
     Column("ts", Float, nullable=False),
     Column("line", Text, nullable=False),
+    # The job printed no newline here: the line was longer than a log line may be (64 KiB)
+    # and goes on in the next one (migration 20).
+    Column("continues", Boolean, nullable=False, server_default="0"),
 )
