@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -92,6 +93,9 @@ def test_the_worker_and_its_jobs_talk_https_and_wss(tls_up: dict[str, Any],
     assert any(w["state"] == "live" for w in client.list_workers())
     banner = Path(tls_up["log"]).read_text()
     assert fingerprint(tls_up["cert"]) in banner
+    # At TITAN_LOG_LEVEL=INFO the worker says when each job starts and ends.
+    assert re.search(r"job tls(#\d+)?/j attempt 1 started \(pid \d+", banner), banner
+    assert re.search(r"job tls(#\d+)?/j attempt 1 finished in [\d.]+ s: exit 0", banner), banner
 
 
 def test_clients_elsewhere_verify_by_ca_file_or_pin(tls_up: dict[str, Any],

@@ -104,7 +104,8 @@ class Attempt:
             self._deadline = self._loop.call_later(timeout, self.kill, TIMED_OUT)
         if self.kill_reason is not None:  # cancelled while it was being started
             self._terminate()
-        log.debug("job %s attempt %d started (pid %d, %s)", self.assignment.ref or self.key[0],
+        # INFO, as docs/configuration.md promises at TITAN_LOG_LEVEL=INFO (a no-op below it).
+        log.info("job %s attempt %d started (pid %d, %s)", self.assignment.ref or self.key[0],
                   self.key[1], self.process.pid, "fork" if launched.forked else "subprocess")
 
     def fail_to_start(self, error: str, release: bool = False) -> None:
@@ -252,8 +253,9 @@ class Attempt:
         if ending is not None:
             self._emit("stderr", f"titan worker: {ending}")
         result = self._result(code, error)
-        log.debug("job %s attempt %d finished: exit %s in %.3f s", self.assignment.ref or id_,
-                  attempt, code, time.monotonic() - self._started)
+        log.info("job %s attempt %d finished in %.3f s: exit %s%s", self.assignment.ref or id_,
+                 attempt, time.monotonic() - self._started, code,
+                 f" ({str(result['error'])[:200]})" if result["error"] else "")
         self._sink.result(result)
         self._sink.finished(self)
 
