@@ -370,6 +370,18 @@ def test_sibling_modules_import(job: Job, tmp_path: Path, kind: str) -> None:
     (tmp_path / "etl" / "helpers.py").write_text("VALUE = 42\n")
     sink = job.run("import helpers; print(helpers.VALUE)", kind=kind, name="etl/extract.py")
     assert sink.stream("stdout") == ["42"]
+    # Found in the worker's shared folder, where some job left it, not uploaded with this
+    # one: said, with what to do (it could be another version than the submitter's).
+    [said] = sink.stream("stderr")
+    assert said.startswith("titan: module 'helpers' comes from the worker's shared folder")
+    assert "is_archive=True" in said
+    # Not there at all: the worker says why a plain script cannot import it.
+    sink = job.run("import absent_sibling", kind=kind, name="etl/load.py")
+    assert sink.outcome["exit_code"] == 1
+    assert sink.stream("stderr")[-1] == (
+        "titan worker: ModuleNotFoundError: No module named 'absent_sibling': a plain script "
+        "is uploaded alone; to import modules from beside it, submit the folder as a project "
+        "(is_archive=True, or `titan files upload`) so its files travel with the job")
 
 
 @BOTH

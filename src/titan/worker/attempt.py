@@ -22,6 +22,7 @@ import time
 from asyncio import Handle
 from typing import Any, Protocol
 
+from titan.worker import shared_imports
 from titan.worker.assignment import Assignment, Key
 from titan.worker.executor import Launched
 from titan.worker.loop import IOLoop
@@ -284,6 +285,11 @@ class Attempt:
             return None
         if self.kill_reason == STOPPED:
             return "the worker stopped; the job starts again on another worker"
+        if code and code > 0 and not self.assignment.is_archive and \
+                self._exception_line.startswith("ModuleNotFoundError"):
+            # A plain script's folder holds only what jobs left there (shared_imports.py).
+            return (f"{self._exception_line.strip()[:200]}: a plain script is uploaded alone; "
+                    f"to import modules from beside it, {shared_imports.ADVICE}")
         if error is not None or code is None or code >= 0 or code == -signal.SIGINT:
             # A start that failed says so already; an exit code is the job's own saying, and
             # so is the KeyboardInterrupt traceback of a process ended by SIGINT.

@@ -23,6 +23,8 @@ import sys
 import traceback
 from typing import Any
 
+from titan.worker import shared_imports
+
 
 def exit_code_of(exc: SystemExit) -> int:
     """The process exit code Python gives a SystemExit (``None`` → 0, a message → 1)."""
@@ -111,6 +113,7 @@ def run_script(request: dict[str, Any], source: bytes | None = None) -> int:
         sys.path.insert(len(own) + i, entry)
     if not own and os.path.dirname(script) not in sys.path:
         sys.path.append(os.path.dirname(script))
+        shared_imports.watch(os.path.dirname(script))
     if os.environ.get("TITAN_REPLAY"):
         # A replay's job: its sockets are guarded before its own code runs (leaks).
         from titan.trace import replay

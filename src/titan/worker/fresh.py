@@ -30,6 +30,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from titan.worker import shared_imports
+
 #: Linux refuses one argument longer than this (MAX_ARG_STRLEN): a longer shell script is
 #: run from its path, as before.
 _MAX_ARG = 128 * 1024 - 1
@@ -42,6 +44,10 @@ def _titan_main(sys=sys, os=os):  # its own names: __main__'s are cleared for th
     sys.path[0:1] = [os.path.dirname(script)] if own else []
     if not own:
         sys.path.append(os.path.dirname(script))
+        said = {}  # imports found there named on stderr (titan/worker/shared_imports.py)
+        with open(@WATCH@, "rb") as fh:
+            exec(compile(fh.read(), @WATCH@, "exec", dont_inherit=True), said)
+        said["watch"](os.path.dirname(script))
     with open(fd, "rb") as fh:
         code = fh.read()
     main = sys.modules["__main__"]
@@ -73,14 +79,17 @@ def _titan_main(sys=sys, os=os):  # its own names: __main__'s are cleared for th
             os.kill(os.getpid(), signal.SIGINT)
         raise SystemExit(1) from None
 _titan_main()
-"""
+""".replace("@WATCH@", repr(shared_imports.__file__))
 
 
 #: ``python script.py`` with the script's folder last on the import path (a plain script
 #: too large for a pipe): run by runpy, from its path.
 _RUN_PATH = ("import os, runpy, sys; sys.argv = sys.argv[1:]; sys.path[0:1] = []; "
-             "sys.path.append(os.path.dirname(sys.argv[0])); "
-             "runpy.run_path(sys.argv[0], run_name='__main__')")
+             "sys.path.append(os.path.dirname(sys.argv[0])); said = {}; "
+             "exec(open(@WATCH@, 'rb').read(), said); "
+             "said['watch'](os.path.dirname(sys.argv[0])); del said; "
+             "runpy.run_path(sys.argv[0], run_name='__main__')"
+             ).replace("@WATCH@", repr(shared_imports.__file__))
 
 
 def own_folder(project_dir: object) -> bool:
