@@ -89,6 +89,7 @@ class Attempt:
         self._last_stderr = ""
         self._exception_line = ""  # the last of stderr's that ends a traceback
         self._started = time.monotonic()
+        self._ended_at = 0.0  # wall clock when its process ended (0: not yet)
 
     # ------------------------------------------------------------------ lifecycle (I/O thread)
 
@@ -227,6 +228,7 @@ class Attempt:
 
     def _on_exit(self, code: int | None, error: str | None) -> None:
         self._exit = (code, error)
+        self._ended_at = time.time()  # the attempt's end, however late it is reported
         if self._streams:
             # The job's main process is gone but something it started still holds its
             # stdout/stderr. Give it the grace period, then kill the group and stop reading:
@@ -264,7 +266,8 @@ class Attempt:
         id_, attempt = self.key
         out = {"id": id_, "attempt": attempt, "exit_code": code,
                "error": self._error_text(code, error),
-               "timed_out": self.kill_reason == TIMED_OUT}
+               "timed_out": self.kill_reason == TIMED_OUT,
+               "ended_at": self._ended_at or time.time()}
         if self.kill_reason == STOPPED or self._released:
             # Killed because its worker is going down (a second SIGTERM), or not started
             # because of the worker (fail_to_start): not the job's failure. The master starts

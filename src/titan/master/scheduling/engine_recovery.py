@@ -69,7 +69,7 @@ def job_rec(row: Row) -> JobRec:
         attempt=row.get("attempt") or 0, row=row, reason=row.get("reason"),
         worker_id=row.get("worker_id"), lease_expires=row.get("lease_expires_at"),
         not_before=row.get("not_before"), approval_deadline=row.get("approval_deadline"),
-        service_status=row.get("service_status"),
+        service_status=row.get("service_status"), started_at=row.get("started_at"),
     )
 
 

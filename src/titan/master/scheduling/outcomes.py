@@ -38,9 +38,12 @@ class JobOutcomes:
 
     def finish(self: SchedulerCore, job_id: int, attempt: int, exit_code: int | None,
                error: str | None, timed_out: bool, ch: Changes, worker_id: str | None = None,
-               released: bool = False) -> bool:
+               released: bool = False, ended_at: float | None = None) -> bool:
         """Apply a result; False (refused) when the attempt is stale or not ``worker_id``'s.
-        ``released``: a draining worker handed the job (a service) back."""
+        ``released``: a draining worker handed the job (a service) back. ``ended_at``: when
+        its process ended, by its worker's clock: the attempt's end, unless past now or
+        before its start (clocks differ). A result held while the master was away said the
+        job ran for the whole outage."""
         if not self.is_current(job_id, attempt, worker_id):
             return False
         job = self.jobs[job_id]
@@ -60,18 +63,22 @@ class JobOutcomes:
                 "finished_at": now}))
             self.requeue_unspent(job, ch, reason)
             return True
+        end = now
+        if ended_at is not None:
+            end = min(now, max(ended_at, job.started_at if job.started_at is not None
+                               else ended_at))
         if exit_code == 0 and not timed_out:
             ch.done_attempts.append((job_id, attempt, {"state": COMPLETED, "exit_code": 0,
-                                                       "finished_at": now}))
+                                                       "finished_at": end}))
             self._set(job, COMPLETED, ch, exit_code=0, error=None, lease_expires=None,
-                      finished_at=now)
+                      finished_at=end)
             self.release_children(job, ch)
             return True
         outcome = TIMED_OUT if timed_out else FAILED
         if error is None:
             error = "timed out" if timed_out else f"exit code {exit_code}"
         ch.done_attempts.append((job_id, attempt, {"state": outcome, "exit_code": exit_code,
-                                                   "error": error, "finished_at": now}))
+                                                   "error": error, "finished_at": end}))
         if job.attempt < job.max_attempts:
             # Doubled per failure: attempts lost with a worker were no failure of the job's.
             failures = max(1, job.attempt - job.unspent_attempts)
@@ -82,13 +89,15 @@ class JobOutcomes:
                       reason=f"retry {job.attempt + 1}/{job.max_attempts} in {backoff:g}s after: {error}")
             ch.timers.append((job.not_before, "ready", job.id))
         else:
-            self._final_failure(job, outcome, ch, exit_code=exit_code, error=error)
+            self._final_failure(job, outcome, ch, exit_code=exit_code, error=error,
+                                finished_at=end)
         return True
 
     def _final_failure(self: SchedulerCore, job: JobRec, state: str, ch: Changes, *,
-                       exit_code: int | None = None, error: str | None = None) -> None:
+                       exit_code: int | None = None, error: str | None = None,
+                       finished_at: float | None = None) -> None:
         self._set(job, state, ch, exit_code=exit_code, error=error, lease_expires=None,
-                  reason=None, finished_at=self.now())
+                  reason=None, finished_at=self.now() if finished_at is None else finished_at)
         self.skip_descendants_of(job, ch)
 
     # -- cancel and retry ---------------------------------------------------------------------

@@ -69,6 +69,7 @@ class JobRec:
     not_before: float | None = None
     queued_on: str | None = None  # the capability or "worker:<id>" queue holding it
     lease_losses: int = 0
+    started_at: float | None = None  # when its running attempt was leased
     unspent_attempts: int = 0  # lost or handed back: no retry spent (scheduling/leasing.py)
     approval_deadline: float | None = None  # a gate with max_wait_seconds expires then
     # A service's health and address as its worker reported them, and a stop asked for
