@@ -13,8 +13,9 @@ import titan
 from titan.errors import ValidationFailed
 from titan.master.runs.ingest import parse_actions, parse_run, payload
 from titan.trace import canonical, context
+from titan.trace.batches import encode
 from titan.trace.naming import agent_of_run, job_actor, stage_label
-from titan.trace.recorder import RECORDER, encode
+from titan.trace.recorder import RECORDER
 
 
 def test_canonical_json_is_one_spelling_per_value() -> None:

@@ -16,10 +16,9 @@ dropped: resending it cannot succeed.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
+import math
 import os
-import re
 import sys
 import threading
 import time
@@ -28,16 +27,12 @@ from typing import Any
 
 from titan import errors, retry
 from titan.formats import quote_ref
-from titan.trace import canonical, settings
+from titan.trace import batches, settings
 from titan.trace.context import RunHandle
 
 log = logging.getLogger("titan.trace")
-MAX_BATCH = 2000
-#: Bytes of actions sent in one request at most (the master's default body limit is 64 MiB):
-#: a batch of large payloads goes in several requests, and one the master still finds too
-#: large is split (a 413 refused every action of it, small ones included).
-MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
+_SAID_REFUSALS = 5  # refusals said on stderr as they come; the rest counted
 
 
 class Recorder:
@@ -62,6 +57,9 @@ class Recorder:
         self.open: dict[str, RunHandle] = {}
         self._next_beat = 0.0
         self._out_of_reach = False  # the last wait at a run's end timed out (see ended)
+        self._said_refusals = 0
+        self.changes_refused = 0  # runs' starts and ends the master refused
+        self._lost_at_flush = 0  # refused and not kept, as of the last flush's answer
 
     # -- the caller's side --------------------------------------------------------------------
     def put(self, kind: str, run: RunHandle, item: Any) -> None:
@@ -72,23 +70,21 @@ class Recorder:
         elif kind == "patch" and item.get("status") not in (None, "running"):
             self.open.pop(run.id, None)
         q = self.queue
+        if kind == "action":
+            if len(q) >= MAX_BUFFER:
+                # Memory is finite: past the buffer, new actions are not kept (counted, said at
+                # exit, and flush() answers False). Not the oldest: the sender pops from that
+                # end, and a caller's thread popping there too dropped what was being sent.
+                with self._lock:
+                    self.dropped += 1
+                return
+            idle = not q
+            q.append((kind, run, item))
+            if idle or len(q) >= batches.MAX_BATCH:  # a batch begins (it waits `interval`) or is full
+                self.wake.set()
+            return
         q.append((kind, run, item))
-        if len(q) >= MAX_BATCH:
-            self.wake.set()
-        if len(q) > MAX_BUFFER:
-            self._shed()
-
-    def _shed(self) -> None:
-        """Memory is finite: past the buffer, the oldest actions go (and say so at exit)."""
-        while len(self.queue) > MAX_BUFFER:
-            try:
-                kind, run, item = self.queue.popleft()
-            except IndexError:
-                return
-            if kind != "action":
-                self.queue.appendleft((kind, run, item))
-                return
-            self.dropped += 1
+        self.wake.set()  # a run's start or end goes at once
 
     def ensure_started(self) -> None:
         """Start the sender thread (and the exit flush) in this process, once."""
@@ -127,15 +123,18 @@ class Recorder:
         took 5 s and the exit's deadline left some open)."""
         q = self.queue
         return bool(q) and (self._stopping or self._flushing > 0 or q[0][0] != "action"
-                            or len(q) >= MAX_BATCH)
+                            or len(q) >= batches.MAX_BATCH)
 
     def _loop(self) -> None:
-        failures, delay, hurry = 0, 0.0, False
+        failures = 0
         while True:
-            if not hurry:
-                self.wake.wait(delay or self.interval)
+            if not self._hurry():
+                if self.queue:  # actions wait a moment, to travel in batches
+                    self.wake.wait(self.interval)
+                else:  # nothing to send: until something is put or a sign of life is due
+                    self.wake.wait(max(0.0, self._next_beat - time.monotonic())
+                                   if self.open or self.driven else settings.HEARTBEAT)
                 self.wake.clear()
-            hurry = False
             if not self._stopping and time.monotonic() >= self._next_beat:
                 self.beat()
             try:
@@ -146,14 +145,27 @@ class Recorder:
                 delay = retry.pause(failures, start=0.25, cap=1.0 if self._stopping else 5.0)
                 failures += 1
                 log.debug("titan.trace: send failed (%s); retrying in %.2fs", exc, delay)
+                self._back_off(delay)
                 continue
-            failures, delay = 0, 0.0
-            hurry = sent and self._hurry()
+            failures = 0
             if not sent:
                 with self.idle:
                     self.idle.notify_all()
                 if self._stopping:
                     return
+
+    def _back_off(self, delay: float) -> None:
+        """Wait ``delay`` before trying again, whoever wakes the sender meanwhile (a flush
+        does every 0.1 s: a master that reset each 70 MB upload got it again 6 times a
+        second), but at most a second once the process is exiting."""
+        start = time.monotonic()
+        while True:
+            left = min(start + delay, start + 1.0 if self._stopping else math.inf) \
+                - time.monotonic()
+            if left <= 0:
+                return
+            self.wake.wait(left)
+            self.wake.clear()
 
     def beat(self, runs: list[RunHandle] | None = None) -> None:
         """Tell each master that this process is alive and holds its runs open (the
@@ -188,13 +200,13 @@ class Recorder:
         batch: list[str] = []
         cost = 0.0
         size = 0
-        for k, r, it in _head(q, MAX_BATCH):
+        for k, r, it in _head(q, batches.MAX_BATCH):
             if k != "action" or r is not run:
                 break
             meta, inputs, outputs, spent = it
-            text = encode(meta, inputs, outputs)
+            text = batches.fitted(meta, inputs, outputs)
             size += len(text) + 1
-            if batch and size > MAX_BATCH_BYTES:
+            if batch and size > batches.MAX_BATCH_BYTES:
                 break
             batch.append(text)
             cost += spent
@@ -209,35 +221,73 @@ class Recorder:
         return True
 
     def _post_actions(self, run: RunHandle, batch: list[str]) -> dict[str, Any] | None:
-        body = ('{"actions":[' + ",".join(batch) + "]}").encode()
-        try:
-            response = self.client(run).send(
-                "POST", f"/runs/{quote_ref(run.id)}/actions", body=body,
-                headers={"Content-Type": "application/json"})
-            reply: dict[str, Any] = response.json()
-            return reply
-        except errors.PayloadTooLarge as exc:
-            if len(batch) > 1:  # halves until each fits, or one action alone does not
+        # A loop, not a recursion: a master naming one refused action per answer (a value
+        # JSON refuses is found while parsing) had 1,000 bad actions of a batch recurse past
+        # Python's limit, the batch was never taken off the queue, and nothing more was sent.
+        rounds = 0
+        while batch:
+            body = ('{"actions":[' + ",".join(batch) + "]}").encode()
+            try:
+                response = self.client(run).send(
+                    "POST", f"/runs/{quote_ref(run.id)}/actions", body=body,
+                    headers={"Content-Type": "application/json"})
+                reply: dict[str, Any] = response.json()
+                return reply
+            except errors.ConnectionFailed:
+                # Past its body limit a master answers 413 and closes the connection before
+                # reading the body: an upload larger than the socket's buffers fails while
+                # it is written, as if the master were gone. Asked a small question, it
+                # answers: too large, then, not out of reach (retried for ever before).
+                if len(body) < batches.LARGE_BODY or not self._answers(run):
+                    raise
+                why = "it closed the connection on the upload, as a master past its limit does"
+            except errors.PayloadTooLarge as exc:
+                why = str(exc)
+            except errors.APIError as exc:
+                if exc.status >= 500 or exc.status in (401, 408, 429):
+                    raise
+                bad = batches.refused_indexes(exc, len(batch))
+                if not bad or len(bad) == len(batch):
+                    self._refusal(run, len(batch), str(exc))
+                    return None
+                # The master names the actions it refuses: the others of the batch are sent
+                # again without them (one bad value threw the whole batch away).
+                self._refusal(run, len(bad), str(exc))
+                batch = [a for i, a in enumerate(batch) if i not in bad]
+                rounds += 1
+                if rounds >= 4 and len(batch) > 1:
+                    # Named one at a time: the rest go one by one, each sent once, rather
+                    # than the whole remainder again for every bad one.
+                    replies = [self._post_actions(run, [a]) for a in batch]
+                    return next((r for r in reversed(replies) if r is not None), None)
+                continue
+            if len(batch) > 1:  # too large: halves until each fits, or one alone does not
                 half = len(batch) // 2
                 first = self._post_actions(run, batch[:half])
                 return self._post_actions(run, batch[half:]) or first
-            self.refused += 1
-            _warn(f"the master refused an action of run {run.id} as too large "
-                  f"({len(body):,} bytes): {exc}")
+            self._refusal(run, 1, f"as too large ({len(body):,} bytes): {why}")
             return None
-        except errors.APIError as exc:
-            if exc.status >= 500 or exc.status in (401, 408, 429):
-                raise
-            bad = _refused_indexes(exc, len(batch))
-            if bad and len(bad) < len(batch):
-                # The master names the actions it refuses: the others of the batch are sent
-                # again without them (one bad value threw the whole batch away).
-                self.refused += len(bad)
-                _warn(f"the master refused {len(bad)} action(s) of run {run.id}: {exc}")
-                return self._post_actions(run, [a for i, a in enumerate(batch) if i not in bad])
-            self.refused += len(batch)
-            _warn(f"the master refused {len(batch)} action(s) of run {run.id}: {exc}")
-            return None
+        return None
+
+    def _answers(self, run: RunHandle) -> bool:
+        """Whether the run's master answers a small request now."""
+        try:
+            self.client(run).call("GET", "/health")
+        except errors.TitanError:
+            return False
+        return True
+
+    def _refusal(self, run: RunHandle, count: int, why: str) -> None:
+        """Count refused actions; say the first few (a flood of refusals was a flood of
+        lines on the program's stderr), and the total at exit."""
+        self.refused += count
+        if self._said_refusals < _SAID_REFUSALS:
+            self._said_refusals += 1
+            more = " (further refusals are counted and totalled at exit)" \
+                if self._said_refusals == _SAID_REFUSALS else ""
+            what = "an action" if count == 1 else f"{count} actions"
+            _warn(f"the master refused {what} of run {run.id}"
+                  f"{' ' if why.startswith('as ') else ': '}{why}{more}")
 
     def _send_change(self, kind: str, run: RunHandle, body: Any) -> None:
         if kind == "code":  # the script that opened the run: what a replay re-executes
@@ -254,6 +304,7 @@ class Recorder:
         except errors.APIError as exc:
             if exc.status >= 500 or exc.status in (401, 408, 429):
                 raise
+            self.changes_refused += 1
             _warn(f"the master refused to {'open' if kind == 'create' else 'update'} run "
                   f"{run.id}: {exc}")
 
@@ -273,10 +324,10 @@ class Recorder:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is acknowledged; False on timeout, or when
-        the master refused any of it (each refusal is said on stderr)."""
+        something recorded since the last flush was not delivered: refused by the master
+        (each refusal is said on stderr) or not kept (past the buffer)."""
         if self._thread is None or self._pid != os.getpid():
             return not self.queue
-        refused = self.refused
         deadline = time.monotonic() + (30.0 if timeout is None else timeout)
         with self._lock:  # callers on several threads: a lost update would hurry for good
             self._flushing += 1
@@ -291,7 +342,10 @@ class Recorder:
         finally:
             with self._lock:
                 self._flushing -= 1
-        return self.refused == refused
+        # Refused, or not kept, since the last flush answered: not all of it was delivered.
+        lost = self.refused + self.dropped + self.changes_refused
+        delivered, self._lost_at_flush = lost == self._lost_at_flush, lost
+        return delivered
 
     def close(self) -> None:
         """At exit: end the runs this process drove, then flush (bounded)."""
@@ -323,8 +377,12 @@ class Recorder:
             _warn(f"could not reach the master within {timeout:g}s at exit: "
                   f"{' and '.join(lost)} not delivered (TITAN_TRACE_FLUSH_TIMEOUT waits longer)")
         if self.dropped:
-            _warn(f"{self.dropped} action(s) were dropped: more than {MAX_BUFFER} waited for "
-                  "an unreachable master")
+            _warn(f"{self.dropped} action(s) were not recorded: more than {MAX_BUFFER:,} "
+                  "waited to be sent (recorded faster than the master took them, or while it "
+                  "was out of reach)")
+        if self.refused > _SAID_REFUSALS:
+            _warn(f"the master refused {self.refused} action(s) in all (the first "
+                  f"{_SAID_REFUSALS} refusals were said above)")
 
 
 def _head(q: deque[Any], n: int) -> list[Any]:
@@ -357,24 +415,4 @@ def _warn(message: str) -> None:
         pass
 
 
-def encode(meta: dict[str, Any], inputs: str, outputs: str | None) -> str:
-    """One action's JSON, splicing in the already-canonical inputs and outputs."""
-    head = canonical.utf8(json.dumps(meta, separators=(",", ":"), ensure_ascii=False,
-                                     default=str))
-    return f'{head[:-1]},"inputs":{inputs},"outputs":{outputs or "null"}}}'
-
-
 RECORDER = Recorder()
-
-
-def _refused_indexes(exc: errors.APIError, size: int) -> set[int]:
-    """The positions in a batch the master's 400 names: ``details.errors[].index`` (an
-    action's fields), or ``details.field`` as ``actions[3]...`` (a value JSON itself refuses
-    there: an integer past 64 bits, nesting past 64 levels)."""
-    details = exc.details if isinstance(exc.details, dict) else {}
-    found = details.get("errors")
-    if isinstance(found, list):
-        return {e["index"] for e in found if isinstance(e, dict)
-                and type(e.get("index")) is int and 0 <= e["index"] < size}
-    where = re.match(r"actions\[(\d+)\]", str(details.get("field") or ""))
-    return {int(where.group(1))} if where and int(where.group(1)) < size else set()

@@ -136,6 +136,7 @@ def drive(run_id: str, endpoint: Any = None) -> None:
     # would leave a run no one watches (master/runs/liveness.py). This run's alone: all of
     # them at each new one was a request of N ids for the N-th run a driver started.
     RECORDER.beat([handle])
+    RECORDER.wake.set()  # an idle sender sleeps until it has runs to keep alive
 
 
 _hooked = False

@@ -1,0 +1,160 @@
+"""The recorder's sender (titan/trace/recorder.py, titan/trace/batches.py) against a master
+that refuses, resets and stays silent: nothing it does may loop for ever, flood the program's
+stderr or spin a core. The master here is an object answering as the real one does (its
+refusal bodies are those of master/runs/ingest.py), so each case is exact and fast."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from titan import errors
+from titan.trace import batches, context
+from titan.trace.recorder import Recorder
+
+
+class Reply:
+    def json(self) -> dict[str, Any]:
+        return {"accepted": 1}
+
+
+class NamesOneAtATime:
+    """A master that refuses, per request, the first action holding a value JSON refuses,
+    naming it by its place (as it does for an integer past 64 bits)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.got: list[int] = []
+
+    def send(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        self.requests += 1
+        actions = json.loads(body)["actions"]
+        for i, a in enumerate(actions):
+            if a.get("bad"):
+                raise errors.ValidationFailed("integer too large",
+                                              details={"field": f"actions[{i}].inputs"})
+        self.got.extend(a["n"] for a in actions)
+        return Reply()
+
+
+def test_a_batch_with_many_refused_actions_delivers_the_rest_in_bounded_requests(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Named one per answer, 1,000 bad actions recursed past Python's limit: the batch was
+    # never taken off the queue, nothing more was ever sent, and stderr took tens of
+    # thousands of lines.
+    master = NamesOneAtATime()
+    rec = Recorder()
+    rec.client = lambda run=None: master  # type: ignore[method-assign]
+    batch = [json.dumps({"n": i, "bad": i % 2 == 1}) for i in range(2400)]
+    rec._post_actions(context.RunHandle("r1", "agent"), batch)
+    assert sorted(master.got) == list(range(0, 2400, 2))
+    assert rec.refused == 1200
+    assert master.requests <= 4 + 2400  # a few whole tries, then each action once
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 5 and "further refusals are counted" in said[-1]
+
+
+class ResetsLargeUploads:
+    """A master with a small body limit: a large upload is cut off (the connection closed
+    before the body was read), a small request answered."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.got: list[int] = []
+
+    def send(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        if len(body) > self.limit:
+            raise errors.ConnectionFailed("the Titan master ... (WriteError: [Errno 104])")
+        self.got.extend(a["n"] for a in json.loads(body)["actions"])
+        return Reply()
+
+    def call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        assert (method, path) == ("GET", "/health")
+        return {"status": "ok"}
+
+
+def test_an_upload_the_master_cuts_off_is_split_not_retried_for_ever(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    master = ResetsLargeUploads(limit=3 << 20)
+    rec = Recorder()
+    rec.client = lambda run=None: master  # type: ignore[method-assign]
+    big = [json.dumps({"n": i, "pad": "x" * (400 << 10)}) for i in range(12)]  # 4.8 MB
+    huge = json.dumps({"n": 99, "pad": "y" * (4 << 20)})
+    assert rec._post_actions(context.RunHandle("r1", "agent"), [*big, huge]) is not None
+    assert sorted(master.got) == list(range(12)) and rec.refused == 1
+    assert "as too large" in capsys.readouterr().err
+
+
+def test_an_upload_that_fails_while_the_master_is_away_is_kept_for_a_retry() -> None:
+    class Away(ResetsLargeUploads):
+        def call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+            raise errors.ConnectionFailed("unreachable")
+
+    rec = Recorder()
+    rec.client = lambda run=None: Away(limit=0)  # type: ignore[method-assign]
+    with pytest.raises(errors.ConnectionFailed):
+        rec._post_actions(context.RunHandle("r1", "agent"),
+                          [json.dumps({"n": 1, "pad": "x" * (2 << 20)})])
+    assert rec.refused == 0
+
+
+def test_an_action_larger_than_a_request_may_be_is_kept_with_its_payloads_noted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches, "MAX_ACTION_BYTES", 4 << 20)
+    inputs = json.dumps({"text": "é" * (3 << 20)})
+    text = batches.fitted({"id": "a1", "name": "read"}, inputs, '{"ok":true}')
+    action = json.loads(text)
+    assert action["id"] == "a1" and action["outputs"] == {"ok": True}
+    noted = action["inputs"]["titan_payload_omitted"]
+    assert noted["bytes"] == len(inputs.encode()) and len(noted["sha256"]) == 64
+    small = batches.fitted({"id": "a2"}, '{"a":1}', None)
+    assert json.loads(small)["inputs"] == {"a": 1}
+
+
+def test_an_idle_sender_sleeps_even_with_a_flush_interval_of_zero(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # TITAN_TRACE_FLUSH_INTERVAL=0 (send at once) spun a core while nothing was queued.
+    monkeypatch.setenv("TITAN_TRACE_FLUSH_INTERVAL", "0")
+    rec = Recorder()
+    turns = []
+    send = rec._send_some
+
+    def counted() -> bool:
+        turns.append(1)
+        return send()
+
+    rec._send_some = counted  # type: ignore[method-assign]
+    rec.ensure_started()
+    atexit.unregister(rec.close)
+    time.sleep(0.3)
+    assert len(turns) <= 2, len(turns)
+
+
+def test_actions_past_the_buffer_are_counted_and_flush_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import titan.trace.recorder as recorder
+
+    monkeypatch.setattr(recorder, "MAX_BUFFER", 10)
+    gate = threading.Event()
+
+    class Slow:
+        def send(self, *a: Any, **kw: Any) -> Reply:
+            gate.wait(10)
+            return Reply()
+
+    rec = Recorder()
+    rec.client = lambda run=None: Slow()  # type: ignore[method-assign]
+    run = context.RunHandle("r1", "agent")
+    for i in range(25):
+        rec.put("action", run, ({"id": f"a{i}", "name": "t"}, "{}", None, 0.0))
+    atexit.unregister(rec.close)
+    assert rec.dropped >= 15 - batches.MAX_BATCH  # the newest went, never the oldest
+    first = rec.queue[0][2][0]["id"] if rec.queue else None
+    assert first in (None, "a0") or rec.in_flight
+    gate.set()
+    assert rec.flush(10) is False  # something recorded was not delivered
