@@ -83,6 +83,22 @@ def test_store_status_cancel_workers_and_tokens(cluster: Cluster) -> None:
     assert titan(cluster, "store", "get", "greeting", token=viewer).stdout.strip() == "héllo wörld"
 
 
+def test_submit_wait_says_which_jobs_failed_and_why(cluster: Cluster) -> None:
+    # It printed "PARTIAL (COMPLETED 1, FAILED 1)" alone: a second command to learn which.
+    (cluster.root / "fine.py").write_text("print('fine')\n")
+    (cluster.root / "broken.py").write_text("raise ValueError('the input is empty')\n")
+    (cluster.root / "mixed.yaml").write_text(
+        "name: mixed\njobs:\n  - id: ok\n    file: fine.py\n  - id: bad\n    file: broken.py\n"
+        "  - id: after\n    file: fine.py\n    depends_on: [bad]\n")
+    out = titan(cluster, "submit", "mixed.yaml", "--wait", "--timeout", "60", check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[1].startswith("PARTIAL (") and "FAILED 1" in lines[1], out.stdout
+    assert "  bad FAILED: exit code 1: ValueError: the input is empty" in lines, out.stdout
+    assert any(line.startswith("  after SKIPPED: upstream job 'bad'") for line in lines), lines
+    assert not any(line.startswith("  ok ") for line in lines)
+
+
 def test_a_wait_on_a_job_no_worker_can_take_says_why(cluster: Cluster) -> None:
     # The cluster's worker offers GENERAL only: a GPU job waits. `submit --wait` and
     # `logs --follow` used to wait in silence until their timeout.
@@ -90,14 +106,14 @@ def test_a_wait_on_a_job_no_worker_can_take_says_why(cluster: Cluster) -> None:
     (cluster.root / "gpu.yaml").write_text(
         "name: needs_gpu\njobs:\n  - id: g\n    file: gpu.py\n    requirement: GPU\n")
     out = titan(cluster, "submit", "gpu.yaml", "--wait", "--timeout", "5", check=False)
-    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.returncode == 124, out.stdout + out.stderr  # still going: not failed (as timeout(1))
     assert "g is PENDING: waiting for a worker with capability GPU" in out.stderr, out.stderr
     assert "timed out after 5s waiting for DAG needs_gpu" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     # With --json a script still learns which DAG it started (stdout was empty).
     out = titan(cluster, "submit", "gpu.yaml", "--wait", "--timeout", "1", "--json",
                 check=False)
-    assert out.returncode == 1 and json.loads(out.stdout)["ref"] == "needs_gpu#2", out.stdout
+    assert out.returncode == 124 and json.loads(out.stdout)["ref"] == "needs_gpu#2", out.stdout
     # --timeout bounds --wait: alone it was silently ignored.
     out = titan(cluster, "submit", "gpu.yaml", "--timeout", "1", check=False)
     assert out.returncode == 1 and "--timeout bounds --wait" in out.stderr, out.stderr

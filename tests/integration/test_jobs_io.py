@@ -170,8 +170,18 @@ def test_following_logs_goes_on_into_a_retry(cluster: Cluster) -> None:
     client.submit_job(TitanJob(job_id="flaky_follow", filename=flaky, retries=2))
     lines = [item["line"] for item in client.iter_logs("flaky_follow", follow=True)]
     assert lines[0] == "attempt 1" and lines[-1] == "attempt 2", lines
-    assert "[titan] attempt 1 ended; the job runs again as attempt 2" in lines
+    # Said with how it ended (a lost attempt said nothing of its worker's loss).
+    assert "[titan] attempt 1 ended FAILED: exit code 1; the job runs again as attempt 2" \
+        in lines, lines
     assert client.get_job_status("flaky_follow") == "COMPLETED"
+    # `titan status` shows the earlier attempt and why it ended, not only `--json`.
+    shown = subprocess.run([sys.executable, "-m", "titan", "status", "flaky_follow"],
+                           env=cli_env(cluster), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    status = shown.stdout.splitlines()
+    at = status.index("attempts:")
+    assert status[at + 1].startswith("  1 FAILED on ") and \
+        status[at + 1].endswith(": exit code 1"), status
     # An attempt asked for by number is that attempt's log only.
     assert [i["line"] for i in client.iter_logs("flaky_follow", 1, follow=True)] == [
         "attempt 1"]

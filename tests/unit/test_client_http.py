@@ -21,7 +21,7 @@ import pytest
 
 from titan import errors, retry
 from titan.client import TitanClient, TitanJob
-from titan.client import client as client_mod
+from titan.client import logs as client_logs
 from titan.client import long_poll as long_poll_mod
 from titan.client.transport import Transport
 
@@ -467,7 +467,7 @@ def test_refs_are_escaped_as_one_segment() -> None:
 
 
 def test_fetch_logs_pages_and_joins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_mod, "LOG_PAGE", 10)
+    monkeypatch.setattr(client_logs, "LOG_PAGE", 10)
     calls: list[dict[str, str]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

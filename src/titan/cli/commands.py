@@ -24,6 +24,7 @@ from titan import log_lines
 from titan.cli.output import (
     cell,
     counts,
+    failed_jobs,
     for_terminal,
     print_json,
     show_dag,
@@ -76,16 +77,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
         try:
             final = _wait_saying_why(client, dag.get("id") or dag["ref"], args.timeout,
                                      dag.get("ref") or dag.get("name"))
-        except WaitTimeout:
+        except WaitTimeout as exc:
             if args.json:  # a script still learns which DAG it started, and where it stands
                 print_json(client.get_dag(dag.get("ref") or dag["id"]))
-            raise
+            # Its own status, as timeout(1)'s: still running is not failed (cli.md).
+            print(f"error: {for_terminal(str(exc), sys.stderr.isatty())}", file=sys.stderr)
+            return WAIT_RAN_OUT
         if args.json:
             print_json(final)
         else:
             print(f"{final.get('status')} ({counts(final)})")
+            for line in failed_jobs(final):  # what failed and why, without another command
+                print(line)
         return 0 if final.get("status") == "COMPLETED" else 1
 
+
+#: ``titan submit --wait``'s exit status when ``--timeout`` ran out with the DAG still going.
+WAIT_RAN_OUT = 124
 
 #: What ``titan submit`` runs as one job rather than reads as a pipeline.
 SCRIPT_SUFFIXES = (".py", ".sh")

@@ -98,6 +98,25 @@ def show_job(job: dict[str, Any]) -> None:
     for label, value in fields:
         if value not in (None, ""):
             print(f"{label + ':':<13}{cell(value)}")
+    earlier = [a for a in job.get("attempts") or [] if a.get("attempt") != job.get("attempt")]
+    if earlier:  # a lost or failed attempt is why the job runs again: shown, not only in --json
+        print("attempts:")
+        for a in earlier:
+            where = f" on {a['worker_id']}" if a.get("worker_id") else ""
+            why = f": {a['error']}" if a.get("error") else ""
+            print(f"  {a.get('attempt')} {a.get('state')}{where}"
+                  f" ({_duration(a.get('started_at'), a.get('finished_at'))}){cell(why)}")
+
+
+def failed_jobs(dag: dict[str, Any], most: int = 20) -> list[str]:
+    """One line per job of a finished DAG that did not succeed: which, how, and why."""
+    bad = [j for j in dag.get("jobs") or [] if j.get("state") not in ("COMPLETED", "APPROVED")]
+    lines = [f"  {j.get('job_id')} {j.get('state')}"
+             + (f": {cell(j.get('error') or j.get('reason'))}"
+                if j.get("error") or j.get("reason") else "") for j in bad[:most]]
+    if len(bad) > most:
+        lines.append(f"  ... and {len(bad) - most} more (titan status DAG-{dag.get('ref')})")
+    return lines
 
 
 def show_dag(dag: dict[str, Any]) -> None:

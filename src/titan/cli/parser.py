@@ -127,8 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     # see _submit_args.
     parser.submit_parser = p  # type: ignore[attr-defined]
     p.add_argument("--wait", action="store_true",
-                   help="wait until it finishes; exit 0 only if it COMPLETED")
-    p.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
+                   help="wait until it finishes, then name each job that did not succeed "
+                        "and why; exit 0 only if it COMPLETED, else 1")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds to wait at most; past them exit 124 (the DAG runs on)")
     p.add_argument("--agent-run-id", default=None, help="group this DAG into an agent run")
     p.add_argument("--allow-file", action="append", default=[], metavar="PATH",
                    help="a script outside the pipeline's folder its jobs may use (repeatable; "

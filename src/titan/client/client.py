@@ -17,18 +17,18 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from titan import log_lines
 from titan.client.config import Endpoint, resolve
 from titan.client.control import ControlOps
 from titan.client.evaluations import EvalOps
 from titan.client.files import FileOps
 from titan.client.job import TitanJob, check_name
+from titan.client.logs import LogOps
 from titan.client.long_poll import WAIT_MARGIN, WAIT_SLICE, long_poll, wait_deadline
 from titan.client.pipeline import load_pipeline
 from titan.client.pipeline import where as pipeline_where
@@ -46,16 +46,11 @@ from titan.errors import (
 from titan.formats import quote_ref
 
 Ref = str | int
-#: How long one logs long-poll is held open by the master while following.
-LOG_WAIT = 20.0
 #: Stages a thread's signal waits watch at most (the latest submitted).
 MAX_WATCHED = 256
-#: Log lines asked for per request.
-LOG_PAGE = 10000
-_UNFINISHED = ("PENDING", "READY", "RUNNING")
 
 
-class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
+class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
     """A connection to one Titan (thread-safe; one keep-alive pool per client).
 
     ``url`` names the master, or several: a leader and its standbys, as a list or one string
@@ -320,57 +315,6 @@ class TitanClient(ControlOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             return self.wait_dag(ref, remaining)
         except NotFound:
             raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
-
-    # ------------------------------------------------------------------ logs
-
-    def iter_logs(
-        self, ref: Ref, attempt: int | None = None, *, follow: bool = False
-    ) -> Iterator[dict[str, Any]]:
-        """The job's log lines as ``{"seq", "stream", "ts", "line"}``; with ``follow``, new
-        lines as they come until the job is finished (one long poll at a time). Following
-        without an ``attempt``, a retry's log follows its predecessor's, after a line of
-        stream ``"titan"`` that says so (the follow used to end with the failed attempt
-        while the job ran on)."""
-        pinned = attempt is not None
-        after = 0
-        path = f"/jobs/{quote_ref(ref)}/logs"
-        limit = LOG_PAGE
-        while True:
-            wait = LOG_WAIT if follow else 0
-            reply = self._transport.call(
-                "GET", path,
-                params={"attempt": attempt, "after": after, "limit": limit, "wait": wait},
-                read_timeout=wait + 15.0 if follow else None,
-            )
-            lines = reply.get("lines") or []
-            yield from lines
-            # Stay on the attempt first shown: a retry starts a new log, it doesn't extend it.
-            # Attempt 0 means the job had not started yet: follow the attempt that comes.
-            if attempt is None and reply.get("attempt"):
-                attempt = int(reply["attempt"])
-            after = int(reply.get("next", after + len(lines)))
-            if follow:
-                if reply.get("done") and not lines:
-                    if attempt is None:
-                        if reply.get("state") in _UNFINISHED:
-                            continue  # it has started since we asked: read its first attempt
-                        return
-                    if pinned or int(reply.get("latest") or 0) <= attempt:
-                        return
-                    # That attempt ended and the job ran again (it may have ended meanwhile
-                    # too): on to the next attempt's log.
-                    yield {"seq": 0, "stream": "titan", "ts": time.time(),
-                           "line": f"[titan] attempt {attempt} ended; the job runs again "
-                                   f"as attempt {attempt + 1}"}
-                    attempt, after = attempt + 1, 0
-            elif len(lines) < limit:
-                return
-
-    def fetch_logs(self, ref: Ref, attempt: int | None = None) -> str:
-        """The job's output so far (stdout and stderr interleaved), lines joined by newlines
-        (a line past 64 KiB, stored in pieces, whole again). ``attempt``: which run of the job
-        (default the latest)."""
-        return log_lines.text(self.iter_logs(ref, attempt))
 
     # ------------------------------------------------------------------ cluster
 

@@ -1,0 +1,90 @@
+"""A job's log through the SDK: its lines, followed live across retries, or its text whole
+(part of :class:`~titan.client.client.TitanClient`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from titan import log_lines
+from titan.client.transport import Transport
+from titan.errors import TitanError
+from titan.formats import quote_ref
+
+Ref = str | int
+#: How long one logs long-poll is held open by the master while following.
+LOG_WAIT = 20.0
+#: Log lines asked for per request.
+LOG_PAGE = 10000
+_UNFINISHED = ("PENDING", "READY", "RUNNING")
+
+
+class LogOps:
+    """``iter_logs`` and ``fetch_logs``."""
+
+    _transport: Transport
+    get_job: Callable[[Ref], dict[str, Any]]  # TitanClient's own reader
+
+    def iter_logs(
+        self, ref: Ref, attempt: int | None = None, *, follow: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The job's log lines as ``{"seq", "stream", "ts", "line"}``; with ``follow``, new
+        lines as they come until the job is finished (one long poll at a time). Following
+        without an ``attempt``, a retry's log follows its predecessor's, after a line of
+        stream ``"titan"`` that says so (the follow used to end with the failed attempt
+        while the job ran on)."""
+        pinned = attempt is not None
+        after = 0
+        path = f"/jobs/{quote_ref(ref)}/logs"
+        limit = LOG_PAGE
+        while True:
+            wait = LOG_WAIT if follow else 0
+            reply = self._transport.call(
+                "GET", path,
+                params={"attempt": attempt, "after": after, "limit": limit, "wait": wait},
+                read_timeout=wait + 15.0 if follow else None,
+            )
+            lines = reply.get("lines") or []
+            yield from lines
+            # Stay on the attempt first shown: a retry starts a new log, it doesn't extend it.
+            # Attempt 0 means the job had not started yet: follow the attempt that comes.
+            if attempt is None and reply.get("attempt"):
+                attempt = int(reply["attempt"])
+            after = int(reply.get("next", after + len(lines)))
+            if follow:
+                if reply.get("done") and not lines:
+                    if attempt is None:
+                        if reply.get("state") in _UNFINISHED:
+                            continue  # it has started since we asked: read its first attempt
+                        return
+                    if pinned or int(reply.get("latest") or 0) <= attempt:
+                        return
+                    # That attempt ended and the job ran again (it may have ended meanwhile
+                    # too): on to the next attempt's log.
+                    yield {"seq": 0, "stream": "titan", "ts": time.time(),
+                           "line": f"[titan] attempt {attempt} ended"
+                                   f"{self._how_attempt_ended(ref, attempt)}; the job runs "
+                                   f"again as attempt {attempt + 1}"}
+                    attempt, after = attempt + 1, 0
+            elif len(lines) < limit:
+                return
+
+    def _how_attempt_ended(self, ref: Ref, attempt: int) -> str:
+        """`` LOST: lease of attempt 1 expired on worker w-1``: what a follower is told of an
+        attempt that ended and was run again ("" when the master does not say)."""
+        try:
+            found = [a for a in self.get_job(ref).get("attempts") or []
+                     if a.get("attempt") == attempt]
+        except TitanError:
+            return ""
+        if not found:
+            return ""
+        error = found[0].get("error")
+        return f" {found[0].get('state')}" + (f": {error}" if error else "")
+
+    def fetch_logs(self, ref: Ref, attempt: int | None = None) -> str:
+        """The job's output so far (stdout and stderr interleaved), lines joined by newlines
+        (a line past 64 KiB, stored in pieces, whole again). ``attempt``: which run of the job
+        (default the latest)."""
+        return log_lines.text(self.iter_logs(ref, attempt))
