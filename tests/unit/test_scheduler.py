@@ -267,7 +267,7 @@ def test_a_lease_lost_to_a_silent_worker_loses_the_worker_and_the_job_goes_elsew
     ch = Changes()
     s.timer("lease", job.id, ch)
     assert frozen.state == "lost" and ("worker_updated", {"id": "frozen", "state": "lost"}) \
-        in ch.events and ch.workers["frozen"] == {"state": "lost"}
+        in ch.events and ch.workers["frozen"]["state"] == "lost"
     assert job.state == "READY" and job.max_attempts == 2, "the lost attempt spent no retry"
     assert not frozen.live and healthy.live
     s.take(healthy, 1, ch)
@@ -411,3 +411,12 @@ def test_an_attempt_ends_when_its_process_did_not_when_its_result_arrived() -> N
     assert finished == {"a": 1005.0, "b": 1006.0, "skewed": 1000.0, "ahead": 1045.0}
     attempts = {job_id: fields["finished_at"] for job_id, _, fields in ch.done_attempts}
     assert attempts[jobs["a"].id] == 1005.0 and attempts[jobs["b"].id] == 1006.0
+
+
+def test_a_worker_lost_or_gone_keeps_when_it_was_last_heard_from() -> None:
+    s = make()
+    w = worker(s)
+    w.last_seen = 1234.5
+    ch = Changes()
+    s.lose_worker(w, ch)
+    assert ch.workers[w.id] == {"state": "lost", "last_seen_at": 1234.5}

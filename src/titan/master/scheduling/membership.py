@@ -30,7 +30,9 @@ class WorkerMembership:
         """A worker stopped (drained) or went silent. Its leases expire on their own timers;
         its affinity jobs go back to the shared queues."""
         worker.state = state
-        ch.workers[worker.id] = {"state": state}
+        # When it was last heard from, kept: the row's was its registration time, which
+        # `titan workers` showed for a worker gone since, after a master restart (QA).
+        ch.workers[worker.id] = {"state": state, "last_seen_at": worker.last_seen}
         while worker.private:
             job = self.jobs.get(worker.private.popleft())
             if job is not None and job.state == READY:
