@@ -6,6 +6,7 @@ the LLM provider, a priced stand-in for a hosted model's HTTP API.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -140,14 +141,14 @@ def test_one_bad_value_loses_only_its_own_action_and_a_lone_surrogate_none(
         cluster: Cluster) -> None:
     # A lone surrogate (a file name decoded with surrogateescape) could not be encoded: the
     # recorder retried that batch for ever and nothing after it was recorded, in any run.
-    # A value the master refuses (an int past 64 bits) threw its whole batch away.
+    # A value the master refuses (a usage type it does not know) threw its whole batch away.
     done = run_script(cluster, '''
 import os, titan
 with titan.trace.run("odd", run_id="odd-values-1"):
     with titan.trace.action("ok1") as a:
         a.outputs = 1
-    with titan.trace.action("big") as a:
-        a.outputs = {"big": 2 ** 70}
+    with titan.trace.action("bad-usage") as a:
+        a.usage = {"bogus_tokens": 1}
     with titan.trace.action("ls") as a:
         a.outputs = [os.fsdecode(b"f-\\xff")]
     with titan.trace.action("ok2") as a:
@@ -165,6 +166,57 @@ with titan.trace.run("odd", run_id="odd-values-2"):
     assert cluster.api("GET", "/runs/odd-values-2")["status"] == "completed"
 
 
+def test_values_the_master_cannot_store_are_recorded_as_stand_ins(cluster: Cluster) -> None:
+    # A tool given a tree node that points at its parent crashed its caller (RecursionError)
+    # after its side effect; 25! or a JSON AST 80 deep lost the whole action (QA).
+    done = run_script(cluster, '''
+import dataclasses, math, titan
+
+@dataclasses.dataclass
+class Node:
+    name: str
+    parent: "Node | None" = None
+    children: list = dataclasses.field(default_factory=list)
+
+class Weird:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+@titan.tool
+def charge(node):
+    return {"ok": True}
+
+@titan.tool
+def factorial(n):
+    return math.factorial(n)
+
+@titan.tool
+def parse(depth):
+    d = cur = {}
+    for _ in range(depth):
+        cur["child"] = {}; cur = cur["child"]
+    return d
+
+@titan.tool
+def lookup(x):
+    return Weird()
+
+root = Node("root"); root.children.append(Node("child", parent=root))
+with titan.trace.run("odd", run_id="odd-values-3"):
+    assert charge(root) == {"ok": True}
+    assert factorial(25) == math.factorial(25)
+    parse(80)
+    assert isinstance(lookup(1), Weird)
+''')
+    assert "refused" not in done.stderr, done.stderr
+    acts = {a["name"]: a for a in actions_of(cluster, "odd-values-3")}
+    assert list(acts) == ["charge", "factorial", "parse", "lookup"]
+    assert acts["charge"]["inputs"]["node"]["children"][0]["parent"] == "<cycle: Node>"
+    assert acts["factorial"]["outputs"] == "15511210043330985984000000"
+    assert "<cut: nested deeper than 61 levels>" in json.dumps(acts["parse"]["outputs"])
+    assert acts["lookup"]["outputs"] == "<Weird: not recordable (RuntimeError)>"
+
+
 def test_budget_blocks_llm_calls_and_dispatch_until_raised(cluster: Cluster) -> None:
     # $0.002 a call against a $0.003 budget: the second call crosses it, the third is blocked.
     done = run_script(cluster, PRICED_PROVIDER + '''
@@ -180,7 +232,6 @@ with titan.trace.run("budgeted", budget_usd=0.003) as run:
             outcomes.append("blocked")
     print(json.dumps({"run": run.id, "outcomes": outcomes}))
 ''')
-    import json
 
     out = json.loads(done.stdout)
     assert out["outcomes"] == ["ok", "ok", "blocked"]

@@ -44,6 +44,88 @@ def test_canonical_json_takes_what_plain_json_cannot() -> None:
     assert json.loads(canonical.dumps({"v": loop})) == {"v": [1, "<cycle: list>"]}
 
 
+@dataclasses.dataclass
+class _Node:
+    name: str
+    parent: _Node | None = None
+    children: list[_Node] = dataclasses.field(default_factory=list)
+
+
+class _Raises:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    def isoformat(self) -> str:
+        raise ValueError("no date")
+
+
+def test_a_value_that_cannot_be_encoded_gets_a_stand_in_and_the_tool_still_returns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tree node pointing at its parent, a chain 3,000 deep, a repr that raises: the tool
+    # ran (its side effects happened), then the caller got RecursionError or the repr's
+    # exception instead of the result, and nothing was recorded (QA).
+    root = _Node("root")
+    root.children.append(_Node("child", parent=root))
+    assert json.loads(canonical.dumps(root)) == {
+        "name": "root", "parent": None,
+        "children": [{"name": "child", "parent": "<cycle: _Node>", "children": []}]}
+    chain = None
+    for i in range(3000):
+        chain = _Node(str(i), parent=chain)
+    text = canonical.dumps(chain)
+    assert text.count("{") == canonical.MAX_DEPTH and "<cut: nested deeper than 61" in text
+    assert json.loads(canonical.dumps({"v": [_Raises()]})) == {
+        "v": ["<_Raises: not recordable (ValueError)>"]}
+
+    queued: list[tuple] = []
+    monkeypatch.setattr(RECORDER, "put", lambda kind, run, item: queued.append(item))
+
+    @titan.tool
+    def charge(node: _Node) -> dict:
+        return {"ok": True, "node": node, "odd": _Raises()}
+
+    token = context.enter_run(context.RunHandle("r-odd", "agent"))
+    try:
+        assert charge(root)["ok"] is True
+        assert charge(chain)["ok"] is True
+    finally:
+        context.leave_run(token)
+    assert len(queued) == 2
+    for _meta, inputs, outputs, _cost in queued:
+        json.loads(inputs), json.loads(outputs)
+
+
+def test_integers_past_64_bits_and_deep_values_become_what_the_master_takes() -> None:
+    # 25!, a uuid's int, a JSON AST 80 deep: the master refused the whole action (QA).
+    from titan.master.api.body import MAX_DEPTH, loads
+
+    assert canonical.MAX_DEPTH == MAX_DEPTH - 3  # {"actions": [{"inputs": ...}]}
+    assert canonical.dumps(math.factorial(25)) == '"15511210043330985984000000"'
+    assert canonical.dumps([2**63 - 1, -(2**63), 2**63, -(2**63) - 1]) == (
+        '[9223372036854775807,-9223372036854775808,"9223372036854775808",'
+        '"-9223372036854775809"]')
+    assert canonical.dumps({"s": "12345678901234567890123", 2**70: 1}) == (
+        '{"1180591620717411303424":1,"s":"12345678901234567890123"}')
+    assert canonical.dumps(10**5000) == '"<int of 16610 bits>"'
+
+    def nested(depth: int, filler: str = "") -> dict:
+        top = cur = {}
+        for _ in range(depth - 1):
+            cur["child"] = {"s": filler}
+            cur = cur["child"]
+        return top
+
+    fits = canonical.dumps(nested(61))
+    assert "<cut" not in fits and fits.count("{") == 61
+    # Brackets and escaped quotes in strings neither deepen nor hide the nesting.
+    assert "<cut" not in canonical.dumps(nested(61, filler='[[{\\"[{'))
+    assert "<cut" in canonical.dumps(nested(62, filler=']}\\"]'))
+    for value in (nested(80), math.factorial(25), [nested(70, "]")]):
+        meta = {"id": "a1", "name": "parse", "started_at": time.time(), "ordinal": 0}
+        body = '{"actions":[' + encode(meta, canonical.dumps(value), canonical.dumps(value)) + "]}"
+        assert len(parse_actions(loads(body.encode()))) == 1
+
+
 def test_an_exception_whose_str_fails_is_recorded_as_itself() -> None:
     from titan.trace.emit import _said
 

@@ -4,7 +4,11 @@ Keys sorted, no insignificant whitespace, UTF-8 kept as is, integers and floats 
 ``json`` writes them. The SDK uses it to key replays; the master uses it to store and hash what
 any client sends, so a batch from another language hashes like one from Python. Values JSON
 cannot hold are converted the way a person reading the trace would want them: dataclasses and
-pydantic models as their fields, sets sorted, bytes as a short marker, anything else by repr.
+pydantic models as their fields, sets sorted, bytes as a short marker, anything else by repr;
+what the master cannot store becomes a stand-in rather than losing the action: an integer past
+64 bits as its decimal text, nesting past :data:`MAX_DEPTH` cut with a marker, a value whose
+conversion fails (a ``__repr__`` that raises, a dataclass holding itself) as a marker naming
+its type. Recording never raises into the program it records.
 """
 
 from __future__ import annotations
@@ -31,10 +35,37 @@ _c_encode = None if _make_c_encoder is None else _make_c_encoder(
     None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", True, False, False)
 
 
+#: Deepest nesting of an action's inputs or outputs: the master takes bodies 64 levels deep
+#: (titan.master.api.body.MAX_DEPTH) and a batch puts them 3 levels down
+#: (``{"actions": [{"inputs": ...}]}``).
+MAX_DEPTH = 61
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_STRING_OR_INT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?[0-9]{19,}')
+_PARENS = bytes(40 if i in b"[{" else 41 if i in b"]}" else i for i in range(256))
+_NOT_STRUCTURE = bytes(i for i in range(256) if i not in b'"[]{}')
+_DIGITS = bytes(48 if 48 <= i <= 57 else 120 for i in range(256))  # digits as 0, others x
+_19_DIGITS = b"0" * 19
+
+
 def jsonable(value: Any) -> Any:
-    """A JSON-representable stand-in for a value ``json`` cannot encode."""
+    """A JSON-representable stand-in for a value ``json`` cannot encode. Never raises: a
+    conversion that fails (the value's own ``__repr__``, ``isoformat``, ``model_dump``) gives
+    a marker naming the type, as a cycle does."""
+    try:
+        return _converted(value)
+    except RecursionError:
+        # The encoder's own depth (a dataclass holding itself, met again at each level):
+        # dumps starts over with loops marked and the depth cut.
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's conversion methods
+        return f"<{_type_name(value)}: not recordable ({type(exc).__name__})>"
+
+
+def _converted(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        # One level only (``asdict`` copies the whole tree, and recursed without end on a
+        # dataclass that refers back to itself): the encoder converts what the fields hold.
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     dump = getattr(value, "model_dump", None)  # pydantic v2
     if callable(dump):
         return dump(mode="json")
@@ -55,20 +86,73 @@ def jsonable(value: Any) -> Any:
     return _ADDRESS.sub("", repr(value))
 
 
+def _type_name(value: Any) -> str:
+    try:
+        return type(value).__name__
+    except Exception:  # noqa: BLE001 - a __class__ property that raises
+        return "object"
+
+
 def dumps(value: Any) -> str:
     """The canonical JSON text of ``value``. NaN and infinities become strings (JSON has
-    none), so a model's odd float never makes an action unrecordable."""
+    none), as do integers past 64 bits (the master's databases hold none); nesting past
+    :data:`MAX_DEPTH` is cut with a marker. So an odd value never makes an action
+    unrecordable, and never fails the call being recorded."""
     try:
-        if _c_encode is None or isinstance(value, str):
-            text = _encoder.encode(value)
+        try:
+            if _c_encode is None or isinstance(value, str):
+                text = _encoder.encode(value)
+            else:
+                text = "".join(_c_encode(value, 0))
+        except (ValueError, TypeError, RecursionError):
+            # A NaN, keys of mixed or non-JSON types ({1: "a", "b": 2}, {(1, 2): "x"}), a
+            # value holding itself or nested past the interpreter's stack: recorded as plain
+            # JSON (keys as text, the loop marked, the depth cut) rather than failing the
+            # call that is being recorded.
+            text = _encoder.encode(_plain(value, set(), 0))
         else:
-            text = "".join(_c_encode(value, 0))
-    except (ValueError, TypeError, RecursionError):
-        # A NaN, keys of mixed or non-JSON types ({1: "a", "b": 2}, {(1, 2): "x"}), a value
-        # holding itself: recorded as plain JSON (keys as text, the loop marked) rather than
-        # failing the call that is being recorded.
-        text = _encoder.encode(_plain(value, set()))
+            # Its length, then its brackets, bound its depth cheaply (strings may hold some).
+            if len(text) > 2 * MAX_DEPTH and text.count("{") + text.count("[") > MAX_DEPTH \
+                    and _too_deep(text):
+                text = _encoder.encode(_plain(value, set(), 0))
+        # 19 digits in a row (an integer past 64 bits has as many; a string may too).
+        if len(text) >= 19 and _19_DIGITS in text.encode("utf-8", "surrogatepass").translate(
+                _DIGITS):
+            text = _STRING_OR_INT.sub(_int64_or_text, text)
+    except Exception as exc:  # noqa: BLE001 - the interpreter's stack already near its end
+        text = json.dumps(f"<{_type_name(value)}: not recordable ({type(exc).__name__})>")
     return text if text.isascii() else utf8(text)
+
+
+def _too_deep(text: str) -> bool:
+    """Whether JSON text nests past MAX_DEPTH, read from its brackets alone (strings dropped),
+    each pass removing the innermost pairs: bytes operations, at most MAX_DEPTH passes."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if b"\\" in raw:  # escapes read left to right: an escaped backslash, then a quote
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    nest = raw.translate(_PARENS, _NOT_STRUCTURE)  # brackets as parentheses, and quotes
+    if b'"' in nest:
+        # Two quotes side by side are an empty string or two strings with nothing between:
+        # dropped at once; what is left quotes brackets, and goes with its quotes.
+        nest = nest.replace(b'""', b"")
+        if b'"' in nest:
+            nest = b"".join(nest.split(b'"')[::2])
+    for _ in range(MAX_DEPTH):
+        nest = nest.replace(b"()", b"")
+        if not nest:
+            return False
+    return True
+
+
+def _int64_or_text(match: re.Match[str]) -> str:
+    """A number of the encoded text as it stays, or as a string past 64 bits (strings and
+    numbers that fit come back as they were)."""
+    token = match.group()
+    digits = token.lstrip("-")
+    if token[0] == '"' or len(digits) == 19 and digits <= (
+            "9223372036854775808" if token[0] == "-" else "9223372036854775807"):
+        return token
+    return f'"{token}"'
 
 
 def utf8(text: str) -> str:
@@ -85,25 +169,34 @@ def utf8(text: str) -> str:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _plain(value: Any, seen: set[int]) -> Any:
+def _plain(value: Any, seen: set[int], depth: int) -> Any:
+    """``value`` as plain JSON values, its loops marked, cut below MAX_DEPTH levels."""
     if isinstance(value, float):
         return value if value == value and value not in (float("inf"), float("-inf")) \
             else repr(value)
+    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+        # As a string (dumps would make it one), or past the digits Python writes at all.
+        return str(value) if value.bit_length() < 14_000 else f"<int of {value.bit_length()} bits>"
     if value is None or isinstance(value, str | int | bool):
         return value
     if id(value) in seen:
-        return f"<cycle: {type(value).__name__}>"
-    if isinstance(value, dict):
-        seen.add(id(value))
-        out = {k if isinstance(k, str) else _key(k): _plain(v, seen) for k, v in value.items()}
+        return f"<cycle: {_type_name(value)}>"
+    if isinstance(value, type):
+        return repr(value)
+    if depth >= MAX_DEPTH and isinstance(value, dict | list | tuple):
+        return f"<cut: nested deeper than {MAX_DEPTH} levels>"
+    seen.add(id(value))
+    try:
+        if isinstance(value, dict):
+            return {k if isinstance(k, str) else _key(k): _plain(v, seen, depth + 1)
+                    for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [_plain(v, seen, depth + 1) for v in value]
+        # Its stand-in at the same level, the object itself marked as seen: a dataclass
+        # or model that refers back to itself is a loop like a list holding itself.
+        return _plain(jsonable(value), seen, depth)
+    finally:
         seen.discard(id(value))
-        return out
-    if isinstance(value, list | tuple):
-        seen.add(id(value))
-        items = [_plain(v, seen) for v in value]
-        seen.discard(id(value))
-        return items
-    return _plain(jsonable(value), seen) if not isinstance(value, type) else repr(value)
 
 
 def _key(key: Any) -> str:
@@ -111,7 +204,10 @@ def _key(key: Any) -> str:
     by repr."""
     if key is None or isinstance(key, bool | int | float):
         return json.dumps(key)
-    return repr(key)
+    try:
+        return repr(key)
+    except Exception as exc:  # noqa: BLE001 - the user's __repr__
+        return f"<{_type_name(key)}: not recordable ({type(exc).__name__})>"
 
 
 def digest(text: str) -> str:
