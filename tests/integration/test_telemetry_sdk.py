@@ -141,7 +141,8 @@ def test_one_bad_value_loses_only_its_own_action_and_a_lone_surrogate_none(
         cluster: Cluster) -> None:
     # A lone surrogate (a file name decoded with surrogateescape) could not be encoded: the
     # recorder retried that batch for ever and nothing after it was recorded, in any run.
-    # A value the master refuses (a usage type it does not know) threw its whole batch away.
+    # A value the master refuses (a usage type it does not know) threw its whole batch away;
+    # its refusal said "actions[1]", a position in a batch no user sees: it names the action.
     done = run_script(cluster, '''
 import os, titan
 with titan.trace.run("odd", run_id="odd-values-1"):
@@ -158,6 +159,7 @@ with titan.trace.run("odd", run_id="odd-values-2"):
         a.outputs = 3
 ''')
     assert "refused an action" in done.stderr, done.stderr
+    assert 'usage.bogus_tokens (the action "bad-usage", ordinal 0)' in done.stderr
     names = [a["name"] for a in actions_of(cluster, "odd-values-1")]
     assert names == ["ok1", "ls", "ok2"], names
     (ls,) = [a for a in actions_of(cluster, "odd-values-1") if a["name"] == "ls"]

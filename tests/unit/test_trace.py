@@ -191,6 +191,22 @@ def test_a_bad_action_rejects_the_batch_naming_index_and_field(bad: dict, field:
     assert f"actions[1].{field}" in str(info.value)
 
 
+def test_a_refused_action_is_named_by_its_name_and_ordinal() -> None:
+    # "actions[3].outputs" (a position in the SDK's batch) was all the agent's stderr said.
+    from titan.master.api.body import loads
+
+    with pytest.raises(ValidationFailed) as info:
+        parse_actions({"actions": [action(), action(id="b", name="search", ordinal=2,
+                                                    usage={"tokens": 3})]})
+    assert 'actions[1].usage.tokens (the action "search", ordinal 2): unknown' in str(info.value)
+    body = json.dumps({"actions": [action(), action(id="b", name="fact", ordinal=0,
+                                                    outputs=2**70)]})
+    with pytest.raises(ValidationFailed) as info:
+        loads(body.encode())
+    assert 'actions[1].outputs (the action "fact", ordinal 0): is an integer' in str(info.value)
+    assert info.value.details["field"] == "actions[1].outputs"  # what the SDK reads back
+
+
 @pytest.mark.parametrize("body", [None, [], {"actions": []}, {"actions": {}},
                                   {"actions": [action()] * 10_001}])
 def test_a_batch_must_be_a_non_empty_bounded_list(body: object) -> None:

@@ -28,6 +28,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from titan.errors import APIError, ValidationFailed
+from titan.master.runs.ingest import action_label
 
 #: Deepest nesting of arrays and objects a body may have (the top level counts as 1).
 MAX_DEPTH = 64
@@ -35,6 +36,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _TWO_63 = float(2**63)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_ACTION_AT = re.compile(r"actions\[(\d+)\]")
 
 
 def loads(raw: bytes) -> Any:
@@ -117,35 +119,46 @@ def _problem(value: Any, strings: bool) -> ValidationFailed:
     while stack:
         x, path, depth = stack.pop()
         if isinstance(x, dict | list) and depth > MAX_DEPTH:
-            return _too_deep(path)
+            return _too_deep(path, _whose(value, path))
         if isinstance(x, dict):
             for k, v in reversed(x.items()):
                 if strings and _SURROGATE.search(k):
                     return _bad(path, "has a key with a lone UTF-16 surrogate (an unpaired "
-                                      "\\ud800-\\udfff escape)")
+                                      "\\ud800-\\udfff escape)", _whose(value, path))
                 stack.append((v, f"{path}.{k}" if path else k, depth + 1))
         elif isinstance(x, list):
             stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in reversed(list(enumerate(x))))
         elif isinstance(x, str) and strings and _SURROGATE.search(x):
             return _bad(path, "contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff "
-                              "escape); send text as valid Unicode")
+                              "escape); send text as valid Unicode", _whose(value, path))
         elif isinstance(x, float) and x - x != 0.0:
             return _bad(path, f"must be a finite number, got {x!r} (JSON has no NaN or "
-                              "infinities; 1e999 overflows to one)")
+                              "infinities; 1e999 overflows to one)", _whose(value, path))
         elif type(x) is int and not INT64_MIN <= x <= INT64_MAX:
-            return _bad(path, "is an integer outside the signed 64-bit range")
+            return _bad(path, "is an integer outside the signed 64-bit range",
+                        _whose(value, path))
     return ValidationFailed("the body is not valid", details={"field": "body"})
 
 
-def _bad(path: str, message: str) -> ValidationFailed:
+def _whose(body: Any, path: str) -> str:
+    """The action a path into an action batch is in, by name (``actions[3]`` alone meant
+    nothing to the person whose tool made it)."""
+    found = _ACTION_AT.match(path)
+    if found is None or not isinstance(body, dict) or not isinstance(body.get("actions"), list):
+        return ""
+    index = int(found.group(1))
+    return action_label(body["actions"][index]) if index < len(body["actions"]) else ""
+
+
+def _bad(path: str, message: str, whose: str = "") -> ValidationFailed:
     field = path or "body"
-    return ValidationFailed(f"invalid JSON body: {field}: {message}",
+    return ValidationFailed(f"invalid JSON body: {field}{whose}: {message}",
                             details={"field": field})
 
 
-def _too_deep(path: str | None) -> ValidationFailed:
+def _too_deep(path: str | None, whose: str = "") -> ValidationFailed:
     shown = path if path is None or len(path) <= 120 else path[:120] + "..."
-    where = f" at {shown}" if shown else ""
+    where = f" at {shown}{whose}" if shown else ""
     return ValidationFailed(
         f"invalid JSON body: nested deeper than {MAX_DEPTH} levels of arrays and "
         f"objects{where}", details={"field": shown or "body", "max_depth": MAX_DEPTH})

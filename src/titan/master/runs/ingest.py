@@ -54,14 +54,28 @@ class _Problems:
         if len(self.items) < 20:
             self.items.append({"index": index, "field": field, "message": message})
 
-    def raise_if_any(self, what: str) -> None:
+    def raise_if_any(self, what: str, items: list[Any] | None = None) -> None:
         if self.items:
             first = self.items[0]
             where = (f"actions[{first['index']}].{first['field']}" if first["index"] is not None
                      else first["field"])
+            if first["index"] is not None and items is not None:
+                where += action_label(items[first["index"]])
             more = f" (and {len(self.items) - 1} more problems)" if len(self.items) > 1 else ""
             raise ValidationFailed(f"invalid {what}: {where}: {first['message']}{more}",
                                    details={"errors": self.items})
+
+
+def action_label(item: Any) -> str:
+    """How a refusal names an action of a batch, ``' (the action "search", ordinal 2)'``:
+    its position in a batch means nothing to whoever called the tool (the SDK says the
+    master's refusal on the agent's stderr)."""
+    name = item.get("name") if isinstance(item, dict) else None
+    if not isinstance(name, str):
+        return ""
+    ordinal = item.get("ordinal")
+    said = f", ordinal {ordinal}" if type(ordinal) is int else ""
+    return f' (the action "{utf8(name[:100])}"{said})'
 
 
 def _text(p: _Problems, i: int | None, field: str, value: Any, limit: int,
@@ -218,7 +232,7 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
             "tags": tags_value(p, i, a.get("tags")),
             "replay_status": replay_status,
         })
-    p.raise_if_any("action batch")
+    p.raise_if_any("action batch", items)
     return out
 
 
