@@ -137,6 +137,25 @@ with titan.trace.run("crashy") as run:
     assert run["action_count"] == 1
 
 
+def test_a_run_that_fails_naming_a_file_that_is_not_utf8_ends_failed(cluster: Cluster) -> None:
+    # "cannot parse <os.fsdecode(bad bytes)>": the master refused the run's end and the run
+    # stayed running for good; a driver's run likewise (QA).
+    sleeper = cluster.script("sleeper.py", "import time; time.sleep(0.1)\n")
+    for body in ('with titan.trace.run("bad-name", run_id="bad-name-1"):\n    raise bad',
+                 'from titan import TitanClient, TitanJob\n'
+                 f'TitanClient().submit_dag("S1", [TitanJob("a", {sleeper!r})], '
+                 'agent_run_id="BADNAME_1", wait=True)\nraise bad'):
+        done = run_script(cluster, 'import os, titan\n'
+                          'bad = ValueError("cannot parse " + os.fsdecode(b"data-\\xff.csv"))\n'
+                          + body, check=False)
+        assert done.returncode == 1 and "refused" not in done.stderr, done.stderr
+    for run_id in ("bad-name-1", "BADNAME_1"):
+        run = wait_for(lambda rid=run_id: (r := cluster.api("GET", f"/runs/{rid}"))["status"]
+                       != "running" and r)
+        assert (run["status"], run["error"]) == ("failed",
+                                                 "ValueError: cannot parse data-\ufffd.csv")
+
+
 def test_one_bad_value_loses_only_its_own_action_and_a_lone_surrogate_none(
         cluster: Cluster) -> None:
     # A lone surrogate (a file name decoded with surrogateescape) could not be encoded: the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import titan
@@ -62,3 +64,15 @@ def test_a_run_id_or_agent_id_the_master_would_refuse_is_refused_at_once() -> No
         titan.trace.run("a", run_id="has space")
     with pytest.raises(ValueError, match="longer than 200"):
         titan.trace.run("x" * 201)
+
+
+@pytest.mark.parametrize("field", ["agent_id", "agent_version", "tags"])
+def test_a_run_field_with_a_lone_surrogate_is_refused_at_once(field: str) -> None:
+    # A tag built from a file name (os.fsdecode of bytes that are not UTF-8) could not be
+    # sent: the run and every action of it were lost while the script went on (QA).
+    bad = os.fsdecode(b"x-\xff")
+    given = {"agent_id": "agent", field: {"file": bad} if field == "tags" else bad}
+    with pytest.raises(ValueError, match=rf"^{field} holds '\\udcff', a lone surrogate"):
+        titan.trace.run(**given)
+    with pytest.raises(ValueError, match="agent_version must be"):
+        titan.trace.run("a", agent_version="v" * 201)

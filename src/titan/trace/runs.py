@@ -9,6 +9,7 @@ already belong to its agent run.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import sys
@@ -18,7 +19,8 @@ from typing import Any
 
 from titan.formats import run_id_for, run_id_problem, tags_problem
 from titan.retention import retention_problem
-from titan.trace import context
+from titan.trace import canonical, context
+from titan.trace.emit import _said
 from titan.trace.recorder import RECORDER
 
 
@@ -57,6 +59,14 @@ class Run:
         problem = tags_problem(tags)
         if problem is not None:
             raise ValueError(f"tags {problem}")
+        if agent_version is not None and (not isinstance(agent_version, str)
+                                          or len(agent_version) > 200):
+            raise ValueError("agent_version must be a string of at most 200 characters")
+        for field, value in (("agent_id", agent_id), ("agent_version", agent_version),
+                             ("tags", tags)):
+            problem = _not_utf8(value)
+            if problem is not None:
+                raise ValueError(f"{field} {problem}")
         # Replayed, this script's run is the replay's: opened and ended by the replay itself.
         self.replaying = bool(os.environ.get("TITAN_REPLAY") and
                               os.environ.get("TITAN_AGENT_RUN_ID"))
@@ -94,7 +104,7 @@ class Run:
         elif isinstance(exc, KeyboardInterrupt):
             body = {"status": "cancelled", "error": "interrupted (KeyboardInterrupt)"}
         else:
-            body = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+            body = {"status": "failed", "error": _error_of(exc)}
         if self.replaying:
             # The replay's driver ends the run, as this block ended the original: a replayed
             # run that failed here again is a failed replay, even if the script went on.
@@ -107,6 +117,50 @@ class Run:
     def cost_usd(self) -> float:
         """What the run has spent so far, as far as this process knows."""
         return self.handle.cost_usd + self.handle.unsent_cost
+
+
+def _not_utf8(value: Any) -> str | None:
+    """What makes a run field unsendable (None when nothing does): a lone surrogate, from
+    bytes decoded with ``surrogateescape`` (``os.fsdecode``, ``sys.argv``, ``os.environ``).
+    The master never gets such text: the run would be lost, and every action of it."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode()
+    except UnicodeEncodeError as exc:
+        return (f"holds {exc.object[exc.start:exc.end]!r}, a lone surrogate (bytes that were "
+                "not UTF-8, read with surrogateescape): decode them with errors='replace'")
+    return None
+
+
+def _error_of(exc: BaseException) -> str:
+    """A failed run's error as the master can store it: a lone surrogate in the message (an
+    exception naming a file read with ``os.fsdecode``) made it refuse the end, and the run
+    stayed ``running`` for good."""
+    return canonical.utf8(f"{type(exc).__name__}: {_said(exc)}"[:2000])
+
+
+class _Failure(Exception):
+    """Stands in for an exception whose message the master could not store, where the
+    recorder describes how the process ended (``type: message``) to end its driven runs."""
+
+    def __init__(self, said: str) -> None:
+        super().__init__(said)
+        self.said = said
+
+    def __str__(self) -> str:
+        return self.said
+
+
+def _storable(exc: BaseException) -> BaseException:
+    """``exc``, or a stand-in of the same name saying its message as the master can store it
+    (UTF-8; a ``__str__`` that raises said so)."""
+    said = canonical.utf8(_said(exc))
+    try:
+        if str(exc) == said:
+            return exc
+    except Exception:  # noqa: BLE001 - the user's __str__; said above how it failed
+        pass
+    stand_in: type[_Failure] = type(type(exc).__name__, (_Failure,), {})
+    return stand_in(said)
 
 
 def run(agent_id: str, *, agent_version: str | None = None, budget_usd: float | None = None,
@@ -150,7 +204,8 @@ def _watch_uncaught() -> None:
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
-        RECORDER.failure = exc  # a KeyboardInterrupt (Ctrl-C) ends the runs cancelled
+        # A KeyboardInterrupt (Ctrl-C) ends the runs cancelled, anything else failed.
+        RECORDER.failure = exc if isinstance(exc, KeyboardInterrupt) else _storable(exc)
         previous(kind, exc, tb)
 
     sys.excepthook = hook
