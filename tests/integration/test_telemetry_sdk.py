@@ -317,6 +317,29 @@ print(run_id)
     assert run["by_stage"][0]["stage"] == "ITER1"
 
 
+@pytest.mark.parametrize(("ending", "code", "status", "error"), [
+    ("sys.exit(3)", 3, "failed", "SystemExit: 3"),
+    ("sys.exit('no plan')", 1, "failed", "SystemExit: no plan"),
+    ("try:\n    sys.exit(2)\nexcept SystemExit:\n    pass\nsys.exit(0)", 0, "completed", None),
+    ("sys.exit()", 0, "completed", None),
+])
+def test_a_driver_that_exits_with_a_failure_code_fails_its_run(
+        cluster: Cluster, ending: str, code: int, status: str, error: str | None) -> None:
+    # Python calls no excepthook for SystemExit: sys.exit(3) ended the driven run completed,
+    # where the same exit in a trace.run block fails it (QA).
+    sleeper = cluster.script("sleeper.py", "import time; time.sleep(0.1)\n")
+    run_id = f"EXITS_{time.monotonic_ns()}"
+    done = run_script(cluster, f'''
+import sys
+from titan import TitanClient, TitanJob
+TitanClient().submit_dag("S1", [TitanJob("a", {sleeper!r})], agent_run_id={run_id!r}, wait=True)
+''' + ending, check=False)
+    assert done.returncode == code, done.stderr
+    run = wait_for(lambda: (r := cluster.api("GET", f"/runs/{run_id}"))["status"] != "running"
+                   and r)
+    assert (run["status"], run["error"]) == (status, error)
+
+
 @pytest.mark.parametrize("runner", ["auto", "subprocess"])
 def test_a_job_that_only_uses_titan_llm_is_recorded_into_its_run(cluster: Cluster,
                                                                    runner: str) -> None:

@@ -13,9 +13,10 @@ import json
 import os
 import secrets
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from titan.formats import run_id_for, run_id_problem, tags_problem
 from titan.retention import retention_problem
@@ -175,7 +176,8 @@ def run(agent_id: str, *, agent_version: str | None = None, budget_usd: float | 
 def drive(run_id: str, endpoint: Any = None) -> None:
     """This process submitted a stage of agent run ``run_id`` from outside it: it is the run's
     driver, and when it exits the run ends (completed unless its last stage failed, failed
-    with the uncaught exception that ended the process, cancelled by Ctrl-C)."""
+    with the uncaught exception that ended the process or a sys.exit with a failure code,
+    cancelled by Ctrl-C)."""
     if os.environ.get("TITAN_AGENT_RUN_ID") == run_id or run_id in RECORDER.driven:
         return
     if os.environ.get("TITAN_TRACE_DRIVER", "1") == "0":
@@ -209,3 +211,23 @@ def _watch_uncaught() -> None:
         previous(kind, exc, tb)
 
     sys.excepthook = hook
+    # Python calls no hook for SystemExit: a driver that ended with sys.exit(3) ended its runs
+    # completed, where a trace.run block fails. What sys.exit is asked, on the main thread
+    # (elsewhere it ends only a thread), is what the runs end with: the last such call wins.
+    # (A SystemExit raised by hand, or caught and gone past, is not seen this way.)
+    real_exit = sys.exit
+
+    def exit(status: Any = None) -> NoReturn:  # noqa: A001 - it stands in for sys.exit
+        try:
+            real_exit(status)
+        except SystemExit as exc:
+            if threading.current_thread() is threading.main_thread():
+                failed = exc.code not in (0, None)
+                if failed and RECORDER.failure is None:
+                    RECORDER.failure = _storable(exc)
+                elif not failed and isinstance(RECORDER.failure, SystemExit):
+                    RECORDER.failure = None
+            raise
+
+    exit.__wrapped__ = real_exit  # type: ignore[attr-defined]
+    sys.exit = exit
