@@ -329,6 +329,26 @@ def test_a_generator_tool_is_refused_when_decorated() -> None:
             yield n
 
 
+@pytest.mark.parametrize("kind", [classmethod, staticmethod])
+def test_a_tool_above_classmethod_or_staticmethod_is_refused_when_decorated(
+        kind: type) -> None:
+    # Above it, the tool wrapped the descriptor: every call of the method failed (QA).
+    with pytest.raises(TypeError, match=rf"put @titan.tool below @{kind.__name__}"):
+        class Tools:
+            @titan.tool  # type: ignore[misc]
+            @kind
+            def search(*args: str) -> str:
+                return args[-1]
+
+    class Fine:
+        @kind  # type: ignore[misc]
+        @titan.tool
+        def search(*args: str) -> str:
+            return args[-1]
+
+    assert Fine.search("q") == "q" and Fine().search("q") == "q"
+
+
 def test_threads_and_pool_tasks_started_in_a_run_record_into_it() -> None:
     import concurrent.futures
     import threading

@@ -232,6 +232,13 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
     function runs as usual."""
 
     def wrap(f: F) -> F:
+        if isinstance(f, classmethod | staticmethod):
+            # Wrapped as a plain function the result is no longer a descriptor: every call
+            # through the class or an instance failed ("'classmethod' object is not callable",
+            # or the instance taken as the first argument).
+            kind = type(f).__name__
+            raise TypeError(f"@titan.tool cannot wrap a {kind} ({f.__func__.__name__!r}): put "
+                            f"@titan.tool below @{kind}, next to the function")
         label = name or f.__name__
         if inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f):
             # Its call returns a generator: the items come later, outside the call, so the
