@@ -259,8 +259,12 @@ with titan.trace.run("budgeted", budget_usd=0.003) as run:
     run_id = out["run"]
     run = cluster.api("GET", f"/runs/{run_id}")
     assert run["blocked"] and run["over_budget"] and run["blocked_count"] == 1
-    assert [a["outcome"] for a in actions_of(cluster, run_id)] == ["success", "success",
-                                                                   "blocked"]
+    actions = actions_of(cluster, run_id)
+    assert [a["outcome"] for a in actions] == ["success", "success", "blocked"]
+    # A blocked call never reached its provider: it cost exactly $0, so the run's cost is
+    # exact, not a lower bound over an "unpriced" call.
+    assert (actions[2]["cost_usd"], actions[2]["cost_source"]) == (0.0, "blocked")
+    assert (run["cost_usd"], run["unpriced_calls"]) == (pytest.approx(0.004), 0)
     intercepts = cluster.api("GET", "/runs/intercepts")["intercepts"]
     assert any(i["id"] == run_id and any("over budget" in r for r in i["reasons"])
                for i in intercepts)

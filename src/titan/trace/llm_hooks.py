@@ -165,12 +165,16 @@ def on_call(call: Any) -> None:
     served = d is not None and d.serves
     c = call.completion
     if call.error is not None:
-        outcome = "blocked" if isinstance(call.error, BudgetExceeded) or (
-            d is not None and d.status == "refused") else "error"
+        blocked = isinstance(call.error, BudgetExceeded) or (
+            d is not None and d.status == "refused")
+        # A blocked call was refused before any provider was asked: it cost exactly $0, and
+        # leaving its cost out would count it as unpriced (the run's cost a lower bound).
+        if blocked:
+            extra.update(cost_usd=0.0, cost_source="blocked")
         emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=None,
              started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
-             outcome=outcome, error=call.error, model=call.model,  # served or not: failed
-             **extra)
+             outcome="blocked" if blocked else "error", error=call.error,
+             model=call.model, **extra)  # served or not: failed
         return
     outputs: dict[str, Any] = {"text": c.text, "finish_reason": c.finish_reason}
     if c.data is not None:
