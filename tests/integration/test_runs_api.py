@@ -507,6 +507,54 @@ def test_a_job_token_writes_only_into_its_own_run(cl: Cluster) -> None:
     assert "create-new-again 200" in logs and get_run(cl, "JOBRUN_1-made")["tags"] == {"a": "b"}
 
 
+OPENER = """
+    import titan
+    from titan import trace
+
+    @titan.tool
+    def lookup(q):
+        return q.upper()
+
+    with trace.run("nightly-etl", run_id="job-opened-1"):
+        lookup("a"); lookup("b")
+        with trace.action("load") as a:
+            a.outputs = {"rows": 3}
+    print("delivered", trace.flush(30))
+"""
+
+INTRUDER = PROBE.split("own, other =")[0] + """
+    other = sys.argv[1]
+    batch = {"actions": [{"id": "intruder", "name": "probe", "started_at": time.time()}]}
+    print("write-other", send("POST", f"/runs/{other}/actions", batch))
+    print("create-other", send("POST", "/runs", {"id": other, "tags": {"pwn": "1"}}))
+    print("patch-other", send("PATCH", f"/runs/{other}", {"status": "failed"}))
+    print("alive-other", send("POST", "/runs/alive", {"runs": [other]}))
+"""
+
+
+def test_a_job_records_into_a_run_it_opened_and_not_into_another_jobs(cl: Cluster) -> None:
+    # `with trace.run(...)` inside a job (here one with an agent run of its own): the job's
+    # token could open and end the run, but every action was refused and the run stayed empty.
+    client = cl.client()
+    client.submit_dag("OPENER", [TitanJob("open", cl.script("opener.py", OPENER))],
+                      agent_run_id="OPENER_RUN")
+    assert client.wait_dag("OPENER", timeout=60)["status"] == "COMPLETED"
+    assert "delivered True" in client.fetch_logs("OPENER/open"), client.fetch_logs("OPENER/open")
+    run = get_run(cl, "job-opened-1")
+    assert (run["status"], run["action_count"]) == ("completed", 3), run
+    # Another job may not write into it, reopen it, end it or keep it alive: what a job may
+    # write into is its own agent run and the runs it started, no more.
+    client.submit_dag("INTRUDER", [TitanJob("probe", cl.script("intruder.py", INTRUDER),
+                                            args=["job-opened-1"])])
+    assert client.wait_dag("INTRUDER", timeout=60)["status"] == "COMPLETED"
+    logs = client.fetch_logs("INTRUDER/probe")
+    for what in ("write-other", "create-other", "patch-other", "alive-other"):
+        assert f"{what} 403" in logs, logs
+    run = get_run(cl, "job-opened-1")
+    assert (run["status"], run["action_count"], run["tags"]) == ("completed", 3, None), run
+    assert "intruder" not in [a["id"] for a in list_actions(cl, "job-opened-1")["actions"]]
+
+
 # ------------------------------------------------------------------------------ ending runs
 
 

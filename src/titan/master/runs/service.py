@@ -343,21 +343,18 @@ class RunService:
         dag = self.engine.sched.dags.get(job.dag_id) if job else None
         return dag.agent_run_id if dag is not None else None
 
-    def check_own_run(self, run_id: str, who: Principal) -> None:
-        """A job's token may write only into the job's own agent run."""
-        if who.role == "job" and self._own_run(who) != run_id:
-            raise Forbidden(f"a job may only write into its own agent run, not {run_id!r}")
-
-    async def check_may_drive(self, run_id: str, who: Principal) -> None:
-        """A job's token may drive its own agent run, or a run it started: an orchestrator
-        running as a job records the code of the runs it submits stages into, keeps them
-        alive and ends them when it exits (refused, they stayed running for ever)."""
+    async def check_may_drive(self, run_id: str, who: Principal, doing: str = "drive") -> None:
+        """A job's token may drive (``doing``: and write actions into) its own agent run, or
+        a run it started (POST /runs, or a stage it submitted into a new run): an
+        orchestrator running as a job records the code of the runs it submits stages into,
+        keeps them alive and ends them when it exits, and a ``trace.run`` opened in a job
+        records into it. Never another job's run or an unrelated one."""
         if who.role != "job" or self._own_run(who) == run_id:
             return
         run = await self.engine.read(lambda tx: tx.get_run(run_id))
         by = (run or {}).get("started_by") or {}
         if not (by.get("role") == "job" and by.get("job") == who.job):
-            raise Forbidden(f"a job may only drive its own agent run or one it started, not "
+            raise Forbidden(f"a job may only {doing} its own agent run or one it started, not "
                             f"{run_id!r}")
 
     async def check_stage(self, run_id: str, who: Principal) -> None:
@@ -374,7 +371,7 @@ class RunService:
                             f"it started, not to {run_id!r}", details={"field": "agent_run_id"})
 
     async def ingest(self, run_id: str, body: Any, who: Principal) -> Row:
-        self.check_own_run(run_id, who)
+        await self.check_may_drive(run_id, who, "write into")
         now = time.time()  # each action's recorded_at, which its ledger content hash covers
         loop = asyncio.get_running_loop()
         rows = await loop.run_in_executor(None, prepare_batch, body, now, self.redactor,
