@@ -570,3 +570,60 @@ def test_llm_calls_gathered_in_one_actor_replay_in_the_order_they_were_made(
               for a in cluster.api("GET", f"/runs/{lenient['run_id']}/actions")["actions"]
               if a["name"] == "call_llm"}
     assert served == {"alpha": "plan for alpha", "beta": "plan for beta"}
+
+
+POOL = """
+import multiprocessing as mp, time
+import titan
+from titan import trace
+from titan_sdk import TitanClient
+
+@titan.tool
+def slow_sq(x):
+    time.sleep(0.2)
+    return x * x
+
+# Not intercepted on purpose: the test changes it for a replay that must diverge.
+base = int(TitanClient().store_get("pool:base") or 0)
+with trace.run("pool-agent") as run:
+    print(run.id, flush=True)
+    with mp.get_context("fork").Pool(2) as pool:
+        print(pool.map(slow_sq, [base + i for i in range(6)]))
+        time.sleep(1)  # the workers' recorders deliver before the pool is terminated
+"""
+
+
+def test_pool_workers_record_as_actors_of_their_own_and_replay_exactly(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # Each forked worker numbered its calls on its own copy of the run's counters, under the
+    # parent's actor: keys 0, 0, 1, 1, 2, 2 that no replay can tell apart.
+    cluster.client().store_put("pool:base", "0")
+    run_id = run_script(cluster, write(tmp_path, "pool.py", POOL))
+    actions = cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+    keys = {(a["actor"], a["ordinal"]) for a in actions if a["name"] == "slow_sq"}
+    assert len(keys) == 6, actions
+    assert {actor for actor, _ in keys} == {"pool-agent/fork-1", "pool-agent/fork-2"}
+    # Which worker gets which task differs in the replay: each call is matched to the
+    # recorded call with its inputs, whichever worker made it.
+    report = replay(cluster, run_id)
+    assert report["status"] == "completed", (report.get("error"), report["divergences"])
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0
+    assert report["recorded"] == 6
+
+
+def test_a_pool_worker_that_diverges_ends_a_strict_replay(cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    # Its ReplayDiverged (a BaseException) killed the worker and Pool.map waited for ever:
+    # the replay sat "running" until its 30-minute timeout.
+    client = cluster.client()
+    client.store_put("pool:base", "0")
+    run_id = run_script(cluster, write(tmp_path, "pool.py", POOL))
+    client.store_put("pool:base", "100")
+    started = time.monotonic()
+    report = replay(cluster, run_id)
+    assert time.monotonic() - started < 60
+    assert report["status"] == "failed", report
+    kinds = {d["kind"] for d in report["divergences"]}
+    assert kinds == {"input_mismatch"}, report["divergences"]
+    log = cluster.client().fetch_logs(f"{report['run_id']}_DRIVER/driver")
+    assert "ReplayDiverged" in log and "forked by this one" in log, log

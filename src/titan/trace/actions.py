@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from titan import errors
-from titan.trace import context, netguard, replay
+from titan.trace import context, forks, netguard, replay
 from titan.trace.canonical import dumps
 from titan.trace.emit import emit
 
@@ -78,9 +78,12 @@ class Action:
         d = self._decision = session.decide(run, self._actor, self.channel, self.name, inputs,
                                             pure=self.pure)
         self._ordinal = d.ordinal
+        if d.recorded is not None:  # a forked process's call may answer a sibling's
+            self._actor = d.recorded.actor
         if d.status in ("stopped", "refused"):
             exc = session.refusal(d, self.channel, self.name, self._actor)
             self._emit(run, 0, "error" if d.status == "stopped" else "blocked", exc)
+            forks.stopped(exc)
             raise exc
         if d.serves:
             recorded = d.recorded
@@ -113,6 +116,7 @@ class Action:
             self._emit(run, duration, outcome, exc)
         else:  # recorded as where the strict replay stopped: what follows is not reached
             self._emit(run, duration, "error", diverged, replay_status="stopped")
+            forks.stopped(diverged)
         d = self._decision
         if d is not None and d.serves and d.recorded is not None:
             session = replay.active()
@@ -319,11 +323,14 @@ def _ambient(channel: str, name: str, make: Callable[[], Any]) -> Any:
         return value
     actor = context.current_actor(run)
     d = session.decide(run, actor, channel, name, {})
+    if d.recorded is not None:
+        actor = d.recorded.actor
     if d.status == "stopped":
         exc = session.refusal(d, channel, name, actor)
         emit(run, channel=channel, name=name, inputs={}, outputs=None, started_at=time.time(),
              duration_ns=0, outcome="error", error=exc, actor=actor, ordinal=d.ordinal,
              replay_status=d.status)
+        forks.stopped(exc)
         raise exc
     # Clock and random values have no side effects: one the recording lacks is made live.
     value = d.outputs if d.serves else make()

@@ -4,6 +4,13 @@ Inside a Titan job the run comes from ``TITAN_AGENT_RUN_ID`` and the actor from 
 (``<stage>/<job id>``); ``titan.trace.run(...)`` opens a run anywhere else; ``titan.trace.actor``
 nests a sub-agent's path. All three are context variables: asyncio tasks started inside a run
 inherit them, and threads and thread-pool tasks do too (:mod:`titan.trace.threads`).
+
+A process forked inside a run (``multiprocessing``'s fork, ``os.fork``) records into it as an
+actor of its own, ``<actor>/fork-<n>`` (the parent's n-th fork): it counts its calls on its
+own copy of the run's ordinals, so under its parent's actor its calls would take the
+parent's and its siblings' keys again (0, 0, 1, 1, ...), which a replay cannot tell apart. A
+process started by ``spawn`` or ``forkserver`` in a job, where it records into the job's run
+too, is ``<job actor>/<its multiprocessing name>`` for the same reason.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import itertools
 import json
 import os
 import secrets
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +44,9 @@ class RunHandle:
     blocked: bool = False
     known_at: float = 0.0  # when the budget state was last learned from the master (0: never)
     endpoint: Any = None  # the master to report to (None: the SDK's default one)
+    #: How many forks deep the process that made this handle was: a process further down
+    #: records into it under fork-<n> segments of its own (see current_actor).
+    born: int = field(default_factory=lambda: len(_fork_path))
     _ordinals: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,6 +83,26 @@ _replayed_driver = False
 _prefix = secrets.token_hex(4)
 _counter = itertools.count(1)
 _pid = os.getpid()
+#: This process's fork segments below the process it was forked from, outermost first; and
+#: how many processes it forked itself (the next child's number).
+_fork_path: list[str] = []
+_forks = 0
+
+
+def _before_fork() -> None:
+    global _forks
+    _forks += 1
+    if os.environ.get("TITAN_AGENT_RUN_ID"):
+        _job_run()  # made here, so a child records into it as a fork, not as the job itself
+
+
+def _after_fork_in_child() -> None:
+    global _forks
+    _fork_path.append(f"fork-{_forks}")
+    _forks = 0
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def new_action_id() -> str:
@@ -123,6 +154,9 @@ def _job_run() -> RunHandle | None:
                 actor = job_actor(os.environ.get("TITAN_DAG", ""),
                                   os.environ.get("TITAN_JOB_ID", "main"), run_id,
                                   replay.get("aliases") or ())
+                process = _spawned_name()
+                if process is not None:
+                    actor = f"{actor}/{process}"
                 _env_run = RunHandle(id=run_id, default_actor=actor)
     return _env_run
 
@@ -133,8 +167,20 @@ def in_scope() -> bool:
     return _run.get() is not None or _actor.get() is not None or _parent.get() is not None
 
 
+def _spawned_name() -> str | None:
+    """This process's multiprocessing name when multiprocessing started it without a fork
+    (``spawn``, ``forkserver``: it inherited the job's environment, not its run handle)."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is None or process.parent_process() is None or _fork_path:
+        return None
+    return process.current_process().name.replace("/", "-").lower() or None
+
+
 def current_actor(run: RunHandle) -> str:
-    return _actor.get() or run.default_actor
+    actor = _actor.get() or run.default_actor
+    if len(_fork_path) > run.born:  # a process forked below the one that opened the run
+        actor = "/".join((actor, *_fork_path[run.born:]))
+    return actor
 
 
 def current_parent() -> str | None:

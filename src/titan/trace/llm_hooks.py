@@ -24,7 +24,7 @@ from titan.errors import BudgetExceeded
 from titan.formats import quote_ref
 from titan.llm import recording
 from titan.llm.types import Completion, Usage
-from titan.trace import context, netguard, replay
+from titan.trace import context, forks, netguard, replay
 from titan.trace.emit import emit
 from titan.trace.recorder import RECORDER, learn
 
@@ -162,6 +162,8 @@ def on_call(call: Any) -> None:
     d = call.replay
     extra: dict[str, Any] = {"ordinal": d.ordinal, "replay_status": d.status} if d else (
         {} if call.ordinal is None else {"ordinal": call.ordinal})
+    if d is not None and d.recorded is not None:  # a forked process's may answer a sibling's
+        extra["actor"] = d.recorded.actor
     served = d is not None and d.serves
     c = call.completion
     if call.error is not None:
@@ -175,6 +177,8 @@ def on_call(call: Any) -> None:
              started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
              outcome="blocked" if blocked else "error", error=call.error,
              model=call.model, **extra)  # served or not: failed
+        if d is not None and d.status == "stopped":
+            forks.stopped(call.error)
         return
     outputs: dict[str, Any] = {"text": c.text, "finish_reason": c.finish_reason}
     if c.data is not None:

@@ -47,7 +47,7 @@ from typing import Any
 from titan import errors
 from titan.formats import quote_ref
 from titan.redaction import Redactor
-from titan.trace import context, netguard
+from titan.trace import context, forks, netguard
 from titan.trace.canonical import digest, dumps
 from titan.trace.emit import emit
 from titan.trace.recorder import RECORDER
@@ -117,6 +117,8 @@ class _Actor:
     # Per (actor, channel, name): its recorded calls by ordinal, for calls that started in
     # another order than they did (see Session._claim).
     calls: dict[tuple[str, str, str], list[Recorded]] = field(default_factory=dict)
+    # The same, of the processes forked from one actor together (forks.pooled).
+    pooled: dict[tuple[str, str, str], list[Recorded]] = field(default_factory=dict)
 
     def nested(self, recorded: Recorded) -> list[Recorded]:
         """Every call recorded inside ``recorded``, at any depth, in seq order."""
@@ -178,6 +180,8 @@ class Session:
                         rec.children.setdefault(r.parent_id, []).append(r)
                 for r in sorted(rec.by_key.values(), key=lambda r: r.ordinal):
                     rec.calls.setdefault((r.actor, r.channel, r.name), []).append(r)
+                    if (pool := forks.pooled(r.actor)) is not None:
+                        rec.pooled.setdefault((pool, r.channel, r.name), []).append(r)
                 return rec
             after = page["next_after"]
 
@@ -185,7 +189,8 @@ class Session:
         root = actor.split("/", 2)
         # A job's actor is STAGE/job; sub-actors nest below it. Fetch the job's whole subtree
         # once (a run opened with titan.trace.run has a one-part root: the agent id).
-        key = "/".join(root[:2]) if len(root) >= 2 else root[0]
+        # A forked process's calls may be any sibling's: fetched from the actor it forked from.
+        key = forks.above("/".join(root[:2]) if len(root) >= 2 else root[0])
         with self._lock:
             found = self._recordings.get(key)
             if found is None:
@@ -259,6 +264,11 @@ class Session:
                 return at
             siblings = [r for r in rec.calls.get(key[:3], ()) if r.key not in claimed]
             chosen = next((r for r in siblings if same(r)), None)
+            if chosen is None and (pool := forks.pooled(key[0])) is not None:
+                # A pool's tasks go to whichever process is free: the recording may hold
+                # this one's call under a sibling process (its answer is recorded there).
+                chosen = next((r for r in rec.pooled.get((pool, *key[1:3]), ())
+                               if r.key not in claimed and same(r)), None)
             if chosen is None:
                 chosen = at if at is not None and at.key not in claimed else next(
                     iter(siblings), None)

@@ -1,0 +1,100 @@
+"""Replays across processes: the calls of forked processes matched by what they were asked,
+and a strict stop in one of them ending the replay.
+
+A process forked inside a run records as an actor of its own, ``<actor>/fork-<n>``
+(:mod:`.context`). The processes of a pool share out tasks as each one frees up, so which
+process makes which call differs from one execution to the next: a call made in a forked
+process that its own key does not answer is matched to a call with the same inputs recorded by
+any process forked from the same actor (:func:`pooled`), and recorded under that call's actor
+and ordinal.
+
+A strict replay stops by raising :class:`~titan.errors.ReplayDiverged`, a BaseException: in a
+pool worker it kills the worker, and ``Pool.map`` waited for ever on a task that would never
+report. So the first process that forks in a replay (the one the replay runs in) listens for
+``SIGUSR2`` (if nothing else does): a forked process that stops delivers its recording of the
+stop to the master, leaves the message where its root can read it, and signals it; the root
+then raises the same ReplayDiverged in its main thread, wherever it waits, and the replay ends
+with it as a stop made there would have.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+import signal
+import threading
+from typing import Any
+
+from titan import errors
+from titan.trace.recorder import RECORDER
+
+_FORK = re.compile(r"/fork-\d+(?=/|$)")
+_SIGNAL = signal.SIGUSR2
+_BOX = 8192
+
+_root = 0  # the process the replay runs in (its first to fork); 0: none yet
+_box: mmap.mmap | None = None  # shared with every process forked below the root
+_armed = False  # the root listens for _SIGNAL
+
+
+def pooled(actor: str) -> str | None:
+    """``actor`` with its fork segments made alike (``agent/fork-*``), or None when it was
+    not made in a forked process."""
+    out = _FORK.sub("/fork-*", actor)
+    return out if out != actor else None
+
+
+def above(actor: str) -> str:
+    """The part of ``actor`` above its first fork segment (the whole of it when none)."""
+    found = _FORK.search(actor)
+    return actor[:found.start()] if found else actor
+
+
+def _before_fork() -> None:
+    global _root, _box, _armed
+    if _root or not os.environ.get("TITAN_REPLAY"):
+        return
+    _root = os.getpid()
+    try:
+        if threading.current_thread() is not threading.main_thread() \
+                or signal.getsignal(_SIGNAL) not in (signal.SIG_DFL, None):
+            return  # handlers are the main thread's to set; one of the agent's stays
+        _box = mmap.mmap(-1, _BOX)  # anonymous and shared: the children write, the root reads
+        signal.signal(_SIGNAL, _stop_here)
+        _armed = True
+    except (OSError, ValueError):
+        pass
+
+
+os.register_at_fork(before=_before_fork)
+
+
+def _stop_here(signum: int, frame: Any) -> None:
+    said: dict[str, Any] = {}
+    if _box is not None:
+        raw = bytes(_box[:_BOX]).split(b"\0", 1)[0]
+        try:
+            said = json.loads(raw.decode()) if raw else {}
+        except ValueError:
+            said = {}
+    raise errors.ReplayDiverged(
+        f"{said.get('message') or 'the replay stopped'} (in process {said.get('pid', '?')}, "
+        "forked by this one)", kind=said.get("kind") or "extra")
+
+
+def stopped(exc: BaseException | None) -> None:
+    """A strict stop was just recorded here: in a process forked below the replay's root,
+    deliver it and stop the root (which waits on this process, or would run on without it)."""
+    if not _armed or _box is None or os.getpid() == _root \
+            or not isinstance(exc, errors.ReplayDiverged):
+        return
+    said = json.dumps({"message": str(exc)[:2000], "kind": exc.kind, "pid": os.getpid()})
+    data = said.encode()[:_BOX - 1] + b"\0"
+    _box[:len(data)] = data
+    RECORDER.flush(10.0)  # the root ends the run as soon as it stops: the stop must be in
+    try:
+        os.kill(_root, _SIGNAL)
+    except OSError:
+        pass  # the root is gone: nothing waits on this process
