@@ -125,8 +125,10 @@ def test_script_runs_as_main_with_argv_cwd_env(job: Job, tmp_path: Path, kind: s
     # A plain script's folder (the shared one) is on its import path last, once.
     assert out == ["name __main__", "argv ['a b', '--x=1']", f"argv0 {tmp_path / 'job.py'}",
                    f"cwd {tmp_path}", "env v1", f"path {tmp_path} 1"]
+    ended = sink.outcome.pop("ended_at")  # when the process ended, by the worker's clock
     assert sink.outcome == {"id": 1, "attempt": 1, "exit_code": 0, "error": None,
                             "timed_out": False}
+    assert abs(time.time() - ended) < 60
 
 
 
