@@ -164,6 +164,30 @@ def test_runs_no_process_watches_stay_and_a_silent_one_comes_back(cluster: Clust
     cluster.api("PATCH", "/runs/api-run", {"status": "completed"})
 
 
+def test_a_run_whose_driver_is_done_runs_on_with_its_stage_and_shows_no_end(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # Its driver's end was kept in ended_at while the stage ran, and shown as the run's end:
+    # "running ... ended 16 s ago", its duration frozen, sorted by duration wrongly (QA).
+    (tmp_path / "slow_stage.py").write_text("import time; time.sleep(4)\n")
+    driver = start(cluster, tmp_path, """
+        from titan_sdk import TitanClient, TitanJob
+        TitanClient().submit_dag("DRIVERDONE_PLAN", [TitanJob("slow", "slow_stage.py")],
+                                 agent_run_id="DRIVERDONE")
+    """)
+    assert driver.wait(timeout=60) == 0, driver.stderr.read() if driver.stderr else ""
+    first = cluster.api("GET", "/runs/DRIVERDONE")
+    time.sleep(1)
+    later = cluster.api("GET", "/runs/DRIVERDONE")
+    assert (first["status"], first["ended_at"], later["ended_at"]) == ("running", None, None)
+    assert later["duration_s"] >= first["duration_s"] + 0.9
+    cluster.api("POST", "/runs", {"id": "quick-one", "agent_id": "api"})
+    cluster.api("PATCH", "/runs/quick-one", {"status": "completed"})
+    ids = [r["id"] for r in cluster.api("GET", "/runs?sort=duration&limit=200")["runs"]]
+    assert ids.index("DRIVERDONE") < ids.index("quick-one"), ids  # it runs on: the longer
+    run = status_becomes(cluster, "DRIVERDONE", "completed", within=30)
+    assert run["ended_at"] is not None
+
+
 def test_a_process_only_cut_off_still_ends_its_run(cluster: Cluster) -> None:
     # Paused past the timeout (a laptop asleep, SIGSTOP), then ending its run at once, with
     # no sign of life between: the end was refused ("already ended failed"), the run stayed

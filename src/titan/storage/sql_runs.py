@@ -78,7 +78,9 @@ def _run_order(sort: str) -> list[Any]:
         return [c.cost_usd.desc(), *newest]
     if sort == "duration":
         now = bindparam("now", time.time(), type_=Float)
-        end = case((and_(c.ended_at.is_(None), c.status == "running"), now),
+        # A running run's ended_at may be set: its driver's end, kept while a stage still
+        # runs (master/runs/service.py). It runs until its status says otherwise.
+        end = case((c.status == "running", now),
                    else_=func.coalesce(c.ended_at, c.last_action_at, started))
         return [(end - started).desc(), *newest]
     return newest

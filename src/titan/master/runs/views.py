@@ -24,7 +24,10 @@ INTERVENTION_ALERT = 0.2  # blocked + replayed share of actions that makes a run
 
 def run_view(run: Row, budget: float | None = None, now: float | None = None) -> Row:
     started, ended = run.get("started_at") or run["created_at"], run.get("ended_at")
-    if ended is None and run.get("status") == "running":
+    if run.get("status") == "running":
+        # Its ended_at may be set while it runs: when its driver finished, kept until its
+        # last stage ends it (master/runs/service.py). A running run has not ended.
+        ended = None
         duration = max(0.0, (now or time.time()) - started)
     else:
         duration = max(0.0, (ended or run.get("last_action_at") or started) - started)
