@@ -158,3 +158,18 @@ def test_actions_past_the_buffer_are_counted_and_flush_says_so(
     assert first in (None, "a0") or rec.in_flight
     gate.set()
     assert rec.flush(10) is False  # something recorded was not delivered
+
+
+@pytest.mark.parametrize("name", ["x" * 201, "", "  ", "a\x00b", 7])
+def test_an_action_name_the_master_would_refuse_is_refused_at_once(name: Any) -> None:
+    # Refused at the master, the action was lost (a line on stderr) and its run ended
+    # completed without it, its cost missing (a QA pass of the dashboard).
+    import titan
+    from titan.trace import actions
+
+    with pytest.raises(ValueError, match="action's name"):
+        actions.action(name)
+    if name != "":  # a tool's empty name is no name: its function's is used
+        with pytest.raises(ValueError, match="action's name"):
+            titan.tool(name=name)(lambda: None)
+    assert actions.action("x" * 200).name == "x" * 200

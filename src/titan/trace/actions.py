@@ -162,7 +162,25 @@ class Action:
 
 def action(name: str, inputs: Any = None, *, kind: str = "custom", tags: Any = None,
            pure: bool = False) -> Action:
-    return Action(name, inputs, kind=kind, tags=tags, pure=pure)
+    return Action(checked_name(name), inputs, kind=kind, tags=tags, pure=pure)
+
+
+#: The longest action name the master stores (master/runs/ingest.py).
+MAX_ACTION_NAME = 200
+
+
+def checked_name(name: Any) -> str:
+    """``name`` when the master would store it as an action's name; else ValueError now, in
+    the caller's code: refused at the master, the action was lost with a line on stderr while
+    the run ended completed without it (a QA pass)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"an action's name must be a non-empty string, not {name!r}")
+    if len(name) > MAX_ACTION_NAME:
+        raise ValueError(f"an action's name is at most {MAX_ACTION_NAME} characters; this one "
+                         f"has {len(name)}: {name[:40]!r}...")
+    if "\x00" in name:
+        raise ValueError(f"an action's name may not hold a NUL character: {name[:40]!r}")
+    return name
 
 
 def _simple(sig: inspect.Signature | None) -> tuple[list[str], dict[str, Any]] | None:
@@ -243,7 +261,7 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
             kind = type(f).__name__
             raise TypeError(f"@titan.tool cannot wrap a {kind} ({f.__func__.__name__!r}): put "
                             f"@titan.tool below @{kind}, next to the function")
-        label = name or f.__name__
+        label = checked_name(name or f.__name__)
         if inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f):
             # Its call returns a generator: the items come later, outside the call, so the
             # recording would hold the generator's repr and a replay hand back a string.
