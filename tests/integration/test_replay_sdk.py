@@ -627,3 +627,55 @@ def test_a_pool_worker_that_diverges_ends_a_strict_replay(cluster: Cluster,
     assert kinds == {"input_mismatch"}, report["divergences"]
     log = cluster.client().fetch_logs(f"{report['run_id']}_DRIVER/driver")
     assert "ReplayDiverged" in log and "forked by this one" in log, log
+
+
+SIGNAL_STAGE = """
+import os, sys
+import titan
+from titan_sdk import TitanClient
+
+@titan.tool
+def lookup(topic):
+    return f"{topic}-fact"
+
+run_id = os.environ["TITAN_AGENT_RUN_ID"]  # the job variable the docs give its run by
+topic = sys.argv[1]
+TitanClient().store_put(f"sig:{run_id}:{topic}:done", f"{lookup(topic)}@{run_id}")
+"""
+
+SIGNAL_DRIVER = """
+import secrets, sys
+from titan_sdk import TitanClient, TitanJob, wait_for_signals
+
+run_id = sys.argv[1] if len(sys.argv) > 1 else f"SIG_{secrets.token_hex(3)}"
+client = TitanClient()
+client.submit_dag(f"{run_id}_STAGE", [TitanJob(f"s-{t}", "stage.py", args=[t])
+                                      for t in ("alpha", "beta")], agent_run_id=run_id)
+got = wait_for_signals(client, [f"sig:{run_id}:{t}:done" for t in ("alpha", "beta")],
+                       timeout=60)
+print(run_id, sorted(got.values()))
+"""
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["run-id-given", "run-id-drawn"])
+def test_a_store_signalling_driver_replays_with_its_stages_keys(
+        cluster: Cluster, tmp_path: Path, given: bool) -> None:
+    # Keys named after the run id: a driver given the original's id read the original's
+    # keys and went on at once (its stages cancelled, 0 % match); one that drew a fresh id
+    # waited for keys its stages, named after TITAN_AGENT_RUN_ID, never wrote (a QA pass).
+    write(tmp_path, "stage.py", SIGNAL_STAGE)
+    driver = write(tmp_path, "driver.py", SIGNAL_DRIVER)
+    fixed = f"SIGFIX_{tmp_path.name[-6:]}".replace("-", "_")
+    run_id = run_script(cluster, driver, *([fixed] if given else []))
+    original = {t: cluster.client().store_get(f"sig:{run_id}:{t}:done") for t in ("alpha", "beta")}
+    assert original == {"alpha": f"alpha-fact@{run_id}", "beta": f"beta-fact@{run_id}"}
+    report = replay(cluster, run_id)
+    replayed = report["run_id"]
+    said = cluster.client().fetch_logs(f"{replayed}_DRIVER/driver")
+    assert report["status"] == "completed", (report, said)
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0, report
+    # Its driver waited for what the replay's stages wrote, not for the original's keys,
+    # which are as the original left them.
+    assert f"['alpha-fact@{replayed}', 'beta-fact@{replayed}']" in said, said
+    assert {t: cluster.client().store_get(f"sig:{run_id}:{t}:done")
+            for t in ("alpha", "beta")} == original

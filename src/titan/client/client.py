@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from titan.client import replay_keys
 from titan.client.config import Endpoint, resolve
 from titan.client.control import ControlOps
 from titan.client.evaluations import EvalOps
@@ -173,6 +174,7 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             # A replayed driver made up a run id of its own (the original did too): its stages
             # belong to the replay's run, filed under that id as an alias.
             body["agent_run_id"], body["run_alias"] = own_run, agent_run_id
+            replay_keys.submitted_under(agent_run_id)  # its keys named so are the replay's
             agent_run_id = own_run
         if agent_run_id and os.environ.get("TITAN_AGENT_ID"):
             body["agent_id"] = os.environ["TITAN_AGENT_ID"]

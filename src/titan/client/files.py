@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 import httpx
 
+from titan.client import replay_keys
 from titan.client.job import TitanJob
 from titan.client.transport import CHUNK, Transport
 from titan.errors import (
@@ -195,7 +196,8 @@ class FileOps:
         file = _local_file(filename, "artifact")
         name = _upload_name(file.name)
         reply: dict[str, Any] = self._transport.call(
-            "POST", "/artifacts", params={"key": key, "name": name}, body=file,
+            "POST", "/artifacts", params={"key": replay_keys.rename(key), "name": name},
+            body=file,
             idempotency_key=True,
         )
         return reply
@@ -211,7 +213,8 @@ class FileOps:
                 published = "artifact"
             return _destination(save_path, published)
 
-        return str(self._transport.download("/artifacts", dest, params={"key": key}))
+        return str(self._transport.download("/artifacts", dest,
+                                            params={"key": replay_keys.rename(key)}))
 
     def read_artifact(self, key: str, max_bytes: int | None = None) -> tuple[str, bytes]:
         """The artifact published under ``key``, in memory: ``(its published name, its
@@ -222,7 +225,8 @@ class FileOps:
             return PayloadTooLarge(f"artifact {key!r} is larger than {limit:,} bytes: download "
                                    "it to a file with get_artifact()", details={"limit": limit})
 
-        response = self._transport.send("GET", "/artifacts", params={"key": key}, stream=True)
+        response = self._transport.send("GET", "/artifacts",
+                                        params={"key": replay_keys.rename(key)}, stream=True)
         try:
             declared = response.headers.get("Content-Length")
             if max_bytes is not None and declared is not None and int(declared) > max_bytes:

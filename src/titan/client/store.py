@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from titan.client import replay_keys
 from titan.client.long_poll import long_poll, wait_deadline
 from titan.client.transport import Transport
 from titan.errors import NotFound, StageFailed, ValidationFailed, WaitTimeout
@@ -31,7 +32,7 @@ def _key(key: Any) -> str:
     if not isinstance(key, str) or not key:
         raise ValidationFailed(f"store keys must be non-empty strings, got {key!r}",
                                details={"field": "key"})
-    return key
+    return replay_keys.rename(key)  # in a replay, its run's own keys (client/replay_keys.py)
 
 
 class StoreOps:
@@ -111,7 +112,7 @@ class StoreOps:
         last: str | None = None
         while True:
             reply = self._transport.call("GET", "/store", params={
-                "prefix": prefix, "limit": KEYS_PAGE, "after": after})
+                "prefix": replay_keys.rename(prefix), "limit": KEYS_PAGE, "after": after})
             for item in reply.get("keys", []):
                 key = str(item["key"])
                 if key != last:  # a key holding a value and a set comes once per kind

@@ -11,14 +11,20 @@ ends, stages it left running are cancelled, the run is ended (completed if the d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
 import sys
+import time
 import traceback
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from titan import errors
 from titan.formats import quote_ref
+
+#: Seconds a replay waits for the stages still going once its driver is done.
+STAGE_GRACE = 60.0
 
 
 def _layout(client: Any, code: dict[str, Any], base: Path) -> tuple[Path, Path]:
@@ -76,8 +82,19 @@ def main() -> int:
     finally:
         os.chdir(home)
     trace.flush(30)
+    # Stages still going when the driver is done: the original's ran on and ended its run
+    # when they finished, so the replay's do too (for STAGE_GRACE seconds at most), and
+    # what they record is in the report. Cancelled at once, a stage that had signalled its
+    # driver was killed before its recorder had sent its calls: reported missing (a QA
+    # pass). A driver that failed or stopped leaves nothing worth waiting for.
+    deadline = time.monotonic() + (STAGE_GRACE if status == 0 else 0.0)
     for dag in client.list_dags(agent_run_id=run_id, limit=1000):
         if dag["status"] in ("WAITING", "RUNNING") and not dag["name"].endswith("_DRIVER"):
+            left = deadline - time.monotonic()
+            if left > 0:
+                with contextlib.suppress(errors.WaitTimeout):
+                    client.wait_dag(dag["id"], timeout=left)
+                    continue
             client.cancel(dag["ref"])
     # Ended as the original's driver ends its run: completed unless its last stage failed
     # (the master decides, from the stages; a replayed agent stage that FAILED was reported
