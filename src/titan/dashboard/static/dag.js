@@ -22,6 +22,9 @@
       d.dataset.id = L.id[i];
       d.dataset.state = state[i];
       d.title = L.job[i] + " — " + state[i];
+      d.tabIndex = 0;  // Tab reaches the jobs in view; Enter or Space opens one's panel
+      d.setAttribute("role", "button");
+      d.setAttribute("aria-label", L.job[i] + ", " + state[i] + ": open its details and logs");
       d.firstChild.textContent = L.job[i];
       d.classList.toggle("selected", i === selected);
     },
@@ -92,6 +95,12 @@
   view.canvas.addEventListener("click", (e) => {
     const d = e.target.closest(".node");
     if (d) openJob(byId.get(Number(d.dataset.id)));
+  });
+  view.canvas.addEventListener("keydown", (e) => {
+    const d = e.target.closest(".node");
+    if (!d || (e.key !== "Enter" && e.key !== " ")) return;
+    e.preventDefault();  // Space would scroll the graph
+    openJob(byId.get(Number(d.dataset.id)));
   });
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !panel.root.hidden) closePanel();

@@ -33,6 +33,7 @@
     pages: new Map(), loading: new Set(), failed: new Set(),
     expandAll: false, toggled: [],  // indexes whose expanded state differs from expandAll
     selected: null,
+    cursor: -1,  // the row the keyboard is on (roving tabindex): the only one Tab reaches
   };
   if (!s.q && !s.outcome) { s.matched = s.total; s.known = true; }
 
@@ -173,12 +174,15 @@
       let r = shown.get(i);
       if (!r || r.key !== key) {
         const node = a ? actionRow(a, i, open) : placeholder(i);
+        const focused = r && r.node.contains(document.activeElement);
         if (r) r.node.replaceWith(node); else canvas.append(node);
+        if (focused) node.focus({ preventScroll: true });  // a row loaded or unfolded keeps the keyboard
         r = { key: key, node: node };
         shown.set(i, r);
       }
       r.node.style.top = top(i) + "px";
       r.node.classList.toggle("selected", !!a && a.seq === s.selected);
+      r.node.tabIndex = i === s.cursor ? 0 : -1;
     }
     ensure(first, last);
   }
@@ -188,7 +192,7 @@
     s.q = search.value.trim();
     s.outcome = outcomeSel.value;
     s.pages = new Map(); s.loading = new Set(); s.failed = new Set(); s.toggled = [];
-    s.matched = 0; s.known = false;
+    s.matched = 0; s.known = false; s.cursor = -1;
     clearRows();
     scroller.scrollTop = 0;
     const p = new URLSearchParams();
@@ -222,17 +226,47 @@
     scroller.scrollTop = top(anchor);
     schedule();
   });
+  function inspect(i) {
+    const a = rowData(i);
+    if (!a) return;
+    s.selected = a.seq;
+    s.cursor = i;
+    schedule();
+    T.inspector.open(runId, a.seq, a, () => {
+      s.selected = null;
+      schedule();
+      // Closed from its × button: the keyboard goes back to the row, not to the page's top.
+      if (document.activeElement === document.body && shown.has(s.cursor)) shown.get(s.cursor).node.focus({ preventScroll: true });
+    });
+  }
   canvas.addEventListener("click", (e) => {
     const row = e.target.closest(".action-row");
     if (!row) return;
     const i = Number(row.dataset.index);
     if (e.target.closest(".a-toggle")) { toggle(i); return; }
     if (e.target.closest(".action-detail") || String(window.getSelection())) return;
-    const a = rowData(i);
-    if (!a) return;
-    s.selected = a.seq;
-    schedule();
-    T.inspector.open(runId, a.seq, a, () => { s.selected = null; schedule(); });
+    inspect(i);
+  });
+  /* The keyboard on the list (`t`, or Tab): ↑/↓ (Home/End) move along the rows, Enter
+   * opens the inspector. Only the rows in view exist, so the cursor is an index: the list
+   * scrolls to it and render() makes its row the focusable one. */
+  function moveTo(i) {
+    s.cursor = Math.max(0, Math.min(s.matched - 1, i));
+    const y = top(s.cursor);
+    if (y < scroller.scrollTop) scroller.scrollTop = y;
+    else if (y + ROW > scroller.scrollTop + scroller.clientHeight) scroller.scrollTop = y + ROW - scroller.clientHeight;
+    render();
+    const r = shown.get(s.cursor);
+    if (r) r.node.focus({ preventScroll: true });
+  }
+  scroller.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || !s.matched) return;
+    const onRow = e.target !== scroller && e.target.matches(".action-row, .action-placeholder");
+    const here = s.cursor >= 0 ? s.cursor : indexAt(scroller.scrollTop) - 1;
+    const to = e.key === "ArrowDown" ? here + 1 : e.key === "ArrowUp" ? here - 1
+      : e.key === "Home" ? 0 : e.key === "End" ? s.matched - 1 : null;
+    if (to !== null) { e.preventDefault(); moveTo(to); }
+    else if (e.key === "Enter" && onRow) { e.preventDefault(); inspect(Number(e.target.dataset.index)); }
   });
 
   // -- tabs: Telemetry, Simulation, Determinism; the address's #hash names the open one -----

@@ -1,0 +1,80 @@
+"""What a QA pass of the dashboard found at its edges, in real Chromium against a real
+`titan up`: the keyboard reaching a run's inspector and a job's panel, error pages keeping the
+header, long unbroken names not widening pages, relative times that move, and the sections a
+gate or a stopped service has no use for.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Dashboard
+from tests.browser.test_dashboard import OK, WAIT_FOR_FLAG, node
+from tests.integration.harness import Cluster
+from titan import TitanJob
+
+pytestmark = pytest.mark.browser
+
+
+def focused(page: Any, attr: str) -> str | None:
+    return page.evaluate("(a) => document.activeElement.getAttribute(a)", attr)
+
+
+def test_the_keyboard_opens_the_inspector_and_a_jobs_panel(cluster: Cluster, dash: Dashboard,
+                                                          page: Any) -> None:
+    cluster.api("POST", "/runs", {"id": "keys-run", "agent_id": "keys-agent"})
+    cluster.api("POST", "/runs/keys-run/actions", {"actions": [
+        {"id": f"k{i}", "name": f"step_{i}", "actor": "PLAN/plan", "channel": "tool",
+         "started_at": time.time(), "duration_ns": 1_000_000, "inputs": {"i": i},
+         "outputs": {"ok": True}, "outcome": "success"} for i in range(3)]})
+    page.goto(dash.url("/runs/keys-run"))
+    page.wait_for_selector('.action-row[data-seq="3"]')
+    page.click("h1")
+    page.keyboard.press("t")
+    page.keyboard.press("ArrowDown")
+    assert focused(page, "data-seq") == "1"
+    page.keyboard.press("ArrowDown")
+    assert focused(page, "data-seq") == "2"
+    # One row in the tab order (roving tabindex), with a visible focus.
+    assert page.eval_on_selector_all(".action-row", "els => els.map(e => e.tabIndex)") == [-1, 0, -1]
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    page.keyboard.press("Enter")
+    page.wait_for_selector('#inspector:not([hidden])[data-seq="2"] .inspector-meta')
+    assert "step_1" in page.inner_text("#inspector")
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("Enter")
+    page.wait_for_selector('#inspector[data-seq="1"] .inspector-meta')
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#inspector", state="hidden")
+    page.keyboard.press("End")
+    assert focused(page, "data-seq") == "3"
+
+    flag = cluster.root / "release-keys"
+    client = cluster.client()
+    client.submit_dag("keys", [TitanJob("hold", cluster.script("hold.py", WAIT_FOR_FLAG),
+                                        args=[str(flag)]),
+                               TitanJob("after", cluster.script("ok.py", OK), parents=["hold"])])
+    try:
+        page.goto(dash.url("/dags/DAG-keys"))
+        page.wait_for_selector(node("after"))
+        assert page.eval_on_selector(node("after"), "e => [e.tabIndex, e.getAttribute('role'),"
+                                     " e.getAttribute('aria-label')]")[:2] == [0, "button"]
+        assert "after" in page.get_attribute(node("after"), "aria-label")
+        page.focus("#graph")
+        page.keyboard.press("Tab")
+        job = focused(page, "data-job-id")
+        assert job in ("hold", "after")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => location.hash.startsWith('#job=')")
+        page.wait_for_selector("#job-panel:not([hidden])")
+        assert page.is_visible(f'{node(job)}.selected')
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#job-panel", state="hidden")
+        page.focus(node(job))
+        page.keyboard.press(" ")
+        page.wait_for_selector("#job-panel:not([hidden])")
+    finally:
+        flag.write_text("go")
