@@ -296,6 +296,13 @@ def test_one_error_handler_answers_a_page_with_a_page_and_the_rest_with_json(cl:
         lost = s.get("/no/such/page", headers=browser)
         assert lost.status_code == 404 and 'class="error-box"' in lost.text
         assert lost.headers["content-type"].startswith("text/html")
+        # An error page keeps the signed-in header (QA: an unknown address dropped the user
+        # and Sign out) and has no live dot: with no feed it read "offline", the master up.
+        for page in (bad, lost, s.get("/jobs/abc", headers=browser),
+                     s.get("/runs/no-such-run", headers=browser)):
+            assert page.status_code in (400, 404) and 'class="error-box"' in page.text
+            assert 'class="who"' in page.text and "Sign out" in page.text, page.url
+            assert 'id="live"' not in page.text, page.url
         for path, headers in (("/no/such/page", {}), ("/api/v1/no/such", browser),
                               ("/no/such.json", browser)):
             r = s.get(path, headers=headers)

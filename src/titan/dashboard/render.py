@@ -181,11 +181,18 @@ def wants_page(request: Request) -> bool:
             and "text/html" in request.headers.get("accept", ""))
 
 
-def error_page(request: Request, error: APIError) -> Response:
+async def error_page(request: Request, error: APIError) -> Response:
     """The page an error is shown as; signing in is the answer to a 401."""
     if isinstance(error, Unauthorized):
         return login_redirect(request)
     p = getattr(request.state, "principal", None)
+    if p is None:
+        # No page's route ran (an unknown address, a job id that is not a number): who is
+        # signed in is still worth the header's user and Sign out, as on every other page.
+        try:
+            p = await principal(request)
+        except Exception:  # noqa: BLE001 - no session, or none readable: the page without
+            p = None
     page = getattr(request.state, "page", "")
     return html(request, "error.html", {"error": error.to_body()["error"]}, page, p,
                 status=error.status)

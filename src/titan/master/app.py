@@ -293,14 +293,14 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
 
     # One place turns every error into its answer, and picks the format: the error page (or
     # the sign-in redirect) on a dashboard page, the JSON error body everywhere else.
-    def answer(request: Request, err: APIError) -> Response:
+    async def answer(request: Request, err: APIError) -> Response:
         if render.wants_page(request):
-            return render.error_page(request, err)
+            return await render.error_page(request, err)
         return JSONResponse(err.to_body(), status_code=err.status)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> Response:
-        response = answer(request, exc)
+        response = await answer(request, exc)
         if isinstance(exc, MasterStopping):  # ask again in a moment, on a new connection
             response.headers["Retry-After"] = "1"
             response.headers["Connection"] = "close"
@@ -312,13 +312,13 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         where = "; ".join(_problem(e) for e in exc.errors()[:5])
-        return answer(request, ValidationFailed(f"invalid request: {where}",
+        return await answer(request, ValidationFailed(f"invalid request: {where}",
                                                 details={"errors": errors}))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return answer(request, APIError(str(exc.detail), code=code, status=exc.status_code))
+        return await answer(request, APIError(str(exc.detail), code=code, status=exc.status_code))
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -337,11 +337,11 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
             log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
                         str(exc).splitlines()[0][:200])
             err = DatabaseUnavailable("the database is unavailable for now; try again shortly")
-            response = answer(request, err)
+            response = await answer(request, err)
             response.headers["Retry-After"] = "1"
             return response
         log.exception("internal error on %s %s", request.method, request.url.path)
-        return answer(request, APIError(f"internal error: {exc!r}", code="internal_error",
+        return await answer(request, APIError(f"internal error: {exc!r}", code="internal_error",
                                         status=500))
 
     # Outermost last: the Host check, then the body guard (who may send a body, how big).
