@@ -78,3 +78,35 @@ def test_the_keyboard_opens_the_inspector_and_a_jobs_panel(cluster: Cluster, das
         page.wait_for_selector("#job-panel:not([hidden])")
     finally:
         flag.write_text("go")
+
+
+def page_width(page: Any) -> tuple[int, int]:
+    return page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+
+
+def test_long_unbroken_names_do_not_widen_the_pages(cluster: Cluster, dash: Dashboard,
+                                                    page: Any) -> None:
+    """At 1400 px no page scrolls sideways for a 200-character name, value or action name:
+    they wrap inside their column or box (QA: /dags was 1652 px wide)."""
+    name = "wide" + "x" * 196
+    cluster.client().submit_dag(name, [TitanJob("a", cluster.script("ok.py", OK))])
+    cluster.client().store_put("wide/long", "y" * 5000)
+    cluster.client().store_put("wide/json", "{\"" + "k" * 300 + "\":1}")
+    cluster.api("POST", "/runs", {"id": "wide-run", "agent_id": "wide-agent"})
+    cluster.api("POST", "/runs/wide-run/actions", {"actions": [
+        {"id": "w1", "name": "n" * 190, "actor": "wide", "channel": "tool",
+         "started_at": time.time(), "duration_ns": 1_000_000, "inputs": {},
+         "outputs": {"generated_at": "2024-12-28T14:30:00Z"}, "outcome": "success"}]})
+    wide = {}
+    for path, ready in ((f"/dags?name={name}", "a.dag-link"), (f"/dags/DAG-{name}", "#graph .node"),
+                        ("/store?prefix=wide/", ".store-key"),
+                        ("/runs/wide-run#determinism", "#findings .finding-action")):
+        page.goto(dash.url(path))
+        page.wait_for_selector(ready)
+        scroll, client = page_width(page)
+        if scroll > client:
+            wide[path[:20]] = scroll
+    assert not wide, f"wider than the {client} px window: {wide}"
+    # The whole name is still there to read (wrapped, not cut).
+    page.goto(dash.url(f"/dags/DAG-{name}"))
+    assert name in page.inner_text(".dag-head h1")
