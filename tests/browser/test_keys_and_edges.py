@@ -110,3 +110,20 @@ def test_long_unbroken_names_do_not_widen_the_pages(cluster: Cluster, dash: Dash
     # The whole name is still there to read (wrapped, not cut).
     page.goto(dash.url(f"/dags/DAG-{name}"))
     assert name in page.inner_text(".dag-head h1")
+
+
+def test_relative_times_keep_up_with_the_ticking_duration(cluster: Cluster, dash: Dashboard,
+                                                          page: Any) -> None:
+    """A running run's card: "STARTED 20 s ago" moves on as its DURATION ticks, not ten
+    seconds later (QA: "DURATION 21.1 s" beside "STARTED 13 s ago")."""
+    cluster.api("POST", "/runs", {"id": "tick-run", "agent_id": "tick-agent",
+                                  "started_at": time.time() - 20})
+    page.goto(dash.url("/runs?q=tick-run"))
+    card = '.run-card[data-run-id="tick-run"]'
+    page.wait_for_selector(f"{card} .started time")
+    first = page.inner_text(f"{card} .started time")
+    page.wait_for_function("([c, t]) => document.querySelector(c + ' .started time').textContent"
+                           " !== t", arg=[card, first], timeout=3000)
+    ago = int(page.inner_text(f"{card} .started time").split()[0])
+    took = float(page.inner_text(f"{card} .duration").split()[0])
+    assert abs(ago - took) <= 1.5, (ago, took)
