@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import Dashboard
-from tests.browser.test_dashboard import OK, WAIT_FOR_FLAG, node
+from tests.browser.test_dashboard import OK, SERVES, WAIT_FOR_FLAG, node
 from tests.integration.harness import Cluster
 from titan import TitanJob
 
@@ -127,3 +127,41 @@ def test_relative_times_keep_up_with_the_ticking_duration(cluster: Cluster, dash
     ago = int(page.inner_text(f"{card} .started time").split()[0])
     took = float(page.inner_text(f"{card} .duration").split()[0])
     assert abs(ago - took) <= 1.5, (ago, took)
+
+
+def test_a_gates_panel_and_a_stopped_services_line_hold_no_empty_parts(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    """A gate never runs: its panel has no "Attempts: Not started yet." nor "Logs: No output
+    yet.". A stopped service (no health, no address) reads "restarts 0 · readiness HTTP GET
+    /health", not "· restarts 0 · readiness http:/health"."""
+    client = cluster.client()
+    client.submit_dag("gated", [
+        TitanJob("build", cluster.script("ok.py", OK)),
+        TitanJob("deploy", cluster.script("ok.py", OK), parents=["build"],
+                 hitl_message="Ship it?", max_wait_seconds=600)])
+    page.goto(dash.url("/dags/DAG-gated"))
+    page.wait_for_selector(node("deploy.approval", "WAITING_APPROVAL"))
+    page.click(node("deploy.approval"))
+    page.wait_for_selector('#job-panel[data-state="WAITING_APPROVAL"]')
+    assert page.is_hidden("#job-panel .job-run")
+    text = page.inner_text("#job-panel")
+    assert "Not started yet." not in text and "No output yet." not in text
+    page.click(node("build"))  # a job that ran shows both again
+    page.wait_for_selector("#job-panel .attempts tr.attempt")
+    assert page.is_visible("#job-panel .job-run")
+
+    client.submit_dag("svc-stop", [TitanJob("api", cluster.script("serves.py", SERVES),
+                                            job_type="SERVICE", readiness="http:/health")])
+    deadline = time.time() + 60
+    while (job := client.get_job("svc-stop/api"))["state"] != "RUNNING":
+        assert time.time() < deadline, job
+        time.sleep(0.1)
+    cluster.api("POST", f"/jobs/{job['id']}/stop")
+    while (job := client.get_job("svc-stop/api"))["state"] != "COMPLETED":
+        assert time.time() < deadline, job
+        time.sleep(0.1)
+    for where, path in (("page", f"/jobs/{job['id']}"), ("panel", f"/dags/DAG-svc-stop#job={job['id']}")):
+        page.goto(dash.url(path))
+        page.wait_for_selector('#job-panel[data-state="COMPLETED"] .service-line')
+        line = page.inner_text("#job-panel .service-line").strip()
+        assert line.startswith("restarts") and "readiness HTTP GET /health" in line, (where, line)

@@ -139,13 +139,17 @@
     dl.append(el("dt", { text: label }), el("dd", {}, value));
   }
 
+  // "http:/" is an HTTP GET of / (docs/api.md): said so, it does not read as a cut-off URL.
+  const readiness = (r) => (r && r.startsWith("http:") ? "HTTP GET " + r.slice(5) : r);
   // A service's health, address, restarts and uptime, as the job page's template writes it.
   function serviceLine(job) {
     const s = job.service;
     const line = el("span", { class: "service-line" });
     if (s.health) line.append(el("span", { class: "badge", "data-status": s.health.toUpperCase(), text: s.health.toUpperCase() }), " ");
     if (s.address) line.append(el("code", { class: "service-address", text: s.address }), " ");
-    line.append("· restarts " + s.restarts + " · readiness ", el("code", { text: s.readiness }));
+    // No health or address (a stopped service): no "·" with nothing before it.
+    line.append((line.childNodes.length ? "· " : "") + "restarts " + s.restarts + " · readiness ",
+                el("code", { text: readiness(s.readiness) }));
     if (s.uptime !== null) line.append(" · up " + T.duration(s.uptime));
     if (s.stopping) line.append(" · stopping");
     return line;
@@ -205,6 +209,9 @@
       }
     }
 
+    // A gate never runs: no attempts, no log (the panel said "Not started yet.", "No output yet.").
+    const ran = root.querySelector(".job-run");
+    if (ran) ran.hidden = job.kind === "approval";
     const tbody = root.querySelector(".attempts tbody");
     if (tbody) {
       tbody.replaceChildren();
@@ -259,7 +266,7 @@
     this.job = job;
     renderDetails(this.root, job);
     if (this.onChange) this.onChange(job);
-    if (!this.logs.box) return;
+    if (!this.logs.box || job.kind === "approval") return;
     if (fresh || this.logs.job !== id || job.attempt > this.logs.attempt) {
       this.logs.reset(id, job.attempt);
     }
