@@ -1,5 +1,5 @@
-"""What one request of recorded actions holds: each action's JSON, how many and how large,
-and which of them a master's refusal names.
+"""Recorded actions on their way to the master, a request at a time: each action's JSON, how
+many and how large, the post itself, and what a master's refusal names.
 
 The recorder (:mod:`titan.trace.recorder`) sends a run's queued actions in batches of at most
 :data:`MAX_BATCH` actions and :data:`MAX_BATCH_BYTES`; a batch the master finds too large is
@@ -7,6 +7,8 @@ halved until each part fits. One action larger than :data:`MAX_ACTION_BYTES` is 
 payloads replaced by a note of their size and SHA-256: over the master's body limit (64 MiB by
 default) a master ends the upload by closing the connection, which reads as a master out of
 reach, and the action was sent again for ever, with every action after it held behind it.
+Refused actions are counted; the first :data:`SAID_REFUSALS` are said on stderr as they come,
+the total at exit (a flood of refusals was a flood of lines on the program's stderr).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from typing import Any
 
 from titan import errors
+from titan.formats import quote_ref
 from titan.trace import canonical
+from titan.trace.context import RunHandle
 
 MAX_BATCH = 2000
+SAID_REFUSALS = 5  # refusals said on stderr as they come; the rest counted
 #: Bytes of actions sent in one request at most (the master's default body limit is 64 MiB):
 #: a batch of large payloads goes in several requests, and one the master still finds too
 #: large is split (a 413 refused every action of it, small ones included).
@@ -68,3 +74,90 @@ def refused_indexes(exc: errors.APIError, size: int) -> set[int]:
                 and type(e.get("index")) is int and 0 <= e["index"] < size}
     where = re.match(r"actions\[(\d+)\]", str(details.get("field") or ""))
     return {int(where.group(1))} if where and int(where.group(1)) < size else set()
+
+
+class Sending:
+    """How the recorder posts a batch of one run's actions and takes a master's refusals
+    (part of :class:`~titan.trace.recorder.Recorder`)."""
+
+    refused: int
+    _said_refusals: int
+
+    def client(self, run: RunHandle | None = None) -> Any: ...  # the recorder's
+
+    def _post_actions(self, run: RunHandle, batch: list[str]) -> dict[str, Any] | None:
+        # A loop, not a recursion: a master naming one refused action per answer (a value
+        # JSON refuses is found while parsing) had 1,000 bad actions of a batch recurse past
+        # Python's limit, the batch was never taken off the queue, and nothing more was sent.
+        rounds = 0
+        while batch:
+            body = ('{"actions":[' + ",".join(batch) + "]}").encode()
+            try:
+                response = self.client(run).send(
+                    "POST", f"/runs/{quote_ref(run.id)}/actions", body=body,
+                    headers={"Content-Type": "application/json"})
+                reply: dict[str, Any] = response.json()
+                return reply
+            except errors.ConnectionFailed:
+                # Past its body limit a master answers 413 and closes the connection before
+                # reading the body: an upload larger than the socket's buffers fails while
+                # it is written, as if the master were gone. Asked a small question, it
+                # answers: too large, then, not out of reach (retried for ever before).
+                if len(body) < LARGE_BODY or not self._answers(run):
+                    raise
+                why = "it closed the connection on the upload, as a master past its limit does"
+            except errors.PayloadTooLarge as exc:
+                why = str(exc)
+            except errors.APIError as exc:
+                if exc.status >= 500 or exc.status in (401, 408, 429):
+                    raise
+                bad = refused_indexes(exc, len(batch))
+                if not bad or len(bad) == len(batch):
+                    self._refusal(run, len(batch), str(exc))
+                    return None
+                # The master names the actions it refuses: the others of the batch are sent
+                # again without them (one bad value threw the whole batch away).
+                self._refusal(run, len(bad), str(exc))
+                batch = [a for i, a in enumerate(batch) if i not in bad]
+                rounds += 1
+                if rounds >= 4 and len(batch) > 1:
+                    # Named one at a time: the rest go one by one, each sent once, rather
+                    # than the whole remainder again for every bad one.
+                    replies = [self._post_actions(run, [a]) for a in batch]
+                    return next((r for r in reversed(replies) if r is not None), None)
+                continue
+            if len(batch) > 1:  # too large: halves until each fits, or one alone does not
+                half = len(batch) // 2
+                first = self._post_actions(run, batch[:half])
+                return self._post_actions(run, batch[half:]) or first
+            self._refusal(run, 1, f"as too large ({len(body):,} bytes): {why}")
+            return None
+        return None
+
+    def _answers(self, run: RunHandle) -> bool:
+        """Whether the run's master answers a small request now."""
+        try:
+            self.client(run).call("GET", "/health")
+        except errors.TitanError:
+            return False
+        return True
+
+    def _refusal(self, run: RunHandle, count: int, why: str) -> None:
+        """Count refused actions; say the first few (a flood of refusals was a flood of
+        lines on the program's stderr), and the total at exit."""
+        self.refused += count
+        if self._said_refusals < SAID_REFUSALS:
+            self._said_refusals += 1
+            more = " (further refusals are counted and totalled at exit)" \
+                if self._said_refusals == SAID_REFUSALS else ""
+            what = "an action" if count == 1 else f"{count} actions"
+            warn(f"the master refused {what} of run {run.id}"
+                  f"{' ' if why.startswith('as ') else ': '}{why}{more}")
+
+
+def warn(message: str) -> None:
+    try:
+        sys.stderr.write(f"[titan.trace] {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

@@ -19,7 +19,6 @@ import atexit
 import logging
 import math
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -28,14 +27,14 @@ from typing import Any
 from titan import errors, retry
 from titan.formats import quote_ref
 from titan.trace import batches, settings
+from titan.trace.batches import warn
 from titan.trace.context import RunHandle
 
 log = logging.getLogger("titan.trace")
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
-_SAID_REFUSALS = 5  # refusals said on stderr as they come; the rest counted
 
 
-class Recorder:
+class Recorder(batches.Sending):
     def __init__(self) -> None:
         self.queue: deque[tuple[str, RunHandle, Any]] = deque()
         self.wake = threading.Event()
@@ -220,75 +219,6 @@ class Recorder:
             learn(run, reply.get("run") or {})
         return True
 
-    def _post_actions(self, run: RunHandle, batch: list[str]) -> dict[str, Any] | None:
-        # A loop, not a recursion: a master naming one refused action per answer (a value
-        # JSON refuses is found while parsing) had 1,000 bad actions of a batch recurse past
-        # Python's limit, the batch was never taken off the queue, and nothing more was sent.
-        rounds = 0
-        while batch:
-            body = ('{"actions":[' + ",".join(batch) + "]}").encode()
-            try:
-                response = self.client(run).send(
-                    "POST", f"/runs/{quote_ref(run.id)}/actions", body=body,
-                    headers={"Content-Type": "application/json"})
-                reply: dict[str, Any] = response.json()
-                return reply
-            except errors.ConnectionFailed:
-                # Past its body limit a master answers 413 and closes the connection before
-                # reading the body: an upload larger than the socket's buffers fails while
-                # it is written, as if the master were gone. Asked a small question, it
-                # answers: too large, then, not out of reach (retried for ever before).
-                if len(body) < batches.LARGE_BODY or not self._answers(run):
-                    raise
-                why = "it closed the connection on the upload, as a master past its limit does"
-            except errors.PayloadTooLarge as exc:
-                why = str(exc)
-            except errors.APIError as exc:
-                if exc.status >= 500 or exc.status in (401, 408, 429):
-                    raise
-                bad = batches.refused_indexes(exc, len(batch))
-                if not bad or len(bad) == len(batch):
-                    self._refusal(run, len(batch), str(exc))
-                    return None
-                # The master names the actions it refuses: the others of the batch are sent
-                # again without them (one bad value threw the whole batch away).
-                self._refusal(run, len(bad), str(exc))
-                batch = [a for i, a in enumerate(batch) if i not in bad]
-                rounds += 1
-                if rounds >= 4 and len(batch) > 1:
-                    # Named one at a time: the rest go one by one, each sent once, rather
-                    # than the whole remainder again for every bad one.
-                    replies = [self._post_actions(run, [a]) for a in batch]
-                    return next((r for r in reversed(replies) if r is not None), None)
-                continue
-            if len(batch) > 1:  # too large: halves until each fits, or one alone does not
-                half = len(batch) // 2
-                first = self._post_actions(run, batch[:half])
-                return self._post_actions(run, batch[half:]) or first
-            self._refusal(run, 1, f"as too large ({len(body):,} bytes): {why}")
-            return None
-        return None
-
-    def _answers(self, run: RunHandle) -> bool:
-        """Whether the run's master answers a small request now."""
-        try:
-            self.client(run).call("GET", "/health")
-        except errors.TitanError:
-            return False
-        return True
-
-    def _refusal(self, run: RunHandle, count: int, why: str) -> None:
-        """Count refused actions; say the first few (a flood of refusals was a flood of
-        lines on the program's stderr), and the total at exit."""
-        self.refused += count
-        if self._said_refusals < _SAID_REFUSALS:
-            self._said_refusals += 1
-            more = " (further refusals are counted and totalled at exit)" \
-                if self._said_refusals == _SAID_REFUSALS else ""
-            what = "an action" if count == 1 else f"{count} actions"
-            _warn(f"the master refused {what} of run {run.id}"
-                  f"{' ' if why.startswith('as ') else ': '}{why}{more}")
-
     def _send_change(self, kind: str, run: RunHandle, body: Any) -> None:
         if kind == "code":  # the script that opened the run: what a replay re-executes
             from titan.trace import code
@@ -305,7 +235,7 @@ class Recorder:
             if exc.status >= 500 or exc.status in (401, 408, 429):
                 raise
             self.changes_refused += 1
-            _warn(f"the master refused to {'open' if kind == 'create' else 'update'} run "
+            warn(f"the master refused to {'open' if kind == 'create' else 'update'} run "
                   f"{run.id}: {exc}")
 
     # -- flushing -----------------------------------------------------------------------------
@@ -374,15 +304,15 @@ class Recorder:
             runs = sorted({r.id for k, r, _ in left if k != "action"})
             lost = [f"{actions} recorded action(s)"] if actions else []
             lost += [f"the start or end of run(s) {', '.join(runs)}"] if runs else []
-            _warn(f"could not reach the master within {timeout:g}s at exit: "
+            warn(f"could not reach the master within {timeout:g}s at exit: "
                   f"{' and '.join(lost)} not delivered (TITAN_TRACE_FLUSH_TIMEOUT waits longer)")
         if self.dropped:
-            _warn(f"{self.dropped} action(s) were not recorded: more than {MAX_BUFFER:,} "
+            warn(f"{self.dropped} action(s) were not recorded: more than {MAX_BUFFER:,} "
                   "waited to be sent (recorded faster than the master took them, or while it "
                   "was out of reach)")
-        if self.refused > _SAID_REFUSALS:
-            _warn(f"the master refused {self.refused} action(s) in all (the first "
-                  f"{_SAID_REFUSALS} refusals were said above)")
+        if self.refused > batches.SAID_REFUSALS:
+            warn(f"the master refused {self.refused} action(s) in all (the first "
+                  f"{batches.SAID_REFUSALS} refusals were said above)")
 
 
 def _head(q: deque[Any], n: int) -> list[Any]:
@@ -405,14 +335,6 @@ def learn(run: RunHandle, state: dict[str, Any]) -> None:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
-
-
-def _warn(message: str) -> None:
-    try:
-        sys.stderr.write(f"[titan.trace] {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 RECORDER = Recorder()
