@@ -13,11 +13,10 @@ from titan.client import TitanClient
 from titan.client.config import (
     Endpoint,
     config_path,
-    forget_master,
-    record_master,
     resolve,
     token_for,
 )
+from titan.client.master_record import forget_master, record_master
 from titan.errors import ConfigError
 
 

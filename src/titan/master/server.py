@@ -43,7 +43,7 @@ def bind(host: str, port: int, option: str = "--port") -> socket.socket:
 
 def record(config: MasterConfig) -> None:
     """Let clients find this master: <data-dir>/master.json and the user's config."""
-    from titan.client.config import record_master
+    from titan.client.master_record import record_master
 
     token = (config.data_path / "admin.token").read_text().strip()
     try:
@@ -61,7 +61,8 @@ def forget(config: MasterConfig) -> None:
     and its data dir without the ``master.json`` that named it: clients look for one from
     their directory up, and found the stopped master there before a running one elsewhere
     (`make demo-stop`, then any `titan up` and a script in the checkout)."""
-    from titan.client.config import MASTER_FILE, forget_master
+    from titan.client.config import MASTER_FILE
+    from titan.client.master_record import forget_master
     from titan.client.urls import parse_url
 
     try:
