@@ -21,6 +21,7 @@ from titan import errors
 from titan.trace import context, forks, netguard, replay
 from titan.trace.canonical import dumps
 from titan.trace.emit import emit
+from titan.trace.replayed_errors import replayed_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 CHANNELS = ("llm", "tool", "clock", "random", "custom", "network")
@@ -91,7 +92,7 @@ class Action:
                     "error", "blocked"):
                 # Served, and a failure as recorded: its outcome stays one (as "replayed" a
                 # replayed failure read as a 100 % success).
-                exc = replay.replayed_error(recorded)
+                exc = replayed_error(recorded)
                 self._emit(run, 0, recorded.outcome, exc)
                 session.pass_over(run, recorded)
                 raise exc

@@ -27,6 +27,7 @@ from titan.llm.types import Completion, Usage
 from titan.trace import context, forks, netguard, replay
 from titan.trace.emit import emit
 from titan.trace.recorder import RECORDER, learn
+from titan.trace.replayed_errors import replayed_error
 
 log = logging.getLogger("titan.trace")
 _REFRESH_BLOCKED = 2.0
@@ -116,7 +117,7 @@ def served_completion(decision: Any) -> Completion:
     recorded error when the original call failed."""
     recorded = decision.recorded
     if decision.status == "served" and recorded.outcome in ("error", "blocked"):
-        raise replay.replayed_error(recorded)
+        raise replayed_error(recorded)
     out = decision.outputs if isinstance(decision.outputs, dict) else {"text": decision.outputs}
     data = out.get("data")
     text = out.get("text")
