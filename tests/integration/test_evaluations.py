@@ -22,7 +22,7 @@ from tests.conftest import free_port
 from tests.eval_world import scripted_world
 from tests.fake_llm_api import FakeLLMServer, serve
 from tests.integration.harness import Cluster, isolated_cluster
-from titan.errors import APIError
+from titan.errors import APIError, ValidationFailed
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "eval_agent"
 @pytest.fixture(scope="module")
@@ -346,6 +346,15 @@ def test_seeding_a_task_dispatches_its_first_run(evals_cluster: Cluster) -> None
     assert seeded["tasks"] == ["a"] and [r["task_id"] for r in seeded["runs"]] == ["a"]
     quiet = client.add_evaluation_tasks("seeding", [dict(task, id="b")], run=False)
     assert quiet["runs"] == []
+    # A rule on a tool the agent lacks is named by file, task and field, as a file's other
+    # errors are (the file was not named: a QA pass).
+    bad = evals_cluster.root / "bad_rule.yaml"
+    bad.write_text("- {id: ok, user_instruction: hi}\n"
+                   "- id: x\n  user_instruction: hi\n"
+                   "  failure_rules: [{tool: nosuch, payload: {error: down}}]\n")
+    with pytest.raises(ValidationFailed, match=r"bad_rule.yaml: task 2 \('x'\): "
+                                               r"failure_rules\[0\].tool names 'nosuch'"):
+        client.add_evaluation_tasks("seeding", str(bad), run=False)
     by_query = httpx.post(f"{evals_cluster.url}/api/v1/evaluations/seeding/tasks?run=false",
                           json=[dict(task, id="c")], timeout=30,
                           headers={"Authorization": f"Bearer {evals_cluster.admin_token}"})

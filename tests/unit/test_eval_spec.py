@@ -49,7 +49,7 @@ def test_a_failure_rule_on_a_tool_the_agent_lacks_is_refused() -> None:
     tasks = parse_tasks([{"id": "t1", "user_instruction": "go", "failure_rules": [
         {"tool": "lookup", "payload": {"error": "down"}},
         {"tool": "no_such_tool", "payload": {"error": "down"}}]}], "tasks")
-    with pytest.raises(ValidationFailed, match=r"task 't1': failure_rules\[1\].tool names "
+    with pytest.raises(ValidationFailed, match=r"task 1 \('t1'\): failure_rules\[1\].tool names "
                                                r"'no_such_tool', which is not among the "
                                                r"evaluation's tools \(lookup\)"):
         check_task_tools(tasks, cfg)

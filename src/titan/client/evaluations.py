@@ -17,6 +17,7 @@ Relative paths are read from the spec's folder.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,17 @@ class EvalOps:
     def add_evaluation_tasks(self, name: str, tasks: Any, *, run: bool = True) -> dict[str, Any]:
         """Seed tasks (a list, or a JSON/YAML/CSV file) into an evaluation; each one's first
         run is dispatched (seed 003), unless ``run=False``. The reply's ``runs`` are those."""
-        reply: dict[str, Any] = self._transport.call(
-            "POST", f"/evaluations/{quote_ref(name)}/tasks",
-            json={"tasks": _tasks_from(tasks, Path.cwd()), "run": run})
+        try:
+            reply: dict[str, Any] = self._transport.call(
+                "POST", f"/evaluations/{quote_ref(name)}/tasks",
+                json={"tasks": _tasks_from(tasks, Path.cwd()), "run": run})
+        except ValidationFailed as exc:
+            # The master names the task; the file it came from is known only here.
+            if isinstance(tasks, str | os.PathLike) and isinstance(exc.details, dict) \
+                    and "task" in exc.details:
+                raise ValidationFailed(f"{os.fspath(tasks)}: {exc}",
+                                       details=exc.details) from None
+            raise
         return reply
 
     def run_evaluation(self, name: str, tasks: list[str] | None = None) -> list[dict[str, Any]]:

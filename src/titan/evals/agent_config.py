@@ -228,10 +228,13 @@ def check_task_tools(tasks: list[Any], agent: dict[str, Any]) -> None:
     it is a contract error, so the rule could never fire and the author would believe a
     failure injected that is not."""
     names = [t["name"] for t in agent.get("tools") or []]
-    for task in tasks:
+    for n, task in enumerate(tasks, 1):
         for i, rule in enumerate(task.failure_rules):
             if rule.tool not in names:
+                # Where, as the task file's own errors say it (task N, its id).
                 raise ValidationFailed(
-                    f"task {task.id!r}: failure_rules[{i}].tool names {rule.tool!r}, which is "
-                    f"not among the evaluation's tools ({', '.join(names) or 'none declared'})",
-                    details={"field": f"failure_rules[{i}].tool", "task": task.id})
+                    f"task {n} ({task.id!r}): failure_rules[{i}].tool names {rule.tool!r}, "
+                    f"which is not among the evaluation's tools "
+                    f"({', '.join(names) or 'none declared'})",
+                    details={"field": f"failure_rules[{i}].tool", "task": task.id,
+                             "position": n})
