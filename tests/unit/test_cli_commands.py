@@ -328,6 +328,17 @@ def test_table_cells_never_send_control_characters_to_the_terminal(
     assert "ok\\e[2J" in out and "\\u202eevil" in out and "plain ✓" in out
 
 
+def test_a_very_long_cell_is_printed_whole_without_padding_every_row(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from titan.cli.output import MAX_PAD, table
+
+    long_name = "n" * 200  # a DAG name may be 200 characters
+    table(["DAG", "STATUS"], [["short", "COMPLETED"], [long_name, "FAILED"]])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "short".ljust(MAX_PAD) + "  COMPLETED"
+    assert lines[2] == long_name + "  FAILED"  # whole, on its own row
+
+
 def test_replay_options_out_of_range_are_refused_before_any_call(
         capsys: pytest.CaptureFixture[str]) -> None:
     # No master is listening on port 9: each is refused before a request is made.

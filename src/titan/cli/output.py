@@ -43,9 +43,14 @@ def for_terminal(text: str, tty: bool) -> str:
     return _SGR_OR_CONTROL.sub(lambda m: m.group(1) or cell(m.group()), text)
 
 
+#: Columns are padded to their widest cell up to this: a longer one (a 200-character DAG name)
+#: is printed whole on its own row, not padded into every other row (a QA pass).
+MAX_PAD = 48
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[cell(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    widths = [min(MAX_PAD, max(len(row[i]) for row in cells)) for i in range(len(headers))]
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
