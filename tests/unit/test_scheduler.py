@@ -399,16 +399,19 @@ def test_an_attempt_ends_when_its_process_did_not_when_its_result_arrived() -> N
     s = make(clock)
     w = worker(s)
     ch = Changes()
-    d = dag(s, [{"id": "a"}, {"id": "b", "attempts": 1}, {"id": "skewed"}, {"id": "ahead"}], ch)
+    d = dag(s, [{"id": "a"}, {"id": "b", "attempts": 1}, {"id": "skewed"}, {"id": "ahead"},
+                {"id": "inf"}], ch)
     jobs = by_name(s, d)
-    s.take(w, 4, ch)
+    s.take(w, 5, ch)
     clock.t += 45.0
     assert s.finish(jobs["a"].id, 1, 0, None, False, ch, ended_at=1005.0)
     assert s.finish(jobs["b"].id, 1, 2, None, False, ch, ended_at=1006.0)
     assert s.finish(jobs["skewed"].id, 1, 0, None, False, ch, ended_at=900.0)
     assert s.finish(jobs["ahead"].id, 1, 0, None, False, ch, ended_at=2000.0)
+    assert s.finish(jobs["inf"].id, 1, 0, None, False, ch, ended_at=float("-inf"))
     finished = {s.jobs[i].job_id: ch.jobs[i]["finished_at"] for i in d.jobs}
-    assert finished == {"a": 1005.0, "b": 1006.0, "skewed": 1000.0, "ahead": 1045.0}
+    assert finished == {"a": 1005.0, "b": 1006.0, "skewed": 1000.0, "ahead": 1045.0,
+                        "inf": 1045.0}
     attempts = {job_id: fields["finished_at"] for job_id, _, fields in ch.done_attempts}
     assert attempts[jobs["a"].id] == 1005.0 and attempts[jobs["b"].id] == 1006.0
 

@@ -8,6 +8,8 @@ runs a finished, unsuccessful job again, and its SKIPPED descendants wait for it
 
 from __future__ import annotations
 
+import math
+
 from titan.master.scheduling import gates, services
 from titan.master.scheduling.protocol import SchedulerCore
 from titan.master.scheduling.state import (
@@ -64,9 +66,10 @@ class JobOutcomes:
             self.requeue_unspent(job, ch, reason)
             return True
         end = now
-        if ended_at is not None:
-            end = min(now, max(ended_at, job.started_at if job.started_at is not None
-                               else ended_at))
+        if ended_at is not None and job.started_at is not None and math.isfinite(ended_at):
+            # A worker's word, kept within what the master knows: not before the attempt's
+            # start, not after now (a hostile or skewed clock moves nothing else).
+            end = min(now, max(ended_at, job.started_at))
         if exit_code == 0 and not timed_out:
             ch.done_attempts.append((job_id, attempt, {"state": COMPLETED, "exit_code": 0,
                                                        "finished_at": end}))
