@@ -172,8 +172,12 @@ class LeaderGate:
                 log.warning("leader heartbeat failed: %s", exc)
             if not await asyncio.to_thread(leadership.holds_lock):
                 info = await asyncio.to_thread(leadership.leader)
-                raise NotLeader("another master holds the leadership lock",
-                                details=describe(info))
+                known = describe(info)
+                newer = known["leader"] and known["epoch"] != leadership.epoch
+                where = f"the leader at {known['leader']}" if newer else "another master"
+                # Worded as the fenced write's NotLeader: either way this master was replaced.
+                raise NotLeader(f"this master was replaced by {where}, which holds the "
+                                "leadership lock", details=known)
             await asyncio.sleep(self.heartbeat)
 
     def _stop(self, exc: NotLeader) -> None:
