@@ -7,6 +7,13 @@ providers' keys are passed by default). A variable already in the environment wi
 are never logged, printed or recorded (a model call records its messages and parameters,
 never the environment).
 
+Only a file the user may trust is read (as OpenSSH reads ``authorized_keys``): a regular
+file owned by the user (or root) that no other user may write. A ``.env`` another local user
+left in a shared directory, or made writable by others, would otherwise point the SDK's model
+calls at their server with the user's key. Inside a Titan job, only the job's own project
+folder's ``.env`` is read: the worker's shared folder is written by every job it runs, so a
+``.env`` there is another job's word. A skipped file is named in a warning, never read.
+
 The format is the common one: ``KEY=value`` lines, an optional ``export`` in front, values in
 single or double quotes (double-quoted ones may hold ``\\n``), ``#`` comments on their own line
 or after an unquoted value. A line that is none of these is skipped, named by its line number
@@ -18,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -52,21 +60,94 @@ def parse(text: str) -> tuple[dict[str, str], list[int]]:
     return values, bad
 
 
+def _job_refuses(path: Path) -> bool:
+    """Inside a Titan job, whether ``path`` lies outside the job's own project folder (a plain
+    script's working directory is the worker's shared folder, which every job writes)."""
+    if not os.environ.get("TITAN_WORKSPACE"):
+        return False  # not a job
+    project = os.environ.get("TITAN_PROJECT_DIR")
+    if project:
+        try:
+            path.resolve().relative_to(Path(project).resolve())
+            return False
+        except (OSError, ValueError):
+            pass
+    return True
+
+
+def _private_group(st: os.stat_result) -> bool:
+    """Whether the file's group is its owner's alone (a user-private group, as Debian and
+    Ubuntu make one per user, with umask 002): then group-writable is writable by no one
+    else. Debian's OpenSSH makes the same exception."""
+    try:
+        import grp
+        import pwd
+
+        group, owner = grp.getgrgid(st.st_gid), pwd.getpwuid(st.st_uid)
+    except (ImportError, KeyError):
+        return False
+    return owner.pw_gid == st.st_gid and set(group.gr_mem) <= {owner.pw_name}
+
+
+def _untrusted(st: os.stat_result) -> str | None:
+    """Why a ``.env`` with this status is not the user's to trust, or None."""
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    if uid is None:
+        return None  # Windows: no owners to compare
+    if st.st_uid not in (uid, 0):
+        return "it belongs to another user"
+    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and not _private_group(st)):
+        return "other users may write it (chmod go-w)"
+    return None
+
+
+def _read_trusted(path: Path) -> str | None:
+    """The text of ``path`` if the user may trust it (see the module's docstring); None when
+    there is none, and a warning when there is one that is not read."""
+    try:
+        # O_NONBLOCK: a FIFO planted as .env must not hang the process that opens it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        why = _untrusted(os.fstat(fd))  # the file opened, not whatever the path names now
+        if why is None:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                return fh.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
+    log.warning("ignoring %s: %s; its variables were not loaded", path, why)
+    return None
+
+
 def load(directory: str | os.PathLike[str] | None = None,
          environ: MutableMapping[str, str] | None = None) -> list[str]:
     """Add the variables of ``<directory>/.env`` (default: the working directory) that the
-    environment does not set yet; returns their names. Each file is read once per process."""
+    environment does not set yet; returns their names. Each file is read once per process;
+    one the user may not trust is skipped with a warning (see the module's docstring)."""
     env = os.environ if environ is None else environ
     path = Path(directory if directory is not None else Path.cwd()) / ".env"
     try:
         resolved = path.resolve()
-        if environ is None and resolved in _loaded:
-            return []
-        text = resolved.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    except OSError:
+        return []
+    if environ is None and resolved in _loaded:
         return []
     if environ is None:
-        _loaded.add(resolved)
+        _loaded.add(resolved)  # read, or refused, once: one warning per process
+    if _job_refuses(resolved):
+        if resolved.exists():
+            log.warning("ignoring %s: a job reads .env only from its own project folder "
+                        "(this folder is written by every job of the worker)", path)
+        return []
+    text = _read_trusted(resolved)
+    if text is None:
+        return []
     values, bad = parse(text)
     if bad:
         log.warning("%s: lines %s are not KEY=value and were skipped", path,

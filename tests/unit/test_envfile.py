@@ -4,6 +4,7 @@ never logging a value."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,54 @@ def test_load_adds_what_the_environment_lacks_and_logs_no_value(
 def test_no_file_no_change(tmp_path: Path) -> None:
     env: dict[str, str] = {}
     assert envfile.load(tmp_path, env) == [] and env == {}
+
+
+def test_a_file_others_may_write_is_not_read(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A .env another local user could have written would point the SDK's model calls, key
+    included, at their server (a QA pass): it is named in a warning and not read."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("TITAN_LLM_API_BASE=http://127.0.0.1:9/v1\n")
+    env_file.chmod(0o666)
+    env: dict[str, str] = {}
+    with caplog.at_level(logging.WARNING, logger="titan"):
+        assert envfile.load(tmp_path, env) == [] and env == {}
+    assert "other users may write it" in caplog.text and str(env_file) in caplog.text
+    env_file.chmod(0o600)
+    assert envfile.load(tmp_path, env) == ["TITAN_LLM_API_BASE"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="giving a file to another user needs root")
+def test_a_file_of_another_user_is_not_read(tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("TITAN_LLM_API_BASE=http://127.0.0.1:9/v1\n")
+    env_file.chmod(0o644)
+    os.chown(env_file, 65534, 65534)  # nobody's
+    env: dict[str, str] = {}
+    with caplog.at_level(logging.WARNING, logger="titan"):
+        assert envfile.load(tmp_path, env) == [] and env == {}
+    assert "belongs to another user" in caplog.text
+
+
+def test_a_fifo_planted_as_dotenv_neither_hangs_nor_is_read(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / ".env")
+    env: dict[str, str] = {}
+    assert envfile.load(tmp_path, env) == [] and env == {}
+
+
+def test_inside_a_job_only_its_project_folder_s_dotenv_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared, project = tmp_path / "shared", tmp_path / "projects" / "p1"
+    for folder in (shared, project):
+        folder.mkdir(parents=True)
+        (folder / ".env").write_text("GEMINI_API_KEY=k\n")
+        (folder / ".env").chmod(0o600)
+    monkeypatch.setenv("TITAN_WORKSPACE", str(shared))
+    monkeypatch.setenv("TITAN_PROJECT_DIR", str(project))
+    env: dict[str, str] = {}
+    assert envfile.load(shared, env) == []
+    assert envfile.load(project, env) == ["GEMINI_API_KEY"]
+    monkeypatch.delenv("TITAN_PROJECT_DIR")  # a plain script's job
+    assert envfile.load(project, {}) == []
