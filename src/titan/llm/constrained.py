@@ -18,6 +18,20 @@ import ctypes
 import math
 from typing import Any
 
+# llama-cpp-python's schema grammars (0.3.x) let a string hold any character but ``"`` and
+# ``\``: raw newlines and other control characters too, which JSON forbids inside strings.
+# The 0.5B model wrote a newline inside the research evaluator's reason, json.loads refused
+# the "constrained" output, the repair did the same, and seed 001's agent failed at its first
+# evaluation (a QA pass). llama.cpp's own json.gbnf excludes them; so does this.
+_LOOSE_CHAR = 'char ::= [^"\\\\]'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
+
+
+def strict_strings(gbnf: str) -> str:
+    """A schema grammar whose strings take no raw control character (JSON's rule)."""
+    return "\n".join(_STRICT_CHAR + line[len(_LOOSE_CHAR):]
+                      if line.startswith(_LOOSE_CHAR) else line for line in gbnf.split("\n"))
+
 
 def llama_class() -> type:
     """``llama_cpp.Llama`` with rejection-sampled grammars (imported on first use)."""
@@ -41,7 +55,8 @@ def _build() -> type:
         def __init__(self, chain: Any, model: Any, grammar: Any, n_vocab: int) -> None:
             self.chain = chain  # the usual chain, built without the grammar
             self.grammar = llama_cpp.llama_sampler_init_grammar(
-                model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8"))
+                model.vocab, strict_strings(grammar._grammar).encode("utf-8"),
+                grammar._root.encode("utf-8"))
             if not self.grammar:
                 raise ValueError("llama.cpp could not compile the JSON grammar")
             self.n_vocab = n_vocab

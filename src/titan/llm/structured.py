@@ -50,13 +50,23 @@ def extract_json(text: str) -> Any:
         end = text.rfind("}" if text[start] == "{" else "]")
         if start < end:
             candidates.append(text[start:end + 1])
+    candidates = [c for c in candidates if c]
+    last_error: ValueError | None = None  # the bracketed span's, when there is one: last
     for candidate in candidates:
-        if not candidate:
-            continue
         try:
             return json.loads(candidate)
+        except ValueError as exc:
+            last_error = exc
+    # A raw newline or tab inside a string is the usual fault of a small model's JSON (and of
+    # grammars that let it through): the value is plain, so take it rather than fail a stage.
+    for candidate in candidates:
+        try:
+            return json.loads(candidate, strict=False)
         except ValueError:
             continue
+    if last_error is not None and starts and start < end:
+        # Something bracketed, only broken: say how, not that there was no JSON.
+        raise ValueError(f"the output is not valid JSON ({last_error})")
     raise ValueError("no JSON value found in the output")
 
 
