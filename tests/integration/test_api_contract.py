@@ -140,6 +140,12 @@ def test_store_keys_are_listed_past_a_page(cluster: Cluster,
     for path in ("/store/values/%FF", "/store?prefix=%FF", "/runs?agent_id=%C3"):
         status, body = call(cluster, "GET", path)
         assert "UTF-8" in assert_error(status, body, 400, "invalid_request")["message"], path
+    # A file name with a line break matched no route: a bare 404 where other control
+    # characters get the name's 400 (a QA pass).
+    for method in ("PUT", "GET"):
+        status, body = call(cluster, method, "/files/x%0Ay")
+        error = assert_error(status, body, 400, "invalid_request")
+        assert error["details"] == {"field": "name", "name": "x\ny"}, body
     status, body = call(cluster, "GET", "/store/values/%EF%BF%BD")  # U+FFFD itself is a key
     assert status == 200 and body == {"key": "\ufffd", "value": None}
 

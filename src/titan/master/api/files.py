@@ -135,9 +135,10 @@ async def get_blob(c: CtxDep, p: Fetcher, sha256: str, request: Request) -> Resp
     return await blob_response(c.blobs, request, sha256, headers={"X-Titan-Sha256": sha256})
 
 
-# `{name:path}`: a name with an encoded '/' (``..%2Fx``) must reach check_filename and get its
-# 400, not fall through the router as an unknown path.
-@router.put("/files/{name:path}", status_code=201, summary="Upload a named file (upload_file)")
+# `{name:anytext}`: a name with an encoded '/' (``..%2Fx``) or a line break (``x%0Ay``) must
+# reach check_filename and get its 400, not fall through the router as an unknown path
+# (Starlette's `path` stops at a line break: a bare 404).
+@router.put("/files/{name:anytext}", status_code=201, summary="Upload a named file (upload_file)")
 async def put_file(c: CtxDep, p: Writer, name: str, request: Request) -> Row:
     check_filename(name)
     sha, size = await _store_body(c, request)
@@ -155,7 +156,7 @@ async def list_files(c: CtxDep, p: Reader, dag_id: DagFilter = None,
             "next": rows[-1]["id"] if len(rows) == limit else None}
 
 
-@router.get("/files/{name:path}", summary="Download the latest file with this name (fetch_artifact)")
+@router.get("/files/{name:anytext}", summary="Download the latest file with this name (fetch_artifact)")
 async def get_file(c: CtxDep, p: Fetcher, name: str, request: Request) -> Response:
     check_filename(name)
     _worker_may_fetch(c, p, archive=name)
