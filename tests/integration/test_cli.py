@@ -414,3 +414,24 @@ def test_a_project_folder_uploaded_from_the_shell_runs_archive_jobs(cluster: Clu
     assert refused.returncode != 0 and "--name names a project folder" in refused.stderr
     assert "uploaded notes.txt" in titan(cluster, "files", "upload",
                                           str(tmp_path / "notes.txt")).stdout
+
+
+def test_workers_lists_jobs_no_worker_can_run_as_a_table(cluster: Cluster) -> None:
+    """`titan workers` printed each such job as a Python dict (a QA pass)."""
+    script = cluster.script("nowhere.py", "print('never')\n")
+    client = cluster.client()
+    dag = client.submit_dag("cli_nowhere", [TitanJob(job_id="stuck", filename=script,
+                                                     requirement="CLI_NOWHERE")])
+    try:
+        deadline = time.monotonic() + 10
+        while not any(w["requirement"] == "CLI_NOWHERE"
+                      for w in client.get_workers()["unschedulable"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        out = titan(cluster, "workers").stdout
+        assert "waiting for a capability no live worker offers:" in out, out
+        (row,) = [line for line in out.splitlines() if "CLI_NOWHERE" in line]
+        assert row.split()[:2] == [f"cli_nowhere#{dag['run']}/stuck", "CLI_NOWHERE"], out
+        assert "{'" not in out
+    finally:
+        client.cancel(dag["ref"])

@@ -314,8 +314,15 @@ def cmd_workers(args: argparse.Namespace) -> int:
     queues = {k: v for k, v in (info.get("queues") or {}).items() if v}
     if queues:
         print("\nready: " + ", ".join(f"{k} {v}" for k, v in sorted(queues.items())))
-    for item in info.get("unschedulable") or []:
-        print(f"unschedulable: {item}")
+    waiting = info.get("unschedulable") or []
+    if waiting:
+        print("\nwaiting for a capability no live worker offers:")
+        table(["JOB", "NEEDS", "REASON"],
+              [[w.get("ref") or w.get("job_id"), w.get("requirement"), w.get("reason")]
+               for w in waiting])
+        listed = sum((info.get("unschedulable_counts") or {}).values()) - len(waiting)
+        if listed > 0:
+            print(f"... and {listed} more (titan workers --json has the counts)")
     return 0
 
 

@@ -314,10 +314,11 @@ async def workers_view(engine: Engine) -> Row:
     # TPU made the answer (and the Cluster page, refreshed live) megabytes.
     counts = {cap: len(ids) for cap, ids in sched.unschedulable.items() if ids}
     waiting = [
-        {"id": j.id, "job_id": j.job_id, "dag_id": j.dag_id, "requirement": cap, "reason": j.reason}
+        {"id": j.id, "job_id": j.job_id, "dag_id": j.dag_id, "dag": dag.name, "run": dag.run,
+         "ref": f"{dag.name}#{dag.run}/{j.job_id}", "requirement": cap, "reason": j.reason}
         for cap, ids in sched.unschedulable.items()
         for jid in heapq.nsmallest(UNSCHEDULABLE_LISTED, ids)
-        if (j := sched.jobs.get(jid)) is not None
+        if (j := sched.jobs.get(jid)) is not None and (dag := sched.dags.get(j.dag_id))
     ]
     now = time.time()
     running = [
