@@ -131,7 +131,7 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
             raise ConfigError(f"TLS: cannot use {config.tls_cert} with {config.tls_key} "
                               f"(a PEM certificate and its key?): {exc}") from None
     try:
-        blobs = open_blob_store(config.blob_settings(), storage)
+        blobs = open_blob_store(config.blob_settings(), storage, announce=False)
     except ConfigError:
         raise
     except Exception as exc:  # OSError, botocore's NoCredentialsError, ClientError...

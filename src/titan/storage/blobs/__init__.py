@@ -78,11 +78,13 @@ class BlobSettings:
                           f"s3://bucket/prefix, not {store!r}")
 
 
-def open_blob_store(settings: BlobSettings, storage: Storage) -> BlobStore:
+def open_blob_store(settings: BlobSettings, storage: Storage, *, announce: bool = True) -> BlobStore:
     """The store ``settings`` name; ``storage`` is the master's open database (the database
-    store opens an engine of its own on it)."""
+    store opens an engine of its own on it). ``announce``: log which store it is (not for a
+    check made before the master opens it for good, which logged it twice)."""
     store = _open(settings, storage)
-    log.info("blob store: %s", store.description)
+    if announce:
+        log.info("blob store: %s", store.description)
     return store
 
 
