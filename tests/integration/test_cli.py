@@ -203,6 +203,42 @@ def test_titan_up_stops_when_its_worker_cannot_start(tmp_path: Path) -> None:
     assert "the local worker exited at start (exit code 2); stopping" in said
 
 
+def test_titan_up_restarts_a_worker_killed_soon_after_its_start(tmp_path: Path) -> None:
+    """A worker killed by a signal within the start grace (the OOM killer, a kill -9) had
+    started: `titan up` stopped the whole cluster as if it could not start (a QA pass)."""
+    port, dash = free_port(), free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "titan", "up", "--port", str(port), "--dashboard-port", str(dash),
+         "--data-dir", str(tmp_path / "data"), "--slots", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    assert proc.stdout is not None
+    try:
+        lines = []
+        while not lines or "Ctrl-C" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1] or proc.poll() is None, "".join(lines)
+        pids = subprocess.run(["pgrep", "-f", f"titan worker --master http://127.0.0.1:{port}"],
+                              capture_output=True, text=True).stdout.split()
+        assert pids, "".join(lines)
+        for pid in pids:
+            os.kill(int(pid), signal.SIGKILL)
+        while "starting it again" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1], "titan up stopped:\n" + "".join(lines)
+        assert "exited at start" not in "".join(lines)
+        check = ("from titan_sdk import TitanClient, TitanJob\nc = TitanClient()\n"
+                 f"c.submit_job(TitanJob(job_id='after', filename={str(tmp_path / 'j.py')!r}))\n"
+                 "print(c.wait('after', timeout=60)['state'])\n")
+        (tmp_path / "j.py").write_text("print('ran')\n")
+        ran = subprocess.run([sys.executable, "-c", check], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=90)
+        assert ran.stdout.strip() == "COMPLETED", ran.stdout + ran.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+
+
 def test_titan_up_prints_where_things_are_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port, dash = free_port(), free_port()
     data = tmp_path / "data"
@@ -435,3 +471,13 @@ def test_workers_lists_jobs_no_worker_can_run_as_a_table(cluster: Cluster) -> No
         assert "{'" not in out
     finally:
         client.cancel(dag["ref"])
+
+
+def test_the_banner_keeps_the_admin_token_out_of_a_log(cluster: Cluster) -> None:
+    """A master whose output goes to a file (systemd's journal, `docker logs`: the deployment
+    recipes) wrote its admin token there in the one-click link (a QA pass). Off a terminal,
+    the banner names the dashboard and `titan dashboard`, which prints the link on demand."""
+    log = (cluster.root / "master.log").read_text(errors="replace")
+    dashboard = [line for line in log.splitlines() if line.startswith("Dashboard")]
+    assert dashboard and "titan dashboard" in dashboard[0], log[-2000:]
+    assert "token=" not in log and cluster.admin_token not in log

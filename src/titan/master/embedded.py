@@ -129,7 +129,10 @@ def run_up(config: MasterConfig, slots: int | None = None,
                 return
             code = worker.proc.returncode if worker.proc is not None else None
             lived = time.monotonic() - began
-            if first and lived < START_GRACE:
+            # Killed by a signal (the OOM killer, a kill -9) is not "could not start": a worker
+            # that cannot start says why and exits with a code. That one stopped the cluster
+            # when it came within the grace, jobs running and all (a QA pass).
+            if first and lived < START_GRACE and (code is None or code >= 0):
                 failed.append(f"the local worker exited at start (exit code {code})")
                 print(f"titan up: {failed[0]}; stopping", file=sys.stderr, flush=True)
                 server.should_exit = True

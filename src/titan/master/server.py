@@ -9,6 +9,7 @@ import logging
 import signal
 import socket
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -237,10 +238,16 @@ def serve(server: Server, sockets: list[socket.socket]) -> None:
 
 def banner(config: MasterConfig) -> None:
     print(f"Titan master  {config.api_url}/api/v1   (data: {config.data_path})", flush=True)
-    if config.dashboard_port:
+    if config.dashboard_port and sys.stdout.isatty():
         print(f"Dashboard     {sign_in_link(config)}", flush=True)
         print("              (one-click sign-in: the link carries the admin token; keep it to "
               "yourself)", flush=True)
+    elif config.dashboard_port:
+        # Not a terminal: a service's journal or `docker logs`, which other people read. The
+        # link would put the admin token there, kept 0600 on disk everywhere else.
+        link = sign_in_link(config).split("/login?")[0] + "/"
+        print(f"Dashboard     {link}   (sign in: `titan dashboard` prints a one-click link, "
+              "as the master's user)", flush=True)
     print(f"Admin token   {config.data_path / 'admin.token'}", flush=True)
     if config.tls_cert:
         from titan.client.tls import fingerprint
