@@ -434,6 +434,22 @@ def test_workers(storage: Storage) -> None:
         assert w["registered_at"] == 1.0
 
 
+def test_workers_long_gone_are_forgotten(storage: Storage) -> None:
+    """Every restart and --burst run registers a worker: the list grew for ever (a QA pass)."""
+    def worker(wid: str, state: str, seen: float) -> dict[str, object]:
+        return {"id": wid, "name": wid, "hostname": "h", "capabilities": ["GENERAL"],
+                "slots": 1, "state": state, "registered_at": 1.0, "last_seen_at": seen}
+    with storage.transaction() as tx:
+        for row in (worker("old-stopped", "stopped", 10.0), worker("old-lost", "lost", 10.0),
+                    worker("old-live", "live", 10.0), worker("new-lost", "lost", 500.0)):
+            tx.upsert_worker(row)
+    with storage.transaction() as tx:
+        assert sorted(tx.forget_workers(100.0)) == ["old-lost", "old-stopped"]
+    with storage.transaction() as tx:
+        assert sorted(w["id"] for w in tx.list_workers()) == ["new-lost", "old-live"]
+        assert tx.forget_workers(100.0) == []
+
+
 def test_a_version_1_database_gains_the_gate_columns(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """An existing database (made before approval gates) is brought up to date on open."""
     url = f"sqlite:///{tmp_path / 'old.db'}"

@@ -6,11 +6,13 @@ import json
 import os
 import pty
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -481,3 +483,33 @@ def test_the_banner_keeps_the_admin_token_out_of_a_log(cluster: Cluster) -> None
     dashboard = [line for line in log.splitlines() if line.startswith("Dashboard")]
     assert dashboard and "titan dashboard" in dashboard[0], log[-2000:]
     assert "token=" not in log and cluster.admin_token not in log
+
+
+def test_workers_gone_a_week_leave_the_list(make_cluster: Any) -> None:
+    """Every restart and --burst run registered a worker that stayed listed for ever (a QA
+    pass): a master forgets the ones stopped or lost more than a week ago."""
+    c = make_cluster(lease_seconds=3.0)
+    c.start_master()
+    old = c.add_worker(name="old-box", slots=1)
+    c.add_worker(name="recent-box", slots=1)
+    old.terminate()
+    old.wait(timeout=30)
+    client = c.client()
+    deadline = time.monotonic() + 30
+    while [w["state"] for w in client.list_workers() if w["name"] == "old-box"] != ["stopped"]:
+        assert time.monotonic() < deadline, client.list_workers()
+        time.sleep(0.1)
+    c.kill_master()
+    db = sqlite3.connect(c.data / "titan.db")
+    with db:
+        db.execute("UPDATE workers SET last_seen_at = ? WHERE name = 'old-box'",
+                   (time.time() - 8 * 86400,))
+    db.close()
+    c.start_master()
+    client = c.client()
+    deadline = time.monotonic() + 30
+    while any(w["name"] == "old-box" for w in client.list_workers()):
+        assert time.monotonic() < deadline, client.list_workers()
+        time.sleep(0.2)
+    assert "old-box" not in titan(c, "workers").stdout
+    assert any(w["name"] == "recent-box" for w in client.list_workers())

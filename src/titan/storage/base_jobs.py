@@ -173,4 +173,9 @@ class JobsTransaction(abc.ABC):
 
     @abc.abstractmethod
     def list_workers(self) -> list[Row]:
-        """All workers ever registered, newest first."""
+        """All workers on record, newest first."""
+
+    @abc.abstractmethod
+    def forget_workers(self, before: float) -> list[str]:
+        """Delete the workers stopped or lost that were last heard from before ``before``
+        (epoch seconds); their ids."""

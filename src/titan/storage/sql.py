@@ -268,6 +268,14 @@ class SQLTransaction(JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQ
         rows = self.conn.execute(select(t.workers).order_by(t.workers.c.registered_at.desc()))
         return [dict(r._mapping, capabilities=json.loads(r.capabilities)) for r in rows]
 
+    def forget_workers(self, before: float) -> list[str]:
+        c = t.workers.c
+        gone = (c.state.in_(("stopped", "lost")), c.last_seen_at < before)
+        ids = [r.id for r in self.conn.execute(select(c.id).where(*gone))]
+        if ids:
+            self.conn.execute(delete(t.workers).where(c.id.in_(ids), *gone))
+        return ids
+
 
 class SQLStorage(Storage):
     """Storage over a SQLAlchemy engine; ``insert`` is the dialect's ON CONFLICT-capable insert."""

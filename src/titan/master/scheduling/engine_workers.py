@@ -2,7 +2,7 @@
 
 Part of :class:`~titan.master.scheduling.engine.Engine` (a mixin). A worker is looked up (and
 seen) on every call it makes; one silent for a whole lease period is lost by the sweeper,
-which also prunes idempotency keys. Jobs leased to a worker go out with a job token, and a job
+which also prunes idempotency keys and forgets workers stopped or lost a week ago. Jobs leased to a worker go out with a job token, and a job
 token may write only while its attempt still owns the job.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from titan.errors import NotFound, StaleAttempt
@@ -21,6 +22,9 @@ from titan.master.scheduling.leasing import STALL_SECONDS
 from titan.master.scheduling.state import Changes, WorkerRec, assignment
 
 log = logging.getLogger("titan.master")
+
+#: A worker stopped or lost this long ago (seconds) leaves the list: its jobs keep its id.
+FORGET_WORKERS_AFTER = 7 * 86400.0
 
 
 class EngineWorkers:
@@ -64,6 +68,11 @@ class EngineWorkers:
                 next_prune = now + 60.0
                 pruned = self.writer.submit(prune(self.config.idempotency_ttl))
                 pruned.add_done_callback(_log_prune_failure)
+                # ... and workers long gone: every restart and --burst run registers a new
+                # one, and the list (the API's, the Cluster page's) grew for ever.
+                forgotten = self.writer.submit(
+                    partial(_forget_workers, before=now - FORGET_WORKERS_AFTER))
+                forgotten.add_done_callback(self._forgot_workers)
             for worker in list(self.sched.workers.values()):
                 # A draining worker too: one killed while it drained said nothing more. A
                 # worker parked in a poll too: it heartbeats all the same, and one frozen
@@ -71,6 +80,15 @@ class EngineWorkers:
                 if worker.state in ("live", "draining") \
                         and now - worker.last_seen > self.config.lease_seconds:
                     self.lose_worker_now(worker.id, "it missed its heartbeats")
+
+    def _forgot_workers(self: EngineCore, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            _log_prune_failure(fut)
+            return
+        for worker_id in fut.result():
+            worker = self.sched.workers.get(worker_id)
+            if worker is not None and worker.state not in ("live", "draining"):
+                del self.sched.workers[worker_id]
 
     def lose_worker_now(self: EngineCore, worker_id: str, why: str) -> None:
         """Count a worker lost now, not after a silent lease period (its credential ended)."""
@@ -96,6 +114,10 @@ class EngineWorkers:
         return out
 
 
+def _forget_workers(tx: Any, before: float) -> list[str]:
+    return list(tx.forget_workers(before))
+
+
 def _log_prune_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
-        log.warning("pruning idempotency keys failed: %r", fut.exception())
+        log.warning("housekeeping failed: %r", fut.exception())
