@@ -72,7 +72,7 @@ class EngineWorkers:
                 # one, and the list (the API's, the Cluster page's) grew for ever.
                 forgotten = self.writer.submit(
                     partial(_forget_workers, before=now - FORGET_WORKERS_AFTER))
-                forgotten.add_done_callback(self._forgot_workers)
+                forgotten.add_done_callback(partial(_drop_forgotten, self.sched.workers))
             for worker in list(self.sched.workers.values()):
                 # A draining worker too: one killed while it drained said nothing more. A
                 # worker parked in a poll too: it heartbeats all the same, and one frozen
@@ -80,15 +80,6 @@ class EngineWorkers:
                 if worker.state in ("live", "draining") \
                         and now - worker.last_seen > self.config.lease_seconds:
                     self.lose_worker_now(worker.id, "it missed its heartbeats")
-
-    def _forgot_workers(self: EngineCore, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            _log_prune_failure(fut)
-            return
-        for worker_id in fut.result():
-            worker = self.sched.workers.get(worker_id)
-            if worker is not None and worker.state not in ("live", "draining"):
-                del self.sched.workers[worker_id]
 
     def lose_worker_now(self: EngineCore, worker_id: str, why: str) -> None:
         """Count a worker lost now, not after a silent lease period (its credential ended)."""
@@ -116,6 +107,17 @@ class EngineWorkers:
 
 def _forget_workers(tx: Any, before: float) -> list[str]:
     return list(tx.forget_workers(before))
+
+
+def _drop_forgotten(workers: dict[str, WorkerRec], fut: asyncio.Future[Any]) -> None:
+    """The scheduler forgets them too (on the event loop, where it runs)."""
+    if fut.cancelled() or fut.exception() is not None:
+        _log_prune_failure(fut)
+        return
+    for worker_id in fut.result():
+        worker = workers.get(worker_id)
+        if worker is not None and worker.state not in ("live", "draining"):
+            del workers[worker_id]
 
 
 def _log_prune_failure(fut: asyncio.Future[Any]) -> None:
