@@ -187,8 +187,8 @@ def test_a_worker_whose_token_is_revoked_is_lost_and_fails_no_job(cl: Cluster) -
     # scripts, they ended FAILED for good (QA). Now the channel ends within seconds, the
     # worker is lost, and what it held runs elsewhere without spending an attempt.
     made = cl.api("POST", "/tokens", {"role": "worker", "name": "gamma-host"})
-    cl.add_worker(capabilities="GAMMA", slots=2, name="gamma",
-                  env={"TITAN_TOKEN": made["token"]})
+    revoked = cl.add_worker(capabilities="GAMMA", slots=2, name="gamma",
+                            env={"TITAN_TOKEN": made["token"]})
     client = cl.client()
     ok = cl.script("gamma_ok.py", "print('ran')\n")
     first = client.submit_job(TitanJob(job_id="gamma_before", filename=ok, requirement="GAMMA"))
@@ -203,7 +203,15 @@ def test_a_worker_whose_token_is_revoked_is_lost_and_fails_no_job(cl: Cluster) -
     while any(w["name"] == "gamma" for w in cl.live_workers()):
         assert time.monotonic() < deadline, "a revoked worker stayed live"
         time.sleep(0.2)
-    assert client.get_job("gamma_after")["state"] != "FAILED"
+    after = client.get_job("gamma_after")
+    assert after["state"] != "FAILED"
+    # Lost at its first refused call: the job did not go back and forth to it (it had
+    # reached attempt 500 before the channel's credential check).
+    assert after["attempt"] <= 3, after
+    # It leaves at once: it waited 30 s more to hand in reports no master would take.
+    started = time.monotonic()
+    assert revoked.wait(timeout=30) == 1
+    assert time.monotonic() - started < 10
     # A worker with a live token runs it.
     cl.add_worker(capabilities="GAMMA", slots=1, name="gamma2")
     done = client.wait_dag(later["id"], timeout=60)

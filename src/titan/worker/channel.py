@@ -340,8 +340,11 @@ class ChannelIntake(Intake):
         elif code == UNKNOWN_WORKER and not self._stopped.is_set():
             self._reattach()
         elif code is not None and 4400 <= code < 4500 and code != UNKNOWN_WORKER:
-            raise errors.APIError(f"the master closed the worker channel: {ws.close_reason}",
-                                  status=code - 4000)
+            # As the HTTP status it stands for: a refused credential is Unauthorized (the
+            # worker then leaves at once, no report of its being deliverable).
+            kind = {4401: errors.Unauthorized, 4403: errors.Forbidden}.get(code, errors.APIError)
+            raise kind(f"the master closed the worker channel: {ws.close_reason}",
+                       status=code - 4000)
 
     def _frame(self, message: dict[str, Any]) -> None:
         kind = message.get("t")

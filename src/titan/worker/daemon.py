@@ -208,6 +208,14 @@ class Worker(LeaseThread):
                 # that nothing more is on its way: keep trying a while (it may be
                 # restarting), not forever.
                 now = time.monotonic()
+                if isinstance(self._fatal, (errors.Unauthorized, errors.Forbidden)):
+                    # Its credential refused (a revoked token): no report of it will ever be
+                    # taken. It waited the whole flush time all the same (an ops QA pass).
+                    log.error("the master refuses this worker's credential: %d report(s) "
+                              "cannot be delivered (their jobs run again elsewhere); leaving",
+                              len(self._reporter.unacked()))
+                    self._stop_graceful()
+                    return 1
                 if flush_deadline is None:
                     flush_deadline = now + DRAIN_FLUSH_TIMEOUT
                 elif now >= flush_deadline:

@@ -102,6 +102,10 @@ async def _worker_credential(c: Ctx, credential: str) -> auth.Principal:
             issuer = auth.Principal(role=row["role"], token_id=row["id"], name=row["name"])
         c.tokens.put(key, issuer)
     if issuer is None or issuer.role not in auth.WORKER:
+        if found.worker:
+            # Lost now, not at the channel's next credential check (2 s): meanwhile a job it
+            # could not fetch went back and forth to it, hundreds of attempts (a QA pass).
+            c.engine.lose_worker_now(found.worker, "its worker token was revoked")
         raise Unauthorized("the worker token this credential came from was revoked")
     return auth.Principal(role="worker", token_id=issuer.token_id, name=issuer.name,
                           worker=found.worker)
