@@ -40,7 +40,10 @@ _c_encode = None if _make_c_encoder is None else _make_c_encoder(
 #: (``{"actions": [{"inputs": ...}]}``).
 MAX_DEPTH = 61
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_STRING_OR_INT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?[0-9]{19,}')
+# Whole tokens: a string, or a number with its fraction and exponent. Digits alone matched
+# the 20 after a float's point too (0.00023436546325683594 became 0."000234..."), and the
+# master refused the batch, every action in it lost (a QA pass).
+_STRING_OR_INT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?')
 _PARENS = bytes(40 if i in b"[{" else 41 if i in b"]}" else i for i in range(256))
 _NOT_STRUCTURE = bytes(i for i in range(256) if i not in b'"[]{}')
 _DIGITS = bytes(48 if 48 <= i <= 57 else 120 for i in range(256))  # digits as 0, others x
@@ -149,7 +152,7 @@ def _int64_or_text(match: re.Match[str]) -> str:
     numbers that fit come back as they were)."""
     token = match.group()
     digits = token.lstrip("-")
-    if token[0] == '"' or len(digits) == 19 and digits <= (
+    if token[0] == '"' or len(digits) < 19 or not digits.isdigit() or len(digits) == 19 and digits <= (
             "9223372036854775808" if token[0] == "-" else "9223372036854775807"):
         return token
     return f'"{token}"'
