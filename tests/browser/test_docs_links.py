@@ -39,7 +39,7 @@ def test_a_recommendation_links_to_its_docs_section(cluster: Cluster, dash: Dash
                                                     page: Any, artifacts: Path) -> None:
     cluster.api("POST", "/runs", {"id": "docs-det", "agent_id": "docs"})
     cluster.api("POST", "/runs/docs-det/actions", {"actions": [{
-        "id": "d1", "actor": "main", "channel": "tool", "name": "generate_report",
+        "id": "d1", "actor": "main", "channel": "custom", "name": "generate_report",
         "started_at": time.time(), "inputs": {"topic": "sales"},
         "outputs": {"report": "Q3", "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}}]})
     cluster.api("PATCH", "/runs/docs-det", {"status": "completed"})

@@ -132,7 +132,7 @@ def test_determinism_findings_link_to_their_section(cluster: Cluster,
                                                     anon: httpx.Client) -> None:
     cluster.api("POST", "/runs", {"id": "docs-links", "agent_id": "docs"})
     cluster.api("POST", "/runs/docs-links/actions", {"actions": [{
-        "id": "a1", "actor": "main", "channel": "tool", "name": "generate_report",
+        "id": "a1", "actor": "main", "channel": "custom", "name": "generate_report",
         "started_at": time.time(), "inputs": {"topic": "sales"},
         "outputs": {"report": "Q3", "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "report_id": "3f2b9c1e-8a4d-4e2b-9b7a-1c2d3e4f5a6b"}}]})

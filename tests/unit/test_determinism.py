@@ -465,10 +465,11 @@ def test_an_unparsable_file_is_one_low_finding() -> None:
 
 # -- dynamic: values in recorded outputs ---------------------------------------------------
 
-def row(seq: int, name: str, outputs: object, channel: str = "tool",
+def row(seq: int, name: str, outputs: object, channel: str = "custom",
         inputs: object = None, raw: bool = False) -> dict[str, object]:
     """An action row as the store gives it: inputs and outputs as JSON text (``raw``: the
-    outputs text as given, such as a truncated preview)."""
+    outputs text as given, such as a truncated preview). ``custom``: a ``trace.action``
+    block's, which the agent's code computes."""
     return {"seq": seq, "name": name, "actor": "main", "channel": channel,
             "outcome": "success", "inputs": None if inputs is None else json.dumps(inputs),
             "outputs": outputs if raw else json.dumps(outputs)}
@@ -564,6 +565,18 @@ def test_truncated_outputs_are_scanned_as_text() -> None:
     rows = [row(7, "dump", '{"at": "2025-05-30 10:11:12", "pid": 99, "rest": "abc', raw=True)]
     found_ = dynamic_findings(rows)
     assert set(found_) == {("timestamp_in_output", "dump"), ("pid_in_output", "dump")}
+
+
+def test_what_the_world_answered_is_served_on_replay_and_not_reported() -> None:
+    """A ticket API's server-made id and creation time were reported HIGH, "will differ on
+    replay", against a replay that served them and matched 100 % (a QA pass)."""
+    answer = {"ticket": str(uuid.uuid4()), "created_at": datetime.now(UTC).isoformat(),
+              "token": "aB3dE5fG7hJ9kL1mN3pQ"}
+    rows = [row(i, "create_ticket", answer, channel=channel)
+            for i, channel in enumerate(("tool", "llm", "network"))]
+    assert dynamic_findings(rows) == {}
+    made = row(3, "summary", {"at": datetime.now(UTC).isoformat()})  # the agent's own code
+    assert set(dynamic_findings([*rows, made])) == {("timestamp_in_output", "summary")}
 
 
 def test_thirty_thousand_actions() -> None:

@@ -1,8 +1,9 @@
 """Dynamic analysis: values in a run's recorded outputs that will differ on the next run.
 
 An output holding the current time, a fresh UUID, a process id or a random-looking token
-cannot come out the same twice. Outputs of the ``clock`` and ``random`` channels are left
-alone: those are ``titan.trace.now()/uuid()/random()``, recorded so that replays get them
+cannot come out the same twice. What the world answered (``tool``, ``llm`` and ``network``
+outputs) is served by a replay as recorded, and is left alone; so are the outputs of the
+``clock`` and ``random`` channels: those are ``titan.trace.now()/uuid()/random()``, recorded so that replays get them
 back, and a value that first appeared there (or in the action's own inputs) is not reported
 in a later output either.
 
@@ -26,6 +27,11 @@ from typing import Any
 from titan.trace.determinism.findings import RANK, Finding, make
 
 AMBIENT = ("clock", "random")  # Titan's recorded ambient values: the fix, not a problem
+# What the world answered (a tool's result, a model's reply, a fetched page): a replay serves
+# it as recorded, so a server-made id or creation time there is the same on replay. Reported,
+# it read "will differ on replay" with advice (pass the time in) that fits no API's answer,
+# against a replay that matched 100 % (a QA pass); the static analysis skips tool bodies too.
+SERVED = ("tool", "llm", "network")
 
 ISO = re.compile(r"(?<!\d)(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?"
                  r"(?:Z|[+-]\d\d:?\d\d)?(?!\d)")
@@ -82,7 +88,7 @@ def scan(actions: Iterable[dict[str, Any]], now: float | None = None) -> tuple[
     ambient_strings, clock = _recorded(rows)
     seen: dict[tuple[str, str], _Seen] = {}
     for row in rows:
-        if row.get("channel") in AMBIENT:
+        if row.get("channel") in AMBIENT or row.get("channel") in SERVED:
             continue
         text = _text(row.get("outputs"))
         if not text or not _worth_parsing(text):
