@@ -124,7 +124,7 @@ class StoreOps:
 
 
 #: How often a signal wait looks at the stages that could write it (seconds).
-STAGE_CHECK = 5.0
+STAGE_CHECK = 2.0
 #: What a stage that will never signal ended as; and one still going.
 _UNFINISHED = ("FAILED", "PARTIAL", "CANCELLED")
 _ACTIVE = ("WAITING", "RUNNING")
