@@ -27,9 +27,15 @@ the network::
         ├── Conflict             409: the state changed under you
         │   └── StaleAttempt     a result or write from an attempt that no longer owns the job
         ├── PayloadTooLarge      413: a value or upload over the documented limit
-        └── WaitTimeout          408: wait()/store_wait() gave up before the thing happened
+        ├── WaitTimeout          408: wait()/store_wait() gave up before the thing happened
+        ├── NotLeader            503: a standby; the leader answers
+        ├── DatabaseUnavailable  503: the database is away for now; ask again shortly
+        ├── MasterStopping       503: the master is stopping; the next one answers
+        └── BlobStoreUnwritable  507: the blob store's disk is full, read-only or not the
+                                 master's to write: nothing was stored; an operator must act
 
-A docstring is the default message. The master never answers 5xx on purpose: a 5xx is a bug.
+A docstring is the default message. Besides the 5xx above, said on purpose and named by their
+code, a 5xx (``internal_error``) is a bug.
 
 Outside the tree, on purpose: :class:`ReplayDiverged` (a ``BaseException``) stops a strict
 replay at its first divergence, and agent code's ``except Exception`` must not swallow it.
@@ -280,6 +286,18 @@ class MasterStopping(APIError):
     code = "master_stopping"
 
 
+# 507, not 503: in Titan a 503 means "ask again shortly" (clients and workers retry it, a
+# PUT for the client's whole restart grace), and a full disk or a read-only mount stays so
+# until an operator acts. 507 Insufficient Storage is HTTP's "the server cannot store the
+# representation", which is what each of these is.
+class BlobStoreUnwritable(APIError):
+    """The master's blob store cannot take a write (its disk is full, over quota, read-only,
+    or not the master's to write): nothing was stored."""
+
+    status = 507
+    code = "blob_store_unwritable"
+
+
 _BY_CODE: dict[str, type[APIError]] = {
     cls.code: cls
     for cls in (
@@ -297,6 +315,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         NotLeader,
         MasterStopping,
         DatabaseUnavailable,
+        BlobStoreUnwritable,
     )
 }
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -2,7 +2,9 @@
 
 The directory store on a temporary directory, the database store on a PostgreSQL database of
 this module's own, and the S3 store on a real (local) S3 server: moto's, started on a free
-port for this module.
+port for this module. What each keeps on the master's own disk (the directory store's files,
+the others' spool) goes to ``local_disk``: a temporary directory, or for a test of a full
+disk a small tmpfs (tests/small_disk.py).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests import small_disk
 from tests.conftest import IN_CI
-from titan.errors import ConfigError, NotFound, ValidationFailed
+from titan.errors import BlobStoreUnwritable, ConfigError, NotFound, ValidationFailed
 from titan.storage import open_storage
 from titan.storage import schema as t
 from titan.storage.blobs import CHUNK, BlobSettings, BlobStore, open_blob_store
@@ -84,13 +87,24 @@ def _s3_client(endpoint: str) -> Any:
     return boto3.client("s3", endpoint_url=endpoint)
 
 
+@pytest.fixture
+def local_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """Where a store keeps what it keeps on the master's disk; ``"tmpfs"`` (indirect): a
+    2 MiB disk of the test's own, to fill."""
+    if getattr(request, "param", None) != "tmpfs":
+        yield tmp_path
+        return
+    with small_disk.mounted(tmp_path / "disk", "2m") as disk:
+        yield disk
+
+
 @pytest.fixture(params=["directory", "postgres", "s3"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    spool = tmp_path / "spool"
+def backend(request: pytest.FixtureRequest, local_disk: Path) -> Iterator[Backend]:
+    spool = local_disk / "spool"
     if request.param == "directory":
-        store = open_blob_store(BlobSettings("directory", spool, directory=tmp_path / "blobs"),
+        store = open_blob_store(BlobSettings("directory", spool, directory=local_disk / "blobs"),
                                 None)  # type: ignore[arg-type]
-        tmp = tmp_path / "blobs" / "tmp"
+        tmp = local_disk / "blobs" / "tmp"
         yield Backend(store, lambda: sorted(tmp.iterdir()), lambda sha: None)
         return
     if request.param == "postgres":
@@ -260,6 +274,27 @@ def test_a_store_that_fails_midway_leaves_nothing(backend: Backend) -> None:
         store._store(sha(data), len(data), Broken(data))  # type: ignore[attr-defined]
     assert not store.exists(sha(data))
     assert backend.leftovers() == before
+
+
+@pytest.mark.parametrize("local_disk", ["tmpfs"], indirect=True)
+def test_a_full_disk_refuses_the_write_and_leaves_nothing(backend: Backend,
+                                                          local_disk: Path) -> None:
+    """The directory store's disk, or the spool's of the others: a refusal that says where
+    and what to do (a 507 to the client), not an OSError (a 500 "bug in the master"); no
+    temporary file left, nothing under the blob's name; and the same write once freed."""
+    store = backend.store
+    data = os.urandom(CHUNK + CHUNK // 2)  # past the in-memory spool: it goes to the disk
+    before = backend.leftovers()
+    filler = small_disk.fill(local_disk, leave=256 * 1024)  # the write starts, then fails
+    with pytest.raises(BlobStoreUnwritable, match="disk is full") as refused:
+        asyncio.run(store.write(_stream(data)))
+    assert refused.value.status == 507 and str(local_disk) in refused.value.message
+    assert not store.exists(sha(data))
+    assert backend.leftovers() == before
+    assert not any(p.is_file() for p in (local_disk / "spool").rglob("*"))
+    filler.unlink()
+    assert asyncio.run(store.write(_stream(data))) == (sha(data), len(data))
+    assert store.read_bytes(sha(data)) == data
 
 
 def test_invalid_names_are_refused(backend: Backend) -> None:

@@ -71,8 +71,10 @@ def check(response: httpx.Response | Reply, endpoint: Endpoint) -> None:
         raise errors.for_status(status)(
             f"HTTP {status} from {url_of(response)} is not a Titan master's answer "
             f"({said}): check the host and port", status=status, code="not_titan")
-    if status == 503 and code_of(body) in PASSING:
-        # Not a bug: the database is away for now, or the master is stopping: said so.
+    if status == 503 and code_of(body) in PASSING \
+            or code_of(body) == errors.BlobStoreUnwritable.code:
+        # Not a bug: the database is away for now, or the master is stopping, or its blob
+        # store's disk is full or read-only (the message says where, and what to do).
         raise errors.from_response(status, body)
     if status >= 500:
         raise errors.APIError(

@@ -24,7 +24,13 @@ import titan
 from titan.atomic import atomic_file
 from titan.dashboard import pages as dashboard_pages
 from titan.dashboard import render
-from titan.errors import APIError, DatabaseUnavailable, MasterStopping, ValidationFailed
+from titan.errors import (
+    APIError,
+    BlobStoreUnwritable,
+    DatabaseUnavailable,
+    MasterStopping,
+    ValidationFailed,
+)
 from titan.formats import HOST_HEADER
 from titan.master import blob_mark
 from titan.master.api import (
@@ -306,6 +312,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
             response.headers["Connection"] = "close"
         elif isinstance(exc, DatabaseUnavailable):
             response.headers["Retry-After"] = "1"
+        elif isinstance(exc, BlobStoreUnwritable):  # the operator must act: said on the log
+            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
         return response
 
     @app.exception_handler(RequestValidationError)

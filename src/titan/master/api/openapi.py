@@ -113,6 +113,8 @@ _WHY = {
     409: "The object's state does not allow this (or the attempt is stale)",
     413: "The body is larger than the configured limit",
     415: "The body's Content-Type is not one this route reads",
+    507: "The blob store cannot take the upload (its disk is full or read-only): nothing was "
+         "stored; the message names the directory and what to do",
 }
 
 
@@ -128,6 +130,8 @@ def error_statuses(method: str, path: str, has_body: bool) -> list[int]:
         codes.append(409)
     if has_body:
         codes += [413, 415]
+    if (method, path) in RAW_UPLOADS:
+        codes.append(507)
     return codes
 
 

@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import errno
 import hashlib
 import io
+import os
+import pwd
 import re
 import tempfile
-from collections.abc import AsyncIterator, Generator, Iterable
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from titan.errors import NotFound, ValidationFailed
+from titan.errors import BlobStoreUnwritable, NotFound, ValidationFailed
 
 #: The most bytes a backend reads, writes or hands out at once.
 CHUNK = 1 << 20
@@ -41,6 +45,54 @@ def check_sha256(sha256: str) -> str:
     if not _SHA.match(sha256):
         raise ValidationFailed(f"{sha256[:80]!r} is not a sha256 hex digest")
     return sha256
+
+
+#: The OS's refusals of a write that are the place's, not the request's nor a bug: an
+#: operator must free space, raise a quota, remount or fix an owner. Anything else (EIO, a
+#: path that is a file) stays what it is.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_READ_ONLY = (errno.EROFS,)
+_DENIED = (errno.EACCES, errno.EPERM)
+
+
+def cannot_write(exc: OSError, where: Path, setting: str) -> BlobStoreUnwritable | None:
+    """``exc``, met writing under ``where`` (the directory ``setting`` names), as the refusal
+    a client and an operator can act on; None when it is not the place's fault."""
+    if exc.errno in _FULL:
+        said = "its disk is full" if exc.errno == errno.ENOSPC else "it is over its disk quota"
+        todo = f"free space there, or point {setting} at a larger disk"
+    elif exc.errno in _READ_ONLY:
+        said, todo = "it is read-only", f"mount it read-write, or point {setting} elsewhere"
+    elif exc.errno in _DENIED:
+        said = f"this master's user ({_user()}) may not write there"
+        todo = f"give that user write access, or point {setting} elsewhere"
+    else:
+        return None
+    return BlobStoreUnwritable(
+        f"the blob store cannot write to {where}: {said} ({exc.strerror}); {todo}",
+        details={"directory": str(where), "errno": errno.errorcode.get(exc.errno or 0, "")})
+
+
+def _user() -> str:
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid with no name (a container's)
+        return f"uid {uid}"
+
+
+@contextmanager
+def writing_under(where: Path, setting: str) -> Iterator[None]:
+    """Turn the OS's "this place cannot take it" (:func:`cannot_write`) raised inside into
+    :class:`~titan.errors.BlobStoreUnwritable`: a full disk was a 500 "bug in the master"
+    with a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        refused = cannot_write(exc, where, setting)
+        if refused is None:
+            raise
+        raise refused from None
 
 
 def hash_mismatch(actual: str, expect: str) -> ValidationFailed:
@@ -141,10 +193,12 @@ class NamedFirstStore(BlobStore):
         # behind in the spool directory.
         with tempfile.SpooledTemporaryFile(max_size=self.SPOOL_IN_MEMORY,
                                            dir=str(self.spool_dir)) as spool:
-            async for chunk in chunks:
-                size += len(chunk)
-                digest.update(chunk)
-                spool.write(chunk)
+            # The spool is on the master's own disk, which may be full or read-only too.
+            with writing_under(self.spool_dir, "--data-dir"):
+                async for chunk in chunks:
+                    size += len(chunk)
+                    digest.update(chunk)
+                    spool.write(chunk)
             sha = digest.hexdigest()
             if expect is not None and sha != expect:
                 raise hash_mismatch(sha, expect)

@@ -8,11 +8,17 @@ the same content onto the same name leave one whole file.
 The directory may be shared by several masters (NFS or another shared filesystem), so a
 master starting up clears only temporary files that nobody has written to for
 :data:`STRAY_AFTER` seconds, never an upload another master is receiving.
+
+A directory that cannot take a write (a full disk, a quota, a read-only mount, another
+owner) is :class:`~titan.errors.BlobStoreUnwritable`, naming the directory and what to do,
+at the write that met it, whose temporary file is removed (a blob is only ever renamed into
+place whole, once flushed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -20,7 +26,14 @@ import time
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
-from titan.storage.blobs.base import CHUNK, BlobStore, check_sha256, hash_mismatch, missing
+from titan.storage.blobs.base import (
+    CHUNK,
+    BlobStore,
+    check_sha256,
+    hash_mismatch,
+    missing,
+    writing_under,
+)
 
 #: A temporary file untouched this long is left over from a crash: an upload in flight
 #: writes to its file with every chunk it receives.
@@ -28,11 +41,14 @@ STRAY_AFTER = 6 * 3600.0
 
 
 class DirectoryBlobStore(BlobStore):
+    #: What a message tells an operator to change to move the store.
+    SETTING = "TITAN_BLOB_DIR"
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp = root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
         self.description = f"directory {root}"
+        self.tmp.mkdir(parents=True, exist_ok=True)
         cutoff = time.time() - STRAY_AFTER
         for stray in self.tmp.iterdir():
             try:
@@ -77,38 +93,53 @@ class DirectoryBlobStore(BlobStore):
             check_sha256(expect)
         digest = hashlib.sha256()
         size = 0
-        fd, tmp_name = self._mkstemp()
+        with self._writing():
+            fd, tmp_name = self._mkstemp()
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as f:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    digest.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                await asyncio.to_thread(os.fsync, f.fileno())
-            sha = digest.hexdigest()
-            if expect is not None and sha != expect:
-                raise hash_mismatch(sha, expect)
-            await asyncio.to_thread(self._publish, tmp, sha)
+            with self._writing():
+                with os.fdopen(fd, "wb") as f:
+                    async for chunk in chunks:
+                        size += len(chunk)
+                        digest.update(chunk)
+                        f.write(chunk)
+                    f.flush()
+                    await asyncio.to_thread(os.fsync, f.fileno())
+                sha = digest.hexdigest()
+                if expect is not None and sha != expect:
+                    raise hash_mismatch(sha, expect)
+                await asyncio.to_thread(self._publish, tmp, sha)
             return sha, size
         finally:
-            tmp.unlink(missing_ok=True)
+            self._discard(tmp)
 
     def write_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         if self.path(sha).is_file():
             return sha
-        fd, tmp_name = self._mkstemp()
+        with self._writing():
+            fd, tmp_name = self._mkstemp()
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            self._publish(Path(tmp_name), sha)
+            with self._writing():
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self._publish(Path(tmp_name), sha)
         finally:
-            Path(tmp_name).unlink(missing_ok=True)
+            self._discard(Path(tmp_name))
         return sha
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        return writing_under(self.root, self.SETTING)
+
+    @staticmethod
+    def _discard(tmp: Path) -> None:
+        # Gone already once published. A file that cannot be removed (the mount turned
+        # read-only meanwhile) must not hide the error that brought us here: it is a stray,
+        # cleared by a later start.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
     def _publish(self, tmp: Path, sha: str) -> None:
         final = self.path(sha)
