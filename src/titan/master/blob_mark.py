@@ -13,7 +13,9 @@ before it serves:
   failover it would lead without the blobs;
 * a master about to lead (one master on SQLite, or no leader alive) is told loudly on its log
   that blobs recorded before may be missing, then marks its store: moving to a new store is
-  allowed, never silent.
+  allowed, never silent. ``titan master`` and ``titan up`` mark it before the app starts
+  (:func:`leave`), so a store that cannot take the mark (a full disk, a read-only mount) stops
+  them with a one-line error; the app's own start marks it only when nothing did before.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import secrets
 
 from titan.errors import ConfigError
-from titan.storage.base import Transaction
+from titan.storage.base import Storage, Transaction
 from titan.storage.blobs.base import BlobStore
 
 log = logging.getLogger("titan.master")
@@ -53,3 +55,13 @@ def ensure(tx: Transaction, blobs: BlobStore) -> str | None:
                     "recorded before may be missing; if the store moved, copy its blobs over",
                     blobs.description, mark[:12])
     return blobs.write_bytes(b"titan blob store mark " + secrets.token_hex(16).encode() + b"\n")
+
+
+def leave(storage: Storage, blobs: BlobStore) -> None:
+    """Before a master about to lead serves: :func:`ensure`, and record the new mark, if any
+    (BlobStoreUnwritable when the store cannot take it)."""
+    with storage.read_transaction() as tx:
+        mark = ensure(tx, blobs)
+    if mark is not None:
+        with storage.transaction() as tx:
+            tx.set_meta(KEY, mark)

@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from titan.errors import ConfigError
+from titan.errors import BlobStoreUnwritable, ConfigError
 from titan.master import blob_mark
 from titan.master.app import create_app, open_secured_storage
 from titan.master.config import MasterConfig
@@ -119,7 +119,9 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
     """What the app's startup opens, tried first: there a bad setting was a 60-line traceback
     and exit status 3 ("Application startup failed"); here it is a one-line ConfigError. The
     blob store (a directory that is a file, an unreachable bucket), the egress rules, the TLS
-    certificate and key; for a ``standby``, whether its blob store is the leader's."""
+    certificate and key; for a ``standby``, whether its blob store is the leader's, and for a
+    master about to lead, the mark it leaves there (a store that cannot take it: a full disk).
+    """
     from titan.master.egress import EgressPolicy
     from titan.storage.blobs import open_blob_store
 
@@ -135,6 +137,8 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
         blobs = open_blob_store(config.blob_settings(), storage, announce=False)
     except ConfigError:
         raise
+    except BlobStoreUnwritable as exc:  # it says which directory, and what to do
+        raise ConfigError(exc.message) from None
     except Exception as exc:  # OSError, botocore's NoCredentialsError, ClientError...
         said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"TITAN_BLOB_STORE={config.blob_store or 'directory'}: cannot open "
@@ -143,6 +147,10 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
         if standby:  # another master leads: its store must be this one's (master/blob_mark.py)
             with storage.read_transaction() as tx:
                 blob_mark.check_standby(tx, blobs)
+        else:  # about to lead: the mark it leaves in its store, left before the app starts
+            blob_mark.leave(storage, blobs)
+    except BlobStoreUnwritable as exc:  # a full disk: the mark is the first blob written
+        raise ConfigError(exc.message) from None
     finally:
         blobs.close()
     leader = storage.leadership.leader() if standby else None

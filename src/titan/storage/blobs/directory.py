@@ -10,9 +10,9 @@ master starting up clears only temporary files that nobody has written to for
 :data:`STRAY_AFTER` seconds, never an upload another master is receiving.
 
 A directory that cannot take a write (a full disk, a quota, a read-only mount, another
-owner) is :class:`~titan.errors.BlobStoreUnwritable`, naming the directory and what to do,
-at the write that met it, whose temporary file is removed (a blob is only ever renamed into
-place whole, once flushed).
+owner) is :class:`~titan.errors.BlobStoreUnwritable`, naming the directory and what to do:
+at open when it cannot take a file at all, else at the write that met it, whose temporary
+file is removed (a blob is only ever renamed into place whole, once flushed).
 """
 
 from __future__ import annotations
@@ -48,7 +48,14 @@ class DirectoryBlobStore(BlobStore):
         self.root = root
         self.tmp = root / "tmp"
         self.description = f"directory {root}"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        with self._writing():
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            # A directory that takes no file at all (a read-only mount, another owner) is
+            # refused here, at start, rather than at the first upload. Space is not probed: a
+            # full disk may be freed while the master runs, and each write says so meanwhile.
+            fd, probe = self._mkstemp()
+            os.close(fd)
+            os.unlink(probe)
         cutoff = time.time() - STRAY_AFTER
         for stray in self.tmp.iterdir():
             try:
