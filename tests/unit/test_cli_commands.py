@@ -412,3 +412,19 @@ def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
         secure_tree(tmp_path / "afile" / "data")
     with pytest.raises(ConfigError, match="cannot open the database at sqlite://x.db"):
         open_storage("sqlite://x.db")
+
+
+def test_a_job_stamped_by_a_clock_far_off_is_shown_not_a_traceback(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Stamped by a master whose clock was ahead: shown as stored, its duration never negative.
+    import time
+
+    from titan.cli.output import show_job
+
+    ahead = time.time() + 3600
+    show_job({"ref": "a", "id": 1, "state": "RUNNING", "submitted_at": 1e300,
+              "started_at": ahead, "attempts": [
+                  {"attempt": 1, "state": "LOST", "started_at": ahead, "finished_at": ahead - 60}]})
+    out = capsys.readouterr().out
+    assert "submitted:   1e+300" in out and "duration:    0.0s" in out
+    assert "1 LOST (0.0s)" in out

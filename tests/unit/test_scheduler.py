@@ -232,6 +232,38 @@ def test_no_lease_expires_while_the_database_is_away() -> None:
     assert job.state == "READY"
 
 
+def test_a_clock_stepped_back_holds_a_lease_no_longer_than_one_lease_more() -> None:
+    # NTP stepped the wall clock back an hour while a job's worker was dying: the lease timer
+    # (monotonic) fired on time, found the deadline an hour out, and waited for it.
+    clock, s, w, ch, job = _leased()
+    clock.t += 10 - 3600  # due now by the loop's clock; the wall clock reads an hour less
+    s.timer("lease", job.id, ch)
+    assert job.state == "RUNNING" and job.lease_expires == clock.t + 10
+    assert ch.timers[-1] == (clock.t + 10, "lease", job.id)
+    clock.t += 10 + 1
+    s.timer("lease", job.id, ch)
+    assert job.state == "READY"
+
+
+def test_a_stored_lease_from_a_clock_ahead_is_one_lease_from_now_when_loaded() -> None:
+    # A master whose clock ran an hour ahead stored the lease; the restarted master (right
+    # clock) kept that deadline, so the job sat RUNNING an hour after its worker died.
+    clock = Clock()
+    s = make(clock)
+    d = DagRec(id=990, name="skewed", run=1, agent_run_id=None, status="RUNNING",
+               started_at=clock.t + 3600)
+    job = JobRec(id=99_000, dag_id=d.id, job_id="a", requirement="GENERAL", priority=1,
+                 delay=0.0, affinity=False, max_attempts=1, state="RUNNING", attempt=1,
+                 row={"parents": [], "filename": "a.py"}, worker_id="gone",
+                 lease_expires=clock.t + 3600 + 10)
+    ch = Changes()
+    s.load(d, [job], ch)
+    assert job.lease_expires == clock.t + 10 and (clock.t + 10, "lease", job.id) in ch.timers
+    clock.t += 11
+    s.timer("lease", job.id, ch)
+    assert job.state == "PENDING" and job.attempt == 1, "no worker: it waits for one"
+
+
 def test_a_job_its_stopping_worker_hands_back_runs_again_spending_no_retry() -> None:
     # A worker stopped hard (a second SIGTERM) kills its jobs and says so: as when a worker
     # dies, they start again elsewhere; none failed, and no retry is spent.

@@ -58,7 +58,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 def when(ts: Any) -> str:
     if not isinstance(ts, int | float):
         return str(ts or "-")
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    except (OverflowError, OSError, ValueError):
+        # A timestamp no calendar holds (written by a master whose clock was far off):
+        # shown as stored, not a traceback in place of the job.
+        return f"{ts:g}"
 
 
 def _duration(start: Any, end: Any) -> str:

@@ -54,15 +54,18 @@ class EngineWorkers:
         period = max(0.2, self.config.lease_seconds / 3)
         next_prune = 0.0
         while True:
-            slept = time.monotonic()
+            slept, was = time.monotonic(), time.time()
             await asyncio.sleep(period)
-            now = time.time()
-            if time.monotonic() - slept - period > STALL_SECONDS:
+            now, elapsed = time.time(), time.monotonic() - slept
+            if elapsed - period > STALL_SECONDS or abs(now - was - elapsed) > STALL_SECONDS:
                 # The master stood still (SIGSTOP, a paused VM): its workers spoke to no one
                 # meanwhile. Each gets a whole lease period to be heard again, as after a
-                # restart, rather than being lost (and its running jobs run twice).
+                # restart, rather than being lost (and its running jobs run twice). So too
+                # when the wall clock stepped (NTP): when each was last seen, read on that
+                # clock, says nothing now — a step forward lost every worker at once, one
+                # back kept a dead worker live for the whole step.
                 for worker in self.sched.workers.values():
-                    worker.last_seen = max(worker.last_seen, now)
+                    worker.last_seen = now
                 continue
             if now >= next_prune:  # forget idempotency keys no client can still retry with
                 next_prune = now + 60.0

@@ -90,8 +90,13 @@ class Leasing:
     def _lease_timer(self: SchedulerCore, job: JobRec, ch: Changes) -> None:
         if job.state != RUNNING or job.lease_expires is None:
             return
-        if job.lease_expires > self.now():
-            ch.timers.append((job.lease_expires, "lease", job.id))  # renewed meanwhile
+        if job.lease_expires > self.now():  # renewed meanwhile
+            # Never further out than a lease from now: the loop's timers are monotonic, so
+            # this one fired on time, and a deadline beyond that says the wall clock stepped
+            # back since it was set (NTP): waiting for it, a job whose worker died would
+            # stay RUNNING for the whole step.
+            job.lease_expires = min(job.lease_expires, self.now() + self.lease_seconds)
+            ch.timers.append((job.lease_expires, "lease", job.id))
             return
         if self.now() - job.lease_expires > STALL_SECONDS or self.leases_held():
             # The timer fires this late only when the master itself stood still (SIGSTOP, a

@@ -113,8 +113,12 @@ def _reconsider(sched: SchedulerCore, job: JobRec, ch: Changes) -> None:
         sched._enqueue(job, ch, already_ready=True)
     elif job.state == RUNNING:
         # Keep the lease (never start twice what may still run); a worker that is gone
-        # lets it expire, and the job is re-queued then.
-        job.lease_expires = max(job.lease_expires or 0.0, sched.now() + sched.lease_seconds)
+        # lets it expire, and the job is re-queued then. One lease from now, whatever the
+        # stored deadline says: it was at most that when written (heartbeats renew leases in
+        # memory only), and one further out was written by a master whose clock ran ahead (a
+        # skewed host, a clock stepped back since), which kept a job whose worker died
+        # RUNNING for the whole skew.
+        job.lease_expires = sched.now() + sched.lease_seconds
         ch.timers.append((job.lease_expires, "lease", job.id))
         worker = sched.workers.get(job.worker_id or "")
         if worker is not None:
