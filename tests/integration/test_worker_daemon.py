@@ -487,6 +487,37 @@ def test_heartbeats_list_running_attempts(tmp_path: Path) -> None:
         master.close()
 
 
+def test_an_absurd_heartbeat_period_from_the_master_is_bounded_not_fatal(
+        tmp_path: Path) -> None:
+    # A master that took TITAN_LEASE_SECONDS=1e300 said "heartbeat every 3.3e299 s": the
+    # wait overflowed, the heartbeat thread died with a traceback, and the worker ran on
+    # without heartbeats (its jobs then leased elsewhere).
+    master = FakeMaster(heartbeat_seconds=1e300)
+    try:
+        running = Running(_worker(master, tmp_path))
+        job = master.add_job("hi.py", "print('hi')")
+        assert master.result(job)["exit_code"] == 0
+        assert running.worker.heartbeat_seconds == 1200.0
+        assert "titan-lease" in [t.name for t in threading.enumerate()]
+        assert not running.done.is_set()
+        assert running.stop() == 0
+    finally:
+        master.close()
+
+
+def test_a_lease_thread_that_fails_stops_the_worker_and_says_why(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Its thread died with a traceback and the worker ran on without heartbeats.
+    master = FakeMaster(heartbeat_seconds=0.1)
+    master.on_heartbeat = lambda body: {"cancel": 5}  # type: ignore[method-assign]
+    try:
+        running = Running(_worker(master, tmp_path))
+        assert running.done.wait(WAIT) and running.code == 1
+        assert "the lease thread failed" in caplog.text and "TypeError" in caplog.text
+    finally:
+        master.close()
+
+
 def test_bad_token_stops_the_worker(master: FakeMaster, tmp_path: Path) -> None:
     worker = Worker(master.url, "wrong", ["general"], 1, str(tmp_path), burst=True)
     assert worker.run() == 1

@@ -385,9 +385,13 @@ def test_eval_trace_text_says_what_failed_and_prints_no_none(
 
 
 @pytest.mark.parametrize(("env", "said"), [
-    ({"TITAN_LEASE_SECONDS": "abc"}, "TITAN_LEASE_SECONDS must be a number of 0 or more, got 'abc'"),
+    ({"TITAN_LEASE_SECONDS": "abc"}, "TITAN_LEASE_SECONDS must be 1 to 3600 seconds, got 'abc'"),
     ({"TITAN_MAX_BODY_BYTES": "1GB"}, "TITAN_MAX_BODY_BYTES must be a number of 0 or more"),
-    ({"TITAN_LEASE_SECONDS": "0"}, "TITAN_LEASE_SECONDS must be at least 1 second, got 0"),
+    ({"TITAN_LEASE_SECONDS": "0"}, "TITAN_LEASE_SECONDS must be 1 to 3600 seconds, got 0$"),
+    # 1e300 was taken: every worker's heartbeat thread then died of an OverflowError.
+    ({"TITAN_LEASE_SECONDS": "1e300"},
+     "TITAN_LEASE_SECONDS must be 1 to 3600 seconds, got 1e\\+300$"),
+    ({"TITAN_LEASE_SECONDS": "3601"}, "TITAN_LEASE_SECONDS must be 1 to 3600 seconds, got 3601$"),
 ])
 def test_a_bad_master_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch,
                                                      env: dict[str, str], said: str) -> None:

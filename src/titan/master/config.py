@@ -30,6 +30,14 @@ def _env_float(name: str, default: float, allowed: str = "a number of 0 or more"
     return value
 
 
+#: A lease's bounds. Shorter, a worker's heartbeat (a third of it) cannot keep a lease alive:
+#: every job ran attempt after attempt until it failed. Longer, a dead worker's jobs wait
+#: over an hour to run again, and past ~1e9 s a worker's heartbeat wait overflows (1e300
+#: was accepted, and every worker's heartbeat thread died).
+MIN_LEASE_SECONDS = 1.0
+MAX_LEASE_SECONDS = 3600.0
+
+
 @dataclass
 class MasterConfig:
     host: str = "127.0.0.1"
@@ -37,7 +45,8 @@ class MasterConfig:
     dashboard_port: int | None = 5000
     data_dir: str = ".titan"
     database_url: str | None = None  # default: sqlite:///<data_dir>/titan.db
-    lease_seconds: float = field(default_factory=lambda: _env_float("TITAN_LEASE_SECONDS", 15.0))
+    lease_seconds: float = field(default_factory=lambda: _env_float(
+        "TITAN_LEASE_SECONDS", 15.0, f"{MIN_LEASE_SECONDS:g} to {MAX_LEASE_SECONDS:g} seconds"))
     #: How long a write's Idempotency-Key is remembered (titan.master.idempotency).
     idempotency_ttl: float = field(
         default_factory=lambda: _env_float("TITAN_IDEMPOTENCY_TTL", 900.0))
@@ -164,11 +173,9 @@ class MasterConfig:
                     deletion_cutoff(window, env)
                 except ValidationFailed as exc:
                     raise ConfigError(str(exc)) from None
-        if not self.lease_seconds >= 1.0:
-            # Shorter, a worker's heartbeat (a third of it) cannot keep a lease alive: every
-            # job ran attempt after attempt until it failed.
-            raise ConfigError(f"TITAN_LEASE_SECONDS must be at least 1 second, got "
-                              f"{self.lease_seconds:g}")
+        if not MIN_LEASE_SECONDS <= self.lease_seconds <= MAX_LEASE_SECONDS:
+            raise ConfigError(f"TITAN_LEASE_SECONDS must be {MIN_LEASE_SECONDS:g} to "
+                              f"{MAX_LEASE_SECONDS:g} seconds, got {self.lease_seconds:g}")
         if not 1.0 <= self.run_alive_timeout <= 7 * 86_400:
             raise ConfigError(f"TITAN_RUN_ALIVE_TIMEOUT must be 1 to 604800 seconds, got "
                               f"{self.run_alive_timeout:g}")

@@ -11,6 +11,7 @@ that cannot go on hands its error to :meth:`LeaseThread._fail`, which wakes the 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import sys
@@ -31,6 +32,32 @@ from titan.worker.supervisor import Supervisor
 from titan.worker.wakeup import Wakeup
 
 log = logging.getLogger("titan.worker")
+
+#: The heartbeat period the worker takes from a master's registration reply, at most: a third
+#: of the longest lease a master accepts (TITAN_LEASE_SECONDS, an hour). Beyond it a master
+#: that said 1e300 killed the heartbeat thread (the wait overflowed); heartbeating more often
+#: than asked is harmless, never is not.
+MAX_HEARTBEAT = 1200.0
+#: ... and at least (a third of the shortest lease, 1 s): no busy loop of heartbeats.
+MIN_HEARTBEAT = 0.1
+
+
+def seconds_from_master(reply: dict[str, Any], key: str, fallback: float, low: float,
+                        high: float) -> float:
+    """The period ``reply[key]``, within ``low`` and ``high`` (a warning when it was not);
+    ``fallback`` when the reply names none, or no number of seconds at all."""
+    value = reply.get(key)
+    try:
+        seconds = float(value) if value is not None else math.nan
+    except (TypeError, ValueError, OverflowError):
+        seconds = math.nan
+    if math.isnan(seconds) or seconds <= 0:
+        return fallback
+    bounded = min(max(seconds, low), high)
+    if bounded != seconds:
+        log.warning("the master's %s of %gs is out of %g-%gs: %gs it is", key, seconds, low,
+                    high, bounded)
+    return bounded
 
 
 class LeaseThread:
@@ -74,8 +101,10 @@ class LeaseThread:
         self.worker_id = str(reply["worker_id"])
         if reply.get("credential"):
             self.conn.set_credential(str(reply["credential"]))
-        self.lease_seconds = float(reply.get("lease_seconds") or self.lease_seconds)
-        self.heartbeat_seconds = float(reply.get("heartbeat_seconds") or self.heartbeat_seconds)
+        self.lease_seconds = seconds_from_master(
+            reply, "lease_seconds", self.lease_seconds, 3 * MIN_HEARTBEAT, 3 * MAX_HEARTBEAT)
+        self.heartbeat_seconds = seconds_from_master(
+            reply, "heartbeat_seconds", self.heartbeat_seconds, MIN_HEARTBEAT, MAX_HEARTBEAT)
 
     def _reattach(self, generation: int) -> None:
         with self._register_lock:
@@ -156,6 +185,16 @@ class LeaseThread:
             self._wake.notify()
 
     def _lease_main(self) -> None:
+        try:
+            self._lease_and_heartbeat()
+        except Exception as exc:
+            # A bug, not the master's refusal: said, and the worker stops, rather than
+            # running on without heartbeats while every job it runs is leased elsewhere.
+            log.exception("the lease thread failed")
+            self._intake_ready.set()
+            self._fail(exc)
+
+    def _lease_and_heartbeat(self) -> None:
         try:
             self._register(reattach=False)
         except errors.TitanError as exc:
