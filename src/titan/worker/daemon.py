@@ -42,6 +42,7 @@ from titan.worker.lease_thread import LeaseThread
 from titan.worker.loop import IOLoop
 from titan.worker.poller import Poller
 from titan.worker.reporter import Reporter, SyncLink
+from titan.worker.settings import env_choice
 from titan.worker.supervisor import Supervisor
 from titan.worker.wakeup import Wakeup
 from titan.worker.workspace import Workspace, cache_days
@@ -56,6 +57,9 @@ DRAIN_FLUSH_TIMEOUT = 30.0
 #: How jobs and reports travel: ``channel`` (one WebSocket, the default) or ``http``.
 TRANSPORTS = ("channel", "http")
 TRANSPORT_ENV = "TITAN_WORKER_TRANSPORT"
+#: What the worker logs on stderr; unset: warnings only (Python's own default).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_LEVEL_ENV = "TITAN_LOG_LEVEL"
 
 
 class Worker(LeaseThread):
@@ -291,8 +295,12 @@ def run_worker(master_url: str | Sequence[str], token: str | None, capabilities:
     (:mod:`titan.worker.ray_executor`); ``slots`` and ``capabilities`` then default to the
     cluster's.
     """
-    level = os.environ.get("TITAN_LOG_LEVEL", "").upper()
-    if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    try:
+        level = env_choice(LOG_LEVEL_ENV, "", LOG_LEVELS)
+    except errors.ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    if level:
         logging.basicConfig(level=level, format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
     # The WebSocket library logs every header at DEBUG, the worker's credential included.
     logging.getLogger("websockets").setLevel(logging.INFO)

@@ -38,11 +38,14 @@ from titan.worker.forkserver import ForkedProcess, ForkFailed, ForkServer
 from titan.worker.isolation import Isolation
 from titan.worker.loop import IOLoop
 from titan.worker.process import PopenProcess, Process
+from titan.worker.settings import env_choice
 
 log = logging.getLogger("titan.worker")
 
 #: After the zygote fails to start, jobs use subprocesses for this long before a retry.
 ZYGOTE_RETRY_SECONDS = 30.0
+#: "1" (the default): a lean zygote too, for scripts whose imports it holds; "0": none.
+LEAN_ENV = "TITAN_ZYGOTE_LEAN"
 #: A zygote that neither forks nor refuses within this long is taken as hung.
 FORK_TIMEOUT = 10.0
 
@@ -80,6 +83,8 @@ class Runner(Executor):
     def __init__(self, loop: IOLoop, *, use_zygote: bool = True,
                  python: str = sys.executable, isolation: Isolation | None = None,
                  env: dict[str, str] | None = None, spares: int = 0) -> None:
+        #: Checked first: a bad value stops the worker before it starts anything.
+        self._lean = env_choice(LEAN_ENV, "1", ("0", "1")) == "1"
         self._loop = loop
         self._python = python
         self._use_zygote = use_zygote
@@ -92,7 +97,6 @@ class Runner(Executor):
         #: The full zygote (SDK, httpx, recorder preloaded) and the lean one (what a child
         #: itself needs): a script whose imports are all in the lean one is forked from it.
         self._zygotes: dict[bool, ForkServer | None] = {False: None, True: None}
-        self._lean = os.environ.get("TITAN_ZYGOTE_LEAN", "1") != "0"
         #: Children each zygote forks ahead while the worker is idle (titan.worker.zygote).
         self._spares = spares
         self._zygote_lock = threading.Lock()

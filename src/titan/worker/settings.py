@@ -1,10 +1,12 @@
-"""The worker's numeric settings from its environment, each checked at start: a value out of
-range is a one-line ConfigError naming the variable and what it means, never a traceback."""
+"""The worker's settings from its environment, each checked at start: a value out of range, or
+not among those a setting takes, is a one-line ConfigError naming the variable and what it
+takes, never a traceback, nor taken silently for the default."""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 
 from titan import errors
 
@@ -22,3 +24,15 @@ def env_number(name: str, default: float, low: float, high: float, meaning: str)
     if not low <= value <= high:
         raise errors.ConfigError(f"{name} is {meaning}, {low:g} to {high:g} (got {raw[:40]!r})")
     return value
+
+
+def env_choice(name: str, default: str, choices: Sequence[str]) -> str:
+    """``name``'s value (``default`` when unset or blank): one of ``choices``, compared without
+    regard to case and returned as listed there."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    for choice in choices:
+        if raw.upper() == choice.upper():
+            return choice
+    raise errors.ConfigError(f"{name} must be one of {', '.join(choices)} (got {raw[:40]!r})")
