@@ -9,6 +9,7 @@ with a network in it happens on the recorder's thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import random as _random
@@ -19,7 +20,7 @@ from typing import Any, TypeVar, overload
 
 from titan import errors
 from titan.trace import context, forks, netguard, replay
-from titan.trace.canonical import dumps
+from titan.trace.canonical import bytes_as_before, dumps
 from titan.trace.emit import emit
 from titan.trace.replayed_errors import replayed_error
 
@@ -135,9 +136,12 @@ class Action:
         session = replay.active() if d is not None and d.status in ("verified", "served") \
             else None
         if d is None or session is None or session.mode != "strict" or exc is not None \
-                or d.recorded is None \
-                or d.recorded.outputs == dumps(session.as_recorded(d.recorded, "outputs",
-                                                                   self.outputs)):
+                or d.recorded is None:
+            return None
+        with bytes_as_before() if d.legacy_bytes else contextlib.nullcontext():
+            same = d.recorded.outputs == dumps(session.as_recorded(d.recorded, "outputs",
+                                                                   self.outputs))
+        if same:
             return None
         why = "(verify mode)" if d.status == "verified" else (
             "(the block set outputs other than the recorded ones; guard the work that "
@@ -151,6 +155,13 @@ class Action:
               exc: BaseException | None, replay_status: str | None = None) -> None:
         d = self._decision
         served = d is not None and d.serves
+        # Replaying a run recorded before bytes were kept: its inputs as it hashed them.
+        with bytes_as_before() if d is not None and d.legacy_bytes else contextlib.nullcontext():
+            self._emit_as(run, duration, outcome, exc, replay_status, served)
+
+    def _emit_as(self, run: context.RunHandle, duration: int, outcome: str,
+                 exc: BaseException | None, replay_status: str | None, served: bool) -> None:
+        d = self._decision
         emit(run, channel=self.channel, name=self.name,
              inputs={} if self.inputs is None else self.inputs, outputs=self.outputs,
              started_at=self._started, duration_ns=duration, outcome=outcome, error=exc,

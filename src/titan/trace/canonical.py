@@ -4,7 +4,8 @@ Keys sorted, no insignificant whitespace, UTF-8 kept as is, integers and floats 
 ``json`` writes them. The SDK uses it to key replays; the master uses it to store and hash what
 any client sends, so a batch from another language hashes like one from Python. Values JSON
 cannot hold are converted the way a person reading the trace would want them: dataclasses and
-pydantic models as their fields, sets sorted, bytes as a short marker, anything else by repr;
+pydantic models as their fields, sets sorted, bytes whole as base64 under a ``$bytes`` marker
+(:func:`revived` turns them back into bytes for a replay), anything else by repr;
 what the master cannot store becomes a stand-in rather than losing the action: an integer past
 64 bits as its decimal text, nesting past :data:`MAX_DEPTH` cut with a marker, a value whose
 conversion fails (a ``__repr__`` that raises, a dataclass holding itself) as a marker naming
@@ -14,14 +15,23 @@ its type. Recording never raises into the program it records.
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+#: Bytes are recorded as ``{"$bytes": "<base64>"}``.
+BYTES = "$bytes"
+#: Runs recorded before Titan kept bytes hold, for bytes over 256, only
+#: ``{"$bytes_sha256": ..., "size": n}``: their content is gone.
+LOST_BYTES = "$bytes_sha256"
+_legacy_bytes: contextvars.ContextVar[bool] = contextvars.ContextVar("titan_legacy_bytes",
+                                                                     default=False)
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                             allow_nan=False, default=lambda o: jsonable(o))
 # Every recorded action is canonicalised twice (inputs, outputs), on the caller's thread and
@@ -78,10 +88,12 @@ def _converted(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, bytes | bytearray):
+        # Whole, whatever their size (a payload past 64 KiB goes to the master's blob store
+        # like any other): a replay hands them back (``fetch(url)`` returning the page read).
         data = bytes(value)
-        if len(data) <= 256:
-            return {"$bytes": base64.b64encode(data).decode()}
-        return {"$bytes_sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        if len(data) > 256 and _legacy_bytes.get():
+            return {LOST_BYTES: hashlib.sha256(data).hexdigest(), "size": len(data)}
+        return {BYTES: base64.b64encode(data).decode()}
     if hasattr(value, "isoformat"):
         return value.isoformat()
     # Without its memory address: "<Obj object at 0x7f...>" differs on every run, so a
@@ -211,6 +223,48 @@ def _key(key: Any) -> str:
         return repr(key)
     except Exception as exc:  # noqa: BLE001 - the user's __repr__
         return f"<{_type_name(key)}: not recordable ({type(exc).__name__})>"
+
+
+@contextlib.contextmanager
+def bytes_as_before() -> Iterator[None]:
+    """Within it, :func:`dumps` writes bytes over 256 as runs recorded before Titan kept bytes
+    did (their sha256 and size): a replay of such a run matches, and records, its calls' inputs
+    as the recording hashed them. Per thread and task (a context variable)."""
+    token = _legacy_bytes.set(True)
+    try:
+        yield
+    finally:
+        _legacy_bytes.reset(token)
+
+
+def revived(value: Any) -> Any:
+    """A recorded JSON value with its ``{"$bytes": ...}`` markers as bytes again: what the
+    recorded call returned. A dict of that one key holding base64 is taken for bytes."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(BYTES), str):
+            with contextlib.suppress(ValueError):
+                return base64.b64decode(value[BYTES], validate=True)
+        return {k: revived(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [revived(v) for v in value]
+    return value
+
+
+def holds_lost_bytes(text: str | None) -> bool:
+    """Whether recorded JSON text holds bytes recorded before Titan kept them (only their
+    sha256 and size, see :data:`LOST_BYTES`): a replay cannot give them back."""
+    if not text or f'"{LOST_BYTES}":' not in text:
+        return False
+
+    def lost(v: Any) -> bool:
+        if isinstance(v, dict):
+            return set(v) == {LOST_BYTES, "size"} or any(lost(x) for x in v.values())
+        return isinstance(v, list) and any(lost(x) for x in v)
+
+    try:
+        return lost(json.loads(text))
+    except ValueError:  # a preview (its blob gone): not the recording's whole value anyway
+        return False
 
 
 def digest(text: str) -> str:

@@ -15,7 +15,8 @@ each replayed call by — so the order in which parallel actors ran never matter
   it, and it counts as a match);
 - **leak**: a connection the replay's code opened itself (channel ``network``);
 - **redacted**: a recorded call the replay could not serve, its outputs having been redacted
-  (PII) before storage — the replay refused it or stopped there.
+  (PII) before storage, or being bytes recorded before Titan kept them (only their sha256)
+  — the replay refused it or stopped there.
 
 Not divergences: calls past a fork point (``forked``) or given an override (``override``),
 recorded calls a fork replaced (``replaced``), and — when a strict replay stopped at its first
@@ -41,8 +42,8 @@ MESSAGES = {
     "missing": "Missing call: recorded, never made by the replay",
     "output_mismatch": "Output mismatch: same inputs, different outputs (non-deterministic!)",
     "leak": "Leak: a network call Titan did not intercept",
-    "redacted": "Redacted: the recorded outputs were redacted (PII) before storage, so the "
-                "replay could not serve them",
+    "redacted": "Redacted: the recorded outputs were redacted (PII) before storage, or are "
+                "bytes recorded before Titan kept them, so the replay could not serve them",
 }
 MAX_DIFF = 50
 
@@ -122,7 +123,8 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
             kind = "output_mismatch"
         elif status in ("refused", "stopped"):
             # A recorded call with the same inputs is refused only when its outputs were
-            # redacted (titan.trace.replay): the recording cannot answer it.
+            # redacted, or are bytes a run recorded before Titan kept them (only their
+            # hash, titan.trace.replay): the recording cannot answer it.
             kind = "redacted"
         else:
             kind = "match"

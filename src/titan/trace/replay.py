@@ -47,7 +47,7 @@ from titan import errors
 from titan.formats import quote_ref
 from titan.redaction import Redactor
 from titan.trace import context, forks, netguard
-from titan.trace.canonical import digest, dumps
+from titan.trace.canonical import bytes_as_before, digest, dumps, holds_lost_bytes, revived
 from titan.trace.emit import emit
 from titan.trace.recorder import RECORDER
 
@@ -82,7 +82,11 @@ class Recorded:
         return (self.actor, self.channel, self.name, self.ordinal)
 
     def value(self) -> Any:
-        return None if self.outputs is None else json.loads(self.outputs)
+        """What the call returned: its recorded outputs, bytes as bytes again."""
+        if self.outputs is None:
+            return None
+        value = json.loads(self.outputs)
+        return revived(value) if '"$bytes":' in self.outputs else value
 
 
 @dataclass
@@ -94,6 +98,9 @@ class Decision:
     recorded: Recorded | None = None
     divergence: str | None = None  # input_mismatch | name_mismatch | extra
     outputs: Any = None  # what a served/override call returns
+    #: The recording predates kept bytes (canonical.LOST_BYTES): its inputs matched as they
+    #: were hashed then, and the call's action is recorded the same way.
+    legacy_bytes: bool = False
 
     @property
     def serves(self) -> bool:
@@ -247,13 +254,10 @@ class Session:
         answered yet is the one (the action is then recorded under its ordinal, and the
         comparison pairs the two); failing that, the call at the key, or the first one not
         answered yet, and its difference is the divergence."""
-        hashes: dict[bool, str] = {}
+        hashes: dict[tuple[bool, bool], str | None] = {}
 
         def same(r: Recorded) -> bool:
-            redacted = "inputs" in r.redacted
-            if redacted not in hashes:
-                hashes[redacted] = digest(dumps(self.as_recorded(r, "inputs", inputs)))
-            return hashes[redacted] == r.inputs_hash
+            return self._same_inputs(r, inputs, hashes) is not None
 
         at = rec.by_key.get(key)
         with self._lock:
@@ -296,21 +300,48 @@ class Session:
         if self.fork_at is not None and recorded.seq >= self.fork_at:
             self._forked.add(actor)
             return Decision("forked", ordinal, recorded)
-        mismatch = digest(dumps(self.as_recorded(recorded, "inputs", inputs))) \
-            != recorded.inputs_hash
+        how = self._same_inputs(recorded, inputs)
+        mismatch = how is None
+        legacy = how == "legacy" or holds_lost_bytes(recorded.outputs)
         if mismatch and self.mode == "strict":
             return Decision("stopped", ordinal, recorded, "input_mismatch")
         divergence = "input_mismatch" if mismatch else None
         if self.verify and pure and not mismatch:
-            return Decision("verified", ordinal, recorded)
-        if "outputs" in recorded.redacted:
-            # The recording holds placeholders, not what the call returned: serving them
-            # would hand the agent made-up data. It runs live if allowed, else is refused.
+            return Decision("verified", ordinal, recorded, legacy_bytes=legacy)
+        unkept = "redacted" if "outputs" in recorded.redacted else "bytes_not_kept" if (
+            recorded.outcome not in ("error", "blocked")
+            and holds_lost_bytes(recorded.outputs)) else None
+        if unkept is not None:
+            # The recording holds placeholders (PII redaction), or only the hash of bytes
+            # returned (a run recorded before Titan kept them), not what the call returned:
+            # serving them would hand the agent made-up data. It runs live if allowed, else
+            # is refused.
             if self.allow_live:
-                return Decision("live", ordinal, recorded, "redacted")
+                return Decision("live", ordinal, recorded, unkept, legacy_bytes=legacy)
             return Decision("stopped" if self.mode == "strict" else "refused", ordinal,
-                            recorded, "redacted")
-        return Decision("served", ordinal, recorded, divergence, recorded.value())
+                            recorded, unkept, legacy_bytes=legacy)
+        return Decision("served", ordinal, recorded, divergence, recorded.value(),
+                        legacy_bytes=legacy)
+
+    def _same_inputs(self, recorded: Recorded, inputs: Any,
+                     hashes: dict[tuple[bool, bool], str | None] | None = None) -> str | None:
+        """Whether live ``inputs`` are the recorded ones: ``"same"``, ``"legacy"`` (equal as a
+        run recorded before Titan kept bytes hashed them: bytes over 256 by their sha256), or
+        None. ``hashes``: the live inputs' hashes already taken, by (redacted, legacy)."""
+        hashes = {} if hashes is None else hashes
+        redacted = "inputs" in recorded.redacted
+        if (redacted, False) not in hashes:
+            text = dumps(self.as_recorded(recorded, "inputs", inputs))
+            hashes[(redacted, False)] = digest(text)
+            if '"$bytes":"' not in text:  # no bytes: the same in either spelling
+                hashes[(redacted, True)] = None
+        if hashes[(redacted, False)] == recorded.inputs_hash:
+            return "same"
+        if (redacted, True) not in hashes:
+            with bytes_as_before():
+                hashes[(redacted, True)] = digest(dumps(self.as_recorded(recorded, "inputs",
+                                                                         inputs)))
+        return "legacy" if hashes[(redacted, True)] == recorded.inputs_hash else None
 
     def as_recorded(self, recorded: Recorded, side: str, value: Any) -> Any:
         """A live value as the recording would hold it: redacted like the master redacted
@@ -326,13 +357,17 @@ class Session:
                                   "position" if decision.recorded else "a different call"),
                 "extra": "the recording has no such call",
                 "redacted": "its recorded outputs were redacted (PII) before storage, so the "
-                            "replay cannot return them"}[decision.divergence or "extra"]
+                            "replay cannot return them",
+                "bytes_not_kept": "it returned bytes, and the run was recorded before Titan "
+                                  "kept bytes over 256 (only their sha256 and size are on "
+                                  "record), so the replay cannot return them"
+                }[decision.divergence or "extra"]
         where = f"{channel} call {name!r} #{decision.ordinal} of {actor}"
-        if decision.divergence == "redacted":
+        if decision.divergence in ("redacted", "bytes_not_kept"):
             message = f"replay of {self.original}: {where}: {what} (--allow-live runs it live)"
             if decision.status == "stopped":
-                return errors.ReplayDiverged(message, kind="redacted")
-            return errors.ReplayMiss(message, kind="redacted")
+                return errors.ReplayDiverged(message, kind=decision.divergence)
+            return errors.ReplayMiss(message, kind=decision.divergence)
         if decision.status == "stopped":
             return errors.ReplayDiverged(
                 f"replay of {self.original} stopped at {where}: {what} (strict mode; "

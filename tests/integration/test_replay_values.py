@@ -1,0 +1,100 @@
+"""A replay hands the agent back what each call gave it: bytes as bytes (recorded whole, past
+the blob store's threshold too), and a run recorded before Titan kept bytes says why it
+cannot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Cluster
+from tests.integration.test_replay_sdk import replay, run_script, write
+
+BYTES_AGENT = """
+import hashlib
+import titan
+
+@titan.tool
+def fetch(url):  # stands for urllib.request.urlopen(url).read(): 100 KB, a blob on the master
+    return bytes(range(256)) * 400
+
+@titan.tool
+def small():
+    return b"\\x00\\xffabc"
+
+@titan.tool
+def summarize(text):
+    return len(text)
+
+with titan.trace.run("bytes-agent") as run:
+    print(run.id, flush=True)
+    s = small()
+    page = fetch("http://example/doc")
+    n = summarize(page.decode("latin-1"))
+    with titan.trace.action("report", inputs={"small": type(s).__name__}) as a:
+        a.outputs = {"n": n, "sha": hashlib.sha256(page).hexdigest()}
+"""
+
+# A run as Titan recorded it before it kept bytes: bytes over 256 as their sha256 and size.
+OLD_BYTES_AGENT = """
+import contextlib, os
+import titan
+from titan.trace.canonical import bytes_as_before
+
+@titan.tool
+def size_of(data):
+    return len(data)
+
+@titan.tool
+def fetch(url):
+    return b"<html>" + b"lorem ipsum " * 100 + b"</html>"
+
+with titan.trace.run("old-bytes-agent") as run:
+    print(run.id, flush=True)
+    with contextlib.nullcontext() if os.environ.get("TITAN_REPLAY") else bytes_as_before():
+        size_of(b"x" * 1000)
+        fetch("http://example/doc").decode()
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("replay-values"))
+    try:
+        c.up(slots=2)
+        yield c
+    finally:
+        c.stop()
+
+
+def test_a_tool_returning_bytes_replays_them(cluster: Cluster, tmp_path: Path) -> None:
+    run_id = run_script(cluster, write(tmp_path, "agent.py", BYTES_AGENT))
+    actions = cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+    fetched = next(a for a in actions if a["name"] == "fetch")
+    assert fetched["outputs_size"] > 64 * 1024  # kept whole, in the blob store
+    full = cluster.api("GET", f"/runs/{run_id}/actions/{fetched['seq']}")
+    assert set(full["outputs"]) == {"$bytes"} and full["outputs_complete"] is not False
+    report = replay(cluster, run_id)
+    assert report["status"] == "completed", (report.get("error"), report["divergences"])
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0
+    replayed = cluster.api("GET", f"/runs/{report['run_id']}/actions")["actions"]
+    seen = [a for a in replayed if a["name"] == "report"]
+    assert [a["inputs"] for a in seen] == [{"small": "bytes"}]
+    original = next(a for a in actions if a["name"] == "report")
+    assert seen[0]["outputs"] == original["outputs"]
+
+
+def test_a_run_recorded_before_bytes_were_kept_says_so(cluster: Cluster,
+                                                      tmp_path: Path) -> None:
+    run_id = run_script(cluster, write(tmp_path, "old.py", OLD_BYTES_AGENT))
+    report = replay(cluster, run_id)
+    # Its bytes inputs still match as they were hashed; its bytes output cannot be given back,
+    # and the replay says so at that call rather than handing the agent a dict.
+    assert report["status"] == "failed", report
+    assert "tool call 'fetch' #0" in report["error"], report["error"]
+    assert "recorded before Titan kept bytes" in report["error"], report["error"]
+    kinds = {d["name"]: d["kind"] for d in report["divergences"]}
+    assert kinds == {"fetch": "redacted"}, report["divergences"]
+    assert report["matched"] == 1
