@@ -98,3 +98,54 @@ def test_a_run_recorded_before_bytes_were_kept_says_so(cluster: Cluster,
     kinds = {d["name"]: d["kind"] for d in report["divergences"]}
     assert kinds == {"fetch": "redacted"}, report["divergences"]
     assert report["matched"] == 1
+
+
+ERRORS_AGENT = """
+import urllib.error
+import httpx  # its HTTPError shares the name: by name alone the replay could not choose
+import titan
+
+class RateLimited(Exception):
+    def __init__(self, retry_after, msg="rate limited"):
+        super().__init__(msg)
+        self.retry_after = retry_after
+
+@titan.tool
+def call_api(i):
+    if i == 0:
+        raise RateLimited(2.5)
+    raise urllib.error.HTTPError("http://x/y", 404, "Not Found", None, None)
+
+with titan.trace.run("errors-agent") as run:
+    print(run.id, flush=True)
+    seen = {}
+    try:
+        call_api(0)
+    except RateLimited as e:
+        seen["retry_after"] = e.retry_after
+    try:
+        call_api(1)
+    except urllib.error.HTTPError as e:
+        seen["code"] = e.code
+    with titan.trace.action("report", inputs=seen) as a:
+        a.outputs = seen
+"""
+
+
+def test_a_replayed_exception_is_of_its_own_class_with_its_data(cluster: Cluster,
+                                                                tmp_path: Path) -> None:
+    run_id = run_script(cluster, write(tmp_path, "errors.py", ERRORS_AGENT))
+    actions = cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+    failed = [a for a in actions if a["name"] == "call_api"]
+    assert [a["error"]["type"] for a in failed] == ["RateLimited", "HTTPError"]
+    assert failed[1]["outputs"]["$error"]["module"] == "urllib.error"
+    assert [a["inputs"] for a in actions if a["name"] == "report"] == [
+        {"retry_after": 2.5, "code": 404}]
+    report = replay(cluster, run_id)  # strict: the report's inputs must be the same
+    assert report["status"] == "completed", (report.get("error"), report["divergences"])
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0
+    replayed = cluster.api("GET", f"/runs/{report['run_id']}/actions")["actions"]
+    assert [a["outputs"] for a in replayed if a["name"] == "report"] == [
+        {"retry_after": 2.5, "code": 404}]
+    assert [(a["outcome"], a["error"]["type"]) for a in replayed
+            if a["name"] == "call_api"] == [("error", "RateLimited"), ("error", "HTTPError")]

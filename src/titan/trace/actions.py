@@ -94,6 +94,7 @@ class Action:
                 # Served, and a failure as recorded: its outcome stays one (as "replayed" a
                 # replayed failure read as a 100 % success).
                 exc = replayed_error(recorded)
+                self.outputs = d.outputs  # as recorded (what rebuilt the exception, if any)
                 self._emit(run, 0, recorded.outcome, exc)
                 session.pass_over(run, recorded)
                 raise exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from titan.trace import context
+from titan.trace import context, replayed_errors
 from titan.trace.canonical import dumps
 from titan.trace.recorder import RECORDER
 
@@ -50,6 +50,10 @@ def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, output
         meta["cost_source"] = cost_source
     if tags is not None:
         meta["tags"] = tags
+    if error is not None and outputs is None and replay_status not in ("stopped", "refused"):
+        # A failed call returned nothing: its outputs hold what rebuilds its exception in a
+        # replay (its class by module, its data). A replay's own refusals are not the call's.
+        outputs = replayed_errors.payload(error)
     RECORDER.put("action", run, (meta, dumps(inputs),
                                  None if outputs is None else dumps(outputs), cost_usd or 0.0))
     return action_id

@@ -1,12 +1,30 @@
-"""A recorded exception raised again in a replay: of the class the agent's code raised, so its
-``except`` clauses catch it as they did in the original run."""
+"""A recorded exception raised again in a replay: of the class the agent's code raised, with
+the data it carried, so its ``except`` clauses catch it and read it as they did in the
+original run.
+
+An action's error is recorded as its type's name and its message (the ``error`` of the action
+schema, which the ledger hashes). That alone could not tell ``urllib.error.HTTPError`` from
+``httpx.HTTPError``, nor give back ``e.code`` or a ``retry_after``: so a failed call's outputs,
+which it has none of otherwise, hold what rebuilds it — ``{"$error": {"module", "class",
+"args", "attrs"}}`` (:func:`payload`): its module and qualified name, its arguments and its
+public attributes as far as JSON holds them (headers as their text). Runs recorded before
+have no such outputs: their exceptions are found by name, as they were.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from titan import errors
+
+#: The key of a failed call's outputs that holds what rebuilds its exception.
+MARKER = "$error"
+_MAX_ATTRS = 50
+_MAX_TEXT = 10_000
+_SIMPLE = (str, int, float, bool, type(None))
 
 
 class _Failed(Protocol):
@@ -16,29 +34,143 @@ class _Failed(Protocol):
     def error_type(self) -> str | None: ...
     @property
     def error_message(self) -> str | None: ...
+    @property
+    def outputs(self) -> str | None: ...
+
+
+def payload(error: BaseException) -> dict[str, Any]:
+    """What a failed call's outputs record of its exception (see the module's text). Never
+    raises: what cannot be read is left out."""
+    cls = type(error)
+    saved: dict[str, Any] = {"module": getattr(cls, "__module__", None),
+                             "class": getattr(cls, "__qualname__", None)}
+    with contextlib.suppress(Exception):
+        args = error.args
+        if all(_simple(a) for a in args) and args:
+            saved["args"] = list(args)
+    attrs: dict[str, Any] = {}
+    with contextlib.suppress(Exception):
+        for name, value in list(vars(error).items())[:_MAX_ATTRS * 4]:
+            if name.startswith("_") or len(attrs) >= _MAX_ATTRS:
+                continue
+            kept = _kept(value)
+            if kept is not _SKIP:
+                attrs[name] = kept
+    if attrs:
+        saved["attrs"] = attrs
+    return {MARKER: saved}
+
+
+_SKIP = object()
+
+
+def _simple(value: Any) -> bool:
+    return isinstance(value, _SIMPLE) and not (isinstance(value, str) and len(value) > _MAX_TEXT)
+
+
+def _kept(value: Any) -> Any:
+    """An attribute as JSON holds it: plain values as they are, headers (an email message,
+    a mapping of text) as text or a dict; anything else (a file, a response) is skipped."""
+    if _simple(value):
+        return value
+    if isinstance(value, list | tuple) and len(value) <= 100 and all(_simple(v) for v in value):
+        return list(value)
+    email = sys.modules.get("email.message")
+    if email is not None and isinstance(value, email.Message):
+        text = str(value)
+        return text if len(text) <= _MAX_TEXT else _SKIP
+    if isinstance(value, Mapping) and len(value) <= 100 and all(
+            isinstance(k, str) and _simple(v) for k, v in value.items()):
+        return dict(value)
+    return _SKIP
 
 
 def replayed_error(recorded: _Failed) -> BaseException:
-    """The recorded exception, raised again: of the same class, found by its name among
-    Titan's, Python's and then the loaded modules' (the script's own ``QuotaError``,
-    ``json.JSONDecodeError``), so the agent's ``except`` clauses catch it as they did; else
+    """The recorded exception, raised again: of the same class — the one its module and
+    qualified name give, else the one of its name among Titan's, Python's and then the loaded
+    modules' (the script's own ``QuotaError``, ``json.JSONDecodeError``) — with its arguments
+    and attributes, so the agent's ``except`` clauses catch it as they did; else
     :class:`~titan.errors.ReplayedError` naming the original type."""
     message = recorded.error_message or ""
-    cls = _exception_class(recorded.error_type or "")
+    saved = _saved(recorded.outputs)
+    cls = _qualified(saved.get("module"), saved.get("class")) or _exception_class(
+        recorded.error_type or "", saved.get("module"))
     if cls is not None:
-        try:
-            return cls(message)
-        except Exception:  # noqa: BLE001 - a constructor wanting other arguments
-            exc = cls.__new__(cls)
-            exc.args = (message,)
-            return exc
+        return _rebuilt(cls, message, saved)
     return errors.ReplayedError(f"{recorded.error_type}: {message}",
                                 error_type=recorded.error_type)
 
 
-def _exception_class(name: str) -> type[Exception] | None:
-    """The one exception class of that name: Titan's, a builtin, the script's (``__main__``)
-    or, when exactly one loaded module defines it, that module's."""
+def _saved(outputs: str | None) -> dict[str, Any]:
+    if not outputs or not outputs.startswith('{"$error":'):
+        return {}
+    import json
+
+    with contextlib.suppress(ValueError):
+        found = json.loads(outputs).get(MARKER)
+        if isinstance(found, dict):
+            return found
+    return {}
+
+
+def _qualified(module: Any, qualname: Any) -> type[BaseException] | None:
+    """The class at ``module``.``qualname`` if that module is loaded (never imported here: the
+    agent's code imports what it catches)."""
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def _rebuilt(cls: type[BaseException], message: str, saved: dict[str, Any]) -> BaseException:
+    """An instance of ``cls`` as recorded: made as its constructor takes the recorded
+    arguments (else the message), or without it when it takes neither, and given the recorded
+    attributes that it does not have as they were."""
+    found, args = saved.get("attrs"), saved.get("args")
+    attrs: dict[str, Any] = found if isinstance(found, dict) else {}
+    args = args if isinstance(args, list) else None
+    exc = _http_error(cls, attrs)
+    for tried in ([args] if args is not None else []) + [[message]]:
+        if exc is not None:
+            break
+        with contextlib.suppress(Exception):
+            exc = cls(*tried)
+    if exc is None:  # a constructor wanting other arguments: built without calling it
+        exc = cls.__new__(cls)
+        exc.args = tuple(args) if args is not None else (message,)
+    for name, value in attrs.items():
+        # Those it has already (headers made a message again) stay; those its constructor
+        # set otherwise (RateLimited("rate limited").retry_after) take the recorded value.
+        with contextlib.suppress(Exception):  # a read-only property, an odd __eq__
+            now = getattr(exc, name, _SKIP)
+            if now is _SKIP or now != value and (_simple(now) or isinstance(now, list | dict)):
+                setattr(exc, name, value)
+    return exc
+
+
+def _http_error(cls: type[BaseException], attrs: dict[str, Any]) -> BaseException | None:
+    """``urllib.error.HTTPError`` (or a subclass) as its constructor makes one: it is a
+    response too, whose file must exist, and its headers a message again (``e.headers.get``)."""
+    urllib_error = sys.modules.get("urllib.error")
+    if urllib_error is None or not issubclass(cls, urllib_error.HTTPError):
+        return None
+    import http.client
+    import io
+
+    hdrs = attrs.get("hdrs")
+    headers = http.client.parse_headers(io.BytesIO(hdrs.encode("latin-1", "replace"))) \
+        if isinstance(hdrs, str) else None
+    exc = cls.__new__(cls)
+    urllib_error.HTTPError.__init__(exc, attrs.get("url") or attrs.get("filename"),
+                                    attrs.get("code"), attrs.get("msg"), headers, None)
+    return exc
+
+
+def _exception_class(name: str, module: Any = None) -> type[BaseException] | None:
+    """The exception class of that name: Titan's, a builtin, the script's (``__main__``) or a
+    loaded module's — the one of the recorded module when several define it."""
     import builtins
 
     def fits(x: Any) -> bool:
@@ -50,6 +182,8 @@ def _exception_class(name: str) -> type[Exception] | None:
         found = getattr(home, name, None)
         if fits(found):
             return found
-    candidates = {found for module in list(sys.modules.values())
-                  if fits(found := getattr(module, name, None))}
+    candidates = {found for m in list(sys.modules.values())
+                  if fits(found := getattr(m, name, None))}
+    if len(candidates) > 1 and isinstance(module, str):
+        candidates = {c for c in candidates if c.__module__ == module}
     return candidates.pop() if len(candidates) == 1 else None

@@ -1,0 +1,107 @@
+"""A recorded exception rebuilt for a replay: its own class (by module, not just by name),
+its arguments and its attributes."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import sys
+import types
+import urllib.error
+from dataclasses import dataclass
+
+import pytest
+
+from titan import errors
+from titan.trace import canonical
+from titan.trace.replayed_errors import payload, replayed_error
+
+
+@dataclass(frozen=True)
+class _Rec:
+    error_type: str | None
+    error_message: str | None
+    outputs: str | None
+
+
+def _round_trip(exc: BaseException) -> BaseException:
+    """Recorded as emit records it (canonical JSON), then raised again."""
+    return replayed_error(_Rec(type(exc).__name__, str(exc), canonical.dumps(payload(exc))))
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float, msg: str = "rate limited") -> None:
+        super().__init__(msg)
+        self.retry_after = retry_after
+
+
+class NeedsTwo(Exception):
+    def __init__(self, status: int, body: dict) -> None:
+        super().__init__(f"{status}")
+        self.status, self.body = status, body
+
+
+def test_an_exception_keeps_the_data_its_constructor_set() -> None:
+    back = _round_trip(RateLimited(2.5))
+    assert type(back) is RateLimited and back.retry_after == 2.5  # was "rate limited"
+    assert str(back) == "rate limited"
+    two = _round_trip(NeedsTwo(503, {"why": "busy"}))
+    assert type(two) is NeedsTwo and (two.status, two.body, str(two)) == (503, {"why": "busy"},
+                                                                         "503")
+    key = _round_trip(KeyError("x"))
+    assert type(key) is KeyError and key.args == ("x",)
+    os_error = _round_trip(ConnectionRefusedError(111, "refused"))
+    assert type(os_error) is ConnectionRefusedError and os_error.errno == 111
+
+
+def test_http_error_is_caught_as_itself_with_its_code_and_headers() -> None:
+    headers = http.client.parse_headers(io.BytesIO(b"Retry-After: 3\r\nX-Id: 7\r\n\r\n"))
+    original = urllib.error.HTTPError("http://x/y", 429, "Too Many Requests", headers,
+                                      io.BytesIO(b"body"))
+    saved = payload(original)["$error"]
+    assert (saved["module"], saved["class"]) == ("urllib.error", "HTTPError")
+    assert saved["attrs"]["code"] == 429 and "Retry-After: 3" in saved["attrs"]["hdrs"]
+    assert "fp" not in saved["attrs"]  # a file: not data JSON holds
+    back = _round_trip(original)
+    assert type(back) is urllib.error.HTTPError
+    assert (back.code, back.reason, back.url, str(back)) == (
+        429, "Too Many Requests", "http://x/y", "HTTP Error 429: Too Many Requests")
+    assert back.headers.get("Retry-After") == "3"
+    assert back.read() == b""  # a response still, its body not recorded
+    plain = _round_trip(urllib.error.HTTPError("http://x/y", 404, "Not Found", None, None))
+    assert type(plain) is urllib.error.HTTPError and plain.code == 404
+
+
+def test_the_class_is_found_by_its_module_when_several_share_its_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx.HTTPError beside urllib.error.HTTPError: by name alone the replay gave up.
+    other = types.ModuleType("other_http")
+    other.HTTPError = type("HTTPError", (Exception,), {"__module__": "other_http"})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "other_http", other)
+    back = _round_trip(urllib.error.HTTPError("u", 500, "Oops", None, None))
+    assert type(back) is urllib.error.HTTPError
+    theirs = _round_trip(other.HTTPError("boom"))  # type: ignore[attr-defined]
+    assert type(theirs) is other.HTTPError  # type: ignore[attr-defined]
+
+
+def test_a_run_recorded_before_classes_were_qualified_is_found_by_name() -> None:
+    old = replayed_error(_Rec("RateLimited", "rate limited", None))
+    assert type(old) is RateLimited or isinstance(old, errors.ReplayedError)
+    assert type(replayed_error(_Rec("ValueError", "bad", None))) is ValueError
+    unknown = replayed_error(_Rec("NoSuchError", "x", None))
+    assert isinstance(unknown, errors.ReplayedError) and "NoSuchError: x" in str(unknown)
+    # A class defined inside a function cannot be found again: the name is all there is.
+    local = type("Local", (Exception,), {})
+    assert isinstance(_round_trip(local("y")), errors.ReplayedError)
+
+
+def test_what_is_recorded_is_plain_json_and_never_fails() -> None:
+    class Odd(Exception):
+        def __init__(self) -> None:
+            super().__init__(object())
+            self.stream = io.BytesIO()
+            self.ok = True
+            self._private = 1
+
+    saved = payload(Odd())["$error"]
+    assert "args" not in saved and saved["attrs"] == {"ok": True}
