@@ -1,9 +1,12 @@
-"""A replay hands the agent back what each call gave it: bytes as bytes (recorded whole, past
-the blob store's threshold too), and a run recorded before Titan kept bytes says why it
-cannot."""
+"""A replay gives the agent back what each call gave it — bytes as bytes (recorded whole, past
+the blob store's threshold too; a run recorded before Titan kept bytes says why it cannot),
+exceptions of their own class with their data — and ends as the original did."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +152,37 @@ def test_a_replayed_exception_is_of_its_own_class_with_its_data(cluster: Cluster
         {"retry_after": 2.5, "code": 404}]
     assert [(a["outcome"], a["error"]["type"]) for a in replayed
             if a["name"] == "call_api"] == [("error", "RateLimited"), ("error", "HTTPError")]
+
+
+INTERRUPTED = """
+import titan
+
+@titan.tool
+def step(i):
+    return i
+
+with titan.trace.run("interrupted-agent") as run:
+    print(run.id, flush=True)
+    step(1)
+    raise KeyboardInterrupt  # Ctrl-C
+"""
+
+
+def test_a_run_ended_by_ctrl_c_replays_as_cancelled(cluster: Cluster, tmp_path: Path) -> None:
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    path = write(tmp_path, "interrupted.py", INTERRUPTED)
+    done = subprocess.run([sys.executable, str(path)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0, done.stdout + done.stderr
+    run_id = done.stdout.split()[0]
+    deadline = time.monotonic() + 20
+    while cluster.api("GET", f"/runs/{run_id}")["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert cluster.api("GET", f"/runs/{run_id}")["status"] == "cancelled"
+    report = replay(cluster, run_id)
+    assert (report["status"], report["error"]) == ("cancelled",
+                                                   "interrupted (KeyboardInterrupt)"), report
+    assert report["original"]["status"] == report["replay"]["status"] == "cancelled"
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0

@@ -6,7 +6,8 @@ current ones — into its workspace in their recorded relative layout, changes t
 working directory and runs the driver script as ``__main__`` with its recorded arguments, as
 ``python driver.py ARGS`` did. The driver's stages join the replay's run. When the driver
 ends, stages it left running are cancelled, the run is ended (completed if the driver exited
-0, else failed) and the report's summary is printed to this job's log.
+0, cancelled if a KeyboardInterrupt ended it, else failed) and the report's summary is printed
+to this job's log.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main() -> int:
     os.chdir(cwd)
     sys.argv = [str(script), *args]
     sys.path[0] = str(script.parent)
-    status, error = 0, None
+    status, error, interrupted = 0, None, False
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
@@ -79,6 +80,9 @@ def main() -> int:
     except BaseException as exc:  # noqa: BLE001 - the driver's failure is the replay's result
         traceback.print_exc()
         status, error = 1, f"{type(exc).__name__}: {exc}"[:2000]
+        # The original ended by Ctrl-C (a KeyboardInterrupt) was cancelled, by its
+        # `with titan.trace.run` block or at exit: so is its replay, which raised it again.
+        interrupted = isinstance(exc, KeyboardInterrupt)
     finally:
         os.chdir(home)
     trace.flush(30)
@@ -100,7 +104,9 @@ def main() -> int:
     # (the master decides, from the stages; a replayed agent stage that FAILED was reported
     # completed here).
     end: dict[str, Any] = {"status": "ended" if status == 0 else "failed"}
-    if status != 0:
+    if interrupted:
+        end = {"status": "cancelled", "error": "interrupted (KeyboardInterrupt)"}
+    elif status != 0:
         end["error"] = error or f"the replayed driver exited with status {status}"
     elif runs.replayed_end is not None:
         # The script's own `with titan.trace.run(...)` block ended the original run as it
