@@ -74,6 +74,15 @@ def test_graph_problems_lists_every_one_in_order() -> None:
     assert found[-1].details["cycle"] == ["a", "b", "c", "a"]
 
 
+def test_a_long_cycle_is_named_by_its_ends() -> None:
+    """10,000 jobs in a loop made a 150 KB one-line error (a QA pass)."""
+    n = 10_000
+    (problem,) = graph_problems([spec(f"j{i}", f"j{(i - 1) % n}") for i in range(n)])
+    assert len(problem.message) < 300, problem.message
+    assert "... 9991 more ..." in problem.message
+    assert problem.details["cycle_length"] == n and len(problem.details["cycle"]) == 11
+
+
 def test_find_cycle_ignores_what_graph_problems_names_otherwise() -> None:
     assert find_cycle([spec("a", "ghost", "a"), spec("b", "a")]) is None
     assert find_cycle([spec("r"), spec("x", "r", "z"), spec("y", "x"), spec("z", "y")]) \
