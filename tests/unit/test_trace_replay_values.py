@@ -6,7 +6,8 @@ import hashlib
 import json
 
 from titan.trace import canonical
-from titan.trace.replay import Recorded, Session
+from titan.trace.recorded import Recorded
+from titan.trace.replay import Session
 
 
 def _recorded(outputs: str | None, inputs: object = None, **kw: object) -> Recorded:

@@ -40,7 +40,7 @@ class LLMCall:
     #: The model as asked for (``model=``, else TITAN_LLM_MODEL, else local), before any
     #: provider resolved it: what the call's recorded inputs name, so a replay can match them.
     requested: str = ""
-    #: In a replay, how the call was answered (a :class:`titan.trace.replay.Decision`).
+    #: In a replay, how the call was answered (a :class:`titan.trace.recorded.Decision`).
     replay: Any = None
     #: Outside a replay, the call's number among its actor's LLM calls, taken as it started
     #: (:meth:`Replayer.number`), None when no run records it.

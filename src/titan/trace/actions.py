@@ -22,6 +22,7 @@ from titan import errors
 from titan.trace import context, forks, netguard, replay
 from titan.trace.canonical import bytes_as_before, dumps
 from titan.trace.emit import emit
+from titan.trace.recorded import Decision
 from titan.trace.replayed_errors import replayed_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,7 +58,7 @@ class Action:
         self.id: str | None = None
         self.pure = pure
         self.replayed = False
-        self._decision: replay.Decision | None = None
+        self._decision: Decision | None = None
         self._through: Any = None
 
     def __enter__(self) -> Action:

@@ -74,7 +74,7 @@ def llm_inputs(requested: str, messages: Any, params: dict[str, Any]) -> dict[st
 
 def replay_decision(requested: str, messages: Any, params: dict[str, Any],
                     ordinal: int | None = None) -> Any:
-    """In a replay, how this LLM call is answered (a :class:`replay.Decision`); else None."""
+    """In a replay, how this LLM call is answered (a :class:`titan.trace.recorded.Decision`); else None."""
     session = replay.active()
     run = context.current_run() if session is not None else None
     if session is None or run is None:

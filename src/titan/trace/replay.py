@@ -40,100 +40,19 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from titan import errors
 from titan.formats import quote_ref
 from titan.redaction import Redactor
 from titan.trace import context, forks, netguard
-from titan.trace.canonical import bytes_as_before, digest, dumps, holds_lost_bytes, revived
+from titan.trace.canonical import bytes_as_before, digest, dumps, holds_lost_bytes
 from titan.trace.emit import emit
+from titan.trace.recorded import ActorRecording, Decision, Recorded
 from titan.trace.recorder import RECORDER
 
 ENV = "TITAN_REPLAY"
 AMBIENT = ("clock", "random")
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """One action of the run being replayed (the latest attempt's, for a retried job)."""
-
-    seq: int
-    actor: str
-    channel: str
-    name: str
-    ordinal: int
-    inputs_hash: str
-    outputs: str | None
-    outcome: str
-    error_type: str | None = None
-    error_message: str | None = None
-    model: str | None = None
-    #: The fields the master's PII redaction changed before storing them (inputs, outputs,
-    #: error): the recording holds placeholders there, not what the call saw.
-    redacted: tuple[str, ...] = ()
-    #: The action's id and the id of the action it ran inside (None from an older master).
-    id: str | None = None
-    parent_id: str | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str, int]:
-        return (self.actor, self.channel, self.name, self.ordinal)
-
-    def value(self) -> Any:
-        """What the call returned: its recorded outputs, bytes as bytes again."""
-        if self.outputs is None:
-            return None
-        value = json.loads(self.outputs)
-        return revived(value) if '"$bytes":' in self.outputs else value
-
-
-@dataclass
-class Decision:
-    """How one call is answered. ``status`` is recorded as the action's ``replay_status``."""
-
-    status: str  # served | override | live | forked | verified | refused | stopped
-    ordinal: int
-    recorded: Recorded | None = None
-    divergence: str | None = None  # input_mismatch | name_mismatch | extra
-    outputs: Any = None  # what a served/override call returns
-    #: The recording predates kept bytes (canonical.LOST_BYTES): its inputs matched as they
-    #: were hashed then, and the call's action is recorded the same way.
-    legacy_bytes: bool = False
-
-    @property
-    def serves(self) -> bool:
-        return self.status in ("served", "override")
-
-    @property
-    def live(self) -> bool:
-        return self.status in ("live", "forked", "verified")
-
-
-@dataclass
-class _Actor:
-    """The recording of one actor (and its sub-actors), fetched once per process."""
-
-    by_key: dict[tuple[str, str, str, int], Recorded] = field(default_factory=dict)
-    # Per actor path: its recorded calls in order, to tell a name mismatch from an extra call.
-    order: dict[str, list[Recorded]] = field(default_factory=dict)
-    # Per action id: the calls recorded inside it (a tool that called tools), in seq order.
-    children: dict[str, list[Recorded]] = field(default_factory=dict)
-    # Per (actor, channel, name): its recorded calls by ordinal, for calls that started in
-    # another order than they did (see Session._claim).
-    calls: dict[tuple[str, str, str], list[Recorded]] = field(default_factory=dict)
-    # The same, of the processes forked from one actor together (forks.pooled).
-    pooled: dict[tuple[str, str, str], list[Recorded]] = field(default_factory=dict)
-
-    def nested(self, recorded: Recorded) -> list[Recorded]:
-        """Every call recorded inside ``recorded``, at any depth, in seq order."""
-        out, stack = [], [recorded]
-        while stack:
-            below = self.children.get(stack.pop().id or "", [])
-            out.extend(below)
-            stack.extend(below)
-        return sorted(out, key=lambda r: r.seq)
 
 
 class Session:
@@ -150,7 +69,7 @@ class Session:
         self.allow_live = bool(settings.get("allow_live"))
         self.verify = bool(settings.get("verify"))
         self.master: str | None = settings.get("master")
-        self._recordings: dict[str, _Actor] = {}
+        self._recordings: dict[str, ActorRecording] = {}
         self._positions: dict[str, int] = {}
         self._forked: set[str] = set()  # actors whose execution has passed the fork point
         self._claimed: set[tuple[str, str, str, int]] = set()  # recorded calls answered
@@ -160,8 +79,8 @@ class Session:
         self.redactor: Redactor | None = None
 
     # -- the recording ------------------------------------------------------------------------
-    def _fetch(self, root: str) -> _Actor:
-        rec = _Actor()
+    def _fetch(self, root: str) -> ActorRecording:
+        rec = ActorRecording()
         after = 0
         while True:
             page = RECORDER.client().call(
@@ -191,7 +110,7 @@ class Session:
                 return rec
             after = page["next_after"]
 
-    def _recording(self, actor: str) -> _Actor:
+    def _recording(self, actor: str) -> ActorRecording:
         root = actor.split("/", 2)
         # A job's actor is STAGE/job; sub-actors nest below it. Fetch the job's whole subtree
         # once (a run opened with titan.trace.run has a one-part root: the agent id).
@@ -244,7 +163,7 @@ class Session:
             decision.status = "refused"
         return decision
 
-    def _claim(self, rec: _Actor, key: tuple[str, str, str, int],
+    def _claim(self, rec: ActorRecording, key: tuple[str, str, str, int],
                inputs: Any) -> Recorded | None:
         """The recorded call this one answers to. By its key first; but calls an actor makes
         side by side (``asyncio.gather``, threads) start in the order their turns come, which

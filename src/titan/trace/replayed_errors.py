@@ -28,7 +28,7 @@ _SIMPLE = (str, int, float, bool, type(None))
 
 
 class _Failed(Protocol):
-    """What of a recorded call this needs (a :class:`titan.trace.replay.Recorded`)."""
+    """What of a recorded call this needs (a :class:`titan.trace.recorded.Recorded`)."""
 
     @property
     def error_type(self) -> str | None: ...
