@@ -23,6 +23,7 @@ from titan.storage.base import Row, Storage, Transaction, iter_chunks, read_safe
 from titan.storage.leadership import Leadership
 from titan.storage.migrations import migrate
 from titan.storage.sql_actions import ActionsSQL
+from titan.storage.sql_agent_runs import AgentRunsSQL
 from titan.storage.sql_attempts import AttemptsSQL
 from titan.storage.sql_dag_retention import DagRetentionSQL
 from titan.storage.sql_evals import EvalsSQL
@@ -34,7 +35,7 @@ log = logging.getLogger("titan.storage")
 _INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one sign
 
 
-class SQLTransaction(JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
+class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any,
                  after: list[Callable[[Transaction], None]] | None = None) -> None:
         self.conn = conn

@@ -1,5 +1,6 @@
-"""SQL for agent runs, DAGs and jobs (part of :class:`SQLTransaction`); their attempts and log
-lines are :mod:`titan.storage.sql_attempts`'s."""
+"""SQL for DAGs and jobs (part of :class:`SQLTransaction`); their attempts and log lines are
+:mod:`titan.storage.sql_attempts`'s, the agent runs grouping them
+:mod:`titan.storage.sql_agent_runs`'s."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from functools import partial
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 
 from titan.storage import compiled
 from titan.storage import schema as t
@@ -135,38 +136,6 @@ def _compiled_insert(dialect: Any, keys: tuple[str, ...],
 class JobsSQL:
     conn: Connection
     insert: Any  # the dialect's insert() with ON CONFLICT support
-
-    # -- agent runs ---------------------------------------------------------------------------
-    def ensure_agent_run(self, run_id: str, now: float, agent_id: str | None = None) -> bool:
-        result = self.conn.execute(
-            self.insert(t.agent_runs).values(id=run_id, created_at=now, started_at=now,
-                                             status="running", agent_id=agent_id)
-            .on_conflict_do_nothing().returning(t.agent_runs.c.id))
-        return result.first() is not None
-
-    def list_agent_runs(self, limit: int, offset: int) -> tuple[list[Row], int]:
-        total = self.conn.execute(select(func.count()).select_from(t.agent_runs)).scalar_one()
-        rows = self.conn.execute(
-            select(t.agent_runs)
-            .order_by(t.agent_runs.c.created_at.desc(), t.agent_runs.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        return [dict(r._mapping) for r in rows], int(total)
-
-    def get_agent_run(self, run_id: str) -> Row | None:
-        row = self.conn.execute(select(t.agent_runs).where(t.agent_runs.c.id == run_id)).first()
-        return dict(row._mapping) if row else None
-
-    def agent_run_position(self, run_id: str) -> int | None:
-        run = self.get_agent_run(run_id)
-        if run is None:
-            return None
-        c = t.agent_runs.c
-        before = or_(c.created_at > run["created_at"],
-                     and_(c.created_at == run["created_at"], c.id < run_id))
-        return int(self.conn.execute(select(func.count()).select_from(t.agent_runs)
-                                     .where(before)).scalar_one())
 
     # -- DAGs ---------------------------------------------------------------------------------
     def insert_next_dag(self, row: Row) -> tuple[int, int]:
