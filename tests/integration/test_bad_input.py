@@ -198,6 +198,26 @@ def test_json_nested_3000_deep_in_an_action_batch_is_a_400(cl: Cluster) -> None:
     refused(cl, "PUT", "/store/values/deep", b"[" * 3000 + b"]" * 3000, mentions="nested")
 
 
+def test_a_big_dag_is_validated_as_a_small_one(cl: Cluster) -> None:
+    """Past 2,000 jobs a DAG is validated on a thread (off the event loop): the same answers."""
+    sha = _upload_script(cl)
+
+    def jobs(n: int, cycle: bool) -> list[dict[str, Any]]:
+        out = [{"job_id": f"j{i}", "filename": "a.py", "script_sha256": sha,
+                "requirement": "BIG_NOWHERE", "parents": [f"j{i - 1}"] if i else []}
+               for i in range(n)]
+        if cycle:
+            out[0]["parents"] = [f"j{n - 1}"]
+        return out
+    err = refused(cl, "POST", "/dags", json.dumps({"name": "big-cycle",
+                                                   "jobs": jobs(2_500, True)}).encode(),
+                  mentions="cycle in dependencies")
+    assert err["code"] == "invalid_dag" and err["details"]["cycle_length"] == 2_500
+    dag = ok(cl, "POST", "/dags", {"name": "big-fine", "jobs": jobs(2_500, False)}, 201)
+    assert dag["job_count"] == 2_500
+    ok(cl, "POST", f"/dags/{quote(dag['ref'], safe='')}/cancel")
+
+
 def _nest(depth: int) -> Any:
     value: Any = "leaf"
     for _ in range(depth):
