@@ -33,6 +33,17 @@ log = logging.getLogger("titan")
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _loaded: set[Path] = set()
+#: Which file set each variable this process took from a .env (for errors about its value).
+_origins: dict[str, Path] = {}
+
+
+def origin_of(message: str) -> Path | None:
+    """The .env that set a variable ``message`` names (the first such), or None: a bad value
+    from a file the user forgot reads as a mystery without it."""
+    for name, path in _origins.items():
+        if re.search(rf"\b{re.escape(name)}\b", message):
+            return path
+    return None
 
 
 def parse(text: str) -> tuple[dict[str, str], list[int]]:
@@ -155,6 +166,8 @@ def load(directory: str | os.PathLike[str] | None = None,
     added = [k for k in values if k not in env]
     for key in added:
         env[key] = values[key]
+        if environ is None:
+            _origins[key] = path
     if added:
         log.debug("%s: set %s", path, ", ".join(added))  # names only, never values
     return added

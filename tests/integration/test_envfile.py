@@ -3,8 +3,13 @@ started there — without the value ever showing in a log."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from tests.conftest import free_port
 from tests.integration.harness import Cluster
 from titan_sdk import TitanJob
 
@@ -60,3 +65,18 @@ def test_a_job_never_loads_the_dotenv_another_job_left_in_the_shared_folder(
     logs = client.fetch_logs("victim")
     assert "api base: unset" in logs, logs
     assert "a job reads .env only from its own project folder" in logs, logs
+
+
+def test_a_bad_value_from_dotenv_is_said_to_come_from_it(tmp_path: Path) -> None:
+    """A setting the user never typed, refused with no word of where it came from, read as a
+    mystery (an ops QA pass)."""
+    (tmp_path / ".env").write_text("TITAN_LEASE_SECONDS=1e300\n")
+    (tmp_path / ".env").chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "titan", "up", "--port", str(free_port()),
+         "--dashboard-port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"TITAN_LEASE_SECONDS must be 1 to 3600 seconds, got 1e+300 (set in " \
+           f"{tmp_path / '.env'})" in out.stderr, out.stderr

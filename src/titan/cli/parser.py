@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from titan import envfile
 from titan.cli.commands import (
     Handler,
     cmd_cancel,
@@ -43,7 +44,7 @@ from titan.cli.commands import (
     cmd_workers,
 )
 from titan.cli.output import for_terminal
-from titan.errors import TitanError
+from titan.errors import ConfigError, TitanError
 from titan.version import __version__
 
 ROLES = ("worker", "operator", "viewer", "admin")
@@ -294,7 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except TitanError as exc:
         # The message may quote what a job wrote (its error): no control reaches a terminal.
-        print(f"error: {for_terminal(str(exc), sys.stderr.isatty())}", file=sys.stderr)
+        said = str(exc)
+        came = envfile.origin_of(said) if isinstance(exc, ConfigError) else None
+        if came is not None:  # a setting the user never typed: say where it came from
+            said += f" (set in {came})"
+        print(f"error: {for_terminal(said, sys.stderr.isatty())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
