@@ -4,6 +4,9 @@ stays finished."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -271,3 +274,73 @@ def test_a_process_a_job_left_behind_does_not_outlive_it(cluster: Cluster,
     assert client.wait("escaper", timeout=60)["state"] == "COMPLETED"
     pid = int(pidfile.read_text())
     assert wait_dead(pid, timeout=30), f"process {pid} left by a finished job survived"
+
+
+#: A background process the job does not wait for, in the job's own process group, its output
+#: sent elsewhere (so nothing holds the job's pipes): its pid goes to argv[1].
+SHELL_LEAVER = """#!/bin/bash
+sleep 4711 >/dev/null 2>&1 </dev/null &
+echo $! > "$1.tmp" && mv "$1.tmp" "$1"
+echo started
+"""
+#: The same in Python; the one it leaves ignores SIGTERM unless argv[2] says "term", and with
+#: "outside" leaves the job's group (a session of its own).
+PYTHON_LEAVER = """
+import os, subprocess, sys
+how = sys.argv[2]
+code = "import signal, time\\n"
+if how == "stubborn":
+    code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
+child = subprocess.Popen([sys.executable, "-c", code + "time.sleep(300)"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=how == "outside")
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(child.pid))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+print("started")
+"""
+#: Waits for what it started: nothing of it is left when it ends, and nothing is cut short.
+SHELL_WAITER = """#!/bin/bash
+(sleep 1; echo finished > "$1") &
+wait
+"""
+
+
+def test_what_a_job_leaves_in_its_group_is_stopped_when_it_ends(cluster: Cluster,
+                                                                tmp_path: Path) -> None:
+    # A shell job's `sleep &` and a runner="subprocess" job's Popen ran on for good after
+    # their jobs COMPLETED (a QA pass): the group was killed only while something held the
+    # job's pipes. Now what is left gets SIGTERM when the main process ends, SIGKILL after
+    # the worker's kill grace (3 s); what left the group, and what the job waited for, are
+    # not touched.
+    client = cluster.client()
+    shell = cluster.script("leaver.sh", SHELL_LEAVER)
+    python = cluster.script("leaver.py", PYTHON_LEAVER)
+    pid = {name: tmp_path / f"{name}.pid" for name in ("sh", "sub", "stubborn", "fork",
+                                                        "outside")}
+    marker = tmp_path / "waited"
+    dag = client.submit_dag("leavers", [
+        TitanJob(job_id="sh", filename=shell, args=[str(pid["sh"])]),
+        TitanJob(job_id="sub", filename=python, args=[str(pid["sub"]), "term"],
+                 runner="subprocess"),
+        TitanJob(job_id="stubborn", filename=python, args=[str(pid["stubborn"]), "stubborn"],
+                 runner="subprocess"),
+        TitanJob(job_id="fork", filename=python, args=[str(pid["fork"]), "term"]),
+        TitanJob(job_id="outside", filename=python, args=[str(pid["outside"]), "outside"],
+                 runner="subprocess"),
+        TitanJob(job_id="waiter", filename=cluster.script("waiter.sh", SHELL_WAITER),
+                 args=[str(marker)]),
+    ], wait=True, timeout=60)
+    assert dag["status"] == "COMPLETED", dag
+    assert marker.read_text() == "finished\n"
+    left = {name: int(path.read_text()) for name, path in pid.items()}
+    try:
+        for name in ("sh", "sub", "fork", "stubborn"):
+            assert wait_dead(left[name], timeout=10), \
+                f"{name}: process {left[name]} outlived its COMPLETED job"
+        time.sleep(1.0)  # well past the grace since the jobs ended
+        assert alive(left["outside"]), "a process outside the job's group was killed"
+    finally:
+        for name in left:
+            with contextlib.suppress(OSError):
+                os.kill(left[name], signal.SIGKILL)

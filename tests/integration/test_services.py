@@ -6,7 +6,9 @@ another, and a master restart that leaves the service's process alone."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import httpx
 import pytest
 
 from tests.integration.harness import Cluster, shared_cluster
+from tests.integration.processes import alive, wait_dead
 from titan.client import TitanClient
 from titan_sdk import TitanJob
 
@@ -28,10 +31,11 @@ if sys.platform != "linux":  # pragma: no cover - process groups and /proc
     pytestmark = pytest.mark.skip("process checks need Linux")
 
 #: A tiny model server. ``mode``: serve, crash-once (the first start dies before it is
-#: ready), crash-always, ignore-term (SIGTERM is logged and ignored), deaf (never listens) or
-#: deaf-polite (never listens; a SIGTERM ends it with exit code 0, as servers do).
+#: ready), crash-always, ignore-term (SIGTERM is logged and ignored), deaf (never listens),
+#: deaf-polite (never listens; a SIGTERM ends it with exit code 0, as servers do) or
+#: with-helper (serves, and starts a helper that ignores SIGTERM, its output sent elsewhere).
 SERVER = """
-import os, signal, sys, threading, time
+import os, signal, subprocess, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "serve"
@@ -44,6 +48,13 @@ if mode == "deaf-polite":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 if mode.startswith("deaf"):
     time.sleep(3600)
+if mode == "with-helper":
+    helper = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+         "signal.SIG_IGN); print('ready', flush=True); time.sleep(3600)"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    helper.stdout.readline()
+    print(f"helper {helper.pid}", flush=True)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -215,6 +226,29 @@ def test_a_stop_kills_a_service_that_ignores_sigterm_after_its_grace(cluster: Cl
     assert done["reason"] == "stopped on request; killed after a 1 s grace"
     assert done["exit_code"] == -9
     assert "ignoring SIGTERM" in client.fetch_logs("stubborn")
+
+
+def test_a_stopped_service_leaves_nothing_of_its_group_behind(cluster: Cluster) -> None:
+    # A helper the service started in its group, its output elsewhere, ran on for good once
+    # the service had stopped: the stop's SIGKILL was called off when the service's own
+    # process ended within the grace. What is left of the group gets it when the grace ends.
+    client = cluster.client()
+    # Not forked: the zygote, its subreaper, would catch the helper after the job itself.
+    client.submit_job(service(cluster, "helped", "with-helper", stop_grace=1,
+                              runner="subprocess"))
+    ready(client, "helped")
+    said = wait_for("the helper's pid", lambda: re.search(r"helper (\d+)",
+                                                          client.fetch_logs("helped")))
+    helper = int(said.group(1))
+    assert alive(helper)
+    client.stop_service("helped")
+    assert client.wait("helped", timeout=30)["state"] == "COMPLETED"
+    assert client.get_job("helped")["reason"] == "stopped on request"  # itself, in time
+    try:
+        assert wait_dead(helper, timeout=10), "the service's helper outlived its stop"
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(helper, signal.SIGKILL)
 
 
 def test_a_drained_or_dead_workers_service_starts_on_another(make_cluster: MakeCluster) -> None:

@@ -497,6 +497,32 @@ def test_background_process_holding_stdout_does_not_block_the_result(job: Job) -
     assert sink.stream("stdout") == ["main exits"]
 
 
+@BOTH
+def test_what_the_job_left_in_its_group_is_stopped_without_holding_the_result(
+        job: Job, kind: str) -> None:
+    # Output sent elsewhere, nothing held the job's pipes: both ran on for good (a QA pass).
+    # Now SIGTERM when the main process ends, SIGKILL after the grace, the result sent first.
+    began = time.monotonic()
+    sink = job.run("""
+        import subprocess, sys
+        quiet = dict(stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                     "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                     "print('ready', flush=True); time.sleep(120)"],
+                                    stdout=subprocess.PIPE, **quiet)
+        stubborn.stdout.readline()  # it ignores SIGTERM from now on
+        polite = subprocess.Popen(["sleep", "120"], stdout=subprocess.DEVNULL, **quiet)
+        print(stubborn.pid, polite.pid)
+    """, kind=kind, kill_grace=5.0)
+    took = time.monotonic() - began
+    assert sink.outcome["exit_code"] == 0 and sink.outcome["error"] is None
+    stubborn, polite = map(int, sink.stream("stdout")[0].split())
+    assert took < 4.0, "the result waited for the grace"
+    assert _gone(polite, 3.0), "SIGTERM did not reach what the job left in its group"
+    assert not _gone(stubborn, 0.0), "killed before its grace"
+    assert _gone(stubborn, 10.0), "what ignored SIGTERM outlived the grace"
+
+
 # ---------------------------------------------------------------------------- runners
 
 

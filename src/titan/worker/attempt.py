@@ -7,7 +7,10 @@ report's logs before its results, and the reporter keeps queue order, so the ord
 end to end).
 
 Cancel and timeout signal the whole process group: SIGTERM first, SIGKILL ``kill_grace``
-seconds later if the job is still there. A service's attempt outlives its processes
+seconds later if the job is still there. When the job's main process ends, whatever is left in
+its group (a background process it did not wait for) gets the same: SIGTERM at once — unless a
+kill sent one already — and SIGKILL when the grace is over, on a timer of its own that the
+result does not wait for. A service's attempt outlives its processes
 (:class:`~titan.worker.service.ServiceAttempt` restarts them): the hooks it overrides are
 marked so.
 """
@@ -85,6 +88,9 @@ class Attempt:
         self._output_paused = False
         self._timers: list[Handle] = []  # this process's: kill escalation, lingering pipes
         self._deadline: Handle | None = None  # the attempt's timeout, armed once
+        #: When this process's group is due its SIGKILL, once a kill sent it SIGTERM
+        #: (monotonic; None: not signalled yet).
+        self._kill_by: float | None = None
         self._exit: tuple[int | None, str | None] | None = None
         self._last_stderr = ""
         self._exception_line = ""  # the last of stderr's that ends a traceback
@@ -96,6 +102,7 @@ class Attempt:
     def attach(self, launched: Launched) -> None:
         """Take over a started process: read its pipes, await its exit, arm its timeout."""
         self.process = launched.process
+        self._kill_by = None  # a service's next process has not been signalled
         for fd, name in ((launched.stdout, "stdout"), (launched.stderr, "stderr")):
             self._streams[fd] = (name, LineSplitter())
             if not self._output_paused:
@@ -144,10 +151,13 @@ class Attempt:
         if self.kill_reason is None:
             self.kill_reason = reason
         if self.process is not None:
+            self._kill_by = time.monotonic()
             self.process.kill_group(signal.SIGKILL)
 
     def _terminate(self) -> None:
         assert self.process is not None
+        if self._kill_by is None:
+            self._kill_by = time.monotonic() + self._grace
         self.process.kill_group(signal.SIGTERM)
         self._timers.append(self._loop.call_later(self._grace, self._escalate))
 
@@ -229,12 +239,33 @@ class Attempt:
     def _on_exit(self, code: int | None, error: str | None) -> None:
         self._exit = (code, error)
         self._ended_at = time.time()  # the attempt's end, however late it is reported
+        self._end_leftovers()
         if self._streams:
             # The job's main process is gone but something it started still holds its
             # stdout/stderr. Give it the grace period, then kill the group and stop reading:
             # a forgotten background process must not keep the result from the master.
             self._timers.append(self._loop.call_later(self._kill_grace, self._linger_over))
         self._maybe_finish()
+
+    def _end_leftovers(self) -> None:
+        """The main process has ended: what it left in its group must not outlive the job
+        (docs/security.md). A job that waited for its children has nothing left there, and
+        costs one signal to an empty group."""
+        process = self.process
+        if process is None:
+            return
+        now = time.monotonic()
+        if self._kill_by is None:  # ended on its own: TERM what is left, KILL after the grace
+            if not process.kill_leftovers(signal.SIGTERM):
+                return
+            kill_by = now + self._kill_grace
+        else:  # a kill sent them TERM already (a second could cut a graceful stop short)
+            if not process.kill_leftovers(0):
+                return
+            kill_by = self._kill_by
+        # Not among self._timers: finishing, and a service's restart, cancel those; the
+        # result is reported meanwhile, the leftovers are killed all the same.
+        self._loop.call_later(max(0.0, kill_by - now), process.kill_leftovers, signal.SIGKILL)
 
     def _linger_over(self) -> None:
         if self.finished or self.process is None:

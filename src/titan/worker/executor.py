@@ -26,6 +26,9 @@ it may block (it runs on a starter thread). What it returns, and what a job owes
   ``SIGKILL`` ends it. The attempt sends ``SIGTERM`` on cancel and timeout and ``SIGKILL`` after
   the worker's kill grace, and ``SIGKILL`` again to a group whose main process has exited but
   whose children still hold its pipes. A signal to a job that has ended is harmless.
+  Once the main process has ended, ``process.kill_leftovers(sig)`` signals what is left in its
+  group (``SIGTERM`` at once, ``SIGKILL`` after the grace) and says whether anything was; an
+  executor whose jobs run elsewhere may decline (False).
 * **Exit** — ``process.watch(loop, on_exit)``: ``on_exit(code, error)`` is called once, on the
   I/O thread, when the job's main process has ended: its exit status (negative: killed by that
   signal), or ``None`` with ``error`` saying why there is none (the zygote died, Ray lost the

@@ -48,6 +48,31 @@ class Process:
         except PermissionError as exc:
             log.warning("cannot signal job process group %d: %s", self.pid, exc)
 
+    def kill_leftovers(self, sig: int) -> bool:
+        """Send ``sig`` (0: none, only look) to what is left of the job's group once its main
+        process has exited and been reaped; whether anything was there to signal.
+
+        A group outlives its leader while a member lives, and the kernel gives no process a
+        pid that is still some group's id: a live process at the pid means the group is gone
+        and the pid someone else's now, whose group is left alone."""
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False  # another user's process holds the pid now
+        else:
+            if self.exited:
+                return False
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            return False  # nothing left: the job waited for what it started
+        except PermissionError as exc:
+            log.warning("cannot signal job process group %d: %s", self.pid, exc)
+            return False
+        return True
+
     def watch(self, loop: IOLoop, on_exit: ExitCallback) -> None:
         """Call ``on_exit`` once the process has exited (loop thread; maybe immediately)."""
         self._on_exit = on_exit

@@ -302,6 +302,12 @@ class RayProcess(Process):
         if sig == signal.SIGKILL:
             self._executor.loop.call_later(KILL_BACKSTOP_SECONDS, self._backstop)
 
+    def kill_leftovers(self, sig: int) -> bool:
+        """Not from here: the pid is the node's, and a signal sent through Ray at every job's
+        end would cost a remote task each. (A child still holding the job's pipes is killed
+        after the grace all the same, through :meth:`kill_group`.)"""
+        return False
+
     def stop(self, sig: int) -> None:
         """Send ``sig`` now (blocking on Ray's calls: not on the I/O thread)."""
         where = self._where

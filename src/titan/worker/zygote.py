@@ -26,8 +26,9 @@ When the worker goes away (EOF) the zygote kills what it started and exits.
 a job left behind when it ended — even one that left the job's process group with
 ``setsid()`` and a double fork — becomes the zygote's child rather than init's. Found when
 no job runs here (so it is no running job's), it gets the worker's default kill grace
-(:data:`ORPHAN_GRACE`, as a background process holding a job's pipes does) and is then
-killed with its process group. It outlived its job unseen before, as the worker's user, able
+(:data:`ORPHAN_GRACE`, as what a job leaves in its own group gets from the attempt, which
+sends that SIGTERM when the job ends: :meth:`titan.worker.attempt.Attempt._end_leftovers`) and
+is then killed with its process group. It outlived its job unseen before, as the worker's user, able
 to read later jobs' ``/proc/<pid>/environ``.
 """
 
@@ -50,7 +51,7 @@ from typing import Any
 from titan.worker import child
 
 #: Seconds a process a job left behind may run on once found (the worker's default kill
-#: grace, which a background process holding a job's output pipes gets too).
+#: grace, which what a job leaves in its own group gets too).
 ORPHAN_GRACE = 3.0
 
 _HEADER = struct.Struct("!I")
