@@ -14,7 +14,8 @@ import pytest
 from titan import services
 from titan.client.job import TitanJob
 from titan.errors import ValidationFailed
-from titan.worker.service import RestartPolicy, advertised_host, allocate_port, check
+from titan.worker.service import RestartPolicy
+from titan.worker.service_network import advertised_host, allocate_port, check
 
 
 def _fail(field: str, message: str) -> ValueError:

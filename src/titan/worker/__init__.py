@@ -15,6 +15,7 @@ Modules, one concept each:
 * :mod:`~titan.worker.attempt` — one attempt's output, exit, timeout and kill
 * :mod:`~titan.worker.service` — a service's attempt: its port, readiness and health checks,
   restarts in place, graceful stop
+* :mod:`~titan.worker.service_network` — where services are reached, a free port, one check
 * :mod:`~titan.worker.executor` — where a job runs: the interface every executor implements
 * :mod:`~titan.worker.runner` — the local executor: zygote fork or subprocess
 * :mod:`~titan.worker.ray_executor` / :mod:`~titan.worker.ray_task` — the Ray executor: each

@@ -25,7 +25,8 @@ from titan.worker.attempt import CANCELLED, Attempt
 from titan.worker.executor import Executor, Launched, LaunchSpec
 from titan.worker.loop import IOLoop
 from titan.worker.reporter import Reporter
-from titan.worker.service import RELEASED, STOP_REQUESTED, ServiceAttempt, advertised_host
+from titan.worker.service import RELEASED, STOP_REQUESTED, ServiceAttempt
+from titan.worker.service_network import advertised_host
 from titan.worker.workspace import Workspace
 
 log = logging.getLogger("titan.worker")
