@@ -10,8 +10,8 @@ LLM_STAMP := $(VENV)/.llm-installed
 CHROMIUM ?= $(or $(TITAN_CHROMIUM),/usr/bin/chromium)
 BROWSER_STAMP := $(VENV)/.browser-installed
 # Arize Phoenix, the OTLP collector tests/integration/test_otlp_export.py reads spans back
-# from: a venv of its own (it needs openai>=3, LiteLLM beside Titan needs <3), its version the
-# `phoenix` extra's pin in pyproject.toml. About 1 GB; the tests start it in ~20 s.
+# from: a venv of its own (it needs openai>=3, LiteLLM beside Titan needs <3), its version
+# pinned in tests/phoenix-requirements.txt. About 1 GB; the tests start it in ~20 s.
 PHOENIX := $(VENV)/phoenix
 PHOENIX_STAMP := $(VENV)/.phoenix-installed
 # `make demo QUERY="How does LoRA work?" MAX_ITER=3`
@@ -60,11 +60,10 @@ $(BROWSER_STAMP): $(STAMP)
 
 phoenix: $(PHOENIX_STAMP)
 
-$(PHOENIX_STAMP): $(STAMP)
+$(PHOENIX_STAMP): $(STAMP) tests/phoenix-requirements.txt
 	@test -x $(PHOENIX)/bin/python || $(PYTHON) -m venv $(PHOENIX)
 	$(PHOENIX)/bin/python -m pip install --quiet --upgrade pip
-	$(PHOENIX)/bin/python -m pip install --quiet $$($(BIN)/python -c "import tomllib; \
-		print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['phoenix'])")
+	$(PHOENIX)/bin/python -m pip install --quiet -r tests/phoenix-requirements.txt
 	@touch $@
 
 # pytest's exit code 5 ("no tests collected") is a failure too: nothing can hide behind it.

