@@ -173,3 +173,81 @@ def test_an_action_name_the_master_would_refuse_is_refused_at_once(name: Any) ->
         with pytest.raises(ValueError, match="action's name"):
             titan.tool(name=name)(lambda: None)
     assert actions.action("x" * 200).name == "x" * 200
+
+
+class Paced:
+    """A master that takes each request after ``pause`` seconds (one a time, as a master
+    busy with many runs answers), or refuses all while ``down``."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.down = False
+        self.ended: list[str] = []
+
+    def _take(self) -> None:
+        if self.down:
+            raise errors.ConnectionFailed("connection refused")
+        time.sleep(self.pause)
+
+    def send(self, *a: Any, **kw: Any) -> Reply:
+        self._take()
+        return Reply()
+
+    def call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        self._take()
+        if method == "PATCH":
+            self.ended.append(path.rsplit("/", 1)[-1])
+        return {}
+
+
+def recorded(rec: Recorder, runs: int) -> None:
+    for i in range(runs):
+        run = context.RunHandle(f"run-{i}", "agent")
+        rec.put("create", run, {"id": run.id, "agent_id": "agent"})
+        rec.put("action", run, ({"id": f"a{i}", "name": "t"}, "{}", None, 0.0))
+        rec.put("patch", run, {"status": "completed"})
+    atexit.unregister(rec.close)
+
+
+def test_the_exit_waits_past_the_flush_timeout_while_the_master_takes_what_is_sent(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # 10 s at exit, however fast the master took them: a script that recorded 1,500 runs lost
+    # 600 with the master up, and stderr said it could not be reached.
+    monkeypatch.setenv("TITAN_TRACE_FLUSH_TIMEOUT", "0.5")
+    master = Paced(0.01)
+    rec = Recorder()
+    rec.client = lambda run=None: master  # type: ignore[method-assign]
+    recorded(rec, 60)  # 180 requests of 10 ms: ~2 s, four times the timeout
+    rec.close()
+    assert len(master.ended) == 60 and not rec.queue
+    assert capsys.readouterr().err == ""
+
+
+def test_the_exit_says_what_was_delivered_and_why_the_rest_was_not(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import titan.trace.recorder as recorder
+
+    monkeypatch.setattr(recorder, "EXIT_CAP", 0.6)
+    monkeypatch.setenv("TITAN_TRACE_FLUSH_TIMEOUT", "0.3")
+    master = Paced(0.01)
+    rec = Recorder()
+    rec.client = lambda run=None: master  # type: ignore[method-assign]
+    recorded(rec, 500)
+    rec.close()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 600, err  # every lost id was 60 KB
+    delivered = len(master.ended)
+    assert 0 < delivered < 500
+    assert f"{delivered} run end(s)" in err and "still taking them" in err, err
+    assert "and " in err and " more)" in err and "could not be reached" not in err
+
+    master.down = True  # unreachable: said so, and soon
+    rec = Recorder()
+    rec.client = lambda run=None: master  # type: ignore[method-assign]
+    recorded(rec, 5)
+    began = time.monotonic()
+    rec.close()
+    assert time.monotonic() - began < 0.3 + recorder.PROGRESS_WINDOW + 1.5
+    err = capsys.readouterr().err
+    assert "0 run end(s)" in err and "could not be reached (connection refused" in err, err
+    assert "run-0, run-1, run-2 and 2 more" in err, err

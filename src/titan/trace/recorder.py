@@ -6,9 +6,12 @@ default) or sooner when a batch fills. Runs opened and closed here travel in the
 stream, so the master always sees a run before its actions and its end after them.
 
 A master that is down or restarting loses nothing this process still holds: a failed send is
-retried with backoff, in order. At exit the queue is flushed, waiting at most
-``TITAN_TRACE_FLUSH_TIMEOUT`` seconds (10 by default) for the master, then what could not be
-sent is reported on stderr. In a multiprocessing child, where no exit hook runs, a run's end
+retried with backoff, in order. At exit the queue is flushed: ``TITAN_TRACE_FLUSH_TIMEOUT``
+seconds (10 by default) for a master that takes nothing, longer while it is taking what is sent
+(acknowledged something in the last :data:`PROGRESS_WINDOW` seconds), up to :data:`EXIT_CAP`
+(120 s, or the setting if longer): a script that recorded faster than the master takes lost
+most of it to a fixed 10 s. What could not be sent is then summed up on stderr: how much was
+delivered and not, and why. In a multiprocessing child, where no exit hook runs, a run's end
 waits for the same delivery. A batch the master rejects as invalid (4xx) is reported and
 dropped: resending it cannot succeed.
 """
@@ -32,6 +35,14 @@ from titan.trace.context import RunHandle
 
 log = logging.getLogger("titan.trace")
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
+#: The exit's wait goes on past TITAN_TRACE_FLUSH_TIMEOUT while the master acknowledged
+#: something within this many seconds (a slow request, a large batch: a few seconds).
+PROGRESS_WINDOW = 5.0
+#: ...but no longer than this in all (or TITAN_TRACE_FLUSH_TIMEOUT, if longer): a process
+#: that does not end is a worse surprise than a recording cut short, and said so.
+EXIT_CAP = 120.0
+#: Run ids named in the exit's summary of what was not delivered (all of them were 60 KB).
+NAMED_RUNS = 3
 
 
 class Recorder(batches.Sending):
@@ -59,6 +70,12 @@ class Recorder(batches.Sending):
         self._said_refusals = 0
         self.changes_refused = 0  # runs' starts and ends the master refused
         self._lost_at_flush = 0  # refused and not kept, as of the last flush's answer
+        # What the master acknowledged (the exit's summary), when it last did (the exit's
+        # wait goes on while it does), and why the last send failed (None: it did not).
+        self.acked_actions = 0
+        self.acked_ends = 0
+        self.acked_at = 0.0
+        self.send_error: BaseException | None = None
 
     # -- the caller's side --------------------------------------------------------------------
     def put(self, kind: str, run: RunHandle, item: Any) -> None:
@@ -143,10 +160,12 @@ class Recorder(batches.Sending):
                 # trying about every second rather than every five.
                 delay = retry.pause(failures, start=0.25, cap=1.0 if self._stopping else 5.0)
                 failures += 1
+                self.send_error = exc
                 log.debug("titan.trace: send failed (%s); retrying in %.2fs", exc, delay)
                 self._back_off(delay)
                 continue
             failures = 0
+            self.send_error = None
             if not sent:
                 with self.idle:
                     self.idle.notify_all()
@@ -195,6 +214,9 @@ class Recorder(batches.Sending):
         if kind != "action":
             self._send_change(kind, run, item)
             q.popleft()
+            self.acked_at = time.monotonic()
+            if kind == "patch" and item.get("status") not in (None, "running"):
+                self.acked_ends += 1
             return True
         batch: list[str] = []
         cost = 0.0
@@ -214,6 +236,8 @@ class Recorder(batches.Sending):
         for _ in batch:
             q.popleft()
         self.in_flight = 0
+        self.acked_actions += len(batch)
+        self.acked_at = time.monotonic()
         run.unsent_cost = max(0.0, run.unsent_cost - cost)
         if reply is not None:
             learn(run, reply.get("run") or {})
@@ -296,16 +320,19 @@ class Recorder(batches.Sending):
         if not actions and not asked:
             timeout = min(timeout, 2.0)  # only run ends to report: sent at once, or unreachable
         self._stopping = True
-        # Not flushed, with nothing left queued: the master refused some of it (each refusal
-        # was said as it came), it was not out of reach.
-        if not self.flush(timeout) and self.queue:
+        started, acts, ends = time.monotonic(), self.acked_actions, self.acked_ends
+        why = self._drain(timeout)
+        # Nothing left queued: delivered, or refused (each refusal was said as it came).
+        if why is not None and self.queue:
             left = list(self.queue)
             actions = sum(1 for k, _, _ in left if k == "action")
-            runs = sorted({r.id for k, r, _ in left if k != "action"})
-            lost = [f"{actions} recorded action(s)"] if actions else []
-            lost += [f"the start or end of run(s) {', '.join(runs)}"] if runs else []
-            warn(f"could not reach the master within {timeout:g}s at exit: "
-                  f"{' and '.join(lost)} not delivered (TITAN_TRACE_FLUSH_TIMEOUT waits longer)")
+            runs = list(dict.fromkeys(r.id for _, r, _ in left))
+            named = ", ".join(runs[:NAMED_RUNS]) + (
+                f" and {len(runs) - NAMED_RUNS} more" if len(runs) > NAMED_RUNS else "")
+            warn(f"at exit, {self.acked_ends - ends} run end(s) and "
+                  f"{self.acked_actions - acts} action(s) were delivered in "
+                  f"{time.monotonic() - started:.0f}s; not delivered: {actions} action(s) and "
+                  f"the start, code or end of {len(runs)} run(s) ({named}): {why}")
         if self.dropped:
             warn(f"{self.dropped} action(s) were not recorded: more than {MAX_BUFFER:,} "
                   "waited to be sent (recorded faster than the master took them, or while it "
@@ -313,6 +340,29 @@ class Recorder(batches.Sending):
         if self.refused > batches.SAID_REFUSALS:
             warn(f"the master refused {self.refused} action(s) in all (the first "
                   f"{batches.SAID_REFUSALS} refusals were said above)")
+
+    def _drain(self, timeout: float) -> str | None:
+        """The exit's wait for the queue to empty; None once it has, else why it stopped
+        waiting. ``timeout`` bounds the wait for a master that takes nothing; while it takes
+        what is sent the wait goes on, up to EXIT_CAP (a setting of 0 waits not at all)."""
+        start = time.monotonic()
+        cap = max(timeout, EXIT_CAP) if timeout > 0 else 0.0
+        while self.queue:
+            now = time.monotonic()
+            if now - start >= timeout and now - self.acked_at > PROGRESS_WINDOW:
+                error = self.send_error
+                if error is not None:
+                    return (f"the master could not be reached ({error}; "
+                            "TITAN_TRACE_FLUSH_TIMEOUT waits longer)")
+                return (f"the master took nothing for {PROGRESS_WINDOW:g}s after the "
+                        f"{timeout:g}s TITAN_TRACE_FLUSH_TIMEOUT")
+            if now - start >= cap:
+                return (f"the master was still taking them when the exit's wait reached its "
+                        f"{cap:g}s limit (recorded faster than it took them)")
+            self.wake.set()
+            with self.idle:
+                self.idle.wait(0.1)
+        return None
 
 
 def _head(q: deque[Any], n: int) -> list[Any]:
