@@ -164,6 +164,29 @@ def test_runs_no_process_watches_stay_and_a_silent_one_comes_back(cluster: Clust
     cluster.api("PATCH", "/runs/api-run", {"status": "completed"})
 
 
+def test_a_run_opened_watched_ends_crashed_without_any_sign_of_life(cluster: Cluster,
+                                                                    tmp_path: Path) -> None:
+    # Only runs that had sent a sign of life were watched: a script that exited while its
+    # exit's flush was still sending left every run whose start arrived, and whose end did
+    # not, running for good (its signs of life stop at exit). Watched from creation now.
+    cluster.api("POST", "/runs", {"id": "never-beat", "agent_id": "api", "watched": True})
+    agent = start(cluster, tmp_path, """
+        import os, titan
+        from titan.trace.recorder import RECORDER
+        RECORDER.beat = lambda runs=None: None  # its signs of life never get through
+        with titan.trace.run("quiet", run_id="sdk-never-beat"):
+            titan.trace.flush()
+            os._exit(0)  # its end is never sent
+    """)
+    assert agent.wait(timeout=30) == 0, agent.stderr.read() if agent.stderr else ""
+    for run_id in ("never-beat", "sdk-never-beat"):
+        run = status_becomes(cluster, run_id, "failed", within=TIMEOUT * 4)
+        assert run["error"].startswith("crashed: "), run
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        cluster.api("POST", "/runs", {"id": "bad-watch", "agent_id": "api", "watched": 1})
+    assert refused.value.code == 400
+
+
 def test_a_run_whose_driver_is_done_runs_on_with_its_stage_and_shows_no_end(
         cluster: Cluster, tmp_path: Path) -> None:
     # Its driver's end was kept in ended_at while the stage ran, and shown as the run's end:

@@ -251,3 +251,30 @@ def test_the_exit_says_what_was_delivered_and_why_the_rest_was_not(
     err = capsys.readouterr().err
     assert "0 run end(s)" in err and "could not be reached (connection refused" in err, err
     assert "run-0, run-1, run-2 and 2 more" in err, err
+
+
+def test_a_run_is_opened_watched_and_again_plainly_for_a_master_without_watched() -> None:
+    class Older:
+        """A master from before "watched": it refuses the unknown field as such."""
+
+        def __init__(self) -> None:
+            self.bodies: list[dict[str, Any]] = []
+
+        def call(self, method: str, path: str, json: Any = None, **kw: Any) -> dict[str, Any]:
+            self.bodies.append(json)
+            if "watched" in json:
+                raise errors.ValidationFailed(
+                    "invalid run: watched: unknown field",
+                    details={"errors": [{"index": None, "field": "watched",
+                                         "message": "unknown field"}]})
+            return {}
+
+    master = Older()
+    rec = Recorder()
+    rec.client = lambda run=None: master  # type: ignore[method-assign]
+    for i in range(2):
+        run = context.RunHandle(f"r{i}", "agent")
+        rec._send_change("create", run, {"id": run.id, "agent_id": "agent"})
+    # Asked watched once, then plainly: both runs opened, no refusal counted.
+    assert [b.get("watched") for b in master.bodies] == [True, None, None]
+    assert rec.changes_refused == 0

@@ -76,6 +76,7 @@ class Recorder(batches.Sending):
         self.acked_ends = 0
         self.acked_at = 0.0
         self.send_error: BaseException | None = None
+        self._unwatching: set[int] = set()  # transports to a master without "watched"
 
     # -- the caller's side --------------------------------------------------------------------
     def put(self, kind: str, run: RunHandle, item: Any) -> None:
@@ -251,7 +252,7 @@ class Recorder(batches.Sending):
             return
         try:
             if kind == "create":
-                learn(run, self.client(run).call("POST", "/runs", json=body))
+                learn(run, self._create(run, body))
                 self._next_beat = 0.0  # watched from now (master/runs/liveness.py)
             else:
                 self.client(run).call("PATCH", f"/runs/{quote_ref(run.id)}", json=body)
@@ -261,6 +262,22 @@ class Recorder(batches.Sending):
             self.changes_refused += 1
             warn(f"the master refused to {'open' if kind == 'create' else 'update'} run "
                   f"{run.id}: {exc}")
+
+    def _create(self, run: RunHandle, body: dict[str, Any]) -> Any:
+        """``POST /runs``, asking the master to watch the run from now: one that never got a
+        sign of life (its end lost at exit, its process killed at once) stayed running for
+        good. A master from before ``watched`` refuses the field: asked again without it."""
+        client = self.client(run)
+        if id(client) not in self._unwatching:
+            try:
+                return client.call("POST", "/runs", json=dict(body, watched=True))
+            except errors.ValidationFailed as exc:
+                found = exc.details.get("errors") if isinstance(exc.details, dict) else None
+                if not any(isinstance(e, dict) and e.get("field") == "watched"
+                           for e in found or ()):
+                    raise
+                self._unwatching.add(id(client))
+        return client.call("POST", "/runs", json=body)
 
     # -- flushing -----------------------------------------------------------------------------
     def ended(self) -> None:

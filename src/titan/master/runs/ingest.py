@@ -243,7 +243,7 @@ def parse_run(body: Any, *, creating: bool) -> Row:
         raise ValidationFailed("the body must be a JSON object")
     known = {"agent_id", "agent_version", "budget_usd", "tags", "code_version", "status",
              "error", "started_at", "ended_at", "replay_of", "retention_class"} | (
-                 {"id"} if creating else set())
+                 {"id", "watched"} if creating else set())
     unknown = set(body) - known
     if unknown:
         p.add(None, sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known))})")
@@ -257,6 +257,10 @@ def parse_run(body: Any, *, creating: bool) -> Row:
                          ("error", ERROR_CHARS), ("replay_of", 200)):
         if field in body:
             out[field] = _text(p, None, field, body[field], limit)
+    if "watched" in body:
+        if not isinstance(body["watched"], bool):
+            p.add(None, "watched", "must be true or false")
+        out["watched"] = body["watched"] is True
     if "budget_usd" in body:
         out["budget_usd"] = _number(p, None, "budget_usd", body["budget_usd"], maximum=MAX_USD)
     if "tags" in body:

@@ -9,8 +9,10 @@ So the SDK's recorder sends a sign of life for the runs its process holds open, 
 ``TITAN_TRACE_HEARTBEAT`` seconds (30): ``POST /runs/alive``, which stamps their
 ``alive_at``. Once a running run has been silent ``TITAN_RUN_ALIVE_TIMEOUT`` seconds (120),
 the master ends it ``failed``, its error saying that its process stopped without ending it
-(:data:`CRASHED`). Only runs a process said it watches are ever ended this way (a run opened
-through the API or OTLP has no ``alive_at``), a run whose driver already ended it waits for
+(:data:`CRASHED`). Only runs a process said it watches are ever ended this way: those it
+opened with ``"watched": true`` (the SDK does; watched from their creation, so a run whose
+process exited or died before its first sign of life, or whose end was never delivered, ends
+too) or sent a sign of life for (a run opened through the API or OTLP has no ``alive_at``), a run whose driver already ended it waits for
 its stages as before, and after the master starts every run gets a whole timeout to be heard
 again (the processes could not reach it meanwhile). A run ended this way whose process turns
 out to be alive (a network cut longer than the timeout, a laptop asleep) is running again at

@@ -110,9 +110,13 @@ class RunService:
         pii = compliance.redact_run_error(self.redactor, fields)
         now = time.time()
         run_id = fields.pop("id", None) or f"run-{_hex(12)}"
+        # Its process will show signs of life: watched from now, not from the first of them
+        # (a process that exited or was killed before one left the run running for good).
+        watched = fields.pop("watched", False)
         row = {"id": run_id, "created_at": now, "started_at": fields.pop("started_at", now),
                "status": "running", **{k: v for k, v in fields.items() if k != "status"},
-               "started_by": compliance.started_by(who, self.engine.sched), "pii": pii or None}
+               "started_by": compliance.started_by(who, self.engine.sched), "pii": pii or None,
+               "alive_at": now if watched else None}
 
         own = self._own_run(who) if who.role == "job" else None
 
@@ -135,6 +139,9 @@ class RunService:
                 # asked for at creation still applies (every other class keeps more).
                 if existing["retention_class"] == "standard" and row.get("retention_class"):
                     fill["retention_class"] = row["retention_class"]
+                if watched and existing["status"] == RunStatus.RUNNING \
+                        and existing["ended_at"] is None and existing["alive_at"] is None:
+                    fill["alive_at"] = now
                 if fill:
                     tx.update_run(run_id, fill)
             found = tx.get_run(run_id)
