@@ -278,3 +278,59 @@ def test_a_run_is_opened_watched_and_again_plainly_for_a_master_without_watched(
     # Asked watched once, then plainly: both runs opened, no refusal counted.
     assert [b.get("watched") for b in master.bodies] == [True, None, None]
     assert rec.changes_refused == 0
+
+
+class Batching:
+    """A master with ``POST /runs/batch`` (``route`` False: one from before it, a 404) that
+    refuses the run named ``refuse`` (its create, whichever route it comes by)."""
+
+    def __init__(self, route: bool, refuse: str = "") -> None:
+        self.route, self.refuse = route, refuse
+        self.requests: list[str] = []
+        self.opened: list[str] = []
+
+    def send(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+        self.requests.append(path)
+        if path != "/runs/batch":
+            return Reply()
+        if not self.route:
+            raise errors.NotFound("no such route")
+        ops = json.loads(body)["ops"]
+        for i, op in enumerate(ops):
+            if "create" in op and op["run"] == self.refuse:
+                reply = {"applied": i, "results": [{}] * i, "error": {"index": i}}
+                break
+            if "create" in op:
+                self.opened.append(op["run"])
+        else:
+            reply = {"applied": len(ops), "results": [{}] * len(ops)}
+
+        class R:
+            def json(self) -> dict[str, Any]:
+                return reply
+        return R()
+
+    def call(self, method: str, path: str, json: Any = None, **kw: Any) -> dict[str, Any]:
+        self.requests.append(path)
+        if method == "POST" and path == "/runs":
+            if json["id"] == self.refuse:
+                raise errors.ValidationFailed("invalid run: agent_id: nope")
+            self.opened.append(json["id"])
+        return {}
+
+
+@pytest.mark.parametrize("route", [True, False])
+def test_many_runs_go_in_one_request_where_the_master_takes_them(
+        route: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    master = Batching(route, refuse="run-3")
+    rec = Recorder()
+    rec.client = lambda run=None: master  # type: ignore[method-assign]
+    recorded(rec, 10)
+    rec.close()
+    assert master.opened == [f"run-{i}" for i in range(10) if i != 3] and not rec.queue
+    assert "the master refused to open run run-3" in capsys.readouterr().err
+    if route:  # the batch up to the refusal, the refused create alone, then the rest
+        assert master.requests == ["/runs/batch", "/runs", "/runs/batch"], master.requests
+    else:  # a 404 once, then the per-run routes: three a run
+        assert master.requests[0] == "/runs/batch" and len(master.requests) == 1 + 30
+        assert master.requests.count("/runs/batch") == 1

@@ -90,29 +90,49 @@ def register(transport: Any, run_id: str, scripts: dict[str, str] | None = None,
     ``found``, read earlier by :func:`driver_code`) and ``scripts`` ({absolute path: sha256}
     of job scripts, already uploaded). Never raises: a run that cannot report its code still
     runs, it just cannot be replayed."""
-    global _warned
+    try:
+        body = prepared(transport, run_id, scripts, found)
+        if body is not None:
+            transport.call("PUT", f"/runs/{quote_ref(run_id)}/code", json=body)
+    except Exception as exc:  # the run goes on; only its replay is lost
+        unsent(run_id, exc)
+        return
+    if body is not None:
+        sent(run_id, body)
+
+
+def prepared(transport: Any, run_id: str, scripts: dict[str, str] | None = None,
+             found: tuple[dict[str, Any], dict[str, bytes]] | None = None) -> dict[str, Any] | None:
+    """The body of ``PUT /runs/{id}/code`` for what the master was not yet told (None:
+    nothing, or a replay), its files' bytes uploaded (raises when that fails). The recorder
+    sends it within a batch of several runs' recording; :func:`sent` once acknowledged."""
     if os.environ.get("TITAN_REPLAY"):
-        return  # a replay's code is the one the replay was started with
+        return None  # a replay's code is the one the replay was started with
     found = found or driver_code()
     files: dict[str, str] = dict(found[0]["files"]) if found else {}
     files.update(scripts or {})
     fresh = {p: s for p, s in files.items() if (run_id, p, s) not in _sent}
     if not fresh:
-        return
+        return None
     body: dict[str, Any] = {"files": fresh}
     if found is not None and found[0]["driver"]["path"] in fresh:
         body["driver"] = found[0]["driver"]  # with its file: the master checks they go together
-    try:
-        if found is not None:
-            _upload(transport, found[1])
-        transport.call("PUT", f"/runs/{quote_ref(run_id)}/code", json=body)
-    except Exception as exc:  # the run goes on; only its replay is lost
-        if not _warned:
-            _warned = True
-            sys.stderr.write(f"[titan.trace] could not record run {run_id}'s code; it will "
-                             f"not be replayable: {exc}\n")
-        return
-    _sent.update((run_id, p, s) for p, s in fresh.items())
+    if found is not None:
+        _upload(transport, found[1])
+    return body
+
+
+def sent(run_id: str, body: dict[str, Any]) -> None:
+    _sent.update((run_id, p, s) for p, s in body["files"].items())
+
+
+def unsent(run_id: str, exc: BaseException) -> None:
+    """Say (once a process) that a run's code could not be recorded."""
+    global _warned
+    if not _warned:
+        _warned = True
+        sys.stderr.write(f"[titan.trace] could not record run {run_id}'s code; it will "
+                         f"not be replayable: {exc}\n")
 
 
 def _upload(transport: Any, blobs: dict[str, bytes]) -> None:

@@ -29,9 +29,11 @@ from typing import Any
 
 from titan import errors, retry
 from titan.formats import quote_ref
-from titan.trace import batches, settings
+from titan.trace import batches, multirun, settings
 from titan.trace.batches import warn
 from titan.trace.context import RunHandle
+from titan.trace.multirun import _head
+from titan.trace.multirun import learn as learn  # where llm_hooks reads it
 
 log = logging.getLogger("titan.trace")
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
@@ -45,7 +47,7 @@ EXIT_CAP = 120.0
 NAMED_RUNS = 3
 
 
-class Recorder(batches.Sending):
+class Recorder(batches.Sending, multirun.MultiRun):
     def __init__(self) -> None:
         self.queue: deque[tuple[str, RunHandle, Any]] = deque()
         self.wake = threading.Event()
@@ -77,6 +79,8 @@ class Recorder(batches.Sending):
         self.acked_at = 0.0
         self.send_error: BaseException | None = None
         self._unwatching: set[int] = set()  # transports to a master without "watched"
+        self._unbatched: set[int] = set()  # transports to a master without /runs/batch
+        self._single = False  # the next item goes by its own route (see multirun.py)
 
     # -- the caller's side --------------------------------------------------------------------
     def put(self, kind: str, run: RunHandle, item: Any) -> None:
@@ -206,11 +210,17 @@ class Recorder(batches.Sending):
                     self._next_beat = min(self._next_beat, time.monotonic() + 5.0)
 
     def _send_some(self) -> bool:
-        """Send the head of the queue (one run's consecutive actions, or one run change);
-        it leaves the queue only once the master acknowledged it."""
+        """Send the head of the queue: by ``POST /runs/batch`` where the master has it
+        (:mod:`.multirun`), else one run's consecutive actions, or one run change; it leaves
+        the queue only once the master acknowledged it."""
         q = self.queue
         if not q:
             return False
+        if not self._single:  # several runs' work in one request, where the master can
+            sent = self._send_batch()
+            if sent is not None:
+                return sent
+        self._single = False
         kind, run, item = q[0]
         if kind != "action":
             self._send_change(kind, run, item)
@@ -262,22 +272,6 @@ class Recorder(batches.Sending):
             self.changes_refused += 1
             warn(f"the master refused to {'open' if kind == 'create' else 'update'} run "
                   f"{run.id}: {exc}")
-
-    def _create(self, run: RunHandle, body: dict[str, Any]) -> Any:
-        """``POST /runs``, asking the master to watch the run from now: one that never got a
-        sign of life (its end lost at exit, its process killed at once) stayed running for
-        good. A master from before ``watched`` refuses the field: asked again without it."""
-        client = self.client(run)
-        if id(client) not in self._unwatching:
-            try:
-                return client.call("POST", "/runs", json=dict(body, watched=True))
-            except errors.ValidationFailed as exc:
-                found = exc.details.get("errors") if isinstance(exc.details, dict) else None
-                if not any(isinstance(e, dict) and e.get("field") == "watched"
-                           for e in found or ()):
-                    raise
-                self._unwatching.add(id(client))
-        return client.call("POST", "/runs", json=body)
 
     # -- flushing -----------------------------------------------------------------------------
     def ended(self) -> None:
@@ -380,24 +374,6 @@ class Recorder(batches.Sending):
             with self.idle:
                 self.idle.wait(0.1)
         return None
-
-
-def _head(q: deque[Any], n: int) -> list[Any]:
-    out = []
-    for item in q:
-        out.append(item)
-        if len(out) >= n:
-            break
-    return out
-
-
-def learn(run: RunHandle, state: dict[str, Any]) -> None:
-    """Take the budget state the master reported for the run."""
-    if "cost_usd" in state:
-        run.cost_usd = float(state.get("cost_usd") or 0.0)
-        run.budget_usd = state.get("budget_usd")
-        run.blocked = bool(state.get("blocked"))
-        run.known_at = time.monotonic()
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, RunKeeper, Writer
 from titan.master.api.params import Choices, MaybeAfter, Offset, Seq
 from titan.master.otel.ids import is_imported_run
-from titan.master.runs import export, ledger, liveness
+from titan.master.runs import batch, export, ledger, liveness
 from titan.master.runs.ingest import MAX_USD, OUTCOMES
 from titan.master.runs.lookup import run_or_404
 from titan.master.runs.views import (
@@ -34,9 +34,7 @@ from titan.windows import check_window, deletion_cutoff
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["runs"])
 
 
-@router.post("/runs", status_code=201, summary="Open an agent run (idempotent by id)")
-async def create_run(c: CtxDep, p: Writer, response: Response,
-                     body: Any = Body(...)) -> Row:
+def _not_imported(body: Any) -> None:
     if isinstance(body, dict) and isinstance(body.get("id"), str) \
             and is_imported_run(body["id"]):
         # The runs of imported traces are the OTLP receiver's: spans of that trace went into
@@ -45,6 +43,12 @@ async def create_run(c: CtxDep, p: Writer, response: Response,
             "run ids of the form otel-<32 hex digits> are the runs of OpenTelemetry traces "
             "the master imports (docs/opentelemetry.md); choose another id",
             details={"field": "id"})
+
+
+@router.post("/runs", status_code=201, summary="Open an agent run (idempotent by id)")
+async def create_run(c: CtxDep, p: Writer, response: Response,
+                     body: Any = Body(...)) -> Row:
+    _not_imported(body)
     run, created = await c.runs.create_run(body, p)
     if not created:
         response.status_code = 200
@@ -119,6 +123,13 @@ async def prune_runs(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
     ids = await c.retention.prune(before, dry_run=dry_run, among=among)
     return {"pruned": len(ids), "dry_run": dry_run, "run_ids": ids[:1000],
             "before": before}
+
+
+@router.post("/runs/batch", summary="Several runs' opening, code, actions and ends in one "
+                                      "request, in order")
+async def runs_batch(c: CtxDep, p: Writer, request: Request) -> Row:
+    return await batch.apply(c.runs, c.replays.set_code, _not_imported,
+                             await json_of(request), p)
 
 
 @router.post("/runs/alive", summary="A sign of life of the process recording these runs")
