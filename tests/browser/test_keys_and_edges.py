@@ -94,7 +94,7 @@ def test_long_unbroken_names_do_not_widen_the_pages(cluster: Cluster, dash: Dash
     cluster.client().store_put("wide/json", "{\"" + "k" * 300 + "\":1}")
     cluster.api("POST", "/runs", {"id": "wide-run", "agent_id": "wide-agent"})
     cluster.api("POST", "/runs/wide-run/actions", {"actions": [
-        {"id": "w1", "name": "n" * 190, "actor": "wide", "channel": "tool",
+        {"id": "w1", "name": "n" * 190, "actor": "wide", "channel": "custom",
          "started_at": time.time(), "duration_ns": 1_000_000, "inputs": {},
          "outputs": {"generated_at": "2024-12-28T14:30:00Z"}, "outcome": "success"}]})
     wide = {}

@@ -47,7 +47,7 @@ def calls(prefix: str, *, replay: bool) -> list[dict[str, Any]]:
         {**call(prefix, 3, "generate_report", {"topic": "sales"},
                 {"report": "Q3 sales", "generated_at": "2026-11-20T14:30:00Z",
                  "report_id": "3f2b9c1e-8a4d-4e2b-9b7a-1c2d3e4f5a6b"},
-                channel="tool", cost=0.0), **extra},
+                channel="custom", cost=0.0), **extra},  # the agent's own (trace.action)
         {**call(prefix, 4, "web_search", {"query": HOSTILE}, {"hits": 3}, channel="tool",
                 cost=0.0), **extra},
     ]

@@ -268,7 +268,9 @@ def test_retries_give_up_once_the_grace_is_spent() -> None:
     with pytest.raises(errors.ConnectionFailed, match="tries within 0.4s"):
         client_for(handler).health()
     assert 0.4 <= time.monotonic() - began < 1.0
-    assert 3 <= len(calls) < 20
+    # Retried, and not in a tight loop: at least once (a loaded CI box stretched the backoff's
+    # sleeps so that a third try fell past the grace), never more than a backoff allows.
+    assert 2 <= len(calls) < 20
 
 
 def test_a_master_never_reached_is_given_up_on_quickly_but_a_restart_is_ridden_out(
