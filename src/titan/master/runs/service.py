@@ -109,7 +109,7 @@ class RunService:
         compliance.check_retention_class(fields, who)
         pii = compliance.redact_run_error(self.redactor, fields)
         now = time.time()
-        run_id = fields.pop("id", None) or f"run-{_hex(12)}"
+        run_id = fields.pop("id", None) or f"run-{secrets.token_hex(6)}"
         # Its process will show signs of life: watched from now, not from the first of them
         # (a process that exited or was killed before one left the run running for good).
         watched = fields.pop("watched", False)
@@ -398,7 +398,3 @@ class RunService:
             self.after_run_change(before, run)
         return {"accepted": len(fresh), "duplicates": len(rows) - len(fresh),
                 "first_seq": first if fresh else None, "run": budget_state(run)}
-
-
-def _hex(n: int) -> str:
-    return secrets.token_hex(n // 2)
