@@ -513,3 +513,29 @@ def test_workers_gone_a_week_leave_the_list(make_cluster: Any) -> None:
         time.sleep(0.2)
     assert "old-box" not in titan(c, "workers").stdout
     assert any(w["name"] == "recent-box" for w in client.list_workers())
+
+
+def test_workers_of_an_earlier_master_are_unknown_for_a_lease_then_lost(
+        make_cluster: Any) -> None:
+    """After a failover the rows' last sightings are the old leader's, written a while ago:
+    live workers showed as lost while they came over (an ops QA pass). A worker the database
+    says is live gets a lease period from the new master's start before it is called lost."""
+    c = make_cluster(lease_seconds=5.0)
+    c.start_master()
+    worker = c.add_worker(name="was-live", slots=1)
+    worker.kill()
+    worker.wait()
+    c.kill_master()  # its row still says live
+    db = sqlite3.connect(c.data / "titan.db")
+    with db:
+        db.execute("UPDATE workers SET last_seen_at = ? WHERE name = 'was-live'",
+                   (time.time() - 60,))
+    db.close()
+    c.start_master()
+    client = c.client()
+    states = [w["state"] for w in client.list_workers() if w["name"] == "was-live"]
+    assert states == ["unknown"], states
+    deadline = time.monotonic() + 30
+    while [w["state"] for w in client.list_workers() if w["name"] == "was-live"] != ["lost"]:
+        assert time.monotonic() < deadline, client.list_workers()
+        time.sleep(0.2)

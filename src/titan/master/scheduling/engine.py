@@ -56,6 +56,9 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self._read_away_at = -1e18  # when a read last found the database away (monotonic)
         self.sched.leases_held = self.database_away
         self._sweeper: asyncio.Task[None] | None = None
+        #: When this master began to schedule (epoch seconds): workers another master (or this
+        #: one's previous run) knew have a lease period from then to come back.
+        self.started_at = time.time()
         #: The master is stopping (quiesce): no lease expires and no worker is lost from now on.
         self.stopping = False
         self.job_tokens: JobTokens | None = None
@@ -83,6 +86,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self.job_tokens = JobTokens(secret)
         self.worker_credentials = WorkerCredentials(secret)
         await self.recover()
+        self.started_at = time.time()
         self._sweeper = asyncio.create_task(self._sweep_workers())
 
     def quiesce(self) -> None:

@@ -341,8 +341,11 @@ def worker_view(engine: Engine, row: Row) -> Row:
         state = live.state
     elif state in ("live", "draining"):
         # Recorded so by an earlier master run and not reconnected: not heard of since, for
-        # longer than a lease, it is gone (it died while this master was down).
-        silent = time.time() - (row["last_seen_at"] or 0.0)
+        # longer than a lease, it is gone (it died while this master was down). A lease from
+        # this master's start at least: after a failover the row's last sighting is the old
+        # leader's, written seconds before, and live workers showed as lost while they came
+        # over (an ops QA pass).
+        silent = time.time() - max(row["last_seen_at"] or 0.0, engine.started_at)
         state = "lost" if silent > engine.config.lease_seconds else "unknown"
     return {
         "id": row["id"], "name": row["name"], "hostname": row["hostname"],
