@@ -1069,3 +1069,40 @@ def test_runs_batch_applies_several_runs_work_in_order_and_stops_at_a_refusal(
                 {"ops": [{"run": "x", "create": {}}] * 1001}, {"runs": []}):
         status, _ = call(cl, "POST", "/runs/batch", bad)
         assert status == 400, bad
+
+
+def test_runs_batch_refuses_hostile_bodies_whole_and_stores_nothing(
+        cl: Cluster, tokens: dict[str, str]) -> None:
+    """The batch route reads its body by hand: the strict parse and its own limits hold, and
+    a body refused as a whole applies none of its ops."""
+    create = {"run": "hostile-1", "create": {"agent_id": "hostile"}}
+    act = {"name": "x", "channel": "tool", "started_at": NOW}
+    too_many = [{"run": "hostile-1", "actions": [dict(act, id=f"h{i}-{j}") for j in range(5_001)]}
+                for i in range(2)]
+    bodies: list[bytes] = [
+        json.dumps({"ops": [create, *too_many]}).encode(),  # 10,002 actions in all
+        b'{"ops": [' + json.dumps(create).encode() + b', ' + b"[" * 3000 + b"]" * 3000 + b"]}",
+        b'{"ops": [{"run": "hostile-1", "create": {"agent_id": "\xff\xfe"}}]}',  # not UTF-8
+        b'{"ops": [{"run": "hostile-1", "create": {"budget_usd": NaN}}]}',
+        json.dumps({"ops": [create, {"run": 7, "update": {"status": "completed"}}]}).encode(),
+        json.dumps({"ops": [create, {"run": "", "update": {}}]}).encode(),
+    ]
+    for content in bodies:
+        status, reply = call(cl, "POST", "/runs/batch", content=content)
+        assert status == 400, (content[:80], reply)
+        assert set(reply) == {"error"}, reply
+    status, _ = call(cl, "GET", "/runs/hostile-1")
+    assert status == 404  # nothing of any of them was applied
+    # An id its own route refuses (past its length, a path) is refused as that op, by name.
+    for bad in ("x" * 5000, "../etc"):
+        status, reply = call(cl, "POST", "/runs/batch", {"ops": [
+            {"run": bad, "create": {"agent_id": "hostile"}}]})
+        assert status == 200 and reply["applied"] == 0, reply
+        assert reply["error"]["status"] == 400 and reply["error"]["index"] == 0, reply
+    # POST /runs's "watched" is a boolean or nothing: "yes" is refused, and no run is made.
+    status, reply = call(cl, "POST", "/runs", {"id": "watched-bad", "watched": "yes"})
+    assert status == 400 and "watched" in json.dumps(reply), reply
+    assert call(cl, "GET", "/runs/watched-bad")[0] == 404
+    # A forged job token is refused before any op.
+    status, reply = call(cl, "POST", "/runs/batch", {"ops": [create]}, token="tj.1.1.bad")
+    assert status == 401, reply
