@@ -230,6 +230,13 @@ def test_a_job_or_dag_read_at_once_equals_its_rows_read_one_by_one(storage: Stor
         assert [j["job_id"] for j in tx.dag_and_jobs(d)[1]] == ["a", "b", "c"]
         assert tx.dag_and_jobs(empty) == (tx.get_dag(empty), [])
         assert tx.dag_and_jobs(10**9) is None
+        # A page of them, in submission order, with the total (filtered by state).
+        every = tx.jobs_of_dags([d])
+        assert tx.dag_jobs_page(d, None, 2, 0) == (every[:2], 3)
+        assert tx.dag_jobs_page(d, None, 2, 2) == (every[2:], 3)
+        assert tx.dag_jobs_page(d, [every[1]["state"]], 10, 0)[1] == 3
+        assert tx.dag_jobs_page(d, ["FAILED"], 10, 0) == ([], 0)
+        assert tx.dag_jobs_page(empty, None, 10, 0) == ([], 0)
 
 
 def test_a_scheduler_step_writes_its_rows_in_batches_of_mixed_shapes(storage: Storage) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.processes import BLOCKER, SPAWNER, wait_dead
+from titan.errors import ValidationFailed
 from titan_sdk import TitanJob
 
 cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
@@ -125,6 +126,11 @@ def test_the_submission_route_holds_its_answer_only_when_asked(cluster: Cluster)
     assert held["status"] in ("WAITING", "RUNNING") and "jobs" not in held, held
     client.store_put("sw_held", "1")
     assert client.wait_dag(held["id"], timeout=60)["status"] == "COMPLETED"
+    # Finished within the hold, without its jobs when asked (a big DAG's answer stays small).
+    client.store_put("sw_bare", "1")
+    bare = client.api("POST", "/dags", params={"wait": 60, "jobs": "false"}, json=body("sw_bare"))
+    assert bare["status"] == "COMPLETED" and "jobs" not in bare, bare
+    assert bare["counts"]["COMPLETED"] == 1
 
 
 def test_jobs_waiting_on_their_stages_lend_their_slots(cluster: Cluster, tmp_path: Path) -> None:
@@ -249,6 +255,25 @@ def test_fan_out_50_then_fan_in_sees_every_result(cluster: Cluster) -> None:
     assert f"store=50 files=50 total={7 * sum(range(50))}" in client.fetch_logs("fan_in")
     fin = client.get_job("fan_in")
     assert all(fin["started_at"] >= j["finished_at"] for j in dag["jobs"] if j["job_id"] != "fan_in")
+    # A big DAG is read a page at a time, or as its counts alone.
+    pages, offset = [], 0
+    while True:
+        page = client.dag_jobs("fan", limit=20, offset=offset)
+        assert page["total"] == 52 and page["limit"] == 20
+        pages += page["jobs"]
+        offset += 20
+        if offset >= page["total"]:
+            break
+    assert [j["job_id"] for j in pages] == [j["job_id"] for j in dag["jobs"]]
+    assert pages[0]["ref"] == dag["jobs"][0]["ref"] and pages[0]["state"] == "COMPLETED"
+    assert client.dag_jobs("fan", state=["failed", "running"]) == \
+        {"jobs": [], "total": 0, "limit": 1000, "offset": 0}
+    assert client.dag_jobs(dag["id"], state="COMPLETED", offset=51)["jobs"][0]["job_id"] == "fan_in"
+    bare = client.get_dag("fan", jobs=False)
+    assert "jobs" not in bare and bare["counts"]["COMPLETED"] == 52 and bare["job_count"] == 52
+    assert "jobs" not in client.wait_dag("fan", timeout=5, jobs=False)
+    with pytest.raises(ValidationFailed, match="'done' is not a job state"):
+        client.dag_jobs("fan", state="done")
 
 
 def test_a_ready_job_reaches_an_idle_worker_at_once(make_cluster: MakeCluster) -> None:

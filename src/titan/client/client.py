@@ -262,9 +262,22 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
         """The job's state: ``PENDING``, ``READY``, ``RUNNING``, ``COMPLETED``, ``FAILED``..."""
         return str(self.get_job(ref)["state"])
 
-    def get_dag(self, ref: Ref) -> dict[str, Any]:
-        """The DAG object, with its jobs."""
-        reply: dict[str, Any] = self._transport.call("GET", f"/dags/{quote_ref(ref)}")
+    def get_dag(self, ref: Ref, *, jobs: bool = True) -> dict[str, Any]:
+        """The DAG object, with its jobs (``jobs=False``: its ``counts`` only, which a DAG of
+        100,000 jobs answers in a moment; :meth:`dag_jobs` pages through them)."""
+        reply: dict[str, Any] = self._transport.call(
+            "GET", f"/dags/{quote_ref(ref)}", params=None if jobs else {"jobs": "false"})
+        return reply
+
+    def dag_jobs(self, ref: Ref, *, state: str | Sequence[str] | None = None,
+                 limit: int = 1000, offset: int = 0) -> dict[str, Any]:
+        """One page of the DAG's jobs in submission order: ``{"jobs", "total", "limit",
+        "offset"}``; ``state`` keeps only jobs in that state (or those states)."""
+        if state is not None and not isinstance(state, str):
+            state = ",".join(state)
+        reply: dict[str, Any] = self._transport.call(
+            "GET", f"/dags/{quote_ref(ref)}/jobs",
+            params={"state": state, "limit": limit, "offset": offset})
         return reply
 
     def list_dags(
@@ -293,11 +306,13 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
         )
         return reply
 
-    def wait_dag(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
-        """Block until every job of the DAG is finished; the DAG object."""
+    def wait_dag(self, ref: Ref, timeout: float | None = None, *,
+                 jobs: bool = True) -> dict[str, Any]:
+        """Block until every job of the DAG is finished; the DAG object (``jobs=False``:
+        without its jobs, as :meth:`get_dag`)."""
         reply: dict[str, Any] = long_poll(
-            self._transport, f"/dags/{quote_ref(ref)}/wait", timeout, what=f"DAG {ref!r}"
-        )
+            self._transport, f"/dags/{quote_ref(ref)}/wait", timeout, what=f"DAG {ref!r}",
+            params=None if jobs else {"jobs": "false"})
         return reply
 
     def wait(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:

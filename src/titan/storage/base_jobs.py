@@ -126,6 +126,12 @@ class JobsTransaction(abc.ABC):
         """All jobs of these DAGs, in DAG then submission order."""
 
     @abc.abstractmethod
+    def dag_jobs_page(self, dag_id: int, states: Sequence[str] | None, limit: int,
+                      offset: int) -> tuple[list[Row], int]:
+        """One page of a DAG's jobs in submission order (only those in ``states`` when
+        given), and how many there are in all: a 100,000-job DAG read a page at a time."""
+
+    @abc.abstractmethod
     def graph_of_dag(self, dag_id: int) -> list[Row]:
         """A DAG's jobs as its graph needs them, in submission order: ``id``, ``job_id``,
         ``parents``, ``state``, ``job_type`` only (a 10,000-job page reads no more)."""

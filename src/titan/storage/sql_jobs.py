@@ -369,6 +369,15 @@ class JobsSQL:
             out.extend(_job_out(r) for r in rows)
         return out
 
+    def dag_jobs_page(self, dag_id: int, states: Sequence[str] | None, limit: int,
+                      offset: int) -> tuple[list[Row], int]:
+        c = t.jobs.c
+        where = [c.dag_id == dag_id] + ([c.state.in_(list(states))] if states else [])
+        total = int(self.conn.execute(select(func.count()).where(*where)).scalar_one())
+        rows = self.conn.execute(select(t.jobs).where(*where).order_by(c.position)
+                                 .limit(limit).offset(offset))
+        return [_job_out(r) for r in rows], total
+
     def graph_of_dag(self, dag_id: int) -> list[Row]:
         c = t.jobs.c
         rows = self.conn.execute(

@@ -19,13 +19,17 @@ from titan.master.runs.compliance import started_by
 from titan.master.scheduling.dag_retention import prune_dags
 from titan.master.scheduling.lending import lending
 from titan.master.scheduling.refs import as_id, find_dag
-from titan.master.scheduling.state import DAG_STATUSES
+from titan.master.scheduling.state import DAG_STATUSES, JOB_STATES
 from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
-from titan.master.scheduling.views import dag_view, dag_with_jobs
+from titan.master.scheduling.views import dag_view, dag_with_jobs, job_view
 from titan.storage.base import Row, Transaction
 from titan.windows import deletion_cutoff
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["dags"])
+
+#: ``?jobs=false``: a DAG's answer without its jobs (a 100,000-job DAG's are 77 MB of JSON;
+#: ``GET /dags/{ref}/jobs`` pages through them).
+JOBS = Query(True, alias="jobs", description="Include the DAG's jobs (false: its counts only)")
 
 
 async def _projects_uploaded(c: CtxDep, specs: list[Row]) -> None:
@@ -58,7 +62,7 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
                      wait: float = Query(0, ge=0, le=300, description=(
                          "Seconds to hold the answer until the DAG has finished (its view "
                          "with its jobs, as /wait gives); still running then, the answer is "
-                         "the DAG as submitted"))) -> Row:
+                         "the DAG as submitted")), with_jobs: bool = JOBS) -> Row:
     unknown = unknown_field(body, DAG_FIELDS)
     if unknown is not None:
         raise InvalidDAG(unknown[1], details={"field": unknown[0]})
@@ -99,10 +103,10 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
         with lending(c.engine, p):
             finished, _status = await _finished(c, dag_id, wait)
         if finished is not None:
-            return finished
+            return _without_jobs(finished, with_jobs)
     live = c.engine.sched.dags.get(dag_id)
     if live is None:  # already finished (every job was cancelled meanwhile): read it back
-        return await c.engine.read(lambda tx: dag_with_jobs(tx, dag_id))
+        return _without_jobs(await c.engine.read(lambda tx: dag_with_jobs(tx, dag_id)), with_jobs)
     return dag_view(live.as_row(), dict(live.counts))
 
 
@@ -169,7 +173,8 @@ async def _finished(c: Ctx, dag_id: int, timeout: float) -> tuple[Row | None, st
 
 
 @router.get("/dags/{ref:path}/wait", summary="Long-poll until the DAG has finished")
-async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
+async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300),
+                   with_jobs: bool = JOBS) -> Row:
     # A DAG named by its id that the scheduler holds is found without a read (a waiting
     # client names it so: submit_dag's answer carries the id).
     number = as_id(ref)
@@ -180,12 +185,55 @@ async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
     if finished is None:
         raise WaitTimeout(f"DAG {dag['name']}#{dag['run']} is still {status} after {timeout:g}s",
                           details={"status": status})
-    return finished
+    return _without_jobs(finished, with_jobs)
+
+
+@router.get("/dags/{ref:path}/jobs", summary="A page of a DAG run's jobs")
+async def dag_jobs(
+    c: CtxDep, p: Reader, ref: str,
+    state: str | None = Query(None, description="Only jobs in these states (comma-separated)"),
+    limit: int = Query(1000, ge=1, le=10000), offset: Offset = 0,
+) -> Row:
+    states = _states(state)
+
+    def q(tx: Transaction) -> Row:
+        dag = find_dag(tx, ref)
+        jobs, total = tx.dag_jobs_page(dag["id"], states, limit, offset)
+        return {"jobs": [job_view(j, dag) for j in jobs], "total": total, "limit": limit,
+                "offset": offset}
+
+    return await c.engine.read(q)
 
 
 @router.get("/dags/{ref:path}", summary="One DAG run with its jobs")
-async def get_dag(c: CtxDep, p: Reader, ref: str) -> Row:
-    return await c.engine.read(lambda tx: dag_with_jobs(tx, find_dag(tx, ref)["id"]))
+async def get_dag(c: CtxDep, p: Reader, ref: str, with_jobs: bool = JOBS) -> Row:
+    if with_jobs:
+        return await c.engine.read(lambda tx: dag_with_jobs(tx, find_dag(tx, ref)["id"]))
+
+    def q(tx: Transaction) -> Row:
+        dag = find_dag(tx, ref)
+        return dag_view(dag, tx.job_counts([dag["id"]])[dag["id"]])
+
+    return await c.engine.read(q)
+
+
+def _states(state: str | None) -> list[str] | None:
+    """``?state=failed,timed_out`` as the job states it names; a state that is none is a 400."""
+    if state is None or not state.strip():
+        return None
+    states = [s.strip().upper() for s in state.split(",") if s.strip()]
+    unknown = [s for s in states if s not in JOB_STATES]
+    if unknown:
+        raise ValidationFailed(f"state {unknown[0].lower()[:40]!r} is not a job state; one of "
+                               f"{', '.join(JOB_STATES)}", details={"field": "state"})
+    return states
+
+
+def _without_jobs(view: Row, jobs: bool) -> Row:
+    """A finished DAG's answer without its jobs when the caller asked (``?jobs=false``)."""
+    if not jobs:
+        view = {k: v for k, v in view.items() if k != "jobs"}
+    return view
 
 
 @router.post("/dags/{ref:path}/retry", summary="Run a finished DAG's unsuccessful jobs again")
