@@ -4,8 +4,9 @@ Both hold what makes an admin: the data dir keeps ``admin.token``, ``worker.toke
 database (with the key that signs session cookies and job tokens) and the blobs; the user
 config keeps a token per master. Any local user able to read one of them becomes admin, so
 the master creates them private (umask 0o077 in its process, explicit modes here) and, at
-every start, tightens whatever someone loosened, with one WARNING per path so the operator
-learns that the files were exposed (a tightened mode does not un-leak a copied secret).
+every start, tightens whatever someone loosened, with a WARNING naming the paths (the first
+ten, the rest counted) so the operator learns that the files were exposed (a tightened mode
+does not un-leak a copied secret).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def secure_tree(root: Path, *, warn: bool = True) -> list[Path]:
             st = directory.lstat()
         except FileNotFoundError:
             continue
-        if st.st_uid == uid and _tighten(directory, st, DIR_MODE, warn=warn):
+        if st.st_uid == uid and _tighten(directory, st, DIR_MODE, warn=_said(warn, loosened)):
             loosened.append(directory)
         try:
             entries = list(os.scandir(directory))
@@ -81,9 +82,22 @@ def secure_tree(root: Path, *, warn: bool = True) -> list[Path]:
             if stat.S_ISDIR(est.st_mode):
                 stack.append(Path(entry.path))
             elif stat.S_ISREG(est.st_mode) and est.st_uid == uid and _tighten(
-                    Path(entry.path), est, FILE_MODE, warn=warn):
+                    Path(entry.path), est, FILE_MODE, warn=_said(warn, loosened)):
                 loosened.append(Path(entry.path))
+    if warn and len(loosened) > WARN_EACH:
+        log.warning("%d more paths under %s were open to other local users; tightened "
+                    "(directories %04o, files %04o)", len(loosened) - WARN_EACH, root,
+                    DIR_MODE, FILE_MODE)
     return loosened
+
+
+#: Paths named one by one when a tree is tightened; the rest are counted in one line (a data
+#: dir made by an older Titan, or copied with a loose umask, has a line per blob otherwise).
+WARN_EACH = 10
+
+
+def _said(warn: bool, loosened: list[Path]) -> bool:
+    return warn and len(loosened) < WARN_EACH
 
 
 def secure_files(paths: list[Path]) -> None:

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import fresh_postgres_database
+from titan.errors import ConfigError
 from titan.storage import open_storage
 from titan.storage import schema as t
 from titan.storage.migrations import LATEST, MIGRATIONS
@@ -156,6 +157,17 @@ def database(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
         ctx.__exit__(None, None, None)
 
 
+def at_version(url: str, version: int) -> None:
+    """Make the empty database at ``url`` what Titan left at schema ``version``."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        schema_at(version).create_all(conn)
+        conn.execute(t.schema_migrations.insert(),
+                     [{"version": v, "name": name, "applied_at": 1.0}
+                      for v, name, _ in MIGRATIONS if v <= version])
+    engine.dispose()
+
+
 def test_the_history_of_additions_covers_every_migration() -> None:
     assert sorted(ADDED) == [v for v, _, _ in MIGRATIONS if v > 1]
     assert schema_at(LATEST).tables.keys() == t.metadata.tables.keys()
@@ -167,13 +179,7 @@ def test_every_version_upgrades_to_the_fresh_schema(database: Any) -> None:
     fresh = describe(fresh_url)
     for version in range(1, LATEST):
         url = database(f"v{version}")
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            schema_at(version).create_all(conn)
-            conn.execute(t.schema_migrations.insert(),
-                         [{"version": v, "name": name, "applied_at": 1.0}
-                          for v, name, _ in MIGRATIONS if v <= version])
-        engine.dispose()
+        at_version(url, version)
         # Some versions differ from the latest by a column, not a table: compare them whole.
         assert describe(url) != fresh, f"version {version} is built as the latest"
         storage = open_storage(url)  # migrates
@@ -196,3 +202,52 @@ def test_every_version_upgrades_to_the_fresh_schema(database: Any) -> None:
                     assert got["columns"][name][aspect] == value, (
                         f"from version {version}: {table}.{name} {aspect}: "
                         f"{got['columns'][name][aspect]!r} after migrating, {value!r} fresh")
+
+
+def test_a_database_a_newer_titan_upgraded_is_refused_with_what_to_do(database: Any) -> None:
+    url = database("newer")
+    open_storage(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as a later release leaves it
+        conn.execute(t.schema_migrations.insert().values(
+            version=LATEST + 1, name="a later release", applied_at=1.0))
+    engine.dispose()
+    with pytest.raises(ConfigError, match=f"schema version {LATEST + 1}, newer than this "
+                                          f"Titan knows \\({LATEST}\\).*pip install -U"):
+        open_storage(url)
+
+
+def test_an_upgrade_says_which_migrations_it_applies(
+        database: Any, caplog: pytest.LogCaptureFixture) -> None:
+    url = database("older")
+    at_version(url, LATEST - 1)
+    with caplog.at_level("WARNING", logger="titan.storage"):
+        open_storage(url).close()
+    said = [r.getMessage() for r in caplog.records if "schema" in r.getMessage()]
+    assert said == [f"upgrading the database schema from version {LATEST - 1} to {LATEST}: "
+                    f"{MIGRATIONS[-1][1]}"], said
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="titan.storage"):
+        open_storage(url).close()  # nothing to do: nothing said
+    assert not [r for r in caplog.records if "schema" in r.getMessage()]
+
+
+def test_the_schema_is_not_upgraded_under_another_master() -> None:
+    """A rolling upgrade on PostgreSQL: the upgraded master would change the schema under the
+    older leader still writing to it; it refuses until every master is stopped."""
+    with fresh_postgres_database("titan_mig_rolling") as url:
+        at_version(url, LATEST - 1)
+        old_leader = sa.create_engine(
+            url, connect_args={"application_name": "titan-master-0123456789ab"})
+        with old_leader.connect() as held:
+            held.execute(sa.text("SELECT 1"))
+            with pytest.raises(ConfigError, match=f"from version {LATEST - 1} to {LATEST}, but "
+                                                  "other Titan masters are connected.*"
+                                                  "titan-master-0123456789ab.*stop every master"):
+                open_storage(url)
+        old_leader.dispose()
+        storage = open_storage(url)  # alone now: upgraded
+        try:
+            assert storage.migrate() == LATEST
+        finally:
+            storage.close()

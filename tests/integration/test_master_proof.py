@@ -101,6 +101,21 @@ def test_the_sdk_sends_no_token_to_a_server_that_cannot_prove_it_is_the_master(
     assert master_proof.token_hash(token).encode() not in squatter.received
 
 
+def test_a_master_older_than_the_client_is_named_as_such(cluster: Cluster) -> None:
+    """An upgraded client before its master: a Titan 404 on the proof says to upgrade the
+    master first, and still sends no token."""
+    s = Squatter(reply("404 Not Found", {"error": {"code": "not_found",
+                                                   "message": "no route /master-proof"}}))
+    try:
+        client = TitanClient(url=s.url, token=cluster.admin_token, timeout=5)
+        with pytest.raises(errors.ConnectionFailed, match="older than this client.*upgrade "
+                                                          "the master first"):
+            client.store_get("anything")
+        assert cluster.admin_token.encode() not in s.received
+    finally:
+        s.close()
+
+
 def test_the_cli_and_a_worker_send_no_token_either(cluster: Cluster) -> None:
     s = Squatter(reply("404 Not Found", {"detail": "Not Found"}))
     try:

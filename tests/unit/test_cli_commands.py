@@ -418,6 +418,27 @@ def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
         open_storage("sqlite://x.db")
 
 
+def test_a_loose_tree_is_tightened_with_ten_paths_named_and_the_rest_counted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    from titan.permissions import WARN_EACH, secure_tree
+
+    root = tmp_path / "data"
+    (root / "blobs").mkdir(parents=True)
+    for i in range(40):
+        (root / "blobs" / f"b{i}").write_text("x")
+        os.chmod(root / "blobs" / f"b{i}", 0o644)
+    os.chmod(root / "blobs", 0o755)
+    with caplog.at_level("WARNING", logger="titan.permissions"):
+        loosened = secure_tree(root)
+    assert len(loosened) == 42  # the root, blobs/ and 40 files
+    assert all(os.stat(p).st_mode & 0o077 == 0 for p in loosened)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == WARN_EACH + 1, said
+    assert said[-1].startswith(f"{42 - WARN_EACH} more paths under {root} were open")
+
+
 def test_a_job_stamped_by_a_clock_far_off_is_shown_not_a_traceback(
         capsys: pytest.CaptureFixture[str]) -> None:
     # Stamped by a master whose clock was ahead: shown as stored, its duration never negative.

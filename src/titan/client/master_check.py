@@ -85,6 +85,14 @@ def prove(sock: socket.socket, host: bytes, token: str, url: str) -> Reply | Non
         raise TokenUnknown(
             f"the server at {where} answered that it does not know this token: if it is your "
             "master, the token is wrong (TITAN_TOKEN, `titan token list`); it was not sent")
+    elif status == 404 and _is_titan_error(content):
+        # A Titan from before the proof answers its own 404: the usual cause is an upgrade
+        # of this side first. Still unproven (anyone can write that body): nothing is sent.
+        raise MasterUnproven(
+            f"the server at {where} answers like a Titan master older than this client (it "
+            "has no master proof, which this Titan needs before it sends a token), so the "
+            "token was not sent: upgrade the master first (pip install -U titan-agents where "
+            "it runs, then restart it), then its workers and clients")
     else:
         why = f"it answered {status}"
     raise MasterUnproven(

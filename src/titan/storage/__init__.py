@@ -23,7 +23,11 @@ def open_storage(url: str) -> Storage:
         # line like a refused connection, not as SQLAlchemy's traceback.
         storage = dialects.sqlite_storage(url) if url.startswith("sqlite:") \
             else dialects.postgres_storage(url)
-        storage.migrate()
+        try:
+            storage.migrate()
+        except BaseException:  # refused (a newer schema, other masters): let its connections go
+            storage.close()
+            raise
     except (DBAPIError, ArgumentError) as exc:
         # The driver's first line says what is wrong (refused, no such role or database);
         # the URL is shown without its password, and the traceback is not the user's.

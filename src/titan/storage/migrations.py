@@ -8,12 +8,16 @@ a migration that brings an existing database to the same shape. Never edit a rel
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
+from titan.errors import ConfigError
 from titan.storage import schema as t
+
+log = logging.getLogger("titan.storage")
 
 Migration = tuple[int, str, Callable[[Connection], None]]
 
@@ -254,12 +258,44 @@ def migrate(engine: Engine) -> int:
             )
             return LATEST
         applied = {r[0] for r in conn.execute(select(t.schema_migrations.c.version))}
-        for version, name, step in MIGRATIONS:
-            if version not in applied:
-                step(conn)
-                conn.execute(
-                    t.schema_migrations.insert().values(
-                        version=version, name=name, applied_at=time.time()
-                    )
+        newer = applied - {v for v, _, _ in MIGRATIONS}
+        if newer:
+            # A newer Titan migrated this database (a rollback after an upgrade): this one
+            # would write rows without what the newer one records and checks (a run's
+            # ledger would then read as tampered with), so it does not start on it.
+            raise ConfigError(
+                f"this database has schema version {max(newer)}, newer than this Titan knows "
+                f"({LATEST}): a newer Titan upgraded it. Run that version (pip install -U "
+                "titan-agents) or restore the backup taken before the upgrade")
+        pending = [(v, name, step) for v, name, step in MIGRATIONS if v not in applied]
+        if pending and conn.dialect.name == "postgresql":
+            _alone(conn, max(applied, default=0))
+        if pending:
+            log.warning("upgrading the database schema from version %d to %d: %s",
+                        max(applied, default=0), LATEST,
+                        "; ".join(name for _, name, _ in pending))
+        for version, name, step in pending:
+            step(conn)
+            conn.execute(
+                t.schema_migrations.insert().values(
+                    version=version, name=name, applied_at=time.time()
                 )
+            )
         return max(applied | {LATEST})
+
+
+def _alone(conn: Connection, version: int) -> None:
+    """Refuse to change the schema under other masters of this database: a leader of an
+    older Titan would go on writing rows the new schema reads differently (and a standby of
+    one would take over with them). Its connections carry ``titan-master-<node>`` as their
+    ``application_name`` (storage/dialects.py); this master's own have its own node's."""
+    others = conn.execute(text(
+        "SELECT count(*), min(application_name) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name LIKE 'titan-master-%' "
+        "AND application_name <> current_setting('application_name')")).one()
+    if others[0]:
+        raise ConfigError(
+            f"this Titan would upgrade the database schema from version {version} to {LATEST}, "
+            f"but other Titan masters are connected to it ({others[0]} connections, e.g. "
+            f"{others[1]}): stop every master of this database (leader and standbys), then "
+            "start the upgraded ones")
