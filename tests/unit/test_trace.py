@@ -12,9 +12,9 @@ import pytest
 import titan
 from titan.errors import ValidationFailed
 from titan.master.runs.ingest import parse_actions, parse_run, payload
-from titan.trace import canonical, context
+from titan.trace import canonical, context, runs
 from titan.trace.batches import encode
-from titan.trace.naming import agent_of_run, job_actor, stage_label
+from titan.trace.naming import DRIVER_ACTOR, agent_of_run, job_actor, stage_label
 from titan.trace.recorder import RECORDER
 
 
@@ -258,24 +258,75 @@ def test_outside_a_run_nothing_is_recorded_and_code_runs() -> None:
             raise ZeroDivisionError
 
 
-def test_a_replayed_driver_draws_afresh_what_it_drew_outside_any_run(
+def test_a_replayed_driver_runs_outside_any_run_until_its_first_stage(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """An orchestrator driving stages from outside drew its run id with titan.trace.uuid()
-    outside any run: nothing was recorded. Its replay, in a job of the replay's run, must not
-    look for it in the recording (strict mode would stop at an 'extra' call): it draws
-    afresh, unrecorded, as the original did."""
+    and called a tool before its first stage, outside any run: nothing was recorded. Its
+    replay, in a job of the replay's run, must not look them up in the recording (strict
+    mode stopped at an 'extra' call, a QA pass): they run as they ran, unrecorded. From its
+    first stage on, its calls are the run's, as the original's were (DRIVER/driver)."""
     monkeypatch.setenv("TITAN_AGENT_RUN_ID", "RESEARCH_1a9ac3-replay-0f0f0f")
+    monkeypatch.setenv("TITAN_DAG", "RESEARCH_1a9ac3-replay-0f0f0f_DRIVER")
+    monkeypatch.setenv("TITAN_JOB_ID", "driver")
     monkeypatch.setenv("TITAN_REPLAY", json.dumps({"of": "RESEARCH_1a9ac3"}))
     monkeypatch.setattr(context, "_replayed_driver", True)
+    monkeypatch.setattr(context, "_replay_driving", False)
+    monkeypatch.setattr(context, "_env_run", None)
+    calls: list[int] = []
+
+    @titan.tool
+    def search(x: int) -> int:
+        calls.append(x)
+        return x
+
     before = len(RECORDER.queue)
     ids = {titan.trace.uuid() for _ in range(3)}
     assert len(ids) == 3 and isinstance(titan.trace.now(), float)
+    assert search(1) == 1 and calls == [1]  # live: the recording was not asked
     assert len(RECORDER.queue) == before
-    assert context.ambient_run() is None
-    # The job's run still takes the stages it submits (and anything else it records).
-    assert context.current_run() is not None
+    assert context.current_run() is None and context.outside_replayed_run()
     with titan.trace.run("RESEARCH", run_id="opened") as run:
-        assert context.ambient_run() is run.handle
+        assert context.current_run() is run.handle and not context.outside_replayed_run()
+    context.replayed_driver_drives()  # its first stage was submitted
+    found = context.current_run()
+    assert found is not None and found.id == "RESEARCH_1a9ac3-replay-0f0f0f"
+    assert context.current_actor(found) == DRIVER_ACTOR == "DRIVER/driver"
+    assert not context.outside_replayed_run()
+
+
+def test_a_driving_process_records_its_own_calls_in_the_run_it_drove_last(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver's @titan.tool calls once it drives a run are the run's, made by the actor
+    its replay's DRIVER job has: the replay matches them there (they were left out, and the
+    replay found them extra, a QA pass)."""
+    monkeypatch.delenv("TITAN_AGENT_RUN_ID", raising=False)
+    monkeypatch.setattr(context, "_replayed_driver", False)
+    monkeypatch.setattr(context, "_driven", None)
+    queued: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(RECORDER, "put", lambda kind, run, item: queued.append((run.id, item)))
+
+    @titan.tool
+    def search(q: str) -> str:
+        return q.upper()
+
+    assert search("before") == "BEFORE" and not queued  # its run is not known yet
+    # Left to end by another (no network here): its calls are the run's all the same.
+    monkeypatch.setenv("TITAN_TRACE_DRIVER", "0")
+    monkeypatch.setattr(runs, "_driving", {})
+    runs.drive("R1")
+    assert search("a") == "A"
+    runs.drive("R2")
+    assert search("b") == "B" and titan.trace.current_run_id() == "R2"
+    runs.drive("R1")  # back to R1: its calls go on numbering where they were
+    assert search("c") == "C"
+    assert [(run_id, meta["actor"], meta["ordinal"]) for run_id, (meta, *_) in queued] == [
+        ("R1", "DRIVER/driver", 0), ("R2", "DRIVER/driver", 0), ("R1", "DRIVER/driver", 1)]
+    assert "R1" not in RECORDER.driven  # TITAN_TRACE_DRIVER=0: not ended at its exit
+    first = context.current_run()
+    assert first is not None
+    # Its sub-agents nest below it, as in its replay's DRIVER job.
+    with context.actor("critic"):
+        assert context.current_actor(first) == "DRIVER/driver/critic"
 
 
 def test_ordinals_count_per_actor_channel_and_name() -> None:

@@ -157,6 +157,7 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
                 raise InvalidDAG(f"duplicate job id {job.job_id!r} in DAG {name!r}",
                                  details={"job_id": job.job_id})
             seen.add(job.job_id)
+        asked = agent_run_id is not None  # what made the original driver drive its run
         if agent_run_id is None:
             agent_run_id = os.environ.get("TITAN_AGENT_RUN_ID") or None
         elif not isinstance(agent_run_id, str) or not agent_run_id:
@@ -197,6 +198,12 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             code.register(self._transport, agent_run_id, {
                 str(job.script_path().resolve()): sha for job in jobs
                 if (sha := shas[job.job_id]) is not None})
+        elif asked and os.environ.get("TITAN_REPLAY"):
+            # A replayed driver's stage joined the replay's run (it is not driving, above):
+            # here its original began to drive, and to record its own calls in the run.
+            from titan.trace import context
+
+            context.replayed_driver_drives()
         if isinstance(reply.get("id"), int):
             stages = self.submitted_stages()
             stages.append(reply["id"])

@@ -344,7 +344,9 @@ def _proxied(f: F, label: str, sig: inspect.Signature | None,
 
 
 def _ambient(channel: str, name: str, make: Callable[[], Any]) -> Any:
-    run = context.ambient_run()
+    # Outside any run (an orchestrator making up its run id before its first stage) nothing
+    # is recorded, and a replayed orchestrator draws afresh there too (context.current_run).
+    run = context.current_run()
     if run is None:
         return make()
     session = replay.active()

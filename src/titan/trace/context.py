@@ -3,7 +3,9 @@
 Inside a Titan job the run comes from ``TITAN_AGENT_RUN_ID`` and the actor from the job
 (``<stage>/<job id>``); ``titan.trace.run(...)`` opens a run anywhere else; ``titan.trace.actor``
 nests a sub-agent's path. All three are context variables: asyncio tasks started inside a run
-inherit them, and threads and thread-pool tasks do too (:mod:`titan.trace.threads`).
+inherit them, and threads and thread-pool tasks do too (:mod:`titan.trace.threads`). A process
+that drives a run from outside (``submit_dag(..., agent_run_id=...)``) records its own calls
+into it from its first stage on, as ``DRIVER/driver``, the actor of its replay's DRIVER job.
 
 A process forked inside a run (``multiprocessing``'s fork, ``os.fork``) records into it as an
 actor of its own, ``<actor>/fork-<n>`` (the parent's n-th fork): it counts its calls on its
@@ -78,8 +80,15 @@ _actor: ContextVar[str | None] = ContextVar("titan_actor", default=None)
 _parent: ContextVar[str | None] = ContextVar("titan_parent_action", default=None)
 _env_run: RunHandle | None = None
 _env_lock = threading.Lock()
-# Set in a replay's DRIVER job (titan.trace.replay_driver): see ambient_run().
-_replayed_driver = False
+#: The run this process drives from outside, if any: the one its latest
+#: ``submit_dag(..., agent_run_id=...)`` went to (:func:`titan.trace.runs.drive`). Its own
+#: calls outside any ``trace.run`` block are recorded there, as the actor DRIVER_ACTOR.
+_driven: RunHandle | None = None
+#: Set in a replay's DRIVER job (titan.trace.replay_driver), and read from the environment by
+#: the processes it spawns; see current_run().
+REPLAYED_DRIVER_ENV = "TITAN_REPLAYED_DRIVER"
+_replayed_driver = os.environ.get(REPLAYED_DRIVER_ENV) == "1"
+_replay_driving = False  # ...and whether the replayed driver has submitted its first stage
 _prefix = secrets.token_hex(4)
 _counter = itertools.count(1)
 _pid = os.getpid()
@@ -115,31 +124,48 @@ def new_action_id() -> str:
 
 
 def current_run() -> RunHandle | None:
-    """The run actions go to now: the innermost ``trace.run``, else the job's agent run."""
+    """The run actions go to now: the innermost ``trace.run``, else the job's agent run, else
+    the run this process drives from outside (from its first stage on).
+
+    A replay's DRIVER job runs in the replay's run from its start, but the driver it
+    re-executes ran outside any run until it submitted its first stage: nothing it called
+    before was recorded (it did not know its run yet), so nothing is looked up in the
+    recording either, or each such call would be an extra one and take the ordinals of the
+    recorded calls after it. Until then its calls run as they ran, live and unrecorded."""
     run = _run.get()
     if run is not None:
         return run
-    return _job_run()
+    if _replayed_driver:
+        return _job_run() if _replay_driving else None
+    return _job_run() or _driven
 
 
-def ambient_run() -> RunHandle | None:
-    """The run a clock or random value (``titan.trace.now/uuid/random``) is recorded in.
-
-    The current run, except in a replay's driver outside any ``titan.trace.run``: the
-    original orchestrator drew those values outside any run, so nothing was recorded and the
-    replay draws them afresh too (a replayed orchestrator's run id is a fresh one by design:
-    its stages join the replay's run under it as an alias). Its job's run, which
-    :func:`current_run` would give, has no recording of them to serve."""
-    run = _run.get()
-    if run is not None or _replayed_driver:
-        return run
-    return _job_run()
+def drives(run: RunHandle) -> None:
+    """This process submitted a stage of ``run`` from outside it: its own calls from now on
+    are the run's (those of the run it submitted to last, when it drives several)."""
+    global _driven
+    _driven = run
 
 
 def replaying_driver() -> None:
-    """Mark this process as the DRIVER job of a replay (see :func:`ambient_run`)."""
+    """Mark this process as the DRIVER job of a replay (see :func:`current_run`)."""
     global _replayed_driver
     _replayed_driver = True
+    os.environ[REPLAYED_DRIVER_ENV] = "1"  # for the processes it spawns (fresh interpreters)
+
+
+def replayed_driver_drives() -> None:
+    """The replayed driver submitted a stage of its run, where the original began to drive
+    it (see :func:`current_run`); a no-op in any other process."""
+    global _replay_driving
+    if _replayed_driver:
+        _replay_driving = True
+
+
+def outside_replayed_run() -> bool:
+    """Whether this is a replay's driver running outside any run, as its original did before
+    its first stage: its calls run live and unrecorded, their connections included."""
+    return _replayed_driver and not _replay_driving and _run.get() is None
 
 
 def _job_run() -> RunHandle | None:

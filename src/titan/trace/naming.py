@@ -13,6 +13,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+#: A replay's first stage and its one job (master/replays/service.py), which re-runs the
+#: driver: the actor path its calls record under there, and so the one a process driving a
+#: run from outside records its own calls under in the original (trace/runs.py): the two
+#: runs must spell it the same for a replay to match them.
+DRIVER_STAGE = "DRIVER"
+DRIVER_JOB = "driver"
+DRIVER_ACTOR = f"{DRIVER_STAGE}/{DRIVER_JOB}"
+
 _RANDOM_TAIL = re.compile(r"^(?P<agent>.+?)[_\-:.](?P<tail>[0-9a-fA-F]{4,}|\d+)$")
 
 

@@ -327,6 +327,8 @@ def _network_leak(host: str, port: int) -> None:
     """A connection the agent opened itself, outside any recorded call (see
     :mod:`titan.trace.netguard`): recorded on the ``network`` channel, and refused unless the
     replay allows live calls."""
+    if context.outside_replayed_run():
+        return  # a driver before its first stage: outside any run, live, as it was recorded
     session = active()
     allowed = session is not None and session.allow_live
     run = context.current_run()

@@ -55,7 +55,8 @@ def main() -> int:
     from titan.client import TitanClient
     from titan.trace import context, runs
 
-    # The driver ran outside any run when it was recorded; in this job it would not be.
+    # The driver ran outside any run until its first stage, and recorded its own calls from
+    # there on: in this job, which is in the replay's run from the start, so does it.
     context.replaying_driver()
     client = TitanClient()
     run_id = os.environ["TITAN_AGENT_RUN_ID"]

@@ -22,6 +22,7 @@ from titan.formats import run_id_for, run_id_problem, tags_problem
 from titan.retention import retention_problem
 from titan.trace import canonical, context
 from titan.trace.emit import _said
+from titan.trace.naming import DRIVER_ACTOR
 from titan.trace.recorder import RECORDER
 
 
@@ -173,20 +174,35 @@ def run(agent_id: str, *, agent_version: str | None = None, budget_usd: float | 
                tags=tags, run_id=run_id, retention_class=retention_class)
 
 
+#: The runs this process submitted stages of from outside, by id: the handle its own calls
+#: record into (one per run, so their numbering goes on when it comes back to a run).
+_driving: dict[str, context.RunHandle] = {}
+
+
 def drive(run_id: str, endpoint: Any = None) -> None:
     """This process submitted a stage of agent run ``run_id`` from outside it: it is the run's
-    driver, and when it exits the run ends (completed unless its last stage failed, failed
+    driver, its own calls from now on are recorded in the run (actor ``DRIVER/driver``), and
+    when it exits the run ends (completed unless its last stage failed, failed
     with the uncaught exception that ended the process or a sys.exit with a failure code,
     cancelled by Ctrl-C)."""
-    if os.environ.get("TITAN_AGENT_RUN_ID") == run_id or run_id in RECORDER.driven:
+    if os.environ.get("TITAN_AGENT_RUN_ID") == run_id:
         return
-    if os.environ.get("TITAN_TRACE_DRIVER", "1") == "0":
+    # Its own calls (a @titan.tool, an LLM call) are the run's from now on, made by the actor
+    # its replay's DRIVER job records them as: the replay re-runs them and matches them there.
+    # Even where it leaves the run's end to another (TITAN_TRACE_DRIVER=0): its code is the
+    # run's code all the same, and a replay re-runs these calls.
+    handle = _driving.get(run_id)
+    if handle is None:
+        handle = _driving[run_id] = context.RunHandle(id=run_id, endpoint=endpoint,
+                                                      default_actor=DRIVER_ACTOR)
+    context.drives(handle)
+    if run_id in RECORDER.driven or os.environ.get("TITAN_TRACE_DRIVER", "1") == "0":
         return
     # Started first: in a process forked from the zygote (an orchestrator running as a job)
     # starting resets the parent's recorder, and the run registered before it was lost (it
     # was never ended, nor watched).
     RECORDER.ensure_started()
-    handle = RECORDER.driven[run_id] = context.RunHandle(id=run_id, endpoint=endpoint)
+    RECORDER.driven[run_id] = handle
     _watch_uncaught()
     # Its first sign of life now, not on the sender's next turn: a driver killed at once
     # would leave a run no one watches (master/runs/liveness.py). This run's alone: all of

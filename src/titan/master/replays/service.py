@@ -30,6 +30,7 @@ from titan.master.scheduling.validation import validate_dag
 from titan.storage.base import Row, RunQuery, Transaction
 from titan.storage.blobs import BlobStore
 from titan.trace.canonical import dumps
+from titan.trace.naming import DRIVER_JOB, DRIVER_STAGE
 
 if TYPE_CHECKING:
     from titan.master.runs.service import RunService
@@ -248,12 +249,14 @@ class Replays:
         run = await self.engine.run(op)
         self.active[replay_id] = run
         self.engine.hub.publish("run_created", run_summary(run))
-        _, specs = validate_dag(f"{replay_id}_DRIVER", [{
-            "job_id": "driver", "filename": "titan_replay.py", "script_sha256": script_sha,
+        # Its job's actor is DRIVER_ACTOR, the one the original's driver recorded its calls as.
+        stage = f"{replay_id}_{DRIVER_STAGE}"
+        _, specs = validate_dag(stage, [{
+            "job_id": DRIVER_JOB, "filename": "titan_replay.py", "script_sha256": script_sha,
             "retries": 0, "env": {"TITAN_REPLAY": json.dumps(job_settings(run))},
         }], max_jobs=1)
         self.engine.known_blobs.add(script_sha)
-        await self.engine.submit_dag(f"{replay_id}_DRIVER", specs, replay_id, run["agent_id"])
+        await self.engine.submit_dag(stage, specs, replay_id, run["agent_id"])
         return {"run_id": replay_id, "replay_of": run_id, "status": "running",
                 "settings": job_settings(run) | {"code": settings["code"]}}
 
