@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import subprocess
 import sys
 import textwrap
@@ -132,3 +133,96 @@ def test_a_drivers_own_calls_are_recorded_and_an_unchanged_replay_matches_them_a
     assert "Divergences    0" in done.stdout
     found = cluster.api("GET", f"/runs/{run_id}/determinism")
     assert not [f for f in found["findings"] if f["kind"] == "divergence"], found["findings"]
+
+
+SIGNAL = """
+import os
+from titan import TitanClient
+
+TitanClient().store_put(f"rp:{os.environ['TITAN_AGENT_RUN_ID']}:{os.environ['TITAN_JOB_ID']}", "b")
+"""
+
+ONE_STAGE = """
+import sys
+from titan import TitanClient, TitanJob, wait_for_signal
+
+client = TitanClient()
+run_id = sys.argv[1]
+client.submit_dag(f"{run_id}_S1", [TitanJob("w0", "stage.py")], agent_run_id=run_id)
+print("RUN", run_id, wait_for_signal(client, f"rp:{run_id}:w0", timeout=60))
+"""
+
+# The fix: a new stage script in a subfolder and a new helper module beside the driver.
+TWO_STAGES = """
+import sys
+from titan import TitanClient, TitanJob, wait_for_signals
+import helper
+
+client = TitanClient()
+run_id = sys.argv[1]
+client.submit_dag(f"{run_id}_S1", [TitanJob("w0", "stage.py"),
+                                   TitanJob("w1", "stages/stage_b.py")], agent_run_id=run_id)
+got = wait_for_signals(client, [f"rp:{run_id}:w0", f"rp:{run_id}:w1"], timeout=60)
+print("RUN", run_id, sorted(got.values()), "helper", helper.X)
+"""
+
+
+def test_code_current_sends_the_files_added_beside_the_recorded_ones(cluster: Cluster,
+                                                                     tmp_path: Path) -> None:
+    # Only the recorded paths were sent: a stage script or a module added by the fix was
+    # missing in the replay (ScriptNotFound, ModuleNotFoundError: 'helper'), a QA pass.
+    agent = tmp_path / "agent"
+    write(agent, "stage.py", STAGE)
+    driver = write(agent, "driver.py", ONE_STAGE)
+    run_id = drive(cluster, driver, f"CUR_{tmp_path.name[-6:]}".replace("-", "_"))
+    write(agent / "stages", "stage_b.py", SIGNAL)
+    write(agent, "helper.py", "X = 42\n")
+    write(agent, "driver.py", TWO_STAGES)
+    # Not the agent's code: a virtualenv and a cache beside it are left out.
+    write(agent / "venv", "pyvenv.cfg", "home = /usr/bin\n")
+    write(agent / "venv" / "lib", "site.py", "raise SystemExit('a venv was sent')\n")
+    write(agent / "__pycache__", "junk.py", "")
+    done = titan(cluster, "replay", run_id, "--code", "current", "--mode", "lenient",
+                 cwd=agent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 recorded file(s) as they are now and 2 .py/.sh file(s) beside them" in \
+        done.stderr, done.stderr
+    replay_id = done.stdout.split()[1]
+    sent = {os.path.relpath(p, agent) for p in cluster.api("GET", f"/runs/{replay_id}")[
+        "code"]["files"]}
+    assert sent == {"driver.py", "stage.py", "helper.py", "stages/stage_b.py"}, sent
+    assert ": completed" in done.stdout and "Divergences    0" in done.stdout, done.stdout
+    log = cluster.client().fetch_logs(f"{replay_id}_DRIVER/driver")
+    assert "['8', 'b'] helper 42" in log, log
+
+
+OUTSIDE = """
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from titan import TitanClient, TitanJob, wait_for_signal
+import outside
+
+client = TitanClient()
+run_id = sys.argv[1]
+client.submit_dag(f"{run_id}_S1", [TitanJob("w0", "stage.py")], agent_run_id=run_id)
+print("RUN", run_id, wait_for_signal(client, f"rp:{run_id}:w0", timeout=60), outside.X)
+"""
+
+
+def test_a_module_the_replay_did_not_lay_out_says_so_and_how_to_include_it(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # A module imported from outside the driver's folder is not recorded: the replay failed
+    # with a bare ModuleNotFoundError.
+    write(tmp_path / "lib", "outside.py", "X = 1\n")
+    write(tmp_path / "agent", "stage.py", STAGE)
+    driver = write(tmp_path / "agent", "driver.py", OUTSIDE)
+    run_id = drive(cluster, driver, f"OUT_{tmp_path.name[-6:]}".replace("-", "_"))
+    recorded = titan(cluster, "replay", run_id)
+    assert recorded.returncode == 1
+    assert "No module named 'outside' — module 'outside' is not part of the recorded code" \
+        in recorded.stdout, recorded.stdout
+    assert f"titan replay {run_id} --code current" in recorded.stdout
+    current = titan(cluster, "replay", run_id, "--code", "current")
+    assert current.returncode == 1
+    assert "module 'outside' is not part of the replayed code" in current.stdout, current.stdout
+    assert f"beside them under {tmp_path / 'agent'}" in current.stdout

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from titan.cli.output import money
+from titan.client import worktree
 from titan.errors import TitanError, WaitTimeout
 from titan.formats import quote_ref
 
@@ -32,8 +33,9 @@ def add_arguments(replay: argparse.ArgumentParser, determinism: argparse.Argumen
                              "--agent); lenient serves by key and goes on")
     replay.add_argument("--code", type=str.lower, choices=("recorded", "current"),
                         default="recorded",
-                        help="the recorded scripts (default) or the files now at their paths "
-                             "on this machine, to test a fix")
+                        help="the recorded scripts (default), or this machine's working tree "
+                             "to test a fix: the files now at their paths and the .py/.sh "
+                             "files beside them")
     replay.add_argument("--fork-at", type=int, default=None, metavar="SEQ",
                         help="serve the recording before step SEQ, run the rest live")
     replay.add_argument("--override", action="append", default=[], metavar="SEQ=FILE.json",
@@ -140,27 +142,39 @@ def _body(args: argparse.Namespace, client: Any, run_id: str) -> dict[str, Any]:
 
 
 def _current_files(client: Any, run_id: str) -> dict[str, str]:
-    """Upload the files now at the run's recorded paths; {path: sha256}."""
+    """Upload the files now at the run's recorded paths, and the files beside them in the
+    working tree they came from (a stage script or a module added since); {path: sha256}."""
     code = client.api("GET", f"/runs/{quote_ref(run_id)}").get("code") or {}
     if not code.get("files"):  # no recorded code at all: the master's refusal says so
         return {}
+    recorded = sorted(code["files"])
+    tree = worktree.beside(recorded, room=worktree.MAX_FILES - len(recorded))
     files: dict[str, str] = {}
     contents: dict[str, bytes] = {}
     kept = []
-    for path in sorted(code.get("files") or {}):
+    for path in [*recorded, *tree.files]:
         try:
             data = Path(path).read_bytes()
         except OSError:
-            kept.append(path)
+            if path in code["files"]:
+                kept.append(path)
             continue
         sha = hashlib.sha256(data).hexdigest()
         files[path], contents[sha] = sha, data
-    if not files and code.get("files"):
+    if len(files) == len(tree.files):  # none of the recorded files: not this machine's run
         raise TitanError(f"none of run {run_id}'s files is on this machine (it recorded "
-                         f"{sorted(code['files'])[0]} …): --code current replays the files at "
+                         f"{recorded[0]} …): --code current replays the files at "
                          "the recorded paths")
     for path in kept:
         print(f"note: {path} is not on this machine; its recorded version is used",
+              file=sys.stderr)
+    added = len(files) - len(recorded) + len(kept)
+    print(f"note: --code current sends the {len(recorded) - len(kept)} recorded file(s) as "
+          f"they are now and {added} .py/.sh file(s) beside them under "
+          f"{', '.join(tree.roots)}", file=sys.stderr)
+    if tree.left_out or tree.cut:
+        print(f"note: {tree.left_out or 'some'} more file(s) under {', '.join(tree.roots)} "
+              f"were left out (at most {worktree.MAX_FILES} files, the nearest first)",
               file=sys.stderr)
     if contents:
         missing = set(client.api("POST", "/blobs/missing",

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from titan import errors
+from titan.client import worktree
 from titan.formats import quote_ref
 
 #: Seconds a replay waits for the stages still going once its driver is done.
@@ -39,6 +40,37 @@ def _layout(client: Any, code: dict[str, Any], base: Path) -> tuple[Path, Path]:
         dest.write_bytes(client._transport.send("GET", f"/blobs/{sha}").content)
     return base / os.path.relpath(driver["path"], root), base / os.path.relpath(driver["cwd"],
                                                                              root)
+
+
+def _not_laid_out(exc: BaseException, run: dict[str, Any], base: Path) -> str | None:
+    """What to say when the driver failed on a job script or a module that is not among the
+    files this replay laid out (None when that is not why): where the replay's files came
+    from, and how to include it."""
+    files = list(run["code"]["files"])
+    if isinstance(exc, errors.ScriptNotFound):
+        what, package = "that script", ""
+    elif isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        ours = {PurePosixPath(p).stem for p in files} | {
+            PurePosixPath(p).parent.name for p in files if PurePosixPath(p).name == "__init__.py"}
+        if top in ours:
+            return None  # laid out: something else is missing from it
+        what = f"module {exc.name!r}"
+        package = " (a package not of the agent's must be installed in the worker's Python)"
+    else:
+        return None
+    original = run["replay_of"]
+    where = ", ".join(worktree.roots(files))
+    if (run.get("replay") or {}).get("code") == "current":
+        return (f"{what} is not part of the replayed code: the replay laid out {len(files)} "
+                f"file(s) in {base}, the run's recorded files as they are now and the .py/.sh "
+                f"files beside them under {where}, on the machine that started it. Put it "
+                f"there and replay again{package}")
+    return (f"{what} is not part of the recorded code: the replay laid out the {len(files)} "
+            f"file(s) run {original} recorded in {base}: its driver, the modules it imported "
+            f"from its own folder and the job scripts it submitted. A file under {where} is "
+            f"sent by `titan replay {original} --code current` run on that machine; one "
+            f"elsewhere must be moved there{package}")
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -80,7 +112,12 @@ def main() -> int:
         status = _exit_code(exc)
     except BaseException as exc:  # noqa: BLE001 - the driver's failure is the replay's result
         traceback.print_exc()
-        status, error = 1, f"{type(exc).__name__}: {exc}"[:2000]
+        error = f"{type(exc).__name__}: {exc}"
+        hint = _not_laid_out(exc, run, base)
+        if hint is not None:
+            print(f"[replay] {hint}", file=sys.stderr, flush=True)
+            error = f"{error[:1000]} — {hint}"
+        status, error = 1, error[:2000]
         # The original ended by Ctrl-C (a KeyboardInterrupt) was cancelled, by its
         # `with titan.trace.run` block or at exit: so is its replay, which raised it again.
         interrupted = isinstance(exc, KeyboardInterrupt)

@@ -74,10 +74,9 @@ def parse_settings(body: Any) -> Row:
                 "code=current needs the current files ({path: sha256}, uploaded first); "
                 "`titan replay RUN --code current` uploads them from your working tree",
                 details={"field": "files"})
-        bad = [p for p, s in files.items() if not isinstance(s, str) or not _SHA.match(s)]
-        if bad:
-            raise ValidationFailed(f"files[{bad[0]!r}] must be a sha256",
-                                   details={"field": "files"})
+        # Laid out by the replay's driver job below its workspace by these paths: each one
+        # checked as a run's recorded code is (a "../" would write outside it).
+        _check_files(files)
     elif files is not None:
         raise ValidationFailed("files is only for code=current", details={"field": "files"})
     fork = body.get("fork_at")
@@ -120,15 +119,7 @@ def parse_code(body: Any) -> Row:
     if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
         raise ValidationFailed('the body must be {"driver": {...}, "files": {path: sha256}}')
     files = body["files"]
-    if len(files) > MAX_CODE_FILES:
-        raise ValidationFailed(f"a run's code is at most {MAX_CODE_FILES} files")
-    for path, sha in files.items():
-        if not path.startswith("/") or len(path) > 1000 or "\x00" in path or ".." in \
-                path.split("/"):
-            raise ValidationFailed(f"files: {path!r} must be an absolute path",
-                                   details={"field": "files"})
-        if not isinstance(sha, str) or not _SHA.match(sha):
-            raise ValidationFailed(f"files[{path!r}] must be a sha256", details={"field": "files"})
+    _check_files(files)
     driver = body.get("driver")
     if driver is not None:
         ok = (isinstance(driver, dict) and isinstance(driver.get("path"), str)
@@ -141,6 +132,20 @@ def parse_code(body: Any) -> Row:
         driver = {"path": driver["path"], "args": list(driver.get("args", [])),
                   "cwd": driver["cwd"]}
     return {"driver": driver, "files": dict(files)}
+
+
+def _check_files(files: dict[str, Any]) -> None:
+    """``{absolute path: sha256}``, at most MAX_CODE_FILES of them."""
+    if len(files) > MAX_CODE_FILES:
+        raise ValidationFailed(f"a run's code is at most {MAX_CODE_FILES} files",
+                               details={"field": "files"})
+    for path, sha in files.items():
+        if not path.startswith("/") or len(path) > 1000 or "\x00" in path or ".." in \
+                path.split("/"):
+            raise ValidationFailed(f"files: {path!r} must be an absolute path",
+                                   details={"field": "files"})
+        if not isinstance(sha, str) or not _SHA.match(sha):
+            raise ValidationFailed(f"files[{path!r}] must be a sha256", details={"field": "files"})
 
 
 def job_settings(run: Row) -> Row:
