@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,8 +19,8 @@ import pytest
 
 from tests.conftest import free_port
 from tests.integration.harness import Cluster, shared_cluster
-from titan.errors import ValidationFailed
-from titan_sdk import TitanJob
+from titan.errors import ConfigError, ValidationFailed
+from titan_sdk import TitanClient, TitanJob
 
 cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
 
@@ -53,6 +54,25 @@ def test_text_that_cannot_be_sent_and_a_token_with_its_line_end(cluster: Cluster
     out = subprocess.run([sys.executable, "-m", "titan", "store", "get", "nl"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "the token holds a space or a control character" in out.stderr
+
+
+@pytest.mark.parametrize(("pasted", "said"), [
+    ("\u200b", "U+200B (ZERO WIDTH SPACE) at character 11"),
+    ("\u201d", "U+201D (RIGHT DOUBLE QUOTATION MARK) at character 11"),
+    ("\u00e9", "U+00E9 (LATIN SMALL LETTER E WITH ACUTE) at character 11")])
+def test_a_token_with_a_pasted_non_ascii_character(cluster: Cluster, pasted: str,
+                                                   said: str) -> None:
+    # A smart quote or a zero-width space copied along with a token: httpx raised a bare
+    # UnicodeEncodeError (a traceback from the CLI, `titan mcp` dead at start); now the
+    # ConfigError a token with a space gets, naming the character, never the token.
+    token = "tt_secret9" + pasted
+    with pytest.raises(ConfigError, match=re.escape(said)) as got:
+        TitanClient(port=cluster.port, token=token).store_get("x")
+    assert "secret9" not in str(got.value)
+    for command in (["status"], ["mcp"]):
+        out = titan(cluster, *command, check=False, token=token)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert said in out.stderr and "secret9" not in out.stderr + out.stdout
 
 
 def test_store_status_cancel_workers_and_tokens(cluster: Cluster) -> None:

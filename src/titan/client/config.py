@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -318,14 +319,25 @@ def resolve(
 
 def _clean_token(token: str | None) -> str | None:
     """The token without the line end a file or a secret mount leaves (Titan's own
-    ``admin.token`` ends in one); one that still holds a space or a control character is
-    no token, said so here rather than as a refused header ("cannot reach the master")."""
+    ``admin.token`` ends in one); one that still holds a space, a control character or
+    anything outside ASCII is no token, said so here rather than as a refused header ("cannot
+    reach the master") or httpx's bare ``UnicodeEncodeError``: HTTP headers are ASCII, and a
+    smart quote or a zero-width space pasted along with a token is the usual way one gets in.
+    The message names the character and where it sits, never the token."""
     if token is None:
         return None
     if not isinstance(token, str):
         raise ConfigError(f"a token is text, got {type(token).__name__}")
     token = token.strip()
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in token):
-        raise ConfigError("the token holds a space or a control character: give it as "
-                          "written by `titan token create` or the data dir's admin.token")
+    for position, c in enumerate(token, 1):
+        if c.isspace() or ord(c) < 32 or ord(c) == 127:
+            raise ConfigError("the token holds a space or a control character: give it as "
+                              "written by `titan token create` or the data dir's admin.token")
+        if ord(c) > 126:
+            name = unicodedata.name(c, "")
+            raise ConfigError(
+                f"the token holds U+{ord(c):04X}{f' ({name})' if name else ''} at character "
+                f"{position} of {len(token)}, which no Titan token has (they are ASCII): it "
+                "was likely pasted along with the token (a smart quote, a zero-width space); "
+                "give it as written by `titan token create` or the data dir's admin.token")
     return token or None
