@@ -75,6 +75,30 @@ def test_a_token_with_a_pasted_non_ascii_character(cluster: Cluster, pasted: str
         assert said in out.stderr and "secret9" not in out.stderr + out.stdout
 
 
+def test_an_empty_token_is_refused_and_an_empty_titan_token_is_unset(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    # token="" fell back silently on the data dir's admin token: a `--token "$UNSET"` ran
+    # with admin rights. Given empty, it is refused; an empty TITAN_TOKEN is no token given.
+    monkeypatch.setenv("TITAN_DATA_DIR", str(cluster.data))
+    for blank in ("", "  "):
+        monkeypatch.setenv("TITAN_TOKEN", blank)
+        with pytest.raises(ConfigError, match="the token given .* is empty"):
+            TitanClient(token=blank)
+        with TitanClient() as found:  # the data dir's admin token
+            assert found.endpoint.token == cluster.admin_token
+            found.store_put("empty-env", blank)
+    env = {k: v for k, v in cluster.env.items() if k not in ("TITAN_HOST", "TITAN_PORT")}
+    env.update(TITAN_DATA_DIR=str(cluster.data), TITAN_TOKEN="")
+    out = subprocess.run([sys.executable, "-m", "titan", "--token", "", "store", "get",
+                          "empty-env"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "the token given (token= or --token) is empty" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "titan", "store", "get", "empty-env", "--json"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["value"] == "  "
+
+
 def test_store_status_cancel_workers_and_tokens(cluster: Cluster) -> None:
     titan(cluster, "store", "put", "greeting", "héllo wörld")
     assert titan(cluster, "store", "get", "greeting").stdout.strip() == "héllo wörld"

@@ -374,3 +374,15 @@ def test_a_data_dir_named_with_no_master_is_an_error(tmp_path: Path,
 def test_a_timeout_that_is_no_number_of_seconds_is_a_config_error(timeout: object) -> None:
     with pytest.raises(ConfigError, match="a number above 0"):
         TitanClient(timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_an_empty_token_given_is_refused_and_an_empty_env_token_is_unset(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_data_dir(Path(".titan"), "http://127.0.0.1:9600", "t-admin")
+    for blank in ("", " \n"):
+        with pytest.raises(ConfigError, match="the token given .* is empty"):
+            resolve(token=blank)
+        monkeypatch.setenv("TITAN_TOKEN", blank)
+        assert resolve().token == "t-admin"
+    monkeypatch.setenv("TITAN_TOKEN", "t-env")
+    assert resolve().token == "t-env"

@@ -23,7 +23,8 @@ first until :mod:`titan.client.masters` finds the leader elsewhere. ``TITAN_MAST
 before ``TITAN_URL`` because a job inherits the worker's environment: a ``TITAN_URL`` the
 worker was started with names one master, while the list the worker sets names them all.
 
-The token is the explicit one, else ``TITAN_TOKEN``, else the one stored beside the address
+The token is the explicit one (an empty one is an error, not "none given"), else
+``TITAN_TOKEN`` (empty counts as unset), else the one stored beside the address
 (``admin.token``), else the one the user config records for one of the master URLs (in their
 order), else the ``admin.token`` of a data directory whose ``master.json`` names one of them.
 Loopback spellings (``localhost``, ``127.0.0.1``, ``::1``) count as the same host when
@@ -312,9 +313,20 @@ def resolve(
     """
     found, source_token, source = _address(host, port, urls)
     url, h, p = parse_url(found[0])
-    key = token or os.environ.get("TITAN_TOKEN") or source_token or token_for(found)
-    return Endpoint(url=url, host=h, port=p, token=_clean_token(key), source=source,
-                    urls=found)
+    if token is not None:
+        # Given, but empty ("" or blank): most likely a variable that was not set
+        # (`--token "$TOKEN"`). Falling through to the discovered token, the data dir's
+        # admin token, would run the call with rights nobody asked for.
+        key = _clean_token(token)
+        if key is None:
+            raise ConfigError("the token given (token= or --token) is empty: pass a token, "
+                              "or leave it out to use TITAN_TOKEN or the one discovered")
+    else:
+        # An empty TITAN_TOKEN counts as unset, as an empty TITAN_URL does (a shell's
+        # `TITAN_TOKEN= cmd` or a template that left it blank).
+        key = _clean_token(os.environ.get("TITAN_TOKEN")) \
+            or _clean_token(source_token or token_for(found))
+    return Endpoint(url=url, host=h, port=p, token=key, source=source, urls=found)
 
 
 def _clean_token(token: str | None) -> str | None:
