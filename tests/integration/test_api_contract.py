@@ -228,7 +228,8 @@ PUBLISHER = """
 """
 
 
-def test_artifacts_from_inside_a_job(cluster: Cluster, tmp_path: Path) -> None:
+def test_artifacts_from_inside_a_job(cluster: Cluster, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     client = cluster.client()
     client.submit_job(TitanJob(job_id="publisher", filename=cluster.script("pub.py", PUBLISHER)))
     job = client.wait("publisher", timeout=60)
@@ -240,6 +241,16 @@ def test_artifacts_from_inside_a_job(cluster: Cluster, tmp_path: Path) -> None:
     assert Path(fetched).read_text() == "made inside the job ✓\n"
     (tmp_path / "dir").mkdir()
     assert Path(client.get_artifact("k", tmp_path / "dir")) == tmp_path / "dir" / "out.txt"
+    # A trailing slash names a folder, made when missing: "downloads/" wrote a FILE called
+    # downloads. Relative, as a script would write it, and through fetch_artifact too.
+    monkeypatch.chdir(tmp_path)
+    assert client.get_artifact("k", "downloads/") == str(tmp_path / "downloads" / "out.txt")
+    assert (tmp_path / "downloads" / "out.txt").read_text() == "made inside the job ✓\n"
+    nested = client.fetch_artifact("out.txt", str(tmp_path / "a" / "b") + os.sep)
+    assert nested == str(tmp_path / "a" / "b" / "out.txt") and Path(nested).is_file()
+    with pytest.raises(ValidationFailed, match="ends in a slash, which names a folder"):
+        client.get_artifact("k", "saved.txt/")
+    assert (tmp_path / "saved.txt").read_text() == "made inside the job ✓\n"
     files = client.api("GET", "/files", params={"dag_id": job["dag_id"]})["files"]
     assert [(f["name"], f["key"]) for f in files] == [("out.txt", "k")]
 

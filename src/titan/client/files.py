@@ -181,7 +181,8 @@ class FileOps:
         self, name: str, save_path: str | os.PathLike[str] | None = None
     ) -> str:
         """Download the latest file called ``name`` to ``save_path`` (default: ``./name``; a
-        directory: inside it). Returns the path written."""
+        directory, or a path ending in a slash, made if missing: inside it). Returns the path
+        written."""
         _upload_name(name)
         dest = self._transport.download(
             f"/files/{quote_ref(name)}", lambda headers: _destination(save_path, name)
@@ -204,7 +205,8 @@ class FileOps:
 
     def get_artifact(self, key: str, save_path: str | os.PathLike[str] | None = None) -> str:
         """Download the artifact published under ``key`` to ``save_path`` (default: its
-        published name in the current directory; a directory: inside it). Returns the path."""
+        published name in the current directory; a directory, or a path ending in a slash,
+        made if missing: inside it). Returns the path."""
 
         def dest(headers: Any) -> Path:
             # Percent-encoded UTF-8: a header cannot carry every name as it is.
@@ -245,10 +247,21 @@ class FileOps:
 
 
 def _destination(save_path: str | os.PathLike[str] | None, name: str) -> Path:
+    """Where a download of the file published as ``name`` goes: ``save_path`` itself, or
+    ``name`` inside it when it is a folder, or when it ends in a slash (a folder, made if it
+    does not exist yet: ``pathlib`` drops the slash, which wrote a file named ``downloads``
+    for ``save_path="downloads/"``)."""
     if save_path is None:
         return Path.cwd() / name
-    path = Path(os.path.expanduser(os.fspath(save_path)))
+    raw = os.path.expanduser(os.fspath(save_path))
+    path = Path(raw)
     if path.is_dir():
         return (path / name).absolute()
+    if raw.endswith(os.sep) or (os.altsep is not None and raw.endswith(os.altsep)):
+        if path.exists():
+            raise ValidationFailed(
+                f"save_path {os.fspath(save_path)!r} ends in a slash, which names a folder, "
+                f"but {path.absolute()} is a file: leave the slash out to replace that file",
+                details={"field": "save_path"})
+        return (path / name).absolute()
     return path.absolute()
-
