@@ -105,30 +105,56 @@ def pause(tries: int, *, start: float, cap: float,
 
 
 class Backoff:
-    """The pauses between tries of one logical call: jittered, capped, within a deadline."""
+    """The pauses between tries of one logical call: jittered, capped, within a deadline.
+
+    ``until`` (a time on ``clock``) is a bound the caller set, which no grace, widened or
+    not, goes past: a wait with ``timeout=5`` is not made to last the restart grace."""
 
     def __init__(self, grace: float | None, *, start: float = 0.05, cap: float = 2.0,
                  rand: Callable[[], float] = random.random,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 until: float | None = None) -> None:
         self.start, self.cap = start, cap
         self.tries = 0
         self._rand, self._clock = rand, clock
         self._began = clock()
-        self.deadline = None if grace is None else self._began + grace
+        self._until = until
+        self._grace_end = None if grace is None else self._began + grace
+
+    @property
+    def deadline(self) -> float | None:
+        """When the tries stop (None: never): the grace's end or ``until``, the earlier."""
+        if self._until is None:
+            return self._grace_end
+        return self._until if self._grace_end is None else min(self._grace_end, self._until)
+
+    @property
+    def caller_bound(self) -> bool:
+        """Whether the caller's ``until`` is what ends the tries (not the grace)."""
+        return self._until is not None and self.deadline == self._until
+
+    @property
+    def span(self) -> float | None:
+        """Seconds from the first try to :attr:`deadline` (None: no deadline)."""
+        deadline = self.deadline
+        return None if deadline is None else max(0.0, deadline - self._began)
 
     def widen(self, grace: float | None) -> None:
         """Give the call ``grace`` seconds from its first try, if that is longer (a master
-        answered: it is there, only passing through a restart, not a wrong address)."""
-        if self.deadline is not None:
-            self.deadline = None if grace is None else max(self.deadline, self._began + grace)
+        answered: it is there, only passing through a restart, not a wrong address); never
+        past ``until``."""
+        if self._grace_end is not None:
+            self._grace_end = None if grace is None else max(self._grace_end,
+                                                             self._began + grace)
 
     def next_delay(self) -> float | None:
         """The pause before the next try, or None once the grace is spent."""
         delay = pause(self.tries, start=self.start, cap=self.cap, rand=self._rand)
         self.tries += 1
-        if self.deadline is None:
+        deadline = self.deadline
+        if deadline is None:
             return delay
-        remaining = self.deadline - self._clock()
+        remaining = deadline - self._clock()
         if remaining <= 0:
             return None
         return min(delay, remaining)

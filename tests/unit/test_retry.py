@@ -90,3 +90,18 @@ def test_replayable_requests() -> None:
     assert not retry.replayable("POST", {"Content-Type": "application/json"})
     assert retry.replayable("POST", {"idempotency-key": retry.new_key()})
     assert retry.new_key() != retry.new_key() and len(retry.new_key()) >= 16
+
+
+def test_a_callers_bound_caps_the_grace_widened_or_not() -> None:
+    clock = Clock()
+    backoff = retry.Backoff(60.0, clock=clock, rand=lambda: 1.0, until=clock.now + 5)
+    assert backoff.deadline == clock.now + 5 and backoff.caller_bound and backoff.span == 5.0
+    backoff.widen(120.0)  # a master said it is restarting: still not past the caller's bound
+    total = 0.0
+    while (delay := backoff.next_delay()) is not None:
+        total += delay
+        clock.now += delay
+    assert total == pytest.approx(5.0)
+    # A bound further than the grace leaves the grace in charge.
+    assert not retry.Backoff(2.0, clock=clock, until=clock.now + 10).caller_bound
+    assert retry.Backoff(None, clock=clock, until=clock.now + 3).deadline == clock.now + 3

@@ -28,9 +28,16 @@ from titan.client.config import Endpoint, resolve
 from titan.client.control import ControlOps
 from titan.client.evaluations import EvalOps
 from titan.client.files import FileOps
+from titan.client.hold import Hold
 from titan.client.job import TitanJob, check_name
 from titan.client.logs import LogOps
-from titan.client.long_poll import WAIT_MARGIN, WAIT_SLICE, long_poll, wait_deadline
+from titan.client.long_poll import (
+    WAIT_MARGIN,
+    WAIT_SLICE,
+    long_poll,
+    unreachable_within,
+    wait_deadline,
+)
 from titan.client.pipeline import load_pipeline
 from titan.client.pipeline import where as pipeline_where
 from titan.client.schedules import ScheduleOps
@@ -38,6 +45,7 @@ from titan.client.store import StoreOps
 from titan.client.transport import Transport
 from titan.errors import (
     ConfigError,
+    ConnectionFailed,
     InvalidDAG,
     NotFound,
     ScriptNotFound,
@@ -139,7 +147,8 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
         it, with its jobs): the master holds the submission's answer until then, so an agent
         loop's step costs one round trip. ``timeout`` (seconds, ``None``: forever) bounds the
         wait; past it :class:`~titan.errors.WaitTimeout` is raised, with the submitted DAG in
-        its ``details["dag"]`` (the DAG keeps running).
+        its ``details["dag"]`` (the DAG keeps running). A master that cannot be reached is
+        not waited for past it either (:class:`~titan.errors.ConnectionFailed`).
         """
         deadline = wait_deadline(timeout) if wait else None
         check_name(name, "the DAG name", "name")
@@ -163,7 +172,11 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
         elif not isinstance(agent_run_id, str) or not agent_run_id:
             raise ValidationFailed(f"agent_run_id must be a non-empty string, "
                                    f"got {agent_run_id!r}", details={"field": "agent_run_id"})
-        shas = self._script_blobs(jobs)
+        try:
+            shas = self._script_blobs(jobs, deadline)
+        except ConnectionFailed as exc:
+            raise unreachable_within(exc, deadline, f"uploading the scripts of DAG {name!r} "
+                                     "(nothing was submitted)") from None
         body: dict[str, Any] = {
             "name": name,
             "agent_run_id": agent_run_id,
@@ -185,10 +198,16 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             # (a driver records itself and its code before it waits, as without ``wait``)
             left = WAIT_SLICE if deadline is None else deadline - time.monotonic()
             hold = max(0.0, math.ceil(min(WAIT_SLICE, left) * 1000) / 1000)
-        reply: dict[str, Any] = self._transport.call(
-            "POST", "/dags", json=body, idempotency_key=True,
-            params={"wait": hold} if hold else None,
-            read_timeout=hold + WAIT_MARGIN if hold else None)
+        try:
+            # Retried within the wait's timeout only (a master away is not waited out past
+            # it); a retry asks the master to hold only what is left of the wait.
+            reply: dict[str, Any] = self._transport.call(
+                "POST", "/dags", json=body, idempotency_key=True, deadline=deadline,
+                hold=Hold("wait", time.monotonic() + hold, WAIT_MARGIN) if hold else None)
+        except ConnectionFailed as exc:
+            raise unreachable_within(exc, deadline, f"submitting DAG {name!r} (whether it "
+                                     f"was submitted is unknown: list_dags(name={name!r}) "
+                                     "says)") from None
         if driving and agent_run_id:
             # This process drives the run from outside: it ends when the process does, and
             # what it runs is recorded so the run can be replayed.
@@ -327,9 +346,9 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
         DAG's ``status``). The job reading of ``ref`` wins; then the DAG one. A number that
         is a job's id and another DAG's is refused as ambiguous (``wait(dag["id"])`` returned
         at once with the job that had that number, in another DAG)."""
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            self._unambiguous(ref, "wait")
         start = time.monotonic()
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            self._unambiguous(ref, "wait", deadline=wait_deadline(timeout))
         try:
             return self.wait_job(ref, timeout)
         except NotFound:

@@ -3,7 +3,6 @@ decide approval gates (part of :class:`~titan.client.client.TitanClient`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from titan.client.transport import Transport
@@ -17,9 +16,6 @@ class ControlOps:
     """``cancel``, ``stop_service``, ``retry``, ``approve`` and ``reject``."""
 
     _transport: Transport
-    # TitanClient's own readers.
-    get_job: Callable[[Ref], dict[str, Any]]
-    get_dag: Callable[[Ref], dict[str, Any]]
 
     def cancel(self, ref: Ref) -> dict[str, Any]:
         """Cancel a job (or, if ``ref`` names no job, every unfinished job of a DAG). A plain
@@ -40,16 +36,19 @@ class ControlOps:
         except NotFound:
             raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
 
-    def _unambiguous(self, ref: Ref, verb: str) -> None:
+    def _unambiguous(self, ref: Ref, verb: str, *, deadline: float | None = None) -> None:
         """Refuse a ref that names a job and a DAG that is not its own. A numeric id is one
         too: jobs and DAGs are numbered apart, so ``cancel(dag["id"])`` cancelled the job
-        that happened to have that number, in another DAG."""
+        that happened to have that number, in another DAG. ``deadline``: a wait's, which
+        its looking up may not outlast."""
         numeric = isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit())
         if not numeric and (not isinstance(ref, str) or any(c in ref for c in "/#")
                             or ref.startswith("DAG-")):
             return  # a DAG-x, a dag/job or a name#run: one thing only
         try:
-            job, dag = self.get_job(ref), self.get_dag(ref)
+            job = self._transport.call("GET", f"/jobs/{quote_ref(ref)}", deadline=deadline)
+            dag = self._transport.call("GET", f"/dags/{quote_ref(ref)}",
+                                       params={"jobs": "false"}, deadline=deadline)
         except NotFound:
             return
         if job.get("dag_id") != dag.get("id"):

@@ -79,8 +79,10 @@ class FileOps:
 
     # ------------------------------------------------------------------ job scripts
 
-    def _script_blobs(self, jobs: Iterable[TitanJob]) -> dict[str, str | None]:
-        """Upload the scripts the master lacks; ``{job_id: sha256 or None (archives)}``."""
+    def _script_blobs(self, jobs: Iterable[TitanJob],
+                      deadline: float | None = None) -> dict[str, str | None]:
+        """Upload the scripts the master lacks; ``{job_id: sha256 or None (archives)}``.
+        ``deadline``: a waiting submission's, past which a master away is not waited for."""
         shas: dict[str, str | None] = {}
         contents: dict[str, bytes] = {}
         # Looked up and read once per script, not per job: a 10,000-job DAG of one script
@@ -101,7 +103,7 @@ class FileOps:
                 sha = by_source[source] = hashlib.sha256(data).hexdigest()
                 contents.setdefault(sha, data)
             shas[job.job_id] = sha
-        self._upload_missing(contents)
+        self._upload_missing(contents, deadline)
         return shas
 
     def upload_blobs(self, bodies: Iterable[bytes]) -> list[str]:
@@ -119,7 +121,8 @@ class FileOps:
         self._upload_missing(contents)
         return shas
 
-    def _upload_missing(self, contents: dict[str, bytes]) -> None:
+    def _upload_missing(self, contents: dict[str, bytes],
+                        deadline: float | None = None) -> None:
         """Upload the bodies (by sha256) the master lacks: one question, then one PUT each."""
         with self._uploaded_lock:
             unknown = [sha for sha in contents if sha not in self._uploaded]
@@ -127,11 +130,12 @@ class FileOps:
             # A read sent as POST (its list can be long): marked safe to send again, so a
             # 503 while the database is away is ridden out as a GET's would be.
             reply = self._transport.call("POST", "/blobs/missing", json={"sha256": unknown},
-                                         idempotency_key=True)
+                                         idempotency_key=True, deadline=deadline)
             missing = set(reply.get("missing", []))
             for sha in unknown:
                 if sha in missing:
-                    self._transport.call("PUT", f"/blobs/{sha}", body=contents[sha])
+                    self._transport.call("PUT", f"/blobs/{sha}", body=contents[sha],
+                                         deadline=deadline)
             with self._uploaded_lock:
                 self._uploaded.update(unknown)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from titan.client import replay_keys
 from titan.client.long_poll import long_poll, wait_deadline
@@ -90,9 +90,14 @@ class StoreOps:
     def store_wait(self, key: str, timeout: float | None = None) -> str:
         """Block until ``key`` has a value and return it; :class:`WaitTimeout` after
         ``timeout`` seconds (``None``: wait as long as it takes)."""
-        reply = long_poll(
-            self._transport, f"/store/wait/{quote_ref(_key(key))}", timeout, what=f"store key {key!r}"
-        )
+        return self._store_wait(key, timeout)
+
+    def _store_wait(self, key: str, timeout: float | None,
+                    until: float | None | Literal["timeout"] = "timeout") -> str:
+        """:meth:`store_wait`, as one step of a longer wait that ends at ``until``
+        (:func:`~titan.client.long_poll.long_poll`)."""
+        reply = long_poll(self._transport, f"/store/wait/{quote_ref(_key(key))}", timeout,
+                          what=f"store key {key!r}", until=until)
         return str(reply["value"])
 
     def store_keys(self, prefix: str = "", limit: int | None = 1000) -> list[str]:
@@ -160,7 +165,9 @@ def _signal(client: TitanClient, key: str, deadline: float | None,
         watched = client.submitted_stages()
         step = left if not watched else STAGE_CHECK if left is None else min(STAGE_CHECK, left)
         try:
-            return client.store_wait(key, timeout=step)
+            # Steps of the whole wait: a master that is away is waited for until the whole
+            # wait's end (None: the restart grace), not the step's.
+            return client._store_wait(key, step, until=deadline)
         except WaitTimeout:
             if left is not None and left <= (step or 0.0):
                 raise WaitTimeout(f"timed out after {round(timeout or 0, 1):g}s waiting for "
@@ -168,7 +175,7 @@ def _signal(client: TitanClient, key: str, deadline: float | None,
         failed = _failed_stage(client, watched)
         if failed is not None:
             try:  # a stage may have signalled before another failed
-                return client.store_wait(key, timeout=0)
+                return client._store_wait(key, 0, until=deadline)
             except WaitTimeout:
                 watched.remove(failed["id"])  # said once: a later wait is not failed by it
                 raise StageFailed(

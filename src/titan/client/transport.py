@@ -16,6 +16,11 @@ refuses the connection goes on to the leader the standby named, if it is a confi
 else to the next one (:mod:`titan.client.masters`); the master found to lead is used by the
 calls that follow. Long-polls simply ask the new leader. The same grace bounds the whole
 tour, and the error raised when no master leads says what each one answered.
+
+A call given a ``deadline`` (a wait's ``timeout``) is retried up to it and no further: the
+restart grace is what a call may spend riding out a restart, not more than its caller allowed.
+A request the master holds (a long-poll, a submission with ``wait``: :class:`Hold`) asks on
+each try for what is left of its hold, so a retry after a restart does not start it afresh.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from titan import errors, retry
 from titan.atomic import atomic_file
 from titan.client import replies
 from titan.client.config import Endpoint
+from titan.client.hold import Hold
 from titan.client.http_wire import Reply
 from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
@@ -114,11 +120,13 @@ class Transport:
 
     # ------------------------------------------------------------------ errors
 
-    def _unreachable(self, exc: Exception, tries: int = 1,
-                     tour: Tour | None = None) -> errors.ConnectionFailed:
+    def _unreachable(self, exc: Exception, tries: int = 1, tour: Tour | None = None,
+                     within: float | None = None) -> errors.ConnectionFailed:
+        """``within``: the seconds the tries were given, where the caller's deadline (not
+        the restart grace) ended them."""
         detail = str(exc) or type(exc).__name__
-        grace = self.restart_grace if self._reached else min(
-            self.restart_grace, retry.FIRST_CONTACT_GRACE)
+        grace = round(within, 1) if within is not None else self.restart_grace \
+            if self._reached else min(self.restart_grace, retry.FIRST_CONTACT_GRACE)
         after = f" after {tries} tries within {grace:g}s" if tries > 1 else ""
         urls = self._masters.urls
         if tour is not None and tour.answers and (len(urls) > 1
@@ -190,34 +198,42 @@ class Transport:
         read_timeout: float | None = None,
         stream: bool = False,
         idempotency_key: bool = False,
+        hold: Hold | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
         """Send one request (retrying as the module docstring says) and check its status.
 
         With ``idempotency_key`` the request carries a fresh ``Idempotency-Key``, the same on
         every retry, so the master applies it once even when a reply was lost. With
-        ``stream=True`` the body is not read; the caller must close the response.
+        ``stream=True`` the body is not read; the caller must close the response. ``hold``
+        sets the hold's parameter and the read timeout of each try (``read_timeout`` is then
+        not used); ``deadline`` (monotonic) is the last moment to try again.
         """
         method = method.upper()
         if idempotency_key:
             headers = {**(headers or {}), retry.IDEMPOTENCY_HEADER: retry.new_key()}
 
         def exchange(url: str) -> httpx.Response:
-            request = self._build(url, method, path, params, json, body, headers, read_timeout)
+            query, read = (params, read_timeout) if hold is None else hold.for_try(params)
+            request = self._build(url, method, path, query, json, body, headers, read)
             return self._http.send(request, stream=stream)
 
         try:
-            response: httpx.Response = self._retrying(method, headers, exchange, stream=stream)
+            response: httpx.Response = self._retrying(method, headers, exchange, stream=stream,
+                                                      deadline=deadline)
         except UnicodeEncodeError as exc:
             raise _not_text(method, path, exc) from None
         return response
 
     def _retrying(self, method: str, headers: Mapping[str, str] | None,
-                  exchange: Callable[[str], Any], *, stream: bool = False) -> Any:
+                  exchange: Callable[[str], Any], *, stream: bool = False,
+                  deadline: float | None = None) -> Any:
         """``exchange(master_url)``'s checked reply, retried and sent on to the leader as the
-        module docstring says."""
+        module docstring says, never past ``deadline``."""
         replayable = retry.replayable(method, headers)
         backoff = retry.Backoff(self.restart_grace if self._reached
-                                else min(self.restart_grace, retry.FIRST_CONTACT_GRACE))
+                                else min(self.restart_grace, retry.FIRST_CONTACT_GRACE),
+                                until=deadline)
         tour = Tour(self._masters)
         silent = 0  # tries in a row that a master accepted and closed without a reply
         while True:
@@ -254,7 +270,7 @@ class Transport:
                     # A connection was made: a master is there (a restart, a failover is
                     # what follows), so the whole grace applies, not a newcomer's 2 s.
                     self._reached = True
-                    backoff = retry.Backoff(self.restart_grace)
+                    backoff = retry.Backoff(self.restart_grace, until=deadline)
                 pinned = re.search(r"the master's certificate is not the pinned one[^'\"]*",
                                    str(exc))
                 if pinned is not None:
@@ -305,7 +321,8 @@ class Transport:
             if tour.failed(url, reason, move=move, leader=leader):
                 delay = backoff.next_delay()
                 if delay is None:
-                    raise self._unreachable(failure, tour.tries, tour) from None
+                    raise self._unreachable(failure, tour.tries, tour, backoff.span
+                                            if backoff.caller_bound else None) from None
                 time.sleep(delay)
 
     def call(
@@ -318,23 +335,31 @@ class Transport:
         body: Body = None,
         read_timeout: float | None = None,
         idempotency_key: bool = False,
+        hold: Hold | None = None,
+        deadline: float | None = None,
     ) -> Any:
-        """Send a request and return its decoded JSON reply (``None`` for an empty one)."""
+        """Send a request and return its decoded JSON reply (``None`` for an empty one);
+        ``hold`` and ``deadline`` as for :meth:`send`."""
         response: httpx.Response | Reply
         lean = self._lean
         if lean is not None and not isinstance(body, Path) \
                 and all(lean.reaches(url) for url in self._masters.urls):
             method = method.upper()
             headers = {retry.IDEMPOTENCY_HEADER: retry.new_key()} if idempotency_key else None
+
+            def exchange(url: str) -> Reply:
+                query, read = (params, read_timeout) if hold is None else hold.for_try(params)
+                return lean.send(url, method, API_PREFIX + path, query, json, body, headers,
+                                 read)
+
             try:
-                response = self._retrying(method, headers, lambda url: lean.send(
-                    url, method, API_PREFIX + path, params, json, body, headers, read_timeout))
+                response = self._retrying(method, headers, exchange, deadline=deadline)
             except UnicodeEncodeError as exc:
                 raise _not_text(method, path, exc) from None
         else:
             response = self.send(
                 method, path, params=params, json=json, body=body, read_timeout=read_timeout,
-                idempotency_key=idempotency_key,
+                idempotency_key=idempotency_key, hold=hold, deadline=deadline,
             )
         if not response.content:
             return None
