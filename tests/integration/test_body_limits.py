@@ -18,6 +18,8 @@ import pytest
 
 from tests.integration.harness import Cluster
 from tests.integration.raw_http import answer, head
+from titan.errors import PayloadTooLarge
+from titan_sdk import TitanJob
 
 LIMIT = 1 << 20
 UPLOAD_LIMIT = 2 << 20
@@ -76,6 +78,31 @@ def test_a_body_over_the_limit_is_413_at_once(cl: Cluster) -> None:
         sock.sendall(head("PUT", f"/api/v1/blobs/{sha}", {
             "Authorization": f"Bearer {cl.admin_token}", "Content-Length": str(len(blob))}) + blob)
         assert answer(sock)[0] == 201
+
+
+def test_the_sdk_reads_the_refusal_sent_while_it_writes_the_body(cl: Cluster,
+                                                                  tmp_path: Path) -> None:
+    # The master answers 413 from the headers and closes; the SDK wrote on into the closed
+    # connection, took the reset for a restart, sent the body again and again for the whole
+    # restart grace (60 s) and raised ConnectionFailed "Connection reset by peer".
+    client = cl.client()
+    script = cl.script("noop.py", "pass\n")
+    for size in (LIMIT + 1, 3 * LIMIT, 16 * LIMIT):
+        started = time.monotonic()
+        with pytest.raises(PayloadTooLarge, match=f"limited to {LIMIT:,} bytes"):
+            client.submit_dag("too-big", [TitanJob("j", script, env={"BIG": "x" * size})])
+        with pytest.raises(PayloadTooLarge, match=f"limited to {LIMIT:,} bytes"):
+            client.store_put("too-big", "x" * size)
+        assert time.monotonic() - started < 10, (size, time.monotonic() - started)
+    assert client.list_dags(name="too-big") == [] and client.store_get("too-big") is None
+    big = tmp_path / "big.bin"  # an upload, streamed from the file: the same
+    big.write_bytes(b"\0" * (3 * UPLOAD_LIMIT))
+    started = time.monotonic()
+    with pytest.raises(PayloadTooLarge, match="uploads here are limited"):
+        client.upload_file(big)
+    assert time.monotonic() - started < 10
+    client.store_put("after-refusals", "ok")  # the connections left are sound
+    assert client.store_get("after-refusals") == "ok"
 
 
 @pytest.mark.parametrize(("method", "path", "limit"), [

@@ -23,6 +23,7 @@ from titan import errors, retry
 from titan.client import TitanClient, TitanJob
 from titan.client import logs as client_logs
 from titan.client import long_poll as long_poll_mod
+from titan.client.http_wire import BodyCutOff
 from titan.client.transport import Transport
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -306,6 +307,30 @@ def test_a_master_never_reached_is_given_up_on_quickly_but_a_restart_is_ridden_o
     monkeypatch.setenv("TITAN_JOB_UID", "7")
     handler, calls = flaky(6, httpx.ConnectError)
     assert client_for(handler).store_get("k") == "v" and len(calls) == 7
+
+
+def test_a_body_cut_off_twice_is_not_taken_for_a_restart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A master that takes the connection and closes it mid-body, with no answer left to read
+    # (its 413 is read when there is one: tests/integration/test_body_limits.py), refuses the
+    # body: the SDK sent 70 MiB again and again for the whole restart grace.
+    monkeypatch.setenv("TITAN_MASTER_RESTART_GRACE", "30")
+    handler, calls = flaky(1000, BodyCutOff)
+    began = time.monotonic()
+    with pytest.raises(errors.ConnectionFailed, match="does not take this body"):
+        client_for(handler).store_put("k", "v")
+    assert calls == ["PUT", "PUT"] and time.monotonic() - began < 5
+    # Once, then a restart (refused, then answered): ridden out as before.
+    answers = iter([BodyCutOff, httpx.ConnectError, None])
+
+    def restarting(request: httpx.Request) -> httpx.Response:
+        failure = next(answers)
+        if failure is not None:
+            raise failure("gone", request=request)
+        return httpx.Response(200, json={"key": "k", "value": "v"})
+
+    client_for(restarting).store_put("k", "v")
+    assert next(answers, "spent") == "spent"  # three tries, the third answered
 
 
 def test_keyed_posts_are_retried_with_the_same_key() -> None:

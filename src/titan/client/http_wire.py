@@ -2,6 +2,12 @@
 
 What :mod:`titan.client.plain_http` sends and reads, with no parser but this one.
 
+A large request is written watching for an early answer (:func:`send`): a master refuses a
+body over its limit (413) or without a valid token (401) from the headers alone, answers at
+once and closes the connection, and the bytes written after that earn a reset. The answer is
+read then, as curl reads it: the SDK used to take the reset for a restart and send a 70 MiB
+body again and again for the whole restart grace.
+
 Only what a Titan master's replies need (uvicorn with httptools): a status line, headers, and
 a body sized by Content-Length, chunked, or ending with the connection; 1xx replies skipped.
 Anything else is an ``httpx.RemoteProtocolError``, so the retry policy reads it as a reply
@@ -10,14 +16,23 @@ lost. Lines are capped at 64 KiB and headers at 100, as http.client caps them.
 
 from __future__ import annotations
 
+import http.client
 import json
-from typing import Any
+import select
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
 _UNSAFE = (b"\r", b"\n", b"\0")
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
+T = TypeVar("T")
+#: A request larger than this is written in pieces of :data:`_PIECE`, watching for an answer
+#: between them; a smaller one goes in one ``sendall`` (the common case: one segment).
+WATCHED = 1 << 20
+_PIECE = 1 << 18
 
 
 class Reply:
@@ -49,6 +64,64 @@ class Reply:
 
     def close(self) -> None:
         """Nothing to release: the body was read whole and the socket went back already."""
+
+
+def send(sock: socket.socket, data: bytes | memoryview) -> tuple[bool, OSError | None]:
+    """Write ``data`` (a request, or a piece of one): ``(all of it sent, the error a write
+    met)``. A large one stops as soon as the server has :func:`refused` it: that answer is
+    to be read, not written past. A reset or a closed pipe is returned, not
+    raised: the server's answer may be waiting all the same (the caller reads it, and raises
+    the error only when there is none). A write timeout is ``httpx.WriteTimeout``."""
+    try:
+        if len(data) <= WATCHED:
+            sock.sendall(data)
+            return True, None
+        view = memoryview(data)
+        for start in range(0, len(view), _PIECE):
+            if refused(sock):
+                return False, None
+            sock.sendall(view[start:start + _PIECE])
+    except TimeoutError as exc:
+        raise httpx.WriteTimeout(str(exc) or "timed out writing the request") from exc
+    except (BrokenPipeError, ConnectionResetError) as exc:
+        return False, exc
+    return True, None
+
+
+def refused(sock: socket.socket) -> bool:
+    """Whether the server has answered with an error, or closed, while the request is still
+    being written: a refusal of its body, after which a client stops sending (RFC 9112,
+    9.5). An early answer of another kind leaves the body to be sent."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except ValueError:  # a descriptor past FD_SETSIZE cannot be watched: written on
+        return False
+    if not readable:
+        return False
+    try:
+        seen = sock.recv(16, socket.MSG_PEEK)  # left for the reader: b"HTTP/1.1 413 Req"
+    except OSError:
+        return True
+    parts = seen.split(None, 2)
+    return not seen or (seen.startswith(b"HTTP/1.") and len(parts) > 1
+                        and parts[1][:1] in (b"4", b"5"))
+
+
+class BodyCutOff(httpx.WriteError):
+    """The server closed the connection while the request was being written, and left no
+    answer to read."""
+
+
+def despite(read: Callable[[], T], failed: OSError | None) -> T:
+    """``read()``: the server's answer, even after a write it cut short (:func:`send`); when
+    there is none, the cut-off write is what went wrong."""
+    try:
+        return read()
+    except (OSError, httpx.HTTPError, http.client.HTTPException):
+        if failed is None:
+            raise
+        raise BodyCutOff(f"the master closed the connection while the request was being "
+                         f"sent ({failed.strerror or type(failed).__name__})") from failed
 
 
 def request_head(method: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
-from titan.client.http_wire import Reply, read_reply, request_head
+from titan.client.http_wire import Reply, despite, read_reply, refused, request_head, send
 from titan.client.master_check import bearer_token, prove
 
 CHUNK = 1 << 16
@@ -190,10 +190,12 @@ class PlainHTTPTransport(httpx.BaseTransport):
                 return httpx.Response(refused.status_code, headers=refused.raw_headers,
                                       content=refused.content)
             sock.settimeout(timeouts.get("write"))
-            _send(sock, head, request)
+            sent, failed = _send(sock, head, request)
             sock.settimeout(timeouts.get("read"))
             response = http.client.HTTPResponse(sock, method=request.method)
-            response.begin()
+            despite(response.begin, failed)
+            if not sent:  # the server answered before the whole body came: not reusable
+                response.will_close = True
         headers = [(k.encode("latin-1"), v.encode("latin-1"))
                    for k, v in response.msg.items()]
         return httpx.Response(response.status, headers=headers,
@@ -217,10 +219,11 @@ class PlainHTTPTransport(httpx.BaseTransport):
             if refused is not None:
                 return refused
             sock.settimeout(read_timeout)
-            _sendall(sock, head + body if body else head)
+            sent, failed = send(sock, head + body if body else head)
             with sock.makefile("rb") as fp:
-                status, headers, content, keep = read_reply(fp, method)
-        if keep:
+                status, headers, content, keep = despite(lambda: read_reply(fp, method),
+                                                         failed)
+        if keep and sent:
             self.release(origin, conn)
         else:
             conn.close()
@@ -334,26 +337,26 @@ def _host_header(origin: tuple[str, int]) -> bytes:
     return (f"[{host}]" if ":" in host else host).encode("idna") + b":%d" % port
 
 
-def _sendall(sock: socket.socket, data: bytes) -> None:
-    try:
-        sock.sendall(data)
-    except TimeoutError as exc:
-        raise httpx.WriteTimeout(str(exc) or "timed out writing the request") from exc
-
-
-def _send(sock: socket.socket, head: bytes, request: httpx.Request) -> None:
+def _send(sock: socket.socket, head: bytes,
+          request: httpx.Request) -> tuple[bool, OSError | None]:
+    """The request written as :func:`~titan.client.http_wire.send` writes it: a streamed
+    body (a file upload) stops at the server's early answer too."""
     stream = request.stream
     if isinstance(stream, httpx.ByteStream):  # the usual case: all in one segment
-        _sendall(sock, head + b"".join(stream))
-        return
+        return send(sock, head + b"".join(stream))
     chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-    _sendall(sock, head)
+    sent, failed = send(sock, head)
     for chunk in stream:  # type: ignore[union-attr]  # a sync stream: this is a sync client
-        if not chunk:
-            continue
-        _sendall(sock, b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-    if chunked:
-        _sendall(sock, b"0\r\n\r\n")
+        if not sent:
+            break
+        if chunk:
+            if refused(sock):
+                return False, None
+            sent, failed = send(sock, b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked
+                                else chunk)
+    if sent and chunked:
+        sent, failed = send(sock, b"0\r\n\r\n")
+    return sent, failed
 
 
 def _mapped(exc: BaseException) -> BaseException:

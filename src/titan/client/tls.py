@@ -26,12 +26,13 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import re
 import socket
 import ssl
 from pathlib import Path
 from typing import Any
 
-from titan.errors import ConfigError
+from titan.errors import ConfigError, ConnectionFailed
 
 FINGERPRINT_ENV = "TITAN_TLS_FINGERPRINT"
 CA_FILE_ENV = "TITAN_CA_FILE"
@@ -114,6 +115,25 @@ def client_context(url: str, ca_file: str | None = None) -> ssl.SSLContext | Non
 def httpx_verify(url: str) -> ssl.SSLContext | bool:
     """httpx's ``verify`` for ``url``: the context above, else the default trust."""
     return client_context(url) or True
+
+
+def tls_refusal(url: str, exc: Exception) -> ConnectionFailed | None:
+    """What to say when the master at ``url`` failed this client's TLS check (``exc``, the
+    transport's error), where trying again cannot help; None for any other failure."""
+    pinned = re.search(r"the master's certificate is not the pinned one[^'\"]*", str(exc))
+    if pinned is not None:  # the pin is set already: say what was seen
+        return ConnectionFailed(
+            f"the master at {url} did not present the certificate this client "
+            f"pins: {pinned.group(0).split(': ', 1)[-1]}; its certificate changed "
+            "(a new one made for it?) or another server answers there: pin the "
+            "new one only once you know it is your master's")
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # say what would help
+        return ConnectionFailed(
+            f"the master at {url} presented a certificate this client does not "
+            f"trust ({exc}): set TITAN_CA_FILE to its certificate (cert.pem in the "
+            "master's data dir, under tls/) or TITAN_TLS_FINGERPRINT to the "
+            "sha256 its banner prints")
+    return None
 
 
 def _recorded(url: str) -> dict[str, str]:

@@ -25,7 +25,6 @@ each try for what is left of its hold, so a retry after a restart does not start
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -38,11 +37,11 @@ from titan.atomic import atomic_file
 from titan.client import replies
 from titan.client.config import Endpoint
 from titan.client.hold import Hold
-from titan.client.http_wire import Reply
+from titan.client.http_wire import BodyCutOff, Reply
 from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.plain_http import LeanRequests, PlainHTTPTransport, tcp_transport
-from titan.client.tls import httpx_verify
+from titan.client.tls import httpx_verify, tls_refusal
 from titan.version import __version__
 
 API_PREFIX = "/api/v1"
@@ -236,6 +235,7 @@ class Transport:
                                 until=deadline)
         tour = Tour(self._masters)
         silent = 0  # tries in a row that a master accepted and closed without a reply
+        cut = 0  # tries in a row whose request a master accepted and closed mid-write
         while True:
             url = self._masters.current
             failure: Exception
@@ -262,6 +262,14 @@ class Transport:
                     # is said at once); after, anyone on the port could say it: waited out.
                     raise errors.Unauthorized(str(exc)) from None
                 silent = silent + 1 if "without a reply" in str(exc) else 0
+                cut = cut + 1 if isinstance(exc, BodyCutOff) else 0
+                if cut >= 2:
+                    # A restart refuses the next connection; a master (or proxy) that takes
+                    # it and cuts the body off again refuses the body (a 413 sent is read).
+                    raise errors.ConnectionFailed(
+                        f"the master at {url} closed the connection while this request was "
+                        "being sent, twice, without an answer: it does not take this body "
+                        "(over its TITAN_MAX_BODY_BYTES, or a proxy's limit?)") from None
                 if silent >= 3 and url.startswith("http://"):
                     # Accepted, then closed without a word, again and again: no restart
                     # looks like that; a plain request to an HTTPS master does.
@@ -271,22 +279,9 @@ class Transport:
                     # what follows), so the whole grace applies, not a newcomer's 2 s.
                     self._reached = True
                     backoff = retry.Backoff(self.restart_grace, until=deadline)
-                pinned = re.search(r"the master's certificate is not the pinned one[^'\"]*",
-                                   str(exc))
-                if pinned is not None:
-                    # Trying again cannot help, and the pin is set already: say what it saw.
-                    raise errors.ConnectionFailed(
-                        f"the master at {url} did not present the certificate this client "
-                        f"pins: {pinned.group(0).split(': ', 1)[-1]}; its certificate changed "
-                        "(a new one made for it?) or another server answers there: pin the "
-                        "new one only once you know it is your master's") from None
-                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                    # Trying again cannot help: say what would.
-                    raise errors.ConnectionFailed(
-                        f"the master at {url} presented a certificate this client does not "
-                        f"trust ({exc}): set TITAN_CA_FILE to its certificate (cert.pem in the "
-                        "master's data dir, under tls/) or TITAN_TLS_FINGERPRINT to the "
-                        "sha256 its banner prints") from None
+                refused = tls_refusal(url, exc)
+                if refused is not None:  # trying again cannot help: what would is said
+                    raise refused from None
                 if not retry.retryable_error(exc, replayable=replayable):
                     raise self._unreachable(exc) from None
                 failure, reason = exc, str(exc) or type(exc).__name__
