@@ -171,7 +171,7 @@ def test_a_file_no_worker_can_run_is_refused_at_submit(tmp_path: Path) -> None:
     (tmp_path / "app.jar").write_bytes(b"PK\x03\x04")
     (tmp_path / "app.jar").chmod(0o755)  # run through binfmt_misc: executable
     ops = FileOps.__new__(FileOps)
-    ops._upload_missing = lambda contents: None  # type: ignore[attr-defined]
+    ops._upload_missing = lambda contents, deadline=None: None  # type: ignore[attr-defined]
     with pytest.raises(ValidationFailed, match="'data.txt' is not something a worker can run"):
         ops._script_blobs([TitanJob("a", "data.txt", base_dir=tmp_path)])
     shas = ops._script_blobs([TitanJob("b", "tool", base_dir=tmp_path),
