@@ -15,9 +15,10 @@ import pytest
 from tests.conftest import fresh_postgres_database
 from tests.integration.test_standby_masters import Master
 from titan.client import TitanClient, TitanJob
+from titan.client.tls import fingerprint, self_signed
 from titan.worker import Worker
 
-Start = Callable[[str], Master]
+Start = Callable[..., Master]
 
 JOB = """
 import os, time
@@ -38,9 +39,9 @@ with TitanClient() as client:  # TITAN_MASTER_URLS: the leader it started under 
 def start(tmp_path: Path) -> Iterator[Start]:
     started: list[Master] = []
     with fresh_postgres_database("titan_standby_clients") as url:
-        def run(name: str) -> Master:
+        def run(name: str, tls: tuple[Path, Path] | None = None) -> Master:
             m = Master(tmp_path, name, url, dict(os.environ, PYTHONUNBUFFERED="1",
-                                                 TITAN_BLOB_STORE="database"))
+                                                 TITAN_BLOB_STORE="database"), tls=tls)
             started.append(m)
             return m
         try:
@@ -89,3 +90,53 @@ def test_sdk_worker_and_job_follow_the_leader_through_a_kill_9(start: Start,
         worker.request_stop(hard=True)
         runner.join(30)
 
+
+
+def test_a_worker_pinning_every_master_follows_a_failover_to_another_certificate(
+        start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Masters each with a self-signed certificate of their own, as their banners suggest:
+    the standby joined without a word, TITAN_TLS_FINGERPRINT took one pin only, and after the
+    leader's kill -9 a pinned worker refused the new leader for ever (its job went back to
+    PENDING, the DAG stalled). The standby now says which pins clients need, and a worker
+    given them all follows the failover with its running job, which follows it too."""
+    cert_a, key_a = self_signed(tmp_path / "tls-a", ["127.0.0.1"])
+    cert_b, key_b = self_signed(tmp_path / "tls-b", ["127.0.0.1"])
+    pin_a, pin_b = fingerprint(cert_a), fingerprint(cert_b)
+    a = start("a", tls=(cert_a, key_a))
+    a.wait_leading()
+    b = start("b", tls=(cert_b, key_b))
+    b.wait_answering()
+    assert b.health()[0] == 503  # a standby all the same
+    said = b.log()
+    assert f"is not the one the leader serves ({pin_a}, at {a.url})" in said, said
+    assert f"TITAN_TLS_FINGERPRINT={pin_a},{pin_b}" in said, said
+
+    monkeypatch.setenv("TITAN_TLS_FINGERPRINT", f"{pin_a}, {pin_b}")  # before the worker's env
+    urls = [a.url, b.url]
+    worker = Worker(urls, (a.data / "worker.token").read_text().strip(), ["general"], 1,
+                    str(tmp_path / "w"), kill_grace=1.0)
+    exit_code: list[int] = []
+    runner = threading.Thread(target=lambda: exit_code.append(worker.run()), daemon=True)
+    runner.start()
+    go = tmp_path / "go"
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    try:
+        with TitanClient(url=urls, token=a.token) as client:
+            client.submit_dag("pinned", [TitanJob("j", str(script), env={"GO_FILE": str(go)})])
+            first = next(iter(client.iter_logs("pinned/j", follow=True)))
+            assert first["line"] == "waiting"
+
+            a.proc.kill()
+            a.proc.wait()
+            b.wait_leading(timeout=20)
+            go.touch()
+
+            final = client.wait_dag("pinned", timeout=90)
+            assert final["status"] == "COMPLETED", (final, b.log())
+            assert client.get_job("pinned/j")["attempt"] == 1  # reported to the new leader
+            assert f"stored at {b.url}" in client.fetch_logs("pinned/j")  # the job's SDK too
+        assert "now that it leads" in b.log()  # said again when it took over
+    finally:
+        worker.request_stop(hard=True)
+        runner.join(30)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -32,11 +33,16 @@ from titan.storage import open_storage
 
 class Master:
     def __init__(self, root: Path, name: str, database_url: str, env: dict[str, str],
-                 port: int | None = None, command: tuple[str, ...] = ("master",)) -> None:
+                 port: int | None = None, command: tuple[str, ...] = ("master",),
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.root = root
         self.name = name
         self.port = port or free_port()  # a restarted master: the same port
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        # The test's own probes do not verify the certificate: the clients under test do.
+        self._context = ssl._create_unverified_context() if tls else None
+        if tls:
+            command = (*command, "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]))
         self.data = root / name
         self.database_url = database_url
         self.log_path = root / f"{name}.log"
@@ -58,7 +64,7 @@ class Master:
             headers={"Content-Type": "application/json",
                      **({"Authorization": f"Bearer {token}"} if token else {})})
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=self._context) as r:
                 return r.status, r.headers, json.loads(r.read())  # headers: any case
         except urllib.error.HTTPError as err:
             return err.code, err.headers, json.loads(err.read() or b"null")

@@ -6,7 +6,8 @@ A client verifies an ``https://`` master in the first way that applies:
 1. ``TITAN_TLS_FINGERPRINT=sha256:<hex>`` pins the master's certificate: the connection is
    accepted only if the certificate the server presents has that SHA-256 (of its DER form),
    whoever signed it. For a self-signed certificate whose fingerprint was read off the
-   master's banner, with no file to copy;
+   master's banner, with no file to copy. Several, separated by commas, accept any one of
+   them: standby masters that each serve a certificate of their own;
 2. ``TITAN_CA_FILE=<pem>``: certificates signed by the CA(s) in that file (or that very
    self-signed certificate), host name checked;
 3. what the user config records for that master: a master serving TLS records its
@@ -51,36 +52,52 @@ def fingerprint(cert_pem: Path) -> str:
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
-class PinnedContext(ssl.SSLContext):
-    """Accepts exactly one server certificate, by its SHA-256, whoever signed it.
-
-    Chain and host name checks are off (a pin is stronger than either); the certificate is
-    compared right after the handshake, before any request is written. httpx (through
-    httpcore) and websockets both open TLS with ``context.wrap_socket``."""
-
-    pin: bytes
-
-    def __new__(cls, pin: str) -> PinnedContext:
-        digest = pin.lower().removeprefix("sha256:").replace(":", "")
+def parse_pins(value: str, source: str = FINGERPRINT_ENV) -> frozenset[bytes]:
+    """The SHA-256 digests ``value`` names: ``sha256:<hex>``, or several separated by commas
+    (one per master when standbys each serve a certificate of their own)."""
+    pins: set[bytes] = set()
+    for pin in value.split(","):
+        if not pin.strip():
+            continue
+        digest = pin.strip().lower().removeprefix("sha256:").replace(":", "")
         try:
             raw = bytes.fromhex(digest)
         except ValueError:
             raw = b""
         if len(raw) != 32:
-            raise ConfigError(f"{FINGERPRINT_ENV} must be sha256:<64 hex digits>, got {pin!r}")
+            raise ConfigError(f"{source} must be sha256:<64 hex digits> (several separated "
+                              f"by commas), got {pin.strip()!r}")
+        pins.add(raw)
+    if not pins:
+        raise ConfigError(f"{source} names no fingerprint (sha256:<64 hex digits>)")
+    return frozenset(pins)
+
+
+class PinnedContext(ssl.SSLContext):
+    """Accepts exactly the server certificates pinned, by their SHA-256, whoever signed them.
+
+    Chain and host name checks are off (a pin is stronger than either); the certificate is
+    compared right after the handshake, before any request is written. httpx (through
+    httpcore) and websockets both open TLS with ``context.wrap_socket``. Several pins accept
+    any one of them: at a failover the next leader may serve a certificate of its own."""
+
+    pins: frozenset[bytes]
+
+    def __new__(cls, pins: str) -> PinnedContext:
+        parsed = parse_pins(pins)
         ctx = super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
-        ctx.pin = raw
+        ctx.pins = parsed
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def __init__(self, pin: str) -> None:  # noqa: D107 - everything happens in __new__
+    def __init__(self, pins: str) -> None:  # noqa: D107 - everything happens in __new__
         pass
 
     def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         sock = super().wrap_socket(*args, **kwargs)
         der = sock.getpeercert(binary_form=True) or b""
-        if hashlib.sha256(der).digest() != self.pin:
+        if hashlib.sha256(der).digest() not in self.pins:
             sock.close()
             raise ssl.SSLCertVerificationError(
                 f"the master's certificate is not the pinned one ({FINGERPRINT_ENV}): it has "

@@ -32,7 +32,7 @@ from titan.errors import (
     ValidationFailed,
 )
 from titan.formats import HOST_HEADER
-from titan.master import blob_mark
+from titan.master import blob_mark, tls_pin
 from titan.master.api import (
     admin,
     dags,
@@ -229,6 +229,9 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         mark = await engine.read(lambda tx: blob_mark.ensure(tx, blobs))
         if mark is not None:  # this store is now the one its blobs are in
             await engine.run(lambda tx: tx.set_meta(blob_mark.KEY, mark))
+        pin = await engine.read(lambda tx: tls_pin.ensure(tx, config))
+        if pin is not None:  # what a standby compares its certificate with
+            await engine.run(lambda tx: tx.set_meta(tls_pin.KEY, pin))
         runs = RunService(engine, blobs, config.redactor())
         export_settings = config.otlp_export_settings()
         exporter = Exporter(export_settings, storage) if export_settings else None

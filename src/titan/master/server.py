@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from titan.errors import BlobStoreUnwritable, ConfigError
-from titan.master import blob_mark
+from titan.master import blob_mark, tls_pin
 from titan.master.app import create_app, open_secured_storage
 from titan.master.config import MasterConfig
 from titan.master.standby import EXIT_REPLACED, LeaderGate
@@ -119,8 +119,9 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
     """What the app's startup opens, tried first: there a bad setting was a 60-line traceback
     and exit status 3 ("Application startup failed"); here it is a one-line ConfigError. The
     blob store (a directory that is a file, an unreachable bucket), the egress rules, the TLS
-    certificate and key; for a ``standby``, whether its blob store is the leader's, and for a
-    master about to lead, the mark it leaves there (a store that cannot take it: a full disk).
+    certificate and key; for a ``standby``, whether its blob store is the leader's (and its
+    certificate: a warning, master/tls_pin.py), and for a master about to lead, the mark it
+    leaves there (a store that cannot take it: a full disk).
     """
     from titan.master.egress import EgressPolicy
     from titan.storage.blobs import open_blob_store
@@ -160,6 +161,9 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
         raise ConfigError(f"the leader serves {leader.url} and this master would serve "
                           f"{config.public_url}: every master of one database needs the "
                           "same TLS settings (--tls-cert and --tls-key on each, or none)")
+    if standby:  # the same scheme, maybe not the same certificate: said, not refused
+        with storage.read_transaction() as tx:
+            tls_pin.check_standby(tx, config, leader.url if leader is not None else "")
 
 
 def make_server(config: MasterConfig, *, standby: bool | None = None,
@@ -261,8 +265,8 @@ def banner(config: MasterConfig) -> None:
         from titan.client.tls import fingerprint
 
         print(f"TLS           {config.tls_cert} ({fingerprint(Path(config.tls_cert))}); clients "
-              f"elsewhere: TITAN_CA_FILE=<a copy of it> or TITAN_TLS_FINGERPRINT=<that sha256>",
-              flush=True)
+              f"elsewhere: TITAN_CA_FILE=<a copy of it> or TITAN_TLS_FINGERPRINT=<that sha256> "
+              "(with standby masters: every master's, comma-separated)", flush=True)
 
 
 def sign_in_link(config: MasterConfig, next_page: str = "/") -> str:
