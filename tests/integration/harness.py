@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -21,14 +22,19 @@ from titan.client import TitanClient
 
 class Cluster:
     def __init__(self, root: Path, *, lease_seconds: float = 15.0, database_url: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.root = root
         self.data = root / "data"
         self.scripts = root / "scripts"
         self.scripts.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.dashboard_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        #: (certificate, key) the master serves HTTPS with; the test's own probes do not
+        #: verify it (the clients under test do: the master records its pin for them).
+        self.tls = tls
+        self._context = ssl._create_unverified_context() if tls else None
+        self.scheme = "https" if tls else "http"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.database_url = database_url
         self.env = {**os.environ, "TITAN_LEASE_SECONDS": str(lease_seconds),
                     "TITAN_RETRY_BACKOFF": "0.05", "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -53,6 +59,8 @@ class Cluster:
                 "--data-dir", str(self.data)]
         if self.database_url:
             args += ["--database-url", self.database_url]
+        if self.tls:
+            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         return args
 
     def up(self, slots: int = 4, capabilities: str = "GENERAL") -> Cluster:
@@ -84,7 +92,7 @@ class Cluster:
                     raise
             if first:
                 self.port = free_port()
-                self.url = f"http://127.0.0.1:{self.port}"
+                self.url = f"{self.scheme}://127.0.0.1:{self.port}"
 
     def add_worker(self, capabilities: str | None = "GENERAL", slots: int | None = 4,
                    name: str | None = None,
@@ -122,7 +130,8 @@ class Cluster:
             if self.master is not None and self.master.poll() is not None:
                 raise RuntimeError(f"master exited with {self.master.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=1) as r:
+                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=1,
+                                            context=self._context) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -162,7 +171,8 @@ class Cluster:
         return (self.data / "admin.token").read_text().strip()
 
     def client(self, token: str | None = None) -> TitanClient:
-        c = TitanClient(host="127.0.0.1", port=self.port, token=token or self.admin_token)
+        c = TitanClient(url=self.url, token=token or self.admin_token) if self.tls else \
+            TitanClient(host="127.0.0.1", port=self.port, token=token or self.admin_token)
         self._clients.append(c)
         return c
 
@@ -173,7 +183,7 @@ class Cluster:
             headers={"Authorization": f"Bearer {token or self.admin_token}",
                      "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=30, context=self._context) as r:
             return json.loads(r.read())
 
     def script(self, name: str, source: str) -> str:

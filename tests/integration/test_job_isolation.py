@@ -355,3 +355,46 @@ def test_run_as_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     # pytest's tmp is root's alone (0700): nobody could not reach the workspace.
     with pytest.raises(errors.ConfigError, match="cannot reach the workspace"):
         prepare(root, run_as="nobody")
+
+
+CA_JOB = """
+import os
+from titan import TitanClient
+TitanClient().store_put("ca/" + os.environ["TITAN_JOB_ID"], "verified")
+"""
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="this kernel has no Landlock")
+def test_a_sandboxed_job_reads_the_ca_file_its_worker_hands_it(tmp_path: Path) -> None:
+    """TITAN_CA_FILE is passed on to jobs, but the sandbox's rules did not cover it: the SDK
+    died in every job with a PermissionError traceback. The file is in the rules now; one
+    where no job may read (the user config dir) is said at the worker's start, and a job
+    that meets it anyway gets one line naming it."""
+    from titan.client.tls import self_signed
+
+    cert, key = self_signed(tmp_path / "tls", ["127.0.0.1"])
+    home = tmp_path / "worker-home"
+    home.mkdir()
+    shutil.copy(cert, home / "master-ca.pem")  # "a copy of it" on the worker's host
+    hidden = Path(os.environ["TITAN_CONFIG_DIR"]) / "master-ca.pem"
+    shutil.copy(cert, hidden)
+    c = Cluster(tmp_path, tls=(cert, key))
+    try:
+        c.start_master()
+        c.add_worker("CA", slots=1, extra=["--sandbox"],
+                     env={"TITAN_CA_FILE": str(home / "master-ca.pem")})
+        c.add_worker("HIDDEN", slots=1, extra=["--sandbox"], env={"TITAN_CA_FILE": str(hidden)})
+        assert f"TITAN_CA_FILE={hidden} lies in" in c.log("worker-1.log")
+        client = c.client()  # trusts the master by the pin its start recorded
+        script = c.script("ca_job.py", CA_JOB)
+        client.submit_dag("ca", [TitanJob("ok", script, requirement="CA"),
+                                 TitanJob("hidden", script, requirement="HIDDEN", retries=0)])
+        assert client.wait("ca/ok", timeout=60)["state"] == "COMPLETED", \
+            client.fetch_logs("ca/ok")
+        assert client.store_get("ca/ok") == "verified"
+        assert client.wait("ca/hidden", timeout=60)["state"] == "FAILED"
+        said = client.fetch_logs("ca/hidden")
+        assert f"ConfigError: TITAN_CA_FILE: cannot read the certificate file {hidden}" in said
+        assert "PermissionError" not in said, said
+    finally:
+        c.stop()

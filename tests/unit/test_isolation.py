@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from titan import errors
-from titan.worker.isolation import Isolation, sandbox_rules
+from titan.worker.assignment import inherited_env
+from titan.worker.isolation import Isolation, ca_file_unreadable, job_ca_file, sandbox_rules
 
 
 def test_the_sandbox_reads_the_system_not_etc_nor_the_workers_directory(
@@ -50,3 +52,55 @@ def test_isolation_travels_to_the_zygote_as_json() -> None:
         ("/usr",), ("/tmp/w",), 65534, 65534, (65534,))
     assert back.active and back.sandboxed
     assert not Isolation().active and Isolation.from_json(Isolation().to_json()).read is None
+
+
+def test_the_sandbox_reads_the_ca_file_jobs_are_handed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Passed on to jobs, outside the rules: the SDK died in every sandboxed job on it.
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "ca.pem").write_text("a certificate\n")
+    secret = tmp_path / ".titan"
+    secret.mkdir()
+    (secret / "ca.pem").write_text("a certificate\n")
+    root = tmp_path / "ws" / "titan_workspace"
+    monkeypatch.delenv("TITAN_TLS_FINGERPRINT", raising=False)
+    monkeypatch.chdir(home)
+    monkeypatch.setenv("TITAN_CA_FILE", "ca.pem")  # relative to the worker's directory
+    read, _ = sandbox_rules(root, [secret.resolve()])
+    assert (home / "ca.pem").resolve() in read and home.resolve() not in read  # the file alone
+    monkeypatch.setenv("TITAN_CA_FILE", str(secret / "ca.pem"))
+    read, _ = sandbox_rules(root, [secret.resolve()])
+    assert not any(p.is_relative_to(secret.resolve()) for p in read)
+    assert f"TITAN_CA_FILE={(secret / 'ca.pem').resolve()} lies in" in caplog.text
+    assert "TITAN_TLS_FINGERPRINT instead" in caplog.text
+    # A pin wins over the file: jobs never open it, nothing to allow or say.
+    caplog.clear()
+    monkeypatch.setenv("TITAN_TLS_FINGERPRINT", "sha256:" + "ab" * 32)
+    read, _ = sandbox_rules(root, [secret.resolve()])
+    assert caplog.text == "" and job_ca_file() is None
+
+
+def test_run_as_says_when_the_job_user_cannot_read_the_ca_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    private = tmp_path / "private"
+    private.mkdir()
+    private.chmod(0o700)
+    (private / "ca.pem").write_text("a certificate\n")
+    (private / "ca.pem").chmod(0o644)  # readable by all, in a directory nobody may enter
+    monkeypatch.delenv("TITAN_TLS_FINGERPRINT", raising=False)
+    monkeypatch.setenv("TITAN_CA_FILE", str(private / "ca.pem"))
+    said = ca_file_unreadable("nobody", 65534, (65534,)) or ""
+    assert f"nobody cannot read TITAN_CA_FILE={(private / 'ca.pem').resolve()}" in said, said
+    assert "every job that uses the SDK will fail" in said
+    assert ca_file_unreadable("owner", os.getuid(), (os.getgid(),)) is None
+    monkeypatch.delenv("TITAN_CA_FILE")
+    assert ca_file_unreadable("nobody", 65534, (65534,)) is None
+
+
+def test_jobs_are_handed_the_ca_file_by_its_absolute_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Jobs start in the workspace: a relative path named another file there.
+    monkeypatch.chdir(tmp_path)
+    assert inherited_env({"TITAN_CA_FILE": "certs/ca.pem"})["TITAN_CA_FILE"] == str(
+        tmp_path / "certs" / "ca.pem")

@@ -126,6 +126,12 @@ def client_context(url: str, ca_file: str | None = None) -> ssl.SSLContext | Non
         except ssl.SSLError as exc:  # a file that holds no PEM certificate: a traceback before
             raise ConfigError(f"{CA_FILE_ENV}: {ca} holds no PEM certificate ({exc.reason})"
                               ) from None
+        except OSError as exc:  # a PermissionError traceback in every job before
+            where = (" (this job's worker runs it in a sandbox or as another user that may "
+                     "not read it: see docs/security.md#isolation-opt-in)"
+                     if os.environ.get("TITAN_JOB_ID") else "")
+            raise ConfigError(f"{CA_FILE_ENV}: cannot read the certificate file {ca}: "
+                              f"{exc.strerror or exc}{where}") from None
     return None
 
 

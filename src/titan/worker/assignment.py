@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from titan import errors
+from titan.client.tls import CA_FILE_ENV
 from titan.redaction import TOKEN_START
 
 Key = tuple[int, int]
@@ -128,6 +129,10 @@ def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
         if (_CREDENTIAL_NAME.search(name) or _PASSWORD_URL.search(value)) \
                 and name not in passed:
             continue
+        if name == CA_FILE_ENV and value.strip():
+            # Jobs start in the workspace, not the worker's directory: a relative path named
+            # another file there (and not the one the sandbox lets them read).
+            value = os.path.abspath(value.strip())
         env[name] = value
     return env
 

@@ -167,6 +167,18 @@ def sandbox_rules(workspace_root: Path, protected: list[Path]) -> tuple[list[Pat
             log.info("sandbox: not allowing %s (it overlaps %s)", path, secret)
             continue
         read.append(path)
+    ca = job_ca_file()
+    if ca is not None:
+        # Passed on to every job, whose SDK opens it to verify the master: outside the rules,
+        # TitanClient() died in every job with a PermissionError.
+        secret = _overlaps(ca, protected)
+        if secret is None:
+            read.append(ca)
+        else:
+            log.warning("--sandbox: TITAN_CA_FILE=%s lies in %s, which sandboxed jobs may not "
+                        "read: a job's SDK cannot verify the master with it. Copy it out of "
+                        "there (e.g. under /etc/ssl/), or pin the master's certificate with "
+                        "TITAN_TLS_FINGERPRINT instead", ca, secret)
     write = [workspace_root / "shared", workspace_root / "tmp",
              *(Path(d) for d in DEVICES),
              *(p for pattern in DEVICE_GLOBS for p in Path("/dev").glob(pattern))]
@@ -180,12 +192,40 @@ def sandbox_rules(workspace_root: Path, protected: list[Path]) -> tuple[list[Pat
     return read, write
 
 
+def job_ca_file() -> Path | None:
+    """The CA file the worker passes on to its jobs (``TITAN_CA_FILE``), resolved, when
+    their SDK will open it: None when none is set, none is there, or a pin wins over it."""
+    from titan.client.tls import CA_FILE_ENV, FINGERPRINT_ENV
+
+    raw = os.environ.get(CA_FILE_ENV, "").strip()
+    if not raw or os.environ.get(FINGERPRINT_ENV, "").strip():
+        return None
+    path = _resolve(raw)
+    return path if path is not None and path.is_file() else None
+
+
+def ca_file_unreadable(user: str, uid: int, groups: tuple[int, ...]) -> str | None:
+    """What to say at start when ``user`` (``--run-as``) cannot read the CA file its jobs
+    are handed; None when it can, or none is handed."""
+    ca = job_ca_file()
+    blocked = None if ca is None else _reachable(ca, uid, groups)
+    if ca is None or blocked is None:
+        return None
+    return (f"--run-as {user}: {user} cannot read TITAN_CA_FILE={ca} ({blocked} is mode "
+            f"{stat.S_IMODE(blocked.stat().st_mode):04o}), which jobs are handed to verify "
+            f"the master: every job that uses the SDK will fail. Put a copy where {user} may "
+            "read it, or pin the master's certificate with TITAN_TLS_FINGERPRINT instead")
+
+
 def _reachable(path: Path, uid: int, groups: tuple[int, ...]) -> Path | None:
     """The first directory on the way to ``path`` (itself included, which must also be
-    readable) that ``uid`` may not traverse."""
+    readable; a file only readable) that ``uid`` may not traverse."""
     for directory in [*reversed(path.parents), path]:
         st = directory.stat()
-        want = stat.S_IXOTH | (stat.S_IROTH if directory == path else 0)
+        if directory != path:
+            want = stat.S_IXOTH
+        else:
+            want = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else 0)
         if st.st_uid == uid:
             shift = 6
         elif st.st_gid in groups:
@@ -247,6 +287,9 @@ def _run_as(user: str, workspace_root: Path) -> Isolation:
                 f"--run-as {user}: {user} cannot read the Python installation {needed} "
                 f"({blocked} is mode {stat.S_IMODE(blocked.stat().st_mode):04o}); install "
                 f"Python and Titan where {user} may read them (e.g. a venv under /opt)")
+    unreadable = ca_file_unreadable(user, entry.pw_uid, groups)
+    if unreadable is not None:  # said, not refused: jobs that do not call the master still run
+        log.warning("%s", unreadable)
     # Jobs write their shared directory and their tmp; scripts and archives stay root's.
     for name in ("shared", "tmp"):
         os.chown(workspace_root / name, entry.pw_uid, entry.pw_gid)
