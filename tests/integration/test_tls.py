@@ -8,9 +8,11 @@ import contextlib
 import datetime
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +25,7 @@ import pytest
 from tests.conftest import free_port
 from titan import errors
 from titan.client import TitanClient
-from titan.client.tls import fingerprint
+from titan.client.tls import fingerprint, self_signed
 from titan_sdk import TitanJob
 
 pytestmark = pytest.mark.slow
@@ -209,3 +211,67 @@ def test_a_ca_issued_certificate_needs_nothing_set_on_the_master_s_machine(
         cli = subprocess.run([sys.executable, "-m", "titan", "workers"], capture_output=True,
                              text=True, env=up["env"], timeout=60)
         assert cli.returncode == 0 and "local" in cli.stdout, cli.stdout + cli.stderr
+
+
+def _worker_refused(url: str, token: str, env: dict[str, str], tmp_path: Path) -> str:
+    """A `titan worker` for ``url`` with ``env``: it must stop at once; what it said."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "titan", "worker", "--master", url, "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+        env={**clean, **env, "TITAN_TOKEN": token,
+             "TITAN_CONFIG_DIR": str(tmp_path / "cfg")})  # nothing recorded there
+    assert out.returncode == 1, out.stdout + out.stderr
+    return out.stderr
+
+
+def test_a_worker_s_tls_mistake_stops_it_saying_what_would_fix_it(
+        tls_up: dict[str, Any], tmp_path: Path) -> None:
+    """A worker retried every TLS mistake for ever, saying a pin's refusal as a tuple's repr
+    with advice to set the pin that was set, a CA file's without naming it, and plain HTTP as
+    OpenSSL's bare WRONG_VERSION_NUMBER. Before any master answered it, it is a mistake: the
+    worker stops with the CLI's words."""
+    token = (tls_up["data"] / "worker.token").read_text().strip()
+    said = _worker_refused(tls_up["url"], token,
+                           {"TITAN_TLS_FINGERPRINT": "sha256:" + "ab" * 32}, tmp_path)
+    assert f"it has {fingerprint(tls_up['cert'])}" in said, said
+    assert "('" not in said and "set TITAN_TLS_FINGERPRINT" not in said, said
+    other, _ = self_signed(tmp_path / "other", ["127.0.0.1"])
+    said = _worker_refused(tls_up["url"], token, {"TITAN_CA_FILE": str(other)}, tmp_path)
+    assert f"TITAN_CA_FILE={other} does not vouch for" in said, said
+    with socket.create_server(("127.0.0.1", 0)) as plain:  # answers a ClientHello in HTTP
+        def answer() -> None:
+            with contextlib.suppress(OSError):
+                conn, _ = plain.accept()
+                with conn:
+                    conn.recv(1024)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+
+        threading.Thread(target=answer, daemon=True).start()
+        said = _worker_refused(f"https://127.0.0.1:{plain.getsockname()[1]}", token, {},
+                               tmp_path)
+    assert "does not speak TLS" in said and "name it with http://" in said, said
+
+
+def test_a_host_name_the_certificate_does_not_list_is_said_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI advised TITAN_CA_FILE, set and right: the URL's name was the mistake.
+    (tmp_path / "pki").mkdir()
+    ca, chain, key = _ca_issued(tmp_path / "pki")  # for 127.0.0.1 only
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(chain, key)
+    monkeypatch.setenv("TITAN_CA_FILE", str(ca))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                with server.wrap_socket(conn, server_side=True):
+                    pass
+
+        threading.Thread(target=accept, daemon=True).start()
+        with pytest.raises(errors.ConnectionFailed) as refused:
+            TitanClient(url=f"https://localhost:{listener.getsockname()[1]}",
+                        token="t").health()
+    said = str(refused.value)
+    assert "is not valid for localhost, the host name in the URL" in said, said
+    assert "subjectAltName" in said and "TITAN_CA_FILE" not in said, said

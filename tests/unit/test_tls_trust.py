@@ -1,14 +1,26 @@
-"""What a client trusts of an https master (client/tls.py), and what a master says when its
-certificate is not the one its database's clients were told to trust (master/tls_pin.py)."""
+"""What a client trusts of an https master and how it explains a refusal (client/tls.py),
+and what a master says when its certificate is not the one its database's clients were told
+to trust (master/tls_pin.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
+import threading
 from pathlib import Path
 
 import pytest
 
 from titan import errors
-from titan.client.tls import PinnedContext, fingerprint, parse_pins, self_signed
+from titan.client.tls import (
+    RECORDED,
+    PinnedContext,
+    explain,
+    fingerprint,
+    parse_pins,
+    self_signed,
+)
 from titan.master.tls_pin import mismatch
 
 
@@ -36,3 +48,59 @@ def test_a_standby_with_another_certificate_is_told_which_pins_clients_need() ->
     # The same certificate, or plain HTTP on either side (refused elsewhere), says nothing.
     assert mismatch(a, a) is None and mismatch(None, b) is None and mismatch("", b) is None
     assert mismatch(a, "") is None
+
+
+def test_each_tls_failure_is_explained_with_what_would_fix_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The words the CLI raises and the worker logs: no advice to set what is set, the file
+    that is set named, a host name mismatch pointed at the name, plain HTTP said to be so."""
+    monkeypatch.delenv("TITAN_CA_FILE", raising=False)
+    url, seen = "https://m1:9090", "sha256:" + "c" * 64
+    pinned = explain(f"the master's certificate is not any of the 2 pinned "
+                     f"(TITAN_TLS_FINGERPRINT): it has {seen}", url) or ""
+    assert f"the master at {url} did not present a certificate this client pins" in pinned
+    assert f"it has {seen}" in pinned and "add its pin to TITAN_TLS_FINGERPRINT" in pinned
+    assert "set TITAN_TLS_FINGERPRINT" not in pinned and "TITAN_CA_FILE" not in pinned
+    recorded = explain(f"the master's certificate is not the pinned one ({RECORDED}): it has "
+                       f"{seen}", url) or ""
+    assert "start that master again" in recorded
+    verify = "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {} (_ssl.c:1006)"
+    untrusted = explain(verify.format("self-signed certificate"), url) or ""
+    assert "(self-signed certificate): set TITAN_CA_FILE to its certificate" in untrusted
+    monkeypatch.setenv("TITAN_CA_FILE", "/etc/titan/master.pem")
+    wrong_ca = explain(verify.format("self-signed certificate"), url) or ""
+    assert "TITAN_CA_FILE=/etc/titan/master.pem does not vouch for" in wrong_ca
+    assert "set TITAN_CA_FILE" not in wrong_ca
+    for kind, name in (("Hostname", "localhost"), ("IP address", "10.0.0.5")):
+        said = explain(verify.format(f"{kind} mismatch, certificate is not valid for "
+                                     f"'{name}'."), url) or ""
+        assert f"is not valid for {name}, the" in said and "subjectAltName" in said, said
+        assert "TITAN_CA_FILE" not in said and "TITAN_TLS_FINGERPRINT" not in said
+    expired = explain(verify.format("certificate has expired"), url) or ""
+    assert "has expired: give the master a new one" in expired
+    plain = explain("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)", url)
+    assert plain is not None and "name it with http://" in plain
+    # Not TLS failures, or not over TLS: nothing to explain.
+    assert explain("[Errno 111] Connection refused", url) is None
+    assert explain(verify.format("self-signed certificate"), "http://m1:9090") is None
+
+
+def test_a_refused_pin_reads_as_a_sentence_not_a_tuple(tmp_path: Path) -> None:
+    # str() of an SSLError made from a message alone is its args' repr: workers logged
+    # ("the master's certificate is not the pinned one ...",).
+    cert, key = self_signed(tmp_path, ["127.0.0.1"])
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def accept() -> None:
+            conn, _ = listener.accept()
+            with contextlib.suppress(OSError), server.wrap_socket(conn, server_side=True):
+                pass
+
+        threading.Thread(target=accept, daemon=True).start()
+        context = PinnedContext("sha256:" + "ab" * 32)
+        with socket.create_connection(listener.getsockname()) as raw, \
+                pytest.raises(ssl.SSLCertVerificationError) as refused:
+            context.wrap_socket(raw, server_hostname="127.0.0.1")
+    assert str(refused.value) == ("the master's certificate is not the pinned one "
+                                  f"(TITAN_TLS_FINGERPRINT): it has {fingerprint(cert)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import os
 import socket
@@ -29,6 +30,7 @@ from titan.worker.assignment import Assignment, job_env
 from titan.worker.channel import ChannelIntake
 from titan.worker.channel_wire import channel_master, channel_url
 from titan.worker.connection import MasterConnection
+from titan.worker.tls_failures import PERSIST_SECONDS, SLOW_SECONDS, TlsFailures
 
 WAIT = 10.0
 
@@ -360,3 +362,49 @@ def test_a_tls_mistake_says_what_would_fix_it() -> None:
     assert failure_hint("Server disconnected without a reply", "http://m:9090") is not None
     assert failure_hint(closed, "https://m:9090") is None
     assert failure_hint("[Errno 111] Connection refused", "http://m:9090") is None
+
+
+def test_a_tls_mistake_stops_a_new_worker_and_is_tried_slowly_by_one_that_was_answered(
+        stop: threading.Event, caplog: pytest.LogCaptureFixture) -> None:
+    # https:// to a plain-HTTP master: the worker said OpenSSL's bare "WRONG_VERSION_NUMBER"
+    # and tried every 2 s for ever. Before any answer it is a mistake, said as the CLI says
+    # it; a worker that was answered (the master changed under it) keeps its jobs and tries
+    # on, slowly once it has lasted, saying once that it is a configuration error.
+    with masters("leader") as (leader,):
+        url = leader.url.replace("http://", "https://")
+        fresh = MasterConnection([url], "wt", stop)
+        try:
+            with pytest.raises(errors.ConnectionFailed,
+                               match="does not speak TLS.*name it with http://"):
+                fresh.call("POST", "/workers/register", {})
+        finally:
+            fresh.close()
+        conn = MasterConnection([url], "wt", stop)
+        conn._answered = True  # registered before the master changed
+        conn.tls_failures = TlsFailures(clock=itertools.chain(
+            [0.0], itertools.repeat(PERSIST_SECONDS)).__next__)  # the 2nd try: it has lasted
+        threading.Timer(1.5, stop.set).start()
+        try:
+            with pytest.raises(errors.ConnectionFailed, match="stopped"):
+                conn.call("POST", "/workers/w-1/heartbeat", {})
+        finally:
+            conn.close()
+    said = caplog.text
+    assert said.count("a configuration error, not an outage; trying every 30 s") == 1, said
+    assert "does not speak TLS" in said and "name it with http://" in said
+
+
+def test_tls_failures_that_last_are_tried_slowly_until_one_passes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    failures = TlsFailures(clock=lambda: now[0])
+    assert failures.failed("fix it") is None
+    now[0] = PERSIST_SECONDS - 1
+    assert failures.failed("fix it") is None and caplog.text == ""
+    now[0] = PERSIST_SECONDS
+    assert failures.failed("fix it") == SLOW_SECONDS == failures.failed("fix it")
+    assert caplog.text.count("fix it. Every try for 2 minutes has failed so") == 1
+    failures.cleared()
+    assert "TLS works again" in caplog.text
+    now[0] += 10
+    assert failures.failed("fix it") is None  # a new run of failures starts afresh

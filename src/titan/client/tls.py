@@ -33,10 +33,12 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from titan.errors import ConfigError, ConnectionFailed
+from titan.errors import ConfigError
 
 FINGERPRINT_ENV = "TITAN_TLS_FINGERPRINT"
 CA_FILE_ENV = "TITAN_CA_FILE"
+#: How a pinned context's refusal begins (:func:`explain` finds it in whatever wraps it).
+NOT_PINNED = "the master's certificate is not"
 
 
 def fingerprint(cert_pem: Path) -> str:
@@ -82,26 +84,33 @@ class PinnedContext(ssl.SSLContext):
     any one of them: at a failover the next leader may serve a certificate of its own."""
 
     pins: frozenset[bytes]
+    #: Where the pins came from, named when the certificate is none of them.
+    source: str
 
-    def __new__(cls, pins: str) -> PinnedContext:
-        parsed = parse_pins(pins)
+    def __new__(cls, pins: str, source: str = FINGERPRINT_ENV) -> PinnedContext:
+        parsed = parse_pins(pins, source)
         ctx = super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
         ctx.pins = parsed
+        ctx.source = source
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def __init__(self, pins: str) -> None:  # noqa: D107 - everything happens in __new__
-        pass
+    def __init__(self, pins: str, source: str = FINGERPRINT_ENV) -> None:  # noqa: D107
+        pass  # everything happens in __new__
 
     def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         sock = super().wrap_socket(*args, **kwargs)
         der = sock.getpeercert(binary_form=True) or b""
         if hashlib.sha256(der).digest() not in self.pins:
             sock.close()
-            raise ssl.SSLCertVerificationError(
-                f"the master's certificate is not the pinned one ({FINGERPRINT_ENV}): it has "
-                f"sha256:{hashlib.sha256(der).hexdigest()}")
+            which = "the pinned one" if len(self.pins) == 1 else \
+                f"any of the {len(self.pins)} pinned"
+            # With an errno first, as OpenSSL's own: with the message alone, str() of an
+            # SSLError is its args' tuple, and that repr is what workers logged.
+            raise ssl.SSLCertVerificationError(ssl.SSL_ERROR_SSL, (
+                f"{NOT_PINNED} {which} ({self.source}): it has "
+                f"sha256:{hashlib.sha256(der).hexdigest()}"))
         return sock
 
 
@@ -116,7 +125,7 @@ def client_context(url: str, ca_file: str | None = None) -> ssl.SSLContext | Non
     if not ca:
         recorded = _recorded(url)
         if recorded.get("fingerprint"):
-            return PinnedContext(recorded["fingerprint"])
+            return PinnedContext(recorded["fingerprint"], RECORDED)
         ca = recorded.get("ca_file")
     if ca:
         if not Path(ca).is_file():
@@ -135,28 +144,61 @@ def client_context(url: str, ca_file: str | None = None) -> ssl.SSLContext | Non
     return None
 
 
+#: The source a pin recorded by a master on this machine is named by.
+RECORDED = "the pin its start recorded in this user's config.json"
+
+
+def explain(error: str, url: str) -> str | None:
+    """What a TLS failure reaching ``url`` means and what would fix it, for the failures that
+    trying again never fixes (None for any other ``error``: the exception's text as httpx or
+    websockets raise it). The CLI raises it; a worker logs it and keeps trying, slowly."""
+    if not url.startswith(("https://", "wss://")):
+        return None
+    pinned = re.search(NOT_PINNED + r"[^:]*: it has sha256:[0-9a-f]{64}", error)
+    if pinned is not None:
+        if f"({FINGERPRINT_ENV})" in pinned.group(0):
+            fix = f"add its pin to {FINGERPRINT_ENV} (several are separated by commas)"
+        else:
+            fix = (f"start that master again (it records its certificate for the clients on "
+                   f"its machine) or set {FINGERPRINT_ENV}")
+        return (f"the master at {url} did not present a certificate this client pins: "
+                f"{pinned.group(0)}. Its certificate changed (a new one made for it, or a "
+                "standby master with a certificate of its own took over) or another server "
+                f"answers there: once you know it is your master's, {fix}")
+    if "WRONG_VERSION_NUMBER" in error:
+        return (f"the server at {url} does not speak TLS ([SSL: WRONG_VERSION_NUMBER]): if the "
+                "master serves plain HTTP, name it with http://")
+    if "CERTIFICATE_VERIFY_FAILED" not in error:
+        return None
+    said = re.search(r"certificate verify failed: ([^(\n]*?)\.?\s*(?:\(_ssl|$)", error)
+    reason = said.group(1) if said else "certificate verify failed"
+    mismatch = re.search(r"(Hostname|IP address) mismatch, certificate is not valid for "
+                         r"'([^']*)'", error)
+    if mismatch is not None:
+        name = mismatch.group(2)
+        return (f"the certificate of the master at {url} is not valid for {name}, the "
+                f"{'host name' if mismatch.group(1) == 'Hostname' else 'address'} in the URL "
+                f"({reason}): name the master as its certificate does (the names and addresses "
+                "its subjectAltName lists: `openssl x509 -noout -ext subjectAltName -in "
+                f"cert.pem`), or give the master a certificate that lists {name}")
+    if "expired" in reason:
+        return (f"the master at {url} presented a certificate that has expired: give the "
+                "master a new one")
+    ca = os.environ.get(CA_FILE_ENV, "").strip()
+    if ca:
+        return (f"the master at {url} presented a certificate that {CA_FILE_ENV}={ca} does not "
+                f"vouch for ({reason}): put the master's certificate, or the CA that signed it, "
+                "in that file (with standby masters: every master's, or the CA that signed "
+                f"them all), or pin it with {FINGERPRINT_ENV}=<the sha256 its banner prints>")
+    return (f"the master at {url} presented a certificate this client does not trust "
+            f"({reason}): set {CA_FILE_ENV} to its certificate (a copy of the file given to "
+            "--tls-cert, or, for `titan up --tls`, tls/cert.pem in the master's data dir) or "
+            f"{FINGERPRINT_ENV} to the sha256 its banner prints")
+
+
 def httpx_verify(url: str) -> ssl.SSLContext | bool:
     """httpx's ``verify`` for ``url``: the context above, else the default trust."""
     return client_context(url) or True
-
-
-def tls_refusal(url: str, exc: Exception) -> ConnectionFailed | None:
-    """What to say when the master at ``url`` failed this client's TLS check (``exc``, the
-    transport's error), where trying again cannot help; None for any other failure."""
-    pinned = re.search(r"the master's certificate is not the pinned one[^'\"]*", str(exc))
-    if pinned is not None:  # the pin is set already: say what was seen
-        return ConnectionFailed(
-            f"the master at {url} did not present the certificate this client "
-            f"pins: {pinned.group(0).split(': ', 1)[-1]}; its certificate changed "
-            "(a new one made for it?) or another server answers there: pin the "
-            "new one only once you know it is your master's")
-    if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # say what would help
-        return ConnectionFailed(
-            f"the master at {url} presented a certificate this client does not "
-            f"trust ({exc}): set TITAN_CA_FILE to its certificate (cert.pem in the "
-            "master's data dir, under tls/) or TITAN_TLS_FINGERPRINT to the "
-            "sha256 its banner prints")
-    return None
 
 
 def _recorded(url: str) -> dict[str, str]:

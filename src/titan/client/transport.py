@@ -34,14 +34,14 @@ import httpx
 
 from titan import errors, retry
 from titan.atomic import atomic_file
-from titan.client import replies
+from titan.client import replies, tls
 from titan.client.config import Endpoint
 from titan.client.hold import Hold
 from titan.client.http_wire import BodyCutOff, Reply
 from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.plain_http import LeanRequests, PlainHTTPTransport, tcp_transport
-from titan.client.tls import httpx_verify, tls_refusal
+from titan.client.tls import httpx_verify
 from titan.version import __version__
 
 API_PREFIX = "/api/v1"
@@ -279,9 +279,11 @@ class Transport:
                     # what follows), so the whole grace applies, not a newcomer's 2 s.
                     self._reached = True
                     backoff = retry.Backoff(self.restart_grace, until=deadline)
-                refused = tls_refusal(url, exc)
-                if refused is not None:  # trying again cannot help: what would is said
-                    raise refused from None
+                advice = tls.explain(str(exc), url)
+                if advice is not None:
+                    # A certificate refused, or no TLS at all: trying again cannot help. Said
+                    # in the words a worker logs (client/tls.py).
+                    raise errors.ConnectionFailed(advice) from None
                 if not retry.retryable_error(exc, replayable=replayable):
                     raise self._unreachable(exc) from None
                 failure, reason = exc, str(exc) or type(exc).__name__

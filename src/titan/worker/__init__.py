@@ -8,7 +8,8 @@ Modules, one concept each:
 * :mod:`~titan.worker.intake` — busy slots and the assignments that fill them, taken over
   :mod:`~titan.worker.channel` (one WebSocket: jobs pushed, reports acked; the default) or
   :mod:`~titan.worker.poller` (HTTP: the long-poll and quick fetches)
-* :mod:`~titan.worker.connection` — HTTP to the master with patient retries
+* :mod:`~titan.worker.connection` — HTTP to the master with patient retries;
+  :mod:`~titan.worker.tls_failures` TLS failures said clearly, tried slowly once they last
 * :mod:`~titan.worker.workspace` — scripts, blob cache, project archives on disk
 * :mod:`~titan.worker.assignment` — what the master hands over, and the job's environment
 * :mod:`~titan.worker.supervisor` — running assignments (starter threads)

@@ -37,12 +37,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.sync.client import ClientConnection
 
 from titan import errors, retry
+from titan.client.tls import explain
 from titan.worker.assignment import Key
 from titan.worker.channel_wire import channel_master, dial, report_frame
 from titan.worker.connection import failure_hint
 from titan.worker.intake import Intake
 from titan.worker.reporter import Done
 from titan.worker.supervisor import Supervisor
+from titan.worker.tls_failures import TlsFailures
 
 log = logging.getLogger("titan.worker")
 
@@ -70,8 +72,11 @@ class ChannelIntake(Intake):
                  stopped: threading.Event, hard: threading.Event,
                  reattach: Callable[[], None], on_error: Callable[[BaseException], None],
                  on_settled: Callable[[], None] = lambda: None,
-                 leads: Callable[[str], bool] = lambda master_url: True) -> None:
+                 leads: Callable[[str], bool] = lambda master_url: True,
+                 tls_failures: TlsFailures | None = None) -> None:
         super().__init__(slots=slots, burst=False, supervisor=supervisor)
+        #: Shared with the HTTP calls: TLS failures that lasted are tried slowly.
+        self._tls_failures = tls_failures or TlsFailures()
         #: The channel's URL on the master in use, asked before each connection.
         self._url: Callable[[], str] = url if callable(url) else lambda: url
         #: Whether a master whose channel failed leads (see the module docstring).
@@ -276,6 +281,7 @@ class ChannelIntake(Intake):
                     try:
                         self._open(url)
                         refused = 0
+                        self._tls_failures.cleared()
                     except InvalidStatus as exc:
                         # An older standby refuses with 403 too, and one that takes the lead
                         # between its refusal and the question says it leads: a refusal is
@@ -310,15 +316,19 @@ class ChannelIntake(Intake):
             self._on_error(exc)
 
     def _pause(self, tries: int, exc: BaseException) -> None:
+        where = channel_master(self._connected)
+        advice = explain(str(exc), where)  # a TLS failure: what would fix it
+        slow = self._tls_failures.failed(advice) if advice is not None else None
         if tries in (0, 5) or tries % 20 == 0:
-            hint = failure_hint(str(exc), channel_master(self._connected))
-            if hint:
+            hint = None if advice is not None else failure_hint(str(exc), where)
+            if advice is not None:
+                log.error("worker channel: %s; retrying", advice)
+            elif hint:
                 log.error("worker channel: master %s unreachable (%s); %s; retrying",
-                          channel_master(self._connected), exc, hint)
+                          where, exc, hint)
             else:
-                log.warning("worker channel: master %s unreachable (%s); retrying",
-                            channel_master(self._connected), exc)
-        self._hard.wait(retry.pause(tries, start=BACKOFF_START, cap=BACKOFF_MAX))
+                log.warning("worker channel: master %s unreachable (%s); retrying", where, exc)
+        self._hard.wait(slow or retry.pause(tries, start=BACKOFF_START, cap=BACKOFF_MAX))
 
     def _read(self, ws: ClientConnection) -> None:
         try:

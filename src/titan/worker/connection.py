@@ -8,7 +8,9 @@ reply is harmless, which is why even a POST whose reply broke off is retried: re
 keyed by ``worker_id``, a poll's jobs are delivered again and deduplicated by (job, attempt),
 a report's log lines are keyed by (job, attempt, seq) and a result for an attempt that already
 finished is answered ``rejected``, never applied twice. A 4xx is final and raised as the matching :mod:`titan.errors` class (a 404 with
-code ``unknown_worker`` included: the caller re-registers and tries again).
+code ``unknown_worker`` included: the caller re-registers and tries again). A TLS failure (a
+certificate refused, an ``https://`` URL to a plain-HTTP master) is final before any master has
+answered, and tried slowly once it has lasted, after (:mod:`titan.worker.tls_failures`).
 
 Given several masters (a leader and its standbys), a call that meets a standby (``503
 not_leader``: nothing applied) or a master that refuses the connection turns to the leader the
@@ -40,8 +42,9 @@ from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.plain_http import tcp_transport
 from titan.client.replies import error_body
-from titan.client.tls import httpx_verify
+from titan.client.tls import explain, httpx_verify
 from titan.version import __version__
+from titan.worker.tls_failures import TlsFailures
 
 log = logging.getLogger("titan.worker")
 
@@ -88,8 +91,11 @@ class MasterConnection:
         self._clients_lock = threading.Lock()
         #: Whether a master has answered this worker yet: until one has, a server that says
         #: it does not know the token is believed (a wrong token stops the worker at once);
-        #: afterwards anyone on the port could say it, and it is waited out.
+        #: afterwards anyone on the port could say it, and it is waited out. The same holds
+        #: for a certificate refused (or no TLS at all): final before, tried slowly after.
         self._answered = False
+        #: TLS failures in a row, shared with the worker channel (worker/tls_failures.py).
+        self.tls_failures = TlsFailures()
 
     @property
     def master_url(self) -> str:
@@ -139,12 +145,19 @@ class MasterConnection:
 
     # ------------------------------------------------------------------ retrying
 
-    def _backoff(self, attempt: int, what: str, exc: BaseException | str) -> None:
+    def _backoff(self, attempt: int, what: str, exc: BaseException | str,
+                 url: str | None = None) -> None:
         delay = retry.pause(attempt, start=BACKOFF_START, cap=BACKOFF_MAX)
+        # Named: a worker started with no --master says which default it tried.
+        where = url or self.masters.current
+        advice = explain(str(exc), where)
+        if advice is not None:  # retrying cannot fix it; after a while, not so often
+            delay = self.tls_failures.failed(advice) or delay
         if attempt in (0, 5) or attempt % 20 == 0:
-            where = self.masters.current  # named: a worker started with no --master says
-            hint = failure_hint(str(exc), where)  # which default it tried
-            if hint:  # retrying cannot fix it: say what would, as the CLI does
+            hint = None if advice is not None else failure_hint(str(exc), where)
+            if advice is not None:  # what would fix it, in the CLI's words
+                log.error("%s (%s); retrying", advice, what)
+            elif hint:
                 log.error("master %s unreachable (%s: %s); %s; retrying", where, what, exc,
                           hint)
             else:
@@ -196,14 +209,18 @@ class MasterConnection:
                     timeout=httpx.Timeout(timeout, connect=5.0),
                 )
             except httpx.TransportError as exc:
-                if isinstance(exc, TokenUnknown) and not self._answered \
-                        and len(self.masters.urls) == 1:
-                    raise errors.Unauthorized(str(exc)) from None
+                if not self._answered and len(self.masters.urls) == 1:
+                    if isinstance(exc, TokenUnknown):
+                        raise errors.Unauthorized(str(exc)) from None
+                    advice = explain(str(exc), base)
+                    if advice is not None:  # before any answer: a mistake, as the CLI says
+                        raise errors.ConnectionFailed(advice) from None
                 if self._failed(tour, attempt, base, str(exc) or type(exc).__name__,
                                 move=isinstance(exc, _ABSENT)):
-                    self._backoff(attempt, what, exc)
+                    self._backoff(attempt, what, exc, base)
                     attempt += 1
                 continue
+            self.tls_failures.cleared()
             standby = self._standby(response)
             if standby is None:
                 self._answered = True
@@ -247,6 +264,7 @@ class MasterConnection:
         except httpx.TransportError as exc:
             reason, leader = str(exc) or type(exc).__name__, None
         else:
+            self.tls_failures.cleared()
             standby = self._standby(response)
             if standby is None:
                 return True
@@ -275,6 +293,7 @@ class MasterConnection:
             try:
                 with self._client().stream("GET", base + API_PREFIX + path, headers=self._auth,
                                            timeout=60.0) as response:
+                    self.tls_failures.cleared()
                     if response.status_code == errors.NotLeader.status:
                         response.read()
                     standby = self._standby(response)
@@ -302,7 +321,7 @@ class MasterConnection:
                 reason = exc
             if self._failed(tour, attempt, base, str(reason) or type(reason).__name__, move=move,
                             leader=leader):
-                self._backoff(attempt, f"GET {path}", reason)
+                self._backoff(attempt, f"GET {path}", reason, base)
                 attempt += 1
 
 
@@ -312,11 +331,9 @@ class _Mismatch(Exception):
 
 def failure_hint(error: str, url: str) -> str | None:
     """What would fix a failure that retrying never will (a TLS mistake), or None."""
-    if "CERTIFICATE_VERIFY_FAILED" in error or "not the pinned one" in error:
-        return ("the master's certificate is not trusted: set TITAN_CA_FILE to its "
-                "certificate (a copy of the file given to --tls-cert, or, for `titan up "
-                "--tls`, tls/cert.pem in the master's data dir) or "
-                "TITAN_TLS_FINGERPRINT to the sha256 its banner prints")
+    advice = explain(error, url)
+    if advice is not None:
+        return advice
     if url.startswith("http://") and "without a reply" in error:
         return "if the master serves HTTPS (titan up --tls), name it with https://"
     return None

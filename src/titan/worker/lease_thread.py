@@ -149,6 +149,7 @@ class LeaseThread:
             supervisor=self.supervisor, held=self._held, stopped=self._stopped,
             hard=self._hard, reattach=lambda: self._reattach(self._generation),
             on_error=self._fail, on_settled=self._wake.notify, leads=self.conn.leads,
+            tls_failures=self.conn.tls_failures,
         )
         channel.resize(self.poller.slots)  # what the executor can run now (its hello's offer)
         try:

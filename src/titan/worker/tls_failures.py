@@ -1,0 +1,68 @@
+"""A master the worker cannot talk TLS with: said clearly, then tried slowly.
+
+Retrying never fixes a certificate the worker does not trust, a pin it does not match, a
+host name the certificate does not list, or an ``https://`` URL to a plain-HTTP master; the
+worker retried every 2 s for ever, logging the raw OpenSSL text (a pin's refusal as a
+tuple's repr) with advice to set what was set. Now, in the words the CLI uses
+(:func:`titan.client.tls.explain`):
+
+* before any master has answered the worker, such a failure from its only master stops it
+  with exit status 1, as a wrong token does and as the CLI does
+  (:class:`~titan.worker.connection.MasterConnection`);
+* afterwards — the master's certificate changed under a running worker: a renewal gone
+  wrong, a failover to a standby with a certificate of its own — the worker keeps its
+  running jobs and keeps trying, since the operator may be fixing the certificate right
+  then. Once every try for :data:`PERSIST_SECONDS` has failed so, it says once that this is
+  a configuration error, not an outage, and tries every :data:`SLOW_SECONDS` until one
+  succeeds. The HTTP calls and the worker channel share one :class:`TlsFailures`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("titan.worker")
+
+#: How long nothing but TLS failures makes them a configuration error (seconds).
+PERSIST_SECONDS = 120.0
+#: The pace of tries from then on (seconds).
+SLOW_SECONDS = 30.0
+
+
+class TlsFailures:
+    """Since when every try has failed on TLS, and whether the worker said so."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._said = False
+
+    def failed(self, advice: str) -> float | None:
+        """Note a TLS failure (``advice``: what would fix it); the pause to take instead of
+        the backoff's once they have persisted, None before."""
+        with self._lock:
+            now = self._clock()
+            if self._since is None:
+                self._since = now
+            lasted = now - self._since
+            if lasted < PERSIST_SECONDS:
+                return None
+            said, self._said = self._said, True
+        if not said:
+            log.error("%s. Every try for %.0f minutes has failed so: a configuration error, "
+                      "not an outage; trying every %.0f s until it is fixed", advice,
+                      lasted / 60, SLOW_SECONDS)
+        return SLOW_SECONDS
+
+    def cleared(self) -> None:
+        """A master answered over TLS (or at all): the next failure starts afresh."""
+        if self._since is None:
+            return
+        with self._lock:
+            if self._said:
+                log.warning("the master's TLS works again")
+            self._since, self._said = None, False
