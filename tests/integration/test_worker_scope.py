@@ -103,6 +103,9 @@ def test_a_credential_cannot_act_for_another_worker(cl: Cluster) -> None:
                              403, "worker_credential_required")
         assert_error(*call(cl, "POST", "/workers/register", {"worker_id": victim}, token=token),
                      403, "worker_credential_required")
+    # Which is what a worker of an older Titan does: the refusal says the fix.
+    status, reply = call(cl, "POST", f"/workers/{victim}/heartbeat", {}, token=worker_token)
+    assert status == 403 and "upgrade titan where it runs" in reply["error"]["message"], reply
 
     # The victim went on untouched: still running on its worker, which is still live.
     job = client.get_job(ref)

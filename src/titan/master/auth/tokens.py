@@ -110,8 +110,10 @@ def check_worker(principal: Principal, worker_id: str) -> None:
     if principal.role != "worker" or principal.worker == worker_id:
         return
     if principal.worker is None:
+        # What a worker from before per-worker credentials does: say the fix, not the rule.
         raise Forbidden("a worker token only registers workers; calls for a worker need the "
-                        "credential its registration returned",
+                        "credential its registration returned (a worker of an older Titan "
+                        "calls so: upgrade titan where it runs)",
                         code="worker_credential_required", details={"worker_id": worker_id})
     raise Forbidden(f"this credential belongs to worker {principal.worker}, not {worker_id}",
                     code="wrong_worker", details={"worker_id": worker_id})
