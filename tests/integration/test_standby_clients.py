@@ -6,6 +6,8 @@ the attempt it holds, and the job's own SDK (TITAN_MASTER_URLS) reaches the new 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,3 +142,39 @@ def test_a_worker_pinning_every_master_follows_a_failover_to_another_certificate
     finally:
         worker.request_stop(hard=True)
         runner.join(30)
+
+
+def test_a_worker_with_a_wrong_token_stops_and_one_given_a_standby_names_the_leader(
+        start: Start, tmp_path: Path) -> None:
+    # With a leader and a standby, a worker holding another cluster's token looped for ever
+    # ("unreachable ... a standby; the leader is at <the leader itself>"); given only the
+    # standby, it never said that the leader was missing from its list (a fleet QA pass).
+    a = start("a")
+    a.wait_leading()
+    b = start("b")
+    b.wait_answering()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    env.update(PYTHONUNBUFFERED="1", TITAN_CONFIG_DIR=str(tmp_path / "config"))
+
+    def worker(urls: str, token: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "titan", "worker", "--master", urls,
+                 "--workdir", str(tmp_path / "wd")],
+                env={**env, "TITAN_TOKEN": token}, capture_output=True, text=True,
+                timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stderr or b""
+            return subprocess.CompletedProcess(exc.cmd, -1, "", out.decode() if
+                                               isinstance(out, bytes) else out)
+
+    wrong = worker(f"{a.url},{b.url}", "tt_" + "0" * 40, 30)
+    assert wrong.returncode == 1, wrong.stderr[-2000:]
+    assert "does not know this token" in wrong.stderr
+    assert "unreachable" not in wrong.stderr
+
+    lost = worker(b.url, (a.data / "worker.token").read_text().strip(), 6)
+    assert lost.returncode == -1  # it waits: the standby may lead one day
+    assert f"master {b.url} is a standby; the leader it names, {a.url}, is not one of this " \
+           f"worker's masters: add it (--master {a.url}" in lost.stderr, lost.stderr[-2000:]
+    assert "unreachable" not in lost.stderr

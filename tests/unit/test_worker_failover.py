@@ -82,6 +82,59 @@ def test_an_unknown_token_stops_a_new_worker_and_is_waited_out_by_one_that_was_a
             conn.close()
 
 
+@pytest.mark.parametrize("order", ["leader first", "standby first"])
+def test_an_unknown_token_stops_a_new_worker_given_the_leader_and_its_standbys(
+        stop: threading.Event, order: str) -> None:
+    # Given a leader and a standby, a worker with another cluster's token looped for ever,
+    # saying the leader was "unreachable: a standby; the leader is at <itself>" (a fleet
+    # QA pass). A round in which no other master could lead makes the leader's word final.
+    with masters("leader", "standby") as (leader, standby):
+        down = refusing_url()
+        urls = [leader.url, standby.url, down] if order == "leader first" \
+            else [down, standby.url, leader.url]
+        conn = MasterConnection(urls, "another-clusters-token", stop)
+        threading.Timer(10.0, stop.set).start()  # a loop again: Stopped, not a hang
+        try:
+            with pytest.raises(errors.Unauthorized, match="does not know this token"):
+                conn.call("POST", "/workers/register", {})
+            assert leader.requests == [] and standby.requests == []
+        finally:
+            conn.close()
+
+
+def test_a_stranger_that_does_not_know_the_token_is_passed_over_for_the_leader(
+        stop: threading.Event) -> None:
+    # Anyone on a configured master's port can say "unknown token"; while another master
+    # leads, it answers the worker, which never stops on the stranger's word.
+    with masters("leader", "leader") as (stranger, leader):
+        stranger.tokens = set()
+        conn = MasterConnection([stranger.url, leader.url], "wt", stop)
+        try:
+            assert conn.call("POST", "/workers/register", {})["master"] == leader.url
+        finally:
+            conn.close()
+
+
+def test_a_worker_given_only_a_standby_is_told_which_leader_to_add(
+        stop: threading.Event, caplog: pytest.LogCaptureFixture) -> None:
+    # It said "master <standby> unreachable (... the leader is at L)": as if the network
+    # were down, and never that L was missing from its --master list.
+    with masters("leader", "standby") as (leader, standby):
+        conn = MasterConnection([standby.url], "wt", stop)
+        threading.Timer(0.5, stop.set).start()
+        try:
+            with caplog.at_level("WARNING", logger="titan.worker"), \
+                    pytest.raises(errors.ConnectionFailed, match="stopped"):
+                conn.call("POST", "/workers/register", {})
+        finally:
+            conn.close()
+        said = [r.getMessage() for r in caplog.records]
+        assert said and all("unreachable" not in line for line in said), said
+        assert f"master {standby.url} is a standby; the leader it names, {leader.url}, is " \
+               f"not one of this worker's masters: add it (--master {leader.url}" in said[0]
+        assert leader.requests == [] and leader.proofs == []  # never followed
+
+
 def test_a_refused_master_is_passed_over_at_once(stop: threading.Event) -> None:
     with masters("leader") as (leader,):
         conn = MasterConnection([refusing_url(), leader.url], None, stop)

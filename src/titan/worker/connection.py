@@ -19,6 +19,11 @@ shared with the SDK), at once while there are masters not tried since the last p
 thread then uses the master found. A new leader is to the worker what a restarted master is:
 if it does not know the worker, it answers ``unknown_worker`` and the worker re-joins.
 
+Before any master has answered the worker, a master that says it does not know the token is
+believed once a round of the masters found no other that could lead (each refused the
+connection or was a standby): the worker stops, as it does with a single master. A round of
+standbys only is said as such, naming the leader they name when it is not a configured master.
+
 Each thread gets its own :class:`httpx.Client` because the long-poll, the heartbeat, the
 reporter and the script fetchers run concurrently; sharing one pool would let a 20-second
 long-poll hold a connection another thread is waiting for, and per-thread clients keep every
@@ -38,7 +43,7 @@ from typing import Any
 import httpx
 
 from titan import errors, retry
-from titan.client.master_check import TokenUnknown
+from titan.client.master_check import MasterUnproven, TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.plain_http import tcp_transport
 from titan.client.replies import error_body
@@ -146,10 +151,12 @@ class MasterConnection:
     # ------------------------------------------------------------------ retrying
 
     def _backoff(self, attempt: int, what: str, exc: BaseException | str,
-                 url: str | None = None) -> None:
+                 where: str | None = None) -> None:
+        """Pause before the next try, saying why now and then. ``where``: the master whose
+        answer this was (by default the one in use, which a turn may already have moved)."""
         delay = retry.pause(attempt, start=BACKOFF_START, cap=BACKOFF_MAX)
         # Named: a worker started with no --master says which default it tried.
-        where = url or self.masters.current
+        where = where or self.masters.current
         advice = explain(str(exc), where)
         if advice is not None:  # retrying cannot fix it; after a while, not so often
             delay = self.tls_failures.failed(advice) or delay
@@ -157,6 +164,8 @@ class MasterConnection:
             hint = None if advice is not None else failure_hint(str(exc), where)
             if advice is not None:  # what would fix it, in the CLI's words
                 log.error("%s (%s); retrying", advice, what)
+            elif isinstance(exc, errors.NotLeader):
+                self._say_standby(where, exc)
             elif hint:
                 log.error("master %s unreachable (%s: %s); %s; retrying", where, what, exc,
                           hint)
@@ -164,6 +173,23 @@ class MasterConnection:
                 log.warning("master %s unreachable (%s: %s); retrying", where, what, exc)
         if self._stop.wait(delay):
             raise Stopped(f"stopped while retrying {what}")
+
+    def _say_standby(self, where: str, exc: errors.NotLeader) -> None:
+        """A standby answered, and no configured master leads: it is up, not "unreachable"
+        (which read as a network fault, with the leader's own address in it)."""
+        leader = exc.leader
+        if leader is not None and self.masters.listed(leader) is None:
+            # Retrying does not reach a leader this worker was not given (nothing vouches
+            # for an address a standby names, so it is never followed): say what would.
+            log.error("master %s is a standby; the leader it names, %s, is not one of this "
+                      "worker's masters: add it (--master %s, repeated or comma-separated "
+                      "with the others) if it is yours; retrying", where, leader, leader)
+        elif leader is not None:
+            log.warning("master %s is a standby naming the leader %s, which does not lead "
+                        "(an election in progress?); retrying", where, leader)
+        else:
+            log.warning("master %s is a standby that does not know the leader yet (an "
+                        "election in progress?); retrying", where)
 
     def _failed(self, tour: Tour, attempt: int, url: str, reason: str, *, move: bool,
                 leader: str | None = None) -> bool:
@@ -198,6 +224,10 @@ class MasterConnection:
         """
         attempt = server_errors = 0
         tour = Tour(self.masters)
+        #: What each master said in this round (since the last pause), while none has ever
+        #: answered: a round in which one said it does not know the token and none of the
+        #: others could lead (refused, a standby) is that master's final word.
+        unknown: dict[str, str] = {}
         while True:
             if self._stop.is_set():
                 raise Stopped(f"stopped before {method} {path}")
@@ -209,14 +239,22 @@ class MasterConnection:
                     timeout=httpx.Timeout(timeout, connect=5.0),
                 )
             except httpx.TransportError as exc:
+                token_unknown = isinstance(exc, TokenUnknown) and not self._answered
+                if token_unknown and len(self.masters.urls) == 1:
+                    raise errors.Unauthorized(str(exc)) from None
                 if not self._answered and len(self.masters.urls) == 1:
-                    if isinstance(exc, TokenUnknown):
-                        raise errors.Unauthorized(str(exc)) from None
                     advice = explain(str(exc), base)
                     if advice is not None:  # before any answer: a mistake, as the CLI says
                         raise errors.ConnectionFailed(advice) from None
+                if token_unknown:
+                    unknown[base] = str(exc)
+                elif isinstance(exc, _ABSENT) and not isinstance(exc, MasterUnproven):
+                    unknown[base] = ""  # nothing listens there: it cannot be leading
+                else:
+                    unknown[base] = "?"
                 if self._failed(tour, attempt, base, str(exc) or type(exc).__name__,
                                 move=isinstance(exc, _ABSENT)):
+                    _token_unknown_everywhere(unknown, self._answered)
                     self._backoff(attempt, what, exc, base)
                     attempt += 1
                 continue
@@ -226,9 +264,11 @@ class MasterConnection:
                 self._answered = True
             if standby is not None:
                 # Nothing was applied: the same call goes to another master.
+                unknown[base] = ""
                 reason = standby_reason(standby, self.masters)
                 if self._failed(tour, attempt, base, reason, move=True, leader=standby.leader):
-                    self._backoff(attempt, what, standby.message)
+                    _token_unknown_everywhere(unknown, self._answered)
+                    self._backoff(attempt, what, standby, base)
                     attempt += 1
                 continue
             if not self._check(response):
@@ -244,7 +284,8 @@ class MasterConnection:
                 # A gateway's "the master behind me is away": another master may lead.
                 if self._failed(tour, attempt, base, f"HTTP {status}",
                                 move=status in TRANSIENT_5XX):
-                    self._backoff(attempt, what, f"HTTP {status}")
+                    unknown.clear()
+                    self._backoff(attempt, what, f"HTTP {status}", base)
                     attempt += 1
                 continue
             if not response.content:
@@ -289,7 +330,7 @@ class MasterConnection:
                 raise Stopped(f"stopped before GET {path}")
             base = self.masters.current
             reason: BaseException | str
-            move, leader = False, None
+            move, leader, standby = False, None, None
             try:
                 with self._client().stream("GET", base + API_PREFIX + path, headers=self._auth,
                                            timeout=60.0) as response:
@@ -321,12 +362,27 @@ class MasterConnection:
                 reason = exc
             if self._failed(tour, attempt, base, str(reason) or type(reason).__name__, move=move,
                             leader=leader):
-                self._backoff(attempt, f"GET {path}", reason, base)
+                self._backoff(attempt, f"GET {path}", standby or reason, base)
                 attempt += 1
 
 
 class _Mismatch(Exception):
     pass
+
+
+def _token_unknown_everywhere(said: dict[str, str], answered: bool) -> None:
+    """At the end of a round of the masters (``said``: what each answered, cleared here):
+    raise the refusal of the token when one master said it does not know it and every other
+    could not lead (``""``: refused the connection, or a standby), before any master ever
+    answered this worker. As with a single master, a wrong token (another cluster's) stops a
+    new worker at once; with several it looped for ever. A master that might lead and said
+    anything else (``"?"``) keeps it waiting: so does a stranger on one master's port while
+    the leader is reachable, since the leader then answers."""
+    refusals = [reason for reason in said.values() if reason not in ("", "?")]
+    final = not answered and refusals and "?" not in said.values()
+    said.clear()
+    if final:
+        raise errors.Unauthorized(refusals[0])
 
 
 def failure_hint(error: str, url: str) -> str | None:
