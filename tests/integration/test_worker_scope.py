@@ -15,6 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from tests.integration import processes
 from tests.integration.harness import Cluster
 from tests.integration.test_api_contract import assert_error, call
 from titan import TitanJob
@@ -219,3 +220,65 @@ def test_a_worker_whose_token_is_revoked_is_lost_and_fails_no_job(cl: Cluster) -
     cl.add_worker(capabilities="GAMMA", slots=1, name="gamma2")
     done = client.wait_dag(later["id"], timeout=60)
     assert done["status"] == "COMPLETED", done
+
+
+REVOKED_JOB = """
+import os, time
+from pathlib import Path
+from titan import TitanClient
+marks, attempt = Path(os.environ["MARKS"]), os.environ["TITAN_ATTEMPT"]
+(marks / f"token{attempt}").write_text(os.environ["TITAN_TOKEN"])
+(marks / f"pid{attempt}").write_text(str(os.getpid()))
+if attempt == "1":
+    time.sleep(60)  # the side effect comes late: the host is revoked meanwhile
+TitanClient().store_sadd("revoked_effects", "attempt" + attempt)
+"""
+
+
+@pytest.mark.parametrize("transport", ["channel", "http"])
+def test_a_revoked_workers_jobs_are_killed_and_their_tokens_stale_at_once(
+        cl: Cluster, tmp_path: Path, transport: str) -> None:
+    # The revoked worker drained its running job to the end: its job token wrote the store
+    # until the lease ran out, its result was thrown away and the job ran again elsewhere,
+    # both attempts' effects landing, and a long job ran on on a host no longer trusted (a
+    # fleet QA pass).
+    made = cl.api("POST", "/tokens", {"role": "worker", "name": "delta-host"})
+    # Told by its channel's close (4401), or by its calls' 401 over HTTP.
+    revoked = cl.add_worker(capabilities="DELTA", slots=1, name="delta",
+                            env={"TITAN_TOKEN": made["token"]},
+                            extra=["--transport", transport])
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    client = cl.client()
+    script = cl.script("revoked_job.py", REVOKED_JOB)
+    client.submit_dag("revoked", [TitanJob("j", script, requirement="DELTA",
+                                           env={"MARKS": str(marks)})])
+    deadline = time.monotonic() + 60
+    while not (marks / "pid1").exists():
+        assert time.monotonic() < deadline, cl.log("worker-1.log")
+        time.sleep(0.05)
+    pid, token = int((marks / "pid1").read_text()), (marks / "token1").read_text()
+    assert call(cl, "GET", "/store/values/x", token=token)[0] == 200  # its token works
+
+    cl.api("DELETE", f"/tokens/{made['id']}")
+    revoked_at = time.monotonic()
+    # Its attempt ends on the master within the channel's credential check (2 s), well
+    # before its lease (15 s) would have run out: its token writes nothing more.
+    while call(cl, "POST", "/store/sets/revoked_probe", {"member": "late"},
+               token=token)[0] != 409:
+        assert time.monotonic() - revoked_at < 10, cl.log()
+        time.sleep(0.1)
+    status, body = call(cl, "GET", "/store/values/x", token=token)
+    assert (status, body["error"]["code"]) == (409, "stale_attempt")
+    # The worker kills it (SIGTERM, then SIGKILL after the grace) and leaves.
+    assert processes.wait_dead(pid, timeout=15), "the revoked worker's job ran on"
+    assert revoked.wait(timeout=30) == 1
+    assert "killing its 1 running job(s) now" in cl.log("worker-1.log")
+
+    # It runs again elsewhere, and its effect lands once: attempt 1's never.
+    cl.add_worker(capabilities="DELTA", slots=1, name="delta2")
+    assert client.wait_dag("revoked", timeout=60)["status"] == "COMPLETED"
+    job = client.get_job("revoked/j")
+    assert job["attempt"] == 2 and job["attempts"][0]["state"] == "LOST", job
+    assert "its worker token was revoked" in job["attempts"][0]["error"]
+    assert client.store_smembers("revoked_effects") == {"attempt2"}

@@ -201,6 +201,32 @@ def test_expired_lease_requeues_with_next_attempt() -> None:
     assert s.renew(w, [(job.id, 1)]) == [(job.id, 1)], "the old holder is told to kill it"
 
 
+def test_a_distrusted_workers_attempts_end_at_once_and_spend_no_retry() -> None:
+    # Its token revoked: the attempts' job tokens are stale now (not when the leases run
+    # out), and the jobs go to another worker as their next attempt.
+    s = make()
+    w, other = worker(s, "w1", ("GPU",)), worker(s, "w2", ("GENERAL",))
+    ch = Changes()
+    d = dag(s, [{"id": "a", "req": "GPU"}, {"id": "b", "req": "GPU"}, {"id": "c"}], ch)
+    jobs = by_name(s, d)
+    s.take(w, 2, ch)
+    s.take(other, 1, ch)
+    ch = Changes()
+    s.end_attempts_of(w, "is lost: its worker token was revoked", ch)
+    s.lose_worker(w, ch)
+    for name in ("a", "b"):
+        job = jobs[name]
+        assert not s.is_current(job.id, 1) and job.state == "PENDING", job
+        assert job.max_attempts == 2  # no retry spent
+    assert s.is_current(jobs["c"].id, 1, "w2")  # another worker's attempt runs on
+    lost = [(a, fields["state"]) for _, a, fields in ch.done_attempts]
+    assert lost == [(1, "LOST"), (1, "LOST")]
+    assert "revoked" in ch.done_attempts[0][2]["error"] and not w.running
+    gpu = worker(s, "w3", ("GPU",))
+    assert sorted(j.job_id for j in s.take(gpu, 2, Changes())) == ["a", "b"]
+    assert jobs["a"].attempt == 2
+
+
 def test_a_lease_timer_the_master_fires_late_renews_instead_of_expiring() -> None:
     # A master stopped past the lease (SIGSTOP, a paused VM) fired every lease timer at once
     # when it resumed: each running job ran again, though its worker was fine. A timer that

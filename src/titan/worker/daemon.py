@@ -34,6 +34,7 @@ from typing import Any
 from titan import errors
 from titan.worker import lifeline
 from titan.worker.assignment import Key
+from titan.worker.attempt import STOPPED
 from titan.worker.channel import ChannelIntake
 from titan.worker.connection import MasterConnection
 from titan.worker.executors import open_executor
@@ -54,6 +55,8 @@ DEREGISTER_TIMEOUT = 5.0
 #: Once the last job has ended, how long a draining worker keeps trying to deliver its
 #: logs and results to an unreachable master before it leaves anyway.
 DRAIN_FLUSH_TIMEOUT = 30.0
+#: The master's answers that say this worker's credential is refused (its token revoked).
+REFUSED = (errors.Unauthorized, errors.Forbidden)
 #: How jobs and reports travel: ``channel`` (one WebSocket, the default) or ``http``.
 TRANSPORTS = ("channel", "http")
 TRANSPORT_ENV = "TITAN_WORKER_TRANSPORT"
@@ -125,6 +128,7 @@ class Worker(LeaseThread):
         self._draining = False
         self._burst_done = False
         self._fatal: BaseException | None = None
+        self._refused_killed = False
         self._signals = 0
         self._register_lock = threading.Lock()
         self._generation = 0
@@ -195,6 +199,8 @@ class Worker(LeaseThread):
         while True:
             if self._signals >= 2:
                 return self._stop_hard()
+            if isinstance(self._fatal, REFUSED) and not self._refused_killed:
+                self._kill_refused()
             if not self._draining and (self._signals or self._burst_done or self._fatal):
                 self._draining = True
                 self.poller.drain()
@@ -212,7 +218,7 @@ class Worker(LeaseThread):
                 # that nothing more is on its way: keep trying a while (it may be
                 # restarting), not forever.
                 now = time.monotonic()
-                if isinstance(self._fatal, (errors.Unauthorized, errors.Forbidden)):
+                if isinstance(self._fatal, REFUSED):
                     # Its credential refused (a revoked token): no report of it will ever be
                     # taken. It waited the whole flush time all the same (an ops QA pass).
                     log.error("the master refuses this worker's credential: %d report(s) "
@@ -229,6 +235,19 @@ class Worker(LeaseThread):
                     return 1
                 timeout = flush_deadline - now
             self._wake.wait(timeout)
+
+    def _kill_refused(self) -> None:
+        """The master refuses this worker's credential (its token was revoked): the host is
+        no longer trusted with the cluster's jobs, so they are killed now, as on a cancel.
+        Drained instead, a long job ran on for as long as it liked on a distrusted host, and
+        its side effects landed, then again with the attempt that replaced it (a fleet QA
+        pass). The master ended their attempts already: they run again elsewhere."""
+        self._refused_killed = True
+        running = self.supervisor.running()
+        if running:
+            log.error("the master refuses this worker's credential: killing its %d running "
+                      "job(s) now (they run again elsewhere)", len(running))
+        self.supervisor.stop_all(STOPPED)
 
     def _stop_graceful(self) -> int:
         self._stopped.set()

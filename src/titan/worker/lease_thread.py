@@ -137,7 +137,11 @@ class LeaseThread:
         return self._channel if self._channel is not None else self._http_reports
 
     def _report_http(self, body: dict[str, Any]) -> dict[str, Any]:
-        reply = self._call("report", body)
+        try:
+            reply = self._call("report", body)
+        except (errors.Unauthorized, errors.Forbidden) as exc:
+            self._fail(exc)  # its credential refused: the worker kills its jobs and leaves
+            raise
         return reply if isinstance(reply, dict) else {}
 
     def _open_channel(self) -> bool:

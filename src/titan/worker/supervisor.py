@@ -146,6 +146,14 @@ class Supervisor:
             grace = float(attempt.settings["stop_grace"])
             self._loop.call(attempt.kill, RELEASED, grace)
 
+    def stop_all(self, reason: str) -> None:
+        """Kill every attempt as a cancel does (SIGTERM to its group, SIGKILL after the
+        grace), including those still starting."""
+        with self._lock:
+            attempts = list(self._attempts.values())
+        for attempt in attempts:
+            self._loop.call(attempt.kill, reason)
+
     def kill_all(self) -> None:
         """SIGKILL every attempt's process group (the worker is stopping hard)."""
         with self._lock:

@@ -105,7 +105,8 @@ async def _worker_credential(c: Ctx, credential: str) -> auth.Principal:
         if found.worker:
             # Lost now, not at the channel's next credential check (2 s): meanwhile a job it
             # could not fetch went back and forth to it, hundreds of attempts (a QA pass).
-            c.engine.lose_worker_now(found.worker, "its worker token was revoked")
+            c.engine.lose_worker_now(found.worker, "its worker token was revoked",
+                                     distrusted=True)
         raise Unauthorized("the worker token this credential came from was revoked")
     return auth.Principal(role="worker", token_id=issuer.token_id, name=issuer.name,
                           worker=found.worker)

@@ -116,7 +116,8 @@ async def channel(ws: WebSocket, worker_id: str) -> None:
         if not serving.done():
             # Its token was revoked: the worker is lost at once, so nothing more is leased
             # to it (jobs pushed to it failed for good, unable to fetch their scripts).
-            c.engine.lose_worker_now(worker_id, "its worker token was revoked")
+            c.engine.lose_worker_now(worker_id, "its worker token was revoked",
+                                     distrusted=True)
             with contextlib.suppress(Exception):
                 await ws.close(code=4401, reason=guard.result()[:120])
             with contextlib.suppress(asyncio.CancelledError, Exception):

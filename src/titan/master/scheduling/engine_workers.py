@@ -84,13 +84,18 @@ class EngineWorkers:
                         and now - worker.last_seen > self.config.lease_seconds:
                     self.lose_worker_now(worker.id, "it missed its heartbeats")
 
-    def lose_worker_now(self: EngineCore, worker_id: str, why: str) -> None:
-        """Count a worker lost now, not after a silent lease period (its credential ended)."""
+    def lose_worker_now(self: EngineCore, worker_id: str, why: str, *,
+                        distrusted: bool = False) -> None:
+        """Count a worker lost now, not after a silent lease period (its credential ended).
+        ``distrusted`` (its token was revoked): its attempts end now too, their job tokens
+        stale at once, rather than at their leases' end."""
         worker = self.sched.workers.get(worker_id)
         if worker is None or worker.state not in ("live", "draining"):
             return
         log.warning("worker %s (%s) is lost: %s", worker.id, worker.name, why)
         ch = Changes()
+        if distrusted:
+            self.sched.end_attempts_of(worker, f"is lost: {why}", ch)
         self.sched.lose_worker(worker, ch)
         ch.events.append(("worker_updated", {"id": worker.id, "state": "lost"}))
         self.submit(ch)

@@ -118,17 +118,21 @@ class Leasing:
                 # the next go to a worker that answers, not back into its socket's buffer.
                 self.lose_worker(worker, ch)
                 ch.events.append(("worker_updated", {"id": worker.id, "state": "lost"}))
-        job.lease_losses += 1
-        reason = f"lease of attempt {job.attempt} expired on worker {job.worker_id}"
-        ch.done_attempts.append((job.id, job.attempt, {"state": "LOST", "error": reason,
-                                                       "finished_at": self.now()}))
-        if job.is_service and services.lost(self, job, reason, ch):
-            return
-        if job.lease_losses >= MAX_LEASE_LOSSES:
-            self._final_failure(job, FAILED, ch, error=f"{reason} ({job.lease_losses} times)")
-            return
-        # A lost worker is not the job's fault: re-queued without spending a retry.
-        self.requeue_unspent(job, ch, reason)
+        _attempt_lost(self, job, f"lease of attempt {job.attempt} expired on worker "
+                      f"{job.worker_id}", ch)
+
+    def end_attempts_of(self: SchedulerCore, worker: WorkerRec, why: str, ch: Changes) -> None:
+        """End every attempt leased to ``worker`` now, as its leases' expiry would: a worker
+        no longer trusted (its token revoked). Their job tokens are stale at once (``409
+        stale_attempt``), so a process the worker leaves running writes nothing more, and the
+        jobs start again elsewhere without waiting out a lease, spending no retry. Left to
+        expire, a job on a revoked worker wrote the store for up to a lease, then ran again:
+        its effects landed twice (a fleet QA pass)."""
+        for job in [j for j in self.jobs.values()
+                    if j.state == RUNNING and j.worker_id == worker.id]:
+            worker.running.discard(job.id)
+            _attempt_lost(self, job, f"attempt {job.attempt} ended: worker {worker.id} {why}",
+                          ch)
 
     def requeue_unspent(self: SchedulerCore, job: JobRec, ch: Changes, reason: str) -> None:
         """Queue ``job`` again after an attempt that was not its fault (its worker lost it or
@@ -139,6 +143,21 @@ class Leasing:
         self._set(job, PENDING, ch, reason=reason, worker_id=None, lease_expires=None,
                   max_attempts=job.max_attempts)
         self._enqueue(job, ch)
+
+
+def _attempt_lost(sched: SchedulerCore, job: JobRec, reason: str, ch: Changes) -> None:
+    """The running attempt of ``job`` is lost with its worker: ended, and the job queued
+    again without spending a retry (failed after MAX_LEASE_LOSSES such losses)."""
+    job.lease_losses += 1
+    ch.done_attempts.append((job.id, job.attempt, {"state": "LOST", "error": reason,
+                                                   "finished_at": sched.now()}))
+    if job.is_service and services.lost(sched, job, reason, ch):
+        return
+    if job.lease_losses >= MAX_LEASE_LOSSES:
+        sched._final_failure(job, FAILED, ch, error=f"{reason} ({job.lease_losses} times)")
+        return
+    # A lost worker is not the job's fault: re-queued without spending a retry.
+    sched.requeue_unspent(job, ch, reason)
 
 
 def _lease(sched: SchedulerCore, job: JobRec, worker: WorkerRec, ch: Changes) -> None:
