@@ -474,6 +474,46 @@ def test_an_attempt_ends_when_its_process_did_not_when_its_result_arrived() -> N
     assert attempts[jobs["a"].id] == 1005.0 and attempts[jobs["b"].id] == 1006.0
 
 
+def test_an_attempt_ends_its_elapsed_time_after_its_start_whatever_the_worker_clock_says() -> None:
+    # A worker whose wall clock ran 60 s behind made every job last 0.0 s (its ended_at,
+    # clamped to the start). Its monotonic elapsed time puts both ends on the master's clock;
+    # an older worker's ended_at is still taken, within the start and now.
+    clock = Clock()
+    s = make(clock)
+    w = worker(s)
+    ch = Changes()
+    d = dag(s, [{"id": "behind"}, {"id": "held"}, {"id": "liar"}, {"id": "negative"},
+                {"id": "old"}], ch)
+    jobs = by_name(s, d)
+    s.take(w, 5, ch)
+    clock.t += 45.0
+    behind = 1005.0 - 60
+    assert s.finish(jobs["behind"].id, 1, 0, None, False, ch, ended_at=behind, elapsed=5.0)
+    assert s.finish(jobs["held"].id, 1, 0, None, False, ch, ended_at=behind, elapsed=7.5)
+    assert s.finish(jobs["liar"].id, 1, 0, None, False, ch, elapsed=1e9)
+    assert s.finish(jobs["negative"].id, 1, 0, None, False, ch, elapsed=-3.0)
+    assert s.finish(jobs["old"].id, 1, 0, None, False, ch, ended_at=1010.0)
+    finished = {s.jobs[i].job_id: ch.jobs[i]["finished_at"] for i in d.jobs}
+    assert finished == {"behind": 1005.0, "held": 1007.5, "liar": 1045.0, "negative": 1000.0,
+                        "old": 1010.0}
+
+
+def test_a_workers_clock_offset_is_its_least_delayed_sample() -> None:
+    from titan.master.scheduling.worker_clock import WorkerClock
+
+    c = WorkerClock()
+    assert c.offset == 0.0 and c.shift(100.0) == 100.0
+    c.sample(1000.0, 1060.02)  # 60 s behind, 20 ms on the way
+    c.sample(990.0, 1090.0)  # a heartbeat retried after an outage: sent with its first time
+    assert round(c.offset, 2) == 60.02 and round(c.shift(1000.0), 2) == 1060.02
+    for bad in (None, "1000", True, float("nan"), float("inf")):
+        c.sample(bad, 5000.0)
+    assert round(c.offset, 2) == 60.02
+    for t in range(5):  # its clock set right: followed within five samples
+        c.sample(2000.0 + t, 2000.01 + t)
+    assert c.offset == 0.0  # within a second: times are kept as they are
+
+
 def test_a_worker_lost_or_gone_keeps_when_it_was_last_heard_from() -> None:
     s = make()
     w = worker(s)

@@ -96,6 +96,7 @@ class Attempt:
         self._exception_line = ""  # the last of stderr's that ends a traceback
         self._started = time.monotonic()
         self._ended_at = 0.0  # wall clock when its process ended (0: not yet)
+        self._ended = 0.0  # ... and on the monotonic clock (0: not yet)
 
     # ------------------------------------------------------------------ lifecycle (I/O thread)
 
@@ -239,6 +240,7 @@ class Attempt:
     def _on_exit(self, code: int | None, error: str | None) -> None:
         self._exit = (code, error)
         self._ended_at = time.time()  # the attempt's end, however late it is reported
+        self._ended = time.monotonic()
         self._end_leftovers()
         if self._streams:
             # The job's main process is gone but something it started still holds its
@@ -298,7 +300,12 @@ class Attempt:
         out = {"id": id_, "attempt": attempt, "exit_code": code,
                "error": self._error_text(code, error),
                "timed_out": self.kill_reason == TIMED_OUT,
-               "ended_at": self._ended_at or time.time()}
+               "ended_at": self._ended_at or time.time(),
+               # From when this worker took the attempt to its end, on the monotonic clock:
+               # the master adds it to its own start of the attempt (its lease), so a wall
+               # clock set wrong here (60 s behind made every duration 0.0 s) moves nothing.
+               # ended_at stays for masters of the previous version.
+               "elapsed": round((self._ended or time.monotonic()) - self._started, 6)}
         if self.kill_reason == STOPPED or self._released:
             # Killed because its worker is going down (a second SIGTERM), or not started
             # because of the worker (fail_to_start): not the job's failure. The master starts

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from websockets.exceptions import WebSocketException
@@ -94,6 +95,7 @@ class LeaseThread:
             "worker_id": self.worker_id, "name": self.name, "hostname": socket.gethostname(),
             "pid": os.getpid(), "capabilities": self.capabilities, "slots": self.slots,
             "lend": self._runner.lends_waiting_slots,
+            "now": time.time(),  # the master estimates this host's clock skew from it
         }
         if reattach:
             body["running"] = [{"id": i, "attempt": a} for i, a in self._held()]
@@ -226,7 +228,7 @@ class LeaseThread:
         while not self._stopped.wait(self.heartbeat_seconds):
             running = [{"id": i, "attempt": a} for i, a in self.supervisor.running()]
             try:
-                reply = self._call("heartbeat", {"running": running})
+                reply = self._call("heartbeat", {"running": running, "now": time.time()})
             except errors.TitanError as exc:
                 self._fail(exc)
                 return

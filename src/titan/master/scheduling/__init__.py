@@ -14,5 +14,6 @@
   none imports it
 * :mod:`.validation` — a submitted DAG, whole; :mod:`.refs` — job and DAG references;
   :mod:`.views` — jobs and DAGs as the API shows them
-* :mod:`.worker_protocol` — register, poll, heartbeat, report
+* :mod:`.worker_protocol` — register, poll, heartbeat, report; :mod:`.worker_clock` how far
+  each worker's clock is from the master's
 """

@@ -40,12 +40,16 @@ class JobOutcomes:
 
     def finish(self: SchedulerCore, job_id: int, attempt: int, exit_code: int | None,
                error: str | None, timed_out: bool, ch: Changes, worker_id: str | None = None,
-               released: bool = False, ended_at: float | None = None) -> bool:
+               released: bool = False, ended_at: float | None = None,
+               elapsed: float | None = None) -> bool:
         """Apply a result; False (refused) when the attempt is stale or not ``worker_id``'s.
-        ``released``: a draining worker handed the job (a service) back. ``ended_at``: when
-        its process ended, by its worker's clock: the attempt's end, unless past now or
-        before its start (clocks differ). A result held while the master was away said the
-        job ran for the whole outage."""
+        ``released``: a draining worker handed the job (a service) back. ``elapsed``: the
+        seconds from the worker taking the attempt to its end, on the worker's monotonic
+        clock; the attempt ends that long after it started (the master's lease), never past
+        now. A result held while the master was away said the job ran for the whole outage.
+        Without it (a worker of an earlier version), ``ended_at``: when its process ended by
+        the worker's wall clock, within the attempt's start and now (a clock behind made
+        every duration 0)."""
         if not self.is_current(job_id, attempt, worker_id):
             return False
         job = self.jobs[job_id]
@@ -66,7 +70,10 @@ class JobOutcomes:
             self.requeue_unspent(job, ch, reason)
             return True
         end = now
-        if ended_at is not None and job.started_at is not None and math.isfinite(ended_at):
+        if elapsed is not None and job.started_at is not None and math.isfinite(elapsed):
+            # Both ends on the master's clock: its start, and a length no wall clock moved.
+            end = min(now, job.started_at + max(0.0, elapsed))
+        elif ended_at is not None and job.started_at is not None and math.isfinite(ended_at):
             # A worker's word, kept within what the master knows: not before the attempt's
             # start, not after now (a hostile or skewed clock moves nothing else).
             end = min(now, max(ended_at, job.started_at))

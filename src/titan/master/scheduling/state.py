@@ -14,6 +14,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from titan.master.scheduling.worker_clock import WorkerClock
 from titan.services import SERVICE_TYPES
 from titan.storage.base import Row, Transaction
 
@@ -138,6 +139,8 @@ class WorkerRec:
     lends: bool = False
     # Its jobs parked in a wait on the master now: job id -> open waits (lending.py).
     waiting: dict[int, int] = field(default_factory=dict)
+    # How far its wall clock is from the master's: its log lines' times are shifted by it.
+    clock: WorkerClock = field(default_factory=WorkerClock)
 
     @property
     def live(self) -> bool:

@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import logging
 import secrets
 import time
 from typing import Any
 
 from titan.errors import ValidationFailed
 from titan.master.auth.tokens import Principal, check_worker
-from titan.master.scheduling import services
+from titan.master.scheduling import services, worker_clock
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.state import RUNNING, Changes, WorkerRec, capacity
 from titan.master.scheduling.validation import check_name
 from titan.redaction import scrub_titan_tokens
 from titan.storage.base import Row
+
+log = logging.getLogger("titan.master")
 
 MAX_LINE = 64 * 1024
 
@@ -87,6 +90,9 @@ async def register(engine: Engine, body: Row, who: Principal) -> Row:
         hostname=str(body.get("hostname") or "")[:255], capabilities=capabilities,
         slots=slots, last_seen=now, lends=body.get("lend") is True,
     )
+    if old is not None:
+        worker.clock = old.clock  # re-joining: what was learnt of its clock still holds
+    _clock_said(worker, body.get("now"), now)
     ch = Changes()
     engine.sched.add_worker(worker, ch)
     kill = engine.sched.renew(worker, running)
@@ -189,6 +195,7 @@ def cancel_entries(engine: Engine, pairs: list[tuple[int, int]]) -> list[Row]:
 async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
     worker = engine.worker(worker_id)
     running = [attempt_key(r, "running") for r in entries(body, "running")]
+    _clock_said(worker, body.get("now"), time.time())
     kill = engine.sched.renew(worker, running)
     kill.extend(worker.cancels)
     worker.cancels.clear()
@@ -196,10 +203,25 @@ async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
     return {"cancel": cancel_entries(engine, kill)}
 
 
+def _clock_said(worker: WorkerRec, worker_now: Any, now: float) -> None:
+    """The worker said its time (``now`` in a registration or heartbeat): a sample of its
+    clock's offset, which its log lines' times are shifted by; said in the log once it is
+    past :data:`~titan.master.scheduling.worker_clock.WARN_AT`."""
+    worker.clock.sample(worker_now, now)
+    offset = worker.clock.offset
+    if abs(offset) >= worker_clock.WARN_AT and not worker.clock.warned:
+        worker.clock.warned = True
+        log.warning("worker %s (%s): its clock is %.1f s %s the master's; the times of its "
+                    "jobs' log lines are shifted by that, their durations are measured on its "
+                    "monotonic clock", worker.id, worker.name, abs(offset),
+                    "behind" if offset > 0 else "ahead of")
+
+
 async def report(engine: Engine, worker_id: str, body: Row) -> Row:
-    engine.worker(worker_id)
+    worker = engine.worker(worker_id)
     logs = [(attempt_key(line, "logs"), int_field(line.get("seq"), "logs[].seq"),
-             number_field(line.get("ts"), "logs[].ts", default=time.time()), line)
+             time.time() if line.get("ts") is None
+             else worker.clock.shift(number_field(line["ts"], "logs[].ts", default=0.0)), line)
             for line in entries(body, "logs")]
     results = [(attempt_key(r, "results"),
                 None if r.get("exit_code") is None
@@ -242,6 +264,8 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
             worker_id=worker_id, released=result.get("released") is True,
             ended_at=None if result.get("ended_at") is None else number_field(
                 result["ended_at"], "results[].ended_at", default=0.0),
+            elapsed=None if result.get("elapsed") is None else number_field(
+                result["elapsed"], "results[].elapsed", default=0.0),
         )
         if not ok:
             rejected[key] = None
@@ -353,4 +377,6 @@ def worker_view(engine: Engine, row: Row) -> Row:
         "running": sorted(live.running) if live else [],
         "state": state, "last_seen_at": live.last_seen if live else row["last_seen_at"],
         "transport": live.transport if live else None,
+        # Master minus worker, seconds (0.0 within a second); None: not connected here.
+        "clock_offset": round(live.clock.offset, 3) if live else None,
     }
