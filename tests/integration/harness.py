@@ -69,8 +69,9 @@ class Cluster:
         self.wait_workers(1)
         return self
 
-    def start_master(self) -> Cluster:
-        self._launch("master", [])
+    def start_master(self, extra: list[str] | None = None) -> Cluster:
+        """`titan master` (``extra``: more of its options, e.g. ``["--host", "0.0.0.0"]``)."""
+        self._launch("master", extra or [])
         return self
 
     def _launch(self, command: str, extra: list[str]) -> None:

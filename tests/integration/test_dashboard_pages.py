@@ -350,6 +350,42 @@ def test_the_cluster_page_lists_a_hundred_unschedulable_jobs_a_capability(
     assert f"titan worker --master {c.url} --capabilities DASH_MANY,DASH_NOWHERE" in box
 
 
+def test_a_fleet_masters_worker_command_names_the_host_the_page_was_asked_on(
+        make_cluster: Callable[..., Cluster]) -> None:
+    # `titan master --host 0.0.0.0` (docs/deployment.md's fleet master) without
+    # --advertise-url: the page's "start a worker" command and workers.json's master_url
+    # said http://127.0.0.1:<port>, which no other machine can use, even on a page viewed over
+    # the LAN (a fleet QA pass). The Host header is the client's to write: only a plain host
+    # and port is taken.
+    c = make_cluster()
+    c.start_master(["--host", "0.0.0.0"])
+    c.client().submit_dag("far", [TitanJob("j", c.script("far.py", OK),
+                                           requirement="DASH_FAR")])
+    api = f":{c.port}"
+    seen = {"10.1.2.3:5000": f"http://10.1.2.3{api}", "titan-box": f"http://titan-box{api}",
+            "[fd00::5]:5000": f"http://[fd00::5]{api}", "evil.example/x?<b>": c.url,
+            "a b": c.url, "": c.url}
+    with bearer(c) as s:
+        for host, url in seen.items():
+            d = s.get("/workers.json", headers={"Host": host}).json()
+            assert d["master_url"] == url, (host, d["master_url"])
+        page = s.get("/workers", headers={"Host": "10.1.2.3:5000"}).text
+    assert f"titan worker --master http://10.1.2.3{api} --capabilities DASH_FAR" in page
+    # The banner says what would name this master for other machines.
+    assert "Other hosts   this master listens on every interface; set --advertise-url" \
+        in c.log()
+
+
+def test_an_advertised_url_is_the_worker_command_whatever_the_host(
+        make_cluster: Callable[..., Cluster]) -> None:
+    c = make_cluster()
+    c.start_master(["--host", "0.0.0.0", "--advertise-url", "http://titan.internal:9090"])
+    with bearer(c) as s:
+        d = s.get("/workers.json", headers={"Host": "10.1.2.3:5000"}).json()
+    assert d["master_url"] == "http://titan.internal:9090"
+    assert "Other hosts" not in c.log()
+
+
 def test_dags_twin_filters_and_pages(cl: Cluster) -> None:
     with bearer(cl) as s:
         everything = s.get("/dags.json").json()

@@ -31,7 +31,7 @@ PAGE_SIZE = 50
 
 @twin(router, ["/workers", "/"], "cluster.html", "cluster")
 async def cluster_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
-    return await queries.cluster(c, p)
+    return await queries.cluster(c, p, request.headers.get("host"))
 
 
 @twin(router, ["/dags"], "dags.html", "dags")

@@ -53,9 +53,10 @@ def file_view(row: Row) -> Row:
 
 
 # -- cluster -----------------------------------------------------------------------------------
-async def cluster(c: Ctx, p: auth.Principal) -> Data:
+async def cluster(c: Ctx, p: auth.Principal, host: str | None = None) -> Data:
     """What ``GET /api/v1/workers`` answers, plus names for the job ids it lists (from the
-    scheduler's memory: running and unschedulable jobs belong to unfinished DAGs)."""
+    scheduler's memory: running and unschedulable jobs belong to unfinished DAGs), and the
+    master's URL for a worker elsewhere (``host``: the page's Host header)."""
     base = await worker_protocol.workers_view(c.engine)
     sched = c.engine.sched
 
@@ -91,7 +92,7 @@ async def cluster(c: Ctx, p: auth.Principal) -> Data:
             "unlisted": {cap: n - worker_protocol.UNSCHEDULABLE_LISTED
                          for cap, n in blocked.items()
                          if n > worker_protocol.UNSCHEDULABLE_LISTED},
-            "master_url": c.config.public_url, "services": services}
+            "master_url": c.config.public_url_as_seen(host), "services": services}
 
 
 # -- DAG list ----------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ class HostCheck:
 
     def __init__(self, app: ASGIApp, config: MasterConfig) -> None:
         self.app = app
-        self.open = config.host in ("0.0.0.0", "::")
+        self.open = config.listens_everywhere
         self.allowed = _LOOPBACK | {config.host} | set(config.allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,11 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from titan.errors import ConfigError, ValidationFailed
+from titan.formats import HOST_HEADER
 from titan.master.otel.settings import ExportSettings, hold_seconds
 from titan.master.scheduling.validation import MAX_RETRIES
 from titan.redaction import Redactor, from_settings
 from titan.storage.blobs import BlobSettings
 from titan.windows import deletion_cutoff
+
+#: Addresses that bind every interface.
+WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 
 def _env_float(name: str, default: float, allowed: str = "a number of 0 or more") -> float:
@@ -216,8 +220,14 @@ class MasterConfig:
         return url or f"sqlite:///{self.data_path / 'titan.db'}"
 
     @property
+    def listens_everywhere(self) -> bool:
+        """Bound to every interface (``--host 0.0.0.0``): its own address says nothing of
+        where other machines reach it."""
+        return self.host in WILDCARD_HOSTS
+
+    @property
     def api_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        host = "127.0.0.1" if self.listens_everywhere else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
     @property
@@ -228,3 +238,16 @@ class MasterConfig:
     def public_url(self) -> str:
         """Where others reach this master: TITAN_ADVERTISE_URL, else the listening address."""
         return (self.advertise_url or self.api_url).rstrip("/")
+
+    def public_url_as_seen(self, host_header: str | None) -> str:
+        """Where other machines reach this master, for a page asked for with ``host_header``.
+        Listening on every interface without TITAN_ADVERTISE_URL, the listening address is
+        127.0.0.1, which no other machine can use (the dashboard's "start a worker" command
+        named it): the host the page was asked on, which reached this machine, is a better
+        guess, with the API's port. The header is the client's to write, so only a plain
+        name or address (and port) is taken; anything else, public_url."""
+        if self.advertise_url or not self.listens_everywhere or not host_header \
+                or not HOST_HEADER.fullmatch(host_header):
+            return self.public_url
+        name = host_header if host_header.endswith("]") else host_header.rsplit(":", 1)[0]
+        return f"{self.scheme}://{name}:{self.port}"

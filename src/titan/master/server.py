@@ -261,6 +261,12 @@ def banner(config: MasterConfig) -> None:
         print(f"Dashboard     {link}   (sign in: `titan dashboard` prints a one-click link, "
               "as the master's user)", flush=True)
     print(f"Admin token   {config.data_path / 'admin.token'}", flush=True)
+    if config.listens_everywhere and not config.advertise_url:
+        # Its URL above is this machine's own (127.0.0.1): other machines need another.
+        print(f"Other hosts   this master listens on every interface; set --advertise-url "
+              f"{config.scheme}://<an address of this machine they reach>:{config.port} "
+              "(TITAN_ADVERTISE_URL) so the dashboard's worker command and standbys name it",
+              flush=True)
     if config.tls_cert:
         from titan.client.tls import fingerprint
 
