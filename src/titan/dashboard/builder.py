@@ -22,7 +22,7 @@ from titan.master.api.body import loads
 from titan.master.api.deps import ctx
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
-from titan.master.scheduling import worker_protocol
+from titan.master.scheduling import worker_views
 from titan.storage.base import Transaction
 
 router = APIRouter()
@@ -37,7 +37,7 @@ async def builder_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     for f in files:  # newest first: the first of a name is the one a script resolves to
         latest.setdefault(f["name"], {"name": f["name"], "sha256": f["sha256"],
                                       "size": f["size"], "created_at": f["created_at"]})
-    workers = await worker_protocol.workers_view(c.engine)
+    workers = await worker_views.workers_view(c.engine)
     capabilities = {"GENERAL"} | {cap for w in workers["workers"] if w["state"] == "live"
                                   for cap in w["capabilities"]}
     return {"files": list(latest.values()), "capabilities": sorted(capabilities),

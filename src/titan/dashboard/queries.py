@@ -16,7 +16,7 @@ from titan.dashboard.layout import layout
 from titan.errors import NotFound, ValidationFailed
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
-from titan.master.scheduling import worker_protocol
+from titan.master.scheduling import worker_views
 from titan.master.scheduling.state import DAG_STATUSES, WAITING_APPROVAL
 from titan.master.scheduling.views import (
     current_counts,
@@ -57,7 +57,7 @@ async def cluster(c: Ctx, p: auth.Principal, host: str | None = None) -> Data:
     """What ``GET /api/v1/workers`` answers, plus names for the job ids it lists (from the
     scheduler's memory: running and unschedulable jobs belong to unfinished DAGs), and the
     master's URL for a worker elsewhere (``host``: the page's Host header)."""
-    base = await worker_protocol.workers_view(c.engine)
+    base = await worker_views.workers_view(c.engine)
     sched = c.engine.sched
 
     def named(job_id: int) -> Row:
@@ -89,9 +89,9 @@ async def cluster(c: Ctx, p: auth.Principal, host: str | None = None) -> Data:
     missing = sorted(blocked)
     return {"workers": workers, "queues": queues, "unschedulable": unschedulable,
             "unschedulable_total": sum(blocked.values()), "missing": missing,
-            "unlisted": {cap: n - worker_protocol.UNSCHEDULABLE_LISTED
+            "unlisted": {cap: n - worker_views.UNSCHEDULABLE_LISTED
                          for cap, n in blocked.items()
-                         if n > worker_protocol.UNSCHEDULABLE_LISTED},
+                         if n > worker_views.UNSCHEDULABLE_LISTED},
             "master_url": c.config.public_url_as_seen(host), "services": services}
 
 

@@ -23,6 +23,7 @@ from titan.master.api.stream import RECHECK_SECONDS
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.scheduling import worker_protocol as proto
+from titan.master.scheduling import worker_views
 from titan.master.scheduling.worker_channel import WorkerChannel
 from titan.storage.base import Row
 
@@ -66,7 +67,7 @@ async def deregister(c: CtxDep, p: WorkerSelf, worker_id: str) -> Row:
 
 @router.get("/workers", summary="Workers, queue depths, and jobs no worker can run")
 async def list_workers(c: CtxDep, p: Reader) -> Row:
-    return await proto.workers_view(c.engine)
+    return await worker_views.workers_view(c.engine)
 
 
 async def _credential_ends(c: Ctx, credential: str) -> str:
