@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import free_port
@@ -515,6 +516,53 @@ def test_workers_lists_jobs_no_worker_can_run_as_a_table(cluster: Cluster) -> No
         (row,) = [line for line in out.splitlines() if "CLI_NOWHERE" in line]
         assert row.split()[:2] == [f"cli_nowhere#{dag['run']}/stuck", "CLI_NOWHERE"], out
         assert "{'" not in out
+    finally:
+        client.cancel(dag["ref"])
+
+
+def test_workers_shows_versions_and_running_jobs_and_clips_a_long_name(
+        make_cluster: Any, tmp_path: Path) -> None:
+    # A fleet half upgraded went unnoticed (the version only in the User-Agent); RUNNING
+    # showed internal job ids ([37]); a worker may name itself with 200 characters, printed
+    # whole (a fleet QA pass).
+    c = make_cluster()
+    c.start_master()
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "sitecustomize.py").write_text(
+        "import titan.version\ntitan.version.__version__ = '0.0.9'\n")
+    path = os.pathsep.join(p for p in (str(old), os.environ.get("PYTHONPATH")) if p)
+    c.add_worker(capabilities="OLDV", slots=1, name="N" * 200, env={"PYTHONPATH": path})
+    c.add_worker(capabilities="NEWV", slots=1, name="current")
+    client = c.client()
+    slow = c.script("slow_v.py", "import time\ntime.sleep(60)\n")
+    dag = client.submit_dag("vers", [TitanJob(job_id="long", filename=slow, requirement="OLDV")])
+    deadline = time.monotonic() + 30
+    while client.get_job("vers/long")["state"] != "RUNNING":
+        assert time.monotonic() < deadline, c.log()
+        time.sleep(0.05)
+    try:
+        info = json.loads(titan(c, "workers", "--json").stdout)
+        master = info["version"]
+        by_name = {w["name"]: w for w in info["workers"]}
+        assert by_name["N" * 200]["version"] == "0.0.9" and master != "0.0.9"
+        assert by_name["current"]["version"] == master
+        assert by_name["N" * 200]["running_refs"] == [f"vers#{dag['run']}/long"]
+        out = titan(c, "workers").stdout
+        (old_row,) = [line for line in out.splitlines() if "OLDV" in line]
+        assert "N" * 31 + "…" in old_row and "N" * 32 not in old_row, out
+        assert " 0.0.9 * " in old_row and f" vers#{dag['run']}/long " in old_row, out
+        (new_row,) = [line for line in out.splitlines() if "NEWV" in line]
+        assert f" {master} " in new_row and "*" not in new_row and " - " in new_row, out
+        assert f"* not this master's version ({master})" in out
+        log = c.log()
+        assert log.count(f"runs Titan 0.0.9, this master {master}") == 1, log
+        assert "runs Titan " + master not in log
+        with httpx.Client(base_url=c.url, timeout=30,
+                          headers={"Authorization": f"Bearer {c.admin_token}"}) as s:
+            page = s.get(f"http://127.0.0.1:{c.dashboard_port}/workers").text
+        assert f'warn-text" title="this master runs Titan {master}' in page
+        assert "Titan 0.0.9</span>" in page
     finally:
         client.cancel(dag["ref"])
 

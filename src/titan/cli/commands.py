@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from titan import log_lines
 from titan.cli.output import (
     cell,
+    clip,
     counts,
     failed_jobs,
     for_terminal,
@@ -305,13 +306,19 @@ def cmd_workers(args: argparse.Namespace) -> int:
         print_json(info)
         return 0
     workers = info.get("workers") or []
+    master = info.get("version")
+    other = [w for w in workers if w.get("version") and master and w["version"] != master]
     if not workers:
         print("no workers (start one with `titan worker --master URL`)")
     else:
-        table(["ID", "NAME", "HOST", "CAPABILITIES", "SLOTS", "RUNNING", "STATE", "LAST SEEN"],
-               [[w.get("id"), w.get("name"), w.get("hostname"),
-                 ",".join(w.get("capabilities") or []), w.get("slots"), w.get("running"),
-                 w.get("state"), when(w.get("last_seen_at"))] for w in workers])
+        table(["ID", "NAME", "HOST", "VERSION", "CAPABILITIES", "SLOTS", "RUNNING", "STATE",
+               "LAST SEEN"],
+              [[w.get("id"), clip(w.get("name"), 32), clip(w.get("hostname"), 32),
+                (w.get("version") or "-") + (" *" if w in other else ""),
+                ",".join(w.get("capabilities") or []), w.get("slots"), _running(w),
+                w.get("state"), when(w.get("last_seen_at"))] for w in workers])
+    if other:
+        print(f"\n* not this master's version ({master}): upgrade workers and masters together")
     queues = {k: v for k, v in (info.get("queues") or {}).items() if v}
     if queues:
         print("\nready: " + ", ".join(f"{k} {v}" for k, v in sorted(queues.items())))
@@ -325,6 +332,15 @@ def cmd_workers(args: argparse.Namespace) -> int:
         if listed > 0:
             print(f"... and {listed} more (titan workers --json has the counts)")
     return 0
+
+
+def _running(worker: dict[str, Any]) -> str:
+    """A worker's running jobs by reference (``dag#run/job``), the first three and a count."""
+    ids = worker.get("running")
+    refs = worker.get("running_refs") or \
+        ([str(i) for i in ids] if isinstance(ids, list) else [str(ids)] if ids else [])
+    shown = ", ".join(clip(ref, 40) for ref in refs[:3])
+    return (shown + (f" +{len(refs) - 3}" if len(refs) > 3 else "")) or "-"
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -48,6 +48,13 @@ def for_terminal(text: str, tty: bool) -> str:
 MAX_PAD = 48
 
 
+def clip(value: Any, width: int) -> str:
+    """``value`` as a cell of at most ``width`` characters, a longer one cut to end in "…":
+    for a column whose values others choose (a worker names itself, up to 200 characters)."""
+    text = cell(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[cell(c) for c in r] for r in rows]
     widths = [min(MAX_PAD, max(len(row[i]) for row in cells)) for i in range(len(headers))]

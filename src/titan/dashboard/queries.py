@@ -92,7 +92,8 @@ async def cluster(c: Ctx, p: auth.Principal, host: str | None = None) -> Data:
             "unlisted": {cap: n - worker_views.UNSCHEDULABLE_LISTED
                          for cap, n in blocked.items()
                          if n > worker_views.UNSCHEDULABLE_LISTED},
-            "master_url": c.config.public_url_as_seen(host), "services": services}
+            "master_url": c.config.public_url_as_seen(host), "services": services,
+            "version": base["version"]}
 
 
 # -- DAG list ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 from websockets.exceptions import WebSocketException
 
 from titan import errors
+from titan.version import __version__
 from titan.worker.assignment import Key
 from titan.worker.channel import ChannelIntake, ChannelUnavailable
 from titan.worker.channel_wire import channel_url
@@ -96,6 +97,7 @@ class LeaseThread:
             "pid": os.getpid(), "capabilities": self.capabilities, "slots": self.slots,
             "lend": self._runner.lends_waiting_slots,
             "now": time.time(),  # the master estimates this host's clock skew from it
+            "version": __version__,  # the master tells a fleet of mixed versions
         }
         if reattach:
             body["running"] = [{"id": i, "attempt": a} for i, a in self._held()]

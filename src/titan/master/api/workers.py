@@ -7,7 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Body, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Body, Request, WebSocket, WebSocketDisconnect
 
 from titan.errors import APIError
 from titan.master.api.body import JSONRoute
@@ -38,8 +38,9 @@ router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["workers"])
 
 
 @router.post("/workers/register", summary="A worker joins (or re-joins with its old id)")
-async def register(c: CtxDep, p: WorkerAuth, body: dict[str, Any] = Body(...)) -> Row:
-    return await proto.register(c.engine, body, p)
+async def register(request: Request, c: CtxDep, p: WorkerAuth,
+                   body: dict[str, Any] = Body(...)) -> Row:
+    return await proto.register(c.engine, body, p, request.headers.get("user-agent"))
 
 
 @router.post("/workers/{worker_id}/poll", summary="Long-poll for jobs and cancels")

@@ -141,6 +141,8 @@ class WorkerRec:
     waiting: dict[int, int] = field(default_factory=dict)
     # How far its wall clock is from the master's: its log lines' times are shifted by it.
     clock: WorkerClock = field(default_factory=WorkerClock)
+    # The Titan version it runs, as it said at registration (None: it did not say).
+    version: str | None = None
 
     @property
     def live(self) -> bool:

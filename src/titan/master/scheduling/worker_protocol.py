@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -22,8 +23,12 @@ from titan.master.scheduling.state import RUNNING, Changes, WorkerRec, capacity
 from titan.master.scheduling.validation import check_name
 from titan.redaction import scrub_titan_tokens
 from titan.storage.base import Row
+from titan.version import __version__
 
 log = logging.getLogger("titan.master")
+
+#: A version string as a worker may state it (PEP 440's characters, and a local part).
+_VERSION = re.compile(r"[0-9A-Za-z.+!_-]{1,64}")
 
 MAX_LINE = 64 * 1024
 
@@ -60,7 +65,19 @@ def attempt_key(item: Row, field: str) -> tuple[int, int]:
             int_field(item.get("attempt"), f"{field}[].attempt"))
 
 
-async def register(engine: Engine, body: Row, who: Principal) -> Row:
+def worker_version(body: Row, user_agent: str | None) -> str | None:
+    """The Titan version a registering worker runs: its body's ``version``, else its
+    User-Agent's ``titan-worker/<version>`` (an earlier worker says it only there). A worker
+    may say anything: only a plain version string is kept, None otherwise."""
+    said = body.get("version")
+    if not isinstance(said, str):
+        agent = re.match(r"titan-worker/(\S+)", user_agent or "")
+        said = agent.group(1) if agent else None
+    return said if said is not None and _VERSION.fullmatch(said) else None
+
+
+async def register(engine: Engine, body: Row, who: Principal,
+                   user_agent: str | None = None) -> Row:
     """Join, or re-join with an old id. Only the holder of a worker's credential (or an admin)
     may name its id: a bare worker token gets a fresh random id, so no one holding a worker
     token can take over a live worker, nor claim one's id while a restarted master waits for
@@ -88,10 +105,17 @@ async def register(engine: Engine, body: Row, who: Principal) -> Row:
         id=worker_id, name=str(body.get("name") or worker_id)[:200],
         hostname=str(body.get("hostname") or "")[:255], capabilities=capabilities,
         slots=slots, last_seen=now, lends=body.get("lend") is True,
+        version=worker_version(body, user_agent),
     )
     if old is not None:
         worker.clock = old.clock  # re-joining: what was learnt of its clock still holds
     _clock_said(worker, body.get("now"), now)
+    if worker.version != __version__ and (old is None or old.version != worker.version):
+        # Once per worker (and again if it comes back on another version): a fleet half
+        # upgraded went unnoticed, the version only in each request's User-Agent.
+        log.warning("worker %s (%s) runs Titan %s, this master %s: upgrade them together",
+                    worker_id, worker.name, worker.version or "of an unknown version",
+                    __version__)
     ch = Changes()
     engine.sched.add_worker(worker, ch)
     kill = engine.sched.renew(worker, running)

@@ -11,6 +11,7 @@ from titan.master.scheduling import services
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.state import RUNNING, WorkerRec
 from titan.storage.base import Row
+from titan.version import __version__
 
 #: Jobs listed per capability no live worker has (``unschedulable_counts`` has the totals).
 UNSCHEDULABLE_LISTED = 100
@@ -39,10 +40,18 @@ async def workers_view(engine: Engine) -> Row:
              started_at=getattr(j, "started_at", None) or j.row.get("started_at"))
         for j in sched.jobs.values() if j.is_service and j.state == RUNNING
     ]
-    return {"workers": [worker_view(engine, r) for r in rows],
+    return {"workers": [worker_view(engine, r) for r in rows], "version": __version__,
             "queues": sched.queue_depths(), "unschedulable": waiting,
             "unschedulable_counts": counts,
             "services": sorted(running, key=lambda s: s["id"])}
+
+
+def _ref(engine: Engine, job_id: int) -> str:
+    """``dag#run/job_id`` of a running job (in memory: its DAG is unfinished); its id if not."""
+    job = engine.sched.jobs.get(job_id)
+    dag = engine.sched.dags.get(job.dag_id) if job is not None else None
+    return f"{dag.name}#{dag.run}/{job.job_id}" if job is not None and dag is not None \
+        else str(job_id)
 
 
 def worker_view(engine: Engine, row: Row) -> Row:
@@ -58,10 +67,14 @@ def worker_view(engine: Engine, row: Row) -> Row:
         # over (an ops QA pass).
         silent = time.time() - max(row["last_seen_at"] or 0.0, engine.started_at)
         state = "lost" if silent > engine.config.lease_seconds else "unknown"
+    running = sorted(live.running) if live else []
     return {
         "id": row["id"], "name": row["name"], "hostname": row["hostname"],
         "capabilities": row["capabilities"], "slots": row["slots"],
-        "running": sorted(live.running) if live else [],
+        "running": running, "running_refs": [_ref(engine, job_id) for job_id in running],
+        # What it said at registration to this master (None: not connected here, or said
+        # nothing one could show).
+        "version": live.version if live else None,
         "state": state, "last_seen_at": live.last_seen if live else row["last_seen_at"],
         "transport": live.transport if live else None,
         # Master minus worker, seconds (0.0 within a second); None: not connected here.
