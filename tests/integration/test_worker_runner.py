@@ -126,9 +126,12 @@ def test_script_runs_as_main_with_argv_cwd_env(job: Job, tmp_path: Path, kind: s
     assert out == ["name __main__", "argv ['a b', '--x=1']", f"argv0 {tmp_path / 'job.py'}",
                    f"cwd {tmp_path}", "env v1", f"path {tmp_path} 1"]
     ended = sink.outcome.pop("ended_at")  # when the process ended, by the worker's clock
+    # and how long after the worker took the attempt, by its steady clock (what the master
+    # adds to its own start: a worker's wrong wall clock does not zero a duration)
+    elapsed = sink.outcome.pop("elapsed")
     assert sink.outcome == {"id": 1, "attempt": 1, "exit_code": 0, "error": None,
                             "timed_out": False}
-    assert abs(time.time() - ended) < 60
+    assert abs(time.time() - ended) < 60 and 0 < elapsed < 60
 
 
 
