@@ -37,10 +37,18 @@ def render() -> str:
              "Generated from `titan COMMAND --help` by `make docs`; do not edit by hand.\n",
              "```text", help_text([]), "```\n"]
     for cmd, parser in subcommands(build_parser()).items():
-        parts += [f"## `titan {cmd}`\n", "```text", help_text([cmd]), "```\n"]
-        for sub in subcommands(parser):
-            parts += [f"### `titan {cmd} {sub}`\n", "```text", help_text([cmd, sub]), "```\n"]
+        parts += _section([cmd], parser)
     return "\n".join(parts)
+
+
+def _section(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """A command's help, then each of its sub-commands' at any depth (``titan admin blobs
+    gc``), a heading level deeper."""
+    parts = [f"{'#' * (len(argv) + 1)} `titan {' '.join(argv)}`\n", "```text",
+             help_text(argv), "```\n"]
+    for sub, child in subcommands(parser).items():
+        parts += _section([*argv, sub], child)
+    return parts
 
 
 if __name__ == "__main__":

@@ -31,20 +31,20 @@ def check_window(value: str | None) -> float | None:
     return time.time() - seconds
 
 
-def deletion_cutoff(value: str, what: str) -> float:
-    """The 'before' timestamp of a deletion window (retention, prune): hours or days only, an
-    hour at least. ``3m`` is refused: read as minutes it deleted almost every run of someone
-    who meant months."""
+def deletion_cutoff(value: str, what: str, field: str = "older_than") -> float:
+    """The 'before' timestamp of a deletion window (retention, prune, a blob's grace period):
+    hours or days only, an hour at least. ``3m`` is refused: read as minutes it deleted almost
+    every run of someone who meant months. ``field``: the request field it came from."""
     m = _WINDOW.fullmatch(value.strip()) if isinstance(value, str) else None
     unit = m.group(2).lower() if m else ""
     seconds = float(m.group(1)) * _UNIT[unit] if m and unit in ("h", "d") else 0.0
     if seconds > time.time():
         raise ValidationFailed(f"{what} {str(value)[:40]!r} reaches back before 1970: nothing "
                                "is that old (write a shorter window)",
-                               details={"field": "older_than"})
+                               details={"field": field})
     if not seconds >= 3600:
         why = " (minutes or months? write hours or days)" if unit == "m" else ""
         raise ValidationFailed(f"{what} must be a number of hours or days, at least 1h "
                                f"(12h, 90d), got {str(value)[:40]!r}{why}",
-                               details={"field": "older_than"})
+                               details={"field": field})
     return time.time() - seconds

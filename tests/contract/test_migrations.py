@@ -56,6 +56,7 @@ ADDED: dict[int, dict[str, Any]] = {
     18: {"columns": {"agent_runs": ("unarchived_at",)}},
     19: {"columns": {"agent_runs": ("unpriced_calls",)}},
     20: {"columns": {"log_lines": ("continues",)}},
+    21: {"columns": {"blobs": ("used_at",)}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

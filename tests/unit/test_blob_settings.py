@@ -1,4 +1,5 @@
-"""TITAN_BLOB_STORE, TITAN_BLOB_DIR and TITAN_S3_ENDPOINT_URL: read together, refused early."""
+"""TITAN_BLOB_STORE, TITAN_BLOB_DIR and TITAN_S3_ENDPOINT_URL: read together, refused early;
+and TITAN_BLOB_GC, the garbage collection's grace period."""
 
 from __future__ import annotations
 
@@ -94,3 +95,18 @@ def test_what_the_apps_startup_opens_is_tried_first(
 def test_settings_out_of_range_are_refused(settings: dict[str, int], said: str) -> None:
     with pytest.raises(ConfigError, match=said):
         MasterConfig(**settings).check()  # type: ignore[arg-type]
+
+
+def test_blob_garbage_collection_is_on_with_a_day_of_grace_unless_turned_off(
+        tmp_path: Path) -> None:
+    def config(value: str | None) -> MasterConfig:
+        return MasterConfig(data_dir=str(tmp_path), blob_gc=value)
+
+    assert config(None).blob_gc_min_age == config("").blob_gc_min_age == "1d"
+    assert config("12h").blob_gc_min_age == "12h"
+    for off in ("off", "OFF", "0", "no", "false"):
+        assert config(off).blob_gc_min_age is None
+        config(off).check()
+    for bad in ("30m", "1w", "forever"):
+        with pytest.raises(ConfigError, match="TITAN_BLOB_GC"):
+            config(bad).check()

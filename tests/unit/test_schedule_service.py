@@ -323,7 +323,7 @@ def test_a_tick_whose_run_cannot_start_is_recorded_failed_and_the_next_comes(
             tx.conn.execute(delete(schema.blobs))  # type: ignore[attr-defined]
 
         await m.engine.run(lose_the_script)
-        m.engine.known_blobs.clear()
+        m.engine.blob_holds.known.clear()
         clock[0] = T0 + 3 * MIN
         await m.schedules.tick(m.schedules.get("nightly"))
         [fire] = await m.fires("nightly")

@@ -19,6 +19,7 @@ from typing import Any
 from titan import envfile
 from titan.cli.commands import (
     Handler,
+    cmd_admin,
     cmd_cancel,
     cmd_dags,
     cmd_dashboard,
@@ -201,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dags_arguments(command("dags", cmd_dags, "DAG runs: prune old ones with their jobs "
                                "and logs"), common)
+
+    from titan.cli.admin import add_arguments as add_admin_arguments
+
+    add_admin_arguments(command("admin", cmd_admin, "the master's upkeep (admin): blobs gc "
+                                "deletes blobs nothing names any more", parents=[]), common)
 
     from titan.cli.files import add_arguments as add_files_arguments
 

@@ -198,16 +198,28 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             # (a driver records itself and its code before it waits, as without ``wait``)
             left = WAIT_SLICE if deadline is None else deadline - time.monotonic()
             hold = max(0.0, math.ceil(min(WAIT_SLICE, left) * 1000) / 1000)
+        def send() -> dict[str, Any]:
+            try:
+                # Retried within the wait's timeout only (a master away is not waited out
+                # past it); a retry asks the master to hold only what is left of the wait.
+                reply: dict[str, Any] = self._transport.call(
+                    "POST", "/dags", json=body, idempotency_key=True, deadline=deadline,
+                    hold=Hold("wait", time.monotonic() + hold, WAIT_MARGIN) if hold else None)
+            except ConnectionFailed as exc:
+                raise unreachable_within(exc, deadline, f"submitting DAG {name!r} (whether "
+                                         f"it was submitted is unknown: list_dags(name="
+                                         f"{name!r}) says)") from None
+            return reply
+
         try:
-            # Retried within the wait's timeout only (a master away is not waited out past
-            # it); a retry asks the master to hold only what is left of the wait.
-            reply: dict[str, Any] = self._transport.call(
-                "POST", "/dags", json=body, idempotency_key=True, deadline=deadline,
-                hold=Hold("wait", time.monotonic() + hold, WAIT_MARGIN) if hold else None)
-        except ConnectionFailed as exc:
-            raise unreachable_within(exc, deadline, f"submitting DAG {name!r} (whether it "
-                                     f"was submitted is unknown: list_dags(name={name!r}) "
-                                     "says)") from None
+            reply = send()
+        except InvalidDAG as exc:
+            # A script this client uploaded earlier, and so did not ask about, was collected
+            # as unused since (blob garbage collection): uploaded again, sent again, once.
+            if not self._forget_uploaded(exc.details.get("sha256")):
+                raise
+            self._script_blobs(jobs, deadline)
+            reply = send()
         if driving and agent_run_id:
             # This process drives the run from outside: it ends when the process does, and
             # what it runs is recorded so the run can be replayed.

@@ -121,6 +121,15 @@ class FileOps:
         self._upload_missing(contents)
         return shas
 
+    def _forget_uploaded(self, sha: Any) -> bool:
+        """Forget that ``sha`` was uploaded (the master refused it as missing: collected as
+        unused since); whether this client had taken it for uploaded."""
+        with self._uploaded_lock:
+            if sha not in self._uploaded:
+                return False
+            self._uploaded.discard(sha)
+            return True
+
     def _upload_missing(self, contents: dict[str, bytes],
                         deadline: float | None = None) -> None:
         """Upload the bodies (by sha256) the master lacks: one question, then one PUT each."""

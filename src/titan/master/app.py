@@ -62,6 +62,7 @@ from titan.master.api.limits import BodyGuard
 from titan.master.api.mcp import McpEndpoint
 from titan.master.auth import tokens as auth
 from titan.master.auth.proofs import ProofKeys
+from titan.master.blob_gc import BlobCollector
 from titan.master.config import MasterConfig
 from titan.master.context import Ctx
 from titan.master.egress import EgressPolicy
@@ -256,6 +257,9 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
             tasks.append(asyncio.create_task(keep_pruning(engine, config.dag_retention)))
         else:  # (keep_pruning starts with it)
             tasks.append(asyncio.create_task(finish_at_start(engine)))
+        blob_gc = BlobCollector(engine, blobs, config.blob_gc_min_age)
+        if blob_gc.min_age is not None:
+            tasks.append(asyncio.create_task(blob_gc.keep_collecting()))
         # After the engine's recovery: a tick's overlap policy asks which runs still run.
         scheduled = Schedules(engine)
         await scheduled.start()
@@ -263,7 +267,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
                             blobs=blobs, tokens=auth.TokenCache(),
                             proofs=ProofKeys(engine), runs=runs,
                             retention=retention, replays=replays, evals=evals,
-                            otlp=otlp_in, exporter=exporter, schedules=scheduled)
+                            otlp=otlp_in, exporter=exporter, schedules=scheduled,
+                            blob_gc=blob_gc)
         log.info("master ready: %s (database %s)", config.api_url, storage.url.split("@")[-1])
         _settle_heap()
         try:
@@ -271,6 +276,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         finally:
             for task in tasks:
                 task.cancel()
+            blob_gc.stop()
             await mcp_endpoint.stop()  # its calls loop back through the API: stop it first
             await scheduled.stop()  # no tick starts once the engine is stopping
             await otlp_in.stop()  # held spans are recorded while the writer still runs

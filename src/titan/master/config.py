@@ -114,6 +114,10 @@ class MasterConfig:
     blob_dir: str | None = field(default_factory=lambda: os.environ.get("TITAN_BLOB_DIR"))
     s3_endpoint_url: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_S3_ENDPOINT_URL"))
+    #: Blob garbage collection (titan.master.blob_gc): blobs nothing names, unused this long
+    #: ("1d" when unset, "12h"; at least an hour), are deleted hourly and after a prune;
+    #: "off": only when an admin asks (POST /blobs/gc, titan admin blobs gc).
+    blob_gc: str | None = field(default_factory=lambda: os.environ.get("TITAN_BLOB_GC"))
     #: OTLP out (titan.master.otel): the collector's OTLP/HTTP URL, which runs are sent
     #: ("all", or "opt-in": those tagged otlp), extra request headers, and whether inputs
     #: and outputs go along. Checked when the master starts.
@@ -141,6 +145,14 @@ class MasterConfig:
             raise ConfigError(f"TITAN_RUN_ARCHIVE_DAYS must be a number of days (0 turns "
                               f"archiving off), got {raw!r}")
         return days
+
+    @property
+    def blob_gc_min_age(self) -> str | None:
+        """TITAN_BLOB_GC as the master's own collections' grace period; None when off."""
+        raw = (self.blob_gc or "").strip()
+        if not raw:
+            return "1d"
+        return None if raw.lower() in ("off", "0", "no", "false") else raw
 
     def redactor(self) -> Redactor | None:
         """The PII redactor these settings ask for (None: off); ConfigError naming a bad
@@ -171,7 +183,8 @@ class MasterConfig:
         _ = self.archive_days
         self.blob_settings()
         for window, env in ((self.run_retention, "TITAN_RUN_RETENTION"),
-                            (self.dag_retention, "TITAN_DAG_RETENTION")):
+                            (self.dag_retention, "TITAN_DAG_RETENTION"),
+                            (self.blob_gc_min_age, "TITAN_BLOB_GC")):
             if window is not None:
                 try:
                     deletion_cutoff(window, env)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from titan.master.auth.proofs import ProofKeys
 from titan.master.auth.tokens import TokenCache
+from titan.master.blob_gc import BlobCollector
 from titan.master.config import MasterConfig
 from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
@@ -41,6 +42,7 @@ class Ctx:
     otlp: Receiver  # OTLP in: traces become runs
     exporter: Exporter | None  # OTLP out: None unless TITAN_OTLP_ENDPOINT is set
     schedules: Schedules  # cron schedules: a run per tick
+    blob_gc: BlobCollector  # deleting blobs nothing names any more
     #: This master process's own key: a dashboard session signed in over plain HTTP is
     #: signed with it too, so it ends when this process does (auth/sessions.py).
     process_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))

@@ -1,10 +1,11 @@
 """The storage interface's data part: TitanStore keys and sets, content-addressed blobs and
-the named files that point at them (contract: tests/contract/test_storage.py)."""
+the named files that point at them (contract: tests/contract/test_storage.py and, for what
+garbage collection asks, tests/contract/test_storage_blobs.py)."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from titan.storage.rows import Row
 
@@ -51,7 +52,28 @@ class StoreTransaction(abc.ABC):
 
     @abc.abstractmethod
     def add_blob(self, sha256: str, size: int, now: float) -> None:
-        """Record a stored blob (idempotent)."""
+        """Record a stored blob (idempotent); one recorded before counts as used ``now``
+        (garbage collection spares it for a grace period from then)."""
+
+    @abc.abstractmethod
+    def use_blobs(self, shas: Iterable[str], now: float) -> set[str]:
+        """Which of these blobs are recorded; those count as used ``now`` (a client told a
+        blob is there names it a moment later: the grace period runs from here)."""
+
+    @abc.abstractmethod
+    def stale_blobs(self, before: float) -> Iterator[tuple[str, int]]:
+        """(sha256, size) of every recorded blob last stored or used before ``before``, by
+        name, read a page at a time as the iterator is consumed."""
+
+    @abc.abstractmethod
+    def blob_references(self) -> Iterator[str]:
+        """Every blob name the database holds anywhere (``storage/blob_refs.py``: the one
+        list), a name as often as it is found, read a page at a time."""
+
+    @abc.abstractmethod
+    def delete_blobs(self, shas: Iterable[str], before: float) -> list[tuple[str, int]]:
+        """Forget those of these blobs still last stored or used before ``before``; the
+        (sha256, size) forgotten. Their bodies are the blob store's to delete, after."""
 
     @abc.abstractmethod
     def add_file(self, row: Row) -> int:

@@ -214,6 +214,12 @@ def _continued_lines(conn: Connection) -> None:
                           "DEFAULT FALSE"))
 
 
+def _blob_use(conn: Connection) -> None:
+    # Blobs from before: NULL, read as their created_at (when they were first stored).
+    if "used_at" not in {c["name"] for c in inspect(conn).get_columns("blobs")}:
+        conn.execute(text("ALTER TABLE blobs ADD COLUMN used_at FLOAT"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -237,6 +243,7 @@ MIGRATIONS: list[Migration] = [
     (18, "agent runs: when an operator last took one out of the archive", _unarchived),
     (19, "agent runs: LLM calls of unknown price", _unpriced_calls),
     (20, "log lines: a line cut at 64 KiB says it goes on in the next", _continued_lines),
+    (21, "blobs: when each was last stored or vouched for (garbage collection)", _blob_use),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

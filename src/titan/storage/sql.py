@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -19,12 +19,13 @@ from sqlalchemy.exc import DataError
 from titan.errors import ValidationFailed
 from titan.storage import compiled, deferred
 from titan.storage import schema as t
-from titan.storage.base import Row, Storage, Transaction, iter_chunks, read_safely
+from titan.storage.base import Row, Storage, Transaction, read_safely
 from titan.storage.leadership import Leadership
 from titan.storage.migrations import migrate
 from titan.storage.sql_actions import ActionsSQL
 from titan.storage.sql_agent_runs import AgentRunsSQL
 from titan.storage.sql_attempts import AttemptsSQL
+from titan.storage.sql_blobs import BlobsSQL
 from titan.storage.sql_dag_retention import DagRetentionSQL
 from titan.storage.sql_evals import EvalsSQL
 from titan.storage.sql_jobs import JobsSQL
@@ -35,7 +36,8 @@ log = logging.getLogger("titan.storage")
 _INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one sign
 
 
-class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, Transaction):
+class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL,
+                     EvalsSQL, SchedulesSQL, BlobsSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any,
                  after: list[Callable[[Transaction], None]] | None = None) -> None:
         self.conn = conn
@@ -220,19 +222,7 @@ class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, Action
                                  .order_by(both.c.key, both.c.kind.desc()).limit(limit))
         return [{"key": r[0], "kind": r[1], "updated_at": r[2]} for r in rows]
 
-    # -- blobs and files ----------------------------------------------------------------------
-    def blobs_present(self, shas: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in iter_chunks(list(shas), 500):
-            rows = self.conn.execute(select(t.blobs.c.sha256).where(t.blobs.c.sha256.in_(chunk)))
-            found.update(r[0] for r in rows)
-        return found
-
-    def add_blob(self, sha256: str, size: int, now: float) -> None:
-        self.conn.execute(
-            self.insert(t.blobs).values(sha256=sha256, size=size, created_at=now).on_conflict_do_nothing()
-        )
-
+    # -- files ------------------------------------------------------------------------------
     def add_file(self, row: Row) -> int:
         return int(self.conn.execute(t.files.insert().values(**row).returning(t.files.c.id)).scalar_one())
 

@@ -140,6 +140,8 @@ async def prune(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
         raise ValidationFailed("dry_run must be true or false", details={"field": "dry_run"})
     before = deletion_cutoff(body["older_than"], "older_than")
     ids = await prune_dags(c.engine, before, dry_run=dry_run)
+    if ids and not dry_run:
+        c.blob_gc.soon()  # the scripts only those DAGs ran go too
     return {"pruned": len(ids), "dry_run": dry_run, "dag_ids": ids[:1000], "before": before}
 
 

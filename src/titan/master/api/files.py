@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 
 from titan.errors import Forbidden, NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, CtxDep, Fetcher, Reader, Writer
+from titan.master.api.deps import API_PREFIX, Collector, CtxDep, Fetcher, Reader, Writer
 from titan.master.api.downloads import blob_response
 from titan.master.api.params import DagFilter, check_key
 from titan.master.auth.tokens import Principal
@@ -45,7 +45,7 @@ async def _store_body(c: Ctx, request: Request, expect: str | None = None) -> tu
     sha, size = await c.blobs.write(request.stream(), expect=expect)
     now = time.time()
     await c.engine.run(lambda tx: tx.add_blob(sha, size, now))
-    c.engine.known_blobs.add(sha)
+    c.engine.blob_holds.known.add(sha)
     return sha, size
 
 
@@ -94,11 +94,29 @@ async def missing(c: CtxDep, p: Reader, body: dict[str, Any] = Body(...)) -> Row
     shas = body.get("sha256")
     if not isinstance(shas, list) or not all(isinstance(s, str) for s in shas):
         raise ValidationFailed("'sha256' must be a list of hex digests")
-    present = await c.engine.read(lambda tx: tx.blobs_present(shas))
+    # Those present count as used now: the client names them a moment later without
+    # uploading them, and garbage collection spares a blob used within its grace period.
+    # A write, through the writer, so it comes wholly before or after a collection's
+    # deletion (then the blob is gone, and said missing).
+    now = time.time()
+    present = await c.engine.run(lambda tx: tx.use_blobs(shas, now))
     # Recorded and in the store: a row whose body the store lacks (a directory wiped by
     # hand, a store switched without moving its blobs) asks the client to upload it again.
     stored = await asyncio.to_thread(c.blobs.present, [s for s in shas if s in present])
     return {"missing": [s for s in shas if s not in stored]}
+
+
+@router.post("/blobs/gc", summary="Delete blobs nothing names, unused for a grace period "
+             "(garbage collection)")
+async def collect_blobs(c: CtxDep, p: Collector, body: Any = Body(None)) -> Row:
+    body = {} if body is None else body
+    if not isinstance(body, dict) or set(body) - {"dry_run", "min_age"}:
+        raise ValidationFailed('the body must be {"dry_run": true, "min_age": "1d"} (both '
+                               "optional)")
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ValidationFailed("dry_run must be true or false", details={"field": "dry_run"})
+    return await c.blob_gc.collect(body.get("min_age"), dry_run=dry_run)
 
 
 @router.put("/blobs/{sha256}", status_code=201, summary="Upload a blob (raw body, streamed)")

@@ -99,6 +99,12 @@ class BlobList(_Open):
     sha256: list[str]
 
 
+class BlobCollect(_Closed):
+    dry_run: bool = Field(False, description="Say what would go; delete nothing")
+    min_age: str | None = Field(None, description="Only blobs unused this long: 12h, 1d "
+                                "(at least 1h; default TITAN_BLOB_GC, else 1d)")
+
+
 class TokenCreate(_Open):
     role: Literal["admin", "operator", "viewer", "worker"]
     name: str | None = None
@@ -241,6 +247,17 @@ class BlobStored(_Open):
 
 class Missing(_Open):
     missing: list[str]
+
+
+class BlobsCollected(_Open):
+    dry_run: bool
+    min_age: str
+    before: Timestamp = Field(description="Blobs last stored or used before this went")
+    blobs: int = Field(description="How many went (with dry_run: would go)")
+    bytes: int
+    sha256: list[str] = Field(description="Their names, the first 1,000")
+    kept: int = Field(description="Found unused, then used again while it ran: kept")
+    seconds: float
 
 
 class FileView(_Open):

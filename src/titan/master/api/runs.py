@@ -121,6 +121,8 @@ async def prune_runs(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
                               or not all(isinstance(i, str) for i in among)):
         raise ValidationFailed("run_ids must be a list of run ids")
     ids = await c.retention.prune(before, dry_run=dry_run, among=among)
+    if ids and not dry_run:
+        c.blob_gc.soon()  # what only those runs named goes too
     return {"pruned": len(ids), "dry_run": dry_run, "run_ids": ids[:1000],
             "before": before}
 

@@ -62,7 +62,6 @@ class Dispatcher:
         self.proxy = proxy
         self.lifecycle = lifecycle
         self.spawn = spawn
-        self._coding_sha: str | None = None
 
     @property
     def proxy_base(self) -> str:
@@ -122,16 +121,15 @@ class Dispatcher:
         return await self.engine.submit_dag(name, specs, active.run_id, agent["name"])
 
     async def _coding_job_blob(self) -> str:
-        """The coding job script in the blob store, stored once per master."""
-        if self._coding_sha is None:
-            script = CODING_JOB.read_bytes()
-            sha = await asyncio.get_running_loop().run_in_executor(
-                None, self.blobs.write_bytes, script)
-            size = len(script)
-            await self.engine.run(lambda tx: tx.add_blob(sha, size, time.time()))
-            self.engine.known_blobs.add(sha)
-            self._coding_sha = sha
-        return self._coding_sha
+        """The coding job script in the blob store, stored (a look, once it is there) and
+        recorded as used at each dispatch: kept in memory, its name outlived the blob once
+        garbage collection took it with the last job that ran it."""
+        script = CODING_JOB.read_bytes()
+        sha = await asyncio.get_running_loop().run_in_executor(
+            None, self.blobs.write_bytes, script)
+        await self.engine.run(lambda tx: tx.add_blob(sha, len(script), time.time()))
+        self.engine.blob_holds.known.add(sha)
+        return sha
 
     async def _watch_job(self, run_id: str, dag_id: int) -> None:
         hub = self.engine.hub

@@ -120,13 +120,6 @@ class Evaluations:
             else None
         agent = parse_agent(body.get("agent"))
         self._check_egress(agent)
-        sha = agent.get("script_sha256")
-        if sha and sha not in self.engine.known_blobs and not await self.engine.read(
-                lambda tx: tx.blobs_present({sha})):
-            # Refused here, not when a run is dispatched (it failed there as a 500).
-            raise ValidationFailed(f"agent.script_sha256 {sha[:12]}… was not uploaded (PUT "
-                                   "/api/v1/blobs/{sha256} first, or `titan eval run` uploads "
-                                   "it)", details={"field": "agent.script_sha256"})
         tasks = parse_tasks(body["tasks"], "tasks") if body.get("tasks") is not None else []
         check_task_tools(tasks, agent)
         description = body.get("description")
@@ -135,6 +128,13 @@ class Evaluations:
         now = time.time()
 
         def op(tx: Transaction) -> Row:
+            # Refused here, not when a run is dispatched (it failed there as a 500); used now,
+            # in the transaction that names it (garbage collection: see use_scripts).
+            sha = agent.get("script_sha256")
+            if sha and not tx.use_blobs({sha}, now):
+                raise ValidationFailed(f"agent.script_sha256 {sha[:12]}… was not uploaded (PUT "
+                                       "/api/v1/blobs/{sha256} first, or `titan eval run` "
+                                       "uploads it)", details={"field": "agent.script_sha256"})
             existing = tx.get_evaluation(evaluation_id)
             row: Row = {"id": evaluation_id, "description": description, "agent": agent,
                         "created_at": existing["created_at"] if existing else now,

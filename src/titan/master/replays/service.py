@@ -177,7 +177,9 @@ class Replays:
 
         def op(tx: Transaction) -> Row:
             run = run_or_404(tx, run_id)
-            missing = shas - tx.blobs_present(shas)
+            # Used now, in the transaction that names them (garbage collection: see
+            # engine_submission.use_scripts).
+            missing = shas - tx.use_blobs(shas, time.time())
             if missing:
                 raise ValidationFailed(f"blob {sorted(missing)[0][:12]}… was not uploaded "
                                        "(PUT /api/v1/blobs/{sha256} first)",
@@ -223,7 +225,7 @@ class Replays:
             if settings["files"]:
                 files.update(settings["files"])
             wanted = set(files.values())
-            missing = wanted - tx.blobs_present(wanted)
+            missing = wanted - tx.use_blobs(wanted, now)
             if missing:
                 raise not_available(f"a file of its code ({sorted(missing)[0][:12]}…) is "
                                     "no longer on the master")
@@ -260,7 +262,7 @@ class Replays:
             "job_id": DRIVER_JOB, "filename": "titan_replay.py", "script_sha256": script_sha,
             "retries": 0, "env": {"TITAN_REPLAY": json.dumps(job_settings(run))},
         }], max_jobs=1)
-        self.engine.known_blobs.add(script_sha)
+        self.engine.blob_holds.known.add(script_sha)
         await self.engine.submit_dag(stage, specs, replay_id, run["agent_id"])
         return {"run_id": replay_id, "replay_of": run_id, "status": "running",
                 "settings": job_settings(run) | {"code": settings["code"]}}

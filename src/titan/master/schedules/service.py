@@ -22,6 +22,7 @@ from titan.master.schedules import rules
 from titan.master.schedules.firing import Firing, ScheduleRec
 from titan.master.schedules.views import schedule_view
 from titan.master.scheduling.engine import Engine
+from titan.master.scheduling.engine_submission import use_scripts
 from titan.master.scheduling.validation import check_name, dag_name_of, validate_dag
 from titan.storage.base import Row, Transaction
 
@@ -109,6 +110,7 @@ class Schedules(Firing):
                     "updated_at": now}
 
         def insert(tx: Transaction) -> int:
+            use_scripts(tx, specs, time.time())  # (the clock a test sets is not this)
             schedule_id = tx.insert_schedule(row)
             if schedule_id is None:
                 raise Conflict(f"a schedule named {name!r} exists already (delete it "
@@ -158,6 +160,8 @@ class Schedules(Firing):
             unqueue = rec.queued is not None and overlap != "queue"
 
             def op(tx: Transaction) -> None:
+                if "jobs" in body:
+                    use_scripts(tx, jobs, time.time())
                 tx.update_schedule(rec.id, fields)
                 if unqueue:
                     tx.drop_queued_fires(rec.id, "the schedule's overlap policy changed")

@@ -26,6 +26,7 @@ from titan.errors import unstorable
 from titan.master.auth.tokens import JobTokens, WorkerCredentials
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
+from titan.master.scheduling.blob_holds import BlobHolds
 from titan.master.scheduling.engine_control import EngineControl
 from titan.master.scheduling.engine_core import StageHooks
 from titan.master.scheduling.engine_recovery import EngineRecovery
@@ -64,7 +65,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self.job_tokens: JobTokens | None = None
         self.worker_credentials: WorkerCredentials | None = None
         self.secret: str | None = None  # signs job tokens and dashboard sessions
-        self.known_blobs: set[str] = set()  # blobs are never deleted: a hit needs no read
+        self.blob_holds = BlobHolds()  # blobs known there, and held by writes in flight
         self.job_names = RecentJobNames()  # a wait on a job's name needs no read to find it
         self.revivals = asyncio.Lock()  # see EngineCore.revivals
         self.retiring: dict[int, asyncio.Future[Any]] = {}  # see EngineCore.retiring

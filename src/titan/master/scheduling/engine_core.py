@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from titan.master.auth.tokens import JobTokens
 from titan.master.config import MasterConfig
+from titan.master.scheduling.blob_holds import BlobHolds
 from titan.master.scheduling.refs import RecentJobNames
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import Changes, DagRec
@@ -44,7 +45,8 @@ class EngineCore(Protocol):
     writer: GroupCommitWriter
     sched: Scheduler
     job_tokens: JobTokens | None
-    known_blobs: set[str]
+    #: Blobs known to be there, and those writes in flight hold (garbage collection).
+    blob_holds: BlobHolds
     job_names: RecentJobNames
     stage_hooks: StageHooks | None
     #: Held while a finished DAG is read back into memory and while retention chooses and

@@ -37,17 +37,22 @@ from titan.storage.base import Row, Transaction
 
 class EngineSubmission:
     async def check_scripts(self: EngineCore, specs: list[Row]) -> None:
-        """InvalidDAG unless every script the validated ``specs`` name was uploaded."""
-        shas = {s["script_sha256"] for s in specs if s["script_sha256"]} - self.known_blobs
+        """InvalidDAG unless every script the validated ``specs`` name was uploaded. What then
+        commits rows naming them holds them from before this check (``blob_holds.hold``) or
+        checks them again in its own transaction (:func:`use_scripts`): garbage collection may
+        delete them in between otherwise."""
+        known = self.blob_holds.known
+        shas = {s["script_sha256"] for s in specs if s["script_sha256"]} - known
         present = await self.read(lambda tx: tx.blobs_present(shas)) if shas else set()
-        self.known_blobs.update(present)
-        present |= self.known_blobs
+        known.update(present)
+        present |= known
         for spec in specs:
             if spec["script_sha256"] and spec["script_sha256"] not in present:
                 raise InvalidDAG(
                     f"job {spec['job_id']!r}: script blob {spec['script_sha256'][:12]}… was not "
-                    "uploaded (PUT /api/v1/blobs/{sha256} first)",
-                    details={"job_id": spec["job_id"], "field": "script_sha256"},
+                    "uploaded, or was collected as unused (PUT /api/v1/blobs/{sha256} first)",
+                    details={"job_id": spec["job_id"], "field": "script_sha256",
+                             "sha256": spec["script_sha256"]},
                 )
 
     async def submit_dag(self: EngineCore, name: str, specs: list[Row],
@@ -61,59 +66,62 @@ class EngineSubmission:
         ``schedule`` names the schedule whose tick this run is; ``within(tx, dag_id)`` runs in
         the submission's own transaction, after the DAG's rows (a schedule records its fire
         there, so the fire and the run commit together; raising aborts both)."""
-        await self.check_scripts(specs)
-        now = time.time()
-        rows = [job_row(spec, i, now, self.config.default_retries) for i, spec in enumerate(specs)]
-        for row in rows:
-            # A job that can run at once is stored READY with its submission, so whoever reads
-            # it after submit_dag returned sees READY (the commit that leases it does not make
-            # the caller wait); the scheduler adopts a READY row without marking it again.
-            if not row["parents"] and not row["delay"] and row["job_type"] != APPROVAL:
-                if self.sched.capable(row["requirement"]):
-                    row.update(state=READY, ready_at=now)
-                else:  # stored with why, as the scheduler then says it: a view may read it
-                    row["reason"] = f"{NO_WORKER}{row['requirement']}"
-            elif not row["parents"] and row["delay"] and row["job_type"] != APPROVAL:
-                # Its wait, stored with it (the scheduler set it in a later commit: a job read
-                # right after submit_dag said nothing of its delay).
-                row.update(not_before=now + row["delay"],
-                           reason=f"delay: runnable {row['delay']:g}s after its parents "
-                                  "finished")
-
-        run_events: list[tuple[str, Row]] = []
-        leases = lease_with_submission(self, rows, agent_run_id, now)
-
-        def insert(tx: Transaction) -> list[Any]:
-            hooks = self.stage_hooks if agent_run_id else None
-            if hooks is not None and agent_run_id:
-                run_events.extend(hooks.stage_submitted(tx, agent_run_id, agent_id, now,
-                                                        started_by))
-            dag_row: Row = {
-                "name": name, "agent_run_id": agent_run_id, "submitted_at": now,
-                "status": "RUNNING" if leases else "WAITING", "cancelled": False,
-                "job_count": len(rows), "started_at": now if leases else None,
-            }
-            if schedule is not None:
-                dag_row["schedule"] = schedule
-            dag_id, run = tx.insert_next_dag(dag_row)
+        # Held from the check to the commit: garbage collection deletes none of these
+        # scripts meanwhile (blob_holds.py).
+        async with self.blob_holds.hold(s["script_sha256"] for s in specs):
+            await self.check_scripts(specs)
+            now = time.time()
+            rows = [job_row(spec, i, now, self.config.default_retries) for i, spec in enumerate(specs)]
             for row in rows:
-                row["dag_id"] = dag_id
-            ids = tx.insert_jobs(rows)
-            if leases:
-                tx.insert_attempts([{"job": ids[r["position"]], "attempt": 1,
-                                     "worker_id": w.id, "started_at": now, "state": RUNNING}
-                                    for r, w in leases])
-            if hooks is not None and agent_run_id:
-                hooks.stage_stored(tx, agent_run_id)
-            if within is not None:
-                within(tx, dag_id)
-            return [run, dag_id, ids]
+                # A job that can run at once is stored READY with its submission, so whoever reads
+                # it after submit_dag returned sees READY (the commit that leases it does not make
+                # the caller wait); the scheduler adopts a READY row without marking it again.
+                if not row["parents"] and not row["delay"] and row["job_type"] != APPROVAL:
+                    if self.sched.capable(row["requirement"]):
+                        row.update(state=READY, ready_at=now)
+                    else:  # stored with why, as the scheduler then says it: a view may read it
+                        row["reason"] = f"{NO_WORKER}{row['requirement']}"
+                elif not row["parents"] and row["delay"] and row["job_type"] != APPROVAL:
+                    # Its wait, stored with it (the scheduler set it in a later commit: a job read
+                    # right after submit_dag said nothing of its delay).
+                    row.update(not_before=now + row["delay"],
+                               reason=f"delay: runnable {row['delay']:g}s after its parents "
+                                      "finished")
 
-        try:
-            (run, dag_id, ids), replayed = await self.run(once(idempotency_key, scope, insert))
-        finally:
-            for _row, worker in leases:
-                worker.reserved -= 1
+            run_events: list[tuple[str, Row]] = []
+            leases = lease_with_submission(self, rows, agent_run_id, now)
+
+            def insert(tx: Transaction) -> list[Any]:
+                hooks = self.stage_hooks if agent_run_id else None
+                if hooks is not None and agent_run_id:
+                    run_events.extend(hooks.stage_submitted(tx, agent_run_id, agent_id, now,
+                                                            started_by))
+                dag_row: Row = {
+                    "name": name, "agent_run_id": agent_run_id, "submitted_at": now,
+                    "status": "RUNNING" if leases else "WAITING", "cancelled": False,
+                    "job_count": len(rows), "started_at": now if leases else None,
+                }
+                if schedule is not None:
+                    dag_row["schedule"] = schedule
+                dag_id, run = tx.insert_next_dag(dag_row)
+                for row in rows:
+                    row["dag_id"] = dag_id
+                ids = tx.insert_jobs(rows)
+                if leases:
+                    tx.insert_attempts([{"job": ids[r["position"]], "attempt": 1,
+                                         "worker_id": w.id, "started_at": now, "state": RUNNING}
+                                        for r, w in leases])
+                if hooks is not None and agent_run_id:
+                    hooks.stage_stored(tx, agent_run_id)
+                if within is not None:
+                    within(tx, dag_id)
+                return [run, dag_id, ids]
+
+            try:
+                (run, dag_id, ids), replayed = await self.run(once(idempotency_key, scope, insert))
+            finally:
+                for _row, worker in leases:
+                    worker.reserved -= 1
         if replayed:
             return int(dag_id)
         for row, job_id in zip(rows, ids, strict=True):
@@ -136,6 +144,23 @@ class EngineSubmission:
         # now (recovery re-derives the rest), so the caller need not wait for this commit.
         self.submit(ch)
         return int(dag_id)
+
+
+def use_scripts(tx: Transaction, specs: list[Row], now: float) -> None:
+    """Inside the transaction that stores ``specs`` elsewhere than as a DAG (a schedule's
+    jobs): InvalidDAG unless their scripts are still recorded, which counts as using them
+    ``now``. The writer runs this transaction and garbage collection's deletions one after
+    the other: either the scripts were deleted first (refused here), or they are used now
+    and the collection, which deletes only blobs unused for its grace period, keeps them."""
+    shas = {s["script_sha256"] for s in specs if s["script_sha256"]}
+    present = tx.use_blobs(shas, now) if shas else set()
+    for spec in specs:
+        if spec["script_sha256"] and spec["script_sha256"] not in present:
+            raise InvalidDAG(f"job {spec['job_id']!r}: script blob "
+                             f"{spec['script_sha256'][:12]}… was collected as unused; "
+                             "upload it again",
+                             details={"job_id": spec["job_id"], "field": "script_sha256",
+                                      "sha256": spec["script_sha256"]})
 
 
 def job_row(spec: Row, position: int, now: float, default_retries: int) -> Row:

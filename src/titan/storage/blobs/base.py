@@ -11,8 +11,11 @@ a run's recorded code all live here. Every backend keeps the same promises, and
 - **streamed**: bodies go in and out in chunks of at most :data:`CHUNK` bytes, never whole in
   memory (a blob may be as large as ``TITAN_MAX_UPLOAD_BYTES``, 4 GiB by default).
 
-Blobs are never deleted, so a blob that exists stays as it is: readers need no transaction
-to read one piece by piece, and "it was there a moment ago" stays true.
+A blob never changes, so readers need no transaction to read one piece by piece. Only
+garbage collection deletes one (``master/blob_gc.py``: a blob nothing in the database names,
+unused for a grace period), through :meth:`BlobStore.delete`, which the store's
+:class:`~titan.storage.blobs.gate.BlobGate` keeps from deleting what is being written or was
+written lately.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from titan.errors import BlobStoreUnwritable, NotFound, ValidationFailed
+from titan.storage.blobs.gate import BlobGate
 
 #: The most bytes a backend reads, writes or hands out at once.
 CHUNK = 1 << 20
@@ -107,6 +111,10 @@ class BlobStore(abc.ABC):
     #: Where the blobs are, for the master's start-up line (no credentials).
     description: str
 
+    def __init__(self) -> None:
+        #: Every write of a body and every deletion pass through it (gate.py).
+        self.gate = BlobGate()
+
     @abc.abstractmethod
     def size(self, sha256: str) -> int | None:
         """The blob's size in bytes; None when the store does not hold it."""
@@ -151,6 +159,27 @@ class BlobStore(abc.ABC):
         size is bounded before the chunks get here: the body guard (master/api/limits.py)
         cuts an upload off at TITAN_MAX_UPLOAD_BYTES while it is received."""
 
+    def delete(self, sha256: str) -> bool:
+        """Delete the blob (garbage collection's call, once the database forgot it), unless it
+        is being written now or was written lately: whoever wrote it records it again. True
+        when it is gone (or was not there)."""
+        check_sha256(sha256)
+        with self.gate.deleting(sha256) as free:
+            if free:
+                self._delete(sha256)
+            return free
+
+    @abc.abstractmethod
+    def _delete(self, sha256: str) -> None:
+        """Remove the blob's body; nothing when it is not there."""
+
+    @abc.abstractmethod
+    def owner(self, claim: str) -> str:
+        """The id of the Titan database this store's blobs belong to, the one ``claim``
+        names when none claimed it before. Garbage collection runs only in its owner's
+        master: a store two databases share holds blobs one of them needs and the other does
+        not know of."""
+
     def close(self) -> None:  # noqa: B027 - optional: most stores hold nothing open
         """Release what the store holds open (connections); the default holds nothing."""
 
@@ -170,6 +199,7 @@ class NamedFirstStore(BlobStore):
     SPOOL_IN_MEMORY = CHUNK
 
     def __init__(self, spool_dir: Path) -> None:
+        super().__init__()
         spool_dir.mkdir(parents=True, exist_ok=True)
         self.spool_dir = spool_dir
 
@@ -178,9 +208,13 @@ class NamedFirstStore(BlobStore):
         """Store ``body`` (read from its start, ``size`` bytes whose hash is ``sha256``)
         whole or not at all; nothing when the blob is there already."""
 
+    def _stored(self, sha256: str, size: int, body: IO[bytes]) -> None:
+        with self.gate.writing(sha256):
+            self._store(sha256, size, body)
+
     def write_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        self._store(sha, len(data), io.BytesIO(data))
+        self._stored(sha, len(data), io.BytesIO(data))
         return sha
 
     async def write(self, chunks: AsyncIterator[bytes], *,
@@ -203,7 +237,7 @@ class NamedFirstStore(BlobStore):
             if expect is not None and sha != expect:
                 raise hash_mismatch(sha, expect)
             spool.seek(0)
-            await asyncio.to_thread(self._store, sha, size, spool)
+            await asyncio.to_thread(self._stored, sha, size, spool)
         return sha, size
 
 

@@ -19,7 +19,7 @@ from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import URL, create_engine, func, select
+from sqlalchemy import URL, create_engine, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from titan.storage import schema as t
@@ -90,6 +90,13 @@ class DatabaseBlobStore(NamedFirstStore):
             while data := body.read(self.chunk):
                 conn.execute(t.blob_chunks.insert(), {"sha256": sha256, "seq": seq, "data": data})
                 seq += 1
+
+    def _delete(self, sha256: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.blob_chunks).where(_c.sha256 == sha256))
+
+    def owner(self, claim: str) -> str:
+        return claim  # the blobs are rows of the database itself: no other can hold them
 
     def close(self) -> None:
         self.engine.dispose()

@@ -7,7 +7,8 @@ the same content onto the same name leave one whole file.
 
 The directory may be shared by several masters (NFS or another shared filesystem), so a
 master starting up clears only temporary files that nobody has written to for
-:data:`STRAY_AFTER` seconds, never an upload another master is receiving.
+:data:`STRAY_AFTER` seconds, never an upload another master is receiving. The file ``owner``
+names the database whose garbage collection claimed the directory first (base.py).
 
 A directory that cannot take a write (a full disk, a quota, a read-only mount, another
 owner) is :class:`~titan.errors.BlobStoreUnwritable`, naming the directory and what to do:
@@ -45,6 +46,7 @@ class DirectoryBlobStore(BlobStore):
     SETTING = "TITAN_BLOB_DIR"
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = root
         self.tmp = root / "tmp"
         self.description = f"directory {root}"
@@ -122,20 +124,47 @@ class DirectoryBlobStore(BlobStore):
 
     def write_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if self.path(sha).is_file():
-            return sha
+        with self.gate.writing(sha):  # the look for the file too: it may be going
+            if self.path(sha).is_file():
+                return sha
+            with self._writing():
+                fd, tmp_name = self._mkstemp()
+            try:
+                with self._writing():
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    self._publish_now(Path(tmp_name), sha)
+            finally:
+                self._discard(Path(tmp_name))
+        return sha
+
+    def _delete(self, sha256: str) -> None:
+        # A reader that opened the file reads it to its end: the name goes, not the bytes.
+        with self._writing():
+            self.path(sha256).unlink(missing_ok=True)
+
+    def owner(self, claim: str) -> str:
+        record = self.root / "owner"
+        if record.exists():
+            return record.read_text().strip()
         with self._writing():
             fd, tmp_name = self._mkstemp()
         try:
             with self._writing():
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                with os.fdopen(fd, "w") as f:
+                    f.write(claim + "\n")
                     f.flush()
                     os.fsync(f.fileno())
-                self._publish(Path(tmp_name), sha)
+                # A link is made whole or not at all, and only where no file is: of two
+                # first claims, one wins and the other reads it.
+                os.link(tmp_name, record)
+            return claim
+        except FileExistsError:
+            return record.read_text().strip()
         finally:
             self._discard(Path(tmp_name))
-        return sha
 
     def _writing(self) -> contextlib.AbstractContextManager[None]:
         return writing_under(self.root, self.SETTING)
@@ -149,6 +178,10 @@ class DirectoryBlobStore(BlobStore):
             tmp.unlink(missing_ok=True)
 
     def _publish(self, tmp: Path, sha: str) -> None:
+        with self.gate.writing(sha):
+            self._publish_now(tmp, sha)
+
+    def _publish_now(self, tmp: Path, sha: str) -> None:
         final = self.path(sha)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)

@@ -5,6 +5,8 @@ complete — one PUT, or for a blob over ``part_size`` a multipart upload whose 
 invisible until ``CompleteMultipartUpload`` (boto3 aborts one that fails) — so a reader never
 sees half a blob. Two masters uploading the same content upload the same bytes under the
 same key; whichever completes last replaces an identical object.
+The object ``<prefix>/owner`` names the database whose garbage collection claimed the
+store first (base.py).
 
 Credentials and region come from the standard AWS chain (environment, ``~/.aws``, an
 instance or pod role); ``TITAN_S3_ENDPOINT_URL`` points the client at MinIO, Ceph, moto or any
@@ -86,6 +88,30 @@ class S3BlobStore(NamedFirstStore):
             yield from body.iter_chunks(CHUNK)
         finally:
             body.close()
+
+    def _delete(self, sha256: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
+
+    def owner(self, claim: str) -> str:
+        key = f"{self.prefix}/owner" if self.prefix else "owner"
+        try:
+            return str(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                       .decode().strip())
+        except ClientError as exc:
+            if not _not_found(exc):
+                raise
+        # Written only if absent (If-None-Match: *): of two first claims at once, one is
+        # refused and reads the other's. (A server that ignores the condition keeps the
+        # last; each reads back the one that stayed.)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=(claim + "\n").encode(),
+                                   IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in (
+                    "PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+        return str(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                   .decode().strip())
 
     def _store(self, sha256: str, size: int, body: IO[bytes]) -> None:
         if self.size(sha256) is not None:

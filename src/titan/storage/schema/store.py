@@ -33,12 +33,17 @@ store_sets = Table(
     Column("added_at", Float, nullable=False),
 )
 
+# Every blob this database stored. ``used_at`` (migration 21) is when it was last stored
+# again or vouched for (``POST /blobs/missing`` answered that it is there); NULL, its
+# created_at. Garbage collection (master/blob_gc.py) deletes a blob only when that time is
+# older than its grace period and nothing names it (storage/blob_refs.py).
 blobs = Table(
     "blobs",
     metadata,
     Column("sha256", String(64), primary_key=True),
     Column("size", BigInteger, nullable=False),  # uploads may pass 2 GiB
     Column("created_at", Float, nullable=False),
+    Column("used_at", Float),
 )
 
 # Blob bodies when TITAN_BLOB_STORE=database (storage/blobs/database.py): each blob in chunks
