@@ -250,9 +250,17 @@ def test_agent_run_stages_on_agents_page(cluster: Cluster, dash: Dashboard, page
     assert got == list(expected.items())
 
     def colours(label: str) -> list[str]:
-        return list(row.locator(f'a.stage[data-label="{label}"]').evaluate(
-            "(el, props) => { const cs = getComputedStyle(el);"
-            " return props.map(p => cs.getPropertyValue(p)); }", list(COLOURS)))
+        # A live update may redraw the row between finding a box and reading its style: a
+        # box read as the page replaced it has no style at all (every property ""). Read
+        # the new one then.
+        deadline = time.monotonic() + 10
+        while True:
+            got = list(row.locator(f'a.stage[data-label="{label}"]').evaluate(
+                "(el, props) => { const cs = getComputedStyle(el);"
+                " return props.map(p => cs.getPropertyValue(p)); }", list(COLOURS)))
+            if any(got) or time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
 
     assert colours("ITER1") != colours("PLAN"), "PARTIAL and COMPLETED stages look the same"
     assert colours("PLAN") == colours("EVAL1"), "two COMPLETED stages look different"
