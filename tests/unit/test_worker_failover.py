@@ -407,7 +407,7 @@ def test_a_replay_lets_the_job_reach_every_master() -> None:
 
 def test_a_tls_mistake_says_what_would_fix_it() -> None:
     # The worker retried an untrusted certificate for ever, saying only "master unreachable".
-    from titan.worker.connection import failure_hint
+    from titan.worker.tls_failures import failure_hint
 
     verify = "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed"
     assert "TITAN_CA_FILE" in (failure_hint(verify, "https://m:9090") or "")

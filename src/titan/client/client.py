@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from titan.client import replay_keys
+from titan.client.cluster import ClusterOps
 from titan.client.config import Endpoint, resolve
 from titan.client.control import ControlOps
 from titan.client.evaluations import EvalOps
@@ -59,7 +60,7 @@ Ref = str | int
 MAX_WATCHED = 256
 
 
-class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
+class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, ClusterOps):
     """A connection to one Titan (thread-safe; one keep-alive pool per client).
 
     ``url`` names the master, or several: a leader and its standbys, as a list or one string
@@ -370,43 +371,3 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps):
             return self.wait_dag(ref, remaining)
         except NotFound:
             raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
-
-    # ------------------------------------------------------------------ cluster
-
-    def get_workers(self) -> dict[str, Any]:
-        """``{"workers": [...], "queues": {requirement: n}, "unschedulable": [...]}``."""
-        reply: dict[str, Any] = self._transport.call("GET", "/workers")
-        return reply
-
-    def list_workers(self) -> list[dict[str, Any]]:
-        """The workers the master knows."""
-        return list(self.get_workers().get("workers", []))
-
-    def agent_runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-        """Agent runs, newest first, each with its stages."""
-        reply = self._transport.call("GET", "/agent-runs",
-                                     params={"limit": limit, "offset": offset})
-        return list(reply.get("agent_runs", []))
-
-    def agent_run(self, run_id: str) -> dict[str, Any]:
-        """One agent run with its stages."""
-        reply: dict[str, Any] = self._transport.call("GET", f"/agent-runs/{quote_ref(run_id)}")
-        return reply
-
-    # ------------------------------------------------------------------ tokens (admin)
-
-    def create_token(self, role: str, name: str | None = None) -> dict[str, Any]:
-        """A new token (``{"id", "token", "role", "name"}``; the secret is shown only now)."""
-        reply: dict[str, Any] = self._transport.call("POST", "/tokens",
-                                                     json={"role": role, "name": name})
-        return reply
-
-    def list_tokens(self) -> list[dict[str, Any]]:
-        """Tokens (without their secrets)."""
-        return list(self._transport.call("GET", "/tokens").get("tokens", []))
-
-    def revoke_token(self, token_id: str | int) -> bool:
-        """Revoke a token by id."""
-        reply = self._transport.call("DELETE", f"/tokens/{quote_ref(token_id)}")
-        return bool(reply.get("revoked")) if isinstance(reply, dict) else True
-

@@ -20,10 +20,13 @@ import http.client
 import json
 import select
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+
+from titan import errors
 
 _UNSAFE = (b"\r", b"\n", b"\0")
 _MAX_LINE = 65536
@@ -209,3 +212,20 @@ def _read_chunked(fp: Any) -> bytes:
             raise httpx.RemoteProtocolError("a chunk that does not end where its size says")
 
 
+def file_chunks(path: Path, size: int) -> Iterator[bytes]:
+    """A file's bytes as a request body, ``size`` at a time."""
+    with path.open("rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
+
+
+def not_text(method: str, path: str, exc: UnicodeEncodeError) -> errors.ValidationFailed:
+    """A request whose text cannot be sent: Python's stand-ins for bytes that were not UTF-8
+    (a binary file read as text, a Latin-1 file name), refused before anything is sent."""
+    bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
+    return errors.ValidationFailed(
+        f"{method} {path!r}: what Titan sends must be UTF-8 text, and this holds {bad!r} — "
+        "bytes that were not UTF-8 (a binary or Latin-1 file read as text?); encode binary "
+        "data first (base64, say) or decode the file with its own encoding",
+        details={"reason": "not_utf8"},
+    )

@@ -37,7 +37,7 @@ from titan.atomic import atomic_file
 from titan.client import replies, tls
 from titan.client.config import Endpoint
 from titan.client.hold import Hold
-from titan.client.http_wire import BodyCutOff, Reply
+from titan.client.http_wire import BodyCutOff, Reply, file_chunks, not_text
 from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.plain_http import LeanRequests, PlainHTTPTransport, tcp_transport
@@ -48,12 +48,6 @@ API_PREFIX = "/api/v1"
 CHUNK = 1 << 20
 
 Body = bytes | Path | None
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            yield chunk
 
 
 #: Transport errors that say nothing was sent because the master is not there: another
@@ -171,7 +165,7 @@ class Transport:
             # An explicit length keeps uploads out of chunked encoding, so the master can
             # refuse an oversized body before reading it.
             extra["Content-Length"] = str(body.stat().st_size)
-            content = _file_chunks(body)
+            content = file_chunks(body, CHUNK)
         elif body is not None:
             content = body
         if content is not None:
@@ -221,7 +215,7 @@ class Transport:
             response: httpx.Response = self._retrying(method, headers, exchange, stream=stream,
                                                       deadline=deadline)
         except UnicodeEncodeError as exc:
-            raise _not_text(method, path, exc) from None
+            raise not_text(method, path, exc) from None
         return response
 
     def _retrying(self, method: str, headers: Mapping[str, str] | None,
@@ -352,7 +346,7 @@ class Transport:
             try:
                 response = self._retrying(method, headers, exchange, deadline=deadline)
             except UnicodeEncodeError as exc:
-                raise _not_text(method, path, exc) from None
+                raise not_text(method, path, exc) from None
         else:
             response = self.send(
                 method, path, params=params, json=json, body=body, read_timeout=read_timeout,
@@ -398,15 +392,3 @@ def save_stream(response: httpx.Response, dest: Path) -> None:
     with atomic_file(dest) as fh:
         for chunk in response.iter_bytes(CHUNK):
             fh.write(chunk)
-
-
-def _not_text(method: str, path: str, exc: UnicodeEncodeError) -> errors.ValidationFailed:
-    """A request whose text cannot be sent: Python's stand-ins for bytes that were not UTF-8
-    (a binary file read as text, a Latin-1 file name), refused before anything is sent."""
-    bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
-    return errors.ValidationFailed(
-        f"{method} {path!r}: what Titan sends must be UTF-8 text, and this holds {bad!r} — "
-        "bytes that were not UTF-8 (a binary or Latin-1 file read as text?); encode binary "
-        "data first (base64, say) or decode the file with its own encoding",
-        details={"reason": "not_utf8"},
-    )

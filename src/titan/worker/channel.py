@@ -40,11 +40,10 @@ from titan import errors, retry
 from titan.client.tls import explain
 from titan.worker.assignment import Key
 from titan.worker.channel_wire import channel_master, dial, report_frame
-from titan.worker.connection import failure_hint
 from titan.worker.intake import Intake
 from titan.worker.reporter import Done
 from titan.worker.supervisor import Supervisor
-from titan.worker.tls_failures import TlsFailures
+from titan.worker.tls_failures import TlsFailures, failure_hint
 
 log = logging.getLogger("titan.worker")
 

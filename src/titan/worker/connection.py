@@ -49,7 +49,7 @@ from titan.client.plain_http import tcp_transport
 from titan.client.replies import error_body
 from titan.client.tls import explain, httpx_verify
 from titan.version import __version__
-from titan.worker.tls_failures import TlsFailures
+from titan.worker.tls_failures import TlsFailures, failure_hint
 
 log = logging.getLogger("titan.worker")
 
@@ -383,16 +383,6 @@ def _token_unknown_everywhere(said: dict[str, str], answered: bool) -> None:
     said.clear()
     if final:
         raise errors.Unauthorized(refusals[0])
-
-
-def failure_hint(error: str, url: str) -> str | None:
-    """What would fix a failure that retrying never will (a TLS mistake), or None."""
-    advice = explain(error, url)
-    if advice is not None:
-        return advice
-    if url.startswith("http://") and "without a reply" in error:
-        return "if the master serves HTTPS (titan up --tls), name it with https://"
-    return None
 
 
 def _save(response: httpx.Response, dest: Path, expected: str | None) -> str:

@@ -24,6 +24,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from titan.client.tls import explain
+
 log = logging.getLogger("titan.worker")
 
 #: How long nothing but TLS failures makes them a configuration error (seconds).
@@ -66,3 +68,13 @@ class TlsFailures:
             if self._said:
                 log.warning("the master's TLS works again")
             self._since, self._said = None, False
+
+
+def failure_hint(error: str, url: str) -> str | None:
+    """What would fix a failure that retrying never will (a TLS mistake), or None."""
+    advice = explain(error, url)
+    if advice is not None:
+        return advice
+    if url.startswith("http://") and "without a reply" in error:
+        return "if the master serves HTTPS (titan up --tls), name it with https://"
+    return None
