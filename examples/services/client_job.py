@@ -1,5 +1,5 @@
-"""A job that uses the model server: it finds the service's address in TitanStore (the key
-is there once the service is ready) and calls it."""
+"""A job that uses the model server: it waits for the address of its own run's service (the
+store key ``services/<dag>#<run>/<job_id>``, there once the service is ready) and calls it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import urllib.request
 
 from titan import TitanClient
 
-key = sys.argv[1]  # services/<dag>/<job_id>
-address = TitanClient().store_wait(key, timeout=120)
+service = sys.argv[1]  # the service's job id, in this job's own DAG run
+address = TitanClient().service_address(service, timeout=120)
 print(f"the model is at {address}")
 for text in ("Titan is fast and works great", "the old cron box was slow and broken",
              "a DAG of jobs"):

@@ -5,8 +5,9 @@
 
 The server (``model_server.py``) is a ``SERVICE`` job: its worker picks a free port, checks
 ``GET /health`` before calling it ready, and publishes its address under
-``services/sentiment/model``; ``client_job.py`` runs beside it (not as its child: a child
-would wait for the service to end) and waits for that key. Then the service is stopped
+``services/sentiment#<run>/model`` (and ``services/sentiment/model``, the latest run's);
+``client_job.py`` runs beside it (not as its child: a child would wait for the service to
+end) and waits for its own run's with ``service_address("model")``. Then the service is stopped
 gracefully — SIGTERM, its grace, SIGKILL — and ends COMPLETED, not CANCELLED.
 """
 
@@ -28,7 +29,7 @@ def main() -> int:
     dag = client.submit_dag("sentiment", [
         TitanJob("model", HERE / "model_server.py", job_type="SERVICE",
                  readiness="http:/health", max_restarts=3, stop_grace=5),
-        TitanJob("client", HERE / "client_job.py", args=["services/sentiment/model"]),
+        TitanJob("client", HERE / "client_job.py", args=["model"]),
     ])
     print(f"submitted {dag['ref']}")
     used = client.wait(f"{dag['ref']}/client", timeout=args.timeout)

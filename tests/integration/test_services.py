@@ -1,7 +1,8 @@
 """Service jobs against real processes: a port allocated by the worker, an HTTP readiness
 check, the address in the store and the API for another job to call, restarts with backoff
 (every incarnation's log kept) up to the cap, a graceful stop that is not a cancel, a service
-that ignores SIGTERM killed after its grace, a draining or dead worker's service moved to
+that ignores SIGTERM killed after its grace, two runs of one DAG each finding its own
+service, a draining or dead worker's service moved to
 another, and a master restart that leaves the service's process alone."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.processes import alive, wait_dead
 from titan.client import TitanClient
+from titan.errors import ValidationFailed
 from titan_sdk import TitanJob
 
 MakeCluster = Callable[..., Cluster]
@@ -158,6 +160,47 @@ def test_a_service_is_found_through_the_store_called_and_stopped(cluster: Cluste
     assert "got SIGTERM: shutting down" in log and "served my last request" in log
     assert client.store_get("services/infer/model") is None
     assert client.wait("infer", timeout=30)["status"] == "COMPLETED"
+
+
+#: A job that finds its own run's service with the SDK's helper and says where it is.
+FINDER = """
+from titan import TitanClient
+
+print("found", TitanClient().service_address("model", timeout=60), flush=True)
+"""
+
+
+def test_two_runs_of_a_dag_each_find_their_own_service(cluster: Cluster) -> None:
+    # Two runs of one DAG alive at once (overlapping ticks, a pipeline submitted twice)
+    # shared services/<dag>/<job>: run 2's job got run 1's address while its own service was
+    # still PENDING, and stopping run 2's service withdrew the key under run 1's.
+    client = cluster.client()
+    finder = cluster.script("finder.py", FINDER)
+    first = client.submit_dag("twice", [service(cluster, "model")])
+    one = ready(client, f"{first['ref']}/model")["address"]
+    assert client.store_get("services/twice/model") == one
+    second = client.submit_dag("twice", [service(cluster, "model", delay=3),
+                                         TitanJob("user", finder)])
+    found = client.wait(f"{second['ref']}/user", timeout=60)
+    assert found["state"] == "COMPLETED", client.fetch_logs(f"{second['ref']}/user")
+    two = ready(client, f"{second['ref']}/model")["address"]
+    assert two != one
+    assert f"found {two}" in client.fetch_logs(f"{second['ref']}/user")
+    run1, run2 = (f"services/twice#{d['run']}/model" for d in (first, second))
+    assert (client.store_get(run1), client.store_get(run2)) == (one, two)
+    assert client.store_get("services/twice/model") == two  # the latest run's
+    # Run 2's service stops while run 1's still runs: the DAG's key goes back to run 1's.
+    client.stop_service(f"{second['ref']}/model")
+    assert client.wait(f"{second['ref']}/model", timeout=30)["state"] == "COMPLETED"
+    assert client.store_get(run2) is None
+    assert client.store_get("services/twice/model") == one
+    assert client.service_address("model", dag="twice", timeout=5) == one
+    assert client.service_address("model", dag="twice", run=first["run"], timeout=5) == one
+    with pytest.raises(ValidationFailed, match="needs dag="):  # outside a job: which DAG?
+        client.service_address("model", timeout=5)
+    client.stop_service(f"{first['ref']}/model")
+    assert client.wait(f"{first['ref']}/model", timeout=30)["state"] == "COMPLETED"
+    assert client.store_get(run1) is None and client.store_get("services/twice/model") is None
 
 
 def test_a_crash_restarts_it_and_too_many_fail_it(cluster: Cluster) -> None:

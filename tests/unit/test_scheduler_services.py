@@ -1,6 +1,7 @@
 """The scheduler's rules for services, driven directly with a fake clock: health reports, the
 address published and withdrawn, stop versus cancel, a stop surviving a lost message, a
-drained worker handing its service back."""
+drained worker handing its service back, two runs of one DAG each with its own key and the
+DAG's key naming the latest run's live service."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from titan import services
 from titan.errors import Conflict
 from titan.master.scheduling import services as rules
 from titan.master.scheduling.scheduler import Scheduler
-from titan.master.scheduling.state import Changes, DagRec, JobRec, WorkerRec
+from titan.master.scheduling.state import Changes, DagRec, JobRec, StoreWrite, WorkerRec
 
 
 class Clock:
@@ -42,6 +43,11 @@ def setup(parents_of_user: list[str] | None = None) -> tuple[Scheduler, WorkerRe
     return s, w, svc, clock
 
 
+#: A service of run 1 withdrawn, no other run's live.
+WITHDRAWN = [StoreWrite("services/infer#1/model", "10.0.0.5:8123", True),
+             StoreWrite("services/infer/model", "10.0.0.5:8123", True)]
+
+
 def status(svc: JobRec, health: str, **kw: object) -> dict:
     return rules.check_entry({"id": svc.id, "attempt": svc.attempt, "health": health,
                               "host": "10.0.0.5", "port": 8123, "restarts": 0, **kw})
@@ -55,7 +61,8 @@ def test_a_lease_starts_a_fresh_status_and_ready_publishes_the_address() -> None
     assert ch.store == [] and svc.service_status["address"] == "10.0.0.5:8123"
     ch = Changes()
     assert rules.report(s, "w1", status(svc, "ready", up_since=990.0), ch)
-    assert ch.store == [("services/infer/model", "10.0.0.5:8123", False)]
+    assert ch.store == [StoreWrite("services/infer#1/model", "10.0.0.5:8123"),
+                        StoreWrite("services/infer/model", "10.0.0.5:8123")]
     assert ch.jobs[svc.id]["service_status"]["health"] == "ready"
     view = rules.view(svc.row["service"], svc.service_status, 1000.0)
     assert view["uptime"] == 10.0 and view["stop_grace"] == 4.0
@@ -86,7 +93,7 @@ def test_stop_is_graceful_and_ends_completed_whatever_the_exit() -> None:
                     worker_id="w1")
     assert svc.state == "COMPLETED"
     assert ch.jobs[svc.id]["reason"] == "stopped on request; killed after a 4 s grace"
-    assert ch.store == [("services/infer/model", "10.0.0.5:8123", True)]
+    assert ch.store == WITHDRAWN
     assert s.jobs[11].state == "READY"  # its child runs, as after any completion
     with pytest.raises(Conflict, match="already ended COMPLETED"):
         rules.stop(s, svc, None, Changes())
@@ -99,7 +106,7 @@ def test_cancel_is_not_stop() -> None:
     s.cancel_job(svc, ch)
     assert svc.state == "CANCELLED" and w.cancels == [(svc.id, 1)]
     assert rules.stop_grace(svc, 1) is None  # a plain kill for the worker
-    assert ch.store == [("services/infer/model", "10.0.0.5:8123", True)]
+    assert ch.store == WITHDRAWN
     assert s.jobs[11].state == "SKIPPED"
 
 
@@ -127,7 +134,7 @@ def test_a_crash_past_the_cap_fails_it_and_a_lost_worker_moves_it() -> None:
     ch = Changes()
     s.timer("lease", svc.id, ch)
     assert svc.state == "READY" and svc.worker_id is None
-    assert ch.store == [("services/infer/model", "10.0.0.5:8123", True)]
+    assert ch.store == WITHDRAWN
     taken = s.take(w, 1, Changes())
     assert taken == [svc] and svc.attempt == 2
     assert svc.service_status == {"health": "starting", "restarts": 0}
@@ -145,3 +152,67 @@ def test_a_stopping_service_whose_worker_is_lost_ends_there() -> None:
     s.timer("lease", svc.id, ch)
     assert svc.state == "COMPLETED"
     assert "before it confirmed" in ch.jobs[svc.id]["reason"]
+
+
+def second_run(s: Scheduler, w: WorkerRec) -> JobRec:
+    d = DagRec(id=2, name="infer", run=2, agent_run_id=None, status="WAITING", started_at=None)
+    svc = JobRec(id=20, dag_id=2, job_id="model", requirement="GENERAL", priority=1, delay=0.0,
+                 affinity=False, max_attempts=1, state="PENDING", attempt=0,
+                 row={"parents": [], "job_type": "SERVICE", "service": dict(services.DEFAULTS)})
+    s.load(d, [svc], Changes())
+    assert s.take(w, 1, Changes()) == [svc]
+    return svc
+
+
+def test_two_runs_of_a_dag_each_have_their_own_key_and_the_dags_names_the_latest() -> None:
+    s, w, first, _ = setup()
+    rules.report(s, "w1", status(first, "ready"), Changes())
+    second = second_run(s, w)
+    # Run 2's service, not ready yet, touches no key: run 2's jobs wait on their own.
+    ch = Changes()
+    rules.report(s, "w1", status(second, "starting", port=9000), ch)
+    assert ch.store == []
+    ch = Changes()
+    rules.report(s, "w1", status(second, "ready", port=9000), ch)
+    assert ch.store == [StoreWrite("services/infer#2/model", "10.0.0.5:9000"),
+                        StoreWrite("services/infer/model", "10.0.0.5:9000")]
+    # Run 1's service ready again on another port: its own key only, run 2 is the latest.
+    ch = Changes()
+    rules.report(s, "w1", status(first, "ready", port=8124), ch)
+    assert ch.store == [StoreWrite("services/infer#1/model", "10.0.0.5:8124")]
+    # Run 2's service stops: the DAG's key goes back to run 1's live service, not away.
+    rules.stop(s, second, None, Changes())
+    ch = Changes()
+    assert s.finish(second.id, 1, 0, None, False, ch, worker_id="w1")
+    assert ch.store == [StoreWrite("services/infer#2/model", "10.0.0.5:9000", True),
+                        StoreWrite("services/infer/model", "10.0.0.5:9000", True,
+                                   "10.0.0.5:8124")]
+    # Then run 1's: nothing is left to name.
+    ch = Changes()
+    s.cancel_job(first, ch)
+    assert ch.store == [StoreWrite("services/infer#1/model", "10.0.0.5:8124", True),
+                        StoreWrite("services/infer/model", "10.0.0.5:8124", True)]
+    assert not s.published
+
+
+def test_a_restarted_master_knows_which_runs_services_are_published() -> None:
+    s, w, first, _ = setup()
+    rules.report(s, "w1", status(first, "ready"), Changes())
+    # A new scheduler loads both runs from storage, as a restarted master does.
+    restarted = Scheduler(lease_seconds=10, affinity_wait=0.5, retry_backoff=1.0,
+                          retry_backoff_max=60)
+    second = second_run(s, w)
+    rules.report(s, "w1", status(second, "ready", port=9000), Changes())
+    for dag_id, svc in ((1, first), (2, second)):
+        dag = s.dags[dag_id]
+        copy = JobRec(id=svc.id, dag_id=dag_id, job_id="model", requirement="GENERAL",
+                      priority=1, delay=0.0, affinity=False, max_attempts=1, state="RUNNING",
+                      attempt=1, row=svc.row, worker_id="w1",
+                      service_status=dict(svc.service_status or {}))
+        restarted.load(DagRec(id=dag_id, name="infer", run=dag.run, agent_run_id=None,
+                              status="RUNNING", started_at=1.0), [copy], Changes())
+    assert restarted.published[("infer", "model")] == {first.id, second.id}
+    ch = Changes()
+    restarted.cancel_job(restarted.jobs[second.id], ch)
+    assert ch.store[-1] == StoreWrite("services/infer/model", "10.0.0.5:9000", True,
+                                      "10.0.0.5:8123")

@@ -47,6 +47,7 @@ def test_readiness_spellings() -> None:
     for ok in ("tcp", "none", "http", "http:/", "http:/v1/health?full=1"):
         assert services.readiness_problem(ok) is None, ok
     assert services.store_key("infer", "model") == "services/infer/model"
+    assert services.run_store_key("infer", 3, "model") == "services/infer#3/model"
 
 
 def test_the_sdk_checks_service_settings_and_sends_them_only_for_services() -> None:

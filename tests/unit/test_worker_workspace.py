@@ -221,14 +221,14 @@ def test_job_env() -> None:
     assert env["TITAN_JOB_ID"] == "extract"  # the job's own env cannot override Titan's
     assert env["TITAN_JOB_REF"] == "nightly#3/extract"
     assert env["TITAN_JOB_UID"] == "17" and env["TITAN_ATTEMPT"] == "2"
-    assert env["TITAN_DAG"] == "nightly"
+    assert env["TITAN_DAG"] == "nightly" and env["TITAN_DAG_RUN"] == "3"
     assert env["TITAN_WORKSPACE"] == "/w/shared"
     assert env["TITAN_SERVICE_PORT"] == "8081"
     assert "TITAN_AGENT_RUN_ID" not in env and "TITAN_PROJECT_DIR" not in env
     no_token = Assignment.from_json({"id": 1, "attempt": 1, "filename": "a.py"})
     env = job_env(no_token, master_url="https://m.example", workspace=Path("/w"), base=base)
     assert "TITAN_TOKEN" not in env  # the worker's own token never reaches a job
-    assert "TITAN_SERVICE_PORT" not in env
+    assert "TITAN_SERVICE_PORT" not in env and "TITAN_DAG_RUN" not in env  # no ref, no run
 
 
 def test_a_job_inherits_no_credential_of_the_workers_environment() -> None:

@@ -11,10 +11,12 @@ server-side long poll per 30 s slice — never a client polling loop). A missing
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
+from titan import services
 from titan.client import replay_keys
 from titan.client.long_poll import long_poll, wait_deadline
 from titan.client.transport import Transport
@@ -99,6 +101,35 @@ class StoreOps:
         reply = long_poll(self._transport, f"/store/wait/{quote_ref(_key(key))}", timeout,
                           what=f"store key {key!r}", until=until)
         return str(reply["value"])
+
+    def service_address(self, job_id: str, timeout: float | None = None, *,
+                        dag: str | None = None, run: int | None = None) -> str:
+        """Wait until the service ``job_id`` is ready and return its address (``host:port``);
+        :class:`WaitTimeout` after ``timeout`` seconds (``None``: as long as it takes).
+
+        Inside a job, the service of the job's own DAG run (``TITAN_DAG``, ``TITAN_DAG_RUN``):
+        the key ``services/<dag>#<run>/<job_id>``, so a run's jobs never get the service of
+        another run of the same DAG alive at the same time. ``dag`` names another DAG
+        (``run``: one of its runs; left out, its latest run's live service, the key
+        ``services/<dag>/<job_id>``)."""
+        own = os.environ.get("TITAN_DAG") or None
+        if dag is None:
+            dag = own
+            if dag is None:
+                raise ValidationFailed(
+                    "service_address() outside a job needs dag=: the DAG whose service to "
+                    "wait for", details={"field": "dag"})
+        if dag.startswith("DAG-"):
+            dag = dag[4:]
+        if run is None and dag == own:
+            mine = os.environ.get("TITAN_DAG_RUN", "")
+            run = int(mine) if mine.isascii() and mine.isdigit() else None
+        if run is not None and (isinstance(run, bool) or not isinstance(run, int) or run < 1):
+            raise ValidationFailed(f"run must be a run number (1, 2, ...), got {run!r}",
+                                   details={"field": "run"})
+        key = services.store_key(dag, job_id) if run is None else \
+            services.run_store_key(dag, run, job_id)
+        return self._store_wait(key, timeout)
 
     def store_keys(self, prefix: str = "", limit: int | None = 1000) -> list[str]:
         """Keys (values and sets) starting with ``prefix``, sorted, at most ``limit``

@@ -48,6 +48,14 @@ class Assignment:
     def key(self) -> Key:
         return (self.id, self.attempt)
 
+    @property
+    def run(self) -> int | None:
+        """The run number of the job's DAG, read from ``ref`` (``dag#run/job_id``: names hold
+        neither ``#`` nor ``/``); None when the master did not say."""
+        _, _, rest = self.ref.partition("#")
+        number = rest.partition("/")[0]
+        return int(number) if number.isascii() and number.isdigit() else None
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Assignment:
         try:
@@ -173,6 +181,7 @@ def job_env(assignment: Assignment, *, master_url: str, workspace: Path,
     optional = {
         "TITAN_TOKEN": assignment.token,
         "TITAN_AGENT_RUN_ID": assignment.agent_run_id,
+        "TITAN_DAG_RUN": str(assignment.run) if assignment.run is not None else None,
         "TITAN_SERVICE_PORT": str(assignment.port) if assignment.port > 0 else None,
         "TITAN_PROJECT_DIR": str(project_dir) if project_dir is not None else None,
     }

@@ -210,9 +210,9 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             if kind == "dag_updated" and data.get("agent_run_id"):
                 for listener in self.dag_listeners:
                     listener(data["agent_run_id"], data["status"])
-        for key, value, withdraw in ch.store:  # a service's address: store_wait returns
-            if not withdraw:
-                self.hub.notify(("store", key), value)
+        for write in ch.store:  # a service's address: store_wait returns (a withdrawal
+            if not write.withdraw:  # only changes a key that is there: nobody waits for it)
+                self.hub.notify(("store", write.key), write.value)
         for job_id in ch.finished_jobs:
             self.hub.notify(("job", job_id), views.get(("job", job_id)))
         for dag_id in ch.finished_dags:

@@ -9,7 +9,7 @@ memory.
 
 from __future__ import annotations
 
-from titan.master.scheduling import gates
+from titan.master.scheduling import gates, services
 from titan.master.scheduling.protocol import SchedulerCore
 from titan.master.scheduling.state import (
     PENDING,
@@ -123,6 +123,7 @@ def _reconsider(sched: SchedulerCore, job: JobRec, ch: Changes) -> None:
         worker = sched.workers.get(job.worker_id or "")
         if worker is not None:
             worker.running.add(job.id)
+        services.adopt(sched, job)
     elif job.state == PENDING:
         if any(p.state in TERMINAL and p.state not in SUCCEEDED for p in parents):
             bad = next(p for p in parents if p.state in TERMINAL and p.state not in SUCCEEDED)

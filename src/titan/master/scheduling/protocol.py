@@ -26,6 +26,8 @@ class SchedulerCore(Protocol):
     unschedulable: defaultdict[str, set[int]]
     blocked_runs: set[str]  # agent runs over budget
     held: defaultdict[str, list[int]]  # their READY jobs set aside, by run
+    # Services whose address is published, by (DAG name, job id): services.py
+    published: defaultdict[tuple[str, str], set[int]]
     now: Callable[[], float]
     leases_held: Callable[[], bool]  # the database is away: no lease expires
     lease_seconds: float

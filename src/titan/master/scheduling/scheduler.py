@@ -55,6 +55,9 @@ class Scheduler(Leasing, JobOutcomes, DagProgress, WorkerMembership, RunHolds):
         self.unschedulable: defaultdict[str, set[int]] = defaultdict(set)
         self.blocked_runs: set[str] = set()  # agent runs over budget (see holds.py)
         self.held: defaultdict[str, list[int]] = defaultdict(list)
+        #: The services whose address is published, by (DAG name, job id): which run's
+        #: service the key ``services/<dag>/<job_id>`` names (services.py).
+        self.published: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
         #: While this says so (the database is away), a lease that runs out is renewed rather
         #: than expired: workers could not renew it, their heartbeats refused (leasing.py).
         self.leases_held: Callable[[], bool] = lambda: False

@@ -7,11 +7,15 @@ its readiness check has not passed yet), ``ready``, ``unhealthy`` (a health chec
 it in place, so restarts cost the master nothing but a status; only when they pass the cap
 does a result fail the job.
 
-**Address.** The report that says ``ready`` publishes ``host:port`` under
-``services/<dag>/<job_id>`` in its own commit, so ``store_wait`` on that key returns the
-moment the service can be called. Whenever the service leaves ``RUNNING`` — stopped, failed,
-cancelled, or lost with its worker — the commit that says so withdraws the key (unless a newer
-run's service holds it by then).
+**Address.** The report that says ``ready`` publishes ``host:port`` in its own commit, so
+``store_wait`` returns the moment the service can be called, under two keys: its run's,
+``services/<dag>#<run>/<job_id>``, which no other run touches, and the DAG's,
+``services/<dag>/<job_id>``: the live service of that name in the DAG's latest run (several
+runs of one DAG can be alive at once — overlapping schedule ticks, a pipeline submitted
+twice — and each run's jobs find their own service by the run's key). Whenever the service
+leaves ``RUNNING`` — stopped, failed, cancelled, or lost with its worker — the commit that
+says so withdraws both, each only while it still holds this service's address; the DAG's key
+then names the latest other run's live service of that name, if one is, rather than none.
 
 **Stop is not cancel.** A cancel ends the job at once and kills its process. A stop leaves it
 ``RUNNING`` while its worker stops the process (SIGTERM, ``stop_grace`` seconds, SIGKILL); the
@@ -38,6 +42,7 @@ from titan.master.scheduling.state import (
     TERMINAL,
     Changes,
     JobRec,
+    StoreWrite,
     WorkerRec,
     job_event,
 )
@@ -77,8 +82,7 @@ def moved(sched: SchedulerCore, job: JobRec, state: str, ch: Changes) -> None:
     status = dict(job.service_status or {})
     published = status.pop("published", None)
     if published and status.get("address"):
-        ch.store.append((published, status["address"], True))
-        ch.events.append(("store_updated", {"key": published, "op": "delete"}))
+        _withdraw(sched, job, status["address"], ch)
     status.pop("stopping", None)  # done (stop_requested_at stays, for the record)
     status.update(health=None, address=None, up_since=None)
     _put_status(job, status, ch)
@@ -174,15 +178,67 @@ def report(sched: SchedulerCore, worker_id: str, entry: Row, ch: Changes) -> boo
     status["reported_at"] = sched.now()
     # Published once per address: a service back from unhealthy or a restart on its port
     # is where the key already points.
-    if status.get("health") == "ready" and status["address"] is not None \
-            and (old.get("published") is None or old.get("address") != status["address"]):
+    publish = status.get("health") == "ready" and status["address"] is not None \
+        and (old.get("published") is None or old.get("address") != status["address"])
+    if publish:
         dag = sched.dags[job.dag_id]
-        key = services.store_key(dag.name, job.job_id)
-        status["published"] = key
-        ch.store.append((key, status["address"], False))
-        ch.events.append(("store_updated", {"key": key, "op": "put"}))
+        status["published"] = services.store_key(dag.name, job.job_id)
     _put_status(job, status, ch)
+    if publish:
+        _publish(sched, job, status["address"], ch)
     return True
+
+
+# -- the store keys -----------------------------------------------------------------------------
+def adopt(sched: SchedulerCore, job: JobRec) -> None:
+    """A running service loaded from storage (a restart): its published address counts."""
+    if job.is_service and (job.service_status or {}).get("published"):
+        sched.published[(sched.dags[job.dag_id].name, job.job_id)].add(job.id)
+
+
+def _publish(sched: SchedulerCore, job: JobRec, address: str, ch: Changes) -> None:
+    """Put ``address`` under the run's key, and under the DAG's unless a newer run's
+    service of that name is live (an older run's restarting elsewhere must not take it)."""
+    dag = sched.dags[job.dag_id]
+    sched.published[(dag.name, job.job_id)].add(job.id)
+    keys = [services.run_store_key(dag.name, dag.run, job.job_id)]
+    if _latest(sched, dag.name, job.job_id) is job:
+        keys.append(services.store_key(dag.name, job.job_id))
+    for key in keys:
+        ch.store.append(StoreWrite(key, address))
+        ch.events.append(("store_updated", {"key": key, "op": "put"}))
+
+
+def _withdraw(sched: SchedulerCore, job: JobRec, address: str, ch: Changes) -> None:
+    """The service stops being reachable at ``address``: its run's key goes; the DAG's key,
+    if it still holds this address, names the latest other run's live service instead, or
+    goes too when there is none."""
+    dag = sched.dags[job.dag_id]
+    sched.published[(dag.name, job.job_id)].discard(job.id)
+    other = _latest(sched, dag.name, job.job_id)
+    then = (other.service_status or {}).get("address") if other is not None else None
+    for key, value in ((services.run_store_key(dag.name, dag.run, job.job_id), None),
+                       (services.store_key(dag.name, job.job_id), then)):
+        ch.store.append(StoreWrite(key, address, withdraw=True, then=value))
+        ch.events.append(("store_updated", {"key": key, "op": "delete" if value is None
+                                            else "put"}))
+
+
+def _latest(sched: SchedulerCore, dag_name: str, job_id: str) -> JobRec | None:
+    """The live published service ``job_id`` of the latest run of ``dag_name``, if any (ids
+    left behind by a job no longer running are dropped on the way)."""
+    ids = sched.published.get((dag_name, job_id))
+    best: JobRec | None = None
+    for jid in list(ids or ()):
+        job = sched.jobs.get(jid)
+        if job is None or job.state != RUNNING or not (job.service_status or {}).get("published"):
+            ids.discard(jid)  # type: ignore[union-attr]
+            continue
+        if best is None or sched.dags[job.dag_id].run > sched.dags[best.dag_id].run:
+            best = job
+    if ids is not None and not ids:
+        del sched.published[(dag_name, job_id)]
+    return best
 
 
 def check_entry(item: Row) -> Row:

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from titan.master.scheduling.worker_clock import WorkerClock
 from titan.services import SERVICE_TYPES
@@ -47,6 +47,18 @@ ASSIGNMENT_FIELDS = (
 #: How the reason of a job PENDING for want of a live worker offering its capability begins
 #: (views tell it from a job waiting for its parents, a delay or a retry by this).
 NO_WORKER = "waiting for a worker with capability "
+
+class StoreWrite(NamedTuple):
+    """A TitanStore write that commits with a change set (a service's address): ``key`` set
+    to ``value``; or, with ``withdraw``, only while the key still holds ``value`` (a newer
+    run's service may have taken it since): set to ``then`` (another run's service still
+    live) or deleted when ``then`` is None."""
+
+    key: str
+    value: str
+    withdraw: bool = False
+    then: str | None = None
+
 
 @dataclass(eq=False)
 class JobRec:
@@ -165,9 +177,8 @@ class Changes:
     touched_dags: set[int] = field(default_factory=set)
     timers: list[tuple[float, str, int]] = field(default_factory=list)
     dispatch: bool = False
-    # TitanStore writes that go with these changes (services' addresses): (key, value,
-    # withdraw) sets ``key`` to ``value``, or with withdraw deletes it if it still holds it.
-    store: list[tuple[str, str, bool]] = field(default_factory=list)
+    # TitanStore writes that go with these changes (services' addresses).
+    store: list[StoreWrite] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (self.jobs or self.dags or self.new_attempts or self.done_attempts
@@ -187,11 +198,15 @@ class Changes:
             tx.update_dags(self.dags)
         for worker_id, fields in self.workers.items():
             tx.update_worker(worker_id, fields)
-        for key, value, withdraw in self.store:
-            if not withdraw:
-                tx.store_put(key, value, time.time())
-            elif tx.store_get(key) == value:  # not if a newer run's service took the key
-                tx.store_delete(key)
+        for write in self.store:
+            if not write.withdraw:
+                tx.store_put(write.key, write.value, time.time())
+            elif tx.store_get(write.key) != write.value:
+                pass  # not if a newer run's service took the key
+            elif write.then is not None:
+                tx.store_put(write.key, write.then, time.time())
+            else:
+                tx.store_delete(write.key)
 
 
 def dag_status(counts: Counter[str], cancelled: bool = True, started: bool = False) -> str:
