@@ -87,7 +87,8 @@ def test_queued_fires_start_or_drop_once(storage: Storage) -> None:
         tx.record_fire(fire(sid, 900.0, "queued"))
     with storage.transaction() as tx:
         states = tx.schedule_states()
-        assert states == {sid: {"last_dag_id": d1, "queued": {"id": queued, "tick": 600.0}}}
+        assert states == {sid: {"last_dag_id": d1, "live": [d1],
+                                "queued": {"id": queued, "tick": 600.0}}}
         assert tx.start_queued_fire(queued, d2)
         assert not tx.start_queued_fire(queued, d2)  # started already
     with storage.transaction() as tx:
@@ -98,6 +99,29 @@ def test_queued_fires_start_or_drop_once(storage: Storage) -> None:
         assert outcomes == [(900.0, "skipped", "paused"), (600.0, "submitted", None),
                             (300.0, "submitted", None)]
         assert tx.schedule_states()[sid]["queued"] is None
+
+
+def test_the_last_run_is_the_one_started_last_and_live_ones_are_listed(storage: Storage) -> None:
+    # overlap: queue, and a run by hand while a tick waits: the queued fire (the older id)
+    # becomes the run after the manual one, and is the last run, whatever the fire ids say.
+    d1, manual = dag(storage, "m", 1), dag(storage, "m", 2)
+    with storage.transaction() as tx:
+        sid = tx.insert_schedule(schedule_row("m", overlap="queue"))
+        assert sid is not None
+        tx.record_fire(fire(sid, 300.0, dag_id=d1))
+        queued = tx.record_fire(fire(sid, 600.0, "queued"))
+        assert queued is not None
+        tx.record_fire(fire(sid, None, dag_id=manual))
+        tx.update_dags({d1: {"status": "COMPLETED"}, manual: {"status": "COMPLETED"}})
+    d3 = dag(storage, "m", 3)
+    with storage.transaction() as tx:
+        assert tx.start_queued_fire(queued, d3)
+    with storage.transaction() as tx:
+        assert tx.schedule_states()[sid] == {"last_dag_id": d3, "live": [d3], "queued": None}
+        tx.update_dags({d3: {"status": "RUNNING"}})
+        assert tx.schedule_states()[sid]["live"] == [d3]
+        tx.update_dags({d3: {"status": "PARTIAL"}})
+        assert tx.schedule_states()[sid]["live"] == []
 
 
 def test_deleting_a_schedule_takes_its_fires_and_leaves_its_runs(storage: Storage) -> None:

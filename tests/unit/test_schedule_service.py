@@ -184,6 +184,43 @@ def test_a_queued_tick_survives_a_restart(tmp_path: Path) -> None:
     scenario(tmp_path, test)
 
 
+def test_a_run_by_hand_never_hides_the_run_still_going_before_or_after_a_restart(
+        tmp_path: Path) -> None:
+    # overlap: queue. A run by hand recorded while a tick waited has a higher fire id than
+    # the queued tick's, which becomes a run later: the restarted master took the manual run
+    # (long finished) for the last one and started a second run beside the queued tick's.
+    async def test(url: str, clock: list[float]) -> None:
+        m = await Master(url, clock).start()
+        await m.schedules.create(body("q", overlap="queue"), "ops")
+        for k in (3, 8):  # a run, then a tick queued behind it
+            clock[0] = T0 + k * MIN
+            await m.schedules.tick(m.schedules.get("q"))
+        first = (await m.fires("q"))[0]["dag_id"]
+        manual = await m.schedules.run_now("q")
+        await m.engine.cancel_dag(manual, "WAITING")  # by hand, ended while the first goes
+        await m.settle()
+        clock[0] = T0 + 13 * MIN  # the first run still goes and a tick waits: skipped
+        await m.schedules.tick(m.schedules.get("q"))
+        assert [f["outcome"] for f in await m.fires("q")] == [
+            "submitted", "queued", "submitted", "skipped"]
+        assert "DAG" not in (await m.fires("q"))[-1]["error"]  # named q#1, not by its id
+        await m.engine.cancel_dag(first, "WAITING")  # the queued tick's run starts
+        await m.settle()
+        fires = await m.fires("q")
+        queued_run = fires[1]["dag_id"]
+        assert fires[1]["outcome"] == "submitted" and queued_run not in (None, first, manual)
+        await m.stop()
+        m = await Master(url, clock).start()  # the queued tick's run still goes
+        assert m.schedules.get("q").last_dag_id == queued_run
+        clock[0] = T0 + 18 * MIN
+        await m.schedules.tick(m.schedules.get("q"))
+        assert (await m.fires("q"))[-1]["outcome"] == "queued"
+        assert len([d for d in await m.dags() if d["status"] in ("WAITING", "RUNNING")]) == 1
+        await m.stop()
+
+    scenario(tmp_path, test)
+
+
 def test_pause_resume_run_now_and_delete(tmp_path: Path) -> None:
     async def test(url: str, clock: list[float]) -> None:
         m = await Master(url, clock).start()

@@ -65,5 +65,6 @@ class SchedulesTransaction(abc.ABC):
     @abc.abstractmethod
     def schedule_states(self) -> dict[int, Row]:
         """For each schedule with fires: ``last_dag_id`` (the DAG it started last, tick or
-        by hand) and ``queued`` (its oldest queued fire as ``{"id", "tick"}``, or None) —
-        what a restarted master needs to apply the overlap policy."""
+        by hand: the highest DAG id), ``live`` (the ids of the DAGs it started that are not
+        finished, oldest first) and ``queued`` (its oldest queued fire as ``{"id", "tick"}``,
+        or None) — what a restarted master needs to apply the overlap policy."""

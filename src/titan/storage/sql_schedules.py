@@ -81,19 +81,28 @@ class SchedulesSQL:
         return [dict(r._mapping) for r in rows]
 
     def schedule_states(self) -> dict[int, Row]:
-        f = t.schedule_fires.c
+        f, d = t.schedule_fires.c, t.dags.c
         out: dict[int, Row] = {}
-        # Fire ids grow with time on the one leading master: the highest is the latest.
-        last = select(f.schedule_id, func.max(f.id).label("id")) \
-            .where(f.dag_id.isnot(None)).group_by(f.schedule_id).subquery()
-        rows = self.conn.execute(select(f.schedule_id, f.dag_id)
-                                 .join(last, last.c.id == f.id))
+
+        def state(schedule_id: Any) -> Row:
+            return out.setdefault(int(schedule_id), {"last_dag_id": None, "live": [],
+                                                     "queued": None})
+        # DAG ids grow with time: the highest is the run started last. Not the fire with the
+        # highest id: a queued fire keeps its own (older) id when it becomes a run, and a run
+        # by hand recorded meanwhile looked later than the run that was still going.
+        rows = self.conn.execute(select(f.schedule_id, func.max(f.dag_id))
+                                 .where(f.dag_id.isnot(None)).group_by(f.schedule_id))
         for schedule_id, dag_id in rows:
-            out[int(schedule_id)] = {"last_dag_id": int(dag_id), "queued": None}
+            state(schedule_id)["last_dag_id"] = int(dag_id)
+        live = self.conn.execute(select(f.schedule_id, f.dag_id)
+                                 .join(t.dags, d.id == f.dag_id)
+                                 .where(d.status.in_(("WAITING", "RUNNING"))).order_by(f.dag_id))
+        for schedule_id, dag_id in live:
+            state(schedule_id)["live"].append(int(dag_id))
         queued = self.conn.execute(select(f.schedule_id, f.id, f.tick)
                                    .where(f.outcome == QUEUED).order_by(f.id))
         for schedule_id, fire_id, tick in queued:
-            state = out.setdefault(int(schedule_id), {"last_dag_id": None, "queued": None})
-            if state["queued"] is None:
-                state["queued"] = {"id": int(fire_id), "tick": tick}
+            found = state(schedule_id)
+            if found["queued"] is None:
+                found["queued"] = {"id": int(fire_id), "tick": tick}
         return out

@@ -50,7 +50,10 @@ class ScheduleRec:
     jobs: list[Row]
     paused: bool
     next_fire_at: float | None
-    last_dag_id: int | None = None  # the run it started last: what overlap looks at
+    last_dag_id: int | None = None  # the run it started last
+    #: The runs it started that may still be going: what overlap looks at (the last run is
+    #: not enough: a run by hand that ended while a tick's run went on hid that one).
+    live: set[int] = field(default_factory=set)
     queued: Row | None = None  # {"id", "tick"}: the fire waiting for that run to end
     timer: asyncio.TimerHandle | None = None
     deleted: bool = False
@@ -131,15 +134,15 @@ class Firing:
     async def _deal(self, rec: ScheduleRec, tick: float, after: float | None) -> None:
         """One tick: a run, or a record of why not (skipped, or queued behind the running
         one); either way the schedule moves on to ``after`` in the same commit."""
-        running = rec.last_dag_id is not None and rec.last_dag_id in self.engine.sched.dags
-        action = rules.overlap_action(rec.overlap, running, rec.queued is not None)
+        going = self._running(rec)
+        action = rules.overlap_action(rec.overlap, going is not None, rec.queued is not None)
         if action == rules.SUBMIT:
             await self._submit(rec, tick, after)
             return
         outcome = QUEUED if action == rules.QUEUE else SKIPPED
         why = None
         if outcome == SKIPPED:  # named as users see it, not by the DAG's internal id
-            dag = self.engine.sched.dags.get(rec.last_dag_id or 0) if running else None
+            dag = self.engine.sched.dags.get(going) if going is not None else None
             previous = f"the previous run ({dag.name}#{dag.run})" if dag else "the previous run"
             waiting = rec.overlap == "queue" and rec.queued is not None
             why = (f"{previous} was still running"
@@ -194,13 +197,24 @@ class Firing:
                     rec.id, f"the run could not start: {error}"))
             return None
         rec.last_dag_id = dag_id
+        rec.live.add(dag_id)
         return dag_id
+
+    def _running(self, rec: ScheduleRec) -> int | None:
+        """A run of the schedule that has not finished (its latest), or None. Runs that have
+        finished are forgotten, but for the last one: a retry of it brings it back."""
+        dags = self.engine.sched.dags
+        rec.live = {d for d in rec.live if d in dags}
+        if rec.last_dag_id is not None and rec.last_dag_id in dags:
+            return rec.last_dag_id
+        return max(rec.live, default=None)
 
     # -- overlap: queue -----------------------------------------------------------------------
     def _watch(self, rec: ScheduleRec) -> None:
-        """Start the queued fire once the running run ends (the events hub says when)."""
-        dag_id = rec.last_dag_id
-        if dag_id is None or dag_id not in self.engine.sched.dags:
+        """Start the queued fire once no run is going any more (the events hub says when each
+        ends)."""
+        dag_id = self._running(rec)
+        if dag_id is None:
             self._spawn(self._release(rec))
             return
         waiter = self.engine.hub.waiter(("dag", dag_id))
@@ -210,8 +224,8 @@ class Firing:
         async with rec.lock:
             if rec.deleted or rec.queued is None:
                 return
-            if rec.last_dag_id is not None and rec.last_dag_id in self.engine.sched.dags:
-                self._watch(rec)  # running again (a job of it was retried)
+            if self._running(rec) is not None:
+                self._watch(rec)  # another run still goes, or it runs again (a retry)
                 return
             fire, rec.queued = rec.queued, None
             await self._submit(rec, fire["tick"], None, queued=int(fire["id"]))

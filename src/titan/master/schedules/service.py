@@ -61,6 +61,7 @@ class Schedules(Firing):
                 continue
             state = states.get(rec.id, {})
             rec.last_dag_id, rec.queued = state.get("last_dag_id"), state.get("queued")
+            rec.live = set(state.get("live", ()))
             self.recs[rec.name] = rec
             self._arm(rec)
             if rec.queued is not None:
