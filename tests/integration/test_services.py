@@ -237,14 +237,25 @@ def test_a_crash_restarts_it_and_too_many_fail_it(cluster: Cluster) -> None:
     assert deaf["state"] == "FAILED", deaf
     assert deaf["error"].startswith("crashed 2 times in 300 s; last was not ready after 1 s "
                                     "(no connection to 127.0.0.1:"), deaf
-    ports = [line.rsplit(" ", 1)[1] for line in client.fetch_logs("flaky/deaf").splitlines()
+    log = client.fetch_logs("flaky/deaf")
+    ports = [line.rsplit(" ", 1)[1] for line in log.splitlines()
              if line.startswith("incarnation ")]
     assert len(ports) == 2 and ports[0] != ports[1], ports
+    # The worker sent those SIGTERMs and says so: "killed by SIGTERM, not sent by Titan" was
+    # the log's last word, and the end of the job's error.
+    assert log.count("titan worker: stopping the service (SIGTERM, SIGKILL after") == 2, log
+    last = log.rstrip().splitlines()[-1]
+    assert last.startswith("titan worker: stopped by its worker: the service was not ready "
+                           f"after 1 s (no connection to 127.0.0.1:{ports[1]} "), last
+    assert last.endswith("; crashed 2 times in 300 s, more than max_restarts (1): "
+                         "not restarted"), last
+    assert "not sent by Titan" not in log and "titan worker" not in deaf["error"], deaf
     # A service that gives up failed, whatever the exit code of the process the worker
     # stopped (a SIGTERM handler's 0 made it COMPLETED, and its dependents ran).
     polite = client.wait("flaky/polite", timeout=60)
     assert polite["state"] == "FAILED", polite
     assert polite["error"].startswith("crashed 2 times in 300 s; last was not ready"), polite
+    assert "not sent by Titan" not in client.fetch_logs("flaky/polite")
     assert client.get_job("flaky/after")["state"] == "SKIPPED"
     client.stop_service("flaky/once")
     assert client.wait("flaky/once", timeout=30)["state"] == "COMPLETED"
@@ -268,7 +279,9 @@ def test_a_stop_kills_a_service_that_ignores_sigterm_after_its_grace(cluster: Cl
     assert done["state"] == "COMPLETED", done
     assert done["reason"] == "stopped on request; killed after a 1 s grace"
     assert done["exit_code"] == -9
-    assert "ignoring SIGTERM" in client.fetch_logs("stubborn")
+    log = client.fetch_logs("stubborn")
+    assert "ignoring SIGTERM" in log
+    assert "Killed from outside Titan" not in log, log  # the stop's own SIGKILL
 
 
 def test_a_stopped_service_leaves_nothing_of_its_group_behind(cluster: Cluster) -> None:
@@ -361,5 +374,7 @@ def test_a_port_another_program_holds_is_never_called_ready(cluster: Cluster) ->
 
     job = wait_for("the service to fail", ended)
     assert job["state"] == "FAILED" and "ready" not in seen, (job, seen)
-    assert f"port {cluster.port} was in use by another program" in client.fetch_logs("taken/s")
+    log = client.fetch_logs("taken/s")
+    assert f"port {cluster.port} was in use by another program" in log
+    assert "not sent by Titan" not in log, log
     assert client.store_get("services/taken/s") is None

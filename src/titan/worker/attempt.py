@@ -287,7 +287,9 @@ class Attempt:
         id_, attempt = self.key
         ending = self._ending_line(code, error)
         if ending is not None:
+            said = self._last_stderr  # the job's last word for its error, not the worker's
             self._emit("stderr", f"titan worker: {ending}")
+            self._last_stderr = said
         result = self._result(code, error)
         log.info("job %s attempt %d finished in %.3f s: exit %s%s", self.assignment.ref or id_,
                  attempt, time.monotonic() - self._started, code,

@@ -200,6 +200,7 @@ class ServiceAttempt(Attempt):
         if self.finished or self.kill_reason is not None or self.process is None:
             return
         self._own_kill = why
+        self._note(f"stopping the service (SIGTERM, SIGKILL after {self._grace:g} s): it {why}")
         self._terminate()
 
     # ------------------------------------------------------------------ ending
@@ -300,6 +301,19 @@ class ServiceAttempt(Attempt):
             # process the worker itself stopped, which a SIGTERM handler may well return.
             out["exit_code"] = None
         return out
+
+    def _ending_line(self, code: int | None, error: str | None) -> str | None:
+        # The signals this worker sent are not news from outside: a service stopped on
+        # request or handed back says so in its reason, and one given up after the worker
+        # stopped it (not ready, unhealthy) was reported "killed by SIGTERM, not sent by
+        # Titan" (a QA pass).
+        if self.kill_reason in (STOP_REQUESTED, RELEASED):
+            return None
+        if self.kill_reason is None and self._own_kill is not None:
+            return (f"stopped by its worker: the service {self._own_kill}; "
+                    f"{self._policy.summary()}, more than max_restarts "
+                    f"({self._policy.max_restarts}): not restarted")
+        return super()._ending_line(code, error)
 
     def _error_text(self, code: int | None, error: str | None) -> str | None:
         if self.kill_reason == STOP_REQUESTED:
