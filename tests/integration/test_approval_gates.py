@@ -1,9 +1,11 @@
 """Acceptance: approval gates (human in the loop) on a real cluster — SDK, CLI, YAML,
-deadlines, roles, and a master killed while a gate waits."""
+deadlines, roles, a script's fields refused, and a master killed while a gate waits."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,23 @@ def test_gate_declared_in_yaml(cluster: Cluster, tmp_path: Path) -> None:
     assert gate["hitl_message"] == "Is the model good enough?"
     client.approve(gate["id"])
     assert client.wait("release", timeout=30)["status"] == "COMPLETED"
+
+
+def test_a_gate_with_a_scripts_fields_is_refused_naming_the_field(cluster: Cluster) -> None:
+    # They were taken and dropped: a gate given timeout 3 and retries 2 showed neither.
+    for field, value in (("filename", "deploy.py"), ("timeout", 3), ("retries", 2),
+                         ("readiness", "tcp")):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            cluster.api("POST", "/dags", {"name": "gf", "jobs": [
+                {"job_id": "g", "job_type": "APPROVAL", "hitl_message": "m", field: value}]})
+        error = json.loads(refused.value.read())["error"]
+        assert refused.value.code == 400 and error["details"]["field"] == field, error
+        assert f"{field} does not apply to an approval gate" in error["message"]
+    # What the SDK sends for a gate is fine.
+    client = cluster.client()
+    client.submit_dag("gf", [TitanJob("g", job_type="APPROVAL", hitl_message="m")])
+    assert wait_state(client, "gf/g", "WAITING_APPROVAL")["timeout"] is None
+    client.cancel("gf")
 
 
 def test_gates_wait_without_blocking_other_work(make_cluster: MakeCluster) -> None:

@@ -121,6 +121,19 @@ def test_a_good_draft_is_ready_to_submit_and_export() -> None:
     assert check(back)["dag"] == reply["dag"]  # a draft read back is the same submission
 
 
+def test_a_script_job_turned_into_a_gate_drops_the_script_fields_its_form_hides() -> None:
+    # The builder keeps them (for a turn back to a script); a submission refuses them on a gate.
+    reply = check([{"job_id": "a", "filename": "a.py"},
+                   {"job_id": "g", "job_type": "APPROVAL", "filename": "a.py", "args": "x",
+                    "retries": 2, "timeout": 5, "requirement": "GPU", "parents": ["a"],
+                    "hitl_message": "ok?", "priority": 3}])
+    assert reply["problems"] == [], reply["problems"]
+    gate = reply["dag"]["jobs"][1]
+    assert (gate["filename"], gate["args"], gate["retries"], gate["timeout"]) == ("", [], None,
+                                                                                None)
+    assert gate["priority"] == 3 and gate["hitl_message"] == "ok?"
+
+
 def test_every_problem_of_a_draft_is_listed_with_its_jobs() -> None:
     reply = check([
         {"job_id": "a", "filename": "a.py", "parents": ["c"]},

@@ -186,3 +186,28 @@ def test_names_the_worker_or_a_reference_would_misread_are_refused(
     with pytest.raises(ValidationFailed, match=problem):
         validate_dag(name, [{"job_id": "a", "filename": filename, "script_sha256": SHA}],
                      max_jobs=100)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("filename", "deploy.py"), ("timeout", 3), ("retries", 2), ("readiness", "tcp"),
+    ("stop_grace", 5), ("max_restarts", 1), ("args", ["x"]), ("env", {"A": "1"}),
+    ("delay", 5), ("requirement", "GPU"), ("runner", "fork"), ("port", 8080),
+    ("script_sha256", SHA), ("is_archive", True), ("affinity", True),
+])
+def test_a_gate_refuses_what_does_not_apply_to_it(field: str, value: object) -> None:
+    # A gate runs nothing: these were accepted and silently dropped (timeout None,
+    # max_attempts 1), although a field that does not apply is refused (a QA pass).
+    with pytest.raises(InvalidDAG, match=f"{field} does not apply to an approval gate") as err:
+        validate_dag("g", [{"job_id": "g", "job_type": "APPROVAL", "hitl_message": "ok?",
+                            field: value}], max_jobs=100)
+    assert err.value.details == {"job_id": "g", "field": field}
+
+
+def test_a_gate_takes_what_the_sdk_sends_and_what_a_schedule_shows_back() -> None:
+    from titan.master.scheduling.validation import as_submitted
+    from titan_sdk import TitanJob
+    sent = TitanJob("review", job_type="APPROVAL", parents=[], hitl_message="ok?").to_payload(None)
+    _, specs = validate_dag("g", [sent], max_jobs=100)
+    _, again = validate_dag("g", as_submitted(specs), max_jobs=100)
+    assert again == specs and specs[0]["job_type"] == "APPROVAL"
+    validate_dag("g", [dict(sent, requirement="general", delay=0.0, retries=0)], max_jobs=100)

@@ -42,6 +42,10 @@ Data = dict[str, Any]
 FIELDS = frozenset(inspect.signature(TitanJob).parameters) - {"base_dir"}
 #: Stands in for a script not uploaded yet while the server's job rules look at the rest.
 _NO_SCRIPT = "0" * 64
+#: What a gate's form shows. A script job turned into a gate keeps its script's fields in the
+#: draft, hidden, for when it turns back: they are not the gate's (a submission refuses them).
+_GATE_FIELDS = frozenset({"job_id", "job_type", "parents", "priority", "hitl_message",
+                          "max_wait_seconds"})
 
 
 def script_name(filename: Any) -> str | None:
@@ -142,7 +146,8 @@ def _build(raw: Data, i: int, scripts: Mapping[str, str]) -> tuple[TitanJob, Dat
     unknown = unknown_field(raw, FIELDS)
     if unknown is not None:
         raise ValidationFailed(unknown[1], details={"field": unknown[0]})
-    kwargs = {k: v for k, v in raw.items() if v is not None}
+    gate = str(raw.get("job_type") or "").upper() == "APPROVAL"
+    kwargs = {k: v for k, v in raw.items() if v is not None and (not gate or k in _GATE_FIELDS)}
     if kwargs.get("filename") == "":  # an empty field: a gate's (none), or a job's mistake
         del kwargs["filename"]
     job = TitanJob(kwargs.pop("job_id", None), **kwargs)

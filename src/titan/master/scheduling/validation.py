@@ -209,8 +209,24 @@ def _gate_fields(job: dict[str, Any], job_id: str) -> tuple[str | None, float | 
     return hitl, None if max_wait is None else float(max_wait)
 
 
+#: What means nothing to a gate (it runs nothing), with the value a gate has anyway (None:
+#: none), which is accepted — the SDK sends it, a schedule shows it —; any other is refused.
+_NOT_FOR_GATES: dict[str, Any] = {
+    "filename": "", "script_sha256": None, "args": [], "env": {}, "port": 0, "is_archive": False,
+    "delay": 0, "affinity": False, "requirement": "GENERAL", "retries": 0, "timeout": None,
+    "runner": "auto", **dict.fromkeys(services.FIELDS),
+}
+
+
 def _validate_gate(job: dict[str, Any], job_id: str) -> dict[str, Any]:
     """An approval gate declared directly (YAML ``type: APPROVAL``): no script to run."""
+    for field, own in _NOT_FOR_GATES.items():
+        value = job.get(field)
+        if value is None or (field == "requirement" and str(value).upper() == own):
+            continue
+        if value != own or isinstance(value, bool) != isinstance(own, bool):  # 0.0 is 0
+            raise _fail(job_id, field, f"{field} does not apply to an approval gate (it runs "
+                                       "no script, it waits for a person): leave it out")
     parents = job.get("parents") or []
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise _fail(job_id, "parents", "parents must be a list of job ids")
