@@ -162,3 +162,19 @@ def test_a_waiting_gate_and_its_deadline_survive_kill_9(make_cluster: MakeCluste
     assert fresh.get_job_status("ship/build.approval") == "WAITING_APPROVAL"
     dag = fresh.wait("ship", timeout=30)  # the re-armed deadline fires after the restart
     assert {j["job_id"]: j["state"] for j in dag["jobs"]}["build.approval"] == "EXPIRED"
+
+
+def test_a_gate_whose_deadline_passed_while_the_master_was_down_ended_then(
+        make_cluster: MakeCluster) -> None:
+    # It expired at the restart, and said so: finished_at was the master's start time.
+    c = make_cluster().up()
+    client = ship(c, max_wait=1)
+    gate = wait_state(client, "ship/build.approval", "WAITING_APPROVAL")
+    c.kill_master()
+    time.sleep(max(0.0, gate["approval_deadline"] - time.time()) + 2)
+    c.start_master()
+    fresh = c.client()
+    fresh.wait("ship", timeout=30)
+    expired = fresh.get_job("ship/build.approval")
+    assert expired["state"] == "EXPIRED", expired
+    assert expired["finished_at"] == expired["decided_at"] == gate["approval_deadline"]

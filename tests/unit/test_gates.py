@@ -155,6 +155,23 @@ def test_recovered_gate_rearms_its_deadline() -> None:
     assert (clock.t + 60, "approval", 901) in ch.timers
 
 
+def test_a_gate_whose_deadline_passed_while_the_master_was_down_ended_at_its_deadline() -> None:
+    clock = Clock()
+    s = make(clock)
+    d = DagRec(id=9, name="g", run=1, agent_run_id=None, status="RUNNING", started_at=1.0)
+    deadline = clock.t - 600  # ten minutes before this master started
+    row = {"parents": [], "job_type": "APPROVAL", "max_wait_seconds": 60.0,
+           "approval_deadline": deadline}
+    gate = JobRec(id=901, dag_id=9, job_id="g", requirement="GENERAL", priority=1, delay=0.0,
+                  affinity=False, max_attempts=1, state="WAITING_APPROVAL", attempt=0, row=row,
+                  approval_deadline=deadline)
+    s.load(d, [gate], Changes())
+    ch = Changes()
+    s.timer("approval", gate.id, ch)  # the re-armed timer, due at once
+    assert gate.state == "EXPIRED"
+    assert ch.jobs[gate.id]["finished_at"] == ch.jobs[gate.id]["decided_at"] == deadline
+
+
 def test_cancelling_a_waiting_gate_skips_what_follows() -> None:
     s = make()
     gate_dag(s)

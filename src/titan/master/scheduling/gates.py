@@ -58,8 +58,11 @@ def expire_if_due(sched: SchedulerCore, job: JobRec, ch: Changes) -> None:
         ch.timers.append((job.approval_deadline, "approval", job.id))  # fired a hair early
         return
     wait = job.row.get("max_wait_seconds")
-    sched._set(job, EXPIRED, ch, reason=f"no decision within {wait:g}s",
-               decided_at=sched.now(), finished_at=sched.now())
+    # It expired at its deadline, whenever that is noticed: a master that was down then
+    # expires it at its start, which is not when it ended.
+    at = job.approval_deadline
+    sched._set(job, EXPIRED, ch, reason=f"no decision within {wait:g}s", decided_at=at,
+               finished_at=at)
     sched.skip_descendants_of(job, ch)
 
 
