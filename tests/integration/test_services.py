@@ -2,7 +2,7 @@
 check, the address in the store and the API for another job to call, restarts with backoff
 (every incarnation's log kept) up to the cap, a graceful stop that is not a cancel, a service
 that ignores SIGTERM killed after its grace, two runs of one DAG each finding its own
-service, a draining or dead worker's service moved to
+service, a stop's grace checked as stop_grace is, a draining or dead worker's service moved to
 another, and a master restart that leaves the service's process alone."""
 
 from __future__ import annotations
@@ -201,6 +201,17 @@ def test_two_runs_of_a_dag_each_find_their_own_service(cluster: Cluster) -> None
     client.stop_service(f"{first['ref']}/model")
     assert client.wait(f"{first['ref']}/model", timeout=30)["state"] == "COMPLETED"
     assert client.store_get(run1) is None and client.store_get("services/twice/model") is None
+
+
+def test_a_stop_says_what_is_wrong_with_it(cluster: Cluster) -> None:
+    client = cluster.client()
+    # A grace of 0 is refused as a service's stop_grace of 0 is: a kill at once is a cancel.
+    client.submit_dag("graceless", [service(cluster, "model", readiness="tcp")])
+    ready(client, "graceless/model")
+    with pytest.raises(ValidationFailed, match="grace must be more than 0"):
+        client.stop_service("graceless/model", grace=0)
+    assert client.stop_service("graceless/model", grace=0.5)["service"]["stopping"] is True
+    assert client.wait("graceless/model", timeout=30)["state"] == "COMPLETED"
 
 
 def test_a_crash_restarts_it_and_too_many_fail_it(cluster: Cluster) -> None:

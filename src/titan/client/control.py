@@ -61,9 +61,9 @@ class ControlOps:
 
     def stop_service(self, ref: Ref, grace: float | None = None) -> dict[str, Any]:
         """Stop a service gracefully: SIGTERM, then SIGKILL after ``grace`` seconds (default:
-        its ``stop_grace``). Unlike a cancel it ends ``COMPLETED``, once its process has gone:
-        ``wait(ref)`` returns then. Raises ``Conflict`` for a job that is not a service or
-        has ended."""
+        its ``stop_grace``; more than 0). Unlike a cancel it ends ``COMPLETED``, once its
+        process has gone: ``wait(ref)`` returns then. Raises ``Conflict`` for a job that is
+        not a service or has ended."""
         reply: dict[str, Any] = self._transport.call(
             "POST", f"/jobs/{quote_ref(ref)}/stop", json={"grace": grace})
         return reply

@@ -100,10 +100,11 @@ async def cancel_job(c: CtxDep, p: Writer, ref: str) -> Row:
 @router.post("/jobs/{ref:path}/stop", summary="Stop a service gracefully (not a cancel)")
 async def stop_job(c: CtxDep, p: Writer, ref: str, body: dict[str, Any] | None = Body(None)) -> Row:
     grace = (body or {}).get("grace")
+    # The rule of a service's stop_grace (services.py): 0 would be a SIGKILL, which is cancel.
     if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int | float)
-                              or not 0 <= grace <= 3600):
-        raise ValidationFailed("grace must be a number of seconds between 0 and 3600",
-                               details={"field": "grace"})
+                              or not 0 < grace <= 3600):
+        raise ValidationFailed("grace must be more than 0 and at most 3600 seconds (for a "
+                               "kill at once, cancel)", details={"field": "grace"})
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.stop_service(job["id"], job["state"], None if grace is None else float(grace),
                                 ref)

@@ -78,7 +78,7 @@ class Decision(_Closed):
 
 
 class Stop(_Closed):
-    grace: float | None = Field(None, ge=0, le=3600,
+    grace: float | None = Field(None, gt=0, le=3600,
                                 description="Seconds between SIGTERM and SIGKILL (default: "
                                             "the service's stop_grace)")
 
