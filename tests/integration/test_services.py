@@ -2,7 +2,7 @@
 check, the address in the store and the API for another job to call, restarts with backoff
 (every incarnation's log kept) up to the cap, a graceful stop that is not a cancel, a service
 that ignores SIGTERM killed after its grace, two runs of one DAG each finding its own
-service, a stop's grace checked as stop_grace is, a draining or dead worker's service moved to
+service, a stop refused with the reason that matters, a draining or dead worker's service moved to
 another, and a master restart that leaves the service's process alone."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.processes import alive, wait_dead
 from titan.client import TitanClient
-from titan.errors import ValidationFailed
+from titan.errors import Conflict, ValidationFailed
 from titan_sdk import TitanJob
 
 MakeCluster = Callable[..., Cluster]
@@ -205,6 +205,12 @@ def test_two_runs_of_a_dag_each_find_their_own_service(cluster: Cluster) -> None
 
 def test_a_stop_says_what_is_wrong_with_it(cluster: Cluster) -> None:
     client = cluster.client()
+    ok = cluster.script("ok.py", "print('ran')\n")
+    client.submit_dag("plain", [TitanJob("once", ok)])
+    assert client.wait("plain", timeout=30)["status"] == "COMPLETED"
+    # A finished run that is no service: that it is none is the news ("already ended" was said).
+    with pytest.raises(Conflict, match="'plain/once' is not a service \\(it ended COMPLETED\\)"):
+        client.stop_service("plain/once")
     # A grace of 0 is refused as a service's stop_grace of 0 is: a kill at once is a cancel.
     client.submit_dag("graceless", [service(cluster, "model", readiness="tcp")])
     ready(client, "graceless/model")

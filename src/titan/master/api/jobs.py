@@ -107,7 +107,7 @@ async def stop_job(c: CtxDep, p: Writer, ref: str, body: dict[str, Any] | None =
                                "kill at once, cancel)", details={"field": "grace"})
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.stop_service(job["id"], job["state"], None if grace is None else float(grace),
-                                ref)
+                                ref, job.get("job_type"))
     return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
 
 

@@ -13,6 +13,7 @@ from titan.master.scheduling import gates, services
 from titan.master.scheduling.engine_core import EngineCore
 from titan.master.scheduling.scheduler import Scheduler
 from titan.master.scheduling.state import SUCCEEDED, TERMINAL, Changes
+from titan.services import is_service
 
 
 class EngineControl:
@@ -30,9 +31,14 @@ class EngineControl:
         await self.submit(ch)
 
     async def stop_service(self: EngineCore, job_id: int, state_in_db: str,
-                           grace: float | None, ref: str | None = None) -> None:
-        """Stop a service gracefully (:func:`services.stop`); Conflict once it has ended."""
+                           grace: float | None, ref: str | None = None,
+                           job_type: str | None = None) -> None:
+        """Stop a service gracefully (:func:`services.stop`); Conflict once it has ended, or
+        for a job that is no service (``job_type``: the stored one, for a job whose DAG has
+        finished)."""
         job = self.sched.jobs.get(job_id)
+        if job is None and job_type is not None and not is_service(job_type):
+            raise services.not_a_service(ref or str(job_id), state_in_db, job_type)
         if job is None:
             raise Conflict(f"job {ref or job_id!r} already ended {state_in_db}",
                            details={"state": state_in_db})

@@ -121,8 +121,7 @@ def stop(sched: SchedulerCore, job: JobRec, grace: float | None, ch: Changes) ->
     started yet simply ends (nothing runs to stop); asking again while it stops changes
     nothing."""
     if not job.is_service:
-        raise Conflict(f"job {job.job_id!r} is not a service (cancel it instead)",
-                       details={"state": job.state, "job_type": job.row.get("job_type")})
+        raise not_a_service(job.job_id, job.state, job.row.get("job_type"))
     if job.state in TERMINAL:
         raise Conflict(f"service {job.job_id!r} already ended {job.state}",
                        details={"state": job.state})
@@ -142,6 +141,14 @@ def stop(sched: SchedulerCore, job: JobRec, grace: float | None, ch: Changes) ->
     worker = sched.workers.get(job.worker_id or "")
     if worker is not None:
         worker.cancels.append((job.id, job.attempt))
+
+
+def not_a_service(name: str, state: str, job_type: Any) -> Conflict:
+    """A stop asked of a job that is no service: said first, ended or not (that it ended is
+    beside the point; "cancel it instead" is advice for one still going)."""
+    advice = f"it ended {state}" if state in TERMINAL else "cancel it instead"
+    return Conflict(f"job {name!r} is not a service ({advice}): only a SERVICE job is stopped",
+                    details={"state": state, "job_type": job_type})
 
 
 def stop_grace(job: JobRec | None, attempt: int) -> float | None:
