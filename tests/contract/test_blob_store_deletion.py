@@ -13,7 +13,7 @@ import pytest
 
 from tests.contract import test_blob_stores as stores
 from tests.contract.test_blob_stores import Backend, _stream, sha
-from titan.errors import NotFound
+from titan.errors import NotFound, ValidationFailed
 from titan.storage.blobs import CHUNK
 from titan.storage.blobs.database import DatabaseBlobStore
 from titan.storage.blobs.gate import SETTLE, BlobGate
@@ -108,3 +108,16 @@ def test_the_first_database_to_claim_a_store_owns_it(backend: Backend) -> None:
     else:
         assert store.owner(second) == first
         assert store.owner(first) == first
+
+
+def test_each_database_using_a_store_is_recorded_once(backend: Backend) -> None:
+    store = backend.store
+    first, second = "c" * 32, "d" * 32
+    assert first in store.users(first)
+    if isinstance(store, DatabaseBlobStore):  # the database's own rows: no other user
+        assert store.users(second) == {second}
+    else:
+        assert {first, second} <= store.users(second)
+        assert store.users(first) == store.users(second)  # recorded once each
+    with pytest.raises(ValidationFailed):
+        store.users("../owner")

@@ -238,3 +238,10 @@ def test_the_master_collects_after_a_prune_and_only_a_store_it_owns(make_cluster
         collect(other, dry_run=True)
     said = refused.value.read().decode()
     assert refused.value.code == 409 and "belongs to another Titan database" in said, said
+    # And the first one learned of it at the second's start: it collects nothing either (it
+    # went on collecting, and deleted the second's scripts it did not know of).
+    assert "is shared with another Titan database" in other.log()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        collect(c, dry_run=True)
+    said = refused.value.read().decode()
+    assert refused.value.code == 409 and "is shared with another Titan database" in said, said

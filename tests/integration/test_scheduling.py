@@ -266,6 +266,8 @@ def test_fan_out_50_then_fan_in_sees_every_result(cluster: Cluster) -> None:
             break
     assert [j["job_id"] for j in pages] == [j["job_id"] for j in dag["jobs"]]
     assert pages[0]["ref"] == dag["jobs"][0]["ref"] and pages[0]["state"] == "COMPLETED"
+    assert client.api("GET", "/dags/fan/jobs",  # ?state=failed&state=completed
+                      params={"state": ["failed", "completed"]})["total"] == 52
     assert client.dag_jobs("fan", state=["failed", "running"]) == \
         {"jobs": [], "total": 0, "limit": 1000, "offset": 0}
     assert client.dag_jobs(dag["id"], state="COMPLETED", offset=51)["jobs"][0]["job_id"] == "fan_in"

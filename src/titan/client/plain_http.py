@@ -266,14 +266,17 @@ class LeanRequests:
              json: Any, body: bytes | None, headers: Mapping[str, str] | None,
              read_timeout: float | None) -> Reply:
         """One exchange with the master at ``url``: ``path`` (quoted as httpx would), its
-        ``params`` (booleans as ``true``/``false``, None left out), a JSON or bytes body."""
+        ``params`` (booleans as ``true``/``false``, None left out, a list or tuple as the
+        parameter repeated, as httpx sends it), a JSON or bytes body."""
         origin = self._origin(url)
         if origin is None:  # only reached when a caller skipped reaches()
             raise httpx.UnsupportedProtocol(f"not a plain-HTTP master: {url}")
         target = quote(path, safe=_PATH_SAFE)
         if params:
             pairs = [(k, "true" if v is True else "false" if v is False else str(v))
-                     for k, v in params.items() if v is not None]
+                     for k, given in params.items()
+                     for v in (given if isinstance(given, list | tuple) else (given,))
+                     if v is not None]
             if pairs:
                 target += "?" + urlencode(pairs, quote_via=quote, safe="")
         fields = {b"host": origin[1]}

@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 from titan.errors import Conflict, ValidationFailed
+from titan.master.blob_mark import DATABASE_ID
 from titan.master.scheduling.engine import Engine
 from titan.storage.base import Row, Transaction
 from titan.storage.blobs import BlobStore
@@ -54,9 +55,8 @@ FIRST_SWEEP = 300.0
 SWEEP_SECONDS = 3600.0
 #: Names listed in an answer (the counts are whole).
 SHOWN = 1000
-#: ``meta`` keys: this database's id (the store's owner record names it), and the batch
-#: whose bodies are being deleted (a JSON list of names; ``[]``: none).
-DATABASE_ID = "database_id"
+#: ``meta`` key: the batch whose bodies are being deleted (a JSON list of names; ``[]``:
+#: none). This database's id, which the store's owner record names, is blob_mark's.
 PENDING = "blob_gc_pending"
 
 
@@ -170,6 +170,17 @@ class BlobCollector:
         found: str | None = await self.engine.read(lambda tx: tx.get_meta(DATABASE_ID))
         me = found if found is not None else await self.engine.run(mine)
         owner = await asyncio.to_thread(self.blobs.owner, me)
+        others = sorted(await asyncio.to_thread(self.blobs.users, me) - {me})
+        if owner == me and others:
+            # Another database's masters use this store too (each says so at its start),
+            # and may need blobs this one recorded and no longer names: the same content.
+            raise Conflict(
+                f"the blob store ({self.blobs.description}) is shared with another Titan "
+                f"database ({others[0][:40]}; this one is {me}): collecting it would delete "
+                "blobs that database uses. Give each database a store of its own; if that "
+                "database is gone for good, delete its record (users/"
+                f"{others[0][:40]} at the store's root) and collect again",
+                details={"shared_with": [o[:100] for o in others[:10]], "database": me})
         if owner != me:
             raise Conflict(
                 f"the blob store ({self.blobs.description}) belongs to another Titan "

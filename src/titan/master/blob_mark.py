@@ -65,3 +65,37 @@ def leave(storage: Storage, blobs: BlobStore) -> None:
     if mark is not None:
         with storage.transaction() as tx:
             tx.set_meta(KEY, mark)
+
+
+#: ``meta`` key: this database's id, which names it among its blob store's users (and as
+#: its owner: master/blob_gc.py).
+DATABASE_ID = "database_id"
+
+
+def record_use(storage: Storage, blobs: BlobStore, *, lead: bool) -> None:
+    """At a master's start: record this database as a user of ``blobs``, so that a store two
+    databases share is collected by neither (the owner learned of the other only if that
+    one collected: it deleted blobs the other's jobs needed). A master about to lead makes
+    the database's id if it has none; a standby records the leader's (none yet: the leader
+    will). A store that cannot take the record is said, not fatal: collection then runs
+    on what it knows, as before."""
+    with storage.read_transaction() as tx:
+        me = tx.get_meta(DATABASE_ID)
+    if me is None and lead:
+        with storage.transaction() as tx:
+            me = tx.get_meta(DATABASE_ID)
+            if me is None:
+                me = secrets.token_hex(16)
+                tx.set_meta(DATABASE_ID, me)
+    if me is None:
+        return
+    try:
+        others = sorted(blobs.users(me) - {me})
+    except Exception as exc:  # OSError, a bucket's refusal: the start goes on
+        log.warning("could not record this database as a user of the blob store (%s): %s",
+                    blobs.description, exc)
+        return
+    if others:
+        log.warning("the blob store (%s) is shared with another Titan database (%s): blob "
+                    "garbage collection leaves it alone, here and there; give each database "
+                    "a store of its own", blobs.description, ", ".join(o[:40] for o in others))

@@ -150,6 +150,7 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
                 blob_mark.check_standby(tx, blobs)
         else:  # about to lead: the mark it leaves in its store, left before the app starts
             blob_mark.leave(storage, blobs)
+        blob_mark.record_use(storage, blobs, lead=not standby)
     except BlobStoreUnwritable as exc:  # a full disk: the mark is the first blob written
         raise ConfigError(exc.message) from None
     finally:

@@ -193,7 +193,8 @@ async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
 @router.get("/dags/{ref:path}/jobs", summary="A page of a DAG run's jobs")
 async def dag_jobs(
     c: CtxDep, p: Reader, ref: str,
-    state: str | None = Query(None, description="Only jobs in these states (comma-separated)"),
+    state: list[str] | None = Query(None, description=(
+        "Only jobs in these states: comma-separated, or the parameter repeated")),
     limit: int = Query(1000, ge=1, le=10000), offset: Offset = 0,
 ) -> Row:
     states = _states(state)
@@ -219,11 +220,13 @@ async def get_dag(c: CtxDep, p: Reader, ref: str, with_jobs: bool = JOBS) -> Row
     return await c.engine.read(q)
 
 
-def _states(state: str | None) -> list[str] | None:
-    """``?state=failed,timed_out`` as the job states it names; a state that is none is a 400."""
-    if state is None or not state.strip():
+def _states(state: list[str] | None) -> list[str] | None:
+    """``?state=failed,timed_out`` (or ``?state=failed&state=timed_out``: a query built from
+    a list, where only the last one counted) as the job states it names; a state that is
+    none is a 400."""
+    states = [s.strip().upper() for given in state or () for s in given.split(",") if s.strip()]
+    if not states:
         return None
-    states = [s.strip().upper() for s in state.split(",") if s.strip()]
     unknown = [s for s in states if s not in JOB_STATES]
     if unknown:
         raise ValidationFailed(f"state {unknown[0].lower()[:40]!r} is not a job state; one of "

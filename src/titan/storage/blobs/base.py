@@ -51,6 +51,14 @@ def check_sha256(sha256: str) -> str:
     return sha256
 
 
+def check_database_id(database: str) -> str:
+    """``database`` if it is a database's id as Titan makes them (hex): it names a file or an
+    object key among a store's records."""
+    if not re.fullmatch(r"[0-9a-f]{8,64}", database):
+        raise ValidationFailed(f"{database[:80]!r} is not a Titan database id")
+    return database
+
+
 #: The OS's refusals of a write that are the place's, not the request's nor a bug: an
 #: operator must free space, raise a quota, remount or fix an owner. Anything else (EIO, a
 #: path that is a file) stays what it is.
@@ -179,6 +187,13 @@ class BlobStore(abc.ABC):
         names when none claimed it before. Garbage collection runs only in its owner's
         master: a store two databases share holds blobs one of them needs and the other does
         not know of."""
+
+    @abc.abstractmethod
+    def users(self, database: str) -> set[str]:
+        """Record ``database`` (its id) as a user of this store, and return the ids of every
+        database recorded so: each master records its own at start, so the owner's
+        collection learns that another database shares the store (and needs blobs it does
+        not know of) even if that one never collects."""
 
     def close(self) -> None:  # noqa: B027 - optional: most stores hold nothing open
         """Release what the store holds open (connections); the default holds nothing."""

@@ -24,7 +24,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from titan.storage import schema as t
 from titan.storage.base import iter_chunks
-from titan.storage.blobs.base import CHUNK, NamedFirstStore, check_sha256, missing
+from titan.storage.blobs.base import (
+    CHUNK,
+    NamedFirstStore,
+    check_database_id,
+    check_sha256,
+    missing,
+)
 
 _c = t.blob_chunks.c
 
@@ -97,6 +103,9 @@ class DatabaseBlobStore(NamedFirstStore):
 
     def owner(self, claim: str) -> str:
         return claim  # the blobs are rows of the database itself: no other can hold them
+
+    def users(self, database: str) -> set[str]:
+        return {check_database_id(database)}  # rows of this database: no other uses them
 
     def close(self) -> None:
         self.engine.dispose()

@@ -30,6 +30,7 @@ from pathlib import Path
 from titan.storage.blobs.base import (
     CHUNK,
     BlobStore,
+    check_database_id,
     check_sha256,
     hash_mismatch,
     missing,
@@ -165,6 +166,15 @@ class DirectoryBlobStore(BlobStore):
             return record.read_text().strip()
         finally:
             self._discard(Path(tmp_name))
+
+    def users(self, database: str) -> set[str]:
+        folder = self.root / "users"
+        record = folder / check_database_id(database)
+        if not record.exists():
+            with self._writing():
+                folder.mkdir(exist_ok=True)
+                record.touch()
+        return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
 
     def _writing(self) -> contextlib.AbstractContextManager[None]:
         return writing_under(self.root, self.SETTING)

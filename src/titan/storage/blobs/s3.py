@@ -26,7 +26,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from titan.errors import ConfigError
-from titan.storage.blobs.base import CHUNK, NamedFirstStore, check_sha256, missing
+from titan.storage.blobs.base import (
+    CHUNK,
+    NamedFirstStore,
+    check_database_id,
+    check_sha256,
+    missing,
+)
 
 #: Blobs larger than this go up as a multipart upload of parts this size (S3's smallest part
 #: is 5 MiB; 10,000 parts of 8 MiB cover 78 GiB, far past TITAN_MAX_UPLOAD_BYTES).
@@ -112,6 +118,15 @@ class S3BlobStore(NamedFirstStore):
                 raise
         return str(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
                    .decode().strip())
+
+    def users(self, database: str) -> set[str]:
+        folder = f"{self.prefix}/users/" if self.prefix else "users/"
+        self.client.put_object(Bucket=self.bucket, Key=folder + check_database_id(database), Body=b"")
+        found: set[str] = set()
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=folder):
+            found.update(item["Key"][len(folder):] for item in page.get("Contents", []))
+        return found
 
     def _store(self, sha256: str, size: int, body: IO[bytes]) -> None:
         if self.size(sha256) is not None:
