@@ -122,3 +122,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     slow_modules = {getattr(item, "module", None) for item in items
                     if item.get_closest_marker("slow")}
     items.sort(key=lambda item: getattr(item, "module", None) not in slow_modules)
+
+
+@pytest.fixture(autouse=True)
+def _no_run_driven_from_before() -> Iterator[None]:
+    """A test that submits a stage with an ``agent_run_id`` from this process makes it that
+    run's driver (its calls are the run's from then on, as in a user's script): every test
+    starts, and leaves, a process that drives nothing."""
+    from titan.trace import context, runs
+
+    context._driven = None
+    runs._driving.clear()
+    yield
+    context._driven = None
+    runs._driving.clear()

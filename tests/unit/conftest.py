@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,3 @@ def clean_client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
-
-@pytest.fixture(autouse=True)
-def _no_run_driven_from_before() -> Iterator[None]:
-    """A test that submits a stage with an ``agent_run_id`` makes this process that run's
-    driver (its calls are the run's from then on, as in a user's script): the next test in
-    the same process starts as a process that drove nothing."""
-    from titan.trace import context, runs
-
-    driven, driving = context._driven, dict(runs._driving)
-    yield
-    context._driven = driven
-    runs._driving.clear()
-    runs._driving.update(driving)
