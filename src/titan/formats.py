@@ -101,3 +101,15 @@ def quote_ref(ref: str | int) -> str:
 
 #: A Host header as clients send it: a name or address and an optional port, nothing else.
 HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?")
+
+
+def human_size(n: int) -> str:
+    """A byte count as people read it: ``512 bytes``, ``48.2 MiB`` (GiB at most)."""
+    if n < 1024:
+        return f"{n} bytes"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from titan.formats import human_size
+
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
     """The ``titan admin`` groups and their actions (``titan.cli`` wires the command in)."""
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
         print_json(reply)
         return 0
     verb = "would delete" if args.dry_run else "deleted"
-    print(f"{verb} {reply['blobs']} blob(s), {_size(reply['bytes'])}, named by nothing and "
+    print(f"{verb} {reply['blobs']} blob(s), {human_size(reply['bytes'])}, named by nothing and "
           f"unused for over {reply['min_age']}")
     if reply["kept"]:
         print(f"kept {reply['kept']} found unused that were used again while it ran")
@@ -51,13 +53,3 @@ def run(args: argparse.Namespace, client: Any) -> int:
         print(f"  ... and {reply['blobs'] - len(shown)} more")
     return 0
 
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} bytes"
-    size = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024 or unit == "GiB":
-            break
-    return f"{size:.1f} {unit}"

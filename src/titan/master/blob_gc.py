@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 from titan.errors import Conflict, ValidationFailed
+from titan.formats import human_size
 from titan.master.blob_mark import DATABASE_ID
 from titan.master.scheduling.engine import Engine
 from titan.storage.base import Row, Transaction
@@ -104,7 +105,7 @@ class BlobCollector:
         if gone and not dry_run:
             log.info("blob gc: deleted %d blob(s), %s, unused for over %s and named by "
                      "nothing (%d kept: in use again meanwhile); %.1f s", len(gone),
-                     _bytes(size), age, kept, seconds)
+                     human_size(size), age, kept, seconds)
         return {"dry_run": dry_run, "min_age": age, "before": before, "blobs": len(gone),
                 "bytes": size, "sha256": [sha for sha, _ in gone[:SHOWN]], "kept": kept,
                 "seconds": seconds}
@@ -240,13 +241,3 @@ def _settle(tx: Transaction, left: set[tuple[str, int]], now: float) -> None:
         tx.add_blob(sha, size, now)
     tx.set_meta(PENDING, "[]")
 
-
-def _bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} bytes"
-    size = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024 or unit == "GiB":
-            break
-    return f"{size:.1f} {unit}"
