@@ -30,6 +30,7 @@ def measure(lean: bool, mode: str, forks: int) -> dict[str, float]:
     """Fork ``forks`` children from a zygote preloaded here; per-child figures."""
     from titan.worker import child, zygote
 
+    zygote._become_subreaper()  # as the zygote's main() does: its children find ctypes loaded
     zygote.preload(lean=lean)
     assert not lean or "threading" not in sys.modules, "the harness loaded threading"
     request = {"rid": 1, "argv": [SCRIPT], "cwd": "/tmp", "env_unset": [], "env_set": {},

@@ -276,6 +276,73 @@ def test_a_process_a_job_left_behind_does_not_outlive_it(cluster: Cluster,
     assert wait_dead(pid, timeout=30), f"process {pid} left by a finished job survived"
 
 
+def test_what_a_job_left_behind_dies_while_other_jobs_keep_the_zygote_busy(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # The zygote looked for what finished jobs left only while no job ran on it: a hostile
+    # job kept a sibling running (or resubmitted one) and its escaped process lived on for
+    # good (a security QA pass). Each job is now its own descendants' subreaper, so what the
+    # zygote finds among its children is a finished job's, whatever else runs.
+    pidfile = tmp_path / "escaped.pid"
+    client = cluster.client()
+    busy = cluster.script("busy.py", "import time\ntime.sleep(120)\n")
+    client.submit_dag("busy_zygote", [TitanJob(job_id="keeps_busy", filename=busy)])
+    client.submit_job(TitanJob(job_id="escaper_busy",
+                               filename=cluster.script("escaper.py", ESCAPER),
+                               args=[str(pidfile)]))
+    try:
+        assert client.wait("escaper_busy", timeout=60)["state"] == "COMPLETED"
+        pid = int(pidfile.read_text())
+        assert wait_dead(pid, timeout=30), f"process {pid} left by a finished job survived"
+        assert client.get_job_status("keeps_busy") == "RUNNING"
+    finally:
+        client.cancel("busy_zygote")
+
+
+#: Starts a process outside its group (setsid, a double fork), keeps running for argv[2]
+#: seconds while other jobs end, and fails unless that process is alive still.
+HOLDER = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        with open(sys.argv[1] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+        time.sleep(300)
+    os._exit(0)
+os.wait()
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+time.sleep(float(sys.argv[2]))
+pid = int(open(sys.argv[1]).read())
+os.kill(pid, 0)  # ProcessLookupError, and the job fails, if it was killed meanwhile
+os.kill(pid, 9)
+print("kept it")
+"""
+
+
+def test_a_running_job_keeps_what_it_started_outside_its_group(cluster: Cluster,
+                                                              tmp_path: Path) -> None:
+    # Only a finished job's leftovers are killed: a running job's process outside its group
+    # is reparented to the job (its subreaper), not the zygote, while other jobs end.
+    pidfile = tmp_path / "held.pid"
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="holder", filename=cluster.script("holder.py", HOLDER),
+                               args=[str(pidfile), "6"]))
+    deadline = time.monotonic() + 60
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.submit_job(TitanJob(job_id="ends_meanwhile",
+                               filename=cluster.script("ends.py", "print('done')\n")))
+    assert client.wait("ends_meanwhile", timeout=60)["state"] == "COMPLETED"
+    job = client.wait("holder", timeout=60)
+    assert job["state"] == "COMPLETED", client.fetch_logs("holder")
+    assert "kept it" in client.fetch_logs("holder")
+
+
 #: A background process the job does not wait for, in the job's own process group, its output
 #: sent elsewhere (so nothing holds the job's pipes): its pid goes to argv[1].
 SHELL_LEAVER = """#!/bin/bash

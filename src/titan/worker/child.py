@@ -159,6 +159,22 @@ def run_script(request: dict[str, Any], source: bytes | None = None) -> int:
     return code
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+_libc: Any = None  # loaded by the zygote (it is a subreaper too): its children find it ready
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants of this process's children are reparented to it, not to init or
+    to a subreaper above it (``prctl(PR_SET_CHILD_SUBREAPER)``; not inherited)."""
+    global _libc
+    import ctypes
+
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
 def leave_zygote(own_fds: list[int]) -> None:
     """Drop what belongs to the zygote: its descriptors and its signal handlers."""
     # Unhook the wakeup fd before closing it: a signal in between would be written to
@@ -217,6 +233,12 @@ def prepare(out_fd: int | None = None, err_fd: int | None = None) -> None:
     # A process group of its own: cancel and timeout kill the whole group, grandchildren
     # included, and the zygote's group is never hit.
     os.setsid()
+    # And the subreaper of what it starts: a process that leaves the group (setsid, a double
+    # fork) is reparented to the job while it runs, and to the zygote only once it has ended,
+    # so whatever the zygote finds among its children is a finished job's (titan.worker.
+    # zygote: it killed those only while no job ran, and a busy zygote kept them for good).
+    with contextlib.suppress(OSError, AttributeError):
+        become_subreaper()
     if out_fd is None or err_fd is None:
         r, w = os.pipe()
         os.dup2(w, 1)

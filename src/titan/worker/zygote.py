@@ -22,14 +22,18 @@ thread's locks would be held forever in the child): children are reaped on ``SIG
 delivered through ``signal.set_wakeup_fd`` into the same ``select`` loop that reads requests.
 When the worker goes away (EOF) the zygote kills what it started and exits.
 
-**Orphans.** The zygote is its children's *subreaper* (``PR_SET_CHILD_SUBREAPER``): a process
-a job left behind when it ended — even one that left the job's process group with
-``setsid()`` and a double fork — becomes the zygote's child rather than init's. Found when
-no job runs here (so it is no running job's), it gets the worker's default kill grace
-(:data:`ORPHAN_GRACE`, as what a job leaves in its own group gets from the attempt, which
-sends that SIGTERM when the job ends: :meth:`titan.worker.attempt.Attempt._end_leftovers`) and
-is then killed with its process group. It outlived its job unseen before, as the worker's user, able
-to read later jobs' ``/proc/<pid>/environ``.
+**Orphans.** The zygote is its children's *subreaper* (``PR_SET_CHILD_SUBREAPER``), and each
+job's process is its own descendants' (:func:`titan.worker.child.prepare`): a process that
+leaves the job's process group with ``setsid()`` and a double fork is reparented to the job
+while the job runs, and to the zygote, rather than to init, once the job's process has ended.
+So any child of the zygote that is neither a job nor a spare is something a finished job left
+behind, whatever other jobs run meanwhile: looked for after each job ends, it gets the
+worker's default kill grace (:data:`ORPHAN_GRACE`, as what a job leaves in its own group gets
+from the attempt, which sends that SIGTERM when the job ends:
+:meth:`titan.worker.attempt.Attempt._end_leftovers`) and is then killed with its process group.
+It outlived its job unseen before, as the worker's user, able to read later jobs'
+``/proc/<pid>/environ`` (and, until each job was a subreaper, for as long as any other job
+kept the zygote busy).
 """
 
 from __future__ import annotations
@@ -229,12 +233,12 @@ class Zygote:
                          % (pid, os.waitstatus_to_exitcode(status)))
         if lines:
             self.sock.sendall(b"".join(lines))
-            if not self.jobs:
-                self._kill_orphans()
+            self._kill_orphans()
 
     def _kill_orphans(self) -> None:
-        """No job runs: any child that is neither a spare nor a job is a process some job
-        left behind (reparented here, the subreaper): killed after ORPHAN_GRACE."""
+        """Any child that is neither a spare nor a job is a process a finished job left
+        behind (a running job's are reparented to that job, their subreaper): killed after
+        ORPHAN_GRACE."""
         try:
             with open(f"/proc/self/task/{os.getpid()}/children", "rb") as fh:
                 children = [int(pid) for pid in fh.read().split()]
@@ -330,11 +334,7 @@ def _become_subreaper() -> None:
     """Orphaned descendants of this process's children are reparented here, not to init
     (prctl(PR_SET_CHILD_SUBREAPER); not inherited by the children themselves)."""
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        child.become_subreaper()
     except (OSError, AttributeError) as exc:
         print(f"titan zygote: orphans of jobs are not caught ({exc})", file=sys.stderr)
 
