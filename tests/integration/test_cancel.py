@@ -244,7 +244,8 @@ def test_a_worker_killed_outright_leaves_no_job_running(make_cluster: MakeCluste
 
 #: Leaves a process behind that left the job's process group and session (setsid, double
 #: fork) and closed the job's output: nothing tied it to the job any more.
-ESCAPER = """
+#: Starts a process outside its own group (setsid, a double fork), its pid to argv[1].
+DOUBLE_FORK = """
 import os, sys, time
 if os.fork() == 0:
     os.setsid()
@@ -257,6 +258,8 @@ if os.fork() == 0:
         os.replace(sys.argv[1] + ".tmp", sys.argv[1])
         time.sleep(300)
     os._exit(0)
+"""
+ESCAPER = DOUBLE_FORK + """
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)
 print("left one behind")
@@ -300,19 +303,7 @@ def test_what_a_job_left_behind_dies_while_other_jobs_keep_the_zygote_busy(
 
 #: Starts a process outside its group (setsid, a double fork), keeps running for argv[2]
 #: seconds while other jobs end, and fails unless that process is alive still.
-HOLDER = """
-import os, sys, time
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        with open(sys.argv[1] + ".tmp", "w") as f:
-            f.write(str(os.getpid()))
-        os.replace(sys.argv[1] + ".tmp", sys.argv[1])
-        time.sleep(300)
-    os._exit(0)
+HOLDER = DOUBLE_FORK + """
 os.wait()
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)
