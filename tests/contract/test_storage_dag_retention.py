@@ -85,7 +85,8 @@ def test_deleting_a_run_takes_its_jobs_attempts_and_logs_and_nothing_else(
         fires = {f["tick"]: f for f in tx.schedule_fires(sid, 10)}
         assert fires[300.0]["dag_id"] is None and fires[600.0]["dag_id"] == kept
         assert tx.schedule_states()[sid]["last_dag_id"] == kept
-        # What the job published stays: files are outputs, not the run's bookkeeping.
+        # What the job published stays here: the master deletes the older versions after
+        # (prunable_files(orphaned=True), test_storage_files.py), never the newest.
         assert tx.latest_file(name="report.md")["id"] == file_id
         # The run number goes on from the highest kept.
         assert tx.insert_next_dag(base.dag_row("nightly", 1))[1] == 3

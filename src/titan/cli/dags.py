@@ -15,9 +15,10 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
              "(admin)",
         description="Delete finished DAG runs older than a window, with their jobs, attempts "
                     "and log lines. Kept whatever their age: the latest run of each DAG name, "
-                    "the stages of agent runs (run retention decides for those), and files "
-                    "jobs published. The master does it hourly when TITAN_DAG_RETENTION is "
-                    "set.")
+                    "the stages of agent runs (run retention decides for those), and the "
+                    "files their jobs published that are the newest of their name or store "
+                    "key (older versions go with the runs). The master does it hourly when "
+                    "TITAN_DAG_RETENTION is set.")
     s.add_argument("--older-than", required=True,
                    help="finished more than this long ago; hours or days, at least 1h: 30d, 12h")
     s.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")

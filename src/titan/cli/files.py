@@ -1,4 +1,5 @@
-"""The ``titan files`` commands: upload a file or a project folder, list files, download one.
+"""The ``titan files`` commands: upload a file or a project folder, list files, download one,
+delete one (every version, or all but the newest).
 
 A project folder is what an archive job runs from (``is_archive: true`` in a pipeline, its
 ``file`` ``<project>/<entry.py>``): its siblings travel with it and import as they do at home.
@@ -33,6 +34,18 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("name")
     s.add_argument("-o", "--output", default=None,
                    help="where to write it (a folder: inside it; default: ./NAME)")
+    s = files.add_parser(
+        "rm", parents=common, help="delete every version of a file (operator or admin)",
+        description="Delete every version of the file NAME (uploads, project archives, and "
+                    "artifacts published under that name whatever their key), or with "
+                    "--keep-latest every version but the newest. A store key whose newest "
+                    "artifact goes is moved to the newest left, or deleted. The bytes leave "
+                    "the blob store with its garbage collection, once nothing names them "
+                    "(titan admin blobs gc). Asks first on a terminal, unless --yes.")
+    s.add_argument("name")
+    s.add_argument("--keep-latest", action="store_true",
+                   help="keep the newest version, delete the older ones")
+    s.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
@@ -40,6 +53,8 @@ def run(args: argparse.Namespace, client: Any) -> int:
 
     if args.files_command == "upload":
         return _upload(args, client)
+    if args.files_command == "rm":
+        return _remove(args, client)
     if args.files_command == "get":
         written = client.fetch_artifact(args.name, args.output)
         print(written)
@@ -81,6 +96,30 @@ def _upload(args: argparse.Namespace, client: Any) -> int:
         project = reply["name"].removesuffix(".zip")
         print(f"archive jobs run from it as `file: {project}/<entry.py>` with "
               "`is_archive: true`")
+    return 0
+
+
+def _remove(args: argparse.Namespace, client: Any) -> int:
+    import sys
+
+    from titan.cli.output import cell, print_json
+
+    what = ("every version but the newest" if args.keep_latest else "every version") \
+        + f" of {cell(args.name)}"
+    if not args.yes and sys.stdin.isatty():
+        answer = input(f"delete {what}? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("nothing deleted", file=sys.stderr)
+            return 1
+    reply = client.delete_file(args.name, keep_latest=args.keep_latest)
+    if getattr(args, "json", False):
+        print_json(reply)
+        return 0
+    print(f"deleted {reply['deleted']} version(s) of {cell(args.name)} "
+          f"({_size(reply.get('bytes'))}); {reply['kept']} kept")
+    for key, value in sorted(reply.get("store", {}).items()):
+        print(f"  store key {cell(key)}: " + ("deleted" if value is None
+                                              else f"now names {cell(value)}"))
     return 0
 
 

@@ -202,6 +202,19 @@ class FileOps:
         )
         return str(dest)
 
+    def delete_file(self, name: str, keep_latest: bool = False) -> dict[str, Any]:
+        """Delete every version of the file called ``name`` (``keep_latest``: all but the
+        newest): uploads, project archives, and artifacts published under that name whatever
+        their key. What went: ``deleted`` (versions), ``bytes``, ``kept``, ``ids``, and
+        ``store`` (store values moved on with them: a key whose newest artifact went). An
+        operator or admin token; :class:`NotFound` when no file has that name,
+        :class:`Conflict` while an archive job yet to end runs from it."""
+        _upload_name(name)
+        reply: dict[str, Any] = self._transport.call(
+            "DELETE", f"/files/{quote_ref(name)}", params=_keep(keep_latest),
+            idempotency_key=True)
+        return reply
+
     # ------------------------------------------------------------------ artifacts
 
     def publish_artifact(self, key: str, filename: str | os.PathLike[str]) -> dict[str, Any]:
@@ -231,6 +244,17 @@ class FileOps:
         return str(self._transport.download("/artifacts", dest,
                                             params={"key": replay_keys.rename(key)}))
 
+    def delete_artifact(self, key: str, keep_latest: bool = False) -> dict[str, Any]:
+        """Delete the files published under ``key`` (``keep_latest``: all but the newest),
+        and the key's store value when it still names the newest of them
+        (``value_deleted``); otherwise as :meth:`delete_file`. :class:`NotFound` when nothing
+        was published under ``key``."""
+        reply: dict[str, Any] = self._transport.call(
+            "DELETE", "/artifacts",
+            params={"key": replay_keys.rename(key), **(_keep(keep_latest) or {})},
+            idempotency_key=True)
+        return reply
+
     def read_artifact(self, key: str, max_bytes: int | None = None) -> tuple[str, bytes]:
         """The artifact published under ``key``, in memory: ``(its published name, its
         bytes)``. One larger than ``max_bytes`` is refused (:class:`PayloadTooLarge`) without
@@ -257,6 +281,10 @@ class FileOps:
             response.close()
         name = os.path.basename(unquote(response.headers.get("X-Titan-Filename") or ""))
         return name or "artifact", bytes(data)
+
+
+def _keep(keep_latest: bool) -> dict[str, str] | None:
+    return {"keep_latest": "true"} if keep_latest else None
 
 
 def _destination(save_path: str | os.PathLike[str] | None, name: str) -> Path:

@@ -32,7 +32,7 @@ from titan.errors import (
     ValidationFailed,
 )
 from titan.formats import HOST_HEADER
-from titan.master import blob_mark, tls_pin
+from titan.master import blob_mark, file_retention, tls_pin
 from titan.master.api import (
     admin,
     dags,
@@ -257,6 +257,9 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
             tasks.append(asyncio.create_task(keep_pruning(engine, config.dag_retention)))
         else:  # (keep_pruning starts with it)
             tasks.append(asyncio.create_task(finish_at_start(engine)))
+        if config.file_retention:
+            tasks.append(asyncio.create_task(
+                file_retention.keep_pruning(engine, config.file_retention)))
         blob_gc = BlobCollector(engine, blobs, config.blob_gc_min_age)
         if blob_gc.min_age is not None:
             tasks.append(asyncio.create_task(blob_gc.keep_collecting()))

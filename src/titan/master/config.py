@@ -97,6 +97,10 @@ class MasterConfig:
     # logs (not those of agent runs, nor the latest run of each name); unset keeps all.
     dag_retention: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_DAG_RETENTION") or None)
+    # Versions of a file stored longer ago than this ("90d") are deleted hourly, unless the
+    # newest of their name or store key; unset keeps all.
+    file_retention: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_FILE_RETENTION") or None)
     # Finished agent runs older than this many days are archived (hidden, kept); "0" never.
     run_archive_days: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_RUN_ARCHIVE_DAYS"))
@@ -184,6 +188,7 @@ class MasterConfig:
         self.blob_settings()
         for window, env in ((self.run_retention, "TITAN_RUN_RETENTION"),
                             (self.dag_retention, "TITAN_DAG_RETENTION"),
+                            (self.file_retention, "TITAN_FILE_RETENTION"),
                             (self.blob_gc_min_age, "TITAN_BLOB_GC")):
             if window is not None:
                 try:

@@ -5,7 +5,7 @@ garbage collection asks, tests/contract/test_storage_blobs.py)."""
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from titan.storage.rows import Row
 
@@ -25,6 +25,10 @@ class StoreTransaction(abc.ABC):
     @abc.abstractmethod
     def store_delete(self, key: str) -> bool:
         """Delete the value and the set at key; True if anything was there."""
+
+    @abc.abstractmethod
+    def store_delete_value(self, key: str) -> bool:
+        """Delete the value at key (not a set there); True if there was one."""
 
     @abc.abstractmethod
     def store_incr(self, key: str, by: int, now: float) -> int:
@@ -88,3 +92,23 @@ class StoreTransaction(abc.ABC):
                    before: int | None = None) -> list[Row]:
         """Files, newest first, optionally only those a DAG's jobs produced, and only those
         older than the file id ``before`` (the next page)."""
+
+    @abc.abstractmethod
+    def file_versions(self, *, name: str | None = None,
+                      store_key: str | None = None) -> list[Row]:
+        """Every file of that name (or published under that store key), oldest first: id,
+        name, sha256, size, store_key."""
+
+    @abc.abstractmethod
+    def delete_files(self, ids: Sequence[int], *, old_only: bool = False) -> list[Row]:
+        """Delete these files (``old_only``: only those that are, now, neither the newest of
+        their name nor the newest published under their store key); the rows deleted (id,
+        name, size). Their blobs stay until garbage collection finds nothing naming them."""
+
+    @abc.abstractmethod
+    def prunable_files(self, *, before: float | None = None, orphaned: bool = False,
+                       after: int = 0, limit: int = 500) -> list[int]:
+        """Ids (above ``after``, ascending, at most ``limit``) of the files that are neither
+        the newest of their name nor the newest published under their store key, and were
+        stored before ``before`` or (``orphaned``) published by a job of a DAG run that no
+        longer exists (pruned)."""

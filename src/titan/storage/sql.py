@@ -28,6 +28,7 @@ from titan.storage.sql_attempts import AttemptsSQL
 from titan.storage.sql_blobs import BlobsSQL
 from titan.storage.sql_dag_retention import DagRetentionSQL
 from titan.storage.sql_evals import EvalsSQL
+from titan.storage.sql_files import FilesSQL
 from titan.storage.sql_jobs import JobsSQL
 from titan.storage.sql_ledger import LedgerSQL
 from titan.storage.sql_schedules import SchedulesSQL
@@ -37,7 +38,7 @@ _INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one 
 
 
 class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL,
-                     EvalsSQL, SchedulesSQL, BlobsSQL, Transaction):
+                     EvalsSQL, SchedulesSQL, BlobsSQL, FilesSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any,
                  after: list[Callable[[Transaction], None]] | None = None) -> None:
         self.conn = conn
@@ -155,6 +156,10 @@ class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, Action
         a = self.conn.execute(delete(t.store_values).where(t.store_values.c.key == key)).rowcount
         b = self.conn.execute(delete(t.store_sets).where(t.store_sets.c.key == key)).rowcount
         return bool(a or b)
+
+    def store_delete_value(self, key: str) -> bool:
+        return bool(self.conn.execute(
+            delete(t.store_values).where(t.store_values.c.key == key)).rowcount)
 
     def store_incr(self, key: str, by: int, now: float) -> int:
         # Make sure the row exists, then lock it: atomic even with several masters on PostgreSQL

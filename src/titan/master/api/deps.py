@@ -158,6 +158,10 @@ EvalManager = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "manage e
 Admin = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "manage tokens"))]
 # Deleting history (retention's prunes) is an admin's decision: a 403 said "manage tokens".
 Pruner = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "delete old runs and DAGs"))]
+# Deleting a file or an artifact (every version of it) is a person's decision: not a job's,
+# which may only add versions, nor a viewer's.
+FileDeleter = Annotated[auth.Principal, Depends(_require(auth.OPERATE,
+                                                         "delete files or artifacts"))]
 Collector = Annotated[auth.Principal, Depends(_require(auth.ADMIN, "collect unused blobs"))]
 # A schedule starts runs on its own for as long as it exists: a person's decision, never a
 # job's (a job could otherwise outlive itself as a schedule).

@@ -1,4 +1,5 @@
-"""Blobs (content-addressed bodies), named files and published artifacts.
+"""Blobs (content-addressed bodies), named files and published artifacts; deleting files
+and artifacts (every version, or all but the newest: ``master/file_retention.py``).
 
 Bodies are streamed in and out, never base64 and never held whole in memory.
 """
@@ -15,11 +16,20 @@ from fastapi import APIRouter, Body, Query, Request, Response
 
 from titan.errors import Forbidden, NotFound, ValidationFailed
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, Collector, CtxDep, Fetcher, Reader, Writer
+from titan.master.api.deps import (
+    API_PREFIX,
+    Collector,
+    CtxDep,
+    Fetcher,
+    FileDeleter,
+    Reader,
+    Writer,
+)
 from titan.master.api.downloads import blob_response
 from titan.master.api.params import DagFilter, check_key
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
+from titan.master.file_retention import delete_files
 from titan.master.idempotency import key_of, once, scope_of
 from titan.storage.base import Row
 from titan.storage.blobs import check_sha256
@@ -199,3 +209,41 @@ async def get_artifact(c: CtxDep, p: Reader, request: Request,
     if row is None:
         raise NotFound(f"no artifact published under key {key!r}", details={"key": key})
     return await _send(c, request, row)
+
+
+KEEP_LATEST = Query(False, description="delete every version but the newest")
+
+
+@router.delete("/files/{name:anytext}", summary="Delete every version of a file (or all but "
+               "the newest)")
+async def delete_file(c: CtxDep, p: FileDeleter, name: str, request: Request,
+                      keep_latest: bool = KEEP_LATEST) -> Row:
+    check_filename(name)
+    result = await delete_files(c.engine, name=name, keep_latest=keep_latest,
+                                idempotency_key=key_of(request), scope=scope_of(request))
+    _deleted(c, result)
+    return {"name": name, **result}
+
+
+@router.delete("/artifacts", summary="Delete the artifacts published under a store key (or "
+               "all but the newest)")
+async def delete_artifact(c: CtxDep, p: FileDeleter, request: Request, key: str = Query(...),
+                          keep_latest: bool = KEEP_LATEST) -> Row:
+    check_key(key)
+    result = await delete_files(c.engine, key=key, keep_latest=keep_latest,
+                                idempotency_key=key_of(request), scope=scope_of(request))
+    _deleted(c, result)
+    store = result["store"]
+    return {"key": key, **result, "value_deleted": key in store and store[key] is None}
+
+
+def _deleted(c: Ctx, result: Row) -> None:
+    """Say what a deletion changed: the store values it moved on or deleted; and collect the
+    blobs only the deleted versions named (once unused for the grace period)."""
+    for key, value in result["store"].items():
+        if value is not None:
+            c.hub.notify(("store", key), value)
+        c.hub.publish("store_updated", {"key": key, "op": "put" if value is not None
+                                        else "delete"})
+    if result["deleted"]:
+        c.blob_gc.soon()

@@ -275,6 +275,21 @@ class FileList(_Open):
     files: list[FileView]
 
 
+class FilesDeleted(_Open):
+    name: str | None = Field(None, description="DELETE /files/{name}: the file's name")
+    key: str | None = Field(None, description="DELETE /artifacts: the store key")
+    deleted: int = Field(description="Versions deleted")
+    bytes: int = Field(description="Their sizes; the blobs go with garbage collection once "
+                                   "nothing names them")
+    kept: int = Field(description="Versions left (keep_latest: the newest)")
+    ids: list[int] = Field(description="The deleted versions' ids, the first 1,000")
+    store: dict[str, str | None] = Field(description="Store values changed with them: the "
+                                                     "name of the newest version left under "
+                                                     "the key, or null where deleted")
+    value_deleted: bool | None = Field(None, description="DELETE /artifacts: whether the "
+                                                         "key's store value was deleted")
+
+
 class TokenCreated(_Open):
     id: str
     token: str

@@ -74,6 +74,8 @@ REPLIES: dict[Op, type[BaseModel]] = {
     ("put", f"{_P}/files/{{name}}"): m.FileView,
     ("get", f"{_P}/files"): m.FileList,
     ("post", f"{_P}/artifacts"): m.FileView,
+    ("delete", f"{_P}/files/{{name}}"): m.FilesDeleted,
+    ("delete", f"{_P}/artifacts"): m.FilesDeleted,
     ("post", f"{_P}/tokens"): m.TokenCreated,
     ("get", f"{_P}/tokens"): m.TokenList,
     ("delete", f"{_P}/tokens/{{token_id}}"): m.Revoked,

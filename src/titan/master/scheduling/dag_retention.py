@@ -18,6 +18,9 @@ Two things keep a prune from getting in the way:
   millions of lines never holds the writer long, and submissions and results go on between.
   The batch is recorded (``meta`` :data:`PENDING`) with its first lines, so a master stopped
   in the middle finishes it when it starts again (:func:`finish_interrupted`).
+
+Files the pruned runs' jobs published stay when they are the newest of their name or store
+key; their older versions go after the runs (:func:`titan.master.file_retention.prune_files`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import functools
 import json
 import logging
 
+from titan.master.file_retention import prune_files
 from titan.master.scheduling.engine_core import EngineCore
 from titan.storage.base import Transaction
 from titan.windows import deletion_cutoff
@@ -71,6 +75,9 @@ async def prune_dags(engine: EngineCore, before: float, dry_run: bool = False) -
     if deleted:
         log.info("retention: deleted %d finished DAG run(s) with their jobs and logs",
                  len(deleted))
+    # The old versions of files their jobs published go too (the newest of each name and
+    # store key stay); those of runs pruned before as well, and of a batch a stop cut short.
+    await prune_files(engine, orphaned=True)
     return deleted
 
 
