@@ -421,6 +421,9 @@ def test_blobs_and_files(storage: Storage) -> None:
         assert tx.latest_file(name="report.md")["id"] == f2
         assert tx.latest_file(store_key="r:1")["id"] == f1
         assert tx.latest_file(name="nope") is None
+        # An archive job's pinned upload: that name with that content, older ones included.
+        assert tx.latest_file(name="report.md", sha256=a)["id"] == f1
+        assert tx.latest_file(name="other.md", sha256=a) is None
         assert [f["id"] for f in tx.list_files(dag_id=7)] == [f1]
         assert [f["id"] for f in tx.list_files()] == [f2, f1]
         assert [f["id"] for f in tx.list_files(limit=1)] == [f2]

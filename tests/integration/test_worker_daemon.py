@@ -374,6 +374,26 @@ def test_archive_job_runs_from_its_extracted_project(master: FakeMaster, tmp_pat
                                      str(tmp_path / "titan_workspace" / "shared")]
 
 
+def test_a_pinned_archive_job_runs_its_upload_fetched_as_a_blob(master: FakeMaster,
+                                                                 tmp_path: Path) -> None:
+    # The job names the upload it was submitted with (script_sha256): the worker fetches that
+    # blob, not the latest file of the name, which someone replaced since.
+    def project(said: str) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("main.py", f"print({said!r})\n")
+        return buf.getvalue()
+
+    sha = master.add_blob(project("the submitted upload"))
+    master.files["proj.zip"] = project("uploaded after the submission")
+    jobs = [master.add_job("proj/main.py", None, is_archive=True, script_sha256=sha)
+            for _ in range(2)]
+    assert _worker(master, tmp_path, burst=True).run() == 0
+    for job in jobs:
+        assert master.lines(job) == ["the submitted upload"]
+    assert (tmp_path / "titan_workspace" / ".cache" / "files" / f"{sha}.zip").is_file()
+
+
 def test_cancel_from_a_poll_kills_the_job(master: FakeMaster, tmp_path: Path) -> None:
     running = Running(_worker(master, tmp_path))
     job = master.add_job("long.py", "print('ready', flush=True)\nimport time\ntime.sleep(120)")

@@ -77,6 +77,10 @@ class FakeMaster:
             return httpx.Response(201, json={"id": len(self.dags), "name": body["name"],
                                              "run": run, "ref": f"{body['name']}#{run}",
                                              "status": "WAITING", "jobs": body["jobs"]})
+        if method == "PUT" and path.startswith("/files/"):
+            body = request.read()
+            return httpx.Response(201, json={"id": 1, "name": path.rsplit("/", 1)[1],
+                                             "sha256": hashlib.sha256(body).hexdigest()})
         if path.startswith("/store/values/"):
             key = httpx.URL(path).path.split("/store/values/", 1)[1]
             if method == "PUT":
@@ -432,6 +436,21 @@ def test_archive_jobs_upload_nothing() -> None:
     client_for(master).submit_job(TitanJob("x", "proj/main.py", is_archive=True))
     assert master.paths() == ["POST /dags"]
     assert master.dags[0]["jobs"][0]["script_sha256"] is None
+
+
+def test_archive_jobs_name_the_upload_this_client_made(tmp_path: Path) -> None:
+    # Its own upload, pinned: one under the name after it (anyone's) is not what runs.
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "main.py").write_text("print(1)\n")
+    master = FakeMaster()
+    client = client_for(master)
+    uploaded = client.upload_project_folder(tmp_path / "proj")
+    client.submit_dag("d", [TitanJob("x", "proj/main.py", is_archive=True),
+                            TitanJob("y", "./proj/sub/run.py", is_archive=True),
+                            TitanJob("z", "other/main.py", is_archive=True)])
+    shas = [job["script_sha256"] for job in master.dags[0]["jobs"]]
+    assert shas == [uploaded["sha256"], uploaded["sha256"], None]
+    assert master.paths() == ["PUT /files/proj.zip", "POST /dags"]
 
 
 def test_submit_yaml(tmp_path: Path) -> None:

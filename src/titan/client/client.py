@@ -88,6 +88,7 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
         self._transport = Transport(resolve(host, port, token, urls=url), timeout=timeout,
                                     http_transport=transport)
         self._uploaded: set[str] = set()
+        self._projects: dict[str, str] = {}  # project zips this client uploaded (FileOps)
         # The DAGs each thread submitted here, which its signal waits watch (client/store.py).
         self._stages = threading.local()
         self._uploaded_lock = threading.Lock()
@@ -229,7 +230,7 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
             drive(agent_run_id, self.endpoint)
             code.register(self._transport, agent_run_id, {
                 str(job.script_path().resolve()): sha for job in jobs
-                if (sha := shas[job.job_id]) is not None})
+                if not job.is_archive and (sha := shas[job.job_id]) is not None})
         elif asked and os.environ.get("TITAN_REPLAY"):
             # A replayed driver's stage joined the replay's run (it is not driving, above):
             # here its original began to drive, and to record its own calls in the run.

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import zipfile
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
@@ -64,6 +64,12 @@ def _local_file(path: str | os.PathLike[str], what: str) -> Path:
     return file
 
 
+def _project_zip(filename: str) -> str:
+    """The upload an archive job's ``<project>/<entry.py>`` runs from, as the master names
+    it."""
+    return PurePosixPath(filename.replace("\\", "/")).parts[0] + ".zip"
+
+
 def _upload_name(name: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
         raise ValidationFailed(f"invalid file name {name!r}", details={"field": "name"})
@@ -75,13 +81,16 @@ class FileOps:
 
     _transport: Transport
     _uploaded: set[str]
+    #: ``<project>.zip`` → the sha256 of this client's latest upload of it.
+    _projects: dict[str, str]
     _uploaded_lock: threading.Lock
 
     # ------------------------------------------------------------------ job scripts
 
     def _script_blobs(self, jobs: Iterable[TitanJob],
                       deadline: float | None = None) -> dict[str, str | None]:
-        """Upload the scripts the master lacks; ``{job_id: sha256 or None (archives)}``.
+        """Upload the scripts the master lacks; ``{job_id: sha256 or None}`` (an archive
+        job's: the upload of its project this client made, else None; a gate's: None).
         ``deadline``: a waiting submission's, past which a master away is not waited for."""
         shas: dict[str, str | None] = {}
         contents: dict[str, bytes] = {}
@@ -89,7 +98,14 @@ class FileOps:
         # would otherwise stat and hash it 10,000 times (a fifth of a second).
         by_source: dict[tuple[str, str | None], str] = {}
         for job in jobs:
-            if job.is_archive or job.is_gate:
+            if job.is_archive:
+                # The project this client uploaded (upload_project_folder), pinned: another
+                # upload under its name since (anyone's) does not change what the job runs.
+                # None: the master pins its latest upload.
+                with self._uploaded_lock:
+                    shas[job.job_id] = self._projects.get(_project_zip(job.filename))
+                continue
+            if job.is_gate:
                 shas[job.job_id] = None
                 continue
             source = (job.filename, None if job.base_dir is None else str(job.base_dir))
@@ -164,7 +180,9 @@ class FileOps:
         """Zip ``folder`` (without caches and VCS dirs) and upload it as
         ``<project_name>.zip``, for archive jobs ``filename="<project_name>/<entry.py>"``.
 
-        Entries are relative to ``folder`` itself. Returns the file object.
+        Entries are relative to ``folder`` itself. Returns the file object. This client's
+        archive jobs of that project then run this upload (its sha256 is sent as their
+        ``script_sha256``), whatever is uploaded under the name after it.
         """
         root = Path(os.path.expanduser(os.fspath(folder)))
         if root.is_file():
@@ -188,6 +206,9 @@ class FileOps:
             reply: dict[str, Any] = self._transport.call(
                 "PUT", f"/files/{quote_ref(name)}", body=archive
             )
+        if isinstance(reply.get("sha256"), str):
+            with self._uploaded_lock:
+                self._projects[name] = reply["sha256"]
         return reply
 
     def fetch_artifact(

@@ -84,8 +84,10 @@ class StoreTransaction(abc.ABC):
         """Bind a name to a blob: name, sha256, size, store_key, dag_id, job, created_at."""
 
     @abc.abstractmethod
-    def latest_file(self, *, name: str | None = None, store_key: str | None = None) -> Row | None:
-        """The newest file with that name, or published under that store key."""
+    def latest_file(self, *, name: str | None = None, store_key: str | None = None,
+                    sha256: str | None = None) -> Row | None:
+        """The newest file with that name, or published under that store key (and, with
+        ``sha256``, only one of those bodies: an archive job's pinned project)."""
 
     @abc.abstractmethod
     def list_files(self, *, dag_id: int | None = None, limit: int = 100,

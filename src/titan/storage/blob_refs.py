@@ -53,8 +53,9 @@ class Mentioned:
 
 
 REFERENCES: tuple[Named | Mentioned, ...] = (
-    Named(t.jobs.c.script_sha256, "a job's script: fetched by the worker that runs it, and by "
-                                  "any retry, however old the job"),
+    Named(t.jobs.c.script_sha256, "a job's script, or an archive job's pinned project zip: "
+                                  "fetched by the worker that runs it, and by any retry, "
+                                  "however old the job"),
     Mentioned(t.jobs.c.env, "a job's environment: the agent script a coding evaluation's job "
                             "fetches (TITAN_EVAL_AGENT), a replay's settings (TITAN_REPLAY)"),
     Mentioned(t.jobs.c.args, "a job's arguments: a blob's name handed to the script"),

@@ -231,12 +231,15 @@ class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, Action
     def add_file(self, row: Row) -> int:
         return int(self.conn.execute(t.files.insert().values(**row).returning(t.files.c.id)).scalar_one())
 
-    def latest_file(self, *, name: str | None = None, store_key: str | None = None) -> Row | None:
+    def latest_file(self, *, name: str | None = None, store_key: str | None = None,
+                    sha256: str | None = None) -> Row | None:
         q = select(t.files)
         if name is not None:
             q = q.where(t.files.c.name == name)
         if store_key is not None:
             q = q.where(t.files.c.store_key == store_key)
+        if sha256 is not None:
+            q = q.where(t.files.c.sha256 == sha256)
         row = self.conn.execute(q.order_by(t.files.c.id.desc()).limit(1)).first()
         return dict(row._mapping) if row else None
 

@@ -271,11 +271,13 @@ class RunsSQL:
         return [_run_out(r) for r in rows]
 
     def run_scripts(self, run_id: str) -> list[tuple[str, str]]:
-        """(filename, sha256) of every script the run's stages ran, sorted."""
+        """(filename, sha256) of every script the run's stages ran, sorted (an archive job's
+        sha256 is its project's zip, no script: left out)."""
         rows = self.conn.execute(
             select(t.jobs.c.filename, t.jobs.c.script_sha256).distinct()
             .join(t.dags, t.dags.c.id == t.jobs.c.dag_id)
-            .where(t.dags.c.agent_run_id == run_id, t.jobs.c.script_sha256.isnot(None)))
+            .where(t.dags.c.agent_run_id == run_id, t.jobs.c.script_sha256.isnot(None),
+                   t.jobs.c.is_archive.is_(False)))
         return sorted((r[0], r[1]) for r in rows)
 
     # -- agents -------------------------------------------------------------------------------

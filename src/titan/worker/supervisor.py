@@ -220,7 +220,7 @@ class Supervisor:
             if attempt.kill_reason is not None:
                 raise errors.TitanError("cancelled before it started")
             if a.is_archive:
-                script = self._workspace.archive(a.filename)
+                script = self._workspace.archive(a.filename, a.script_sha256)
             elif not a.script_sha256:
                 raise errors.ValidationFailed("the assignment names no script_sha256")
             else:

@@ -295,10 +295,12 @@ class Workspace:
 
     # ------------------------------------------------------------------ archives
 
-    def archive(self, filename: str) -> Script:
+    def archive(self, filename: str, sha256: str | None = None) -> Script:
         """Fetch ``<project>.zip``, extract it once, and return ``<project>/<entry>`` in it.
 
-        The master is asked every time (the latest upload under that name wins), but the
+        ``sha256``: the upload the job was pinned to at submission, fetched as that blob
+        (checked against it) unless cached already. None (a job stored before archives were
+        pinned): the master is asked by name every time (its latest upload wins), and the
         body is only transferred when its hash is not cached yet.
         """
         rel = safe_relative(filename)
@@ -308,14 +310,23 @@ class Workspace:
             )
         project, entry = rel.parts[0], PurePosixPath(*rel.parts[1:])
         name = f"{project}.zip"
-        with self._key_lock(f"file:{name}"):
-            known = frozenset(p.stem for p in self.file_cache.glob("*.zip"))
-            tmp = self.file_cache / f".{name}.download"
-            tmp.unlink(missing_ok=True)
-            sha = self._conn.download(f"/files/{quote(name, safe='')}", tmp, known=known)
+        if sha256 is not None:
+            sha = sha256.lower()
+            if not _SHA256.match(sha):
+                raise errors.ValidationFailed(f"invalid project hash {sha256!r}")
             zip_path = self.file_cache / f"{sha}.zip"
-            if tmp.exists():
-                os.replace(tmp, zip_path)
+            with self._key_lock(f"file:{sha}"):
+                if not zip_path.is_file():  # written whole or not at all (and checked)
+                    self._conn.download(f"/blobs/{sha}", zip_path, expect_sha256=sha)
+        else:
+            with self._key_lock(f"file:{name}"):
+                known = frozenset(p.stem for p in self.file_cache.glob("*.zip"))
+                tmp = self.file_cache / f".{name}.download"
+                tmp.unlink(missing_ok=True)
+                sha = self._conn.download(f"/files/{quote(name, safe='')}", tmp, known=known)
+                zip_path = self.file_cache / f"{sha}.zip"
+                if tmp.exists():
+                    os.replace(tmp, zip_path)
         target = self.projects / f"{project}-{sha[:12]}"
         with self._key_lock(f"extract:{target.name}"):
             if not target.is_dir():

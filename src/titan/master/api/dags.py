@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -32,27 +31,6 @@ router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["dags"])
 JOBS = Query(True, alias="jobs", description="Include the DAG's jobs (false: its counts only)")
 
 
-async def _projects_uploaded(c: CtxDep, specs: list[Row]) -> None:
-    """An archive job's project (``<project>.zip``, from ``upload_project_folder``) must be
-    on the master when the DAG is submitted: a missing one failed each job on its worker,
-    after the DAG was stored, instead of the submission at once."""
-    wanted: dict[str, str] = {}
-    for spec in specs:
-        if spec["is_archive"]:
-            project = PurePosixPath(spec["filename"].replace("\\", "/")).parts[0]
-            wanted.setdefault(f"{project}.zip", spec["job_id"])
-    if not wanted:
-        return
-    found = await c.engine.read(lambda tx: {n for n in wanted if tx.latest_file(name=n)})
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        job_id = wanted[missing[0]]
-        raise InvalidDAG(
-            f"job {job_id!r}: its project {missing[0]!r} was never uploaded: upload the "
-            "project's folder first (upload_project_folder, the SDK)",
-            details={"job_id": job_id, "field": "filename", "file": missing[0]})
-
-
 #: Jobs past which a submission is validated on a thread of its own.
 VALIDATE_OFF_LOOP = 2_000
 
@@ -75,7 +53,6 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
                                               max_jobs=c.config.max_dag_jobs)
     else:
         name, specs = validate_dag(body.get("name"), jobs, max_jobs=c.config.max_dag_jobs)
-    await _projects_uploaded(c, specs)
     agent_run_id = body.get("agent_run_id")
     if agent_run_id is not None:
         problem = run_id_problem(agent_run_id)

@@ -139,7 +139,9 @@ async def put_blob(c: CtxDep, p: Writer, sha256: str, request: Request) -> Row:
 def _worker_may_fetch(c: Ctx, p: Principal, *, sha256: str | None = None,
                       archive: str | None = None) -> None:
     """A worker downloads the script or the project archive of a job it runs now, nothing
-    else: an uploaded file or a published artifact is not a worker's to read."""
+    else: an uploaded file or a published artifact is not a worker's to read. A pinned
+    archive (its upload's sha256 is the job's ``script_sha256``) is fetched as that blob; by
+    name only an archive job stored before archives were pinned."""
     if p.role != "worker":
         return
     sched = c.engine.sched
@@ -151,7 +153,7 @@ def _worker_may_fetch(c: Ctx, p: Principal, *, sha256: str | None = None,
         row = job.row
         if sha256 is not None and row.get("script_sha256") == sha256:
             return
-        if archive is not None and row.get("is_archive") \
+        if archive is not None and row.get("is_archive") and not row.get("script_sha256") \
                 and str(row.get("filename", "")).split("/", 1)[0] + ".zip" == archive:
             return
     raise Forbidden("a worker downloads only the scripts and projects of the jobs it runs")

@@ -99,6 +99,7 @@ class Schedules(Firing):
             raise ValidationFailed("paused must be true or false", details={"field": "paused"})
         dag_name = name if body.get("dag_name") is None else body["dag_name"]
         dag_name, specs = validate_dag(dag_name, body.get("jobs"), max_jobs=max_jobs)
+        await self.engine.pin_projects(specs)  # each tick runs the project as it is now
         await self.engine.check_scripts(specs)
         # The name is checked by the insert, not here first: a create the client sends again
         # (its reply lost) must get the first one's answer from its key, not a 409.
@@ -148,6 +149,7 @@ class Schedules(Firing):
             if "jobs" in body:
                 dag_name, jobs = validate_dag(body.get("dag_name") or dag_name, body["jobs"],
                                               max_jobs=max_jobs)
+                await self.engine.pin_projects(jobs)
                 await self.engine.check_scripts(jobs)
             elif body.get("dag_name") is not None:
                 dag_name = dag_name_of(body["dag_name"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import Any
 
 from titan.errors import InvalidDAG
@@ -55,6 +56,45 @@ class EngineSubmission:
                              "sha256": spec["script_sha256"]},
                 )
 
+    async def pin_projects(self: EngineCore, specs: list[Row]) -> None:
+        """Pin each archive job of the validated ``specs`` to one upload of its project
+        (``<project>.zip``): its ``script_sha256`` becomes that upload's, which the worker
+        fetches as a blob. Left out, the newest upload of that name now; given (the SDK sends
+        the one it uploaded), one of that name with that content, else InvalidDAG. Resolved
+        by name when the job ran, a later upload under the name (another DAG's job token
+        can make one) changed what a submitted job, or its retry, ran."""
+        wanted: dict[tuple[str, str | None], list[Row]] = {}
+        for spec in specs:
+            if spec["is_archive"]:
+                project = PurePosixPath(spec["filename"].replace("\\", "/")).parts[0]
+                wanted.setdefault((f"{project}.zip", spec["script_sha256"]), []).append(spec)
+        if not wanted:
+            return
+
+        def look(tx: Transaction) -> dict[tuple[str, str | None], str | None]:
+            found = {}
+            for name, sha in wanted:
+                row = tx.latest_file(name=name, sha256=sha)
+                found[(name, sha)] = row["sha256"] if row is not None else None
+            return found
+
+        for (name, sha), pinned in (await self.read(look)).items():
+            job_id = wanted[(name, sha)][0]["job_id"]
+            if pinned is None and sha is None:
+                raise InvalidDAG(
+                    f"job {job_id!r}: its project {name!r} was never uploaded: upload the "
+                    "project's folder first (upload_project_folder, the SDK)",
+                    details={"job_id": job_id, "field": "filename", "file": name})
+            if pinned is None:
+                raise InvalidDAG(
+                    f"job {job_id!r}: script_sha256 {sha[:12] if sha else ''}… is no upload of "
+                    f"its project {name!r}: upload the project's folder again, or leave "
+                    "script_sha256 out to run its latest upload",
+                    details={"job_id": job_id, "field": "script_sha256", "file": name,
+                             "sha256": sha})
+            for spec in wanted[(name, sha)]:
+                spec["script_sha256"] = pinned
+
     async def submit_dag(self: EngineCore, name: str, specs: list[Row],
                          agent_run_id: str | None, agent_id: str | None = None, *,
                          idempotency_key: str | None = None, scope: str = "",
@@ -66,6 +106,7 @@ class EngineSubmission:
         ``schedule`` names the schedule whose tick this run is; ``within(tx, dag_id)`` runs in
         the submission's own transaction, after the DAG's rows (a schedule records its fire
         there, so the fire and the run commit together; raising aborts both)."""
+        await self.pin_projects(specs)  # an archive job's project: which upload it runs
         # Held from the check to the commit: garbage collection deletes none of these
         # scripts meanwhile (blob_holds.py).
         async with self.blob_holds.hold(s["script_sha256"] for s in specs):

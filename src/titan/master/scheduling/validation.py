@@ -103,6 +103,11 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     if is_archive:
         if len([p for p in parts if p]) < 2:
             raise _fail(job_id, "filename", "an archive job's filename is '<project>/<entry.py>'")
+        # Optional: the upload of <project>.zip the job runs (left out, the master pins the
+        # latest at submission: see EngineSubmission.pin_projects).
+        if sha is not None and (not isinstance(sha, str) or not _SHA.match(sha)):
+            raise _fail(job_id, "script_sha256", "an archive job's script_sha256 is the sha256 "
+                        "of an upload of its project's zip, or left out")
     elif not isinstance(sha, str) or not _SHA.match(sha):
         raise _fail(job_id, "script_sha256", "script_sha256 must be the sha256 of an uploaded blob")
     job_type = str(job.get("job_type") or "RUN_PAYLOAD").upper()
@@ -166,7 +171,7 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
         raise _fail(job_id, "runner", f"runner must be one of {sorted(RUNNERS)}")
     hitl, max_wait = _gate_fields(job, job_id)
     return {
-        "job_id": job_id, "filename": filename, "script_sha256": None if is_archive else sha,
+        "job_id": job_id, "filename": filename, "script_sha256": sha,
         "job_type": job_type, "args": args, "parents": list(dict.fromkeys(parents)),
         "env": env, "port": int(port), "is_archive": is_archive, "priority": int(priority),
         "delay": delay, "affinity": _flag(job_id, job, "affinity"),
