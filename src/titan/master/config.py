@@ -65,6 +65,10 @@ class MasterConfig:
     max_upload_bytes: int = field(
         default_factory=lambda: int(_env_float("TITAN_MAX_UPLOAD_BYTES", 4 * 1024 ** 3)))
     max_dag_jobs: int = 100_000
+    #: The longest a DAG submitted with a job's token may delay its jobs (seconds, along each
+    #: chain): a job must not outlive itself (master/api/dags.py); a schedule is for later.
+    job_max_delay: float = field(
+        default_factory=lambda: _env_float("TITAN_JOB_MAX_DELAY", 3600.0))
     #: The log one attempt keeps (its lines' characters, ~32 more a line); past it its lines
     #: are dropped, with one line saying so. 0: no cap.
     max_log_bytes: int = field(

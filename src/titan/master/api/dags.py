@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from graphlib import TopologicalSorter
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
 
-from titan.errors import InvalidDAG, ValidationFailed, WaitTimeout
+from titan.errors import Forbidden, InvalidDAG, ValidationFailed, WaitTimeout
 from titan.formats import run_id_problem
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, Writer
 from titan.master.api.params import Offset
+from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, scope_of
 from titan.master.runs.compliance import started_by
@@ -29,6 +31,31 @@ router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["dags"])
 #: ``?jobs=false``: a DAG's answer without its jobs (a 100,000-job DAG's are 77 MB of JSON;
 #: ``GET /dags/{ref}/jobs`` pages through them).
 JOBS = Query(True, alias="jobs", description="Include the DAG's jobs (false: its counts only)")
+
+
+def _delays_bounded(c: Ctx, p: Principal, specs: list[Row]) -> None:
+    """A job's token delays what it submits at most ``TITAN_JOB_MAX_DELAY`` seconds, counted
+    along each chain of the DAG (a job waits for its parents, then its own delay): with a
+    year's delay a job left a copy of itself to run long after it ended, which is what a
+    schedule is, and schedules are refused to job tokens for that reason."""
+    bound = c.config.job_max_delay
+    if p.role != "job" or sum(spec["delay"] for spec in specs) <= bound:
+        return
+    specs_by_id = {spec["job_id"]: spec for spec in specs}
+    waited: dict[str, float] = {}
+    # Validated already: parents name jobs of the DAG, without a cycle.
+    order = TopologicalSorter({s["job_id"]: s["parents"] for s in specs}).static_order()
+    for job_id in order:
+        spec = specs_by_id[job_id]
+        waited[job_id] = spec["delay"] + max((waited.get(q, 0.0) for q in spec["parents"]),
+                                             default=0.0)
+        if waited[job_id] > bound:
+            raise Forbidden(
+                f"job {job_id!r}: a job's token may delay what it submits at most {bound:g}s "
+                f"(TITAN_JOB_MAX_DELAY), counted along its parents; this job would wait "
+                f"{waited[job_id]:g}s: a job must not outlive itself. To run it later, create "
+                "a schedule with an operator's token (titan schedule create)",
+                details={"job_id": job_id, "field": "delay", "max": bound})
 
 
 #: Jobs past which a submission is validated on a thread of its own.
@@ -53,6 +80,7 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
                                               max_jobs=c.config.max_dag_jobs)
     else:
         name, specs = validate_dag(body.get("name"), jobs, max_jobs=c.config.max_dag_jobs)
+    _delays_bounded(c, p, specs)
     agent_run_id = body.get("agent_run_id")
     if agent_run_id is not None:
         problem = run_id_problem(agent_run_id)
