@@ -150,6 +150,20 @@ def test_control_characters_in_file_and_artifact_names_are_refused_at_upload(
     assert all(f["name"] != name for f in files)
 
 
+@pytest.mark.parametrize("char", ["\u202e", "\u202a", "\u2066", "\u2069", "\u200e", "\u200f"])
+def test_text_direction_controls_in_file_and_artifact_names_are_refused_at_upload(
+        cl: Cluster, char: str) -> None:
+    # "\u202eexe.txt" shows as "txt.exe" (a hostile QA pass): which character, and where.
+    encoded = quote(f"report{char}exe.txt", safe="")
+    for method, path in (("PUT", f"/files/{encoded}"),
+                         ("POST", f"/artifacts?key=bidi&name={encoded}")):
+        error = refused(cl, method, path, b"x", mentions=f"U+{ord(char):04X} at position 6")
+        assert error["details"]["field"] == "name" and "direction" in error["message"]
+    # Right-to-left text itself is a name like any other.
+    got, _, raw = send(cl, "PUT", "/files/" + quote("שלום.txt", safe=""), b"x")
+    assert got == 201, raw
+
+
 # ------------------------------------------------------------------ lone surrogates
 
 LONE = b'"lone \\ud800 surrogate"'

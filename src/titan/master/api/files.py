@@ -26,7 +26,7 @@ from titan.master.api.deps import (
     Writer,
 )
 from titan.master.api.downloads import blob_response
-from titan.master.api.params import DagFilter, check_key
+from titan.master.api.params import DagFilter, check_new_key
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.file_retention import delete_files
@@ -48,6 +48,24 @@ def check_filename(name: str) -> str:
         raise ValidationFailed(f"name {name[:80]!r} is not a valid file name (no '/', '\\', "
                                "'..' or control characters, at most 255 bytes)",
                                details={"field": "name", "name": name[:255]})
+    return name
+
+
+#: Unicode's direction controls (embeddings, overrides, isolates, marks): in a file name
+#: they show it as other than it is (``\u202eexe.txt`` reads "txt.exe").
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def check_new_filename(name: str) -> str:
+    """A name an upload or a publish stores: a plain file name (:func:`check_filename`)
+    without direction controls. One stored before they were refused is still downloaded."""
+    check_filename(name)
+    found = _BIDI.search(name)
+    if found is not None:
+        raise ValidationFailed(
+            f"name {name[:80]!r} holds a text-direction control (U+{ord(found.group()):04X} "
+            f"at position {found.start()}), which shows a name as other than it is: "
+            "leave it out", details={"field": "name", "name": name[:255]})
     return name
 
 
@@ -170,7 +188,7 @@ async def get_blob(c: CtxDep, p: Fetcher, sha256: str, request: Request) -> Resp
 # (Starlette's `path` stops at a line break: a bare 404).
 @router.put("/files/{name:anytext}", status_code=201, summary="Upload a named file (upload_file)")
 async def put_file(c: CtxDep, p: Writer, name: str, request: Request) -> Row:
-    check_filename(name)
+    check_new_filename(name)
     sha, size = await _store_body(c, request)
     return await _add_file(c, p, name, sha, size, None)
 
@@ -198,8 +216,8 @@ async def get_file(c: CtxDep, p: Fetcher, name: str, request: Request) -> Respon
 
 @router.post("/artifacts", status_code=201, summary="Publish a file under a store key")
 async def publish(c: CtxDep, p: Writer, request: Request, key: str, name: str) -> Row:
-    check_key(key)
-    check_filename(name)
+    check_new_key(key)
+    check_new_filename(name)
     sha, size = await _store_body(c, request)
     return await _add_file(c, p, name, sha, size, key, request)
 

@@ -8,6 +8,7 @@ number uses one of these types, so FastAPI refuses it with a 400 naming the para
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Path, Query
@@ -51,8 +52,29 @@ class _AnyText(Convertor[str]):
 register_url_convertor("anytext", _AnyText())
 
 
+#: C0, DEL and C1 control characters.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def check_key(key: str) -> str:
+    """A key a read or a delete names: one stored before control characters were refused
+    (below) is still read and deleted."""
     if not key or len(key) > MAX_KEY or "\x00" in key:
         raise ValidationFailed(f"store keys are 1 to {MAX_KEY} characters, without NUL",
                                details={"key": key[:100]})
+    return key
+
+
+def check_new_key(key: str) -> str:
+    """A key a write stores (a value, a set member, an artifact): no control character. A
+    CR or LF in a key split the lines it was shown or logged on (a forged line in a listing,
+    an export, a terminal)."""
+    check_key(key)
+    found = _CONTROL.search(key)
+    if found is not None:
+        raise ValidationFailed(
+            f"store key {key[:100]!r} holds a control character (U+{ord(found.group()):04X} "
+            f"at position {found.start()}): keys are 1 to {MAX_KEY} characters without "
+            "control characters (U+0000–U+001F, U+007F–U+009F)",
+            details={"field": "key", "key": key[:100]})
     return key

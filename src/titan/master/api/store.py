@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Query, Request
 from titan.errors import PayloadTooLarge, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
-from titan.master.api.params import check_key
+from titan.master.api.params import check_key, check_new_key
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
 from titan.master.scheduling.lending import lending
@@ -52,7 +52,7 @@ async def get_value(c: CtxDep, p: Reader, key: str) -> Row:
 
 @router.put("/store/values/{key:anytext}", summary="Set a value")
 async def put_value(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(...)) -> Row:
-    check_key(key)
+    check_new_key(key)
     value = _string(c, body, "value")
     now = time.time()
     await c.engine.run(lambda tx: tx.store_put(key, value, now))
@@ -72,7 +72,7 @@ async def delete_value(c: CtxDep, p: Writer, key: str) -> Row:
 @router.post("/store/incr/{key:anytext}", summary="Atomically add to an integer value")
 async def incr(c: CtxDep, p: Writer, key: str, request: Request,
                body: dict[str, Any] = Body(default={})) -> Row:
-    check_key(key)
+    check_new_key(key)
     by = body.get("by", 1)
     if isinstance(by, bool) or not isinstance(by, int):
         raise ValidationFailed("'by' must be an integer")
@@ -87,7 +87,7 @@ async def incr(c: CtxDep, p: Writer, key: str, request: Request,
 @router.post("/store/sets/{key:anytext}", summary="Add a member to a set (1 if new, 0 if present)")
 async def sadd(c: CtxDep, p: Writer, key: str, request: Request,
                body: dict[str, Any] = Body(...)) -> Row:
-    check_key(key)
+    check_new_key(key)
     member = _string(c, body, "member")
     now = time.time()
     added, replayed = await c.engine.run(
