@@ -177,6 +177,31 @@ def test_worker_gets_url_token_and_options(monkeypatch: pytest.MonkeyPatch,
                             "transport": "http", "executor": "local", "ray_address": None}
 
 
+def test_worker_token_advice_puts_the_environment_first(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # --token sits in /proc/<pid>/cmdline, which every local user reads: the missing-token
+    # message said "pass --token", and a worker given one said nothing (a hostile QA pass).
+    calls: list[Any] = []
+    monkeypatch.setattr(titan.worker, "run_worker", lambda *a, **kw: calls.append(a) or 0,
+                        raising=False)
+    monkeypatch.delenv("TITAN_TOKEN", raising=False)
+    monkeypatch.setenv("TITAN_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["worker", "--master", "http://10.0.0.2:9090"], capsys)
+    assert code == 2 and calls == []
+    assert err.index("set TITAN_TOKEN") < err.index("~/.titan/config.json") < err.index(
+        "--token works too"), err
+    assert '{"masters": {"http://10.0.0.2:9090": {"token": "..."}}}' in err
+    code, _, err = run(["worker", "--master", "http://10.0.0.2:9090", "--token", "wt"], capsys)
+    assert code == 0 and calls[-1][1] == "wt"  # it still works
+    assert err.count("\n") == 1 and "warning: the token given with --token is readable by " \
+        "every user of this machine" in err and "set TITAN_TOKEN instead" in err, err
+    monkeypatch.setenv("TITAN_TOKEN", "wt")
+    code, _, err = run(["worker", "--master", "http://10.0.0.2:9090"], capsys)
+    assert code == 0 and calls[-1][1] == "wt" and "warning" not in err, err
+
+
 # --------------------------------------------------------------------------- errors
 
 

@@ -149,10 +149,19 @@ def run_worker(args: argparse.Namespace) -> int:
     endpoint = resolve(host=None if args.master else args.host, port=args.port,
                        token=args.token, urls=args.master)
     if not endpoint.token:
-        print(f"titan worker: no token for {endpoint.url}: pass --token or set TITAN_TOKEN to "
-              "a worker token (an admin makes one with `titan token create --role worker`; "
-              "`titan up` writes one to worker.token in its data dir)", file=sys.stderr)
+        # The environment or the user config first: --token sits in /proc/<pid>/cmdline, which
+        # every local user reads (docs/security.md).
+        print(f"titan worker: no token for {endpoint.url}: set TITAN_TOKEN to a worker token, "
+              "or record it for this master in ~/.titan/config.json "
+              f'({{"masters": {{"{endpoint.url}": {{"token": "..."}}}}}}); an admin makes one '
+              "with `titan token create --role worker`, and `titan up` writes one to "
+              "worker.token in its data dir. (--token works too, but every local user can read "
+              "it in the process list.)", file=sys.stderr)
         return 2
+    if args.token is not None:
+        print("titan worker: warning: the token given with --token is readable by every user "
+              "of this machine (ps, /proc/<pid>/cmdline) while the worker runs; set "
+              "TITAN_TOKEN instead", file=sys.stderr)
     return int(start_worker(
         list(endpoint.urls), endpoint.token,
         _capabilities(args.capabilities) if args.capabilities is not None else [], args.slots,
