@@ -27,7 +27,7 @@ from tests.integration.harness import Cluster
 from tests.integration.test_blob_gc import collect, sql, stored
 from tests.integration.test_cli import titan
 from titan import TitanJob
-from titan.errors import ConfigError, Conflict, Forbidden, NotFound
+from titan.errors import ConfigError, Forbidden, NotFound
 from titan.master.config import MasterConfig
 
 DAY = 86_400.0
@@ -204,7 +204,8 @@ def test_files_and_artifacts_deleted_by_hand(gc_off: Cluster, tmp_path: Path) ->
     assert done["value_deleted"] is False and done["store"] == {}
     assert client.store_get("b/k") == "set by hand"
 
-    # An archive job yet to start fetches its project by name: its newest version stays.
+    # An archive job yet to start runs the upload pinned at its submission: deleting its
+    # project's name takes nothing from it (its row names that blob, which stays).
     project = tmp_path / "proj"
     project.mkdir()
     (project / "main.py").write_text("print('hi')\n")
@@ -212,23 +213,20 @@ def test_files_and_artifacts_deleted_by_hand(gc_off: Cluster, tmp_path: Path) ->
     client.upload_project_folder(project)  # the same content again: a second version
     waiting = client.submit_dag("archived", [TitanJob(job_id="main", filename="proj/main.py",
                                                       is_archive=True, requirement="GPU")])
-    with pytest.raises(Conflict, match=r"archive job\(s\) not ended yet run from proj.zip") \
-            as refused:
-        operator.delete_file("proj.zip")
-    assert refused.value.details["jobs"] == [f"archived#{waiting['run']}/main"]
-    assert operator.delete_file("proj.zip", keep_latest=True)["deleted"] == 1
-    client.cancel(f"archived#{waiting['run']}")
-    assert operator.delete_file("proj.zip")["deleted"] == 1
+    ref = f"archived#{waiting['run']}"
+    assert sql(c, "SELECT script_sha256 FROM jobs WHERE job_id = 'main'") == [
+        (uploaded["sha256"],)]
+    assert operator.delete_file("proj.zip")["deleted"] == 2
+    client.cancel(ref)
 
     # The blobs only the deleted versions named go with the next collection.
     gone = [sha(b) for b in (*notes, b"a", b"bb", b"model v1", b"model v2", b"y", b"z")]
-    stays = [sha(b"other model"), sha(b"x")]
+    stays = [sha(b"other model"), sha(b"x"), uploaded["sha256"]]
     assert all(stored(c, s) for s in gone + stays)
     age(c)
     restart(c)
     done = collect(c)
     assert set(gone) <= set(done["sha256"]), done
-    assert uploaded["sha256"] in done["sha256"]
     for s in gone:
         assert stored(c, s) is None
     for s in stays:

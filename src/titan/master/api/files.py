@@ -26,7 +26,7 @@ from titan.master.api.deps import (
     Writer,
 )
 from titan.master.api.downloads import blob_response
-from titan.master.api.params import DagFilter, check_new_key
+from titan.master.api.params import DagFilter, check_key, check_new_key
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.file_retention import delete_files
