@@ -337,6 +337,46 @@ def test_a_chain_waiting_on_a_missing_ancestor_goes_together_and_cycles_end() ->
     asyncio.run(go())
 
 
+class CountingRuns(FakeRuns):
+    """Keeps each action as it came, unchecked: a 20,000-span test times the receiver, not
+    the ingestion parser."""
+
+    async def ingest(self, run_id: str, body: dict[str, Any], who: Principal) -> dict[str, Any]:
+        known = self.actions[run_id]
+        fresh = [a for a in body["actions"] if a["id"] not in known]
+        known.update((a["id"], a) for a in fresh)
+        return {"accepted": len(fresh), "duplicates": len(body["actions"]) - len(fresh)}
+
+
+def test_a_long_chain_whose_top_never_comes_is_released_in_one_walk() -> None:
+    # One request of 20,000 spans, each the parent of the next, the top's parent never sent:
+    # when the hold ran out each span walked the chain up to find its top, N² steps on the
+    # event loop (the master answered nothing for ~111 s). An agent half way down the chain
+    # makes the actors below it its own.
+    n, middle = 20_000, 10_000
+
+    async def go() -> None:
+        runs, now = CountingRuns(), [T0 + 100]
+        rx = Receiver(runs, 30.0, fixed_price, clock=lambda: now[0])  # type: ignore[arg-type]
+        chain = [span(f"{i + 2:016x}", f"{i + 1:016x}", f"step {i}",
+                      attrs=AGENT if i == middle else None, start=i * 1e-3)
+                 for i in range(n)]
+        await rx.receive(chain[::-1], 0, ADMIN)
+        assert rx.stats()["held_spans"] == n
+        started = time.perf_counter()
+        await rx._release(now[0] + 31)
+        took = time.perf_counter() - started
+        got = runs.actions[ids.run_id_of_trace(TRACE)]
+        assert len(got) == n and rx.stats()["held_spans"] == 0
+        assert rx.stats()["released_unparented"] == 1  # the top alone: the rest hang from it
+        for i, s in enumerate(chain):
+            action = got[s.span_id]
+            assert action["parent_id"] == f"{i + 1:016x}"
+            assert action["actor"] == ("svc" if i <= middle else f"svc/step {middle}")
+        assert took < 20, took  # a sanity bound (about a second here), not a benchmark
+    asyncio.run(go())
+
+
 # -- the exporter ------------------------------------------------------------------------------
 def test_settings() -> None:
     s = ExportSettings.parse("http://collector:4318/", "opt-in", "api_key=a%20b, x=1", "off")

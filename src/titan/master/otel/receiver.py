@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,9 @@ class Receiver:
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._next_due = float("inf")  # the earliest deadline of a held span
+        #: How many spans are held, and their size (_size), over all traces: kept as they
+        #: change (_hold, _unhold), not summed over every held span on each request.
+        self._held_count, self._held_size = 0, 0
         self._refused, self._why = 0, ""  # spans refused while recording, and why (receive)
 
     def start(self) -> None:
@@ -115,7 +119,7 @@ class Receiver:
                 "recorded_spans": self.counts["recorded"],
                 "duplicate_spans": self.counts["duplicates"],
                 "rejected_spans": self.counts["rejected"],
-                "held_spans": sum(len(t.held) for t in self.traces.values()),
+                "held_spans": self._held_count,
                 "released_unparented": self.counts["unparented"],
                 "traces": len(self.traces), "hold_seconds": self.hold}
 
@@ -134,12 +138,12 @@ class Receiver:
                 if span.span_id in trace.actors:
                     self.counts["duplicates"] += 1
                     continue
-                trace.held[span.span_id] = _Held(span, now + self.hold, who, _size(span))
+                self._hold(trace, span.span_id, _Held(span, now + self.hold, who, _size(span)))
                 self._next_due = min(self._next_due, now + self.hold)
             for trace in touched:
                 if not trace.created:
                     await self._open(trace, who)
-            ready = [(t, self._resolve(t, forced=())) for t in touched]
+            ready = [(t, self._resolve(t, forced=frozenset())) for t in touched]
             await self._record([(t, r) for t, r in ready if r])
             if self._held_bytes() > MAX_HELD_BYTES:  # not until the next timer tick
                 await self._release_locked(now)
@@ -174,7 +178,7 @@ class Receiver:
         self.traces[span.trace_id] = trace
         return trace
 
-    def _resolve(self, trace: _Trace, forced: tuple[str, ...]) -> list[_Ready]:
+    def _resolve(self, trace: _Trace, forced: Set[str]) -> list[_Ready]:
         """Held spans whose actor is now known — their parent recorded, no parent at all, or
         ``forced`` (given up waiting) — and, through them, their held descendants."""
         children: dict[str | None, list[str]] = {}
@@ -186,7 +190,7 @@ class Receiver:
         out: list[_Ready] = []
         while queue:
             sid = queue.pop()
-            h = trace.held.pop(sid, None)
+            h = self._unhold(trace, sid)
             if h is None:
                 continue
             parent = h.span.parent_id
@@ -232,7 +236,7 @@ class Receiver:
             for trace, spans in ready[done:]:
                 for r in spans:
                     trace.actors.pop(r.span.span_id, None)
-                    trace.held[r.span.span_id] = _Held(r.span, now + self.hold, r.who)
+                    self._hold(trace, r.span.span_id, _Held(r.span, now + self.hold, r.who))
             raise
 
     def _convert(self, trace: _Trace, ready: list[_Ready]) -> list[Row]:
@@ -318,21 +322,34 @@ class Receiver:
             await self._release_locked(now)
 
     def _held_bytes(self) -> int:
-        return sum(h.size for t in self.traces.values() for h in t.held.values())
+        return self._held_size
+
+    def _hold(self, trace: _Trace, sid: str, held: _Held) -> None:
+        """Hold a span (one sent again while held replaces itself)."""
+        self._unhold(trace, sid)
+        trace.held[sid] = held
+        self._held_count += 1
+        self._held_size += held.size
+
+    def _unhold(self, trace: _Trace, sid: str) -> _Held | None:
+        held = trace.held.pop(sid, None)
+        if held is not None:
+            self._held_count -= 1
+            self._held_size -= held.size
+        return held
 
     async def _release_locked(self, now: float) -> None:
-        count = sum(len(t.held) for t in self.traces.values())
-        size = self._held_bytes()
+        count, size = self._held_count, self._held_size
         if now < self._next_due and count <= MAX_HELD and size <= MAX_HELD_BYTES:
             return
         held = sorted(((h.deadline, t.run_id, sid, h.size) for t in self.traces.values()
                        for sid, h in t.held.items()))
         self._next_due = held[0][0] if held else float("inf")
         over = max(0, len(held) - MAX_HELD)
-        due = set()
+        due: dict[str, list[str]] = {}  # run id -> its due spans
         for i, (deadline, run, sid, bytes_) in enumerate(held):  # the oldest first
             if deadline <= now or i < over or size > MAX_HELD_BYTES:
-                due.add((run, sid))
+                due.setdefault(run, []).append(sid)
                 size -= bytes_
         if not due:
             return
@@ -340,10 +357,8 @@ class Receiver:
         for trace in list(self.traces.values()):
             # A due span whose parent is held too waits on the same missing ancestor: the
             # top of that chain goes, and the chain resolves below it in order.
-            forced = tuple({_top(trace, sid) for sid in trace.held
-                            if (trace.run_id, sid) in due})
-            if forced:
-                ready.append((trace, self._resolve(trace, forced)))
+            if trace.run_id in due:
+                ready.append((trace, self._resolve(trace, _tops(trace, due[trace.run_id]))))
         await self._record([(t, r) for t, r in ready if r])
         self._next_due = min((h.deadline for t in self.traces.values()
                               for h in t.held.values()), default=float("inf"))
@@ -352,11 +367,11 @@ class Receiver:
         """Past MAX_TRACES, the traces idle longest are forgotten (none still holding spans):
         a span arriving later for one of them is still recorded, numbered by the run
         service."""
-        while len(self.traces) > MAX_TRACES:
-            oldest = next((k for k, t in self.traces.items() if not t.held), None)
-            if oldest is None:
-                return
-            del self.traces[oldest]
+        excess = len(self.traces) - MAX_TRACES
+        if excess > 0:  # one pass: a scan per trace forgotten was quadratic in a request
+            idle = (k for k, t in self.traces.items() if not t.held)
+            for key in list(itertools.islice(idle, excess)):
+                del self.traces[key]
 
 
 def _size(span: Span) -> int:
@@ -373,13 +388,24 @@ def _size(span: Span) -> int:
     return 256 + len(span.name) + of(span.attributes) + of(span.resource) + of(span.events)
 
 
-def _top(trace: _Trace, sid: str) -> str:
-    """The highest held ancestor of a held span (a cycle of parents, which only a broken
-    or hostile sender makes, stops where it closes)."""
-    seen = {sid}
-    while True:
-        parent = trace.held[sid].span.parent_id
-        if parent is None or parent not in trace.held or parent in seen:
-            return sid
-        seen.add(parent)
-        sid = parent
+def _tops(trace: _Trace, sids: list[str]) -> set[str]:
+    """The highest held ancestor of each of these held spans, in one walk of the held forest:
+    each span's top is remembered on the way, so a chain of N spans costs N steps, not N²
+    (each span walking up the whole chain froze the event loop for minutes at 20,000). A
+    cycle of parents, which only a broken or hostile sender makes, stops where it closes."""
+    top: dict[str, str] = {}
+    for sid in sids:
+        path: dict[str, None] = {}  # this walk's spans, in order (a cycle closes on one)
+        node = sid
+        while node not in top:
+            path[node] = None
+            parent = trace.held[node].span.parent_id
+            if parent is None or parent not in trace.held or parent in path:
+                found = node
+                break
+            node = parent
+        else:
+            found = top[node]
+        for step in path:
+            top[step] = found
+    return {top[sid] for sid in sids}
