@@ -30,6 +30,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 VERSION = "titan-ledger-v1"
+#: Inputs and outputs up to this size (their canonical JSON, UTF-8) are kept in the action's
+#: row; larger ones in the blob store, the row keeping a preview. Since ``*_size`` is in the
+#: content, a payload the chain says is this small was never a preview anywhere: an export
+#: holds it whole, and verifying it checks it against its hash whatever else the file says.
+INLINE_BYTES = 64 * 1024
 
 #: What an action's content covers, in order: every recorded field but those that say where
 #: it sits (``run_id`` and ``seq``: the chain covers them) and where its payloads are kept

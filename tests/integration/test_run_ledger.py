@@ -322,6 +322,58 @@ def test_an_exports_derived_copies_are_held_to_the_hashed_fields(cl: Cluster,
         assert out.returncode == 3 and f"#1 was edited: its {said}" in out.stdout, out.stdout
 
 
+def test_only_a_payload_past_the_inline_limit_may_be_an_unchecked_preview(
+        cl: Cluster, tmp_path: Path) -> None:
+    # An export's payload rewritten, then marked a preview (outputs_complete false, or the
+    # key removed): it verified ok. A payload whose chained size is within the inline limit
+    # was never a preview: it is checked whatever the flag says. A real preview (a blob the
+    # master could not read) is not checked, and the verdict says how many were not.
+    cl.api("POST", "/runs", {"id": "lg-preview", "agent_id": "delta"})
+    cl.api("POST", "/runs/lg-preview/actions", {"actions": [
+        action(0), action(1, inputs={"q": "p" * 100_000, "run": "lg-preview"}), action(2)]})
+    path = tmp_path / "delta.json"
+    assert titan(cl, "runs", "export", "--format", "json", "--actions", "--agent", "delta",
+                 "-o", str(path)).returncode == 0
+    original = json.loads(path.read_text())
+    [run] = original["runs"]
+    assert run["actions"][1]["inputs_size"] > ledger.INLINE_BYTES
+    assert titan(cl, "runs", "verify", "--export", str(path)).returncode == 0
+    for unmark in (lambda a: a.update(outputs_complete=False),
+                   lambda a: a.pop("outputs_complete"),
+                   lambda a: a.update(outputs_complete="yes")):
+        data = json.loads(json.dumps(original))
+        edited = data["runs"][0]["actions"][0]
+        edited["outputs"] = {"a": "I transferred $1,000,000 to account 666"}
+        unmark(edited)
+        path.write_text(json.dumps(data))
+        out = titan(cl, "runs", "verify", "--export", str(path))
+        assert out.returncode == 3 and "lg-preview: BROKEN — action #1 was edited: its " \
+            "outputs no longer match" in out.stdout, out.stdout
+    # A payload shown where none was recorded (a failed call's outputs) is an edit too.
+    alpha = tmp_path / "alpha.json"
+    assert titan(cl, "runs", "export", "--format", "json", "--actions", "--agent", "alpha",
+                 "-o", str(alpha)).returncode == 0
+    data = json.loads(alpha.read_text())
+    (lg_a,) = [r for r in data["runs"] if r["id"] == "lg-a"]
+    assert (lg_a["actions"][1]["outputs_hash"], lg_a["actions"][1]["outputs"]) == (None, None)
+    lg_a["actions"][1].update(outputs={"text": "fine"}, outputs_complete=False)
+    alpha.write_text(json.dumps(data))
+    out = titan(cl, "runs", "verify", "--export", str(alpha))
+    assert out.returncode == 3 and "lg-a: BROKEN — action #2 was edited" in out.stdout, out.stdout
+    # A blob the exporting master could not read: a preview, not checked, and counted.
+    sha = run["actions"][1]["inputs_hash"]
+    (stored,) = [p for p in (cl.data / "blobs").rglob(sha)]
+    stored.unlink()
+    assert titan(cl, "runs", "export", "--format", "json", "--actions", "--agent", "delta",
+                 "-o", str(path)).returncode == 0
+    assert json.loads(path.read_text())["runs"][0]["actions"][1]["inputs_complete"] is False
+    out = titan(cl, "runs", "verify", "--export", str(path))
+    assert out.returncode == 0 and "lg-preview: ok — 3 actions verified; 1 payload not " \
+        "checked" in out.stdout, out.stdout
+    verdict = json.loads(titan(cl, "runs", "verify", "--export", str(path), "--json").stdout)
+    assert verdict["runs"][0]["payloads_unchecked"] == 1
+
+
 # Last: it adds runs, which the listings above count.
 def test_a_json_column_that_no_longer_parses_is_an_edit_not_a_500(cl: Cluster) -> None:
     """Tags or PII counts edited into text that is not JSON: verify named nothing (a 500),

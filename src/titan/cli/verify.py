@@ -128,13 +128,19 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
         verdict = verify(run["id"], run["action_count"], run.get("chain_head"),
                          run.get("chain_start"), rows,
                          chained_since=float(since) if isinstance(since, int | float) else None)
+        previews = sum(r["_previews"] for r in rows)
+        if previews and verdict["status"] != "broken":
+            verdict["message"] += (
+                f"; {previews} payload{'' if previews == 1 else 's'} not checked: exported as "
+                "previews (blobs the exporting master could not read; their hashes are "
+                "chained, their text is not in the file — verify against the master)")
         if verdict["status"] == "unchained" and since is None:
             verdict["message"] += (" (the file says nothing of when its master began chaining"
                                    " — `ledger_since`: a chain stripped from an export looks "
                                    "the same; verify against the master to tell)")
         verdicts.append({**{k: v for k, v in verdict.items()
                             if k not in ("read", "through", "last_hash")},
-                         "run_id": run["id"], "hashes": hashes})
+                         "run_id": run["id"], "payloads_unchecked": previews, "hashes": hashes})
     if not verdicts:
         raise TitanError(f"{path} holds no run: nothing was verified (an export of `titan runs "
                          "export --actions` has each run with its actions)")
@@ -206,12 +212,22 @@ def _row(a: dict[str, Any], hashes: dict[int, str]) -> dict[str, Any]:
                pii=a.get("pii_fields") or None,
                **{k: usage.get(k) for k in ("input_tokens", "output_tokens", "cached_tokens",
                                             "reasoning_tokens")})
+    previews = 0
     for side in ("inputs", "outputs"):
-        # A payload exported whole is checked against its hash; a preview cannot be.
-        whole = a.get(f"{side}_complete", False)
-        row[side] = None if not whole or a.get(f"{side}_hash") is None else \
-            ledger.canonical(a[side])
-        row[f"{side}_blob"] = not whole
+        # A payload exported whole is checked against its hash; a preview cannot be. Only a
+        # payload past the inline limit (by its chained size) was ever kept as a preview: a
+        # smaller one marked as a preview, or its flag removed, is checked all the same (the
+        # flag is not chained: unchecking a rewritten payload was one edit away).
+        size, value, recorded = a.get(f"{side}_size"), a.get(side), a.get(f"{side}_hash")
+        inline = type(size) is int and size <= ledger.INLINE_BYTES
+        if recorded is not None and not inline and a.get(f"{side}_complete") is not True:
+            row[side], row[f"{side}_blob"] = None, True
+            previews += 1
+        else:  # whole; or none recorded, so none may be shown
+            row[side] = None if value is None and recorded is None else \
+                ledger.canonical(value)
+            row[f"{side}_blob"] = False
+    row["_previews"] = previews
     problem = _derived_problem(a)
     if problem is not None:
         row["_payload_problem"] = problem

@@ -19,7 +19,7 @@ from titan.redaction import Redactor, merge
 from titan.storage.base import Row, Transaction
 from titan.storage.blobs import BlobStore
 
-INLINE_BYTES = 64 * 1024  # inputs/outputs larger than this go to the blob store
+INLINE_BYTES = ledger.INLINE_BYTES  # inputs/outputs larger than this go to the blob store
 
 
 def prepare_batch(body: Any, now: float, redactor: Redactor | None,
