@@ -374,6 +374,80 @@ def test_only_a_payload_past_the_inline_limit_may_be_an_unchecked_preview(
     assert verdict["runs"][0]["payloads_unchecked"] == 1
 
 
+SWAPS: tuple[Any, ...] = (None, True, 7, -1, 1.5, "x", [], [1], {}, {"a": 1}, {"outputs": 1})
+
+
+def test_any_field_of_an_export_swapped_for_another_type_is_an_edit(cl: Cluster,
+                                                                    tmp_path: Path) -> None:
+    # pii_fields {"outputs": 1} (or a string) made verify fail with a traceback in
+    # redaction.merge; so did a usage or an error that was not an object, a started_at
+    # that was text, a JSONL action whose run_id was a list. Every field of every action
+    # (and the run's ledger fields), swapped for a value of another type, is that action
+    # (or run) edited: exit 3, never a traceback.
+    from titan.cli.verify import verify_export
+
+    path = tmp_path / "alpha.json"
+    assert titan(cl, "runs", "export", "--format", "json", "--actions", "--agent", "alpha",
+                 "-o", str(path)).returncode == 0
+    original = json.loads(path.read_text())
+    (index,) = [i for i, r in enumerate(original["runs"]) if r["id"] == "lg-a"]
+    lg_a = original["runs"][index]
+    assert any(a["pii_fields"] for a in lg_a["actions"])  # #1's email was redacted
+    same = {(k, json.dumps(v)) for k, v in (("usage", {}), ("error", None),
+                                            ("pii_fields", {}))}
+    tried = 0
+    for i, act in enumerate(lg_a["actions"]):
+        for key in act:
+            for value in SWAPS:
+                if value == act[key] and type(value) is type(act[key]) or (
+                        value in (None, {}) and act[key] in (None, {})
+                        and (key, json.dumps(act[key])) in same):
+                    continue  # the same value, or one the content reads the same
+                data = json.loads(json.dumps(original))
+                data["runs"][index]["actions"][i][key] = value
+                path.write_text(json.dumps(data))
+                verdict = {v["run_id"]: v for v in verify_export(path)}
+                v = verdict.get("lg-a") or next(v for v in verdict.values() if "run " in
+                                                v["run_id"])
+                if key in ("inputs_complete", "outputs_complete"):  # small: checked anyway
+                    assert v["status"] == "verified", (key, value, v)
+                else:
+                    assert v["status"] == "broken", (key, value, v)
+                tried += 1
+    for key in ("id", "action_count", "chain_head", "chain_start", "ledger_since"):
+        for value in SWAPS:
+            if key == "ledger_since" and type(value) in (type(None), int, float) \
+                    or value == lg_a[key] and type(value) is type(lg_a[key]):
+                continue  # a time (unchained, or none: an older export); the same value
+            data = json.loads(json.dumps(original))
+            data["runs"][index][key] = value
+            path.write_text(json.dumps(data))
+            assert any(v["status"] == "broken" for v in verify_export(path)), (key, value)
+    assert tried > 200
+    # Through the command, both formats: said, exit 3.
+    for bad in ({"outputs": 1}, "x"):
+        data = json.loads(json.dumps(original))
+        data["runs"][index]["actions"][2]["pii_fields"] = bad
+        path.write_text(json.dumps(data))
+        out = titan(cl, "runs", "verify", "--export", str(path))
+        assert out.returncode == 3 and "lg-a: BROKEN — action #3 was edited: its pii_fields " \
+            "are not counts by field" in out.stdout and not out.stderr, out.stdout + out.stderr
+    jsonl = tmp_path / "alpha.jsonl"
+    assert titan(cl, "runs", "export", "--format", "jsonl", "--actions", "--agent", "alpha",
+                 "-o", str(jsonl)).returncode == 0
+    lines = [json.loads(x) for x in jsonl.read_text().split("\n") if x]
+    for line in lines:
+        if line["type"] == "action" and line["run_id"] == "lg-a" and line["seq"] == 2:
+            line["usage"] = [1]
+    jsonl.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = titan(cl, "runs", "verify", "--export", str(jsonl))
+    assert out.returncode == 3 and "action #2 was edited: its usage" in out.stdout, out.stdout
+    lines[-1]["run_id"] = ["lg-a"]
+    jsonl.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = titan(cl, "runs", "verify", "--export", str(jsonl))
+    assert out.returncode in (1, 3) and "Traceback" not in out.stderr, out.stderr
+
+
 # Last: it adds runs, which the listings above count.
 def test_a_json_column_that_no_longer_parses_is_an_edit_not_a_500(cl: Cluster) -> None:
     """Tags or PII counts edited into text that is not JSON: verify named nothing (a 500),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +115,17 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
     ``hashes``: each action's chain hash by seq, for an anchor). A file that is no such
     export, or holds no run, is an error: an export emptied of its runs must not pass."""
     verdicts = []
-    for run, actions in _runs(path):
-        if not isinstance(run.get("id"), str) or type(run.get("action_count")) is not int:
-            raise TitanError(f"{path}: a run without its id and action_count: not an export "
-                             "of `titan runs export --actions`")
-        if any(not isinstance(a, dict) or type(a.get("seq")) is not int for a in actions):
-            raise TitanError(f"{path}: run {run['id']} has an action without an integer seq: "
-                             "not an export of `titan runs export --actions`")
+    for number, (run, actions) in enumerate(_runs(path), 1):
+        # A field the master never writes so (a count as text, an object where a number
+        # goes) was put there by hand: the run, or its action, was edited. Said so (exit 3),
+        # never a traceback; checked before the walk, which reads them as numbers.
+        problem = _run_problem(run, actions)
+        if problem is not None:
+            run_id = run.get("id") if isinstance(run.get("id"), str) else \
+                f"run {number} of the file"
+            verdicts.append({**_edited(problem), "run_id": run_id, "payloads_unchecked": 0,
+                             "hashes": {}})
+            continue
         hashes: dict[int, str] = {}
         # In seq order, as the master verifies: the chain is over seq, and lines moved in
         # the file are not a tampering (seq values swapped are, and show as reordered).
@@ -127,7 +133,15 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
         since = run.get("ledger_since")
         verdict = verify(run["id"], run["action_count"], run.get("chain_head"),
                          run.get("chain_start"), rows,
-                         chained_since=float(since) if isinstance(since, int | float) else None)
+                         chained_since=None if since is None else float(since))
+        malformed = next((r for r in rows if r.get("_malformed")), None)
+        if malformed is not None and (verdict["break"] is None
+                                      or malformed["seq"] <= verdict["break"]["seq"]):
+            # One the walk does not check (recorded before the chain began) is edited too.
+            edited = _edited(f"action #{malformed['seq']} was edited: "
+                             f"{malformed['_payload_problem']}", malformed["seq"],
+                             malformed["id"] or None)
+            verdict.update({k: edited[k] for k in ("status", "break", "message")})
         previews = sum(r["_previews"] for r in rows)
         if previews and verdict["status"] != "broken":
             verdict["message"] += (
@@ -145,6 +159,30 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
         raise TitanError(f"{path} holds no run: nothing was verified (an export of `titan runs "
                          "export --actions` has each run with its actions)")
     return verdicts
+
+
+def _run_problem(run: dict[str, Any], actions: list[Any]) -> str | None:
+    """What is wrong with a run's own fields, or with where its actions sit, if anything."""
+    if not isinstance(run.get("id"), str) or not run["id"]:
+        return "the run has no id (its id was removed or replaced)"
+    for key, valid in (("action_count", _count), ("chain_head", _opt_str),
+                       ("chain_start", lambda v: v is None or type(v) is int and v >= 1),
+                       ("ledger_since", lambda v: v is None or _time(v))):
+        if not valid(run.get(key)):
+            return f"the run's {key} is not what an export holds: the run was edited"
+    for i, a in enumerate(actions, 1):
+        if not isinstance(a, dict) or type(a.get("seq")) is not int:
+            return (f"its action {i} in the file has no integer seq: not as exported (the "
+                    "action was edited)")
+    return None
+
+
+def _edited(message: str, seq: int | None = None, action_id: str | None = None) -> dict[str, Any]:
+    """A broken verdict: the run, or action ``seq``, edited."""
+    return {"status": "broken", "actions": None, "checked": 0, "unchained": 0,
+            "chained_from": None, "head": None, "verified_through": None,
+            "break": {"seq": seq, "kind": "edited", "action_id": action_id, "message": message},
+            "message": message}
 
 
 def _runs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
@@ -192,7 +230,9 @@ def _runs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         elif kind == "action":
             # Filed under the run it names (an export's lines may have been moved), else the
             # run line before it.
-            actions.append((number, dict(item, run_id=item.get("run_id", last))))
+            filed = item.get("run_id", last)
+            actions.append((number, dict(item, run_id=filed if isinstance(filed, str | None)
+                                         else json.dumps(filed))))
         else:
             raise TitanError(f"{path}, line {number}: neither a run nor an action: {hint}")
     for number, action in actions:
@@ -205,13 +245,24 @@ def _runs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
 
 def _row(a: dict[str, Any], hashes: dict[int, str]) -> dict[str, Any]:
     """An exported action (the API's shape) back as the row its hashes were computed on."""
+    malformed = _malformed(a)
     error, usage = a.get("error") or {}, a.get("usage") or {}
+    if not isinstance(error, dict):
+        error = {}
+    if not isinstance(usage, dict):
+        usage = {}
     row = {k: a.get(k) for k in ledger.CONTENT_FIELDS}
     row.update(seq=a["seq"], chain_hash=a.get("chain_hash"),
                error_type=error.get("type"), error_message=error.get("message"),
                pii=a.get("pii_fields") or None,
-               **{k: usage.get(k) for k in ("input_tokens", "output_tokens", "cached_tokens",
-                                            "reasoning_tokens")})
+               **{k: usage.get(k) for k in _TOKENS})
+    if malformed is not None:
+        # What stands in for the fields that are not what the master writes lets the walk go
+        # on to this action, where the problem is its break (it never hashes as recorded).
+        for key, (valid, stand_in) in _SHAPES.items():
+            if key in row and not valid(row[key]):
+                row[key] = stand_in
+        row.update(pii=None, _malformed=True, **{k: None for k in _TOKENS})
     previews = 0
     for side in ("inputs", "outputs"):
         # A payload exported whole is checked against its hash; a preview cannot be. Only a
@@ -228,12 +279,69 @@ def _row(a: dict[str, Any], hashes: dict[int, str]) -> dict[str, Any]:
                 ledger.canonical(value)
             row[f"{side}_blob"] = False
     row["_previews"] = previews
-    problem = _derived_problem(a)
+    problem = malformed or _derived_problem(a)
     if problem is not None:
         row["_payload_problem"] = problem
-    if a.get("chain_hash"):
-        hashes[a["seq"]] = a["chain_hash"]
+    if row["chain_hash"]:
+        hashes[a["seq"]] = row["chain_hash"]
     return row
+
+
+def _opt_str(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _count(v: Any) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _time(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+_TOKENS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+#: What each field an action's content reads must be in an export, and what stands in for it
+#: when it is not (the action is then reported edited).
+_SHAPES: dict[str, tuple[Callable[[Any], bool], Any]] = {
+    **{k: (lambda v: isinstance(v, str), "") for k in ("id", "actor", "channel", "name",
+                                                       "outcome")},
+    **{k: (_opt_str, None) for k in ("parent_id", "model", "cost_source", "replay_status",
+                                     "inputs_hash", "outputs_hash", "chain_hash")},
+    **{k: (_count, 0) for k in ("ordinal", "duration_ns", "inputs_size", "outputs_size")},
+    "started_at": (_time, 0.0), "recorded_at": (_time, 0.0),
+    "cost_usd": (lambda v: v is None or _time(v), None),
+}
+
+
+def _malformed(a: dict[str, Any]) -> str | None:
+    """Which field of an exported action is not what the master writes there, if any."""
+    for key, (valid, _) in _SHAPES.items():
+        if not valid(a.get(key)):
+            return f"its {key} is not what an export holds ({_kind(a.get(key))})"
+    if "pii" in a and not _counts(a["pii"]):
+        return f"its pii is not counts by pattern ({_kind(a['pii'])})"
+    usage, error, pii = a.get("usage"), a.get("error"), a.get("pii_fields")
+    # As the master writes them: usage only the counts it has, an error only when it has a
+    # type or a message.
+    if usage is not None and not (_counts(usage) and set(usage) <= set(_TOKENS)):
+        return f"its usage is not token counts ({_kind(usage)})"
+    if error is not None and not (
+            isinstance(error, dict) and set(error) == {"type", "message"}
+            and all(_opt_str(v) for v in error.values()) and any(error.values())):
+        return f"its error is not a type and a message ({_kind(error)})"
+    if pii is not None and not (isinstance(pii, dict) and all(
+            _counts(found) for found in pii.values())):
+        return f"its pii_fields are not counts by field ({_kind(pii)})"
+    return None
+
+
+def _counts(value: Any) -> bool:
+    return isinstance(value, dict) and all(_count(n) for n in value.values())
+
+
+def _kind(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _derived_problem(a: dict[str, Any]) -> str | None:
@@ -241,7 +349,8 @@ def _derived_problem(a: dict[str, Any]) -> str | None:
     chain covers ``duration_ns``, ``pii_fields`` and ``actor``, and a reader of the file
     reads ``duration_ms``, ``pii`` and ``stage`` (edited, they verified ok)."""
     ns = a.get("duration_ns")
-    if "duration_ms" in a and isinstance(ns, int) and a["duration_ms"] != round(ns / 1e6, 3):
+    if "duration_ms" in a and isinstance(ns, int) and (
+            not _time(a["duration_ms"]) or a["duration_ms"] != round(ns / 1e6, 3)):
         return "its duration_ms is not its duration_ns"
     if "pii" in a:
         counts: dict[str, int] = {}
