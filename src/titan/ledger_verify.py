@@ -11,6 +11,7 @@ the CLI (an export, offline) share it.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -18,6 +19,17 @@ from titan.ledger import Row, content, genesis, link, payload_problem
 
 #: How far past a misplaced action :func:`verify` looks for the one recorded in its place.
 SEARCH = 100_000
+#: How far ahead of the master's clock an action's own start may be (the run service refuses
+#: one past tomorrow), and how far two masters' clocks may disagree (a standby took over).
+SKEW = 86_400.0
+
+
+def when(t: float) -> str:
+    """A time as the messages say it (UTC), or as it is when no calendar holds it."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return repr(t)
 
 
 def _break(seq: int, kind: str, message: str, action_id: str | None = None) -> Row:
@@ -29,9 +41,11 @@ class _Walk:
 
     def __init__(self, run_id: str, count: int, head: str | None, start: int | None,
                  resume: tuple[int, str | None] | None,
-                 chained_since: float | None = None) -> None:
+                 chained_since: float | None = None, created: float | None = None) -> None:
         self.run_id, self.count, self.head, self.start = run_id, count, head, start
-        self.chained_since = chained_since
+        self.chained_since, self.created = chained_since, created
+        #: The earliest and latest recorded_at of the unchained actions read.
+        self.claimed: tuple[float, float] | None = None
         self.expected, self.prev = (resume[0] + 1, resume[1]) if resume else (1, None)
         self.read = 0  # rows read, this walk
         self.head_at: int | None = None  # the seq whose chain hash the run's head is
@@ -62,7 +76,7 @@ class _Walk:
             if a["chain_hash"]:
                 return _break(seq, "head", f"action #{seq} carries a chain hash but the run "
                               "has no chain head: the run's head was removed", a["id"])
-            return None
+            return self.unchained(a)
         if seq == self.start:
             self.prev = genesis(self.run_id)
         if not a["chain_hash"]:
@@ -77,6 +91,29 @@ class _Walk:
         self.prev = a["chain_hash"]
         if a["chain_hash"] == self.head:
             self.head_at = seq
+        return None
+
+    def unchained(self, a: Mapping[str, Any]) -> Row | None:
+        """An action with no chain hash, whose recorded_at says it predates the ledger. That
+        column is as easy to change as the hashes were to remove: it is held to what else the
+        database says of when — its run's creation (the master's clock, as recorded_at is)
+        and its own start (at most a day ahead of the clock that recorded it)."""
+        seq, recorded = a["seq"], float(a.get("recorded_at") or 0.0)
+        self.claimed = (min(self.claimed[0], recorded), max(self.claimed[1], recorded)) \
+            if self.claimed else (recorded, recorded)
+        claim = f"action #{seq} has no chain hash and says it was recorded at {when(recorded)}"
+        if self.created is not None and self.chained_since is not None \
+                and self.created > self.chained_since:
+            return _break(seq, "edited", f"{claim}, before the ledger existed, but its run was "
+                          f"created after it (at {when(self.created)}; the ledger since "
+                          f"{when(self.chained_since)}): its chain was removed", a["id"])
+        if self.created is not None and recorded < self.created - SKEW:
+            return _break(seq, "edited", f"{claim}, before its run was created (at "
+                          f"{when(self.created)}): its recorded_at was changed", a["id"])
+        started = a.get("started_at")
+        if isinstance(started, int | float) and started > recorded + SKEW:
+            return _break(seq, "edited", f"{claim}, over a day before it started (at "
+                          f"{when(started)}): its recorded_at was changed", a["id"])
         return None
 
     def misplaced(self, found: Row, rest: Iterator[Mapping[str, Any]]) -> Row:
@@ -137,7 +174,8 @@ class _Walk:
 
 def verify(run_id: str, count: int, head: str | None, start: int | None,
            rows: Iterable[Mapping[str, Any]], *, resume: tuple[int, str | None] | None = None,
-           limit: int | None = None, chained_since: float | None = None) -> Row:
+           limit: int | None = None, chained_since: float | None = None,
+           created: float | None = None) -> Row:
     """Check a run's chain: ``count``, ``head`` and ``start`` are the run's (action count,
     chain head, chain start), ``rows`` its actions in seq order (after ``resume[0]`` when
     resuming from a seq already found sound, whose chain hash is ``resume[1]``: None before
@@ -152,8 +190,12 @@ def verify(run_id: str, count: int, head: str | None, start: int | None,
     ``verified_through`` the same when it is chained, and ``last_hash`` its chain hash: a
     later walk may resume from ``(through, last_hash)``. ``read`` counts the rows this walk
     read. ``chained_since``: when the database began chaining (its ledger migration); an
-    unchained action recorded after it had its chain removed."""
-    walk = _Walk(run_id, count, head, start, resume, chained_since)
+    unchained action recorded after it had its chain removed. ``created``: when the run was
+    created (the master's clock): an unchained action of a run created after the ledger
+    existed, or one that says it was recorded before its run was created or a day before it
+    started, had its chain removed and its recorded_at changed. An unchained action that
+    passes is still not verified: it *claims* to predate the ledger, which nothing proves."""
+    walk = _Walk(run_id, count, head, start, resume, chained_since, created)
     found: Row | None = None
     it = iter(rows)
     for a in it:
@@ -196,6 +238,13 @@ def _count_lowered(walk: _Walk, first: Mapping[str, Any],
                   "recording")
 
 
+def _claimed(walk: _Walk) -> str:
+    if walk.claimed is None:
+        return ""
+    first, last = walk.claimed
+    return f" (recorded_at {when(first)}" + ("" if last == first else f" to {when(last)}") + ")"
+
+
 def _report(walk: _Walk, found: Row | None, partial: bool = False) -> Row:
     through = (found["seq"] - 1 if found else walk.expected - 1)
     start = walk.start
@@ -209,13 +258,15 @@ def _report(walk: _Walk, found: Row | None, partial: bool = False) -> Row:
         status, message = "partial", f"verified through #{through} of {walk.count}"
     elif start is None and walk.count:
         status = "unchained"
-        message = f"recorded before the ledger existed: its {walk.count} actions are unchained"
+        # The CLI prints it after "not chained — ".
+        message = (f"its {walk.count} action{'' if walk.count == 1 else 's'} claim to predate "
+                   f"the ledger{_claimed(walk)}; this cannot be verified")
     else:
         status = "verified"
         message = f"{checked} action{'' if checked == 1 else 's'} verified"
         if unchained:
-            message += (f" from #{start}; the {unchained} before were recorded before the "
-                        "ledger existed")
+            message += (f" from #{start}; the {unchained} before are not chained: they claim "
+                        f"to predate the ledger{_claimed(walk)}, which cannot be verified")
     return {"status": status, "actions": walk.count, "checked": checked,
             "unchained": unchained, "chained_from": start, "head": walk.head,
             "through": through, "verified_through": through if chained else None,

@@ -303,6 +303,44 @@ def test_a_payload_in_the_blob_store_and_a_stripped_chain_are_checked(cl: Cluste
     assert out.returncode == 3
 
 
+def test_an_edit_dressed_as_data_from_before_the_ledger_is_caught(cl: Cluster,
+                                                                 tmp_path: Path) -> None:
+    # Hashes, head and start removed and every recorded_at moved back to 2001 (plain
+    # columns all): the edited run passed as "recorded before the ledger existed", said as
+    # fact. The run was created after the ledger existed, and its actions started long after
+    # they say they were recorded.
+    cl.api("POST", "/runs", {"id": "lg-preledger", "agent_id": "epsilon"})
+    cl.api("POST", "/runs/lg-preledger/actions", {"actions": [action(i) for i in range(3)]})
+    db(cl, "UPDATE actions SET outputs = '{\"a\":\"FORGED\"}', outputs_hash = NULL, "
+           "chain_hash = NULL, recorded_at = 1000000000 WHERE run_id = 'lg-preledger'")
+    db(cl, "UPDATE agent_runs SET chain_head = NULL, chain_start = NULL "
+           "WHERE id = 'lg-preledger'")
+    out = titan(cl, "runs", "verify", "lg-preledger")
+    assert out.returncode == 3 and "lg-preledger: BROKEN — action #1 has no chain hash and " \
+        "says it was recorded at 2001-09-09 01:46:40 UTC, before the ledger existed, but its " \
+        "run was created after it" in out.stdout, out.stdout
+    path = tmp_path / "epsilon.jsonl"
+    assert titan(cl, "runs", "export", "--format", "jsonl", "--actions", "--agent", "epsilon",
+                 "-o", str(path)).returncode == 0
+    out = titan(cl, "runs", "verify", "--export", str(path))
+    assert out.returncode == 3 and "its run was created after it" in out.stdout, out.stdout
+    # An export from before runs carried created_at: the actions' own start says it.
+    lines = [json.loads(x) for x in path.read_text().split("\n") if x]
+    for line in lines:
+        line.pop("created_at", None)
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = titan(cl, "runs", "verify", "--export", str(path))
+    assert out.returncode == 3 and "over a day before it started" in out.stdout, out.stdout
+    # The run's creation and every start moved back too: nothing left contradicts the claim,
+    # which is said as a claim that cannot be verified (exit 4), never as verified.
+    db(cl, "UPDATE agent_runs SET created_at = 999999000 WHERE id = 'lg-preledger'")
+    db(cl, "UPDATE actions SET started_at = 999999999 WHERE run_id = 'lg-preledger'")
+    out = titan(cl, "runs", "verify", "lg-preledger")
+    assert out.returncode == 4 and "lg-preledger: not chained — its 3 actions claim to " \
+        "predate the ledger (recorded_at 2001-09-09 01:46:40 UTC); this cannot be verified" \
+        in out.stdout, out.stdout
+
+
 def test_an_exports_derived_copies_are_held_to_the_hashed_fields(cl: Cluster,
                                                                   tmp_path: Path) -> None:
     # duration_ms, pii and stage sit beside the hashed duration_ns, pii_fields and actor:

@@ -866,7 +866,9 @@ def test_registry_filters_and_export_agree(cl: Cluster, fleet: dict[str, dict[st
         assert "actions" not in r
         mine = registry[r["id"]]
         assert r["ledger_since"] is not None  # the export's own: when chaining began
-        assert {k: v for k, v in r.items() if k not in ("duration_s", "ledger_since")} == {
+        assert r["created_at"] >= r["ledger_since"]  # and the run's, made since
+        assert {k: v for k, v in r.items()
+                if k not in ("duration_s", "ledger_since", "created_at")} == {
             k: v for k, v in mine.items() if k != "duration_s"}
     doc = json.loads(export(cl, "json", params, actions=True))
     assert [r["id"] for r in doc["runs"]] == want

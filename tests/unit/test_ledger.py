@@ -207,12 +207,37 @@ def test_a_run_recorded_before_the_ledger_is_unchained() -> None:
     assert broken(check(rows[:2], 3, None, None)) == ("deleted", 3)
 
 
+def test_a_claim_to_predate_the_ledger_is_held_to_the_runs_creation_and_the_actions_start(
+        ) -> None:
+    # Hashes and head removed and recorded_at moved back before the ledger (all plain
+    # columns): the run passed as "recorded before the ledger existed". Its creation time,
+    # and each action's own start, say otherwise.
+    since = 1.7e9 + 50
+    rows = [dict(row(i), chain_hash=None, recorded_at=1e9) for i in range(1, 4)]
+    report = check(rows, 3, None, None, chained_since=since, created=1.7e9 + 60)
+    assert broken(report) == ("edited", 1)
+    assert "says it was recorded at 2001-09-09 01:46:40 UTC, before the ledger existed, but " \
+        "its run was created after it" in report["message"]
+    report = check(rows, 3, None, None, chained_since=since, created=1.7e9)
+    assert broken(report) == ("edited", 1) and "before its run was created" in report["message"]
+    report = check(rows, 3, None, None, chained_since=since, created=None)  # an old export
+    assert broken(report) == ("edited", 1) and "over a day before it started" in report["message"]
+    # What holds together is still only a claim: said so, never as fact.
+    rows = [dict(row(i), chain_hash=None, recorded_at=1.7e9 + 10 + i) for i in range(1, 4)]
+    report = check(rows, 3, None, None, chained_since=since, created=1.7e9)
+    assert report["status"] == "unchained"
+    assert report["message"] == ("its 3 actions claim to predate the ledger (recorded_at "
+                                 "2023-11-14 22:13:31 UTC to 2023-11-14 22:13:33 UTC); this "
+                                 "cannot be verified")
+
+
 def test_a_chain_that_starts_after_the_upgrade_verifies_from_there() -> None:
     rows, head = chained(6, start=4)
     report = check(rows, 6, head, 4)
     assert report["status"] == "verified" and report["chained_from"] == 4
     assert (report["checked"], report["unchained"]) == (3, 3)
-    assert "the 3 before were recorded before the ledger existed" in report["message"]
+    assert "the 3 before are not chained: they claim to predate the ledger (recorded_at " \
+        "2023-11-14 22:15:00 UTC), which cannot be verified" in report["message"]
     rows[0]["name"] = "unprotected"  # before the chain: not covered
     assert check(rows, 6, head, 4)["status"] == "verified"
     rows[4]["name"] = "protected"

@@ -2,8 +2,8 @@
 export checked here, without a master.
 
 Exit status: 0 when the chain verifies (and matches the anchor given), 3 when it is broken
-or the anchor does not match, 4 when nothing could be proven (a run recorded before the
-ledger existed), 1 on any other error.
+or the anchor does not match, 4 when nothing could be proven (a run whose actions are not
+chained: they claim to predate the ledger, which cannot be verified), 1 on any other error.
 """
 
 from __future__ import annotations
@@ -131,9 +131,11 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
         # the file are not a tampering (seq values swapped are, and show as reordered).
         rows = [_row(a, hashes) for a in sorted(actions, key=lambda a: a["seq"])]
         since = run.get("ledger_since")
+        created = run.get("created_at")  # not in exports before it was needed here
         verdict = verify(run["id"], run["action_count"], run.get("chain_head"),
                          run.get("chain_start"), rows,
-                         chained_since=None if since is None else float(since))
+                         chained_since=None if since is None else float(since),
+                         created=None if created is None else float(created))
         malformed = next((r for r in rows if r.get("_malformed")), None)
         if malformed is not None and (verdict["break"] is None
                                       or malformed["seq"] <= verdict["break"]["seq"]):
@@ -167,7 +169,8 @@ def _run_problem(run: dict[str, Any], actions: list[Any]) -> str | None:
         return "the run has no id (its id was removed or replaced)"
     for key, valid in (("action_count", _count), ("chain_head", _opt_str),
                        ("chain_start", lambda v: v is None or type(v) is int and v >= 1),
-                       ("ledger_since", lambda v: v is None or _time(v))):
+                       ("ledger_since", lambda v: v is None or _time(v)),
+                       ("created_at", lambda v: v is None or _time(v))):
         if not valid(run.get(key)):
             return f"the run's {key} is not what an export holds: the run was edited"
     for i, a in enumerate(actions, 1):

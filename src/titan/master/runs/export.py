@@ -103,17 +103,23 @@ def stream(open_tx: Callable[[], AbstractContextManager[Transaction]], q: RunQue
 
 
 def _runs(tx: Transaction, q: RunQuery) -> Iterator[Row]:
-    # When this database began chaining, on each run: an action recorded since with no chain
-    # hash was stripped of it (titan.ledger_verify), which the file alone could not tell
+    # When this database began chaining, on each run, and when the run was created (the
+    # master's clock): an action recorded since with no chain hash, or one of a run created
+    # since, was stripped of it (titan.ledger_verify), which the file alone could not tell
     # from a run recorded before the ledger existed.
     since = {"ledger_since": tx.chained_since()}
     page: list[Row] = []
     for r in tx.iter_runs(q):
         page.append(r)
         if len(page) == 200:
-            yield from (dict(v, **since) for v in runs_view(tx, page))
+            yield from _with_ledger(tx, page, since)
             page = []
-    yield from (dict(v, **since) for v in runs_view(tx, page))
+    yield from _with_ledger(tx, page, since)
+
+
+def _with_ledger(tx: Transaction, page: list[Row], since: Row) -> Iterator[Row]:
+    for r, v in zip(page, runs_view(tx, page), strict=True):
+        yield dict(v, created_at=r["created_at"], **since)
 
 
 def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool,

@@ -43,7 +43,7 @@ def verify_run(tx: Transaction, run: Row, *, resume: tuple[int, str | None] | No
         report = verify(run["id"], run["action_count"], run.get("chain_head"),
                         run.get("chain_start"), rows if blobs is None else
                         _with_blobs(rows, blobs), resume=resume, limit=limit,
-                        chained_since=tx.chained_since())
+                        chained_since=tx.chained_since(), created=run.get("created_at"))
         found = report["break"]
         if found is None or found["kind"] != "inserted" or attempt == RETRIES - 1:
             break
