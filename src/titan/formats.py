@@ -36,6 +36,21 @@ def run_id_problem(value: object) -> str | None:
     return None
 
 
+#: An evaluation's or project's id: one path segment of the API.
+_EVAL_ID = re.compile(r"(?!\.+\Z)[A-Za-z0-9._\-]{1,100}")
+
+
+def check_eval_id(value: Any, what: str) -> str:
+    """An evaluation's (or project's) id, or the 400 that says the rule: 1-100 letters,
+    digits, '.', '_' or '-', not only dots. The master holds names to it, and the client
+    before it sends one: a '/' (or '../') made another path, which the master answered
+    "Not Found" rather than with the rule."""
+    if not isinstance(value, str) or not _EVAL_ID.fullmatch(value):
+        raise ValidationFailed(f"{what} must be 1-100 letters, digits, '.', '_' or '-' (not "
+                               f"only dots), got {value!r}", details={"field": what})
+    return value
+
+
 def run_id_for(agent_id: str, tail: str) -> str:
     """A run id made from its agent's (free text: ``ünïcødé agent``) and a random ``tail``:
     the agent id without accents, what the run-id rule refuses of it as '-'

@@ -458,3 +458,34 @@ def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.startswith(f"re-running {first} as "), again.stdout
     assert "other-customer: completed  verdict PASS  (2 runs)" in again.stdout, again.stdout
+
+
+def test_an_evaluation_name_with_a_slash_gets_the_naming_rule(evals_cluster: Cluster,
+                                                              tmp_path: Path) -> None:
+    # 'a/b' and '../../etc' reached the URL path as more segments: "error: Not Found",
+    # where "x y" got the rule. The CLI says the rule before sending; the master, sent such a
+    # name escaped, answers the same 400.
+    import subprocess
+    import sys
+
+    conn = ["--host", "127.0.0.1", "--port", str(evals_cluster.port),
+            "--token", evals_cluster.admin_token]
+    for name in ("a/b", "../../etc", "x y"):
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(json.dumps({"name": name, "agent": {
+            "name": "a", "kind": "http", "url": "https://example.com/"}, "tasks": []}))
+        out = subprocess.run([sys.executable, "-m", "titan", "eval", "create", str(spec),
+                              *conn], capture_output=True, text=True, timeout=60,
+                             env=evals_cluster.env)
+        assert out.returncode == 1 and out.stderr.strip() == (
+            "error: evaluation must be 1-100 letters, digits, '.', '_' or '-' (not only "
+            f"dots), got {name!r}"), out.stderr
+    body = {"agent": {"name": "a", "kind": "http", "url": "https://example.com/"}}
+    for path in ("a%2Fb", "..%2F..%2Fetc", "x%20y"):
+        r = httpx.put(f"{evals_cluster.url}/api/v1/evaluations/{path}", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {evals_cluster.admin_token}"})
+        assert r.status_code == 400 and "evaluation must be 1-100 letters" in \
+            r.json()["error"]["message"], (path, r.status_code, r.text)
+    r = httpx.put(f"{evals_cluster.url}/api/v1/evaluations/a%2Fb", json=body, timeout=30)
+    assert r.status_code == 401  # the rule is no way around the token
+    assert "a" not in {e["id"] for e in evals_cluster.api("GET", "/evaluations")["evaluations"]}

@@ -24,8 +24,14 @@ from typing import Any
 
 from titan.client.transport import Transport
 from titan.errors import ScriptNotFound, ValidationFailed, WaitTimeout
-from titan.formats import quote_ref
+from titan.formats import check_eval_id, quote_ref
 from titan.status import EVAL_ACTIVE
+
+
+def _ref(name: str) -> str:
+    """An evaluation's name as its path segment, held to the master's rule first: a '/' in it
+    made another path (the master answered "Not Found"), and '../' went to another route."""
+    return quote_ref(check_eval_id(name, "evaluation"))
 
 
 def _tasks_from(value: Any, base: Path) -> list[dict[str, Any]]:
@@ -79,6 +85,9 @@ class EvalOps:
         to ``base``) is uploaded; ``tasks`` is a list of tasks or a JSON/YAML/CSV file.
         ``project`` puts it in that project (seed 003's workflows live in projects); left
         out, a new evaluation goes to ``"default"`` and an existing one stays where it is."""
+        path = _ref(name)  # before anything is uploaded
+        if project is not None:
+            check_eval_id(project, "project")
         root = Path(base) if base is not None else Path.cwd()
         agent = dict(agent)
         if agent.get("script") and not agent.get("url"):
@@ -94,7 +103,7 @@ class EvalOps:
         if tasks is not None:
             body["tasks"] = _tasks_from(tasks, root)
         reply: dict[str, Any] = self._transport.call(
-            "PUT", f"/evaluations/{quote_ref(name)}", json=body)
+            "PUT", f"/evaluations/{path}", json=body)
         return reply
 
     def create_evaluation_from(self, spec_path: str | Path) -> dict[str, Any]:
@@ -110,7 +119,7 @@ class EvalOps:
         run is dispatched (seed 003), unless ``run=False``. The reply's ``runs`` are those."""
         try:
             reply: dict[str, Any] = self._transport.call(
-                "POST", f"/evaluations/{quote_ref(name)}/tasks",
+                "POST", f"/evaluations/{_ref(name)}/tasks",
                 json={"tasks": _tasks_from(tasks, Path.cwd()), "run": run})
         except ValidationFailed as exc:
             # The master names the task; the file it came from is known only here.
@@ -123,27 +132,27 @@ class EvalOps:
 
     def run_evaluation(self, name: str, tasks: list[str] | None = None) -> list[dict[str, Any]]:
         """Dispatch every task (or those named); the new runs."""
-        reply = self._transport.call("POST", f"/evaluations/{quote_ref(name)}/runs",
+        reply = self._transport.call("POST", f"/evaluations/{_ref(name)}/runs",
                                      json={"tasks": tasks})
         runs: list[dict[str, Any]] = reply["runs"]
         return runs
 
     def evaluation(self, name: str) -> dict[str, Any]:
         """The data explorer: the evaluation, one row per task with its latest run."""
-        reply: dict[str, Any] = self._transport.call("GET", f"/evaluations/{quote_ref(name)}")
+        reply: dict[str, Any] = self._transport.call("GET", f"/evaluations/{_ref(name)}")
         return reply
 
     def evaluation_run(self, name: str, task_id: str, run_id: str) -> dict[str, Any]:
         """One run's Agent Trace (judge verdict, timeline, ledger, structure, coding)."""
         reply: dict[str, Any] = self._transport.call(
-            "GET", f"/evaluations/{quote_ref(name)}/tasks/{quote_ref(task_id)}/runs/"
+            "GET", f"/evaluations/{_ref(name)}/tasks/{quote_ref(task_id)}/runs/"
                    f"{quote_ref(run_id)}")
         return reply
 
     def rerun_evaluation_run(self, name: str, task_id: str, run_id: str) -> dict[str, Any]:
         """Dispatch the task again with the current agent settings (the original is kept)."""
         reply: dict[str, Any] = self._transport.call(
-            "POST", f"/evaluations/{quote_ref(name)}/tasks/{quote_ref(task_id)}/runs/"
+            "POST", f"/evaluations/{_ref(name)}/tasks/{quote_ref(task_id)}/runs/"
                     f"{quote_ref(run_id)}/re-run")
         return reply
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Header, Query
 
 from titan.errors import ValidationFailed
+from titan.formats import check_eval_id
 from titan.master.api.body import JSONRoute, no_body
 from titan.master.api.deps import API_PREFIX, CtxDep, EvalManager, Reader, token_principal
 from titan.master.auth.tokens import Principal
@@ -33,6 +34,15 @@ async def list_evaluations(c: CtxDep, p: Reader, limit: int = Query(100, ge=1, l
 async def put_evaluation(c: CtxDep, p: EvalManager, evaluation_id: str,
                          body: Any = Body(...)) -> Row:
     return hierarchy.workflow_row(await c.evals.put_evaluation(evaluation_id, body))
+
+
+# Last of the PUTs under /evaluations/: a name with '/' in it (or '../'), sent escaped, is
+# more than one segment once the server decodes it and matched no route ("Not Found"); here
+# it gets the naming rule, as "x y" does.
+@router.put("/evaluations/{evaluation_id:path}", include_in_schema=False)
+async def put_evaluation_with_a_slash(c: CtxDep, p: EvalManager, evaluation_id: str) -> Row:
+    check_eval_id(evaluation_id, "evaluation")
+    raise ValidationFailed(f"no evaluation route for {evaluation_id!r}")  # (never: it has '/')
 
 
 @router.get("/evaluations/{evaluation_id}", summary="The data explorer: one row per task with "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from titan.evals.agent_config import check_task_tools, parse_agent
 from titan.evals.failures import RETRYABLE
 from titan.evals.ledger import Ledger
 from titan.evals.tasks import parse_tasks
+from titan.formats import check_eval_id
 from titan.master.auth.tokens import token_hash
 from titan.master.egress import EgressPolicy
 from titan.master.evaluations import hierarchy
@@ -41,14 +41,7 @@ if TYPE_CHECKING:
     from titan.storage.blobs import BlobStore
 
 log = logging.getLogger("titan.master.evaluations.service")
-_ID = r"^(?!\.+\Z)[A-Za-z0-9._\-]{1,100}\Z"
-
-
-def check_id(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not re.match(_ID, value):
-        raise ValidationFailed(f"{what} must be 1-100 letters, digits, '.', '_' or '-' (not "
-                               f"only dots), got {value!r}", details={"field": what})
-    return value
+check_id = check_eval_id  # evaluations and projects: one rule with the client's
 
 
 class Evaluations:
