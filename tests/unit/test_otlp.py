@@ -163,6 +163,37 @@ def test_genai_spans_tools_and_errors() -> None:
         "error", "TimeoutError", "timeout")
 
 
+def test_numbers_and_names_are_read_by_one_rule_whatever_their_type() -> None:
+    # A count sent as a double (100.0) was dropped while text "1000" was read; an array
+    # model was stored as "['m']"; a negative or absurd cost left the call with no cost
+    # source where an unpriced call is "unknown".
+    def row(attrs: dict[str, Any]) -> dict[str, Any]:
+        action = incoming.action_of(span("00000000000000e1", attrs={
+            "openinference.span.kind": "LLM", **attrs}), "svc", 0, fixed_price)
+        [parsed] = parse_actions({"actions": [action]}, now=T0)
+        return parsed
+
+    got = row({"llm.model_name": "gpt-4o-mini", "llm.provider": "openai",
+               "llm.token_count.prompt": "1000",
+               "llm.token_count.completion": 100.0})
+    assert (got["input_tokens"], got["output_tokens"]) == (1000, 100)
+    assert got["cost_usd"] == pytest.approx(12.0) and got["cost_source"] == "registered"
+    for bad in (1.5, -3, True, "1e3", float("inf")):
+        assert row({"llm.token_count.prompt": bad})["input_tokens"] is None, bad
+    got = row({"gen_ai.request.model": ["gpt-4o-mini", "other"],
+               "gen_ai.provider.name": ["openai"], "llm.token_count.prompt": 1})
+    assert got["model"] == "gpt-4o-mini" and got["inputs"]["model"] == "gpt-4o-mini"
+    assert row({"gen_ai.request.model": [7]})["model"] is None
+    assert row({"gen_ai.response.model": 4, "llm.model_name": "m"})["model"] == "m"
+    assert row({"llm.model_name": "m", "llm.cost.total": "0.25"})["cost_usd"] == 0.25
+    for cost in (-50.0, 1e300, "x", float("nan"), 10**400):
+        got = row({"llm.model_name": "gpt-4o", "llm.cost.total": cost})
+        assert (got["cost_usd"], got["cost_source"]) == (None, "unknown"), cost
+    got = row({"llm.model_name": "gpt-4o-mini", "llm.provider": "openai", "llm.cost.total": -1,
+               "llm.token_count.prompt": 10, "llm.token_count.completion": 1})
+    assert (got["cost_usd"], got["cost_source"]) == (pytest.approx(0.12), "registered")
+
+
 # -- the mapping out, and back ----------------------------------------------------------------
 def stored(**kw: Any) -> dict[str, Any]:
     row = {"id": "a" * 32, "parent_id": None, "actor": "bot/critic", "channel": "llm",

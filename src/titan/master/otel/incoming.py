@@ -13,6 +13,7 @@ has the table, and what does not survive the trip.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -181,12 +182,13 @@ def _usage(a: dict[str, Any]) -> Row:
 def _cost(a: dict[str, Any], model: str | None, usage: Row, price: Pricer) -> Row:
     """The span's own cost when it states one, else Titan's price for the model (the
     registered price, LiteLLM's map, Titan's table), tried as named and with its provider."""
-    stated = a.get("llm.cost.total")
-    if isinstance(stated, int | float) and not isinstance(stated, bool) \
-            and 0 <= stated <= MAX_USD:
-        return {"cost_usd": float(stated), "cost_source": "span"}
+    stated = _number(a.get("llm.cost.total"))
+    if stated is not None and 0 <= stated <= MAX_USD:
+        return {"cost_usd": stated, "cost_source": "span"}
+    # A cost past belief (negative, 1e300) is no cost stated: the call is priced from its
+    # model, and a call nothing prices is unknown (an unpriced call, never $0).
     if not model or not usage:
-        return {}
+        return {"cost_source": "unknown"}
     tokens = Usage(**{k: int(v) for k, v in usage.items()})
     provider = _first_str(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider",
                           "llm.system")
@@ -275,18 +277,43 @@ def _first(a: dict[str, Any], *keys: str) -> Any:
 
 
 def _first_str(a: dict[str, Any], *keys: str) -> str | None:
-    value = _first(a, *keys)
-    return str(value) if value is not None and str(value) else None
+    """The first of these attributes that is text (of an array, its first text element);
+    a number or a boolean names no model or tool, and an array is not spelled as Python's
+    list (``['m']``)."""
+    for k in keys:
+        v = a.get(k)
+        if isinstance(v, list):
+            v = next((x for x in v if isinstance(x, str) and x), None)
+        if isinstance(v, str) and v:
+            return v
+    return None
 
 
 def _first_int(a: dict[str, Any], *keys: str) -> int | None:
+    """The first of these attributes that is a count: a whole number from 0 to 10^15, sent
+    as an integer, a double with no fraction (100.0: some SDKs send every number so) or
+    ASCII digits."""
     for k in keys:
         v = a.get(k)
         if isinstance(v, str):
             v = whole_number(v.strip())
+        elif isinstance(v, float) and v.is_integer():
+            v = int(v)
         if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_TOKENS:
             return v
     return None
+
+
+def _number(v: Any) -> float | None:
+    """A finite number sent as an integer, a double or its text (``"0.25"``), else None."""
+    if isinstance(v, bool) or not isinstance(v, int | float | str) \
+            or isinstance(v, str) and not v.isascii():  # float() reads '٣' as 3
+        return None
+    try:
+        number = float(v)
+    except (ValueError, OverflowError):  # not a number; an integer past any double
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _as_inputs(value: Any) -> Any:
