@@ -255,6 +255,28 @@ def test_a_run_is_a_tree_of_stages_jobs_and_sub_agents() -> None:
     assert len(spans) == 4  # the run's own actor (R) is the run's span
 
 
+def test_an_imported_trace_goes_out_in_its_own_shape() -> None:
+    # Exported again, an imported trace got an `invoke_agent <service>` root above its own
+    # root (and actor spans for its sub-agents beside its AGENT spans).
+    run_id = ids.run_id_of_trace(TRACE)
+    sent = [span("00000000000000a1", None, "support", attrs=AGENT),
+            span("00000000000000a2", "00000000000000a1", "researcher", attrs=AGENT),
+            span("00000000000000a3", "00000000000000a2", "ChatCompletion", attrs=LLM_OI)]
+    actors = ["svc", "svc/support", "svc/support/researcher"]
+    pairs = enumerate(zip(sent, actors, strict=True))
+    rows = parse_actions({"actions": [incoming.action_of(s, actor, i, fixed_price)
+                                      for i, (s, actor) in pairs]}, now=T0)
+    out = [outgoing.action_span(run_id, "svc", r, content=False) for r in rows]
+    assert [(o.trace_id.hex(), o.span_id.hex(), o.parent_span_id.hex()) for o in out] == [
+        (TRACE, s.span_id, s.parent_id or "") for s in sent]
+    run = {"id": run_id, "agent_id": "svc", "status": "completed", "created_at": T0,
+           "started_at": T0, "ended_at": T0 + 9}
+    assert outgoing.run_spans(run, [], [], [(a, T0, 10**9) for a in actors]) == []
+    # A run of Titan's own keeps its root of Titan's.
+    native = outgoing.action_span("run-1", "svc", dict(rows[0], actor="svc"), content=False)
+    assert native.parent_span_id == ids.run_span_id("run-1")
+
+
 # -- the receiver ------------------------------------------------------------------------------
 class FakeRuns:
     """The run service's three calls the receiver makes, checking bodies as it does."""

@@ -28,7 +28,7 @@ import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
-from titan.master.otel import outgoing
+from titan.master.otel import ids, outgoing
 from titan.master.otel.settings import ExportSettings
 from titan.master.otel.wire import key_values
 from titan.retry import Backoff
@@ -164,6 +164,8 @@ class Exporter:
 
     def _structure(self, run_id: str) -> list[Span]:
         """The run's root, stage, job and sub-agent spans, read from the database."""
+        if ids.is_imported_run(run_id):
+            return []  # its structure is among its actions (outgoing.run_spans)
         with self.storage.read_transaction() as tx:
             run = tx.get_run(run_id)
             if run is None:  # deleted since (retention)
