@@ -293,3 +293,31 @@ def test_a_parent_that_never_comes_is_recorded_under_the_run(make_cluster: Any,
     assert {a["actor"] for a in acts} == {"trip-agent"}
     assert {a["parent_id"] for a in acts} == {"1000000000000001"}  # the link is kept
     assert short.api("GET", f"/runs/{run_id}")["status"] == "running"  # no root yet
+
+
+def test_spans_titan_exported_itself_are_not_imported_again(make_cluster: Any,
+                                                            cluster: Cluster) -> None:
+    # TITAN_OTLP_ENDPOINT pointed at the master itself (or a collector fanning out back into
+    # it): each native run came in again as otel-<trace id>, its cost counted twice.
+    loop = make_cluster(env={"TITAN_LLM_PRICES": cluster.env["TITAN_LLM_PRICES"]})
+    loop.start_master()
+    token = loop.admin_token
+    loop.kill_master()
+    loop.env.update(TITAN_OTLP_ENDPOINT=loop.url,
+                    TITAN_OTLP_HEADERS=f"authorization=Bearer%20{token}")
+    loop.start_master()
+    loop.api("POST", "/runs", {"id": "loop-1", "agent_id": "looper"})
+    loop.api("POST", "/runs/loop-1/actions", {"actions": [
+        {"id": f"a{i}", "name": "call_llm", "channel": "llm", "actor": "looper",
+         "started_at": time.time(), "model": "fake-gpt",
+         "usage": {"input_tokens": 10, "output_tokens": 5}} for i in range(3)]})
+    loop.api("PATCH", "/runs/loop-1", {"status": "completed"})
+    deadline = time.time() + 30
+    while True:  # 3 actions and the run's span, sent to itself and skipped
+        otlp = loop.api("GET", "/otlp")
+        if otlp["ingest"]["skipped_spans"] >= 4:
+            break
+        assert time.time() < deadline, (otlp, loop.log()[-3000:])
+        time.sleep(0.2)
+    assert otlp["export"]["exported_spans"] >= 4 and otlp["ingest"]["recorded_spans"] == 0
+    assert [r["id"] for r in loop.api("GET", "/runs?limit=100")["runs"]] == ["loop-1"]

@@ -69,6 +69,7 @@ from titan.master.egress import EgressPolicy
 from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
 from titan.master.otel.exporter import Exporter
+from titan.master.otel.known import Known
 from titan.master.otel.receiver import Receiver
 from titan.master.replays.service import Replays
 from titan.master.runs import liveness
@@ -246,7 +247,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         evals = Evaluations(engine, blobs, runs, EgressPolicy.from_env(
             own_ports=[p for p in (config.port, config.dashboard_port) if p]))
         await evals.load()
-        otlp_in = Receiver(runs, config.otlp_hold_seconds(), transient=storage.unavailable)
+        otlp_in = Receiver(runs, config.otlp_hold_seconds(), transient=storage.unavailable,
+                           known=Known(engine))
         otlp_in.start()
         tasks = [asyncio.create_task(retention.keep_retention(config.run_retention))
                  ] if config.run_retention else []

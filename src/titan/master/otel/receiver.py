@@ -32,6 +32,7 @@ from titan.llm.pricing import hosted_cost
 from titan.master.auth.tokens import Principal
 from titan.master.otel import incoming
 from titan.master.otel.ids import run_id_of_trace
+from titan.master.otel.known import Known, resource_run
 from titan.master.otel.wire import Span
 from titan.master.runs.ingest import ERROR_CHARS, MAX_BATCH
 from titan.master.runs.service import RunService
@@ -82,8 +83,11 @@ class Receiver:
     def __init__(self, runs: RunService, hold_seconds: float,
                  price: incoming.Pricer | None = None,
                  clock: Callable[[], float] = time.time,
-                 transient: Callable[[BaseException], bool] = lambda exc: True) -> None:
+                 transient: Callable[[BaseException], bool] = lambda exc: True,
+                 known: Known | None = None) -> None:
         self.runs = runs
+        #: What the database holds already (None: nothing is looked up).
+        self.known = known
         #: Whether a failure to record may pass (the database away): its spans wait again.
         self.transient = transient
         self.hold = hold_seconds
@@ -118,6 +122,7 @@ class Receiver:
         return {"received_spans": self.counts["received"],
                 "recorded_spans": self.counts["recorded"],
                 "duplicate_spans": self.counts["duplicates"],
+                "skipped_spans": self.counts["skipped"],
                 "rejected_spans": self.counts["rejected"],
                 "held_spans": self._held_count,
                 "released_unparented": self.counts["unparented"],
@@ -127,10 +132,12 @@ class Receiver:
         """Record a request's spans (those whose parents are known), hold the rest. A new
         trace's run is opened at once, so it is on the Runs page while its spans wait.
         ``refused``: spans the run service refused (what it said in ``why``), never retried."""
+        sent = len(spans)
         async with self._lock:
             now = self.clock()
-            self.counts.update(received=len(spans), rejected=rejected)
+            self.counts.update(received=sent, rejected=rejected)
             self._refused, self._why = 0, ""
+            spans = await self._not_titans_own(spans)
             touched: dict[_Trace, None] = {}
             for span in spans:
                 trace = self._trace(span, now)
@@ -152,7 +159,22 @@ class Receiver:
             # Refusals may include spans held from earlier requests, recorded (and refused)
             # now: this request's answer counts at most its own.
             refused, why = min(self._refused, len(spans)), self._why
-        return {"accepted": len(spans) - refused, "held": held, "refused": refused, "why": why}
+        return {"accepted": sent - refused, "held": held, "refused": refused, "why": why}
+
+    async def _not_titans_own(self, spans: list[Span]) -> list[Span]:
+        """The spans but those Titan exported itself from a run this master records (its
+        resource's ``titan.run.id``): sent back to it — ``TITAN_OTLP_ENDPOINT`` pointed at
+        this master, or a collector fanning out into it — each native run came in again as
+        ``otel-<trace id>``, its cost counted twice. Skipped, and counted so."""
+        named = {run for s in spans if (run := resource_run(s.resource)) is not None}
+        if not named or self.known is None:
+            return spans
+        ours = await self.known.runs(sorted(named))
+        if not ours:
+            return spans
+        kept = [s for s in spans if resource_run(s.resource) not in ours]
+        self.counts["skipped"] += len(spans) - len(kept)
+        return kept
 
     async def _open(self, trace: _Trace, who: Principal) -> None:
         starts = [h.span.start_ns for h in trace.held.values() if h.span.start_ns > 0]
