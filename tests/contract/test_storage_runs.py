@@ -437,6 +437,10 @@ def test_list_actions_filters_and_matched(storage: Storage) -> None:
         assert seqs(tx, "r", ActionQuery(actor="ITER1")) == ([], 0)
         assert seqs(tx, "r", ActionQuery(channel="llm")) == ([2, 3, 6], 3)
         assert seqs(tx, "r", ActionQuery(outcomes=("success",), channel="llm")) == ([2, 6], 2)
+        # ids: those actions of the run (what the OTLP receiver asks after a restart)
+        assert seqs(tx, "r", ActionQuery(ids=("x5", "x2", "nope"))) == ([2, 5], 2)
+        assert seqs(tx, "r", ActionQuery(ids=())) == ([], 0)
+        assert seqs(tx, "empty", ActionQuery(ids=("x2",))) == ([], 0)
         # after: only later seqs
         assert seqs(tx, "r", ActionQuery(after=3))[0] == [4, 5, 6]
         assert seqs(tx, "r", ActionQuery(after=3, channel="llm"))[0] == [6]

@@ -321,3 +321,30 @@ def test_spans_titan_exported_itself_are_not_imported_again(make_cluster: Any,
         time.sleep(0.2)
     assert otlp["export"]["exported_spans"] >= 4 and otlp["ingest"]["recorded_spans"] == 0
     assert [r["id"] for r in loop.api("GET", "/runs?limit=100")["runs"]] == ["loop-1"]
+
+
+def test_after_a_restart_a_resent_span_and_a_late_child_need_no_wait(make_cluster: Any,
+                                                                     cluster: Cluster) -> None:
+    # The receiver's memory of a trace is gone after a restart: a span sent again waited out
+    # the whole hold and counted as released unparented before it was found a duplicate, and
+    # a late child of a sub-agent recorded before the restart waited too, and lost its actor.
+    prices = cluster.env["TITAN_LLM_PRICES"]
+    m = make_cluster(env={"TITAN_OTLP_HOLD": "600", "TITAN_LLM_PRICES": prices})
+    m.start_master()
+    trace = "5f0c8a7e1d3b4c5a6e7f8091a2b3c4d5"
+    body = genai_trace(trace)  # invoke_agent planner (the root), a chat and a tool under it
+    assert post(m, json.dumps(body).encode(), "application/json").status_code == 200
+    run_id = run_id_of_trace(trace)
+    assert m.api("GET", f"/runs/{run_id}")["action_count"] == 3
+    m.kill_master()
+    m.start_master()
+    late = genai_trace(trace)
+    spans = late["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[2]["spanId"] = "1000000000000004"  # a late tool call under the planner
+    del spans[0]  # the chat (spans[0] now) is sent again, and the late call
+    assert post(m, json.dumps(late).encode(), "application/json").status_code == 200
+    ingest = m.api("GET", "/otlp")["ingest"]
+    assert (ingest["duplicate_spans"], ingest["held_spans"], ingest["released_unparented"],
+            ingest["recorded_spans"]) == (1, 0, 0, 1), ingest
+    acts = {a["id"]: a for a in actions_of(m, run_id)}
+    assert len(acts) == 4 and acts["1000000000000004"]["actor"] == "trip-agent/planner"

@@ -23,8 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from titan.errors import APIError, ConfigError, PayloadTooLarge, ValidationFailed
 from titan.master.auth.tokens import Principal
-from titan.master.otel import ids, incoming, outgoing, wire
-from titan.master.otel import receiver as receiver_module
+from titan.master.otel import holding, ids, incoming, outgoing, wire
 from titan.master.otel.exporter import Exporter
 from titan.master.otel.receiver import Receiver
 from titan.master.otel.settings import ExportSettings, hold_seconds
@@ -353,7 +352,7 @@ def test_a_parent_that_never_comes_is_given_up_after_the_hold() -> None:
 def test_held_spans_are_bounded_by_size_too(monkeypatch: pytest.MonkeyPatch) -> None:
     # A few requests of large orphan spans a second held gigabytes for the hold time: the
     # count limit (20,000 spans) never came near.
-    monkeypatch.setattr(receiver_module, "MAX_HELD_BYTES", 1_000_000)
+    monkeypatch.setattr(holding, "MAX_HELD_BYTES", 1_000_000)
 
     async def go() -> None:
         rx, runs, _ = receiver(hold=120)
@@ -610,6 +609,46 @@ def test_a_trace_that_cannot_be_recorded_holds_back_no_other(transient: bool) ->
             await rx._release(T0 + 10_000)
             assert {a["name"] for a in runs.actions[theirs].values()} == {"fine"}
             assert rx.stats()["held_spans"] == 0
+    asyncio.run(go())
+
+
+class SlowRuns(FakeRuns):
+    """A run service whose commits wait until let go, as a busy database's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def ingest(self, run_id: str, body: dict[str, Any], who: Principal) -> dict[str, Any]:
+        await self.gate.wait()
+        return await super().ingest(run_id, body, who)
+
+
+def test_spans_being_written_still_count_as_held_and_a_failed_write_holds_them_at_size() -> None:
+    # held_spans fell to 0 while released spans were still being written (a poller saw "all
+    # done" with the run half recorded); and spans put back after a failed write were held at
+    # 0 bytes, out of MAX_HELD_BYTES' reach.
+    async def go() -> None:
+        runs, now = SlowRuns(), [T0 + 100]
+        rx = Receiver(runs, 30.0, fixed_price, clock=lambda: now[0])  # type: ignore[arg-type]
+        orphans = [span(f"00000000000000a{i}", "00000000000000ff", "step", start=i,
+                        attrs={"input.value": "x" * 1000}) for i in range(3)]
+        await rx.receive(orphans, 0, ADMIN)
+        release = asyncio.create_task(rx._release(now[0] + 31))
+        await asyncio.sleep(0.05)
+        assert not release.done() and rx.stats()["held_spans"] == 3  # being written
+        runs.gate.set()
+        await release
+        assert rx.stats()["held_spans"] == 0 and rx.stats()["recorded_spans"] == 3
+
+        broken = BrokenRuns()
+        rx = Receiver(broken, 30.0, fixed_price, clock=lambda: now[0],  # type: ignore[arg-type]
+                      transient=lambda exc: True)
+        poison = [span("00000000000000b1", None, "poison", attrs={"input.value": "y" * 5000})]
+        with pytest.raises(UnicodeEncodeError):
+            await rx.receive(poison, 0, ADMIN)
+        assert rx.stats()["held_spans"] == 1
+        assert rx._held_bytes() == holding.size_of(poison[0]) > 5000
     asyncio.run(go())
 
 

@@ -44,6 +44,7 @@ class ActionQuery:
     actor: str | None = None
     channel: str | None = None
     after: int | None = None  # seq greater than this
+    ids: tuple[str, ...] | None = None  # only these action ids (a few hundred at most)
 
 
 

@@ -122,6 +122,8 @@ class ActionsSQL(RunsSQL):
             conds.append(a.actor == q.actor)
         if q.channel:
             conds.append(a.channel == q.channel)
+        if q.ids is not None:
+            conds.append(a.id.in_(list(q.ids)))
         return conds
 
     def list_actions(self, run_id: str, q: ActionQuery, limit: int,

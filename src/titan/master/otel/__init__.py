@@ -8,6 +8,7 @@
 * :mod:`.incoming` — a span as an action (the mapping in: GenAI conventions, OpenInference)
 * :mod:`.receiver` — traces become runs through the run service, each span once its
   actor is known
+* :mod:`.holding` — the spans the receiver holds: counted, bounded, which are due
 * :mod:`.known` — what the database holds already, as the receiver asks it
 
 docs/opentelemetry.md is the long form, with both mappings and what each loses.

@@ -83,6 +83,29 @@ def agent_name(span: Span) -> str:
     return name or "agent"
 
 
+def children_actor(actor: str, agent: str | None) -> str:
+    """The actor of a span's children: its own, or below it the sub-agent it started."""
+    if agent is None or agent == actor.rsplit("/", 1)[-1]:
+        return actor
+    return f"{actor}/{agent}"
+
+
+def recorded_agent(tags: Any) -> str | None:
+    """The sub-agent a recorded action's span started (None: none), from the tags this
+    mapping wrote: its ``agent``; for an action recorded before that was written, an agent
+    span's name."""
+    otel = tags.get("otel") if isinstance(tags, dict) else None
+    if not isinstance(otel, dict):
+        return None
+    if isinstance(otel.get("agent"), str):
+        return otel["agent"] or None
+    if str(otel.get("openinference.span.kind") or "").upper() == "AGENT" or str(
+            otel.get("gen_ai.operation.name") or "").lower() in ("invoke_agent", "create_agent"):
+        name = str(otel.get("span") or "").removeprefix("invoke_agent ").strip()
+        return _clean(name.replace("/", "-"), 100) or "agent"
+    return None
+
+
 def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hosted_cost,
               now: float | None = None) -> Row:
     """The action a span becomes (the ingestion API's fields)."""
@@ -249,6 +272,8 @@ def _tags(span: Span) -> Row:
     """Where the span came from, and its other attributes as far as 12 KB of them go."""
     a = span.attributes
     otel: Row = {"span": span.name[:200], "kind": _KIND_NAMES.get(span.kind, str(span.kind))}
+    if kind_of(span) == AGENT:  # what its children's actor adds (recorded_agent)
+        otel["agent"] = agent_name(span)
     for key, value in (("service", span.resource.get("service.name")), ("scope", span.scope),
                        ("openinference.span.kind", a.get("openinference.span.kind")),
                        ("gen_ai.operation.name", a.get("gen_ai.operation.name"))):

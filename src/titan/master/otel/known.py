@@ -3,6 +3,9 @@
 * Which runs exist: a span whose resource names one (``titan.run.id``) is a span Titan
   exported itself — this master's endpoint pointed at itself, or a collector fanning out back
   into it — and importing it again duplicated the run as ``otel-<trace id>``.
+* Which spans of a run are recorded, and under which actor: after a restart (or once a trace
+  was forgotten) the receiver's memory of them is gone, and a span sent again waited out the
+  hold before it was found a duplicate, a late child of a recorded sub-agent lost its actor.
 
 Reads run in a pool thread (``Engine.read``), a bounded list of ids at a time.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from titan.storage.base import RunQuery, Transaction, iter_chunks
+from titan.storage.base import ActionQuery, Row, RunQuery, Transaction, iter_chunks
 
 T = TypeVar("T")
 #: Ids asked for in one statement (drivers bound a statement's parameters).
@@ -40,6 +43,19 @@ class Known:
             return found
 
         return await self.engine.read(read) if run_ids else set()
+
+    async def actions(self, run_id: str, ids: Sequence[str]) -> list[Row]:
+        """Those of ``ids`` the run holds as actions: each one's ``id``, ``actor`` and
+        ``tags`` (the payloads are not read)."""
+        def read(tx: Transaction) -> list[Row]:
+            found: list[Row] = []
+            for chunk in iter_chunks(sorted(set(ids)), CHUNK):
+                rows, _ = tx.list_actions(run_id, ActionQuery(ids=tuple(chunk)), len(chunk),
+                                          preview=1)
+                found.extend({k: r[k] for k in ("id", "actor", "tags")} for r in rows)
+            return found
+
+        return await self.engine.read(read) if ids else []
 
 
 def resource_run(resource: dict[str, Any]) -> str | None:

@@ -25,12 +25,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Set
 from dataclasses import dataclass, field
-from typing import Any
 
 from titan.errors import APIError, Conflict, NotFound, ValidationFailed
 from titan.llm.pricing import hosted_cost
 from titan.master.auth.tokens import Principal
 from titan.master.otel import incoming
+from titan.master.otel.holding import Held, Holding, size_of, tops
 from titan.master.otel.ids import run_id_of_trace
 from titan.master.otel.known import Known, resource_run
 from titan.master.otel.wire import Span
@@ -41,21 +41,7 @@ from titan.storage.base import Row
 log = logging.getLogger("titan.master")
 #: Traces remembered (their spans' actors) after their last span; the oldest go first.
 MAX_TRACES = 10_000
-#: Spans held waiting for a parent, over all traces; past it the oldest are recorded as is.
-MAX_HELD = 20_000
-#: The same, by their size (attribute and event text): a request of 64 MiB holds one span
-#: of 60 MB as easily as a small one, and the count alone let a few such requests a second
-#: hold gigabytes for TITAN_OTLP_HOLD.
-MAX_HELD_BYTES = 64 * 1024 * 1024
 IMPORT_TAG = "otlp-import"
-
-
-@dataclass
-class _Held:
-    span: Span
-    deadline: float
-    who: Principal
-    size: int = 0  # _size(span)
 
 
 @dataclass(eq=False)  # one per trace: compared and hashed by identity
@@ -64,7 +50,7 @@ class _Trace:
     agent: str
     #: span id -> the actor path of its children, for every span recorded.
     actors: dict[str, str] = field(default_factory=dict)
-    held: dict[str, _Held] = field(default_factory=dict)
+    held: dict[str, Held] = field(default_factory=dict)
     #: Ordinals per (actor, channel, name); None when the run existed before this process
     #: knew it (a restart): then the run service numbers them after what it holds.
     ordinals: Counter[tuple[str, str, str]] | None = None
@@ -98,9 +84,10 @@ class Receiver:
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._next_due = float("inf")  # the earliest deadline of a held span
-        #: How many spans are held, and their size (_size), over all traces: kept as they
-        #: change (_hold, _unhold), not summed over every held span on each request.
-        self._held_count, self._held_size = 0, 0
+        self.holding = Holding()
+        #: Spans taken out of the hold and being written (the run service's commit awaited):
+        #: still not recorded, so still counted as held.
+        self._writing = 0
         self._refused, self._why = 0, ""  # spans refused while recording, and why (receive)
 
     def start(self) -> None:
@@ -124,7 +111,7 @@ class Receiver:
                 "duplicate_spans": self.counts["duplicates"],
                 "skipped_spans": self.counts["skipped"],
                 "rejected_spans": self.counts["rejected"],
-                "held_spans": self._held_count,
+                "held_spans": self.holding.count + self._writing,
                 "released_unparented": self.counts["unparented"],
                 "traces": len(self.traces), "hold_seconds": self.hold}
 
@@ -138,21 +125,24 @@ class Receiver:
             self.counts.update(received=sent, rejected=rejected)
             self._refused, self._why = 0, ""
             spans = await self._not_titans_own(spans)
-            touched: dict[_Trace, None] = {}
+            touched: dict[_Trace, list[str]] = {}  # each trace, and its spans held now
             for span in spans:
                 trace = self._trace(span, now)
-                touched[trace] = None
+                held_now = touched.setdefault(trace, [])
                 if span.span_id in trace.actors:
                     self.counts["duplicates"] += 1
                     continue
-                self._hold(trace, span.span_id, _Held(span, now + self.hold, who, _size(span)))
+                self._hold(trace, span.span_id, Held(span, now + self.hold, who, size_of(span)))
+                held_now.append(span.span_id)
                 self._next_due = min(self._next_due, now + self.hold)
-            for trace in touched:
+            for trace, held_now in touched.items():
                 if not trace.created:
                     await self._open(trace, who)
+                if trace.ordinals is None:
+                    await self._recall(trace, held_now)
             ready = [(t, self._resolve(t, forced=frozenset())) for t in touched]
             await self._record([(t, r) for t, r in ready if r])
-            if self._held_bytes() > MAX_HELD_BYTES:  # not until the next timer tick
+            if self.holding.too_large():  # not until the next timer tick
                 await self._release_locked(now)
             self._forget_old()
             held = sum(len(t.held) for t in touched)
@@ -188,6 +178,24 @@ class Receiver:
         # numbers its actions after those it holds.
         trace.ordinals = Counter() if created else None
 
+    async def _recall(self, trace: _Trace, sids: list[str]) -> None:
+        """For a trace whose run was recorded before this process knew it (a restart, or a
+        trace forgotten), which of these spans and their parents the database holds, and
+        under which actors: a span sent again is a duplicate at once (it waited out the hold
+        and counted as released unparented first), and a late child of a span recorded
+        before gets its actor path (it waited, and lost it)."""
+        asked = {sid for sid in sids if sid in trace.held}
+        asked |= {p for sid in asked if (p := trace.held[sid].span.parent_id) is not None
+                  and p not in trace.actors and p not in trace.held}
+        if self.known is None or not asked:
+            return
+        for row in await self.known.actions(trace.run_id, sorted(asked)):
+            trace.actors[row["id"]] = incoming.children_actor(
+                row["actor"], incoming.recorded_agent(row["tags"]))
+        for sid in asked:
+            if sid in trace.actors and self._unhold(trace, sid) is not None:
+                self.counts["duplicates"] += 1
+
     def _trace(self, span: Span, now: float) -> _Trace:
         trace = self.traces.pop(span.trace_id, None)  # re-inserted: dicts keep LRU order
         if trace is None:
@@ -219,12 +227,9 @@ class Receiver:
             actor = trace.actors.get(parent, trace.agent) if parent else trace.agent
             if parent is not None and parent not in trace.actors:
                 self.counts["unparented"] += 1
-            inner = actor
-            if incoming.kind_of(h.span) == incoming.AGENT:
-                name = incoming.agent_name(h.span)
-                if name != actor.rsplit("/", 1)[-1]:
-                    inner = f"{actor}/{name}"
-            trace.actors[sid] = inner
+            agent = incoming.agent_name(h.span) \
+                if incoming.kind_of(h.span) == incoming.AGENT else None
+            trace.actors[sid] = incoming.children_actor(actor, agent)
             out.append(_Ready(h.span, actor, h.who))
             queue.extend(children.get(sid, ()))
         return out
@@ -234,11 +239,17 @@ class Receiver:
             return
         convert = self._convert
         done = 0
+        # Out of the hold but not recorded until their trace's commit: still counted as held
+        # (held_spans fell to 0 while thousands were being written).
+        writing = sum(len(r) for _, r in ready)
+        self._writing += writing
         try:
             batches = await asyncio.to_thread(lambda: [convert(t, r) for t, r in ready])
             for (trace, spans), actions in zip(ready, batches, strict=True):
                 await self._store(trace, spans, actions)
                 done += 1
+                self._writing -= len(spans)
+                writing -= len(spans)
         except BaseException as exc:
             # Not recorded, for a reason of the master's (the database is away, a bug): the
             # spans of this trace and of those after it wait again (the client, answered
@@ -258,9 +269,12 @@ class Receiver:
             for trace, spans in ready[done:]:
                 for r in spans:
                     trace.actors.pop(r.span.span_id, None)
-                    self._hold(trace, r.span.span_id, _Held(r.span, now + self.hold, r.who))
+                    # At its size: held at 0 bytes, it escaped MAX_HELD_BYTES.
+                    self._hold(trace, r.span.span_id,
+                               Held(r.span, now + self.hold, r.who, size_of(r.span)))
             raise
-
+        finally:
+            self._writing -= writing
     def _convert(self, trace: _Trace, ready: list[_Ready]) -> list[Row]:
         """The actions (in a worker thread: pricing may load LiteLLM's table)."""
         ready.sort(key=lambda r: (r.span.start_ns, r.span.span_id))
@@ -344,35 +358,19 @@ class Receiver:
             await self._release_locked(now)
 
     def _held_bytes(self) -> int:
-        return self._held_size
+        return self.holding.size
 
-    def _hold(self, trace: _Trace, sid: str, held: _Held) -> None:
-        """Hold a span (one sent again while held replaces itself)."""
-        self._unhold(trace, sid)
-        trace.held[sid] = held
-        self._held_count += 1
-        self._held_size += held.size
+    def _hold(self, trace: _Trace, sid: str, held: Held) -> None:
+        self.holding.hold(trace.held, sid, held)
 
-    def _unhold(self, trace: _Trace, sid: str) -> _Held | None:
-        held = trace.held.pop(sid, None)
-        if held is not None:
-            self._held_count -= 1
-            self._held_size -= held.size
-        return held
+    def _unhold(self, trace: _Trace, sid: str) -> Held | None:
+        return self.holding.unhold(trace.held, sid)
 
     async def _release_locked(self, now: float) -> None:
-        count, size = self._held_count, self._held_size
-        if now < self._next_due and count <= MAX_HELD and size <= MAX_HELD_BYTES:
+        if now < self._next_due and not self.holding.over():
             return
-        held = sorted(((h.deadline, t.run_id, sid, h.size) for t in self.traces.values()
-                       for sid, h in t.held.items()))
-        self._next_due = held[0][0] if held else float("inf")
-        over = max(0, len(held) - MAX_HELD)
-        due: dict[str, list[str]] = {}  # run id -> its due spans
-        for i, (deadline, run, sid, bytes_) in enumerate(held):  # the oldest first
-            if deadline <= now or i < over or size > MAX_HELD_BYTES:
-                due.setdefault(run, []).append(sid)
-                size -= bytes_
+        due, self._next_due = self.holding.due(
+            ((t.run_id, t.held) for t in self.traces.values()), now)
         if not due:
             return
         ready = []
@@ -380,7 +378,7 @@ class Receiver:
             # A due span whose parent is held too waits on the same missing ancestor: the
             # top of that chain goes, and the chain resolves below it in order.
             if trace.run_id in due:
-                ready.append((trace, self._resolve(trace, _tops(trace, due[trace.run_id]))))
+                ready.append((trace, self._resolve(trace, tops(trace.held, due[trace.run_id]))))
         await self._record([(t, r) for t, r in ready if r])
         self._next_due = min((h.deadline for t in self.traces.values()
                               for h in t.held.values()), default=float("inf"))
@@ -394,40 +392,3 @@ class Receiver:
             idle = (k for k, t in self.traces.items() if not t.held)
             for key in list(itertools.islice(idle, excess)):
                 del self.traces[key]
-
-
-def _size(span: Span) -> int:
-    """About how much memory a span's text takes: its attributes', events' and resource's
-    strings and bytes (numbers and the rest at a nominal 16 bytes)."""
-    def of(value: Any) -> int:
-        if isinstance(value, str | bytes):
-            return len(value)
-        if isinstance(value, dict):
-            return sum(len(str(k)) + of(v) for k, v in value.items())
-        if isinstance(value, list | tuple):
-            return sum(of(v) for v in value)
-        return 16
-    return 256 + len(span.name) + of(span.attributes) + of(span.resource) + of(span.events)
-
-
-def _tops(trace: _Trace, sids: list[str]) -> set[str]:
-    """The highest held ancestor of each of these held spans, in one walk of the held forest:
-    each span's top is remembered on the way, so a chain of N spans costs N steps, not N²
-    (each span walking up the whole chain froze the event loop for minutes at 20,000). A
-    cycle of parents, which only a broken or hostile sender makes, stops where it closes."""
-    top: dict[str, str] = {}
-    for sid in sids:
-        path: dict[str, None] = {}  # this walk's spans, in order (a cycle closes on one)
-        node = sid
-        while node not in top:
-            path[node] = None
-            parent = trace.held[node].span.parent_id
-            if parent is None or parent not in trace.held or parent in path:
-                found = node
-                break
-            node = parent
-        else:
-            found = top[node]
-        for step in path:
-            top[step] = found
-    return {top[sid] for sid in sids}
