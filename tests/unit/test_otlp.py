@@ -429,6 +429,29 @@ def test_a_long_chain_whose_top_never_comes_is_released_in_one_walk() -> None:
     asyncio.run(go())
 
 
+def test_many_roots_end_their_run_once() -> None:
+    # Each root span of a trace was an update of its run, all but the first refused: a
+    # request of 20,000 roots made 20,000 commits with the receiver's lock held.
+    class Counting(CountingRuns):
+        updates = 0
+
+        async def update_run(self, run_id: str, body: dict[str, Any], who: Principal) -> Any:
+            Counting.updates += 1
+            return await super().update_run(run_id, body, who)
+
+    async def go() -> None:
+        runs = Counting()
+        rx = Receiver(runs, 30.0, fixed_price, clock=lambda: T0 + 100)  # type: ignore[arg-type]
+        roots = [span(f"{i + 1:016x}", None, f"root {i}", start=i, duration=0.5)
+                 for i in range(1000)]
+        await rx.receive(roots[::-1], 0, ADMIN)
+        await rx.receive([span("00000000000f0000", None, "later root", start=5000)], 0, ADMIN)
+        run = runs.runs[ids.run_id_of_trace(TRACE)]
+        assert Counting.updates == 1 and len(runs.actions[ids.run_id_of_trace(TRACE)]) == 1001
+        assert (run["status"], run["ended_at"]) == ("completed", pytest.approx(T0 + 0.5))
+    asyncio.run(go())
+
+
 # -- the exporter ------------------------------------------------------------------------------
 def test_settings() -> None:
     s = ExportSettings.parse("http://collector:4318/", "opt-in", "api_key=a%20b, x=1", "off")

@@ -55,6 +55,7 @@ class _Trace:
     #: knew it (a restart): then the run service numbers them after what it holds.
     ordinals: Counter[tuple[str, str, str]] | None = None
     created: bool = False
+    ended: bool = False  # by a root span this process recorded
     seen: float = 0.0
 
 
@@ -173,7 +174,7 @@ class Receiver:
         if incoming.EPOCH_2000 <= first <= self.clock() + 86_400:  # as span_times places them
             fields["started_at"] = first
         _, created = await self.runs.create_run(fields, who)
-        trace.created = True
+        trace.created, trace.ended = True, False
         # A run that existed before this process knew the trace (a restart): the run service
         # numbers its actions after those it holds.
         trace.ordinals = Counter() if created else None
@@ -313,9 +314,12 @@ class Receiver:
                     self._refuse(trace, len(kept), again)
                     continue
             self.counts.update(recorded=result["accepted"], duplicates=result["duplicates"])
-        for r in ready:
-            if r.span.parent_id is None:
-                await self._end(trace, r.span, who)
+        # The first root ends the run, and later ones cannot (its end stands): one commit,
+        # not one per root (a request of 20,000 roots made 20,000 of them, the lock held).
+        root = next((r.span for r in ready if r.span.parent_id is None), None)
+        if root is not None and not trace.ended:
+            await self._end(trace, root, who)
+            trace.ended = True
 
     async def _ingest(self, trace: _Trace, actions: list[Row], who: Principal) -> Row:
         try:
