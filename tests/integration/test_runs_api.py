@@ -615,6 +615,47 @@ def test_a_driver_job_ending_its_own_run_settles_it_at_once(cl: Cluster) -> None
     assert run["status"] == "completed" and run["ended_at"] is not None
 
 
+def test_a_run_whose_last_stage_is_partial_ends_failed_saying_why(cl: Cluster) -> None:
+    # Its last stage had one job fail beside one that completed (PARTIAL): the run was
+    # "completed" on /runs, green, and missing from Critical intercepts, while /agents said
+    # PARTIAL. sdk.md: "completed, unless its last stage failed" (seed 004: failed runs are
+    # those that "encountered errors").
+    cl.script("ok.py", 'print("ok")')
+    cl.script("fail.py", 'raise SystemExit("boom")')
+    driver = cl.script("partial_driver.py", """
+        from titan_sdk import TitanClient, TitanJob
+        c = TitanClient(); rid = "partial-last"
+        c.submit_dag(f"{rid}_PLAN", [TitanJob(job_id="plan", filename="ok.py")],
+                     agent_run_id=rid, wait=True)
+        c.submit_dag(f"{rid}_ITER1", [TitanJob(job_id="w1", filename="ok.py"),
+                                      TitanJob(job_id="w2", filename="fail.py")],
+                     agent_run_id=rid, wait=True)
+    """)
+    env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+               TITAN_TOKEN=cl.admin_token)
+    done = subprocess.run([sys.executable, driver], env=env, cwd=cl.scripts,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    why = "its last stage partial-last_ITER1 ended PARTIAL: 1 of 2 jobs failed"
+    deadline = time.time() + 30
+    while (run := get_run(cl, "partial-last"))["status"] == "running" \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    assert (run["status"], run["error"]) == ("failed", why), run
+    listed = ok(cl, "GET", "/runs/intercepts", params={"limit": 500})["intercepts"]
+    (row,) = [r for r in listed if r["id"] == "partial-last"]
+    assert f"failed: {why}" in row["reasons"]
+    assert "partial-last" in [r["id"] for r in ok(
+        cl, "GET", "/runs", params={"status": "failed", "limit": 500})["runs"]]
+    # The stages view agrees: the run failed, its last stage is the PARTIAL one.
+    staged = cl.client().agent_run("partial-last")
+    assert staged["status"] == "FAILED"
+    assert [s["status"] for s in staged["stages"]] == ["COMPLETED", "PARTIAL"]
+    shown = subprocess.run([sys.executable, "-m", "titan", "runs", "show", "partial-last"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert f"status  failed ({why})" in shown.stdout, shown.stdout + shown.stderr
+
+
 # ------------------------------------------------------------------------------ budgets
 
 

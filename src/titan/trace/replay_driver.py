@@ -138,7 +138,7 @@ def main() -> int:
                     client.wait_dag(dag["id"], timeout=left)
                     continue
             client.cancel(dag["ref"])
-    # Ended as the original's driver ends its run: completed unless its last stage failed
+    # Ended as the original's driver ends its run: completed unless its last stage did not
     # (the master decides, from the stages; a replayed agent stage that FAILED was reported
     # completed here).
     end: dict[str, Any] = {"status": "ended" if status == 0 else "failed"}

@@ -182,7 +182,8 @@ _driving: dict[str, context.RunHandle] = {}
 def drive(run_id: str, endpoint: Any = None) -> None:
     """This process submitted a stage of agent run ``run_id`` from outside it: it is the run's
     driver, its own calls from now on are recorded in the run (actor ``DRIVER/driver``), and
-    when it exits the run ends (completed unless its last stage failed, failed
+    when it exits the run ends (completed unless its last stage ended FAILED, PARTIAL or
+    CANCELLED, failed
     with the uncaught exception that ended the process or a sys.exit with a failure code,
     cancelled by Ctrl-C)."""
     if os.environ.get("TITAN_AGENT_RUN_ID") == run_id:

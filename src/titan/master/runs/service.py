@@ -187,9 +187,12 @@ class RunService:
             if status == "ended":
                 # Not waiting for the caller's own DAG: it runs the driver saying so (the
                 # run settled later, in another commit, than the DAG a client waits on).
-                status = derived_end(tx, run, own_dag)
-                if status is None:  # stages still run: finish when they do
+                derived = derived_end(tx, run, own_dag)
+                status = None if derived is None else derived[0]
+                if derived is None:  # stages still run: finish when they do
                     changes["ended_at"] = fields.get("ended_at") or end
+                elif derived[1] is not None:  # its last stage failed: why, unless told
+                    changes.setdefault("error", derived[1])
             if fields.get("status") not in (None, RunStatus.RUNNING) \
                     and run["alive_at"] is not None:
                 changes["alive_at"] = None  # its process is done with it: no longer watched

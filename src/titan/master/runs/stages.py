@@ -12,10 +12,21 @@ from collections import Counter
 
 from titan.master.runs.events import run_summary
 from titan.master.runs.liveness import CRASHED
-from titan.master.scheduling.state import dag_status
+from titan.master.scheduling.state import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    REJECTED,
+    SKIPPED,
+    TIMED_OUT,
+    dag_status,
+)
 from titan.status import RunStatus
 from titan.storage.base import Row, Transaction
 from titan.trace.naming import agent_of_run
+
+# A job that ended without its work done, not by a cancel: what makes a stage FAILED or PARTIAL.
+UNSUCCESSFUL = (FAILED, TIMED_OUT, REJECTED, EXPIRED)
 
 
 def stage_submitted(tx: Transaction, run_id: str, agent_id: str | None, now: float,
@@ -57,25 +68,42 @@ def code_version(scripts: list[tuple[str, str]]) -> str | None:
     return h.hexdigest()[:16]
 
 
-def derived_end(tx: Transaction, run: Row, own_dag: int | None = None) -> str | None:
-    """A driver finished without saying how: completed unless its last stage did not.
-    None while a stage is still going. ``own_dag``: the DAG of the job that says so (a
-    driver running as a job, a replay's driver), which is not a stage to wait for: it ends
-    once its job has said this."""
+def derived_end(tx: Transaction, run: Row,
+                own_dag: int | None = None) -> tuple[str, str | None] | None:
+    """A driver finished without saying how: completed unless its last stage did not (FAILED,
+    CANCELLED, or PARTIAL: some of its jobs completed, others failed; seed 004's failed run
+    "encountered errors"). Returns the status and the error that says why, or None while a
+    stage is still going. ``own_dag``: the DAG of the job that says so (a driver running as
+    a job, a replay's driver), which is not a stage to wait for: it ends once its job has
+    said this."""
     dags, _ = tx.list_dags(agent_run_id=run["id"], limit=2, newest_first=True)
     dags = [d for d in dags if d["id"] != own_dag][:1]
     if not dags:
         failed = run["error_count"] and not run["success_count"]
-        return RunStatus.FAILED.value if failed else RunStatus.COMPLETED.value
+        return (RunStatus.FAILED.value if failed else RunStatus.COMPLETED.value), None
     last = dags[0]
-    counts = tx.job_counts([last["id"]])[last["id"]]
-    status = dag_status(Counter(counts))
+    counts = Counter(tx.job_counts([last["id"]])[last["id"]])
+    status = dag_status(counts)
     if status in ("WAITING", "RUNNING"):
         return None
-    if status in ("FAILED", "CANCELLED"):
-        tx.update_run(run["id"], {"error": f"its last stage {last['name']} ended {status}"})
-        return RunStatus.FAILED.value
-    return RunStatus.COMPLETED.value
+    if status in ("FAILED", "PARTIAL", "CANCELLED"):
+        return RunStatus.FAILED.value, stage_end_error(last["name"], status, counts)
+    return RunStatus.COMPLETED.value, None
+
+
+def stage_end_error(name: str, status: str, counts: Counter[str]) -> str:
+    """Why a run whose last stage ``name`` ended ``status`` failed, with how many of its
+    jobs did not complete: "its last stage R_ITER1 ended PARTIAL: 1 of 2 jobs failed"."""
+    total = sum(counts.values())
+    ended = [(n, what) for n, what in (
+        (sum(counts[s] for s in UNSUCCESSFUL), "failed"),
+        (counts[CANCELLED], "cancelled"), (counts[SKIPPED], "skipped")) if n]
+    if not ended:
+        return f"its last stage {name} ended {status}"
+    (n, what), rest = ended[0], ended[1:]
+    why = f"{n} of {total} job{'' if total == 1 else 's'} {what}"
+    return f"its last stage {name} ended {status}: " \
+        + ", ".join([why, *(f"{m} {w}" for m, w in rest)])
 
 
 def orphaned_replay_end(tx: Transaction, run_id: str) -> Row | None:
