@@ -382,3 +382,30 @@ def test_a_run_whose_simulator_failed_is_not_judged() -> None:
     assert verdict.verdict == "NOT_APPLICABLE"
     assert verdict.reasoning.startswith("The simulator could not play step 1 (reserve_book): "
                                         "ops[0]: set_flag needs a non-empty string name.")
+
+
+def test_a_long_simulator_error_keeps_its_advice_and_no_word_is_cut() -> None:
+    # The card quoted [:300] of it: "... Run `titan ." — the remedy lost, a word cut in half.
+    missing = ", ".join(f"titan-model-qwen2-5-7b-instruct-part{i}==2.5.0" for i in range(1, 9))
+    advice = ("Run `titan llm install --model qwen2.5-7b` (`make demo` runs it in a "
+              "checkout).")
+    error = (f"the simulator's model could not answer: the local model Qwen2.5 7B Instruct is "
+             f"not installed: missing {missing}. {advice}")
+    broken = call("reserve_book", None, source="error", error=error)
+    reasoning = judge(task("Reserve Dune for me."), run("Sorry.", broken), mode="code").reasoning
+    assert advice in reasoning, reasoning
+    quoted = reasoning.split("(reserve_book): ", 1)[1].split(f" {advice}")[0]
+    assert quoted.endswith("…") and len(quoted) + len(advice) < 300, quoted
+    # cut at a word's end: what is quoted is the error's words, the last of them whole
+    assert error.startswith(quoted[:-1]) and error[len(quoted) - 1] in " ,", quoted
+    assert reasoning.endswith("The run says nothing of the agent; run it again, or give the "
+                              "evaluation a simulator_model that plays its tools reliably.")
+
+
+def test_a_long_simulator_error_without_advice_is_cut_at_a_word() -> None:
+    error = " ".join(f"word{i}" for i in range(200))  # one sentence, no advice to keep
+    broken = call("reserve_book", None, source="error", error=error)
+    reasoning = judge(task("Reserve Dune for me."), run("Sorry.", broken), mode="code").reasoning
+    quoted = reasoning.split("(reserve_book): ", 1)[1].split(" The run says")[0]
+    assert quoted.endswith("…") and len(quoted) <= 300
+    assert (error + " ").startswith(quoted[:-1] + " "), quoted

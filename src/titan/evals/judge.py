@@ -81,6 +81,43 @@ def efficiency_score(steps: int, expected: int) -> int:
     return 1
 
 
+#: The most of a simulator's error a verdict card quotes.
+TOLD = 300
+#: Where a sentence ends and the next begins: an error's last one is its advice ("Run `titan
+#: llm install --model …`").
+_NEXT_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])")
+
+
+def _told(error: str, limit: int = TOLD) -> str:
+    """``error`` in at most ``limit`` characters, its whitespace collapsed. Too long, it loses
+    its detail, not its advice: the last sentence is kept whole (when it takes no more than
+    two thirds of the room) and what comes before is cut at a word, marked with an ellipsis.
+    A card cut at [:300] ended "Run `titan ." — the remedy gone, a word cut in half."""
+    text = " ".join(error.split())
+    if len(text) <= limit:
+        return text
+    *detail, advice = _NEXT_SENTENCE.split(text)
+    if detail and len(advice) <= limit * 2 // 3:
+        return f"{_cut(' '.join(detail), limit - len(advice) - 1)} {advice}"
+    return _cut(text, limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word's end, an ellipsis marking it."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 1]
+    space = head.rfind(" ")
+    if space >= limit // 2:  # a last word that long (a path, a URL) is cut inside instead
+        head = head[:space]
+    return head.rstrip(" ,;:") + "…"
+
+
+def _ended(text: str) -> str:
+    """A quoted sentence ended once: "missing x." stays, "missing x" takes its full stop."""
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
+
+
 def judge(task: dict[str, Any], run: dict[str, Any], *, model: str | None = None,
           mode: str = "combined") -> Verdict:
     """Score ``run`` (final_response, messages, tool_calls, error_class, status) against
@@ -107,7 +144,7 @@ def judge(task: dict[str, Any], run: dict[str, Any], *, model: str | None = None
         step, bad = broken
         return replace(blank, reasoning=(
             f"The simulator could not play step {step} ({bad.get('tool')}): "
-            f"{' '.join(str(bad.get('error') or 'no answer').split())[:300]}. The run says "
+            f"{_ended(_told(str(bad.get('error') or 'no answer')))} The run says "
             "nothing of the agent; run it again, or give the evaluation a simulator_model "
             "that plays its tools reliably."))
     if not final.strip():  # nothing to read: no model can find an acceptable outcome in it
