@@ -419,6 +419,31 @@ def test_dags_twin_filters_and_pages(cl: Cluster) -> None:
         assert s.get("/dags.json", params={"limit": "x"}).status_code == 400
 
 
+@pytest.mark.parametrize("page", ["/dags", "/agents", "/runs"])
+def test_a_page_past_the_end_says_so_and_links_the_last(cl: Cluster, page: str) -> None:
+    # /dags?offset=1000 read "1001–3 of 3" over a blank list, "← Newer" going to offset 950.
+    with bearer(cl) as s:
+        total = s.get(f"{page}.json").json()["total"]
+        assert total >= 1
+        d = s.get(f"{page}.json", params={"offset": 1000, "limit": 1}).json()
+        assert (d["past_end"], d["range"]) == (True, f"past the end: {total} in all")
+        assert d["prev_offset"] == d["last_offset"] == total - 1 and d["next_offset"] is None
+        html = s.get(page, params={"offset": 1000, "limit": 1}).text
+        assert "1001–" not in html and f"past the end: {total} in all" in html
+        assert "This page is past the end" in html
+        last = re.search(r'<a class="last-page" href="([^"]+)">Go to the last page</a>', html)
+        if total > 1:
+            assert last and f"offset={total - 1}&amp;limit=1" in last.group(1), html
+        assert re.search(r'<a class="first-page" href="[^"]*limit=1">', html)
+        # the page's own "nothing yet" is not what this is
+        assert "No DAG has been submitted yet" not in html
+        assert '<div id="runs-empty" class="empty-state">' not in html
+        assert '<div id="empty-state" class="empty-state">' not in html
+        # the last page itself is a page like the others
+        d = s.get(f"{page}.json", params={"offset": total - 1, "limit": 1}).json()
+        assert not d["past_end"] and d["range"] == f"{total}–{total} of {total}"
+
+
 def test_dag_twin_holds_the_layout_and_runs(cl: Cluster) -> None:
     with bearer(cl) as s:
         latest = s.get("/dags/DAG-etl.json").json()

@@ -52,6 +52,25 @@ def file_view(row: Row) -> Row:
             "created_at": row["created_at"]}
 
 
+def paging(total: int, limit: int, offset: int) -> Data:
+    """A paged list's links and range text, for the one pager every paged page shows (DAG
+    Pipelines, Agent Runs, Runs). An offset past the end (an old link, a list that shrank)
+    is a page that says so and links the last page: /dags?offset=1000 read "1001–3 of 3"
+    over a blank list, its "← Newer" going to offset 950, as blank."""
+    last = (total - 1) // limit * limit if total else 0
+    past_end = offset > 0 and offset >= total
+    if past_end:
+        shown = f"past the end: {total} in all"
+    elif total:
+        shown = f"{offset + 1}–{min(offset + limit, total)} of {total}"
+    else:
+        shown = "0 of 0"
+    return {"total": total, "limit": limit, "offset": offset, "range": shown,
+            "past_end": past_end, "last_offset": last,
+            "prev_offset": last if past_end else max(0, offset - limit) if offset > 0 else None,
+            "next_offset": offset + limit if offset + limit < total else None}
+
+
 # -- cluster -----------------------------------------------------------------------------------
 async def cluster(c: Ctx, p: auth.Principal, host: str | None = None) -> Data:
     """What ``GET /api/v1/workers`` answers, plus names for the job ids it lists (from the
@@ -107,12 +126,8 @@ def dag_list(tx: Transaction, status: str | None, name: str | None, limit: int,
     counts = tx.job_counts([r["id"] for r in rows])
     now = time.time()
     dags = [dict(dag_view(r, counts[r["id"]]), duration=_duration(r, now)) for r in rows]
-    return {
-        "dags": dags, "total": total, "limit": limit, "offset": offset,
-        "status": status or "", "name": name or "",
-        "prev_offset": max(0, offset - limit) if offset > 0 else None,
-        "next_offset": offset + limit if offset + limit < total else None,
-    }
+    return {"dags": dags, "status": status or "", "name": name or "",
+            **paging(total, limit, offset)}
 
 
 # -- one DAG -----------------------------------------------------------------------------------
@@ -155,9 +170,7 @@ def agent_runs(tx: Transaction, limit: int, offset: int) -> Data:
     waiting = pending_hints(tx, [d for dags in per_run for d in dags], counts)
     runs = [_agent_run(run, dags, counts, waiting)
             for run, dags in zip(rows, per_run, strict=True)]
-    return {"runs": runs, "total": total, "limit": limit, "offset": offset,
-            "prev_offset": max(0, offset - limit) if offset > 0 else None,
-            "next_offset": offset + limit if offset + limit < total else None}
+    return {"runs": runs, **paging(total, limit, offset)}
 
 
 def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]],

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
+from titan.dashboard.queries import paging
 from titan.errors import NotFound, ValidationFailed
 from titan.master.replays.report import replays_view
 from titan.master.runs.ingest import OUTCOMES
@@ -95,9 +96,7 @@ def registry(tx: Transaction, f: Data, query: RunQuery, limit: int, offset: int)
     return {
         "archived_total": hidden, "archived_href": "/runs?" + urlencode({**shown,
                                                                        "archived": "all"}),
-        "runs": runs_view(tx, rows), "total": total, "limit": limit, "offset": offset,
-        "prev_offset": max(0, offset - limit) if offset > 0 else None,
-        "next_offset": offset + limit if offset + limit < total else None,
+        "runs": runs_view(tx, rows), **paging(total, limit, offset),
         "filters": f, "statuses": [s for s in f["status"].split(",") if s],
         "intercepts": [dict(r, reasons=intercept_reasons(r)) for r in critical],
         "intercepts_total": len(critical) if len(critical) < INTERCEPTS_SHOWN

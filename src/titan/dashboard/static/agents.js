@@ -53,7 +53,7 @@
     box.replaceChildren(...d.runs.map(runRow));
     document.querySelector(".empty-state").hidden = d.runs.length > 0 || d.offset > 0;
     const range = document.querySelector(".pager .range");
-    if (range) range.textContent = d.total ? (d.offset + 1) + "–" + Math.min(d.offset + d.limit, d.total) + " of " + d.total : "0 of 0";
+    if (range) range.textContent = d.range;  // the server's words, past the end included
   }
 
   let asked = 0;
