@@ -40,3 +40,32 @@ def test_sign_in_only_redirects_to_local_paths(target: str | None, expected: str
 def test_templates_escape_by_default() -> None:
     out = env.from_string("{{ v }}").render(v="<script>x</script>")
     assert out == "&lt;script&gt;x&lt;/script&gt;"
+
+
+def test_a_page_without_an_event_feed_has_no_live_dot() -> None:
+    # The sign-in page (and the docs) showed the dot stuck at "offline", which reads as the
+    # master being down (dashboard.md: a page without a feed has no dot). A page's feed is
+    # opened by a script of its own calling Titan.live; a page loading none empties the
+    # header's `live` block, as error.html does.
+    import re
+    from pathlib import Path
+
+    import titan.dashboard
+
+    root = Path(titan.dashboard.__file__).parent
+    feeds = {p.name for p in (root / "static").glob("*.js") if "T.live(" in p.read_text()}
+    assert feeds  # what the check below relies on
+    without = []
+    for page in sorted((root / "templates").glob("[!_]*.html")):
+        text = page.read_text()
+        if page.name == "base.html" or '{% extends "base.html" %}' not in text:
+            continue
+        scripts = set(re.findall(r'src="/static/([\w.]+\.js)', text))
+        if not scripts & feeds:
+            without.append(page.name)
+            assert "{% block live %}{% endblock %}" in text, page.name
+    assert {"login.html", "docs.html", "error.html"} <= set(without), without
+    html = env.get_template("login.html").render(
+        c={"role": None, "csrf": "", "page": "login"}, d={"next": "/", "token": ""},
+        static_version="1")
+    assert 'id="live"' not in html and "Sign in to Titan" in html
