@@ -309,6 +309,26 @@ def test_one_error_handler_answers_a_page_with_a_page_and_the_rest_with_json(cl:
             assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
 
 
+def test_a_nul_in_a_page_address_is_answered_with_the_error_page(cl: Cluster) -> None:
+    # /store?prefix=%00 answered a browser with the API's raw JSON: the NUL check runs before
+    # routing, and knew only the JSON body. A page's address now gets its error page (the
+    # route's format, as for any bad filter, whatever the Accept header); twins, the API and
+    # an address no route serves keep the JSON.
+    with signed_in(cl) as s:
+        for path in ("/store?prefix=%00", "/runs/RESEARCH_dash01?q=%00", "/dags?name=a%00b",
+                     "/agents?run=%FF"):
+            r = s.get(path)
+            assert r.status_code == 400, path
+            assert r.headers["content-type"].startswith("text/html"), path
+            assert "<h1>Cannot show this page</h1>" in r.text and 'class="error-box"' in r.text
+            assert "a URL may not contain NUL" in r.text or "percent-escapes" in r.text
+            assert 'class="who"' in r.text and "Content-Security-Policy" in r.headers
+        for path in ("/store.json?prefix=%00", "/api/v1/runs?q=%00", "/no/such?q=%00"):
+            r = s.get(path, headers={"Accept": "text/html"} if "api" in path else {})
+            assert r.status_code == 400, path
+            assert r.json()["error"]["code"] == "invalid_request", path
+
+
 # -- what the twins hold -----------------------------------------------------------------------
 def test_cluster_twin(cl: Cluster) -> None:
     with bearer(cl) as s:

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import titan
@@ -145,11 +146,26 @@ class HostCheck:
                     await send({"type": "websocket.close", "code": 1008})
                 return
         if scope["type"] == "http" and (problem := _url_problem(scope)):
-            body = ValidationFailed(problem).to_body()
-            await JSONResponse(body, status_code=400, headers={"Connection": "close"})(
-                scope, receive, send)
+            # A browser at a dashboard address (/store?prefix=%00) gets the error page, as
+            # for any other bad filter; the API and programs get the JSON body.
+            request = Request(_with_route(scope), receive)
+            response = await render.error_page(request, ValidationFailed(problem)) \
+                if render.wants_page(request) else \
+                JSONResponse(ValidationFailed(problem).to_body(), status_code=400)
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _with_route(scope: Scope) -> Scope:
+    """``scope`` with the route its path would reach (the middleware runs before routing), so
+    a refusal is answered in that route's format: a dashboard page's with its error page."""
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        if route.matches(scope)[0] == Match.FULL:
+            return {**scope, "route": route}
+    return scope
 
 
 def _url_problem(scope: Scope) -> str | None:
