@@ -141,6 +141,40 @@ def test_run_page_live_actions_inspector_and_keys(cluster: Cluster, dash: Dashbo
     assert_no_reload(page)
 
 
+def test_the_inspector_says_the_master_is_not_answering_and_retries(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # An action clicked while the master was down showed "Loading…" for good above the
+    # browser's raw "Failed to fetch", and nothing to try again with. The request is refused
+    # at the browser's edge here (what a stopped master gives it), then let through.
+    cluster.api("POST", "/runs", {"id": "br-down", "agent_id": "browser-agent"})
+    cluster.api("POST", "/runs/br-down/actions", {"actions": [action(0), action(1)]})
+    page.goto(dash.url("/runs/br-down"))
+    page.wait_for_selector('.action-row[data-seq="2"]')
+    down = "**/api/v1/runs/br-down/actions/*"
+    page.route(down, lambda route: route.abort("connectionrefused"))
+    page.click('.action-row[data-seq="2"] .a-name')
+    page.wait_for_selector("#inspector .load-failed button.retry")
+    text = page.inner_text("#inspector")
+    assert "Could not load action #2: the master is not answering" in text, text
+    assert "Failed to fetch" not in text and "Loading…" not in text, text
+    # Still down: Retry says so again.
+    page.click("#inspector .load-failed button.retry")
+    page.wait_for_selector("#inspector .load-failed button.retry")
+    # Back: Retry shows the action.
+    page.unroute(down)
+    page.click("#inspector .load-failed button.retry")
+    page.wait_for_selector("#inspector:not([hidden]) .inspector-meta")
+    assert not page.query_selector("#inspector .load-failed")
+    # A failure is retried by itself when the page's feed comes back (a resync).
+    page.route(down, lambda route: route.abort("connectionrefused"))
+    page.click('.action-row[data-seq="1"] .a-name')
+    page.wait_for_selector("#inspector .load-failed")
+    page.unroute(down)
+    page.evaluate("document.dispatchEvent(new CustomEvent('titan:run-resync'))")
+    page.wait_for_selector("#inspector:not([hidden]) .inspector-meta")
+    assert page.get_attribute("#inspector", "data-seq") == "1"
+
+
 # -- b. 30,000 actions ----------------------------------------------------------------------------
 
 

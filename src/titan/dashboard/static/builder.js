@@ -291,7 +291,7 @@
   });
 
   async function upload(file) {
-    const r = await fetch("/api/v1/files/" + encodeURIComponent(file.name), {
+    const r = await T.fetch("/api/v1/files/" + encodeURIComponent(file.name), {
       method: "PUT", body: file, credentials: "same-origin",
       headers: { "X-CSRF-Token": T.csrf, "Content-Type": "application/octet-stream" },
     });

@@ -89,7 +89,8 @@
   // -- the inspector -----------------------------------------------------------------------
   const panel = document.getElementById("inspector");
   if (!panel) return;
-  let ticket = 0, onClose = null;
+  let ticket = 0, onClose = null, retry = null;
+  document.addEventListener("titan:run-resync", () => { if (retry && !panel.hidden) retry(); });
 
   function fullUrl(runId, seq) {
     return "/api/v1/runs/" + encodeURIComponent(runId) + "/actions/" + encodeURIComponent(seq);
@@ -183,16 +184,24 @@
       panel.hidden = false;
       panel.dataset.seq = seq;
       panel.replaceChildren(head(seq, summary ? summary.name : "", summary ? summary.outcome : ""),
-                            el("p", { class: "muted", text: "Loading…" }));
+                            el("p", { class: "muted loading", text: "Loading…" }));
+      retry = null;
       try {
         const a = await T.getJSON(fullUrl(runId, seq));
         if (mine === ticket) render(a);
       } catch (err) {
-        if (mine === ticket) panel.append(el("p", { class: "error-box", text: err.message }));
+        if (mine !== ticket) return;
+        // Not "Loading…" for good above the browser's "Failed to fetch": why, and a Retry
+        // (taken by itself when the page's feed reconnects: the master is back).
+        retry = () => T.inspector.open(runId, seq, summary, closed);
+        const failed = T.failure("Could not load action #" + seq, err, retry);
+        const loading = panel.querySelector(".loading");
+        if (loading) loading.replaceWith(failed); else panel.append(failed);
       }
     },
     close() {
       ticket++;
+      retry = null;
       panel.hidden = true;
       delete panel.dataset.seq;
       panel.replaceChildren();

@@ -59,6 +59,33 @@
     location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
   };
 
+  /* fetch(), with a request that got no answer at all (the master stopped or unreachable)
+   * said in words rather than as the browser's "Failed to fetch": err.offline is true. */
+  T.OFFLINE = "the master is not answering";
+  T.fetch = async function (url, init) {
+    try {
+      return await fetch(url, init);
+    } catch (e) {
+      if (e && e.name === "AbortError") throw e;
+      const err = new Error(T.OFFLINE);
+      err.offline = true;
+      err.status = 0;
+      throw err;
+    }
+  };
+
+  /* What could not be loaded, in an error box with a Retry button that calls `retry`. */
+  T.failure = function (what, err, retry) {
+    const box = T.el("div", { class: "error-box load-failed", role: "alert" },
+      T.el("span", { class: "failure-text", text: (what ? what + ": " : "") + err.message }));
+    if (retry) {
+      const again = T.el("button", { type: "button", class: "retry", text: "Retry" });
+      again.addEventListener("click", retry);
+      box.append(" ", again);
+    }
+    return box;
+  };
+
   /* A JSON call to the API with the session cookie (and the CSRF token when it changes
    * something). Rejects with the API's error message (the error's `details` on err.details). */
   T.api = async function (method, url, body) {
@@ -69,7 +96,7 @@
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    const r = await fetch(url, init);
+    const r = await T.fetch(url, init);
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
     if (r.status === 401) T.signIn();
@@ -285,7 +312,7 @@
   const swaps = {};
   T.swapRegion = async function (id, mark, url) {
     const ticket = (swaps[id] = (swaps[id] || 0) + 1);  // overlapping fetches: newest wins
-    const r = await fetch(url || location.pathname + location.search,
+    const r = await T.fetch(url || location.pathname + location.search,
                           { credentials: "same-origin", headers: { Accept: "text/html" } });
     if (r.redirected && new URL(r.url).pathname === "/login") { T.signIn(); return false; }
     if (!r.ok) return false;
