@@ -222,6 +222,37 @@ def test_a_long_finished_log_opens_at_its_end_in_one_request(cluster: Cluster, d
     assert len([u for u in requests if "/logs?" in u]) == 1, requests
 
 
+ANSI = r"""
+import os, sys, time
+print("\x1b[31mred\x1b[0m plain", flush=True)
+print("\x1b]0;a title\x07\x1b]8;;https://example.com\x1b\\link\x1b]8;;\x1b\\ after", flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+print("\x1b[1;32mbold green\x1b[m \x1b[2K\x1b[10Dmoved", flush=True)
+"""
+
+
+def test_terminal_escapes_are_not_shown_raw_in_the_log(cluster: Cluster, dash: Dashboard,
+                                                       page: Any) -> None:
+    # A job's colours showed as "\x1b[31mred\x1b[0m" in the log view. Read on a job page
+    # (fetched, then pushed live), in words only; the plain-text log keeps the bytes.
+    flag = cluster.root / "release-ansi"
+    client = cluster.client()
+    client.submit_dag("ansi", [TitanJob("ansi", cluster.script("ansi.py", ANSI),
+                                        args=[str(flag)])])
+    job_id = client.get_job("ansi/ansi")["id"]
+    page.goto(dash.url(f"/jobs/{job_id}"))
+    lines = "#log-lines .log-line"
+    wait_count(page, lines, 2)
+    flag.write_text("go")
+    wait_count(page, lines, 3)
+    assert page.locator(lines).all_text_contents() == [
+        "red plain", "link after", "bold green moved"]
+    assert client.wait_job("ansi/ansi", timeout=30)["state"] == "COMPLETED"
+    raw = page.request.get(dash.url(f"/api/v1/jobs/{job_id}/logs.txt")).text()
+    assert "\x1b[31mred\x1b[0m plain" in raw and "\x1b[1;32mbold green" in raw
+
+
 # -- c. an agent run's stages, in order, coloured by status, linking to their DAGs ------------
 
 

@@ -6,6 +6,12 @@
   const T = window.Titan;
   const el = T.el;
   const MAX_LINES = 20000;  // the DOM past this gets slow; older lines stay in the plain-text log
+  /* Terminal escapes a job printed (colours, cursor moves, OSC titles and links): shown raw
+   * they read "\x1b[31mred\x1b[0m". Dropped for display only: the plain-text log
+   * (/logs.txt) and the API keep the bytes. CSI (ESC [ or 0x9b … final byte), OSC (ESC ] or
+   * 0x9d … BEL, ESC \ or 0x9c; cut off at the line's end), and the other two-byte escapes. */
+  const ANSI = /(?:\x1b\[|\x9b)[0-?]*[ -\/]*[@-~]|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[@-Z\\^_]/g;
+  const plain = (line) => line.replace(ANSI, "");
   const PAGE = 5000;
 
   /* -- logs: load from the last seq, then follow the socket's log_lines ------------------ */
@@ -98,7 +104,7 @@
     for (const l of fresh) {
       // A piece of a line past 64 KiB: marked, the next line goes on from it.
       frag.append(el("div", { class: l.continues ? "log-line continues" : "log-line",
-                              dataset: { seq: l.seq, stream: l.stream }, text: l.line }));
+                              dataset: { seq: l.seq, stream: l.stream }, text: plain(l.line) }));
     }
     this.last = fresh[fresh.length - 1].seq;
     this.box.append(frag);
