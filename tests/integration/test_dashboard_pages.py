@@ -329,6 +329,19 @@ def test_a_nul_in_a_page_address_is_answered_with_the_error_page(cl: Cluster) ->
             assert r.json()["error"]["code"] == "invalid_request", path
 
 
+def test_every_answer_is_marked_nosniff(cl: Cluster) -> None:
+    # /api/v1/jobs/<id>/logs.txt was text/plain without it: a browser may take a log that
+    # prints HTML for a page. Every answer carries it now, once (the pages set it too).
+    job = cl.api("GET", "/jobs/etl/load")
+    with bearer(cl) as s:
+        for path in (f"/api/v1/jobs/{job['id']}/logs.txt", "/api/v1/jobs/etl/load/logs.txt",
+                     "/api/v1/runs/export?format=csv", "/api/v1/health", "/api/v1/no/such",
+                     "/static/live.js", "/dags", "/dags.json", "/store?prefix=%00", "/login"):
+            r = s.get(path)
+            assert r.headers.get_list("x-content-type-options") == ["nosniff"], (
+                path, r.status_code, r.headers)
+
+
 # -- what the twins hold -----------------------------------------------------------------------
 def test_cluster_twin(cl: Cluster) -> None:
     with bearer(cl) as s:

@@ -201,7 +201,8 @@ class LeaderGate:
             f"this Titan master is a standby; the leader is at {leader}" if leader else
             "this Titan master is a standby and no leader is known yet; try again shortly",
             details=known)
-        headers = [(b"retry-after", b"1"), (b"connection", b"close")]
+        headers = [(b"retry-after", b"1"), (b"connection", b"close"),
+                   (b"x-content-type-options", b"nosniff")]  # as the master's (http_guard)
         if leader:
             headers.append((b"x-titan-leader", leader.encode()))
         accept = dict(scope.get("headers") or []).get(b"accept", b"")
