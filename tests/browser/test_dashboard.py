@@ -342,6 +342,34 @@ def test_the_targeted_run_stays_outlined_and_a_narrow_page_keeps_its_header(
             assert right <= width, (path, width, right)
 
 
+def test_runs_without_stages_are_a_tick_away_and_the_address_keeps_it(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # Runs recorded with titan.trace alone swamped Agent Runs: by default it lists the runs
+    # that submitted stages; a box, kept in the address, adds the others.
+    ok = cluster.script("ok.py", OK)
+    client = cluster.client()
+    client.submit_dag("TICK_browser_PLAN", [TitanJob("plan", ok)],
+                      agent_run_id="TICK_browser", wait=True, timeout=60)
+    cluster.api("POST", "/runs", {"id": "tick-traced-browser", "agent_id": "traced"})
+    page.goto(dash.url("/agents"))
+    check_common(page, "agents")
+    page.wait_for_selector('.agent-run[data-run-id="TICK_browser"]')
+    assert not page.query_selector('.agent-run[data-run-id="tick-traced-browser"]')
+    assert "hidden)" in page.inner_text("#agent-filters")
+    page.check("#include-stageless")  # submits the filter by itself
+    page.wait_for_url("**/agents?stages=all")
+    page.wait_for_selector('.agent-run[data-run-id="tick-traced-browser"] .stages-note')
+    assert page.is_checked("#include-stageless")
+    # The live refresh keeps the choice: a new run without stages joins the list.
+    cluster.api("POST", "/runs", {"id": "tick-traced-browser-2", "agent_id": "traced"})
+    client.submit_dag("TICK_browser_ITER1", [TitanJob("iter", ok)], agent_run_id="TICK_browser")
+    page.wait_for_selector('.agent-run[data-run-id="tick-traced-browser-2"]')
+    page.uncheck("#include-stageless")
+    page.wait_for_url("**/agents?")
+    page.wait_for_selector('.agent-run[data-run-id="TICK_browser"]')
+    assert not page.query_selector('.agent-run[data-run-id="tick-traced-browser"]')
+
+
 def test_a_stage_box_follows_its_jobs_without_a_dag_event(cluster: Cluster, dash: Dashboard,
                                                           page: Any) -> None:
     # A job ending inside a stage that stays RUNNING sends no DAG event: the box kept saying

@@ -175,6 +175,13 @@ def test_list_dags_filters_and_counts(storage: Storage) -> None:
         assert order == ["R2", "R3", "R1", "R0"]
         assert [tx.agent_run_position(r) for r in order] == [0, 1, 2, 3]
         assert tx.agent_run_position("nobody") is None
+        # Only those with a stage (the Agent Runs page's default): R1 and R2's.
+        tx.insert_dag(dag_row("R2_PLAN", 1, "R2"))
+        runs, n = tx.list_agent_runs(10, 0, staged=True)
+        assert (n, [r["id"] for r in runs]) == (2, ["R2", "R1"])
+        assert tx.list_agent_runs(1, 1, staged=True)[0][0]["id"] == "R1"
+        assert [tx.agent_run_position(r, staged=True) for r in ("R2", "R1", "R3")] == [
+            0, 1, None]
 
 
 def test_attempts_and_logs(storage: Storage) -> None:

@@ -16,10 +16,11 @@ from titan_sdk import TitanJob
 cluster = shared_cluster(env={"TITAN_RETRY_BACKOFF": "30"})
 
 
-def agents_page(c: Cluster) -> tuple[dict[str, Any], str]:
+def agents_page(c: Cluster, **params: Any) -> tuple[dict[str, Any], str]:
     with httpx.Client(base_url=c.url, headers={"Authorization": f"Bearer {c.admin_token}"},
                       timeout=30) as s:
-        return s.get("/agents.json").json(), s.get("/agents").text
+        return (s.get("/agents.json", params=params).json(),
+                s.get("/agents", params=params).text)
 
 
 def run_of(d: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -104,17 +105,17 @@ def test_a_running_stage_that_executes_nothing_says_so(cluster: Cluster) -> None
 def test_a_traced_run_without_stages_shows_its_own_status(cluster: Cluster) -> None:
     run_id = "traced-ar02"
     cluster.api("POST", "/runs", {"id": run_id, "agent_id": "traced"})
-    d, _ = agents_page(cluster)
+    d, _ = agents_page(cluster, stages="all")
     assert (run_of(d, run_id)["status"], run_of(d, run_id)["stages_note"]) == (
         "WAITING", "no stage submitted yet")
     action = {"id": "a1", "actor": "traced", "channel": "tool", "name": "lookup",
               "inputs": {"q": 1}, "outputs": {"r": 2}, "outcome": "success",
               "started_at": time.time(), "duration_ns": 1000}
     cluster.api("POST", f"/runs/{run_id}/actions", {"actions": [action]})
-    d, _ = agents_page(cluster)
+    d, _ = agents_page(cluster, stages="all")
     assert run_of(d, run_id)["status"] == "RUNNING"
     cluster.api("PATCH", f"/runs/{run_id}", {"status": "completed"})
-    d, html = agents_page(cluster)
+    d, html = agents_page(cluster, stages="all")
     run = run_of(d, run_id)
     assert (run["status"], run["stages"], run["stages_note"]) == (
         "COMPLETED", [], "no stages: recorded with titan.trace")
@@ -192,3 +193,34 @@ def test_an_agent_whose_orchestrator_failed_is_not_shown_completed(cluster: Clus
     assert cluster.api("GET", "/agent-runs/GAVEUP")["status"] == "FAILED"
     row = html[html.index('id="GAVEUP"'):]
     assert 'data-status="FAILED"' in row[:row.find('<div class="agent-run"', 1)]
+
+
+def test_runs_without_stages_are_left_out_unless_asked_for(cluster: Cluster) -> None:
+    # Seventy runs recorded with titan.trace alone (each a "no stages" row) pushed the one
+    # multi-stage run to page 2 of a view that exists to show stages (seed 000).
+    ok = cluster.script("ar_ok.py", "print('ok')\n")
+    cluster.client().submit_dag("STAGED_ar04_PLAN", [TitanJob("plan", ok)],
+                                agent_run_id="STAGED_ar04", wait=True, timeout=60)
+    traced = [f"only-traced-ar04-{i}" for i in range(4)]
+    for run_id in traced:
+        cluster.api("POST", "/runs", {"id": run_id, "agent_id": "only-traced"})
+    d, html = agents_page(cluster, limit=3)
+    ids = [r["id"] for r in d["runs"]]
+    assert ids[0] == "STAGED_ar04" and not set(traced) & set(ids), ids
+    assert all(r["stages"] for r in d["runs"]) and d["stages"] == "with"
+    assert d["stageless"] >= 4
+    assert f"({d['stageless']} hidden)" in html
+    assert '<input type="checkbox" name="stages" value="all" id="include-stageless">' in html
+    # Ticked, in the address: every run, and the pager keeps it.
+    d, html = agents_page(cluster, limit=3, stages="all")
+    assert [r["id"] for r in d["runs"]] == traced[::-1][:3] and d["stageless"] is None
+    assert 'id="include-stageless" checked' in html
+    assert 'href="/agents?stages=all&amp;offset=3&amp;limit=3"' in html
+    # A link to a run without stages opens the page that holds it, with them included.
+    d, _ = agents_page(cluster, run=traced[0], limit=2)
+    assert d["stages"] == "all" and traced[0] in [r["id"] for r in d["runs"]]
+    with httpx.Client(base_url=cluster.url, timeout=30,
+                      headers={"Authorization": f"Bearer {cluster.admin_token}"}) as s:
+        assert s.get("/agents.json", params={"stages": "some"}).status_code == 400
+        bad = s.get("/agents", params={"stages": "some"})
+        assert bad.status_code == 400 and "stages must be one of with, all" in bad.text

@@ -20,13 +20,15 @@ from titan.dashboard import (
     schedules,
 )
 from titan.dashboard.render import STATIC, Data, int_param, twin
-from titan.errors import NotFound
+from titan.errors import NotFound, ValidationFailed
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.storage.base import Transaction
 
 router = APIRouter()
 PAGE_SIZE = 50
+#: What Agent Runs lists: runs with a stage (the default), or every run.
+AGENT_STAGES = ("with", "all")
 
 
 @twin(router, ["/workers", "/"], "cluster.html", "cluster")
@@ -66,15 +68,23 @@ async def agents_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     # ?run=ID: the page that holds that run (a DAG links back to its agent run this way; an
     # anchor alone pointed at the first page, where an older run is not).
     run_id = request.query_params.get("run")
+    # ?stages=all: runs without a stage too (recorded with titan.trace alone); by default
+    # only those that submitted one, as seed 000's view of stages shows them.
+    stages = request.query_params.get("stages") or "with"
+    if stages not in AGENT_STAGES:
+        raise ValidationFailed(f"stages must be one of {', '.join(AGENT_STAGES)}",
+                               details={"field": "stages"})
 
     def read(tx: Transaction) -> Data:
-        start = offset
+        start, shown = offset, stages
         if run_id:
-            position = tx.agent_run_position(run_id)
+            position = tx.agent_run_position(run_id, staged=shown == "with")
+            if position is None and shown == "with":  # a run without stages: shown with them
+                shown, position = "all", tx.agent_run_position(run_id)
             if position is None:
                 raise NotFound(f"no agent run {run_id!r}")
             start = position - position % limit
-        return dict(queries.agent_runs(tx, limit, start), focus=run_id or None)
+        return dict(queries.agent_runs(tx, limit, start, shown), focus=run_id or None)
 
     return await c.engine.read(read)
 

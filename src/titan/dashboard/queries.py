@@ -160,17 +160,23 @@ def dag_detail(tx: Transaction, name: str, run: int | None) -> Data:
 
 
 # -- agent runs --------------------------------------------------------------------------------
-def agent_runs(tx: Transaction, limit: int, offset: int) -> Data:
+def agent_runs(tx: Transaction, limit: int, offset: int, stages: str = "with") -> Data:
     """Agent runs with their stages. The per-run DAG lists are one query each (50 on a page);
-    the job counts of all their DAGs are one query, not one per run."""
-    rows, total = tx.list_agent_runs(limit, offset)
+    the job counts of all their DAGs are one query, not one per run. ``stages``: "with"
+    lists only runs that submitted a stage (seed 000's view of stages: seventy runs recorded
+    with ``titan.trace.run`` alone pushed the one multi-stage run to page 2), "all" every
+    run; ``stageless`` counts the runs "with" leaves out."""
+    staged = stages == "with"
+    rows, total = tx.list_agent_runs(limit, offset, staged=staged)
+    everything = tx.list_agent_runs(1, 0)[1] if staged else total
     per_run = [tx.list_dags(agent_run_id=r["id"], limit=10_000, newest_first=False)[0]
                for r in rows]
     counts = tx.job_counts([d["id"] for dags in per_run for d in dags])
     waiting = pending_hints(tx, [d for dags in per_run for d in dags], counts)
     runs = [_agent_run(run, dags, counts, waiting)
             for run, dags in zip(rows, per_run, strict=True)]
-    return {"runs": runs, **paging(total, limit, offset)}
+    return {"runs": runs, "stages": stages, "stageless": everything - total if staged else None,
+            **paging(total, limit, offset)}
 
 
 def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]],

@@ -19,17 +19,19 @@ class JobsTransaction(abc.ABC):
         when it was created."""
 
     @abc.abstractmethod
-    def list_agent_runs(self, limit: int, offset: int) -> tuple[list[Row], int]:
-        """Agent runs, most recently created first, and the total count."""
+    def list_agent_runs(self, limit: int, offset: int,
+                        staged: bool = False) -> tuple[list[Row], int]:
+        """Agent runs, most recently created first, and the total count; ``staged``: only
+        those with a stage (a DAG submitted with their ``agent_run_id``)."""
 
     @abc.abstractmethod
     def get_agent_run(self, run_id: str) -> Row | None:
         """One agent run row or None."""
 
     @abc.abstractmethod
-    def agent_run_position(self, run_id: str) -> int | None:
+    def agent_run_position(self, run_id: str, staged: bool = False) -> int | None:
         """Where the agent run sits in :meth:`list_agent_runs`'s order (0 first), or None
-        when there is no such run."""
+        when there is no such run (among those with a stage, when ``staged``)."""
 
     @abc.abstractmethod
     def insert_next_dag(self, row: Row) -> tuple[int, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, exists, func, or_, select, true
 
 from titan.storage import schema as t
 from titan.storage.base import Row
@@ -23,10 +23,14 @@ class AgentRunsSQL:
             .on_conflict_do_nothing().returning(t.agent_runs.c.id))
         return result.first() is not None
 
-    def list_agent_runs(self, limit: int, offset: int) -> tuple[list[Row], int]:
-        total = self.conn.execute(select(func.count()).select_from(t.agent_runs)).scalar_one()
+    def list_agent_runs(self, limit: int, offset: int,
+                        staged: bool = False) -> tuple[list[Row], int]:
+        where = _has_stage() if staged else true()
+        total = self.conn.execute(select(func.count()).select_from(t.agent_runs)
+                                  .where(where)).scalar_one()
         rows = self.conn.execute(
             select(t.agent_runs)
+            .where(where)
             .order_by(t.agent_runs.c.created_at.desc(), t.agent_runs.c.id)
             .limit(limit)
             .offset(offset)
@@ -37,12 +41,22 @@ class AgentRunsSQL:
         row = self.conn.execute(select(t.agent_runs).where(t.agent_runs.c.id == run_id)).first()
         return dict(row._mapping) if row else None
 
-    def agent_run_position(self, run_id: str) -> int | None:
+    def agent_run_position(self, run_id: str, staged: bool = False) -> int | None:
         run = self.get_agent_run(run_id)
         if run is None:
+            return None
+        if staged and self.conn.execute(
+                select(t.dags.c.id).where(t.dags.c.agent_run_id == run_id).limit(1)).first() \
+                is None:
             return None
         c = t.agent_runs.c
         before = or_(c.created_at > run["created_at"],
                      and_(c.created_at == run["created_at"], c.id < run_id))
         return int(self.conn.execute(select(func.count()).select_from(t.agent_runs)
-                                     .where(before)).scalar_one())
+                                     .where(before, _has_stage() if staged else true()))
+                   .scalar_one())
+
+
+def _has_stage() -> Any:
+    """An agent run a DAG was submitted with (the index on dags.agent_run_id answers it)."""
+    return exists().where(t.dags.c.agent_run_id == t.agent_runs.c.id)

@@ -10,6 +10,9 @@
   const el = T.el;
   const box = document.getElementById("agent-runs");
   const limit = Number(box.dataset.limit) || 50, offset = Number(box.dataset.offset) || 0;
+  const stages = box.dataset.stages || "with";  // "all": runs without stages listed too
+  const include = document.getElementById("include-stageless");
+  if (include) include.addEventListener("change", () => include.form.requestSubmit());
 
   function dagHref(name, run) {
     return "/dags/DAG-" + encodeURIComponent(name) + "?run=" + run;
@@ -51,7 +54,9 @@
 
   function render(d) {
     box.replaceChildren(...d.runs.map(runRow));
-    document.querySelector(".empty-state").hidden = d.runs.length > 0 || d.offset > 0;
+    const stageless = document.getElementById("stageless-state");
+    if (stageless) stageless.hidden = d.runs.length > 0 || d.offset > 0;
+    document.getElementById("empty-state").hidden = d.runs.length > 0 || d.offset > 0 || !!stageless;
     const range = document.querySelector(".pager .range");
     if (range) range.textContent = d.range;  // the server's words, past the end included
   }
@@ -60,7 +65,7 @@
   const refresh = T.throttle(async () => {
     const ticket = ++asked;  // fetches can overlap: only the newest is shown
     try {
-      const d = await T.getJSON("/agents.json?limit=" + limit + "&offset=" + offset);
+      const d = await T.getJSON("/agents.json?limit=" + limit + "&offset=" + offset + "&stages=" + stages);
       if (ticket === asked) render(d);
     } catch (err) { /* the next event or reconnect tries again */ }
   }, 500);
