@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +75,10 @@ def test_a_wait_ends_near_its_timeout_when_the_master_is_killed_or_frozen(
     assert "uploading the scripts of DAG 'unsent' (nothing was submitted)" in str(got)
     got, took = timed(lambda: client.wait(12345, timeout=2))
     assert isinstance(got, ConnectionFailed) and 1.5 < took < 4, (got, took)
+    for wait in (client.wait_job, client.wait_dag):
+        got, took = timed(lambda: wait("someday", timeout=2))  # noqa: B023 - called at once
+        assert isinstance(got, ConnectionFailed) and 1.5 < took < 4, (got, took)
+        assert "within the wait's timeout, waiting for " in str(got)
 
     # Frozen (SIGSTOP, a paused VM): the socket is open and nothing answers. Given up
     # DEADLINE_MARGIN (5 s) past the timeout, not WAIT_MARGIN (15 s).
@@ -131,3 +137,38 @@ def test_a_signal_wait_without_a_timeout_rides_out_a_restart(cl: Cluster) -> Non
     timer = later(0.5, away_for_3s)
     assert wait_for_signal(client, "stage-done") == "ok"
     timer.join()
+
+
+def test_submit_wait_rides_out_a_restart_across_its_steps(cl: Cluster) -> None:
+    # `titan submit --wait` waits in steps (3 s, then 30 s): a restart across a step's end
+    # made it give up within 3 s ("no answer ... within the wait's timeout, waiting for DAG
+    # 1") although no --timeout was given and the DAG completed (a QA pass).
+    cl.add_worker()
+    script = cl.script("slow.py", "import time\ntime.sleep(7)\n")
+    env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+               TITAN_TOKEN=cl.admin_token)
+
+    def away_for_3s() -> None:
+        cl.kill_master()
+        time.sleep(3)
+        cl.start_master()
+
+    cli = subprocess.Popen([sys.executable, "-m", "titan", "submit", script, "--wait"],
+                           env=env, cwd=cl.root, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    away_for_3s()  # down from ~2 s to ~5 s: across the first step's end (3 s into the wait)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 0, out + err
+    assert out.splitlines() == ["slow#1", "COMPLETED (COMPLETED 1)"], out + err
+
+    # With a --timeout, that bounds it, and the error names the DAG as the user saw it.
+    cli = subprocess.Popen([sys.executable, "-m", "titan", "submit", script, "--wait",
+                            "--timeout", "4"], env=env, cwd=cl.root,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    cl.kill_master()
+    started = time.monotonic()
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 1 and time.monotonic() - started < 5, out + err
+    assert "within the wait's timeout, waiting for DAG slow#2: cannot reach" in err, err

@@ -156,14 +156,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _wait_saying_why(client: Any, ref: Any, timeout: float | None, label: Any) -> Any:
     """The finished DAG, as ``wait_dag``; meanwhile, each reason a job of it is held that the
     master gives (no worker with its capability, a gate, a delay) is said once on stderr: a
-    wait on a job no worker can take used to be silent until the timeout."""
+    wait on a job no worker can take used to be silent until the timeout.
+
+    It waits in steps (3 s, then 30 s), each bounded, when the master is away, by the whole
+    wait's end, not the step's: with no ``timeout`` a restart is ridden out for the restart
+    grace (a restart across a step's end made it give up within 3 s)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     said: set[tuple[str, str]] = set()
     step = 3.0
     while True:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            return client.wait_dag(ref, timeout=step if left is None else min(step, left))
+            return client._wait_dag(ref, step if left is None else min(step, left),
+                                    until=deadline, what=f"DAG {label}")
         except WaitTimeout as exc:
             if left is not None and left <= step:  # the whole wait, not this slice, ran out
                 raise WaitTimeout(f"timed out after {timeout:g}s waiting for DAG {label} (it "

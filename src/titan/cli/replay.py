@@ -188,9 +188,10 @@ def _wait(client: Any, replay_id: str, timeout: float, progress: bool = False) -
     deadline = time.monotonic() + timeout
     seen = -1
     while True:
-        try:
-            client.wait_dag(f"{replay_id}_DRIVER", timeout=min(2.0, max(0.1, deadline
-                                                                       - time.monotonic())))
+        try:  # a master away is waited for until the whole wait's end, not a step's
+            client._wait_dag(f"{replay_id}_DRIVER", min(2.0, max(0.1, deadline
+                                                                - time.monotonic())),
+                             until=deadline)
             break
         except WaitTimeout:
             if time.monotonic() >= deadline:

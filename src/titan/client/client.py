@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -350,9 +350,18 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
                  jobs: bool = True) -> dict[str, Any]:
         """Block until every job of the DAG is finished; the DAG object (``jobs=False``:
         without its jobs, as :meth:`get_dag`)."""
+        return self._wait_dag(ref, timeout, jobs=jobs)
+
+    def _wait_dag(self, ref: Ref, timeout: float | None, *, jobs: bool = True,
+                  until: float | None | Literal["timeout"] = "timeout",
+                  what: str | None = None) -> dict[str, Any]:
+        """:meth:`wait_dag`, as one step of a longer wait that ends at ``until`` (monotonic;
+        None: no end, the restart grace alone bounds an unreachable master), said in errors
+        as ``what`` (default ``DAG 'ref'``): see :func:`~titan.client.long_poll.long_poll`."""
         reply: dict[str, Any] = long_poll(
-            self._transport, f"/dags/{quote_ref(ref)}/wait", timeout, what=f"DAG {ref!r}",
-            params=None if jobs else {"jobs": "false"})
+            self._transport, f"/dags/{quote_ref(ref)}/wait", timeout,
+            what=what or f"DAG {ref!r}", params=None if jobs else {"jobs": "false"},
+            until=until)
         return reply
 
     def wait(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
