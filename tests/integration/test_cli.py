@@ -577,6 +577,28 @@ def test_the_banner_keeps_the_admin_token_out_of_a_log(cluster: Cluster) -> None
     assert "token=" not in log and cluster.admin_token not in log
 
 
+def test_the_banners_url_is_one_clients_take(cluster: Cluster) -> None:
+    # The banner printed http://HOST:PORT/api/v1, which --master, TITAN_URL, TitanClient(url=)
+    # and `titan worker --master` all refused ("without a path"): it prints the root now,
+    # and the API's base names the master too.
+    log = (cluster.root / "master.log").read_text(errors="replace")
+    banner = re.search(r"^Titan master  (\S+)", log, re.M)
+    assert banner is not None and banner[1] == cluster.url, log[-2000:]
+    for url in (cluster.url, f"{cluster.url}/api/v1", f"{cluster.url}/api/v1/"):
+        assert "found in arguments" in titan(cluster, "status", "--master", url).stdout
+        env = dict(cluster.env, TITAN_URL=url, TITAN_TOKEN=cluster.admin_token)
+        out = subprocess.run([sys.executable, "-m", "titan", "status"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "found in TITAN_URL" in out.stdout, out.stderr
+        assert TitanClient(url=url, token=cluster.admin_token).health()["status"] == "ok"
+    out = titan(cluster, "status", "--master", f"{cluster.url}/api/v2", check=False)
+    assert out.returncode == 1 and "give the server's root URL, without a path" in out.stderr
+    worker = cluster.add_worker(capabilities="APIBASE", slots=1,
+                                master_url=f"{cluster.url}/api/v1")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+
+
 def test_workers_gone_a_week_leave_the_list(make_cluster: Any) -> None:
     """Every restart and --burst run registered a worker that stayed listed for ever (a QA
     pass): a master forgets the ones stopped or lost more than a week ago."""

@@ -431,6 +431,14 @@ def test_a_bad_master_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPa
         MasterConfig().check()
 
 
+def test_an_advertised_api_base_url_is_read_as_the_masters_root() -> None:
+    from titan.master.config import MasterConfig
+
+    for given in ("http://titan.internal:9090/api/v1", "http://titan.internal:9090/api/v1/",
+                  "http://titan.internal:9090/"):
+        assert MasterConfig(advertise_url=given).public_url == "http://titan.internal:9090"
+
+
 def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     from titan.errors import ConfigError
     from titan.permissions import secure_tree

@@ -217,10 +217,24 @@ def test_corrupt_master_file_names_the_file() -> None:
 def test_invalid_urls_are_config_errors() -> None:
     with pytest.raises(ConfigError):
         resolve(host="ftp://x:1")
-    with pytest.raises(ConfigError):
-        resolve(host="http://x:1/api")
+    for path in ("/api", "/api/v2", "/api/v1/dags", "/v1"):
+        with pytest.raises(ConfigError, match="without a path"):
+            resolve(host=f"http://x:1{path}")
     with pytest.raises(ConfigError):
         resolve(port=70000)
+
+
+def test_the_api_base_url_names_the_master(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A master's banner printed http://HOST:PORT/api/v1, and every client refused it ("give
+    # the server's root URL, without a path"): the API's base is read as the master's root.
+    for given in ("http://x:1/api/v1", "http://x:1/api/v1/"):
+        assert resolve(host=given).url == "http://x:1"
+    for given in ("http://x:1/api/v1", "http://x:1/api/v1/", "x:1/api/v1"):
+        assert resolve(urls=[given, "http://y:2/api/v1"]).urls == ("http://x:1", "http://y:2")
+    monkeypatch.setenv("TITAN_URL", "https://x/api/v1/")
+    assert resolve().url == "https://x:443"
+    monkeypatch.setenv("TITAN_MASTER_URLS", "http://a:1/api/v1,http://b:1")
+    assert resolve().urls == ("http://a:1", "http://b:1")
 
 
 # ---------------------------------------------------------------------------- several masters

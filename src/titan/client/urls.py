@@ -1,7 +1,9 @@
 """Master URLs: how they are written, read, listed and compared.
 
 A master URL is a server's root (``http://host:port``; a missing scheme means http, a missing
-port 9090, or 443 for https). Several URLs may name one Titan (a leader and its standbys);
+port 9090, or 443 for https). The API's base (``http://host:port/api/v1``, what a master's
+banner once printed) names the same master and is read as its root; any other path is refused.
+Several URLs may name one Titan (a leader and its standbys);
 loopback spellings (``localhost``, ``127.0.0.1``, ``::1``) count as one host when two are
 compared, so a token recorded for one is found for the others.
 """
@@ -14,6 +16,8 @@ from urllib.parse import urlsplit
 from titan.errors import ConfigError
 
 DEFAULT_PORT = 9090
+#: The API's base path: a master URL that ends with it names that master's root.
+API_PATH = "/api/v1"
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
 
@@ -37,9 +41,10 @@ def parse_url(url: str) -> tuple[str, str, int]:
         raise ConfigError(f"invalid Titan master URL {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"invalid Titan master URL {url!r}: expected http://HOST:PORT")
-    if parts.path not in ("", "/"):
+    if parts.path not in ("", API_PATH):
         raise ConfigError(
-            f"invalid Titan master URL {url!r}: give the server's root URL, without a path"
+            f"invalid Titan master URL {url!r}: give the server's root URL, without a path "
+            f"(or with {API_PATH}, the API's base)"
         )
     if port is None:
         port = 443 if parts.scheme == "https" else DEFAULT_PORT

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from titan.client.urls import API_PATH
 from titan.errors import ConfigError, ValidationFailed
 from titan.formats import HOST_HEADER
 from titan.master.otel.settings import ExportSettings, hold_seconds
@@ -258,8 +259,10 @@ class MasterConfig:
 
     @property
     def public_url(self) -> str:
-        """Where others reach this master: TITAN_ADVERTISE_URL, else the listening address."""
-        return (self.advertise_url or self.api_url).rstrip("/")
+        """Where others reach this master: TITAN_ADVERTISE_URL (its root: a trailing
+        ``/api/v1`` is read as the API's base, as clients read it), else the listening
+        address."""
+        return (self.advertise_url or self.api_url).rstrip("/").removesuffix(API_PATH)
 
     def public_url_as_seen(self, host_header: str | None) -> str:
         """Where other machines reach this master, for a page asked for with ``host_header``.

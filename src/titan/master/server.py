@@ -250,7 +250,9 @@ def serve(server: Server, sockets: list[socket.socket]) -> None:
 
 
 def banner(config: MasterConfig) -> None:
-    print(f"Titan master  {config.api_url}/api/v1   (data: {config.data_path})", flush=True)
+    # The URL clients are given (--master, TITAN_URL, TitanClient(url=)): the root; its
+    # API's base, /api/v1, printed here once, was refused by them (they take it now too).
+    print(f"Titan master  {config.api_url}   (data: {config.data_path})", flush=True)
     if config.dashboard_port and sys.stdout.isatty():
         print(f"Dashboard     {sign_in_link(config)}", flush=True)
         print("              (one-click sign-in: the link carries the admin token; keep it to "
@@ -303,7 +305,7 @@ def run_master(config: MasterConfig) -> int:
         if gate is None or gate.leading:
             announce()
         else:
-            print(f"Titan master  {config.public_url}/api/v1   standby: another master leads; "
+            print(f"Titan master  {config.public_url}   standby: another master leads; "
                   "this one takes over when it goes", flush=True)
 
     server.on_started = started
