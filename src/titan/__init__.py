@@ -8,11 +8,15 @@ a submodule (the worker's zygote imports ``titan.worker.zygote``) does not pay f
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from titan.version import __version__
 
+# Not typing's: `titan` starts by importing this package, and what it imports before the
+# command line's own code runs is where a Ctrl-C cannot be caught (titan/cli/__init__.py).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from titan import errors, llm, trace
     from titan.client import (
         TitanClient,

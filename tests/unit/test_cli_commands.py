@@ -102,13 +102,38 @@ def test_master_may_be_repeated_or_comma_separated(capsys: pytest.CaptureFixture
 
 
 def test_cli_module_imports_no_heavy_modules() -> None:
+    # What every command imports before it runs: the parser, built and reading the command
+    # line. orjson (through the ledger, for `titan runs verify`) was among it, and a Ctrl-C
+    # while orjson loaded crashed `titan` with SIGSEGV (a QA pass).
     import subprocess
 
-    code = ("import sys, titan.cli; heavy = [m for m in ('httpx', 'titan.client', "
-            "'titan.master', 'fastapi', 'sqlalchemy') if m in sys.modules]; print(heavy)")
+    code = ("import contextlib, sys, titan.cli\n"
+            "with contextlib.redirect_stdout(None): titan.cli.main(['--version'])\n"
+            "heavy = [m for m in ('httpx', 'titan.client', 'titan.master', 'fastapi', "
+            "'sqlalchemy', 'orjson', 'titan.ledger', 'yaml', 'rich', 'logging') "
+            "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("where", ["titan.cli.commands", "titan.cli.runs"])
+def test_a_ctrl_c_while_titan_starts_exits_130_quietly(where: str) -> None:
+    # A Ctrl-C while the command's modules load or its parser is built: a KeyboardInterrupt
+    # traceback (or, inside orjson's loading, SIGSEGV). Sent here the moment `where` is
+    # imported, as a real SIGINT.
+    import subprocess
+
+    code = ("import os, signal, sys\n"
+            "class Interrupt:\n"
+            "    def find_spec(self, name, *_):\n"
+            f"        if name == {where!r}: os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.meta_path.insert(0, Interrupt())\n"
+            "from titan.cli import main\n"
+            "sys.exit(main(['status']))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (130, "", "")
 
 
 # --------------------------------------------------------------------------- serving

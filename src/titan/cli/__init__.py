@@ -14,10 +14,35 @@
 * :mod:`~titan.cli.output` — how every command prints for people (tables, times, jobs and
   DAGs) and for programs (``--json``); its helpers are public, for all of the above
 
-The subcommand modules are imported only when their command runs, so ``titan --help`` and
-``titan status`` stay fast.
+The subcommand modules' heavy parts (the SDK and httpx, the master, the ledger and orjson)
+are imported only when their command runs, so ``titan --help`` and ``titan status`` stay
+fast, and a Ctrl-C while ``titan`` starts ends it with 130, quietly: orjson crashed
+(SIGSEGV) when interrupted while it loaded, which every command did at its start.
 """
 
-from titan.cli.parser import build_parser, main
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing's is not imported before main() can catch a Ctrl-C
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``titan``'s entry point (:func:`titan.cli.parser.main`); a Ctrl-C while its modules
+    load is exit status 130, without a traceback."""
+    try:
+        from titan.cli.parser import main as run
+    except KeyboardInterrupt:
+        return 130  # parser.INTERRUPTED (not imported: that is what was interrupted)
+    return run(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``titan`` (:func:`titan.cli.parser.build_parser`)."""
+    from titan.cli.parser import build_parser as build
+
+    return build()
+
 
 __all__ = ["build_parser", "main"]

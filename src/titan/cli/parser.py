@@ -16,7 +16,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from titan import envfile
 from titan.cli.commands import (
     Handler,
     cmd_admin,
@@ -49,6 +48,8 @@ from titan.errors import ConfigError, TitanError
 from titan.version import __version__
 
 ROLES = ("worker", "operator", "viewer", "admin")
+#: The exit status of a command interrupted (Ctrl-C), as a shell gives it.
+INTERRUPTED = 130
 
 
 def _common(*, master: bool = True, json: bool = True) -> argparse.ArgumentParser:
@@ -273,6 +274,13 @@ def _submit_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.N
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``titan`` with ``argv`` (default ``sys.argv[1:]``); the exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while the parser is built or reads the command line
+        return INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     for i, arg in enumerate(argv, 1):
@@ -302,13 +310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TitanError as exc:
         # The message may quote what a job wrote (its error): no control reaches a terminal.
         said = str(exc)
+        from titan import envfile
+
         came = envfile.origin_of(said) if isinstance(exc, ConfigError) else None
         if came is not None:  # a setting the user never typed: say where it came from
             said += f" (set in {came})"
         print(f"error: {for_terminal(said, sys.stderr.isatty())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         # `titan logs JOB | head`: the reader left; silence the flush at interpreter exit.
         try:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from titan.cli.output import money
-from titan.client import worktree
 from titan.errors import TitanError, WaitTimeout
 from titan.formats import quote_ref
 
@@ -144,6 +143,8 @@ def _body(args: argparse.Namespace, client: Any, run_id: str) -> dict[str, Any]:
 def _current_files(client: Any, run_id: str) -> dict[str, str]:
     """Upload the files now at the run's recorded paths, and the files beside them in the
     working tree they came from (a stage script or a module added since); {path: sha256}."""
+    from titan.client import worktree  # the SDK: imported when a command needs it
+
     code = client.api("GET", f"/runs/{quote_ref(run_id)}").get("code") or {}
     if not code.get("files"):  # no recorded code at all: the master's refusal says so
         return {}

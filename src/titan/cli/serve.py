@@ -9,7 +9,6 @@ import os
 import sys
 from typing import Any
 
-from titan import envfile
 from titan.errors import TitanError
 
 
@@ -120,10 +119,10 @@ def _master_config(args: argparse.Namespace) -> Any:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    from titan import envfile
     from titan.master.embedded import run_up as start_up
 
     envfile.load()  # provider keys in the project's .env reach the local worker's jobs
-
     return int(start_up(_master_config(args), slots=args.slots,
                       capabilities=_capabilities(args.capabilities),
                       sandbox=args.sandbox) or 0)
@@ -140,6 +139,7 @@ def run_master(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from titan import envfile
     from titan.client.config import resolve
 
     envfile.load()  # provider keys in the project's .env reach the jobs (docs/llm.md)

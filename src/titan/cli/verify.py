@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from titan import ledger
 from titan.errors import NotFound, TitanError
 from titan.formats import quote_ref
-from titan.ledger_verify import verify
-from titan.redaction import merge
+
+# The ledger (and orjson, which it imports) is imported by what verifies, not at the CLI's
+# start: every `titan` command builds the parser, which imports this module (cli/parser.py).
 
 BROKEN, UNCHAINED = 3, 4
 
@@ -130,6 +130,8 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
         # In seq order, as the master verifies: the chain is over seq, and lines moved in
         # the file are not a tampering (seq values swapped are, and show as reordered).
         rows = [_row(a, hashes) for a in sorted(actions, key=lambda a: a["seq"])]
+        from titan.ledger_verify import verify
+
         since = run.get("ledger_since")
         created = run.get("created_at")  # not in exports before it was needed here
         verdict = verify(run["id"], run["action_count"], run.get("chain_head"),
@@ -248,6 +250,8 @@ def _runs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
 
 def _row(a: dict[str, Any], hashes: dict[int, str]) -> dict[str, Any]:
     """An exported action (the API's shape) back as the row its hashes were computed on."""
+    from titan import ledger
+
     malformed = _malformed(a)
     error, usage = a.get("error") or {}, a.get("usage") or {}
     if not isinstance(error, dict):
@@ -356,6 +360,8 @@ def _derived_problem(a: dict[str, Any]) -> str | None:
             not _time(a["duration_ms"]) or a["duration_ms"] != round(ns / 1e6, 3)):
         return "its duration_ms is not its duration_ns"
     if "pii" in a:
+        from titan.redaction import merge
+
         counts: dict[str, int] = {}
         for found in (a.get("pii_fields") or {}).values():
             merge(counts, found)
