@@ -161,6 +161,7 @@ def test_a_wait_on_a_job_no_worker_can_take_says_why(cluster: Cluster) -> None:
     out = titan(cluster, "submit", "gpu.yaml", "--wait", "--timeout", "1", "--json",
                 check=False)
     assert out.returncode == 124 and json.loads(out.stdout)["ref"] == "needs_gpu#2", out.stdout
+    assert out.stderr.splitlines()[0] == "needs_gpu#2", out.stderr  # said before the wait
     # --timeout bounds --wait: alone it was silently ignored.
     out = titan(cluster, "submit", "gpu.yaml", "--timeout", "1", check=False)
     assert out.returncode == 1 and "--timeout bounds --wait" in out.stderr, out.stderr
@@ -177,6 +178,24 @@ def test_a_wait_on_a_job_no_worker_can_take_says_why(cluster: Cluster) -> None:
         follow.kill()
         follow.wait()
     titan(cluster, "cancel", "needs_gpu")
+    # Ctrl-C (or a CI step's timeout) during the wait: the reference was said first (with
+    # --json it was not said at all), and what to do with the DAG, which runs on.
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    for run, extra in ((3, ["--json"]), (4, [])):
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "titan", "submit", "gpu.yaml", "--wait", *extra], env=env,
+            cwd=cluster.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert waiting.stdout is not None and waiting.stderr is not None
+        said = (waiting.stderr if extra else waiting.stdout).readline()
+        assert said == f"needs_gpu#{run}\n", said
+        assert "is PENDING" in waiting.stderr.readline()  # waiting now
+        waiting.send_signal(signal.SIGINT)
+        out_text, err_text = waiting.communicate(timeout=30)
+        assert waiting.returncode == 130 and out_text == "", out_text + err_text
+        assert err_text == (f"still running: needs_gpu#{run} (titan status DAG-needs_gpu#{run}, "
+                            f"titan cancel DAG-needs_gpu#{run})\n"), err_text
+        titan(cluster, "cancel", f"needs_gpu#{run}")
 
 
 def test_a_script_is_submitted_as_a_one_job_dag_with_its_arguments(cluster: Cluster,

@@ -73,11 +73,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
             else:
                 print(dag.get("ref"))
             return 0
-        if not args.json:
-            print(dag.get("ref"), flush=True)
+        # The reference first, so that a wait cut short (Ctrl-C, a CI step's timeout) leaves
+        # it said; with --json on stderr, stdout being the one JSON document.
+        print(dag.get("ref"), file=sys.stderr if args.json else sys.stdout, flush=True)
+        label = dag.get("ref") or dag.get("name")
         try:
-            final = _wait_saying_why(client, dag.get("id") or dag["ref"], args.timeout,
-                                     dag.get("ref") or dag.get("name"))
+            final = _wait_saying_why(client, dag.get("id") or dag["ref"], args.timeout, label)
+        except KeyboardInterrupt:
+            print(f"still running: {label} (titan status DAG-{label}, titan cancel "
+                  f"DAG-{label})", file=sys.stderr, flush=True)
+            raise  # exit status 130 (cli/parser.py)
         except WaitTimeout as exc:
             if args.json:  # a script still learns which DAG it started, and where it stands
                 print_json(client.get_dag(dag.get("ref") or dag["id"]))

@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.submit_parser = p  # type: ignore[attr-defined]
     p.add_argument("--wait", action="store_true",
                    help="wait until it finishes, then name each job that did not succeed "
-                        "and why; exit 0 only if it COMPLETED, else 1")
+                        "and why; exit 0 only if it COMPLETED, else 1. Its reference is "
+                        "printed first (with --json, on stderr); Ctrl-C leaves it running, "
+                        "says so and exits 130")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds to wait at most; past them exit 124 (the DAG runs on)")
     p.add_argument("--agent-run-id", default=None, help="group this DAG into an agent run")
