@@ -17,10 +17,15 @@ from titan.cli import build_parser
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """The parser's sub-commands in the order they were added (every one, so none goes
-    undocumented)."""
+    undocumented), each once: an alias (``files download`` of ``files get``) is in its
+    command's help."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
+            found: dict[str, argparse.ArgumentParser] = {}
+            for name, sub in action.choices.items():
+                if all(sub is not other for other in found.values()):
+                    found[name] = sub
+            return found
     return {}
 
 

@@ -509,6 +509,9 @@ def test_a_project_folder_uploaded_from_the_shell_runs_archive_jobs(cluster: Clu
     assert got.stdout.strip() == str(tmp_path / "back.zip")
     with zipfile.ZipFile(tmp_path / "back.zip") as zf:
         assert sorted(zf.namelist()) == ["lib/__init__.py", "lib/words.py", "main.py"]
+    # `download`, as `titan --help` said the action was, is `get`.
+    again = titan(cluster, "files", "download", "cliproj.zip", "-o", str(tmp_path / "dl.zip"))
+    assert (tmp_path / "dl.zip").read_bytes() == (tmp_path / "back.zip").read_bytes(), again
     # A file keeps its name: --name is for folders.
     (tmp_path / "notes.txt").write_text("n\n")
     refused = titan(cluster, "files", "upload", str(tmp_path / "notes.txt"), "--name", "x",

@@ -1,5 +1,5 @@
-"""The ``titan files`` commands: upload a file or a project folder, list files, download one,
-delete one (every version, or all but the newest).
+"""The ``titan files`` commands: upload a file or a project folder, list files, get (download)
+one, rm one (every version, or all but the newest).
 
 A project folder is what an archive job runs from (``is_archive: true`` in a pipeline, its
 ``file`` ``<project>/<entry.py>``): its siblings travel with it and import as they do at home.
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                    help="a folder's project name (default: the folder's own name)")
     s = files.add_parser("list", parents=common, help="list files, newest first")
     s.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    s = files.add_parser("get", parents=common,
+    s = files.add_parser("get", aliases=["download"], parents=common,
                          help="download the latest file of a name (an artifact, a project)")
     s.add_argument("name")
     s.add_argument("-o", "--output", default=None,
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
         return _upload(args, client)
     if args.files_command == "rm":
         return _remove(args, client)
-    if args.files_command == "get":
+    if args.files_command in ("get", "download"):  # the action as typed: get or its alias
         written = client.fetch_artifact(args.name, args.output)
         print(written)
         return 0

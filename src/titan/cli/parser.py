@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     from titan.cli.files import add_arguments as add_files_arguments
 
     add_files_arguments(command("files", cmd_files, "files: upload a file or a project folder "
-                                "(archive jobs), list, download, delete (rm)"), common)
+                                "(archive jobs), list, get (or download), rm"), common)
 
     from titan.cli.runs import add_arguments as add_runs_arguments
 
