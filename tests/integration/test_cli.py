@@ -405,6 +405,30 @@ def test_dashboard_prints_a_working_sign_in_link(cluster: Cluster) -> None:
         assert exc.code == 303 and exc.headers["location"] == "/agents"
         assert "titan_session=" in exc.headers["set-cookie"]
 
+    # A token that cannot sign in (a worker's): its link answered 401, and rc was 0.
+    me = cluster.api("GET", "/whoami")
+    assert me == {"role": "admin", "name": "admin (titan up)", "dashboard": True,
+                  "token_id": me["token_id"]} and me["token_id"].startswith("tok-")
+    worker_token = (cluster.data / "worker.token").read_text().strip()
+    assert cluster.api("GET", "/whoami", token=worker_token)["dashboard"] is False
+    out = titan(cluster, "dashboard", token=worker_token, check=False)
+    assert out.returncode == 1 and out.stdout == "", out.stdout
+    assert "this worker token cannot sign in to the dashboard: use an admin, operator or " \
+        "viewer token" in out.stderr, out.stderr
+    viewer = json.loads(titan(cluster, "token", "create", "--role", "viewer", "--json").stdout)
+    assert titan(cluster, "dashboard", token=viewer["token"]).stdout.startswith(
+        f"{cluster.url}/login?token={viewer['token']}")
+    # --open where no browser can be opened says so (the link was printed, nothing else).
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token, BROWSER="false")
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    opened = subprocess.run([sys.executable, "-m", "titan", "dashboard", "--open"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert opened.returncode == 0 and opened.stdout.strip() == link.replace("next=%2Fagents",
+                                                                            "next=%2F")
+    assert "could not open a web browser on this machine" in opened.stderr, opened.stderr
+
 
 ESCAPES = ("import sys\n"
            "print('\\x1b]0;PWNED\\x07 \\x1b[2J\\x1b[31mred\\x1b[0m \\x1b]52;c;ZWNobw==\\x07')\n"

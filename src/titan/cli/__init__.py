@@ -6,6 +6,8 @@
 * :mod:`~titan.cli.serve` — ``titan up``, ``titan master`` and ``titan worker``
 * :mod:`~titan.cli.runs` — ``titan runs``: agent runs and their actions
 * :mod:`~titan.cli.schedules` — ``titan schedule``: cron schedules of pipelines
+* :mod:`~titan.cli.dashboard` — ``titan dashboard``: the sign-in link, for a token that can
+  sign in
 * :mod:`~titan.cli.files` — ``titan files``: upload a file or a project folder, list, get, rm
 * :mod:`~titan.cli.replay` — ``titan replay`` and ``titan determinism``
 * :mod:`~titan.cli.evals` — ``titan eval``: evaluations from a spec, their runs and verdicts

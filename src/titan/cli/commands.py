@@ -33,7 +33,7 @@ from titan.cli.output import (
     table,
     when,
 )
-from titan.errors import ConfigError, NotFound, TitanError, WaitTimeout
+from titan.errors import ConfigError, NotFound, WaitTimeout
 
 if TYPE_CHECKING:
     from titan.client import TitanClient, TitanJob
@@ -284,31 +284,6 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    """`titan dashboard`: the one-click sign-in link again (the banner scrolled away)."""
-    from urllib.parse import urlencode
-
-    with _client(args) as client:
-        client.health()  # a clear error now beats a link to nothing
-        token = client.endpoint.token
-        if not token:
-            raise TitanError("no token for this master: pass --token or set TITAN_TOKEN")
-        # The API port serves the dashboard too, so the link needs nothing but the endpoint.
-        # A page named without its slash ('agents') is the page meant: sign-in only lands on
-        # a path of this site, and would take 'agents' for somewhere else (landing on /).
-        page = args.page if args.page.startswith("/") else "/" + args.page
-        link = f"{client.url}/login?{urlencode({'token': token, 'next': page})}"
-    if getattr(args, "json", False):
-        print_json({"url": link, "page": page})
-    else:
-        print(link)
-    if args.open:
-        import webbrowser
-
-        webbrowser.open(link)
-    return 0
-
-
 def cmd_workers(args: argparse.Namespace) -> int:
     with _client(args) as client:
         info = client.get_workers()
@@ -403,5 +378,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return _cmd_eval_remote(args)
 
 
+cmd_dashboard = _elsewhere("titan.cli.dashboard", "run")
 cmd_llm = _elsewhere("titan.cli.llm", "run", client=False)
 cmd_mcp = _elsewhere("titan.cli.mcp", "run")

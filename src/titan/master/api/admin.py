@@ -11,9 +11,10 @@ from fastapi import APIRouter, Body, Query
 import titan
 from titan.errors import NotFound, Unauthorized, ValidationFailed
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, Admin, CtxDep, Reader
+from titan.master.api.deps import API_PREFIX, Admin, Caller, CtxDep, Reader
 from titan.master.api.limits import PROXY_CALL
 from titan.master.api.params import Offset
+from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.scheduling.views import agent_run_view
 from titan.master_proof import proof as proof_of
@@ -48,6 +49,14 @@ async def master_proof(c: CtxDep, nonce: str = Query(..., pattern="^[0-9a-f]{32}
             c.evals.proxy.unproven(proxied.group(1))
         raise Unauthorized("unknown token")
     return {"proof": proof_of(digest, nonce)}
+
+
+@router.get("/whoami", tags=["admin"], summary="Who the calling token is (any token)")
+async def whoami(p: Caller) -> Row:
+    # `titan dashboard` asks before it prints a sign-in link: a worker's token made one
+    # that answered 401 (a QA pass).
+    return {"role": p.role, "name": p.name, "token_id": p.token_id,
+            "dashboard": p.role in sessions.DASHBOARD_ROLES}
 
 
 @router.post("/tokens", tags=["admin"], status_code=201, summary="Create a token")

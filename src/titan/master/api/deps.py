@@ -139,6 +139,8 @@ async def _ctx(request: Request) -> Ctx:
 
 
 CtxDep = Annotated[Ctx, Depends(_ctx)]
+# Any token, whatever its role (GET /whoami says which).
+Caller = Annotated[auth.Principal, Depends(principal)]
 Reader = Annotated[auth.Principal, Depends(_require(auth.READ, "read"))]
 Writer = Annotated[auth.Principal, Depends(_require(auth.WRITE, "change anything", fenced=True))]
 WorkerAuth = Annotated[auth.Principal, Depends(_require(auth.WORKER, "act as a worker"))]

@@ -1,0 +1,54 @@
+"""``titan dashboard``: the dashboard's one-click sign-in link again (the banner scrolled
+away), for a token that can sign in.
+
+The link carries the token, so it is only as good as the token: a worker's or a job's cannot
+sign in (the link answered 401), and is refused here, before any link is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+from urllib.parse import urlencode
+
+from titan.cli.output import print_json
+from titan.errors import NotFound, TitanError
+
+
+def run(args: argparse.Namespace, client: Any) -> int:
+    with client:
+        client.health()  # a clear error now beats a link to nothing
+        token = client.endpoint.token
+        if not token:
+            raise TitanError("no token for this master: pass --token or set TITAN_TOKEN")
+        _check_signs_in(client)
+        # The API port serves the dashboard too, so the link needs nothing but the endpoint.
+        # A page named without its slash ('agents') is the page meant: sign-in only lands on
+        # a path of this site, and would take 'agents' for somewhere else (landing on /).
+        page = args.page if args.page.startswith("/") else "/" + args.page
+        link = f"{client.url}/login?{urlencode({'token': token, 'next': page})}"
+    if getattr(args, "json", False):
+        print_json({"url": link, "page": page})
+    else:
+        print(link)
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(link):  # no browser here (a server, a container, over SSH)
+            print("warning: could not open a web browser on this machine; open the link "
+                  "in one yourself", file=sys.stderr)
+    return 0
+
+
+def _check_signs_in(client: Any) -> None:
+    """Refuse a token that cannot sign in to the dashboard (a worker's, a job's), as the
+    master says (``GET /whoami``). A master too old to say is not asked."""
+    try:
+        me = client.api("GET", "/whoami")
+    except NotFound:
+        return
+    if not me.get("dashboard", True):
+        raise TitanError(f"this {me.get('role')} token cannot sign in to the dashboard: use an "
+                         "admin, operator or viewer token (an admin makes one: titan token "
+                         "create --role viewer)")
