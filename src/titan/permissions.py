@@ -48,17 +48,27 @@ def _tighten(path: Path, st: os.stat_result, want: int, *, warn: bool) -> bool:
     return True
 
 
+def private_dir(path: Path) -> Path:
+    """Create the directory ``path`` if missing, 0700 from the start (missing parents as the
+    umask makes them: not ours to close). Whatever writes into a private directory (the data
+    dir: ``titan up --tls``'s certificate before the master starts) creates it this way
+    first: made by a ``mkdir(parents=True)`` further down, it was open to others until the
+    master tightened it, warning of a leak in a directory it had just made."""
+    try:
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only disk: one line, not a traceback
+        raise ConfigError(f"cannot create the directory {path}: {exc.strerror or exc}") \
+            from None
+    return path
+
+
 def secure_tree(root: Path, *, warn: bool = True) -> list[Path]:
     """Create ``root`` (0700) if missing, and tighten it and everything in it that belongs to
     this user: directories to 0700, files to 0600 at most. Returns the paths that were looser.
 
     Symbolic links are neither followed nor changed (their target is not ours to judge).
     """
-    try:
-        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    except OSError as exc:  # a file in the way, a read-only disk: one line, not a traceback
-        raise ConfigError(f"cannot create the directory {root}: {exc.strerror or exc}") \
-            from None
+    private_dir(root)
     loosened: list[Path] = []
     uid = os.getuid()
     stack = [root]

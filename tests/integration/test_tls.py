@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import threading
@@ -71,6 +72,19 @@ def tls_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     cert = root / "data" / "tls" / "cert.pem"
     with titan_up(root, ["--tls"], str(cert)) as up:
         yield dict(up, cert=cert)
+
+
+def test_a_first_start_with_tls_makes_its_data_dir_private_without_a_warning(
+        tls_up: dict[str, Any]) -> None:
+    # The certificate was written first, its mkdir(parents=True) making the data dir with
+    # the umask (0755): the master then tightened it and warned of a leak ("was mode 0755,
+    # open to other local users ... rotate tokens") in the directory it had just made.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert umask & 0o077 != 0o077, "a umask that opens nothing hides the bug"
+    assert stat.S_IMODE(tls_up["data"].stat().st_mode) == 0o700
+    log = tls_up["log"].read_text()
+    assert "was mode" not in log and "open to other local users" not in log, log[-3000:]
 
 
 JOB = """

@@ -112,8 +112,11 @@ def _master_config(args: argparse.Namespace) -> Any:
         config.tls_key = getattr(args, "tls_key", None)
     elif getattr(args, "tls", False):
         from titan.client.tls import self_signed
+        from titan.permissions import private_dir
 
-        cert, key = self_signed(config.data_path / "tls", [config.host])
+        # The data dir first, private: made as the certificate's parent it was 0755 (umask)
+        # until the master tightened it, with a warning of a leak at the very first start.
+        cert, key = self_signed(private_dir(config.data_path) / "tls", [config.host])
         config.tls_cert, config.tls_key = str(cert), str(key)
     return config
 

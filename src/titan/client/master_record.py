@@ -13,7 +13,7 @@ from titan.atomic import atomic_file
 from titan.client.config import CONFIG_FILE, MASTER_FILE, config_dir, load_user_config
 from titan.client.urls import parse_url
 from titan.errors import ConfigError
-from titan.permissions import secure_tree
+from titan.permissions import private_dir, secure_tree
 
 
 def _write_private(path: Path, text: str, mode: int) -> None:
@@ -37,7 +37,7 @@ def record_master(url: str, token: str | None, data_dir: str | os.PathLike[str],
     if dashboard_port:
         found["dashboard_port"] = dashboard_port
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)  # the master made it already; private if not (a data dir)
         _write_private(directory / MASTER_FILE, json.dumps(found, indent=2) + "\n", 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot write {directory / MASTER_FILE}: {exc}") from None
