@@ -144,6 +144,14 @@ def test_submit_wait_says_which_jobs_failed_and_why(cluster: Cluster) -> None:
     assert "  bad FAILED: exit code 1: ValueError: the input is empty" in lines, out.stdout
     assert any(line.startswith("  after SKIPPED: upstream job 'bad'") for line in lines), lines
     assert not any(line.startswith("  ok ") for line in lines)
+    # `logs --follow` exits as `submit --wait` does: 0 only if the job COMPLETED (it was 0
+    # for a failed job too).
+    follow = titan(cluster, "logs", "mixed/bad", "--follow", check=False)
+    assert follow.returncode == 1 and "ValueError: the input is empty" in follow.stdout, follow
+    assert titan(cluster, "logs", "mixed/bad", "--follow", "--attempt", "1",
+                 check=False).returncode == 1
+    assert titan(cluster, "logs", "mixed/ok", "--follow").stdout == "fine\n"
+    assert titan(cluster, "logs", "mixed/bad").returncode == 0  # not following: it printed
 
 
 def test_a_wait_on_a_job_no_worker_can_take_says_why(cluster: Cluster) -> None:

@@ -193,6 +193,7 @@ def _wait_saying_why(client: Any, ref: Any, timeout: float | None, label: Any) -
 
 def cmd_logs(args: argparse.Namespace) -> int:
     with _client(args) as client:
+        job: dict[str, Any] = {}
         if args.follow:
             # Following a job that has not started: say why it waits, if the master knows.
             job = client.get_job(args.job)
@@ -207,7 +208,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 print(json.dumps(item), flush=args.follow)
             else:
                 print(for_terminal(item.get("line", ""), tty), flush=args.follow)
-    return 0
+        if not args.follow:
+            return 0
+        # Followed to its end: exit as `submit --wait` does, 0 only if it COMPLETED (the
+        # attempt followed, with --attempt), so a script or CI step learns it failed.
+        ended = client.get_job(str(job["id"]))
+        if args.attempt is not None:
+            ended = next((a for a in ended.get("attempts") or []
+                          if a.get("attempt") == args.attempt), ended)
+    return 0 if ended.get("state") == "COMPLETED" else 1
 
 
 def cmd_store(args: argparse.Namespace) -> int:
