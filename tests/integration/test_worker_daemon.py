@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import socket
@@ -480,12 +481,17 @@ def test_drain_finishes_running_jobs_then_deregisters(master: FakeMaster, tmp_pa
     assert master.events[-1][0] == "deregister"
 
 
-def test_second_stop_kills_running_jobs(master: FakeMaster, tmp_path: Path) -> None:
+def test_second_stop_kills_running_jobs(master: FakeMaster, tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="titan")
     running = Running(_worker(master, tmp_path))
     job = master.add_job("long.py", "print('ready', flush=True)\nimport time\ntime.sleep(120)")
     master.wait_for(lambda: "ready" in master.lines(job))
     running.worker.request_stop()
     assert running.stop() == 1  # the second request
+    # One job is one job ("killing 1 running jobs").
+    assert "draining: waiting for 1 running job (signal again to kill it)" in caplog.text
+    assert "stopping now: killing 1 running job\n" in caplog.text + "\n"
     assert master.result(job)["error"] == "the worker stopped"
     # Not the job's failure: the master starts it again elsewhere, spending no retry.
     assert master.result(job)["released"] is True

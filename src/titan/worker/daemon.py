@@ -65,6 +65,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_LEVEL_ENV = "TITAN_LOG_LEVEL"
 
 
+def _running_jobs(n: int) -> str:
+    """``1 running job``, ``2 running jobs``: what a drain or a stop says it waits for or kills."""
+    return f"{n} running job{'' if n == 1 else 's'}"
+
+
 class Worker(LeaseThread):
     """One worker process's state and threads; :meth:`run` returns the exit code."""
 
@@ -206,8 +211,8 @@ class Worker(LeaseThread):
                 self.poller.drain()
                 busy = len(self.supervisor.running())
                 if busy and self._signals:
-                    log.info("draining: waiting for %d running jobs (signal again to kill them)",
-                             busy)
+                    log.info("draining: waiting for %s (signal again to kill %s)",
+                             _running_jobs(busy), "it" if busy == 1 else "them")
             timeout: float | None = None
             # Not registered yet: nothing can have been leased to this worker.
             intake_known = self._intake_ready.is_set() or self.worker_id is None
@@ -245,8 +250,8 @@ class Worker(LeaseThread):
         self._refused_killed = True
         running = self.supervisor.running()
         if running:
-            log.error("the master refuses this worker's credential: killing its %d running "
-                      "job(s) now (they run again elsewhere)", len(running))
+            log.error("the master refuses this worker's credential: killing its %s now "
+                      "(to run again elsewhere)", _running_jobs(len(running)))
         self.supervisor.stop_all(STOPPED)
 
     def _stop_graceful(self) -> int:
@@ -275,7 +280,7 @@ class Worker(LeaseThread):
 
     def _stop_hard(self) -> int:
         running = self.supervisor.running()
-        log.warning("stopping now: killing %d running jobs", len(running))
+        log.warning("stopping now: killing %s", _running_jobs(len(running)))
         self._draining = True
         self.poller.drain()
         self._stopped.set()
