@@ -370,6 +370,18 @@ def test_titan_up_prints_where_things_are_and_stops_cleanly_on_ctrl_c(tmp_path: 
             raise AssertionError(f"worker {pid} still running after Ctrl-C")
 
 
+def test_the_tokens_a_first_start_makes_are_named_for_its_command(
+        cluster: Cluster, make_cluster: Any) -> None:
+    # `titan master` named them "admin (titan up)" and "local worker", though it starts no
+    # worker; its worker.token is for the `titan worker`s its operator starts.
+    names = {t["name"] for t in json.loads(titan(cluster, "token", "list", "--json").stdout)}
+    assert {"admin (titan up)", "local worker (titan up)"} <= names, names
+    master = make_cluster().start_master()
+    names = {t["name"] for t in master.api("GET", "/tokens")["tokens"]}
+    assert names == {"admin (titan master)", "worker (titan master)"}, names
+    master.add_worker(slots=1)  # with the worker.token it wrote
+
+
 def test_a_second_master_on_the_same_database_is_refused(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import fresh_postgres_database
 

@@ -162,8 +162,14 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         hub = EventHub()
         engine = Engine(config, storage, hub)
         await engine.start()
-        await ensure_token_file(engine, data / "admin.token", "admin", "admin (titan up)")
-        await ensure_token_file(engine, data / "worker.token", "worker", "local worker")
+        # Named for the command that made them: `titan master` named them "admin (titan up)"
+        # and "local worker", though it starts no worker (its worker.token is one the
+        # operator may give their `titan worker`s: docs/configuration.md, --data-dir).
+        made = config.started_by
+        await ensure_token_file(engine, data / "admin.token", "admin", f"admin ({made})")
+        await ensure_token_file(engine, data / "worker.token", "worker",
+                                "local worker (titan up)" if made == "titan up"
+                                else f"worker ({made})")
         blobs = open_blob_store(config.blob_settings(), storage)
         mark = await engine.read(lambda tx: blob_mark.ensure(tx, blobs))
         if mark is not None:  # this store is now the one its blobs are in

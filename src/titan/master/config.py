@@ -85,6 +85,9 @@ class MasterConfig:
         default_factory=lambda: os.environ.get("TITAN_ADVERTISE_URL") or None)
     #: On PostgreSQL, wait as a standby when another master leads (False: refuse to start).
     standby: bool = True
+    #: The command that runs this master, in the names of the tokens its first start makes
+    #: (``admin (titan up)``, ``worker (titan master)``): `titan up` sets it.
+    started_by: str = "titan master"
     #: Serve HTTPS with this certificate and key (PEM files); `titan up --tls` makes both.
     tls_cert: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_CERT") or None)
     tls_key: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_KEY") or None)

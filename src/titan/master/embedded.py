@@ -106,6 +106,7 @@ def run_up(config: MasterConfig, slots: int | None = None,
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if slots is not None and slots < 1:  # 0 became the CPU count; `titan worker` refuses it
         raise ConfigError(f"--slots must be at least 1, got {slots}")
+    config.started_by = "titan up"  # the tokens it makes say so
     worker = LocalWorker(config, slots or os.cpu_count() or 2, capabilities or ["GENERAL"],
                          sandbox=sandbox)
     # The master's files are private; jobs create files with the umask the user chose.
