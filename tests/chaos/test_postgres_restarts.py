@@ -169,3 +169,55 @@ def test_a_database_away_longer_than_the_credential_cache_loses_no_worker(
         finally:
             c.stop()
             proxy.close()
+
+
+def test_a_database_outage_logs_its_start_and_end_not_tracebacks(make_cluster: Any) -> None:
+    """Reads refused while PostgreSQL is away answer 503 with Retry-After, and the log says
+    the outage in warnings: its start, the first refused read, its end. Each refused read was
+    also uvicorn's "Exception in ASGI application" with two psycopg/SQLAlchemy tracebacks:
+    Starlette's Exception handler re-raised every answered error to the server."""
+    import httpx
+
+    with fresh_postgres_database("titan_pglog") as url:
+        host_port = url.split("@", 1)[1].split("/", 1)[0]
+        host, port = host_port.rsplit(":", 1) if ":" in host_port else (host_port, "5432")
+        proxy = TcpProxy((host, int(port)))
+        c = make_cluster(database_url=url.replace(host_port, f"127.0.0.1:{proxy.port}"))
+        try:
+            c.start_master()
+            client = c.client()
+            dag = client.submit_dag("outage", [TitanJob(job_id="a", filename=c.script(
+                "noop.py", "print('ok')\n"))])
+            client.store_put("before", "1")
+            log_path = c.root / "master.log"
+            seen = len(log_path.read_text(errors="replace"))
+            proxy.cut(down_for=5)
+            written = threading.Thread(target=client.store_put, args=("during", "2"))
+            written.start()  # waits in the writer until the database is back
+            statuses, retry_after = [], set()
+            headers = {"Authorization": f"Bearer {c.admin_token}"}
+            with httpx.Client(base_url=c.url + "/api/v1", headers=headers, timeout=10) as http:
+                for _ in range(8):
+                    answer = http.get(f"/dags/{dag['id']}")
+                    statuses.append(answer.status_code)
+                    if answer.status_code == 503:
+                        assert answer.json()["error"]["code"] == "database_unavailable"
+                        retry_after.add(answer.headers.get("Retry-After"))
+                    time.sleep(0.4)
+            written.join(timeout=60)
+            assert not written.is_alive()
+            assert client.store_get("during") == "2"
+            deadline = time.monotonic() + 30
+            while "the database is back after" not in log_path.read_text(errors="replace"):
+                assert time.monotonic() < deadline, c.log()
+                time.sleep(0.1)
+            log = log_path.read_text(errors="replace")[seen:]
+            assert statuses.count(503) >= 3 and retry_after == {"1"}, statuses
+            assert "Exception in ASGI application" not in log, log[-3000:]
+            assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+            assert "the database is unavailable (" in log, log[-3000:]
+            # The first refused read is said; the next ones (within 30 s) are only counted.
+            assert log.count("database unavailable on GET /api/v1/dags/") == 1, log[-3000:]
+        finally:
+            c.stop()
+            proxy.close()

@@ -65,6 +65,7 @@ from titan.master.context import Ctx
 from titan.master.egress import EgressPolicy
 from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
+from titan.master.http_errors import ErrorGuard
 from titan.master.http_guard import HostCheck
 from titan.master.otel.exporter import Exporter
 from titan.master.otel.known import Known
@@ -293,24 +294,11 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         log.debug("client left during %s %s", request.method, request.url.path)
         return Response(status_code=499)
 
-    @app.exception_handler(Exception)
-    async def crash(request: Request, exc: Exception) -> Response:
-        ctx = getattr(request.app.state, "ctx", None)
-        if ctx is not None and ctx.storage.unavailable(exc):
-            # A read while the database is away (writes wait for it in the writer): not a
-            # bug, and worth asking again shortly.
-            log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
-                        str(exc).splitlines()[0][:200])
-            err = DatabaseUnavailable("the database is unavailable for now; try again shortly")
-            response = await answer(request, err)
-            response.headers["Retry-After"] = "1"
-            return response
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        return await answer(request, APIError(f"internal error: {exc!r}", code="internal_error",
-                                        status=500))
-
-    # Outermost last: the Host check, then the body guard (who may send a body, how big).
+    # Outermost last: the Host check, then what answers an error no handler took (the
+    # database away, a bug: never re-raised for the server to log again), then the body
+    # guard (who may send a body, how big).
     app.add_middleware(BodyGuard, config=config)
+    app.add_middleware(ErrorGuard, answer=answer)
     app.add_middleware(HostCheck, config=config)
     return app
 
