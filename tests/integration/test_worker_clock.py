@@ -58,3 +58,22 @@ def test_a_worker_60_s_behind_gives_true_durations_and_log_times(
     assert 59 <= worker["clock_offset"] <= 61, worker
     said = re.findall(r"\(behind\): its clock is (\d+\.\d) s behind the master's", c.log())
     assert len(said) == 1 and 59 <= float(said[0]) <= 61, c.log()  # once per worker
+
+
+def test_a_master_restart_does_not_make_a_worker_on_its_host_late(
+        make_cluster: Callable[..., Cluster]) -> None:
+    # A worker started as its master was killed: its registration, retried until the master
+    # was back 4 s later, carried the time of its first try, and the master warned "its clock
+    # is 4.8 s behind the master's" (the worker on the master's own host: one clock), its log
+    # lines shifted by as much (a durability QA pass).
+    c = make_cluster(lease_seconds=3)  # a heartbeat every second
+    c.start_master()
+    c.add_worker(slots=1, name="here", wait=False)
+    c.kill_master()  # before the worker, still starting, registers
+    time.sleep(4)
+    c.start_master()
+    c.wait_workers(1)
+    time.sleep(3)  # a few heartbeats
+    (worker,) = [w for w in c.client().get_workers()["workers"] if w["name"] == "here"]
+    assert worker["clock_offset"] == 0.0, worker
+    assert "its clock is" not in (c.root / "master.log").read_text(), c.log()

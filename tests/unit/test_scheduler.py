@@ -498,22 +498,6 @@ def test_an_attempt_ends_its_elapsed_time_after_its_start_whatever_the_worker_cl
                         "old": 1010.0}
 
 
-def test_a_workers_clock_offset_is_its_least_delayed_sample() -> None:
-    from titan.master.scheduling.worker_clock import WorkerClock
-
-    c = WorkerClock()
-    assert c.offset == 0.0 and c.shift(100.0) == 100.0
-    c.sample(1000.0, 1060.02)  # 60 s behind, 20 ms on the way
-    c.sample(990.0, 1090.0)  # a heartbeat retried after an outage: sent with its first time
-    assert round(c.offset, 2) == 60.02 and round(c.shift(1000.0), 2) == 1060.02
-    for bad in (None, "1000", True, float("nan"), float("inf")):
-        c.sample(bad, 5000.0)
-    assert round(c.offset, 2) == 60.02
-    for t in range(5):  # its clock set right: followed within five samples
-        c.sample(2000.0 + t, 2000.01 + t)
-    assert c.offset == 0.0  # within a second: times are kept as they are
-
-
 def test_a_worker_lost_or_gone_keeps_when_it_was_last_heard_from() -> None:
     s = make()
     w = worker(s)

@@ -218,6 +218,7 @@ class MasterConnection:
 
     def call(self, method: str, path: str, body: Any = None, *, timeout: float = 30.0) -> Any:
         """Send a JSON request and return the decoded JSON answer, retrying until it lands.
+        A callable ``body`` is called for each try: its ``now`` is when that try was sent.
 
         Raises :class:`Stopped` if the worker stops meanwhile, and the :mod:`titan.errors`
         class of any 4xx answer.
@@ -235,7 +236,8 @@ class MasterConnection:
             what = f"{method} {path}"
             try:
                 response = self._client().request(
-                    method, base + API_PREFIX + path, json=body, headers=self._auth,
+                    method, base + API_PREFIX + path, headers=self._auth,
+                    json=body() if callable(body) else body,
                     timeout=httpx.Timeout(timeout, connect=5.0),
                 )
             except httpx.TransportError as exc:

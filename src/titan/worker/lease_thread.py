@@ -3,8 +3,9 @@
 Part of :class:`~titan.worker.daemon.Worker` (a mixin; the worker's constructor sets the
 attributes declared here). Every call names the worker; one the master answers
 ``404 unknown_worker`` (it forgot the worker) registers again, once for all threads, with the
-attempts the worker holds, and is then retried. The lease thread registers, opens the worker
-channel or falls back to the HTTP pollers, then heartbeats until the worker stops. A thread
+attempts the worker holds, and is then retried. The lease thread registers, heartbeats once
+at once (the master's second sample of this host's clock), opens the worker channel or falls
+back to the HTTP pollers, then heartbeats until the worker stops. A thread
 that cannot go on hands its error to :meth:`LeaseThread._fail`, which wakes the main thread.
 """
 
@@ -42,6 +43,13 @@ log = logging.getLogger("titan.worker")
 MAX_HEARTBEAT = 1200.0
 #: ... and at least (a third of the shortest lease, 1 s): no busy loop of heartbeats.
 MIN_HEARTBEAT = 0.1
+
+
+def stamped(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with ``now``, this host's time as the request is sent (each try of it: a call
+    retried through an outage must not carry the time of its first try, which the master took
+    for a clock that far behind): the master estimates this host's clock skew from it."""
+    return {**body, "now": time.time()}
 
 
 def seconds_from_master(reply: dict[str, Any], key: str, fallback: float, low: float,
@@ -96,12 +104,11 @@ class LeaseThread:
             "worker_id": self.worker_id, "name": self.name, "hostname": socket.gethostname(),
             "pid": os.getpid(), "capabilities": self.capabilities, "slots": self.slots,
             "lend": self._runner.lends_waiting_slots,
-            "now": time.time(),  # the master estimates this host's clock skew from it
             "version": __version__,  # the master tells a fleet of mixed versions
         }
         if reattach:
             body["running"] = [{"id": i, "attempt": a} for i, a in self._held()]
-        reply = self.conn.call("POST", "/workers/register", body)
+        reply = self.conn.call("POST", "/workers/register", lambda: stamped(body))
         self.worker_id = str(reply["worker_id"])
         if reply.get("credential"):
             self.conn.set_credential(str(reply["credential"]))
@@ -118,7 +125,7 @@ class LeaseThread:
             self._register(reattach=True)
             self._generation += 1
 
-    def _call(self, action: str, body: dict[str, Any], *, timeout: float = 30.0) -> Any:
+    def _call(self, action: str, body: Any, *, timeout: float = 30.0) -> Any:
         while True:
             generation = self._generation
             try:
@@ -210,7 +217,9 @@ class LeaseThread:
             self._intake_ready.set()
             self._fail(exc)
             return
-        self._fit_slots()
+        if not self._beat():  # the clock's second sample, before any job is taken
+            self._intake_ready.set()
+            return
         # A burst worker keeps the long-poll: its "is the queue empty?" is a poll's answer.
         channel = self.transport == "channel" and not self.burst and self._open_channel()
         line = (f"worker {self.worker_id} registered with {self.conn.master_url} "
@@ -227,16 +236,23 @@ class LeaseThread:
         self._heartbeat_loop()
 
     def _heartbeat_loop(self) -> None:
-        while not self._stopped.wait(self.heartbeat_seconds):
-            running = [{"id": i, "attempt": a} for i, a in self.supervisor.running()]
-            try:
-                reply = self._call("heartbeat", {"running": running, "now": time.time()})
-            except errors.TitanError as exc:
-                self._fail(exc)
-                return
-            for cancel in (reply.get("cancel") or []) if isinstance(reply, dict) else []:
-                self.poller.cancel(cancel)
-            self._fit_slots()
+        while not self._stopped.wait(self.heartbeat_seconds) and self._beat():
+            pass
+
+    def _beat(self) -> bool:
+        """One heartbeat (its cancels handed to the intake); False once the worker must stop.
+        Also the master's samples of this host's clock: one sent at once after registering
+        gives it the two that agree it needs before it shifts the times of any log line."""
+        running = [{"id": i, "attempt": a} for i, a in self.supervisor.running()]
+        try:
+            reply = self._call("heartbeat", lambda: stamped({"running": running}))
+        except errors.TitanError as exc:
+            self._fail(exc)
+            return False
+        for cancel in (reply.get("cancel") or []) if isinstance(reply, dict) else []:
+            self.poller.cancel(cancel)
+        self._fit_slots()
+        return True
 
     def _fit_slots(self) -> None:
         """Offer what the executor can run now (Ray: its jobs plus the cluster's free CPUs),

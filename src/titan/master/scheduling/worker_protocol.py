@@ -229,15 +229,22 @@ async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
 def _clock_said(worker: WorkerRec, worker_now: Any, now: float) -> None:
     """The worker said its time (``now`` in a registration or heartbeat): a sample of its
     clock's offset, which its log lines' times are shifted by; said in the log once it is
-    past :data:`~titan.master.scheduling.worker_clock.WARN_AT`."""
+    past :data:`~titan.master.scheduling.worker_clock.WARN_AT`, again when the estimate moves,
+    and withdrawn when it comes back within that."""
     worker.clock.sample(worker_now, now)
-    offset = worker.clock.offset
-    if abs(offset) >= worker_clock.WARN_AT and not worker.clock.warned:
-        worker.clock.warned = True
+    offset = worker.clock.news()
+    if offset is None:
+        return
+    if abs(offset) >= worker_clock.WARN_AT:
         log.warning("worker %s (%s): its clock is %.1f s %s the master's; the times of its "
                     "jobs' log lines are shifted by that, their durations are measured on its "
                     "monotonic clock", worker.id, worker.name, abs(offset),
                     "behind" if offset > 0 else "ahead of")
+    else:
+        log.warning("worker %s (%s): its clock is now within %g s of the master's; the times "
+                    "of its jobs' log lines are %s", worker.id, worker.name,
+                    worker_clock.WARN_AT, f"shifted by {offset:.1f} s" if offset
+                    else "kept as they are")
 
 
 async def report(engine: Engine, worker_id: str, body: Row) -> Row:
