@@ -5,6 +5,7 @@ the attempt it holds, and the job's own SDK (TITAN_MASTER_URLS) reaches the new 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -53,8 +54,8 @@ def start(tmp_path: Path) -> Iterator[Start]:
                 m.stop()
 
 
-def test_sdk_worker_and_job_follow_the_leader_through_a_kill_9(start: Start,
-                                                               tmp_path: Path) -> None:
+def test_sdk_worker_and_job_follow_the_leader_through_a_kill_9(
+        start: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     a = start("a")
     a.wait_answering()
     b = start("b")
@@ -88,6 +89,12 @@ def test_sdk_worker_and_job_follow_the_leader_through_a_kill_9(start: Start,
             assert job["attempt"] == 1  # the same attempt, reported to the new leader
             assert client.store_get("from-job") == f"{a.url},{b.url}"
             assert f"stored at {b.url}" in client.fetch_logs("failover/j")
+        # The worker says the failover in words: whom it follows now, and b's refusals
+        # while it was still a standby as a standby's, not as an unreachable master's.
+        said = [r.getMessage() for r in caplog.records
+                if r.name == "titan.worker" and r.levelno >= logging.WARNING]
+        assert f"following the leader at {b.url} (was {a.url})" in said, said
+        assert not [line for line in said if "rejected WebSocket connection" in line], said
     finally:
         worker.request_stop(hard=True)
         runner.join(30)

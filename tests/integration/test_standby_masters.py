@@ -281,3 +281,52 @@ def test_a_standby_with_other_tls_settings_than_the_leader_refuses_to_start(
     assert b.proc.wait(timeout=60) != 0
     said = b.log()
     assert f"the leader serves {a.url}" in said and "same TLS settings" in said, said
+
+
+def test_a_worker_says_which_leader_it_follows_through_a_pause(masters: Any,
+                                                               tmp_path: Path) -> None:
+    """A leader paused past its standby's patience: the worker's channel stops hearing from
+    it and the worker turns to the new leader. Its log had the websockets library's traceback
+    ("keepalive ping failed ... sent 1011 (internal error) keepalive ping timeout"), a standby's
+    503 said as "master ... unreachable (server rejected WebSocket connection: HTTP 503)", and
+    never which master it now followed (a durability QA pass)."""
+    a = masters("a", TITAN_LEADER_TIMEOUT="12")
+    a.wait_answering()
+    b = masters("b", TITAN_LEADER_TIMEOUT="12")
+    b.wait_answering()
+    token = a.token
+    said = tmp_path / "worker.log"
+
+    def following(m: Master) -> bool:  # live there, its channel open
+        status, _, body = m.call("GET", "/workers", token=token)
+        return status == 200 and any(w["name"] == "follower" and w["state"] == "live"
+                                     and w["transport"] == "channel" for w in body["workers"])
+
+    def wait(what: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < deadline, said.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+
+    with open(said, "ab") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "titan", "worker", "--master", f"{b.url},{a.url}",
+             "--workdir", str(tmp_path / "w"), "--slots", "1", "--name", "follower"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
+            env={**os.environ, "TITAN_TOKEN": (a.data / "worker.token").read_text().strip()})
+    try:
+        wait(lambda: following(a), 30)
+        os.kill(a.proc.pid, signal.SIGSTOP)  # its connections stay open, unanswered
+        try:
+            b.wait_leading(timeout=40)
+            wait(lambda: following(b), 60)
+        finally:
+            os.kill(a.proc.pid, signal.SIGCONT)
+        log = said.read_text(errors="replace")
+        assert f"following the leader at {b.url} (was {a.url})" in log, log[-3000:]
+        assert f"worker channel: lost master {a.url}: it stopped answering" in log, log[-3000:]
+        assert "Traceback" not in log and "keepalive ping failed" not in log, log[-3000:]
+        assert "rejected WebSocket connection: HTTP 503" not in log, log[-3000:]
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import itertools
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -201,16 +202,17 @@ def test_leads_asks_a_master_that_refused_the_channel(stop: threading.Event) -> 
 
 
 def _channel(conn: MasterConnection, stopped: threading.Event, hard: threading.Event,
-             failures: list[BaseException]) -> ChannelIntake:
+             failures: list[BaseException],
+             following: Any = lambda master_url: None) -> ChannelIntake:
     return ChannelIntake(
         url=lambda: channel_url(conn.master_url, "w-1"), headers=dict, slots=2,
         supervisor=None,  # type: ignore[arg-type]  # no job is pushed here
         held=list, stopped=stopped, hard=hard, reattach=lambda: None,
-        on_error=failures.append, leads=conn.leads)
+        on_error=failures.append, leads=conn.leads, following=following)
 
 
 def test_the_channel_turns_from_a_standby_that_refuses_the_upgrade(
-        stop: threading.Event) -> None:
+        stop: threading.Event, caplog: pytest.LogCaptureFixture) -> None:
     hellos: list[dict[str, Any]] = []
     said_hello = threading.Event()
 
@@ -228,12 +230,20 @@ def test_the_channel_turns_from_a_standby_that_refuses_the_upgrade(
         leader_url = f"http://127.0.0.1:{server.socket.getsockname()[1]}"
         standby = FakeMaster("standby", leader_url)
         conn = MasterConnection([standby.url, leader_url], "wt", stop)
-        intake = _channel(conn, stopped, hard, failures)
+        followed: list[str] = []
+        intake = _channel(conn, stopped, hard, failures, followed.append)
         try:
-            intake.start()
-            assert said_hello.wait(WAIT), (failures, standby.requests)
+            with caplog.at_level(logging.INFO, logger="titan.worker"):
+                intake.start()
+                assert said_hello.wait(WAIT), (failures, standby.requests)
             assert hellos == [{"t": "hello", "credit": 2, "running": []}]
             assert failures == [] and conn.master_url == leader_url
+            assert followed == [leader_url]
+            # Said as what it is: a standby, not an unreachable master ("server rejected
+            # WebSocket connection: HTTP 503").
+            said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            assert said == [f"worker channel: master {standby.url} is not the leader (it "
+                            "refused the channel: HTTP 403); looking for the leader; retrying"]
             # The upgrade refused, then the question that found the leader (asked, with the
             # worker's token, after the proof that the standby answered with the leader).
             assert standby.seen() == ["/api/v1/workers/w-1/channel"]

@@ -39,11 +39,18 @@ from websockets.sync.client import ClientConnection
 from titan import errors, retry
 from titan.client.tls import explain
 from titan.worker.assignment import Key
-from titan.worker.channel_wire import channel_master, dial, report_frame
+from titan.worker.channel_wire import (
+    channel_master,
+    dial,
+    ended,
+    refusal,
+    report_frame,
+    retry_line,
+)
 from titan.worker.intake import Intake
 from titan.worker.reporter import Done
 from titan.worker.supervisor import Supervisor
-from titan.worker.tls_failures import TlsFailures, failure_hint
+from titan.worker.tls_failures import TlsFailures
 
 log = logging.getLogger("titan.worker")
 
@@ -72,6 +79,7 @@ class ChannelIntake(Intake):
                  reattach: Callable[[], None], on_error: Callable[[BaseException], None],
                  on_settled: Callable[[], None] = lambda: None,
                  leads: Callable[[str], bool] = lambda master_url: True,
+                 following: Callable[[str], None] = lambda master_url: None,
                  tls_failures: TlsFailures | None = None) -> None:
         super().__init__(slots=slots, burst=False, supervisor=supervisor)
         #: Shared with the HTTP calls: TLS failures that lasted are tried slowly.
@@ -80,6 +88,8 @@ class ChannelIntake(Intake):
         self._url: Callable[[], str] = url if callable(url) else lambda: url
         #: Whether a master whose channel failed leads (see the module docstring).
         self._leads = leads
+        #: Told of each master whose channel opened: the worker says when it follows another.
+        self._following = following
         self._headers = headers
         self._held = held
         self._stopped = stopped
@@ -262,6 +272,7 @@ class ChannelIntake(Intake):
                 return
         if self._draining:
             self._send_quietly({"t": "drain"}, ws)
+        self._following(channel_master(target))
 
     def _lost(self, ws: ClientConnection) -> None:
         with self._cond:
@@ -292,7 +303,9 @@ class ChannelIntake(Intake):
                         if refused >= 2:
                             raise errors.Unauthorized(
                                 f"the master refused the channel: {exc}") from None
-                        self._pause(tries, exc)
+                        self._pause(tries, exc, said=None if leads else (
+                            f"master {channel_master(url)} is {refusal(exc)}; looking for "
+                            "the leader"))
                         tries += 1
                     except (WebSocketException, OSError, TimeoutError) as exc:
                         # Gone: the next try goes to another master, if there is one.
@@ -307,45 +320,52 @@ class ChannelIntake(Intake):
                 elif not self._stopped.is_set():
                     # Closed as soon as it opened (its master's database away: 1013): not
                     # again at once, or a worker and its master spin on it (~130 a second).
-                    self._pause(tries, ConnectionError(
-                        f"the master closed the channel at once ({ws.close_code} "
-                        f"{ws.close_reason or ''})".rstrip()))
+                    # 4404: the worker registered again, and said so.
+                    closed = f"{ws.close_code} {ws.close_reason or ''}".rstrip()
+                    self._pause(tries, ConnectionError(closed), said=(
+                        "" if ws.close_code == UNKNOWN_WORKER else
+                        f"master {channel_master(self._connected)} closed the channel at "
+                        f"once ({closed})"))
                     tries += 1
         except Exception as exc:  # any failure here must stop the worker visibly
             self._on_error(exc)
 
-    def _pause(self, tries: int, exc: BaseException) -> None:
+    def _pause(self, tries: int, exc: BaseException, said: str | None = None) -> None:
+        """Wait before the next try, saying now and then why (:func:`retry_line`)."""
         where = channel_master(self._connected)
         advice = explain(str(exc), where)  # a TLS failure: what would fix it
         slow = self._tls_failures.failed(advice) if advice is not None else None
-        if tries in (0, 5) or tries % 20 == 0:
-            hint = None if advice is not None else failure_hint(str(exc), where)
-            if advice is not None:
-                log.error("worker channel: %s; retrying", advice)
-            elif hint:
-                log.error("worker channel: master %s unreachable (%s); %s; retrying",
-                          where, exc, hint)
-            else:
-                log.warning("worker channel: master %s unreachable (%s); retrying", where, exc)
+        line = retry_line(where, exc, advice, said) if tries in (0, 5) or tries % 20 == 0 \
+            else None
+        if line is not None:
+            log.log(*line)
         self._hard.wait(slow or retry.pause(tries, start=BACKOFF_START, cap=BACKOFF_MAX))
 
     def _read(self, ws: ClientConnection) -> None:
+        closed: ConnectionClosed | None = None
+        broke = False
         try:
             for text in ws:
                 decoded = json.loads(text)
                 for message in decoded if isinstance(decoded, list) else [decoded]:
                     self._frame(message)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            closed = exc
         except (OSError, ValueError) as exc:
             log.warning("worker channel broke: %s", exc)
+            broke = True
         self._lost(ws)
         code = ws.close_code
         if code in _ABNORMAL and not self._stopped.is_set():
-            # The master went without a word (killed, frozen, cut off): ask whether it still
-            # leads before connecting to it again, which a frozen one would make wait the
-            # whole handshake timeout, and turn to another if it does not.
-            self._leads(channel_master(self._connected))
+            # The master went without a word (killed, frozen, cut off): said (in one line,
+            # see channel_wire.ended), then asked whether it still leads before connecting
+            # to it again, which a frozen one would make wait the whole handshake timeout,
+            # and turned from if it does not.
+            where = channel_master(self._connected)
+            if not broke:
+                log.warning("worker channel: lost master %s: %s; reconnecting", where,
+                            ended(closed))
+            self._leads(where)
         elif code == UNKNOWN_WORKER and not self._stopped.is_set():
             self._reattach()
         elif code is not None and 4400 <= code < 4500 and code != UNKNOWN_WORKER:

@@ -1,21 +1,26 @@
 """How a worker reaches its master's worker channel: the URL, a socket the master proved it
-owns, the WebSocket over it, and the frames reports travel in (:mod:`titan.worker.channel`
-keeps the connection: hello, reconnects, credits and acks)."""
+owns, the WebSocket over it, the frames reports travel in, and how its ends are said
+(:mod:`titan.worker.channel` keeps the connection: hello, reconnects, credits and acks)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Response
 from websockets.sync.client import ClientConnection, connect
 
 from titan.client.http_wire import Reply
 from titan.client.master_check import bearer_token, connect_proven
+from titan.client.masters import not_leader
 from titan.client.tls import client_context
+from titan.worker.tls_failures import failure_hint
 
 #: A handshake's time limit: a loaded master may take a while; a frozen one is found by the
 #: question to /health that follows a connection lost without a word, not by this.
@@ -62,7 +67,52 @@ def dial(target: str, headers: dict[str, str], ping_seconds: float) -> ClientCon
     return connect(target, additional_headers=headers, compression=None, sock=sock,
                    proxy=None, open_timeout=OPEN_TIMEOUT, max_size=None,
                    user_agent_header=None, ssl=client_context(target), legacy=True,
-                   ping_interval=ping_seconds, ping_timeout=ping_seconds, close_timeout=1)
+                   ping_interval=ping_seconds, ping_timeout=ping_seconds, close_timeout=1,
+                   logger=_LIBRARY_LOG)
+
+
+class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The websockets library's log for a channel: an error of its own that is only the
+    connection ending (its keepalive's "keepalive ping failed", with the traceback of a
+    ``ConnectionClosedError: sent 1011 (internal error) keepalive ping timeout`` when a
+    master froze) is kept at DEBUG; the channel says the end in one line of its own
+    (:func:`ended`). Any other error of the library's stays an error."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        exc = sys.exc_info()[1] if kwargs.get("exc_info") is True else kwargs.get("exc_info")
+        if level >= logging.ERROR and isinstance(exc, ConnectionClosed | TimeoutError | OSError):
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        return msg, kwargs
+
+
+_LIBRARY_LOG = _LibraryLog(logging.getLogger("websockets.client"))
+
+
+def ended(closed: ConnectionClosed | None) -> str:
+    """How a connection its master did not close ended, in words: ``it stopped answering``
+    (the keepalive's pong late), ``it closed the connection without a word``."""
+    sent = closed.sent if closed is not None else None
+    if sent is not None and sent.code == 1011:  # the keepalive gave up (a frozen master)
+        return f"it stopped answering ({sent.reason or 'keepalive ping timeout'})"
+    return "it closed the connection without a word"
+
+
+def refusal(exc: InvalidStatus) -> str:
+    """A refusal of the upgrade by a master that does not lead, in words: a standby's ``503
+    not_leader`` names the leader when it knows it (an older standby refuses with 403)."""
+    response = exc.response
+    try:
+        body = json.loads(response.body or b"")
+    except ValueError:
+        body = None
+    standby = not_leader(response.status_code, response.headers, body)
+    if standby is None:
+        return f"not the leader (it refused the channel: HTTP {response.status_code})"
+    return f"a standby (it names the leader {standby.leader})" if standby.leader \
+        else "a standby that does not know the leader yet"
 
 
 def _refusal(reply: Reply) -> InvalidStatus:
@@ -70,3 +120,19 @@ def _refusal(reply: Reply) -> InvalidStatus:
     return InvalidStatus(Response(reply.status_code, "", Headers(
         [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.raw_headers]),
         reply.content))
+
+
+def retry_line(where: str, exc: BaseException, advice: str | None,
+               said: str | None) -> tuple[int, str] | None:
+    """The line a failed connection to the channel of ``where`` is said in, and its level:
+    ``said`` when given (a standby looking for the leader; nothing when empty), the TLS
+    ``advice`` when there is one, else that the master is unreachable and why."""
+    if said is not None:
+        return (logging.WARNING, f"worker channel: {said}; retrying") if said else None
+    if advice is not None:
+        return logging.ERROR, f"worker channel: {advice}; retrying"
+    hint = failure_hint(str(exc), where)
+    if hint:
+        return (logging.ERROR,
+                f"worker channel: master {where} unreachable ({exc}); {hint}; retrying")
+    return logging.WARNING, f"worker channel: master {where} unreachable ({exc}); retrying"

@@ -39,7 +39,7 @@ from titan.worker.channel import ChannelIntake
 from titan.worker.connection import MasterConnection
 from titan.worker.executors import open_executor
 from titan.worker.intake import Intake
-from titan.worker.lease_thread import LeaseThread
+from titan.worker.lease_thread import Following, LeaseThread
 from titan.worker.loop import IOLoop
 from titan.worker.poller import Poller
 from titan.worker.reporter import Reporter, SyncLink
@@ -137,6 +137,7 @@ class Worker(LeaseThread):
         self._signals = 0
         self._register_lock = threading.Lock()
         self._generation = 0
+        self._following = Following()
 
     # ------------------------------------------------------------------ progress
 

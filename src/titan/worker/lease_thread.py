@@ -5,7 +5,8 @@ attributes declared here). Every call names the worker; one the master answers
 ``404 unknown_worker`` (it forgot the worker) registers again, once for all threads, with the
 attempts the worker holds, and is then retried. The lease thread registers, heartbeats once
 at once (the master's second sample of this host's clock), opens the worker channel or falls
-back to the HTTP pollers, then heartbeats until the worker stops. A thread
+back to the HTTP pollers, then heartbeats until the worker stops. Which master the worker
+follows is said when it changes, a failover (:class:`Following`). A thread
 that cannot go on hands its error to :meth:`LeaseThread._fail`, which wakes the main thread.
 """
 
@@ -43,6 +44,37 @@ log = logging.getLogger("titan.worker")
 MAX_HEARTBEAT = 1200.0
 #: ... and at least (a third of the shortest lease, 1 s): no busy loop of heartbeats.
 MIN_HEARTBEAT = 0.1
+
+
+#: A master that forgets this worker again within this many seconds is said at INFO only.
+FORGOT_AGAIN = 60.0
+
+
+class Following:
+    """Which master this worker follows, said once when it turns to another (a failover: it
+    said nothing of which master it followed), and the re-registrations it needs, said once a
+    minute per master at most (a new leader does not know the worker: that is no news)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._url = ""
+        self._forgot: dict[str, float] = {}
+
+    def answered(self, url: str) -> None:
+        """``url`` answered as the leader does (a standby answers 503 not_leader)."""
+        with self._lock:
+            before, self._url = self._url, url
+        if before and before != url:
+            log.warning("following the leader at %s (was %s)", url, before)
+
+    def forgot(self, url: str, worker_id: str | None) -> None:
+        """``url`` does not know this worker: it registers again."""
+        now = time.monotonic()
+        with self._lock:
+            last, self._forgot[url] = self._forgot.get(url, -math.inf), now
+        log.log(logging.WARNING if now - last > FORGOT_AGAIN else logging.INFO,
+                "master %s does not know worker %s (it restarted, or has just taken the "
+                "lead); registering again", url, worker_id)
 
 
 def stamped(body: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +128,7 @@ class LeaseThread:
     _fatal: BaseException | None
     _register_lock: threading.Lock
     _generation: int
+    _following: Following
 
     # ------------------------------------------------------------------ master calls
 
@@ -109,6 +142,7 @@ class LeaseThread:
         if reattach:
             body["running"] = [{"id": i, "attempt": a} for i, a in self._held()]
         reply = self.conn.call("POST", "/workers/register", lambda: stamped(body))
+        self._following.answered(self.conn.master_url)
         self.worker_id = str(reply["worker_id"])
         if reply.get("credential"):
             self.conn.set_credential(str(reply["credential"]))
@@ -121,7 +155,7 @@ class LeaseThread:
         with self._register_lock:
             if generation != self._generation:
                 return  # another thread already re-registered
-            log.warning("the master forgot worker %s; registering again", self.worker_id)
+            self._following.forgot(self.conn.master_url, self.worker_id)
             self._register(reattach=True)
             self._generation += 1
 
@@ -129,11 +163,14 @@ class LeaseThread:
         while True:
             generation = self._generation
             try:
-                return self.conn.call("POST", f"/workers/{self.worker_id}/{action}", body,
-                                      timeout=timeout)
+                reply = self.conn.call("POST", f"/workers/{self.worker_id}/{action}", body,
+                                       timeout=timeout)
+                self._following.answered(self.conn.master_url)
+                return reply
             except errors.NotFound as exc:
                 if not is_unknown_worker(exc):
                     raise
+                self._following.answered(self.conn.master_url)
                 self._reattach(generation)
             except errors.APIError as exc:
                 # A master bug (5xx after retries). Polls and heartbeats carry nothing that
@@ -164,7 +201,7 @@ class LeaseThread:
             supervisor=self.supervisor, held=self._held, stopped=self._stopped,
             hard=self._hard, reattach=lambda: self._reattach(self._generation),
             on_error=self._fail, on_settled=self._wake.notify, leads=self.conn.leads,
-            tls_failures=self.conn.tls_failures,
+            following=self._following.answered, tls_failures=self.conn.tls_failures,
         )
         channel.resize(self.poller.slots)  # what the executor can run now (its hello's offer)
         try:
