@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -488,6 +489,11 @@ def test_second_stop_kills_running_jobs(master: FakeMaster, tmp_path: Path,
     job = master.add_job("long.py", "print('ready', flush=True)\nimport time\ntime.sleep(120)")
     master.wait_for(lambda: "ready" in master.lines(job))
     running.worker.request_stop()
+    # The first request is said before the second comes (both at once stop hard at once).
+    deadline = time.monotonic() + 30
+    while "draining: waiting for" not in caplog.text:  # logged, not told to the master
+        assert time.monotonic() < deadline, caplog.text
+        time.sleep(0.02)
     assert running.stop() == 1  # the second request
     # One job is one job ("killing 1 running jobs").
     assert "draining: waiting for 1 running job (signal again to kill it)" in caplog.text

@@ -146,7 +146,8 @@ def test_agent_runs_page_costs_a_query_per_run_not_per_stage(storage: Storage) -
     assert d["total"] == 1000 and len(d["runs"]) == 50
     assert d["runs"][0]["id"] == "R0999" and d["next_offset"] == 50
     assert all(len(r["stages"]) == 4 for r in d["runs"])
-    assert counter[0] <= 2 + 2 * 50 + 2, counter[0]
+    # + 1: the runs without stages the default view leaves out are counted (one query).
+    assert counter[0] <= 2 + 2 * 50 + 3, counter[0]
 
 
 def test_job_detail_and_store(storage: Storage) -> None:
