@@ -13,7 +13,8 @@ from titan import TitanJob
 from titan.client.pipeline import dump_pipeline, load_pipeline, parse_pipeline
 from titan.dashboard import drafts
 from titan.errors import InvalidDAG, PipelineError
-from titan.master.scheduling.validation import find_cycle, graph_problems, validate_dag
+from titan.master.scheduling.dag_graph import find_cycle, graph_problems
+from titan.master.scheduling.validation import validate_dag
 
 SHA = "ab" * 32
 

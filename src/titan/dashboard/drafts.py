@@ -7,7 +7,7 @@ JavaScript, so the builder cannot pass a DAG the master refuses, or flag one it 
 either changes. A submission stops at its first mistake; a draft is being drawn, so every
 problem is listed at once: each job through :class:`~titan.client.job.TitanJob` (the SDK's
 checks) and :func:`~titan.master.scheduling.validation.validate_job` (the server's), the graph
-through :func:`~titan.master.scheduling.validation.graph_problems` (duplicates, unknown
+through :func:`~titan.master.scheduling.dag_graph.graph_problems` (duplicates, unknown
 parents, the cycle), and, once nothing is left, the whole of ``validate_dag``, the authority.
 
 A draft job is a dict of TitanJob's arguments (``job_id``, ``filename``, ``args`` as a
@@ -28,9 +28,9 @@ from titan.client.job import TitanJob
 from titan.client.pipeline import dump_pipeline, parse_pipeline
 from titan.dashboard.layout import layout
 from titan.errors import InvalidDAG, ValidationFailed
+from titan.master.scheduling.dag_graph import graph_problems
 from titan.master.scheduling.validation import (
     check_name,
-    graph_problems,
     unknown_field,
     validate_dag,
     validate_job,

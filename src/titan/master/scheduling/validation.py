@@ -9,12 +9,12 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections import deque
 from typing import Any
 
 from titan import services
 from titan.errors import InvalidDAG, ValidationFailed
 from titan.formats import name_problem
+from titan.master.scheduling.dag_graph import graph_problems, job_problem
 
 JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE", "APPROVAL"}
 GATE_SUFFIX = ".approval"  # the gate TitanJob(hitl_message=...) adds after job X: X.approval
@@ -72,10 +72,6 @@ def _number(job_id: str, field: str, value: Any, *, integer: bool = False) -> fl
     return float(value)
 
 
-def _fail(job_id: str, field: str, message: str) -> InvalidDAG:
-    return InvalidDAG(f"job {job_id!r}: {message}", details={"job_id": job_id, "field": field})
-
-
 def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     """Check one job spec and return it normalised (defaults filled, types fixed)."""
     raw_id = job.get("job_id")
@@ -85,90 +81,90 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
         raise InvalidDAG(f"job #{index + 1}: {exc}", details={"job_id": raw_id, "index": index}) from None
     unknown = unknown_field(job, JOB_FIELDS)
     if unknown is not None:
-        raise _fail(job_id, unknown[0], unknown[1])
+        raise job_problem(job_id, unknown[0], unknown[1])
     if str(job.get("job_type") or "").upper() == "APPROVAL":
         return _validate_gate(job, job_id)
     filename = job.get("filename")
     if not isinstance(filename, str) or not filename.strip():
-        raise _fail(job_id, "filename", "filename must be a non-empty path")
+        raise job_problem(job_id, "filename", "filename must be a non-empty path")
     if "\x00" in filename or len(filename) > 1000:
-        raise _fail(job_id, "filename", "filename is not a valid path")
+        raise job_problem(job_id, "filename", "filename is not a valid path")
     parts = filename.replace("\\", "/").split("/")
     # A drive letter ("C:\\x.py", "c:x.py") is absolute too: the worker refuses it, so the
     # job failed at run time instead of the submission at once.
     if filename.startswith("/") or ".." in parts or re.match(r"[A-Za-z]:", filename):
-        raise _fail(job_id, "filename", f"filename {filename!r} must be relative, without '..'")
+        raise job_problem(job_id, "filename", f"filename {filename!r} must be relative, without '..'")
     is_archive = _flag(job_id, job, "is_archive")
     sha = job.get("script_sha256")
     if is_archive:
         if len([p for p in parts if p]) < 2:
-            raise _fail(job_id, "filename", "an archive job's filename is '<project>/<entry.py>'")
+            raise job_problem(job_id, "filename", "an archive job's filename is '<project>/<entry.py>'")
         # Optional: the upload of <project>.zip the job runs (left out, the master pins the
         # latest at submission: see EngineSubmission.pin_projects).
         if sha is not None and (not isinstance(sha, str) or not _SHA.match(sha)):
-            raise _fail(job_id, "script_sha256", "an archive job's script_sha256 is the sha256 "
+            raise job_problem(job_id, "script_sha256", "an archive job's script_sha256 is the sha256 "
                         "of an upload of its project's zip, or left out")
     elif not isinstance(sha, str) or not _SHA.match(sha):
-        raise _fail(job_id, "script_sha256", "script_sha256 must be the sha256 of an uploaded blob")
+        raise job_problem(job_id, "script_sha256", "script_sha256 must be the sha256 of an uploaded blob")
     job_type = str(job.get("job_type") or "RUN_PAYLOAD").upper()
     if job_type not in JOB_TYPES:
-        raise _fail(job_id, "job_type", f"unknown job_type {job_type!r} (one of {sorted(JOB_TYPES)})")
+        raise job_problem(job_id, "job_type", f"unknown job_type {job_type!r} (one of {sorted(JOB_TYPES)})")
     priority = job.get("priority", 1)
     if type(priority) is not int:  # the common case is an int already: no call for it
         priority = _number(job_id, "priority", priority, integer=True)
     if abs(priority) > 1_000_000:
-        raise _fail(job_id, "priority", "priority must be between -1000000 and 1000000")
+        raise job_problem(job_id, "priority", "priority must be between -1000000 and 1000000")
     delay = job.get("delay", 0) or 0
     delay = 0.0 if delay == 0 and type(delay) is int else _number(job_id, "delay", delay)
     if delay < 0 or delay > MAX_DELAY:
-        raise _fail(job_id, "delay", f"delay must be between 0 and {int(MAX_DELAY)} seconds")
+        raise job_problem(job_id, "delay", f"delay must be between 0 and {int(MAX_DELAY)} seconds")
     retries = job.get("retries")
     if retries is not None:
         retries = _number(job_id, "retries", retries, integer=True)
         if not 0 <= retries <= MAX_RETRIES:
-            raise _fail(job_id, "retries", f"retries must be between 0 and {MAX_RETRIES}")
+            raise job_problem(job_id, "retries", f"retries must be between 0 and {MAX_RETRIES}")
     timeout = job.get("timeout")
     if timeout is not None:
         timeout = _number(job_id, "timeout", timeout)
         if not 0 < timeout <= MAX_DELAY:
-            raise _fail(job_id, "timeout", "timeout must be a positive number of seconds, at "
+            raise job_problem(job_id, "timeout", "timeout must be a positive number of seconds, at "
                         f"most {int(MAX_DELAY)} (a year; leave it out for none)")
     port = job.get("port", 0) or 0
     if type(port) is not int:
         port = _number(job_id, "port", port, integer=True)
     if not 0 <= port <= 65535:
-        raise _fail(job_id, "port", "port must be between 0 and 65535")
+        raise job_problem(job_id, "port", "port must be between 0 and 65535")
     args = job.get("args")
     args = [] if args is None else args
     if not isinstance(args, list) or (args and not all(isinstance(a, str) for a in args)):
-        raise _fail(job_id, "args", "args must be a list of strings")
+        raise job_problem(job_id, "args", "args must be a list of strings")
     env = job.get("env")
     env = {} if env is None else env
     if not isinstance(env, dict) or (env and not all(isinstance(k, str) and isinstance(v, str)
                                                      for k, v in env.items())):
-        raise _fail(job_id, "env", "env must map strings to strings")
+        raise job_problem(job_id, "env", "env must map strings to strings")
     for name, value in env.items():
         # What no process environment can hold fails here, not when the job starts.
         if not name or "=" in name or "\x00" in name or "\x00" in value:
-            raise _fail(job_id, "env", f"env variable {name[:100]!r}: names are non-empty and "
+            raise job_problem(job_id, "env", f"env variable {name[:100]!r}: names are non-empty and "
                         "hold no '=' or NUL, values no NUL")
     parents = job.get("parents")
     parents = [] if parents is None else parents
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-        raise _fail(job_id, "parents", "parents must be a list of job ids")
+        raise job_problem(job_id, "parents", "parents must be a list of job ids")
     requirement = job.get("requirement") or "GENERAL"
     checked = _CAPABILITIES.get(requirement) if type(requirement) is str else None
     if checked is None:
         try:
             checked = check_name(requirement, "requirement").upper()
         except ValidationFailed as exc:
-            raise _fail(job_id, "requirement", str(exc)) from None
+            raise job_problem(job_id, "requirement", str(exc)) from None
         if len(_CAPABILITIES) < 1024:  # a DAG names a few; a flood of odd ones is not kept
             _CAPABILITIES[requirement] = checked
     requirement = checked
     runner = job.get("runner") or "auto"
     if runner not in RUNNERS:
-        raise _fail(job_id, "runner", f"runner must be one of {sorted(RUNNERS)}")
+        raise job_problem(job_id, "runner", f"runner must be one of {sorted(RUNNERS)}")
     hitl, max_wait = _gate_fields(job, job_id)
     return {
         "job_id": job_id, "filename": filename, "script_sha256": sha,
@@ -186,12 +182,12 @@ def _service_fields(job: dict[str, Any], job_id: str, job_type: str) -> dict[str
     """A service's settings, defaults filled in (None for any other job, which may not
     name them: ``readiness`` on a run would otherwise be silently ignored)."""
     if services.is_service(job_type):
-        return services.settings(job, lambda field, message: _fail(job_id, field, message))
+        return services.settings(job, lambda field, message: job_problem(job_id, field, message))
     if job.keys().isdisjoint(services.FIELDS):
         return None
     for field in services.FIELDS:
         if job.get(field) is not None:
-            raise _fail(job_id, field, f"{field} is for services only (job_type SERVICE), "
+            raise job_problem(job_id, field, f"{field} is for services only (job_type SERVICE), "
                                        f"not {job_type}")
     return None
 
@@ -200,16 +196,16 @@ def _gate_fields(job: dict[str, Any], job_id: str) -> tuple[str | None, float | 
     max_wait = job.get("max_wait_seconds")
     if max_wait is not None and not 0 < _number(job_id, "max_wait_seconds", max_wait) \
             <= MAX_DELAY:
-        raise _fail(job_id, "max_wait_seconds", "max_wait_seconds must be positive, at most "
+        raise job_problem(job_id, "max_wait_seconds", "max_wait_seconds must be positive, at most "
                     f"{int(MAX_DELAY)} (a year)")
     hitl = job.get("hitl_message")
     if hitl is not None and not isinstance(hitl, str):
-        raise _fail(job_id, "hitl_message", "hitl_message must be a string")
+        raise job_problem(job_id, "hitl_message", "hitl_message must be a string")
     if hitl is not None and len(hitl) > 10_000:
-        raise _fail(job_id, "hitl_message", "hitl_message is longer than 10000 characters")
+        raise job_problem(job_id, "hitl_message", "hitl_message is longer than 10000 characters")
     if hitl is not None and not hitl.strip():
         # An empty one asked nobody: the gate was silently left out and what follows ran.
-        raise _fail(job_id, "hitl_message", "hitl_message is empty: say what the approver "
+        raise job_problem(job_id, "hitl_message", "hitl_message is empty: say what the approver "
                     "decides, or leave it out for no approval gate")
     return hitl, None if max_wait is None else float(max_wait)
 
@@ -230,11 +226,11 @@ def _validate_gate(job: dict[str, Any], job_id: str) -> dict[str, Any]:
         if value is None or (field == "requirement" and str(value).upper() == own):
             continue
         if value != own or isinstance(value, bool) != isinstance(own, bool):  # 0.0 is 0
-            raise _fail(job_id, field, f"{field} does not apply to an approval gate (it runs "
+            raise job_problem(job_id, field, f"{field} does not apply to an approval gate (it runs "
                                        "no script, it waits for a person): leave it out")
     parents = job.get("parents") or []
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-        raise _fail(job_id, "parents", "parents must be a list of job ids")
+        raise job_problem(job_id, "parents", "parents must be a list of job ids")
     hitl, max_wait = _gate_fields(job, job_id)
     return gate_spec(job_id, list(dict.fromkeys(parents)), hitl or DEFAULT_GATE_MESSAGE, max_wait,
                      int(_number(job_id, "priority", job.get("priority", 1), integer=True)))
@@ -244,7 +240,7 @@ def _flag(job_id: str, job: dict[str, Any], field: str) -> bool:
     value = job.get(field, False)
     if value is None or type(value) is bool:
         return bool(value)
-    raise _fail(job_id, field, f"{field} must be true or false, got {value!r}"[:200])
+    raise job_problem(job_id, field, f"{field} must be true or false, got {value!r}"[:200])
 
 
 def gate_spec(job_id: str, parents: list[str], message: str, max_wait: float | None,
@@ -272,7 +268,7 @@ def insert_gates(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if spec["job_id"] in asking:
             gate_id = spec["job_id"] + GATE_SUFFIX
             if gate_id in ids:
-                raise _fail(gate_id, "job_id", f"job id {gate_id!r} is taken by the approval gate "
+                raise job_problem(gate_id, "job_id", f"job id {gate_id!r} is taken by the approval gate "
                             f"of {spec['job_id']!r} (hitl_message); rename the job")
             check_name(gate_id, "job_id")
             out.append(gate_spec(gate_id, [spec["job_id"]], spec["hitl_message"],
@@ -330,87 +326,3 @@ def validate_dag(name: Any, jobs: Any, *, max_jobs: int) -> tuple[str, list[dict
     for problem in graph_problems(specs):
         raise problem
     return name, insert_gates(specs)
-
-
-def graph_problems(specs: list[dict[str, Any]]) -> list[InvalidDAG]:
-    """Every problem of the graph itself — duplicate ids, a job that depends on itself, an
-    unknown parent, a cycle — in that order. ``specs`` need only ``job_id`` and ``parents``:
-    the dashboard's DAG builder lists them all at once while a draft is being drawn, and
-    :func:`validate_dag` raises the first, so both say the same thing."""
-    problems: list[InvalidDAG] = []
-    seen: set[str] = set()
-    # Listed parents first (as most submissions are), the order is a topological one and
-    # there can be no cycle: the search for one is skipped.
-    parents_first = True
-    for spec in specs:
-        if parents_first and not seen.issuperset(spec["parents"]):
-            parents_first = False
-        if spec["job_id"] in seen:
-            problems.append(_fail(spec["job_id"], "job_id", "duplicate job id in this DAG"))
-        seen.add(spec["job_id"])
-    for spec in specs:
-        for parent in spec["parents"]:
-            if parent == spec["job_id"]:
-                problems.append(_fail(parent, "parents", "a job cannot depend on itself (cycle)"))
-            elif parent not in seen:
-                problems.append(_fail(spec["job_id"], "parents", f"unknown parent {parent!r}"))
-    cycle = None if parents_first else find_cycle(specs)
-    if cycle is not None:
-        # A long one is shown by its ends: 10,000 jobs in a loop made a 150 KB message (and
-        # ``details`` as big) in the API's answer, the exception and the CLI (a QA pass).
-        shown = cycle if len(cycle) <= CYCLE_SHOWN else [
-            *cycle[:CYCLE_SHOWN // 2], f"... {len(cycle) - CYCLE_SHOWN} more ...",
-            *cycle[-(CYCLE_SHOWN // 2):]]
-        problems.append(InvalidDAG(
-            f"job {cycle[0]!r}: cycle in dependencies: {' -> '.join(shown)}",
-            details={"job_id": cycle[0], "field": "parents", "cycle": shown,
-                     "cycle_length": len(cycle) - 1},
-        ))
-    return problems
-
-
-#: Jobs of a cycle named in its error: the first half and the last half of them.
-CYCLE_SHOWN = 10
-
-
-def find_cycle(specs: list[dict[str, Any]]) -> list[str] | None:
-    """One dependency cycle as ``[a, b, ..., a]`` (each job a parent of the next), or None.
-
-    Kahn's algorithm, then a walk up the parents of a job it never released until a job
-    repeats. Unknown parents and self-dependencies are left out (:func:`graph_problems` names
-    them), and a duplicated id counts as one job with both jobs' parents, so a draft with
-    those mistakes still gets its real cycles found."""
-    parents: dict[str, list[str]] = {}
-    for spec in specs:
-        parents.setdefault(spec["job_id"], []).extend(spec["parents"])
-    for job_id, names in parents.items():
-        parents[job_id] = [p for p in dict.fromkeys(names) if p in parents and p != job_id]
-    indegree = {j: len(ps) for j, ps in parents.items()}
-    children: dict[str, list[str]] = {j: [] for j in parents}
-    for job_id, names in parents.items():
-        for p in names:
-            children[p].append(job_id)
-    ready = deque(j for j, d in indegree.items() if d == 0)
-    done = 0
-    while ready:
-        j = ready.popleft()
-        done += 1
-        for c in children[j]:
-            indegree[c] -= 1
-            if indegree[c] == 0:
-                ready.append(c)
-    if done == len(parents):
-        return None
-    # A job left over has a parent left over (a released parent would have released it), so
-    # walking up such parents must repeat a job: that loop is a cycle.
-    start = next(j for j, d in indegree.items() if d > 0)
-    path: list[str] = []
-    index: dict[str, int] = {}
-    node = start
-    while node not in index:
-        index[node] = len(path)
-        path.append(node)
-        node = next(p for p in parents[node] if indegree[p] > 0)
-    cycle = path[index[node]:] + [node]
-    cycle.reverse()
-    return cycle
