@@ -17,16 +17,13 @@ per free slot and the master spends one per job it pushes.
   refusal is only taken as final (401/403) from a master that leads, and says so twice.
 * The reporter posts reports (:meth:`ChannelIntake.post`, several in flight) and hears of each
   ack on this thread; a report whose connection dropped before its ack is sent again first
-  thing on the next one (the master deduplicates lines and rejects a result it already has,
-  as over HTTP).
+  thing on the next one (:mod:`titan.worker.channel_reports`).
 
 Heartbeats, registration, deregistration and downloads stay on HTTP.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import threading
 import time
@@ -36,15 +33,15 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection
 
-from titan import errors, retry
+from titan import errors, frame_json, retry
 from titan.client.tls import explain
 from titan.worker.assignment import Key
+from titan.worker.channel_reports import UnansweredReports
 from titan.worker.channel_wire import (
     channel_master,
     dial,
     ended,
     refusal,
-    report_frame,
     retry_line,
 )
 from titan.worker.intake import Intake
@@ -108,10 +105,8 @@ class ChannelIntake(Intake):
         self._ws: ClientConnection | None = None
         self._connected = ""  # the URL of the last connection opened
         self._draining = False
-        self._ids = itertools.count(1)
-        #: Reports sent and not answered yet, by id: (frame, done), re-sent in order
-        #: on the next connection when this one drops.
-        self._posted: dict[int, tuple[str, Done]] = {}
+        #: Reports sent and not answered yet, re-sent in order on the next connection.
+        self._reports = UnansweredReports()
 
     # ------------------------------------------------------------------ control
 
@@ -203,16 +198,13 @@ class ChannelIntake(Intake):
     def post(self, body: dict[str, Any], done: Done) -> None:
         """Send a report; ``done`` gets the master's ack (or the refusal as the
         :mod:`titan.errors` class) on the channel thread, or
-        :class:`errors.ConnectionFailed` on a hard stop. A report whose connection drops
-        before its ack is sent again first thing on the next one (the master deduplicates
-        lines and rejects a result it already has, as over HTTP)."""
-        rid = next(self._ids)
-        frame = report_frame({"t": "report", "id": rid, **body})
+        :class:`errors.ConnectionFailed` on a hard stop (see :class:`UnansweredReports`)."""
+        rid, frame = self._reports.frame(body)
         with self._send_lock:  # held by _open while it re-sends: no report goes twice
             with self._cond:
                 hard = self._hard.is_set()
                 if not hard:
-                    self._posted[rid] = (frame, done)  # a re-sent frame carries no credit
+                    self._reports.keep(rid, frame, done)
                 ws = self._ws
                 freed = 0 if self._draining or not self._credit_in_reports \
                     else len(body.get("results") or ())
@@ -236,11 +228,7 @@ class ChannelIntake(Intake):
 
     def abandon(self) -> None:
         """The worker stops hard: every report still waiting for its ack ends unanswered."""
-        with self._cond:
-            posted, self._posted = self._posted, {}
-        error = errors.ConnectionFailed("stopped before a report was acknowledged")
-        for _frame, done in posted.values():
-            done(None, error)
+        self._reports.abandon()
 
     # ------------------------------------------------------------------ the channel thread
 
@@ -261,10 +249,9 @@ class ChannelIntake(Intake):
                 # The hello offers the slots as they are now: nothing left to grant or keep.
                 self._withheld, self._grant = max(0, self._busy - self.slots), 0
                 self._cond.notify_all()
-            with self._cond:
-                unanswered = [frame for _rid, (frame, _done) in sorted(self._posted.items())]
+            unanswered = self._reports.in_order()
             try:
-                ws.send(json.dumps(hello, separators=(",", ":")))
+                ws.send(frame_json.dumps(hello))
                 for frame in unanswered:  # in their order, before any new report
                     ws.send(frame)
             except (ConnectionClosed, OSError):
@@ -346,7 +333,7 @@ class ChannelIntake(Intake):
         broke = False
         try:
             for text in ws:
-                decoded = json.loads(text)
+                decoded = frame_json.loads(text)
                 for message in decoded if isinstance(decoded, list) else [decoded]:
                     self._frame(message)
         except ConnectionClosed as exc:
@@ -388,15 +375,7 @@ class ChannelIntake(Intake):
                 self._cond.notify_all()
             self._on_settled()
         elif kind in ("ack", "error"):
-            with self._cond:
-                posted = self._posted.pop(int(message.get("id") or 0), None)
-            if posted is None:
-                return  # answered on an earlier connection already (a re-sent report)
-            if kind == "error":
-                posted[1](None, errors.from_response(int(message.get("status") or 400),
-                                                     message))
-            else:
-                posted[1](message, None)
+            self._reports.answered(message)
         else:
             log.debug("worker channel: ignoring a %r frame", kind)
 
@@ -424,6 +403,6 @@ class ChannelIntake(Intake):
             return
         try:
             with self._send_lock:
-                ws.send(json.dumps(message, separators=(",", ":")))
+                ws.send(frame_json.dumps(message))
         except (ConnectionClosed, OSError):
             self._lost(ws)

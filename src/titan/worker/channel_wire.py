@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Response
 from websockets.sync.client import ClientConnection, connect
 
+from titan import frame_json
 from titan.client.http_wire import Reply
 from titan.client.master_check import bearer_token, connect_proven
 from titan.client.masters import not_leader
@@ -45,14 +46,9 @@ def report_frame(message: dict[str, Any]) -> str:
     """A report as the text frame it travels in: UTF-8 as it is (``ensure_ascii`` wrote each
     emoji as 12 bytes, and a batch of 2 MiB of lines became a frame past the master's limit,
     refused and sent again for ever), or escaped when a string holds a lone surrogate (an
-    exception's text may carry one from a file name) and UTF-8 cannot carry it."""
-    frame = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-    if not frame.isascii():
-        try:
-            frame.encode()
-        except UnicodeEncodeError:
-            frame = json.dumps(message, separators=(",", ":"))
-    return frame
+    exception's text may carry one from a file name) and UTF-8 cannot carry it
+    (:func:`titan.frame_json.dumps`)."""
+    return frame_json.dumps(message)
 
 
 def dial(target: str, headers: dict[str, str], ping_seconds: float) -> ClientConnection:

@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from titan import frame_json
 from titan.errors import APIError, ValidationFailed
 from titan.master.scheduling import worker_protocol as proto
 from titan.master.scheduling.engine import Engine
@@ -84,8 +84,7 @@ class WorkerChannel:
         await asyncio.sleep(0)  # the other tasks this commit woke queue their messages
         async with self._send_lock:
             batch, self._outbox = self._outbox, []
-            await self._send_frame(json.dumps(batch[0] if len(batch) == 1 else batch,
-                                              separators=(",", ":")))
+            await self._send_frame(frame_json.dumps(batch[0] if len(batch) == 1 else batch))
 
     async def serve(self) -> None:
         """Run until the worker hangs up; raises the :class:`APIError` that ends the channel
@@ -228,7 +227,7 @@ class WorkerChannel:
 
 def _decode(text: str) -> Row:
     try:
-        message = json.loads(text)
+        message = frame_json.loads(text)
     except ValueError as exc:
         raise ValidationFailed(f"a frame is not JSON: {exc}") from None
     except RecursionError:  # nested past the parser's depth: refused like any bad frame
