@@ -162,7 +162,13 @@ def test_what_counts_as_a_failed_call() -> None:
     assert checks.failed(call("x", {"ok": False}))
     assert checks.failed(call("x", {"error": "nope"}))
     assert checks.failed(call("x", {"status": "declined"}))
-    assert checks.failed(call("x", {}, source="injected"))
+    assert checks.failed(call("x", {}, source="injected", error="injected failure (rule 1)"))
+    assert checks.failed(call("x", {}, source="transport_error"))
+    # A failure rule with ``error: false`` answers a 200: its payload decides.
+    assert not checks.failed(call("cancel_order", {"status": "cancelled"}, source="injected"))
+    assert checks.failed(call("cancel_order", {"status": "refused"}, source="injected"))
+    soft = call("cancel_order", {"status": "cancelled"}, source="injected")
+    assert verdict(task(), run("Order A1 is cancelled.", soft)) == (None, None)
     assert not checks.failed(call("x", {"ok": True, "status": "shipped"}))
 
 

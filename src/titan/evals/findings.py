@@ -16,7 +16,11 @@ from typing import Any
 
 from titan.evals import claims
 
-ERROR_SOURCES = ("injected", "error", "transport_error")
+#: Sources whose calls failed whatever they returned. An injected call is not one of them: a
+#: failure rule with ``error: false`` answers a 200 with its payload (a soft "cancelled", an
+#: "unavailable" status), which the response decides like any other; a rule that errors
+#: records its error on the call.
+ERROR_SOURCES = ("error", "transport_error")
 _ID_ARG = re.compile(r"(?:^|_)(?:id|ids|number|ref|reference|sku|code|name|key)$|Id$",
                      re.IGNORECASE)
 _FAILED_STATUS = frozenset({"failed", "error", "declined", "rejected", "denied", "refused"})
