@@ -157,3 +157,29 @@ def test_the_modal_is_shareable_and_follows_a_rerun(acme: dict[str, Any], dash: 
     # The explorer shows the latest run; the one in the modal was re-run from the explorer.
     assert page.get_attribute('#eval-table tr[data-task-id="status-check"]', "data-run-id") \
         == current
+
+
+def test_the_explorer_pages_its_tasks_and_counts_them_all(
+        acme: dict[str, Any], dash: Dashboard, page: Any) -> None:
+    page.goto(dash.url(EXPLORER + "?limit=2"))
+    check_common(page, "evaluation")
+    assert wait_count(page, "#eval-table tr.eval-row", 2) == 2
+    assert page.inner_text('#eval-summary li[data-key="tasks"] b') == "3"  # all, not the page's
+    assert page.inner_text("#eval-live .pager .range") == "1–2 of 3"
+    assert page.query_selector("#eval-live .pager a.prev") is None
+    page.click("#eval-live .pager a.next:text-is('Next →')")
+    page.wait_for_url("**offset=2**")
+    assert wait_count(page, "#eval-table tr.eval-row", 1) == 1
+    assert page.inner_text("#eval-live .pager .range") == "3–3 of 3"
+    # A row of the second page opens its modal, and the address keeps the page.
+    open_row(page, "not-yet")
+    assert "offset=2" in page.url and "task=not-yet" in page.url
+    page.keyboard.press("Escape")
+    page.wait_for_function(CLOSED_URL)
+    assert "offset=2" in page.url
+    # Past the end: said, with the way back.
+    page.goto(dash.url(EXPLORER + "?offset=50&limit=2"))
+    assert "past the end" in page.inner_text("#eval-live .past-end")
+    assert page.query_selector("#eval-table tr.empty") is None
+    page.click("#eval-live .past-end a.last-page")
+    assert wait_count(page, "#eval-table tr.eval-row", 1) == 1

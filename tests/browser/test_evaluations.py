@@ -348,6 +348,9 @@ def test_json_twins_are_the_apis_views(evaluated: dict[str, Any], cluster: Clust
         explorer = http.get("/evaluations/dead-agent.json").json()
         assert explorer.pop("polling") is False  # the API's view, plus whether to poll
         assert explorer.pop("links")["api"] == "/api/v1/evaluations/dead-agent"  # and where
+        pager = {k: explorer.pop(k) for k in ("total", "limit", "offset", "range", "past_end",
+                                              "last_offset", "prev_offset", "next_offset")}
+        assert pager["total"] == len(explorer["tasks"]) and pager["offset"] == 0  # one page
         assert explorer == cluster.api("GET", "/evaluations/dead-agent")
         row = explorer["tasks"][0]
         twin = http.get("/evaluations/dead-agent/tasks/hello.json").json()

@@ -32,6 +32,8 @@ from titan.storage.base import Row
 
 router = APIRouter()
 LISTED = 200
+#: The Data Explorer's tasks per page (``?limit=``, at most 1,000).
+TASKS_SHOWN = 200
 #: The tool-call sources' badge labels: seed 003's words (a simulated call is "odyssey").
 SOURCE_LABELS = views.SOURCE_BADGES
 
@@ -123,7 +125,10 @@ async def projects_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
 async def explorer_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     project: str | None = request.path_params.get("project_id")
     evaluation_id: str = request.path_params["evaluation_id"]
-    return await c.engine.read(lambda tx: eval_queries.explorer_page(tx, evaluation_id, project))
+    limit = int_param(request, "limit", TASKS_SHOWN, 1, 1000)
+    offset = int_param(request, "offset", 0, 0, 2**62)
+    return await c.engine.read(lambda tx: eval_queries.explorer_page(
+        tx, evaluation_id, project, limit=limit, offset=offset))
 
 
 @twin(router, ["/evaluations/{evaluation_id}/tasks/{task_id}"], "eval_task.html", "eval_task")

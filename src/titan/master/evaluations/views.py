@@ -15,7 +15,7 @@ from titan.evals.structure import reconstruct
 from titan.master.evaluations.dispatch import JOB_ROOT_ACTOR
 from titan.master.evaluations.judging import trajectory
 from titan.status import EVAL_ACTIVE
-from titan.storage.base import ActionQuery, Row, Transaction
+from titan.storage.base import ActionQuery, Row, RunQuery, Transaction
 
 SOURCES = ("simulated", "injected", "passthrough", "error", "transport_error")
 #: Each source's badge as seed 003 names it: a simulated call is "odyssey" (answered against
@@ -101,6 +101,7 @@ def explorer(tx: Transaction, evaluation: Row) -> Row:
     runs: dict[str, list[Row]] = {}
     for r in tx.eval_runs(evaluation["id"]):
         runs.setdefault(r["task_id"], []).append(r)
+    agent_runs = _agent_runs(tx, [h[-1]["id"] for h in runs.values()])
     rows = []
     for task in tasks:
         seed = task["seed"]
@@ -113,12 +114,26 @@ def explorer(tx: Transaction, evaluation: Row) -> Row:
             # Seed 003's name for the same value (its Behavior config column).
             "odyssey_seed": {"behavior_instructions": seed.get("behavior_instructions")},
             "expected_outcome": seed.get("expected_outcome"), "run_count": len(history),
-            "run": run_row(latest, tx.get_run(latest["id"])) if latest else None,
+            "run": run_row(latest, agent_runs.get(latest["id"])) if latest else None,
         })
     return {"evaluation": {k: evaluation.get(k) for k in ("id", "project", "description",
                                                           "created_at", "updated_at")}
             | {"agent": public_view(evaluation["agent"])}, "tasks": rows,
             "summary": _summary(rows)}
+
+
+#: Agent runs read in one query each this many: one read per task made a 3,000-task
+#: explorer 3,000 queries.
+_RUNS_AT_ONCE = 500
+
+
+def _agent_runs(tx: Transaction, run_ids: list[str]) -> dict[str, Row]:
+    found: dict[str, Row] = {}
+    for i in range(0, len(run_ids), _RUNS_AT_ONCE):
+        chunk = tuple(run_ids[i:i + _RUNS_AT_ONCE])
+        for r in tx.list_runs(RunQuery(ids=chunk), len(chunk), 0)[0]:
+            found[r["id"]] = r
+    return found
 
 
 def _summary(rows: list[Row]) -> Row:
