@@ -198,7 +198,13 @@ def test_the_projects_pages_and_their_twins(workflows: dict[str, Any],
     assert twin.pop("polling") is False
     assert twin.pop("links") == {"project": "acme", "page": "/projects/acme/workflows/acme-support",
                                  "api": ACME, "runs": "agent-runs"}
+    pager = {k: twin.pop(k) for k in ("total", "limit", "offset", "range", "past_end",
+                                      "last_offset", "prev_offset", "next_offset")}
+    assert (pager["total"], pager["limit"], pager["next_offset"]) == (len(twin["tasks"]), 200, None)
     assert twin == get(http, ACME)
+    paged = http.get("/projects/acme/workflows/acme-support.json", params={"limit": 1}).json()
+    assert [t["task_id"] for t in paged["tasks"]] == [twin["tasks"][0]["task_id"]]
+    assert paged["summary"] == twin["summary"] and paged["next_offset"] == 1
     assert http.get("/projects/default/workflows/acme-support.json").status_code == 404
     task = http.get("/projects/acme/workflows/acme-support/tasks/status-check.json").json()
     assert task["trace"] == get(http, f"{ACME}/tasks/status-check/agent-runs/{task['run_id']}")
