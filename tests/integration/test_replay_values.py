@@ -154,6 +154,40 @@ def test_a_replayed_exception_is_of_its_own_class_with_its_data(cluster: Cluster
             if a["name"] == "call_api"] == [("error", "RateLimited"), ("error", "HTTPError")]
 
 
+COMMAND_AGENT = """
+import subprocess, sys
+import titan
+
+@titan.tool
+def run_tests(path):
+    code = "import sys; sys.stderr.write('E   assert 1 == 2\\\\n'); sys.exit(1)"
+    return subprocess.run([sys.executable, "-c", code], check=True,
+                          capture_output=True).stdout.decode()
+
+with titan.trace.run("command-agent") as run:
+    print(run.id, flush=True)
+    try:
+        feedback = run_tests("tests/")
+    except subprocess.CalledProcessError as e:
+        feedback = f"exit {e.returncode}: {e.stderr.decode().strip()} ({len(e.cmd)} args)"
+    with titan.trace.action("feedback", inputs={"text": feedback}) as a:
+        a.outputs = feedback
+"""
+
+
+def test_a_replayed_exception_gives_back_the_bytes_it_carried(cluster: Cluster,
+                                                              tmp_path: Path) -> None:
+    # A failed command's stderr (bytes) was dropped: the replay failed with AttributeError
+    # in the agent's except clause (QA r07).
+    run_id = run_script(cluster, write(tmp_path, "command.py", COMMAND_AGENT))
+    actions = cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+    assert [a["inputs"] for a in actions if a["name"] == "feedback"] == [
+        {"text": "exit 1: E   assert 1 == 2 (3 args)"}]
+    report = replay(cluster, run_id)  # strict: the feedback's inputs must be the same
+    assert report["status"] == "completed", (report.get("error"), report["divergences"])
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0
+
+
 INTERRUPTED = """
 import titan
 

@@ -105,3 +105,33 @@ def test_what_is_recorded_is_plain_json_and_never_fails() -> None:
 
     saved = payload(Odd())["$error"]
     assert "args" not in saved and saved["attrs"] == {"ok": True}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(status, body)
+        self.status, self.body = status, body
+
+
+def test_bytes_an_exception_carries_come_back_as_bytes() -> None:
+    # A failed command's stderr, an HTTP error's body: dropped, the replay's
+    # `e.stderr.decode()` raised AttributeError in the agent's except clause (QA r07).
+    import subprocess
+
+    code = "import sys; sys.stdout.write('out'); sys.stderr.write('E   assert 1 == 2\\n'); sys.exit(3)"
+    with pytest.raises(subprocess.CalledProcessError) as caught:
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    saved = payload(caught.value)["$error"]
+    assert saved["attrs"]["stderr"] == {"$bytes": "RSAgIGFzc2VydCAxID09IDIK"}
+    back = _round_trip(caught.value)
+    assert type(back) is subprocess.CalledProcessError
+    assert (back.returncode, back.cmd, back.stdout, back.stderr.decode()) == (
+        3, [sys.executable, "-c", code], b"out", "E   assert 1 == 2\n")
+    assert str(back) == str(caught.value)
+    api = _round_trip(ApiError(502, b"\x00<html>bad gateway"))
+    assert type(api) is ApiError and api.args == (502, b"\x00<html>bad gateway")
+    assert (api.status, api.body) == (502, b"\x00<html>bad gateway")
+    assert _round_trip(ValueError(b"raw")).args == (b"raw",)
+    # Past the bound, the attribute is left out (as long text is), the rest kept.
+    big = _round_trip(ApiError(500, b"x" * 100_001))
+    assert type(big) is ApiError and big.status == 500

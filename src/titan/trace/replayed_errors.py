@@ -7,23 +7,28 @@ schema, which the ledger hashes). That alone could not tell ``urllib.error.HTTPE
 ``httpx.HTTPError``, nor give back ``e.code`` or a ``retry_after``: so a failed call's outputs,
 which it has none of otherwise, hold what rebuilds it — ``{"$error": {"module", "class",
 "args", "attrs"}}`` (:func:`payload`): its module and qualified name, its arguments and its
-public attributes as far as JSON holds them (headers as their text). Runs recorded before
-have no such outputs: their exceptions are found by name, as they were.
+public attributes as far as JSON holds them (headers as their text; bytes, a failed
+command's ``stderr`` or an HTTP error's body, as tool results hold them, ``{"$bytes": ...}``).
+Runs recorded before have no such outputs: their exceptions are found by name, as they were.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from titan import errors
+from titan.trace.canonical import BYTES, revived
 
 #: The key of a failed call's outputs that holds what rebuilds its exception.
 MARKER = "$error"
 _MAX_ATTRS = 50
-_MAX_TEXT = 10_000
+#: The longest text or bytes an attribute or argument is kept with (the error message's own
+#: bound, titan.trace.emit): a failed command's whole stderr, an error page's body.
+_MAX_DATA = 100_000
 _SIMPLE = (str, int, float, bool, type(None))
 
 
@@ -45,9 +50,11 @@ def payload(error: BaseException) -> dict[str, Any]:
     saved: dict[str, Any] = {"module": getattr(cls, "__module__", None),
                              "class": getattr(cls, "__qualname__", None)}
     with contextlib.suppress(Exception):
-        args = error.args
-        if all(_simple(a) for a in args) and args:
-            saved["args"] = list(args)
+        # All or none: a constructor takes its arguments in order (CalledProcessError's
+        # returncode, then its command, a list).
+        args = [_kept(a) for a in error.args]
+        if args and all(a is not _SKIP for a in args):
+            saved["args"] = args
     attrs: dict[str, Any] = {}
     with contextlib.suppress(Exception):
         for name, value in list(vars(error).items())[:_MAX_ATTRS * 4]:
@@ -65,20 +72,34 @@ _SKIP = object()
 
 
 def _simple(value: Any) -> bool:
-    return isinstance(value, _SIMPLE) and not (isinstance(value, str) and len(value) > _MAX_TEXT)
+    return isinstance(value, _SIMPLE) and not (isinstance(value, str) and len(value) > _MAX_DATA)
+
+
+def _plain(value: Any) -> Any:
+    """A plain value as JSON holds it (bytes under the ``$bytes`` marker), else _SKIP."""
+    if _simple(value):
+        return value
+    if isinstance(value, bytes | bytearray) and len(value) <= _MAX_DATA:
+        # Dropped, a replay's ``e.stderr.decode()`` raised AttributeError in the agent's
+        # own except clause (a QA pass): kept as a tool's bytes result is.
+        return {BYTES: base64.b64encode(bytes(value)).decode()}
+    return _SKIP
 
 
 def _kept(value: Any) -> Any:
-    """An attribute as JSON holds it: plain values as they are, headers (an email message,
-    a mapping of text) as text or a dict; anything else (a file, a response) is skipped."""
-    if _simple(value):
-        return value
-    if isinstance(value, list | tuple) and len(value) <= 100 and all(_simple(v) for v in value):
-        return list(value)
+    """An attribute or argument as JSON holds it: plain values and bytes as they are, a list
+    of them (a command), headers (an email message, a mapping of text) as text or a dict;
+    anything else (a file, a response) is skipped."""
+    plain = _plain(value)
+    if plain is not _SKIP:
+        return plain
+    if isinstance(value, list | tuple) and len(value) <= 100:
+        items = [_plain(v) for v in value]
+        return _SKIP if any(v is _SKIP for v in items) else items
     email = sys.modules.get("email.message")
     if email is not None and isinstance(value, email.Message):
         text = str(value)
-        return text if len(text) <= _MAX_TEXT else _SKIP
+        return text if len(text) <= _MAX_DATA else _SKIP
     if isinstance(value, Mapping) and len(value) <= 100 and all(
             isinstance(k, str) and _simple(v) for k, v in value.items()):
         return dict(value)
@@ -109,7 +130,8 @@ def _saved(outputs: str | None) -> dict[str, Any]:
     with contextlib.suppress(ValueError):
         found = json.loads(outputs).get(MARKER)
         if isinstance(found, dict):
-            return found
+            # Its bytes as bytes again (an attribute, an argument): what the code reads.
+            return {k: revived(v) if k in ("args", "attrs") else v for k, v in found.items()}
     return {}
 
 
@@ -145,7 +167,8 @@ def _rebuilt(cls: type[BaseException], message: str, saved: dict[str, Any]) -> B
         # set otherwise (RateLimited("rate limited").retry_after) take the recorded value.
         with contextlib.suppress(Exception):  # a read-only property, an odd __eq__
             now = getattr(exc, name, _SKIP)
-            if now is _SKIP or now != value and (_simple(now) or isinstance(now, list | dict)):
+            if now is _SKIP or now != value and (
+                    _simple(now) or isinstance(now, list | dict | bytes)):
                 setattr(exc, name, value)
     return exc
 
