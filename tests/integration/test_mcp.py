@@ -19,6 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from tests.conftest import free_port
 from tests.integration.harness import Cluster, shared_cluster
 
 cluster = shared_cluster()
@@ -119,9 +120,31 @@ def test_over_stdio_an_agent_submits_waits_and_reads(cluster: Cluster) -> None:
                                    "(it takes: "), text
             text = await refused(client, "submit_jobs", job={})
             assert text.startswith("not_found: no tool 'submit_jobs' (tools: "), text
+            # store_put says its size in bytes, as store_get does (it said characters:
+            # 200,000 for 400,000 bytes).
+            wide = "é" * 200_000
+            put = await call(client, "store_put", key="mcp-stdio:wide", value=wide)
+            got = await call(client, "store_get", key="mcp-stdio:wide")
+            assert put["stored"] == got["size"] == 400_000 and got["truncated"]
 
     run(scenario)
     print(f"stdio scenario: {time.monotonic() - started:.1f}s")
+
+
+def test_a_master_that_cannot_be_reached_is_an_error_with_its_code(cluster: Cluster) -> None:
+    # Every error starts with its code (docs/mcp.md); a connection failure had none.
+    gone = f"http://127.0.0.1:{free_port()}"
+
+    async def scenario() -> None:
+        server = StdioServerParameters(
+            command=sys.executable, cwd=str(cluster.root),
+            args=["-m", "titan", "mcp", "--master", gone, "--token", cluster.admin_token],
+            env=dict(cluster.env))
+        async with Client(server, mode="legacy") as client:
+            text = await refused(client, "store_get", key="k")
+            assert text.startswith("connection_failed: ") and gone in text, text
+
+    run(scenario)
 
 
 def test_over_http_an_operator_submits_and_approves_a_gate(cluster: Cluster) -> None:

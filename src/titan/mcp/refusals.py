@@ -8,6 +8,7 @@ client for the request it came in on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
@@ -101,7 +102,16 @@ class Calls:
 
 
 def message(exc: TitanError) -> str:
-    return f"{exc.code}: {exc}" if isinstance(exc, APIError) else str(exc)
+    """``code: what went wrong``: the API's code, else the error's class in snake case
+    (``connection_failed: could not reach the master ...``): a master that cannot be reached
+    came back without one, unlike every other error (a QA pass)."""
+    return f"{code(exc)}: {exc}"
+
+
+def code(exc: TitanError) -> str:
+    if isinstance(exc, APIError):
+        return exc.code
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def tool_error(exc: TitanError) -> Exception:

@@ -143,10 +143,11 @@ def build_server(clients: Clients) -> MCPServer:
 
     @server.tool(annotations=WRITES)
     async def store_put(key: str, value: str, ctx: Context) -> dict[str, Any]:
-        """Set the store key `key` to the string `value` (jobs waiting for it wake up). Needs an
-        operator or admin token (or a job's)."""
+        """Set the store key `key` to the string `value` (jobs waiting for it wake up); the reply's
+        `stored` is its size in bytes of UTF-8. Needs an operator or admin token (or a job's)."""
         await tool(ctx, lambda client: client.store_put(key, value))
-        return {"key": key, "stored": len(value)}
+        # Bytes of UTF-8, as store_get's `size` (characters said 200,000 for 400,000 bytes).
+        return {"key": key, "stored": len(value.encode("utf-8", "surrogatepass"))}
 
     @server.tool(annotations=READS)
     async def list_runs(
