@@ -188,6 +188,78 @@ def test_a_replayed_exception_gives_back_the_bytes_it_carried(cluster: Cluster,
     assert report["divergence_count"] == 0 and report["match_rate"] == 1.0
 
 
+ITERABLES_AGENT = """
+import collections
+import titan
+
+@titan.tool
+def list_files(folder):
+    return {"a.py": 10, "b.py": 20, "c.py": 30}.keys()
+
+@titan.tool
+def recent_messages(n):
+    return collections.deque(["hi", "there"], maxlen=n)
+
+@titan.tool
+def pages(n):
+    return range(n)
+
+with titan.trace.run("iterables-agent") as run:
+    print(run.id, flush=True)
+    result = {"files": list(list_files("src")), "msgs": list(recent_messages(5)),
+              "pages": sum(1 for _ in pages(3))}
+    with titan.trace.action("report", inputs=result) as a:
+        a.outputs = result
+"""
+
+GENERATOR_AGENT = """
+import titan
+
+@titan.tool
+def rows(n):
+    return (i * i for i in range(n))
+
+with titan.trace.run("generator-agent") as run:
+    print(run.id, flush=True)
+    total = sum(rows(4))
+    with titan.trace.action("report", inputs={"total": total}) as a:
+        a.outputs = total
+"""
+
+
+def test_iterables_replay_as_their_items(cluster: Cluster, tmp_path: Path) -> None:
+    # dict.keys(), a deque, a range were recorded as their repr: the replay handed back a
+    # string, the agent iterated its characters, and the replay still matched (QA r08).
+    run_id = run_script(cluster, write(tmp_path, "iterables.py", ITERABLES_AGENT))
+    actions = cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+    assert [a["outputs"] for a in actions if a["channel"] == "tool"] == [
+        ["a.py", "b.py", "c.py"], ["hi", "there"], [0, 1, 2]]
+    report = replay(cluster, run_id)  # strict: the report's inputs must be the same
+    assert report["status"] == "completed", (report.get("error"), report["divergences"])
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0
+
+
+def test_a_generator_returned_is_not_replayable_and_the_replay_says_so(
+        cluster: Cluster, tmp_path: Path) -> None:
+    run_id = run_script(cluster, write(tmp_path, "generator.py", GENERATOR_AGENT))
+    actions = cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+    # The caller got its items (recording consumed nothing); the recording says what it holds.
+    assert [a["inputs"] for a in actions if a["name"] == "report"] == [{"total": 14}]
+    rows = next(a for a in actions if a["name"] == "rows")
+    assert rows["outputs"]["$repr"] == "<generator object rows.<locals>.<genexpr>>"
+    report = replay(cluster, run_id)
+    assert report["status"] == "failed", report
+    assert "tool call 'rows' #0" in report["error"], report["error"]
+    assert "recorded only as its repr" in report["error"], report["error"]
+    assert {d["name"]: d["kind"] for d in report["divergences"]} == {"rows": "not_replayable"}
+    assert report["match_rate"] < 1.0
+    # Allowed to, the replay runs it live, and the rest matches.
+    live = replay(cluster, run_id, mode="lenient", allow_live=True)
+    assert live["status"] == "completed", (live.get("error"), live["divergences"])
+    replayed = cluster.api("GET", f"/runs/{live['run_id']}/actions")["actions"]
+    assert [a["inputs"] for a in replayed if a["name"] == "report"] == [{"total": 14}]
+
+
 INTERRUPTED = """
 import titan
 

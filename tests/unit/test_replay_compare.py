@@ -183,3 +183,13 @@ def test_json_diff_aligns_lists_so_one_insertion_is_one_change() -> None:
     edited[3]["content"] = "other"
     assert json_diff(msgs, edited) == [
         {"path": "$[3].content", "change": "changed", "original": "m3", "replay": "other"}]
+
+
+def test_a_call_refused_for_a_value_recorded_only_as_its_repr_is_not_replayable() -> None:
+    from titan.trace.canonical import NOT_REPLAYABLE_SAYS
+
+    original = [act("A", "pages", seq=1)]
+    refused = act("A", "pages", status="refused", seq=1)
+    refused["error_message"] = f"replay of r: tool call 'pages' #0 of A: what it returned " \
+                               f"(<generator object pages>) {NOT_REPLAYABLE_SAYS}"
+    assert statuses(compare(original, [refused])) == [("A", "pages", "not_replayable")]

@@ -82,3 +82,65 @@ def test_inputs_of_bytes_match_a_recording_that_hashed_them() -> None:
     assert (d.status, d.divergence, d.legacy_bytes) == ("served", None, False)
     other = _session()._recorded("agent", old, 0, {"data": b"q" * 300}, pure=False)
     assert other.divergence == "input_mismatch"
+
+
+def test_iterables_that_list_their_items_are_recorded_as_lists() -> None:
+    # By repr a replay handed back "dict_keys(['a.py', ...])": the agent iterated characters
+    # and the replay reported a match (QA r08).
+    import collections
+    import types
+
+    index = {"a.py": 10, "b.py": 20}
+    value = {"keys": index.keys(), "values": index.values(), "items": index.items(),
+             "deque": collections.deque(["hi", "there"], maxlen=5), "range": range(3),
+             "view": types.MappingProxyType({"k": 1})}
+    expected = {"keys": ["a.py", "b.py"], "values": [10, 20], "items": [["a.py", 10], ["b.py", 20]],
+                "deque": ["hi", "there"], "range": [0, 1, 2], "view": {"k": 1}}
+    for dump in (canonical.dumps, canonical.outputs):
+        assert json.loads(dump(value)) == expected
+    assert not canonical.holds_stand_in(canonical.outputs(value))
+    assert _recorded(canonical.outputs(value)).value() == expected
+
+
+def test_what_only_a_repr_stands_for_is_marked_in_outputs_and_never_consumed() -> None:
+    def gen():  # noqa: ANN202
+        yield from (1, 2)
+
+    class Obj:
+        pass
+
+    g, m = gen(), map(str, [1, 2])
+    text = canonical.outputs({"g": g, "m": m, "f": filter(None, [1]), "o": Obj(),
+                              "huge": range(10**12)})
+    found = json.loads(text)
+    assert found["g"] == {"$repr": "<generator object test_what_only_a_repr_stands_for_is_"
+                                   "marked_in_outputs_and_never_consumed.<locals>.gen>"}
+    assert set(found["m"]) == {"$repr"} and found["m"]["$repr"].startswith("<map object")
+    assert found["o"]["$repr"].endswith("Obj object>") and "0x" not in text
+    assert found["huge"] == {"$repr": "range(0, 1000000000000)"}
+    assert canonical.holds_stand_in(text)
+    # What the caller holds is untouched: recording consumed nothing.
+    assert list(g) == [1, 2] and list(m) == ["1", "2"]
+    # Inputs are hashed, never served: spelled as they always were (recorded runs match).
+    assert json.loads(canonical.dumps({"o": Obj()}))["o"].endswith("Obj object>")
+    # The marker's name in text, or a dict of another shape, is no stand-in.
+    assert not canonical.holds_stand_in(canonical.outputs({"s": '"$repr":"x"'}))
+    assert not canonical.holds_stand_in('{"$repr":"x","y":1}')
+    assert not canonical.holds_stand_in(None)
+
+
+def test_a_replay_refuses_what_was_recorded_only_as_its_repr_and_says_why() -> None:
+    rec = _recorded(canonical.outputs(map(str, [1])), {"url": "u"})
+    d = _session()._recorded("agent", rec, 0, {"url": "u"}, pure=False)
+    assert (d.status, d.divergence) == ("refused", "not_replayable")
+    said = str(_session().refusal(d, "tool", "fetch", "agent"))
+    assert "tool call 'fetch' #0 of agent" in said and "(<map object>)" in said
+    assert canonical.NOT_REPLAYABLE_SAYS in said
+    strict = Session({"of": "run-1"})._recorded("agent", rec, 0, {"url": "u"}, pure=False)
+    assert (strict.status, strict.divergence) == ("stopped", "not_replayable")
+    live = Session({"of": "run-1", "allow_live": True})._recorded("agent", rec, 0,
+                                                                  {"url": "u"}, pure=False)
+    assert (live.status, live.divergence) == ("live", "not_replayable")
+    # A failed call's outputs rebuild its exception: raised again as recorded.
+    failed = _recorded('{"$error":{"args":[{"$repr":"x"}]}}', {"url": "u"}, outcome="error")
+    assert _session()._recorded("agent", failed, 0, {"url": "u"}, pure=False).status == "served"

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from titan import errors
-from titan.trace import context, forks, netguard, replay
-from titan.trace.canonical import bytes_as_before, dumps
+from titan.trace import canonical, context, forks, netguard, replay
+from titan.trace.canonical import bytes_as_before
 from titan.trace.emit import emit
 from titan.trace.recorded import Decision
 from titan.trace.replayed_errors import replayed_error
@@ -141,8 +141,8 @@ class Action:
                 or d.recorded is None:
             return None
         with bytes_as_before() if d.legacy_bytes else contextlib.nullcontext():
-            same = d.recorded.outputs == dumps(session.as_recorded(d.recorded, "outputs",
-                                                                   self.outputs))
+            same = d.recorded.outputs == canonical.outputs(
+                session.as_recorded(d.recorded, "outputs", self.outputs))
         if same:
             return None
         why = "(verify mode)" if d.status == "verified" else (

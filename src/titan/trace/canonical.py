@@ -4,8 +4,13 @@ Keys sorted, no insignificant whitespace, UTF-8 kept as is, integers and floats 
 ``json`` writes them. The SDK uses it to key replays; the master uses it to store and hash what
 any client sends, so a batch from another language hashes like one from Python. Values JSON
 cannot hold are converted the way a person reading the trace would want them: dataclasses and
-pydantic models as their fields, sets sorted, bytes whole as base64 under a ``$bytes`` marker
-(:func:`revived` turns them back into bytes for a replay), anything else by repr;
+pydantic models as their fields, sets sorted, what lists or maps its items without being
+consumed (``dict.keys()``/``values()``/``items()``, a deque, a range, a read-only mapping) as a
+list or a dict, bytes whole as base64 under a ``$bytes`` marker (:func:`revived` turns them
+back into bytes for a replay), anything else by repr — in a call's outputs (:func:`outputs`)
+under a ``$repr`` marker, which a replay cannot give back and says so: an iterator (a
+generator, ``map``, ``filter``) would have to be consumed to be recorded, and the caller get
+an empty one;
 what the master cannot store becomes a stand-in rather than losing the action: an integer past
 64 bits as its decimal text, nesting past :data:`MAX_DEPTH` cut with a marker, a value whose
 conversion fails (a ``__repr__`` that raises, a dataclass holding itself) as a marker naming
@@ -21,7 +26,8 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -32,6 +38,15 @@ BYTES = "$bytes"
 LOST_BYTES = "$bytes_sha256"
 _legacy_bytes: contextvars.ContextVar[bool] = contextvars.ContextVar("titan_legacy_bytes",
                                                                      default=False)
+#: What a call returned that a replay cannot give back, recorded as ``{"$repr": "<text>"}``:
+#: an object JSON cannot hold, by its repr, and an iterator (see the module's text).
+REPR = "$repr"
+_as_outputs: contextvars.ContextVar[bool] = contextvars.ContextVar("titan_as_outputs",
+                                                                   default=False)
+#: How a replay's refusal of such a call says it (:mod:`titan.trace.compare` reads it there).
+NOT_REPLAYABLE_SAYS = "was recorded only as its repr, so the replay cannot return it"
+#: The longest range recorded as its items (a range is lazy: range(10**12) holds none).
+MAX_RANGE = 100_000
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                             allow_nan=False, default=lambda o: jsonable(o))
 # Every recorded action is canonicalised twice (inputs, outputs), on the caller's thread and
@@ -71,7 +86,13 @@ def jsonable(value: Any) -> Any:
         # dumps starts over with loops marked and the depth cut.
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the user's conversion methods
-        return f"<{_type_name(value)}: not recordable ({type(exc).__name__})>"
+        return _stand_in(f"<{_type_name(value)}: not recordable ({type(exc).__name__})>")
+
+
+def _stand_in(text: str) -> Any:
+    """Text standing for a value: marked as such in a call's outputs, where a replay would
+    otherwise hand the agent the text instead of the value."""
+    return {REPR: text} if _as_outputs.get() else text
 
 
 def _converted(value: Any) -> Any:
@@ -87,6 +108,13 @@ def _converted(value: Any) -> Any:
                        for v in value), key=repr)
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, KeysView | ValuesView | ItemsView | deque) or (
+            isinstance(value, range) and len(value) <= MAX_RANGE):
+        # Their items, as a set's: by repr a replay handed back "dict_keys(['a.py'])", and the
+        # agent iterated its characters while the replay reported a match (a QA pass).
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
     if isinstance(value, bytes | bytearray):
         # Whole, whatever their size (a payload past 64 KiB goes to the master's blob store
         # like any other): a replay hands them back (``fetch(url)`` returning the page read).
@@ -97,8 +125,10 @@ def _converted(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     # Without its memory address: "<Obj object at 0x7f...>" differs on every run, so a
-    # replay read each such value as changed (an output mismatch, an input mismatch).
-    return _ADDRESS.sub("", repr(value))
+    # replay read each such value as changed (an output mismatch, an input mismatch). An
+    # iterator too (a generator, map, filter): recording it would consume it, and the caller
+    # get an exhausted one.
+    return _stand_in(_ADDRESS.sub("", repr(value)))
 
 
 def _type_name(value: Any) -> str:
@@ -135,8 +165,20 @@ def dumps(value: Any) -> str:
                 _DIGITS):
             text = _STRING_OR_INT.sub(_int64_or_text, text)
     except Exception as exc:  # noqa: BLE001 - the interpreter's stack already near its end
-        text = json.dumps(f"<{_type_name(value)}: not recordable ({type(exc).__name__})>")
+        text = json.dumps(_stand_in(f"<{_type_name(value)}: not recordable "
+                                    f"({type(exc).__name__})>"), sort_keys=True,
+                          separators=(",", ":"))
     return text if text.isascii() else utf8(text)
+
+
+def outputs(value: Any) -> str:
+    """:func:`dumps` of what a call returned: what only its repr stands for is marked
+    (``{"$repr": ...}``), so a replay flags the call rather than serve the text."""
+    token = _as_outputs.set(True)
+    try:
+        return dumps(value)
+    finally:
+        _as_outputs.reset(token)
 
 
 def _too_deep(text: str) -> bool:
@@ -197,7 +239,7 @@ def _plain(value: Any, seen: set[int], depth: int) -> Any:
     if id(value) in seen:
         return f"<cycle: {_type_name(value)}>"
     if isinstance(value, type):
-        return repr(value)
+        return _stand_in(repr(value))
     if depth >= MAX_DEPTH and isinstance(value, dict | list | tuple):
         return f"<cut: nested deeper than {MAX_DEPTH} levels>"
     seen.add(id(value))
@@ -264,6 +306,24 @@ def holds_lost_bytes(text: str | None) -> bool:
     try:
         return lost(json.loads(text))
     except ValueError:  # a preview (its blob gone): not the recording's whole value anyway
+        return False
+
+
+def holds_stand_in(text: str | None) -> bool:
+    """Whether a call's recorded outputs hold a value recorded only as its repr
+    (``{"$repr": ...}``, :func:`outputs`): a replay cannot give it back."""
+    if not text or f'"{REPR}":' not in text:
+        return False
+
+    def marked(v: Any) -> bool:
+        if isinstance(v, dict):
+            return (len(v) == 1 and isinstance(v.get(REPR), str)) or any(
+                marked(x) for x in v.values())
+        return isinstance(v, list) and any(marked(x) for x in v)
+
+    try:
+        return marked(json.loads(text))
+    except ValueError:  # a preview (its blob gone)
         return False
 
 

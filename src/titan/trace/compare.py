@@ -16,7 +16,10 @@ each replayed call by — so the order in which parallel actors ran never matter
 - **leak**: a connection the replay's code opened itself (channel ``network``);
 - **redacted**: a recorded call the replay could not serve, its outputs having been redacted
   (PII) before storage, or being bytes recorded before Titan kept them (only their sha256)
-  — the replay refused it or stopped there.
+  — the replay refused it or stopped there;
+- **not_replayable**: a recorded call the replay could not serve because what it returned was
+  recorded only as its repr (an object JSON cannot hold, a generator: ``{"$repr": ...}``) —
+  the code's doing, unlike a redaction; the replay refused it or stopped there.
 
 Not divergences: calls past a fork point (``forked``) or given an override (``override``),
 recorded calls a fork replaced (``replaced``), and — when a strict replay stopped at its first
@@ -32,9 +35,11 @@ from collections.abc import Iterable
 from difflib import SequenceMatcher
 from typing import Any
 
+from titan.trace.canonical import NOT_REPLAYABLE_SAYS
+
 Key = tuple[str, str, str, int]
 DIVERGENCES = ("name_mismatch", "input_mismatch", "extra", "missing", "output_mismatch", "leak",
-               "redacted")
+               "redacted", "not_replayable")
 MESSAGES = {
     "name_mismatch": "Action name mismatch: a different call was made at this position",
     "input_mismatch": "Input mismatch: same call, different inputs",
@@ -44,6 +49,9 @@ MESSAGES = {
     "leak": "Leak: a network call Titan did not intercept",
     "redacted": "Redacted: the recorded outputs were redacted (PII) before storage, or are "
                 "bytes recorded before Titan kept them, so the replay could not serve them",
+    "not_replayable": "Not replayable: what the call returned was recorded only as its repr "
+                      "(an object JSON cannot hold, a generator), so the replay could not "
+                      "serve it",
 }
 MAX_DIFF = 50
 
@@ -124,8 +132,10 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
         elif status in ("refused", "stopped"):
             # A recorded call with the same inputs is refused only when its outputs were
             # redacted, or are bytes a run recorded before Titan kept them (only their
-            # hash, titan.trace.replay): the recording cannot answer it.
-            kind = "redacted"
+            # hash, titan.trace.replay), or hold what was recorded only as its repr (the
+            # refusal says so): the recording cannot answer it.
+            kind = "not_replayable" if NOT_REPLAYABLE_SAYS in str(
+                r.get("error_message") or "") else "redacted"
         else:
             kind = "match"
         rows[k] = {"key": k, "original": o, "replay": r, "status": kind}

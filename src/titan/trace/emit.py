@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from titan.trace import context, replayed_errors
+from titan.trace import canonical, context, replayed_errors
 from titan.trace.canonical import dumps
 from titan.trace.recorder import RECORDER
 
@@ -55,7 +55,8 @@ def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, output
         # replay (its class by module, its data). A replay's own refusals are not the call's.
         outputs = replayed_errors.payload(error)
     RECORDER.put("action", run, (meta, dumps(inputs),
-                                 None if outputs is None else dumps(outputs), cost_usd or 0.0))
+                                 None if outputs is None else canonical.outputs(outputs),
+                                 cost_usd or 0.0))
     return action_id
 
 

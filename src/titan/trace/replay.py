@@ -36,6 +36,7 @@ calls included); this module only decides each call, consistently with that comp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -46,7 +47,15 @@ from titan import errors
 from titan.formats import quote_ref
 from titan.redaction import Redactor
 from titan.trace import context, forks, netguard
-from titan.trace.canonical import bytes_as_before, digest, dumps, holds_lost_bytes
+from titan.trace.canonical import (
+    NOT_REPLAYABLE_SAYS,
+    REPR,
+    bytes_as_before,
+    digest,
+    dumps,
+    holds_lost_bytes,
+    holds_stand_in,
+)
 from titan.trace.emit import emit
 from titan.trace.recorded import ActorRecording, Decision, Recorded
 from titan.trace.recorder import RECORDER
@@ -227,14 +236,16 @@ class Session:
         divergence = "input_mismatch" if mismatch else None
         if self.verify and pure and not mismatch:
             return Decision("verified", ordinal, recorded, legacy_bytes=legacy)
+        succeeded = recorded.outcome not in ("error", "blocked")
         unkept = "redacted" if "outputs" in recorded.redacted else "bytes_not_kept" if (
-            recorded.outcome not in ("error", "blocked")
-            and holds_lost_bytes(recorded.outputs)) else None
+            succeeded and holds_lost_bytes(recorded.outputs)) else "not_replayable" if (
+            succeeded and holds_stand_in(recorded.outputs)) else None
         if unkept is not None:
-            # The recording holds placeholders (PII redaction), or only the hash of bytes
-            # returned (a run recorded before Titan kept them), not what the call returned:
-            # serving them would hand the agent made-up data. It runs live if allowed, else
-            # is refused.
+            # The recording holds placeholders (PII redaction), only the hash of bytes
+            # returned (a run recorded before Titan kept them) or only the repr of what
+            # JSON cannot hold (an object, a generator), not what the call returned: serving
+            # them would hand the agent made-up data. It runs live if allowed, else is
+            # refused.
             if self.allow_live:
                 return Decision("live", ordinal, recorded, unkept, legacy_bytes=legacy)
             return Decision("stopped" if self.mode == "strict" else "refused", ordinal,
@@ -279,10 +290,13 @@ class Session:
                             "replay cannot return them",
                 "bytes_not_kept": "it returned bytes, and the run was recorded before Titan "
                                   "kept bytes over 256 (only their sha256 and size are on "
-                                  "record), so the replay cannot return them"
+                                  "record), so the replay cannot return them",
+                "not_replayable": f"what it returned ({_stand_in_of(decision.recorded)}) "
+                                  f"{NOT_REPLAYABLE_SAYS} (return a list, a dict or a "
+                                  "dataclass instead)",
                 }[decision.divergence or "extra"]
         where = f"{channel} call {name!r} #{decision.ordinal} of {actor}"
-        if decision.divergence in ("redacted", "bytes_not_kept"):
+        if decision.divergence in ("redacted", "bytes_not_kept", "not_replayable"):
             message = f"replay of {self.original}: {where}: {what} (--allow-live runs it live)"
             if decision.status == "stopped":
                 return errors.ReplayDiverged(message, kind=decision.divergence)
@@ -294,6 +308,28 @@ class Session:
         return errors.ReplayMiss(
             f"replay of {self.original}: {where} is not in the recording and live calls are "
             "off (--allow-live runs it)", kind=decision.divergence or "extra")
+
+
+def _stand_in_of(recorded: Recorded | None) -> str:
+    """The first value of a call's outputs recorded only by its repr (``$repr``), as said."""
+    found: list[str] = []
+
+    def look(v: Any) -> None:
+        if found:
+            return
+        if isinstance(v, dict):
+            if len(v) == 1 and isinstance(v.get(REPR), str):
+                found.append(v[REPR][:200])
+            for x in v.values():
+                look(x)
+        elif isinstance(v, list):
+            for x in v:
+                look(x)
+
+    if recorded is not None and recorded.outputs:
+        with contextlib.suppress(ValueError):
+            look(json.loads(recorded.outputs))
+    return found[0] if found else "a value"
 
 
 def _past_fork(order: list[Recorded], pos: int, fork_at: int) -> bool:

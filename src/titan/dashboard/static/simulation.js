@@ -26,6 +26,7 @@
     name_mismatch: "Action name mismatch", input_mismatch: "Input mismatch",
     output_mismatch: "Output mismatch", extra: "Extra call", missing: "Missing call",
     leak: "Live call leaked", redacted: "Redacted output (PII)",
+    not_replayable: "Not replayable (repr only)",
   };
   // Comparison statuses that are not divergences (titan.trace.compare).
   const NEUTRAL = { match: "✅ Match", live: "⚡ Ran live", override: "✎ Overridden",

@@ -23,6 +23,9 @@ MEANING = {
     "extra": ("divergence", "high", "The replay made a call the original run did not"),
     "missing": ("divergence", "high", "The replay skipped a call the original run made"),
     "name_mismatch": ("divergence", "high", "The replay called something else at this point"),
+    "not_replayable": ("divergence", "high",
+                       "It returned a value recorded only as its repr (an object JSON cannot "
+                       "hold, a generator): a replay cannot give it back"),
 }
 TITLES = {"leak": "Side effect leaked on replay"}
 FALLBACK = ("divergence", "high", "The replay diverged from the original run")
