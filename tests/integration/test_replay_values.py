@@ -292,3 +292,40 @@ def test_a_run_ended_by_ctrl_c_replays_as_cancelled(cluster: Cluster, tmp_path: 
                                                    "interrupted (KeyboardInterrupt)"), report
     assert report["original"]["status"] == report["replay"]["status"] == "cancelled"
     assert report["divergence_count"] == 0 and report["match_rate"] == 1.0
+
+
+HELPERS = """
+import datetime, uuid
+
+def stamp():
+    return datetime.datetime.now().isoformat()
+
+def new_id():
+    return str(uuid.uuid4())
+"""
+
+HELPED_AGENT = """
+import titan
+from helpers import stamp, new_id
+
+@titan.tool
+def generate_report(topic):
+    return {"topic": topic, "generated_at": stamp(), "id": new_id()}
+
+with titan.trace.run("helped-agent") as run:
+    print(run.id, flush=True)
+    generate_report("x")
+"""
+
+
+def test_a_helper_only_a_tool_calls_is_no_determinism_finding(cluster: Cluster,
+                                                              tmp_path: Path) -> None:
+    # QA r12: the clock read and uuid4() of a local module's helper that only the tool body
+    # calls were HIGH findings (76), while the replay, which never runs them, matched.
+    write(tmp_path, "helpers.py", HELPERS)
+    run_id = run_script(cluster, write(tmp_path, "agent.py", HELPED_AGENT))
+    report = cluster.api("GET", f"/runs/{run_id}/determinism")
+    assert set(report["analyzed"]["files"]) >= {"agent.py", "helpers.py"}, report["analyzed"]
+    static = [f for f in report["findings"] if f.get("file")]
+    assert static == [], static
+    assert replay(cluster, run_id)["match_rate"] == 1.0

@@ -697,3 +697,115 @@ def test_a_run_with_nothing_to_analyse_is_not_scored() -> None:
     outputs = analyze({}, [{"seq": 1, "name": "call_llm", "channel": "llm",
                             "inputs": "{}", "outputs": '{"text": "hi"}'}])
     assert outputs["score"] == 100 and outputs["analyzed"]["actions"] == 1
+
+
+def _scan_run(files: dict[str, str]) -> list[tuple[str, str | None, int | None]]:
+    found = static.scan_run({p: textwrap.dedent(s) for p, s in files.items()})
+    return sorted((f.kind, f.file, f.line) for f in found)
+
+
+def test_a_helper_only_a_tool_calls_does_not_run_on_replay() -> None:
+    # QA r12: docs say a tool body's clock read is no finding; one moved into a helper the
+    # tool calls was still HIGH, and the score dropped while the replay matched 100 %.
+    same_file = """\
+        import datetime, uuid
+        import titan
+
+        def stamp():
+            return datetime.datetime.now().isoformat()
+
+        def new_id():
+            return ids()
+
+        def ids():  # two calls down, and recursive
+            return str(uuid.uuid4()) if True else ids()
+
+        @titan.tool
+        def generate_report(topic: str) -> dict:
+            return {"topic": topic, "at": stamp(), "id": new_id()}
+
+        with titan.trace.run("agent") as run:
+            generate_report("x")
+        """
+    assert _scan_run({"agent.py": same_file}) == []
+    helpers = """\
+        import datetime, uuid
+
+        def stamp():
+            return datetime.datetime.now().isoformat()
+
+        def new_id():
+            return str(uuid.uuid4())
+        """
+    for importing in ("from helpers import stamp, new_id\n",
+                      "from .helpers import stamp, new_id\n",
+                      "import helpers\nstamp, new_id = helpers.stamp, helpers.new_id\n"):
+        tool = importing + """
+import titan
+
+@titan.tool
+def generate_report(topic):
+    return {"at": stamp(), "id": new_id()}
+"""
+        if "stamp, new_id =" in tool:  # referenced at module level: they run there
+            assert len(_scan_run({"agent.py": tool, "helpers.py": helpers})) == 2
+            continue
+        assert _scan_run({"agent.py": tool, "helpers.py": helpers}) == [], importing
+    via_module = ("import helpers\nimport titan\n\n@titan.tool\ndef report():\n"
+                  "    return helpers.stamp(), helpers.new_id()\n")
+    assert _scan_run({"agent.py": via_module, "lib/helpers.py": helpers}) == []
+    # Alone, nothing calls them: as far as anyone knows something else does.
+    assert _scan_run({"helpers.py": helpers}) == [
+        ("uuid", "helpers.py", 7), ("wall_clock", "helpers.py", 4)]
+
+
+def test_a_helper_also_called_where_replays_run_it_keeps_its_findings() -> None:
+    helpers = """\
+        import datetime
+
+        def stamp():
+            return datetime.datetime.now().isoformat()
+
+        def log_line(text):
+            return f"{stamp()} {text}"
+        """
+    agent = """\
+        import titan
+        from helpers import stamp, log_line
+
+        @titan.tool
+        def report():
+            return stamp()
+
+        @titan.tool(pure=True)
+        def checked():
+            return log_line("x")  # a --verify replay runs a pure tool again
+
+        with titan.trace.run("agent") as run:
+            with titan.trace.action("step") as a:
+                a.outputs = {"at": stamp()}  # an action block's body runs on replay
+        """
+    assert _scan_run({"agent.py": agent, "helpers.py": helpers}) == [
+        ("wall_clock", "helpers.py", 4)]
+    # Called at module level, passed as a callback, or a name two files define: it stays.
+    for outside in ("print(stamp())", "sorted([1], key=stamp)"):
+        code = ("import titan\nfrom helpers import stamp\n\n@titan.tool\ndef t():\n"
+                f"    return stamp()\n\n{outside}\n")
+        assert _scan_run({"agent.py": code, "helpers.py": helpers}) == [
+            ("wall_clock", "helpers.py", 4)], outside
+    two = ("import titan\nfrom helpers import stamp\n\n@titan.tool\ndef t():\n"
+           "    return stamp()\n")
+    assert _scan_run({"agent.py": two, "a/helpers.py": helpers, "b/helpers.py": helpers}) == [
+        ("wall_clock", "a/helpers.py", 4), ("wall_clock", "b/helpers.py", 4)]
+    # Guarded by `if not a.replayed:` is served too; the rest of the block is not.
+    guarded = """\
+        import titan
+        from helpers import stamp
+
+        with titan.trace.run("agent") as run:
+            with titan.trace.action("step") as a:
+                if not a.replayed:
+                    a.outputs = stamp()
+        """
+    stamp_only = helpers.split("def log_line")[0]  # log_line, uncalled, would call it
+    assert _scan_run({"agent.py": guarded, "helpers.py": stamp_only}) == []

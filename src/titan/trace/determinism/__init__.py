@@ -15,7 +15,8 @@ Three kinds of evidence, each a module:
   reads, and reads of TitanStore keys and artifacts that no file of the run writes
   (:mod:`.keys`). What runs inside a ``@titan.tool`` function, or under ``if not
   a.replayed:`` in a ``with titan.trace.action(...) as a`` block, is not run on replay (its
-  recorded result is served), so it is no finding; ``titan.trace.now()/uuid()/random()``
+  recorded result is served), so it is no finding, nor is what runs in a function only such
+  bodies call (:mod:`.callers`); ``titan.trace.now()/uuid()/random()``
   are the fix and never a finding.
 - :mod:`~titan.trace.determinism.dynamic`: the run's recorded outputs: timestamps, UUIDs,
   process ids and random-looking ids that will differ on replay.

@@ -168,4 +168,11 @@ def _alias(node: ast.Import | ast.ImportFrom, names: dict[str, str]) -> None:
     elif not node.level and node.module:
         for alias in node.names:
             names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    elif node.level:
+        # Relative (``from .helpers import stamp``): dotted from where the file is, so the
+        # call graph (callers.py) finds the local module; no library is named so.
+        module = f"{node.module}." if node.module else ""
+        for alias in node.names:
+            if alias.name != "*":
+                names[alias.asname or alias.name] = "." * node.level + module + alias.name
 

@@ -7,16 +7,18 @@ file's imports to qualified names (``from datetime import datetime as dt; dt.now
 What Titan records is not a problem: ``titan.trace.now()/uuid()/random()`` are the fix, and the
 body of a ``@titan.tool`` function, or of ``if not a.replayed:`` in a ``with
 titan.trace.action(...) as a`` block, does not run on replay (its recorded result is served):
-nothing in it is a finding. The rest of an action block runs again, and a ``pure=True`` tool or
-action runs again under ``--verify``: their findings stay, saying so. TitanStore and artifact
+nothing in it is a finding, nor in a function only such bodies call (:mod:`.callers`). The
+rest of an action block runs again, and a ``pure=True`` tool or action runs again under
+``--verify``: their findings stay, saying so. TitanStore and artifact
 reads are judged by :mod:`titan.trace.determinism.keys`.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 
-from titan.trace.determinism import keys, patterns
+from titan.trace.determinism import callers, keys, patterns
 from titan.trace.determinism.findings import Finding, make
 from titan.trace.determinism.ordering import SetOrder
 
@@ -31,20 +33,23 @@ def scan_run(files: dict[str, str]) -> list[Finding]:
     key or artifact one of them writes is the run's own wherever it is read. A file that
     does not parse yields one low finding."""
     findings: list[Finding] = []
-    scanners: list[_Scanner] = []
+    scanners: list[tuple[_Scanner, list[Finding]]] = []
     for path, source in files.items():
         try:
             scanner = _Scanner(path, source, ast.parse(source, filename=path))
-            findings.extend(scanner.run())
-            scanners.append(scanner)
+            scanners.append((scanner, scanner.run()))
         except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
             findings.append(_unparsable(path, source, exc))
         except RecursionError:  # the visitor recurses: an expression nested thousands deep
             findings.append(make("unparsable", "low", "The file is nested too deeply to "
                                  "analyse.", file=path))
-    written = {key for scanner in scanners for key in scanner.writes}
-    for scanner in scanners:
-        findings.extend(scanner.foreign_reads(written))
+    # A helper that only tool bodies call does not run on replay either: its findings go.
+    served = callers.served({s.path: callers.File(s.defs, s.uses, s.star) for s, _ in scanners})
+    written = {key for scanner, _ in scanners for key in scanner.writes}
+    for scanner, found in scanners:
+        mine = served.get(scanner.path, set())
+        findings.extend(f for f in found if scanner.owner.get((f.kind, f.line)) not in mine)
+        findings.extend(scanner.foreign_reads(written, mine))
     return findings
 
 
@@ -66,14 +71,28 @@ class _Scanner(SetOrder):
         self.writes: set[str] = set()  # shapes of the TitanStore keys this file writes
         self.reads: list[tuple[ast.Call, str, tuple[str, ...]]] = []  # (call, shape, boundary)
         self.artifacts: dict[int, keys.ArtifactFiles] = {}  # per scope node
+        # For the call graph (callers.py): module-level functions, the names used, and the
+        # module-level function each finding and read is in.
+        self.defs = frozenset(n.name for n in tree.body
+                              if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef))
+        self._top = {id(n) for n in tree.body}
+        self.star = any(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names)
+                        for n in ast.walk(tree))
+        self.uses: list[callers.Use] = []
+        self.function: str | None = None
+        self.owner: dict[tuple[str, int | None], str | None] = {}
+        self.read_in: dict[int, str | None] = {}  # id(read call) -> its function
         seeds = {self.qualname(c.func) for c in self.calls}
         self.random_seeded = "random.seed" in seeds
         self.numpy_seeded = "numpy.random.seed" in seeds
 
-    def foreign_reads(self, written: set[str]) -> list[Finding]:
-        """Findings for this file's reads of keys that none of ``written`` can be."""
+    def foreign_reads(self, written: set[str], served: set[str]) -> list[Finding]:
+        """Findings for this file's reads of keys that none of ``written`` can be (but those
+        in ``served`` functions, which only tool bodies call)."""
         found = []
         for call, key, boundary in self.reads:
+            if self.read_in.get(id(call)) in served:
+                continue
             if not keys.written(written, key):
                 why = (f"reads `{key}`, a key that no file of the run writes: a replay reads "
                        "whatever it holds by then")
@@ -94,9 +113,15 @@ class _Scanner(SetOrder):
         for d in node.decorator_list:
             if self.qualname(d.func if isinstance(d, ast.Call) else d) in patterns.TOOL_DECORATORS:
                 label = "pure" if _pure(d) else "served"
-        with self.scope(node), self.within(label):
-            for stmt in node.body:
-                self.visit(stmt)
+        outer = self.function
+        if id(node) in self._top:
+            self.function = node.name
+        try:
+            with self.scope(node), self.within(label):
+                for stmt in node.body:
+                    self.visit(stmt)
+        finally:
+            self.function = outer
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
@@ -154,6 +179,28 @@ class _Scanner(SetOrder):
                     return names[target.value.id], negated
         return None
 
+    # -- uses, for the call graph ---------------------------------------------------------
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self.uses.append(callers.Use(self.aliases.get(node.id, node.id),
+                                         "served" in self.boundary, self.function))
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if isinstance(node.ctx, ast.Load):
+            name = self.qualname(node)
+            if not name.startswith("<expr>"):
+                self.uses.append(callers.Use(name, "served" in self.boundary, self.function))
+        self.generic_visit(node)
+
+    def report(self, node: ast.AST, kind: str, severity: str, title: str | None = None,
+               quote: str | None = None, why: str | None = None,
+               boundary: Iterable[str] | None = None) -> Finding | None:
+        found = super().report(node, kind, severity, title, quote, why, boundary)
+        if found is not None and boundary is None:
+            self.owner[(kind, found.line)] = self.function
+        return found
+
     # -- calls ---------------------------------------------------------------------------
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -192,6 +239,7 @@ class _Scanner(SetOrder):
             self.writes.add(key)
         elif "served" not in self.boundary:
             self.reads.append((node, key, tuple(self.boundary)))
+            self.read_in[id(node)] = self.function
 
     def artifact_file(self, node: ast.Call, name: str) -> bool:
         """Whether a file call reads back an artifact ``get_artifact`` downloaded, or writes
