@@ -117,6 +117,8 @@ def prepared(transport: Any, run_id: str, scripts: dict[str, str] | None = None,
     body: dict[str, Any] = {"files": fresh}
     if found is not None and found[0]["driver"]["path"] in fresh:
         body["driver"] = found[0]["driver"]  # with its file: the master checks they go together
+        if found[0].get("block"):  # which `titan.trace.run` block of the script it was
+            body["block"] = found[0]["block"]
     if found is not None:
         _upload(transport, found[1])
     return body

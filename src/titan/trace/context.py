@@ -49,6 +49,10 @@ class RunHandle:
     #: How many forks deep the process that made this handle was: a process further down
     #: records into it under fork-<n> segments of its own (see current_actor).
     born: int = field(default_factory=lambda: len(_fork_path))
+    #: In a replay, a ``titan.trace.run`` block of the script other than the replayed run:
+    #: the run it was in the original, whose recording answers its calls ("" for a block the
+    #: original did not open). Nothing of it is recorded (see titan.trace.runs).
+    shadow_of: str | None = None
     _ordinals: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -54,6 +54,8 @@ def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, output
         # A failed call returned nothing: its outputs hold what rebuilds its exception in a
         # replay (its class by module, its data). A replay's own refusals are not the call's.
         outputs = replayed_errors.payload(error)
+    if run.shadow_of is not None:
+        return action_id  # a replay's other block: answered from its own run, recorded nowhere
     RECORDER.put("action", run, (meta, dumps(inputs),
                                  None if outputs is None else canonical.outputs(outputs),
                                  cost_usd or 0.0))

@@ -57,6 +57,9 @@ class Decision:
     #: The recording predates kept bytes (canonical.LOST_BYTES): its inputs matched as they
     #: were hashed then, and the call's action is recorded the same way.
     legacy_bytes: bool = False
+    #: Set when the call is another ``titan.trace.run`` block's than the replayed run's: the
+    #: run that block was in the original ("" for a block the original did not open).
+    of: str | None = None
 
     @property
     def serves(self) -> bool:

@@ -78,23 +78,30 @@ class Session:
         self.allow_live = bool(settings.get("allow_live"))
         self.verify = bool(settings.get("verify"))
         self.master: str | None = settings.get("master")
-        self._recordings: dict[str, ActorRecording] = {}
-        self._positions: dict[str, int] = {}
-        self._forked: set[str] = set()  # actors whose execution has passed the fork point
-        self._claimed: set[tuple[str, str, str, int]] = set()  # recorded calls answered
+        # By (the run recorded, actor): the replayed run's, and those of the script's other
+        # `titan.trace.run` blocks (a RunHandle's shadow_of), which answer these blocks' calls.
+        self._recordings: dict[tuple[str, str], ActorRecording] = {}
+        self._positions: dict[tuple[str, str], int] = {}
+        self._forked: set[tuple[str, str]] = set()  # actors past the fork point
+        self._claimed: set[tuple[str, str, str, str, int]] = set()  # recorded calls answered
         self._override_values: dict[int, Any] = {}
         self._lock = threading.Lock()
         # The master's redaction patterns (from the recording), to redact live values alike.
         self.redactor: Redactor | None = None
 
     # -- the recording ------------------------------------------------------------------------
-    def _fetch(self, root: str) -> ActorRecording:
+    def _fetch(self, root: str, original: str) -> ActorRecording:
         rec = ActorRecording()
         after = 0
-        while True:
-            page = RECORDER.client().call(
-                "GET", f"/runs/{quote_ref(self.original)}/recording",
-                params={"actor": root, "after": after, "limit": 5000})
+        while original:  # "": a block the original script did not open, nothing recorded
+            try:
+                page = RECORDER.client().call(
+                    "GET", f"/runs/{quote_ref(original)}/recording",
+                    params={"actor": root, "after": after, "limit": 5000})
+            except errors.NotFound:
+                if original == self.original:
+                    raise
+                break  # another block's run, deleted since: its calls are not recorded
             if page.get("redaction") and self.redactor is None:
                 self.redactor = Redactor.from_config(page["redaction"])
             for a in page["actions"]:
@@ -109,26 +116,35 @@ class Session:
                 rec.by_key[r.key] = r
                 rec.order.setdefault(r.actor, []).append(r)
             if page.get("next_after") is None:
-                for r in sorted(rec.by_key.values(), key=lambda r: r.seq):
-                    if r.parent_id:
-                        rec.children.setdefault(r.parent_id, []).append(r)
-                for r in sorted(rec.by_key.values(), key=lambda r: r.ordinal):
-                    rec.calls.setdefault((r.actor, r.channel, r.name), []).append(r)
-                    if (pool := forks.pooled(r.actor)) is not None:
-                        rec.pooled.setdefault((pool, r.channel, r.name), []).append(r)
-                return rec
+                break
             after = page["next_after"]
+        for r in sorted(rec.by_key.values(), key=lambda r: r.seq):
+            if r.parent_id:
+                rec.children.setdefault(r.parent_id, []).append(r)
+        for r in sorted(rec.by_key.values(), key=lambda r: r.ordinal):
+            rec.calls.setdefault((r.actor, r.channel, r.name), []).append(r)
+            if (pool := forks.pooled(r.actor)) is not None:
+                rec.pooled.setdefault((pool, r.channel, r.name), []).append(r)
+        return rec
 
-    def _recording(self, actor: str) -> ActorRecording:
+    def of(self, run: Any) -> str:
+        """The recorded run that answers ``run``'s calls: the replayed one, or for another
+        ``titan.trace.run`` block of the script, the run that block was (see
+        :mod:`titan.trace.runs`)."""
+        shadow = getattr(run, "shadow_of", None)
+        return self.original if shadow is None else shadow
+
+    def _recording(self, actor: str, original: str | None = None) -> ActorRecording:
         root = actor.split("/", 2)
         # A job's actor is STAGE/job; sub-actors nest below it. Fetch the job's whole subtree
         # once (a run opened with titan.trace.run has a one-part root: the agent id).
         # A forked process's calls may be any sibling's: fetched from the actor it forked from.
         key = forks.above("/".join(root[:2]) if len(root) >= 2 else root[0])
+        original = self.original if original is None else original
         with self._lock:
-            found = self._recordings.get(key)
+            found = self._recordings.get((original, key))
             if found is None:
-                found = self._recordings[key] = self._fetch(key)
+                found = self._recordings[(original, key)] = self._fetch(key, original)
             return found
 
     def override_value(self, seq: int) -> Any:
@@ -149,23 +165,33 @@ class Session:
         the event loop, in the order the calls were made, before its thread starts)."""
         if ordinal is None:
             ordinal = run.next_ordinal(actor, channel, name)
-        rec = self._recording(actor)
+        original = self.of(run)
+        shadow = original != self.original
+        rec = self._recording(actor, original)
         with self._lock:
-            pos = self._positions.get(actor, 0)
-            self._positions[actor] = pos + 1
-        recorded = self._claim(rec, (actor, channel, name, ordinal), inputs)
+            pos = self._positions.get((original, actor), 0)
+            self._positions[(original, actor)] = pos + 1
+        recorded = self._claim(rec, (actor, channel, name, ordinal), inputs, original)
         if recorded is not None:
+            if shadow:  # another block's run: its steps are not the replayed run's
+                d = self._served(recorded, recorded.ordinal, inputs, shadow=original)
+                if self.fork_at is not None and d.divergence == "input_mismatch":
+                    return Decision("forked", recorded.ordinal, of=original)  # new branch
+                return d
             return self._recorded(actor, recorded, recorded.ordinal, inputs, pure)
         # Not in the recording: past a fork point that is the new branch, else a divergence.
-        if self.fork_at is not None and (actor in self._forked or actor not in rec.order
+        # (Another block's call its run lacks, in a fork: the fork's new branch as well.)
+        if self.fork_at is not None and (shadow or (original, actor) in self._forked
+                                         or actor not in rec.order
                                          or _past_fork(rec.order[actor], pos, self.fork_at)):
-            self._forked.add(actor)
-            return Decision("forked", ordinal)
+            self._forked.add((original, actor))
+            return Decision("forked", ordinal, of=original if shadow else None)
         order = rec.order.get(actor, [])
         there = order[pos] if pos < len(order) else None
         kind = "name_mismatch" if there is not None and there.channel == channel \
             and there.name != name else "extra"
-        decision = Decision("live", ordinal, there if kind == "name_mismatch" else None, kind)
+        decision = Decision("live", ordinal, there if kind == "name_mismatch" else None, kind,
+                            of=original if shadow else None)
         if self.mode == "strict":
             decision.status = "stopped"
         elif channel not in AMBIENT and not self.allow_live:
@@ -173,7 +199,7 @@ class Session:
         return decision
 
     def _claim(self, rec: ActorRecording, key: tuple[str, str, str, int],
-               inputs: Any) -> Recorded | None:
+               inputs: Any, original: str) -> Recorded | None:
         """The recorded call this one answers to. By its key first; but calls an actor makes
         side by side (``asyncio.gather``, threads) start in the order their turns come, which
         need not be the recording's: a tool called with each LLM answer starts when that
@@ -190,21 +216,24 @@ class Session:
         at = rec.by_key.get(key)
         with self._lock:
             claimed = self._claimed
-            if at is not None and at.key not in claimed and same(at):
-                claimed.add(at.key)
+
+            def free(r: Recorded) -> bool:
+                return (original, *r.key) not in claimed
+
+            if at is not None and free(at) and same(at):
+                claimed.add((original, *at.key))
                 return at
-            siblings = [r for r in rec.calls.get(key[:3], ()) if r.key not in claimed]
+            siblings = [r for r in rec.calls.get(key[:3], ()) if free(r)]
             chosen = next((r for r in siblings if same(r)), None)
             if chosen is None and (pool := forks.pooled(key[0])) is not None:
                 # A pool's tasks go to whichever process is free: the recording may hold
                 # this one's call under a sibling process (its answer is recorded there).
                 chosen = next((r for r in rec.pooled.get((pool, *key[1:3]), ())
-                               if r.key not in claimed and same(r)), None)
+                               if free(r) and same(r)), None)
             if chosen is None:
-                chosen = at if at is not None and at.key not in claimed else next(
-                    iter(siblings), None)
+                chosen = at if at is not None and free(at) else next(iter(siblings), None)
             if chosen is not None:
-                claimed.add(chosen.key)
+                claimed.add((original, *chosen.key))
             return chosen
 
     def pass_over(self, run: Any, served: Recorded) -> None:
@@ -212,30 +241,40 @@ class Session:
         served tool's function does not run, nor does a block guarded by ``a.replayed``)
         count as made, or every later call of the same names would be matched one recorded
         call too early."""
-        for inner in self._recording(served.actor).nested(served):
+        original = self.of(run)
+        for inner in self._recording(served.actor, original).nested(served):
             with self._lock:
-                self._claimed.add(inner.key)
+                self._claimed.add((original, *inner.key))
             if run.skip_ordinals(inner.actor, inner.channel, inner.name, inner.ordinal):
                 with self._lock:
-                    self._positions[inner.actor] = self._positions.get(inner.actor, 0) + 1
+                    at = (original, inner.actor)
+                    self._positions[at] = self._positions.get(at, 0) + 1
 
     def _recorded(self, actor: str, recorded: Recorded, ordinal: int, inputs: Any,
                   pure: bool) -> Decision:
         if recorded.seq in self.overrides:
-            self._forked.add(actor)
+            self._forked.add((self.original, actor))
             return Decision("override", ordinal, recorded,
                             outputs=self.override_value(recorded.seq))
         if self.fork_at is not None and recorded.seq >= self.fork_at:
-            self._forked.add(actor)
+            self._forked.add((self.original, actor))
             return Decision("forked", ordinal, recorded)
+        how = self._same_inputs(recorded, inputs) if self.verify and pure else None
+        if how is not None:
+            return Decision("verified", ordinal, recorded,
+                            legacy_bytes=how == "legacy" or holds_lost_bytes(recorded.outputs))
+        return self._served(recorded, ordinal, inputs)
+
+    def _served(self, recorded: Recorded, ordinal: int, inputs: Any,
+                shadow: str | None = None) -> Decision:
+        """A recorded call answered from the recording (the replayed run's, or ``shadow``'s:
+        another block of the script)."""
         how = self._same_inputs(recorded, inputs)
         mismatch = how is None
         legacy = how == "legacy" or holds_lost_bytes(recorded.outputs)
         if mismatch and self.mode == "strict":
-            return Decision("stopped", ordinal, recorded, "input_mismatch")
+            return Decision("stopped", ordinal, recorded, "input_mismatch", of=shadow)
         divergence = "input_mismatch" if mismatch else None
-        if self.verify and pure and not mismatch:
-            return Decision("verified", ordinal, recorded, legacy_bytes=legacy)
         succeeded = recorded.outcome not in ("error", "blocked")
         unkept = "redacted" if "outputs" in recorded.redacted else "bytes_not_kept" if (
             succeeded and holds_lost_bytes(recorded.outputs)) else "not_replayable" if (
@@ -247,11 +286,12 @@ class Session:
             # them would hand the agent made-up data. It runs live if allowed, else is
             # refused.
             if self.allow_live:
-                return Decision("live", ordinal, recorded, unkept, legacy_bytes=legacy)
+                return Decision("live", ordinal, recorded, unkept, legacy_bytes=legacy,
+                                of=shadow)
             return Decision("stopped" if self.mode == "strict" else "refused", ordinal,
-                            recorded, unkept, legacy_bytes=legacy)
+                            recorded, unkept, legacy_bytes=legacy, of=shadow)
         return Decision("served", ordinal, recorded, divergence, recorded.value(),
-                        legacy_bytes=legacy)
+                        legacy_bytes=legacy, of=shadow)
 
     def _same_inputs(self, recorded: Recorded, inputs: Any,
                      hashes: dict[tuple[bool, bool], str | None] | None = None) -> str | None:
@@ -296,6 +336,10 @@ class Session:
                                   "dataclass instead)",
                 }[decision.divergence or "extra"]
         where = f"{channel} call {name!r} #{decision.ordinal} of {actor}"
+        if decision.of is not None:
+            where += (f" (in the script's `titan.trace.run` block that was run {decision.of}, "
+                      "answered from its recording)" if decision.of else
+                      " (in a `titan.trace.run` block the original script did not open)")
         if decision.divergence in ("redacted", "bytes_not_kept", "not_replayable"):
             message = f"replay of {self.original}: {where}: {what} (--allow-live runs it live)"
             if decision.status == "stopped":

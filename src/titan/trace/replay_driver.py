@@ -94,6 +94,7 @@ def main() -> int:
     run_id = os.environ["TITAN_AGENT_RUN_ID"]
     run = client.api("GET", f"/runs/{quote_ref(run_id)}")
     code = run["code"]
+    runs.replaying_blocks(run["replay_of"], code)  # which `trace.run` block was the replayed
     base = Path.cwd() / "replay" / run_id
     script, cwd = _layout(client, code, base)
     cwd.mkdir(parents=True, exist_ok=True)

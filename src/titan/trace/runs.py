@@ -39,6 +39,60 @@ def _script_version() -> str | None:
 #: original sent to end the run); read by :mod:`titan.trace.replay_driver`.
 replayed_end: dict[str, Any] | None = None
 
+#: The ``titan.trace.run`` blocks this process opened: how many per agent id (the next one's
+#: number), and the first one's id, in whose code the master lists them all. A replay of any
+#: of them re-runs the whole script, and tells its blocks apart by these numbers.
+_opened: dict[str, int] = {}
+_first: str | None = None
+_blocks_lock = threading.Lock()
+#: In a replay's driver (:func:`replaying_blocks`): the original run replayed, the block it
+#: was (agent id, number), and the run each block of the original process was; the pid they
+#: hold for (a process forked from it opens blocks of its own).
+_replayed: tuple[str, str, int] | None = None
+_originals: dict[tuple[str, int], str] = {}
+_originals_pid = 0
+
+
+def _forget_blocks() -> None:
+    global _first
+    _opened.clear()
+    _first = None
+
+
+os.register_at_fork(after_in_child=_forget_blocks)
+
+
+def replaying_blocks(original: str, code: dict[str, Any]) -> None:
+    """In a replay's driver: which block of the script the replayed run ``original`` was,
+    and the others' runs (from the replayed code's ``block`` and ``blocks``). A run recorded
+    before blocks were told apart has neither: every block of the script is then the
+    replayed run, as before."""
+    global _replayed, _originals, _originals_pid
+    block = code.get("block")
+    if not block:
+        return
+    _replayed = (original, block["agent"], int(block["n"]))
+    _originals = {(agent, int(n)): run_id for agent, n, run_id in code.get("blocks") or ()}
+    _originals_pid = os.getpid()
+
+
+def _original_block(agent_id: str, n: int, run_id: str | None) -> str | None:
+    """In a replay, the run a block of the script was in the original: None when it is the
+    replayed run (or nothing tells the blocks apart), else the other run's id ("" when the
+    original opened no such block). By the id the block names, else by its agent id and
+    number: the n-th block of that agent, as the original opened them."""
+    if _replayed is None or _originals_pid != os.getpid():
+        return None
+    original, agent, number = _replayed
+    if run_id is not None:
+        if run_id == original:
+            return None
+        if run_id in _originals.values():
+            return run_id
+    if (agent_id, n) == (agent, number):
+        return None
+    return _originals.get((agent_id, n), "")
+
 
 class Run:
     """An agent run opened here; ``id`` is known at once (made up locally)."""
@@ -69,15 +123,30 @@ class Run:
             problem = _not_utf8(value)
             if problem is not None:
                 raise ValueError(f"{field} {problem}")
-        # Replayed, this script's run is the replay's: opened and ended by the replay itself.
+        global _first
+        with _blocks_lock:  # the n-th block of this agent id the process opened
+            n = self.block = _opened.get(agent_id, 0)
+            _opened[agent_id] = n + 1
+        # Replayed, the block that was the replayed run is the replay's: opened and ended by
+        # the replay itself. The script's other blocks (a sub-agent's run, the other items
+        # of a batch) are what they were: their calls answered from their own recordings,
+        # recorded nowhere.
         self.replaying = bool(os.environ.get("TITAN_REPLAY") and
                               os.environ.get("TITAN_AGENT_RUN_ID"))
-        if self.replaying:
+        shadow = _original_block(agent_id, n, run_id) if self.replaying else None
+        if shadow is not None:
+            self.replaying = False
+            run_id = shadow or None
+        elif self.replaying:
             run_id = os.environ["TITAN_AGENT_RUN_ID"]
         self.id = run_id or run_id_for(agent_id, secrets.token_hex(4))
         self.agent_id = agent_id
         self.handle = context.RunHandle(id=self.id, agent_id=agent_id, default_actor=agent_id,
-                                        budget_usd=budget_usd)
+                                        budget_usd=budget_usd, shadow_of=shadow)
+        self._first: str | None = None  # the process's first block's run (see _opened)
+        if shadow is None and not self.replaying:
+            with _blocks_lock:
+                _first = self._first = _first or self.id
         self.handle.known_at = 1.0  # its budget is the one given here: nothing to fetch
         self._body: dict[str, Any] = {"id": self.id, "agent_id": agent_id}
         for key, value in (("agent_version", agent_version), ("budget_usd", budget_usd),
@@ -88,13 +157,17 @@ class Run:
         self._token: object = None
 
     def __enter__(self) -> Run:
-        if not self.replaying:
+        if not self.replaying and self.handle.shadow_of is None:
             RECORDER.put("create", self.handle, dict(self._body, started_at=time.time()))
             # Read now, on the caller's thread: by the time the sender gets to it a short
             # script may be over, and the interpreter has cleared __main__.__file__.
             from titan.trace import code
 
-            RECORDER.put("code", self.handle, code.driver_code())
+            found = code.driver_code()
+            if found is not None:  # which block of the script it is: see replaying_blocks
+                block = {"first": self._first, "agent": self.agent_id, "n": self.block}
+                found = (dict(found[0], block=block), found[1])
+            RECORDER.put("code", self.handle, found)
         self._token = context.enter_run(self.handle)
         return self
 
@@ -107,6 +180,8 @@ class Run:
             body = {"status": "cancelled", "error": "interrupted (KeyboardInterrupt)"}
         else:
             body = {"status": "failed", "error": _error_of(exc)}
+        if self.handle.shadow_of is not None:
+            return  # another block than the replayed run's: recorded nowhere
         if self.replaying:
             # The replay's driver ends the run, as this block ended the original: a replayed
             # run that failed here again is a failed replay, even if the script went on.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import titan
 from titan.errors import Conflict, PayloadTooLarge, ValidationFailed
+from titan.formats import run_id_problem
 from titan.master.auth.tokens import Principal
 from titan.master.runs.compliance import started_by
 from titan.master.runs.events import run_summary
@@ -41,6 +42,8 @@ MODES = ("strict", "lenient")
 CODES = ("recorded", "current")
 MAX_CODE_FILES = 500
 MAX_OVERRIDE_BYTES = 1 << 20
+#: The run blocks of one process its first run lists (see :func:`register_block`).
+MAX_BLOCKS = 1000
 _SHA = re.compile(r"^[0-9a-f]{64}\Z")
 
 
@@ -115,7 +118,10 @@ def parse_settings(body: Any) -> Row:
 
 def parse_code(body: Any) -> Row:
     """Check a ``PUT /runs/{id}/code`` body: ``{"driver": {path, args, cwd}, "files":
-    {absolute path: sha256}}``."""
+    {absolute path: sha256}, "block"?: {first, agent, n}}``: ``block`` says which
+    ``titan.trace.run`` block of its process the run was, the ``n``-th of agent ``agent``,
+    and the process's first run, which lists them all (a replay matches the blocks of the
+    re-run script to these)."""
     if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
         raise ValidationFailed('the body must be {"driver": {...}, "files": {path: sha256}}')
     files = body["files"]
@@ -131,7 +137,38 @@ def parse_code(body: Any) -> Row:
                                    details={"field": "driver"})
         driver = {"path": driver["path"], "args": list(driver.get("args", [])),
                   "cwd": driver["cwd"]}
-    return {"driver": driver, "files": dict(files)}
+    block = body.get("block")
+    if block is not None:
+        ok = (isinstance(block, dict) and isinstance(block.get("first"), str)
+              and run_id_problem(block["first"]) is None
+              and isinstance(block.get("agent"), str) and 0 < len(block["agent"]) <= 200
+              and type(block.get("n")) is int and block["n"] >= 0)
+        if not ok:
+            raise ValidationFailed("block must be {first: a run id, agent: the agent id, n: "
+                                   "0 or more}", details={"field": "block"})
+        block = {"first": block["first"], "agent": block["agent"], "n": block["n"]}
+    return {"driver": driver, "files": dict(files), "block": block}
+
+
+def register_block(tx: Transaction, run_id: str, block: Row, code: Row) -> None:
+    """Run ``run_id`` was the ``block["n"]``-th ``titan.trace.run`` block of agent
+    ``block["agent"]`` its process opened: listed in the code of the process's first run
+    (``code`` when that is this one), ``blocks: [[agent, n, run id], ...]``, in the order they
+    opened. A replay of any one of them re-runs the whole script, and answers the other
+    blocks' calls from their own recordings (:mod:`titan.trace.runs`)."""
+    entry = [block["agent"], block["n"], run_id]
+    first = code if block["first"] == run_id else None
+    if first is None:
+        found = tx.get_run(block["first"])
+        if found is None:
+            return
+        first = dict(found.get("code") or {})
+    blocks = list(first.get("blocks") or [])
+    if entry in blocks or len(blocks) >= MAX_BLOCKS:
+        return
+    first["blocks"] = [*blocks, entry]
+    if block["first"] != run_id:
+        tx.update_run(block["first"], {"code": first})
 
 
 def _check_files(files: dict[str, Any]) -> None:
@@ -173,6 +210,9 @@ class Replays:
     async def set_code(self, run_id: str, body: Any, who: Principal) -> Row:
         await self.runs.check_may_drive(run_id, who)
         code = parse_code(body)
+        block = code["block"]
+        if block is not None and block["first"] != run_id:
+            await self.runs.check_may_drive(block["first"], who)
         shas = set(code["files"].values())
 
         def op(tx: Transaction) -> Row:
@@ -185,8 +225,11 @@ class Replays:
                                        "(PUT /api/v1/blobs/{sha256} first)",
                                        details={"field": "files"})
             have = run.get("code") or {}
-            merged = {"driver": have.get("driver") or code["driver"],
+            merged = {**have, "driver": have.get("driver") or code["driver"],
                       "files": {**(have.get("files") or {}), **code["files"]}}
+            if block is not None and not have.get("block"):
+                merged["block"] = block
+                register_block(tx, run_id, block, merged)
             tx.update_run(run_id, {"code": merged})
             return merged
 
@@ -239,12 +282,20 @@ class Replays:
                                        details={"field": "fork_at"})
             for sha, size in sizes.items():
                 tx.add_blob(sha, size, now)
+            replayed = {"driver": code["driver"], "files": files}
+            block = code.get("block")
+            if block:
+                # Which block of its script the run was, and the others': the replay re-runs
+                # them all, and answers theirs from their own recordings.
+                first = code if block["first"] == run_id else (
+                    tx.get_run(block["first"]) or {}).get("code") or {}
+                replayed.update(block=block, blocks=first.get("blocks") or [])
             stored = {k: v for k, v in settings.items() if k != "files"}
             stored.update(overrides=overrides, aliases=[], started_by=who.name or who.role)
             row = {"id": replay_id, "created_at": now, "started_at": now, "status": "running",
                    "agent_id": orig["agent_id"], "agent_version": orig["agent_version"],
                    "tags": orig["tags"], "replay_of": run_id, "replay": stored,
-                   "code": {"driver": code["driver"], "files": files},
+                   "code": replayed,
                    # It serves the original's recording: it is kept as long.
                    "retention_class": orig["retention_class"],
                    "started_by": started_by(who, self.engine.sched)}

@@ -1,0 +1,161 @@
+"""Replaying scripts that open several ``titan.trace.run`` blocks (a sub-agent's run inside a
+run, one run per item of a batch), a run id opened again, and a call cut off by a timeout:
+a real master and worker, the scripts run as subprocesses, their replays as the DRIVER job."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.integration.harness import Cluster, shared_cluster
+from tests.integration.test_replay_driver import titan
+from tests.integration.test_replay_sdk import replay, write
+
+cluster = shared_cluster(slots=2)
+
+NESTED = """
+import sys
+import titan
+from titan import llm
+from titan.llm import Generation, Usage
+
+LOG = sys.argv[1]  # the replay runs with the recorded arguments
+
+class Model:  # a paid model: each call it answers is logged
+    name = "paid"
+    def generate(self, req):
+        with open(LOG, "a") as fh:
+            fh.write("llm\\n")
+        return Generation("SUB", Usage(10, 10), req.model, "stop")
+    def cost(self, model, usage):
+        return (0.5, "registered")
+
+llm.register_provider("paid", Model())
+
+@titan.tool
+def lookup(q: str) -> str:
+    with open(LOG, "a") as fh:
+        fh.write(f"lookup {q}\\n")
+    return q.upper()
+
+def sub_agent(topic):
+    with titan.trace.run("sub") as sub:
+        a = lookup(llm.complete("sub " + topic, model="paid/m").text)
+        return lookup(a + "!"), sub.id
+
+with titan.trace.run("outer") as run:
+    a = lookup("outer")
+    b, sub_id = sub_agent("x")
+    c = lookup(a + b)
+    print(run.id, sub_id, c.replace(" ", "_"))
+"""
+
+BATCH = """
+import sys
+import titan
+
+LOG = sys.argv[1]  # the replay runs with the recorded arguments
+
+@titan.tool
+def lookup_order(ticket: str) -> dict:
+    with open(LOG, "a") as fh:
+        fh.write(f"lookup {ticket}\\n")
+    return {"ticket": ticket, "status": "shipped"}
+
+ids = []
+for ticket in ["T-1", "T-2", "T-3"]:
+    with titan.trace.run("batch", tags={"ticket": ticket}) as run:
+        info = lookup_order(ticket)
+        if ticket == "T-2":
+            lookup_order(ticket + "-again")
+        ids.append(run.id)
+print(" ".join(ids))
+"""
+
+
+def run(cluster: Cluster, path: Path, *args: str,
+        ok: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    done = subprocess.run([sys.executable, str(path), *args], env=env, cwd=path.parent,
+                          capture_output=True, text=True, timeout=120)
+    if ok:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def ended(cluster: Cluster, *run_ids: str) -> None:
+    deadline = time.monotonic() + 20
+    for run_id in run_ids:
+        while (status := cluster.api("GET", f"/runs/{run_id}")["status"]) == "running":
+            assert time.monotonic() < deadline, f"run {run_id} never ended"
+            time.sleep(0.1)
+        assert status == "completed", run_id
+
+
+def actions(cluster: Cluster, run_id: str) -> list[tuple[str, str, object]]:
+    return [(a["actor"], a["name"], a["inputs"])
+            for a in cluster.api("GET", f"/runs/{run_id}/actions")["actions"]]
+
+
+def clean(report: dict) -> None:
+    assert report["status"] == "completed", (report.get("error"), report["divergences"])
+    assert report["divergence_count"] == 0 and report["match_rate"] == 1.0, \
+        report["divergences"]
+
+
+def test_a_sub_agents_run_inside_a_run_replays_exactly_either_way(cluster: Cluster,
+                                                                   tmp_path: Path) -> None:
+    # The sub-agent's block is its own run: replaying the outer run answers the sub-agent's
+    # calls from the sub run's recording (not the outer's, where they were 'extra'), records
+    # them nowhere, and calls no tool; replaying the sub run does the same for the outer's.
+    log = tmp_path / "tools.log"
+    outer, sub, _ = run(cluster, write(tmp_path, "nested.py", NESTED), str(log)).stdout.split()
+    ended(cluster, outer, sub)
+    assert log.read_text().count("lookup") == 4 and log.read_text().count("llm") == 1
+    assert cluster.api("GET", f"/runs/{sub}")["cost_usd"] == 0.5
+    for replayed, agent, calls in ((outer, "outer", 2), (sub, "sub", 3)):
+        report = replay(cluster, replayed)
+        clean(report)
+        assert report["recorded"] == calls
+        assert {a[0] for a in actions(cluster, report["run_id"])} == {agent}
+        assert report["replay"]["cost_usd"] == 0
+    # Every call answered from a recording: no tool called, no model asked.
+    assert log.read_text().count("lookup") == 4 and log.read_text().count("llm") == 1
+
+
+def test_each_run_of_a_batch_replays_as_its_own_item(cluster: Cluster, tmp_path: Path) -> None:
+    # One run per ticket: the replay of T-2's run re-runs the whole script, and T-2's block
+    # (the second of agent "batch") is the replayed run, with T-2's inputs; T-1's and
+    # T-3's blocks are answered from their own runs.
+    log = tmp_path / "tools.log"
+    ids = run(cluster, write(tmp_path, "batch.py", BATCH), str(log)).stdout.split()
+    ended(cluster, *ids)
+    first = cluster.api("GET", f"/runs/{ids[0]}")["code"]
+    assert first["blocks"] == [["batch", i, run_id] for i, run_id in enumerate(ids)]
+    for i, run_id in enumerate(ids):
+        report = replay(cluster, run_id)
+        clean(report)
+        replayed = actions(cluster, report["run_id"])
+        ticket = f"T-{i + 1}"
+        assert replayed[0][2] == {"ticket": ticket}, replayed
+        assert len(replayed) == (2 if ticket == "T-2" else 1)
+    assert log.read_text().count("lookup") == 4
+
+
+def test_a_block_the_original_did_not_open_stops_a_strict_replay_saying_so(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # The replayed code opens a fourth ticket's run: nothing recorded answers it, and the
+    # tool is not called live (no --allow-live); the replay fails naming the block.
+    log = tmp_path / "tools.log"
+    script = write(tmp_path, "batch.py", BATCH)
+    ids = run(cluster, script, str(log)).stdout.split()
+    ended(cluster, *ids)
+    script.write_text(BATCH.replace('"T-3"]', '"T-3", "T-4"]').lstrip())
+    done = titan(cluster, "replay", ids[0], "--code", "current")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "a `titan.trace.run` block the original script did not open" in done.stdout, \
+        done.stdout
+    assert log.read_text().count("lookup") == 4
