@@ -159,3 +159,51 @@ def test_a_block_the_original_did_not_open_stops_a_strict_replay_saying_so(
     assert "a `titan.trace.run` block the original script did not open" in done.stdout, \
         done.stdout
     assert log.read_text().count("lookup") == 4
+
+
+FIXED = """
+import sys
+import titan
+
+@titan.tool
+def step(x: str) -> str:
+    return x.upper()
+
+with titan.trace.run("fixed", run_id=sys.argv[1]) as run:
+    print(run.id, step(sys.argv[2]))
+"""
+
+
+def test_a_run_id_that_names_an_ended_run_is_refused_where_the_script_opens_it(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # A second process opening run R after R completed appended to it: both processes'
+    # calls took (fixed, step, #0), and R's replay counted 0/1 with an input mismatch.
+    script = write(tmp_path, "fixed.py", FIXED)
+    run_id = f"fixed-{tmp_path.name[-8:]}".replace("_", "-")
+    run(cluster, script, run_id, "first")
+    ended(cluster, run_id)
+    again = run(cluster, script, run_id, "second", ok=False)
+    assert again.returncode == 1
+    assert f"titan.errors.Conflict: agent run {run_id} already ended completed: a run id " \
+           "names one execution" in again.stderr, again.stderr
+    assert f"another run_id (e.g. {run_id}-2)" in again.stderr
+    assert [a[2] for a in actions(cluster, run_id)] == [{"x": "first"}]
+    clean(replay(cluster, run_id))
+    # Over the API: 409 for an ended run; its own start sent again (a resend) is taken, and
+    # a run still running opens as ever (a stage may have opened it first).
+    started = cluster.api("GET", f"/runs/{run_id}")["started_at"]
+    client = cluster.client()
+    from titan import errors
+
+    try:
+        client.api("POST", "/runs", json={"id": run_id, "agent_id": "fixed"})
+        raise AssertionError("reopened")
+    except errors.Conflict as exc:
+        assert exc.code == "run_ended" and exc.details == {"id": run_id,
+                                                           "status": "completed"}
+    assert client.api("POST", "/runs", json={"id": run_id, "agent_id": "fixed",
+                                             "started_at": started})["status"] == "completed"
+    fresh = f"{run_id}-open"
+    client.api("POST", "/runs", json={"id": fresh, "agent_id": "fixed"})
+    assert client.api("POST", "/runs", json={"id": fresh, "agent_id": "fixed"})[
+        "status"] == "running"

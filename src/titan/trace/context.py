@@ -53,6 +53,9 @@ class RunHandle:
     #: the run it was in the original, whose recording answers its calls ("" for a block the
     #: original did not open). Nothing of it is recorded (see titan.trace.runs).
     shadow_of: str | None = None
+    #: The master refused to open it (a run id that names a run already ended): nothing more
+    #: of it is sent, or it would be appended to that other execution.
+    refused: bool = False
     _ordinals: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -14,6 +14,7 @@ before the route (404, 405) is sent to by the per-run routes from then on.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -23,6 +24,7 @@ from titan.trace import batches, code
 from titan.trace.context import RunHandle
 
 MAX_OPS = 500  # the master takes 1,000
+log = logging.getLogger("titan.trace")
 
 
 def _head(q: deque[Any], n: int) -> list[Any]:
@@ -72,8 +74,8 @@ class MultiRun:
         lead = 0  # entries at the head with nothing to send (code already told)
         size = actions = 0
         for kind, run, item in _head(q, MAX_OPS + batches.MAX_BATCH):
-            if self.client(run) is not client:
-                break  # another master: its own batch
+            if self.client(run) is not client or run.refused:
+                break  # another master: its own batch (a refused run: dropped by its route)
             if kind == "action":
                 if actions >= batches.MAX_BATCH:
                     break
@@ -165,6 +167,19 @@ class MultiRun:
         if "error" in reply:
             self._single = True  # the one refused goes by its own route, which handles it
         return True
+
+    def open_now(self, run: RunHandle, body: dict[str, Any]) -> None:
+        """Open ``run`` now, on the caller's thread (a run id the caller chose): raises the
+        master's Conflict when that id names a run that has ended, where the caller can
+        see it. Anything else (unreachable, an older master) is left to the sender, which
+        opens the run in its turn as ever (the same start again, which the master takes)."""
+        try:
+            learn(run, self.client(run).call("POST", "/runs", json=dict(body, watched=True),
+                                             deadline=time.monotonic() + 2.0))
+        except errors.Conflict:
+            raise
+        except errors.TitanError as exc:
+            log.debug("titan.trace: run %s not opened at once (%s)", run.id, exc)
 
     def _create(self, run: RunHandle, body: dict[str, Any]) -> Any:
         """``POST /runs``, asking the master to watch the run from now: one that never got a

@@ -214,6 +214,8 @@ class Recorder(batches.Sending, multirun.MultiRun):
         (:mod:`.multirun`), else one run's consecutive actions, or one run change; it leaves
         the queue only once the master acknowledged it."""
         q = self.queue
+        while q and q[0][1].refused:  # a run the master would not open: nothing of it goes
+            self._drop_refused()
         if not q:
             return False
         if not self._single:  # several runs' work in one request, where the master can
@@ -272,6 +274,18 @@ class Recorder(batches.Sending, multirun.MultiRun):
             self.changes_refused += 1
             warn(f"the master refused to {'open' if kind == 'create' else 'update'} run "
                   f"{run.id}: {exc}")
+            if kind == "create" and exc.code == "run_ended":
+                # Its actions and end would go into the run of that id that has ended,
+                # another execution's: they are not sent (said once, counted as refused).
+                run.refused = True
+
+    def _drop_refused(self) -> None:
+        """Leave out the head of the queue, of a run the master would not open."""
+        kind, run, _ = self.queue.popleft()
+        if kind == "action":
+            self.refused += 1
+        elif kind == "patch":
+            self.open.pop(run.id, None)
 
     # -- flushing -----------------------------------------------------------------------------
     def ended(self) -> None:

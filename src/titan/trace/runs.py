@@ -133,6 +133,7 @@ class Run:
         # recorded nowhere.
         self.replaying = bool(os.environ.get("TITAN_REPLAY") and
                               os.environ.get("TITAN_AGENT_RUN_ID"))
+        self._chosen = run_id is not None  # the caller named the run: see __enter__
         shadow = _original_block(agent_id, n, run_id) if self.replaying else None
         if shadow is not None:
             self.replaying = False
@@ -158,7 +159,13 @@ class Run:
 
     def __enter__(self) -> Run:
         if not self.replaying and self.handle.shadow_of is None:
-            RECORDER.put("create", self.handle, dict(self._body, started_at=time.time()))
+            body = dict(self._body, started_at=time.time())
+            if self._chosen:
+                # A run id names one execution: one that has ended is not opened again (the
+                # second's calls took the first's keys, and its replay re-ran half of each).
+                # Asked now, so the master's Conflict is raised here, in the caller's code.
+                RECORDER.open_now(self.handle, body)
+            RECORDER.put("create", self.handle, body)
             # Read now, on the caller's thread: by the time the sender gets to it a short
             # script may be over, and the interpreter has cleared __main__.__file__.
             from titan.trace import code

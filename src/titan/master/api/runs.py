@@ -49,7 +49,7 @@ def _not_imported(body: Any) -> None:
 async def create_run(c: CtxDep, p: Writer, response: Response,
                      body: Any = Body(...)) -> Row:
     _not_imported(body)
-    run, created = await c.runs.create_run(body, p)
+    run, created = await c.runs.create_run(body, p, once=True)
     if not created:
         response.status_code = 200
     return await c.engine.read(lambda tx: runs_view(tx, [run])[0])

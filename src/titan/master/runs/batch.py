@@ -68,7 +68,7 @@ async def apply(runs: RunService, set_code: SetCode, check_create: CheckCreate, 
                     raise ValidationFailed("the body must be a JSON object")
                 fields = dict(fields, id=run_id)
                 check_create(fields)
-                run, created = await runs.create_run(fields, who)
+                run, created = await runs.create_run(fields, who, once=True)
                 results.append({"created": created, "run": budget_state(run)})
             elif "code" in op:
                 await set_code(run_id, op["code"], who)

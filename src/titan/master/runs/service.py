@@ -28,7 +28,7 @@ from titan.master.runs.actions import append_batch, prepare_batch
 from titan.master.runs.budgets import budget_state, check_budget
 from titan.master.runs.events import TERMINAL_RUN, run_summary
 from titan.master.runs.ledger import LedgerChecks
-from titan.master.runs.lookup import run_or_404
+from titan.master.runs.lookup import reopened, run_or_404
 from titan.master.runs.stages import (
     derived_end,
     orphaned_replay_end,
@@ -102,7 +102,11 @@ class RunService:
             await self._settle(run_id)
 
     # -- runs ---------------------------------------------------------------------------------
-    async def create_run(self, body: Any, who: Principal) -> tuple[Row, bool]:
+    async def create_run(self, body: Any, who: Principal, *,
+                         once: bool = False) -> tuple[Row, bool]:
+        """Open a run, or fill in one of that id (a stage opened it first, a resend). ``once``
+        (``POST /runs``): a run that has ended is not opened again (Conflict), unless the
+        body is its own start again (the same ``started_at``: a resend)."""
         fields = action_input.parse_run(body, creating=True)
         if fields.get("budget_usd") is not None and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may set a run's budget")
@@ -132,6 +136,9 @@ class RunService:
                     # legal hold, out of retention's reach, or relabel it.
                     raise Forbidden(f"a job may only write into its own agent run or one it "
                                     f"started, not {run_id!r}")
+                if once and existing["status"] != RunStatus.RUNNING \
+                        and existing["started_at"] != row["started_at"]:
+                    raise reopened(existing)
                 fill = {k: v for k, v in row.items()
                         if k in ("agent_id", "agent_version", "code_version", "tags",
                                  "started_by") and v is not None and existing.get(k) is None}
