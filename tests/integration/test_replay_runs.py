@@ -207,3 +207,47 @@ def test_a_run_id_that_names_an_ended_run_is_refused_where_the_script_opens_it(
     client.api("POST", "/runs", json={"id": fresh, "agent_id": "fixed"})
     assert client.api("POST", "/runs", json={"id": fresh, "agent_id": "fixed"})[
         "status"] == "running"
+
+
+DEADLINE = """
+import asyncio, time
+import titan
+
+@titan.tool
+async def slow_search(q: str) -> list:
+    await asyncio.sleep(5)
+    return [q]
+
+@titan.tool
+async def fast_search(q: str) -> list:
+    return [q, "fast"]
+
+async def main():
+    try:
+        return await asyncio.wait_for(slow_search("lora"), timeout=0.2)
+    except asyncio.TimeoutError:
+        return await fast_search("lora")
+
+with titan.trace.run("deadline") as run:
+    t0 = time.monotonic()
+    print(run.id, asyncio.run(main()), round(time.monotonic() - t0, 1))
+"""
+
+
+def test_an_async_tool_cut_off_by_its_callers_timeout_replays_to_the_same_fallback(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # Recorded as failed with CancelledError, the served call raised it at once: wait_for
+    # passed it through rather than a TimeoutError, the agent's fallback was skipped and the
+    # replay failed. It now waits to be cut off again, by the caller's own timeout.
+    run_id = run(cluster, write(tmp_path, "deadline.py", DEADLINE)).stdout.split()[0]
+    ended(cluster, run_id)
+    recorded = cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+    assert [(a["name"], a["outcome"], (a["error"] or {}).get("type")) for a in recorded] == [
+        ("slow_search", "error", "CancelledError"), ("fast_search", "success", None)]
+    report = replay(cluster, run_id)
+    clean(report)
+    replayed = cluster.api("GET", f"/runs/{report['run_id']}/actions")["actions"]
+    assert [(a["name"], a["outcome"], a["replay_status"], (a["error"] or {}).get("type"))
+            for a in replayed] == [("slow_search", "error", "served", "CancelledError"),
+                                   ("fast_search", "replayed", "served", None)]
+    assert replayed[0]["duration_ns"] < 1.5e9  # cut off by the 0.2 s timeout, not the bound

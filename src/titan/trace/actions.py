@@ -22,8 +22,8 @@ from titan import errors
 from titan.trace import canonical, context, forks, netguard, replay
 from titan.trace.canonical import bytes_as_before
 from titan.trace.emit import emit
-from titan.trace.recorded import Decision
-from titan.trace.replayed_errors import replayed_error
+from titan.trace.recorded import Decision, Recorded
+from titan.trace.replayed_errors import cancelled_again, replayed_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 CHANNELS = ("llm", "tool", "clock", "random", "custom", "network")
@@ -44,7 +44,7 @@ class Action:
 
     __slots__ = ("name", "inputs", "outputs", "channel", "tags", "cost_usd", "usage", "model",
                  "id", "pure", "replayed", "_run", "_started", "_t0", "_token", "_actor",
-                 "_ordinal", "_decision", "_through")
+                 "_ordinal", "_decision", "_through", "awaited", "cancelled")
 
     def __init__(self, name: str, inputs: Any = None, *, kind: str = "custom",
                  tags: Any = None, pure: bool = False) -> None:
@@ -60,6 +60,9 @@ class Action:
         self.replayed = False
         self._decision: Decision | None = None
         self._through: Any = None
+        #: An async tool's call (its wrapper says), and its recorded cancellation in a replay.
+        self.awaited = False
+        self.cancelled: Recorded | None = None
 
     def __enter__(self) -> Action:
         self._run = run = context.current_run()
@@ -90,6 +93,12 @@ class Action:
             raise exc
         if d.serves:
             recorded = d.recorded
+            if d.status == "served" and recorded is not None and self.awaited \
+                    and recorded.error_type == "CancelledError":
+                # Cut off while awaited (wait_for's timeout): raised at once, its caller saw
+                # a CancelledError, not its timeout. It waits to be cut off again instead.
+                self.outputs, self.replayed, self.cancelled = d.outputs, True, recorded
+                return
             if d.status == "served" and recorded is not None and recorded.outcome in (
                     "error", "blocked"):
                 # Served, and a failure as recorded: its outcome stays one (as "replayed" a
@@ -295,8 +304,12 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
             async def arun(*args: Any, **kwargs: Any) -> Any:
                 if context.current_run() is None:
                     return await f(*args, **kwargs)
-                with Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags,
-                            pure=pure) as a:
+                a = Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags,
+                           pure=pure)
+                a.awaited = True
+                with a:
+                    if a.cancelled is not None:
+                        await cancelled_again(a.cancelled)
                     if not a.replayed:
                         a.outputs = await f(*args, **kwargs)
                     return a.outputs

@@ -32,6 +32,8 @@ class Recorded:
     #: The action's id and the id of the action it ran inside (None from an older master).
     id: str | None = None
     parent_id: str | None = None
+    #: How long the call took (None from an older master).
+    duration_ns: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:

@@ -108,7 +108,8 @@ class Session:
                 r = Recorded(a["seq"], a["actor"], a["channel"], a["name"], a["ordinal"],
                              a["inputs_hash"], a["outputs"], a["outcome"], a.get("error_type"),
                              a.get("error_message"), a.get("model"),
-                             tuple(a.get("redacted") or ()), a.get("id"), a.get("parent_id"))
+                             tuple(a.get("redacted") or ()), a.get("id"), a.get("parent_id"),
+                             a.get("duration_ns"))
                 # A retried job recorded its calls once per attempt: the last attempt counts.
                 old = rec.by_key.get(r.key)
                 if old is not None:

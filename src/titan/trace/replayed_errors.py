@@ -41,6 +41,8 @@ class _Failed(Protocol):
     def error_message(self) -> str | None: ...
     @property
     def outputs(self) -> str | None: ...
+    @property
+    def duration_ns(self) -> int | None: ...
 
 
 def payload(error: BaseException) -> dict[str, Any]:
@@ -210,3 +212,16 @@ def _exception_class(name: str, module: Any = None) -> type[BaseException] | Non
     if len(candidates) > 1 and isinstance(module, str):
         candidates = {c for c in candidates if c.__module__ == module}
     return candidates.pop() if len(candidates) == 1 else None
+
+
+async def cancelled_again(recorded: _Failed) -> None:
+    """A replayed async call that was cut off while awaited (cancelled: ``asyncio.wait_for``
+    timed out, a task group failed): pending until its caller cuts it off again, as the
+    recorded call was, so the caller sees what it saw (a ``TimeoutError`` from its
+    ``wait_for``, not the recorded ``CancelledError`` raised at once); if nothing does
+    within twice the recorded call's time and a second, it fails as recorded."""
+    import asyncio
+
+    seconds = (recorded.duration_ns or 0) / 1e9
+    await asyncio.sleep(2 * seconds + 1.0)
+    raise replayed_error(recorded)

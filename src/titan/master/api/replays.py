@@ -71,7 +71,8 @@ async def recording(c: CtxDep, p: Reader, run_id: str, actor: str = Query(..., m
                 outputs = outputs if stored is None else stored
             out.append({k: a[k] for k in ("seq", "id", "parent_id", "actor", "channel",
                                           "name", "ordinal", "inputs_hash", "outcome",
-                                          "error_type", "error_message", "model")} | {
+                                          "error_type", "error_message", "model",
+                                          "duration_ns")} | {
                 "outputs": outputs, "redacted": sorted(a.get("pii") or {})})
         # The patterns the master redacts with: the replay redacts a call's live inputs the
         # same way before comparing them with recorded inputs that were redacted.
