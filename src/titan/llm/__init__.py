@@ -32,7 +32,13 @@ from titan.errors import InvalidOutput, LLMError
 
 from . import structured
 from .pricing import register_price
-from .providers import DEFAULT_MODEL, register_provider, resolve, unregister_provider
+from .providers import (
+    DEFAULT_MODEL,
+    Provider,
+    register_provider,
+    resolve,
+    unregister_provider,
+)
 from .recording import LLMCall, Replayer, add_listener, check, record, replayer, totals
 from .types import Completion, Generation, Message, Request, Usage
 
@@ -125,14 +131,16 @@ def _complete(messages: str | Sequence[Message], model: str | None, temperature:
     reported = model or model_id or provider.name
     going = replaying.live(decision) if replaying is not None and decision is not None \
         else contextlib.nullcontext()
+    spent: list[Generation] = []  # every answer a provider gave (and billed) for this call
     try:
         with going:  # a live call of a replay: its connections are the call's
             check(reported, msgs, recorded_params)
             asked = _with_schema_hint(msgs, json_schema) if json_schema is not None else msgs
             request = Request(model_id, asked, temperature, max_tokens, json_schema, dict(params))
             gen = provider.generate(request)
+            spent.append(gen)
             reported = gen.model
-            usage, attempts, data = gen.usage, 1, None
+            attempts, data = 1, None
             if validator is not None and json_schema is not None:
                 data, found = _json_problems(gen, validator, max_tokens)
                 if found:
@@ -141,27 +149,43 @@ def _complete(messages: str | Sequence[Message], model: str | None, temperature:
                                                                          json_schema),
                                     temperature, max_tokens, json_schema, dict(params))
                     gen = provider.generate(retry)
-                    usage = usage + gen.usage
+                    spent.append(gen)
                     data, found = _json_problems(gen, validator, max_tokens)
                     if found:
                         raise InvalidOutput(
                             f"{gen.model} did not return JSON matching the schema after one "
                             f"repair attempt: {'; '.join(found[:3])}", text=gen.text, problems=found)
-            cost, source = provider.cost(gen.model if provider.name == "hosted" else model_id,
-                                         usage)
+            usage, cost, source = _priced(provider, model_id, spent)
             completion = Completion(
                 text=gen.text, usage=usage, model=gen.model, cost_usd=cost, cost_source=source,
                 provider=provider.name, finish_reason=gen.finish_reason,
                 duration_s=time.perf_counter() - t0, attempts=attempts, data=data)
     except BaseException as exc:
+        # A call that failed after a provider answered (an invalid answer and its repair, or
+        # a repair request that failed) was billed for those answers: they are recorded,
+        # priced and counted against the run's budget like any completion's.
+        billed = _priced(provider, model_id, spent) if spent else None
         record(LLMCall(reported, provider.name, msgs, recorded_params, started_at,
                        time.perf_counter() - t0, error=exc, requested=requested,
-                       replay=decision, ordinal=ordinal))
+                       replay=decision, ordinal=ordinal,
+                       usage=billed[0] if billed else None,
+                       cost_usd=billed[1] if billed else None,
+                       cost_source=billed[2] if billed else None))
         raise
     record(LLMCall(completion.model, provider.name, msgs, recorded_params, started_at,
                    completion.duration_s, completion=completion, requested=requested,
                    replay=decision, ordinal=ordinal))
     return completion
+
+
+def _priced(provider: Provider, model_id: str,
+            spent: list[Generation]) -> tuple[Usage, float | None, str]:
+    """The usage of the answers a call got, and what they cost (hosted models are priced by
+    the name they were asked by, which is what a registered price names)."""
+    usage = sum((g.usage for g in spent), Usage())
+    cost, source = provider.cost(spent[-1].model if provider.name == "hosted" else model_id,
+                                 usage)
+    return usage, cost, source
 
 
 def _replayed(replaying: Replayer, decision: Any, requested: str, msgs: list[Message],

@@ -45,6 +45,12 @@ class LLMCall:
     #: Outside a replay, the call's number among its actor's LLM calls, taken as it started
     #: (:meth:`Replayer.number`), None when no run records it.
     ordinal: int | None = None
+    #: What a failed call spent before it failed: the usage of the answers a provider gave
+    #: it (an invalid answer and its repair), their cost and its source. None when no
+    #: provider answered. A completed call's are its completion's.
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    cost_source: str | None = None
 
 
 @dataclass
@@ -141,7 +147,10 @@ def _log_line(call: LLMCall) -> str:
     if call.replay is not None and call.replay.serves and call.error is None:
         return f"[titan.llm] {call.model}: replayed from the recording (no inference, $0)"
     if call.error is not None:
-        return (f"[titan.llm] {call.model} failed after {call.duration_s:.2f}s: "
+        spent = "" if call.usage is None else (
+            f" ({call.usage.input_tokens} in / {call.usage.output_tokens} out tokens, "
+            + ("cost unknown" if call.cost_usd is None else f"${call.cost_usd:.6f}") + ")")
+        return (f"[titan.llm] {call.model} failed after {call.duration_s:.2f}s{spent}: "
                 f"{type(call.error).__name__}: {call.error}")
     c = call.completion
     assert c is not None
@@ -157,12 +166,14 @@ def record(call: LLMCall) -> None:
         _totals.seconds += call.duration_s
         if call.error is not None:
             _totals.errors += 1
-        elif call.completion is not None:
-            _totals.usage = _totals.usage + call.completion.usage
-            if call.completion.cost_usd is None:
+        c = call.completion
+        usage, cost = (c.usage, c.cost_usd) if c is not None else (call.usage, call.cost_usd)
+        if usage is not None:  # a failed call that a provider answered was billed too
+            _totals.usage = _totals.usage + usage
+            if cost is None:
                 _totals.unknown_cost_calls += 1
             else:
-                _totals.cost_usd += call.completion.cost_usd
+                _totals.cost_usd += cost
         listeners = list(_listeners)
     if os.environ.get("TITAN_JOB_ID") or os.environ.get("TITAN_LLM_LOG") == "1":
         sys.stderr.write(_log_line(call) + "\n")

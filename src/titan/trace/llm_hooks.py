@@ -174,6 +174,11 @@ def on_call(call: Any) -> None:
         # leaving its cost out would count it as unpriced (the run's cost a lower bound).
         if blocked:
             extra.update(cost_usd=0.0, cost_source="blocked")
+        elif call.usage is not None:
+            # It failed after a provider answered (an invalid answer and its repair): those
+            # answers were billed, so the run's cost and its budget count them.
+            extra.update(usage=call.usage.to_dict(), cost_usd=call.cost_usd,
+                         cost_source=call.cost_source)
         emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=None,
              started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
              outcome="blocked" if blocked else "error", error=call.error,

@@ -1,0 +1,119 @@
+"""Hosted LLM calls as a run records them: what they cost when they fail, what a replay's
+refused call costs, what the recording keeps of a call's parameters.
+
+Agents run as subprocesses against a real master; the only fake is the hosted model's HTTP
+API (tests/fake_llm_api.py), served from this process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fake_llm_api import FakeLLMServer, Reply, serve
+from tests.integration.harness import Cluster, shared_cluster
+
+pytestmark = pytest.mark.slow
+
+cluster = shared_cluster(slots=2)
+
+@pytest.fixture(scope="module")
+def module_api() -> Iterator[FakeLLMServer]:
+    with serve() as api:
+        yield api
+
+
+@pytest.fixture
+def api(module_api: FakeLLMServer) -> FakeLLMServer:
+    module_api.replies.clear()
+    module_api.received.clear()
+    module_api.default = Reply()
+    return module_api
+
+
+def run_agent(cluster: Cluster, source: str, *args: str) -> dict[str, Any]:
+    """Run an agent script; returns the JSON it printed last, once its run has ended."""
+    path = cluster.script(f"agent{time.monotonic_ns()}.py", source)
+    env = dict(os.environ, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    done = subprocess.run([sys.executable, path, *args], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=cluster.root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 20
+    while cluster.api("GET", f"/runs/{out['run']}")["status"] == "running":
+        assert time.monotonic() < deadline, f"run {out['run']} never ended"
+        time.sleep(0.1)
+    return out
+
+
+def llm_actions(cluster: Cluster, run_id: str) -> list[dict[str, Any]]:
+    return [a for a in cluster.api("GET", f"/runs/{run_id}/actions?limit=1000")["actions"]
+            if a["name"] == "call_llm"]
+
+
+INVALID_OUTPUT = '''
+import json, sys
+import titan
+from titan import llm
+from titan.errors import BudgetExceeded, InvalidOutput, ProviderError
+
+llm.register_price("openai/fake-model", 1000.0, 1000.0)  # 2,000 tokens: $2
+schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+outcomes = []
+with titan.trace.run("invalid-output", budget_usd=float(sys.argv[2])) as run:
+    for i in range(3):
+        try:
+            llm.complete(f"n {i}?", model="openai/fake-model", json_schema=schema,
+                         api_base=sys.argv[1], api_key="sk-fake")
+            outcomes.append("ok")
+        except InvalidOutput:
+            outcomes.append("invalid")
+        except ProviderError:
+            outcomes.append("provider error")
+        except BudgetExceeded:
+            outcomes.append("blocked")
+t = llm.totals()
+print(json.dumps({"run": run.id, "outcomes": outcomes, "cost": t.cost_usd, "errors": t.errors,
+                  "tokens": [t.usage.input_tokens, t.usage.output_tokens]}))
+'''
+
+
+def test_a_call_that_ends_invalid_is_priced_and_stopped_by_the_budget(
+        cluster: Cluster, api: FakeLLMServer) -> None:
+    # Each answer is billed 2,000 tokens ($2): an invalid answer and its invalid repair cost
+    # $4, so a $1 budget stops the next call before it asks anything.
+    api.default = Reply(text="not json", prompt_tokens=1000, completion_tokens=1000)
+    out = run_agent(cluster, INVALID_OUTPUT, api.url, "1.0")
+    assert out["outcomes"] == ["invalid", "blocked", "blocked"]
+    assert len(api.received) == 2
+    assert (out["cost"], out["tokens"], out["errors"]) == (4.0, [2000, 2000], 3)
+    run = cluster.api("GET", f"/runs/{out['run']}")
+    assert (run["cost_usd"], run["unpriced_calls"], run["over_budget"]) == (4.0, 0, True)
+    first = llm_actions(cluster, out["run"])[0]
+    assert (first["outcome"], first["cost_usd"], first["cost_source"]) == (
+        "error", 4.0, "registered")
+    assert first["usage"]["input_tokens"] == 2000 and first["usage"]["output_tokens"] == 2000
+    assert first["error"]["type"] == "InvalidOutput"
+
+
+def test_a_repair_request_that_fails_still_costs_the_answer_before_it(
+        cluster: Cluster, api: FakeLLMServer) -> None:
+    api.queue(Reply(text="not json", prompt_tokens=1000, completion_tokens=1000),
+              Reply(status=400, error="bad request"))
+    api.default = Reply(text='{"n": 1}', prompt_tokens=10, completion_tokens=10)
+    out = run_agent(cluster, INVALID_OUTPUT, api.url, "100")
+    assert out["outcomes"] == ["provider error", "ok", "ok"]
+    first, *_ = llm_actions(cluster, out["run"])
+    assert (first["outcome"], first["error"]["type"]) == ("error", "ProviderError")
+    assert (first["cost_usd"], first["usage"]["input_tokens"]) == (2.0, 1000)
+    run = cluster.api("GET", f"/runs/{out['run']}")
+    assert run["cost_usd"] == pytest.approx(2.0 + 2 * 0.02) and run["unpriced_calls"] == 0
+    assert out["cost"] == pytest.approx(run["cost_usd"])
