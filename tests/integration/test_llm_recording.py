@@ -117,3 +117,48 @@ def test_a_repair_request_that_fails_still_costs_the_answer_before_it(
     run = cluster.api("GET", f"/runs/{out['run']}")
     assert run["cost_usd"] == pytest.approx(2.0 + 2 * 0.02) and run["unpriced_calls"] == 0
     assert out["cost"] == pytest.approx(run["cost_usd"])
+
+
+REPLAYED = '''
+import json, sys
+import titan
+from titan import llm
+from titan.errors import ProviderError
+from titan_sdk import TitanClient
+
+prompt = TitanClient().store_get("llm-recording:prompt")  # not intercepted: the test edits it
+with titan.trace.run("replayed-llm") as run:
+    try:
+        llm.complete("refused?", model="openai/fake-model", api_base=sys.argv[1],
+                     api_key="sk-fake")
+    except ProviderError:
+        pass
+    answer = llm.complete(prompt, model="openai/fake-model", api_base=sys.argv[1],
+                          api_key="sk-fake").text
+print(json.dumps({"run": run.id, "answer": answer}))
+'''
+
+
+def test_a_replays_stopped_and_replayed_failed_calls_cost_nothing(
+        cluster: Cluster, api: FakeLLMServer) -> None:
+    from tests.integration.test_replay_research import wait_replay
+
+    client = cluster.client()
+    client.store_put("llm-recording:prompt", "first prompt")
+    api.queue(Reply(status=400, error="refused"), "first answer")
+    out = run_agent(cluster, REPLAYED, api.url)
+    assert out["answer"] == "first answer"
+    client.store_put("llm-recording:prompt", "edited prompt")  # a divergence: strict stops
+    started = cluster.api("POST", f"/runs/{out['run']}/replay", {})
+    report = wait_replay(cluster, started["run_id"], timeout=120)
+    assert report["stopped"] is True, report
+    failed, stopped = llm_actions(cluster, started["run_id"])
+    # The recorded failure, raised again: no provider was asked.
+    assert (failed["outcome"], failed["replay_status"]) == ("error", "served")
+    assert (failed["cost_usd"], failed["cost_source"]) == (0.0, "replay")
+    # Stopped by the strict replay before any provider was asked: $0, not unpriced.
+    assert stopped["replay_status"] == "stopped"
+    assert (stopped["cost_usd"], stopped["cost_source"]) == (0.0, "blocked")
+    rep = cluster.api("GET", f"/runs/{started['run_id']}")
+    assert (rep["cost_usd"], rep["unpriced_calls"]) == (0.0, 0)
+    assert len(api.received) == 2  # the recording's two requests, none from the replay

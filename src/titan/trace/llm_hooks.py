@@ -170,10 +170,14 @@ def on_call(call: Any) -> None:
     if call.error is not None:
         blocked = isinstance(call.error, BudgetExceeded) or (
             d is not None and d.status == "refused")
-        # A blocked call was refused before any provider was asked: it cost exactly $0, and
-        # leaving its cost out would count it as unpriced (the run's cost a lower bound).
-        if blocked:
+        # A call refused before any provider was asked — over budget, or by a replay, strict
+        # (stopped) or not (refused) — cost exactly $0, and leaving its cost out would count
+        # it as unpriced (the run's cost a lower bound). So did a replay's recorded error,
+        # raised again without asking anyone.
+        if blocked or (d is not None and d.status == "stopped"):
             extra.update(cost_usd=0.0, cost_source="blocked")
+        elif served:
+            extra.update(cost_usd=0.0, cost_source="replay")
         elif call.usage is not None:
             # It failed after a provider answered (an invalid answer and its repair): those
             # answers were billed, so the run's cost and its budget count them.
