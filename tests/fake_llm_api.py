@@ -30,6 +30,8 @@ class Reply:
     error: str = "scripted failure"
     #: OpenAI wire only: tool calls the model asks for, as (id, function name, JSON arguments).
     tool_calls: tuple[tuple[str, str, str], ...] = ()
+    #: OpenAI wire only: False leaves ``usage`` out of the answer (llama.cpp, Ollama, proxies).
+    usage: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,19 +87,21 @@ def _openai(reply: Reply, model: str) -> dict[str, Any]:
         message["tool_calls"] = [{"id": i, "type": "function",
                                   "function": {"name": name, "arguments": arguments}}
                                  for i, name, arguments in reply.tool_calls]
-    return {
+    body: dict[str, Any] = {
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,
         "model": model,
         "choices": [{"index": 0, "finish_reason": "tool_calls" if reply.tool_calls else "stop",
                      "message": message}],
-        "usage": {
+    }
+    if reply.usage:
+        body["usage"] = {
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens,
             "total_tokens": reply.prompt_tokens + reply.completion_tokens,
             "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
-        },
-    }
+        }
+    return body
 
 
 def _anthropic(reply: Reply, model: str) -> dict[str, Any]:

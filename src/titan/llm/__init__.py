@@ -181,8 +181,11 @@ def _complete(messages: str | Sequence[Message], model: str | None, temperature:
 def _priced(provider: Provider, model_id: str,
             spent: list[Generation]) -> tuple[Usage, float | None, str]:
     """The usage of the answers a call got, and what they cost (hosted models are priced by
-    the name they were asked by, which is what a registered price names)."""
-    usage = sum((g.usage for g in spent), Usage())
+    the name they were asked by, which is what a registered price names). An answer whose
+    usage the provider did not report makes the cost unknown: never priced as 0 tokens."""
+    usage = sum((g.usage for g in spent if g.usage is not None), Usage())
+    if any(g.usage is None for g in spent):
+        return usage, None, "unknown"
     cost, source = provider.cost(spent[-1].model if provider.name == "hosted" else model_id,
                                  usage)
     return usage, cost, source

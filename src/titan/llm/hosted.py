@@ -131,9 +131,15 @@ class HostedProvider:
         return pricing.hosted_cost(model, usage)
 
 
-def _usage(usage: Any) -> Usage:
+def _usage(usage: Any) -> Usage | None:
+    """The answer's token usage; None when the provider did not report it. LiteLLM fills a
+    reply without ``usage`` (llama.cpp and Ollama builds, some proxies) with zeros, and no
+    answered request has no input tokens, so zeros are taken for "not reported" too: priced,
+    they would be a made-up $0."""
     if usage is None:
-        return Usage()
+        return None
+    if not getattr(usage, "prompt_tokens", 0) and not getattr(usage, "completion_tokens", 0):
+        return None
     prompt_details = getattr(usage, "prompt_tokens_details", None)
     completion_details = getattr(usage, "completion_tokens_details", None)
     return Usage(

@@ -64,10 +64,11 @@ class Request:
 
 @dataclass(frozen=True)
 class Generation:
-    """One provider answer, before pricing and validation."""
+    """One provider answer, before pricing and validation. ``usage`` is None when the
+    provider did not report it: the answer's cost is then unknown, never $0."""
 
     text: str
-    usage: Usage
+    usage: Usage | None
     model: str
     finish_reason: str | None = None
 
@@ -76,7 +77,8 @@ class Generation:
 class Completion:
     """The result of :func:`titan.llm.complete`.
 
-    ``cost_usd`` is ``None`` when the price is unknown (never a made-up $0);
+    ``cost_usd`` is ``None`` when the price is unknown (never a made-up $0), as it is when
+    the provider did not report the tokens it used (``usage`` is then all zeros);
     ``cost_source`` says where the figure comes from: ``local`` (your own CPU: free),
     ``litellm`` (LiteLLM's bundled price map), ``registered`` (Titan's or your
     :func:`~titan.llm.register_price`), ``unknown``. ``data`` is the parsed, validated JSON

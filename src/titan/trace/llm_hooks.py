@@ -181,7 +181,7 @@ def on_call(call: Any) -> None:
         elif call.usage is not None:
             # It failed after a provider answered (an invalid answer and its repair): those
             # answers were billed, so the run's cost and its budget count them.
-            extra.update(usage=call.usage.to_dict(), cost_usd=call.cost_usd,
+            extra.update(usage=_tokens(call.usage), cost_usd=call.cost_usd,
                          cost_source=call.cost_source)
         emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=None,
              started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
@@ -202,8 +202,14 @@ def on_call(call: Any) -> None:
         return
     emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=outputs,
          started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
-         model=c.model, usage=c.usage.to_dict(),
+         model=c.model, usage=_tokens(c.usage),
          cost_usd=c.cost_usd, cost_source=c.cost_source, **extra)
+
+
+def _tokens(usage: Usage) -> dict[str, int] | None:
+    """A call's usage as recorded: none at all when the provider reported none (all zeros),
+    rather than a made-up count of 0 tokens."""
+    return usage.to_dict() if usage.total_tokens else None
 
 
 def install() -> None:

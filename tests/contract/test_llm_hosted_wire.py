@@ -1,0 +1,60 @@
+"""Hosted calls at the edges of the OpenAI wire: what a reply leaves out, what a request may
+carry. LiteLLM talks HTTP to the scripted stand-in for the provider (tests/fake_llm_api.py),
+the only fake here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fake_llm_api import FakeLLMServer, Reply, serve
+from titan import llm
+
+HOSTED = "openai/fake-model"
+
+
+@pytest.fixture(scope="module")
+def module_api() -> Iterator[FakeLLMServer]:
+    with serve() as api:
+        yield api
+
+
+@pytest.fixture
+def api(module_api: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
+    module_api.replies.clear()
+    module_api.received.clear()
+    monkeypatch.setenv("OPENAI_API_KEY", "test-openai-key")
+    return module_api
+
+
+@pytest.mark.usefixtures("prices")
+@pytest.mark.parametrize("priced", [False, True])
+def test_a_reply_without_usage_costs_unknown_never_zero(
+        api: FakeLLMServer, calls: list[llm.LLMCall], priced: bool) -> None:
+    # llama.cpp and Ollama builds and some proxies leave `usage` out: a registered price, or
+    # LiteLLM's map (gpt-4o-mini), priced 0 tokens at a made-up $0.
+    model = HOSTED if priced else "openai/gpt-4o-mini"
+    if priced:
+        llm.register_price(model, 0.5, 1.5)
+    before = llm.totals()
+    api.queue(Reply(text="a long answer " * 50, usage=False))
+    reply = llm.complete("write a lot", model=model, api_base=api.url)
+    assert (reply.cost_usd, reply.cost_source) == (None, "unknown")
+    assert reply.usage == llm.Usage()
+    after = llm.totals()
+    assert after.unknown_cost_calls == before.unknown_cost_calls + 1
+    assert after.cost_usd == before.cost_usd
+    assert calls[-1].completion is reply
+
+
+@pytest.mark.usefixtures("prices")
+def test_a_repair_whose_reply_has_no_usage_makes_the_call_unknown(api: FakeLLMServer) -> None:
+    llm.register_price(HOSTED, 1.0, 1.0)
+    api.queue(Reply(text="not json", prompt_tokens=100, completion_tokens=10),
+              Reply(text='{"n": 1}', usage=False))
+    reply = llm.complete("n?", model=HOSTED, api_base=api.url,
+                         json_schema={"type": "object", "required": ["n"]})
+    assert (reply.data, reply.attempts) == ({"n": 1}, 2)
+    assert (reply.cost_usd, reply.cost_source) == (None, "unknown")
+    assert reply.usage == llm.Usage(100, 10)  # what was reported; the rest is not known
