@@ -10,6 +10,7 @@ import pytest
 
 from tests.fake_llm_api import FakeLLMServer, Reply, serve
 from titan import llm
+from titan.errors import LLMError
 
 HOSTED = "openai/fake-model"
 
@@ -58,3 +59,16 @@ def test_a_repair_whose_reply_has_no_usage_makes_the_call_unknown(api: FakeLLMSe
     assert (reply.data, reply.attempts) == ({"n": 1}, 2)
     assert (reply.cost_usd, reply.cost_source) == (None, "unknown")
     assert reply.usage == llm.Usage(100, 10)  # what was reported; the rest is not known
+
+
+@pytest.mark.parametrize("model", [HOSTED, "local"])
+def test_stream_is_refused_before_any_request(api: FakeLLMServer, calls: list[llm.LLMCall],
+                                              model: str) -> None:
+    # LiteLLM answered with a stream wrapper and the call died on an AttributeError.
+    with pytest.raises(LLMError) as err:
+        llm.complete("hi", model=model, stream=True, api_base=api.url)
+    assert str(err.value).startswith("stream=True is not supported: complete() returns the "
+                                     "whole reply")
+    assert "llm.acomplete" in str(err.value)
+    assert api.received == [] and calls == []
+    assert llm.complete("hi", model=HOSTED, stream=False, api_base=api.url).text

@@ -64,6 +64,15 @@ def _messages(messages: str | Sequence[Message]) -> list[Message]:
     return out
 
 
+def _check_params(params: dict[str, Any]) -> None:
+    """Refuse, before any request, what would make the provider answer something other than
+    one whole reply."""
+    if params.get("stream"):
+        raise LLMError("stream=True is not supported: complete() returns the whole reply, "
+                       "recorded and priced as one call; leave stream out (await "
+                       "llm.acomplete(...) keeps an event loop free while it waits)")
+
+
 def _with_schema_hint(messages: list[Message], schema: dict[str, Any]) -> list[Message]:
     """Tell the model the shape too: a grammar forces the syntax, not the meaning."""
     hint = ("Respond with only a JSON value that matches this JSON Schema:\n"
@@ -108,6 +117,7 @@ def _complete(messages: str | Sequence[Message], model: str | None, temperature:
               params: dict[str, Any], ordinal: int | None) -> Completion:
     """:func:`complete`; ``ordinal``: the call's number if :func:`acomplete` took it."""
     msgs = _messages(messages)
+    _check_params(params)
     validator = structured.check_schema(json_schema) if json_schema is not None else None
     requested = (model or os.environ.get("TITAN_LLM_MODEL") or DEFAULT_MODEL).strip()
     recorded_params = {"temperature": temperature, "max_tokens": max_tokens,
