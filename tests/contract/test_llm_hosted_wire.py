@@ -5,6 +5,7 @@ the only fake here."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,55 @@ def test_stream_is_refused_before_any_request(api: FakeLLMServer, calls: list[ll
     assert "llm.acomplete" in str(err.value)
     assert api.received == [] and calls == []
     assert llm.complete("hi", model=HOSTED, stream=False, api_base=api.url).text
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+
+
+def test_tool_calls_come_back_and_their_follow_up_is_accepted(
+        api: FakeLLMServer, calls: list[llm.LLMCall]) -> None:
+    api.queue(Reply(text="", tool_calls=(("call_1", "get_weather", '{"city": "Paris"}'),)),
+              "Sunny in Paris.")
+    asked = llm.complete("Weather in Paris?", model=HOSTED, tools=TOOLS, api_base=api.url)
+    assert api.received[0].body["tools"] == TOOLS
+    assert (asked.text, asked.finish_reason) == ("", "tool_calls")
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    assert asked.tool_calls == [call]
+    assert asked.message() == {"role": "assistant", "content": None, "tool_calls": [call]}
+    # The standard follow-up: the assistant's tool calls (content None), then their results.
+    transcript = [{"role": "user", "content": "Weather in Paris?"}, asked.message(),
+                  {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    answer = llm.complete(transcript, model=HOSTED, tools=TOOLS, api_base=api.url)
+    assert answer.text == "Sunny in Paris." and answer.tool_calls == []
+    sent = api.received[1].body["messages"]
+    assert sent[1]["tool_calls"] == [call] and sent[1].get("content") is None
+    assert sent[2] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+    assert [c.completion for c in calls] == [asked, answer]
+
+
+@pytest.mark.parametrize(("message", "said"), [
+    ({"role": "assistant", "content": None}, "messages[0].content must be a string"),
+    ({"role": "assistant", "content": None, "tool_calls": {"id": "x"}},
+     "messages[0].tool_calls must be a list of tool calls"),
+    ({"role": "user", "content": "hi", "tool_calls": [{"id": "x"}]},
+     "messages[0].tool_calls must be a list of tool calls"),
+])
+def test_malformed_tool_messages_are_refused(api: FakeLLMServer, message: dict[str, object],
+                                             said: str) -> None:
+    with pytest.raises(LLMError, match=said.replace("[", r"\[").replace("]", r"\]")):
+        llm.complete([message], model=HOSTED, api_base=api.url)
+    assert api.received == []
+
+
+def test_the_local_model_refuses_tools_before_loading_anything(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TITAN_LOCAL_MODEL", str(tmp_path / "absent.gguf"))  # never opened
+    with pytest.raises(LLMError, match="the local model does not call tools: tools= and "
+                                       "messages with tool_calls need a hosted model"):
+        llm.complete("Weather in Paris?", model="local", tools=TOOLS)
+    with pytest.raises(LLMError, match="the local model does not call tools"):
+        llm.complete([{"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}],
+            model="local")

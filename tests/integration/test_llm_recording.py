@@ -55,8 +55,8 @@ def run_agent(cluster: Cluster, source: str, *args: str) -> dict[str, Any]:
 
 
 def llm_actions(cluster: Cluster, run_id: str) -> list[dict[str, Any]]:
-    return [a for a in cluster.api("GET", f"/runs/{run_id}/actions?limit=1000")["actions"]
-            if a["name"] == "call_llm"]
+    actions = cluster.api("GET", f"/runs/{run_id}/actions?limit=1000&preview=100000")
+    return [a for a in actions["actions"] if a["name"] == "call_llm"]
 
 
 INVALID_OUTPUT = '''
@@ -162,3 +162,45 @@ def test_a_replays_stopped_and_replayed_failed_calls_cost_nothing(
     rep = cluster.api("GET", f"/runs/{started['run_id']}")
     assert (rep["cost_usd"], rep["unpriced_calls"]) == (0.0, 0)
     assert len(api.received) == 2  # the recording's two requests, none from the replay
+
+
+TOOL_AGENT = '''
+import json, sys
+import titan
+from titan import llm
+
+tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+with titan.trace.run("tool-agent") as run:
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    asked = llm.complete(ask, model="openai/fake-model", tools=tools, api_base=sys.argv[1],
+                         api_key="sk-fake")
+    results = [{"role": "tool", "tool_call_id": c["id"], "content": "sunny"}
+               for c in asked.tool_calls]
+    answer = llm.complete([*ask, asked.message(), *results], model="openai/fake-model",
+                          tools=tools, api_base=sys.argv[1], api_key="sk-fake").text
+print(json.dumps({"run": run.id, "answer": answer, "calls": len(asked.tool_calls)}))
+'''
+
+
+def test_tool_calls_are_recorded_and_replayed(cluster: Cluster, api: FakeLLMServer) -> None:
+    from tests.integration.test_replay_research import wait_replay
+
+    api.queue(Reply(text="", tool_calls=(("call_1", "get_weather", '{"city": "Paris"}'),)),
+              "Sunny in Paris.")
+    out = run_agent(cluster, TOOL_AGENT, api.url)
+    assert (out["answer"], out["calls"]) == ("Sunny in Paris.", 1)
+    asked, answered = llm_actions(cluster, out["run"])
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    assert asked["outputs"] == {"text": "", "finish_reason": "tool_calls", "tool_calls": [call]}
+    assert answered["inputs"]["messages"][1] == {"role": "assistant", "content": None,
+                                                 "tool_calls": [call]}
+    # A strict replay serves the tool calls back: the follow-up is asked exactly as recorded.
+    started = cluster.api("POST", f"/runs/{out['run']}/replay", {})
+    report = wait_replay(cluster, started["run_id"], timeout=120)
+    assert (report["divergence_count"], report["stopped"]) == (0, False), report
+    served = llm_actions(cluster, started["run_id"])
+    assert [a["replay_status"] for a in served] == ["served", "served"]
+    assert served[0]["outputs"]["tool_calls"] == [call]
+    assert len(api.received) == 2

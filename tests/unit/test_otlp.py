@@ -233,6 +233,22 @@ def test_an_llm_action_goes_out_in_both_conventions_and_comes_back() -> None:
     assert bare["gen_ai.usage.input_tokens"] == 100
 
 
+def test_an_llm_actions_tool_calls_go_out_and_come_back() -> None:
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "lookup", "arguments": '{"q": 1}'}}
+    row = stored(outputs=json.dumps({"text": "", "finish_reason": "tool_calls",
+                                     "tool_calls": [call]}))
+    out = outgoing.action_span("run-1", "bot", row, content=True)
+    attrs = wire.attributes_of(out.attributes)
+    assert json.loads(attrs["gen_ai.output.messages"])[0]["parts"][1] == {
+        "type": "tool_call", "id": "call_1", "name": "lookup", "arguments": '{"q": 1}'}
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.append(out)
+    [back], _ = wire.spans_of(request)
+    again = parse_actions({"actions": [incoming.action_of(back, "bot", None)]}, now=T0)[0]
+    assert again["outputs"]["tool_calls"] == [call]
+
+
 def test_a_run_is_a_tree_of_stages_jobs_and_sub_agents() -> None:
     run = {"id": "R_1a2b", "agent_id": "R", "status": "failed", "error": "boom",
            "created_at": T0, "started_at": T0, "ended_at": T0 + 60, "cost_usd": 1.0}

@@ -57,8 +57,15 @@ def _messages(messages: str | Sequence[Message]) -> list[Message]:
         if m.get("role") not in ("system", "user", "assistant", "tool"):
             raise LLMError(f"messages[{i}] needs a role of system/user/assistant/tool, got "
                            f"{m.get('role')!r}")
-        if not isinstance(m.get("content"), str):
-            raise LLMError(f"messages[{i}].content must be a string")
+        calls = m.get("tool_calls")
+        if calls is not None and (m["role"] != "assistant" or not isinstance(calls, list)
+                                  or not all(isinstance(c, dict) for c in calls)):
+            raise LLMError(f"messages[{i}].tool_calls must be a list of tool calls "
+                           "({\"id\", \"type\": \"function\", \"function\": {\"name\", "
+                           "\"arguments\"}}) on an assistant message")
+        if not isinstance(m.get("content"), str) and not (calls and m.get("content") is None):
+            raise LLMError(f"messages[{i}].content must be a string (or None on an assistant "
+                           "message with tool_calls)")
     if not out:
         raise LLMError("messages is empty")
     return out
@@ -169,7 +176,8 @@ def _complete(messages: str | Sequence[Message], model: str | None, temperature:
             completion = Completion(
                 text=gen.text, usage=usage, model=gen.model, cost_usd=cost, cost_source=source,
                 provider=provider.name, finish_reason=gen.finish_reason,
-                duration_s=time.perf_counter() - t0, attempts=attempts, data=data)
+                duration_s=time.perf_counter() - t0, attempts=attempts, data=data,
+                tool_calls=gen.tool_calls)
     except BaseException as exc:
         # A call that failed after a provider answered (an invalid answer and its repair, or
         # a repair request that failed) was billed for those answers: they are recorded,

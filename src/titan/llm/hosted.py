@@ -125,10 +125,24 @@ class HostedProvider:
             usage=_usage(usage),
             model=request.model,
             finish_reason=getattr(choice, "finish_reason", None),
+            tool_calls=_tool_calls(getattr(choice.message, "tool_calls", None)),
         )
 
     def cost(self, model: str, usage: Usage) -> tuple[float | None, str]:
         return pricing.hosted_cost(model, usage)
+
+
+def _tool_calls(calls: Any) -> list[dict[str, Any]]:
+    """The tools the model asked to call, in OpenAI's wire shape (LiteLLM gives every
+    provider's that way, as objects)."""
+    out = []
+    for call in calls or ():
+        fn = getattr(call, "function", None)
+        out.append({"id": getattr(call, "id", None),
+                    "type": getattr(call, "type", None) or "function",
+                    "function": {"name": getattr(fn, "name", None),
+                                 "arguments": getattr(fn, "arguments", None) or ""}})
+    return out
 
 
 def _usage(usage: Any) -> Usage | None:

@@ -99,6 +99,13 @@ class LocalProvider:
         return llm
 
     def generate(self, request: Request) -> Generation:
+        if any(request.params.get(k) for k in ("tools", "tool_choice", "functions")) or any(
+                m.get("tool_calls") for m in request.messages):
+            # llama-cpp-python calls tools only with chat formats the packaged models do
+            # not use: the tools would be dropped, or the transcript misread, in silence.
+            raise LLMError("the local model does not call tools: tools= and messages with "
+                           "tool_calls need a hosted model (gemini/gemini-2.0-flash, "
+                           "openai/<name>, ...)")
         path, reported = model_path(request.model)
         with self._lock:
             llm = self._load(path)

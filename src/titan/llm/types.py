@@ -71,6 +71,8 @@ class Generation:
     usage: Usage | None
     model: str
     finish_reason: str | None = None
+    #: The tools the model asked to call, as OpenAI's wire has them (see Completion).
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,10 @@ class Completion:
     ``cost_source`` says where the figure comes from: ``local`` (your own CPU: free),
     ``litellm`` (LiteLLM's bundled price map), ``registered`` (Titan's or your
     :func:`~titan.llm.register_price`), ``unknown``. ``data`` is the parsed, validated JSON
-    when ``json_schema`` was given."""
+    when ``json_schema`` was given. ``tool_calls``: the tools the model asked to call (when
+    it was given ``tools=``), each ``{"id", "type": "function", "function": {"name",
+    "arguments"}}`` with the arguments as the JSON text the model wrote; :meth:`message`
+    puts them back into the conversation."""
 
     text: str
     usage: Usage
@@ -94,6 +99,17 @@ class Completion:
     duration_s: float = 0.0
     attempts: int = 1
     data: Any = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def message(self) -> Message:
+        """This answer as the assistant message that follows it in a conversation: with its
+        ``tool_calls`` (and ``content`` None when it said nothing else), for the follow-up
+        call that gives the tools' results as ``{"role": "tool", "tool_call_id", "content"}``."""
+        out: Message = {"role": "assistant",
+                        "content": self.text if self.text or not self.tool_calls else None}
+        if self.tool_calls:
+            out["tool_calls"] = [dict(c) for c in self.tool_calls]
+        return out
 
     @property
     def truncated(self) -> bool:

@@ -126,7 +126,12 @@ def served_completion(decision: Any) -> Completion:
     return Completion(text=str(text), usage=Usage(), model=recorded.model or "replay",
                       cost_usd=0.0, cost_source="replay", provider="replay",
                       finish_reason=out.get("finish_reason"), attempts=out.get("attempts") or 1,
-                      data=data)
+                      data=data, tool_calls=_calls(out.get("tool_calls")))
+
+
+def _calls(recorded: Any) -> list[dict[str, Any]]:
+    """A recorded (or overriding) answer's tool calls, as a Completion carries them."""
+    return [c for c in recorded if isinstance(c, dict)] if isinstance(recorded, list) else []
 
 
 class _Replayer:
@@ -195,6 +200,8 @@ def on_call(call: Any) -> None:
         outputs["data"] = c.data
     if c.attempts > 1:
         outputs["attempts"] = c.attempts
+    if c.tool_calls:
+        outputs["tool_calls"] = c.tool_calls
     if served:
         emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=outputs,
              started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),

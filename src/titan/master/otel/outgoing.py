@@ -118,10 +118,17 @@ def _llm(a: Row, requested: Any, inputs: Any, outputs: Any, content: bool) -> Ro
                 attrs[f"llm.input_messages.{i}.message.role"] = m.get("role")
                 attrs[f"llm.input_messages.{i}.message.content"] = _text(m.get("content"))
     if isinstance(outputs, dict) and outputs.get("text") is not None:
-        answer = {"role": "assistant", "content": str(outputs["text"]), "finish_reason": finish}
+        answer = {"role": "assistant", "content": str(outputs["text"]), "finish_reason": finish,
+                  "tool_calls": outputs.get("tool_calls") if isinstance(
+                      outputs.get("tool_calls"), list) else None}
         attrs["gen_ai.output.messages"] = json.dumps(_parts([answer]), ensure_ascii=False)
         attrs["llm.output_messages.0.message.role"] = "assistant"
         attrs["llm.output_messages.0.message.content"] = str(outputs["text"])
+        for j, call in enumerate(c for c in answer["tool_calls"] or () if isinstance(c, dict)):
+            fn: Row = call["function"] if isinstance(call.get("function"), dict) else {}
+            at = f"llm.output_messages.0.message.tool_calls.{j}.tool_call."
+            attrs.update({at + "id": call.get("id"), at + "function.name": fn.get("name"),
+                          at + "function.arguments": fn.get("arguments")})
     return attrs
 
 
