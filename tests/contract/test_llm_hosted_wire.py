@@ -125,3 +125,41 @@ def test_the_local_model_refuses_tools_before_loading_anything(
         llm.complete([{"role": "assistant", "content": None, "tool_calls": [
             {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}],
             model="local")
+
+
+def test_credentials_reach_the_provider_but_not_the_recording(
+        api: FakeLLMServer, calls: list[llm.LLMCall]) -> None:
+    key = "3f9c2a7be41d4e0c9b8a7f6e5d4c3b2a"  # an Azure OpenAI key: no well-known prefix
+    schema = {"type": "object", "properties": {"password": {"type": "string"}}}
+    api.queue('{"password": "x"}')
+    llm.complete("hi", model=HOSTED, api_base=api.url, api_key=key, max_tokens=9,
+                 json_schema=schema, prompt_cache_key="c1",
+                 extra_headers={"Authorization": "Bearer vllm-secret-123", "X-Trace": "t1",
+                                "X-Custom": "Bearer other-secret"})
+    sent = api.received[0].headers
+    assert sent["authorization"] == "Bearer vllm-secret-123" and sent["x-trace"] == "t1"
+    assert calls[0].params == {
+        "max_tokens": 9, "temperature": None, "json_schema": schema, "api_base": api.url,
+        "api_key": "[redacted]", "prompt_cache_key": "c1",
+        "extra_headers": {"Authorization": "[redacted]", "X-Trace": "t1",
+                          "X-Custom": "[redacted]"}}
+
+
+@pytest.mark.parametrize(("params", "recorded"), [
+    ({"api_base": "https://user:pw@llm.example/v1?api-version=2024&key=abc"},
+     {"api_base": "https://[redacted]@llm.example/v1?api-version=2024&key=[redacted]"}),
+    ({"api_base": "http://127.0.0.1:8000/v1"}, {"api_base": "http://127.0.0.1:8000/v1"}),
+    ({"aws_secret_access_key": "s", "aws_access_key_id": "i", "aws_session_token": "t",
+      "azure_ad_token": "a", "vertex_credentials": "{}", "max_completion_tokens": 5},
+     {"aws_secret_access_key": "[redacted]", "aws_access_key_id": "[redacted]",
+      "aws_session_token": "[redacted]", "azure_ad_token": "[redacted]",
+      "vertex_credentials": "[redacted]", "max_completion_tokens": 5}),
+    ({"headers": {"api-key": "k", "x-goog-api-key": "g", "Cookie": "c", "Accept": "*/*"}},
+     {"headers": {"api-key": "[redacted]", "x-goog-api-key": "[redacted]",
+                  "Cookie": "[redacted]", "Accept": "*/*"}}),
+])
+def test_what_counts_as_a_credential(params: dict[str, object],
+                                     recorded: dict[str, object]) -> None:
+    from titan.llm.credentials import recordable
+
+    assert recordable(params) == recorded

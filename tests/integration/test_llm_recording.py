@@ -204,3 +204,47 @@ def test_tool_calls_are_recorded_and_replayed(cluster: Cluster, api: FakeLLMServ
     assert [a["replay_status"] for a in served] == ["served", "served"]
     assert served[0]["outputs"]["tool_calls"] == [call]
     assert len(api.received) == 2
+
+
+KEYED = '''
+import json, sys
+import titan
+from titan import llm
+from titan_sdk import TitanClient
+
+key = TitanClient().store_get("llm-recording:key")  # not intercepted: the test rotates it
+with titan.trace.run("keyed-agent") as run:
+    answer = llm.complete("hi", model="openai/fake-model", api_base=sys.argv[1], api_key=key,
+                          extra_headers={"Authorization": f"Bearer {key}", "X-Trace": "t1"})
+print(json.dumps({"run": run.id, "answer": answer.text}))
+'''
+
+
+def test_a_key_passed_as_a_parameter_is_never_recorded_and_rotating_it_replays(
+        cluster: Cluster, api: FakeLLMServer) -> None:
+    from tests.integration.test_replay_research import wait_replay
+
+    client = cluster.client()
+    client.store_put("llm-recording:key", "3f9c2a7be41d4e0c9b8a7f6e5d4c3b2a")
+    api.queue(Reply(text="hello", usage=False))
+    out = run_agent(cluster, KEYED, api.url)
+    assert api.received[0].headers["authorization"] == "Bearer 3f9c2a7be41d4e0c9b8a7f6e5d4c3b2a"
+    viewer = subprocess.run(
+        [sys.executable, "-m", "titan", "token", "create", "--role", "viewer", "--host",
+         "127.0.0.1", "--port", str(cluster.port), "--token", cluster.admin_token],
+        env=cluster.env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip().splitlines()[-1]
+    listed = cluster.api("GET", f"/runs/{out['run']}/actions?preview=100000", token=viewer)
+    (action,) = listed["actions"]
+    assert action["inputs"]["params"] == {
+        "api_base": api.url, "api_key": "[redacted]",
+        "extra_headers": {"Authorization": "[redacted]", "X-Trace": "t1"}}
+    assert "3f9c2a7b" not in json.dumps(listed)
+    # The reply reported no usage: its cost is unknown, and no made-up usage is recorded.
+    assert action["cost_usd"] is None and not action.get("usage")
+    # A rotated key is the same recorded input: a strict replay matches every call.
+    client.store_put("llm-recording:key", "a-rotated-key")
+    started = cluster.api("POST", f"/runs/{out['run']}/replay", {})
+    report = wait_replay(cluster, started["run_id"], timeout=120)
+    assert (report["divergence_count"], report["stopped"]) == (0, False), report
+    assert [a["replay_status"] for a in llm_actions(cluster, started["run_id"])] == ["served"]

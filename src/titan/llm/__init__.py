@@ -31,6 +31,7 @@ from typing import Any
 from titan.errors import InvalidOutput, LLMError
 
 from . import structured
+from .credentials import recordable
 from .pricing import register_price
 from .providers import (
     DEFAULT_MODEL,
@@ -127,8 +128,9 @@ def _complete(messages: str | Sequence[Message], model: str | None, temperature:
     _check_params(params)
     validator = structured.check_schema(json_schema) if json_schema is not None else None
     requested = (model or os.environ.get("TITAN_LLM_MODEL") or DEFAULT_MODEL).strip()
-    recorded_params = {"temperature": temperature, "max_tokens": max_tokens,
-                       "json_schema": json_schema, **params}
+    # What the call records and a replay matches: the params without their credentials.
+    recorded_params = recordable({"temperature": temperature, "max_tokens": max_tokens,
+                                  "json_schema": json_schema, **params})
     started_at = time.time()
     t0 = time.perf_counter()
     replaying = replayer()
