@@ -163,3 +163,29 @@ def test_what_counts_as_a_credential(params: dict[str, object],
     from titan.llm.credentials import recordable
 
     assert recordable(params) == recorded
+
+
+@pytest.mark.parametrize("where", ["env", "param"])
+def test_an_openai_compatible_server_needs_no_key(
+        api: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        where: str) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.chdir(tmp_path)  # no project .env with a key in it
+    params = {"api_base": api.url} if where == "param" else {}
+    if where == "env":
+        monkeypatch.setenv("TITAN_LLM_API_BASE", api.url)
+    api.queue("served without a key")
+    assert llm.complete("hi", model="openai/llama3", **params).text == "served without a key"
+    assert api.received[0].headers["authorization"] == "Bearer EMPTY"
+
+
+def test_a_server_that_wants_a_key_says_which_variable_to_set(
+        api: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TITAN_LLM_API_BASE", api.url)
+    api.queue(Reply(status=401, error="invalid api key"))
+    with pytest.raises(LLMError, match=r"openai/llama3: authentication failed \(set "
+                                       r"OPENAI_API_KEY\)"):
+        llm.complete("hi", model="openai/llama3")
+    assert len(api.received) == 1

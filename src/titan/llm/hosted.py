@@ -2,7 +2,7 @@
 
 LiteLLM is imported on the first hosted call only (:mod:`titan.llm.litellm_import`). Keys come from the usual variables
 (``GEMINI_API_KEY``, ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``); ``TITAN_LLM_API_BASE``
-points ``openai/<model>`` at a vLLM, Ollama or llama.cpp server.
+points ``openai/<model>`` at a vLLM, Ollama or llama.cpp server, which needs no key.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from titan.errors import ProviderError
 from . import pricing
 from .litellm_import import litellm_module
 from .types import Generation, Request, Usage
+
+#: The key sent to an OpenAI-compatible server when none is set (vLLM's documented "EMPTY").
+NO_KEY = "EMPTY"
 
 
 def _retries() -> int:
@@ -105,6 +108,13 @@ class HostedProvider:
         base = os.environ.get("TITAN_LLM_API_BASE")
         if base and "api_base" not in kwargs:
             kwargs["api_base"] = base
+        if kwargs.get("api_base") and request.model.startswith("openai/") \
+                and not kwargs.get("api_key") and not os.environ.get("OPENAI_API_KEY"):
+            # An OpenAI-compatible server of your own (vLLM, Ollama, llama.cpp) needs no key,
+            # but the OpenAI client refuses to send a request without one: give it vLLM's
+            # placeholder. A server that does want one answers 401, said as "set
+            # OPENAI_API_KEY".
+            kwargs["api_key"] = NO_KEY
         if request.json_schema is not None:
             kwargs["response_format"] = _response_format(litellm, request.model,
                                                           request.json_schema)
@@ -114,7 +124,8 @@ class HostedProvider:
                 resp = litellm.completion(**kwargs)
                 break
             except Exception as exc:
-                error = _error(litellm, exc, request.model, key_given="api_key" in kwargs)
+                error = _error(litellm, exc, request.model,
+                               key_given="api_key" in kwargs and kwargs["api_key"] != NO_KEY)
                 if not error.retryable or attempt == retries:
                     raise error from exc
             time.sleep(retry.pause(attempt, start=0.5, cap=8.0))  # jittered: no lockstep
