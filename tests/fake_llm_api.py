@@ -32,6 +32,8 @@ class Reply:
     tool_calls: tuple[tuple[str, str, str], ...] = ()
     #: OpenAI wire only: False leaves ``usage`` out of the answer (llama.cpp, Ollama, proxies).
     usage: bool = True
+    #: The model the answer says answered (as a snapshot name); empty: the one asked for.
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,8 @@ def _handler(state: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             got = Received(self.path, {k.lower(): v for k, v in self.headers.items()},
                            json.loads(raw or b"{}"))
             reply = state.next_reply(got)
-            model = str(got.body.get("model") or self.path.rsplit("/", 1)[-1].split(":")[0])
+            model = reply.model or str(got.body.get("model")
+                                       or self.path.rsplit("/", 1)[-1].split(":")[0])
             if reply.status != 200:
                 body = _error_body(reply, got.wire)
             elif got.wire == "anthropic":

@@ -189,3 +189,15 @@ def test_a_server_that_wants_a_key_says_which_variable_to_set(
                                        r"OPENAI_API_KEY\)"):
         llm.complete("hi", model="openai/llama3")
     assert len(api.received) == 1
+
+
+@pytest.mark.usefixtures("prices")
+def test_model_is_the_name_asked_and_provider_model_what_the_provider_says(
+        api: FakeLLMServer, calls: list[llm.LLMCall]) -> None:
+    llm.register_price(HOSTED, 1.0, 2.0)  # priced by the name it is asked by
+    api.queue(Reply(text="hi", model="fake-model-2024-07-18", prompt_tokens=10,
+                    completion_tokens=5))
+    reply = llm.complete("hi", model=HOSTED, api_base=api.url)
+    assert (reply.model, reply.provider_model) == (HOSTED, "fake-model-2024-07-18")
+    assert (reply.cost_usd, reply.cost_source) == (pytest.approx(20e-6), "registered")
+    assert calls[0].model == HOSTED

@@ -193,7 +193,8 @@ def test_tool_calls_are_recorded_and_replayed(cluster: Cluster, api: FakeLLMServ
     asked, answered = llm_actions(cluster, out["run"])
     call = {"id": "call_1", "type": "function",
             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-    assert asked["outputs"] == {"text": "", "finish_reason": "tool_calls", "tool_calls": [call]}
+    assert asked["outputs"] == {"text": "", "finish_reason": "tool_calls", "tool_calls": [call],
+                                "provider_model": "fake-model"}
     assert answered["inputs"]["messages"][1] == {"role": "assistant", "content": None,
                                                  "tool_calls": [call]}
     # A strict replay serves the tool calls back: the follow-up is asked exactly as recorded.
@@ -203,6 +204,7 @@ def test_tool_calls_are_recorded_and_replayed(cluster: Cluster, api: FakeLLMServ
     served = llm_actions(cluster, started["run_id"])
     assert [a["replay_status"] for a in served] == ["served", "served"]
     assert served[0]["outputs"]["tool_calls"] == [call]
+    assert served[0]["outputs"]["provider_model"] == "fake-model"
     assert len(api.received) == 2
 
 

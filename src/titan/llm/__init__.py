@@ -179,7 +179,7 @@ def _complete(messages: str | Sequence[Message], model: str | None, temperature:
                 text=gen.text, usage=usage, model=gen.model, cost_usd=cost, cost_source=source,
                 provider=provider.name, finish_reason=gen.finish_reason,
                 duration_s=time.perf_counter() - t0, attempts=attempts, data=data,
-                tool_calls=gen.tool_calls)
+                tool_calls=gen.tool_calls, provider_model=gen.provider_model)
     except BaseException as exc:
         # A call that failed after a provider answered (an invalid answer and its repair, or
         # a repair request that failed) was billed for those answers: they are recorded,

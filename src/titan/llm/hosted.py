@@ -137,6 +137,7 @@ class HostedProvider:
             model=request.model,
             finish_reason=getattr(choice, "finish_reason", None),
             tool_calls=_tool_calls(getattr(choice.message, "tool_calls", None)),
+            provider_model=str(getattr(resp, "model", "") or "") or None,
         )
 
     def cost(self, model: str, usage: Usage) -> tuple[float | None, str]:

@@ -73,6 +73,8 @@ class Generation:
     finish_reason: str | None = None
     #: The tools the model asked to call, as OpenAI's wire has them (see Completion).
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    #: The provider's own name for the model that answered, when it says one.
+    provider_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,13 @@ class Completion:
     when ``json_schema`` was given. ``tool_calls``: the tools the model asked to call (when
     it was given ``tools=``), each ``{"id", "type": "function", "function": {"name",
     "arguments"}}`` with the arguments as the JSON text the model wrote; :meth:`message`
-    puts them back into the conversation."""
+    puts them back into the conversation.
+
+    ``model`` is the model that answered as Titan names it — the string asked for, resolved
+    (``local`` is ``local/qwen2.5-coder-0.5b``; a forked replay's ``--model`` replaces it):
+    what prices, recordings and a run's cost by model are keyed on. ``provider_model`` is
+    the provider's own name for it, when it reports one (``gpt-4o-mini-2024-07-18`` for
+    ``gpt-4o-mini``), else None."""
 
     text: str
     usage: Usage
@@ -100,6 +108,7 @@ class Completion:
     attempts: int = 1
     data: Any = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    provider_model: str | None = None
 
     def message(self) -> Message:
         """This answer as the assistant message that follows it in a conversation: with its

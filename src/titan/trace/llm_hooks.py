@@ -126,7 +126,9 @@ def served_completion(decision: Any) -> Completion:
     return Completion(text=str(text), usage=Usage(), model=recorded.model or "replay",
                       cost_usd=0.0, cost_source="replay", provider="replay",
                       finish_reason=out.get("finish_reason"), attempts=out.get("attempts") or 1,
-                      data=data, tool_calls=_calls(out.get("tool_calls")))
+                      data=data, tool_calls=_calls(out.get("tool_calls")),
+                      provider_model=out.get("provider_model") if isinstance(
+                          out.get("provider_model"), str) else None)
 
 
 def _calls(recorded: Any) -> list[dict[str, Any]]:
@@ -202,6 +204,8 @@ def on_call(call: Any) -> None:
         outputs["attempts"] = c.attempts
     if c.tool_calls:
         outputs["tool_calls"] = c.tool_calls
+    if c.provider_model:
+        outputs["provider_model"] = c.provider_model
     if served:
         emit(run, channel="llm", name="call_llm", inputs=inputs, outputs=outputs,
              started_at=call.started_at, duration_ns=int(call.duration_s * 1e9),
