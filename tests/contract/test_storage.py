@@ -565,3 +565,53 @@ def test_a_postgresql_connection_killed_while_idle_is_replaced_before_use(
         assert fresh not in pids
     finally:
         s.close()
+
+
+def test_boolean_columns_read_as_bools_on_every_read_path(storage: Storage) -> None:
+    # The hot reads skip SQLAlchemy's result processing (storage/compiled.py): SQLite's 0/1
+    # reached the API as integers where PostgreSQL answered true/false.
+    with storage.transaction() as tx:
+        d = tx.insert_dag(dag_row("bools", 1))
+        ids = tx.insert_jobs([job_row(d, "p"),
+                              {**job_row(d, "c", 1, ["p"]), "affinity": True,
+                               "is_archive": True}])
+    with storage.transaction() as tx:
+        joined = tx.job_dag_attempts(ids[1])
+        assert joined is not None
+        dag_and_jobs = tx.dag_and_jobs(d)
+        assert dag_and_jobs is not None
+        reads = {
+            "get_job": [tx.get_job(ids[0]), tx.get_job(ids[1])],
+            "find_job": [tx.find_job("p"), tx.find_job("c")],
+            "find_job by DAG": [tx.find_job("p", "bools"), tx.find_job("c", "bools")],
+            "job_dag_attempts": [tx.job_dag_attempts(ids[0])[0], joined[0]],  # type: ignore[index]
+            "dag_and_jobs": dag_and_jobs[1],
+            "jobs_of_dags (one)": tx.jobs_of_dags([d]),
+            "jobs_of_dags (many)": tx.jobs_of_dags([d, d + 1]),
+            "dag_jobs_page": tx.dag_jobs_page(d, None, 10, 0)[0],
+        }
+        for how, (p, c) in reads.items():
+            got = [(p["affinity"], p["is_archive"]), (c["affinity"], c["is_archive"])]
+            assert all(type(v) is bool for pair in got for v in pair), (how, got)
+            assert got == [(False, False), (True, True)], (how, got)
+        for how, dag in {"get_dag": tx.get_dag(d), "job_dag_attempts": joined[1],
+                         "dag_and_jobs": dag_and_jobs[0], "find_dag": tx.find_dag("bools")}.items():
+            assert dag is not None and dag["cancelled"] is False, (how, dag)
+
+
+def test_a_compiled_read_turns_every_boolean_it_selects_into_a_bool(storage: Storage) -> None:
+    # Any shape, not only the tables' rows read today: a Boolean among other columns, a
+    # labelled one, a NULL one (an outer join's missing row stays None).
+    from titan.storage import compiled
+
+    def build() -> sa.Select[tuple[object, ...]]:
+        return sa.select(sa.literal(1, sa.Integer).label("n"),
+                         sa.literal(True, sa.Boolean).label("yes"),
+                         sa.cast(sa.null(), sa.Boolean).label("unknown"),
+                         sa.literal(False, sa.Boolean).label("no"))
+
+    with storage.transaction() as tx:
+        conn = tx.conn  # type: ignore[attr-defined]
+        row = compiled.execute(conn, "test_booleans", build, {}).one()
+    assert dict(row._mapping) == {"n": 1, "yes": True, "unknown": None, "no": False}
+    assert [type(v) for v in row] == [int, bool, type(None), bool]

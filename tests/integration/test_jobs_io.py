@@ -268,6 +268,41 @@ def test_affinity_keeps_a_child_on_its_parents_worker_then_falls_back(
     assert client.wait("hog", timeout=60)["state"] == "COMPLETED"
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_jobs_flags_are_booleans_on_every_route(make_cluster: MakeCluster, database: str,
+                                                  request: pytest.FixtureRequest) -> None:
+    # api.md's job object has booleans; SQLite's reads answered 1/0 on most of the routes.
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else None
+    cluster = make_cluster(database_url=url).up(slots=2)
+    client = cluster.client()
+    ok = cluster.script("ok.py", "print('ok')\n")
+    [sha] = client.upload_blobs([Path(ok).read_bytes()])
+    submitted = client.api("POST", "/dags", params={"wait": 60}, json={"name": "flags", "jobs": [
+        {"job_id": "p", "filename": "ok.py", "script_sha256": sha},
+        {"job_id": "a", "filename": "ok.py", "script_sha256": sha, "parents": ["p"],
+         "affinity": True}]})
+    assert submitted["status"] == "COMPLETED", submitted
+
+    def job_of(reply: dict) -> dict:
+        return reply if "job_id" in reply else next(j for j in reply["jobs"] if j["job_id"] == "a")
+
+    replies = {
+        "POST /dags?wait=": submitted,
+        "GET /jobs/{ref}": client.api("GET", "/jobs/flags/a"),
+        "GET /jobs?ref=": client.api("GET", "/jobs", params={"ref": "flags/a"}),
+        "GET /jobs/{ref}/wait": client.api("GET", "/jobs/flags/a/wait", params={"timeout": 1}),
+        "GET /dags/{ref}?jobs=true": client.api("GET", "/dags/flags", params={"jobs": "true"}),
+        "GET /dags/{ref}/wait": client.api("GET", "/dags/flags/wait", params={"timeout": 1}),
+        "GET /dags/{ref}/jobs": client.api("GET", "/dags/flags/jobs"),
+        "client.get_job": client.get_job("flags/a"),
+        "client.wait": client.wait("flags/a", timeout=10),
+    }
+    for route, reply in replies.items():
+        job = job_of(reply)
+        assert job["affinity"] is True and job["is_archive"] is False, (route, job)
+
+
+
 # -- YAML pipelines ---------------------------------------------------------------------------
 
 PIPELINE = """\

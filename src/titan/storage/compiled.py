@@ -5,6 +5,11 @@ the master runs thousands of times a second (a job's state change, a log line, a
 that bookkeeping costs more than SQLite's own work. Each statement here is built once per
 dialect and shape, compiled to the driver's parameter style, and executed with
 ``exec_driver_sql``. Values must already be plain driver types (str, int, float, bool, None).
+
+The driver's values come back as they are, without SQLAlchemy's result processing; the one
+type that needs it is Boolean on a database without booleans (SQLite stores 0/1): the
+columns a statement selects of that type are turned back into bools here, so a row read
+this way is the row ``conn.execute`` would have handed out, on either database.
 """
 
 from __future__ import annotations
@@ -12,23 +17,46 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Boolean, Connection, Result
+from sqlalchemy.engine import IteratorResult
+from sqlalchemy.engine.result import SimpleResultMetaData
 
 from titan.storage import deferred
 
 Params = dict[str, Any]
-_CACHE: dict[tuple[str, Any], tuple[str, list[str] | None, Params]] = {}
+#: A statement's SQL, its parameters' order (positional drivers), the binds it fixed itself,
+#: and the positions of the Boolean columns it selects (on a database without booleans).
+Entry = tuple[str, list[str] | None, Params, tuple[int, ...]]
+_CACHE: dict[tuple[str, Any], Entry] = {}
+#: The column names of the statements whose Booleans are converted, by the same key: built
+#: once (a job row's 45 names took longer than the conversion itself).
+_KEYS: dict[tuple[str, Any], SimpleResultMetaData] = {}
 
 
 def execute(conn: Connection, key: Any, build: Callable[[], Any],
-            params: Params | Sequence[Params]) -> CursorResult[Any]:
+            params: Params | Sequence[Params]) -> Result[Any]:
     """Run the statement ``build()`` makes (cached under ``key``) with named ``params``."""
-    sql, order, fixed = _entry(conn, key, build)
+    sql, order, fixed, booleans = _entry(conn, key, build)
     rows = [params] if isinstance(params, dict) else params
     if fixed:
         rows = [{**fixed, **p} for p in rows]
     args: Any = [tuple(p[k] for k in order) for p in rows] if order is not None else list(rows)
-    return conn.exec_driver_sql(sql, args[0] if isinstance(params, dict) else args)
+    result = conn.exec_driver_sql(sql, args[0] if isinstance(params, dict) else args)
+    if not booleans:
+        return result
+    names = _KEYS.get((conn.dialect.name, key))
+    if names is None:
+        names = _KEYS[(conn.dialect.name, key)] = SimpleResultMetaData(list(result.keys()))
+    converted = [tuple(_as_bools(row, booleans)) for row in result]
+    return IteratorResult(names, iter(converted))
+
+
+def _as_bools(row: Any, positions: tuple[int, ...]) -> list[Any]:
+    values = list(row)
+    for i in positions:
+        if values[i] is not None:  # NULL stays NULL (an outer join's missing row)
+            values[i] = bool(values[i])
+    return values
 
 
 def write(conn: Connection, key: Any, build: Callable[[], Any],
@@ -37,20 +65,24 @@ def write(conn: Connection, key: Any, build: Callable[[], Any],
     transaction, it goes with the transaction's next round trip (:mod:`deferred`)."""
     rows = [params] if isinstance(params, dict) else params
     if len(rows) <= deferred.MAX_ROWS and deferred.active(conn):
-        sql, order, fixed = _entry(conn, key, build)
+        sql, order, fixed, _ = _entry(conn, key, build)
         if order is None:  # named parameters, as psycopg's are
             deferred.queue(conn, sql, [{**fixed, **p} for p in rows] if fixed else rows)
             return
     execute(conn, key, build, params)
 
 
-def _entry(conn: Connection, key: Any,
-           build: Callable[[], Any]) -> tuple[str, list[str] | None, Params]:
+def _entry(conn: Connection, key: Any, build: Callable[[], Any]) -> Entry:
     entry = _CACHE.get((conn.dialect.name, key))
     if entry is None:
-        compiled = build().compile(dialect=conn.dialect)
+        statement = build()
+        compiled = statement.compile(dialect=conn.dialect)
         order = list(compiled.positiontup or []) if compiled.positional else None
         # Binds the statement fixed itself (a LIMIT, a literal in a WHERE) keep their values.
         fixed = {k: v for k, v in compiled.params.items() if v is not None}
-        entry = _CACHE[(conn.dialect.name, key)] = (str(compiled), order, fixed)
+        booleans: tuple[int, ...] = ()
+        if not conn.dialect.supports_native_boolean:
+            columns = getattr(statement, "exported_columns", ())  # a SELECT's, a RETURNING's
+            booleans = tuple(i for i, c in enumerate(columns) if isinstance(c.type, Boolean))
+        entry = _CACHE[(conn.dialect.name, key)] = (str(compiled), order, fixed, booleans)
     return entry
