@@ -57,6 +57,26 @@ def test_text_that_cannot_be_sent_and_a_token_with_its_line_end(cluster: Cluster
     assert out.returncode == 1 and "the token holds a space or a control character" in out.stderr
 
 
+@pytest.mark.parametrize(("setting", "said"), [
+    # Finite but huge: the master died of an OverflowError traceback.
+    ("TITAN_MAX_LOG_MB=1e305", "error: TITAN_MAX_LOG_MB must be 0 to 1048576 MiB, got 1e+305"),
+    # Said back as a 301-digit number.
+    ("TITAN_DEFAULT_RETRIES=1e300",
+     "error: TITAN_DEFAULT_RETRIES must be a whole number 0 to 100, got 1e+300"),
+])
+def test_a_huge_master_setting_stops_it_with_one_line(tmp_path: Path, setting: str,
+                                                      said: str) -> None:
+    name, value = setting.split("=")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "titan", "master", "--port", str(free_port()),
+         "--dashboard-port", "0", "--data-dir", str(tmp_path / "data")],
+        env={**env, name: value, "TITAN_CONFIG_DIR": str(tmp_path / "cfg")}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr == said + "\n", out.stderr
+
+
 @pytest.mark.parametrize(("pasted", "said"), [
     ("\u200b", "U+200B (ZERO WIDTH SPACE) at character 11"),
     ("\u201d", "U+201D (RIGHT DOUBLE QUOTATION MARK) at character 11"),

@@ -89,7 +89,9 @@ def test_what_the_apps_startup_opens_is_tried_first(
 
 @pytest.mark.parametrize(("settings", "said"), [
     ({"dashboard_port": 70000}, "dashboard's port"),
-    ({"default_retries": 10**30}, "TITAN_DEFAULT_RETRIES must be 0 to 100"),
+    ({"default_retries": 10**30},
+     "TITAN_DEFAULT_RETRIES must be a whole number 0 to 100, got a 31-digit number$"),
+    ({"leader_timeout": 7200}, "TITAN_LEADER_TIMEOUT must be 1 to 3600 seconds, got 7200$"),
     ({"events_ping_seconds": 0}, "TITAN_EVENTS_PING must be 0.2 to 3600"),
 ])
 def test_settings_out_of_range_are_refused(settings: dict[str, int], said: str) -> None:

@@ -436,7 +436,28 @@ def test_eval_trace_text_says_what_failed_and_prints_no_none(
 
 @pytest.mark.parametrize(("env", "said"), [
     ({"TITAN_LEASE_SECONDS": "abc"}, "TITAN_LEASE_SECONDS must be 1 to 3600 seconds, got 'abc'"),
-    ({"TITAN_MAX_BODY_BYTES": "1GB"}, "TITAN_MAX_BODY_BYTES must be a number of 0 or more"),
+    ({"TITAN_MAX_BODY_BYTES": "1GB"},
+     "TITAN_MAX_BODY_BYTES must be 1024 to 1099511627776 bytes, got '1GB'$"),
+    # Finite but huge: an OverflowError traceback (the MiB times 2**20 as an int), and a
+    # 301-digit number said back; each setting now says its bounds.
+    ({"TITAN_MAX_LOG_MB": "1e305"}, "TITAN_MAX_LOG_MB must be 0 to 1048576 MiB, got 1e\\+305$"),
+    ({"TITAN_DEFAULT_RETRIES": "1e300"},
+     "TITAN_DEFAULT_RETRIES must be a whole number 0 to 100, got 1e\\+300$"),
+    ({"TITAN_DEFAULT_RETRIES": "2.5"},
+     "TITAN_DEFAULT_RETRIES must be a whole number 0 to 100, got 2.5$"),
+    ({"TITAN_MAX_UPLOAD_BYTES": "1e20"},
+     "TITAN_MAX_UPLOAD_BYTES must be 1024 to 1099511627776 bytes, got 1e\\+20$"),
+    ({"TITAN_IDEMPOTENCY_TTL": "1e308"},
+     "TITAN_IDEMPOTENCY_TTL must be 0 to 2592000 seconds, got 1e\\+308$"),
+    ({"TITAN_RETRY_BACKOFF": "61"}, "TITAN_RETRY_BACKOFF must be 0 to 60 seconds, got 61$"),
+    ({"TITAN_AFFINITY_WAIT": "-1"}, "TITAN_AFFINITY_WAIT must be 0 to 3600 seconds, got -1$"),
+    ({"TITAN_JOB_MAX_DELAY": "inf"},
+     "TITAN_JOB_MAX_DELAY must be 0 to 31536000 seconds, got 'inf'$"),
+    ({"TITAN_LEADER_TIMEOUT": "1e9"},
+     "TITAN_LEADER_TIMEOUT must be 1 to 3600 seconds, got 1000000000$"),
+    ({"TITAN_EVENTS_PING": "nan"}, "TITAN_EVENTS_PING must be 0.2 to 3600 seconds, got 'nan'$"),
+    ({"TITAN_RUN_ALIVE_TIMEOUT": "0.5"},
+     "TITAN_RUN_ALIVE_TIMEOUT must be 1 to 604800 seconds, got 0.5$"),
     ({"TITAN_LEASE_SECONDS": "0"}, "TITAN_LEASE_SECONDS must be 1 to 3600 seconds, got 0$"),
     # 1e300 was taken: every worker's heartbeat thread then died of an OverflowError.
     ({"TITAN_LEASE_SECONDS": "1e300"},

@@ -20,9 +20,12 @@ from titan.windows import deletion_cutoff
 WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 
-def _env_float(name: str, default: float, allowed: str = "a number of 0 or more") -> float:
-    """A number from the environment; one that is not is a one-line ConfigError naming the
-    variable and ``allowed`` (a ValueError traceback stopped the master)."""
+def _env_float(name: str, default: float, low: float, high: float, unit: str = "",
+               whole: bool = False) -> float:
+    """A number from ``low`` to ``high`` from the environment (``whole``: an integer); any
+    other value is a one-line ConfigError naming the variable and its bounds. A ValueError
+    traceback stopped the master; so did a huge finite value that overflowed where it was
+    used (TITAN_MAX_LOG_MB=1e305), and 1e300 retries were said as a 301-digit number."""
     raw = os.environ.get(name)
     if raw in (None, ""):
         return default
@@ -30,9 +33,28 @@ def _env_float(name: str, default: float, allowed: str = "a number of 0 or more"
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be {allowed}, got {raw[:40]!r}")
+    if not low <= value <= high or (whole and not value.is_integer()):
+        shown = _number(value) if math.isfinite(value) else repr(raw[:40])
+        raise ConfigError(f"{name} must be {'a whole number ' if whole else ''}"
+                          f"{_number(low)} to {_number(high)}{unit}, got {shown}")
     return value
+
+
+def _number(value: float) -> str:
+    """``value`` as a setting's error says it: whole numbers in full up to 16 digits
+    (a byte count), anything else as %g (1e+305, not its 306 digits)."""
+    if isinstance(value, int) and len(str(abs(value))) > 16:
+        return f"a {len(str(abs(value)))}-digit number"
+    if float(value).is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return f"{value:g}"
+
+
+#: The largest request body (TITAN_MAX_BODY_BYTES, TITAN_MAX_UPLOAD_BYTES) and log an attempt
+#: keeps (TITAN_MAX_LOG_MB) one may set: 1 TiB, past any one machine's disk today.
+MAX_BYTES_SETTING = 1 << 40
+#: A year: the longest TITAN_JOB_MAX_DELAY (a job's ``delay`` is bounded so too).
+YEAR_SECONDS = 365 * 86_400
 
 
 #: A lease's bounds. Shorter, a worker's heartbeat (a third of it) cannot keep a lease alive:
@@ -51,33 +73,38 @@ class MasterConfig:
     data_dir: str = ".titan"
     database_url: str | None = None  # default: sqlite:///<data_dir>/titan.db
     lease_seconds: float = field(default_factory=lambda: _env_float(
-        "TITAN_LEASE_SECONDS", 15.0, f"{MIN_LEASE_SECONDS:g} to {MAX_LEASE_SECONDS:g} seconds"))
+        "TITAN_LEASE_SECONDS", 15.0, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS, " seconds"))
     #: How long a write's Idempotency-Key is remembered (titan.master.idempotency).
-    idempotency_ttl: float = field(
-        default_factory=lambda: _env_float("TITAN_IDEMPOTENCY_TTL", 900.0))
-    default_retries: int = field(default_factory=lambda: int(_env_float("TITAN_DEFAULT_RETRIES", 0)))
-    retry_backoff: float = field(default_factory=lambda: _env_float("TITAN_RETRY_BACKOFF", 1.0))
+    idempotency_ttl: float = field(default_factory=lambda: _env_float(
+        "TITAN_IDEMPOTENCY_TTL", 900.0, 0, 30 * 86_400, " seconds"))
+    default_retries: int = field(default_factory=lambda: int(_env_float(
+        "TITAN_DEFAULT_RETRIES", 0, 0, MAX_RETRIES, whole=True)))
+    #: The first retry's delay; doubled each attempt up to retry_backoff_max, so a first
+    #: delay past that could never be waited.
+    retry_backoff: float = field(default_factory=lambda: _env_float(
+        "TITAN_RETRY_BACKOFF", 1.0, 0, 60, " seconds"))
     retry_backoff_max: float = 60.0
-    affinity_wait: float = field(default_factory=lambda: _env_float("TITAN_AFFINITY_WAIT", 0.5))
+    affinity_wait: float = field(default_factory=lambda: _env_float(
+        "TITAN_AFFINITY_WAIT", 0.5, 0, 3600, " seconds"))
     max_value_bytes: int = 16 * 1024 * 1024
     #: Any request body but a raw upload (JSON, forms): refused past this, before it is read.
-    max_body_bytes: int = field(
-        default_factory=lambda: int(_env_float("TITAN_MAX_BODY_BYTES", 64 * 1024 * 1024)))
-    max_upload_bytes: int = field(
-        default_factory=lambda: int(_env_float("TITAN_MAX_UPLOAD_BYTES", 4 * 1024 ** 3)))
+    max_body_bytes: int = field(default_factory=lambda: int(_env_float(
+        "TITAN_MAX_BODY_BYTES", 64 * 1024 * 1024, 1024, MAX_BYTES_SETTING, " bytes")))
+    max_upload_bytes: int = field(default_factory=lambda: int(_env_float(
+        "TITAN_MAX_UPLOAD_BYTES", 4 * 1024 ** 3, 1024, MAX_BYTES_SETTING, " bytes")))
     max_dag_jobs: int = 100_000
     #: The longest a DAG submitted with a job's token may delay its jobs (seconds, along each
     #: chain): a job must not outlive itself (master/api/dags.py); a schedule is for later.
-    job_max_delay: float = field(
-        default_factory=lambda: _env_float("TITAN_JOB_MAX_DELAY", 3600.0))
+    job_max_delay: float = field(default_factory=lambda: _env_float(
+        "TITAN_JOB_MAX_DELAY", 3600.0, 0, YEAR_SECONDS, " seconds"))
     #: The log one attempt keeps (its lines' characters, ~32 more a line); past it its lines
     #: are dropped, with one line saying so. 0: no cap.
-    max_log_bytes: int = field(
-        default_factory=lambda: max(0, int(_env_float("TITAN_MAX_LOG_MB", 256) * 1024 * 1024)))
+    max_log_bytes: int = field(default_factory=lambda: int(_env_float(
+        "TITAN_MAX_LOG_MB", 256, 0, MAX_BYTES_SETTING >> 20, " MiB") * 1024 * 1024))
     #: The event stream says {"type": "ping"} after this many quiet seconds: a page that hears
     #: nothing for 2.5 times as long knows its socket died silently and reconnects.
-    events_ping_seconds: float = field(
-        default_factory=lambda: _env_float("TITAN_EVENTS_PING", 20.0, "0.2 to 3600 seconds"))
+    events_ping_seconds: float = field(default_factory=lambda: _env_float(
+        "TITAN_EVENTS_PING", 20.0, 0.2, 3600, " seconds"))
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host headers accepted
     #: The URL other masters and clients are told to use for this master while it leads
     #: (a standby names it); default: the address it listens on.
@@ -92,12 +119,12 @@ class MasterConfig:
     tls_cert: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_CERT") or None)
     tls_key: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_KEY") or None)
     #: A leader whose heartbeat is older than this is taken for dead by the standbys.
-    leader_timeout: float = field(
-        default_factory=lambda: _env_float("TITAN_LEADER_TIMEOUT", 5.0))
+    leader_timeout: float = field(default_factory=lambda: _env_float(
+        "TITAN_LEADER_TIMEOUT", 5.0, 1, 3600, " seconds"))
     #: A run whose recording process showed no sign of life this long is ended failed
     #: (titan.master.runs.liveness); the SDK shows one every 30 s.
-    run_alive_timeout: float = field(
-        default_factory=lambda: _env_float("TITAN_RUN_ALIVE_TIMEOUT", 120.0))
+    run_alive_timeout: float = field(default_factory=lambda: _env_float(
+        "TITAN_RUN_ALIVE_TIMEOUT", 120.0, 1, 7 * 86_400, " seconds"))
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
     run_retention: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_RUN_RETENTION") or None)
@@ -205,10 +232,10 @@ class MasterConfig:
                     raise ConfigError(str(exc)) from None
         if not MIN_LEASE_SECONDS <= self.lease_seconds <= MAX_LEASE_SECONDS:
             raise ConfigError(f"TITAN_LEASE_SECONDS must be {MIN_LEASE_SECONDS:g} to "
-                              f"{MAX_LEASE_SECONDS:g} seconds, got {self.lease_seconds:g}")
+                              f"{MAX_LEASE_SECONDS:g} seconds, got {_number(self.lease_seconds)}")
         if not 1.0 <= self.run_alive_timeout <= 7 * 86_400:
             raise ConfigError(f"TITAN_RUN_ALIVE_TIMEOUT must be 1 to 604800 seconds, got "
-                              f"{self.run_alive_timeout:g}")
+                              f"{_number(self.run_alive_timeout)}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"the master's port must be 1-65535, got {self.port}")
         if self.dashboard_port is not None and not 0 <= self.dashboard_port < 65536:
@@ -216,15 +243,15 @@ class MasterConfig:
                               f"{self.dashboard_port}")
         if not 0 <= self.default_retries <= MAX_RETRIES:
             # 1e9 retried a failing job for ever; 1e30 made every submission a 500.
-            raise ConfigError(f"TITAN_DEFAULT_RETRIES must be 0 to {MAX_RETRIES}, got "
-                              f"{self.default_retries}")
+            raise ConfigError(f"TITAN_DEFAULT_RETRIES must be a whole number 0 to "
+                              f"{MAX_RETRIES}, got {_number(self.default_retries)}")
         if not 0.2 <= self.events_ping_seconds <= 3600:
             # 0 was taken as 0.2 without a word: five pings a second on every open page.
             raise ConfigError(f"TITAN_EVENTS_PING must be 0.2 to 3600 seconds, got "
-                              f"{self.events_ping_seconds:g}")
-        if not self.leader_timeout >= 1.0:
-            raise ConfigError(f"TITAN_LEADER_TIMEOUT must be at least 1 second, got "
-                              f"{self.leader_timeout}")
+                              f"{_number(self.events_ping_seconds)}")
+        if not 1.0 <= self.leader_timeout <= 3600:
+            raise ConfigError(f"TITAN_LEADER_TIMEOUT must be 1 to 3600 seconds, got "
+                              f"{_number(self.leader_timeout)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both a certificate and its key (--tls-cert and "
                               "--tls-key, or TITAN_TLS_CERT and TITAN_TLS_KEY)")
