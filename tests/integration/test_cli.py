@@ -54,7 +54,8 @@ def test_text_that_cannot_be_sent_and_a_token_with_its_line_end(cluster: Cluster
     env["TITAN_TOKEN"] = "tt_abc\ndef"
     out = subprocess.run([sys.executable, "-m", "titan", "store", "get", "nl"], env=env,
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1 and "the token holds a space or a control character" in out.stderr
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "the token holds U+000A (line feed) at character 7 of 10" in out.stderr
 
 
 @pytest.mark.parametrize(("setting", "said"), [
@@ -80,12 +81,17 @@ def test_a_huge_master_setting_stops_it_with_one_line(tmp_path: Path, setting: s
 @pytest.mark.parametrize(("pasted", "said"), [
     ("\u200b", "U+200B (ZERO WIDTH SPACE) at character 11"),
     ("\u201d", "U+201D (RIGHT DOUBLE QUOTATION MARK) at character 11"),
-    ("\u00e9", "U+00E9 (LATIN SMALL LETTER E WITH ACUTE) at character 11")])
-def test_a_token_with_a_pasted_non_ascii_character(cluster: Cluster, pasted: str,
-                                                   said: str) -> None:
+    ("\u00e9", "U+00E9 (LATIN SMALL LETTER E WITH ACUTE) at character 11"),
+    # configuration.md promised these named too: they were "a space or a control character".
+    (" x", "a space (U+0020) at character 11 of 12"),
+    ("\tx", "U+0009 (tab) at character 11 of 12"),
+    ("\x01", "U+0001 (a control character) at character 11 of 11"),
+    ("\x7f", "U+007F (delete) at character 11 of 11")])
+def test_a_token_with_a_pasted_character_names_it(cluster: Cluster, pasted: str,
+                                                  said: str) -> None:
     # A smart quote or a zero-width space copied along with a token: httpx raised a bare
-    # UnicodeEncodeError (a traceback from the CLI, `titan mcp` dead at start); now the
-    # ConfigError a token with a space gets, naming the character, never the token.
+    # UnicodeEncodeError (a traceback from the CLI, `titan mcp` dead at start); now a
+    # ConfigError naming the character and where it sits, never the token.
     token = "tt_secret9" + pasted
     with pytest.raises(ConfigError, match=re.escape(said)) as got:
         TitanClient(port=cluster.port, token=token).store_get("x")

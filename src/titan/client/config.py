@@ -329,6 +329,23 @@ def resolve(
     return Endpoint(url=url, host=h, port=p, token=key, source=source, urls=found)
 
 
+#: The control characters a token is most likely to pick up, by the names people know.
+_CONTROL_NAMES = {0: "NUL", 9: "tab", 10: "line feed", 11: "vertical tab", 12: "form feed",
+                  13: "carriage return", 27: "escape", 127: "delete"}
+
+
+def _described(c: str) -> str:
+    """A character as a token's error names it: "a space (U+0020)", "U+0009 (tab)",
+    "U+200B (ZERO WIDTH SPACE)"."""
+    if c == " ":
+        return "a space (U+0020)"
+    code = f"U+{ord(c):04X}"
+    if ord(c) < 32 or ord(c) == 127:
+        return f"{code} ({_CONTROL_NAMES.get(ord(c), 'a control character')})"
+    name = unicodedata.name(c, "")
+    return f"{code} ({name})" if name else code
+
+
 def _clean_token(token: str | None) -> str | None:
     """The token without the line end a file or a secret mount leaves (Titan's own
     ``admin.token`` ends in one); one that still holds a space, a control character or
@@ -342,14 +359,11 @@ def _clean_token(token: str | None) -> str | None:
         raise ConfigError(f"a token is text, got {type(token).__name__}")
     token = token.strip()
     for position, c in enumerate(token, 1):
-        if c.isspace() or ord(c) < 32 or ord(c) == 127:
-            raise ConfigError("the token holds a space or a control character: give it as "
-                              "written by `titan token create` or the data dir's admin.token")
-        if ord(c) > 126:
-            name = unicodedata.name(c, "")
+        if c.isspace() or not 32 < ord(c) < 127:
+            pasted = " (a smart quote, a zero-width space)" if ord(c) > 126 else ""
             raise ConfigError(
-                f"the token holds U+{ord(c):04X}{f' ({name})' if name else ''} at character "
-                f"{position} of {len(token)}, which no Titan token has (they are ASCII): it "
-                "was likely pasted along with the token (a smart quote, a zero-width space); "
-                "give it as written by `titan token create` or the data dir's admin.token")
+                f"the token holds {_described(c)} at character {position} of {len(token)}, "
+                "which no Titan token has (they are printable ASCII, without spaces): it was "
+                f"likely pasted along with the token{pasted}; give it as written by "
+                "`titan token create` or the data dir's admin.token")
     return token or None
