@@ -278,11 +278,15 @@ def test_artifacts_from_inside_a_job(cluster: Cluster, tmp_path: Path,
     local.write_bytes(os.urandom(300_000))
     uploaded = client.upload_file(local)
     assert uploaded["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
+    # PUT /files answers the file object GET /files lists (api.md showed four of its fields).
+    assert sorted(uploaded) == sorted(["id", "name", "sha256", "size", "key", "dag_id",
+                                       "job_id", "created_at"]), uploaded
+    assert uploaded["key"] is uploaded["dag_id"] is uploaded["job_id"] is None
     back = client.fetch_artifact("weights.bin", tmp_path / "back.bin")
     assert Path(back).read_bytes() == local.read_bytes()
     # Listed a page at a time, newest first: a full page says where the next starts.
     newest = client.api("GET", "/files", params={"limit": 1})
-    assert [f["name"] for f in newest["files"]] == ["weights.bin"]
+    assert newest["files"] == [uploaded]
     older = client.api("GET", "/files", params={"limit": 1, "before": newest["next"]})
     assert [f["name"] for f in older["files"]] == ["out.txt"] and older["next"] is not None
     last = client.api("GET", "/files", params={"before": older["next"]})

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -201,7 +202,13 @@ def test_the_reachability_checks_answer_as_documented(cluster: Cluster) -> None:
         proxy, run_id = _HeldAgent.got["proxy"], _HeldAgent.got["run_id"]
         assert proxy["url"] == f"{cluster.url}/api/v1/runs/{run_id}/tools"
 
-        assert httpx.get(f"{cluster.url}/api/v1/health").json()["status"] == "ok"
+        health = httpx.get(f"{cluster.url}/api/v1/health").json()
+        assert health["status"] == "ok"
+        # The example's fields are the reply's (it lacked role and epoch).
+        page = (Path(__file__).parents[2] / "docs" / "troubleshooting.md").read_text()
+        shown = re.search(r'^# (\{"status":"ok".*\})$', page, re.M)
+        assert shown is not None
+        assert sorted(json.loads(shown.group(1))) == sorted(health), health
 
         def probe(tool: str = "get_order", token: str = proxy["token"],
                   **headers: str) -> httpx.Response:
