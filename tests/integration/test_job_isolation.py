@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,6 +231,47 @@ def test_titan_up_sandbox_hides_the_data_dir(tmp_path: Path) -> None:
         c.wait_workers(1)
         result = hunt(c)
         assert result["minted"] == [] and result["credential_files"] == [], result
+    finally:
+        c.stop()
+
+
+READS = """
+import sys
+try:
+    open(sys.argv[1]).read()
+    print("read")
+except PermissionError:
+    print("refused")
+"""
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="this kernel has no Landlock")
+def test_titan_sandbox_is_a_switch_and_refuses_other_values(tmp_path: Path) -> None:
+    # Every value but "" and "0" turned the sandbox on: TITAN_SANDBOX=false did.
+    c = Cluster(tmp_path)
+    try:
+        c.start_master()
+        token = (c.data / "worker.token").read_text().strip()
+        out = subprocess.run(
+            [sys.executable, "-m", "titan", "worker", "--master", c.url,
+             "--workdir", str(tmp_path)],
+            env={**c.env, "TITAN_TOKEN": token, "TITAN_SANDBOX": "maybe"}, cwd=tmp_path,
+            capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert out.stderr == ("error: TITAN_SANDBOX must be one of 1, true, yes, on (on) or "
+                              "0, false, no, off (off) (got 'maybe')\n"), out.stderr
+        assert c.live_workers() == []
+        c.add_worker("GENERAL,OFF", slots=1, name="off", env={"TITAN_SANDBOX": "false"})
+        c.add_worker("GENERAL,ON", slots=1, name="on", env={"TITAN_SANDBOX": "Yes"})
+        script = c.script("reads.py", READS)
+        secret = str(c.data / "worker.token")  # the data dir: hidden from a sandboxed job
+        client = c.client()
+        client.submit_dag("switch", [
+            TitanJob(job_id=f"{where}", filename=script, args=[secret], requirement=where.upper())
+            for where in ("off", "on")])
+        assert client.wait("switch", timeout=60)["status"] == "COMPLETED"
+        assert client.fetch_logs("switch/off").split() == ["read"]
+        assert client.fetch_logs("switch/on").split() == ["refused"]
     finally:
         c.stop()
 

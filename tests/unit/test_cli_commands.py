@@ -200,6 +200,20 @@ def test_worker_gets_url_token_and_options(monkeypatch: pytest.MonkeyPatch,
     assert run(["worker"], capsys)[0] == 0
     assert calls[-1][1] == {"burst": False, "name": None, "sandbox": True, "run_as": "nobody",
                             "transport": "http", "executor": "local", "ray_address": None}
+    # TITAN_SANDBOX is a switch: "false" turned the sandbox on (anything but "" and "0" did).
+    for value, on in (("true", True), ("ON", True), ("yes", True), ("false", False),
+                      ("off", False), ("No", False), ("0", False), ("", False)):
+        monkeypatch.setenv("TITAN_SANDBOX", value)
+        assert run(["worker"], capsys)[0] == 0
+        assert calls[-1][1]["sandbox"] is on, value
+    assert run(["worker", "--sandbox"], capsys)[0] == 0 and calls[-1][1]["sandbox"] is True
+    count = len(calls)
+    for command in (["worker"], ["worker", "--sandbox"]):
+        monkeypatch.setenv("TITAN_SANDBOX", "enabled")
+        code, _, err = run(command, capsys)
+        assert code == 1 and len(calls) == count, err
+        assert err == ("error: TITAN_SANDBOX must be one of 1, true, yes, on (on) or 0, false, "
+                       "no, off (off) (got 'enabled')\n")
 
 
 def test_worker_token_advice_puts_the_environment_first(

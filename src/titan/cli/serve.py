@@ -72,7 +72,8 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=argparse.SUPPRESS,
                    help="API port (default 9090)")
     p.add_argument("--dashboard-port", type=int, default=5000,
-                   help="dashboard port (default 5000)")
+                   help="dashboard port (default 5000; 0: none, the API port serves the "
+                        "dashboard too)")
     p.add_argument("--data-dir", default="./.titan",
                    help="state directory (default ./.titan)")
     p.add_argument("--database-url", default=None,
@@ -85,9 +86,19 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
 
 def _sandbox_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sandbox", action="store_true",
-                   default=os.environ.get("TITAN_SANDBOX", "") not in ("", "0"),
                    help="run jobs in a Landlock filesystem sandbox that hides the data dir, "
-                        "~/.titan and other credentials (Linux 5.13+; env TITAN_SANDBOX=1)")
+                        "~/.titan and other credentials (Linux 5.13+; env TITAN_SANDBOX=1, true, yes "
+                        "or on)")
+
+
+def _sandbox(args: argparse.Namespace) -> bool:
+    """--sandbox, else TITAN_SANDBOX read as a switch (1/true/yes/on, 0/false/no/off; another
+    value is a one-line error, with --sandbox too): read when the command runs, after ./.env
+    is loaded (a .env's TITAN_SANDBOX reached `titan up`'s worker but not `titan worker`)."""
+    from titan.worker.settings import env_switch
+
+    from_env = env_switch("TITAN_SANDBOX", False)
+    return bool(args.sandbox) or from_env
 
 
 def _capabilities(text: str) -> list[str]:
@@ -128,7 +139,7 @@ def run_up(args: argparse.Namespace) -> int:
     envfile.load()  # provider keys in the project's .env reach the local worker's jobs
     return int(start_up(_master_config(args), slots=args.slots,
                       capabilities=_capabilities(args.capabilities),
-                      sandbox=args.sandbox) or 0)
+                      sandbox=_sandbox(args)) or 0)
 
 
 def run_master(args: argparse.Namespace) -> int:
@@ -146,6 +157,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from titan.client.config import resolve
 
     envfile.load()  # provider keys in the project's .env reach the jobs (docs/llm.md)
+    sandbox = _sandbox(args)
 
     # Looked up by name: the worker package may be importable before run_worker exists.
     start_worker = importlib.import_module("titan.worker").run_worker
@@ -168,7 +180,7 @@ def run_worker(args: argparse.Namespace) -> int:
     return int(start_worker(
         list(endpoint.urls), endpoint.token,
         _capabilities(args.capabilities) if args.capabilities is not None else [], args.slots,
-        args.workdir, burst=args.burst, name=args.name, sandbox=args.sandbox,
+        args.workdir, burst=args.burst, name=args.name, sandbox=sandbox,
         run_as=args.run_as, transport=args.transport, executor=args.executor,
         ray_address=args.ray_address,
     ) or 0)

@@ -36,3 +36,23 @@ def env_choice(name: str, default: str, choices: Sequence[str]) -> str:
         if raw.upper() == choice.upper():
             return choice
     raise errors.ConfigError(f"{name} must be one of {', '.join(choices)} (got {raw[:40]!r})")
+
+
+#: A switch's spellings, compared without regard to case: on, and off.
+SWITCH_ON = ("1", "true", "yes", "on")
+SWITCH_OFF = ("0", "false", "no", "off")
+
+
+def env_switch(name: str, default: bool) -> bool:
+    """``name``'s value as on or off (``default`` when unset or blank): 1, true, yes or on;
+    0, false, no or off. Anything else is refused, not taken for either (TITAN_SANDBOX=false
+    turned the sandbox on: every value but "0" did)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in SWITCH_ON:
+        return True
+    if raw.lower() in SWITCH_OFF:
+        return False
+    raise errors.ConfigError(f"{name} must be one of {', '.join(SWITCH_ON)} (on) or "
+                             f"{', '.join(SWITCH_OFF)} (off) (got {raw[:40]!r})")
