@@ -36,7 +36,6 @@ calls included); this module only decides each call, consistently with that comp
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -48,8 +47,6 @@ from titan.formats import quote_ref
 from titan.redaction import Redactor
 from titan.trace import context, forks, netguard
 from titan.trace.canonical import (
-    NOT_REPLAYABLE_SAYS,
-    REPR,
     bytes_as_before,
     digest,
     dumps,
@@ -59,6 +56,7 @@ from titan.trace.canonical import (
 from titan.trace.emit import emit
 from titan.trace.recorded import ActorRecording, Decision, Recorded
 from titan.trace.recorder import RECORDER
+from titan.trace.replay_refusals import refusal
 
 ENV = "TITAN_REPLAY"
 AMBIENT = ("clock", "random")
@@ -322,59 +320,8 @@ class Session:
         return value
 
     def refusal(self, decision: Decision, channel: str, name: str, actor: str) -> BaseException:
-        """The exception a stopped or refused call raises."""
-        what = {"input_mismatch": "its inputs differ from the recording's",
-                "name_mismatch": (f"the recording made {decision.recorded.name!r} at this "
-                                  "position" if decision.recorded else "a different call"),
-                "extra": "the recording has no such call",
-                "redacted": "its recorded outputs were redacted (PII) before storage, so the "
-                            "replay cannot return them",
-                "bytes_not_kept": "it returned bytes, and the run was recorded before Titan "
-                                  "kept bytes over 256 (only their sha256 and size are on "
-                                  "record), so the replay cannot return them",
-                "not_replayable": f"what it returned ({_stand_in_of(decision.recorded)}) "
-                                  f"{NOT_REPLAYABLE_SAYS} (return a list, a dict or a "
-                                  "dataclass instead)",
-                }[decision.divergence or "extra"]
-        where = f"{channel} call {name!r} #{decision.ordinal} of {actor}"
-        if decision.of is not None:
-            where += (f" (in the script's `titan.trace.run` block that was run {decision.of}, "
-                      "answered from its recording)" if decision.of else
-                      " (in a `titan.trace.run` block the original script did not open)")
-        if decision.divergence in ("redacted", "bytes_not_kept", "not_replayable"):
-            message = f"replay of {self.original}: {where}: {what} (--allow-live runs it live)"
-            if decision.status == "stopped":
-                return errors.ReplayDiverged(message, kind=decision.divergence)
-            return errors.ReplayMiss(message, kind=decision.divergence)
-        if decision.status == "stopped":
-            return errors.ReplayDiverged(
-                f"replay of {self.original} stopped at {where}: {what} (strict mode; "
-                "--mode lenient goes on)", kind=decision.divergence or "extra")
-        return errors.ReplayMiss(
-            f"replay of {self.original}: {where} is not in the recording and live calls are "
-            "off (--allow-live runs it)", kind=decision.divergence or "extra")
-
-
-def _stand_in_of(recorded: Recorded | None) -> str:
-    """The first value of a call's outputs recorded only by its repr (``$repr``), as said."""
-    found: list[str] = []
-
-    def look(v: Any) -> None:
-        if found:
-            return
-        if isinstance(v, dict):
-            if len(v) == 1 and isinstance(v.get(REPR), str):
-                found.append(v[REPR][:200])
-            for x in v.values():
-                look(x)
-        elif isinstance(v, list):
-            for x in v:
-                look(x)
-
-    if recorded is not None and recorded.outputs:
-        with contextlib.suppress(ValueError):
-            look(json.loads(recorded.outputs))
-    return found[0] if found else "a value"
+        """The exception a stopped or refused call raises (:mod:`titan.trace.replay_refusals`)."""
+        return refusal(self.original, decision, channel, name, actor)
 
 
 def _past_fork(order: list[Recorded], pos: int, fork_at: int) -> bool:
