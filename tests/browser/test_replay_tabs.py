@@ -275,3 +275,44 @@ def test_a_name_mismatch_row_names_both_calls(cluster: Cluster, dash: Dashboard,
     page.goto(dash.url("/runs/nm-replay#simulation"))
     row = page.wait_for_selector('#comparison tr[data-status="name_mismatch"]')
     assert row.query_selector(".cmp-action b").inner_text() == "web_search → search2"
+
+
+# Every text a success-rate cell showed: the live patch must never say what a reload would not.
+RATES_SHOWN = """window.__rates = [];
+new MutationObserver(() => {
+  const el = document.querySelector('.run-card[data-run-id="live-replay"] .success') ||
+             document.getElementById("run-success");
+  if (el && window.__rates[window.__rates.length - 1] !== el.textContent) {
+    window.__rates.push(el.textContent);
+  }
+}).observe(document, {subtree: true, childList: true, characterData: true});"""
+
+
+def test_a_replays_success_rate_stays_the_servers_while_it_records_live(
+        recorded: None, cluster: Cluster, dashboard_factory: Any) -> None:
+    # The card and the run's header recomputed success / actions from the event, where the
+    # server counts a replay's served calls as successes: a replay read 0% until a reload.
+    dash = dashboard_factory(cluster, [RATES_SHOWN])
+    cards, header = dash.new_page(), dash.new_page()
+    dash.sign_in(cards)
+    cluster.api("POST", "/runs", {"id": "live-replay", "agent_id": "a", "replay_of": "orig"})
+    cards.goto(dash.url("/runs"))
+    check_common(cards, "runs")
+    cards.wait_for_selector('.run-card[data-run-id="live-replay"]')
+    header.goto(dash.url("/runs/live-replay"))
+    check_common(header, "run")
+    mark_no_reload(cards)
+    mark_no_reload(header)
+
+    served = calls("lr", replay=True)
+    cluster.api("POST", "/runs/live-replay/actions", {"actions": served[:2]})
+    cluster.api("POST", "/runs/live-replay/actions", {"actions": served[2:]})
+    card = '.run-card[data-run-id="live-replay"]'
+    for page, count, rate in ((cards, f"{card} .actions", f"{card} .success"),
+                              (header, "#run-actions", "#run-success")):
+        page.wait_for_function(f"() => document.querySelector('{count}').textContent === '4'")
+        assert cluster.api("GET", "/runs/live-replay")["success_rate"] == 1.0
+        assert page.inner_text(rate) == "100%"
+        shown = page.evaluate("window.__rates")
+        assert set(shown) <= {"—", "100%"}, f"the live patch said {shown}"
+        assert_no_reload(page)

@@ -337,7 +337,7 @@
     s.total = Math.max(s.total, r.action_count || 0);
     document.getElementById("run-actions").textContent = (r.action_count || 0).toLocaleString("en-US");
     T.showCost(document.getElementById("run-cost"), r);
-    document.getElementById("run-success").textContent = T.pct(r.action_count ? r.success_count / r.action_count : null);
+    document.getElementById("run-success").textContent = T.pct(r.success_rate);  // the server's rule
     schedule();
   }
   setInterval(() => {  // a running run's duration keeps counting (rewording, no fetch)

@@ -65,8 +65,8 @@
     actions.dataset.count = s.action_count || 0;
     actions.textContent = (s.action_count || 0).toLocaleString("en-US");
     T.showCost(card.querySelector(".cost"), s);
-    card.querySelector(".success").textContent =
-      T.pct(s.action_count ? (s.success_count || 0) / s.action_count : null);
+    // The server's rate (master/runs/events.success_rate): a replay's served calls count.
+    card.querySelector(".success").textContent = T.pct(s.success_rate);
     const flag = card.querySelector(".over-budget");
     if (flag) flag.hidden = !s.over_budget_at;
     if (s.ended_at !== null && s.ended_at !== undefined) {

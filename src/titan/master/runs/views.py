@@ -9,6 +9,7 @@ from typing import Any
 from titan.errors import ValidationFailed
 from titan.master.runs.budgets import effective_budget
 from titan.master.runs.compliance import started_by_label, total
+from titan.master.runs.events import success_rate
 from titan.master.runs.stages import code_version
 from titan.master.scheduling.state import TERMINAL
 from titan.master.scheduling.views import agent_run_view
@@ -46,9 +47,7 @@ def run_view(run: Row, budget: float | None = None, now: float | None = None) ->
         "error_count": run.get("error_count") or 0,
         "blocked_count": run.get("blocked_count") or 0,
         "replayed_count": run.get("replayed_count") or 0,
-        # In a replay a served call is the replay working: it counts as a success.
-        "success_rate": round(((run.get("success_count") or 0) + (
-            run.get("replayed_count") or 0 if run.get("replay_of") else 0)) / n, 4) if n else None,
+        "success_rate": success_rate(run),
         "intervention_rate": round(interventions / n, 4) if n else None,
         "budget_usd": effective, "run_budget_usd": run.get("budget_usd"),
         "over_budget": bool(run.get("over_budget_at")), "over_budget_at": run.get("over_budget_at"),
