@@ -106,10 +106,41 @@ def test_long_unbroken_names_do_not_widen_the_pages(cluster: Cluster, dash: Dash
         scroll, client = page_width(page)
         if scroll > client:
             wide[path[:20]] = scroll
+    wide.update(ids_and_names_wide(cluster, dash, page))
     assert not wide, f"wider than the {client} px window: {wide}"
     # The whole name is still there to read (wrapped, not cut).
     page.goto(dash.url(f"/dags/DAG-{name}"))
     assert name in page.inner_text(".dag-head h1")
+
+
+def ids_and_names_wide(cluster: Cluster, dash: Dashboard, page: Any) -> dict[str, int]:
+    """The pages a 200-character run id, agent id, actor and action name, a 100-character
+    task id and an unbroken task seed widened (QA: the run page's crumbs, the Ledger's run and
+    agent columns, an Agent Runs row's id, the Data Explorer's Behavior config)."""
+    rid, agent = "R" + "0123456789" * 19 + "abcdefghi", "A" * 200
+    cluster.api("POST", "/runs", {"id": rid, "agent_id": agent})
+    cluster.api("POST", f"/runs/{rid}/actions", {"actions": [
+        {"id": "w2", "name": "N" * 200, "actor": "X" * 150, "started_at": time.time()}]})
+    cluster.api("PATCH", f"/runs/{rid}", {"status": "completed"})
+    cluster.api("PUT", "/evaluations/wide-eval", {
+        "agent": {"name": "agent-" + "G" * 80, "version": "1", "kind": "http",
+                  "url": "https://example.com/agent", "tools": []},
+        "tasks": [{"id": "t" * 100, "user_instruction": "hello",
+                   "behavior_instructions": "B" * 300}]})
+    wide = {}
+    for path, ready in ((f"/runs/{rid}", ".action-row"), (f"/ledger?run={rid}", "td.run a.run-link"),
+                        (f"/runs?q={rid}", ".run-card"), (f"/agents/{agent}", ".run-card"),
+                        (f"/agents?stages=all&run={rid}", ".agent-run .run-id"),
+                        ("/evaluations/wide-eval", "td.behavior")):
+        page.goto(dash.url(path))
+        page.wait_for_selector(ready)
+        scroll, client = page_width(page)
+        if scroll > client:
+            wide[path[:20]] = scroll
+    # Cut with an ellipsis in a card: the whole id on hover.
+    page.goto(dash.url(f"/runs?q={rid}"))
+    assert page.get_attribute(f'.run-card[data-run-id="{rid}"] a.agent-link', "title") == agent
+    return wide
 
 
 def test_relative_times_keep_up_with_the_ticking_duration(cluster: Cluster, dash: Dashboard,
