@@ -16,6 +16,7 @@ from titan.dashboard.layout import layout
 from titan.errors import NotFound, ValidationFailed
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
+from titan.master.runs.stages import stage_jobs_ended
 from titan.master.scheduling import worker_views
 from titan.master.scheduling.state import DAG_STATUSES, WAITING_APPROVAL
 from titan.master.scheduling.views import (
@@ -185,11 +186,14 @@ def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]],
     total = current_counts(dags, counts)
     current = current_stages(dags)
     iterations = [int(m.group(1)) for s in stages if (m := _ITER.search(s["label"]))]
+    # Each current stage that did not complete, with how many of its jobs did not, in the
+    # Runs page's words ("1 of 1 job cancelled"): a run whose last stage was cancelled ends
+    # FAILED, and its row says why.
     failed = [{"label": s["label"], "status": s["status"], "name": s["name"], "run": s["run"],
                "failed_jobs": sum(s["counts"].get(k, 0) for k in
                                   ("FAILED", "TIMED_OUT", "REJECTED", "EXPIRED")),
-               "jobs": sum(s["counts"].values())}
-              for s in stages if s["status"] in ("FAILED", "PARTIAL")
+               "jobs": sum(s["counts"].values()), "why": stage_jobs_ended(s["counts"])}
+              for s in stages if s["status"] in ("FAILED", "PARTIAL", "CANCELLED")
               and s["dag_id"] in current]  # a stage submitted again since: recovered
     status = run_status(run, total, bool(dags), stages_started(dags))
     return {"id": run["id"], "created_at": run["created_at"], "status": status,

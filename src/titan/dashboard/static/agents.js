@@ -26,7 +26,7 @@
       el("span", { class: "run-started" }, "started ", T.timeEl(r.created_at)));
     for (const f of r.failed) {
       head.append(el("a", { class: "run-failure", href: dagHref(f.name, f.run), dataset: { status: f.status },
-        text: ({ PARTIAL: "◐", CANCELLED: "⊘" }[f.status] || "✗") + " " + f.label + " " + f.status + (f.failed_jobs ? " (" + f.failed_jobs + " of " + f.jobs + " jobs)" : "") }));
+        text: ({ PARTIAL: "◐", CANCELLED: "⊘" }[f.status] || "✗") + " " + f.label + " " + f.status + (f.why ? " (" + f.why + ")" : "") }));
     }
     const stages = el("div", { class: "stages" });
     r.stages.forEach((s, i) => {

@@ -94,16 +94,22 @@ def derived_end(tx: Transaction, run: Row,
 def stage_end_error(name: str, status: str, counts: Counter[str]) -> str:
     """Why a run whose last stage ``name`` ended ``status`` failed, with how many of its
     jobs did not complete: "its last stage R_ITER1 ended PARTIAL: 1 of 2 jobs failed"."""
+    why = stage_jobs_ended(counts)
+    return f"its last stage {name} ended {status}" + (f": {why}" if why else "")
+
+
+def stage_jobs_ended(counts: Counter[str] | dict[str, int]) -> str | None:
+    """How many of a stage's jobs did not complete, in the words a run's error gives them
+    (the Agent Runs row says the same): "1 of 2 jobs failed, 1 cancelled"; None if all did."""
     total = sum(counts.values())
     ended = [(n, what) for n, what in (
-        (sum(counts[s] for s in UNSUCCESSFUL), "failed"),
-        (counts[CANCELLED], "cancelled"), (counts[SKIPPED], "skipped")) if n]
+        (sum(counts.get(s, 0) for s in UNSUCCESSFUL), "failed"),
+        (counts.get(CANCELLED, 0), "cancelled"), (counts.get(SKIPPED, 0), "skipped")) if n]
     if not ended:
-        return f"its last stage {name} ended {status}"
+        return None
     (n, what), rest = ended[0], ended[1:]
-    why = f"{n} of {total} job{'' if total == 1 else 's'} {what}"
-    return f"its last stage {name} ended {status}: " \
-        + ", ".join([why, *(f"{m} {w}" for m, w in rest)])
+    return ", ".join([f"{n} of {total} job{'' if total == 1 else 's'} {what}",
+                      *(f"{m} {w}" for m, w in rest)])
 
 
 def orphaned_replay_end(tx: Transaction, run_id: str) -> Row | None:

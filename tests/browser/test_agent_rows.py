@@ -1,0 +1,68 @@
+"""Agent Runs rows in real Chromium against a real `titan up`: a run whose last stage was
+cancelled says why it failed, in the Runs page's words.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.browser.test_dashboard import OK, check_common
+from tests.integration.harness import Cluster
+
+pytestmark = pytest.mark.browser
+
+# Counts the times agents.js re-rendered the rows (a live refresh).
+COUNT_RENDERS = """window.__renders = 0;
+document.addEventListener("DOMContentLoaded", () => {
+  const box = document.getElementById("agent-runs");
+  if (box) new MutationObserver(() => { window.__renders++; }).observe(box, {childList: true});
+});"""
+
+CANCELS_ITS_LAST_STAGE = """
+    import time
+    from titan_sdk import TitanClient, TitanJob
+    c = TitanClient(); rid = "CANCELLED_last"
+    c.submit_dag(f"{rid}_PLAN", [TitanJob(job_id="plan", filename="ok.py")],
+                 agent_run_id=rid, wait=True)
+    c.submit_dag(f"{rid}_ITER1", [TitanJob(job_id="slow", filename="slow.py")],
+                 agent_run_id=rid)
+    time.sleep(1)
+    c.cancel(f"{rid}_ITER1")
+    c.wait_dag(f"{rid}_ITER1", timeout=60)
+"""
+
+
+def test_a_run_whose_last_stage_was_cancelled_says_why_it_failed(
+        cluster: Cluster, dashboard_factory: Any) -> None:
+    # The row said FAILED and named no stage: only FAILED and PARTIAL stages were listed,
+    # while the Runs page said "its last stage ... ended CANCELLED".
+    cluster.script("ok.py", OK)
+    cluster.script("slow.py", "import time; time.sleep(120)\n")
+    driver = cluster.script("cancel_driver.py", CANCELS_ITS_LAST_STAGE)
+    dash = dashboard_factory(cluster, [COUNT_RENDERS])
+    page = dash.new_page()
+    dash.sign_in(page)
+    page.goto(dash.url("/agents"))
+    check_common(page, "agents")
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    done = subprocess.run([sys.executable, driver], env=env, cwd=cluster.scripts,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rid = "CANCELLED_last"
+    page.wait_for_function(
+        "() => document.querySelector('.agent-run[data-run-id=\"CANCELLED_last\"]')"
+        "?.dataset.status === 'FAILED'", timeout=60_000)
+    run = cluster.api("GET", f"/runs/{rid}")
+    why = f"its last stage {rid}_ITER1 ended CANCELLED: 1 of 1 job cancelled"
+    assert (run["status"], run["error"]) == ("failed", why)
+    failure = f'.agent-run[data-run-id="{rid}"] a.run-failure[data-status="CANCELLED"]'
+    live = page.inner_text(failure)  # rendered by agents.js
+    assert live == "⊘ ITER1 CANCELLED (1 of 1 job cancelled)"
+    assert page.get_attribute(failure, "href") == f"/dags/DAG-{rid}_ITER1?run=1"
+    page.reload()
+    assert page.inner_text(failure) == live  # the server's rendering says the same
