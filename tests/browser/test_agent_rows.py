@@ -1,5 +1,6 @@
 """Agent Runs rows in real Chromium against a real `titan up`: a run whose last stage was
-cancelled says why it failed, in the Runs page's words.
+cancelled says why it failed, in the Runs page's words; and a run id is never taken for one
+of the page's own element ids.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_dashboard import OK, check_common
+from tests.browser.conftest import Dashboard
+from tests.browser.test_dashboard import OK, WAIT_FOR_FLAG, check_common
 from tests.integration.harness import Cluster
+from titan import TitanJob
 
 pytestmark = pytest.mark.browser
 
@@ -66,3 +69,38 @@ def test_a_run_whose_last_stage_was_cancelled_says_why_it_failed(
     assert page.get_attribute(failure, "href") == f"/dags/DAG-{rid}_ITER1?run=1"
     page.reload()
     assert page.inner_text(failure) == live  # the server's rendering says the same
+
+
+def test_a_run_id_that_is_one_of_the_pages_ids_keeps_its_row(
+        cluster: Cluster, dashboard_factory: Any) -> None:
+    # A run called "empty-state" was the element getElementById('empty-state') found: every
+    # live refresh hid its row.
+    flag = cluster.root / "release-empty-state"
+    gate = cluster.script("wait_for_flag.py", WAIT_FOR_FLAG)
+    client = cluster.client()
+    client.submit_dag("empty-state_PLAN", [TitanJob("plan", gate, args=[str(flag)])],
+                      agent_run_id="empty-state")
+    dash: Dashboard = dashboard_factory(cluster, [COUNT_RENDERS])
+    page = dash.new_page()
+    dash.sign_in(page)
+    try:
+        page.goto(dash.url("/agents"))
+        check_common(page, "agents")
+        row = page.locator('.agent-run[data-run-id="empty-state"]')
+        assert row.is_visible() and row.get_attribute("id") == "run-empty-state"
+        # A live refresh (every 3 s while it runs) re-renders the rows: it stays.
+        page.wait_for_function("() => window.__renders >= 1", timeout=15_000)
+        assert row.is_visible() and row.get_attribute("hidden") is None
+        assert row.get_attribute("id") == "run-empty-state"
+        assert page.locator("#empty-state").get_attribute("class") == "empty-state"
+        assert page.locator("#empty-state").is_hidden()
+
+        # Links to a run: the DAG's, by the prefixed id; an older one, by the bare id.
+        html = page.request.get(dash.url("/dags/DAG-empty-state_PLAN")).text()
+        assert 'href="/agents?run=empty-state#run-empty-state"' in html
+        for hash_ in ("run-empty-state", "empty-state"):
+            page.goto(dash.url(f"/agents?run=empty-state#{hash_}"))
+            page.wait_for_selector('.agent-run.targeted[data-run-id="empty-state"]')
+            assert page.locator(".agent-run.targeted").count() == 1
+    finally:
+        flag.touch()

@@ -175,7 +175,7 @@ def test_a_dag_links_back_to_the_page_that_holds_its_agent_run(cluster: Cluster)
         assert "BACK_0" in [r["id"] for r in page["runs"]]
         assert s.get("/agents.json", params={"run": "NO_SUCH"}).status_code == 404
         html = s.get("/dags/DAG-BACK_0_PLAN").text
-        assert 'href="/agents?run=BACK_0#BACK_0"' in html
+        assert 'href="/agents?run=BACK_0#run-BACK_0"' in html
 
 
 def test_an_agent_whose_orchestrator_failed_is_not_shown_completed(cluster: Cluster) -> None:

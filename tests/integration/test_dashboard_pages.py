@@ -443,7 +443,7 @@ def test_dags_twin_filters_and_pages(cl: Cluster) -> None:
         assert 'href="/dags?name=e&amp;offset=6&amp;limit=3"' in html
         rows = re.findall(r'<tr class="dag-row" data-dag-id="(\d+)" data-status="([A-Z]+)">', html)
         assert len(rows) == 3
-        agent_link = '<a class="agent-link" href="/agents?run=RESEARCH_dash01#RESEARCH_dash01">'
+        agent_link = '<a class="agent-link" href="/agents?run=RESEARCH_dash01#run-RESEARCH_dash01">'
         assert agent_link in s.get("/dags", params={"name": "RESEARCH"}).text
 
         bad = s.get("/dags.json", params={"status": "SOMETIMES"})
@@ -524,7 +524,7 @@ def test_agents_twin_groups_the_stages(cl: Cluster) -> None:
         ("PLAN", "COMPLETED"), ("ITER1", "PARTIAL"), ("EVAL1", "COMPLETED"), ("SYNTH", "COMPLETED")]
     assert run["iteration"] == 1
     assert [(f["label"], f["failed_jobs"], f["jobs"]) for f in run["failed"]] == [("ITER1", 1, 2)]
-    assert 'class="agent-run" id="RESEARCH_dash01" data-run-id="RESEARCH_dash01"' in html
+    assert 'class="agent-run" id="run-RESEARCH_dash01" data-run-id="RESEARCH_dash01"' in html
     stages = re.findall(r'<a class="stage" data-label="(\w+)" data-status="(\w+)" '
                         r'data-executing="0" href="([^"]+)"', html)
     assert [(label, status) for label, status, _ in stages] == [

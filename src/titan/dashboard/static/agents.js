@@ -39,18 +39,32 @@
         s.hint ? el("span", { class: "stage-hint", text: s.hint }) : null));
     });
     if (!r.stages.length) stages.append(el("span", { class: "muted stages-note", text: r.stages_note }));
-    return el("div", { class: "agent-run" + (r.id === targeted() ? " targeted" : ""), id: r.id,
+    return el("div", { class: "agent-run" + (r.id === targeted() ? " targeted" : ""), id: ROW + r.id,
                        dataset: { runId: r.id, status: r.status } }, head, stages);
   }
 
-  /* The run /agents#<id> names stays outlined: CSS :target alone let go of it once a refresh
-   * replaced the row it had matched (dashboard.md: the page scrolls to and outlines it). */
-  function targeted() {
-    try { return decodeURIComponent(location.hash.slice(1)); } catch (err) { return ""; }
+  /* A row's element id is its run id behind a prefix: a run id is chosen by whoever submits
+   * it, and a bare one may be one of this page's own ids ("empty-state" hid its row). */
+  const ROW = "run-";
+  function rowOf(id) {
+    return box.querySelector('.agent-run[data-run-id="' + CSS.escape(id) + '"]');
   }
-  window.addEventListener("hashchange", () => {
-    for (const row of box.querySelectorAll(".agent-run")) row.classList.toggle("targeted", row.id === targeted());
-  });
+  /* The run /agents#run-<id> names stays outlined: CSS :target alone let go of it once a
+   * refresh replaced the row it had matched (dashboard.md: the page scrolls to and outlines
+   * it). A link from before the prefix, /agents#<id>, still finds its run. */
+  function targeted() {
+    let hash;
+    try { hash = decodeURIComponent(location.hash.slice(1)); } catch (err) { return ""; }
+    return hash.startsWith(ROW) && rowOf(hash.slice(ROW.length)) ? hash.slice(ROW.length) : hash;
+  }
+  function outline(scroll) {
+    const id = targeted();
+    for (const row of box.querySelectorAll(".agent-run")) row.classList.toggle("targeted", row.dataset.runId === id);
+    const row = id && rowOf(id);
+    if (scroll && row) row.scrollIntoView();  // the browser finds only #run-<id> itself
+  }
+  window.addEventListener("hashchange", () => outline(true));
+  outline(true);
 
   function render(d) {
     box.replaceChildren(...d.runs.map(runRow));
