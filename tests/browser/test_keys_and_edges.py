@@ -196,3 +196,31 @@ def test_a_gates_panel_and_a_stopped_services_line_hold_no_empty_parts(
         page.wait_for_selector('#job-panel[data-state="COMPLETED"] .service-line')
         line = page.inner_text("#job-panel .service-line").strip()
         assert line.startswith("restarts") and "readiness HTTP GET /health" in line, (where, line)
+
+
+def test_an_ended_over_budget_run_speaks_of_its_hold_in_the_past(cluster: Cluster,
+                                                                 dash: Dashboard,
+                                                                 page: Any) -> None:
+    # Ended, it still said its further calls "are refused and its jobs are held until an
+    # operator raises the budget"; and one action read "1 actions".
+    cluster.api("POST", "/runs", {"id": "spent-run", "agent_id": "spender", "budget_usd": 0.01})
+    cluster.api("POST", "/runs/spent-run/actions", {"actions": [
+        {"id": "s1", "name": "call_llm", "channel": "llm", "model": "gpt-4o",
+         "started_at": time.time(), "cost_usd": 0.5}]})
+    assert cluster.api("GET", "/runs/spent-run")["blocked"] is True
+    page.goto(dash.url("/runs/spent-run"))
+    box = page.wait_for_selector(".over-budget-warning")
+    assert "further LLM calls are refused and its jobs are held until an operator" in \
+        box.inner_text()
+    page.wait_for_function("() => document.getElementById('action-count').textContent"
+                           " === '1 action'")
+
+    # It ends while the page is open: the notice counts it right, and the box says it was.
+    cluster.api("PATCH", "/runs/spent-run", {"status": "completed"})
+    page.wait_for_selector('#run-notice:not([hidden])')
+    assert page.inner_text("#run-notice").startswith("This run completed — 1 action, ")
+    page.reload()
+    said = page.inner_text(".over-budget-warning")
+    assert "are refused" not in said and "raises the budget" not in said
+    assert "Until it ended, its further LLM calls were refused and its jobs held." in said
+    assert page.inner_text("#action-count") == "1 action"

@@ -108,6 +108,13 @@ def size(n: int | None) -> str:
     return f"{n} B"
 
 
+def plural(n: int | None, word: str) -> str:
+    """A count and its noun, as the pages' scripts write one (Titan.plural): "1 action",
+    "1,204 actions"."""
+    n = n or 0
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def dag_href(name: str, run: int | None = None) -> str:
     """The visualizer's URL for a DAG run (names may hold '?', '%', spaces: quoted)."""
     href = "/dags/DAG-" + quote(name, safe="")
@@ -124,7 +131,7 @@ env = Environment(loader=PackageLoader("titan.dashboard", "templates"), autoesca
 # ``ref``: a key or name as one path segment of an API address (``/`` and a segment of dots
 # escaped, which urlencode left alone: the key ".." linked to the key listing).
 env.filters.update(iso=iso, absolute=absolute, ago=ago, duration=duration, size=size,
-                   ref=quote_ref)
+                   ref=quote_ref, plural=plural)
 env.globals.update(dag_href=dag_href, qs=qs, JOB_STATES=JOB_STATES, DAG_STATUSES=DAG_STATUSES,
                    RUN_STATUSES=RUN_STATUSES,
                    static_version=_static_version())

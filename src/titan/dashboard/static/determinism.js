@@ -20,7 +20,7 @@
   const BANDS = [[90, "Highly deterministic"], [70, "Moderately deterministic"],
                  [50, "Low determinism"], [0, "Highly non-deterministic"]];
   const cap = (w) => (w ? w.charAt(0).toUpperCase() + w.slice(1) : "");
-  const plural = (n, word) => (n || 0).toLocaleString("en-US") + " " + word + (n === 1 ? "" : "s");
+  const plural = T.plural;
   let loaded = false, ticket = 0;
 
   function score(d) {

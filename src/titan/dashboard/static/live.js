@@ -55,6 +55,11 @@
     return node;
   };
 
+  /* A count and its noun: "1 action", "1,204 actions" (render.plural, the templates' filter). */
+  T.plural = function (n, word) {
+    return (n || 0).toLocaleString("en-US") + " " + word + (n === 1 ? "" : "s");
+  };
+
   T.signIn = function () {
     location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
   };

@@ -160,7 +160,7 @@
     canvas.style.height = top(s.matched) + "px";
     countEl.textContent = !s.known ? "searching…"
       : (s.q || s.outcome) ? s.matched.toLocaleString() + " of " + s.total.toLocaleString() + " actions match"
-      : s.matched.toLocaleString() + " actions";
+      : T.plural(s.matched, "action");
     emptyEl.hidden = !(s.known && s.matched === 0);
     emptyEl.textContent = (s.q || s.outcome) ? "No action matches." : "No action recorded yet: they appear here as the run records them.";
     if (!s.matched) { clearRows(); return; }
@@ -322,7 +322,7 @@
     const err = fresh.querySelector(".run-error .mono");
     notice.dataset.status = after;
     notice.textContent = after === "failed" ? "This run failed" + (err ? ": " + err.textContent : ".")
-      : "This run " + after + " — " + fresh.querySelector("#run-actions").textContent + " actions, " +
+      : "This run " + after + " — " + T.plural(Number(fresh.dataset.actionCount) || 0, "action") + ", " +
         fresh.querySelector("#run-cost").textContent + ".";
     notice.hidden = false;
   }

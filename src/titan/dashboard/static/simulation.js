@@ -35,7 +35,7 @@
   const api = (id, tail) => "/api/v1/runs/" + encodeURIComponent(id) + tail;
   const href = (id) => "/runs/" + encodeURIComponent(id);
   const kindWords = (k) => KIND[k] || String(k).replace(/_/g, " ");
-  const plural = (n, word) => n.toLocaleString("en-US") + " " + word + (n === 1 ? "" : "s");
+  const plural = T.plural;
 
   const s = { loaded: false, shown: null, status: null, done: 0, recorded: null, ticket: 0,
               watching: null, starting: false };
