@@ -224,3 +224,24 @@ def test_an_ended_over_budget_run_speaks_of_its_hold_in_the_past(cluster: Cluste
     assert "are refused" not in said and "raises the budget" not in said
     assert "Until it ended, its further LLM calls were refused and its jobs held." in said
     assert page.inner_text("#action-count") == "1 action"
+
+
+def test_the_explorers_links_to_missing_things_say_what_is_missing(cluster: Cluster,
+                                                                   dash: Dashboard,
+                                                                   page: Any) -> None:
+    # ?task=<task>&run=<no such run> said "could not be loaded: open its page for the reason"
+    # while the master had answered 404 with the reason itself.
+    cluster.api("PUT", "/evaluations/links-eval", {
+        "agent": {"name": "links-agent", "version": "1", "kind": "http",
+                  "url": "https://example.com/agent", "tools": []},
+        "tasks": [{"id": "crash-1", "user_instruction": "hello"}]})
+    page.goto(dash.url("/evaluations/links-eval?task=crash-1&run=bogus"))
+    failed = page.wait_for_selector("#task-modal[open] #eval-task.error-box")
+    assert failed.inner_text() == \
+        "This task could not be loaded: task 'crash-1' has no run 'bogus'"
+    # A task the workflow does not have: the modal stays shut, and a notice names it.
+    page.goto(dash.url("/evaluations/links-eval?task=no-such-task"))
+    page.wait_for_selector("#toast:not([hidden])")
+    assert page.inner_text("#toast") == "No task no-such-task in this workflow"
+    assert page.evaluate("document.getElementById('task-modal').open") is False
+    assert "task=" not in page.url

@@ -313,14 +313,24 @@
   /* Replace a server-rendered region with its fresh copy from the same page's HTML (or from
    * the page at `url`: the Data Explorer's task modal shows a task page's region): the
    * markup stays the templates' own, with no second renderer in JS. <details> left open
-   * stay open. Resolves to whether the region was replaced. */
+   * stay open. Resolves to whether the region was replaced; `failed`, if given, is told the
+   * master's reason when it refused the page (its error page's words: "task 'x' has no run
+   * 'y'"). */
+  async function reasonOf(r) {
+    const said = await r.text().catch(() => "");
+    const box = new DOMParser().parseFromString(said, "text/html").querySelector(".error-box");
+    return (box && box.textContent.trim()) || "the master answered HTTP " + r.status;
+  }
   const swaps = {};
-  T.swapRegion = async function (id, mark, url) {
+  T.swapRegion = async function (id, mark, url, failed) {
     const ticket = (swaps[id] = (swaps[id] || 0) + 1);  // overlapping fetches: newest wins
     const r = await T.fetch(url || location.pathname + location.search,
                           { credentials: "same-origin", headers: { Accept: "text/html" } });
     if (r.redirected && new URL(r.url).pathname === "/login") { T.signIn(); return false; }
-    if (!r.ok) return false;
+    if (!r.ok) {
+      if (failed && ticket === swaps[id]) failed(await reasonOf(r));
+      return false;
+    }
     const text = await r.text();
     if (ticket !== swaps[id]) return false;
     const doc = new DOMParser().parseFromString(text, "text/html");

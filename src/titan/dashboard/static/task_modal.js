@@ -54,11 +54,16 @@
     body.replaceChildren(T.el("div", { id: "eval-task", class: "modal-loading" }, "Loading…"));
     if (!dialog.open) dialog.showModal();
     const mine = shown;
-    const ok = await T.swapRegion("eval-task", null, source());
+    let why = null;
+    const ok = await T.swapRegion("eval-task", null, source(), (reason) => { why = reason; });
     if (shown !== mine) return;  // closed, or another task opened, while this one loaded
     if (!ok) {
       const r = document.getElementById("eval-task");
-      if (r) r.textContent = "This task could not be loaded: open its page for the reason.";
+      if (r) {
+        r.classList.add("error-box");
+        r.setAttribute("role", "alert");
+        r.textContent = "This task could not be loaded: " + (why || "open its page for the reason.");
+      }
       return;
     }
     mine.view = T.evalTrace({
