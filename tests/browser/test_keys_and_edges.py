@@ -245,3 +245,46 @@ def test_the_explorers_links_to_missing_things_say_what_is_missing(cluster: Clus
     assert page.inner_text("#toast") == "No task no-such-task in this workflow"
     assert page.evaluate("document.getElementById('task-modal').open") is False
     assert "task=" not in page.url
+
+
+RLO = "\u202e"
+
+
+def test_direction_controls_in_names_show_as_marks_and_reorder_nothing(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # An agent named 'pay \u202eevil' read "pay live" on Runs, the Ledger and its own page;
+    # an instruction holding U+202E flipped the rest of its cell in the Data Explorer.
+    agent, shown = f"pay {RLO}evil", "pay [U+202E]evil"
+    cluster.api("POST", "/runs", {"id": "bidi-run", "agent_id": agent})
+    cluster.api("PUT", "/evaluations/bidi-eval", {
+        "agent": {"name": "bidi-agent", "version": "1", "kind": "http",
+                  "url": "https://example.com/agent", "tools": []},
+        "tasks": [{"id": "bidi-1", "user_instruction": f"refund {RLO}order 42"}]})
+
+    page.goto(dash.url("/runs?q=bidi-run"))
+    link = page.locator('.run-card[data-run-id="bidi-run"] a.agent-link')
+    link.wait_for()
+    assert link.text_content() == shown and link.get_attribute("title") == shown
+    assert link.evaluate("e => getComputedStyle(e).unicodeBidi") == "isolate"
+    link.click()  # its address still names the agent itself
+    page.wait_for_selector('body[data-page="agent"]', state="attached")
+    assert shown in page.inner_text("main") and RLO not in page.inner_text("main")
+
+    # Text a page's script puts in later: an action recorded while the run page is open.
+    page.goto(dash.url("/runs/bidi-run"))
+    page.wait_for_selector("#run-summary")
+    cluster.api("POST", "/runs/bidi-run/actions", {"actions": [
+        {"id": "b1", "name": f"send {RLO}money", "started_at": time.time()}]})
+    row = page.wait_for_selector(".action-row")
+    assert "send [U+202E]money" in row.inner_text() and RLO not in row.inner_text()
+
+    # A form keeps what was asked exactly (a filter sent back must match).
+    page.goto(dash.url("/ledger?agent=" + agent.replace(" ", "%20")))
+    cell = page.wait_for_selector('.ledger-row[data-run-id="bidi-run"] td.agent')
+    assert cell.inner_text() == shown
+    assert page.input_value('input[name="agent"]') == agent
+
+    page.goto(dash.url("/evaluations/bidi-eval"))
+    sub = page.wait_for_selector('tr[data-task-id="bidi-1"] .task .sub')
+    assert sub.inner_text() == "refund [U+202E]order 42"
+    assert sub.get_attribute("title") == "refund [U+202E]order 42"

@@ -60,6 +60,45 @@
     return (n || 0).toLocaleString("en-US") + " " + word + (n === 1 ? "" : "s");
   };
 
+  /* Text-direction controls in what people typed (an agent id, a task's instructions, a DAG
+   * or action name): an embedding, override or isolate (U+202A-U+202E, U+2066-U+2069)
+   * reorders the text after it, so 'pay \u202eevil' read "pay live". Wherever such text is
+   * shown — by the server's templates or by a page's script, now or later — the page shows
+   * each control as a visible mark instead ("pay [U+202E]evil"): in every text node and
+   * tooltip, never in a form's value or a data attribute (what is sent back stays exact).
+   * style.css isolates every element besides, so right-to-left letters in one name cannot
+   * reorder the text around it. */
+  const BIDI = /[\u202A-\u202E\u2066-\u2069]/g;
+  const HAS_BIDI = /[\u202A-\u202E\u2066-\u2069]/;
+  const SKIP = new Set(["SCRIPT", "STYLE", "TEXTAREA"]);
+  T.showControls = (text) => text.replace(BIDI, (c) => "[U+" + c.charCodeAt(0).toString(16).toUpperCase() + "]");
+  function showIn(node) {
+    if (node.nodeType === Node.TEXT_NODE) {
+      if (HAS_BIDI.test(node.data) && !(node.parentNode && SKIP.has(node.parentNode.nodeName))) {
+        node.data = T.showControls(node.data);
+      }
+      return;
+    }
+    if (node.nodeType !== Node.ELEMENT_NODE || SKIP.has(node.nodeName)) return;
+    if (node.title && HAS_BIDI.test(node.title)) node.title = T.showControls(node.title);
+    if (!HAS_BIDI.test(node.innerHTML)) return;  // its text and its descendants' titles
+    for (const el of node.querySelectorAll("[title]")) {
+      if (HAS_BIDI.test(el.title)) el.title = T.showControls(el.title);
+    }
+    const walk = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+    const found = [];
+    while (walk.nextNode()) if (HAS_BIDI.test(walk.currentNode.data)) found.push(walk.currentNode);
+    for (const text of found) showIn(text);
+  }
+  showIn(document.documentElement);
+  new MutationObserver((changes) => {
+    for (const c of changes) {
+      if (c.type === "childList") c.addedNodes.forEach(showIn);
+      else showIn(c.target);
+    }
+  }).observe(document.documentElement, { childList: true, subtree: true, characterData: true,
+                                         attributes: true, attributeFilter: ["title"] });
+
   T.signIn = function () {
     location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
   };
