@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port
+from tests.integration.test_client_fork import hammer
 from titan import errors
 from titan.client import TitanClient
 from titan.client.tls import fingerprint, self_signed
@@ -145,6 +146,13 @@ def test_clients_elsewhere_verify_by_ca_file_or_pin(tls_up: dict[str, Any],
     said = str(wrong.value)
     assert f"it has {fingerprint(tls_up['cert'])}" in said, said
     assert "((" not in said and "set TITAN_TLS_FINGERPRINT" not in said
+
+
+def test_forked_children_reach_an_https_master_on_connections_of_their_own(
+        tls_up: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """https goes through httpx's pool, not the plain-HTTP one: a child gets a fresh one."""
+    monkeypatch.setenv("TITAN_CONFIG_DIR", str(tls_up["config_dir"]))
+    hammer(TitanClient(url=tls_up["url"], token=tls_up["token"]), "tlsfork", calls=60)
 
 
 def test_plain_http_to_the_tls_port_is_refused(tls_up: dict[str, Any]) -> None:

@@ -18,7 +18,8 @@ from tests.fake_masters import answer_proof
 
 from titan import master_proof
 from titan.client.http_wire import read_reply, request_head
-from titan.client.plain_http import LeanRequests, PlainHTTPTransport
+from titan.client.lean_requests import LeanRequests
+from titan.client.plain_http import PlainHTTPTransport
 
 Handler = Callable[[socket.socket, bytes], bool]  # (conn, request) -> keep the connection?
 

@@ -8,6 +8,11 @@ parts of the standard library), over a small pool of keep-alive sockets; httpx's
 above it (headers, timeouts, errors, streaming) is unchanged, and ``https://`` goes to the
 httpcore transport it was given, so TLS, pinning and CA files work exactly as before.
 
+A pool belongs to the process that made it: a child forked from it (``multiprocessing``'s
+fork start method, ``os.fork`` in a job script) starts with an empty pool, a fresh lock and a
+fresh fallback (:func:`_after_fork_in_child`), since a socket both processes read from
+hands each one the other's replies.
+
 Errors are httpx's, chosen as httpcore chooses them, because the retry policy
 (:mod:`titan.retry`) reads them: nothing sent (``ConnectError``/``ConnectTimeout``: any
 method may go again) against the reply lost (``RemoteProtocolError``/``ReadError``/
@@ -18,15 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json as _json
+import os
 import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -37,11 +42,14 @@ CHUNK = 1 << 16
 
 
 class _Connection:
-    __slots__ = ("sock", "idle_since", "proven")
+    __slots__ = ("sock", "idle_since", "proven", "pid")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.idle_since = 0.0
+        #: The process that opened it: the only one that may pool it (a reply being read
+        #: when the process forked must not put the shared socket in the child's pool).
+        self.pid = os.getpid()
         #: The token the server on this socket proved it is the master of (master_check).
         self.proven: str | None = None
 
@@ -104,16 +112,40 @@ class _Body(httpx.SyncByteStream):
 
 
 class PlainHTTPTransport(httpx.BaseTransport):
-    """``http://`` on pooled sockets; anything else to ``fallback``."""
+    """``http://`` on pooled sockets; anything else to ``fallback``. ``renew`` makes a
+    fallback like it for a forked child (whose inherited one holds the parent's sockets);
+    without it, the child's https requests go through the inherited one."""
 
     def __init__(self, fallback: httpx.BaseTransport, *, max_keepalive: int = 16,
-                 keepalive_expiry: float = 4.0) -> None:
+                 keepalive_expiry: float = 4.0,
+                 renew: Callable[[], httpx.BaseTransport] | None = None) -> None:
         self._fallback = fallback
+        self._renew = renew
         self._max_keepalive = max_keepalive
         self._expiry = keepalive_expiry
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        _POOLS.add(self)
+
+    def _forked(self) -> None:
+        """In a child just forked: forget the parent's sockets, lock and fallback pool.
+
+        The inherited descriptors are closed, which ends nothing for the parent: a socket's
+        FIN goes out when its last descriptor closes (the parent still holds one), and no
+        ``shutdown()`` is made. Kept open instead, they would outlive the parent's close
+        (its server would see no FIN while the child lives) and leak one descriptor each.
+        The lock is made anew: another thread of the parent may have held it at the fork,
+        and no thread of the child would ever release it."""
+        self._lock = threading.Lock()
+        inherited, self._idle = self._idle, {}
+        for conns in inherited.values():
+            for conn in conns:
+                conn.close()
+        if self._renew is not None and not self._closed:
+            # The old fallback is dropped, not closed: httpcore's close only closes its
+            # sockets' descriptors too, but takes its pool's lock, which may be held.
+            self._fallback = self._renew()
 
     # ------------------------------------------------------------------ the pool
 
@@ -140,7 +172,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         conn.idle_since = time.monotonic()
         with self._lock:
             idle = self._idle.setdefault(origin, [])
-            if self._closed or len(idle) >= self._max_keepalive:
+            if self._closed or len(idle) >= self._max_keepalive or conn.pid != os.getpid():
                 conn.close()
             else:
                 idle.append(conn)
@@ -230,88 +262,36 @@ class PlainHTTPTransport(httpx.BaseTransport):
         return Reply(status, headers, content, url)
 
 
-#: What a path keeps unescaped on the lean path (as httpx does: existing escapes stay).
-_PATH_SAFE = "/%:@!$&'()*+,;=~"
-
-
-class LeanRequests:
-    """Requests as httpx's client would build them, written as bytes and sent with
-    :meth:`PlainHTTPTransport.exchange`: what :class:`titan.client.transport.Transport` uses
-    for calls whose reply it reads whole (its default headers and read timeout here)."""
-
-    def __init__(self, transport: PlainHTTPTransport, headers: Mapping[str, str],
-                 timeout: float) -> None:
-        self._transport = transport
-        self._headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                         for k, v in headers.items()]
-        self._timeout = timeout
-        self._origins: dict[str, tuple[tuple[str, int], bytes] | None] = {}
-
-    def reaches(self, url: str) -> bool:
-        """Whether ``url`` is a plain-HTTP master (the lean path's only kind)."""
-        return self._origin(url) is not None
-
-    def _origin(self, url: str) -> tuple[tuple[str, int], bytes] | None:
-        """(host, port) and the Host header of a plain-HTTP master; None for any other."""
-        if url not in self._origins:
-            parts = urlsplit(url)
-            found = None
-            if parts.scheme == "http" and parts.hostname:
-                found = ((parts.hostname, parts.port or 80),
-                         parts.netloc.rsplit("@", 1)[-1].encode("idna"))
-            self._origins[url] = found
-        return self._origins[url]
-
-    def send(self, url: str, method: str, path: str, params: Mapping[str, Any] | None,
-             json: Any, body: bytes | None, headers: Mapping[str, str] | None,
-             read_timeout: float | None) -> Reply:
-        """One exchange with the master at ``url``: ``path`` (quoted as httpx would), its
-        ``params`` (booleans as ``true``/``false``, None left out, a list or tuple as the
-        parameter repeated, as httpx sends it), a JSON or bytes body."""
-        origin = self._origin(url)
-        if origin is None:  # only reached when a caller skipped reaches()
-            raise httpx.UnsupportedProtocol(f"not a plain-HTTP master: {url}")
-        target = quote(path, safe=_PATH_SAFE)
-        if params:
-            pairs = [(k, "true" if v is True else "false" if v is False else str(v))
-                     for k, given in params.items()
-                     for v in (given if isinstance(given, list | tuple) else (given,))
-                     if v is not None]
-            if pairs:
-                target += "?" + urlencode(pairs, quote_via=quote, safe="")
-        fields = {b"host": origin[1]}
-        fields.update(self._headers)
-        content = body
-        if json is not None:
-            content = _json.dumps(json, ensure_ascii=False, separators=(",", ":"),
-                                  allow_nan=False).encode()
-            fields[b"content-type"] = b"application/json"
-        elif body is not None:
-            fields[b"content-type"] = b"application/octet-stream"
-        for name, value in (headers or {}).items():
-            fields[name.lower().encode("latin-1")] = value.encode("latin-1")
-        if content is not None or method in ("POST", "PUT", "PATCH"):
-            fields[b"content-length"] = b"%d" % len(content or b"")
-        head = request_head(method, target.encode("ascii"), list(fields.items()))
-        return self._transport.exchange(
-            origin[0], head, content, method=method, url=url + path, connect_timeout=5.0,
-            read_timeout=self._timeout if read_timeout is None else read_timeout,
-            host=origin[1], token=bearer_token(fields.get(b"authorization")))
-
-
 def tcp_transport(*, max_connections: int, max_keepalive: int,
                   verify: ssl.SSLContext | bool = True) -> httpx.BaseTransport:
     """A pooled transport with TCP_NODELAY: without it, a request written as headers then
     body waits for the server's delayed ACK (about 40 ms per call on Linux). Plain HTTP takes
     the lean path of :mod:`titan.client.plain_http`; https goes through httpcore, ``verify``
     saying how the master is checked (:mod:`titan.client.tls`)."""
-    tls = httpx.HTTPTransport(
-        limits=httpx.Limits(max_connections=max_connections,
-                            max_keepalive_connections=max_keepalive, keepalive_expiry=4.0),
-        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        verify=verify,
-    )
-    return PlainHTTPTransport(tls, max_keepalive=max_keepalive, keepalive_expiry=4.0)
+    def tls() -> httpx.BaseTransport:
+        return httpx.HTTPTransport(
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_keepalive, keepalive_expiry=4.0),
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            verify=verify,
+        )
+    return PlainHTTPTransport(tls(), max_keepalive=max_keepalive, keepalive_expiry=4.0,
+                              renew=tls)
+
+
+#: Every pool of this process, for :func:`_after_fork_in_child`.
+_POOLS: weakref.WeakSet[PlainHTTPTransport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child's pools start empty (:meth:`PlainHTTPTransport._forked`): sharing a
+    keep-alive socket with the parent, each process read replies meant for the other (a
+    store_get answered with another process's value, or with the head of its reply)."""
+    for pool in list(_POOLS):
+        pool._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _head(request: httpx.Request) -> bytes:

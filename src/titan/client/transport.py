@@ -38,9 +38,10 @@ from titan.client import replies, tls
 from titan.client.config import Endpoint
 from titan.client.hold import Hold
 from titan.client.http_wire import BodyCutOff, Reply, file_chunks, not_text
+from titan.client.lean_requests import LeanRequests
 from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
-from titan.client.plain_http import LeanRequests, PlainHTTPTransport, tcp_transport
+from titan.client.plain_http import PlainHTTPTransport, tcp_transport
 from titan.client.tls import httpx_verify
 from titan.version import __version__
 
