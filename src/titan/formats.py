@@ -91,6 +91,20 @@ def name_problem(value: Any, what: str) -> str | None:
     return None
 
 
+def ref_name_problem(value: Any, what: str) -> str | None:
+    """:func:`name_problem`, and a name of ASCII digits alone refused: a reference that is a
+    number names a job or DAG by its internal id (``titan status 3``, ``fetch_logs("3")``),
+    so a job ``3`` would be another's job 3 whenever that id exists. (DAG names and job ids,
+    which references name; not capabilities or schedule names.)"""
+    why = name_problem(value, what)
+    if why is None and value.isascii() and value.isdigit():
+        kind = "job" if "job" in what else "DAG"
+        return (f"{what} {value!r} is only digits, and a reference of digits alone names a "
+                f"{kind} by its internal id ({kind} {value} is another one): put a letter in "
+                f"it, e.g. '{kind.lower()}_{value}'")
+    return why
+
+
 def iso(ts: float | None) -> str:
     """A Unix time as RFC 3339 in UTC with milliseconds and ``Z``; "" for None."""
     if ts is None:

@@ -29,7 +29,7 @@ def test_a_dumped_pipeline_loads_back_as_the_same_jobs(tmp_path: Path) -> None:
         TitanJob("extract", "etl/extract.py", args=["--day", "1"], priority=5),
         TitanJob("review", job_type="APPROVAL", parents=["extract"],
                  hitl_message="Ship it?\nsecond line: yes", max_wait_seconds=60),
-        TitanJob("1", "yes", parents=["review", "extract"], retries=2, timeout=3600.0,
+        TitanJob("1.5", "yes", parents=["review", "extract"], retries=2, timeout=3600.0,
                  env={"SEED": "7"}, requirement="GPU", delay=1.5, affinity=True,
                  runner="subprocess"),
         TitanJob("notify", "n.py", hitl_message="Tell everyone?"),
@@ -38,7 +38,7 @@ def test_a_dumped_pipeline_loads_back_as_the_same_jobs(tmp_path: Path) -> None:
     # Defaults are left out, lists are inline, a gate has no file, text stays text.
     assert text.startswith("name: nightly\njobs:\n- id: extract\n  file: etl/extract.py\n"
                            "  args: [--day, '1']\n  priority: 5\n")
-    assert "depends_on: [review, extract]" in text and "id: '1'" in text
+    assert "depends_on: [review, extract]" in text and "id: '1.5'" in text
     assert "runner: auto" not in text and "retries: null" not in text
     (tmp_path / "etl").mkdir()
     path = tmp_path / "p.yaml"
