@@ -105,6 +105,27 @@ def ref_name_problem(value: Any, what: str) -> str | None:
     return why
 
 
+def args_problem(args: list[str]) -> str | None:
+    """What no process's argument list can hold (None when nothing): a NUL ends a C string,
+    so a job with one could not start as a program (subprocess runner, a ``.sh``); the SDK
+    and the master refuse it at submit with these words."""
+    for i, arg in enumerate(args):
+        if "\x00" in arg:
+            return (f"args[{i}] {arg[:100]!r} holds a NUL character, which no program's "
+                    "argument can (a C string ends there)")
+    return None
+
+
+def env_problem(env: dict[str, str]) -> str | None:
+    """What no process environment can hold (None when nothing), in the words the SDK and
+    the master refuse it with at submit."""
+    for name, value in env.items():
+        if not name or "=" in name or "\x00" in name or "\x00" in value:
+            return (f"env variable {name[:100]!r}: names are non-empty and hold no '=' or NUL, "
+                    "values no NUL")
+    return None
+
+
 def iso(ts: float | None) -> str:
     """A Unix time as RFC 3339 in UTC with milliseconds and ``Z``; "" for None."""
     if ts is None:

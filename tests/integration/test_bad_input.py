@@ -287,6 +287,28 @@ def test_an_unknown_job_field_is_refused_with_the_close_match(cl: Cluster) -> No
     assert got == 400 and "'colour'" in reply["error"]["message"], reply
 
 
+def test_what_no_process_can_be_given_is_refused_at_submit_in_the_sdk_s_words(
+        cl: Cluster) -> None:
+    """A NUL in an argument: a subprocess or .sh job failed at run time ('embedded null
+    byte'), a forked one got an argv no program can have. Refused at submit, as env's were,
+    and TitanJob says the same before sending."""
+    from titan.client import TitanJob
+    from titan.errors import ValidationFailed
+
+    for field, value in [("args", ["ok", "a\x00b"]), ("env", {"A": "x\x00y"}),
+                         ("env", {"A=B": "x"}), ("env", {"A\x00": "x"})]:
+        got, reply = submit_one(cl, "nul-dag", **{field: value})
+        assert got == 400, reply
+        err = reply["error"]
+        assert err["code"] == "invalid_dag" and err["details"]["field"] == field, err
+        with pytest.raises(ValidationFailed) as sdk:
+            TitanJob("a", "a.py", **{field: value})
+        assert str(sdk.value) == err["message"] and sdk.value.details["field"] == field
+    assert "args[1] 'a\\x00b' holds a NUL character" in submit_one(
+        cl, "nul-dag", args=["ok", "a\x00b"])[1]["error"]["message"]
+    assert ok(cl, "GET", "/dags?name=nul-dag")["total"] == 0  # nothing stored
+
+
 def test_an_unknown_dag_field_is_refused(cl: Cluster) -> None:
     sha = _upload_script(cl)
     body = {"name": "typo-top", "job": [], "jobs": [{"job_id": "a", "filename": "a.py",

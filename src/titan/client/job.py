@@ -21,7 +21,7 @@ from typing import Any
 
 from titan import services
 from titan.errors import ScriptNotFound, ValidationFailed
-from titan.formats import name_problem, ref_name_problem
+from titan.formats import args_problem, env_problem, name_problem, ref_name_problem
 
 JOB_TYPES_HINT = "RUN_PAYLOAD"
 RUNNERS = ("auto", "fork", "subprocess")
@@ -204,10 +204,10 @@ class TitanJob:
             return []
         if isinstance(args, str):
             try:
-                return shlex.split(args)
+                out = shlex.split(args)
             except ValueError as exc:
                 raise bad("args", f"args {args!r} cannot be split: {exc}") from None
-        if isinstance(args, Sequence):
+        elif isinstance(args, Sequence):
             out = []
             for item in args:
                 if isinstance(item, str):
@@ -216,8 +216,11 @@ class TitanJob:
                     out.append(str(item))
                 else:
                     raise bad("args", f"args must be strings or numbers, got {_shown(item)}")
-            return out
-        raise bad("args", f"args must be a list of strings or a string, got {_shown(args)}")
+        else:
+            raise bad("args", f"args must be a list of strings or a string, got {_shown(args)}")
+        if (why := args_problem(out)) is not None:  # the master's rule, said before sending
+            raise bad("args", why)
+        return out
 
     @staticmethod
     def _parents(parents: Any, bad: _Bad) -> list[str]:
@@ -249,6 +252,8 @@ class TitanJob:
                 out[key] = str(value)
             else:
                 raise bad("env", f"env value of {key} must be a string, got {_shown(value)}")
+        if (why := env_problem(out)) is not None:  # the master's rule, said before sending
+            raise bad("env", why)
         return out
 
     # ------------------------------------------------------------------ identity

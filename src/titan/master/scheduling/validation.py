@@ -13,7 +13,7 @@ from typing import Any
 
 from titan import services
 from titan.errors import InvalidDAG, ValidationFailed
-from titan.formats import name_problem, ref_name_problem
+from titan.formats import args_problem, env_problem, name_problem, ref_name_problem
 from titan.master.scheduling.dag_graph import graph_problems, job_problem
 
 JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE", "APPROVAL"}
@@ -139,16 +139,16 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     args = [] if args is None else args
     if not isinstance(args, list) or (args and not all(isinstance(a, str) for a in args)):
         raise job_problem(job_id, "args", "args must be a list of strings")
+    if (why := args_problem(args)) is not None:
+        raise job_problem(job_id, "args", why)
     env = job.get("env")
     env = {} if env is None else env
     if not isinstance(env, dict) or (env and not all(isinstance(k, str) and isinstance(v, str)
                                                      for k, v in env.items())):
         raise job_problem(job_id, "env", "env must map strings to strings")
-    for name, value in env.items():
-        # What no process environment can hold fails here, not when the job starts.
-        if not name or "=" in name or "\x00" in name or "\x00" in value:
-            raise job_problem(job_id, "env", f"env variable {name[:100]!r}: names are non-empty and "
-                        "hold no '=' or NUL, values no NUL")
+    # What no process can be given fails here, not when the job starts.
+    if (why := env_problem(env)) is not None:
+        raise job_problem(job_id, "env", why)
     parents = job.get("parents")
     parents = [] if parents is None else parents
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
