@@ -612,6 +612,27 @@ def test_workers_lists_jobs_no_worker_can_run_as_a_table(cluster: Cluster) -> No
         client.cancel(dag["ref"])
 
 
+def test_status_of_a_dag_says_why_a_job_waits(cluster: Cluster) -> None:
+    """`titan status dag/job` said a PENDING job's reason; `titan status DAG` showed only its
+    state, so a job no worker could ever run looked like one about to start."""
+    script = cluster.script("nowhere2.py", "print('never')\n")
+    client = cluster.client()
+    dag = client.submit_dag("cli_why", [TitanJob(job_id="stuck", filename=script,
+                                                 requirement="CLI_WHY")])
+    try:
+        deadline = time.monotonic() + 10
+        while not client.get_job(f"{dag['ref']}/stuck").get("reason"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        reason = client.get_job(f"{dag['ref']}/stuck")["reason"]
+        job_out = titan(cluster, "status", f"{dag['ref']}/stuck").stdout
+        assert f"reason:      {reason}" in job_out, job_out
+        out = titan(cluster, "status", f"DAG-{dag['ref']}").stdout
+        assert f"stuck is PENDING: {reason}" in out and "CLI_WHY" in reason, out
+    finally:
+        client.cancel(dag["ref"])
+
+
 def test_workers_shows_versions_and_running_jobs_and_clips_a_long_name(
         make_cluster: Any, tmp_path: Path) -> None:
     # A fleet half upgraded went unnoticed (the version only in the User-Agent); RUNNING

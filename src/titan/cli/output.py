@@ -136,6 +136,10 @@ def failed_jobs(dag: dict[str, Any], most: int = 20) -> list[str]:
     return lines
 
 
+#: The states of a job that has not started, whose ``reason`` says why.
+HELD = ("PENDING", "READY", "WAITING_APPROVAL")
+
+
 def show_dag(dag: dict[str, Any]) -> None:
     run = f"  agent run {dag['agent_run_id']}" if dag.get("agent_run_id") else ""
     if dag.get("schedule"):
@@ -150,6 +154,13 @@ def show_dag(dag: dict[str, Any]) -> None:
               "-" if j.get("exit_code") is None else j.get("exit_code"),
               _duration(j.get("started_at"), j.get("finished_at"))] for j in jobs],
         )
+        # Why a job waits (no worker offers its requirement, ...), as `titan status dag/job`
+        # says it: without it, a job PENDING for good looked like one about to start.
+        held = [j for j in jobs if j.get("reason") and j.get("state") in HELD]
+        if held:
+            print()
+        for j in held:
+            print(f"{cell(j.get('job_id'))} is {j.get('state')}: {cell(j.get('reason'))}")
 
 
 def money(value: float | None) -> str:
