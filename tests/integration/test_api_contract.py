@@ -122,9 +122,19 @@ def test_store_values_sets_counters(cluster: Cluster) -> None:
             assert error["details"]["field"] == "key", body
         with pytest.raises(ValidationFailed, match="control character"):
             client.store_put(odd, "v")
+        # One sentence for every refusal of a key: what is wrong, then the rule.
+        assert error["message"] == f"store key {odd!r} holds a control character ({char}" \
+            f"{'' if 'position' in char else ' at position ' + str(len(odd) - 1)}): keys are " \
+            "1 to 1024 characters without control characters (U+0000–U+001F, U+007F–U+009F)"
         assert call(cluster, "GET", f"/store/values/{path}") == (200, {"key": odd,
                                                                      "value": None})
         assert call(cluster, "DELETE", f"/store/values/{path}")[1]["deleted"] is False
+    for method in ("GET", "PUT"):  # a key too long, said the same way (a NUL: no URL holds one)
+        status, body = call(cluster, method, f"/store/values/{'k' * 1025}",
+                            {"value": "v"} if method == "PUT" else None)
+        message = assert_error(status, body, 400, "invalid_request")["message"]
+        assert message == f"store key {'k' * 100!r}… has 1025 characters: keys are 1 to 1024 " \
+            "characters without control characters (U+0000–U+001F, U+007F–U+009F)", body
     status, body = call(cluster, "POST", "/artifacts?key=k%0D%0AX%3A%20y&name=a.txt",
                         raw_body=b"x")
     assert "control character" in assert_error(status, body, 400, "invalid_request")["message"]
@@ -156,6 +166,13 @@ def test_store_keys_are_listed_past_a_page(cluster: Cluster,
     assert list(client.iter_store_keys("page/")) == names
     assert client.store_keys("page/", limit=None) == names
     assert client.store_keys("page/", limit=6) == names[:6]
+    # A negative limit gave [] without a word: refused, by the SDK and by the API.
+    assert client.store_keys("page/", limit=0) == []
+    for limit in (-1, 1.5, True):
+        with pytest.raises(ValidationFailed, match="limit must be a whole number >= 0"):
+            client.store_keys("page/", limit=limit)  # type: ignore[arg-type]
+    status, body = call(cluster, "GET", "/store?prefix=page/&limit=-1")
+    assert status == 400 and "limit" in json.dumps(body), body
     # A percent-escape that is not UTF-8 names no key (it was read as the key U+FFFD).
     for path in ("/store/values/%FF", "/store?prefix=%FF", "/runs?agent_id=%C3"):
         status, body = call(cluster, "GET", path)

@@ -134,6 +134,11 @@ class StoreOps:
     def store_keys(self, prefix: str = "", limit: int | None = 1000) -> list[str]:
         """Keys (values and sets) starting with ``prefix``, sorted, at most ``limit``
         (``None``: all of them, read a page at a time)."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            # -1 read as "no limit" elsewhere, and gave [] here without a word.
+            raise ValidationFailed(f"limit must be a whole number >= 0, or None for every "
+                                   f"key, got {limit!r}", details={"field": "limit"})
         keys: list[str] = []
         for key in self.iter_store_keys(prefix):
             if limit is not None and len(keys) >= limit:

@@ -56,12 +56,26 @@ register_url_convertor("anytext", _AnyText())
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+#: The rule every refusal of a key ends with, so each says it in one sentence.
+KEY_RULE = (f"keys are 1 to {MAX_KEY} characters without control characters "
+            "(U+0000–U+001F, U+007F–U+009F)")
+
+
+def _bad_key(key: str, problem: str) -> ValidationFailed:
+    return ValidationFailed(f"store key {key[:100]!r}{'…' if len(key) > 100 else ''} "
+                            f"{problem}: {KEY_RULE}", details={"field": "key", "key": key[:100]})
+
+
 def check_key(key: str) -> str:
     """A key a read or a delete names: one stored before control characters were refused
-    (below) is still read and deleted."""
-    if not key or len(key) > MAX_KEY or "\x00" in key:
-        raise ValidationFailed(f"store keys are 1 to {MAX_KEY} characters, without NUL",
-                               details={"key": key[:100]})
+    (below) is still read and deleted; only what no key can be (empty, too long, a NUL) is
+    refused."""
+    if not key:
+        raise _bad_key(key, "is empty")
+    if len(key) > MAX_KEY:
+        raise _bad_key(key, f"has {len(key)} characters")
+    if "\x00" in key:
+        raise _bad_key(key, f"holds a control character (U+0000 at position {key.index(chr(0))})")
     return key
 
 
@@ -72,9 +86,6 @@ def check_new_key(key: str) -> str:
     check_key(key)
     found = _CONTROL.search(key)
     if found is not None:
-        raise ValidationFailed(
-            f"store key {key[:100]!r} holds a control character (U+{ord(found.group()):04X} "
-            f"at position {found.start()}): keys are 1 to {MAX_KEY} characters without "
-            "control characters (U+0000–U+001F, U+007F–U+009F)",
-            details={"field": "key", "key": key[:100]})
+        raise _bad_key(key, f"holds a control character (U+{ord(found.group()):04X} at "
+                            f"position {found.start()})")
     return key
