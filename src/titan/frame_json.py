@@ -2,9 +2,12 @@
 
 Every job pushed and every report is a frame each way, and the stdlib's encoder and parser
 were ~3 % of the master's CPU under load (py-spy, issue 17). orjson refuses a few things the
-channel must still carry as it did: a lone surrogate (an exception's text may hold one from a
-file name), an integer past 64 bits, NaN; those frames take the stdlib's path, so what goes
-through is exactly what went through before, only faster.
+channel must still carry: a lone surrogate (an exception's text may hold one from a file
+name) and an integer past 64 bits; those frames take the stdlib's path. Two differences
+remain, both on values no frame is built with: orjson writes a NaN or an infinity as
+``null`` (the stdlib wrote ``NaN``, which the master's HTTP bodies refuse anyway), and it
+encodes datetimes, UUIDs and dataclasses the stdlib would refuse. Parsing takes the stdlib's
+path for what orjson refuses (``NaN``, deep nesting), so every frame read before is read.
 """
 
 from __future__ import annotations

@@ -183,3 +183,14 @@ def test_the_explorer_pages_its_tasks_and_counts_them_all(
     assert page.query_selector("#eval-table tr.empty") is None
     page.click("#eval-live .past-end a.last-page")
     assert wait_count(page, "#eval-table tr.eval-row", 1) == 1
+
+
+def test_a_deep_link_opens_a_task_on_another_page(acme: dict[str, Any], dash: Dashboard,
+                                                  page: Any) -> None:
+    page.goto(dash.url(EXPLORER + "?task=not-yet&limit=2"))
+    page.wait_for_selector(f"{MODAL} #eval-task:not(.modal-loading)")
+    assert page.inner_text("#task-modal-title") == "not-yet"
+    assert page.inner_text("#eval-live .pager .range") == "3–3 of 3"  # the page holding it
+    page.keyboard.press("Escape")
+    page.wait_for_function(CLOSED_URL)
+    assert "offset=2" in page.url  # closed, the page stays the one shown

@@ -126,9 +126,12 @@ async def explorer_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     project: str | None = request.path_params.get("project_id")
     evaluation_id: str = request.path_params["evaluation_id"]
     limit = int_param(request, "limit", TASKS_SHOWN, 1, 1000)
-    offset = int_param(request, "offset", 0, 0, 2**62)
+    # A deep link to a task (?task=) with no page of its own opens the page holding it.
+    offset = int_param(request, "offset", 0, 0, 2**62) \
+        if "offset" in request.query_params else None
+    focus = request.query_params.get("task")
     return await c.engine.read(lambda tx: eval_queries.explorer_page(
-        tx, evaluation_id, project, limit=limit, offset=offset))
+        tx, evaluation_id, project, limit=limit, offset=offset, focus=focus))
 
 
 @twin(router, ["/evaluations/{evaluation_id}/tasks/{task_id}"], "eval_task.html", "eval_task")

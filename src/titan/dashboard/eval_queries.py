@@ -67,11 +67,12 @@ def _awaiting(run: Row) -> bool:
 
 
 def explorer_page(tx: Transaction, evaluation_id: str, project: str | None = None, *,
-                  limit: int, offset: int) -> Row:
+                  limit: int, offset: int | None, focus: str | None = None) -> Row:
     """The API's explorer with a page of its tasks (the summary counts them all: 3,000 rows
     made a 2.7 MB page Chromium took 2-3 s to show), plus ``polling`` (a run is in flight or
     awaits its verdict: the page re-reads itself every 3 s while it is true), ``links`` and
-    the pager's fields."""
+    the pager's fields. With no ``offset``, the page holding task ``focus`` (a deep link's
+    ``?task=``: its modal opens from its row), else the first."""
     evaluation = hierarchy.workflow(tx, evaluation_id, project)
     view = eval_views.explorer(tx, evaluation)
     judge_on = bool(public_view(evaluation["agent"]).get("judge", True))
@@ -80,6 +81,9 @@ def explorer_page(tx: Transaction, evaluation_id: str, project: str | None = Non
         awaiting_verdict(r["status"], r["judge_verdict"] is not None, judge_on, r["ended_at"])
         for r in runs)
     view["links"] = links(evaluation_id, project)
+    if offset is None:
+        position = next((i for i, t in enumerate(view["tasks"]) if t["task_id"] == focus), 0)
+        offset = position - position % limit
     view.update(paging(len(view["tasks"]), limit, offset))
     view["tasks"] = view["tasks"][offset:offset + limit]
     return view

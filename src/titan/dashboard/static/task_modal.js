@@ -25,6 +25,11 @@
   function setURL(task, run, push) {
     const p = params();
     if (task) p.set("task", task); else p.delete("task");
+    // A deep link (?task=) opened the page holding its task: closing it keeps that page.
+    const live = document.getElementById("eval-live");
+    if (!task && !p.has("offset") && live && live.dataset.offset && live.dataset.offset !== "0") {
+      p.set("offset", live.dataset.offset);
+    }
     if (run) p.set("run", run); else p.delete("run");
     const query = p.toString();
     const url = location.pathname + (query ? "?" + query : "") + (task ? location.hash : "");
