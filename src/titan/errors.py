@@ -203,6 +203,13 @@ class PipelineError(ValidationFailed):
     code = "invalid_pipeline"
 
 
+class AmbiguousRef(ValidationFailed):
+    """A reference of digits is one job's (or DAG's) numeric id and another's name; the
+    message gives the reference of each, which names it alone."""
+
+    code = "ambiguous_ref"
+
+
 class Unauthorized(APIError):
     """A valid token is required (Authorization: Bearer <token>)."""
 
@@ -305,6 +312,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         ValidationFailed,
         InvalidDAG,
         PipelineError,
+        AmbiguousRef,
         Unauthorized,
         Forbidden,
         NotFound,

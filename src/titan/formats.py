@@ -91,20 +91,6 @@ def name_problem(value: Any, what: str) -> str | None:
     return None
 
 
-def ref_name_problem(value: Any, what: str) -> str | None:
-    """:func:`name_problem`, and a name of ASCII digits alone refused: a reference that is a
-    number names a job or DAG by its internal id (``titan status 3``, ``fetch_logs("3")``),
-    so a job ``3`` would be another's job 3 whenever that id exists. (DAG names and job ids,
-    which references name; not capabilities or schedule names.)"""
-    why = name_problem(value, what)
-    if why is None and value.isascii() and value.isdigit():
-        kind = "job" if "job" in what else "DAG"
-        return (f"{what} {value!r} is only digits, and a reference of digits alone names a "
-                f"{kind} by its internal id ({kind} {value} is another one): put a letter in "
-                f"it, e.g. '{kind.lower()}_{value}'")
-    return why
-
-
 def args_problem(args: list[str]) -> str | None:
     """What no process's argument list can hold (None when nothing): a NUL ends a C string,
     so a job with one could not start as a program (subprocess runner, a ``.sh``); the SDK
@@ -147,6 +133,15 @@ def quote_ref(ref: str | int) -> str:
             f"{ref!r} is not UTF-8 text: a name or key holds bytes that were not UTF-8",
             details={"field": "ref", "reason": "not_utf8"}) from None
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
+def quote_row_ref(ref: str | int) -> str:
+    """A job or DAG reference as one path segment, an int being the numeric id alone
+    (``#17``, a form no name takes): the text ``"17"`` may also be a job or DAG named so,
+    which the master refuses as ambiguous when both exist."""
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        return quote_ref(f"#{ref}")
+    return quote_ref(ref)
 
 
 #: A Host header as clients send it: a name or address and an optional port, nothing else.

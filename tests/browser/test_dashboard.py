@@ -216,7 +216,7 @@ def test_a_long_finished_log_opens_at_its_end_in_one_request(cluster: Cluster, d
                            ".some(e => e.textContent === 'line 25000')")
     note = page.wait_for_selector("#log-lines .log-earlier")
     assert "5,000 earlier lines" in note.inner_text()
-    assert note.query_selector("a").get_attribute("href") == f"/api/v1/jobs/{job_id}/logs.txt?attempt=1"
+    assert note.query_selector("a").get_attribute("href") == f"/api/v1/jobs/%23{job_id}/logs.txt?attempt=1"
     assert page.locator("#log-lines .log-line").count() == 20_000
     assert page.locator("#log-lines .log-line").first.inner_text() == "line 5001"
     assert len([u for u in requests if "/logs?" in u]) == 1, requests

@@ -161,15 +161,13 @@ def test_missing_file_is_a_pipeline_error(tmp_path: Path) -> None:
         load_pipeline(tmp_path / "nope.yaml")
 
 
-def test_numeric_ids_are_text_as_written_and_digits_alone_are_refused(tmp_path: Path) -> None:
-    _, jobs = load_pipeline(write(tmp_path, "jobs:\n  - {id: 1.0, file: a.py}\n"
-                                            "  - {id: 2e3, file: a.py, depends_on: 1.0}\n"))
-    assert [j.job_id for j in jobs] == ["1.0", "2e3"]
-    assert jobs[1].parents == ["1.0"]
-    # A reference of digits is a numeric id (another job): `id: 1` is refused, with its line.
-    with pytest.raises(PipelineError, match=r":3: .*job_id '2' is only digits.*'job_2'"):
-        load_pipeline(write(tmp_path, "jobs:\n  - {id: a1, file: a.py}\n"
-                                      "  - {id: 2, file: a.py}\n"))
+def test_numeric_ids_are_text_as_written(tmp_path: Path) -> None:
+    _, jobs = load_pipeline(write(tmp_path, "jobs:\n  - {id: 1, file: a.py}\n"
+                                            "  - {id: 2, file: a.py, depends_on: 1}\n"
+                                            "  - {id: 2e3, file: a.py, depends_on: 1.0}\n"
+                                            "  - {id: 1.0, file: a.py}\n"))
+    assert [j.job_id for j in jobs] == ["1", "2", "2e3", "1.0"]
+    assert jobs[1].parents == ["1"] and jobs[2].parents == ["1.0"]
 
 
 def test_a_file_outside_the_pipelines_folder_is_refused(tmp_path: Path) -> None:

@@ -212,7 +212,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             return 0
         # Followed to its end: exit as `submit --wait` does, 0 only if it COMPLETED (the
         # attempt followed, with --attempt), so a script or CI step learns it failed.
-        ended = client.get_job(str(job["id"]))
+        ended = client.get_job(int(job["id"]))
         if args.attempt is not None:
             ended = next((a for a in ended.get("attempts") or []
                           if a.get("attempt") == args.attempt), ended)
@@ -262,7 +262,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         if args.wait:  # until the process is gone: the grace, and time for its last report
             grace = (job.get("service") or {}).get("stop_grace") if args.grace is None \
                 else args.grace
-            job = client.wait_job(str(job["id"]), timeout=float(grace or 0) + 30)
+            job = client.wait_job(int(job["id"]), timeout=float(grace or 0) + 30)
     if args.json:
         print_json(job)
     else:

@@ -53,7 +53,7 @@ from titan.errors import (
     ValidationFailed,
     WaitTimeout,
 )
-from titan.formats import quote_ref
+from titan.formats import quote_row_ref
 
 Ref = str | int
 #: Stages a thread's signal waits watch at most (the latest submitted).
@@ -295,7 +295,7 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
 
     def get_job(self, ref: Ref) -> dict[str, Any]:
         """The job object."""
-        reply: dict[str, Any] = self._transport.call("GET", f"/jobs/{quote_ref(ref)}")
+        reply: dict[str, Any] = self._transport.call("GET", f"/jobs/{quote_row_ref(ref)}")
         return reply
 
     def get_job_status(self, ref: Ref) -> str:
@@ -306,7 +306,7 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
         """The DAG object, with its jobs (``jobs=False``: its ``counts`` only, which a DAG of
         100,000 jobs answers in a moment; :meth:`dag_jobs` pages through them)."""
         reply: dict[str, Any] = self._transport.call(
-            "GET", f"/dags/{quote_ref(ref)}", params=None if jobs else {"jobs": "false"})
+            "GET", f"/dags/{quote_row_ref(ref)}", params=None if jobs else {"jobs": "false"})
         return reply
 
     def dag_jobs(self, ref: Ref, *, state: str | Sequence[str] | None = None,
@@ -316,7 +316,7 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
         if state is not None and not isinstance(state, str):
             state = ",".join(state)
         reply: dict[str, Any] = self._transport.call(
-            "GET", f"/dags/{quote_ref(ref)}/jobs",
+            "GET", f"/dags/{quote_row_ref(ref)}/jobs",
             params={"state": state, "limit": limit, "offset": offset})
         return reply
 
@@ -342,7 +342,7 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
         """Block until the job is terminal; the job object. :class:`WaitTimeout` after
         ``timeout`` seconds (``None``: no limit)."""
         reply: dict[str, Any] = long_poll(
-            self._transport, f"/jobs/{quote_ref(ref)}/wait", timeout, what=f"job {ref!r}"
+            self._transport, f"/jobs/{quote_row_ref(ref)}/wait", timeout, what=f"job {ref!r}"
         )
         return reply
 
@@ -359,7 +359,7 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
         None: no end, the restart grace alone bounds an unreachable master), said in errors
         as ``what`` (default ``DAG 'ref'``): see :func:`~titan.client.long_poll.long_poll`."""
         reply: dict[str, Any] = long_poll(
-            self._transport, f"/dags/{quote_ref(ref)}/wait", timeout,
+            self._transport, f"/dags/{quote_row_ref(ref)}/wait", timeout,
             what=what or f"DAG {ref!r}", params=None if jobs else {"jobs": "false"},
             until=until)
         return reply

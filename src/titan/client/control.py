@@ -7,7 +7,7 @@ from typing import Any
 
 from titan.client.transport import Transport
 from titan.errors import NotFound, ValidationFailed
-from titan.formats import quote_ref
+from titan.formats import quote_row_ref
 
 Ref = str | int
 
@@ -25,13 +25,13 @@ class ControlOps:
         self._unambiguous(ref, "cancel")
         try:
             reply: dict[str, Any] = self._transport.call(
-                "POST", f"/jobs/{quote_ref(ref)}/cancel"
+                "POST", f"/jobs/{quote_row_ref(ref)}/cancel"
             )
             return reply
         except NotFound:
             pass
         try:
-            reply = self._transport.call("POST", f"/dags/{quote_ref(ref)}/cancel")
+            reply = self._transport.call("POST", f"/dags/{quote_row_ref(ref)}/cancel")
             return reply
         except NotFound:
             raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
@@ -46,8 +46,8 @@ class ControlOps:
                             or ref.startswith("DAG-")):
             return  # a DAG-x, a dag/job or a name#run: one thing only
         try:
-            job = self._transport.call("GET", f"/jobs/{quote_ref(ref)}", deadline=deadline)
-            dag = self._transport.call("GET", f"/dags/{quote_ref(ref)}",
+            job = self._transport.call("GET", f"/jobs/{quote_row_ref(ref)}", deadline=deadline)
+            dag = self._transport.call("GET", f"/dags/{quote_row_ref(ref)}",
                                        params={"jobs": "false"}, deadline=deadline)
         except NotFound:
             return
@@ -65,7 +65,7 @@ class ControlOps:
         process has gone: ``wait(ref)`` returns then. Raises ``Conflict`` for a job that is
         not a service or has ended."""
         reply: dict[str, Any] = self._transport.call(
-            "POST", f"/jobs/{quote_ref(ref)}/stop", json={"grace": grace})
+            "POST", f"/jobs/{quote_row_ref(ref)}/stop", json={"grace": grace})
         return reply
 
     def retry(self, ref: Ref) -> dict[str, Any]:
@@ -74,7 +74,7 @@ class ControlOps:
         (:meth:`retry_dag`); the DAG object. A plain name that is both is refused."""
         self._unambiguous(ref, "retry")
         try:
-            reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_ref(ref)}/retry")
+            reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_row_ref(ref)}/retry")
             return reply
         except NotFound:
             pass
@@ -86,18 +86,18 @@ class ControlOps:
     def retry_dag(self, ref: Ref) -> dict[str, Any]:
         """Run every unsuccessful job of a finished DAG again (failed, timed out, cancelled,
         skipped; a rejected or expired gate is asked again); the DAG object."""
-        reply: dict[str, Any] = self._transport.call("POST", f"/dags/{quote_ref(ref)}/retry")
+        reply: dict[str, Any] = self._transport.call("POST", f"/dags/{quote_row_ref(ref)}/retry")
         return reply
 
     def approve(self, ref: Ref, comment: str | None = None) -> dict[str, Any]:
         """Approve a gate waiting for approval (``"DAG/job.approval"`` or its numeric id):
         its downstream jobs run. Needs an operator or admin token."""
         reply: dict[str, Any] = self._transport.call(
-            "POST", f"/jobs/{quote_ref(ref)}/approve", json={"comment": comment})
+            "POST", f"/jobs/{quote_row_ref(ref)}/approve", json={"comment": comment})
         return reply
 
     def reject(self, ref: Ref, comment: str | None = None) -> dict[str, Any]:
         """Reject a gate waiting for approval: it fails and its downstream jobs are SKIPPED."""
         reply: dict[str, Any] = self._transport.call(
-            "POST", f"/jobs/{quote_ref(ref)}/reject", json={"comment": comment})
+            "POST", f"/jobs/{quote_row_ref(ref)}/reject", json={"comment": comment})
         return reply

@@ -21,7 +21,7 @@ from typing import Any
 
 from titan import services
 from titan.errors import ScriptNotFound, ValidationFailed
-from titan.formats import args_problem, env_problem, name_problem, ref_name_problem
+from titan.formats import args_problem, env_problem, name_problem
 
 JOB_TYPES_HINT = "RUN_PAYLOAD"
 RUNNERS = ("auto", "fork", "subprocess")
@@ -30,10 +30,9 @@ _JOB_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _Bad = Callable[[str, str], ValidationFailed]
 
 
-def check_name(value: Any, what: str, field: str, *, ref: bool = True) -> str:
-    """A job id or DAG name, by the master's own rule (:func:`titan.formats.name_problem`;
-    ``ref``: a name references name, so not digits alone, :func:`~titan.formats.ref_name_problem`)."""
-    why = (ref_name_problem if ref else name_problem)(value, what)
+def check_name(value: Any, what: str, field: str) -> str:
+    """A job id or DAG name, by the master's own rule (:func:`titan.formats.name_problem`)."""
+    why = name_problem(value, what)
     if why is not None:
         raise _invalid(field, why)
     return str(value)

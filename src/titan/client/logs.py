@@ -10,7 +10,7 @@ from typing import Any
 from titan import log_lines
 from titan.client.transport import Transport
 from titan.errors import TitanError
-from titan.formats import quote_ref
+from titan.formats import quote_row_ref
 
 Ref = str | int
 #: How long one logs long-poll is held open by the master while following.
@@ -36,7 +36,7 @@ class LogOps:
         while the job ran on)."""
         pinned = attempt is not None
         after = 0
-        path = f"/jobs/{quote_ref(ref)}/logs"
+        path = f"/jobs/{quote_row_ref(ref)}/logs"
         limit = LOG_PAGE
         while True:
             wait = LOG_WAIT if follow else 0

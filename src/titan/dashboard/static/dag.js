@@ -123,7 +123,7 @@
     const id = waiting.includes(keep) ? keep : waiting[0];
     let gate = (approvals || []).find((g) => g.id === id);
     if (!gate) {
-      try { gate = await T.getJSON("/api/v1/jobs/" + id); } catch (err) { return; }
+      try { gate = await T.getJSON("/api/v1/jobs/%23" + id); } catch (err) { return; }
     }
     if (state[byId.get(id)] === "WAITING_APPROVAL") banner.show(gate, waiting.length - 1);
   }

@@ -54,7 +54,7 @@
         // page forward from the last line shown.
         const first = this.last === 0;
         for (;;) {
-          let url = "/api/v1/jobs/" + job + "/logs?after=" + this.last + "&limit=" +
+          let url = "/api/v1/jobs/%23" + job + "/logs?after=" + this.last + "&limit=" +
             (first ? MAX_LINES + "&tail=true" : PAGE);
           if (attempt > 0) url += "&attempt=" + attempt;
           const page = await T.getJSON(url);
@@ -126,7 +126,7 @@
   };
   /* A note above the lines shown that `n` earlier ones are only in the plain-text log. */
   LogView.prototype.earlier = function (n) {
-    const href = "/api/v1/jobs/" + this.job + "/logs.txt" +
+    const href = "/api/v1/jobs/%23" + this.job + "/logs.txt" +
       (this.attempt > 0 ? "?attempt=" + this.attempt : "");
     this.box.prepend(el("div", { class: "log-earlier muted" },
       n.toLocaleString() + " earlier line" + (n === 1 ? "" : "s") + " in the ",
@@ -263,7 +263,7 @@
     const ticket = (this.ticket = (this.ticket || 0) + 1);
     let job;
     try {
-      job = await T.getJSON("/api/v1/jobs/" + id);
+      job = await T.getJSON("/api/v1/jobs/%23" + id);
     } catch (err) {
       if (ticket === this.ticket) T.toast("Could not load job " + id + ": " + err.message, "error");
       return;
@@ -340,16 +340,16 @@
     if (action === "cancel-job" || action === "retry-job" || action === "stop-job") {
       const id = button.dataset.id || button.closest("#job-panel").dataset.id;
       const verb = action.slice(0, -4);
-      await act(button, "POST", "/api/v1/jobs/" + id + "/" + verb, undefined,
+      await act(button, "POST", "/api/v1/jobs/%23" + id + "/" + verb, undefined,
                 { cancel: "Job cancelled", retry: "Job queued again", stop: "Stopping the service" }[verb]);
     } else if (action === "cancel-dag") {
       // Every job of the DAG still to run stops at once, and that cannot be undone (a retry
       // runs them again from the start): asked first, as Prefect and Airflow ask.
       if (!window.confirm("Cancel this DAG? Its running jobs are stopped and the jobs still to run never start.")) return;
-      await act(button, "POST", "/api/v1/dags/" + button.dataset.dagId + "/cancel", undefined, "DAG cancelled");
+      await act(button, "POST", "/api/v1/dags/%23" + button.dataset.dagId + "/cancel", undefined, "DAG cancelled");
     } else if (action === "approve" || action === "reject") {
       const comment = banner.querySelector("textarea[name=comment]").value;
-      await act(button, "POST", "/api/v1/jobs/" + banner.dataset.id + "/" + action,
+      await act(button, "POST", "/api/v1/jobs/%23" + banner.dataset.id + "/" + action,
                 { comment: comment || null }, action === "approve" ? "Approved" : "Rejected");
     } else {
       return;

@@ -19,7 +19,7 @@ from titan.master.idempotency import key_of, scope_of
 from titan.master.runs.compliance import started_by
 from titan.master.scheduling.dag_retention import prune_dags
 from titan.master.scheduling.lending import lending
-from titan.master.scheduling.refs import as_id, find_dag
+from titan.master.scheduling.refs import find_dag, id_form
 from titan.master.scheduling.state import DAG_STATUSES, JOB_STATES
 from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
 from titan.master.scheduling.views import dag_view, dag_with_jobs, job_view
@@ -182,9 +182,10 @@ async def _finished(c: Ctx, dag_id: int, timeout: float) -> tuple[Row | None, st
 @router.get("/dags/{ref:path}/wait", summary="Long-poll until the DAG has finished")
 async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300),
                    with_jobs: bool = JOBS) -> Row:
-    # A DAG named by its id that the scheduler holds is found without a read (a waiting
-    # client names it so: submit_dag's answer carries the id).
-    number = as_id(ref)
+    # A DAG named by its id alone (``#17``) that the scheduler holds is found without a read
+    # (a waiting client names it so: submit_dag's answer carries the id). Bare digits may be
+    # a DAG's name too: find_dag reads which.
+    number = id_form(ref)
     live = c.engine.sched.dags.get(number) if number is not None else None
     dag = live.as_row() if live is not None else await c.engine.read(lambda tx: find_dag(tx, ref))
     with lending(c.engine, p):

@@ -2,7 +2,8 @@
 
 A job ``{ref}`` may contain one '/' (``dag/job``), so these routes use a path parameter; the
 action routes are declared first. A job literally named ``logs`` or ``wait`` is still
-reachable by its numeric id or with ``GET /jobs?ref=``.
+reachable by its numeric id or with ``GET /jobs?ref=``. What this module reads again by a
+row's id it names ``#17``, the id alone (:func:`~titan.master.scheduling.refs.id_form`).
 """
 
 from __future__ import annotations
@@ -69,21 +70,19 @@ async def _wait_for(c: Ctx, job_id: int, job: Row | None, timeout: float) -> Row
     try:
         live = c.engine.sched.jobs.get(job_id)
         if live is None or live.state in TERMINAL:  # memory knows; else read what committed
-            job = await c.engine.read(lambda tx: load_job(tx, str(job_id)))
-            if job["id"] != job_id:  # that id is gone and the digits named another job
-                raise NotFound(f"no job {job_id}")
+            job = await c.engine.read(lambda tx: load_job(tx, f"#{job_id}"))  # that id alone
         if job is None or job["state"] not in TERMINAL:
             try:
                 await c.hub.until(waiter, timeout=timeout)
                 view = waiter.result()
             except TimeoutError:
                 if job is None:
-                    job = await c.engine.read(lambda tx: load_job(tx, str(job_id)))
+                    job = await c.engine.read(lambda tx: load_job(tx, f"#{job_id}"))
                 raise WaitTimeout(f"job {job['ref']} is still {job['state']} after {timeout:g}s",
                                   details={"state": job["state"]}) from None
             if isinstance(view, dict) and view.get("id") == job_id:
                 return view  # read in the commit that finished it
-            job = await c.engine.read(lambda tx: load_job(tx, str(job_id)))
+            job = await c.engine.read(lambda tx: load_job(tx, f"#{job_id}"))
         assert job is not None
         return job
     finally:
@@ -94,7 +93,7 @@ async def _wait_for(c: Ctx, job_id: int, job: Row | None, timeout: float) -> Row
 async def cancel_job(c: CtxDep, p: Writer, ref: str) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.cancel_job(job["id"], job["state"], ref)
-    return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+    return await c.engine.read(lambda tx: load_job(tx, f"#{job['id']}"))
 
 
 @router.post("/jobs/{ref:path}/stop", summary="Stop a service gracefully (not a cancel)")
@@ -108,14 +107,14 @@ async def stop_job(c: CtxDep, p: Writer, ref: str, body: dict[str, Any] | None =
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.stop_service(job["id"], job["state"], None if grace is None else float(grace),
                                 ref, job.get("job_type"))
-    return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+    return await c.engine.read(lambda tx: load_job(tx, f"#{job['id']}"))
 
 
 @router.post("/jobs/{ref:path}/retry", summary="Run a failed, cancelled or timed-out job again")
 async def retry_job(c: CtxDep, p: Writer, ref: str) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.retry_job(job["id"], job["dag_id"])
-    view = await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+    view = await c.engine.read(lambda tx: load_job(tx, f"#{job['id']}"))
     if view.get("agent_run_id"):  # its agent run, ended with the stage, goes on too
         await c.runs.stage_retried(view["agent_run_id"])
     return view
@@ -137,7 +136,7 @@ async def _decide(c: CtxDep, p: Principal, ref: str, approve: bool, body: Row | 
         raise ValidationFailed("comment must be a string", details={"field": "comment"})
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.decide(job["id"], job["state"], approve, p, comment, name=ref)
-    return await c.engine.read(lambda tx: load_job(tx, str(job["id"])))
+    return await c.engine.read(lambda tx: load_job(tx, f"#{job['id']}"))
 
 
 def _attempt_of(job: Row, ref: str, attempt: int | None) -> int:

@@ -1,11 +1,15 @@
-"""Turning what users type (``plan``, ``PLAN/plan``, ``DAG-x#2/plan``, ``17``) into rows, and the
-newest job of each name submitted lately (a wait on a name needs no read)."""
+"""Turning what users type (``plan``, ``PLAN/plan``, ``DAG-x#2/plan``, ``17``, ``#17``) into rows,
+and the newest job of each name submitted lately (a wait on a name needs no read).
+
+Digits alone are a numeric id, or a name made of digits (``TitanJob(str(i))``, ``titan submit
+123.py``): whichever exists; when both do and are two rows, :class:`~titan.errors.AmbiguousRef`
+gives each one's own reference, never a guess. ``#17`` is the id alone (no name holds '#')."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from titan.errors import NotFound, ValidationFailed
+from titan.errors import AmbiguousRef, NotFound, ValidationFailed
 from titan.storage.base import Row, Transaction
 
 _INT64_MAX = 2**63 - 1
@@ -35,11 +39,29 @@ def split_dag(ref: str) -> tuple[str, int | None]:
     return name, None
 
 
+def id_form(ref: str) -> int | None:
+    """The id a ``#17`` names (a form no name can take: names hold no '#'), or None. What
+    the SDK sends for an int and the dashboard for the rows it shows: a bare ``17`` may be
+    refused as ambiguous once a job or DAG is named ``17``."""
+    return as_id(ref[1:]) if ref.startswith("#") else None
+
+
 def find_dag(tx: Transaction, ref: str) -> Row:
-    dag = None
-    if (number := as_id(ref)) is not None:
+    if (number := id_form(ref)) is not None:
         dag = tx.get_dag(number)
-    if dag is None:
+    elif (number := as_id(ref)) is not None:
+        # Digits are an id and could be a name too: the one that exists, never a guess.
+        dag = by_id = tx.get_dag(number)
+        named = tx.find_dag(ref)
+        if by_id is not None and named is not None and by_id["id"] != named["id"]:
+            first, second = f"{by_id['name']}#{by_id['run']}", f"{named['name']}#{named['run']}"
+            raise AmbiguousRef(
+                f"DAG {ref!r} is ambiguous: it is the id of DAG {first} and the name of DAG "
+                f"{second}: say {first!r} (or '#{number}') for the first, {second!r} (or "
+                f"'DAG-{ref}' for its latest run) for the second",
+                details={"ref": ref, "by_id": first, "by_name": second})
+        dag = dag or named
+    else:
         name, run = split_dag(ref)
         dag = tx.find_dag(name, run)
     if dag is None:
@@ -47,15 +69,33 @@ def find_dag(tx: Transaction, ref: str) -> Row:
     return dag
 
 
+def job_ref(tx: Transaction, job: Row) -> str:
+    """A job's reference that names it alone, ``dag#run/job``."""
+    dag = tx.get_dag(job["dag_id"])
+    return f"{dag['name']}#{dag['run']}/{job['job_id']}" if dag else f"#{job['id']}"
+
+
 def find_job(tx: Transaction, ref: str) -> Row:
     job = None
-    if (number := as_id(ref)) is not None:
+    if (number := id_form(ref)) is not None:
         job = tx.get_job(number)
-    if job is None and "/" in ref:
+    elif (number := as_id(ref)) is not None:
+        # Digits are an id and could be a job id too (TitanJob(str(i))): never a guess.
+        job = by_id = tx.get_job(number)
+        named = tx.find_job(ref)
+        if by_id is not None and named is not None and by_id["id"] != named["id"]:
+            first, second = job_ref(tx, by_id), job_ref(tx, named)
+            raise AmbiguousRef(
+                f"job {ref!r} is ambiguous: it is the id of job {first} and the job id of "
+                f"{second}: say {first!r} (or '#{number}') for the first, {second!r} for "
+                "the second",
+                details={"ref": ref, "by_id": first, "by_name": second})
+        job = job or named
+    elif "/" in ref:
         dag_part, _, job_id = ref.rpartition("/")
         name, run = split_dag(dag_part)
         job = tx.find_job(job_id, name, run)
-    elif job is None:
+    else:
         job = tx.find_job(ref)
     if job is None:
         raise NotFound(f"no job {ref!r}", details={"ref": ref})
@@ -87,6 +127,6 @@ class RecentJobNames:
     def newest(self, ref: str) -> int | None:
         """The id a plain job name ``ref`` means, if it was submitted lately; None for a
         name not noted and for refs that are not plain names (an id, ``dag/job``)."""
-        if "/" in ref or as_id(ref) is not None:
+        if "/" in ref or ref.startswith("#") or as_id(ref) is not None:
             return None
         return self._ids.get(ref)

@@ -13,7 +13,7 @@ from typing import Any
 
 from titan import services
 from titan.errors import InvalidDAG, ValidationFailed
-from titan.formats import args_problem, env_problem, name_problem, ref_name_problem
+from titan.formats import args_problem, env_problem, name_problem
 from titan.master.scheduling.dag_graph import graph_problems, job_problem
 
 JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE", "APPROVAL"}
@@ -39,10 +39,9 @@ _ALIASES = {"depends_on": "parents", "dependencies": "parents", "needs": "parent
             "type": "job_type", "requires": "requirement", "arguments": "args"}
 
 
-def check_name(value: Any, what: str, *, ref: bool = False) -> str:
-    """A DAG name, job id or capability (the rule of :func:`titan.formats.name_problem`);
-    ``ref``: one a reference names, which may not be digits alone (``ref_name_problem``)."""
-    why = (ref_name_problem if ref else name_problem)(value, what)
+def check_name(value: Any, what: str) -> str:
+    """A DAG name, job id or capability (the rule of :func:`titan.formats.name_problem`)."""
+    why = name_problem(value, what)
     if why is not None:
         raise ValidationFailed(why, details={"field": what})
     return str(value)
@@ -77,7 +76,7 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     """Check one job spec and return it normalised (defaults filled, types fixed)."""
     raw_id = job.get("job_id")
     try:
-        job_id = check_name(raw_id, "job_id", ref=True)
+        job_id = check_name(raw_id, "job_id")
     except ValidationFailed as exc:
         raise InvalidDAG(f"job #{index + 1}: {exc}", details={"job_id": raw_id, "index": index}) from None
     unknown = unknown_field(job, JOB_FIELDS)
@@ -298,9 +297,9 @@ def as_submitted(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def dag_name_of(name: Any) -> str:
     """A DAG's name as given (``DAG-`` prefix dropped), checked. Raises InvalidDAG."""
     try:
-        name = check_name(name, "DAG name", ref=True)
+        name = check_name(name, "DAG name")
         if name.startswith("DAG-"):
-            name = check_name(name[4:], "DAG name", ref=True)
+            name = check_name(name[4:], "DAG name")
             if name.startswith("DAG-"):
                 # References drop one "DAG-" too: its ref would name the DAG without it.
                 raise ValidationFailed(f"DAG name {'DAG-' + name!r}: a name cannot start with "
