@@ -251,3 +251,54 @@ def test_an_async_tool_cut_off_by_its_callers_timeout_replays_to_the_same_fallba
             for a in replayed] == [("slow_search", "error", "served", "CancelledError"),
                                    ("fast_search", "replayed", "served", None)]
     assert replayed[0]["duration_ns"] < 1.5e9  # cut off by the 0.2 s timeout, not the bound
+
+
+RETRIED = """
+import os, sys
+import titan, titan.errors
+
+@titan.tool
+def ingest(part: str) -> str:
+    return part.upper()
+
+run_id, marker = sys.argv[1], sys.argv[2]
+with titan.trace.run("ingest", run_id=run_id):
+    ingest(os.environ["TITAN_ATTEMPT"])
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("transient failure on the first attempt")
+titan.trace.flush()  # its end told: the same attempt naming it again is another execution
+try:
+    with titan.trace.run("ingest", run_id=run_id):
+        pass
+except titan.errors.Conflict as exc:
+    print("again:", exc.code)
+"""
+
+
+def test_a_jobs_retry_opens_the_run_its_failed_attempt_named_again(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # Attempt 1 raised out of its block and ended its run failed; attempt 2 died with
+    # Conflict run_ended as its block opened, before its body ran: retries never helped a
+    # job that names its run. The retry's run is its own again, running till it ends it.
+    from titan_sdk import TitanJob
+
+    script = write(tmp_path, "retried.py", RETRIED)
+    run_id = f"ingest-{tmp_path.name[-8:]}".replace("_", "-")
+    marker = tmp_path / "marker"
+    client = cluster.client()
+    name = f"retried_{tmp_path.name[-6:]}"
+    client.submit_job(TitanJob(name, str(script), args=[run_id, str(marker)], retries=1))
+    job = client.wait(name, timeout=60)
+    logs = client.fetch_logs(name)
+    assert (job["state"], job["attempt"]) == ("COMPLETED", 2), logs
+    assert "again: run_ended" in logs, logs
+    ended(cluster, run_id)
+    run = cluster.api("GET", f"/runs/{run_id}")
+    assert run["error"] is None and run["ended_at"] >= run["started_at"], run
+    assert (run["started_by"]["job_id"], run["started_by"]["attempt"]) == (name, 2), run
+    # Both attempts' calls, under the same key: the latest is the one a replay takes, as
+    # for a retried job's calls in its DAG's run.
+    calls = cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+    assert [(a["name"], a["ordinal"], a["inputs"]) for a in calls] == [
+        ("ingest", 0, {"part": "1"}), ("ingest", 0, {"part": "2"})]

@@ -28,7 +28,7 @@ from titan.master.runs.actions import append_batch, prepare_batch
 from titan.master.runs.budgets import budget_state, check_budget
 from titan.master.runs.events import TERMINAL_RUN, run_summary
 from titan.master.runs.ledger import LedgerChecks
-from titan.master.runs.lookup import reopened, run_or_404
+from titan.master.runs.lookup import reopening, run_or_404
 from titan.master.runs.stages import (
     derived_end,
     orphaned_replay_end,
@@ -106,7 +106,8 @@ class RunService:
                          once: bool = False) -> tuple[Row, bool]:
         """Open a run, or fill in one of that id (a stage opened it first, a resend). ``once``
         (``POST /runs``): a run that has ended is not opened again (Conflict), unless the
-        body is its own start again (the same ``started_at``: a resend)."""
+        body is its own start again (the same ``started_at``: a resend) or a later attempt
+        of the job that opened it opens it (its retry: running again, see lookup.reopening)."""
         fields = action_input.parse_run(body, creating=True)
         if fields.get("budget_usd") is not None and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may set a run's budget")
@@ -123,6 +124,7 @@ class RunService:
                "alive_at": now if watched else None}
 
         own = self._own_run(who) if who.role == "job" else None
+        reopens: list[tuple[Row, Row]] = []  # (before, after) of a run a retry opened again
 
         def op(tx: Transaction) -> tuple[Row, bool]:
             created = tx.create_run(row)
@@ -138,7 +140,11 @@ class RunService:
                                     f"started, not {run_id!r}")
                 if once and existing["status"] != RunStatus.RUNNING \
                         and existing["started_at"] != row["started_at"]:
-                    raise reopened(existing)
+                    # Its job's next attempt opens it again (lookup.reopening); else 409.
+                    changes = reopening(existing, row, who, watched)
+                    tx.update_run(run_id, changes)
+                    reopens.append((existing, {**existing, **changes}))
+                    return reopens[-1][1], False
                 fill = {k: v for k, v in row.items()
                         if k in ("agent_id", "agent_version", "code_version", "tags",
                                  "started_by") and v is not None and existing.get(k) is None}
@@ -156,8 +162,12 @@ class RunService:
             return found, created
 
         run, created = await self.engine.run(op)
-        if who.role == "job" and who.job is not None and created:
+        if who.role == "job" and who.job is not None and (created or reopens):
             self.drivers.setdefault(who.job, set()).add(run["id"])
+        if reopens:
+            self.ending.discard(run["id"])
+            self.after_run_change(*reopens[-1])
+            return run, created
         self.hub.publish("run_created" if created else "run_updated", run_summary(run))
         return run, created
 
