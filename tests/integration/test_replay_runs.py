@@ -302,3 +302,49 @@ def test_a_jobs_retry_opens_the_run_its_failed_attempt_named_again(
     calls = cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
     assert [(a["name"], a["ordinal"], a["inputs"]) for a in calls] == [
         ("ingest", 0, {"part": "1"}), ("ingest", 0, {"part": "2"})]
+
+
+FALLBACK = """
+import sys
+import titan, titan.errors
+
+@titan.tool
+def step(x: int) -> int:
+    return x + 1
+
+try:
+    with titan.trace.run("nightly", run_id=sys.argv[1]):
+        step(1)
+except titan.errors.Conflict as exc:
+    print("refused:", exc.code)
+    with titan.trace.run("nightly", run_id=sys.argv[1] + "-2"):  # as the 409 advises
+        step(2)
+"""
+
+
+def test_a_refused_block_is_no_block_of_its_process_and_its_fallback_replays(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # The refused block R still counted as the process's first run: the fallback R-2 was
+    # listed in R's code (another, ended execution's recording was edited), and R-2's replay
+    # read its blocks from R, its first block a shadow of R: 0 %, one call missing.
+    script = write(tmp_path, "fallback.py", FALLBACK)
+    rid = f"nightly-{tmp_path.name[-8:]}".replace("_", "-")
+    run(cluster, script, rid)
+    ended(cluster, rid)
+    assert "refused: run_ended" in run(cluster, script, rid).stdout
+    ended(cluster, f"{rid}-2")
+    first, second = (cluster.api("GET", f"/runs/{r}")["code"] for r in (rid, f"{rid}-2"))
+    assert first["blocks"] == [["nightly", 0, rid]], first
+    assert second["blocks"] == [["nightly", 0, f"{rid}-2"]], second
+    assert (second["block"]["first"], second["block"]["n"]) == (f"{rid}-2", 0)
+    for replayed, x in ((f"{rid}-2", 2), (rid, 1)):
+        report = replay(cluster, replayed)
+        clean(report)
+        assert [a[2] for a in actions(cluster, report["run_id"])] == [{"x": x}]
+    # A block naming another process's first run (its opening refused where the master was
+    # out of reach at first) is not listed there: that recording is left as it was.
+    other = f"{rid}-other"
+    cluster.api("POST", "/runs", {"id": other, "agent_id": "nightly"})
+    block = dict(first["block"], n=1, process="another-process")
+    cluster.api("PUT", f"/runs/{other}/code", {"files": first["files"], "block": block})
+    assert cluster.api("GET", f"/runs/{rid}")["code"]["blocks"] == [["nightly", 0, rid]]

@@ -53,10 +53,16 @@ _originals: dict[tuple[str, int], str] = {}
 _originals_pid = 0
 
 
+#: This process, in its blocks' code: the master lists a block in the first run's code only
+#: if that run's process is the same (a first run that was another execution's is not edited).
+_process = secrets.token_hex(8)
+
+
 def _forget_blocks() -> None:
-    global _first
+    global _first, _process
     _opened.clear()
     _first = None
+    _process = secrets.token_hex(8)
 
 
 os.register_at_fork(after_in_child=_forget_blocks)
@@ -74,6 +80,29 @@ def replaying_blocks(original: str, code: dict[str, Any]) -> None:
     _replayed = (original, block["agent"], int(block["n"]))
     _originals = {(agent, int(n)): run_id for agent, n, run_id in code.get("blocks") or ()}
     _originals_pid = os.getpid()
+
+
+def _refused_in_original(run_id: str) -> None:
+    """In a replay, a block naming a run that is neither the replayed one nor one of the
+    original process's blocks, which has ended: the master refused it in the original (a
+    run id names one execution), so it is refused again here, where the script's own
+    fallback ran; nor counted, as it was not."""
+    if _replayed is None or _originals_pid != os.getpid() or run_id == _replayed[0] \
+            or run_id in _originals.values():
+        return
+    from titan import errors
+    from titan.formats import quote_ref
+
+    try:
+        found = RECORDER.client().call("GET", f"/runs/{quote_ref(run_id)}")
+    except errors.NotFound:
+        return
+    status = found.get("status") if isinstance(found, dict) else None
+    if status not in (None, "running"):
+        raise errors.Conflict(
+            f"agent run {run_id} already ended {status}: a run id names one execution, and "
+            "a run that has ended is not opened again (refused as in the original run)",
+            code="run_ended", details={"id": run_id, "status": status})
 
 
 def _original_block(agent_id: str, n: int, run_id: str | None) -> str | None:
@@ -123,10 +152,6 @@ class Run:
             problem = _not_utf8(value)
             if problem is not None:
                 raise ValueError(f"{field} {problem}")
-        global _first
-        with _blocks_lock:  # the n-th block of this agent id the process opened
-            n = self.block = _opened.get(agent_id, 0)
-            _opened[agent_id] = n + 1
         # Replayed, the block that was the replayed run is the replay's: opened and ended by
         # the replay itself. The script's other blocks (a sub-agent's run, the other items
         # of a batch) are what they were: their calls answered from their own recordings,
@@ -134,7 +159,12 @@ class Run:
         self.replaying = bool(os.environ.get("TITAN_REPLAY") and
                               os.environ.get("TITAN_AGENT_RUN_ID"))
         self._chosen = run_id is not None  # the caller named the run: see __enter__
-        shadow = _original_block(agent_id, n, run_id) if self.replaying else None
+        self.block = -1  # the n-th block of this agent id the process opened (see _count)
+        shadow = None
+        if self.replaying:
+            if run_id is not None:
+                _refused_in_original(run_id)
+            shadow = _original_block(agent_id, self._count(agent_id), run_id)
         if shadow is not None:
             self.replaying = False
             run_id = shadow or None
@@ -145,9 +175,6 @@ class Run:
         self.handle = context.RunHandle(id=self.id, agent_id=agent_id, default_actor=agent_id,
                                         budget_usd=budget_usd, shadow_of=shadow)
         self._first: str | None = None  # the process's first block's run (see _opened)
-        if shadow is None and not self.replaying:
-            with _blocks_lock:
-                _first = self._first = _first or self.id
         self.handle.known_at = 1.0  # its budget is the one given here: nothing to fetch
         self._body: dict[str, Any] = {"id": self.id, "agent_id": agent_id}
         for key, value in (("agent_version", agent_version), ("budget_usd", budget_usd),
@@ -165,6 +192,9 @@ class Run:
                 # second's calls took the first's keys, and its replay re-ran half of each).
                 # Asked now, so the master's Conflict is raised here, in the caller's code.
                 RECORDER.open_now(self.handle, body)
+            # Counted once the master took it: a block it refused (another execution's id)
+            # is no block of this process, nor its first run, whose code lists the others.
+            self._count(self.agent_id, first=True)
             RECORDER.put("create", self.handle, body)
             # Read now, on the caller's thread: by the time the sender gets to it a short
             # script may be over, and the interpreter has cleared __main__.__file__.
@@ -172,7 +202,8 @@ class Run:
 
             found = code.driver_code()
             if found is not None:  # which block of the script it is: see replaying_blocks
-                block = {"first": self._first, "agent": self.agent_id, "n": self.block}
+                block = {"first": self._first, "agent": self.agent_id, "n": self.block,
+                         "process": _process}
                 found = (dict(found[0], block=block), found[1])
             RECORDER.put("code", self.handle, found)
         self._token = context.enter_run(self.handle)
@@ -196,6 +227,17 @@ class Run:
             return
         RECORDER.put("patch", self.handle, dict(body, ended_at=time.time()))
         RECORDER.ended()
+
+    def _count(self, agent_id: str, *, first: bool = False) -> int:
+        """Number this block: the n-th of ``agent_id`` the process opened (and, ``first``,
+        the process's first run if none was before it)."""
+        global _first
+        with _blocks_lock:
+            n = self.block = _opened.get(agent_id, 0)
+            _opened[agent_id] = n + 1
+            if first:
+                _first = self._first = _first or self.id
+        return n
 
     @property
     def cost_usd(self) -> float:

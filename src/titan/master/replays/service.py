@@ -142,11 +142,15 @@ def parse_code(body: Any) -> Row:
         ok = (isinstance(block, dict) and isinstance(block.get("first"), str)
               and run_id_problem(block["first"]) is None
               and isinstance(block.get("agent"), str) and 0 < len(block["agent"]) <= 200
-              and type(block.get("n")) is int and block["n"] >= 0)
+              and type(block.get("n")) is int and block["n"] >= 0
+              and (block.get("process") is None or isinstance(block["process"], str)
+                   and 0 < len(block["process"]) <= 64))
         if not ok:
             raise ValidationFailed("block must be {first: a run id, agent: the agent id, n: "
-                                   "0 or more}", details={"field": "block"})
-        block = {"first": block["first"], "agent": block["agent"], "n": block["n"]}
+                                   "0 or more, process?: an id of at most 64 characters}",
+                                   details={"field": "block"})
+        block = {"first": block["first"], "agent": block["agent"], "n": block["n"],
+                 **({"process": block["process"]} if block.get("process") else {})}
     return {"driver": driver, "files": dict(files), "block": block}
 
 
@@ -155,7 +159,8 @@ def register_block(tx: Transaction, run_id: str, block: Row, code: Row) -> None:
     ``block["agent"]`` its process opened: listed in the code of the process's first run
     (``code`` when that is this one), ``blocks: [[agent, n, run id], ...]``, in the order they
     opened. A replay of any one of them re-runs the whole script, and answers the other
-    blocks' calls from their own recordings (:mod:`titan.trace.runs`)."""
+    blocks' calls from their own recordings (:mod:`titan.trace.runs`). A first run whose
+    own block names another ``process`` is another execution's: never edited."""
     entry = [block["agent"], block["n"], run_id]
     first = code if block["first"] == run_id else None
     if first is None:
@@ -163,6 +168,9 @@ def register_block(tx: Transaction, run_id: str, block: Row, code: Row) -> None:
         if found is None:
             return
         first = dict(found.get("code") or {})
+        theirs = (first.get("block") or {}).get("process")
+        if theirs and block.get("process") and theirs != block["process"]:
+            return  # another process's run (another execution's): its recording is its own
     blocks = list(first.get("blocks") or [])
     if entry in blocks or len(blocks) >= MAX_BLOCKS:
         return
