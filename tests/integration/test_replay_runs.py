@@ -348,3 +348,55 @@ def test_a_refused_block_is_no_block_of_its_process_and_its_fallback_replays(
     block = dict(first["block"], n=1, process="another-process")
     cluster.api("PUT", f"/runs/{other}/code", {"files": first["files"], "block": block})
     assert cluster.api("GET", f"/runs/{rid}")["code"]["blocks"] == [["nightly", 0, rid]]
+
+
+STALLED = """
+import os, signal, sys, time
+import titan
+
+@titan.tool
+def step(x: int) -> int:
+    return x
+
+master, ended_run = int(sys.argv[1]), sys.argv[2]
+if master:
+    os.kill(master, signal.SIGSTOP)  # takes connections, answers nothing: out of reach
+times = []
+try:
+    for i, run_id in enumerate([f"{ended_run}-a", f"{ended_run}-b", ended_run]):
+        t = time.monotonic()
+        with titan.trace.run("stalled", run_id=run_id):
+            step(i)
+        times.append(time.monotonic() - t)
+finally:
+    if master:
+        os.kill(master, signal.SIGCONT)
+print(" ".join(f"{t:.2f}" for t in times))
+"""
+
+
+def test_a_master_out_of_reach_costs_a_named_block_one_short_try_and_the_next_none(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # Asking as a named block opened tried for 2 s (7 tries when the connection was refused,
+    # 2 s against a master that did not answer), for every block: a batch of N named items
+    # paid 2*N seconds, and an asyncio loop stood still meanwhile.
+    script = write(tmp_path, "stalled.py", STALLED)
+    ended_run = f"stalled-{tmp_path.name[-8:]}".replace("_", "-")
+    cluster.api("POST", "/runs", {"id": ended_run, "agent_id": "stalled"})
+    cluster.api("PATCH", f"/runs/{ended_run}", {"status": "completed"})
+    assert cluster.master is not None
+    done = run(cluster, script, str(cluster.master.pid), ended_run)
+    first, *rest = (float(t) for t in done.stdout.split())
+    assert first < 3.0 and max(rest) < 0.5, done.stdout  # one try of 2 s, then none
+    # The master, back, opened the two new runs from the sender, and refused the ended one
+    # there (said on stderr): nothing of the block was appended to that other execution.
+    ended(cluster, f"{ended_run}-a", f"{ended_run}-b")
+    assert f"the master refused to open run {ended_run}" in done.stderr, done.stderr
+    assert actions(cluster, ended_run) == []
+    # Nothing listening: one refused connection, at once.
+    closed = subprocess.run(
+        [sys.executable, str(script), "0", ended_run], capture_output=True, text=True,
+        timeout=60, env=dict(cluster.env, TITAN_MASTER_URLS="http://127.0.0.1:9",
+                             TITAN_TOKEN="tt_x", TITAN_TRACE_FLUSH_TIMEOUT="1"))
+    assert closed.returncode == 0, closed.stderr
+    assert sum(float(t) for t in closed.stdout.split()) < 1.0, closed.stdout

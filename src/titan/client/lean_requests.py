@@ -49,7 +49,7 @@ class LeanRequests:
 
     def send(self, url: str, method: str, path: str, params: Mapping[str, Any] | None,
              json: Any, body: bytes | None, headers: Mapping[str, str] | None,
-             read_timeout: float | None) -> Reply:
+             read_timeout: float | None, connect_timeout: float | None = None) -> Reply:
         """One exchange with the master at ``url``: ``path`` (quoted as httpx would), its
         ``params`` (booleans as ``true``/``false``, None left out, a list or tuple as the
         parameter repeated, as httpx sends it), a JSON or bytes body."""
@@ -79,6 +79,6 @@ class LeanRequests:
             fields[b"content-length"] = b"%d" % len(content or b"")
         head = request_head(method, target.encode("ascii"), list(fields.items()))
         return self._transport.exchange(
-            origin[0], head, content, method=method, url=url + path, connect_timeout=5.0,
+            origin[0], head, content, method=method, url=url + path, connect_timeout=connect_timeout or 5.0,
             read_timeout=self._timeout if read_timeout is None else read_timeout,
             host=origin[1], token=bearer_token(fields.get(b"authorization")))

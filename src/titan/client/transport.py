@@ -159,6 +159,7 @@ class Transport:
         body: Body,
         headers: Mapping[str, str] | None,
         read_timeout: float | None,
+        connect_timeout: float | None = None,
     ) -> httpx.Request:
         extra = dict(headers or {})
         content: bytes | Iterator[bytes] | None = None
@@ -173,8 +174,9 @@ class Transport:
             extra.setdefault("Content-Type", "application/octet-stream")
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         timeout: Any = httpx.USE_CLIENT_DEFAULT
-        if read_timeout is not None:
-            timeout = httpx.Timeout(read_timeout, connect=5.0)
+        if read_timeout is not None or connect_timeout is not None:
+            read = self._http.timeout.read if read_timeout is None else read_timeout
+            timeout = httpx.Timeout(read, connect=connect_timeout or 5.0)
         return self._http.build_request(
             method, url + API_PREFIX + path, params=clean, json=json, content=content,
             headers=extra, timeout=timeout,
@@ -194,6 +196,7 @@ class Transport:
         idempotency_key: bool = False,
         hold: Hold | None = None,
         deadline: float | None = None,
+        connect_timeout: float | None = None,
     ) -> httpx.Response:
         """Send one request (retrying as the module docstring says) and check its status.
 
@@ -201,7 +204,8 @@ class Transport:
         every retry, so the master applies it once even when a reply was lost. With
         ``stream=True`` the body is not read; the caller must close the response. ``hold``
         sets the hold's parameter and the read timeout of each try (``read_timeout`` is then
-        not used); ``deadline`` (monotonic) is the last moment to try again.
+        not used); ``deadline`` (monotonic) is the last moment to try again;
+        ``connect_timeout`` bounds each try's connection (5 s).
         """
         method = method.upper()
         if idempotency_key:
@@ -209,7 +213,8 @@ class Transport:
 
         def exchange(url: str) -> httpx.Response:
             query, read = (params, read_timeout) if hold is None else hold.for_try(params)
-            request = self._build(url, method, path, query, json, body, headers, read)
+            request = self._build(url, method, path, query, json, body, headers, read,
+                                  connect_timeout)
             return self._http.send(request, stream=stream)
 
         try:
@@ -329,9 +334,10 @@ class Transport:
         idempotency_key: bool = False,
         hold: Hold | None = None,
         deadline: float | None = None,
+        connect_timeout: float | None = None,
     ) -> Any:
         """Send a request and return its decoded JSON reply (``None`` for an empty one);
-        ``hold`` and ``deadline`` as for :meth:`send`."""
+        ``hold``, ``deadline`` and ``connect_timeout`` as for :meth:`send`."""
         response: httpx.Response | Reply
         lean = self._lean
         if lean is not None and not isinstance(body, Path) \
@@ -342,7 +348,7 @@ class Transport:
             def exchange(url: str) -> Reply:
                 query, read = (params, read_timeout) if hold is None else hold.for_try(params)
                 return lean.send(url, method, API_PREFIX + path, query, json, body, headers,
-                                 read)
+                                 read, connect_timeout)
 
             try:
                 response = self._retrying(method, headers, exchange, deadline=deadline)
@@ -352,6 +358,7 @@ class Transport:
             response = self.send(
                 method, path, params=params, json=json, body=body, read_timeout=read_timeout,
                 idempotency_key=idempotency_key, hold=hold, deadline=deadline,
+                connect_timeout=connect_timeout,
             )
         if not response.content:
             return None

@@ -24,6 +24,10 @@ from titan.trace import batches, code
 from titan.trace.context import RunHandle
 
 MAX_OPS = 500  # the master takes 1,000
+#: Asking as a named block opens (:meth:`MultiRun.open_now`): one try, its connection given
+#: this long, its answer OPEN_READ; a master found out of reach is not asked again as blocks
+#: open for OPEN_SKIP seconds (their runs are opened by the sender, as unnamed ones are).
+OPEN_CONNECT, OPEN_READ, OPEN_SKIP = 0.5, 2.0, 60.0
 log = logging.getLogger("titan.trace")
 
 
@@ -57,6 +61,7 @@ class MultiRun:
     _unbatched: set[int]  # transports to a master without the route
     _single: bool  # send the next item by its own route (the master refused it in a batch)
     _unwatching: set[int]  # transports to a master without POST /runs's "watched"
+    _unreached: dict[int, float]  # transports whose master was out of reach: until when
 
     def client(self, run: RunHandle | None = None) -> Any: ...  # the recorder's
 
@@ -164,6 +169,7 @@ class MultiRun:
             elif kind == "patch" and extra:
                 self.acked_ends += 1
         self.acked_at = time.monotonic()
+        self._unreached.pop(id(client), None)  # reached: blocks opening ask it again
         if "error" in reply:
             self._single = True  # the one refused goes by its own route, which handles it
         return True
@@ -172,12 +178,22 @@ class MultiRun:
         """Open ``run`` now, on the caller's thread (a run id the caller chose): raises the
         master's Conflict when that id names a run that has ended, where the caller can
         see it. Anything else (unreachable, an older master) is left to the sender, which
-        opens the run in its turn as ever (the same start again, which the master takes)."""
+        opens the run in its turn as ever (the same start again, which the master takes).
+        Telemetry must not stall the agent: one try, no retries, a short connection; a
+        master out of reach is not asked again for a while (the sender's own opening still
+        reports a refusal, on stderr)."""
+        client = self.client(run)
+        if self._unreached.get(id(client), 0.0) > time.monotonic():
+            return
         try:
-            learn(run, self.client(run).call("POST", "/runs", json=dict(body, watched=True),
-                                             deadline=time.monotonic() + 2.0))
+            learn(run, client.call("POST", "/runs", json=dict(body, watched=True),
+                                   deadline=time.monotonic(), connect_timeout=OPEN_CONNECT,
+                                   read_timeout=OPEN_READ))
         except errors.Conflict:
             raise
+        except errors.ConnectionFailed as exc:
+            self._unreached[id(client)] = time.monotonic() + OPEN_SKIP
+            log.debug("titan.trace: run %s not opened at once (%s)", run.id, exc)
         except errors.TitanError as exc:
             log.debug("titan.trace: run %s not opened at once (%s)", run.id, exc)
 

@@ -80,6 +80,7 @@ class Recorder(batches.Sending, multirun.MultiRun):
         self.send_error: BaseException | None = None
         self._unwatching: set[int] = set()  # transports to a master without "watched"
         self._unbatched: set[int] = set()  # transports to a master without /runs/batch
+        self._unreached: dict[int, float] = {}  # masters out of reach as a block opened
         self._single = False  # the next item goes by its own route (see multirun.py)
 
     # -- the caller's side --------------------------------------------------------------------
