@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from titan.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from titan.master.auth.tokens import OPERATE, Principal
-from titan.master.runs import compliance, liveness
+from titan.master.runs import compliance, job_scope, liveness
 from titan.master.runs import ingest as action_input
 from titan.master.runs.actions import append_batch, prepare_batch
 from titan.master.runs.budgets import budget_state, check_budget
@@ -123,7 +123,7 @@ class RunService:
                "started_by": compliance.started_by(who, self.engine.sched), "pii": pii or None,
                "alive_at": now if watched else None}
 
-        own = self._own_run(who) if who.role == "job" else None
+        own = job_scope.own_run(self.engine.sched, who) if who.role == "job" else None
         reopens: list[tuple[Row, Row]] = []  # (before, after) of a run a retry opened again
 
         def op(tx: Transaction) -> tuple[Row, bool]:
@@ -181,7 +181,7 @@ class RunService:
             raise Forbidden("only an operator or admin may change a run's budget")
         pii = compliance.redact_run_error(self.redactor, fields)
         now = time.time()
-        own_dag = self._own_dag_ending(who)
+        own_dag = job_scope.own_dag_ending(self.engine.sched, who)
 
         def op(tx: Transaction) -> tuple[Row, Row]:
             run = run_or_404(tx, run_id)
@@ -355,47 +355,11 @@ class RunService:
         return agent
 
     # -- actions ------------------------------------------------------------------------------
-    def _own_dag_ending(self, who: Principal) -> int | None:
-        """The DAG of the job ``who`` is when that job is all of it still going: ending the
-        run from it (a driver, a replay's driver) need not wait for it to settle."""
-        job = self.engine.sched.jobs.get(who.job) if who.job is not None else None
-        dag = self.engine.sched.dags.get(job.dag_id) if job is not None else None
-        if dag is None or sum(n for state, n in dag.counts.items()
-                              if state not in TERMINAL) != 1:
-            return None
-        return dag.id
-
-    def _own_run(self, who: Principal) -> str | None:
-        job = self.engine.sched.jobs.get(who.job or -1)
-        dag = self.engine.sched.dags.get(job.dag_id) if job else None
-        return dag.agent_run_id if dag is not None else None
-
     async def check_may_drive(self, run_id: str, who: Principal, doing: str = "drive") -> None:
-        """A job's token may drive (``doing``: and write actions into) its own agent run, or
-        a run it started (POST /runs, or a stage it submitted into a new run): an
-        orchestrator running as a job records the code of the runs it submits stages into,
-        keeps them alive and ends them when it exits, and a ``trace.run`` opened in a job
-        records into it. Never another job's run or an unrelated one."""
-        if who.role != "job" or self._own_run(who) == run_id:
-            return
-        run = await self.engine.read(lambda tx: tx.get_run(run_id))
-        by = (run or {}).get("started_by") or {}
-        if not (by.get("role") == "job" and by.get("job") == who.job):
-            raise Forbidden(f"a job may only {doing} its own agent run or one it started, not "
-                            f"{run_id!r}")
+        await job_scope.check_may_drive(self.engine, run_id, who, doing)
 
     async def check_stage(self, run_id: str, who: Principal) -> None:
-        """A job may submit stages into its own agent run, a new one, or one it started (an
-        orchestrator running as a job), never into another run: its stage's jobs could then
-        write into that run (their tokens' run is their DAG's), forging another agent's
-        recording."""
-        if who.role != "job" or self._own_run(who) == run_id:
-            return
-        run = await self.engine.read(lambda tx: tx.get_run(run_id))
-        by = (run or {}).get("started_by") or {}
-        if run is not None and not (by.get("role") == "job" and by.get("job") == who.job):
-            raise Forbidden(f"a job may add stages only to its own agent run, a new one or one "
-                            f"it started, not to {run_id!r}", details={"field": "agent_run_id"})
+        await job_scope.check_stage(self.engine, run_id, who)
 
     async def ingest(self, run_id: str, body: Any, who: Principal) -> Row:
         await self.check_may_drive(run_id, who, "write into")

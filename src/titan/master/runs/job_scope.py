@@ -1,0 +1,66 @@
+"""What a job's token may do to agent runs: drive (and write into) its own run or one it
+started, add stages to its own run, a new one or one it started; never another's.
+
+A job's run is its DAG's ``agent_run_id``; a run it started carries the job in its
+``started_by``. Kept apart from :mod:`titan.master.runs.service` because the checks read the
+scheduler's memory and the run row, and the replays service asks them too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from titan.errors import Forbidden
+from titan.master.auth.tokens import Principal
+from titan.master.scheduling.state import TERMINAL
+
+if TYPE_CHECKING:
+    from titan.master.scheduling.engine import Engine
+    from titan.master.scheduling.scheduler import Scheduler
+
+
+def own_dag_ending(sched: Scheduler, who: Principal) -> int | None:
+    """The DAG of the job ``who`` is when that job is all of it still going: ending the
+    run from it (a driver, a replay's driver) need not wait for it to settle."""
+    job = sched.jobs.get(who.job) if who.job is not None else None
+    dag = sched.dags.get(job.dag_id) if job is not None else None
+    if dag is None or sum(n for state, n in dag.counts.items() if state not in TERMINAL) != 1:
+        return None
+    return dag.id
+
+
+def own_run(sched: Scheduler, who: Principal) -> str | None:
+    """The agent run of the job ``who`` is (its DAG's), if any."""
+    job = sched.jobs.get(who.job or -1)
+    dag = sched.dags.get(job.dag_id) if job else None
+    return dag.agent_run_id if dag is not None else None
+
+
+async def check_may_drive(engine: Engine, run_id: str, who: Principal,
+                          doing: str = "drive") -> None:
+    """A job's token may drive (``doing``: and write actions into) its own agent run, or
+    a run it started (POST /runs, or a stage it submitted into a new run): an
+    orchestrator running as a job records the code of the runs it submits stages into,
+    keeps them alive and ends them when it exits, and a ``trace.run`` opened in a job
+    records into it. Never another job's run or an unrelated one."""
+    if who.role != "job" or own_run(engine.sched, who) == run_id:
+        return
+    run = await engine.read(lambda tx: tx.get_run(run_id))
+    by = (run or {}).get("started_by") or {}
+    if not (by.get("role") == "job" and by.get("job") == who.job):
+        raise Forbidden(f"a job may only {doing} its own agent run or one it started, not "
+                        f"{run_id!r}")
+
+
+async def check_stage(engine: Engine, run_id: str, who: Principal) -> None:
+    """A job may submit stages into its own agent run, a new one, or one it started (an
+    orchestrator running as a job), never into another run: its stage's jobs could then
+    write into that run (their tokens' run is their DAG's), forging another agent's
+    recording."""
+    if who.role != "job" or own_run(engine.sched, who) == run_id:
+        return
+    run = await engine.read(lambda tx: tx.get_run(run_id))
+    by = (run or {}).get("started_by") or {}
+    if run is not None and not (by.get("role") == "job" and by.get("job") == who.job):
+        raise Forbidden(f"a job may add stages only to its own agent run, a new one or one "
+                        f"it started, not to {run_id!r}", details={"field": "agent_run_id"})
