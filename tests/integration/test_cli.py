@@ -766,3 +766,21 @@ def test_workers_of_an_earlier_master_are_unknown_for_a_lease_then_lost(
     while [w["state"] for w in client.list_workers() if w["name"] == "was-live"] != ["lost"]:
         assert time.monotonic() < deadline, client.list_workers()
         time.sleep(0.2)
+
+
+def test_output_paths_that_are_not_plain_files(cluster: Cluster, tmp_path: Path) -> None:
+    """-o into a pipe or a device link writes into it (it was replaced by a plain file); a
+    path that cannot be written is one error line, not a traceback."""
+    titan(cluster, "store", "put", "o-key", "v")
+    link = tmp_path / "null"
+    link.symlink_to("/dev/null")
+    out = titan(cluster, "runs", "export", "-o", str(link))
+    assert link.is_symlink(), out.stdout + out.stderr
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    titan(cluster, "files", "upload", str(blocker))
+    for argv in (["runs", "export", "-o", str(blocker / "x.jsonl")],
+                 ["files", "get", "a-file", "-o", str(blocker / "x")]):
+        out = titan(cluster, *argv, check=False)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.startswith("error: "), out.stderr

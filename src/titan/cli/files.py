@@ -107,7 +107,11 @@ def _remove(args: argparse.Namespace, client: Any) -> int:
     what = ("every version but the newest" if args.keep_latest else "every version") \
         + f" of {cell(args.name)}"
     if not args.yes and sys.stdin.isatty():
-        answer = input(f"delete {what}? [y/N] ").strip().lower()
+        try:
+            answer = input(f"delete {what}? [y/N] ").strip().lower()
+        except EOFError:  # Ctrl-D: no answer is no
+            answer = ""
+            print(file=sys.stderr)
         if answer not in ("y", "yes"):
             print("nothing deleted", file=sys.stderr)
             return 1

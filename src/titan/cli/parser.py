@@ -323,6 +323,14 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     except KeyboardInterrupt:
         return INTERRUPTED
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as exc:
+        # A path the user gave that cannot be written or read (-o /etc/hostname/x): one
+        # line, as every other error, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {for_terminal((exc.strerror or str(exc)) + where, sys.stderr.isatty())}",
+              file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # `titan logs JOB | head`: the reader left; silence the flush at interpreter exit.
         try:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from titan.atomic import atomic_file
 from titan.cli import verify
 from titan.cli.output import money, run_money
 from titan.cli.verify import add_arguments as add_verify_arguments
@@ -184,19 +185,15 @@ def _write(chunks: Iterator[bytes], output: str) -> int:
         raise TitanError(f"cannot write {output}: no directory {path.parent}")
     if path.is_dir():
         raise TitanError(f"cannot write {output}: it is a directory (name a file)")
-    tmp = path.with_name(path.name + ".part")
     try:
-        with tmp.open("wb") as out:
+        # All at once or not at all (an export cut short leaves no half file behind), and a
+        # device or pipe (-o /dev/stdout) written into, never replaced: titan.atomic.
+        with atomic_file(path) as out:
             for chunk in chunks:
                 out.write(chunk)
                 size += len(chunk)
-        tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise TitanError(f"cannot write {output}: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # an export cut short leaves no half file behind
-        raise
     return size
 
 
