@@ -606,6 +606,20 @@ def test_roles(cluster: Cluster, tmp_path: Path) -> None:
     assert_error(*call(cluster, "POST", "/tokens", {"role": "root"}), 400)
 
 
+def test_the_last_admin_token_is_kept(make_cluster: MakeCluster) -> None:
+    """Revoked, no one could mint or revoke a token again (and a restart kept serving the
+    revoked admin.token): refused until another admin token exists."""
+    cl = make_cluster().up()  # its own: its admin token is revoked
+    first = [t["id"] for t in cl.client().list_tokens()
+             if t["role"] == "admin" and not t["revoked_at"]]
+    assert len(first) == 1
+    assert_error(*call(cl, "DELETE", f"/tokens/{first[0]}"), 409, "last_admin_token")
+    spare = cl.client().create_token("admin", "spare-admin")
+    assert call(cl, "DELETE", f"/tokens/{first[0]}", token=spare["token"])[0] == 200
+    assert_error(*call(cl, "DELETE", f"/tokens/{spare['id']}", token=spare["token"]), 409,
+                 "last_admin_token")
+
+
 def test_host_header_and_token_file(cluster: Cluster) -> None:
     # A loopback name with a port that is not one is refused too: the dashboard echoes the
     # Host header into its Content-Security-Policy.

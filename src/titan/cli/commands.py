@@ -353,7 +353,11 @@ def cmd_token(args: argparse.Namespace) -> int:
                          when(t["revoked_at"]) if t.get("revoked_at") else "-"]
                         for t in tokens])
         elif args.token_command == "revoke":
-            client.revoke_token(args.id)
+            revoked = client.revoke_token(args.id)
+            if args.json:
+                print_json({"id": args.id, "revoked": revoked})
+            else:
+                print(f"revoked {args.id}")
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 
 import titan
-from titan.errors import NotFound, Unauthorized, ValidationFailed
+from titan.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Admin, Caller, CtxDep, Reader
 from titan.master.api.limits import PROXY_CALL
@@ -83,10 +83,22 @@ async def list_tokens(c: CtxDep, p: Admin) -> Row:
 @router.delete("/tokens/{token_id}", tags=["admin"], summary="Revoke a token")
 async def revoke_token(c: CtxDep, p: Admin, token_id: str) -> Row:
     now = time.time()
-    if not await c.engine.run(lambda tx: tx.revoke_token(token_id, now)):
+
+    def op(tx: Transaction) -> bool:
+        # The last live admin token is kept: revoked, nobody could mint or revoke a token
+        # again, and a restart kept serving the revoked admin.token (a CLI QA pass).
+        live = [t for t in tx.list_tokens() if not t.get("revoked_at")]
+        if any(t["id"] == token_id and t["role"] == "admin" for t in live) \
+                and sum(t["role"] == "admin" for t in live) == 1:
+            raise Conflict(f"token {token_id} is the last admin token: revoked, no one could "
+                           "manage tokens again; create another first (titan token create "
+                           "--role admin), then revoke this one", code="last_admin_token")
+        return tx.revoke_token(token_id, now)
+
+    if not await c.engine.run(op):
         raise NotFound(f"no live token {token_id!r}")
     c.tokens.clear()
-    return {"revoked": True}
+    return {"id": token_id, "revoked": True}
 
 
 @router.get("/agent-runs", tags=["agent runs"], summary="Agent runs with their stages")
