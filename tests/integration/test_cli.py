@@ -784,3 +784,15 @@ def test_output_paths_that_are_not_plain_files(cluster: Cluster, tmp_path: Path)
         out = titan(cluster, *argv, check=False)
         assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
         assert out.stderr.startswith("error: "), out.stderr
+
+
+def test_json_is_json_for_budgets_and_downloads(cluster: Cluster, tmp_path: Path) -> None:
+    src = tmp_path / "j.txt"
+    src.write_text("hello")
+    titan(cluster, "files", "upload", str(src))
+    got = json.loads(titan(cluster, "files", "get", "j.txt", "-o", str(tmp_path / "o.txt"),
+                           "--json").stdout)
+    assert got == {"name": "j.txt", "path": str(tmp_path / "o.txt")}
+    budget = json.loads(titan(cluster, "runs", "budget", "--agent", "json-agent", "2.5",
+                              "--json").stdout)
+    assert budget["budget_usd"] == 2.5

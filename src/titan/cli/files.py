@@ -57,7 +57,10 @@ def run(args: argparse.Namespace, client: Any) -> int:
         return _remove(args, client)
     if args.files_command in ("get", "download"):  # the action as typed: get or its alias
         written = client.fetch_artifact(args.name, args.output)
-        print(written)
+        if getattr(args, "json", False):
+            print_json({"name": args.name, "path": str(written)})
+        else:
+            print(written)
         return 0
     reply = client.api("GET", "/files", params={"limit": args.limit})
     if getattr(args, "json", False):

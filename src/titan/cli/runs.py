@@ -241,6 +241,8 @@ def _prune(args: argparse.Namespace, client: Any) -> int:
 
 
 def _budget(args: argparse.Namespace, client: Any) -> int:
+    from titan.cli.output import print_json
+
     if args.usd.lower() in ("none", "off", "-"):
         usd: float | None = None
     else:
@@ -253,12 +255,18 @@ def _budget(args: argparse.Namespace, client: Any) -> int:
                              f"not {args.usd!r}")
     if args.agent:
         reply = client.api("PATCH", f"/agents/{quote_ref(args.agent)}", json={"budget_usd": usd})
+        if getattr(args, "json", False):
+            print_json(reply)
+            return 0
         print(f"agent {args.agent}: budget {money(reply['budget_usd'])} for each run without "
               "its own")
         return 0
     if not args.run:
         raise TitanError("name a run, or --agent AGENT")
     reply = client.api("PATCH", f"/runs/{quote_ref(args.run)}", json={"budget_usd": usd})
+    if getattr(args, "json", False):
+        print_json(reply)
+        return 0
     state = "blocked: over budget" if reply["blocked"] else "not blocked"
     print(f"run {args.run}: budget {money(reply['budget_usd'])}, spent "
           f"{run_money(reply)} ({state})")
