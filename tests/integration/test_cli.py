@@ -517,6 +517,38 @@ def test_a_jobs_escape_sequences_never_reach_a_terminal(cluster: Cluster) -> Non
     assert "\x1b]0;PWNED\x07" in piped
 
 
+HOSTILE_AGENT = r"""
+import titan
+try:
+    with titan.trace.run("esc-bot") as run:
+        raise RuntimeError("boom \x1b]0;PWNED\x07 \x1b]52;c;cm0gLXJmIH4K\x07 \x1b[2J cleared")
+except RuntimeError:
+    pass
+titan.trace.flush(10)
+print(run.id)
+"""
+
+
+def test_a_runs_error_never_reaches_the_terminal_raw(cluster: Cluster) -> None:
+    # `titan runs show` printed a run's error (an agent's exception text) as written: an OSC
+    # title, a clipboard write (OSC 52) and a clear-screen reached its reader's terminal.
+    # Shown escaped as `titan status JOB` shows a job's; --json keeps the text exact.
+    env = dict(os.environ, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    done = subprocess.run([sys.executable, cluster.script("esc_agent.py", HOSTILE_AGENT)],
+                          env=env, capture_output=True, text=True, timeout=120, check=True)
+    run_id = done.stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + 20
+    while cluster.api("GET", f"/runs/{run_id}")["status"] == "running":
+        assert time.monotonic() < deadline, f"run {run_id} never ended"
+        time.sleep(0.1)
+    shown = titan(cluster, "runs", "show", run_id).stdout
+    assert "\x1b" not in shown and "\x07" not in shown, shown
+    assert "boom \\e]0;PWNED\\x07 \\e]52;c;cm0gLXJmIH4K\\x07 \\e[2J cleared" in shown, shown
+    exact = json.loads(titan(cluster, "runs", "show", run_id, "--json").stdout)
+    assert "\x1b]0;PWNED\x07" in exact["run"]["error"]
+
+
 def test_cancel_refuses_a_name_that_is_a_dag_and_another_dags_job(cluster: Cluster) -> None:
     # `titan cancel training` cancelled a job named "training" of another DAG, and the DAG
     # "training" ran on.

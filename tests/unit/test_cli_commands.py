@@ -448,6 +448,47 @@ def test_eval_trace_text_says_what_failed_and_prints_no_none(
     assert "final response: (none)" in out and "None" not in out
 
 
+HOSTILE = "boom \x1b]0;PWNED\x07 \x1b]52;c;cm0gLXJmIH4K\x07 \x1b[2J\u202eevil"
+
+
+def assert_escaped(out: str) -> None:
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, out
+    assert "boom \\e]0;PWNED\\x07 \\e]52;c;cm0gLXJmIH4K\\x07 \\e[2J\\u202eevil" in out, out
+
+
+def test_eval_trace_and_replay_report_escape_what_an_agent_wrote(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # An agent's exception text, a judge's reasoning and an action's name reached the
+    # terminal raw: a run could set its reader's window title, clear the screen or write the
+    # clipboard (OSC 52). Shown escaped, as a table cell is; the lines of a traceback kept.
+    from titan.cli.evals import print_trace
+    from titan.cli.replay import _print_report
+
+    print_trace({
+        "header": {"id": "r1", "status": "failed", "verdict": "FAIL", "cost": {"total_usd": 0.0},
+                   "error_detail": f"Traceback:\n{HOSTILE}", "chip": None},
+        "completion_warning": HOSTILE,
+        "judge": {"verdict": "FAIL", "reasoning": HOSTILE, "failure_mode": HOSTILE},
+        "timeline": [], "coding": None, "final_response": None})
+    out = capsys.readouterr().out
+    assert_escaped(out)
+    assert "error: Traceback:\nboom" in out  # its lines kept
+
+    side = {"seq": 1, "inputs": HOSTILE, "cost_usd": 0.0}
+    _print_report({
+        "run_id": "rp", "replay_of": "r1", "status": "failed", "error": HOSTILE,
+        "match_rate": 0.0, "original": side, "replay": side, "savings_usd": 0.0,
+        "divergence_count": 1, "matched": 0, "recorded": 1, "fork": None,
+        "divergences": [{"message": HOSTILE, "actor": "a", "channel": "tool", "name": HOSTILE,
+                         "ordinal": 0, "original": side, "replay": side, "diff": []}],
+        "comparison": [{"actor": "a", "name": HOSTILE, "ordinal": 0, "original": side,
+                        "replay": side, "status": "diverged"}],
+        "comparison_total": 1}, 10)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, out
+    assert "❌ boom \\e]0;PWNED" in out
+
+
 @pytest.mark.parametrize(("env", "said"), [
     ({"TITAN_LEASE_SECONDS": "abc"}, "TITAN_LEASE_SECONDS must be 1 to 3600 seconds, got 'abc'"),
     ({"TITAN_MAX_BODY_BYTES": "1GB"},

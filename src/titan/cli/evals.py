@@ -17,7 +17,7 @@ import sys
 import textwrap
 from typing import Any
 
-from titan.cli.output import money, table
+from titan.cli.output import money, say, table
 from titan.formats import quote_ref
 
 
@@ -130,7 +130,7 @@ def calibrate(args: argparse.Namespace) -> int:
 def print_explorer(view: dict[str, Any]) -> None:
     ev = view["evaluation"]
     agent = ev["agent"]
-    print(f"evaluation {ev['id']}  agent {agent['name']} {agent.get('version') or ''}".rstrip())
+    say(f"evaluation {ev['id']}  agent {agent['name']} {agent.get('version') or ''}".rstrip())
     rows = []
     for row in view["tasks"]:
         run = row["run"]
@@ -150,14 +150,14 @@ def print_explorer(view: dict[str, Any]) -> None:
     # and why the runs without one have none.
     if any(r.get("judge_verdict") in ("PASS", "FAIL")
            and (r.get("judge_model") or "").startswith("local") for r in runs):
-        print("note: judged by the local 0.5B model, a rough signal; for verdicts to act on set "
-              "TITAN_EVAL_JUDGE_MODEL (or the agent's judge_model) to a hosted model")
+        say("note: judged by the local 0.5B model, a rough signal; for verdicts to act on set "
+            "TITAN_EVAL_JUDGE_MODEL (or the agent's judge_model) to a hosted model")
     unscored = [r for r in runs if r.get("judge_unscored")]
     if unscored:
-        print(f"note: {len(unscored)} run(s) have no verdict: {unscored[0]['judge_unscored']}"
-              + (" (and others: see `titan eval trace`)" if len(unscored) > 1 else ""))
-    print(f"{s['pass']} PASS, {s['fail']} FAIL, {s['pending']} PENDING of {s['tasks']} tasks; "
-          f"total cost {money(s['cost_usd'])}")
+        say(f"note: {len(unscored)} run(s) have no verdict: {unscored[0]['judge_unscored']}"
+            + (" (and others: see `titan eval trace`)" if len(unscored) > 1 else ""))
+    say(f"{s['pass']} PASS, {s['fail']} FAIL, {s['pending']} PENDING of {s['tasks']} tasks; "
+        f"total cost {money(s['cost_usd'])}")
 
 
 def _run_id(client: Any, evaluation: str, task: str, given: str | None) -> str:
@@ -188,38 +188,38 @@ def _run_id(client: Any, evaluation: str, task: str, given: str | None) -> str:
 
 def print_trace(t: dict[str, Any]) -> None:
     h = t["header"]
-    print(f"run {h['id']}  {h['status']}"
-          + (f" [{h['chip']['label']}: {h['chip']['hint']}]" if h["chip"] else "")
-          + f"  verdict {str(h['verdict']).replace('_', ' ')}  cost {money(h['cost']['total_usd'])}")
+    say(f"run {h['id']}  {h['status']}"
+        + (f" [{h['chip']['label']}: {h['chip']['hint']}]" if h["chip"] else "")
+        + f"  verdict {str(h['verdict']).replace('_', ' ')}  cost {money(h['cost']['total_usd'])}")
     if h.get("error_detail"):
         # What failed, in its own words (the chip's hint is the kind's general advice).
-        print(f"error: {h['error_detail']}")
+        say(f"error: {h['error_detail']}")
     if t["completion_warning"]:
-        print(f"warning: {t['completion_warning']}")
+        say(f"warning: {t['completion_warning']}")
     j = t["judge"]
     if j:
         scores = "  ".join(f"{name} {j[key]}" for name, key in (
             ("completion", "task_completion"), ("adherence", "instruction_adherence"),
             ("efficiency", "efficiency")) if j.get(key) is not None)
-        print(f"judge: {str(j['verdict']).replace('_', ' ')}" + (f"  {scores}" if scores else "")
-              + (f"  failure mode {j['failure_mode']}" if j.get("failure_mode") else ""))
-        print(f"  {j['reasoning']}")
+        say(f"judge: {str(j['verdict']).replace('_', ' ')}" + (f"  {scores}" if scores else "")
+            + (f"  failure mode {j['failure_mode']}" if j.get("failure_mode") else ""))
+        say(f"  {j['reasoning']}")
     for item in t["timeline"]:
         if item["type"] == "tool":
-            print(f"  #{item['seq']:<4} {item['tool']} [{item['source']}] "
-                  f"{item['latency_ms']:.0f} ms  {json.dumps(item['arguments'])[:80]} -> "
-                  f"{json.dumps(item['response'])[:80]}")
+            say(f"  #{item['seq']:<4} {item['tool']} [{item['source']}] "
+                f"{item['latency_ms']:.0f} ms  {json.dumps(item['arguments'])[:80]} -> "
+                f"{json.dumps(item['response'])[:80]}")
         elif item["type"] == "turn":
-            print(f"  #{item['seq']:<4} llm {item['model']}: {str(item['reply'])[:100]!r}")
+            say(f"  #{item['seq']:<4} llm {item['model']}: {str(item['reply'])[:100]!r}")
         else:
-            print(f"  #{item['seq']:<4} event {item['kind']}: {json.dumps(item['data'])[:100]}")
+            say(f"  #{item['seq']:<4} event {item['kind']}: {json.dumps(item['data'])[:100]}")
     if t["coding"]:
         c = t["coding"]
         for s in c.get("scorers") or []:
-            print(f"  scorer {s['name']}: {s['verdict']}  {s.get('summary') or ''}")
-        print(f"  overall: {c.get('overall')}")
+            say(f"  scorer {s['name']}: {s['verdict']}  {s.get('summary') or ''}")
+        say(f"  overall: {c.get('overall')}")
     final = t["final_response"]
-    print("final response: " + ("(none)" if final is None else repr(final)))
+    say("final response: " + ("(none)" if final is None else repr(final)))
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
@@ -228,8 +228,8 @@ def run(args: argparse.Namespace, client: Any) -> int:
     if action == "create":
         out: Any = client.create_evaluation_from(args.spec)
         if not as_json:
-            print(f"evaluation {out['id']} {'created' if out['created'] else 'updated'} in "
-                  f"project {out['project']}; {out['tasks_added']} task(s) added")
+            say(f"evaluation {out['id']} {'created' if out['created'] else 'updated'} in "
+                f"project {out['project']}; {out['tasks_added']} task(s) added")
             return 0
     elif action == "tasks":
         out = client.add_evaluation_tasks(args.evaluation, args.file, run=not args.no_run)
@@ -252,7 +252,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
             out = {"runs": runs}
             if not as_json:
                 for r in runs:
-                    print(f"{r['task_id']:<24} {r['id']}  {r['status']}")
+                    say(f"{r['task_id']:<24} {r['id']}  {r['status']}")
                 return 0
         else:
             out = client.wait_evaluation(args.evaluation, timeout=args.timeout)
@@ -286,9 +286,9 @@ def run(args: argparse.Namespace, client: Any) -> int:
             out = client.evaluation_run(args.evaluation, args.task, out["run_id"])
             if not as_json:
                 h = out["header"]
-                print(f"{args.task}: {h['status']}  verdict "
-                      f"{str(h['verdict']).replace('_', ' ')}"
-                      + (f"  ({row['run_count']} runs)" if row.get("run_count") else ""))
+                say(f"{args.task}: {h['status']}  verdict "
+                    f"{str(h['verdict']).replace('_', ' ')}"
+                    + (f"  ({row['run_count']} runs)" if row.get("run_count") else ""))
                 return 0 if h["verdict"] == "PASS" else 1
         elif not as_json:
             return 0

@@ -26,6 +26,14 @@ def cell(value: Any) -> str:
                         text)
 
 
+def say(text: str = "", **kwargs: Any) -> None:
+    """``print`` for a line of a detail screen that holds values from run or evaluation data
+    (an agent's exception text, a judge's reasoning, an action's name): its lines kept, every
+    other control shown escaped as in a table cell — an agent could otherwise set the reader's
+    window title, clear the screen or write the clipboard (OSC 52). ``--json`` stays exact."""
+    print("\n".join(cell(line) for line in text.split("\n")), **kwargs)
+
+
 #: Colours and text styles (SGR: ESC [ ... m), which a job's output may keep on a terminal;
 #: any other control is shown escaped there.
 _SGR_OR_CONTROL = re.compile("(\x1b\\[[0-9;]{0,40}m)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from titan.cli.output import money
+from titan.cli.output import money, say
 from titan.errors import TitanError, WaitTimeout
 from titan.formats import quote_ref
 
@@ -209,39 +209,39 @@ def _wait(client: Any, replay_id: str, timeout: float, progress: bool = False) -
 
 def _print_report(r: dict[str, Any], rows: int) -> None:
     rate = "-" if r["match_rate"] is None else f"{r['match_rate']:.1%}"
-    print(f"Replay {r['run_id']} of {r['replay_of']}: {r['status']}")
+    say(f"Replay {r['run_id']} of {r['replay_of']}: {r['status']}")
     if r.get("error") and r["status"] != "completed":
-        print(f"  {r['error']}")
-    print(f"  Original cost  {money(r['original']['cost_usd'] if r['original'] else None)}")
-    print(f"  Replay cost    {money(r['replay']['cost_usd'])}")
-    print(f"  Savings        {money(r['savings_usd'])}")
-    print(f"  Divergences    {r['divergence_count']}")
-    print(f"  Match rate     {rate} ({r['matched']}/{r['recorded']} recorded calls)")
+        say(f"  {r['error']}")
+    say(f"  Original cost  {money(r['original']['cost_usd'] if r['original'] else None)}")
+    say(f"  Replay cost    {money(r['replay']['cost_usd'])}")
+    say(f"  Savings        {money(r['savings_usd'])}")
+    say(f"  Divergences    {r['divergence_count']}")
+    say(f"  Match rate     {rate} ({r['matched']}/{r['recorded']} recorded calls)")
     if r["fork"]:
         f = r["fork"]
         overridden = f" {f['overridden']} overridden," if f.get("overridden") else ""
-        print(f"  Fork           at step {f['at']}: {f['served']} served,{overridden} "
-              f"{f['live']} live")
+        say(f"  Fork           at step {f['at']}: {f['served']} served,{overridden} "
+            f"{f['live']} live")
     for d in r["divergences"][:20]:
         first = " (first)" if d is r["divergences"][0] else ""
-        print(f"\n  ❌ {d['message']}{first}\n     {d['actor']} · {d['channel']} · "
-              f"{d['name']} #{d['ordinal']}")
+        say(f"\n  ❌ {d['message']}{first}\n     {d['actor']} · {d['channel']} · "
+            f"{d['name']} #{d['ordinal']}")
         for side in ("original", "replay"):
             if d[side]:
-                print(f"     {side:8} #{d[side]['seq']}: {str(d[side]['inputs'])[:100]}")
+                say(f"     {side:8} #{d[side]['seq']}: {str(d[side]['inputs'])[:100]}")
         for change in d["diff"][:5]:
-            print(f"     {change['change']} {change['path']}: "
-                  f"{json.dumps(change['original'], ensure_ascii=False)[:60]} → "
-                  f"{json.dumps(change['replay'], ensure_ascii=False)[:60]}")
-    print(f"\n  {'Action':32} {'Original':>8} {'Replay':>8}  Status")
+            say(f"     {change['change']} {change['path']}: "
+                f"{json.dumps(change['original'], ensure_ascii=False)[:60]} → "
+                f"{json.dumps(change['replay'], ensure_ascii=False)[:60]}")
+    say(f"\n  {'Action':32} {'Original':>8} {'Replay':>8}  Status")
     for row in r["comparison"][:rows]:
         label = f"{row['actor']} {row['name']}#{row['ordinal']}"
         o = f"#{row['original']['seq']}" if row["original"] else "—"
         p = f"#{row['replay']['seq']}" if row["replay"] else "—"
         mark = STATUS_MARK.get(row["status"], f"❌ Diverged ({row['status']})")
-        print(f"  {label[:32]:32} {o:>8} {p:>8}  {mark}")
+        say(f"  {label[:32]:32} {o:>8} {p:>8}  {mark}")
     if r["comparison_total"] > rows:
-        print(f"  … {r['comparison_total'] - rows} more (--rows, or the Simulation tab)")
+        say(f"  … {r['comparison_total'] - rows} more (--rows, or the Simulation tab)")
 
 
 def _regression(args: argparse.Namespace, client: Any) -> int:
@@ -272,26 +272,26 @@ def _regression(args: argparse.Namespace, client: Any) -> int:
                 # Not a regression: a run no script drove (an evaluation's, one sent over
                 # the API or OTLP) has nothing to re-execute. Said, and left out.
                 unreplayable += 1
-                print(f"  {run['id']}: skipped: no recorded code to replay", file=sys.stderr)
+                say(f"  {run['id']}: skipped: no recorded code to replay", file=sys.stderr)
                 continue
-            print(f"  {run['id']}: not replayed: {exc}", file=sys.stderr)
+            say(f"  {run['id']}: not replayed: {exc}", file=sys.stderr)
     if unreplayable == len(runs):
         raise TitanError(f"none of agent {args.agent!r}'s last {len(runs)} run(s) has recorded "
                          "code to replay (a script drives a replayable run: submit_dag(..., "
                          "agent_run_id=...) or titan.trace.run(...))")
     matched = recorded = 0
-    print(f"{'Run':40} {'Match rate':>10} {'Divergences':>12}  Status")
+    say(f"{'Run':40} {'Match rate':>10} {'Divergences':>12}  Status")
     for run_id, replay_id in started:
         report = _wait(client, replay_id, args.timeout)
         matched += report["matched"]
         recorded += report["recorded"]
         rate = "-" if report["match_rate"] is None else f"{report['match_rate']:.1%}"
-        print(f"{run_id[:40]:40} {rate:>10} {report['divergence_count']:>12}  "
-              f"{report['status']} ({replay_id})")
+        say(f"{run_id[:40]:40} {rate:>10} {report['divergence_count']:>12}  "
+            f"{report['status']} ({replay_id})")
     overall = matched / recorded if recorded else 1.0
     ok = overall >= args.threshold and len(started) == len(runs) - unreplayable
-    print(f"overall: {overall:.1%} of {recorded} recorded calls matched over {len(started)} "
-          f"run(s); threshold {args.threshold:.0%}: {'pass' if ok else 'FAIL'}")
+    say(f"overall: {overall:.1%} of {recorded} recorded calls matched over {len(started)} "
+        f"run(s); threshold {args.threshold:.0%}: {'pass' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 
@@ -301,17 +301,17 @@ def run_determinism(args: argparse.Namespace, client: Any) -> int:
         print(json.dumps(r, indent=2))
         return 0
     value = "not scored" if r["score"] is None else f"{r['score']}/100"
-    print(f"Determinism of {r['run_id']}: {value} — {r['band']['label']}")
+    say(f"Determinism of {r['run_id']}: {value} — {r['band']['label']}")
     counts = ", ".join(f"{n} {k}" for k, n in r["counts"].items() if n)
-    print(f"  {counts or 'no findings'}; analysed {len(r['analyzed']['files'])} file(s), "
-          f"{r['analyzed']['actions']} action(s), {r['analyzed']['replays']} replay(s)")
+    say(f"  {counts or 'no findings'}; analysed {len(r['analyzed']['files'])} file(s), "
+        f"{r['analyzed']['actions']} action(s), {r['analyzed']['replays']} replay(s)")
     for f in r["findings"]:
         where = f"{f['file']}:{f['line']}" if f.get("file") else (
             f"action {f['action']}" + (f" #{f['seq']}" if f.get("seq") is not None else "")
             if f.get("action") else "")
-        print(f"\n  [{f['severity'].upper()}] {f['title']} — {where}")
+        say(f"\n  [{f['severity'].upper()}] {f['title']} — {where}")
         if f.get("code"):
-            print(f"    {f['code']}")
-        print(f"    {f['description']}")
-        print(f"    → {f['recommendation']}")
+            say(f"    {f['code']}")
+        say(f"    {f['description']}")
+        say(f"    → {f['recommendation']}")
     return 0

@@ -115,7 +115,7 @@ def _unpriced(run: dict[str, Any]) -> str:
 
 
 def _show(args: argparse.Namespace, client: Any) -> int:
-    from titan.cli.output import print_json, table, when
+    from titan.cli.output import print_json, say, table, when
 
     run_ = client.api("GET", f"/runs/{quote_ref(args.run)}")
     total = run_["action_count"]
@@ -139,10 +139,10 @@ def _show(args: argparse.Namespace, client: Any) -> int:
             ("PII redacted", ", ".join(f"{k} x{n}" for k, n in sorted(
                 (run_.get("pii") or {}).items())) or "none found"),
             ("archived", when(run_["archived_at"]) if run_.get("archived_at") else "no")):
-        print(f"{label:>13}  {value}")
+        say(f"{label:>13}  {value}")
     if run_["stages"]:
-        print("       stages  " + " → ".join(f"{s['label']} [{s['status']}]"
-                                              for s in run_["stages"]))
+        say("       stages  " + " → ".join(f"{s['label']} [{s['status']}]"
+                                            for s in run_["stages"]))
     if run_["by_actor"]:
         print()
         table(["ACTOR", "ACTIONS", "COST", "TIME"],
