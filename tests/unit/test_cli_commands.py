@@ -324,14 +324,14 @@ def test_submit_wait_exit_code(master: Master, tmp_path: Path,
     master.routes.update({
         "POST /blobs/missing": {"missing": []},
         "POST /dags": httpx.Response(201, json=dict(DAG, status="WAITING")),
-        "GET /dags/1/wait": DAG,
+        "GET /dags/#1/wait": DAG,  # an id the client knows is sent as #N (never a name)
     })
     code, out, _ = run(["submit", "p.yaml"], capsys)
     assert (code, out) == (0, "nightly#1\n")
     code, out, _ = run(["submit", "p.yaml", "--wait", "--timeout", "5"], capsys)
     assert code == 1 and out.splitlines() == ["nightly#1", "PARTIAL (COMPLETED 1, FAILED 1)",
                                               "  train FAILED: exit 1"]
-    master.routes["GET /dags/1/wait"] = dict(DAG, status="COMPLETED")
+    master.routes["GET /dags/#1/wait"] = dict(DAG, status="COMPLETED")
     assert run(["submit", "p.yaml", "--wait"], capsys)[0] == 0
 
 
