@@ -146,14 +146,14 @@ def test_a_long_poll_is_asked_again_of_the_new_leader() -> None:
             return 408, {"error": {"code": "wait_timeout", "message": "slice over",
                                    "details": {}}}
 
-        old.routes["GET /api/v1/jobs/5/wait"] = slice_ends_and_leadership_moves
-        new.routes["GET /api/v1/jobs/5/wait"] = lambda m, req: (200, {"id": 5,
+        old.routes["GET /api/v1/jobs/%235/wait"] = slice_ends_and_leadership_moves
+        new.routes["GET /api/v1/jobs/%235/wait"] = lambda m, req: (200, {"id": 5,
                                                                       "state": "COMPLETED"})
         with TitanClient(url=[old.url, new.url]) as client:
             assert client.wait_job(5, timeout=20)["state"] == "COMPLETED"
             assert client.url == new.url
-        assert [p.split("?")[0] for p in old.seen()] == ["/api/v1/jobs/5/wait"] * 2
-        assert [p.split("?")[0] for p in new.seen()] == ["/api/v1/jobs/5/wait"]
+        assert [p.split("?")[0] for p in old.seen()] == ["/api/v1/jobs/%235/wait"] * 2
+        assert [p.split("?")[0] for p in new.seen()] == ["/api/v1/jobs/%235/wait"]
 
 
 def test_jobs_get_every_master_through_the_environment(
