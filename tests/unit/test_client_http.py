@@ -666,3 +666,34 @@ def test_context_manager_closes() -> None:
     with client_for(lambda r: httpx.Response(200, json={"status": "ok"})) as client:
         assert client.health() == {"status": "ok"}
     assert client._transport._http.is_closed
+
+
+def test_a_port_that_does_not_speak_http_is_said_at_once() -> None:
+    """An SSH daemon (or any other service) on the port: no master restarting answers that,
+    so the client says so at once instead of waiting out the restart grace (60 s)."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SSH-2.0-OpenSSH_8.9\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = TitanClient(host="127.0.0.1", port=server.getsockname()[1], token="tt_x")
+    started = time.monotonic()
+    try:
+        with pytest.raises(errors.ConnectionFailed, match="not a Titan master.*SSH-2.0"):
+            client.store_get("k")
+    finally:
+        client.close()
+        server.close()
+    assert time.monotonic() - started < 10

@@ -261,6 +261,14 @@ class Transport:
                     # Before any master has answered this client, believed (a wrong token
                     # is said at once); after, anyone on the port could say it: waited out.
                     raise errors.Unauthorized(str(exc)) from None
+                if str(exc).startswith("not an HTTP reply") and not self._reached \
+                        and len(self._masters.urls) == 1:
+                    # Something else holds the port (an SSH banner, a database): no master
+                    # restarting answers that, so waiting out its grace (60 s) cannot help.
+                    raise errors.ConnectionFailed(
+                        f"{url} is not a Titan master: it answered with something that is not "
+                        f"HTTP ({str(exc).removeprefix('not an HTTP reply: ')}); check the "
+                        "--master URL / TITAN_PORT") from None
                 silent = silent + 1 if "without a reply" in str(exc) else 0
                 cut = cut + 1 if isinstance(exc, BodyCutOff) else 0
                 if cut >= 2:
