@@ -587,3 +587,13 @@ def test_a_job_stamped_by_a_clock_far_off_is_shown_not_a_traceback(
     out = capsys.readouterr().out
     assert "submitted:   1e+300" in out and "duration:    0.0s" in out
     assert "1 LOST (0.0s)" in out
+
+
+def test_tables_line_up_wide_and_combining_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    from titan.cli.output import table, width
+
+    table(["NAME", "STATE"], [["作业", "RUNNING"], ["e\u0301t\u00e9", "DONE"], ["plain", "X"]])
+    lines = capsys.readouterr().out.splitlines()
+    # Every STATE starts in the same terminal column.
+    assert {width(line[:line.index(state)]) for line, state in
+            zip(lines, ["STATE", "RUNNING", "DONE", "X"], strict=True)} == {7}

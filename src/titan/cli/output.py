@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,11 +64,21 @@ def clip(value: Any, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: wide (CJK) characters two, combining marks none
+    (padding by characters pushed every column after a name like 作业 out of line)."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else
+               2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[cell(c) for c in r] for r in rows]
-    widths = [min(MAX_PAD, max(len(row[i]) for row in cells)) for i in range(len(headers))]
+    widths = [min(MAX_PAD, max(width(row[i]) for row in cells)) for i in range(len(headers))]
     for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        print("  ".join(c + " " * max(0, w - width(c))
+                        for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def when(ts: Any) -> str:
