@@ -242,6 +242,11 @@ def test_terminal_escapes_are_not_shown_raw_in_the_log(cluster: Cluster, dash: D
                                         args=[str(flag)])])
     job_id = client.get_job("ansi/ansi")["id"]
     page.goto(dash.url(f"/jobs/{job_id}"))
+    # On a loaded box the job may start late: the master has its two lines first (else
+    # the page has nothing to show yet), then the page must show them.
+    deadline = time.monotonic() + 90
+    while "after" not in client.fetch_logs("ansi/ansi") and time.monotonic() < deadline:
+        time.sleep(0.2)
     lines = "#log-lines .log-line"
     wait_count(page, lines, 2)
     flag.write_text("go")

@@ -265,7 +265,12 @@ def test_direction_controls_in_names_show_as_marks_and_reorder_nothing(
     link = page.locator('.run-card[data-run-id="bidi-run"] a.agent-link')
     link.wait_for()
     assert link.text_content() == shown and link.get_attribute("title") == shown
-    assert link.evaluate("e => getComputedStyle(e).unicodeBidi") == "isolate"
+    # Asked of the card as it is now: the page may re-render it live (the run's event), and a
+    # detached element has no computed style.
+    page.wait_for_function("""() => {
+        const e = document.querySelector('.run-card[data-run-id="bidi-run"] a.agent-link');
+        return e && getComputedStyle(e).unicodeBidi === "isolate";
+    }""")
     link.click()  # its address still names the agent itself
     page.wait_for_selector('body[data-page="agent"]', state="attached")
     assert shown in page.inner_text("main") and RLO not in page.inner_text("main")
