@@ -291,7 +291,7 @@ def test_an_orchestrator_job_cancelled_cancels_its_run_and_stages_at_once(
     client.cancel("orch_cancelled")
     # Not "failed": a run its silence ended would read so, whatever the wait (a loaded box
     # took over TIMEOUT to pass the cancel on: the margin is for it, not for the silence).
-    run = status_becomes(cluster, "ORCHCANCEL", "cancelled", within=TIMEOUT * 3)
+    run = status_becomes(cluster, "ORCHCANCEL", "cancelled", within=TIMEOUT * 6)
     assert "orch_cancelled" in run["error"] and "was cancelled" in run["error"], run
     assert client.wait_dag("ORCHCANCEL_WORK", timeout=30)["status"] == "CANCELLED"
 
