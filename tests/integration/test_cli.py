@@ -37,6 +37,25 @@ def titan(cluster: Cluster, *args: str, check: bool = True, cwd: Path | None = N
     return out
 
 
+def on_terminal(cluster: Cluster, *args: str,
+                answer: bytes) -> subprocess.CompletedProcess[str]:
+    """``titan ARGS`` with its stdin on a terminal (where it asks before deleting), typing
+    ``answer``."""
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    terminal, its_end = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "titan", *args], stdin=its_end,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                cwd=cluster.root, text=True)
+        os.write(terminal, answer)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(its_end)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def test_text_that_cannot_be_sent_and_a_token_with_its_line_end(cluster: Cluster) -> None:
     env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
                TITAN_TOKEN=cluster.admin_token)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import Cluster
-from tests.integration.test_cli import titan
+from tests.integration.test_cli import on_terminal, titan
 from titan.errors import NotFound
 from titan_sdk import TitanJob
 
@@ -88,6 +88,13 @@ def test_old_dag_runs_go_with_their_jobs_and_logs_and_the_latest_stays(
     assert f"  {runs[0]['id']}\n  {runs[1]['id']}\n  {keyed_runs[0]['id']}" in dry, dry
     assert client.get_dag("etl#1")["status"] == "COMPLETED"  # nothing deleted
     assert client.api("POST", "/dags/prune", json={"older_than": "4d"})["pruned"] == 0
+    # On a terminal it says how much would go and asks; anything but y deletes nothing.
+    asked = on_terminal(cluster, "dags", "prune", "--older-than", "1d", answer=b"\n")
+    assert asked.returncode == 1, asked
+    assert ("delete 3 DAG run(s) finished more than 1d ago, with their jobs and logs? [y/N]"
+            in asked.stderr), asked.stderr
+    assert "nothing deleted" in asked.stderr and asked.stdout == "", asked
+    assert client.get_dag("etl#1")["status"] == "COMPLETED"
 
     done = titan(cluster, "dags", "prune", "--older-than", "1d").stdout
     assert "deleted 3 DAG run(s) finished more than 1d ago" in done, done

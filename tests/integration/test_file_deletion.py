@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pty
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,7 @@ import pytest
 
 from tests.integration.harness import Cluster
 from tests.integration.test_blob_gc import collect, sql, stored
-from tests.integration.test_cli import titan
+from tests.integration.test_cli import on_terminal, titan
 from titan import TitanJob
 from titan.errors import ConfigError, Forbidden, NotFound
 from titan.master.config import MasterConfig
@@ -85,21 +81,12 @@ def age(c: Cluster, days: float = 3) -> None:
 
 def ask(c: Cluster, name: str, answer: bytes) -> int:
     """``titan files rm NAME`` on a terminal, answering its question; its exit status."""
-    env = dict(c.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(c.port), TITAN_TOKEN=c.admin_token)
-    terminal, its_end = pty.openpty()
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "titan", "files", "rm", name],
-                                stdin=its_end, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, cwd=c.root)
-        os.write(terminal, answer)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        os.close(terminal)
-        os.close(its_end)
-    assert f"delete every version of {name}? [y/N]".encode() in out, out
-    if proc.returncode:
-        assert b"nothing deleted" in err, err
-    return proc.returncode
+    out = on_terminal(c, "files", "rm", name, answer=answer)
+    # The question goes to stderr: stdout stays the command's output (--json included).
+    assert f"delete every version of {name}? [y/N]" in out.stderr, out
+    if out.returncode:
+        assert "nothing deleted" in out.stderr, out.stderr
+    return out.returncode
 
 
 @pytest.fixture

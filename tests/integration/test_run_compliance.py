@@ -20,6 +20,7 @@ import pytest
 
 from tests.integration import test_runs_api as runs_api
 from tests.integration.harness import Cluster, isolated_cluster
+from tests.integration.test_cli import on_terminal
 from tests.integration.test_replay_sdk import replay, run_script, write
 from tests.integration.test_runs_api import call, error, ok
 from titan.trace.canonical import digest, dumps
@@ -156,6 +157,12 @@ def test_retention_class_rules(cl: Cluster, tokens: dict[str, str]) -> None:
         ok(cl, "PATCH", f"/runs/{run_id}", {"status": "completed"})
     pruned = ok(cl, "POST", "/runs/prune", {"older_than": "100d", "dry_run": True})
     assert "old-std" in pruned["run_ids"] and "old-ext" not in pruned["run_ids"]
+    # `titan runs prune` on a terminal says how many would go and asks; "no" keeps them.
+    asked = on_terminal(cl, "runs", "prune", "--older-than", "100d", answer=b"no\n")
+    assert asked.returncode == 1 and "nothing deleted" in asked.stderr, asked
+    assert f"delete {pruned['pruned']} finished run(s) started more than 100d ago, with " \
+        "their actions? [y/N]" in asked.stderr, asked.stderr
+    assert ok(cl, "GET", "/runs/old-std")["id"] == "old-std"
 
 
 def test_exports_carry_compliance_metadata(cl: Cluster) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import Cluster
-from tests.integration.test_cli import titan
+from tests.integration.test_cli import on_terminal, titan
 from titan import TitanClient, TitanJob
 from titan.errors import Forbidden
 
@@ -79,7 +79,12 @@ def test_a_schedule_runs_every_two_seconds_until_paused(cluster: Cluster) -> Non
     manual = next((f for f in fires if f["manual"]), None)
     assert manual is not None and manual["dag"]["ref"] == dag_ref, fires
 
-    titan(cluster, "schedule", "delete", "beats")
+    # On a terminal it asks first; Ctrl-D is no.
+    asked = on_terminal(cluster, "schedule", "delete", "beats", answer=b"\x04")
+    assert asked.returncode == 1 and "delete schedule beats (the runs it started stay)? " \
+        "[y/N]" in asked.stderr and "nothing deleted" in asked.stderr, asked
+    assert [s["name"] for s in client.list_schedules()] == ["beats"]
+    assert on_terminal(cluster, "schedule", "delete", "beats", answer=b"y\n").returncode == 0
     assert client.list_schedules() == []
     assert client.get_dag(dag_ref)["schedule"] == "beats"  # the runs stay
 

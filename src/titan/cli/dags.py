@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -18,15 +19,23 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                     "the stages of agent runs (run retention decides for those), and the "
                     "files their jobs published that are the newest of their name or store "
                     "key (older versions go with the runs). The master does it hourly when "
-                    "TITAN_DAG_RETENTION is set.")
+                    "TITAN_DAG_RETENTION is set. Asks first on a terminal, unless --yes.")
     s.add_argument("--older-than", required=True,
                    help="finished more than this long ago; hours or days, at least 1h: 30d, 12h")
     s.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    s.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
-    from titan.cli.output import print_json
+    from titan.cli.output import confirm, print_json
 
+    if not args.dry_run and not args.yes and sys.stdin.isatty():
+        # Counted first, so the question says how much goes (asked on a terminal only).
+        count = client.api("POST", "/dags/prune",
+                           json={"older_than": args.older_than, "dry_run": True})["pruned"]
+        if count and not confirm(f"delete {count} DAG run(s) finished more than "
+                                 f"{args.older_than} ago, with their jobs and logs", False):
+            return 1
     reply = client.api("POST", "/dags/prune",
                        json={"older_than": args.older_than, "dry_run": args.dry_run})
     if getattr(args, "json", False):

@@ -103,21 +103,12 @@ def _upload(args: argparse.Namespace, client: Any) -> int:
 
 
 def _remove(args: argparse.Namespace, client: Any) -> int:
-    import sys
-
-    from titan.cli.output import cell, print_json
+    from titan.cli.output import cell, confirm, print_json
 
     what = ("every version but the newest" if args.keep_latest else "every version") \
         + f" of {cell(args.name)}"
-    if not args.yes and sys.stdin.isatty():
-        try:
-            answer = input(f"delete {what}? [y/N] ").strip().lower()
-        except EOFError:  # Ctrl-D: no answer is no
-            answer = ""
-            print(file=sys.stderr)
-        if answer not in ("y", "yes"):
-            print("nothing deleted", file=sys.stderr)
-            return 1
+    if not confirm(f"delete {what}", args.yes):
+        return 1
     reply = client.delete_file(args.name, keep_latest=args.keep_latest)
     if getattr(args, "json", False):
         print_json(reply)

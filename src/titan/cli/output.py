@@ -14,6 +14,26 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
+def confirm(question: str, yes: bool) -> bool:
+    """Whether to go on with what ``question`` asks (it ends without a question mark's
+    answer hint: ``[y/N]`` is added). Asked only on a terminal and without ``--yes``: a
+    script or cron job piping nothing in is never held up. The question goes to stderr, so
+    ``--json`` output stays clean; Ctrl-D, an empty line or anything but y/yes is no."""
+    import sys
+
+    if yes or not sys.stdin.isatty():
+        return True
+    sys.stderr.write(f"{question}? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer:  # Ctrl-D: end the prompt's line
+        sys.stderr.write("\n")
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("nothing deleted", file=sys.stderr)
+    return False
+
+
 #: What a terminal would act on rather than show: C0 and C1 controls (escape sequences start
 #: with ESC or CSI), DEL, and the bidirectional overrides that make text read backwards.
 _UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

@@ -64,7 +64,11 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                        ("resume", "fire again from the next tick"),
                        ("delete", "delete a schedule (the runs it started stay)"),
                        ("run", "start a run of a schedule's DAG now")):
-        actions.add_parser(verb, help=what, parents=common).add_argument("name")
+        s = actions.add_parser(verb, help=what, parents=common)
+        s.add_argument("name")
+        if verb == "delete":
+            s.add_argument("-y", "--yes", action="store_true",
+                           help="do not ask for confirmation (asked on a terminal only)")
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
@@ -90,6 +94,11 @@ def run(args: argparse.Namespace, client: Any) -> int:
         if command == "show":
             return _print(args, client.get_schedule(args.name), show)
         if command == "delete":
+            from titan.cli.output import cell, confirm
+
+            if not confirm(f"delete schedule {cell(args.name)} (the runs it started stay)",
+                           args.yes):
+                return 1
             client.delete_schedule(args.name)
             return _print(args, {"name": args.name, "deleted": True},
                           lambda d: print(f"deleted schedule {d['name']}"))
