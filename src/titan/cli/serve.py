@@ -166,7 +166,7 @@ def run_worker(args: argparse.Namespace) -> int:
     if not endpoint.token:
         # The environment or the user config first: --token sits in /proc/<pid>/cmdline, which
         # every local user reads (docs/security.md).
-        print(f"titan worker: no token for {endpoint.url}: set TITAN_TOKEN to a worker token, "
+        print(f"error: no token for {endpoint.url}: set TITAN_TOKEN to a worker token, "
               "or record it for this master in ~/.titan/config.json "
               f'({{"masters": {{"{endpoint.url}": {{"token": "..."}}}}}}); an admin makes one '
               "with `titan token create --role worker`, and `titan up` writes one to "
@@ -174,7 +174,7 @@ def run_worker(args: argparse.Namespace) -> int:
               "it in the process list.)", file=sys.stderr)
         return 2
     if args.token is not None:
-        print("titan worker: warning: the token given with --token is readable by every user "
+        print("warning: the token given with --token is readable by every user "
               "of this machine (ps, /proc/<pid>/cmdline) while the worker runs; set "
               "TITAN_TOKEN instead", file=sys.stderr)
     return int(start_worker(
