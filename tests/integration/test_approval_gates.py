@@ -59,6 +59,8 @@ def test_approve_from_the_sdk_releases_the_downstream_job(cluster: Cluster) -> N
     dag = client.wait("ship", timeout=30)
     assert dag["status"] == "COMPLETED"
     assert [j["state"] for j in dag["jobs"]] == ["COMPLETED", "APPROVED", "COMPLETED"]
+    # Followed to its end, an approved gate succeeded (it exited 1: only COMPLETED did).
+    assert titan(cluster, "logs", "ship/build.approval", "--follow").returncode == 0
     with pytest.raises(Conflict, match="APPROVED: not waiting"):
         client.reject("ship/build.approval")
     # A new run of the same DAG asks again: it never inherits the old decision.
@@ -76,6 +78,8 @@ def test_reject_from_the_cli_skips_descendants(cluster: Cluster) -> None:
     assert dag["status"] == "PARTIAL"
     states = {j["job_id"]: j["state"] for j in dag["jobs"]}
     assert states == {"build": "COMPLETED", "build.approval": "REJECTED", "deploy": "SKIPPED"}
+    assert titan(cluster, "logs", "ship/build.approval", "--follow",
+                 check=False).returncode == 1
     shown = titan(cluster, "status", "ship/build.approval").stdout
     assert "not on a Friday" in shown and "admin (titan up)" in shown
     late = titan(cluster, "approve", "ship/build.approval", check=False)
@@ -153,7 +157,9 @@ def test_gates_wait_without_blocking_other_work(make_cluster: MakeCluster) -> No
 
 def test_a_waiting_gate_and_its_deadline_survive_kill_9(make_cluster: MakeCluster) -> None:
     c = make_cluster().up()
-    client = ship(c, max_wait=4)
+    # 12 s: a restart on a loaded box took longer than the 4 s this gave once, and the gate
+    # had expired by the time the fresh master was asked.
+    client = ship(c, max_wait=12)
     gate = wait_state(client, "ship/build.approval", "WAITING_APPROVAL")
     assert gate["approval_deadline"] > time.time()
     c.kill_master()

@@ -210,13 +210,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 print(for_terminal(item.get("line", ""), tty), flush=args.follow)
         if not args.follow:
             return 0
-        # Followed to its end: exit as `submit --wait` does, 0 only if it COMPLETED (the
+        # Followed to its end: exit as `submit --wait` does, 0 only if it succeeded (the
         # attempt followed, with --attempt), so a script or CI step learns it failed.
         ended = client.get_job(int(job["id"]))
         if args.attempt is not None:
             ended = next((a for a in ended.get("attempts") or []
                           if a.get("attempt") == args.attempt), ended)
-    return 0 if ended.get("state") == "COMPLETED" else 1
+    # An approval gate that was approved ended as it should: its children run.
+    return 0 if ended.get("state") in ("COMPLETED", "APPROVED") else 1
 
 
 def cmd_store(args: argparse.Namespace) -> int:
