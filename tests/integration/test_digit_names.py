@@ -72,6 +72,14 @@ def test_a_reference_of_digits_that_is_an_id_and_a_name_is_refused_naming_both(
     assert client.get_job(1)["job_id"] == "o0" and client.get_job("#1")["job_id"] == "o0"
     assert client.get_job("99")["ref"] == "numq_mine#1/99"  # no job has id 99
     assert client.get_job("5")["ref"] == "numq_mine#1/2"  # no job is named 5
+    # A DAG/job reference that reaches nothing says which half is missing.
+    for ref, why in (("numq_mine#1/nojob", "DAG numq_mine#1 has no job 'nojob'"),
+                     ("numq_mine/nojob", "DAG numq_mine#1 has no job 'nojob'"),
+                     ("numq_mine#7/1", "no DAG 'numq_mine#7'"),
+                     ("nodag/1", "no DAG 'nodag'")):
+        with pytest.raises(errors.NotFound) as missing:
+            client.get_job(ref)
+        assert missing.value.message == f"no job {ref!r}: {why}", missing.value.message
     # DAGs alike: DAG 1 is numq_other, and now a DAG is named 1.
     named = client.submit_dag("1", [TitanJob("seven", mine)], wait=True, timeout=60)
     assert named["status"] == "COMPLETED"

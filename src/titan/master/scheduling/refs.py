@@ -95,6 +95,12 @@ def find_job(tx: Transaction, ref: str) -> Row:
         dag_part, _, job_id = ref.rpartition("/")
         name, run = split_dag(dag_part)
         job = tx.find_job(job_id, name, run)
+        if job is None:
+            # Say which half is missing: the DAG run, or the job in a run that exists.
+            dag = tx.find_dag(name, run)
+            why = (f"no DAG {dag_part!r}" if dag is None
+                   else f"DAG {dag['name']}#{dag['run']} has no job {job_id!r}")
+            raise NotFound(f"no job {ref!r}: {why}", details={"ref": ref})
     else:
         job = tx.find_job(ref)
     if job is None:
