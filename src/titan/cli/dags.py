@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 
@@ -27,15 +26,10 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
-    from titan.cli.output import confirm, print_json
+    from titan.cli.output import confirm_prune, print_json
 
-    if not args.dry_run and not args.yes and sys.stdin.isatty():
-        # Counted first, so the question says how much goes (asked on a terminal only).
-        count = client.api("POST", "/dags/prune",
-                           json={"older_than": args.older_than, "dry_run": True})["pruned"]
-        if count and not confirm(f"delete {count} DAG run(s) finished more than "
-                                 f"{args.older_than} ago, with their jobs and logs", False):
-            return 1
+    if not confirm_prune(client, args, "dags"):
+        return 1
     reply = client.api("POST", "/dags/prune",
                        json={"older_than": args.older_than, "dry_run": args.dry_run})
     if getattr(args, "json", False):

@@ -34,6 +34,22 @@ def confirm(question: str, yes: bool) -> bool:
     return False
 
 
+def confirm_prune(client: Any, args: Any, what: str) -> bool:
+    """:func:`confirm` for ``titan dags prune`` / ``runs prune`` (``what``: "dags" or
+    "runs"): on a terminal, the master is asked first how many would go (a dry run), so the
+    question says it; nothing to delete asks nothing."""
+    import sys
+
+    if args.dry_run or args.yes or not sys.stdin.isatty():
+        return True
+    count = client.api("POST", f"/{what}/prune",
+                       json={"older_than": args.older_than, "dry_run": True})["pruned"]
+    said = (f"{count} DAG run(s) finished more than {args.older_than} ago, with their jobs "
+            "and logs") if what == "dags" else (f"{count} finished run(s) started more than "
+                                                f"{args.older_than} ago, with their actions")
+    return not count or confirm(f"delete {said}", False)
+
+
 #: What a terminal would act on rather than show: C0 and C1 controls (escape sequences start
 #: with ESC or CSI), DEL, and the bidirectional overrides that make text read backwards.
 _UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

@@ -208,7 +208,7 @@ def _export(args: argparse.Namespace, client: Any) -> int:
 
 
 def _prune(args: argparse.Namespace, client: Any) -> int:
-    from titan.cli.output import confirm, print_json
+    from titan.cli.output import confirm_prune, print_json
 
     as_json = getattr(args, "json", False)
     among: list[str] | None = None
@@ -216,13 +216,8 @@ def _prune(args: argparse.Namespace, client: Any) -> int:
         # Replaced, the runs an earlier prune saved there existed nowhere any more.
         raise TitanError(f"{args.export_to} exists: name a new file (a prune's export is the "
                          "only copy of the runs it deletes)")
-    if not args.dry_run and not args.yes and sys.stdin.isatty():
-        # Counted first, so the question says how much goes (asked on a terminal only).
-        count = client.api("POST", "/runs/prune",
-                           json={"older_than": args.older_than, "dry_run": True})["pruned"]
-        if count and not confirm(f"delete {count} finished run(s) started more than "
-                                 f"{args.older_than} ago, with their actions", False):
-            return 1
+    if not confirm_prune(client, args, "runs"):
+        return 1
     if args.export_to and not args.dry_run:
         # Archived runs are deleted like the others: they are saved like them too.
         params = {"format": "jsonl", "actions": "true", "older_than": args.older_than,
