@@ -583,11 +583,13 @@ def slow_sq(x):
     time.sleep(0.2)
     return x * x
 
-# Not intercepted on purpose: the test changes it for a replay that must diverge.
+# Not intercepted on purpose: the tests change them for a replay that must diverge, and for
+# a recording in which one process made every call.
 base = int(TitanClient().store_get("pool:base") or 0)
+size = int(TitanClient().store_get("pool:size") or 2)
 with trace.run("pool-agent") as run:
     print(run.id, flush=True)
-    with mp.get_context("fork").Pool(2) as pool:
+    with mp.get_context("fork").Pool(size) as pool:
         print(pool.map(slow_sq, [base + i for i in range(6)]))
         time.sleep(1)  # the workers' recorders deliver before the pool is terminated
 """
@@ -627,6 +629,32 @@ def test_a_pool_worker_that_diverges_ends_a_strict_replay(cluster: Cluster,
     assert kinds == {"input_mismatch"}, report["divergences"]
     log = cluster.client().fetch_logs(f"{report['run_id']}_DRIVER/driver")
     assert "ReplayDiverged" in log and "forked by this one" in log, log
+
+
+def test_a_pool_worker_the_recording_has_no_call_from_diverges_as_an_input_mismatch(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # Which process of a pool makes which call is the scheduler's doing: on a loaded box one
+    # worker took every task of the recording (the other started late), and the replay's
+    # other worker, whose own actor had no call recorded, reported its changed call as an
+    # extra one, where the worker that did have calls reported an input mismatch. A pool
+    # that replaces a stopped worker (fork-3) made the same extra call. Recorded here with
+    # one process, replayed with two.
+    client = cluster.client()
+    client.store_put("pool:base", "0")
+    client.store_put("pool:size", "1")
+    try:
+        run_id = run_script(cluster, write(tmp_path, "pool.py", POOL))
+        client.store_put("pool:size", "2")
+        client.store_put("pool:base", "100")
+        report = replay(cluster, run_id)
+    finally:
+        client.store_put("pool:size", "2")
+    actors = {a["actor"] for a in cluster.api("GET", f"/runs/{run_id}/actions")["actions"]
+              if a["name"] == "slow_sq"}
+    assert actors == {"pool-agent/fork-1"}
+    assert report["status"] == "failed", report
+    assert {d["kind"] for d in report["divergences"]} == {"input_mismatch"}, \
+        report["divergences"]
 
 
 SIGNAL_STAGE = """

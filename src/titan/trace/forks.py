@@ -6,7 +6,8 @@ A process forked inside a run records as an actor of its own, ``<actor>/fork-<n>
 process makes which call differs from one execution to the next: a call made in a forked
 process that its own key does not answer is matched to a call with the same inputs recorded by
 any process forked from the same actor (:func:`pooled`), and recorded under that call's actor
-and ordinal.
+and ordinal. A call with inputs nothing recorded is likewise an input mismatch against one of
+the pool's calls when its own process recorded none (see ``Session._claim``), not an extra call.
 
 A strict replay stops by raising :class:`~titan.errors.ReplayDiverged`, a BaseException: in a
 pool worker it kills the worker, and ``Pool.map`` waited for ever on a task that would never

@@ -224,13 +224,21 @@ class Session:
                 return at
             siblings = [r for r in rec.calls.get(key[:3], ()) if free(r)]
             chosen = next((r for r in siblings if same(r)), None)
-            if chosen is None and (pool := forks.pooled(key[0])) is not None:
+            pool = forks.pooled(key[0])
+            pooled = [r for r in rec.pooled.get((pool, *key[1:3]), ()) if free(r)] \
+                if pool is not None else []
+            if chosen is None:
                 # A pool's tasks go to whichever process is free: the recording may hold
                 # this one's call under a sibling process (its answer is recorded there).
-                chosen = next((r for r in rec.pooled.get((pool, *key[1:3]), ())
-                               if free(r) and same(r)), None)
+                chosen = next((r for r in pooled if same(r)), None)
             if chosen is None:
-                chosen = at if at is not None and free(at) else next(iter(siblings), None)
+                # Nothing recorded with these inputs: the call at the key, or one its actor
+                # has not answered yet, or else one of the pool's. Which process ran a task
+                # is the scheduler's doing (a process started late may have run none in the
+                # recording; a pool replaces a process a strict stop ended): a changed call
+                # is an input mismatch, whichever process of the pool makes it.
+                chosen = at if at is not None and free(at) else next(
+                    iter(siblings or pooled), None)
             if chosen is not None:
                 claimed.add((original, *chosen.key))
             return chosen
