@@ -211,3 +211,56 @@ def test_a_tick_skipped_behind_a_queued_one_says_so_by_the_runs_name(cluster: Cl
     finally:
         client.delete_schedule("slow_ticks")
         client.cancel("DAG-slow_ticks")
+
+
+def test_a_retried_older_run_counts_for_skip_and_queue(cluster: Cluster) -> None:
+    # A run that ended left the schedule's memory at the next tick: retried (RUNNING again)
+    # when a later run was the last, it went unseen, and a tick under `skip` or `queue`
+    # started a run beside it, while a restarted master (reading the database) saw it run.
+    flag, release = cluster.root / "broken.flag", cluster.root / "release.flag"
+    flag.touch()
+    script = cluster.script("flaky_run.py", (
+        "import os, sys, time\n"
+        f"if os.path.exists({str(flag)!r}):\n    sys.exit(1)\n"
+        f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.1)\n"))
+    client = cluster.client()
+    client.schedule_dag("retried", [TitanJob(job_id="step", filename=script)],
+                        cron=EVERY_2S, overlap="skip")
+    try:
+        # Ticks start runs that fail: the ticks after the first run's end forget it.
+        until("three runs", lambda: len(fired(client, "retried")) >= 3)
+        client.pause_schedule("retried")
+        runs = [f["dag"]["ref"] for f in fired(client, "retried")]
+        for ref in runs:
+            until(f"{ref} to fail", lambda ref=ref: client.get_dag(ref)["status"] == "FAILED")
+        seen = max(f["id"] for f in client.get_schedule("retried")["fires"])
+        flag.unlink()
+        client.retry(runs[0])
+        until(f"{runs[0]} to run again",
+              lambda: client.get_dag(runs[0])["status"] == "RUNNING")
+
+        def after_retry(outcome: str) -> dict[str, Any] | None:
+            return next((f for f in client.get_schedule("retried")["fires"]
+                         if f["id"] > seen and f["outcome"] == outcome), None)
+
+        client.resume_schedule("retried")
+        skipped = until("a skipped tick", lambda: after_retry("skipped"))
+        assert skipped["error"] == (f"the previous run ({runs[0]}) was still running "
+                                    "(overlap: skip)"), skipped
+        assert after_retry("submitted") is None
+        # `queue`: the tick waits for the retried run; its run starts once that one ends.
+        client.update_schedule("retried", overlap="queue")
+        queued = until("a queued tick", lambda: after_retry("queued"))
+        time.sleep(2.5)  # a tick or more later, it still waits and no run started
+        assert after_retry("queued")["id"] == queued["id"]
+        assert after_retry("submitted") is None
+        assert client.get_dag(runs[0])["status"] == "RUNNING"
+        release.touch()
+        assert client.wait_dag(runs[0], timeout=30)["status"] == "COMPLETED"
+        started = until("the queued tick's run", lambda: after_retry("submitted"))
+        assert started["id"] == queued["id"] and started["dag"]["ref"] not in runs, started
+    finally:
+        client.pause_schedule("retried")
+        release.touch()
+    client.wait_dag(started["dag"]["ref"], timeout=30)
+    client.delete_schedule("retried")

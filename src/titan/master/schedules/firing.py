@@ -50,9 +50,11 @@ class ScheduleRec:
     jobs: list[Row]
     paused: bool
     next_fire_at: float | None
+    created_at: float = 0.0
     last_dag_id: int | None = None  # the run it started last
     #: The runs it started that may still be going: what overlap looks at (the last run is
-    #: not enough: a run by hand that ended while a tick's run went on hid that one).
+    #: not enough: a run by hand that ended while a tick's run went on hid that one). A run
+    #: that ended leaves it; a retry that makes one run again brings it back (_revived).
     live: set[int] = field(default_factory=set)
     queued: Row | None = None  # {"id", "tick"}: the fire waiting for that run to end
     timer: asyncio.TimerHandle | None = None
@@ -200,9 +202,21 @@ class Firing:
         rec.live.add(dag_id)
         return dag_id
 
+    def _revived(self, row: Row) -> None:
+        """A retry reads a finished DAG back (the engine's revive listener): a run of a
+        schedule counts as going again, as a restarted master would read it from the
+        database. Without this, a retried older run was invisible to ``skip`` and ``queue``:
+        ``live`` had let it go when it ended. A retry refused after all leaves the DAG out of
+        the scheduler's memory, where :meth:`_running` drops it again."""
+        rec = self.recs.get(row.get("schedule") or "")
+        # Runs submitted before this schedule was created are a deleted namesake's: its fires
+        # (what the database counts) went with it.
+        if rec is not None and not rec.deleted and row["submitted_at"] >= rec.created_at:
+            rec.live.add(int(row["id"]))
+
     def _running(self, rec: ScheduleRec) -> int | None:
         """A run of the schedule that has not finished (its latest), or None. Runs that have
-        finished are forgotten, but for the last one: a retry of it brings it back."""
+        finished are forgotten (the last one's id stays): a retry brings one back."""
         dags = self.engine.sched.dags
         rec.live = {d for d in rec.live if d in dags}
         if rec.last_dag_id is not None and rec.last_dag_id in dags:

@@ -45,6 +45,7 @@ class Schedules(Firing):
         self.recs: dict[str, ScheduleRec] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = False
+        engine.revive_listeners.append(self._revived)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -266,4 +267,4 @@ def _rec(row: Row) -> ScheduleRec:
         id=int(row["id"]), name=row["name"], dag_name=row["dag_name"],
         rule=rules.CronRule.parse(row["cron"], row["timezone"]), catchup=row["catchup"],
         overlap=row["overlap"], jobs=row["jobs"], paused=bool(row["paused"]),
-        next_fire_at=row["next_fire_at"])
+        next_fire_at=row["next_fire_at"], created_at=float(row["created_at"]))

@@ -76,6 +76,10 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         #: Called with (job id, state) when a job's state changes, after its commit: how the
         #: runs a job's process drove learn that the process is gone (see RunService).
         self.job_listeners: list[Callable[[int, str], None]] = []
+        #: Called with a finished DAG's stored row when a retry reads it back into memory
+        #: (it runs again): how a schedule learns that a run of its own goes again, which its
+        #: overlap policy counts. The engine knows nothing of schedules.
+        self.revive_listeners: list[Callable[[Row], None]] = []
         #: What a stage of an agent run writes in its DAG's submission transaction (the run
         #: row its DAG points at, the run's code version), set by the run service.
         self.stage_hooks: StageHooks | None = None

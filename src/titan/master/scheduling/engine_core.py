@@ -56,6 +56,7 @@ class EngineCore(Protocol):
     #: id: the commit's future. Read back before it, a DAG would come back as it was before
     #: it finished: a retry right after a failure was refused, the job still RUNNING.
     retiring: dict[int, asyncio.Future[Any]]
+    revive_listeners: list[Callable[[Row], None]]
 
     async def read(self, fn: Callable[[Transaction], T]) -> T: ...
     async def run(self, fn: Callable[[Transaction], T]) -> T: ...

@@ -57,6 +57,8 @@ class EngineRecovery:
                 return self.sched.dags[dag_id]
             ch = Changes()
             self.sched.load(dag_rec(row), [job_rec(j) for j in jobs], ch)
+        for listener in self.revive_listeners:
+            listener(row)
         await self.submit(ch)
         return self.sched.dags[dag_id]
 
