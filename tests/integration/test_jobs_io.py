@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -185,6 +186,48 @@ def test_following_logs_goes_on_into_a_retry(cluster: Cluster) -> None:
     # An attempt asked for by number is that attempt's log only.
     assert [i["line"] for i in client.iter_logs("flaky_follow", 1, follow=True)] == [
         "attempt 1"]
+
+
+def test_a_follow_begun_before_a_quick_job_ran_shows_its_lines(cluster: Cluster) -> None:
+    # Begun while the job waited (PENDING behind a gate), a follow whose long poll woke with
+    # the job already COMPLETED (its lines printed at once) printed nothing and exited 0: it
+    # had only read attempt 0, the one before the job ran.
+    build = cluster.script("held_build.py", "print('built')\n")
+    talk = cluster.script("quick_talk.py", "for i in range(3):\n    print(f'line {i}')\n")
+    client = cluster.client()
+    for how in ("sdk", "cli"):
+        dag = f"held_{how}"
+        client.submit_dag(dag, [
+            TitanJob(job_id="build", filename=build, hitl_message="go?"),
+            TitanJob(job_id="talk", filename=talk, parents=["build"])])
+        deadline = time.time() + 30
+        while client.get_job_status(f"{dag}/build.approval") != "WAITING_APPROVAL":
+            assert time.time() < deadline
+            time.sleep(0.05)
+        got: list[str] = []
+        if how == "sdk":
+            def follow(ref: str = f"{dag}/talk", got: list[str] = got) -> None:
+                got.extend(item["line"] for item in client.iter_logs(ref, follow=True))
+
+            follower = threading.Thread(target=follow)
+            follower.start()
+            time.sleep(1)  # its long poll is on attempt 0
+        else:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "titan", "logs", f"{dag}/talk", "--follow"],
+                env=cli_env(cluster), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(3)  # started, asked, and long-polling attempt 0
+        assert client.get_job_status(f"{dag}/talk") == "PENDING"
+        client.approve(f"{dag}/build.approval")
+        if how == "sdk":
+            follower.join(timeout=60)
+            assert not follower.is_alive()
+        else:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            got = out.splitlines()
+        assert got == ["line 0", "line 1", "line 2"], (how, got)
+        assert client.get_job_status(f"{dag}/talk") == "COMPLETED"
 
 
 # -- archives and affinity --------------------------------------------------------------------

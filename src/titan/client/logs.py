@@ -54,10 +54,16 @@ class LogOps:
             after = int(reply.get("next", after + len(lines)))
             if follow:
                 if reply.get("done") and not lines:
-                    if attempt is None:
+                    if attempt is None:  # it had not started when the follow began
+                        if int(reply.get("latest") or 0) > 0:
+                            # It has run since (and may have ended already: a quick job's
+                            # whole log came and went during the long poll): every attempt
+                            # is new to this follower, from the first on.
+                            attempt, after = 1, 0
+                            continue
                         if reply.get("state") in _UNFINISHED:
-                            continue  # it has started since we asked: read its first attempt
-                        return
+                            continue
+                        return  # ended without ever running (cancelled, skipped)
                     if pinned or int(reply.get("latest") or 0) <= attempt:
                         return
                     # That attempt ended and the job ran again (it may have ended meanwhile
