@@ -4,6 +4,7 @@ deadlines, roles, a script's fields refused, and a master killed while a gate wa
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 from collections.abc import Callable
@@ -59,8 +60,12 @@ def test_approve_from_the_sdk_releases_the_downstream_job(cluster: Cluster) -> N
     dag = client.wait("ship", timeout=30)
     assert dag["status"] == "COMPLETED"
     assert [j["state"] for j in dag["jobs"]] == ["COMPLETED", "APPROVED", "COMPLETED"]
-    # Followed to its end, an approved gate succeeded (it exited 1: only COMPLETED did).
-    assert titan(cluster, "logs", "ship/build.approval", "--follow").returncode == 0
+    # Followed to its end, an approved gate succeeded (it exited 1: only COMPLETED did), and
+    # the follow says how it was decided (its log is empty).
+    followed = titan(cluster, "logs", "ship/build.approval", "--follow")
+    assert followed.returncode == 0 and followed.stdout == ""
+    assert re.fullmatch(r"ship#\d+/build\.approval: APPROVED by admin \(titan up\); "
+                        r"comment: tests pass\n", followed.stderr), followed.stderr
     with pytest.raises(Conflict, match="APPROVED: not waiting"):
         client.reject("ship/build.approval")
     # A new run of the same DAG asks again: it never inherits the old decision.
@@ -78,8 +83,10 @@ def test_reject_from_the_cli_skips_descendants(cluster: Cluster) -> None:
     assert dag["status"] == "PARTIAL"
     states = {j["job_id"]: j["state"] for j in dag["jobs"]}
     assert states == {"build": "COMPLETED", "build.approval": "REJECTED", "deploy": "SKIPPED"}
-    assert titan(cluster, "logs", "ship/build.approval", "--follow",
-                 check=False).returncode == 1
+    followed = titan(cluster, "logs", "ship/build.approval", "--follow", check=False)
+    assert followed.returncode == 1 and re.fullmatch(
+        r"ship#\d+/build\.approval: REJECTED by admin \(titan up\); comment: not on a "
+        r"Friday\n", followed.stderr), followed.stderr
     shown = titan(cluster, "status", "ship/build.approval").stdout
     assert "not on a Friday" in shown and "admin (titan up)" in shown
     late = titan(cluster, "approve", "ship/build.approval", check=False)
@@ -87,12 +94,18 @@ def test_reject_from_the_cli_skips_descendants(cluster: Cluster) -> None:
 
 
 def test_no_decision_by_the_deadline_expires_the_gate(cluster: Cluster) -> None:
-    client = ship(cluster, max_wait=1)
+    client = ship(cluster, max_wait=2)
+    wait_state(client, "ship/build.approval", "WAITING_APPROVAL")
+    # Followed while it waits: the follow ends at the deadline, saying so.
+    followed = titan(cluster, "logs", "ship/build.approval", "--follow", check=False)
+    assert followed.returncode == 1 and re.fullmatch(
+        r"ship#\d+/build\.approval: EXPIRED \(no decision within 2s\)",
+        followed.stderr.splitlines()[-1]), followed.stderr
     dag = client.wait("ship", timeout=30)
     states = {j["job_id"]: j["state"] for j in dag["jobs"]}
     assert states["build.approval"] == "EXPIRED" and states["deploy"] == "SKIPPED"
     gate = client.get_job("ship/build.approval")
-    assert "no decision within 1s" in gate["reason"]
+    assert "no decision within 2s" in gate["reason"]
 
 
 def test_only_people_with_operator_rights_decide(cluster: Cluster) -> None:

@@ -27,6 +27,7 @@ from titan.cli.output import (
     counts,
     failed_jobs,
     for_terminal,
+    gate_decision,
     print_json,
     show_dag,
     show_job,
@@ -213,6 +214,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         # Followed to its end: exit as `submit --wait` does, 0 only if it succeeded (the
         # attempt followed, with --attempt), so a script or CI step learns it failed.
         ended = client.get_job(int(job["id"]))
+        if (decided := gate_decision(ended)) is not None:  # a gate's log is empty: say how
+            print(decided, file=sys.stderr)
         if args.attempt is not None:
             ended = next((a for a in ended.get("attempts") or []
                           if a.get("attempt") == args.attempt), ended)

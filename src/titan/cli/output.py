@@ -145,6 +145,21 @@ def counts(dag: dict[str, Any]) -> str:
     return ", ".join(f"{state} {n}" for state, n in sorted(counts.items()) if n) or "no jobs"
 
 
+def gate_decision(job: dict[str, Any]) -> str | None:
+    """How an approval gate was decided, in one line (``ship/build.approval: REJECTED by
+    carol; comment: not on a Friday``); None for a job that is no gate or a gate not decided
+    (still waiting, cancelled, skipped). A deadline decides without a person: its reason."""
+    state = job.get("state")
+    if job.get("kind") != "approval" or state not in ("APPROVED", "REJECTED", "EXPIRED"):
+        return None
+    if job.get("decided_by") is None:
+        return cell(f"{job.get('ref')}: {state}" + (f" ({job['reason']})" if job.get("reason")
+                                                     else ""))
+    comment = job.get("decision_comment")
+    return cell(f"{job.get('ref')}: {state} by {job['decided_by']}"
+                + (f"; comment: {comment}" if comment else ""))
+
+
 def show_job(job: dict[str, Any]) -> None:
     attempt = f"{job.get('attempt', '-')}/{job.get('max_attempts', '-')}"
     fields = [

@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", help="job reference")
     p.add_argument("-f", "--follow", action="store_true",
                    help="keep printing until it ends; then exit 0 only if it COMPLETED (or, "
-                        "a gate, was APPROVED), else 1 (as submit --wait)")
+                        "a gate, was APPROVED), else 1 (as submit --wait); a gate's decision "
+                        "(by whom, the comment) goes to stderr")
     p.add_argument("--attempt", type=int, default=None, help="which attempt (default latest)")
 
     p = command("store", cmd_store, "read and write TitanStore")
