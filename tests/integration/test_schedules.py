@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
+import urllib.error
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 from tests.integration.harness import Cluster
 from tests.integration.test_cli import on_terminal, titan
 from titan import TitanClient, TitanJob
-from titan.errors import Forbidden
+from titan.errors import Forbidden, ValidationFailed
 
 EVERY_2S = "*/2 * * * * *"
 
@@ -264,3 +266,45 @@ def test_a_retried_older_run_counts_for_skip_and_queue(cluster: Cluster) -> None
         release.touch()
     client.wait_dag(started["dag"]["ref"], timeout=30)
     client.delete_schedule("retried")
+
+
+def test_a_schedule_name_with_whitespace_at_an_end_is_refused(cluster: Cluster) -> None:
+    # ' lead' was accepted, and read as 'lead' in every table. Refused by the SDK, the CLI
+    # and the API; one stored before the rule is still listed, run and deleted.
+    script = cluster.script("lead.py", "print('lead')\n")
+    client = cluster.client()
+    for name in (" lead", "lead ", "\tlead"):
+        with pytest.raises(ValidationFailed, match="may not begin or end with whitespace"):
+            client.schedule_dag(name, [TitanJob(job_id="lead", filename=script)],
+                                cron="0 3 * * *")
+    shown = client.get_schedule(client.schedule_dag(
+        "lead", [TitanJob(job_id="lead", filename=script)], cron="0 3 * * *",
+        paused=True)["name"])
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        cluster.api("POST", "/schedules", {"name": " lead", "cron": "0 3 * * *",
+                                           "dag_name": "lead", "jobs": shown["jobs"]})
+    assert refused.value.code == 400
+    assert "may not begin or end with whitespace" in refused.value.read().decode()
+    pipeline = cluster.script("lead.yaml", "name: lead\njobs:\n  - id: lead\n    file: lead.py\n")
+    cli = titan(cluster, "schedule", "create", "lead ", pipeline, "--cron", "0 3 * * *",
+                check=False)
+    assert cli.returncode != 0 and "'lead ' may not begin or end with whitespace" \
+        in cli.stderr, cli.stderr
+    assert [s["name"] for s in client.list_schedules()] == ["lead"]
+
+    # Stored before the rule (renamed in the database while no master runs).
+    assert cluster.master is not None
+    os.killpg(cluster.master.pid, signal.SIGKILL)
+    cluster.master.wait()
+    db = sqlite3.connect(cluster.data / "titan.db")
+    with db:
+        db.execute("UPDATE schedules SET name = ' lead' WHERE name = 'lead'")
+    db.close()
+    cluster.up()
+    client = cluster.client()
+    assert [s["name"] for s in client.list_schedules()] == [" lead"]
+    ref = client.run_schedule_now(" lead")["ref"]
+    assert client.wait_dag(ref, timeout=30)["status"] == "COMPLETED"
+    assert client.get_schedule(" lead")["fires"][0]["dag"]["ref"] == ref
+    assert titan(cluster, "schedule", "delete", " lead", "--yes").returncode == 0
+    assert client.list_schedules() == []
