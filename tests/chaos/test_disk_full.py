@@ -11,10 +11,12 @@ SQLite's integrity check.
 
 from __future__ import annotations
 
+import json
 import resource
 import sqlite3
 import threading
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -59,10 +61,12 @@ def test_a_full_disk_under_sqlite_stalls_writes_and_loses_nothing(
     full_at = time.monotonic()
     stalled_at = len(acked)
     # Full: still answering, reads still served, writes acknowledged only once committed.
-    with urllib.request.urlopen(f"{c.url}/api/v1/health", timeout=5) as r:
-        assert r.status == 200
+    # /health says the writes wait once past its grace (it said "ok" for minutes: QA).
     assert client.store_get("before/0") == value
-    time.sleep(1.0)
+    health = _health_until(c.url, 503, timeout=15)
+    assert health["status"] == "unavailable" and "wait for the database" in health["reason"], \
+        health
+    assert health["since_seconds"] >= 3, health
     assert len(acked) <= stalled_at + 1, "writes were acknowledged while the disk was full"
     resource.prlimit(c.master.pid, resource.RLIMIT_FSIZE, (hard, hard))
     writer.join(timeout=120)
@@ -77,3 +81,18 @@ def test_a_full_disk_under_sqlite_stalls_writes_and_loses_nothing(
                  recovery=f"stalled {recovered:.1f}s, integrity {check}")
     assert len(acked) == total and not missing, missing[:5]
     assert check == "ok"
+    assert _health_until(c.url, 200, timeout=15)["status"] == "ok"
+
+
+def _health_until(url: str, status: int, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/health", timeout=5) as r:
+                got, body = r.status, r.read()
+        except urllib.error.HTTPError as err:
+            got, body = err.code, err.read()
+        if got == status:
+            return json.loads(body)
+        assert time.monotonic() < deadline, (got, body)
+        time.sleep(0.2)

@@ -26,7 +26,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import free_port, fresh_postgres_database
+from tests.chaos.tcp_proxy import TcpProxy
+from tests.conftest import PG_ADMIN_URL, free_port, fresh_postgres_database
 from titan.master.auth.tokens import JobTokens
 from titan.storage import open_storage
 
@@ -114,15 +115,36 @@ def _quietly(fn: Any, *args: Any, **kw: Any) -> Any:
         return None
 
 
+def _host_port(url: str) -> str:
+    return url.split("@", 1)[1].split("/", 1)[0]
+
+
+@pytest.fixture
+def pg_proxy() -> Iterator[TcpProxy]:
+    """A TCP proxy to the test's PostgreSQL server that a test can cut or stall."""
+    host, _, port = _host_port(PG_ADMIN_URL).partition(":")
+    proxy = TcpProxy((host, int(port or 5432)))
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def _proxied(url: str, proxy: TcpProxy) -> str:
+    return url.replace(_host_port(url), f"127.0.0.1:{proxy.port}", 1)
+
+
 @pytest.fixture
 def masters(tmp_path: Path) -> Iterator[Any]:
     started: list[Master] = []
     with fresh_postgres_database("titan_standby") as url:
-        def start(name: str, command: tuple[str, ...] = ("master",), **env: str) -> Master:
+        def start(name: str, command: tuple[str, ...] = ("master",), *,
+                  through: TcpProxy | None = None, **env: str) -> Master:
             # One blob store for all, as docs/deployment.md asks (master/blob_mark.py).
-            m = Master(tmp_path, name, url, {**os.environ, "PYTHONUNBUFFERED": "1",
-                                             "TITAN_BLOB_STORE": "database", **env},
-                       command=command)
+            # ``through``: this master reaches PostgreSQL by way of a proxy the test can cut.
+            m = Master(tmp_path, name, _proxied(url, through) if through else url,
+                       {**os.environ, "PYTHONUNBUFFERED": "1",
+                        "TITAN_BLOB_STORE": "database", **env}, command=command)
             started.append(m)
             return m
         try:
@@ -330,3 +352,91 @@ def test_a_worker_says_which_leader_it_follows_through_a_pause(masters: Any,
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
+
+
+def _health_until(m: Master, status: int, timeout: float) -> tuple[Any, float]:
+    """Poll ``m``'s /health until it answers ``status``: (its headers and body, seconds)."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        try:
+            got, headers, body = m.call("GET", "/health")
+        except OSError:
+            got, headers, body = 0, None, None
+        if got == status:
+            return (headers, body), time.monotonic() - began
+        time.sleep(0.1)
+    raise TimeoutError(f"{m.name}'s /health never answered {status}:\n{m.log()}")
+
+
+def test_health_says_503_while_the_leader_cannot_reach_its_database(
+        masters: Any, pg_proxy: TcpProxy) -> None:
+    """/health was a constant 200 "ok": a leader whose database was away (every write waiting)
+    looked healthy to a load balancer for minutes. It answers 503 with why and since when
+    while its writes wait (the database refusing, or not answering at all), and 200 again once
+    they commit."""
+    a = masters("a", through=pg_proxy)
+    a.wait_answering()
+    status, body = a.health()
+    assert status == 200 and body["status"] == "ok", body
+    # Connections reset: the lock's check fails at the next heartbeat (said at once, the lock
+    # is gone with its connection). Stalled: the beat hangs, said past the grace (3 s).
+    for fault, heal, said, grace in (
+            (lambda: pg_proxy.cut(down_for=6), lambda: None, "confirm the leadership", 0),
+            (pg_proxy.stall, pg_proxy.resume, "no answer", 3)):
+        fault()
+        (headers, body), took = _health_until(a, 503, timeout=20)
+        assert grace - 0.5 < took < 10, took
+        assert body["status"] == "unavailable" and body["role"] == "leader", body
+        assert said in body["reason"] and body["since_seconds"] >= grace, body
+        assert headers["Retry-After"] == "5"
+        heal()
+        (_, body), _ = _health_until(a, 200, timeout=30)
+        assert body["status"] == "ok" and "reason" not in body, body
+    assert "Exception in ASGI application" not in a.log()
+
+
+def test_a_leader_cut_off_while_a_standby_takes_over_is_not_healthy(
+        masters: Any, pg_proxy: TcpProxy) -> None:
+    """Two masters answered /health 200 "role: leader" (QA): the old one cut off from
+    PostgreSQL, the standby that took over. A load balancer must see one leader only: once
+    partitioned (the server does not notice; the standby takes over when the heartbeat is 5 s
+    stale) the old leader is 503 before the standby leads; connections reset (PostgreSQL frees
+    the lock at once, the standby takes it within a poll), within a heartbeat."""
+    a = masters("a", through=pg_proxy, TITAN_LEADER_TIMEOUT="5")
+    a.wait_answering()
+    b = masters("b", TITAN_LEADER_TIMEOUT="5")
+    b.wait_answering()
+    assert b.health()[0] == 503
+    pg_proxy.stall()
+    began = time.monotonic()
+    a_unhealthy = b_leads = 0.0
+    while not b_leads:  # both watched from the partition: a goes 503 before b answers 200
+        assert time.monotonic() - began < 30, (a.log(), b.log())
+        if not a_unhealthy and a.health()[0] in (0, 503):
+            a_unhealthy = time.monotonic() - began
+        if b.health()[0] == 200:
+            b_leads = time.monotonic() - began
+        time.sleep(0.05)
+    assert 0 < a_unhealthy <= b_leads, (a_unhealthy, b_leads)
+    status, body = a.health()
+    assert status == 503 and body["status"] == "unavailable" and body["reason"], body
+    for _ in range(10):  # from now on, only b says it is healthy
+        assert a.health()[0] in (0, 503)
+        assert b.health()[0] == 200
+        time.sleep(0.2)
+
+
+def test_a_leader_whose_connections_reset_is_unhealthy_within_a_heartbeat(
+        masters: Any, pg_proxy: TcpProxy) -> None:
+    a = masters("a", through=pg_proxy, TITAN_LEADER_TIMEOUT="5")
+    a.wait_answering()
+    b = masters("b", TITAN_LEADER_TIMEOUT="5")
+    b.wait_answering()
+    pg_proxy.cut(down_for=120)
+    (_, body), took = _health_until(a, 503, timeout=20)
+    assert took < 2.5, took  # one heartbeat (leader timeout / 5) and the lock's check
+    assert "cannot confirm the leadership" in body["reason"], body
+    b.wait_leading(timeout=30)
+    for _ in range(10):
+        assert a.health()[0] in (0, 503)
+        time.sleep(0.2)

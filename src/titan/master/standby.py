@@ -164,21 +164,32 @@ class LeaderGate:
             leadership.heartbeat(tx.conn)
 
         while True:
+            # Fenced like every write: raises NotLeader if replaced. While the database is
+            # away the writer holds the beat until it is back; the lock is checked meanwhile,
+            # each heartbeat, so GET /health says at once that it cannot be confirmed.
+            beating = asyncio.ensure_future(engine.run(beat))
+            while not (await asyncio.wait({beating}, timeout=self.heartbeat))[0]:
+                await self._check_lock()
             try:
-                await engine.run(beat)  # fenced like every write: raises NotLeader if replaced
+                beating.result()
             except NotLeader:
                 raise
             except Exception as exc:  # noqa: BLE001 - the database away: the next beat retries
                 log.warning("leader heartbeat failed: %s", exc)
-            if not await asyncio.to_thread(leadership.holds_lock):
-                info = await asyncio.to_thread(leadership.leader)
-                known = describe(info)
-                newer = known["leader"] and known["epoch"] != leadership.epoch
-                where = f"the leader at {known['leader']}" if newer else "another master"
-                # Worded as the fenced write's NotLeader: either way this master was replaced.
-                raise NotLeader(f"this master was replaced by {where}, which holds the "
-                                "leadership lock", details=known)
+            await self._check_lock()
             await asyncio.sleep(self.heartbeat)
+
+    async def _check_lock(self) -> None:
+        """NotLeader when another master holds the leadership lock now."""
+        leadership = self.leadership
+        if not await asyncio.to_thread(leadership.holds_lock):
+            info = await asyncio.to_thread(leadership.leader)
+            known = describe(info)
+            newer = known["leader"] and known["epoch"] != leadership.epoch
+            where = f"the leader at {known['leader']}" if newer else "another master"
+            # Worded as the fenced write's NotLeader: either way this master was replaced.
+            raise NotLeader(f"this master was replaced by {where}, which holds the "
+                            "leadership lock", details=known)
 
     def _stop(self, exc: NotLeader) -> None:
         """Replaced: stop serving at once, then stop the process (uvicorn's graceful exit)."""

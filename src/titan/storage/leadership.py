@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -93,6 +94,11 @@ class Leadership:
         self._mutex = threading.Lock()
         #: Called (from whichever thread found out) once a write finds this master replaced.
         self.on_lost: Callable[[NotLeader], None] | None = None
+        #: Since when (monotonic) this leader could not confirm its lock because the database
+        #: was unreachable (0 while confirmed), and why: ``GET /health`` answers 503 meanwhile,
+        #: as a standby may be taking over.
+        self.unconfirmed_since = 0.0
+        self.unconfirmed_reason = ""
 
     # -- standby side ---------------------------------------------------------------------------
     def try_lead(self) -> bool:
@@ -222,6 +228,7 @@ class Leadership:
                 if conn is not None:
                     conn.execute(text("SELECT 1")).scalar()
                     conn.commit()
+                    self.unconfirmed_since = 0.0
                     return True
             except DBAPIError:
                 self._drop_lock()
@@ -234,11 +241,18 @@ class Leadership:
                 # The database away (a restart): nothing can be written meanwhile, and once it
                 # is back either the lock is taken again here or a standby took over, and then
                 # the epoch check refuses this master's next write.
-                log.warning("leader: cannot reach the database (%s)", str(exc).splitlines()[0])
+                # Not confirmed either: GET /health says so until it is (master/api/admin.py).
+                said = str(exc).splitlines()[0]
+                if not self.unconfirmed_since:  # once an outage: it is tried every heartbeat
+                    log.warning("leader: cannot reach the database (%s)", said)
                 self._drop_lock()
+                self.unconfirmed_since = self.unconfirmed_since or time.monotonic()
+                self.unconfirmed_reason = said[:300]
                 return True
             if not got:
                 self._drop_lock()
+            else:
+                self.unconfirmed_since = 0.0
             return got
 
     def lost(self) -> NoReturn:

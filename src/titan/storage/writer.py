@@ -43,6 +43,11 @@ class GroupCommitWriter:
         self._last: asyncio.Future[Any] | None = None  # the newest future handed out
         #: When the batch now waiting for the database found it away (monotonic); 0 when none.
         self.away_since = 0.0
+        #: The database's error that batch waits out (its first line), for ``GET /health``.
+        self.away_reason = ""
+        #: When the batch now being written began (monotonic); 0 while the writer is idle. A
+        #: batch that hangs (a database that stopped answering, not refusing) shows here only.
+        self.busy_since = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -99,7 +104,11 @@ class GroupCommitWriter:
                     self._queue.put(_STOP)
                     break
                 batch.append(item)
-            self._commit(batch)
+            self.busy_since = time.monotonic()
+            try:
+                self._commit(batch)
+            finally:
+                self.busy_since = 0.0
 
     def _commit(self, batch: list[Any]) -> None:
         results = self._commit_waiting(batch)
@@ -146,6 +155,7 @@ class GroupCommitWriter:
                     log.warning("the database is unavailable (%s): %d write(s) wait for it",
                                 str(exc).splitlines()[0][:300], len(batch))
                 away_since = away_since or now
+                self.away_reason = str(exc).splitlines()[0][:300]
                 self.away_since = away_since
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 1.0)

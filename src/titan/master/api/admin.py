@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
 
 import titan
 from titan.errors import Conflict, NotFound, Unauthorized, ValidationFailed
@@ -23,13 +24,49 @@ from titan.storage.base import Row, Transaction
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute)
 
 
+#: How long a write may wait for the database before ``GET /health`` answers 503: a commit on
+#: a busy disk is no outage. Shorter than the default leader timeout (5 s) after which a
+#: standby takes over from a leader gone silent (a network partition), so a cut-off leader
+#: stops looking healthy before its successor starts to.
+STALL_GRACE = 3.0
+
+
 @router.get("/health", tags=["admin"], summary="Liveness (no token needed)")
-async def health(c: CtxDep) -> Row:
-    # A standby never gets here: it answers 503 not_leader (master/standby.py).
+async def health(c: CtxDep) -> Any:
+    # A standby never gets here: it answers 503 not_leader (master/standby.py). What this says
+    # is read from state the writer and the leadership loop keep, never from a query: a load
+    # balancer may ask it often, and a query would wait behind the very outage it reports.
     leadership = getattr(c.storage, "leadership", None)
     epoch = leadership.epoch if leadership is not None else None
-    return {"status": "ok", "version": titan.__version__, "time": time.time(),
-            "role": "leader", "epoch": epoch}
+    body: Row = {"status": "ok", "version": titan.__version__, "time": time.time(),
+                 "role": "leader", "epoch": epoch}
+    problem = _unavailable(c, leadership)
+    if problem is None:
+        return body
+    reason, since = problem
+    body.update(status="unavailable", reason=reason, since_seconds=round(since, 1))
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
+def _unavailable(c: Any, leadership: Any) -> tuple[str, float] | None:
+    """Why this leader cannot vouch for itself now, and for how long; None when it can.
+
+    Its leadership lock unconfirmed (the database unreachable when it checked, each
+    heartbeat): said at once, as PostgreSQL frees the lock of a connection it lost and a
+    standby takes it within a poll. A write waiting past :data:`STALL_GRACE` (the database
+    refusing it: away, disk full; or not answering at all): nothing this master decides is
+    recorded, its heartbeat included."""
+    now = time.monotonic()
+    if leadership is not None and leadership.unconfirmed_since:
+        return (f"cannot confirm the leadership: the database is unreachable "
+                f"({leadership.unconfirmed_reason})", now - leadership.unconfirmed_since)
+    writer = c.engine.writer
+    if writer.away_since and now - writer.away_since >= STALL_GRACE:
+        return (f"writes wait for the database: {writer.away_reason}",
+                now - writer.away_since)
+    if writer.busy_since and now - writer.busy_since >= STALL_GRACE:
+        return "a write has had no answer from the database", now - writer.busy_since
+    return None
 
 
 @router.get("/master-proof", tags=["admin"],

@@ -148,9 +148,13 @@ class Report(_Open):
 # ---------------------------------------------------------------------------- replies
 
 class Health(_Open):
-    status: Literal["ok"]
+    status: Literal["ok", "unavailable"] = Field(
+        description="ok (200), or unavailable (503: writes wait for the database, or the "
+                    "leadership cannot be confirmed; reason and since_seconds say more)")
     version: str
     time: Timestamp
+    reason: str | None = Field(None, description="Why unavailable")
+    since_seconds: float | None = Field(None, description="For how long it has been so")
 
 
 class MasterProof(_Open):

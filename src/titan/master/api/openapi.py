@@ -180,6 +180,10 @@ def describe(app: FastAPI) -> dict[str, Any]:
             elif key in OTLP:
                 responses[ok] = {"description": "An ExportTraceServiceResponse",
                                  "content": _OTLP_BODIES}
+            if path == f"{_P}/health":  # the same body, status "unavailable"
+                responses["503"] = {"description": "This master cannot vouch for itself: its "
+                                    "writes wait for the database, or its leadership is "
+                                    "unconfirmed", "content": responses[ok]["content"]}
             for code in error_statuses(method, path, has_body):
                 responses[str(code)] = {"description": _WHY[code], "content": error}
     return schema
