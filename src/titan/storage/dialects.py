@@ -30,7 +30,10 @@ def sqlite_storage(url: str, *, synchronous: str = "NORMAL") -> SQLStorage:
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    # hide_parameters: a failed statement's text must not carry its values (a secret in a job's
+    # env, a store value) into the master's log or a 500's message.
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                           hide_parameters=True)
     # Empty is unset, as for every setting. OFF is refused: an OS crash or a power loss could
     # then corrupt the database, not merely lose its last commits.
     sync = (os.environ.get("TITAN_SQLITE_SYNCHRONOUS", "").strip() or synchronous).upper()
@@ -131,7 +134,7 @@ def postgres_storage(url: str) -> SQLStorage:
     try:
         # Every connection says which master it belongs to: a standby taking over from a
         # silent leader ends that leader's connections by this name (storage/leadership.py).
-        engine = create_engine(url, pool_size=10, max_overflow=10,
+        engine = create_engine(url, pool_size=10, max_overflow=10, hide_parameters=True,
                                connect_args={"application_name": APP_PREFIX + node})
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         raise ConfigError(

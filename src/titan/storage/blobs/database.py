@@ -40,7 +40,8 @@ class DatabaseBlobStore(NamedFirstStore):
         super().__init__(spool_dir)
         # pool_pre_ping: a round trip per checkout is nothing beside a chunk of up to 1 MiB,
         # and it spares a download the connection a database restart left dead.
-        self.engine = create_engine(url, pool_size=4, max_overflow=8, pool_pre_ping=True)
+        self.engine = create_engine(url, pool_size=4, max_overflow=8, pool_pre_ping=True,
+                                    hide_parameters=True)
         self.chunk = chunk
         self.description = f"database {url.render_as_string(hide_password=True)}"
 
