@@ -31,8 +31,9 @@ the network::
         ├── NotLeader            503: a standby; the leader answers
         ├── DatabaseUnavailable  503: the database is away for now; ask again shortly
         ├── MasterStopping       503: the master is stopping; the next one answers
-        └── BlobStoreUnwritable  507: the blob store's disk is full, read-only or not the
-                                 master's to write: nothing was stored; an operator must act
+        ├── BlobStoreUnwritable  507: the blob store's disk is full, read-only or not the
+        │                        master's to write: nothing was stored; an operator must act
+        └── DatabaseCorrupt      500: the database's file is damaged; restore it from a backup
 
 A docstring is the default message. Besides the 5xx above, said on purpose and named by their
 code, a 5xx (``internal_error``) is a bug.
@@ -305,6 +306,14 @@ class BlobStoreUnwritable(APIError):
     code = "blob_store_unwritable"
 
 
+class DatabaseCorrupt(APIError):
+    """The master's database is damaged (SQLite: "database disk image is malformed"): no
+    retry helps; an operator restores it from a backup."""
+
+    status = 500
+    code = "database_corrupt"
+
+
 _BY_CODE: dict[str, type[APIError]] = {
     cls.code: cls
     for cls in (
@@ -324,6 +333,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         MasterStopping,
         DatabaseUnavailable,
         BlobStoreUnwritable,
+        DatabaseCorrupt,
     )
 }
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -4,7 +4,8 @@ Real `titan master` processes on SQLite: a write the database refuses with an er
 own (a trigger stands in for any constraint or internal error) must not carry the values it
 was writing into the master's log or the 500's message — SQLAlchemy's exception text lists
 a statement's bound parameters unless its engine hides them, and those were a job's env
-(API keys) and store values.
+(API keys) and store values. A damaged database says so, and what to do, instead of "a bug in
+the master".
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import sqlite3
 import urllib.error
 import urllib.request
 from typing import Any
+
+import pytest
+
+from titan import errors
 
 SECRET = "sk-NEVER-LOGGED-0123456789"
 
@@ -43,3 +48,37 @@ def test_a_failed_write_logs_no_value_it_carried(make_cluster: Any) -> None:
     assert "refused by a test trigger" in log, log[-3000:]  # the error itself is said
     assert SECRET not in log, log[-3000:]
     assert SECRET not in json.dumps(body), body
+
+
+def test_a_corrupt_database_is_said_to_be_corrupt_not_a_bug(make_cluster: Any) -> None:
+    """Pages of a SQLite database overwritten (a disk fault, a bad copy): each request was
+    "HTTP 500 (a bug in the master): database disk image is malformed" with a traceback in
+    the log. It is 500 database_corrupt saying to restore a backup, logged as one error line."""
+    c = make_cluster()
+    c.start_master()
+    client = c.client()
+    for i in range(30):
+        client.store_put(f"k{i}", "v" * 3000)
+    c.stop()
+    path = c.data / "titan.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file, none in the WAL
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    pages = [r[0] for r in db.execute(
+        "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'store_values' AND rootpage > 0")]
+    db.close()
+    with open(path, "r+b") as f:  # the table's and its indexes' root pages: garbage
+        for page in pages:
+            f.seek((page - 1) * size)
+            f.write(bytes(range(256)) * (size // 256))
+    c.start_master()
+    client = c.client()
+    for _ in range(3):
+        with pytest.raises(errors.DatabaseCorrupt) as said:
+            client.store_get("k1")
+    assert "restore the database from a backup" in said.value.message, said.value.message
+    assert "deployment.md#backup-and-restore" in said.value.message
+    assert "a bug" not in str(said.value)
+    log = (c.root / "master.log").read_text(errors="replace")
+    assert log.count("the database is corrupt") == 1, log[-3000:]
+    assert "Traceback" not in log and "internal error" not in log, log[-3000:]

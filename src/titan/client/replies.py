@@ -72,9 +72,10 @@ def check(response: httpx.Response | Reply, endpoint: Endpoint) -> None:
             f"HTTP {status} from {url_of(response)} is not a Titan master's answer "
             f"({said}): check the host and port", status=status, code="not_titan")
     if status == 503 and code_of(body) in PASSING \
-            or code_of(body) == errors.BlobStoreUnwritable.code:
+            or code_of(body) in (errors.BlobStoreUnwritable.code, errors.DatabaseCorrupt.code):
         # Not a bug: the database is away for now, or the master is stopping, or its blob
-        # store's disk is full or read-only (the message says where, and what to do).
+        # store's disk is full or read-only, or its database is damaged (the message says
+        # where, and what to do).
         raise errors.from_response(status, body)
     if status >= 500:
         raise errors.APIError(

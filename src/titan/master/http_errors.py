@@ -1,5 +1,6 @@
 """The master's answer to an error no handler took: 503 while the database is away (one warning
-line, then a count every 30 s), else a 500 with one traceback; nothing reaches the server.
+line, then a count every 30 s), 500 database_corrupt while its file is damaged (one error line
+every 30 s), else a 500 with one traceback; nothing reaches the server.
 
 Starlette runs an ``Exception`` handler from its outermost ``ServerErrorMiddleware``, which sends
 the handler's answer and then raises the error again, for the server to log: uvicorn's
@@ -19,12 +20,14 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from titan.errors import APIError, DatabaseUnavailable
+from titan.errors import APIError, DatabaseCorrupt, DatabaseUnavailable
 
 log = logging.getLogger("titan.master")
 
 Answer = Callable[[Request, APIError], Awaitable[Response]]
 
+#: Where the backup and restore procedure is written down.
+RESTORE_DOCS = "docs/deployment.md#backup-and-restore"
 #: While the database stays away, refused requests are counted in one line this often.
 AWAY_EVERY = 30.0
 
@@ -47,6 +50,8 @@ class ErrorGuard:
         self._away_said = 0.0  # monotonic time the last "unavailable" line was logged
         self._away_quiet = 0  # refusals since then, not logged one by one
         self._last_refusal = 0.0
+        self._corrupt_said = 0.0  # monotonic time the last "corrupt" line was logged
+        self._corrupt_failed = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,9 +69,15 @@ class ErrorGuard:
             await self.app(scope, receive, watched)
         except Exception as exc:  # noqa: BLE001 - the last place an error can be answered
             request = Request(scope, receive)
-            if self._database_away(scope, exc):
+            corrupt = self._corrupt(scope, exc)
+            if corrupt is not None:
+                self._say_corrupt(request, corrupt)
+                err: APIError = DatabaseCorrupt(
+                    f"the master's database is corrupt ({corrupt}): stop the master and "
+                    f"restore the database from a backup ({RESTORE_DOCS})")
+            elif self._database_away(scope, exc):
                 self._say_away(request, exc)
-                err: APIError = DatabaseUnavailable(
+                err = DatabaseUnavailable(
                     "the database is unavailable for now; try again shortly")
             else:
                 log.exception("internal error on %s %s", request.method, request.url.path)
@@ -83,6 +94,26 @@ class ErrorGuard:
         app = scope.get("app")
         ctx = getattr(getattr(app, "state", None), "ctx", None)
         return ctx is not None and bool(ctx.storage.unavailable(exc))
+
+    @staticmethod
+    def _corrupt(scope: Scope, exc: Exception) -> str | None:
+        app = scope.get("app")
+        ctx = getattr(getattr(app, "state", None), "ctx", None)
+        return ctx.storage.corrupt(exc) if ctx is not None else None
+
+    def _say_corrupt(self, request: Request, said: str) -> None:
+        """One error line (no traceback: nothing in the master to debug), then a count of
+        the requests it failed every AWAY_EVERY seconds."""
+        now = time.monotonic()
+        self._corrupt_failed += 1
+        if now - self._corrupt_said < AWAY_EVERY:
+            return
+        first = not self._corrupt_said
+        self._corrupt_said = now
+        log.error("the database is corrupt (%s, on %s %s; %d request(s) failed on it%s): stop "
+                  "the master and restore the database from a backup, see %s", said,
+                  request.method, request.url.path, self._corrupt_failed,
+                  "" if first else " so far", RESTORE_DOCS)
 
     def _say_away(self, request: Request, exc: Exception) -> None:
         """One line at an outage's first refusal, then one every AWAY_EVERY s counting them."""

@@ -101,6 +101,11 @@ class Storage(abc.ABC):
         again once the database is back, not failed."""
         return False
 
+    def corrupt(self, exc: BaseException) -> str | None:
+        """What the database said when ``exc`` says its files are damaged (no retry helps:
+        restore from a backup); None for anything else."""
+        return None
+
     def unstorable(self, exc: BaseException) -> str | None:
         """What the database said when ``exc`` is its refusal of a value (a NUL byte in a
         text, a string past its column's length): the request's fault, not the master's;

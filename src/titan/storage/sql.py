@@ -347,6 +347,17 @@ class SQLStorage(Storage):
     def unavailable(self, exc: BaseException) -> bool:
         return self._unavailable(exc)
 
+    def corrupt(self, exc: BaseException) -> str | None:
+        # SQLite's SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), extended codes included;
+        # PostgreSQL's SQLSTATE XX001 data_corrupted and XX002 index_corrupted.
+        orig = getattr(exc, "orig", None) or exc
+        code = getattr(orig, "sqlite_errorcode", None)
+        if not ((isinstance(code, int) and code & 0xFF in (11, 26))
+                or getattr(orig, "sqlstate", None) in ("XX001", "XX002")):
+            return None
+        said = str(orig).strip().splitlines()
+        return said[0][:300] if said else type(orig).__name__
+
     def unstorable(self, exc: BaseException) -> str | None:
         # SQLSTATE class 22 (data exception): PostgreSQL refuses NUL in text and a string past
         # varchar(n), where SQLite stores both; API-level checks catch most, this the rest.
