@@ -11,13 +11,17 @@ the master".
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 
+from tests.conftest import free_port
 from titan import errors
 
 SECRET = "sk-NEVER-LOGGED-0123456789"
@@ -82,3 +86,32 @@ def test_a_corrupt_database_is_said_to_be_corrupt_not_a_bug(make_cluster: Any) -
     log = (c.root / "master.log").read_text(errors="replace")
     assert log.count("the database is corrupt") == 1, log[-3000:]
     assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+
+
+def test_a_restore_without_its_blobs_is_said_on_the_start_that_serves(make_cluster: Any) -> None:
+    """A database restored into a fresh data dir without its blobs directory: the warning
+    that the blob store is not this database's was said once, on the first start, and the
+    mark that silences it recorded then — a first start that failed (its port in use) took
+    it, and the start that served said nothing while every file was gone."""
+    old = make_cluster()
+    old.start_master()
+    old.client().store_put("k", "v")
+    old.stop()
+    new = make_cluster()
+    new.data.mkdir(mode=0o700)
+    source = sqlite3.connect(old.data / "titan.db")
+    with sqlite3.connect(new.data / "titan.db") as target:  # the documented .backup
+        source.backup(target)
+    source.close()
+    said = "is not the one this database's blobs were written to"
+    with socket.socket() as busy:  # the first start fails: its port is taken
+        busy.bind(("127.0.0.1", new.port))
+        busy.listen()
+        first = subprocess.run(
+            [sys.executable, "-m", "titan", "master", "--port", str(new.port),
+             "--dashboard-port", str(free_port()), "--data-dir", str(new.data)],
+            env=new.env, cwd=new.root, capture_output=True, timeout=60)
+    assert first.returncode != 0, first.stdout[-2000:]
+    new.start_master()
+    log = (new.root / "master.log").read_text(errors="replace")
+    assert said in log, log[-3000:]

@@ -43,13 +43,14 @@ def check_standby(tx: Transaction, blobs: BlobStore) -> None:
             "bucket, or TITAN_BLOB_DIR on a shared filesystem (docs/deployment.md)")
 
 
-def ensure(tx: Transaction, blobs: BlobStore) -> str | None:
+def ensure(tx: Transaction, blobs: BlobStore, *, say: bool = True) -> str | None:
     """At the leader's start: the hash of a new mark to record when the store lacks the one
-    the database records (said on the log) or none is recorded yet; None when it is in."""
+    the database records (said on the log unless not ``say``) or none is recorded yet; None
+    when it is in."""
     mark = tx.get_meta(KEY)
     if mark is not None and blobs.exists(mark):
         return None
-    if mark is not None:
+    if mark is not None and say:
         log.warning("the blob store (%s) is not the one this database's blobs were written "
                     "to: it lacks their mark (blob %s). Scripts, artifacts and payloads "
                     "recorded before may be missing; if the store moved, copy its blobs over",
@@ -58,13 +59,14 @@ def ensure(tx: Transaction, blobs: BlobStore) -> str | None:
 
 
 def leave(storage: Storage, blobs: BlobStore) -> None:
-    """Before a master about to lead serves: :func:`ensure`, and record the new mark, if any
-    (BlobStoreUnwritable when the store cannot take it)."""
+    """Before a master about to lead binds its port: whether the store can take a new mark,
+    when it needs one (BlobStoreUnwritable when it cannot: a full disk). Neither said nor
+    recorded here: the app's start does both (master/app.py), once the port is bound, so a
+    start that fails after this (the port in use) does not silence the warning that the store
+    is not the database's — it was said only on the start that failed, and a restore without
+    its blobs then looked fine. The mark written here stays unrecorded (a few bytes)."""
     with storage.read_transaction() as tx:
-        mark = ensure(tx, blobs)
-    if mark is not None:
-        with storage.transaction() as tx:
-            tx.set_meta(KEY, mark)
+        ensure(tx, blobs, say=False)
 
 
 #: ``meta`` key: this database's id, which names it among its blob store's users (and as
