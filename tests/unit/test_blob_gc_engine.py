@@ -9,6 +9,7 @@ rows cannot show."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -102,3 +103,30 @@ def test_a_script_nothing_names_or_holds_goes(tmp_path: Path) -> None:
             await engine.submit_dag("etl", specs(sha), None)
 
     scenario(tmp_path, test)
+
+
+def test_a_collection_on_an_unwritable_store_is_one_warning_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The master's own collection (hourly, after a prune) on a full or read-only blob disk
+    logged 'collecting unused blobs failed' with a whole traceback, for a condition the
+    store already words (BlobStoreUnwritable): one warning line now."""
+    from tests import small_disk
+
+    with small_disk.mounted(tmp_path / "disk", "2m") as disk:
+        async def test(engine: Engine, store: DirectoryBlobStore, sha: str) -> None:
+            collector = BlobCollector(engine, store, "1d")
+            small_disk.remount(disk, read_only=True)
+            try:
+                with caplog.at_level(logging.WARNING, logger="titan.master"):
+                    await collector._quietly()  # what the hourly sweep and soon() run
+            finally:
+                small_disk.remount(disk, read_only=False)
+            said = [r for r in caplog.records if "blob gc" in r.getMessage()]
+            assert len(said) == 1 and said[0].exc_info is None, said
+            assert "not collecting now" in said[0].getMessage()
+            assert "read-only" in said[0].getMessage()
+            assert store.exists(sha)
+
+        (disk / "blobs").mkdir()
+        (tmp_path / "blobs").symlink_to(disk / "blobs")  # the database stays writable
+        scenario(tmp_path, test)
