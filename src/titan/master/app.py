@@ -98,12 +98,18 @@ async def ensure_token_file(engine: Engine, path: Path, role: str, name: str) ->
         write_secret_file(path, token)
     digest = auth.token_hash(token)
 
-    def op(tx: Any) -> None:
-        if tx.token_by_hash(digest) is None:
+    def op(tx: Any) -> bool:
+        row = tx.token_by_hash(digest)
+        if row is None:
             tx.add_token({"id": "tok-" + secrets.token_hex(6), "token_hash": digest, "role": role,
                           "name": name, "created_at": time.time()})
+        return row is not None and bool(row.get("revoked_at"))
 
-    await engine.run(op)
+    if await engine.run(op):
+        # Revoked (rotated after a leak): a revoked token is never made live again, so the
+        # file stays useless until it is replaced, and the CLI that reads it says only 401.
+        log.warning("%s holds a revoked token: delete the file and restart the master to get "
+                    "a new one (docs/security.md#rotating-the-admin-token)", path)
     return token
 
 
