@@ -94,6 +94,40 @@ def name_problem(value: Any, what: str, *, trimmed: bool = False) -> str | None:
     return None
 
 
+#: What a terminal or a log reader would act on rather than show: C0 and C1 controls (escape
+#: sequences start with ESC or CSI; U+0085 breaks a line), DEL, the Unicode line and paragraph
+#: separators, and the bidirectional embeddings, overrides and isolates that make text read
+#: backwards.
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(value: Any, keep: str = "") -> str:
+    """``value`` as text that shows as itself: every control (:data:`_UNSHOWN`) but those in
+    ``keep`` written as its Python escape (``\\n``, ``\\x07``, ``\\u202e``; ESC as ``\\e``),
+    never sent raw to a terminal or a log. Values others choose (a worker's name, a key, a job's
+    output) may hold them: a newline forges a line, ESC sets a reader's window title."""
+    text = "" if value is None else str(value)
+    return _UNSHOWN.sub(lambda m: m.group() if m.group() in keep else
+                        repr(m.group())[1:-1] if m.group() != "\x1b" else "\\e", text)
+
+
+def label_problem(value: Any, what: str) -> str | None:
+    """What is wrong with a free-text label that is shown and logged, such as a worker's name
+    or host name (None when nothing is): control characters and direction controls, the
+    characters :func:`shown` would escape. Anything else is allowed ('/' too, unlike a
+    :func:`name_problem` name, which is also a path segment)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{what} must be a string, got {type(value).__name__}"
+    found = _UNSHOWN.search(value)
+    if found is not None:
+        return (f"{what} '{shown(value[:100])}' holds a control character "
+                f"(U+{ord(found.group()):04X} at position {found.start()}); it is shown and "
+                "logged, where a newline or an escape sequence would forge what others read")
+    return None
+
+
 def args_problem(args: list[str]) -> str | None:
     """What no process's argument list can hold (None when nothing): a NUL ends a C string,
     so a job with one could not start as a program (subprocess runner, a ``.sh``); the SDK

@@ -282,3 +282,34 @@ def test_a_revoked_workers_jobs_are_killed_and_their_tokens_stale_at_once(
     assert job["attempt"] == 2 and job["attempts"][0]["state"] == "LOST", job
     assert "its worker token was revoked" in job["attempts"][0]["error"]
     assert client.store_smembers("revoked_effects") == {"attempt2"}
+
+
+FORGED = "2026-11-28 00:36:00,000 titan.master ERROR this master was replaced; stopping"
+
+
+@pytest.mark.parametrize("field", ["name", "hostname"])
+def test_a_worker_cannot_write_controls_into_the_masters_log(cl: Cluster, field: str) -> None:
+    """A worker token holder registered a name holding a newline (a forged log line) and an
+    OSC sequence (the log reader's window title): the master logged it raw (a fleet QA pass).
+    Control and direction characters are refused, as in a DAG name; others are kept."""
+    worker_token = (cl.data / "worker.token").read_text().strip()
+    for bad in (f"w1\n{FORGED}", "w1\x1b]0;PWNED\x07", "w1\x85x", "w1\u202eexe.txt", "w1\x00"):
+        status, reply = call(cl, "POST", "/workers/register",
+                             {"name": "w1", "hostname": "h", field: bad, "slots": 1},
+                             token=worker_token)
+        assert (status, reply["error"]["details"]) == (400, {"field": field}), reply
+        assert f"worker {field} 'w1" in reply["error"]["message"]
+        assert "control character" in reply["error"]["message"]
+    fine = register(cl, worker_token, name="gpu-01/ü", hostname="rack 4.example")
+    assert [w["name"] for w in cl.live_workers() if w["id"] == fine["worker_id"]] == ["gpu-01/ü"]
+    log = cl.log()
+    assert FORGED not in log and "\x1b" not in log and "\x07" not in log
+
+
+def test_a_worker_named_with_a_control_character_stops_before_it_connects(
+        cl: Cluster) -> None:
+    proc = cl.add_worker(name="a\x1b]0;PWNED\x07", wait=False)
+    assert proc.wait(timeout=30) == 2
+    said = cl.log("worker-1.log")
+    assert "the worker's name 'a\\e]0;PWNED\\x07' holds a control character" in said, said
+    assert "\x1b" not in said

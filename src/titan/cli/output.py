@@ -9,6 +9,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
+from titan.formats import shown
+
 
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
@@ -50,17 +52,10 @@ def confirm_prune(client: Any, args: Any, what: str) -> bool:
     return not count or confirm(f"delete {said}", False)
 
 
-#: What a terminal would act on rather than show: C0 and C1 controls (escape sequences start
-#: with ESC or CSI), DEL, and the bidirectional overrides that make text read backwards.
-_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
 def cell(value: Any) -> str:
     """A value as one table cell: controls a name or key may hold (anyone may write one)
-    shown escaped, never sent to the terminal."""
-    text = "" if value is None else str(value)
-    return _UNSHOWN.sub(lambda m: repr(m.group())[1:-1] if m.group() != "\x1b" else "\\e",
-                        text)
+    shown escaped, never sent to the terminal (:func:`titan.formats.shown`)."""
+    return shown(value)
 
 
 def say(text: str = "", **kwargs: Any) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from titan.client.tls import fingerprint
 from titan.errors import ConfigError
+from titan.log_format import log_to_stderr
 from titan.master.config import MasterConfig
 from titan.master.server import banner, forget, make_server, record, serve
 from titan.master.standby import EXIT_REPLACED
@@ -103,7 +104,7 @@ RESTART_PAUSE_MAX = 60.0
 
 def run_up(config: MasterConfig, slots: int | None = None,
            capabilities: list[str] | None = None, *, sandbox: bool = False) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_to_stderr(logging.INFO, "%(asctime)s %(name)s %(levelname)s %(message)s")
     if slots is not None and slots < 1:  # 0 became the CPU count; `titan worker` refuses it
         raise ConfigError(f"--slots must be at least 1, got {slots}")
     config.started_by = "titan up"  # the tokens it makes say so

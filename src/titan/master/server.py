@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from titan.errors import BlobStoreUnwritable, ConfigError
+from titan.log_format import log_to_stderr
 from titan.master import blob_mark, tls_pin
 from titan.master.app import create_app, open_secured_storage
 from titan.master.config import MasterConfig
@@ -289,7 +290,7 @@ def sign_in_link(config: MasterConfig, next_page: str = "/") -> str:
 
 
 def run_master(config: MasterConfig) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_to_stderr(logging.INFO, "%(asctime)s %(name)s %(levelname)s %(message)s")
     server, sockets, gate = make_server(config)
     announced = False
 

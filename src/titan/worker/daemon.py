@@ -32,6 +32,8 @@ from types import FrameType
 from typing import Any
 
 from titan import errors
+from titan.formats import label_problem
+from titan.log_format import log_to_stderr
 from titan.worker import lifeline
 from titan.worker.assignment import Key
 from titan.worker.attempt import STOPPED
@@ -89,6 +91,9 @@ class Worker(LeaseThread):
         self.transport = transport
         self.burst = burst
         self.name = name or socket.gethostname()
+        why = label_problem(self.name, "the worker's name")
+        if why is not None:  # the master refuses it: say so before connecting
+            raise errors.ConfigError(why)
         #: Say on stderr when registered (`titan worker`; the local worker of `titan up` has
         #: its own banner).
         self.announce = False
@@ -326,7 +331,11 @@ def run_worker(master_url: str | Sequence[str], token: str | None, capabilities:
         log.error("%s", exc)
         return 2
     if level:
-        logging.basicConfig(level=level, format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
+        log_to_stderr(level, "%(asctime)s %(threadName)s %(levelname)s %(message)s")
+    else:
+        # Warnings alone, bare, as Python's last-resort handler writes them, but escaped: a
+        # warning may quote what the master or a job said.
+        log_to_stderr(logging.WARNING, "%(message)s")
     # The WebSocket library logs every header at DEBUG, the worker's credential included.
     logging.getLogger("websockets").setLevel(logging.INFO)
     httpx_log = logging.getLogger("httpx")

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from titan.errors import ValidationFailed
+from titan.formats import label_problem
 from titan.master.auth.tokens import Principal, check_worker
 from titan.master.scheduling import services, worker_clock
 from titan.master.scheduling.engine import Engine
@@ -76,6 +77,17 @@ def worker_version(body: Row, user_agent: str | None) -> str | None:
     return said if said is not None and _VERSION.fullmatch(said) else None
 
 
+def label(body: Row, field: str, default: str) -> str:
+    """A worker's name or host name: free text, but shown on pages and written to the
+    master's log, where a newline forged a log line and an escape sequence reached the
+    terminal of whoever read it (a fleet QA pass). Refused, as a DAG name with one is."""
+    value = str(body.get(field) or default)
+    why = label_problem(value, f"worker {field}")
+    if why is not None:
+        raise ValidationFailed(why, details={"field": field})
+    return value
+
+
 async def register(engine: Engine, body: Row, who: Principal,
                    user_agent: str | None = None) -> Row:
     """Join, or re-join with an old id. Only the holder of a worker's credential (or an admin)
@@ -101,9 +113,9 @@ async def register(engine: Engine, body: Row, who: Principal,
     old = engine.sched.workers.get(worker_id)
     if old is not None and old.poll is not None and not old.poll.done():
         old.poll.set_result(None)
+    name, hostname = label(body, "name", worker_id), label(body, "hostname", "")
     worker = WorkerRec(
-        id=worker_id, name=str(body.get("name") or worker_id)[:200],
-        hostname=str(body.get("hostname") or "")[:255], capabilities=capabilities,
+        id=worker_id, name=name[:200], hostname=hostname[:255], capabilities=capabilities,
         slots=slots, last_seen=now, lends=body.get("lend") is True,
         version=worker_version(body, user_agent),
     )
