@@ -73,12 +73,22 @@ def test_a_cut_off_worker_loses_its_lease_and_its_late_work_is_refused(
         pids = {j: int((tmp_path / f"{j}.pid").read_text()) for j in ("long", "short")}
         proxy.stall()
         cut_at = time.monotonic()
-        c.add_worker(slots=2, name="healthy")  # takes the jobs over once the leases expire
+        # Takes the jobs over once the leases expire. Not waited for as a second live
+        # worker: the cut-off one may be counted lost (3 s) before this one has registered.
+        c.add_worker(slots=2, name="healthy", wait=False)
         done = client.wait_dag(dag["id"], timeout=60)
         took_over = time.monotonic() - cut_at
         assert done["status"] == "COMPLETED", (done, c.log())
         for job in client.get_dag(dag["id"])["jobs"]:
             assert job["attempt"] == 2, job  # the second attempt, after the lease expired
+        # The master's log says so, once each: the worker lost, each job run again.
+        said = c.log()
+        assert said.count("(cut-off) is lost: ") == 1, said
+        for j in ("long", "short"):
+            line = [ln for ln in said.splitlines() if f" job partition#1/{j} " in ln]
+            assert len(line) == 1 and "WARNING" in line[0], said
+            assert "lease of attempt 1 expired on worker w-" in line[0], line
+            assert line[0].endswith("queued to run again as attempt 2"), line
         proxy.resume()
         deadline = time.monotonic() + scale(20, 30)
         while alive(pids["long"]) and time.monotonic() < deadline:

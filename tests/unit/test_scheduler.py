@@ -201,6 +201,26 @@ def test_expired_lease_requeues_with_next_attempt() -> None:
     assert s.renew(w, [(job.id, 1)]) == [(job.id, 1)], "the old holder is told to kill it"
 
 
+def test_each_lost_attempt_is_said_once_for_the_log_with_what_became_of_its_job() -> None:
+    # The master logged nothing when a silent worker's jobs ran again elsewhere (a fleet QA
+    # pass): each lost attempt leaves one line, the worker one, for the engine to log.
+    clock, s, w, ch, job = _leased()
+    ch = Changes()
+    clock.t += 11
+    s.timer("lease", job.id, ch)
+    ref = f"job {s.dags[job.dag_id].name}#1/a (id {job.id}): lease of attempt 1 expired on worker w1"
+    assert ch.warnings == ["worker w1 (w1) is lost: silent for 1011 s, it missed its heartbeats",
+                           f"{ref}; queued to run again as attempt 2"]
+    for attempt in range(2, 6):  # lost again and again: failed at the fifth, said so
+        s.take(worker(s, f"w{attempt}"), 1, Changes())
+        ch = Changes()
+        clock.t += 11
+        s.timer("lease", job.id, ch)
+        assert len(ch.warnings) == 2 and ch.warnings[0].startswith(f"worker w{attempt} ")
+    assert job.state == "FAILED"
+    assert ch.warnings[1].endswith("attempt 5 expired on worker w5; failed: lost 5 times")
+
+
 def test_a_distrusted_workers_attempts_end_at_once_and_spend_no_retry() -> None:
     # Its token revoked: the attempts' job tokens are stale now (not when the leases run
     # out), and the jobs go to another worker as their next attempt.

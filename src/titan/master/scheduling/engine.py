@@ -206,6 +206,8 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         if fut.exception() is not None:
             log.error("committing scheduler changes failed: %r", fut.exception())
             return
+        for line in ch.warnings:
+            log.warning("%s", line)
         for kind, data in ch.events:
             self.hub.publish(kind, data)
             if kind == "job_updated":

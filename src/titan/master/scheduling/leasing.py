@@ -116,6 +116,11 @@ class Leasing:
                 # Silent for two heartbeats, not merely forgetting this job: frozen (SIGSTOP,
                 # a paused VM) with its connection still open. Lost now, so this job and
                 # the next go to a worker that answers, not back into its socket's buffer.
+                # Said here: the engine's sweep, which says it of an idle worker, finds this
+                # one lost already.
+                ch.warnings.append(f"worker {worker.id} ({worker.name}) is lost: silent for "
+                                   f"{self.now() - worker.last_seen:.0f} s, it missed its "
+                                   "heartbeats")
                 self.lose_worker(worker, ch)
                 ch.events.append(("worker_updated", {"id": worker.id, "state": "lost"}))
         _attempt_lost(self, job, f"lease of attempt {job.attempt} expired on worker "
@@ -151,11 +156,20 @@ def _attempt_lost(sched: SchedulerCore, job: JobRec, reason: str, ch: Changes) -
     job.lease_losses += 1
     ch.done_attempts.append((job.id, job.attempt, {"state": "LOST", "error": reason,
                                                    "finished_at": sched.now()}))
+    # Said in the master's log, once per attempt: a job that runs again elsewhere (its first
+    # attempt maybe still running on a host cut off from the master) was seen only on the
+    # job's page before (a fleet QA pass).
+    dag = sched.dags.get(job.dag_id)
+    lost = (f"job {dag.name if dag else job.dag_id}#{dag.run if dag else '?'}/{job.job_id} "
+            f"(id {job.id}): {reason}")
     if job.is_service and services.lost(sched, job, reason, ch):
+        ch.warnings.append(f"{lost}; the service was stopping, so it ends there")
         return
     if job.lease_losses >= MAX_LEASE_LOSSES:
+        ch.warnings.append(f"{lost}; failed: lost {job.lease_losses} times")
         sched._final_failure(job, FAILED, ch, error=f"{reason} ({job.lease_losses} times)")
         return
+    ch.warnings.append(f"{lost}; queued to run again as attempt {job.attempt + 1}")
     # A lost worker is not the job's fault: re-queued without spending a retry.
     sched.requeue_unspent(job, ch, reason)
 

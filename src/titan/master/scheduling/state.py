@@ -179,6 +179,9 @@ class Changes:
     dispatch: bool = False
     # TitanStore writes that go with these changes (services' addresses).
     store: list[StoreWrite] = field(default_factory=list)
+    # Lines for the master's log, written once these changes commit (a decision that did
+    # not commit did not happen): what an operator must hear of, e.g. jobs run again.
+    warnings: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (self.jobs or self.dags or self.new_attempts or self.done_attempts
