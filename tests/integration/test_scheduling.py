@@ -526,3 +526,32 @@ def test_a_worker_told_to_stop_shows_as_draining_until_its_jobs_end(
     assert proc.wait(timeout=30) == 0
     assert c.api("GET", "/workers")["workers"][0]["state"] == "stopped"
     assert client.get_job_status("after/queued") == "PENDING"  # never given to the leaver
+    # What the signal did is said on stderr, whatever the log level (a QA pass: at the
+    # default, warnings only, the drain said nothing).
+    said = c.log("worker-0.log")
+    wid = c.api("GET", "/workers")["workers"][0]["id"]
+    assert f"titan worker {wid}: draining: waiting for 1 running job (signal again to kill " \
+           "it)\n" in said, said
+    assert f"titan worker {wid}: stopped\n" in said, said
+
+    # A second signal kills the job and leaves at once, deregistered: shown as stopped, not
+    # draining and then lost with a warning a lease later. Here at the default log level.
+    hard = c.add_worker(slots=1, name="hard", env={"TITAN_LOG_LEVEL": ""})
+    deadline = time.time() + 30
+    while client.get_job_status("after/queued") != "RUNNING":
+        assert time.time() < deadline, c.log("worker-1.log")
+        time.sleep(0.05)
+    hard.send_signal(signal.SIGTERM)
+    while "draining: waiting for 1 running job" not in c.log("worker-1.log"):
+        assert time.time() < deadline, c.log("worker-1.log")
+        time.sleep(0.05)
+    hard.send_signal(signal.SIGTERM)
+    assert hard.wait(timeout=30) == 1
+    hard_id = [w["id"] for w in c.api("GET", "/workers")["workers"] if w["name"] == "hard"]
+    assert [w["state"] for w in c.api("GET", "/workers")["workers"]
+            if w["name"] == "hard"] == ["stopped"]
+    said = c.log("worker-1.log")
+    assert "stopping now: killing 1 running job" in said, said
+    assert f"titan worker {hard_id[0]}: stopped (its jobs killed)\n" in said, said
+    assert client.get_job("after/queued")["state"] in ("PENDING", "READY")  # handed back
+    assert "(hard) is lost" not in c.log()

@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -54,6 +55,8 @@ log = logging.getLogger("titan.worker")
 
 #: How long a graceful exit waits for the master to take the deregistration.
 DEREGISTER_TIMEOUT = 5.0
+#: ... and a hard stop (a second signal: whoever sent it wants the worker gone now).
+HARD_DEREGISTER_TIMEOUT = 2.0
 #: Once the last job has ended, how long a draining worker keeps trying to deliver its
 #: logs and results to an unreachable master before it leaves anyway.
 DRAIN_FLUSH_TIMEOUT = 30.0
@@ -217,8 +220,8 @@ class Worker(LeaseThread):
                 self.poller.drain()
                 busy = len(self.supervisor.running())
                 if busy and self._signals:
-                    log.info("draining: waiting for %s (signal again to kill %s)",
-                             _running_jobs(busy), "it" if busy == 1 else "them")
+                    self._tell(f"draining: waiting for {_running_jobs(busy)} (signal again "
+                               f"to kill {'it' if busy == 1 else 'them'})")
             timeout: float | None = None
             # Not registered yet: nothing can have been leased to this worker.
             intake_known = self._intake_ready.is_set() or self.worker_id is None
@@ -260,28 +263,44 @@ class Worker(LeaseThread):
                       "(to run again elsewhere)", _running_jobs(len(running)))
         self.supervisor.stop_all(STOPPED)
 
+    def _tell(self, line: str) -> None:
+        """What the operator's signal did, said where they look: `titan worker` prints it on
+        stderr (its log shows warnings alone by default, and this line answers a signal, it
+        warns of nothing), and it goes to the log for TITAN_LOG_LEVEL=INFO."""
+        if self.announce:
+            who = f"titan worker {self.worker_id}" if self.worker_id else "titan worker"
+            print(f"{who}: {line}", file=sys.stderr, flush=True)
+        log.info("%s", line)
+
+    def _deregister(self, timeout: float) -> None:
+        """Tell the master this worker stops (it shows as stopped, not lost a lease later):
+        bounded, and a graceful stop's wait cut short by another signal (the master may be
+        gone for good)."""
+        if self.worker_id is None or isinstance(self._fatal, errors.APIError):
+            return
+        done = threading.Event()
+        signals = self._signals
+
+        def deregister() -> None:
+            with contextlib.suppress(errors.TitanError):
+                self._call("deregister", {}, timeout=timeout)
+            done.set()
+            self._wake.notify()
+
+        threading.Thread(target=deregister, name="titan-deregister", daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and (self._signals < 2 or self._signals == signals):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("the master did not take the deregistration; leaving anyway")
+                break
+            self._wake.wait(remaining)
+
     def _stop_graceful(self) -> int:
         self._stopped.set()
         self.poller.wake()
-        if self.worker_id is not None and not isinstance(self._fatal, errors.APIError):
-            done = threading.Event()
-
-            def deregister() -> None:
-                with contextlib.suppress(errors.TitanError):
-                    self._call("deregister", {})
-                done.set()
-                self._wake.notify()
-
-            threading.Thread(target=deregister, name="titan-deregister", daemon=True).start()
-            deadline = time.monotonic() + DEREGISTER_TIMEOUT
-            # Bounded, and cut short by another signal: the master may be gone for good.
-            while not done.is_set() and self._signals < 2:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.warning("the master did not take the deregistration; leaving anyway")
-                    break
-                self._wake.wait(remaining)
-        log.info("worker %s stopped", self.worker_id)
+        self._deregister(DEREGISTER_TIMEOUT)
+        self._tell("stopped")
         return 1 if self._fatal is not None else 0
 
     def _stop_hard(self) -> int:
@@ -294,6 +313,10 @@ class Worker(LeaseThread):
         # Their results (killed) are worth reporting if the master is there; not worth a wait.
         self.poller.wait_idle(self._kill_grace + 1.0)
         self._reporter.flush(timeout=2.0)
+        # Deregistered too, briefly: left out, the master showed the worker draining, then
+        # lost with a warning a lease later, for a stop the operator asked for (a QA pass).
+        self._deregister(HARD_DEREGISTER_TIMEOUT)
+        self._tell("stopped (its jobs killed)")
         return 1
 
     def _shutdown(self) -> None:
@@ -319,7 +342,8 @@ def run_worker(master_url: str | Sequence[str], token: str | None, capabilities:
     worker follows whichever leads) until it is stopped; returns the exit code.
 
     SIGTERM or SIGINT drains (no new jobs; running ones finish and are reported; the worker
-    deregisters and exits 0); a second signal kills the running jobs and exits 1. With
+    deregisters and exits 0); a second signal kills the running jobs, deregisters (briefly)
+    and exits 1. With
     ``burst`` the worker exits 0 as soon as the queue is empty and nothing runs. With
     ``executor="ray"`` jobs run as tasks of the Ray cluster at ``ray_address``
     (:mod:`titan.worker.ray_executor`); ``slots`` and ``capabilities`` then default to the
