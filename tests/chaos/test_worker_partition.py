@@ -102,6 +102,15 @@ def test_a_cut_off_worker_loses_its_lease_and_its_late_work_is_refused(
                      recovery=f"re-run done {took_over:.1f}s after the cut")
         assert values == {"long": "attempt 2", "short": "attempt 2"}, values
         assert killed, "the cut-off attempt's process was not killed"
+        # The cut-off worker's log says why it registers again and why it killed the job,
+        # and gives no TLS advice for a plain-HTTP master that answered before.
+        said = c.log("worker-0.log")
+        assert "or counted this worker lost after it missed its heartbeats); registering " \
+               "again" in said, said
+        # (Its job has run again and ended by then: "its job has ended meanwhile".)
+        assert "the master ended job partition#1/long attempt 1 (its " in said, said
+        assert "): killing it" in said, said
+        assert "serves HTTPS" not in said, said
         for job in client.get_dag(dag["id"])["jobs"]:
             assert job["state"] == "COMPLETED" and job["attempt"] == 2, job
     finally:

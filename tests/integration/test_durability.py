@@ -388,7 +388,8 @@ def test_stale_attempt_is_fenced(make_cluster: MakeCluster, tmp_path: Path) -> N
     assert reply["rejected"] == [{"id": job_uid, "attempt": 1}]
     beat = c.api("POST", f"/workers/{rescuer_id}/heartbeat",
                  {"running": [{"id": job_uid, "attempt": 1}]})
-    assert beat["cancel"] == [{"id": job_uid, "attempt": 1}]
+    assert beat["cancel"] == [{"id": job_uid, "attempt": 1,
+                               "why": "its lease ran out: the job runs again as attempt 2"}]
     job = client.get_job("fenced")
     assert job["state"] == "RUNNING" and job["attempt"] == 2
     assert "ghost line" not in client.fetch_logs("fenced", attempt=1)

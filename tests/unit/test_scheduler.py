@@ -525,3 +525,19 @@ def test_a_worker_lost_or_gone_keeps_when_it_was_last_heard_from() -> None:
     ch = Changes()
     s.lose_worker(w, ch)
     assert ch.workers[w.id] == {"state": "lost", "last_seen_at": 1234.5}
+
+
+def test_a_worker_told_to_kill_an_attempt_is_told_why() -> None:
+    # A worker back from a network cut killed its job's process without a word (QA).
+    from titan.master.scheduling.worker_protocol import kill_why
+
+    clock, s, w, ch, job = _leased()
+    assert kill_why(job, 1) == "cancelled"  # running: a cancel in flight
+    clock.t += 11
+    s.timer("lease", job.id, ch)
+    assert kill_why(job, 1) == "its lease ran out: the job is queued to run again"
+    s.take(worker(s, "w2"), 1, ch)
+    assert kill_why(job, 1) == "its lease ran out: the job runs again as attempt 2"
+    s.cancel_job(job, ch)
+    assert kill_why(job, 2) == "cancelled"
+    assert kill_why(None, 1) == "its job has ended meanwhile"

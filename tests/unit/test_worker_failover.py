@@ -425,6 +425,15 @@ def test_a_tls_mistake_says_what_would_fix_it() -> None:
     assert failure_hint("Server disconnected without a reply", "http://m:9090") is not None
     assert failure_hint(closed, "https://m:9090") is None
     assert failure_hint("[Errno 111] Connection refused", "http://m:9090") is None
+    # A plain-HTTP master that answered before and now drops a connection is an outage: no
+    # "if the master serves HTTPS" (a fleet QA pass, after a network cut).
+    from titan.worker.tls_failures import TlsFailures
+
+    failures = TlsFailures()
+    assert failures.hint("the master closed the connection without a reply", "http://m:9090")
+    failures.heard("http://m:9090")
+    assert failures.hint("the master closed the connection without a reply",
+                         "http://m:9090") is None
 
 
 def test_a_tls_mistake_stops_a_new_worker_and_is_tried_slowly_by_one_that_was_answered(

@@ -56,6 +56,9 @@ def test_the_line_of_a_failed_try() -> None:
         (logging.ERROR, "worker channel: use https://; retrying")
     assert retry_line(where, ConnectionRefusedError("refused"), None, None) == \
         (logging.WARNING, f"worker channel: master {where} unreachable (refused); retrying")
+    assert retry_line(where, OSError("reset"), None, None, "use https://") == \
+        (logging.ERROR, f"worker channel: master {where} unreachable (reset); use https://; "
+         "retrying")
 
 
 def test_the_librarys_traceback_for_a_connection_that_ended_is_kept_at_debug(
@@ -90,8 +93,9 @@ def test_the_worker_says_once_which_leader_it_follows(caplog: pytest.LogCaptureF
         f.forgot("http://b", "w-1")  # again at once: no news
         clock[0] += lease_thread.FORGOT_AGAIN + 1
         f.forgot("http://b", "w-1")
-    forgot = ("master http://b does not know worker w-1 (it restarted, or has just taken the "
-              "lead); registering again")
+    forgot = ("master http://b does not know worker w-1 (it restarted, has just taken the "
+              "lead, or counted this worker lost after it missed its heartbeats); registering "
+              "again")
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (logging.WARNING, "following the leader at http://b (was http://a)"),
         (logging.WARNING, forgot), (logging.INFO, forgot), (logging.WARNING, forgot)]

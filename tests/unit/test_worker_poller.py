@@ -66,6 +66,7 @@ class Runs:
     def __init__(self) -> None:
         self.started: list[int] = []
         self.cancelled: list[tuple[int, int]] = []
+        self.why: list[str] = []
 
     def __contains__(self, key: object) -> bool:
         return False
@@ -74,8 +75,10 @@ class Runs:
         self.started.append(assignment.id)
         return True
 
-    def cancel(self, key: tuple[int, int], reason: str = "cancelled") -> bool:
+    def cancel(self, key: tuple[int, int], reason: str = "cancelled",
+               why: str = "cancelled") -> bool:
         self.cancelled.append(key)
+        self.why.append(why)
         return True
 
     def release_services(self) -> None:
@@ -120,6 +123,7 @@ def test_one_long_poll_offers_the_free_slots_and_jobs_start(rig: Any) -> None:
     again = master.next()
     assert again.long and again.offer == 0  # full: still open, so cancels arrive at once
     assert runs.started == [7] and runs.cancelled == [(3, 1)]
+    assert runs.why == ["cancelled"]  # an entry without "why" (an older master)
     assert poller.busy == 1
 
 

@@ -322,8 +322,8 @@ class ChannelIntake(Intake):
         where = channel_master(self._connected)
         advice = explain(str(exc), where)  # a TLS failure: what would fix it
         slow = self._tls_failures.failed(advice) if advice is not None else None
-        line = retry_line(where, exc, advice, said) if tries in (0, 5) or tries % 20 == 0 \
-            else None
+        line = retry_line(where, exc, advice, said, self._tls_failures.hint(str(exc), where)) \
+            if tries in (0, 5) or tries % 20 == 0 else None
         if line is not None:
             log.log(*line)
         self._hard.wait(slow or retry.pause(tries, start=BACKOFF_START, cap=BACKOFF_MAX))

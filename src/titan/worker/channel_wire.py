@@ -21,7 +21,6 @@ from titan.client.http_wire import Reply
 from titan.client.master_check import bearer_token, connect_proven
 from titan.client.masters import not_leader
 from titan.client.tls import client_context
-from titan.worker.tls_failures import failure_hint
 
 #: A handshake's time limit: a loaded master may take a while; a frozen one is found by the
 #: question to /health that follows a connection lost without a word, not by this.
@@ -119,15 +118,15 @@ def _refusal(reply: Reply) -> InvalidStatus:
 
 
 def retry_line(where: str, exc: BaseException, advice: str | None,
-               said: str | None) -> tuple[int, str] | None:
+               said: str | None, hint: str | None = None) -> tuple[int, str] | None:
     """The line a failed connection to the channel of ``where`` is said in, and its level:
     ``said`` when given (a standby looking for the leader; nothing when empty), the TLS
-    ``advice`` when there is one, else that the master is unreachable and why."""
+    ``advice`` when there is one, else that the master is unreachable and why (with
+    ``hint``, what might fix it: ``TlsFailures.hint``)."""
     if said is not None:
         return (logging.WARNING, f"worker channel: {said}; retrying") if said else None
     if advice is not None:
         return logging.ERROR, f"worker channel: {advice}; retrying"
-    hint = failure_hint(str(exc), where)
     if hint:
         return (logging.ERROR,
                 f"worker channel: master {where} unreachable ({exc}); {hint}; retrying")

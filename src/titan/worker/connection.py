@@ -49,7 +49,7 @@ from titan.client.plain_http import tcp_transport
 from titan.client.replies import error_body
 from titan.client.tls import explain, httpx_verify
 from titan.version import __version__
-from titan.worker.tls_failures import TlsFailures, failure_hint
+from titan.worker.tls_failures import TlsFailures
 
 log = logging.getLogger("titan.worker")
 
@@ -161,7 +161,7 @@ class MasterConnection:
         if advice is not None:  # retrying cannot fix it; after a while, not so often
             delay = self.tls_failures.failed(advice) or delay
         if attempt in (0, 5) or attempt % 20 == 0:
-            hint = None if advice is not None else failure_hint(str(exc), where)
+            hint = None if advice is not None else self.tls_failures.hint(str(exc), where)
             if advice is not None:  # what would fix it, in the CLI's words
                 log.error("%s (%s); retrying", advice, what)
             elif isinstance(exc, errors.NotLeader):
@@ -262,6 +262,7 @@ class MasterConnection:
                 continue
             self.tls_failures.cleared()
             standby = self._standby(response)
+            self.tls_failures.heard(base)
             if standby is None:
                 self._answered = True
             if standby is not None:

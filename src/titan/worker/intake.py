@@ -100,7 +100,8 @@ class Intake:
         if grace is not None:
             self._supervisor.stop(key, grace)
         else:
-            self._supervisor.cancel(key)
+            # Why, in the master's words (an older master gives none).
+            self._supervisor.cancel(key, why=str(entry.get("why") or "cancelled")[:300])
 
     # ------------------------------------------------------------------ for subclasses
 

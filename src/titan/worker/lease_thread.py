@@ -73,8 +73,9 @@ class Following:
         with self._lock:
             last, self._forgot[url] = self._forgot.get(url, -math.inf), now
         log.log(logging.WARNING if now - last > FORGOT_AGAIN else logging.INFO,
-                "master %s does not know worker %s (it restarted, or has just taken the "
-                "lead); registering again", url, worker_id)
+                "master %s does not know worker %s (it restarted, has just taken the lead, "
+                "or counted this worker lost after it missed its heartbeats); registering "
+                "again", url, worker_id)
 
 
 def stamped(body: dict[str, Any]) -> dict[str, Any]:

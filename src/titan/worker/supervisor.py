@@ -112,14 +112,17 @@ class Supervisor:
             self._pool.submit(self._launch, attempt)
         return True
 
-    def cancel(self, key: Key, reason: str = CANCELLED) -> bool:
-        """Kill attempt ``key`` (its result is still reported); False if it is not here."""
+    def cancel(self, key: Key, reason: str = CANCELLED, why: str = "cancelled") -> bool:
+        """Kill attempt ``key`` (its result is still reported); False if it is not here.
+        ``why``: the master's words, for the log."""
         with self._lock:
             attempt = self._attempts.get(key)
         if attempt is None:
             return False
-        log.info("killing job %s attempt %d: %s", attempt.assignment.ref or key[0], key[1],
-                 reason)
+        # A warning: at the default level the worker said nothing when it killed a process
+        # the master had given to another worker after a network cut (a fleet QA pass).
+        log.warning("the master ended job %s attempt %d (%s): killing it",
+                    attempt.assignment.ref or key[0], key[1], why)
         self._loop.call(attempt.kill, reason)
         return True
 

@@ -42,6 +42,17 @@ class TlsFailures:
         self._lock = threading.Lock()
         self._since: float | None = None
         self._said = False
+        #: The masters that have answered (over plain HTTP for an http:// URL): a connection
+        #: one of them drops later is an outage, not a sign that it serves HTTPS.
+        self._heard: set[str] = set()
+
+    def heard(self, url: str) -> None:
+        """The master at ``url`` (its root URL) answered."""
+        self._heard.add(url.rstrip("/"))
+
+    def hint(self, error: str, url: str) -> str | None:
+        """:func:`failure_hint`, but none for a plain-HTTP master that answered before."""
+        return None if url.rstrip("/") in self._heard else failure_hint(error, url)
 
     def failed(self, advice: str) -> float | None:
         """Note a TLS failure (``advice``: what would fix it); the pause to take instead of

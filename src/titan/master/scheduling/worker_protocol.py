@@ -20,7 +20,15 @@ from titan.formats import label_problem
 from titan.master.auth.tokens import Principal, check_worker
 from titan.master.scheduling import services, worker_clock
 from titan.master.scheduling.engine import Engine
-from titan.master.scheduling.state import RUNNING, Changes, WorkerRec, capacity
+from titan.master.scheduling.state import (
+    CANCELLED,
+    RUNNING,
+    TERMINAL,
+    Changes,
+    JobRec,
+    WorkerRec,
+    capacity,
+)
 from titan.master.scheduling.validation import check_name
 from titan.redaction import scrub_titan_tokens
 from titan.storage.base import Row
@@ -219,12 +227,29 @@ def cancel_entries(engine: Engine, pairs: list[tuple[int, int]]) -> list[Row]:
     knows no stops kills it, which is what a stop comes down to there."""
     out = []
     for j, a in dict.fromkeys(pairs):
-        entry: Row = {"id": j, "attempt": a}
-        grace = services.stop_grace(engine.sched.jobs.get(j), a)
+        job = engine.sched.jobs.get(j)
+        entry: Row = {"id": j, "attempt": a, "why": kill_why(job, a)}
+        grace = services.stop_grace(job, a)
         if grace is not None:
             entry["stop"] = grace
         out.append(entry)
     return out
+
+
+def kill_why(job: JobRec | None, attempt: int) -> str:
+    """Why a worker is told to end ``attempt``, for its log: a worker that came back from a
+    network cut killed its job's process without a word (a fleet QA pass)."""
+    if job is None:  # finished and retired from memory (run by a later attempt, cancelled)
+        return "its job has ended meanwhile"
+    if job.attempt > attempt:
+        return f"its lease ran out: the job runs again as attempt {job.attempt}"
+    if job.state == CANCELLED:
+        return "cancelled"
+    if job.state in TERMINAL:
+        return f"its job ended {job.state}"
+    if job.state != RUNNING:
+        return "its lease ran out: the job is queued to run again"
+    return "cancelled"
 
 
 async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
