@@ -177,12 +177,26 @@ def test_a_standby_names_the_leader_and_takes_over_after_kill_9(masters: Any) ->
     assert refused.value.response.status_code == 503
     body = json.loads(refused.value.response.body)
     assert body["error"]["code"] == "not_leader" and body["error"]["details"]["leader"] == a.url
+    # `titan token create` on the standby's host said "no Titan master has run there" (QA):
+    # it says a standby runs there and names the leader to run it against.
+    made = subprocess.run(
+        [sys.executable, "-m", "titan", "token", "create", "--role", "viewer"],
+        env={**os.environ, "TITAN_DATA_DIR": str(b.data), "HOME": str(b.data.parent)},
+        capture_output=True, text=True, timeout=60)
+    assert made.returncode != 0 and not (b.data / "admin.token").exists(), made
+    assert f"is the data dir of a standby master ({b.url}) that has not led yet" in made.stderr
+    assert f"Run this against the leader, {a.url}:" in made.stderr, made.stderr
     # What the leader acknowledged is there after the takeover.
     assert a.call("PUT", "/store/values/k", {"value": "before"}, token=a.token)[0] == 200
     a.proc.kill()
     a.proc.wait()
     took = b.wait_leading(timeout=15)
     assert took < 5, f"takeover took {took:.1f}s"
+    deadline = time.monotonic() + 10  # it leads: its master.json replaces its standby.json
+    while not (b.data / "master.json").exists():
+        assert time.monotonic() < deadline, b.log()
+        time.sleep(0.05)
+    assert not (b.data / "standby.json").exists()
     assert b.health()[1]["epoch"] == 2
     # The admin token a made is in the shared database: b accepts it.
     status, _, got = b.call("GET", "/store/values/k", token=a.token)

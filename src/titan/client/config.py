@@ -47,6 +47,9 @@ from titan.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 MASTER_FILE = "master.json"
+#: What a standby master writes in its data dir until it leads: ``{"url", "leader"}`` (the
+#: leader it knew when it started, or null): `titan token create` there says so.
+STANDBY_FILE = "standby.json"
 TOKEN_FILE = "admin.token"
 CONFIG_FILE = "config.json"
 LOCAL_DATA_DIR = ".titan"
@@ -150,6 +153,23 @@ def load_user_config() -> dict[str, Any]:
             " fix or delete the file"
         )
     return data
+
+
+def _no_master_in(directory: Path) -> str:
+    """Why the data dir TITAN_DATA_DIR names finds no master: none ran there, or a standby
+    runs there that has never led (it has no master.json and no admin.token: said as "no Titan
+    master has run there", on the very host one runs, a QA pass)."""
+    standby = _read_json(directory / STANDBY_FILE)
+    if not isinstance(standby, dict):
+        return (f"TITAN_DATA_DIR={directory} holds no {MASTER_FILE}: no Titan master has run "
+                "there (unset it to find one elsewhere)")
+    leader = standby.get("leader")
+    where = f"the leader, {leader}" if isinstance(leader, str) and leader else "the leader"
+    return (f"TITAN_DATA_DIR={directory} is the data dir of a standby master "
+            f"({standby.get('url') or 'on this host'}) that has not led yet: it holds no "
+            f"{MASTER_FILE} and no admin token. Run this against {where}: with TITAN_DATA_DIR "
+            "set to the leader's data dir on its host, or with --master and a token "
+            "(TITAN_TOKEN)")
 
 
 def _data_dir_master(directory: Path) -> tuple[str, str, int] | None:
@@ -281,8 +301,7 @@ def _address(
         if first and os.environ.get("TITAN_DATA_DIR"):
             # Named, and nothing there: a typo must not send the work to another master
             # (the next place looked in, the user config's default).
-            raise ConfigError(f"TITAN_DATA_DIR={directory} holds no {MASTER_FILE}: no Titan "
-                              "master has run there (unset it to find one elsewhere)")
+            raise ConfigError(_no_master_in(directory))
 
     default = load_user_config().get("default")
     if default:

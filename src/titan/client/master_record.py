@@ -1,6 +1,7 @@
 """Remembering a master that starts, and forgetting it when it stops: ``<data_dir>/master.json``
 and its entry (URL, token, certificate fingerprint) in the user config, where clients find it
-(:mod:`titan.client.config` reads both)."""
+(:mod:`titan.client.config` reads both); and a standby master that has not led yet, by
+``<data_dir>/standby.json``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from titan.atomic import atomic_file
-from titan.client.config import CONFIG_FILE, MASTER_FILE, config_dir, load_user_config
+from titan.client.config import (
+    CONFIG_FILE,
+    MASTER_FILE,
+    STANDBY_FILE,
+    config_dir,
+    load_user_config,
+)
 from titan.client.urls import parse_url
 from titan.errors import ConfigError
 from titan.permissions import private_dir, secure_tree
@@ -97,6 +104,23 @@ def forget_master(url: str, token: str | None = None) -> None:
         else:
             config.pop("default", None)
     _write_user_config(cfg_dir, path, config)
+
+
+def record_standby(data_dir: str | os.PathLike[str], url: str, leader: str | None) -> None:
+    """A standby master that has not led: ``<data_dir>/standby.json`` says so, for a client
+    pointed at this data dir (it holds no master.json, nor an admin token, until it leads)."""
+    directory = Path(data_dir)
+    try:
+        private_dir(directory)
+        _write_private(directory / STANDBY_FILE,
+                       json.dumps({"url": url, "leader": leader}, indent=2) + "\n", 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {directory / STANDBY_FILE}: {exc}") from None
+
+
+def forget_standby(data_dir: str | os.PathLike[str]) -> None:
+    """The standby leads, or stops: its ``standby.json`` goes."""
+    (Path(data_dir) / STANDBY_FILE).unlink(missing_ok=True)
 
 
 def _write_user_config(cfg_dir: Path, path: Path, config: dict[str, Any]) -> None:

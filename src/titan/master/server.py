@@ -58,6 +58,21 @@ def record(config: MasterConfig) -> None:
         log.warning("could not record the master in the user config: %s", exc)
 
 
+def standby_file(config: MasterConfig, leader: str | None, *, standing: bool = True) -> None:
+    """A standby that has not led says so in its data dir (``leader``: the leader it knows,
+    if any), for `titan token create` run there; ``standing=False`` removes the file (it
+    leads, or stops)."""
+    from titan.client.master_record import forget_standby, record_standby
+
+    try:
+        if standing:
+            record_standby(config.data_path, config.public_url, leader)
+        else:
+            forget_standby(config.data_path)
+    except (OSError, ConfigError) as exc:  # a hint for clients must not stop the master
+        log.warning("could not write the standby file: %s", exc)
+
+
 def forget(config: MasterConfig) -> None:
     """A master that stops cleanly leaves the user's config as the one before it found it,
     and its data dir without the ``master.json`` that named it: clients look for one from
@@ -299,6 +314,7 @@ def run_master(config: MasterConfig) -> int:
         if announced or not server.started:
             return
         announced = True
+        standby_file(config, None, standing=False)
         record(config)
         banner(config)
 
@@ -306,6 +322,7 @@ def run_master(config: MasterConfig) -> int:
         if gate is None or gate.leading:
             announce()
         else:
+            standby_file(config, gate.known_leader)
             print(f"Titan master  {config.public_url}   standby: another master leads; "
                   "this one takes over when it goes", flush=True)
 
@@ -318,6 +335,8 @@ def run_master(config: MasterConfig) -> int:
     finally:
         if announced:
             forget(config)
+        elif gate is not None:
+            standby_file(config, None, standing=False)
     if gate is not None and gate.replaced is not None:
         return EXIT_REPLACED
     return 0 if server.started else 1

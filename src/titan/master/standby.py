@@ -199,6 +199,11 @@ class LeaderGate:
         self.stop_serving()
 
     # -- a standby's answers ------------------------------------------------------------------
+    @property
+    def known_leader(self) -> str | None:
+        """The leader's URL as last read (None before any master led)."""
+        return self._known.url if self._known else None
+
     async def _refresh_known(self) -> None:
         try:
             self._known = await asyncio.to_thread(self.leadership.leader)
