@@ -273,6 +273,11 @@ def test_a_worker_s_tls_mistake_stops_it_saying_what_would_fix_it(
         said = _worker_refused(f"https://127.0.0.1:{plain.getsockname()[1]}", token, {},
                                tmp_path)
     assert "does not speak TLS" in said and "name it with http://" in said, said
+    # And the other way round: http:// to the TLS port retried for ever, hinting each time.
+    plain_url = tls_up["url"].replace("https://", "http://")
+    said = _worker_refused(plain_url, token, {}, tmp_path)
+    assert f"the master at {plain_url} serves HTTPS" in said, said
+    assert f"name it with {tls_up['url']}" in said and "retrying" not in said, said
 
 
 def test_a_host_name_the_certificate_does_not_list_is_said_so(

@@ -49,7 +49,7 @@ from titan.client.plain_http import tcp_transport
 from titan.client.replies import error_body
 from titan.client.tls import explain, httpx_verify
 from titan.version import __version__
-from titan.worker.tls_failures import TlsFailures
+from titan.worker.tls_failures import TlsFailures, plain_to_tls
 
 log = logging.getLogger("titan.worker")
 
@@ -245,7 +245,7 @@ class MasterConnection:
                 if token_unknown and len(self.masters.urls) == 1:
                     raise errors.Unauthorized(str(exc)) from None
                 if not self._answered and len(self.masters.urls) == 1:
-                    advice = explain(str(exc), base)
+                    advice = explain(str(exc), base) or plain_to_tls(str(exc), base)
                     if advice is not None:  # before any answer: a mistake, as the CLI says
                         raise errors.ConnectionFailed(advice) from None
                 if token_unknown:

@@ -1,7 +1,8 @@
 """A master the worker cannot talk TLS with: said clearly, then tried slowly.
 
 Retrying never fixes a certificate the worker does not trust, a pin it does not match, a
-host name the certificate does not list, or an ``https://`` URL to a plain-HTTP master; the
+host name the certificate does not list, an ``https://`` URL to a plain-HTTP master, or an
+``http://`` URL to an HTTPS one (:func:`plain_to_tls`, told by a TLS handshake); the
 worker retried every 2 s for ever, logging the raw OpenSSL text (a pin's refusal as a
 tuple's repr) with advice to set what was set. Now, in the words the CLI uses
 (:func:`titan.client.tls.explain`):
@@ -20,9 +21,12 @@ tuple's repr) with advice to set what was set. Now, in the words the CLI uses
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from titan.client.tls import explain
 
@@ -89,3 +93,35 @@ def failure_hint(error: str, url: str) -> str | None:
     if url.startswith("http://") and "without a reply" in error:
         return "if the master serves HTTPS (titan up --tls), name it with https://"
     return None
+
+
+def plain_to_tls(error: str, url: str) -> str | None:
+    """What to say when an ``http://`` URL names a master that serves HTTPS (None when it
+    does not): it closes a plain request without a reply, which a restarting master or a
+    proxy may do too, so a TLS handshake with it decides. A worker that was never answered
+    stops on it, as on a certificate it does not trust: given http:// against a TLS port it
+    retried for ever with a hint each time (a fleet QA pass)."""
+    if not url.startswith("http://") or "without a reply" not in error:
+        return None
+    if not speaks_tls(url):
+        return None
+    return (f"the master at {url} serves HTTPS (it completes a TLS handshake, and closes a "
+            "plain HTTP request without a reply): name it with https://"
+            f"{url.removeprefix('http://')}")
+
+
+def speaks_tls(url: str, timeout: float = 3.0) -> bool:
+    """Whether the server at ``url``'s host and port completes a TLS handshake. Nothing is
+    verified and nothing is sent: this tells TLS from plain HTTP, it trusts no one."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=parts.hostname):
+            return True
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        return False
