@@ -272,11 +272,13 @@ class NotLeader(APIError):
         return leader if isinstance(leader, str) and leader else None
 
 
-def unstorable(said: str) -> ValidationFailed:
+def unstorable(said: str, field: str | None = None) -> ValidationFailed:
     """The database's refusal of a value in a request (a NUL byte in a text, a string past
-    its column: PostgreSQL refuses what SQLite stores), as the request's 400."""
+    its column: PostgreSQL refuses what SQLite stores), as the request's 400; ``field``: the
+    request's field, when a check made before the write knows it."""
     return ValidationFailed(f"a value in the request cannot be stored: {said}",
-                            code="unstorable_value")
+                            code="unstorable_value",
+                            details={"field": field} if field is not None else None)
 
 
 class DatabaseUnavailable(APIError):

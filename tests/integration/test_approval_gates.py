@@ -11,8 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import sqlalchemy as sa
 
+from tests.conftest import fresh_postgres_database
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.test_cli import titan
 from titan import TitanClient, TitanJob
@@ -197,3 +200,62 @@ def test_a_gate_whose_deadline_passed_while_the_master_was_down_ended_then(
     expired = fresh.get_job("ship/build.approval")
     assert expired["state"] == "EXPIRED", expired
     assert expired["finished_at"] == expired["decided_at"] == gate["approval_deadline"]
+
+
+_REFUSE = """
+CREATE FUNCTION refuse() RETURNS trigger AS $$
+BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER refuse_comment BEFORE UPDATE ON jobs FOR EACH ROW
+    WHEN (NEW.decision_comment = 'refused') EXECUTE FUNCTION refuse();
+CREATE TRIGGER refuse_cancel BEFORE UPDATE ON dags FOR EACH ROW
+    WHEN (NEW.cancelled) EXECUTE FUNCTION refuse();
+"""
+
+
+def test_a_decision_or_cancel_that_fails_to_commit_changes_nothing(
+        make_cluster: MakeCluster) -> None:
+    # On PostgreSQL a NUL in a comment was a 500 and left the gate stuck until a restart:
+    # APPROVED in the scheduler's memory (decided before the commit), WAITING_APPROVAL in
+    # the database, every later decision refused. The NUL is refused before anything is
+    # decided; any other commit that fails (a trigger stands in for a refusal no check
+    # foresees) leaves memory as the database has it, and no kill goes out for it.
+    with fresh_postgres_database("titan_gates") as url:
+        c = make_cluster(database_url=url).up()
+        client = ship(c)
+        gate = "ship/build.approval"
+        wait_state(client, gate, "WAITING_APPROVAL")
+        headers = {"Authorization": f"Bearer {c.admin_token}"}
+        with httpx.Client(base_url=f"{c.url}/api/v1", headers=headers, timeout=30) as api:
+            r = api.post(f"/jobs/{gate}/approve", json={"comment": "x\u0000y"})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["code"] == "unstorable_value"
+            assert r.json()["error"]["details"] == {"field": "comment"}
+            r = api.post(f"/jobs/{gate}/reject", json={"comment": "\u0000"})
+            assert r.json()["error"]["code"] == "unstorable_value", r.text
+
+            engine = sa.create_engine(url)
+            with engine.begin() as conn:
+                conn.exec_driver_sql(_REFUSE)
+            for verb in ("approve", "reject"):
+                r = api.post(f"/jobs/{gate}/{verb}", json={"comment": "refused"})
+                # Refused by the database, not 409 "not waiting" by a scheduler ahead of it.
+                assert r.status_code == 500 and "refused by the test" in r.text, r.text
+                assert client.get_job_status(gate) == "WAITING_APPROVAL"
+                assert client.get_job_status("ship/deploy") == "PENDING"
+
+            nap = c.script("nap.py", "import time\ntime.sleep(3)\nprint('slept')\n")
+            client.submit_dag("nap", [TitanJob(job_id="sleeper", filename=nap)])
+            wait_state(client, "nap/sleeper", "RUNNING")
+            assert api.post("/dags/nap/cancel").status_code >= 400
+            assert client.get_job_status("nap/sleeper") == "RUNNING"
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP TRIGGER refuse_comment ON jobs; "
+                                     "DROP TRIGGER refuse_cancel ON dags")
+            engine.dispose()
+            # The cancel that failed killed nothing: the job ran to its end.
+            assert client.wait("nap", timeout=30)["status"] == "COMPLETED"
+            assert "slept" in client.fetch_logs("nap/sleeper")
+
+            decided = client.approve(gate, comment="fine")
+            assert decided["state"] == "APPROVED" and decided["decision_comment"] == "fine"
+            assert client.wait("ship", timeout=30)["status"] == "COMPLETED"

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from titan import log_lines
-from titan.errors import NotFound, ValidationFailed, WaitTimeout
+from titan.errors import NotFound, ValidationFailed, WaitTimeout, unstorable
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Reader, Writer
 from titan.master.api.params import After, Attempt
@@ -134,6 +134,10 @@ async def _decide(c: CtxDep, p: Principal, ref: str, approve: bool, body: Row | 
     comment = (body or {}).get("comment")
     if comment is not None and not isinstance(comment, str):
         raise ValidationFailed("comment must be a string", details={"field": "comment"})
+    if comment is not None and "\x00" in comment:
+        # PostgreSQL's text holds no NUL: refused here, on either database, before the
+        # scheduler decides anything (the decision is applied in memory before its commit).
+        raise unstorable("comment holds a NUL character (U+0000)", field="comment")
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     await c.engine.decide(job["id"], job["state"], approve, p, comment, name=ref)
     return await c.engine.read(lambda tx: load_job(tx, f"#{job['id']}"))

@@ -80,6 +80,18 @@ class DagProgress:
         if dag is not None and dag_status(dag.counts) not in ("WAITING", "RUNNING"):
             _retire(self, dag)
 
+    def drop(self: SchedulerCore, dag_id: int) -> None:
+        """Let go of a DAG whatever its state: what memory holds of it is wrong (a change to
+        it failed to commit) and is to be read again from storage."""
+        dag = self.dags.get(dag_id)
+        if dag is None:
+            return
+        for job_id in dag.jobs:
+            job = self.jobs.get(job_id)
+            if job is not None:
+                self._dequeue(job)  # out of a worker's affinity queue too: loaded again
+        _retire(self, dag)
+
     def settle_dags(self: SchedulerCore, ch: Changes) -> None:
         """Recompute the status of every DAG this step touched; retire finished ones."""
         for dag_id in ch.touched_dags:
