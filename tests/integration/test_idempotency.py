@@ -50,3 +50,41 @@ def test_repeated_keyed_writes_apply_once_even_across_a_restart(make_cluster: An
     assert status == 400 and body["error"]["details"] == {"header": "Idempotency-Key"}
     status, body = post(c, "/store/incr/n", {}, "short")
     assert status == 400 and body["error"]["details"] == {"header": "Idempotency-Key"}
+
+
+def test_a_key_answers_only_its_own_request_with_its_first_result(make_cluster: Any) -> None:
+    # A publish replayed with another key, name and body answered a file never stored (the
+    # first one's id beside the second one's name and digest); a key sent by another caller
+    # answered with the first caller's result.
+    import httpx
+
+    c: Cluster = make_cluster()
+    c.start_master()
+    operator = c.api("POST", "/tokens", {"role": "operator", "name": "other"})["token"]
+    key = {"Idempotency-Key": "publish-0123456789abcdef"}
+    with httpx.Client(base_url=f"{c.url}/api/v1", timeout=30,
+                      headers={"Authorization": f"Bearer {c.admin_token}"}) as api:
+        def publish(query: str, body: bytes, **headers: str) -> httpx.Response:
+            return api.post(f"/artifacts?{query}", content=body, headers={
+                **key, "Content-Type": "application/octet-stream", **headers})
+
+        first = publish("key=ak1&name=an1.txt", b"hello1")
+        assert first.status_code == 201, first.text
+        again = publish("key=ak1&name=an1.txt", b"hello1")
+        assert (again.status_code, again.json()) == (201, first.json())  # as stored, whole
+        for query, body in (("key=ak2&name=an2.txt", b"hello2"),
+                            ("key=ak1&name=an1.txt", b"hello2"),  # the same but its content
+                            ("key=ak1&name=other.txt", b"hello1")):
+            r = publish(query, body)
+            assert r.status_code == 400, (query, r.text)
+            assert r.json()["error"]["details"] == {"header": "Idempotency-Key"}
+        r = publish("key=ak1&name=an1.txt", b"hello1", Authorization=f"Bearer {operator}")
+        assert r.status_code == 400 and "another caller" in r.json()["error"]["message"], r.text
+        assert api.get("/artifacts", params={"key": "ak2"}).status_code == 404
+        assert [f["name"] for f in api.get("/files").json()["files"]] == ["an1.txt"]
+
+        counter = {"Idempotency-Key": "counter-0123456789abcdef"}
+        assert api.post("/store/incr/n", json={"by": 2}, headers=counter).json()["value"] == 2
+        r = api.post("/store/incr/n", json={"by": 3}, headers=counter)  # another body
+        assert r.status_code == 400 and "other content" in r.json()["error"]["message"], r.text
+        assert api.post("/store/incr/n", json={"by": 2}, headers=counter).json()["value"] == 2

@@ -9,23 +9,28 @@ in the SAME transaction. Both statements ride in the group commit the write was 
 anyway, so the check costs no extra round trip, and a write and its record can never be
 committed one without the other (a crash between them would otherwise re-apply or lose it).
 
-A key names one request (method and path): reusing it for another is refused (400), so a
-client bug cannot read someone else's answer. Keys are kept ``TITAN_IDEMPOTENCY_TTL`` seconds
+A key names one request of one caller (:func:`scope_of`: the caller's token, the method and
+path, and a digest of what it asks — its body, and the query parameters that define it):
+reusing it for another request is refused (400), so a client bug cannot read another
+request's answer, and another caller sending the same key is refused rather than answered
+with the first caller's result. Keys are kept ``TITAN_IDEMPOTENCY_TTL`` seconds
 (default 900: far beyond a client's ``TITAN_MASTER_RESTART_GRACE`` of retries plus one request
 timeout) and pruned by the engine's housekeeping.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import Request
 
 from titan.errors import ValidationFailed
+from titan.master.auth.tokens import Principal
 from titan.retry import IDEMPOTENCY_HEADER
 from titan.storage.base import Transaction
 
@@ -48,8 +53,39 @@ def key_of(request: Request) -> str | None:
     return raw
 
 
-def scope_of(request: Request) -> str:
-    return f"{request.method} {request.url.path}"[:MAX_SCOPE]
+async def scope_of(request: Request, caller: Principal, query: Mapping[str, Any] | None = None,
+                   content: str | None = None) -> str:
+    """The request a key names: ``<caller> <digest> <method> <path>``. The digest covers the
+    query parameters ``query`` that define the request (not those that only say how long to
+    wait: a retry of a held request asks for what is left of its hold) and the body as sent,
+    or ``content`` (a streamed upload's sha256, its body read already). The caller is its
+    token (a job's token: the attempt's), so one caller's key never answers another."""
+    who = caller.token_id or (f"job {caller.job}.{caller.attempt}" if caller.job is not None
+                              else caller.role)
+    asked = hashlib.sha256(json.dumps(dict(query or {}), sort_keys=True).encode())
+    asked.update(content.encode() if content is not None else await request.body())
+    return (f"{_digest(who.encode())} {asked.hexdigest()[:32]} "
+            f"{request.method} {request.url.path}")[:MAX_SCOPE]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _mismatch(recorded: str, scope: str) -> ValidationFailed:
+    """The refusal of a key recorded for another request: which one, when it was the same
+    caller's (another caller's request is none of this one's business)."""
+    same_caller = recorded.split(" ", 1)[0] == scope.split(" ", 1)[0]
+    request = " ".join(recorded.split(" ")[2:]) if same_caller else ""
+    if same_caller and request == " ".join(scope.split(" ")[2:]):
+        said = f"the same {request} with other content (body or parameters)"
+    elif same_caller:
+        said = request
+    else:
+        said = "another caller's"
+    return ValidationFailed(
+        f"this {IDEMPOTENCY_HEADER} was used for another request ({said}); "
+        "send a fresh key per request", details={"header": IDEMPOTENCY_HEADER})
 
 
 def once(key: str | None, scope: str,
@@ -64,11 +100,7 @@ def once(key: str | None, scope: str,
         found = tx.idempotent_result(key)
         if found is not None:
             if found[0] != scope:
-                raise ValidationFailed(
-                    f"this {IDEMPOTENCY_HEADER} was used for another request ({found[0]}); "
-                    "send a fresh key per request",
-                    details={"header": IDEMPOTENCY_HEADER},
-                )
+                raise _mismatch(found[0], scope)
             return json.loads(found[1]), True
         result = op(tx)
         tx.record_idempotent(key, scope, json.dumps(result), time.time())

@@ -101,7 +101,8 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
                 spec["env"] = {**spec["env"], **env}
     by = started_by(p, c.engine.sched) if agent_run_id is not None else None
     dag_id = await c.engine.submit_dag(name, specs, agent_run_id, agent_id,
-                                       idempotency_key=key_of(request), scope=scope_of(request),
+                                       idempotency_key=key_of(request),
+                                       scope=await scope_of(request, p),
                                        started_by=by)
     if wait > 0:
         # Submit and wait in one request: an agent's step costs one round trip, not two.

@@ -92,18 +92,21 @@ async def _add_file(c: Ctx, p: Principal, name: str, sha: str, size: int,
     row = {"name": name, "sha256": sha, "size": size, "store_key": key, "dag_id": dag_id,
            "job": p.job, "created_at": time.time()}
 
-    def op(tx: Any) -> list[Any]:
+    def op(tx: Any) -> Row:
         if key is not None:
             tx.store_put(key, name, row["created_at"])
-        return [int(tx.add_file(row)), row["created_at"]]
+        return _file_view({**row, "id": int(tx.add_file(row))})
 
-    # A publish retried after a lost reply (an Idempotency-Key) answers with the first one.
-    idem_key, scope = (key_of(request), scope_of(request)) if request else (None, "")
-    (row["id"], row["created_at"]), replayed = await c.engine.run(once(idem_key, scope, op))
+    # A publish retried after a lost reply (an Idempotency-Key) answers with the first one,
+    # whole: the view recorded with it (the file stored), not one made of this request's
+    # fields. The key names the publish's key, name and content too: another is refused.
+    idem_key, scope = (key_of(request), await scope_of(
+        request, p, {"key": key, "name": name}, content=sha)) if request else (None, "")
+    view, replayed = await c.engine.run(once(idem_key, scope, op))
     if key is not None and not replayed:
         c.hub.notify(("store", key), name)
         c.hub.publish("store_updated", {"key": key, "op": "put"})
-    return _file_view(row)
+    return view
 
 
 async def _send(c: Ctx, request: Request, row: Row) -> Response:
@@ -240,7 +243,8 @@ async def delete_file(c: CtxDep, p: FileDeleter, name: str, request: Request,
                       keep_latest: bool = KEEP_LATEST) -> Row:
     check_filename(name)
     result = await delete_files(c.engine, name=name, keep_latest=keep_latest,
-                                idempotency_key=key_of(request), scope=scope_of(request))
+                                idempotency_key=key_of(request),
+                                scope=await scope_of(request, p, {"keep_latest": keep_latest}))
     _deleted(c, result)
     return {"name": name, **result}
 
@@ -251,7 +255,8 @@ async def delete_artifact(c: CtxDep, p: FileDeleter, request: Request, key: str 
                           keep_latest: bool = KEEP_LATEST) -> Row:
     check_key(key)
     result = await delete_files(c.engine, key=key, keep_latest=keep_latest,
-                                idempotency_key=key_of(request), scope=scope_of(request))
+                                idempotency_key=key_of(request), scope=await scope_of(
+                                    request, p, {"key": key, "keep_latest": keep_latest}))
     _deleted(c, result)
     store = result["store"]
     return {"key": key, **result, "value_deleted": key in store and store[key] is None}

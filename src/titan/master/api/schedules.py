@@ -20,7 +20,8 @@ router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["schedules"])
 async def create_schedule(c: CtxDep, p: ScheduleManager, request: Request,
                           body: dict[str, Any] = Body(...)) -> Row:
     return await c.schedules.create(body, p.name or p.role, idempotency_key=key_of(request),
-                                    scope=scope_of(request), max_jobs=c.config.max_dag_jobs)
+                                    scope=await scope_of(request, p),
+                                    max_jobs=c.config.max_dag_jobs)
 
 
 @router.get("/schedules", summary="Every schedule, with its next ticks and latest fires")
@@ -61,7 +62,7 @@ async def resume_schedule(c: CtxDep, p: ScheduleManager, name: str) -> Row:
              summary="Run a schedule's DAG now, outside its ticks")
 async def run_schedule(c: CtxDep, p: ScheduleManager, request: Request, name: str) -> Row:
     dag_id = await c.schedules.run_now(name, idempotency_key=key_of(request),
-                                       scope=scope_of(request))
+                                       scope=await scope_of(request, p))
 
     def read(tx: Transaction) -> Row:
         dag = tx.get_dag(dag_id)

@@ -77,8 +77,9 @@ async def incr(c: CtxDep, p: Writer, key: str, request: Request,
     if isinstance(by, bool) or not isinstance(by, int):
         raise ValidationFailed("'by' must be an integer")
     now = time.time()
+    scope = await scope_of(request, p)
     value, replayed = await c.engine.run(
-        once(key_of(request), scope_of(request), lambda tx: tx.store_incr(key, by, now)))
+        once(key_of(request), scope, lambda tx: tx.store_incr(key, by, now)))
     if not replayed:
         _announce(c, key, str(value), "incr")
     return {"key": key, "value": value}
@@ -90,8 +91,9 @@ async def sadd(c: CtxDep, p: Writer, key: str, request: Request,
     check_new_key(key)
     member = _string(c, body, "member")
     now = time.time()
+    scope = await scope_of(request, p)
     added, replayed = await c.engine.run(
-        once(key_of(request), scope_of(request), lambda tx: tx.store_sadd(key, member, now)))
+        once(key_of(request), scope, lambda tx: tx.store_sadd(key, member, now)))
     if added and not replayed:
         c.hub.publish("store_updated", {"key": key, "op": "sadd"})
     return {"key": key, "added": added}
