@@ -145,10 +145,28 @@ def test_store_values_sets_counters(cluster: Cluster) -> None:
         client.store_sadd("both", m)
     status, body = call(cluster, "GET", "/store?prefix=both&limit=5")
     assert [(k["key"], k["kind"]) for k in body["keys"]] == [("both", "value"), ("both", "set")]
+    # A page never splits a key's value from its set: paged by its key, the next page began
+    # after it, and the set was on no page. limit=1 takes both (limit + 1 rows).
     status, body = call(cluster, "GET", "/store?prefix=both&limit=1")
-    assert [(k["key"], k["kind"]) for k in body["keys"]] == [("both", "value")]
+    assert [(k["key"], k["kind"]) for k in body["keys"]] == [("both", "value"), ("both", "set")]
     assert client.store_keys("both") == ["both"]
-    assert body["next"] == "both"  # a full page: there may be more
+    assert body["next"] is None  # nothing follows: no empty last page to ask for
+    for i in range(4):
+        client.store_put(f"walk{i}", "v")
+        client.store_sadd(f"walk{i}", "m")
+    client.store_sadd("walk1b", "m")  # a set alone between two keys holding both
+    everything = call(cluster, "GET", "/store?prefix=walk&limit=100")[1]["keys"]
+    assert len(everything) == 9
+    for limit in (1, 2, 3):
+        seen, after = [], ""
+        while True:
+            status, body = call(cluster, "GET", f"/store?prefix=walk&limit={limit}{after}")
+            assert status == 200 and len(body["keys"]) <= limit + 1, body
+            seen += body["keys"]
+            if body["next"] is None:
+                break
+            after = f"&after={body['next']}"
+        assert seen == everything, limit
 
 
 def test_store_keys_are_listed_past_a_page(cluster: Cluster,

@@ -30,6 +30,7 @@ from titan.master.scheduling.views import (
     stages_started,
 )
 from titan.storage.base import Row, Transaction
+from titan.storage.base_store import whole_keys
 
 Data = dict[str, Any]
 _ITER = re.compile(r"ITER(\d+)")
@@ -219,9 +220,9 @@ def job_detail(tx: Transaction, job_id: int) -> Data:
 
 # -- store -------------------------------------------------------------------------------------
 def store(tx: Transaction, prefix: str, limit: int, after: str | None = None) -> Data:
-    found = tx.store_keys(prefix, limit + 1, after)
+    page, more = whole_keys(tx.store_keys(prefix, limit + 2, after), limit)
     keys = []
-    for row in found[:limit]:
+    for row in page:
         item: Row = {"key": row["key"], "kind": row["kind"], "updated_at": row["updated_at"]}
         if row["kind"] == "value":
             value = tx.store_get(row["key"]) or ""
@@ -231,7 +232,6 @@ def store(tx: Transaction, prefix: str, limit: int, after: str | None = None) ->
             members = tx.store_smembers(row["key"])
             item.update(members=members[:MEMBERS_SHOWN], member_count=len(members))
         keys.append(item)
-    more = len(found) > limit
     return {"prefix": prefix, "limit": limit, "keys": keys, "more": more, "after": after,
             "next_after": keys[-1]["key"] if more and keys else None,
             "preview": VALUE_PREVIEW}

@@ -10,6 +10,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from titan.storage.rows import Row
 
 
+def whole_keys(rows: Sequence[Row], limit: int) -> tuple[list[Row], bool]:
+    """A page of :meth:`StoreTransaction.store_keys` rows read with ``limit + 2``: its first
+    ``limit`` rows, and whether more follow. A key holding both a value and a set is never
+    split across pages (the page takes its set too: ``limit + 1`` rows), so the last key is a
+    cursor that loses nothing: a page that ended on a key's value, the next one starting after
+    that key, left its set out of every page."""
+    page = list(rows[:limit])
+    if page and len(rows) > limit and rows[limit]["key"] == page[-1]["key"]:
+        page.append(rows[limit])
+    return page, len(rows) > len(page)
+
+
 class StoreTransaction(abc.ABC):
     """What jobs share through the master."""
 

@@ -15,6 +15,7 @@ from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
 from titan.master.scheduling.lending import lending
 from titan.storage.base import Row
+from titan.storage.base_store import whole_keys
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["store"])
 def _string(c: Ctx, body: dict[str, Any], field: str) -> str:
@@ -38,10 +39,12 @@ def _announce(c: Ctx, key: str, value: str | None, op: str) -> None:
 async def keys(c: CtxDep, p: Reader, prefix: str = "", limit: int = Query(100, ge=1, le=10_000),
                after: str | None = Query(None, description=(
                    "the page's keys sort after this one: the `next` of the page before"))) -> Row:
-    found = await c.engine.read(lambda tx: tx.store_keys(prefix, limit, after))
-    # A full page may have more behind it; a short one is the last (no count is kept: a
-    # store of millions of keys would pay for it on every page).
-    return {"keys": found, "next": found[-1]["key"] if len(found) == limit else None}
+    found = await c.engine.read(lambda tx: tx.store_keys(prefix, limit + 2, after))
+    # Two rows more than the page: whether more follow (no count is kept: a store of
+    # millions of keys would pay for it on every page), and a key's set after its value on
+    # the page's last row, which the page takes too (whole_keys: the cursor is a key).
+    page, more = whole_keys(found, limit)
+    return {"keys": page, "next": page[-1]["key"] if more else None}
 
 
 @router.get("/store/values/{key:anytext}", summary="Get a value (null when missing)")
