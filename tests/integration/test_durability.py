@@ -374,6 +374,11 @@ def test_stale_attempt_is_fenced(make_cluster: MakeCluster, tmp_path: Path) -> N
         stale.close()
     status, body = raw(c, "PUT", "/store/values/late", {"value": "x"}, token=old_token)
     assert status == 409 and body["error"]["code"] == "stale_attempt"
+    # Reads too, /whoami included (docs/api.md): a token read from a log, or kept by a
+    # process the job left behind, is of no use; its 409 says it is stale.
+    for path in ("/store/values/early", "/dags", "/whoami"):
+        status, body = raw(c, "GET", path, None, token=old_token)
+        assert status == 409 and body["error"]["code"] == "stale_attempt", (path, body)
     assert client.store_get("late") is None and client.store_get("late-counter") is None
     assert client.store_smembers("late-set") == set()
     assert client.store_get("early") == "ok"
