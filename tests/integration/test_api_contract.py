@@ -723,3 +723,25 @@ def test_agent_run_stages(cluster: Cluster) -> None:
         ("PLAN", 1, "COMPLETED"), ("ITER1", 1, "PARTIAL"), ("SYNTH", 1, "COMPLETED"),
         ("ITER1", 2, "COMPLETED")]
     assert view["status"] == "COMPLETED"
+
+
+def test_small_contract_details(cluster: Cluster) -> None:
+    # A run may name no agent (docs/api.md: agent_id optional, as a stage's run or one a
+    # trace opened); a report's exit_code bound is int32's (2147483648 was said, and taken);
+    # a job reference whose run is no number names itself in details.ref as other reference
+    # errors do (details were {}).
+    status, run = call(cluster, "POST", "/runs", {})
+    assert status == 201 and run["agent_id"] is None, run
+    worker = cluster.live_workers()[0]["id"]
+    for code, expected in ((2**31, 400), (2**31 - 1, 200), (-2**31, 200)):
+        status, body = call(cluster, "POST", f"/workers/{worker}/report", {
+            "logs": [], "results": [{"id": 10**9, "attempt": 1, "exit_code": code,
+                                     "error": None}]})
+        assert status == expected, (code, body)
+    assert "between -2147483648 and 2147483647, got 2147483648" in \
+        call(cluster, "POST", f"/workers/{worker}/report", {"logs": [], "results": [
+            {"id": 10**9, "attempt": 1, "exit_code": 2**31, "error": None}]})[1]["error"]["message"]
+    status, body = call(cluster, "GET", "/jobs/qa1%23x/a")
+    assert status == 400 and body["error"]["details"] == {"ref": "qa1#x/a"}, body
+    status, body = call(cluster, "GET", "/dags/qa1%23x")
+    assert status == 400 and body["error"]["details"] == {"ref": "qa1#x"}, body

@@ -25,16 +25,19 @@ def as_id(text: str) -> int | None:
     return None
 
 
-def split_dag(ref: str) -> tuple[str, int | None]:
+def split_dag(ref: str, asked: str | None = None) -> tuple[str, int | None]:
+    """``asked``: the whole reference the caller sent (a job's, ``dag#run/job``), which the
+    error's ``details.ref`` names as every other reference error does."""
     name, _, run = ref.partition("#")
     if name.startswith("DAG-"):
         name = name[4:]
     if run:
         if not (run.isascii() and run.isdigit()):
-            raise ValidationFailed(f"bad DAG reference {ref!r}: the run after '#' must be a number")
+            raise ValidationFailed(f"bad DAG reference {ref!r}: the run after '#' must be a "
+                                   "number", details={"ref": asked or ref})
         number = as_id(run)
         if number is None:
-            raise NotFound(f"no DAG {ref!r}", details={"ref": ref})
+            raise NotFound(f"no DAG {ref!r}", details={"ref": asked or ref})
         return name, number
     return name, None
 
@@ -93,7 +96,7 @@ def find_job(tx: Transaction, ref: str) -> Row:
         job = job or named
     elif "/" in ref:
         dag_part, _, job_id = ref.rpartition("/")
-        name, run = split_dag(dag_part)
+        name, run = split_dag(dag_part, ref)
         job = tx.find_job(job_id, name, run)
         if job is None:
             # Say which half is missing: the DAG run, or the job in a run that exists.

@@ -292,7 +292,7 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
             for line in entries(body, "logs")]
     results = [(attempt_key(r, "results"),
                 None if r.get("exit_code") is None
-                else int_field(r["exit_code"], "results[].exit_code", lo=-2**31, hi=2**31),
+                else int_field(r["exit_code"], "results[].exit_code", lo=-2**31, hi=2**31 - 1),
                 None if r.get("error") is None
                 else scrub_titan_tokens(str(r["error"]).replace("\x00", "\ufffd")), r)
                for r in entries(body, "results")]
