@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
@@ -238,6 +239,11 @@ def test_the_channel_turns_from_a_standby_that_refuses_the_upgrade(
                 assert said_hello.wait(WAIT), (failures, standby.requests)
             assert hellos == [{"t": "hello", "credit": 2, "running": []}]
             assert failures == [] and conn.master_url == leader_url
+            # The channel says whom it follows just after its hello is sent: a loaded box
+            # could run this line between the two.
+            deadline = time.monotonic() + WAIT
+            while not followed and time.monotonic() < deadline:
+                time.sleep(0.01)
             assert followed == [leader_url]
             # Said as what it is: a standby, not an unreachable master ("server rejected
             # WebSocket connection: HTTP 503").
