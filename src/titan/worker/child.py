@@ -14,6 +14,7 @@ job handed to it pays only for what depends on the job.
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import io
 import os
@@ -182,9 +183,14 @@ def leave_zygote(own_fds: list[int]) -> None:
     signal.set_wakeup_fd(-1)
     for fd in own_fds:
         os.close(fd)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The C functions under ``signal.signal``: its Python wrapper turns the handlers into
+    # enum members, whose lookups cost a child ~25 copy-on-write faults (~0.1 ms of CPU).
+    _signal.signal(_SIGCHLD, _signal.SIG_DFL)
+    _signal.signal(_SIGTERM, _signal.SIG_DFL)
+    _signal.signal(_SIGINT, _signal.default_int_handler)
+
+
+_SIGCHLD, _SIGTERM, _SIGINT = int(signal.SIGCHLD), int(signal.SIGTERM), int(signal.SIGINT)
 
 
 #: A job's streams, made once in the zygote (:func:`premake`) for every child it forks: stdin
