@@ -389,6 +389,27 @@ def test_sibling_modules_import(job: Job, tmp_path: Path, kind: str) -> None:
         "(is_archive=True, or `titan files upload`) so its files travel with the job")
 
 
+def test_jobs_forked_while_the_zygote_is_busy_still_say_and_find_shared_modules(
+        job: Job, tmp_path: Path) -> None:
+    # More jobs at once than spares: the later ones are forked on demand, from a zygote that
+    # made the shared folder's finder once (titan.worker.shared_imports.ahead). Each job still
+    # says where its module came from, and a module left there afterwards is found.
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "helpers.py").write_text("VALUE = 42\n")
+    for module, value in (("helpers", "42"), ("later", "43")):
+        if module == "later":
+            (tmp_path / "busy" / "later.py").write_text("VALUE = 43\n")
+        started = [job.start(f"import time, {module}; time.sleep(0.3); print({module}.VALUE)",
+                             name=f"busy/{module}_{i}.py") for i in range(5)]
+        for _attempt, sink, forked in started:
+            assert forked
+            assert sink.outcome["exit_code"] == 0, sink.text()
+            assert sink.stream("stdout") == [value], sink.stream("stderr")
+            [said] = sink.stream("stderr")
+            assert said.startswith(f"titan: module '{module}' comes from the worker's shared "
+                                   "folder")
+
+
 @BOTH
 def test_a_file_in_the_shared_folder_shadows_no_installed_module(job: Job, tmp_path: Path,
                                                                  kind: str) -> None:

@@ -52,7 +52,7 @@ import sys
 import time
 from typing import Any
 
-from titan.worker import child
+from titan.worker import child, shared_imports
 
 #: Seconds a process a job left behind may run on once found (the worker's default kill
 #: grace, which what a job leaves in its own group gets too).
@@ -128,6 +128,7 @@ class Zygote:
         self.jobs: set[int] = set()  # pids of children running a job
         self.spares: dict[int, socket.socket] = {}  # waiting spares, oldest first
         self.orphans: dict[int, float] = {}  # processes jobs left behind: pid → when to kill
+        self.watched: set[str] = set()  # shared folders whose finder is made (shared_imports)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -148,6 +149,7 @@ class Zygote:
             return
         pid = self._hand_to_spare(raw, fds)
         if pid is None:
+            shared_imports.ahead(request, self.watched)
             try:
                 pid = os.fork()
             except OSError as exc:

@@ -1,0 +1,42 @@
+"""The shared folder's finder, made ahead by the zygote (titan.worker.shared_imports)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from titan.worker import shared_imports
+
+
+@pytest.fixture
+def cache() -> Iterator[None]:
+    saved = dict(sys.path_importer_cache)
+    yield
+    sys.path_importer_cache.clear()
+    sys.path_importer_cache.update(saved)
+
+
+def test_the_zygote_wraps_a_plain_scripts_folder_once_and_a_child_keeps_it(
+        tmp_path: Path, cache: None) -> None:
+    done: set[str] = set()
+    script = str(tmp_path / "job.py")
+    shared_imports.ahead({"script": script, "own_folder": False}, done)
+    made = sys.path_importer_cache[str(tmp_path)]
+    assert isinstance(made, shared_imports._Said)
+    shared_imports.ahead({"script": str(tmp_path / "other.py")}, done)
+    shared_imports.watch(str(tmp_path))  # what the child runs: the zygote's is kept
+    assert sys.path_importer_cache[str(tmp_path)] is made
+    assert done == {str(tmp_path)}
+
+
+@pytest.mark.parametrize("request_", [{"script": "job.py"}, {"own_folder": True},
+                                      {"script": None}])
+def test_a_project_or_a_relative_script_is_left_to_its_child(
+        tmp_path: Path, cache: None, request_: dict[str, object]) -> None:
+    request = {"script": str(tmp_path / "job.py"), **request_}
+    before = dict(sys.path_importer_cache)
+    shared_imports.ahead(request, set())
+    assert sys.path_importer_cache == before
