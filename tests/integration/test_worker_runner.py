@@ -668,6 +668,48 @@ def test_a_hung_zygote_times_out_the_fork_and_the_late_child_is_killed(
             own.close()
 
 
+def test_fork_timeouts_each_end_at_their_own_deadline(loop: IOLoop, tmp_path: Path) -> None:
+    # One timer serves every request's timeout (titan.worker.forkserver): a request due
+    # sooner than the one it was armed for still ends on time, and the other at its own.
+    from titan.worker.forkserver import ForkServer
+    from titan.worker.runner import _fork_request
+
+    script = tmp_path / "job.py"
+    script.write_text("import time; time.sleep(60)\n")
+    request = _fork_request(LaunchSpec(script=script, cwd=tmp_path, env=dict(os.environ)))
+    server = ForkServer(loop, lean=True)
+    server.start()
+    assert server.pid is not None
+    answers: dict[str, tuple[object, str | None, float]] = {}
+    ended = {"slow": threading.Event(), "quick": threading.Event()}
+
+    def answer(name: str) -> Callable[[object, str | None], None]:
+        def started(proc: object, error: str | None) -> None:
+            answers[name] = (proc, error, time.monotonic())
+            ended[name].set()
+        return started
+
+    try:
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            for name, timeout in (("slow", 3.0), ("quick", 0.3)):
+                r, w = os.pipe()
+                server.request(request, w, w, answer(name), timeout=timeout)
+                os.close(r)
+                os.close(w)
+            assert ended["quick"].wait(WAIT)
+            assert not ended["slow"].is_set()
+            assert ended["slow"].wait(WAIT)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert answers["quick"][:2] == (None, "the zygote did not answer in time")
+        assert answers["slow"][:2] == (None, "the zygote did not answer in time")
+        assert answers["quick"][2] - t0 < 2.5 <= answers["slow"][2] - t0 + 0.5
+    finally:
+        server.close()
+
+
 def test_without_zygote_python_runs_as_subprocess(loop: IOLoop, tmp_path: Path) -> None:
     plain = Runner(loop, use_zygote=False)
     plain.start()

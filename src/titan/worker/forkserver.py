@@ -11,6 +11,7 @@ process object always exists before its exit is reported, however short the job.
 from __future__ import annotations
 
 import array
+import asyncio
 import itertools
 import json
 import logging
@@ -21,6 +22,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,11 @@ class ForkServer:
         self._state_lock = threading.Lock()
         self._rids = itertools.count(1)
         self._pending: dict[int, Started] = {}
+        #: When each request with a timeout gives up (monotonic), and when the one timer that
+        #: enforces them all is due (None: not armed); under ``_state_lock``.
+        self._deadlines: dict[int, float] = {}
+        self._sweep_at: float | None = None
+        self._sweep_handle: asyncio.Handle | None = None  # I/O thread only
         self._procs: dict[int, ForkedProcess] = {}  # I/O thread only
         self._buf = bytearray()
         self._environ: dict[str, str] = {}  # the zygote's, as it reported it when ready
@@ -184,10 +191,15 @@ class ForkServer:
         sock = self._sock
         if not self.alive or sock is None:
             raise ForkFailed("the zygote is not running")
+        arm = False
         with self._send_lock:
             rid = next(self._rids)
             with self._state_lock:
                 self._pending[rid] = started
+                if timeout is not None:
+                    at = self._deadlines[rid] = time.monotonic() + timeout
+                    if self._sweep_at is None or at < self._sweep_at:
+                        self._sweep_at, arm = at, True
             data = json.dumps({**self._environ_diff(request), "rid": rid}).encode()
             data = _HEADER.pack(len(data)) + data
             fds = array.array("i", [out_w, err_w])
@@ -198,20 +210,40 @@ class ForkServer:
             except OSError as exc:
                 with self._state_lock:
                     self._pending.pop(rid, None)
+                    self._deadlines.pop(rid, None)
                 self.alive = False
                 raise ForkFailed(f"cannot reach the zygote: {exc}") from None
-        if timeout is not None:
-            self._loop.call(self._arm_timeout, rid, timeout)
+        if arm:
+            self._loop.call(self._arm_sweep)
         return rid
 
-    def _arm_timeout(self, rid: int, timeout: float) -> None:
-        self._loop.call_later(timeout, self._expire, rid)
+    # One timer for every request's timeout, armed from the requesting thread only when none
+    # is (or a request is due before it): a timer per request woke the I/O thread from the
+    # worker's intake thread for every job (a write to the loop's self-pipe, a select wake-up,
+    # a timer handle; ~0.1 ms of the worker's CPU a job), for a timeout that almost never
+    # fires. The sweep re-arms itself at the next deadline while requests wait.
 
-    def _expire(self, rid: int) -> None:
+    def _arm_sweep(self) -> None:
         with self._state_lock:
-            started = self._pending.pop(rid, None)
-        if started is not None:  # a late "started" kills what it forked (nobody owns it)
-            started(None, "the zygote did not answer in time")
+            at = self._sweep_at
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+        self._sweep_handle = (None if at is None else
+                              self._loop.call_later(at - time.monotonic(), self._sweep))
+
+    def _sweep(self) -> None:
+        self._sweep_handle = None
+        now = time.monotonic()
+        with self._state_lock:
+            due = [rid for rid, at in self._deadlines.items() if at <= now]
+            expired = [self._pending.pop(rid, None) for rid in due]
+            for rid in due:
+                del self._deadlines[rid]
+            self._sweep_at = min(self._deadlines.values(), default=None)
+        self._arm_sweep()
+        for started in expired:
+            if started is not None:  # a late "started" kills what it forked (nobody owns it)
+                started(None, "the zygote did not answer in time")
 
     def _environ_diff(self, request: dict[str, Any]) -> dict[str, Any]:
         """``request`` with its ``env`` replaced by what differs from the zygote's own."""
@@ -247,8 +279,10 @@ class ForkServer:
             if proc is not None:
                 proc.set_exited(int(event["code"]))
             return
+        rid = int(event.get("rid") or 0)
         with self._state_lock:
-            started = self._pending.pop(int(event.get("rid") or 0), None)
+            started = self._pending.pop(rid, None)
+            self._deadlines.pop(rid, None)
         if kind == "started":
             proc = ForkedProcess(int(event["pid"]))
             if started is None:
@@ -270,6 +304,7 @@ class ForkServer:
             self._popen.kill()
         with self._state_lock:
             pending, self._pending = self._pending, {}
+            self._deadlines.clear()
         for started in pending.values():
             started(None, "the zygote died")
         procs, self._procs = self._procs, {}
