@@ -101,6 +101,10 @@ def name_problem(value: Any, what: str, *, trimmed: bool = False) -> str | None:
 _UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
+#: Direction marks: invisible, allowed in text, but in a label they reorder what is read.
+_MARKS = re.compile("[\u200e\u200f]")
+
+
 def shown(value: Any, keep: str = "") -> str:
     """``value`` as text that shows as itself: every control (:data:`_UNSHOWN`) but those in
     ``keep`` written as its Python escape (``\\n``, ``\\x07``, ``\\u202e``; ESC as ``\\e``),
@@ -111,16 +115,22 @@ def shown(value: Any, keep: str = "") -> str:
                         repr(m.group())[1:-1] if m.group() != "\x1b" else "\\e", text)
 
 
-def label_problem(value: Any, what: str) -> str | None:
-    """What is wrong with a free-text label that is shown and logged, such as a worker's name
-    or host name (None when nothing is): control characters and direction controls, the
-    characters :func:`shown` would escape. Anything else is allowed ('/' too, unlike a
-    :func:`name_problem` name, which is also a path segment)."""
+def label_problem(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
+    """What is wrong with a free-text label that is shown and logged, such as a worker's name,
+    its host name or a token's name (None when nothing is, or when it is None): a non-blank
+    string of at most ``limit`` characters without the characters :func:`shown` would escape
+    or the direction marks (U+200E/U+200F) that reorder what is read. Anything else is
+    allowed ('/' and '#' too, unlike a :func:`name_problem` name, which is also part of a
+    reference)."""
     if value is None:
         return None
     if not isinstance(value, str):
         return f"{what} must be a string, got {type(value).__name__}"
-    found = _UNSHOWN.search(value)
+    if not value.strip():
+        return f"{what} must be a non-empty string, not blank"
+    if len(value) > limit:
+        return f"{what} is longer than {limit} characters"
+    found = _UNSHOWN.search(value) or _MARKS.search(value)
     if found is not None:
         return (f"{what} '{shown(value[:100])}' holds a control character "
                 f"(U+{ord(found.group()):04X} at position {found.start()}); it is shown and "

@@ -169,7 +169,7 @@ def test_worker_credentials_and_job_tokens_may_send_bodies(cl: Cluster) -> None:
     status, reg = call(cl, "POST", "/workers/register", {
         "name": "limits", "capabilities": ["NOTHING_RUNS_HERE"], "slots": 1}, token=worker_token)
     assert status == 200 and reg["credential"].startswith("tw."), reg
-    status, beat = call(cl, "POST", f"/workers/{reg['worker_id']}/heartbeat", {"jobs": []},
+    status, beat = call(cl, "POST", f"/workers/{reg['worker_id']}/heartbeat", {"running": []},
                         token=reg["credential"])
     assert status == 200, beat
     # A job's own token (tj.) writes to the store from inside the job.

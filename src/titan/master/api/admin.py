@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 import titan
 from titan.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from titan.formats import label_problem
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Admin, Caller, CtxDep, Reader
 from titan.master.api.limits import PROXY_CALL
@@ -98,10 +99,20 @@ async def whoami(p: Caller) -> Row:
 
 @router.post("/tokens", tags=["admin"], status_code=201, summary="Create a token")
 async def create_token(c: CtxDep, p: Admin, body: dict[str, Any] = Body(...)) -> Row:
+    # Unknown fields are refused before this (api/body.py): {"nmae": ...} made a token named
+    # after its role.
     role = body.get("role")
     if role not in auth.ROLES:
-        raise ValidationFailed(f"role must be one of {', '.join(auth.ROLES)}")
-    name = str(body.get("name") or role)[:200]
+        raise ValidationFailed(f"role must be one of {', '.join(auth.ROLES)}, got {role!r}",
+                               details={"field": "role"})
+    name = body.get("name")
+    if name is None:
+        name = role
+    # Shown in `titan token list` and the dashboard: 5 was stored as "5", a 100 KB name cut
+    # to 200 characters without a word, and a newline or a U+202E showed another name.
+    problem = label_problem(name, "name")
+    if problem is not None:
+        raise ValidationFailed(problem, details={"field": "name"})
     token = auth.new_token()
     row = {"id": "tok-" + secrets.token_hex(6), "token_hash": auth.token_hash(token),
            "role": role, "name": name, "created_at": time.time()}

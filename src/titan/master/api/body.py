@@ -22,13 +22,18 @@ import json
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from titan.errors import APIError, ValidationFailed
+from titan.master.api import models
+from titan.master.api.openapi import REQUESTS
 from titan.master.runs.ingest import action_label
+from titan.master.scheduling.validation import unknown_field
 
 #: Deepest nesting of arrays and objects a body may have (the top level counts as 1).
 MAX_DEPTH = 64
@@ -177,17 +182,79 @@ def _is_json(content_type: str | None) -> bool:
                                            and media.endswith("+json"))
 
 
+#: Request models whose handlers refuse unknown fields themselves, with their own code and the
+#: path of a nested one (``invalid_dag``, ``jobs[2].parent``).
+_OWN_CHECK: frozenset[type[BaseModel]] = frozenset({models.DagSubmit, models.ScheduleCreate})
+#: Methods whose routes take no body unless they declare one.
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _fields_of(path: str, methods: set[str]) -> frozenset[str] | None:
+    """The top-level fields the route's body may have (its request model in the description),
+    or None where its handler checks them itself (or its model takes any)."""
+    for method in methods:
+        found = REQUESTS.get((method.lower(), path))
+        if found is None or found[0] in _OWN_CHECK:
+            continue
+        model = found[0]
+        if model.model_config.get("extra") == "forbid":
+            return frozenset(model.model_fields)
+    return None
+
+
+def check_fields(body: Any, known: frozenset[str]) -> None:
+    """Refuse a field the route does not know, naming it (with the likely one it meant): a
+    typo was dropped without a word, ``{"commnet": ...}`` approved a gate with no comment and
+    ``{"step": 10}`` incremented by 1."""
+    unknown = unknown_field(body, known)
+    if unknown is not None:
+        raise ValidationFailed(unknown[1], details={"field": unknown[0]})
+
+
+def _only_csrf(content_type: str | None, raw: bytes) -> bool:
+    """Whether a body is a dashboard form's: its CSRF token as a form field and nothing else
+    (a plain ``<form method=post>`` sends it so; the session check reads it)."""
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        return False
+    fields = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
+    return set(fields) <= {"csrf_token"}
+
+
 class JSONRoute(APIRoute):
     """An API route whose JSON body is parsed by :func:`loads` before FastAPI sees it.
 
     FastAPI reads JSON with ``request.json()``, which Starlette caches in ``request._json``;
     filling that cache first makes FastAPI's own parse a lookup, so each body is parsed once.
-    Every router of the API uses this class (``APIRouter(route_class=JSONRoute)``)."""
+    Every router of the API uses this class (``APIRouter(route_class=JSONRoute)``).
+
+    Its top-level fields are checked against the route's request model (:data:`REQUESTS`,
+    models that forbid extra fields) before the handler runs; a write route that declares no
+    body refuses one (``{}`` and ``null`` aside), unless its handler takes the request and
+    reads the body itself (uploads, OTLP, action batches)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        methods = self.methods or set()
         if self.body_field is None:
-            return handler
+            if (not methods & _WRITES or self.dependant.request_param_name is not None
+                    or not self.include_in_schema):  # (a fallback that says what is wrong)
+                return handler
+            what = f"{'/'.join(sorted(methods))} {self.path_format}"
+
+            async def refuse_a_body(request: Request) -> Response:
+                raw = await request.body()
+                if raw.strip():
+                    # ``{"force": true}`` on a DAG's cancel was taken without a word.
+                    content_type = request.headers.get("content-type")
+                    if _is_json(content_type):
+                        no_body(loads(raw), what)
+                    elif not _only_csrf(content_type, raw):
+                        no_body(raw, what)
+                return await handler(request)
+
+            return refuse_a_body
+        known = _fields_of(self.path_format, methods)
 
         async def parse_first(request: Request) -> Response:
             content_type = request.headers.get("content-type")
@@ -195,6 +262,8 @@ class JSONRoute(APIRoute):
                 raw = await request.body()
                 if raw:
                     request._json = loads(raw)
+                    if known is not None and type(request._json) is dict:
+                        check_fields(request._json, known)
             elif await request.body():
                 # `curl -d '{...}'` sends JSON as a form: FastAPI then said "Input should be a
                 # valid dictionary" of a body that was one.

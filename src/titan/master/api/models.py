@@ -3,8 +3,10 @@
 Documentation, not the hot path: handlers keep their hand-written checks (cheaper than model
 validation on the workers' and the store's routes, and their 400s name the field the same
 way), and :mod:`titan.master.api.openapi` puts these schemas on the operations. Request models
-forbid unknown fields where the server refuses them; reply models list what the server always
-sends and allow more (an older client ignores a field it does not know).
+forbid unknown fields, and the API refuses a body with one by them (a top-level field the
+model does not list is a 400 naming it: :class:`titan.master.api.body.JSONRoute`); reply
+models list what the server always sends and allow more (an older client ignores a field it
+does not know).
 """
 
 from __future__ import annotations
@@ -83,19 +85,19 @@ class Stop(_Closed):
                                             "the service's stop_grace)")
 
 
-class StoreValue(_Open):
+class StoreValue(_Closed):
     value: str = Field(description="A string (serialise other data, e.g. as JSON)")
 
 
-class SetMember(_Open):
+class SetMember(_Closed):
     member: str
 
 
-class Increment(_Open):
+class Increment(_Closed):
     by: int = 1
 
 
-class BlobList(_Open):
+class BlobList(_Closed):
     sha256: list[str]
 
 
@@ -105,9 +107,10 @@ class BlobCollect(_Closed):
                                 "(at least 1h; default TITAN_BLOB_GC, else 1d)")
 
 
-class TokenCreate(_Open):
+class TokenCreate(_Closed):
     role: Literal["admin", "operator", "viewer", "worker"]
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=200,
+                             description="Default: the role; no control or direction characters")
 
 
 class AttemptRef(_Open):
@@ -115,10 +118,13 @@ class AttemptRef(_Open):
     attempt: int
 
 
-class WorkerRegister(_Open):
+class WorkerRegister(_Closed):
     worker_id: str | None = None
-    name: str | None = None
-    hostname: str | None = None
+    name: str | None = Field(None, max_length=200)
+    hostname: str | None = Field(None, max_length=255)
+    pid: int | None = Field(None, ge=0, le=2**31 - 1)
+    version: str | None = Field(None, max_length=64, description="Its Titan version")
+    now: Timestamp | None = Field(None, description="Its clock as it sent this (clock skew)")
     capabilities: list[str] | None = None
     slots: int | None = Field(None, ge=1, le=4096)
     running: list[AttemptRef] | None = None
@@ -126,17 +132,18 @@ class WorkerRegister(_Open):
     lend: bool = False
 
 
-class WorkerPoll(_Open):
-    free_slots: int = 0
-    wait: float = 20.0
+class WorkerPoll(_Closed):
+    free_slots: int = Field(0, ge=0)
+    wait: float = Field(20.0, ge=0, le=60, description="Seconds to hold the poll open")
     draining: bool = False
 
 
-class Heartbeat(_Open):
+class Heartbeat(_Closed):
     running: list[AttemptRef] | None = None
+    now: Timestamp | None = Field(None, description="Its clock as it sent this (clock skew)")
 
 
-class Report(_Open):
+class Report(_Closed):
     logs: list[dict[str, Any]] | None = Field(
         None, description="{id, attempt, seq, ts, stream, line}")
     results: list[dict[str, Any]] | None = Field(
