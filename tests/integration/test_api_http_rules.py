@@ -1,8 +1,13 @@
 """The API's HTTP rules against a real `titan up`: write routes refuse fields they do not know
-(a typo is an error, not silently lost), over raw HTTP."""
+(a typo is an error, not silently lost), HEAD answers as GET without a body, and every error
+has the documented shape, over raw HTTP."""
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import json
+import os
 import time
 from typing import Any
 
@@ -81,3 +86,64 @@ def test_token_names_are_checked_not_coerced(cluster: Cluster) -> None:
     assert status == 201 and made["name"] == "viewer"
     status, made = call(cluster, "POST", "/tokens", {"role": "viewer", "name": "team/ci #2"})
     assert status == 201 and made["name"] == "team/ci #2"
+
+
+def raw(c: Cluster, method: str, path: str, *, body: bytes | None = None,
+        headers: dict[str, str] | None = None, token: str | None = "admin"
+        ) -> tuple[int, dict[str, str], bytes]:
+    """One request; (status, headers with lower-case names, the body's bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=30)
+    hdrs = dict(headers or {})
+    if token is not None:
+        hdrs["Authorization"] = f"Bearer {c.admin_token}"
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def test_head_answers_as_get_without_a_body(cluster: Cluster) -> None:
+    blob = os.urandom(300_000)
+    sha = hashlib.sha256(blob).hexdigest()
+    assert raw(cluster, "PUT", f"/api/v1/blobs/{sha}", body=blob,
+               headers={"Content-Type": "application/octet-stream"})[0] == 201
+    for path in ("/api/v1/health", "/api/v1/dags", "/api/v1/workers", f"/api/v1/blobs/{sha}",
+                 "/api/v1/openapi.json"):
+        status, got, body = raw(cluster, "GET", path)
+        h_status, h_got, h_body = raw(cluster, "HEAD", path)
+        assert (h_status, h_body) == (status, b""), (path, h_status, h_body[:100])
+        assert h_got.get("content-type") == got.get("content-type"), path
+        if "content-length" in got:  # the GET's length, not the empty body's
+            assert h_got["content-length"] == got["content-length"] == str(len(body)), path
+    status, got, body = raw(cluster, "HEAD", f"/api/v1/blobs/{sha}",
+                            headers={"Range": "bytes=100-199"})
+    assert (status, got["content-length"], got["content-range"], body) == (
+        206, "100", f"bytes 100-199/{len(blob)}", b"")
+    # HEAD needs what GET needs.
+    assert raw(cluster, "HEAD", "/api/v1/dags", token=None)[0] == 401
+
+
+def test_405_says_which_methods_the_route_takes(cluster: Cluster) -> None:
+    for method, path, allow in [("DELETE", "/api/v1/dags", "GET, HEAD, POST"),
+                                ("HEAD", "/api/v1/tokens/tok-x", "DELETE"),
+                                ("GET", "/api/v1/tokens/tok-x", "DELETE"),
+                                ("PUT", "/api/v1/health", "GET, HEAD")]:
+        status, got, body = raw(cluster, method, path)
+        assert status == 405 and got.get("allow") == allow, (method, path, status, got)
+        if method != "HEAD":
+            assert_error(status, json.loads(body), 405, "method_not_allowed")
+
+
+def test_a_range_past_the_end_is_416_with_the_error_body(cluster: Cluster) -> None:
+    blob = b"0123456789" * 10
+    sha = hashlib.sha256(blob).hexdigest()
+    raw(cluster, "PUT", f"/api/v1/blobs/{sha}", body=blob,
+        headers={"Content-Type": "application/octet-stream"})
+    status, got, body = raw(cluster, "GET", f"/api/v1/blobs/{sha}",
+                            headers={"Range": "bytes=500-"})
+    assert got["content-range"] == "bytes */100"
+    err = assert_error(status, json.loads(body), 416, "range_not_satisfiable")
+    assert err["details"]["size"] == 100

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Match
 
 import titan
 from titan.atomic import atomic_file
@@ -66,7 +67,7 @@ from titan.master.egress import EgressPolicy
 from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
 from titan.master.http_errors import ErrorGuard
-from titan.master.http_guard import HostCheck
+from titan.master.http_guard import HeadAsGet, HostCheck
 from titan.master.otel.exporter import Exporter
 from titan.master.otel.known import Known
 from titan.master.otel.receiver import Receiver
@@ -289,8 +290,15 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return await answer(request, APIError(str(exc.detail), code=code, status=exc.status_code))
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        response = await answer(request, APIError(str(exc.detail), code=code,
+                                                  status=exc.status_code))
+        # The exception's headers go with it: a 405 must say which methods the route takes
+        # (Allow, RFC 9110 section 15.5.6), and it was answered without one.
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed(request)
+        return response
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -306,7 +314,28 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     app.add_middleware(BodyGuard, config=config)
     app.add_middleware(ErrorGuard, answer=answer)
     app.add_middleware(HostCheck, config=config)
+    app.add_middleware(HeadAsGet)  # outermost: every layer sees the GET it answers
     return app
+
+
+#: The error code of an HTTP-level refusal (routing, the framework), as docs/api.md lists
+#: them; ``http_error`` for any other status.
+_HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+               415: "unsupported_media_type", 416: "range_not_satisfiable"}
+
+
+def _allowed(request: Request) -> str:
+    """The methods the request's path takes, for a 405's ``Allow``: of every route it reaches
+    (Starlette names only the first route's: ``DELETE /dags`` said GET, not GET and POST),
+    with HEAD wherever GET is (:class:`~titan.master.http_guard.HeadAsGet`)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def _problem(error: Any) -> str:

@@ -1,5 +1,5 @@
-"""The master's outermost guard: the Host header and the URL checked before any route, and
-every answer marked ``X-Content-Type-Options: nosniff``.
+"""The master's outermost guards: HEAD answered as GET without its body; the Host header and
+the URL checked before any route, and every answer marked ``X-Content-Type-Options: nosniff``.
 
 Before routing, so a refusal is answered in the format of the route the path would reach
 (a dashboard page's error page, JSON elsewhere: the error handlers' one rule,
@@ -18,10 +18,37 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from titan.dashboard import render
 from titan.errors import APIError, ValidationFailed
 from titan.formats import HOST_HEADER
+from titan.master.api.downloads import HEAD_ONLY
 from titan.master.config import MasterConfig
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class HeadAsGet:
+    """Answer ``HEAD`` on every ``GET`` route as ``GET`` would, headers only (RFC 9110 section
+    9.3.2): FastAPI's routes take only the methods they name, so HEAD on ``/api/v1/health``
+    or a download was ``405`` while ``HEAD /api/v1/openapi.json`` (a Starlette route) was 200.
+
+    The request goes on as a GET marked :data:`~titan.master.api.downloads.HEAD_ONLY` in its
+    scope (a download then reads none of its blob) and every body chunk of the answer is
+    dropped; its headers, ``Content-Length`` included, are the GET's. A route without GET
+    still answers ``405`` (its ``Allow`` does not name HEAD)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET", HEAD_ONLY: True}, receive, headers_only)
 
 
 class HostCheck:

@@ -18,10 +18,14 @@ from email.utils import formatdate
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from titan.errors import NotFound
+from titan.errors import APIError, NotFound
 from titan.storage.blobs import BlobStore
+
+#: Set in a request's scope when it is a HEAD answered as a GET (master/http_guard.py): the
+#: headers of the download without reading its blob.
+HEAD_ONLY = "titan.head_only"
 
 
 class _Unsatisfiable(Exception):
@@ -46,11 +50,19 @@ async def blob_response(blobs: BlobStore, request: Request, sha256: str, *,
     try:
         span = _byte_range(request, size, etag)
     except _Unsatisfiable:
-        return Response(status_code=416, headers={"content-range": f"bytes */{size}"})
+        # The error body of every other 4xx (it was empty), with the size a client retries by.
+        err = APIError(f"the range {request.headers.get('range')!r} is past the end of the "
+                       f"blob ({size} bytes)", code="range_not_satisfiable", status=416,
+                       details={"header": "Range", "size": size})
+        return JSONResponse(err.to_body(), status_code=416,
+                            headers={"content-range": f"bytes */{size}"})
     start, end = span or (0, size)
     if span is not None:
         out["content-range"] = f"bytes {start}-{end - 1}/{size}"
     out["content-length"] = str(end - start)
+    if request.scope.get(HEAD_ONLY):  # its length and validators, not a read of its bytes
+        return Response(status_code=206 if span else 200, headers=out,
+                        media_type="application/octet-stream")
     return StreamingResponse(_stream(blobs, sha256, start, end), status_code=206 if span else 200,
                              headers=out, media_type="application/octet-stream")
 
