@@ -337,7 +337,8 @@ def test_file_names_with_path_traversal_are_refused(make_cluster: MakeCluster) -
         status, body = call(cluster, "PUT", f"/files/{segment}", raw_body=b"evil")
         assert_error(status, body, 400)
         status, body = call(cluster, "GET", f"/files/{segment}")
-        assert_error(status, body, 400)
+        # GET /files/ is the list's path with a '/' added: 404 naming it (docs/api.md, Paths).
+        assert_error(status, body, 404 if name == "" else 400)
         status, body = call(cluster, "POST", f"/artifacts?key=k&name={segment}", raw_body=b"evil")
         assert_error(status, body, 400)
         with pytest.raises(ValidationFailed):

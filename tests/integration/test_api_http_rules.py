@@ -147,3 +147,67 @@ def test_a_range_past_the_end_is_416_with_the_error_body(cluster: Cluster) -> No
     assert got["content-range"] == "bytes */100"
     err = assert_error(status, json.loads(body), 416, "range_not_satisfiable")
     assert err["details"]["size"] == 100
+
+
+def test_a_path_with_a_slash_added_names_the_route(cluster: Cluster) -> None:
+    for path in ("/api/v1/runs/", "/api/v1/dags/", "/api/v1/store/", "/api/v1/runs/r1/"):
+        status, got, body = raw(cluster, "GET", path)
+        err = assert_error(status, json.loads(body), 404, "not_found")
+        assert err["details"]["path"] == path[:-1] and "location" not in got, (path, err)
+    # A page redirects, relative (an absolute http:// one was wrong behind TLS).
+    status, got, _ = raw(cluster, "GET", "/runs/?status=failed", token=None)
+    assert (status, got["location"]) == (307, "/runs?status=failed")
+    # A store key may end with '/': its path is its own.
+    assert call(cluster, "PUT", "/store/values/dir/", {"value": "v"})[0] == 200
+    assert call(cluster, "GET", "/store/values/dir/")[1] == {"key": "dir/", "value": "v"}
+
+
+def test_401_is_one_answer_on_every_route(cluster: Cluster) -> None:
+    answers = set()
+    for method, path in [("GET", "/api/v1/dags"), ("POST", "/api/v1/dags"), ("POST", "/mcp"),
+                         ("POST", "/v1/traces")]:
+        status, got, body = raw(cluster, method, path, token=None,
+                                body=b"{}" if method == "POST" else None,
+                                headers={"Content-Type": "application/json"})
+        assert_error(status, json.loads(body), 401, "unauthorized")
+        assert got.get("www-authenticate") == "Bearer", (path, got)
+        answers.add(body)
+    assert len(answers) == 1, answers
+
+
+def test_a_websocket_path_over_http_is_426(cluster: Cluster) -> None:
+    for path in ("/api/v1/events", "/api/v1/workers/w-x/channel"):
+        status, got, body = raw(cluster, "GET", path)
+        assert_error(status, json.loads(body), 426, "upgrade_required")
+        assert got["upgrade"] == "websocket"
+
+
+def test_event_filters_are_bounded_ids(cluster: Cluster) -> None:
+    from tests.integration.test_live_events import closed_with
+
+    auth = {"Authorization": f"Bearer {cluster.admin_token}"}
+    for query in ("?dag=9223372036854775808", "?dag=-1", "?job=0"):
+        assert closed_with(cluster, query, **auth)[0] == 4400, query
+
+
+def test_worker_calls_are_checked_at_the_api(cluster: Cluster) -> None:
+    token = (cluster.data / "worker.token").read_text().strip()
+    status, reg = call(cluster, "POST", "/workers/register", {"name": "checked"}, token=token)
+    assert status == 200
+    wid, credential = reg["worker_id"], reg["credential"]
+    cases = [("/workers/register", {"name": "x" * 100_000}, "name"),
+             ("/workers/register", {"hostname": 5}, "hostname"),
+             ("/workers/register", {"pid": "abc"}, "pid"),
+             ("/workers/register", {"lend": "yes"}, "lend"),
+             ("/workers/register", {"now": "yesterday"}, "now"),
+             (f"/workers/{wid}/poll", {"wait": -1}, "wait"),
+             (f"/workers/{wid}/poll", {"wait": 1e9}, "wait"),
+             (f"/workers/{wid}/poll", {"draining": "no"}, "draining"),
+             (f"/workers/{wid}/heartbeat", {"running": [], "now": "yesterday"}, "now")]
+    for path, body, field in cases:
+        who = token if path == "/workers/register" else credential
+        err = assert_error(*call(cluster, "POST", path, body, token=who), 400, "invalid_request")
+        assert err["details"]["field"] == field, (body, err)
+    status, reply = call(cluster, "POST", f"/workers/{wid}/poll", {"wait": 0, "free_slots": 0},
+                         token=credential)
+    assert status == 200 and reply["jobs"] == []

@@ -67,7 +67,7 @@ from titan.master.egress import EgressPolicy
 from titan.master.evaluations.service import Evaluations
 from titan.master.events import EventHub
 from titan.master.http_errors import ErrorGuard
-from titan.master.http_guard import HeadAsGet, HostCheck
+from titan.master.http_guard import HeadAsGet, HostCheck, upgrade_required
 from titan.master.otel.exporter import Exporter
 from titan.master.otel.known import Known
 from titan.master.otel.receiver import Receiver
@@ -258,6 +258,10 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
                    project_api, schedules, admin, otlp_api, stream, explorer):
         app.router.routes.extend(module.router.routes)
     app.router.routes.append(mcp_endpoint.route())
+    app.router.routes.extend(upgrade_required(app.router.routes))
+    # A path with a '/' added is answered before routing (HostCheck): a 404 naming the route
+    # on the API, a redirect with a relative Location on a page.
+    app.router.redirect_slashes = False
     # The dashboard's pages (and their JSON twins) after the API: /api/v1 is matched first.
     app.router.routes.extend(dashboard_pages.router.routes)
     openapi.install(app)  # the description with real models and error statuses
@@ -279,6 +283,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
             response.headers["Retry-After"] = "1"
         elif isinstance(exc, BlobStoreUnwritable):  # the operator must act: said on the log
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        if exc.status == 401:  # RFC 9110 section 15.5.2, as /mcp and OTLP's 401s said it
+            response.headers["WWW-Authenticate"] = "Bearer"
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -322,7 +328,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
 #: them; ``http_error`` for any other status.
 _HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-               415: "unsupported_media_type", 416: "range_not_satisfiable"}
+               415: "unsupported_media_type", 416: "range_not_satisfiable",
+               426: "upgrade_required"}
 
 
 def _allowed(request: Request) -> str:

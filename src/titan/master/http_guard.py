@@ -11,12 +11,12 @@ from __future__ import annotations
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
-from starlette.routing import Match
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from titan.dashboard import render
-from titan.errors import APIError, ValidationFailed
+from titan.errors import APIError, NotFound, ValidationFailed
 from titan.formats import HOST_HEADER
 from titan.master.api.downloads import HEAD_ONLY
 from titan.master.config import MasterConfig
@@ -91,6 +91,11 @@ class HostCheck:
                 else:  # refused before the handshake: the server answers HTTP 403, not a 500
                     await send({"type": "websocket.close", "code": 1008})
                 return
+        if scope["type"] == "http" and scope["path"].endswith("/") and scope["path"] != "/":
+            answer = _trailing_slash(scope)
+            if answer is not None:
+                await answer(scope, receive, send)
+                return
         if scope["type"] == "http" and (problem := _url_problem(scope)):
             # A browser at a dashboard address (/store?prefix=%00) gets the error page, as
             # for any other bad filter; the API and programs get the JSON body.
@@ -102,6 +107,50 @@ class HostCheck:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+#: Paths of programs, not of pages: a wrong one is an error body, never a redirect.
+_API_PATHS = ("/api/", "/mcp", "/v1/")
+
+
+def _trailing_slash(scope: Scope) -> Response | None:
+    """The answer to a path that is a route's with a '/' added (None: another path): a 404
+    naming the route on the API, a redirect to it on a page. Starlette redirected with an
+    absolute ``http://`` Location (wrong behind TLS or a proxy), while ``/api/v1/dags/``
+    reached the route of one DAG and answered "no DAG ''"."""
+    path = scope["path"]
+    bare = path.rstrip("/")
+    routes = [r for r in getattr(scope.get("app"), "routes", ()) if isinstance(r, BaseRoute)]
+    as_sent = any(r.matches(scope)[0] != Match.NONE for r in routes)
+    without = {**scope, "path": bare}
+    # A path a route takes is left to it (/dags/x/ is the DAG "x/", PUT /files/ a file with
+    # no name), unless the path without the slash is a fixed route of the same method
+    # (GET /dags/ is GET /dags, not the DAG '').
+    if not any((match := r.matches(without)[0]) != Match.NONE and (
+            not as_sent or match == Match.FULL and not getattr(r, "param_convertors", None))
+            for r in routes):
+        return None
+    if not path.startswith(_API_PATHS):
+        query = scope.get("query_string", b"").decode("latin-1")
+        return RedirectResponse(bare + (f"?{query}" if query else ""), status_code=307)
+    err = NotFound(f"no route {path}: the API's paths end without '/' ({bare})",
+                   details={"path": bare})
+    return JSONResponse(err.to_body(), status_code=404)
+
+
+def upgrade_required(routes: list[BaseRoute]) -> list[Route]:
+    """For each WebSocket route, an HTTP route of its path answering ``426 Upgrade Required``
+    with the error body (a plain GET of ``/api/v1/events`` was a bare 404 "Not Found")."""
+
+    async def refuse(request: Request) -> Response:
+        err = APIError(f"{request.url.path} is a WebSocket: open it with a WebSocket client "
+                       "(ws:// or wss://, Upgrade: websocket)", code="upgrade_required",
+                       status=426)
+        return JSONResponse(err.to_body(), status_code=426,
+                            headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+
+    return [Route(r.path, refuse, methods=["GET"], include_in_schema=False)
+            for r in routes if isinstance(r, WebSocketRoute)]
 
 
 def _with_route(scope: Scope) -> Scope:

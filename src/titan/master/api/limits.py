@@ -21,10 +21,10 @@ bytes are then never received, instead of being read and discarded. Requests wit
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from titan.errors import APIError, PayloadTooLarge, Unauthorized
@@ -162,7 +162,7 @@ async def _authenticate(scope: Scope, path: str, bearer: str | None,
     session = _cookie(cookie_header)
     if session is not None and await sessions.principal_of(c, session) is not None:
         return None  # the route re-checks it, with the CSRF token it needs
-    raise Unauthorized("sign in first: a bearer token or the dashboard's session")
+    raise Unauthorized(auth.NO_CREDENTIAL)
 
 
 def _cookie(header: str | None) -> str | None:
@@ -176,7 +176,7 @@ def _cookie(header: str | None) -> str | None:
 
 
 async def _refuse(send: Send, exc: APIError) -> None:
-    body = json.dumps(exc.to_body()).encode()
+    body = JSONResponse(exc.to_body()).body  # as every other error body is written
     headers: list[Any] = [(b"content-type", b"application/json"),
                           (b"content-length", str(len(body)).encode()),
                           (b"connection", b"close")]

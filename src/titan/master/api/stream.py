@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from titan.errors import APIError
+from titan.master.api.body import INT64_MAX
 from titan.master.api.deps import API_PREFIX, token_principal
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
@@ -89,9 +90,20 @@ def _int(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        number = _id(value)
     except ValueError:
-        raise APIError(f"{name} must be a numeric id, got {value!r}") from None
+        raise APIError(f"{name} must be a numeric id (1 to 2^63-1, as other integer "
+                       f"parameters), got {value[:40]!r}") from None
+    return number
+
+
+def _id(value: Any) -> int:
+    """A numeric id as a query parameter or a command gives it: an integer of the signed
+    64-bit range the database holds, from 1 (``dag=-1`` and ``dag=2**63`` were taken)."""
+    number = int(value) if not isinstance(value, bool) else -1
+    if not 1 <= number <= INT64_MAX:
+        raise ValueError(value)
+    return number
 
 
 async def _authenticate(c: Ctx, ws: WebSocket) -> auth.Principal:
@@ -201,7 +213,7 @@ async def _read_commands(c: Ctx, ws: WebSocket, flt: Filter) -> str | None:
             msg = json.loads(text)
             if isinstance(msg, dict) and "job" in msg:
                 job = msg["job"]
-                job = None if job is None else int(job)
+                job = None if job is None else _id(job)
                 if (why := await _still_allowed(c, ws)) is not None:
                     return why
                 flt.job = job

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request, WebSocket, WebSocketDisconnect
 
-from titan.errors import APIError
+from titan.errors import APIError, ValidationFailed
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import (
     API_PREFIX,
@@ -37,22 +37,63 @@ log = logging.getLogger("titan.master")
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["workers"])
 
 
+#: The longest poll a worker may ask for (seconds): a longer one was cut to this silently.
+MAX_POLL_WAIT = 60.0
+
+
+def _text(body: Row, field: str, limit: int) -> None:
+    """An optional string field of at most ``limit`` characters (a 100 KB name was taken and
+    cut, a hostname of 5 made "5"). Its characters are the protocol's to check."""
+    value = body.get(field)
+    if value is None or isinstance(value, str) and len(value) <= limit:
+        return
+    got = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+    raise ValidationFailed(f"{field} must be a string of at most {limit} characters, got {got}",
+                           details={"field": field})
+
+
+def _flag(body: Row, field: str) -> None:
+    if body.get(field) is not None and not isinstance(body[field], bool):
+        raise ValidationFailed(f"{field} must be true or false, got {body[field]!r}",
+                               details={"field": field})
+
+
+def _clock(body: Row) -> None:
+    """``now``, the worker's clock: a number of seconds (``"yesterday"`` was taken, and no
+    sample made)."""
+    now = body.get("now")
+    if now is not None:
+        proto.number_field(now, "now", default=0.0)
+
+
 @router.post("/workers/register", summary="A worker joins (or re-joins with its old id)")
 async def register(request: Request, c: CtxDep, p: WorkerAuth,
                    body: dict[str, Any] = Body(...)) -> Row:
+    _text(body, "name", 200)
+    _text(body, "hostname", 255)
+    _text(body, "version", 64)
+    if body.get("pid") is not None:
+        proto.int_field(body["pid"], "pid", lo=0, hi=2**31 - 1)
+    _flag(body, "lend")
+    _clock(body)
     return await proto.register(c.engine, body, p, request.headers.get("user-agent"))
 
 
 @router.post("/workers/{worker_id}/poll", summary="Long-poll for jobs and cancels")
 async def poll(c: CtxDep, p: WorkerSelf, worker_id: str, body: dict[str, Any] = Body(...)) -> Row:
+    wait = proto.number_field(body.get("wait"), "wait", default=20.0)
+    if not 0 <= wait <= MAX_POLL_WAIT:  # -1 and 1e9 were taken (and made 0 and 60)
+        raise ValidationFailed(f"wait must be between 0 and {MAX_POLL_WAIT:g} seconds, got "
+                               f"{wait:g}", details={"field": "wait"})
+    _flag(body, "draining")
     return await proto.poll(c.engine, worker_id,
                             proto.int_field(body.get("free_slots"), "free_slots", default=0),
-                            proto.number_field(body.get("wait"), "wait", default=20.0),
-                            draining=body.get("draining") is True)
+                            wait, draining=body.get("draining") is True)
 
 
 @router.post("/workers/{worker_id}/heartbeat", summary="Renew leases")
 async def heartbeat(c: CtxDep, p: WorkerSelf, worker_id: str, body: dict[str, Any] = Body(...)) -> Row:
+    _clock(body)
     return await proto.heartbeat(c.engine, worker_id, body)
 
 

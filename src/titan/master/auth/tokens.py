@@ -141,9 +141,15 @@ class TokenCache:
         self._entries.clear()
 
 
+#: What a request without a credential is told, on every route (the API's, /mcp's and OTLP's
+#: said it in two ways).
+NO_CREDENTIAL = ("a token is required: send Authorization: Bearer <token> (or sign in to the "
+                 "dashboard)")
+
+
 def bearer(header: str | None) -> str:
     if not header:
-        raise Unauthorized()
+        raise Unauthorized(NO_CREDENTIAL)
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("the Authorization header must be 'Bearer <token>'")
