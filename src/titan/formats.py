@@ -115,18 +115,19 @@ def shown(value: Any, keep: str = "") -> str:
                         repr(m.group())[1:-1] if m.group() != "\x1b" else "\\e", text)
 
 
-def label_problem(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
+def label_problem(value: Any, what: str, limit: int = MAX_NAME,
+                  blank: bool = False) -> str | None:
     """What is wrong with a free-text label that is shown and logged, such as a worker's name,
     its host name or a token's name (None when nothing is, or when it is None): a non-blank
     string of at most ``limit`` characters without the characters :func:`shown` would escape
     or the direction marks (U+200E/U+200F) that reorder what is read. Anything else is
     allowed ('/' and '#' too, unlike a :func:`name_problem` name, which is also part of a
-    reference)."""
+    reference). ``blank``: an empty or blank label is allowed (a worker's unknown host name)."""
     if value is None:
         return None
     if not isinstance(value, str):
         return f"{what} must be a string, got {type(value).__name__}"
-    if not value.strip():
+    if not blank and not value.strip():
         return f"{what} must be a non-empty string, not blank"
     if len(value) > limit:
         return f"{what} is longer than {limit} characters"

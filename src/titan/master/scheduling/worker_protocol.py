@@ -90,7 +90,7 @@ def label(body: Row, field: str, default: str) -> str:
     master's log, where a newline forged a log line and an escape sequence reached the
     terminal of whoever read it (a fleet QA pass). Refused, as a DAG name with one is."""
     value = str(body.get(field) or default)
-    why = label_problem(value, f"worker {field}", limit=255)
+    why = label_problem(value, f"worker {field}", limit=255, blank=True)
     if why is not None:
         raise ValidationFailed(why, details={"field": field})
     return value
