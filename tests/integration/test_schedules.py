@@ -87,6 +87,10 @@ def test_a_schedule_runs_every_two_seconds_until_paused(cluster: Cluster) -> Non
         "[y/N]" in asked.stderr and "nothing deleted" in asked.stderr, asked
     assert [s["name"] for s in client.list_schedules()] == ["beats"]
     assert on_terminal(cluster, "schedule", "delete", "beats", answer=b"y\n").returncode == 0
+    # No such schedule: said at once, nothing asked.
+    gone = on_terminal(cluster, "schedule", "delete", "beats", answer=b"y\n")
+    assert gone.returncode == 1 and "no schedule named 'beats'" in gone.stderr, gone
+    assert "[y/N]" not in gone.stderr, gone
     assert client.list_schedules() == []
     assert client.get_dag(dag_ref)["schedule"] == "beats"  # the runs stay
 

@@ -402,6 +402,8 @@ def test_health_says_503_while_the_leader_cannot_reach_its_database(
         assert grace - 0.5 < took < 10, took
         assert body["status"] == "unavailable" and body["role"] == "leader", body
         assert said in body["reason"] and body["since_seconds"] >= grace, body
+        # The master's own 503, as a client reads one: not a proxy's bare answer.
+        assert body["error"]["code"] == "database_unavailable", body
         assert headers["Retry-After"] == "5"
         heal()
         (_, body), _ = _health_until(a, 200, timeout=30)

@@ -18,7 +18,6 @@ from titan.errors import NotFound, TitanError
 
 def run(args: argparse.Namespace, client: Any) -> int:
     with client:
-        client.health()  # a clear error now beats a link to nothing
         token = client.endpoint.token
         if not token:
             raise TitanError("no token for this master: pass --token or set TITAN_TOKEN")

@@ -94,8 +94,12 @@ def run(args: argparse.Namespace, client: Any) -> int:
         if command == "show":
             return _print(args, client.get_schedule(args.name), show)
         if command == "delete":
+            import sys
+
             from titan.cli.output import cell, confirm
 
+            if not args.yes and sys.stdin.isatty():
+                client.get_schedule(args.name)  # no such schedule: said before asking
             if not confirm(f"delete schedule {cell(args.name)} (the runs it started stay)",
                            args.yes):
                 return 1

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 import titan
-from titan.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from titan.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
 from titan.formats import label_problem
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Admin, Caller, CtxDep, Reader
@@ -46,6 +52,11 @@ async def health(c: CtxDep) -> Any:
         return body
     reason, since = problem
     body.update(status="unavailable", reason=reason, since_seconds=round(since, 1))
+    # The error object every 503 of Titan's carries: a client (the SDK, a worker) reads it as
+    # the master's own word — "the master's database is unavailable", waited out — where a
+    # bare body read as a proxy's 503.
+    body["error"] = {"code": DatabaseUnavailable.code, "message": f"unavailable: {reason}",
+                     "details": {"since_seconds": body["since_seconds"]}}
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
