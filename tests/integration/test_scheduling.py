@@ -520,7 +520,10 @@ def test_a_worker_told_to_stop_shows_as_draining_until_its_jobs_end(
                 f"\n--- worker log ---\n{c.log('worker-0.log')[-6000:]}"
                 f"\n--- master log ---\n{c.log()[-3000:]}", pytrace=False)
         time.sleep(0.05)
-    client.submit_dag("after", [TitanJob(job_id="queued", filename=waits, args=[str(flag)])])
+    # Its own flag, never written: the hard stop below must find it running (on the drain's
+    # flag it could end before the second signal, and "killing 0 running jobs" was said).
+    client.submit_dag("after", [TitanJob(job_id="queued", filename=waits,
+                                         args=[str(tmp_path / "never")])])
     flag.write_text("go")
     assert client.wait("drain", timeout=30)["status"] == "COMPLETED"
     assert proc.wait(timeout=30) == 0

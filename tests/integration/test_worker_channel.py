@@ -205,7 +205,8 @@ def test_a_draining_channel_gets_cancels_but_no_jobs(cluster: Cluster) -> None:
         client.cancel(f"chan_drain/{job['job_id']}")
         pushed = recv(ws)
         assert pushed == {"t": "jobs", "jobs": [],
-                          "cancel": [{"id": job["id"], "attempt": job["attempt"]}]}
+                          "cancel": [{"id": job["id"], "attempt": job["attempt"],
+                                      "why": "cancelled"}]}
         assert worker_row(cluster, worker_id)["state"] == "draining"
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.5)  # the other job stays queued for someone else
