@@ -296,6 +296,43 @@ def test_an_orchestrator_job_cancelled_cancels_its_run_and_stages_at_once(
     assert client.wait_dag("ORCHCANCEL_WORK", timeout=30)["status"] == "CANCELLED"
 
 
+def test_a_job_cancelled_before_its_first_sign_of_life_still_cancels_the_run_it_opened(
+        cluster: Cluster) -> None:
+    # The SDK sends a driver's first sign of life from a thread after the submission: a job
+    # cancelled in between (a loaded box) left the run its stage opened running for ever,
+    # never watched, so never ended by its silence either. This job never sends one at all.
+    from titan_sdk import TitanJob
+
+    stage = cluster.script("SILENTORCH_stage.py", "import time\ntime.sleep(600)\n")
+    orchestrator = cluster.script("SILENTORCH_orchestrator.py", f"""
+        import json, os, time, urllib.request
+        from titan_sdk import TitanClient, TitanJob
+        job = TitanJob("work", {stage!r})
+        [sha] = TitanClient().upload_blobs([open({stage!r}, "rb").read()])
+        body = {{"name": "SILENTORCH_WORK", "agent_run_id": "SILENTORCH",
+                 "jobs": [job.to_payload(sha)]}}
+        request = urllib.request.Request(
+            os.environ["TITAN_MASTER_URL"].rstrip("/") + "/api/v1/dags", json.dumps(body).encode(),
+            {{"Authorization": "Bearer " + os.environ["TITAN_TOKEN"],
+              "Content-Type": "application/json"}})
+        urllib.request.urlopen(request).read()
+        print("submitted", flush=True)
+        time.sleep(600)
+    """)
+    client = cluster.client()
+    client.submit_job(TitanJob("silent_orchestrator", orchestrator))
+    try:
+        _stage_runs(cluster, "SILENTORCH")
+    except AssertionError:
+        raise AssertionError(client.fetch_logs("silent_orchestrator")) from None
+    run = cluster.api("GET", "/runs/SILENTORCH")
+    assert (run["status"], run["started_by"]["role"]) == ("running", "job"), run
+    client.cancel("silent_orchestrator")
+    run = status_becomes(cluster, "SILENTORCH", "cancelled", within=30)
+    assert "silent_orchestrator" in run["error"] and "was cancelled" in run["error"], run
+    assert client.wait_dag("SILENTORCH_WORK", timeout=30)["status"] == "CANCELLED"
+
+
 def test_an_orchestrator_job_that_times_out_ends_its_run_failed_saying_so(
         cluster: Cluster) -> None:
     from titan_sdk import TitanJob

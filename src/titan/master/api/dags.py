@@ -104,6 +104,8 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
                                        idempotency_key=key_of(request),
                                        scope=await scope_of(request, p),
                                        started_by=by)
+    if p.role == "job" and p.job is not None and agent_run_id is not None:
+        c.runs.stage_opened_by_job(p.job, agent_run_id)
     if wait > 0:
         # Submit and wait in one request: an agent's step costs one round trip, not two.
         with lending(c.engine, p):

@@ -31,7 +31,7 @@ from titan.errors import Conflict, NotFound, ValidationFailed
 from titan.master.auth.tokens import Principal
 from titan.master.runs import compliance
 from titan.status import RunStatus
-from titan.storage.base import Row, Transaction
+from titan.storage.base import Row, RunQuery, Transaction
 
 if TYPE_CHECKING:
     from titan.master.runs.service import RunService
@@ -125,14 +125,13 @@ def _job_of(run: Row) -> int | None:
 
 
 def driving_jobs(tx: Transaction) -> dict[int, set[str]]:
-    """The runs each job started and still holds open (watched, its driver not done): read
+    """The runs each job started and still holds open (running, its driver not done): read
     at start, so a job that ends after a master restart still ends its runs."""
     out: dict[int, set[str]] = {}
-    for run_id in tx.silent_runs(float("inf")):
-        run = tx.get_run(run_id)
-        job = _job_of(run) if run is not None else None
+    for run in tx.iter_runs(RunQuery(statuses=("running",))):
+        job = _job_of(run) if run["ended_at"] is None else None
         if job is not None:
-            out.setdefault(job, set()).add(run_id)
+            out.setdefault(job, set()).add(run["id"])
     return out
 
 
@@ -150,8 +149,12 @@ async def end_runs_of(runs: RunService, job_id: int, state: str,
         found = []
         for run_id in sorted(run_ids):
             run = tx.get_run(run_id)
+            # Unwatched too, unless the job completed: a job cancelled or killed between
+            # submitting a stage that opened its run and its first sign of life (its SDK
+            # sends it from a thread, after the submission) left the run running for ever.
             if run is not None and _job_of(run) == job_id and run["status"] == "running" \
-                    and run["ended_at"] is None and run["alive_at"] is not None:
+                    and run["ended_at"] is None \
+                    and (run["alive_at"] is not None or state != "COMPLETED"):
                 found.append(run)
         return found
 

@@ -293,6 +293,19 @@ class RunService:
         if state in TERMINAL and job_id in self.drivers:
             self._spawn(liveness.end_runs_of(self, job_id, state, self.drivers.pop(job_id)))
 
+    def stage_opened_by_job(self, job_id: int, run_id: str) -> None:
+        """Job ``job_id`` submitted a stage of ``run_id`` (committed): if it opened the run,
+        the run ends with the job should the job end first, even before the first sign of
+        life its SDK sends from a thread after the submission (a job cancelled in between
+        left its run running for ever). A job ended meanwhile ends it now."""
+        job = self.engine.sched.jobs.get(job_id)
+        if job is None:  # its DAG ended and left memory: nothing to go by
+            return
+        if job.state in TERMINAL:
+            self._spawn(liveness.end_runs_of(self, job_id, job.state, {run_id}))
+        else:
+            self.drivers.setdefault(job_id, set()).add(run_id)
+
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
