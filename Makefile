@@ -70,10 +70,11 @@ $(PHOENIX_STAMP): $(STAMP) tests/phoenix-requirements.txt
 # Two processes (pytest-xdist): most tests wait on the processes they start, so two share two
 # cores well. A module stays in one process with the cluster its tests share (loadscope).
 # TEST_PROCESSES=0 runs everything in this process.
+# The 25 slowest tests are printed at the end: where the suite's time goes, run by run.
 TEST_PROCESSES ?= 2
 test: venv llm browser phoenix
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadscope --no-loadscope-reorder \
-		$(PYTEST_ARGS)
+		--durations=25 $(PYTEST_ARGS)
 
 # The inner loop: unit and contract tests, SQLite only, no local model (no cluster, no browser,
 # no PostgreSQL). `make test` is still what lands.
