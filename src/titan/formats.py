@@ -76,16 +76,17 @@ def tags_problem(value: Any) -> str | None:
     return None
 
 
-def name_problem(value: Any, what: str, *, trimmed: bool = False) -> str | None:
-    """What is wrong with a DAG name, job id or capability (None when nothing is): a
-    non-blank string of at most MAX_NAME characters without '/', '#' or control characters.
-    ``trimmed``: nor whitespace at either end (a schedule's name: ' nightly' read as
-    'nightly' in every table). The caller raises its error with it, naming its own field."""
+def name_problem(value: Any, what: str) -> str | None:
+    """What is wrong with a DAG name, job id, schedule name or capability (None when nothing
+    is): a non-blank string of at most MAX_NAME characters without '/', '#', control
+    characters or whitespace at either end (' nightly' and 'plan ' read as 'nightly' and
+    'plan' in every table, and were two names). The caller raises its error with it, naming
+    its own field."""
     if not isinstance(value, str):
         return f"{what} must be a string, got {type(value).__name__}"
     if not value.strip():
         return f"{what} must be a non-empty string, not blank"
-    if trimmed and value != value.strip():
+    if value != value.strip():
         return f"{what} {value!r} may not begin or end with whitespace"
     if len(value) > MAX_NAME:
         return f"{what} is longer than {MAX_NAME} characters"

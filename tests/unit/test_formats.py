@@ -14,7 +14,8 @@ from titan.master.runs.ingest import parse_run
 from titan.master.scheduling.validation import check_name as master_check
 
 
-@pytest.mark.parametrize("name", ["", "   ", "\t", "a/b", "a#b", "a\nb", "x" * 201, None, 3])
+@pytest.mark.parametrize("name", ["", "   ", "\t", "a/b", "a#b", "a\nb", "x" * 201, None, 3,
+                                  " padded ", "plan ", "\u3000plan"])
 def test_the_sdk_and_the_master_refuse_the_same_names(name: object) -> None:
     with pytest.raises(ValidationFailed):
         sdk_check(name, "job id", "job_id")
@@ -22,7 +23,7 @@ def test_the_sdk_and_the_master_refuse_the_same_names(name: object) -> None:
         master_check(name, "job_id")
 
 
-@pytest.mark.parametrize("name", ["plan", "x" * 200, "café ☕", " padded "])
+@pytest.mark.parametrize("name", ["plan", "x" * 200, "café ☕", "two words"])
 def test_and_accept_the_same_names(name: str) -> None:
     assert sdk_check(name, "job id", "job_id") == master_check(name, "job_id") == name
 

@@ -30,9 +30,9 @@ _JOB_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _Bad = Callable[[str, str], ValidationFailed]
 
 
-def check_name(value: Any, what: str, field: str, *, trimmed: bool = False) -> str:
+def check_name(value: Any, what: str, field: str) -> str:
     """A job id or DAG name, by the master's own rule (:func:`titan.formats.name_problem`)."""
-    why = name_problem(value, what, trimmed=trimmed)
+    why = name_problem(value, what)
     if why is not None:
         raise _invalid(field, why)
     return str(value)

@@ -45,7 +45,7 @@ class ScheduleOps:
         ``overlap``: a tick while the last run still runs — ``allow`` another, ``skip`` it,
         or ``queue`` it until that run ends. Each run is DAG ``dag_name`` (default ``name``).
         """
-        check_name(name, "the schedule name", "name", trimmed=True)
+        check_name(name, "the schedule name", "name")
         body: dict[str, Any] = {
             "name": name, "cron": cron, "timezone": timezone, "catchup": catchup,
             "overlap": overlap, "paused": paused,

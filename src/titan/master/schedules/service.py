@@ -91,7 +91,7 @@ class Schedules(Firing):
         """A new schedule from an API body (checked whole; 409 if the name is taken)."""
         _check_fields(body, FIELDS)
         # Only at creation: a schedule stored before the rule is still read, run and deleted.
-        name = check_name(body.get("name"), "name", trimmed=True)
+        name = check_name(body.get("name"), "name")
         rules.zone_for_new_rule(body.get("timezone", "UTC"))
         rule = rules.CronRule.parse(body.get("cron"), body.get("timezone", "UTC"))
         catchup = rules.choice(body.get("catchup", "skip"), "catchup", rules.CATCHUP)

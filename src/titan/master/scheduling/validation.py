@@ -39,9 +39,9 @@ _ALIASES = {"depends_on": "parents", "dependencies": "parents", "needs": "parent
             "type": "job_type", "requires": "requirement", "arguments": "args"}
 
 
-def check_name(value: Any, what: str, *, trimmed: bool = False) -> str:
+def check_name(value: Any, what: str) -> str:
     """A DAG name, job id or capability (the rule of :func:`titan.formats.name_problem`)."""
-    why = name_problem(value, what, trimmed=trimmed)
+    why = name_problem(value, what)
     if why is not None:
         raise ValidationFailed(why, details={"field": what})
     return str(value)
