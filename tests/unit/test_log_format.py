@@ -28,3 +28,23 @@ def test_the_log_escapes_controls_in_messages_and_keeps_a_tracebacks_lines() -> 
     assert lines[2] == "Traceback (most recent call last):"  # its own newlines kept
     assert lines[-1] == "ValueError: bad\\e[2J value"
     assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+
+
+UVICORN = r"""
+import logging, types
+from titan.log_format import log_to_stderr
+from titan.master.server import uvicorn_config
+log_to_stderr(logging.INFO, "%(name)s %(levelname)s %(message)s")
+config = types.SimpleNamespace(max_body_bytes=1 << 20, tls_cert=None, tls_key=None)
+uvicorn_config(lambda scope, receive, send: None, config).load()  # sets up uvicorn's logging
+logging.getLogger("uvicorn.error").warning("bad header %s", "x\n2026-11-28 ERROR forged\x1b[2J")
+logging.getLogger("uvicorn.error").info("not shown: the master's uvicorn says warnings only")
+"""
+
+
+def test_uvicorn_s_own_lines_go_through_the_same_escaping() -> None:
+    # Its default logging config gave its loggers handlers of their own, writing raw.
+    out = subprocess.run([sys.executable, "-c", UVICORN], capture_output=True, text=True,
+                         check=True, timeout=60).stderr
+    assert out.splitlines() == ["uvicorn.error WARNING bad header x\\n2026-11-28 ERROR forged"
+                                "\\e[2J"], out

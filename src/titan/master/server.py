@@ -99,6 +99,24 @@ def forget(config: MasterConfig) -> None:
 GRACEFUL_SECONDS = 3
 
 
+def uvicorn_config(app: Any, config: MasterConfig) -> uvicorn.Config:
+    """How uvicorn serves the master's ASGI ``app``."""
+    # log_config=None: uvicorn's own loggers go through Titan's handler (log_format.py), so
+    # what they say (a traceback holding a client's header) is escaped like every line; its
+    # default config gave them handlers of their own that wrote control characters raw.
+    return uvicorn.Config(app, lifespan="on", log_level="warning", log_config=None,
+                          access_log=False, timeout_keep_alive=75, ws="websockets-sansio",
+                          # A worker's report frame holds up to 2 MiB of lines (6x that when
+                          # every byte is a control character JSON escapes): well past uvicorn's
+                          # 16 MiB default, which closed the channel on it, and the worker sent
+                          # it again for ever. A frame is a request body: the same limit.
+                          ws_max_size=max(config.max_body_bytes, 32 << 20),
+                          ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
+                          # Long-polls (a worker's, `titan logs -f`, a wait) held the exit for
+                          # up to their whole wait: their clients retry on the next master.
+                          timeout_graceful_shutdown=GRACEFUL_SECONDS)
+
+
 class Server(uvicorn.Server):
     """uvicorn's server, telling us when it is up, and letting `titan up` stop its worker
     before the API goes away."""
@@ -222,17 +240,7 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
         # still heartbeats and stops once replaced: without the gate it beat nothing, a
         # standby took it for dead after the leader timeout, and both said they led.
         gate = app = LeaderGate(app, leadership, heartbeat=config.leader_timeout / 5)
-    uv = uvicorn.Config(app, lifespan="on", log_level="warning",
-                        access_log=False, timeout_keep_alive=75, ws="websockets-sansio",
-                        # A worker's report frame holds up to 2 MiB of lines (6x that when
-                        # every byte is a control character JSON escapes): well past uvicorn's
-                        # 16 MiB default, which closed the channel on it, and the worker sent
-                        # it again for ever. A frame is a request body: the same limit.
-                        ws_max_size=max(config.max_body_bytes, 32 << 20),
-                        ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
-                        # Long-polls (a worker's, `titan logs -f`, a wait) held the exit for
-                        # up to their whole wait: their clients retry on the next master.
-                        timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    uv = uvicorn_config(app, config)
     server = Server(uv)
 
     def quiesce() -> None:
