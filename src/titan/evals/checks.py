@@ -150,7 +150,7 @@ def _figures(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
     for c in calls:
         texts += [json.dumps(c.get("response"), default=str), str(c.get("error") or ""),
                   json.dumps(c.get("ops") or [], default=str)]
-        _lists(c.get("response"), lists)
+        numbers.lists_of(c.get("response"), lists)
     known = numbers.known(texts, lists)
     known.figures.update(numbers.totals([c.get("response") for c in calls if not failed(c)]))
     times = dates.evidence_times(texts)
@@ -222,7 +222,8 @@ def _reported_failure(calls: list[dict[str, Any]], final: str, out: Checks) -> N
     nothing changed and nothing claimed, is handled: the labelling rule's "when a tool
     refused or failed, the agent said so plainly". The model reads such an answer as "the
     task was not done" (on the calibration set the 0.5B failed every one)."""
-    if out.findings:
+    # "All sorted, I've arranged it" after a refusal relays its words, not the refusal.
+    if out.findings or claims.says_done(final):
         return
     for n, c in enumerate(calls, 1):
         tool = str(c.get("tool"))
@@ -268,16 +269,6 @@ def _reports_state(clause: str, results: list[Any]) -> bool:
     held = {attribution.stem(w) for r in results for w in re.findall(
         r"[a-z]{4,}", claims.evidence_text(attribution.settled(r)))}
     return bool(said & held)
-
-
-def _lists(value: Any, into: list[list[Any]]) -> None:
-    if isinstance(value, list):
-        into.append(value)
-        for v in value:
-            _lists(v, into)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _lists(v, into)
 
 
 def _unbacked(out: Checks, calls: list[dict[str, Any]], tried: list[int], said: str,

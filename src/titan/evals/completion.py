@@ -46,7 +46,7 @@ _PENDING_VALUE = re.compile(r"^(?:pending(?:[_ -]\w+)?|awaiting[_ -]\w+|held(?:[
                             r"requested|queued|"
                             r"in[_ -]review|under[_ -]review|waitlisted|provisional|tentative|"
                             r"submitted_for_\w+|on[_ -]hold)$", re.IGNORECASE)
-_STATE_KEY = re.compile(r"(?:^|_)(?:status|state)$", re.IGNORECASE)
+_STATE_KEY = re.compile(r"(?:^|_)(?:status|state|result|outcome|decision)$", re.IGNORECASE)
 # A boolean that says whether the thing asked for took effect.
 _DONE_FLAG = re.compile(r"(?:^|_)(?:granted|approved|confirmed|completed|active|activated|"
                         r"enabled|effective|booked|processed|provisioned)$", re.IGNORECASE)

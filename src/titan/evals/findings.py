@@ -23,7 +23,19 @@ from titan.evals import claims
 ERROR_SOURCES = ("error", "transport_error")
 _ID_ARG = re.compile(r"(?:^|_)(?:id|ids|number|ref|reference|sku|code|name|key)$|Id$",
                      re.IGNORECASE)
-_FAILED_STATUS = frozenset({"failed", "error", "declined", "rejected", "denied", "refused"})
+_FAILED_STATUS = frozenset({"failed", "error", "declined", "rejected", "denied", "refused",
+                            "not_approved", "unsuccessful"})
+#: Where a result says how the action went: ``status`` and its other common names.
+_STATUS_KEYS = ("status", "result", "outcome", "decision")
+_WAITING = re.compile(r"(?:pending|awaiting|queued|waitlist|in[_ -]review|under[_ -]review|"
+                      r"provisional|requested|held|on[_ -]hold)", re.IGNORECASE)
+_WHY = re.compile(r"(?:^|_)(?:reason|why|message|detail|details|explanation)$", re.IGNORECASE)
+#: A result's own yes/no for the action (``approved: false``), read on action tools only: a
+#: read's ``approved: false`` describes the thing looked up, not a failed call.
+_OUTCOME = re.compile(r"(?:approved|confirmed|granted|completed|processed|saved|submitted|"
+                      r"applied|allowed|permitted|done|executed|placed|booked|reserved|"
+                      r"scheduled|created|updated|cancell?ed|refunded|sent|changed|succeeded|"
+                      r"accepted|successful)")
 
 
 @dataclass(frozen=True)
@@ -66,8 +78,27 @@ def failed(call: dict[str, Any]) -> bool:
         return True  # a code "valid: false", a reading "accepted: false": nothing done
     if response.get("error") or response.get("errors"):
         return True
-    status = response.get("status")
-    return isinstance(status, str) and status.lower() in _FAILED_STATUS
+    if any(isinstance(response.get(k), str) and response[k].lower() in _FAILED_STATUS
+           for k in _STATUS_KEYS):
+        return True
+    return claims.is_write(str(call.get("tool"))) and _outcome_false(response)
+
+
+def _outcome_false(response: dict[str, Any]) -> bool:
+    """An action's result whose own outcome is no: ``approved: false`` from a request,
+    ``confirmed: false`` from a booking. Not when it also reports success (``ok: true``)
+    or another outcome true (``cancelled: true, refunded: false`` did cancel): the no is
+    then about a part, which the answer's figures and states are held to apart."""
+    if response.get("ok") is True or response.get("success") is True or any(
+            isinstance(response.get(k), str) and _WAITING.match(response[k])
+            for k in _STATUS_KEYS):
+        return False  # a request left pending is not a failure (completion.py reads it)
+    said = {k: v for k, v in response.items() if _OUTCOME.fullmatch(str(k).lower()) and
+            isinstance(v, bool)}
+    # A refusal says why ("approved: false, reason: fully booked"); a bare false may be a
+    # request still open, which completion.py reads as pending.
+    why = any(_WHY.search(str(k)) and v for k, v in response.items())
+    return why and False in said.values() and True not in said.values()
 
 
 def retried(calls: list[dict[str, Any]], n: int) -> bool:

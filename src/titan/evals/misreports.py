@@ -45,6 +45,11 @@ def _attributed(task: dict[str, Any], calls: list[dict[str, Any]], final: str,
     # A figure that is what several calls charge together ("€1,287 in total") is no one
     # call's field misread.
     together = numbers.totals([c.get("response") for c in calls if not failed(c)])
+    # Nor is a series' total or average ("411 kWh from April to June") one entry's field.
+    series: list[list[Any]] = []
+    for c in calls:
+        numbers.lists_of(c.get("response"), series)
+    together |= numbers.series(series)
     wrong = [w for w in attribution.misattributed_fields(final, attribution.fields(results), times)
              if not any(attribution.same(w.value, t) for t in together)] \
         or entities.misattributed_entities(final, groups) or amounts.gross_as_net(final, results) \

@@ -186,6 +186,7 @@ def known(texts: list[str], lists: list[list[Any]]) -> Known:
                     counts[f"{key}={value}"] = counts.get(f"{key}={value}", 0) + 1
         base.update(float(c) for c in counts.values())
     derived = base | tails
+    derived |= series(lists)
     derived.update(n - 12 for n in base if 13 <= n <= 23 and n == int(n))
     derived.update(n * 100 for n in base)
     derived.update(n / 100 for n in base)
@@ -196,6 +197,53 @@ def known(texts: list[str], lists: list[list[Any]]) -> Known:
             if b == int(b) and 2 <= b <= 12:
                 derived.add(a * b)
     return Known(derived, base, _products(base))
+
+
+def series(lists: list[list[Any]]) -> set[float]:
+    """What each numeric series of the results adds up to and averages ("411 kWh over the
+    three months, 137 a month"): an answer summarises a series a tool returned, and sums of
+    pairs missed it. The average also as people round it (to a whole and to one place)."""
+    out: set[float] = set()
+    for column in _columns(lists):
+        total = sum(column)
+        mean = total / len(column)
+        out.update((total, mean, float(round(mean)), round(mean, 1)))
+    return out
+
+
+def lists_of(value: Any, into: list[list[Any]] | None = None) -> list[list[Any]]:
+    """Every list inside a result, nested ones too."""
+    into = [] if into is None else into
+    if isinstance(value, list):
+        into.append(value)
+        for v in value:
+            lists_of(v, into)
+    elif isinstance(value, dict):
+        for v in value.values():
+            lists_of(v, into)
+    return into
+
+
+def _columns(lists: list[list[Any]]) -> list[list[float]]:
+    """The numeric series of the results' lists, two values or more: a list of numbers, or
+    one key's numbers across a list of records (``months: [{kwh: 312}, {kwh: 298}]``)."""
+    out: list[list[float]] = []
+    for items in lists:
+        if len(items) < 2:
+            continue
+        if all(_number(i) for i in items):
+            out.append([float(i) for i in items])
+            continue
+        records = [i for i in items if isinstance(i, dict)]
+        for key in {k for r in records for k in r}:
+            column = [float(r[key]) for r in records if _number(r.get(key))]
+            if len(column) >= 2:
+                out.append(column)
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def same(value: float, k: float) -> bool:
