@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -21,7 +20,6 @@ CASES = ["retail-boots-stock-contradiction", "sup-plan-terse", "hr-pto-remaining
 
 def test_calibrate_on_the_local_model() -> None:
     require_local_model()
-    started = time.monotonic()
     argv = [sys.executable, "-m", "titan", "eval", "calibrate", "--json"]
     for case in CASES:
         argv += ["--case", case]
@@ -39,4 +37,3 @@ def test_calibrate_on_the_local_model() -> None:
     assert sum(out["confusion"]["PASS"].values()) + sum(out["confusion"]["FAIL"].values()) == 3
     # Progress goes to stderr, one line per case.
     assert done.stderr.count("] ") >= 3 and "labelled" in done.stderr
-    assert time.monotonic() - started < 180
