@@ -107,6 +107,47 @@ def test_a_resent_batch_counts_its_pii_once_and_a_run_error_is_redacted(cl: Clus
     assert ok(cl, "GET", "/runs/pii-2")["pii"] == {"email": 2}
 
 
+def test_tags_and_the_otlp_attributes_copied_into_them_are_redacted(cl: Cluster) -> None:
+    # An OpenLLMetry span's unread attributes went into tags.otel.attributes as sent: whole
+    # prompts, the user's email, the provider key of an instrumented HTTP client's header.
+    def kv(key: str, value: str) -> dict[str, Any]:
+        return {"key": key, "value": {"stringValue": value}}
+
+    trace, now = "6a0c8a7e1d3b4c5a6e7f8091a2b3c4d7", time.time_ns()
+    attrs = {"traceloop.span.kind": "workflow",
+             "traceloop.entity.input": json.dumps({"question": f"I am {EMAIL}, card {CARD}"}),
+             "user.email": EMAIL, "http.request.header.authorization": f"Bearer {KEY}",
+             "http.request.header.x-api-key": "a-key-no-pattern-knows", "session.id": "s-9"}
+    ok(cl, "POST", "/otlp/v1/traces", {"resourceSpans": [{
+        "resource": {"attributes": [kv("service.name", "pii-bot")]},
+        "scopeSpans": [{"scope": {"name": "qa"}, "spans": [{
+            "traceId": trace, "spanId": "7000000000000001", "name": "workflow", "kind": 1,
+            "startTimeUnixNano": str(now - 10**9), "endTimeUnixNano": str(now),
+            "attributes": [kv(k, v) for k, v in attrs.items()]}]}]}]})
+    [span] = ok(cl, "GET", f"/runs/otel-{trace}/actions")["actions"]
+    otel = span["tags"]["otel"]
+    assert otel["attributes"] == {
+        "traceloop.entity.input": json.dumps(
+            {"question": "I am [REDACTED:email], card [REDACTED:credit_card]"}),
+        "traceloop.span.kind": "workflow", "user.email": "[REDACTED:email]",
+        "session.id": "s-9"}
+    # Credentials by name never go in, whatever their format; that they came is said.
+    assert otel["attributes_dropped"] == ["http.request.header.authorization",
+                                          "http.request.header.x-api-key"]
+    assert span["pii_fields"] == {"tags": {"email": 2, "credit_card": 1}}
+    # An SDK's tags are recorded content alike.
+    ok(cl, "POST", "/runs", {"id": "pii-tags", "agent_id": "support"}, status=201)
+    ok(cl, "POST", "/runs/pii-tags/actions", {"actions": [
+        action(0, inputs={}, tags={"customer": EMAIL, "plan": "pro"})]})
+    tagged = ok(cl, "GET", "/runs/pii-tags/actions/1")
+    assert tagged["tags"] == {"customer": "[REDACTED:email]", "plan": "pro"}
+    assert ok(cl, "GET", "/runs/pii-tags")["pii"] == {"email": 1}
+    db = cl.data / "titan.db"
+    stored = b"".join(p.read_bytes() for p in (db, db.with_name("titan.db-wal")) if p.exists())
+    for value in (EMAIL, KEY, CARD, "a-key-no-pattern-knows"):
+        assert value.encode() not in stored, value
+
+
 def test_who_started_a_run_and_its_retention_class(cl: Cluster, tokens: dict[str, str],
                                                    tmp_path: Path) -> None:
     admin = ok(cl, "POST", "/runs", {"id": "who-admin"}, status=201)

@@ -51,6 +51,12 @@ _CONSUMED = re.compile(
     r"response\.model|response\.finish_reasons|tool\.call|tool\.name|operation\.name|"
     r"provider\.name|system|agent\.name)|input\.|output\.|tool\.name|openinference\.span\.kind"
     r"|embedding\.model_name|exception\.)")
+#: Attributes that carry credentials by their name (the last part of it): an instrumented HTTP
+#: client's ``http.request.header.authorization`` holds the provider key itself, and
+#: redaction knows only the key formats it has patterns for. Never copied into tags; their
+#: names are (``attributes_dropped``), so a reader knows something was sent.
+_SECRET = re.compile(r"authorization|cookie|api[-_]?key|passw(or)?d|secret|credential"
+                     r"|(access|refresh|auth|session|bearer|id)[-_]?token$", re.IGNORECASE)
 _TAG_BUDGET = 12_000  # characters of leftover attributes kept in tags (tags hold 16 KiB)
 EPOCH_2000 = 946_684_800.0  # the run service refuses times before 2000
 
@@ -269,7 +275,9 @@ def _llm_outputs(a: dict[str, Any]) -> Row:
 
 
 def _tags(span: Span) -> Row:
-    """Where the span came from, and its other attributes as far as 12 KB of them go."""
+    """Where the span came from, and its other attributes as far as 12 KB of them go (but
+    those named for credentials). They are recorded content, not labels: the run service
+    redacts PII in them as in inputs (runs/compliance.py)."""
     a = span.attributes
     otel: Row = {"span": span.name[:200], "kind": _KIND_NAMES.get(span.kind, str(span.kind))}
     if kind_of(span) == AGENT:  # what its children's actor adds (recorded_agent)
@@ -281,8 +289,12 @@ def _tags(span: Span) -> Row:
             otel[key] = str(value)[:200]
     rest: Row = {}
     used = 0
+    dropped = []
     for key, value in sorted(a.items()):
         if _CONSUMED.match(key):
+            continue
+        if _SECRET.search(key.rsplit(".", 1)[-1]):
+            dropped.append(key[:100])
             continue
         if isinstance(value, str) and len(value) > 500:
             value = value[:500] + "…"
@@ -294,6 +306,8 @@ def _tags(span: Span) -> Row:
         used += cost
     if rest:
         otel["attributes"] = rest
+    if dropped:
+        otel["attributes_dropped"] = dropped[:10]  # within the 16 KiB tags hold
     return {"otel": otel}
 
 

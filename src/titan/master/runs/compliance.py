@@ -26,7 +26,7 @@ from titan.trace.canonical import dumps
 #: Values Titan itself made (clock readings, random draws): not user data, never scanned,
 #: so they always replay as recorded.
 UNSCANNED_CHANNELS = frozenset({"clock", "random"})
-FIELDS = ("inputs", "outputs", "error")
+FIELDS = ("inputs", "outputs", "error", "tags")
 
 
 def started_by(who: Principal, sched: Any) -> Row:
@@ -96,15 +96,21 @@ def total(pii: Row | None) -> dict[str, int]:
 
 
 def redact_action(redactor: Redactor | None, r: Row) -> dict[str, str]:
-    """Redact one parsed action in place (its inputs, outputs and error message), setting
-    ``r["pii"]``; returns the canonical texts of its inputs and outputs, which the caller
-    stores and hashes. The gates look at the texts first: most actions hold nothing any
-    pattern could match and cost one scan."""
+    """Redact one parsed action in place (its inputs, outputs, error message and tags),
+    setting ``r["pii"]``; returns the canonical texts of its inputs and outputs, which the
+    caller stores and hashes. The gates look at the texts first: most actions hold nothing
+    any pattern could match and cost one scan.
+
+    Tags are recorded content too: an OTLP span's attributes the mapping does not read land
+    in them (``tags.otel.attributes``: whole prompts, a user's email, a request's headers),
+    and an SDK's tags are whatever the code put there."""
     texts = {"inputs": dumps(r["inputs"]), "outputs": dumps(r["outputs"])}
     r["pii"] = None
     if redactor is None or r["channel"] in UNSCANNED_CHANNELS:
         return texts
-    probe = texts["inputs"] + "\n" + texts["outputs"] + "\n" + (r["error_message"] or "")
+    tags = r.get("tags")
+    probe = "\n".join((texts["inputs"], texts["outputs"], r["error_message"] or "",
+                       "" if tags is None else dumps(tags)))
     if not redactor.might_match(probe):
         return texts
     found: Row = {}
@@ -118,6 +124,11 @@ def redact_action(redactor: Redactor | None, r: Row) -> dict[str, str]:
         r["error_message"] = redactor.text(r["error_message"], counts)
         if counts:
             found["error"] = counts
+    if tags is not None:
+        counts = {}
+        value = redactor.value(tags, counts)
+        if counts:
+            r["tags"], found["tags"] = value, counts
     r["pii"] = found or None
     return texts
 
