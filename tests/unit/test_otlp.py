@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from titan.errors import APIError, ConfigError, PayloadTooLarge, ValidationFailed
 from titan.master.auth.tokens import Principal
-from titan.master.otel import holding, ids, incoming, outgoing, wire
+from titan.master.otel import holding, ids, incoming, outgoing, traces, wire
 from titan.master.otel.exporter import Exporter
 from titan.master.otel.receiver import Receiver
 from titan.master.otel.settings import ExportSettings, hold_seconds
@@ -641,8 +641,9 @@ class BrokenRuns(FakeRuns):
 @pytest.mark.parametrize("transient", [False, True])
 def test_a_trace_that_cannot_be_recorded_holds_back_no_other(transient: bool) -> None:
     # A span a bug could not store was held and tried again with every trace after it, for
-    # ever: none of them was ever recorded. Unless the failure is the database being away
-    # (then all wait for it), the failing trace is dropped and the others go on.
+    # ever: none of them was ever recorded. Each trace is recorded on its own: the others
+    # go in with the same request; the failing one waits again when the failure is the
+    # database being away, else it is dropped.
     async def go() -> None:
         runs = BrokenRuns()
         rx = Receiver(runs, 60.0, fixed_price, clock=lambda: T0 + 100,  # type: ignore[arg-type]
@@ -654,13 +655,13 @@ def test_a_trace_that_cannot_be_recorded_holds_back_no_other(transient: bool) ->
                 dataclasses.replace(span("00000000000000f1", None, "fine"), trace_id=other)],
                 0, ADMIN)
         theirs = ids.run_id_of_trace(other)
+        assert {a["name"] for a in runs.actions[theirs].values()} == {"fine"}
         if transient:
             with pytest.raises(UnicodeEncodeError):
                 await rx._release(T0 + 10_000)
-            assert rx.stats()["held_spans"] == 2  # both wait for the database
+            assert rx.stats()["held_spans"] == 1  # the poison waits for the database
         else:
             await rx._release(T0 + 10_000)
-            assert {a["name"] for a in runs.actions[theirs].values()} == {"fine"}
             assert rx.stats()["held_spans"] == 0
     asyncio.run(go())
 
@@ -702,6 +703,64 @@ def test_spans_being_written_still_count_as_held_and_a_failed_write_holds_them_a
             await rx.receive(poison, 0, ADMIN)
         assert rx.stats()["held_spans"] == 1
         assert rx._held_bytes() == holding.size_of(poison[0]) > 5000
+    asyncio.run(go())
+
+
+class GatedRuns(FakeRuns):
+    """Commits of the ``bulk`` agent's runs wait until let go; counts those waiting at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.waiting, self.most = asyncio.Event(), 0, 0
+
+    async def ingest(self, run_id: str, body: dict[str, Any], who: Principal) -> dict[str, Any]:
+        if self.runs[run_id]["agent_id"] == "bulk":
+            self.waiting += 1
+            self.most = max(self.most, self.waiting)
+            await self.gate.wait()
+            self.waiting -= 1
+        return await super().ingest(run_id, body, who)
+
+
+def test_one_senders_many_traces_hold_no_other_sender_up() -> None:
+    # A Collector's batch of thousands of short traces held the receiver's one lock for the
+    # whole request (three commits per trace, one after the other): another agent's one-span
+    # request waited past its exporter's 10 s timeout. Now each trace has its own lock and a
+    # request's traces are recorded side by side, their commits sharing transactions.
+    async def go() -> None:
+        runs = GatedRuns()
+        rx = Receiver(runs, 60.0, fixed_price, clock=lambda: T0 + 100)  # type: ignore[arg-type]
+        bulk = [dataclasses.replace(span("00000000000000a1", None, "r", service="bulk"),
+                                    trace_id=f"{i + 1:032x}") for i in range(200)]
+        big = asyncio.create_task(rx.receive(bulk, 0, ADMIN))
+        while runs.waiting < traces.PARALLEL:  # its first traces are being written
+            await asyncio.sleep(0)
+        other = "6b8efff798038103d269b633813fc60c"
+        small = dataclasses.replace(span("00000000000000f1", None, "small", service="agent"),
+                                    trace_id=other)
+        got = await asyncio.wait_for(rx.receive([small], 0, ADMIN), timeout=30)  # a hang guard
+        assert got["accepted"] == 1 and not big.done()
+        assert runs.runs[ids.run_id_of_trace(other)]["status"] == "completed"
+        assert runs.most == traces.PARALLEL  # side by side, and no more
+        runs.gate.set()
+        assert (await big)["accepted"] == 200
+        assert rx.stats()["recorded_spans"] == 201 and rx.stats()["held_spans"] == 0
+        # A trace sent again while its first delivery is being written is one action.
+        runs.gate.clear()
+        first = asyncio.create_task(rx.receive([dataclasses.replace(
+            span("00000000000000b1", None, "again", service="bulk"), trace_id=f"{999:032x}")],
+            0, ADMIN))
+        while runs.waiting < 1:
+            await asyncio.sleep(0)
+        resent = asyncio.create_task(rx.receive([dataclasses.replace(
+            span("00000000000000b1", None, "again", service="bulk"), trace_id=f"{999:032x}")],
+            0, ADMIN))
+        for _ in range(3):  # it finds the span being written, then waits for the trace
+            await asyncio.sleep(0)
+        runs.gate.set()
+        await first, await resent
+        assert len(runs.actions[ids.run_id_of_trace(f"{999:032x}")]) == 1
+        assert rx.stats()["duplicate_spans"] == 1
     asyncio.run(go())
 
 
