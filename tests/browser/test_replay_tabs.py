@@ -4,8 +4,8 @@ An original run and a replay of it are recorded through the HTTP API, as an agen
 language would: the replay makes the same calls (same actor, channel, name and ordinal) with
 the same inputs, served from the recording — but one with different inputs, an input
 mismatch. The tabs must show the replay's report (metrics, the divergence with its diff, the
-comparison table), list the replay on the original's page, refuse a replay of a run without
-recorded code with the server's reason, and score the original's determinism from the
+comparison table), list the replay on the original's page, offer no replay of a run without
+recorded code (and score no such run that has no replay either), and score the original's determinism from the
 timestamp and UUID in its outputs. Every wait is on the DOM contract, never a sleep.
 """
 
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.browser.conftest import Dashboard
@@ -147,14 +148,14 @@ def test_original_lists_its_replays_and_refuses_without_code(
     assert page.get_attribute("#replay-link", "href") == "/runs/orig-replay-1"
     mark_no_reload(page)
 
-    # r asks for a replay; this run was recorded over HTTP, without code: the server's reason.
-    assert page.is_hidden("#replay-error")
-    page.select_option("#replay-mode", "lenient")
+    # This run was recorded over HTTP, without code: the button says so, and r asks the
+    # master nothing (it was enabled, and answered 409 once clicked).
+    button = page.locator("#simulate-replay")
+    assert button.is_disabled() and "no code recorded" in (button.get_attribute("title") or "")
     page.click("h1")
     page.keyboard.press("r")
-    page.wait_for_selector("#replay-error:not([hidden])")
-    assert page.inner_text("#replay-error").startswith("Replay not available")
-    assert page.is_enabled("#simulate-replay")
+    page.wait_for_timeout(300)
+    assert page.is_hidden("#replay-error") and button.is_disabled()
     shot(page, artifacts, "replay-not-available")
 
     # d: the determinism score, from the timestamp and the UUID in the report's outputs.
@@ -182,6 +183,34 @@ def test_original_lists_its_replays_and_refuses_without_code(
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     assert_no_reload(page)
+
+
+def test_an_imported_run_is_not_scored_and_offers_no_replay(cluster: Cluster, dash: Dashboard,
+                                                           page: Any, artifacts: Path) -> None:
+    # An OTLP-imported run showed "100/100 Highly deterministic ... Analyzed 0 files" and an
+    # enabled Simulate Replay button that answered 409.
+    trace, now = "7b0c8a7e1d3b4c5a6e7f8091a2b3c4d8", time.time_ns()
+    sent = httpx.post(cluster.url + "/v1/traces", timeout=30, headers={
+        "Authorization": f"Bearer {cluster.admin_token}"}, json={"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name",
+                                         "value": {"stringValue": "otel-bot"}}]},
+            "scopeSpans": [{"spans": [{
+                "traceId": trace, "spanId": "8000000000000001", "name": "answer", "kind": 1,
+                "startTimeUnixNano": str(now - 10**9), "endTimeUnixNano": str(now)}]}]}]})
+    assert sent.status_code == 200, sent.text
+    run_id = f"otel-{trace}"
+    report = cluster.api("GET", f"/runs/{run_id}/determinism")
+    assert report["score"] is None and report["band"]["label"].startswith("Not applicable")
+    page.goto(dash.url(f"/runs/{run_id}#simulation"))
+    check_common(page, "run")
+    button = page.locator("#simulate-replay")
+    assert button.is_disabled() and "no code recorded" in (button.get_attribute("title") or "")
+    page.click("#tab-determinism")
+    page.wait_for_selector("#determinism-score[data-score]", state="attached")
+    assert page.inner_text("#determinism-score .det-number") == "—"
+    assert page.inner_text("#determinism-score .det-band") == \
+        "Not applicable: no code recorded for this run"
+    shot(page, artifacts, "determinism-not-applicable")
 
 
 # A run a Python script drove: Titan recorded its code, so it can be replayed for real.

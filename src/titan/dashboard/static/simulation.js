@@ -211,7 +211,9 @@
   function progress() {
     const running = s.status === "running";
     progressEl.hidden = !running;
-    button.disabled = running || s.starting || button.hasAttribute("data-viewer");
+    // A viewer's page, or a run with no code to re-execute (the title says which).
+    button.disabled = running || s.starting || button.hasAttribute("data-viewer") ||
+      button.hasAttribute("data-no-code");
     if (!running) return;
     progressEl.replaceChildren(el("span", { class: "spinner", "aria-hidden": "true" }),
       "Replaying ", el("a", { class: "mono", href: href(s.shown), text: s.shown }), ": " +

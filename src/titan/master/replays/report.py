@@ -180,7 +180,17 @@ def determinism_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
     report: Row = analyze(files, _slim(tx.iter_actions(run["id"]), 2000), divergences,
                           replays=len(replays))
     report["run_id"] = run["id"]
+    if not files and not replays and not (run.get("code") or {}).get("driver") \
+            and report["score"] is not None:
+        # No code (a run imported over OTLP, or recorded over the HTTP API): nothing can run
+        # it again, so a score would answer a question nobody can ask ("100/100 Highly
+        # deterministic ... Analyzed 0 files"). What its outputs show is still listed.
+        report.update(score=None, band=NO_CODE_BAND)
     return report
+
+
+NO_CODE_BAND: Row = {"label": "Not applicable: no code recorded for this run", "color": "grey",
+                     "min": None}
 
 
 def _faithful(replay: Row) -> bool:
