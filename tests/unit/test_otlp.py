@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import gzip
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -359,6 +360,27 @@ def test_spans_wait_for_their_agent_and_a_resent_span_is_one_action() -> None:
         assert runs.runs[run_id]["ended_at"] == pytest.approx(T0 + 9)
         await rx.receive([span("00000000000000c1", None, "support", attrs=AGENT)], 0, ADMIN)
         assert len(got) == 3 and rx.stats()["duplicate_spans"] == 1
+    asyncio.run(go())
+
+
+def test_sub_agents_past_the_actor_limit_stay_apart() -> None:
+    # Actor paths were cut at 500 characters: sub-agents deeper than ~60 levels all became
+    # one actor. A long path keeps its tail after a hash of the whole of it.
+    async def go() -> None:
+        rx, runs, _ = receiver()
+        n = 200
+        chain = [span(f"{i + 1:016x}", f"{i:016x}" if i else None, f"agent{i}", attrs=AGENT,
+                      start=i * 1e-3) for i in range(n)]
+        await rx.receive(chain[::-1], 0, ADMIN)
+        got = runs.actions[ids.run_id_of_trace(TRACE)]
+        actors = [got[s.span_id]["actor"] for s in chain]
+        assert len(got) == n and len(set(actors)) == n  # each sub-agent its own actor
+        assert max(len(a) for a in actors) <= incoming.ACTOR_CHARS
+        assert actors[5] == "svc/" + "/".join(f"agent{i}" for i in range(5))
+        deep = actors[-1]
+        assert re.fullmatch(r"…[0-9a-f]{12}/agent\d+(/agent\d+)+", deep)  # whole names
+        assert deep.endswith("/agent197/agent198") and len(deep) > 480
+        assert incoming.actor_path("a/" * 400) == incoming.actor_path("a/" * 400)
     asyncio.run(go())
 
 

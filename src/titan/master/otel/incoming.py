@@ -13,6 +13,7 @@ has the table, and what does not survive the trip.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -59,6 +60,7 @@ _SECRET = re.compile(r"authorization|cookie|api[-_]?key|passw(or)?d|secret|crede
                      r"|(access|refresh|auth|session|bearer|id)[-_]?token$", re.IGNORECASE)
 _TAG_BUDGET = 12_000  # characters of leftover attributes kept in tags (tags hold 16 KiB)
 EPOCH_2000 = 946_684_800.0  # the run service refuses times before 2000
+ACTOR_CHARS = 500  # the longest actor the run service takes
 
 
 def kind_of(span: Span) -> str:
@@ -119,7 +121,7 @@ def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hoste
     a = span.attributes
     started, duration = span_times(span, now or time.time())
     action: Row = {"id": action_id_of_span(span.span_id), "parent_id": span.parent_id,
-                   "actor": _clean(actor, 500), "ordinal": ordinal, "started_at": started,
+                   "actor": actor_path(actor), "ordinal": ordinal, "started_at": started,
                    "duration_ns": duration, "tags": _tags(span)}
     error = span_error(span)
     if error is not None:
@@ -156,9 +158,23 @@ def bare_action(span: Span, actor: str, problem: BaseException) -> Row:
     started, duration = span_times(span, time.time())
     otel = {"span": _clean(span.name, 200), "unreadable": _clean(repr(problem), 500)}
     return {"id": action_id_of_span(span.span_id), "parent_id": span.parent_id,
-            "actor": _clean(actor, 500) or "otel", "channel": "custom",
+            "actor": actor_path(actor) or "otel", "channel": "custom",
             "name": _clean(span.name.strip(), 200) or "span", "started_at": started,
             "duration_ns": duration, "tags": {"otel": otel}}
+
+
+def actor_path(actor: str, limit: int = ACTOR_CHARS) -> str:
+    """An actor path as an action holds it (at most ``limit`` characters). A longer one — a
+    recursive agent's sub-agents 60 deep — keeps its tail (the sub-agents nearest the span)
+    after a hash of the whole path: cut at the limit, every deeper sub-agent became one
+    actor, their calls merged and numbered together."""
+    actor = _clean(actor, len(actor))
+    if len(actor) <= limit:
+        return actor
+    mark = "…" + hashlib.sha256(actor.encode("utf-8", "surrogatepass")).hexdigest()[:12] + "/"
+    tail = actor[len(actor) - (limit - len(mark)):]
+    _, slash, whole = tail.partition("/")  # from a name's start, not mid-name
+    return mark + (whole if slash and whole else tail)
 
 
 def _clean(text: str, limit: int) -> str:
