@@ -106,6 +106,7 @@ bench: venv llm browser
 	$(BIN)/python bench/side_by_side.py --postgres
 	$(BIN)/python bench/fork_cost.py
 	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/writer_cost.py --postgres
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/telemetry.py
 	$(BIN)/python bench/ledger.py

@@ -44,10 +44,15 @@ def _joined(*tables: Table) -> list[Any]:
 def _split(row: Any, *tables: Table) -> list[Row]:
     out, at = [], 0
     for table in tables:
-        names = table.c.keys()
+        names = _NAMES.get(table)
+        if names is None:  # table.c.keys() builds its list anew, on every row of every view
+            names = _NAMES[table] = tuple(table.c.keys())
         out.append(dict(zip(names, row[at:at + len(names)], strict=True)))
         at += len(names)
     return out
+
+
+_NAMES: dict[Table, tuple[str, ...]] = {}
 
 
 def _by_shape(changes: Iterable[tuple[int, Row]]) -> Iterable[tuple[tuple[str, ...], list[Row]]]:
@@ -112,22 +117,17 @@ def _job_defaults() -> dict[str, Any]:
     return _DEFAULTS
 
 
-_INSERTS: dict[tuple[str, tuple[str, ...], bool], tuple[str, list[str] | None]] = {}
+_INSERTS: dict[tuple[str, tuple[str, ...]], tuple[str, list[str] | None]] = {}
 
 
-def _compiled_insert(dialect: Any, keys: tuple[str, ...],
-                     returning: bool = False) -> tuple[str, list[str] | None]:
-    """The job INSERT for these columns in the driver's parameter style, compiled once
-    (``returning``: it answers the new row's id)."""
-    cache_key = (dialect.name, keys, returning)
+def _compiled_insert(dialect: Any, keys: tuple[str, ...]) -> tuple[str, list[str] | None]:
+    """The job INSERT for these columns in the driver's parameter style, compiled once."""
+    cache_key = (dialect.name, keys)
     found = _INSERTS.get(cache_key)
     if found is None:
         if len(_INSERTS) >= 256:  # shapes are few in practice; never let odd ones pile up
             _INSERTS.clear()
-        statement = t.jobs.insert()
-        if returning:
-            statement = statement.returning(t.jobs.c.id)
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        compiled = t.jobs.insert().compile(dialect=dialect, column_keys=list(keys))
         order = list(compiled.positiontup or []) if compiled.positional else None
         found = _INSERTS[cache_key] = (str(compiled), order)
     return found
@@ -174,9 +174,13 @@ class JobsSQL:
             # One job (an agent's single step, submit_job): its id comes back with the insert,
             # a round trip less on PostgreSQL than the insert and the SELECT below.
             row = {**defaults, **_job_in(rows[0])}
-            sql, order = _compiled_insert(self.conn.dialect, tuple(sorted(row)), returning=True)
-            one: Any = tuple(row.get(k) for k in order) if order is not None else row
-            return [int(self.conn.exec_driver_sql(sql, one).scalar_one())]
+            keys = tuple(sorted(row))
+            inserted = compiled.execute(
+                self.conn, ("insert_job", keys),
+                lambda: t.jobs.insert().values({k: bindparam(k) for k in keys})
+                .returning(t.jobs.c.id),
+                row)
+            return [int(inserted.scalar_one())]
         # Compiled once per shape and handed to the driver's executemany: SQLAlchemy's per-row
         # parameter processing cost more than the insert itself for large DAGs. Every value
         # here is already a plain str/int/float/bool/None, which both drivers take as is.
@@ -314,9 +318,9 @@ class JobsSQL:
             {"pk": job}).all()
         if not rows:
             return None
-        job_row, dag, _ = _split(rows[0], t.jobs, t.dags, t.attempts)
-        attempts = [a for a in (_split(r, t.jobs, t.dags, t.attempts)[2] for r in rows)
-                    if a["job"] is not None]
+        job_row, dag, first = _split(rows[0], t.jobs, t.dags, t.attempts)
+        attempts = [a for a in [first, *(_split(r, t.jobs, t.dags, t.attempts)[2]
+                                        for r in rows[1:])] if a["job"] is not None]
         return _job_decoded(job_row), dag, attempts
 
     def find_job(self, job_id: str, dag_name: str | None = None, run: int | None = None) -> Row | None:
