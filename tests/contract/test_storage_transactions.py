@@ -4,6 +4,8 @@ and its COMMIT in one query."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -51,6 +53,51 @@ def test_a_write_inside_a_read_is_refused_on_sqlite(tmp_path) -> None:  # type: 
             tx.store_put("k", "w", 1.0)
         with s.read_transaction() as tx:
             assert tx.store_get("k") == "w"
+    finally:
+        s.close()
+
+
+def test_sqlite_writes_keep_their_connection_and_a_second_writer_still_commits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = open_storage(f"sqlite:///{tmp_path / 'titan.db'}")
+    try:
+        with contextlib.ExitStack() as reading:  # readers at once: the pool holds several
+            for _ in range(3):
+                reading.enter_context(s.read_transaction()).get_meta("k")
+        used = set()
+        for i in range(4):
+            with s.write_transaction() as tx:
+                tx.store_put(f"k{i}", "v", 1.0)
+                used.add(id(tx.conn.connection.dbapi_connection))  # type: ignore[attr-defined]
+        assert len(used) == 1  # its page cache stays warm: no other connection wrote since
+        # A second thread writing meanwhile gets a connection of the pool; SQLite's own lock
+        # has it wait for the first transaction's commit, and both commit.
+        second: list[BaseException | None] = []
+
+        def write() -> None:
+            try:
+                with s.write_transaction() as tx:
+                    tx.store_put("second", "v", 2.0)
+                second.append(None)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+                second.append(exc)
+
+        with s.write_transaction() as tx:
+            tx.store_put("first", "v", 2.0)
+            thread = threading.Thread(target=write)
+            thread.start()
+            thread.join(0.2)  # it waits for this transaction's lock
+        thread.join(30)
+        assert second == [None]
+        # A failed transaction gives its connection up; the next one writes on a fresh one.
+        with pytest.raises(sa.exc.IntegrityError), s.write_transaction() as tx:
+            tx.store_put("lost", "v", 3.0)
+            tx.record_idempotent("key-0123456789abcdef", "POST /x", "[1]", 1.0)
+            tx.record_idempotent("key-0123456789abcdef", "POST /y", "[2]", 2.0)
+        with s.write_transaction() as tx:
+            tx.store_put("after", "v", 4.0)
+        with s.read_transaction() as tx:
+            assert [tx.store_get(k) for k in ("k3", "first", "second", "lost", "after")] \
+                == ["v", "v", "v", None, "v"]
     finally:
         s.close()
 

@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, select, union_all
 from sqlalchemy.exc import DataError
@@ -276,6 +276,16 @@ class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, Action
         return ids
 
 
+class Writes(Protocol):
+    """Where a dialect's write transactions run, when not on a connection of the pool."""
+
+    def begin(self) -> AbstractContextManager[Connection]:
+        """A connection in a transaction, committed on leaving unless it raised."""
+
+    def close(self) -> None:
+        """Let go of what it holds (the storage closes)."""
+
+
 class SQLStorage(Storage):
     """Storage over a SQLAlchemy engine; ``insert`` is the dialect's ON CONFLICT-capable insert."""
 
@@ -284,8 +294,12 @@ class SQLStorage(Storage):
                  leadership: Leadership | None = None,
                  unavailable: Callable[[BaseException], bool] = lambda exc: False,
                  reads: Callable[[Connection], AbstractContextManager[Connection]] | None = None,
+                 writes: Writes | None = None,
                  ) -> None:
         self.url = url
+        #: Where write transactions run (the dialect's; None: a connection of the pool, with
+        #: writes deferred and fenced as :mod:`deferred` says).
+        self._writes = writes
         #: How a read-only transaction uses its connection (the dialect's; None: as a write).
         self._reads = reads
         #: PostgreSQL: this master's claim among several (None on SQLite: one master per file).
@@ -319,6 +333,10 @@ class SQLStorage(Storage):
 
     @contextmanager
     def write_transaction(self, mark: int = 0) -> Iterator[Transaction]:
+        if self._writes is not None:  # SQLite: nothing to defer, no fence, reads run inside
+            with self._writes.begin() as conn:
+                yield SQLTransaction(conn, self._insert)
+            return
         after: list[Callable[[Transaction], None]] = []
         with self.engine.begin() as conn:
             deferred.begin(conn, None if self.leadership is None else self.leadership.fence(mark))
@@ -372,5 +390,7 @@ class SQLStorage(Storage):
             self._release = None
         if self.leadership is not None:  # led without a claim: a master that could wait
             self.leadership.release()
+        if self._writes is not None:
+            self._writes.close()
         self.engine.dispose()
 
