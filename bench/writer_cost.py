@@ -14,7 +14,11 @@ alone, unlike wall time), the median of ``--rounds``. With ``--src DIR`` (repeat
 is measured, interleaved in one run, for each tree's ``src`` (another checkout: the baseline).
 
     .venv/bin/python bench/writer_cost.py [--jobs 2000] [--rounds 5] [--postgres]
-        [--src /path/to/other/checkout/src ...]
+        [--src /path/to/other/checkout/src ...] [--master]
+
+--master measures instead the whole master's CPU per job (``/proc``, every thread) on a real
+`titan up` (bench/side_by_side.py's cluster): 200 jobs submitted and waited for one by one,
+then bench/side_by_side.py's ``cpu_per_job`` over a 1,000-job DAG.
 """
 
 from __future__ import annotations
@@ -129,6 +133,25 @@ def one(url: str, jobs: int) -> tuple[float, float]:
         storage.close()
 
 
+def master(jobs: int) -> tuple[float, float]:
+    """The master's CPU (ms) per job: submitted and waited for alone; in a ``jobs``-job DAG."""
+    sys.path.insert(0, str(HERE))
+    from side_by_side import TitanSystem, _cpu, cpu_per_job
+
+    system = TitanSystem(str(HERE / "trivial_job.py"), "fork")
+    try:
+        system.latency(20)
+        system.independent(200)  # warm: the zygotes forked, statements compiled
+        pid = system.processes()["master"][0]
+        before = _cpu(pid)[0]
+        system.latency(200)
+        time.sleep(0.3)  # its last commits
+        alone = (_cpu(pid)[0] - before) * 1000 / 200
+        return alone, cpu_per_job(system, jobs)["master"]
+    finally:
+        system.cluster.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2000)
@@ -136,12 +159,16 @@ def main() -> int:
     ap.add_argument("--postgres", action="store_true", help="PostgreSQL too (a throwaway db)")
     ap.add_argument("--src", action="append", default=[],
                     help="another tree's src directory, measured in the same run")
+    ap.add_argument("--master", action="store_true",
+                    help="the master process's CPU per job on a real `titan up` (ms)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:  # one measurement, in this interpreter: "latency stream" on stdout
-        lat, per = one(args.child, args.jobs)
-        print(f"{lat:.1f} {per:.1f}")
+        lat, per = master(args.jobs) if args.child == "master" else one(args.child, args.jobs)
+        print(f"{lat:.3f} {per:.3f}")
         return 0
+    if args.master:
+        args.postgres = False
     trees = {"this tree": str(HERE.parent / "src"), **{s: s for s in args.src}}
     urls: dict[str, Any] = {"SQLite": None}
     with _postgres(args.postgres) as create:
@@ -152,18 +179,22 @@ def main() -> int:
             for _ in range(args.rounds):
                 for tree, src in trees.items():  # interleaved: the box's load hits each alike
                     with tempfile.TemporaryDirectory() as tmp:
-                        url = f"sqlite:///{tmp}/titan.db" if make is None else make()
+                        url = "master" if args.master else \
+                            f"sqlite:///{tmp}/titan.db" if make is None else make()
                         out = subprocess.run(
                             [sys.executable, __file__, "--child", url, "--jobs", str(args.jobs)],
                             env=dict(os.environ, PYTHONPATH=src), check=True,
                             capture_output=True, text=True).stdout.split()
                         got[tree].append((float(out[0]), float(out[1])))
-            print(f"{db}: writer-thread CPU per job, µs (median of {args.rounds} x "
-                  f"{args.jobs} jobs)")
+            print(f"{db}: " + ("the master's CPU per job, ms (latency: 200 jobs; stream: "
+                                f"{args.jobs})" if args.master else "writer-thread CPU per job, "
+                                f"µs ({args.jobs} jobs)") + f", median of {args.rounds}")
             for tree, values in got.items():
                 lat = statistics.median(v[0] for v in values)
                 per = statistics.median(v[1] for v in values)
-                print(f"  {tree:<40} latency path {lat:7.1f}   1,000-job stream {per:7.1f}")
+                digits = 2 if args.master else 1
+                print(f"  {tree:<40} latency path {lat:7.{digits}f}   "
+                      f"{args.jobs:,}-job stream {per:7.{digits}f}")
     return 0
 
 
