@@ -1,5 +1,6 @@
-"""Acceptance: the live event stream (WebSocket /api/v1/events) and dashboard sessions
-(sign-in cookie, CSRF, Host and Origin checks) on a real master."""
+"""Acceptance: the live event stream (WebSocket /api/v1/events), long-polls that end with
+their credential, and dashboard sessions (sign-in cookie, CSRF, Host and Origin checks) on a
+real master."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,6 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.raw_http import answer
 from titan import TitanJob
+from titan.errors import Unauthorized
 
 cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
 
@@ -203,6 +206,41 @@ def test_an_open_socket_ends_with_its_credential(cluster: Cluster) -> None:
         assert client.wait_dag(dag["id"], timeout=60)["status"] == "COMPLETED"
         code, reason = closes_within(ws, 10)
     assert code == 4401 and "no longer runs" in reason
+
+
+def test_a_parked_long_poll_ends_with_its_credential(cluster: Cluster) -> None:
+    """A token revoked while its long-polls are parked on the master gets 401 from each, not
+    what is written after the revocation: a revoked viewer's ``store_wait`` was answered with
+    a value stored 25 s later, an operator's ``submit_dag(wait=True)`` with the finished DAG
+    (a QA pass)."""
+    gated = cluster.script("gated.py", """
+        from titan import TitanClient
+        TitanClient().store_wait("lpend/go", timeout=120)
+    """)
+    admin = cluster.client()
+    viewer = cluster.api("POST", "/tokens", {"role": "viewer", "name": "lp-viewer"})
+    operator = cluster.api("POST", "/tokens", {"role": "operator", "name": "lp-operator"})
+    seen, op = cluster.client(viewer["token"]), cluster.client(operator["token"])
+    with ThreadPoolExecutor(3) as pool:
+        stored = pool.submit(seen.store_wait, "lpend/secret", 120)
+        submitted = pool.submit(op.submit_dag, "lpend", [TitanJob(job_id="g", filename=gated)],
+                                wait=True, timeout=120)
+        deadline = time.time() + 60  # its job running: the submission's request is parked
+        while not admin.list_dags(name="lpend") or \
+                admin.get_job("lpend/g")["state"] != "RUNNING":
+            assert time.time() < deadline, "the gated job never started"
+            time.sleep(0.1)
+        finished = pool.submit(seen.wait_job, "lpend/g", 120)
+        # The viewer's job wait is parked too when its token goes (or refused, if not yet).
+        time.sleep(0.5)
+        cluster.api("DELETE", f"/tokens/{viewer['id']}")
+        cluster.api("DELETE", f"/tokens/{operator['id']}")
+        admin.store_put("lpend/secret", "written after the revocation")
+        admin.store_put("lpend/go", "1")
+        assert admin.wait_dag("lpend", timeout=60)["status"] == "COMPLETED"
+        for waited in (stored, submitted, finished):
+            with pytest.raises(Unauthorized, match="unknown or revoked token"):
+                waited.result(timeout=60)
 
 
 def test_a_plain_form_post_carries_its_csrf_token_as_a_field(cluster: Cluster) -> None:

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from titan.errors import MasterStopping
 
 Event = dict[str, Any]
+#: Checks that a long-poll's credential still holds: returns while it does, raises (401, 409
+#: stale_attempt) once it does not.
+Guard = Callable[[], Awaitable[None]]
+#: How often a guarded long-poll checks its credential again (a cache lookup), as an open
+#: WebSocket does: a token revoked on another master (whose cache forgets it within 10 s)
+#: ends its waits within this; one revoked here ends them at once (:meth:`EventHub.revoked`).
+GUARD_SECONDS = 2.0
 
 
 class EventHub:
@@ -24,6 +31,9 @@ class EventHub:
         self._subscribers: set[Subscription] = set()
         self.stopping = False
         self._stop: asyncio.Future[None] | None = None  # resolved when the master stops
+        # Resolved (and replaced) when a credential ends on this master: guarded waits check
+        # theirs again at once.
+        self._revoked: asyncio.Future[None] | None = None
 
     def stop(self) -> None:
         """The master begins to stop: long-polls held in :meth:`until` end now, with
@@ -34,19 +44,49 @@ class EventHub:
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(None)
 
-    async def until(self, *futures: asyncio.Future[Any], timeout: float) -> None:
+    def revoked(self) -> None:
+        """A credential ended here (a token revoked, a session signed out): every guarded
+        long-poll checks its own again now, not at its next tick — a value published right
+        after the revocation is not handed to the token it revoked."""
+        if self._revoked is not None and not self._revoked.done():
+            self._revoked.set_result(None)
+        self._revoked = None
+
+    async def until(self, *futures: asyncio.Future[Any], timeout: float,
+                    guard: Guard | None = None) -> None:
         """Wait until one of ``futures`` is done: TimeoutError after ``timeout`` seconds,
-        MasterStopping once the master stops. A request's long-poll waits here."""
+        MasterStopping once the master stops. A request's long-poll waits here. ``guard``,
+        when given, is awaited every :data:`GUARD_SECONDS` and whenever a credential is
+        revoked here: what it raises ends the wait (a revoked token's parked ``store_wait``
+        was answered, with a value written 25 s after the revocation — a QA pass)."""
+        loop = asyncio.get_running_loop()
         if self._stop is None:
-            self._stop = asyncio.get_running_loop().create_future()
+            self._stop = loop.create_future()
         stop = self._stop
-        if not self.stopping:
-            done, _ = await asyncio.wait([*futures, stop], timeout=timeout,
+        deadline = loop.time() + timeout
+        while not self.stopping:
+            step = deadline - loop.time()
+            waits = [*futures, stop]
+            revoked = None
+            if guard is not None:
+                step = min(step, GUARD_SECONDS)
+                if self._revoked is None:
+                    self._revoked = loop.create_future()
+                revoked = self._revoked
+                waits.append(revoked)
+            done, _ = await asyncio.wait(waits, timeout=max(step, 0.0),
                                          return_when=asyncio.FIRST_COMPLETED)
+            if revoked is not None and revoked in done:
+                assert guard is not None
+                await guard()  # before a value published after the revocation is returned
             if any(f in done for f in futures):
                 return
-            if stop not in done:
+            if stop in done:
+                break
+            if loop.time() >= deadline:
                 raise TimeoutError
+            if guard is not None and revoked not in done:
+                await guard()
         raise MasterStopping("this Titan master is stopping; ask again (the next master "
                              "answers)")
 

@@ -157,6 +157,7 @@ async def revoke_token(c: CtxDep, p: Admin, token_id: str) -> Row:
     if not await c.engine.run(op):
         raise NotFound(f"no live token {token_id!r}")
     c.tokens.clear()
+    c.hub.revoked()  # its parked long-polls end now, with a 401
     return {"id": token_id, "revoked": True}
 
 

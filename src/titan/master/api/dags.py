@@ -11,10 +11,11 @@ from fastapi import APIRouter, Body, Query, Request
 from titan.errors import Forbidden, InvalidDAG, ValidationFailed, WaitTimeout
 from titan.formats import run_id_problem
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, Writer, still_valid
 from titan.master.api.params import Offset
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
+from titan.master.events import Guard
 from titan.master.idempotency import key_of, scope_of
 from titan.master.runs.compliance import started_by
 from titan.master.scheduling.dag_retention import prune_dags
@@ -109,7 +110,7 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
     if wait > 0:
         # Submit and wait in one request: an agent's step costs one round trip, not two.
         with lending(c.engine, p):
-            finished, _status = await _finished(c, dag_id, wait)
+            finished, _status = await _finished(c, dag_id, wait, still_valid(request))
         if finished is not None:
             return _without_jobs(finished, with_jobs)
     live = c.engine.sched.dags.get(dag_id)
@@ -153,7 +154,8 @@ async def prune(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
     return {"pruned": len(ids), "dry_run": dry_run, "dag_ids": ids[:1000], "before": before}
 
 
-async def _finished(c: Ctx, dag_id: int, timeout: float) -> tuple[Row | None, str | None]:
+async def _finished(c: Ctx, dag_id: int, timeout: float,
+                    guard: Guard) -> tuple[Row | None, str | None]:
     """The DAG's view (with its jobs) once it has finished, or ``(None, status)`` when it is
     still running after ``timeout`` seconds."""
     topic = ("dag", dag_id)
@@ -169,7 +171,7 @@ async def _finished(c: Ctx, dag_id: int, timeout: float) -> tuple[Row | None, st
                 return view, None
             status = view["status"]
         try:
-            await c.hub.until(waiter, timeout=timeout)
+            await c.hub.until(waiter, timeout=timeout, guard=guard)
             view = waiter.result()
         except TimeoutError:
             if (live := c.engine.sched.dags.get(dag_id)) is not None:
@@ -183,7 +185,8 @@ async def _finished(c: Ctx, dag_id: int, timeout: float) -> tuple[Row | None, st
 
 
 @router.get("/dags/{ref:path}/wait", summary="Long-poll until the DAG has finished")
-async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300),
+async def wait_dag(c: CtxDep, p: Reader, request: Request, ref: str,
+                   timeout: float = Query(30, ge=0, le=300),
                    with_jobs: bool = JOBS) -> Row:
     # A DAG named by its id alone (``#17``) that the scheduler holds is found without a read
     # (a waiting client names it so: submit_dag's answer carries the id). Bare digits may be
@@ -192,7 +195,7 @@ async def wait_dag(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge
     live = c.engine.sched.dags.get(number) if number is not None else None
     dag = live.as_row() if live is not None else await c.engine.read(lambda tx: find_dag(tx, ref))
     with lending(c.engine, p):
-        finished, status = await _finished(c, dag["id"], timeout)
+        finished, status = await _finished(c, dag["id"], timeout, still_valid(request))
     if finished is None:
         raise WaitTimeout(f"DAG {dag['name']}#{dag['run']} is still {status} after {timeout:g}s",
                           details={"status": status})

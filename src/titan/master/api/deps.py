@@ -12,6 +12,7 @@ from titan.errors import NotLeader, StaleAttempt, Unauthorized
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
+from titan.master.events import Guard
 
 API_PREFIX = "/api/v1"
 #: Where the body guard (api/limits.py) leaves the principal it authenticated by bearer.
@@ -29,6 +30,10 @@ async def principal(request: Request) -> auth.Principal:
     found: auth.Principal | None = request.scope.get(PRINCIPAL)
     if found is not None:  # authenticated by the body guard before it let the body in
         return found
+    return await _credential(request, csrf=True)
+
+
+async def _credential(request: Request, csrf: bool) -> auth.Principal:
     c = ctx(request)
     header = request.headers.get("authorization")
     cookie = request.cookies.get(sessions.COOKIE) if header is None else None
@@ -36,9 +41,28 @@ async def principal(request: Request) -> auth.Principal:
         found_session = await sessions.principal_of(c, cookie)
         if found_session is None:
             raise Unauthorized("the dashboard session expired or its token was revoked; sign in again")
-        await sessions.check_csrf(c, request, cookie, request.method)
+        if csrf:
+            await sessions.check_csrf(c, request, cookie, request.method)
         return found_session
     return await token_principal(c, auth.bearer(header))
+
+
+def still_valid(request: Request) -> Guard:
+    """A long-poll's guard (``hub.until(..., guard=)``): checks the request's credential
+    again, as its next request would (a cache lookup; a read when the cache has forgotten
+    it), and raises what that request would get — 401 for a token revoked or a session
+    signed out, 409 ``stale_attempt`` for a job token whose attempt ended."""
+    c = ctx(request)
+
+    async def check() -> None:
+        try:
+            await _credential(request, csrf=False)  # the request itself passed its CSRF check
+        except Exception as exc:
+            if not c.storage.unavailable(exc):
+                raise
+            # The database is away: the credential cannot be read, which does not end it
+            # (as for an open WebSocket); the wait goes on.
+    return check
 
 
 async def token_principal(c: Ctx, token: str) -> auth.Principal:

@@ -13,16 +13,17 @@ import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from titan import log_lines
 from titan.errors import NotFound, ValidationFailed, WaitTimeout, unstorable
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Operator, Reader, Writer, still_valid
 from titan.master.api.params import After, Attempt
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
+from titan.master.events import Guard
 from titan.master.scheduling.lending import lending
 from titan.master.scheduling.refs import find_job
 from titan.master.scheduling.state import TERMINAL
@@ -46,23 +47,25 @@ async def lookup(c: CtxDep, p: Reader, ref: str) -> Row:
 
 
 @router.get("/jobs/{ref:path}/wait", summary="Long-poll until the job has finished")
-async def wait_job(c: CtxDep, p: Reader, ref: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
+async def wait_job(c: CtxDep, p: Reader, request: Request, ref: str,
+                   timeout: float = Query(30, ge=0, le=300)) -> Row:
+    guard = still_valid(request)
     # A name submitted lately is known without a read: the wait registers on its job first.
     named = c.engine.job_names.newest(ref)
     if named is not None:
         try:
             with lending(c.engine, p):
-                return await _wait_for(c, named, None, timeout)
+                return await _wait_for(c, named, None, timeout, guard)
         except NotFound:
             pass  # deleted since: the name now means an older job, read as any other ref
     job = await c.engine.read(lambda tx: load_job(tx, ref))
     if job["state"] in TERMINAL:
         return job  # what it read is committed: finished, and so for good
     with lending(c.engine, p):
-        return await _wait_for(c, job["id"], job, timeout)
+        return await _wait_for(c, job["id"], job, timeout, guard)
 
 
-async def _wait_for(c: Ctx, job_id: int, job: Row | None, timeout: float) -> Row:
+async def _wait_for(c: Ctx, job_id: int, job: Row | None, timeout: float, guard: Guard) -> Row:
     """Wait for job ``job_id`` to finish (``job``: its row as last read, if it was); its
     view, read in the commit that finished it when the wait began before that commit."""
     topic = ("job", job_id)
@@ -73,7 +76,7 @@ async def _wait_for(c: Ctx, job_id: int, job: Row | None, timeout: float) -> Row
             job = await c.engine.read(lambda tx: load_job(tx, f"#{job_id}"))  # that id alone
         if job is None or job["state"] not in TERMINAL:
             try:
-                await c.hub.until(waiter, timeout=timeout)
+                await c.hub.until(waiter, timeout=timeout, guard=guard)
                 view = waiter.result()
             except TimeoutError:
                 if job is None:
@@ -152,7 +155,7 @@ def _attempt_of(job: Row, ref: str, attempt: int | None) -> int:
 
 
 async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int, wait: float,
-                tail: bool = False) -> Row:
+                guard: Guard, tail: bool = False) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
     n = _attempt_of(job, ref, attempt)
     topic = ("log", job["id"])
@@ -167,7 +170,7 @@ async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int
             fin = c.hub.waiter(("job", job["id"]))
             try:
                 with contextlib.suppress(TimeoutError):
-                    await c.hub.until(waiter, fin, timeout=wait)
+                    await c.hub.until(waiter, fin, timeout=wait, guard=guard)
             finally:
                 c.hub.discard(("job", job["id"]), fin)
             lines = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, limit))
@@ -184,13 +187,13 @@ async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int
 
 
 @router.get("/jobs/{ref:path}/logs", summary="Log lines of one attempt (long-poll with wait>0)")
-async def job_logs(c: CtxDep, p: Reader, ref: str, attempt: Attempt = None,
+async def job_logs(c: CtxDep, p: Reader, request: Request, ref: str, attempt: Attempt = None,
                    after: After = 0, limit: int = Query(10_000, ge=1, le=100_000),
                    wait: float = Query(0, ge=0, le=60),
                    tail: bool = Query(False, description=(
                        "the last `limit` lines after `after` instead of the first: a page "
                        "showing a long log starts at its end"))) -> Row:
-    return await _logs(c, ref, attempt, after, limit, wait, tail)
+    return await _logs(c, ref, attempt, after, limit, wait, still_valid(request), tail)
 
 
 #: Log lines read per database read while a plain-text log streams out.

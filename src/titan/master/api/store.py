@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Request
 
 from titan.errors import PayloadTooLarge, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
-from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer
+from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer, still_valid
 from titan.master.api.params import check_key, check_new_key
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
@@ -109,7 +109,8 @@ async def smembers(c: CtxDep, p: Reader, key: str) -> Row:
 
 
 @router.get("/store/wait/{key:anytext}", summary="Long-poll until the key has a value")
-async def wait_key(c: CtxDep, p: Reader, key: str, timeout: float = Query(30, ge=0, le=300)) -> Row:
+async def wait_key(c: CtxDep, p: Reader, request: Request, key: str,
+                   timeout: float = Query(30, ge=0, le=300)) -> Row:
     check_key(key)
     waiter = c.hub.waiter(("store", key))
     try:
@@ -117,7 +118,7 @@ async def wait_key(c: CtxDep, p: Reader, key: str, timeout: float = Query(30, ge
         if value is None:
             try:
                 with lending(c.engine, p):
-                    await c.hub.until(waiter, timeout=timeout)
+                    await c.hub.until(waiter, timeout=timeout, guard=still_valid(request))
                     value = waiter.result()
             except TimeoutError:
                 raise WaitTimeout(f"store key {key!r} was not set within {timeout:g}s",

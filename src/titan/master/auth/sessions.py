@@ -162,6 +162,7 @@ async def logout(ctx: Ctx, cookie: str) -> None:
     now = time.time()
     await ctx.engine.run(lambda tx: tx.end_session(session_id, float(expires), now))
     ctx.tokens.put("session-ended:" + session_id, True)
+    ctx.hub.revoked()  # its parked long-polls end now
 
 
 def csrf_token(cookie: str) -> str:
