@@ -49,7 +49,8 @@ def run_script(cluster: Cluster, source: str, *args: str, env: dict[str, str] | 
                check: bool = True) -> subprocess.CompletedProcess[str]:
     path = Path(cluster.script(f"s{time.monotonic_ns()}.py", source))
     full = dict(os.environ, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
-                TITAN_TOKEN=cluster.admin_token, **(env or {}))
+                TITAN_TOKEN=cluster.admin_token)
+    full.update(env or {})
     done = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True,
                           env=full, timeout=120, cwd=cluster.root)
     if check:
@@ -394,3 +395,30 @@ with titan.trace.run("patient") as run:
         assert sorted(a["inputs"]["i"] for a in actions_of(cluster, run_id)) == list(range(50))
     finally:
         cluster.stop()
+
+
+def test_a_revoked_token_is_said_as_refused_not_waited_on(cluster: Cluster) -> None:
+    # A 401 was retried as if the master were away: flush() answered False after its whole
+    # timeout with nothing on stderr, and the exit waited 10 s more, then said "the master
+    # could not be reached (unknown or revoked token; TITAN_TRACE_FLUSH_TIMEOUT waits
+    # longer)" of a master that had answered (a QA pass).
+    made = cluster.api("POST", "/tokens", {"role": "operator", "name": "revoked-driver"})
+    done = run_script(cluster, '''
+import os, titan
+from titan import TitanClient
+with titan.trace.run("revoked", run_id="revoked-driver-1"):
+    with titan.trace.action("before") as a:
+        a.outputs = 1
+    assert titan.trace.flush(60)
+    TitanClient(token=os.environ["ADMIN"]).revoke_token(os.environ["TOKEN_ID"])
+    with titan.trace.action("after") as a:
+        a.outputs = 2
+    print("flush:", titan.trace.flush(60), flush=True)
+''', env={"TITAN_TOKEN": made["token"], "ADMIN": cluster.admin_token, "TOKEN_ID": made["id"]})
+    assert "flush: False" in done.stdout, done.stdout + done.stderr
+    assert ("[titan.trace] the master refused the token (unknown or revoked token): an action "
+            "of run revoked-driver-1 not recorded") in done.stderr, done.stderr
+    assert ("the master refused the token (unknown or revoked token): run revoked-driver-1 "
+            "not updated") in done.stderr, done.stderr
+    assert "could not be reached" not in done.stderr, done.stderr
+    assert [a["name"] for a in actions_of(cluster, "revoked-driver-1")] == ["before"]

@@ -26,6 +26,10 @@ from titan.trace.context import RunHandle
 
 MAX_BATCH = 2000
 SAID_REFUSALS = 5  # refusals said on stderr as they come; the rest counted
+#: Answers sent again later: the master busy or timing out. A 401 is not among them: the
+#: master answered and refused the token, which waiting does not change (it was retried
+#: for the exit's whole wait, then said as "the master could not be reached" — a QA pass).
+RETRIED = (408, 429)
 #: Bytes of actions sent in one request at most (the master's default body limit is 64 MiB):
 #: a batch of large payloads goes in several requests, and one the master still finds too
 #: large is split (a 413 refused every action of it, small ones included).
@@ -109,8 +113,11 @@ class Sending:
             except errors.PayloadTooLarge as exc:
                 why = str(exc)
             except errors.APIError as exc:
-                if exc.status >= 500 or exc.status in (401, 408, 429):
+                if exc.status >= 500 or exc.status in RETRIED:
                     raise
+                if exc.status == errors.Unauthorized.status:
+                    self._refusal(run, len(batch), str(exc), token=True)
+                    return None
                 bad = refused_indexes(exc, len(batch))
                 if not bad or len(bad) == len(batch):
                     self._refusal(run, len(batch), str(exc))
@@ -142,17 +149,35 @@ class Sending:
             return False
         return True
 
-    def _refusal(self, run: RunHandle, count: int, why: str) -> None:
+    def _refusal(self, run: RunHandle, count: int, why: str, token: bool = False) -> None:
         """Count refused actions; say the first few (a flood of refusals was a flood of
-        lines on the program's stderr), and the total at exit."""
+        lines on the program's stderr), and the total at exit. ``token``: the master refused
+        the credential itself (401), not the actions."""
         self.refused += count
         if self._said_refusals < SAID_REFUSALS:
             self._said_refusals += 1
             more = " (further refusals are counted and totalled at exit)" \
                 if self._said_refusals == SAID_REFUSALS else ""
             what = "an action" if count == 1 else f"{count} actions"
+            if token:
+                warn(f"{token_refused(why)}: {what} of run {run.id} not recorded{more}")
+                return
             warn(f"the master refused {what} of run {run.id}"
                   f"{' ' if why.startswith('as ') else ': '}{why}{more}")
+
+
+def token_refused(why: str) -> str:
+    """What a 401 is said as: the master answered, and refused the credential (revoked,
+    or another master's); TITAN_TOKEN must change, so no wait helps."""
+    return f"the master refused the token ({why})"
+
+
+def change_refused(kind: str, run_id: str, exc: errors.APIError) -> str:
+    """What a refused run start or end is said as."""
+    if exc.status == errors.Unauthorized.status:
+        return f"{token_refused(str(exc))}: run {run_id} not " \
+            f"{'opened' if kind == 'create' else 'updated'}"
+    return f"the master refused to {'open' if kind == 'create' else 'update'} run {run_id}: {exc}"
 
 
 def warn(message: str) -> None:

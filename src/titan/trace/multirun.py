@@ -141,7 +141,7 @@ class MultiRun:
             if exc.status in (404, 405):  # an older master: its per-run routes, from now on
                 self._unbatched.add(id(client))
                 return None
-            if exc.status >= 500 or exc.status in (401, 408, 429):
+            if exc.status >= 500 or exc.status in batches.RETRIED:
                 raise
             self._single = True  # too large, or refused whole: its own routes say why
             return True

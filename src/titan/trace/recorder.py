@@ -270,14 +270,14 @@ class Recorder(batches.Sending, multirun.MultiRun):
             else:
                 self.client(run).call("PATCH", f"/runs/{quote_ref(run.id)}", json=body)
         except errors.APIError as exc:
-            if exc.status >= 500 or exc.status in (401, 408, 429):
+            if exc.status >= 500 or exc.status in batches.RETRIED:
                 raise
             self.changes_refused += 1
-            warn(f"the master refused to {'open' if kind == 'create' else 'update'} run "
-                  f"{run.id}: {exc}")
-            if kind == "create" and exc.code == "run_ended":
+            warn(batches.change_refused(kind, run.id, exc))
+            if kind == "create" and (exc.status == 401 or exc.code == "run_ended"):
                 # Its actions and end would go into the run of that id that has ended,
-                # another execution's: they are not sent (said once, counted as refused).
+                # another execution's, or meet the same refused token: they are not sent
+                # (said once, counted as refused).
                 run.refused = True
 
     def _drop_refused(self) -> None:
