@@ -322,6 +322,53 @@ def test_titan_up_stops_when_its_worker_cannot_start(tmp_path: Path) -> None:
     assert "the local worker exited at start (exit code 2); stopping" in said
 
 
+def test_titan_up_leaves_a_worker_whose_token_is_revoked_stopped_and_says_why(
+        tmp_path: Path) -> None:
+    """Its worker.token revoked, `titan up` started its worker again for ever (2, 4, 8 ...
+    s), saying only "unknown or revoked token"; restarted, it pointed at an admin.token that
+    was revoked as if it opened anything (a QA pass)."""
+    port, dash = free_port(), free_port()
+    data = tmp_path / "data"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    up = [sys.executable, "-m", "titan", "up", "--port", str(port), "--dashboard-port",
+          str(dash), "--data-dir", str(data), "--slots", "1"]
+    proc = subprocess.Popen(up, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=tmp_path)
+    assert proc.stdout is not None
+    try:
+        lines: list[str] = []
+        while not lines or "Ctrl-C" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1] or proc.poll() is None, "".join(lines)
+        admin = TitanClient(url=f"http://127.0.0.1:{port}",
+                            token=(data / "admin.token").read_text().strip())
+        spare = admin.create_token("admin", name="spare")
+        tokens = {t["name"]: t["id"] for t in admin.list_tokens()}
+        admin.revoke_token(tokens["local worker (titan up)"])
+        while "titan up: the master refuses the local worker's token" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1], "titan up stopped:\n" + "".join(lines)
+            assert "starting it again" not in lines[-1], "".join(lines)
+        assert f"({data / 'worker.token'}: revoked, or not a worker's); it is not started " \
+            "again: delete that file and restart `titan up` to get a new one (jobs wait for " \
+            "a worker meanwhile)" in lines[-1]
+        assert admin.health()  # the master serves on
+        TitanClient(url=f"http://127.0.0.1:{port}", token=spare["token"]).revoke_token(
+            tokens["admin (titan up)"])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+    assert "starting it again" not in rest, rest
+    # Started again with both files revoked: the banner says so, and the worker's hint stops it.
+    out = subprocess.run(up, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    said = out.stdout + out.stderr
+    assert out.returncode == 1, said
+    assert f"Admin token   {data / 'admin.token'} holds a REVOKED token: delete the file " \
+        "and restart to get a new one" in said
+    assert "restart `titan up` to get a new one; stopping" in said
+    assert "exited at start" not in said
+
+
 def test_titan_up_restarts_a_worker_killed_soon_after_its_start(tmp_path: Path) -> None:
     """A worker killed by a signal within the start grace (the OOM killer, a kill -9) had
     started: `titan up` stopped the whole cluster as if it could not start (a QA pass)."""

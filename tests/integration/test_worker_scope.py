@@ -19,6 +19,7 @@ from tests.integration import processes
 from tests.integration.harness import Cluster
 from tests.integration.test_api_contract import assert_error, call
 from titan import TitanJob
+from titan.worker import lifeline
 
 
 @pytest.fixture
@@ -214,7 +215,7 @@ def test_a_worker_whose_token_is_revoked_is_lost_and_fails_no_job(cl: Cluster) -
     assert after["attempt"] <= 3, after
     # It leaves at once: it waited 30 s more to hand in reports no master would take.
     started = time.monotonic()
-    assert revoked.wait(timeout=30) == 1
+    assert revoked.wait(timeout=30) == lifeline.EXIT_REFUSED  # not worth starting again
     assert time.monotonic() - started < 10
     # A worker with a live token runs it.
     cl.add_worker(capabilities="GAMMA", slots=1, name="gamma2")
@@ -272,7 +273,7 @@ def test_a_revoked_workers_jobs_are_killed_and_their_tokens_stale_at_once(
     assert (status, body["error"]["code"]) == (409, "stale_attempt")
     # The worker kills it (SIGTERM, then SIGKILL after the grace) and leaves.
     assert processes.wait_dead(pid, timeout=15), "the revoked worker's job ran on"
-    assert revoked.wait(timeout=30) == 1
+    assert revoked.wait(timeout=30) == lifeline.EXIT_REFUSED  # not worth starting again
     assert "killing its 1 running job now" in cl.log("worker-1.log")
 
     # It runs again elsewhere, and its effect lands once: attempt 1's never.

@@ -91,8 +91,9 @@ def write_secret_file(path: Path, value: str) -> None:
         fh.write((value + "\n").encode())
 
 
-async def ensure_token_file(engine: Engine, path: Path, role: str, name: str) -> str:
-    """The token stored in ``path`` (created on first start), registered in the database."""
+async def ensure_token_file(engine: Engine, path: Path, role: str, name: str) -> bool:
+    """Make sure ``path`` holds a token (created on first start) registered in the database;
+    whether that token is revoked."""
     token = path.read_text().strip() if path.exists() else ""
     if not token:
         token = auth.new_token()
@@ -111,7 +112,8 @@ async def ensure_token_file(engine: Engine, path: Path, role: str, name: str) ->
         # file stays useless until it is replaced, and the CLI that reads it says only 401.
         log.warning("%s holds a revoked token: delete the file and restart the master to get "
                     "a new one (docs/security.md#rotating-the-admin-token)", path)
-    return token
+        return True
+    return False
 
 
 def open_secured_storage(config: MasterConfig) -> Storage:
@@ -174,10 +176,14 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         # and "local worker", though it starts no worker (its worker.token is one the
         # operator may give their `titan worker`s: docs/configuration.md, --data-dir).
         made = config.started_by
-        await ensure_token_file(engine, data / "admin.token", "admin", f"admin ({made})")
-        await ensure_token_file(engine, data / "worker.token", "worker",
-                                "local worker (titan up)" if made == "titan up"
-                                else f"worker ({made})")
+        for file, role, name in (
+                ("admin.token", "admin", f"admin ({made})"),
+                ("worker.token", "worker",
+                 "local worker (titan up)" if made == "titan up" else f"worker ({made})")):
+            if await ensure_token_file(engine, data / file, role, name):
+                config.revoked_files.add(file)
+            else:
+                config.revoked_files.discard(file)
         blobs = open_blob_store(config.blob_settings(), storage)
         mark = await engine.read(lambda tx: blob_mark.ensure(tx, blobs))
         if mark is not None:  # this store is now the one its blobs are in

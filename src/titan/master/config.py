@@ -115,6 +115,9 @@ class MasterConfig:
     #: The command that runs this master, in the names of the tokens its first start makes
     #: (``admin (titan up)``, ``worker (titan master)``): `titan up` sets it.
     started_by: str = "titan master"
+    #: Filled at start: the data dir's token files that hold a revoked token (the banner
+    #: says so rather than point at a file that opens nothing).
+    revoked_files: set[str] = field(default_factory=set)
     #: Serve HTTPS with this certificate and key (PEM files); `titan up --tls` makes both.
     tls_cert: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_CERT") or None)
     tls_key: str | None = field(default_factory=lambda: os.environ.get("TITAN_TLS_KEY") or None)

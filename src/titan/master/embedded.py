@@ -131,6 +131,22 @@ def run_up(config: MasterConfig, slots: int | None = None,
                 return
             code = worker.proc.returncode if worker.proc is not None else None
             lived = time.monotonic() - began
+            if code == lifeline.EXIT_REFUSED:
+                # Its token was revoked: every start is refused the same way. It was started
+                # again for ever (2, 4, 8 ... s), saying only "unknown or revoked token" (a QA
+                # pass); said once, with the way out, and left stopped. Revoked before this
+                # start (the master found so), it could never start: `titan up` stops.
+                never = "worker.token" in config.revoked_files
+                print(f"titan up: the master refuses the local worker's token "
+                      f"({config.data_path / 'worker.token'}: revoked, or not a worker's); "
+                      "it is not started again: delete that file and restart `titan up` to "
+                      "get a new one"
+                      + ("; stopping" if never else " (jobs wait for a worker meanwhile)"),
+                      file=sys.stderr, flush=True)
+                if never:
+                    failed.append("the local worker's token is revoked")
+                    server.should_exit = True
+                return
             # Killed by a signal (the OOM killer, a kill -9) is not "could not start": a worker
             # that cannot start says why and exits with a code. That one stopped the cluster
             # when it came within the grace, jobs running and all (a QA pass).

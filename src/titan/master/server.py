@@ -287,7 +287,12 @@ def banner(config: MasterConfig) -> None:
         link = sign_in_link(config).split("/login?")[0] + "/"
         print(f"Dashboard     {link}   (sign in: `titan dashboard` prints a one-click link, "
               "as the master's user)", flush=True)
-    print(f"Admin token   {config.data_path / 'admin.token'}", flush=True)
+    admin = config.data_path / "admin.token"
+    if "admin.token" in config.revoked_files:  # pointed at, it opened nothing (a QA pass)
+        print(f"Admin token   {admin} holds a REVOKED token: delete the file and restart to "
+              "get a new one", flush=True)
+    else:
+        print(f"Admin token   {admin}", flush=True)
     if config.listens_everywhere and not config.advertise_url:
         # Its URL above is this machine's own (127.0.0.1): other machines need another.
         print(f"Other hosts   this master listens on every interface; set --advertise-url "

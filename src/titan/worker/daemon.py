@@ -203,6 +203,11 @@ class Worker(LeaseThread):
                 signal.signal(signum, handler)
             self._shutdown()
 
+    @property
+    def refused(self) -> bool:
+        """Whether it stopped because the master refuses its credential."""
+        return isinstance(self._fatal, REFUSED)
+
     def request_stop(self, *, hard: bool = False) -> None:
         """Ask for a graceful drain (or, with ``hard``, an immediate stop) from any thread."""
         self._signals += 2 if hard else 1
@@ -376,4 +381,5 @@ def run_worker(master_url: str | Sequence[str], token: str | None, capabilities:
     # does not: `titan up` prints its banner.
     worker.announce = lifeline.ENV not in os.environ
     lifeline.watch(lambda: worker.request_stop(hard=True))
-    return worker.run()
+    code = worker.run()
+    return lifeline.EXIT_REFUSED if code and worker.refused else code

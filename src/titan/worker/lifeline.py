@@ -6,6 +6,8 @@ is killed outright. Instead `titan up` holds the write end of a pipe whose read 
 inherits: the kernel closes the write end when `titan up` dies, however it dies, and the
 worker reads end-of-file and stops. Without this, every `kill -9` of `titan up` would leave a
 worker (and its jobs) retrying a master that is gone, for ever.
+
+The worker's exit status tells `titan up` whether starting it again can help.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import threading
 from collections.abc import Callable
 
 ENV = "TITAN_LIFELINE_FD"
+#: The exit status of a worker whose credential the master refused (sysexits' EX_NOPERM): a
+#: revoked token. Starting it again cannot help until the token is replaced; `titan up` (or a
+#: service manager: RestartPreventExitStatus=77) tells it from a crash by this.
+EXIT_REFUSED = 77
 
 log = logging.getLogger("titan.worker")
 
