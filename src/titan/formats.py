@@ -161,6 +161,17 @@ def env_problem(env: dict[str, str]) -> str | None:
     return None
 
 
+def runner_problem(runner: str, filename: str) -> str | None:
+    """Why ``runner`` cannot run ``filename`` (None when it can), in the words the SDK and the
+    master refuse it with at submit: ``fork`` runs the file as Python in the warm zygote
+    (a suffix-less Python file may ask for it), so a ``.sh`` forked ended in a SyntaxError on
+    its first shell line, the job FAILED on the worker."""
+    if runner == "fork" and filename.endswith(".sh"):
+        return (f"runner 'fork' runs a Python script in the warm interpreter; {filename!r} is a "
+                "shell script (leave runner out, or say 'subprocess', to run it with the shell)")
+    return None
+
+
 def iso(ts: float | None) -> str:
     """A Unix time as RFC 3339 in UTC with milliseconds and ``Z``; "" for None."""
     if ts is None:

@@ -309,6 +309,31 @@ def test_what_no_process_can_be_given_is_refused_at_submit_in_the_sdk_s_words(
     assert ok(cl, "GET", "/dags?name=nul-dag")["total"] == 0  # nothing stored
 
 
+def test_a_shell_script_on_the_fork_runner_is_refused_at_submit_in_the_sdk_s_words(
+        cl: Cluster) -> None:
+    """``runner="fork"`` runs the file as Python in the zygote: a ``.sh`` was accepted, then
+    FAILED on the worker with a SyntaxError on its first shell line. The master and TitanJob
+    refuse it, naming runner; a .sh on the other runners, and fork on a file with no suffix
+    (Python by the user's word), are still accepted."""
+    from titan.client import TitanJob
+    from titan.errors import ValidationFailed
+
+    sha = _upload_script(cl)
+    body = {"name": "fork-sh", "jobs": [{"job_id": "a", "filename": "s.sh",
+                                         "script_sha256": sha, "runner": "fork"}]}
+    err = refused(cl, "POST", "/dags", json.dumps(body).encode(), mentions="shell script")
+    assert err["code"] == "invalid_dag" and err["details"] == {"job_id": "a", "field": "runner"}
+    assert "'subprocess'" in err["message"]  # says what to do instead
+    with pytest.raises(ValidationFailed) as sdk:
+        TitanJob("a", "s.sh", runner="fork")
+    assert str(sdk.value) == err["message"] and sdk.value.details["field"] == "runner"
+    assert ok(cl, "GET", "/dags?name=fork-sh")["total"] == 0  # nothing stored
+    for filename, runner in [("s.sh", "subprocess"), ("s.sh", "auto"), ("tool", "fork")]:
+        TitanJob("a", filename, runner=runner)
+        body["jobs"][0].update(filename=filename, runner=runner)
+        ok(cl, "POST", "/dags", body, status=201)
+
+
 def test_an_unknown_dag_field_is_refused(cl: Cluster) -> None:
     sha = _upload_script(cl)
     body = {"name": "typo-top", "job": [], "jobs": [{"job_id": "a", "filename": "a.py",

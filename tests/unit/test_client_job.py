@@ -56,6 +56,7 @@ def test_args_string_is_split_like_a_shell() -> None:
     ({"env": {"A": [1]}}, "env"),
     ({"env": ["A=1"]}, "env"),
     ({"runner": "docker"}, "runner"),
+    ({"runner": "fork", "filename": "s.sh"}, "runner"),  # fork runs Python, not the shell
     ({"job_type": "run payload"}, "job_type"),
     ({"args": {"a": 1}}, "args"),
     ({"max_wait_seconds": 0}, "max_wait_seconds"),

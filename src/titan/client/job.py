@@ -21,7 +21,7 @@ from typing import Any
 
 from titan import services
 from titan.errors import ScriptNotFound, ValidationFailed
-from titan.formats import args_problem, env_problem, name_problem
+from titan.formats import args_problem, env_problem, name_problem, runner_problem
 
 JOB_TYPES_HINT = "RUN_PAYLOAD"
 RUNNERS = ("auto", "fork", "subprocess")
@@ -179,6 +179,8 @@ class TitanJob:
         self.env: dict[str, str] = self._env(env, bad)
         if runner not in RUNNERS:
             raise bad("runner", f"runner must be one of {', '.join(RUNNERS)}, got {_shown(runner)}")
+        if (why := runner_problem(runner, self.filename)) is not None:
+            raise bad("runner", why)
         self.runner: str = runner
         self.base_dir: str | None = os.fspath(base_dir) if base_dir is not None else None
         given = {"readiness": readiness, "max_restarts": max_restarts,

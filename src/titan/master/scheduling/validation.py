@@ -13,7 +13,7 @@ from typing import Any
 
 from titan import services
 from titan.errors import InvalidDAG, ValidationFailed
-from titan.formats import args_problem, env_problem, name_problem
+from titan.formats import args_problem, env_problem, name_problem, runner_problem
 from titan.master.scheduling.dag_graph import graph_problems, job_problem
 
 JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE", "APPROVAL"}
@@ -165,6 +165,8 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
     runner = job.get("runner") or "auto"
     if runner not in RUNNERS:
         raise job_problem(job_id, "runner", f"runner must be one of {sorted(RUNNERS)}")
+    if (why := runner_problem(runner, filename)) is not None:
+        raise job_problem(job_id, "runner", why)
     hitl, max_wait = _gate_fields(job, job_id)
     return {
         "job_id": job_id, "filename": filename, "script_sha256": sha,
