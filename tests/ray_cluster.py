@@ -100,6 +100,71 @@ def ray_head() -> Iterator[str]:
 
 
 @contextmanager
+def ray_node(address: str, resources: dict[str, int]) -> Iterator[subprocess.Popen[bytes]]:
+    """A second node (1 CPU, ``resources``) joined to the head at ``address``; yields its
+    ``ray start --block`` process, whose session holds the node's raylet. Killed on exit."""
+    tmp = Path(tempfile.mkdtemp(prefix="trayn", dir="/tmp"))
+    ports = {name: free_port() for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+        "metrics-export-port")}
+    args = [str(Path(sys.executable).with_name("ray")), "start", "--block",
+            f"--address={address}", "--num-cpus=1", f"--resources={json.dumps(resources)}",
+            "--disable-usage-stats", "--object-store-memory=80000000",
+            *(f"--{name}={value}" for name, value in ports.items())]
+    log = tmp / "node.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env={**os.environ, **RAY_ENV}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while b"Ray runtime started" not in log.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray node did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        for pid in _session(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def raylet_of(node: subprocess.Popen[bytes]) -> int:
+    """The pid of the raylet ``node`` (from :func:`ray_node`) started."""
+    for pid in _session(node.pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[0].endswith(b"/raylet"):
+                    return pid
+        except OSError:
+            pass
+    raise LookupError("no raylet in the node's session")
+
+
+def kill_head(address: str) -> None:
+    """Kill the head at ``address`` (from :func:`ray_head`) at once, GCS and raylet: its
+    whole cluster dies, as with a lost host."""
+    port = address.rsplit(":", 1)[1]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"/gcs_server") and f"--gcs_server_port={port}".encode() in argv:
+            for member in _session(os.getsid(int(pid))):
+                try:
+                    os.kill(member, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return
+    raise LookupError(f"no GCS serving port {port}")
+
+
+@contextmanager
 def ray_client_env() -> Iterator[None]:
     """:data:`RAY_ENV` in this process's environment, for a driver of the test head."""
     with pytest.MonkeyPatch.context() as mp:

@@ -10,6 +10,7 @@ the network::
     ├── ConfigError              bad settings, missing token, unreadable data dir
     ├── ConnectionFailed         the master could not be reached
     ├── ScriptNotFound           a job's script is not on the submitter's disk
+    ├── ExecutorGone             a worker's executor can run no more jobs (its Ray cluster died)
     ├── ReplayMiss               a replayed call is not in the recording and may not run live
     ├── ReplayedError            a recorded call failed; its replay fails the same way
     ├── LLMError                 titan.llm could not produce a usable completion
@@ -74,6 +75,11 @@ class ConnectionFailed(TitanError):
 
 class ScriptNotFound(TitanError):
     """A job's script could not be found on this machine."""
+
+
+class ExecutorGone(TitanError):
+    """The worker's executor can run no more jobs: the Ray cluster it drives is gone. The
+    worker hands its jobs back (they spend no retry) and stops."""
 
 
 class ReplayMiss(TitanError):

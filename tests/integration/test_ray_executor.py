@@ -6,6 +6,7 @@ projects shipped to the node, slots that follow the cluster."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -17,7 +18,16 @@ import pytest
 
 from tests.integration.harness import Cluster
 from tests.integration.processes import wait_dead
-from tests.ray_cluster import CPUS, CUSTOM, RAY_ENV, ray_client_env, ray_head
+from tests.ray_cluster import (
+    CPUS,
+    CUSTOM,
+    RAY_ENV,
+    kill_head,
+    ray_client_env,
+    ray_head,
+    ray_node,
+    raylet_of,
+)
 from titan_sdk import TitanJob
 
 pytestmark = [pytest.mark.slow,
@@ -255,7 +265,7 @@ def test_requirements_become_ray_resources_and_capacity_follows_the_cluster(
         # may run its own job plus the one CPU still free.
         _until(lambda: ray.available_resources().get(CUSTOM, 0) == 0)
         _until(lambda: ray.available_resources().get("CPU", 0) == CPUS - 1)
-        assert executor.capacity() == CPUS
+        _until(lambda: executor.capacity() == CPUS)  # read by a probe, off the caller
         go.touch()
         _until(lambda: sink.results)
         assert sink.results[0]["exit_code"] == 0
@@ -263,3 +273,81 @@ def test_requirements_become_ray_resources_and_capacity_follows_the_cluster(
     finally:
         executor.close()
         loop.stop()
+
+
+def test_a_node_that_dies_under_a_job_loses_its_attempt_and_spends_no_retry(
+        cluster: Cluster, ray_address: str) -> None:
+    """A Ray node killed under a running job (retries=0): the job ended FAILED with "Ray:
+    NodeDiedError", its only attempt spent, where a local worker lost costs no retry. Now the
+    attempt is LOST, the job runs again as attempt 2, and the worker stays live (another
+    node died, not its own)."""
+    client = cluster.client()
+    script = cluster.script("doomed.py", """
+        import os, time
+        print("running", flush=True)
+        parent = os.getppid()
+        while os.getppid() == parent:  # its own session: it ends with its Ray worker
+            time.sleep(0.2)
+    """)
+    with ray_node(ray_address, {"DOOMED": 1}) as node:
+        # Its own worker: the module's registered before this node, without its resource.
+        cluster.add_worker(capabilities="DOOMED", slots=1, name="ray-doomed",
+                           extra=["--executor", "ray", "--ray-address", ray_address])
+        client.submit_dag("doomed", [TitanJob("d", script, requirement="DOOMED", retries=0)])
+        _until(lambda: "running" in client.fetch_logs("doomed/d"), WAIT)
+        os.kill(raylet_of(node), signal.SIGKILL)
+        job = _until(lambda: (j := client.get_job("doomed/d"))["attempt"] == 2 and j, WAIT)
+        try:
+            first = job["attempts"][0]
+            assert first["state"] == "LOST", first
+            assert "lost on Ray: the node running it" in first["error"], first
+            assert job["max_attempts"] == 2, "no retry spent: it may go one attempt further"
+            assert job["state"] in ("READY", "RUNNING"), job  # waits for a DOOMED node
+            assert "spending no retry" in client.fetch_logs("doomed/d", attempt=1)
+            assert [w["state"] for w in cluster.live_workers() if w["name"] == "ray-doomed"] \
+                == ["live"]
+        finally:
+            client.cancel("doomed")
+
+
+def test_a_worker_whose_ray_cluster_dies_hands_its_job_back_and_stops_saying_why(
+        tmp_path: Path) -> None:
+    """The worker's own Ray node dies (here the head, raylet and GCS: `ray start --block`
+    takes the rest down with the raylet). Its job ended FAILED with NodeDiedError, the worker
+    stayed live, and Ray aborted it a minute later with nothing of Titan's in its log. Now
+    the job is handed back (LOST, no retry spent) and the worker stops, saying why."""
+    with ray_head() as address:
+        with pytest.MonkeyPatch.context() as mp:
+            for key in list(os.environ):
+                if key.startswith("TITAN_") and key != "TITAN_TEST_POSTGRES_URL":
+                    mp.delenv(key)
+            mp.setenv("TITAN_CONFIG_DIR", str(tmp_path / "user-config"))
+            c = Cluster(tmp_path, env=RAY_ENV)
+        try:
+            c.start_master()
+            worker = c.add_worker(capabilities="GENERAL", slots=1, name="ray-gone",
+                                  extra=["--executor", "ray", "--ray-address", address])
+            client = c.client()
+            script = c.script("long.py", """
+                import os, time
+                print("running", flush=True)
+                parent = os.getppid()
+                while os.getppid() == parent:  # its own session: it ends with its Ray worker
+                    time.sleep(0.2)
+            """)
+            client.submit_dag("gone", [TitanJob("g", script, retries=0)])
+            _until(lambda: "running" in client.fetch_logs("gone/g"), WAIT)
+            kill_head(address)
+            assert worker.wait(timeout=WAIT) == 1
+            job = client.get_job("gone/g")
+            assert job["attempts"][0]["state"] == "LOST", job["attempts"]
+            # A second attempt leased before the worker stopped is handed back unstarted:
+            # every attempt given back, none spent (max_attempts was 1).
+            assert all(a["state"] in ("LOST", "RELEASED") for a in job["attempts"]), job
+            assert job["max_attempts"] == job["attempt"] + 1, job
+            assert job["state"] in ("READY", "PENDING"), job
+            said = (tmp_path / "worker-0.log").read_text()
+            assert "the Ray cluster at" in said and "is gone for this worker" in said, said
+            assert "worker stopping:" in said, said
+        finally:
+            c.stop()

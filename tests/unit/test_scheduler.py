@@ -330,6 +330,29 @@ def test_a_job_its_stopping_worker_hands_back_runs_again_spending_no_retry() -> 
     assert s.finish(job.id, 2, 0, None, False, ch) and job.state == "COMPLETED"
 
 
+def test_an_attempt_lost_under_its_worker_runs_again_spending_no_retry_a_bounded_number_of_times(
+) -> None:
+    # A Ray node died under the job: the worker says the attempt was lost, not failed. It
+    # ended FAILED ("Ray: NodeDiedError"), its retry spent; now it is LOST as with a dead
+    # worker, and, like lost leases, a job that loses every attempt fails at the fifth.
+    from titan.master.scheduling.leasing import MAX_LEASE_LOSSES
+
+    s = make()
+    w = worker(s)
+    ch = Changes()
+    job = by_name(s, dag(s, [{"id": "a", "attempts": 1}], ch))["a"]
+    for n in range(1, MAX_LEASE_LOSSES + 1):
+        s.take(w, 1, ch)
+        ch = Changes()
+        assert s.finish(job.id, n, None, "lost on Ray: the node running it died", False, ch,
+                        worker_id="w1", released=True, lost=True)
+        state, error = ch.done_attempts[-1][2]["state"], ch.done_attempts[-1][2]["error"]
+        assert state == "LOST" and "lost on Ray: the node running it died" in error, error
+        if n < MAX_LEASE_LOSSES:
+            assert job.state == "READY" and job.max_attempts == n + 1, "no retry spent"
+    assert job.state == "FAILED" and f"({MAX_LEASE_LOSSES} times)" in (job.error or "")
+
+
 def test_a_lease_lost_to_a_silent_worker_loses_the_worker_and_the_job_goes_elsewhere() -> None:
     # A worker frozen with SIGSTOP keeps its connection, and its poll, open: it stayed live,
     # and the job went back to it lease after lease until it FAILED, a healthy worker idle.

@@ -308,12 +308,22 @@ class Attempt:
                # clock set wrong here (60 s behind made every duration 0.0 s) moves nothing.
                # ended_at stays for masters of the previous version.
                "elapsed": round((self._ended or time.monotonic()) - self._started, 6)}
-        if self.kill_reason == STOPPED or self._released:
+        if self._lost():
+            # What ran it died under it (a Ray node): not the job's failure, as a local
+            # worker's death is not. Handed back; the master ends it LOST and starts it again
+            # as its next attempt, spending no retry (an earlier master: RELEASED, the same).
+            out["released"] = out["lost"] = True
+        elif self.kill_reason == STOPPED or self._released:
             # Killed because its worker is going down (a second SIGTERM), or not started
             # because of the worker (fail_to_start): not the job's failure. The master starts
             # it again elsewhere, spending no retry, as when a worker dies (its lease expires).
             out["released"] = True
         return out
+
+    def _lost(self) -> bool:
+        """Whether the process was lost, not ended by the job (a kill of Titan's, a
+        cancel or a timeout, still decides the outcome)."""
+        return self.kill_reason is None and self.process is not None and self.process.lost
 
     def _ending_line(self, code: int | None, error: str | None) -> str | None:
         """How the process ended, for its log, when the job could not say so itself: a log
@@ -328,6 +338,8 @@ class Attempt:
             return None
         if self.kill_reason == STOPPED:
             return "the worker stopped; the job starts again on another worker"
+        if self._lost():
+            return f"{error}; the job starts again, spending no retry"
         if code and code > 0 and not self.assignment.is_archive and \
                 self._exception_line.startswith("ModuleNotFoundError"):
             # A plain script's folder holds only what jobs left there (shared_imports.py).

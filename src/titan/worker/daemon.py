@@ -124,7 +124,7 @@ class Worker(LeaseThread):
             loop=self._loop, runner=self._runner, workspace=self.workspace,
             reporter=self._reporter, master_url=self.conn.masters.ordered, kill_grace=kill_grace,
             starters=min(32, max(2, slots)), on_finished=self._on_finished,
-            base_env=self._runner.base_env,
+            base_env=self._runner.base_env, on_fatal=self._fail,
         )
         self.poller: Intake = Poller(
             slots=slots, burst=burst, call=self._call, supervisor=self.supervisor,
@@ -141,7 +141,7 @@ class Worker(LeaseThread):
         self._draining = False
         self._burst_done = False
         self._fatal: BaseException | None = None
-        self._refused_killed = False
+        self._fatal_stopped = False  # the jobs were stopped for a fatal error (once)
         self._signals = 0
         self._register_lock = threading.Lock()
         self._generation = 0
@@ -218,8 +218,10 @@ class Worker(LeaseThread):
         while True:
             if self._signals >= 2:
                 return self._stop_hard()
-            if isinstance(self._fatal, REFUSED) and not self._refused_killed:
+            if isinstance(self._fatal, REFUSED) and not self._fatal_stopped:
                 self._kill_refused()
+            if isinstance(self._fatal, errors.ExecutorGone) and not self._fatal_stopped:
+                self._hand_back()
             if not self._draining and (self._signals or self._burst_done or self._fatal):
                 self._draining = True
                 self.poller.drain()
@@ -261,11 +263,22 @@ class Worker(LeaseThread):
         Drained instead, a long job ran on for as long as it liked on a distrusted host, and
         its side effects landed, then again with the attempt that replaced it (a fleet QA
         pass). The master ended their attempts already: they run again elsewhere."""
-        self._refused_killed = True
+        self._fatal_stopped = True
         running = self.supervisor.running()
         if running:
             log.error("the master refuses this worker's credential: killing its %s now "
                       "(to run again elsewhere)", _running_jobs(len(running)))
+        self.supervisor.stop_all(STOPPED)
+
+    def _hand_back(self) -> None:
+        """The executor can run nothing more (its Ray cluster is gone): the jobs it still
+        shows as running are stopped and handed back, to start again elsewhere spending no
+        retry (most have ended already, lost with the cluster). Left to drain, a job whose
+        Ray task never ended kept the worker until Ray aborted it, saying nothing of Titan's."""
+        self._fatal_stopped = True
+        running = self.supervisor.running()
+        if running:
+            log.error("handing back %s (to run again elsewhere)", _running_jobs(len(running)))
         self.supervisor.stop_all(STOPPED)
 
     def _tell(self, line: str) -> None:

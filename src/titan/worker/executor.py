@@ -45,6 +45,12 @@ room changes while the worker runs; ``None``: the slots are fixed). :meth:`~Exec
 is an optional fast path that starts a job without blocking the calling thread (the zygote
 fork, measured by ``bench/``); :meth:`~Executor.start` gets ready before the first job and
 :meth:`~Executor.close` releases everything.
+
+A job is *lost*, not failed, when what ran it died under it (a Ray node): the executor sets
+``process.lost`` before its exit, and the attempt hands the job back, spending no retry, as
+when a worker dies. An executor that can run nothing more (its cluster is gone) says why in
+:meth:`~Executor.broken`, and its :meth:`~Executor.spawn` raises
+:class:`~titan.errors.ExecutorGone` (the job is handed back too).
 """
 
 from __future__ import annotations
@@ -139,6 +145,12 @@ class Executor(ABC):
     def capacity(self) -> int | None:
         """How many jobs this executor could run now, counting those it runs; None when that
         does not change (the worker's slots are its capacity). Asked at every heartbeat."""
+        return None
+
+    def broken(self) -> str | None:
+        """Why this executor can run no more jobs (the cluster it drives is gone), else None;
+        asked at every heartbeat: the worker then hands its jobs back and stops, rather than
+        lease job after job only to fail each. A local executor never is."""
         return None
 
     def close(self) -> None:  # noqa: B027 - a hook, like start()

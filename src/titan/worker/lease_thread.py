@@ -289,6 +289,12 @@ class LeaseThread:
             return False
         for cancel in (reply.get("cancel") or []) if isinstance(reply, dict) else []:
             self.poller.cancel(cancel)
+        gone = self._runner.broken()
+        if gone is not None:
+            # Heartbeats go on while the jobs are handed back: their leases stay the
+            # worker's until their results say so.
+            self._fail(errors.ExecutorGone(gone))
+            return True
         self._fit_slots()
         return True
 

@@ -31,6 +31,9 @@ class Process:
         self.returncode: int | None = None
         self.error: str | None = None
         self.exited = False
+        #: Set before the exit when the job did not end but was lost with what ran it (a Ray
+        #: node died under it): the attempt hands the job back, spending no retry.
+        self.lost = False
         self._on_exit: ExitCallback | None = None
 
     def kill_group(self, sig: int) -> None:

@@ -39,7 +39,8 @@ class Supervisor:
                  reporter: Reporter, master_url: str | Callable[[], Sequence[str]],
                  kill_grace: float, starters: int,
                  on_finished: Callable[[Key], None],
-                 base_env: dict[str, str] | None = None) -> None:
+                 base_env: dict[str, str] | None = None,
+                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
         self._loop = loop
         #: What every job inherits of the worker's environment (no credentials), once.
         self._base_env = inherited_env(os.environ) if base_env is None else base_env
@@ -51,6 +52,8 @@ class Supervisor:
             master_url if callable(master_url) else lambda: [master_url]
         self._kill_grace = kill_grace
         self._on_finished = on_finished
+        #: Told when no job can start here any more (the executor is gone): the worker stops.
+        self._on_fatal = on_fatal
         self._lock = threading.Lock()
         self._attempts: dict[Key, Attempt] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(1, starters),
@@ -236,6 +239,14 @@ class Supervisor:
             launched = self._runner.spawn(spec)
         except errors.NotFound as exc:
             self._loop.call(attempt.fail_to_start, f"script not found on the master: {exc}")
+        except errors.ExecutorGone as exc:
+            # Its Ray cluster is gone (the worker stops at its next heartbeat): not the job's
+            # failure either. Handed back, spending nothing.
+            self._loop.call(attempt.fail_to_start, str(exc), True)
+            # At once, not at the next heartbeat: a job handed back is queued again, and this
+            # worker took it again and again (a thousand attempts in a few seconds).
+            if self._on_fatal is not None:
+                self._on_fatal(exc)
         except (errors.Unauthorized, errors.Forbidden) as exc:
             # The worker's own credential was refused (its token revoked): not the job's
             # failure. Handed back, it runs elsewhere without spending an attempt.

@@ -123,7 +123,7 @@ class Leasing:
                                    "heartbeats")
                 self.lose_worker(worker, ch)
                 ch.events.append(("worker_updated", {"id": worker.id, "state": "lost"}))
-        _attempt_lost(self, job, f"lease of attempt {job.attempt} expired on worker "
+        attempt_lost(self, job, f"lease of attempt {job.attempt} expired on worker "
                       f"{job.worker_id}", ch)
 
     def end_attempts_of(self: SchedulerCore, worker: WorkerRec, why: str, ch: Changes) -> None:
@@ -136,7 +136,7 @@ class Leasing:
         for job in [j for j in self.jobs.values()
                     if j.state == RUNNING and j.worker_id == worker.id]:
             worker.running.discard(job.id)
-            _attempt_lost(self, job, f"attempt {job.attempt} ended: worker {worker.id} {why}",
+            attempt_lost(self, job, f"attempt {job.attempt} ended: worker {worker.id} {why}",
                           ch)
 
     def requeue_unspent(self: SchedulerCore, job: JobRec, ch: Changes, reason: str) -> None:
@@ -150,7 +150,7 @@ class Leasing:
         self._enqueue(job, ch)
 
 
-def _attempt_lost(sched: SchedulerCore, job: JobRec, reason: str, ch: Changes) -> None:
+def attempt_lost(sched: SchedulerCore, job: JobRec, reason: str, ch: Changes) -> None:
     """The running attempt of ``job`` is lost with its worker: ended, and the job queued
     again without spending a retry (failed after MAX_LEASE_LOSSES such losses)."""
     job.lease_losses += 1

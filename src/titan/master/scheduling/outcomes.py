@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from titan.master.scheduling import gates, services
+from titan.master.scheduling.leasing import attempt_lost
 from titan.master.scheduling.protocol import SchedulerCore
 from titan.master.scheduling.state import (
     ACTIVE,
@@ -41,9 +42,11 @@ class JobOutcomes:
     def finish(self: SchedulerCore, job_id: int, attempt: int, exit_code: int | None,
                error: str | None, timed_out: bool, ch: Changes, worker_id: str | None = None,
                released: bool = False, ended_at: float | None = None,
-               elapsed: float | None = None) -> bool:
+               elapsed: float | None = None, lost: bool = False) -> bool:
         """Apply a result; False (refused) when the attempt is stale or not ``worker_id``'s.
-        ``released``: a draining worker handed the job (a service) back. ``elapsed``: the
+        ``released``: a draining worker handed the job (a service) back; with ``lost``, the
+        attempt was lost with what the worker ran it on (a Ray node died under it): ended
+        ``LOST`` as a lost lease is, counted towards its limit. ``elapsed``: the
         seconds from the worker taking the attempt to its end, on the worker's monotonic
         clock; the attempt ends that long after it started (the master's lease), never past
         now. A result held while the master was away said the job ran for the whole outage.
@@ -59,6 +62,13 @@ class JobOutcomes:
         if job.is_service and services.settle(self, job, exit_code, error, ch):
             return True
         now = self.now()
+        if released and lost:
+            # Not the job's failure (docs/reliability.md): no retry spent, as when a worker
+            # dies; but counted as a lost lease is, so a job that brings down every node it
+            # runs on fails after MAX_LEASE_LOSSES instead of going round for ever.
+            attempt_lost(self, job, f"attempt {attempt} lost on worker {job.worker_id}: "
+                         f"{error or 'what it ran on is gone'}", ch)
+            return True
         if released:
             # Its worker is going down and handed it back (a draining worker's service, any
             # job of a worker stopped hard): it starts again elsewhere, as its next attempt,

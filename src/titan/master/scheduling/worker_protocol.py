@@ -329,6 +329,7 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         ok = engine.sched.finish(
             key[0], key[1], exit_code, error, bool(result.get("timed_out")), ch,
             worker_id=worker_id, released=result.get("released") is True,
+            lost=result.get("lost") is True,
             ended_at=None if result.get("ended_at") is None else number_field(
                 result["ended_at"], "results[].ended_at", default=0.0),
             elapsed=None if result.get("elapsed") is None else number_field(
