@@ -71,6 +71,7 @@ from titan.worker.executor import GENERAL, Executor, Launched, LaunchSpec
 from titan.worker.loop import IOLoop
 from titan.worker.process import Process
 from titan.worker.ray_failures import lost_why, task_failure
+from titan.worker.ray_health import RayHealth
 
 log = logging.getLogger("titan.worker")
 
@@ -78,9 +79,6 @@ log = logging.getLogger("titan.worker")
 KILL_BACKSTOP_SECONDS = 5.0
 #: How long closing the executor waits for the jobs it killed to end.
 CLOSE_WAIT_SECONDS = 5.0
-#: How long the cluster may leave the worker's probe unanswered before it counts as gone
-#: (Ray itself aborts a driver whose GCS is away for 60 s).
-PROBE_PATIENCE = 30.0
 #: Ray's own resources: not capabilities a job can ask for by name.
 _BUILTIN = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 _BUILTIN_PREFIXES = ("node:", "accelerator_type:")
@@ -137,11 +135,7 @@ class RayExecutor(Executor):
         self._signals: set[Any] = set()  # signal tasks in flight (their refs kept till done)
         self._projects: OrderedDict[Path, Any] = OrderedDict()
         self._resource_names: dict[str, str] = {}
-        #: The node of this driver's raylet: when it dies, so does every way to the cluster.
-        self._node_id: str = ray.get_runtime_context().get_node_id()
-        self._gone: str | None = None  # why the cluster can be used no more (see broken())
-        self._probe_since: float | None = None  # when the probe in flight was sent
-        self._free_cpus: int | None = None  # the cluster's, at the last probe
+        self.health = RayHealth(ray, self.address, ray.get_runtime_context().get_node_id())
         self.capabilities()  # learns the custom resources' names
 
     # ------------------------------------------------------------------ what it offers
@@ -166,57 +160,18 @@ class RayExecutor(Executor):
         return max(1, int(self.ray.cluster_resources().get("CPU", 0)))
 
     def capacity(self) -> int | None:
-        """The jobs running here plus the cluster's free CPUs as last read (by the probe of
-        :meth:`broken`, asked for again here); None until Ray has said."""
-        self._ask()
+        """The jobs running here plus the cluster's free CPUs as last read (by the health
+        probe, asked for again here); None until Ray has said."""
+        self.health.ask()
+        if self.health.gone is not None:
+            return 0
+        free = self.health.free_cpus
         with self._lock:
-            if self._gone is not None:
-                return 0
-            return None if self._free_cpus is None else len(self._jobs) + self._free_cpus
+            return None if free is None else len(self._jobs) + free
 
     def broken(self) -> str | None:
-        """Why the cluster is gone for this worker, else None: its own node (its raylet) is
-        dead, or the cluster has not answered for :data:`PROBE_PATIENCE` seconds. Ray keeps a
-        driver whose raylet died, and every job it was given failed at once
-        (LocalRayletDiedError); with the GCS gone, Ray's calls block and Ray aborts the
-        process after a minute, with nothing said of Titan's. So the cluster is asked from a
-        thread of its own: a question that blocks holds no heartbeat."""
-        asked = self._ask()
-        if asked is not None and time.monotonic() - asked > PROBE_PATIENCE:
-            self._lose_cluster(f"it has not answered for {PROBE_PATIENCE:g} s")
-        return self._gone
-
-    def _ask(self) -> float | None:
-        """Send a probe unless one is in flight; when that one was sent, else None."""
-        with self._lock:
-            asked = self._probe_since
-            if asked is None and self._gone is None:
-                self._probe_since = time.monotonic()
-                threading.Thread(target=self._probe, name="titan-ray-probe",
-                                 daemon=True).start()
-        return asked
-
-    def _probe(self) -> None:
-        try:
-            alive = any(n.get("NodeID") == self._node_id and n.get("Alive")
-                        for n in self.ray.nodes())
-            free = int(float(self.ray.available_resources().get("CPU", 0.0)))
-        except Exception as exc:  # the GCS refuses: Ray gives up on it too
-            self._lose_cluster(f"it does not answer: {type(exc).__name__}: {exc}")
-        else:
-            if not alive:
-                self._lose_cluster(f"this worker's Ray node {self._node_id[:12]} is dead")
-            with self._lock:
-                self._free_cpus = free
-        finally:
-            with self._lock:
-                self._probe_since = None
-
-    def _lose_cluster(self, why: str) -> None:
-        if self._gone is None:
-            self._gone = (f"the Ray cluster at {self.address} is gone for this worker ({why}"
-                          "); its jobs start again elsewhere, spending no retry; start the "
-                          "worker again once the cluster is back")
+        """Why the cluster is gone for this worker, else None (:mod:`titan.worker.ray_health`)."""
+        return self.health.broken()
 
     def lost(self, exc: BaseException) -> str | None:
         """Why a job's task was lost rather than failed (``exc`` is infrastructure's), else
@@ -226,15 +181,15 @@ class RayExecutor(Executor):
             return None
         exceptions = self.ray.exceptions
         if isinstance(exc, exceptions.LocalRayletDiedError) or (
-                isinstance(exc, exceptions.NodeDiedError) and self._node_id in str(exc)):
-            self._lose_cluster(why)
+                isinstance(exc, exceptions.NodeDiedError) and self.health.node_id in str(exc)):
+            self.health.lose(why)
         return why
 
     # ------------------------------------------------------------------ starting
 
     def spawn(self, spec: LaunchSpec) -> Launched:
-        if self._gone is not None:
-            raise errors.ExecutorGone(self._gone)
+        if self.health.gone is not None:
+            raise errors.ExecutorGone(self.health.gone)
         job, project = self._describe(spec)
         options: dict[str, Any] = {
             "num_cpus": 1, "name": f"titan:{spec.env.get('TITAN_JOB_REF') or spec.script.name}"}
@@ -250,8 +205,8 @@ class RayExecutor(Executor):
         except Exception as exc:
             for fd in (out_r, out_w, err_r, err_w):
                 os.close(fd)
-            if self.lost(exc) is not None and self._gone is not None:
-                raise errors.ExecutorGone(self._gone) from None
+            if self.lost(exc) is not None and self.health.gone is not None:
+                raise errors.ExecutorGone(self.health.gone) from None
             raise errors.TitanError(f"cannot start {spec.script.name} on Ray: {exc}") from None
         process = RayProcess(self, gen, out_w, err_w)
         with self._lock:
