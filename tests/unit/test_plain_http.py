@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import socket
 import threading
 import time
@@ -209,3 +210,31 @@ def test_httpx_on_the_transport_streams_and_keeps_alive() -> None:
         assert server.requests[-1] == b"1\r\na\r\n1\r\nb\r\n0\r\n\r\n"
     finally:
         server.sock.close()
+
+
+def test_a_forked_child_makes_its_https_pool_at_its_first_https_request_not_at_the_fork() -> None:
+    # Made in the at-fork hook, it loaded the CA bundle (~100 ms) in every child: a worker's
+    # subprocess job runs those hooks between its fork and its exec, and paid it for nothing.
+    made: list[int] = []
+
+    def renew() -> httpx.BaseTransport:
+        made.append(os.getpid())
+        return httpx.MockTransport(lambda request: httpx.Response(204))
+
+    transport = PlainHTTPTransport(renew(), renew=renew)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it saw, then leave without Python's exit hooks
+        try:
+            at_fork = len(made)
+            status = transport.handle_request(httpx.Request("GET", "https://example.test/")).status_code
+            again = transport.handle_request(httpx.Request("GET", "https://example.test/"))
+            os.write(w, f"{at_fork} {len(made)} {status} {again.status_code}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    said = os.read(r, 100).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert said == "1 2 204 204", said  # none made at the fork; one at the first request
+    assert made == [os.getpid()]  # the parent's own, untouched

@@ -119,7 +119,8 @@ class PlainHTTPTransport(httpx.BaseTransport):
     def __init__(self, fallback: httpx.BaseTransport, *, max_keepalive: int = 16,
                  keepalive_expiry: float = 4.0,
                  renew: Callable[[], httpx.BaseTransport] | None = None) -> None:
-        self._fallback = fallback
+        #: None in a forked child until it asks for one (:meth:`_forked`).
+        self._fallback: httpx.BaseTransport | None = fallback
         self._renew = renew
         self._max_keepalive = max_keepalive
         self._expiry = keepalive_expiry
@@ -144,8 +145,11 @@ class PlainHTTPTransport(httpx.BaseTransport):
                 conn.close()
         if self._renew is not None and not self._closed:
             # The old fallback is dropped, not closed: httpcore's close only closes its
-            # sockets' descriptors too, but takes its pool's lock, which may be held.
-            self._fallback = self._renew()
+            # sockets' descriptors too, but takes its pool's lock, which may be held. The
+            # new one is made at the child's first https request, not here: it loads the
+            # CA bundle (~100 ms), and most children never ask (a worker's subprocess job
+            # runs these hooks between its fork and its exec: every fresh job paid it).
+            self._fallback = None
 
     # ------------------------------------------------------------------ the pool
 
@@ -184,7 +188,8 @@ class PlainHTTPTransport(httpx.BaseTransport):
             self._idle.clear()
         for conn in idle:
             conn.close()
-        self._fallback.close()
+        if self._fallback is not None:
+            self._fallback.close()
 
     # ------------------------------------------------------------------ one exchange
 
@@ -205,10 +210,20 @@ class PlainHTTPTransport(httpx.BaseTransport):
             self.release(origin, conn)
         return refused
 
+    def _fallback_transport(self) -> httpx.BaseTransport:
+        fallback = self._fallback
+        if fallback is None:
+            with self._lock:
+                if self._fallback is None:
+                    assert self._renew is not None  # only _forked leaves it None
+                    self._fallback = self._renew()
+                fallback = self._fallback
+        return fallback
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.scheme != "http":
-            return self._fallback.handle_request(request)
+            return self._fallback_transport().handle_request(request)
         timeouts: dict[str, Any] = request.extensions.get("timeout") or {}
         origin = (url.host, url.port or 80)
         head = _head(request)
