@@ -333,6 +333,35 @@ def test_a_job_cancelled_before_its_first_sign_of_life_still_cancels_the_run_it_
     assert client.wait_dag("SILENTORCH_WORK", timeout=30)["status"] == "CANCELLED"
 
 
+def test_a_job_driving_its_run_over_plain_http_ends_it_by_completing(cluster: Cluster) -> None:
+    # It never shows a sign of life nor ends the run: completed, its run stayed running for
+    # ever. Its driver done, the run ends with its last stage, as a driver's "ended" does.
+    from titan_sdk import TitanJob
+
+    stage = cluster.script("PLAINDONE_stage.py", "print('stage')\n")
+    orchestrator = cluster.script("PLAINDONE_orchestrator.py", f"""
+        import json, os, urllib.request
+        from titan_sdk import TitanClient, TitanJob
+        job = TitanJob("work", {stage!r})
+        [sha] = TitanClient().upload_blobs([open({stage!r}, "rb").read()])
+        body = {{"name": "PLAINDONE_WORK", "agent_run_id": "PLAINDONE",
+                 "jobs": [job.to_payload(sha)]}}
+        request = urllib.request.Request(
+            os.environ["TITAN_MASTER_URL"].rstrip("/") + "/api/v1/dags",
+            json.dumps(body).encode(),
+            {{"Authorization": "Bearer " + os.environ["TITAN_TOKEN"],
+              "Content-Type": "application/json"}})
+        urllib.request.urlopen(request).read()
+    """)
+    client = cluster.client()
+    client.submit_job(TitanJob("plain_orchestrator", orchestrator))
+    assert client.wait("plain_orchestrator", timeout=60)["state"] == "COMPLETED", \
+        client.fetch_logs("plain_orchestrator")
+    assert client.wait_dag("PLAINDONE_WORK", timeout=60)["status"] == "COMPLETED"
+    run = status_becomes(cluster, "PLAINDONE", "completed", within=30)
+    assert run["error"] is None and run["ended_at"] is not None, run
+
+
 def test_an_orchestrator_job_that_times_out_ends_its_run_failed_saying_so(
         cluster: Cluster) -> None:
     from titan_sdk import TitanJob

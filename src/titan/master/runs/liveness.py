@@ -149,12 +149,11 @@ async def end_runs_of(runs: RunService, job_id: int, state: str,
         found = []
         for run_id in sorted(run_ids):
             run = tx.get_run(run_id)
-            # Unwatched too, unless the job completed: a job cancelled or killed between
-            # submitting a stage that opened its run and its first sign of life (its SDK
-            # sends it from a thread, after the submission) left the run running for ever.
+            # Unwatched too: a job cancelled or killed between submitting a stage that opened
+            # its run and its first sign of life (its SDK sends it from a thread, after the
+            # submission), or one that drove it over plain HTTP, left it running for ever.
             if run is not None and _job_of(run) == job_id and run["status"] == "running" \
-                    and run["ended_at"] is None \
-                    and (run["alive_at"] is not None or state != "COMPLETED"):
+                    and run["ended_at"] is None:
                 found.append(run)
         return found
 
@@ -163,6 +162,10 @@ async def end_runs_of(runs: RunService, job_id: int, state: str,
         label = compliance.started_by_label(run["started_by"]) or f"job #{job_id}"
         if state == "CANCELLED":
             body = {"status": "cancelled", "error": f"the {label} driving it was cancelled"}
+        elif state == "COMPLETED" and run["alive_at"] is None:
+            # A job that never showed a sign of life for it (it drove it over plain HTTP)
+            # and completed: its driver is done, and the run ends with its last stage.
+            body = {"status": "ended"}
         else:
             body = {"status": "failed", "error": f"{CRASHED}the {label} driving it ended "
                                                  f"{state} without ending it"}
@@ -170,7 +173,8 @@ async def end_runs_of(runs: RunService, job_id: int, state: str,
             await runs.update_run(run["id"], body, Principal(role="admin"))
         except (NotFound, Conflict):
             continue  # ended, or deleted, meanwhile
-        log.warning("run %s: %s", run["id"], body["error"])
+        if "error" in body:
+            log.warning("run %s: %s", run["id"], body["error"])
         ended.append(run["id"])
         if state == "CANCELLED":
             await runs.engine.cancel_stages_of(run["id"])
