@@ -16,7 +16,11 @@ from titan.errors import ValidationFailed
 MAX_NAME = 200
 #: '/', '#', and control characters: C0, DEL, C1 (U+0085 breaks a line in some terminals) and
 #: the Unicode line and paragraph separators.
-_BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Besides '/' and '#': controls, the line separators, and the invisible format characters
+#: (zero-width spaces and joiners, direction marks, the BOM, the word joiner): 'plan\u200b' and
+#: 'plan' read alike everywhere, yet were two names.
+_BAD_NAME = re.compile(r"[/#\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                       r"\u2060-\u206f\ufeff\ufff9-\ufffb]")
 
 
 #: An agent run's id: what the master takes, the SDK makes and the API's paths carry.

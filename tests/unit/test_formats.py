@@ -15,7 +15,8 @@ from titan.master.scheduling.validation import check_name as master_check
 
 
 @pytest.mark.parametrize("name", ["", "   ", "\t", "a/b", "a#b", "a\nb", "x" * 201, None, 3,
-                                  " padded ", "plan ", "\u3000plan"])
+                                  " padded ", "plan ", "\u3000plan", "plan\u200b", "\ufeffplan",
+                                  "pl\u2060an", "plan\u200e"])
 def test_the_sdk_and_the_master_refuse_the_same_names(name: object) -> None:
     with pytest.raises(ValidationFailed):
         sdk_check(name, "job id", "job_id")
