@@ -71,7 +71,12 @@ BUILTIN: dict[str, str] = {
                 r"|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,}"
                 r"|" + TITAN_TOKEN +
                 r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
-                r"|-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----)"),
+                # The whole block, not its first line only: the key is the body (its lines
+                # broken by newlines, or by "\n" in JSON text), through the END line.
+                r"|-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----"
+                r"(?:(?:[A-Za-z0-9+/=:, \t\r\n-]|\\[rn]){0,20000}?"
+                r"-----END [A-Z ]{0,20}PRIVATE KEY-----"
+                r"|(?:[A-Za-z0-9+/=\r\n]|\\[rn]){0,20000}))"),
     "email": (r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
               r"(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"),
     "iban": (r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"

@@ -138,14 +138,18 @@ def test_attributes_named_for_credentials_are_never_copied_into_tags() -> None:
     attrs = {"http.request.header.authorization": ["Bearer x"], "http.request.header.cookie":
              "sid=1", "db.password": "p", "aws.secret_access_key": "s", "oauth.id_token": "t",
              "openai.api_key": "k", "llm.usage.total_tokens": 9, "session.id": "s-1",
-             "http.request.header.content-type": ["application/json"]}
+             "http.request.header.content-type": ["application/json"],
+             "http.request.header.x-amz-security-token": ["t"],
+             "http.request.header.x-api-token": ["t"], "gcp.private_key": "-----BEGIN"}
     tags = incoming.action_of(span("00000000000000a2", attrs=attrs), "svc", None,
                               fixed_price)["tags"]["otel"]
     assert tags["attributes"] == {"llm.usage.total_tokens": 9, "session.id": "s-1",
                                   "http.request.header.content-type": ["application/json"]}
     assert tags["attributes_dropped"] == [
-        "aws.secret_access_key", "db.password", "http.request.header.authorization",
-        "http.request.header.cookie", "oauth.id_token", "openai.api_key"]
+        "aws.secret_access_key", "db.password", "gcp.private_key",
+        "http.request.header.authorization", "http.request.header.cookie",
+        "http.request.header.x-amz-security-token", "http.request.header.x-api-token",
+        "oauth.id_token", "openai.api_key"]
 
 
 def test_genai_spans_tools_and_errors() -> None:

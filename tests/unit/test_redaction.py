@@ -173,3 +173,16 @@ def test_a_blank_pattern_list_is_the_default_not_nothing(blank: str) -> None:
     from titan.redaction import DEFAULT, builtin_names
 
     assert builtin_names(blank) == tuple(DEFAULT)
+
+
+@pytest.mark.parametrize("text", [
+    "key -----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nAQEFAASC+/==\n"
+    "-----END PRIVATE KEY----- after",
+    'key {"k": "-----BEGIN RSA PRIVATE KEY-----\\nMIIEvQIBADAN\\nabc==\\n'
+    '-----END RSA PRIVATE KEY-----"} after',
+])
+def test_a_pem_private_key_is_redacted_whole_not_its_first_line(text: str) -> None:
+    # Only the BEGIN line went: the key itself, its body, was stored and served.
+    out, counts = redact(text)
+    assert counts == {"api_key": 1} and "MIIEv" not in out and "END" not in out, out
+    assert out.startswith("key ") and out.endswith(" after"), out

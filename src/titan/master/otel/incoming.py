@@ -57,7 +57,7 @@ _CONSUMED = re.compile(
 #: redaction knows only the key formats it has patterns for. Never copied into tags; their
 #: names are (``attributes_dropped``), so a reader knows something was sent.
 _SECRET = re.compile(r"authorization|cookie|api[-_]?key|passw(or)?d|secret|credential"
-                     r"|(access|refresh|auth|session|bearer|id)[-_]?token$", re.IGNORECASE)
+                     r"|private[-_]?key|token$", re.IGNORECASE)
 _TAG_BUDGET = 12_000  # characters of leftover attributes kept in tags (tags hold 16 KiB)
 EPOCH_2000 = 946_684_800.0  # the run service refuses times before 2000
 ACTOR_CHARS = 500  # the longest actor the run service takes
