@@ -19,7 +19,7 @@ from tests.conftest import fresh_postgres_database
 from tests.integration.test_standby_masters import Master
 from titan.client import TitanClient, TitanJob
 from titan.client.tls import fingerprint, self_signed
-from titan.worker import Worker
+from titan.worker import Worker, lifeline
 
 Start = Callable[..., Master]
 
@@ -176,7 +176,8 @@ def test_a_worker_with_a_wrong_token_stops_and_one_given_a_standby_names_the_lea
                                                isinstance(out, bytes) else out)
 
     wrong = worker(f"{a.url},{b.url}", "tt_" + "0" * 40, 30)
-    assert wrong.returncode == 1, wrong.stderr[-2000:]
+    # 77: its credential refused (lifeline.EXIT_REFUSED), which a supervisor does not restart.
+    assert wrong.returncode == lifeline.EXIT_REFUSED, wrong.stderr[-2000:]
     assert "does not know this token" in wrong.stderr
     assert "unreachable" not in wrong.stderr
 
