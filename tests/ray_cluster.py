@@ -82,21 +82,10 @@ def ray_head() -> Iterator[str]:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while b"Ray runtime started" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Ray head did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        _wait_started(proc, log, "head")
         yield f"127.0.0.1:{port}"
     finally:
-        # SIGTERM takes `ray start --block` half a minute; nothing here needs a clean stop.
-        for pid in _session(proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait(timeout=30)
-        shutil.rmtree(tmp, ignore_errors=True)
+        _kill(proc, tmp)
 
 
 @contextmanager
@@ -116,20 +105,31 @@ def ray_node(address: str, resources: dict[str, int]) -> Iterator[subprocess.Pop
         proc = subprocess.Popen(args, env={**os.environ, **RAY_ENV}, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while b"Ray runtime started" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Ray node did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        _wait_started(proc, log, "node")
         yield proc
     finally:
-        for pid in _session(proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait(timeout=30)
-        shutil.rmtree(tmp, ignore_errors=True)
+        _kill(proc, tmp)
+
+
+def _wait_started(proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    """Until ``ray start --block`` (``proc``, writing ``log``) says its runtime started."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while b"Ray runtime started" not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the Ray {what} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def _kill(proc: subprocess.Popen[bytes], tmp: Path) -> None:
+    """Kill ``proc``'s whole session and remove ``tmp``. SIGTERM takes `ray start --block`
+    half a minute; nothing here needs a clean stop."""
+    for pid in _session(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def raylet_of(node: subprocess.Popen[bytes]) -> int:

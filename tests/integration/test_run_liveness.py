@@ -250,6 +250,29 @@ def test_an_orchestrator_running_as_a_job_keeps_and_ends_the_runs_it_drives(
     assert run["error"] is None
 
 
+def _plain_http_orchestrator(cluster: Cluster, run_id: str, stage_source: str,
+                            then: str = "") -> str:
+    """An orchestrator that opens run ``run_id`` with a stage over plain HTTP (``POST /dags``
+    with its job token: no SDK driving, so no sign of life ever), then runs ``then``."""
+    stage = cluster.script(f"{run_id}_stage.py", stage_source)
+    return cluster.script(f"{run_id}_orchestrator.py", f"""
+        import json, os, time, urllib.request
+        from titan_sdk import TitanClient, TitanJob
+        job = TitanJob("work", {stage!r})
+        [sha] = TitanClient().upload_blobs([open({stage!r}, "rb").read()])
+        body = {{"name": "{run_id}_WORK", "agent_run_id": "{run_id}",
+                 "jobs": [job.to_payload(sha)]}}
+        request = urllib.request.Request(
+            os.environ["TITAN_MASTER_URL"].rstrip("/") + "/api/v1/dags",
+            json.dumps(body).encode(),
+            {{"Authorization": "Bearer " + os.environ["TITAN_TOKEN"],
+              "Content-Type": "application/json"}})
+        urllib.request.urlopen(request).read()
+        print("submitted", flush=True)
+        {then}
+    """)
+
+
 def _orchestrator(cluster: Cluster, run_id: str) -> str:
     """An orchestrator that starts run ``run_id`` with a long stage, then works on."""
     stage = cluster.script(f"{run_id}_stage.py", "import time\ntime.sleep(600)\n")
@@ -303,22 +326,8 @@ def test_a_job_cancelled_before_its_first_sign_of_life_still_cancels_the_run_it_
     # never watched, so never ended by its silence either. This job never sends one at all.
     from titan_sdk import TitanJob
 
-    stage = cluster.script("SILENTORCH_stage.py", "import time\ntime.sleep(600)\n")
-    orchestrator = cluster.script("SILENTORCH_orchestrator.py", f"""
-        import json, os, time, urllib.request
-        from titan_sdk import TitanClient, TitanJob
-        job = TitanJob("work", {stage!r})
-        [sha] = TitanClient().upload_blobs([open({stage!r}, "rb").read()])
-        body = {{"name": "SILENTORCH_WORK", "agent_run_id": "SILENTORCH",
-                 "jobs": [job.to_payload(sha)]}}
-        request = urllib.request.Request(
-            os.environ["TITAN_MASTER_URL"].rstrip("/") + "/api/v1/dags", json.dumps(body).encode(),
-            {{"Authorization": "Bearer " + os.environ["TITAN_TOKEN"],
-              "Content-Type": "application/json"}})
-        urllib.request.urlopen(request).read()
-        print("submitted", flush=True)
-        time.sleep(600)
-    """)
+    orchestrator = _plain_http_orchestrator(cluster, "SILENTORCH", "import time\ntime.sleep(600)\n",
+                                            then="time.sleep(600)")
     client = cluster.client()
     client.submit_job(TitanJob("silent_orchestrator", orchestrator))
     try:
@@ -338,21 +347,7 @@ def test_a_job_driving_its_run_over_plain_http_ends_it_by_completing(cluster: Cl
     # ever. Its driver done, the run ends with its last stage, as a driver's "ended" does.
     from titan_sdk import TitanJob
 
-    stage = cluster.script("PLAINDONE_stage.py", "print('stage')\n")
-    orchestrator = cluster.script("PLAINDONE_orchestrator.py", f"""
-        import json, os, urllib.request
-        from titan_sdk import TitanClient, TitanJob
-        job = TitanJob("work", {stage!r})
-        [sha] = TitanClient().upload_blobs([open({stage!r}, "rb").read()])
-        body = {{"name": "PLAINDONE_WORK", "agent_run_id": "PLAINDONE",
-                 "jobs": [job.to_payload(sha)]}}
-        request = urllib.request.Request(
-            os.environ["TITAN_MASTER_URL"].rstrip("/") + "/api/v1/dags",
-            json.dumps(body).encode(),
-            {{"Authorization": "Bearer " + os.environ["TITAN_TOKEN"],
-              "Content-Type": "application/json"}})
-        urllib.request.urlopen(request).read()
-    """)
+    orchestrator = _plain_http_orchestrator(cluster, "PLAINDONE", "print('stage')\n")
     client = cluster.client()
     client.submit_job(TitanJob("plain_orchestrator", orchestrator))
     assert client.wait("plain_orchestrator", timeout=60)["state"] == "COMPLETED", \
