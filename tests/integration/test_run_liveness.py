@@ -374,20 +374,26 @@ def test_an_orchestrator_job_that_times_out_ends_its_run_failed_saying_so(
     client.cancel("DAG-ORCHTIMEOUT_WORK")
 
 
-def test_an_orchestrator_retried_on_the_same_run_ends_it_cleanly(cluster: Cluster) -> None:
-    # Its first attempt died; going back to wait for its retry ended the run "crashed", and
-    # the retry that drove the same run on finished it completed with the crash as its error.
-    step = cluster.script("retry_step.py", "print('step')\n")
-    orchestrator = cluster.script("retry_orchestrator.py", f"""
+def _dying_orchestrator(cluster: Cluster, run: str, *, dies_on: str) -> str:
+    """An orchestrator job that drives ``run`` with one stage per attempt, then dies
+    without ending it when ``dies_on`` (Python, over ``attempt``) holds."""
+    step = cluster.script(f"{run.lower()}_step.py", "print('step')\n")
+    return cluster.script(f"{run.lower()}_orchestrator.py", f"""
         import os
         from titan_sdk import TitanClient, TitanJob
         client = TitanClient()
         attempt = os.environ["TITAN_ATTEMPT"]
-        client.submit_dag(f"ORCHRETRY_STEP{{attempt}}", [TitanJob("step", {step!r})],
-                          agent_run_id="ORCHRETRY", wait=True, timeout=60)
-        if attempt == "1":
-            os._exit(3)  # dies without ending its run; its retry drives the same run on
+        client.submit_dag(f"{run}_STEP{{attempt}}", [TitanJob("step", {step!r})],
+                          agent_run_id={run!r}, wait=True, timeout=60)
+        if {dies_on}:
+            os._exit(3)  # dies without ending its run
     """)
+
+
+def test_an_orchestrator_retried_on_the_same_run_ends_it_cleanly(cluster: Cluster) -> None:
+    # Its first attempt died; going back to wait for its retry ended the run "crashed", and
+    # the retry that drove the same run on finished it completed with the crash as its error.
+    orchestrator = _dying_orchestrator(cluster, "ORCHRETRY", dies_on='attempt == "1"')
     from titan_sdk import TitanJob
 
     client = cluster.client()
@@ -396,6 +402,24 @@ def test_an_orchestrator_retried_on_the_same_run_ends_it_cleanly(cluster: Cluste
     assert (job["state"], job["attempt"]) == ("COMPLETED", 2), client.fetch_logs("orch_retried")
     run = status_becomes(cluster, "ORCHRETRY", "completed", within=15)
     assert run["error"] is None, run
+
+
+def test_an_orchestrator_failed_on_its_retry_names_the_attempt_that_failed(
+        cluster: Cluster) -> None:
+    # The run's started_by names the attempt that opened it; the error of a driver that
+    # failed for good names the last one, whose logs say why.
+    orchestrator = _dying_orchestrator(cluster, "ORCHTWICE", dies_on="True")
+    from titan_sdk import TitanJob
+
+    client = cluster.client()
+    client.submit_job(TitanJob("orch_twice", orchestrator, retries=1))
+    job = client.wait("orch_twice", timeout=60)
+    assert (job["state"], job["attempt"]) == ("FAILED", 2), client.fetch_logs("orch_twice")
+    run = cluster.api("GET", "/runs/ORCHTWICE")
+    assert run["started_by"]["attempt"] == 1, run
+    run = status_becomes(cluster, "ORCHTWICE", "failed", within=30)
+    assert run["error"].startswith("crashed: the job orch_twice") \
+        and "(attempt 2) driving it ended FAILED" in run["error"], run
 
 
 def test_a_master_that_stood_still_gives_every_run_a_whole_timeout(cluster: Cluster) -> None:

@@ -145,7 +145,7 @@ async def end_runs_of(runs: RunService, job_id: int, state: str,
     going are cancelled too (as cancelling a Temporal workflow or a Ray task cancels its
     children); otherwise they end ``failed``, as crashed. A run the job ended itself, or
     whose stages it left running after saying it was done, is not touched."""
-    def mine(tx: Transaction) -> list[Row]:
+    def mine(tx: Transaction) -> tuple[list[Row], Row | None]:
         found = []
         for run_id in sorted(run_ids):
             run = tx.get_run(run_id)
@@ -155,11 +155,12 @@ async def end_runs_of(runs: RunService, job_id: int, state: str,
             if run is not None and _job_of(run) == job_id and run["status"] == "running" \
                     and run["ended_at"] is None:
                 found.append(run)
-        return found
+        return found, tx.get_job(job_id) if found else None
 
     ended = []
-    for run in await runs.engine.read(mine):
-        label = compliance.started_by_label(run["started_by"]) or f"job #{job_id}"
+    found, job = await runs.engine.read(mine)
+    for run in found:
+        label = _driver_label(run["started_by"], job, job_id)
         if state == "CANCELLED":
             body = {"status": "cancelled", "error": f"the {label} driving it was cancelled"}
         elif state == "COMPLETED" and run["alive_at"] is None:
@@ -179,3 +180,17 @@ async def end_runs_of(runs: RunService, job_id: int, state: str,
         if state == "CANCELLED":
             await runs.engine.cancel_stages_of(run["id"])
     return ended
+
+
+def _driver_label(started_by: Row | None, job: Row | None, job_id: int) -> str:
+    """The job driving a run as it ended, for people: the run's ``started_by`` names the
+    attempt (and worker) that opened it, but a retried driver ends on a later one, and the
+    error should point at the attempt whose logs say why."""
+    by = dict(started_by) if started_by and started_by.get("role") == "job" else {}
+    if job is not None:
+        by.update(role="job", job=job_id, job_id=job.get("job_id") or by.get("job_id"))
+        if job.get("attempt"):
+            by["attempt"] = job["attempt"]
+        if job.get("worker_id"):
+            by["worker"] = job["worker_id"]
+    return compliance.started_by_label(by) or f"job #{job_id}"
