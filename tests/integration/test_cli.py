@@ -359,13 +359,15 @@ def test_titan_up_leaves_a_worker_whose_token_is_revoked_stopped_and_says_why(
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]
     assert "starting it again" not in rest, rest
-    # Started again with both files revoked: the banner says so, and the worker's hint stops it.
+    # Started again with both files revoked: it stops naming both, before its banner (which
+    # read like a cluster ready for work) and without starting a worker that cannot start.
     out = subprocess.run(up, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     said = out.stdout + out.stderr
     assert out.returncode == 1, said
-    assert f"Admin token   {data / 'admin.token'} holds a REVOKED token: delete the file " \
-        "and restart to get a new one" in said
-    assert "restart `titan up` to get a new one; stopping" in said
+    assert f"titan up: the master refuses the local worker's token; {data / 'worker.token'} " \
+        f"and {data / 'admin.token'} hold a REVOKED token: delete them and run `titan up` " \
+        "again to get new ones; stopping" in said
+    assert "Ctrl-C" not in said and "Worker        local" not in said, said
     assert "exited at start" not in said
 
 

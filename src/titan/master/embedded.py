@@ -134,18 +134,13 @@ def run_up(config: MasterConfig, slots: int | None = None,
             if code == lifeline.EXIT_REFUSED:
                 # Its token was revoked: every start is refused the same way. It was started
                 # again for ever (2, 4, 8 ... s), saying only "unknown or revoked token" (a QA
-                # pass); said once, with the way out, and left stopped. Revoked before this
-                # start (the master found so), it could never start: `titan up` stops.
-                never = "worker.token" in config.revoked_files
+                # pass); said once, with the way out, and left stopped (revoked before this
+                # start, it is not started at all: started() below).
                 print(f"titan up: the master refuses the local worker's token "
                       f"({config.data_path / 'worker.token'}: revoked, or not a worker's); "
                       "it is not started again: delete that file and restart `titan up` to "
-                      "get a new one"
-                      + ("; stopping" if never else " (jobs wait for a worker meanwhile)"),
+                      "get a new one (jobs wait for a worker meanwhile)",
                       file=sys.stderr, flush=True)
-                if never:
-                    failed.append("the local worker's token is revoked")
-                    server.should_exit = True
                 return
             # Killed by a signal (the OOM killer, a kill -9) is not "could not start": a worker
             # that cannot start says why and exits with a code. That one stopped the cluster
@@ -165,6 +160,18 @@ def run_up(config: MasterConfig, slots: int | None = None,
             worker.start()
 
     def started() -> None:
+        if "worker.token" in config.revoked_files:
+            # Revoked before this start: the worker could never start. It was started, its
+            # refusal said after a banner that read like a cluster ready for work (a QA pass).
+            failed.append("the local worker's token is revoked")
+            files = [config.data_path / f for f in ("worker.token", "admin.token")
+                     if f in config.revoked_files]
+            print(f"titan up: the master refuses the local worker's token; "
+                  f"{' and '.join(map(str, files))} hold{'s' if len(files) == 1 else ''} a "
+                  "REVOKED token: delete them and run `titan up` again to get new ones; "
+                  "stopping", file=sys.stderr, flush=True)
+            server.should_exit = True
+            return
         record(config)
         worker.start()
         threading.Thread(target=watch, name="titan-up-worker", daemon=True).start()
