@@ -18,6 +18,7 @@ from tests.integration.harness import Cluster
 from tests.integration.processes import SPAWNER, alive, children, wait_dead
 from tests.integration.test_cli import titan
 from titan.errors import Conflict
+from titan.worker import fresh
 from titan_sdk import TitanJob
 
 MakeCluster = Callable[..., Cluster]
@@ -223,23 +224,36 @@ time.sleep(120)
 """
 
 
-def test_a_worker_killed_outright_leaves_no_job_running(make_cluster: MakeCluster) -> None:
+def test_a_worker_killed_outright_leaves_no_job_running(make_cluster: MakeCluster,
+                                                       tmp_path: Path) -> None:
     """A job that ran on after its worker's `kill -9` ran unseen while its lease expired and
     the master ran it again elsewhere: twice at once. A forked job's zygote kills it; a
-    subprocess dies with its worker (the kernel's parent-death signal)."""
+    subprocess dies with its worker (the kernel's parent-death signal). A fresh interpreter,
+    a plain script's or an uploaded project's, sets that signal itself, told the worker's
+    pid (no pre-exec hook: the worker starts it with vfork, titan.worker.fresh)."""
     c = make_cluster().start_master()
     worker = c.add_worker()
     sleeper = c.script("sleeper.py", SLEEPER)
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "main.py").write_text(SLEEPER)
     client = c.client()
-    pids = []
-    for runner in ("subprocess", "fork"):
-        client.submit_job(TitanJob(job_id=f"sleep-{runner}", filename=sleeper, runner=runner,
-                                   args=[f"orphan/{runner}"]))
-        pids.append(int(client.store_wait(f"orphan/{runner}", timeout=60)))
+    client.upload_project_folder(tmp_path / "proj")
+    jobs = [TitanJob(job_id=f"sleep-{runner}", filename=sleeper, runner=runner,
+                     args=[f"orphan/{runner}"]) for runner in ("subprocess", "fork")]
+    jobs.append(TitanJob(job_id="sleep-project", filename="proj/main.py", is_archive=True,
+                         runner="subprocess", args=["orphan/project"]))
+    pids = {}
+    for job in jobs:
+        client.submit_job(job)
+        pids[job.args[0]] = int(client.store_wait(job.args[0], timeout=60))
+    for fresh_one in ("orphan/subprocess", "orphan/project"):
+        argv = Path(f"/proc/{pids[fresh_one]}/cmdline").read_bytes().split(b"\0")
+        assert argv[1:3] == [b"-c", fresh.BOOTSTRAP.encode()], (fresh_one, argv[:3])
+        assert argv[6] == str(worker.pid).encode(), (fresh_one, argv[6])
     worker.kill()
     worker.wait()
-    for pid in pids:
-        assert wait_dead(pid), f"job process {pid} outlived its worker's kill -9"
+    for name, pid in pids.items():
+        assert wait_dead(pid), f"job process {pid} ({name}) outlived its worker's kill -9"
 
 
 #: Leaves a process behind that left the job's process group and session (setsid, double

@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.attempt_sink import Collector
+from titan.worker import fresh
 from titan.worker.assignment import Assignment
 from titan.worker.attempt import CANCELLED, Attempt
 from titan.worker.loop import IOLoop
@@ -497,6 +499,59 @@ def test_cancel_kills_the_whole_process_group(job: Job, kind: str) -> None:
     assert result["timed_out"] is False
     assert result["error"] == "cancelled"
     assert _gone(int(line.split()[1]))
+
+
+@pytest.mark.parametrize("how", ["blob", "path", "project"])
+def test_a_fresh_interpreter_dies_with_the_thread_that_started_it(job: Job, tmp_path: Path,
+                                                                  how: str) -> None:
+    # What ties a runner="subprocess" job to its worker, killed however: the kernel's
+    # parent-death signal, which the interpreter's bootstrap sets itself (titan.worker.fresh),
+    # so Popen has no pre-exec hook and uses vfork. The signal comes when the *thread* that
+    # started the process ends: the worker's starter threads live as long as the worker, the
+    # one here ends once the job is running. From a blob, from its path, an uploaded project.
+    source = "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
+    blob = tmp_path / "blob.py"
+    blob.write_text(source)
+    release = threading.Event()
+    started: list[tuple[Attempt, Collector, bool]] = []
+
+    def starter() -> None:
+        started.append(job.start(source, kind="subprocess", name="proj/job.py",
+                                 code_from=blob if how == "blob" else None,
+                                 project_dir=tmp_path / "proj" if how == "project" else None))
+        release.wait(WAIT)
+
+    thread = threading.Thread(target=starter)
+    thread.start()
+    try:
+        _until(lambda: started)
+        attempt, sink, _ = started[0]
+        sink.wait_line(lambda line: line == "up")
+        argv = Path(f"/proc/{attempt.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[1:3] == [b"-c", fresh.BOOTSTRAP.encode()], argv[:3]
+        assert argv[6] == str(os.getpid()).encode()  # the worker it dies with
+    finally:
+        release.set()
+        thread.join()
+    assert sink.outcome["exit_code"] == -signal.SIGKILL
+
+
+def test_a_fresh_interpreter_whose_worker_died_before_it_was_tied_runs_nothing(
+        tmp_path: Path) -> None:
+    # The worker died between starting the interpreter and the bootstrap's prctl: nothing
+    # would kill the job later, so the bootstrap, seeing its parent is no longer the worker,
+    # exits before the script runs. Here a shell stays its parent, not this "worker".
+    ran = tmp_path / "ran"
+    script = tmp_path / "job.py"
+    script.write_text(f"open({str(ran)!r}, 'w').close()\n")
+    for own in (False, True):
+        argv = fresh.path_argv(sys.executable, script, [], own, parent=os.getpid())
+        done = subprocess.run(["sh", "-c", '"$@"; exit $?', "sh", *argv], timeout=WAIT)
+        assert done.returncode == 137
+        assert not ran.exists()
+    subprocess.run(["sh", "-c", '"$@"; exit $?', "sh",
+                    *fresh.path_argv(sys.executable, script, [], False)], timeout=WAIT, check=True)
+    assert ran.exists()  # the same, untied (as on a Ray node): it runs
 
 
 def test_sigterm_ignored_escalates_to_sigkill(job: Job) -> None:

@@ -13,9 +13,14 @@ worker keeps the read ends (non-blocking, for the I/O loop) and closes its copie
 write ends, so end-of-file on a pipe means every process of the job has closed it.
 
 A job does not outlive its worker, however the worker dies (``kill -9`` included): a forked
-job's zygote sees its worker go and kills its jobs; a subprocess is started with the kernel's
-parent-death signal set to SIGKILL (:func:`_dies_with_worker`). Otherwise it ran on, unseen,
-while its lease expired and the master ran the job again elsewhere.
+job's zygote sees its worker go and kills its jobs; a subprocess gets the kernel's
+parent-death signal, SIGKILL. Otherwise it ran on, unseen, while its lease expired and the
+master ran the job again elsewhere. A fresh interpreter sets that signal itself, first thing
+(:mod:`titan.worker.fresh`), so ``subprocess`` starts it with vfork; anything else gets it
+from a pre-exec hook (:func:`_dies_with_worker`), which makes ``subprocess`` fork the whole
+worker instead: a shell script or a binary (nothing of Titan's runs in it after exec, and
+bash cannot make the call), a job under ``--sandbox`` (whose rules must be in place before
+exec) and one under ``--run-as`` (Popen forks to switch users anyway).
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 def _dies_with_worker(then: Callable[[], None] | None) -> Callable[[], None] | None:
     """A subprocess's pre-exec hook: SIGKILL once the thread that starts it ends, which is
-    when this worker process ends (the starter threads live as long as it does), and
+    when this worker process ends (the starter threads live as long as it does:
+    :mod:`titan.worker.supervisor`), and
     ``then`` (the sandbox's half). Only the job's own process: what it starts in turn is
     left to its process group's kill on a cancel or timeout (docs/security.md)."""
     libc = _LIBC
@@ -239,6 +245,12 @@ class Runner(Executor):
         env = dict(spec.env)
         script = str(spec.script)
         code_fd = None
+        iso = self.isolation
+        # A fresh interpreter ties itself to this worker (titan.worker.fresh): no pre-exec
+        # hook, so Popen can vfork rather than copy the whole worker (the module docstring).
+        tied = (spec.runs_python and _LIBC is not None and not iso.sandboxed
+                and iso.uid is None and iso.gid is None)
+        parent = os.getpid() if tied else 0
         if spec.runs_python:
             # From the blob it was given when there is one: shared/<name> may hold another
             # project's script of that name by now (titan.worker.fresh).
@@ -246,9 +258,10 @@ class Runner(Executor):
             if code is not None:
                 code_fd = fresh.code_pipe(code)
             own = fresh.own_folder(spec.project_dir)
-            argv = (fresh.path_argv(self._python, spec.script, spec.args, own)
+            argv = (fresh.path_argv(self._python, spec.script, spec.args, own, parent)
                     if code_fd is None else
-                    fresh.python_argv(self._python, spec.script, code_fd, spec.args, own))
+                    fresh.python_argv(self._python, spec.script, code_fd, spec.args, own,
+                                      parent))
             if spec.sys_path:
                 env["PYTHONPATH"] = os.pathsep.join(
                     filter(None, [*spec.sys_path, env.get("PYTHONPATH")])
@@ -257,16 +270,16 @@ class Runner(Executor):
             argv = fresh.bash_argv(spec.script, fresh.read_code(spec.source), spec.args)
         else:
             argv = [script, *spec.args]
-        iso = self.isolation
         try:
-            # The user is dropped by Popen itself (in C, thread-safe); only the sandbox needs
-            # a pre-exec hook: two syscalls, in the child before the job's program runs.
+            # The user is dropped by Popen itself (in C, thread-safe); the hook makes a few
+            # syscalls, in the child before the job's program runs.
             popen = subprocess.Popen(
                 argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out_w,
                 stderr=err_w, start_new_session=True, close_fds=True,
                 pass_fds=() if code_fd is None else (code_fd,), user=iso.uid, group=iso.gid,
                 extra_groups=list(iso.groups) if iso.uid is not None else None,
-                preexec_fn=_dies_with_worker(iso.restrict_only if iso.sandboxed else None),
+                preexec_fn=None if tied else
+                _dies_with_worker(iso.restrict_only if iso.sandboxed else None),
             )
         except OSError as exc:
             raise errors.TitanError(f"cannot start {spec.script.name}: {exc}") from None
