@@ -203,7 +203,7 @@ def run_up(config: MasterConfig, slots: int | None = None,
         # Another master took this database over: this one's memory is not to be trusted and
         # its worker's results would go nowhere. Stop both now (no drain).
         stopping.set()
-        server.should_exit = True
+        server.stop_now()
 
     server.on_started = started
     server.before_exit = before_exit

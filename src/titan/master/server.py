@@ -133,11 +133,22 @@ class Server(uvicorn.Server):
         if self.started and self.on_started is not None:
             self.on_started()
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
+    def _stopping(self) -> None:
         if self.on_stopping is not None and not self.should_exit:
             hook, self.on_stopping = self.on_stopping, None
             with contextlib.suppress(RuntimeError):  # no loop yet: nothing runs to quiesce
                 asyncio.get_running_loop().call_soon_threadsafe(hook)
+
+    def stop_now(self) -> None:
+        """Stop serving without a signal, from the event loop (this master was replaced):
+        as at a first SIGTERM, open long-polls are answered ``503 master_stopping`` first,
+        which clients retry on the next master. Only ``should_exit`` set, they waited out
+        the graceful shutdown and were cancelled: a 500 to every waiting client."""
+        self._stopping()
+        self.should_exit = True
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self._stopping()
         if self.before_exit is not None and not self.should_exit:
             hook, self.before_exit = self.before_exit, None
             hook(lambda: super(Server, self).handle_exit(sig, frame))
@@ -342,7 +353,7 @@ def run_master(config: MasterConfig) -> int:
     server.on_started = started
     if gate is not None:
         gate.on_leading = announce
-        gate.stop_serving = lambda: setattr(server, "should_exit", True)
+        gate.stop_serving = server.stop_now
     try:
         serve(server, sockets)
     finally:
