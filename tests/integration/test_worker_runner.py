@@ -554,6 +554,26 @@ def test_a_fresh_interpreter_whose_worker_died_before_it_was_tied_runs_nothing(
     assert ran.exists()  # the same, untied (as on a Ray node): it runs
 
 
+@pytest.mark.parametrize("own", [False, True], ids=["plain", "project"])
+def test_a_fresh_interpreter_keeps_python_script_pys_path_and_quotes_under_its_own_encoding(
+        tmp_path: Path, own: bool) -> None:
+    # The bootstrap took sys.path[0] for the "" that -c puts first: under PYTHONSAFEPATH
+    # nothing is put there, and the job's first PYTHONPATH entry (its archive's folder) went.
+    # A traceback quoted a latin-1 script's line decoded as UTF-8 (a QA pass).
+    script = tmp_path / "job.py"
+    script.write_bytes("# -*- coding: latin-1 -*-\nimport sys\nprint(sys.path[0])\n"
+                       "raise ValueError('x')  # café\n".encode("latin-1"))
+    env = dict(os.environ, PYTHONSAFEPATH="1", PYTHONPATH=str(tmp_path / "first"))
+    by_hand = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                             text=True, timeout=WAIT)
+    # Tied to this process (a project's script runs through the bootstrap only when tied).
+    argv = fresh.path_argv(sys.executable, script, [], own, parent=os.getpid())
+    ran = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=WAIT)
+    assert ran.stdout == by_hand.stdout == f"{tmp_path / 'first'}\n", (ran, by_hand)
+    assert ran.returncode == by_hand.returncode == 1
+    assert "raise ValueError('x')  # café" in ran.stderr, ran.stderr
+
+
 def test_sigterm_ignored_escalates_to_sigkill(job: Job) -> None:
     attempt, sink, _ = job.start("""
         import signal, time

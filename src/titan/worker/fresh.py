@@ -52,15 +52,20 @@ import sys, os
 def _titan_main(sys=sys, os=os):  # its own names: __main__'s are cleared for the script
     script, fd, own, parent = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
     if parent:  # die with the worker: prctl(PR_SET_PDEATHSIG, SIGKILL), first of all
-        import _ctypes
-        class prctl(_ctypes.CFuncPtr):
-            _flags_ = _ctypes.FUNCFLAG_CDECL
-        libc = type("libc", (), {"_handle": _ctypes.dlopen(None, os.RTLD_NOW)})
-        prctl(("prctl", libc))(1, 9, 0, 0, 0)
-        if os.getppid() != parent:  # the worker died before that: nobody's job any more
-            os._exit(137)
+        try:
+            import _ctypes
+        except ImportError:  # a job interpreter built without ctypes: run, untied
+            _ctypes = None
+        if _ctypes is not None:
+            class prctl(_ctypes.CFuncPtr):
+                _flags_ = _ctypes.FUNCFLAG_CDECL
+            libc = type("libc", (), {"_handle": _ctypes.dlopen(None, os.RTLD_NOW)})
+            prctl(("prctl", libc))(1, 9, 0, 0, 0)
+            if os.getppid() != parent:  # the worker died before that: nobody's job any more
+                os._exit(137)
     sys.argv[:5] = [script]
-    sys.path[0:1] = [os.path.dirname(script)] if own else []
+    if not sys.flags.safe_path:  # -c put "" first (under -P / PYTHONSAFEPATH, nothing)
+        sys.path[0:1] = [os.path.dirname(script)] if own else []
     # importlib.machinery's loader, from the module loaded at start-up (importing that: 0.5 ms)
     SourceFileLoader = sys.modules["_frozen_importlib_external"].SourceFileLoader
     if not own:
@@ -87,7 +92,12 @@ def _titan_main(sys=sys, os=os):  # its own names: __main__'s are cleared for th
             tb = tb.tb_next
         if isinstance(exc, SyntaxError) and exc.filename == script:
             tb = None
-        lines = code.decode("utf-8", "replace").splitlines(keepends=True)
+        import io, tokenize
+        try:  # quoted in the script's own encoding (its coding cookie), as python does
+            encoding = tokenize.detect_encoding(io.BytesIO(code).readline)[0]
+        except SyntaxError:
+            encoding = "utf-8"
+        lines = code.decode(encoding, "replace").splitlines(keepends=True)
         linecache.cache[script] = (len(code), None, lines, script)
         hook = sys.excepthook
         (traceback.print_exception if hook is sys.__excepthook__ else hook)(
