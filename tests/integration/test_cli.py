@@ -97,6 +97,37 @@ def test_a_huge_master_setting_stops_it_with_one_line(tmp_path: Path, setting: s
     assert out.stderr == said + "\n", out.stderr
 
 
+@pytest.mark.parametrize(("held", "why"), [
+    (b"\xff\xfe", "it is not plain ASCII text"),  # a traceback from the master and the CLI
+    (b"x\n", "1 character, fewer than 32"),  # made a live admin token at start
+    (b"tt_" + b"a" * 20 + b" " + b"b" * 20, "a space or control character in it"),
+])
+def test_a_token_file_that_holds_no_usable_token_stops_the_master_with_one_line(
+        tmp_path: Path, held: bytes, why: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "admin.token").write_bytes(held)
+    (data / "admin.token").chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "titan", "master", "--port", str(free_port()),
+         "--dashboard-port", "0", "--data-dir", str(data)],
+        env={**env, "TITAN_CONFIG_DIR": str(tmp_path / "cfg")}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr == (f"error: {data / 'admin.token'} does not hold a usable token ({why}): "
+                          "delete the file and start the master again to get a new one\n"), \
+        out.stderr
+    if held.startswith(b"\xff"):  # the CLI reading it as a client: one line too
+        (data / "master.json").write_text(json.dumps({"url": "http://127.0.0.1:1"}))
+        said = subprocess.run([sys.executable, "-m", "titan", "status"], cwd=tmp_path,
+                              env={**env, "TITAN_DATA_DIR": str(data),
+                                   "TITAN_CONFIG_DIR": str(tmp_path / "cfg")},
+                              capture_output=True, text=True, timeout=60)
+        assert said.returncode == 1 and "Traceback" not in said.stderr, said.stderr
+        assert "does not hold a token (it is not text)" in said.stderr, said.stderr
+
+
 @pytest.mark.parametrize(("pasted", "said"), [
     ("\u200b", "U+200B (ZERO WIDTH SPACE) at character 11"),
     ("\u201d", "U+201D (RIGHT DOUBLE QUOTATION MARK) at character 11"),

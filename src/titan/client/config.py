@@ -138,6 +138,9 @@ def _read_token(path: Path) -> str | None:
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:  # was a traceback (a QA pass)
+        raise ConfigError(f"{path} does not hold a token (it is not text): delete it and "
+                          "restart its master to get a new one") from None
     return token or None
 
 

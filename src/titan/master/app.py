@@ -94,7 +94,7 @@ def write_secret_file(path: Path, value: str) -> None:
 async def ensure_token_file(engine: Engine, path: Path, role: str, name: str) -> bool:
     """Make sure ``path`` holds a token (created on first start) registered in the database;
     whether that token is revoked."""
-    token = path.read_text().strip() if path.exists() else ""
+    token = auth.read_token_file(path)
     if not token:
         token = auth.new_token()
         write_secret_file(path, token)

@@ -168,9 +168,12 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
     certificate: a warning, master/tls_pin.py), and for a master about to lead, the mark it
     leaves there (a store that cannot take it: a full disk).
     """
+    from titan.master.auth.tokens import read_token_file
     from titan.master.egress import EgressPolicy
     from titan.storage.blobs import open_blob_store
 
+    for name in ("admin.token", "worker.token"):  # written or registered at startup
+        read_token_file(config.data_path / name)
     EgressPolicy.from_env()
     if config.tls_cert and config.tls_key:
         try:

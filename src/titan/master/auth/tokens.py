@@ -17,9 +17,10 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from titan.errors import Forbidden, Unauthorized
+from titan.errors import ConfigError, Forbidden, Unauthorized
 from titan.master_proof import token_hash
 
 __all__ = ["ADMIN", "FETCH", "OPERATE", "READ", "ROLES", "WORKER", "WRITE", "JobTokens",
@@ -59,6 +60,35 @@ class Principal:
 
 def new_token() -> str:
     return "tt_" + secrets.token_urlsafe(32)
+
+
+#: The shortest value a data dir's token file may hold (new_token() writes 46 characters).
+MIN_TOKEN_FILE_LENGTH = 32
+
+
+def read_token_file(path: Path) -> str:
+    """The token in a data dir's ``admin.token`` or ``worker.token`` ('' when there is none
+    yet: the master writes one). Whatever the file held was made a live token of its role:
+    ``x`` an admin token, a value with a space one no client can send, and bytes that are not
+    text stopped the master with a traceback (a QA pass). Refused, saying the way out."""
+    try:
+        raw = path.read_bytes() if path.exists() else b""
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token, why = "", "it is not plain ASCII text"
+    else:
+        why = ("a space or control character in it" if any(
+            c.isspace() or not c.isprintable() for c in token) else
+            f"{len(token)} character{'s' * (len(token) != 1)}, fewer than "
+            f"{MIN_TOKEN_FILE_LENGTH}"
+            if 0 < len(token) < MIN_TOKEN_FILE_LENGTH else "")
+    if why:
+        raise ConfigError(f"{path} does not hold a usable token ({why}): delete the file and "
+                          "start the master again to get a new one")
+    return token
 
 
 class JobTokens:
