@@ -949,6 +949,11 @@ def test_a_repeated_filter_means_all_its_values(cl: Cluster,
                   headers={"Authorization": f"Bearer {cl.admin_token}"}, timeout=60)
     assert [json.loads(line)["id"] for line in r.text.splitlines()] == want
     error(cl, "GET", "/runs", params=[("status", "completed"), ("status", "bogus")], status=400)
+    # In any case: jobs' and DAGs' states are upper case everywhere else (`--status FAILED`
+    # was refused).
+    upper = ok(cl, "GET", "/runs", params=[("q", "fx40"), ("status", "COMPLETED,Cancelled"),
+                                           ("limit", 1000)])
+    assert [r["id"] for r in upper["runs"]] == want
 
 
 def test_registry_pages(cl: Cluster, fleet: dict[str, dict[str, Any]]) -> None:

@@ -198,12 +198,14 @@ def action_view(a: Row) -> Row:
 def csv_choices(value: str | list[str] | None, allowed: tuple[str, ...],
                 name: str) -> tuple[str, ...]:
     """A filter of several values, comma-separated (``?status=failed,cancelled``), repeated
-    (``?status=failed&status=cancelled``: a list) or both; each one of ``allowed``."""
+    (``?status=failed&status=cancelled``: a list) or both; each one of ``allowed``, in any
+    case: jobs' and DAGs' states are upper case everywhere else (``--status FAILED``)."""
     if not value:
         return ()
     values = [value] if isinstance(value, str) else value
-    items = tuple(dict.fromkeys(v.strip() for text in values for v in text.split(",")
-                                if v.strip()))
+    by_case = {a.lower(): a for a in allowed}
+    items = tuple(dict.fromkeys(by_case.get(v.strip().lower(), v.strip())
+                                for text in values for v in text.split(",") if v.strip()))
     bad = [v for v in items if v not in allowed]
     if bad:
         raise ValidationFailed(f"{name} must be among {', '.join(allowed)}, got {bad[0]!r}",
