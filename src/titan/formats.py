@@ -96,7 +96,24 @@ def name_problem(value: Any, what: str) -> str | None:
         return f"{what} is longer than {MAX_NAME} characters"
     if _BAD_NAME.search(value):
         return f"{what} {value!r} may not contain '/', '#' or control characters"
+    odd = _ODD_SPACE.search(value)
+    if odd is not None:
+        char = odd.group()
+        return (f"{what} {value!r} may not contain U+{ord(char):04X} "
+                f"({unicodedata.name(char, 'a space')}): it reads as a plain space, and the "
+                "name as another; use ' '")
+    if not unicodedata.is_normalized("NFC", value):
+        composed = unicodedata.normalize("NFC", value)
+        return (f"{what} {value!r} is written in decomposed Unicode (a letter and its accent "
+                f"apart) and reads as {composed!r}, another name: write it composed (NFC), "
+                f"{composed!r}")
     return None
+
+
+#: Unicode's space separators but the plain space (no-break, thin, ideographic ...): 'a b'
+#: and 'a b' read alike in every table, yet were two names. So were 'café' and
+#: 'café' (the accent apart): names must be composed (NFC).
+_ODD_SPACE = re.compile("[   -   　]")
 
 
 #: What a terminal or a log reader would act on rather than show: C0 and C1 controls (escape

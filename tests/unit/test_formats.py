@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -16,7 +17,8 @@ from titan.master.scheduling.validation import check_name as master_check
 
 @pytest.mark.parametrize("name", ["", "   ", "\t", "a/b", "a#b", "a\nb", "x" * 201, None, 3,
                                   " padded ", "plan ", "\u3000plan", "plan\u200b", "\ufeffplan",
-                                  "pl\u2060an", "plan\u200e"])
+                                  "pl\u2060an", "plan\u200e", "nb\u00a0sp", "thin\u2009space",
+                                  "cafe\u0301"])
 def test_the_sdk_and_the_master_refuse_the_same_names(name: object) -> None:
     with pytest.raises(ValidationFailed):
         sdk_check(name, "job id", "job_id")
@@ -27,6 +29,16 @@ def test_the_sdk_and_the_master_refuse_the_same_names(name: object) -> None:
 @pytest.mark.parametrize("name", ["plan", "x" * 200, "café ☕", "two words"])
 def test_and_accept_the_same_names(name: str) -> None:
     assert sdk_check(name, "job id", "job_id") == master_check(name, "job_id") == name
+
+
+@pytest.mark.parametrize(("name", "said"), [
+    # Each read as another name in every table, yet was a name of its own (a QA pass).
+    ("nb\u00a0sp", "U+00A0 (NO-BREAK SPACE): it reads as a plain space"),
+    ("cafe\u0301", "reads as 'café', another name: write it composed (NFC), 'café'"),
+])
+def test_a_name_that_reads_as_another_is_refused_saying_which(name: str, said: str) -> None:
+    with pytest.raises(ValidationFailed, match=re.escape(said)):
+        master_check(name, "DAG name")
 
 
 def test_times_are_rfc3339_utc_with_z_everywhere() -> None:
