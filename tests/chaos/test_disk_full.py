@@ -96,3 +96,48 @@ def _health_until(url: str, status: int, timeout: float) -> Any:
             return json.loads(body)
         assert time.monotonic() < deadline, (got, body)
         time.sleep(0.2)
+
+
+def test_a_master_stopped_while_writes_wait_for_a_full_disk_answers_them_503(
+        make_cluster: Any) -> None:
+    # uvicorn cancels the requests still open at the end of its graceful shutdown: each write
+    # waiting for the full disk was one "Exception in ASGI application" traceback, and its
+    # client got no answer (a QA pass). Each is answered 503 master_stopping, said once.
+    c = make_cluster()
+    c.start_master()
+    assert c.master is not None
+    c.client().store_put("before", "x")
+    biggest = max(p.stat().st_size for p in c.data.glob("titan.db*"))
+    hard = resource.prlimit(c.master.pid, resource.RLIMIT_FSIZE)[1]
+    resource.prlimit(c.master.pid, resource.RLIMIT_FSIZE, (biggest + 4096, hard))
+    answers: list[tuple[int, Any]] = []
+
+    def put(i: int) -> None:
+        req = urllib.request.Request(
+            f"{c.url}/api/v1/store/values/cut{i}", method="PUT",
+            data=json.dumps({"value": "x" * 50_000}).encode(),
+            headers={"Content-Type": "application/json",
+                     "Authorization": f"Bearer {c.admin_token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                answers.append((r.status, json.loads(r.read())))
+        except urllib.error.HTTPError as err:
+            answers.append((err.code, json.loads(err.read())))
+
+    writers = [threading.Thread(target=put, args=(i,)) for i in range(6)]
+    for writer in writers:
+        writer.start()
+    deadline = time.monotonic() + 60
+    while "the database is unavailable" not in c.log():
+        assert time.monotonic() < deadline, c.log()
+        time.sleep(0.05)
+    c.master.terminate()
+    assert c.master.wait(timeout=60) == 0, c.log()
+    for writer in writers:
+        writer.join(timeout=30)
+    log = c.log()
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log
+    assert log.count("requests still waiting were answered 503 master_stopping") == 1, log
+    assert len(answers) == 6 and all(
+        status == 503 and body["error"]["code"] == "master_stopping"
+        for status, body in answers), answers

@@ -12,6 +12,7 @@ the warning it is, the unexpected one with its traceback, once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from titan.errors import APIError, DatabaseCorrupt, DatabaseUnavailable
+from titan.errors import APIError, DatabaseCorrupt, DatabaseUnavailable, MasterStopping
 
 log = logging.getLogger("titan.master")
 
@@ -52,6 +53,7 @@ class ErrorGuard:
         self._last_refusal = 0.0
         self._corrupt_said = 0.0  # monotonic time the last "corrupt" line was logged
         self._corrupt_failed = 0
+        self._cut = 0  # requests cut by the server's stop (said once)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,6 +69,23 @@ class ErrorGuard:
 
         try:
             await self.app(scope, receive, watched)
+        except asyncio.CancelledError:
+            if not self._stopping(scope):
+                raise
+            # Cancelled by the server at the end of a graceful shutdown: a request still
+            # waiting then (a write held by an unwritable database) was one "Exception in
+            # ASGI application" traceback each (a QA pass). Answered, counted, not raised.
+            self._cut += 1
+            if self._cut == 1:
+                log.warning("stopping: requests still waiting were answered 503 "
+                            "master_stopping (their writes may or may not have committed)")
+            if not started:
+                request = Request(scope, receive)
+                response = await self.answer(request, MasterStopping(
+                    "this Titan master stopped before this request was answered; what it "
+                    "wrote may or may not have been committed: check, then ask again (the "
+                    "next master, or this one restarted, answers)"))
+                await response(scope, receive, send)
         except Exception as exc:  # noqa: BLE001 - the last place an error can be answered
             request = Request(scope, receive)
             corrupt = self._corrupt(scope, exc)
@@ -88,6 +107,12 @@ class ErrorGuard:
             if isinstance(err, DatabaseUnavailable):
                 response.headers["Retry-After"] = "1"
             await response(scope, receive, send)
+
+    @staticmethod
+    def _stopping(scope: Scope) -> bool:
+        app = scope.get("app")
+        ctx = getattr(getattr(app, "state", None), "ctx", None)
+        return ctx is not None and bool(ctx.engine.stopping)
 
     @staticmethod
     def _database_away(scope: Scope, exc: Exception) -> bool:
