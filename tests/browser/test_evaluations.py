@@ -187,8 +187,15 @@ def test_agent_trace_of_a_cancellation(evaluated: dict[str, Any], dash: Dashboar
     assert "refund_issued" in page.inner_text("#seed-panel .seed-behavior")
 
     tools = page.eval_on_selector_all("#timeline .tool-row", """els => els.map(e => [
-        e.dataset.tool, e.querySelector('.source').textContent])""")
-    assert tools == [["get_order", "odyssey"], ["cancel_order", "odyssey"]]  # seed 003's badge
+        e.dataset.tool, e.dataset.source, e.querySelector('.source').textContent,
+        getComputedStyle(e.querySelector('.source')).backgroundColor])""")
+    # Seed 003: source and badge are both "odyssey", drawn in the simulated calls' colour.
+    assert [t[:3] for t in tools] == [["get_order", "odyssey", "odyssey"],
+                                      ["cancel_order", "odyssey", "odyssey"]]
+    plain = page.evaluate("""() => { const b = document.createElement('span');
+        b.className = 'badge'; document.body.append(b);
+        const c = getComputedStyle(b).backgroundColor; b.remove(); return c; }""")
+    assert tools[0][3] != plain, "the odyssey badge lost its colour"
     row = '#timeline .tool-row[data-tool="cancel_order"]'
     assert not page.is_visible(f"{row} .ledger")
     page.click(f"{row} > summary")
@@ -377,7 +384,7 @@ def test_trace_template_edge_cases_render_escaped() -> None:
 
     header = {"id": "e.t.1", "status": "completed", "chip": None, "agent": {"name": HOSTILE,
               "version": "1"}, "verdict": "PENDING", "tool_calls": 1,
-              "by_source": {"simulated": 1}, "latency_s": 2.0, "live": False,
+              "by_source": {"odyssey": 1}, "latency_s": 2.0, "live": False,
               "cost": {"agent_usd": 0.0, "simulator_usd": 0.0, "judge_usd": 0.0,
                        "total_usd": 0.0}, "source_run": None, "error_detail": None}
     seed: dict[str, Any] = {"user_instruction": HOSTILE, "behavior_instructions": None, "initial_state": {},

@@ -46,7 +46,7 @@ def test_eval_runs_and_calls(storage: Storage) -> None:
         tx.insert_eval_run(eval_run("r3", task="t2", at=12.0, status="completed"))
         tx.update_eval_run("r1", {"status": "failed", "error_class": "agent_5xx",
                                   "judge": {"verdict": "NOT_APPLICABLE"}, "tool_calls": 2})
-        tx.insert_eval_call({"run_id": "r2", "seq": 3, "source": "simulated",
+        tx.insert_eval_call({"run_id": "r2", "seq": 3, "source": "odyssey",
                              "ops": [{"op": "set_flag", "name": "f", "value": True}],
                              "violations": [], "state": {"flags": {"f": True}},
                              "latency_ms": 1.5})

@@ -60,7 +60,7 @@ def test_simulate_returns_the_response_and_the_ops(api: FakeLLMServer) -> None:
     api.queue(Reply(answer({"ok": True}, [op]), prompt_tokens=300, completion_tokens=40))
     got = simulate(CANCEL_ORDER, {"order_id": "A1"}, STATE, "Cancelling always works.",
                    [{"tool": "get_order", "arguments": {"order_id": "A1"},
-                     "response": {"status": "shipped"}, "source": "simulated"}], model=MODEL)
+                     "response": {"status": "shipped"}, "source": "odyssey"}], model=MODEL)
     assert isinstance(got, SimResult)
     assert (got.response, got.ops, got.error) == ({"ok": True}, [op], None)
     assert got.usage["input_tokens"] == 300 and got.usage["output_tokens"] == 40
@@ -184,7 +184,7 @@ TASK = {"id": "t1", "user_instruction": "Cancel order A1.", "behavior_instructio
         "metadata": {}}
 
 
-def call(seq: int, tool: str, response: Any, source: str = "simulated",
+def call(seq: int, tool: str, response: Any, source: str = "odyssey",
          error: str | None = None, ops: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"seq": seq, "actor": "agent", "tool": tool, "arguments": {"order_id": "A1"},
             "response": response, "source": source, "error": error, "latency_ms": 5.0,

@@ -136,7 +136,7 @@ def run_one(c: Cluster, name: str, url: str, **agent: Any) -> dict[str, Any]:
 def test_a_working_endpoint_completes_with_its_calls_and_events(
         evals_cluster: Cluster, agent_url: str) -> None:  # noqa: F811
     row = run_one(evals_cluster, "http-ok", f"{agent_url}/ok")
-    assert row["run"]["status"] == "completed" and row["run"]["by_source"]["simulated"] == 1
+    assert row["run"]["status"] == "completed" and row["run"]["by_source"]["odyssey"] == 1
     trace = evals_cluster.client().evaluation_run("http-ok", "t1", row["run"]["id"])
     assert trace["final_response"] == "Order A-1001 is processing."
     kinds = [(t["type"], t.get("tool") or t.get("kind")) for t in trace["timeline"]]
@@ -156,7 +156,7 @@ def test_events_order_by_occurred_at_and_simulated_calls_show_as_odyssey(
     kinds = [(t["type"], t.get("tool") or t.get("kind")) for t in trace["timeline"]]
     assert kinds == [("event", "thinking"), ("tool", "get_order")]
     assert trace["timeline"][0]["__occurred_at"] == pytest.approx(trace["timeline"][0]["at"])
-    assert trace["timeline"][1]["source"] == "simulated"
+    assert trace["timeline"][1]["source"] == "odyssey"  # seed 003: badge and source alike
     assert trace["timeline"][1]["badge"] == "odyssey"
     assert "__occurred_at must be epoch seconds or an ISO 8601 time, got 'yesterday'" \
         in json.loads(trace["debug"]["raw_response"])["refused"]

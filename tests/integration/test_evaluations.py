@@ -71,12 +71,15 @@ def test_simulated_answers_change_the_world_ledger(evals_cluster: Cluster,
     rows = by_task(support_bot)
     cancel = rows["cancel-processing"]["run"]
     assert cancel["status"] == "completed", cancel
-    assert cancel["tool_calls"] == 2 and cancel["by_source"]["simulated"] == 2
+    # Seed 003's source name: a test written from the seed reads by_source["odyssey"].
+    assert cancel["tool_calls"] == 2 and cancel["by_source"]["odyssey"] == 2
+    assert "simulated" not in cancel["by_source"]
     trace = trace_of(evals_cluster, "support-bot", rows["cancel-processing"])
     tools = [t for t in trace["timeline"] if t["type"] == "tool"]
     assert [t["tool"] for t in tools] == ["get_order", "cancel_order"]
     lookup, cancelled = tools
-    assert lookup["ops"] == [] and lookup["source"] == "simulated"
+    assert lookup["ops"] == [] and lookup["source"] == "odyssey"
+    assert [t["source"] for t in tools if t["source"] == "odyssey"] == ["odyssey", "odyssey"]
     assert lookup["state"]["entities"]["order"]["A-1002"]["status"] == "processing"
     assert {op["op"] for op in cancelled["ops"]} == {"update", "set_flag"}
     assert cancelled["state"]["entities"]["order"]["A-1002"]["status"] == "cancelled"

@@ -39,7 +39,8 @@ def test_a_case_is_a_task_and_a_recorded_run() -> None:
     assert case.task["expected_effects"] == [
         {"op": "update", "type": "order", "id": "A-1042", "attrs": {"status": "cancelled"}}]
     cancel = case.run["tool_calls"][1]
-    assert (cancel["seq"], cancel["tool"], cancel["source"]) == (2, "cancel_order", "simulated")
+    # Seed 003's source name, as the proxy records a simulated call.
+    assert (cancel["seq"], cancel["tool"], cancel["source"]) == (2, "cancel_order", "odyssey")
     # The ledger replayed the ops: the state after the call is recorded, as the proxy would.
     assert cancel["state"]["entities"]["order"]["A-1042"]["status"] == "cancelled"
     roles = [m["role"] for m in case.run["messages"]]
@@ -63,6 +64,22 @@ def test_a_bad_case_is_refused_with_its_name(tmp_path: Path, case: dict[str, obj
     with pytest.raises(ValidationFailed, match=message) as info:
         load_set(tmp_path)
     assert "set.yaml case 1 ('c1')" in str(info.value)
+
+
+def test_a_case_written_with_the_old_source_name_reads_as_odyssey(tmp_path: Path) -> None:
+    """``source: simulated`` (Titan's name before seed 003's ``odyssey``) still loads, as
+    ``odyssey``; the judge model is shown the word its calibration was measured with."""
+    from titan.evals.judge_prompt import step_line
+
+    case = {"id": "c1", "category": "refusal", "label": "PASS", "reason": "r",
+            "task": {"user_instruction": "x"}, "final_response": "Done.",
+            "calls": [{"tool": "a", "source": "simulated"}, {"tool": "b"},
+                      {"tool": "c", "source": "injected"}]}
+    (tmp_path / "set.yaml").write_text(json.dumps([case]))
+    calls = load_set(tmp_path)[0].run["tool_calls"]
+    assert [c["source"] for c in calls] == ["odyssey", "odyssey", "injected"]
+    assert [step_line(n, c).rsplit("[", 1)[1] for n, c in enumerate(calls, 1)] == [
+        "simulated]", "simulated]", "injected]"]
 
 
 def test_the_report_on_the_code_checks(capsys: pytest.CaptureFixture[str]) -> None:

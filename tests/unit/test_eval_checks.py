@@ -18,7 +18,7 @@ def task(instruction: str = "Cancel order A1.", **kw: Any) -> dict[str, Any]:
 
 
 def call(tool: str, response: Any, *, ops: list[dict[str, Any]] | None = None,
-         source: str = "simulated", error: str | None = None,
+         source: str = "odyssey", error: str | None = None,
          arguments: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"tool": tool, "arguments": arguments or {"order_id": "A1"}, "response": response,
             "source": source, "error": error, "ops": ops or [], "violations": []}

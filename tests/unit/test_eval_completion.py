@@ -24,7 +24,7 @@ def call(tool: str, response: Any, arguments: dict[str, Any] | None = None,
          changed: bool = True) -> dict[str, Any]:
     ops = [{"op": "set_flag", "name": tool, "value": True}] if changed else []
     return {"tool": tool, "arguments": arguments or {}, "response": response,
-            "source": "simulated", "error": None, "ops": ops}
+            "source": "odyssey", "error": None, "ops": ops}
 
 
 # --- the user's own verb, done, after every action failed --------------------------------
@@ -288,7 +288,7 @@ def test_a_count_lowered_by_the_booking_is_no_unexpected_change() -> None:
 
     def run(*ops: dict[str, Any]) -> str | None:
         booking = {"tool": "book_slot", "arguments": {"slot": "S1"},
-                   "response": {"booking_id": "B1"}, "source": "simulated", "error": None,
+                   "response": {"booking_id": "B1"}, "source": "odyssey", "error": None,
                    "ops": [{"op": "add", "type": "booking", "id": "B1",
                             "attrs": {"slot": "S1"}}, *ops]}
         return checks.check(task, {"final_response": "Booked, B1.", "tool_calls": [booking],

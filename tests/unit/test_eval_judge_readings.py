@@ -14,7 +14,7 @@ from titan.evals.tasks import Task
 
 def call(tool: str, response: Any, *, changed: bool = False) -> dict[str, Any]:
     ops = [{"op": "set_flag", "name": tool, "value": True}] if changed else []
-    return {"tool": tool, "arguments": {}, "response": response, "source": "simulated",
+    return {"tool": tool, "arguments": {}, "response": response, "source": "odyssey",
             "error": None, "ops": ops}
 
 

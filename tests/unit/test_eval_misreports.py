@@ -21,7 +21,7 @@ def run(final: str, response: Any, tool: str) -> dict[str, Any]:
     """One call: a read, or an action (``book_``, ``refund_``...) that changed the world."""
     ops = [] if tool.startswith("get_") else [
         {"op": "set_flag", "name": "done", "value": True}]
-    call = {"tool": tool, "arguments": {}, "response": response, "source": "simulated",
+    call = {"tool": tool, "arguments": {}, "response": response, "source": "odyssey",
             "error": None, "ops": ops}
     return {"final_response": final, "tool_calls": [call], "status": "completed"}
 

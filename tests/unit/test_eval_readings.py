@@ -24,7 +24,7 @@ def call(tool: str, response: Any, arguments: dict[str, Any] | None = None,
     ops = [{"op": "set_flag", "name": tool, "value": True}] \
         if tool.startswith(WRITES) and not error else []
     return {"tool": tool, "arguments": arguments or {}, "response": response,
-            "source": "injected" if error else "simulated", "error": error, "ops": ops}
+            "source": "injected" if error else "odyssey", "error": error, "ops": ops}
 
 
 def verdict(final: str, *calls: dict[str, Any],

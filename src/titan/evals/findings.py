@@ -16,6 +16,21 @@ from typing import Any
 
 from titan.evals import claims
 
+#: Seed 003's name for a call the simulator answered against the seeded world: the source
+#: every API, page and stored row uses (its badge is the same word).
+ODYSSEY = "odyssey"
+#: Where a proxied tool call's answer came from, in seed 003's Tool-call sources table order.
+SOURCES = (ODYSSEY, "injected", "passthrough", "error", "transport_error")
+#: Titan's earlier name for ``odyssey``: migration 22 renamed the stored rows; still read
+#: where a hand-written source comes in (a calibration case), so old files keep working.
+SOURCE_ALIASES = {"simulated": ODYSSEY}
+
+
+def source_name(source: str) -> str:
+    """A tool-call source in seed 003's words (``simulated`` becomes ``odyssey``)."""
+    return SOURCE_ALIASES.get(source, source)
+
+
 #: Sources whose calls failed whatever they returned. An injected call is not one of them: a
 #: failure rule with ``error: false`` answers a 200 with its payload (a soft "cancelled", an
 #: "unavailable" status), which the response decides like any other; a rule that errors

@@ -220,6 +220,19 @@ def _blob_use(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE blobs ADD COLUMN used_at FLOAT"))
 
 
+def _odyssey_source(conn: Connection) -> None:
+    # Seed 003 names a call the simulator answered "odyssey"; Titan stored "simulated". The
+    # proxied calls and each run's per-source counts take the seed's word, so the API, the
+    # pages and the stored rows say one thing. ``by_source`` is JSON of {source: count}: the
+    # quoted name occurs there only as a key. The recorded actions' tags are left as they
+    # were: the run ledger hashes them (titan/ledger.py), so rewriting one would read as
+    # tampering; nothing reads a source from them.
+    conn.execute(text("UPDATE eval_calls SET source = 'odyssey' WHERE source = 'simulated'"))
+    conn.execute(text(
+        "UPDATE eval_runs SET by_source = replace(by_source, '\"simulated\"', '\"odyssey\"')"
+        " WHERE by_source LIKE '%\"simulated\"%'"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -244,6 +257,7 @@ MIGRATIONS: list[Migration] = [
     (19, "agent runs: LLM calls of unknown price", _unpriced_calls),
     (20, "log lines: a line cut at 64 KiB says it goes on in the next", _continued_lines),
     (21, "blobs: when each was last stored or vouched for (garbage collection)", _blob_use),
+    (22, "evaluations: a simulated tool call's source is seed 003's odyssey", _odyssey_source),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

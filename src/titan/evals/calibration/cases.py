@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from titan.errors import ValidationFailed
+from titan.evals.findings import ODYSSEY, source_name
 from titan.evals.ledger import Ledger
 from titan.evals.tasks import Task
 
@@ -124,7 +125,7 @@ def _calls(raw: Any, task: Task, where: str) -> list[dict[str, Any]]:
         calls.append({"seq": seq, "actor": "agent", "tool": call["tool"],
                       "arguments": call.get("arguments") or {},
                       "response": call.get("response"),
-                      "source": call.get("source") or "simulated",
+                      "source": source_name(call.get("source") or ODYSSEY),
                       "error": call.get("error"), "latency_ms": 0.0, "ops": applied,
                       "violations": [], "state": ledger.snapshot(), "at": float(seq)})
     return calls

@@ -3,8 +3,8 @@
 ``POST /api/v1/runs/{run}/tools/{name}`` with the run's token (or the agent job's own token).
 Per call, in order: a matching failure rule answers (``injected``); a passthrough tool is
 forwarded to its real endpoint (``passthrough``, or ``transport_error`` when that hop fails);
-otherwise the simulator plays the tool against the run's world (``simulated``, or ``error``
-when it could not produce a valid answer). The call is recorded as an action of the run
+otherwise the simulator plays the tool against the run's world (``odyssey``, seed 003's word,
+or ``error`` when it could not produce a valid answer). The call is recorded as an action of the run
 (channel ``tool``, tag ``source``), and what it did to the world — the ledger operations, the
 refused ones, the state after — beside it. Calls of one run are serialised: the world is one
 sequence of states.
@@ -29,6 +29,7 @@ import httpx
 
 from titan.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from titan.evals.failures import match_failure_rule
+from titan.evals.findings import ODYSSEY
 from titan.master.auth.tokens import OPERATE, Principal, matches, token_hash
 from titan.master.evaluations.active import ADMIN, ActiveRun, Spawn, dumps_short
 from titan.storage.base import Row
@@ -286,7 +287,7 @@ class ToolProxy:
         if result.error:
             return "error", None, result.error, [], [], cost
         applied, violations = active.ledger.apply(result.ops)
-        return "simulated", result.response, None, applied, violations, cost
+        return ODYSSEY, result.response, None, applied, violations, cost
 
     # -- the agent's answer, its live events, a coding run's grading --------------------------
     async def accept_response(self, run_id: str, reply: Row, raw: str | None = None) -> Row:

@@ -11,21 +11,21 @@ from typing import Any
 
 from titan.evals.agent_config import public_view
 from titan.evals.failures import ERROR_CLASSES, FAILURE_MODES, PALETTES
+from titan.evals.findings import ODYSSEY, SOURCES
 from titan.evals.structure import reconstruct
 from titan.master.evaluations.dispatch import JOB_ROOT_ACTOR
 from titan.master.evaluations.judging import trajectory
 from titan.status import EVAL_ACTIVE
 from titan.storage.base import ActionQuery, Row, RunQuery, Transaction
 
-SOURCES = ("simulated", "injected", "passthrough", "error", "transport_error")
-#: Each source's badge as seed 003 names it: a simulated call is "odyssey" (answered against
-#: the seeded world); the API keeps Titan's source names, the badge is the seed's word.
-SOURCE_BADGES = {"simulated": "odyssey", "injected": "injected", "passthrough": "passthrough",
+#: Each source's badge as seed 003 names it: the source's own word, but for
+#: ``transport_error`` ("transport error") and a tool call the proxy never saw ("agent").
+SOURCE_BADGES = {ODYSSEY: "odyssey", "injected": "injected", "passthrough": "passthrough",
                  "error": "error", "transport_error": "transport error",
                  "agent": "not proxied"}
 #: What each badge means (seed 003's Tool-call sources table), for its hover text.
 SOURCE_MEANINGS = {
-    "simulated": "simulated against the seeded world",
+    ODYSSEY: "simulated against the seeded world",
     "injected": "a failure rule fired",
     "passthrough": "forwarded to the registered tool endpoint, which answered",
     "error": "the simulator could not produce a valid response",
