@@ -285,3 +285,31 @@ def test_runs_registry_live_intercepts_and_agent_page(cluster: Cluster, dash: Da
     page.click('.run-card[data-run-id="br-done"] a.run-link')
     page.wait_for_selector('body[data-page="run"][data-run-id="br-done"]', state="attached")
     wait_count(page, ".action-row", 4)
+
+
+def test_export_includes_every_action_unless_unticked(cluster: Cluster, dash: Dashboard,
+                                                      page: Any) -> None:
+    """Seed 004: "Click Export to download run data: … Includes runs and all actions". The
+    box starts ticked and every format's link asks for the actions; unticked, the runs
+    alone; each link still follows the page's filters."""
+    cluster.api("POST", "/runs", {"id": "br-export", "agent_id": "export-agent"})
+    cluster.api("POST", "/runs/br-export/actions", {"actions": [action(0), action(1)]})
+    page.goto(dash.url("/runs?agent=export-agent"))
+    page.wait_for_selector('.run-card[data-run-id="br-export"]')
+    page.click("#export > summary")
+    assert page.is_checked("#export-actions")
+
+    def links() -> dict[str, str]:
+        return dict(page.eval_on_selector_all("a.export", """els => els.map(a => [
+            a.dataset.format, a.getAttribute('href')])"""))
+
+    assert set(links()) == {"csv", "json", "jsonl"}
+    assert all("actions=true" in h and "agent=export-agent" in h for h in links().values())
+    # The link the user clicks downloads the run with its actions.
+    body = page.evaluate("async (h) => (await fetch(h)).text()", links()["jsonl"])
+    kinds = [line.split('"type":"', 1)[1].split('"', 1)[0] for line in body.splitlines()]
+    assert kinds == ["run", "action", "action"], body[:300]
+    page.uncheck("#export-actions")
+    assert all("actions=false" in h for h in links().values())
+    body = page.evaluate("async (h) => (await fetch(h)).text()", links()["jsonl"])
+    assert body.count('"type":"run"') == 1 and '"type":"action"' not in body

@@ -217,10 +217,17 @@ def test_exports_carry_compliance_metadata(cl: Cluster) -> None:
     assert run["pii"]["email"] == 2 and run["archived_at"] is None
     first = next(x for x in lines if x["type"] == "action" and x["seq"] == 1)
     assert first["pii"]["email"] == 1 and EMAIL not in text
-    status, text = call(cl, "GET", "/runs/export", params={"format": "csv", "q": "pii-1"})
+    status, text = call(cl, "GET", "/runs/export", params={"format": "csv", "q": "pii-1",
+                                                           "actions": "false"})
     (row,) = list(csv.DictReader(io.StringIO(text)))
     assert row["retention_class"] == "standard" and json.loads(row["pii"])["us_ssn"] == 1
     assert json.loads(row["started_by"])["role"] == "admin"
+    # With its actions (the default), each action's row carries the run's metadata too.
+    status, text = call(cl, "GET", "/runs/export", params={"format": "csv", "q": "pii-1"})
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) > 1 and all(r["run_retention_class"] == "standard" for r in rows)
+    assert all(json.loads(r["run_pii"])["us_ssn"] == 1 for r in rows)
+    assert json.loads(rows[0]["pii"])["email"] == 1 and EMAIL not in text
 
 
 LOOKUP = """
@@ -338,7 +345,8 @@ def test_archiving_by_hand_api_and_cli(make_cluster: Any) -> None:
     listed = titan("runs", "list", "--archived", "true")
     assert "keep-1" in listed and "(archived)" in listed
     exported = titan("runs", "export", "--archived", "all", "--format", "jsonl")
-    assert {json.loads(line)["id"] for line in exported.splitlines()} == {"keep-1", "keep-2"}
+    assert {line["id"] for line in map(json.loads, exported.splitlines())
+            if line["type"] == "run"} == {"keep-1", "keep-2"}
     assert "retention" in titan("runs", "retention", "keep-1", "extended")
     shown = titan("runs", "show", "keep-1")
     assert "extended" in shown and "admin token" in shown

@@ -132,9 +132,11 @@ def test_an_anchor_catches_a_chain_rewritten_whole(cl: Cluster) -> None:
 
 
 def test_exports_carry_the_chain_and_verify_offline(cl: Cluster, tmp_path: Path) -> None:
-    for fmt in ("jsonl", "json"):
+    # Seed 004: an export includes runs and all actions, without being asked (JSONL); the
+    # --actions that once asked for them is still accepted (JSON).
+    for fmt, asked in (("jsonl", []), ("json", ["--actions"])):
         path = tmp_path / f"runs.{fmt}"
-        out = titan(cl, "runs", "export", "--format", fmt, "--actions", "--agent", "beta",
+        out = titan(cl, "runs", "export", "--format", fmt, *asked, "--agent", "beta",
                     "-o", str(path))
         assert out.returncode == 0, out.stderr
         if fmt == "jsonl":
@@ -153,6 +155,13 @@ def test_exports_carry_the_chain_and_verify_offline(cl: Cluster, tmp_path: Path)
     csv = httpx.get(f"{cl.url}/api/v1/runs/export", params={"format": "csv", "actions": "true"},
                     headers={"Authorization": f"Bearer {cl.admin_token}"}).text
     assert csv.splitlines()[0].endswith(",pii,chain_hash")
+    assert csv.splitlines()[0].startswith("run_id,agent_id,agent_version,run_replay_of,")
+    # --no-actions: the runs alone.
+    alone = tmp_path / "alone.jsonl"
+    assert titan(cl, "runs", "export", "--no-actions", "--agent", "beta",
+                 "-o", str(alone)).returncode == 0
+    kinds = {json.loads(x)["type"] for x in alone.read_text().split("\n") if x}
+    assert kinds == {"run"}
 
     # Lines moved in the file are no tampering; seq values swapped are, and read as such.
     path = tmp_path / "again.jsonl"

@@ -830,10 +830,11 @@ def _expected(fleet: dict[str, dict[str, Any]], f: dict[str, Any]) -> list[str]:
                         q=f["q"])
 
 
-def export(cl: Cluster, fmt: str, params: dict[str, Any], actions: bool = False) -> str:
+def export(cl: Cluster, fmt: str, params: dict[str, Any], actions: bool | None = False) -> str:
+    """``actions=None`` leaves the parameter out: the API's default (every action)."""
     query = {**params, "format": fmt}
-    if actions:
-        query["actions"] = "true"
+    if actions is not None:
+        query["actions"] = str(actions).lower()
     r = httpx.get(f"{cl.url}/api/v1/runs/export", params=query, timeout=60,
                   headers={"Authorization": f"Bearer {cl.admin_token}"})
     assert r.status_code == 200, r.text
@@ -851,6 +852,7 @@ def test_a_csv_export_keeps_formulas_as_text(cl: Cluster) -> None:
     text = export(cl, "csv", {"q": "csv-formula"}, actions=True)
     (row,) = csv.DictReader(io.StringIO(text))
     assert row["name"] == "'@SUM(A1)" and row["error_message"] == "'" + formula
+    assert row["run_id"] == "csv-formula" and not any(v.startswith("=") for v in row.values())
     (run,) = csv.DictReader(io.StringIO(export(cl, "csv", {"q": "csv-formula"})))
     assert run["id"] == "csv-formula" and not any(v.startswith("=") for v in run.values())
 
@@ -892,14 +894,27 @@ def test_registry_filters_and_export_agree(cl: Cluster, fleet: dict[str, dict[st
     assert [row["id"] for row in rows] == want
     assert {row["id"]: int(row["action_count"]) for row in rows} == counts
     assert all(row["status"] == registry[row["id"]]["status"] for row in rows)
-    # CSV, one row an action (runs without actions have no row)
-    rows = list(csv.DictReader(io.StringIO(export(cl, "csv", params, actions=True))))
-    per_run = Counter(row["run_id"] for row in rows)
-    assert dict(per_run) == {i: n for i, n in counts.items() if n}
-    assert list(dict.fromkeys(row["run_id"] for row in rows)) == [i for i in want if counts[i]]
-    for row in rows:
-        assert row["agent_id"] == fleet[row["run_id"]]["agent"]
-        assert row["id"] == f"{row['run_id']}-a{int(row['seq']) - 1}"
+    # CSV with actions, asked or by default (seed 004: "includes runs and all actions"): one
+    # row an action carrying its run's columns, and one row for a run with no action.
+    by_run = {row["id"]: row for row in csv.DictReader(io.StringIO(export(cl, "csv", params)))}
+    for asked in (True, None):
+        rows = list(csv.DictReader(io.StringIO(export(cl, "csv", params, actions=asked))))
+        per_run = Counter(row["run_id"] for row in rows if row["seq"])
+        assert dict(per_run) == {i: n for i, n in counts.items() if n}
+        assert list(dict.fromkeys(row["run_id"] for row in rows)) == want
+        assert [row["run_id"] for row in rows if not row["seq"]] == [
+            i for i in want if not counts[i]]
+        for row in rows:
+            run = by_run[row["run_id"]]
+            assert row["agent_id"] == fleet[row["run_id"]]["agent"]
+            assert (row["run_status"], row["run_cost_usd"], row["run_started_at"],
+                    row["run_action_count"], row["agent_version"], row["run_chain_head"]) == (
+                run["status"], run["cost_usd"], run["started_at"], run["action_count"],
+                run["agent_version"], run["chain_head"])
+            if row["seq"]:
+                assert row["id"] == f"{row['run_id']}-a{int(row['seq']) - 1}"
+            else:
+                assert row["id"] == row["name"] == row["outcome"] == ""
     # JSON
     doc = json.loads(export(cl, "json", params))
     assert [r["id"] for r in doc["runs"]] == want
@@ -911,17 +926,21 @@ def test_registry_filters_and_export_agree(cl: Cluster, fleet: dict[str, dict[st
         assert {k: v for k, v in r.items()
                 if k not in ("duration_s", "ledger_since", "created_at")} == {
             k: v for k, v in mine.items() if k != "duration_s"}
-    doc = json.loads(export(cl, "json", params, actions=True))
-    assert [r["id"] for r in doc["runs"]] == want
-    for r in doc["runs"]:
-        assert [a["seq"] for a in r["actions"]] == list(range(1, counts[r["id"]] + 1))
-        assert all(a["inputs"] == {"j": a["seq"] - 1, "run": r["id"]} for a in r["actions"])
+    for asked in (True, None):
+        doc = json.loads(export(cl, "json", params, actions=asked))
+        assert [r["id"] for r in doc["runs"]] == want
+        for r in doc["runs"]:
+            assert [a["seq"] for a in r["actions"]] == list(range(1, counts[r["id"]] + 1))
+            assert all(a["inputs"] == {"j": a["seq"] - 1, "run": r["id"]} for a in r["actions"])
     # JSON Lines
     lines = [json.loads(line) for line in export(cl, "jsonl", params).splitlines()]
     assert {line["type"] for line in lines} <= {"run"}
     assert [line["id"] for line in lines] == want
     assert {line["id"]: line["action_count"] for line in lines} == counts
-    lines = [json.loads(line) for line in export(cl, "jsonl", params, actions=True).splitlines()]
+    lines = [json.loads(line) for line in export(cl, "jsonl", params, actions=None).splitlines()]
+    asked = [json.loads(line) for line in export(cl, "jsonl", params, actions=True).splitlines()]
+    # The same lines (a running run's duration_s grows between the two reads).
+    assert [(x["type"], x["id"]) for x in asked] == [(x["type"], x["id"]) for x in lines]
     assert {line["type"] for line in lines} <= {"run", "action"}
     assert [line["id"] for line in lines if line["type"] == "run"] == want
     current = None
@@ -947,7 +966,8 @@ def test_a_repeated_filter_means_all_its_values(cl: Cluster,
     assert {r["status"] for r in listed["runs"]} == {"completed", "cancelled"}
     r = httpx.get(f"{cl.url}/api/v1/runs/export", params=[*params[:3], ("format", "jsonl")],
                   headers={"Authorization": f"Bearer {cl.admin_token}"}, timeout=60)
-    assert [json.loads(line)["id"] for line in r.text.splitlines()] == want
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert [line["id"] for line in lines if line["type"] == "run"] == want
     error(cl, "GET", "/runs", params=[("status", "completed"), ("status", "bogus")], status=400)
     # In any case: jobs' and DAGs' states are upper case everywhere else (`--status FAILED`
     # was refused).

@@ -187,12 +187,14 @@ def test_export_links_carry_the_filters(cl: Cluster) -> None:
         assert set(links) == {"csv", "json", "jsonl"}
         for fmt, href in links.items():
             assert "status=failed" in href and "agent=researcher" in href
-            assert f"format={fmt}" in href and "actions=false" in href
+            # Seed 004: the export "includes runs and all actions" unless asked otherwise.
+            assert f"format={fmt}" in href and "actions=true" in href
             r = s.get(href)
             assert r.status_code == 200, (href, r.text[:200])
             assert "rp-fail" in r.text and "rp-ok" not in r.text
-        r = s.get(links["jsonl"].replace("actions=false", "actions=true"))
-        assert "429 from the provider" in r.text
+            assert "429 from the provider" in r.text
+        r = s.get(links["jsonl"].replace("actions=true", "actions=false"))
+        assert "rp-fail" in r.text and "429 from the provider" not in r.text
 
 
 def test_intercepts_list_failed_and_over_budget_runs(cl: Cluster) -> None:

@@ -85,6 +85,13 @@ def test_connection_options_before_or_after_the_command() -> None:
     assert (d.token, d.key) == ("T", "k")
 
 
+def test_runs_export_includes_every_action_unless_told_not_to() -> None:
+    # Seed 004: an export "includes runs and all actions"; --actions, once required, is kept.
+    parser = build_parser()
+    assert [parser.parse_args(["runs", "export", *flag]).actions
+            for flag in ([], ["--actions"], ["--no-actions"])] == [True, True, False]
+
+
 def test_master_may_be_repeated_or_comma_separated(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     args = parser.parse_args(["status", "--master", "http://a:8765",

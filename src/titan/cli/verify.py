@@ -35,7 +35,7 @@ def add_arguments(runs: Any, common: list[argparse.ArgumentParser]) -> None:
                         "earlier (`titan runs verify RUN --json` prints it)")
     s.add_argument("--export", default=None, metavar="FILE",
                    help="verify every run of a JSON or JSONL export (`titan runs export "
-                        "--actions`) here, without a master")
+                        "--format jsonl`: runs with their actions) here, without a master")
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
@@ -161,7 +161,7 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
                          "run_id": run["id"], "payloads_unchecked": previews, "hashes": hashes})
     if not verdicts:
         raise TitanError(f"{path} holds no run: nothing was verified (an export of `titan runs "
-                         "export --actions` has each run with its actions)")
+                         "export --format jsonl` has each run with its actions)")
     return verdicts
 
 

@@ -73,15 +73,16 @@ def registry_query(f: Data) -> RunQuery:
 
 
 def export_links(f: Data) -> list[Data]:
-    """``GET /api/v1/runs/export`` with the page's filters, one link per format (the page's
-    script switches ``actions`` when "include actions" is ticked)."""
+    """``GET /api/v1/runs/export`` with the page's filters, one link per format, with every
+    action as seed 004 says (the page's script sets ``actions=false`` when "include every
+    action", ticked at first, is unticked)."""
     # Exports list runs newest first whatever the page's order (they stream in pages).
     filters = {k: v for k, v in f.items()
                if v not in ("", None, "all") and k not in ("sort", "archived")}
     if f["archived"] != "false":  # archived runs are exported when the page shows them
         filters["archived"] = f["archived"]
     return [{"format": fmt, "href": "/api/v1/runs/export?"
-             + urlencode({"format": fmt, "actions": "false", **filters})}
+             + urlencode({"format": fmt, "actions": "true", **filters})}
             for fmt in EXPORT_FORMATS]
 
 

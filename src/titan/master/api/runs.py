@@ -86,8 +86,10 @@ async def intercepts(c: CtxDep, p: Reader, window: str | None = None,
     return await c.engine.read(read)
 
 
-@router.get("/runs/export", summary="Export runs (and their actions) as CSV, JSON or JSONL")
-async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool = False,
+# Seed 004: an export "includes runs and all actions"; actions=false asks for the runs alone.
+@router.get("/runs/export", summary="Export runs and all their actions (actions=false: the "
+            "runs alone) as CSV, JSON or JSONL")
+async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool = True,
                       status: Choices = None, min_cost: float | None = None,
                       window: str | None = None, agent: str | None = None,
                       q: str | None = None, older_than: str | None = None,

@@ -1,4 +1,5 @@
-"""Exporting runs (and, on request, their actions) as CSV, JSON or JSON Lines.
+"""Exporting runs and all their actions (or, on request, the runs alone) as CSV, JSON or
+JSON Lines.
 
 Exports stream: runs are read a page at a time and written as they are read, so exporting a
 million actions holds one page in memory, not the million. The columns are the ones the Runs
@@ -6,9 +7,10 @@ page shows, durations (latency) included, and each run's compliance metadata (wh
 it, its retention class, the PII patterns redaction found, when it was archived) and its
 ledger head; each action carries its chain hash, so an export can be verified away from
 the master (``titan runs verify --export FILE``). JSON is one document (``{"runs": [...]}``, each run
-with its ``actions`` when asked); JSONL is one object per line, ``{"type": "run", ...}`` then,
-when asked, that run's ``{"type": "action", ...}`` lines; CSV is one table: runs, or with
-actions one row per action carrying its run's id and agent. An action's inputs and outputs
+with its ``actions``); JSONL is one object per line, ``{"type": "run", ...}`` then that run's
+``{"type": "action", ...}`` lines; CSV is one table, one row per action carrying its run's
+columns (:data:`CSV_COLUMNS`), and one row for a run that recorded no action. Without actions
+each format holds the runs alone (CSV: one row per run, :data:`RUN_COLUMNS`). An action's inputs and outputs
 are exported in full, those kept in the blob store included (read as they are written: an
 export is for analysis and compliance, where a 2,000-character preview loses the record);
 ``inputs_complete``/``outputs_complete`` say false only where a blob could not be read.
@@ -41,6 +43,16 @@ ACTION_COLUMNS = ("run_id", "agent_id", "seq", "id", "parent_id", "actor", "stag
                   "reasoning_tokens", "error_type", "error_message", "inputs", "outputs",
                   "inputs_complete", "outputs_complete", "inputs_hash", "outputs_hash", "tags",
                   "pii", "chain_hash")
+#: A run's columns on the rows of a CSV with actions, named as in the runs-only CSV but with
+#: ``run_`` in front (an action has its own id, status-like outcome, started_at, cost, tags,
+#: pii), except the agent's, which an action has not.
+RUN_KEYS = {c: "run_id" if c == "id" else c if c in ("agent_id", "agent_version") else f"run_{c}"
+            for c in RUN_COLUMNS}
+#: Seed 004: an export "includes runs and all actions". In one CSV table that is a row per
+#: action with its run's columns repeated, so each row stands alone in a spreadsheet (filter
+#: on run_status, sum cost_usd by run_id); a run with no action still has its row, whose
+#: action columns (seq first) are empty.
+CSV_COLUMNS = (*RUN_KEYS.values(), *(c for c in ACTION_COLUMNS if c not in ("run_id", "agent_id")))
 
 
 def _cell(value: Any) -> Any:
@@ -82,10 +94,15 @@ def _full(a: Row, blobs: _Reader | None) -> Row:
     return action_view(a)
 
 
-def _action_row(run: Row, v: Row) -> Row:
+def _run_cells(run: Row) -> Row:
+    row = dict(run, started_at=iso(run["started_at"]), ended_at=iso(run["ended_at"]),
+               archived_at=iso(run["archived_at"]))
+    return {k: _cell(row.get(k)) for k in RUN_COLUMNS}
+
+
+def _action_row(v: Row) -> Row:
     usage = v["usage"]
-    return {**v, "run_id": run["id"], "agent_id": run["agent_id"],
-            "started_at": iso(v["started_at"]),
+    return {**v, "started_at": iso(v["started_at"]),
             "error_type": (v["error"] or {}).get("type"),
             "error_message": (v["error"] or {}).get("message"),
             **{k: usage.get(k) for k in ("input_tokens", "output_tokens", "cached_tokens",
@@ -122,30 +139,39 @@ def _with_ledger(tx: Transaction, page: list[Row], since: Row) -> Iterator[Row]:
         yield dict(v, created_at=r["created_at"], **since)
 
 
+def _csv(tx: Transaction, q: RunQuery, with_actions: bool,
+         blobs: _Reader | None) -> Iterator[bytes]:
+    buf = io.StringIO()
+    own = [c for c in ACTION_COLUMNS if c not in ("run_id", "agent_id")]
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS if with_actions else RUN_COLUMNS,
+                            extrasaction="ignore")
+    writer.writeheader()
+    for run in _runs(tx, q):
+        cells = _run_cells(run)
+        if not with_actions:
+            writer.writerow(cells)
+        else:
+            of_run = {RUN_KEYS[k]: v for k, v in cells.items()}
+            wrote = False
+            for a in tx.iter_actions(run["id"]):
+                row = _action_row(_full(a, blobs))
+                writer.writerow({**of_run, **{k: _cell(row.get(k)) for k in own},
+                                 "inputs": _json_cell(row["inputs"]),
+                                 "outputs": _json_cell(row["outputs"])})
+                wrote = True
+                if buf.tell() > 65_536:
+                    yield _drain(buf)
+            if not wrote:
+                writer.writerow(of_run)  # the run alone: its action columns empty
+        if buf.tell() > 65_536:
+            yield _drain(buf)
+    yield _drain(buf)
+
+
 def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool,
            blobs: _Reader | None) -> Iterator[bytes]:
     if fmt == "csv":
-        buf = io.StringIO()
-        columns = ACTION_COLUMNS if with_actions else RUN_COLUMNS
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for run in _runs(tx, q):
-            if with_actions:
-                for a in tx.iter_actions(run["id"]):
-                    row = _action_row(run, _full(a, blobs))
-                    cells = {k: _cell(row.get(k)) for k in columns}
-                    cells.update(inputs=_json_cell(row["inputs"]),
-                                 outputs=_json_cell(row["outputs"]))
-                    writer.writerow(cells)
-                    if buf.tell() > 65_536:
-                        yield _drain(buf)
-            else:
-                row = dict(run, started_at=iso(run["started_at"]), ended_at=iso(run["ended_at"]),
-                           archived_at=iso(run["archived_at"]))
-                writer.writerow({k: _cell(row.get(k)) for k in columns})
-            if buf.tell() > 65_536:
-                yield _drain(buf)
-        yield _drain(buf)
+        yield from _csv(tx, q, with_actions, blobs)
         return
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     if fmt == "jsonl":
