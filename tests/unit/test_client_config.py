@@ -214,6 +214,18 @@ def test_corrupt_master_file_names_the_file() -> None:
         resolve()
 
 
+@pytest.mark.parametrize("name", ["master.json", "config.json"])
+def test_a_config_file_that_is_not_text_names_the_file(isolated: Path, name: str) -> None:
+    # Bytes that are not UTF-8 (the user config holds each master's token) were a
+    # UnicodeDecodeError traceback from every CLI command, as a binary admin.token was.
+    folder = Path(".titan") if name == "master.json" else isolated / "home" / ".titan"
+    folder.mkdir()
+    (folder / name).write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ConfigError, match=rf"{name}.* is not valid JSON \(it is not UTF-8 "
+                       r"text\); fix or delete the file"):
+        resolve()
+
+
 def test_invalid_urls_are_config_errors() -> None:
     with pytest.raises(ConfigError):
         resolve(host="ftp://x:1")

@@ -123,6 +123,9 @@ def _read_json(path: Path) -> Any:
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:  # was a traceback from every command, as admin.token's was
+        raise ConfigError(f"{path} is not valid JSON (it is not UTF-8 text); fix or delete "
+                          "the file") from None
     try:
         return json.loads(text)
     except ValueError as exc:
