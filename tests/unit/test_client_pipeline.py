@@ -215,6 +215,15 @@ def test_a_file_whose_name_cannot_name_the_dag_says_so_with_the_file(tmp_path: P
     assert load_pipeline(odd)[0] == "fine"
 
 
+def test_a_file_named_in_decomposed_unicode_names_its_dag_composed(tmp_path: Path) -> None:
+    # Names must be NFC ('cafe\u0301' reads as 'café'), but how a file's name is spelled is
+    # the file system's choice, not the user's: its DAG was refused.
+    (tmp_path / "a.py").write_text("print(1)\n")
+    decomposed = tmp_path / "cafe\u0301.yaml"
+    decomposed.write_text("jobs:\n  - id: a\n    file: a.py\n")
+    assert load_pipeline(decomposed)[0] == "caf\u00e9"
+
+
 @pytest.mark.parametrize("path", [None, "", 5])
 def test_a_pipeline_that_is_no_path_is_a_pipeline_error(path: object) -> None:
     with pytest.raises(PipelineError, match="named by its file's path"):

@@ -39,6 +39,7 @@ what it writes loads as the same jobs (the dashboard's DAG builder exports with 
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,9 @@ def _pipeline(reader: YamlReader, root: Node, file: Path, folder: Path | None,
         else:
             raise reader.error(key_node, unknown_field(key, TOP_FIELDS), field=key)
     if name is None:
-        name = file.stem
+        # Composed: a file name's normal form is the file system's doing (macOS hands out
+        # 'cafe\u0301'), and names must be NFC, so 'café.yaml' was refused for an accent.
+        name = unicodedata.normalize("NFC", file.stem)
         try:  # the file's name is the DAG's: say so, with the file, rather than at submit
             check_name(name, "the pipeline name", "name")
         except ValidationFailed as exc:
