@@ -359,6 +359,12 @@ def test_llm_calls_of_unknown_price_make_the_cost_a_bound(cl: Cluster) -> None:
                              "unpriced-agent"], env=env, capture_output=True, text=True,
                             timeout=60)
     assert listed.returncode == 0 and ">=$0.0008" in listed.stdout, listed.stderr
+    # In any case, as jobs' and DAGs' states are everywhere else: `--status RUNNING` was
+    # refused ("status must be among running, completed, failed, cancelled").
+    upper = subprocess.run([sys.executable, "-m", "titan", "runs", "list", "--agent",
+                            "unpriced-agent", "--status", "RUNNING,Failed"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert upper.returncode == 0 and "rp-unpriced" in upper.stdout, upper.stderr
 
 
 def test_an_agents_run_count_leaves_replays_out_as_its_totals_do(cl: Cluster) -> None:

@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
 
     def filters(s: argparse.ArgumentParser) -> None:
         s.add_argument("--status", default=None,
-                       help="running, completed, failed, cancelled (comma-separated)")
+                       help="running, completed, failed, cancelled (comma-separated, any "
+                            "case: FAILED is failed)")
         s.add_argument("--min-cost", type=float, default=None, help="USD spent at least")
         s.add_argument("--window", default=None,
                        help="started within: 24h, 7d, 30d or all (default all)")
