@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from titan import services
+from titan.client import replayed_files
 from titan.errors import ScriptNotFound, ValidationFailed
 from titan.formats import args_problem, env_problem, name_problem, runner_problem
 
@@ -270,7 +271,11 @@ class TitanJob:
     # ------------------------------------------------------------------ the script
 
     def candidates(self) -> list[Path]:
-        """The places the script is looked for, in order."""
+        """The places the script is looked for, in order (in a replay's driver, a recorded
+        file's path is its recorded copy's: :mod:`titan.client.replayed_files`)."""
+        return [replayed_files.copy_of(place) or place for place in self._places()]
+
+    def _places(self) -> list[Path]:
         path = Path(os.path.expanduser(self.filename))
         if path.is_absolute():
             return [path]

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from titan import errors
-from titan.client import worktree
+from titan.client import replayed_files, worktree
 from titan.formats import quote_ref
 
 #: Seconds a replay waits for the stages still going once its driver is done.
@@ -34,10 +34,14 @@ def _layout(client: Any, code: dict[str, Any], base: Path) -> tuple[Path, Path]:
     driver = code["driver"]
     dirs = [str(PurePosixPath(p).parent) for p in files] + [driver["cwd"]]
     root = os.path.commonpath(dirs)
+    copies: dict[str, Path] = {}
     for path, sha in sorted(files.items()):
-        dest = base / os.path.relpath(path, root)
+        dest = copies[path] = base / os.path.relpath(path, root)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(client._transport.send("GET", f"/blobs/{sha}").content)
+    # A job script the driver names by its absolute path is its copy here, not the file on
+    # this machine's disk now (edited since, or moved away).
+    replayed_files.publish(copies, base.with_name(f"{base.name}.files.json"))
     return base / os.path.relpath(driver["path"], root), base / os.path.relpath(driver["cwd"],
                                                                              root)
 
