@@ -417,7 +417,9 @@ def test_replay_options_out_of_range_are_refused_before_any_call(
     # No master is listening on port 9: each is refused before a request is made.
     for argv, said in ((["replay", "R1", "--agent", "a"], "not both"),
                        (["replay", "--agent", "a", "--last", "0"], "--last must be 1"),
-                       (["replay", "--agent", "a", "--threshold", "2"], "from 0 to 1")):
+                       (["replay", "--agent", "a", "--threshold", "2"], "from 0 to 1"),
+                       # --rows -1 printed the table less its last row and "… 7 more" of 6
+                       (["replay", "R1", "--rows", "-1"], "--rows must be 0 or more, got -1")):
         assert main(["--port", "9", "--token", "t", *argv]) == 1
         assert said in capsys.readouterr().err
 

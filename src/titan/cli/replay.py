@@ -55,7 +55,7 @@ def add_arguments(replay: argparse.ArgumentParser, determinism: argparse.Argumen
     replay.add_argument("--timeout", type=float, default=1800,
                         help="seconds to wait for a replay (default 1800)")
     replay.add_argument("--rows", type=int, default=30,
-                        help="comparison rows printed (default 30)")
+                        help="comparison rows printed (default 30; 0: none)")
     determinism.add_argument("run", help="the run to analyse")
 
 
@@ -64,6 +64,8 @@ def run_replay(args: argparse.Namespace, client: Any) -> int:
         raise TitanError("name a run to replay, or --agent AGENT for its last runs, not both")
     if args.last < 1:
         raise TitanError(f"--last must be 1 or more, got {args.last}")
+    if args.rows < 0:  # a negative slice printed all but the last rows, and "… N more"
+        raise TitanError(f"--rows must be 0 or more, got {args.rows}")
     if not 0 <= args.threshold <= 1:
         raise TitanError(f"--threshold is a match rate from 0 to 1 (0.9 for 90 %), "
                          f"got {args.threshold:g}")
