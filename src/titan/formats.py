@@ -1,4 +1,4 @@
-"""How Titan spells names and times, one rule for the SDK, the master, the CLI, the dashboard
+"""How Titan spells names, times and costs, one rule for the SDK, the master, the CLI, the dashboard
 and exports (they had drifted apart: the master refused a name of only spaces the SDK
 accepted; exports wrote ``+00:00`` where the dashboard wrote ``Z``)."""
 
@@ -239,3 +239,14 @@ def human_size(n: int) -> str:
         if size < 1024 or unit == "GiB":
             break
     return f"{size:.1f} {unit}"
+
+
+def cost_text(cost: float | None, unpriced: int = 0) -> str:
+    """A cost in dollars as the CLI and logs write it: four decimals, "-" when there is none;
+    with ``unpriced`` LLM calls of no known price a lower bound (">=$0.0120"), or "unknown"
+    when no call was priced — never a paid run shown as $0 (the dashboard's ``run_cost``
+    writes the same)."""
+    text = "-" if cost is None else f"${cost:.4f}"
+    if not unpriced:
+        return text
+    return f">={text}" if cost else "unknown"

@@ -213,6 +213,36 @@ def test_an_imported_run_is_not_scored_and_offers_no_replay(cluster: Cluster, da
     shot(page, artifacts, "determinism-not-applicable")
 
 
+def test_a_replay_of_calls_of_unknown_price_shows_unknown_costs(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # The Simulation tab said "Original cost $0.0000", "Savings $0.0000" for a run whose LLM
+    # calls have no known price, which its own header shows as unknown (a QA pass).
+    def unpriced(prefix: str, i: int, **kw: Any) -> dict[str, Any]:
+        a = call(prefix, i, "call_llm", {"prompt": f"q{i}"}, {"text": "a"}, ordinal=i, **kw)
+        del a["cost_usd"]  # a model in no price list
+        return a
+
+    cluster.api("POST", "/runs", {"id": "unp", "agent_id": "unp"})
+    cluster.api("POST", "/runs/unp/actions", {"actions": [unpriced("uo", 0), unpriced("uo", 1)]})
+    cluster.api("PATCH", "/runs/unp", {"status": "completed"})
+    # A fork: its first call served, its second asked live of the same unpriced model.
+    cluster.api("POST", "/runs", {"id": "unp-replay-1", "agent_id": "unp", "replay_of": "unp"})
+    cluster.api("POST", "/runs/unp-replay-1/actions", {"actions": [
+        {**unpriced("ur", 0), "outcome": "replayed", "cost_usd": 0.0, "replay_status": "served"},
+        {**unpriced("ur", 1), "replay_status": "forked"}]})
+    cluster.api("PATCH", "/runs/unp-replay-1", {"status": "completed"})
+    page.goto(dash.url("/runs/unp#simulation"))
+    page.wait_for_selector('#replay-report[data-replay-id="unp-replay-1"] #replay-metrics')
+    assert metric(page, "original_cost") == "unknown"
+    assert metric(page, "replay_cost") == "unknown"
+    assert metric(page, "savings") == "unknown"
+    item = '#replay-list .replay-item[data-run-id="unp-replay-1"] .replay-actions'
+    assert page.inner_text(item) == "2 actions · unknown"  # as the server rendered it
+    report = cluster.api("GET", "/runs/unp-replay-1/replay")
+    assert (report["original"]["unpriced_calls"], report["replay"]["unpriced_calls"],
+            report["savings_usd"]) == (2, 1, None)
+
+
 # A run a Python script drove: Titan recorded its code, so it can be replayed for real.
 DRIVEN = '''
 import titan

@@ -250,3 +250,53 @@ def test_a_key_passed_as_a_parameter_is_never_recorded_and_rotating_it_replays(
     report = wait_replay(cluster, started["run_id"], timeout=120)
     assert (report["divergence_count"], report["stopped"]) == (0, False), report
     assert [a["replay_status"] for a in llm_actions(cluster, started["run_id"])] == ["served"]
+
+
+UNPRICED = '''
+import json, sys
+import titan
+from titan import llm
+
+llm.register_price("openai/priced-model", 100.0, 100.0)  # 18 tokens: $0.0018
+with titan.trace.run("unpriced-llm") as run:
+    llm.complete("plan?", model="openai/fake-model", api_base=sys.argv[1], api_key="sk-fake")
+    if sys.argv[2] == "priced":
+        llm.complete("sum up", model="openai/priced-model", api_base=sys.argv[1],
+                     api_key="sk-fake")
+print(json.dumps({"run": run.id}))
+'''
+
+
+def replay_cli(cluster: Cluster, *args: str) -> tuple[str, dict[str, Any]]:
+    """`titan replay` as a user types it: what it printed, and the report it printed."""
+    env = dict(os.environ, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    done = subprocess.run([sys.executable, "-m", "titan", "replay", *args], env=env,
+                          capture_output=True, text=True, timeout=240, cwd=cluster.root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    replay_id = done.stdout.split()[1]
+    return done.stdout, cluster.api("GET", f"/runs/{replay_id}/replay")
+
+
+def test_a_replay_of_calls_of_unknown_price_says_its_cost_and_savings_are_unknown(
+        cluster: Cluster, api: FakeLLMServer) -> None:
+    # `titan runs show` said "unknown" for a run whose LLM calls have no known price, but its
+    # replay's summary said "Original cost $0.0000 / Savings $0.0000" (a QA pass).
+    run_id = run_agent(cluster, UNPRICED, api.url, "unpriced")["run"]
+    out, report = replay_cli(cluster, run_id)
+    assert "Original cost  unknown\n" in out and "Savings        unknown\n" in out, out
+    assert "Replay cost    $0.0000\n" in out, out  # served: nothing asked, nothing spent
+    assert (report["original"]["unpriced_calls"], report["savings_usd"]) == (1, None)
+    assert report["replay"]["unpriced_calls"] == 0
+
+    # A fork asks the unpriced model live: what the replay cost is unknown too.
+    seq = llm_actions(cluster, run_id)[0]["seq"]
+    out, report = replay_cli(cluster, run_id, "--fork-at", str(seq))
+    assert "Replay cost    unknown\n" in out and "Savings        unknown\n" in out, out
+    assert (report["replay"]["unpriced_calls"], report["savings_usd"]) == (1, None)
+
+    # Some calls priced: a lower bound, as the run's own cost is.
+    run_id = run_agent(cluster, UNPRICED, api.url, "priced")["run"]
+    out, report = replay_cli(cluster, run_id)
+    assert "Original cost  >=$0.0018\n" in out and "Savings        >=$0.0018\n" in out, out
+    assert report["savings_usd"] == pytest.approx(0.0018)

@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from titan.formats import shown
+from titan.formats import cost_text, shown
 
 
 def print_json(value: Any) -> None:
@@ -236,6 +236,4 @@ def money(value: float | None) -> str:
 def run_money(run: dict[str, Any]) -> str:
     """A run's cost: a lower bound (">=$0.0120") when some of its LLM calls have no known
     price, "unknown" when none had one — as the dashboard writes it."""
-    if not run.get("unpriced_calls"):
-        return money(run.get("cost_usd"))
-    return f">={money(run['cost_usd'])}" if run.get("cost_usd") else "unknown"
+    return cost_text(run.get("cost_usd"), run.get("unpriced_calls") or 0)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from titan.cli.output import money, say
+from titan.cli.output import money, run_money, say
 from titan.errors import TitanError, WaitTimeout
 from titan.formats import quote_ref
 
@@ -208,15 +208,23 @@ def _wait(client: Any, replay_id: str, timeout: float, progress: bool = False) -
     return client.api("GET", f"/runs/{quote_ref(replay_id)}/replay")
 
 
+def _savings(r: dict[str, Any]) -> str:
+    """What serving the recording saved: unknown when the master cannot tell (LLM calls of no
+    known price: $0 would say nothing was spent), a lower bound when only some of the
+    original's were priced."""
+    if r["savings_usd"] is None:
+        return "unknown"
+    return (">=" if (r["original"] or {}).get("unpriced_calls") else "") + money(r["savings_usd"])
+
 
 def _print_report(r: dict[str, Any], rows: int) -> None:
     rate = "-" if r["match_rate"] is None else f"{r['match_rate']:.1%}"
     say(f"Replay {r['run_id']} of {r['replay_of']}: {r['status']}")
     if r.get("error") and r["status"] != "completed":
         say(f"  {r['error']}")
-    say(f"  Original cost  {money(r['original']['cost_usd'] if r['original'] else None)}")
-    say(f"  Replay cost    {money(r['replay']['cost_usd'])}")
-    say(f"  Savings        {money(r['savings_usd'])}")
+    say(f"  Original cost  {run_money(r['original']) if r['original'] else '-'}")
+    say(f"  Replay cost    {run_money(r['replay'])}")
+    say(f"  Savings        {_savings(r)}")
     say(f"  Divergences    {r['divergence_count']}")
     say(f"  Match rate     {rate} ({r['matched']}/{r['recorded']} recorded calls)")
     if r["fork"]:

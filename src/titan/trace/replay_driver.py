@@ -23,7 +23,7 @@ from typing import Any
 
 from titan import errors
 from titan.client import replayed_files, worktree
-from titan.formats import quote_ref
+from titan.formats import cost_text, quote_ref
 
 #: Seconds a replay waits for the stages still going once its driver is done.
 STAGE_GRACE = 60.0
@@ -75,6 +75,12 @@ def _not_laid_out(exc: BaseException, run: dict[str, Any], base: Path) -> str | 
             f"from its own folder and the job scripts it submitted. A file under {where} is "
             f"sent by `titan replay {original} --code current` run on that machine; one "
             f"elsewhere must be moved there{package}")
+
+
+def _cost(side: dict[str, Any] | None) -> str:
+    if side is None:
+        return "-"
+    return cost_text(side["cost_usd"], side.get("unpriced_calls") or 0)
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -161,8 +167,8 @@ def main() -> int:
     rate = report["match_rate"]
     print(f"[replay] {run_id}: {report['matched']}/{report['recorded']} recorded calls matched"
           f" ({'—' if rate is None else f'{rate:.0%}'}), {report['divergence_count']} "
-          f"divergence(s); cost ${report['replay']['cost_usd']:.4f} against "
-          f"${report['original']['cost_usd']:.4f}", flush=True)
+          f"divergence(s); cost {_cost(report['replay'])} against "
+          f"{_cost(report['original'])}", flush=True)
     for d in report["divergences"][:10]:
         print(f"[replay]   {d['kind']}: {d['actor']} {d['channel']} {d['name']} "
               f"#{d['ordinal']}", flush=True)

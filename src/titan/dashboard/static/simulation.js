@@ -91,15 +91,24 @@
       el("span", { class: "tags" }, ...tags.filter(Boolean).map((t) => el("span", { class: "tag", text: t }))));
   }
 
+  /* Unknown when the master cannot tell (LLM calls of no known price: $0 would say nothing
+   * was spent), a lower bound when only some of the original's were priced (cli/replay.py). */
+  function savings(rep) {
+    if (rep.savings_usd === null || rep.savings_usd === undefined) return "unknown";
+    return ((rep.original || {}).unpriced_calls ? "≥ " : "") + T.usd(rep.savings_usd);
+  }
+
   function metrics(rep) {
     const o = rep.original || {}, r = rep.replay || {};
     const side = (x) => plural(x.action_count || 0, "action") + " · " + T.duration(x.duration_s);
     const byKind = Object.entries(rep.divergences_by_kind || {}).filter(([, n]) => n)
       .map(([k, n]) => n + " " + kindWords(k).toLowerCase()).join(", ");
     const rows = [
-      ["original_cost", "Original cost", T.usd(o.cost_usd), side(o)],
-      ["replay_cost", "Replay cost", T.usd(r.cost_usd), side(r)],
-      ["savings", "Savings", T.usd(rep.savings_usd), "saved by serving recorded outputs"],
+      ["original_cost", "Original cost", T.runCost(o), side(o)],
+      ["replay_cost", "Replay cost", T.runCost(r), side(r)],
+      ["savings", "Savings", savings(rep), rep.savings_usd === null || rep.savings_usd === undefined
+        ? "LLM calls of no known price: register it (titan.llm.register_price)"
+        : "saved by serving recorded outputs"],
       ["divergences", "Divergences", String(rep.divergence_count || 0), byKind || "none"],
       ["match_rate", "Match rate", T.pct(rep.match_rate),
        (rep.matched || 0).toLocaleString("en-US") + " of " + plural(rep.recorded || 0, "recorded action") + " matched"],
@@ -272,7 +281,7 @@
       set.mode ? el("span", { class: "tag", text: set.mode }) : null,
       el("span", { class: "muted" }, T.timeEl(p.started_at)),
       p.action_count !== null && p.action_count !== undefined
-        ? el("span", { class: "replay-actions muted", text: plural(p.action_count, "action") + " · " + T.usd(p.cost_usd) }) : null,
+        ? el("span", { class: "replay-actions muted", text: plural(p.action_count, "action") + " · " + T.runCost(p) }) : null,
       p.match_rate !== null && p.match_rate !== undefined ? el("span", { class: "replay-match", text: "match " + T.pct(p.match_rate) }) : null,
       p.divergence_count !== null && p.divergence_count !== undefined ? el("span", { class: "replay-divergences", text: plural(p.divergence_count, "divergence") }) : null,
       p.run_id === s.shown ? el("span", { class: "muted", text: "(shown above)" }) : null);

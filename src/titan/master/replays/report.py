@@ -87,8 +87,6 @@ def replay_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
              "ordinal": r["key"][3], "original": _side(r["original"]),
              "replay": _side(r["replay"]), "status": r["status"]}
             for r in result["rows"][:MAX_ROWS]]
-    orig_cost = float(orig["cost_usd"]) if orig else 0.0
-    replay_cost = float(run["cost_usd"] or 0.0)
     return {
         "run_id": run["id"], "replay_of": orig_id, "status": run["status"],
         "error": run.get("error"),
@@ -100,7 +98,7 @@ def replay_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
                      "allow_live": bool(settings.get("allow_live")),
                      "verify": bool(settings.get("verify"))},
         "original": _totals(orig), "replay": _totals(run),
-        "savings_usd": round(max(0.0, orig_cost - replay_cost), 8),
+        "savings_usd": _savings(orig, run),
         "recorded": result["recorded"], "matched": result["matched"],
         "match_rate": result["match_rate"], "stopped": result["stopped"],
         "divergence_count": len(result["divergences"]), "divergences_by_kind": counts,
@@ -113,6 +111,19 @@ def replay_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
     }
 
 
+def _savings(orig: Row | None, run: Row) -> float | None:
+    """What serving the recording saved, from the calls of known price: unknown (None) when
+    the replay made LLM calls of unknown price (a fork asking an unpriced model) or none of
+    the original's calls was priced — its $0 is no cost — and a lower bound when only some
+    were (``original.unpriced_calls``), as the original's own cost is."""
+    if orig is None or run.get("unpriced_calls"):
+        return None
+    cost = float(orig["cost_usd"] or 0.0)
+    if orig.get("unpriced_calls") and not cost:
+        return None
+    return round(max(0.0, cost - float(run["cost_usd"] or 0.0)), 8)
+
+
 def _totals(run: Row | None) -> Row | None:
     if run is None:
         return None
@@ -120,6 +131,7 @@ def _totals(run: Row | None) -> Row | None:
     start = run.get("started_at") or run["created_at"]
     return {"status": run["status"], "error": run.get("error"),
             "cost_usd": round(float(run["cost_usd"] or 0.0), 8),
+            "unpriced_calls": run.get("unpriced_calls") or 0,
             "action_count": run["action_count"],
             "duration_s": round(end - start, 3) if end else None}
 
@@ -129,7 +141,7 @@ def replays_view(rows: list[Row]) -> list[Row]:
     report of each; listing only says what is cheap)."""
     return [{"run_id": r["id"], "status": r["status"], "started_at": r["started_at"],
              "ended_at": r["ended_at"], "action_count": r["action_count"],
-             "cost_usd": r["cost_usd"],
+             "cost_usd": r["cost_usd"], "unpriced_calls": r.get("unpriced_calls") or 0,
              "settings": {k: v for k, v in (r.get("replay") or {}).items()
                           if k in ("mode", "code", "fork_at", "model", "allow_live",
                                    "verify")}} for r in rows]
