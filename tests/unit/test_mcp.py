@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from titan.cli import build_parser
-from titan.errors import ValidationFailed
+from titan.errors import ConfigError, ValidationFailed
 from titan.master.api.deps import PRINCIPAL
 from titan.master.api.mcp import McpEndpoint
 from titan.master.auth.tokens import Principal
@@ -124,3 +124,19 @@ def test_store_values_are_cut_at_256_kib_of_utf8_never_inside_a_character() -> N
     cut = _value("k", wide)
     assert cut["truncated"] is True and cut["size"] == 300_000
     assert len(cut["value"].encode()) <= MAX_VALUE_BYTES and set(cut["value"]) == {"€"}
+
+
+def test_a_tool_call_is_bounded_well_within_what_an_mcp_client_waits() -> None:
+    from titan.mcp.refusals import DEFAULT_GRACE, MAX_CALL_SECONDS, restart_grace
+    from titan.mcp.tools import MAX_WAIT
+
+    # MCP clients give up on a call after about a minute: the longest call (a wait, or the
+    # retries of a master that is away) ends well before, and not at the SDK's 60 s.
+    assert restart_grace({}) == DEFAULT_GRACE == 30
+    assert max(DEFAULT_GRACE, MAX_WAIT) == MAX_CALL_SECONDS == 50
+    assert restart_grace({"TITAN_MASTER_RESTART_GRACE": "60"}) == 30
+    assert restart_grace({"TITAN_MCP_RESTART_GRACE": "2.5"}) == 2.5
+    assert restart_grace({"TITAN_MCP_RESTART_GRACE": "0"}) == 0
+    for bad in ("51", "-1", "soon", "inf", "nan"):
+        with pytest.raises(ConfigError, match="TITAN_MCP_RESTART_GRACE must be"):
+            restart_grace({"TITAN_MCP_RESTART_GRACE": bad})

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
+from tests.conftest import free_port
 
 from titan import retry
-from titan.errors import ConfigError
+from titan.client import TitanClient
+from titan.errors import ConfigError, ConnectionFailed
 
 
 class Clock:
@@ -105,3 +109,19 @@ def test_a_callers_bound_caps_the_grace_widened_or_not() -> None:
     # A bound further than the grace leaves the grace in charge.
     assert not retry.Backoff(2.0, clock=clock, until=clock.now + 10).caller_bound
     assert retry.Backoff(None, clock=clock, until=clock.now + 3).deadline == clock.now + 3
+
+
+def test_retrying_within_bounds_every_call_of_a_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MCP tool call must answer in time whatever TITAN_MASTER_RESTART_GRACE says: the
+    calls in a ``retrying_within`` block stop retrying at its end (a real refused port)."""
+    monkeypatch.setenv("TITAN_MASTER_RESTART_GRACE", "60")
+    monkeypatch.setenv("TITAN_JOB_UID", "7")  # in a job: an outage is a restart, given 60 s
+    client = TitanClient(host="127.0.0.1", port=free_port(), token="t")
+    with client.retrying_within(0.5), client.retrying_within(30):  # the earlier end holds
+        began = time.monotonic()
+        with pytest.raises(ConnectionFailed, match=r"tries within 0\.5s"):
+            client.store_get("k")
+        with pytest.raises(ConnectionFailed):
+            client.get_job("j")  # the block's end, not a fresh 0.5 s
+        assert time.monotonic() - began < 1.5
+    client.close()

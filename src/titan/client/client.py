@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Literal
 
@@ -123,6 +124,14 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def retrying_within(self, seconds: float) -> AbstractContextManager[None]:
+        """``with client.retrying_within(20): ...``: the calls this thread makes in the block
+        stop retrying an unreachable master ``seconds`` after the block began (each call still
+        tries once, and a wait's own ``timeout`` still ends it sooner), then raise
+        :class:`~titan.errors.ConnectionFailed`, whatever ``TITAN_MASTER_RESTART_GRACE``
+        allows. For a caller that must answer in time, as an MCP tool call must."""
+        return self._transport.retrying_within(seconds)
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call any ``/api/v1`` route directly (``params=``, ``json=``); the decoded reply."""

@@ -19,14 +19,18 @@ tour, and the error raised when no master leads says what each one answered.
 
 A call given a ``deadline`` (a wait's ``timeout``) is retried up to it and no further: the
 restart grace is what a call may spend riding out a restart, not more than its caller allowed.
+:meth:`Transport.retrying_within` sets such a deadline for every call a thread makes in a
+block: an MCP tool call (several API calls) must answer before its client gives up on it.
 A request the master holds (a long-poll, a submission with ``wait``: :class:`Hold`) asks on
 each try for what is left of its hold, so a retry after a restart does not start it afresh.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +84,8 @@ class Transport:
         #: out. Before, it is more likely a wrong address or nothing running, and a person at
         #: a terminal should hear so in seconds, not after the whole grace.
         self._reached = retry.in_job()
+        #: ``until``: the deadline :meth:`retrying_within` set for this thread's calls.
+        self._bounds = threading.local()
         headers = {"User-Agent": f"titan-sdk/{__version__}", "Accept": "application/json"}
         if endpoint.token:
             headers["Authorization"] = f"Bearer {endpoint.token}"
@@ -111,6 +117,19 @@ class Transport:
     def close(self) -> None:
         """Close the pooled connections."""
         self._http.close()
+
+    @contextmanager
+    def retrying_within(self, seconds: float) -> Iterator[None]:
+        """In the block, this thread's calls retry no later than ``seconds`` from now (each
+        still tries once): a deadline for a group of calls, as ``deadline`` is for one. A
+        block inside another keeps the earlier deadline of the two."""
+        outer: float | None = getattr(self._bounds, "until", None)
+        until = time.monotonic() + seconds
+        self._bounds.until = until if outer is None else min(outer, until)
+        try:
+            yield
+        finally:
+            self._bounds.until = outer
 
     # ------------------------------------------------------------------ errors
 
@@ -230,6 +249,9 @@ class Transport:
         """``exchange(master_url)``'s checked reply, retried and sent on to the leader as the
         module docstring says, never past ``deadline``."""
         replayable = retry.replayable(method, headers)
+        bound: float | None = getattr(self._bounds, "until", None)
+        if bound is not None:
+            deadline = bound if deadline is None else min(deadline, bound)
         backoff = retry.Backoff(self.restart_grace if self._reached
                                 else min(self.restart_grace, retry.FIRST_CONTACT_GRACE),
                                 until=deadline)

@@ -1,15 +1,20 @@
-"""How the MCP server says what went wrong, and where each call runs.
+"""How the MCP server says what went wrong, and where and for how long each call runs.
 
 Titan's refusals keep the API's code in front (``not_found: no job 'x/y'``), so an agent can
 tell a typo from a refusal; the SDK's own refusals (arguments that do not fit a tool's schema,
 an unknown tool) are worded the same way here. Each call runs on a worker thread with the
-client for the request it came in on.
+client for the request it came in on, and answers within :data:`MAX_CALL_SECONDS`: MCP
+clients give up on a call after about a minute, so a master that cannot be reached is retried
+for ``TITAN_MCP_RESTART_GRACE`` seconds (a wait: until its timeout, if that is later), not for
+the SDK's ``TITAN_MASTER_RESTART_GRACE`` (60 s, after which no ``connection_failed`` reached
+the agent).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
@@ -25,7 +30,7 @@ from mcp.server.mcpserver.exceptions import (
 from pydantic import ValidationError
 
 from titan.client import TitanClient
-from titan.errors import APIError, NotFound, TitanError, ValidationFailed
+from titan.errors import APIError, ConfigError, NotFound, TitanError, ValidationFailed
 
 #: Given the HTTP request a call came in on (``None`` on stdio), the client to make it with.
 Clients = Callable[[Any], AbstractContextManager[TitanClient]]
@@ -33,6 +38,28 @@ T = TypeVar("T")
 
 #: Tool calls running at once (each holds a thread while its API calls are in flight).
 MAX_CALLS = 16
+#: The longest a tool call may take, its waits and retries included: MCP clients give up on a
+#: call after about a minute, and an answer sent later reaches nobody.
+MAX_CALL_SECONDS = 50.0
+GRACE_ENV = "TITAN_MCP_RESTART_GRACE"
+#: Seconds a tool call retries a master it cannot reach (one restarting takes a few).
+DEFAULT_GRACE = 30.0
+
+
+def restart_grace(env: Mapping[str, str] | None = None) -> float:
+    """``TITAN_MCP_RESTART_GRACE``: seconds, from 0 to :data:`MAX_CALL_SECONDS`."""
+    raw = (os.environ if env is None else env).get(GRACE_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_GRACE
+    try:
+        grace = float(raw)
+    except ValueError:
+        grace = -1.0
+    if not 0 <= grace <= MAX_CALL_SECONDS:
+        raise ConfigError(f"{GRACE_ENV} must be a number of seconds from 0 to "
+                          f"{MAX_CALL_SECONDS:g} (MCP clients give up on a call after about a "
+                          f"minute), got {raw!r}")
+    return grace
 
 
 class TitanServer(MCPServer):
@@ -74,20 +101,27 @@ class TitanServer(MCPServer):
 
 class Calls:
     """Runs a call with the client for the request it came in on, on a worker thread, and
-    turns a Titan error into what MCP reports (``failure``)."""
+    turns a Titan error into what MCP reports (``failure``). A master that cannot be reached
+    is retried for ``grace`` seconds from the call's start, or until the end of its ``wait``
+    if that is later."""
 
-    def __init__(self, clients: Clients, failure: Callable[[TitanError], Exception]) -> None:
+    def __init__(self, clients: Clients, failure: Callable[[TitanError], Exception],
+                 grace: float = DEFAULT_GRACE) -> None:
         self._clients = clients
         self._failure = failure
+        self._grace = grace
         self._limiter: anyio.CapacityLimiter | None = None
 
-    async def __call__(self, ctx: Context, call: Callable[[TitanClient], T]) -> T:
+    async def __call__(self, ctx: Context, call: Callable[[TitanClient], T], *,
+                       wait: float = 0.0) -> T:
         request = ctx.request_context.request
         if self._limiter is None:  # made on the loop that serves: anyio needs one to exist
             self._limiter = anyio.CapacityLimiter(MAX_CALLS)
 
         def run() -> T:
-            with self._clients(request) as client:
+            # The bound starts here, on the thread, after any queueing for the limiter.
+            with self._clients(request) as client, \
+                    client.retrying_within(max(self._grace, wait)):
                 return call(client)
 
         try:

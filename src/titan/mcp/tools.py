@@ -32,11 +32,19 @@ from titan.client import TitanClient
 from titan.errors import NotFound, WaitTimeout
 from titan.formats import quote_ref
 from titan.mcp.jobs import JobSpec, dag_request
-from titan.mcp.refusals import Calls, Clients, TitanServer, resource_error, tool_error
+from titan.mcp.refusals import (
+    DEFAULT_GRACE,
+    MAX_CALL_SECONDS,
+    Calls,
+    Clients,
+    TitanServer,
+    resource_error,
+    tool_error,
+)
 from titan.version import __version__
 
 #: The longest wait a tool makes: MCP clients give up on a call after about a minute.
-MAX_WAIT = 50.0
+MAX_WAIT = MAX_CALL_SECONDS
 MAX_LOG_LINES = 2000
 MAX_LOG_CHARS = 64 * 1024
 MAX_VALUE_BYTES = 256 * 1024
@@ -70,12 +78,13 @@ Timeout = Annotated[float, Field(gt=0, le=MAX_WAIT, description=f"Seconds to wai
                                                                  f"{MAX_WAIT:g}.")]
 
 
-def build_server(clients: Clients) -> MCPServer:
+def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer:
     """The MCP server: Titan's tools and resources, each call made with a client from
-    ``clients``."""
+    ``clients``, retrying a master it cannot reach for ``grace`` seconds (a wait: until its
+    timeout, if that is later; :mod:`titan.mcp.refusals`)."""
     server: MCPServer = TitanServer("titan", version=__version__, instructions=INSTRUCTIONS)
-    tool = Calls(clients, tool_error)
-    read = Calls(clients, resource_error)
+    tool = Calls(clients, tool_error, grace)
+    read = Calls(clients, resource_error, grace)
 
     @server.tool(annotations=WRITES)
     async def submit_dag(name: str, jobs: list[JobSpec], ctx: Context) -> dict[str, Any]:
@@ -109,7 +118,8 @@ def build_server(clients: Clients) -> MCPServer:
         """Wait until every job of the DAG has finished, or the timeout: `finished` says which
         (call again to keep waiting). Returns the DAG. Any token but a worker's."""
         return await tool(ctx, lambda client: _wait(client.wait_dag, client.get_dag, ref,
-                                                    timeout_seconds, _dag))
+                                                    timeout_seconds, _dag),
+                          wait=timeout_seconds)
 
     @server.tool(annotations=READS)
     async def wait_job(ref: JobRef, ctx: Context,
@@ -117,7 +127,8 @@ def build_server(clients: Clients) -> MCPServer:
         """Wait until the job has finished, or the timeout: `finished` says which. Returns the
         job. Any token but a worker's."""
         return await tool(ctx, lambda client: _wait(client.wait_job, client.get_job, ref,
-                                                    timeout_seconds, dict))
+                                                    timeout_seconds, dict),
+                          wait=timeout_seconds)
 
     @server.tool(annotations=READS)
     async def fetch_logs(
