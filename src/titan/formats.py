@@ -207,6 +207,10 @@ def quote_ref(ref: str | int) -> str:
     if ref == "":  # the path would name the collection (a redirect), not one of it
         raise ValidationFailed("an empty reference names nothing: give an id or a name",
                                details={"field": "ref"})
+    if "\x00" in str(ref):  # the master refuses any URL with one: said here, before sending
+        raise ValidationFailed(f"{ref!r} holds a NUL character (U+0000), which no name, id, "
+                               "key or reference may hold", details={"field": "ref",
+                                                                     "reason": "nul"})
     try:
         quoted = quote(str(ref), safe="")
     except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8, read as text

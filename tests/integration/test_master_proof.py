@@ -21,7 +21,7 @@ import pytest
 
 from tests.integration.harness import Cluster, shared_cluster
 from titan import TitanClient, TitanJob, errors, master_proof
-from titan.client.master_check import connect_proven
+from titan.client.master_check import connect_proven, prove
 from titan.evals.proxy_client import Proxy
 
 cluster = shared_cluster()
@@ -239,3 +239,36 @@ def test_a_listener_that_says_unknown_token_stops_nothing(
         assert b"Bearer" not in fake.received, log
     finally:
         fake.close()
+
+
+def test_a_nul_in_a_key_or_reference_is_the_callers_error_not_an_impostor(
+        cluster: Cluster) -> None:
+    """``store_get("nul\\x00k")`` raised "did not prove it is the Titan master ... trying to
+    collect tokens" after 2 s of retries: the proof request carried the path, the master
+    refused its NUL (400), and the refusal read as an impostor's (a QA pass)."""
+    client = TitanClient(url=cluster.url, token=cluster.admin_token)
+    calls = {
+        "store_get": lambda: client.store_get("nul\x00k"),
+        "store_put": lambda: client.store_put("nul\x00k", "v"),
+        "store_wait": lambda: client.store_wait("nul\x00k", timeout=1),
+        "store_smembers": lambda: client.store_smembers("nul\x00k"),
+        "get_job": lambda: client.get_job("a\x00b"),
+        "get_dag": lambda: client.get_dag("a\x00b"),
+        "wait": lambda: client.wait("a\x00b", timeout=1),
+        "fetch_logs": lambda: client.fetch_logs("a\x00b"),
+        "cancel": lambda: client.cancel("a\x00b"),
+        "list_dags": lambda: client.list_dags(name="a\x00b"),
+    }
+    for name, call in calls.items():
+        started = time.monotonic()
+        with pytest.raises(errors.ValidationFailed, match=r"NUL character \(U\+0000\)"):
+            call()
+        assert time.monotonic() - started < 0.5, name  # refused before sending: no retries
+    # The proof itself never carries a NUL, so a path that holds one (sent by hand) gets the
+    # master's own refusal, not an impostor's verdict.
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=10) as sock:
+        assert prove(sock, f"127.0.0.1:{cluster.port}".encode(), cluster.admin_token,
+                     f"{cluster.url}/api/v1/store/values/nul%00k") is None
+    answer = httpx.get(f"{cluster.url}/api/v1/store/values/nul%00k", timeout=10,
+                       headers={"Authorization": f"Bearer {cluster.admin_token}"})
+    assert answer.status_code == 400 and "NUL" in answer.json()["error"]["message"]

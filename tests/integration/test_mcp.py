@@ -192,8 +192,12 @@ def test_a_viewer_reads_but_cannot_submit_write_or_decide(cluster: Cluster) -> N
                 assert text.startswith("forbidden: a viewer token may not"), (tool, text)
             # A reference too long for a URL: the caller's to fix, said as such (it was a bare
             # "Error executing tool store_get" and a traceback in the master's log).
+            # A NUL, which no URL may carry, the same (it read as an impostor master).
             for tool, arguments in (("store_get", {"key": "k" * 70_000}),
-                                    ("get_dag_status", {"ref": "d" * 70_000})):
+                                    ("get_dag_status", {"ref": "d" * 70_000}),
+                                    ("store_get", {"key": "nul\x00k"}),
+                                    ("get_job_status", {"ref": "a\x00b"}),
+                                    ("fetch_logs", {"ref": "a\x00b"})):
                 text = await refused(client, tool, **arguments)
                 assert text.startswith("invalid_request: "), (tool, text[:200])
         assert admin.store_get("mcp-viewer:key") == "readable"

@@ -20,7 +20,7 @@ import http.client
 import json
 import select
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -229,3 +229,16 @@ def not_text(method: str, path: str, exc: UnicodeEncodeError) -> errors.Validati
         "data first (base64, say) or decode the file with its own encoding",
         details={"reason": "not_utf8"},
     )
+
+
+def refuse_nul(method: str, path: str, params: Mapping[str, Any] | None) -> None:
+    """Refuse a request whose URL would carry a NUL character, which the master refuses for
+    every route (``400``), here, before anything is sent, as the master would. (Sent, its
+    first request on a connection was the master's proof, which the NUL made it refuse, and
+    the refusal read as an impostor's: ``did not prove it is the Titan master``.)"""
+    values = [path] + [str(item) for value in (params or {}).values()
+                       for item in (value if isinstance(value, list | tuple) else [value])]
+    if any("\x00" in value for value in values) or "%00" in path:
+        raise errors.ValidationFailed(
+            f"{method} {path!r}: a name, key, reference or filter holds a NUL character "
+            "(U+0000), which no URL to the master may carry", details={"reason": "nul"})

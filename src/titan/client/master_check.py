@@ -57,10 +57,12 @@ def prove(sock: socket.socket, host: bytes, token: str, url: str) -> Reply | Non
     prefix = parts.path.partition("/api/v1/")[0] if "/api/v1/" in parts.path else ""
     nonce = master_proof.new_nonce()
     # "for": the path about to be called (no secret), which an evaluation's tool proxy
-    # counts a wrong token against (the call itself is then never sent).
+    # counts a wrong token against (the call itself is then never sent). Without its NULs:
+    # the master refuses any URL with one (400), and a proof refused so read as an impostor
+    # ("did not prove it is the Titan master") where the call itself gets a clean 400.
+    called = quote(parts.path, safe="/%").replace("%00", "")
     target = (f"{quote(prefix, safe='/%')}{master_proof.PATH}?nonce={nonce}"
-              f"&ref={quote(master_proof.token_ref(token), safe='')}"
-              f"&for={quote(parts.path, safe='/%')}")
+              f"&ref={quote(master_proof.token_ref(token), safe='')}&for={called}")
     head = request_head("GET", target.encode("ascii"), [(b"host", host)])
     sock.sendall(head)
     with sock.makefile("rb") as fp:

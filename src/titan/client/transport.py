@@ -41,7 +41,7 @@ from titan.atomic import atomic_file
 from titan.client import replies, tls
 from titan.client.config import Endpoint
 from titan.client.hold import Hold
-from titan.client.http_wire import BodyCutOff, Reply, file_chunks, not_text
+from titan.client.http_wire import BodyCutOff, Reply, file_chunks, not_text, refuse_nul
 from titan.client.lean_requests import LeanRequests
 from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
@@ -227,6 +227,7 @@ class Transport:
         ``connect_timeout`` bounds each try's connection (5 s).
         """
         method = method.upper()
+        refuse_nul(method, path, params)
         if idempotency_key:
             headers = {**(headers or {}), retry.IDEMPOTENCY_HEADER: retry.new_key()}
 
@@ -373,6 +374,7 @@ class Transport:
         if lean is not None and not isinstance(body, Path) \
                 and all(lean.reaches(url) for url in self._masters.urls):
             method = method.upper()
+            refuse_nul(method, path, params)
             headers = {retry.IDEMPOTENCY_HEADER: retry.new_key()} if idempotency_key else None
 
             def exchange(url: str) -> Reply:
