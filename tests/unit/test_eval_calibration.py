@@ -122,3 +122,19 @@ def test_the_command_runs_offline(capsys: pytest.CaptureFixture[str],
     (tmp_path / "set.yaml").write_text(json.dumps([mislabelled]))
     assert main(["eval", "calibrate", "--mode", "code", "--set", str(tmp_path / "set.yaml"),
                  "--min-agreement", "0.5"]) == 1
+
+
+def test_a_set_that_cannot_be_read_is_one_line_naming_the_file(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Bytes that are not UTF-8 printed a UnicodeDecodeError traceback (a QA pass).
+    (tmp_path / "x.yaml").write_bytes(b"\xff\xfe garbage")
+    (tmp_path / "y.yaml").write_text("- id: [unclosed\n")
+    for name, said in (("x.yaml", "cannot read the calibration file: 'utf-8' codec can't "
+                                  "decode byte 0xff"),
+                       ("y.yaml", "not valid YAML: ")):
+        path = tmp_path / name
+        assert main(["eval", "calibrate", "--mode", "code", "--set", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert f"{path}: {said}" in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+

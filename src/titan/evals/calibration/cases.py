@@ -57,10 +57,17 @@ def load_set(path: str | Path | None = None) -> list[Case]:
     seen: set[str] = set()
     for file in files:
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValidationFailed(f"{file.name}: cannot read the calibration file: {exc}") \
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:  # a file that is not UTF-8 text: one line
+            raise ValidationFailed(f"{file}: cannot read the calibration file: {exc}") \
                 from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValidationFailed(f"{file}: not valid YAML: {problem}{at}") from None
         if not isinstance(data, list):
             raise ValidationFailed(f"{file.name}: expected a list of cases")
         for n, raw in enumerate(data, 1):
