@@ -138,3 +138,34 @@ def test_a_set_that_cannot_be_read_is_one_line_naming_the_file(
         assert f"{path}: {said}" in err and "Traceback" not in err, err
         assert len(err.strip().splitlines()) == 1, err
 
+
+
+def test_a_judge_model_that_cannot_be_called_stops_the_command_before_the_set(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # It marked every case NOT_APPLICABLE ("LLM Provider NOT provided"), reported agreement
+    # 0.0 and exited 0: on 300 cases, a long run of nothing (a QA pass).
+    from titan import llm
+    from titan.errors import ProviderError
+
+    monkeypatch.chdir(tmp_path)  # no project .env with keys in it
+    for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    for model, said in (("nope/none", "nope/none: no provider serves this model"),
+                        ("gemini/gemini-2.0-flash", "gemini/gemini-2.0-flash: no API key: "
+                                                    "set GEMINI_API_KEY")):
+        for mode in ("model", "combined"):
+            assert main(["eval", "calibrate", "--mode", mode, "--judge-model", model]) == 1
+            captured = capsys.readouterr()
+            assert said in captured.err and "[1/" not in captured.err, captured.err
+            assert captured.out == ""
+    monkeypatch.setenv("TITAN_EVAL_JUDGE_MODEL", "nope/none")
+    assert main(["eval", "calibrate", "--case", "sup-plan-terse"]) == 1
+    assert "no provider serves this model" in capsys.readouterr().err
+    # The code checks need no model; an OpenAI-compatible server of your own needs no key.
+    assert main(["eval", "calibrate", "--mode", "code", "--case", "sup-plan-terse"]) == 0
+    monkeypatch.setenv("TITAN_LLM_API_BASE", "http://127.0.0.1:9/v1")
+    llm.usable("openai/any-model")
+    with pytest.raises(ProviderError, match="no provider serves"):
+        llm.usable("nope/none")
+    llm.usable("local")  # not a hosted model: nothing to check here

@@ -102,6 +102,12 @@ def calibrate(args: argparse.Namespace) -> int:
     if not cases:
         raise ValidationFailed("no calibration case left to run")
     model = args.judge_model or os.environ.get("TITAN_EVAL_JUDGE_MODEL") or None
+    if args.mode != "code":
+        # A model that cannot be called at all (an unknown provider, no key) made every case
+        # NOT_APPLICABLE and reported agreement 0.0, exit 0: said before the set runs.
+        from titan import llm
+
+        llm.usable(model)
 
     def progress(n: int, total: int, case: Case, v: Verdict, seconds: float) -> None:
         mark = "ok " if v.verdict == case.label else "DIFF"

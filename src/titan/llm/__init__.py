@@ -39,6 +39,7 @@ from .providers import (
     register_provider,
     resolve,
     unregister_provider,
+    usable,
 )
 from .recording import LLMCall, Replayer, add_listener, check, record, replayer, totals
 from .types import Completion, Generation, Message, Request, Usage
@@ -46,7 +47,7 @@ from .types import Completion, Generation, Message, Request, Usage
 __all__ = [
     "DEFAULT_MODEL", "Completion", "Generation", "LLMCall", "Message", "Request", "Usage",
     "acomplete", "add_listener", "complete", "register_price", "register_provider", "totals",
-    "unregister_provider",
+    "unregister_provider", "usable",
 ]
 
 

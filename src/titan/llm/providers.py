@@ -78,3 +78,14 @@ def resolve(model: str | None) -> tuple[Provider, str]:
     if custom is not None:
         return custom, rest
     return _builtin_provider("hosted"), name
+
+
+def usable(model: str | None) -> None:
+    """Raise :class:`~titan.errors.LLMError` when ``model`` (None: the default) cannot be
+    called at all — an unknown provider or model, a hosted one without its key — for work
+    that would otherwise fail call after call. A provider that cannot tell says nothing."""
+    provider, name = resolve(model)
+    check = getattr(provider, "usable", None)
+    if check is not None:
+        check(name)
+
