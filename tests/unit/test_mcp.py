@@ -140,3 +140,26 @@ def test_a_tool_call_is_bounded_well_within_what_an_mcp_client_waits() -> None:
     for bad in ("51", "-1", "soon", "inf", "nan"):
         with pytest.raises(ConfigError, match="TITAN_MCP_RESTART_GRACE must be"):
             restart_grace({"TITAN_MCP_RESTART_GRACE": bad})
+
+
+def test_which_stdio_lines_titan_answers_itself() -> None:
+    from titan.mcp.stdio import refusal
+
+    def said(line: str) -> tuple[object, int, str] | None:
+        error = refusal(line)
+        return None if error is None else (error.id, error.error.code, error.error.message)
+
+    # What the SDK serves, and what JSON-RPC never answers, go on to it.
+    for line in ('{"jsonrpc":"2.0","id":1,"method":"ping"}', '{"jsonrpc":"2.0","id":"a",'
+                 '"method":"tools/list"}', '{"jsonrpc":"2.0","method":"notifications/x"}',
+                 '{"jsonrpc":"2.0","id":9,"result":{}}', '{"id":9,"error":{}}', "", "  \n"):
+        assert said(line) is None, line
+    assert said("nope") == (None, -32700, "Parse error: the line is not JSON")
+    assert said("[]")[:2] == (None, -32600)  # type: ignore[index]
+    assert said('{"jsonrpc":"1.0","id":5,"method":"ping"}') == (
+        5, -32600, 'Invalid Request: "jsonrpc" must be "2.0"')
+    assert said('{"jsonrpc":"2.0","id":"x","method":"ping","params":[1]}') == (
+        "x", -32600, 'Invalid Request: "params" must be an object')
+    for ident in ("null", "1.5", "true", '{"a":1}', "[1]"):
+        assert said(f'{{"jsonrpc":"2.0","id":{ident},"method":"ping"}}') == (
+            None, -32600, "Invalid Request: an id is a string or an integer"), ident

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from titan.client import TitanClient
 from titan.errors import APIError, ConfigError, NotFound, TitanError, ValidationFailed
+from titan.mcp import stdio
 
 #: Given the HTTP request a call came in on (``None`` on stdio), the client to make it with.
 Clients = Callable[[Any], AbstractContextManager[TitanClient]]
@@ -97,6 +98,12 @@ class TitanServer(MCPServer):
                 tools = ", ".join(sorted(t.name for t in self._tool_manager.list_tools()))
                 raise ToolError(f"not_found: no tool {name!r} (tools: {tools})") from None
             raise
+
+    async def run_stdio_async(self) -> None:
+        """The SDK's stdio server, each line JSON-RPC answers answered (:mod:`.stdio`)."""
+        async with stdio.transport() as (read_stream, write_stream):
+            server = self._lowlevel_server
+            await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
 class Calls:
