@@ -329,3 +329,43 @@ def test_a_helper_only_a_tool_calls_is_no_determinism_finding(cluster: Cluster,
     static = [f for f in report["findings"] if f.get("file")]
     assert static == [], static
     assert replay(cluster, run_id)["match_rate"] == 1.0
+
+
+STAMPING_AGENT = """
+import datetime, os, uuid
+import titan
+
+@titan.tool(pure=True)
+def stamp(topic):
+    return {"topic": topic, "at": datetime.datetime.now(datetime.UTC).isoformat(),
+            "id": str(uuid.uuid4()), "pid": os.getpid()}
+
+@titan.tool
+def ticket(topic):  # stands for an API that answers its own id and time: served on replay
+    return {"id": str(uuid.uuid4()), "created_at": datetime.datetime.now().isoformat()}
+
+with titan.trace.run("stamping-agent") as run:
+    print(run.id, flush=True)
+    stamp("x")
+    ticket("x")
+"""
+
+
+def test_a_pure_tools_fresh_output_is_found_and_verify_proves_it(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    # Seed 004 scans tool outputs for the current time and UUIDs; Titan read no tool's
+    # output (a QA pass). A pure tool's is read, and says --verify; a tool that is not pure
+    # is served by every replay and stays quiet.
+    run_id = run_script(cluster, write(tmp_path, "agent.py", STAMPING_AGENT))
+    report = cluster.api("GET", f"/runs/{run_id}/determinism")
+    found = {(f["kind"], f["action"]): f for f in report["findings"]
+             if f["source"] == "dynamic"}
+    assert set(found) == {("timestamp_in_output", "stamp"), ("uuid_in_output", "stamp"),
+                          ("pid_in_output", "stamp")}, report["findings"]
+    assert all("will differ on replay with --verify" in f["description"]
+               for f in found.values())
+    assert found[("timestamp_in_output", "stamp")]["severity"] == "high"
+    # What the finding says: a strict replay serves it, --verify runs it again and differs.
+    assert replay(cluster, run_id)["match_rate"] == 1.0
+    verified = replay(cluster, run_id, verify=True)
+    assert [d["kind"] for d in verified["divergences"]] == ["output_mismatch"], verified

@@ -567,16 +567,58 @@ def test_truncated_outputs_are_scanned_as_text() -> None:
     assert set(found_) == {("timestamp_in_output", "dump"), ("pid_in_output", "dump")}
 
 
-def test_what_the_world_answered_is_served_on_replay_and_not_reported() -> None:
+def test_a_tools_answer_holding_the_current_time_an_id_or_a_pid_is_a_finding() -> None:
+    """Seed 004 scans tool outputs for timestamps and UUIDs; Titan skipped every tool's
+    output, so a run recorded over the HTTP API whose tool answered the time it ran, a uuid4
+    and a pid reported nothing (a QA pass). The finding says which replays it differs in."""
+    at = time.time()
+    answer = {"created_at": datetime.fromtimestamp(at + 0.4, UTC).isoformat(),
+              "id": str(uuid.uuid4()), "pid": 4242}
+    call = {**row(1, "lookup", answer, channel="tool", inputs={"q": "x"}),
+            "started_at": int(at), "duration_ns": 800_000_000}
+    report = analyze({}, [call])
+    found_ = {f["kind"]: f for f in report["findings"]}
+    assert set(found_) == {"timestamp_in_output", "uuid_in_output", "pid_in_output"}
+    stamp = found_["timestamp_in_output"]
+    assert (stamp["title"], stamp["severity"], stamp["action"]) == (
+        "Timestamp in output", "high", "lookup")
+    assert stamp["recommendation"] == "Pass timestamp as input parameter instead."
+    assert stamp["description"].startswith(
+        f'Output contains current timestamp ("{answer["created_at"]}") which will differ on '
+        "replay where the tool runs again: with --verify if it is pure=True, or in a fork")
+    assert "a strict replay serves the recorded output" in stamp["description"]
+    assert found_["uuid_in_output"]["severity"] == "high"
+    assert found_["pid_in_output"]["severity"] == "medium"
+    assert report["score"] == 100 - 12 - 12 - 5
+    # A pure tool of the run's code: --verify runs it again.
+    pure = "import titan\n\n@titan.tool(name='lookup', pure=True)\ndef find(q):\n    ...\n"
+    verified = analyze({"tools.py": pure}, [call])["findings"]
+    assert {f["kind"] for f in verified} == set(found_)
+    assert all("will differ on replay with --verify, which runs the pure tool again" in
+               f["description"] for f in verified)
+
+
+def test_what_a_replay_serves_or_the_world_made_is_no_finding() -> None:
     """A ticket API's server-made id and creation time were reported HIGH, "will differ on
-    replay", against a replay that served them and matched 100 % (a QA pass)."""
-    answer = {"ticket": str(uuid.uuid4()), "created_at": datetime.now(UTC).isoformat(),
-              "token": "aB3dE5fG7hJ9kL1mN3pQ"}
-    rows = [row(i, "create_ticket", answer, channel=channel)
+    replay", against a replay that served them and matched 100 % (a QA pass): a tool the
+    code shows not pure is served by every replay, as the static analysis reasons too."""
+    at = time.time()
+    answer = {"ticket": str(uuid.uuid4()), "created_at": datetime.fromtimestamp(at, UTC)
+              .isoformat(), "token": "aB3dE5fG7hJ9kL1mN3pQ"}
+    rows = [{**row(i, "create_ticket", answer, channel=channel), "started_at": at}
             for i, channel in enumerate(("tool", "llm", "network"))]
-    assert dynamic_findings(rows) == {}
-    made = row(3, "summary", {"at": datetime.now(UTC).isoformat()})  # the agent's own code
-    assert set(dynamic_findings([*rows, made])) == {("timestamp_in_output", "summary")}
+    code = {"agent.py": "import titan\n\n@titan.tool\ndef create_ticket(title):\n    ...\n"}
+    assert analyze(code, rows)["findings"] == []
+    # A model's reply is never read: a date in its text is not the run's clock.
+    assert analyze({}, rows[1:])["findings"] == []
+    # A tool's data: a time long before the call (an article's date), an API's token.
+    data = {"published": datetime.fromtimestamp(at - 3 * 86400, UTC).isoformat(),
+            "updated_at": int(at) - 7200, "etag": "aB3dE5fG7hJ9kL1mN3pQ"}
+    assert analyze({}, [{**row(1, "news", data, channel="tool"), "started_at": at}])[
+        "findings"] == []
+    made = {**row(3, "summary", {"at": datetime.now(UTC).isoformat()}), "started_at": at}
+    assert {f["kind"] for f in analyze(code, [*rows, made])["findings"]} == {
+        "timestamp_in_output"}
 
 
 def test_thirty_thousand_actions() -> None:

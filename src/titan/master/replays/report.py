@@ -29,7 +29,7 @@ def _slim(actions: Iterator[Row], preview: int = PREVIEW) -> Iterator[Row]:
         yield {k: a[k] for k in ("seq", "id", "parent_id", "actor", "channel", "name",
                                  "ordinal", "inputs_hash", "outputs_hash", "outcome",
                                  "replay_status", "cost_usd", "error_type", "error_message",
-                                 "started_at")} | {
+                                 "started_at", "duration_ns")} | {
             "inputs": (a["inputs"] or "")[:preview], "outputs": (a["outputs"] or "")[:preview]
             if a["outputs"] is not None else None}
 

@@ -19,7 +19,9 @@ Three kinds of evidence, each a module:
   bodies call (:mod:`.callers`); ``titan.trace.now()/uuid()/random()``
   are the fix and never a finding.
 - :mod:`~titan.trace.determinism.dynamic`: the run's recorded outputs: timestamps, UUIDs,
-  process ids and random-looking ids that will differ on replay.
+  process ids and random-looking ids that will differ on replay — of action blocks, and of
+  tools a replay may run again (``pure=True`` ones under ``--verify``, and those the code
+  does not show); never of a model's reply.
 - :mod:`~titan.trace.determinism.replay`: divergences that replays of the run found.
 
 The score is 100 minus a penalty, clamped to 0..100 and rounded down. Each finding costs its
@@ -58,8 +60,9 @@ def analyze(files: dict[str, str], actions: Iterable[dict[str, Any]],
     ``band``, ``findings`` (worst first, then by file and line), ``counts`` per severity,
     ``analyzed`` and one ``recommendations`` entry per kind of finding present.
     """
-    findings = static.scan_run(files)
-    dynamic_findings, n_actions = dynamic.scan(actions)
+    reading = static.read_run(files)
+    findings = reading.findings
+    dynamic_findings, n_actions = dynamic.scan(actions, tools=reading.tools)
     findings.extend(dynamic_findings)
     replay_findings, replay_ids = replay.scan(replay_divergences)
     findings.extend(replay_findings)

@@ -1,11 +1,23 @@
 """Dynamic analysis: values in a run's recorded outputs that will differ on the next run.
 
 An output holding the current time, a fresh UUID, a process id or a random-looking token
-cannot come out the same twice. What the world answered (``tool``, ``llm`` and ``network``
-outputs) is served by a replay as recorded, and is left alone; so are the outputs of the
-``clock`` and ``random`` channels: those are ``titan.trace.now()/uuid()/random()``, recorded so that replays get them
-back, and a value that first appeared there (or in the action's own inputs) is not reported
-in a later output either.
+cannot come out the same twice. Which outputs are read follows what a replay runs again:
+
+- a ``titan.trace.action`` block's (``custom``): every replay runs its code again;
+- a tool's (``tool``): a replay serves it as recorded, but ``--verify`` runs a ``pure=True``
+  tool again and compares, and a fork runs it live. Read when the run's code shows the tool
+  pure, or does not show it at all (a tool recorded over the HTTP API, or defined outside
+  the recorded files); a ``@titan.tool`` the code shows not pure is served by every replay
+  that does not fork, as the static analysis reasons of its body, and is left alone. Only
+  the run's own readings count there: a time taken while the call ran, a UUID, a process
+  id (an API's tokens and dates are its data);
+- a model's reply (``llm``) and a refused connection (``network``) are never read: a reply
+  is served by every replay that does not fork and no ``--verify`` runs it again, and a date
+  or an id in a model's text is what it wrote (quoting its prompt or what it learnt), not a
+  reading of the run's clock;
+- the ``clock`` and ``random`` channels are ``titan.trace.now()/uuid()/random()``, recorded
+  so that replays get them back: the fix, and a value that first appeared there (or in the
+  action's own inputs) is not reported in a later output either.
 
 Runs have tens of thousands of actions, so one cheap regex decides whether an output is worth
 parsing at all; most are not.
@@ -27,11 +39,12 @@ from typing import Any
 from titan.trace.determinism.findings import RANK, Finding, make
 
 AMBIENT = ("clock", "random")  # Titan's recorded ambient values: the fix, not a problem
-# What the world answered (a tool's result, a model's reply, a fetched page): a replay serves
-# it as recorded, so a server-made id or creation time there is the same on replay. Reported,
-# it read "will differ on replay" with advice (pass the time in) that fits no API's answer,
-# against a replay that matched 100 % (a QA pass); the static analysis skips tool bodies too.
-SERVED = ("tool", "llm", "network")
+# A model's reply and a refused connection: no replay but a fork runs them again, and a date
+# in a model's text is not the run's clock (see the module docstring).
+UNREAD = ("llm", "network")
+#: How far outside the call a tool's answer may put "now" (a server's clock, a time cut to
+#: the minute) and still be read as the current time rather than data.
+CALL_SKEW_S = 300.0
 
 ISO = re.compile(r"(?<!\d)(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?"
                  r"(?:Z|[+-]\d\d:?\d\d)?(?!\d)")
@@ -62,6 +75,16 @@ EPOCH_MS = (EPOCH_S[0] * 1000, EPOCH_S[1] * 1000)
 DIGEST_LENGTHS = (40, 64, 128)
 HEX = frozenset("0123456789abcdefABCDEF")
 
+# Which replays a value differs in, by how the action is replayed (see _mode).
+WHEN = {
+    "block": "which will differ on replay.",
+    "verify": "which will differ on replay with --verify, which runs the pure tool again "
+              "and compares (a replay without it serves the recorded output).",
+    "tool": "which will differ on replay where the tool runs again: with --verify if it is "
+            "pure=True, or in a fork (--fork-at) at or before it (a strict replay serves the "
+            "recorded output).",
+}
+
 WHAT = {
     "timestamp_in_output": "current timestamp",
     "uuid_in_output": "random UUID",
@@ -77,32 +100,41 @@ class _Seen:
     severity: str
     example: str
     first_seq: int | None
+    mode: str
     actions: int = 1
 
 
-def scan(actions: Iterable[dict[str, Any]], now: float | None = None) -> tuple[
-        list[Finding], int]:
-    """The dynamic findings of a run's actions, and how many actions there were."""
+def scan(actions: Iterable[dict[str, Any]], now: float | None = None,
+         tools: dict[str, bool] | None = None) -> tuple[list[Finding], int]:
+    """The dynamic findings of a run's actions, and how many actions there were. ``tools``:
+    the tools the run's code defines, by recorded name -> pure (static.read_run)."""
     rows = actions if isinstance(actions, list) else list(actions)
     year = datetime.fromtimestamp(time.time() if now is None else now, UTC).year
     ambient_strings, clock = _recorded(rows)
     seen: dict[tuple[str, str], _Seen] = {}
     for row in rows:
-        if row.get("channel") in AMBIENT or row.get("channel") in SERVED:
+        name = str(row.get("name") or "?")
+        mode = _mode(row.get("channel"), name, tools or {})
+        if mode is None:
             continue
         text = _text(row.get("outputs"))
         if not text or not _worth_parsing(text):
             continue
         inputs = _text(row.get("inputs")) or ""
         when = row.get("started_at")
-        hits = _Detector(year, ambient_strings, clock, inputs,
-                         float(when) if isinstance(when, int | float) else None).run(text)
-        name = str(row.get("name") or "?")
+        start = float(when) if isinstance(when, int | float) else None
+        detector = _Detector(year, ambient_strings, clock, inputs, start)
+        if mode != "block":
+            detector.tokens = False
+            if start is not None:
+                took = row.get("duration_ns")
+                took_s = took / 1e9 if isinstance(took, int | float) else 0.0
+                detector.window = (start - CALL_SKEW_S, start + took_s + CALL_SKEW_S)
         seq = row.get("seq")
-        for kind, (severity, example) in hits.items():
+        for kind, (severity, example) in detector.run(text).items():
             old = seen.get((kind, name))
             if old is None:
-                seen[(kind, name)] = _Seen(severity, example, seq)
+                seen[(kind, name)] = _Seen(severity, example, seq, mode)
                 continue
             old.actions += 1
             if RANK[severity] < RANK[old.severity]:
@@ -110,12 +142,24 @@ def scan(actions: Iterable[dict[str, Any]], now: float | None = None) -> tuple[
     return [_finding(kind, name, s) for (kind, name), s in seen.items()], len(rows)
 
 
+def _mode(channel: Any, name: str, tools: dict[str, bool]) -> str | None:
+    """How a replay treats an action's outputs (a key of WHEN), None for those not read."""
+    if channel in AMBIENT or channel in UNREAD:
+        return None
+    if channel != "tool":
+        return "block"
+    pure = tools.get(name)
+    if pure is None:
+        return "tool"  # not in the recorded code: whether it is pure is unknown
+    # A @titan.tool the code shows not pure is served by every replay but a fork.
+    return "verify" if pure else None
+
+
 def _finding(kind: str, name: str, seen: _Seen) -> Finding:
     first = "" if seen.first_seq is None else f" #{seen.first_seq}"
     where = (f"Seen in {seen.actions} actions, first at{first or ' the start'}."
              if seen.actions > 1 else f"Seen in action{first or ' ' + repr(name)}.")
-    description = (f"Output contains {WHAT[kind]} ({seen.example}) which will differ on "
-                   f"replay. {where}")
+    description = f"Output contains {WHAT[kind]} ({seen.example}) {WHEN[seen.mode]} {where}"
     return make(kind, seen.severity, description, action=name, seq=seen.first_seq,
                 source="dynamic")
 
@@ -169,6 +213,10 @@ class _Detector:
                  when: float | None = None) -> None:
         self.year, self.ambient, self.clock, self.inputs = year, ambient, clock, inputs
         self.when = when  # when the action ran: a clock reading in its output is near it
+        # A tool's answer: a time is the run's own only while the call ran (else it is the
+        # world's data, a publication date), and a random-looking token may be an API's.
+        self.window: tuple[float, float] | None = None
+        self.tokens = True
         self.hits: dict[str, tuple[str, str]] = {}
 
     def run(self, text: str) -> dict[str, tuple[str, str]]:
@@ -209,7 +257,8 @@ class _Detector:
                 if m.group(1) not in "35" and not self.passed_in(m.group(0)):
                     self.hit("uuid_in_output", "high", f'"{m.group(0)}"')
                     break
-        if "random_id_in_output" not in self.hits and len(text) >= 16 and _mixed(text):
+        if self.tokens and "random_id_in_output" not in self.hits and len(text) >= 16 \
+                and _mixed(text):
             for m in TOKEN.finditer(text):
                 if _random_looking(m.group(0)) and not self.passed_in(m.group(0)):
                     self.hit("random_id_in_output", "medium", f'"{m.group(0)}"')
@@ -232,29 +281,33 @@ class _Detector:
         # number of seconds under a neutral key stays unreported: it may be a count or an id.
         by_value = (self.when is not None and abs(seconds - self.when) <= NEAR_ACTION_S
                     and (ms or not float(number).is_integer()))
-        if named or by_value:
+        if (named or by_value) and self.during(seconds):
             label = f'"{key}": {number}' if key is not None else str(number)
             self.hit("timestamp_in_output", "medium", label)
 
     def is_now(self, m: re.Match[str]) -> bool:
-        """Whether an ISO match is a valid time within ten years of now, not a recorded one."""
+        """Whether an ISO match is a valid time within ten years of now (within the call,
+        for a tool's answer), not a recorded one."""
         year, month, day, hour, minute = (int(g) for g in m.groups()[:5])
         if not (abs(year - self.year) <= 10 and 1 <= month <= 12 and 1 <= day <= 31
                 and hour < 24 and minute < 60):
             return False
-        if not self.clock:
+        if not self.clock and self.window is None:
             return True
         try:
             when = datetime.fromisoformat(m.group(0))
         except ValueError:
-            return True
-        tolerance = 1.0 if m.group(6) else 60.0
-        if when.tzinfo is not None:
-            return not self.near_clock(when.timestamp(), tolerance)
+            return self.window is None
         # A naive time may have been formatted in UTC or in local time.
-        utc = when.replace(tzinfo=UTC).timestamp()
-        return not (self.near_clock(utc, tolerance)
-                    or self.near_clock(when.timestamp(), tolerance))
+        readings = [when.timestamp()] if when.tzinfo is not None else [
+            when.replace(tzinfo=UTC).timestamp(), when.timestamp()]
+        if not any(self.during(t) for t in readings):
+            return False
+        tolerance = 1.0 if m.group(6) else 60.0
+        return not any(self.near_clock(t, tolerance) for t in readings)
+
+    def during(self, seconds: float) -> bool:
+        return self.window is None or self.window[0] <= seconds <= self.window[1]
 
     def near_clock(self, seconds: float, tolerance: float) -> bool:
         i = bisect.bisect_left(self.clock, seconds - tolerance)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from titan.trace.determinism import callers, keys, patterns
 from titan.trace.determinism.findings import Finding, make
@@ -28,10 +29,24 @@ def scan(path: str, source: str) -> list[Finding]:
     return scan_run({path: source})
 
 
+class Reading(NamedTuple):
+    """What the static analysis of a run's files found, and the tools they define."""
+
+    findings: list[Finding]
+    #: The recorded name of each ``@titan.tool`` function (its ``name=``, else the function's
+    #: name) -> whether it is ``pure=True``: the dynamic analysis reads its outputs by it.
+    tools: dict[str, bool]
+
+
 def scan_run(files: dict[str, str]) -> list[Finding]:
     """The static findings of a run's files (path -> source), read together: a TitanStore
     key or artifact one of them writes is the run's own wherever it is read. A file that
     does not parse yields one low finding."""
+    return read_run(files).findings
+
+
+def read_run(files: dict[str, str]) -> Reading:
+    """:func:`scan_run`'s findings, with the tools the files define."""
     findings: list[Finding] = []
     scanners: list[tuple[_Scanner, list[Finding]]] = []
     for path, source in files.items():
@@ -50,7 +65,11 @@ def scan_run(files: dict[str, str]) -> list[Finding]:
         mine = served.get(scanner.path, set())
         findings.extend(f for f in found if scanner.owner.get((f.kind, f.line)) not in mine)
         findings.extend(scanner.foreign_reads(written, mine))
-    return findings
+    tools: dict[str, bool] = {}
+    for scanner, _ in scanners:
+        for name, pure in scanner.tools.items():
+            tools[name] = tools.get(name, False) or pure  # one pure definition re-runs it
+    return Reading(findings, tools)
 
 
 def _unparsable(path: str, source: str, exc: SyntaxError | ValueError) -> Finding:
@@ -71,6 +90,7 @@ class _Scanner(SetOrder):
         self.writes: set[str] = set()  # shapes of the TitanStore keys this file writes
         self.reads: list[tuple[ast.Call, str, tuple[str, ...]]] = []  # (call, shape, boundary)
         self.artifacts: dict[int, keys.ArtifactFiles] = {}  # per scope node
+        self.tools: dict[str, bool] = {}  # recorded name -> pure (see Reading)
         # For the call graph (callers.py): module-level functions, the names used, and the
         # module-level function each finding and read is in.
         self.defs = frozenset(n.name for n in tree.body
@@ -113,6 +133,9 @@ class _Scanner(SetOrder):
         for d in node.decorator_list:
             if self.qualname(d.func if isinstance(d, ast.Call) else d) in patterns.TOOL_DECORATORS:
                 label = "pure" if _pure(d) else "served"
+                recorded = _tool_name(d, node.name)
+                if recorded is not None:
+                    self.tools[recorded] = self.tools.get(recorded, False) or label == "pure"
         outer = self.function
         if id(node) in self._top:
             self.function = node.name
@@ -280,6 +303,18 @@ def _pure(call: ast.expr) -> bool:
     return isinstance(call, ast.Call) and any(
         k.arg == "pure" and not (isinstance(k.value, ast.Constant) and not k.value.value)
         for k in call.keywords)
+
+
+def _tool_name(decorator: ast.expr, function: str) -> str | None:
+    """The name a tool decorator records its calls under (``name=``, else the function's);
+    None when ``name=`` is not a literal the analysis can read."""
+    given = next((k.value for k in decorator.keywords if k.arg == "name"), None) \
+        if isinstance(decorator, ast.Call) else None
+    if given is None or isinstance(given, ast.Constant) and given.value in (None, ""):
+        return function  # titan.tool takes `name or f.__name__`
+    if isinstance(given, ast.Constant) and isinstance(given.value, str):
+        return given.value
+    return None
 
 
 def _write_mode(call: ast.Call) -> bool:
