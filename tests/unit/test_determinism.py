@@ -288,6 +288,47 @@ def test_a_pure_tool_runs_again_under_verify_so_its_findings_stay() -> None:
     assert "pure=True" in f.description and "--verify" in f.description
 
 
+@pytest.mark.parametrize("decorator", ["@titan.tool", "@titan.tool()", "@titan.tool(pure=True)",
+                                       "@titan.tool(name='fetch')", "@titan.tool(pure=False)"])
+def test_a_network_call_in_a_pure_tool_is_recorded_and_says_verify(decorator: str) -> None:
+    """`@titan.tool(pure=True)` around requests.get was a CRITICAL "Unrecorded network call"
+    (score 75) advising to wrap it in a @titan.tool: it is wrapped and recorded, and only
+    --verify runs it again (a QA pass)."""
+    source = f"import requests\nimport titan\n{decorator}\ndef fetch(u):\n" \
+             "    return requests.get(u).text\n"
+    report = analyze({"a.py": source}, [])
+    if "pure=True" not in decorator:
+        assert (report["score"], report["findings"]) == (100, [])
+        return
+    [f] = report["findings"]
+    assert (f["kind"], f["severity"], f["line"]) == ("pure_io", "medium", 5)
+    assert f["title"] == "Network call in a pure tool, re-run by --verify"
+    assert "Unrecorded" not in f["title"] and "--verify" in f["description"]
+    assert f["recommendation"].startswith("A --verify replay runs a pure=True tool")
+    assert "Drop pure=True" in f["recommendation"] and f["docs"] == "/docs/determinism#pure-io"
+    assert report["score"] == 95
+    # Its advice fixes it: without pure=True the tool is served by every replay.
+    advice = ADVICE["pure_io"]
+    assert {x.kind for x in static.scan("b.py", "import requests\nimport titan\n"
+                                        + advice.before)} == {"pure_io"}
+    assert static.scan("b.py", "import requests\nimport titan\n" + advice.after) == []
+
+
+def test_a_pure_tools_database_and_file_reads_are_pure_io_too() -> None:
+    source = """\
+        import sqlite3
+        import titan
+
+        @titan.tool(pure=True)
+        def stock(path):
+            notes = open(path).read()
+            return sqlite3.connect("shop.db").execute("select 1").fetchall(), notes
+        """
+    found_ = {(f.line, f.severity, f.title) for f in static.scan("t.py", textwrap.dedent(source))}
+    assert found_ == {(6, "low", "File I/O in a pure tool, re-run by --verify"),
+                      (7, "medium", "Database query in a pure tool, re-run by --verify")}
+
+
 def test_an_action_block_is_served_only_under_if_not_replayed() -> None:
     """A `with` block cannot be skipped: on replay it runs again with a.outputs already set to
     the recorded value. Only what `if not a.replayed:` guards is left out."""

@@ -91,6 +91,15 @@ ADVICE: dict[str, Advice] = {
         "def fetch(url):\n    return requests.get(url).text",
         "@titan.tool\ndef fetch(url):\n    return requests.get(url).text  "
         "# recorded: a replay serves the result"),
+    "pure_io": Advice(
+        "I/O in a pure tool, re-run by --verify",
+        "A --verify replay runs a pure=True tool or action again and compares: the network, "
+        "a database or a file may answer otherwise by then. Drop pure=True from one that "
+        "reads the outside world (every replay then serves its recorded result), or keep it "
+        "to have --verify check that the answer is stable.",
+        "@titan.tool(pure=True)\ndef fetch(url):\n    return requests.get(url).text",
+        "@titan.tool  # not pure: every replay serves the recorded page\ndef fetch(url):\n"
+        "    return requests.get(url).text"),
     "database_io": Advice(
         "Unrecorded database query",
         "Open the connection and run the queries inside a @titan.tool function: each result "

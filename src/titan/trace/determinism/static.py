@@ -221,7 +221,7 @@ class _Scanner(SetOrder):
                boundary: Iterable[str] | None = None) -> Finding | None:
         found = super().report(node, kind, severity, title, quote, why, boundary)
         if found is not None and boundary is None:
-            self.owner[(kind, found.line)] = self.function
+            self.owner[(found.kind, found.line)] = self.function
         return found
 
     # -- calls ---------------------------------------------------------------------------
