@@ -10,7 +10,7 @@ import unicodedata
 from typing import Any
 from urllib.parse import quote
 
-from titan.errors import ValidationFailed
+from titan.errors import NotFound, ValidationFailed
 
 #: The longest DAG name, job id or capability.
 MAX_NAME = 200
@@ -218,6 +218,24 @@ def quote_ref(ref: str | int) -> str:
             f"{ref!r} is not UTF-8 text: a name or key holds bytes that were not UTF-8",
             details={"field": "ref", "reason": "not_utf8"}) from None
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
+def quote_segment(ref: str | int, missing: str, **details: Any) -> str:
+    """``ref`` as the one path segment of a route that takes a name without '/' (a run, a
+    schedule, a token, a task), or NotFound(``missing``), worded as the master words it
+    (``no agent run 'x'``). Escaped or not, a '/' splits the segment (the server decodes
+    ``%2F`` before routing, as every ASGI server does), so ``ü/../x`` reached another route or
+    none and was answered a bare ``Not Found``; no such name can exist, so none is asked for.
+    Names that may hold a '/' (store keys, files, jobs and DAGs) go to routes that take it,
+    with :func:`quote_ref`."""
+    if isinstance(ref, str) and "/" in ref:
+        raise NotFound(missing, details=details)
+    return quote_ref(ref)
+
+
+def quote_run(run_id: str) -> str:
+    """An agent run's id as one path segment (:func:`quote_segment`)."""
+    return quote_segment(run_id, f"no agent run {run_id!r}", id=run_id)
 
 
 def quote_row_ref(ref: str | int) -> str:

@@ -318,6 +318,28 @@ def test_unknown_job_is_a_clear_error(cluster: Cluster) -> None:
     assert "no_such_job" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (("determinism", "ü/../x"), "no agent run 'ü/../x'"),
+    (("determinism", "a/b"), "no agent run 'a/b'"),
+    (("runs", "show", "x/.."), "no agent run 'x/..'"),
+    (("replay", "a/b"), "no agent run 'a/b'"),
+    (("runs", "archive", "a/b"), "no agent run 'a/b'"),
+    (("runs", "verify", "a/b"), "no agent run 'a/b'"),
+    (("schedule", "show", "a/../b"), "no schedule named 'a/../b'"),
+    (("schedule", "delete", "a/b"), "no schedule named 'a/b'"),
+    (("token", "revoke", "a/b"), "no live token 'a/b'"),
+])
+def test_a_name_with_a_slash_is_no_such_name_not_a_bare_not_found(
+        cluster: Cluster, args: tuple[str, ...], said: str) -> None:
+    """The master decodes an escaped '/' before routing, so `titan determinism "ü/../x"`
+    reached no route and said a bare "error: Not Found" (a QA pass); a name without one
+    says "no agent run 'nope'"."""
+    out = titan(cluster, *args, check=False)
+    assert (out.returncode, out.stderr.strip()) == (1, f"error: {said}"), out.stdout
+    assert titan(cluster, "determinism", "nope", check=False).stderr.strip() == \
+        "error: no agent run 'nope'"
+
+
 def test_what_the_master_refuses_in_a_pipeline_points_at_its_line(cluster: Cluster,
                                                                    tmp_path: Path) -> None:
     # Found after the file was read (by the master, or looking for the script), still said

@@ -18,7 +18,7 @@ import textwrap
 from typing import Any
 
 from titan.cli.output import money, say, table
-from titan.formats import quote_ref
+from titan.formats import quote_ref, quote_segment
 
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
@@ -181,8 +181,10 @@ def _run_id(client: Any, evaluation: str, task: str, given: str | None) -> str:
         if row["run"] is None:
             raise NotFound(f"task {task!r} of {evaluation!r} has no run yet")
         return str(row["run"]["id"])
+    segment = quote_segment(task, f"evaluation {evaluation!r} has no task {task!r}",
+                            task_id=task)
     runs = [str(r["id"]) for r in client.api(
-        "GET", f"/evaluations/{quote_ref(evaluation)}/tasks/{quote_ref(task)}/runs")["runs"]]
+        "GET", f"/evaluations/{quote_ref(evaluation)}/tasks/{segment}/runs")["runs"]]
     if given in runs:
         return given
     ending = [r for r in runs if r.endswith(given)]

@@ -18,7 +18,7 @@ from typing import Any
 
 from titan.cli.output import money, run_money, say
 from titan.errors import TitanError, WaitTimeout
-from titan.formats import quote_ref
+from titan.formats import quote_run
 
 STATUS_MARK = {"match": "✅ Match", "override": "✏️ Override", "forked": "↪ Live (fork)",
                "replaced": "· replaced by the fork", "not_reached": "· not reached",
@@ -76,7 +76,7 @@ def run_replay(args: argparse.Namespace, client: Any) -> int:
     if not args.run:
         raise TitanError("name a run to replay, or --agent AGENT for its last runs")
     body = _body(args, client, args.run)
-    started = client.api("POST", f"/runs/{quote_ref(args.run)}/replay", json=body)
+    started = client.api("POST", f"/runs/{quote_run(args.run)}/replay", json=body)
     replay_id = started["run_id"]
     print(f"replaying {args.run} as {replay_id} ({body.get('mode', 'strict')} mode, "
           f"{args.code} code)", file=sys.stderr)
@@ -147,7 +147,7 @@ def _current_files(client: Any, run_id: str) -> dict[str, str]:
     working tree they came from (a stage script or a module added since); {path: sha256}."""
     from titan.client import worktree  # the SDK: imported when a command needs it
 
-    code = client.api("GET", f"/runs/{quote_ref(run_id)}").get("code") or {}
+    code = client.api("GET", f"/runs/{quote_run(run_id)}").get("code") or {}
     if not code.get("files"):  # no recorded code at all: the master's refusal says so
         return {}
     recorded = sorted(code["files"])
@@ -201,11 +201,11 @@ def _wait(client: Any, replay_id: str, timeout: float, progress: bool = False) -
                 raise TitanError(f"replay {replay_id} is still running after {timeout:.0f}s "
                                  f"(follow it: titan logs {replay_id}_DRIVER/driver)") from None
             if progress:
-                n = client.api("GET", f"/runs/{quote_ref(replay_id)}")["action_count"]
+                n = client.api("GET", f"/runs/{quote_run(replay_id)}")["action_count"]
                 if n != seen:
                     seen = n
                     print(f"  … {n} action(s) replayed", file=sys.stderr)
-    return client.api("GET", f"/runs/{quote_ref(replay_id)}/replay")
+    return client.api("GET", f"/runs/{quote_run(replay_id)}/replay")
 
 
 def _savings(r: dict[str, Any]) -> str:
@@ -273,7 +273,7 @@ def _regression(args: argparse.Namespace, client: Any) -> int:
     unreplayable = 0
     for run in runs:
         try:
-            reply = client.api("POST", f"/runs/{quote_ref(run['id'])}/replay",
+            reply = client.api("POST", f"/runs/{quote_run(run['id'])}/replay",
                                json=_body(args, client, run["id"]))
             started.append((run["id"], reply["run_id"]))
         except TitanError as exc:
@@ -306,7 +306,7 @@ def _regression(args: argparse.Namespace, client: Any) -> int:
 
 
 def run_determinism(args: argparse.Namespace, client: Any) -> int:
-    r = client.api("GET", f"/runs/{quote_ref(args.run)}/determinism")
+    r = client.api("GET", f"/runs/{quote_run(args.run)}/determinism")
     if args.json:
         print(json.dumps(r, indent=2))
         return 0

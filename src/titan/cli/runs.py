@@ -15,7 +15,7 @@ from titan.cli import verify
 from titan.cli.output import money, run_money
 from titan.cli.verify import add_arguments as add_verify_arguments
 from titan.errors import TitanError
-from titan.formats import quote_ref
+from titan.formats import quote_ref, quote_run
 from titan.retention import RETENTION_CLASSES
 
 _FILTERS = ("status", "min_cost", "window", "agent", "q", "archived")
@@ -123,10 +123,10 @@ def _unpriced(run: dict[str, Any]) -> str:
 def _show(args: argparse.Namespace, client: Any) -> int:
     from titan.cli.output import print_json, say, table, when
 
-    run_ = client.api("GET", f"/runs/{quote_ref(args.run)}")
+    run_ = client.api("GET", f"/runs/{quote_run(args.run)}")
     total = run_["action_count"]
     offset = max(0, total - args.actions)
-    acts = client.api("GET", f"/runs/{quote_ref(args.run)}/actions",
+    acts = client.api("GET", f"/runs/{quote_run(args.run)}/actions",
                       params={"offset": offset, "limit": max(1, args.actions), "preview": 80})
     if getattr(args, "json", False):
         print_json({"run": run_, "actions": acts["actions"]})
@@ -271,7 +271,7 @@ def _budget(args: argparse.Namespace, client: Any) -> int:
         return 0
     if not args.run:
         raise TitanError("name a run, or --agent AGENT")
-    reply = client.api("PATCH", f"/runs/{quote_ref(args.run)}", json={"budget_usd": usd})
+    reply = client.api("PATCH", f"/runs/{quote_run(args.run)}", json={"budget_usd": usd})
     if getattr(args, "json", False):
         print_json(reply)
         return 0
@@ -287,7 +287,7 @@ def _archive(args: argparse.Namespace, client: Any) -> int:
     verb = args.runs_command
     replies = []
     for run_id in args.run:
-        reply = client.api("POST", f"/runs/{quote_ref(run_id)}/{verb}")
+        reply = client.api("POST", f"/runs/{quote_run(run_id)}/{verb}")
         replies.append(reply)
         if not getattr(args, "json", False):
             state = "archived" if reply["archived"] else "not archived"
@@ -300,7 +300,7 @@ def _archive(args: argparse.Namespace, client: Any) -> int:
 def _retention(args: argparse.Namespace, client: Any) -> int:
     from titan.cli.output import print_json
 
-    reply = client.api("PATCH", f"/runs/{quote_ref(args.run)}",
+    reply = client.api("PATCH", f"/runs/{quote_run(args.run)}",
                        json={"retention_class": args.retention_class})
     if getattr(args, "json", False):
         print_json(reply)

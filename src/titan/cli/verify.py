@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from titan.errors import NotFound, TitanError
-from titan.formats import quote_ref
+from titan.formats import quote_run
 
 # The ledger (and orjson, which it imports) is imported by what verifies, not at the CLI's
 # start: every `titan` command builds the parser, which imports this module (cli/parser.py).
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
             hashes = v.pop("hashes")
             verdicts.append(_checked(v, anchor, hashes.get(anchor[0]) if anchor else None))
     elif args.run:
-        run_id = quote_ref(args.run)
+        run_id = quote_run(args.run)
         verdict = client.api("GET", f"/runs/{run_id}/verify")
         if anchor is not None and verdict["status"] == "verified":
             try:

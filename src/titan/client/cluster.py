@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from titan.client.transport import Transport
-from titan.formats import quote_ref
+from titan.formats import quote_run, quote_segment
 
 
 class ClusterOps:
@@ -31,7 +31,7 @@ class ClusterOps:
 
     def agent_run(self, run_id: str) -> dict[str, Any]:
         """One agent run with its stages."""
-        reply: dict[str, Any] = self._transport.call("GET", f"/agent-runs/{quote_ref(run_id)}")
+        reply: dict[str, Any] = self._transport.call("GET", f"/agent-runs/{quote_run(run_id)}")
         return reply
 
     # ------------------------------------------------------------------ tokens (admin)
@@ -48,5 +48,6 @@ class ClusterOps:
 
     def revoke_token(self, token_id: str | int) -> bool:
         """Revoke a token by id."""
-        reply = self._transport.call("DELETE", f"/tokens/{quote_ref(token_id)}")
+        ref = quote_segment(token_id, f"no live token {token_id!r}")
+        reply = self._transport.call("DELETE", f"/tokens/{ref}")
         return bool(reply.get("revoked")) if isinstance(reply, dict) else True

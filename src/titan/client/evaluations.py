@@ -24,7 +24,7 @@ from typing import Any
 
 from titan.client.transport import Transport
 from titan.errors import ScriptNotFound, ValidationFailed, WaitTimeout
-from titan.formats import check_eval_id, quote_ref
+from titan.formats import check_eval_id, quote_ref, quote_segment
 from titan.status import EVAL_ACTIVE
 
 
@@ -32,6 +32,15 @@ def _ref(name: str) -> str:
     """An evaluation's name as its path segment, held to the master's rule first: a '/' in it
     made another path (the master answered "Not Found"), and '../' went to another route."""
     return quote_ref(check_eval_id(name, "evaluation"))
+
+
+def _task(name: str, task_id: str) -> str:
+    return quote_segment(task_id, f"evaluation {name!r} has no task {task_id!r}",
+                         task_id=task_id)
+
+
+def _run(task_id: str, run_id: str) -> str:
+    return quote_segment(run_id, f"task {task_id!r} has no run {run_id!r}", run=run_id)
 
 
 def _tasks_from(value: Any, base: Path) -> list[dict[str, Any]]:
@@ -145,15 +154,15 @@ class EvalOps:
     def evaluation_run(self, name: str, task_id: str, run_id: str) -> dict[str, Any]:
         """One run's Agent Trace (judge verdict, timeline, ledger, structure, coding)."""
         reply: dict[str, Any] = self._transport.call(
-            "GET", f"/evaluations/{_ref(name)}/tasks/{quote_ref(task_id)}/runs/"
-                   f"{quote_ref(run_id)}")
+            "GET", f"/evaluations/{_ref(name)}/tasks/{_task(name, task_id)}/runs/"
+                   f"{_run(task_id, run_id)}")
         return reply
 
     def rerun_evaluation_run(self, name: str, task_id: str, run_id: str) -> dict[str, Any]:
         """Dispatch the task again with the current agent settings (the original is kept)."""
         reply: dict[str, Any] = self._transport.call(
-            "POST", f"/evaluations/{_ref(name)}/tasks/{quote_ref(task_id)}/runs/"
-                    f"{quote_ref(run_id)}/re-run")
+            "POST", f"/evaluations/{_ref(name)}/tasks/{_task(name, task_id)}/runs/"
+                    f"{_run(task_id, run_id)}/re-run")
         return reply
 
     def wait_evaluation(self, name: str, timeout: float = 600.0,

@@ -17,7 +17,7 @@ from titan.client.job import TitanJob, check_name
 from titan.client.pipeline import load_pipeline, load_schedule, schedule_error
 from titan.client.transport import Transport
 from titan.errors import InvalidDAG, ValidationFailed
-from titan.formats import quote_ref
+from titan.formats import quote_segment
 
 
 class ScheduleOps:
@@ -106,7 +106,7 @@ class ScheduleOps:
 
     def get_schedule(self, name: str) -> dict[str, Any]:
         """One schedule: its rule, next ticks, latest fires (each with its DAG) and jobs."""
-        reply: dict[str, Any] = self._transport.call("GET", f"/schedules/{quote_ref(name)}")
+        reply: dict[str, Any] = self._transport.call("GET", f"/schedules/{_ref(name)}")
         return reply
 
     def update_schedule(
@@ -132,7 +132,7 @@ class ScheduleOps:
             raise ValidationFailed("update_schedule() needs something to change: cron, "
                                    "timezone, catchup, overlap, jobs or dag_name")
         reply: dict[str, Any] = self._transport.call(
-            "PATCH", f"/schedules/{quote_ref(name)}", json=body)
+            "PATCH", f"/schedules/{_ref(name)}", json=body)
         return reply
 
     def update_schedule_yaml(
@@ -161,22 +161,27 @@ class ScheduleOps:
     def pause_schedule(self, name: str) -> dict[str, Any]:
         """Stop a schedule's ticks from firing (a tick queued behind a run is dropped)."""
         reply: dict[str, Any] = self._transport.call(
-            "POST", f"/schedules/{quote_ref(name)}/pause")
+            "POST", f"/schedules/{_ref(name)}/pause")
         return reply
 
     def resume_schedule(self, name: str) -> dict[str, Any]:
         """Fire again from the next tick (ticks that fell while paused are not run)."""
         reply: dict[str, Any] = self._transport.call(
-            "POST", f"/schedules/{quote_ref(name)}/resume")
+            "POST", f"/schedules/{_ref(name)}/resume")
         return reply
 
     def delete_schedule(self, name: str) -> bool:
         """Delete a schedule; the runs it started stay. ``True`` once it is gone."""
-        reply = self._transport.call("DELETE", f"/schedules/{quote_ref(name)}")
+        reply = self._transport.call("DELETE", f"/schedules/{_ref(name)}")
         return bool(reply.get("deleted"))
 
     def run_schedule_now(self, name: str) -> dict[str, Any]:
         """Start a run of the schedule's DAG now, outside its ticks; the DAG object."""
         reply: dict[str, Any] = self._transport.call(
-            "POST", f"/schedules/{quote_ref(name)}/run", idempotency_key=True)
+            "POST", f"/schedules/{_ref(name)}/run", idempotency_key=True)
         return reply
+
+
+def _ref(name: str) -> str:
+    """A schedule's name as its path segment (no name holds a '/': quote_segment)."""
+    return quote_segment(name, f"no schedule named {name!r}", name=name)

@@ -30,7 +30,7 @@ from pydantic import Field
 from titan import log_lines
 from titan.client import TitanClient
 from titan.errors import NotFound, WaitTimeout
-from titan.formats import quote_ref
+from titan.formats import quote_ref, quote_run
 from titan.mcp.jobs import JobSpec, dag_request
 from titan.mcp.refusals import (
     DEFAULT_GRACE,
@@ -202,7 +202,7 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
         if fork_at is not None:
             body["fork_at"] = fork_at
         return await tool(ctx, lambda client: client.api(
-            "POST", f"/runs/{quote_ref(run_id)}/replay", json=body))
+            "POST", f"/runs/{quote_run(run_id)}/replay", json=body))
 
     @server.tool(annotations=DECIDES)
     async def approve(gate: GateRef, ctx: Context, comment: str | None = None) -> dict[str, Any]:
@@ -219,7 +219,7 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
     @server.resource("titan://runs/{run_id}", mime_type="application/json")
     async def run(run_id: str, ctx: Context) -> dict[str, Any]:
         """An agent run: status, totals, stages, cost by stage, actor and channel."""
-        return await read(ctx, lambda client: client.api("GET", f"/runs/{quote_ref(run_id)}"))
+        return await read(ctx, lambda client: client.api("GET", f"/runs/{quote_run(run_id)}"))
 
     @server.resource("titan://runs/{run_id}/report", mime_type="text/markdown")
     async def report(run_id: str, ctx: Context) -> str:
@@ -334,7 +334,7 @@ def _value(key: str, value: str | None) -> dict[str, Any]:
 
 def _actions(client: TitanClient, run_id: str, after: int, limit: int,
              outcome: str | None) -> dict[str, Any]:
-    page = client.api("GET", f"/runs/{quote_ref(run_id)}/actions", params={
+    page = client.api("GET", f"/runs/{quote_run(run_id)}/actions", params={
         "after": after, "limit": limit, "outcome": outcome, "preview": 400})
     actions = page.get("actions") or []
     return {"run_id": run_id, "actions": actions, "matched": page.get("matched"),
@@ -342,7 +342,7 @@ def _actions(client: TitanClient, run_id: str, after: int, limit: int,
 
 
 def _report(client: TitanClient, run_id: str) -> str:
-    agent = client.api("GET", f"/runs/{quote_ref(run_id)}").get("agent_id")
+    agent = client.api("GET", f"/runs/{quote_run(run_id)}").get("agent_id")
     if not agent:
         raise NotFound(f"run {run_id!r} names no agent, so no report of its", details={})
     key = f"{str(agent).lower()}:{run_id}:report"
