@@ -59,6 +59,19 @@ def test_files_beside_the_recorded_ones_are_found_nearest_first_without_caches_o
     assert capped.left_out == 3
 
 
+def test_a_symlink_out_of_the_working_tree_is_left_out(tmp_path: Path) -> None:
+    """A cloned repository's ``creds.py -> ~/.aws/credentials.py`` must not be sent with a
+    replay's code; a link inside the tree is as good as its file."""
+    root = tmp_path / "proj"
+    tree(root, {"driver.py": "", "helper.py": "X = 1"})
+    tree(tmp_path, {"secret.py": "KEY = 'x'"})
+    (root / "creds.py").symlink_to(tmp_path / "secret.py")
+    (root / "up.py").symlink_to("../secret.py")
+    (root / "alias.py").symlink_to("helper.py")
+    found = worktree.beside([str(root / "driver.py")])
+    assert [os.path.relpath(f, root) for f in found.files] == ["alias.py", "helper.py"]
+
+
 def test_a_top_folder_gives_only_its_own_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                ) -> None:
     tree(tmp_path, {"home/driver.py": "", "home/helper.py": "", "home/deep/other.py": ""})

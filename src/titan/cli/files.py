@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s = files.add_parser(
         "upload", parents=common, help="upload a file, or a project folder for archive jobs",
         description="Upload a file under its name, or a folder as the project <name>.zip "
-                    "(caches and VCS folders left out) that archive jobs run from: in a "
+                    "(caches and VCS folders left out; a symlink pointing out of the folder "
+                    "refused) that archive jobs run from: in a "
                     "pipeline, `file: <name>/<entry.py>` with `is_archive: true`. Uploading "
                     "again replaces it for the jobs that start from then on.")
     s.add_argument("path", help="a file, or a project folder")

@@ -21,6 +21,7 @@ from urllib.parse import unquote
 import httpx
 
 from titan.client import replay_keys
+from titan.client.containment import folder_files
 from titan.client.job import TitanJob
 from titan.client.transport import CHUNK, Transport
 from titan.errors import (
@@ -180,7 +181,9 @@ class FileOps:
         """Zip ``folder`` (without caches and VCS dirs) and upload it as
         ``<project_name>.zip``, for archive jobs ``filename="<project_name>/<entry.py>"``.
 
-        Entries are relative to ``folder`` itself. Returns the file object. This client's
+        Entries are relative to ``folder`` itself. A symlink is sent as what it names while
+        that lies inside ``folder``; one pointing outside is refused
+        (:class:`ValidationFailed`), as in a pipeline. Returns the file object. This client's
         archive jobs of that project then run this upload (its sha256 is sent as their
         ``script_sha256``), whatever is uploaded under the name after it.
         """
@@ -195,14 +198,8 @@ class FileOps:
         with tempfile.TemporaryDirectory(prefix="titan-upload-") as tmp:
             archive = Path(tmp) / name
             with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for dirpath, dirnames, filenames in os.walk(root):
-                    dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-                    for filename in sorted(filenames):
-                        if filename.endswith(_SKIP_SUFFIXES):
-                            continue
-                        full = Path(dirpath) / filename
-                        if full.is_file():
-                            zf.write(full, full.relative_to(root).as_posix())
+                for entry, full in folder_files(root, SKIP_DIRS, _SKIP_SUFFIXES):
+                    zf.write(full, entry)
             reply: dict[str, Any] = self._transport.call(
                 "PUT", f"/files/{quote_ref(name)}", body=archive
             )

@@ -47,6 +47,7 @@ from typing import Any
 import yaml
 from yaml.nodes import Node, SequenceNode
 
+from titan.client.containment import outside
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline_fields import JOB_FIELDS
 from titan.client.pipeline_writer import dump_pipeline
@@ -281,8 +282,8 @@ def where(jobs: list[TitanJob], error: TitanError) -> PipelineError | None:
 def _check_inside(reader: YamlReader, node: Node, job: TitanJob, folder: Path,
                   allowed: frozenset[Path]) -> None:
     """Refuse a script outside the pipeline's folder unless the submitter named it."""
-    target = (folder / os.path.expanduser(job.filename)).resolve()
-    if target.is_relative_to(folder) or target in allowed:
+    target = outside(folder / os.path.expanduser(job.filename), folder)
+    if target is None or target in allowed:
         return
     raise reader.error(
         node, f"job {job.job_id!r}: file {job.filename!r} is outside the pipeline's folder "

@@ -9,7 +9,8 @@ under the folder they share (their project), or, when that is a top folder (``/`
 the home folder: a job script in ``/tmp``, the driver in a project), under each file's own
 folder, a top one without its subfolders. Bounded, as a project folder upload is
 (:data:`titan.client.files.SKIP_DIRS`): caches, VCS and hidden folders, virtualenvs and
-installed packages are skipped, and files over :data:`MAX_FILE_BYTES`; nearest first, at most
+installed packages are skipped, symlinks pointing out of the tree, and files over
+:data:`MAX_FILE_BYTES`; nearest first, at most
 :data:`MAX_FILES` with the recorded ones.
 """
 
@@ -18,8 +19,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
+from titan.client.containment import outside
 from titan.client.files import SKIP_DIRS
 
 #: At most this many files in a replay's code, the recorded ones included (the master's
@@ -84,7 +86,8 @@ def beside(paths: Iterable[str], room: int = MAX_FILES) -> Tree:
                 dirnames[:] = sorted(d for d in dirnames if not _skipped(dirpath, d))
             for name in filenames:
                 full = os.path.join(dirpath, name)
-                if name.endswith(SUFFIXES) and full not in known and _small(full):
+                if name.endswith(SUFFIXES) and full not in known and _small(full) \
+                        and not _leaves(full, root):
                     found.append((dirpath not in homes, depth, full))
     found.sort()
     tree.files = [f for _, _, f in found[:max(0, room)]]
@@ -97,6 +100,12 @@ def _skipped(parent: str, name: str) -> bool:
         return True
     # A virtualenv, whatever its name (venv, env, .tox's): its packages are not the agent's.
     return os.path.isfile(os.path.join(parent, name, "pyvenv.cfg"))
+
+
+def _leaves(path: str, root: str) -> bool:
+    """A symlink pointing out of the tree: nobody named it, and it must not send the file it
+    names (:mod:`titan.client.containment`); left out, as a file too large is."""
+    return os.path.islink(path) and outside(Path(path), Path(root)) is not None
 
 
 def _small(path: str) -> bool:
