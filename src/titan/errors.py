@@ -10,6 +10,8 @@ the network::
     ├── ConfigError              bad settings, missing token, unreadable data dir
     ├── ConnectionFailed         the master could not be reached
     ├── ScriptNotFound           a job's script is not on the submitter's disk
+    ├── LocalFileError           a file on this machine could not be read or written as asked
+    │   └── FileChanged          a file changed while it was being uploaded: nothing was stored
     ├── ExecutorGone             a worker's executor can run no more jobs (its Ray cluster died)
     ├── ReplayMiss               a replayed call is not in the recording and may not run live
     ├── ReplayedError            a recorded call failed; its replay fails the same way
@@ -75,6 +77,20 @@ class ConnectionFailed(TitanError):
 
 class ScriptNotFound(TitanError):
     """A job's script could not be found on this machine."""
+
+
+class LocalFileError(TitanError):
+    """A file on this machine could not be read or written as asked. ``path`` names it."""
+
+    def __init__(self, message: str | None = None, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class FileChanged(LocalFileError):
+    """A file changed while it was being uploaded (written to, grown, shrunk): the upload was
+    broken off before its end, so the master stored and published nothing. Upload it again
+    once it is complete."""
 
 
 class ExecutorGone(TitanError):

@@ -20,8 +20,7 @@ import http.client
 import json
 import select
 import socket
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -210,13 +209,6 @@ def _read_chunked(fp: Any) -> bytes:
         parts.append(_read_exactly(fp, size))
         if _line(fp) not in (b"\r\n", b"\n"):
             raise httpx.RemoteProtocolError("a chunk that does not end where its size says")
-
-
-def file_chunks(path: Path, size: int) -> Iterator[bytes]:
-    """A file's bytes as a request body, ``size`` at a time."""
-    with path.open("rb") as fh:
-        while chunk := fh.read(size):
-            yield chunk
 
 
 def not_text(method: str, path: str, exc: UnicodeEncodeError) -> errors.ValidationFailed:

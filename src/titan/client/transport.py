@@ -40,8 +40,9 @@ from titan import errors, retry
 from titan.atomic import atomic_file
 from titan.client import replies, tls
 from titan.client.config import Endpoint
+from titan.client.file_body import file_body
 from titan.client.hold import Hold
-from titan.client.http_wire import BodyCutOff, Reply, file_chunks, not_text, refuse_nul
+from titan.client.http_wire import BodyCutOff, Reply, not_text, refuse_nul
 from titan.client.lean_requests import LeanRequests
 from titan.client.master_check import TokenUnknown
 from titan.client.masters import Masters, Tour, not_leader, standby_reason
@@ -184,9 +185,10 @@ class Transport:
         content: bytes | Iterator[bytes] | None = None
         if isinstance(body, Path):
             # An explicit length keeps uploads out of chunked encoding, so the master can
-            # refuse an oversized body before reading it.
-            extra["Content-Length"] = str(body.stat().st_size)
-            content = file_chunks(body, CHUNK)
+            # refuse an oversized body before reading it; exactly that length is sent, and a
+            # file that changes meanwhile is cut short (client/file_body.py).
+            length, content = file_body(body, CHUNK)
+            extra["Content-Length"] = str(length)
         elif body is not None:
             content = body
         if content is not None:
