@@ -324,14 +324,6 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     except KeyboardInterrupt:
         return INTERRUPTED
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-            PermissionError) as exc:
-        # A path the user gave that cannot be written or read (-o /etc/hostname/x): one
-        # line, as every other error, not a traceback.
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {for_terminal((exc.strerror or str(exc)) + where, sys.stderr.isatty())}",
-              file=sys.stderr)
-        return 1
     except BrokenPipeError:
         # `titan logs JOB | head`: the reader left; silence the flush at interpreter exit.
         try:
@@ -339,3 +331,10 @@ def _main(argv: Sequence[str] | None) -> int:
         except OSError:
             pass
         return 0
+    except OSError as exc:
+        # A path the user gave that cannot be written or read (-o /etc/hostname/x, a full
+        # disk): one line, as every other error, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {for_terminal((exc.strerror or str(exc)) + where, sys.stderr.isatty())}",
+              file=sys.stderr)
+        return 1

@@ -37,9 +37,9 @@ from typing import Any
 import httpx
 
 from titan import errors, retry
-from titan.atomic import atomic_file
 from titan.client import replies, tls
 from titan.client.config import Endpoint
+from titan.client.download_file import save_stream
 from titan.client.file_body import file_body
 from titan.client.hold import Hold
 from titan.client.http_wire import BodyCutOff, Reply, not_text, refuse_nul
@@ -416,7 +416,9 @@ class Transport:
         """Stream a GET reply into the file ``dest_for(reply_headers)`` and return its path.
 
         The file is written through a temp file and renamed, so a failed download leaves
-        nothing half-written behind.
+        nothing half-written behind. A target that cannot be written (a folder, a full disk,
+        no permission) is a :class:`~titan.errors.LocalFileError` naming it, never the temp
+        file's name nor a bare ``OSError``.
         """
         response = self.send("GET", path, params=params, stream=True)
         try:
@@ -427,10 +429,3 @@ class Transport:
         finally:
             response.close()
         return dest
-
-
-def save_stream(response: httpx.Response, dest: Path) -> None:
-    """Write a streamed reply's body to ``dest``, all at once or not at all."""
-    with atomic_file(dest) as fh:
-        for chunk in response.iter_bytes(CHUNK):
-            fh.write(chunk)
