@@ -12,6 +12,7 @@ the network::
     ├── ScriptNotFound           a job's script is not on the submitter's disk
     ├── LocalFileError           a file on this machine could not be read or written as asked
     │   └── FileChanged          a file changed while it was being uploaded: nothing was stored
+    ├── DownloadCorrupt          the bytes downloaded are not those the master stored (sha256)
     ├── ExecutorGone             a worker's executor can run no more jobs (its Ray cluster died)
     ├── ReplayMiss               a replayed call is not in the recording and may not run live
     ├── ReplayedError            a recorded call failed; its replay fails the same way
@@ -91,6 +92,17 @@ class FileChanged(LocalFileError):
     """A file changed while it was being uploaded (written to, grown, shrunk): the upload was
     broken off before its end, so the master stored and published nothing. Upload it again
     once it is complete."""
+
+
+class DownloadCorrupt(TitanError):
+    """The bytes downloaded are not those the master stored: their sha256 differs from the
+    one the master sent with them. Nothing was written. ``expected`` and ``got`` are the two
+    digests."""
+
+    def __init__(self, message: str | None = None, *, expected: str = "",
+                 got: str = "") -> None:
+        super().__init__(message)
+        self.expected, self.got = expected, got
 
 
 class ExecutorGone(TitanError):

@@ -22,6 +22,7 @@ import httpx
 
 from titan.client import replay_keys
 from titan.client.containment import folder_files
+from titan.client.download_file import check_sha256, expected_sha256
 from titan.client.job import TitanJob
 from titan.client.transport import CHUNK, Transport
 from titan.errors import (
@@ -293,6 +294,8 @@ class FileOps:
                 data += chunk
                 if max_bytes is not None and len(data) > max_bytes:
                     raise too_large(max_bytes)
+            check_sha256(expected_sha256(response), hashlib.sha256(data).hexdigest(),
+                         f"artifact {key!r}", "nothing was returned")
         except httpx.HTTPError as exc:
             raise ConnectionFailed(f"reading artifact {key!r} broke off: {exc}") from None
         finally:
