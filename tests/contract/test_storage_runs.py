@@ -284,9 +284,18 @@ def test_iter_runs_yields_the_list_order_across_pages(storage: Storage, batch: i
         for i in range(23):
             tx.create_run(run_row(f"run-{i:02d}", T0 + i // 4, ("running", "completed")[i % 2],
                                   agent=("a", "b")[i % 3 == 0]))
+            # Costs and durations with ties, so each order leans on its tie-breakers.
+            tx.update_run(f"run-{i:02d}", {"cost_usd": (i * 7) % 5 * 0.25,
+                                           "ended_at": None if i % 2 == 0 else T0 + i // 4
+                                           + (i * 3) % 4})
     with storage.transaction() as tx:
+        # An export follows the page's order (the Runs page sorted by cost exported newest
+        # first, a file in another order than the page it came from).
         for q in (RunQuery(), RunQuery(statuses=("completed",)), RunQuery(agent="a"),
-                  RunQuery(search="run-1"), RunQuery(agent="nobody")):
+                  RunQuery(search="run-1"), RunQuery(agent="nobody"),
+                  *(RunQuery(sort=s) for s in ("oldest", "cost", "duration")),
+                  RunQuery(sort="cost", statuses=("completed",)),
+                  RunQuery(sort="duration", agent="a")):
             listed, total = tx.list_runs(q, 1000, 0)
             got = list(tx.iter_runs(q, batch=batch))
             assert got == listed, q

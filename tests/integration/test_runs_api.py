@@ -976,6 +976,24 @@ def test_a_repeated_filter_means_all_its_values(cl: Cluster,
     assert [r["id"] for r in upper["runs"]] == want
 
 
+def test_an_export_follows_the_lists_sort(cl: Cluster, fleet: dict[str, dict[str, Any]]) -> None:
+    # The Runs page sorted by cost exported its runs newest first: a file in another order
+    # than the page it came from (a QA pass on seed 004's "filter, sort by cost, Export").
+    for sort in ("cost", "duration", "oldest", "recent"):
+        params = {"q": "fx40", "status": "completed,failed", "sort": sort}
+        listed = [r["id"] for r in ok(cl, "GET", "/runs", params={**params, "limit": 1000})["runs"]]
+        assert len(listed) > 10
+        for fmt in ("jsonl", "json", "csv"):
+            text = export(cl, fmt, params)
+            got = ([json.loads(line)["id"] for line in text.splitlines()] if fmt == "jsonl"
+                   else [r["id"] for r in json.loads(text)["runs"]] if fmt == "json"
+                   else [r["id"] for r in csv.DictReader(io.StringIO(text))])
+            assert got == listed, (sort, fmt)
+    by_cost = [r["id"] for r in ok(cl, "GET", "/runs", params={"q": "fx40", "sort": "cost",
+                                                                "limit": 1000})["runs"]]
+    assert by_cost != _expected(fleet, {})  # the sort is not newest first in disguise
+
+
 def test_registry_pages(cl: Cluster, fleet: dict[str, dict[str, Any]]) -> None:
     want = _expected(fleet, {})
     assert len(want) == 40
@@ -993,7 +1011,8 @@ def test_registry_refuses_bad_filters(cl: Cluster) -> None:
                    {"window": "-3d"}, {"limit": 0}, {"limit": 1001}, {"offset": -1},
                    {"min_cost": "cheap"}, {"sort": "size"}):
         error(cl, "GET", "/runs", params=params, status=400, code="invalid_request")
-    for params in ({"format": "xml"}, {"status": "sleeping"}, {"window": "soon"}):
+    for params in ({"format": "xml"}, {"status": "sleeping"}, {"window": "soon"},
+                   {"sort": "bogus"}):  # the sort: 200, while the list said 400
         error(cl, "GET", "/runs/export", params=params, status=400, code="invalid_request")
     for cost in ("nan", "inf", "1e309", "2e9"):  # matched nothing: a silently empty export
         for path in ("/runs", "/runs/export"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import re
 import subprocess
 import sys
@@ -151,8 +152,8 @@ def test_registry_form_checkboxes_and_defaults(cl: Cluster) -> None:
     assert [r["id"] for r in everything["runs"]][-1] == "rp-old"  # most recent first
     assert everything["agent_ids"] == sorted(["researcher", "spender", "STAGED", HOSTILE_AGENT])
     assert '<datalist id="agent-ids">' in page
-    # Sorted by cost: highest first, the choice kept in the form, and the export links (which
-    # stream newest first) without it.
+    # Sorted by cost: highest first, the choice kept in the form and in the export links,
+    # whose files list the runs in the page's order (they were newest first whatever it was).
     by_cost = [r["cost_usd"] for r in cl.api("GET", "/runs?sort=cost")["runs"]]
     assert by_cost == sorted(by_cost, reverse=True) and by_cost[0] > by_cost[-1]
     with bearer(cl) as s:
@@ -160,7 +161,13 @@ def test_registry_form_checkboxes_and_defaults(cl: Cluster) -> None:
         sorted_twin = s.get("/runs.json?sort=cost").json()
     assert '<option value="cost" selected>' in sorted_page
     assert sorted_twin["filters"]["sort"] == "cost"
-    assert all("sort=" not in e["href"] for e in sorted_twin["export"])
+    assert all("sort=cost" in e["href"] for e in sorted_twin["export"])
+    with bearer(cl) as s:
+        (jsonl,) = [e["href"] for e in sorted_twin["export"] if e["format"] == "jsonl"]
+        exported = [json.loads(line) for line in s.get(jsonl).text.splitlines()]
+    assert [r["id"] for r in exported if r["type"] == "run"] == [r["id"] for r in
+                                                                 sorted_twin["runs"]]
+    assert all("sort=" not in e["href"] for e in everything["export"])  # recent: the default
 
 
 def test_bad_filters_are_a_400_page(cl: Cluster) -> None:
@@ -195,6 +202,30 @@ def test_export_links_carry_the_filters(cl: Cluster) -> None:
             assert "429 from the provider" in r.text
         r = s.get(links["jsonl"].replace("actions=true", "actions=false"))
         assert "rp-fail" in r.text and "429 from the provider" not in r.text
+
+
+def test_the_cli_lists_and_exports_in_a_sort(cl: Cluster) -> None:
+    # `titan runs export` had no --sort: a script could not export what the page sorted.
+    env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+               TITAN_TOKEN=cl.admin_token)
+
+    def titan(*argv: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "titan", "runs", *argv], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    want = [r["id"] for r in cl.api("GET", "/runs?sort=cost&limit=1000")["runs"]]
+    assert want != [r["id"] for r in cl.api("GET", "/runs?limit=1000")["runs"]]
+    lines = titan("export", "--sort", "cost", "--no-actions", "--format", "jsonl").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == want
+    listed = [line.split()[0] for line in titan("list", "--sort", "cost", "--limit", "1000")
+              .splitlines()[1:]]
+    assert listed == want
+    bad = subprocess.run([sys.executable, "-m", "titan", "runs", "export", "--sort", "size"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "sort must be one of recent, oldest, cost, duration" \
+        in bad.stderr, bad.stderr
 
 
 def test_intercepts_list_failed_and_over_budget_runs(cl: Cluster) -> None:

@@ -18,7 +18,7 @@ from titan.errors import TitanError
 from titan.formats import quote_ref, quote_run
 from titan.retention import RETENTION_CLASSES
 
-_FILTERS = ("status", "min_cost", "window", "agent", "q", "archived")
+_FILTERS = ("status", "min_cost", "window", "agent", "q", "archived", "sort")
 
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
@@ -36,8 +36,11 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
         s.add_argument("--q", default=None, help="run or agent id contains this")
         s.add_argument("--archived", choices=("false", "true", "all"), default=None,
                        help="archived runs: left out (false, the default), only them, or all")
+        s.add_argument("--sort", default=None,
+                       help="recent (newest first, the default), oldest, cost (highest "
+                            "first) or duration (longest first)")
 
-    s = runs.add_parser("list", help="list runs, most recent first", parents=common)
+    s = runs.add_parser("list", help="list runs, most recent first (or --sort)", parents=common)
     filters(s)
     s.add_argument("--limit", type=int, default=20, help="runs listed (default 20)")
     s = runs.add_parser("show", help="a run: totals, stages, cost by stage and actor, "

@@ -76,9 +76,10 @@ def export_links(f: Data) -> list[Data]:
     """``GET /api/v1/runs/export`` with the page's filters, one link per format, with every
     action as seed 004 says (the page's script sets ``actions=false`` when "include every
     action", ticked at first, is unticked)."""
-    # Exports list runs newest first whatever the page's order (they stream in pages).
+    # In the page's order: the file lists what the page lists, as the page lists it.
     filters = {k: v for k, v in f.items()
-               if v not in ("", None, "all") and k not in ("sort", "archived")}
+               if v not in ("", None, "all") and k != "archived"
+               and (k, v) != ("sort", "recent")}
     if f["archived"] != "false":  # archived runs are exported when the page shows them
         filters["archived"] = f["archived"]
     return [{"format": fmt, "href": "/api/v1/runs/export?"

@@ -22,7 +22,7 @@ class RunQuery:
     search: str | None = None  # substring of the run id or agent id
     ids: tuple[str, ...] | None = None
     #: The order of ``list_runs`` (one of RUN_SORTS): newest first by default; ``cost`` and
-    #: ``duration`` largest first, ties newest first. Exports (``iter_runs``) stay newest first.
+    #: ``duration`` largest first, ties newest first; ``iter_runs`` (exports) follows it too.
     sort: str = "recent"
     #: Archived runs: left out (False, the registry's default), only them (True), or both
     #: (None). A query by ``ids`` is not filtered by this.

@@ -65,25 +65,41 @@ def _intercepted(since: float | None, min_rate: float) -> list[Any]:
     return conds
 
 
-def _run_order(sort: str) -> list[Any]:
-    """ORDER BY for a registry sort (``RUN_SORTS``); every order ends on (started_at, id) so
-    pages never overlap. ``duration`` is what the Runs page shows: up to now while running,
-    else to the end (or the last action)."""
+def _run_keys(sort: str, now: float) -> list[tuple[Any, bool]]:
+    """The sort keys of a registry order (``RUN_SORTS``), each (expression, descending); every
+    order ends on (started_at, id) so pages never overlap. ``duration`` is what the Runs page
+    shows: up to ``now`` while running, else to the end (or the last action)."""
     c = t.agent_runs.c
-    started = func.coalesce(c.started_at, c.created_at)
-    newest = [c.started_at.desc(), c.id.desc()]
+    newest = [(c.started_at, True), (c.id, True)]
     if sort == "oldest":
-        return [c.started_at.asc(), c.id.asc()]
+        return [(c.started_at, False), (c.id, False)]
     if sort == "cost":
-        return [c.cost_usd.desc(), *newest]
+        return [(c.cost_usd, True), *newest]
     if sort == "duration":
-        now = bindparam("now", time.time(), type_=Float)
+        started = func.coalesce(c.started_at, c.created_at)
         # A running run's ended_at may be set: its driver's end, kept while a stage still
         # runs (master/runs/service.py). It runs until its status says otherwise.
-        end = case((c.status == "running", now),
+        end = case((c.status == "running", bindparam("now", now, type_=Float)),
                    else_=func.coalesce(c.ended_at, c.last_action_at, started))
-        return [(end - started).desc(), *newest]
+        return [(end - started, True), *newest]
     return newest
+
+
+def _run_order(sort: str, now: float) -> list[Any]:
+    """ORDER BY for a registry sort."""
+    return [e.desc() if desc else e.asc() for e, desc in _run_keys(sort, now)]
+
+
+def _after(keys: list[tuple[Any, bool]], values: Sequence[Any]) -> Any:
+    """The keyset condition: rows that come after ``values`` (the last row's keys) in the
+    order ``keys`` describes."""
+    terms = []
+    for i, (expr, desc) in enumerate(keys):
+        beyond = expr < values[i] if desc else expr > values[i]
+        terms.append(and_(*(k == v for (k, _), v in zip(keys[:i], values, strict=False)),
+                          beyond))
+    return or_(*terms)
+
 
 class RunsSQL:
     conn: Connection
@@ -160,26 +176,34 @@ class RunsSQL:
             select(func.count()).select_from(t.agent_runs).where(*conds)).scalar_one()
         rows = self.conn.execute(
             select(t.agent_runs).where(*conds)
-            .order_by(*_run_order(q.sort)).limit(limit).offset(offset))
+            .order_by(*_run_order(q.sort, time.time())).limit(limit).offset(offset))
         return [_run_out(r) for r in rows], int(total)
 
     def iter_runs(self, q: RunQuery, batch: int = 500) -> Iterator[Row]:
-        """Every matching run, newest first, a page at a time (keyset: no OFFSET rescans)."""
-        c = t.agent_runs.c
+        """Every matching run in the list's order (``q.sort``), a page at a time (keyset on
+        the order's keys: no OFFSET rescans). A running run's duration is counted up to
+        when the walk began, so it keeps its place from page to page."""
+        keys = _run_keys(q.sort, time.time())
+        labels = [f"_k{i}" for i in range(len(keys))]
         conds = self._run_conditions(q)
-        after: tuple[float, str] | None = None
+        after: list[Any] | None = None
         while True:
             where = list(conds)
             if after is not None:
-                where.append(or_(c.started_at < after[0],
-                                 and_(c.started_at == after[0], c.id < after[1])))
-            rows = [_run_out(r) for r in self.conn.execute(  # whole first: see iter_actions
-                select(t.agent_runs).where(*where)
-                .order_by(c.started_at.desc(), c.id.desc()).limit(batch)).all()]
-            yield from rows
-            if len(rows) < batch:
+                where.append(_after(keys, after))
+            found = self.conn.execute(  # whole first: see iter_actions
+                select(t.agent_runs, *(e.label(n) for (e, _), n in zip(keys, labels,
+                                                                       strict=True)))
+                .where(*where).order_by(*(e.desc() if d else e.asc() for e, d in keys))
+                .limit(batch)).all()
+            for r in found:
+                row = _run_out(r)
+                for n in labels:
+                    row.pop(n, None)
+                yield row
+            if len(found) < batch:
                 return
-            after = (rows[-1]["started_at"], rows[-1]["id"])
+            after = [found[-1]._mapping[n] for n in labels]
 
     def intercepts(self, since: float | None, min_rate: float, limit: int) -> list[Row]:
         """Runs that need a look: failed, over budget, or with a high share of blocked and

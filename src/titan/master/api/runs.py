@@ -93,8 +93,12 @@ async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool
                       status: Choices = None, min_cost: float | None = None,
                       window: str | None = None, agent: str | None = None,
                       q: str | None = None, older_than: str | None = None,
+                      sort: str | None = None,
                       archived: str | None = None) -> StreamingResponse:
-    query = run_query(status, min_cost, window, agent, q, older_than, archived=archived)
+    # In the list's order, checked as the list checks it: the Runs page sorted by cost
+    # exported a file newest first, and a sort the list refuses was taken in silence.
+    query = run_query(status, min_cost, window, agent, q, older_than, sort=sort,
+                      archived=archived)
     if format not in export.FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(export.FORMATS)}, "
                                f"got {format!r}", details={"field": "format"})
