@@ -27,6 +27,16 @@
     }).catch(function () {});
   }
 
+  /* A filter form (method=get: the page's address is its state) shows what the address asks
+   * for, as the server rendered it. On Back, Chromium put back what the user had typed and
+   * ticked instead — from the back/forward cache, the page as it was left (edited, then
+   * submitted), or its own form restoration — so the form disagreed with the address and
+   * the rows. The server's defaults are the address's: go back to them whenever the page is
+   * shown (autocomplete="off" on the forms spares the flash of the restored values). */
+  window.addEventListener("pageshow", function () {
+    for (const form of document.querySelectorAll('form[method="get"]')) form.reset();
+  });
+
   const T = (window.Titan = {});
   T.csrf = meta("csrf-token");
   T.role = meta("titan-role");
