@@ -149,6 +149,11 @@ def test_the_modal_is_shareable_and_follows_a_rerun(acme: dict[str, Any], dash: 
     # Back walks the modal's history (the run shown before), then closes it.
     page.go_back()
     page.wait_for_selector(f'{MODAL} #trace-header[data-run-id="{current}"]')
+    # ... and before the re-run, the run shown then: the modal was opened without ?run=
+    # ("the latest"), which the re-run had become.
+    page.go_back()
+    page.wait_for_selector(f'{MODAL} #trace-header[data-run-id="{first}"]')
+    assert f"run={first}" in page.url
     page.goto(dash.url(EXPLORER))
     check_common(page, "evaluation")
     open_row(page, "status-check")

@@ -264,6 +264,13 @@ def test_rerun_joins_the_run_picker_and_polls_until_terminal(evaluated: dict[str
     assert current != first
     assert page.eval_on_selector_all("#run-picker .run-option", "els => els.map(e => e.dataset.runId)") \
         == [current, first]
+    # Back returns to the run shown before (dashboard.md). The page was opened at its plain
+    # address, "the latest run": Back went there, and the latest was now the re-run.
+    page.go_back()
+    page.wait_for_selector(f'#trace-header[data-run-id="{first}"]')
+    assert page.evaluate("new URLSearchParams(location.search).get('run')") == first
+    page.go_forward()
+    page.wait_for_selector(f'#trace-header[data-run-id="{current}"]')
     # Polling (every 3 s) stops once the run is terminal, with its verdict.
     page.wait_for_selector('#eval-task[data-live="false"] #trace-header[data-status="completed"]',
                            state="attached", timeout=90_000)

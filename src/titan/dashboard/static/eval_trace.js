@@ -122,10 +122,15 @@
     const b = e.target.closest("#eval-task #rerun");
     if (!b || b.disabled || !current) return;
     const view = current;
+    const header = document.querySelector("#eval-task #trace-header");
+    const before = header ? header.dataset.runId : null;
     b.disabled = true;
     try {
       const got = await T.api("POST", b.dataset.url);
       T.toast("Re-run " + got.run_id + " dispatched");
+      // Back returns to the run shown before. At the plain address (no ?run=, "the latest")
+      // that was the latest run, which the re-run now is: name it in the address first.
+      if (before) view.opts.pinRun(before);
       view.opts.showRun(got.run_id);
     } catch (err) {
       T.toast("Re-run failed: " + err.message, "error");
@@ -143,6 +148,12 @@
       p.set("run", runId);
       history.pushState(null, "", location.pathname + "?" + p.toString() + location.hash);
       view.kick();
+    },
+    pinRun(runId) {
+      const p = new URLSearchParams(location.search);
+      if (p.has("run")) return;
+      p.set("run", runId);
+      history.replaceState(null, "", location.pathname + "?" + p.toString() + location.hash);
     },
   });
   window.addEventListener("popstate", () => view.kick());

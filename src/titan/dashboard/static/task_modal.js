@@ -79,6 +79,9 @@
         setURL(taskId, runId, true);
         mine.view.kick();
       },
+      pinRun(runId) {  // before a re-run: Back returns to this run, not to "the latest"
+        if (!params().has("run")) setURL(taskId, runId, false);
+      },
     });
   }
 
