@@ -293,3 +293,28 @@ def test_direction_controls_in_names_show_as_marks_and_reorder_nothing(
     sub = page.wait_for_selector('tr[data-task-id="bidi-1"] .task .sub')
     assert sub.inner_text() == "refund [U+202E]order 42"
     assert sub.get_attribute("title") == "refund [U+202E]order 42"
+
+
+@pytest.mark.parametrize("agent", ["..", "."])
+def test_an_agent_named_with_dots_has_a_page_its_links_reach(cluster: Cluster, dash: Dashboard,
+                                                            page: Any, agent: str) -> None:
+    # /agents/.. is resolved by the browser to / (the Cluster page), and so is /agents/%2E%2E
+    # (the URL standard reads %2E as a dot in a path): a QA pass clicked such an agent's
+    # link on the Runs page and the Activity Ledger and landed elsewhere.
+    run_id = "dots-run-" + str(len(agent))
+    cluster.api("POST", "/runs", {"id": run_id, "agent_id": agent})
+    cluster.api("POST", f"/runs/{run_id}/actions", {"actions": [
+        {"id": "d1", "name": "step", "actor": "main", "started_at": time.time(),
+         "outcome": "success"}]})
+    for start, link in ((f"/runs?q={run_id}", f'.run-card[data-run-id="{run_id}"] a.agent-link'),
+                        (f"/ledger?run={run_id}", ".ledger-row td.agent a")):
+        page.goto(dash.url(start))
+        page.click(link)
+        page.wait_for_selector('body[data-page="agent"]', state="attached")
+        assert page.inner_text("h1.agent-id") == agent
+        assert page.get_attribute("body", "data-agent-id") == agent
+        assert page.eval_on_selector_all(".run-card", "els => els.map(e => e.dataset.runId)") \
+            == [run_id]
+    twin = page.evaluate("async () => (await fetch(location.pathname + '.json' + "
+                         "location.search)).json()")
+    assert twin["agent"]["agent_id"] == agent

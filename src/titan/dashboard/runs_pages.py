@@ -8,7 +8,7 @@ actions, one action in full, the export) is the API's.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 
@@ -29,6 +29,11 @@ def run_href(run_id: str) -> str:
 
 def agent_href(agent_id: str) -> str:
     # Agent ids are free text ('/', '?', '#' included): the route takes the rest of the path.
+    if agent_id in (".", ".."):
+        # A path segment of dots is resolved away by the browser, percent-encoded or not
+        # (the URL standard reads %2E as a dot there): /agents/.. opened the Cluster page.
+        # Such an id travels in the query instead.
+        return "/agent?" + urlencode({"id": agent_id})
     return "/agents/" + quote(agent_id, safe="")
 
 
@@ -85,7 +90,9 @@ async def run_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
     return await c.engine.read(lambda tx: run_queries.run_page(tx, run_id))
 
 
+@twin(router, ["/agent"], "agent.html", "agent")
 @twin(router, ["/agents/{agent_id:path}"], "agent.html", "agent")
 async def agent_page(request: Request, c: Ctx, p: auth.Principal) -> Data:
-    agent_id: str = request.path_params["agent_id"]
+    # /agent?id=..: the address of an agent whose id a path cannot hold (agent_href).
+    agent_id: str = request.path_params.get("agent_id") or request.query_params.get("id", "")
     return await c.engine.read(lambda tx: run_queries.agent_page(tx, agent_id))
