@@ -245,6 +245,10 @@ def test_the_activity_ledger_lists_filters_and_pages(cl: Cluster) -> None:
     assert {a["run_id"] for a in page(cl, agent="beta")["actions"]} == {"lg-b", "lg-rewrite"}
     errors = page(cl, outcome="error", run="lg-a")["actions"]
     assert [(a["seq"], a["error_type"]) for a in errors] == [(2, "Boom")]
+    # In any case, as the Runs page takes statuses and the API outcomes (ERROR was a 400).
+    upper = page(cl, outcome="ERROR,Blocked", run="lg-a")
+    assert upper["actions"] == errors and upper["filters"]["outcome"] == "error,blocked"
+    assert 'value="error" checked' in page(cl, "/ledger", outcome="ERROR")
     assert len(page(cl, name="call_llm", actor="main", agent="alpha")["actions"]) == 6
     assert all(a["cost_usd"] >= 0.004 for a in page(cl, min_cost="0.004")["actions"])
     assert page(cl, **{"from": "2000-01-01T00:00", "to": "2000-01-02T00:00"})["actions"] == []

@@ -25,6 +25,7 @@ from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.runs.ingest import MAX_USD, OUTCOMES
 from titan.master.runs.ledger import LedgerChecks, row_status, verdict_view
+from titan.master.runs.views import csv_choices
 from titan.storage.base import LedgerQuery, Row, Transaction
 from titan.windows import check_window
 
@@ -56,11 +57,9 @@ def filters(params: Mapping[str, Any]) -> Data:
     form's checkboxes send it, or be comma-separated)."""
     getlist = getattr(params, "getlist", None)
     raw = getlist("outcome") if getlist else [params.get("outcome") or ""]
-    outcomes = [o.strip() for v in raw for o in str(v).split(",") if o.strip()]
-    bad = [o for o in outcomes if o not in OUTCOMES]
-    if bad:
-        raise ValidationFailed(f"outcome must be among {', '.join(OUTCOMES)}, got {bad[0]!r}",
-                               details={"field": "outcome"})
+    # In any case, as the Runs page takes its statuses and the API its outcomes: the API's
+    # own parser (outcome=ERROR was refused here).
+    outcomes = csv_choices([str(v) for v in raw], OUTCOMES, "outcome")
     out: Data = {k: (params.get(k) or "").strip() for k in (*_TEXT, "from", "to", "min_cost",
                                                           "before", "after")}
     out.update(outcome=",".join(dict.fromkeys(outcomes)), window=params.get("window") or "all")
