@@ -265,6 +265,11 @@ def test_the_activity_ledger_lists_filters_and_pages(cl: Cluster) -> None:
         r = httpx.get(f"{cl.url}/ledger.json", params=bad,
                       headers={"Authorization": f"Bearer {cl.admin_token}"})
         assert r.status_code == 400, (bad, r.text)
+    # The Runs page's words for the same bound: the ledger wrote "from 0 to 1e+09".
+    r = httpx.get(f"{cl.url}/ledger.json", params={"min_cost": "2e9"},
+                  headers={"Authorization": f"Bearer {cl.admin_token}"})
+    assert r.json()["error"]["message"] == "min_cost must be a number of USD from 0 to 1e9, " \
+        "got '2e9'"
 
 
 def _params(href: str) -> dict[str, str]:

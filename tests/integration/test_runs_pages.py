@@ -179,6 +179,13 @@ def test_bad_filters_are_a_400_page(cl: Cluster) -> None:
             assert r.status_code == 400, params
             assert 'class="error-box"' in r.text
             assert s.get("/runs.json", params=params).status_code == 400
+        # Numbers in the words a person reads: the offset's bound was 4611686018427387904.
+        r = s.get("/runs", params={"offset": "99999999999999999999"})
+        assert r.status_code == 400 and "offset must be a whole number from 0 up (no list " \
+            "is longer than 2^62), got 99999999999999999999" in html.unescape(r.text)
+        r = s.get("/runs.json", params={"limit": "501"})
+        assert r.json()["error"]["message"] == "limit must be a whole number from 1 to 500, " \
+            "got 501"
         # One run's page filters its actions by ?outcome= as the API does: a value the API
         # refuses is a 400 here too, not every action shown as if it matched.
         run_id = s.get("/runs.json").json()["runs"][0]["id"]

@@ -79,7 +79,8 @@ def query(f: Data) -> LedgerQuery:
         except ValueError:
             min_cost = -1.0
         if not 0 <= min_cost <= MAX_USD:
-            raise ValidationFailed(f"min_cost must be a number of USD from 0 to {MAX_USD:g}, got "
+            # The Runs page's words (run_queries.py); {MAX_USD:g} wrote 1e+09.
+            raise ValidationFailed(f"min_cost must be a number of USD from 0 to 1e9, got "
                                    f"{f['min_cost'][:40]!r}", details={"field": "min_cost"})
     return LedgerQuery(**{k: f[k] or None for k in _TEXT},
                        outcomes=tuple(o for o in f["outcome"].split(",") if o),

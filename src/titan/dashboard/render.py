@@ -56,7 +56,11 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
         raise ValidationFailed(f"{name} must be an integer, got {raw[:40]!r}",
                                details={"field": name}) from None
     if not lo <= value <= hi:
-        raise ValidationFailed(f"{name} must be between {lo} and {hi}", details={"field": name})
+        # A bound no list comes near (2**62, as far as the database counts) read "between 0
+        # and 4611686018427387904": say what it means.
+        top = f"to {hi:,}" if hi < 10**12 else "up (no list is longer than 2^62)"
+        raise ValidationFailed(f"{name} must be a whole number from {lo:,} {top}, got "
+                               f"{raw[:40]}", details={"field": name})
     return value
 
 
