@@ -217,4 +217,11 @@ def test_the_projects_pages_and_their_twins(workflows: dict[str, Any],
     listing = http.get("/projects")
     assert listing.status_code == 200 and 'href="/projects/acme/workflows/acme-support"' \
         in listing.text
+    # One task, one run: "1 task" and "1 run" (the explorer said "1 tasks", "1 runs").
+    plain = http.get("/projects/default/workflows/plain.json").json()["summary"]
+    assert (plain["tasks"], plain["runs"]) == (1, 1)
+    summary = http.get("/projects/default/workflows/plain").text
+    assert '<li data-key="tasks"><b>1</b> task</li>' in summary
+    assert '<li data-key="runs"><b>1</b> run</li>' in summary
+    assert '<li data-key="tasks"><b>2</b> tasks</li>' in page.text
 
