@@ -405,6 +405,19 @@ def test_llm_calls_of_unknown_price_make_the_cost_a_bound(cl: Cluster) -> None:
     assert upper.returncode == 0 and "rp-unpriced" in upper.stdout, upper.stderr
 
 
+def test_an_agents_totals_group_their_digits(cl: Cluster) -> None:
+    # "ACTIONS 1200" on the agent page, "1,200" on its run's card and everywhere else.
+    cl.api("POST", "/runs", {"id": "rp-many", "agent_id": "many-agent"})
+    for start in range(0, 1200, 600):
+        cl.api("POST", "/runs/rp-many/actions", {"actions": [
+            {"id": f"m{i}", "name": "step", "actor": "main", "started_at": time.time(),
+             "outcome": "success"} for i in range(start, start + 600)]})
+    with bearer(cl) as s:
+        page = s.get("/agents/many-agent").text
+    assert '<dd class="actions num">1,200</dd>' in page
+    assert '<dd class="runs num">1</dd>' in page
+
+
 def test_an_agents_run_count_leaves_replays_out_as_its_totals_do(cl: Cluster) -> None:
     # The Runs tile counted a replay its cost and success rate left out, and the page then
     # said "Totals count its latest 2 runs" of an agent far from the cap.
