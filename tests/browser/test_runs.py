@@ -313,3 +313,19 @@ def test_export_includes_every_action_unless_unticked(cluster: Cluster, dash: Da
     assert all("actions=false" in h for h in links().values())
     body = page.evaluate("async (h) => (await fetch(h)).text()", links()["jsonl"])
     assert body.count('"type":"run"') == 1 and '"type":"action"' not in body
+
+
+def test_an_ended_run_with_no_action_says_it_recorded_none(cluster: Cluster, dash: Dashboard,
+                                                           page: Any) -> None:
+    # A completed run with no action said "No action recorded yet: they appear here as the
+    # run records them", which a run that has ended never will.
+    cluster.api("POST", "/runs", {"id": "br-empty", "agent_id": "empty-agent"})
+    page.goto(dash.url("/runs/br-empty"))
+    page.wait_for_selector("#actions-empty:not([hidden])")
+    assert page.inner_text("#actions-empty").startswith("No action recorded yet")
+    cluster.api("PATCH", "/runs/br-empty", {"status": "completed"})  # live, while shown
+    page.wait_for_function("() => document.getElementById('actions-empty').textContent "
+                           "=== 'This run recorded no action.'")
+    page.reload()
+    page.wait_for_selector("#actions-empty:not([hidden])")
+    assert page.inner_text("#actions-empty") == "This run recorded no action."

@@ -162,7 +162,9 @@
       : (s.q || s.outcome) ? s.matched.toLocaleString() + " of " + s.total.toLocaleString() + " actions match"
       : T.plural(s.matched, "action");
     emptyEl.hidden = !(s.known && s.matched === 0);
-    emptyEl.textContent = (s.q || s.outcome) ? "No action matches." : "No action recorded yet: they appear here as the run records them.";
+    emptyEl.textContent = (s.q || s.outcome) ? "No action matches."
+      : status() === "running" ? "No action recorded yet: they appear here as the run records them."
+      : "This run recorded no action.";  // it has ended: none will appear
     if (!s.matched) { clearRows(); return; }
     const y = scroller.scrollTop;
     const first = Math.max(0, indexAt(y) - OVERSCAN);
@@ -328,7 +330,10 @@
   }
   const refreshHeader = T.throttle(() => {
     const before = status();
-    T.swapRegion("run-summary", (fresh) => announce(before, fresh.dataset.status, fresh));
+    T.swapRegion("run-summary", (fresh) => {
+      announce(before, fresh.dataset.status, fresh);
+      schedule();  // the empty list's words follow the status (drawn once the header is in)
+    });
   }, 1000);
   function patchHeader(r) {
     const summary = document.getElementById("run-summary");
