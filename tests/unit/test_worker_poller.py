@@ -173,3 +173,41 @@ def test_drain_takes_back_the_offer_of_the_parked_long_poll(rig: Any) -> None:
     nxt = master.next()
     assert nxt.long and nxt.offer == 0
     assert runs.started == []
+
+
+def test_burst_is_not_over_while_the_superseded_long_poll_may_bring_jobs() -> None:
+    """A burst worker's empty fetch is no empty queue while the long-poll it superseded is
+    unanswered: the jobs leased for the fetch come on that answer. The worker decided on the
+    fetch alone and left with its jobs leased and never started (a QA pass)."""
+    master, runs, stopped = ScriptedMaster(), Runs(), threading.Event()
+    done = threading.Event()
+    poller = Poller(slots=2, burst=True, call=master.call, supervisor=runs,  # type: ignore[arg-type]
+                    reporter=Reports(), stopped=stopped,  # type: ignore[arg-type]
+                    on_burst_done=done.set, on_error=lambda exc: None)
+    poller.start()
+    try:
+        first, second = master.next(), master.next()
+        parked, fetch = (first, second) if first.long else (second, first)
+        assert parked.offer == 0 and fetch.offer == 2
+        fetch.answer()  # empty: the jobs it leased went onto the parked poll's answer
+        assert not done.wait(0.3) and not poller.settled()
+        parked.answer(1, 2)
+        again = master.next()  # the long-poll goes out again, offering nothing
+        assert again.long and again.offer == 0
+        assert runs.started == [1, 2] and not done.is_set()
+        for key in ((1, 1), (2, 1)):
+            poller.on_finished(key)
+        poller.on_acked([{"id": 1, "attempt": 1}, {"id": 2, "attempt": 1}])
+        fetch = master.next()  # for what the results made ready
+        assert not fetch.long and fetch.offer == 2
+        fetch.answer()  # nothing
+        assert not done.wait(0.3)  # the parked poll it superseded has not answered yet
+        again.answer()
+        assert done.wait(WAIT) and poller.settled()
+    finally:
+        stopped.set()
+        poller.wake()
+        for call in master.open:
+            call.answer()
+        while not master.calls.empty():
+            master.calls.get().answer()

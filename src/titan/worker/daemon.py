@@ -129,7 +129,7 @@ class Worker(LeaseThread):
         self.poller: Intake = Poller(
             slots=slots, burst=burst, call=self._call, supervisor=self.supervisor,
             reporter=self._reporter, stopped=self._stopped, on_burst_done=self._on_burst_done,
-            on_error=self._fail,
+            on_error=self._fail, on_settled=lambda: self._wake.notify(),
         )
         self._channel: ChannelIntake | None = None
         # Set once the intake is chosen and started (or can no longer start): until then a

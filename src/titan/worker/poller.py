@@ -46,13 +46,15 @@ class Poller(Intake):
     def __init__(self, *, slots: int, burst: bool, call: Call, supervisor: Supervisor,
                  reporter: Reporter, stopped: threading.Event,
                  on_burst_done: Callable[[], None],
-                 on_error: Callable[[BaseException], None]) -> None:
+                 on_error: Callable[[BaseException], None],
+                 on_settled: Callable[[], None] = lambda: None) -> None:
         super().__init__(slots=slots, burst=burst, supervisor=supervisor)
         self._call = call
         self._reporter = reporter
         self._stopped = stopped
         self._on_burst_done = on_burst_done
         self._on_error = on_error
+        self._on_settled = on_settled
         self._credit = 0  # jobs the master may still send on the polls in flight
         self._in_flight = 0  # polls sent and not answered yet (long-poll and fetch)
         self._long_offer = 0  # what the long-poll in flight offered
@@ -80,6 +82,12 @@ class Poller(Intake):
             self._draining = True
             self._withdraw = True
             self._cond.notify_all()
+
+    def settled(self) -> bool:
+        # Every poll that could carry a job is answered (its credit written off) and every
+        # job that came is counted as busy: nothing leased to this worker is still on its way.
+        with self._cond:
+            return self._credit == 0 and self._busy == 0
 
     def _resized(self, change: int) -> None:
         if change > 0:
@@ -116,6 +124,8 @@ class Poller(Intake):
         self._credit = max(0, self._credit - jobs)
         if self._in_flight == 0:
             self._credit = 0  # every answer is in: nothing more can come
+        if self._credit == 0 and self._draining:
+            self._on_settled()  # the daemon may be waiting for this to leave
 
     def _accept(self, reply: Any, *, offer: int, long_poll: bool) -> int:
         """Start the jobs of a poll reply and kill its cancels; returns how many jobs came."""
@@ -196,8 +206,16 @@ class Poller(Intake):
             self._on_error(exc)
 
     def _burst_finished(self) -> bool:
-        # Empty queue, nothing running, every result acknowledged, and nothing changed
-        # while we asked: a burst worker's work is done.
+        """Empty queue, nothing running, every result acknowledged, and nothing changed
+        while we asked: a burst worker's work is done.
+
+        An empty answer to the fetch is not yet an empty queue: the jobs the master leased
+        for it may come on the answer to the long-poll it superseded (see the module
+        docstring), which lands moments later. Deciding on the fetch's answer alone, the
+        worker left with those jobs leased to it and never started (a QA pass: 4 runs in 6),
+        so the decision waits until every poll is answered (no credit left)."""
         with self._cond:
-            return (not self._dirty and self._busy == 0
+            self._cond.wait_for(lambda: self._credit == 0 or self._dirty
+                                or self._stopped.is_set())
+            return (self._credit == 0 and not self._dirty and self._busy == 0
                     and self._reporter.results_pending == 0)

@@ -168,7 +168,10 @@ class Supervisor:
             self._loop.call(attempt.kill_now)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # A start under way ends (the worker's calls give up once it stops) before the I/O
+        # loop it hands the process to is closed: left running, it met a closed loop and
+        # its job was dropped without a word until its lease ran out.
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ the fast path
 
