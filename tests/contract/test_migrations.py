@@ -58,6 +58,7 @@ ADDED: dict[int, dict[str, Any]] = {
     20: {"columns": {"log_lines": ("continues",)}},
     21: {"columns": {"blobs": ("used_at",)}},
     22: {},  # data only: a simulated call's source becomes "odyssey"
+    23: {"columns": {"jobs": ("decisions",)}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

@@ -122,6 +122,48 @@ def test_only_people_with_operator_rights_decide(cluster: Cluster) -> None:
     assert operator.approve("ship/build.approval")["decided_by"] == "carol"
 
 
+def test_a_retried_gate_keeps_who_decided_before_when_and_why(cluster: Cluster) -> None:
+    """Retrying a rejected gate wiped its decision, comment and all, from the database (an
+    audit QA pass): it asks again, and the earlier decisions are kept as its history."""
+    client = ship(cluster, "audit")
+    gate = "audit/build.approval"
+    wait_state(client, gate, "WAITING_APPROVAL")
+    bob = cluster.client(
+        token=cluster.api("POST", "/tokens", {"role": "operator", "name": "opbob"})["token"])
+    rejected = bob.reject(gate, comment="metrics regressed 12%")
+    assert client.wait("audit", timeout=30)["status"] == "PARTIAL"
+    titan(cluster, "retry", gate)  # the DAG had finished: revived from its rows
+    job = wait_state(client, gate, "WAITING_APPROVAL")
+    assert (job["decided_by"], job["decided_at"], job["decision_comment"]) == (None, None, None)
+    [first] = job["decisions"]
+    assert first["state"] == "REJECTED" and first["decided_by"] == "opbob"
+    assert first["decided_at"] == rejected["decided_at"]
+    assert first["comment"] == "metrics regressed 12%"
+    assert first["retried_by"] == "admin (titan up)"
+    assert first["retried_at"] >= first["decided_at"]
+    shown = titan(cluster, "status", gate).stdout
+    assert re.search(r"decisions:\n  REJECTED by opbob .*; comment: metrics regressed 12% "
+                     r"\(asked again .*, retried by admin \(titan up\)\)", shown), shown
+
+    titan(cluster, "reject", gate, "--comment", "still slow")
+    client.wait("audit", timeout=30)
+    client.retry_dag("audit")  # a DAG's retry asks its rejected gate again too
+    wait_state(client, gate, "WAITING_APPROVAL")
+    approved = bob.approve(gate, comment="fixed in 43")
+    assert client.wait("audit", timeout=30)["status"] == "COMPLETED"
+    job = client.get_job(gate)
+    assert job["state"] == "APPROVED" and job["decision_comment"] == "fixed in 43"
+    assert approved["decisions"] == job["decisions"]
+    assert [(d["state"], d["decided_by"], d["comment"]) for d in job["decisions"]] == [
+        ("REJECTED", "opbob", "metrics regressed 12%"),
+        ("REJECTED", "admin (titan up)", "still slow")]
+    with httpx.Client(base_url=cluster.url, timeout=30) as s:  # the dashboard's job page
+        assert s.get("/login", params={"token": cluster.admin_token}).status_code == 303
+        page = s.get(f"/jobs/{job['id']}").text
+    assert "Earlier decisions" in page and "metrics regressed 12%" in page
+    assert "still slow" in page and 'class="retried-by"' in page
+
+
 def test_gate_declared_in_yaml(cluster: Cluster, tmp_path: Path) -> None:
     cluster.script("train.py", "print('trained')\n")
     cluster.script("publish.py", "print('published')\n")

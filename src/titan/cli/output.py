@@ -180,6 +180,15 @@ def show_job(job: dict[str, Any]) -> None:
     for label, value in fields:
         if value not in (None, ""):
             print(f"{label + ':':<13}{cell(value)}")
+    decisions = job.get("decisions") or []
+    if decisions:  # a retried gate asked again: who decided before, when and why, kept
+        print("decisions:")
+        for d in decisions:
+            by = f" by {d['decided_by']}" if d.get("decided_by") else ""
+            said = f"; comment: {d['comment']}" if d.get("comment") else ""
+            retried = f", retried by {d['retried_by']}" if d.get("retried_by") else ""
+            print(cell(f"  {d.get('state')}{by} {when(d.get('decided_at'))}{said} "
+                       f"(asked again {when(d.get('retried_at'))}{retried})"))
     earlier = [a for a in job.get("attempts") or [] if a.get("attempt") != job.get("attempt")]
     if earlier:  # a lost or failed attempt is why the job runs again: shown, not only in --json
         print("attempts:")

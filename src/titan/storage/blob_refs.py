@@ -99,7 +99,7 @@ NOT_REFERENCES: dict[str, str] = {
                     "a payload's hash, a blob's name only where *_blob is true (above)"),
     **dict.fromkeys(("actions.chain_hash", "agent_runs.chain_head"), "the run ledger's chain"),
     **dict.fromkeys(("eval_runs.token_hash", "tokens.token_hash"), "a token's hash"),
-    **dict.fromkeys(("jobs.parents", "jobs.hitl_message", "jobs.decision_comment",
+    **dict.fromkeys(("jobs.parents", "jobs.hitl_message", "jobs.decision_comment", "jobs.decisions",
                      "jobs.service", "jobs.service_status", "jobs.reason", "jobs.error",
                      "attempts.error", "schedule_fires.error", "evaluations.description",
                      "workers.capabilities"),

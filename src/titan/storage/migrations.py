@@ -233,6 +233,10 @@ def _odyssey_source(conn: Connection) -> None:
         " WHERE by_source LIKE '%\"simulated\"%'"))
 
 
+def _gate_history(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN decisions TEXT"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -258,6 +262,7 @@ MIGRATIONS: list[Migration] = [
     (20, "log lines: a line cut at 64 KiB says it goes on in the next", _continued_lines),
     (21, "blobs: when each was last stored or vouched for (garbage collection)", _blob_use),
     (22, "evaluations: a simulated tool call's source is seed 003's odyssey", _odyssey_source),
+    (23, "approval gates: the decisions a retry asked again, kept as history", _gate_history),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

@@ -18,8 +18,9 @@ from titan.storage import schema as t
 from titan.storage.base import Row, iter_chunks
 
 _JOB_JSON = ("args", "parents", "env")
-#: JSON columns that are NULL for most jobs (a service's settings and status).
-_JOB_JSON_NULLABLE = ("service", "service_status")
+#: JSON columns that are NULL for most jobs (a service's settings and status, a retried
+#: gate's earlier decisions).
+_JOB_JSON_NULLABLE = ("service", "service_status", "decisions")
 
 
 def _job_out(row: Any) -> Row:

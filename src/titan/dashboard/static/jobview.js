@@ -214,6 +214,21 @@
         if (job.decision_comment) decision.append(el("blockquote", { class: "decision-comment", text: job.decision_comment }));
       }
     }
+    // A retried gate asked again: who decided before, when and why, kept below.
+    const earlier = root.querySelector(".job-decisions ul");
+    if (earlier) {
+      earlier.replaceChildren();
+      earlier.parentElement.hidden = !(job.decisions && job.decisions.length);
+      for (const d of job.decisions || []) {
+        const li = el("li", { class: "earlier-decision" });
+        li.append(el("strong", { text: d.state }));
+        if (d.decided_by) li.append(" by ", el("span", { class: "decided-by", text: d.decided_by }));
+        li.append(" ", T.timeEl(d.decided_at), " · asked again ", T.timeEl(d.retried_at));
+        if (d.retried_by) li.append(" by ", el("span", { class: "retried-by", text: d.retried_by }));
+        if (d.comment) li.append(el("blockquote", { class: "decision-comment", text: d.comment }));
+        earlier.append(li);
+      }
+    }
 
     // A gate never runs: no attempts, no log (the panel said "Not started yet.", "No output yet.").
     const ran = root.querySelector(".job-run");

@@ -256,7 +256,7 @@ def _without_jobs(view: Row, jobs: bool) -> Row:
 @router.post("/dags/{ref:path}/retry", summary="Run a finished DAG's unsuccessful jobs again")
 async def retry_dag(c: CtxDep, p: Writer, ref: str) -> Row:
     dag = await c.engine.read(lambda tx: find_dag(tx, ref))
-    await c.engine.retry_dag(dag["id"], ref)
+    await c.engine.retry_dag(dag["id"], ref, p.name or p.role)
     if dag.get("agent_run_id"):  # its agent run, ended with the stage, goes on too
         await c.runs.stage_retried(dag["agent_run_id"])
     return await c.engine.read(lambda tx: dag_with_jobs(tx, dag["id"]))

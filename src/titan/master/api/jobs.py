@@ -116,7 +116,7 @@ async def stop_job(c: CtxDep, p: Writer, ref: str, body: dict[str, Any] | None =
 @router.post("/jobs/{ref:path}/retry", summary="Run a failed, cancelled or timed-out job again")
 async def retry_job(c: CtxDep, p: Writer, ref: str) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
-    await c.engine.retry_job(job["id"], job["dag_id"])
+    await c.engine.retry_job(job["id"], job["dag_id"], p.name or p.role)
     view = await c.engine.read(lambda tx: load_job(tx, f"#{job['id']}"))
     if view.get("agent_run_id"):  # its agent run, ended with the stage, goes on too
         await c.runs.stage_retried(view["agent_run_id"])

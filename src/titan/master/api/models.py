@@ -185,6 +185,10 @@ class JobView(_Open):
     address: str | None
     health: Literal["starting", "ready", "unhealthy", "restarting"] | None
     service: dict[str, Any] | None
+    decisions: list[dict[str, Any]] | None = Field(
+        None, description="Approval gates: the decisions a retry asked again, first first, "
+                          "each {state, decided_by, decided_at, comment, retried_by, "
+                          "retried_at}; null until one")
 
 
 class DagView(_Open):

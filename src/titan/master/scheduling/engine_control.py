@@ -82,9 +82,10 @@ class EngineControl:
             await _commit(self, ch, _queued_since(self.sched, before))
         return len(stages)
 
-    async def retry_dag(self: EngineCore, dag_id: int, ref: str | None = None) -> int:
+    async def retry_dag(self: EngineCore, dag_id: int, ref: str | None = None,
+                        by: str | None = None) -> int:
         """Run a finished DAG's unsuccessful jobs again (Conflict while it runs, or when every
-        job succeeded); how many were retried."""
+        job succeeded); how many were retried. ``by``: who asked."""
         revived = dag_id not in self.sched.dags
         dag = await self.revive(dag_id)
         jobs = [self.sched.jobs[j] for j in dag.jobs]
@@ -98,11 +99,12 @@ class EngineControl:
                 self.sched.forget_if_finished(dag_id)
             raise Conflict(problem, details={"status": dag.status})
         ch = Changes()
-        retried = self.sched.retry_dag(dag, ch)
+        retried = self.sched.retry_dag(dag, ch, by)
         await _commit(self, ch)
         return len(retried)
 
-    async def retry_job(self: EngineCore, job_id: int, dag_id: int) -> None:
+    async def retry_job(self: EngineCore, job_id: int, dag_id: int,
+                        by: str | None = None) -> None:
         revived = dag_id not in self.sched.dags
         await self.revive(dag_id)
         try:
@@ -123,7 +125,7 @@ class EngineControl:
                 self.sched.forget_if_finished(dag_id)
             raise
         ch = Changes()
-        self.sched.retry_job(job, ch)
+        self.sched.retry_job(job, ch, by)
         await _commit(self, ch)
 
     async def decide(self: EngineCore, job_id: int, state_in_db: str, approve: bool,

@@ -72,6 +72,8 @@ def job_rec(row: Row) -> JobRec:
         worker_id=row.get("worker_id"), lease_expires=row.get("lease_expires_at"),
         not_before=row.get("not_before"), approval_deadline=row.get("approval_deadline"),
         service_status=row.get("service_status"), started_at=row.get("started_at"),
+        decided_by=row.get("decided_by"), decided_at=row.get("decided_at"),
+        decision_comment=row.get("decision_comment"), decisions=row.get("decisions"),
     )
 
 

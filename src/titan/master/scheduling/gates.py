@@ -27,9 +27,6 @@ from titan.master.scheduling.state import (
     JobRec,
 )
 
-# A retried gate asks again: the old decision must not be shown as if it applied.
-CLEARED: dict[str, Any] = {"approval_deadline": None, "decided_by": None, "decided_at": None,
-                           "decision_comment": None}
 MAX_COMMENT = 2000
 
 
@@ -64,6 +61,19 @@ def expire_if_due(sched: SchedulerCore, job: JobRec, ch: Changes) -> None:
     sched._set(job, EXPIRED, ch, reason=f"no decision within {wait:g}s", decided_at=at,
                finished_at=at)
     sched.skip_descendants_of(job, ch)
+
+
+def asked_again(job: JobRec, by: str | None, now: float) -> dict[str, Any]:
+    """The fields a retried gate is set to: it asks again, so the old decision must not be
+    shown as if it applied; but who decided, when and why is kept, in ``decisions`` with who
+    retried it and when (it was wiped, comment and all: an audit QA pass)."""
+    cleared: dict[str, Any] = {"approval_deadline": None, "decided_by": None,
+                               "decided_at": None, "decision_comment": None}
+    if job.decided_at is None and job.decided_by is None:
+        return cleared  # cancelled while it waited: nobody decided anything
+    entry = {"state": job.state, "decided_by": job.decided_by, "decided_at": job.decided_at,
+             "comment": job.decision_comment, "retried_by": by, "retried_at": now}
+    return {**cleared, "decisions": [*(job.decisions or []), entry]}
 
 
 def decide(sched: SchedulerCore, job: JobRec, approve: bool, by: str, comment: str | None,

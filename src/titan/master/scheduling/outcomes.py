@@ -144,13 +144,14 @@ class JobOutcomes:
             if job.state in ACTIVE:
                 self.cancel_job(job, ch, reason="DAG cancelled")
 
-    def retry_job(self: SchedulerCore, job: JobRec, ch: Changes) -> None:
-        """Run a finished, unsuccessful job again; its SKIPPED descendants wait for it."""
+    def retry_job(self: SchedulerCore, job: JobRec, ch: Changes, by: str | None = None) -> None:
+        """Run a finished, unsuccessful job again; its SKIPPED descendants wait for it.
+        ``by``: who asked (kept with a gate's earlier decision)."""
         job.max_attempts = max(job.max_attempts, job.attempt + 1)
         job.not_before = None
         self._set(job, PENDING, ch, max_attempts=job.max_attempts, reason="retried by a user",
                   exit_code=None, error=None, finished_at=None, not_before=None,
-                  **(gates.CLEARED if job.is_gate else {}))
+                  **(gates.asked_again(job, by, self.now()) if job.is_gate else {}))
         stack = [self.jobs[c] for c in job.children]
         while stack:
             child = stack.pop()
@@ -164,10 +165,11 @@ class JobOutcomes:
             self._runnable(job, ch)
 
 
-    def retry_dag(self: SchedulerCore, dag: DagRec, ch: Changes) -> list[JobRec]:
+    def retry_dag(self: SchedulerCore, dag: DagRec, ch: Changes,
+                  by: str | None = None) -> list[JobRec]:
         """Run every unsuccessful job of a finished DAG again (failed, timed out, cancelled,
-        skipped; a gate rejected or expired is asked again): each waits for its parents as at
-        submission. The jobs retried."""
+        skipped; a gate rejected or expired is asked again, its decision kept as history):
+        each waits for its parents as at submission. ``by``: who asked. The jobs retried."""
         redo = [self.jobs[j] for j in dag.jobs
                 if self.jobs[j].state in TERMINAL and self.jobs[j].state not in SUCCEEDED]
         for job in redo:
@@ -178,7 +180,8 @@ class JobOutcomes:
             job.max_attempts = max(job.max_attempts, job.attempt + 1)
             self._set(job, PENDING, ch, max_attempts=job.max_attempts,
                       reason="retried by a user", exit_code=None, error=None, finished_at=None,
-                      not_before=None, **(gates.CLEARED if job.is_gate else {}))
+                      not_before=None,
+                      **(gates.asked_again(job, by, self.now()) if job.is_gate else {}))
         if dag.cancelled:
             dag.cancelled = False
             ch.dags[dag.id]["cancelled"] = False

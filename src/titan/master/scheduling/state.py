@@ -85,6 +85,11 @@ class JobRec:
     started_at: float | None = None  # when its running attempt was leased
     unspent_attempts: int = 0  # lost or handed back: no retry spent (scheduling/leasing.py)
     approval_deadline: float | None = None  # a gate with max_wait_seconds expires then
+    # A gate's decision (master/scheduling/gates.py), and those a retry asked again.
+    decided_by: str | None = None
+    decided_at: float | None = None
+    decision_comment: str | None = None
+    decisions: list[Row] | None = None
     # A service's health and address as its worker reported them, and a stop asked for
     # (master/scheduling/services.py); None for other jobs and before a service first runs.
     service_status: Row | None = None

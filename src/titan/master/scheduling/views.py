@@ -17,7 +17,7 @@ JOB_FIELDS = (
     "exit_code", "error", "filename", "args", "parents", "requirement", "priority", "delay",
     "affinity", "timeout", "job_type", "runner", "port", "is_archive", "submitted_at",
     "ready_at", "started_at", "finished_at", "hitl_message", "max_wait_seconds",
-    "approval_deadline", "decided_by", "decided_at", "decision_comment",
+    "approval_deadline", "decided_by", "decided_at", "decision_comment", "decisions",
 )
 
 

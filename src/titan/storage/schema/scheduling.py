@@ -65,6 +65,9 @@ jobs = Table(
     Column("decided_by", String(200)),  # who approved or rejected a gate
     Column("decided_at", Float),
     Column("decision_comment", Text),
+    # A retried gate's earlier decisions, first first (migration 23): JSON list of
+    # {state, decided_by, decided_at, comment, retried_by, retried_at}; NULL until a retry.
+    Column("decisions", Text),
     # Service jobs (migration 16): their settings (readiness check, restart cap, stop grace)
     # and what their worker last said of them (health, address, restarts, a stop asked
     # for), JSON objects; None for every other job.
