@@ -164,6 +164,20 @@ def test_a_retried_gate_keeps_who_decided_before_when_and_why(cluster: Cluster) 
     assert "still slow" in page and 'class="retried-by"' in page
 
 
+def test_a_comment_over_the_limit_is_refused_naming_it_not_cut(cluster: Cluster) -> None:
+    """Comments were cut to 2,000 characters without a word: the end of a long "why" lost."""
+    client = ship(cluster, "long-why")
+    gate = "long-why/build.approval"
+    wait_state(client, gate, "WAITING_APPROVAL")
+    out = titan(cluster, "reject", gate, "--comment", "x" * 2001, check=False)
+    assert out.returncode != 0
+    assert "comment is 2,001 characters long; a decision's comment holds at most 2,000" \
+        in out.stderr, out.stderr
+    assert client.get_job_status(gate) == "WAITING_APPROVAL"  # nothing decided
+    longest = "why " * 500
+    assert client.reject(gate, comment=longest)["decision_comment"] == longest
+
+
 def test_gate_declared_in_yaml(cluster: Cluster, tmp_path: Path) -> None:
     cluster.script("train.py", "print('trained')\n")
     cluster.script("publish.py", "print('published')\n")

@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                          ("reject", "it fails and its downstream jobs are skipped")):
         p = command(verb, cmd_decide, f"{verb} an approval gate: {effect}")
         p.add_argument("gate", help="the gate: DAG/JOB.approval (or DAG#RUN/JOB), or its numeric id")
-        p.add_argument("--comment", help="why (recorded with the decision)")
+        p.add_argument("--comment", help="why (recorded with the decision; at most 2,000 characters)")
     p = command("dashboard", cmd_dashboard,
                 "print the dashboard's sign-in link (it carries your token)")
     p.add_argument("page", nargs="?", default="/",

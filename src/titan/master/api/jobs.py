@@ -24,6 +24,7 @@ from titan.master.api.params import After, Attempt
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.events import Guard
+from titan.master.scheduling.gates import MAX_COMMENT
 from titan.master.scheduling.lending import lending
 from titan.master.scheduling.refs import find_job
 from titan.master.scheduling.state import TERMINAL
@@ -137,6 +138,11 @@ async def _decide(c: CtxDep, p: Principal, ref: str, approve: bool, body: Row | 
     comment = (body or {}).get("comment")
     if comment is not None and not isinstance(comment, str):
         raise ValidationFailed("comment must be a string", details={"field": "comment"})
+    if comment is not None and len(comment) > MAX_COMMENT:
+        # Cut silently before: the end of a long "why" was lost with nobody told.
+        raise ValidationFailed(f"comment is {len(comment):,} characters long; a decision's "
+                               f"comment holds at most {MAX_COMMENT:,}",
+                               details={"field": "comment", "max_length": MAX_COMMENT})
     if comment is not None and "\x00" in comment:
         # PostgreSQL's text holds no NUL: refused here, on either database, before the
         # scheduler decides anything (the decision is applied in memory before its commit).

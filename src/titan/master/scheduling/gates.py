@@ -27,6 +27,7 @@ from titan.master.scheduling.state import (
     JobRec,
 )
 
+#: The longest decision comment, in characters: a longer one is refused (400), not cut.
 MAX_COMMENT = 2000
 
 
@@ -86,7 +87,7 @@ def decide(sched: SchedulerCore, job: JobRec, approve: bool, by: str, comment: s
         raise Conflict(f"gate {job.job_id!r} is {job.state}, not waiting for approval",
                        details={"state": job.state})
     now = sched.now()
-    comment = (comment or None) and comment[:MAX_COMMENT]
+    comment = comment or None
     state = APPROVED if approve else REJECTED
     verb = "approved" if approve else "rejected"
     sched._set(job, state, ch, reason=f"{verb} by {by}", decided_by=by, decided_at=now,
