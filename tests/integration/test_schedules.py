@@ -142,6 +142,28 @@ def test_a_schedule_is_changed_from_the_sdk_and_the_cli(cluster: Cluster) -> Non
     client.delete_schedule("changing")
 
 
+def test_a_schedules_pipeline_errors_name_their_line_as_submit_does(cluster: Cluster) -> None:
+    """`titan schedule create|update` lost the ``file:line:`` that `titan submit` gives a
+    cycle or a missing script (a QA pass)."""
+    cluster.script("a.py", "print('a')\n")
+    cycle = cluster.script("cycle.yaml", (
+        "name: y3\njobs:\n  - id: a\n    file: a.py\n    depends_on: [b]\n"
+        "  - id: b\n    file: a.py\n    depends_on: [a]\n"))
+    missing = cluster.script("missing.yaml", "name: y4\njobs:\n  - id: a\n    file: gone.py\n")
+    client = cluster.client()
+    client.schedule_dag("placed", [TitanJob(job_id="a", filename=cluster.script("b.py", ""))],
+                        cron="@daily")
+    for pipeline, line in ((cycle, 5), (missing, 3)):
+        submitted = titan(cluster, "submit", pipeline, check=False)
+        assert f"{pipeline}:{line}: " in submitted.stderr, submitted.stderr
+        said = submitted.stderr.split(f"{pipeline}:{line}: ", 1)[1].strip()
+        for args in (("create", "x6", pipeline, "--cron", "@daily"),
+                     ("update", "placed", pipeline)):
+            refused = titan(cluster, "schedule", *args, check=False)
+            assert refused.returncode != 0
+            assert f"{pipeline}:{line}: {said}" in refused.stderr, (args, refused.stderr)
+
+
 def test_a_master_killed_between_ticks_fires_each_tick_once(cluster: Cluster) -> None:
     beat = cluster.script("tick.py", "print('tick')\n")
     client = cluster.client()

@@ -15,8 +15,9 @@ from typing import Any
 
 from titan.client.job import TitanJob, check_name
 from titan.client.pipeline import load_pipeline, load_schedule, schedule_error
+from titan.client.pipeline import where as pipeline_where
 from titan.client.transport import Transport
-from titan.errors import InvalidDAG, ValidationFailed
+from titan.errors import InvalidDAG, ScriptNotFound, TitanError, ValidationFailed
 from titan.formats import quote_segment
 
 
@@ -95,9 +96,8 @@ class ScheduleOps:
         try:
             return self.schedule_dag(name or dag_name, jobs, paused=paused,
                                      dag_name=dag_name, **rule)
-        except ValidationFailed as exc:  # its line in the file, when the file said it
-            raise schedule_error(path, exc, [k for k, v in given.items() if v is not None]) \
-                from None
+        except (ValidationFailed, ScriptNotFound) as exc:
+            raise _placed(path, jobs, exc, given) from None
 
     def list_schedules(self) -> list[dict[str, Any]]:
         """Every schedule, by name, with its next ticks and its latest fires."""
@@ -154,9 +154,8 @@ class ScheduleOps:
         rule = {**(load_schedule(path) or {}), **{k: v for k, v in given.items() if v is not None}}
         try:
             return self.update_schedule(name, jobs=jobs, dag_name=dag_name, **rule)
-        except ValidationFailed as exc:
-            raise schedule_error(path, exc, [k for k, v in given.items() if v is not None]) \
-                from None
+        except (ValidationFailed, ScriptNotFound) as exc:
+            raise _placed(path, jobs, exc, given) from None
 
     def pause_schedule(self, name: str) -> dict[str, Any]:
         """Stop a schedule's ticks from firing (a tick queued behind a run is dropped)."""
@@ -185,3 +184,15 @@ class ScheduleOps:
 def _ref(name: str) -> str:
     """A schedule's name as its path segment (no name holds a '/': quote_segment)."""
     return quote_segment(name, f"no schedule named {name!r}", name=name)
+
+
+def _placed(path: str | os.PathLike[str], jobs: list[TitanJob],
+            exc: ValidationFailed | ScriptNotFound, given: dict[str, str | None]) -> TitanError:
+    """A refusal of a schedule read from ``path`` at its line in the file, as `titan submit`
+    places it: the schedule block's field it names (unless an argument overrode it), else
+    the job it names (a cycle, a missing script: they lost their ``file:line:`` here)."""
+    if isinstance(exc, ValidationFailed):
+        placed = schedule_error(path, exc, [k for k, v in given.items() if v is not None])
+        if placed is not exc:
+            return placed
+    return pipeline_where(jobs, exc) or exc
