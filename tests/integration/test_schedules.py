@@ -130,7 +130,8 @@ def test_a_schedule_is_changed_from_the_sdk_and_the_cli(cluster: Cluster) -> Non
     out = titan(cluster, "schedule", "update", "changing", pipeline).stdout
     assert "DAG-from_yaml" in out and "0 4 * * *" in out and "in UTC" in out
     bad = titan(cluster, "schedule", "update", "changing", check=False)
-    assert bad.returncode != 0 and "needs something to change" in bad.stderr
+    assert bad.returncode != 0 and "schedule update needs something to change: --cron, --tz, " \
+        "--catchup, --overlap or a pipeline file" in bad.stderr, bad.stderr
     # The master's refusal of the file's rule names the line that said it.
     wrong = cluster.script("wrong_rule.yaml", (
         "name: from_yaml\nschedule:\n  cron: '61 * * * *'\n"
@@ -162,6 +163,23 @@ def test_a_schedules_pipeline_errors_name_their_line_as_submit_does(cluster: Clu
             refused = titan(cluster, "schedule", *args, check=False)
             assert refused.returncode != 0
             assert f"{pipeline}:{line}: {said}" in refused.stderr, (args, refused.stderr)
+
+
+def test_a_worker_token_is_told_what_it_may_not_do_and_who_may(cluster: Cluster) -> None:
+    """`titan schedule create` with a worker token said "a worker token may not read": its
+    first call asks which scripts to upload, a read-only route for a write (a QA pass)."""
+    cluster.script("a.py", "print('a')\n")
+    pipeline = cluster.script("p.yaml", "name: p\njobs:\n  - id: a\n    file: a.py\n")
+    worker = (cluster.data / "worker.token").read_text().strip()
+    out = titan(cluster, "schedule", "create", "by-worker", pipeline, "--cron", "@daily",
+                token=worker, check=False)
+    assert out.returncode != 0
+    assert "a worker token may not upload scripts or files; that takes an admin or operator " \
+        "token, or a job's own" in out.stderr, out.stderr
+    viewer = cluster.client(token=cluster.client().create_token("viewer")["token"])
+    with pytest.raises(Forbidden, match="a viewer token may not manage schedules; that takes "
+                                        "an admin or operator token$"):
+        viewer.pause_schedule("by-worker")
 
 
 def test_a_master_killed_between_ticks_fires_each_tick_once(cluster: Cluster) -> None:

@@ -12,6 +12,7 @@ import zoneinfo
 from typing import Any
 
 from titan.cli.output import print_json, table
+from titan.errors import ValidationFailed
 
 CATCHUP = ("skip", "all", "latest")
 OVERLAP = ("allow", "skip", "queue")
@@ -83,6 +84,11 @@ def run(args: argparse.Namespace, client: Any) -> int:
         if command == "update":
             rule = {"cron": args.cron, "timezone": args.tz, "catchup": args.catchup,
                     "overlap": args.overlap}
+            if args.pipeline is None and all(v is None for v in rule.values()):
+                # Said in the CLI's words: the SDK's names (timezone, jobs, dag_name) are
+                # not options of this command.
+                raise ValidationFailed("schedule update needs something to change: --cron, "
+                                       "--tz, --catchup, --overlap or a pipeline file")
             if args.pipeline is not None:
                 found = client.update_schedule_yaml(args.name, args.pipeline,
                                                     allow_files=args.allow_file, **rule)

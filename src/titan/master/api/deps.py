@@ -167,6 +167,9 @@ CtxDep = Annotated[Ctx, Depends(_ctx)]
 Caller = Annotated[auth.Principal, Depends(principal)]
 Reader = Annotated[auth.Principal, Depends(_require(auth.READ, "read"))]
 Writer = Annotated[auth.Principal, Depends(_require(auth.WRITE, "change anything", fenced=True))]
+# Asking which blobs the master lacks is an upload's first step: refused to a worker token it
+# said "may not read" to `titan schedule create`, a write (a QA pass).
+Uploader = Annotated[auth.Principal, Depends(_require(auth.WRITE, "upload scripts or files"))]
 WorkerAuth = Annotated[auth.Principal, Depends(_require(auth.WORKER, "act as a worker"))]
 # Calls for /workers/{worker_id}/...: that worker's own credential (or an admin).
 WorkerSelf = Annotated[auth.Principal, Depends(_worker_self)]
@@ -195,4 +198,4 @@ ScheduleManager = Annotated[auth.Principal, Depends(_require(auth.OPERATE, "mana
 # Traces over OTLP name runs of their own: a person's token, never a job's (fenced to its own
 # run) or a worker's.
 OtlpSender = Annotated[auth.Principal, Depends(_require(
-    auth.OPERATE, "send OTLP traces (an operator or admin token may)"))]
+    auth.OPERATE, "send OTLP traces"))]

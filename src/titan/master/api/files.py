@@ -23,6 +23,7 @@ from titan.master.api.deps import (
     Fetcher,
     FileDeleter,
     Reader,
+    Uploader,
     Writer,
 )
 from titan.master.api.downloads import blob_response
@@ -121,7 +122,7 @@ async def _send(c: Ctx, request: Request, row: Row) -> Response:
 
 
 @router.post("/blobs/missing", summary="Which of these blobs the master lacks")
-async def missing(c: CtxDep, p: Reader, body: dict[str, Any] = Body(...)) -> Row:
+async def missing(c: CtxDep, p: Uploader, body: dict[str, Any] = Body(...)) -> Row:
     shas = body.get("sha256")
     if not isinstance(shas, list) or not all(isinstance(s, str) for s in shas):
         raise ValidationFailed("'sha256' must be a list of hex digests")

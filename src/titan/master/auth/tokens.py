@@ -186,8 +186,25 @@ def bearer(header: str | None) -> str:
     return value.strip()
 
 
+def _an(word: str) -> str:
+    return f"{'an' if word[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {word}"
+
+
+def takers(allowed: frozenset[str]) -> str:
+    """Who may, in words: ``an admin or operator token``; ``..., or a job's own``."""
+    people = [role for role in ROLES if role in allowed]
+    said = ""
+    if people:
+        said = _an(", ".join(people[:-1]) + " or " + people[-1] if len(people) > 1
+                   else people[0]) + " token"
+    if "job" in allowed:
+        said += ", or a job's own" if said else "a job's own token"
+    return said
+
+
 def check_role(principal: Principal, allowed: frozenset[str], action: str) -> None:
+    """Forbidden unless the principal's role is ``allowed``; the message says what was asked
+    (``action``) and who may, so a refusal reads right whatever the command was."""
     if principal.role not in allowed:
-        article = "an" if principal.role[:1] in ("a", "e", "i", "o", "u") else "a"
-        raise Forbidden(f"{article} {principal.role} token may not {action}",
-                        details={"role": principal.role})
+        raise Forbidden(f"{_an(principal.role)} token may not {action}; that takes "
+                        f"{takers(allowed)}", details={"role": principal.role})
