@@ -150,3 +150,26 @@ def test_overlap(policy: str, running: bool, queued: bool, action: str) -> None:
 def test_what_is_wrong_is_what_is_said(expr: object, tz: object, said: str) -> None:
     with pytest.raises(ValidationFailed, match=said):
         CronRule.parse(expr, tz)
+
+
+@pytest.mark.parametrize("cron", ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 0 30 FEB *"])
+def test_a_day_no_month_of_the_rule_has_is_said_to_never_fire(cron: str) -> None:
+    # cronsim calls 30 a "Bad day-of-month" with February; docs/schedules.md promises that
+    # an expression that never matches is refused as such.
+    with pytest.raises(ValidationFailed, match=r"never fires: that day of the month never "
+                                               r"falls in its month\(s\)"):
+        CronRule.parse(cron)
+    with pytest.raises(ValidationFailed, match="invalid cron expression '0 0 32 2 \\*': Bad"):
+        CronRule.parse("0 0 32 2 *")  # no month has it: a bad field still
+
+
+@pytest.mark.parametrize(("tz", "said"), [
+    ("utc", "did you mean 'UTC'? (time zone names are case-sensitive)"),
+    ("europe/paris", "did you mean 'Europe/Paris'? (time zone names are case-sensitive)"),
+    ("Europe/Pariss", "did you mean 'Europe/Paris'?"),
+    ("Mars/Olympus", "use an IANA name such as 'Europe/Paris' or 'UTC'"),
+])
+def test_a_misspelt_zone_is_refused_with_its_spelling(tz: str, said: str) -> None:
+    with pytest.raises(ValidationFailed) as err:
+        CronRule.parse("@daily", tz)
+    assert err.value.message == f"unknown time zone {tz!r}: {said}"

@@ -19,6 +19,7 @@ Cron is cronsim's, which evaluates expressions as Debian's cron does:
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import functools
 import math
 import zoneinfo
@@ -77,10 +78,41 @@ def zone(name: object) -> dt.tzinfo:
         raise ValidationFailed(f"timezone must be an IANA name such as 'Europe/Paris' or "
                                f"'UTC', got {str(name)[:40]}", details={"field": "timezone"})
     if name not in _zones():
+        meant = _spelled(name)
         raise ValidationFailed(
-            f"unknown time zone {name[:100]!r}: use an IANA name such as "
-            "'Europe/Paris' or 'UTC'", details={"field": "timezone"})
+            f"unknown time zone {name[:100]!r}: "
+            + ("use an IANA name such as 'Europe/Paris' or 'UTC'" if meant is None else
+               f"did you mean {meant!r}? (time zone names are case-sensitive)"
+               if meant.lower() == name.lower() else f"did you mean {meant!r}?"),
+            details={"field": "timezone", **({"suggestion": meant} if meant else {})})
     return zoneinfo.ZoneInfo(name)
+
+
+def _spelled(name: str) -> str | None:
+    """The zone ``name`` means when it differs only in case (``utc``, ``europe/paris``), or
+    the one closest to it; None when nothing is near. Said, not taken: the name a schedule
+    stores is the one every master reads back, and the database's own spelling is that."""
+    if name.upper() == "UTC":
+        return "UTC"
+    by_case = [z for z in _zones() if z.lower() == name.lower()]
+    if len(by_case) == 1:
+        return by_case[0]
+    close = difflib.get_close_matches(name, sorted(_zones()), n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def _never_in_those_months(fields: str) -> bool:
+    """cronsim refuses a day no month of the expression has (``0 0 30 2 *``) as a "Bad
+    day-of-month", as if 30 were no day: it is one, in other months. Such an expression
+    parses with any month and never matches, which is what is said of it."""
+    parts = fields.split()
+    if len(parts) not in (5, 6) or parts[-2] == "*":
+        return False
+    try:
+        CronSim(" ".join([*parts[:-2], "*", parts[-1]]), dt.datetime.now(dt.UTC))
+    except CronSimError:
+        return False
+    return True
 
 
 def choice(value: object, field: str, allowed: tuple[str, ...]) -> str:
@@ -114,6 +146,10 @@ class CronRule:
         try:
             CronSim(rule.fields, dt.datetime.now(tz))
         except CronSimError as exc:
+            if _never_in_those_months(rule.fields):
+                raise ValidationFailed(
+                    f"cron expression {rule.expr!r} never fires: that day of the month never "
+                    f"falls in its month(s)", details={"field": "cron"}) from None
             raise ValidationFailed(f"invalid cron expression {rule.expr!r}: {exc}",
                                    details={"field": "cron"}) from None
         if rule.next_after(dt.datetime.now(tz).timestamp()) is None:
