@@ -139,13 +139,10 @@ def zoned(ts: Any, timezone: str) -> str:
 
 
 def _last_run(s: dict[str, Any]) -> str:
-    fires = s.get("fires") or []
-    if not fires:
-        return "-"
-    fire = fires[0]
-    if fire.get("dag"):
-        return f"DAG-{fire['dag']['ref']} {fire['dag']['status']}"
-    return str(fire.get("outcome"))
+    """The latest fire that started a run: a tick skipped since (overlap, catch-up) is no
+    run, and showed as the LAST RUN column's "skipped" (a QA pass); `show` lists it."""
+    run = next((f["dag"] for f in s.get("fires") or [] if f.get("dag")), None)
+    return f"DAG-{run['ref']} {run['status']}" if run else "-"
 
 
 def _list(schedules: list[dict[str, Any]]) -> None:
@@ -166,8 +163,10 @@ def show(s: dict[str, Any]) -> None:
     fires = s.get("fires") or []
     if fires:
         print()
-        table(["TICK", "OUTCOME", "RUN", "STATUS"],
+        # Why a tick was skipped comes last: a long reason in OUTCOME pushed the columns
+        # after it out of line (a table pads a column to 40 characters at most).
+        table(["TICK", "OUTCOME", "RUN", "STATUS", "WHY"],
               [["by hand " + zoned(f["fired_at"], tz) if f["manual"] else zoned(f["tick"], tz),
-                f["outcome"] + (f" ({f['error']})" if f.get("error") else ""),
-                f"DAG-{f['dag']['ref']}" if f.get("dag") else "-",
-                f["dag"]["status"] if f.get("dag") else "-"] for f in fires])
+                f["outcome"], f"DAG-{f['dag']['ref']}" if f.get("dag") else "-",
+                f["dag"]["status"] if f.get("dag") else "-", f.get("error") or ""]
+               for f in fires])
