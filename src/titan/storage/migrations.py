@@ -234,7 +234,10 @@ def _odyssey_source(conn: Connection) -> None:
 
 
 def _gate_history(conn: Connection) -> None:
-    conn.execute(text("ALTER TABLE jobs ADD COLUMN decisions TEXT"))
+    # Checked first, as every later migration is: a database brought up from an older stamp
+    # may have this table made by an earlier step from the current schema.
+    if "decisions" not in {c["name"] for c in inspect(conn).get_columns("jobs")}:
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN decisions TEXT"))
 
 
 MIGRATIONS: list[Migration] = [
