@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -302,3 +303,34 @@ def test_recent_job_names_keep_the_newest_job_of_a_name_and_forget_the_oldest_na
     names.note("plan", 9)  # used again: the most recent of the two
     names.note("third", 10)  # past the limit: "act" goes
     assert (names.newest("act"), names.newest("plan"), names.newest("third")) == (None, 9, 10)
+
+
+def test_a_superseded_poll_never_hands_over_a_lease_before_it_commits(tmp_path: Path) -> None:
+    """DESIGN: acknowledged only once durable. A quick poll (wait 0) supersedes the parked
+    long-poll and leases the ready job; the superseded poll, answered meanwhile, found that
+    job in the worker's hand-over list and sent it while its lease was still in the writer's
+    queue — a master dying then would have run the job twice (a QA pass on burst workers)."""
+    async def test(engine: Engine, queued: list[Changes]) -> None:
+        await proto.register(engine, {"worker_id": "w1", "slots": 1}, ADMIN)
+        dag_id = await engine.submit_dag("step", specs(("a", 0)), None)
+        long_poll = asyncio.create_task(proto.poll(engine, "w1", 0, 10.0))  # offers no slot
+        for _ in range(100):
+            worker = engine.sched.workers["w1"]
+            if worker.poll is not None and not worker.poll.done():
+                break
+            await asyncio.sleep(0.01)
+        gate = threading.Event()
+        blocked = engine.writer.submit(lambda tx: gate.wait(10))  # the writer is busy
+        quick = asyncio.create_task(proto.poll(engine, "w1", 1, 0.0))
+        done, _ = await asyncio.wait({long_poll, quick}, timeout=0.5)
+        # Neither poll may carry the job while its lease is not committed.
+        for task in done:
+            assert task.result()["jobs"] == [], "a lease went out before its commit"
+        gate.set()
+        await blocked
+        replies = [await asyncio.wait_for(t, 5) for t in (long_poll, quick)]
+        sent = [j["job_id"] for r in replies for j in r["jobs"]]
+        assert sent == ["a"]
+        assert (await jobs_of(engine, dag_id))["a"]["state"] == "RUNNING"
+
+    scenario(tmp_path, test)

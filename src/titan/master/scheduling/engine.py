@@ -185,6 +185,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         for worker in woken:
             assert worker.poll is not None
             worker.poll.set_result(fut)  # type: ignore[arg-type]
+            worker.lease_commit = fut
         fut.add_done_callback(lambda f: self._after_commit(ch, f, views))
         if ch.finished_dags:
             retired = tuple(ch.finished_dags)

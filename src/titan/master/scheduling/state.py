@@ -147,6 +147,9 @@ class WorkerRec:
     # before those slots freed up, so it must answer at once rather than park on a stale offer.
     stale_offer: bool = False
     assigned: list[int] = field(default_factory=list)  # leased, not yet handed over
+    # The commit carrying the newest lease in ``assigned``: no poll or push hands a job over
+    # before it lands (the writer commits in order, so every earlier lease is in too).
+    lease_commit: asyncio.Future[Any] | None = None
     # Slots promised to a submission whose leases commit with it (engine_submission.py):
     # counted as taken until that commit lands and the jobs are in ``assigned``.
     reserved: int = 0

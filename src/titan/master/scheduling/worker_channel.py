@@ -201,6 +201,8 @@ class WorkerChannel:
             if want > 0 and worker.live:
                 worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
             commit: Any = engine.submit(ch) if not ch.empty() else None
+            if commit is not None and worker.assigned:
+                worker.lease_commit = commit
             if self._drain_pending and not worker.assigned and commit is None:
                 # Every job leased to it has been pushed: the worker may leave once they end.
                 self._drain_pending = False
@@ -217,6 +219,7 @@ class WorkerChannel:
                 # Shielded: a channel closing while it waits must not cancel the commit,
                 # whose notices (waiters, store_wait, events) go out when it completes.
                 await asyncio.shield(commit)
+            await proto.leases_committed(worker)
             jobs = engine.assignments(worker)
             cancels = proto.cancel_entries(engine, worker.cancels)
             worker.cancels.clear()

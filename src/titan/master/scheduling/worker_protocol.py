@@ -200,6 +200,8 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
     if want > 0 and worker.state == "live":
         worker.assigned.extend(j.id for j in engine.sched.take(worker, want, ch))
     commit: Any = engine.submit(ch) if not ch.empty() else None
+    if commit is not None and worker.assigned:
+        worker.lease_commit = commit
     if not worker.assigned and not worker.cancels and wait > 0 and not stale:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         worker.poll, worker.poll_free = fut, free
@@ -216,9 +218,19 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
         # Shielded: the commit is shared (its notices, other waiters); a poll whose client
         # went away must not cancel it (see Engine.submit).
         await asyncio.shield(commit)
+    await leases_committed(worker)
     cancels = cancel_entries(engine, worker.cancels)
     worker.cancels.clear()
     return {"jobs": engine.assignments(worker), "cancel": cancels}
+
+
+async def leases_committed(worker: WorkerRec) -> None:
+    """Wait until every lease in the worker's hand-over list is durable. Another poll (the
+    one that superseded this one, a dispatcher's lease to this worker) may have added jobs
+    whose commit is still queued; sending them now would let a master that dies before it
+    lands run them twice (DESIGN: nothing runs twice unless its lease expired)."""
+    while (pending := worker.lease_commit) is not None and not pending.done():
+        await asyncio.shield(pending)
 
 
 def cancel_entries(engine: Engine, pairs: list[tuple[int, int]]) -> list[Row]:
