@@ -142,6 +142,15 @@ def test_5xx_is_reported_as_a_master_bug_and_non_json_4xx_kept() -> None:
     with pytest.raises(errors.APIError, match="bug in the master") as info:
         client.health()
     assert info.value.status == 500
+    # A master's own 500 (its error body) is said in its words: the CLI printed the body's
+    # dict, `{'error': {'code': 'internal_error', 'message': ...}}`.
+    crash = err(500, "internal_error", "internal error: KeyError('x')", where="GET /health")
+    client = client_for(lambda r: crash)
+    with pytest.raises(errors.APIError) as info:
+        client.health()
+    assert str(info.value) == ("the Titan master failed with HTTP 500 (a bug in the master): "
+                               "internal error: KeyError('x')")
+    assert info.value.code == "internal_error" and info.value.details == {"where": "GET /health"}
     client = client_for(lambda r: httpx.Response(404, text="nope"))
     with pytest.raises(errors.NotFound, match="HTTP 404"):
         client.health()

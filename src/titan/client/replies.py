@@ -78,11 +78,14 @@ def check(response: httpx.Response | Reply, endpoint: Endpoint) -> None:
         # where, and what to do).
         raise errors.from_response(status, body)
     if status >= 500:
+        # The master's words, not its body's dict (`{'error': {'code': ...}}` was printed).
+        failed = errors.from_response(status, body)
         raise errors.APIError(
             f"the Titan master failed with HTTP {status} (a bug in the master): "
-            f"{str(body)[:500]}",
+            f"{failed.message[:500]}",
             status=status,
             code="internal_error",
+            details=failed.details,
         )
     exc = errors.from_response(status, body)
     if isinstance(exc, errors.Unauthorized) and not endpoint.token:
