@@ -35,6 +35,9 @@ the network::
         ├── NotLeader            503: a standby; the leader answers
         ├── DatabaseUnavailable  503: the database is away for now; ask again shortly
         ├── MasterStopping       503: the master is stopping; the next one answers
+        ├── BlobStoreUnavailable 503: the blob store cannot be reached (an object store down,
+        │                        throttling or refusing the credentials, a mount gone): ask
+        │                        again shortly
         ├── BlobStoreUnwritable  507: the blob store's disk is full, read-only or not the
         │                        master's to write: nothing was stored; an operator must act
         └── DatabaseCorrupt      500: the database's file is damaged; restore it from a backup
@@ -330,6 +333,16 @@ class MasterStopping(APIError):
     code = "master_stopping"
 
 
+class BlobStoreUnavailable(APIError):
+    """The master's blob store cannot be reached for now (an object store down, throttling,
+    failing or refusing the master's credentials; a directory's mount gone): nothing was
+    stored or read. Ask again shortly; ``details["reason"]`` says which (``unreachable``,
+    ``failing``, ``credentials``: the last waits for an operator)."""
+
+    status = 503
+    code = "blob_store_unavailable"
+
+
 # 507, not 503: in Titan a 503 means "ask again shortly" (clients and workers retry it, a
 # PUT for the client's whole restart grace), and a full disk or a read-only mount stays so
 # until an operator acts. 507 Insufficient Storage is HTTP's "the server cannot store the
@@ -368,6 +381,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         NotLeader,
         MasterStopping,
         DatabaseUnavailable,
+        BlobStoreUnavailable,
         BlobStoreUnwritable,
         DatabaseCorrupt,
     )

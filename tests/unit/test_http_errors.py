@@ -12,7 +12,7 @@ import pytest
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from titan.errors import APIError
+from titan.errors import APIError, BlobStoreUnavailable
 from titan.master import http_errors
 from titan.master.http_errors import ErrorGuard
 
@@ -70,6 +70,29 @@ def test_a_bug_after_the_answer_began_is_logged_and_the_answer_left(
         _guard, sent = _call(_raising(ValueError("late"), start_first=True))
     assert [m["type"] for m in sent] == ["http.response.start"]
     assert [r.getMessage() for r in caplog.records] == ["internal error on GET /api/v1/dags/1"]
+
+
+def test_a_download_cut_by_its_blob_store_going_away_is_no_bug(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Starlette re-raises an APIError met after the answer began as a RuntimeError from it.
+    # The blob store said its outage on the log itself: no "internal error" traceback here.
+    def cut(err: APIError) -> Exception:
+        try:
+            raise RuntimeError("Caught handled exception, but response already started.") \
+                from err
+        except RuntimeError as exc:
+            return exc
+
+    gone = BlobStoreUnavailable("the blob store s3://b cannot be reached (refused)")
+    with caplog.at_level(logging.DEBUG, logger="titan.master"):
+        _guard, sent = _call(_raising(cut(gone), start_first=True), "/api/v1/blobs/ab")
+        _guard, later = _call(_raising(cut(APIError("no")), start_first=True), "/api/v1/x")
+    assert [m["type"] for m in sent] == [m["type"] for m in later] == ["http.response.start"]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "GET /api/v1/blobs/ab: answer cut short: the blob store s3://b cannot "
+                        "be reached (refused)"),
+        (logging.WARNING, "GET /api/v1/x: answer cut short: no")]
+    assert all(r.exc_info is None for r in caplog.records)
 
 
 def test_the_database_away_is_a_503_and_one_warning_then_a_count(

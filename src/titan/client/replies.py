@@ -30,7 +30,20 @@ def code_of(body: Any) -> str | None:
 
 #: What a master's own passing refusals say (answered again later, or by the next master).
 PASSING = {"database_unavailable": "the master's database is unavailable for now",
+            "blob_store_unavailable": "the master's blob store is unavailable for now",
             "master_stopping": "the master is stopping"}
+
+
+def passing(body: Any) -> str | None:
+    """What a passing refusal (:data:`PASSING`) says, for the error raised once the tries are
+    spent; None for any other answer. The blob store's adds the master's own words: which
+    store, and why (unreachable, throttling, credentials refused)."""
+    code = code_of(body)
+    said = PASSING.get(code or "")
+    if said is None or code != "blob_store_unavailable":
+        return said
+    message = str(body["error"].get("message") or "")
+    return f"{said}: {message}" if message else said
 
 
 def url_of(response: httpx.Response | Reply) -> str:
@@ -73,9 +86,9 @@ def check(response: httpx.Response | Reply, endpoint: Endpoint) -> None:
             f"({said}): check the host and port", status=status, code="not_titan")
     if status == 503 and code_of(body) in PASSING \
             or code_of(body) in (errors.BlobStoreUnwritable.code, errors.DatabaseCorrupt.code):
-        # Not a bug: the database is away for now, or the master is stopping, or its blob
-        # store's disk is full or read-only, or its database is damaged (the message says
-        # where, and what to do).
+        # Not a bug: the database or the blob store is away for now, or the master is
+        # stopping, or its blob store's disk is full or read-only, or its database is damaged
+        # (the message says where, and what to do).
         raise errors.from_response(status, body)
     if status >= 500:
         # The master's words, not its body's dict (`{'error': {'code': ...}}` was printed).

@@ -340,7 +340,7 @@ class Transport:
                     if not retry.retryable_status(status, replayable=replayable):
                         self._check(response)
                         return response
-                    said = replies.PASSING.get(replies.code_of(replies.error_body(response)) or "")
+                    said = replies.passing(replies.error_body(response))
                     response.close()
                     if said is not None:  # a master said so itself: it was reached
                         self._reached = True

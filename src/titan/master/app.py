@@ -25,6 +25,7 @@ from titan.dashboard import pages as dashboard_pages
 from titan.dashboard import render
 from titan.errors import (
     APIError,
+    BlobStoreUnavailable,
     BlobStoreUnwritable,
     DatabaseUnavailable,
     MasterStopping,
@@ -285,7 +286,9 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
         if isinstance(exc, MasterStopping):  # ask again in a moment, on a new connection
             response.headers["Retry-After"] = "1"
             response.headers["Connection"] = "close"
-        elif isinstance(exc, DatabaseUnavailable):
+        elif isinstance(exc, DatabaseUnavailable | BlobStoreUnavailable):
+            # Ask again shortly. (The blob store's outage is said on the log by the store:
+            # once at its start, then a count every 30 s, and its end; outage.py.)
             response.headers["Retry-After"] = "1"
         elif isinstance(exc, BlobStoreUnwritable):  # the operator must act: said on the log
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)

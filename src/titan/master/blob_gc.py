@@ -37,7 +37,7 @@ import secrets
 import time
 from typing import Any
 
-from titan.errors import BlobStoreUnwritable, Conflict, ValidationFailed
+from titan.errors import BlobStoreUnavailable, BlobStoreUnwritable, Conflict, ValidationFailed
 from titan.formats import human_size
 from titan.master.blob_mark import DATABASE_ID
 from titan.master.scheduling.engine import Engine
@@ -204,7 +204,7 @@ class BlobCollector:
             await self.collect()
         except Conflict as exc:  # the store is another database's: said, not a traceback
             log.warning("blob gc: not collecting: %s", exc.message)
-        except BlobStoreUnwritable as exc:  # its disk full or read-only: expected, said so
+        except (BlobStoreUnwritable, BlobStoreUnavailable) as exc:  # expected, said so
             log.warning("blob gc: not collecting now, tried again within the hour: %s",
                         exc.message)
         except Exception:

@@ -21,7 +21,13 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from titan.errors import APIError, DatabaseCorrupt, DatabaseUnavailable, MasterStopping
+from titan.errors import (
+    APIError,
+    BlobStoreUnavailable,
+    DatabaseCorrupt,
+    DatabaseUnavailable,
+    MasterStopping,
+)
 
 log = logging.getLogger("titan.master")
 
@@ -98,6 +104,15 @@ class ErrorGuard:
                 self._say_away(request, exc)
                 err = DatabaseUnavailable(
                     "the database is unavailable for now; try again shortly")
+            elif started and isinstance(exc.__cause__, APIError):
+                # Said on purpose after the answer began (Starlette re-raises it so): a blob
+                # store that went away in the middle of a download. Not a bug; the store said
+                # its outage on the log (storage/blobs/outage.py).
+                said = exc.__cause__
+                log.log(logging.DEBUG if isinstance(said, BlobStoreUnavailable) else
+                        logging.WARNING, "%s %s: answer cut short: %s", request.method,
+                        request.url.path, said.message)
+                return
             else:
                 log.exception("internal error on %s %s", request.method, request.url.path)
                 err = APIError(f"internal error: {exc!r}", code="internal_error", status=500)

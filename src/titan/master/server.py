@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from titan.errors import BlobStoreUnwritable, ConfigError
+from titan.errors import BlobStoreUnavailable, BlobStoreUnwritable, ConfigError
 from titan.log_format import log_to_stderr
 from titan.master import blob_mark, tls_pin
 from titan.master.app import create_app, open_secured_storage
@@ -186,7 +186,7 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
         blobs = open_blob_store(config.blob_settings(), storage, announce=False)
     except ConfigError:
         raise
-    except BlobStoreUnwritable as exc:  # it says which directory, and what to do
+    except (BlobStoreUnwritable, BlobStoreUnavailable) as exc:  # it says where, and what to do
         raise ConfigError(exc.message) from None
     except Exception as exc:  # OSError, botocore's NoCredentialsError, ClientError...
         said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -199,7 +199,7 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
         else:  # about to lead: the mark it leaves in its store, left before the app starts
             blob_mark.leave(storage, blobs)
         blob_mark.record_use(storage, blobs, lead=not standby)
-    except BlobStoreUnwritable as exc:  # a full disk: the mark is the first blob written
+    except (BlobStoreUnwritable, BlobStoreUnavailable) as exc:  # the mark is the first blob
         raise ConfigError(exc.message) from None
     finally:
         blobs.close()

@@ -36,6 +36,7 @@ from typing import IO
 
 from titan.errors import BlobStoreUnwritable, NotFound, ValidationFailed
 from titan.storage.blobs.gate import BlobGate
+from titan.storage.blobs.outage import Outage
 
 #: The most bytes a backend reads, writes or hands out at once.
 CHUNK = 1 << 20
@@ -122,6 +123,8 @@ class BlobStore(abc.ABC):
     def __init__(self) -> None:
         #: Every write of a body and every deletion pass through it (gate.py).
         self.gate = BlobGate()
+        #: Where the store is while it cannot be reached, and what the log said (outage.py).
+        self.outage = Outage()
 
     @abc.abstractmethod
     def size(self, sha256: str) -> int | None:

@@ -13,29 +13,40 @@ names the database whose garbage collection claimed the directory first (base.py
 A directory that cannot take a write (a full disk, a quota, a read-only mount, another
 owner) is :class:`~titan.errors.BlobStoreUnwritable`, naming the directory and what to do:
 at open when it cannot take a file at all, else at the write that met it, whose temporary
-file is removed (a blob is only ever renamed into place whole, once flushed).
+file is removed (a blob is only ever renamed into place whole, once flushed). A directory that
+cannot be reached — its network filesystem away (a stale handle, a timeout, an I/O error), or
+gone altogether (unmounted or removed: its ``tmp/`` is not there) — is
+:class:`~titan.errors.BlobStoreUnavailable` (outage.py) for reads and writes alike: a download
+is not told "no blob" for a blob that is merely out of reach.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
+from titan.errors import BlobStoreUnavailable
 from titan.storage.blobs.base import (
     CHUNK,
     BlobStore,
+    cannot_write,
     check_database_id,
     check_sha256,
     hash_mismatch,
     missing,
-    writing_under,
 )
+
+#: The OS's answers when the directory's filesystem is out of reach (an NFS server away, a
+#: handle gone stale, a disk failing): the place's state, which may pass.
+_AWAY = (errno.ESTALE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EHOSTDOWN, errno.EHOSTUNREACH,
+         errno.ENETUNREACH, errno.EIO)
 
 #: A temporary file untouched this long is left over from a crash: an upload in flight
 #: writes to its file with every chunk it receives.
@@ -71,8 +82,10 @@ class DirectoryBlobStore(BlobStore):
         return self.root / check_sha256(sha256)[:2] / sha256
 
     def size(self, sha256: str) -> int | None:
+        path = self.path(sha256)
         try:
-            return self.path(sha256).stat().st_size
+            with self._reaching(writing=False):
+                return path.stat().st_size
         except FileNotFoundError:
             return None
 
@@ -80,13 +93,13 @@ class DirectoryBlobStore(BlobStore):
         path = self.path(sha256)  # the name is checked now, the file opened on first use
         return self._chunks(sha256, path, start, end)
 
-    @staticmethod
-    def _chunks(sha256: str, path: Path, start: int, end: int | None) -> Generator[bytes, None, None]:
+    def _chunks(self, sha256: str, path: Path, start: int, end: int | None) -> Generator[bytes, None, None]:
         try:
-            f = path.open("rb")
+            with self._reaching(writing=False):
+                f = path.open("rb")
         except FileNotFoundError:
             raise missing(sha256) from None
-        with f:
+        with f, self._reaching(writing=False):
             f.seek(start)
             left = None if end is None else end - start
             while left is None or left > 0:
@@ -143,13 +156,17 @@ class DirectoryBlobStore(BlobStore):
 
     def _delete(self, sha256: str) -> None:
         # A reader that opened the file reads it to its end: the name goes, not the bytes.
-        with self._writing():
-            self.path(sha256).unlink(missing_ok=True)
+        try:
+            with self._writing():  # a store gone is not a blob gone (_away)
+                self.path(sha256).unlink()
+        except FileNotFoundError:
+            pass
 
     def owner(self, claim: str) -> str:
         record = self.root / "owner"
-        if record.exists():
-            return record.read_text().strip()
+        with self._reaching(writing=False):
+            if record.exists():
+                return record.read_text().strip()
         with self._writing():
             fd, tmp_name = self._mkstemp()
         try:
@@ -163,7 +180,8 @@ class DirectoryBlobStore(BlobStore):
                 os.link(tmp_name, record)
             return claim
         except FileExistsError:
-            return record.read_text().strip()
+            with self._reaching(writing=False):
+                return record.read_text().strip()
         finally:
             self._discard(Path(tmp_name))
 
@@ -171,13 +189,61 @@ class DirectoryBlobStore(BlobStore):
         folder = self.root / "users"
         record = folder / check_database_id(database)
         if not record.exists():
+            if not self._there():  # not onto a bare mount point
+                raise self._unavailable("it is gone (unmounted, or removed?)")
             with self._writing():
                 folder.mkdir(exist_ok=True)
                 record.touch()
-        return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+        with self._reaching(writing=False):
+            return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
 
     def _writing(self) -> contextlib.AbstractContextManager[None]:
-        return writing_under(self.root, self.SETTING)
+        return self._reaching(writing=True)
+
+    @contextlib.contextmanager
+    def _reaching(self, *, writing: bool) -> Iterator[None]:
+        """The OS's errors raised inside as what they say of the store: out of reach
+        (BlobStoreUnavailable), unable to take a write (BlobStoreUnwritable, when
+        ``writing``), or else what they are (a FileNotFoundError of a blob not there)."""
+        try:
+            yield
+        except OSError as exc:
+            away = self._away(exc)
+            if away is not None:
+                raise away from None
+            refused = cannot_write(exc, self.root, self.SETTING) if writing else None
+            if refused is None:
+                raise
+            raise refused from None
+        else:
+            # Back? (A call may succeed on a bare mount point: a file found absent.)
+            if self.outage.down and self._there():
+                self.outage.ok()
+
+    def _there(self) -> bool:
+        """Whether this is the directory the store opened: ``tmp/`` is made then and never
+        removed, so a directory without it was unmounted or removed since."""
+        try:
+            return self.tmp.is_dir()
+        except OSError:
+            return False
+
+    def _away(self, exc: OSError) -> BlobStoreUnavailable | None:
+        if exc.errno in _AWAY:
+            return self._unavailable(f"its filesystem does not answer ({exc.strerror})")
+        if exc.errno != errno.ENOENT:
+            return None
+        # Is it the file that is missing, or the whole store?
+        if self._there():
+            self.outage.ok()  # it answered: the file is not there, that is all
+            return None
+        return self._unavailable("it is gone (unmounted, or removed?)")
+
+    def _unavailable(self, said: str) -> BlobStoreUnavailable:
+        return self.outage.failed(
+            f"the blob store cannot reach {self.root}: {said}; nothing was stored or read: "
+            f"mount it again (or point {self.SETTING} at it) and try again",
+            reason="unreachable", store=self.description)
 
     @staticmethod
     def _discard(tmp: Path) -> None:
