@@ -14,6 +14,9 @@ from titan.errors import NotFound, ValidationFailed
 
 #: The longest DAG name, job id or capability.
 MAX_NAME = 200
+#: The zero-width non-joiner and joiner: format characters, but Persian, the Indic scripts and
+#: emoji sequences need them to spell a word, and file systems hand them out.
+_JOINERS = "\u200c\u200d"
 #: '/', '#', and control characters: C0, DEL, C1 (U+0085 breaks a line in some terminals) and
 #: the Unicode line and paragraph separators.
 #: Besides '/' and '#': controls, the line separators, and the invisible format characters
@@ -107,6 +110,33 @@ def name_problem(value: Any, what: str) -> str | None:
         return (f"{what} {value!r} is written in decomposed Unicode (a letter and its accent "
                 f"apart) and reads as {composed!r}, another name: write it composed (NFC), "
                 f"{composed!r}")
+    return None
+
+
+def file_name(name: str) -> str:
+    """A file's name as the master stores it: composed (NFC). A file system picks the form
+    (macOS hands out 'cafe\u0301.txt'), and the two read alike: one name, not two files."""
+    return unicodedata.normalize("NFC", name)
+
+
+def file_name_forms(name: str) -> list[str]:
+    """The spellings a lookup of the file ``name`` matches, so either form finds the file:
+    composed (as stored since names were composed), decomposed (as macOS writes it, and as a
+    name stored before then most likely was), and as given."""
+    return list(dict.fromkeys((unicodedata.normalize("NFC", name),
+                               unicodedata.normalize("NFD", name), name)))
+
+
+def invisible_in_file_name(name: str) -> tuple[int, str] | None:
+    """(position, character) of the first character of ``name`` that shows as nothing and
+    is no part of spelling: a format character (Cf: zero-width space, BOM, soft hyphen,
+    direction marks; not the joiners) or a line or paragraph separator (Zl, Zp). None when
+    there is none. 'a\u200bb.txt' and 'ab.txt' read alike, yet were two files."""
+    if name.isascii():
+        return None
+    for i, char in enumerate(name):
+        if unicodedata.category(char) in ("Cf", "Zl", "Zp") and char not in _JOINERS:
+            return i, char
     return None
 
 

@@ -83,3 +83,23 @@ def test_deleting_a_value_leaves_the_set_of_its_key(storage: Storage) -> None:
         assert tx.store_delete_value("k") is True
         assert tx.store_delete_value("k") is False
         assert tx.store_get("k") is None and tx.store_smembers("k") == ["member"]
+
+
+def test_a_name_stored_decomposed_is_found_by_either_form(storage: Storage) -> None:
+    # Names are stored composed (NFC) since uploads compose them; one stored before, as macOS
+    # wrote it ('cafe\u0301.txt'), still resolves, by either form, and is one file with the
+    # composed versions that followed it. No migration rewrites it.
+    composed, decomposed = "caf\u00e9.txt", "cafe\u0301.txt"
+    with storage.transaction() as tx:
+        tx.add_blob("a" * 64, 10, 1.0)
+        old = add(tx, decomposed, 1.0, key="c")
+        new = add(tx, composed, 2.0)
+        add(tx, "cafe.txt", 3.0)  # no accent: another name
+    with storage.transaction() as tx:
+        for name in (composed, decomposed):
+            newest = tx.latest_file(name=name)
+            assert newest is not None and newest["id"] == new
+            assert [r["id"] for r in tx.file_versions(name=name)] == [old, new]
+        only_old = tx.latest_file(name=composed, sha256="a" * 64)
+        assert only_old is not None and only_old["id"] == new
+        assert tx.latest_file(store_key="c")["id"] == old  # type: ignore[index]

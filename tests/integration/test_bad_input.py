@@ -164,6 +164,46 @@ def test_text_direction_controls_in_file_and_artifact_names_are_refused_at_uploa
     assert got == 201, raw
 
 
+@pytest.mark.parametrize("char", ["\u200b", "\ufeff", "\u2028", "\u2029", "\u00ad",
+                                  "\u2060"])
+def test_invisible_characters_in_file_and_artifact_names_are_refused_at_upload(
+        cl: Cluster, char: str) -> None:
+    # 'a\u200bb.txt' and 'ab.txt' read alike, yet were stored as two files (a QA pass).
+    encoded = quote(f"ab{char}c.txt", safe="")
+    for method, path in (("PUT", f"/files/{encoded}"),
+                         ("POST", f"/artifacts?key=hidden&name={encoded}")):
+        error = refused(cl, method, path, b"x", mentions=f"U+{ord(char):04X}")
+        assert "at position 2, which shows as nothing" in error["message"]
+        assert error["details"]["field"] == "name"
+    # The joiners spell words (Persian, emoji sequences): a name like any other.
+    for name in ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.txt",
+                 "family-\U0001f468\u200d\U0001f469.png"):
+        got, _, raw = send(cl, "PUT", "/files/" + quote(name, safe=""), b"x")
+        assert got == 201 and json.loads(raw)["name"] == name, raw
+
+
+def test_a_file_name_written_decomposed_is_one_file_with_its_composed_form(
+        cl: Cluster) -> None:
+    # macOS hands out 'cafe\u0301.txt'; 'caf\u00e9.txt' reads the same: one file, stored
+    # composed (NFC), found by either form. They were two files.
+    composed, decomposed = "caf\u00e9-nfc.txt", "cafe\u0301-nfc.txt"
+    got, _, raw = send(cl, "PUT", "/files/" + quote(decomposed, safe=""), b"first")
+    assert got == 201 and json.loads(raw)["name"] == composed, raw
+    got, _, raw = send(cl, "POST", f"/artifacts?key=nfc&name={quote(composed, safe='')}",
+                       b"second")
+    assert got == 201 and json.loads(raw)["name"] == composed, raw
+    for name in (composed, decomposed):
+        got, headers, body = send(cl, "GET", "/files/" + quote(name, safe=""))
+        assert got == 200 and body == b"second"
+        assert unquote(headers["x-titan-filename"]) == composed
+    assert ok(cl, "GET", "/store/values/nfc")["value"] == composed
+    names = [f["name"] for f in ok(cl, "GET", "/files?limit=10000")["files"]]
+    assert names.count(composed) == 2 and decomposed not in names
+    # Deleting by either form deletes every version.
+    deleted = ok(cl, "DELETE", "/files/" + quote(decomposed, safe="") + "?keep_latest=true")
+    assert deleted["deleted"] == 1 and deleted["kept"] == 1
+
+
 # ------------------------------------------------------------------ lone surrogates
 
 LONE = b'"lone \\ud800 surrogate"'

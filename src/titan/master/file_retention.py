@@ -37,7 +37,7 @@ import time
 from typing import Any
 
 from titan.errors import Conflict, NotFound
-from titan.formats import human_size
+from titan.formats import file_name, human_size
 from titan.master.idempotency import once
 from titan.master.scheduling.engine_core import EngineCore
 from titan.master.scheduling.state import TERMINAL
@@ -120,7 +120,8 @@ def _doomed(rows: list[Row], keep_latest: bool) -> list[Row]:
 def _archive_jobs(engine: EngineCore, names: list[str]) -> list[tuple[str, str]]:
     """(name, job) for each archive job not ended that fetches one of these ``<project>.zip``
     by name when it starts: not pinned to its archive's content by ``script_sha256``."""
-    projects = {n[:-4]: n for n in names if n.endswith(".zip")}
+    # Composed (NFC) on both sides: a project's folder may be named in either form.
+    projects = {file_name(n[:-4]): n for n in names if n.endswith(".zip")}
     if not projects:
         return []
     sched = engine.sched
@@ -129,7 +130,7 @@ def _archive_jobs(engine: EngineCore, names: list[str]) -> list[tuple[str, str]]
         row = job.row
         if job.state in TERMINAL or not row.get("is_archive") or row.get("script_sha256"):
             continue
-        project = str(row.get("filename", "")).split("/", 1)[0]
+        project = file_name(str(row.get("filename", "")).split("/", 1)[0])
         if project in projects:
             dag = sched.dags.get(job.dag_id)
             ref = f"{dag.name}#{dag.run}/{job.job_id}" if dag is not None else job.job_id

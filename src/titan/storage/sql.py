@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, sel
 from sqlalchemy.exc import DataError
 
 from titan.errors import ValidationFailed
+from titan.formats import file_name_forms
 from titan.storage import compiled, deferred
 from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, read_safely
@@ -234,8 +235,8 @@ class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, Action
     def latest_file(self, *, name: str | None = None, store_key: str | None = None,
                     sha256: str | None = None) -> Row | None:
         q = select(t.files)
-        if name is not None:
-            q = q.where(t.files.c.name == name)
+        if name is not None:  # either form of a name: composed or not (formats.file_name)
+            q = q.where(t.files.c.name.in_(file_name_forms(name)))
         if store_key is not None:
             q = q.where(t.files.c.store_key == store_key)
         if sha256 is not None:

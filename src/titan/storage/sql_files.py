@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, or_, select
 
+from titan.formats import file_name_forms
 from titan.storage import schema as t
 from titan.storage.base import Row, iter_chunks
 
@@ -39,8 +40,8 @@ class FilesSQL:
     def file_versions(self, *, name: str | None = None,
                       store_key: str | None = None) -> list[Row]:
         q = select(_f.id, _f.name, _f.sha256, _f.size, _f.store_key)
-        if name is not None:
-            q = q.where(_f.name == name)
+        if name is not None:  # every form of the name: composed or not (formats.file_name)
+            q = q.where(_f.name.in_(file_name_forms(name)))
         if store_key is not None:
             q = q.where(_f.store_key == store_key)
         return [dict(r._mapping) for r in self.conn.execute(q.order_by(_f.id))]

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import unicodedata
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from titan.errors import Forbidden, NotFound, ValidationFailed
+from titan.formats import file_name, invisible_in_file_name
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import (
     API_PREFIX,
@@ -58,8 +60,10 @@ _BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def check_new_filename(name: str) -> str:
-    """A name an upload or a publish stores: a plain file name (:func:`check_filename`)
-    without direction controls. One stored before they were refused is still downloaded."""
+    """A name an upload or a publish stores, as it stores it: a plain file name
+    (:func:`check_filename`) without direction controls or other invisible characters,
+    composed (NFC: :func:`~titan.formats.file_name`). One stored before such names were
+    refused or composed is still downloaded, by either form (``file_name_forms``)."""
     check_filename(name)
     found = _BIDI.search(name)
     if found is not None:
@@ -67,7 +71,15 @@ def check_new_filename(name: str) -> str:
             f"name {name[:80]!r} holds a text-direction control (U+{ord(found.group()):04X} "
             f"at position {found.start()}), which shows a name as other than it is: "
             "leave it out", details={"field": "name", "name": name[:255]})
-    return name
+    hidden = invisible_in_file_name(name)
+    if hidden is not None:
+        at, char = hidden
+        raise ValidationFailed(
+            f"name {name[:80]!r} holds U+{ord(char):04X} "
+            f"({unicodedata.name(char, 'an invisible character')}) at position {at}, which "
+            "shows as nothing: the name would read as another; leave it out",
+            details={"field": "name", "name": name[:255]})
+    return check_filename(file_name(name))
 
 
 async def _store_body(c: Ctx, request: Request, expect: str | None = None) -> tuple[str, int]:
@@ -176,7 +188,8 @@ def _worker_may_fetch(c: Ctx, p: Principal, *, sha256: str | None = None,
         if sha256 is not None and row.get("script_sha256") == sha256:
             return
         if archive is not None and row.get("is_archive") and not row.get("script_sha256") \
-                and str(row.get("filename", "")).split("/", 1)[0] + ".zip" == archive:
+                and file_name(str(row.get("filename", "")).split("/", 1)[0] + ".zip") \
+                == file_name(archive):
             return
     raise Forbidden("a worker downloads only the scripts and projects of the jobs it runs")
 
@@ -192,7 +205,7 @@ async def get_blob(c: CtxDep, p: Fetcher, sha256: str, request: Request) -> Resp
 # (Starlette's `path` stops at a line break: a bare 404).
 @router.put("/files/{name:anytext}", status_code=201, summary="Upload a named file (upload_file)")
 async def put_file(c: CtxDep, p: Writer, name: str, request: Request) -> Row:
-    check_new_filename(name)
+    name = check_new_filename(name)
     sha, size = await _store_body(c, request)
     return await _add_file(c, p, name, sha, size, None)
 
@@ -221,7 +234,7 @@ async def get_file(c: CtxDep, p: Fetcher, name: str, request: Request) -> Respon
 @router.post("/artifacts", status_code=201, summary="Publish a file under a store key")
 async def publish(c: CtxDep, p: Writer, request: Request, key: str, name: str) -> Row:
     check_new_key(key)
-    check_new_filename(name)
+    name = check_new_filename(name)
     sha, size = await _store_body(c, request)
     return await _add_file(c, p, name, sha, size, key, request)
 
