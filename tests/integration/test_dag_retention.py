@@ -85,7 +85,15 @@ def test_old_dag_runs_go_with_their_jobs_and_logs_and_the_latest_stays(
     # A dry run lists the two older runs of etl: not its latest, not the agent run's stage.
     dry = titan(cluster, "dags", "prune", "--older-than", "1d", "--dry-run").stdout
     assert "would delete 3 DAG run(s)" in dry, dry
-    assert f"  {runs[0]['id']}\n  {runs[1]['id']}\n  {keyed_runs[0]['id']}" in dry, dry
+    # Each by the name a user knows it by (they were bare row ids: a QA pass).
+    listed = [line.split("  (finished ")[0] for line in dry.splitlines()[1:]]
+    assert listed == ["  etl#1", "  etl#2", "  keyed#1"], dry
+    assert "  (finished 20" in dry.splitlines()[1], dry  # the year, in ISO 8601
+    assert dry.splitlines()[1].endswith(f", id {runs[0]['id']})"), dry
+    reply = client.api("POST", "/dags/prune", json={"older_than": "1d", "dry_run": True})
+    assert [(d["ref"], d["name"], d["run"], d["id"]) for d in reply["dags"]] == [
+        ("etl#1", "etl", 1, runs[0]["id"]), ("etl#2", "etl", 2, runs[1]["id"]),
+        ("keyed#1", "keyed", 1, keyed_runs[0]["id"])]
     assert client.get_dag("etl#1")["status"] == "COMPLETED"  # nothing deleted
     assert client.api("POST", "/dags/prune", json={"older_than": "4d"})["pruned"] == 0
     # On a terminal it says how much would go and asks; anything but y deletes nothing.

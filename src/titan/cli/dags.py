@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
 
 def run(args: argparse.Namespace, client: Any) -> int:
     from titan.cli.output import confirm_prune, print_json
+    from titan.formats import iso, shown
 
     if not confirm_prune(client, args, "dags"):
         return 1
@@ -38,8 +39,8 @@ def run(args: argparse.Namespace, client: Any) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {reply['pruned']} DAG run(s) finished more than {args.older_than} ago, "
           "with their jobs and logs")
-    for dag_id in reply["dag_ids"][:20] if args.dry_run else []:
-        print(f"  {dag_id}")
+    for dag in reply.get("dags", [])[:20] if args.dry_run else []:
+        print(f"  {shown(dag['ref'])}  (finished {iso(dag['finished_at'])}, id {dag['id']})")
     if args.dry_run and reply["pruned"] > 20:
         print(f"  ... and {reply['pruned'] - 20} more")
     return 0

@@ -151,7 +151,18 @@ async def prune(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
     ids = await prune_dags(c.engine, before, dry_run=dry_run)
     if ids and not dry_run:
         c.blob_gc.soon()  # the scripts only those DAGs ran go too
-    return {"pruned": len(ids), "dry_run": dry_run, "dag_ids": ids[:1000], "before": before}
+    reply = {"pruned": len(ids), "dry_run": dry_run, "dag_ids": ids[:1000], "before": before}
+    if dry_run:
+        # What a user recognises a run by (`nightly#3`), not its row id alone: a dry run's
+        # list was bare numbers (a QA pass). (A prune's runs are gone when it answers.)
+        def named(tx: Any) -> list[dict[str, Any]]:
+            rows = [tx.get_dag(i) for i in ids[:1000]]
+            return [{"id": r["id"], "ref": f"{r['name']}#{r['run']}", "name": r["name"],
+                     "run": r["run"], "finished_at": r["finished_at"]}
+                    for r in rows if r is not None]
+
+        reply["dags"] = await c.engine.read(named)
+    return reply
 
 
 async def _finished(c: Ctx, dag_id: int, timeout: float,
