@@ -430,3 +430,18 @@ def test_json_sent_as_a_form_is_told_to_say_it_is_json(cl: Cluster) -> None:
         assert got == 415 and reply["code"] == "unsupported_media_type", reply
         assert "Content-Type: application/json" in reply["message"] and content_type in \
             reply["message"]
+
+
+def test_an_upper_case_blob_name_is_told_to_write_it_in_lower_case(cl: Cluster) -> None:
+    # 'E3B0…' (as some tools print a digest) was "is not a sha256 hex digest": true of
+    # neither the digest nor what to do. A blob's name has one spelling (a path, an object
+    # key, an ETag), so it is refused, saying which.
+    empty = _sha(b"")
+    upper = empty.upper()
+    for method, body in (("GET", None), ("PUT", b"")):
+        error = refused(cl, method, f"/blobs/{upper}", body, mentions="lower-case hex only")
+        assert repr(empty) in error["message"], error
+    refused(cl, "GET", "/blobs/xyz", mentions="is not a sha256: 64 lower-case hex")
+    got, reply = submit_one(cl, "upper-sha", script_sha256=upper)
+    assert got == 400 and "lower-case hex only" in reply["error"]["message"], reply
+    assert repr(empty) in reply["error"]["message"], reply

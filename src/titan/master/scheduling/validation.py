@@ -15,12 +15,19 @@ from titan import services
 from titan.errors import InvalidDAG, ValidationFailed
 from titan.formats import args_problem, env_problem, name_problem, runner_problem
 from titan.master.scheduling.dag_graph import graph_problems, job_problem
+from titan.storage.blobs.base import sha256_problem
 
 JOB_TYPES = {"RUN_PAYLOAD", "RUN", "SERVICE", "DEPLOY_PAYLOAD", "RUN_ARCHIVE", "APPROVAL"}
 GATE_SUFFIX = ".approval"  # the gate TitanJob(hitl_message=...) adds after job X: X.approval
 DEFAULT_GATE_MESSAGE = "Approve to continue"
 RUNNERS = {"auto", "fork", "subprocess"}
 _SHA = re.compile(r"^[0-9a-f]{64}\Z")
+
+
+def _case(sha: object) -> str:
+    """What to write for an upper-case digest (its lower-case form), else nothing."""
+    return f" ({sha256_problem(sha)})" if isinstance(sha, str) and _SHA.match(sha.lower()) \
+        else ""
 #: Capability names already checked, and their upper-case form (a DAG repeats a few).
 _CAPABILITIES: dict[str, str] = {}
 MAX_DELAY = 366 * 24 * 3600.0
@@ -103,9 +110,10 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
         # latest at submission: see EngineSubmission.pin_projects).
         if sha is not None and (not isinstance(sha, str) or not _SHA.match(sha)):
             raise job_problem(job_id, "script_sha256", "an archive job's script_sha256 is the sha256 "
-                        "of an upload of its project's zip, or left out")
+                        f"of an upload of its project's zip, or left out{_case(sha)}")
     elif not isinstance(sha, str) or not _SHA.match(sha):
-        raise job_problem(job_id, "script_sha256", "script_sha256 must be the sha256 of an uploaded blob")
+        raise job_problem(job_id, "script_sha256",
+                          f"script_sha256 must be the sha256 of an uploaded blob{_case(sha)}")
     job_type = str(job.get("job_type") or "RUN_PAYLOAD").upper()
     if job_type not in JOB_TYPES:
         raise job_problem(job_id, "job_type", f"unknown job_type {job_type!r} (one of {sorted(JOB_TYPES)})")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from titan.errors import ConfigError
 from titan.storage.base import Storage
-from titan.storage.blobs.base import CHUNK, BlobStore, check_sha256
+from titan.storage.blobs.base import CHUNK, BlobStore, check_sha256, sha256_problem
 from titan.storage.blobs.database import DatabaseBlobStore
 from titan.storage.blobs.directory import DirectoryBlobStore
 from titan.storage.sql import SQLStorage
@@ -27,7 +27,7 @@ from titan.storage.sql import SQLStorage
 log = logging.getLogger("titan.master")
 
 __all__ = ["CHUNK", "BlobSettings", "BlobStore", "DirectoryBlobStore", "check_sha256",
-           "open_blob_store"]
+           "open_blob_store", "sha256_problem"]
 
 
 @dataclass(frozen=True)

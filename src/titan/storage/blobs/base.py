@@ -44,11 +44,26 @@ CHUNK = 1 << 20
 _SHA = re.compile(r"^[0-9a-f]{64}\Z")
 
 
+def sha256_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a blob's name (None when nothing is): 64 lower-case hex
+    digits, one spelling only, since a name is a path, an object key and an ETag, and a
+    client compares the names it is given back with those it sent. An upper-case digest
+    ('E3B0…', as some tools print it) is told what to write instead."""
+    if isinstance(value, str) and _SHA.match(value):
+        return None
+    if isinstance(value, str) and _SHA.match(value.lower()):
+        return (f"{value[:80]!r} is not a sha256 as Titan writes it: lower-case hex only "
+                f"(0-9, a-f), {value.lower()!r}")
+    shown = repr(value[:80]) if isinstance(value, str) else type(value).__name__
+    return f"{shown} is not a sha256: 64 lower-case hex digits (0-9, a-f)"
+
+
 def check_sha256(sha256: str) -> str:
-    """``sha256`` if it is a blob name (64 lowercase hex digits); ValidationFailed if not.
+    """``sha256`` if it is a blob name (:func:`sha256_problem`); ValidationFailed if not.
     Every backend checks a name before using it: a name becomes a path or an object key."""
-    if not _SHA.match(sha256):
-        raise ValidationFailed(f"{sha256[:80]!r} is not a sha256 hex digest")
+    problem = sha256_problem(sha256)
+    if problem is not None:
+        raise ValidationFailed(problem)
     return sha256
 
 
