@@ -40,6 +40,7 @@ def log_to_stderr(level: int | str, fmt: str) -> None:
     program's, or a test runner's). The handler too shows nothing below ``level``, as
     Python's last-resort handler does: a library that turns its own logger up (websockets at
     INFO) is not heard below it."""
+    quiet_request_logs()
     root = logging.getLogger()
     if root.handlers:
         return
@@ -48,3 +49,13 @@ def log_to_stderr(level: int | str, fmt: str) -> None:
     handler.setLevel(level)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def quiet_request_logs() -> None:
+    """httpx logs each request at INFO with its whole URL, which may carry credentials (a
+    collector's ``user:pw@`` or ``?api_key=``, a provider's ``?key=``): one line a request
+    drowns a process's own and leaks what the URL holds. Only its warnings are heard, unless
+    its level was set already (by an embedding program, or ``logging`` configuration)."""
+    httpx_log = logging.getLogger("httpx")
+    if httpx_log.level == logging.NOTSET:
+        httpx_log.setLevel(logging.WARNING)

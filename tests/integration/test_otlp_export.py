@@ -14,8 +14,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +201,56 @@ with titan.trace.run("offline-agent") as run:
         assert "ConnectError" in status["last_error"]
     finally:
         cluster.stop()
+
+
+class _Collector(ThreadingHTTPServer):
+    """A collector that takes every batch, keeping each request's path and headers."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                collector.requests.append((self.path, dict(self.headers)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_credentials_in_the_endpoint_reach_the_collector_but_no_viewer_or_log(
+        tmp_path: Path) -> None:
+    collector = _Collector()
+    port = collector.server_address[1]
+    endpoint = f"http://user:pw-secret@127.0.0.1:{port}/v1/traces?api_key=K-secret"
+    cluster = Cluster(tmp_path, env={"TITAN_OTLP_ENDPOINT": endpoint})
+    try:
+        cluster.start_master()
+        run_script(cluster, '''
+import titan
+with titan.trace.run("keyed-agent"):
+    with titan.trace.action("step", inputs={"i": 1}) as a:
+        a.outputs = 1
+''')
+        wait_for(lambda: cluster.api("GET", "/otlp")["export"]["exported_spans"] >= 2,
+                 timeout=30)
+        # The collector got the query and the userinfo (as Basic auth) ...
+        path, headers = collector.requests[0]
+        assert path.startswith("/v1/traces?api_key=K-secret")
+        assert headers["Authorization"].startswith("Basic ")
+        # ... a viewer sees the endpoint without them, and the log never names them.
+        viewer = cluster.api("POST", "/tokens", {"role": "viewer"})["token"]
+        shown = cluster.api("GET", "/otlp", token=viewer)["export"]["endpoint"]
+        assert shown == f"http://127.0.0.1:{port}/v1/traces"
+        log = cluster.log()
+        assert "secret" not in log and "HTTP Request" not in log
+    finally:
+        cluster.stop()
+        collector.shutdown()

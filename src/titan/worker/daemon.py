@@ -380,9 +380,6 @@ def run_worker(master_url: str | Sequence[str], token: str | None, capabilities:
         log_to_stderr(logging.WARNING, "%(message)s")
     # The WebSocket library logs every header at DEBUG, the worker's credential included.
     logging.getLogger("websockets").setLevel(logging.INFO)
-    httpx_log = logging.getLogger("httpx")
-    if httpx_log.level == logging.NOTSET:
-        httpx_log.setLevel(logging.WARNING)  # one INFO line per request drowns the worker's own
     try:
         worker = Worker(master_url, token, capabilities, slots, workdir, burst=burst,
                         name=name, kill_grace=kill_grace, sandbox=sandbox, run_as=run_as,

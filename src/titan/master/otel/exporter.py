@@ -91,7 +91,7 @@ class Exporter:
     def stats(self) -> Row:
         with self._cond:
             queued = self._queued_spans
-        return {"endpoint": self.settings.url, "mode": self.settings.mode,
+        return {"endpoint": self.settings.shown_url, "mode": self.settings.mode,
                 "content": self.settings.content, **self.counts, "queued_spans": queued,
                 "last_error": self.last_error}
 
@@ -204,7 +204,7 @@ class Exporter:
             if error is None:
                 self.counts["exported_spans"] += len(batch)
                 if self._failing:
-                    log.info("OTLP export to %s works again", self.settings.url)
+                    log.info("OTLP export to %s works again", self.settings.shown_url)
                     self._failing = False
                 return
             self.counts["failed_requests"] += 1
@@ -216,7 +216,7 @@ class Exporter:
         self.counts["dropped_spans"] += len(batch)
         if not self._failing:
             log.warning("OTLP export to %s failed (%s): spans are dropped until it works "
-                        "(counted in GET /api/v1/otlp)", self.settings.url, error)
+                        "(counted in GET /api/v1/otlp)", self.settings.shown_url, error)
             self._failing = True
 
     def _post(self, body: bytes) -> tuple[str | None, bool]:
@@ -225,7 +225,8 @@ class Exporter:
         try:
             reply = self._client.post(self.settings.url, content=body)
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"[:500], True
+            said = str(exc).replace(self.settings.url, self.settings.shown_url)
+            return f"{type(exc).__name__}: {said}"[:500], True
         if reply.status_code < 300:
             return None, False
         text = reply.text[:300].strip()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from titan.errors import ConfigError
 from titan.storage.base import Row
@@ -63,6 +63,13 @@ class ExportSettings:
                                   "which the exporter's requests cannot carry")
             pairs[name] = text
         return cls(url, mode, flag in ("on", "1", "true"), pairs)
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as the API and the log show it: without its userinfo and its query, where
+        credentials may be (docs/opentelemetry.md says to put them in TITAN_OTLP_HEADERS)."""
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
     def wants(self, run: Row) -> bool:
         if self.mode == "all":
