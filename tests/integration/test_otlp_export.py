@@ -243,7 +243,7 @@ with titan.trace.run("keyed-agent"):
                  timeout=30)
         # The collector got the query and the userinfo (as Basic auth) ...
         path, headers = collector.requests[0]
-        assert path.startswith("/v1/traces?api_key=K-secret")
+        assert path == "/v1/traces?api_key=K-secret"
         assert headers["Authorization"].startswith("Basic ")
         # ... a viewer sees the endpoint without them, and the log never names them.
         viewer = cluster.api("POST", "/tokens", {"role": "viewer"})["token"]

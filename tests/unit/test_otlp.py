@@ -516,7 +516,10 @@ def test_settings() -> None:
     assert s.wants({"tags": ["otlp"]}) and s.wants({"tags": {"otlp": True}})
     assert not s.wants({"tags": ["other"]}) and not s.wants({"tags": None})
     assert ExportSettings.parse(None, "bogus", None, None) is None
-    for bad in (("ftp://x", None, None, None), ("http://x", "some", None, None),
+    for bad in (("ftp://x", None, None, None), ("http://", None, None, None),
+                ("https:///v1/traces", None, None, None), ("http://[x]:1", None, None, None),
+                ("http://c:99999", None, None, None),
+                ("collector:4318", None, None, None), ("http://x", "some", None, None),
                 ("http://x", None, "novalue", None), ("http://x", None, None, "maybe"),
                 # what no request can carry: it failed every export, after a clean start
                 ("http://x", None, "a b=c", None), ("http://x", None, "k=v%0d%0aX:%201", None),
@@ -525,6 +528,19 @@ def test_settings() -> None:
             ExportSettings.parse(*bad)
     assert ExportSettings.parse("http://x", None, "k=a%09b", None).headers == {"k": "a\tb"}
     assert hold_seconds(None) == 120.0 and hold_seconds("5") == 5.0
+
+
+@pytest.mark.parametrize(("endpoint", "url"), [
+    ("http://c:4318", "http://c:4318/v1/traces"),
+    ("http://c:4318?k=v", "http://c:4318/v1/traces?k=v"),
+    ("http://c:4318/?k=v", "http://c:4318/v1/traces?k=v"),
+    ("https://c/otel/v1/traces?k=v&x=%20", "https://c/otel/v1/traces?k=v&x=%20"),
+    ("http://u:p@c:4318/api/?k=v#frag", "http://u:p@c:4318/api/v1/traces?k=v"),
+])
+def test_the_endpoint_gets_its_path_before_its_query(endpoint: str, url: str) -> None:
+    s = ExportSettings.parse(endpoint, None, None, None)
+    assert s is not None and s.url == url
+    assert s.shown_url == url.split("?")[0].replace("u:p@", "")
     with pytest.raises(ConfigError):
         hold_seconds("-1")
 

@@ -33,11 +33,20 @@ class ExportSettings:
         """None when no endpoint is set; ConfigError for a setting that cannot work."""
         if not endpoint:
             return None
-        if not endpoint.startswith(("http://", "https://")):
-            raise ConfigError(f"TITAN_OTLP_ENDPOINT must be an http(s) URL, got {endpoint!r}")
-        url = endpoint.rstrip("/")
-        if not url.endswith("/v1/traces"):  # a base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is
-            url += "/v1/traces"
+        try:
+            parts = urlsplit(endpoint.strip())
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (
+                parts.port is None or parts.port > 0)
+        except ValueError:  # a bracketed host that is no IPv6 address, a port out of range
+            ok = False
+        if not ok:
+            raise ConfigError("TITAN_OTLP_ENDPOINT must be an http(s) URL with a host, "
+                              f"got {endpoint!r}")
+        path = parts.path.rstrip("/")
+        if not path.endswith("/v1/traces"):  # a base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is
+            path += "/v1/traces"
+        # The query stays after the path (a collector's ?api_key=); a fragment is never sent.
+        url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
         mode = (mode or "all").strip().lower()
         if mode not in MODES:
             raise ConfigError(f"TITAN_OTLP_EXPORT must be one of {', '.join(MODES)}, "
