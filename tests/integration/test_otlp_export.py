@@ -9,6 +9,7 @@ Without Phoenix these tests skip, except under CI=true, where they are mandatory
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 
 from tests.conftest import IN_CI, free_port
 from tests.integration.harness import Cluster, isolated_cluster
@@ -208,12 +212,16 @@ class _Collector(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.spans: list[Any] = []
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 collector.requests.append((self.path, dict(self.headers)))
+                request = ExportTraceServiceRequest.FromString(body)
+                collector.spans.extend(s for r in request.resource_spans
+                                       for scope in r.scope_spans for s in scope.spans)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -251,6 +259,48 @@ with titan.trace.run("keyed-agent"):
         assert shown == f"http://127.0.0.1:{port}/v1/traces"
         log = cluster.log()
         assert "secret" not in log and "HTTP Request" not in log
+    finally:
+        cluster.stop()
+        collector.shutdown()
+
+
+def test_an_imported_trace_goes_out_again_with_its_agents_and_errors(tmp_path: Path) -> None:
+    collector = _Collector()
+    cluster = Cluster(tmp_path, env={
+        "TITAN_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}"})
+    trace = "7c1e" + "0" * 27 + "1"
+
+    def kv(key: str, value: str) -> dict[str, Any]:
+        return {"key": key, "value": {"stringValue": value}}
+
+    def span(sid: str, parent: str | None, name: str, agent: str, **extra: Any) -> Any:
+        return {"traceId": trace, "spanId": sid, "name": name, "kind": 1,
+                "startTimeUnixNano": str(time.time_ns()),
+                "endTimeUnixNano": str(time.time_ns() + 10**6),
+                "attributes": [kv("gen_ai.operation.name", "invoke_agent"),
+                               kv("gen_ai.agent.name", agent)],
+                **({"parentSpanId": parent} if parent else {}), **extra}
+    body = {"resourceSpans": [{"resource": {"attributes": [kv("service.name", "rt")]},
+                               "scopeSpans": [{"spans": [
+        span("00000000000000a1", None, "invoke_agent boss", "boss",
+             status={"code": 2, "message": "it broke"}),
+        span("00000000000000a2", "00000000000000a1", "invoke_agent researcher",
+             "researcher")]}]}]}
+    try:
+        cluster.start_master()
+        reply = httpx.post(f"{cluster.url}/v1/traces", content=json.dumps(body), timeout=30,
+                           headers={"Authorization": f"Bearer {cluster.admin_token}",
+                                    "Content-Type": "application/json"})
+        assert reply.status_code == 200, reply.text
+        wait_for(lambda: len(collector.spans) >= 2, timeout=30)
+        out = {s.name: s for s in collector.spans}
+        for name, agent in (("invoke_agent boss", "boss"),
+                            ("invoke_agent researcher", "researcher")):
+            attrs = {a.key: a.value.string_value for a in out[name].attributes}
+            assert (attrs["gen_ai.operation.name"], attrs["gen_ai.agent.name"],
+                    attrs["openinference.span.kind"]) == ("invoke_agent", agent, "AGENT")
+        assert out["invoke_agent boss"].status.message == "it broke"
+        assert out["invoke_agent boss"].trace_id.hex() == trace
     finally:
         cluster.stop()
         collector.shutdown()

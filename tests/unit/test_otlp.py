@@ -311,6 +311,34 @@ def test_an_imported_trace_goes_out_in_its_own_shape() -> None:
     assert native.parent_span_id == ids.run_span_id("run-1")
 
 
+def test_an_imported_traces_agents_and_errors_go_out_as_they_came() -> None:
+    # Exported again, its invoke_agent spans went out as CHAIN spans without the operation
+    # or the agent's name, and "it broke" as "Error: it broke".
+    run_id = ids.run_id_of_trace(TRACE)
+    genai = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "boss"}
+    sent = [span("00000000000000b1", None, "invoke_agent boss", attrs=genai, error="it broke"),
+            span("00000000000000b2", "00000000000000b1", "researcher", attrs=AGENT),
+            span("00000000000000b3", "00000000000000b2", "plan")]
+    actors = ["rt", "rt/boss", "rt/boss/researcher"]
+    pairs = enumerate(zip(sent, actors, strict=True))
+    rows = parse_actions({"actions": [incoming.action_of(s, actor, i, fixed_price)
+                                      for i, (s, actor) in pairs]}, now=T0)
+    boss, researcher, plan = (outgoing.action_span(run_id, "rt", r, content=False)
+                              for r in rows)
+    got = {kv.key: kv.value.string_value for kv in boss.attributes}
+    assert (got["gen_ai.operation.name"], got["gen_ai.agent.name"],
+            got["openinference.span.kind"]) == ("invoke_agent", "boss", "AGENT")
+    assert boss.name == "invoke_agent boss"
+    assert (boss.status.code, boss.status.message) == (wire.STATUS_ERROR, "it broke")
+    got = {kv.key: kv.value.string_value for kv in researcher.attributes}
+    assert (got["gen_ai.agent.name"], got["openinference.span.kind"]) == ("researcher", "AGENT")
+    got = {kv.key: kv.value.string_value for kv in plan.attributes}
+    assert got["openinference.span.kind"] == "CHAIN" and "gen_ai.agent.name" not in got
+    # A run of Titan's own still says the error's type in its status.
+    native = outgoing.action_span("run-1", "svc", dict(rows[0], actor="svc"), content=False)
+    assert native.status.message == "Error: it broke"
+
+
 # -- the receiver ------------------------------------------------------------------------------
 class FakeRuns:
     """The run service's three calls the receiver makes, checking bodies as it does."""

@@ -21,6 +21,7 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from titan.master.otel import ids
+from titan.master.otel.incoming import recorded_agent
 from titan.master.otel.wire import CLIENT, INTERNAL, STATUS_ERROR, STATUS_OK, key_values
 from titan.storage.base import Row
 from titan.trace.naming import run_aliases, stage_label
@@ -57,6 +58,10 @@ def action_span(run_id: str, agent: str, a: Row, content: bool) -> Span:
         if content:
             attrs.update({"gen_ai.tool.call.arguments": a.get("inputs"),
                           "gen_ai.tool.call.result": a.get("outputs")})
+    elif (sub_agent := recorded_agent(a.get("tags"))) is not None:
+        span_name = name  # an agent span that came in over OTLP goes out as one again
+        attrs.update({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": sub_agent,
+                      "agent.name": sub_agent, "openinference.span.kind": "AGENT"})
     else:
         span_name = name
         attrs["openinference.span.kind"] = "CHAIN"
@@ -74,7 +79,9 @@ def action_span(run_id: str, agent: str, a: Row, content: bool) -> Span:
                 end_time_unix_nano=start + max(0, int(a.get("duration_ns") or 0)),
                 attributes=key_values(attrs))
     if a["outcome"] in ("error", "blocked"):
-        _fail(span, a.get("error_type") or a["outcome"], a.get("error_message") or "")
+        # An imported span's status message goes out as it came (its type is error.type).
+        _fail(span, a.get("error_type") or a["outcome"], a.get("error_message") or "",
+              as_recorded=ids.is_imported_run(run_id))
     return span
 
 
@@ -228,9 +235,10 @@ def _actor_parent(run_id: str, agent: str, actor: str) -> bytes:
     return ids.actor_span_id(run_id, actor)
 
 
-def _fail(span: Span, kind: str, message: str) -> None:
+def _fail(span: Span, kind: str, message: str, *, as_recorded: bool = False) -> None:
+    status = message if as_recorded else f"{kind}: {message}"
     span.status.CopyFrom(Status(code=STATUS_ERROR,  # type: ignore[arg-type]
-                                message=f"{kind}: {message}"[:1000]))
+                                message=status[:1000]))
     span.attributes.extend(key_values({"error.type": kind}))
     event = span.events.add(name="exception", time_unix_nano=span.end_time_unix_nano)
     event.attributes.extend(key_values({"exception.type": kind, "exception.message": message}))
