@@ -212,6 +212,29 @@ def test_numbers_and_names_are_read_by_one_rule_whatever_their_type() -> None:
     assert (got["cost_usd"], got["cost_source"]) == (pytest.approx(0.12), "registered")
 
 
+def test_a_call_missing_a_token_count_has_no_known_cost() -> None:
+    # input_tokens=250000.5 (no count) beside output_tokens=10 was priced as 10 tokens out.
+    def row(attrs: dict[str, Any]) -> dict[str, Any]:
+        action = incoming.action_of(span("00000000000000e2", attrs=attrs), "svc", 0,
+                                    fixed_price)
+        [parsed] = parse_actions({"actions": [action]}, now=T0)
+        return parsed
+
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.provider.name": "openai"}
+    for counts in ({"gen_ai.usage.input_tokens": 250000.5, "gen_ai.usage.output_tokens": 10},
+                   {"gen_ai.usage.input_tokens": 100},
+                   {"gen_ai.usage.output_tokens": 10}):
+        got = row({**chat, **counts})
+        assert (got["cost_usd"], got["cost_source"]) == (None, "unknown"), counts
+    got = row({**chat, "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10})
+    assert (got["cost_usd"], got["cost_source"]) == (pytest.approx(1.2), "registered")
+    # An embedding has no output: its input count is all it needs.
+    got = row({"gen_ai.operation.name": "embeddings", "gen_ai.request.model": "gpt-4o-mini",
+               "gen_ai.provider.name": "openai", "gen_ai.usage.input_tokens": 100})
+    assert (got["cost_usd"], got["cost_source"]) == (pytest.approx(1.0), "registered")
+
+
 # -- the mapping out, and back ----------------------------------------------------------------
 def stored(**kw: Any) -> dict[str, Any]:
     row = {"id": "a" * 32, "parent_id": None, "actor": "bot/critic", "channel": "llm",

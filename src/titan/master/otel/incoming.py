@@ -134,7 +134,7 @@ def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hoste
         action.update(channel="llm", name="call_llm" if kind == LLM else "embeddings",
                       inputs=_llm_inputs(a), outputs=None if error else _llm_outputs(a),
                       model=_clean(model, 200) if model else None, usage=usage or None)
-        action.update(_cost(a, model, usage, price))
+        action.update(_cost(a, model, usage, price, embedding=kind == EMBEDDING))
     elif kind == TOOL:
         name = _first_str(a, "gen_ai.tool.name", "tool.name") or \
             span.name.removeprefix("execute_tool ")
@@ -224,15 +224,19 @@ def _usage(a: dict[str, Any]) -> Row:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def _cost(a: dict[str, Any], model: str | None, usage: Row, price: Pricer) -> Row:
+def _cost(a: dict[str, Any], model: str | None, usage: Row, price: Pricer, *,
+          embedding: bool = False) -> Row:
     """The span's own cost when it states one, else Titan's price for the model (the
-    registered price, LiteLLM's map, Titan's table), tried as named and with its provider."""
+    registered price, LiteLLM's map, Titan's table), tried as named and with its provider,
+    from its counts: both (a call's input and output; an embedding's input alone), else
+    unknown — a missing or unreadable count priced as 0 would be a cost too low."""
     stated = _number(a.get("llm.cost.total"))
     if stated is not None and 0 <= stated <= MAX_USD:
         return {"cost_usd": stated, "cost_source": "span"}
     # A cost past belief (negative, 1e300) is no cost stated: the call is priced from its
     # model, and a call nothing prices is unknown (an unpriced call, never $0).
-    if not model or not usage:
+    needed = ("input_tokens",) if embedding else ("input_tokens", "output_tokens")
+    if not model or any(k not in usage for k in needed):
         return {"cost_source": "unknown"}
     tokens = Usage(**{k: int(v) for k, v in usage.items()})
     provider = _first_str(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider",
