@@ -48,7 +48,7 @@ provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
 provider.add_span_processor(SimpleSpanProcessor(memory))
 OpenAIInstrumentor().instrument(tracer_provider=provider)
 tracer = provider.get_tracer("support-bot")
-client = OpenAI(base_url=llm, api_key="unused")
+client = OpenAI(base_url=llm, api_key="unused", max_retries=0)
 LOOKUP = {"type": "function", "function": {"name": "lookup_order", "parameters": {
     "type": "object", "properties": {"id": {"type": "integer"}}}}}
 
@@ -66,6 +66,11 @@ with tracer.start_as_current_span("support", attributes={
             "openinference.span.kind": "AGENT"}):
         client.chat.completions.create(
             model="fake-gpt", messages=[{"role": "user", "content": "Summarise it."}])
+    try:  # a call that fails: its span names the model only in llm.invocation_parameters
+        client.chat.completions.create(
+            model="fake-gpt", messages=[{"role": "user", "content": "Anything else?"}])
+    except Exception:
+        pass
     trace_id = format(root.get_span_context().trace_id, "032x")
 provider.force_flush()
 # OTLP exporters retry: the whole trace again must not become new actions.
@@ -103,7 +108,8 @@ def test_an_openinference_agent_becomes_a_run(cluster: Cluster) -> None:
     with serve() as llm:
         llm.queue(Reply(text="", prompt_tokens=30, completion_tokens=8,
                         tool_calls=(("call_1", "lookup_order", '{"id": 42}'),)),
-                  Reply(text="Order 42 has shipped.", prompt_tokens=12, completion_tokens=5))
+                  Reply(text="Order 42 has shipped.", prompt_tokens=12, completion_tokens=5),
+                  Reply(status=500, error="boom upstream"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         done = subprocess.run(
             [sys.executable, "-c", AGENT, cluster.url, cluster.admin_token, llm.url + "/v1"],
@@ -116,8 +122,14 @@ def test_an_openinference_agent_becomes_a_run(cluster: Cluster) -> None:
     assert (run["status"], run["agent_id"], run["tags"]) == ("completed", "support-bot",
                                                              ["otlp-import"])
     acts = actions_of(cluster, run_id)
-    assert len(acts) == 5 and run["action_count"] == 5  # the resent trace added nothing
-    by = {(a["name"], a["actor"]): a for a in acts}
+    assert len(acts) == 6 and run["action_count"] == 6  # the resent trace added nothing
+    [failed] = [a for a in acts if a["outcome"] == "error"]
+    # Its model was lost (no llm.model_name on a failed call's span): "a model with no
+    # known price" was all the run could say of it.
+    assert (failed["name"], failed["actor"], failed["model"]) == (
+        "call_llm", "support-bot/support", "fake-gpt")
+    assert failed["inputs"]["model"] == "fake-gpt" and failed["cost_source"] == "unknown"
+    by = {(a["name"], a["actor"]): a for a in acts if a is not failed}
     assert set(by) == {("support", "support-bot"), ("call_llm", "support-bot/support"),
                        ("lookup_order", "support-bot/support"),
                        ("researcher", "support-bot/support"),
@@ -145,7 +157,7 @@ def test_an_openinference_agent_becomes_a_run(cluster: Cluster) -> None:
                      headers={"Authorization": f"Bearer {cluster.admin_token}"}).json()
     assert [r["id"] for r in page["runs"]] == [run_id]
     ingest = cluster.api("GET", "/otlp")["ingest"]
-    assert ingest["duplicate_spans"] >= 5 and ingest["held_spans"] == 0
+    assert ingest["duplicate_spans"] >= 6 and ingest["held_spans"] == 0
 
 
 def genai_trace(trace: str) -> dict[str, Any]:

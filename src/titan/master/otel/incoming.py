@@ -129,7 +129,7 @@ def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hoste
     if kind in (LLM, EMBEDDING):
         model = _first_str(a, "gen_ai.response.model", "llm.response.model_name",
                            "llm.model_name", "embedding.model_name", "gen_ai.request.model",
-                           "llm.request.model_name")
+                           "llm.request.model_name") or _invoked_model(a)
         usage = _usage(a)
         action.update(channel="llm", name="call_llm" if kind == LLM else "embeddings",
                       inputs=_llm_inputs(a), outputs=None if error else _llm_outputs(a),
@@ -260,7 +260,8 @@ def _llm_inputs(a: dict[str, Any]) -> Row:
     if isinstance(system, list):
         messages = [{"role": "system", "content": text_of(system)}, *(messages or [])]
     inputs: Row = {"model": _first_str(a, "gen_ai.request.model", "llm.request.model_name",
-                                       "llm.model_name", "embedding.model_name")}
+                                       "llm.model_name", "embedding.model_name")
+                   or _invoked_model(a)}
     if messages:
         inputs["messages"] = messages
     else:
@@ -275,6 +276,14 @@ def _llm_inputs(a: dict[str, Any]) -> Row:
     params.pop("model", None)
     inputs["params"] = params
     return inputs
+
+
+def _invoked_model(a: dict[str, Any]) -> str | None:
+    """The model of ``llm.invocation_parameters`` (JSON): where OpenInference names it for a
+    call that failed, whose span has no ``llm.model_name``."""
+    params = parsed(a.get("llm.invocation_parameters"))
+    model = params.get("model") if isinstance(params, dict) else None
+    return _first_str({"model": model}, "model")
 
 
 def _llm_outputs(a: dict[str, Any]) -> Row:
