@@ -61,3 +61,35 @@ def test_a_worker_silent_after_the_clock_stepped_back_is_lost(
 def test_a_step_forward_loses_no_worker_that_heartbeats(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert swept(tmp_path, monkeypatch, 3600.0, heartbeats=True) == "live"
+
+
+def test_a_lost_worker_keeps_when_it_was_last_seen_across_a_stall(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stall (SIGSTOP of the master, a clock step) gives the workers still heard a lease to
+    speak again; one already lost or stopped is not one of them: `titan workers` showed a
+    host lost at 12:30:29 as last seen at 12:31:01, when the master resumed (a QA pass)."""
+    offset = [0.0]
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() + offset[0])
+    storage = open_storage(f"sqlite:///{tmp_path / 'titan.db'}")
+
+    async def run() -> tuple[float, float]:
+        engine = Engine(MasterConfig(lease_seconds=LEASE), storage, EventHub())
+        await engine.start()
+        try:
+            await proto.register(engine, {"worker_id": "gone", "slots": 1},
+                                 Principal(role="admin"))
+            for _ in range(40):  # silent: lost after a lease
+                if engine.sched.workers["gone"].state == "lost":
+                    break
+                await asyncio.sleep(LEASE / 10)
+            seen = engine.sched.workers["gone"].last_seen
+            offset[0] = 600.0  # the sweeper's next look sees a stall
+            await asyncio.sleep(LEASE)
+            return seen, engine.sched.workers["gone"].last_seen
+        finally:
+            await engine.stop()
+            storage.close()
+
+    before, after = asyncio.run(run())
+    assert after == before

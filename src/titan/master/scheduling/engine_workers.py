@@ -64,8 +64,11 @@ class EngineWorkers:
                 # when the wall clock stepped (NTP): when each was last seen, read on that
                 # clock, says nothing now — a step forward lost every worker at once, one
                 # back kept a dead worker live for the whole step.
+                # A worker already lost or stopped keeps when it was last heard: the list
+                # would say a dead host was seen when the master resumed.
                 for worker in self.sched.workers.values():
-                    worker.last_seen = now
+                    if worker.state in ("live", "draining"):
+                        worker.last_seen = now
                 continue
             if now >= next_prune:  # forget idempotency keys no client can still retry with
                 next_prune = now + 60.0
