@@ -396,6 +396,27 @@ def test_a_data_dir_named_with_no_master_is_an_error(tmp_path: Path,
         resolve()
 
 
+def test_a_standby_that_led_before_is_not_said_to_have_no_admin_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a failover the old leader restarts as a standby: its data dir holds standby.json
+    # and the cluster's admin token. The CLI said it "has not led yet" and held "no admin
+    # token" (a QA pass on fleets); a standby that never led still gets that message.
+    data = tmp_path / "standby"
+    data.mkdir()
+    (data / "standby.json").write_text(json.dumps(
+        {"url": "http://10.0.0.2:9090", "leader": "http://10.0.0.1:9090"}))
+    monkeypatch.setenv("TITAN_DATA_DIR", str(data))
+    with pytest.raises(ConfigError, match="that has not led yet"):
+        resolve()
+    (data / "admin.token").write_text("t" * 40)
+    with pytest.raises(ConfigError) as said:
+        resolve()
+    text = str(said.value)
+    assert "has not led yet" not in text and "no admin token" not in text, text
+    assert "leads no more" in text and "the leader, http://10.0.0.1:9090" in text
+    assert str(data / "admin.token") in text
+
+
 @pytest.mark.parametrize("timeout", [0, -1, "x", None, float("nan"), float("inf"), True])
 def test_a_timeout_that_is_no_number_of_seconds_is_a_config_error(timeout: object) -> None:
     with pytest.raises(ConfigError, match="a number above 0"):

@@ -171,8 +171,15 @@ def _no_master_in(directory: Path) -> str:
                 "there (unset it to find one elsewhere)")
     leader = standby.get("leader")
     where = f"the leader, {leader}" if isinstance(leader, str) and leader else "the leader"
+    url = standby.get("url") or "on this host"
+    if (directory / TOKEN_FILE).exists():
+        # It led before (a failover made it a standby again): its admin token is the
+        # cluster's, good on the leader — it said "has not led yet ... no admin token" (QA).
+        return (f"TITAN_DATA_DIR={directory} is the data dir of a standby master ({url}): it "
+                f"leads no more. Run this against {where}, with --master and the admin token "
+                f"this dir holds (TITAN_TOKEN=$(cat {directory / TOKEN_FILE}))")
     return (f"TITAN_DATA_DIR={directory} is the data dir of a standby master "
-            f"({standby.get('url') or 'on this host'}) that has not led yet: it holds no "
+            f"({url}) that has not led yet: it holds no "
             f"{MASTER_FILE} and no admin token. Run this against {where}: with TITAN_DATA_DIR "
             "set to the leader's data dir on its host, or with --master and a token "
             "(TITAN_TOKEN)")
