@@ -272,3 +272,48 @@ def _covers(cert: Path, names: list[str]) -> bool:
     expires = parsed.not_valid_after_utc
     return set(names) <= have and expires > datetime.datetime.now(datetime.UTC) + \
         datetime.timedelta(days=7)
+
+
+def served_problems(cert: Path, host: str | None) -> list[str]:
+    """What makes a certificate a master is about to serve fail every client: expired or not
+    yet valid, or naming none of the host its clients reach it by. A master took such a file
+    without a word, and an operator who rotated one in found out as every worker stopped (a
+    QA pass). Empty when it reads fine, or cannot be read (load_cert_chain says so)."""
+    from cryptography import x509
+
+    try:
+        parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    except (ValueError, OSError):
+        return []
+    said: list[str] = []
+    now = datetime.datetime.now(datetime.UTC)
+    if parsed.not_valid_after_utc <= now:
+        said.append(f"it expired on {parsed.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    elif parsed.not_valid_before_utc > now:
+        said.append(f"it is not valid before {parsed.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    if host and host not in ("0.0.0.0", "::"):
+        try:
+            san = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = [str(v) for v in san.get_values_for_type(x509.IPAddress)]
+            names += list(san.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            names = []
+        if not any(_name_matches(name, host) for name in names):
+            listed = ", ".join(names[:5]) or "no subjectAltName"
+            said.append(f"it is not valid for {host}, the host clients use ({listed})")
+    return said
+
+
+def _name_matches(name: str, host: str) -> bool:
+    """A certificate name against a host, as a client checks it (one wildcard label)."""
+    name, host = name.lower().rstrip("."), host.lower().strip("[]").rstrip(".")
+    if name == host:
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return False  # an address matches only itself
+    except ValueError:
+        pass
+    if name.startswith("*.") and "." in host:
+        return host.split(".", 1)[1] == name[2:]
+    return False

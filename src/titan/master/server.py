@@ -12,6 +12,7 @@ import ssl
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -182,6 +183,11 @@ def _preflight(config: MasterConfig, storage: Any, *, standby: bool = False) -> 
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(f"TLS: cannot use {config.tls_cert} with {config.tls_key} "
                               f"(a PEM certificate and its key?): {exc}") from None
+        from titan.client.tls import served_problems
+
+        for problem in served_problems(Path(config.tls_cert), urlsplit(config.public_url).hostname):
+            log.warning("TLS: %s: %s; every client and worker will refuse it", config.tls_cert,
+                        problem)
     try:
         blobs = open_blob_store(config.blob_settings(), storage, announce=False)
     except ConfigError:
