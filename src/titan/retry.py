@@ -60,16 +60,25 @@ _REPLY_LOST = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 def restart_grace(env: Mapping[str, str] | None = None) -> float:
     """Seconds to keep retrying an unreachable master (``TITAN_MASTER_RESTART_GRACE``)."""
-    raw = (os.environ if env is None else env).get(GRACE_ENV)
+    return seconds_setting(GRACE_ENV, DEFAULT_GRACE, env)
+
+
+def seconds_setting(name: str, default: float, env: Mapping[str, str] | None = None, *,
+                    most: float | None = None, why: str = "") -> float:
+    """A number of seconds from the environment: ``default`` when unset or blank, else a
+    finite number from 0 (to ``most``); anything else is a ConfigError naming the setting
+    (``why``: the bound's reason, said with it)."""
+    raw = (os.environ if env is None else env).get(name)
     if raw is None or not raw.strip():
-        return DEFAULT_GRACE
+        return default
     try:
-        grace = float(raw)
+        seconds = float(raw)
     except ValueError:
-        grace = -1.0
-    if not grace >= 0 or grace == float("inf"):
-        raise ConfigError(f"{GRACE_ENV} must be a number of seconds >= 0 (got {raw!r})")
-    return grace
+        seconds = -1.0
+    if not 0 <= seconds < float("inf") or (most is not None and seconds > most):
+        bound = ">= 0" if most is None else f"from 0 to {most:g}"
+        raise ConfigError(f"{name} must be a number of seconds {bound}{why} (got {raw!r})")
+    return seconds
 
 
 def new_key() -> str:

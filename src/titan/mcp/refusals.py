@@ -12,7 +12,6 @@ the agent).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -30,8 +29,9 @@ from mcp.server.mcpserver.exceptions import (
 from pydantic import ValidationError
 
 from titan.client import TitanClient
-from titan.errors import APIError, ConfigError, NotFound, TitanError, ValidationFailed
+from titan.errors import APIError, NotFound, TitanError, ValidationFailed
 from titan.mcp import stdio
+from titan.retry import seconds_setting
 
 #: Given the HTTP request a call came in on (``None`` on stdio), the client to make it with.
 Clients = Callable[[Any], AbstractContextManager[TitanClient]]
@@ -49,18 +49,8 @@ DEFAULT_GRACE = 30.0
 
 def restart_grace(env: Mapping[str, str] | None = None) -> float:
     """``TITAN_MCP_RESTART_GRACE``: seconds, from 0 to :data:`MAX_CALL_SECONDS`."""
-    raw = (os.environ if env is None else env).get(GRACE_ENV)
-    if raw is None or not raw.strip():
-        return DEFAULT_GRACE
-    try:
-        grace = float(raw)
-    except ValueError:
-        grace = -1.0
-    if not 0 <= grace <= MAX_CALL_SECONDS:
-        raise ConfigError(f"{GRACE_ENV} must be a number of seconds from 0 to "
-                          f"{MAX_CALL_SECONDS:g} (MCP clients give up on a call after about a "
-                          f"minute), got {raw!r}")
-    return grace
+    return seconds_setting(GRACE_ENV, DEFAULT_GRACE, env, most=MAX_CALL_SECONDS,
+                           why=" (MCP clients give up on a call after about a minute)")
 
 
 class TitanServer(MCPServer):
