@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests import small_disk
-from tests.conftest import IN_CI
+from tests import moto_s3, small_disk
 from titan.errors import BlobStoreUnwritable, ConfigError, NotFound, ValidationFailed
 from titan.storage import open_storage
 from titan.storage import schema as t
@@ -49,20 +48,8 @@ class Backend:
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[str]:
     """A moto S3 server on a free port; its endpoint URL."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ModuleNotFoundError as exc:
-        message = f"moto is not installed ({exc}): pip install -e '.[dev]' to run the S3 tests"
-        if IN_CI:
-            pytest.fail(message + " — mandatory in CI")
-        pytest.skip(message)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_s3.s3_server() as server:
+        yield server.url
 
 
 @pytest.fixture
