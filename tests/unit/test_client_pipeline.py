@@ -228,3 +228,56 @@ def test_a_file_named_in_decomposed_unicode_names_its_dag_composed(tmp_path: Pat
 def test_a_pipeline_that_is_no_path_is_a_pipeline_error(path: object) -> None:
     with pytest.raises(PipelineError, match="named by its file's path"):
         load_pipeline(path)  # type: ignore[arg-type]
+
+
+MERGED = """\
+x-defaults: &defaults
+  retries: 2
+  env: {MODE: fast}
+  requirement: CPU
+x-slow: &slow
+  timeout: 3600
+  retries: 5
+jobs:
+  - <<: *defaults
+    id: extract
+    file: extract.py
+  - <<: [*slow, *defaults]
+    id: train
+    file: train.py
+    requirement: GPU
+    depends_on: extract
+"""
+
+
+def test_merge_keys_fill_in_fields_a_job_does_not_set(tmp_path: Path) -> None:
+    # The anchors-and-defaults idiom of Compose and CI files: each job takes the shared
+    # fields; its own win, and in a list of merges the first mapping wins (YAML 1.1).
+    _, (extract, train) = load_pipeline(write(tmp_path, MERGED))
+    assert (extract.retries, extract.env, extract.requirement) == (2, {"MODE": "fast"}, "CPU")
+    assert (train.retries, train.timeout, train.requirement) == (5, 3600, "GPU")
+    assert train.env == {"MODE": "fast"} and train.parents == ["extract"]
+
+
+def test_an_error_in_a_merged_field_points_at_its_anchor(tmp_path: Path) -> None:
+    exc = error(tmp_path, "x-base: &base\n  priority: high\njobs:\n"
+                          "  - <<: *base\n    id: a\n    file: a.py\n")
+    assert ":2:" in str(exc) and "'priority'" in str(exc) and exc.details["job_id"] == "a"
+
+
+def test_a_merge_of_something_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    exc = error(tmp_path, "x-l: &l [1, 2]\njobs:\n  - <<: *l\n    id: a\n    file: a.py\n")
+    assert "'<<' merges mappings only" in str(exc) and ":1:" in str(exc)
+    exc = error(tmp_path, "jobs:\n  - &j\n    id: a\n    file: a.py\n    <<: *j\n")
+    assert "merges a mapping into itself" in str(exc)
+
+
+def test_a_duplicate_field_is_still_refused_beside_a_merge(tmp_path: Path) -> None:
+    exc = error(tmp_path, "x-b: &b {retries: 1}\njobs:\n  - <<: *b\n    id: a\n"
+                          "    file: a.py\n    id: b\n")
+    assert "has the field 'id' twice" in str(exc)
+
+
+def test_an_unknown_top_level_field_says_x_fields_are_left_unread(tmp_path: Path) -> None:
+    exc = error(tmp_path, "defaults: {retries: 1}\njobs:\n  - {id: a, file: a.py}\n")
+    assert "'defaults'" in str(exc) and "x-..." in str(exc)

@@ -19,7 +19,8 @@ Job fields: ``id``, ``file``, ``args``, ``depends_on``, ``requirement``, ``prior
 ``delay``, ``affinity``, ``type``, ``port``, ``retries``, ``timeout``, ``env``, ``is_archive``,
 ``hitl_message``, ``max_wait_seconds``, ``runner``, and for ``type: SERVICE`` ``readiness``,
 ``max_restarts``, ``restart_window``, ``stop_grace``, ``ready_timeout``. ``name`` defaults to
-the file's stem. An optional ``schedule:`` block runs the DAG on a cron schedule
+the file's stem. YAML merge keys (``<<: *defaults``) fill in fields a job does not set, and
+top-level fields named ``x-...`` are left unread, a place for such anchors. An optional ``schedule:`` block runs the DAG on a cron schedule
 (:func:`load_schedule`, ``titan schedule create``); ``titan submit`` runs it once.
 
 Every mistake — bad YAML, an unknown field, a wrong type, a duplicate id, an unknown parent —
@@ -198,8 +199,11 @@ def _pipeline(reader: YamlReader, root: Node, file: Path, folder: Path | None,
             jobs_node = value_node
         elif key == "schedule":
             pass  # load_schedule's: submitting the file runs its DAG once
+        elif key.startswith("x-"):
+            pass  # an extension field (as in Compose files): a place for anchors, unread
         else:
-            raise reader.error(key_node, unknown_field(key, TOP_FIELDS), field=key)
+            raise reader.error(key_node, f"{unknown_field(key, TOP_FIELDS)} (a field named "
+                               "x-... is left unread: a place for YAML anchors)", field=key)
     if name is None:
         # Composed: a file name's normal form is the file system's doing (macOS hands out
         # 'cafe\u0301'), and names must be NFC, so 'café.yaml' was refused for an accent.

@@ -21,6 +21,8 @@ __all__ = ["ALIASES", "MAX_EXPANDED", "NULL_TAG", "YamlReader", "read_file_text"
            "unknown_field"]
 
 NULL_TAG = "tag:yaml.org,2002:null"
+#: ``<<``, YAML's merge key: ``<<: *defaults`` copies a mapping's fields into this one.
+MERGE_TAG = "tag:yaml.org,2002:merge"
 #: A value's size once its aliases are expanded, in nodes and in characters of its scalars.
 MAX_EXPANDED = 100_000
 
@@ -79,21 +81,48 @@ class YamlReader:
             raise self.error(node, f"{what} must be a list of strings")
         return [self.text(item, f"each entry of {what}") for item in node.value]
 
-    def mapping(self, node: Node, what: str) -> list[tuple[str, Node, Node]]:
-        """``(key, key_node, value_node)`` triples; duplicate and non-string keys refused."""
+    def mapping(self, node: Node, what: str, _merging: tuple[Node, ...] = ()
+                ) -> list[tuple[str, Node, Node]]:
+        """``(key, key_node, value_node)`` triples; duplicate and non-string keys refused.
+
+        Merge keys are followed as YAML 1.1 defines them (the anchors-and-defaults idiom of
+        Compose and CI files): ``<<: *defaults`` or ``<<: [*a, *b]`` adds the fields this
+        mapping does not set itself, an earlier mapping of the list winning over a later one.
+        A merged field's node keeps its own line, so an error in it points at the anchor."""
         if not isinstance(node, MappingNode):
             raise self.error(node, f"{what} must be a mapping of field: value")
         seen: set[str] = set()
         out: list[tuple[str, Node, Node]] = []
+        merged: list[tuple[str, Node, Node]] = []
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
                 raise self.error(key_node, f"{what} has a key that is not a plain name")
+            if key_node.tag == MERGE_TAG:
+                merged += self._merged(value_node, what, (*_merging, node))
+                continue
             key = str(key_node.value)
             if key in seen:
                 raise self.error(key_node, f"{what} has the field {key!r} twice")
             seen.add(key)
             out.append((key, key_node, value_node))
+        for key, key_node, value_node in merged:
+            if key not in seen:
+                seen.add(key)
+                out.append((key, key_node, value_node))
         return out
+
+    def _merged(self, node: Node, what: str, merging: tuple[Node, ...]
+                ) -> list[tuple[str, Node, Node]]:
+        sources = node.value if isinstance(node, SequenceNode) else [node]
+        fields: list[tuple[str, Node, Node]] = []
+        for source in sources:
+            if not isinstance(source, MappingNode):
+                raise self.error(source, f"{what}: '<<' merges mappings only (an alias of "
+                                         "one, '<<: *defaults', or a list of them)")
+            if any(source is outer for outer in merging):
+                raise self.error(source, f"{what}: '<<' merges a mapping into itself")
+            fields += self.mapping(source, what, merging)
+        return fields
 
 
 #: Names people reach for (the SDK's, other tools') and the field they mean.
