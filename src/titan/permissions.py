@@ -7,13 +7,20 @@ the master creates them private (umask 0o077 in its process, explicit modes here
 every start, tightens whatever someone loosened, with a WARNING naming the paths (the first
 ten, the rest counted) so the operator learns that the files were exposed (a tightened mode
 does not un-leak a copied secret).
+
+A path in them that another user owns is refused, not used (:func:`require_owned`), as
+PostgreSQL refuses a data directory it does not own: its owner may have planted it (an
+``admin.token`` whose value they chose was the live admin token) and can replace it at will
+(the database, with the signing key), and no mode this process sets takes that back.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pwd
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from titan.errors import ConfigError
@@ -62,15 +69,48 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def secure_tree(root: Path, *, warn: bool = True) -> list[Path]:
-    """Create ``root`` (0700) if missing, and tighten it and everything in it that belongs to
-    this user: directories to 0700, files to 0600 at most. Returns the paths that were looser.
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def foreign(paths: Iterable[tuple[Path, os.stat_result]], what: str) -> ConfigError | None:
+    """The error for the first of ``paths`` (with their ``lstat``) another user owns, if any."""
+    uid = os.getuid()
+    for path, st in paths:
+        if st.st_uid != uid:
+            return ConfigError(
+                f"{path} is owned by {_user(st.st_uid)}, not by {_user(uid)} who runs this "
+                f"{what}: that user could have planted what it holds or can replace it, so it "
+                f"is not used. If it is yours, `chown -R {_user(uid).split(' ')[0]} {path}`; "
+                "else choose another directory")
+    return None
+
+
+def require_owned(paths: Iterable[Path], what: str) -> None:
+    """Refuse (:class:`ConfigError`) the first existing path of ``paths`` another user owns."""
+    found: list[tuple[Path, os.stat_result]] = []
+    for path in paths:
+        try:
+            found.append((path, path.lstat()))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    error = foreign(found, what)
+    if error is not None:
+        raise error
+
+
+def secure_tree(root: Path, *, warn: bool = True, what: str = "master") -> list[Path]:
+    """Create ``root`` (0700) if missing, and tighten it and everything in it: directories to
+    0700, files to 0600 at most. Returns the paths that were looser. A path in it that another
+    user owns is a :class:`ConfigError` naming it (``what`` says who refuses it).
 
     Symbolic links are neither followed nor changed (their target is not ours to judge).
     """
     private_dir(root)
     loosened: list[Path] = []
-    uid = os.getuid()
     stack = [root]
     while stack:
         directory = stack.pop()
@@ -78,7 +118,8 @@ def secure_tree(root: Path, *, warn: bool = True) -> list[Path]:
             st = directory.lstat()
         except FileNotFoundError:
             continue
-        if st.st_uid == uid and _tighten(directory, st, DIR_MODE, warn=_said(warn, loosened)):
+        _refuse_foreign([(directory, st)], what)
+        if _tighten(directory, st, DIR_MODE, warn=_said(warn, loosened)):
             loosened.append(directory)
         try:
             entries = list(os.scandir(directory))
@@ -89,9 +130,10 @@ def secure_tree(root: Path, *, warn: bool = True) -> list[Path]:
                 est = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
+            _refuse_foreign([(Path(entry.path), est)], what)
             if stat.S_ISDIR(est.st_mode):
                 stack.append(Path(entry.path))
-            elif stat.S_ISREG(est.st_mode) and est.st_uid == uid and _tighten(
+            elif stat.S_ISREG(est.st_mode) and _tighten(
                     Path(entry.path), est, FILE_MODE, warn=_said(warn, loosened)):
                 loosened.append(Path(entry.path))
     if warn and len(loosened) > WARN_EACH:
@@ -104,6 +146,12 @@ def secure_tree(root: Path, *, warn: bool = True) -> list[Path]:
 #: Paths named one by one when a tree is tightened; the rest are counted in one line (a data
 #: dir made by an older Titan, or copied with a loose umask, has a line per blob otherwise).
 WARN_EACH = 10
+
+
+def _refuse_foreign(paths: list[tuple[Path, os.stat_result]], what: str) -> None:
+    error = foreign(paths, what)
+    if error is not None:
+        raise error
 
 
 def _said(warn: bool, loosened: list[Path]) -> bool:

@@ -79,7 +79,7 @@ from titan.master.runs.service import RunService
 from titan.master.schedules.service import Schedules
 from titan.master.scheduling.dag_retention import finish_at_start, keep_pruning
 from titan.master.scheduling.engine import Engine
-from titan.permissions import secure_files, secure_tree
+from titan.permissions import require_owned, secure_files, secure_tree
 from titan.storage import Storage, open_storage
 from titan.storage.blobs import open_blob_store
 
@@ -122,11 +122,16 @@ def open_secured_storage(config: MasterConfig) -> Storage:
     # Before anything is opened: the data dir holds what makes an admin (tokens, the key
     # that signs sessions) and must be the owner's alone (titan.permissions).
     secure_tree(config.data_path)
-    storage = open_storage(config.resolved_database_url)
     url = config.resolved_database_url
+    files: list[Path] = []
     if url.startswith("sqlite:///"):
         db = Path(url.removeprefix("sqlite:///"))
-        secure_files([db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")])
+        files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+        # Outside the data dir it was not walked: a database another user can replace holds
+        # the key that signs sessions and job tokens all the same.
+        require_owned(files, "master")
+    storage = open_storage(url)
+    secure_files(files)
     return storage
 
 

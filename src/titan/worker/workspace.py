@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from titan import errors
+from titan.permissions import require_owned
 from titan.worker.connection import MasterConnection
 from titan.worker.settings import env_number
 
@@ -188,6 +189,14 @@ class Workspace:
         except OSError as exc:  # a --workdir that is a file, or not writable: one line
             raise errors.ConfigError(f"--workdir {workdir}: cannot make the workspace there "
                                      f"({exc.strerror or exc})") from None
+        # Another user's workspace is refused, not used: they could have planted scripts or
+        # cached blobs (run without a second look) before this worker made it 0700. Its job
+        # directories are not walked: under --run-as the job user owns what jobs wrote.
+        cache = self.root / ".cache"
+        require_owned([self.root, self.shared, self.projects, cache, self.blob_cache,
+                       self.file_cache], "worker")
+        for folder in (self.blob_cache, self.file_cache):
+            require_owned(folder.rglob("*"), "worker")
         if private:
             # Jobs' scripts, archives and outputs are the worker's user's alone: another local
             # user could read them all (0755). Not under --run-as, whose job user must reach
