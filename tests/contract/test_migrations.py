@@ -59,6 +59,7 @@ ADDED: dict[int, dict[str, Any]] = {
     21: {"columns": {"blobs": ("used_at",)}},
     22: {},  # data only: a simulated call's source becomes "odyssey"
     23: {"columns": {"jobs": ("decisions",)}},
+    24: {"columns": {"tokens": ("created_by",)}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

@@ -625,6 +625,21 @@ def test_roles(cluster: Cluster, tmp_path: Path) -> None:
     assert_error(*call(cluster, "POST", "/tokens", {"role": "root"}), 400)
 
 
+def test_tokens_made_and_revoked_say_who_on_the_security_log(cluster: Cluster) -> None:
+    # A token minted with a stolen session left no trace anywhere (a security QA pass).
+    admin = cluster.client()
+    created = admin.create_token("viewer", "audit-probe")
+    listed = {t["id"]: t for t in admin.list_tokens()}
+    assert listed[created["id"]]["created_by"].startswith("admin ")
+    assert listed[created["id"]]["created_by"].endswith(" via a token")
+    assert admin.revoke_token(created["id"]) is True
+    log = cluster.log()
+    assert (f"token {created['id']} (role viewer, name 'audit-probe') created by admin "
+            in log), log[-2000:]
+    assert f"token {created['id']} revoked by admin " in log
+    assert created["token"] not in log
+
+
 def test_the_last_admin_token_is_kept(make_cluster: MakeCluster) -> None:
     """Revoked, no one could mint or revoke a token again (and a restart kept serving the
     revoked admin.token): refused until another admin token exists."""

@@ -351,9 +351,9 @@ def cmd_token(args: argparse.Namespace) -> int:
             if args.json:
                 print_json(tokens)
             else:
-                table(["ID", "ROLE", "NAME", "CREATED", "REVOKED"],
+                table(["ID", "ROLE", "NAME", "CREATED", "BY", "REVOKED"],
                        [[t.get("id"), t.get("role"), t.get("name") or "-",
-                         when(t.get("created_at")),
+                         when(t.get("created_at")), t.get("created_by") or "-",
                          when(t["revoked_at"]) if t.get("revoked_at") else "-"]
                         for t in tokens])
         elif args.token_command == "revoke":

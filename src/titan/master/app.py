@@ -60,6 +60,7 @@ from titan.master.api import (
 from titan.master.api.limits import BodyGuard
 from titan.master.api.mcp import McpEndpoint
 from titan.master.auth import tokens as auth
+from titan.master.auth.audit import Refusals
 from titan.master.auth.proofs import ProofKeys
 from titan.master.blob_gc import BlobCollector
 from titan.master.config import MasterConfig
@@ -285,8 +286,13 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
             return await render.error_page(request, err)
         return JSONResponse(err.to_body(), status_code=err.status)
 
+    refusals = Refusals()
+
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> Response:
+        if exc.status == 401:  # on the security log, a line a minute per address at most
+            refusals.refused(request.client.host if request.client else "an unknown address",
+                             f"{request.method} {request.url.path}", exc.message)
         response = await answer(request, exc)
         if isinstance(exc, MasterStopping):  # ask again in a moment, on a new connection
             response.headers["Retry-After"] = "1"

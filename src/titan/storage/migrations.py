@@ -240,6 +240,11 @@ def _gate_history(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE jobs ADD COLUMN decisions TEXT"))
 
 
+def _token_makers(conn: Connection) -> None:
+    if "created_by" not in {c["name"] for c in inspect(conn).get_columns("tokens")}:
+        conn.execute(text("ALTER TABLE tokens ADD COLUMN created_by VARCHAR(300)"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -266,6 +271,7 @@ MIGRATIONS: list[Migration] = [
     (21, "blobs: when each was last stored or vouched for (garbage collection)", _blob_use),
     (22, "evaluations: a simulated tool call's source is seed 003's odyssey", _odyssey_source),
     (23, "approval gates: the decisions a retry asked again, kept as history", _gate_history),
+    (24, "tokens: who made each one", _token_makers),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

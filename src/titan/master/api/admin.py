@@ -6,7 +6,7 @@ import secrets
 import time
 from typing import Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 import titan
@@ -22,7 +22,7 @@ from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, Admin, Caller, CtxDep, Reader
 from titan.master.api.limits import PROXY_CALL
 from titan.master.api.params import Offset
-from titan.master.auth import sessions
+from titan.master.auth import audit, sessions
 from titan.master.auth import tokens as auth
 from titan.master.scheduling.views import agent_run_view
 from titan.master_proof import proof as proof_of
@@ -109,7 +109,8 @@ async def whoami(p: Caller) -> Row:
 
 
 @router.post("/tokens", tags=["admin"], status_code=201, summary="Create a token")
-async def create_token(c: CtxDep, p: Admin, body: dict[str, Any] = Body(...)) -> Row:
+async def create_token(c: CtxDep, p: Admin, request: Request,
+                       body: dict[str, Any] = Body(...)) -> Row:
     # Unknown fields are refused before this (api/body.py): {"nmae": ...} made a token named
     # after its role.
     role = body.get("role")
@@ -125,22 +126,26 @@ async def create_token(c: CtxDep, p: Admin, body: dict[str, Any] = Body(...)) ->
     if problem is not None:
         raise ValidationFailed(problem, details={"field": "name"})
     token = auth.new_token()
+    session = _via_session(request)
     row = {"id": "tok-" + secrets.token_hex(6), "token_hash": auth.token_hash(token),
-           "role": role, "name": name, "created_at": time.time()}
+           "role": role, "name": name, "created_at": time.time(),
+           "created_by": audit.who(p, session)[:300]}
     await c.engine.run(lambda tx: tx.add_token(row))
     c.proofs.token_created()
+    audit.token_created(p, session, _address(request), row["id"], role, name)
     return {"id": row["id"], "token": token, "role": role, "name": name}
 
 
 @router.get("/tokens", tags=["admin"], summary="List tokens (never their secrets)")
 async def list_tokens(c: CtxDep, p: Admin) -> Row:
     rows = await c.engine.read(lambda tx: tx.list_tokens())
-    return {"tokens": [{k: r[k] for k in ("id", "role", "name", "created_at", "revoked_at")}
+    return {"tokens": [{k: r[k] for k in ("id", "role", "name", "created_at", "created_by",
+                                          "revoked_at")}
                        for r in rows]}
 
 
 @router.delete("/tokens/{token_id}", tags=["admin"], summary="Revoke a token")
-async def revoke_token(c: CtxDep, p: Admin, token_id: str) -> Row:
+async def revoke_token(c: CtxDep, p: Admin, request: Request, token_id: str) -> Row:
     now = time.time()
 
     def op(tx: Transaction) -> bool:
@@ -158,7 +163,16 @@ async def revoke_token(c: CtxDep, p: Admin, token_id: str) -> Row:
         raise NotFound(f"no live token {token_id!r}")
     c.tokens.clear()
     c.hub.revoked()  # its parked long-polls end now, with a 401
+    audit.token_revoked(p, _via_session(request), _address(request), token_id)
     return {"id": token_id, "revoked": True}
+
+
+def _via_session(request: Request) -> bool:
+    return "authorization" not in request.headers  # the dashboard's cookie, then
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client is not None else "an unknown address"
 
 
 @router.get("/agent-runs", tags=["agent runs"], summary="Agent runs with their stages")

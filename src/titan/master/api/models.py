@@ -317,6 +317,7 @@ class TokenView(_Open):
     role: str
     name: str
     created_at: Timestamp
+    created_by: str | None  # who made it (role, token name and id, token or session)
     revoked_at: Timestamp | None
 
 

@@ -62,6 +62,9 @@ tokens = Table(
     Column("role", String(20), nullable=False),
     Column("name", String(200), nullable=False, default=""),
     Column("created_at", Float, nullable=False),
+    # Who made it (audit.who: role, token name and id, token or session); None: the
+    # master's own (admin.token, worker.token) or made before this was kept.
+    Column("created_by", String(300)),
     Column("revoked_at", Float),
 )
 
