@@ -251,6 +251,22 @@ def test_a_job_inherits_no_credential_of_the_workers_environment() -> None:
     }
 
 
+def test_a_value_that_is_a_credential_is_not_inherited_whatever_its_name() -> None:
+    # Names the list does not cover held a GitHub token, a PEM key and a Basic credential,
+    # and jobs read them (a security QA pass): the redactor's key patterns judge values too.
+    worker = {
+        "GH_PAT": "ghp_" + "A1b2" * 9, "PRIVKEY_PEM": "-----BEGIN PRIVATE KEY-----\nMIIE",
+        "WEIRD": "Authorization: Basic dXNlcjpwYXNz", "PGPASS": "pgp",
+        "BEARER_HDR": "Bearer abcdefgh12345678", "LANG": "C.UTF-8",
+        "NOTES": "Bearer of good news", "SHORT": "sk-1", "HOME": "/home/ghp_user",
+        "KEPT_PAT": "ghp_" + "Z9y8" * 9, "TITAN_JOB_ENV_PASS": "KEPT_PAT",
+    }
+    assert inherited_env(worker) == {
+        "LANG": "C.UTF-8", "NOTES": "Bearer of good news", "SHORT": "sk-1",
+        "HOME": "/home/ghp_user", "KEPT_PAT": worker["KEPT_PAT"],
+    }
+
+
 def test_master_host_port_defaults() -> None:
     assert master_host_port("http://localhost:9090") == ("localhost", 9090)
     assert master_host_port("https://titan.example") == ("titan.example", 443)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from titan import errors
 from titan.client.tls import CA_FILE_ENV
-from titan.redaction import TOKEN_START
+from titan.redaction import BUILTIN, TOKEN_START
 
 Key = tuple[int, int]
 """(job numeric id, attempt): the fencing token of one execution."""
@@ -101,8 +101,13 @@ _TITAN_SECRETS = frozenset({
 #: Names that say "credential" (GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, PGPASSWORD, ...), and
 #: HTTP headers to send (OTEL_EXPORTER_OTLP_HEADERS, TITAN_OTLP_HEADERS: an Authorization).
 _CREDENTIAL_NAME = re.compile(
-    r"TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|AUTH|COOKIE|"
-    r"SESSION|DATABASE_URL|_DSN$|HEADERS?$", re.IGNORECASE)
+    r"TOKEN|SECRET|PASSW(OR)?D|PASS$|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|AUTH|"
+    r"COOKIE|SESSION|DATABASE_URL|_DSN$|HEADERS?$", re.IGNORECASE)
+#: A value that is a credential whatever its variable's name: a provider's key by its
+#: published prefix (ghp_, sk-, AKIA, ...), a JWT or a PEM private key (the PII redactor's
+#: ``api_key`` pattern), or an HTTP credential ("Authorization: Basic ...", "Bearer ...").
+_CREDENTIAL_VALUE = re.compile(BUILTIN["api_key"] +
+                               r"|\b(?:Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{8,}")
 #: A Titan token, whatever variable carries it (also URL-encoded or escaped:
 #: ``Bearer%20tt_...``), or a worker credential: never passed on.
 _TITAN_TOKEN_VALUE = re.compile(TOKEN_START + r"tt_[A-Za-z0-9_-]{20,}|\btw\.[^.\s]+\.[^.\s]+\.")
@@ -134,8 +139,8 @@ def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
     for name, value in environ.items():
         if name in _TITAN_SECRETS or _TITAN_TOKEN_VALUE.search(value):
             continue
-        if (_CREDENTIAL_NAME.search(name) or _PASSWORD_URL.search(value)) \
-                and name not in passed:
+        if (_CREDENTIAL_NAME.search(name) or _PASSWORD_URL.search(value)
+                or _CREDENTIAL_VALUE.search(value)) and name not in passed:
             continue
         if name == CA_FILE_ENV and value.strip():
             # Jobs start in the workspace, not the worker's directory: a relative path named
