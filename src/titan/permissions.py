@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -102,14 +103,45 @@ def require_owned(paths: Iterable[Path], what: str) -> None:
         raise error
 
 
+#: What Titan keeps in a data dir or the user config dir: only these are made private.
+OWN_NAMES = frozenset({
+    "titan.db", "titan.db-wal", "titan.db-shm", "titan.db-journal", "admin.token",
+    "worker.token", "master.json", "standby.json", "config.json", "blobs", "spool", "tls"})
+#: The temp file of an atomic write of one of them (titan.atomic: ``.<name>.<random>.tmp``).
+_ATOMIC_TEMP = re.compile(r"\.(.+)\.[A-Za-z0-9_]+\.tmp")
+
+
+def is_titans(name: str) -> bool:
+    """Whether a directory entry named ``name`` is one Titan keeps (:data:`OWN_NAMES`)."""
+    temp = _ATOMIC_TEMP.fullmatch(name)
+    return name in OWN_NAMES or (temp is not None and temp.group(1) in OWN_NAMES)
+
+
 def secure_tree(root: Path, *, warn: bool = True, what: str = "master") -> list[Path]:
-    """Create ``root`` (0700) if missing, and tighten it and everything in it: directories to
-    0700, files to 0600 at most. Returns the paths that were looser. A path in it that another
-    user owns is a :class:`ConfigError` naming it (``what`` says who refuses it).
+    """Create ``root`` (0700) if missing, and tighten it and what Titan keeps in it
+    (:data:`OWN_NAMES`, whole): directories to 0700, files to 0600 at most. Returns the paths
+    that were looser. A path among them that another user owns is a :class:`ConfigError`
+    naming it (``what`` says who refuses it).
+
+    Anything else in ``root`` is left as it is; and a directory that existed, holds things and
+    none of Titan's is refused: ``--data-dir .`` in a repository, ``~`` or ``/tmp`` took every
+    file under it to 0600 (executables and git hooks no longer ran) and a shared sticky
+    directory to 0700.
 
     Symbolic links are neither followed nor changed (their target is not ours to judge).
     """
+    existed = root.exists()
     private_dir(root)
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        names = []
+    if existed and names and not any(is_titans(n) for n in names):
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ConfigError(
+            f"{root} is not a Titan directory: it holds {shown}, and none of Titan's files. "
+            "Titan makes its directory private (0700, its files 0600), which would change "
+            "these too: give it a directory of its own, new or empty (the default is ./.titan)")
     loosened: list[Path] = []
     stack = [root]
     while stack:
@@ -126,6 +158,8 @@ def secure_tree(root: Path, *, warn: bool = True, what: str = "master") -> list[
         except OSError:
             continue
         for entry in entries:
+            if directory == root and not is_titans(entry.name):
+                continue  # not Titan's: not ours to close
             try:
                 est = entry.stat(follow_symlinks=False)
             except OSError:

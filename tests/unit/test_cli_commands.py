@@ -584,6 +584,44 @@ def test_a_loose_tree_is_tightened_with_ten_paths_named_and_the_rest_counted(
     assert said[-1].startswith(f"{42 - WARN_EACH} more paths under {root} were open")
 
 
+def test_only_titans_own_files_are_made_private(tmp_path: Path) -> None:
+    # `titan up --data-dir .` in a repository took every file under it to 0600 (scripts and
+    # git hooks stopped running) and a shared sticky directory to 0700 (a CLI QA pass).
+    import os
+
+    from titan.errors import ConfigError
+    from titan.permissions import secure_tree
+
+    repo = tmp_path / "repo"
+    (repo / "bin").mkdir(parents=True)
+    (repo / "bin" / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(repo / "bin" / "run.sh", 0o755)
+    os.chmod(repo, 0o755)
+    with pytest.raises(ConfigError, match=r"repo is not a Titan directory: it holds bin, and "
+                                          r"none of Titan's files"):
+        secure_tree(repo)
+    assert (os.stat(repo).st_mode & 0o777, os.stat(repo / "bin" / "run.sh").st_mode & 0o777) \
+        == (0o755, 0o755)
+
+    # A Titan data dir with something of the user's beside: only Titan's entries are closed.
+    data = tmp_path / "data"
+    (data / "blobs" / "ab").mkdir(parents=True)
+    for path, mode in ((data / "admin.token", 0o644), (data / "notes.txt", 0o644),
+                       (data / "blobs" / "ab" / "x", 0o644), (data / ".master.json.k3_x.tmp",
+                                                               0o644)):
+        path.write_text("x")
+        os.chmod(path, mode)
+    os.chmod(data, 0o755)
+    secure_tree(data)
+    modes = {p.name: os.stat(p).st_mode & 0o777 for p in (
+        data, data / "admin.token", data / "notes.txt", data / "blobs" / "ab" / "x",
+        data / ".master.json.k3_x.tmp")}
+    assert modes == {"data": 0o700, "admin.token": 0o600, "notes.txt": 0o644, "x": 0o600,
+                     ".master.json.k3_x.tmp": 0o600}
+    secure_tree(tmp_path / "empty")  # new, and again when empty
+    secure_tree(tmp_path / "empty")
+
+
 def test_a_job_stamped_by_a_clock_far_off_is_shown_not_a_traceback(
         capsys: pytest.CaptureFixture[str]) -> None:
     # Stamped by a master whose clock was ahead: shown as stored, its duration never negative.
