@@ -566,7 +566,12 @@ def test_settings() -> None:
     assert s.headers == {"api_key": "a b", "x": "1"} and not s.content
     assert s.wants({"tags": ["otlp"]}) and s.wants({"tags": {"otlp": True}})
     assert not s.wants({"tags": ["other"]}) and not s.wants({"tags": None})
-    assert ExportSettings.parse(None, "bogus", None, None) is None
+    assert ExportSettings.parse(None, "opt-in", "k=v", "off") is None
+    # A typo is said at start with no endpoint too, not on the day export is turned on.
+    for bad in ((None, "bogus", None, None), (None, None, "novalue", None),
+                (None, None, None, "maybe")):
+        with pytest.raises(ConfigError):
+            ExportSettings.parse(*bad)
     for bad in (("ftp://x", None, None, None), ("http://", None, None, None),
                 ("https:///v1/traces", None, None, None), ("http://[x]:1", None, None, None),
                 ("http://c:99999", None, None, None),

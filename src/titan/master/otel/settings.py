@@ -30,23 +30,9 @@ class ExportSettings:
     @classmethod
     def parse(cls, endpoint: str | None, mode: str | None, headers: str | None,
               content: str | None) -> ExportSettings | None:
-        """None when no endpoint is set; ConfigError for a setting that cannot work."""
-        if not endpoint:
-            return None
-        try:
-            parts = urlsplit(endpoint.strip())
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (
-                parts.port is None or parts.port > 0)
-        except ValueError:  # a bracketed host that is no IPv6 address, a port out of range
-            ok = False
-        if not ok:
-            raise ConfigError("TITAN_OTLP_ENDPOINT must be an http(s) URL with a host, "
-                              f"got {endpoint!r}")
-        path = parts.path.rstrip("/")
-        if not path.endswith("/v1/traces"):  # a base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is
-            path += "/v1/traces"
-        # The query stays after the path (a collector's ?api_key=); a fragment is never sent.
-        url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+        """None when no endpoint is set; ConfigError for a setting that cannot work. The
+        other settings are checked with or without an endpoint: a typo in one was found only
+        on the day export was turned on."""
         mode = (mode or "all").strip().lower()
         if mode not in MODES:
             raise ConfigError(f"TITAN_OTLP_EXPORT must be one of {', '.join(MODES)}, "
@@ -71,6 +57,22 @@ class ExportSettings:
                                   "break, a control character or a character beyond ASCII, "
                                   "which the exporter's requests cannot carry")
             pairs[name] = text
+        if not endpoint:
+            return None
+        try:
+            parts = urlsplit(endpoint.strip())
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (
+                parts.port is None or parts.port > 0)
+        except ValueError:  # a bracketed host that is no IPv6 address, a port out of range
+            ok = False
+        if not ok:
+            raise ConfigError("TITAN_OTLP_ENDPOINT must be an http(s) URL with a host, "
+                              f"got {endpoint!r}")
+        path = parts.path.rstrip("/")
+        if not path.endswith("/v1/traces"):  # a base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is
+            path += "/v1/traces"
+        # The query stays after the path (a collector's ?api_key=); a fragment is never sent.
+        url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
         return cls(url, mode, flag in ("on", "1", "true"), pairs)
 
     @property
