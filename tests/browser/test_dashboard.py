@@ -83,11 +83,13 @@ def wait_count(page: Any, selector: str, at_least: int) -> int:
 
 
 def check_common(page: Any, data_page: str) -> None:
-    """What every page carries: its name, a connected live feed, the CSRF token, the role."""
+    """What every page carries: its name, a connected live feed, the role; and the browser
+    holds the session's write key (in its storage, never in the page)."""
     page.wait_for_selector(f'body[data-page="{data_page}"]', state="attached")
     page.wait_for_selector('#live[data-state="open"]', state="attached")
-    csrf = page.get_attribute('meta[name="csrf-token"]', "content")
-    assert csrf, "no CSRF token in <meta name=csrf-token>"
+    assert page.evaluate("Titan.writeKey()"), "no write key in this origin's storage"
+    assert page.locator('meta[name="csrf-token"], meta[name="titan-write-key"]').count() == 0
+    assert page.locator("#rekey").is_hidden()
     assert page.get_attribute('meta[name="titan-role"]', "content") == "admin"
 
 
@@ -420,7 +422,7 @@ def test_cancel_retry_and_cancel_dag_buttons(cluster: Cluster, dash: Dashboard,
     page.wait_for_selector(node("hold", "CANCELLED"))
     page.wait_for_selector(node("next", "SKIPPED"))
 
-    page.click("#job-panel button[data-action=retry-job]")  # sent with the CSRF token
+    page.click("#job-panel button[data-action=retry-job]")  # sent with the write key
     page.wait_for_selector(node("hold", "RUNNING"))
     page.wait_for_selector(node("next", "PENDING"))
     # The page asks first; answered "no" the first time (the fixture accepts every dialog,

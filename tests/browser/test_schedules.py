@@ -1,6 +1,6 @@
 """The Schedules page in real Chromium against a real `titan up`: a schedule's next ticks and
-its runs arriving live, Pause and Resume and Run now from the page (the API with the CSRF
-token), and a run's DAG page naming the schedule that started it."""
+its runs arriving live, Pause and Resume and Run now from the page (the API with the session's
+write key), and a run's DAG page naming the schedule that started it."""
 
 from __future__ import annotations
 

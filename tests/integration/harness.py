@@ -3,8 +3,10 @@ workers as subprocesses, free ports, a private data dir, everything killed after
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -235,3 +237,31 @@ def shared_cluster(slots: int = 4, env: dict[str, str] | None = None) -> Any:
 
     return cluster
 
+
+
+#: The session's write key, which only the page a sign-in answers carries
+#: (dashboard/templates/signed_in.html).
+_WRITE_KEY = re.compile(r'<meta name="titan-write-key" content="([0-9a-f]+)">')
+
+
+def signed_in_reply(reply: Any) -> str:
+    """The write key of a sign-in's reply (an httpx response), after checking it is one: a
+    200 page that sets the cookie and goes on to ``next``."""
+    assert reply.status_code == 200, (reply.status_code, reply.text[:300])
+    assert "titan_session=" in reply.headers.get("set-cookie", ""), reply.headers
+    found = _WRITE_KEY.search(reply.text)
+    assert found is not None, reply.text[:300]
+    return found.group(1)
+
+
+def next_of(reply: Any) -> str:
+    """Where a sign-in's reply sends the browser on (its Continue link)."""
+    found = re.search(r'<a id="signed-in-next" href="([^"]*)">', reply.text)
+    assert found is not None, reply.text[:300]
+    return html.unescape(found.group(1))
+
+
+def sign_in(http: Any, token: str, next_: str = "/") -> str:
+    """Sign an httpx client in to the dashboard with ``token`` as the one-click link does;
+    returns the session's write key (what a browser keeps in its storage)."""
+    return signed_in_reply(http.get("/login", params={"token": token, "next": next_}))

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import fresh_postgres_database
-from tests.integration.harness import Cluster, shared_cluster
+from tests.integration.harness import Cluster, shared_cluster, sign_in
 from tests.integration.test_cli import titan
 from titan import TitanClient, TitanJob
 from titan.errors import Conflict, Forbidden
@@ -158,7 +158,7 @@ def test_a_retried_gate_keeps_who_decided_before_when_and_why(cluster: Cluster) 
         ("REJECTED", "opbob", "metrics regressed 12%"),
         ("REJECTED", "admin (titan up)", "still slow")]
     with httpx.Client(base_url=cluster.url, timeout=30) as s:  # the dashboard's job page
-        assert s.get("/login", params={"token": cluster.admin_token}).status_code == 303
+        sign_in(s, cluster.admin_token)
         page = s.get(f"/jobs/{job['id']}").text
     assert "Earlier decisions" in page and "metrics regressed 12%" in page
     assert "still slow" in page and 'class="retried-by"' in page

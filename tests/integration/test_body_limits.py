@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, sign_in
 from tests.integration.raw_http import answer, head
 from titan.errors import PayloadTooLarge
 from titan_sdk import TitanJob
@@ -151,14 +151,11 @@ def test_valid_bodies_pass_and_each_credential_kind_still_works(cl: Cluster, tmp
     # A session cookie (the dashboard) may send bodies; the CSRF check still applies after.
     import httpx
 
-    from titan.master.auth import sessions
-
     with httpx.Client(base_url=cl.url, timeout=30) as s:
-        assert s.get("/login", params={"token": cl.admin_token}).status_code == 303
+        key = sign_in(s, cl.admin_token)
         url = "/api/v1/store/values/limits:cookie"
-        assert s.put(url, json={"value": "x"}).status_code == 403  # no CSRF token
-        csrf = sessions.csrf_token(s.cookies[sessions.COOKIE])
-        assert s.put(url, json={"value": "x"}, headers={"X-CSRF-Token": csrf}).status_code == 200
+        assert s.put(url, json={"value": "x"}).status_code == 403  # no write key
+        assert s.put(url, json={"value": "x"}, headers={"X-CSRF-Token": key}).status_code == 200
 
 
 def test_worker_credentials_and_job_tokens_may_send_bodies(cl: Cluster) -> None:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.integration.harness import Cluster, shared_cluster
+from tests.integration.harness import Cluster, next_of, shared_cluster, signed_in_reply
 from titan.errors import ConfigError, ValidationFailed
 from titan_sdk import TitanClient, TitanJob
 
@@ -552,25 +552,15 @@ def test_a_second_master_on_the_same_database_is_refused(make_cluster, tmp_path:
 
 
 def test_dashboard_prints_a_working_sign_in_link(cluster: Cluster) -> None:
-    import urllib.error
-    import urllib.request
-
     link = titan(cluster, "dashboard", "/agents").stdout.strip()
     assert link.startswith(f"{cluster.url}/login?token=") and link.endswith("next=%2Fagents")
     # The page without its slash is the same page; --json gives the link as JSON.
     assert titan(cluster, "dashboard", "agents").stdout.strip() == link
     assert json.loads(titan(cluster, "dashboard", "agents", "--json").stdout)["url"] == link
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: object, **kwargs: object) -> None:
-            return None
-
-    try:
-        urllib.request.build_opener(NoRedirect).open(link, timeout=10)
-        raise AssertionError("the sign-in link did not redirect")
-    except urllib.error.HTTPError as exc:
-        assert exc.code == 303 and exc.headers["location"] == "/agents"
-        assert "titan_session=" in exc.headers["set-cookie"]
+    reply = httpx.get(link, timeout=10)
+    signed_in_reply(reply)  # the cookie, and the write key for the browser's storage
+    assert next_of(reply) == "/agents"
 
     # A token that cannot sign in (a worker's): its link answered 401, and rc was 0.
     me = cluster.api("GET", "/whoami")

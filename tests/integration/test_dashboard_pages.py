@@ -11,7 +11,13 @@ from urllib.parse import quote, urlparse
 import httpx
 import pytest
 
-from tests.integration.harness import Cluster, isolated_cluster
+from tests.integration.harness import (
+    Cluster,
+    isolated_cluster,
+    next_of,
+    sign_in,
+    signed_in_reply,
+)
 from titan import TitanJob
 from titan.master.auth import sessions
 
@@ -61,8 +67,7 @@ def bearer(cl: Cluster) -> httpx.Client:
 @contextlib.contextmanager
 def signed_in(cl: Cluster) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cl.url, timeout=30) as s:
-        r = s.get("/login", params={"token": cl.admin_token, "next": "/dags"})
-        assert r.status_code == 303, r.text
+        sign_in(s, cl.admin_token, "/dags")
         assert sessions.COOKIE in s.cookies
         yield s
 
@@ -95,13 +100,14 @@ def test_pages_redirect_to_sign_in_and_twins_answer_401(cl: Cluster) -> None:
 def test_one_click_sign_in_link_sets_the_cookie_and_drops_the_token(cl: Cluster) -> None:
     with httpx.Client(base_url=cl.url, timeout=30) as s:
         r = s.get("/login", params={"token": cl.admin_token, "next": "/agents?offset=0"})
-        assert r.status_code == 303 and r.headers["location"] == "/agents?offset=0"
+        key = signed_in_reply(r)
+        assert next_of(r) == "/agents?offset=0" and cl.admin_token not in r.text
         cookie = r.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
         page = s.get("/agents")
         assert page.status_code == 200 and 'data-page="agents"' in page.text
-        csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', page.text)
-        assert csrf and csrf.group(1) == sessions.csrf_token(s.cookies[sessions.COOKIE])
+        # The write key is in the sign-in's reply only: never in a page the cookie fetches.
+        assert key not in page.text and "csrf-token" not in page.text
         assert '<meta name="titan-role" content="admin">' in page.text
         assert cl.admin_token not in page.text
 
@@ -111,7 +117,8 @@ def test_one_click_sign_in_link_sets_the_cookie_and_drops_the_token(cl: Cluster)
 def test_sign_in_never_redirects_off_site(cl: Cluster, target: str) -> None:
     with httpx.Client(base_url=cl.url, timeout=30) as s:
         r = s.get("/login", params={"token": cl.admin_token, "next": target})
-        assert r.status_code == 303 and r.headers["location"] == "/"
+        signed_in_reply(r)
+        assert next_of(r) == "/"
 
 
 def test_another_site_cannot_sign_a_visitor_in(cl: Cluster) -> None:
@@ -134,16 +141,14 @@ def test_another_site_cannot_sign_a_visitor_in(cl: Cluster) -> None:
                        headers=away)
             assert r.status_code == 403 and sessions.COOKIE not in s.cookies, away
     with httpx.Client(base_url=cl.url, timeout=30) as s:  # its own page, by Origin alone
-        r = s.post("/login", data={"token": cl.admin_token},
-                   headers={"Origin": f"http://127.0.0.1:{cl.port}"})
-        assert r.status_code == 303, r.text
+        signed_in_reply(s.post("/login", data={"token": cl.admin_token},
+                               headers={"Origin": f"http://127.0.0.1:{cl.port}"}))
         # Confirmed on this site's own form (same-origin), or opened directly: signed in.
-        r = s.post("/login", data={"token": cl.admin_token, "next": "/store"},
-                   headers={"Sec-Fetch-Site": "same-origin"})
-        assert r.status_code == 303 and sessions.COOKIE in s.cookies
+        signed_in_reply(s.post("/login", data={"token": cl.admin_token, "next": "/store"},
+                               headers={"Sec-Fetch-Site": "same-origin"}))
     with httpx.Client(base_url=cl.url, timeout=30) as s:
-        r = s.get("/login", params={"token": cl.admin_token}, headers={"Sec-Fetch-Site": "none"})
-        assert r.status_code == 303 and sessions.COOKIE in s.cookies
+        signed_in_reply(s.get("/login", params={"token": cl.admin_token},
+                              headers={"Sec-Fetch-Site": "none"}))
 
 
 def test_bad_tokens_get_the_form_again_with_401(cl: Cluster) -> None:
@@ -161,12 +166,12 @@ def test_bad_tokens_get_the_form_again_with_401(cl: Cluster) -> None:
 def test_sign_in_form_and_sign_out(cl: Cluster) -> None:
     with httpx.Client(base_url=cl.url, timeout=30) as s:
         r = s.post("/login", data={"token": cl.admin_token, "next": "/store"})
-        assert r.status_code == 303 and r.headers["location"] == "/store"
+        key = signed_in_reply(r)
+        assert next_of(r) == "/store"
         assert s.get("/store").status_code == 200
-        assert s.post("/logout").status_code == 403  # no CSRF token: refused
+        assert s.post("/logout").status_code == 403  # no write key: refused
         assert s.post("/logout", data={"csrf_token": "0" * 40}).status_code == 403
-        csrf = sessions.csrf_token(s.cookies[sessions.COOKIE])
-        r = s.post("/logout", data={"csrf_token": csrf})
+        r = s.post("/logout", data={"csrf_token": key})
         assert r.status_code == 303 and r.headers["location"] == "/login"
         assert sessions.COOKIE not in s.cookies
         assert s.get("/store").status_code == 303
@@ -176,17 +181,17 @@ def test_signing_out_ends_the_session_even_for_a_copied_cookie(cl: Cluster) -> N
     """The cookie is an HMAC: without a server-side record, a copy taken before signing out
     would keep working for 30 days (issue 15 item 8)."""
     with httpx.Client(base_url=cl.url, timeout=30) as s:
-        assert s.get("/login", params={"token": cl.admin_token}).status_code == 303
+        key = sign_in(s, cl.admin_token)
         copied = s.cookies[sessions.COOKIE]
         with httpx.Client(base_url=cl.url, timeout=30, cookies={sessions.COOKIE: copied}) as thief:
             assert thief.get("/store").status_code == 200
             assert thief.get("/api/v1/dags").status_code == 200
-            r = s.post("/logout", data={"csrf_token": sessions.csrf_token(copied)})
+            r = s.post("/logout", data={"csrf_token": key})
             assert r.status_code == 303
             assert thief.get("/store").status_code == 303  # back to the sign-in page
             assert thief.get("/api/v1/dags").status_code == 401
         # Another session of the same token is not affected.
-        assert s.get("/login", params={"token": cl.admin_token}).status_code == 303
+        sign_in(s, cl.admin_token)
         assert s.cookies[sessions.COOKIE] != copied
         assert s.get("/store").status_code == 200
 
@@ -197,7 +202,7 @@ def test_a_plain_http_session_ends_with_the_master_that_signed_it_in(make_cluste
     back (stop 40's note)."""
     c = make_cluster().start_master()
     with httpx.Client(base_url=c.url, timeout=30) as s:
-        assert s.get("/login", params={"token": c.admin_token}).status_code == 303
+        sign_in(s, c.admin_token)
         taken = s.cookies[sessions.COOKIE]
         assert taken.split(".")[1].startswith(sessions.PROCESS_BOUND)
         assert s.get("/store").status_code == 200
@@ -212,7 +217,7 @@ def test_a_plain_http_session_ends_with_the_master_that_signed_it_in(make_cluste
         assert "max-age=0" in page.headers["set-cookie"].lower()
     with httpx.Client(base_url=c.url, timeout=30) as s:
         assert "Your session has ended" not in s.get("/login").text
-        assert s.get("/login", params={"token": c.admin_token}).status_code == 303
+        sign_in(s, c.admin_token)
         assert s.get("/store").status_code == 200
 
 
@@ -241,10 +246,10 @@ def test_cookie_sessions_call_the_api_only_with_the_csrf_header(cl: Cluster) -> 
         assert s.get("/api/v1/dags").status_code == 200
         url = "/api/v1/store/values/dash:csrf"
         assert s.put(url, json={"value": "x"}).status_code == 403
-        csrf = sessions.csrf_token(s.cookies[sessions.COOKIE])
-        r = s.put(url, json={"value": "x"}, headers={"X-CSRF-Token": csrf})
+        key = sign_in(s, cl.admin_token)
+        r = s.put(url, json={"value": "x"}, headers={"X-CSRF-Token": key})
         assert r.status_code == 200, r.text
-        assert s.delete(url, headers={"X-CSRF-Token": csrf}).status_code == 200
+        assert s.delete(url, headers={"X-CSRF-Token": key}).status_code == 200
 
 
 # -- every page, both ways in ------------------------------------------------------------------
@@ -271,7 +276,7 @@ def test_viewers_see_no_operator_buttons(cl: Cluster) -> None:
     viewer = cl.api("POST", "/tokens", {"role": "viewer", "name": "dash viewer"})["token"]
     job = cl.api("GET", "/jobs/etl/load")
     with httpx.Client(base_url=cl.url, timeout=30) as s:
-        assert s.get("/login", params={"token": viewer}).status_code == 303
+        sign_in(s, viewer)
         for path in ("/dags/DAG-etl", f"/jobs/{job['id']}"):
             page = s.get(path).text
             assert '<meta name="titan-role" content="viewer">' in page
@@ -629,8 +634,7 @@ def test_static_assets_are_served_without_auth(cl: Cluster) -> None:
 
 def test_dashboard_port_serves_the_same_pages(cl: Cluster) -> None:
     with httpx.Client(base_url=f"http://127.0.0.1:{cl.dashboard_port}", timeout=30) as s:
-        r = s.get("/login", params={"token": cl.admin_token})
-        assert r.status_code == 303
+        sign_in(s, cl.admin_token)
         assert s.get("/").status_code == 200
 
 
@@ -658,6 +662,6 @@ def test_dag_builder_page_twin_and_check(cl: Cluster) -> None:
     with signed_in(cl) as s:
         r = s.post("/dags/new/check", json=draft)
         assert r.status_code == 403 and r.json()["error"]["code"] == "csrf_failed"
-        csrf = sessions.csrf_token(s.cookies[sessions.COOKIE])
-        r = s.post("/dags/new/check", json=draft, headers={sessions.CSRF_HEADER: csrf})
+        key = sign_in(s, cl.admin_token)
+        r = s.post("/dags/new/check", json=draft, headers={sessions.CSRF_HEADER: key})
         assert r.status_code == 200 and r.json()["dag"] is not None

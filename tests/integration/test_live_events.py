@@ -17,6 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from tests.integration import harness
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.raw_http import answer
 from titan import TitanJob
@@ -122,30 +123,28 @@ def _upgrade_status(cluster: Cluster, headers: list[str]) -> int:
 
 
 @contextmanager
-def sign_in(cluster: Cluster) -> Iterator[httpx.Client]:
+def sign_in(cluster: Cluster) -> Iterator[tuple[httpx.Client, str]]:
+    """A signed-in client, and the session's write key its sign-in was handed."""
     with httpx.Client(base_url=f"http://127.0.0.1:{cluster.dashboard_port}", timeout=10) as http:
-        r = http.get("/login", params={"token": cluster.admin_token, "next": "/dags"})
-        assert r.status_code == 303 and r.headers["location"] == "/dags"
+        key = harness.sign_in(http, cluster.admin_token, "/dags")
         assert "titan_session" in http.cookies
-        yield http
+        yield http, key
 
 
 def test_session_cookie_needs_the_csrf_token_to_change_anything(cluster: Cluster) -> None:
     slow = cluster.script("slow.py", "import time\ntime.sleep(60)\n")
     cluster.client().submit_dag("csrf", [TitanJob(job_id="s", filename=slow)])
-    with sign_in(cluster) as http:
+    with sign_in(cluster) as (http, key):
         assert http.get("/api/v1/jobs/csrf/s").json()["job_id"] == "s"  # reads need no CSRF
         refused = http.post("/api/v1/jobs/csrf/s/cancel")
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
         assert http.get("/api/v1/jobs/csrf/s").json()["state"] != "CANCELLED"
-        from titan.master.auth.sessions import csrf_token
-        ok = http.post("/api/v1/jobs/csrf/s/cancel",
-                       headers={"X-CSRF-Token": csrf_token(http.cookies["titan_session"])})
+        ok = http.post("/api/v1/jobs/csrf/s/cancel", headers={"X-CSRF-Token": key})
         assert ok.status_code == 200 and ok.json()["state"] == "CANCELLED"
 
 
 def test_session_socket_refuses_another_origin(cluster: Cluster) -> None:
-    with sign_in(cluster) as http:
+    with sign_in(cluster) as (http, _):
         cookie = f"titan_session={http.cookies['titan_session']}"
     host = f"127.0.0.1:{cluster.port}"
     with connect(f"ws://{host}/api/v1/events", additional_headers={
@@ -160,7 +159,7 @@ def test_revoking_a_token_ends_its_sessions(cluster: Cluster) -> None:
     made = cluster.api("POST", "/tokens", {"role": "viewer", "name": "dave"})
     http = httpx.Client(base_url=f"http://127.0.0.1:{cluster.dashboard_port}", timeout=10)
     with http:
-        assert http.get("/login", params={"token": made["token"]}).status_code == 303
+        harness.sign_in(http, made["token"])
         assert http.get("/api/v1/dags").status_code == 200
         cluster.api("DELETE", f"/tokens/{made['id']}")
         deadline = time.time() + 15  # the token cache may hold it for a few seconds
@@ -246,10 +245,8 @@ def test_a_parked_long_poll_ends_with_its_credential(cluster: Cluster) -> None:
 def test_a_plain_form_post_carries_its_csrf_token_as_a_field(cluster: Cluster) -> None:
     slow = cluster.script("slow.py", "import time\ntime.sleep(60)\n")
     cluster.client().submit_dag("form", [TitanJob(job_id="s", filename=slow)])
-    with sign_in(cluster) as http:
+    with sign_in(cluster) as (http, key):
         refused = http.post("/api/v1/jobs/form/s/cancel", data={"csrf_token": "forged"})
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
-        from titan.master.auth.sessions import csrf_token
-        ok = http.post("/api/v1/jobs/form/s/cancel",
-                       data={"csrf_token": csrf_token(http.cookies["titan_session"])})
+        ok = http.post("/api/v1/jobs/form/s/cancel", data={"csrf_token": key})
         assert ok.status_code == 200 and ok.json()["state"] == "CANCELLED"

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from markupsafe import escape
 
-from tests.integration.harness import Cluster, isolated_cluster
+from tests.integration.harness import Cluster, isolated_cluster, sign_in
 from tests.integration.test_dashboard_pages import bearer
 from titan import TitanJob
 
@@ -76,7 +76,7 @@ def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @contextlib.contextmanager
 def signed_in(cl: Cluster) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cl.url, timeout=30) as s:
-        assert s.get("/login", params={"token": cl.admin_token}).status_code == 303
+        sign_in(s, cl.admin_token)
         yield s
 
 

@@ -1,4 +1,5 @@
-"""Dashboard session cookies: which survive a restart of the master, and which end with it."""
+"""Dashboard session cookies: which survive a restart of the master, and which end with it;
+the write key each session needs besides to change anything."""
 
 from __future__ import annotations
 
@@ -61,3 +62,26 @@ def test_a_cookie_past_ascii_is_refused_not_a_crash() -> None:
     master = _master(_Engine())
     assert sessions._verified(master, "tok-1.p00.9999999999.\xe9abc") is None
     assert sessions._verified(master, "tok-1.p00.9999999999.\ud800") is None
+
+
+def test_the_write_key_is_not_the_cookie_nor_derived_from_it_alone() -> None:
+    # The cookie reaches every port of the host; the page it fetched carried a digest of it,
+    # which changed anything (a QA pass minted an admin token). The write key is a MAC under
+    # a key of its own: per session, per master secret, and per process for a bound session.
+    import hashlib
+
+    engine = _Engine()
+    first, restarted = _master(engine), _master(engine)
+    _, plain = asyncio.run(sessions.login(first, "tt_x", lasting=False))
+    _, other = asyncio.run(sessions.login(first, "tt_x", lasting=False))
+    _, tls = asyncio.run(sessions.login(first, "tt_x", lasting=True))
+    key = sessions.write_key(first, plain)
+    assert len(key) == 40 and key not in plain
+    assert key != hashlib.sha256(b"titan-csrf:" + plain.encode()).hexdigest()[:40]
+    assert key != sessions.write_key(first, other)  # another session, another key
+    assert sessions.write_key(restarted, plain) != key  # ends with the process, as the cookie
+    assert sessions.write_key(restarted, tls) == sessions.write_key(first, tls)
+    elsewhere = _master(_Engine())
+    elsewhere.engine.secret = secrets.token_hex(32)
+    assert sessions.write_key(elsewhere, tls) != sessions.write_key(first, tls)
+    assert sessions.write_key(first, "garbled") != sessions.write_key(first, "garbled2")

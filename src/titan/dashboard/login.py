@@ -1,9 +1,17 @@
 """Signing in and out of the dashboard.
 
 ``titan up`` prints a one-click link, ``/login?token=...&next=/``, Jupyter-style: the token
-is exchanged for the session cookie and the browser is redirected at once, so the token
-leaves the address bar after one hop (the browser's history keeps the link: docs/security.md). Without a token the page is a small
-form. ``next`` is honoured only as a path on this site: an open redirect would let a crafted
+is exchanged for the session cookie, and the browser goes on at once, so the token leaves the
+address bar after one hop (the browser's history keeps the link: docs/security.md). Without a
+token the page is a small form.
+
+The reply to a sign-in is the one page that carries the session's write key
+(``master/auth/sessions.py``): a short page whose script (``static/live.js``) keeps the key in
+the origin's ``localStorage`` — every tab of the dashboard reads it there, and it outlives a
+browser restart as the cookie does — and replaces itself with ``next``. No other page has
+it, so a cookie sent to another port of the host fetches pages that give no way to write.
+Signing in again in the same browser ends the session it held before (its key may be what
+the browser lost). ``next`` is honoured only as a path on this site: an open redirect would let a crafted
 link bounce a signed-in user anywhere.
 
 A sign-in another page starts (a link or a form on it: the browser says so in
@@ -20,10 +28,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from titan.dashboard.render import html
-from titan.errors import Forbidden, Unauthorized
+from titan.errors import Unauthorized
 from titan.master.api.deps import ctx
 from titan.master.auth import sessions
-from titan.master.auth import tokens as auth
 
 router = APIRouter()
 MAX_FORM = 16 * 1024
@@ -70,11 +77,17 @@ def _from_another_site(request: Request, *, posted: bool) -> bool:
 
 async def _sign_in(request: Request, token: str, next_: str) -> Response:
     lasting = sessions.outlives_restarts(request.url.scheme, request.url.hostname)
+    c = ctx(request)
     try:
-        _, cookie = await sessions.login(ctx(request), token, lasting=lasting)
+        _, cookie = await sessions.login(c, token, lasting=lasting)
     except Unauthorized as exc:
         return _form_page(request, next_, exc.message, status=401)
-    response = RedirectResponse(next_, status_code=303)
+    previous = request.cookies.get(sessions.COOKIE)
+    if previous:
+        await sessions.logout(c, previous)
+    response = html(request, "signed_in.html", {"next": next_,
+                                                "write_key": sessions.write_key(c, cookie)},
+                    "login", None)
     sessions.set_cookie(response, cookie, secure=request.url.scheme == "https")
     return response
 
@@ -110,10 +123,9 @@ async def login_form(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     cookie = request.cookies.get(sessions.COOKIE)
     if cookie is not None:
-        sent = request.headers.get(sessions.CSRF_HEADER) or (await _form(request)).get(
-            sessions.CSRF_FIELD, "")
-        if not auth.matches(sent, sessions.csrf_token(cookie)):
-            raise Forbidden("missing or wrong CSRF token (reload the page)", code="csrf_failed")
+        # The write key, as every change: a cookie another port of the host was sent does not
+        # sign the person out.
+        await sessions.check_csrf(ctx(request), request, cookie, request.method)
         await sessions.logout(ctx(request), cookie)
     response = RedirectResponse("/login", status_code=303)
     sessions.clear_cookie(response)

@@ -166,12 +166,13 @@ def _security_headers(request: Request, response: R) -> R:
 
 
 def chrome(request: Request, p: auth.Principal | None, page: str) -> Data:
-    """What every template needs besides its data: who is signed in and the CSRF token."""
+    """What every template needs besides its data: who is signed in, and how. Never the
+    session's write key: a cookie sent to another port of the host fetches any page
+    (master/auth/sessions.py)."""
     cookie = request.cookies.get(sessions.COOKIE)
     role = p.role if p is not None else ""
     return {"page": page, "role": role, "user": (p.name or p.role) if p else "",
-            "can_operate": role in OPERATORS, "signed_in_by_cookie": cookie is not None,
-            "csrf": sessions.csrf_token(cookie) if cookie else ""}
+            "can_operate": role in OPERATORS, "signed_in_by_cookie": cookie is not None}
 
 
 def html(request: Request, template: str, data: Data, page: str,

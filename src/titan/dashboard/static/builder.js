@@ -293,9 +293,10 @@
   async function upload(file) {
     const r = await T.fetch("/api/v1/files/" + encodeURIComponent(file.name), {
       method: "PUT", body: file, credentials: "same-origin",
-      headers: { "X-CSRF-Token": T.csrf, "Content-Type": "application/octet-stream" },
+      headers: { "X-CSRF-Token": T.writeKey(), "Content-Type": "application/octet-stream" },
     });
     const body = await r.json().catch(() => null);
+    if (r.status === 403 && body && body.error && body.error.code === "csrf_failed") T.needsKey();
     if (!r.ok) throw new Error(body && body.error ? body.error.message : r.status + " " + r.statusText);
     const list = document.getElementById("builder-files");
     if (![...list.options].some((o) => o.value === body.name)) {

@@ -38,7 +38,53 @@
   });
 
   const T = (window.Titan = {});
-  T.csrf = meta("csrf-token");
+
+  /* The session's write key (master/auth/sessions.py): what a change sends besides the
+   * cookie (X-CSRF-Token). The browser sends the cookie to every port of the host — a job's
+   * service, another user's dev server — so no page a cookie can fetch carries the key: only
+   * the sign-in reply does (<meta name="titan-write-key">, then on to where the person was
+   * going). It is kept in localStorage, which belongs to this origin alone (scheme, host and
+   * port), is shared by every tab, and lasts as the cookie does; read at each use, so a
+   * sign-in in another tab serves them all. */
+  const WRITE_KEY = "titan-write-key";
+  T.writeKey = function () {
+    try { return localStorage.getItem(WRITE_KEY) || ""; } catch (e) { return ""; }
+  };
+  const handed = meta("titan-write-key");
+  if (handed) {
+    try { localStorage.setItem(WRITE_KEY, handed); } catch (e) { /* storage off: read-only */ }
+    location.replace(document.getElementById("signed-in-next").getAttribute("href"));
+  }
+  /* Without the key (site data cleared, storage off) the session reads and changes nothing:
+   * the header says so, with the way out, rather than each button failing on its own. */
+  T.needsKey = function () {
+    const link = document.getElementById("rekey");
+    if (!link) return;
+    link.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    link.hidden = false;
+  };
+  function checkKey() {
+    const link = document.getElementById("rekey");
+    if (!link) return;
+    if (T.writeKey()) link.hidden = true;
+    else T.needsKey();
+  }
+  checkKey();
+  window.addEventListener("storage", (e) => { if (e.key === WRITE_KEY || e.key === null) checkKey(); });
+  const signOut = document.querySelector("form.logout");
+  if (signOut) {
+    signOut.addEventListener("submit", (e) => {
+      const key = T.writeKey();
+      if (!key) {
+        e.preventDefault();
+        T.needsKey();
+        T.toast("This browser holds no write key for this session: sign in again, then sign out.", "error");
+        return;
+      }
+      signOut.elements.csrf_token.value = key;
+      try { localStorage.removeItem(WRITE_KEY); } catch (err) { /* nothing kept */ }
+    });
+  }
   T.role = meta("titan-role");
   T.canOperate = T.role === "admin" || T.role === "operator";
   T.TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED", "SKIPPED", "TIMED_OUT",
@@ -140,12 +186,12 @@
     return box;
   };
 
-  /* A JSON call to the API with the session cookie (and the CSRF token when it changes
+  /* A JSON call to the API with the session cookie (and the write key when it changes
    * something). Rejects with the API's error message (the error's `details` on err.details). */
   T.api = async function (method, url, body) {
     const headers = { Accept: "application/json" };
     const init = { method: method, headers: headers, credentials: "same-origin" };
-    if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = T.csrf;
+    if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = T.writeKey();
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -154,6 +200,7 @@
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
     if (r.status === 401) T.signIn();
+    if (r.status === 403 && data && data.error && data.error.code === "csrf_failed") T.needsKey();
     if (!r.ok) {
       const err = new Error(data && data.error ? data.error.message : r.status + " " + r.statusText);
       err.status = r.status;

@@ -1,6 +1,6 @@
 /* The Schedules page: pause, resume, "run now" and edit (operators), and live updates.
  *
- * A button posts to the API with the session cookie and the page's CSRF token (Titan.api),
+ * A button posts to the API with the session cookie and the session's write key (Titan.api),
  * then the table is re-read from the server. The table is also re-read when a schedule
  * changes (a tick fired, someone paused it elsewhere) or when a run it shows changes status:
  * at most once a second, and on every reconnect, since events sent meanwhile are gone.

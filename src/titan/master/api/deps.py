@@ -26,7 +26,7 @@ def ctx(request: Request) -> Ctx:
 
 async def principal(request: Request) -> auth.Principal:
     """Who is asking: a bearer token, else the dashboard's session cookie (whose requests
-    that change state must carry the CSRF token)."""
+    that change state must carry the session's write key, the CSRF token)."""
     found: auth.Principal | None = request.scope.get(PRINCIPAL)
     if found is not None:  # authenticated by the body guard before it let the body in
         return found

@@ -1,4 +1,5 @@
-"""Dashboard sessions: sign in once with a token, then a cookie; CSRF tokens for its forms.
+"""Dashboard sessions: sign in once with a token, then a cookie that reads; the write key (CSRF
+token) that changes, handed out only at sign-in.
 
 The cookie holds no secret of its own: ``<token id>.<session id>.<expiry>.<mac>``, an HMAC
 with the master's secret (kept in the database, so any master sharing it accepts the cookie).
@@ -19,10 +20,18 @@ restart, or on another master sharing the database, it is refused and the person
 again (``titan dashboard`` prints the link). Over HTTPS on a host name, where nobody else can
 answer for the master, a session lasts its 30 days across restarts and masters.
 
-A browser sends cookies with requests other sites make it send, so a request authenticated
-by the cookie that changes state must also carry the CSRF token: a digest of the cookie, put
-in the page (``<meta name="csrf-token">``) and sent back in a header or a form field. Another
-origin can neither read the page nor compute it. ``SameSite=Strict`` is the second fence.
+A browser sends cookies with requests other sites make it send, and to every port of the
+host (``SameSite=Strict`` counts every port of ``127.0.0.1`` as the same site): a job's
+service, another local user's dev server, any page on another port the signed-in person opens
+gets the cookie. So the cookie reads, and nothing more. A request authenticated by it that
+changes state must also carry the session's **write key** (the CSRF token, in the
+``X-CSRF-Token`` header or a form's ``csrf_token`` field): an HMAC of the cookie under a key of
+its own (:func:`write_key`), which the cookie does not give and no page carries. Only the
+sign-in reply hands it out (``dashboard/login.py``), and that page keeps it in the browser's
+storage for the dashboard's origin — scheme, host *and port*, which browsers do keep apart —
+from where the dashboard's script sends it. A cookie taken by another port fetches pages and
+reads the API, but cannot mint a token, cancel a job or sign the session out. The key of a
+session bound to its master process (above) is bound to it too.
 """
 
 from __future__ import annotations
@@ -50,6 +59,10 @@ CSRF_FIELD = "csrf_token"
 LIFETIME = 30 * 24 * 3600.0
 DASHBOARD_ROLES = frozenset({"admin", "operator", "viewer"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What a cookie-authenticated write without the session's write key is told.
+NO_WRITE_KEY = ("this change needs the session's write key, which only the browser that "
+                "signed in holds (in its storage for the dashboard's address): sign in again "
+                "to make changes from here")
 
 
 #: How a session id begins when the session is bound to the master process (above).
@@ -71,12 +84,12 @@ def outlives_restarts(scheme: str, host: str | None) -> bool:
         return True  # a host name
 
 
-def _key(ctx: Ctx, session_id: str) -> bytes:
+def _key(ctx: Ctx, session_id: str, use: bytes = b"titan-session") -> bytes:
     assert ctx.engine.secret is not None
     if session_id.startswith(PROCESS_BOUND):
-        return hashlib.sha256(b"titan-session-process:" + ctx.process_key + b":"
+        return hashlib.sha256(use + b"-process:" + ctx.process_key + b":"
                               + ctx.engine.secret.encode()).digest()
-    return hashlib.sha256(b"titan-session:" + ctx.engine.secret.encode()).digest()
+    return hashlib.sha256(use + b":" + ctx.engine.secret.encode()).digest()
 
 
 def _mac(key: bytes, message: str) -> str:
@@ -165,14 +178,17 @@ async def logout(ctx: Ctx, cookie: str) -> None:
     ctx.hub.revoked()  # its parked long-polls end now
 
 
-def csrf_token(cookie: str) -> str:
-    # A plain digest is enough: only a holder of the (HttpOnly) cookie can compute it, and
-    # such a holder can act anyway.
-    return hashlib.sha256(b"titan-csrf:" + cookie.encode()).hexdigest()[:40]
+def write_key(ctx: Ctx, cookie: str) -> str:
+    """The write key of the session ``cookie`` opens: what its requests that change state
+    must send besides (module docstring). Derived apart from the cookie's own MAC, so holding
+    the cookie gives nothing of it; handed out only by the sign-in reply."""
+    parts = cookie.split(".")
+    session_id = parts[1] if len(parts) == 4 else ""
+    return _mac(_key(ctx, session_id, b"titan-write-key"), cookie)
 
 
 async def check_csrf(ctx: Ctx, conn: HTTPConnection, cookie: str, method: str) -> None:
-    """A cookie-authenticated request that changes state must prove it came from our page."""
+    """A cookie-authenticated request that changes state must carry the session's write key."""
     if method in SAFE_METHODS:
         return
     sent = conn.headers.get(CSRF_HEADER)
@@ -184,8 +200,8 @@ async def check_csrf(ctx: Ctx, conn: HTTPConnection, cookie: str, method: str) -
         if len(body) <= 1 << 20:
             values = parse_qs(body.decode("latin-1")).get(CSRF_FIELD)
             sent = values[0] if values else None
-    if not sent or not auth.matches(sent, csrf_token(cookie)):
-        raise Forbidden("missing or wrong CSRF token (reload the page)", code="csrf_failed")
+    if not sent or not auth.matches(sent, write_key(ctx, cookie)):
+        raise Forbidden(NO_WRITE_KEY, code="csrf_failed")
 
 
 def same_origin(conn: HTTPConnection) -> bool:
