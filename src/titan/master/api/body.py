@@ -31,7 +31,9 @@ from pydantic import BaseModel
 
 from titan.errors import APIError, ValidationFailed
 from titan.master.api import models
+from titan.master.api.deps import PRINCIPAL, principal
 from titan.master.api.openapi import REQUESTS
+from titan.master.auth import sessions
 from titan.master.runs.ingest import action_label
 from titan.master.scheduling.validation import unknown_field
 
@@ -221,6 +223,17 @@ def _only_csrf(content_type: str | None, raw: bytes) -> bool:
     return set(fields) <= {"csrf_token"}
 
 
+async def _session_first(request: Request) -> None:
+    """A write the session cookie authenticates proves its write key before its body is read
+    or judged (master/auth/sessions.py): a cookie-only ``PUT`` with a misspelt field answered
+    ``400 unknown field`` — telling a cookie another port of the host was sent what the route
+    takes — where ``403 csrf_failed`` was due. The principal is left for the route's own
+    dependency, which then checks nothing twice."""
+    if (request.method in _WRITES and PRINCIPAL not in request.scope
+            and "authorization" not in request.headers and sessions.COOKIE in request.cookies):
+        request.scope[PRINCIPAL] = await principal(request)
+
+
 class JSONRoute(APIRoute):
     """An API route whose JSON body is parsed by :func:`loads` before FastAPI sees it.
 
@@ -243,6 +256,7 @@ class JSONRoute(APIRoute):
             what = f"{'/'.join(sorted(methods))} {self.path_format}"
 
             async def refuse_a_body(request: Request) -> Response:
+                await _session_first(request)
                 raw = await request.body()
                 if raw.strip():
                     # ``{"force": true}`` on a DAG's cancel was taken without a word.
@@ -257,6 +271,7 @@ class JSONRoute(APIRoute):
         known = _fields_of(self.path_format, methods)
 
         async def parse_first(request: Request) -> Response:
+            await _session_first(request)
             content_type = request.headers.get("content-type")
             if _is_json(content_type):
                 raw = await request.body()

@@ -15,7 +15,8 @@ from titan.master.context import Ctx
 from titan.master.events import Guard
 
 API_PREFIX = "/api/v1"
-#: Where the body guard (api/limits.py) leaves the principal it authenticated by bearer.
+#: Where the body guard (api/limits.py) leaves the principal it authenticated by bearer, and
+#: a write route (api/body.py) the one a session authenticated with its write key.
 PRINCIPAL = "titan.principal"
 
 
