@@ -37,25 +37,31 @@ from typing import Any
 
 from titan.errors import ConfigError
 
-#: Titan's own credentials: admin/operator/viewer tokens, job tokens, worker credentials.
-TITAN_TOKEN = r"tt_[A-Za-z0-9_-]{40,}|tj\.\d+\.\d+\.[0-9a-f]{32}|tw\.[^\s\"]{1,200}\.[0-9a-f]{40}"
+#: A dashboard session's cookie, ``titan_session=<token id>.<session id>.<expiry>.<mac>``
+#: (master/auth/sessions.py): it reads what its token reads, so it is a credential too.
+SESSION_COOKIE = r"tok-[0-9a-f]{4,32}\.p?[0-9a-f]{16,48}\.\d{9,12}\.[0-9a-f]{40}"
+#: Titan's own credentials: admin/operator/viewer tokens, job tokens, worker credentials,
+#: dashboard sessions.
+TITAN_TOKEN = (r"tt_[A-Za-z0-9_-]{40,}|tj\.\d+\.\d+\.[0-9a-f]{32}|tw\.[^\s\"]{1,200}\.[0-9a-f]{40}|"
+               + SESSION_COOKIE)
 #: Where an API token's ``tt_`` may start: not inside a word ("Scott_..."), but after any
 #: URL-encoded character (``token%3Dtt_``, ``Bearer%20tt_``) or a backslash escape of a
 #: JSON or repr text (``"failed\\ntt_..."``), whose last character is a letter or digit.
 TOKEN_START = (r"(?:(?<![A-Za-z0-9])|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbf0])"
                r"|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4}))")
-#: Scrubbing a log: a job or worker token is found whatever comes before it (``x``,
-#: ``Bearer_``, ``v1.`` hid one); an API token's ``tt_`` where :data:`TOKEN_START` allows.
+#: Scrubbing a log: a job or worker token or a session cookie is found whatever comes before
+#: it (``x``, ``Bearer_``, ``v1.`` hid one); an API token's ``tt_`` where :data:`TOKEN_START`
+#: allows.
 _TITAN_TOKEN = re.compile(TOKEN_START + r"tt_[A-Za-z0-9_-]{40,}|"
                           r"tj\.\d+\.\d+\.[0-9a-f]{32}|"
-                          r"tw\.[^\s\"]{1,200}\.[0-9a-f]{40}")
+                          r"tw\.[^\s\"]{1,200}\.[0-9a-f]{40}|" + SESSION_COOKIE)
 
 
 def scrub_titan_tokens(text: str) -> str:
     """``text`` with Titan's own tokens replaced: a job's output is read by every viewer, and
     a job that prints its environment (a common debugging line) printed its token, which a
     viewer could then use to submit work. Cheap when there is none (a substring test)."""
-    if "tj." not in text and "tt_" not in text and "tw." not in text:
+    if "tj." not in text and "tt_" not in text and "tw." not in text and "tok-" not in text:
         return text
     return _TITAN_TOKEN.sub("[titan token redacted]", text)
 
@@ -105,7 +111,7 @@ _AT = ("email",)
 # (every IBAN country format too: its account part is mostly digits).
 _DIGIT_GATE = r"\d[\d .()-]{4,}\d"
 _DIGITS = ("phone", "credit_card", "us_ssn", "ipv4", "iban")
-_KEY_GATE = (r"sk[-_]|A(?:KIA|SIA|Iza)|g(?:h[pousr]_|ithub_pat_|lpat-)|xox|hf_|t[tjw][_.]|eyJ"
+_KEY_GATE = (r"sk[-_]|A(?:KIA|SIA|Iza)|g(?:h[pousr]_|ithub_pat_|lpat-)|xox|hf_|t[tjw][_.]|tok-|eyJ"
              r"|-----BEGIN")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _GLOBAL_FLAGS = re.compile(r"^\(\?([imsx]+)\)")

@@ -96,6 +96,28 @@ def test_matches_are_redacted_before_storage_and_counted(cl: Cluster) -> None:
         assert value.encode() not in stored, value
 
 
+def test_a_dashboard_session_cookie_is_redacted_as_titan_tokens_are(cl: Cluster) -> None:
+    # An action whose inputs held a session cookie (a tool that was handed the browser's
+    # headers) stored it as is, for every viewer to read: it reads what its token reads.
+    import httpx
+
+    from tests.integration.harness import sign_in
+
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        sign_in(s, cl.admin_token)
+        cookie = s.cookies["titan_session"]
+    ok(cl, "POST", "/runs", {"id": "pii-cookie", "agent_id": "support"}, status=201)
+    ok(cl, "POST", "/runs/pii-cookie/actions", {"actions": [action(0, inputs={
+        "headers": f"Cookie: titan_session={cookie}; theme=dark", "raw": cookie})]})
+    stored = ok(cl, "GET", "/runs/pii-cookie/actions/1")
+    assert stored["inputs"] == {"headers": "Cookie: titan_session=[REDACTED:api_key]; theme=dark",
+                                "raw": "[REDACTED:api_key]"}
+    assert stored["pii"] == {"api_key": 2}
+    db = cl.data / "titan.db"
+    kept = b"".join(p.read_bytes() for p in (db, db.with_name("titan.db-wal")) if p.exists())
+    assert cookie.encode() not in kept
+
+
 def test_a_resent_batch_counts_its_pii_once_and_a_run_error_is_redacted(cl: Cluster) -> None:
     ok(cl, "POST", "/runs", {"id": "pii-2", "agent_id": "support"}, status=201)
     body = {"actions": [action(0, inputs={"to": EMAIL})]}

@@ -44,6 +44,10 @@ def redact(text: str, r: Redactor = ALL) -> tuple[str, dict[str, int]]:
     ("sk-proj-" + "a1" * 12, "api_key"), ("AKIAIOSFODNN7EXAMPLE", "api_key"),
     ("ghp_" + "x" * 36, "api_key"), ("xoxb-1234567890-abcdef", "api_key"),
     ("tt_" + "Z" * 43, "api_key"), ("tj.12.1." + "ab" * 16, "api_key"),
+    # A dashboard session's cookie, bound to its master process (p...) or not.
+    ("Cookie: titan_session=tok-3f9a0b1c2d4e.p" + "ab" * 12 + ".1767225600." + "c" * 40,
+     "api_key"),
+    ("tok-3f9a0b1c2d4e." + "12" * 12 + ".1767225600." + "d" * 40, "api_key"),
     ("eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.SflKxwRJSMeKKF2Q", "api_key"),
     ("-----BEGIN RSA PRIVATE KEY-----", "api_key"),
     ("host 10.20.30.40.", "ipv4"),

@@ -171,7 +171,8 @@ def test_line_splitter_cuts_long_lines_at_character_boundaries() -> None:
 
 
 @pytest.mark.parametrize("token", ["tj.12.1." + "a" * 32, "tw.w-1a2b." + "b" * 40,
-                                   "tt_" + "c" * 43])
+                                   "tt_" + "c" * 43,
+                                   "tok-3f9a0b1c2d4e.p" + "e" * 24 + ".1767225600." + "f" * 40])
 @pytest.mark.parametrize("back", [1, 3, 10, 40])
 def test_a_long_line_is_not_cut_inside_a_token(token: str, back: int) -> None:
     # Cut at 64 KiB in the middle of a token, the master's redaction (line by line) matched

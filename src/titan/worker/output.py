@@ -13,8 +13,9 @@ job printed it. What is left at end-of-file is a last line.
 from __future__ import annotations
 
 MAX_LINE = 64 * 1024
-#: Where a Titan token may start (titan.redaction), and how far one reaches at most.
-_TOKEN_STARTS = (b"tj.", b"tw.", b"tt_")
+#: Where a Titan token may start (titan.redaction: a job's, a worker's, an API token, a
+#: session cookie), and how far one reaches at most.
+_TOKEN_STARTS = (b"tj.", b"tw.", b"tt_", b"tok-")
 _TOKEN_REACH = 300
 
 
@@ -22,7 +23,9 @@ def _token_safe(buf: bytearray, start: int, cut: int) -> int:
     """``cut`` moved back before a token that may straddle it (one starting within its
     reach before the cut), when that leaves something before it."""
     low = max(start + 1, cut - _TOKEN_REACH)
-    found = [i for prefix in _TOKEN_STARTS if (i := buf.find(prefix, low, cut + 2)) >= 0]
+    # A prefix that begins before the cut and ends after it counts (its last byte past it).
+    found = [i for prefix in _TOKEN_STARTS
+             if (i := buf.find(prefix, low, cut + len(prefix) - 1)) >= 0]
     return min(found) if found else cut
 
 
