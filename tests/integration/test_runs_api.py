@@ -656,6 +656,55 @@ def test_a_run_whose_last_stage_is_partial_ends_failed_saying_why(cl: Cluster) -
     assert f"status  failed ({why})" in shown.stdout, shown.stdout + shown.stderr
 
 
+def test_a_run_driven_again_ends_with_its_new_end_and_only_its_error(cl: Cluster) -> None:
+    # One agent run driven by two processes in turn (an orchestrator resumed): the first's last
+    # stage failed, the second's completed. The run was "completed" with the first end's
+    # error ("its last stage ..._ITER1 ended FAILED"), a red "Failed:" under a green badge.
+    cl.script("ok.py", 'print("ok")')
+    cl.script("fail.py", 'raise SystemExit("boom")')
+    driver = cl.script("resumed_driver.py", """
+        import sys
+        from titan_sdk import TitanClient, TitanJob
+        rid, stage, script, *more = sys.argv[1:]
+        c = TitanClient()
+        c.submit_dag(f"{rid}_{stage}", [TitanJob(job_id="j", filename=script)],
+                     agent_run_id=rid, wait=True)
+        if "note" in more:  # an error its driver records before it ends
+            c.api("PATCH", f"/runs/{rid}", json={"error": "the sources ran out"})
+        if "raise" in more:
+            raise ValueError("no synthesis")
+    """)
+    env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+               TITAN_TOKEN=cl.admin_token)
+
+    def drive(rid: str, stage: str, script: str, *more: str) -> dict[str, Any]:
+        subprocess.run([sys.executable, driver, rid, stage, script, *more], env=env,
+                       cwd=cl.scripts, capture_output=True, text=True, timeout=120)
+        deadline = time.time() + 30
+        while (run := get_run(cl, rid))["status"] == "running" and time.time() < deadline:
+            time.sleep(0.05)
+        return run
+
+    run = drive("resumed", "ITER1", "fail.py")
+    assert (run["status"], run["error"]) == (
+        "failed", "its last stage resumed_ITER1 ended FAILED: 1 of 1 job failed"), run
+    run = drive("resumed", "SYNTH", "ok.py")
+    assert (run["status"], run["error"]) == ("completed", None), run
+    # A driver's own failure (an uncaught exception) is an end like another: the next
+    # driver's end replaces it, and its failed last stage says why it failed.
+    run = drive("resumed-2", "PLAN", "ok.py", "raise")
+    assert (run["status"], run["error"]) == ("failed", "ValueError: no synthesis"), run
+    run = drive("resumed-2", "ITER1", "fail.py")
+    assert (run["status"], run["error"]) == (
+        "failed", "its last stage resumed-2_ITER1 ended FAILED: 1 of 1 job failed"), run
+    # An error the driver recorded while the run ran is why it failed, not its stage's.
+    run = drive("resumed-2", "ITER2", "fail.py", "note")
+    assert (run["status"], run["error"]) == ("failed", "the sources ran out"), run
+    # Opened again by hand, a run no longer has the error of the end it left.
+    assert ok(cl, "PATCH", "/runs/resumed-2", {"status": "running"})["error"] is None
+    assert ok(cl, "PATCH", "/runs/resumed-2", {"status": "completed"})["error"] is None
+
+
 # ------------------------------------------------------------------------------ budgets
 
 

@@ -200,6 +200,10 @@ class RunService:
             changes = {k: v for k, v in fields.items() if k != "status"}
             if pii:
                 changes["pii"] = merge(dict(run.get("pii") or {}), pii)
+            # Ended for its process's silence, the run still takes that process's own end:
+            # it was only cut off, or paused (a laptop asleep), not killed.
+            crashed = run["status"] == RunStatus.FAILED and silent_since is None \
+                and (run["error"] or "").startswith(liveness.CRASHED)
             status = fields.get("status")
             if status == "ended":
                 # Not waiting for the caller's own DAG: it runs the driver saying so (the
@@ -208,15 +212,14 @@ class RunService:
                 status = None if derived is None else derived[0]
                 if derived is None:  # stages still run: finish when they do
                     changes["ended_at"] = fields.get("ended_at") or end
-                elif derived[1] is not None:  # its last stage failed: why, unless told
-                    changes.setdefault("error", derived[1])
+                elif derived[1] is not None and "error" not in fields \
+                        and (crashed or not run["error"]):
+                    # Its last stage failed: why, unless its driver recorded why (a running
+                    # run's error is its driver's: reopening a run clears its last end's).
+                    changes["error"] = derived[1]
             if fields.get("status") not in (None, RunStatus.RUNNING) \
                     and run["alive_at"] is not None:
                 changes["alive_at"] = None  # its process is done with it: no longer watched
-            # Ended for its process's silence, the run still takes that process's own end:
-            # it was only cut off, or paused (a laptop asleep), not killed.
-            crashed = run["status"] == RunStatus.FAILED and silent_since is None \
-                and (run["error"] or "").startswith(liveness.CRASHED)
             if crashed and fields.get("status") not in (None, RunStatus.RUNNING):
                 changes.setdefault("error", None)
                 if status is None:  # its driver is done, its stages still run: as ever
@@ -228,6 +231,8 @@ class RunService:
                 changes["status"] = status
                 changes["ended_at"] = (None if status == RunStatus.RUNNING
                                        else fields.get("ended_at") or end)
+                if status == RunStatus.RUNNING:
+                    changes.setdefault("error", None)  # the error of the end it leaves
             if changes:
                 tx.update_run(run_id, changes)
                 run.update(changes)

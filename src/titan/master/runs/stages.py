@@ -11,7 +11,6 @@ import hashlib
 from collections import Counter
 
 from titan.master.runs.events import run_summary
-from titan.master.runs.liveness import CRASHED
 from titan.master.scheduling.state import (
     CANCELLED,
     EXPIRED,
@@ -43,9 +42,10 @@ def stage_submitted(tx: Transaction, run_id: str, agent_id: str | None, now: flo
     run = tx.get_run(run_id)
     assert run is not None
     if run["status"] != "running":
-        changes: Row = {"status": "running", "ended_at": None}
-        if (run.get("error") or "").startswith(CRASHED):
-            changes["error"] = None  # a driver back (a retry): the crash is not its end
+        # A driver back (a retry, a resumed orchestrator): the end it had, and the error
+        # that said why (its last stage's, a crash, its driver's own), is not its end; it
+        # ends again with its new last stage, as a retried stage's run does.
+        changes: Row = {"status": "running", "ended_at": None, "error": None}
         tx.update_run(run_id, changes)
         run.update(changes)
         return [("run_updated", run_summary(run))]
