@@ -18,6 +18,7 @@ import pytest
 from tests.browser.conftest import Dashboard
 from tests.browser.test_dashboard import check_common
 from tests.integration.harness import Cluster
+from titan import TitanJob
 
 pytestmark = pytest.mark.browser
 
@@ -105,3 +106,39 @@ def test_the_ledger_form_says_what_the_address_does_after_back(
     page.wait_for_function("() => document.querySelector('#ledger-filters input[name=run]')"
                            ".value === ''")
     assert form_state(page, "#ledger-filters") == before
+
+
+def test_the_dag_run_picker_says_the_addresss_run_after_back(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # Run 1 failed, run 2 completed. Picking #1, then Back: the address and the graph were
+    # run 2's, the picker said #1 — and relabelled #1 "#2 · COMPLETED" (it rewrote the
+    # picked option, not run 2's, when the page resynced).
+    client = cluster.client()
+    for script in (cluster.script("bh_fails.py", "raise SystemExit(1)"),
+                   cluster.script("bh_ok.py", "print('ok')")):
+        client.submit_dag("bh-picker", [TitanJob(job_id="j", filename=script)])
+        client.wait_dag("bh-picker", timeout=60)
+
+    def picker() -> list[Any]:
+        return page.eval_on_selector("#run-select", """s => [s.value,
+            [...s.options].map(o => o.textContent.trim())]""")
+
+    page.goto(dash.url("/dags/DAG-bh-picker?run=2"))
+    check_common(page, "dag")
+    assert picker() == ["2", ["#2 · COMPLETED", "#1 · FAILED"]]
+    page.select_option("#run-select", "1")
+    page.wait_for_url("**/dags/DAG-bh-picker?run=1")
+    page.wait_for_selector('#dag-status[data-status="FAILED"]')
+    check_common(page, "dag")
+    page.go_back()
+    page.wait_for_url("**/dags/DAG-bh-picker?run=2")
+    page.wait_for_selector('#dag-status[data-status="COMPLETED"]')
+    check_common(page, "dag")  # its live feed is back: the resync that relabelled has run
+    page.wait_for_function("() => document.querySelector('#run-select').value === '2'")
+    assert picker() == ["2", ["#2 · COMPLETED", "#1 · FAILED"]]
+    page.go_forward()
+    page.wait_for_url("**/dags/DAG-bh-picker?run=1")
+    page.wait_for_selector('#dag-status[data-status="FAILED"]')
+    check_common(page, "dag")
+    page.wait_for_function("() => document.querySelector('#run-select').value === '1'")
+    assert picker() == ["1", ["#2 · COMPLETED", "#1 · FAILED"]]

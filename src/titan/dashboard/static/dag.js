@@ -32,6 +32,7 @@
   view.setLayout(L);
 
   // -- header: status badge, counts, run picker -----------------------------------------------
+  const runSelect = document.getElementById("run-select");
   const counts = {};
   for (const s of state) counts[s] = (counts[s] || 0) + 1;
   function showCounts() {
@@ -47,7 +48,9 @@
     badge.textContent = status;
     const cancel = document.querySelector("button[data-action=cancel-dag]");
     if (cancel) cancel.hidden = !(status === "WAITING" || status === "RUNNING");
-    const opt = document.querySelector("#run-select option:checked");
+    // This run's option, not the picked one: after Back the picker may still hold the run
+    // picked before, until pageshow puts it back (#1 was relabelled "#2 · FAILED").
+    const opt = runSelect.querySelector('option[value="' + data.dag.run + '"]');
     if (opt) opt.textContent = "#" + data.dag.run + " · " + status;
   }
   // "running for" ticks while the DAG runs and turns to "took" once it has finished (the
@@ -68,10 +71,12 @@
     document.getElementById("dag-duration").textContent = T.duration(Math.max(0, end - started));
   }
   setInterval(() => { if (timing && !timing.dataset.finishedAt) showTiming(null); }, 1000);
-  const runSelect = document.getElementById("run-select");
   runSelect.addEventListener("change", () => {
     location.href = runSelect.dataset.base + "?run=" + encodeURIComponent(runSelect.value);
   });
+  // The picker says the address's run, after Back and Forward too: the page comes back from
+  // the back/forward cache with the run picked before leaving it (as live.js's filter forms).
+  window.addEventListener("pageshow", () => { runSelect.value = String(data.dag.run); });
 
   // -- job panel, approval banner, files -------------------------------------------------------
   const live = T.live({
