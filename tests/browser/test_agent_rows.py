@@ -1,6 +1,6 @@
 """Agent Runs rows in real Chromium against a real `titan up`: a run whose last stage was
-cancelled says why it failed, in the Runs page's words; and a run id is never taken for one
-of the page's own element ids.
+cancelled says why it failed, in the Runs page's words; a run id is never taken for one of
+the page's own element ids; and a link to a run finds it on whichever page holds it.
 """
 
 from __future__ import annotations
@@ -104,3 +104,37 @@ def test_a_run_id_that_is_one_of_the_pages_ids_keeps_its_row(
             assert page.locator(".agent-run.targeted").count() == 1
     finally:
         flag.touch()
+
+
+def test_a_link_to_a_run_off_the_first_page_opens_its_page_and_outlines_it(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # /agents#run-<id> (dashboard.md, "URLs and keys") found nothing once newer runs had
+    # pushed the run off the first page, and /agents?run=<id> opened its page without
+    # scrolling to it or outlining it. (limit=2 stands for the 50 a page holds by default.)
+    ok = cluster.script("ok.py", OK)
+    client = cluster.client()
+    for run_id in ("OFFPAGE_old", "OFFPAGE_new1", "OFFPAGE_new2"):
+        client.submit_dag(f"{run_id}_PLAN", [TitanJob("plan", ok)], agent_run_id=run_id,
+                          wait=True, timeout=60)
+    page.set_viewport_size({"width": 1000, "height": 300})
+    row = '.agent-run[data-run-id="OFFPAGE_old"]'
+    for link in ("/agents?limit=2#run-OFFPAGE_old", "/agents?limit=2#OFFPAGE_old",
+                 "/agents?limit=2&run=OFFPAGE_old"):
+        page.goto(dash.url("/dags"))
+        page.goto(dash.url(link))
+        check_common(page, "agents")
+        page.wait_for_selector(row + ".targeted")
+        assert "run=OFFPAGE_old" in page.url and "limit=2" in page.url, (link, page.url)
+        assert page.locator(".agent-run.targeted").count() == 1
+        top, bottom = page.eval_on_selector(row, "e => [e.getBoundingClientRect().top, "
+                                                 "e.getBoundingClientRect().bottom]")
+        assert 0 <= top < 300, (link, top, bottom)  # scrolled to
+    # Another run's link, followed on this page, opens that run's page.
+    page.evaluate("location.hash = 'run-OFFPAGE_new2'")
+    page.wait_for_selector('.agent-run.targeted[data-run-id="OFFPAGE_new2"]')
+    assert "run=OFFPAGE_new2" in page.url
+    # A run that does not exist is said so, and the page stays.
+    page.goto(dash.url("/agents?limit=2#run-OFFPAGE_none"))
+    page.wait_for_selector("#toast:not([hidden])")
+    assert page.inner_text("#toast") == 'no agent run "OFFPAGE_none"'
+    assert page.url.endswith("/agents?limit=2#run-OFFPAGE_none")

@@ -51,10 +51,15 @@
   }
   /* The run /agents#run-<id> names stays outlined: CSS :target alone let go of it once a
    * refresh replaced the row it had matched (dashboard.md: the page scrolls to and outlines
-   * it). A link from before the prefix, /agents#<id>, still finds its run. */
+   * it). A link from before the prefix, /agents#<id>, still finds its run; with no hash,
+   * the run ?run=<id> opened this page for is the one. */
+  const focus = box.dataset.focus || "";
+  function hashed() {
+    try { return decodeURIComponent(location.hash.slice(1)); } catch (err) { return ""; }
+  }
   function targeted() {
-    let hash;
-    try { hash = decodeURIComponent(location.hash.slice(1)); } catch (err) { return ""; }
+    const hash = hashed();
+    if (!hash) return focus;
     return hash.startsWith(ROW) && rowOf(hash.slice(ROW.length)) ? hash.slice(ROW.length) : hash;
   }
   function outline(scroll) {
@@ -62,6 +67,28 @@
     for (const row of box.querySelectorAll(".agent-run")) row.classList.toggle("targeted", row.dataset.runId === id);
     const row = id && rowOf(id);
     if (scroll && row) row.scrollIntoView();  // the browser finds only #run-<id> itself
+    else if (scroll && id) findElsewhere(hashed());
+  }
+  /* A run the hash names that is not on this page (newer runs pushed it off the first): open
+   * the page that holds it, as ?run=<id> does, instead of scrolling to nothing. */
+  async function findElsewhere(hash) {
+    // #run-<id>; or a run whose own id begins with "run-", linked the old way (#<id>).
+    for (const id of hash.startsWith(ROW) ? [hash.slice(ROW.length), hash] : [hash]) {
+      if (id === focus) return;  // this is its page, opened for it: never go round again
+      try {
+        await T.getJSON("/agents.json?limit=1&stages=" + stages + "&run=" + encodeURIComponent(id));
+      } catch (err) {
+        if (err.status === 404) continue;
+        return;  // the master is not answering: the page stays as it is
+      }
+      if (hashed() !== hash) return;  // the user went elsewhere meanwhile
+      const q = new URLSearchParams(location.search);
+      q.delete("offset");
+      q.set("run", id);
+      location.replace("/agents?" + q + "#" + ROW + encodeURIComponent(id));
+      return;
+    }
+    T.toast("no agent run " + JSON.stringify(hash.startsWith(ROW) ? hash.slice(ROW.length) : hash), "error");
   }
   window.addEventListener("hashchange", () => outline(true));
   outline(true);
