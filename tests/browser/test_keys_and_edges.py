@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import Dashboard
-from tests.browser.test_dashboard import OK, SERVES, WAIT_FOR_FLAG, node
+from tests.browser.test_dashboard import FAILS, OK, SERVES, WAIT_FOR_FLAG, node
 from tests.integration.harness import Cluster
 from titan import TitanJob
 
@@ -107,6 +107,7 @@ def test_long_unbroken_names_do_not_widen_the_pages(cluster: Cluster, dash: Dash
         if scroll > client:
             wide[path[:20]] = scroll
     wide.update(ids_and_names_wide(cluster, dash, page))
+    wide.update(stages_wide(cluster, dash, page))
     assert not wide, f"wider than the {client} px window: {wide}"
     # The whole name is still there to read (wrapped, not cut).
     page.goto(dash.url(f"/dags/DAG-{name}"))
@@ -140,6 +141,28 @@ def ids_and_names_wide(cluster: Cluster, dash: Dashboard, page: Any) -> dict[str
     # Cut with an ellipsis in a card: the whole id on hover.
     page.goto(dash.url(f"/runs?q={rid}"))
     assert page.get_attribute(f'.run-card[data-run-id="{rid}"] a.agent-link', "title") == agent
+    return wide
+
+
+def stages_wide(cluster: Cluster, dash: Dashboard, page: Any) -> dict[str, Any]:
+    """The pages a stage of a 200-character agent run widened, its DAG and job 200 characters
+    too (QA: an Agent Runs stage box and failure link, the DAG header's "agent run" link)."""
+    rid, stage = "R" * 200, "W" * 200
+    client = cluster.client()
+    client.submit_dag(stage, [TitanJob("J" * 200, cluster.script("fails.py", FAILS))],
+                      agent_run_id=rid)
+    client.wait_dag(stage, timeout=60)
+    wide = {}
+    for path, ready in ((f"/agents?run={rid}", ".agent-run a.run-failure"),
+                        (f"/dags/DAG-{stage}", "#graph .node"), (f"/runs/{rid}", ".stage")):
+        page.goto(dash.url(path))
+        page.wait_for_selector(ready)
+        scroll, client_width = page_width(page)
+        if scroll > client_width:
+            wide[path[:20]] = (scroll, page.evaluate(  # what sticks out, to say so
+                "w => [...document.querySelectorAll('main *')].filter(e => "
+                "e.getBoundingClientRect().right > w + 1).slice(-3).map(e => e.className)",
+                client_width))
     return wide
 
 
