@@ -35,6 +35,15 @@ def test_args_string_is_split_like_a_shell() -> None:
         TitanJob("j", "x.py", args="'unclosed")
 
 
+@pytest.mark.parametrize("raw", [b"--x 1", bytearray(b"ab"), memoryview(b"ab")])
+def test_args_as_bytes_are_refused_not_sent_as_byte_values(raw: Any) -> None:
+    # bytes are a Sequence of ints: b"--x 1" was sent as ['45', '45', '120', '32', '49'].
+    with pytest.raises(ValidationFailed, match=r"args must be a list of strings or one "
+                       r"string, got (bytes|bytearray|memoryview) .*: decode it first") as bad:
+        TitanJob("j", "x.py", args=raw)
+    assert bad.value.details == {"field": "args", "job_id": "j"}
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"job_id": ""}, "job_id"),
     ({"job_id": "a/b"}, "job_id"),

@@ -209,6 +209,12 @@ class TitanJob:
                 out = shlex.split(args)
             except ValueError as exc:
                 raise bad("args", f"args {args!r} cannot be split: {exc}") from None
+        elif isinstance(args, bytes | bytearray | memoryview):
+            # A Sequence of ints: b"--x 1" ran with the arguments 45 45 120 32 49. Refused,
+            # as bytes are for filename and env: which encoding they hold is the caller's to say.
+            raise bad("args", f"args must be a list of strings or one string, got "
+                      f"{type(args).__name__} {_shown(args)}: decode it first "
+                      "(args=data.decode())")
         elif isinstance(args, Sequence):
             out = []
             for item in args:
