@@ -41,7 +41,7 @@ def latency(c: BenchCluster, script: str, runner: str, runs: int) -> list[float]
     for i in range(runs):
         t0 = time.perf_counter()
         c.client.submit_job(TitanJob(job_id=f"lat_{runner}_{i}", filename=script, runner=runner))
-        job = c.client.wait(f"lat_{runner}_{i}", timeout=60)
+        job = c.client.wait_job(f"lat_{runner}_{i}", timeout=60)  # wait(): the DAG
         out.append((time.perf_counter() - t0) * 1000)
         assert job["state"] == "COMPLETED", job
     return out
@@ -51,7 +51,7 @@ def throughput(c: BenchCluster, script: str, runner: str, n: int) -> float:
     jobs = [TitanJob(job_id=f"t{i}", filename=script, runner=runner) for i in range(n)]
     t0 = time.perf_counter()
     c.client.submit_dag(f"throughput_{runner}", jobs)
-    dag = c.client.wait(f"throughput_{runner}", timeout=600)
+    dag = c.client.wait_dag(f"throughput_{runner}", timeout=600)
     elapsed = time.perf_counter() - t0
     assert dag["status"] == "COMPLETED", dag["counts"]
     return n / elapsed

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.integration.harness import Cluster, next_of, shared_cluster, signed_in_reply
-from titan.errors import ConfigError, ValidationFailed
+from titan.errors import AmbiguousRef, ConfigError, ValidationFailed
 from titan_sdk import TitanClient, TitanJob
 
 cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
@@ -660,7 +660,8 @@ def test_a_runs_error_never_reaches_the_terminal_raw(cluster: Cluster) -> None:
     assert "\x1b]0;PWNED\x07" in exact["run"]["error"]
 
 
-def test_cancel_refuses_a_name_that_is_a_dag_and_another_dags_job(cluster: Cluster) -> None:
+def test_cancel_wait_and_retry_refuse_a_reference_that_names_a_job_and_a_dag(
+        cluster: Cluster) -> None:
     # `titan cancel training` cancelled a job named "training" of another DAG, and the DAG
     # "training" ran on.
     slow = cluster.script("slow_amb.py", "import time\ntime.sleep(60)\n")
@@ -674,17 +675,27 @@ def test_cancel_refuses_a_name_that_is_a_dag_and_another_dags_job(cluster: Clust
     titan(cluster, "cancel", "DAG-training")
     titan(cluster, "cancel", "nightly_amb/training")
     assert client.get_dag("training")["status"] == "CANCELLED"
-    # A one-job DAG named as its job (`titan submit x.py`) is one thing: no question asked.
+    # wait("training") returned the other DAG's job, as cancel cancelled it: refused alike.
+    client.submit_dag("training", [TitanJob(job_id="prep", filename=slow)])
+    with pytest.raises(AmbiguousRef, match="'training' names both the DAG training#2 and "
+                       "the job nightly_amb#1/training: wait 'DAG-training' for the DAG"):
+        client.wait("training", timeout=5)
+    said = titan(cluster, "status", "training", check=False)
+    assert said.returncode == 1 and "status 'DAG-training' for the DAG" in said.stderr
+    client.cancel("DAG-training")
+    # A DAG named as its job (`titan submit x.py`): the name is the job, as documented;
+    # DAG-name the DAG.
     client.submit_dag("solo_amb", [TitanJob(job_id="solo_amb", filename=slow)])
-    titan(cluster, "cancel", "solo_amb")
-    assert client.get_dag("solo_amb")["status"] == "CANCELLED"
+    assert titan(cluster, "cancel", "solo_amb").stdout == "solo_amb#1/solo_amb: CANCELLED\n"
+    assert client.wait("solo_amb", timeout=30)["state"] == "CANCELLED"
+    assert client.wait("DAG-solo_amb", timeout=30)["status"] == "CANCELLED"
     # A numeric id too: jobs and DAGs are numbered apart, and cancel(dag["id"]) cancelled the
     # job of that number in another DAG. Three jobs in one DAG make job ids pass DAG ids.
     client.submit_dag("wide_amb", [TitanJob(job_id=f"w{i}", filename=slow) for i in range(3)])
     late = client.submit_dag("late_amb", [TitanJob(job_id="l", filename=slow)])
     namesake = client.get_job(late["id"])
     assert namesake["dag_id"] != late["id"]
-    with pytest.raises(ValidationFailed, match="is both the id of the DAG late_amb#1"):
+    with pytest.raises(AmbiguousRef, match="is both the id of the DAG late_amb#1"):
         client.cancel(late["id"])
     # wait(dag["id"]) returned at once with that other job: refused the same way.
     with pytest.raises(ValidationFailed, match="wait 'late_amb#1' for the DAG"):

@@ -53,6 +53,17 @@ def test_a_reference_of_digits_that_is_an_id_and_a_name_is_refused_naming_both(
     first = client.submit_dag("numq_other", [TitanJob(f"o{i}", other) for i in range(3)],
                               wait=True, timeout=60)
     assert [j["id"] for j in first["jobs"]] == [1, 2, 3]
+    # DAG 1's first job is job 1: cancel(dag["id"]) cancelled that job alone, wait returned
+    # it. A number that is a job's id and a DAG's is refused, whichever DAG the job is of.
+    assert first["id"] == 1
+    for verb in ("cancel", "wait", "retry"):
+        with pytest.raises(errors.AmbiguousRef, match=(
+                rf"1 is both the id of the DAG numq_other#1 and its job numq_other#1/o0: "
+                rf"{verb} 'numq_other#1' for the DAG, or 'numq_other#1/o0' for the job")):
+            getattr(client, verb)(first["id"])
+    said = titan(cluster, "cancel", "#1", cwd=tmp_path)
+    assert said.returncode == 1 and "'#1' is both the id of the DAG numq_other#1" in \
+        said.stderr, said.stdout + said.stderr
     dag = client.submit_dag("numq_mine", [TitanJob(str(i), mine) for i in (1, 2, 3, 99)],
                             wait=True, timeout=60)
     assert dag["status"] == "COMPLETED" and [j["job_id"] for j in dag["jobs"]] == \
@@ -96,7 +107,7 @@ def test_a_reference_of_digits_that_is_an_id_and_a_name_is_refused_naming_both(
     assert cluster.api("GET", "/jobs/%231")["job_id"] == "o0"
     # The CLI says it, and exits non-zero.
     said = titan(cluster, "status", "1", cwd=tmp_path)
-    assert said.returncode != 0 and "is ambiguous" in said.stderr and "numq_mine#1/1" in said.stderr, \
+    assert said.returncode != 0 and "is ambiguous" in said.stderr and "numq_other#1" in said.stderr, \
         said.stdout + said.stderr
     # `titan submit 123.py` names its job and DAG after the file: it runs, and waits.
     (tmp_path / "123.py").write_text("print('hello from 123')\n")

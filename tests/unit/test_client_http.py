@@ -103,6 +103,7 @@ def test_4xx_bodies_become_titan_errors() -> None:
         "/api/v1/dags": err(400, "invalid_dag", "cycle a -> a", job_id="a"),
         "/api/v1/jobs/b/retry": err(409, "stale_attempt", "stale"),
         "/api/v1/jobs/b": err(404, "not_found", "no job 'b'"),
+        "/api/v1/dags/b": err(404, "not_found", "no DAG 'b'"),
         "/api/v1/store/values/k": err(413, "payload_too_large", "too big"),
     }
     client = client_for(lambda r: replies[r.url.path])

@@ -146,9 +146,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                          d.get("agent_run_id") or "-", when(d.get("submitted_at"))]
                         for d in dags])
             return 0
-        try:
-            job = client.get_job(args.ref)
-        except NotFound:
+        # A bare REF read as cancel, retry and wait read it (TitanClient._which): a number
+        # that is a job's and a DAG's id showed the job when the DAG was meant.
+        job = None
+        if client._which(args.ref, "status") != "dag":
+            try:
+                job = client.get_job(args.ref)
+            except NotFound:
+                pass
+        if job is None:
             try:
                 dag = client.get_dag(args.ref)
             except NotFound:

@@ -48,6 +48,10 @@ from titan.errors import ConfigError, TitanError
 from titan.version import __version__
 
 ROLES = ("worker", "operator", "viewer", "admin")
+#: What a bare REF that names a job and a DAG means (TitanClient._which).
+BOTH = ("a number that is a job's id and a DAG's, or a name that is a DAG's and another "
+        "DAG's job's, is refused, each one's own reference said; a name that is a DAG's and "
+        "one of its own jobs' is the job: DAG-NAME is the DAG")
 #: The exit status of a command interrupted (Ctrl-C), as a shell gives it.
 INTERRUPTED = 130
 
@@ -142,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "refused otherwise)")
 
     p = command("status", cmd_status, "show a job or a DAG (no REF: which Titan answers, and its recent DAGs)")
-    p.add_argument("ref", nargs="?", default=None, help="job or DAG reference")
+    p.add_argument("ref", nargs="?", default=None, help=f"job or DAG reference ({BOTH})")
     p.add_argument("--limit", type=int, default=20, help="DAGs listed without REF")
 
     p = command("logs", cmd_logs, "print a job's output")
@@ -165,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = store.add_parser("keys", help="list keys", parents=common)
     s.add_argument("prefix", nargs="?", default="")
 
-    command("cancel", cmd_cancel, "cancel a job or a whole DAG").add_argument("ref")
+    command("cancel", cmd_cancel, "cancel a job or a whole DAG").add_argument(
+        "ref", help=f"job or DAG reference ({BOTH})")
     p = command("stop", cmd_stop, "stop a service gracefully (SIGTERM, grace, SIGKILL): it "
                 "ends COMPLETED, not CANCELLED")
     p.add_argument("ref", help="the service job")
@@ -174,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "stop_grace)")
     p.add_argument("--wait", action="store_true", help="wait until it has stopped")
     command("retry", cmd_retry, "run a failed or cancelled job again, or a finished DAG's "
-            "unsuccessful jobs").add_argument("ref")
+            "unsuccessful jobs").add_argument("ref", help=f"job or DAG reference ({BOTH})")
     for verb, effect in (("approve", "its downstream jobs run"),
                          ("reject", "it fails and its downstream jobs are skipped")):
         p = command(verb, cmd_decide, f"{verb} an approval gate: {effect}")

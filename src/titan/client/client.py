@@ -375,18 +375,20 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
 
     def wait(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
         """Block until a job or a DAG has finished; its object (a job's has ``state``, a
-        DAG's ``status``). The job reading of ``ref`` wins; then the DAG one. A number that
-        is a job's id and another DAG's is refused as ambiguous (``wait(dag["id"])`` returned
-        at once with the job that had that number, in another DAG)."""
+        DAG's ``status``). The job reading of ``ref`` wins, then the DAG one; a bare
+        reference that is a job's and another thing is refused (:meth:`_which`):
+        ``wait(dag["id"])`` returned at once with the job that had that number."""
         start = time.monotonic()
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            self._unambiguous(ref, "wait", deadline=wait_deadline(timeout))
+
+        def left() -> float | None:  # the lookups and a first wait come out of the timeout
+            return None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+
+        if self._which(ref, "wait", deadline=wait_deadline(timeout)) != "dag":
+            try:
+                return self.wait_job(ref, left())
+            except NotFound:
+                pass
         try:
-            return self.wait_job(ref, timeout)
-        except NotFound:
-            pass
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
-        try:
-            return self.wait_dag(ref, remaining)
+            return self.wait_dag(ref, left())
         except NotFound:
             raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None

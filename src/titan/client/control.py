@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from titan.client.transport import Transport
-from titan.errors import NotFound, ValidationFailed
+from titan.errors import AmbiguousRef, NotFound
 from titan.formats import quote_row_ref
 
 Ref = str | int
@@ -18,46 +18,62 @@ class ControlOps:
     _transport: Transport
 
     def cancel(self, ref: Ref) -> dict[str, Any]:
-        """Cancel a job (or, if ``ref`` names no job, every unfinished job of a DAG). A plain
-        name that is both a DAG's and a job's of another DAG is refused as ambiguous:
-        ``cancel("training")`` cancelled a job named so in DAG ``nightly``, and left the DAG
-        ``training`` running."""
-        self._unambiguous(ref, "cancel")
-        try:
-            reply: dict[str, Any] = self._transport.call(
-                "POST", f"/jobs/{quote_row_ref(ref)}/cancel"
-            )
-            return reply
-        except NotFound:
-            pass
+        """Cancel a job, or (``ref`` naming no job) every unfinished job of a DAG; the job's
+        or the DAG's object. A bare reference that is a job's and another thing is refused
+        (:meth:`_which`): ``cancel("training")`` cancelled a job named so in DAG ``nightly``
+        and left the DAG ``training`` running."""
+        if self._which(ref, "cancel") != "dag":
+            try:
+                reply: dict[str, Any] = self._transport.call(
+                    "POST", f"/jobs/{quote_row_ref(ref)}/cancel"
+                )
+                return reply
+            except NotFound:
+                pass
         try:
             reply = self._transport.call("POST", f"/dags/{quote_row_ref(ref)}/cancel")
             return reply
         except NotFound:
             raise NotFound(f"no job or DAG {ref!r}", details={"ref": str(ref)}) from None
 
-    def _unambiguous(self, ref: Ref, verb: str, *, deadline: float | None = None) -> None:
-        """Refuse a ref that names a job and a DAG that is not its own. A numeric id is one
-        too: jobs and DAGs are numbered apart, so ``cancel(dag["id"])`` cancelled the job
-        that happened to have that number, in another DAG. ``deadline``: a wait's, which
-        its looking up may not outlast."""
-        numeric = isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit())
-        if not numeric and (not isinstance(ref, str) or any(c in ref for c in "/#")
-                            or ref.startswith("DAG-")):
-            return  # a DAG-x, a dag/job or a name#run: one thing only
-        try:
-            job = self._transport.call("GET", f"/jobs/{quote_row_ref(ref)}", deadline=deadline)
+    def _which(self, ref: Ref, verb: str, *, deadline: float | None = None) -> str | None:
+        """``"dag"`` when a bare reference (a number, a plain name) names a DAG and no job;
+        None when the job reading, else the DAG's, is right. A number that is a job's id and
+        a DAG's is refused with :class:`AmbiguousRef`, each one's own reference said, whichever
+        DAG the job is of: jobs and DAGs are numbered apart, and ``cancel(dag["id"])``
+        cancelled the job of that number, of another DAG or the DAG's first job alone. So is
+        a plain name that is a DAG's and a job's of another DAG; a name that is a DAG's and a
+        job's of it (``titan submit train.py``'s DAG ``train`` and its job) is the job, as
+        documented (``DAG-train`` is the DAG). ``deadline``: a wait's, which its looking up
+        may not outlast."""
+        if isinstance(ref, int):
+            numeric = True
+        elif not isinstance(ref, str):
+            return None  # the call itself says what a reference is
+        else:
+            digits = ref[1:] if ref.startswith("#") else ref
+            numeric = digits.isascii() and digits.isdigit()
+            if not numeric and (any(c in ref for c in "/#") or ref.startswith("DAG-")):
+                return None  # a DAG-x, a dag/job or a name#run: one kind only
+        try:  # the DAG first: a job's plain name is rarely a DAG's, and then one read says so
             dag = self._transport.call("GET", f"/dags/{quote_row_ref(ref)}",
                                        params={"jobs": "false"}, deadline=deadline)
         except NotFound:
-            return
-        if job.get("dag_id") != dag.get("id"):
-            dag_ref = dag.get("ref") if numeric else f"DAG-{ref}"
-            what = "is both the id of" if numeric else "names both"
-            raise ValidationFailed(
-                f"{ref!r} {what} the DAG {dag.get('ref')} and the job {job.get('ref')}: "
-                f"{verb} {dag_ref!r} for the DAG, or {job.get('ref')!r} for the job",
-                details={"ref": str(ref), "dag": dag.get("ref"), "job": job.get("ref")})
+            return None
+        try:
+            job = self._transport.call("GET", f"/jobs/{quote_row_ref(ref)}", deadline=deadline)
+        except NotFound:
+            return "dag"
+        if not numeric and job.get("dag_id") == dag.get("id"):
+            return None
+        dag_ref = dag.get("ref") if numeric else f"DAG-{ref}"
+        what = "is both the id of" if isinstance(ref, int) or ref.startswith("#") \
+            else "names both"
+        own = "its job" if job.get("dag_id") == dag.get("id") else "the job"  # a number
+        raise AmbiguousRef(
+            f"{ref!r} {what} the DAG {dag.get('ref')} and {own} {job.get('ref')}: "
+            f"{verb} {dag_ref!r} for the DAG, or {job.get('ref')!r} for the job",
+            details={"ref": str(ref), "dag": dag.get("ref"), "job": job.get("ref")})
 
     def stop_service(self, ref: Ref, grace: float | None = None) -> dict[str, Any]:
         """Stop a service gracefully: SIGTERM, then SIGKILL after ``grace`` seconds (default:
@@ -71,13 +87,15 @@ class ControlOps:
     def retry(self, ref: Ref) -> dict[str, Any]:
         """Run a FAILED, CANCELLED or TIMED_OUT job again (its skipped descendants too); the
         job object. Or, if ``ref`` names no job, a finished DAG's unsuccessful jobs
-        (:meth:`retry_dag`); the DAG object. A plain name that is both is refused."""
-        self._unambiguous(ref, "retry")
-        try:
-            reply: dict[str, Any] = self._transport.call("POST", f"/jobs/{quote_row_ref(ref)}/retry")
-            return reply
-        except NotFound:
-            pass
+        (:meth:`retry_dag`); the DAG object. A bare reference that is a job's and another
+        thing is refused (:meth:`_which`)."""
+        if self._which(ref, "retry") != "dag":
+            try:
+                reply: dict[str, Any] = self._transport.call(
+                    "POST", f"/jobs/{quote_row_ref(ref)}/retry")
+                return reply
+            except NotFound:
+                pass
         try:
             return self.retry_dag(ref)
         except NotFound:
