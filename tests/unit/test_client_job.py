@@ -189,3 +189,40 @@ def test_a_file_no_worker_can_run_is_refused_at_submit(tmp_path: Path) -> None:
                               TitanJob("d", "tool.bin", base_dir=tmp_path),
                               TitanJob("e", "app.jar", base_dir=tmp_path)])
     assert set(shas) == {"b", "c", "d", "e"}
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("args", [object()], "args must be strings or numbers"),
+    ("timeout", float("nan"), "timeout must be a number of seconds > 0, got nan"),
+    ("parents", "zz", "parents must be a list of job ids"),
+    ("job_id", "a/b", "job_id"),
+    ("runner", "fork", "runner"),  # with a .sh: checked against the filename, as at construction
+    ("affinity", 1, "affinity must be true or false, got 1"),  # equal to True, yet no bool
+])
+def test_a_field_set_after_construction_is_checked_before_anything_is_sent(
+        tmp_path: Path, field: str, value: Any, said: str) -> None:
+    # Set afterwards, a field was sent as it was: a bare TypeError (args), ValueError (NaN
+    # in JSON), or parents "zz" taken as ['z', 'z'] ("unknown parent 'z'" from the master).
+    from titan.client import TitanClient
+    from titan.client.pipeline import dump_pipeline
+
+    script = tmp_path / "s.sh"
+    script.write_text("echo hi\n")
+    job = TitanJob("b", str(script))
+    setattr(job, field, value)
+    client = TitanClient(url="http://127.0.0.1:9", token="t")  # nothing listens: nothing sent
+    for call in (lambda: client.submit_dag("mutated", [job]),
+                 lambda: client.schedule_dag("mutated", [job], cron="* * * * *"),
+                 lambda: dump_pipeline("mutated", [job])):
+        with pytest.raises(ValidationFailed, match=said) as bad:
+            call()
+        assert bad.value.details["field"] == field
+
+
+def test_a_string_given_to_args_afterwards_is_split_as_at_construction() -> None:
+    job = TitanJob("j", "x.py")
+    job.args = "--name 'a b'"  # type: ignore[assignment]
+    assert job.checked().to_payload(None)["args"] == ["--name", "a b"]
+    gate = TitanJob("review", job_type="APPROVAL", hitl_message="ok?")
+    assert gate.checked().to_payload(None) == gate.to_payload(None)
+

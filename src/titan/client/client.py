@@ -173,6 +173,8 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
             if not isinstance(job, TitanJob):
                 raise ValidationFailed(f"submit_dag() takes TitanJob objects, got {job!r}",
                                        details={"field": "jobs"})
+        jobs = [job.checked() for job in jobs]  # as they stand: a field may have been set since
+        for job in jobs:
             if job.job_id in seen:
                 raise InvalidDAG(f"duplicate job id {job.job_id!r} in DAG {name!r}",
                                  details={"job_id": job.job_id})

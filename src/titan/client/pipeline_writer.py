@@ -46,7 +46,7 @@ def dump_pipeline(name: str, jobs: Iterable[TitanJob]) -> str:
     """The pipeline file for ``jobs``: :func:`load_pipeline` reads it back as the same jobs
     (``file`` as each job names it; an approval gate's empty one is left out)."""
     entries = []
-    for job in jobs:
+    for job in (job.checked() for job in jobs):  # a field set since is checked too
         entry: dict[str, Any] = {}
         settings = job.service or {}  # a service's own settings are kept apart on the job
         for key, arg in JOB_FIELDS.items():

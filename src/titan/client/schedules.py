@@ -67,6 +67,7 @@ class ScheduleOps:
             if not isinstance(job, TitanJob):
                 raise ValidationFailed(f"{method}() takes TitanJob objects, got {job!r}",
                                        details={"field": "jobs"})
+        jobs = [job.checked() for job in jobs]  # as they stand: a field may have been set since
         if len({job.job_id for job in jobs}) != len(jobs):
             raise InvalidDAG(f"duplicate job id in schedule {name!r}", details={"field": "jobs"})
         shas = self._script_blobs(jobs)
