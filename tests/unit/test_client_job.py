@@ -226,3 +226,33 @@ def test_a_string_given_to_args_afterwards_is_split_as_at_construction() -> None
     gate = TitanJob("review", job_type="APPROVAL", hitl_message="ok?")
     assert gate.checked().to_payload(None) == gate.to_payload(None)
 
+
+def test_max_wait_seconds_without_hitl_message_is_refused_not_ignored() -> None:
+    # It bounds the wait of the gate hitl_message asks for: given alone it was dropped.
+    with pytest.raises(ValidationFailed, match="max_wait_seconds is how long the approval "
+                       "gate asked for by hitl_message waits") as bad:
+        TitanJob("t", "x.py", max_wait_seconds=5)
+    assert bad.value.details == {"field": "max_wait_seconds", "job_id": "t"}
+    assert TitanJob("t", "x.py", hitl_message="ok?", max_wait_seconds=5).max_wait_seconds == 5
+    assert TitanJob("g", job_type="APPROVAL", max_wait_seconds=5).max_wait_seconds == 5
+
+
+def test_a_script_that_is_not_a_regular_file_is_said_so_not_missing() -> None:
+    with pytest.raises(ScriptNotFound, match=r"script '/dev/null' for job 'j' is not a regular "
+                       r"file \(/dev/null: a character device\)"):
+        TitanJob("j", "/dev/null").script_path()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "a\\b", "C:proj"])
+def test_a_project_name_no_archive_job_can_name_is_refused_at_upload(
+        tmp_path: Path, name: str) -> None:
+    # project_name=".." was stored as "...zip": no '<project>/<entry.py>' reaches it.
+    from titan.client import TitanClient
+
+    (tmp_path / "main.py").write_text("print(1)\n")
+    client = TitanClient(url="http://127.0.0.1:9", token="t")  # nothing listens: nothing sent
+    with pytest.raises(ValidationFailed, match=f"invalid project name {name!r}: archive jobs "
+                       "name it in '<project>/<entry.py>'".replace("\\", "\\\\")) as bad:
+        client.upload_project_folder(tmp_path, project_name=name)
+    assert bad.value.details == {"field": "project_name"}
+

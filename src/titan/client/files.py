@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import threading
 import zipfile
@@ -70,6 +71,19 @@ def _project_zip(filename: str) -> str:
     """The upload an archive job's ``<project>/<entry.py>`` runs from, as the master names
     it."""
     return PurePosixPath(filename.replace("\\", "/")).parts[0] + ".zip"
+
+
+def _project_name(project: str) -> str:
+    """A project as archive jobs name it, the first part of ``<project>/<entry.py>``: ``..``
+    was uploaded as ``...zip``, which no job can name (a job's filename holds no ``..``)."""
+    if project in ("", ".", "..") or any(c in project for c in "/\\\x00") \
+            or re.match(r"[A-Za-z]:", project):
+        raise ValidationFailed(
+            f"invalid project name {project!r}: archive jobs name it in "
+            "'<project>/<entry.py>', so it may not be empty, '.' or '..', hold '/', '\\' or "
+            "NUL, or begin with a drive letter ('C:')",
+            details={"field": "project_name"})
+    return project
 
 
 def _upload_name(name: str) -> str:
@@ -195,7 +209,7 @@ class FileOps:
         if not root.is_dir():
             raise ScriptNotFound(f"project folder {os.fspath(folder)!r} not found "
                                  f"(looked at {root.absolute()})")
-        name = _upload_name(f"{project_name or root.resolve().name}.zip")
+        name = _upload_name(f"{_project_name(project_name or root.resolve().name)}.zip")
         with tempfile.TemporaryDirectory(prefix="titan-upload-") as tmp:
             archive = Path(tmp) / name
             with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shlex
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -72,6 +73,13 @@ def _shown(value: object) -> str:
         else:  # YAML 1.1 (PyYAML) reads 1e3 as text; 1.0e+3 is a number there
             return f"the text {text} (a number in quotes, or YAML's 1e3: write 1000 or 1.0e+3)"
     return text if len(text) <= 200 else f"{text[:200]}... ({len(text):,} characters)"
+
+
+def _file_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
 
 
 class TitanJob:
@@ -170,6 +178,11 @@ class TitanJob:
         ):
             raise bad("max_wait_seconds", f"max_wait_seconds must be a number > 0, "
                       f"got {_shown(max_wait_seconds)}")
+        if max_wait_seconds is not None and hitl_message is None and not self.is_gate:
+            # It bounds the wait of the gate hitl_message asks for: alone it was ignored.
+            raise bad("max_wait_seconds", "max_wait_seconds is how long the approval gate "
+                      "asked for by hitl_message waits for a decision: give hitl_message too, "
+                      "or leave max_wait_seconds out")
         self.max_wait_seconds: float | None = max_wait_seconds
         if retries is not None and (not _is_int(retries) or retries < 0):
             raise bad("retries", f"retries must be an integer >= 0, got {_shown(retries)}")
@@ -336,6 +349,11 @@ class TitanJob:
             if place.is_file():
                 return place
         paths = ", ".join(str(p) for p in tried)
+        others = [p for p in tried if p.exists() and not p.is_dir()]
+        if others:  # a device, a FIFO, a socket: there, so "not found" was wrong
+            raise ScriptNotFound(f"script {self.filename!r} for job {self.job_id!r} is not a "
+                                 f"regular file ({others[0]}: {_file_kind(others[0])}); a "
+                                 "job runs a script file")
         folders = [p for p in tried if p.is_dir()]
         if folders:  # there, but not a file: "not found" sent people looking for a typo
             raise ScriptNotFound(f"script {self.filename!r} for job {self.job_id!r} is a "
