@@ -256,3 +256,17 @@ def test_a_project_name_no_archive_job_can_name_is_refused_at_upload(
         client.upload_project_folder(tmp_path, project_name=name)
     assert bad.value.details == {"field": "project_name"}
 
+
+def test_jobs_with_the_same_fields_are_equal_and_unhashable_as_lists_are() -> None:
+    def make(**more: Any) -> TitanJob:
+        return TitanJob("a", "x.py", args=["--n", "1"], env={"A": "1"}, **more)
+
+    assert make() == make() and make(base_dir="/elsewhere") == make()
+    assert make() != make(priority=2) and make() != make(timeout=5)
+    assert make(job_type="SERVICE") != make(job_type="SERVICE", readiness="none")
+    assert make() != "a"
+    changed = make()
+    changed.args.append("2")
+    assert changed != make()
+    with pytest.raises(TypeError, match="unhashable"):
+        {make()}

@@ -46,6 +46,7 @@ def test_a_dumped_pipeline_loads_back_as_the_same_jobs(tmp_path: Path) -> None:
     name, back = load_pipeline(path)
     assert name == "nightly"
     assert payloads(back) == payloads(jobs)
+    assert back == jobs  # "the same jobs": they compared as distinct objects only
 
 
 def test_parsing_without_a_folder_reads_no_disk_and_names_the_text() -> None:

@@ -321,6 +321,17 @@ class TitanJob:
     def __repr__(self) -> str:
         return f"TitanJob(job_id={self.job_id!r}, filename={self.filename!r})"
 
+    def __eq__(self, other: object) -> bool:
+        """Equal jobs have equal fields (:meth:`_fields`): ``load_pipeline`` of what
+        ``dump_pipeline`` wrote equals the jobs written, as documented; it compared as
+        different objects only."""
+        if not isinstance(other, TitanJob):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    #: Mutable and compared by value, as a list: no hash (a job changed in a set was lost).
+    __hash__ = None  # type: ignore[assignment]
+
     # ------------------------------------------------------------------ the script
 
     def candidates(self) -> list[Path]:
