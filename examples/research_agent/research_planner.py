@@ -54,6 +54,9 @@ EXAMPLE = ("How is bread leavened?", ["Yeast fermentation of sugars",
 MAX_TITLE_WORDS = 12
 
 _WORD = re.compile(r"[^\W_]+")
+# A list marker the model put before a title ("1. ", "2) ", "- "): only that goes, never a
+# title's own leading digits or dot ("5G network slicing", "3D printing", ".NET").
+_LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
 _SMALL = frozenset(("and", "are", "but", "can", "does", "for", "from", "has", "have", "how",
                     "its", "the", "their", "this", "those", "what", "when", "where", "which",
                     "who", "why", "with"))
@@ -114,7 +117,7 @@ def normalize_plan(data: Any, max_subtopics: int, query: str = "") -> list[str]:
         if not isinstance(item, str):
             continue
         title = _foreign_letters(item, query or item).strip()
-        title = title.lstrip("-*0123456789.) ").strip().rstrip(".?").strip()
+        title = _LIST_MARKER.sub("", title).strip().rstrip(".?").strip()
         words = _words(title)
         if len(title) < 3 or len(title.split()) > MAX_TITLE_WORDS \
                 or any(title.lower() == t.lower() for t, _ in kept):

@@ -70,6 +70,16 @@ def test_plan_cleans_numbering_duplicates_and_caps_the_count() -> None:
                                                "Retrieval quality"]
 
 
+def test_a_titles_own_leading_digits_and_dot_are_no_numbering() -> None:
+    # "5G network slicing" was planned as "G network slicing" (a QA pass): every leading
+    # digit and dot was stripped as if it were a list marker.
+    data = {"subtopics": ["5G network slicing", "3D printing materials", "2) 401(k) limits",
+                          "2024 election polling", ".NET runtime performance", "- 1.5 rule"]}
+    assert planner.normalize_plan(data, 6, "How will new tech matter?") == [
+        "5G network slicing", "3D printing materials", "401(k) limits",
+        "2024 election polling", ".NET runtime performance", "1.5 rule"]
+
+
 def test_plan_drops_the_question_near_duplicates_and_stray_letters() -> None:
     # Seen from the local model: the question as a subtopic, three near-identical titles,
     # one ending in a stray CJK character.
