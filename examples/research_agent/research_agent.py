@@ -187,10 +187,21 @@ def research(client: TitanClient, query: str, *, max_iter: int, max_subtopics: i
     return saved
 
 
+def _query(text: str) -> str:
+    """The research question as given; a blank one is refused before anything is stored
+    (answered, it gave a confident report on the planner's worked example, bread)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the research question is empty: ask one, or leave "
+                                         "it out for the default question")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("query", nargs="?", default=DEFAULT_QUERY, help="the research question")
+    p.add_argument("query", nargs="?", default=DEFAULT_QUERY, type=_query,
+                   help="the research question (not blank; default: a question on vector "
+                        "databases for RAG)")
     p.add_argument("--max-iter", type=int, default=3,
                    help="research iterations at most (default 3)")
     p.add_argument("--max-subtopics", type=int, default=4,

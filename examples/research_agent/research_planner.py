@@ -176,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     client = TitanClient()
     key = f"research:{args.run_id}"
     query = client.store_get(f"{key}:query")
-    if not query:
-        print(f"no query stored under {key}:query", file=sys.stderr)
+    if query is None or not query.strip():
+        # A blank question planned the worked example's subject (bread) with confidence.
+        print(f"no query stored under {key}:query" if query is None else
+              f"the query stored under {key}:query is blank: nothing to research",
+              file=sys.stderr)
         return 2
     # The plan is bounded by its schema: a lower cap would only cut the JSON short.
     subtopics = plan(query, args.max_subtopics, model=args.model,
