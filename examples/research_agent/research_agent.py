@@ -188,12 +188,14 @@ def research(client: TitanClient, query: str, *, max_iter: int, max_subtopics: i
 
 
 def _query(text: str) -> str:
-    """The research question as given; a blank one is refused before anything is stored
-    (answered, it gave a confident report on the planner's worked example, bread)."""
+    """The research question on one line, its runs of whitespace (newlines too) made one
+    space: it is the report's title, where a newline began Markdown of its own (a question
+    holding "\n\n## Open Questions" made a section). A blank one is refused before anything
+    is stored (answered, it gave a confident report on the planner's worked example, bread)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("the research question is empty: ask one, or leave "
                                          "it out for the default question")
-    return text
+    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:

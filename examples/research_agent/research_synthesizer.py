@@ -430,7 +430,9 @@ def synthesize(query: str, sections: list[str], *, model: str | None = None,
     bodies["Practical Recommendations"] = "\n".join(f"- {item}" for item in advice[:5])
     bodies["Deep Dive"] = deep_dive(writer, topics)
 
-    parts = [f"# Research Report: {query}", ""]
+    # One line whoever stored the question (seed 001's loop stores it as given): a newline
+    # in the title would start Markdown of its own.
+    parts = [f"# Research Report: {' '.join(query.split())}", ""]
     if run_id:
         parts += [f"_Agent run {run_id} \u00b7 {len(sections)} research sections \u00b7 "
                   "written by Titan's research agent_", ""]

@@ -42,3 +42,10 @@ def test_a_blank_question_is_refused_up_front(query: str,
     # at the planner with "no query stored" (a QA pass).
     err = refused([query, "--max-iter", "1"], capsys)
     assert "the research question is empty" in err
+
+
+def test_a_question_on_several_lines_is_asked_as_one() -> None:
+    # Its newlines went into the report's title verbatim, and "\n\n## Open Questions\n- ..."
+    # made a section of its own (a QA pass).
+    assert _agent()._query("How will 5G\n\n## Open Questions\n\n- change IoT?\t") == \
+        "How will 5G ## Open Questions - change IoT?"

@@ -278,6 +278,17 @@ def test_report_has_the_five_sections_whatever_the_model_writes(script: Any) -> 
         True] * 5 + [False] * 3
 
 
+def test_a_question_on_several_lines_is_a_one_line_title(script: Any) -> None:
+    # Seed 001's loop stores the question as given: its newlines made Markdown of their own.
+    script(*[""] * 20)
+    report = synthesizer.synthesize("How will 5G change IoT?\n\n## Open Questions\n\n- x",
+                                    ["## A\n\nNotes on A."], model="scripted/m")
+    assert report.splitlines()[0] == "# Research Report: How will 5G change IoT? ## Open " \
+                                     "Questions - x"
+    assert [line for line in report.splitlines() if line.startswith("## ")] == [
+        f"## {title}" for title in synthesizer.SECTION_TITLES]
+
+
 def test_a_reply_cut_at_max_tokens_never_ends_mid_sentence() -> None:
     whole = synthesizer.whole
     assert whole("It scales. Memory grows with the ind", cut=True) == "It scales."
