@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import tempfile
@@ -44,7 +45,7 @@ def say(message: str) -> None:
 
 def job(job_id: str, script: str, args: list[str], timeout: float) -> TitanJob:
     return TitanJob(job_id=job_id, filename=str(HERE / script), args=args, retries=1,
-                    timeout=int(timeout))
+                    timeout=timeout)
 
 
 def _failure_report(client: TitanClient, dag: dict[str, Any]) -> str:
@@ -198,6 +199,24 @@ def _query(text: str) -> str:
     return " ".join(text.split())
 
 
+#: The longest a job may run that the master accepts (a year and a day).
+MAX_TIMEOUT = 366 * 24 * 3600
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a finite number of seconds from 1 to MAX_TIMEOUT, checked here, before
+    the question is stored (the master refused 0 and -5 only then, leaving an orphan run;
+    nan and inf crashed with a traceback; 0.5 was sent as 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 1 <= value <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError(f"takes a number of seconds from 1 to {MAX_TIMEOUT}, "
+                                         f"got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         "workers run")
     p.add_argument("--out", type=Path, default=None,
                    help="where to save the report (default: <tmp>/research_<run>_report.md)")
-    p.add_argument("--timeout", type=float, default=900,
-                   help="seconds any one stage may take (default 900)")
+    p.add_argument("--timeout", type=_seconds, default=900,
+                   help="seconds any one stage may take, at least 1 (default 900)")
     p.add_argument("--run-id", default=None,
                    help="the agent run's id, 1-190 ASCII letters, digits, '.', '_', ':' or "
                         "'-' with at least one letter or digit (default: RESEARCH_ and six "

@@ -93,6 +93,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"\w+")
 _LABEL = re.compile(r"^(\s*(?:[-*\u2022]|\d+[.)])\s+)(?:\*\*)?[^.:\n]{3,60}?(?:\*\*)?:\s+(?=\S)",
                     re.MULTILINE)
+# The section's name the model may echo before the summary ("Executive Summary: ...").
+_SUMMARY_LABEL = re.compile(r"^\s*executive summary\s*[:\u2013\u2014-]\s*", re.IGNORECASE)
 _STOP = frozenset((
     "about", "after", "also", "and", "are", "because", "been", "being", "between", "both",
     "but", "can", "could", "does", "each", "for", "from", "has", "have", "how", "into",
@@ -414,8 +416,8 @@ def synthesize(query: str, sections: list[str], *, model: str | None = None,
     writer = Writer(query, "\n\n".join(sections), model, max_tokens)
     bodies: dict[str, str] = {}
     # Three sentences, as the report promises: the model sometimes writes a fourth.
-    bodies["Executive Summary"] = " ".join(
-        sentences(writer.paragraph(*SUMMARY, said=[]))[:SUMMARY_SENTENCES])
+    bodies["Executive Summary"] = " ".join(sentences(
+        _SUMMARY_LABEL.sub("", writer.paragraph(*SUMMARY, said=[])))[:SUMMARY_SENTENCES])
     findings = key_findings(writer, topics)
     bodies["Key Findings"] = "\n".join(f"- {item}" for item in findings)
     advice = recommendations(writer, topics, findings)

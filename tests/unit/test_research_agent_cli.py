@@ -49,3 +49,16 @@ def test_a_question_on_several_lines_is_asked_as_one() -> None:
     # made a section of its own (a QA pass).
     assert _agent()._query("How will 5G\n\n## Open Questions\n\n- change IoT?\t") == \
         "How will 5G ## Open Questions - change IoT?"
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-inf", "0.5", "0", "-5", "1e12", "soon"])
+def test_a_timeout_that_is_no_number_of_seconds_is_refused_up_front(
+        seconds: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # nan and inf crashed with a traceback; 0 and -5 were refused by the master only after
+    # the question was stored (an orphan run); 0.5 was sent as 0 (a QA pass).
+    err = refused(["q", f"--timeout={seconds}"], capsys)
+    assert "--timeout" in err and repr(seconds) in err
+
+
+def test_a_fractional_timeout_is_sent_as_it_is() -> None:
+    assert _agent().job("planner", "research_planner.py", [], 1.5).timeout == 1.5

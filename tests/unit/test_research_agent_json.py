@@ -289,6 +289,12 @@ def test_a_question_on_several_lines_is_a_one_line_title(script: Any) -> None:
         f"## {title}" for title in synthesizer.SECTION_TITLES]
 
 
+def test_the_summary_loses_the_section_name_the_model_echoed(script: Any) -> None:
+    script("**Executive Summary:** LoRA adds adapters. It trains few weights.", *[""] * 20)
+    report = synthesizer.synthesize("Q?", ["## A\n\nNotes on A."], model="scripted/m")
+    assert "## Executive Summary\n\nLoRA adds adapters. It trains few weights.\n" in report
+
+
 def test_a_reply_cut_at_max_tokens_never_ends_mid_sentence() -> None:
     whole = synthesizer.whole
     assert whole("It scales. Memory grows with the ind", cut=True) == "It scales."
