@@ -226,3 +226,42 @@ def test_a_module_the_replay_did_not_lay_out_says_so_and_how_to_include_it(
     assert current.returncode == 1
     assert "module 'outside' is not part of the replayed code" in current.stdout, current.stdout
     assert f"beside them under {tmp_path / 'agent'}" in current.stdout
+
+
+REPORTING = """
+import sys
+from pathlib import Path
+from titan import TitanClient, TitanJob, wait_for_signal
+
+client = TitanClient()
+run_id, out = sys.argv[1], Path(sys.argv[2])
+client.submit_dag(f"{run_id}_S1", [TitanJob("w0", "stage.py")], agent_run_id=run_id)
+value = wait_for_signal(client, f"rp:{run_id}:w0", timeout=60)
+(out / f"report_{run_id}.txt").write_text(f"run {run_id}: {value}\\n")
+client.store_put(f"rp:{run_id}:report_path", str(out / f"report_{run_id}.txt"))
+"""
+
+
+def test_a_driver_given_its_run_id_is_given_the_replays_and_leaves_the_originals_files(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # A replay re-ran the research agent with its recorded `--run-id R`: the report it named
+    # after R overwrote the original's /tmp/research_R_report.md, its report_path key held
+    # that path and its header said R (a QA pass).
+    write(tmp_path / "agent", "stage.py", STAGE)
+    driver = write(tmp_path / "agent", "driver.py", REPORTING)
+    out = tmp_path / "out"
+    out.mkdir()
+    run_id = drive(cluster, driver, f"REP_{tmp_path.name[-6:]}".replace("-", "_"), str(out))
+    original = (out / f"report_{run_id}.txt").read_text()
+    done = titan(cluster, "replay", run_id)
+    assert done.returncode == 0 and ": completed" in done.stdout, done.stdout + done.stderr
+    replay_id = done.stdout.split()[1]
+    assert replay_id.startswith(f"{run_id}-replay-"), done.stdout
+    assert (out / f"report_{run_id}.txt").read_text() == original
+    assert (out / f"report_{replay_id}.txt").read_text().startswith(f"run {replay_id}: ")
+    client = cluster.client()
+    assert client.store_get(f"rp:{run_id}:report_path") == str(out / f"report_{run_id}.txt")
+    assert client.store_get(f"rp:{replay_id}:report_path") == str(
+        out / f"report_{replay_id}.txt")
+    assert f"python driver.py {replay_id} {out}" in client.fetch_logs(
+        f"{replay_id}_DRIVER/driver")

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,10 +77,12 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
                    TITAN_TOKEN=cluster.admin_token)
         t0 = time.monotonic()
+        # Named on its command line, and its report where the agent names it after its run:
+        # a replay is given its own id for both (the fork test checks it).
         done = subprocess.run(
             [sys.executable, str(agent / "research_agent.py"), "How does LoRA work?",
              "--max-iter", "2", "--max-subtopics", "2", "--max-tokens", "40",
-             "--out", str(tmp / "report.md")],
+             "--run-id", f"RESEARCH_{uuid.uuid4().hex[:6]}"],
             env=env, cwd=tmp, capture_output=True, text=True, timeout=900)
         seconds = time.monotonic() - t0
         assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{cluster.log()}"
@@ -222,6 +225,14 @@ def test_fork_at_the_evaluator_with_an_overridden_decision_changes_the_loop(
         assert "ITER2" in before and labels[1:] == ["PLAN", "ITER1", "EVAL1", "SYNTH"]
         assert rows[("ITER2/researcher-2-0", "call_llm")] == "replaced"
     assert "Fork" in done.stdout
+    # The fork wrote its own report, named after its own run, and left the original's as it
+    # was: it overwrote it, and recorded the original's path as its own (a QA pass).
+    client = recorded.cluster.client()
+    mine = Path(client.store_get(f"research:{rid[1]}:report_path") or "")
+    theirs = Path(client.store_get(f"research:{recorded.run_id}:report_path") or "")
+    assert mine.name == f"research_{rid[1]}_report.md" and mine != theirs
+    assert f"_Agent run {rid[1]} " in mine.read_text()
+    assert f"_Agent run {recorded.run_id} " in theirs.read_text()
 
 
 def test_replay_is_refused_with_a_reason_while_a_run_is_still_running(

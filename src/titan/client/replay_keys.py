@@ -13,6 +13,8 @@ is renamed, as a whole id only (between characters that cannot be part of one), 
 
 * the original run's id becomes the replay's (a driver given it, and its stages given it as an
   argument, then share keys no one else has);
+* the replayed driver's own command line names the replay's id where the original's named the
+  original run's (:func:`driver_args`): it is the replay's run it drives;
 * when the replayed driver made up an id of its own and submitted its stages under it (the
   replay files it as an alias of its run), the replay's id becomes that one: stages that name
   their keys after ``TITAN_AGENT_RUN_ID`` meet a driver that names them after the id it made,
@@ -50,6 +52,25 @@ def rename(key: str) -> str:
     return pattern.sub(lambda m: targets[m.group(0)], key)
 
 
+def driver_args(args: list[str], original: str, own: str) -> list[str]:
+    """A replayed driver's recorded command line with the original run's id, where an
+    argument names it as a whole id, made the replay's own: a driver given its run id
+    (``--run-id R``) sees the replay's, and what it names after it — a report path, a header,
+    its stages' arguments — is the replay's, not the original run's (a fork wrote its report
+    over the original's file and recorded that path as its own)."""
+    if not original or original == own:
+        return list(args)
+    pattern = _whole_ids({original: own})
+    return [pattern.sub(own, a) for a in args]
+
+
+def _whole_ids(targets: dict[str, str]) -> re.Pattern[str]:
+    """The ids of ``targets`` where they stand whole (between characters no id holds)."""
+    return re.compile(f"(?<![{_ID_CHAR}])(?:"
+                      f"{'|'.join(map(re.escape, sorted(targets, key=len, reverse=True)))})"
+                      f"(?![{_ID_CHAR}])")
+
+
 def _pattern(raw: str, own: str) -> tuple[re.Pattern[str], dict[str, str]] | None:
     cache_key = (raw, own, frozenset(_submitted))
     if cache_key in _cache:
@@ -68,9 +89,7 @@ def _pattern(raw: str, own: str) -> tuple[re.Pattern[str], dict[str, str]] | Non
                if isinstance(a, str) and a and a not in (original, own)}
     if len(made_up) == 1:  # several would leave no one name for the replay's run
         targets[own] = made_up.pop()
-    found = (re.compile(f"(?<![{_ID_CHAR}])(?:"
-                        f"{'|'.join(map(re.escape, sorted(targets, key=len, reverse=True)))})"
-                        f"(?![{_ID_CHAR}])"), targets) if targets else None
+    found = (_whole_ids(targets), targets) if targets else None
     if len(_cache) > 64:
         _cache.clear()
     _cache[cache_key] = found

@@ -4,10 +4,11 @@ Runs as a job of the replay's run (the master submits it; ``TITAN_REPLAY`` is in
 environment). It downloads the files of the code being replayed — the original's, or the
 current ones — into its workspace in their recorded relative layout, changes to the recorded
 working directory and runs the driver script as ``__main__`` with its recorded arguments, as
-``python driver.py ARGS`` did. The driver's stages join the replay's run. When the driver
-ends, stages it left running are cancelled, the run is ended (completed if the driver exited
-0, cancelled if a KeyboardInterrupt ended it, else failed) and the report's summary is printed
-to this job's log.
+``python driver.py ARGS`` did, the original run's id among them made the replay's. The
+driver's stages join the replay's run. When the driver ends, stages it left running are
+cancelled, the run is ended (completed if the driver exited 0, cancelled if a
+KeyboardInterrupt ended it, else failed) and the report's summary is printed to this job's
+log.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from titan import errors
-from titan.client import replayed_files, worktree
+from titan.client import replay_keys, replayed_files, worktree
 from titan.formats import cost_text, quote_ref
 
 #: Seconds a replay waits for the stages still going once its driver is done.
@@ -108,7 +109,9 @@ def main() -> int:
     base = Path.cwd() / "replay" / run_id
     script, cwd = _layout(client, code, base)
     cwd.mkdir(parents=True, exist_ok=True)
-    args = code["driver"]["args"]
+    # A driver given its run id on its command line is given the replay's: what it writes
+    # under that name (a report file) is the replay's own, never the original run's.
+    args = replay_keys.driver_args(code["driver"]["args"], run["replay_of"], run_id)
     print(f"[replay] {run_id}: replaying {run['replay_of']} "
           f"({run['replay'].get('mode', 'strict')} mode, {run['replay'].get('code')} code): "
           f"python {script.name} {' '.join(args)}", flush=True)
