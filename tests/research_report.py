@@ -38,8 +38,9 @@ def list_items(body: str) -> list[str]:
 
 def check_report(report: str, subtopics: Sequence[str]) -> list[str]:
     """A section missing or out of order; a paragraph or bullet that does not end a
-    sentence (cut off mid-sentence or mid-word), or that ends on a fragment such as a list
-    marker ("... required. 3."); a researched subtopic (``subtopics``) without its part in
+    sentence (cut off mid-sentence or mid-word, or on an abbreviation that ends none: "...
+    weigh engines, e.g."), or that ends on a fragment such as a list marker ("... required.
+    3."); a researched subtopic (``subtopics``) without its part in
     the Deep Dive; two bullets of the lists saying the same thing; an Open Question that is
     not a question; an Executive Summary of more than three sentences."""
     sections = report_sections(report)

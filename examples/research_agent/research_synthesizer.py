@@ -27,6 +27,7 @@ Publishes ``<run>/report.md`` under ``research:<run>:report`` and sets
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -89,7 +90,16 @@ _TRAILING_MARKER = re.compile(r"(?<=[.!?:])\s+\d+[.)]$")  # "... required. 3."
 # A sentence's end: its mark, then closing quotes, brackets or emphasis.
 _END = r"[.!?][\"'\u201d)\]*_]*"
 _ENDS = re.compile(_END + r"$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(_END + r"(?=\s)")
+# Abbreviations whose full stop ends no sentence ("engines, e.g. Milvus"): a text ending on
+# one was cut there.
+_NEVER_FINAL = frozenset(("e.g", "i.e", "vs", "cf", "viz", "approx", "incl", "esp", "resp",
+                          "ca", "mr", "mrs", "ms", "dr", "prof", "fig", "eq"))
+# Abbreviations that may end a sentence ("... in the U.S.", "... and so on, etc."): only
+# where the next word starts with a capital ("in the U.S. region" goes on).
+_MAYBE_FINAL = frozenset(("etc", "al", "inc", "ltd", "co", "corp", "jr", "sr"))
+_ACRONYM = re.compile(r"(?:[a-z]\.)+[a-z]")  # u.s, a.m, u.k
+_LAST_WORD = re.compile(r"([^\s(\[\"'\u201c]+)\.$")
 _WORD = re.compile(r"\w+")
 _LABEL = re.compile(r"^(\s*(?:[-*\u2022]|\d+[.)])\s+)(?:\*\*)?[^.:\n]{3,60}?(?:\*\*)?:\s+(?=\S)",
                     re.MULTILINE)
@@ -107,16 +117,50 @@ _STOP = frozenset((
 _DEPENDENT = re.compile(r"^(?:this|these|that|those|they|it|its|however|additionally|also|"
                         r"finally|overall|firstly|secondly|thirdly|for example|for instance|"
                         r"in addition)\b", re.IGNORECASE)
-_QUESTION_START = re.compile(r"^(?:what|how|why|which|when|where|who|whom|whose|is|are|"
-                             r"can|could|do|does|did|should|will|would|to what|in what)\b",
-                             re.IGNORECASE)
+# A sentence that asks, though it lacks its question mark. Not every sentence that opens on
+# a question word does: "What remains is the cost", "When the index grows, ..." and "Do not
+# deploy ..." state. It asks when an auxiliary comes first (not with "not" or "be" after
+# it), or a question word and then an auxiliary ("What is", "What latency does"); "which"
+# and "how much" always ask.
+_AUX = r"(?:is|are|was|were|do|does|did|can|could|should|will|would|may|might|must|has|have)"
+_QUESTION_START = re.compile(
+    rf"^(?:(?:which|whose|whom|to what|in what|what about)\b"
+    rf"|how (?:much|many|long|often|far|large|big|fast|well)\b"
+    rf"|(?:what|how|why|when|where|who) (?:{_AUX}\b|\w+ (?:do|does|did|can|could|should|"
+    rf"will|would)\b)"
+    rf"|{_AUX} (?!not\b|n't\b|be\b|also\b)\w)", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------------------ sentences
 
 
 def ends_sentence(text: str) -> bool:
-    return bool(_ENDS.search(text.rstrip()))
+    """Whether ``text`` ends a sentence: on its mark, and not on an abbreviation that ends
+    none ("weigh engines, e.g.")."""
+    text = text.rstrip()
+    return bool(_ENDS.search(text)) and _abbreviation(text) not in _NEVER_FINAL
+
+
+def _abbreviation(text: str) -> str:
+    """The abbreviation ``text`` ends on, lowercased without its last full stop ("e.g",
+    "u.s"), else ''."""
+    found = _LAST_WORD.search(text)
+    word = found.group(1).lower() if found else ""
+    return word if word in _NEVER_FINAL or word in _MAYBE_FINAL or _ACRONYM.fullmatch(word) \
+        else ""
+
+
+def _ends(text: str) -> list[int]:
+    """Where the sentences of ``text`` end, but its last: after a mark (and its closing
+    quotes) that a space follows, not after an abbreviation that goes on ("e.g. Milvus",
+    "the U.S. region")."""
+    found = []
+    for m in _SENTENCE_END.finditer(text):
+        word = _abbreviation(text[:m.end()])
+        if word in _NEVER_FINAL or word and not text[m.end():].lstrip()[:1].isupper():
+            continue
+        found.append(m.end())
+    return found
 
 
 def whole(text: str, cut: bool) -> str:
@@ -128,14 +172,17 @@ def whole(text: str, cut: bool) -> str:
     text = _TRAILING_MARKER.sub("", " ".join(text.split()))
     if not text or ends_sentence(text):
         return text
-    if cut:
-        ends = [m.end() for m in re.finditer(_END + r"(?=\s)", text)]
+    if cut or _ENDS.search(text):  # cut, or stopped on an abbreviation ("..., e.g."): cut
+        ends = _ends(text)
         return text[:ends[-1]] if ends else ""
     return text.rstrip(",;:-\u2013\u2014 ") + "."
 
 
 def sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_END.split(text.strip()) if s]
+    """The sentences of ``text``; an abbreviation's full stop ends none (:func:`_ends`)."""
+    text = text.strip()
+    bounds = [0, *_ends(text), len(text)]
+    return [part for a, b in itertools.pairwise(bounds) if (part := text[a:b].strip())]
 
 
 def key_words(text: str) -> frozenset[str]:

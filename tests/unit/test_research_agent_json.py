@@ -315,6 +315,32 @@ def test_a_reply_cut_at_max_tokens_never_ends_mid_sentence() -> None:
                              cut=True) == ["Rank 8 is common. Alpha scales it."]
 
 
+def test_an_abbreviations_full_stop_ends_no_sentence() -> None:
+    # The three-sentence cap kept "... weigh engines, e.g." and a reply cut at max_tokens
+    # was cut back to "... in the U.S." (a QA pass): both read as finished sentences.
+    reply = ("Vector databases speed up retrieval. They cost more memory. Teams should weigh "
+             "engines, e.g. Milvus vs. pgvector, against their latency budget. A fourth.")
+    assert synthesizer.sentences(reply)[2] == ("Teams should weigh engines, e.g. Milvus vs. "
+                                               "pgvector, against their latency budget.")
+    assert synthesizer.sentences("Built in the U.S. Then sold in Europe, etc. Done.") == [
+        "Built in the U.S.", "Then sold in Europe, etc.", "Done."]
+    assert synthesizer.whole("It is fast. Latency is 5 ms in the U.S. region and grows with "
+                             "appro", cut=True) == "It is fast."
+    assert synthesizer.whole("Use a benchmark, e.g.", cut=False) == ""
+    assert synthesizer.ends_sentence("Built in the U.S.")
+    assert not synthesizer.ends_sentence("Teams should weigh engines, e.g.")
+
+
+def test_a_statement_is_no_question_for_opening_on_a_question_word() -> None:
+    assert synthesizer.questions(
+        "- Do not deploy without a benchmark.\n- What remains is the cost of reindexing.\n"
+        "- When the index grows, latency rises.\n- Can be sharded.\n"
+        "- What latency does a slice guarantee.\n- Do teams need HNSW.\n"
+        "- How much memory does HNSW take.\n- Why is recall lower.") == [
+        "What latency does a slice guarantee?", "Do teams need HNSW?",
+        "How much memory does HNSW take?", "Why is recall lower?"]
+
+
 def test_near_duplicate_bullets_are_one_bullet() -> None:
     assert synthesizer.similar(
         "Vector databases are more complex to implement and maintain than traditional ones.",
@@ -349,6 +375,16 @@ def test_the_checker_names_what_a_reader_would_trip_over() -> None:
     four = bad.replace("It answers the questi", "One. Two. Three. Four.")
     assert "Executive Summary: 4 sentences, at most 3" in research_report.check_report(
         four, ["Cost", "Latency"])
+
+
+def test_the_checker_finds_a_sentence_cut_at_an_abbreviation() -> None:
+    report = "\n".join([
+        "# R", "## Executive Summary", "Indexes cost memory. Teams weigh engines, e.g.",
+        "## Key Findings", "- Indexes cost memory.", "## Deep Dive", "### T", "Text here.",
+        "## Practical Recommendations", "- Benchmark recall on your own data.",
+        "## Open Questions", "- Why is recall lower?"])
+    assert research_report.check_report(report, ["T"]) == [
+        "Executive Summary: cut off: ...'Indexes cost memory. Teams weigh engines, e.g.'"]
 
 
 def test_section_bodies_are_prose_without_headings() -> None:
