@@ -23,6 +23,8 @@ LISTS = ["Key Findings", "Practical Recommendations", "Open Questions"]
 _HEADING = re.compile(r"^\s*#{1,6}\s+(.*\S)\s*$")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.*\S)\s*$")
 _LETTERS = re.compile(r"[^\W\d_]{2,}")
+# Two sentence ends in a row: a full stop added after one the text had ("\u3002.", "e.g..").
+_DOUBLED_END = re.compile(r"[\u3002\uff01\uff1f][.!?]|[.!?][\u3002\uff01\uff1f]|(?<![.])\.\.(?![.])")
 
 
 def report_sections(report: str) -> dict[str, str]:
@@ -40,7 +42,8 @@ def check_report(report: str, subtopics: Sequence[str]) -> list[str]:
     """A section missing or out of order; a paragraph or bullet that does not end a
     sentence (cut off mid-sentence or mid-word, or on an abbreviation that ends none: "...
     weigh engines, e.g."), or that ends on a fragment such as a list marker ("... required.
-    3."); a researched subtopic (``subtopics``) without its part in
+    3.") or on a doubled end ("\u3002."); a section the model wrote nothing for (its
+    placeholder, ``EMPTY``); a researched subtopic (``subtopics``) without its part in
     the Deep Dive; two bullets of the lists saying the same thing; an Open Question that is
     not a question; an Executive Summary of more than three sentences."""
     sections = report_sections(report)
@@ -54,7 +57,11 @@ def check_report(report: str, subtopics: Sequence[str]) -> list[str]:
                 continue
             items = list_items(block)
             for unit in items or [" ".join(lines)]:
-                if not synthesizer.ends_sentence(unit):
+                if synthesizer.EMPTY in unit:
+                    problems.append(f"{title}: empty: {synthesizer.EMPTY}")
+                elif _DOUBLED_END.search(unit):
+                    problems.append(f"{title}: a sentence ends twice: ...{unit[-70:]!r}")
+                elif not synthesizer.ends_sentence(unit):
                     problems.append(f"{title}: cut off: ...{unit[-70:]!r}")
                 elif any(not _LETTERS.search(s) for s in synthesizer.sentences(unit)):
                     problems.append(f"{title}: a fragment: ...{unit[-70:]!r}")
@@ -77,7 +84,7 @@ def check_report(report: str, subtopics: Sequence[str]) -> list[str]:
     if not asked:
         problems.append("Open Questions: no question")
     problems += [f"Open Questions: not a question: {q!r}" for q in asked
-                 if not q.rstrip().endswith("?")]
+                 if not q.rstrip().endswith(("?", "\uff1f"))]
     return problems
 
 

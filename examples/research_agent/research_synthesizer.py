@@ -87,10 +87,15 @@ _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.*\S)\s*$")
 # A list marker with nothing after it: what a list cut at max_tokens ends with ("4.").
 _MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*$")
 _TRAILING_MARKER = re.compile(r"(?<=[.!?:])\s+\d+[.)]$")  # "... required. 3."
-# A sentence's end: its mark, then closing quotes, brackets or emphasis.
-_END = r"[.!?][\"'\u201d)\]*_]*"
+# A sentence's end: its mark, then closing quotes, brackets or emphasis. Chinese and
+# Japanese end theirs on full-width marks (\u3002\uff01\uff1f), with no space after.
+_CLOSE = "\"'\u201d\u2019)\\]*_\u300d\u300f\uff09\u3011"
+_END = rf"(?:[.!?]|[\u3002\uff01\uff1f])[{_CLOSE}]*"
 _ENDS = re.compile(_END + r"$")
-_SENTENCE_END = re.compile(_END + r"(?=\s)")
+_SENTENCE_END = re.compile(rf"[.!?][{_CLOSE}]*(?=\s)|[\u3002\uff01\uff1f][{_CLOSE}]*")
+# Letters of a script written without spaces between words (Chinese, Japanese): there a
+# text's length is counted in characters and its words compared as pairs of characters.
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Abbreviations whose full stop ends no sentence ("engines, e.g. Milvus"): a text ending on
 # one was cut there.
 _NEVER_FINAL = frozenset(("e.g", "i.e", "vs", "cf", "viz", "approx", "incl", "esp", "resp",
@@ -101,8 +106,8 @@ _MAYBE_FINAL = frozenset(("etc", "al", "inc", "ltd", "co", "corp", "jr", "sr"))
 _ACRONYM = re.compile(r"(?:[a-z]\.)+[a-z]")  # u.s, a.m, u.k
 _LAST_WORD = re.compile(r"([^\s(\[\"'\u201c]+)\.$")
 _WORD = re.compile(r"\w+")
-_LABEL = re.compile(r"^(\s*(?:[-*\u2022]|\d+[.)])\s+)(?:\*\*)?[^.:\n]{3,60}?(?:\*\*)?:\s+(?=\S)",
-                    re.MULTILINE)
+_LABEL = re.compile(r"^(\s*(?:[-*\u2022]|\d+[.)])\s+)(?:\*\*)?[^.:\uff1a\n]{3,60}?(?:\*\*)?"
+                    r"(?::\s+|\uff1a\s*)(?=\S)", re.MULTILINE)
 # The section's name the model may echo before the summary ("Executive Summary: ...").
 _SUMMARY_LABEL = re.compile(r"^\s*executive summary\s*[:\u2013\u2014-]\s*", re.IGNORECASE)
 _STOP = frozenset((
@@ -116,12 +121,15 @@ _STOP = frozenset((
 # A sentence that leans on the one before it: no finding on its own.
 _DEPENDENT = re.compile(r"^(?:this|these|that|those|they|it|its|however|additionally|also|"
                         r"finally|overall|firstly|secondly|thirdly|for example|for instance|"
-                        r"in addition)\b", re.IGNORECASE)
+                        r"in addition)\b|^(?:\u8fd9|\u6b64|\u5176|\u5b83|\u4f46|\u7136\u800c|"
+                        r"\u6b64\u5916|\u53e6\u5916|\u56e0\u6b64|\u6240\u4ee5)",
+                        re.IGNORECASE)  # ... and 这 此 其 它 但 然而 此外 另外 因此 所以
 # A sentence that asks, though it lacks its question mark. Not every sentence that opens on
 # a question word does: "What remains is the cost", "When the index grows, ..." and "Do not
 # deploy ..." state. It asks when an auxiliary comes first (not with "not" or "be" after
 # it), or a question word and then an auxiliary ("What is", "What latency does"); "which"
 # and "how much" always ask.
+_ASKED = re.compile(r"[?\uff1f]")  # a question mark, full-width too
 _AUX = r"(?:is|are|was|were|do|does|did|can|could|should|will|would|may|might|must|has|have)"
 _QUESTION_START = re.compile(
     rf"^(?:(?:which|whose|whom|to what|in what|what about)\b"
@@ -151,9 +159,9 @@ def _abbreviation(text: str) -> str:
 
 
 def _ends(text: str) -> list[int]:
-    """Where the sentences of ``text`` end, but its last: after a mark (and its closing
-    quotes) that a space follows, not after an abbreviation that goes on ("e.g. Milvus",
-    "the U.S. region")."""
+    """Where the sentences of ``text`` end: after a mark (and its closing quotes) that a
+    space follows, or a full-width one, not after an abbreviation that goes on ("e.g.
+    Milvus", "the U.S. region")."""
     found = []
     for m in _SENTENCE_END.finditer(text):
         word = _abbreviation(text[:m.end()])
@@ -175,7 +183,30 @@ def whole(text: str, cut: bool) -> str:
     if cut or _ENDS.search(text):  # cut, or stopped on an abbreviation ("..., e.g."): cut
         ends = _ends(text)
         return text[:ends[-1]] if ends else ""
-    return text.rstrip(",;:-\u2013\u2014 ") + "."
+    text = text.rstrip(",;:-\u2013\u2014\uff0c\uff1b\uff1a\u3001 ")
+    return text + ("\u3002" if _UNSPACED.match(text[-1:]) else ".")
+
+
+def joined(parts: Sequence[str]) -> str:
+    """Sentences or paragraphs run together: with a space, but none after a full-width mark
+    (Chinese runs its sentences on: "\u3002" is followed by no space)."""
+    out = ""
+    for part in parts:
+        out += part if not out or out[-1] in _CLOSE_UNSPACED else f" {part}"
+    return out
+
+
+_CLOSE_UNSPACED = "\u3002\uff01\uff1f\u300d\u300f\uff09\u3011"
+
+
+def length(text: str) -> int:
+    """A text's length in words; in a script written without spaces, two characters make
+    one (a Chinese sentence is one run of them, which ``split`` counts as a single word)."""
+    unspaced = len(_UNSPACED.findall(text))
+    if not unspaced:
+        return len(text.split())
+    return sum(1 for w in _UNSPACED.sub(" ", text).split() if any(c.isalnum() for c in w)) \
+        + (unspaced + 1) // 2
 
 
 def sentences(text: str) -> list[str]:
@@ -187,9 +218,23 @@ def sentences(text: str) -> list[str]:
 
 def key_words(text: str) -> frozenset[str]:
     """The content words of a text, each cut to six letters, so that 'scalable' and
-    'scalability' (or 'costs' and 'cost') count as one."""
-    return frozenset(_stem(w) for w in _WORD.findall(text.lower())
-                     if len(w) > 2 and w not in _STOP)
+    'scalability' (or 'costs' and 'cost') count as one; in a script written without spaces,
+    its pairs of neighbouring characters (:func:`_terms`)."""
+    return frozenset(_terms(text))
+
+
+def _terms(text: str) -> list[str]:
+    """The content words of a text in order. A run of Chinese or Japanese characters is no
+    word but a phrase: it gives its pairs of neighbouring characters ("向量索引" gives 向量,
+    量索, 索引), which two sentences saying the same thing share."""
+    out: list[str] = []
+    for token in _WORD.findall(text.lower()):
+        for part in re.split(f"({_UNSPACED.pattern}+)", token):
+            if _UNSPACED.match(part):
+                out += [part[i:i + 2] for i in range(max(1, len(part) - 1))]
+            elif len(part) > 2 and part not in _STOP:
+                out.append(_stem(part))
+    return out
 
 
 def _stem(word: str) -> str:
@@ -213,18 +258,22 @@ def similar(a: str, b: str) -> bool:
     if not x or not y:
         return x == y
     shared, smaller = len(x & y), min(len(x), len(y))
-    if shared / len(x | y) >= 0.6 or (smaller >= 3 and shared == smaller):
+    # Pairs of characters are more, and shorter, than words: a whole shorter one within the
+    # longer needs twice as many.
+    least = 6 if _UNSPACED.search(a + b) else 3
+    if shared / len(x | y) >= 0.6 or (smaller >= least and shared == smaller):
         return True
     first_a, first_b = _opening(a), _opening(b)
-    return len(first_a) == OPENING and first_a == first_b
+    full = 2 * OPENING if _UNSPACED.search(a) else OPENING
+    return len(first_a) == full and first_a == first_b
 
 
 OPENING = 6  # content words that make an opening
 
 
 def _opening(text: str) -> list[str]:
-    words = [_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _STOP]
-    return words[:OPENING]
+    terms = _terms(text)
+    return terms[:2 * OPENING if _UNSPACED.search(text) else OPENING]
 
 
 def prose(text: str, cut: bool) -> list[str]:
@@ -239,7 +288,7 @@ def prose(text: str, cut: bool) -> list[str]:
     for i, raw in enumerate(lines):
         if not raw.strip():
             if current:
-                paragraphs.append(" ".join(current))
+                paragraphs.append(joined(current))
                 current = []
             continue
         if _HEADING.match(raw) or _MARKER.match(raw):
@@ -252,7 +301,7 @@ def prose(text: str, cut: bool) -> list[str]:
         if line:
             current.append(line)
     if current:
-        paragraphs.append(" ".join(current))
+        paragraphs.append(joined(current))
     return paragraphs
 
 
@@ -264,7 +313,7 @@ def distinct(text: str, said: list[str]) -> str:
         if not any(similar(sentence, s) for s in said):
             kept.append(sentence)
             said.append(sentence)
-    return " ".join(kept)
+    return joined(kept)
 
 
 def bullets(text: str, cut: bool = False, known: Sequence[str] = ()) -> list[str]:
@@ -280,7 +329,7 @@ def bullets(text: str, cut: bool = False, known: Sequence[str] = ()) -> list[str
             continue
         item = match.group(1).replace("**", "").strip().strip("'\"`").lstrip("-*\u2022 ")
         item = whole(item.strip().strip("'\"`"), cut and i == len(lines) - 1)
-        if len(item.split()) >= 3 and not any(similar(item, k) for k in [*known, *items]):
+        if length(item) >= 3 and not any(similar(item, k) for k in [*known, *items]):
             items.append(item)
     return items
 
@@ -292,8 +341,9 @@ def questions(text: str, cut: bool = False, known: Sequence[str] = ()) -> list[s
     out: list[str] = []
     for item in bullets(text, cut, known):
         first = sentences(item)[0]
-        if "?" in item:
-            out.append(item[:item.index("?") + 1])
+        asked = _ASKED.search(item)
+        if asked:
+            out.append(item[:asked.end()])
         elif _QUESTION_START.match(first):
             out.append(first.rstrip(".!") + "?")
     return out
@@ -344,7 +394,7 @@ class Writer:
     def paragraph(self, instruction: str, tokens: int, said: list[str], *,
                   notes: bool = True) -> str:
         reply = self.ask(instruction, tokens, notes=notes, frequency_penalty=0.5)
-        return distinct(" ".join(prose(reply.text, reply.truncated)), said)
+        return distinct(joined(prose(reply.text, reply.truncated)), said)
 
     def items(self, instruction: str, tokens: int, known: Sequence[str],
               temperature: float = 0.3, *, labels: bool = True, first: bool = False,
@@ -366,7 +416,7 @@ def note_sentences(topics: list[tuple[str, str]]) -> list[str]:
     or 'However'), taken from each section in turn (a first sentence of each, then a
     second...): what the Key Findings fall back on when the model gives fewer than five."""
     per = [[s for p in prose(text, cut=True) for s in sentences(p)
-            if len(s.split()) >= 5 and not _DEPENDENT.match(s)] for _, text in topics]
+            if length(s) >= 5 and not _DEPENDENT.match(s)] for _, text in topics]
     return [s[i] for i in range(max(map(len, per), default=0)) for s in per if i < len(s)]
 
 
@@ -417,7 +467,9 @@ def open_questions(writer: Writer, topics: list[tuple[str, str]],
     for title, _ in topics:
         if len(asked) >= 2:
             break
-        fallback = f"What remains unresolved about {lower_first(title)}?"
+        fallback = (f"\u5173\u4e8e{title}\uff0c\u8fd8\u6709\u54ea\u4e9b\u95ee\u9898"
+                    f"\u5c1a\u672a\u89e3\u51b3\uff1f" if _UNSPACED.search(title) else
+                    f"What remains unresolved about {lower_first(title)}?")  # 关于…，还有哪些问题尚未解决？
         if not any(similar(fallback, q) for q in [*known, *asked]):
             asked.append(fallback)
     return asked
@@ -435,18 +487,18 @@ def deep_dive(writer: Writer, topics: list[tuple[str, str]]) -> str:
     for title, text in topics:
         kept: list[str] = []
         for paragraph in prose(text, cut=True):
-            if sum(len(p.split()) for p in kept) >= share:
+            if sum(map(length, kept)) >= share:
                 break
             taken: list[str] = []
             for sentence in sentences(paragraph):
-                if taken and sum(len(s.split()) for s in [*kept, *taken, sentence]) > share:
+                if taken and sum(map(length, [*kept, *taken, sentence])) > share:
                     break
                 # A subsection's first sentence stays, repeated or not: the next refer to it.
                 if not (kept or taken) or not any(similar(sentence, s) for s in said):
                     taken.append(sentence)
                     said.append(sentence)
             if taken:
-                kept.append(" ".join(taken))
+                kept.append(joined(taken))
         subsections += [f"### {title}", "\n\n".join(kept) or "_Its researcher's section "
                                                              "held no complete sentence._"]
     named = names([title for title, _ in topics])
@@ -463,7 +515,7 @@ def synthesize(query: str, sections: list[str], *, model: str | None = None,
     writer = Writer(query, "\n\n".join(sections), model, max_tokens)
     bodies: dict[str, str] = {}
     # Three sentences, as the report promises: the model sometimes writes a fourth.
-    bodies["Executive Summary"] = " ".join(sentences(
+    bodies["Executive Summary"] = joined(sentences(
         _SUMMARY_LABEL.sub("", writer.paragraph(*SUMMARY, said=[])))[:SUMMARY_SENTENCES])
     findings = key_findings(writer, topics)
     bodies["Key Findings"] = "\n".join(f"- {item}" for item in findings)
@@ -488,7 +540,7 @@ def synthesize(query: str, sections: list[str], *, model: str | None = None,
     for title in SECTION_TITLES:
         body = bodies[title].strip() or EMPTY
         parts += [f"## {title}", "", body, ""]
-        print(f"wrote {title}: {len(body.split())} words", flush=True)
+        print(f"wrote {title}: {length(body)} words", flush=True)
     return "\n".join(parts)
 
 

@@ -32,7 +32,9 @@ TOKENS_PER_SENTENCE = 40
 
 #: A sentence's end: its mark, then closing quotes, brackets or emphasis (as the synthesizer
 #: reads it; each job script of the agent stands alone, so it is spelled here too).
-_ENDS = re.compile(r"[.!?][\"'\u201d)\]*_]*$")
+_ENDS = re.compile(r"(?:[.!?]|[\u3002\uff01\uff1f])[\"'\u201d\u2019)\]*_\u300d\u300f\uff09\u3011]*$")
+# A letter of a script written without spaces (Chinese, Japanese): its full stop is "\u3002".
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def settled(text: str) -> str:
@@ -45,7 +47,7 @@ def settled(text: str) -> str:
         lines.pop()
     text = "\n".join(lines).rstrip()
     if text and not _ENDS.search(text):
-        text += "."
+        text += "\u3002" if _UNSPACED.match(text[-1]) else "."
     return text
 
 

@@ -269,7 +269,10 @@ def test_report_has_the_five_sections_whatever_the_model_writes(script: Any) -> 
     assert "## Practical Recommendations\n\n_The model returned nothing" in report
     # The model's question gets its mark; the subtopic stands in for a second one.
     assert "## Open Questions\n\n- Is A cheap?\n- What remains unresolved about A?" in report
-    assert research_report.check_report(report, ["A"]) == []
+    # The shape holds, and the checker names the sections left empty (it passed them).
+    assert research_report.check_report(report, ["A"]) == [
+        f"{title}: empty: {synthesizer.EMPTY}"
+        for title in ("Key Findings", "Practical Recommendations")]
     assert not provider.replies  # every call the shape needs was made, and no more
     # The second ask for recommendations and the two Deep Dive paragraphs went without the
     # notes (shown them, a 0.5B model copies them), after every call that reads them (their
@@ -387,6 +390,72 @@ def test_the_checker_finds_a_sentence_cut_at_an_abbreviation() -> None:
         "Executive Summary: cut off: ...'Indexes cost memory. Teams weigh engines, e.g.'"]
 
 
+class Chinese(Scripted):
+    """A hosted model answering a Chinese question in Chinese, each kind of call alike (as
+    the QA pass's scripted server did)."""
+
+    def generate(self, request: Request) -> Generation:
+        self.requests.append(request)
+        asked = request.messages[-1]["content"]
+        text = next((reply for key, reply in ZH if key in asked), ZH_PROSE)
+        return Generation(text, Usage(20, 10), f"scripted/{request.model}")
+
+
+ZH = [
+    ("Executive Summary", "向量数据库能显著提升检索增强生成的检索速度。但它们带来了更高的内存和运维成本。"
+                          "选择时需要在延迟、成本和数据新鲜度之间权衡。"),
+    ("Key Findings", "- HNSW 索引在百万级向量上可实现毫秒级查询延迟。\n- 索引常驻内存使硬件成本随数据量线"
+                     "性增长。\n- 嵌入模型更换后需要重新计算全部向量。\n- 批量写入会触发索引重建并降低数据新"
+                     "鲜度。\n- 混合检索结合关键词与向量可提升召回率。"),
+    ("Practical Recommendations", "- 在上线前用真实查询负载测试索引延迟。\n- 为嵌入模型版本建立重新索引"
+                                  "流程。\n- 监控内存占用并规划分片策略。"),
+    ("Write one question", "在十亿级向量规模下，HNSW 索引的内存占用具体是多少？"),
+]
+ZH_PROSE = "这些子主题共同决定了向量数据库在生产环境中的表现。性能与成本之间存在直接的取舍关系。"
+ZH_TOPICS = ["向量索引的查询性能", "存储成本与运维负担", "检索质量与嵌入管理"]
+
+
+def test_a_chinese_report_has_every_section_and_the_checker_reads_it() -> None:
+    # A Chinese question answered in Chinese gave empty Key Findings and Recommendations
+    # (items under three space-separated words were dropped: every Chinese one), sentences
+    # ending "\u3002." and no Open Question of the model's; the checker approved it (a QA
+    # pass).
+    llm.register_provider("scripted", Chinese([]))
+    try:
+        notes = "向量数据库使用近似最近邻索引来加速检索。HNSW 索引在百万级数据上通常能达到毫秒级延迟。" \
+                "索引需要大量内存，这会提高运维成本。批量更新会导致索引重建，影响数据新鲜度。"
+        report = synthesizer.synthesize("向量数据库在生产环境的 RAG 系统中有哪些取舍？",
+                                        [f"## {t}\n\n{notes}" for t in ZH_TOPICS],
+                                        model="scripted/m", run_id="R_1")
+    finally:
+        llm.unregister_provider("scripted")
+    assert research_report.check_report(report, ZH_TOPICS) == [], report
+    sections = research_report.report_sections(report)
+    assert len(research_report.list_items(sections["Key Findings"])) == 5
+    assert len(research_report.list_items(sections["Practical Recommendations"])) == 3
+    assert "在十亿级向量规模下，HNSW 索引的内存占用具体是多少？" in sections["Open Questions"]
+    assert "运维成本。" in sections["Deep Dive"] and "\u3002." not in report
+    assert "\u3002 " not in report  # Chinese sentences run on, without a space between
+    assert len(synthesizer.sentences(sections["Executive Summary"])) == 3
+
+
+def test_chinese_text_is_measured_and_compared_by_its_characters() -> None:
+    assert synthesizer.length("HNSW 索引在百万级向量上可实现毫秒级查询延迟。") == 1 + 10
+    assert synthesizer.whole("索引需要大量内存", cut=False) == "索引需要大量内存。"
+    assert synthesizer.whole("索引需要大量内存。批量更新会导致索", cut=True) == "索引需要大量内存。"
+    assert synthesizer.similar("索引常驻内存使硬件成本随数据量线性增长。",
+                               "索引常驻内存，使硬件成本随着数据量线性增长。")
+    assert not synthesizer.similar("索引常驻内存使硬件成本随数据量线性增长。",
+                                   "嵌入模型更换后需要重新计算全部向量。")
+    assert synthesizer.questions("- 内存占用是多少？还有别的。\n- 监控内存占用。") == ["内存占用是多少？"]
+    doubled = "\n".join(["# R", "## Executive Summary", "索引很快。.", "## Key Findings",
+                          "- 索引需要大量内存。", "## Deep Dive", "### T", "索引很快。",
+                          "## Practical Recommendations", "- 测试索引延迟。", "## Open Questions",
+                          "- 内存占用是多少？"])
+    assert research_report.check_report(doubled, ["T"]) == [
+        "Executive Summary: a sentence ends twice: ...'索引很快。.'"]
+
+
 def test_section_bodies_are_prose_without_headings() -> None:
     assert synthesizer.prose("## Deep Dive\n\n## Cost and overhead\nText.\n# Latency\n"
                              "- same point\n- same point\n", cut=False) == [
@@ -404,6 +473,9 @@ def test_section_bodies_are_prose_without_headings() -> None:
     ("Indexes cost memory.\n\n## Latency", "Indexes cost memory."),
     ("Indexes cost memory", "Indexes cost memory."),
     ('He said "it scales."', 'He said "it scales."'),
+    # A Chinese one ends on its own full stop, never given a second (it was: "\u3002.").
+    ("索引需要大量内存。", "索引需要大量内存。"),
+    ("索引需要大量内存", "索引需要大量内存。"),
 ])
 def test_a_section_the_model_ended_itself_ends_on_a_whole_sentence(
         script: Any, reply: str, section: str) -> None:
