@@ -315,6 +315,22 @@ def test_no_final_response_is_not_applicable_without_a_call(api: FakeLLMServer) 
     assert api.received == []
 
 
+def test_a_run_that_failed_after_answering_is_not_judged(api: FakeLLMServer) -> None:
+    # An agent that answered and then exited 3: its answer alone read as a PASS.
+    v = judge(TASK, run_of("Order A1 is cancelled.", call(1, "get_order", {}),
+                           status="failed", error_class="agent_5xx"), model=MODEL)
+    assert v.verdict == "NOT_APPLICABLE" and v.cost_usd == 0.0
+    assert "did not complete (failed, agent_5xx)" in v.reasoning
+    from titan.evals import criteria
+
+    scored = criteria.score({"name": "tone", "target": "final_response", "prompt": "Polite?",
+                             "scale": "pass_fail"}, TASK,
+                            {"status": "failed", "final_response": "Order A1 is cancelled."},
+                            model=MODEL)
+    assert scored["verdict"] == "N/A" and "did not complete (failed)" in scored["error"]
+    assert api.received == []
+
+
 def test_an_empty_final_response_fails_without_a_call(api: FakeLLMServer) -> None:
     v = judge({**TASK, "expected_steps": 1}, run_of("  ", call(1, "get_order", {})),
               model=MODEL)

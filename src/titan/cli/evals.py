@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("--task", action="append", default=None, metavar="ID",
                    help="only this task (repeatable)")
     s.add_argument("--wait", action="store_true",
-                   help="wait for the runs and their verdicts; exit 1 unless all PASS")
+                   help="wait for the runs and their verdicts; exit 1 unless every run "
+                        "completed and PASSed")
     s.add_argument("--timeout", type=float, default=1800, help="seconds to wait (1800)")
     s = sub.add_parser("show", help="the data explorer: one row per task", parents=common)
     s.add_argument("evaluation")
@@ -268,7 +269,9 @@ def run(args: argparse.Namespace, client: Any) -> int:
             rows = [r for r in out["tasks"] if r["task_id"] in wanted]
             if not as_json:
                 print_explorer(out)
-            ok = all(r["run"] and r["run"]["verdict"] == "PASS" for r in rows)
+            # A run that failed is never a pass, whatever it answered before it failed.
+            ok = all(r["run"] and r["run"]["status"] == "completed"
+                     and r["run"]["verdict"] == "PASS" for r in rows)
             if as_json:
                 print(json.dumps(out, indent=2))
             return 0 if ok else 1
@@ -297,7 +300,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
                 say(f"{args.task}: {h['status']}  verdict "
                     f"{str(h['verdict']).replace('_', ' ')}"
                     + (f"  ({row['run_count']} runs)" if row.get("run_count") else ""))
-                return 0 if h["verdict"] == "PASS" else 1
+                return 0 if h["status"] == "completed" and h["verdict"] == "PASS" else 1
         elif not as_json:
             return 0
     print(json.dumps(out, indent=2))

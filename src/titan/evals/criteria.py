@@ -130,6 +130,10 @@ def score(criterion: dict[str, Any], task: dict[str, Any], run: dict[str, Any], 
                            "pass_threshold": criterion.get("pass_threshold"), "score": None,
                            "verdict": "N/A", "reasoning": "", "model": "", "cost_usd": 0.0,
                            "error": None}
+    status = run.get("status")
+    if status not in (None, "completed"):  # as the built-in judge: completed runs only
+        out["error"] = f"the run did not complete ({status}), so it is not scored"
+        return out
     value = target_value(criterion["target"], run)
     if value is None:
         out["error"] = f"the run has no {criterion['target']} to score"

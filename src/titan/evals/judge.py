@@ -136,6 +136,14 @@ def judge(task: dict[str, Any], run: dict[str, Any], *, model: str | None = None
         why = f" ({run['error_class']})" if run.get("error_class") else ""
         return replace(blank, reasoning=f"The agent ended without a final response{why}, so "
                                         "there is nothing to judge.")
+    status = run.get("status")
+    if status not in (None, "completed"):
+        # An answer sent before a crash or a timeout is not the run's outcome: judged, a
+        # crashed agent was a PASS (and the judge billed) while its row said "failed [5xx]".
+        why = f", {run['error_class']}" if run.get("error_class") else ""
+        return replace(blank, reasoning=f"The run did not complete ({status}{why}): the "
+                                        "judge scores completed runs only, and an agent that "
+                                        "answered and then failed still failed.")
     broken = next(((n, c) for n, c in enumerate(calls, 1) if c.get("source") == "error"), None)
     if broken is not None:
         # The simulator could not play a tool (a malformed answer, a model without its key):

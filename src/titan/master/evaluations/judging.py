@@ -109,7 +109,8 @@ async def judge_run(engine: Engine, run_id: str, *, judge_model: str | None,
         fields["judge"] = verdict.to_dict()
         cost += float(verdict.cost_usd or 0.0)
     if custom:
-        target = {"final_response": row.get("final_response"), "messages": row.get("messages"),
+        target = {"status": row["status"],
+                  "final_response": row.get("final_response"), "messages": row.get("messages"),
                   "tool_calls": calls, "diff": coding.get("diff"),
                   "trajectory": coding.get("trajectory"), "raw_response": row.get("raw_response")}
         scored = await loop.run_in_executor(

@@ -46,7 +46,11 @@ def chip(error_class: str | None) -> Row | None:
 
 
 def row_verdict(run: Row) -> str:
-    """The explorer's verdict: a run not judged (yet, or not judgeable) shows PENDING."""
+    """The explorer's verdict: a run not judged (yet, or not judgeable) shows PENDING, and so
+    does one that did not complete, whatever a judge said of it before Titan stopped judging
+    those (a crashed agent that had answered showed PASS)."""
+    if run.get("status") != "completed":
+        return "PENDING"
     verdict = (run.get("judge") or {}).get("verdict")
     return verdict if verdict in ("PASS", "FAIL") else "PENDING"
 

@@ -1,0 +1,56 @@
+"""What `titan eval run --wait` reports: the runs it dispatched and nothing else, and a run
+that did not complete never as a pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.integration.harness import Cluster
+from tests.integration.test_evaluations import evals_cluster, fake_llm  # noqa: F401 (fixtures)
+
+TOOLS = [{"name": "get_order", "description": "Look up an order.",
+          "input_schema": {"type": "object", "properties": {"order_id": {"type": "string"}},
+                           "required": ["order_id"]}}]
+ANSWERS_THEN_CRASHES = '''
+import sys
+from titan import evals
+
+evals.task()
+evals.call_tool("get_order", {"order_id": "A-1001"})
+evals.respond("Order A-1001 is processing.")
+sys.exit(3)
+'''
+
+
+def cli(c: Cluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "titan", *args, "--host", "127.0.0.1",
+                           "--port", str(c.port), "--token", c.admin_token],
+                          capture_output=True, text=True, timeout=timeout, env=c.env)
+
+
+def agent(c: Cluster, name: str, source: str, **extra: Any) -> dict[str, Any]:
+    script = Path(c.script(f"{name}.py", source))
+    return {"name": name, "script": script.name, "tools": TOOLS, "timeout_s": 60, **extra}
+
+
+def test_an_agent_that_answers_then_crashes_is_not_judged_a_pass(
+        evals_cluster: Cluster) -> None:  # noqa: F811
+    c = evals_cluster
+    c.client().create_evaluation("crashes", agent(c, "crasher", ANSWERS_THEN_CRASHES), [
+        {"id": "exit3", "user_instruction": "What is the status of order A-1001?",
+         "initial_state": {"order": {"A-1001": {"status": "processing"}}}}],
+        base=c.scripts)
+    done = cli(c, "eval", "run", "crashes", "--task", "exit3", "--wait")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "0 PASS, 0 FAIL, 1 PENDING" in done.stdout, done.stdout
+    row = c.client().evaluation("crashes")["tasks"][0]["run"]
+    assert (row["status"], row["error_class"]) == ("failed", "agent_5xx"), row
+    assert row["verdict"] == "PENDING" and row["judge_verdict"] == "NOT_APPLICABLE"
+    assert row["cost"]["judge_usd"] == 0.0
+    trace = c.client().evaluation_run("crashes", "exit3", row["id"])
+    assert trace["final_response"] == "Order A-1001 is processing."  # kept, not judged
+    assert "did not complete (failed, agent_5xx)" in trace["judge"]["reasoning"]
+    assert trace["judge"]["model"] != "checks"
