@@ -54,3 +54,58 @@ def test_an_agent_that_answers_then_crashes_is_not_judged_a_pass(
     assert trace["final_response"] == "Order A-1001 is processing."  # kept, not judged
     assert "did not complete (failed, agent_5xx)" in trace["judge"]["reasoning"]
     assert trace["judge"]["model"] != "checks"
+
+
+SLOW_OR_HANGING = '''
+import time
+from titan import evals
+
+task = evals.task()
+time.sleep(300 if "hang" in task["user_instruction"] else 6)
+order = evals.call_tool("get_order", {"order_id": "A-1001"})
+evals.respond(f"Order A-1001 is {order['status']}.")
+'''
+
+
+def test_waiting_reports_the_runs_this_command_dispatched(
+        evals_cluster: Cluster) -> None:  # noqa: F811
+    import json
+    import time
+
+    c = evals_cluster
+    client = c.client()
+    seed = {"initial_state": {"order": {"A-1001": {"status": "processing"}}}}
+    client.create_evaluation("waits", agent(c, "slow", SLOW_OR_HANGING), [
+        seed | {"id": "slow", "user_instruction": "What is the status of order A-1001?"},
+        seed | {"id": "hang", "user_instruction": "hang, then tell me about order A-1001"}],
+        base=c.scripts)
+    (hanging,) = client.run_evaluation("waits", ["hang"])
+    try:
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "titan", "eval", "run", "waits", "--task", "slow", "--wait",
+             "--timeout", "90", "--json", "--host", "127.0.0.1", "--port", str(c.port),
+             "--token", c.admin_token], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=c.env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            row = {r["task_id"]: r for r in client.evaluation("waits")["tasks"]}["slow"]
+            if row["run"] is not None:
+                break
+            time.sleep(0.2)
+        mine = row["run"]["id"]
+        # Another command's run of the same task (a dashboard Re-run), cancelled: the latest
+        # run, and what the waiting command reported as its own.
+        (other,) = client.run_evaluation("waits", ["slow"])
+        client.cancel(f"{other['id']}_AGENT")
+        out, err = waiting.communicate(timeout=120)
+        assert waiting.returncode == 0, out + err
+        (reported,) = json.loads(out)["tasks"]
+        assert reported["run"]["id"] == mine and reported["run"]["verdict"] == "PASS"
+        assert json.loads(out)["summary"]["pass"] == 1
+        # A re-run waits for its new run, not for the hanging task beside it.
+        again = cli(c, "eval", "rerun", "waits", "slow", "--wait", timeout=90)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "slow: completed  verdict PASS  (3 runs)" in again.stdout, again.stdout
+        assert client.evaluation("waits")["summary"]["in_flight"] == 1  # still hanging
+    finally:
+        client.cancel(f"{hanging['id']}_AGENT")

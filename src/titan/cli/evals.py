@@ -264,9 +264,10 @@ def run(args: argparse.Namespace, client: Any) -> int:
                     say(f"{r['task_id']:<24} {r['id']}  {r['status']}")
                 return 0
         else:
-            out = client.wait_evaluation(args.evaluation, timeout=args.timeout)
-            wanted = set(args.task or [r["task_id"] for r in out["tasks"]])
-            rows = [r for r in out["tasks"] if r["task_id"] in wanted]
+            # The runs this command dispatched: a task's latest run may be another
+            # command's (a Re-run from the dashboard meanwhile), and it decided the exit.
+            out = client.wait_evaluation_runs(args.evaluation, runs, timeout=args.timeout)
+            rows = out["tasks"]
             if not as_json:
                 print_explorer(out)
             # A run that failed is never a pass, whatever it answered before it failed.
@@ -292,8 +293,11 @@ def run(args: argparse.Namespace, client: Any) -> int:
         if not as_json:
             print(f"re-running {out['source_run_id']} as {out['run_id']}", flush=True)
         if args.wait:
-            view = client.wait_evaluation(args.evaluation)
-            row = {r["task_id"]: r for r in view["tasks"]}.get(args.task) or {}
+            # The new run alone: waiting on the whole evaluation, an unrelated task's
+            # hanging run held this one's verdict back.
+            view = client.wait_evaluation_runs(
+                args.evaluation, [{"id": out["run_id"], "task_id": args.task}])
+            row = view["tasks"][0]
             out = client.evaluation_run(args.evaluation, args.task, out["run_id"])
             if not as_json:
                 h = out["header"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from titan.client.transport import Transport
-from titan.errors import ScriptNotFound, ValidationFailed, WaitTimeout
+from titan.errors import NotFound, ScriptNotFound, ValidationFailed, WaitTimeout
 from titan.formats import check_eval_id, quote_ref, quote_segment
 from titan.status import EVAL_ACTIVE
 
@@ -72,6 +72,16 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         raise ValidationFailed(f"{file.name}: a spec is a mapping with name, agent and tasks")
     spec["_base"] = str(file.resolve().parent)
     return spec
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The explorer's summary line, counted over ``rows`` (one per run waited for)."""
+    verdicts = [r["run"]["verdict"] for r in rows]
+    return {"tasks": len({r["task_id"] for r in rows}), "runs": len(rows),
+            "pass": verdicts.count("PASS"), "fail": verdicts.count("FAIL"),
+            "pending": verdicts.count("PENDING"),
+            "in_flight": sum(r["run"]["status"] in EVAL_ACTIVE for r in rows),
+            "cost_usd": round(sum(r["run"]["cost"]["total_usd"] for r in rows), 10)}
 
 
 class EvalOps:
@@ -164,6 +174,42 @@ class EvalOps:
             "POST", f"/evaluations/{_ref(name)}/tasks/{_task(name, task_id)}/runs/"
                     f"{_run(task_id, run_id)}/re-run")
         return reply
+
+    def wait_evaluation_runs(self, name: str, runs: list[dict[str, Any]],
+                             timeout: float = 600.0, poll: float = 1.0) -> dict[str, Any]:
+        """Wait until each of ``runs`` (as :meth:`run_evaluation` returned them: ``id`` and
+        ``task_id``) has ended and has its verdict; the explorer view of those runs alone,
+        one row per run. Another dispatch of the same task meanwhile (a dashboard Re-run)
+        neither decides nor delays the result, and neither does an unrelated task's run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.evaluation(name)
+            latest = {r["task_id"]: r for r in view["tasks"]}
+            older: dict[str, dict[str, Any]] = {}  # a task's runs, read when not its latest
+            rows = []
+            for run in runs:
+                row = latest.get(run["task_id"])
+                if row is None:
+                    raise NotFound(f"evaluation {name!r} has no task {run['task_id']!r}")
+                found = row["run"] if row["run"] and row["run"]["id"] == run["id"] else None
+                if found is None:
+                    if run["task_id"] not in older:
+                        older[run["task_id"]] = {r["id"]: r for r in self._transport.call(
+                            "GET", f"/evaluations/{_ref(name)}/tasks/"
+                                   f"{_task(name, run['task_id'])}/runs")["runs"]}
+                    found = older[run["task_id"]].get(run["id"])
+                if found is None:
+                    raise NotFound(f"task {run['task_id']!r} of {name!r} has no run "
+                                   f"{run['id']!r}")
+                rows.append(row | {"run": found})
+            if all(r["run"]["status"] not in EVAL_ACTIVE and not r["run"]["judge_pending"]
+                   for r in rows):
+                return view | {"tasks": rows, "summary": _summary(rows)}
+            if time.monotonic() > deadline:
+                left = sum(r["run"]["status"] in EVAL_ACTIVE for r in rows)
+                raise WaitTimeout(f"{left} of the {len(rows)} run(s) of {name!r} still in "
+                                  f"flight (or being judged) after {timeout:g}s")
+            time.sleep(poll)
 
     def wait_evaluation(self, name: str, timeout: float = 600.0,
                         poll: float = 1.0) -> dict[str, Any]:
