@@ -109,3 +109,53 @@ def test_waiting_reports_the_runs_this_command_dispatched(
         assert client.evaluation("waits")["summary"]["in_flight"] == 1  # still hanging
     finally:
         client.cancel(f"{hanging['id']}_AGENT")
+
+
+CANCELS_THEN_WAITS = '''
+import time
+from titan import evals
+
+evals.task()
+evals.call_tool("cancel_order", {"order_id": "A-1002"})
+time.sleep(30)  # its worker is killed meanwhile
+evals.respond("Order A-1002 has been cancelled.")
+'''
+
+
+def test_a_run_whose_agent_job_lost_its_worker_ends_as_internal_error(
+        make_cluster: Any) -> None:
+    # Run again from the start, the agent's second attempt stacked its calls on the first
+    # one's: two cancel_order calls on one trajectory, the world changed twice.
+    import os
+    import signal
+    import time
+
+    from tests.integration.test_durability import wait_for
+
+    c = make_cluster(lease_seconds=2)
+    c.start_master()
+    doomed = c.add_worker(slots=1, name="doomed")
+    tool = {"name": "cancel_order", "input_schema": {"type": "object"}}
+    rule = {"tool": "cancel_order", "payload": {"status": "cancelled"}, "error": False}
+    client = c.client()
+    client.create_evaluation("lost", agent(c, "canceller", CANCELS_THEN_WAITS, tools=[tool],
+                                           judge=False),
+                             [{"id": "t1", "user_instruction": "Cancel order A-1002.",
+                               "failure_rules": [rule]}], base=c.scripts)
+    (run,) = client.run_evaluation("lost")
+
+    def row() -> dict[str, Any]:
+        found: dict[str, Any] = c.api("GET", "/evaluations/lost")["tasks"][0]["run"]
+        return found
+
+    wait_for(lambda: row()["tool_calls"] == 1, 30, "the agent's first tool call")
+    os.killpg(doomed.pid, signal.SIGKILL)  # the worker and the agent's process with it
+    c.add_worker(slots=1, name="spare", wait=False)
+    wait_for(lambda: row()["status"] != "running", 30, "the run to end")
+    ended = row()
+    assert (ended["status"], ended["error_class"]) == ("failed", "internal_error"), ended
+    assert "lost its worker mid-run" in ended["error_detail"]
+    time.sleep(3)  # a second attempt, had it run, would have called by now
+    assert row()["tool_calls"] == 1
+    (job,) = c.api("GET", f"/dags/{run['id']}_AGENT")["jobs"]
+    assert job["state"] == "CANCELLED", job

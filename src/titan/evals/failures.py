@@ -67,8 +67,9 @@ ERROR_CLASSES: dict[str, ErrorClass] = {c.name: c for c in (
                "A network hop failed mid-run (connection dropped, tool endpoint down); the "
                "run is re-dispatched once automatically."),
     ErrorClass("internal_error", "internal error", "danger",
-               "Titan itself failed while running the evaluation: this is a bug, please "
-               "report it with the run id."),
+               "Titan itself failed or lost the run (a master restart during an HTTP call, "
+               "a job agent's worker lost mid-run): re-run the task; if it recurs with "
+               "nothing to explain it, report it with the run id."),
 )}
 
 # Transient failures: the run is re-dispatched once automatically (a second failure stands).

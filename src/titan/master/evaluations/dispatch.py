@@ -46,6 +46,20 @@ JOB_ROOT_ACTOR = f"{AGENT_STAGE}/agent"
 _AGENT_VISIBLE = ("id", "user_instruction", "kind", "workspace", "scorers", "metadata", "turns")
 
 
+#: Why a run whose agent job lost its worker ends (docs/evaluations.md, internal_error).
+LOST_ATTEMPT = ("the agent's job lost its worker mid-run (the worker, or a `titan up` master "
+                "with it, was killed) and would have run again from the start against a world "
+                "and a trajectory its first attempt had already changed; re-run the task")
+_ENDED = ("COMPLETED", "FAILED", "CANCELLED", "SKIPPED", "TIMED_OUT")
+
+
+def restarted(job: Row) -> bool:
+    """The agent's job runs (or waits to run) again after an attempt that was lost: a
+    job agent is submitted without retries, so any attempt after its first is one."""
+    attempt = int(job.get("attempt") or 0)
+    return attempt > 1 or (attempt >= 1 and job.get("state") in ("PENDING", "READY"))
+
+
 def agent_task(seed: Row, agent: Row) -> Row:
     task = {k: seed.get(k) for k in _AGENT_VISIBLE if seed.get(k) is not None}
     task["tools"] = [{k: t.get(k) for k in ("name", "description", "input_schema")}
@@ -62,6 +76,8 @@ class Dispatcher:
         self.proxy = proxy
         self.lifecycle = lifecycle
         self.spawn = spawn
+        self._ending: set[str] = set()  # runs ending as their job's attempt was lost
+        engine.job_listeners.append(self._job_changed)
 
     @property
     def proxy_base(self) -> str:
@@ -131,6 +147,28 @@ class Dispatcher:
         self.engine.blob_holds.known.add(sha)
         return sha
 
+    def _job_changed(self, job_id: int, state: str) -> None:
+        """An agent job queued again after its attempt was lost (its worker died, or the
+        master of `titan up` with its worker): the run ends now, before the new attempt
+        stacks its tool calls on the first one's and changes the world a second time."""
+        job = self.engine.sched.jobs.get(job_id)
+        dag = self.engine.sched.dags.get(job.dag_id) if job is not None else None
+        run_id = dag.agent_run_id if dag is not None else None
+        if (job is None or dag is None or run_id is None or run_id not in self.proxy.active
+                or dag.name != f"{run_id}_{AGENT_STAGE}" or run_id in self._ending
+                or not restarted({"state": state, "attempt": job.attempt})):
+            return
+        self._ending.add(run_id)  # told again (PENDING, then RUNNING): ended once
+        self.spawn(self._lost(run_id))
+
+    async def _lost(self, run_id: str) -> None:
+        """End the run as Titan's failure and stop what its agent would still run."""
+        try:
+            await self.lifecycle.settle(run_id, "failed", "internal_error", LOST_ATTEMPT)
+            await self.engine.cancel_stages_of(run_id)
+        finally:
+            self._ending.discard(run_id)
+
     async def _watch_job(self, run_id: str, dag_id: int) -> None:
         hub = self.engine.hub
         while True:
@@ -138,8 +176,7 @@ class Dispatcher:
             try:
                 jobs = await self.engine.read(lambda tx: tx.jobs_of_dags([dag_id]))
                 job = jobs[0] if jobs else None
-                if job is None or job["state"] in ("COMPLETED", "FAILED", "CANCELLED",
-                                                   "SKIPPED", "TIMED_OUT"):
+                if job is None or job["state"] in _ENDED or restarted(job):
                     break
                 await waiter
             finally:
@@ -153,6 +190,9 @@ class Dispatcher:
         coding = (row.get("coding") or {}) if row else {}
         if job is None:
             await self.lifecycle.settle(run_id, "failed", "internal_error", "the agent's job vanished")
+            return
+        if restarted(job):  # found so at a master's start, or after the attempt ran on
+            await self._lost(run_id)
             return
         state, code = job["state"], job.get("exit_code")
         # The run's latency is the agent's: from when its job started, not from a dispatch
