@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from titan.errors import ValidationFailed
-from titan.evals.tasks import MAX_INSTRUCTION_CHARS, FailureRule, Task, load_tasks, parse_tasks
+from titan.evals.tasks import (
+    MAX_INSTRUCTION_CHARS,
+    FailureRule,
+    Task,
+    content_id,
+    load_tasks,
+    parse_tasks,
+)
 
 FULL = {
     "id": "refund-1",
@@ -50,9 +58,10 @@ def test_json_list_and_wrapped_form_load_the_same_tasks(tmp_path: Path) -> None:
     assert full.id == "refund-1" and full.kind == "ledger"
     assert full.failure_rules == [FailureRule(tool="refund", payload={"error": "busy"},
                                               match={"order_id": "42"}, on_call=1, times=1)]
-    # Defaults, and the id of a task without one is its 1-based position.
+    # Defaults, and the id of a task without one is a hash of what it holds.
+    assert re.fullmatch(r"task-[0-9a-f]{12}", bare.id) and bare.id == content_id(bare)
     assert bare.to_dict() == {
-        "id": "task-2", "user_instruction": "Hi", "behavior_instructions": None,
+        "id": bare.id, "user_instruction": "Hi", "behavior_instructions": None,
         "initial_state": {}, "failure_rules": [], "expected_outcome": "completion",
         "expected_steps": None, "expected_effects": None, "kind": "ledger", "workspace": None,
         "scorers": [], "metadata": {}, "turns": []}
@@ -126,7 +135,7 @@ def test_yaml_file(tmp_path: Path) -> None:
     first, second = load_tasks(tmp_path / "tasks.yml")
     assert first.id == "7" and first.expected_outcome == "refusal"
     assert first.initial_state == {"plans": {"p1": {"tier": "pro"}}}
-    assert second.id == "task-2" and second.kind == "coding"
+    assert second.id == content_id(second) and second.kind == "coding"
     assert second.workspace == {"files": {"src/app.py": "print(1)"},
                                 "setup": ["pip install -e ."]}
 
@@ -143,7 +152,7 @@ def test_csv_file_with_json_cells_multiline_text_and_empty_defaults(tmp_path: Pa
     assert a.user_instruction == "Line one\nline two" and a.expected_steps == 3
     assert a.initial_state == FULL["initial_state"] and a.failure_rules[0].tool == "refund"
     assert a.behavior_instructions is None
-    assert b.id == "task-2" and b.behavior_instructions == "Be strict."
+    assert b.id == content_id(b) and b.behavior_instructions == "Be strict."
     assert b.initial_state == {} and b.failure_rules == []
 
 
@@ -214,11 +223,26 @@ def test_duplicate_ids_name_both_rows(tmp_path: Path) -> None:
                      [["a", "x"], ["b", "x"], ["a", "y"]])
     assert str(error_of(path)) == ("tasks.csv row 3 (line 4): duplicate task id 'a' "
                                    "(also tasks.csv row 1 (line 2))")
-    # A positional default id can collide with an explicit one too.
-    with pytest.raises(ValidationFailed, match=r'api task 2: duplicate task id \'task-2\' '
-                                               r'\(also api task 1 \("task-2"\)\)'):
-        parse_tasks([{"id": "task-2", "user_instruction": "x"}, {"user_instruction": "y"}],
-                    "api")
+    # A default id can collide with an explicit one too.
+    made = parse_tasks([{"user_instruction": "y"}], "api")[0].id
+    with pytest.raises(ValidationFailed, match=rf'api task 2: duplicate task id \'{made}\' '
+                                               rf'\(also api task 1 \("{made}"\)\)'):
+        parse_tasks([{"id": made, "user_instruction": "x"}, {"user_instruction": "y"}], "api")
+
+
+def test_tasks_without_ids_from_two_files_do_not_replace_each_other(tmp_path: Path) -> None:
+    # Their place in the file was their id: the second file's first row replaced the first's.
+    first = load_tasks(write_csv(tmp_path / "f1.csv", ["user_instruction"],
+                                 [["first file row one"], ["first file row two"]]))
+    second = load_tasks(write_csv(tmp_path / "f2.csv", ["user_instruction"],
+                                  [["second file row one"]]))
+    assert len({t.id for t in first + second}) == 3
+    # The same task again keeps its id, from any format: seeding it again updates it.
+    again = parse_tasks([{"user_instruction": "first file row two"}], "api")
+    assert again[0].id == first[1].id
+    # Two copies of one task in a file are told apart by their order.
+    a, b, c = parse_tasks([{"user_instruction": "same"}] * 3, "api")
+    assert (b.id, c.id) == (f"{a.id}-2", f"{a.id}-3")
 
 
 def bad(task: dict[str, Any]) -> ValidationFailed:
@@ -280,7 +304,8 @@ def test_scorers_allowed_without_workspace_unless_they_run_commands() -> None:
 def test_from_dict_uses_where_and_position() -> None:
     with pytest.raises(ValidationFailed, match=r"^sheet row 9: user_instruction is required$"):
         Task.from_dict({}, where="sheet row 9", position=9)
-    assert Task.from_dict({"user_instruction": "x"}, position=4).id == "task-4"
+    assert Task.from_dict({"user_instruction": "x"}, position=4).id == \
+        Task.from_dict({"user_instruction": "x"}).id
     with pytest.raises(ValidationFailed, match=r"^task 1: a task must be an object, got str$"):
         Task.from_dict("x")
 

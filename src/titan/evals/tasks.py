@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import re
@@ -108,9 +109,9 @@ class Task:
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "task 1", *, position: int = 1) -> Task:
-        """Validate one task; ``position`` (1-based) names a task without an id."""
+        """Validate one task; ``where`` and ``position`` (1-based) name it in an error."""
         try:
-            return _parse_task(d, position)
+            return _parse_task(d)
         except fields.Invalid as e:
             raise _located(where, position, e) from None
 
@@ -139,7 +140,7 @@ def _parse_rule(d: Any, prefix: str) -> FailureRule:
                        times=fields.count(d.get("times"), prefix + "times", 1), error=error)
 
 
-def _parse_task(d: Any, position: int) -> Task:
+def _parse_task(d: Any) -> Task:
     if not isinstance(d, dict):
         raise fields.Invalid(None, f"a task must be an object, got {type(d).__name__}")
     fields.check_keys(d, TASK_FIELDS, "")
@@ -147,8 +148,7 @@ def _parse_task(d: Any, position: int) -> Task:
     tid = d.get("id")
     if isinstance(tid, int) and not isinstance(tid, bool):
         tid = str(tid)  # `id: 7` in YAML means the string "7"
-    tid = f"task-{position}" if tid is None else tid
-    if not isinstance(tid, str) or not _ID.fullmatch(tid):
+    if tid is not None and (not isinstance(tid, str) or not _ID.fullmatch(tid)):
         raise fields.Invalid("id", f"id must match [A-Za-z0-9._-]{{1,100}} (not only "
                                    f"dots), got {tid!r}")
     fields.fold_odyssey_seed(d)
@@ -182,8 +182,8 @@ def _parse_task(d: Any, position: int) -> Task:
     if not isinstance(metadata, dict):
         raise fields.Invalid("metadata", "metadata must be an object")
     fields.check_json(metadata, "metadata")
-    return Task(
-        id=tid, user_instruction=instruction, behavior_instructions=behavior,
+    task = Task(
+        id=tid or "", user_instruction=instruction, behavior_instructions=behavior,
         initial_state=fields.initial_state_of(fields.or_default(d, "initial_state", {})),
         failure_rules=[_parse_rule(r, f"failure_rules[{i}].") for i, r in enumerate(rules)],
         expected_outcome=outcome,
@@ -191,6 +191,16 @@ def _parse_task(d: Any, position: int) -> Task:
         expected_effects=fields.expected_effects_of(d.get("expected_effects")), workspace=ws,
         scorers=[fields.scorer(s, i, ws is not None) for i, s in enumerate(scorers)],
         metadata=metadata, turns=turns)
+    return task if tid is not None else dataclasses.replace(task, id=content_id(task))
+
+
+def content_id(task: Task) -> str:
+    """The id of a task given without one: ``task-`` and a hash of what it holds. Its place
+    in its file was its id (``task-<n>``), so a second file's first task replaced the first
+    file's; the same task seeded again keeps its id (updated, not copied)."""
+    body = {k: v for k, v in task.to_dict().items() if k != "id"}
+    text = json.dumps(body, sort_keys=True, default=str, ensure_ascii=False)
+    return "task-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -248,17 +258,23 @@ def _collect(items: Any, source: str) -> list[Task]:
     """Validate each (where, position, extra-detail, raw) item; refuse duplicate ids."""
     tasks: list[Task] = []
     seen: dict[str, str] = {}
+    copies: dict[str, int] = {}  # content ids given so far, and how often
     for where, position, line, raw in items:
         if position > MAX_TASKS:
             raise ValidationFailed(f"{source}: more than {MAX_TASKS:,} tasks; split the file",
                                    details={"row": position, "field": None})
         try:
-            task = _parse_task(raw, position)
+            task = _parse_task(raw)
         except fields.Invalid as e:
             err = _located(where, position, e)
             if line is not None:
                 err.details["line"] = line
             raise err from None
+        if isinstance(raw, dict) and raw.get("id") is None:
+            # The same task twice without an id: the copies are told apart by their order.
+            copies[task.id] = copies.get(task.id, 0) + 1
+            if copies[task.id] > 1:
+                task = dataclasses.replace(task, id=f"{task.id}-{copies[task.id]}")
         if task.id in seen:
             raise ValidationFailed(f"{where}: duplicate task id {task.id!r} (also {seen[task.id]})",
                                    details={"row": position, "field": "id"})
