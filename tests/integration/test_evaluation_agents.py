@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import free_port
 from tests.integration.harness import Cluster
 from tests.integration.test_evaluations import evals_cluster, fake_llm  # noqa: F401 (fixtures)
-from titan.errors import APIError
+from titan.errors import APIError, ValidationFailed
 from titan.evals import Proxy
 
 TOOLS = [{"name": "get_order", "description": "Look up an order.",
@@ -258,6 +258,18 @@ def test_bad_input_gets_a_clear_error_and_stores_nothing(evals_cluster: Cluster 
     assert status == 409 and "no tasks" in err["message"]
     status, err = _error(c, "POST", "/evaluations/bad/runs", {"tasks": ["nope"]})
     assert status == 404 and "no task 'nope'" in err["message"]
+    # An empty list given to an evaluation with tasks is said as what it is, not as "has no
+    # tasks to run; add some first"; nothing is seeded or run.
+    c.api("POST", "/evaluations/bad/tasks", {"tasks": [TASK], "run": False})
+    status, err = _error(c, "POST", "/evaluations/bad/runs", {"tasks": []})
+    assert status == 400 and "tasks is an empty list" in err["message"], err
+    status, err = _error(c, "POST", "/evaluations/bad/tasks", {"tasks": []})
+    assert status == 400 and "the list holds no task" in err["message"], err
+    header_only = c.root / "header_only.csv"
+    header_only.write_text("user_instruction\n")
+    with pytest.raises(ValidationFailed, match="header_only.csv: the file holds no task"):
+        c.client().add_evaluation_tasks("bad", str(header_only))
+    assert c.api("GET", "/evaluations/bad")["summary"]["runs"] == 0
     viewer = c.client().create_token("viewer", "read-only")["token"]
     status, err = _error(c, "PUT", "/evaluations/bad", {"agent": agent}, token=viewer)
     assert status == 403 and "manage evaluations" in err["message"]

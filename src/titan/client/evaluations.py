@@ -136,10 +136,13 @@ class EvalOps:
     def add_evaluation_tasks(self, name: str, tasks: Any, *, run: bool = True) -> dict[str, Any]:
         """Seed tasks (a list, or a JSON/YAML/CSV file) into an evaluation; each one's first
         run is dispatched (seed 003), unless ``run=False``. The reply's ``runs`` are those."""
+        found = _tasks_from(tasks, Path.cwd())
+        if not found and isinstance(tasks, str | os.PathLike):
+            raise ValidationFailed(f"{os.fspath(tasks)}: the file holds no task (a CSV needs a "
+                                   "row under its header), so nothing was seeded")
         try:
             reply: dict[str, Any] = self._transport.call(
-                "POST", f"/evaluations/{_ref(name)}/tasks",
-                json={"tasks": _tasks_from(tasks, Path.cwd()), "run": run})
+                "POST", f"/evaluations/{_ref(name)}/tasks", json={"tasks": found, "run": run})
         except ValidationFailed as exc:
             # The master names the task; the file it came from is known only here.
             if isinstance(tasks, str | os.PathLike) and isinstance(exc.details, dict) \

@@ -154,6 +154,11 @@ class Evaluations:
             run = run and body["run"]
         source = body.get("source", "tasks") if isinstance(body, dict) else "tasks"
         tasks = parse_tasks(raw, str(source))
+        if not tasks:
+            # Said as what it is: dispatching nothing answered 409 "has no tasks to run; add
+            # some first" to an evaluation that had tasks.
+            raise ValidationFailed(f"{source}: the list holds no task, so nothing was seeded",
+                                   details={"field": "tasks"})
         now = time.time()
 
         def op(tx: Transaction) -> Row:
