@@ -251,6 +251,17 @@ def test_bad_input_gets_a_clear_error_and_stores_nothing(evals_cluster: Cluster 
                  "script_sha256": "ab" * 32}
     status, err = _error(c, "PUT", "/evaluations/bad", {"agent": job_agent})
     assert status == 400 and "was not uploaded" in err["message"]  # not a 500 at dispatch
+    # A judge or simulator model no call can reach is refused as calibrate refuses it: every
+    # run was NOT APPLICABLE with LiteLLM's raw error.
+    status, err = _error(c, "PUT", "/evaluations/bad", {"agent": agent | {
+        "judge_model": "bogus/model"}})
+    assert status == 400 and err["message"].startswith(
+        "agent.judge_model: bogus/model: no provider serves this model"), err
+    if "GEMINI_API_KEY" not in c.env:
+        status, err = _error(c, "PUT", "/evaluations/bad", {"agent": agent | {
+            "simulator_model": "gemini/gemini-2.0-flash"}})
+        assert status == 400 and "agent.simulator_model: gemini/gemini-2.0-flash: no API " \
+            "key: set GEMINI_API_KEY" in err["message"], err
     status, err = _error(c, "GET", "/evaluations/bad", None)
     assert status == 404  # nothing was stored
     c.api("PUT", "/evaluations/bad", {"agent": agent})

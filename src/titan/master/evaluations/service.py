@@ -18,7 +18,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from titan.errors import Conflict, NotFound, ValidationFailed
+from titan.errors import Conflict, LLMError, NotFound, ValidationFailed
 from titan.evals.agent_config import check_task_tools, parse_agent
 from titan.evals.failures import RETRYABLE
 from titan.evals.ledger import Ledger
@@ -98,6 +98,25 @@ class Evaluations:
                 raise ValidationFailed(f"{where}: the egress policy refuses it: {why}",
                                        details={"field": where})
 
+    @staticmethod
+    async def _check_models(agent: Row) -> None:
+        """Refuse a judge or simulator model no call can reach (an unknown provider, a hosted
+        one whose key this master lacks), as ``titan eval calibrate --judge-model`` does:
+        accepted, it made every run NOT APPLICABLE with LiteLLM's raw error."""
+        from titan import llm
+
+        named = [(f"agent.{key}", agent.get(key)) for key in ("judge_model", "simulator_model")]
+        named += [(f"agent.criteria[{i}].model", c.get("model"))
+                  for i, c in enumerate(agent.get("criteria") or [])]
+        loop = asyncio.get_running_loop()
+        for where, model in named:
+            if not model:
+                continue
+            try:
+                await loop.run_in_executor(None, llm.usable, model)
+            except LLMError as exc:
+                raise ValidationFailed(f"{where}: {exc}", details={"field": where}) from None
+
     async def put_evaluation(self, evaluation_id: str, body: Any) -> Row:
         check_id(evaluation_id, "evaluation")
         if not isinstance(body, dict):
@@ -113,6 +132,7 @@ class Evaluations:
             else None
         agent = parse_agent(body.get("agent"))
         self._check_egress(agent)
+        await self._check_models(agent)
         tasks = parse_tasks(body["tasks"], "tasks") if body.get("tasks") is not None else []
         check_task_tools(tasks, agent)
         description = body.get("description")
