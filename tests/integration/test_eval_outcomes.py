@@ -67,6 +67,23 @@ evals.respond(f"Order A-1001 is {order['status']}.")
 '''
 
 
+def slow_and_hanging(c: Cluster, name: str, *tasks: str) -> None:
+    """An evaluation of ``tasks``: "slow" answers after 6 s, "hang" after 300."""
+    seed = {"initial_state": {"order": {"A-1001": {"status": "processing"}}}}
+    said = {"slow": "What is the status of order A-1001?",
+            "hang": "hang, then tell me about order A-1001"}
+    c.client().create_evaluation(name, agent(c, "slow", SLOW_OR_HANGING), [
+        seed | {"id": t, "user_instruction": said[t]} for t in tasks], base=c.scripts)
+
+
+def waiting_cli(c: Cluster, name: str, *args: str) -> subprocess.Popen[str]:
+    """``titan eval run NAME --wait ARGS`` in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "titan", "eval", "run", name, "--wait", *args, "--host",
+         "127.0.0.1", "--port", str(c.port), "--token", c.admin_token],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=c.env)
+
+
 def test_waiting_reports_the_runs_this_command_dispatched(
         evals_cluster: Cluster) -> None:  # noqa: F811
     import json
@@ -74,18 +91,10 @@ def test_waiting_reports_the_runs_this_command_dispatched(
 
     c = evals_cluster
     client = c.client()
-    seed = {"initial_state": {"order": {"A-1001": {"status": "processing"}}}}
-    client.create_evaluation("waits", agent(c, "slow", SLOW_OR_HANGING), [
-        seed | {"id": "slow", "user_instruction": "What is the status of order A-1001?"},
-        seed | {"id": "hang", "user_instruction": "hang, then tell me about order A-1001"}],
-        base=c.scripts)
+    slow_and_hanging(c, "waits", "slow", "hang")
     (hanging,) = client.run_evaluation("waits", ["hang"])
     try:
-        waiting = subprocess.Popen(
-            [sys.executable, "-m", "titan", "eval", "run", "waits", "--task", "slow", "--wait",
-             "--timeout", "90", "--json", "--host", "127.0.0.1", "--port", str(c.port),
-             "--token", c.admin_token], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=c.env)
+        waiting = waiting_cli(c, "waits", "--task", "slow", "--timeout", "90", "--json")
         deadline = time.time() + 30
         while time.time() < deadline:
             row = {r["task_id"]: r for r in client.evaluation("waits")["tasks"]}["slow"]
@@ -159,3 +168,37 @@ def test_a_run_whose_agent_job_lost_its_worker_ends_as_internal_error(
     assert row()["tool_calls"] == 1
     (job,) = c.api("GET", f"/dags/{run['id']}_AGENT")["jobs"]
     assert job["state"] == "CANCELLED", job
+
+
+def test_ctrl_c_on_a_wait_says_the_runs_go_on_and_how_to_cancel_them(
+        evals_cluster: Cluster) -> None:  # noqa: F811
+    import signal
+    import time
+
+    c = evals_cluster
+    client = c.client()
+    slow_and_hanging(c, "interrupted", "hang")
+    waiting = waiting_cli(c, "interrupted")
+    run = None
+    try:
+        deadline = time.time() + 30
+        while run is None and time.time() < deadline:
+            run = client.evaluation("interrupted")["tasks"][0]["run"]
+            time.sleep(0.5)
+        assert run is not None
+        time.sleep(1)
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=30)
+        assert waiting.returncode == 130, out + err
+        assert f"interrupted: the run(s) go on ({run['id']}); follow them with `titan eval " \
+               "show interrupted`, cancel one with `titan cancel <run id>_AGENT`" in err, err
+        cancelled = cli(c, "cancel", f"{run['id']}_AGENT")
+        assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+        deadline = time.time() + 30
+        while client.evaluation("interrupted")["tasks"][0]["run"]["status"] == "running" \
+                and time.time() < deadline:
+            time.sleep(0.3)
+        assert client.evaluation("interrupted")["tasks"][0]["run"]["status"] == "cancelled"
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()

@@ -231,6 +231,22 @@ def print_trace(t: dict[str, Any]) -> None:
     say("final response: " + ("(none)" if final is None else repr(final)))
 
 
+def _waited(client: Any, evaluation: str, runs: list[dict[str, Any]],
+            timeout: float) -> dict[str, Any]:
+    """Wait for ``runs``; on Ctrl-C say that they go on, and how to follow or cancel them
+    (the wait ended with a bare exit status 130 and nothing said)."""
+    try:
+        view: dict[str, Any] = client.wait_evaluation_runs(evaluation, runs, timeout=timeout)
+        return view
+    except KeyboardInterrupt:
+        ids = [r["id"] for r in runs]
+        print(f"interrupted: the run(s) go on ({', '.join(ids[:3])}"
+              f"{', ...' if len(ids) > 3 else ''}); follow them with `titan eval show "
+              f"{evaluation}`, cancel one with `titan cancel <run id>_AGENT`",
+              file=sys.stderr, flush=True)
+        raise  # exit status 130 (cli/parser.py)
+
+
 def run(args: argparse.Namespace, client: Any) -> int:
     as_json = getattr(args, "json", False)
     action = args.eval_command
@@ -266,7 +282,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
         else:
             # The runs this command dispatched: a task's latest run may be another
             # command's (a Re-run from the dashboard meanwhile), and it decided the exit.
-            out = client.wait_evaluation_runs(args.evaluation, runs, timeout=args.timeout)
+            out = _waited(client, args.evaluation, runs, args.timeout)
             rows = out["tasks"]
             if not as_json:
                 print_explorer(out)
@@ -295,8 +311,8 @@ def run(args: argparse.Namespace, client: Any) -> int:
         if args.wait:
             # The new run alone: waiting on the whole evaluation, an unrelated task's
             # hanging run held this one's verdict back.
-            view = client.wait_evaluation_runs(
-                args.evaluation, [{"id": out["run_id"], "task_id": args.task}])
+            view = _waited(client, args.evaluation,
+                           [{"id": out["run_id"], "task_id": args.task}], 600)
             row = view["tasks"][0]
             out = client.evaluation_run(args.evaluation, args.task, out["run_id"])
             if not as_json:
