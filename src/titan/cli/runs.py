@@ -62,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("--older-than", required=True, help="hours or days, at least 1h: 90d, 12h")
     s.add_argument("--export-to", default=None, metavar="FILE",
                    help="first save those runs with their actions (JSONL) to FILE, a new "
-                        "file (an existing one is refused, never replaced)")
+                        "file (an existing one is refused, never replaced); then delete each "
+                        "only as saved (one that recorded an action since is kept, and named)")
     s.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
     s.add_argument("-y", "--yes", action="store_true",
                    help="do not ask for confirmation (asked on a terminal only)")
@@ -218,37 +219,80 @@ def _prune(args: argparse.Namespace, client: Any) -> int:
     from titan.cli.output import confirm_prune, print_json
 
     as_json = getattr(args, "json", False)
-    among: list[str] | None = None
     if args.export_to and not args.dry_run and Path(args.export_to).exists():
         # Replaced, the runs an earlier prune saved there existed nowhere any more.
         raise TitanError(f"{args.export_to} exists: name a new file (a prune's export is the "
                          "only copy of the runs it deletes)")
     if not confirm_prune(client, args, "runs"):
         return 1
-    if args.export_to and not args.dry_run:
-        # Archived runs are deleted like the others: they are saved like them too.
-        params = {"format": "jsonl", "actions": "true", "older_than": args.older_than,
-                  "status": "completed,failed,cancelled", "archived": "all"}
-        _write(_stream(client, params), args.export_to)
-        among = []
-        with open(args.export_to, encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith('{"type":"run"'):
-                    among.append(json.loads(line)["id"])
-        print(f"saved {len(among)} run(s) with their actions to {args.export_to}",
-              file=sys.stderr if as_json else sys.stdout)
-    body: dict[str, Any] = {"older_than": args.older_than, "dry_run": args.dry_run}
-    if among is not None:
-        body["run_ids"] = among
-    reply = client.api("POST", "/runs/prune", json=body)
+    if not args.export_to or args.dry_run:
+        reply = client.api("POST", "/runs/prune",
+                           json={"older_than": args.older_than, "dry_run": args.dry_run})
+        if as_json:
+            print_json(reply)
+            return 0
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {reply['pruned']} finished run(s) started more than {args.older_than} "
+              "ago")
+        for run_id in reply["run_ids"][:20] if args.dry_run else []:
+            print(f"  {run_id}")
+        return 0
+    # Archived runs are deleted like the others: they are saved like them too.
+    params = {"format": "jsonl", "actions": "true", "older_than": args.older_than,
+              "status": "completed,failed,cancelled", "archived": "all"}
+    _write(_stream(client, params), args.export_to)
+    saved = _saved_runs(args.export_to)
+    print(f"saved {len(saved)} run(s) with their actions to {args.export_to}",
+          file=sys.stderr if as_json else sys.stdout)
+    reply = _prune_saved(client, args.older_than, saved)
     if as_json:
         print_json(reply)
         return 0
-    verb = "would delete" if args.dry_run else "deleted"
-    print(f"{verb} {reply['pruned']} finished run(s) started more than {args.older_than} ago")
-    for run_id in reply["run_ids"][:20] if args.dry_run else []:
-        print(f"  {run_id}")
+    print(f"deleted {reply['pruned']} finished run(s) started more than {args.older_than} ago")
+    gone = len(saved) - reply["pruned"] - len(reply["changed"]) - len(reply["kept"])
+    for ids, why in (
+            (reply["changed"], "recorded actions after the export (a late flush of their "
+                               f"SDK): {args.export_to} does not hold those, so they were "
+                               "not deleted"),
+            (reply["kept"], "are no longer to be deleted (a stage or a replay took them up, "
+                            "or their retention class changed)")):
+        if ids:
+            print(f"kept {len(ids)} run(s) that {why}: {', '.join(ids[:20])}"
+                  + (" ..." if len(ids) > 20 else ""))
+    if gone > 0:
+        print(f"{gone} run(s) of the export were already gone (deleted meanwhile by "
+              "TITAN_RUN_RETENTION or another prune)")
     return 0
+
+
+def _saved_runs(path: str) -> list[dict[str, Any]]:
+    """Each run of a prune's export as it was saved: its id, action count and chain head."""
+    saved = []
+    with open(path, encoding="utf-8", newline="\n") as fh:
+        for line in fh:
+            if line.startswith('{"type":"run"'):
+                run = json.loads(line)
+                saved.append({k: run[k] for k in ("id", "action_count", "chain_head")})
+    return saved
+
+
+def _prune_saved(client: Any, older_than: str, saved: list[dict[str, Any]]) -> dict[str, Any]:
+    """Delete the runs an export saved, each only if it is still as saved (the master keeps
+    one that recorded an action since: that action is in no export), a batch a request: a
+    bounded body and a short write each. The replies summed."""
+    total: dict[str, Any] = {"pruned": 0, "dry_run": False, "run_ids": [], "changed": [],
+                             "kept": [], "before": None}
+    for start in range(0, len(saved), _PRUNE_BATCH):
+        reply = client.api("POST", "/runs/prune", json={
+            "older_than": older_than, "runs": saved[start:start + _PRUNE_BATCH]})
+        total["pruned"] += reply["pruned"]
+        total["before"] = reply["before"]
+        for key in ("run_ids", "changed", "kept"):
+            total[key].extend(reply[key])
+    return dict(total, **{k: total[k][:1000] for k in ("run_ids", "changed", "kept")})
+
+
+_PRUNE_BATCH = 10_000
 
 
 def _budget(args: argparse.Namespace, client: Any) -> int:

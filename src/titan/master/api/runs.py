@@ -114,10 +114,10 @@ async def prune_runs(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
     if not isinstance(body, dict) or not isinstance(body.get("older_than"), str):
         raise ValidationFailed('the body must be {"older_than": "90d", "dry_run": false}')
     # A typo ("dryRun") was ignored, and the prune deleted for real.
-    unknown = sorted(set(body) - {"older_than", "dry_run", "run_ids"})
+    unknown = sorted(set(body) - {"older_than", "dry_run", "run_ids", "runs"})
     if unknown:
         raise ValidationFailed(f"unknown field {unknown[0]!r}; known fields: older_than, "
-                               "dry_run, run_ids", details={"field": unknown[0]})
+                               "dry_run, run_ids, runs", details={"field": unknown[0]})
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise ValidationFailed("dry_run must be true or false", details={"field": "dry_run"})
@@ -126,11 +126,35 @@ async def prune_runs(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
     if among is not None and (not isinstance(among, list)
                               or not all(isinstance(i, str) for i in among)):
         raise ValidationFailed("run_ids must be a list of run ids")
-    ids = await c.retention.prune(before, dry_run=dry_run, among=among)
+    reply: Row = {"dry_run": dry_run, "before": before}
+    if "runs" in body:
+        if among is not None:
+            raise ValidationFailed("give run_ids or runs, not both", details={"field": "runs"})
+        pruned = await c.retention.prune_exported(before, _exported(body["runs"]), dry_run)
+        ids = pruned.run_ids
+        reply.update(changed=pruned.changed[:1000], kept=pruned.kept[:1000])
+    else:
+        ids = await c.retention.prune(before, dry_run=dry_run, among=among)
     if ids and not dry_run:
         c.blob_gc.soon()  # what only those runs named goes too
-    return {"pruned": len(ids), "dry_run": dry_run, "run_ids": ids[:1000],
-            "before": before}
+    return {"pruned": len(ids), "run_ids": ids[:1000], **reply}
+
+
+def _exported(runs: Any) -> dict[str, tuple[int, str | None]]:
+    """``runs`` of a prune: each run as an export saved it, ``{"id", "action_count",
+    "chain_head"}``."""
+    shape = ('runs must be a list of {"id": "...", "action_count": 3, "chain_head": '
+             '"..." or null}, each run as the export saved it')
+    if not isinstance(runs, list):
+        raise ValidationFailed(shape, details={"field": "runs"})
+    exported: dict[str, tuple[int, str | None]] = {}
+    for i, r in enumerate(runs):
+        if not (isinstance(r, dict) and set(r) == {"id", "action_count", "chain_head"}
+                and isinstance(r["id"], str) and type(r["action_count"]) is int
+                and (r["chain_head"] is None or isinstance(r["chain_head"], str))):
+            raise ValidationFailed(f"runs[{i}]: {shape}", details={"field": f"runs[{i}]"})
+        exported[r["id"]] = (r["action_count"], r["chain_head"])
+    return exported
 
 
 @router.post("/runs/batch", summary="Several runs' opening, code, actions and ends in one "

@@ -18,12 +18,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from titan.errors import Conflict
 from titan.master.runs.events import run_summary
 from titan.master.runs.lookup import run_or_404
-from titan.storage.base import Row, Transaction
+from titan.storage.base import Row, RunQuery, Transaction, iter_chunks
 from titan.windows import deletion_cutoff
 
 log = logging.getLogger("titan.master")
@@ -31,6 +31,15 @@ DAY = 86_400.0
 SWEEP_SECONDS = 3600.0
 _BATCH = 500
 T = TypeVar("T")
+
+
+class Pruned(NamedTuple):
+    """What a prune of exported runs did: deleted ``run_ids``; kept the runs that
+    ``changed`` since the export, and those it ``kept`` because they are no longer prunable."""
+
+    run_ids: list[str]
+    changed: list[str]
+    kept: list[str]
 
 
 class Committer(Protocol):
@@ -129,6 +138,43 @@ class Retention:
         if ids:
             log.info("retention: deleted %d finished agent run(s)", len(ids))
         return ids
+
+    async def prune_exported(self, before: float, exported: dict[str, tuple[int, str | None]],
+                             dry_run: bool = False) -> Pruned:
+        """Delete the runs an export saved, each only as the export saved it: ``exported``
+        maps a run id to the ``(action_count, chain_head)`` the export holds. A run that has
+        since recorded an action (a finished run still accepts them: an SDK's late flush)
+        is kept and named in ``changed``; its deletion lost that action, which the export
+        never held. One no longer prunable (a stage or a replay took it up, its class
+        changed) is named in ``kept``; one already gone is in neither."""
+        def op(tx: Transaction) -> Pruned:
+            done = Pruned([], [], [])
+            for chunk in iter_chunks(list(exported), _BATCH):
+                rows, _ = tx.list_runs(RunQuery(ids=tuple(chunk), archived=None), len(chunk), 0)
+                now = {r["id"]: (r["action_count"], r["chain_head"]) for r in rows}
+                prunable = set(tx.finished_runs_before(before, len(chunk), chunk))
+                batch = []
+                for run_id in chunk:
+                    if run_id not in now:
+                        continue
+                    if run_id not in prunable:
+                        done.kept.append(run_id)
+                    elif now[run_id] != exported[run_id]:
+                        done.changed.append(run_id)
+                    else:
+                        batch.append(run_id)
+                if batch and not dry_run:
+                    tx.delete_runs(batch)
+                done.run_ids.extend(batch)
+            return done
+
+        if dry_run:
+            found: Pruned = await self.engine.read(op)
+            return found
+        pruned: Pruned = await self.engine.run(op)
+        if pruned.run_ids:
+            log.info("retention: deleted %d exported agent run(s)", len(pruned.run_ids))
+        return pruned
 
     async def keep_retention(self, window: str) -> None:
         """Forever (a task of the master): prune runs older than ``window`` every hour."""

@@ -1,0 +1,129 @@
+"""`titan runs prune --export-to` against a real master: what it deletes is what its export
+saved, run by run and action by action; its export and its refusals say what they do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Cluster, isolated_cluster
+from tests.integration.test_runs_api import error, ok
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = isolated_cluster(tmp_path_factory.mktemp("prune-export"), slots=1)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def env(cl: Cluster) -> dict[str, str]:
+    return dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+                TITAN_TOKEN=cl.admin_token)
+
+
+def titan(cl: Cluster, *args: str, script: str = "") -> subprocess.CompletedProcess[str]:
+    """``titan ARGS``; ``script``: Python run first in the same process (a hook)."""
+    code = textwrap.dedent(script) + "\nimport sys\nfrom titan.cli import main\n" \
+        f"sys.exit(main({list(args)!r}))\n"
+    return subprocess.run([sys.executable, "-c", code], env=env(cl), cwd=cl.root,
+                          capture_output=True, text=True, timeout=120)
+
+
+def act(i: int, at: float, **kw: Any) -> dict[str, Any]:
+    return {"id": f"a{i}", "name": "lookup", "channel": "tool", "started_at": at,
+            "inputs": {"i": i}, "outputs": {"o": i}, **kw}
+
+
+def old_run(cl: Cluster, run_id: str, days: float = 3, actions: int = 2,
+            **fields: Any) -> None:
+    at = time.time() - days * DAY
+    ok(cl, "POST", "/runs", {"id": run_id, "agent_id": "prune", "started_at": at, **fields},
+       status=201)
+    if actions:
+        ok(cl, "POST", f"/runs/{run_id}/actions",
+           {"actions": [act(i, at + i) for i in range(actions)]})
+    ok(cl, "PATCH", f"/runs/{run_id}", {"status": "completed", "ended_at": at + 60})
+
+
+def test_a_run_that_records_an_action_after_the_export_is_not_deleted(
+        cl: Cluster, tmp_path: Path) -> None:
+    # A finished run accepts actions (an SDK's late flush). One accepted between the
+    # prune's export and its deletion was deleted with the run, and was in neither the
+    # export nor the database.
+    old_run(cl, "late-1")
+    old_run(cl, "late-2")
+    hook = f"""
+    import httpx, time
+    import titan.cli.runs as runs
+    write = runs._write
+    def late(chunks, output):
+        size = write(chunks, output)
+        httpx.post({cl.url + '/api/v1/runs/late-1/actions'!r},
+                   headers={{"Authorization": "Bearer {cl.admin_token}"}},
+                   json={{"actions": [{{"id": "late", "name": "flush", "started_at": time.time(),
+                                      "inputs": {{"important": True}}}}]}}).raise_for_status()
+        return size
+    runs._write = late
+    """
+    path = tmp_path / "pruned.jsonl"
+    out = titan(cl, "runs", "prune", "--older-than", "1d", "--export-to", str(path), "-y",
+                script=hook)
+    assert out.returncode == 0, out.stdout + out.stderr
+    saved = [json.loads(x) for x in path.read_text().splitlines()]
+    assert {x["id"] for x in saved if x["type"] == "run"} == {"late-1", "late-2"}
+    assert not any(x.get("id") == "late" for x in saved)
+    # The run that changed is kept, whole, and said so; the other one went.
+    run = ok(cl, "GET", "/runs/late-1")
+    assert run["action_count"] == 3
+    assert ok(cl, "GET", "/runs/late-1/actions/3")["inputs"] == {"important": True}
+    error(cl, "GET", "/runs/late-2", status=404)
+    assert "deleted 1 finished run(s)" in out.stdout, out.stdout
+    assert "kept 1 run(s) that recorded actions after the export" in out.stdout
+    assert "late-1" in out.stdout
+    # Pruned again, its new state is saved, then it goes.
+    again = tmp_path / "again.jsonl"
+    out = titan(cl, "runs", "prune", "--older-than", "1d", "--export-to", str(again), "-y")
+    assert out.returncode == 0 and "deleted 1 finished run(s)" in out.stdout, out.stdout
+    assert sum(1 for x in again.read_text().splitlines()
+               if json.loads(x).get("id") == "late") == 1
+    error(cl, "GET", "/runs/late-1", status=404)
+
+
+def test_prune_runs_deletes_each_run_only_as_it_was_exported(cl: Cluster) -> None:
+    old_run(cl, "as-1")
+    old_run(cl, "as-2")
+    old_run(cl, "as-held", retention_class="legal_hold")
+    state = {r: ok(cl, "GET", f"/runs/{r}") for r in ("as-1", "as-2", "as-held")}
+
+    def saved(run_id: str, **kw: Any) -> dict[str, Any]:
+        return {"id": run_id, "action_count": state[run_id]["action_count"],
+                "chain_head": state[run_id]["chain_head"], **kw}
+
+    for bad in ({"older_than": "1d", "runs": "as-1"}, {"older_than": "1d", "runs": [{}]},
+                {"older_than": "1d", "runs": [saved("as-1", action_count="2")]},
+                {"older_than": "1d", "runs": [saved("as-1", extra=1)]},
+                {"older_than": "1d", "runs": [], "run_ids": []}):
+        error(cl, "POST", "/runs/prune", bad, status=400, code="invalid_request")
+    body = {"older_than": "1d", "runs": [saved("as-1"), saved("as-2", action_count=1),
+                                         saved("as-held"), dict(saved("as-1"), id="as-ghost")]}
+    dry = ok(cl, "POST", "/runs/prune", dict(body, dry_run=True))
+    assert (dry["run_ids"], dry["changed"], dry["kept"]) == (["as-1"], ["as-2"], ["as-held"])
+    ok(cl, "GET", "/runs/as-1")
+    done = ok(cl, "POST", "/runs/prune", body)
+    assert (done["pruned"], done["run_ids"], done["changed"], done["kept"]) == (
+        1, ["as-1"], ["as-2"], ["as-held"])
+    error(cl, "GET", "/runs/as-1", status=404)
+    assert ok(cl, "GET", "/runs/as-2")["action_count"] == 2
