@@ -28,6 +28,9 @@ class TcpProxy:
         self._refuse_until = 0.0
         self._stalled = threading.Event()
         self._closed = False
+        #: Cut each connection once it has carried this many bytes from the server (a
+        #: server killed mid-reply), when set.
+        self.cut_after: int | None = None
         #: Connections cut (each side counted once) and refused, for the test's report.
         self.cut_count = 0
         self.refused = 0
@@ -88,6 +91,7 @@ class TcpProxy:
     def _pump(self, pair: tuple[socket.socket, socket.socket]) -> None:
         a, b = pair
         peer = {a: b, b: a}
+        carried = 0
         try:
             while True:
                 if self._stalled.is_set():
@@ -101,6 +105,10 @@ class TcpProxy:
                     if not data:
                         return
                     peer[s].sendall(data)
+                    if s is b:
+                        carried += len(data)
+                        if self.cut_after is not None and carried >= self.cut_after:
+                            return
         except (OSError, ValueError):
             return
         finally:

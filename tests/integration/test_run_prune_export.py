@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.chaos.tcp_proxy import TcpProxy
 from tests.integration.harness import Cluster, isolated_cluster
 from tests.integration.test_runs_api import error, ok
 
@@ -29,16 +30,18 @@ def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.stop()
 
 
-def env(cl: Cluster) -> dict[str, str]:
-    return dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+def env(cl: Cluster, port: int | None = None) -> dict[str, str]:
+    return dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(port or cl.port),
                 TITAN_TOKEN=cl.admin_token)
 
 
-def titan(cl: Cluster, *args: str, script: str = "") -> subprocess.CompletedProcess[str]:
-    """``titan ARGS``; ``script``: Python run first in the same process (a hook)."""
+def titan(cl: Cluster, *args: str, script: str = "",
+          port: int | None = None) -> subprocess.CompletedProcess[str]:
+    """``titan ARGS``; ``script``: Python run first in the same process (a hook); ``port``:
+    the master's, or a proxy's in front of it."""
     code = textwrap.dedent(script) + "\nimport sys\nfrom titan.cli import main\n" \
         f"sys.exit(main({list(args)!r}))\n"
-    return subprocess.run([sys.executable, "-c", code], env=env(cl), cwd=cl.root,
+    return subprocess.run([sys.executable, "-c", code], env=env(cl, port), cwd=cl.root,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -127,3 +130,37 @@ def test_prune_runs_deletes_each_run_only_as_it_was_exported(cl: Cluster) -> Non
         1, ["as-1"], ["as-2"], ["as-held"])
     error(cl, "GET", "/runs/as-1", status=404)
     assert ok(cl, "GET", "/runs/as-2")["action_count"] == 2
+
+
+def test_a_master_gone_mid_export_is_one_line_and_leaves_nothing(cl: Cluster,
+                                                                  tmp_path: Path) -> None:
+    # A master killed mid `titan runs export -o FILE` printed a 40-line traceback ending in
+    # httpx.ReadError. The proxy closes the connection as a killed master's kernel does.
+    old_run(cl, "cut-1", actions=0)
+    at = time.time() - 3 * DAY
+    for start in range(0, 2000, 500):
+        ok(cl, "POST", "/runs/cut-1/actions", {"actions": [
+            act(i, at + i, inputs={"text": "x" * 500}) for i in range(start, start + 500)]})
+    proxy = TcpProxy(("127.0.0.1", cl.port))
+    proxy.cut_after = 200_000
+    try:
+        path = tmp_path / "cut.jsonl"
+        out = titan(cl, "runs", "export", "--q", "cut-1", "-o", str(path), port=proxy.port)
+        assert out.returncode == 1 and out.stderr == (
+            f"error: the master closed the connection mid-export: {path} is not the export; "
+            "nothing written to it\n"), out.stderr
+        assert list(tmp_path.iterdir()) == []  # nor half a file
+        out = titan(cl, "runs", "export", "--q", "cut-1", port=proxy.port)
+        assert out.returncode == 1 and out.stderr == (
+            "error: the master closed the connection mid-export: what was written above is "
+            "cut short\n"), out.stderr
+        assert 0 < len(out.stdout) < 1_000_000
+        out = titan(cl, "runs", "prune", "--older-than", "1d", "--export-to", str(path), "-y",
+                    port=proxy.port)
+        assert out.returncode == 1 and out.stderr.endswith(
+            "nothing written to it; nothing was deleted\n") and "Traceback" not in out.stderr, \
+            out.stderr
+        assert not path.exists()
+    finally:
+        proxy.close()
+    assert ok(cl, "GET", "/runs/cut-1")["action_count"] == 2000

@@ -181,13 +181,18 @@ def _stream(client: Any, params: dict[str, Any]) -> Iterator[bytes]:
 
 
 def _write(chunks: Iterator[bytes], output: str) -> int:
+    import httpx
+
     size = 0
     out: IO[bytes]
     if output == "-":
         out = sys.stdout.buffer
-        for chunk in chunks:
-            out.write(chunk)
-            size += len(chunk)
+        try:
+            for chunk in chunks:
+                out.write(chunk)
+                size += len(chunk)
+        except httpx.TransportError as exc:
+            raise TitanError(f"{_cut(exc)}: what was written above is cut short") from None
         out.flush()
         return size
     path = Path(output)
@@ -195,6 +200,7 @@ def _write(chunks: Iterator[bytes], output: str) -> int:
         raise TitanError(f"cannot write {output}: no directory {path.parent}")
     if path.is_dir():
         raise TitanError(f"cannot write {output}: it is a directory (name a file)")
+    device = path.exists() and not path.is_file()  # -o /dev/stdout: written into
     try:
         # All at once or not at all (an export cut short leaves no half file behind), and a
         # device or pipe (-o /dev/stdout) written into, never replaced: titan.atomic.
@@ -204,7 +210,20 @@ def _write(chunks: Iterator[bytes], output: str) -> int:
                 size += len(chunk)
     except OSError as exc:
         raise TitanError(f"cannot write {output}: {exc.strerror or exc}") from None
+    except httpx.TransportError as exc:
+        written = "what was written to it is cut short" if device else "nothing written to it"
+        raise TitanError(f"{_cut(exc)}: {output} is not the export; {written}") from None
     return size
+
+
+def _cut(exc: Exception) -> str:
+    """An export's stream that ended early, in words (a master killed or restarted, a
+    network cut, a master silent past the read timeout)."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return "the master sent nothing for 10 minutes mid-export"
+    return "the master closed the connection mid-export"
 
 
 def _export(args: argparse.Namespace, client: Any) -> int:
@@ -240,7 +259,10 @@ def _prune(args: argparse.Namespace, client: Any) -> int:
     # Archived runs are deleted like the others: they are saved like them too.
     params = {"format": "jsonl", "actions": "true", "older_than": args.older_than,
               "status": "completed,failed,cancelled", "archived": "all"}
-    _write(_stream(client, params), args.export_to)
+    try:
+        _write(_stream(client, params), args.export_to)
+    except TitanError as exc:
+        raise TitanError(f"{exc}; nothing was deleted") from None
     saved = _saved_runs(args.export_to)
     print(f"saved {len(saved)} run(s) with their actions to {args.export_to}",
           file=sys.stderr if as_json else sys.stdout)
