@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from titan.cli.export_file import ExportFile
 from titan.errors import NotFound, TitanError
 from titan.formats import quote_run
 
@@ -35,7 +36,8 @@ def add_arguments(runs: Any, common: list[argparse.ArgumentParser]) -> None:
                         "earlier (`titan runs verify RUN --json` prints it)")
     s.add_argument("--export", default=None, metavar="FILE",
                    help="verify every run of a JSON or JSONL export (`titan runs export "
-                        "--format jsonl`: runs with their actions) here, without a master")
+                        "--format jsonl`: runs with their actions) here, without a master "
+                        "(JSONL is read a run at a time; JSON whole, one document)")
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
         if args.run:
             raise TitanError("name a run or --export FILE, not both")
         verdicts = []
-        for v in verify_export(Path(args.export)):
+        for v in verify_export(Path(args.export), anchor[0] if anchor else None):
             hashes = v.pop("hashes")
             verdicts.append(_checked(v, anchor, hashes.get(anchor[0]) if anchor else None))
     elif args.run:
@@ -110,26 +112,35 @@ def _print(v: dict[str, Any]) -> None:
 
 
 # -- an export, offline ------------------------------------------------------------------------
-def verify_export(path: Path) -> list[dict[str, Any]]:
+def verify_export(path: Path, anchor: int | None = None) -> list[dict[str, Any]]:
     """Each run of an export with its actions, verified from the file alone (with
-    ``hashes``: each action's chain hash by seq, for an anchor). A file that is no such
-    export, or holds no run, is an error: an export emptied of its runs must not pass."""
+    ``hashes``: action ``anchor``'s chain hash by its seq, when it has one). A file that is
+    no such export, or holds no run, is an error: an export emptied of its runs must not
+    pass. JSON Lines are read a run at a time (:mod:`titan.cli.export_file`)."""
     verdicts = []
-    for number, (run, actions) in enumerate(_runs(path), 1):
+    for number, (run, actions) in enumerate(ExportFile(path).runs(), 1):
+        hashes: dict[int, str] = {}
         # A field the master never writes so (a count as text, an object where a number
         # goes) was put there by hand: the run, or its action, was edited. Said so (exit 3),
         # never a traceback; checked before the walk, which reads them as numbers.
-        problem = _run_problem(run, actions)
+        problem = _run_problem(run)
+        rows = []
+        if problem is None:
+            for i, a in enumerate(actions, 1):
+                if not isinstance(a, dict) or type(a.get("seq")) is not int:
+                    problem = (f"its action {i} in the file has no integer seq: not as "
+                               "exported (the action was edited)")
+                    break
+                rows.append(_row(a, hashes))  # the action's text goes: only its row is kept
         if problem is not None:
             run_id = run.get("id") if isinstance(run.get("id"), str) else \
                 f"run {number} of the file"
             verdicts.append({**_edited(problem), "run_id": run_id, "payloads_unchecked": 0,
                              "hashes": {}})
             continue
-        hashes: dict[int, str] = {}
         # In seq order, as the master verifies: the chain is over seq, and lines moved in
         # the file are not a tampering (seq values swapped are, and show as reordered).
-        rows = [_row(a, hashes) for a in sorted(actions, key=lambda a: a["seq"])]
+        rows.sort(key=lambda r: r["seq"])
         from titan.ledger_verify import verify
 
         since = run.get("ledger_since")
@@ -156,17 +167,19 @@ def verify_export(path: Path) -> list[dict[str, Any]]:
             verdict["message"] += (" (the file says nothing of when its master began chaining"
                                    " — `ledger_since`: a chain stripped from an export looks "
                                    "the same; verify against the master to tell)")
+        anchored = {anchor: hashes[anchor]} if anchor in hashes else {}
         verdicts.append({**{k: v for k, v in verdict.items()
                             if k not in ("read", "through", "last_hash")},
-                         "run_id": run["id"], "payloads_unchecked": previews, "hashes": hashes})
+                         "run_id": run["id"], "payloads_unchecked": previews,
+                         "hashes": anchored})
     if not verdicts:
         raise TitanError(f"{path} holds no run: nothing was verified (an export of `titan runs "
                          "export --format jsonl` has each run with its actions)")
     return verdicts
 
 
-def _run_problem(run: dict[str, Any], actions: list[Any]) -> str | None:
-    """What is wrong with a run's own fields, or with where its actions sit, if anything."""
+def _run_problem(run: dict[str, Any]) -> str | None:
+    """What is wrong with a run's own fields, if anything."""
     if not isinstance(run.get("id"), str) or not run["id"]:
         return "the run has no id (its id was removed or replaced)"
     for key, valid in (("action_count", _count), ("chain_head", _opt_str),
@@ -175,10 +188,6 @@ def _run_problem(run: dict[str, Any], actions: list[Any]) -> str | None:
                        ("created_at", lambda v: v is None or _time(v))):
         if not valid(run.get(key)):
             return f"the run's {key} is not what an export holds: the run was edited"
-    for i, a in enumerate(actions, 1):
-        if not isinstance(a, dict) or type(a.get("seq")) is not int:
-            return (f"its action {i} in the file has no integer seq: not as exported (the "
-                    "action was edited)")
     return None
 
 
@@ -188,64 +197,6 @@ def _edited(message: str, seq: int | None = None, action_id: str | None = None) 
             "chained_from": None, "head": None, "verified_through": None,
             "break": {"seq": seq, "kind": "edited", "action_id": action_id, "message": message},
             "message": message}
-
-
-def _runs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """The runs of a JSON or JSONL export with their actions; a clear error for anything
-    else (a CSV export, a file that is not there or not text)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TitanError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise TitanError(f"{path} is a directory, not an export") from None
-    except UnicodeDecodeError:
-        raise TitanError(f"{path} is not UTF-8 text: not an export") from None
-    except OSError as exc:
-        raise TitanError(f"cannot read {path}: {exc.strerror or exc}") from None
-    hint = "verify takes a JSON or JSONL export made with `titan runs export --actions`"
-    try:
-        whole = json.loads(text)
-    except ValueError:
-        whole = None  # JSON Lines, or not an export at all (below)
-    if whole is not None:
-        if not isinstance(whole, dict) or not isinstance(whole.get("runs"), list) \
-                or not all(isinstance(r, dict) for r in whole["runs"]):
-            raise TitanError(f'{path} is JSON but not an export ({{"runs": [...]}}): {hint}')
-        out = []
-        for run in whole["runs"]:
-            if not isinstance(run.get("actions"), list):
-                raise TitanError(f"{path} holds no actions: export with --actions")
-            out.append((run, run["actions"]))
-        return out
-    runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    actions: list[tuple[int, dict[str, Any]]] = []
-    last: str | None = None
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError:
-            raise TitanError(f"{path}, line {number}: not JSON: {hint}") from None
-        kind = item.get("type") if isinstance(item, dict) else None
-        if kind == "run":
-            last = str(item.get("id"))
-            runs[last] = (item, [])
-        elif kind == "action":
-            # Filed under the run it names (an export's lines may have been moved), else the
-            # run line before it.
-            filed = item.get("run_id", last)
-            actions.append((number, dict(item, run_id=filed if isinstance(filed, str | None)
-                                         else json.dumps(filed))))
-        else:
-            raise TitanError(f"{path}, line {number}: neither a run nor an action: {hint}")
-    for number, action in actions:
-        if action["run_id"] not in runs:
-            raise TitanError(f"{path}, line {number}: an action of run {action['run_id']!r}, "
-                             "whose run line is not in the file (the export was cut)")
-        runs[action["run_id"]][1].append(action)
-    return list(runs.values())
 
 
 def _row(a: dict[str, Any], hashes: dict[int, str]) -> dict[str, Any]:
