@@ -620,6 +620,9 @@ def test_runs_still_in_use_are_neither_pruned_nor_archived(storage: Storage) -> 
         tx.create_run(dict(run_row("replayed-replay-1", T0 + 1), replay_of="replayed"))
     with storage.transaction() as tx:
         assert tx.finished_runs_before(T0 + 500, 100) == ["free"]
+        # An export of what a prune would delete (`titan runs prune --export-to`) agrees.
+        prunable = RunQuery(before=T0 + 500, archived=None, prunable=True)
+        assert [r["id"] for r in tx.iter_runs(prunable)] == ["free"]
         assert tx.archivable_runs(T0 + 500, 100) == ["free"]
         assert tx.unsettled_runs(["free", "staged", "replayed", "replayed-replay-1"]) == [
             "staged", "replayed", "replayed-replay-1"]
@@ -628,6 +631,10 @@ def test_runs_still_in_use_are_neither_pruned_nor_archived(storage: Storage) -> 
     with storage.transaction() as tx:
         assert sorted(tx.finished_runs_before(T0 + 500, 100)) == [
             "free", "replayed", "replayed-replay-1", "staged"]
+        assert sorted(r["id"] for r in tx.iter_runs(prunable)) == [
+            "free", "replayed", "replayed-replay-1", "staged"]
+        tx.update_run("free", {"retention_class": "extended"})
+        assert "free" not in {r["id"] for r in tx.iter_runs(prunable)}
 
 
 def test_finished_runs_before_among_a_long_list(storage: Storage) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.chaos.tcp_proxy import TcpProxy
 from tests.integration.harness import Cluster, isolated_cluster
-from tests.integration.test_runs_api import error, ok
+from tests.integration.test_runs_api import call, error, ok
 
 DAY = 86400.0
 
@@ -51,14 +51,14 @@ def act(i: int, at: float, **kw: Any) -> dict[str, Any]:
 
 
 def old_run(cl: Cluster, run_id: str, days: float = 3, actions: int = 2,
-            **fields: Any) -> None:
+            status: str = "completed", **fields: Any) -> None:
     at = time.time() - days * DAY
     ok(cl, "POST", "/runs", {"id": run_id, "agent_id": "prune", "started_at": at, **fields},
        status=201)
     if actions:
         ok(cl, "POST", f"/runs/{run_id}/actions",
            {"actions": [act(i, at + i) for i in range(actions)]})
-    ok(cl, "PATCH", f"/runs/{run_id}", {"status": "completed", "ended_at": at + 60})
+    ok(cl, "PATCH", f"/runs/{run_id}", {"status": status, "ended_at": at + 60})
 
 
 def test_a_run_that_records_an_action_after_the_export_is_not_deleted(
@@ -164,3 +164,31 @@ def test_a_master_gone_mid_export_is_one_line_and_leaves_nothing(cl: Cluster,
     finally:
         proxy.close()
     assert ok(cl, "GET", "/runs/cut-1")["action_count"] == 2000
+
+
+def test_a_prunes_export_holds_exactly_what_it_deletes(cl: Cluster, tmp_path: Path) -> None:
+    # It saved the runs of the classes it keeps too: "saved 4 run(s)", then "deleted 2".
+    old_run(cl, "cls-std")
+    old_run(cl, "cls-failed", status="failed")
+    old_run(cl, "cls-ext", retention_class="extended")
+    old_run(cl, "cls-hold", retention_class="legal_hold")
+    ok(cl, "POST", "/runs", {"id": "cls-running", "started_at": time.time() - 3 * DAY},
+       status=201)
+    ok(cl, "POST", "/runs", {"id": "cls-new"}, status=201)
+    ok(cl, "PATCH", "/runs/cls-new", {"status": "completed"})
+    ok(cl, "POST", "/runs/cls-std/archive")
+    _, text = call(cl, "GET", "/runs/export", params={
+        "format": "jsonl", "actions": "false", "older_than": "1d", "archived": "all",
+        "prunable": "true", "q": "cls-"})
+    assert {json.loads(x)["id"] for x in text.splitlines()} == {"cls-std", "cls-failed"}
+    path = tmp_path / "pruned.jsonl"
+    out = titan(cl, "runs", "prune", "--older-than", "1d", "--export-to", str(path), "-y")
+    assert out.returncode == 0, out.stdout + out.stderr
+    saved = {json.loads(x)["id"] for x in path.read_text().splitlines()
+             if json.loads(x)["type"] == "run"}
+    assert {i for i in saved if i.startswith("cls-")} == {"cls-std", "cls-failed"}
+    assert out.stdout.splitlines() == [
+        f"saved {len(saved)} run(s) with their actions to {path}",
+        f"deleted {len(saved)} finished run(s) started more than 1d ago"], out.stdout
+    for kept in ("cls-ext", "cls-hold", "cls-running", "cls-new"):
+        ok(cl, "GET", f"/runs/{kept}")

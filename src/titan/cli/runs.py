@@ -61,9 +61,10 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                         parents=common)
     s.add_argument("--older-than", required=True, help="hours or days, at least 1h: 90d, 12h")
     s.add_argument("--export-to", default=None, metavar="FILE",
-                   help="first save those runs with their actions (JSONL) to FILE, a new "
-                        "file (an existing one is refused, never replaced); then delete each "
-                        "only as saved (one that recorded an action since is kept, and named)")
+                   help="first save the runs it will delete (no others) with their actions "
+                        "(JSONL) to FILE, a new file (an existing one is refused, never "
+                        "replaced); then delete each only as saved (one that recorded an "
+                        "action since is kept, and named)")
     s.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
     s.add_argument("-y", "--yes", action="store_true",
                    help="do not ask for confirmation (asked on a terminal only)")
@@ -256,9 +257,9 @@ def _prune(args: argparse.Namespace, client: Any) -> int:
         for run_id in reply["run_ids"][:20] if args.dry_run else []:
             print(f"  {run_id}")
         return 0
-    # Archived runs are deleted like the others: they are saved like them too.
+    # Exactly what the prune may delete (archived runs too; no run of a class it keeps).
     params = {"format": "jsonl", "actions": "true", "older_than": args.older_than,
-              "status": "completed,failed,cancelled", "archived": "all"}
+              "archived": "all", "prunable": "true"}
     try:
         _write(_stream(client, params), args.export_to)
     except TitanError as exc:

@@ -29,6 +29,9 @@ class RunQuery:
     archived: bool | None = False
     #: Replays (runs with ``replay_of``): listed (True, the registry's default) or left out.
     replays: bool = True
+    #: Only the runs a prune may delete (True): finished, of a class retention deletes, used
+    #: by no stage or replay (as :meth:`RunStore.finished_runs_before` picks them).
+    prunable: bool = False
 
 
 #: The orders of the run registry.

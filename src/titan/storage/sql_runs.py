@@ -164,6 +164,8 @@ class RunsSQL:
             pattern = like(q.search)
             conds.append(or_(c.id.ilike(pattern, escape="\\"),
                              c.agent_id.ilike(pattern, escape="\\")))
+        if q.prunable:
+            conds.extend(_prunable(c))
         if q.ids is not None:
             conds.append(c.id.in_(list(q.ids)))
         elif q.archived is not None:
@@ -230,8 +232,7 @@ class RunsSQL:
     def finished_runs_before(self, before: float, limit: int,
                              among: Sequence[str] | None = None) -> list[str]:
         c = t.agent_runs.c
-        conds = [c.status != "running", c.started_at < before,
-                 c.retention_class.in_(DELETABLE), *_settled(c)]
+        conds = [c.started_at < before, *_prunable(c)]
         if among is None:
             rows = self.conn.execute(select(c.id).where(*conds).order_by(c.started_at, c.id)
                                      .limit(limit))
@@ -322,6 +323,12 @@ class RunsSQL:
             .where(c.agent_id == agent_id, c.replay_of.is_(None))
             .order_by(c.started_at.desc()).limit(limit))
         return [dict(r._mapping) for r in rows][::-1]
+
+
+def _prunable(c: Any) -> list[Any]:
+    """Conditions for a run a prune may delete: finished, of a class retention deletes, and
+    settled."""
+    return [c.status != "running", c.retention_class.in_(DELETABLE), *_settled(c)]
 
 
 def _settled(c: Any) -> list[Any]:

@@ -93,12 +93,14 @@ async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool
                       status: Choices = None, min_cost: float | None = None,
                       window: str | None = None, agent: str | None = None,
                       q: str | None = None, older_than: str | None = None,
-                      sort: str | None = None,
-                      archived: str | None = None) -> StreamingResponse:
+                      sort: str | None = None, archived: str | None = None,
+                      prunable: bool = False) -> StreamingResponse:
     # In the list's order, checked as the list checks it: the Runs page sorted by cost
     # exported a file newest first, and a sort the list refuses was taken in silence.
+    # prunable: only what a prune would delete (`titan runs prune --export-to` saved runs
+    # of classes it keeps, and said "saved 4" then "deleted 2").
     query = run_query(status, min_cost, window, agent, q, older_than, sort=sort,
-                      archived=archived)
+                      archived=archived, prunable=prunable)
     if format not in export.FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(export.FORMATS)}, "
                                f"got {format!r}", details={"field": "format"})

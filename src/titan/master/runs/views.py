@@ -226,7 +226,8 @@ def archived_choice(value: str | None) -> bool | None:
 def run_query(status: str | list[str] | None = None, min_cost: float | None = None,
               window: str | None = None, agent: str | None = None,
               q: str | None = None, older_than: str | None = None,
-              sort: str | None = None, archived: str | None = None) -> RunQuery:
+              sort: str | None = None, archived: str | None = None,
+              prunable: bool = False) -> RunQuery:
     """The registry's filters and order, from query parameters (shared with the Runs page)."""
     if min_cost is not None and not 0 <= min_cost <= 1e9:
         # NaN and infinities too: they matched nothing, a silently empty export. The same
@@ -240,7 +241,7 @@ def run_query(status: str | list[str] | None = None, min_cost: float | None = No
     return RunQuery(statuses=csv_choices(status, RUN_STATUSES, "status"), min_cost=min_cost,
                     since=check_window(window), before=before, agent=agent or None,
                     search=q or None, sort=sort or "recent",
-                    archived=archived_choice(archived))
+                    archived=archived_choice(archived), prunable=prunable)
 
 
 def agent_view(agent_id: str, agent: Row | None, series: list[Row]) -> Row:
