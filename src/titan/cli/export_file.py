@@ -15,17 +15,34 @@ line of its run, the first.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from titan.errors import TitanError
 
 HINT = "verify takes a JSON or JSONL export made with `titan runs export --actions`"
-Run = tuple[dict[str, Any], Iterable[Any]]
+
+
+class Occurrence:
+    """A run as one place of the file holds it: ``run`` (its line), ``actions`` (read as
+    they are asked for) and ``copies``, how many places of the file hold a run of its id."""
+
+    def __init__(self, run: dict[str, Any], actions: Iterator[Any], copies: int,
+                 digest: Any) -> None:
+        self.run, self.actions, self.copies = run, actions, copies
+        self._digest = digest
+
+    def fingerprint(self) -> str:
+        """A digest of this copy of the run, its run line and its actions (read to the end
+        if they were not): two copies alike have the same."""
+        for _ in self.actions:
+            pass
+        return str(self._digest.hexdigest())
 
 
 class ExportFile:
@@ -50,14 +67,30 @@ class ExportFile:
         except OSError as exc:
             raise TitanError(f"cannot read {path}: {exc.strerror or exc}") from None
 
-    def runs(self) -> Iterator[Run]:
+    def runs(self) -> Iterator[Occurrence]:
         if self._whole is not None:
             for run in self._whole:
-                yield run, run["actions"]
+                digest = hashlib.sha256(json.dumps(run, sort_keys=True).encode())
+                yield Occurrence(run, iter(run["actions"]), self._copies(run), digest)
             return
         with open(self.path, "rb") as fh:
             for run_at, actions_at in self._places:
-                yield _at(fh, run_at), (_at(fh, at) for at in sorted(actions_at))
+                fh.seek(run_at)
+                line = fh.readline()
+                run = json.loads(_text(line, self.path))
+                digest = hashlib.sha256(line.strip())
+                yield Occurrence(run, self._actions(fh, sorted(actions_at), digest),
+                                 self._copies(run), digest)
+
+    def _copies(self, run: dict[str, Any]) -> int:
+        return self.occurrences[str(run.get("id"))]
+
+    def _actions(self, fh: IO[bytes], offsets: list[int], digest: Any) -> Iterator[Any]:
+        for at in offsets:
+            fh.seek(at)
+            line = fh.readline()
+            digest.update(b"\n" + line.strip())
+            yield json.loads(_text(line, self.path))
 
     # -- finding the runs -----------------------------------------------------------------------
     def _open(self, fh: IO[bytes]) -> None:
@@ -141,11 +174,6 @@ def _first_item(fh: IO[bytes], path: Path) -> Any:
             except ValueError:
                 return None
     return None
-
-
-def _at(fh: IO[bytes], offset: int) -> Any:
-    fh.seek(offset)
-    return json.loads(_text(fh.readline(), Path(fh.name)))
 
 
 def _text(data: bytes, path: Path) -> str:

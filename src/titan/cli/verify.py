@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -116,66 +116,110 @@ def verify_export(path: Path, anchor: int | None = None) -> list[dict[str, Any]]
     """Each run of an export with its actions, verified from the file alone (with
     ``hashes``: action ``anchor``'s chain hash by its seq, when it has one). A file that is
     no such export, or holds no run, is an error: an export emptied of its runs must not
-    pass. JSON Lines are read a run at a time (:mod:`titan.cli.export_file`)."""
-    verdicts = []
-    for number, (run, actions) in enumerate(ExportFile(path).runs(), 1):
-        hashes: dict[int, str] = {}
-        # A field the master never writes so (a count as text, an object where a number
-        # goes) was put there by hand: the run, or its action, was edited. Said so (exit 3),
-        # never a traceback; checked before the walk, which reads them as numbers.
-        problem = _run_problem(run)
-        rows = []
-        if problem is None:
-            for i, a in enumerate(actions, 1):
-                if not isinstance(a, dict) or type(a.get("seq")) is not int:
-                    problem = (f"its action {i} in the file has no integer seq: not as "
-                               "exported (the action was edited)")
-                    break
-                rows.append(_row(a, hashes))  # the action's text goes: only its row is kept
-        if problem is not None:
-            run_id = run.get("id") if isinstance(run.get("id"), str) else \
-                f"run {number} of the file"
-            verdicts.append({**_edited(problem), "run_id": run_id, "payloads_unchecked": 0,
-                             "hashes": {}})
-            continue
-        # In seq order, as the master verifies: the chain is over seq, and lines moved in
-        # the file are not a tampering (seq values swapped are, and show as reordered).
-        rows.sort(key=lambda r: r["seq"])
-        from titan.ledger_verify import verify
+    pass. JSON Lines are read a run at a time (:mod:`titan.cli.export_file`).
 
-        since = run.get("ledger_since")
-        created = run.get("created_at")  # not in exports before it was needed here
-        verdict = verify(run["id"], run["action_count"], run.get("chain_head"),
-                         run.get("chain_start"), rows,
-                         chained_since=None if since is None else float(since),
-                         created=None if created is None else float(created))
-        malformed = next((r for r in rows if r.get("_malformed")), None)
-        if malformed is not None and (verdict["break"] is None
-                                      or malformed["seq"] <= verdict["break"]["seq"]):
-            # One the walk does not check (recorded before the chain began) is edited too.
-            edited = _edited(f"action #{malformed['seq']} was edited: "
-                             f"{malformed['_payload_problem']}", malformed["seq"],
-                             malformed["id"] or None)
-            verdict.update({k: edited[k] for k in ("status", "break", "message")})
-        previews = sum(r["_previews"] for r in rows)
-        if previews and verdict["status"] != "broken":
-            verdict["message"] += (
-                f"; {previews} payload{'' if previews == 1 else 's'} not checked: exported as "
-                "previews (blobs the exporting master could not read; their hashes are "
-                "chained, their text is not in the file — verify against the master)")
-        if verdict["status"] == "unchained" and since is None:
-            verdict["message"] += (" (the file says nothing of when its master began chaining"
-                                   " — `ledger_since`: a chain stripped from an export looks "
-                                   "the same; verify against the master to tell)")
-        anchored = {anchor: hashes[anchor]} if anchor in hashes else {}
-        verdicts.append({**{k: v for k, v in verdict.items()
-                            if k not in ("read", "through", "last_hash")},
-                         "run_id": run["id"], "payloads_unchecked": previews,
-                         "hashes": anchored})
+    A run the file holds more than once (two exports concatenated) is verified copy by copy:
+    identical copies are reported once, with ``copies``; copies that differ each have their
+    verdict (with ``copy``), and two that give one action two chain hashes are a conflict:
+    one of them was rewritten."""
+    verdicts = []
+    copies: dict[str, list[tuple[str, dict[str, Any], dict[int, str]]]] = {}
+    for number, run in enumerate(ExportFile(path).runs(), 1):
+        verdict, hashes = _verify_run(run.run, run.actions, number)
+        verdict["hashes"] = {anchor: hashes[anchor]} if anchor in hashes else {}
+        if run.copies > 1:
+            seen = copies.setdefault(str(run.run.get("id")), [])
+            digest = run.fingerprint()
+            if any(digest == d for d, _, _ in seen):
+                continue  # the same run again, verified as the first copy
+            verdict = _against(verdict, hashes, seen)
+            seen.append((digest, verdict, hashes))
+        verdicts.append(verdict)
+    for seen in copies.values():
+        for i, (_, verdict, _) in enumerate(seen, 1):
+            verdict["copies"] = len(seen)
+            if len(seen) == 1:
+                verdict["message"] += "; the file holds it more than once, identical"
+            else:
+                verdict["copy"] = i
+                if verdict["break"] is None or verdict["break"]["kind"] != "conflict":
+                    verdict["message"] += (f"; copy {i} of {len(seen)} different copies in the "
+                                           "file (exports of different moments)")
     if not verdicts:
         raise TitanError(f"{path} holds no run: nothing was verified (an export of `titan runs "
                          "export --format jsonl` has each run with its actions)")
     return verdicts
+
+
+def _against(verdict: dict[str, Any], hashes: dict[int, str],
+             seen: list[tuple[str, dict[str, Any], dict[int, str]]]) -> dict[str, Any]:
+    """A copy of a run that differs from the copies before it: a conflict if it gives an
+    action another chain hash than one of them (each copy may verify alone, its chain
+    recomputed), else its own verdict (a later export: more actions, a run field changed)."""
+    if verdict["status"] == "broken":
+        return verdict
+    for i, (_, other, theirs) in enumerate(seen, 1):
+        seq = next((s for s in sorted(hashes) if s in theirs and theirs[s] != hashes[s]), None)
+        if seq is not None and other["status"] != "broken":
+            message = (f"conflict: copy {len(seen) + 1} of this run in the file gives action "
+                       f"#{seq} another chain hash than copy {i}: one of them was rewritten "
+                       "(verify against the master, or an anchor, to tell which)")
+            return dict(verdict, status="broken", message=message, **{"break": {
+                "seq": seq, "kind": "conflict", "action_id": None, "message": message}})
+    return verdict
+
+
+def _verify_run(run: dict[str, Any], actions: Iterable[Any],
+                number: int) -> tuple[dict[str, Any], dict[int, str]]:
+    """Run ``number`` of a file, verified; and its actions' chain hashes by seq."""
+    hashes: dict[int, str] = {}
+    # A field the master never writes so (a count as text, an object where a number
+    # goes) was put there by hand: the run, or its action, was edited. Said so (exit 3),
+    # never a traceback; checked before the walk, which reads them as numbers.
+    problem = _run_problem(run)
+    rows = []
+    if problem is None:
+        for i, a in enumerate(actions, 1):
+            if not isinstance(a, dict) or type(a.get("seq")) is not int:
+                problem = (f"its action {i} in the file has no integer seq: not as "
+                           "exported (the action was edited)")
+                break
+            rows.append(_row(a, hashes))  # the action's text goes: only its row is kept
+    if problem is not None:
+        run_id = run.get("id") if isinstance(run.get("id"), str) else \
+            f"run {number} of the file"
+        return {**_edited(problem), "run_id": run_id, "payloads_unchecked": 0}, {}
+    # In seq order, as the master verifies: the chain is over seq, and lines moved in
+    # the file are not a tampering (seq values swapped are, and show as reordered).
+    rows.sort(key=lambda r: r["seq"])
+    from titan.ledger_verify import verify
+
+    since = run.get("ledger_since")
+    created = run.get("created_at")  # not in exports before it was needed here
+    verdict = verify(run["id"], run["action_count"], run.get("chain_head"),
+                     run.get("chain_start"), rows,
+                     chained_since=None if since is None else float(since),
+                     created=None if created is None else float(created))
+    malformed = next((r for r in rows if r.get("_malformed")), None)
+    if malformed is not None and (verdict["break"] is None
+                                  or malformed["seq"] <= verdict["break"]["seq"]):
+        # One the walk does not check (recorded before the chain began) is edited too.
+        edited = _edited(f"action #{malformed['seq']} was edited: "
+                         f"{malformed['_payload_problem']}", malformed["seq"],
+                         malformed["id"] or None)
+        verdict.update({k: edited[k] for k in ("status", "break", "message")})
+    previews = sum(r["_previews"] for r in rows)
+    if previews and verdict["status"] != "broken":
+        verdict["message"] += (
+            f"; {previews} payload{'' if previews == 1 else 's'} not checked: exported as "
+            "previews (blobs the exporting master could not read; their hashes are "
+            "chained, their text is not in the file — verify against the master)")
+    if verdict["status"] == "unchained" and since is None:
+        verdict["message"] += (" (the file says nothing of when its master began chaining"
+                               " — `ledger_since`: a chain stripped from an export looks "
+                               "the same; verify against the master to tell)")
+    return {**{k: v for k, v in verdict.items() if k not in ("read", "through", "last_hash")},
+            "run_id": run["id"], "payloads_unchecked": previews}, hashes
 
 
 def _run_problem(run: dict[str, Any]) -> str | None:
