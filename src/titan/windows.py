@@ -11,8 +11,9 @@ import time
 
 from titan.errors import ValidationFailed
 
-#: ``<n>m``, ``<n>h`` or ``<n>d``: a plain number (not ``nan``, ``inf`` or ``1e3``).
-_WINDOW = re.compile(r"(\d{1,7}(?:\.\d{1,6})?)([mhd])", re.IGNORECASE)
+#: ``<n>m``, ``<n>h`` or ``<n>d``: a plain number (not ``nan``, ``inf`` or ``1e3``), in ASCII
+#: digits (``\d`` took ``٣d``, Arabic-Indic three days, for a window).
+_WINDOW = re.compile(r"([0-9]{1,7}(?:\.[0-9]{1,6})?)([mhd])", re.IGNORECASE)
 _UNIT = {"m": 60, "h": 3600, "d": 86400}
 
 

@@ -192,3 +192,23 @@ def test_a_prunes_export_holds_exactly_what_it_deletes(cl: Cluster, tmp_path: Pa
         f"deleted {len(saved)} finished run(s) started more than 1d ago"], out.stdout
     for kept in ("cls-ext", "cls-hold", "cls-running", "cls-new"):
         ok(cl, "GET", f"/runs/{kept}")
+
+
+def test_an_exports_older_than_is_read_as_a_prune_reads_it(cl: Cluster) -> None:
+    # older_than=0d was refused as "window must be like 24h, ..." naming the field
+    # 'window'; 3m was taken (as minutes) where a prune refuses it (minutes or months?).
+    for value, said in (("0d", "at least 1h"), ("3m", "minutes or months?"),
+                        ("\u0663d", "hours or days")):  # Arabic-Indic 3: ASCII digits only
+        err = error(cl, "GET", "/runs/export", params={"older_than": value}, status=400)
+        assert err["details"] == {"field": "older_than"}, err
+        assert err["message"].startswith("older_than must be a number of hours or days") \
+            and said in err["message"], err
+        error(cl, "POST", "/runs/prune", {"older_than": value}, status=400)
+    error(cl, "GET", "/runs", params={"window": "\u0663d"}, status=400)
+    old_run(cl, "ot-old", days=3)
+    ok(cl, "POST", "/runs", {"id": "ot-new"}, status=201)
+    out = titan(cl, "runs", "export", "--older-than", "2d", "--q", "ot-", "--no-actions")
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(x)["id"] for x in out.stdout.splitlines()] == ["ot-old"]
+    out = titan(cl, "runs", "export", "--older-than", "3m", "--q", "ot-")
+    assert out.returncode == 1 and "minutes or months?" in out.stderr, out.stderr

@@ -131,7 +131,8 @@ def test_a_bad_setting_is_a_config_error(raw: str) -> None:
         MasterConfig(run_archive_days=raw).check()
 
 
-@pytest.mark.parametrize("value", ["3m", "90", "90 days", "30m", "0d", "nand"])
+@pytest.mark.parametrize("value", ["3m", "90", "90 days", "30m", "0d", "nand",
+                                   "\u0663d", "\uff19\uff10d"])  # not ASCII digits
 def test_a_retention_that_is_not_hours_or_days_fails_at_start(value: str) -> None:
     # "3m" was read as minutes (someone who meant months lost almost every run); "90" or
     # "90 days" started a master that kept every run, its error lost in a background task.

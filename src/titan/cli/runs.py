@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s = runs.add_parser("export", help="export runs and all their actions as CSV, JSON or "
                         "JSONL", parents=common)
     filters(s)
+    s.add_argument("--older-than", default=None,
+                   help="only runs started more than this long ago: hours or days, at least "
+                        "1h (90d, 12h), as prune reads it")
     s.add_argument("--format", choices=("csv", "json", "jsonl"), default="jsonl")
     # Seed 004: an export "includes runs and all actions". --actions, once needed, is kept so
     # that scripts written for it go on working.
@@ -229,6 +232,8 @@ def _cut(exc: Exception) -> str:
 
 def _export(args: argparse.Namespace, client: Any) -> int:
     params = {**_params(args), "format": args.format, "actions": str(args.actions).lower()}
+    if args.older_than is not None:
+        params["older_than"] = args.older_than
     size = _write(_stream(client, params), args.output)
     if args.output != "-":
         print(f"wrote {size} bytes to {args.output}", file=sys.stderr)

@@ -17,7 +17,7 @@ from titan.retention import DEFAULT_CLASS
 from titan.status import RUN_STATUSES
 from titan.storage.base import Row, RunQuery, Transaction
 from titan.storage.base_runs import RUN_SORTS
-from titan.windows import check_window
+from titan.windows import check_window, deletion_cutoff
 
 LIST_PREVIEW = 400  # characters of inputs/outputs a page of actions carries
 INTERVENTION_ALERT = 0.2  # blocked + replayed share of actions that makes a run an intercept
@@ -237,7 +237,9 @@ def run_query(status: str | list[str] | None = None, min_cost: float | None = No
     if sort and sort not in RUN_SORTS:
         raise ValidationFailed(f"sort must be one of {', '.join(RUN_SORTS)}, got {sort[:40]!r}",
                                details={"field": "sort"})
-    before = check_window(older_than) if older_than else None
+    # As a prune reads it (an export of what a prune will delete): 3m, read as minutes by
+    # the export, was refused by the prune as minutes-or-months.
+    before = deletion_cutoff(older_than, "older_than") if older_than else None
     return RunQuery(statuses=csv_choices(status, RUN_STATUSES, "status"), min_cost=min_cost,
                     since=check_window(window), before=before, agent=agent or None,
                     search=q or None, sort=sort or "recent",
