@@ -212,3 +212,30 @@ def test_an_exports_older_than_is_read_as_a_prune_reads_it(cl: Cluster) -> None:
     assert [json.loads(x)["id"] for x in out.stdout.splitlines()] == ["ot-old"]
     out = titan(cl, "runs", "export", "--older-than", "3m", "--q", "ot-")
     assert out.returncode == 1 and "minutes or months?" in out.stderr, out.stderr
+
+
+def test_a_prune_exported_to_stdout_and_an_archive_of_several_runs(cl: Cluster) -> None:
+    # --export-to - wrote the export to stdout, then failed "No such file or directory: -"
+    # and pruned nothing: refused before anything is exported.
+    old_run(cl, "dash-1")
+    out = titan(cl, "runs", "prune", "--older-than", "1d", "--export-to", "-", "-y")
+    assert out.returncode == 1 and out.stdout == "", out.stdout
+    assert out.stderr.startswith("error: --export-to needs a file"), out.stderr
+    ok(cl, "GET", "/runs/dash-1")
+    # `titan runs archive A B C` stopped at the first refused run, with no word on the rest.
+    old_run(cl, "arch-1")
+    old_run(cl, "arch-2")
+    ok(cl, "POST", "/runs", {"id": "arch-running"}, status=201)
+    out = titan(cl, "runs", "archive", "arch-1", "arch-running", "arch-ghost", "arch-2")
+    assert out.returncode == 1
+    assert out.stdout == "run arch-1: archived\nrun arch-2: archived\n", out.stdout
+    said = out.stderr.splitlines()
+    assert said[0].startswith("run arch-running: not archived: run 'arch-running' is still "
+                              "running"), said
+    assert said[1].startswith("run arch-ghost: not archived: ") and said[2] == (
+        "2 of 4 run(s) not archived (above)"), said
+    assert ok(cl, "GET", "/runs/arch-2")["archived"] is True
+    replies = json.loads(titan(cl, "runs", "unarchive", "arch-ghost", "arch-2",
+                               "--json").stdout)
+    assert [r.get("refused", "")[:6] for r in replies] == ["no age", ""], replies
+    assert replies[1]["archived"] is False

@@ -125,7 +125,7 @@ def test_the_setting(raw: str | None, days: float) -> None:
     assert MasterConfig(run_archive_days=raw).archive_days == days
 
 
-@pytest.mark.parametrize("raw", ["-1", "ninety", "nan"])
+@pytest.mark.parametrize("raw", ["-1", "ninety", "nan", "inf", "1e400", "-inf"])
 def test_a_bad_setting_is_a_config_error(raw: str) -> None:
     with pytest.raises(ConfigError, match="TITAN_RUN_ARCHIVE_DAYS"):
         MasterConfig(run_archive_days=raw).check()

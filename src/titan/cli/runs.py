@@ -14,7 +14,7 @@ from titan.atomic import atomic_file
 from titan.cli import verify
 from titan.cli.output import money, run_money
 from titan.cli.verify import add_arguments as add_verify_arguments
-from titan.errors import TitanError
+from titan.errors import Conflict, NotFound, TitanError, ValidationFailed
 from titan.formats import quote_ref, quote_run
 from titan.retention import RETENTION_CLASSES
 
@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("--older-than", required=True, help="hours or days, at least 1h: 90d, 12h")
     s.add_argument("--export-to", default=None, metavar="FILE",
                    help="first save the runs it will delete (no others) with their actions "
-                        "(JSONL) to FILE, a new file (an existing one is refused, never "
+                        "(JSONL) to FILE, a new file (an existing one, or -, is refused, never "
                         "replaced); then delete each only as saved (one that recorded an "
                         "action since is kept, and named)")
     s.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
@@ -79,7 +79,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     for verb, what in (("archive", "hide runs from the registry, keeping them whole"),
                        ("unarchive", "bring archived runs back to the registry")):
         s = runs.add_parser(verb, help=f"{what} (operator)", parents=common)
-        s.add_argument("run", nargs="+", help="run ids")
+        s.add_argument("run", nargs="+", help="run ids, each done or refused on its own "
+                                             "(exit 1 when any was refused)")
     add_verify_arguments(runs, common)
     s = runs.add_parser("retention", help="set a run's retention class (operator; lifting a "
                         "legal hold: admin)", parents=common)
@@ -244,6 +245,11 @@ def _prune(args: argparse.Namespace, client: Any) -> int:
     from titan.cli.output import confirm_prune, print_json
 
     as_json = getattr(args, "json", False)
+    if args.export_to == "-":
+        # Written to stdout, it then failed "No such file or directory: -" and pruned nothing.
+        raise TitanError("--export-to needs a file: a prune's export is the only copy of the "
+                         "runs it deletes (to read them on stdout, `titan runs export "
+                         "--older-than ...` first)")
     if args.export_to and not args.dry_run and Path(args.export_to).exists():
         # Replaced, the runs an earlier prune saved there existed nowhere any more.
         raise TitanError(f"{args.export_to} exists: name a new file (a prune's export is the "
@@ -360,16 +366,30 @@ def _archive(args: argparse.Namespace, client: Any) -> int:
     from titan.cli.output import print_json
 
     verb = args.runs_command
-    replies = []
+    as_json = getattr(args, "json", False)
+    replies: list[dict[str, Any]] = []
+    refused = 0
     for run_id in args.run:
-        reply = client.api("POST", f"/runs/{quote_run(run_id)}/{verb}")
+        # Each run on its own: the first refused one (still running, no such run) stopped
+        # the command with no word about the runs after it. What refuses every run (a
+        # token without the role, no master) still stops it.
+        try:
+            reply = client.api("POST", f"/runs/{quote_run(run_id)}/{verb}")
+        except (NotFound, Conflict, ValidationFailed) as exc:
+            refused += 1
+            replies.append({"id": run_id, "refused": str(exc)})
+            if not as_json:
+                print(f"run {run_id}: not {verb}d: {exc}", file=sys.stderr)
+            continue
         replies.append(reply)
-        if not getattr(args, "json", False):
+        if not as_json:
             state = "archived" if reply["archived"] else "not archived"
             print(f"run {run_id}: {state}")
-    if getattr(args, "json", False):
+    if as_json:
         print_json(replies)
-    return 0
+    elif refused:
+        print(f"{refused} of {len(args.run)} run(s) not {verb}d (above)", file=sys.stderr)
+    return 1 if refused else 0
 
 
 def _retention(args: argparse.Namespace, client: Any) -> int:

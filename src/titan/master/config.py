@@ -183,7 +183,7 @@ class MasterConfig:
             days = float(raw)
         except ValueError:
             days = -1.0
-        if not days >= 0:
+        if not (days >= 0 and math.isfinite(days)):  # inf (1e400 too) read as "never"
             raise ConfigError(f"TITAN_RUN_ARCHIVE_DAYS must be a number of days (0 turns "
                               f"archiving off), got {raw!r}")
         return days
