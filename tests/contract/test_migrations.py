@@ -60,6 +60,8 @@ ADDED: dict[int, dict[str, Any]] = {
     22: {},  # data only: a simulated call's source becomes "odyssey"
     23: {"columns": {"jobs": ("decisions",)}},
     24: {"columns": {"tokens": ("created_by",)}},
+    25: {"types": {("actions", column): sa.Integer for column in (
+        "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")}},
 }
 
 #: Differences that are the migration's intent, each with its reason.
@@ -70,9 +72,11 @@ INTENDED = {
 }
 
 
-#: Differences on SQLite only: its INTEGER already holds 64 bits, so migration 13 widens
-#: PostgreSQL's sizes and leaves SQLite's column as it was declared.
-SQLITE_KEEPS = {("blobs", "size", "type"), ("files", "size", "type")}
+#: Differences on SQLite only: its INTEGER already holds 64 bits, so migrations 13 and 25
+#: widen PostgreSQL's sizes and token counts and leave SQLite's columns as they were declared.
+SQLITE_KEEPS = {("blobs", "size", "type"), ("files", "size", "type")} | {
+    ("actions", column, "type") for column in (
+        "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")}
 
 
 def schema_at(version: int) -> sa.MetaData:

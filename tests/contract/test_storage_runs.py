@@ -538,6 +538,36 @@ def test_action_breakdown(storage: Storage) -> None:
                           "input_tokens", "output_tokens"}
 
 
+def test_token_counts_up_to_ingests_bound_are_stored(storage: Storage) -> None:
+    # PostgreSQL's INTEGER stopped at 2^31-1: a 3e9-token action failed its whole batch
+    # with a 500 (its COPY), while ingestion allows 10^15 and SQLite stored it.
+    big = action("big", channel="llm", tokens=(3_000_000_000, 10**15))
+    big.update(cached_tokens=2**31, reasoning_tokens=10**15)
+    with storage.transaction() as tx:
+        tx.create_run(run_row("r"))
+        tx.insert_actions("r", [action("before"), big, action("after")], NOW)
+    with storage.transaction() as tx:
+        rows, matched = tx.list_actions("r", ActionQuery(), 10)
+        [llm] = [r for r in tx.action_breakdown("r") if r["channel"] == "llm"]
+    assert matched == 3
+    stored = rows[1]
+    assert (stored["input_tokens"], stored["output_tokens"], stored["cached_tokens"],
+            stored["reasoning_tokens"]) == (3_000_000_000, 10**15, 2**31, 10**15)
+    assert (llm["input_tokens"], llm["output_tokens"]) == (3_000_000_000, 10**15)
+
+
+def test_an_ordinal_numbered_past_the_bound_is_refused(storage: Storage) -> None:
+    from titan.errors import ValidationFailed
+    from titan.master.runs.actions import fill_ordinals
+    from titan.master.runs.ingest import MAX_ORDINAL
+
+    with storage.transaction() as tx:
+        tx.create_run(run_row("r"))
+        tx.insert_actions("r", [action("last", ordinal=MAX_ORDINAL)], NOW)
+    with storage.transaction() as tx, pytest.raises(ValidationFailed, match="no ordinal"):
+        fill_ordinals(tx, "r", [{**action("next"), "ordinal": None}])
+
+
 # ------------------------------------------------------------------------------ the registry
 
 

@@ -187,6 +187,7 @@ def test_a_valid_action_gets_its_defaults() -> None:
     ({"started_at": "now"}, "started_at"), ({"started_at": 5}, "started_at"),
     ({"channel": "web"}, "channel"), ({"duration_ns": 1.5}, "duration_ns"),
     ({"id": "has space"}, "id"), ({"tags": 3}, "tags"), ({"ordinal": -1}, "ordinal"),
+    ({"ordinal": 2**31}, "ordinal"), ({"usage": {"input_tokens": 10**15 + 1}}, "usage.input_tokens"),
     ({"error": {"type": "E", "message": "m", "stack": "..."}}, "error.stack"),
 ])
 def test_a_bad_action_rejects_the_batch_naming_index_and_field(bad: dict, field: str) -> None:

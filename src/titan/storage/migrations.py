@@ -245,6 +245,16 @@ def _token_makers(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE tokens ADD COLUMN created_by VARCHAR(300)"))
 
 
+def _big_token_counts(conn: Connection) -> None:
+    # Ingestion allows 10^15 tokens an action (MAX_TOKENS), past PostgreSQL's 32-bit INTEGER:
+    # a count over 2^31-1 failed the whole batch with a 500. One statement, so the table is
+    # rewritten once. SQLite's INTEGER already holds 64 bits: nothing to do there.
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE actions " + ", ".join(
+            f"ALTER COLUMN {column} TYPE BIGINT" for column in (
+                "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"))))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -272,6 +282,7 @@ MIGRATIONS: list[Migration] = [
     (22, "evaluations: a simulated tool call's source is seed 003's odyssey", _odyssey_source),
     (23, "approval gates: the decisions a retry asked again, kept as history", _gate_history),
     (24, "tokens: who made each one", _token_makers),
+    (25, "actions: token counts past 2^31", _big_token_counts),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

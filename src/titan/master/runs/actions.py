@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from titan import ledger
-from titan.errors import NotFound
+from titan.errors import NotFound, ValidationFailed
 from titan.master.runs import compliance
 from titan.master.runs import ingest as action_input
 from titan.master.runs.budgets import check_budget
@@ -83,5 +83,9 @@ def fill_ordinals(tx: Transaction, run_id: str, rows: list[Row]) -> None:
     for r in rows:
         key = (r["actor"], r["channel"], r["name"])
         if r["ordinal"] is None:
-            r["ordinal"] = counts.get(key, 0)
+            r["ordinal"] = ordinal = counts.get(key, 0)
+            if ordinal > action_input.MAX_ORDINAL:
+                raise ValidationFailed(
+                    f"invalid action batch: the action {r['name']!r} of {r['actor']!r} has no "
+                    f"ordinal, and the next is past {action_input.MAX_ORDINAL}")
         counts[key] = max(counts.get(key, 0), r["ordinal"] + 1)

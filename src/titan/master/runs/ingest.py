@@ -32,6 +32,9 @@ MAX_BATCH = 10_000
 MAX_USD = 1e9
 #: Token counts past this are no model's: sums over many actions must stay within 64 bits.
 MAX_TOKENS = 10**15
+#: An ordinal counts one actor's calls of one name: past 2^31-1 it is no counter's, and the
+#: column (PostgreSQL's INTEGER) holds no more.
+MAX_ORDINAL = 2**31 - 1
 #: ~3 years: a span or action longer than that is a clock error, and sums must stay in 64 bits.
 MAX_DURATION_NS = 10**17
 #: The longest error message an action or a run keeps.
@@ -220,7 +223,8 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
             "id": action_id, "parent_id": parent,
             "actor": _text(p, i, "actor", a.get("actor", "main"), 500, required=True),
             "channel": channel, "name": _text(p, i, "name", a.get("name"), 200, required=True),
-            "ordinal": _number(p, i, "ordinal", a.get("ordinal"), integer=True),
+            "ordinal": _number(p, i, "ordinal", a.get("ordinal"), integer=True,
+                               maximum=MAX_ORDINAL),
             "inputs": a.get("inputs", {}), "outputs": a.get("outputs"),
             "error_type": error_type, "error_message": error_message, "outcome": outcome,
             "model": _text(p, i, "model", a.get("model"), 200),
