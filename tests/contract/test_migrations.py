@@ -287,3 +287,40 @@ def test_simulated_calls_are_renamed_odyssey_as_seed_003_names_them(database: An
         storage.close()
     assert run is not None and run["by_source"] == {"odyssey": 2, "injected": 1}
     assert [c["source"] for c in calls] == ["odyssey", "injected", "odyssey"]
+
+
+def test_a_database_holding_another_applications_tables_is_left_alone(database: Any) -> None:
+    """An application's own ``jobs`` and ``meta``: Titan created its other tables beside them
+    (a foreign key to the application's jobs), stamped its version, then failed on a missing
+    column, at this start and every later one."""
+    url = database("foreign")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload TEXT)"))
+        conn.execute(sa.text("CREATE TABLE meta (k VARCHAR(10) PRIMARY KEY, v TEXT)"))
+        conn.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+    for _ in range(2):  # refused again, the same way: nothing was changed the first time
+        with pytest.raises(ConfigError, match=r"already holds tables Titan would create "
+                                              r"\(jobs, meta\).*Titan changes nothing.*"
+                                              r"of its own") as info:
+            open_storage(url)
+        assert "\n" not in str(info.value)
+    with engine.connect() as conn:
+        assert sorted(sa.inspect(conn).get_table_names()) == ["invoices", "jobs", "meta"]
+    engine.dispose()
+
+
+def test_a_first_start_cut_short_is_finished(database: Any) -> None:
+    """Titan's own tables without a stamp (a first start killed while SQLite made its tables,
+    outside the transaction) are not another application's: the next start finishes them."""
+    url = database("partial")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        t.metadata.create_all(conn, tables=t.metadata.sorted_tables[:5])
+        conn.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    storage = open_storage(url)
+    try:
+        assert storage.migrate() == LATEST
+    finally:
+        storage.close()

@@ -296,6 +296,7 @@ def migrate(engine: Engine) -> int:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         if not inspect(conn).has_table("schema_migrations"):
+            _no_foreign_tables(conn)
             t.metadata.create_all(conn)
             now = time.time()
             conn.execute(
@@ -328,6 +329,30 @@ def migrate(engine: Engine) -> int:
                 )
             )
         return max(applied | {LATEST})
+
+
+def _no_foreign_tables(conn: Connection) -> None:
+    """Refuse a database that already holds tables under Titan's names but was never Titan's
+    (no ``schema_migrations``): ``create_all`` would skip those and create the rest beside them,
+    foreign keys to an application's own ``jobs`` included, then fail on the first column that
+    is not there, leaving the database altered and every later start failing. A table with
+    exactly the columns of Titan's is Titan's own, from a first start cut short (SQLite makes
+    tables outside the transaction): the rest are created as usual."""
+    found = inspect(conn)
+    # has_table, as create_all asks: a table anywhere on the search path counts.
+    clashes = [table.name for table in t.metadata.sorted_tables if found.has_table(table.name)
+               and {c["name"] for c in found.get_columns(table.name)}
+               != {c.name for c in table.columns}]
+    if not clashes:
+        return
+    where = ("a database file of its own (another --data-dir or sqlite:/// path)"
+             if conn.dialect.name == "sqlite" else
+             "a database of its own (createdb titan), or a schema of its own "
+             "(?options=-csearch_path%3Dtitan in the URL, after CREATE SCHEMA titan)")
+    raise ConfigError(
+        f"this database already holds tables Titan would create ({', '.join(sorted(clashes))}) "
+        f"and Titan never set it up (no schema_migrations table): it is another "
+        f"application's, and Titan changes nothing in it. Give Titan {where}")
 
 
 def _alone(conn: Connection, version: int) -> None:
