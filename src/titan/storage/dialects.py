@@ -14,10 +14,12 @@ from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from titan.errors import ConfigError
 from titan.storage import deferred
-from titan.storage.leadership import APP_PREFIX, Leadership, new_node
+from titan.storage.cluster_scope import app_name, current_schema
+from titan.storage.leadership import Leadership, new_node
 from titan.storage.sql import SQLStorage
 
 
@@ -185,17 +187,19 @@ def postgres_storage(url: str) -> SQLStorage:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     node = new_node()
     try:
-        # Every connection says which master it belongs to: a standby taking over from a
-        # silent leader ends that leader's connections by this name (storage/leadership.py).
+        schema = _schema_of(url)
+        # Every connection says which master, of which schema's cluster, it belongs to: a
+        # standby taking over from a silent leader ends that leader's connections by this
+        # name (storage/leadership.py, storage/cluster_scope.py).
         engine = create_engine(url, pool_size=10, max_overflow=10, hide_parameters=True,
-                               connect_args={"application_name": APP_PREFIX + node})
+                               connect_args={"application_name": app_name(node, schema)})
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         raise ConfigError(
             f"PostgreSQL support needs psycopg: pip install 'titan-agents[postgres]' ({exc})"
         ) from exc
     _ping_after_idle(engine)
     deferred.install(engine)
-    leadership = Leadership(engine, node)
+    leadership = Leadership(engine, node, schema=schema)
 
     def claim() -> Callable[[], None]:
         leadership.claim_or_refuse()
@@ -203,6 +207,18 @@ def postgres_storage(url: str) -> SQLStorage:
 
     return SQLStorage(url, engine, pg_insert, claim, leadership=leadership,
                       unavailable=_postgres_unavailable, reads=_postgres_reads)
+
+
+def _schema_of(url: str) -> str:
+    """The schema the URL's user and search_path put Titan's tables in, asked once before
+    the master's connections are named after it (this one is not a master's)."""
+    probe = create_engine(url, poolclass=NullPool, hide_parameters=True,
+                          connect_args={"application_name": "titan-schema-probe"})
+    try:
+        with probe.connect() as conn:
+            return current_schema(conn)
+    finally:
+        probe.dispose()
 
 
 #: A pooled connection idle longer than this is checked (``SELECT 1``) before it is used.

@@ -15,8 +15,10 @@ A leader that is paused (SIGSTOP, a long GC, a VM frozen) or cut off from the da
 its lock, because the server notices a silent client only after TCP keepalive gives up (hours
 by default). So a standby also reads the heartbeat: once it is older than the leader timeout
 (by the *database's* clock, so skewed hosts agree), the standby terminates the old leader's
-server processes — every connection of a master is tagged ``titan-master-<node>`` in
-``application_name`` — which frees the lock.
+server processes — every connection of a master is tagged ``titan-master-<node>@<schema>``
+in ``application_name`` — which frees the lock. The lock's key and those names carry the
+schema, so clusters in different schemas of one database are independent
+(:mod:`.cluster_scope`).
 
 **Fencing.** Every write transaction of a leader starts with
 ``UPDATE leader SET commit_mark = <random> WHERE id = 1 AND epoch = <mine>`` (sent with its
@@ -45,12 +47,13 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from titan.errors import ConfigError, NotLeader
+from titan.storage.cluster_scope import APP_PREFIX, app_name, lock_key
 
 log = logging.getLogger("titan.master")
 
-# Session-level advisory lock naming "the scheduler of this database".
+# Session-level advisory lock naming "the scheduler of this database" (of its public
+# schema; another schema's is derived from it: cluster_scope.lock_key).
 SCHEDULER_LOCK = 0x7469746E  # "titn"
-APP_PREFIX = "titan-master-"
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
 
 
@@ -78,9 +81,12 @@ class Leadership:
     """
 
     def __init__(self, engine: Engine, node: str, *, url: str = "",
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, schema: str = "public") -> None:
         self.engine = engine
         self.node = node
+        #: The schema of this master's tables: its cluster's lock and connection names.
+        self.schema = schema
+        self._lock_key = lock_key(SCHEDULER_LOCK, schema)
         #: The URL other masters and clients are told to use while this master leads.
         self.url = url
         #: A leader silent this long (heartbeat age) is taken for dead.
@@ -120,7 +126,7 @@ class Leadership:
     def _try_lead(self) -> bool:
         conn = self._lock_connection()
         if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                            {"k": SCHEDULER_LOCK}).scalar():
+                            {"k": self._lock_key}).scalar():
             conn.commit()
             current = self.leader()
             if current is not None and current.silent_for > self.timeout:
@@ -185,8 +191,10 @@ class Leadership:
         with self.engine.connect() as conn:
             killed = conn.execute(text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = :app AND pid <> pg_backend_pid()"),
-                {"app": APP_PREFIX + node}).scalar()
+                "WHERE datname = current_database() AND application_name IN (:app, :old) "
+                "AND pid <> pg_backend_pid()"),
+                # :old, a Titan from before schemas counted: the node is random either way.
+                {"app": app_name(node, self.schema), "old": APP_PREFIX + node}).scalar()
             conn.commit()
         log.info("ended %s connection(s) of master %s", killed, node)
 
@@ -235,7 +243,7 @@ class Leadership:
             try:
                 conn = self._lock_connection()
                 got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                        {"k": SCHEDULER_LOCK}).scalar())
+                                        {"k": self._lock_key}).scalar())
                 conn.commit()
             except DBAPIError as exc:
                 # The database away (a restart): nothing can be written meanwhile, and once it

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, inspect, select, text
 
 from titan.errors import ConfigError
 from titan.storage import schema as t
+from titan.storage.cluster_scope import current_schema, lock_key, same_cluster
 
 log = logging.getLogger("titan.storage")
 
@@ -287,14 +288,15 @@ MIGRATIONS: list[Migration] = [
 
 LATEST = max(v for v, _, _ in MIGRATIONS)
 
-# Several masters may share one PostgreSQL database and start together.
-_PG_LOCK_KEY = 0x7174616E  # "titan"
+# Several masters may share one PostgreSQL database (schema) and start together.
+_PG_LOCK_KEY = 0x7174616E  # "titan", in the public schema (cluster_scope.lock_key)
 
 
 def migrate(engine: Engine) -> int:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                         {"k": lock_key(_PG_LOCK_KEY, current_schema(conn))})
         if not inspect(conn).has_table("schema_migrations"):
             _no_foreign_tables(conn)
             t.metadata.create_all(conn)
@@ -358,15 +360,18 @@ def _no_foreign_tables(conn: Connection) -> None:
 def _alone(conn: Connection, version: int) -> None:
     """Refuse to change the schema under other masters of this database: a leader of an
     older Titan would go on writing rows the new schema reads differently (and a standby of
-    one would take over with them). Its connections carry ``titan-master-<node>`` as their
-    ``application_name`` (storage/dialects.py); this master's own have its own node's."""
-    others = conn.execute(text(
-        "SELECT count(*), min(application_name) FROM pg_stat_activity "
+    one would take over with them). Its connections carry ``titan-master-<node>@<schema>``
+    as their ``application_name`` (storage/cluster_scope.py); this master's own have its own
+    node's. Masters of another schema's cluster are not this schema's concern."""
+    schema = current_schema(conn)
+    others = sorted(str(name) for (name,) in conn.execute(text(
+        "SELECT application_name FROM pg_stat_activity "
         "WHERE datname = current_database() AND application_name LIKE 'titan-master-%' "
-        "AND application_name <> current_setting('application_name')")).one()
-    if others[0]:
+        "AND application_name <> current_setting('application_name')"))
+        if same_cluster(str(name), schema))
+    if others:
         raise ConfigError(
             f"this Titan would upgrade the database schema from version {version} to {LATEST}, "
-            f"but other Titan masters are connected to it ({others[0]} connections, e.g. "
-            f"{others[1]}): stop every master of this database (leader and standbys), then "
+            f"but other Titan masters are connected to it ({len(others)} connections, e.g. "
+            f"{others[0]}): stop every master of this database (leader and standbys), then "
             "start the upgraded ones")
