@@ -189,6 +189,9 @@ def test_a_valid_action_gets_its_defaults() -> None:
     ({"id": "has space"}, "id"), ({"tags": 3}, "tags"), ({"ordinal": -1}, "ordinal"),
     ({"ordinal": 2**31}, "ordinal"), ({"usage": {"input_tokens": 10**15 + 1}}, "usage.input_tokens"),
     ({"error": {"type": "E", "message": "m", "stack": "..."}}, "error.stack"),
+    # A plain string error is checked as {"message"} is: PostgreSQL failed the batch with a
+    # 500 on NUL, SQLite cut the message there, and 2,000,000 characters were kept.
+    ({"error": "bad\x00tail"}, "error"), ({"error": "E" * 100_001}, "error"),
 ])
 def test_a_bad_action_rejects_the_batch_naming_index_and_field(bad: dict, field: str) -> None:
     with pytest.raises(ValidationFailed) as info:

@@ -182,8 +182,9 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
             p.add(i, "channel", f"must be one of {', '.join(CHANNELS)}")
         error = a.get("error")
         error_type = error_message = None
-        if isinstance(error, str):
-            error_type, error_message = "Error", error
+        if isinstance(error, str):  # checked as the object form's message is
+            error_type = "Error"
+            error_message = _text(p, i, "error", error, ERROR_CHARS)
         elif isinstance(error, dict):
             # Unknown keys are refused, as unknown fields are: {"type", "message", "stack"}
             # lost its stack without a word.
