@@ -157,6 +157,36 @@ def test_a_run_that_fails_naming_a_file_that_is_not_utf8_ends_failed(cluster: Cl
                                                  "ValueError: cannot parse data-\ufffd.csv")
 
 
+def test_an_error_saying_a_nul_is_recorded_with_a_replacement(cluster: Cluster) -> None:
+    # A tool whose exception quoted binary data (a NUL) vanished from the recording: the
+    # master refuses NUL in a text, the SDK dropped the action, and the run read 100%
+    # successful. A run failing with such an error stayed running.
+    done = run_script(cluster, '''
+import titan
+
+@titan.tool
+def parse(blob):
+    raise ValueError("cannot parse " + blob)
+
+with titan.trace.run("nul", run_id="nul-error-1"):
+    with titan.trace.action("ok") as a:
+        a.outputs = 1
+    try:
+        parse("ab\\x00cd")
+    except ValueError:
+        pass
+with titan.trace.run("nul", run_id="nul-error-2"):
+    raise ValueError("bad byte \\x00 here")
+''', check=False)
+    assert done.returncode == 1 and "refused" not in done.stderr, done.stderr
+    acts = actions_of(cluster, "nul-error-1")
+    assert [(a["name"], a["outcome"]) for a in acts] == [("ok", "success"), ("parse", "error")]
+    assert acts[1]["error"] == {"type": "ValueError", "message": "cannot parse ab\ufffdcd"}
+    run = wait_for(lambda: (r := cluster.api("GET", "/runs/nul-error-2"))["status"]
+                   != "running" and r)
+    assert (run["status"], run["error"]) == ("failed", "ValueError: bad byte \ufffd here")
+
+
 def test_one_bad_value_loses_only_its_own_action_and_a_lone_surrogate_none(
         cluster: Cluster) -> None:
     # A lone surrogate (a file name decoded with surrogateescape) could not be encoded: the

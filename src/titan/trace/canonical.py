@@ -226,6 +226,14 @@ def utf8(text: str) -> str:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def storable_text(text: str) -> str:
+    """``text`` as the master stores a plain string (an error's type and message): UTF-8
+    (:func:`utf8`) and no NUL, which PostgreSQL's text holds none of, so the master refuses
+    it; U+FFFD stands for each. A tool whose exception said binary data vanished from the
+    recording: its action was refused and dropped, and the run looked successful."""
+    return utf8(text).replace("\x00", "\ufffd")
+
+
 def _plain(value: Any, seen: set[int], depth: int) -> Any:
     """``value`` as plain JSON values, its loops marked, cut below MAX_DEPTH levels."""
     if isinstance(value, float):

@@ -38,7 +38,8 @@ def emit(run: context.RunHandle, *, channel: str, name: str, inputs: Any, output
     if parent_id is not None:
         meta["parent_id"] = parent_id
     if error is not None:
-        meta["error"] = {"type": type(error).__name__, "message": _said(error)[:100_000]}
+        meta["error"] = {"type": canonical.storable_text(type(error).__name__)[:200],
+                         "message": canonical.storable_text(_said(error)[:100_000])}
     if model is not None:
         meta["model"] = model
     if usage:

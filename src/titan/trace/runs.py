@@ -261,7 +261,7 @@ def _error_of(exc: BaseException) -> str:
     """A failed run's error as the master can store it: a lone surrogate in the message (an
     exception naming a file read with ``os.fsdecode``) made it refuse the end, and the run
     stayed ``running`` for good."""
-    return canonical.utf8(f"{type(exc).__name__}: {_said(exc)}"[:2000])
+    return canonical.storable_text(f"{type(exc).__name__}: {_said(exc)}"[:2000])
 
 
 class _Failure(Exception):
@@ -279,7 +279,7 @@ class _Failure(Exception):
 def _storable(exc: BaseException) -> BaseException:
     """``exc``, or a stand-in of the same name saying its message as the master can store it
     (UTF-8; a ``__str__`` that raises said so)."""
-    said = canonical.utf8(_said(exc))
+    said = canonical.storable_text(_said(exc))
     try:
         if str(exc) == said:
             return exc
