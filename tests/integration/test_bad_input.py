@@ -114,6 +114,37 @@ def test_job_and_dag_ids_past_64_bits_are_not_found(cl: Cluster, what: str) -> N
     refused(cl, "GET", f"/dags/x%23{BIG}", status=404)
 
 
+INT4 = 3_000_000_000  # within 64 bits, past PostgreSQL's INTEGER ids and sequence numbers
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def either(request: pytest.FixtureRequest, cl: Cluster) -> Cluster:
+    if request.param == "sqlite":
+        return cl
+    url = request.getfixturevalue("postgres_url")
+    return request.getfixturevalue("make_cluster")(database_url=url).up(slots=1)
+
+
+def test_ids_and_seqs_past_32_bits_name_nothing_on_either_database(either: Cluster) -> None:
+    # PostgreSQL's INTEGER columns refused 3e9 in the query: a 400 unstorable_value where
+    # SQLite answered 404 or an empty page.
+    c = either
+    got, reply = submit_one(c, "refs-32")
+    assert got == 201, reply
+    ok(c, "POST", "/runs", {"id": "refs-32"}, 201)
+    for path in (f"/jobs/{INT4}", f"/jobs/%23{INT4}", f"/dags/{INT4}", f"/dags/%23{INT4}",
+                 f"/dags/refs-32%23{INT4}", f"/dags/{INT4}/wait?timeout=0",
+                 f"/jobs/refs-32%2Fa/logs?attempt={INT4}", f"/runs/refs-32/actions/{INT4}"):
+        assert refused(c, "GET", path, status=404)["code"] == "not_found", path
+    refused(c, "POST", f"/jobs/{INT4}/cancel", status=404)
+    assert ok(c, "GET", f"/files?dag_id={INT4}") == {"files": [], "next": None}
+    # before every file: all of them
+    assert ok(c, "GET", f"/files?before={INT4}") == ok(c, "GET", "/files")
+    assert ok(c, "GET", f"/jobs/refs-32%2Fa/logs?after={INT4}")["lines"] == []
+    assert ok(c, "GET", f"/runs/refs-32/actions?after={INT4}")["actions"] == []
+    assert ok(c, "GET", f"/runs/refs-32/recording?actor=main&after={INT4}")["actions"] == []
+
+
 # ------------------------------------------------------------------ file names in headers
 
 @pytest.mark.parametrize("name", ["résumé-日本語.txt", "emoji-\U0001f680.bin", "tab\tname"])

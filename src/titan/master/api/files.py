@@ -34,6 +34,7 @@ from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.file_retention import delete_files
 from titan.master.idempotency import key_of, once, scope_of
+from titan.master.scheduling.refs import ROW_MAX
 from titan.storage.base import Row
 from titan.storage.blobs import check_sha256
 
@@ -214,6 +215,10 @@ async def put_file(c: CtxDep, p: Writer, name: str, request: Request) -> Row:
 async def list_files(c: CtxDep, p: Reader, dag_id: DagFilter = None,
                      limit: int = Query(100, ge=1, le=10_000),
                      before: int | None = Query(None, ge=1, le=2**62)) -> Row:
+    if dag_id is not None and dag_id > ROW_MAX:  # no DAG's id (PostgreSQL: out of range)
+        return {"files": [], "next": None}
+    if before is not None and before > ROW_MAX:  # before every file: no bound
+        before = None
     rows = await c.engine.read(lambda tx: tx.list_files(dag_id=dag_id, limit=limit,
                                                         before=before))
     # A full page may have more after it: ``before=next`` asks for them.

@@ -4,6 +4,8 @@ store keys (the store's routes and artifact publishing both name one).
 SQLite and PostgreSQL store integers in 64 bits; a larger one reached them as an
 ``OverflowError`` (a 500). Every integer parameter that becomes an id, an offset or a sequence
 number uses one of these types, so FastAPI refuses it with a 400 naming the parameter.
+Ids and sequence numbers past 2^31-1 (PostgreSQL's INTEGER) but within 64 bits name no row:
+the routes answer as SQLite does, 404 or nothing (``ROW_MAX``).
 """
 
 from __future__ import annotations
@@ -12,16 +14,27 @@ import re
 from typing import Annotated
 
 from fastapi import Path, Query
+from pydantic import AfterValidator
 from starlette.convertors import Convertor, register_url_convertor
 
 from titan.errors import ValidationFailed
 from titan.master.api.body import INT64_MAX
+from titan.master.scheduling.refs import ROW_MAX
+
+
+def _past_every_row(after: int | None) -> int | None:
+    """An ``after`` past every row's sequence number (:data:`ROW_MAX`) as the last one: the
+    same empty answer, in the range PostgreSQL's INTEGER columns compare with."""
+    return after if after is None else min(after, ROW_MAX)
+
 
 Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="Rows to skip (paging)")]
 After = Annotated[int, Query(ge=0, le=INT64_MAX,
-                             description="Only entries after this sequence number")]
+                             description="Only entries after this sequence number"),
+                  AfterValidator(_past_every_row)]
 MaybeAfter = Annotated[int | None, Query(ge=0, le=INT64_MAX,
-                                         description="Only entries after this sequence number")]
+                                         description="Only entries after this sequence number"),
+                       AfterValidator(_past_every_row)]
 Attempt = Annotated[int | None, Query(ge=1, le=INT64_MAX,
                                       description="Attempt number (default: the latest)")]
 DagFilter = Annotated[int | None, Query(ge=1, le=INT64_MAX, description="Only this DAG run's")]

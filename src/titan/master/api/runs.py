@@ -28,6 +28,7 @@ from titan.master.runs.views import (
     run_query,
     runs_view,
 )
+from titan.master.scheduling.refs import ROW_MAX
 from titan.storage.base import ActionQuery, Row, Transaction
 from titan.windows import check_window, deletion_cutoff
 
@@ -224,7 +225,7 @@ async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: Choices = Non
 
 @router.get("/runs/{run_id}/actions/{seq}", summary="One action, inputs and outputs in full")
 async def get_action(c: CtxDep, p: Reader, run_id: str, seq: Seq) -> Row:
-    a = await c.engine.read(lambda tx: tx.get_action(run_id, seq))
+    a = None if seq > ROW_MAX else await c.engine.read(lambda tx: tx.get_action(run_id, seq))
     if a is None:
         raise NotFound(f"agent run {run_id!r} has no action {seq}")
     for side in ("inputs", "outputs"):

@@ -12,15 +12,18 @@ from collections import OrderedDict
 from titan.errors import AmbiguousRef, NotFound, ValidationFailed
 from titan.storage.base import Row, Transaction
 
-_INT64_MAX = 2**63 - 1
+#: The largest id, run number or sequence number a row can hold: those columns are
+#: INTEGER, 32 bits on PostgreSQL, which refused a larger one in a query as out of range
+#: (a 400 where SQLite answered 404). A larger reference names no row.
+ROW_MAX = 2**31 - 1
 
 
 def as_id(text: str) -> int | None:
     """``text`` as a row id, or None: ASCII digits only ('²'.isdigit() is true too), and no
-    larger than the database's 64-bit integers (a larger one is no row, not an overflow)."""
+    larger than :data:`ROW_MAX` (a larger one is no row, not an overflow)."""
     if text.isascii() and text.isdigit():
         value = int(text)
-        if value <= _INT64_MAX:
+        if value <= ROW_MAX:
             return value
     return None
 
