@@ -10,6 +10,8 @@ import signal
 import socket
 import ssl
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from titan.errors import BlobStoreUnavailable, BlobStoreUnwritable, ConfigError
+from titan.hangup import detach_hung_up_outputs, hangup_stops
 from titan.log_format import log_to_stderr
 from titan.master import blob_mark, tls_pin
 from titan.master.app import create_app, open_secured_storage
@@ -129,6 +132,21 @@ class Server(uvicorn.Server):
     #: Called on the next signal while ``before_exit`` is still at work (a second Ctrl-C).
     again: Any = None
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's Ctrl-C and SIGTERM, and SIGHUP: a closed terminal or a dropped SSH
+        session killed the master with 129 before it drained or forgot itself, and clients
+        were left pointed at it (master.json, the user config's default)."""
+        with super().capture_signals():
+            if threading.current_thread() is not threading.main_thread() or not hangup_stops():
+                yield
+                return
+            previous = signal.signal(signal.SIGHUP, self.handle_exit)
+            try:
+                yield
+            finally:  # before uvicorn raises the signal again, into serve()'s handler
+                signal.signal(signal.SIGHUP, previous)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started and self.on_started is not None:
@@ -149,6 +167,8 @@ class Server(uvicorn.Server):
         self.should_exit = True
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        if sig == signal.SIGHUP:
+            detach_hung_up_outputs()
         self._stopping()
         if self.before_exit is not None and not self.should_exit:
             hook, self.before_exit = self.before_exit, None
@@ -273,7 +293,8 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
 
 
 class _Terminated(Exception):
-    """SIGTERM, raised once uvicorn has stopped (it re-raises the signals it handled)."""
+    """SIGTERM or SIGHUP, raised once uvicorn has stopped (it re-raises the signals it
+    handled)."""
 
 
 def _terminated(_sig: int, _frame: Any) -> None:
@@ -281,16 +302,18 @@ def _terminated(_sig: int, _frame: Any) -> None:
 
 
 def serve(server: Server, sockets: list[socket.socket]) -> None:
-    """Run ``server`` until it is stopped. A stop by Ctrl-C or SIGTERM is a clean exit (0):
-    uvicorn re-raises the signal it handled, and SIGTERM's default action ended the process
-    with 143 before anything after this ran."""
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    """Run ``server`` until it is stopped. A stop by Ctrl-C, SIGTERM or SIGHUP is a clean exit
+    (0): uvicorn re-raises the signal it handled, and SIGTERM's default action ended the
+    process with 143 (SIGHUP's with 129) before anything after this ran."""
+    stops = (signal.SIGTERM, signal.SIGHUP) if hangup_stops() else (signal.SIGTERM,)
+    previous = {sig: signal.signal(sig, _terminated) for sig in stops}
     try:
         server.run(sockets=sockets)
     except (KeyboardInterrupt, _Terminated):
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def banner(config: MasterConfig) -> None:

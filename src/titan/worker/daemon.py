@@ -34,6 +34,7 @@ from typing import Any
 
 from titan import errors
 from titan.formats import label_problem
+from titan.hangup import detach_hung_up_outputs, hangup_stops
 from titan.log_format import log_to_stderr
 from titan.worker import lifeline
 from titan.worker.assignment import Key
@@ -165,7 +166,9 @@ class Worker(LeaseThread):
 
     # ------------------------------------------------------------------ main thread
 
-    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            detach_hung_up_outputs()
         self._signals += 1
         self._wake.notify()
 
@@ -187,7 +190,11 @@ class Worker(LeaseThread):
         """Run until drained, burst-finished or killed; returns the process exit code."""
         handlers: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            # SIGHUP too (its terminal closed, an SSH session dropped): it killed the worker
+            # with 129, its running jobs left to the lease timeout.
+            stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if hangup_stops() else (
+                signal.SIGTERM, signal.SIGINT)
+            for sig in stops:
                 handlers[sig] = signal.signal(sig, self._on_signal)
         try:
             self._loop.start()
@@ -359,7 +366,7 @@ def run_worker(master_url: str | Sequence[str], token: str | None, capabilities:
     """Run a worker against ``master_url`` (a URL, or a leader's and its standbys' URLs: the
     worker follows whichever leads) until it is stopped; returns the exit code.
 
-    SIGTERM or SIGINT drains (no new jobs; running ones finish and are reported; the worker
+    SIGTERM, SIGINT or SIGHUP drains (no new jobs; running ones finish and are reported; the worker
     deregisters and exits 0); a second signal kills the running jobs, deregisters (briefly)
     and exits 1. With
     ``burst`` the worker exits 0 as soon as the queue is empty and nothing runs. With
