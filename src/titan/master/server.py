@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import signal
@@ -41,10 +42,26 @@ def bind(host: str, port: int, option: str = "--port") -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} "
-                          f"(is another Titan master running? pick another {option})") from None
+                          f"({_bind_hint(exc, host, port, option)})") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _bind_hint(exc: OSError, host: str, port: int, option: str) -> str:
+    """What to do about a failed bind. Every one said "is another Titan master running? pick
+    another --port", a host that does not resolve or is not this machine's too (a QA pass)."""
+    if isinstance(exc, socket.gaierror):
+        return (f"--host {host} cannot be resolved: give an address of this machine, e.g. "
+                "127.0.0.1, or 0.0.0.0 for all of them")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"--host {host} is not an address of this machine: give one of its own, e.g. "
+                "127.0.0.1, or 0.0.0.0 for all of them")
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return f"ports below 1024 need privileges: pick another {option}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"is another Titan master running? pick another {option}"
+    return f"check --host and {option}"
 
 
 def record(config: MasterConfig) -> None:
