@@ -564,3 +564,24 @@ def test_a_worker_told_to_kill_an_attempt_is_told_why() -> None:
     s.cancel_job(job, ch)
     assert kill_why(job, 2) == "cancelled"
     assert kill_why(None, 1) == "its job has ended meanwhile"
+
+
+def test_a_dag_nothing_has_started_stays_waiting_when_a_job_of_it_is_cancelled() -> None:
+    # Seed 000's WAITING is "no jobs have started yet": a DAG whose runnable job waits for a
+    # GPU read RUNNING once its other job was cancelled; cancelled whole, it was stamped as
+    # started, and a retry of it read RUNNING with every job only queued.
+    s = make()
+    ch = Changes()
+    d = dag(s, [{"id": "g1", "req": "GPU"}, {"id": "g2", "parents": ["g1"]}, {"id": "g3"}], ch)
+    jobs = by_name(s, d)
+    s.cancel_job(jobs["g3"], ch)
+    s.settle_dags(ch)
+    assert d.status == "WAITING" and d.started_at is None
+    s.cancel_dag(d, ch)
+    s.settle_dags(ch)
+    assert d.status == "CANCELLED" and d.started_at is None, "no job ever started"
+    ran = dag(s, [{"id": "a"}, {"id": "b"}], ch)
+    jobs = by_name(s, ran)
+    s.take(worker(s), 1, ch)
+    s.settle_dags(ch)
+    assert ran.status == "RUNNING" and ran.started_at is not None

@@ -23,6 +23,7 @@ from titan.master.scheduling.state import (
     DagRec,
     JobRec,
     dag_status,
+    has_started,
 )
 
 
@@ -102,7 +103,9 @@ class DagProgress:
             if status == dag.status:
                 continue
             fields: dict[str, object] = {"status": status}
-            if dag.started_at is None and status != "WAITING":
+            # When a job first started: not when a DAG nothing had started was cancelled,
+            # which a retry of it then showed RUNNING with every job only queued.
+            if dag.started_at is None and has_started(dag.counts):
                 dag.started_at = fields["started_at"] = self.now()
             dag.status = status
             if status not in ("WAITING", "RUNNING"):

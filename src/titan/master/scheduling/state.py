@@ -29,6 +29,8 @@ WAITING_APPROVAL, APPROVED, REJECTED, EXPIRED = (
 )
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, SKIPPED, TIMED_OUT, APPROVED, REJECTED, EXPIRED})
 ACTIVE = frozenset({PENDING, READY, RUNNING, WAITING_APPROVAL})
+# The ends only a job that started reaches (a job cancelled or skipped may never have run).
+STARTED_ENDS = frozenset({COMPLETED, FAILED, TIMED_OUT, APPROVED, REJECTED, EXPIRED})
 # What lets a child run.
 SUCCEEDED = frozenset({COMPLETED, APPROVED})
 JOB_STATES = (PENDING, READY, RUNNING, WAITING_APPROVAL, COMPLETED, APPROVED, FAILED, REJECTED,
@@ -227,11 +229,8 @@ def dag_status(counts: Counter[str], cancelled: bool = True, started: bool = Fal
     of four researchers with one cancelled read CANCELLED although three had finished).
     ``started``: a job of it has run (seed 000's WAITING is "no jobs have started yet": a
     stage whose only job waits out a retry's backoff went back to WAITING)."""
-    active = sum(counts[s] for s in ACTIVE)
-    settled = sum(counts[s] for s in TERMINAL)
-    if active:
-        return "RUNNING" if counts[RUNNING] or counts[WAITING_APPROVAL] or settled \
-            or started else "WAITING"
+    if sum(counts[s] for s in ACTIVE):
+        return "RUNNING" if started or has_started(counts) else "WAITING"
     bad = counts[FAILED] + counts[TIMED_OUT] + counts[REJECTED] + counts[EXPIRED]
     if bad:
         return "PARTIAL" if counts[COMPLETED] + counts[APPROVED] else "FAILED"
@@ -239,6 +238,13 @@ def dag_status(counts: Counter[str], cancelled: bool = True, started: bool = Fal
         return "PARTIAL" if not cancelled and counts[COMPLETED] + counts[APPROVED] \
             else "CANCELLED"
     return "COMPLETED"
+
+
+def has_started(counts: Counter[str]) -> bool:
+    """Whether the counts show a job that has started: one running or at its gate, or one
+    that ended in a state only a started job reaches. A job cancelled or skipped may never
+    have run: cancelling one PENDING job of a DAG nothing had started made it RUNNING."""
+    return any(counts[s] for s in (RUNNING, WAITING_APPROVAL, *STARTED_ENDS))
 
 
 def capacity(worker: WorkerRec, offered: int) -> int:
