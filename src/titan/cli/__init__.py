@@ -13,6 +13,8 @@
 * :mod:`~titan.cli.evals` — ``titan eval``: evaluations from a spec, their runs and verdicts
 * :mod:`~titan.cli.llm` — ``titan llm``: the local model's install and a quick completion
 * :mod:`~titan.cli.mcp` — ``titan mcp``: Titan's MCP server on stdin/stdout
+* :mod:`~titan.cli.options` — option values checked as the command line is read (a
+  count, seconds), so that a bad one is a usage error naming the option
 * :mod:`~titan.cli.output` — how every command prints for people (tables, times, jobs and
   DAGs) and for programs (``--json``); its helpers are public, for all of the above
 

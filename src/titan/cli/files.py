@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from titan.cli.options import whole
+
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
     """The ``titan files`` actions and their options (``titan.cli`` wires the command in)."""
@@ -29,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("--name", default=None,
                    help="a folder's project name (default: the folder's own name)")
     s = files.add_parser("list", parents=common, help="list files, newest first")
-    s.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    s.add_argument("--limit", type=whole(1, 10_000), default=50,
+                   help="at most this many (1 to 10000, default 50)")
     s = files.add_parser("get", aliases=["download"], parents=common,
                          help="download the latest file of a name (an artifact, a project)")
     s.add_argument("name")

@@ -43,6 +43,7 @@ from titan.cli.commands import (
     cmd_worker,
     cmd_workers,
 )
+from titan.cli.options import seconds, whole
 from titan.cli.output import for_terminal
 from titan.errors import ConfigError, TitanError
 from titan.version import __version__
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("status", cmd_status, "show a job or a DAG (no REF: which Titan answers, and its recent DAGs)")
     p.add_argument("ref", nargs="?", default=None, help=f"job or DAG reference ({BOTH})")
-    p.add_argument("--limit", type=int, default=20, help="DAGs listed without REF")
+    p.add_argument("--limit", type=whole(1, 1000), default=20,
+                   help="DAGs listed without REF (1 to 1000, default 20)")
 
     p = command("logs", cmd_logs, "print a job's output")
     p.add_argument("job", help="job reference")
@@ -155,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep printing until it ends; then exit 0 only if it COMPLETED (or, "
                         "a gate, was APPROVED), else 1 (as submit --wait); a gate's decision "
                         "(by whom, the comment) goes to stderr")
-    p.add_argument("--attempt", type=int, default=None, help="which attempt (default latest)")
+    p.add_argument("--attempt", type=whole(1), default=None,
+                   help="which attempt, from 1 (default latest)")
 
     p = command("store", cmd_store, "read and write TitanStore")
     store = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
@@ -174,9 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("stop", cmd_stop, "stop a service gracefully (SIGTERM, grace, SIGKILL): it "
                 "ends COMPLETED, not CANCELLED")
     p.add_argument("ref", help="the service job")
-    p.add_argument("--grace", type=float, default=None,
-                   help="seconds between SIGTERM and SIGKILL (default: the service's "
-                        "stop_grace)")
+    p.add_argument("--grace", type=seconds(3600, why=" (for a kill at once, cancel)"),
+                   default=None,
+                   help="seconds between SIGTERM and SIGKILL, more than 0 and at most 3600 "
+                        "(default: the service's stop_grace)")
     p.add_argument("--wait", action="store_true", help="wait until it has stopped")
     command("retry", cmd_retry, "run a failed or cancelled job again, or a finished DAG's "
             "unsuccessful jobs").add_argument("ref", help=f"job or DAG reference ({BOTH})")

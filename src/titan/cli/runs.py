@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from titan.atomic import atomic_file
 from titan.cli import verify
+from titan.cli.options import whole
 from titan.cli.output import money, run_money
 from titan.cli.verify import add_arguments as add_verify_arguments
 from titan.errors import Conflict, NotFound, TitanError, ValidationFailed
@@ -42,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
 
     s = runs.add_parser("list", help="list runs, most recent first (or --sort)", parents=common)
     filters(s)
-    s.add_argument("--limit", type=int, default=20, help="runs listed (default 20)")
+    s.add_argument("--limit", type=whole(1, 1000), default=20,
+                   help="runs listed (1 to 1000, default 20)")
     s = runs.add_parser("show", help="a run: totals, stages, cost by stage and actor, "
                         "its latest actions", parents=common)
     s.add_argument("run", help="the run id")
