@@ -51,3 +51,9 @@ def test_a_blob_changed_on_the_masters_disk_is_refused(cluster: Cluster,
     assert out.stderr.startswith(f"error: the download to {fresh} is not what the master stored")
     assert len(out.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.bin", "model.bin", "ok.bin"]
+    # To standard output the bytes are out before the check: it says so, and fails.
+    out = titan(cluster, "files", "get", "model.bin", "-o", "-", check=False)
+    assert out.returncode == 1 and out.stdout == "WEIGHTS " * 4096
+    assert out.stderr.startswith("error: the download to <stdout> is not what the master "
+                                 "stored"), out.stderr
+    assert out.stderr.endswith("; its bytes were written before the check: discard them\n")

@@ -5,6 +5,8 @@ bare ``OSError``, or the name of the temp file written beside it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,17 @@ def test_a_file_where_a_folder_should_be_is_named(cluster: Cluster, tmp_path: Pa
         cluster.client().fetch_artifact(published, target)
     assert str(info.value) == (f"cannot write the download to {target}: {tmp_path / 'afile'} "
                                "is a file, not a folder; nothing was written there")
+
+
+def test_a_dash_downloads_to_standard_output(cluster: Cluster, tmp_path: Path,
+                                             published: str) -> None:
+    # As `titan store put KEY -` reads stdin: `-o -` wrote a file literally named "-".
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    for extra in ([], ["--json"]):
+        out = subprocess.run([sys.executable, "-m", "titan", "files", "get", published, "-o",
+                              "-", *extra], env=env, cwd=tmp_path, capture_output=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == b"payload " * 1000  # the bytes alone: no path, no JSON after
+    assert list(tmp_path.iterdir()) == []

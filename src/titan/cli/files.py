@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                          help="download the latest file of a name (an artifact, a project)")
     s.add_argument("name")
     s.add_argument("-o", "--output", default=None,
-                   help="where to write it (a folder: inside it; default: ./NAME)")
+                   help="where to write it (a folder: inside it; -: standard output; "
+                        "default: ./NAME)")
     s = files.add_parser(
         "rm", parents=common, help="delete every version of a file (operator or admin)",
         description="Delete every version of the file NAME (uploads, project archives, and "
@@ -60,6 +62,10 @@ def run(args: argparse.Namespace, client: Any) -> int:
     if args.files_command == "rm":
         return _remove(args, client)
     if args.files_command in ("get", "download"):  # the action as typed: get or its alias
+        if args.output == "-":  # as `titan store put KEY -`: a file literally named "-" was
+            # written; the bytes are all that go to stdout (no path, no JSON after them)
+            client.fetch_artifact(args.name, sys.stdout.buffer)
+            return 0
         written = client.fetch_artifact(args.name, args.output)
         if getattr(args, "json", False):
             print_json({"name": args.name, "path": str(written)})

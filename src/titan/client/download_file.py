@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -50,11 +51,21 @@ def check_sha256(expected: str | None, digest: str, what: str,
             f"operator should look); {then}", expected=expected, got=digest)
 
 
-def save_stream(response: httpx.Response, dest: Path) -> None:
+def save_stream(response: httpx.Response, dest: Path | BinaryIO) -> None:
     """Write a streamed reply's body to ``dest``, all at once or not at all: a body whose
-    sha256 is not the one the master sent is refused before it replaces anything."""
+    sha256 is not the one the master sent is refused before it replaces anything. A ``dest``
+    that is a stream (standard output: ``titan files get NAME -o -``) gets the bytes as they
+    arrive, and they are checked once all have come, when they cannot be taken back."""
     expected = expected_sha256(response)
     digest = hashlib.sha256()
+    if not isinstance(dest, Path):
+        for chunk in response.iter_bytes(CHUNK):
+            digest.update(chunk)
+            dest.write(chunk)
+        dest.flush()
+        check_sha256(expected, digest.hexdigest(), f"the download to {_named(dest)}",
+                     "its bytes were written before the check: discard them")
+        return
     try:
         with atomic_file(dest) as fh:
             for chunk in response.iter_bytes(CHUNK):
@@ -64,6 +75,11 @@ def save_stream(response: httpx.Response, dest: Path) -> None:
             check_sha256(expected, digest.hexdigest(), f"the download to {dest}")
     except OSError as exc:  # the reply's own failures are httpx's errors, not OSError
         raise unwritable(dest, exc) from None
+
+
+def _named(stream: BinaryIO) -> str:
+    name = getattr(stream, "name", None)
+    return name if isinstance(name, str) else "the stream"
 
 
 def unwritable(dest: Path, exc: OSError) -> errors.LocalFileError:

@@ -16,7 +16,7 @@ import threading
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote
 
 import httpx
@@ -224,14 +224,21 @@ class FileOps:
         return reply
 
     def fetch_artifact(
-        self, name: str, save_path: str | os.PathLike[str] | None = None
+        self, name: str, save_path: str | os.PathLike[str] | BinaryIO | None = None
     ) -> str:
         """Download the latest file called ``name`` to ``save_path`` (default: ``./name``; a
         directory, or a path ending in a slash, made if missing: inside it). Returns the path
-        written."""
+        written. ``save_path`` may be a binary stream open for writing (``sys.stdout.buffer``)
+        instead: the bytes are written to it as they arrive, and checked once all have come
+        (:class:`DownloadCorrupt` after them); the stream's ``name`` is returned."""
         _upload_name(name)
+        if save_path is not None and not isinstance(save_path, str | os.PathLike):
+            stream = save_path
+            self._transport.download(f"/files/{quote_ref(name)}", lambda headers: stream)
+            return str(getattr(stream, "name", "the stream"))
+        path = save_path
         dest = self._transport.download(
-            f"/files/{quote_ref(name)}", lambda headers: _destination(save_path, name)
+            f"/files/{quote_ref(name)}", lambda headers: _destination(path, name)
         )
         return str(dest)
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -409,11 +409,12 @@ class Transport:
     def download(
         self,
         path: str,
-        dest_for: Callable[[httpx.Headers], Path],
+        dest_for: Callable[[httpx.Headers], Path | BinaryIO],
         *,
         params: Mapping[str, Any] | None = None,
-    ) -> Path:
-        """Stream a GET reply into the file ``dest_for(reply_headers)`` and return its path.
+    ) -> Path | BinaryIO:
+        """Stream a GET reply into the file ``dest_for(reply_headers)`` (or the stream it
+        gives, :func:`~titan.client.download_file.save_stream`) and return its path.
 
         The file is written through a temp file and renamed, so a failed download leaves
         nothing half-written behind. A target that cannot be written (a folder, a full disk,
