@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from titan import log_lines
 from titan.cli.output import (
+    SUCCESSES,
     cell,
     clip,
     counts,
     failed_jobs,
     for_terminal,
     gate_decision,
+    job_end,
     print_json,
     show_dag,
     show_job,
@@ -220,13 +222,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
         # Followed to its end: exit as `submit --wait` does, 0 only if it succeeded (the
         # attempt followed, with --attempt), so a script or CI step learns it failed.
         ended = client.get_job(int(job["id"]))
-        if (decided := gate_decision(ended)) is not None:  # a gate's log is empty: say how
-            print(decided, file=sys.stderr)
-        if args.attempt is not None:
-            ended = next((a for a in ended.get("attempts") or []
-                          if a.get("attempt") == args.attempt), ended)
+        attempt = None if args.attempt is None else next(
+            (a for a in ended.get("attempts") or [] if a.get("attempt") == args.attempt), None)
+        # A gate's log is empty: how it was decided; another job's end, if not a success
+        # (it exited 1 with nothing said).
+        said = gate_decision(ended) or job_end(ended, attempt)
+        if said is not None:
+            print(said, file=sys.stderr)
     # An approval gate that was approved ended as it should: its children run.
-    return 0 if ended.get("state") in ("COMPLETED", "APPROVED") else 1
+    return 0 if (attempt or ended).get("state") in SUCCESSES else 1
 
 
 def cmd_store(args: argparse.Namespace) -> int:

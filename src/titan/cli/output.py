@@ -199,12 +199,31 @@ def show_job(job: dict[str, Any]) -> None:
                   f" ({_duration(a.get('started_at'), a.get('finished_at'))}){cell(why)}")
 
 
+#: How a job ends well (an approval gate approved: its children run).
+SUCCESSES = ("COMPLETED", "APPROVED")
+
+
+def _ended(job: dict[str, Any]) -> str:
+    """``FAILED: exit code 3``: a job's (or an attempt's) state, and why when it is said."""
+    why = job.get("error") or job.get("reason")
+    return f"{job.get('state')}" + (f": {cell(why)}" if why else "")
+
+
+def job_end(job: dict[str, Any], attempt: dict[str, Any] | None = None) -> str | None:
+    """How a followed job (or ``attempt``, the one of its attempts followed) ended when it
+    did not succeed, in one line for stderr (``fail#1/fail: FAILED: exit code 3``): `titan
+    logs --follow` exited 1 saying nothing of it. None when it succeeded."""
+    ended = job if attempt is None else attempt
+    if ended.get("state") in SUCCESSES:
+        return None
+    which = "" if attempt is None else f" attempt {attempt.get('attempt')}"
+    return f"{cell(job.get('ref'))}{which}: {_ended(ended)}"
+
+
 def failed_jobs(dag: dict[str, Any], most: int = 20) -> list[str]:
     """One line per job of a finished DAG that did not succeed: which, how, and why."""
-    bad = [j for j in dag.get("jobs") or [] if j.get("state") not in ("COMPLETED", "APPROVED")]
-    lines = [f"  {j.get('job_id')} {j.get('state')}"
-             + (f": {cell(j.get('error') or j.get('reason'))}"
-                if j.get("error") or j.get("reason") else "") for j in bad[:most]]
+    bad = [j for j in dag.get("jobs") or [] if j.get("state") not in SUCCESSES]
+    lines = [f"  {j.get('job_id')} {_ended(j)}" for j in bad[:most]]
     if len(bad) > most:
         lines.append(f"  ... and {len(bad) - most} more (titan status DAG-{dag.get('ref')})")
     return lines

@@ -155,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", help="job reference")
     p.add_argument("-f", "--follow", action="store_true",
                    help="keep printing until it ends; then exit 0 only if it COMPLETED (or, "
-                        "a gate, was APPROVED), else 1 (as submit --wait); a gate's decision "
-                        "(by whom, the comment) goes to stderr")
+                        "a gate, was APPROVED), else 1 (as submit --wait), with how it ended "
+                        "on stderr (FAILED: exit code 3; a gate's decision, by whom, the "
+                        "comment)")
     p.add_argument("--attempt", type=whole(1), default=None,
                    help="which attempt, from 1 (default latest)")
 

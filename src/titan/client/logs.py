@@ -29,11 +29,11 @@ class LogOps:
     def iter_logs(
         self, ref: Ref, attempt: int | None = None, *, follow: bool = False
     ) -> Iterator[dict[str, Any]]:
-        """The job's log lines as ``{"seq", "stream", "ts", "line"}``; with ``follow``, new
-        lines as they come until the job is finished (one long poll at a time). Following
-        without an ``attempt``, a retry's log follows its predecessor's, after a line of
-        stream ``"titan"`` that says so (the follow used to end with the failed attempt
-        while the job ran on)."""
+        """The job's log lines as ``{"seq", "stream", "ts", "line", "attempt"}``; with
+        ``follow``, new lines as they come until the job is finished (one long poll at a
+        time). Following without an ``attempt``, a retry's log follows its predecessor's,
+        after a line of stream ``"titan"`` that says so (the follow used to end with the
+        failed attempt while the job ran on); ``seq`` starts again with each attempt."""
         pinned = attempt is not None
         after = 0
         path = f"/jobs/{quote_row_ref(ref)}/logs"
@@ -46,6 +46,8 @@ class LogOps:
                 read_timeout=wait + 15.0 if follow else None,
             )
             lines = reply.get("lines") or []
+            for line in lines:  # the attempt each is of: a follow goes on into a retry's log
+                line["attempt"] = reply.get("attempt")
             yield from lines
             # Stay on the attempt first shown: a retry starts a new log, it doesn't extend it.
             # Attempt 0 means the job had not started yet: follow the attempt that comes.
@@ -68,7 +70,7 @@ class LogOps:
                         return
                     # That attempt ended and the job ran again (it may have ended meanwhile
                     # too): on to the next attempt's log.
-                    yield {"seq": 0, "stream": "titan", "ts": time.time(),
+                    yield {"seq": 0, "stream": "titan", "ts": time.time(), "attempt": attempt,
                            "line": f"[titan] attempt {attempt} ended"
                                    f"{self._how_attempt_ended(ref, attempt)}; the job runs "
                                    f"again as attempt {attempt + 1}"}
