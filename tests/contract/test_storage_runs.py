@@ -440,6 +440,8 @@ def test_list_actions_filters_and_matched(storage: Storage) -> None:
         assert seqs(tx, "r", ActionQuery(search="iter1")) == ([3, 4, 6], 3)
         assert seqs(tx, "r", ActionQuery(search="ITER1")) == ([3, 4, 6], 3)
         assert seqs(tx, "r", ActionQuery(search="éé")) == ([6], 1)
+        # letters past ASCII too (SQLite's lower() folded ASCII only; PostgreSQL's ILIKE all)
+        assert seqs(tx, "r", ActionQuery(search="ÉÉ")) == ([6], 1)
         assert seqs(tx, "r", ActionQuery(search="nowhere")) == ([], 0)
         # actor and channel are exact
         assert seqs(tx, "r", ActionQuery(actor="ITER1/worker")) == ([3, 4, 6], 3)

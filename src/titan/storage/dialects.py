@@ -51,10 +51,18 @@ def sqlite_storage(url: str, *, synchronous: str = "NORMAL") -> SQLStorage:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+        # A case-insensitive search (ILIKE) is lower(x) LIKE lower(y) on SQLite, whose lower()
+        # folds ASCII letters only: "ÜNÏCODE" missed "ünïcode", which PostgreSQL's ILIKE finds.
+        # Python's folds every letter (a search over 100,000 actions: ~0.3 s → ~0.55 s).
+        dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
     return SQLStorage(url, engine, sqlite_insert, lambda: _flock(path),
                       unavailable=_sqlite_unavailable, reads=_sqlite_reads,
                       writes=_HeldWrites(engine))
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 class _HeldWrites:
