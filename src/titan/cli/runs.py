@@ -378,6 +378,8 @@ def _archive(args: argparse.Namespace, client: Any) -> int:
         try:
             reply = client.api("POST", f"/runs/{quote_run(run_id)}/{verb}")
         except (NotFound, Conflict, ValidationFailed) as exc:
+            if len(args.run) == 1:
+                raise  # one run: its refusal is the command's error, as every command says it
             refused += 1
             replies.append({"id": run_id, "refused": str(exc)})
             if not as_json:
