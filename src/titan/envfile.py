@@ -160,9 +160,12 @@ def load(directory: str | os.PathLike[str] | None = None,
     if text is None:
         return []
     values, bad = parse(text)
-    if bad:
-        log.warning("%s: lines %s are not KEY=value and were skipped", path,
-                    ", ".join(map(str, bad[:10])))
+    if bad:  # "lines 1 are not KEY=value" (a QA pass); the first ten, then how many more
+        numbers = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more"
+                                                   if len(bad) > 10 else "")
+        log.warning("%s: %s not KEY=value and %s skipped", path,
+                    f"lines {numbers} are" if len(bad) > 1 else f"line {numbers} is",
+                    "were" if len(bad) > 1 else "was")
     added = [k for k in values if k not in env]
     for key in added:
         env[key] = values[key]

@@ -281,6 +281,17 @@ def quote_row_ref(ref: str | int) -> str:
 HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?")
 
 
+def setting_number(value: float) -> str:
+    """``value`` as a setting's error says it: whole numbers in full up to 16 digits
+    (a byte count; %g wrote 1048576 as 1.04858e+06), anything else as %g (1e+305, not its
+    306 digits)."""
+    if isinstance(value, int) and len(str(abs(value))) > 16:
+        return f"a {len(str(abs(value)))}-digit number"
+    if float(value).is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return f"{value:g}"
+
+
 def human_size(n: int) -> str:
     """A byte count as people read it: ``512 bytes``, ``48.2 MiB`` (GiB at most)."""
     if n < 1024:

@@ -42,8 +42,22 @@ def test_load_adds_what_the_environment_lacks_and_logs_no_value(
     assert added == ["GEMINI_API_KEY", "ANTHROPIC_API_KEY", "TITAN_LLM_MODEL", "MULTI", "EMPTY"]
     assert env["OPENAI_API_KEY"] == "from-the-shell"  # the environment wins
     assert env["GEMINI_API_KEY"] == "sk-gemini-secret"
-    assert "lines 7, 8" in caplog.text and "GEMINI_API_KEY" in caplog.text
+    assert "lines 7, 8 are not KEY=value and were skipped" in caplog.text
+    assert "GEMINI_API_KEY" in caplog.text
     assert "secret" not in caplog.text  # no value, not even the broken lines'
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("junk\n", "line 1 is not KEY=value and was skipped"),  # was "lines 1 are ..."
+    ("A=1\n" + "junk\n" * 12, "lines 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 2 more are not "
+                                "KEY=value and were skipped"),
+])
+def test_the_lines_skipped_are_counted_in_words(tmp_path: Path, text: str, said: str,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / ".env").write_text(text)
+    with caplog.at_level(logging.WARNING, logger="titan"):
+        envfile.load(tmp_path, {})
+    assert caplog.messages == [f"{tmp_path / '.env'}: {said}"]
 
 
 def test_no_file_no_change(tmp_path: Path) -> None:

@@ -300,8 +300,10 @@ def test_the_output_buffer_is_read_from_the_environment(monkeypatch: pytest.Monk
     assert output_buffer() == int(2.5 * (1 << 20))
     for bad in ("0", "lots", "nan", "-4"):
         monkeypatch.setenv(OUTPUT_BUFFER_ENV, bad)
-        with pytest.raises(errors.ConfigError, match=OUTPUT_BUFFER_ENV):
+        with pytest.raises(errors.ConfigError, match=OUTPUT_BUFFER_ENV) as caught:
             output_buffer()
+        # Its bounds in full: the highest was "1.04858e+06".
+        assert ", 1 to 1048576 (got " in str(caught.value), caught.value
 
 
 def test_a_batch_and_the_buffer_count_bytes_not_characters() -> None:

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from titan.errors import TitanError
+from titan.errors import ConfigError, TitanError
 
 
 def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
@@ -55,7 +55,7 @@ def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
     p.add_argument("--workdir", default=".", help="where workspaces live (default .)")
     p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     _sandbox_option(p)
-    p.add_argument("--run-as", metavar="USER", default=os.environ.get("TITAN_RUN_AS") or None,
+    p.add_argument("--run-as", metavar="USER", default=None,
                    help="run jobs as this OS user (the worker must run as root; "
                         "env TITAN_RUN_AS)")
     p.add_argument("--name", default=None, help="a name shown in `titan workers`")
@@ -101,6 +101,22 @@ def _sandbox(args: argparse.Namespace) -> bool:
     return bool(args.sandbox) or from_env
 
 
+def _run_as(args: argparse.Namespace) -> str | None:
+    """--run-as, else TITAN_RUN_AS, read when the command runs (after ./.env is loaded, as
+    TITAN_SANDBOX is). A user this machine does not have is said under the name it was
+    given: TITAN_RUN_AS=nosuch was "--run-as: no such user 'nosuch'" (a QA pass)."""
+    import pwd
+
+    user, given = (args.run_as, "--run-as") if args.run_as else (
+        os.environ.get("TITAN_RUN_AS") or None, "TITAN_RUN_AS")
+    if user is not None:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError(f"{given}: no such user {user!r}") from None
+    return user
+
+
 def _capabilities(text: str) -> list[str]:
     caps = [c.strip() for c in text.split(",") if c.strip()]
     if not caps:
@@ -122,6 +138,7 @@ def _master_config(args: argparse.Namespace) -> Any:
         config.tls_cert = getattr(args, "tls_cert", None)
         config.tls_key = getattr(args, "tls_key", None)
     elif getattr(args, "tls", False):
+        config.check_data_dir()  # before the certificate's folder is made in it
         from titan.client.tls import self_signed
         from titan.permissions import private_dir
 
@@ -155,9 +172,15 @@ def run_master(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
     from titan import envfile
     from titan.client.config import resolve
+    from titan.worker import lifeline
 
-    envfile.load()  # provider keys in the project's .env reach the jobs (docs/llm.md)
+    if lifeline.ENV not in os.environ:
+        # Provider keys in the project's .env reach the jobs (docs/llm.md). Not for `titan
+        # up`'s own worker (handed a lifeline): it has them from `titan up`, which read the
+        # same file and said what was wrong with it (each warning was said twice).
+        envfile.load()
     sandbox = _sandbox(args)
+    run_as = _run_as(args)
 
     # Looked up by name: the worker package may be importable before run_worker exists.
     start_worker = importlib.import_module("titan.worker").run_worker
@@ -181,6 +204,6 @@ def run_worker(args: argparse.Namespace) -> int:
         list(endpoint.urls), endpoint.token,
         _capabilities(args.capabilities) if args.capabilities is not None else [], args.slots,
         args.workdir, burst=args.burst, name=args.name, sandbox=sandbox,
-        run_as=args.run_as, transport=args.transport, executor=args.executor,
+        run_as=run_as, transport=args.transport, executor=args.executor,
         ray_address=args.ray_address,
     ) or 0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from titan.client.urls import API_PATH
 from titan.errors import ConfigError, ValidationFailed
-from titan.formats import HOST_HEADER
+from titan.formats import HOST_HEADER, setting_number
 from titan.master.otel.settings import ExportSettings, hold_seconds
 from titan.master.scheduling.validation import MAX_RETRIES
 from titan.redaction import Redactor, from_settings
@@ -34,20 +34,10 @@ def _env_float(name: str, default: float, low: float, high: float, unit: str = "
     except ValueError:
         value = math.nan
     if not low <= value <= high or (whole and not value.is_integer()):
-        shown = _number(value) if math.isfinite(value) else repr(raw[:40])
+        shown = setting_number(value) if math.isfinite(value) else repr(raw[:40])
         raise ConfigError(f"{name} must be {'a whole number ' if whole else ''}"
-                          f"{_number(low)} to {_number(high)}{unit}, got {shown}")
+                          f"{setting_number(low)} to {setting_number(high)}{unit}, got {shown}")
     return value
-
-
-def _number(value: float) -> str:
-    """``value`` as a setting's error says it: whole numbers in full up to 16 digits
-    (a byte count), anything else as %g (1e+305, not its 306 digits)."""
-    if isinstance(value, int) and len(str(abs(value))) > 16:
-        return f"a {len(str(abs(value)))}-digit number"
-    if float(value).is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return f"{value:g}"
 
 
 #: The largest request body (TITAN_MAX_BODY_BYTES, TITAN_MAX_UPLOAD_BYTES) and log an attempt
@@ -219,6 +209,7 @@ class MasterConfig:
     def check(self) -> None:
         """Settings that would otherwise fail only inside the app's startup, checked before
         anything is opened: a bad one is a one-line ConfigError."""
+        self.check_data_dir()
         self.redactor()
         self.otlp_export_settings()
         self.otlp_hold_seconds()
@@ -235,10 +226,10 @@ class MasterConfig:
                     raise ConfigError(str(exc)) from None
         if not MIN_LEASE_SECONDS <= self.lease_seconds <= MAX_LEASE_SECONDS:
             raise ConfigError(f"TITAN_LEASE_SECONDS must be {MIN_LEASE_SECONDS:g} to "
-                              f"{MAX_LEASE_SECONDS:g} seconds, got {_number(self.lease_seconds)}")
+                              f"{MAX_LEASE_SECONDS:g} seconds, got {setting_number(self.lease_seconds)}")
         if not 1.0 <= self.run_alive_timeout <= 7 * 86_400:
             raise ConfigError(f"TITAN_RUN_ALIVE_TIMEOUT must be 1 to 604800 seconds, got "
-                              f"{_number(self.run_alive_timeout)}")
+                              f"{setting_number(self.run_alive_timeout)}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"the master's port must be 1-65535, got {self.port}")
         if self.dashboard_port is not None and not 0 <= self.dashboard_port < 65536:
@@ -247,14 +238,14 @@ class MasterConfig:
         if not 0 <= self.default_retries <= MAX_RETRIES:
             # 1e9 retried a failing job for ever; 1e30 made every submission a 500.
             raise ConfigError(f"TITAN_DEFAULT_RETRIES must be a whole number 0 to "
-                              f"{MAX_RETRIES}, got {_number(self.default_retries)}")
+                              f"{MAX_RETRIES}, got {setting_number(self.default_retries)}")
         if not 0.2 <= self.events_ping_seconds <= 3600:
             # 0 was taken as 0.2 without a word: five pings a second on every open page.
             raise ConfigError(f"TITAN_EVENTS_PING must be 0.2 to 3600 seconds, got "
-                              f"{_number(self.events_ping_seconds)}")
+                              f"{setting_number(self.events_ping_seconds)}")
         if not 1.0 <= self.leader_timeout <= 3600:
             raise ConfigError(f"TITAN_LEADER_TIMEOUT must be 1 to 3600 seconds, got "
-                              f"{_number(self.leader_timeout)}")
+                              f"{setting_number(self.leader_timeout)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both a certificate and its key (--tls-cert and "
                               "--tls-key, or TITAN_TLS_CERT and TITAN_TLS_KEY)")
@@ -265,6 +256,16 @@ class MasterConfig:
                 ("http://", "https://")):
             raise ConfigError(f"TITAN_ADVERTISE_URL must be an http(s) URL, got "
                               f"{self.advertise_url!r}")
+
+    def check_data_dir(self) -> None:
+        """A data dir that is a file, or under one, said so: it was "cannot create the
+        directory ...: File exists" (a QA pass)."""
+        path = self.data_path
+        above = next((p for p in (path, *path.parents) if p.exists()), None)
+        if above is not None and not above.is_dir():
+            where = "is a file" if above == path else f"is under {above}, a file"
+            raise ConfigError(f"--data-dir {path} {where}, not a directory: name a directory "
+                              "(made if missing)")
 
     @property
     def data_path(self) -> Path:

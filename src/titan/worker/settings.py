@@ -9,6 +9,7 @@ import os
 from collections.abc import Sequence
 
 from titan import errors
+from titan.formats import setting_number
 
 
 def env_number(name: str, default: float, low: float, high: float, meaning: str) -> float:
@@ -22,7 +23,8 @@ def env_number(name: str, default: float, low: float, high: float, meaning: str)
     except ValueError:
         value = math.nan
     if not low <= value <= high:
-        raise errors.ConfigError(f"{name} is {meaning}, {low:g} to {high:g} (got {raw[:40]!r})")
+        raise errors.ConfigError(f"{name} is {meaning}, {setting_number(low)} to "
+                                 f"{setting_number(high)} (got {raw[:40]!r})")
     return value
 
 
