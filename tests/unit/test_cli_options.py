@@ -33,3 +33,19 @@ def test_an_option_out_of_range_is_named_before_any_call(
     assert main([*argv, "--port", "9"]) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1].endswith(f"error: {said}"), err
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["stauts"], "argument COMMAND: invalid choice: 'stauts'; did you mean 'status'? (choose "
+                 "from 'up', "),
+    (["store", "gte", "k"], "argument ACTION: invalid choice: 'gte'; did you mean 'get'? "
+                            "(choose from 'get', 'put', 'delete', 'keys')"),
+    (["token", "create", "--role", "admn"], "argument --role: invalid choice: 'admn'; did "
+                                            "you mean 'admin'? (choose from 'worker', "),
+    (["zzzz"], "argument COMMAND: invalid choice: 'zzzz' (choose from 'up', "),  # none near
+])
+def test_a_mistyped_choice_is_answered_with_the_nearest(
+        argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"error: {said}" in err.splitlines()[-1], err

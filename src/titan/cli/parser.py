@@ -82,7 +82,27 @@ def _common(*, master: bool = True, json: bool = True) -> argparse.ArgumentParse
     return common
 
 
-class _CommandParser(argparse.ArgumentParser):
+class _Parser(argparse.ArgumentParser):
+    """``titan``'s parsers: a choice mistyped (a command, an action, a --role) is answered
+    with the nearest one, ``invalid choice: 'stauts'; did you mean 'status'? (choose from
+    ...)``: the 25 commands alone made a typo hard to spot (a CLI QA pass)."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            import difflib
+
+            known = [str(c) for c in action.choices or ()]
+            near = difflib.get_close_matches(str(value), known, n=1)
+            if not near or exc.message is None or "(choose from" not in exc.message:
+                raise
+            head, _, rest = exc.message.partition(" (choose from")
+            raise argparse.ArgumentError(
+                action, f"{head}; did you mean {near[0]!r}? (choose from{rest}") from None
+
+
+class _CommandParser(_Parser):
     """A command's parser: an argument it does not know is its error, said with its usage
     (argparse hands unknown arguments up to ``titan``'s parser, whose usage names no
     command: ``titan logs --folow x`` showed ``usage: titan [-h] ... COMMAND``)."""
@@ -96,7 +116,7 @@ class _CommandParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``titan`` (also used to generate the CLI reference)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="titan",
         description="Run DAGs of Python jobs and agent loops; record what every agent did.",
     )
