@@ -106,7 +106,9 @@ def require_owned(paths: Iterable[Path], what: str) -> None:
 #: What Titan keeps in a data dir or the user config dir: only these are made private.
 OWN_NAMES = frozenset({
     "titan.db", "titan.db-wal", "titan.db-shm", "titan.db-journal", "admin.token",
-    "worker.token", "master.json", "standby.json", "config.json", "blobs", "spool", "tls"})
+    "worker.token", "master.json", "standby.json", "config.json", "blobs", "spool", "tls",
+    # `make demo`'s (tools/demo.py), written before it starts `titan up` there.
+    "demo.pid", "demo-up.log"})
 #: The temp file of an atomic write of one of them (titan.atomic: ``.<name>.<random>.tmp``).
 _ATOMIC_TEMP = re.compile(r"\.(.+)\.[A-Za-z0-9_]+\.tmp")
 
@@ -117,7 +119,8 @@ def is_titans(name: str) -> bool:
     return name in OWN_NAMES or (temp is not None and temp.group(1) in OWN_NAMES)
 
 
-def secure_tree(root: Path, *, warn: bool = True, what: str = "master") -> list[Path]:
+def secure_tree(root: Path, *, warn: bool = True, what: str = "master",
+                only_titans: bool = True) -> list[Path]:
     """Create ``root`` (0700) if missing, and tighten it and what Titan keeps in it
     (:data:`OWN_NAMES`, whole): directories to 0700, files to 0600 at most. Returns the paths
     that were looser. A path among them that another user owns is a :class:`ConfigError`
@@ -128,6 +131,9 @@ def secure_tree(root: Path, *, warn: bool = True, what: str = "master") -> list[
     file under it to 0600 (executables and git hooks no longer ran) and a shared sticky
     directory to 0700.
 
+    ``only_titans=False`` (the user config dir, ``~/.titan``, where people keep a master's
+    CA certificate beside Titan's file) leaves out that refusal, not the rest.
+
     Symbolic links are neither followed nor changed (their target is not ours to judge).
     """
     existed = root.exists()
@@ -136,7 +142,7 @@ def secure_tree(root: Path, *, warn: bool = True, what: str = "master") -> list[
         names = sorted(os.listdir(root))
     except OSError:
         names = []
-    if existed and names and not any(is_titans(n) for n in names):
+    if only_titans and existed and names and not any(is_titans(n) for n in names):
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise ConfigError(
             f"{root} is not a Titan directory: it holds {shown}, and none of Titan's files. "

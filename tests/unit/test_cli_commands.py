@@ -620,6 +620,19 @@ def test_only_titans_own_files_are_made_private(tmp_path: Path) -> None:
                      ".master.json.k3_x.tmp": 0o600}
     secure_tree(tmp_path / "empty")  # new, and again when empty
     secure_tree(tmp_path / "empty")
+    # `make demo` writes its pid and log there before `titan up` starts; and the user config
+    # dir may hold a master's CA certificate and nothing of Titan's yet.
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "demo.pid").write_text("1\n")
+    (demo / "demo-up.log").write_text("")
+    secure_tree(demo)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "master-ca.pem").write_text("x")
+    os.chmod(config / "master-ca.pem", 0o644)
+    secure_tree(config, only_titans=False)
+    assert os.stat(config / "master-ca.pem").st_mode & 0o777 == 0o644
 
 
 def test_a_job_stamped_by_a_clock_far_off_is_shown_not_a_traceback(

@@ -126,7 +126,7 @@ def forget_standby(data_dir: str | os.PathLike[str]) -> None:
 def _write_user_config(cfg_dir: Path, path: Path, config: dict[str, Any]) -> None:
     try:
         # It keeps a token per master: loosened modes are tightened, with a warning.
-        secure_tree(cfg_dir, what="command")
+        secure_tree(cfg_dir, what="command", only_titans=False)
         _write_private(path, json.dumps(config, indent=2, sort_keys=True) + "\n", 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc}") from None
