@@ -265,3 +265,39 @@ def test_without_a_good_token_nothing_is_served(cluster: Cluster) -> None:
         admin = {"Authorization": f"Bearer {cluster.admin_token}"}
         assert http.get("/mcp", headers={**headers, **admin}).status_code == 405
         assert http.delete("/mcp", headers=admin).status_code == 405
+
+
+def test_over_http_every_malformed_request_gets_a_json_rpc_answer(cluster: Cluster) -> None:
+    # An id of null or 1.5 was taken for a notification: 202, no body, and the client waited
+    # for its timeout; a batch or "jsonrpc": "1.0" was -32602 with pydantic's multi-line
+    # report and a null id. Each is now JSON-RPC's -32700/-32600, as over stdio.
+    headers = {"Accept": "application/json, text/event-stream",
+               "Content-Type": "application/json",
+               "Authorization": f"Bearer {cluster.admin_token}"}
+    cases: list[tuple[str, Any, int, str]] = [
+        ("this is not json", None, -32700, "Parse error"),
+        (json.dumps([{"jsonrpc": "2.0", "id": 2, "method": "ping"}]), None, -32600,
+         "batches are not supported"),
+        (json.dumps({"jsonrpc": "1.0", "id": 5, "method": "ping"}), 5, -32600,
+         '"jsonrpc" must be "2.0"'),
+        (json.dumps({"jsonrpc": "2.0", "id": "six", "method": "ping", "params": [1]}), "six",
+         -32600, '"params" must be an object'),
+    ]
+    for ident in (None, 1.5, {"a": 1}):
+        cases.append((json.dumps({"jsonrpc": "2.0", "id": ident, "method": "ping"}), None,
+                       -32600, "an id is a string or an integer"))
+    with httpx.Client(base_url=cluster.url, timeout=30) as http:
+        for body, ident, code, said in cases:
+            reply = http.post("/mcp", content=body, headers=headers)
+            assert reply.status_code == 400, (body, reply.status_code, reply.text)
+            got = reply.json()
+            assert got["jsonrpc"] == "2.0" and got["id"] == ident, (body, got)
+            assert got["error"]["code"] == code and said in got["error"]["message"], (body, got)
+        # What the SDK serves still reaches it: a request, a notification, a response.
+        ping = http.post("/mcp", json={"jsonrpc": "2.0", "id": 8, "method": "ping"},
+                         headers={**headers, "MCP-Protocol-Version": "2025-06-18"})
+        assert ping.status_code == 200 and ping.json() == {"jsonrpc": "2.0", "id": 8,
+                                                           "result": {}}, ping.text
+        for quiet in ({"jsonrpc": "2.0", "method": "notifications/initialized"},
+                      {"jsonrpc": "2.0", "id": 9, "result": {}}):
+            assert http.post("/mcp", json=quiet, headers=headers).status_code == 202

@@ -142,8 +142,8 @@ def test_a_tool_call_is_bounded_well_within_what_an_mcp_client_waits() -> None:
             restart_grace({"TITAN_MCP_RESTART_GRACE": bad})
 
 
-def test_which_stdio_lines_titan_answers_itself() -> None:
-    from titan.mcp.stdio import refusal
+def test_which_messages_titan_answers_itself() -> None:
+    from titan.mcp.jsonrpc import refusal
 
     def said(line: str) -> tuple[object, int, str] | None:
         error = refusal(line)
@@ -154,7 +154,7 @@ def test_which_stdio_lines_titan_answers_itself() -> None:
                  '"method":"tools/list"}', '{"jsonrpc":"2.0","method":"notifications/x"}',
                  '{"jsonrpc":"2.0","id":9,"result":{}}', '{"id":9,"error":{}}', "", "  \n"):
         assert said(line) is None, line
-    assert said("nope") == (None, -32700, "Parse error: the line is not JSON")
+    assert said("nope") == (None, -32700, "Parse error: the message is not JSON")
     assert said("[]")[:2] == (None, -32600)  # type: ignore[index]
     assert said('{"jsonrpc":"1.0","id":5,"method":"ping"}') == (
         5, -32600, 'Invalid Request: "jsonrpc" must be "2.0"')

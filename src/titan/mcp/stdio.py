@@ -6,7 +6,7 @@ array) it drops without a word, and a request whose id is neither a string nor a
 (null, 1.5, an object) it reads as a notification, which gets no answer: either way the client
 waited for its own timeout (a QA pass). JSON-RPC 2.0 answers such a line with ``-32700``
 (parse error) or ``-32600`` (invalid request), naming the request's id where it can be read
-and null otherwise.
+and null otherwise (:mod:`titan.mcp.jsonrpc`, which the master's ``/mcp`` shares).
 
 So stdin reaches the SDK through :class:`Lines`: the lines the SDK serves go on to it, and for
 each of the others :func:`refusal` is sent on the SDK's own write stream, which its one writer
@@ -20,61 +20,16 @@ no ``method``): JSON-RPC never answers a response.
 from __future__ import annotations
 
 import io
-import json
 import sys
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any, cast
 
 import anyio
-from mcp import types
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from pydantic import ValidationError
 
-
-def refusal(line: str) -> types.JSONRPCError | None:
-    """The error that answers ``line``, or None when the SDK is to have it (a message it
-    serves, a blank line, a response)."""
-    if not line.strip():
-        return None
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return _error(None, types.PARSE_ERROR, "Parse error: the line is not JSON")
-    if not isinstance(message, dict):
-        batch = " (batches are not supported)" if isinstance(message, list) else ""
-        return _error(None, types.INVALID_REQUEST,
-                      f"Invalid Request: a line holds one JSON-RPC message, an object{batch}")
-    if "method" not in message and ("result" in message or "error" in message):
-        return None
-    ident = message.get("id")
-    readable = ident if isinstance(ident, str) or (
-        isinstance(ident, int) and not isinstance(ident, bool)) else None
-    if "id" in message and readable is None:
-        # The SDK reads it as a notification, which nobody answers.
-        return _error(None, types.INVALID_REQUEST,
-                      "Invalid Request: an id is a string or an integer")
-    try:
-        types.jsonrpc_message_adapter.validate_json(line, by_name=False)  # as the SDK reads it
-    except ValidationError:
-        return _error(readable, types.INVALID_REQUEST, f"Invalid Request: {_why(message)}")
-    return None
-
-
-def _why(message: dict[str, Any]) -> str:
-    if message.get("jsonrpc") != "2.0":
-        return '"jsonrpc" must be "2.0"'
-    if not isinstance(message.get("method"), str):
-        return '"method" must be a string'
-    if "params" in message and not isinstance(message["params"], dict):
-        return '"params" must be an object'
-    return "not a JSON-RPC 2.0 request or notification this server reads"
-
-
-def _error(ident: str | int | None, code: int, message: str) -> types.JSONRPCError:
-    return types.JSONRPCError(jsonrpc="2.0", id=ident,
-                              error=types.ErrorData(code=code, message=message))
+from titan.mcp.jsonrpc import refusal
 
 
 class Lines:

@@ -12,7 +12,9 @@ The SDK's session manager runs stateless, with JSON replies: each POST is a whol
 nothing is kept per client — no session for a standby's takeover to lose, no open event stream
 to hold the master up when it stops. That gives up server-to-client requests (sampling,
 elicitation), which no tool makes; ``GET`` (an event stream) and ``DELETE`` (ending a session)
-are 405, as the protocol has it for a server without them. The SDK costs a master about half a
+are 405, as the protocol has it for a server without them. A body the SDK would leave unanswered
+(an id of null was a 202 with nothing in it) is answered here with JSON-RPC's error
+(:mod:`titan.mcp.jsonrpc`). The SDK costs a master about half a
 second to import, so the first request loads it and starts the manager, and the master stops
 it (:meth:`McpEndpoint.stop`); without the ``mcp`` package the route answers 501 naming the
 extra that brings it.
@@ -30,7 +32,7 @@ import httpx
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from titan.client import TitanClient
 from titan.errors import APIError, Unauthorized
@@ -50,6 +52,7 @@ class McpEndpoint:
     def __init__(self, config: MasterConfig) -> None:
         self._body_limit = config.max_body_bytes
         self._manager: Any = None  # the SDK's StreamableHTTPSessionManager, once started
+        self._refusal: Any = None  # titan.mcp.jsonrpc.refusal, imported with the SDK
         self._starting = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -67,7 +70,17 @@ class McpEndpoint:
             await JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)(
                 scope, receive, send)
             return
-        await manager.handle_request(scope, receive, send)
+        body = await _body(receive)
+        if body is None:  # the client went away
+            return
+        # A message the SDK would leave unanswered (an id of null or 1.5 was a 202 with no
+        # body, a batch a -32602 and pydantic's report): answered as JSON-RPC has it.
+        error = self._refusal(body.decode("utf-8", errors="replace"))
+        if error is not None:
+            await JSONResponse(error.model_dump(by_alias=True, mode="json", exclude_unset=True),
+                               status_code=400)(scope, receive, send)
+            return
+        await manager.handle_request(scope, _replay(body, receive), send)
 
     async def _start(self, app: ASGIApp) -> Any:
         async with self._starting:  # two first requests at once start it once
@@ -77,6 +90,7 @@ class McpEndpoint:
                 # Here, not at the top: an optional dependency, and half a second to import.
                 from mcp.server.transport_security import TransportSecuritySettings
 
+                from titan.mcp.jsonrpc import refusal
                 from titan.mcp.tools import build_server
             except ModuleNotFoundError as exc:
                 if (exc.name or "").split(".")[0] != "mcp":
@@ -97,6 +111,7 @@ class McpEndpoint:
             await ready.wait()
             if self._task.done():  # it failed to start: say why
                 self._task.result()
+            self._refusal = refusal
             self._manager = manager
             log.info("MCP server started at %s", MCP_PATH)
             return manager
@@ -119,6 +134,33 @@ class McpEndpoint:
                 await self._task
             except Exception:  # it failed to start, and the request that started it said so
                 log.exception("the MCP server failed")
+
+
+async def _body(receive: Receive) -> bytes | None:
+    """The request's body whole (the body guard has bounded it), or None on a disconnect."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the SDK: the body already read, then the connection's own messages
+    (a disconnect)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 async def _authenticate(scope: Scope) -> auth.Principal:

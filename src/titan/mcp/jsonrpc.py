@@ -1,0 +1,63 @@
+"""Which JSON-RPC messages the SDK would leave unanswered, and the error that answers each.
+
+The SDK reads a message it cannot validate as nothing at all. Over stdio it dropped the line
+without a word; over HTTP (the master's ``/mcp``) a request whose id is neither a string nor
+an integer (null, 1.5, an object) was taken for a notification, answered ``202 Accepted`` with
+no body, and the client waited for its timeout; a batch or ``"jsonrpc": "1.0"`` came back as
+``-32602`` with pydantic's multi-line report and a null id (QA passes). JSON-RPC 2.0 answers
+such a message with ``-32700`` (parse error) or ``-32600`` (invalid request), naming the
+request's id where it can be read and null otherwise. :func:`refusal` says which, for both
+ways in (:mod:`titan.mcp.stdio`, :mod:`titan.master.api.mcp`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp import types
+from pydantic import ValidationError
+
+
+def refusal(text: str) -> types.JSONRPCError | None:
+    """The error that answers the message ``text``, or None when the SDK is to have it (a
+    message it serves, nothing at all, a response: JSON-RPC never answers one)."""
+    if not text.strip():
+        return None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return _error(None, types.PARSE_ERROR, "Parse error: the message is not JSON")
+    if not isinstance(message, dict):
+        batch = " (batches are not supported)" if isinstance(message, list) else ""
+        return _error(None, types.INVALID_REQUEST,
+                      f"Invalid Request: a message is one JSON-RPC object{batch}")
+    if "method" not in message and ("result" in message or "error" in message):
+        return None
+    ident = message.get("id")
+    readable = ident if isinstance(ident, str) or (
+        isinstance(ident, int) and not isinstance(ident, bool)) else None
+    if "id" in message and readable is None:
+        # The SDK reads it as a notification, which nobody answers.
+        return _error(None, types.INVALID_REQUEST,
+                      "Invalid Request: an id is a string or an integer")
+    try:
+        types.jsonrpc_message_adapter.validate_json(text, by_name=False)  # as the SDK reads it
+    except ValidationError:
+        return _error(readable, types.INVALID_REQUEST, f"Invalid Request: {_why(message)}")
+    return None
+
+
+def _why(message: dict[str, Any]) -> str:
+    if message.get("jsonrpc") != "2.0":
+        return '"jsonrpc" must be "2.0"'
+    if not isinstance(message.get("method"), str):
+        return '"method" must be a string'
+    if "params" in message and not isinstance(message["params"], dict):
+        return '"params" must be an object'
+    return "not a JSON-RPC 2.0 request or notification this server reads"
+
+
+def _error(ident: str | int | None, code: int, message: str) -> types.JSONRPCError:
+    return types.JSONRPCError(jsonrpc="2.0", id=ident,
+                              error=types.ErrorData(code=code, message=message))
