@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -301,3 +302,38 @@ def test_over_http_every_malformed_request_gets_a_json_rpc_answer(cluster: Clust
         for quiet in ({"jsonrpc": "2.0", "method": "notifications/initialized"},
                       {"jsonrpc": "2.0", "id": 9, "result": {}}):
             assert http.post("/mcp", json=quiet, headers=headers).status_code == 202
+
+
+
+
+def test_one_callers_waits_do_not_hold_up_another_callers_calls(cluster: Cluster) -> None:
+    # The tool calls of /mcp ran on one pool of 16 threads for every caller: a viewer's 16
+    # waits made an admin's store_get wait until they ended (19 s of a 20 s wait, a QA pass).
+    viewer = cluster.client().create_token("viewer", "mcp-waiter")["token"]
+
+    def tool(token: str, name: str, **arguments: Any) -> dict[str, Any]:
+        reply = httpx.post(f"{cluster.url}/mcp", timeout=90, json={
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments}}, headers={
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-06-18", "Authorization": f"Bearer {token}"})
+        result: dict[str, Any] = reply.json()["result"]
+        assert not result.get("isError"), result
+        return result["structuredContent"]
+
+    tool(cluster.admin_token, "submit_job", job={
+        "job_id": "mcp-sleeper", "script": "import time\ntime.sleep(60)\n"})
+    waits = [threading.Thread(target=tool, args=(viewer, "wait_dag"),
+                              kwargs={"ref": "mcp-sleeper", "timeout_seconds": 15})
+             for _ in range(16)]
+    for wait in waits:
+        wait.start()
+    try:
+        time.sleep(2)  # every wait under way
+        started = time.monotonic()
+        assert tool(cluster.admin_token, "store_get", key="mcp-busy")["value"] is None
+        assert time.monotonic() - started < 5
+    finally:
+        for wait in waits:
+            wait.join()
+        cluster.client().cancel("mcp-sleeper/mcp-sleeper")

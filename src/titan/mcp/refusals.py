@@ -37,7 +37,9 @@ from titan.retry import seconds_setting
 Clients = Callable[[Any], AbstractContextManager[TitanClient]]
 T = TypeVar("T")
 
-#: Tool calls running at once (each holds a thread while its API calls are in flight).
+#: Tool calls one caller (a token at ``/mcp``; the one client of ``titan mcp``) runs at once,
+#: each holding a thread while its API calls are in flight. Per caller: a viewer's sixteen
+#: waits held the master's one pool and every other caller's call queued behind them.
 MAX_CALLS = 16
 #: The longest a tool call may take, its waits and retries included: MCP clients give up on a
 #: call after about a minute, and an answer sent later reaches nobody.
@@ -97,7 +99,8 @@ class TitanServer(MCPServer):
 
 
 class Calls:
-    """Runs a call with the client for the request it came in on, on a worker thread, and
+    """Runs a call with the client for the request it came in on, on a worker thread (at most
+    :data:`MAX_CALLS` at once for each caller, so no caller's waits hold up another's), and
     turns a Titan error into what MCP reports (``failure``). A master that cannot be reached
     is retried for ``grace`` seconds from the call's start, or until the end of its ``wait``
     if that is later."""
@@ -107,13 +110,15 @@ class Calls:
         self._clients = clients
         self._failure = failure
         self._grace = grace
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._limiters: dict[str | None, anyio.CapacityLimiter] = {}
 
     async def __call__(self, ctx: Context, call: Callable[[TitanClient], T], *,
                        wait: float = 0.0) -> T:
         request = ctx.request_context.request
-        if self._limiter is None:  # made on the loop that serves: anyio needs one to exist
-            self._limiter = anyio.CapacityLimiter(MAX_CALLS)
+        caller = _caller(request)
+        limiter = self._limiters.get(caller)
+        if limiter is None:  # made on the loop that serves: anyio needs one to exist
+            limiter = self._limiters[caller] = anyio.CapacityLimiter(MAX_CALLS)
 
         def run() -> T:
             # The bound starts here, on the thread, after any queueing for the limiter.
@@ -122,7 +127,7 @@ class Calls:
                 return call(client)
 
         try:
-            return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(run, limiter=limiter)
         except TitanError as exc:
             raise self._failure(exc) from None
         except httpx.InvalidURL as exc:
@@ -130,6 +135,17 @@ class Calls:
             # caller's to shorten, not a crash ("Error executing tool" and a traceback).
             raise self._failure(ValidationFailed(
                 f"an argument is too long or malformed to send ({exc})")) from None
+        finally:
+            stats = limiter.statistics()
+            if not stats.borrowed_tokens and not stats.tasks_waiting:
+                self._limiters.pop(caller, None)  # a job's token is used for one job only
+
+
+def _caller(request: Any) -> str | None:
+    """Whose call it is: the bearer credential of the HTTP request it came in on (checked by
+    ``/mcp`` before any call runs), None on stdio, where there is one caller."""
+    headers = getattr(request, "headers", None)
+    return None if headers is None else headers.get("authorization")
 
 
 def message(exc: TitanError) -> str:
