@@ -337,3 +337,24 @@ def test_one_callers_waits_do_not_hold_up_another_callers_calls(cluster: Cluster
         for wait in waits:
             wait.join()
         cluster.client().cancel("mcp-sleeper/mcp-sleeper")
+
+
+def test_a_job_with_huge_arguments_is_shown_cut(cluster: Cluster) -> None:
+    # get_job_status and wait_job sent a job whole: 1,000 args of 1,000 characters were a
+    # 1 MB reply, all of it in the agent's context window (a QA pass).
+    job = {"job_id": "mcp-wide", "script": "print('ok')\n", "args": ["a" * 1000] * 1000,
+           "hitl_message": "q" * 5000}
+
+    async def scenario() -> None:
+        async with over_http(cluster, cluster.admin_token) as client:
+            await call(client, "submit_job", job=job)
+            for tool in ("get_job_status", "wait_job"):
+                got = await call(client, tool, ref="mcp-wide/mcp-wide")
+                assert len(json.dumps(got)) < 60_000, (tool, len(json.dumps(got)))
+                assert got["args"] == ["a" * 1000] * 50 and got["args_omitted"] == 950
+                assert got["hitl_message"] == "q" * 2000
+                assert set(got["truncated"]) == {"args", "hitl_message"}, got["truncated"]
+            dag = await call(client, "get_dag_status", ref="mcp-wide")
+            assert dag["jobs"][0]["hitl_message"] == "q" * 2000
+
+    run(scenario)

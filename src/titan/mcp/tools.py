@@ -51,6 +51,10 @@ MAX_VALUE_BYTES = 256 * 1024
 MAX_DAG_JOBS = 200
 MAX_ACTIONS = 200
 MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
+#: A job's longest text field, and most items of a list field (its args, parents, attempts),
+#: that a reply carries: a job's 1,000 args of 1,000 characters were a 1 MB get_job_status.
+MAX_FIELD_CHARS = 2000
+MAX_FIELD_ITEMS = 50
 _LOG_PAGE = 10_000
 
 READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -109,8 +113,9 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
     @server.tool(annotations=READS)
     async def get_job_status(ref: JobRef, ctx: Context) -> dict[str, Any]:
         """One job: its state (PENDING, READY, RUNNING, WAITING_APPROVAL, COMPLETED, FAILED,
-        ...), attempt, exit code and error. Any token but a worker's."""
-        return await tool(ctx, lambda client: client.get_job(ref))
+        ...), attempt, exit code and error; texts over 2,000 characters and lists over 50
+        items are cut (`truncated` names them). Any token but a worker's."""
+        return await tool(ctx, lambda client: _job(client.get_job(ref)))
 
     @server.tool(annotations=READS)
     async def wait_dag(ref: DagRef, ctx: Context,
@@ -127,7 +132,7 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
         """Wait until the job has finished, or the timeout: `finished` says which. Returns the
         job. Any token but a worker's."""
         return await tool(ctx, lambda client: _wait(client.wait_job, client.get_job, ref,
-                                                    timeout_seconds, dict),
+                                                    timeout_seconds, _job),
                           wait=timeout_seconds)
 
     @server.tool(annotations=READS)
@@ -256,10 +261,35 @@ def _dag(dag: dict[str, Any]) -> dict[str, Any]:
             "worker_id", "hitl_message", "decided_by", "decision_comment")
     jobs = dag.get("jobs") or []
     out = {k: v for k, v in dag.items() if k != "jobs"}
-    out["jobs"] = [{k: job.get(k) for k in keep if job.get(k) is not None}
+    out["jobs"] = [_job({k: job.get(k) for k in keep if job.get(k) is not None})
                    for job in jobs[:MAX_DAG_JOBS]]
     if len(jobs) > MAX_DAG_JOBS:
         out["jobs_omitted"] = len(jobs) - MAX_DAG_JOBS
+    return out
+
+
+def _job(job: dict[str, Any]) -> dict[str, Any]:
+    """A job with each text cut at :data:`MAX_FIELD_CHARS` characters and each list at
+    :data:`MAX_FIELD_ITEMS` items (its texts cut too); ``truncated`` names the fields cut and
+    ``<field>_omitted`` counts a list's items left out."""
+    out: dict[str, Any] = {}
+    cut: list[str] = []
+    for key, value in job.items():
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            out[key] = value[:MAX_FIELD_CHARS]
+            cut.append(key)
+        elif isinstance(value, list):
+            items = [item[:MAX_FIELD_CHARS] if isinstance(item, str) else item
+                     for item in value[:MAX_FIELD_ITEMS]]
+            out[key] = items
+            if len(value) > MAX_FIELD_ITEMS:
+                out[f"{key}_omitted"] = len(value) - MAX_FIELD_ITEMS
+            if len(value) > MAX_FIELD_ITEMS or items != value[:MAX_FIELD_ITEMS]:
+                cut.append(key)
+        else:
+            out[key] = value
+    if cut:
+        out["truncated"] = cut
     return out
 
 
