@@ -292,6 +292,23 @@ def setting_number(value: float) -> str:
     return f"{value:g}"
 
 
+#: A switch setting's spellings, compared without regard to case: on, and off.
+SWITCH_ON = ("1", "true", "yes", "on")
+SWITCH_OFF = ("0", "false", "no", "off")
+
+
+def switch_value(raw: str) -> bool | None:
+    """A switch setting's value (``TITAN_SANDBOX``, ``TITAN_TRACE_DRIVER``): True for 1, true,
+    yes or on, False for 0, false, no or off (any case), None for anything else — which
+    each reader refuses or says, never takes for either."""
+    word = raw.strip().lower()
+    if word in SWITCH_ON:
+        return True
+    if word in SWITCH_OFF:
+        return False
+    return None
+
+
 def human_size(n: int) -> str:
     """A byte count as people read it: ``512 bytes``, ``48.2 MiB`` (GiB at most)."""
     if n < 1024:

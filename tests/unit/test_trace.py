@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 
@@ -296,6 +297,32 @@ def test_a_replayed_driver_runs_outside_any_run_until_its_first_stage(
     assert found is not None and found.id == "RESEARCH_1a9ac3-replay-0f0f0f"
     assert context.current_actor(found) == DRIVER_ACTOR == "DRIVER/driver"
     assert not context.outside_replayed_run()
+
+
+@pytest.mark.parametrize(("value", "ends"), [
+    ("false", False), ("OFF", False), ("no", False), (" 0 ", False),
+    ("true", True), ("on", True), ("", True), ("maybe", True)])
+def test_trace_driver_is_read_as_a_switch(monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture, value: str,
+                                          ends: bool) -> None:
+    """TITAN_TRACE_DRIVER takes the words every Titan switch takes: `false` or `off` was taken
+    for on (only "0" turned it off), so the run a user meant to resume ended when the driving
+    process exited. Another word is said on the log and the default (on) used: the setting
+    is read inside the user's program, which it must not stop (a docs walkthrough)."""
+    monkeypatch.delenv("TITAN_AGENT_RUN_ID", raising=False)
+    monkeypatch.setattr(context, "_driven", None)
+    monkeypatch.setattr(runs, "_driving", {})
+    monkeypatch.setattr(RECORDER, "driven", {})
+    monkeypatch.setattr(RECORDER, "ensure_started", lambda: None)
+    monkeypatch.setattr(RECORDER, "beat", lambda handles: None)
+    monkeypatch.setattr(runs, "_watch_uncaught", lambda: None)
+    monkeypatch.setenv("TITAN_TRACE_DRIVER", value)
+    with caplog.at_level(logging.WARNING, logger="titan.trace"):
+        runs.drive("R-switch")
+    assert ("R-switch" in RECORDER.driven) is ends
+    said = [r.getMessage() for r in caplog.records if "TITAN_TRACE_DRIVER" in r.getMessage()]
+    assert said == (["TITAN_TRACE_DRIVER='maybe' is not one of 1, true, yes, on (on) or 0, "
+                     "false, no, off (off): using on"] if value == "maybe" else [])
 
 
 def test_a_driving_process_records_its_own_calls_in_the_run_it_drove_last(

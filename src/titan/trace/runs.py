@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from titan.formats import run_id_for, run_id_problem, tags_problem
 from titan.retention import retention_problem
-from titan.trace import canonical, context
+from titan.trace import canonical, context, settings
 from titan.trace.emit import _said
 from titan.trace.naming import DRIVER_ACTOR
 from titan.trace.recorder import RECORDER
@@ -321,7 +321,7 @@ def drive(run_id: str, endpoint: Any = None) -> None:
         handle = _driving[run_id] = context.RunHandle(id=run_id, endpoint=endpoint,
                                                       default_actor=DRIVER_ACTOR)
     context.drives(handle)
-    if run_id in RECORDER.driven or os.environ.get("TITAN_TRACE_DRIVER", "1") == "0":
+    if run_id in RECORDER.driven or not settings.driver_ends_runs():
         return
     # Started first: in a process forked from the zygote (an orchestrator running as a job)
     # starting resets the parent's recorder, and the run registered before it was lost (it

@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any
 
+from titan.formats import SWITCH_OFF, SWITCH_ON, switch_value
+
 log = logging.getLogger("titan.trace")
 
 
@@ -50,6 +52,27 @@ def flush_timeout() -> tuple[float, bool]:
     whether the user set it."""
     value = seconds("TITAN_TRACE_FLUSH_TIMEOUT", 10.0, 0.0, 86400.0)
     return (10.0, False) if value is None else (value, True)
+
+
+def switch(name: str, default: bool) -> bool:
+    """The switch setting ``name``: 1, true, yes or on; 0, false, no or off (any case);
+    ``default`` when unset, and when it is another word (said on the log)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    value = switch_value(raw)
+    if value is None:
+        log.warning("%s=%r is not one of %s (on) or %s (off): using %s", name, raw[:40],
+                    ", ".join(SWITCH_ON), ", ".join(SWITCH_OFF), "on" if default else "off")
+        return default
+    return value
+
+
+def driver_ends_runs() -> bool:
+    """Whether a process that drives an agent run from outside ends it when it exits
+    (``TITAN_TRACE_DRIVER``, on). Read as a switch: ``false`` or ``off`` was taken for on
+    (only "0" turned it off), and the run a user meant to resume ended with the process."""
+    return switch("TITAN_TRACE_DRIVER", True)
 
 
 def multiprocessing_child() -> Any:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 
 from titan import errors
-from titan.formats import setting_number
+from titan.formats import SWITCH_OFF, SWITCH_ON, setting_number, switch_value
 
 
 def env_number(name: str, default: float, low: float, high: float, meaning: str) -> float:
@@ -40,11 +40,6 @@ def env_choice(name: str, default: str, choices: Sequence[str]) -> str:
     raise errors.ConfigError(f"{name} must be one of {', '.join(choices)} (got {raw[:40]!r})")
 
 
-#: A switch's spellings, compared without regard to case: on, and off.
-SWITCH_ON = ("1", "true", "yes", "on")
-SWITCH_OFF = ("0", "false", "no", "off")
-
-
 def env_switch(name: str, default: bool) -> bool:
     """``name``'s value as on or off (``default`` when unset or blank): 1, true, yes or on;
     0, false, no or off. Anything else is refused, not taken for either (TITAN_SANDBOX=false
@@ -52,9 +47,8 @@ def env_switch(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
-    if raw.lower() in SWITCH_ON:
-        return True
-    if raw.lower() in SWITCH_OFF:
-        return False
+    value = switch_value(raw)
+    if value is not None:
+        return value
     raise errors.ConfigError(f"{name} must be one of {', '.join(SWITCH_ON)} (on) or "
                              f"{', '.join(SWITCH_OFF)} (off) (got {raw[:40]!r})")
