@@ -80,3 +80,43 @@ def test_a_bad_value_from_dotenv_is_said_to_come_from_it(tmp_path: Path) -> None
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"TITAN_LEASE_SECONDS must be 1 to 3600 seconds, got 1e+300 (set in " \
            f"{tmp_path / '.env'})" in out.stderr, out.stderr
+
+
+def _titan(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    env["HOME"] = str(tmp_path)  # no user config of the developer's to find a master by
+    return subprocess.run([sys.executable, "-m", "titan", *args], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=60)
+
+
+def test_titan_up_refuses_a_bad_worker_setting_before_starting_its_master(
+        tmp_path: Path) -> None:
+    """A local worker's setting that `titan up` read from .env and the worker refused: the
+    master had started and the banner said all was ready, then the worker died on the value,
+    with no word of the file it came from (a docs walkthrough). Now it is refused first, as
+    the master's own settings are, and nothing is started or made."""
+    for setting in ("TITAN_ZYGOTE_LEAN=7", "TITAN_SERVICE_HOST=not a host"):
+        (tmp_path / ".env").write_text(setting + "\n")
+        (tmp_path / ".env").chmod(0o600)
+        out = _titan(tmp_path, "up", "--port", str(free_port()), "--dashboard-port", "0",
+                     "--data-dir", str(tmp_path / "data"))
+        name = setting.split("=")[0]
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "Titan master" not in out.stdout, out.stdout
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {name} "), out.stderr
+        assert lines[0].endswith(f"(set in {tmp_path / '.env'})"), out.stderr
+        assert not (tmp_path / "data").exists()
+
+
+def test_titan_worker_reads_its_transport_from_dotenv(tmp_path: Path) -> None:
+    """TITAN_WORKER_TRANSPORT was read as the parser was built, before ./.env was loaded: a
+    .env's value never reached `titan worker` (docs/configuration.md says it sets any
+    setting). A bad one now says so, naming the file, before any master is looked for."""
+    (tmp_path / ".env").write_text("TITAN_WORKER_TRANSPORT=carrier\n")
+    (tmp_path / ".env").chmod(0o600)
+    out = _titan(tmp_path, "worker", "--burst", "--workdir", str(tmp_path / "w"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr.strip() == (
+        "error: the worker transport must be one of channel, http (got 'carrier'; "
+        f"TITAN_WORKER_TRANSPORT) (set in {tmp_path / '.env'})"), out.stderr

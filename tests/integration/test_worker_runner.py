@@ -892,7 +892,7 @@ def test_a_spare_prepared_ahead_gives_its_job_what_a_fork_on_demand_gives(
 
 def test_spares_are_counted_from_slots_or_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from titan import errors
-    from titan.worker.executors import zygote_spares
+    from titan.worker.settings import zygote_spares
 
     monkeypatch.delenv("TITAN_ZYGOTE_SPARES", raising=False)
     assert (zygote_spares(2), zygote_spares(32)) == (2, 8)

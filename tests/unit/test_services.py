@@ -13,7 +13,7 @@ import pytest
 
 from titan import services
 from titan.client.job import TitanJob
-from titan.errors import ValidationFailed
+from titan.errors import ConfigError, ValidationFailed
 from titan.worker.service import RestartPolicy
 from titan.worker.service_network import advertised_host, allocate_port, check
 
@@ -96,6 +96,18 @@ def test_advertised_host_is_the_route_to_the_master_unless_set() -> None:
     assert advertised_host("http://127.0.0.1:9090", environ={}) == "127.0.0.1"
     assert advertised_host("http://127.0.0.1:9090",
                            environ={"TITAN_SERVICE_HOST": "10.1.2.3"}) == "10.1.2.3"
+
+
+def test_a_service_host_that_names_no_host_is_refused() -> None:
+    """TITAN_SERVICE_HOST was published as the services' address whatever it held (a space,
+    a URL, a port): nothing could reach them there and every readiness check failed."""
+    for good in ("10.1.2.3", "::1", "gpu-3.internal", "worker_7"):
+        assert advertised_host("http://127.0.0.1:9090",
+                               environ={"TITAN_SERVICE_HOST": f" {good} "}) == good
+    for bad in ("not a host", "http://10.0.0.5", "10.0.0.5:8000", "-x"):
+        with pytest.raises(ConfigError, match="TITAN_SERVICE_HOST must be an address or a "
+                                              "host name"):
+            advertised_host("http://127.0.0.1:9090", environ={"TITAN_SERVICE_HOST": bad})
 
 
 def test_an_allocated_port_can_be_bound() -> None:

@@ -17,13 +17,12 @@ from titan import errors
 from titan.worker.channel_wire import report_frame
 from titan.worker.reporter import (
     ENTRY_OVERHEAD,
-    OUTPUT_BUFFER_ENV,
     Done,
     Reporter,
     SyncLink,
     line_bytes,
-    output_buffer,
 )
+from titan.worker.settings import OUTPUT_BUFFER_ENV, output_buffer
 
 WAIT = 10.0
 

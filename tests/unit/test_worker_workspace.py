@@ -321,7 +321,7 @@ def test_cached_scripts_unused_for_the_window_are_evicted(tmp_path: Path) -> Non
 
 def test_the_cache_window_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     from titan.errors import ConfigError
-    from titan.worker.workspace import cache_days
+    from titan.worker.settings import cache_days
 
     monkeypatch.setenv("TITAN_WORKER_CACHE_DAYS", "0")
     assert cache_days() == 0

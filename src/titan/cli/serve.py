@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from titan.errors import ConfigError, TitanError
+from titan.worker import settings as worker_settings
 
 
 def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
@@ -59,8 +60,9 @@ def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
                    help="run jobs as this OS user (the worker must run as root; "
                         "env TITAN_RUN_AS)")
     p.add_argument("--name", default=None, help="a name shown in `titan workers`")
-    p.add_argument("--transport", choices=("channel", "http"),
-                   default=os.environ.get("TITAN_WORKER_TRANSPORT") or "channel",
+    # No default here: TITAN_WORKER_TRANSPORT is read when the command runs, after ./.env is
+    # loaded (read as the parser was built, a .env's value never reached `titan worker`).
+    p.add_argument("--transport", choices=("channel", "http"), default=None,
                    help="how jobs and results travel: one WebSocket (channel, the default; "
                         "HTTP long-polls when the master offers none) or HTTP long-polls "
                         "(env TITAN_WORKER_TRANSPORT)")
@@ -154,6 +156,9 @@ def run_up(args: argparse.Namespace) -> int:
     from titan.master.embedded import run_up as start_up
 
     envfile.load()  # provider keys in the project's .env reach the local worker's jobs
+    # The local worker's settings too, before the master starts: a bad one stopped the worker
+    # after the banner had said all was ready, and no line said which .env set it.
+    worker_settings.check_environment()
     return int(start_up(_master_config(args), slots=args.slots,
                       capabilities=_capabilities(args.capabilities),
                       sandbox=_sandbox(args)) or 0)
@@ -181,6 +186,7 @@ def run_worker(args: argparse.Namespace) -> int:
         envfile.load()
     sandbox = _sandbox(args)
     run_as = _run_as(args)
+    worker_settings.check_environment()
 
     # Looked up by name: the worker package may be importable before run_worker exists.
     start_worker = importlib.import_module("titan.worker").run_worker
@@ -204,6 +210,6 @@ def run_worker(args: argparse.Namespace) -> int:
         list(endpoint.urls), endpoint.token,
         _capabilities(args.capabilities) if args.capabilities is not None else [], args.slots,
         args.workdir, burst=args.burst, name=args.name, sandbox=sandbox,
-        run_as=run_as, transport=args.transport, executor=args.executor,
+        run_as=run_as, transport=worker_settings.transport(args.transport), executor=args.executor,
         ray_address=args.ray_address,
     ) or 0)

@@ -29,6 +29,8 @@ Modules, one concept each:
 * :mod:`~titan.worker.loop` — the single I/O thread
 * :mod:`~titan.worker.output` — cutting output into log lines
 * :mod:`~titan.worker.reporter` — shipping logs and results in natural batches
+* :mod:`~titan.worker.settings` — the worker's settings from its environment, each checked
+  at start (``titan up`` checks them before it starts its master)
 
 The package imports its machinery lazily: ``python -m titan.worker.zygote`` imports this
 package first, and every module the zygote holds makes each of its forks slower.

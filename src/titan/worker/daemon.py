@@ -36,7 +36,7 @@ from titan import errors
 from titan.formats import label_problem
 from titan.hangup import detach_hung_up_outputs, hangup_stops
 from titan.log_format import log_to_stderr
-from titan.worker import lifeline
+from titan.worker import lifeline, settings
 from titan.worker.assignment import Key
 from titan.worker.attempt import STOPPED
 from titan.worker.channel import ChannelIntake
@@ -47,10 +47,9 @@ from titan.worker.lease_thread import Following, LeaseThread
 from titan.worker.loop import IOLoop
 from titan.worker.poller import Poller
 from titan.worker.reporter import Reporter, SyncLink
-from titan.worker.settings import env_choice
 from titan.worker.supervisor import Supervisor
 from titan.worker.wakeup import Wakeup
-from titan.worker.workspace import Workspace, cache_days
+from titan.worker.workspace import Workspace
 
 log = logging.getLogger("titan.worker")
 
@@ -63,12 +62,6 @@ HARD_DEREGISTER_TIMEOUT = 2.0
 DRAIN_FLUSH_TIMEOUT = 30.0
 #: The master's answers that say this worker's credential is refused (its token revoked).
 REFUSED = (errors.Unauthorized, errors.Forbidden)
-#: How jobs and reports travel: ``channel`` (one WebSocket, the default) or ``http``.
-TRANSPORTS = ("channel", "http")
-TRANSPORT_ENV = "TITAN_WORKER_TRANSPORT"
-#: What the worker logs on stderr; unset: warnings only (Python's own default).
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-LOG_LEVEL_ENV = "TITAN_LOG_LEVEL"
 
 
 def _running_jobs(n: int) -> str:
@@ -88,11 +81,7 @@ class Worker(LeaseThread):
                  ray_address: str | None = None) -> None:
         if slots is not None and slots < 1:
             raise errors.ConfigError(f"a worker needs at least one slot (got {slots})")
-        transport = transport or os.environ.get(TRANSPORT_ENV) or "channel"
-        if transport not in TRANSPORTS:
-            raise errors.ConfigError(f"the worker transport must be one of {', '.join(TRANSPORTS)}"
-                                     f" (got {transport!r}; {TRANSPORT_ENV})")
-        self.transport = transport
+        self.transport = settings.transport(transport)
         self.burst = burst
         self.name = name or socket.gethostname()
         why = label_problem(self.name, "the worker's name")
@@ -110,7 +99,7 @@ class Worker(LeaseThread):
         self.conn = MasterConnection(master_url, token, self._hard)
         self._loop = IOLoop()
         self.workspace = Workspace(workdir, self.conn, private=not run_as)
-        self._cache_days = cache_days()
+        self._cache_days = settings.cache_days()
         self._runner, slots = open_executor(
             executor, self._loop, workspace=self.workspace.root, slots=slots,
             use_zygote=use_zygote, sandbox=sandbox, run_as=run_as, ray_address=ray_address)
@@ -375,7 +364,7 @@ def run_worker(master_url: str | Sequence[str], token: str | None, capabilities:
     cluster's.
     """
     try:
-        level = env_choice(LOG_LEVEL_ENV, "", LOG_LEVELS)
+        level = settings.log_level()
     except errors.ConfigError as exc:
         log.error("%s", exc)
         return 2

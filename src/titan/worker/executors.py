@@ -18,6 +18,7 @@ from titan.worker.isolation import prepare as prepare_isolation
 from titan.worker.loop import IOLoop
 from titan.worker.ray_executor import RayExecutor
 from titan.worker.runner import Runner
+from titan.worker.settings import zygote_spares
 
 #: Where jobs run: ``local`` processes (the default) or tasks of a Ray cluster.
 EXECUTORS = ("local", "ray")
@@ -43,19 +44,3 @@ def open_executor(kind: str, loop: IOLoop, *, workspace: Path, slots: int | None
     base_env = {**inherited_env(os.environ), **isolation.env}
     return Runner(loop, use_zygote=use_zygote, isolation=isolation, env=base_env,
                   spares=zygote_spares(slots)), slots
-
-
-def zygote_spares(slots: int) -> int:
-    """How many children each zygote keeps forked ahead: ``TITAN_ZYGOTE_SPARES``, by default
-    one per slot up to 8 (a burst of an agent's parallel steps starts without forking)."""
-    raw = os.environ.get("TITAN_ZYGOTE_SPARES", "").strip()
-    if not raw:
-        return min(slots, 8)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.ConfigError(f"TITAN_ZYGOTE_SPARES must be a whole number, got {raw!r}") \
-            from None
-    if not 0 <= value <= 64:
-        raise errors.ConfigError(f"TITAN_ZYGOTE_SPARES must be between 0 and 64, got {value}")
-    return value

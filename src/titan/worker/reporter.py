@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from titan import errors
-from titan.worker.settings import env_number
+from titan.worker.settings import output_buffer
 
 log = logging.getLogger("titan.worker")
 
@@ -53,9 +53,6 @@ _LOG, _RESULT, _SERVICE = 0, 1, 2
 Entry = tuple[int, dict[str, Any]]
 Key = tuple[Any, Any]
 
-#: A running attempt's log lines held in memory, by default, before its output is paused.
-OUTPUT_BUFFER_ENV = "TITAN_WORKER_OUTPUT_BUFFER"
-DEFAULT_OUTPUT_BUFFER = 16 << 20
 #: What a queued line costs in memory beyond its text: the entry's dict, its numbers, the
 #: queue's tuple (measured with sys.getsizeof on CPython 3.11), so a flood of empty lines is
 #: held to the limit too.
@@ -71,14 +68,6 @@ def line_bytes(line: str) -> int:
 
 #: Told when an attempt's output must pause (True) or may go on (False); any thread.
 Pressure = Callable[[Key, bool], None]
-
-
-def output_buffer() -> int:
-    """The per-attempt limit on held log lines, in bytes, from ``TITAN_WORKER_OUTPUT_BUFFER``
-    (MiB; at least 1)."""
-    mib = env_number(OUTPUT_BUFFER_ENV, DEFAULT_OUTPUT_BUFFER / (1 << 20), 1, 1 << 20,
-                     "the MiB of log lines a running job may hold in the worker's memory")
-    return int(mib * (1 << 20))
 
 
 class _Backlog:

@@ -43,14 +43,12 @@ from titan.worker.forkserver import ForkedProcess, ForkFailed, ForkServer
 from titan.worker.isolation import Isolation
 from titan.worker.loop import IOLoop
 from titan.worker.process import PopenProcess, Process
-from titan.worker.settings import env_choice
+from titan.worker.settings import zygote_lean
 
 log = logging.getLogger("titan.worker")
 
 #: After the zygote fails to start, jobs use subprocesses for this long before a retry.
 ZYGOTE_RETRY_SECONDS = 30.0
-#: "1" (the default): a lean zygote too, for scripts whose imports it holds; "0": none.
-LEAN_ENV = "TITAN_ZYGOTE_LEAN"
 #: A zygote that neither forks nor refuses within this long is taken as hung.
 FORK_TIMEOUT = 10.0
 
@@ -90,7 +88,7 @@ class Runner(Executor):
                  python: str = sys.executable, isolation: Isolation | None = None,
                  env: dict[str, str] | None = None, spares: int = 0) -> None:
         #: Checked first: a bad value stops the worker before it starts anything.
-        self._lean = env_choice(LEAN_ENV, "1", ("0", "1")) == "1"
+        self._lean = zygote_lean()
         self._loop = loop
         self._python = python
         self._use_zygote = use_zygote

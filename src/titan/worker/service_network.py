@@ -10,15 +10,14 @@ import socket
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-#: Where a worker's services are reached, when the route to the master is not the answer.
-HOST_ENV = "TITAN_SERVICE_HOST"
+from titan.worker.settings import service_host
 
 
 def advertised_host(master_url: str, environ: Mapping[str, str] = os.environ) -> str:
     """The address other machines reach this worker's services at: ``TITAN_SERVICE_HOST``,
     else this host's address on the route to the master (127.0.0.1 for a master on
     loopback), which is the network the cluster shares."""
-    given = environ.get(HOST_ENV, "").strip()
+    given = service_host(environ)
     if given:
         return given
     host = urlsplit(master_url).hostname or "127.0.0.1"

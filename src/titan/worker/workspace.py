@@ -36,7 +36,6 @@ from urllib.parse import quote
 from titan import errors
 from titan.permissions import require_owned
 from titan.worker.connection import MasterConnection
-from titan.worker.settings import env_number
 
 log = logging.getLogger("titan.worker")
 
@@ -148,17 +147,6 @@ def _replace_beneath(directory: int, name: str, data: bytes, mode: int) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=directory)
         raise
-
-
-CACHE_DAYS_ENV = "TITAN_WORKER_CACHE_DAYS"
-DEFAULT_CACHE_DAYS = 7.0
-
-
-def cache_days() -> float:
-    """How long a cached script blob unused is kept (``TITAN_WORKER_CACHE_DAYS``; 0: for
-    ever)."""
-    return env_number(CACHE_DAYS_ENV, DEFAULT_CACHE_DAYS, 0, 36_500,
-                      "the days a cached script unused is kept (0: for ever)")
 
 
 def _touch(path: Path) -> bool:
