@@ -388,6 +388,30 @@ def test_a_host_may_carry_its_port() -> None:
     assert resolve(host="10.0.0.5:9091", port=7, token="t").url == "http://10.0.0.5:7"
 
 
+def test_titan_host_may_carry_its_port_as_host_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TITAN_HOST is documented as --host is ("HOST:PORT or URL, as every titan command takes
+    it"), but TITAN_HOST=master:9091 read "invalid Titan master URL 'http://[master:9091]:9090'"
+    (a docs walkthrough). TITAN_PORT, when set too, wins as --port does; blank counts as unset."""
+    monkeypatch.setenv("TITAN_HOST", "10.0.0.5:9091")
+    assert resolve(token="t").url == "http://10.0.0.5:9091"
+    monkeypatch.setenv("TITAN_HOST", "https://titan.example.com")
+    assert resolve(token="t").url == "https://titan.example.com:443"
+    monkeypatch.setenv("TITAN_HOST", "[::1]:9091")
+    assert resolve(token="t").url == "http://[::1]:9091"
+    monkeypatch.setenv("TITAN_PORT", "7")
+    ep = resolve(token="t")
+    assert (ep.url, ep.source) == ("http://[::1]:7", "TITAN_HOST/TITAN_PORT")
+    monkeypatch.setenv("TITAN_HOST", "::1")
+    assert resolve(token="t").url == "http://[::1]:7"
+    monkeypatch.setenv("TITAN_PORT", "ninety")
+    monkeypatch.setenv("TITAN_HOST", "10.0.0.5:9091")
+    with pytest.raises(ConfigError, match="invalid port 'ninety' in TITAN_PORT"):
+        resolve(token="t")
+    monkeypatch.setenv("TITAN_URL", "  ")
+    monkeypatch.setenv("TITAN_PORT", " ")
+    assert resolve(token="t").url == "http://10.0.0.5:9091"
+
+
 def test_a_data_dir_named_with_no_master_is_an_error(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # A typo in TITAN_DATA_DIR fell through to the user config's default master.

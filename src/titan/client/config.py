@@ -284,28 +284,20 @@ def _address(
             return (_with_port(found[0], port),), None, "arguments"
         return found, None, "arguments"
     if host is not None or port is not None:
-        # A URL, or HOST:PORT (`--host 10.0.0.5:9091`, "[::1]:9091"): not a plain host name
-        # (it was bracketed as an IPv6 literal and refused).
-        if host is not None and ("://" in host or host.startswith("[") or (
-                host.count(":") == 1 and host.rsplit(":", 1)[1].isdigit())):
-            url = parse_url(host)[0]
-            if port is not None:
-                url = _with_port(url, port)
-            return (url,), None, "arguments"
-        p = _port(port, "the port argument") if port is not None else DEFAULT_PORT
-        return (parse_url(make_url(host or DEFAULT_HOST, p))[0],), None, "arguments"
+        return (_host_url(host, port, "the port argument"),), None, "arguments"
 
     env_urls = os.environ.get(MASTERS_ENV)
     if env_urls:
         return parse_urls(env_urls, MASTERS_ENV), None, MASTERS_ENV
-    env_url = os.environ.get("TITAN_URL")
+    # Blank counts as unset, as for TITAN_TOKEN (a shell's `TITAN_URL=" "`, an unfilled
+    # template line).
+    env_url = os.environ.get("TITAN_URL", "").strip()
     if env_url:
         return (parse_url(env_url)[0],), None, "TITAN_URL"
-    env_host, env_port = os.environ.get("TITAN_HOST"), os.environ.get("TITAN_PORT")
+    env_host = os.environ.get("TITAN_HOST", "").strip() or None
+    env_port = os.environ.get("TITAN_PORT", "").strip() or None
     if env_host or env_port:
-        p = _port(env_port, "TITAN_PORT") if env_port else DEFAULT_PORT
-        return (parse_url(make_url(env_host or DEFAULT_HOST, p))[0],), None, \
-            "TITAN_HOST/TITAN_PORT"
+        return (_host_url(env_host, env_port, "TITAN_PORT"),), None, "TITAN_HOST/TITAN_PORT"
 
     for first, directory in zip((True, False), _data_dirs(), strict=False):
         found_dir = _data_dir_master(directory)
@@ -327,10 +319,24 @@ def _address(
     return (make_url(DEFAULT_HOST, DEFAULT_PORT),), None, "default"
 
 
-def _with_port(url: str, port: int | str) -> str:
+def _host_url(host: str | None, port: int | str | None, port_from: str) -> str:
+    """The master's URL from a host and a port, as ``--host``/``--port`` and ``TITAN_HOST``/
+    ``TITAN_PORT`` give them: the host may be a URL, or HOST:PORT (`10.0.0.5:9091`,
+    "[::1]:9091"), not only a plain host name (it was bracketed as an IPv6 literal and
+    refused; TITAN_HOST=master:9090 still was, though documented as --host is); the port,
+    when given, wins over the one the host names."""
+    if host is not None and ("://" in host or host.startswith("[") or (
+            host.count(":") == 1 and host.rsplit(":", 1)[1].isdigit())):
+        url = parse_url(host)[0]
+        return url if port is None else _with_port(url, port, port_from)
+    p = _port(port, port_from) if port is not None else DEFAULT_PORT
+    return parse_url(make_url(host or DEFAULT_HOST, p))[0]
+
+
+def _with_port(url: str, port: int | str, port_from: str = "the port argument") -> str:
     """``url`` with its port replaced by the port argument."""
     scheme = url.split("://", 1)[0]
-    return make_url(parse_url(url)[1], _port(port, "the port argument"), scheme)
+    return make_url(parse_url(url)[1], _port(port, port_from), scheme)
 
 
 def resolve(
