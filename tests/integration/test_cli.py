@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -310,6 +311,31 @@ def test_a_script_is_submitted_as_a_one_job_dag_with_its_arguments(cluster: Clus
         out = titan(cluster, "submit", *argv, check=False, cwd=tmp_path)
         assert out.returncode == 1 and said in out.stderr, (argv, out.stderr)
         assert "Traceback" not in out.stderr
+
+
+def test_a_program_is_submitted_as_a_one_job_dag_whatever_its_name(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    """The SDK runs a program (a #! line, or compiled) as a job, but `titan submit` read one
+    without a .py or .sh name as a YAML pipeline: "the pipeline must be a mapping", or
+    "'utf-8' codec can't decode byte" for a binary (a docs walkthrough)."""
+    tool = tmp_path / "mytool"
+    tool.write_text("#!/bin/sh\necho tool ran \"$@\"\n")
+    tool.chmod(0o755)
+    out = titan(cluster, "submit", "mytool", "--wait", "--", "-v", "now", cwd=tmp_path)
+    assert out.stdout.startswith("mytool#"), out.stdout
+    assert out.stdout.splitlines()[-1] == "COMPLETED (COMPLETED 1)", out.stdout
+    assert titan(cluster, "logs", "mytool/mytool").stdout.strip() == "tool ran -v now"
+    binary = tmp_path / "true.bin"
+    binary.write_bytes(Path(shutil.which("true") or "/bin/true").read_bytes())
+    binary.chmod(0o755)
+    out = titan(cluster, "submit", "true.bin", "--wait", cwd=tmp_path)
+    assert out.stdout.startswith("true#"), out.stdout
+    assert out.stdout.splitlines()[-1] == "COMPLETED (COMPLETED 1)", out.stdout
+    # Named as YAML, a file is a pipeline still (a comment may begin with #!).
+    (tmp_path / "odd.yaml").write_text("#!/not/a/program\nname: odd\njobs:\n  - id: a\n"
+                                       "    file: mytool\n")
+    out = titan(cluster, "submit", "odd.yaml", "--wait", cwd=tmp_path)
+    assert out.stdout.startswith("odd#"), out.stdout
 
 
 def test_unknown_job_is_a_clear_error(cluster: Cluster) -> None:

@@ -104,18 +104,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
 #: ``titan submit --wait``'s exit status when ``--timeout`` ran out with the DAG still going.
 WAIT_RAN_OUT = 124
 
-#: What ``titan submit`` runs as one job rather than reads as a pipeline.
+#: What ``titan submit`` runs as one job rather than reads as a pipeline (and a program: a
+#: file beginning with ``#!`` or compiled, whatever its name, unless it is named as YAML).
 SCRIPT_SUFFIXES = (".py", ".sh")
+PIPELINE_SUFFIXES = (".yaml", ".yml")
 
 
 def _script_job(path: str, script_args: list[str], allow_files: list[str]) -> TitanJob | None:
     """``titan submit train.py -- --epochs 3``: the script as a one-job DAG named after it
-    (the job id is the file's name without its suffix, made a valid id); None for a pipeline."""
+    (the job id is the file's name without its suffix, made a valid id); None for a pipeline.
+    A program (``#!`` first, or compiled) is a script too, as the SDK runs it: it was read as
+    YAML ("the pipeline must be a mapping", "'utf-8' codec can't decode byte 0xd0")."""
     suffix = Path(path).suffix
     if suffix.lower() in SCRIPT_SUFFIXES and suffix not in SCRIPT_SUFFIXES:
         raise ConfigError(f"{path}: name the script {Path(path).stem}{suffix.lower()} (Titan "
                           "runs .py files with Python and .sh with bash, by their suffix)")
-    if suffix not in SCRIPT_SUFFIXES:
+    from titan.client.files import starts_as_program  # the client's imports: on use only
+
+    program = suffix.lower() not in PIPELINE_SUFFIXES and starts_as_program(path)
+    if suffix not in SCRIPT_SUFFIXES and not program:
         if script_args:
             raise ConfigError(f"arguments ({' '.join(script_args)}) are for a script; "
                               f"{path} is read as a pipeline (give each job its args there)")

@@ -146,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                 parents=[_common(master=False, json=False)]))
 
     p = command("submit", cmd_submit,
-                "submit a YAML pipeline, or one .py or .sh script as a one-job DAG")
-    p.add_argument("pipeline", help="the pipeline file, or a script (.py, .sh)")
+                "submit a YAML pipeline, or one script (.py, .sh) or program as a one-job DAG")
+    p.add_argument("pipeline", help="the pipeline file, or a script (.py, .sh) or a program "
+                                    "(a file beginning with #!, or compiled)")
     p.add_argument("script_args", nargs="*", metavar="ARG",
                    help="a script's arguments (after --, when one starts with -); options "
                         "may come before or after the script")

@@ -44,6 +44,18 @@ _SKIP_SUFFIXES = (".pyc", ".pyo")
 _PROGRAMS = (b"#!", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe")
 
 
+def starts_as_program(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` begins as a program does (a ``#!`` line, an ELF or Mach-O
+    binary): ``titan submit`` runs such a file as one job rather than read it as a pipeline.
+    False when it cannot be read (what reads it next says why)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+    except OSError:
+        return False
+    return head.startswith(_PROGRAMS)
+
+
 def _check_runnable(job: TitanJob, path: Path, data: bytes) -> None:
     """A worker runs a ``.py`` (or any file with ``runner="fork"``) with Python, a ``.sh``
     with the shell, anything else as a program: a data file was submitted and its job failed on the worker with "Exec format
