@@ -61,6 +61,12 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["logs"], capsys)[0] == 2
     code, _, err = run(["submit", "--wait"], capsys)  # it said "required: pipeline, ARG"
     assert code == 2 and "required: pipeline (a pipeline YAML file or a script)" in err, err
+    # A script's own option before "--": "unrecognized arguments: --epochs" said nothing of
+    # "--" (a docs walkthrough); the line that works is given.
+    code, _, err = run(["submit", "train.py", "--wait", "--epochs", "3", "a b"], capsys)
+    assert code == 2 and err.splitlines()[-1] == (
+        "titan submit: error: unrecognized arguments: --epochs (a script's options go after "
+        "--: titan submit --wait train.py -- --epochs 3 'a b')"), err
     # Bytes that are not UTF-8 (a filename, an argument): one line, not a traceback from the
     # JSON encoder.
     bad = b"bad\xff.py".decode("utf-8", "surrogateescape")

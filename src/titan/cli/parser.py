@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
@@ -297,6 +298,13 @@ def _submit_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.N
             value = next(tokens, None)  # none left: argparse says the value is missing
             if value is not None:
                 options.append(value)
+    script_options = [t for t in positional[1:] if t.startswith("-") and not _number(t)]
+    if positional and not positional[0].startswith("-") and script_options:
+        # argparse said only "unrecognized arguments: --epochs 3", of the script's own options.
+        line = shlex.join(["titan", "submit", *options, positional[0], "--", *positional[1:],
+                           *tail])
+        submit.error(f"unrecognized arguments: {' '.join(script_options)} (a script's options "
+                     f"go after --: {line})")
     if not positional and not {"-h", "--help"} & set(options):
         # argparse named the optional ARG as required too ("pipeline, ARG").
         submit.error("the following argument is required: pipeline (a pipeline YAML file "
@@ -306,6 +314,15 @@ def _submit_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.N
                              namespace=parser.parse_args([], argparse.Namespace(command="submit")))
     args.script_args = [*args.script_args, *tail]
     return args
+
+
+def _number(token: str) -> bool:
+    """Whether ``token`` is a number (``-5``, ``-0.5``): argparse takes it as an argument."""
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
