@@ -58,6 +58,11 @@ def test_entries_parse_or_say_what_is_wrong() -> None:
     for bad in ("10.0.0.0/33", "host:99999", "a b", "user@host", "h:x"):
         with pytest.raises(ConfigError, match="S"):
             parse_rule(bad, "S")
+    # A URL pasted whole (docs/configuration.md: host names "as written in URLs").
+    for url in ("http://agent.internal", "https://10.0.0.5:8443/x"):
+        with pytest.raises(ConfigError, match=r"^S: '.*' is a URL; an entry is a host or "
+                                              r"address, with a port"):
+            parse_rule(url, "S")
 
 
 @pytest.mark.parametrize("host, expected", [

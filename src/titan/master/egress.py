@@ -71,6 +71,11 @@ class Rule:
 def parse_rule(entry: str, setting: str) -> Rule:
     """One entry of TITAN_EGRESS_ALLOW / _DENY; ConfigError naming the setting if malformed."""
     raw = entry.strip()
+    if "://" in raw:
+        # A URL pasted whole read "bad port in 'http://agent.internal'".
+        raise ConfigError(f"{setting}: {raw!r} is a URL; an entry is a host or address, with "
+                          "a port if only that port is meant (agent.internal, "
+                          "agent.internal:8443, 10.0.0.0/8)")
     port: int | None = None
     target = raw
     if raw.startswith("["):  # [v6] or [v6]:port
