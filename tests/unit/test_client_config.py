@@ -117,6 +117,21 @@ def test_a_data_dir_another_user_could_have_planted_is_ignored(
             assert resolve().url == "http://127.0.0.1:6666"  # looked for further, not used
 
 
+def test_a_planted_data_dir_in_the_current_folder_is_ignored_too(isolated: Path) -> None:
+    """The check held for a .titan above the work, but one planted in the current folder
+    itself was the walk's fallback: "ignoring .../.titan" was said, and its master.json and
+    admin.token were used all the same (a docs walkthrough: `cd` into a shared folder). It
+    is ignored as said: with nothing else, the default address, and no token of its."""
+    planted = isolated / "work" / ".titan"
+    write_data_dir(planted, "http://127.0.0.1:6666", "t-planter")
+    planted.chmod(0o777)
+    with pytest.warns(UserWarning, match="ignoring .* may be written by other users"):
+        ep = resolve()
+    assert (ep.url, ep.token, ep.source) == ("http://127.0.0.1:9090", None, "default")
+    with pytest.warns(UserWarning, match="ignoring"):
+        assert token_for("http://127.0.0.1:6666") is None
+
+
 def test_the_dashboard_port_finds_the_masters_token(isolated: Path) -> None:
     # `titan status --port 5000` (the dashboard's port, which serves the same API) said no
     # token was found and to run `titan up`, which was running.

@@ -212,11 +212,14 @@ def _data_dirs() -> Iterator[Path]:
     # Only one this user owns and nobody else may write (as git refuses a .git another user
     # owns, CVE-2022-24765): a .titan planted in a shared folder above the work would send
     # the user's token, store values and scripts to the planter's "master".
+    # None found, nothing more: the walk's fallback was ./.titan, so one planted in the current
+    # folder itself was used after all, once the check had said it was ignored.
     here = Path.cwd()
     found = next((d / LOCAL_DATA_DIR for d in (here, *here.parents)
                   if (d / LOCAL_DATA_DIR / MASTER_FILE).is_file()
-                  and _own(d / LOCAL_DATA_DIR)), here / LOCAL_DATA_DIR)
-    yield found
+                  and _own(d / LOCAL_DATA_DIR)), None)
+    if found is not None:
+        yield found
 
 
 def _own(directory: Path) -> bool:
