@@ -5,6 +5,7 @@ accepted; exports wrote ``+00:00`` where the dashboard wrote ``Z``)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import unicodedata
 from typing import Any
@@ -321,12 +322,32 @@ def human_size(n: int) -> str:
     return f"{size:.1f} {unit}"
 
 
+#: The most decimal places a cost is written with ($0.000000000001).
+MAX_COST_PLACES = 12
+
+
+def cost_places(cost: float) -> int:
+    """The decimal places a cost under $1 is written with: four ($0.0008), or as many as show
+    two significant digits of a smaller one that is not zero ($0.0000059 for one
+    gpt-4o-mini call of 18 tokens), at most :data:`MAX_COST_PLACES`: with four, a run of
+    cheap calls read $0.0000, as if it cost nothing. The dashboard's ``T.usd`` does the same."""
+    size = abs(cost)
+    if size == 0 or size >= 0.0001 or not math.isfinite(size):
+        return 4
+    return min(1 - math.floor(math.log10(size)), MAX_COST_PLACES)
+
+
+def dollars(cost: float) -> str:
+    """A cost as the CLI and logs write it: ``$0.0120``, ``$0.0000059`` (:func:`cost_places`)."""
+    return f"${cost:.{cost_places(cost)}f}"
+
+
 def cost_text(cost: float | None, unpriced: int = 0) -> str:
-    """A cost in dollars as the CLI and logs write it: four decimals, "-" when there is none;
-    with ``unpriced`` LLM calls of no known price a lower bound (">=$0.0120"), or "unknown"
-    when no call was priced — never a paid run shown as $0 (the dashboard's ``run_cost``
-    writes the same)."""
-    text = "-" if cost is None else f"${cost:.4f}"
+    """A cost in dollars as the CLI and logs write it: four decimals (more for a cost under
+    $0.0001, :func:`cost_places`), "-" when there is none; with ``unpriced`` LLM calls of no
+    known price a lower bound (">=$0.0120"), or "unknown" when no call was priced — never a
+    paid run shown as $0 (the dashboard's ``run_cost`` writes the same)."""
+    text = "-" if cost is None else dollars(cost)
     if not unpriced:
         return text
     return f">={text}" if cost else "unknown"

@@ -329,3 +329,25 @@ def test_an_ended_run_with_no_action_says_it_recorded_none(cluster: Cluster, das
     page.reload()
     page.wait_for_selector("#actions-empty:not([hidden])")
     assert page.inner_text("#actions-empty") == "This run recorded no action."
+
+
+def test_a_run_of_cheap_calls_is_not_shown_as_free(cluster: Cluster, dash: Dashboard,
+                                                   page: Any) -> None:
+    # A run of a few gpt-4o-mini calls ($0.00000585 each) read "$0.0000" on its card, in its
+    # header, on each action and on its agent's chart, as if it had cost nothing (a QA pass).
+    cheap = {"model": "gpt-4o-mini", "cost_usd": 5.85e-06}
+    cluster.api("POST", "/runs", {"id": "br-cheap", "agent_id": "cheap-agent"})
+    cluster.api("POST", "/runs/br-cheap/actions", {"actions": [action(0, **cheap)]})
+    page.goto(dash.url("/runs?agent=cheap-agent"))
+    card = '.run-card[data-run-id="br-cheap"] .cost'
+    assert page.inner_text(card) == "$0.0000058"
+    cluster.api("POST", "/runs/br-cheap/actions", {"actions": [action(1, **cheap)]})
+    page.wait_for_function(f"() => document.querySelector('{card}').textContent === '$0.000012'")
+
+    page.goto(dash.url("/runs/br-cheap"))
+    page.wait_for_selector('.action-row[data-seq="2"]')
+    assert page.inner_text("#run-cost") == "$0.000012"
+    assert page.eval_on_selector_all(".action-row .a-cost", "els => els.map(e => e.textContent)") \
+        == ["$0.0000058", "$0.0000058"]
+    page.goto(dash.url("/agents/cheap-agent"))
+    assert "$0.000012" in page.inner_text("main")

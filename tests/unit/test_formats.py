@@ -10,7 +10,7 @@ import pytest
 import titan
 from titan.client.job import check_name as sdk_check
 from titan.errors import ValidationFailed
-from titan.formats import iso, run_id_for, run_id_problem, tags_problem
+from titan.formats import cost_text, iso, run_id_for, run_id_problem, tags_problem
 from titan.master.runs.ingest import parse_run
 from titan.master.scheduling.validation import check_name as master_check
 
@@ -90,3 +90,14 @@ def test_a_run_field_with_a_lone_surrogate_is_refused_at_once(field: str) -> Non
         titan.trace.run(**given)
     with pytest.raises(ValueError, match="agent_version must be"):
         titan.trace.run("a", agent_version="v" * 201)
+
+
+@pytest.mark.parametrize(("cost", "text"), [
+    (0.0, "$0.0000"), (0.0008, "$0.0008"), (0.0001, "$0.0001"), (0.5, "$0.5000"),
+    (5.85e-06, "$0.0000058"), (1e-05, "$0.000010"), (2.4e-09, "$0.0000000024"),
+    (1e-15, "$0.000000000000"), (None, "-")])
+def test_a_cost_under_a_hundredth_of_a_cent_keeps_two_significant_digits(
+        cost: float | None, text: str) -> None:
+    # Two gpt-4o-mini calls of a few tokens cost $0.0000117 and read "$0.0000" on every page
+    # and in `titan runs list`, as if free (a QA pass).
+    assert cost_text(cost) == text

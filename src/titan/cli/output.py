@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from titan.formats import cost_text, shown
+from titan.formats import cost_text, dollars, shown
 
 
 def print_json(value: Any) -> None:
@@ -257,8 +257,8 @@ def show_dag(dag: dict[str, Any]) -> None:
 
 
 def money(value: float | None) -> str:
-    """A cost in dollars for a table: four decimals, "-" when unknown."""
-    return "-" if value is None else f"${value:.4f}"
+    """A cost in dollars for a table: four decimals (more under $0.0001), "-" when unknown."""
+    return "-" if value is None else dollars(value)
 
 
 def run_money(run: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 
 from titan.dashboard import run_queries
 from titan.dashboard.render import Data, env, int_param, twin
+from titan.formats import dollars
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.runs.ingest import OUTCOMES
@@ -38,10 +39,12 @@ def agent_href(agent_id: str) -> str:
 
 
 def usd(value: float | None) -> str:
-    """'$0.0008', '$12.40': cents hide what most single runs cost."""
+    """'$0.0008', '$12.40', '$0.0000059': cents hide what most single runs cost, and four
+    decimals what a few calls of a cheap model cost (formats.cost_places; runs.js's
+    ``T.usd`` writes the same)."""
     if value is None:
         return "—"
-    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+    return f"${value:,.2f}" if value >= 1 else dollars(value)
 
 
 def run_cost(r: Data) -> str:

@@ -10,10 +10,15 @@
   "use strict";
   const T = window.Titan;
 
+  /* '$0.0008', '$12.40', '$0.0000059': four decimals read a few cheap calls as $0.0000, so a
+   * smaller cost that is not zero keeps two significant digits (formats.cost_places). */
   T.usd = function (v) {
     if (v === null || v === undefined) return "—";
-    return v >= 1 ? "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })
-                  : "$" + v.toFixed(4);
+    if (v >= 1) return "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    const size = Math.abs(v);
+    const places = size === 0 || size >= 0.0001 || !isFinite(size) ? 4
+      : Math.min(1 - Math.floor(Math.log10(size)), 12);
+    return "$" + v.toFixed(places);
   };
   /* A run's cost as the pages write it (runs_pages.run_cost): a lower bound, or unknown,
    * when some of its LLM calls have no known price. */
