@@ -18,6 +18,7 @@ import pytest
 from tests.browser.conftest import Dashboard, first_render_script
 from tests.browser.test_dashboard import assert_no_reload, check_common, mark_no_reload, wait_count
 from tests.integration.harness import Cluster
+from titan.dashboard import run_queries
 
 pytestmark = pytest.mark.browser
 BIG = 30_000
@@ -351,3 +352,24 @@ def test_a_run_of_cheap_calls_is_not_shown_as_free(cluster: Cluster, dash: Dashb
         == ["$0.0000058", "$0.0000058"]
     page.goto(dash.url("/agents/cheap-agent"))
     assert "$0.000012" in page.inner_text("main")
+
+
+def test_the_agent_field_suggests_agents_past_the_first_five_hundred(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # Seed 004: "By agent - Type to search and select". The page lists the first 500 agent ids
+    # in the field's datalist; with 501 agents, typing "zulu" offered nothing, on the Runs
+    # page and on the Activity Ledger (a QA pass). The field now asks the master as you type.
+    listed = run_queries.AGENT_IDS_LISTED
+    ops = [{"run": f"br-fleet-{i:03d}", "create": {"agent_id": f"fleet-{i:03d}"}}
+           for i in range(listed)]
+    ops.append({"run": "br-zulu", "create": {"agent_id": "zulu-support"}})
+    assert cluster.api("POST", "/runs/batch", {"ops": ops})["applied"] == len(ops)
+    assert cluster.api("GET", "/agents?q=ZULU&limit=5") == {"agent_ids": ["zulu-support"]}
+    options = "() => Array.from(document.querySelectorAll('#agent-ids option'), o => o.value)"
+    for path in ("/runs", "/ledger"):
+        page.goto(dash.url(path))
+        assert "zulu-support" not in page.evaluate(options)  # past the first 500 listed
+        page.fill('input[name="agent"]', "ZuLu")
+        page.wait_for_function(f"() => ({options})().join() === 'zulu-support'")
+        page.fill('input[name="agent"]', "")
+        page.wait_for_function(f"() => ({options})().length === {listed}")

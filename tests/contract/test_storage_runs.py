@@ -813,6 +813,9 @@ def test_agent_ids(storage: Storage) -> None:
         assert tx.agent_ids("%", 10) == ["gamma%"]
         assert set(tx.agent_ids("ph", 10)) == {"alpha", "alpha_2", "alphaz2"}
         assert tx.agent_ids("et", 10) == ["beta"]
+        # Either case, on PostgreSQL too (its LIKE is case-sensitive): the agent field asks
+        # with what the user typed (GET /agents?q=).
+        assert tx.agent_ids("BET", 10) == ["beta"]
         assert len(tx.agent_ids("", 2)) == 2
         assert tx.agent_ids("nope", 10) == []
 

@@ -97,7 +97,7 @@ class RunsTransaction(abc.ABC):
 
     @abc.abstractmethod
     def agent_ids(self, prefix: str, limit: int) -> list[str]:
-        """Distinct agent ids containing ``prefix``, sorted."""
+        """Distinct agent ids containing ``prefix`` in either case, sorted."""
 
     @abc.abstractmethod
     def finished_runs_before(self, before: float, limit: int,

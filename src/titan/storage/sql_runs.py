@@ -226,7 +226,7 @@ class RunsSQL:
         c = t.agent_runs.c
         q = select(c.agent_id).where(c.agent_id.isnot(None)).distinct().order_by(c.agent_id)
         if prefix:
-            q = q.where(c.agent_id.like(like(prefix), escape="\\"))
+            q = q.where(c.agent_id.ilike(like(prefix), escape="\\"))
         return [r[0] for r in self.conn.execute(q.limit(limit))]
 
     def finished_runs_before(self, before: float, limit: int,

@@ -246,6 +246,15 @@ async def verify_run(c: CtxDep, p: Reader, run_id: str) -> Row:
     return ledger.verdict_view(verdict)
 
 
+@router.get("/agents", summary="Agent ids containing some text, for the pages' agent fields")
+async def find_agents(c: CtxDep, p: Reader, q: str = "",
+                      limit: int = Query(50, ge=1, le=1000)) -> Row:
+    # The Runs and Activity Ledger pages list the first 500 agent ids with the page; past
+    # those, the agent field asks here as the user types (static/agent_ids.js).
+    ids = await c.engine.read(lambda tx: tx.agent_ids(q.strip(), limit))
+    return {"agent_ids": ids}
+
+
 @router.get("/agents/{agent_id:path}", summary="An agent: its budget and its runs over time")
 async def get_agent(c: CtxDep, p: Reader, agent_id: str,
                     limit: int = Query(100, ge=1, le=1000)) -> Row:
