@@ -373,3 +373,19 @@ def test_the_agent_field_suggests_agents_past_the_first_five_hundred(
         page.wait_for_function(f"() => ({options})().join() === 'zulu-support'")
         page.fill('input[name="agent"]', "")
         page.wait_for_function(f"() => ({options})().length === {listed}")
+
+
+def test_a_running_run_joins_a_min_cost_page_when_its_cost_passes(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # Seed 004's "Analyze high-cost runs" while they run: on /runs?status=running&min_cost=1
+    # a run that passed $1 stayed off the page, which the API listed, until it ended, and
+    # then the running filter dropped it: the page never showed it (a QA pass).
+    cluster.api("POST", "/runs", {"id": "br-costly", "agent_id": "costly-agent"})
+    page.goto(dash.url("/runs?status=running&min_cost=1&agent=costly-agent"))
+    page.wait_for_selector("#runs-empty:not([hidden])")
+    mark_no_reload(page)
+    cluster.api("POST", "/runs/br-costly/actions", {"actions": [action(0, cost_usd=0.4)]})
+    cluster.api("POST", "/runs/br-costly/actions", {"actions": [action(1, cost_usd=0.9)]})
+    page.wait_for_selector('.run-card[data-run-id="br-costly"][data-status="running"]')
+    assert page.inner_text('.run-card[data-run-id="br-costly"] .cost') == "$1.30"
+    assert_no_reload(page)

@@ -3,8 +3,8 @@
  * Cards are rendered on the server (templates/_runs.html). Run events patch a card in place
  * (cost, actions, success rate, status, end) the moment they arrive; anything that can
  * change which runs the page lists — a new run, a run that ended, one that crossed its
- * budget — re-reads the list region from the server instead (at most once a second), so
- * the filters are applied in one place. Titan.runCards is what agent.js reuses.
+ * budget or the page's min cost — re-reads the list region from the server instead (at most
+ * once a second), so the filters are applied in one place. Titan.runCards is what agent.js reuses.
  */
 (function () {
   "use strict";
@@ -127,6 +127,17 @@
   const firstPage = (Number(region.dataset.offset) || 0) === 0;
   const refresh = T.throttle(() => T.swapRegion("runs-live", T.runCards.reapply), 1000);
 
+  // A running run that passes the min cost filter joins the list then, not when it ends
+  // (when a running-only page would drop it again): once per run, the server deciding.
+  const minCost = Number(new URLSearchParams(location.search).get("min_cost")) || 0;
+  const passedMinCost = new Set();
+  function crossedMinCost(s, shown) {
+    if (!minCost || shown || passedMinCost.has(s.id) || !(s.cost_usd >= minCost)) return false;
+    if (passedMinCost.size > 1000) passedMinCost.clear();
+    passedMinCost.add(s.id);
+    return true;
+  }
+
   function interceptShown(id) {
     return document.querySelector('#intercepts .intercept[data-run-id="' + CSS.escape(id) + '"]') !== null;
   }
@@ -142,6 +153,8 @@
         refresh();  // it may leave a status filter, or join the intercepts
       } else if (shown && s.over_budget_at && !interceptShown(s.id)) {
         refresh();  // it just crossed its budget: an intercept now
+      } else if (crossedMinCost(s, shown)) {
+        refresh();
       }
     },
     onResync: refresh,
