@@ -389,3 +389,20 @@ def test_a_running_run_joins_a_min_cost_page_when_its_cost_passes(
     page.wait_for_selector('.run-card[data-run-id="br-costly"][data-status="running"]')
     assert page.inner_text('.run-card[data-run-id="br-costly"] .cost') == "$1.30"
     assert_no_reload(page)
+
+
+def test_a_run_over_its_budget_joins_the_intercepts_of_a_page_filtered_to_others(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # Critical intercepts answer only to the time window, yet a running run that went over
+    # its budget joined them live only when the page's other filters listed its card: on
+    # /runs?agent=another it was missing until the run ended (a QA pass).
+    cluster.api("POST", "/runs", {"id": "br-overrun", "agent_id": "overrun-agent",
+                                  "budget_usd": 0.01})
+    page.goto(dash.url("/runs?agent=another-agent"))
+    page.wait_for_selector("#runs-empty:not([hidden])")
+    mark_no_reload(page)
+    cluster.api("POST", "/runs/br-overrun/actions", {"actions": [action(0, cost_usd=0.02)]})
+    page.wait_for_selector('#intercepts a.intercept[data-run-id="br-overrun"]')
+    assert "over budget" in page.inner_text('#intercepts a.intercept[data-run-id="br-overrun"]')
+    assert page.query_selector('.run-card[data-run-id="br-overrun"]') is None
+    assert_no_reload(page)

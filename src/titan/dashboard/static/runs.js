@@ -132,9 +132,13 @@
   const minCost = Number(new URLSearchParams(location.search).get("min_cost")) || 0;
   const passedMinCost = new Set();
   function crossedMinCost(s, shown) {
-    if (!minCost || shown || passedMinCost.has(s.id) || !(s.cost_usd >= minCost)) return false;
-    if (passedMinCost.size > 1000) passedMinCost.clear();
-    passedMinCost.add(s.id);
+    return Boolean(minCost) && !shown && s.cost_usd >= minCost && once(passedMinCost, s.id);
+  }
+  const overBudget = new Set();
+  function once(seen, id) {  // true the first time: a run re-reads the list once per reason
+    if (seen.has(id)) return false;
+    if (seen.size > 1000) seen.clear();
+    seen.add(id);
     return true;
   }
 
@@ -147,12 +151,15 @@
     onEvent(msg) {
       const s = msg.data;
       const shown = T.runCards.patch(s);
+      if (!s.over_budget_at) overBudget.delete(s.id);  // its budget raised: it may cross again
       if (msg.type === "run_created") {
         if (firstPage) refresh();  // the server decides whether it matches the filters
       } else if (msg.type === "run_completed" || msg.type === "run_failed") {
         refresh();  // it may leave a status filter, or join the intercepts
-      } else if (shown && s.over_budget_at && !interceptShown(s.id)) {
-        refresh();  // it just crossed its budget: an intercept now
+      } else if (s.over_budget_at && !interceptShown(s.id) && once(overBudget, s.id)) {
+        // It just crossed its budget: an intercept now, whether or not the page's filters
+        // list its card (the intercepts answer only to the time window).
+        refresh();
       } else if (crossedMinCost(s, shown)) {
         refresh();
       }
