@@ -154,8 +154,9 @@ def test_original_lists_its_replays_and_refuses_without_code(
     assert button.is_disabled() and "no code recorded" in (button.get_attribute("title") or "")
     page.click("h1")
     page.keyboard.press("r")
-    page.wait_for_timeout(300)
-    assert page.is_hidden("#replay-error") and button.is_disabled()
+    page.wait_for_selector("#replay-error:not([hidden])")  # why, said without asking
+    assert page.inner_text("#replay-error").startswith("Replay not available: no code")
+    assert button.is_disabled()
     shot(page, artifacts, "replay-not-available")
 
     # d: the determinism score, from the timestamp and the UUID in the report's outputs.
@@ -205,6 +206,16 @@ def test_an_imported_run_is_not_scored_and_offers_no_replay(cluster: Cluster, da
     check_common(page, "run")
     button = page.locator("#simulate-replay")
     assert button.is_disabled() and "no code recorded" in (button.get_attribute("title") or "")
+    # Said in the panel, not only in the disabled button's title (seen by hovering): the
+    # panel asked to "press r or Simulate Replay", and r did nothing (a QA pass).
+    page.wait_for_selector("#replay-report .replay-unavailable")
+    assert page.inner_text("#replay-report .replay-unavailable").startswith(
+        "Replay not available: no code recorded for this run")
+    assert page.inner_text("#replay-list .replay-none") == "No replay yet."
+    page.click("h1")
+    page.keyboard.press("r")
+    page.wait_for_selector("#replay-error:not([hidden])")
+    assert page.inner_text("#replay-error").startswith("Replay not available")
     page.click("#tab-determinism")
     page.wait_for_selector("#determinism-score[data-score]", state="attached")
     assert page.inner_text("#determinism-score .det-number") == "—"
@@ -312,9 +323,10 @@ def test_a_viewer_reads_replays_but_has_no_button_to_start_one(
     page.wait_for_selector('#replay-report[data-replay-id="orig-replay-1"] #replay-metrics')
     button = page.locator("#simulate-replay")
     assert button.is_disabled() and "viewer" in (button.get_attribute("title") or "")
-    page.keyboard.press("r")
-    page.wait_for_timeout(300)
-    assert page.locator("#replay-error").is_hidden()  # nothing was asked of the master
+    page.keyboard.press("r")  # nothing is asked of the master: the page says why
+    page.wait_for_selector("#replay-error:not([hidden])")
+    assert page.inner_text("#replay-error") == \
+        "Operators and admins start replays; a viewer reads their reports"
     assert button.is_disabled()
 
 

@@ -22,6 +22,11 @@
   const reportEl = document.getElementById("replay-report");
   const listEl = document.getElementById("replay-list");
   const EVENTS = ["action_created", "run_updated", "run_completed", "run_failed"];
+  // Why this page cannot start a replay (a viewer's, or a run with no code), said in the
+  // panel and when r is pressed: a disabled button's title alone is seen by hovering only.
+  const unavailable = button.hasAttribute("data-viewer") || button.hasAttribute("data-no-code")
+    ? button.title : "";
+  const NONE_YET = unavailable ? "No replay yet." : "No replay yet: press r or Simulate Replay.";
   const KIND = {
     name_mismatch: "Action name mismatch", input_mismatch: "Input mismatch",
     output_mismatch: "Output mismatch", extra: "Extra call", missing: "Missing call",
@@ -292,7 +297,7 @@
       const d = await T.getJSON(api(target, "/replays"));
       const items = d.replays || [];
       listEl.replaceChildren(...(items.length ? items.map(listItem)
-        : [el("li", { class: "replay-none muted", text: "No replay yet: press r or Simulate Replay." })]));
+        : [el("li", { class: "replay-none muted", text: NONE_YET })]));
       return items;
     } catch (err) {
       return null;  // the server-rendered list stays
@@ -301,6 +306,7 @@
 
   // -- starting one ---------------------------------------------------------------------------
   async function start() {
+    if (unavailable) { fail(unavailable); return; }
     if (button.disabled) return;
     s.starting = true;
     fail("");
@@ -330,7 +336,8 @@
     if (isReplay) { show(runId); return; }
     const latest = listEl ? listEl.querySelector(".replay-item") : null;
     if (latest) show(latest.dataset.runId);
-    else reportEl.replaceChildren(el("p", { class: "muted", text: "Replay this run to compare it with its recording." }));
+    else reportEl.replaceChildren(el("p", { class: "muted replay-unavailable",
+      text: unavailable || "Replay this run to compare it with its recording." }));
   }
 
   button.addEventListener("click", start);
