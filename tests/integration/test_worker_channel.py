@@ -189,6 +189,32 @@ def test_a_report_returns_the_slots_its_results_freed(cluster: Cluster) -> None:
     assert dag["status"] == "COMPLETED"
 
 
+def test_a_worker_that_registers_again_with_its_channel_open_still_gets_jobs(
+        cluster: Cluster) -> None:
+    """In a failover the worker's channel reaches the new leader while its heartbeat there is
+    refused (the worker counted lost), so it registers again with the channel open: the
+    channel served the record of its hello, the dispatcher the new one, and the worker, live
+    with every slot free, was sent nothing again (a fleet QA pass)."""
+    worker_id, credential = register(cluster, "CHAN_REJOIN", slots=2)
+    client = cluster.client()
+    script = cluster.script("chan_rejoin.py", "pass\n")
+    with channel(cluster, worker_id, credential) as ws:
+        hello(ws, 2)
+        cluster.api("POST", "/workers/register",
+                    {"worker_id": worker_id, "name": "hand-CHAN_REJOIN",
+                     "capabilities": ["CHAN_REJOIN"], "slots": 2, "running": []},
+                    token=credential)
+        client.submit_dag("chan_rejoin", [TitanJob(job_id="r", filename=script,
+                                                   requirement="CHAN_REJOIN")])
+        job = recv(ws)["jobs"][0]
+        assert job["job_id"] == "r" and job["attempt"] == 1
+        assert worker_row(cluster, worker_id)["transport"] == "channel"
+        send(ws, {"t": "report", "id": 1, "logs": [], "credit": 1,
+                  "results": [{"id": job["id"], "attempt": 1, "exit_code": 0}]})
+        assert recv(ws)["t"] == "ack"
+    assert client.wait_dag("chan_rejoin", timeout=WAIT)["status"] == "COMPLETED"
+
+
 def test_a_draining_channel_gets_cancels_but_no_jobs(cluster: Cluster) -> None:
     worker_id, credential = register(cluster, "CHAN_DRAIN")
     client = cluster.client()

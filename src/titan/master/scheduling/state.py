@@ -156,6 +156,7 @@ class WorkerRec:
     # counted as taken until that commit lands and the jobs are in ``assigned``.
     reserved: int = 0
     transport: str = "http"  # how its jobs travel: "channel" (the WebSocket) or "http" polls
+    channel: object | None = None  # the worker channel that serves it (worker_channel.py)
     # Whether its executor may run more jobs than its slots while some of its jobs wait on
     # the master (lending.py): a local worker's processes can; a Ray worker's CPUs cannot.
     lends: bool = False

@@ -71,6 +71,7 @@ class WorkerChannel:
         self._closed = False
         self._drain_pending = False  # the worker drains: say "drained" once nothing is in flight
         self._reports: set[asyncio.Task[None]] = set()
+        self._worker: WorkerRec  # the record the channel serves (see _current)
 
     async def _send(self, message: Row) -> None:
         """Send ``message``, in one frame with whatever else is sent in the same loop round.
@@ -97,14 +98,18 @@ class WorkerChannel:
         credit = proto.int_field(hello.get("credit"), "credit", hi=4096)
         held = {proto.attempt_key(r, "running") for r in proto.entries(hello, "running")}
         self._credit = credit
-        worker.transport = "channel"
+        worker.transport, worker.channel = "channel", self
+        self._worker = worker
         worker.assigned.extend(proto.undelivered(self.engine, worker, held))
         await self._send({"t": "welcome", "credit_in_reports": True})
-        pump = asyncio.create_task(self._pump(worker))
+        pump = asyncio.create_task(self._pump())
         try:
             await self._read()
         finally:
             self._closed = True
+            worker = self._worker
+            if worker.channel is self:
+                worker.channel = None
             if worker.poll is not None and not worker.poll.done():
                 worker.poll.set_result(None)
             pump.cancel()
@@ -192,10 +197,24 @@ class WorkerChannel:
 
     # ------------------------------------------------------------------ master → worker
 
-    async def _pump(self, worker: WorkerRec) -> None:
+    def _current(self) -> WorkerRec:
+        """The worker's record now. A worker that registers again while its channel is open
+        (in a failover its heartbeat is refused while the channel's hello is taken) gets a
+        new record; the channel carries that one's jobs from then on. Kept on the record of
+        its hello, the pump parked on a record the dispatcher no longer sees: the worker,
+        live with every slot free, was sent nothing again (a fleet QA pass)."""
+        worker = self.engine.sched.workers.get(self.worker_id)
+        if worker is not None and worker is not self._worker and worker.channel is None:
+            # (A record another channel's hello took is that channel's to serve.)
+            worker.transport, worker.channel = "channel", self
+            self._worker = worker
+        return self._worker
+
+    async def _pump(self) -> None:
         """Lease what the worker's credit allows, push it once committed; park otherwise."""
         engine = self.engine
         while not self._closed:
+            worker = self._current()
             ch = Changes()
             want = capacity(worker, self._credit)
             if want > 0 and worker.live:
