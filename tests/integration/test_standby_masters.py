@@ -28,8 +28,10 @@ from websockets.sync.client import connect
 
 from tests.chaos.tcp_proxy import TcpProxy
 from tests.conftest import PG_ADMIN_URL, free_port, fresh_postgres_database
+from titan.client import TitanClient
 from titan.master.auth.tokens import JobTokens
 from titan.storage import open_storage
+from titan_sdk import TitanJob
 
 
 class Master:
@@ -376,6 +378,56 @@ def test_a_worker_says_which_leader_it_follows_through_a_pause(masters: Any,
         assert f"worker channel: lost master {a.url}: it stopped answering" in log, log[-3000:]
         assert "Traceback" not in log and "keepalive ping failed" not in log, log[-3000:]
         assert "rejected WebSocket connection: HTTP 503" not in log, log[-3000:]
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+
+
+def test_a_job_running_through_a_paused_leader_keeps_its_attempt(masters: Any,
+                                                                  tmp_path: Path) -> None:
+    """docs/reliability.md: with the default lease and leader timeout, the workers of a paused
+    leader turn to the new one inside the lease it gives their jobs. The channel did, but the
+    heartbeat sent to the leader as it froze waited out its 30 s: the new leader heard nothing
+    for a lease, counted the worker lost and ran its job again (a fleet QA pass)."""
+    a = masters("a")
+    a.wait_answering()
+    b = masters("b")
+    b.wait_answering()
+    go = tmp_path / "go"
+    script = tmp_path / "held.py"
+    script.write_text(f"import os, time\nwhile not os.path.exists({str(go)!r}):\n"
+                      "    time.sleep(0.1)\nprint('held through the pause')\n")
+    said = tmp_path / "held-worker.log"
+    with open(said, "ab") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "titan", "worker", "--master", f"{a.url},{b.url}",
+             "--workdir", str(tmp_path / "w"), "--slots", "1", "--name", "held"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
+            env={**os.environ, "TITAN_TOKEN": (a.data / "worker.token").read_text().strip()})
+    try:
+        client = TitanClient(url=[b.url, a.url], token=a.token)
+        client.submit_dag("held", [TitanJob(job_id="h", filename=str(script))])
+        deadline = time.monotonic() + 60
+        while client.get_job("held/h")["state"] != "RUNNING":
+            assert time.monotonic() < deadline, said.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        time.sleep(1)  # a heartbeat or two on the leader, then it freezes between them
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        paused = time.monotonic()
+        try:
+            b.wait_leading(timeout=30)
+            # Past the lease the new leader gave the job at takeover (15 s), with a margin.
+            time.sleep(max(0.0, 25 - (time.monotonic() - paused)))
+            status, _, job = b.call("GET", "/jobs/held/h", token=a.token)
+            assert (status, job["state"], job["attempt"]) == (200, "RUNNING", 1), (
+                job, said.read_text(errors="replace")[-3000:], b.log())
+        finally:
+            os.kill(a.proc.pid, signal.SIGCONT)
+        go.touch()
+        dag = client.wait_dag("held", timeout=60)
+        assert dag["status"] == "COMPLETED", dag
+        assert [j["attempt"] for j in dag["jobs"]] == [1], dag
+        assert client.fetch_logs("held/h").strip() == "held through the pause"
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)

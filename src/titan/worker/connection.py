@@ -248,6 +248,11 @@ class MasterConnection:
                     advice = explain(str(exc), base) or plain_to_tls(str(exc), base)
                     if advice is not None:  # before any answer: a mistake, as the CLI says
                         raise errors.ConnectionFailed(advice) from None
+                if isinstance(exc, httpx.ReadTimeout) and len(self.masters.urls) > 1:
+                    # Connected, then no answer: a leader that froze (SIGSTOP, a paused
+                    # VM) keeps accepting connections. Asked briefly whether it leads, so
+                    # the next try goes to the master that took over, if one did.
+                    self.leads(base)
                 if token_unknown:
                     unknown[base] = str(exc)
                 elif isinstance(exc, _ABSENT) and not isinstance(exc, MasterUnproven):

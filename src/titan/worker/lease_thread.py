@@ -44,6 +44,8 @@ log = logging.getLogger("titan.worker")
 MAX_HEARTBEAT = 1200.0
 #: ... and at least (a third of the shortest lease, 1 s): no busy loop of heartbeats.
 MIN_HEARTBEAT = 0.1
+#: The shortest wait for a heartbeat's answer (seconds): a loaded master is not hurried.
+HEARTBEAT_TIMEOUT_MIN = 2.0
 
 
 #: A master that forgets this worker again within this many seconds is said at INFO only.
@@ -283,7 +285,12 @@ class LeaseThread:
         gives it the two that agree it needs before it shifts the times of any log line."""
         running = [{"id": i, "attempt": a} for i, a in self.supervisor.running()]
         try:
-            reply = self._call("heartbeat", lambda: stamped({"running": running}))
+            # Answered within a heartbeat period, or tried again (on the master the worker
+            # turned to meanwhile): with the 30 s of other calls, a heartbeat sent to a leader
+            # that then froze held this thread past the lease the new leader gave the
+            # worker's jobs, and they ran again although the worker followed it in time.
+            reply = self._call("heartbeat", lambda: stamped({"running": running}),
+                               timeout=max(self.heartbeat_seconds, HEARTBEAT_TIMEOUT_MIN))
         except errors.TitanError as exc:
             self._fail(exc)
             return False
