@@ -116,6 +116,30 @@ def test_a_master_older_than_the_client_is_named_as_such(cluster: Cluster) -> No
         s.close()
 
 
+def test_a_master_that_froze_is_passed_over_in_seconds_not_a_read_timeout(
+        cluster: Cluster) -> None:
+    """A leader paused (SIGSTOP, a frozen VM): the kernel still accepts connections for it,
+    and nothing answers. The proof waited the read timeout (60 s) on each new connection, so
+    `titan status` given the leader and its standby took a minute, long after the standby
+    had taken over (a fleet QA pass). The proof is bounded as a connection is (5 s)."""
+    frozen = socket.create_server(("127.0.0.1", 0), backlog=8)  # listens, never accepts
+    try:
+        url = f"http://127.0.0.1:{frozen.getsockname()[1]}"
+        client = TitanClient(url=[url, cluster.url], token=cluster.admin_token)
+        started = time.monotonic()
+        client.store_put("past-the-frozen-one", "reached")
+        took = time.monotonic() - started
+        assert client.store_get("past-the-frozen-one") == "reached"
+        assert took < 20, f"{took:.1f} s before the next master was asked"
+        cli = subprocess.run(
+            [sys.executable, "-m", "titan", "store", "get", "past-the-frozen-one",
+             "--master", f"{url},{cluster.url}"], capture_output=True, text=True,
+            timeout=60, env={**cluster.env, "TITAN_TOKEN": cluster.admin_token})
+        assert cli.returncode == 0 and cli.stdout.strip() == "reached", cli.stderr
+    finally:
+        frozen.close()
+
+
 def test_the_cli_and_a_worker_send_no_token_either(cluster: Cluster) -> None:
     s = Squatter(reply("404 Not Found", {"detail": "Not Found"}))
     try:

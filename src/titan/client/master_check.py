@@ -64,9 +64,16 @@ def prove(sock: socket.socket, host: bytes, token: str, url: str) -> Reply | Non
     target = (f"{quote(prefix, safe='/%')}{master_proof.PATH}?nonce={nonce}"
               f"&ref={quote(master_proof.token_ref(token), safe='')}&for={called}")
     head = request_head("GET", target.encode("ascii"), [(b"host", host)])
-    sock.sendall(head)
-    with sock.makefile("rb") as fp:
-        status, headers, content, keep = read_reply(fp, "GET")
+    try:
+        sock.sendall(head)
+        with sock.makefile("rb") as fp:
+            status, headers, content, keep = read_reply(fp, "GET")
+    except TimeoutError:
+        # Connected (the kernel accepts for it) and silent: a master that froze (SIGSTOP,
+        # a paused VM). Nothing was sent, so the client may turn to another master at once.
+        raise MasterUnproven(
+            f"the server at {where} accepted the connection and did not answer the master's "
+            f"proof within {sock.gettimeout() or 0:g} s (a master that froze?)") from None
     answer = None
     if status == 200:
         try:

@@ -200,7 +200,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         A refusal leaves the socket as the master left it (in the pool, or closed)."""
         if token is None or conn.proven == token:
             return None
-        conn.sock.settimeout(timeout)
+        conn.sock.settimeout(timeout)  # a small exchange, bounded as a connection is
         refused = prove(conn.sock, host or _host_header(origin), token, url)
         if refused is None:
             conn.proven = token
@@ -232,7 +232,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         with _failing(conn):
             refused = self._proven(conn, origin, request.headers.get("host", "").encode(
                 "latin-1"), bearer_token(request.headers.get("authorization")), str(url),
-                timeouts.get("read"))
+                _proof_timeout(timeouts.get("connect"), timeouts.get("read")))
             if refused is not None:
                 return httpx.Response(refused.status_code, headers=refused.raw_headers,
                                       content=refused.content)
@@ -262,7 +262,8 @@ class PlainHTTPTransport(httpx.BaseTransport):
         conn = self._checkout(origin, connect_timeout)
         sock = conn.sock
         with _failing(conn):
-            refused = self._proven(conn, origin, host, token, url, read_timeout)
+            refused = self._proven(conn, origin, host, token, url,
+                                   _proof_timeout(connect_timeout, read_timeout))
             if refused is not None:
                 return refused
             sock.settimeout(read_timeout)
@@ -328,6 +329,15 @@ def _failing(conn: _Connection) -> Iterator[None]:
         if mapped is exc:
             raise
         raise mapped from exc
+
+
+def _proof_timeout(connect: float | None, read: float | None) -> float | None:
+    """How long a server may take to prove it is the master: as long as a connection may
+    take. Bounded by the read timeout instead (60 s), a leader that froze held every new
+    connection, and `titan status` given its standby as well, for a minute before the
+    standby that took over was asked (a fleet QA pass)."""
+    bounds = [t for t in (connect, read) if t is not None]
+    return min(bounds) if bounds else None
 
 
 def _host_header(origin: tuple[str, int]) -> bytes:
