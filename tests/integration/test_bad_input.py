@@ -337,6 +337,36 @@ def test_integers_past_64_bits_in_a_body_are_refused(cl: Cluster) -> None:
     assert ok(cl, "POST", "/runs/big-float/actions", batch)["accepted"] == 1
 
 
+@pytest.mark.parametrize("method, path, body, field", [
+    # Each parser kept the last: a proxy or a log reading the first saw a viewer's token.
+    ("POST", "/tokens", b'{"role": "viewer", "name": "dup", "role": "admin"}', "role"),
+    ("POST", "/store/incr/dup-counter", b'{"by": 1, "by": 1000}', "by"),
+    ("PUT", "/store/values/dup", b'{"value": "a:b", "value": "\\u003a"}', "value"),
+    ("POST", "/dags", b'{"name": "dup-dag", "jobs": [{"job_id": "a", "delay": 0, '
+                      b'"delay": 3600}]}', "jobs[0].delay"),
+    ("POST", "/runs/dup-run/actions", b'{"actions": [{"name": "search", "started_at": 1, '
+                                      b'"inputs": {"q": 1, "\\u0071": 2}}]}',
+     "actions[0].inputs.q"),
+])
+def test_a_key_sent_twice_in_one_object_is_a_400_naming_it(cl: Cluster, method: str,
+                                                           path: str, body: bytes,
+                                                           field: str) -> None:
+    send(cl, "POST", "/runs", json.dumps({"id": "dup-run"}).encode())
+    err = refused(cl, method, path, body, mentions="more than once")
+    assert err["code"] == "invalid_request" and err["details"]["field"] == field, err
+    tokens = ok(cl, "GET", "/tokens")["tokens"]
+    assert not [t for t in tokens if t["name"] == "dup"]  # nothing was made of it
+    assert ok(cl, "GET", "/store/values/dup-counter")["value"] is None
+
+
+def test_colons_and_escapes_in_strings_are_not_taken_for_repeated_keys(cl: Cluster) -> None:
+    body = b'{"value": "http://h:1/a?b=c:d \\u003a \\\\u003a", "\\u003a": null}'
+    refused(cl, "PUT", "/store/values/colons", body, mentions="unknown field ':'")
+    got, _, raw = send(cl, "PUT", "/store/values/colons",
+                       b'{"value": "http://h:1/a?b=c:d \\u003a \\\\u003a"}')
+    assert got == 200 and json.loads(raw)["value"] == "http://h:1/a?b=c:d : \\u003a"
+
+
 def test_a_body_that_is_not_json_is_a_400(cl: Cluster) -> None:
     refused(cl, "PUT", "/store/values/bad", b"{not json", mentions="JSON")
     refused(cl, "POST", "/runs/deep-run/actions", b"{not json", mentions="JSON")
