@@ -152,6 +152,19 @@ class Report(_Closed):
         None, description="{id, attempt, health, host, port, restarts, up_since, detail, pid}")
 
 
+class ActionBatch(_Closed):
+    actions: list[dict[str, Any]] = Field(
+        min_length=1, max_length=10_000,
+        description="{id?, name, channel?, actor?, ordinal?, inputs?, outputs?, started_at, "
+                    "...}: the action fields of docs/api.md")
+
+
+class RunsBatch(_Closed):
+    ops: list[dict[str, Any]] = Field(
+        min_length=1, max_length=1_000,
+        description='{"run": id, and one of "create", "code", "actions", "update"}')
+
+
 # ---------------------------------------------------------------------------- replies
 
 class Health(_Open):

@@ -40,6 +40,8 @@ REQUESTS: dict[Op, tuple[type[BaseModel], bool]] = {
     ("post", f"{_P}/workers/{{worker_id}}/heartbeat"): (m.Heartbeat, True),
     ("post", f"{_P}/workers/{{worker_id}}/report"): (m.Report, True),
     ("post", f"{_P}/schedules"): (m.ScheduleCreate, True),
+    ("post", f"{_P}/runs/{{run_id}}/actions"): (m.ActionBatch, True),
+    ("post", f"{_P}/runs/batch"): (m.RunsBatch, True),
 }
 
 #: Replies of the success status (JSON).

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from titan.errors import NotFound, ValidationFailed
+from titan.master.api import models
 from titan.master.api.body import JSONRoute, json_of
 from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, RunKeeper, Writer
 from titan.master.api.params import Choices, MaybeAfter, Offset, Seq
@@ -164,7 +165,7 @@ def _exported(runs: Any) -> dict[str, tuple[int, str | None]]:
                                       "request, in order")
 async def runs_batch(c: CtxDep, p: Writer, request: Request) -> Row:
     return await batch.apply(c.runs, c.replays.set_code, _not_imported,
-                             await json_of(request), p)
+                             await json_of(request, models.RunsBatch), p)
 
 
 @router.post("/runs/alive", summary="A sign of life of the process recording these runs")
@@ -202,7 +203,7 @@ async def unarchive_run(c: CtxDep, p: RunKeeper, run_id: str) -> Row:
 
 @router.post("/runs/{run_id}/actions", summary="Record a batch of actions (all or nothing)")
 async def add_actions(c: CtxDep, p: Writer, request: Request, run_id: str) -> Row:
-    return await c.runs.ingest(run_id, await json_of(request), p)
+    return await c.runs.ingest(run_id, await json_of(request, models.ActionBatch), p)
 
 
 @router.get("/runs/{run_id}/actions", summary="A run's actions in order, filtered, by page")
