@@ -119,23 +119,31 @@ _WHY = {
     409: "The object's state does not allow this (or the attempt is stale)",
     413: "The body is larger than the configured limit",
     415: "The body's Content-Type is not one this route reads",
+    503: "Not now, nothing applied: ask again after Retry-After seconds (a standby master: "
+         "not_leader; the database or the blob store away: database_unavailable, "
+         "blob_store_unavailable; a long-poll of a master stopping: master_stopping)",
     507: "The blob store cannot take the upload (its disk is full or read-only): nothing was "
          "stored; the message names the directory and what to do",
 }
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before asking again",
+                                "schema": {"type": "integer", "minimum": 0}}}
 
 
 def error_statuses(method: str, path: str, has_body: bool) -> list[int]:
     """What an operation may answer besides success: every authenticated route can refuse a
-    parameter (400), a token (401) or a role (403), and look something up (404)."""
+    parameter (400), a token (401) or a role (403), look something up (404), and refuse a
+    job's token whose attempt ended (409 ``stale_attempt``, reads included); any route may be
+    answered 503 (a standby, an outage)."""
     if path == f"{_P}/health":
         return []
     codes = [400, 401, 403, 404]
     if "/wait" in path:
         codes.append(408)
-    if method in ("post", "put", "patch", "delete"):
+    if path != f"{_P}/master-proof" or method != "get":
         codes.append(409)
     if has_body:
         codes += [413, 415]
+    codes.append(503)
     if (method, path) in RAW_UPLOADS:
         codes.append(507)
     return codes
@@ -185,9 +193,12 @@ def describe(app: FastAPI) -> dict[str, Any]:
             if path == f"{_P}/health":  # the same body, status "unavailable"
                 responses["503"] = {"description": "This master cannot vouch for itself: its "
                                     "writes wait for the database, or its leadership is "
-                                    "unconfirmed", "content": responses[ok]["content"]}
+                                    "unconfirmed", "content": responses[ok]["content"],
+                                    "headers": _RETRY_AFTER}
             for code in error_statuses(method, path, has_body):
                 responses[str(code)] = {"description": _WHY[code], "content": error}
+                if code == 503:
+                    responses["503"]["headers"] = _RETRY_AFTER
     return schema
 
 
