@@ -358,3 +358,19 @@ def test_a_job_with_huge_arguments_is_shown_cut(cluster: Cluster) -> None:
             assert dag["jobs"][0]["hitl_message"] == "q" * 2000
 
     run(scenario)
+
+
+def test_a_body_not_sent_as_json_is_the_api_s_415(cluster: Cluster) -> None:
+    # The SDK answered a plain-text 400 "Invalid Content-Type header", no error body.
+    hello = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    headers = {"Accept": "application/json, text/event-stream",
+               "Authorization": f"Bearer {cluster.admin_token}"}
+    with httpx.Client(base_url=cluster.url, timeout=30) as http:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            reply = http.post("/mcp", content=hello,
+                              headers={**headers, "Content-Type": content_type})
+            assert reply.status_code == 415, reply.text
+            assert reply.json()["error"]["code"] == "unsupported_media_type"
+        reply = http.post("/mcp", content=hello,
+                          headers={**headers, "Content-Type": "application/json"})
+        assert reply.status_code == 200 and reply.json()["result"]["tools"]

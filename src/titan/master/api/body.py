@@ -240,20 +240,21 @@ async def json_of(request: Request, model: type[BaseModel]) -> Any:
     the top-level fields of ``model`` (its schema in the description), as on every route."""
     content_type = request.headers.get("content-type")
     raw = await request.body()
-    if raw and not _is_json(content_type):
-        # `text/plain` was taken: a type a browser sends cross-site without asking.
-        raise _not_json(content_type)
+    if raw:  # `text/plain` was taken: a type a browser sends cross-site without asking
+        require_json(content_type)
     body = loads(raw)
     if type(body) is dict:
         check_fields(body, frozenset(model.model_fields))
     return body
 
 
-def _not_json(content_type: str | None) -> APIError:
-    return APIError(f"send the body as JSON, with Content-Type: application/json "
-                    f"(got {content_type or 'no Content-Type'!r})",
-                    code="unsupported_media_type", status=415,
-                    details={"header": "Content-Type"})
+def require_json(content_type: str | None) -> None:
+    """415 for a body not sent as JSON (``application/json`` or any ``+json`` type)."""
+    if not _is_json(content_type):
+        raise APIError(f"send the body as JSON, with Content-Type: application/json "
+                       f"(got {content_type or 'no Content-Type'!r})",
+                       code="unsupported_media_type", status=415,
+                       details={"header": "Content-Type"})
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -362,7 +363,7 @@ class JSONRoute(APIRoute):
             elif await request.body():
                 # `curl -d '{...}'` sends JSON as a form: FastAPI then said "Input should be a
                 # valid dictionary" of a body that was one.
-                raise _not_json(content_type)
+                require_json(content_type)
             return await handler(request)
 
         return parse_first

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from titan.client import TitanClient
 from titan.errors import APIError, Unauthorized
+from titan.master.api.body import require_json
 from titan.master.api.deps import PRINCIPAL, token_principal
 from titan.master.auth import tokens as auth
 from titan.master.config import MasterConfig
@@ -63,6 +64,9 @@ class McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await _authenticate(scope)
+            # The SDK answered another type with a plain-text 400, "Invalid Content-Type
+            # header": the API's 415 and error body instead, as on every route.
+            require_json(Headers(scope=scope).get("content-type"))
             manager = self._manager or await self._start(scope["app"])
         except APIError as exc:
             # 401 with WWW-Authenticate, as the protocol's authorization section asks.
