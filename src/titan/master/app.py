@@ -311,8 +311,10 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         where = "; ".join(_problem(e) for e in exc.errors()[:5])
-        return await answer(request, ValidationFailed(f"invalid request: {where}",
-                                                details={"errors": errors}))
+        # details.field, as every other 400 names what it refused (a client reads one key).
+        return await answer(request, ValidationFailed(
+            f"invalid request: {where}",
+            details={"field": _field(exc.errors()[0]) if errors else "body", "errors": errors}))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -363,6 +365,13 @@ def _allowed(request: Request) -> str:
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))
+
+
+def _field(error: Any) -> str:
+    """The parameter or body field one of FastAPI's validation errors is about: ``limit``,
+    ``jobs.0.delay`` (``body`` for the whole body)."""
+    loc = [str(part) for part in error.get("loc", ())]
+    return ".".join(loc[1:]) or "body"
 
 
 def _problem(error: Any) -> str:

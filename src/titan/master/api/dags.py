@@ -126,7 +126,8 @@ async def list_dags(
     offset: Offset = 0,
 ) -> Row:
     if status is not None and status.upper() not in DAG_STATUSES:
-        raise ValidationFailed(f"status must be one of {', '.join(DAG_STATUSES)}")
+        raise ValidationFailed(f"status must be one of {', '.join(DAG_STATUSES)}",
+                               details={"field": "status"})
 
     def q(tx: Transaction) -> Row:
         rows, total = tx.list_dags(status=status.upper() if status else None, name=name,

@@ -22,9 +22,11 @@ def _string(c: Ctx, body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str):
         raise ValidationFailed(f"'{field}' must be a string (store values are strings; "
-                               "serialise other data, e.g. with json.dumps)")
+                               "serialise other data, e.g. with json.dumps)",
+                               details={"field": field})
     if "\x00" in value:
-        raise ValidationFailed(f"'{field}' may not contain NUL characters")
+        raise ValidationFailed(f"'{field}' may not contain NUL characters",
+                               details={"field": field})
     if len(value.encode("utf-8", "surrogatepass")) > c.config.max_value_bytes:
         raise PayloadTooLarge(f"store values are limited to {c.config.max_value_bytes} bytes")
     return value
@@ -78,7 +80,7 @@ async def incr(c: CtxDep, p: Writer, key: str, request: Request,
     check_new_key(key)
     by = body.get("by", 1)
     if isinstance(by, bool) or not isinstance(by, int):
-        raise ValidationFailed("'by' must be an integer")
+        raise ValidationFailed("'by' must be an integer", details={"field": "by"})
     now = time.time()
     scope = await scope_of(request, p)
     value, replayed = await c.engine.run(
