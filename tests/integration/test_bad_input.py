@@ -140,6 +140,8 @@ def test_ids_and_seqs_past_32_bits_name_nothing_on_either_database(either: Clust
     assert ok(c, "GET", f"/files?dag_id={INT4}") == {"files": [], "next": None}
     # before every file: all of them
     assert ok(c, "GET", f"/files?before={INT4}") == ok(c, "GET", "/files")
+    # up to 2^63-1, as every integer parameter (it was a 400 past 2^62)
+    assert ok(c, "GET", f"/files?before={BIG - 1}") == ok(c, "GET", "/files")
     assert ok(c, "GET", f"/jobs/refs-32%2Fa/logs?after={INT4}")["lines"] == []
     assert ok(c, "GET", f"/runs/refs-32/actions?after={INT4}")["actions"] == []
     assert ok(c, "GET", f"/runs/refs-32/recording?actor=main&after={INT4}")["actions"] == []

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 
 from titan.errors import Forbidden, NotFound, ValidationFailed
 from titan.formats import file_name, invisible_in_file_name
-from titan.master.api.body import JSONRoute
+from titan.master.api.body import INT64_MAX, JSONRoute
 from titan.master.api.deps import (
     API_PREFIX,
     Collector,
@@ -214,7 +214,7 @@ async def put_file(c: CtxDep, p: Writer, name: str, request: Request) -> Row:
 @router.get("/files", summary="List files, newest first")
 async def list_files(c: CtxDep, p: Reader, dag_id: DagFilter = None,
                      limit: int = Query(100, ge=1, le=10_000),
-                     before: int | None = Query(None, ge=1, le=2**62)) -> Row:
+                     before: int | None = Query(None, ge=1, le=INT64_MAX)) -> Row:
     if dag_id is not None and dag_id > ROW_MAX:  # no DAG's id (PostgreSQL: out of range)
         return {"files": [], "next": None}
     if before is not None and before > ROW_MAX:  # before every file: no bound
