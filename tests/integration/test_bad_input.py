@@ -387,6 +387,22 @@ def test_every_400_names_its_field(cl: Cluster, method: str, path: str, body: by
     assert refused(cl, method, path, body)["details"]["field"] == field
 
 
+def test_a_misspelt_field_of_a_runs_code_is_refused_not_dropped(cl: Cluster) -> None:
+    # {"drvier": ...} was answered 200 and dropped: the run had no driver, and its replay
+    # failed long after, saying nothing of this request.
+    ok(cl, "POST", "/runs", {"id": "code-typo"}, 201)
+    driver = {"path": "/w/main.py", "args": [], "cwd": "/w"}
+    block = {"first": "code-typo", "agent": "a", "n": 0}
+    for body, field in (({"files": {}, "drvier": driver}, "drvier"),
+                        ({"files": {}, "driver": {**driver, "argv": []}}, "driver.argv"),
+                        ({"files": {}, "block": {**block, "procss": "p"}}, "block.procss")):
+        err = refused(cl, "PUT", "/runs/code-typo/code", json.dumps(body).encode(),
+                      mentions="unknown field")
+        assert err["details"]["field"] == field, err
+    assert ok(cl, "PUT", "/runs/code-typo/code", {"files": {}, "block": block})["run_id"] \
+        == "code-typo"
+
+
 def test_a_body_that_is_not_json_is_a_400(cl: Cluster) -> None:
     refused(cl, "PUT", "/store/values/bad", b"{not json", mentions="JSON")
     refused(cl, "POST", "/runs/deep-run/actions", b"{not json", mentions="JSON")

@@ -27,7 +27,7 @@ from titan.master.runs.compliance import started_by
 from titan.master.runs.events import run_summary
 from titan.master.runs.lookup import run_or_404
 from titan.master.scheduling.refs import as_id
-from titan.master.scheduling.validation import validate_dag
+from titan.master.scheduling.validation import unknown_field, validate_dag
 from titan.storage.base import Row, RunQuery, Transaction
 from titan.storage.blobs import BlobStore
 from titan.trace.canonical import dumps
@@ -116,6 +116,11 @@ def parse_settings(body: Any) -> Row:
             "allow_live": bool(body.get("allow_live")), "verify": bool(body.get("verify"))}
 
 
+_CODE_FIELDS = frozenset({"driver", "files", "block"})
+_DRIVER_FIELDS = frozenset({"path", "args", "cwd"})
+_BLOCK_FIELDS = frozenset({"first", "agent", "n", "process"})
+
+
 def parse_code(body: Any) -> Row:
     """Check a ``PUT /runs/{id}/code`` body: ``{"driver": {path, args, cwd}, "files":
     {absolute path: sha256}, "block"?: {first, agent, n}}``: ``block`` says which
@@ -124,6 +129,15 @@ def parse_code(body: Any) -> Row:
     re-run script to these)."""
     if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
         raise ValidationFailed('the body must be {"driver": {...}, "files": {path: sha256}}')
+    # A misspelt "drvier" or "procss" was dropped: the run recorded no driver, and its replay
+    # failed long after, saying nothing of the request that lost it.
+    for where, given, known in (("", body, _CODE_FIELDS),
+                                ("driver.", body.get("driver"), _DRIVER_FIELDS),
+                                ("block.", body.get("block"), _BLOCK_FIELDS)):
+        unknown = unknown_field(given, known) if isinstance(given, dict) else None
+        if unknown is not None:
+            raise ValidationFailed(f"{where}{unknown[1]}",
+                                   details={"field": f"{where}{unknown[0]}"})
     files = body["files"]
     _check_files(files)
     driver = body.get("driver")
