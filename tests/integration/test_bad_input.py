@@ -403,6 +403,19 @@ def test_a_misspelt_field_of_a_runs_code_is_refused_not_dropped(cl: Cluster) -> 
         == "code-typo"
 
 
+@pytest.mark.parametrize("method, path, body, field", [
+    ("POST", "/dags/prune", {"older_than": "30d", "dryrun": True}, "dryrun"),
+    ("PATCH", "/agents/typo-agent", {"budget_usd": 5, "bugdet": 1}, "bugdet"),
+    ("PUT", "/evaluations/typo-eval", {"agent": {}, "descripton": "x"}, "descripton"),
+])
+def test_an_unknown_field_is_named_in_details(cl: Cluster, method: str, path: str,
+                                              body: dict[str, Any], field: str) -> None:
+    # Refused, but said as "the body must be {...}" (or in words only) with details {}: the
+    # field a client or a form should point at was nowhere in the reply.
+    err = refused(cl, method, path, json.dumps(body).encode(), mentions=repr(field))
+    assert err["details"]["field"] == field, err
+
+
 def test_a_body_that_is_not_json_is_a_400(cl: Cluster) -> None:
     refused(cl, "PUT", "/store/values/bad", b"{not json", mentions="JSON")
     refused(cl, "POST", "/runs/deep-run/actions", b"{not json", mentions="JSON")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Query, Request
 
 from titan.errors import Forbidden, InvalidDAG, ValidationFailed, WaitTimeout
 from titan.formats import run_id_problem
-from titan.master.api.body import JSONRoute
+from titan.master.api.body import JSONRoute, check_fields
 from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, Writer, still_valid
 from titan.master.api.params import Offset
 from titan.master.auth.tokens import Principal
@@ -142,9 +142,11 @@ async def list_dags(
 @router.post("/dags/prune", summary="Delete finished DAG runs older than a window, with "
              "their jobs and logs (retention)")
 async def prune(c: CtxDep, p: Pruner, body: Any = Body(...)) -> Row:
-    if not isinstance(body, dict) or not isinstance(body.get("older_than"), str) \
-            or set(body) - {"older_than", "dry_run"}:
-        raise ValidationFailed('the body must be {"older_than": "30d", "dry_run": false}')
+    if isinstance(body, dict):
+        check_fields(body, frozenset({"older_than", "dry_run"}))
+    if not isinstance(body, dict) or not isinstance(body.get("older_than"), str):
+        raise ValidationFailed('the body must be {"older_than": "30d", "dry_run": false}',
+                               details={"field": "older_than"})
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise ValidationFailed("dry_run must be true or false", details={"field": "dry_run"})

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from titan.errors import NotFound, ValidationFailed
 from titan.master.api import models
-from titan.master.api.body import JSONRoute, json_of
+from titan.master.api.body import JSONRoute, check_fields, json_of
 from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, RunKeeper, Writer
 from titan.master.api.params import Choices, MaybeAfter, Offset, Seq
 from titan.master.otel.ids import is_imported_run
@@ -271,12 +271,15 @@ async def get_agent(c: CtxDep, p: Reader, agent_id: str,
 
 @router.patch("/agents/{agent_id:path}", summary="Set the budget every run of an agent gets")
 async def patch_agent(c: CtxDep, p: RunKeeper, agent_id: str, body: Any = Body(...)) -> Row:
-    if not isinstance(body, dict) or set(body) != {"budget_usd"}:
-        raise ValidationFailed('the body must be {"budget_usd": <USD or null>}')
+    if isinstance(body, dict):
+        check_fields(body, frozenset({"budget_usd"}))
+    if not isinstance(body, dict) or "budget_usd" not in body:
+        raise ValidationFailed('the body must be {"budget_usd": <USD or null>}',
+                               details={"field": "budget_usd"})
     budget = body["budget_usd"]
     if budget is not None and (not isinstance(budget, int | float) or isinstance(budget, bool)
                                or not 0 <= budget <= MAX_USD):
         raise ValidationFailed(f"budget_usd must be a number of USD from 0 to {MAX_USD:g}, "
-                               "or null")
+                               "or null", details={"field": "budget_usd"})
     await c.runs.set_agent_budget(agent_id, None if budget is None else float(budget))
     return await get_agent(c, p, agent_id, limit=100)

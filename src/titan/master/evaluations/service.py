@@ -125,7 +125,8 @@ class Evaluations:
         unknown = set(body) - {"agent", "description", "project", "tasks"}
         if unknown:
             raise ValidationFailed(f"unknown field {sorted(unknown)[0]!r} (known: agent, "
-                                   "description, project, tasks)")
+                                   "description, project, tasks)",
+                                   details={"field": sorted(unknown)[0]})
         # Left out, the project stays what it was (a new evaluation's is "default"): applying
         # a spec that names none again must not move a workflow between projects.
         project = check_id(body["project"], "project") if body.get("project") is not None \
