@@ -4,11 +4,13 @@ the CLI, roles; and a master killed with -9 between ticks fires each tick exactl
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import sqlite3
 import time
 import urllib.error
+import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
@@ -182,8 +184,47 @@ def test_a_worker_token_is_told_what_it_may_not_do_and_who_may(cluster: Cluster)
         viewer.pause_schedule("by-worker")
 
 
+def tick_said(client: TitanClient, dag_ref: str, job_id: str) -> str:
+    """What the job printed: a script of :data:`TELL_TICK`."""
+    return client.fetch_logs(f"{dag_ref}/{job_id}").strip()
+
+
+#: A job that prints the schedule and the tick its run is for, as the worker tells it.
+TELL_TICK = "import os\nprint(os.environ['TITAN_SCHEDULE'], os.environ['TITAN_SCHEDULE_TICK'])\n"
+
+
+def test_each_run_is_told_the_tick_it_runs_for(cluster: Cluster) -> None:
+    # A run could not tell which tick it was for: one that starts late (a catch-up after an
+    # outage, a tick queued behind the last run, a retry) could only read the clock, so the
+    # catch-up runs of a daily job all processed today. Each job is told, in the schedule's
+    # zone with its offset; a run by hand is for the moment it was asked.
+    script = cluster.script("which_tick.py", TELL_TICK)
+    client = cluster.client()
+    client.schedule_dag("which", [TitanJob(job_id="which", filename=script)], cron=EVERY_2S,
+                        timezone="Asia/Kolkata")
+    try:
+        done = until("a completed run", lambda: next(
+            (f for f in fired(client, "which") if f["dag"]["status"] == "COMPLETED"), None))
+    finally:
+        client.pause_schedule("which")
+    tick = dt.datetime.fromtimestamp(done["tick"], zoneinfo.ZoneInfo("Asia/Kolkata"))
+    assert tick_said(client, done["dag"]["ref"], "which") == \
+        f"which {tick.isoformat(timespec='seconds')}"
+    assert tick.isoformat().endswith("+05:30")
+
+    asked = time.time()
+    ref = client.run_schedule_now("which")["ref"]
+    assert client.wait_dag(ref, timeout=30)["status"] == "COMPLETED"
+    name, at = tick_said(client, ref, "which").split()
+    assert name == "which" and at.endswith("+05:30")
+    assert asked - 1 <= dt.datetime.fromisoformat(at).timestamp() <= time.time()
+    # The schedule's jobs stay as they were given: the tick is the run's, not the schedule's.
+    assert client.get_schedule("which")["jobs"][0]["env"] == {}
+    client.delete_schedule("which")
+
+
 def test_a_master_killed_between_ticks_fires_each_tick_once(cluster: Cluster) -> None:
-    beat = cluster.script("tick.py", "print('tick')\n")
+    beat = cluster.script("tick.py", TELL_TICK)
     client = cluster.client()
     client.schedule_dag("ticks", [TitanJob(job_id="tick", filename=beat)], cron=EVERY_2S,
                         catchup="all")
@@ -206,6 +247,9 @@ def test_a_master_killed_between_ticks_fires_each_tick_once(cluster: Cluster) ->
     assert len(client.list_dags(name="ticks", limit=100)) == len(runs)
     for f in runs:
         until("each run to end", lambda f=f: client.get_dag(f["dag"]["id"])["status"] == "COMPLETED")
+        # The runs caught up after the restart started late: each still knows its tick.
+        tick = dt.datetime.fromtimestamp(f["tick"], dt.UTC).isoformat(timespec="seconds")
+        assert tick_said(client, f["dag"]["ref"], "tick") == f"ticks {tick}"
 
 
 def test_a_schedules_jobs_can_be_sent_back_as_they_are_shown(cluster: Cluster) -> None:

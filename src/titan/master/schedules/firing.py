@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -23,6 +24,7 @@ from typing import Any
 from titan.errors import NotLeader, TitanError
 from titan.master.schedules import rules
 from titan.master.scheduling.engine import Engine
+from titan.master.scheduling.state import APPROVAL
 from titan.storage.base import Row, Transaction
 from titan.storage.base_schedules import FAILED, QUEUED, SKIPPED, SUBMITTED
 
@@ -180,8 +182,8 @@ class Firing:
 
         try:
             dag_id = await self.engine.submit_dag(
-                rec.dag_name, copy.deepcopy(rec.jobs), None, schedule=rec.name, within=within,
-                idempotency_key=idempotency_key, scope=scope)
+                rec.dag_name, self._jobs_for(rec, tick), None, schedule=rec.name,
+                within=within, idempotency_key=idempotency_key, scope=scope)
         except _AlreadyFired as exc:
             log.warning("schedule %s: %s; not fired again", rec.name, exc)
             return None
@@ -201,6 +203,22 @@ class Firing:
         rec.last_dag_id = dag_id
         rec.live.add(dag_id)
         return dag_id
+
+    def _jobs_for(self, rec: ScheduleRec, tick: float | None) -> list[Row]:
+        """The schedule's jobs for the run of ``tick`` (None: a run by hand, now), each told
+        which tick it runs for: a run that starts late (a catch-up after an outage, a tick
+        queued behind the last run, a retry days later) cannot read it off the clock, and a
+        job that processes "its" day or hour needs it — as Airflow's logical date and
+        Prefect's expected start time say. In the schedule's zone, with its offset: the day
+        the expression speaks of, and unambiguous in a repeated hour."""
+        at = dt.datetime.fromtimestamp(self.clock() if tick is None else tick, rec.rule.tz)
+        told = {"TITAN_SCHEDULE": rec.name,
+                "TITAN_SCHEDULE_TICK": at.isoformat(timespec="seconds")}
+        jobs = copy.deepcopy(rec.jobs)
+        for job in jobs:
+            if job.get("job_type") != APPROVAL:  # a gate runs nothing (and takes no env)
+                job["env"] = {**(job.get("env") or {}), **told}
+        return jobs
 
     def _revived(self, row: Row) -> None:
         """A retry reads a finished DAG back (the engine's revive listener): a run of a
