@@ -31,8 +31,12 @@ from titan.storage.base_schedules import FAILED, QUEUED, SKIPPED, SUBMITTED
 log = logging.getLogger("titan.master")
 #: The longest a timer sleeps before looking at the wall clock again: the loop's clock is
 #: monotonic and ticks are wall-clock times, so a clock step (NTP, a VM resumed) is noticed
-#: within this, not at a tick days away.
-MAX_SLEEP = 300.0
+#: within this, not at a tick days away. Well under the misfire grace: a suspended machine's
+#: monotonic clock stops (a laptop's lid closed overnight), so a timer armed before the
+#: suspend wakes up to this long after a tick that fell just after the resume — and with 5
+#: minutes here, ``catchup="skip"`` found that tick over 60 s late and dropped it, though the
+#: master was running when it fell.
+MAX_SLEEP = rules.MISFIRE_GRACE / 2
 #: How long a schedule whose tick failed unexpectedly waits before it tries again.
 RETRY_SECONDS = 60.0
 
