@@ -223,6 +223,31 @@ def test_each_run_is_told_the_tick_it_runs_for(cluster: Cluster) -> None:
     client.delete_schedule("which")
 
 
+def test_a_scheduled_jobs_env_values_are_read_only_by_who_manages_schedules(
+        cluster: Cluster) -> None:
+    # GET /schedules/{name} served each job's env — its API keys — to a viewer and to any
+    # job's token (both may read schedules), though a DAG's views never serve a job's env.
+    # Their names show; their values only to an operator or admin, who sends them back.
+    script = cluster.script("peek.py", (
+        "import json, os\nfrom titan import TitanClient\n"
+        "print(json.dumps(TitanClient().get_schedule(os.environ['TITAN_SCHEDULE'])"
+        "['jobs'][0]['env']))\n"))
+    client = cluster.client()
+    secret = {"OPENAI_API_KEY": "sk-live-do-not-show"}
+    client.schedule_dag("keyed", [TitanJob(job_id="peek", filename=script, env=secret)],
+                        cron="0 3 * * *")
+    hidden = {"OPENAI_API_KEY": "***"}
+    viewer = cluster.client(token=client.create_token("viewer")["token"])
+    assert viewer.get_schedule("keyed")["jobs"][0]["env"] == hidden
+    operator = cluster.client(token=client.create_token("operator")["token"])
+    assert operator.get_schedule("keyed")["jobs"][0]["env"] == secret
+    assert client.get_schedule("keyed")["jobs"][0]["env"] == secret
+    ref = client.run_schedule_now("keyed")["ref"]  # its job reads it with its job token
+    assert client.wait_dag(ref, timeout=30)["status"] == "COMPLETED"
+    assert client.fetch_logs(f"{ref}/peek").strip() == '{"OPENAI_API_KEY": "***"}'
+    client.delete_schedule("keyed")
+
+
 def test_a_master_killed_between_ticks_fires_each_tick_once(cluster: Cluster) -> None:
     beat = cluster.script("tick.py", TELL_TICK)
     client = cluster.client()

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Request
 
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, ScheduleManager
+from titan.master.auth import tokens as auth
 from titan.master.idempotency import key_of, scope_of
 from titan.master.scheduling.views import dag_view
 from titan.storage.base import Row, Transaction
@@ -31,7 +32,8 @@ async def list_schedules(c: CtxDep, p: Reader) -> Row:
 
 @router.get("/schedules/{name}", summary="One schedule: next ticks, latest fires, its jobs")
 async def get_schedule(c: CtxDep, p: Reader, name: str) -> Row:
-    return await c.schedules.view(name)
+    # A job's env holds its API keys: only who may manage schedules reads their values.
+    return await c.schedules.view(name, env_values=p.role in auth.OPERATE)
 
 
 @router.patch("/schedules/{name}",

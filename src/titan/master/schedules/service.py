@@ -233,12 +233,15 @@ class Schedules(Firing):
         return dag_id
 
     # -- reading ------------------------------------------------------------------------------
-    async def view(self, name: str, fires: int = DETAIL_FIRES) -> Row:
+    async def view(self, name: str, fires: int = DETAIL_FIRES, *,
+                   env_values: bool = True) -> Row:
+        """One schedule with its jobs (``env_values``: :func:`schedule_view`'s)."""
         def read(tx: Transaction) -> Row:
             row = tx.get_schedule(name)
             if row is None:
                 raise NotFound(f"no schedule named {name!r}", details={"name": name})
-            return schedule_view(row, tx.schedule_fires(row["id"], fires), jobs=True)
+            return schedule_view(row, tx.schedule_fires(row["id"], fires), jobs=True,
+                                 env_values=env_values)
 
         return await self.engine.read(read)
 

@@ -24,10 +24,17 @@ def fire_view(fire: Row) -> Row:
             "dag": dag}
 
 
+#: What a job's ``env`` value reads as to a principal who may not manage schedules.
+HIDDEN = "***"
+
+
 def schedule_view(row: Row, fires: list[Row] | None = None, *, jobs: bool = False,
-                  next_fires: int = NEXT_FIRES) -> Row:
+                  next_fires: int = NEXT_FIRES, env_values: bool = True) -> Row:
     """A schedule row as shown: its rule in words and its next ticks; its latest ``fires``
-    (newest first) when given; its jobs when asked."""
+    (newest first) when given; its jobs when asked — their ``env`` values as :data:`HIDDEN`
+    unless ``env_values``: a job's env holds its API keys, which a DAG's views never serve,
+    and a viewer or any job's token may read a schedule. Who manages schedules sees them, to
+    send the jobs back as shown."""
     out: dict[str, Any] = {k: row[k] for k in (
         "id", "name", "dag_name", "cron", "timezone", "catchup", "overlap", "paused",
         "next_fire_at", "last_fire_at", "created_at", "created_by", "updated_at")}
@@ -44,4 +51,7 @@ def schedule_view(row: Row, fires: list[Row] | None = None, *, jobs: bool = Fals
         out["fires"] = [fire_view(f) for f in fires]
     if jobs:
         out["jobs"] = as_submitted(row["jobs"])
+        if not env_values:
+            for job in out["jobs"]:
+                job["env"] = dict.fromkeys(job.get("env") or {}, HIDDEN)
     return out
