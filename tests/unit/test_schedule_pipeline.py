@@ -47,6 +47,25 @@ def test_mistakes_name_their_line(tmp_path: Path, block: str, line: int, message
     assert err.value.details["line"] == line
 
 
+@pytest.mark.parametrize("cron", ["*/5 * * * *", "@daily", "* * * * *"])
+def test_an_unquoted_cron_expression_is_told_to_be_quoted(tmp_path: Path, cron: str) -> None:
+    # `cron: */5 * * * *` was "invalid YAML: while scanning an alias did not find expected
+    # alphabetic or numeric character": YAML's words for a '*' that begins an alias. It says
+    # what to do now, at the line, for `titan schedule create` and `titan submit` alike.
+    path = pipeline(tmp_path, f"schedule:\n  cron: {cron}\n")
+    for load in (load_pipeline, load_schedule):
+        with pytest.raises(PipelineError) as err:
+            load(path)
+        assert str(err.value).startswith(f"{path}:3: invalid YAML: "), err.value
+        assert str(err.value).endswith('a cron expression that begins with "*" or "@" must '
+                                       'be quoted in YAML: cron: "*/5 * * * *"'), err.value
+    # Any other YAML mistake is said as before.
+    path.write_text("name: nightly\njobs: [a\n")
+    with pytest.raises(PipelineError) as other:
+        load_pipeline(path)
+    assert "must be quoted" not in str(other.value) and ":3: invalid YAML" in str(other.value)
+
+
 def test_the_example_is_a_minutely_heartbeat_in_paris() -> None:
     assert load_schedule(EXAMPLE) == {"cron": "* * * * *", "timezone": "Europe/Paris",
                                       "catchup": "skip", "overlap": "skip"}

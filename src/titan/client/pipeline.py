@@ -40,6 +40,7 @@ what it writes loads as the same jobs (the dashboard's DAG builder exports with 
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,6 +80,34 @@ def load_pipeline(
     return parse_pipeline(read_file_text(file), file, folder=file.resolve().parent, allowed=allowed)
 
 
+#: ``cron: */5 * * * *`` or ``cron: @daily`` unquoted: to YAML, ``*`` begins an alias and
+#: ``@`` begins no value at all.
+_UNQUOTED_CRON = re.compile(r"^\s*cron\s*:\s*[*@]")
+
+
+def _invalid_yaml(file: Path, text: str, exc: yaml.YAMLError) -> PipelineError:
+    """Text that is not YAML, said at its line (with what to do about an unquoted cron)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return PipelineError(f"{file}: invalid YAML: {exc}", details={"file": str(file)})
+    mark = exc.problem_mark or exc.context_mark
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = " ".join(p for p in (exc.context, exc.problem) if p)
+    if mark is not None:
+        problem += _cron_hint(text, mark.line)
+    return PipelineError(f"{file}{line}: invalid YAML: {problem}", details={"file": str(file)})
+
+
+def _cron_hint(text: str, line: int) -> str:
+    """What to do about a YAML error on an unquoted cron expression (``*/5 * * * *``: YAML
+    says it "did not find expected alphabetic or numeric character" scanning an alias, which
+    names neither the cause nor the cure); "" for any other line."""
+    lines = text.splitlines()
+    if 0 <= line < len(lines) and _UNQUOTED_CRON.match(lines[line]):
+        return ('; a cron expression that begins with "*" or "@" must be quoted in YAML: '
+                'cron: "*/5 * * * *"')
+    return ""
+
+
 def load_schedule(path: str | os.PathLike[str]) -> dict[str, str] | None:
     """A pipeline file's ``schedule:`` block — ``cron``, and optionally ``timezone``,
     ``catchup``, ``overlap`` — as written, or None without one. ``titan schedule create``
@@ -110,7 +139,8 @@ def schedule_error(path: str | os.PathLike[str], exc: APIError,
 def _schedule_block(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, int]] | None:
     """The schedule block's fields and the line of each."""
     file = Path(path)
-    loader = safe_loader(read_file_text(file))
+    text = read_file_text(file)
+    loader = safe_loader(text)
     try:
         try:
             root = loader.get_single_node()
@@ -118,8 +148,7 @@ def _schedule_block(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[
             raise PipelineError(f"{file}: invalid YAML: nested too deeply",
                                 details={"file": str(file)}) from None
         except yaml.YAMLError as exc:
-            raise PipelineError(f"{file}: invalid YAML: {exc}",
-                                details={"file": str(file)}) from None
+            raise _invalid_yaml(file, text, exc) from None
         reader = YamlReader(file, loader)
         block = None if root is None else next(
             (v for k, _, v in reader.mapping(root, "the pipeline") if k == "schedule"), None)
@@ -163,15 +192,8 @@ def parse_pipeline(
         except RecursionError:
             raise PipelineError(f"{file}: invalid YAML: nested too deeply",
                                 details={"file": str(file)}) from None
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = f":{mark.line + 1}" if mark is not None else ""
-            problem = " ".join(p for p in (exc.context, exc.problem) if p)
-            raise PipelineError(f"{file}{line}: invalid YAML: {problem}",
-                                details={"file": str(file)}) from None
         except yaml.YAMLError as exc:
-            raise PipelineError(f"{file}: invalid YAML: {exc}",
-                                details={"file": str(file)}) from None
+            raise _invalid_yaml(file, text, exc) from None
         reader = YamlReader(file, loader)
         if root is None:
             raise reader.error(None, "the pipeline file is empty")
