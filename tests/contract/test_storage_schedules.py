@@ -122,6 +122,15 @@ def test_the_last_run_is_the_one_started_last_and_live_ones_are_listed(storage: 
         assert tx.schedule_states()[sid]["live"] == [d3]
         tx.update_dags({d3: {"status": "PARTIAL"}})
         assert tx.schedule_states()[sid]["live"] == []
+        # The run started last, read alone: ticks skipped since (a long run under overlap:
+        # skip) push it out of the latest fires, where the last run was all that was shown.
+        for tick in (900.0, 1200.0, 1500.0):
+            tx.record_fire(fire(sid, tick, "skipped"))
+        [last] = tx.schedule_fires(sid, 1, started=True)
+        assert (last["id"], last["dag_id"], last["dag_run"]) == (queued, d3, 3)
+        assert [f["dag_id"] for f in tx.schedule_fires(sid, 3)] == [None, None, None]
+        assert [f["dag_id"] for f in tx.schedule_fires(sid, 10, started=True)] == [
+            d3, manual, d1]
 
 
 def test_deleting_a_schedule_takes_its_fires_and_leaves_its_runs(storage: Storage) -> None:

@@ -14,6 +14,7 @@ import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.integration.harness import Cluster
@@ -246,6 +247,41 @@ def test_a_scheduled_jobs_env_values_are_read_only_by_who_manages_schedules(
     assert client.wait_dag(ref, timeout=30)["status"] == "COMPLETED"
     assert client.fetch_logs(f"{ref}/peek").strip() == '{"OPENAI_API_KEY": "***"}'
     client.delete_schedule("keyed")
+
+
+def test_the_last_run_shows_though_skipped_ticks_fill_the_latest_fires(
+        cluster: Cluster) -> None:
+    # A run longer than five ticks under overlap: skip: the latest five fires were all
+    # skipped, so `titan schedule list` said LAST RUN "-" and the page showed five SKIPPED
+    # badges while the run they were skipped for went on, as if the schedule had never run.
+    release = cluster.root / "long_run.release"
+    script = cluster.script("long_run.py", (
+        f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.1)\n"))
+    client = cluster.client()
+    client.schedule_dag("long", [TitanJob(job_id="step", filename=script)], cron=EVERY_2S,
+                        overlap="skip")
+    try:
+        until("five skipped ticks in a row", lambda: [
+            f["outcome"] for f in client.get_schedule("long")["fires"][:5]] == ["skipped"] * 5,
+            timeout=40)
+        client.pause_schedule("long")
+        [listed] = [s for s in client.list_schedules() if s["name"] == "long"]
+        assert all(f["dag"] is None for f in listed["fires"])
+        assert listed["last_run"]["dag"]["ref"] == "long#1"
+        assert listed["last_run"]["dag"]["status"] == "RUNNING"
+        assert client.get_schedule("long")["last_run"]["dag"]["ref"] == "long#1"
+        row = next(line for line in titan(cluster, "schedule", "list").stdout.splitlines()
+                   if line.startswith("long "))
+        assert row.endswith("DAG-long#1 RUNNING"), row
+        with httpx.Client(base_url=cluster.url, timeout=30,
+                          headers={"Authorization": f"Bearer {cluster.admin_token}"}) as s:
+            page = s.get("/schedules").text
+        assert 'class="fire last-run"' in page and 'href="/dags/DAG-long' in page
+        assert f'data-dag-id="{listed["last_run"]["dag"]["id"]}"' in page
+    finally:
+        release.touch()
+    assert client.wait_dag("long#1", timeout=30)["status"] == "COMPLETED"
+    client.delete_schedule("long")
 
 
 def test_a_master_killed_between_ticks_fires_each_tick_once(cluster: Cluster) -> None:

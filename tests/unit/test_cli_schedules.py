@@ -42,3 +42,17 @@ def test_show_keeps_the_fires_table_in_line_with_a_long_reason(
         assert skipped[start - 2:start] == "  " and submitted[start - 2:start] == "  ", column
     assert skipped[header.index("WHY"):] == WHY
     assert submitted[header.index("RUN"):].startswith("DAG-nightly#41  RUNNING")
+
+
+def test_list_and_show_name_the_last_run_when_no_listed_fire_started_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Ticks a long run made skip filled the latest fires: LAST RUN said "-" while it ran.
+    s = _schedule()
+    s["fires"] = [s["fires"][0]] * 5
+    s["last_run"] = {"tick": 1_699_913_600.0, "fired_at": 1_699_913_600.0, "manual": False,
+                     "outcome": "submitted", "error": None,
+                     "dag": {"ref": "nightly#41", "status": "RUNNING"}}
+    schedules._list([s])
+    assert capsys.readouterr().out.splitlines()[1].endswith("DAG-nightly#41 RUNNING")
+    schedules.show(s)
+    assert "last run:    DAG-nightly#41 RUNNING" in capsys.readouterr().out.splitlines()

@@ -139,9 +139,11 @@ def zoned(ts: Any, timezone: str) -> str:
 
 
 def _last_run(s: dict[str, Any]) -> str:
-    """The latest fire that started a run: a tick skipped since (overlap, catch-up) is no
-    run, and showed as the LAST RUN column's "skipped" (a QA pass); `show` lists it."""
-    run = next((f["dag"] for f in s.get("fires") or [] if f.get("dag")), None)
+    """The run the schedule started last: a tick skipped since (overlap, catch-up) is no
+    run, and showed as the LAST RUN column's "skipped" (a QA pass); nor is it only among the
+    latest fires listed (a long run's skipped ticks pushed it out: "-" while it ran)."""
+    run = (s.get("last_run") or {}).get("dag") or next(
+        (f["dag"] for f in s.get("fires") or [] if f.get("dag")), None)
     return f"DAG-{run['ref']} {run['status']}" if run else "-"
 
 
@@ -160,6 +162,7 @@ def show(s: dict[str, Any]) -> None:
     print(f"created:     {zoned(s.get('created_at'), tz)} by {s.get('created_by') or '-'}")
     nxt = s.get("next_fires") or []
     print("next ticks:  " + (", ".join(zoned(t, tz) for t in nxt) if nxt else "none"))
+    print(f"last run:    {_last_run(s)}")
     fires = s.get("fires") or []
     if fires:
         print()

@@ -58,9 +58,12 @@ class SchedulesTransaction(abc.ABC):
         """The schedule's queued fires become ``skipped`` (``error``: why); how many."""
 
     @abc.abstractmethod
-    def schedule_fires(self, schedule_id: int, limit: int) -> list[Row]:
+    def schedule_fires(self, schedule_id: int, limit: int, *,
+                       started: bool = False) -> list[Row]:
         """A schedule's latest fires, newest first, each with the name, run and status of
-        the DAG it started (``dag_name``, ``dag_run``, ``dag_status``; None without one)."""
+        the DAG it started (``dag_name``, ``dag_run``, ``dag_status``; None without one).
+        ``started``: only those whose DAG is still there, the run started last first (the
+        highest DAG id: a queued fire keeps its older id when it becomes a run)."""
 
     @abc.abstractmethod
     def schedule_states(self) -> dict[int, Row]:

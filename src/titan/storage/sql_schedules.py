@@ -70,15 +70,17 @@ class SchedulesSQL:
             .values(outcome=SKIPPED, error=why).returning(f.c.id))
         return len(result.all())
 
-    def schedule_fires(self, schedule_id: int, limit: int) -> list[Row]:
+    def schedule_fires(self, schedule_id: int, limit: int, *,
+                       started: bool = False) -> list[Row]:
         f, d = t.schedule_fires.c, t.dags.c
-        rows = self.conn.execute(
-            select(f.id, f.schedule_id, f.tick, f.fired_at, f.outcome, f.dag_id, f.error,
-                   d.name.label("dag_name"), d.run.label("dag_run"),
-                   d.status.label("dag_status"))
-            .select_from(t.schedule_fires.outerjoin(t.dags, d.id == f.dag_id))
-            .where(f.schedule_id == schedule_id).order_by(f.id.desc()).limit(limit))
-        return [dict(r._mapping) for r in rows]
+        q = (select(f.id, f.schedule_id, f.tick, f.fired_at, f.outcome, f.dag_id, f.error,
+                    d.name.label("dag_name"), d.run.label("dag_run"),
+                    d.status.label("dag_status"))
+             .select_from(t.schedule_fires.outerjoin(t.dags, d.id == f.dag_id))
+             .where(f.schedule_id == schedule_id))
+        q = (q.where(d.id.isnot(None)).order_by(f.dag_id.desc()) if started
+             else q.order_by(f.id.desc()))
+        return [dict(r._mapping) for r in self.conn.execute(q.limit(limit))]
 
     def schedule_states(self) -> dict[int, Row]:
         f, d = t.schedule_fires.c, t.dags.c

@@ -241,15 +241,21 @@ class Schedules(Firing):
             if row is None:
                 raise NotFound(f"no schedule named {name!r}", details={"name": name})
             return schedule_view(row, tx.schedule_fires(row["id"], fires), jobs=True,
-                                 env_values=env_values)
+                                 env_values=env_values, last_run=_last_run(tx, row))
 
         return await self.engine.read(read)
 
     async def views(self, fires: int = LIST_FIRES) -> list[Row]:
         """Every schedule with its latest ``fires``, by name."""
         return await self.engine.read(lambda tx: [
-            schedule_view(row, tx.schedule_fires(row["id"], fires))
+            schedule_view(row, tx.schedule_fires(row["id"], fires), last_run=_last_run(tx, row))
             for row in tx.list_schedules()])
+
+
+def _last_run(tx: Transaction, row: Row) -> Row | None:
+    """The fire of the run the schedule started last (None before its first)."""
+    found = tx.schedule_fires(row["id"], 1, started=True)
+    return found[0] if found else None
 
 
 def _check_fields(body: Any, allowed: frozenset[str], what: str = "schedule") -> None:

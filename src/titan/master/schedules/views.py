@@ -29,12 +29,14 @@ HIDDEN = "***"
 
 
 def schedule_view(row: Row, fires: list[Row] | None = None, *, jobs: bool = False,
-                  next_fires: int = NEXT_FIRES, env_values: bool = True) -> Row:
+                  next_fires: int = NEXT_FIRES, env_values: bool = True,
+                  last_run: Row | None = None) -> Row:
     """A schedule row as shown: its rule in words and its next ticks; its latest ``fires``
     (newest first) when given; its jobs when asked — their ``env`` values as :data:`HIDDEN`
     unless ``env_values``: a job's env holds its API keys, which a DAG's views never serve,
     and a viewer or any job's token may read a schedule. Who manages schedules sees them, to
-    send the jobs back as shown."""
+    send the jobs back as shown. ``last_run``: the fire of the run it started last, shown
+    whether or not it is among ``fires`` (a long run's skipped ticks push it out of them)."""
     out: dict[str, Any] = {k: row[k] for k in (
         "id", "name", "dag_name", "cron", "timezone", "catchup", "overlap", "paused",
         "next_fire_at", "last_fire_at", "created_at", "created_by", "updated_at")}
@@ -49,6 +51,7 @@ def schedule_view(row: Row, fires: list[Row] | None = None, *, jobs: bool = Fals
         [first, *rule.upcoming(first, next_fires - 1)]
     if fires is not None:
         out["fires"] = [fire_view(f) for f in fires]
+        out["last_run"] = None if last_run is None else fire_view(last_run)
     if jobs:
         out["jobs"] = as_submitted(row["jobs"])
         if not env_values:
