@@ -127,7 +127,19 @@ class Firing:
         if p.dropped:
             log.warning("schedule %s: ticks due since %s were missed; catch-up %r fires %d of "
                         "them", rec.name, time.ctime(first), rec.catchup, len(p.fire))
-        if not p.fire and p.next_at != first:
+            # Said in its history too, once per outage (at the first tick missed): the log
+            # alone left `titan schedule show` silent on why last night's run never came.
+            missed = {"schedule_id": rec.id, "tick": first, "fired_at": now,
+                      "outcome": SKIPPED, "dag_id": None, "error": self._missed(rec, now, p)}
+            moved = {"next_fire_at": p.next_at} if not p.fire else {}
+
+            def record_missed(tx: Transaction) -> None:
+                tx.record_fire(missed)  # (None when a restart recorded it already)
+                if moved:
+                    tx.update_schedule(rec.id, moved)
+
+            await self.engine.run(record_missed)
+        elif not p.fire and p.next_at != first:
             await self.engine.run(lambda tx: tx.update_schedule(
                 rec.id, {"next_fire_at": p.next_at}))
         for i, tick in enumerate(p.fire):
@@ -138,6 +150,14 @@ class Firing:
         self._arm(rec)
         if p.fire or p.next_at != first:  # not a timer that only looked at the clock
             self._announce(rec, "ticked")
+
+    def _missed(self, rec: ScheduleRec, now: float, p: rules.Plan) -> str:
+        """Why the ticks from the first missed one on were not fired (the catch-up policy)."""
+        fired = ("fires none of them" if not p.fire else
+                 f"fired only the latest, {_wall(rec, p.fire[-1])}" if len(p.fire) == 1 else
+                 f"fired the latest {len(p.fire)}, from {_wall(rec, p.fire[0])}")
+        return (f"missed: this tick and those after it until {_wall(rec, now)} fell while no "
+                f"master ran on time (catchup: {rec.catchup} {fired})")
 
     async def _deal(self, rec: ScheduleRec, tick: float, after: float | None) -> None:
         """One tick: a run, or a record of why not (skipped, or queued behind the running
@@ -215,9 +235,8 @@ class Firing:
         job that processes "its" day or hour needs it — as Airflow's logical date and
         Prefect's expected start time say. In the schedule's zone, with its offset: the day
         the expression speaks of, and unambiguous in a repeated hour."""
-        at = dt.datetime.fromtimestamp(self.clock() if tick is None else tick, rec.rule.tz)
         told = {"TITAN_SCHEDULE": rec.name,
-                "TITAN_SCHEDULE_TICK": at.isoformat(timespec="seconds")}
+                "TITAN_SCHEDULE_TICK": _wall(rec, self.clock() if tick is None else tick)}
         jobs = copy.deepcopy(rec.jobs)
         for job in jobs:
             if job.get("job_type") != APPROVAL:  # a gate runs nothing (and takes no env)
@@ -272,3 +291,8 @@ class Firing:
         self.engine.hub.publish("schedule_updated", {
             "name": rec.name, "op": op, "paused": rec.paused, "next_fire_at": rec.next_fire_at,
             "last_dag_id": rec.last_dag_id})
+
+
+def _wall(rec: ScheduleRec, ts: float) -> str:
+    """A time in the schedule's zone, with its offset: ``2026-10-25T02:30:00+02:00``."""
+    return dt.datetime.fromtimestamp(ts, rec.rule.tz).isoformat(timespec="seconds")
