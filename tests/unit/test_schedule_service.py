@@ -336,7 +336,10 @@ def test_an_update_changes_the_rule_policies_and_dag_from_the_next_tick(tmp_path
                            ({"timezone": "localtime"}, "not an IANA time zone"),
                            ({"timezone": "Factory"}, "not an IANA time zone"),
                            ({"timezone": {"name": "UTC"}}, "timezone must be an IANA name"),
-                           ({"jobs": []}, "no jobs")):
+                           ({"jobs": []}, "no jobs"),
+                           # A DAG name given is checked, new jobs or not (it was ignored).
+                           ({"dag_name": "", "jobs": [{"job_id": "x", "filename": "etl.py",
+                                                       "script_sha256": SHA}]}, "DAG name")):
             with pytest.raises(ValidationFailed, match=match):
                 await m.schedules.update("nightly", bad)
         assert (await m.schedules.view("nightly"))["cron"] == "*/10 * * * *"

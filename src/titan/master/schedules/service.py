@@ -149,8 +149,11 @@ class Schedules(Firing):
             overlap = rules.choice(body.get("overlap", rec.overlap), "overlap", rules.OVERLAP)
             dag_name, jobs = rec.dag_name, rec.jobs
             if "jobs" in body:
-                dag_name, jobs = validate_dag(body.get("dag_name") or dag_name, body["jobs"],
-                                              max_jobs=max_jobs)
+                # A dag_name given is checked whatever it is: "" with new jobs kept the old
+                # name without a word, while "" alone was refused.
+                given = body.get("dag_name")
+                dag_name, jobs = validate_dag(dag_name if given is None else given,
+                                              body["jobs"], max_jobs=max_jobs)
                 await self.engine.pin_projects(jobs)
                 await self.engine.check_scripts(jobs)
             elif body.get("dag_name") is not None:
