@@ -439,6 +439,47 @@ def test_sub_agents_past_the_actor_limit_stay_apart() -> None:
     asyncio.run(go())
 
 
+class FakeKnown:
+    """The database's answer to the receiver's lookups, from the stand-in run service."""
+
+    def __init__(self, runs: FakeRuns) -> None:
+        self.fake = runs
+
+    async def runs(self, run_ids: Any) -> set[str]:
+        return {r for r in run_ids if r in self.fake.runs}
+
+    async def actions(self, run_id: str, wanted: Any) -> list[dict[str, Any]]:
+        held = self.fake.actions.get(run_id, {})
+        return [{k: held[i][k] for k in ("id", "actor", "tags")} for i in wanted if i in held]
+
+
+def test_deep_sub_agents_cost_memory_by_span_and_survive_a_restart() -> None:
+    # The receiver remembered each span's whole actor path: a chain of N nested agents cost N²
+    # characters (a 1 MB request of 10,000 held ~500 MB until the trace was forgotten), and
+    # after a restart a late child of a deep sub-agent, placed from its parent's recorded
+    # (shortened) path, landed under an actor of its own, beside its siblings'.
+    async def go() -> None:
+        rx, runs, _ = receiver()
+        n = 1500
+        chain = [span(f"{i + 1:016x}", f"{i:016x}" if i else None, f"agent{i}", attrs=AGENT,
+                      start=i * 1e-3) for i in range(n)]
+        child = span("00000000000a0001", chain[-1].span_id, "call", start=2)
+        await rx.receive([child, *chain[::-1]], 0, ADMIN)
+        [trace] = rx.traces.values()
+        assert max(len(a) for a in trace.actors.values()) <= incoming.ACTOR_CHARS
+        got = runs.actions[ids.run_id_of_trace(TRACE)]
+        assert len({got[s.span_id]["actor"] for s in chain}) == n
+        # A restart: nothing remembered, what is recorded is asked of the database.
+        again = Receiver(runs, 60.0, fixed_price, clock=lambda: T0 + 100,  # type: ignore[arg-type]
+                         known=FakeKnown(runs))  # type: ignore[arg-type]
+        late = span("00000000000a0002", chain[-1].span_id, "call", start=3)
+        await again.receive([late], 0, ADMIN)
+        assert got[late.span_id]["actor"] == got[child.span_id]["actor"]
+        assert got[late.span_id]["actor"].endswith(f"/agent{n - 1}")
+        assert again.stats()["held_spans"] == 0
+    asyncio.run(go())
+
+
 def test_a_parent_that_never_comes_is_given_up_after_the_hold() -> None:
     async def go() -> None:
         rx, runs, now = receiver(hold=30)

@@ -92,10 +92,17 @@ def agent_name(span: Span) -> str:
 
 
 def children_actor(actor: str, agent: str | None) -> str:
-    """The actor of a span's children: its own, or below it the sub-agent it started."""
+    """The actor of a span's children: its own, or below it the sub-agent it started.
+
+    Already shortened (:func:`actor_path`) at every level, never the whole path: the receiver
+    keeps one per span, and whole paths made a chain of N sub-agents cost N² characters — a
+    1 MB request of 10,000 nested agents held ~500 MB until the trace was forgotten. Each
+    level's hash covers the one above (which covers the one above it), so every sub-agent
+    still has an actor of its own; and a late child after a restart, placed from its parent's
+    recorded actor, gets the same one as its siblings."""
     if agent is None or agent == actor.rsplit("/", 1)[-1]:
         return actor
-    return f"{actor}/{agent}"
+    return actor_path(f"{actor}/{agent}")
 
 
 def recorded_agent(tags: Any) -> str | None:
@@ -167,7 +174,8 @@ def actor_path(actor: str, limit: int = ACTOR_CHARS) -> str:
     """An actor path as an action holds it (at most ``limit`` characters). A longer one — a
     recursive agent's sub-agents 60 deep — keeps its tail (the sub-agents nearest the span)
     after a hash of the whole path: cut at the limit, every deeper sub-agent became one
-    actor, their calls merged and numbered together."""
+    actor, their calls merged and numbered together. A path already shortened (one level
+    above, by :func:`children_actor`) is returned as it is."""
     actor = _clean(actor, len(actor))
     if len(actor) <= limit:
         return actor
