@@ -10,10 +10,12 @@ ingestion parser (``titan.master.runs.ingest``), so what the mapping produces is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gzip
 import json
 import re
+import socket
 import threading
 import time
 from typing import Any
@@ -670,6 +672,81 @@ def test_a_collector_that_is_down_costs_the_run_nothing_and_drops_are_counted() 
     assert stats["dropped_spans"] == 40 and stats["exported_spans"] == 0
     assert stats["queue_full_drops"] >= 29 and stats["failed_requests"] >= 2  # retried 503s
     assert stats["last_error"] == "HTTP 503: down" and posts
+
+
+def _answering(answer: Any) -> tuple[str, threading.Event]:
+    """A real socket server that reads each request and hands the connection to ``answer``
+    (until the returned event is set)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            with contextlib.suppress(OSError):
+                answer(conn, done)
+
+    def accept() -> None:
+        with server:
+            server.settimeout(0.2)
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    threading.Thread(target=serve, args=(server.accept()[0],),
+                                     daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/v1/traces", done
+
+
+def _trickle(conn: socket.socket, done: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    while not done.wait(0.1):  # a byte well within each read's timeout, for ever
+        conn.sendall(b"x")
+
+
+def _flood(conn: socket.socket, done: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    while not done.is_set():  # a stream that never ends: a wrong URL
+        conn.sendall(b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+
+
+@pytest.mark.parametrize(("answer", "said"), [
+    (_trickle, "its answer not whole after 1 s"), (_flood, "is TITAN_OTLP_ENDPOINT")])
+def test_an_answer_that_never_ends_fails_the_request_and_is_logged_once(
+        answer: Any, said: str, caplog: pytest.LogCaptureFixture) -> None:
+    # A collector (or whatever TITAN_OTLP_ENDPOINT named) that answered a byte at a time, or
+    # without end, held the export thread for good: httpx's timeout bounds each read, not the
+    # request. Nothing was exported, counted as failed or logged, while the queue filled.
+    url, done = _answering(answer)
+    exporter = Exporter(ExportSettings(url), storage=None, interval=0.01,  # type: ignore[arg-type]
+                        timeout=1.0)
+    exporter.start()
+    run = {"id": "run-1", "agent_id": "bot", "tags": None}
+    try:
+        exporter.actions_recorded(run, [stored()])
+        deadline = time.time() + 10
+        while exporter.stats()["dropped_spans"] < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        exporter.actions_recorded(run, [stored(id="b" * 32)])
+        while exporter.stats()["dropped_spans"] < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert time.time() < deadline, "the export thread is still waiting for the answer"
+    finally:
+        done.set()
+        exporter.stop()
+    stats = exporter.stats()
+    assert (stats["dropped_spans"], stats["exported_spans"]) == (2, 0)
+    assert stats["failed_requests"] == 2  # not tried again: the collector may have them
+    assert said in stats["last_error"]
+    warned = [r.getMessage() for r in caplog.records if "OTLP export" in r.getMessage()]
+    assert len(warned) == 1 and said in warned[0]
 
 
 def test_spans_reach_the_collector_grouped_by_run() -> None:

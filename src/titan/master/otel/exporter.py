@@ -13,13 +13,16 @@ The collector being down never reaches a run: a failing batch is tried again wit
 for up to 10 s, then dropped; while it is tried the queue fills up to 20,000 spans (or 64 MiB
 of payloads) and what comes past that is dropped. Once a batch was dropped, the next ones get
 one try each until one gets through, so an outage costs each batch a connection attempt, not
-10 s. Drops are counted (``GET /api/v1/otlp``) and logged once per outage.
+10 s. A request has 10 s in all, its answer read whole (at most 64 KiB of it): httpx's
+timeout bounds each read, and an answer trickled or without end held the thread for good.
+Drops are counted (``GET /api/v1/otlp``) and logged once per outage.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +42,9 @@ from titan.version import __version__
 log = logging.getLogger("titan.master")
 _TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: The most of a collector's answer read: OTLP's is a few bytes (a partial success at most).
+#: A longer one is no collector's (a wrong URL: a web app, a stream); it is not read on.
+_ANSWER_BYTES = 64 * 1024
 
 
 @dataclass
@@ -55,12 +61,16 @@ class Exporter:
     def __init__(self, settings: ExportSettings, storage: Storage, *, max_spans: int = 20_000,
                  max_bytes: int = 64 << 20, batch_spans: int = 512,
                  batch_bytes: int = 4 << 20, interval: float = 1.0, grace: float = 10.0,
+                 timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         self.storage = storage
         self.max_spans, self.max_bytes = max_spans, max_bytes
         self.batch_spans, self.batch_bytes = batch_spans, batch_bytes
         self.interval, self.grace = interval, grace
+        #: The longest a request may take, its answer read whole: httpx's timeout bounds
+        #: each read, so an answer trickled a byte at a time held the thread for good.
+        self.timeout = timeout
         self.counts = {"exported_spans": 0, "dropped_spans": 0, "failed_requests": 0,
                        "queue_full_drops": 0}
         self.last_error: str | None = None
@@ -70,7 +80,7 @@ class Exporter:
         self._stopping = False
         self._stopped = threading.Event()  # wakes a retry's pause at once on stop
         self._failing = False
-        self._client = httpx.Client(timeout=10.0, transport=transport, headers={
+        self._client = httpx.Client(timeout=timeout, transport=transport, headers={
             "Content-Type": "application/x-protobuf",
             "User-Agent": f"titan-master/{__version__}", **settings.headers})
         self._thread = threading.Thread(target=self._run, name="titan-otlp-export",
@@ -222,14 +232,29 @@ class Exporter:
     def _post(self, body: bytes) -> tuple[str | None, bool]:
         """(None, _) once the collector took the batch, else what went wrong and whether
         OTLP says to try again (a connection that failed; 429, 502, 503, 504)."""
+        deadline = time.monotonic() + self.timeout
+        answer = bytearray()
         try:
-            reply = self._client.post(self.settings.url, content=body)
+            with self._client.stream("POST", self.settings.url, content=body) as reply:
+                # Raw, not inflated: a gzip answer cannot grow past the limit in one chunk.
+                # (An answer already read, as a test transport's is, is taken as it is.)
+                chunks = (reply.content,) if reply.is_stream_consumed else reply.iter_raw()
+                for chunk in chunks:
+                    answer += chunk
+                    if len(answer) > _ANSWER_BYTES:
+                        return (f"HTTP {reply.status_code}, and an answer past "
+                                f"{_ANSWER_BYTES // 1024} KiB, which no OTLP collector sends: "
+                                "is TITAN_OTLP_ENDPOINT a collector's?"), False
+                    if time.monotonic() > deadline:
+                        # Not tried again: the collector may have taken the batch.
+                        return (f"HTTP {reply.status_code}, and its answer not whole after "
+                                f"{self.timeout:g} s ({len(answer)} bytes came)"), False
         except httpx.HTTPError as exc:
             said = str(exc).replace(self.settings.url, self.settings.shown_url)
             return f"{type(exc).__name__}: {said}"[:500], True
         if reply.status_code < 300:
             return None, False
-        text = reply.text[:300].strip()
+        text = answer[:300].decode("utf-8", "replace").strip()
         return f"HTTP {reply.status_code}: {text}", reply.status_code in _RETRY_STATUSES
 
 
