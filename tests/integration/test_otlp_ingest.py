@@ -236,6 +236,26 @@ def test_a_lone_surrogate_in_an_attributes_json_is_kept_as_a_replacement(
     assert cluster.api("GET", f"/runs/{run_id}")["action_count"] == 3
 
 
+def test_a_span_started_years_before_its_end_is_placed_at_its_end(cluster: Cluster) -> None:
+    # A start in 2001 (a sender's clock set late) and an end now: a duration past the run
+    # service's ~3 years, so the span was refused — a root one still ended its run, empty.
+    trace = "8f0c8a7e1d3b4c5a6e7f8091a2b3c4d5"
+    body = genai_trace(trace)
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    for s in spans[:2]:  # the agent (the root) and its chat
+        s["startTimeUnixNano"] = str(978_307_200 * 10**9)  # 2001-01-01
+    reply = post(cluster, json.dumps(body).encode(), "application/json")
+    assert reply.status_code == 200 and reply.json() == {}, reply.text
+    run_id = run_id_of_trace(trace)
+    run = cluster.api("GET", f"/runs/{run_id}")
+    assert (run["status"], run["action_count"]) == ("completed", 3)
+    ended = int(spans[0]["endTimeUnixNano"]) / 1e9
+    assert run["started_at"] == pytest.approx(ended) and run["ended_at"] == pytest.approx(ended)
+    by = {a["name"]: a for a in actions_of(cluster, run_id)}
+    assert (by["call_llm"]["duration_ns"], by["call_llm"]["started_at"]) == (
+        0, pytest.approx(int(spans[1]["endTimeUnixNano"]) / 1e9))
+
+
 def test_what_the_route_refuses(cluster: Cluster) -> None:
     reply = post(cluster, b"\x0a\xff\xff\xff\xff garbage", "application/x-protobuf")
     assert reply.status_code == 400

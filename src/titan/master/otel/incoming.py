@@ -33,7 +33,7 @@ from titan.master.otel.messages import (
     whole_number,
 )
 from titan.master.otel.wire import STATUS_ERROR, Span
-from titan.master.runs.ingest import ERROR_CHARS, MAX_TOKENS, MAX_USD
+from titan.master.runs.ingest import ERROR_CHARS, MAX_DURATION_NS, MAX_TOKENS, MAX_USD
 from titan.storage.base import Row
 from titan.trace.canonical import dumps
 
@@ -193,12 +193,16 @@ def _clean(text: str, limit: int) -> str:
 
 def span_times(span: Span, now: float) -> tuple[float, int]:
     """Start (epoch seconds) and duration; a span with no usable start is placed at its end,
-    else now, since the run service refuses times outside 2000..tomorrow."""
+    else now, since the run service refuses times outside 2000..tomorrow — and durations
+    past ~3 years (``MAX_DURATION_NS``): a start that far before its end (a sender's clock
+    set late, a start of 2001) is no usable start either. Such a span was refused, lost
+    with its whole record, and a root one ended its run with nothing of it recorded."""
     latest = now + 86_000
     start, end = span.start_ns / 1e9, span.end_ns / 1e9
     start_ok, end_ok = EPOCH_2000 <= start <= latest, EPOCH_2000 <= end <= latest
-    if start_ok:
-        return start, max(0, span.end_ns - span.start_ns) if end_ok else 0
+    duration = max(0, span.end_ns - span.start_ns) if start_ok and end_ok else 0
+    if start_ok and duration <= MAX_DURATION_NS:
+        return start, duration
     return (end if end_ok else now), 0
 
 
