@@ -236,6 +236,45 @@ def test_a_lone_surrogate_in_an_attributes_json_is_kept_as_a_replacement(
     assert cluster.api("GET", f"/runs/{run_id}")["action_count"] == 3
 
 
+def test_openllmetry_decorated_tools_and_agents_keep_their_names_and_content(
+        cluster: Cluster) -> None:
+    # traceloop-sdk's @workflow / @agent / @tool spans are "<name>.<kind>", with the name in
+    # traceloop.entity.name and the call's {"args", "kwargs"} and result in
+    # traceloop.entity.input / output: a tool call was "get_weather.tool" with no inputs or
+    # outputs (they were only in its tags), and the agent's calls ran as "app/research.agent".
+    trace = "9f0c8a7e1d3b4c5a6e7f8091a2b3c4d5"
+    now = time.time_ns()
+
+    def span(sid: str, parent: str, kind: str, name: str, **extra: str) -> dict[str, Any]:
+        attrs = {"traceloop.span.kind": kind, "traceloop.entity.name": name, **extra}
+        return {"traceId": trace, "spanId": sid, "parentSpanId": parent,
+                "name": f"{name}.{kind}", "kind": 1, "startTimeUnixNano": str(now),
+                "endTimeUnixNano": str(now + 10**6), "attributes": [
+                    {"key": k, "value": {"stringValue": v}} for k, v in attrs.items()]}
+    spans = [
+        span("2000000000000001", "", "workflow", "trip",
+             **{"traceloop.entity.input": '{"args": ["Oslo"], "kwargs": {}}',
+                "traceloop.entity.output": '"booked"'}),
+        span("2000000000000002", "2000000000000001", "agent", "research"),
+        span("2000000000000003", "2000000000000002", "tool", "get_weather",
+             **{"traceloop.entity.input": '{"args": [], "kwargs": {"city": "Oslo"}}',
+                "traceloop.entity.output": '{"sky": "clear"}'})]
+    body = {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "app"}}]},
+        "scopeSpans": [{"scope": {"name": "traceloop.tracer"}, "spans": spans[::-1]}]}]}
+    reply = post(cluster, json.dumps(body).encode(), "application/json")
+    assert reply.status_code == 200 and reply.json() == {}, reply.text
+    by = {a["name"]: a for a in actions_of(cluster, run_id_of_trace(trace))}
+    assert set(by) == {"trip.workflow", "research.agent", "get_weather"}
+    tool = by["get_weather"]
+    assert (tool["channel"], tool["actor"]) == ("tool", "app/research")
+    assert tool["inputs"] == {"args": [], "kwargs": {"city": "Oslo"}}
+    assert tool["outputs"] == {"sky": "clear"}
+    assert "traceloop.entity.input" not in tool["tags"]["otel"]["attributes"]
+    flow = by["trip.workflow"]
+    assert (flow["inputs"], flow["outputs"]) == ({"args": ["Oslo"], "kwargs": {}}, "booked")
+
+
 def test_a_span_started_years_before_its_end_is_placed_at_its_end(cluster: Cluster) -> None:
     # A start in 2001 (a sender's clock set late) and an end now: a duration past the run
     # service's ~3 years, so the span was refused — a root one still ended its run, empty.

@@ -4,7 +4,8 @@ Each span becomes one action of its trace's run, in the shape ``POST /runs/{id}/
 takes (the run service checks it like any client's): LLM spans (OpenInference ``LLM``, or
 ``gen_ai.operation.name`` chat / text_completion / generate_content) become ``call_llm`` on
 the ``llm`` channel with their messages, parameters, model, usage and cost; embeddings become
-``embeddings``; tool spans (``TOOL``, ``execute_tool``) a ``tool`` action named for the tool;
+``embeddings``; tool spans (``TOOL``, ``execute_tool``, OpenLLMetry's ``tool``) a ``tool``
+action named for the tool;
 everything else (agents, chains, retrievers...) a ``custom`` action named for the span. Which
 sub-agent made a span is not in the span itself: :mod:`.receiver` works it out from the tree
 (``AGENT`` / ``invoke_agent`` ancestors) and hands it in as ``actor``. docs/opentelemetry.md
@@ -14,6 +15,7 @@ has the table, and what does not survive the trip.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import time
@@ -51,7 +53,13 @@ _CONSUMED = re.compile(
     r"completion|input\.messages|output\.messages|system_instructions|usage|request|"
     r"response\.model|response\.finish_reasons|tool\.call|tool\.name|operation\.name|"
     r"provider\.name|system|agent\.name)|input\.|output\.|tool\.name|openinference\.span\.kind"
-    r"|embedding\.model_name|exception\.)")
+    r"|embedding\.model_name|exception\.|traceloop\.entity\.(input|output)$)")
+#: A span's inputs and outputs: OpenInference's, else OpenLLMetry's (its decorators' JSON
+#: ``{"args", "kwargs"}`` and result); and OpenLLMetry's name of a tool or agent, whose
+#: span is ``<name>.tool`` (read as tags only, its tool calls had no inputs or outputs).
+_INPUT = ("input.value", "traceloop.entity.input")
+_OUTPUT = ("output.value", "traceloop.entity.output")
+_LOOP_NAME = "traceloop.entity.name"
 #: Attributes that carry credentials by their name (the last part of it): an instrumented HTTP
 #: client's ``http.request.header.authorization`` holds the provider key itself, and
 #: redaction knows only the key formats it has patterns for. Never copied into tags; their
@@ -86,20 +94,17 @@ def kind_of(span: Span) -> str:
 def agent_name(span: Span) -> str:
     """The name an agent span gives its sub-agent in actor paths (no ``/``: it separates)."""
     a = span.attributes
-    name = a.get("gen_ai.agent.name") or a.get("agent.name") or span.name
-    name = _clean(str(name).removeprefix("invoke_agent ").strip().replace("/", "-"), 100)
+    name = _first_str(a, "gen_ai.agent.name", "agent.name", _LOOP_NAME) or span.name
+    name = _clean(name.removeprefix("invoke_agent ").strip().replace("/", "-"), 100)
     return name or "agent"
 
 
 def children_actor(actor: str, agent: str | None) -> str:
-    """The actor of a span's children: its own, or below it the sub-agent it started.
-
-    Already shortened (:func:`actor_path`) at every level, never the whole path: the receiver
-    keeps one per span, and whole paths made a chain of N sub-agents cost N² characters — a
-    1 MB request of 10,000 nested agents held ~500 MB until the trace was forgotten. Each
-    level's hash covers the one above (which covers the one above it), so every sub-agent
-    still has an actor of its own; and a late child after a restart, placed from its parent's
-    recorded actor, gets the same one as its siblings."""
+    """The actor of a span's children: its own, or below it the sub-agent it started —
+    shortened (:func:`actor_path`) level by level: the receiver keeps one per span, and whole
+    paths cost N² characters for N nested agents (~500 MB for a 1 MB request). Each hash
+    covers the shortened level above, so sub-agents stay apart, and a late child after a
+    restart (placed from its parent's recorded actor) joins its siblings."""
     if agent is None or agent == actor.rsplit("/", 1)[-1]:
         return actor
     return actor_path(f"{actor}/{agent}")
@@ -143,18 +148,18 @@ def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hoste
                       model=_clean(model, 200) if model else None, usage=usage or None)
         action.update(_cost(a, model, usage, price, embedding=kind == EMBEDDING))
     elif kind == TOOL:
-        name = _first_str(a, "gen_ai.tool.name", "tool.name") or \
+        name = _first_str(a, "gen_ai.tool.name", "tool.name", _LOOP_NAME) or \
             span.name.removeprefix("execute_tool ")
         action.update(channel="tool", name=_clean(name.strip(), 200) or "tool",
-                      inputs=_as_inputs(_first(a, "gen_ai.tool.call.arguments", "input.value")),
-                      outputs=parsed(_first(a, "gen_ai.tool.call.result", "output.value")))
+                      inputs=_as_inputs(_first(a, "gen_ai.tool.call.arguments", *_INPUT)),
+                      outputs=parsed(_first(a, "gen_ai.tool.call.result", *_OUTPUT)))
     else:
-        inputs = _first(a, "input.value")
+        inputs = _first(a, *_INPUT)
         messages = parsed(a.get("gen_ai.input.messages"))
         action.update(channel="custom", name=_clean(span.name.strip(), 200) or kind,
                       inputs={"messages": from_parts(messages)} if isinstance(messages, list)
                       and inputs is None else _as_inputs(inputs),
-                      outputs=parsed(_first(a, "output.value")))
+                      outputs=parsed(_first(a, *_OUTPUT)))
     return action
 
 
@@ -193,10 +198,8 @@ def _clean(text: str, limit: int) -> str:
 
 def span_times(span: Span, now: float) -> tuple[float, int]:
     """Start (epoch seconds) and duration; a span with no usable start is placed at its end,
-    else now, since the run service refuses times outside 2000..tomorrow — and durations
-    past ~3 years (``MAX_DURATION_NS``): a start that far before its end (a sender's clock
-    set late, a start of 2001) is no usable start either. Such a span was refused, lost
-    with its whole record, and a root one ended its run with nothing of it recorded."""
+    else now, since the run service refuses times outside 2000..tomorrow and durations past
+    ~3 years: a start that far before its end (a clock set late) is no usable start."""
     latest = now + 86_000
     start, end = span.start_ns / 1e9, span.end_ns / 1e9
     start_ok, end_ok = EPOCH_2000 <= start <= latest, EPOCH_2000 <= end <= latest
@@ -277,7 +280,7 @@ def _llm_inputs(a: dict[str, Any]) -> Row:
     if messages:
         inputs["messages"] = messages
     else:
-        raw = _first(a, "input.value")
+        raw = _first(a, *_INPUT)
         if raw is not None:
             inputs["input"] = parsed(raw)
     params = parsed(a.get("llm.invocation_parameters"))
@@ -310,8 +313,9 @@ def _llm_outputs(a: dict[str, Any]) -> Row:
     calls = [c for m in messages for c in as_list(m.get("tool_calls"))]
     if calls:
         out["tool_calls"] = calls
-    if not messages and a.get("output.value") is not None:
-        out = {"output": parsed(a["output.value"])}
+    raw = _first(a, *_OUTPUT)
+    if not messages and raw is not None:
+        out = {"output": parsed(raw)}
     return out
 
 
@@ -353,7 +357,15 @@ def _tags(span: Span) -> Row:
 
 
 def _first(a: dict[str, Any], *keys: str) -> Any:
-    return next((a[k] for k in keys if a.get(k) is not None), None)
+    """The first of these attributes present (OpenLLMetry's entity values, always JSON, as
+    JSON: a result "ok" is '"ok"')."""
+    key = next((k for k in keys if a.get(k) is not None), None)
+    if key is None or not key.startswith("traceloop.entity.") or not isinstance(a[key], str):
+        return None if key is None else a[key]
+    try:
+        return json.loads(a[key])
+    except (ValueError, RecursionError):
+        return a[key]
 
 
 def _first_str(a: dict[str, Any], *keys: str) -> str | None:
