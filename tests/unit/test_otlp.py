@@ -749,6 +749,46 @@ def test_an_answer_that_never_ends_fails_the_request_and_is_logged_once(
     assert len(warned) == 1 and said in warned[0]
 
 
+def test_a_collector_slower_than_the_runs_is_logged_once_when_spans_are_dropped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A collector that answers, only slower than spans come: every request succeeded, so the
+    # spans dropped on arrival (queue_full_drops) left nothing in the log.
+    gate = threading.Event()
+
+    def collector(request: httpx.Request) -> httpx.Response:
+        gate.wait(30)
+        return httpx.Response(200)
+
+    exporter = Exporter(ExportSettings("http://collector/v1/traces"), storage=None,  # type: ignore[arg-type]
+                        max_spans=10, interval=0.01, transport=httpx.MockTransport(collector))
+    exporter.start()
+    run = {"id": "run-1", "agent_id": "bot", "tags": None}
+    caplog.set_level("INFO", logger="titan.master")
+    try:
+        exporter.actions_recorded(run, [stored()])
+        deadline = time.time() + 10
+        while exporter.stats()["queued_spans"] and time.time() < deadline:
+            time.sleep(0.01)  # the first batch is at the collector, which holds it
+        for _ in range(40):  # 10 fit the queue, 30 are dropped: one warning
+            exporter.actions_recorded(run, [stored()])
+        said = [r.getMessage() for r in caplog.records if "OTLP" in r.getMessage()]
+        assert len(said) == 1 and "queue is full" in said[0] and "collector" in said[0]
+        gate.set()
+        while exporter.stats()["exported_spans"] < 11 and time.time() < deadline:
+            time.sleep(0.01)
+        for _ in range(2):  # rounds with room: its end is said once
+            exporter.actions_recorded(run, [stored()])
+            while exporter.stats()["queued_spans"] and time.time() < deadline:
+                time.sleep(0.01)
+    finally:
+        exporter.stop()
+    stats = exporter.stats()
+    assert (stats["exported_spans"], stats["dropped_spans"], stats["failed_requests"]) == (
+        13, 30, 0)
+    said = [r.getMessage() for r in caplog.records if "OTLP" in r.getMessage()]
+    assert len(said) == 2 and "room again" in said[1], said
+
+
 def test_spans_reach_the_collector_grouped_by_run() -> None:
     got: list[ExportTraceServiceRequest] = []
 

@@ -80,6 +80,10 @@ class Exporter:
         self._stopping = False
         self._stopped = threading.Event()  # wakes a retry's pause at once on stop
         self._failing = False
+        #: The queue overflowed (logged once), and spans dropped since the thread last took
+        #: it: a collector slower than the runs (it answers, only not fast enough) lost spans
+        #: with nothing in the log, since no request failed.
+        self._overflowing, self._dropped_since = False, 0
         self._client = httpx.Client(timeout=timeout, transport=transport, headers={
             "Content-Type": "application/x-protobuf",
             "User-Agent": f"titan-master/{__version__}", **settings.headers})
@@ -123,6 +127,13 @@ class Exporter:
                     or self._queued_bytes + item.size > self.max_bytes):
                 self.counts["dropped_spans"] += item.spans
                 self.counts["queue_full_drops"] += 1
+                self._dropped_since += item.spans
+                if not self._overflowing:
+                    self._overflowing = True
+                    log.warning("OTLP export queue is full (%d spans or %d MiB waiting for %s): "
+                                "spans are dropped until the collector catches up (counted "
+                                "in GET /api/v1/otlp)", self.max_spans, self.max_bytes >> 20,
+                                self.settings.shown_url)
                 return
             self._queue.append(item)
             self._queued_spans += item.spans
@@ -142,6 +153,10 @@ class Exporter:
                 items = list(self._queue)
                 self._queue.clear()
                 self._queued_spans = self._queued_bytes = 0
+                if self._overflowing and not self._dropped_since:  # a whole round with room
+                    self._overflowing = False
+                    log.info("OTLP export queue has room again")
+                self._dropped_since = 0
             try:
                 self._export(items)
             except Exception as exc:  # a bug or the database away: never the thread's end
