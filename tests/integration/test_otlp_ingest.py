@@ -275,6 +275,39 @@ def test_openllmetry_decorated_tools_and_agents_keep_their_names_and_content(
     assert (flow["inputs"], flow["outputs"]) == ({"args": ["Oslo"], "kwargs": {}}, "booked")
 
 
+def test_a_protobuf_string_that_is_not_utf8_costs_only_that_character(
+        cluster: Cluster) -> None:
+    # A Go or JS sender's attribute holding raw bytes (an http.url, a header), passed on by a
+    # Collector: protobuf's parser refused the whole request with 400, and the exporter
+    # dropped every other span of the batch with it (a 400 is never retried).
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.append(KeyValue(key="service.name",
+                                           value=AnyValue(string_value="gateway")))
+    spans = rs.scope_spans.add().spans
+    trace, now = bytes.fromhex("af0c8a7e1d3b4c5a6e7f8091a2b3c4d5"), time.time_ns()
+    for i, url in enumerate(("/ok", "/bad-QQQ")):
+        s = spans.add(trace_id=trace, span_id=bytes([0x30, 0, 0, 0, 0, 0, 0, i + 1]),
+                      name=f"GET {url}", start_time_unix_nano=now,
+                      end_time_unix_nano=now + 10**6)
+        if i:
+            s.parent_span_id = spans[0].span_id
+        s.attributes.append(KeyValue(key="http.url", value=AnyValue(string_value=url)))
+    body = request.SerializeToString().replace(b"QQQ", b"\xff\xc3(")  # in a name and a url
+    reply = post(cluster, body, "application/x-protobuf")
+    assert reply.status_code == 200 and reply.content == b"", reply.text
+    acts = {a["id"]: a for a in actions_of(cluster, run_id_of_trace(trace.hex()))}
+    bad = acts["3000000000000002"]
+    assert bad["name"] == "GET /bad-\ufffd\ufffd("
+    assert bad["tags"]["otel"]["attributes"]["http.url"] == "/bad-\ufffd\ufffd("
+    assert acts["3000000000000001"]["name"] == "GET /ok"
+
+
 def test_a_span_started_years_before_its_end_is_placed_at_its_end(cluster: Cluster) -> None:
     # A start in 2001 (a sender's clock set late) and an end now: a duration past the run
     # service's ~3 years, so the span was refused — a root one still ended its run, empty.

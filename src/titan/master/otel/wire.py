@@ -5,6 +5,9 @@ anything is recorded, so a malformed one is a 400 that says what is wrong and st
 OTLP's JSON encoding is protobuf's JSON mapping with one twist: trace and span ids are hex,
 not base64, so they are turned into base64 before protobuf's parser sees them. A gzip body
 is inflated only up to the same limit as a plain one: a small bomb is a 413, not a gigabyte.
+A protobuf body whose strings are not all UTF-8 (a Go or JS sender's bytes, passed on by a
+Collector) is read again with each bad byte as U+FFFD (:func:`_repaired`): protobuf's parser
+refused the whole request, every other span in it with it (exporters drop a batch on a 400).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.descriptor import FieldDescriptor, FileDescriptor
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -80,7 +84,10 @@ def decode(body: bytes, content_type: str | None, content_encoding: str | None, 
     request = ExportTraceServiceRequest()
     if media in (PROTOBUF, "application/protobuf"):
         try:
-            request.ParseFromString(body)
+            try:
+                request.ParseFromString(body)
+            except DecodeError:
+                request.ParseFromString(_repaired(body))
         except DecodeError as exc:
             raise ValidationFailed(f"the body is not an OTLP ExportTraceServiceRequest in "
                                    f"protobuf: {exc}", details={"field": "body"}) from None
@@ -90,6 +97,67 @@ def decode(body: bytes, content_type: str | None, content_encoding: str | None, 
         raise APIError(f"Content-Type must be {PROTOBUF} or {JSON}, got "
                        f"{content_type or 'none'!r}", code="unsupported_media_type", status=415)
     return spans_of(request)
+
+
+def _lenient() -> tuple[type[Message], frozenset[str]]:
+    """``ExportTraceServiceRequest`` with every string field read as bytes (the same wire
+    format, unchecked), and the full names of those fields."""
+    pool, strings, added = descriptor_pool.DescriptorPool(), set(), set()
+
+    def as_bytes(msg: descriptor_pb2.DescriptorProto, scope: str) -> None:
+        for f in msg.field:
+            if f.type == FieldDescriptor.TYPE_STRING:
+                f.type = FieldDescriptor.TYPE_BYTES
+                strings.add(f"{scope}.{msg.name}.{f.name}")
+        for nested in msg.nested_type:
+            as_bytes(nested, f"{scope}.{msg.name}")
+
+    def add(file: FileDescriptor) -> None:
+        if file.name not in added:
+            added.add(file.name)
+            for dependency in file.dependencies:
+                add(dependency)
+            proto = descriptor_pb2.FileDescriptorProto()
+            file.CopyToProto(proto)
+            for msg in proto.message_type:
+                as_bytes(msg, proto.package)
+            pool.Add(proto)
+
+    add(ExportTraceServiceRequest.DESCRIPTOR.file)
+    name = ExportTraceServiceRequest.DESCRIPTOR.full_name
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name)), frozenset(strings)
+
+
+_LENIENT: tuple[type[Message], frozenset[str]] | None = None
+
+
+def _repaired(body: bytes) -> bytes:
+    """The request with each string's bytes that are not UTF-8 as U+FFFD; DecodeError for a
+    body that is not a request at all."""
+    global _LENIENT
+    if _LENIENT is None:  # built on first need (decoding runs in worker threads: a race
+        _LENIENT = _lenient()  # builds it twice, harmlessly)
+    cls, strings = _LENIENT
+    lenient = cls()
+    lenient.ParseFromString(body)
+
+    def fix(m: Message) -> None:
+        for f, value in m.ListFields():
+            repeated = f.is_repeated
+            if f.message_type is not None:
+                for child in value if repeated else (value,):
+                    fix(child)
+            elif f.full_name in strings:
+                good = [v.decode("utf-8", "replace").encode() for v in
+                        (value if repeated else (value,))]
+                if repeated:
+                    value[:] = good
+                else:
+                    setattr(m, f.name, good[0])
+
+    fix(lenient)
+    data: bytes = lenient.SerializeToString()
+    return data
 
 
 def from_json(value: Any, into: ExportTraceServiceRequest) -> None:
