@@ -218,6 +218,17 @@ def test_json_genai_spans_and_redelivery(cluster: Cluster) -> None:
         "error", "sold out", {"city": "Oslo"})
 
 
+def test_a_body_in_several_gzip_members_is_read_whole(cluster: Cluster) -> None:
+    # Only the first member was inflated: a JSON body split in two was a 400, a protobuf one
+    # cut at a message's end lost the spans after it without a word.
+    trace = "bf0c8a7e1d3b4c5a6e7f8091a2b3c4d5"
+    raw = json.dumps(genai_trace(trace)).encode()
+    body = gzip.compress(raw[:100]) + gzip.compress(raw[100:])
+    reply = post(cluster, body, "application/json", **{"Content-Encoding": "gzip"})
+    assert reply.status_code == 200 and reply.json() == {}, reply.text
+    assert cluster.api("GET", f"/runs/{run_id_of_trace(trace)}")["action_count"] == 3
+
+
 def test_a_lone_surrogate_in_an_attributes_json_is_kept_as_a_replacement(
         cluster: Cluster) -> None:
     # '{"a": "\\udc80"}' as a tool's arguments: the master could not encode it, answered 500,

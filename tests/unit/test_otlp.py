@@ -91,6 +91,23 @@ def test_json_bodies_spell_ids_in_hex_and_gzip_is_bounded() -> None:
     assert s.end_ns - s.start_ns == 1_000_000_000 and s.scope == "s"
     with pytest.raises(PayloadTooLarge):  # a gzip bomb stops at the limit
         wire.decode(gzip.compress(b" " * 200_000), "application/json", "gzip", 100_000)
+    # A body in several gzip members (a streaming writer's): only the first was read, and a
+    # protobuf body cut there parsed, the spans of the other members gone without a word.
+    proto = ExportTraceServiceRequest()
+    for i in range(2):
+        proto.resource_spans.add().scope_spans.add().spans.add(
+            trace_id=bytes.fromhex(TRACE), span_id=bytes([1] * 7 + [i + 1]), name=f"s{i}")
+    data = proto.SerializeToString()
+    first = ExportTraceServiceRequest(resource_spans=proto.resource_spans[:1])
+    half = first.ByteSize()  # the second resource's start: the first member parses alone
+    assert len(ExportTraceServiceRequest.FromString(data[:half]).resource_spans) == 1
+    members = gzip.compress(data[:half]) + gzip.compress(data[half:]) + b"\0" * 8
+    spans, _ = wire.decode(members, "application/x-protobuf", "gzip", 1 << 20)
+    assert [s.name for s in spans] == ["s0", "s1"]
+    with pytest.raises(PayloadTooLarge):  # the limit counts every member
+        wire.decode(gzip.compress(b" " * 60_000) * 2, "application/json", "gzip", 100_000)
+    with pytest.raises(ValidationFailed, match="not valid gzip"):
+        wire.decode(gzip.compress(data) + b"junk", "application/x-protobuf", "gzip", 1 << 20)
     with pytest.raises(ValidationFailed, match="must be hex"):
         wire.decode(raw.replace(TRACE.encode(), b"not-hex"), "application/json", None, 1 << 20)
 

@@ -204,18 +204,26 @@ def _hex_to_base64(obj: dict[str, Any], where: str, *keys: tuple[str, str]) -> N
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)  # gzip framing only
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise ValidationFailed(f"the body is not valid gzip: {exc}",
-                               details={"field": "body"}) from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"request bodies here are limited to {limit:,} bytes, "
-                              "uncompressed", details={"limit": limit})
-    if not inflater.eof:
-        raise ValidationFailed("the gzip body is truncated", details={"field": "body"})
-    return out
+    """The body inflated, every member of it: gzip allows several one after the other (a
+    streaming writer's, ``cat a.gz b.gz``), and only the first was read — a protobuf body
+    cut there could parse, its later spans silently gone. Zero bytes after the last member
+    are padding, as gzip reads them."""
+    out = bytearray()
+    while True:
+        inflater = zlib.decompressobj(wbits=31)  # gzip framing only
+        try:
+            out += inflater.decompress(body, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ValidationFailed(f"the body is not valid gzip: {exc}",
+                                   details={"field": "body"}) from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"request bodies here are limited to {limit:,} bytes, "
+                                  "uncompressed", details={"limit": limit})
+        if not inflater.eof:
+            raise ValidationFailed("the gzip body is truncated", details={"field": "body"})
+        body = inflater.unused_data.lstrip(b"\0")
+        if not body:
+            return bytes(out)
 
 
 def spans_of(request: ExportTraceServiceRequest) -> tuple[list[Span], int]:
