@@ -337,6 +337,17 @@ def test_a_span_started_years_before_its_end_is_placed_at_its_end(cluster: Clust
     by = {a["name"]: a for a in actions_of(cluster, run_id)}
     assert (by["call_llm"]["duration_ns"], by["call_llm"]["started_at"]) == (
         0, pytest.approx(int(spans[1]["endTimeUnixNano"]) / 1e9))
+    # A trace whose root has not come yet: its run starts where its spans were placed (it
+    # started in 2001, and stayed so while the root never came).
+    trace = "8f0c8a7e1d3b4c5a6e7f8091a2b3c4d6"
+    body = genai_trace(trace)
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    del spans[0]
+    spans[0]["startTimeUnixNano"] = str(978_307_200 * 10**9)
+    assert post(cluster, json.dumps(body).encode(), "application/json").status_code == 200
+    run = cluster.api("GET", f"/runs/{run_id_of_trace(trace)}")
+    assert run["status"] == "running" and run["started_at"] == pytest.approx(
+        min(int(spans[0]["endTimeUnixNano"]), int(spans[1]["startTimeUnixNano"])) / 1e9)
 
 
 def test_what_the_route_refuses(cluster: Cluster) -> None:

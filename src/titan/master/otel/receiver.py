@@ -151,11 +151,14 @@ class Receiver:
         return kept
 
     async def _open(self, trace: Trace, who: Principal) -> None:
-        starts = [h.span.start_ns for h in trace.held.values() if h.span.start_ns > 0]
+        # Where its actions will be placed (a start years before its span's end is not one):
+        # the earliest start, even a bogus one, set a run with no root yet in 2001 for good,
+        # and one start before 2000 left the run none at all.
+        now = self.clock()
+        starts = [incoming.span_times(h.span, now)[0] for h in trace.held.values()]
         fields: Row = {"id": trace.run_id, "agent_id": trace.agent, "tags": [IMPORT_TAG]}
-        first = min(starts) / 1e9 if starts else 0.0
-        if incoming.EPOCH_2000 <= first <= self.clock() + 86_400:  # as span_times places them
-            fields["started_at"] = first
+        if starts:
+            fields["started_at"] = min(starts)
         _, created = await self.runs.create_run(fields, who)
         trace.created, trace.ended = True, False
         # A run that existed before this process knew the trace (a restart): the run service
