@@ -388,7 +388,8 @@ def test_what_the_master_refuses_in_a_pipeline_points_at_its_line(cluster: Clust
 
 def test_titan_up_stops_when_its_worker_cannot_start(tmp_path: Path) -> None:
     # It went on serving with no worker (a bad TITAN_* setting stopped the worker alone), and
-    # every job waited for a worker for ever.
+    # every job waited for a worker for ever. The worker's settings are now checked before
+    # anything starts: one error line, no master, no data dir.
     port, dash = free_port(), free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1", TITAN_ZYGOTE_SPARES="100")
     out = subprocess.run(
@@ -398,7 +399,8 @@ def test_titan_up_stops_when_its_worker_cannot_start(tmp_path: Path) -> None:
     assert out.returncode == 1, out.stdout + out.stderr
     said = out.stdout + out.stderr
     assert "TITAN_ZYGOTE_SPARES must be between 0 and 64" in said
-    assert "the local worker exited at start (exit code 2); stopping" in said
+    assert "Traceback" not in said and "ready" not in said.lower(), said
+    assert not (tmp_path / "data").exists()
 
 
 def test_titan_up_leaves_a_worker_whose_token_is_revoked_stopped_and_says_why(
