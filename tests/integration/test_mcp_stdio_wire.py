@@ -1,7 +1,8 @@
 """``titan mcp`` on its pipes answers every line JSON-RPC 2.0 answers: garbage, a batch, a
 ``"jsonrpc": "1.0"`` request, ``params`` as an array and ids that are neither strings nor
 integers got no reply at all, and the client waited until its timeout (a QA pass). Driven
-here line by line, as a client writes them; no master is needed for the protocol."""
+here line by line, as a client writes them; no master is needed for the protocol, only for
+the answers owed when stdin ends."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import json
 import select
 import subprocess
 import sys
+import time
 from typing import Any
 
 from tests.conftest import free_port
+from tests.integration.harness import Cluster, shared_cluster
+from titan import TitanJob
+
+cluster = shared_cluster()
 
 HELLO = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {},
@@ -78,3 +84,38 @@ def test_every_line_that_needs_an_answer_gets_one() -> None:
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_every_request_is_answered_before_the_end_of_stdin_ends_it(cluster: Cluster) -> None:
+    # Piped in and stdin closed: the SDK took the end of stdin for the end of the connection
+    # and cancelled the calls in flight, so only the initialize answer came out (a QA pass).
+    admin = cluster.client()
+    admin.store_put("wire:owed", "still here")
+    admin.submit_job(TitanJob(job_id="wire-sleeper", filename=cluster.script(
+        "wire_sleep.py", "import time\ntime.sleep(60)\n")))
+    calls = [("store_get", {"key": "wire:owed"}),
+             ("wait_dag", {"ref": "wire-sleeper", "timeout_seconds": 3}),
+             ("get_dag_status", {"ref": "wire-sleeper"})]
+    lines = [HELLO, {"jsonrpc": "2.0", "method": "notifications/initialized"}]
+    lines += [{"jsonrpc": "2.0", "id": ident, "method": "tools/call",
+               "params": {"name": name, "arguments": arguments}}
+              for ident, (name, arguments) in enumerate(calls, start=2)]
+    lines.append({"jsonrpc": "2.0", "id": "last", "method": "ping"})
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "titan", "mcp", "--master", cluster.url,
+             "--token", cluster.admin_token], env=dict(cluster.env), capture_output=True,
+            timeout=60, input="".join(json.dumps(line) + "\n" for line in lines).encode())
+    finally:
+        admin.cancel("wire-sleeper/wire-sleeper")
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    answers = {answer["id"]: answer for answer in map(json.loads, done.stdout.splitlines())}
+    assert set(answers) == {1, 2, 3, 4, "last"}, (answers, done.stderr.decode()[-2000:])
+    assert answers[2]["result"]["structuredContent"] == {"key": "wire:owed",
+                                                         "value": "still here"}
+    waited = answers[3]["result"]["structuredContent"]
+    assert waited["finished"] is False and waited["status"] == "RUNNING", waited
+    assert answers[4]["result"]["structuredContent"]["name"] == "wire-sleeper"
+    assert answers["last"]["result"] == {}
+    assert time.monotonic() - started < 30  # the wait's 3 s, not the drain's bound

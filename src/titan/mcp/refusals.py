@@ -44,6 +44,9 @@ MAX_CALLS = 16
 #: The longest a tool call may take, its waits and retries included: MCP clients give up on a
 #: call after about a minute, and an answer sent later reaches nobody.
 MAX_CALL_SECONDS = 50.0
+#: How long ``titan mcp`` waits, once its stdin has ended, for the answers it still owes:
+#: every call answers within :data:`MAX_CALL_SECONDS`, so this only bounds a stuck one.
+DRAIN_SECONDS = MAX_CALL_SECONDS + 10
 GRACE_ENV = "TITAN_MCP_RESTART_GRACE"
 #: Seconds a tool call retries a master it cannot reach (one restarting takes a few).
 DEFAULT_GRACE = 30.0
@@ -92,8 +95,9 @@ class TitanServer(MCPServer):
             raise
 
     async def run_stdio_async(self) -> None:
-        """The SDK's stdio server, each line JSON-RPC answers answered (:mod:`.stdio`)."""
-        async with stdio.transport() as (read_stream, write_stream):
+        """The SDK's stdio server, each line JSON-RPC answers answered and every request
+        answered before the end of stdin ends it (:mod:`.stdio`)."""
+        async with stdio.transport(drain=DRAIN_SECONDS) as (read_stream, write_stream):
             server = self._lowlevel_server
             await server.run(read_stream, write_stream, server.create_initialization_options())
 
