@@ -77,6 +77,9 @@ async def submit_wait_and_read(client: Client, dag: str) -> None:
             {"job_id": "after", "script": "print('after')\n", "parents": ["hello"]}]
     submitted = await call(client, "submit_dag", name=dag, jobs=jobs)
     assert submitted["ref"] == f"{dag}#1" and len(submitted["scripts"]) == 2
+    # The submission's reply carries no jobs: none shown, rather than "jobs": [] beside
+    # job_count 2 (a QA pass); get_dag_status and wait_dag list them.
+    assert submitted["job_count"] == 2 and "jobs" not in submitted, submitted
     done = await call(client, "wait_dag", ref=dag, timeout_seconds=45)
     assert done["finished"] and done["status"] == "COMPLETED", done
     assert {job["job_id"]: job["state"] for job in done["jobs"]} == {

@@ -256,11 +256,15 @@ def _submit(client: TitanClient, name: str, jobs: list[JobSpec]) -> dict[str, An
 
 
 def _dag(dag: dict[str, Any]) -> dict[str, Any]:
-    """A DAG with its first :data:`MAX_DAG_JOBS` jobs, each reduced to what says how it went."""
+    """A DAG with its first :data:`MAX_DAG_JOBS` jobs, each reduced to what says how it went;
+    without ``jobs`` when the API's reply carries none (a submission's: ``"jobs": []`` beside
+    ``job_count: 1`` read as a DAG of no jobs)."""
     keep = ("id", "job_id", "ref", "kind", "state", "attempt", "exit_code", "error", "reason",
             "worker_id", "hitl_message", "decided_by", "decision_comment")
-    jobs = dag.get("jobs") or []
     out = {k: v for k, v in dag.items() if k != "jobs"}
+    jobs = dag.get("jobs")
+    if jobs is None:
+        return out
     out["jobs"] = [_job({k: job.get(k) for k in keep if job.get(k) is not None})
                    for job in jobs[:MAX_DAG_JOBS]]
     if len(jobs) > MAX_DAG_JOBS:
