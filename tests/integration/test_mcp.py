@@ -307,6 +307,32 @@ def test_over_http_every_malformed_request_gets_a_json_rpc_answer(cluster: Clust
             assert http.post("/mcp", json=quiet, headers=headers).status_code == 202
 
 
+def test_over_http_a_protocol_version_not_served_is_a_400_naming_those_served(
+        cluster: Cluster) -> None:
+    # Any MCP-Protocol-Version the SDK does not serve went to its newest era's checks:
+    # -32602 "params._meta must be an object ...", which says nothing of the version (a QA
+    # pass). The protocol asks for a 400 saying it is unsupported.
+    headers = {"Accept": "application/json, text/event-stream",
+               "Authorization": f"Bearer {cluster.admin_token}"}
+    ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
+    with httpx.Client(base_url=cluster.url, timeout=30) as http:
+        for version in ("1999-01-01", "", "9" * 10_000, "2025-06-18x"):
+            reply = http.post("/mcp", json=ping,
+                              headers={**headers, "MCP-Protocol-Version": version})
+            assert reply.status_code == 400, (version[:20], reply.text[:300])
+            got = reply.json()
+            assert got["id"] == 3 and got["error"]["code"] == -32022, got
+            said = got["error"]["message"]
+            assert said.startswith("Unsupported protocol version: MCP-Protocol-Version "), said
+            assert "2025-06-18, 2025-11-25, 2026-07-28" in said and len(said) < 400, said
+            assert got["error"]["data"]["supported"][-1] == "2026-07-28"
+        # What it serves, or no header at all (2025-03-26, as the protocol has it), is served.
+        for version in ("2025-06-18", "2025-03-26", None):
+            extra = {} if version is None else {"MCP-Protocol-Version": version}
+            reply = http.post("/mcp", json=ping, headers={**headers, **extra})
+            assert reply.status_code == 200 and reply.json()["result"] == {}, reply.text
+
+
 
 
 def test_one_callers_waits_do_not_hold_up_another_callers_calls(cluster: Cluster) -> None:

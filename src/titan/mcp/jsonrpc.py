@@ -7,7 +7,8 @@ no body, and the client waited for its timeout; a batch or ``"jsonrpc": "1.0"`` 
 ``-32602`` with pydantic's multi-line report and a null id (QA passes). JSON-RPC 2.0 answers
 such a message with ``-32700`` (parse error) or ``-32600`` (invalid request), naming the
 request's id where it can be read and null otherwise. :func:`refusal` says which, for both
-ways in (:mod:`titan.mcp.stdio`, :mod:`titan.master.api.mcp`).
+ways in (:mod:`titan.mcp.stdio`, :mod:`titan.master.api.mcp`); :func:`unsupported_version`
+answers an HTTP request whose ``MCP-Protocol-Version`` header names no version served.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import json
 from typing import Any
 
 from mcp import types
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
+
+#: The protocol versions this server speaks: the handshake's and the per-request envelope's.
+SUPPORTED_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
+#: The most of a refused ``MCP-Protocol-Version`` header an answer repeats.
+_SHOWN_VERSION = 64
 
 
 def refusal(text: str) -> types.JSONRPCError | None:
@@ -46,6 +53,36 @@ def refusal(text: str) -> types.JSONRPCError | None:
     except ValidationError:
         return _error(readable, types.INVALID_REQUEST, f"Invalid Request: {_why(message)}")
     return None
+
+
+def unsupported_version(header: str | None, text: str) -> types.JSONRPCError | None:
+    """The error that answers a request at ``/mcp`` whose ``MCP-Protocol-Version`` header
+    (``header``; None when absent, which the protocol reads as 2025-03-26) is not a version
+    this server speaks, or None. The SDK sent every such value to its newest era's checks,
+    which refused it as ``-32602 params._meta must be an object ...`` (a QA pass: 1999-01-01,
+    an empty value, 10,000 characters); the protocol asks for a 400 that says so. The code and
+    ``data`` are the protocol's for an unsupported version (``-32022``, ``supported`` and
+    ``requested``), which a client that negotiates reads to pick one."""
+    if header is None or header in SUPPORTED_VERSIONS:
+        return None
+    shown = header if len(header) <= _SHOWN_VERSION else header[:_SHOWN_VERSION] + "..."
+    supported = list(SUPPORTED_VERSIONS)
+    return types.JSONRPCError(jsonrpc="2.0", id=_id_of(text), error=types.ErrorData(
+        code=types.UNSUPPORTED_PROTOCOL_VERSION,
+        message=f"Unsupported protocol version: MCP-Protocol-Version {shown!r} is not one this "
+                f"server speaks (supported: {', '.join(supported)})",
+        data={"supported": supported, "requested": shown}))
+
+
+def _id_of(text: str) -> str | int | None:
+    """The request id of the message ``text`` where one can be read (a string or an integer)."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    ident = message.get("id") if isinstance(message, dict) else None
+    return ident if isinstance(ident, str) or (
+        isinstance(ident, int) and not isinstance(ident, bool)) else None
 
 
 def _why(message: dict[str, Any]) -> str:

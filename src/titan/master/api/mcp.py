@@ -13,7 +13,8 @@ nothing is kept per client — no session for a standby's takeover to lose, no o
 to hold the master up when it stops. That gives up server-to-client requests (sampling,
 elicitation), which no tool makes; ``GET`` (an event stream) and ``DELETE`` (ending a session)
 are 405, as the protocol has it for a server without them. A body the SDK would leave unanswered
-(an id of null was a 202 with nothing in it) is answered here with JSON-RPC's error
+(an id of null was a 202 with nothing in it) is answered here with JSON-RPC's error, and an
+``MCP-Protocol-Version`` header naming no version served with a 400 that lists those served
 (:mod:`titan.mcp.jsonrpc`). The SDK costs a master about half a
 second to import, so the first request loads it and starts the manager, and the master stops
 it (:meth:`McpEndpoint.stop`); without the ``mcp`` package the route answers 501 naming the
@@ -54,6 +55,7 @@ class McpEndpoint:
         self._body_limit = config.max_body_bytes
         self._manager: Any = None  # the SDK's StreamableHTTPSessionManager, once started
         self._refusal: Any = None  # titan.mcp.jsonrpc.refusal, imported with the SDK
+        self._unsupported_version: Any = None  # titan.mcp.jsonrpc.unsupported_version
         self._starting = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -78,8 +80,11 @@ class McpEndpoint:
         if body is None:  # the client went away
             return
         # A message the SDK would leave unanswered (an id of null or 1.5 was a 202 with no
-        # body, a batch a -32602 and pydantic's report): answered as JSON-RPC has it.
-        error = self._refusal(body.decode("utf-8", errors="replace"))
+        # body, a batch a -32602 and pydantic's report): answered as JSON-RPC has it; and a
+        # protocol version it does not speak (a -32602 about params._meta) as MCP has it.
+        text = body.decode("utf-8", errors="replace")
+        error = self._refusal(text) or self._unsupported_version(
+            Headers(scope=scope).get("mcp-protocol-version"), text)
         if error is not None:
             await JSONResponse(error.model_dump(by_alias=True, mode="json", exclude_unset=True),
                                status_code=400)(scope, receive, send)
@@ -94,7 +99,7 @@ class McpEndpoint:
                 # Here, not at the top: an optional dependency, and half a second to import.
                 from mcp.server.transport_security import TransportSecuritySettings
 
-                from titan.mcp.jsonrpc import refusal
+                from titan.mcp.jsonrpc import refusal, unsupported_version
                 from titan.mcp.tools import build_server
             except ModuleNotFoundError as exc:
                 if (exc.name or "").split(".")[0] != "mcp":
@@ -116,6 +121,7 @@ class McpEndpoint:
             if self._task.done():  # it failed to start: say why
                 self._task.result()
             self._refusal = refusal
+            self._unsupported_version = unsupported_version
             self._manager = manager
             log.info("MCP server started at %s", MCP_PATH)
             return manager
