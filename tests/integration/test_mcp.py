@@ -27,7 +27,7 @@ cluster = shared_cluster()
 
 TOOLS = {"submit_dag", "submit_job", "get_dag_status", "get_job_status", "wait_dag",
          "wait_job", "fetch_logs", "store_get", "store_put", "list_runs", "get_run_actions",
-         "start_replay", "approve", "reject"}
+         "start_replay", "approve", "reject", "cancel_job", "cancel_dag"}
 HELLO = "import sys\nprint('hello from', sys.argv[1])\nprint('line two')\n"
 
 

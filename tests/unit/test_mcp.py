@@ -116,12 +116,12 @@ def test_the_shipped_client_configurations_name_a_real_command_and_endpoint() ->
 
 
 def test_store_values_are_cut_at_256_kib_of_utf8_never_inside_a_character() -> None:
-    from titan.mcp.tools import MAX_VALUE_BYTES, _value
+    from titan.mcp.replies import MAX_VALUE_BYTES, shown_value
 
-    small = _value("k", "é" * 1000)
+    small = shown_value("k", "é" * 1000)
     assert small == {"key": "k", "value": "é" * 1000}
     wide = "€" * 100_000  # 300,000 bytes in 100,000 characters: over the limit
-    cut = _value("k", wide)
+    cut = shown_value("k", wide)
     assert cut["truncated"] is True and cut["size"] == 300_000
     assert len(cut["value"].encode()) <= MAX_VALUE_BYTES and set(cut["value"]) == {"€"}
 

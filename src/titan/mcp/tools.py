@@ -31,6 +31,7 @@ from titan import log_lines
 from titan.client import TitanClient
 from titan.errors import NotFound, WaitTimeout
 from titan.formats import quote_ref, quote_run
+from titan.mcp import replies
 from titan.mcp.jobs import JobSpec, dag_request
 from titan.mcp.refusals import (
     DEFAULT_GRACE,
@@ -41,20 +42,13 @@ from titan.mcp.refusals import (
     resource_error,
     tool_error,
 )
+from titan.mcp.replies import MAX_LOG_LINES
 from titan.version import __version__
 
 #: The longest wait a tool makes: MCP clients give up on a call after about a minute.
 MAX_WAIT = MAX_CALL_SECONDS
-MAX_LOG_LINES = 2000
-MAX_LOG_CHARS = 64 * 1024
-MAX_VALUE_BYTES = 256 * 1024
-MAX_DAG_JOBS = 200
 MAX_ACTIONS = 200
 MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
-#: A job's longest text field, and most items of a list field (its args, parents, attempts),
-#: that a reply carries: a job's 1,000 args of 1,000 characters were a 1 MB get_job_status.
-MAX_FIELD_CHARS = 2000
-MAX_FIELD_ITEMS = 50
 _LOG_PAGE = 10_000
 
 READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -64,9 +58,9 @@ DECIDES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_worl
 INSTRUCTIONS = """\
 Titan runs DAGs of Python jobs on a cluster of workers and records what agents do.
 Submit work with submit_dag (or submit_job), passing each job's script inline; follow it
-with wait_dag, get_dag_status and fetch_logs. A job reference is its numeric id, a job id
-(the latest job with it) or "DAG/job"; a DAG reference is its id, its name (latest run) or
-"name#run". Jobs share data through the store (store_get / store_put). Agent runs, their
+with wait_dag, get_dag_status and fetch_logs; stop it with cancel_job or cancel_dag. A job
+reference is its numeric id, a job id (the latest job with it) or "DAG/job"; a DAG reference
+is its id, its name (latest run) or "name#run". Jobs share data through the store (store_get / store_put). Agent runs, their
 recorded actions and replays: list_runs, get_run_actions, start_replay. A job with a
 hitl_message is followed by the gate "<job_id>.approval": the jobs after it wait until
 someone calls approve or reject.
@@ -108,14 +102,14 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
     async def get_dag_status(ref: DagRef, ctx: Context) -> dict[str, Any]:
         """A DAG's status (RUNNING, COMPLETED, FAILED, PARTIAL, CANCELLED), its jobs' counts by
         state, and its jobs. Any token but a worker's."""
-        return await tool(ctx, lambda client: _dag(client.get_dag(ref)))
+        return await tool(ctx, lambda client: replies.shown_dag(client.get_dag(ref)))
 
     @server.tool(annotations=READS)
     async def get_job_status(ref: JobRef, ctx: Context) -> dict[str, Any]:
         """One job: its state (PENDING, READY, RUNNING, WAITING_APPROVAL, COMPLETED, FAILED,
         ...), attempt, exit code and error; texts over 2,000 characters and lists over 50
         items are cut (`truncated` names them). Any token but a worker's."""
-        return await tool(ctx, lambda client: _job(client.get_job(ref)))
+        return await tool(ctx, lambda client: replies.shown_job(client.get_job(ref)))
 
     @server.tool(annotations=READS)
     async def wait_dag(ref: DagRef, ctx: Context,
@@ -123,7 +117,7 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
         """Wait until every job of the DAG has finished, or the timeout: `finished` says which
         (call again to keep waiting). Returns the DAG. Any token but a worker's."""
         return await tool(ctx, lambda client: _wait(client.wait_dag, client.get_dag, ref,
-                                                    timeout_seconds, _dag),
+                                                    timeout_seconds, replies.shown_dag),
                           wait=timeout_seconds)
 
     @server.tool(annotations=READS)
@@ -132,7 +126,7 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
         """Wait until the job has finished, or the timeout: `finished` says which. Returns the
         job. Any token but a worker's."""
         return await tool(ctx, lambda client: _wait(client.wait_job, client.get_job, ref,
-                                                    timeout_seconds, _job),
+                                                    timeout_seconds, replies.shown_job),
                           wait=timeout_seconds)
 
     @server.tool(annotations=READS)
@@ -155,7 +149,7 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
     async def store_get(key: str, ctx: Context) -> dict[str, Any]:
         """The store value of `key` (null when missing); values over 256 KiB are cut, with
         `truncated`. Any token but a worker's."""
-        return await tool(ctx, lambda client: _value(key, client.store_get(key)))
+        return await tool(ctx, lambda client: replies.shown_value(key, client.store_get(key)))
 
     @server.tool(annotations=WRITES)
     async def store_put(key: str, value: str, ctx: Context) -> dict[str, Any]:
@@ -221,6 +215,21 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
         Needs an operator or admin token."""
         return await tool(ctx, lambda client: client.reject(gate, comment))
 
+    @server.tool(annotations=DECIDES)
+    async def cancel_job(ref: JobRef, ctx: Context) -> dict[str, Any]:
+        """Cancel a job that has not finished: it ends CANCELLED (killed if running) and the
+        jobs after it are skipped. Returns the job. Needs an operator or admin token (or a
+        job's)."""
+        return await tool(ctx, lambda client: replies.shown_job(
+            client.api("POST", f"/jobs/{quote_ref(ref)}/cancel")))
+
+    @server.tool(annotations=DECIDES)
+    async def cancel_dag(ref: DagRef, ctx: Context) -> dict[str, Any]:
+        """Cancel every unfinished job of a DAG (running ones are killed). Returns the DAG.
+        Needs an operator or admin token (or a job's)."""
+        return await tool(ctx, lambda client: replies.shown_dag(
+            client.api("POST", f"/dags/{quote_ref(ref)}/cancel")))
+
     @server.resource("titan://runs/{run_id}", mime_type="application/json")
     async def run(run_id: str, ctx: Context) -> dict[str, Any]:
         """An agent run: status, totals, stages, cost by stage, actor and channel."""
@@ -237,7 +246,7 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
     async def artifact(key: str, ctx: Context) -> str | bytes:
         """The artifact published under a store key (publish_artifact): text when it is UTF-8,
         else bytes; at most 4 MiB."""
-        return await read(ctx, lambda client: _text_or_bytes(
+        return await read(ctx, lambda client: replies.text_or_bytes(
             client.read_artifact(key, MAX_ARTIFACT_BYTES)[1]))
 
     return server
@@ -249,52 +258,10 @@ def build_server(clients: Clients, *, grace: float = DEFAULT_GRACE) -> MCPServer
 def _submit(client: TitanClient, name: str, jobs: list[JobSpec]) -> dict[str, Any]:
     body, scripts = dag_request(name, jobs)
     client.upload_blobs(scripts)
-    dag = _dag(client.api("POST", "/dags", json=body, idempotency_key=True))
+    dag = replies.shown_dag(client.api("POST", "/dags", json=body, idempotency_key=True))
     dag["scripts"] = {job["job_id"]: job["script_sha256"] for job in body["jobs"]
                       if job["script_sha256"]}
     return dag
-
-
-def _dag(dag: dict[str, Any]) -> dict[str, Any]:
-    """A DAG with its first :data:`MAX_DAG_JOBS` jobs, each reduced to what says how it went;
-    without ``jobs`` when the API's reply carries none (a submission's: ``"jobs": []`` beside
-    ``job_count: 1`` read as a DAG of no jobs)."""
-    keep = ("id", "job_id", "ref", "kind", "state", "attempt", "exit_code", "error", "reason",
-            "worker_id", "hitl_message", "decided_by", "decision_comment")
-    out = {k: v for k, v in dag.items() if k != "jobs"}
-    jobs = dag.get("jobs")
-    if jobs is None:
-        return out
-    out["jobs"] = [_job({k: job.get(k) for k in keep if job.get(k) is not None})
-                   for job in jobs[:MAX_DAG_JOBS]]
-    if len(jobs) > MAX_DAG_JOBS:
-        out["jobs_omitted"] = len(jobs) - MAX_DAG_JOBS
-    return out
-
-
-def _job(job: dict[str, Any]) -> dict[str, Any]:
-    """A job with each text cut at :data:`MAX_FIELD_CHARS` characters and each list at
-    :data:`MAX_FIELD_ITEMS` items (its texts cut too); ``truncated`` names the fields cut and
-    ``<field>_omitted`` counts a list's items left out."""
-    out: dict[str, Any] = {}
-    cut: list[str] = []
-    for key, value in job.items():
-        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
-            out[key] = value[:MAX_FIELD_CHARS]
-            cut.append(key)
-        elif isinstance(value, list):
-            items = [item[:MAX_FIELD_CHARS] if isinstance(item, str) else item
-                     for item in value[:MAX_FIELD_ITEMS]]
-            out[key] = items
-            if len(value) > MAX_FIELD_ITEMS:
-                out[f"{key}_omitted"] = len(value) - MAX_FIELD_ITEMS
-            if len(value) > MAX_FIELD_ITEMS or items != value[:MAX_FIELD_ITEMS]:
-                cut.append(key)
-        else:
-            out[key] = value
-    if cut:
-        out["truncated"] = cut
-    return out
 
 
 def _wait(wait: Callable[..., dict[str, Any]], get: Callable[[str], dict[str, Any]], ref: str,
@@ -311,8 +278,8 @@ def _logs(client: TitanClient, ref: str, attempt: int | None, after: int | None,
     if after is not None:  # one page on from `after`; what the size cap cuts is the next page's
         page = client.api("GET", path, params={"attempt": attempt, "after": after,
                                                 "limit": max_lines})
-        lines = _fit(page["lines"], keep_end=False)
-        return {**_log_head(page), "text": _text(lines),
+        lines = replies.fit_lines(page["lines"], keep_end=False)
+        return {**replies.log_head(page), "text": log_lines.text(lines),
                 "next": lines[-1]["seq"] if lines else after,
                 "done": page["done"] and len(lines) == len(page["lines"])}
     # The tail: every page read in order, only the last lines kept.
@@ -328,42 +295,9 @@ def _logs(client: TitanClient, ref: str, attempt: int | None, after: int | None,
         attempt = attempt or page["attempt"] or None
         if len(page["lines"]) < _LOG_PAGE:
             break
-    lines = _fit(list(tail), keep_end=True)
-    return {**_log_head(page), "text": _text(lines), "next": start, "omitted": seen - len(lines)}
-
-
-def _log_head(page: dict[str, Any]) -> dict[str, Any]:
-    return {"job": page["job"], "attempt": page["attempt"], "state": page["state"]}
-
-
-def _fit(lines: list[dict[str, Any]], *, keep_end: bool) -> list[dict[str, Any]]:
-    """As many lines as fit in :data:`MAX_LOG_CHARS` characters, from the end or the start."""
-    size, kept = 0, 0
-    for line in reversed(lines) if keep_end else lines:
-        size += len(line["line"]) + 1
-        if size > MAX_LOG_CHARS:
-            break
-        kept += 1
-    if not kept and lines:  # one line over the cap alone: its start, so a page still moves on
-        line = lines[-1] if keep_end else lines[0]
-        return [{**line, "line": str(line["line"])[:MAX_LOG_CHARS]}]
-    return lines[len(lines) - kept:] if keep_end else lines[:kept]
-
-
-def _text(lines: list[dict[str, Any]]) -> str:
-    return log_lines.text(lines)
-
-
-def _value(key: str, value: str | None) -> dict[str, Any]:
-    """The value, cut at 256 KiB of UTF-8 (as documented: bytes, not characters, so a
-    value of wide characters is cut too), never inside a character; ``size`` in bytes."""
-    if value is None or len(value) * 4 <= MAX_VALUE_BYTES:
-        return {"key": key, "value": value}
-    data = value.encode("utf-8", "surrogatepass")
-    if len(data) <= MAX_VALUE_BYTES:
-        return {"key": key, "value": value}
-    cut = data[:MAX_VALUE_BYTES].decode("utf-8", "ignore")
-    return {"key": key, "value": cut, "truncated": True, "size": len(data)}
+    lines = replies.fit_lines(list(tail), keep_end=True)
+    return {**replies.log_head(page), "text": log_lines.text(lines), "next": start,
+            "omitted": seen - len(lines)}
 
 
 def _actions(client: TitanClient, run_id: str, after: int, limit: int,
@@ -386,10 +320,3 @@ def _report(client: TitanClient, run_id: str) -> str:
         raise NotFound(f"run {run_id!r} published no report (no artifact {key!r})",
                        details={"key": key}) from None
     return data.decode("utf-8", errors="replace")
-
-
-def _text_or_bytes(data: bytes) -> str | bytes:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data
