@@ -435,3 +435,14 @@ def test_trace_template_edge_cases_render_escaped() -> None:
     assert 'id="run-picker"' not in html and 'id="agent-structure"' not in html
     assert "transport error" in html and "Refused operations" in html
     assert 'class="grid ledger-entities removed"' in html
+    # A judge and simulator on models with no known price: never "$0.0000" (it read free).
+    header["cost"] = {"agent_usd": 0.0, "simulator_usd": 0.002, "judge_usd": 0.0,
+                      "total_usd": 0.002, "agent_unpriced": 0, "simulator_unpriced": 1,
+                      "judge_unpriced": 1, "unpriced_calls": 2}
+    trace["judge"] = {"verdict": "PASS", "reasoning": "Step 1 shows it.", "cost_usd": None,
+                      "model": "openai/judge"}
+    html = env.get_template("eval_task.html").render(d=data, c={
+        "page": "eval_task", "role": "viewer", "user": "v", "can_operate": False,
+        "signed_in_by_cookie": False, "csrf": ""})
+    assert '<span class="judge-cost">unknown</span>' in html
+    assert ">≥ $0.0020</span>" in html and "2 LLM calls on a model with no known price" in html

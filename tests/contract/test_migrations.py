@@ -62,6 +62,7 @@ ADDED: dict[int, dict[str, Any]] = {
     24: {"columns": {"tokens": ("created_by",)}},
     25: {"types": {("actions", column): sa.Integer for column in (
         "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")}},
+    26: {"columns": {"eval_runs": ("simulator_unpriced_calls", "judge_unpriced_calls")}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

@@ -113,6 +113,12 @@ def test_explorer_rows_and_trace_sections(evals_cluster: Cluster,
     assert status["cost"]["total_usd"] == pytest.approx(
         status["cost"]["agent_usd"] + status["cost"]["simulator_usd"]
         + status["cost"]["judge_usd"])
+    # "openai/simulator" has no known price: its calls are counted, so the cost reads as a
+    # lower bound (the pages and the CLI write "unknown" or "≥ $X"), never as $0.
+    assert status["cost"]["simulator_unpriced"] == status["tool_calls"] >= 1, status["cost"]
+    assert status["cost"]["unpriced_calls"] >= status["cost"]["simulator_unpriced"]
+    assert support_bot["summary"]["unpriced_calls"] == sum(
+        r["run"]["cost"]["unpriced_calls"] for r in rows.values())
     trace = trace_of(evals_cluster, "support-bot", rows["status-check"])
     assert trace["header"]["status"] == "completed" and trace["completion_warning"] is None
     assert trace["judge"]["verdict"] == "PASS" and "Step 1" in trace["judge"]["reasoning"]
@@ -442,10 +448,19 @@ def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,
                            text=True, timeout=60, env=evals_cluster.env)
     assert shown.returncode == 0, shown.stderr
     assert "status-check" in shown.stdout and "PASS" in shown.stdout
+    # Every LLM call of this cluster's simulator and judge is of unknown price: $0.0000 said
+    # the runs were free.
+    line = next(ln for ln in shown.stdout.splitlines() if ln.startswith("status-check"))
+    assert line.endswith(" unknown") and "total cost unknown" in shown.stdout, shown.stdout
+    assert "on a model with no known price" in shown.stdout
     trace = subprocess.run([*base, "trace", "support-bot", "lookup-outage", *conn],
                            capture_output=True, text=True, timeout=60, env=evals_cluster.env)
     assert trace.returncode == 0, trace.stderr
     assert "get_order [injected]" in trace.stdout
+    simulated = subprocess.run([*base, "trace", "support-bot", "status-check", *conn],
+                               capture_output=True, text=True, timeout=60,
+                               env=evals_cluster.env)
+    assert "  cost unknown" in simulated.stdout, simulated.stdout
     bad = subprocess.run([*base, "run", "no-such-eval", *conn], capture_output=True,
                          text=True, timeout=60, env=evals_cluster.env)
     assert bad.returncode == 1 and "no evaluation 'no-such-eval'" in bad.stderr
@@ -459,6 +474,10 @@ def test_cli_shows_the_explorer_and_a_trace(evals_cluster: Cluster,
                             "--wait", *conn], capture_output=True, text=True, timeout=180,
                            env=evals_cluster.env)
     assert again.returncode == 0, again.stdout + again.stderr
+    waited = subprocess.run([*base, "run", "support-bot", "--task", "status-check", "--wait",
+                             *conn], capture_output=True, text=True, timeout=180,
+                            env=evals_cluster.env)
+    assert "total cost unknown" in waited.stdout, waited.stdout  # it said $0.0000
     assert again.stdout.startswith(f"re-running {first} as "), again.stdout
     assert "other-customer: completed  verdict PASS  (2 runs)" in again.stdout, again.stdout
 

@@ -17,8 +17,8 @@ import sys
 import textwrap
 from typing import Any
 
-from titan.cli.output import money, say, table
-from titan.formats import quote_ref, quote_segment
+from titan.cli.output import say, table
+from titan.formats import cost_text, quote_ref, quote_segment
 
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
@@ -134,6 +134,16 @@ def calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_cost(cost: dict[str, Any]) -> str:
+    """A run's total as an agent run's cost reads: a lower bound (">=$0.0120") when judge,
+    simulator or agent calls had no known price, "unknown" when none had one — never $0."""
+    return cost_text(cost["total_usd"], cost.get("unpriced_calls") or 0)
+
+
+def _calls(n: int) -> str:
+    return "1 LLM call" if n == 1 else f"{n} LLM calls"
+
+
 def print_explorer(view: dict[str, Any]) -> None:
     ev = view["evaluation"]
     agent = ev["agent"]
@@ -148,7 +158,7 @@ def print_explorer(view: dict[str, Any]) -> None:
         verdict = run["verdict"] + (f" ({run['failure_mode']})" if run["failure_mode"] else "")
         latency = f"{run['latency_s']:.1f}s" if run["latency_s"] is not None else "-"
         rows.append([row["task_id"], status, verdict, run["tool_calls"], latency,
-                     money(run["cost"]["total_usd"])])
+                     run_cost(run["cost"])])
     # Columns as wide as what they hold: "FAIL (incomplete)" pushed the rest out of line.
     table(["TASK", "STATUS", "VERDICT", "TOOLS", "LATENCY", "COST"], rows)
     s = view["summary"]
@@ -164,7 +174,11 @@ def print_explorer(view: dict[str, Any]) -> None:
         say(f"note: {len(unscored)} run(s) have no verdict: {unscored[0]['judge_unscored']}"
             + (" (and others: see `titan eval trace`)" if len(unscored) > 1 else ""))
     say(f"{s['pass']} PASS, {s['fail']} FAIL, {s['pending']} PENDING of {s['tasks']} tasks; "
-        f"total cost {money(s['cost_usd'])}")
+        f"total cost {cost_text(s['cost_usd'], s.get('unpriced_calls') or 0)}")
+    if s.get("unpriced_calls"):
+        say(f"note: {_calls(s['unpriced_calls'])} on a model with no known price (judge, "
+            "simulator or agent) are not in the cost: register its price with "
+            "titan.llm.register_price or TITAN_LLM_PRICES")
 
 
 def _run_id(client: Any, evaluation: str, task: str, given: str | None) -> str:
@@ -199,7 +213,7 @@ def print_trace(t: dict[str, Any]) -> None:
     h = t["header"]
     say(f"run {h['id']}  {h['status']}"
         + (f" [{h['chip']['label']}: {h['chip']['hint']}]" if h["chip"] else "")
-        + f"  verdict {str(h['verdict']).replace('_', ' ')}  cost {money(h['cost']['total_usd'])}")
+        + f"  verdict {str(h['verdict']).replace('_', ' ')}  cost {run_cost(h['cost'])}")
     if h.get("error_detail"):
         # What failed, in its own words (the chip's hint is the kind's general advice).
         say(f"error: {h['error_detail']}")

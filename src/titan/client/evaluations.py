@@ -81,7 +81,9 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "pass": verdicts.count("PASS"), "fail": verdicts.count("FAIL"),
             "pending": verdicts.count("PENDING"),
             "in_flight": sum(r["run"]["status"] in EVAL_ACTIVE for r in rows),
-            "cost_usd": round(sum(r["run"]["cost"]["total_usd"] for r in rows), 10)}
+            "cost_usd": round(sum(r["run"]["cost"]["total_usd"] for r in rows), 10),
+            # Calls of no known price among them: cost_usd is then a lower bound.
+            "unpriced_calls": sum(r["run"]["cost"].get("unpriced_calls") or 0 for r in rows)}
 
 
 class EvalOps:

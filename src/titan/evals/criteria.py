@@ -149,12 +149,19 @@ def score(criterion: dict[str, Any], task: dict[str, Any], run: dict[str, Any], 
                               {"role": "user", "content": prompt}],
                              model=criterion.get("model") or model, temperature=0.0,
                              max_tokens=MAX_TOKENS, json_schema=_schema(criterion["scale"]))
+    except LLMError as exc:
+        # Cost unknown, as the judge's: a failed call may have been billed.
+        out.update(cost_usd=None,
+                   error=f"the criterion's model could not score it: {exc}"[:500])
+        return out
+    # None when the model has no known price (never a made-up $0: docs/llm.md).
+    out.update(model=reply.model, cost_usd=reply.cost_usd)
+    try:
         data = reply.json()
-    except (LLMError, ValueError) as exc:
+    except ValueError as exc:
         out["error"] = f"the criterion's model could not score it: {exc}"[:500]
         return out
-    out.update(model=reply.model, cost_usd=float(reply.cost_usd or 0.0),
-               reasoning=str(data.get("reasoning") or "")[:1000])
+    out["reasoning"] = str(data.get("reasoning") or "")[:1000]
     if bounds is None:
         out["verdict"] = data["verdict"]
     else:

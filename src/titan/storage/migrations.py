@@ -128,6 +128,16 @@ def _criteria_results(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE eval_runs ADD COLUMN criteria TEXT"))
 
 
+def _eval_unpriced(conn: Connection) -> None:
+    # Judge and simulator calls of a model with no known price: counted apart, so a run's
+    # cost reads as a lower bound, never as $0. Runs scored before are unknown to it (0).
+    have = {c["name"] for c in inspect(conn).get_columns("eval_runs")}
+    for column in ("simulator_unpriced_calls", "judge_unpriced_calls"):
+        if column not in have:
+            conn.execute(text(f"ALTER TABLE eval_runs ADD COLUMN {column} INTEGER "
+                              "NOT NULL DEFAULT 0"))
+
+
 def _leader(conn: Connection) -> None:
     t.leader.create(conn, checkfirst=True)  # migration 1 builds from the current metadata
 
@@ -284,6 +294,7 @@ MIGRATIONS: list[Migration] = [
     (23, "approval gates: the decisions a retry asked again, kept as history", _gate_history),
     (24, "tokens: who made each one", _token_makers),
     (25, "actions: token counts past 2^31", _big_token_counts),
+    (26, "evaluation runs: judge and simulator calls of unknown price", _eval_unpriced),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

@@ -102,12 +102,14 @@ async def judge_run(engine: Engine, run_id: str, *, judge_model: str | None,
     loop = asyncio.get_running_loop()
     fields: Row = {}
     cost = 0.0
+    unpriced = 0  # model calls of no known price: not in ``cost``, and counted
     if judged:
         verdict = await loop.run_in_executor(None, lambda: judge(seed, {
             "final_response": final, "messages": row.get("messages"), "tool_calls": calls,
             "error_class": row.get("error_class"), "status": row["status"]}, model=model))
         fields["judge"] = verdict.to_dict()
         cost += float(verdict.cost_usd or 0.0)
+        unpriced += verdict.cost_usd is None
     if custom:
         target = {"status": row["status"],
                   "final_response": row.get("final_response"), "messages": row.get("messages"),
@@ -117,7 +119,9 @@ async def judge_run(engine: Engine, run_id: str, *, judge_model: str | None,
             None, lambda: criteria.score_all(custom, seed, target, model=model))
         fields["criteria"] = scored
         cost += sum(float(c["cost_usd"] or 0.0) for c in scored)
+        unpriced += sum(c["cost_usd"] is None for c in scored)
     # Criteria are judging too: their cost is the judge's share of the run's total.
     fields["judge_cost_usd"] = cost
+    fields["judge_unpriced_calls"] = unpriced
     await engine.run(lambda tx: tx.update_eval_run(run_id, fields))
     publish(row | fields)

@@ -207,7 +207,7 @@ class ToolProxy:
         violations: list[Row] = []
         error: str | None = None
         failed = False
-        sim_cost = 0.0
+        sim_cost: float | None = 0.0
         hit = match_failure_rule(rules, name, arguments, number, active.fired)
         if hit is not None:
             active.fired[hit] = active.fired.get(hit, 0) + 1
@@ -239,9 +239,14 @@ class ToolProxy:
         by_source[source] = by_source.get(source, 0) + 1
         row.update(tool_calls=int(row.get("tool_calls") or 0) + 1, by_source=by_source,
                    violations=int(row.get("violations") or 0) + len(violations), world=state,
-                   simulator_cost_usd=float(row.get("simulator_cost_usd") or 0) + sim_cost)
+                   simulator_cost_usd=float(row.get("simulator_cost_usd") or 0)
+                   + (sim_cost or 0.0),
+                   # A model with no known price: counted, so the run's cost is a lower
+                   # bound rather than a made-up $0.
+                   simulator_unpriced_calls=int(row.get("simulator_unpriced_calls") or 0)
+                   + (sim_cost is None))
         fields = {k: row[k] for k in ("tool_calls", "by_source", "violations", "world",
-                                      "simulator_cost_usd")}
+                                      "simulator_cost_usd", "simulator_unpriced_calls")}
         call = {"run_id": active.run_id, "seq": seq, "source": source, "ops": ops,
                 "violations": violations, "state": state, "latency_ms": latency_ms}
 
@@ -275,7 +280,7 @@ class ToolProxy:
             return "passthrough", response.text[:100_000], None
 
     async def _simulate(self, active: ActiveRun, tool: Row, arguments: Row
-                        ) -> tuple[str, Any, str | None, list[Row], list[Row], float]:
+                        ) -> tuple[str, Any, str | None, list[Row], list[Row], float | None]:
         from titan.evals.simulator import simulate
 
         model = active.agent.get("simulator_model") or self.simulator_model
@@ -283,7 +288,7 @@ class ToolProxy:
         result = await loop.run_in_executor(None, lambda: simulate(
             tool, arguments, active.ledger.snapshot(), active.task.get("behavior_instructions"),
             list(active.history), model=model))
-        cost = float(result.cost_usd or 0.0)
+        cost = result.cost_usd  # None: a model with no known price
         if result.error:
             return "error", None, result.error, [], [], cost
         applied, violations = active.ledger.apply(result.ops)

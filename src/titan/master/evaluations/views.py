@@ -56,11 +56,18 @@ def row_verdict(run: Row) -> str:
 
 
 def costs(run: Row, agent_run: Row | None) -> Row:
+    """What the run cost: each part's priced calls in dollars, and how many of its LLM calls
+    had no known price (``*_unpriced``): the figures are then lower bounds, written
+    "≥ $X" (or "unknown" with nothing priced) as an agent run's cost is — never $0."""
     agent = float((agent_run or {}).get("cost_usd") or 0.0)
     sim = float(run.get("simulator_cost_usd") or 0.0)
     judge = float(run.get("judge_cost_usd") or 0.0)
+    unpriced = {"agent_unpriced": int((agent_run or {}).get("unpriced_calls") or 0),
+                "simulator_unpriced": int(run.get("simulator_unpriced_calls") or 0),
+                "judge_unpriced": int(run.get("judge_unpriced_calls") or 0)}
     return {"agent_usd": agent, "simulator_usd": sim, "judge_usd": judge,
-            "total_usd": round(agent + sim + judge, 10)}
+            "total_usd": round(agent + sim + judge, 10), **unpriced,
+            "unpriced_calls": sum(unpriced.values())}
 
 
 def latency_s(run: Row) -> float | None:
@@ -147,7 +154,9 @@ def _summary(rows: list[Row]) -> Row:
             "pass": verdicts.count("PASS"), "fail": verdicts.count("FAIL"),
             "pending": verdicts.count("PENDING"),
             "in_flight": sum(s in EVAL_ACTIVE for s in statuses),
-            "cost_usd": round(sum(r["run"]["cost"]["total_usd"] for r in rows if r["run"]), 10)}
+            "cost_usd": round(sum(r["run"]["cost"]["total_usd"] for r in rows if r["run"]), 10),
+            # LLM calls of no known price among them: cost_usd is then a lower bound.
+            "unpriced_calls": sum(r["run"]["cost"]["unpriced_calls"] for r in rows if r["run"])}
 
 
 def _json(text: Any) -> Any:

@@ -69,6 +69,9 @@ eval_runs = Table(
     Column("coding", Text),  # JSON: diff, scorers, trajectory
     Column("simulator_cost_usd", Float, nullable=False, server_default="0"),
     Column("judge_cost_usd", Float, nullable=False, server_default="0"),
+    # Calls of a model with no known price, not in the costs above (migration 26).
+    Column("simulator_unpriced_calls", Integer, nullable=False, server_default="0"),
+    Column("judge_unpriced_calls", Integer, nullable=False, server_default="0"),
     Column("source_run", String(200)),  # a re-run: the run it re-ran
     Column("redispatch_of", String(200)),  # the automatic retry of a transient failure
     Column("token_hash", String(64), nullable=False),
