@@ -191,14 +191,73 @@ def test_ctrl_c_on_a_wait_says_the_runs_go_on_and_how_to_cancel_them(
         out, err = waiting.communicate(timeout=30)
         assert waiting.returncode == 130, out + err
         assert f"interrupted: the run(s) go on ({run['id']}); follow them with `titan eval " \
-               "show interrupted`, cancel one with `titan cancel <run id>_AGENT`" in err, err
-        cancelled = cli(c, "cancel", f"{run['id']}_AGENT")
+               "show interrupted`, cancel them with `titan eval cancel interrupted`" in err, err
+        # What the message says works: one command for the evaluation (it was `titan cancel
+        # <run id>_AGENT` run by run), saying what it cancelled.
+        cancelled = cli(c, "eval", "cancel", "interrupted")
         assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+        assert cancelled.stdout == (f"cancelled 1 run(s) of interrupted\n"
+                                    f"  {'hang':<24} {run['id']}\n"), cancelled.stdout
+        view = client.evaluation("interrupted")
+        ended = view["tasks"][0]["run"]
+        assert (ended["status"], ended["chip"], ended["verdict"]) == ("cancelled", None,
+                                                                       "PENDING"), ended
+        assert (view["summary"]["cancelled"], view["summary"]["pending"]) == (1, 0)
+        assert c.api("GET", f"/runs/{run['id']}")["status"] == "cancelled"
         deadline = time.time() + 30
-        while client.evaluation("interrupted")["tasks"][0]["run"]["status"] == "running" \
-                and time.time() < deadline:
+        while time.time() < deadline and c.api(
+                "GET", f"/dags/{run['id']}_AGENT")["jobs"][0]["state"] != "CANCELLED":
             time.sleep(0.3)
-        assert client.evaluation("interrupted")["tasks"][0]["run"]["status"] == "cancelled"
+        assert c.api("GET", f"/dags/{run['id']}_AGENT")["jobs"][0]["state"] == "CANCELLED"
+        shown = cli(c, "eval", "show", "interrupted")
+        assert "0 PASS, 0 FAIL, 0 PENDING, 1 cancelled of 1 tasks" in shown.stdout, shown.stdout
+        again = cli(c, "eval", "cancel", "interrupted")
+        assert again.stdout == "nothing to cancel: no run of interrupted is pending or " \
+                               "running\n", again.stdout + again.stderr
     finally:
         if waiting.poll() is None:
             waiting.kill()
+
+
+def test_eval_cancel_drops_an_http_agent_s_call_and_says_what_it_cancelled(
+        evals_cluster: Cluster) -> None:  # noqa: F811
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.conftest import free_port
+
+    asked = threading.Event()
+
+    class Hangs(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            asked.set()
+            time.sleep(20)  # an agent still thinking when the evaluation is cancelled
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Hangs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    c = evals_cluster
+    client = c.client()
+    try:
+        client.create_evaluation("hangs-http", {
+            "name": "hangs", "kind": "http", "url": f"http://127.0.0.1:{server.server_port}/",
+            "timeout_s": 60, "judge": False}, [
+            {"id": f"t{i}", "user_instruction": "Anything?"} for i in range(3)])
+        runs = client.run_evaluation("hangs-http", ["t0", "t1"])
+        assert asked.wait(10)
+        cancelled = client.cancel_evaluation("hangs-http", ["t1"])
+        assert [r["id"] for r in cancelled] == [runs[1]["id"]]
+        rows = {r["task_id"]: r["run"] for r in client.evaluation("hangs-http")["tasks"]}
+        assert rows["t1"]["status"] == "cancelled" and rows["t0"]["status"] == "running"
+        assert [r["task_id"] for r in client.cancel_evaluation("hangs-http")] == ["t0"]
+        time.sleep(1)
+        view = client.evaluation("hangs-http")
+        assert [r["run"]["status"] if r["run"] else None for r in view["tasks"]] == [
+            "cancelled", "cancelled", None]
+        assert view["summary"]["cancelled"] == 2 and view["summary"]["in_flight"] == 0
+        assert client.cancel_evaluation("hangs-http") == []
+    finally:
+        server.shutdown()

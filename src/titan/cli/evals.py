@@ -43,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                    help="wait for the runs and their verdicts; exit 1 unless every run "
                         "completed and PASSed")
     s.add_argument("--timeout", type=float, default=1800, help="seconds to wait (1800)")
+    s = sub.add_parser("cancel", help="cancel every run of the evaluation still pending or "
+                                      "running (or those of --task ...)", parents=common)
+    s.add_argument("evaluation")
+    s.add_argument("--task", action="append", default=None, metavar="ID",
+                   help="only this task's runs (repeatable)")
     s = sub.add_parser("show", help="the data explorer: one row per task", parents=common)
     s.add_argument("evaluation")
     s = sub.add_parser("trace", help="a run's Agent Trace (the task's latest run by default)",
@@ -173,7 +178,9 @@ def print_explorer(view: dict[str, Any]) -> None:
     if unscored:
         say(f"note: {len(unscored)} run(s) have no verdict: {unscored[0]['judge_unscored']}"
             + (" (and others: see `titan eval trace`)" if len(unscored) > 1 else ""))
-    say(f"{s['pass']} PASS, {s['fail']} FAIL, {s['pending']} PENDING of {s['tasks']} tasks; "
+    cancelled = f", {s['cancelled']} cancelled" if s.get("cancelled") else ""
+    say(f"{s['pass']} PASS, {s['fail']} FAIL, {s['pending']} PENDING{cancelled} of "
+        f"{s['tasks']} tasks; "
         f"total cost {cost_text(s['cost_usd'], s.get('unpriced_calls') or 0)}")
     if s.get("unpriced_calls"):
         say(f"note: {_calls(s['unpriced_calls'])} on a model with no known price (judge, "
@@ -256,7 +263,7 @@ def _waited(client: Any, evaluation: str, runs: list[dict[str, Any]],
         ids = [r["id"] for r in runs]
         print(f"interrupted: the run(s) go on ({', '.join(ids[:3])}"
               f"{', ...' if len(ids) > 3 else ''}); follow them with `titan eval show "
-              f"{evaluation}`, cancel one with `titan cancel <run id>_AGENT`",
+              f"{evaluation}`, cancel them with `titan eval cancel {evaluation}`",
               file=sys.stderr, flush=True)
         raise  # exit status 130 (cli/parser.py)
 
@@ -306,6 +313,16 @@ def run(args: argparse.Namespace, client: Any) -> int:
             if as_json:
                 print(json.dumps(out, indent=2))
             return 0 if ok else 1
+    elif action == "cancel":
+        out = {"cancelled": client.cancel_evaluation(args.evaluation, args.task)}
+        if not as_json:
+            runs = out["cancelled"]
+            say(f"cancelled {len(runs)} run(s) of {args.evaluation}" if runs else
+                f"nothing to cancel: no run of {args.evaluation}"
+                + (" (of those tasks)" if args.task else "") + " is pending or running")
+            for r in runs:
+                say(f"  {r['task_id']:<24} {r['id']}")
+            return 0
     elif action == "show":
         out = client.evaluation(args.evaluation)
         if not as_json:

@@ -79,7 +79,9 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     verdicts = [r["run"]["verdict"] for r in rows]
     return {"tasks": len({r["task_id"] for r in rows}), "runs": len(rows),
             "pass": verdicts.count("PASS"), "fail": verdicts.count("FAIL"),
-            "pending": verdicts.count("PENDING"),
+            "pending": sum(v == "PENDING" and r["run"]["status"] != "cancelled"
+                           for v, r in zip(verdicts, rows, strict=True)),
+            "cancelled": sum(r["run"]["status"] == "cancelled" for r in rows),
             "in_flight": sum(r["run"]["status"] in EVAL_ACTIVE for r in rows),
             "cost_usd": round(sum(r["run"]["cost"]["total_usd"] for r in rows), 10),
             # Calls of no known price among them: cost_usd is then a lower bound.
@@ -160,6 +162,14 @@ class EvalOps:
                                      json={"tasks": tasks})
         runs: list[dict[str, Any]] = reply["runs"]
         return runs
+
+    def cancel_evaluation(self, name: str, tasks: list[str] | None = None) -> list[dict[str, Any]]:
+        """Cancel every run of the evaluation (of ``tasks`` only, when given) still pending or
+        running; the runs cancelled (``id``, ``task_id``, ``status``...), none when nothing
+        was in flight."""
+        reply = self._transport.call("POST", f"/evaluations/{_ref(name)}/cancel",
+                                     json={"tasks": tasks})
+        return list(reply["cancelled"])
 
     def evaluation(self, name: str) -> dict[str, Any]:
         """The data explorer: the evaluation, one row per task with its latest run."""

@@ -78,6 +78,19 @@ async def dispatch(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = Bo
     return {"runs": await c.evals.dispatch(evaluation_id, tasks)}
 
 
+@router.post("/evaluations/{evaluation_id}/cancel",
+             summary="Cancel every run of the evaluation (or of the tasks named) still pending "
+                     "or running; the runs it cancelled")
+async def cancel(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = Body(None)) -> Row:
+    tasks = (body or {}).get("tasks") if isinstance(body, dict) or body is None else None
+    if (not isinstance(body, dict | None) or tasks is not None and (
+            not isinstance(tasks, list) or not tasks or not all(isinstance(t, str)
+                                                                for t in tasks))):
+        raise ValidationFailed('the body is {"tasks": [task ids]} or nothing (every task)',
+                               details={"field": "tasks"})
+    return await c.evals.cancel(evaluation_id, tasks)
+
+
 @router.get("/evaluations/{evaluation_id}/tasks/{task_id}/runs",
             summary="A task's runs, newest first")
 async def task_runs(c: CtxDep, p: Reader, evaluation_id: str, task_id: str) -> Row:

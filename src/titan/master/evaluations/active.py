@@ -22,8 +22,9 @@ from titan.storage.base import Row
 
 #: Who the evaluation machinery acts as when it writes to a run.
 ADMIN = Principal(role="admin", name="evaluations")
-#: Starts background work that outlives the request (the service keeps it referenced).
-Spawn = Callable[[Coroutine[Any, Any, Any]], None]
+#: Starts background work that outlives the request (the service keeps it referenced);
+#: the future lets its starter cancel it.
+Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
 
 
 class RunLifecycle(Protocol):

@@ -77,6 +77,7 @@ class Dispatcher:
         self.lifecycle = lifecycle
         self.spawn = spawn
         self._ending: set[str] = set()  # runs ending as their job's attempt was lost
+        self._calls: dict[str, asyncio.Future[Any]] = {}  # HTTP agents' calls in flight
         engine.job_listeners.append(self._job_changed)
 
     @property
@@ -86,11 +87,22 @@ class Dispatcher:
     async def start(self, active: ActiveRun, token: str) -> None:
         if active.agent["kind"] == "http":
             await self.lifecycle.mark_running(active.run_id)
-            self.spawn(self._call_http(active, token))
+            call = self._calls[active.run_id] = self.spawn(self._call_http(active, token))
+            call.add_done_callback(lambda _: self._calls.pop(active.run_id, None))
         else:
             dag_id = await self._submit_job(active, token)
             await self.lifecycle.mark_running(active.run_id)
             self.spawn(self._watch_job(active.run_id, dag_id))
+            if active.run_id not in self.proxy.active:  # cancelled while it was submitted
+                await self.engine.cancel_stages_of(active.run_id)
+
+    async def stop(self, run_id: str) -> None:
+        """Stop what a run's agent still does (its run is settled already): its job's
+        stages are cancelled, its endpoint call dropped."""
+        call = self._calls.pop(run_id, None)
+        if call is not None:
+            call.cancel()
+        await self.engine.cancel_stages_of(run_id)
 
     def resume(self, active: ActiveRun) -> None:
         """After a master restart: a job agent is still a job; an HTTP call is lost."""

@@ -57,18 +57,20 @@ class Evaluations:
         self.judge_model = os.environ.get("TITAN_EVAL_JUDGE_MODEL") or None
         # Where the agent endpoint and passthrough tool calls may go (master/egress.py).
         self.egress = egress if egress is not None else EgressPolicy.from_env()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._cancelled: dict[str, float] = {}  # evaluation → when it was last cancelled
         # Its parts get what they use, not the service (see evaluations/active.py).
         self.proxy = ToolProxy(engine, runs, self.egress, self.active, spawn=self.spawn,
                                publish=self.publish, simulator_model=self.simulator_model)
         self.dispatcher = Dispatcher(engine, blobs, self.egress, self.proxy, lifecycle=self,
                                      spawn=self.spawn)
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Future[Any]:
         """Run background work (waiting for an agent, judging) that outlives the request."""
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Future[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def load(self) -> None:
         """Pick up the runs a previous master left in flight."""
@@ -222,8 +224,10 @@ class Evaluations:
         if not tasks:
             raise Conflict(f"evaluation {evaluation_id!r} has no tasks to run; add some first "
                            f"(POST /api/v1/evaluations/{evaluation_id}/tasks)")
-        started = []
+        started, since = [], time.time()
         for task in tasks:
+            if self._cancelled.get(evaluation_id, 0) >= since:
+                break  # `titan eval cancel` while this dispatch went on: start no more
             started.append(await self._start(evaluation, task, source_run, redispatch_of))
         return started
 
@@ -265,8 +269,16 @@ class Evaluations:
 
     async def mark_running(self, run_id: str) -> None:
         now = time.time()
-        await self.engine.run(lambda tx: tx.update_eval_run(
-            run_id, {"status": "running", "started_at": now}))
+
+        def op(tx: Transaction) -> bool:
+            row = tx.get_eval_run(run_id)
+            if row is None or row["status"] in EVAL_TERMINAL:
+                return False  # cancelled while it was being dispatched: it stays so
+            tx.update_eval_run(run_id, {"status": "running", "started_at": now})
+            return True
+
+        if not await self.engine.run(op):
+            return
         active = self.active.get(run_id)
         if active is not None:
             active.row.update(status="running", started_at=now)
@@ -338,11 +350,35 @@ class Evaluations:
         except Exception:
             log.exception("judging %s failed", row["id"])
         if (row["status"] == "failed" and row.get("error_class") in RETRYABLE
-                and not row.get("redispatch_of")):
+                and not row.get("redispatch_of")
+                and self._cancelled.get(row["evaluation_id"], 0) < row["created_at"]):
             log.info("%s failed with %s: dispatching it once more", row["id"],
                      row["error_class"])
             await self.dispatch(row["evaluation_id"], [row["task_id"]],
                                 source_run=row.get("source_run"), redispatch_of=row["id"])
+
+    async def cancel(self, evaluation_id: str, task_ids: list[str] | None = None) -> Row:
+        """Cancel every run of the evaluation (of ``task_ids`` only, when given) that is
+        still pending or running: each ends ``cancelled`` (not failed, so never dispatched
+        again), its agent's job is cancelled or its endpoint call dropped; no more runs of a
+        dispatch still under way start. Says which runs it cancelled."""
+
+        def read(tx: Transaction) -> list[Row]:
+            if tx.get_evaluation(evaluation_id) is None:
+                raise NotFound(f"no evaluation {evaluation_id!r}")
+            return [r for r in tx.unfinished_eval_runs() if r["evaluation_id"] == evaluation_id
+                    and (task_ids is None or r["task_id"] in task_ids)]
+
+        if task_ids is None:
+            self._cancelled[evaluation_id] = time.time()
+        cancelled = []
+        for run in await self.engine.read(read):
+            row = await self.settle(run["id"], "cancelled",
+                                    detail="cancelled with titan eval cancel")
+            await self.dispatcher.stop(run["id"])
+            if row["status"] == "cancelled":  # not one that ended on its own meanwhile
+                cancelled.append(self.summary(row))
+        return {"evaluation": evaluation_id, "cancelled": cancelled}
 
     async def rerun(self, evaluation_id: str, task_id: str, run_id: str) -> Row:
         # The lookups the project routes use too: the same 404 says which level is missing.

@@ -152,7 +152,10 @@ def _summary(rows: list[Row]) -> Row:
     statuses = [r["run"]["status"] for r in rows if r["run"]]
     return {"tasks": len(rows), "runs": sum(r["run_count"] for r in rows),
             "pass": verdicts.count("PASS"), "fail": verdicts.count("FAIL"),
-            "pending": verdicts.count("PENDING"),
+            # A cancelled run has no verdict (seed 003: PENDING) and is not waiting for one.
+            "pending": sum(v == "PENDING" and s != "cancelled"
+                           for v, s in zip(verdicts, statuses, strict=True)),
+            "cancelled": statuses.count("cancelled"),
             "in_flight": sum(s in EVAL_ACTIVE for s in statuses),
             "cost_usd": round(sum(r["run"]["cost"]["total_usd"] for r in rows if r["run"]), 10),
             # LLM calls of no known price among them: cost_usd is then a lower bound.
