@@ -261,3 +261,32 @@ def test_eval_cancel_drops_an_http_agent_s_call_and_says_what_it_cancelled(
         assert client.cancel_evaluation("hangs-http") == []
     finally:
         server.shutdown()
+
+
+ANSWERS = '''
+from titan import evals
+
+evals.respond("Hello: " + evals.task()["user_instruction"])
+'''
+
+
+def test_the_longest_evaluation_and_task_ids_allowed_can_run(
+        evals_cluster: Cluster) -> None:  # noqa: F811
+    # Each id may have 100 characters; their run id ("<e>.<t>.<hex>") and its job's DAG
+    # ("<run id>_AGENT") were too long for 200: the run was refused ("invalid run: id: must
+    # be 1-200 characters") or failed as internal_error ("DAG name is longer than 200").
+    c = evals_cluster
+    client = c.client()
+    name = "e" * 100
+    tasks = ["t" * 99 + "a", "t" * 99 + "b", "t" * 89]
+    client.create_evaluation(name, agent(c, "answers", ANSWERS, judge=False),
+                             [{"id": t, "user_instruction": "hi"} for t in tasks],
+                             base=c.scripts)
+    runs = client.run_evaluation(name)
+    view = client.wait_evaluation_runs(name, runs, timeout=120)
+    ids = [r["run"]["id"] for r in view["tasks"]]
+    assert [r["run"]["status"] for r in view["tasks"]] == ["completed"] * 3, view["tasks"]
+    assert len(set(i[:-9] for i in ids)) == 3 and all(len(i) <= 194 for i in ids), ids
+    assert all(i.startswith(name + ".t") for i in ids)
+    trace = client.evaluation_run(name, tasks[0], ids[0])
+    assert trace["final_response"] == "Hello: hi"

@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,22 @@ LOST_ATTEMPT = ("the agent's job lost its worker mid-run (the worker, or a `tita
                 "with it, was killed) and would have run again from the start against a world "
                 "and a trajectory its first attempt had already changed; re-run the task")
 _ENDED = ("COMPLETED", "FAILED", "CANCELLED", "SKIPPED", "TIMED_OUT")
+
+
+#: A run's id and its job's DAG name (``<run id>_AGENT``) are each held to 200 characters.
+RUN_ID_MAX = 200 - len(f"_{AGENT_STAGE}")
+
+
+def run_id_of(evaluation_id: str, task_id: str) -> str:
+    """A new run's id: ``<evaluation>.<task>.<8 hex digits>``, its head shortened (with a
+    hash of it, so two long names stay apart) when the ids given, each allowed 100
+    characters, would make it too long for a run or its job's DAG (such a task failed to
+    run: "invalid run: id: must be 1-200 characters", or an internal_error)."""
+    head, tail = f"{evaluation_id}.{task_id}", secrets.token_hex(4)
+    room = RUN_ID_MAX - len(tail) - 1
+    if len(head) > room:
+        head = f"{head[:room - 9]}-{hashlib.sha256(head.encode()).hexdigest()[:8]}"
+    return f"{head}.{tail}"
 
 
 def restarted(job: Row) -> bool:

@@ -28,7 +28,7 @@ from titan.master.auth.tokens import token_hash
 from titan.master.egress import EgressPolicy
 from titan.master.evaluations import hierarchy
 from titan.master.evaluations.active import ADMIN, ActiveRun
-from titan.master.evaluations.dispatch import Dispatcher
+from titan.master.evaluations.dispatch import Dispatcher, run_id_of
 from titan.master.evaluations.judging import judge_run, trajectory
 from titan.master.evaluations.proxy import ToolProxy
 from titan.master_proof import stored_ref
@@ -235,7 +235,7 @@ class Evaluations:
                      redispatch_of: str | None) -> Row:
         agent = evaluation["agent"]
         seed = task["seed"]
-        run_id = f"{evaluation['id']}.{task['id']}.{secrets.token_hex(4)}"
+        run_id = run_id_of(evaluation["id"], task["id"])
         token = "tr_" + secrets.token_urlsafe(24)
         now = time.time()
         await self.runs.create_run({
