@@ -105,6 +105,11 @@ def test_waiting_reports_the_runs_this_command_dispatched(
         # Another command's run of the same task (a dashboard Re-run), cancelled: the latest
         # run, and what the waiting command reported as its own.
         (other,) = client.run_evaluation("waits", ["slow"])
+        # Its agent's job is submitted just after the reply: cancelled once it is running.
+        deadline = time.time() + 30
+        while time.time() < deadline and client.api(
+                "GET", "/evaluations/waits/tasks/slow/runs")["runs"][0]["status"] == "pending":
+            time.sleep(0.1)
         client.cancel(f"{other['id']}_AGENT")
         out, err = waiting.communicate(timeout=120)
         assert waiting.returncode == 0, out + err
@@ -290,3 +295,60 @@ def test_the_longest_evaluation_and_task_ids_allowed_can_run(
     assert all(i.startswith(name + ".t") for i in ids)
     trace = client.evaluation_run(name, tasks[0], ids[0])
     assert trace["final_response"] == "Hello: hi"
+
+
+def test_a_large_suite_is_answered_at_once_and_then_runs_whole(
+        make_cluster: Any, postgres_url: str) -> None:
+    # Runs were started one by one inside the request: 1,000 tasks outlasted the client's
+    # 60 s, so `titan eval run` said "did not answer in time" (and --wait waited for
+    # nothing) while the runs went on. Every run is now recorded before the reply and
+    # started after it.
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    class Answers(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"final_response": "done"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 1024  # an endpoint's backlog, not the 5 of http.server
+
+    server = Server(("127.0.0.1", free_port()), Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # On PostgreSQL, where each start's commits cost most (about 13 runs a second here).
+    c: Cluster = make_cluster(database_url=postgres_url,
+                              env={"TITAN_EGRESS_ALLOW": "127.0.0.1"}).up()
+    client = c.client()
+    n = 300
+    try:
+        client.create_evaluation("large-suite", {
+            "name": "answers", "kind": "http", "timeout_s": 30, "judge": False,
+            "url": f"http://127.0.0.1:{server.server_port}/"},
+            [{"id": f"t{i}", "user_instruction": "Anything?"} for i in range(n)])
+        # The reply says what was dispatched without waiting for the agents to start (it
+        # took some 23 s here for 300 tasks; the CLI gives up at 60).
+        reply = httpx.post(f"{c.url}/api/v1/evaluations/large-suite/runs", timeout=8.0,
+                           headers={"Authorization": f"Bearer {c.admin_token}"}).json()
+        runs = reply["runs"]
+        assert len(runs) == n and {r["status"] for r in runs} <= {"pending", "running"}
+        # Runs not started yet are cancelled before they start: none is left pending.
+        cancelled = client.cancel_evaluation("large-suite")
+        view = client.wait_evaluation("large-suite", timeout=120)
+        statuses = [r["run"]["status"] for r in view["tasks"]]
+        assert view["summary"]["runs"] == n and set(statuses) <= {"completed", "cancelled"}
+        assert statuses.count("cancelled") == len(cancelled) == view["summary"]["cancelled"]
+    finally:
+        server.shutdown()

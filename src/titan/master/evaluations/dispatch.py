@@ -104,14 +104,14 @@ class Dispatcher:
 
     async def start(self, active: ActiveRun, token: str) -> None:
         if active.agent["kind"] == "http":
-            await self.lifecycle.mark_running(active.run_id)
-            call = self._calls[active.run_id] = self.spawn(self._call_http(active, token))
-            call.add_done_callback(lambda _: self._calls.pop(active.run_id, None))
+            if await self.lifecycle.mark_running(active.run_id):
+                call = self._calls[active.run_id] = self.spawn(self._call_http(active, token))
+                call.add_done_callback(lambda _: self._calls.pop(active.run_id, None))
         else:
             dag_id = await self._submit_job(active, token)
-            await self.lifecycle.mark_running(active.run_id)
-            self.spawn(self._watch_job(active.run_id, dag_id))
-            if active.run_id not in self.proxy.active:  # cancelled while it was submitted
+            if await self.lifecycle.mark_running(active.run_id):
+                self.spawn(self._watch_job(active.run_id, dag_id))
+            else:  # cancelled while its job was submitted
                 await self.engine.cancel_stages_of(active.run_id)
 
     async def stop(self, run_id: str) -> None:

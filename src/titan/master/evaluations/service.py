@@ -12,6 +12,7 @@ background, and a transient transport failure is dispatched once more automatica
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -224,41 +225,52 @@ class Evaluations:
         if not tasks:
             raise Conflict(f"evaluation {evaluation_id!r} has no tasks to run; add some first "
                            f"(POST /api/v1/evaluations/{evaluation_id}/tasks)")
-        started, since = [], time.time()
-        for task in tasks:
-            if self._cancelled.get(evaluation_id, 0) >= since:
-                break  # `titan eval cancel` while this dispatch went on: start no more
-            started.append(await self._start(evaluation, task, source_run, redispatch_of))
-        return started
-
-    async def _start(self, evaluation: Row, task: Row, source_run: str | None,
-                     redispatch_of: str | None) -> Row:
-        agent = evaluation["agent"]
-        seed = task["seed"]
-        run_id = run_id_of(evaluation["id"], task["id"])
-        token = "tr_" + secrets.token_urlsafe(24)
+        # Every run is recorded (pending) before the reply, and started after it: started
+        # one by one within the request, a suite of 1,000 tasks outlasted the client's
+        # timeout ("did not answer in time") and the dispatch stopped where the client left.
         now = time.time()
-        await self.runs.create_run({
-            "id": run_id, "agent_id": agent["name"], "agent_version": agent.get("version"),
-            "tags": {"evaluation": evaluation["id"], "task": task["id"]}}, ADMIN)
-        row: Row = {
-            "id": run_id, "evaluation_id": evaluation["id"], "task_id": task["id"],
-            "status": "pending", "agent": agent, "tool_calls": 0, "by_source": {},
-            "violations": 0, "proxy_refusals": 0, "world": Ledger(seed.get("initial_state")
-                                                                  or {}).snapshot(),
+        planned = [self._plan(evaluation, task, source_run, redispatch_of, now)
+                   for task in tasks]
+        await self.engine.run(lambda tx: [tx.insert_eval_run(row) for row, _, _ in planned])
+        for row, _, _ in planned:
+            self.publish(row)
+        self.spawn(self._start_all(planned))
+        return [self.summary(row) for row, _, _ in planned]
+
+    @staticmethod
+    def _plan(evaluation: Row, task: Row, source_run: str | None, redispatch_of: str | None,
+              now: float) -> tuple[Row, str, Row]:
+        """A new run's row (pending), its proxy token and its task's seed."""
+        seed = task["seed"]
+        token = "tr_" + secrets.token_urlsafe(24)
+        return {
+            "id": run_id_of(evaluation["id"], task["id"]),
+            "evaluation_id": evaluation["id"], "task_id": task["id"],
+            "status": "pending", "agent": evaluation["agent"], "tool_calls": 0,
+            "by_source": {}, "violations": 0, "proxy_refusals": 0,
+            "world": Ledger(seed.get("initial_state") or {}).snapshot(),
             "source_run": source_run, "redispatch_of": redispatch_of,
             "token_hash": token_hash(token), "created_at": now, "soft_warnings": [],
-        }
-        await self.engine.run(lambda tx: tx.insert_eval_run(row))
-        active = self._activate(row, seed)
-        self.publish(active.row)
+        }, token, seed
+
+    async def _start_all(self, planned: list[tuple[Row, str, Row]]) -> None:
+        for row, token, seed in planned:
+            await self._start(row, token, seed)
+
+    async def _start(self, row: Row, token: str, seed: Row) -> None:
+        run_id, agent = row["id"], row["agent"]
+        now = await self.engine.read(lambda tx: tx.get_eval_run(run_id))
+        if now is None or now["status"] in EVAL_TERMINAL:
+            return  # cancelled (titan eval cancel) before its turn came
         try:
-            await self.dispatcher.start(active, token)
+            await self.runs.create_run({
+                "id": run_id, "agent_id": agent["name"], "agent_version": agent.get("version"),
+                "tags": {"evaluation": row["evaluation_id"], "task": row["task_id"]}}, ADMIN)
+            await self.dispatcher.start(self._activate(row, seed), token)
         except Exception as exc:  # a bug or a refusal of the job: the run must still end
             log.exception("dispatching %s failed", run_id)
             await self.settle(run_id, "failed", "internal_error",
                               f"Titan could not dispatch the agent: {exc}")
-        return self.summary(active.row)
 
     def _activate(self, row: Row, seed: Row) -> ActiveRun:
         active = ActiveRun(row=row, task=seed, agent=row["agent"],
@@ -267,22 +279,29 @@ class Evaluations:
         self.active[row["id"]] = active
         return active
 
-    async def mark_running(self, run_id: str) -> None:
+    async def mark_running(self, run_id: str) -> bool:
+        """The run's agent is starting; False when the run was cancelled meanwhile (it stays
+        so: its agent must not start, and its agent run ends as it did)."""
         now = time.time()
 
-        def op(tx: Transaction) -> bool:
+        def op(tx: Transaction) -> str | None:
             row = tx.get_eval_run(run_id)
             if row is None or row["status"] in EVAL_TERMINAL:
-                return False  # cancelled while it was being dispatched: it stays so
+                return row["status"] if row else "cancelled"
             tx.update_eval_run(run_id, {"status": "running", "started_at": now})
-            return True
+            return None
 
-        if not await self.engine.run(op):
-            return
+        ended = await self.engine.run(op)
+        if ended is not None:
+            self.active.pop(run_id, None)
+            with contextlib.suppress(Conflict, NotFound):
+                await self.runs.update_run(run_id, {"status": ended}, ADMIN)
+            return False
         active = self.active.get(run_id)
         if active is not None:
             active.row.update(status="running", started_at=now)
             self.publish(active.row)
+        return True
 
     # -- settling -----------------------------------------------------------------------------
     async def settle(self, run_id: str, status: str, error_class: str | None = None,
