@@ -352,3 +352,59 @@ def test_a_large_suite_is_answered_at_once_and_then_runs_whole(
         assert statuses.count("cancelled") == len(cancelled) == view["summary"]["cancelled"]
     finally:
         server.shutdown()
+
+
+def test_an_http_agent_gets_at_most_the_concurrency_setting_s_calls_at_once(
+        evals_cluster: Cluster) -> None:  # noqa: F811
+    # Every run's call was sent at once: a suite of 1,000 tasks was 1,000 requests to the
+    # agent's endpoint together. The cluster allows 2 (TITAN_EVAL_HTTP_CONCURRENCY).
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.conftest import free_port
+
+    lock, release = threading.Lock(), threading.Event()
+    now, most = [0], [0]
+
+    class Waits(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            release.wait(30)
+            with lock:
+                now[0] -= 1
+            body = json.dumps({"final_response": "done"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Waits)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = evals_cluster.client()
+    try:
+        client.create_evaluation("two-at-once", {
+            "name": "waits", "kind": "http", "timeout_s": 60, "judge": False,
+            "url": f"http://127.0.0.1:{server.server_port}/"},
+            [{"id": f"t{i}", "user_instruction": "Anything?"} for i in range(5)])
+        runs = client.run_evaluation("two-at-once")
+        deadline = time.time() + 20
+        while most[0] < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)  # time for more calls, had they been sent
+        statuses = [r["run"]["status"] for r in client.evaluation("two-at-once")["tasks"]]
+        assert (most[0], sorted(statuses)) == (2, ["pending"] * 3 + ["running"] * 2), statuses
+        release.set()
+        view = client.wait_evaluation_runs("two-at-once", runs, timeout=60)
+        assert [r["run"]["status"] for r in view["tasks"]] == ["completed"] * 5
+        assert most[0] == 2
+    finally:
+        release.set()
+        server.shutdown()

@@ -39,6 +39,7 @@ def evals_cluster(tmp_path_factory: pytest.TempPathFactory,
         "TITAN_LLM_API_BASE": fake_llm.url, "OPENAI_API_KEY": "test-key",
         "TITAN_EVAL_SIMULATOR_MODEL": "openai/simulator",
         "TITAN_EVAL_JUDGE_MODEL": "openai/judge",
+        "TITAN_EVAL_HTTP_CONCURRENCY": "2",  # test_eval_outcomes.py counts the calls
         # The scripted agents and tools listen on loopback, which the egress policy refuses
         # unless allowed (docs/security.md).
         "TITAN_EGRESS_ALLOW": "127.0.0.1"})

@@ -118,6 +118,10 @@ class MasterConfig:
     #: (titan.master.runs.liveness); the SDK shows one every 30 s.
     run_alive_timeout: float = field(default_factory=lambda: _env_float(
         "TITAN_RUN_ALIVE_TIMEOUT", 120.0, 1, 7 * 86_400, " seconds"))
+    #: An HTTP agent's calls in flight at once, per evaluation (the rest wait, pending): a
+    #: suite of 1,000 tasks sent its endpoint 1,000 requests at once.
+    eval_http_concurrency: int = field(default_factory=lambda: int(_env_float(
+        "TITAN_EVAL_HTTP_CONCURRENCY", 16, 1, 10_000, whole=True)))
     # Finished agent runs older than this ("90d", "12h") are deleted hourly; unset keeps all.
     run_retention: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_RUN_RETENTION") or None)

@@ -96,6 +96,7 @@ class Dispatcher:
         self.spawn = spawn
         self._ending: set[str] = set()  # runs ending as their job's attempt was lost
         self._calls: dict[str, asyncio.Future[Any]] = {}  # HTTP agents' calls in flight
+        self._slots: dict[str, asyncio.Semaphore] = {}  # evaluation → its calls at once
         engine.job_listeners.append(self._job_changed)
 
     @property
@@ -104,9 +105,9 @@ class Dispatcher:
 
     async def start(self, active: ActiveRun, token: str) -> None:
         if active.agent["kind"] == "http":
-            if await self.lifecycle.mark_running(active.run_id):
-                call = self._calls[active.run_id] = self.spawn(self._call_http(active, token))
-                call.add_done_callback(lambda _: self._calls.pop(active.run_id, None))
+            # Pending until one of the evaluation's slots is free (TITAN_EVAL_HTTP_CONCURRENCY).
+            call = self._calls[active.run_id] = self.spawn(self._call_http(active, token))
+            call.add_done_callback(lambda _: self._calls.pop(active.run_id, None))
         else:
             dag_id = await self._submit_job(active, token)
             if await self.lifecycle.mark_running(active.run_id):
@@ -262,6 +263,14 @@ class Dispatcher:
 
     # -- http agents --------------------------------------------------------------------------
     async def _call_http(self, active: ActiveRun, token: str) -> None:
+        evaluation = active.row["evaluation_id"]
+        slots = self._slots.setdefault(
+            evaluation, asyncio.Semaphore(self.engine.config.eval_http_concurrency))
+        async with slots:
+            if await self.lifecycle.mark_running(active.run_id):
+                await self._post(active, token)
+
+    async def _post(self, active: ActiveRun, token: str) -> None:
         agent = active.agent
         body = {
             "run_id": active.run_id, "evaluation": active.row["evaluation_id"],
