@@ -115,13 +115,12 @@ class Dispatcher:
             else:  # cancelled while its job was submitted
                 await self.engine.cancel_stages_of(active.run_id)
 
-    async def stop(self, run_id: str) -> None:
-        """Stop what a run's agent still does (its run is settled already): its job's
-        stages are cancelled, its endpoint call dropped."""
-        call = self._calls.pop(run_id, None)
-        if call is not None:
-            call.cancel()
-        await self.engine.cancel_stages_of(run_id)
+    def drop_calls(self, run_ids: list[str]) -> None:
+        """Drop the endpoint calls of these runs (settled already), or their wait for one."""
+        for run_id in run_ids:
+            call = self._calls.pop(run_id, None)
+            if call is not None:
+                call.cancel()
 
     def resume(self, active: ActiveRun) -> None:
         """After a master restart: a job agent is still a job; an HTTP call is lost."""

@@ -19,7 +19,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from titan.errors import Conflict, LLMError, NotFound, ValidationFailed
+from titan.errors import Conflict, NotFound, ValidationFailed
 from titan.evals.agent_config import check_task_tools, parse_agent
 from titan.evals.failures import RETRYABLE
 from titan.evals.ledger import Ledger
@@ -27,7 +27,7 @@ from titan.evals.tasks import parse_tasks
 from titan.formats import check_eval_id
 from titan.master.auth.tokens import token_hash
 from titan.master.egress import EgressPolicy
-from titan.master.evaluations import hierarchy
+from titan.master.evaluations import hierarchy, registration
 from titan.master.evaluations.active import ADMIN, ActiveRun
 from titan.master.evaluations.dispatch import Dispatcher, run_id_of
 from titan.master.evaluations.judging import judge_run, trajectory
@@ -89,37 +89,6 @@ class Evaluations:
             task.cancel()
 
     # -- evaluations and tasks ----------------------------------------------------------------
-    def _check_egress(self, agent: Row) -> None:
-        """Refuse at registration a URL whose host is an address the policy forbids (names
-        are resolved and checked at every call)."""
-        targets = [("agent.url", agent.get("url"))] + [
-            (f"agent.tools[{i}].endpoint", t.get("endpoint"))
-            for i, t in enumerate(agent.get("tools") or [])]
-        for where, url in targets:
-            why = self.egress.check_url(url) if url else None
-            if why is not None:
-                raise ValidationFailed(f"{where}: the egress policy refuses it: {why}",
-                                       details={"field": where})
-
-    @staticmethod
-    async def _check_models(agent: Row) -> None:
-        """Refuse a judge or simulator model no call can reach (an unknown provider, a hosted
-        one whose key this master lacks), as ``titan eval calibrate --judge-model`` does:
-        accepted, it made every run NOT APPLICABLE with LiteLLM's raw error."""
-        from titan import llm
-
-        named = [(f"agent.{key}", agent.get(key)) for key in ("judge_model", "simulator_model")]
-        named += [(f"agent.criteria[{i}].model", c.get("model"))
-                  for i, c in enumerate(agent.get("criteria") or [])]
-        loop = asyncio.get_running_loop()
-        for where, model in named:
-            if not model:
-                continue
-            try:
-                await loop.run_in_executor(None, llm.usable, model)
-            except LLMError as exc:
-                raise ValidationFailed(f"{where}: {exc}", details={"field": where}) from None
-
     async def put_evaluation(self, evaluation_id: str, body: Any) -> Row:
         check_id(evaluation_id, "evaluation")
         if not isinstance(body, dict):
@@ -135,8 +104,8 @@ class Evaluations:
         project = check_id(body["project"], "project") if body.get("project") is not None \
             else None
         agent = parse_agent(body.get("agent"))
-        self._check_egress(agent)
-        await self._check_models(agent)
+        registration.check_egress(self.egress, agent)
+        await registration.check_models(agent)
         tasks = parse_tasks(body["tasks"], "tasks") if body.get("tasks") is not None else []
         check_task_tools(tasks, agent)
         description = body.get("description")
@@ -378,26 +347,43 @@ class Evaluations:
 
     async def cancel(self, evaluation_id: str, task_ids: list[str] | None = None) -> Row:
         """Cancel every run of the evaluation (of ``task_ids`` only, when given) that is
-        still pending or running: each ends ``cancelled`` (not failed, so never dispatched
-        again), its agent's job is cancelled or its endpoint call dropped; no more runs of a
-        dispatch still under way start. Says which runs it cancelled."""
+        still pending or running, in one transaction: each ends ``cancelled`` (not failed, so
+        never dispatched again), its endpoint call is dropped and, just after, its agent's
+        job cancelled. Says which runs it cancelled. (Run by run, 1,000 runs took 37 s.)"""
+        now, detail = time.time(), "cancelled with titan eval cancel"
 
-        def read(tx: Transaction) -> list[Row]:
+        def op(tx: Transaction) -> list[Row]:
             if tx.get_evaluation(evaluation_id) is None:
                 raise NotFound(f"no evaluation {evaluation_id!r}")
-            return [r for r in tx.unfinished_eval_runs() if r["evaluation_id"] == evaluation_id
-                    and (task_ids is None or r["task_id"] in task_ids)]
+            ended = []
+            for run in tx.unfinished_eval_runs():
+                if run["evaluation_id"] != evaluation_id or (
+                        task_ids is not None and run["task_id"] not in task_ids):
+                    continue
+                fields = {"status": "cancelled", "error_class": None, "error_detail": detail,
+                          "ended_at": now, "started_at": run.get("started_at") or now}
+                tx.update_eval_run(run["id"], fields)
+                ended.append(run | fields)
+            return ended
 
         if task_ids is None:
-            self._cancelled[evaluation_id] = time.time()
-        cancelled = []
-        for run in await self.engine.read(read):
-            row = await self.settle(run["id"], "cancelled",
-                                    detail="cancelled with titan eval cancel")
-            await self.dispatcher.stop(run["id"])
-            if row["status"] == "cancelled":  # not one that ended on its own meanwhile
-                cancelled.append(self.summary(row))
-        return {"evaluation": evaluation_id, "cancelled": cancelled}
+            self._cancelled[evaluation_id] = now
+        ended = await self.engine.run(op)
+        for row in ended:
+            self.active.pop(row["id"], None)  # the proxy refuses its agent's calls from now
+            self.publish(row)
+        self.dispatcher.drop_calls([r["id"] for r in ended])
+        self.spawn(self._cancelled_runs(ended, detail))
+        return {"evaluation": evaluation_id, "cancelled": [self.summary(r) for r in ended]}
+
+    async def _cancelled_runs(self, rows: list[Row], detail: str) -> None:
+        """After a cancel: the agents' jobs (one commit), the agent runs' ends, the cards."""
+        await self.engine.cancel_stages_of(*(r["id"] for r in rows))
+        for row in rows:
+            with contextlib.suppress(Conflict, NotFound):  # never created, or ended itself
+                await self.runs.update_run(row["id"], {"status": "cancelled", "error": detail},
+                                           ADMIN)
+            await self._after(row)
 
     async def rerun(self, evaluation_id: str, task_id: str, run_id: str) -> Row:
         # The lookups the project routes use too: the same 404 says which level is missing.

@@ -71,10 +71,12 @@ class EngineControl:
         self.sched.cancel_dag(dag, ch)
         await _commit(self, ch, _queued_since(self.sched, before))
 
-    async def cancel_stages_of(self: EngineCore, agent_run_id: str) -> int:
-        """Cancel every stage (DAG) of an agent run that still has jobs to run; how many."""
+    async def cancel_stages_of(self: EngineCore, *agent_run_ids: str) -> int:
+        """Cancel every stage (DAG) of the agent runs that still has jobs to run, in one
+        commit; how many."""
         ch, before = Changes(), _cancel_counts(self.sched)
-        stages = [d for d in self.sched.dags.values() if d.agent_run_id == agent_run_id
+        ids = set(agent_run_ids)
+        stages = [d for d in self.sched.dags.values() if d.agent_run_id in ids
                   and any(self.sched.jobs[j].state not in TERMINAL for j in d.jobs)]
         for dag in stages:
             self.sched.cancel_dag(dag, ch)
