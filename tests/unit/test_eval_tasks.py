@@ -372,3 +372,31 @@ def test_ids_that_cannot_be_one_url_segment_are_refused(bad: str) -> None:
         parse_tool({"name": bad, "description": "d", "input_schema": {}}, 0)
     assert check_id("v1.2", "evaluation") == "v1.2"
     assert [t.id for t in parse_tasks([{"id": "a..b", "user_instruction": "x"}], "t")] == ["a..b"]
+
+
+BILLION_LAUGHS = "".join(
+    f"      {k}: &{k} [{', '.join([f'*{p}'] * 10 if p else ['x'] * 10)}]\n"
+    for p, k in zip([""] + list("abcdefg"), "abcdefgh", strict=True))
+
+
+def test_yaml_aliases_that_expand_past_any_file_are_refused(tmp_path: Path) -> None:
+    # 700 bytes of nested anchors were 10^8 values: 23 s and gigabytes to load a task file
+    # (one level more, every byte of the machine), where a pipeline's YAML is refused so.
+    from titan.client.evaluations import load_spec
+
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("- id: t1\n  user_instruction: hi\n  metadata:\n" + BILLION_LAUGHS)
+    with pytest.raises(ValidationFailed, match=r"tasks.yaml: the value at line \d+ is too "
+                                               r"large once its YAML aliases are expanded"):
+        load_tasks(tasks)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: e\nagent: {name: a, script: a.py}\ndescription: x\nbomb:\n"
+                    + BILLION_LAUGHS.replace("      ", "  "))
+    with pytest.raises(ValidationFailed, match="too large once its YAML aliases"):
+        load_spec(spec)
+    # Aliases as authors use them (a shared world, a few times) load as before.
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("- {id: a, user_instruction: hi, initial_state: &w {order: {A: {s: 1}}}}\n"
+                      "- {id: b, user_instruction: hi, initial_state: *w}\n")
+    a, b = load_tasks(shared)
+    assert a.initial_state == b.initial_state == {"order": {"A": {"s": 1}}}

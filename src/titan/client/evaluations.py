@@ -58,16 +58,16 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     """Read an evaluation spec file (see the module's doc); tasks files are loaded too."""
     import json
 
-    import yaml
+    from titan.evals.tasks import load_yaml
 
     file = Path(path)
     if not file.is_file():
         raise ValidationFailed(f"evaluation spec {str(path)!r} not found")
     text = file.read_text()
     try:
-        spec = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ValidationFailed(f"{file.name}: not valid {file.suffix[1:] or 'YAML'}: {exc}") from exc
+        spec = json.loads(text) if file.suffix == ".json" else load_yaml(text, file.name)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(f"{file.name}: not valid json: {exc}") from exc
     if not isinstance(spec, dict) or not isinstance(spec.get("agent"), dict):
         raise ValidationFailed(f"{file.name}: a spec is a mapping with name, agent and tasks")
     spec["_base"] = str(file.resolve().parent)

@@ -230,15 +230,66 @@ def load_tasks(path: str | Path) -> list[Task]:
     if suffix == ".csv":
         return _collect(_csv_rows(text, name), name)
     try:
-        data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if suffix == ".json" else load_yaml(text, name)
     except json.JSONDecodeError as e:
         raise ValidationFailed(f"{name}: not valid JSON: {e}") from None
+    return parse_tasks(data, name)
+
+
+#: What a YAML file may hold once its aliases are expanded: past any file the master would
+#: take (TITAN_MAX_BODY_BYTES, 64 MiB by default), far short of a "billion laughs".
+MAX_YAML_NODES = 5_000_000
+MAX_YAML_CHARS = 256 * 1024 * 1024
+
+
+def load_yaml(text: str, name: str) -> Any:
+    """A task or spec file's YAML, refused (rather than expanded) when its aliases make it
+    larger than :data:`MAX_YAML_NODES` nodes or :data:`MAX_YAML_CHARS` characters: a few
+    hundred bytes of nested anchors took 23 s and gigabytes to load, one level more all the
+    memory of the machine running ``titan eval``, where pipelines' YAML is refused so."""
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        root = loader.get_single_node()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ValidationFailed(f"{name}: not valid YAML: {problem}{at}") from None
-    return parse_tasks(data, name)
+    if root is None:
+        loader.dispose()
+        return None
+    # Each node's expanded size once (an alias is the same node again): linear in the file.
+    size: dict[int, tuple[int, int]] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in size:
+            continue
+        kids = [] if isinstance(node, ScalarNode) else list(node.value) \
+            if isinstance(node, SequenceNode) else [n for kv in node.value for n in kv] \
+            if isinstance(node, MappingNode) else []
+        if not ready:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if id(k) not in size)
+            continue
+        nodes = 1 + sum(size.get(id(k), (0, 0))[0] for k in kids)
+        chars = (len(node.value) if isinstance(node, ScalarNode) else 0) + sum(
+            size.get(id(k), (0, 0))[1] for k in kids)
+        size[id(node)] = (nodes, chars)
+        if nodes > MAX_YAML_NODES or chars > MAX_YAML_CHARS:
+            line = node.start_mark.line + 1
+            raise ValidationFailed(
+                f"{name}: the value at line {line} is too large once its YAML aliases are "
+                f"expanded (more than {MAX_YAML_NODES:,} nodes or {MAX_YAML_CHARS:,} "
+                "characters)", details={"line": line})
+    try:
+        return loader.construct_document(root)
+    except yaml.YAMLError as e:  # a value no safe loader builds (!!python/object...)
+        raise ValidationFailed(f"{name}: not valid YAML: {str(e).splitlines()[0]}") from None
+    finally:
+        loader.dispose()
 
 
 def _task_list(data: Any, source: str) -> list[Any]:

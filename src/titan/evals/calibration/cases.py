@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from titan.errors import ValidationFailed
 from titan.evals.findings import ODYSSEY, source_name
 from titan.evals.ledger import Ledger
-from titan.evals.tasks import Task
+from titan.evals.tasks import Task, load_yaml
 
 #: The set shipped with Titan: every ``*.yaml`` in this package.
 DEFAULT_SET = Path(__file__).resolve().parent
@@ -61,13 +59,7 @@ def load_set(path: str | Path | None = None) -> list[Case]:
         except (OSError, UnicodeDecodeError) as exc:  # a file that is not UTF-8 text: one line
             raise ValidationFailed(f"{file}: cannot read the calibration file: {exc}") \
                 from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ValidationFailed(f"{file}: not valid YAML: {problem}{at}") from None
+        data = load_yaml(text, str(file))  # its aliases held to a size, as a task file's
         if not isinstance(data, list):
             raise ValidationFailed(f"{file.name}: expected a list of cases")
         for n, raw in enumerate(data, 1):
