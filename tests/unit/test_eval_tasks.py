@@ -140,6 +140,18 @@ def test_yaml_file(tmp_path: Path) -> None:
                                 "setup": ["pip install -e ."]}
 
 
+def test_yaml_ids_are_the_text_the_file_shows(tmp_path: Path) -> None:
+    # YAML 1.1 read 007 as 7, 0x1F as 31, 12:30 as 750 and yes as true: the task then had
+    # another id than the one in the file, and `titan eval trace EVAL 007` found no task.
+    written = ["007", "0x1F", "1_000", "yes", "1.50"]
+    (tmp_path / "tasks.yaml").write_text("".join(
+        f"- id: {w}\n  user_instruction: task {i}\n" for i, w in enumerate(written)))
+    assert [t.id for t in load_tasks(tmp_path / "tasks.yaml")] == written
+    (tmp_path / "clock.yaml").write_text("- id: 12:30\n  user_instruction: hi\n")
+    with pytest.raises(ValidationFailed, match="got '12:30'"):  # not 750, a task of its own
+        load_tasks(tmp_path / "clock.yaml")
+
+
 def test_csv_file_with_json_cells_multiline_text_and_empty_defaults(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "tasks.csv",
                      ["id", "user_instruction", "initial_state", "failure_rules",

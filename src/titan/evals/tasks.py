@@ -270,6 +270,8 @@ def load_yaml(text: str, name: str) -> Any:
         kids = [] if isinstance(node, ScalarNode) else list(node.value) \
             if isinstance(node, SequenceNode) else [n for kv in node.value for n in kv] \
             if isinstance(node, MappingNode) else []
+        if isinstance(node, MappingNode):
+            _ids_as_written(node)
         if not ready:
             stack.append((node, True))
             stack.extend((k, False) for k in kids if id(k) not in size)
@@ -290,6 +292,21 @@ def load_yaml(text: str, name: str) -> Any:
         raise ValidationFailed(f"{name}: not valid YAML: {str(e).splitlines()[0]}") from None
     finally:
         loader.dispose()
+
+
+_STR, _NULL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
+
+
+def _ids_as_written(mapping: Any) -> None:
+    """An ``id`` is the text the file shows (a plain scalar: no style, ``""`` from the C
+    loader): YAML 1.1 read ``id: 007`` as 7, ``0x1F`` as 31,
+    ``12:30`` as 750 and ``yes`` as true, so ``titan eval trace EVAL 007`` found no task."""
+    from yaml.nodes import ScalarNode
+
+    for key, value in mapping.value:
+        if isinstance(key, ScalarNode) and key.value == "id" and isinstance(value, ScalarNode) \
+                and not value.style and value.tag not in (_STR, _NULL):
+            value.tag = _STR
 
 
 def _task_list(data: Any, source: str) -> list[Any]:
