@@ -406,3 +406,26 @@ def test_a_run_over_its_budget_joins_the_intercepts_of_a_page_filtered_to_others
     assert "over budget" in page.inner_text('#intercepts a.intercept[data-run-id="br-overrun"]')
     assert page.query_selector('.run-card[data-run-id="br-overrun"]') is None
     assert_no_reload(page)
+
+
+def test_a_page_sorted_by_cost_reorders_as_a_running_run_costs_more(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # Seed 004's "Sort by cost (descending)" while runs run: cards updated their cost in place
+    # but kept their place, so a run that became the most expensive stayed where it was, or
+    # off the page, until a reload (a QA pass).
+    for run_id, cost in (("br-sort-a", 3.0), ("br-sort-b", 2.0), ("br-sort-c", 1.0)):
+        cluster.api("POST", "/runs", {"id": run_id, "agent_id": "sorted-agent"})
+        cluster.api("POST", f"/runs/{run_id}/actions", {"actions": [action(0, cost_usd=cost)]})
+    order = ("() => Array.from(document.querySelectorAll('#runs-live .run-card'))"
+             ".map(c => c.dataset.runId).join()")
+    page.goto(dash.url("/runs?sort=cost&agent=sorted-agent&limit=2"))
+    page.wait_for_function(f"() => ({order})() === 'br-sort-a,br-sort-b'")
+    mark_no_reload(page)
+    # Off the page (the third of two): it moves in as it passes the cheapest card here.
+    cluster.api("POST", "/runs/br-sort-c/actions", {"actions": [action(1, cost_usd=1.5)]})
+    page.wait_for_function(f"() => ({order})() === 'br-sort-a,br-sort-c'")
+    # On the page: it moves up as it passes the card above it.
+    cluster.api("POST", "/runs/br-sort-c/actions", {"actions": [action(2, cost_usd=5.0)]})
+    page.wait_for_function(f"() => ({order})() === 'br-sort-c,br-sort-a'")
+    assert page.inner_text('.run-card[data-run-id="br-sort-c"] .cost') == "$7.50"
+    assert_no_reload(page)

@@ -3,8 +3,9 @@
  * Cards are rendered on the server (templates/_runs.html). Run events patch a card in place
  * (cost, actions, success rate, status, end) the moment they arrive; anything that can
  * change which runs the page lists — a new run, a run that ended, one that crossed its
- * budget or the page's min cost — re-reads the list region from the server instead (at most
- * once a second), so the filters are applied in one place. Titan.runCards is what agent.js reuses.
+ * budget or the page's min cost, one whose cost moves it on a page sorted by cost — re-reads
+ * the list region from the server instead (at most once a second), so the filters and the
+ * order are applied in one place. Titan.runCards is what agent.js reuses.
  */
 (function () {
   "use strict";
@@ -70,6 +71,7 @@
     actions.dataset.count = s.action_count || 0;
     actions.textContent = (s.action_count || 0).toLocaleString("en-US");
     T.showCost(card.querySelector(".cost"), s);
+    card.dataset.cost = s.cost_usd || 0;  // what a page sorted by cost orders by
     // The server's rate (master/runs/events.success_rate): a replay's served calls count.
     card.querySelector(".success").textContent = T.pct(s.success_rate);
     const flag = card.querySelector(".over-budget");
@@ -142,6 +144,34 @@
     return true;
   }
 
+  // On a page sorted by cost, a run whose cost passes the card above its own (or, not
+  // listed, the cheapest card here) moves: the page re-reads its list, the server ordering.
+  const params = new URLSearchParams(location.search);
+  const byCost = params.get("sort") === "cost";
+  const agent = (params.get("agent") || "").trim();
+  const statuses = params.getAll("status").flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean);
+  const costSeen = new Map();  // run id → the cost its last event said
+  function movedByCost(s, shown) {
+    if (!byCost) return false;
+    const before = costSeen.has(s.id) ? costSeen.get(s.id) : null;
+    if (costSeen.size > 1000) costSeen.clear();
+    costSeen.set(s.id, s.cost_usd || 0);
+    const cost = s.cost_usd || 0;
+    if (before === cost) return false;
+    const cards = Array.from(document.querySelectorAll("#runs-live .run-card"));  // swapped
+    const costOf = (card) => Number(card.dataset.cost) || 0;
+    if (shown) {
+      const i = cards.findIndex((c) => c.dataset.runId === s.id);
+      const above = cards[i - 1], below = cards[i + 1];
+      return Boolean((above && costOf(above) < cost) || (below && costOf(below) > cost));
+    }
+    // Not listed: one the filters leave out never moves in; one listed on another page
+    // (or not yet) moves in once, as it passes this page's cheapest card.
+    if ((agent && s.agent_id !== agent) || (statuses.length && !statuses.includes(s.status))) return false;
+    const last = cards[cards.length - 1];
+    return Boolean(last) && cost > costOf(last) && (before === null || before <= costOf(last));
+  }
+
   function interceptShown(id) {
     return document.querySelector('#intercepts .intercept[data-run-id="' + CSS.escape(id) + '"]') !== null;
   }
@@ -160,7 +190,7 @@
         // It just crossed its budget: an intercept now, whether or not the page's filters
         // list its card (the intercepts answer only to the time window).
         refresh();
-      } else if (crossedMinCost(s, shown)) {
+      } else if (crossedMinCost(s, shown) || movedByCost(s, shown)) {
         refresh();
       }
     },
