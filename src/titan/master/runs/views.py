@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from titan.errors import ValidationFailed
+from titan.formats import dollars
 from titan.master.runs.budgets import effective_budget
 from titan.master.runs.compliance import started_by_label, total
 from titan.master.runs.events import success_rate
@@ -97,7 +98,9 @@ def intercept_reasons(run: Row) -> list[str]:
     if run["status"] == "failed":
         reasons.append("failed" + (f": {run['error']}" if run.get("error") else ""))
     if run["over_budget"]:
-        reasons.append(f"over budget (${run['cost_usd']:.4f} of ${run['budget_usd'] or 0:.4f})")
+        # As every cost is written (formats.dollars): a budget of $0.00002 read $0.0000.
+        reasons.append(f"over budget ({dollars(run['cost_usd'])} of "
+                       f"{dollars(run['budget_usd'] or 0.0)})")
     rate = run.get("intervention_rate")
     if rate is not None and rate >= INTERVENTION_ALERT:
         reasons.append(f"high intervention rate ({rate:.0%} of actions blocked or replayed)")
