@@ -429,3 +429,20 @@ def test_a_page_sorted_by_cost_reorders_as_a_running_run_costs_more(
     page.wait_for_function(f"() => ({order})() === 'br-sort-c,br-sort-a'")
     assert page.inner_text('.run-card[data-run-id="br-sort-c"] .cost') == "$7.50"
     assert_no_reload(page)
+
+
+def test_a_running_run_with_a_high_intervention_rate_joins_the_intercepts(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # Seed 004's "Runs with high intervention rates": a running run with 20 % of its actions
+    # blocked, under its budget, joined the critical intercepts only when it ended (a QA pass).
+    cluster.api("POST", "/runs", {"id": "br-blocked", "agent_id": "blocked-agent"})
+    cluster.api("POST", "/runs/br-blocked/actions", {"actions": [action(i) for i in range(4)]})
+    page.goto(dash.url("/runs?agent=blocked-agent"))
+    page.wait_for_selector('.run-card[data-run-id="br-blocked"]')
+    assert page.query_selector('#intercepts a.intercept[data-run-id="br-blocked"]') is None
+    mark_no_reload(page)
+    cluster.api("POST", "/runs/br-blocked/actions", {"actions": [action(4, outcome="blocked")]})
+    page.wait_for_selector('#intercepts a.intercept[data-run-id="br-blocked"]')
+    assert "high intervention rate" in page.inner_text(
+        '#intercepts a.intercept[data-run-id="br-blocked"]')
+    assert_no_reload(page)

@@ -101,6 +101,7 @@ def registry(tx: Transaction, f: Data, query: RunQuery, limit: int, offset: int)
         "runs": runs_view(tx, rows), **paging(total, limit, offset),
         "filters": f, "statuses": [s for s in f["status"].split(",") if s],
         "intercepts": [dict(r, reasons=intercept_reasons(r)) for r in critical],
+        "intervention_alert": INTERVENTION_ALERT,  # runs.js: a running run crossing it joins
         "intercepts_total": len(critical) if len(critical) < INTERCEPTS_SHOWN
         else tx.count_intercepts(query.since, INTERVENTION_ALERT),
         "agent_ids": tx.agent_ids("", AGENT_IDS_LISTED), "export": export_links(f),

@@ -136,7 +136,7 @@
   function crossedMinCost(s, shown) {
     return Boolean(minCost) && !shown && s.cost_usd >= minCost && once(passedMinCost, s.id);
   }
-  const overBudget = new Set();
+  const overBudget = new Set(), interventions = new Set();
   function once(seen, id) {  // true the first time: a run re-reads the list once per reason
     if (seen.has(id)) return false;
     if (seen.size > 1000) seen.clear();
@@ -182,6 +182,12 @@
       const s = msg.data;
       const shown = T.runCards.patch(s);
       if (!s.over_budget_at) overBudget.delete(s.id);  // its budget raised: it may cross again
+      const alert = Number((document.getElementById("intercepts") || {dataset: {}}).dataset.interventionAlert);
+      // As storage's intercept query counts (a replay, served by design, is no intercept:
+      // the server leaves it out when the page re-reads).
+      const intervened = Boolean(alert) && s.action_count > 0 &&
+        (s.blocked_count || 0) + (s.replayed_count || 0) >= s.action_count * alert;
+      if (!intervened) interventions.delete(s.id);  // back under the rate: it may cross again
       if (msg.type === "run_created") {
         if (firstPage) refresh();  // the server decides whether it matches the filters
       } else if (msg.type === "run_completed" || msg.type === "run_failed") {
@@ -190,6 +196,8 @@
         // It just crossed its budget: an intercept now, whether or not the page's filters
         // list its card (the intercepts answer only to the time window).
         refresh();
+      } else if (intervened && !interceptShown(s.id) && once(interventions, s.id)) {
+        refresh();  // a high intervention rate (views.INTERVENTION_ALERT): an intercept now
       } else if (crossedMinCost(s, shown) || movedByCost(s, shown)) {
         refresh();
       }
