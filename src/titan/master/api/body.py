@@ -35,8 +35,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from titan.errors import APIError, ValidationFailed
-from titan.master.api import models
-from titan.master.api.deps import PRINCIPAL, principal
+from titan.master.api import models, query
+from titan.master.api.deps import API_PREFIX, PRINCIPAL, principal
 from titan.master.api.openapi import REQUESTS
 from titan.master.auth import sessions
 from titan.master.runs.ingest import action_label
@@ -325,9 +325,16 @@ class JSONRoute(APIRoute):
     Its top-level fields are checked against the route's request model (:data:`REQUESTS`,
     models that forbid extra fields) before the handler runs; a write route that declares no
     body refuses one (``{}`` and ``null`` aside), unless its handler takes the request and
-    reads the body itself (uploads, OTLP, action batches)."""
+    reads the body itself (uploads, OTLP, action batches). Under /api/v1 its query string
+    holds only the parameters the route declares, each once unless a list (api/query.py)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = self._body_handler()
+        if self.path_format.startswith(API_PREFIX):  # (not OTLP's /v1/traces)
+            return query.checking(handler, self.dependant)
+        return handler
+
+    def _body_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         methods = self.methods or set()
         if self.body_field is None:

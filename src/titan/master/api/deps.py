@@ -137,6 +137,10 @@ async def _worker_credential(c: Ctx, credential: str) -> auth.Principal:
                           worker=found.worker)
 
 
+#: The dependencies that authenticate the request (api/query.py lets them answer first).
+AUTHENTICATING: set[Callable[..., Awaitable[auth.Principal]]] = {principal}
+
+
 def _require(allowed: frozenset[str], action: str,
              fenced: bool = False) -> Callable[..., Awaitable[auth.Principal]]:
     # One flat dependency (not one depending on another): FastAPI's per-dependency cost is a
@@ -147,6 +151,7 @@ def _require(allowed: frozenset[str], action: str,
         if fenced:
             ctx(request).engine.check_fence(p)
         return p
+    AUTHENTICATING.add(dep)
     return dep
 
 
@@ -155,6 +160,9 @@ async def _worker_self(request: Request) -> auth.Principal:
     auth.check_role(p, auth.WORKER, "act as a worker")
     auth.check_worker(p, request.path_params["worker_id"])
     return p
+
+
+AUTHENTICATING.add(_worker_self)
 
 
 async def _ctx(request: Request) -> Ctx:

@@ -26,6 +26,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from titan.errors import APIError
 from titan.master.api.body import INT64_MAX
 from titan.master.api.deps import API_PREFIX, token_principal
+from titan.master.api.query import QueryRule
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
@@ -122,11 +123,16 @@ async def _authenticate(c: Ctx, ws: WebSocket) -> auth.Principal:
                    code="unauthorized", status=401)
 
 
+#: What /events takes (no route class reads a WebSocket's signature: api/query.py).
+_EVENTS_QUERY = QueryRule(frozenset({"token", "types", "dag", "job", "run"}))
+
+
 @router.websocket("/events")
 async def events(ws: WebSocket) -> None:
     c: Ctx = ws.app.state.ctx
     try:
         auth.check_role(await _authenticate(c, ws), auth.READ, "read events")
+        _EVENTS_QUERY.check(ws.scope.get("query_string", b""), ws.query_params)
         flt = parse_filter(ws.query_params)
     except APIError as exc:
         code = {401: _CLOSE_UNAUTHORIZED, 403: _CLOSE_FORBIDDEN}.get(exc.status, _CLOSE_BAD_REQUEST)

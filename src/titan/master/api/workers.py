@@ -19,6 +19,7 @@ from titan.master.api.deps import (
     WorkerSelf,
     token_principal,
 )
+from titan.master.api.query import QueryRule
 from titan.master.api.stream import RECHECK_SECONDS
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
@@ -129,6 +130,10 @@ async def _credential_ends(c: Ctx, credential: str) -> str:
                 log.exception("worker channel: re-checking a worker's credential failed")
 
 
+#: The channel takes no query parameter (api/query.py; no route class wraps a WebSocket).
+_CHANNEL_QUERY = QueryRule(frozenset())
+
+
 @router.websocket("/workers/{worker_id}/channel")
 async def channel(ws: WebSocket, worker_id: str) -> None:
     """The worker channel (:mod:`titan.master.scheduling.worker_channel`): jobs pushed as their
@@ -149,6 +154,7 @@ async def channel(ws: WebSocket, worker_id: str) -> None:
         who = await token_principal(c, credential)
         auth.check_role(who, auth.WORKER, "act as a worker")
         auth.check_worker(who, worker_id)
+        _CHANNEL_QUERY.check(ws.scope.get("query_string", b""), ws.query_params)
         serving = asyncio.create_task(
             WorkerChannel(c.engine, worker_id, receive, ws.send_text).serve())
         guard = asyncio.create_task(_credential_ends(c, credential))
