@@ -290,6 +290,14 @@ def test_over_http_every_malformed_request_gets_a_json_rpc_answer(cluster: Clust
     for ident in (None, 1.5, {"a": 1}):
         cases.append((json.dumps({"jsonrpc": "2.0", "id": ident, "method": "ping"}), None,
                        -32600, "an id is a string or an integer"))
+    # A key named twice: the SDK took the last ({"method": "ping", "method": "tools/list"}
+    # ran tools/list), as the API's bodies refuse it, neither is taken (escapes included).
+    cases += [('{"jsonrpc": "2.0", "id": 3, "method": "ping", "method": "tools/list"}', 3,
+               -32600, "the key 'method' appears more than once"),
+              ('{"jsonrpc": "2.0", "id": 3, "id": 4, "method": "ping"}', None, -32600,
+               "the key 'id' appears more than once"),
+              ('{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "x",'
+               ' "\\u006eame": "y"}}', 7, -32600, "the key 'params.name' appears")]
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
         for body, ident, code, said in cases:
             reply = http.post("/mcp", content=body, headers=headers)

@@ -63,6 +63,9 @@ def test_every_line_that_needs_an_answer_gets_one() -> None:
         for ident in (None, 1.5, {"a": 1}, True):
             cases.append(({"jsonrpc": "2.0", "id": ident, "method": "ping"}, None, -32600,
                           "an id is a string or an integer"))
+        # A key named twice: the SDK ran the last, a log may show the first (as at /mcp).
+        cases.append(('{"jsonrpc": "2.0", "id": 3, "method": "ping", "method": "tools/list"}',
+                      3, -32600, "the key 'method' appears more than once"))
         for line, ident, code, said in cases:
             send(line)
             got = reply()

@@ -6,7 +6,8 @@ an integer (null, 1.5, an object) was taken for a notification, answered ``202 A
 no body, and the client waited for its timeout; a batch or ``"jsonrpc": "1.0"`` came back as
 ``-32602`` with pydantic's multi-line report and a null id (QA passes). JSON-RPC 2.0 answers
 such a message with ``-32700`` (parse error) or ``-32600`` (invalid request), naming the
-request's id where it can be read and null otherwise. :func:`refusal` says which, for both
+request's id where it can be read and null otherwise; a message that names a key twice in
+one object is an invalid request too (titan/repeated_keys.py, as the API's bodies). :func:`refusal` says which, for both
 ways in (:mod:`titan.mcp.stdio`, :mod:`titan.master.api.mcp`); :func:`unsupported_version`
 answers an HTTP request whose ``MCP-Protocol-Version`` header names no version served.
 """
@@ -19,6 +20,8 @@ from typing import Any
 from mcp import types
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
+
+from titan.repeated_keys import first_repeated
 
 #: The protocol versions this server speaks: the handshake's and the per-request envelope's.
 SUPPORTED_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
@@ -48,6 +51,13 @@ def refusal(text: str) -> types.JSONRPCError | None:
         # The SDK reads it as a notification, which nobody answers.
         return _error(None, types.INVALID_REQUEST,
                       "Invalid Request: an id is a string or an integer")
+    repeated = first_repeated(text, message)
+    if repeated is not None:
+        # The SDK's parser keeps the last ({"method": "ping", "method": "tools/list"} ran
+        # tools/list) where a proxy or a log may read the first: neither is taken.
+        return _error(None if repeated == "id" else readable, types.INVALID_REQUEST,
+                      f"Invalid Request: the key {repeated!r} appears more than once in its "
+                      "object (JSON readers disagree on which one counts: send it once)")
     try:
         types.jsonrpc_message_adapter.validate_json(text, by_name=False)  # as the SDK reads it
     except ValidationError:

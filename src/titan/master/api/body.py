@@ -17,8 +17,8 @@ needs no look at its strings. Whatever it refuses, and any body where it read a 
 
 Neither parser refuses a key written twice in one object: each keeps the last, silently, so
 ``{"role": "viewer", "role": "admin"}`` made an admin token while a proxy or a log reading the
-first saw a viewer's. A body whose text has more object members than its parse kept is
-refused, naming the key (telling costs one ``orjson.dumps`` of the parse, in C).
+first saw a viewer's. Such a body is refused, naming the key (titan/repeated_keys.py, which
+MCP's messages go through too).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from titan.master.api.openapi import REQUESTS
 from titan.master.auth import sessions
 from titan.master.runs.ingest import action_label
 from titan.master.scheduling.validation import unknown_field
+from titan.repeated_keys import first_repeated
 
 #: Deepest nesting of arrays and objects a body may have (the top level counts as 1).
 MAX_DEPTH = 64
@@ -49,8 +50,6 @@ _TWO_63 = float(2**63)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ACTION_AT = re.compile(r"actions\[(\d+)\]")
-#: A ``:`` written as an escape in a JSON string (or text that looks like one).
-_ESCAPED_COLON = re.compile(rb"\\u003[aA]")
 
 
 def loads(raw: bytes) -> Any:
@@ -85,57 +84,11 @@ def loads(raw: bytes) -> Any:
 
 
 def _no_duplicate_keys(raw: bytes, value: Any) -> None:
-    """Refuse a body that names a key twice in one object (see the module's docstring).
-
-    Each member of an object is written with one ``:`` outside strings, and orjson writes a
-    ``:`` inside a string as itself: the body and its parse written out again have as many
-    ``:`` exactly when no member was dropped, unless the body spelt one as ``\\u003a`` (then,
-    and when they differ, the body is read again, keeping every pair, to know)."""
-    colons = raw.count(b":")
-    if colons == 0:
-        return
-    try:
-        kept = orjson.dumps(value).count(b":")
-    except orjson.JSONEncodeError:  # (nothing _fine let through; read it again to be sure)
-        kept = -1
-    if kept == colons and (b"\\u003" not in raw or _ESCAPED_COLON.search(raw) is None):
-        return
-    found = _repeated(raw, value)
-    if found is not None:
-        raise found
-
-
-class _Pairs(dict[str, Any]):
-    """An object as ``json`` reads it, remembering the first key it met twice."""
-
-    repeated: str | None = None
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> _Pairs:
-    found = _Pairs()
-    for key, item in pairs:
-        if key in found and found.repeated is None:
-            found.repeated = key
-        found[key] = item
-    return found
-
-
-def _repeated(raw: bytes, body: Any) -> ValidationFailed | None:
-    """The first repeated key of the body, with its path; None when there is none."""
-    stack: list[tuple[Any, str]] = [(json.loads(raw.decode("utf-8"), object_pairs_hook=_pairs),
-                                     "")]
-    while stack:
-        x, path = stack.pop()
-        if isinstance(x, _Pairs):
-            if x.repeated is not None:
-                field = f"{path}.{x.repeated}" if path else x.repeated
-                return _bad(field, "this key appears more than once in its object (JSON "
-                                   "readers disagree on which one counts: send it once)",
-                            _whose(body, field))
-            stack.extend((v, f"{path}.{k}" if path else k) for k, v in reversed(x.items()))
-        elif isinstance(x, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(x))))
-    return None
+    """Refuse a body that names a key twice in one object (titan/repeated_keys.py)."""
+    field = first_repeated(raw, value)
+    if field is not None:
+        raise _bad(field, "this key appears more than once in its object (JSON readers "
+                          "disagree on which one counts: send it once)", _whose(value, field))
 
 
 def _fine(value: Any, strings: bool, orjson_read: bool = False) -> bool:
