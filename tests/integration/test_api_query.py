@@ -64,3 +64,21 @@ def test_titans_own_callers_send_only_declared_parameters(cluster: Cluster) -> N
     assert client.store_keys("query-") == ["query-k"]
     assert client.store_wait("query-k", timeout=5) == "v"
     assert client.agent_runs(limit=5, offset=0) is not None
+
+
+def test_a_parameter_given_twice_is_refused_unless_it_is_a_list(cluster: Cluster) -> None:
+    # ?limit=1&limit=2 read 2, where a proxy or a log may read 1.
+    for path, field in [("/dags?limit=1&limit=2", "limit"),
+                        ("/jobs?ref=a&ref=b", "ref"),
+                        ("/store?prefix=a&limit=5&prefix=b", "prefix"),
+                        ("/runs?limit=1&status=failed&limit=1", "limit")]:
+        err = assert_error(*call(cluster, "GET", path), 400, "invalid_request")
+        assert err["details"]["field"] == field, (path, err)
+        assert f"the query parameter {field!r} is given 2 times" in err["message"], err
+    # A list filter means all its values, given repeated.
+    assert call(cluster, "GET", "/runs?status=failed&status=completed")[0] == 200
+    call(cluster, "POST", "/dags", {"name": "query-twice", "jobs": [
+        {"job_id": "gate", "job_type": "APPROVAL", "hitl_message": "ok?"}]})
+    status, page = call(cluster, "GET",
+                        "/dags/query-twice/jobs?state=PENDING&state=WAITING_APPROVAL")
+    assert status == 200 and page["total"] == 1, page
