@@ -82,3 +82,13 @@ def test_a_parameter_given_twice_is_refused_unless_it_is_a_list(cluster: Cluster
     status, page = call(cluster, "GET",
                         "/dags/query-twice/jobs?state=PENDING&state=WAITING_APPROVAL")
     assert status == 200 and page["total"] == 1, page
+
+
+def test_an_empty_reference_is_a_bad_request_not_a_missing_job(cluster: Cluster) -> None:
+    # "no job ''" (404) read as a job deleted since; an empty reference names nothing.
+    for path, what in [("/jobs?ref=", "job"), ("/jobs//wait?timeout=0", "job"),
+                       ("/dags//wait?timeout=0", "DAG")]:
+        err = assert_error(*call(cluster, "GET", path), 400, "invalid_request")
+        assert err["details"]["field"] == "ref", (path, err)
+        assert f"the {what} reference is empty" in err["message"], (path, err)
+    assert_error(*call(cluster, "GET", "/jobs?ref=nope"), 404, "not_found")

@@ -52,7 +52,16 @@ def id_form(ref: str) -> int | None:
     return as_id(ref[1:]) if ref.startswith("#") else None
 
 
+def _not_empty(ref: str, what: str) -> None:
+    """An empty reference names nothing and is no typo of a name: a 400 ("no job ''", a 404,
+    read as a job deleted since for ``GET /jobs?ref=`` and ``/jobs//wait``)."""
+    if not ref:
+        raise ValidationFailed(f"the {what} reference is empty: give an id (17, #17), a name "
+                               f"or dag/job", details={"field": "ref", "ref": ref})
+
+
 def find_dag(tx: Transaction, ref: str) -> Row:
+    _not_empty(ref, "DAG")
     if (number := id_form(ref)) is not None:
         dag = tx.get_dag(number)
     elif (number := as_id(ref)) is not None:
@@ -82,6 +91,7 @@ def job_ref(tx: Transaction, job: Row) -> str:
 
 
 def find_job(tx: Transaction, ref: str) -> Row:
+    _not_empty(ref, "job")
     job = None
     if (number := id_form(ref)) is not None:
         job = tx.get_job(number)
