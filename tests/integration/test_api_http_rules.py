@@ -134,7 +134,12 @@ def test_405_says_which_methods_the_route_takes(cluster: Cluster) -> None:
     for method, path, allow in [("DELETE", "/api/v1/dags", "GET, HEAD, POST"),
                                 ("HEAD", "/api/v1/tokens/tok-x", "DELETE"),
                                 ("GET", "/api/v1/tokens/tok-x", "DELETE"),
-                                ("PUT", "/api/v1/health", "GET, HEAD")]:
+                                ("PUT", "/api/v1/health", "GET, HEAD"),
+                                # A fixed path is its route's, not a run's id: "batch" was
+                                # read as /runs/{run_id} too (GET, HEAD, PATCH, POST).
+                                ("PUT", "/api/v1/runs/batch", "POST"),
+                                ("PUT", "/api/v1/runs/export", "GET, HEAD"),
+                                ("PUT", "/api/v1/runs/some-run", "GET, HEAD, PATCH")]:
         status, got, body = raw(cluster, method, path)
         assert status == 405 and got.get("allow") == allow, (method, path, status, got)
         if method != "HEAD":

@@ -357,11 +357,19 @@ _HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 40
 def _allowed(request: Request) -> str:
     """The methods the request's path takes, for a 405's ``Allow``: of every route it reaches
     (Starlette names only the first route's: ``DELETE /dags`` said GET, not GET and POST),
-    with HEAD wherever GET is (:class:`~titan.master.http_guard.HeadAsGet`)."""
+    with HEAD wherever GET is (:class:`~titan.master.http_guard.HeadAsGet`). A path that a
+    fixed route spells (``/runs/batch``) is that route's: a route with a parameter that also
+    matches it (``/runs/{run_id}``) is not counted (``PUT /runs/batch`` said GET, HEAD, PATCH,
+    POST, and a PATCH there named a run 'batch')."""
+    fixed: set[str] = set()
     methods: set[str] = set()
     for route in request.app.router.routes:
         if isinstance(route, BaseRoute) and route.matches(request.scope)[0] != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+            taken = getattr(route, "methods", None) or set()
+            methods |= taken
+            if not getattr(route, "param_convertors", None):
+                fixed |= taken
+    methods = fixed or methods
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))
