@@ -220,3 +220,34 @@ def test_worker_calls_are_checked_at_the_api(cluster: Cluster) -> None:
     status, reply = call(cluster, "POST", f"/workers/{wid}/poll", {"wait": 0, "free_slots": 0},
                          token=credential)
     assert status == 200 and reply["jobs"] == []
+
+
+def _two_credentials(cluster: Cluster, method: str, path: str, first: str,
+                     second: str) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=30)
+    try:
+        conn.putrequest(method, path)
+        conn.putheader("Authorization", f"Bearer {first}")
+        conn.putheader("Authorization", f"Bearer {second}")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", "2")
+        conn.endheaders(b"{}")
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_two_authorization_headers_are_refused(cluster: Cluster) -> None:
+    # The first was used, where a proxy or a log may take the second: neither is.
+    viewer = cluster.client().create_token("viewer", "two-headers")["token"]
+    for method, path in [("GET", "/api/v1/whoami"), ("POST", "/api/v1/store/incr/two-h"),
+                         ("POST", "/mcp")]:
+        for first, second in [(cluster.admin_token, viewer), (viewer, cluster.admin_token),
+                              (cluster.admin_token, cluster.admin_token)]:
+            err = assert_error(*_two_credentials(cluster, method, path, first, second), 400,
+                               "invalid_request")
+            assert err["details"] == {"header": "Authorization"}, err
+            assert "one Authorization header" in err["message"], err
+    assert call(cluster, "GET", "/store/values/two-h")[1]["value"] is None  # nothing was done
+    assert call(cluster, "GET", "/whoami", token=viewer)[0] == 200

@@ -52,8 +52,9 @@ class HeadAsGet:
 
 
 class HostCheck:
-    """Refuse requests whose Host header names another site (DNS-rebinding defence), and
-    any whose URL carries a NUL character; mark every answer ``nosniff``.
+    """Refuse requests whose Host header names another site (DNS-rebinding defence), any
+    whose URL carries a NUL character, and any with two Authorization headers; mark every
+    answer ``nosniff``.
 
     A master bound to loopback answers only to loopback names; bound to all interfaces it
     answers to any name (the operator chose exposure; tokens still apply). No name, id, key
@@ -96,13 +97,16 @@ class HostCheck:
             if answer is not None:
                 await answer(scope, receive, send)
                 return
-        if scope["type"] == "http" and (problem := _url_problem(scope)):
+        if scope["type"] == "websocket" and _credentials(scope) > 1:
+            await send({"type": "websocket.close", "code": 1008})  # (as for two Hosts)
+            return
+        if scope["type"] == "http" and (problem := _url_problem(scope) or _header_problem(scope)):
             # A browser at a dashboard address (/store?prefix=%00) gets the error page, as
             # for any other bad filter; the API and programs get the JSON body.
             request = Request(_with_route(scope), receive)
-            response = await render.error_page(request, ValidationFailed(problem)) \
+            response = await render.error_page(request, problem) \
                 if render.wants_page(request) else \
-                JSONResponse(ValidationFailed(problem).to_body(), status_code=400)
+                JSONResponse(problem.to_body(), status_code=400)
             response.headers["Connection"] = "close"
             await response(scope, receive, send)
             return
@@ -163,20 +167,34 @@ def _with_route(scope: Scope) -> Scope:
     return scope
 
 
-def _url_problem(scope: Scope) -> str | None:
+def _url_problem(scope: Scope) -> ValidationFailed | None:
     """What makes a request's URL unfit for any route: a NUL, or a percent-escape that is not
     UTF-8 (the server decodes ``%FF`` to U+FFFD, so ``/store/values/%FF`` addressed the key
     "\ufffd", and ``?agent=%FF`` filtered by it)."""
     query = scope.get("query_string", b"")
     if "\x00" in scope["path"] or b"%00" in query:
-        return "a URL may not contain NUL characters (%00)"
+        return ValidationFailed("a URL may not contain NUL characters (%00)")
     raw = scope.get("raw_path") or b""
     for part, decoded in ((raw, "\ufffd" in scope["path"]), (query, b"%" in query)):
         if decoded:  # only then is there anything to check
             try:
                 unquote_to_bytes(part).decode("utf-8")
             except UnicodeDecodeError:
-                return "a URL's percent-escapes must encode UTF-8 text (%FF does not)"
+                return ValidationFailed("a URL's percent-escapes must encode UTF-8 text (%FF "
+                                        "does not)")
+    return None
+
+
+def _credentials(scope: Scope) -> int:
+    return sum(1 for k, _ in scope.get("headers", ()) if k == b"authorization")
+
+
+def _header_problem(scope: Scope) -> ValidationFailed | None:
+    """Two Authorization headers: the first was used, where a proxy or a log may take the
+    second (or join them); which one is meant is not for the master to guess."""
+    if _credentials(scope) > 1:
+        return ValidationFailed("a request may carry one Authorization header",
+                                details={"header": "Authorization"})
     return None
 
 
