@@ -21,6 +21,7 @@ import os
 import pwd
 import re
 import stat
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -101,6 +102,43 @@ def require_owned(paths: Iterable[Path], what: str) -> None:
     error = foreign(found, what)
     if error is not None:
         raise error
+
+
+#: The secret files already warned about: once per process, not at every lookup.
+_WARNED: set[Path] = set()
+
+
+def warn_if_exposed(path: Path) -> None:
+    """Warn (once per process and file) when a secret file a client reads is not private
+    (:func:`exposure`): the user config, said to be kept 0600, was read without a word at
+    0644 or as another user's."""
+    if path in _WARNED:
+        return
+    said = exposure(path)
+    if said is not None:
+        _WARNED.add(path)
+        warnings.warn(said, stacklevel=3)
+
+
+def exposure(path: Path) -> str | None:
+    """What is wrong with a secret file a client only reads (``~/.titan/config.json``), if
+    anything, said with the fix as ssh says it of a private key: readable or writable by
+    others (``chmod 600``), or owned by another user. None when it is private, or gone."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    uid = os.getuid()
+    if st.st_uid != uid:
+        return (f"{path} holds tokens but is owned by {_user(st.st_uid)}, not by "
+                f"{_user(uid)}: that user could have chosen them or can read them. If it is "
+                f"yours, `chown {_user(uid).split(' ')[0]} {path} && chmod 600 {path}`")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return (f"{path} holds tokens but is mode {mode:04o}, open to other local users; "
+                f"run `chmod 600 {path}` (anyone who read it may hold its tokens: rotate "
+                "them if in doubt)")
+    return None
 
 
 #: What Titan keeps in a data dir or the user config dir: only these are made private.

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -88,5 +90,36 @@ def test_http_agent_header_values_are_never_served_back(tmp_path: Path) -> None:
             assert secret not in r.text and "pw-0123456789abcdef" not in r.text, url
         listed = httpx.get(reads[0], headers=headers, timeout=30).json()["evaluations"][0]
         assert json.dumps(listed["agent"]["headers"]) == '{"Authorization": "***", "X-Team": "***"}'
+    finally:
+        c.stop()
+
+
+def test_a_user_config_open_to_others_is_said_once_with_the_chmod(tmp_path: Path) -> None:
+    """The README says ~/.titan/config.json (a token per master) is kept 0600; one found at
+    0644 (copied with a loose umask, edited by hand) was read without a word. The CLI reads
+    it and says so once, naming the file and the chmod to run, as ssh does of a key."""
+    c = Cluster(tmp_path)
+    try:
+        c.start_master()
+        config = Path(os.environ["TITAN_CONFIG_DIR"]) / "config.json"
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600  # written private from the start
+        env = {k: v for k, v in os.environ.items() if k not in ("TITAN_URL", "TITAN_HOST",
+                                                                "TITAN_PORT", "TITAN_TOKEN")}
+
+        def cli() -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "titan", "workers"], env=env,
+                                  cwd=tmp_path / "scripts", capture_output=True, text=True,
+                                  timeout=60)
+
+        config.chmod(0o644)
+        out = cli()
+        assert out.returncode == 0, out.stderr  # read all the same: found the master
+        warned = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
+        assert warned == [f"warning: {config} holds tokens but is mode 0644, open to other "
+                          f"local users; run `chmod 600 {config}` (anyone who read it may "
+                          "hold its tokens: rotate them if in doubt)"], out.stderr
+        config.chmod(0o600)
+        out = cli()
+        assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
     finally:
         c.stop()

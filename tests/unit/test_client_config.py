@@ -472,3 +472,25 @@ def test_an_empty_token_given_is_refused_and_an_empty_env_token_is_unset(
         assert resolve().token == "t-admin"
     monkeypatch.setenv("TITAN_TOKEN", "t-env")
     assert resolve().token == "t-env"
+
+
+def test_a_user_config_others_may_read_is_warned_of_once(isolated: Path) -> None:
+    """A config.json at 0644 (it holds tokens; the README says 0600) was read silently."""
+    import warnings
+
+    from titan import permissions
+
+    path = record_master("http://127.0.0.1:9310", "t-secret", isolated / "data")
+    path.chmod(0o640)
+    permissions._WARNED.discard(path)
+    with pytest.warns(UserWarning, match=r"mode 0640, open to other local users; run "
+                                         rf"`chmod 600 {path}`"):
+        assert resolve().token == "t-secret"  # still read: a warning, not a refusal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per process, not at every lookup
+        assert token_for("http://127.0.0.1:9310") == "t-secret"
+    path.chmod(0o600)
+    permissions._WARNED.discard(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve()

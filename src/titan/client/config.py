@@ -44,6 +44,7 @@ from typing import Any
 
 from titan.client.urls import DEFAULT_PORT, make_url, master_key, parse_url, parse_urls
 from titan.errors import ConfigError
+from titan.permissions import warn_if_exposed
 
 DEFAULT_HOST = "127.0.0.1"
 MASTER_FILE = "master.json"
@@ -153,6 +154,7 @@ def load_user_config() -> dict[str, Any]:
     data = _read_json(path)
     if data is None:
         return {}
+    warn_if_exposed(path)  # the README says 0600: one that is not is read, said once
     if not isinstance(data, dict) or not isinstance(data.get("masters", {}), dict):
         raise ConfigError(
             f"{path} is not a Titan config (expected {{\"default\": url, \"masters\": {{...}}}});"
