@@ -356,3 +356,65 @@ def test_a_put_off_read_sees_its_own_operation_not_a_later_one(storage: Storage)
         tx.reads_due()  # the writer, before the next operation
         tx.store_put("k", "running again", 2.0)
     assert seen == ["finished"]
+
+
+def test_a_leaders_first_read_goes_with_its_begin_and_fence(leading: Storage) -> None:
+    # A submission's idempotency lookup was a round trip of its own after BEGIN and fence.
+    sent = _statements(leading)
+    with leading.write_transaction(mark=91) as tx:
+        tx.store_put("a", "1", 1.0)
+        assert tx.idempotent_result("key-0123456789abcdef") is None
+        assert tx.store_get("a") == "1"  # the queued write went ahead of the first read
+        tx.record_idempotent("key-0123456789abcdef", "POST /x", "[7]", 1.0)
+    # BEGIN, fence, the write and the first read as one query below SQLAlchemy; the second
+    # read alone, then the last write with the COMMIT.
+    assert len(sent) == 2 and sent[0].startswith("SELECT store_values"), sent
+    assert sent[1].startswith("INSERT INTO idempotency_keys") and sent[1].endswith("COMMIT")
+    assert leading.committed(91)
+    sent.clear()
+    with leading.write_transaction(mark=92) as tx:
+        # Read back typed as the driver's cursor reads them.
+        assert tx.idempotent_result("key-0123456789abcdef") == ("POST /x", "[7]")
+        assert tx.get_dag(12345) is None
+    assert leading.committed(92)
+
+
+def test_a_leaders_first_statement_that_fails_raises_its_own_error(leading: Storage) -> None:
+    # The one query fails on the read, not the fence: sent again the usual way, the read's
+    # own error is raised, and nothing of the transaction is kept.
+    with pytest.raises(sa.exc.DataError), leading.write_transaction(mark=93) as tx:
+        tx.store_put("lost", "v", 1.0)
+        tx.get_dag("not a number")  # type: ignore[arg-type]
+    assert not leading.committed(93)
+    with leading.write_transaction(mark=95) as tx:
+        tx.store_put("after", "v", 3.0)
+        assert tx.get_dag(1) is None
+    assert leading.committed(95)
+    with leading.read_transaction() as tx:
+        assert (tx.store_get("lost"), tx.store_get("after")) == (None, "v")
+
+
+def test_a_leader_writes_jobs_with_ids_taken_ahead(leading: Storage) -> None:
+    # Their inserts then need no answer: they go with the COMMIT, no SELECT of the new ids.
+    from tests.contract.test_storage import dag_row, job_row
+
+    with leading.write_transaction() as tx:
+        dag, _run = tx.insert_next_dag(dag_row("d", 1))
+    sent = _statements(leading)
+    with leading.write_transaction(mark=94) as tx:
+        first = tx.insert_jobs([job_row(dag, f"j{i}", i) for i in range(3)])
+        one = tx.insert_jobs([job_row(dag, "k", 3)])
+    assert first == sorted(first) and one[0] > first[-1] and len({*first, *one}) == 4
+    # Two round trips: the block of ids with BEGIN and fence (below SQLAlchemy), then the
+    # inserts with the COMMIT.
+    assert len(sent) == 1 and sent[0].startswith("INSERT INTO jobs (id,"), sent
+    assert sent[0].endswith("COMMIT") and sent[0].count("INSERT INTO jobs") == 4
+    # A job written without its id (another writer) takes the sequence's next: no clash.
+    with leading.transaction() as tx:
+        other = tx.insert_jobs([job_row(dag, "other", 4)])
+    with leading.write_transaction() as tx:
+        later = tx.insert_jobs([job_row(dag, f"m{i}", 5 + i) for i in range(40)])
+    assert len({*first, *one, *other, *later}) == 45
+    with leading.read_transaction() as tx:
+        assert tx.get_job(one[0])["job_id"] == "k"
+        assert tx.get_job(later[-1])["job_id"] == "m39"

@@ -64,7 +64,15 @@ def _on_cursor(conn: Connection, key: Any, sql: str, args: Any,
     the driver, its errors wrapped by SQLAlchemy, which also invalidates a connection the
     server dropped), without building a result from the cursor's description on every
     call: a job's joined view (67 columns) cost 185 µs that way on SQLite, 28 µs of it
-    SQLite's own (issue 17). Rows are read whole."""
+    SQLite's own (issue 17). Rows are read whole.
+
+    A leader's first statement in a write transaction goes with the transaction's BEGIN and
+    fence, as one query (:func:`deferred.lead`)."""
+    led = deferred.lead(conn, sql, args) if deferred.active(conn) else None
+    if led is not None:
+        if not led[0]:  # a write without RETURNING
+            return IteratorResult(_NO_ROWS, iter(()))
+        return IteratorResult(_names(conn, key, led[0]), iter(led[1]))
     cursor = conn.connection.cursor()
     try:
         # Outside the try below, as in SQLAlchemy's own path: what a hook raises (NotLeader

@@ -19,7 +19,10 @@ simple-protocol query, with whatever needs the server next:
 A leader's write transaction starts with its fence (:mod:`titan.storage.leadership`), and
 psycopg sends a transaction's BEGIN as a round trip of its own. Both go ahead of the queue, in
 the same query: ``BEGIN; <fence>; <queued writes>; COMMIT`` is one round trip for a step that
-reads nothing. The fence sent this way is a statement that *fails* unless this master still
+reads nothing. A step that does read goes the same way up to its first read: ``BEGIN;
+<fence>; <queued writes>; <the read>`` is one query, whose last answer is the read's
+(:func:`lead`). A submission's idempotency lookup cost a round trip of its own after its
+BEGIN's. The fence sent this way is a statement that *fails* unless this master still
 leads, so the server runs nothing after it: no write and no COMMIT of a replaced leader. Where
 that one query fails, for whatever reason, it was rolled back whole and the transaction is sent
 the usual way (the fence alone, then the rest), which raises what went wrong as it always did.
@@ -100,13 +103,44 @@ def queue(conn: Connection, sql: str, rows: Sequence[dict[str, Any]]) -> None:
     """Queue ``sql`` (in the driver's ``%(name)s`` style) once per row of values, on a
     connection that defers (:func:`active`)."""
     queued: list[str] = conn.info[_QUEUE]
+    bind = _binder(conn)
+    queued.extend(bind.mogrify(sql, row) for row in rows)
+
+
+def _binder(conn: Connection) -> Any:
     bind = conn.info.get(_BIND)
     if bind is None:  # one per connection, kept with it
         import psycopg
 
         driver: Any = conn.connection.driver_connection
         bind = conn.info[_BIND] = psycopg.ClientCursor(driver)
-    queued.extend(bind.mogrify(sql, row) for row in rows)
+    return bind
+
+
+def lead(conn: Connection, sql: str, args: Any) -> tuple[list[str], list[tuple[Any, ...]]] | None:
+    """Run ``sql`` with ``args`` (one row of the driver's parameters) as the transaction's
+    first statement, in one query with its BEGIN, its fence and the writes queued so far; its
+    column names and rows. None where the transaction began already, has no fence to send,
+    or the query failed (rolled back whole): the caller then runs the statement the usual
+    way, after the fence alone, which raises what went wrong."""
+    fence: Fence | None = conn.info.get(_FENCE)
+    queued: list[str] | None = conn.info.get(_QUEUE)
+    if fence is None or queued is None or conn.info.get(_ALONE):
+        return None
+    statement = _binder(conn).mogrify(sql, args)
+    result = _with_begin(conn, [fence.statement, *queued, statement])
+    if result is None:
+        return None
+    del conn.info[_FENCE]
+    queued.clear()
+    from psycopg.adapt import Transformer
+
+    # The rows as the driver's cursor would have loaded them (its types, by column oid).
+    raw: Any = conn.connection.dbapi_connection
+    loader = Transformer(raw)
+    loader.set_pgresult(result)
+    names = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
+    return names, loader.load_rows(0, result.ntuples, tuple)
 
 
 def send(conn: Connection, *, commit: bool = False) -> None:
@@ -116,7 +150,7 @@ def send(conn: Connection, *, commit: bool = False) -> None:
     if not queue and fence is None:
         return  # a COMMIT alone is the transaction's own, sent as usual
     parts = [*(queue or ()), "COMMIT"] if commit else list(queue or ())
-    if fence is not None and _with_begin(conn, [fence.statement, *parts]):
+    if fence is not None and _with_begin(conn, [fence.statement, *parts]) is not None:
         del conn.info[_FENCE]
         if queue:
             queue.clear()
@@ -139,7 +173,8 @@ def _send_before(conn: Connection, cursor: Any, statement: str, parameters: Any,
         return
     fence: Fence | None = conn.info.pop(_FENCE, None)
     if fence is not None:
-        if not conn.info.get(_ALONE) and _with_begin(conn, [fence.statement, *queue]):
+        if not conn.info.get(_ALONE) \
+                and _with_begin(conn, [fence.statement, *queue]) is not None:
             queue.clear()
             return
         # On the statement's own cursor, inside SQLAlchemy's handling of driver errors.
@@ -150,10 +185,11 @@ def _send_before(conn: Connection, cursor: Any, statement: str, parameters: Any,
         cursor.execute(text, prepare=False)
 
 
-def _with_begin(conn: Connection, statements: list[str]) -> bool:
-    """Send the transaction's BEGIN and ``statements`` as one query: True once all ran.
+def _with_begin(conn: Connection, statements: list[str]) -> Any:
+    """Send the transaction's BEGIN and ``statements`` as one query: the last statement's
+    result (a ``psycopg.pq`` result) once all ran.
 
-    False where this cannot be done (not psycopg, a pipeline, a transaction already open) or
+    None where this cannot be done (not psycopg, a pipeline, a transaction already open) or
     failed; then nothing of it is left in the database, and the caller sends the usual way,
     which raises what went wrong through SQLAlchemy's handling of driver errors (a lost
     connection there reads as "the database is away"). Only Titan's own statements go in the
@@ -163,11 +199,11 @@ def _with_begin(conn: Connection, statements: list[str]) -> bool:
     raw: Any = conn.connection.dbapi_connection
     pgconn = getattr(raw, "pgconn", None)
     if pgconn is None or raw.autocommit or getattr(raw, "_pipeline", None) is not None:
-        return False
+        return None
     from psycopg import IsolationLevel, pq
 
     if pgconn.transaction_status != pq.TransactionStatus.IDLE:
-        return False
+        return None
     begin = ["BEGIN"]
     if raw.isolation_level is not None:
         begin.append("ISOLATION LEVEL " + IsolationLevel(raw.isolation_level).name.replace("_", " "))
@@ -179,8 +215,8 @@ def _with_begin(conn: Connection, statements: list[str]) -> bool:
     with raw.lock:
         result = pgconn.exec_(query.encode(raw.info.encoding))
         if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
-            return True
+            return result
         if pgconn.status == pq.ConnStatus.OK \
                 and pgconn.transaction_status != pq.TransactionStatus.IDLE:
             pgconn.exec_(b"ROLLBACK")
-    return False
+    return None

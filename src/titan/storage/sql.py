@@ -21,6 +21,7 @@ from titan.formats import file_name_forms
 from titan.storage import compiled, deferred
 from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, read_safely
+from titan.storage.id_blocks import IdBlocks
 from titan.storage.leadership import Leadership
 from titan.storage.migrations import migrate
 from titan.storage.sql_actions import ActionsSQL
@@ -41,9 +42,11 @@ _INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one 
 class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL,
                      EvalsSQL, SchedulesSQL, BlobsSQL, FilesSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any,
-                 after: list[Callable[[Transaction], None]] | None = None) -> None:
+                 after: list[Callable[[Transaction], None]] | None = None,
+                 job_ids: IdBlocks | None = None) -> None:
         self.conn = conn
         self.insert = insert
+        self.job_ids = job_ids
         #: Reads to run once this transaction committed (None: run them now, inside it).
         self._after = after
 
@@ -310,6 +313,9 @@ class SQLStorage(Storage):
         self._insert = insert
         self._claim = claim
         self._release: Callable[[], None] | None = None
+        #: PostgreSQL: job ids taken from the sequence ahead (id_blocks.py), so that a
+        #: submission's job inserts need no answer and go with its commit.
+        self._job_ids = IdBlocks("jobs") if writes is None else None
 
     def migrate(self) -> int:
         return migrate(self.engine)
@@ -343,7 +349,7 @@ class SQLStorage(Storage):
             deferred.begin(conn, None if self.leadership is None else self.leadership.fence(mark))
             try:
                 yield SQLTransaction(conn, self._insert,
-                                     after if deferred.active(conn) else None)
+                                     after if deferred.active(conn) else None, self._job_ids)
                 deferred.send(conn, commit=True)  # what is queued goes with the COMMIT
             finally:
                 deferred.end(conn)

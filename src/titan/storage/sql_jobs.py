@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, func, select
 
-from titan.storage import compiled
+from titan.storage import compiled, deferred
 from titan.storage import schema as t
 from titan.storage.base import Row, iter_chunks
+from titan.storage.id_blocks import IdBlocks
 
 _JOB_JSON = ("args", "parents", "env")
 #: JSON columns that are NULL for most jobs (a service's settings and status, a retried
@@ -137,6 +138,7 @@ def _compiled_insert(dialect: Any, keys: tuple[str, ...]) -> tuple[str, list[str
 class JobsSQL:
     conn: Connection
     insert: Any  # the dialect's insert() with ON CONFLICT support
+    job_ids: IdBlocks | None  # PostgreSQL's write transactions: ids taken ahead
 
     # -- DAGs ---------------------------------------------------------------------------------
     def insert_next_dag(self, row: Row) -> tuple[int, int]:
@@ -171,6 +173,8 @@ class JobsSQL:
         if not rows:
             return []
         defaults = _job_defaults()
+        if self.job_ids is not None:
+            return self._insert_numbered(rows, defaults)
         if len(rows) == 1:
             # One job (an agent's single step, submit_job): its id comes back with the insert,
             # a round trip less on PostgreSQL than the insert and the SELECT below.
@@ -214,6 +218,24 @@ class JobsSQL:
             )
             ids.update(((dag_id, p), i) for p, i in found)
         return [int(ids[(r["dag_id"], r["position"])]) for r in rows]
+
+    def _insert_numbered(self, rows: Sequence[Row], defaults: Row) -> list[int]:
+        """PostgreSQL: the jobs written with ids taken ahead (:mod:`id_blocks`), so nothing
+        needs their answer: a few go with the commit, more as one executemany."""
+        assert self.job_ids is not None
+        ids = self.job_ids.take(self.conn, len(rows))
+        shapes: dict[tuple[str, ...], list[Row]] = {}
+        for raw, job_id in zip(rows, ids, strict=True):
+            row = {**defaults, **_job_in(raw), "id": job_id}
+            shapes.setdefault(tuple(sorted(k for k, v in row.items() if v is not None)),
+                              []).append(row)
+        for shape, group in shapes.items():
+            sql, order = _compiled_insert(self.conn.dialect, shape)
+            if order is None and len(group) <= deferred.MAX_ROWS and deferred.active(self.conn):
+                deferred.queue(self.conn, sql, [{k: r[k] for k in shape} for r in group])
+            else:
+                self.conn.exec_driver_sql(sql, [{k: r[k] for k in shape} for r in group])
+        return ids
 
     def update_dags(self, changes: Mapping[int, Row]) -> None:
         for keys, params in _by_shape((dag_id, fields) for dag_id, fields in changes.items()):
