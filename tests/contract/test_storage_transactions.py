@@ -415,6 +415,10 @@ def test_a_leader_writes_jobs_with_ids_taken_ahead(leading: Storage) -> None:
     with leading.write_transaction() as tx:
         later = tx.insert_jobs([job_row(dag, f"m{i}", 5 + i) for i in range(40)])
     assert len({*first, *one, *other, *later}) == 45
+    with leading.write_transaction() as tx:  # a large DAG: the sequence's own, one SELECT
+        large = tx.insert_jobs([job_row(dag, f"x{i}", 100 + i) for i in range(300)])
+        after = tx.insert_jobs([job_row(dag, "y", 400)])
+    assert len({*first, *one, *other, *later, *large, *after}) == 346
     with leading.read_transaction() as tx:
         assert tx.get_job(one[0])["job_id"] == "k"
         assert tx.get_job(later[-1])["job_id"] == "m39"

@@ -13,10 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, func, select
 
-from titan.storage import compiled, deferred
+from titan.storage import compiled, deferred, id_blocks
 from titan.storage import schema as t
 from titan.storage.base import Row, iter_chunks
-from titan.storage.id_blocks import IdBlocks
 
 _JOB_JSON = ("args", "parents", "env")
 #: JSON columns that are NULL for most jobs (a service's settings and status, a retried
@@ -138,7 +137,7 @@ def _compiled_insert(dialect: Any, keys: tuple[str, ...]) -> tuple[str, list[str
 class JobsSQL:
     conn: Connection
     insert: Any  # the dialect's insert() with ON CONFLICT support
-    job_ids: IdBlocks | None  # PostgreSQL's write transactions: ids taken ahead
+    job_ids: id_blocks.IdBlocks | None  # PostgreSQL's write transactions: ids taken ahead
 
     # -- DAGs ---------------------------------------------------------------------------------
     def insert_next_dag(self, row: Row) -> tuple[int, int]:
@@ -173,7 +172,7 @@ class JobsSQL:
         if not rows:
             return []
         defaults = _job_defaults()
-        if self.job_ids is not None:
+        if self.job_ids is not None and len(rows) <= id_blocks.MOST:
             return self._insert_numbered(rows, defaults)
         if len(rows) == 1:
             # One job (an agent's single step, submit_job): its id comes back with the insert,
@@ -221,7 +220,8 @@ class JobsSQL:
 
     def _insert_numbered(self, rows: Sequence[Row], defaults: Row) -> list[int]:
         """PostgreSQL: the jobs written with ids taken ahead (:mod:`id_blocks`), so nothing
-        needs their answer: a few go with the commit, more as one executemany."""
+        needs their answer: a few go with the commit, more as one executemany. A large DAG
+        takes the path above: its one SELECT of ids costs less than 10,000 ``nextval``s."""
         assert self.job_ids is not None
         ids = self.job_ids.take(self.conn, len(rows))
         shapes: dict[tuple[str, ...], list[Row]] = {}
