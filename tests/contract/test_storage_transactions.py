@@ -422,3 +422,30 @@ def test_a_leader_writes_jobs_with_ids_taken_ahead(leading: Storage) -> None:
     with leading.read_transaction() as tx:
         assert tx.get_job(one[0])["job_id"] == "k"
         assert tx.get_job(later[-1])["job_id"] == "m39"
+
+
+def test_a_leader_numbers_the_runs_of_names_it_wrote_without_asking(leading: Storage) -> None:
+    from tests.contract.test_storage import dag_row
+
+    with leading.write_transaction() as tx:
+        first, run = tx.insert_next_dag(dag_row("PLAN", 9))
+    assert run == 1
+    sent = _statements(leading)
+    with leading.write_transaction(mark=96) as tx:
+        second, run2 = tx.insert_next_dag(dag_row("PLAN", 1))
+        third, run3 = tx.insert_next_dag(dag_row("PLAN", 1))
+    assert (run2, run3) == (2, 3) and first < second < third
+    # The DAG ids' block with BEGIN and fence, then both inserts with the COMMIT.
+    assert len(sent) == 1 and sent[0].count("INSERT INTO dags") == 2, sent
+    # A failed transaction's numbers are forgotten: the next run is the database's next.
+    with pytest.raises(RuntimeError), leading.write_transaction() as tx:
+        assert tx.insert_next_dag(dag_row("PLAN", 1))[1] == 4
+        raise RuntimeError("the step failed")
+    with leading.write_transaction() as tx:
+        assert tx.insert_next_dag(dag_row("PLAN", 1))[1] == 4
+    with leading.transaction() as tx:  # outside the writer, the same numbers
+        assert tx.insert_next_dag(dag_row("PLAN", 1))[1] == 5
+    with leading.write_transaction() as tx:
+        assert tx.insert_next_dag(dag_row("PLAN", 1))[1] == 6
+    with leading.read_transaction() as tx:
+        assert tx.find_dag("PLAN")["run"] == 6 and tx.find_dag("PLAN", 2)["id"] == second

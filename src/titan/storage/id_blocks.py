@@ -1,4 +1,5 @@
-"""Job ids taken from the database's sequence ahead of time, in blocks (PostgreSQL).
+"""Job and DAG ids taken from the database's sequences ahead of time, in blocks, and the
+run numbers of the DAG names a leader has written (PostgreSQL).
 
 A submission inserts its jobs and then needs their ids (for its attempts, its leases, its
 answer). Asking the database for them — ``INSERT ... RETURNING`` for one job, a SELECT of the
@@ -14,11 +15,19 @@ the sequence's next. What it costs: ids taken but not used (a master that stops,
 transaction that fails) are skipped, at most one block per master start — as a sequence's
 own cache does. Ids still grow with submission order on one leader, and a new leader's
 block comes after every id handed out before it.
+
+A DAG's run number (the next of its name) came back from its insert the same way. The leader
+is the only writer of DAGs, so once it has written a name it knows that name's last run:
+:class:`RunNumbers` keeps the last run of the names it wrote lately, and the next run of one of
+them is written without asking (a research agent's ``PLAN``, ``ITER1``, ... are the same names
+run after run). A name it has not written yet is still numbered by the database. Should a
+transaction fail, every number it handed out is forgotten, in case the database never got it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import Connection, Integer, bindparam, func, select
@@ -64,3 +73,44 @@ def _block_query(table: str) -> Any:
     sequence = func.pg_get_serial_sequence(table, "id")
     return select(func.nextval(sequence)).select_from(
         func.generate_series(1, bindparam("n", type_=Integer)))
+
+
+class RunNumbers:
+    """The last run number of the DAG names this leader wrote lately (at most ``most``)."""
+
+    def __init__(self, most: int = 4096) -> None:
+        self._last: OrderedDict[str, int] = OrderedDict()
+        self._most = most
+        self._lock = threading.Lock()
+
+    def next(self, name: str) -> int | None:
+        """The next run of ``name``, taken; None for a name not known here."""
+        with self._lock:
+            last = self._last.get(name)
+            if last is None:
+                return None
+            self._last[name] = last + 1
+            self._last.move_to_end(name)
+            return last + 1
+
+    def note(self, name: str, run: int) -> None:
+        """``name``'s run ``run`` was written (numbered by the database)."""
+        with self._lock:
+            self._last[name] = run
+            self._last.move_to_end(name)
+            while len(self._last) > self._most:
+                self._last.popitem(last=False)
+
+    def forget(self) -> None:
+        """A transaction failed: what it numbered may not be in the database."""
+        with self._lock:
+            self._last.clear()
+
+
+class Numbering:
+    """What a PostgreSQL storage numbers ahead for its write transactions."""
+
+    def __init__(self) -> None:
+        self.job_ids = IdBlocks("jobs")
+        self.dag_ids = IdBlocks("dags")
+        self.dag_runs = RunNumbers()

@@ -21,7 +21,7 @@ from titan.formats import file_name_forms
 from titan.storage import compiled, deferred
 from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, read_safely
-from titan.storage.id_blocks import IdBlocks
+from titan.storage.id_blocks import Numbering
 from titan.storage.leadership import Leadership
 from titan.storage.migrations import migrate
 from titan.storage.sql_actions import ActionsSQL
@@ -34,19 +34,22 @@ from titan.storage.sql_files import FilesSQL
 from titan.storage.sql_jobs import JobsSQL
 from titan.storage.sql_ledger import LedgerSQL
 from titan.storage.sql_schedules import SchedulesSQL
+from titan.storage.sql_submissions import SubmissionsSQL
 
 log = logging.getLogger("titan.storage")
 _INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one sign
 
 
-class SQLTransaction(AgentRunsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL, ActionsSQL, LedgerSQL,
-                     EvalsSQL, SchedulesSQL, BlobsSQL, FilesSQL, Transaction):
+class SQLTransaction(AgentRunsSQL, SubmissionsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL,
+                     ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, BlobsSQL, FilesSQL, Transaction):
     def __init__(self, conn: Connection, insert: Any,
                  after: list[Callable[[Transaction], None]] | None = None,
-                 job_ids: IdBlocks | None = None) -> None:
+                 numbering: Numbering | None = None) -> None:
         self.conn = conn
         self.insert = insert
-        self.job_ids = job_ids
+        self.job_ids = numbering.job_ids if numbering is not None else None
+        self.dag_ids = numbering.dag_ids if numbering is not None else None
+        self.dag_runs = numbering.dag_runs if numbering is not None else None
         #: Reads to run once this transaction committed (None: run them now, inside it).
         self._after = after
 
@@ -313,9 +316,10 @@ class SQLStorage(Storage):
         self._insert = insert
         self._claim = claim
         self._release: Callable[[], None] | None = None
-        #: PostgreSQL: job ids taken from the sequence ahead (id_blocks.py), so that a
-        #: submission's job inserts need no answer and go with its commit.
-        self._job_ids = IdBlocks("jobs") if writes is None else None
+        #: PostgreSQL: job and DAG ids taken from their sequences ahead, and the run numbers
+        #: of the names written (id_blocks.py), so that a submission's inserts need no
+        #: answer and go with its commit.
+        self._numbering = Numbering() if writes is None else None
 
     def migrate(self) -> int:
         return migrate(self.engine)
@@ -326,8 +330,17 @@ class SQLStorage(Storage):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self.engine.begin() as conn:
-            yield SQLTransaction(conn, self._insert)
+        try:
+            with self.engine.begin() as conn:
+                yield SQLTransaction(conn, self._insert, None, self._numbering)
+        except BaseException:
+            self._failed()
+            raise
+
+    def _failed(self) -> None:
+        """A write transaction failed: the run numbers it took may not be in the database."""
+        if self._numbering is not None:
+            self._numbering.dag_runs.forget()
 
     @contextmanager
     def read_transaction(self) -> Iterator[Transaction]:
@@ -345,14 +358,20 @@ class SQLStorage(Storage):
                 yield SQLTransaction(conn, self._insert)
             return
         after: list[Callable[[Transaction], None]] = []
-        with self.engine.begin() as conn:
-            deferred.begin(conn, None if self.leadership is None else self.leadership.fence(mark))
-            try:
-                yield SQLTransaction(conn, self._insert,
-                                     after if deferred.active(conn) else None, self._job_ids)
-                deferred.send(conn, commit=True)  # what is queued goes with the COMMIT
-            finally:
-                deferred.end(conn)
+        try:
+            with self.engine.begin() as conn:
+                deferred.begin(conn,
+                               None if self.leadership is None else self.leadership.fence(mark))
+                try:
+                    yield SQLTransaction(conn, self._insert,
+                                         after if deferred.active(conn) else None,
+                                         self._numbering)
+                    deferred.send(conn, commit=True)  # what is queued goes with the COMMIT
+                finally:
+                    deferred.end(conn)
+        except BaseException:
+            self._failed()
+            raise
         if after:
             self._read_after(after)
 
