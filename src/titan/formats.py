@@ -34,13 +34,22 @@ _NOT_RUN_ID = re.compile(r"[^A-Za-z0-9._:\-]+")
 MAX_TAG = 200
 
 
+#: The API's own routes under ``/runs/``: a run of such an id could never be read at its
+#: own path (``GET /api/v1/runs/export`` is the export).
+RESERVED_RUN_IDS = frozenset({"alive", "batch", "export", "intercepts", "prune"})
+
+
 def run_id_problem(value: object) -> str | None:
     """What is wrong with an agent run's id (None when nothing is): 1-200 letters, digits,
-    '.', '_', ':' or '-', and not only dots (a path segment of dots is no name: URLs drop it).
-    A DAG's ``agent_run_id`` is held to it too, or its run could never be read back."""
+    '.', '_', ':' or '-', and not only dots (a path segment of dots is no name: URLs drop it),
+    nor one of the :data:`RESERVED_RUN_IDS`. A DAG's ``agent_run_id`` is held to it too, or
+    its run could never be read back."""
     if not isinstance(value, str) or not _RUN_ID.fullmatch(value) or not value.strip("."):
         return ("must be 1-200 characters of ASCII letters (A-Z, a-z), digits, '.', '_', ':' "
                 "or '-' (no spaces, not only dots)")
+    if value in RESERVED_RUN_IDS:
+        return (f"{value!r} is the name of an API route under /runs/ (reserved: "
+                f"{', '.join(sorted(RESERVED_RUN_IDS))}): choose another id")
     return None
 
 
@@ -87,7 +96,7 @@ def tags_problem(value: Any) -> str | None:
 def name_problem(value: Any, what: str) -> str | None:
     """What is wrong with a DAG name, job id, schedule name or capability (None when nothing
     is): a non-blank string of at most MAX_NAME characters without '/', '#', control
-    characters or whitespace at either end (' nightly' and 'plan ' read as 'nightly' and
+    characters, not only dots ('..' in a URL is the folder above), or whitespace at either end (' nightly' and 'plan ' read as 'nightly' and
     'plan' in every table, and were two names). The caller raises its error with it, naming
     its own field."""
     if not isinstance(value, str):
@@ -100,6 +109,8 @@ def name_problem(value: Any, what: str) -> str | None:
         return f"{what} is longer than {MAX_NAME} characters"
     if _BAD_NAME.search(value):
         return f"{what} {value!r} may not contain '/', '#' or control characters"
+    if not value.strip("."):  # '.' and '..' are path segments no URL keeps
+        return f"{what} {value!r} may not be only dots: a URL path drops such a segment"
     odd = _ODD_SPACE.search(value)
     if odd is not None:
         char = odd.group()

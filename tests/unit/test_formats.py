@@ -18,7 +18,7 @@ from titan.master.scheduling.validation import check_name as master_check
 @pytest.mark.parametrize("name", ["", "   ", "\t", "a/b", "a#b", "a\nb", "x" * 201, None, 3,
                                   " padded ", "plan ", "\u3000plan", "plan\u200b", "\ufeffplan",
                                   "pl\u2060an", "plan\u200e", "nb\u00a0sp", "thin\u2009space",
-                                  "cafe\u0301"])
+                                  "cafe\u0301", ".", "..", "..."])
 def test_the_sdk_and_the_master_refuse_the_same_names(name: object) -> None:
     with pytest.raises(ValidationFailed):
         sdk_check(name, "job id", "job_id")
@@ -101,3 +101,13 @@ def test_a_cost_under_a_hundredth_of_a_cent_keeps_two_significant_digits(
     # Two gpt-4o-mini calls of a few tokens cost $0.0000117 and read "$0.0000" on every page
     # and in `titan runs list`, as if free (a QA pass).
     assert cost_text(cost) == text
+
+
+@pytest.mark.parametrize("run_id", ["export", "intercepts", "batch", "prune", "alive"])
+def test_a_run_id_that_names_an_api_route_is_refused(run_id: str) -> None:
+    # GET /api/v1/runs/export is the export: a run of that id could not be read back.
+    problem = run_id_problem(run_id)
+    assert problem is not None and "reserved" in problem and "choose another id" in problem
+    with pytest.raises(ValueError, match="^run_id .*reserved"):
+        titan.trace.run("agent", run_id=run_id)
+    assert run_id_problem("export-1") is None and run_id_problem("my.export") is None
