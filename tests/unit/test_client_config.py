@@ -251,6 +251,21 @@ def test_invalid_urls_are_config_errors() -> None:
         resolve(port=70000)
 
 
+@pytest.mark.parametrize("host", ["a b", "ex ample.com", "a%20b", "tab\there", "x<y>", 'q"uote'])
+def test_a_host_that_is_no_host_is_refused_at_once(host: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # 'a b' was tried as it was, and failed only after the client's retries, read as a master
+    # that is down ("is `titan up` running?").
+    said = "a tab or a line break" if "\t" in host else "is no host name or address"
+    with pytest.raises(ConfigError, match=said):
+        resolve(host=host, token="t")
+    monkeypatch.setenv("TITAN_HOST", host)
+    with pytest.raises(ConfigError, match=rf"{said}.*\(from TITAN_HOST="):
+        resolve(token="t")
+    monkeypatch.setenv("TITAN_HOST", "[fe80::1%25eth0]:9091")  # an IPv6 zone keeps its %
+    assert resolve(token="t").url.endswith(":9091")
+
+
 def test_the_api_base_url_names_the_master(monkeypatch: pytest.MonkeyPatch) -> None:
     # A master's banner printed http://HOST:PORT/api/v1, and every client refused it ("give
     # the server's root URL, without a path"): the API's base is read as the master's root.

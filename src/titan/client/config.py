@@ -302,7 +302,13 @@ def _address(
     env_host = os.environ.get("TITAN_HOST", "").strip() or None
     env_port = os.environ.get("TITAN_PORT", "").strip() or None
     if env_host or env_port:
-        return (_host_url(env_host, env_port, "TITAN_PORT"),), None, "TITAN_HOST/TITAN_PORT"
+        try:
+            url = _host_url(env_host, env_port, "TITAN_PORT")
+        except ConfigError as exc:
+            if env_host is None or "TITAN_PORT" in str(exc):
+                raise
+            raise ConfigError(f"{exc} (from TITAN_HOST={env_host!r})") from None
+        return (url,), None, "TITAN_HOST/TITAN_PORT"
 
     for first, directory in zip((True, False), _data_dirs(), strict=False):
         found_dir = _data_dir_master(directory)

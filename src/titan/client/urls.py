@@ -10,6 +10,7 @@ compared, so a token recorded for one is found for the others.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -20,6 +21,9 @@ DEFAULT_PORT = 9090
 API_PATH = "/api/v1"
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
+#: What no host name or address holds: spaces and controls, and the characters a URL
+#: quotes (a '%' is an IPv6 literal's zone only: ``fe80::1%25eth0``).
+_NOT_HOST = re.compile(r'[\s\x00-\x1f\x7f<>"{}|\\^`]')
 
 
 def make_url(host: str, port: int, scheme: str = "http") -> str:
@@ -32,6 +36,8 @@ def make_url(host: str, port: int, scheme: str = "http") -> str:
 def parse_url(url: str) -> tuple[str, str, int]:
     """Split a master URL into ``(normalized_url, host, port)``; a missing scheme means http."""
     text = url.strip().rstrip("/")
+    if re.search(r"[\t\r\n]", text):  # urlsplit drops these: 'a\tb' would be the host 'ab'
+        raise ConfigError(f"invalid Titan master URL {url!r}: it holds a tab or a line break")
     if "://" not in text:
         text = "http://" + text
     try:
@@ -49,6 +55,11 @@ def parse_url(url: str) -> tuple[str, str, int]:
     if port is None:
         port = 443 if parts.scheme == "https" else DEFAULT_PORT
     host = parts.hostname
+    if _NOT_HOST.search(host) or ("%" in host and ":" not in host):
+        # Tried as it is, 'a b' failed only after the client's retries, as a name that did
+        # not resolve ("is `titan up` running?").
+        raise ConfigError(f"invalid Titan master URL {url!r}: {host!r} is no host name or "
+                          "address (spaces and characters such as % < > \" are not allowed)")
     return make_url(host, port, parts.scheme), host, port
 
 
