@@ -38,6 +38,23 @@ def test_the_sandbox_reads_the_system_not_etc_nor_the_workers_directory(
     assert not any(str(p).startswith("/proc") for p in read + write)
 
 
+def test_a_sandbox_read_path_that_is_missing_or_secret_is_said_at_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # A typo in TITAN_SANDBOX_READ was skipped without a word: jobs failed reading the data
+    # the operator meant to allow, with nothing saying why.
+    secret = tmp_path / ".titan"
+    secret.mkdir()
+    monkeypatch.setenv("TITAN_SANDBOX_READ", f"{tmp_path / 'datsets'},{secret}")
+    with caplog.at_level("INFO", logger="titan"):
+        read, _ = sandbox_rules(tmp_path / "ws", [secret.resolve()])
+    said = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert any("TITAN_SANDBOX_READ names" in r.getMessage() and "datsets" in r.getMessage()
+               and "does not exist" in r.getMessage() for r in said), said
+    assert any("from TITAN_SANDBOX_READ" in r.getMessage() and ".titan" in r.getMessage()
+               for r in said), said
+    assert secret.resolve() not in read
+
+
 def test_a_workspace_inside_a_protected_path_is_refused(tmp_path: Path) -> None:
     secret = tmp_path / ".titan"
     with pytest.raises(errors.ConfigError, match="overlaps"):
@@ -104,3 +121,21 @@ def test_jobs_are_handed_the_ca_file_by_its_absolute_path(
     monkeypatch.chdir(tmp_path)
     assert inherited_env({"TITAN_CA_FILE": "certs/ca.pem"})["TITAN_CA_FILE"] == str(
         tmp_path / "certs" / "ca.pem")
+
+
+def test_a_preload_that_fails_is_named_and_the_zygote_goes_on(tmp_path: Path) -> None:
+    # A module that called sys.exit() at import ended the zygote (only Exception was caught),
+    # and a failed import read "cannot preload x: ..." with no word on what happens next.
+    import subprocess
+    import sys
+
+    (tmp_path / "bye.py").write_text("raise SystemExit(3)\n")
+    env = {**os.environ, "TITAN_ZYGOTE_PRELOAD": "no_such_module_xyz, bye",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run([sys.executable, "-c",
+                           "from titan.worker import zygote; zygote.preload(); print('ready')"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ready", done.stderr
+    assert "TITAN_ZYGOTE_PRELOAD: cannot import 'no_such_module_xyz' (ModuleNotFoundError" \
+        in done.stderr
+    assert "cannot import 'bye' (SystemExit: 3); jobs still run" in done.stderr

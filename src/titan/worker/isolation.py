@@ -158,13 +158,22 @@ def sandbox_rules(workspace_root: Path, protected: list[Path]) -> tuple[list[Pat
                   os.path.dirname(os.path.realpath(sys.executable)),
                   *(p for p in sys.path if p and _resolve(p) != cwd), *extra]
     read: list[Path] = []
+    asked = set(extra)
     for raw in candidates:
         path = _resolve(raw)
-        if path is None or not path.exists() or path in read:
+        if path is None or not path.exists():
+            if raw in asked:  # the operator's own: a typo would leave jobs failing unsaid
+                log.warning("--sandbox: TITAN_SANDBOX_READ names %s, which does not exist: "
+                            "sandboxed jobs cannot read it (fix the path, or create it before "
+                            "the worker starts)", raw)
+            continue
+        if path in read:
             continue
         secret = _overlaps(path, protected)
         if secret is not None:
-            log.info("sandbox: not allowing %s (it overlaps %s)", path, secret)
+            (log.warning if raw in asked else log.info)(
+                "sandbox: not allowing %s%s (it overlaps %s, which jobs must not read)", path,
+                " from TITAN_SANDBOX_READ" if raw in asked else "", secret)
             continue
         read.append(path)
     ca = job_ca_file()

@@ -315,8 +315,10 @@ def preload(lean: bool = False) -> None:
     for name in filter(None, (n.strip() for n in extra.split(","))):
         try:
             importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - a bad preload must not stop the worker
-            print(f"titan zygote: cannot preload {name}: {exc}", file=sys.stderr)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a bad preload must not stop the worker
+            print(f"titan zygote: TITAN_ZYGOTE_PRELOAD: cannot import {name!r} "
+                  f"({type(exc).__name__}: {str(exc)[:300]}); jobs still run, and import it "
+                  "themselves when they need it", file=sys.stderr)
     child.premake()
     # Every job compiles its script, and the first compile() in a process sets the parser and
     # compiler up: done in each child, that cost ~140 copy-on-write faults and ~1.2 ms of CPU
