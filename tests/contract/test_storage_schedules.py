@@ -84,11 +84,12 @@ def test_queued_fires_start_or_drop_once(storage: Storage) -> None:
         tx.record_fire(fire(sid, 300.0, dag_id=d1))
         queued = tx.record_fire(fire(sid, 600.0, "queued"))
         assert queued is not None
-        tx.record_fire(fire(sid, 900.0, "queued"))
+        later = tx.record_fire(fire(sid, 900.0, "queued"))
     with storage.transaction() as tx:
         states = tx.schedule_states()
         assert states == {sid: {"last_dag_id": d1, "live": [d1],
-                                "queued": {"id": queued, "tick": 600.0}}}
+                                "queued": [{"id": queued, "tick": 600.0},
+                                           {"id": later, "tick": 900.0}]}}
         assert tx.start_queued_fire(queued, d2)
         assert not tx.start_queued_fire(queued, d2)  # started already
     with storage.transaction() as tx:
@@ -98,7 +99,7 @@ def test_queued_fires_start_or_drop_once(storage: Storage) -> None:
         outcomes = [(f["tick"], f["outcome"], f["error"]) for f in tx.schedule_fires(sid, 10)]
         assert outcomes == [(900.0, "skipped", "paused"), (600.0, "submitted", None),
                             (300.0, "submitted", None)]
-        assert tx.schedule_states()[sid]["queued"] is None
+        assert tx.schedule_states()[sid]["queued"] == []
 
 
 def test_the_last_run_is_the_one_started_last_and_live_ones_are_listed(storage: Storage) -> None:
@@ -117,7 +118,7 @@ def test_the_last_run_is_the_one_started_last_and_live_ones_are_listed(storage: 
     with storage.transaction() as tx:
         assert tx.start_queued_fire(queued, d3)
     with storage.transaction() as tx:
-        assert tx.schedule_states()[sid] == {"last_dag_id": d3, "live": [d3], "queued": None}
+        assert tx.schedule_states()[sid] == {"last_dag_id": d3, "live": [d3], "queued": []}
         tx.update_dags({d3: {"status": "RUNNING"}})
         assert tx.schedule_states()[sid]["live"] == [d3]
         tx.update_dags({d3: {"status": "PARTIAL"}})

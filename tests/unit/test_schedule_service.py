@@ -179,6 +179,47 @@ def test_overlap_skip_and_queue(tmp_path: Path) -> None:
     scenario(tmp_path, test)
 
 
+def test_catchup_all_under_skip_or_queue_runs_every_missed_tick_one_after_another(
+        tmp_path: Path) -> None:
+    # catchup: all with overlap: queue ran the first missed tick, queued the second and
+    # skipped the rest; with overlap: skip only the first ran. The backfill a user asked for
+    # was lost: now each missed tick waits its turn, oldest first, across a restart too.
+    async def test(url: str, clock: list[float]) -> None:
+        m = await Master(url, clock).start()
+        for overlap in ("skip", "queue", "allow"):
+            await m.schedules.create(body(overlap, catchup="all", overlap=overlap), "ops")
+        clock[0] = T0 + 3 * MIN + 0.01  # 10:05: each fires once, and that run never ends
+        for rec in list(m.schedules.recs.values()):
+            await m.schedules.tick(rec)
+        await m.stop()
+        clock[0] = T0 + 14 * MIN  # down from 10:05 to 10:16: 10:10 and 10:15 were missed
+        m = await Master(url, clock).start()
+        for overlap in ("skip", "queue"):
+            fires = await m.fires(overlap)
+            assert [(f["tick"], f["outcome"]) for f in fires] == [
+                (T0 + 3 * MIN, "submitted"), (T0 + 8 * MIN, "queued"),
+                (T0 + 13 * MIN, "queued")], overlap
+        assert [f["outcome"] for f in await m.fires("allow")] == ["submitted"] * 3
+        # A regular tick while the backfill waits: one tick waits at most, as before.
+        clock[0] = T0 + 18 * MIN + 0.01
+        await m.schedules.tick(m.schedules.get("queue"))
+        assert (await m.fires("queue"))[-1]["outcome"] == "skipped"
+        await m.stop()
+        m = await Master(url, clock).start()  # the backlog survives a restart, in order
+        for overlap in ("skip", "queue"):
+            for k in (8, 13):
+                fires = await m.fires(overlap)
+                going = [f for f in fires if f["outcome"] == "submitted"][-1]
+                await m.engine.cancel_dag(going["dag_id"], "WAITING")
+                await m.settle()
+                started = [f for f in await m.fires(overlap) if f["outcome"] == "submitted"]
+                assert started[-1]["tick"] == T0 + k * MIN, (overlap, k)
+            assert [f["outcome"] for f in await m.fires(overlap)].count("queued") == 0
+        await m.stop()
+
+    scenario(tmp_path, test)
+
+
 def test_a_queued_tick_survives_a_restart(tmp_path: Path) -> None:
     async def test(url: str, clock: list[float]) -> None:
         m = await Master(url, clock).start()
@@ -301,7 +342,7 @@ def test_an_update_changes_the_rule_policies_and_dag_from_the_next_tick(tmp_path
                                                     "timezone": "Europe/Paris"})
         assert (view["cron"], view["timezone"]) == ("0 * * * *", "Europe/Paris")
         assert view["next_fire_at"] == T0 + 58 * MIN and view["overlap"] == "queue"
-        assert m.schedules.get("nightly").queued is not None  # still queue: still queued
+        assert m.schedules.get("nightly").queued  # still queue: still queued
         # Leaving "queue" drops the queued tick, with why.
         view = await m.schedules.update("nightly", {"overlap": "allow", "catchup": "all"})
         assert view["fires"][0]["outcome"] == "skipped"

@@ -69,5 +69,6 @@ class SchedulesTransaction(abc.ABC):
     def schedule_states(self) -> dict[int, Row]:
         """For each schedule with fires: ``last_dag_id`` (the DAG it started last, tick or
         by hand: the highest DAG id), ``live`` (the ids of the DAGs it started that are not
-        finished, oldest first) and ``queued`` (its oldest queued fire as ``{"id", "tick"}``,
-        or None) — what a restarted master needs to apply the overlap policy."""
+        finished, oldest first) and ``queued`` (its queued fires as ``{"id", "tick"}``, oldest
+        tick first: one, or a backfill's) — what a restarted master needs to apply the
+        overlap policy."""

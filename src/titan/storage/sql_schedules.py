@@ -88,7 +88,7 @@ class SchedulesSQL:
 
         def state(schedule_id: Any) -> Row:
             return out.setdefault(int(schedule_id), {"last_dag_id": None, "live": [],
-                                                     "queued": None})
+                                                     "queued": []})
         # DAG ids grow with time: the highest is the run started last. Not the fire with the
         # highest id: a queued fire keeps its own (older) id when it becomes a run, and a run
         # by hand recorded meanwhile looked later than the run that was still going.
@@ -102,9 +102,7 @@ class SchedulesSQL:
         for schedule_id, dag_id in live:
             state(schedule_id)["live"].append(int(dag_id))
         queued = self.conn.execute(select(f.schedule_id, f.id, f.tick)
-                                   .where(f.outcome == QUEUED).order_by(f.id))
-        for schedule_id, fire_id, tick in queued:
-            found = state(schedule_id)
-            if found["queued"] is None:
-                found["queued"] = {"id": int(fire_id), "tick": tick}
+                                   .where(f.outcome == QUEUED).order_by(f.tick, f.id))
+        for schedule_id, fire_id, tick in queued:  # a backfill's, oldest tick first
+            state(schedule_id)["queued"].append({"id": int(fire_id), "tick": tick})
         return out

@@ -62,7 +62,9 @@ class ScheduleRec:
     #: not enough: a run by hand that ended while a tick's run went on hid that one). A run
     #: that ended leaves it; a retry that makes one run again brings it back (_revived).
     live: set[int] = field(default_factory=set)
-    queued: Row | None = None  # {"id", "tick"}: the fire waiting for that run to end
+    #: The fires waiting for the running run to end, oldest tick first ({"id", "tick"}):
+    #: one at most, but for the ticks a ``catchup: all`` backfills one after another.
+    queued: list[Row] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     deleted: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -142,9 +144,12 @@ class Firing:
         elif not p.fire and p.next_at != first:
             await self.engine.run(lambda tx: tx.update_schedule(
                 rec.id, {"next_fire_at": p.next_at}))
+        # Several ticks at once are a backfill (catchup: all after an outage): under skip or
+        # queue they run one after another, oldest first, rather than only the first.
+        backfill = len(p.fire) > 1 and rec.overlap != "allow"
         for i, tick in enumerate(p.fire):
             after = p.fire[i + 1] if i + 1 < len(p.fire) else p.next_at
-            await self._deal(rec, tick, after)
+            await self._deal(rec, tick, after, backfill=backfill)
             rec.next_fire_at = after  # committed: a retry after a failure goes on from here
         rec.next_fire_at = p.next_at
         self._arm(rec)
@@ -159,11 +164,16 @@ class Firing:
         return (f"missed: this tick and those after it until {_wall(rec, now)} fell while no "
                 f"master ran on time (catchup: {rec.catchup} {fired})")
 
-    async def _deal(self, rec: ScheduleRec, tick: float, after: float | None) -> None:
+    async def _deal(self, rec: ScheduleRec, tick: float, after: float | None, *,
+                    backfill: bool = False) -> None:
         """One tick: a run, or a record of why not (skipped, or queued behind the running
-        one); either way the schedule moves on to ``after`` in the same commit."""
+        one); either way the schedule moves on to ``after`` in the same commit. A
+        ``backfill`` tick waits behind the running run and those queued before it."""
         going = self._running(rec)
-        action = rules.overlap_action(rec.overlap, going is not None, rec.queued is not None)
+        if backfill and (going is not None or rec.queued):
+            action = rules.QUEUE
+        else:
+            action = rules.overlap_action(rec.overlap, going is not None, bool(rec.queued))
         if action == rules.SUBMIT:
             await self._submit(rec, tick, after)
             return
@@ -172,15 +182,16 @@ class Firing:
         if outcome == SKIPPED:  # named as users see it, not by the DAG's internal id
             dag = self.engine.sched.dags.get(going) if going is not None else None
             previous = f"the previous run ({dag.name}#{dag.run})" if dag else "the previous run"
-            waiting = rec.overlap == "queue" and rec.queued is not None
+            waiting = rec.overlap == "queue" and bool(rec.queued)
             why = (f"{previous} was still running"
                    + (" and a tick already waited behind it" if waiting else "")
                    + f" (overlap: {rec.overlap})")
         fire_id = await self.engine.run(lambda tx: self._record(tx, rec, tick, after, outcome,
                                                                  None, why))
         if outcome == QUEUED and fire_id is not None:
-            rec.queued = {"id": fire_id, "tick": tick}
-            self._watch(rec)
+            rec.queued.append({"id": fire_id, "tick": tick})
+            if len(rec.queued) == 1:
+                self._watch(rec)
 
     def _record(self, tx: Transaction, rec: ScheduleRec, tick: float | None,
                 after: float | None, outcome: str, dag_id: int | None,
@@ -266,8 +277,8 @@ class Firing:
 
     # -- overlap: queue -----------------------------------------------------------------------
     def _watch(self, rec: ScheduleRec) -> None:
-        """Start the queued fire once no run is going any more (the events hub says when each
-        ends)."""
+        """Start the oldest queued fire once no run is going any more (the events hub says
+        when each ends)."""
         dag_id = self._running(rec)
         if dag_id is None:
             self._spawn(self._release(rec))
@@ -277,13 +288,15 @@ class Firing:
 
     async def _release(self, rec: ScheduleRec) -> None:
         async with rec.lock:
-            if rec.deleted or rec.queued is None:
+            if rec.deleted or not rec.queued:
                 return
             if self._running(rec) is not None:
                 self._watch(rec)  # another run still goes, or it runs again (a retry)
                 return
-            fire, rec.queued = rec.queued, None
+            fire = rec.queued.pop(0)
             await self._submit(rec, fire["tick"], None, queued=int(fire["id"]))
+            if rec.queued:  # a backfill's next tick: once the run just started ends
+                self._watch(rec)
             self._announce(rec, "ticked")
 
     def _announce(self, rec: ScheduleRec, op: str) -> None:

@@ -61,11 +61,11 @@ class Schedules(Firing):
                 log.error("schedule %s cannot run here: %s", row["name"], exc)
                 continue
             state = states.get(rec.id, {})
-            rec.last_dag_id, rec.queued = state.get("last_dag_id"), state.get("queued")
+            rec.last_dag_id, rec.queued = state.get("last_dag_id"), list(state.get("queued", ()))
             rec.live = set(state.get("live", ()))
             self.recs[rec.name] = rec
             self._arm(rec)
-            if rec.queued is not None:
+            if rec.queued:
                 self._watch(rec)
         if self.recs:
             log.info("loaded %d schedule(s)", len(self.recs))
@@ -165,7 +165,8 @@ class Schedules(Firing):
             moved = (rule.expr, rule.timezone) != (rec.rule.expr, rec.rule.timezone)
             if moved and not rec.paused:
                 fields["next_fire_at"] = rule.next_after(now)
-            unqueue = rec.queued is not None and overlap != "queue"
+            # A backfill waits under skip as under queue (firing.py); allow runs it now.
+            unqueue = bool(rec.queued) and overlap not in ("queue", rec.overlap)
 
             def op(tx: Transaction) -> None:
                 if "jobs" in body:
@@ -179,7 +180,7 @@ class Schedules(Firing):
             rec.dag_name, rec.jobs = dag_name, jobs
             rec.next_fire_at = fields.get("next_fire_at", rec.next_fire_at)
             if unqueue:
-                rec.queued = None
+                rec.queued = []
             self._arm(rec)
             self._announce(rec, "updated")
         return await self.view(name)
@@ -194,7 +195,7 @@ class Schedules(Firing):
                     tx.drop_queued_fires(rec.id, "the schedule was paused")
 
                 await self.engine.run(op)
-                rec.paused, rec.next_fire_at, rec.queued = True, None, None
+                rec.paused, rec.next_fire_at, rec.queued = True, None, []
                 self._arm(rec)
                 self._announce(rec, "paused")
         return await self.view(name)
