@@ -142,6 +142,34 @@ def test_run_page_live_actions_inspector_and_keys(cluster: Cluster, dash: Dashbo
     assert_no_reload(page)
 
 
+def test_a_multi_megabyte_output_shows_a_part_and_the_rest_on_request(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # The inspector laid a 2 MB output out whole (its pretty text larger still): the page
+    # froze for seconds. It shows the first 200,000 characters; the rest is one click away,
+    # and Copy and Download take the whole value.
+    big = "x" * 2_000_000
+    cluster.api("POST", "/runs", {"id": "br-huge", "agent_id": "browser-agent"})
+    cluster.api("POST", "/runs/br-huge/actions",
+                {"actions": [action(0, outputs={"blob": big}, inputs={"q": "small"})]})
+    page.goto(dash.url("/runs/br-huge"))
+    page.wait_for_selector('.action-row[data-seq="1"]')
+    page.click('.action-row[data-seq="1"] .a-name')
+    page.wait_for_selector("#inspector:not([hidden]) .inspector-meta")
+    shown = page.eval_on_selector("#inspector pre.outputs", "e => e.textContent.length")
+    assert shown < 250_000, shown
+    button = page.query_selector("#inspector .json-block:has(pre.outputs) button.show-all")
+    assert button is not None and "2,000,0" in button.inner_text()
+    assert page.query_selector("#inspector .json-block:has(pre.inputs) button.show-all") is None
+    with page.expect_download() as got:
+        page.click("#inspector .json-block:has(pre.outputs) button.download")
+    path = got.value.path()
+    assert path is not None and big in Path(path).read_text()
+    button.click()
+    page.wait_for_function("() => document.querySelector('#inspector pre.outputs')"
+                           ".textContent.length > 2000000")
+    assert page.query_selector("#inspector button.show-all") is None
+
+
 def test_the_inspector_says_the_master_is_not_answering_and_retries(
         cluster: Cluster, dash: Dashboard, page: Any) -> None:
     # An action clicked while the master was down showed "Loading…" for good above the

@@ -10,6 +10,10 @@
   const T = window.Titan;
   const el = T.el;
   const HIGHLIGHT_MAX = 300000;  // characters: past this a value is shown plain (DOM cost)
+  // Characters shown at first: a multi-megabyte output laid out whole froze the page for
+  // seconds (and its pretty text is larger still). The rest is a click away, and Copy and
+  // Download always take the whole value.
+  const SHOW_MAX = 200000;
   const TOKEN = /("(?:[^"\\\n]|\\.)*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
 
   /* The text to show for a value: indented JSON when it is all there, else the stored
@@ -69,19 +73,52 @@
   function block(title, value, complete, full, extraClass) {
     const text = pretty(value, complete);
     const pre = el("pre", { class: "json" + (extraClass ? " " + extraClass : "") });
-    pre.append(highlight(text));
-    if (complete === false) pre.append(el("span", { class: "j-cut", text: "\n… cut short here" }));
+    const cut = () => complete === false ? el("span", { class: "j-cut", text: "\n… cut short here" }) : null;
+    const whole = async () => {
+      if (complete === false && full) return full();
+      return text;
+    };
+    let more = null;
+    if (text.length > SHOW_MAX) {
+      pre.append(highlight(text.slice(0, SHOW_MAX)));
+      more = el("button", { type: "button", class: "show-all",
+                            text: "Show all " + text.length.toLocaleString() + " characters (" +
+                                  (text.length - SHOW_MAX).toLocaleString() + " more)" });
+      more.addEventListener("click", (e) => {
+        e.stopPropagation();
+        pre.replaceChildren(highlight(text));
+        const mark = cut();
+        if (mark) pre.append(mark);
+        more.remove();
+      });
+      pre.append(el("span", { class: "j-cut", text: "\n… " + (text.length - SHOW_MAX).toLocaleString() + " more characters" }));
+    } else {
+      pre.append(highlight(text));
+      const mark = cut();
+      if (mark) pre.append(mark);
+    }
     const btn = el("button", { type: "button", class: "copy", title: "Copy " + title.toLowerCase() + " as JSON", text: "Copy" });
     btn.addEventListener("click", async (e) => {
       e.stopPropagation();
-      let out = text;
-      if (complete === false && full) {
-        try { out = await full(); } catch (err) { T.toast("Could not read the full value: " + err.message, "error"); return; }
-      }
+      let out;
+      try { out = await whole(); } catch (err) { T.toast("Could not read the full value: " + err.message, "error"); return; }
       copy(out, pre);
     });
+    const save = el("button", { type: "button", class: "download", title: "Download " + title.toLowerCase() + " as a JSON file", text: "Download" });
+    save.addEventListener("click", async (e) => {
+      e.stopPropagation();
+      let out;
+      try { out = await whole(); } catch (err) { T.toast("Could not read the full value: " + err.message, "error"); return; }
+      const url = URL.createObjectURL(new Blob([out], { type: "application/json" }));
+      const a = el("a", { href: url, download: title.toLowerCase().replace(/[^a-z0-9]+/g, "-") + ".json" });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    });
     return el("section", { class: "json-block" },
-      el("div", { class: "json-head" }, el("span", { class: "json-title", text: title }), btn), pre);
+      el("div", { class: "json-head" }, el("span", { class: "json-title", text: title }), btn, save),
+      pre, more);
   }
 
   T.json = { pretty, highlight, copy, block };
