@@ -410,3 +410,61 @@ def test_an_http_agent_gets_at_most_the_concurrency_setting_s_calls_at_once(
     finally:
         release.set()
         server.shutdown()
+
+
+def test_runs_not_started_when_the_master_stopped_start_after_it_is_back(
+        make_cluster: Any) -> None:
+    # A suite's runs are recorded at once and started a few at a time after the reply: those
+    # still waiting when the master stopped ended as internal_error ("the agent's job was
+    # never submitted" for a job agent, "the master restarted while waiting" for an HTTP
+    # one) though nothing of them had begun. They start when the master is back.
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.conftest import free_port
+
+    release, calls = threading.Event(), [0]
+
+    class Waits(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            calls[0] += 1
+            release.wait(60)
+            body = json.dumps({"final_response": "done"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Waits)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    c: Cluster = make_cluster(env={"TITAN_EGRESS_ALLOW": "127.0.0.1",
+                                   "TITAN_EVAL_HTTP_CONCURRENCY": "2"}).up()
+    try:
+        client = c.client()
+        client.create_evaluation("resumed", {
+            "name": "waits", "kind": "http", "timeout_s": 60, "judge": False,
+            "url": f"http://127.0.0.1:{server.server_port}/"},
+            [{"id": f"t{i}", "user_instruction": "Anything?"} for i in range(5)])
+        client.run_evaluation("resumed")
+        deadline = time.time() + 20
+        while calls[0] < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        assert calls[0] == 2
+        c.kill_master()
+        c.start_master()
+        release.set()  # the endpoint answers from now on
+        view = c.client().wait_evaluation("resumed", timeout=90)
+        runs = [t["run"] for t in view["tasks"]]
+        # The two calls the stop cut off end as documented; the three waiting ones ran.
+        cut = [r for r in runs if r["status"] != "completed"]
+        assert len(cut) == 2 and all("master restarted" in json.dumps(r) for r in cut), cut
+        assert sum(r["status"] == "completed" for r in runs) == 3, runs
+    finally:
+        release.set()
+        server.shutdown()

@@ -78,11 +78,43 @@ class Evaluations:
         rows = await self.engine.read(lambda tx: [
             (r, tx.get_task(r["evaluation_id"], r["task_id"]), trajectory(tx, r["id"]))
             for r in tx.unfinished_eval_runs()])
+        waiting: list[tuple[Row, Row]] = []
         for row, task, calls in rows:
             if task is None:
                 continue
+            if row["status"] == "pending" and not calls:
+                waiting.append((row, task["seed"]))  # not started yet: starts now
+                continue
             self._activate(row, task["seed"]).recall(calls)
             self.dispatcher.resume(self.active[row["id"]])
+        if waiting:
+            self.spawn(self._start_waiting(waiting))
+
+    async def _start_waiting(self, waiting: list[tuple[Row, Row]]) -> None:
+        """Start the runs a previous master recorded but had not started (a large suite is
+        started after the reply, a few a second): they ended as internal_error ("the agent's
+        job was never submitted"). A job agent whose job went in before the stop is watched
+        as a running one; the others start afresh, with a new proxy token (only its hash
+        was kept)."""
+        for row, seed in waiting:
+            run_id: str = row["id"]
+
+            def submitted(tx: Transaction, run_id: str = run_id) -> bool:
+                return bool(tx.list_dags(agent_run_id=run_id, limit=1)[0])
+
+            if row["agent"]["kind"] != "http" and await self.engine.read(submitted):
+                self.dispatcher.resume(self._activate(row, seed))
+                await self.mark_running(run_id)
+                continue
+            token = "tr_" + secrets.token_urlsafe(24)
+            fresh = {**row, "token_hash": token_hash(token)}
+
+            def renew(tx: Transaction, run_id: str = run_id, digest: str = fresh["token_hash"]
+                      ) -> None:
+                tx.update_eval_run(run_id, {"token_hash": digest})
+
+            await self.engine.run(renew)
+            await self._start(fresh, token, seed)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
