@@ -305,31 +305,10 @@ def test_a_large_suite_is_answered_at_once_and_then_runs_whole(
     # 60 s, so `titan eval run` said "did not answer in time" (and --wait waited for
     # nothing) while the runs went on. Every run is now recorded before the reply and
     # started after it.
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     import httpx
 
-    from tests.conftest import free_port
-
-    class Answers(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps({"final_response": "done"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 1024  # an endpoint's backlog, not the 5 of http.server
-
-    server = Server(("127.0.0.1", free_port()), Answers)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = _Endpoint()
+    endpoint.release.set()  # it answers at once
     # On PostgreSQL, where each start's commits cost most (about 13 runs a second here).
     c: Cluster = make_cluster(database_url=postgres_url,
                               env={"TITAN_EGRESS_ALLOW": "127.0.0.1"}).up()
@@ -338,7 +317,7 @@ def test_a_large_suite_is_answered_at_once_and_then_runs_whole(
     try:
         client.create_evaluation("large-suite", {
             "name": "answers", "kind": "http", "timeout_s": 30, "judge": False,
-            "url": f"http://127.0.0.1:{server.server_port}/"},
+            "url": endpoint.url},
             [{"id": f"t{i}", "user_instruction": "Anything?"} for i in range(n)])
         # The reply says what was dispatched without waiting for the agents to start (it
         # took some 23 s here for 300 tasks; the CLI gives up at 60).
@@ -353,63 +332,83 @@ def test_a_large_suite_is_answered_at_once_and_then_runs_whole(
         assert view["summary"]["runs"] == n and set(statuses) <= {"completed", "cancelled"}
         assert statuses.count("cancelled") == len(cancelled) == view["summary"]["cancelled"]
     finally:
-        server.shutdown()
+        endpoint.close()
+
+
+class _Endpoint:
+    """An HTTP agent's endpoint that holds each call until ``release`` is set, counting the
+    calls it got and the most it held at once."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests.conftest import free_port
+
+        lock, self.release = threading.Lock(), threading.Event()
+        self.now = self.most = self.calls = 0
+        outer = self
+
+        class Waits(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                import json
+
+                self.rfile.read(int(self.headers["Content-Length"]))
+                with lock:
+                    outer.calls += 1
+                    outer.now += 1
+                    outer.most = max(outer.most, outer.now)
+                outer.release.wait(60)
+                with lock:
+                    outer.now -= 1
+                body = json.dumps({"final_response": "done"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # an endpoint's backlog, not the 5 of http.server
+
+        self.server = Server(("127.0.0.1", free_port()), Waits)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
 
 
 def test_an_http_agent_gets_at_most_the_concurrency_setting_s_calls_at_once(
         evals_cluster: Cluster) -> None:  # noqa: F811
     # Every run's call was sent at once: a suite of 1,000 tasks was 1,000 requests to the
     # agent's endpoint together. The cluster allows 2 (TITAN_EVAL_HTTP_CONCURRENCY).
-    import json
-    import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from tests.conftest import free_port
-
-    lock, release = threading.Lock(), threading.Event()
-    now, most = [0], [0]
-
-    class Waits(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers["Content-Length"]))
-            with lock:
-                now[0] += 1
-                most[0] = max(most[0], now[0])
-            release.wait(30)
-            with lock:
-                now[0] -= 1
-            body = json.dumps({"final_response": "done"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Waits)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = _Endpoint()
+    release = endpoint.release
     client = evals_cluster.client()
     try:
         client.create_evaluation("two-at-once", {
             "name": "waits", "kind": "http", "timeout_s": 60, "judge": False,
-            "url": f"http://127.0.0.1:{server.server_port}/"},
+            "url": endpoint.url},
             [{"id": f"t{i}", "user_instruction": "Anything?"} for i in range(5)])
         runs = client.run_evaluation("two-at-once")
         deadline = time.time() + 20
-        while most[0] < 2 and time.time() < deadline:
+        while endpoint.most < 2 and time.time() < deadline:
             time.sleep(0.1)
         time.sleep(1)  # time for more calls, had they been sent
         statuses = [r["run"]["status"] for r in client.evaluation("two-at-once")["tasks"]]
-        assert (most[0], sorted(statuses)) == (2, ["pending"] * 3 + ["running"] * 2), statuses
+        assert (endpoint.most, sorted(statuses)) == (2, ["pending"] * 3 + ["running"] * 2), statuses
         release.set()
         view = client.wait_evaluation_runs("two-at-once", runs, timeout=60)
         assert [r["run"]["status"] for r in view["tasks"]] == ["completed"] * 5
-        assert most[0] == 2
+        assert endpoint.most == 2
     finally:
-        release.set()
-        server.shutdown()
+        endpoint.close()
 
 
 def test_runs_not_started_when_the_master_stopped_start_after_it_is_back(
@@ -419,43 +418,23 @@ def test_runs_not_started_when_the_master_stopped_start_after_it_is_back(
     # never submitted" for a job agent, "the master restarted while waiting" for an HTTP
     # one) though nothing of them had begun. They start when the master is back.
     import json
-    import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from tests.conftest import free_port
-
-    release, calls = threading.Event(), [0]
-
-    class Waits(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers["Content-Length"]))
-            calls[0] += 1
-            release.wait(60)
-            body = json.dumps({"final_response": "done"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Waits)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = _Endpoint()
+    release = endpoint.release
     c: Cluster = make_cluster(env={"TITAN_EGRESS_ALLOW": "127.0.0.1",
                                    "TITAN_EVAL_HTTP_CONCURRENCY": "2"}).up()
     try:
         client = c.client()
         client.create_evaluation("resumed", {
             "name": "waits", "kind": "http", "timeout_s": 60, "judge": False,
-            "url": f"http://127.0.0.1:{server.server_port}/"},
+            "url": endpoint.url},
             [{"id": f"t{i}", "user_instruction": "Anything?"} for i in range(5)])
         client.run_evaluation("resumed")
         deadline = time.time() + 20
-        while calls[0] < 2 and time.time() < deadline:
+        while endpoint.calls < 2 and time.time() < deadline:
             time.sleep(0.1)
-        assert calls[0] == 2
+        assert endpoint.calls == 2
         c.kill_master()
         c.start_master()
         release.set()  # the endpoint answers from now on
@@ -466,5 +445,4 @@ def test_runs_not_started_when_the_master_stopped_start_after_it_is_back(
         assert len(cut) == 2 and all("master restarted" in json.dumps(r) for r in cut), cut
         assert sum(r["status"] == "completed" for r in runs) == 3, runs
     finally:
-        release.set()
-        server.shutdown()
+        endpoint.close()
