@@ -13,14 +13,17 @@ The collector being down never reaches a run: a failing batch is tried again wit
 for up to 10 s, then dropped; while it is tried the queue fills up to 20,000 spans (or 64 MiB
 of payloads) and what comes past that is dropped. Once a batch was dropped, the next ones get
 one try each until one gets through, so an outage costs each batch a connection attempt, not
-10 s. A request has 10 s in all, its answer read whole (at most 64 KiB of it): httpx's
-timeout bounds each read, and an answer trickled or without end held the thread for good.
+10 s. A request has 10 s in all, its status line, headers and answer read whole (at most
+64 KiB of it): httpx's timeout bounds each read, and an answer (or its headers) trickled or
+without end held the thread for good.
 Drops are counted (``GET /api/v1/otlp``) and logged once per outage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -89,9 +92,18 @@ class Exporter:
             "User-Agent": f"titan-master/{__version__}", **settings.headers})
         self._thread = threading.Thread(target=self._run, name="titan-otlp-export",
                                         daemon=True)
+        self._socket: socket.socket | None = None  # the connection's (see _trace)
 
     def start(self) -> None:
         self._thread.start()
+
+    def _trace(self, event: str, info: dict[str, object]) -> None:
+        """httpx's trace hook: keeps the socket of the connection just made (requests go one
+        at a time, so the pool holds that one) for the request watchdog in :meth:`_post`."""
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            get = getattr(stream, "get_extra_info", None)
+            self._socket = get("socket") if get is not None else None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Send what is queued (for at most ``timeout`` seconds), then stop."""
@@ -249,8 +261,27 @@ class Exporter:
         OTLP says to try again (a connection that failed; 429, 502, 503, 504)."""
         deadline = time.monotonic() + self.timeout
         answer = bytearray()
+        # The whole request within the timeout, its status line and headers too: a collector
+        # trickling its headers a byte at a time kept each read within httpx's timeout and
+        # the thread waiting for good. At the deadline the connection's socket is shut down,
+        # which ends a read blocked on it (closing it would not).
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            sock = self._socket
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        status: int | None = None
+        watchdog = threading.Timer(self.timeout, expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            with self._client.stream("POST", self.settings.url, content=body) as reply:
+            with self._client.stream("POST", self.settings.url, content=body,
+                                     extensions={"trace": self._trace}) as reply:
+                status = reply.status_code
                 # Raw, not inflated: a gzip answer cannot grow past the limit in one chunk.
                 # (An answer already read, as a test transport's is, is taken as it is.)
                 chunks = (reply.content,) if reply.is_stream_consumed else reply.iter_raw()
@@ -265,8 +296,16 @@ class Exporter:
                         return (f"HTTP {reply.status_code}, and its answer not whole after "
                                 f"{self.timeout:g} s ({len(answer)} bytes came)"), False
         except httpx.HTTPError as exc:
+            if expired.is_set():  # not tried again: the collector may have taken the batch
+                if status is not None:
+                    return (f"HTTP {status}, and its answer not whole after "
+                            f"{self.timeout:g} s ({len(answer)} bytes came)"), False
+                return (f"no whole answer within {self.timeout:g} s (the collector answered "
+                        "too slowly, or not at all)"), False
             said = str(exc).replace(self.settings.url, self.settings.shown_url)
             return f"{type(exc).__name__}: {said}"[:500], True
+        finally:
+            watchdog.cancel()
         if reply.status_code < 300:
             return None, False
         text = answer[:300].decode("utf-8", "replace").strip()
