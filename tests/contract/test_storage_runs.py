@@ -420,6 +420,27 @@ def _actions_fixture(tx: Transaction) -> None:
     ], NOW)
 
 
+def test_a_search_finds_values_their_json_escapes(storage: Storage) -> None:
+    # Inputs and outputs are stored as JSON: a Windows path, a quote or a line break in a value
+    # is escaped there, and searching for it as people read it found nothing.
+    import json
+
+    with storage.transaction() as tx:
+        tx.create_run(run_row("esc"))
+        tx.insert_actions("esc", [
+            action("e1", name="read_file", actor="main", channel="tool",
+                   inputs=json.dumps({"path": "C:\\Users\\ada\\notes.txt"}),
+                   outputs=json.dumps({"text": 'she said "hi"\nthen left'})),
+            action("e2", name="other", actor="main", channel="tool",
+                   inputs='{"q":"plain"}', outputs='{"n":1}'),
+        ], NOW)
+    with storage.transaction() as tx:
+        assert seqs(tx, "esc", ActionQuery(search="C:\\Users\\ada")) == ([1], 1)
+        assert seqs(tx, "esc", ActionQuery(search='said "hi"')) == ([1], 1)
+        assert seqs(tx, "esc", ActionQuery(search='"q":"plain"')) == ([2], 1)  # as stored
+        assert seqs(tx, "esc", ActionQuery(search="plain")) == ([2], 1)
+
+
 def test_list_actions_filters_and_matched(storage: Storage) -> None:
     with storage.transaction() as tx:
         _actions_fixture(tx)

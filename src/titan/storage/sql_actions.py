@@ -113,11 +113,17 @@ class ActionsSQL(RunsSQL):
             conds.append(a.outcome.in_(list(q.outcomes)))
         if q.search:
             pattern = like(q.search)
-            conds.append(or_(a.name.ilike(pattern, escape="\\"),
-                             a.actor.ilike(pattern, escape="\\"),
-                             a.inputs.ilike(pattern, escape="\\"),
-                             a.outputs.ilike(pattern, escape="\\"),
-                             a.error_message.ilike(pattern, escape="\\")))
+            found = [a.name.ilike(pattern, escape="\\"), a.actor.ilike(pattern, escape="\\"),
+                     a.inputs.ilike(pattern, escape="\\"), a.outputs.ilike(pattern, escape="\\"),
+                     a.error_message.ilike(pattern, escape="\\")]
+            # Inputs and outputs are stored as JSON, where a value's quote, backslash or line
+            # break is escaped: 'C:\Users' is 'C:\\Users' there, and was never found. Its
+            # JSON form is looked for too (the text as shown, keys' quotes and all, still is).
+            escaped = json.dumps(q.search, ensure_ascii=False)[1:-1]
+            if escaped != q.search:
+                found += [a.inputs.ilike(like(escaped), escape="\\"),
+                          a.outputs.ilike(like(escaped), escape="\\")]
+            conds.append(or_(*found))
         if q.actor:
             conds.append(a.actor == q.actor)
         if q.channel:
