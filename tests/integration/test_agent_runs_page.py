@@ -48,6 +48,9 @@ def test_a_stage_waiting_out_a_retry_is_running_and_says_why(cluster: Cluster) -
     (stage,) = agent_run["stages"]
     assert (stage["status"], stage["executing"]) == ("RUNNING", 0), stage
     assert stage["hint"] == "retry 2/2 in 30s after: exit code 1"
+    # The job says when its next attempt may start, not only "in 30s" (from when?).
+    job = client.get_job(f"{run_id}_ITER1/flaky")
+    assert job["state"] == "PENDING" and 20 < job["not_before"] - time.time() <= 30, job
     assert agent_run["status"] == "RUNNING"
     assert client.get_dag(f"{run_id}_ITER1")["status"] == "RUNNING"
     d, _ = agents_page(cluster)

@@ -202,6 +202,9 @@ class JobView(_Open):
         None, description="Approval gates: the decisions a retry asked again, first first, "
                           "each {state, decided_by, decided_at, comment, retried_by, "
                           "retried_at}; null until one")
+    not_before: Timestamp | None = Field(
+        None, description="While PENDING, waiting out a retry's backoff or its delay: when "
+                          "it becomes runnable; else null")
 
 
 class DagView(_Open):

@@ -28,6 +28,9 @@ def job_kind(job_type: str | None) -> str:
 
 def job_view(job: Row, dag: Row) -> Row:
     out = {k: job.get(k) for k in JOB_FIELDS}
+    # When a job waiting out a retry's backoff (or its delay) becomes runnable: the reason
+    # said "retry 2/3 in 30s", which no one reading it later could place in time.
+    out["not_before"] = job.get("not_before") if job.get("state") == "PENDING" else None
     out["kind"] = job_kind(job.get("job_type"))
     # A service's settings and what its worker last said (health, address, restarts):
     # ``address`` is where other jobs reach it, while it runs.
