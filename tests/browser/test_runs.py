@@ -474,3 +474,24 @@ def test_a_running_run_with_a_high_intervention_rate_joins_the_intercepts(
     assert "high intervention rate" in page.inner_text(
         '#intercepts a.intercept[data-run-id="br-blocked"]')
     assert_no_reload(page)
+
+
+def test_a_page_sorted_by_duration_reorders_as_a_running_run_outlasts_others(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # A running run's duration grows with no event to say so: on a page sorted by duration
+    # it kept its place below shorter ended runs until a reload.
+    now = time.time()
+    cluster.api("POST", "/runs", {"id": "br-dur-ended", "agent_id": "dur-agent",
+                                  "started_at": now - 60})
+    cluster.api("PATCH", "/runs/br-dur-ended", {"status": "completed", "ended_at": now - 57})
+    cluster.api("POST", "/runs", {"id": "br-dur-running", "agent_id": "dur-agent"})
+    order = ("() => Array.from(document.querySelectorAll('#runs-live .run-card'))"
+             ".map(c => c.dataset.runId).join()")
+    page.goto(dash.url("/runs?sort=duration&agent=dur-agent"))
+    page.wait_for_function(f"() => ({order})() === 'br-dur-ended,br-dur-running'")
+    mark_no_reload(page)
+    # Past 3 s (and the second of slack) it outlasts the ended run: it moves up by itself.
+    page.wait_for_function(f"() => ({order})() === 'br-dur-running,br-dur-ended'",
+                           timeout=15_000)
+    assert_no_reload(page)
+    cluster.api("PATCH", "/runs/br-dur-running", {"status": "completed"})

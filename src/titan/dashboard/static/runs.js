@@ -172,6 +172,34 @@
     return Boolean(last) && cost > costOf(last) && (before === null || before <= costOf(last));
   }
 
+  // On a page sorted by duration a running run's grows by the second, with no event to say
+  // so: once it outlasts the card above it (or, on the first page, one running elsewhere
+  // outlasts the shortest card here) the page re-reads its list. Each pair once: a browser
+  // clock ahead of the server's must not make the page re-read for ever.
+  const byDuration = params.get("sort") === "duration";
+  const runningElsewhere = new Map();  // run id → started_at, from its events
+  const durationAsked = new Set();
+  function lasted(card) {
+    const started = Number(card.dataset.startedAt) || 0;
+    if (card.dataset.endedAt) return Number(card.dataset.endedAt) - started;
+    return card.dataset.status === "running" ? Date.now() / 1000 - started : 0;
+  }
+  function outlasted() {
+    const cards = Array.from(document.querySelectorAll("#runs-live .run-card"));
+    for (let i = 1; i < cards.length; i++) {
+      if (lasted(cards[i]) > lasted(cards[i - 1]) + 1 &&
+          once(durationAsked, cards[i].dataset.runId + ">" + cards[i - 1].dataset.runId)) return true;
+    }
+    const last = cards[cards.length - 1];
+    if (!firstPage || !last) return false;
+    for (const [id, started] of runningElsewhere) {
+      if (!find(id) && Date.now() / 1000 - started > lasted(last) + 1 &&
+          once(durationAsked, id + ">" + last.dataset.runId)) return true;
+    }
+    return false;
+  }
+  if (byDuration) setInterval(() => { if (!document.hidden && outlasted()) refresh(); }, 2000);
+
   function interceptShown(id) {
     return document.querySelector('#intercepts .intercept[data-run-id="' + CSS.escape(id) + '"]') !== null;
   }
@@ -181,6 +209,13 @@
     onEvent(msg) {
       const s = msg.data;
       const shown = T.runCards.patch(s);
+      if (byDuration && s.status === "running" && s.started_at &&
+          (!agent || s.agent_id === agent) && (!statuses.length || statuses.includes("running"))) {
+        if (runningElsewhere.size > 1000) runningElsewhere.clear();
+        runningElsewhere.set(s.id, s.started_at);
+      } else {
+        runningElsewhere.delete(s.id);
+      }
       if (!s.over_budget_at) overBudget.delete(s.id);  // its budget raised: it may cross again
       const alert = Number((document.getElementById("intercepts") || {dataset: {}}).dataset.interventionAlert);
       // As storage's intercept query counts (a replay, served by design, is no intercept:
