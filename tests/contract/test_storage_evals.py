@@ -107,3 +107,26 @@ def test_evaluations_belong_to_projects(storage: Storage) -> None:
     with storage.transaction() as tx:
         assert [(p["id"], p["workflow_count"]) for p in tx.list_projects()] == [
             ("acme", 1), ("default", 2)]
+
+
+def test_deleting_an_evaluation_takes_its_tasks_runs_and_calls(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        for ev in ("ev", "other"):
+            tx.put_evaluation({"id": ev, "description": None, "agent": AGENT,
+                               "created_at": 1.0, "updated_at": 1.0})
+            tx.put_tasks(ev, [{"id": "t1", "seed": {"user_instruction": "x"}}], 1.0)
+        tx.insert_eval_run(eval_run("r1", at=10.0))
+        tx.insert_eval_run(eval_run("r2", at=11.0, status="running"))
+        tx.insert_eval_run(eval_run("o1", at=12.0) | {"evaluation_id": "other"})
+        for run in ("r1", "o1"):
+            tx.insert_eval_call({"run_id": run, "seq": 1, "source": "injected", "ops": [],
+                                 "violations": [], "state": {}, "latency_ms": 0.1})
+    with storage.transaction() as tx:
+        assert tx.delete_evaluation("ev") == 2
+    with storage.transaction() as tx:
+        assert tx.get_evaluation("ev") is None and tx.get_task("ev", "t1") is None
+        assert tx.get_eval_run("r1") is None and tx.eval_calls("r1") == []
+        # Another evaluation's are untouched.
+        assert tx.get_evaluation("other") is not None and tx.get_task("other", "t1")
+        assert tx.get_eval_run("o1") is not None and len(tx.eval_calls("o1")) == 1
+        assert tx.delete_evaluation("ev") == 0

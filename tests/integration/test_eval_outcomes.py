@@ -1,5 +1,6 @@
 """What `titan eval run --wait` reports: the runs it dispatched and nothing else, and a run
-that did not complete never as a pass."""
+that did not complete never as a pass; runs the master had not started when it stopped; and
+deleting an evaluation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.integration.harness import Cluster
 from tests.integration.test_evaluations import evals_cluster, fake_llm  # noqa: F401 (fixtures)
@@ -444,5 +447,47 @@ def test_runs_not_started_when_the_master_stopped_start_after_it_is_back(
         cut = [r for r in runs if r["status"] != "completed"]
         assert len(cut) == 2 and all("master restarted" in json.dumps(r) for r in cut), cut
         assert sum(r["status"] == "completed" for r in runs) == 3, runs
+    finally:
+        endpoint.close()
+
+
+def test_an_evaluation_is_deleted_with_its_tasks_and_runs_but_not_while_they_run(
+        evals_cluster: Cluster) -> None:  # noqa: F811
+    # There was no way to delete an evaluation: its tasks and runs stayed for good.
+    import time
+
+    from titan.errors import Conflict, NotFound
+
+    endpoint = _Endpoint()
+    client = evals_cluster.client()
+    try:
+        client.create_evaluation("doomed", {
+            "name": "waits", "kind": "http", "timeout_s": 60, "judge": False,
+            "url": endpoint.url}, [{"id": f"t{i}", "user_instruction": "Anything?"}
+                                   for i in range(3)])
+        runs = client.run_evaluation("doomed")
+        deadline = time.time() + 20
+        while endpoint.calls < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(Conflict, match="3 run.s. still pending or running"):
+            client.delete_evaluation("doomed")
+        said = cli(evals_cluster, "eval", "delete", "doomed")
+        assert said.returncode != 0 and "titan eval cancel doomed" in said.stderr, said
+        out = client.delete_evaluation("doomed", force=True)
+        assert (out["deleted"], out["runs"]) == (True, 3)
+        assert sorted(out["cancelled"]) == sorted(r["id"] for r in runs)
+        with pytest.raises(NotFound):
+            client.evaluation("doomed")
+        assert "doomed" not in [e["id"] for e in client.api("GET", "/evaluations")["evaluations"]]
+        # The agent runs the runs recorded are telemetry: they stay, for retention.
+        assert client.api("GET", f"/runs/{runs[0]['id']}")["status"] == "cancelled"
+        with pytest.raises(NotFound):
+            client.delete_evaluation("doomed")
+        # Deleted, its name is free again.
+        client.create_evaluation("doomed", {"name": "waits", "kind": "http", "judge": False,
+                                            "url": endpoint.url}, [])
+        said = cli(evals_cluster, "eval", "delete", "doomed")
+        assert said.returncode == 0 and "deleted evaluation doomed: its tasks and 0 run(s)" \
+            in said.stdout, said
     finally:
         endpoint.close()

@@ -48,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("evaluation")
     s.add_argument("--task", action="append", default=None, metavar="ID",
                    help="only this task's runs (repeatable)")
+    s = sub.add_parser("delete", help="delete an evaluation with its tasks and runs (the "
+                                      "agent runs they recorded stay, for retention)",
+                       parents=common)
+    s.add_argument("evaluation")
+    s.add_argument("--force", action="store_true",
+                   help="cancel its runs still pending or running first (else refused)")
     s = sub.add_parser("show", help="the data explorer: one row per task", parents=common)
     s.add_argument("evaluation")
     s = sub.add_parser("trace", help="a run's Agent Trace (the task's latest run by default)",
@@ -322,6 +328,13 @@ def run(args: argparse.Namespace, client: Any) -> int:
                 + (" (of those tasks)" if args.task else "") + " is pending or running")
             for r in runs:
                 say(f"  {r['task_id']:<24} {r['id']}")
+            return 0
+    elif action == "delete":
+        out = client.delete_evaluation(args.evaluation, force=args.force)
+        if not as_json:
+            stopped = f", after cancelling {len(out['cancelled'])}" if out["cancelled"] else ""
+            say(f"deleted evaluation {args.evaluation}: its tasks and {out['runs']} run(s)"
+                f"{stopped}")
             return 0
     elif action == "show":
         out = client.evaluation(args.evaluation)

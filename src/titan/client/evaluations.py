@@ -171,6 +171,14 @@ class EvalOps:
                                      json={"tasks": tasks})
         return list(reply["cancelled"])
 
+    def delete_evaluation(self, name: str, *, force: bool = False) -> dict[str, Any]:
+        """Delete the evaluation with its tasks and runs (the agent runs they recorded stay,
+        for retention): ``{"id", "deleted", "runs", "cancelled"}``. Refused (``Conflict``)
+        while a run is pending or running, unless ``force``, which cancels them first."""
+        reply: dict[str, Any] = self._transport.call(
+            "DELETE", f"/evaluations/{_ref(name)}", params={"force": "true"} if force else None)
+        return reply
+
     def evaluation(self, name: str) -> dict[str, Any]:
         """The data explorer: the evaluation, one row per task with its latest run."""
         reply: dict[str, Any] = self._transport.call("GET", f"/evaluations/{_ref(name)}")

@@ -25,6 +25,11 @@ class EvalTransaction(abc.ABC):
         """The evaluation, or None."""
 
     @abc.abstractmethod
+    def delete_evaluation(self, evaluation_id: str) -> int:
+        """Delete the evaluation with its tasks, runs and their proxied calls; how many runs
+        went (the agent runs they recorded stay, for retention to delete)."""
+
+    @abc.abstractmethod
     def list_evaluations(self, limit: int, project: str | None = None) -> list[Row]:
         """Evaluations (of one project, or all), most recently changed first, each with
         ``task_count``."""

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from titan.status import EVAL_ACTIVE
 from titan.storage import schema as t
@@ -38,6 +38,15 @@ def _decode(table: str, row: Any) -> Row:
 
 class EvalsSQL:
     conn: Connection
+
+    def delete_evaluation(self, evaluation_id: str) -> int:
+        runs = select(t.eval_runs.c.id).where(t.eval_runs.c.evaluation_id == evaluation_id)
+        self.conn.execute(delete(t.eval_calls).where(t.eval_calls.c.run_id.in_(runs)))
+        gone = self.conn.execute(
+            delete(t.eval_runs).where(t.eval_runs.c.evaluation_id == evaluation_id)).rowcount
+        self.conn.execute(delete(t.eval_tasks).where(t.eval_tasks.c.evaluation_id == evaluation_id))
+        self.conn.execute(delete(t.evaluations).where(t.evaluations.c.id == evaluation_id))
+        return int(gone or 0)
     insert: Any
 
     # -- evaluations --------------------------------------------------------------------------

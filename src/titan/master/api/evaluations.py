@@ -14,7 +14,7 @@ from titan.master.api.body import JSONRoute, no_body
 from titan.master.api.deps import API_PREFIX, CtxDep, EvalManager, Reader, token_principal
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
-from titan.master.evaluations import hierarchy
+from titan.master.evaluations import deletion, hierarchy
 from titan.storage.base import Row
 
 router = APIRouter(prefix=API_PREFIX, route_class=JSONRoute, tags=["evaluations"])
@@ -89,6 +89,14 @@ async def cancel(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = Body
         raise ValidationFailed('the body is {"tasks": [task ids]} or nothing (every task)',
                                details={"field": "tasks"})
     return await c.evals.cancel(evaluation_id, tasks)
+
+
+@router.delete("/evaluations/{evaluation_id}",
+               summary="Delete an evaluation with its tasks and runs (?force=true: cancel its "
+                       "runs still going first; else 409 while any is)")
+async def delete_evaluation(c: CtxDep, p: EvalManager, evaluation_id: str,
+                            force: bool = False) -> Row:
+    return await deletion.delete_evaluation(c.evals, evaluation_id, force=force)
 
 
 @router.get("/evaluations/{evaluation_id}/tasks/{task_id}/runs",
