@@ -449,3 +449,40 @@ def test_a_leader_numbers_the_runs_of_names_it_wrote_without_asking(leading: Sto
         assert tx.insert_next_dag(dag_row("PLAN", 1))[1] == 6
     with leading.read_transaction() as tx:
         assert tx.find_dag("PLAN")["run"] == 6 and tx.find_dag("PLAN", 2)["id"] == second
+
+
+def test_a_submissions_key_and_its_names_last_run_are_one_statement(leading: Storage,
+                                                                     postgres_url: str) -> None:
+    # A new name's run number came back from its own INSERT ... RETURNING, a round trip after
+    # the key's lookup: both are read in the transaction's first statement now.
+    from tests.contract.test_storage import dag_row
+
+    with leading.transaction() as tx:
+        tx.insert_next_dag(dag_row("fresh", 1))
+        tx.insert_next_dag(dag_row("fresh", 1))
+    leading.close()
+    other = open_storage(postgres_url)  # as a new leader finds it: nothing known
+    other.claim_scheduler()
+    try:
+        sent = _statements(other)
+        with other.write_transaction(mark=97) as tx:
+            assert tx.idempotent_result("key-0123456789abcdef", next_run_of="fresh") is None
+            dag, run = tx.insert_next_dag(dag_row("fresh", 1))
+            tx.record_idempotent("key-0123456789abcdef", "POST /x", "[1]", 1.0)
+        assert run == 3
+        # BEGIN, fence and the lookup as one query; the DAG ids' block (once per 16 and more
+        # DAGs); the rest with the COMMIT: no INSERT ... RETURNING, no lookup of its own.
+        assert len(sent) == 2 and "nextval" in sent[0], sent
+        assert sent[1].startswith("INSERT INTO dags") and sent[1].endswith("COMMIT"), sent
+        sent.clear()
+        with other.write_transaction() as tx:  # another new name, the block held: one query
+            assert tx.idempotent_result("key-fedcba9876543210", next_run_of="newer") is None
+            assert tx.insert_next_dag(dag_row("newer", 1))[1] == 1
+        assert len(sent) == 1 and sent[0].startswith("INSERT INTO dags"), sent
+        with other.write_transaction() as tx:  # a replay: the recorded answer, as before
+            assert tx.idempotent_result("key-0123456789abcdef", next_run_of="fresh") == (
+                "POST /x", "[1]")
+        with other.read_transaction() as tx:
+            assert tx.find_dag("fresh")["id"] == dag
+    finally:
+        other.close()

@@ -89,15 +89,17 @@ def _mismatch(recorded: str, scope: str) -> ValidationFailed:
 
 
 def once(key: str | None, scope: str,
-         op: Callable[[Transaction], T]) -> Callable[[Transaction], tuple[T, bool]]:
+         op: Callable[[Transaction], T], *,
+         next_run_of: str | None = None) -> Callable[[Transaction], tuple[T, bool]]:
     """``op`` made safe to repeat under ``key``: returns (result, replayed).
 
     The result must be JSON (a number, a list of numbers...): it is what a repeat returns.
+    ``next_run_of``: the DAG name ``op`` inserts a run of, read with the key (one statement).
     """
     def run(tx: Transaction) -> tuple[T, bool]:
         if key is None:
             return op(tx), False
-        found = tx.idempotent_result(key)
+        found = tx.idempotent_result(key, next_run_of=next_run_of)
         if found is not None:
             if found[0] != scope:
                 raise _mismatch(found[0], scope)

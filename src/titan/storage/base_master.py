@@ -44,8 +44,11 @@ class MasterTransaction(abc.ABC):
 
     # -- idempotency keys ---------------------------------------------------------------------
     @abc.abstractmethod
-    def idempotent_result(self, key: str) -> tuple[str, str] | None:
-        """(scope, result JSON) recorded under an Idempotency-Key, or None."""
+    def idempotent_result(self, key: str, *, next_run_of: str | None = None
+                          ) -> tuple[str, str] | None:
+        """(scope, result JSON) recorded under an Idempotency-Key, or None. ``next_run_of``:
+        a DAG name the transaction is about to insert a run of, whose last run number may be
+        read in the same statement (PostgreSQL: the insert then needs no answer)."""
 
     @abc.abstractmethod
     def record_idempotent(self, key: str, scope: str, result: str, now: float) -> None:

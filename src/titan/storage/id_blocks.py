@@ -93,6 +93,10 @@ class RunNumbers:
             self._last.move_to_end(name)
             return last + 1
 
+    def knows(self, name: str) -> bool:
+        with self._lock:
+            return name in self._last
+
     def note(self, name: str, run: int) -> None:
         """``name``'s run ``run`` was written (numbered by the database)."""
         with self._lock:

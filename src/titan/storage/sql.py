@@ -99,7 +99,24 @@ class SQLTransaction(AgentRunsSQL, SubmissionsSQL, JobsSQL, AttemptsSQL, DagRete
         return bool(result.rowcount)
 
     # -- idempotency keys ---------------------------------------------------------------------
-    def idempotent_result(self, key: str) -> tuple[str, str] | None:
+    def idempotent_result(self, key: str, *, next_run_of: str | None = None
+                          ) -> tuple[str, str] | None:
+        if next_run_of is not None and self.dag_runs is not None \
+                and not self.dag_runs.knows(next_run_of):
+            # One statement (the transaction's first: it goes with BEGIN and the fence) for
+            # the key and the name's last run; the DAG's insert then goes with the COMMIT.
+            k = t.idempotency_keys.c
+            both = compiled.execute(
+                self.conn, "idempotent_result_and_run",
+                lambda: select(
+                    select(k.scope).where(k.key == bindparam("k")).scalar_subquery(),
+                    select(k.result).where(k.key == bindparam("k")).scalar_subquery(),
+                    select(func.coalesce(func.max(t.dags.c.run), 0))
+                    .where(t.dags.c.name == bindparam("n")).scalar_subquery()),
+                {"k": key, "n": next_run_of}).one()
+            scope_, result_, last = tuple(both)
+            self.dag_runs.note(next_run_of, int(last))
+            return None if scope_ is None else (str(scope_), str(result_))
         row = compiled.execute(
             self.conn, "idempotent_result",
             lambda: select(t.idempotency_keys.c.scope, t.idempotency_keys.c.result)

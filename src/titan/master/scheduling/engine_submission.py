@@ -159,7 +159,8 @@ class EngineSubmission:
                 return [run, dag_id, ids]
 
             try:
-                (run, dag_id, ids), replayed = await self.run(once(idempotency_key, scope, insert))
+                (run, dag_id, ids), replayed = await self.run(
+                    once(idempotency_key, scope, insert, next_run_of=name))
             finally:
                 for _row, worker in leases:
                     worker.reserved -= 1
