@@ -260,6 +260,59 @@ def test_terminal_escapes_are_not_shown_raw_in_the_log(cluster: Cluster, dash: D
     assert "\x1b[31mred\x1b[0m plain" in raw and "\x1b[1;32mbold green" in raw
 
 
+WAIT_THEN_PRINT = r"""
+import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+print("one", flush=True)
+print("two", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+"""
+
+
+def test_a_jobs_first_lines_show_when_they_come_during_the_pages_first_load(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # The page's first load of the log (made before the job started) was still in flight when
+    # the job's first lines came: the load for the new attempt was dropped, and a job that
+    # printed two lines and waited showed none (a flaky run of the test above).
+    go, done = cluster.root / "go-first", cluster.root / "done-first"
+    client = cluster.client()
+    client.submit_dag("first-lines", [
+        TitanJob("gate", cluster.script("gate.py", "import os, sys, time\n"
+                                        "while not os.path.exists(sys.argv[1]):\n"
+                                        "    time.sleep(0.05)\n"), args=[str(go)]),
+        TitanJob("talker", cluster.script("talker.py", WAIT_THEN_PRINT),
+                 args=[str(go), str(done)], parents=["gate"])])
+    job_id = client.get_job("first-lines/talker")["id"]
+    held: list[Any] = []
+    released = [False]
+
+    def hold(route: Any) -> None:  # the page's first loads wait until released
+        if released[0]:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(f"**/api/v1/jobs/%23{job_id}/logs?*", hold)
+    page.goto(dash.url(f"/jobs/{job_id}"))
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the page never asked for the log"
+    go.write_text("go")  # the talker runs and prints while the page's first load waits
+    while "two" not in client.fetch_logs("first-lines/talker") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    page.wait_for_timeout(500)  # its log_lines event reaches the page, the load still held
+    released[0] = True
+    for route in held:
+        route.continue_()
+    wait_count(page, "#log-lines .log-line", 2)
+    assert page.locator("#log-lines .log-line").all_text_contents() == ["one", "two"]
+    done.write_text("done")
+    assert client.wait_job("first-lines/talker", timeout=30)["state"] == "COMPLETED"
+
+
 # -- c. an agent run's stages, in order, coloured by status, linking to their DAGs ------------
 
 

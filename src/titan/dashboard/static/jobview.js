@@ -45,8 +45,16 @@
   };
   LogView.prototype.load = function () {
     // One load at a time; lines the socket delivers meanwhile wait in `queued`.
-    if (this.loading) return this.loading;
     const job = this.job, attempt = this.attempt;
+    if (this.loading) {
+      if (this.loadingFor === job + "/" + attempt) return this.loading;
+      // A load of another attempt is in flight (the page's first, made before the job
+      // started, when its first lines arrive): that one gives up on its answer, so this one
+      // follows it. Returning it instead left the new attempt's first lines unshown until
+      // more came (a job that printed two lines and waited showed none).
+      return this.loading.then(() => this.load());
+    }
+    this.loadingFor = job + "/" + attempt;
     this.loading = (async () => {
       try {
         // A first load reads the end of the log in one request (a finished job's 50,000
