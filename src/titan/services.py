@@ -88,14 +88,20 @@ def settings(given: Mapping[str, Any], fail: Fail) -> dict[str, Any]:
     return out
 
 
+#: Where services' addresses live in the TitanStore. The master alone writes under it: a job
+#: that could put ``services/infer/model`` would send every caller of that service to an
+#: address of its choosing (docs/security.md).
+STORE_PREFIX = "services/"
+
+
 def store_key(dag: str, job_id: str) -> str:
     """The TitanStore key a ready service's address (``host:port``) is published under: the
     service of that name in the latest run of ``dag`` whose service is live."""
-    return f"services/{dag}/{job_id}"
+    return f"{STORE_PREFIX}{dag}/{job_id}"
 
 
 def run_store_key(dag: str, run: int, job_id: str) -> str:
     """The key of the service ``job_id`` of run ``run`` of ``dag`` alone
     (``services/<dag>#<run>/<job_id>``, as its job's reference ``dag#run/job_id`` names it):
     another run of the same DAG, alive at the same time, never reads or withdraws it."""
-    return f"services/{dag}#{run}/{job_id}"
+    return f"{STORE_PREFIX}{dag}#{run}/{job_id}"

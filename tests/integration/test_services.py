@@ -23,7 +23,7 @@ import pytest
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.processes import alive, wait_dead
 from titan.client import TitanClient
-from titan.errors import Conflict, ValidationFailed
+from titan.errors import Conflict, Forbidden, ValidationFailed
 from titan_sdk import TitanJob
 
 MakeCluster = Callable[..., Cluster]
@@ -160,6 +160,59 @@ def test_a_service_is_found_through_the_store_called_and_stopped(cluster: Cluste
     assert "got SIGTERM: shutting down" in log and "served my last request" in log
     assert client.store_get("services/infer/model") is None
     assert client.wait("infer", timeout=30)["status"] == "COMPLETED"
+
+
+#: A job that tries to take over another DAG's service by rewriting its published address.
+HIJACKER = """
+import sys
+from titan import TitanClient
+from titan.errors import Forbidden
+
+client = TitanClient()
+key = sys.argv[1]
+print("read:", client.store_get(key))
+for name, attempt in (("put", lambda: client.store_put(key, "10.6.6.6:80")),
+                      ("delete", lambda: client.store_delete(key)),
+                      ("incr", lambda: client.store_incr(key)),
+                      ("sadd", lambda: client.store_sadd(key, "x"))):
+    try:
+        attempt()
+    except Forbidden as exc:
+        print(name, "refused:", exc)
+    else:
+        print(name, "WENT THROUGH")
+"""
+
+
+def test_only_the_master_writes_services_addresses(cluster: Cluster, tmp_path: Any) -> None:
+    """A job (or an operator) that could put ``services/<dag>/<job>`` would send every caller
+    of that service to an address of its choosing, and one that could delete it would hide a
+    live service: every write under ``services/`` is refused, reads are not."""
+    client = cluster.client()
+    client.submit_dag("guarded", [service(cluster, "model", stop_grace=5)])
+    address = ready(client, "guarded/model")["address"]
+    key = "services/guarded/model"
+    client.submit_dag("hijack", [TitanJob("thief", cluster.script("hijack.py", HIJACKER),
+                                          args=[key])])
+    assert client.wait("hijack", timeout=60)["status"] == "COMPLETED"
+    log = client.fetch_logs("hijack/thief")
+    assert f"read: {address}" in log and "WENT THROUGH" not in log, log
+    for op in ("put", "delete", "incr", "sadd"):
+        assert f"{op} refused: store key {key!r} is under 'services/'" in log, log
+    # The admin token is refused too: the master alone publishes and withdraws addresses.
+    with pytest.raises(Forbidden, match="the master publishes services' addresses"):
+        client.store_put("services/guarded#1/model", "10.6.6.6:80")
+    artifact = tmp_path / "a.txt"
+    artifact.write_text("x")
+    with pytest.raises(Forbidden):
+        client.publish_artifact("services/guarded/other", artifact)
+    with pytest.raises(Forbidden):
+        client.delete_artifact(key)
+    assert client.store_get(key) == address
+    client.store_put("servicesX/mine", "ok")  # only the prefix with its slash is reserved
+    client.stop_service("guarded/model")
+    assert client.wait("guarded", timeout=60)["status"] == "COMPLETED"
+    assert client.store_get(key) is None
 
 
 #: A job that finds its own run's service with the SDK's helper and says where it is.

@@ -29,7 +29,7 @@ from titan.master.api.deps import (
     Writer,
 )
 from titan.master.api.downloads import blob_response
-from titan.master.api.params import DagFilter, check_key, check_new_key
+from titan.master.api.params import DagFilter, check_key, check_new_key, check_unreserved
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.file_retention import delete_files
@@ -238,7 +238,7 @@ async def get_file(c: CtxDep, p: Fetcher, name: str, request: Request) -> Respon
 
 @router.post("/artifacts", status_code=201, summary="Publish a file under a store key")
 async def publish(c: CtxDep, p: Writer, request: Request, key: str, name: str) -> Row:
-    check_new_key(key)
+    check_unreserved(check_new_key(key))
     name = check_new_filename(name)
     sha, size = await _store_body(c, request)
     return await _add_file(c, p, name, sha, size, key, request)
@@ -272,7 +272,7 @@ async def delete_file(c: CtxDep, p: FileDeleter, name: str, request: Request,
                "all but the newest)")
 async def delete_artifact(c: CtxDep, p: FileDeleter, request: Request, key: str = Query(...),
                           keep_latest: bool = KEEP_LATEST) -> Row:
-    check_key(key)
+    check_unreserved(check_key(key))
     result = await delete_files(c.engine, key=key, keep_latest=keep_latest,
                                 idempotency_key=key_of(request), scope=await scope_of(
                                     request, p, {"key": key, "keep_latest": keep_latest}))

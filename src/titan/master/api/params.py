@@ -17,7 +17,8 @@ from fastapi import Path, Query
 from pydantic import AfterValidator
 from starlette.convertors import Convertor, register_url_convertor
 
-from titan.errors import ValidationFailed
+from titan import services
+from titan.errors import Forbidden, ValidationFailed
 from titan.master.api.body import INT64_MAX
 from titan.master.scheduling.refs import ROW_MAX
 
@@ -101,4 +102,16 @@ def check_new_key(key: str) -> str:
     if found is not None:
         raise _bad_key(key, f"holds a control character (U+{ord(found.group()):04X} at "
                             f"position {found.start()})")
+    return key
+
+
+def check_unreserved(key: str) -> str:
+    """A key a write or a delete names, outside the master's own keys: a service's address
+    (``services/...``) is published and withdrawn by the master alone, so no token (an
+    operator's, a job's) can point a service's callers elsewhere or hide a live service."""
+    if key.startswith(services.STORE_PREFIX):
+        raise Forbidden(f"store key {key[:100]!r} is under {services.STORE_PREFIX!r}, where "
+                        "the master publishes services' addresses: it alone writes there "
+                        "(read these keys; write your own under another prefix)",
+                        details={"field": "key", "key": key[:100]})
     return key

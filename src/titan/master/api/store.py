@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Query, Request
 from titan.errors import PayloadTooLarge, ValidationFailed, WaitTimeout
 from titan.master.api.body import JSONRoute
 from titan.master.api.deps import API_PREFIX, CtxDep, Reader, Writer, still_valid
-from titan.master.api.params import check_key, check_new_key
+from titan.master.api.params import check_key, check_new_key, check_unreserved
 from titan.master.context import Ctx
 from titan.master.idempotency import key_of, once, scope_of
 from titan.master.scheduling.lending import lending
@@ -57,7 +57,7 @@ async def get_value(c: CtxDep, p: Reader, key: str) -> Row:
 
 @router.put("/store/values/{key:anytext}", summary="Set a value")
 async def put_value(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(...)) -> Row:
-    check_new_key(key)
+    check_unreserved(check_new_key(key))
     value = _string(c, body, "value")
     now = time.time()
     await c.engine.run(lambda tx: tx.store_put(key, value, now))
@@ -67,7 +67,7 @@ async def put_value(c: CtxDep, p: Writer, key: str, body: dict[str, Any] = Body(
 
 @router.delete("/store/values/{key:anytext}", summary="Delete a value or a set")
 async def delete_value(c: CtxDep, p: Writer, key: str) -> Row:
-    check_key(key)
+    check_unreserved(check_key(key))
     deleted = await c.engine.run(lambda tx: tx.store_delete(key))
     if deleted:
         c.hub.publish("store_updated", {"key": key, "op": "delete"})
@@ -77,7 +77,7 @@ async def delete_value(c: CtxDep, p: Writer, key: str) -> Row:
 @router.post("/store/incr/{key:anytext}", summary="Atomically add to an integer value")
 async def incr(c: CtxDep, p: Writer, key: str, request: Request,
                body: dict[str, Any] = Body(default={})) -> Row:
-    check_new_key(key)
+    check_unreserved(check_new_key(key))
     by = body.get("by", 1)
     if isinstance(by, bool) or not isinstance(by, int):
         raise ValidationFailed("'by' must be an integer", details={"field": "by"})
@@ -93,7 +93,7 @@ async def incr(c: CtxDep, p: Writer, key: str, request: Request,
 @router.post("/store/sets/{key:anytext}", summary="Add a member to a set (1 if new, 0 if present)")
 async def sadd(c: CtxDep, p: Writer, key: str, request: Request,
                body: dict[str, Any] = Body(...)) -> Row:
-    check_new_key(key)
+    check_unreserved(check_new_key(key))
     member = _string(c, body, "member")
     now = time.time()
     scope = await scope_of(request, p)
