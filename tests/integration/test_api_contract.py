@@ -748,8 +748,10 @@ def test_agent_run_stages(cluster: Cluster) -> None:
                               agent_run_id=run)
     assert client.wait_dag(synth["id"], timeout=60)["status"] == "COMPLETED"
     # A DAG outside any agent run: its jobs see no agent run id.
-    client.submit_job(TitanJob(job_id="loner", filename=script))
-    assert client.wait("loner", timeout=60)["state"] == "COMPLETED"
+    # submit_job waits as submit_dag does: the finished one-job DAG comes back.
+    loner = client.submit_job(TitanJob(job_id="loner", filename=script), wait=True, timeout=60)
+    assert loner["status"] == "COMPLETED" and loner["name"] == "loner"
+    assert loner["jobs"][0]["state"] == "COMPLETED"
     assert "agent run: -" in client.fetch_logs("loner")
 
     view = cluster.api("GET", f"/agent-runs/{run}")

@@ -273,12 +273,15 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
             stages = self._stages.ids = []
         return stages
 
-    def submit_job(self, job: TitanJob, agent_run_id: str | None = None) -> dict[str, Any]:
-        """Submit one job as a DAG named after its id; the DAG object."""
+    def submit_job(self, job: TitanJob, agent_run_id: str | None = None, *,
+                   wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
+        """Submit one job as a DAG named after its id; the DAG object — once it has finished
+        when ``wait`` is true (as :meth:`submit_dag`)."""
         if not isinstance(job, TitanJob):
             raise ValidationFailed(f"submit_job() takes a TitanJob, got {job!r}",
                                    details={"field": "job"})
-        return self.submit_dag(job.job_id, [job], agent_run_id=agent_run_id)
+        return self.submit_dag(job.job_id, [job], agent_run_id=agent_run_id, wait=wait,
+                               timeout=timeout)
 
     def submit_yaml(
         self,
