@@ -229,6 +229,14 @@ def test_seed_001s_orchestrator_loop_waits_on_stage_signals(cluster: Cluster,
 
     with pytest.raises(ValidationFailed, match="a list of keys"):
         wait_for_signals(cluster.client(), "research:SEED001:a:done", timeout=0.5)
+    # A bad key is refused before anything is waited on, not after the keys before it came
+    # (with no timeout, a wait on "never:done" first would never get to it).
+    started = time.monotonic()
+    with pytest.raises(ValidationFailed, match="non-empty strings, got 7"):
+        wait_for_signals(cluster.client(), ["never:done", 7])
+    with pytest.raises(ValidationFailed, match="non-empty strings, got ''"):
+        wait_for_signals(cluster.client(), (k for k in ["never:done", ""]))
+    assert time.monotonic() - started < 10
 
 
 def test_a_signal_from_a_stage_that_failed_is_not_waited_for_forever(

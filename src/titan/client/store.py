@@ -190,6 +190,9 @@ def wait_for_signals(client: TitanClient, keys: Iterable[str],
         raise ValidationFailed(
             f"wait_for_signals takes a list of keys, e.g. [{keys!r}], got the string {keys!r} "
             "(wait_for_signal waits on one)", details={"field": "keys"})
+    keys = list(keys)
+    for key in keys:  # all before waiting: a bad third key is not found minutes later
+        _key(key)
     deadline = wait_deadline(timeout)
     return {key: _signal(client, key, deadline, timeout) for key in keys}
 
