@@ -289,7 +289,8 @@ ENV_SCRIPT = """
 import os, sys
 for name in ("TITAN_HOST", "TITAN_PORT", "TITAN_TOKEN", "TITAN_JOB_ID", "TITAN_JOB_REF",
              "TITAN_JOB_UID", "TITAN_ATTEMPT", "TITAN_DAG", "TITAN_WORKSPACE",
-             "TITAN_MASTER_URL", "TITAN_AGENT_RUN_ID", "TITAN_SERVICE_PORT", "MINE"):
+             "TITAN_MASTER_URL", "TITAN_AGENT_RUN_ID", "TITAN_SERVICE_PORT", "MINE", "PWD",
+             "OLDPWD"):
     print(name, os.environ.get(name))
 print("cwd", os.getcwd())
 print("args", sys.argv[1:])
@@ -318,6 +319,8 @@ def test_burst_runs_the_queue_and_exits(master: FakeMaster, tmp_path: Path) -> N
     assert lines["TITAN_AGENT_RUN_ID"] == "run-7" and lines["TITAN_SERVICE_PORT"] == "8123"
     assert lines["MINE"] == "yes"
     assert lines["cwd"] == str(shared)
+    # PWD says where the job is, not where the worker was started; OLDPWD is not the worker's.
+    assert lines["PWD"] == str(shared) and lines["OLDPWD"] == "None"
     assert lines["args"] == "['--day', '1']"
     assert (shared / "etl" / "env.py").read_text() == ENV_SCRIPT
 

@@ -213,7 +213,8 @@ def test_job_env() -> None:
         "timeout": None, "token": "job-token",
     })
     assert a.args == ["--day", "1"]
-    base = {"PATH": "/bin", "TITAN_TOKEN": "worker-secret", "TITAN_AGENT_RUN_ID": "stale"}
+    base = {"PATH": "/bin", "TITAN_TOKEN": "worker-secret", "TITAN_AGENT_RUN_ID": "stale",
+            "PWD": "/home/ops", "OLDPWD": "/home"}
     env = job_env(a, master_url="http://10.0.0.5:9090/", workspace=Path("/w/shared"), base=base)
     assert env["PATH"] == "/bin" and env["MINE"] == "1"
     assert env["TITAN_HOST"] == "10.0.0.5" and env["TITAN_PORT"] == "9090"
@@ -224,6 +225,7 @@ def test_job_env() -> None:
     assert env["TITAN_JOB_UID"] == "17" and env["TITAN_ATTEMPT"] == "2"
     assert env["TITAN_DAG"] == "nightly" and env["TITAN_DAG_RUN"] == "3"
     assert env["TITAN_WORKSPACE"] == "/w/shared"
+    assert env["PWD"] == "/w/shared" and "OLDPWD" not in env  # where the job starts
     assert env["TITAN_SERVICE_PORT"] == "8081"
     assert "TITAN_AGENT_RUN_ID" not in env and "TITAN_PROJECT_DIR" not in env
     no_token = Assignment.from_json({"id": 1, "attempt": 1, "filename": "a.py"})

@@ -180,6 +180,10 @@ def job_env(assignment: Assignment, *, master_url: str, workspace: Path,
         "TITAN_ATTEMPT": str(assignment.attempt),
         "TITAN_DAG": assignment.dag or "",
         "TITAN_WORKSPACE": str(workspace),
+        # The job starts in the workspace: PWD inherited from the worker named the directory
+        # `titan up` was started in, which os.environ["PWD"], and programs that trust it
+        # (a subprocess without a shell), took for the job's own.
+        "PWD": str(workspace),
         # Output reaches the master line by line only if Python children do not buffer it.
         "PYTHONUNBUFFERED": "1",
     })
@@ -190,6 +194,7 @@ def job_env(assignment: Assignment, *, master_url: str, workspace: Path,
         "TITAN_SERVICE_PORT": str(assignment.port) if assignment.port > 0 else None,
         "TITAN_PROJECT_DIR": str(project_dir) if project_dir is not None else None,
     }
+    env.pop("OLDPWD", None)  # the worker's, not a directory the job was ever in
     for name, value in optional.items():
         if value:
             env[name] = value
