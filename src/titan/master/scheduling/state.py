@@ -14,6 +14,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from titan.master.scheduling.log_cap import AttemptLog
 from titan.master.scheduling.worker_clock import WorkerClock
 from titan.services import SERVICE_TYPES
 from titan.storage.base import Row, Transaction
@@ -95,10 +96,9 @@ class JobRec:
     # A service's health and address as its worker reported them, and a stop asked for
     # (master/scheduling/services.py); None for other jobs and before a service first runs.
     service_status: Row | None = None
-    # Log bytes kept of attempt ``log_attempt`` since this master took the job in
-    # (worker_protocol.report caps them at TITAN_MAX_LOG_MB); -1 once the cap was said.
-    log_attempt: int = 0
-    log_bytes: int = 0
+    # Its current attempt's log as the master counts it against TITAN_MAX_LOG_MB, and the
+    # ending held past the cap (log_cap.py); None until a line comes with the cap set.
+    log: AttemptLog | None = None
 
     @property
     def is_gate(self) -> bool:

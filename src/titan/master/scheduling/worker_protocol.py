@@ -18,7 +18,7 @@ from typing import Any
 from titan.errors import ValidationFailed
 from titan.formats import label_problem
 from titan.master.auth.tokens import Principal, check_worker
-from titan.master.scheduling import services, worker_clock
+from titan.master.scheduling import log_cap, services, worker_clock
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.state import (
     CANCELLED,
@@ -321,22 +321,25 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         # A job may print a NUL; PostgreSQL's text cannot hold one (the whole report failed
         # there), so it is kept as U+FFFD, as bytes that are not UTF-8 are. A token it prints
         # (its own, from its environment) is not kept: every viewer reads job logs.
-        kept = _within_log_cap(engine, key, scrub_titan_tokens(
-            str(line.get("line", "")).replace("\x00", "\ufffd"))[:MAX_LINE])
-        if kept is None:
-            continue
-        ch.log_lines.append({
-            "job": key[0], "attempt": key[1], "seq": seq,
-            "stream": "stderr" if line.get("stream") == "stderr" else "stdout",
-            "ts": ts, "line": kept, "continues": line.get("continues") is True,
-        })
-        touched_logs.add(key[0])
+        row = {"job": key[0], "attempt": key[1], "seq": seq,
+               "stream": "stderr" if line.get("stream") == "stderr" else "stdout", "ts": ts,
+               "line": scrub_titan_tokens(
+                   str(line.get("line", "")).replace("\x00", "\ufffd"))[:MAX_LINE],
+               "continues": line.get("continues") is True}
+        kept = _within_log_cap(engine, key, row)
+        if kept:
+            ch.log_lines.extend(kept)
+            touched_logs.add(key[0])
     # A service's status comes after the lines before it and before its result (the
     # worker's queue order): a result that ends the service withdraws what a status published.
     for status in statuses:
         if not services.report(engine.sched, worker_id, status, ch):
             rejected[(status["id"], status["attempt"])] = None
     for key, exit_code, error, result in results:
+        ending = _log_ending(engine, key, worker_id)
+        if ending:
+            ch.log_lines.extend(ending)
+            touched_logs.add(key[0])
         # Another worker's attempt is rejected like a stale one: the job runs on untouched.
         ok = engine.sched.finish(
             key[0], key[1], exit_code, error, bool(result.get("timed_out")), ch,
@@ -361,24 +364,23 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
     return {"rejected": [{"id": j, "attempt": a} for j, a in rejected]}
 
 
-def _within_log_cap(engine: Engine, key: tuple[int, int], text: str) -> str | None:
-    """``text`` if its attempt may keep it, the line that says the cap was reached (once),
-    or None: a job printing without end filled the master's disk at the speed it printed
-    (``TITAN_MAX_LOG_MB``, counted since this master took the job in)."""
+def _within_log_cap(engine: Engine, key: tuple[int, int], row: Row) -> list[Row]:
+    """The rows to write for a line of attempt ``key`` (``TITAN_MAX_LOG_MB``, log_cap.py)."""
     cap = engine.config.max_log_bytes
     job = engine.sched.jobs.get(key[0])
     if not cap or job is None:
-        return text
-    if job.log_attempt != key[1]:
-        job.log_attempt, job.log_bytes = key[1], 0
-    if job.log_bytes < 0:
-        return None
-    job.log_bytes += len(text) + 32  # about a row's overhead, so empty lines count too
-    if job.log_bytes <= cap:
-        return text
-    job.log_bytes = -1
-    return (f"[titan: this attempt's log reached TITAN_MAX_LOG_MB ({cap / 2**20:.3g} MiB); "
-            "the lines after this one are not kept]")
+        return [row]
+    job.log = log_cap.attempt_log(job.log, key[1])
+    return job.log.keep(row, cap)
+
+
+def _log_ending(engine: Engine, key: tuple[int, int], worker_id: str) -> list[Row]:
+    """The lines an attempt printed last past the cap, written as its result comes."""
+    job = engine.sched.jobs.get(key[0])
+    if job is None or job.log is None or job.log.attempt != key[1] or not job.log.tail \
+            or not engine.sched.is_current(*key, worker_id=worker_id):
+        return []
+    return job.log.ending()
 
 
 def publish_log_lines(engine: Engine, rows: list[Row]) -> None:
