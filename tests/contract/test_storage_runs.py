@@ -441,6 +441,51 @@ def test_a_search_finds_values_their_json_escapes(storage: Storage) -> None:
         assert seqs(tx, "esc", ActionQuery(search="plain")) == ([2], 1)
 
 
+def test_a_search_finds_text_a_value_holds_as_json_of_its_own(storage: Storage) -> None:
+    # A value often holds JSON text of its own: an LLM's tool call carries its arguments as a
+    # JSON string, a tool returns an HTTP body. Whatever wrote that text may have escaped
+    # letters past ASCII (Python's json.dumps: Z\u00fcrich), slashes (PHP's: https:\/\/)
+    # and quotes, and the master's canonical JSON escapes its quotes and backslashes again:
+    # searching for what the dashboard shows found none of it.
+    import json
+
+    from titan.trace.canonical import dumps
+
+    arguments = json.dumps({"city": "Zürich", "greeting": 'say "Grüße"'})
+    body = '{"url":"https:\\/\\/example.com\\/a\\/b","emoji":"\\ud83c\\udf89"}'
+    with storage.transaction() as tx:
+        tx.create_run(run_row("nested"))
+        tx.insert_actions("nested", [
+            action("n1", name="complete", channel="llm", inputs=dumps({"prompt": "weather?"}),
+                   outputs=dumps({"tool_calls": [{"function": {
+                       "name": "weather", "arguments": arguments}}]})),
+            action("n2", name="fetch", inputs=dumps({"page": 2}),
+                   outputs=dumps({"status": 200, "body": body})),
+            action("n3", name="plain", inputs=dumps({"city": "Zürich"}),
+                   outputs=dumps({"ok": True})),
+        ], NOW)
+    with storage.transaction() as tx:
+        def found(text: str) -> list[int]:
+            return seqs(tx, "nested", ActionQuery(search=text))[0]
+
+        # letters past ASCII its text escaped, in either case
+        assert found("Zürich") == [1, 3]
+        assert found("ZÜRICH") == [1, 3]
+        assert found("zürich") == [1, 3]
+        assert found("Grüße") == [1]
+        assert found("🎉") == [2]
+        # quotes its text escaped, and the master's JSON escaped again
+        assert found('say "Grüße"') == [1]
+        # slashes its text escaped
+        assert found("example.com/a/b") == [2]
+        # keys, bare, quoted, and with their values as the dashboard shows them
+        assert found("greeting") == [1]
+        assert found('"greeting"') == [1]
+        assert found('"city": "Zürich"') == [1, 3]
+        assert found('"city":"Zürich"') == [1, 3]
+        assert found("nowhere") == []
+
+
 def test_list_actions_filters_and_matched(storage: Storage) -> None:
     with storage.transaction() as tx:
         _actions_fixture(tx)

@@ -300,6 +300,31 @@ def test_list_actions_filters(cl: Cluster) -> None:
     error(cl, "GET", "/runs/la-1/actions", params={"limit": 0}, status=400)
 
 
+def test_a_search_finds_what_json_text_inside_a_value_escaped(cl: Cluster) -> None:
+    # An LLM's tool call carries its arguments as JSON text that json.dumps wrote (Zürich as
+    # Z\u00fcrich), a PHP service's body escapes its slashes: the master stores them inside
+    # its own JSON, escaped again, and a search for what the page shows found nothing.
+    new_run(cl, "nest-1")
+    ingest(cl, "nest-1", [
+        act("n1", name="complete", channel="llm", inputs={"prompt": "weather?"},
+            outputs={"tool_calls": [{"function": {"name": "weather", "arguments": json.dumps(
+                {"city": "Zürich", "note": 'say "hi"'})}}]}),
+        act("n2", name="fetch", channel="tool", inputs={"page": 2},
+            outputs={"body": '{"next":"https:\\/\\/example.com\\/p\\/3"}'}),
+        act("n3", name="plain", channel="tool", inputs={"city": "Zürich"}, outputs={"n": 1}),
+    ])
+
+    def found(q: str) -> list[int]:
+        return [a["seq"] for a in list_actions(cl, "nest-1", q=q)["actions"]]
+
+    assert found("zürich") == [1, 3]
+    assert found('say "hi"') == [1]
+    assert found("example.com/p/3") == [2]
+    assert found("note") == [1]
+    assert found('"city": "Zürich"') == [1, 3]
+    assert found("Zurich") == []
+
+
 def test_ordinals_left_out_are_numbered_per_actor_channel_and_name(cl: Cluster) -> None:
     new_run(cl, "ord-1")
     ingest(cl, "ord-1", [act("o1", name="n"), act("o2", name="n"), act("o3", name="m")])

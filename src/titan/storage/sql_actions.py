@@ -7,6 +7,7 @@ summed by actor.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -29,6 +30,49 @@ ACTION_ROW_KEYS = tuple(c.key for c in t.actions.columns)
 _KNOWN_IDS_PG = text("SELECT a.id FROM unnest(CAST(:ids AS VARCHAR[])) AS u(id) "
                      "JOIN actions a ON a.run_id = :run_id AND a.id = u.id")
 _COPY_ACTIONS = "COPY actions ({}) FROM STDIN".format(", ".join(ACTION_ROW_KEYS))
+
+
+_KEY_COLON = re.compile(r'"\s*:\s*')
+_COMMA_KEY = re.compile(r',\s*"')
+
+
+def json_forms(text: str) -> list[str]:
+    """The spellings of searched ``text`` to look for in inputs and outputs, stored as
+    canonical JSON: as typed (the JSON as stored, keys' quotes and all); as a string value
+    holds it (quotes, backslashes and line breaks escaped); and as part of JSON text that a
+    value holds as a string of its own (an LLM tool call's arguments, an HTTP body), which
+    another encoder wrote — letters past ASCII as ``\\uXXXX`` (Python's ``json.dumps``),
+    slashes as ``\\/`` (PHP's), quotes escaped inside its strings — and the canonical JSON
+    around it escaped again. Text spanning a key and its value is looked for compact
+    (``"k":"v"``, the canonical form) and spaced (``"k": "v"``, as the dashboard shows it and
+    ``json.dumps`` writes it). A letter written ``\\uXXXX`` has no case the database can
+    fold: it is looked for in lower and upper case too."""
+    typed = [text]
+    if '"' in text:
+        compact = _COMMA_KEY.sub(',"', _KEY_COLON.sub('":', text))
+        typed += [compact, _COMMA_KEY.sub(', "', compact.replace('":', '": '))]
+    forms: dict[str, None] = {}
+    for each in typed:
+        forms[each] = forms[_in_string(each)] = None
+        cases = (each,) if each.isascii() else (each, each.lower(), each.upper())
+        for n, case in enumerate(cases):
+            for inner in (case, _in_string(case)):  # spanning its structure, or in a string
+                # A case made here is needed only written \uXXXX: the database folds the rest.
+                spellings = [_past_ascii(inner)] + ([inner] if n == 0 else [])
+                for spelled in spellings + [s.replace("/", "\\/") for s in spellings]:
+                    forms[_in_string(spelled)] = None
+    return list(forms)
+
+
+def _in_string(text: str) -> str:
+    """``text`` as a JSON string holds it, without its quotes."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+def _past_ascii(text: str) -> str:
+    """``text`` with its letters past ASCII written ``\\uXXXX``, as ``json.dumps`` does."""
+    return text if text.isascii() else "".join(
+        c if c.isascii() else json.dumps(c)[1:-1] for c in text)
 
 
 def _copy_actions(conn: Any, rows: list[Row]) -> None:
@@ -114,15 +158,10 @@ class ActionsSQL(RunsSQL):
         if q.search:
             pattern = like(q.search)
             found = [a.name.ilike(pattern, escape="\\"), a.actor.ilike(pattern, escape="\\"),
-                     a.inputs.ilike(pattern, escape="\\"), a.outputs.ilike(pattern, escape="\\"),
                      a.error_message.ilike(pattern, escape="\\")]
-            # Inputs and outputs are stored as JSON, where a value's quote, backslash or line
-            # break is escaped: 'C:\Users' is 'C:\\Users' there, and was never found. Its
-            # JSON form is looked for too (the text as shown, keys' quotes and all, still is).
-            escaped = json.dumps(q.search, ensure_ascii=False)[1:-1]
-            if escaped != q.search:
-                found += [a.inputs.ilike(like(escaped), escape="\\"),
-                          a.outputs.ilike(like(escaped), escape="\\")]
+            for form in json_forms(q.search):
+                found += [a.inputs.ilike(like(form), escape="\\"),
+                          a.outputs.ilike(like(form), escape="\\")]
             conds.append(or_(*found))
         if q.actor:
             conds.append(a.actor == q.actor)
