@@ -362,3 +362,16 @@ def cost_text(cost: float | None, unpriced: int = 0) -> str:
     if not unpriced:
         return text
     return f">={text}" if cost else "unknown"
+
+
+#: The most of an error message a list shows, and a job keeps: a job's log holds what it
+#: printed, a run's and an action's own reads the whole message.
+ERROR_SHOWN = 2000
+
+
+def cut_text(text: str, limit: int = ERROR_SHOWN, total: int | None = None) -> str:
+    """``text`` cut to ``limit`` characters, saying how many more there were
+    (``'...\\n… 2,998,000 more characters'``); ``total``: the whole text's length when
+    ``text`` is already a cut of it (a database's preview)."""
+    more = (len(text) if total is None else total) - limit
+    return text if more <= 0 else f"{text[:limit]}\n… {more:,} more characters"

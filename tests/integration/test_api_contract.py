@@ -520,6 +520,37 @@ def test_malformed_worker_calls_are_400_and_change_nothing(cluster: Cluster) -> 
         (w["id"], w["capabilities"], w["slots"]) for w in before]
 
 
+def test_a_job_error_of_megabytes_is_kept_bounded(cluster: Cluster) -> None:
+    # A worker speaking the HTTP API (any language) reported a 3 MB error: the master stored
+    # it whole, and every read of the job carried it twice (its error and its attempt's),
+    # every read of its DAG once per such job.
+    token = (cluster.data / "worker.token").read_text().strip()
+    status, reg = call(cluster, "POST", "/workers/register",
+                       {"name": "verbose", "capabilities": ["VERBOSE"], "slots": 1}, token=token)
+    assert status == 200, reg
+    wid, credential = reg["worker_id"], reg["credential"]
+    script = cluster.scripts / "verbose.py"
+    script.write_text("print('never run here')\n")
+    cluster.client().submit_dag("long-error", [
+        TitanJob(job_id="loud", filename=str(script), requirement="VERBOSE")])
+    status, polled = call(cluster, "POST", f"/workers/{wid}/poll",
+                          {"free_slots": 1, "wait": 10}, token=credential)
+    assert status == 200 and len(polled["jobs"]) == 1, polled
+    job = polled["jobs"][0]
+    said = "Traceback (most recent call last):\n" + "x" * 3_000_000
+    status, reply = call(cluster, "POST", f"/workers/{wid}/report", {"results": [
+        {"id": job["id"], "attempt": job["attempt"], "exit_code": 1, "error": said,
+         "elapsed": 0.1}]}, token=credential)
+    assert status == 200 and reply == {"rejected": []}, reply
+    shown = said[:2000] + f"\n… {len(said) - 2000:,} more characters"
+    got = cluster.api("GET", f"/jobs/{quote('long-error#1/loud', safe='')}")
+    assert got["state"] == "FAILED"
+    assert got["error"] == shown
+    assert [a["error"] for a in got["attempts"]] == [shown]
+    dag = cluster.api("GET", f"/dags/{quote('long-error#1', safe='')}")
+    assert len(json.dumps(dag)) < 20_000
+
+
 # ------------------------------------------------------------------------------ security
 
 

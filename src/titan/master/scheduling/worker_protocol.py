@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from titan.errors import ValidationFailed
-from titan.formats import label_problem
+from titan.formats import cut_text, label_problem
 from titan.master.auth.tokens import Principal, check_worker
 from titan.master.scheduling import log_cap, services, worker_clock
 from titan.master.scheduling.engine import Engine
@@ -305,8 +305,9 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
     results = [(attempt_key(r, "results"),
                 None if r.get("exit_code") is None
                 else int_field(r["exit_code"], "results[].exit_code", lo=-2**31, hi=2**31 - 1),
-                None if r.get("error") is None
-                else scrub_titan_tokens(str(r["error"]).replace("\x00", "\ufffd")), r)
+                None if r.get("error") is None  # cut: every read of the job carried MBs
+                else cut_text(scrub_titan_tokens(str(r["error"]).replace("\x00", "\ufffd"))),
+                r)
                for r in entries(body, "results")]
     statuses = [services.check_entry({**s, "id": key[0], "attempt": key[1]})
                 for s in entries(body, "services")
