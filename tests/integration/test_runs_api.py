@@ -619,6 +619,38 @@ def test_ending_a_run(cl: Cluster) -> None:
         assert field in [f for _, f in fields_of(err)]
 
 
+def test_a_long_error_is_bounded_in_lists_and_whole_on_its_own(cl: Cluster) -> None:
+    # A run's error and an action's may be 100,000 characters: every list carried each whole
+    # (a page of 50 runs, 5 MB; the Runs page's intercepts said each in full).
+    said = "Boom: " + "y" * 99_000
+    shown = said[:2000] + f"\n… {len(said) - 2000:,} more characters"
+    new_run(cl, "long-err")
+    ingest(cl, "long-err", [act("le", error=said)])
+    assert ok(cl, "PATCH", "/runs/long-err", {"status": "failed", "error": said})["error"] == said
+    assert get_run(cl, "long-err")["error"] == said
+    (listed,) = ok(cl, "GET", "/runs", params={"q": "long-err"})["runs"]
+    assert listed["error"] == shown
+    (row,) = [r for r in ok(cl, "GET", "/runs/intercepts", params={"limit": 500})["intercepts"]
+              if r["id"] == "long-err"]
+    assert row["error"] == shown and row["reasons"][0] == "failed: " + shown
+    # The Runs page (its JSON twin and its HTML) lists what the API lists.
+    headers = {"Authorization": f"Bearer {cl.admin_token}"}
+    page = httpx.get(f"http://127.0.0.1:{cl.dashboard_port}/runs.json?q=long-err",
+                     headers=headers, timeout=60).json()
+    assert [r["error"] for r in page["runs"]] == [shown]
+    html = httpx.get(f"http://127.0.0.1:{cl.dashboard_port}/runs?q=long-err", headers=headers,
+                     timeout=60).text
+    assert len(html) < 50_000 and "97,006 more characters" in html
+    run_html = httpx.get(f"http://127.0.0.1:{cl.dashboard_port}/runs/long-err",
+                         headers=headers, timeout=60).text
+    assert "97,006 more characters" in run_html and "y" * 2001 not in run_html
+    # An action's error: a page of actions shows its preview and says how much more there is.
+    (a,) = list_actions(cl, "long-err")["actions"]
+    assert a["error"]["message"] == said[:400] + f"\n… {len(said) - 400:,} more characters"
+    assert list_actions(cl, "long-err", preview=0)["actions"][0]["error"]["message"] == said
+    assert ok(cl, "GET", "/runs/long-err/actions/1")["error"]["message"] == said
+
+
 def test_a_driver_job_ending_its_own_run_settles_it_at_once(cl: Cluster) -> None:
     # A driver that runs as the only job of a stage of its run (a replay's driver, an
     # orchestrator job) and says "ended": its own DAG is not a stage to wait for, so the run

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader
 
 from titan.errors import APIError, NotFound, Unauthorized, ValidationFailed
-from titan.formats import HOST_HEADER, iso, quote_ref
+from titan.formats import HOST_HEADER, cut_text, iso, quote_ref
 from titan.master.api.deps import API_PREFIX, ctx, principal
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
@@ -135,7 +135,7 @@ env = Environment(loader=PackageLoader("titan.dashboard", "templates"), autoesca
 # ``ref``: a key or name as one path segment of an API address (``/`` and a segment of dots
 # escaped, which urlencode left alone: the key ".." linked to the key listing).
 env.filters.update(iso=iso, absolute=absolute, ago=ago, duration=duration, size=size,
-                   ref=quote_ref, plural=plural)
+                   ref=quote_ref, plural=plural, cut=cut_text)
 env.globals.update(dag_href=dag_href, qs=qs, JOB_STATES=JOB_STATES, DAG_STATUSES=DAG_STATUSES,
                    RUN_STATUSES=RUN_STATUSES,
                    static_version=_static_version())

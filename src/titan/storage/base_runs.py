@@ -170,7 +170,9 @@ class RunsTransaction(abc.ABC):
     @abc.abstractmethod
     def list_actions(self, run_id: str, q: ActionQuery, limit: int,
                      offset: int = 0, preview: int = 0) -> tuple[list[Row], int]:
-        """A page of the run's actions in seq order, and how many match ``q`` in all."""
+        """A page of the run's actions in seq order, and how many match ``q`` in all.
+        ``preview`` > 0 cuts inputs, outputs and the error message to that many characters,
+        and adds ``error_length``: the whole message's."""
 
     @abc.abstractmethod
     def iter_actions(self, run_id: str, batch: int = 1000, after: int = 0) -> Iterator[Row]:

@@ -173,8 +173,9 @@ class ActionsSQL(RunsSQL):
 
     def list_actions(self, run_id: str, q: ActionQuery, limit: int,
                      offset: int = 0, preview: int = 0) -> tuple[list[Row], int]:
-        """Actions in seq order, and how many match. ``preview`` > 0 cuts inputs and outputs
-        to that many characters in the database (a page of a long run ships no payloads)."""
+        """Actions in seq order, and how many match. ``preview`` > 0 cuts inputs, outputs and
+        the error message to that many characters in the database (a page of a long run ships
+        no payloads)."""
         a = t.actions.c
         conds = self._action_conditions(run_id, q)
         matched = self.conn.execute(
@@ -186,6 +187,9 @@ class ActionsSQL(RunsSQL):
             cols = [func.substr(col, 1, preview).label(col.key)
                     if col.key in ("inputs", "outputs", "error_message") else col
                     for col in cols]
+            # How long the error was, so that its preview can say what it leaves out (the
+            # payloads' sizes are columns of their own).
+            cols.append(func.length(a.error_message).label("error_length"))
         rows = self.conn.execute(select(*cols).where(*conds).order_by(a.seq)
                                  .limit(limit).offset(offset))
         return [_action_out(r) for r in rows], int(matched)

@@ -54,7 +54,7 @@ async def create_run(c: CtxDep, p: Writer, response: Response,
     run, created = await c.runs.create_run(body, p, once=True)
     if not created:
         response.status_code = 200
-    return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
+    return await c.engine.read(lambda tx: runs_view(tx, [run], whole_error=True)[0])
 
 
 @router.get("/runs", summary="The run registry, most recent first")
@@ -185,20 +185,20 @@ async def get_run(c: CtxDep, p: Reader, run_id: str) -> Row:
 @router.patch("/runs/{run_id}", summary="End a run, set its budget, tags or version")
 async def patch_run(c: CtxDep, p: Writer, run_id: str, body: Any = Body(...)) -> Row:
     run = await c.runs.update_run(run_id, body, p)
-    return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
+    return await c.engine.read(lambda tx: runs_view(tx, [run], whole_error=True)[0])
 
 
 @router.post("/runs/{run_id}/archive", summary="Archive a run: hidden from the registry, "
                                             "kept whole")
 async def archive_run(c: CtxDep, p: RunKeeper, run_id: str) -> Row:
     run = await c.retention.set_archived(run_id, True)
-    return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
+    return await c.engine.read(lambda tx: runs_view(tx, [run], whole_error=True)[0])
 
 
 @router.post("/runs/{run_id}/unarchive", summary="Bring an archived run back to the registry")
 async def unarchive_run(c: CtxDep, p: RunKeeper, run_id: str) -> Row:
     run = await c.retention.set_archived(run_id, False)
-    return await c.engine.read(lambda tx: runs_view(tx, [run])[0])
+    return await c.engine.read(lambda tx: runs_view(tx, [run], whole_error=True)[0])
 
 
 @router.post("/runs/{run_id}/actions", summary="Record a batch of actions (all or nothing)")

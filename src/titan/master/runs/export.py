@@ -135,7 +135,7 @@ def _runs(tx: Transaction, q: RunQuery) -> Iterator[Row]:
 
 
 def _with_ledger(tx: Transaction, page: list[Row], since: Row) -> Iterator[Row]:
-    for r, v in zip(page, runs_view(tx, page), strict=True):
+    for r, v in zip(page, runs_view(tx, page, whole_error=True), strict=True):
         yield dict(v, created_at=r["created_at"], **since)
 
 

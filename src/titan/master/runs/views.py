@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from titan.errors import ValidationFailed
-from titan.formats import dollars
+from titan.formats import cut_text, dollars
 from titan.master.runs.budgets import effective_budget
 from titan.master.runs.compliance import started_by_label, total
 from titan.master.runs.events import success_rate
@@ -77,7 +77,10 @@ def progress(counts: dict[str, int]) -> Row | None:
     return {"done": done, "total": total, "percent": round(100 * done / total)}
 
 
-def runs_view(tx: Transaction, rows: list[Row]) -> list[Row]:
+def runs_view(tx: Transaction, rows: list[Row], whole_error: bool = False) -> list[Row]:
+    """Runs as a list shows them: a run's error (up to 100,000 characters) cut to
+    :data:`~titan.formats.ERROR_SHOWN`, saying how much more there is, unless
+    ``whole_error`` (one run, an export): a page of runs carried each whole."""
     budgets: dict[str, float | None] = {}
     running = [r["id"] for r in rows if r.get("status") == "running"]
     counts = tx.run_job_counts(running) if running else {}
@@ -89,6 +92,8 @@ def runs_view(tx: Transaction, rows: list[Row]) -> list[Row]:
             budgets[agent] = found["budget_usd"] if found else None
         view = run_view(r, budgets.get(agent or ""))
         view["progress"] = progress(counts[r["id"]]) if r["id"] in counts else None
+        if view["error"] and not whole_error:
+            view["error"] = cut_text(view["error"])
         out.append(view)
     return out
 
@@ -177,6 +182,9 @@ def action_view(a: Row) -> Row:
     outputs, outputs_complete = _payload(a["outputs"], a["outputs_size"], a["outputs_blob"])
     error = ({"type": a["error_type"], "message": a["error_message"]}
              if a["error_type"] or a["error_message"] else None)
+    if error and error["message"] and (a.get("error_length") or 0) > len(error["message"]):
+        # A page's preview of it (list_actions): said so, as for a run's error in a list.
+        error["message"] = cut_text(error["message"], len(error["message"]), a["error_length"])
     usage = {k: a[k] for k in ("input_tokens", "output_tokens", "cached_tokens",
                                "reasoning_tokens") if a.get(k) is not None}
     return {
