@@ -543,6 +543,8 @@ def test_list_actions_preview_cuts_payloads(storage: Storage) -> None:
     assert by_seq[6]["outputs"] == '"' + "o" * 9
     assert by_seq[6]["inputs_size"] == len(('"' + "é" * 300 + '"').encode())
     assert by_seq[3]["outputs"] is None and by_seq[3]["error_message"] == "rate limit"
+    # How long the message was, in characters, for the page to say what its preview left out.
+    assert by_seq[3]["error_length"] == len("rate limited") and by_seq[1]["error_length"] is None
     assert by_seq[1]["inputs"] == '{"query":"'
     assert by_seq[2]["outputs"] == '{"text":"n'
     for a, b in zip(full, cut, strict=True):  # the rest of each row is the same
