@@ -9,7 +9,13 @@ import pytest
 
 from titan import errors
 from titan.worker.assignment import inherited_env
-from titan.worker.isolation import Isolation, ca_file_unreadable, job_ca_file, sandbox_rules
+from titan.worker.isolation import (
+    Isolation,
+    ca_file_unreadable,
+    job_ca_file,
+    prepare,
+    sandbox_rules,
+)
 
 
 def test_the_sandbox_reads_the_system_not_etc_nor_the_workers_directory(
@@ -53,6 +59,23 @@ def test_a_sandbox_read_path_that_is_missing_or_secret_is_said_at_start(
     assert any("from TITAN_SANDBOX_READ" in r.getMessage() and ".titan" in r.getMessage()
                for r in said), said
     assert secret.resolve() not in read
+
+
+def test_sandbox_read_without_a_sandbox_is_said(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # An operator who set TITAN_SANDBOX_READ and forgot --sandbox believed jobs were confined.
+    monkeypatch.setenv("TITAN_SANDBOX_READ", str(tmp_path))
+    (tmp_path / "ws").mkdir()
+    with caplog.at_level("INFO", logger="titan"):
+        iso = prepare(tmp_path / "ws", sandbox=False)
+    assert iso.read is None
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("TITAN_SANDBOX_READ is set but this worker does not sandbox" in m
+               and "--sandbox" in m for m in said), said
+    caplog.clear()
+    monkeypatch.setenv("TITAN_SANDBOX_READ", " ")
+    prepare(tmp_path / "ws", sandbox=False)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_a_workspace_inside_a_protected_path_is_refused(tmp_path: Path) -> None:

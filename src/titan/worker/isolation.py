@@ -320,6 +320,12 @@ def prepare(workspace_root: Path, *, sandbox: bool = False,
     tmp.mkdir(mode=0o700, exist_ok=True)
     iso = _run_as(run_as, workspace_root) if run_as else Isolation()
     if not sandbox:
+        if os.environ.get("TITAN_SANDBOX_READ", "").strip():
+            # Set to widen a sandbox this worker does not have: an operator who meant to
+            # confine jobs would otherwise believe they were.
+            log.warning("TITAN_SANDBOX_READ is set but this worker does not sandbox its jobs "
+                        "(start it with --sandbox): it changes nothing, and jobs read whatever "
+                        "the worker's user can")
         return iso
     from titan.worker import landlock
 
