@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,9 +45,9 @@ with TitanClient() as client:  # TITAN_MASTER_URLS: the leader it started under 
 def start(tmp_path: Path) -> Iterator[Start]:
     started: list[Master] = []
     with fresh_postgres_database("titan_standby_clients") as url:
-        def run(name: str, tls: tuple[Path, Path] | None = None) -> Master:
+        def run(name: str, tls: tuple[Path, Path] | None = None, **env: str) -> Master:
             m = Master(tmp_path, name, url, dict(os.environ, PYTHONUNBUFFERED="1",
-                                                 TITAN_BLOB_STORE="database"), tls=tls)
+                                                 TITAN_BLOB_STORE="database", **env), tls=tls)
             started.append(m)
             return m
         try:
@@ -99,6 +102,42 @@ def test_sdk_worker_and_job_follow_the_leader_through_a_kill_9(
         worker.request_stop(hard=True)
         runner.join(30)
 
+
+
+def test_a_call_in_flight_to_a_leader_that_froze_goes_to_the_new_leader_in_seconds(
+        start: Start) -> None:
+    """A leader paused (SIGSTOP, a frozen VM) while a call waits for its reply on a pooled
+    connection: the kernel holds what was sent, nothing answers, and the call waited out the
+    read timeout (60 s) before the standby that took over was asked. Silent for 5 s, the
+    master is asked on a new connection whether it is there; frozen, it is not, and the call
+    goes on to the new leader."""
+    a = start("a", TITAN_LEADER_TIMEOUT="2")
+    a.wait_answering()
+    b = start("b", TITAN_LEADER_TIMEOUT="2")
+    b.wait_answering()
+    with TitanClient(url=[a.url, b.url], token=a.token) as client:
+        waited: list[Any] = []
+
+        def long_poll() -> None:  # a long-poll parked on a: silent by design, not a stall
+            waited.append(client.store_wait("later", timeout=90))
+        poller = threading.Thread(target=long_poll, daemon=True)
+        poller.start()
+        time.sleep(7)  # past the first stall check: a live master answers it, the wait goes on
+        assert not waited
+        client.store_put("k", "before the pause")  # a proven connection to a, pooled
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            value = client.store_get("k")  # sent on that connection: a never answers
+            took = time.monotonic() - started
+            assert value == "before the pause" and client.url == b.url
+            assert took < 30, f"{took:.1f} s before the new leader was asked"
+            client.store_put("later", "from b")
+            poller.join(timeout=30)
+            assert waited == ["from b"]  # the parked wait moved to b as well
+        finally:
+            os.kill(a.proc.pid, signal.SIGCONT)
+    assert a.proc.wait(timeout=30) == 75, a.log()  # woken, it finds itself replaced
 
 
 def test_a_worker_pinning_every_master_follows_a_failover_to_another_certificate(

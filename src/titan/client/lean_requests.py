@@ -49,10 +49,12 @@ class LeanRequests:
 
     def send(self, url: str, method: str, path: str, params: Mapping[str, Any] | None,
              json: Any, body: bytes | None, headers: Mapping[str, str] | None,
-             read_timeout: float | None, connect_timeout: float | None = None) -> Reply:
+             read_timeout: float | None, connect_timeout: float | None = None, *,
+             watch: bool = False) -> Reply:
         """One exchange with the master at ``url``: ``path`` (quoted as httpx would), its
         ``params`` (booleans as ``true``/``false``, None left out, a list or tuple as the
-        parameter repeated, as httpx sends it), a JSON or bytes body."""
+        parameter repeated, as httpx sends it), a JSON or bytes body. ``watch``: a master
+        that froze while the reply is awaited is found out (:mod:`titan.client.stalls`)."""
         origin = self._origin(url)
         if origin is None:  # only reached when a caller skipped reaches()
             raise httpx.UnsupportedProtocol(f"not a plain-HTTP master: {url}")
@@ -81,4 +83,4 @@ class LeanRequests:
         return self._transport.exchange(
             origin[0], head, content, method=method, url=url + path, connect_timeout=connect_timeout or 5.0,
             read_timeout=self._timeout if read_timeout is None else read_timeout,
-            host=origin[1], token=bearer_token(fields.get(b"authorization")))
+            host=origin[1], token=bearer_token(fields.get(b"authorization")), watch=watch)

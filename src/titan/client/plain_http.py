@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from titan.client import stalls
 from titan.client.http_wire import Reply, despite, read_reply, refused, request_head, send
 from titan.client.master_check import bearer_token, prove
 
@@ -254,11 +255,13 @@ class PlainHTTPTransport(httpx.BaseTransport):
     def exchange(self, origin: tuple[str, int], head: bytes, body: bytes | None, *,
                  method: str, url: str, connect_timeout: float | None,
                  read_timeout: float | None, host: bytes = b"",
-                 token: str | None = None) -> Reply:
+                 token: str | None = None, watch: bool = False) -> Reply:
         """One whole request and reply without httpx's client around it: the SDK's calls
         (:meth:`titan.client.transport.Transport.call`). ``head`` is the request line and
         headers, ending in the blank line (:func:`request_head`); ``token``, the one in its
-        Authorization header, and ``host``, its Host header."""
+        Authorization header, and ``host``, its Host header. ``watch``: a reply silent for a
+        while makes the master be asked whether it is still there, and one that froze ends
+        the wait as a read timeout (:mod:`titan.client.stalls`: another master may lead)."""
         conn = self._checkout(origin, connect_timeout)
         sock = conn.sock
         with _failing(conn):
@@ -268,6 +271,9 @@ class PlainHTTPTransport(httpx.BaseTransport):
                 return refused
             sock.settimeout(read_timeout)
             sent, failed = send(sock, head + body if body else head)
+            if watch and failed is None:
+                stalls.await_reply(sock, read_timeout, lambda: stalls.answers(
+                    origin, host or _host_header(origin)))
             with sock.makefile("rb") as fp:
                 status, headers, content, keep = despite(lambda: read_reply(fp, method),
                                                          failed)

@@ -378,11 +378,14 @@ class Transport:
             method = method.upper()
             refuse_nul(method, path, params)
             headers = {retry.IDEMPOTENCY_HEADER: retry.new_key()} if idempotency_key else None
+            # Given several masters, one that froze mid-call is found out in seconds and
+            # the call goes on to the next (client/stalls.py); with one, there is nowhere to go.
+            watch = len(self._masters.urls) > 1
 
             def exchange(url: str) -> Reply:
                 query, read = (params, read_timeout) if hold is None else hold.for_try(params)
                 return lean.send(url, method, API_PREFIX + path, query, json, body, headers,
-                                 read, connect_timeout)
+                                 read, connect_timeout, watch=watch)
 
             try:
                 response = self._retrying(method, headers, exchange, deadline=deadline)
