@@ -3,6 +3,7 @@ the automatic second dispatch of a transient transport failure, and the proxy's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -76,6 +77,39 @@ class _Agent(BaseHTTPRequestHandler):
         elif path == "slow":
             time.sleep(3)
             self._reply(200, b'{"final_response": "late"}')
+        elif path == "trickle":
+            # Headers at once, then a byte every 0.2 s: each read is quick, the answer never
+            # is (10 s in all). timeout_s bounds the whole answer, not each read.
+            body = b'{"final_response": "late"}' + b" " * 24
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the master hung up: what the test wants
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+        elif path in ("huge", "huge-chunked"):
+            # A valid answer, 17 MiB of it: said up front (Content-Length), or only found
+            # while reading (chunked, no length).
+            body = b'{"final_response": "' + b"x" * (17 << 20) + b'"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if path == "huge":
+                self.send_header("Content-Length", str(len(body)))
+            else:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for i in range(0, len(body), 1 << 20):
+                    part = body[i:i + (1 << 20)]
+                    if path == "huge":
+                        self.wfile.write(part)
+                    else:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                if path == "huge-chunked":
+                    self.wfile.write(b"0\r\n\r\n")
         elif path == "reset":
             self.connection.shutdown(socket.SHUT_RDWR)
         elif path == "wrong-tool":
@@ -186,6 +220,28 @@ def test_each_failure_gets_its_error_class(evals_cluster: Cluster, agent_url: st
     trace = evals_cluster.client().evaluation_run(f"http-{path}", "t1", run["id"])
     assert trace["judge"]["verdict"] == "NOT_APPLICABLE"
     assert row["run_count"] == 1  # not a transient failure: no second dispatch
+
+
+def test_timeout_s_bounds_the_whole_answer_of_an_endpoint_that_trickles(
+        evals_cluster: Cluster, agent_url: str) -> None:  # noqa: F811
+    started = time.monotonic()
+    row = run_one(evals_cluster, "http-trickle", f"{agent_url}/trickle", timeout_s=1.5)
+    took = time.monotonic() - started
+    run = row["run"]
+    assert (run["status"], run["error_class"]) == ("failed", "agent_timeout"), run
+    assert "1.5 s" in run["error_detail"], run
+    assert took < 8, took  # the trickle would have lasted 10 s
+
+
+@pytest.mark.parametrize("path", ["huge", "huge-chunked"])
+def test_an_answer_over_16_mib_is_refused_unread(evals_cluster: Cluster, agent_url: str,  # noqa: F811
+                                                 path: str) -> None:
+    row = run_one(evals_cluster, f"http-{path}", f"{agent_url}/{path}")
+    run = row["run"]
+    assert (run["status"], run["error_class"]) == ("failed", "agent_bad_response"), run
+    assert "larger than 16 MiB" in run["error_detail"], run
+    trace = evals_cluster.client().evaluation_run(f"http-{path}", "t1", run["id"])
+    assert not trace["debug"]["raw_response"]  # nothing of it kept
 
 
 def test_requests_for_a_run_from_others_do_not_change_its_verdict(

@@ -8,6 +8,7 @@ judge on the real local model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -202,11 +203,14 @@ class _Tools(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         args = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         body = json.dumps({"id": args["order_id"], "status": "delivered", "total": 7.0}).encode()
+        if self.path == "/huge":  # valid JSON, over the 16 MiB an answer may have
+            body = json.dumps({"id": args["order_id"], "notes": "x" * (17 << 20)}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        with contextlib.suppress(OSError):  # the master hung up on /huge
+            self.wfile.write(body)
 
 
 def test_passthrough_reaches_a_real_endpoint_and_a_dead_one_is_a_transport_error(
@@ -217,7 +221,9 @@ def test_passthrough_reaches_a_real_endpoint_and_a_dead_one_is_a_transport_error
         spec = __import__("yaml").safe_load((EXAMPLE / "evaluation.yaml").read_text())
         client = evals_cluster.client()
         for name, endpoint in (("live-orders", f"http://127.0.0.1:{server.server_address[1]}"),
-                               ("dead-orders", f"http://127.0.0.1:{free_port()}/orders")):
+                               ("dead-orders", f"http://127.0.0.1:{free_port()}/orders"),
+                               ("huge-orders",
+                                f"http://127.0.0.1:{server.server_address[1]}/huge")):
             agent = dict(spec["agent"])
             agent["tools"] = [dict(agent["tools"][0], mode="passthrough", endpoint=endpoint),
                               agent["tools"][1]]
@@ -226,6 +232,7 @@ def test_passthrough_reaches_a_real_endpoint_and_a_dead_one_is_a_transport_error
             client.run_evaluation(name)
         live = client.wait_evaluation("live-orders", timeout=120)["tasks"][0]
         dead = client.wait_evaluation("dead-orders", timeout=120)["tasks"][0]
+        huge = client.wait_evaluation("huge-orders", timeout=120)["tasks"][0]
     finally:
         server.shutdown()
     assert live["run"]["by_source"]["passthrough"] == 1
@@ -237,6 +244,10 @@ def test_passthrough_reaches_a_real_endpoint_and_a_dead_one_is_a_transport_error
     assert call["source"] == "transport_error" and "ConnectError" in call["error"]
     # The agent caught the failure and said so: the run completed, the call did not.
     assert "transport_error" in trace["final_response"]
+    # An answer over 16 MiB is refused unread, a failed hop like a dead endpoint.
+    (call,) = [t for t in trace_of(evals_cluster, "huge-orders", huge)["timeline"]
+               if t["type"] == "tool"]
+    assert call["source"] == "transport_error" and "larger than 16 MiB" in call["error"], call
 
 
 def test_coding_task_gets_its_diff_and_scorer_badges(evals_cluster: Cluster) -> None:

@@ -8,7 +8,9 @@ service answered (issue 15 item 5). So every outbound connection goes through
 connect to against the policy, and connects to the checked address (TLS still verifies the
 URL's host name), so DNS cannot answer differently between the check and the connection.
 Redirects are not followed: a 3xx would carry the agent's headers and the run's proxy token
-to whatever host it names.
+to whatever host it names. :meth:`EgressPolicy.post` is the call itself: its ``timeout``
+bounds the whole answer (an endpoint sending a byte at a time must not hold the call open
+past it), and an answer over :data:`ANSWER_LIMIT` (16 MiB) is refused, never read into memory.
 
 The policy, in order:
 
@@ -30,7 +32,9 @@ a port (``agent.internal``, ``agent.internal:8443``).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ipaddress
+import json
 import os
 import socket
 import ssl
@@ -47,6 +51,40 @@ from titan.errors import ConfigError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+#: The most of an answer the master reads from an agent or tool endpoint (16 MiB).
+ANSWER_LIMIT = 16 << 20
+
+
+class AnswerTooLarge(httpx.DecodingError):
+    """An endpoint's answer is over the limit: refused, not read (an httpx DecodingError, so
+    it is reported as an answer that could not be read)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An endpoint's whole answer, read within the call's time and size limits."""
+
+    status_code: int
+    content: bytes
+    encoding: str = "utf-8"
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding, "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON (a ValueError when it is not)."""
+        return json.loads(self.content)
+
+
+def _encoding(response: httpx.Response) -> str:
+    name = response.charset_encoding or "utf-8"
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "utf-8"
 
 
 class EgressRefused(httpcore.ConnectError):
@@ -197,6 +235,37 @@ class EgressPolicy:
             self._ssl = httpx.create_ssl_context()
         return httpx.AsyncClient(transport=GuardedTransport(self, self._ssl), timeout=timeout,
                                  follow_redirects=False, trust_env=False)
+
+    async def post(self, url: str, body: Any, *, timeout: float,
+                   headers: dict[str, str] | None = None,
+                   limit: int = ANSWER_LIMIT) -> Answer:
+        """POST ``body`` as JSON to ``url`` and read the whole answer, within ``timeout``
+        seconds in all — connecting, sending and every byte of the answer, not each read
+        alone (``httpx.ReadTimeout`` past it) — and at most ``limit`` bytes of it
+        (:class:`AnswerTooLarge` as soon as the length said or read is over it)."""
+        try:
+            async with asyncio.timeout(timeout), self.client(timeout) as client, \
+                    client.stream("POST", url, json=body, headers=headers) as response:
+                said = response.headers.get("content-length", "")
+                if said.isdigit() and int(said) > limit:
+                    raise AnswerTooLarge(_too_large(said + " bytes", limit))
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():  # decoded: gzip counts unpacked
+                    size += len(chunk)
+                    if size > limit:
+                        raise AnswerTooLarge(_too_large("more", limit))
+                    chunks.append(chunk)
+                return Answer(response.status_code, b"".join(chunks), _encoding(response))
+        except TimeoutError:  # asyncio.timeout's: the whole answer took too long
+            raise httpx.ReadTimeout(
+                f"no whole answer within {timeout:g} s (the timeout bounds the whole "
+                "answer, not each read)") from None
+
+
+def _too_large(size: str, limit: int) -> str:
+    return (f"the answer is larger than {limit >> 20} MiB ({size}): refused unread; "
+            "an endpoint's answer may be at most that")
 
 
 _HINT = "allow it with TITAN_EGRESS_ALLOW (docs/security.md)"

@@ -283,9 +283,8 @@ class Dispatcher:
         raw = ""
         exc: BaseException | None = None
         try:
-            async with self.egress.client(agent["timeout_s"]) as client:
-                response = await client.post(agent["url"], json=body,
-                                             headers=agent.get("headers") or {})
+            response = await self.egress.post(agent["url"], body, timeout=agent["timeout_s"],
+                                              headers=agent.get("headers") or {})
             status, raw = response.status_code, response.text[:RAW_LIMIT]
             try:
                 reply = response.json()

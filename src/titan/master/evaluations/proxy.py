@@ -265,8 +265,8 @@ class ToolProxy:
 
     async def _forward(self, tool: Row, arguments: Row) -> tuple[str, Any, str | None]:
         try:
-            async with self.egress.client(PASSTHROUGH_TIMEOUT_S) as client:
-                response = await client.post(tool["endpoint"], json=arguments)
+            response = await self.egress.post(tool["endpoint"], arguments,
+                                              timeout=PASSTHROUGH_TIMEOUT_S)
         except httpx.HTTPError as exc:
             return "transport_error", None, f"{type(exc).__name__}: {exc}"
         if response.status_code >= 400:
