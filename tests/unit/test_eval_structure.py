@@ -271,3 +271,36 @@ def test_call_order_does_not_change_the_card() -> None:
         rng.shuffle(shuffled_calls)
         rng.shuffle(shuffled_handoffs)
         assert json.dumps(reconstruct(shuffled_calls, shuffled_handoffs, TOPOLOGY)) == expected
+
+
+def test_a_handoff_names_its_sub_agent_as_the_topology_does() -> None:
+    topology = {
+        "nodes": [
+            {"id": "researcher", "parent": None},
+            {"id": "writer", "tools": ["draft"], "parent": None},
+            {"id": "fetcher", "tools": ["fetch"], "parent": "researcher"},
+        ]
+    }
+    calls = [call(1, "researcher/fetcher", "fetch"), call(2, "writer", "draft")]
+    handoffs = [handoff(3, "researcher", "fetcher"), handoff(4, "fetcher", "writer")]
+    card = reconstruct(calls, handoffs, topology)
+    assert card is not None
+    # "fetcher" is the declared researcher/fetcher: one node, not a second undeclared one.
+    assert [(h["from"], h["to"]) for h in card["handoffs"]] == [
+        ("researcher", "researcher/fetcher"),
+        ("researcher/fetcher", "writer"),
+    ]
+    assert card["divergence"] == {"declared_only": [], "undeclared": []}
+    assert edge(card, "researcher", "researcher/fetcher", "handoff")["count"] == 1
+
+
+def test_without_topology_a_handoff_name_is_the_one_observed_sub_agent_of_that_name() -> None:
+    calls = [call(1, "", "plan"), call(2, "researcher/fetcher", "fetch")]
+    card = reconstruct(calls, [handoff(3, "", "fetcher")], None)
+    assert card is not None
+    assert card["handoffs"][0]["to"] == "researcher/fetcher"
+    assert [n["id"] for n in card["roster"]] == ["", "researcher", "researcher/fetcher"]
+    # Two of that name: neither is guessed, the name stays a sub-agent of its own.
+    calls.append(call(4, "writer/fetcher", "fetch"))
+    card = reconstruct(calls, [handoff(5, "", "fetcher")], None)
+    assert card is not None and card["handoffs"][0]["to"] == "fetcher"

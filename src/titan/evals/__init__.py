@@ -57,7 +57,11 @@ def event(kind: str, data: Any = None, *, occurred_at: float | None = None) -> N
     default_proxy().event(kind, data, actor=_actor(), occurred_at=occurred_at)
 
 
-def handoff(to: str, reason: str | None = None) -> None:
-    """Record a transfer of control from the current actor to sub-agent ``to`` (a peer or
-    cyclic edge of the multi-agent graph; delegation edges come from actor paths)."""
-    event("handoff", {"from": _actor() or "agent", "to": to, "reason": reason})
+def handoff(to: str, reason: str | None = None) -> bool:
+    """Record a transfer of control from the current actor to the sub-agent named ``to``
+    (its name in the topology and in ``titan.trace.actor``; a peer or cyclic edge of the
+    multi-agent graph, delegation edges come from actor paths). Whether it was recorded: a
+    malformed one is refused, said on the run and logged, and the agent carries on."""
+    from titan.evals.proxy_client import default_proxy
+
+    return default_proxy().handoff(to, reason, actor=_actor())

@@ -10,12 +10,15 @@ agent gets ``proxy.url`` and ``proxy.token`` in the request Titan sends it and b
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Any
 
 from titan import retry
 from titan.errors import ConfigError, ToolCallFailed
+
+log = logging.getLogger("titan.evals")
 
 
 class Proxy:
@@ -104,6 +107,27 @@ class Proxy:
         if occurred_at is not None:
             item["__occurred_at"] = occurred_at
         self._post(f"{self.run_url}/eval/events", {"events": [item]}, actor, replayable=True)
+
+    def handoff(self, to: str, reason: str | None = None, *, actor: str | None = None) -> bool:
+        """Record a transfer of control from ``actor`` (the agent itself when None) to the
+        sub-agent named ``to`` (titan.evals.handoffs). Whether it was recorded: a malformed
+        one (``to`` missing, not a name) is refused by the master, which says why on the
+        run, and only logged here — a trace event does not end the agent's run."""
+        from titan.errors import APIError
+        from titan.evals.handoffs import ROOT_ACTOR
+
+        if not isinstance(to, str | int | float | bool | list | dict | None):
+            # Not JSON: sent described, so the master still refuses it and says so on the run.
+            to = {"type": type(to).__name__, "repr": repr(to)[:100]}
+        data = {"from": actor or ROOT_ACTOR, "to": to, "reason": reason}
+        try:
+            self.event("handoff", data, actor=actor)
+        except APIError as exc:
+            if exc.code != "bad_handoff":
+                raise
+            log.warning("handoff not recorded: %s", exc.message)
+            return False
+        return True
 
 
 _default: Proxy | None = None

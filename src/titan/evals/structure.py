@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from titan.evals.handoffs import resolve
+
 ROOT = ""  # relative id of the agent under test itself
 
 Segments = tuple[str, ...]
@@ -53,8 +55,10 @@ def _parent(node_id: str) -> str | None:
     return None if node_id == ROOT else "/".join(_segments(node_id)[:-1])
 
 
-def _declared(topology: dict[str, Any]) -> tuple[dict[str, list[str]], set[EdgeKey]]:
-    """Declared nodes as {relative path: owned tools} and declared edges as (from, to, kind).
+def _declared(topology: dict[str, Any]
+              ) -> tuple[dict[str, list[str]], set[EdgeKey], dict[str, str]]:
+    """Declared nodes as {relative path: owned tools}, declared edges as (from, to, kind),
+    and each declared name's relative path (how a handoff's bare name resolves).
 
     Declared ids are bare names linked by `parent`; we turn them into the same relative paths the
     observed actors use so the two can be compared. A single parentless node that delegates to
@@ -96,7 +100,7 @@ def _declared(topology: dict[str, Any]) -> tuple[dict[str, list[str]], set[EdgeK
     nodes = {path_of(node_id): tools_of[node_id] for node_id in sorted(parent_of)}
     edges = {(path_of(p), path_of(c), "delegation") for c, p in parent_of.items() if p}
     edges |= {(path_of(src), path_of(dst), kind) for src, dst, kind in raw_edges}
-    return nodes, edges
+    return nodes, edges, {node_id: path_of(node_id) for node_id in parent_of}
 
 
 def reconstruct(
@@ -117,22 +121,29 @@ def reconstruct(
     def rel(path: Segments) -> str:
         return "/".join(path[root_len:])
 
+    declared_nodes, declared_edges, by_name = _declared(topology) if topology else (
+        {}, set(), {})
+    # A handoff names its sub-agents by name, as the topology does (titan.evals.handoffs):
+    # "fetcher" is the declared (or the one observed) researcher/fetcher, not a second node.
+    callers = {rel(path) for path in call_paths}
+    hand_rel = [(_segments(resolve(rel(src), by_name, callers)),
+                 _segments(resolve(rel(dst), by_name, callers))) for src, dst in hand_paths]
+
     # Observed nodes: every prefix of every observed path (an intermediate agent that only
     # delegated still existed). Delegation counts = calls that flowed through the edge.
     observed: set[str] = {ROOT}
     observed_edges: dict[EdgeKey, int] = {}
-    weighted = [(p, 1) for p in call_paths] + [(p, 0) for pair in hand_paths for p in pair]
-    for path, weight in weighted:  # a path seen only in a handoff is real but carried no call
-        below = path[root_len:]
+    weighted = [(p[root_len:], 1) for p in call_paths] + [
+        (p, 0) for pair in hand_rel for p in pair]
+    for below, weight in weighted:  # a path seen only in a handoff is real but carried no call
         for depth in range(1, len(below) + 1):
             observed.add("/".join(below[:depth]))
             key = ("/".join(below[: depth - 1]), "/".join(below[:depth]), "delegation")
             observed_edges[key] = observed_edges.get(key, 0) + weight
-    for src, dst in hand_paths:  # peer / cyclic transfers: one edge per direction, counted
-        key = (rel(src), rel(dst), "handoff")
+    for src, dst in hand_rel:  # peer / cyclic transfers: one edge per direction, counted
+        key = ("/".join(src), "/".join(dst), "handoff")
         observed_edges[key] = observed_edges.get(key, 0) + 1
 
-    declared_nodes, declared_edges = _declared(topology) if topology else ({}, set())
     declared = bool(declared_nodes)
     owners: dict[str, list[str]] = {}
     for node_id, tools in declared_nodes.items():
@@ -237,13 +248,13 @@ def reconstruct(
         "handoffs": [
             {
                 "seq": event.get("seq"),
-                "from": rel(src),
-                "to": rel(dst),
+                "from": "/".join(src),
+                "to": "/".join(dst),
                 "at": event.get("at"),
                 "reason": event.get("reason"),
             }
             for event, (src, dst) in sorted(
-                zip(handoffs, hand_paths, strict=True), key=handoff_order
+                zip(handoffs, hand_rel, strict=True), key=handoff_order
             )
         ],
     }

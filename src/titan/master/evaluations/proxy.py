@@ -16,13 +16,10 @@ The same family of routes takes the agent's answer (``eval/response``), live tra
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -30,8 +27,11 @@ import httpx
 from titan.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from titan.evals.failures import match_failure_rule
 from titan.evals.findings import ODYSSEY
+from titan.evals.handoffs import ROOT_ACTOR
 from titan.master.auth.tokens import OPERATE, Principal, matches, token_hash
+from titan.master.evaluations import trace_events
 from titan.master.evaluations.active import ADMIN, ActiveRun, Spawn, dumps_short
+from titan.master.evaluations.dispatch import JOB_ROOT_ACTOR
 from titan.storage.base import Row
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ HISTORY = 12  # earlier calls the simulator sees (the world state carries the re
 MAX_REFUSALS = 20  # refused proxy requests recorded per run
 # Checks a bearer that is not the run's own (a user's token): its principal, or Unauthorized.
 UserCheck = Callable[[str], Awaitable[Principal]]
-EVENT_KINDS = ("assistant_message", "thinking", "system_prompt", "handoff", "custom")
 
 
 def _schema_problem(schema: Any, value: Any) -> str | None:
@@ -164,11 +163,15 @@ class ToolProxy:
             # token) no longer costs a database write and a list entry each.
             return
         active.refusals.append({"kind": kind, "message": message, "at": time.time()})
-        warnings = list(active.row.get("soft_warnings") or []) + [message]
-        active.row["soft_warnings"] = warnings[-50:]
         active.row["proxy_refusals"] = int(active.row.get("proxy_refusals") or 0) + 1
-        fields = {"soft_warnings": active.row["soft_warnings"],
-                  "proxy_refusals": active.row["proxy_refusals"]}
+        self._note(active, [message], "proxy_refusals")
+
+    def _note(self, active: ActiveRun, messages: list[str], *also: str) -> None:
+        """Say ``messages`` on the run (its soft warnings, the Debug panel's), with the
+        fields ``also`` named as they now are."""
+        warnings = list(active.row.get("soft_warnings") or []) + messages
+        active.row["soft_warnings"] = warnings[-50:]
+        fields = {k: active.row[k] for k in ("soft_warnings", *also)}
         self.spawn(self.engine.run(
             lambda tx: tx.update_eval_run(active.run_id, fields)))
 
@@ -185,15 +188,16 @@ class ToolProxy:
             raise NotFound(message, code="unknown_tool")
         if body is None:
             body = {}
-        if not isinstance(body, dict) or not isinstance(body.get("arguments", {}), dict):
-            raise ValidationFailed('the body must be {"arguments": {...}}')
+        if not isinstance(body, dict) or not isinstance(body.get("arguments", {}), dict) \
+                or not isinstance(body.get("actor") or "", str):
+            raise ValidationFailed('the body must be {"arguments": {...}, "actor"?: "..."}')
         arguments = body.get("arguments") or {}
         problem = _schema_problem(tool.get("input_schema"), arguments)
         if problem is not None:
             message = f"{tool_name}: the arguments break the tool's input_schema: {problem}"
             self._refuse(active, "bad_arguments", message)
             raise ValidationFailed(message, code="contract_error")
-        actor = (actor or body.get("actor") or "agent")[:500]
+        actor = (actor or body.get("actor") or ROOT_ACTOR)[:500]
         async with active.lock:
             return await self._answer(active, tool, arguments, actor)
 
@@ -330,25 +334,21 @@ class ToolProxy:
                      actor: str | None, user: UserCheck | None = None) -> Row:
         """Live trace events: ``{"events": [{"kind", "data", "__occurred_at"?}]}`` (seed
         003's name; ``occurred_at`` is accepted too): epoch seconds or ISO 8601, the agent's
-        clock, by which the timeline orders the event; without it, its arrival here."""
+        clock, by which the timeline orders the event; without it, its arrival here. A
+        malformed handoff is refused and recorded on the run (:mod:`.trace_events`)."""
         active = await self.caller(run_id, authorization, user)
-        items = body.get("events") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not items or len(items) > 1000:
-            raise ValidationFailed('the body must be {"events": [{"kind", "data"}, ...]} '
-                                   "(1 to 1000 events)")
-        actions = []
-        for i, ev in enumerate(items):
-            if not isinstance(ev, dict) or ev.get("kind") not in EVENT_KINDS:
-                raise ValidationFailed(f"events[{i}].kind must be one of "
-                                       f"{', '.join(EVENT_KINDS)}", details={"index": i})
-            at = occurred_at(ev, i)
-            actions.append({"id": uuid.uuid4().hex, "actor": str(ev.get("actor") or actor
-                                                                 or "agent")[:500],
-                            "channel": "custom", "name": ev["kind"],
-                            "inputs": ev.get("data"), "outputs": None, "outcome": "success",
-                            "started_at": at if at is not None else time.time(),
-                            "duration_ns": 0,
-                            "tags": {"event": True, "clock": "proxy" if at is None else "agent"}})
+        try:
+            actions = trace_events.actions(body, actor)
+        except ValidationFailed as exc:
+            if exc.code == "bad_handoff":
+                self._refuse(active, "bad_handoff", exc.message)
+            raise
+        said = set(active.row.get("soft_warnings") or [])  # once each, however often
+        warnings = [w for w in dict.fromkeys(trace_events.unknown_targets(
+            actions, active.agent.get("topology"), (ROOT_ACTOR, JOB_ROOT_ACTOR)))
+            if w not in said]
+        if warnings:
+            self._note(active, warnings)
         return await self.runs.ingest(active.run_id, {"actions": actions}, ADMIN)
 
     async def coding(self, run_id: str, body: Any, authorization: str | None,
@@ -365,21 +365,3 @@ class ToolProxy:
         await self.engine.run(lambda tx: tx.update_eval_run(run_id, {"coding": coding}))
         return {"accepted": True}
 
-
-def occurred_at(event: Row, index: int) -> float | None:
-    """When the agent says an event happened (``__occurred_at``, or ``occurred_at``): epoch
-    seconds or an ISO 8601 time; None when it does not say. Anything else is a 400."""
-    key = "__occurred_at" if "__occurred_at" in event else "occurred_at"
-    value = event.get(key)
-    if value is None:
-        return None
-    at: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        at = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            at = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    if at is None or not math.isfinite(at) or not 0 <= at < 1e11:
-        raise ValidationFailed(f"events[{index}].{key} must be epoch seconds or an ISO 8601 "
-                               f"time, got {value!r}", details={"index": index, "field": key})
-    return at

@@ -12,6 +12,8 @@ from typing import Any
 from titan.evals.agent_config import public_view
 from titan.evals.failures import ERROR_CLASSES, FAILURE_MODES, PALETTES
 from titan.evals.findings import ODYSSEY, SOURCES
+from titan.evals.handoffs import ROOT_ACTOR
+from titan.evals.handoffs import problem as handoff_problem
 from titan.evals.structure import reconstruct
 from titan.master.evaluations.dispatch import JOB_ROOT_ACTOR
 from titan.master.evaluations.judging import trajectory
@@ -215,18 +217,20 @@ def _timeline(tx: Transaction, run_id: str, calls: dict[int, Row]) -> list[Row]:
 def _structure(calls: list[Row], timeline: list[Row], topology: Row | None,
                root: str) -> Row | None:
     """The multi-agent graph, with actor paths relative to the agent itself (``root``: a
-    job agent's own actor path), so node ids are the sub-agents' names the topology and
-    ``evals.handoff(to)`` use."""
+    job agent's own actor path, an HTTP agent's ``agent``), so node ids are the sub-agents'
+    names the topology and ``evals.handoff(to)`` use. A malformed handoff (recorded before
+    the proxy refused them) is left out."""
 
     def rel(actor: Any) -> str:
         actor = str(actor or "")
-        if root and actor == root:
+        if actor in (root, ROOT_ACTOR):  # the proxy's name for an agent that names no actor
             return ""
         return str(actor[len(root) + 1:] if root and actor.startswith(root + "/") else actor)
 
     handoffs = []
     for ev in timeline:
-        if ev["type"] == "event" and ev["kind"] == "handoff" and isinstance(ev["data"], dict):
+        if ev["type"] == "event" and ev["kind"] == "handoff" and \
+                handoff_problem(ev["data"]) is None:
             handoffs.append({"seq": ev["seq"], "from": rel(ev["data"].get("from") or ev["actor"]),
                              "to": rel(ev["data"].get("to")), "at": ev["at"],
                              "reason": ev["data"].get("reason")})
@@ -259,8 +263,10 @@ def trace(tx: Transaction, evaluation: Row, task: Row, run: Row) -> Row:
                                           "expected_outcome", "expected_steps", "kind")}
         | {"odyssey_seed": {k: seed.get(k) for k in ("behavior_instructions", "initial_state",
                                                      "failure_rules")}},
+        # The agent itself is the card's root: a job agent's actions are AGENT/agent's, an
+        # HTTP agent's own (no actor named) the proxy's "agent".
         "structure": _structure(calls, timeline, agent.get("topology"),
-                                JOB_ROOT_ACTOR if agent.get("kind") == "job" else ""),
+                                JOB_ROOT_ACTOR if agent.get("kind") == "job" else ROOT_ACTOR),
         "timeline": timeline, "messages": run.get("messages"),
         "world": run.get("world"), "final_response": run.get("final_response"),
         "coding": run.get("coding"),
