@@ -232,12 +232,14 @@ def twin(router: APIRouter, paths: list[str], template: str, page: str) -> Calla
                 return JSONResponse(await builder(request, ctx(request), p))
             except NotFound as missing:
                 # ``/runs/r1.json``: no run ``r1`` — but a run named ``r1.json`` has its page
-                # here (its twin is ``r1.json.json``), rather than at no address at all.
-                params = request.scope.get("path_params") or {}
-                name = next(iter(params), None)
-                if len(params) != 1 or not isinstance(params[name], str):
+                # here (its twin is ``r1.json.json``), rather than at no address at all. The
+                # suffix is the last parameter's: ``/evaluations/e/tasks/t.json`` is task
+                # ``t.json``'s page when evaluation e has no task ``t``.
+                params = dict(request.scope.get("path_params") or {})
+                name = next(reversed(params), None)
+                if name is None or not isinstance(params[name], str):
                     raise  # a job's page takes a number: no name of it ends in .json
-                request.scope["path_params"] = {name: params[name] + ".json"}
+                request.scope["path_params"] = params | {name: params[name] + ".json"}
                 try:
                     return await as_html(request)
                 except Exception:  # noqa: BLE001 - no such page either (a job's id is a number)
