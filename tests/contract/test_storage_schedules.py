@@ -102,6 +102,25 @@ def test_queued_fires_start_or_drop_once(storage: Storage) -> None:
         assert tx.schedule_states()[sid]["queued"] == []
 
 
+def test_a_queued_fire_that_cannot_start_fails_alone(storage: Storage) -> None:
+    d1 = dag(storage, "b", 1)
+    with storage.transaction() as tx:
+        sid = tx.insert_schedule(schedule_row("b", overlap="skip", catchup="all"))
+        assert sid is not None
+        tx.record_fire(fire(sid, 300.0, dag_id=d1))
+        first = tx.record_fire(fire(sid, 600.0, "queued"))
+        later = tx.record_fire(fire(sid, 900.0, "queued"))
+        assert first is not None and later is not None
+    with storage.transaction() as tx:
+        assert tx.fail_queued_fire(first, "the run could not start: gone")
+        assert not tx.fail_queued_fire(first, "again")  # no longer queued
+        assert tx.schedule_states()[sid]["queued"] == [{"id": later, "tick": 900.0}]
+        outcomes = [(f["tick"], f["outcome"], f["error"]) for f in tx.schedule_fires(sid, 10)]
+        assert outcomes == [(900.0, "queued", None),
+                            (600.0, "failed", "the run could not start: gone"),
+                            (300.0, "submitted", None)]
+
+
 def test_the_last_run_is_the_one_started_last_and_live_ones_are_listed(storage: Storage) -> None:
     # overlap: queue, and a run by hand while a tick waits: the queued fire (the older id)
     # becomes the run after the manual one, and is the last run, whatever the fire ids say.

@@ -54,6 +54,12 @@ class SchedulesTransaction(abc.ABC):
         nothing changed) when that fire is no longer queued."""
 
     @abc.abstractmethod
+    def fail_queued_fire(self, fire_id: int, error: str) -> bool:
+        """A queued fire's run could not start: it is ``failed`` with ``error``. False (and
+        nothing changed) when that fire is no longer queued. The schedule's other queued
+        fires stay queued (a backfill's later ticks are still tried)."""
+
+    @abc.abstractmethod
     def drop_queued_fires(self, schedule_id: int, why: str) -> int:
         """The schedule's queued fires become ``skipped`` (``error``: why); how many."""
 

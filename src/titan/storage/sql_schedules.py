@@ -9,7 +9,7 @@ from sqlalchemy import Connection, delete, func, select, update
 
 from titan.storage import schema as t
 from titan.storage.base import Row
-from titan.storage.base_schedules import QUEUED, SKIPPED, SUBMITTED
+from titan.storage.base_schedules import FAILED, QUEUED, SKIPPED, SUBMITTED
 
 
 def _schedule_out(row: Any) -> Row:
@@ -62,6 +62,13 @@ class SchedulesSQL:
             update(f).where(f.c.id == fire_id, f.c.outcome == QUEUED)
             .values(outcome=SUBMITTED, dag_id=dag_id).returning(f.c.id))
         return result.first() is not None  # rowcount is unreliable with RETURNING on psycopg
+
+    def fail_queued_fire(self, fire_id: int, error: str) -> bool:
+        f = t.schedule_fires
+        result = self.conn.execute(
+            update(f).where(f.c.id == fire_id, f.c.outcome == QUEUED)
+            .values(outcome=FAILED, error=error).returning(f.c.id))
+        return result.first() is not None
 
     def drop_queued_fires(self, schedule_id: int, why: str) -> int:
         f = t.schedule_fires

@@ -145,10 +145,14 @@ class Firing:
             await self.engine.run(lambda tx: tx.update_schedule(
                 rec.id, {"next_fire_at": p.next_at}))
         # Several ticks at once are a backfill (catchup: all after an outage): under skip or
-        # queue they run one after another, oldest first, rather than only the first.
-        backfill = len(p.fire) > 1 and rec.overlap != "allow"
+        # queue they run one after another, oldest first, rather than only the first. Under
+        # catchup: all, so is a single tick missed (a master away for one tick, or back in
+        # the middle of a backfill it had begun): skipped behind the running run, it left a
+        # hole between the backfill's ticks and those after it.
         for i, tick in enumerate(p.fire):
             after = p.fire[i + 1] if i + 1 < len(p.fire) else p.next_at
+            backfill = rec.overlap != "allow" and (
+                len(p.fire) > 1 or rec.catchup == "all" and rules.missed(tick, now))
             await self._deal(rec, tick, after, backfill=backfill)
             rec.next_fire_at = after  # committed: a retry after a failure goes on from here
         rec.next_fire_at = p.next_at
@@ -231,9 +235,9 @@ class Firing:
             if queued is None:
                 await self.engine.run(lambda tx: self._record(tx, rec, tick, after, FAILED,
                                                                None, error))
-            else:  # it waited for nothing: recorded as not run, with why
-                await self.engine.run(lambda tx: tx.drop_queued_fires(
-                    rec.id, f"the run could not start: {error}"))
+            else:  # it waited for nothing: recorded as failed, with why. Only this one:
+                # dropping every queued fire left the rest of a backfill never tried.
+                await self.engine.run(lambda tx: tx.fail_queued_fire(queued, error))
             return None
         rec.last_dag_id = dag_id
         rec.live.add(dag_id)

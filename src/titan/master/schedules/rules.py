@@ -230,6 +230,12 @@ class Plan:
     dropped: bool  # due ticks were left unfired by the catch-up policy
 
 
+def missed(tick: float, now: float) -> bool:
+    """Whether ``tick``, dealt with at ``now``, fell while no master ran on time: it is
+    :data:`MISFIRE_GRACE` late or more (less is a restart's delay, not an outage)."""
+    return now - tick >= MISFIRE_GRACE
+
+
 def plan(rule: CronRule, first: float, now: float, catchup: str) -> Plan:
     """The ticks due since ``first`` (the first tick not yet dealt with) that fire at ``now``.
 
@@ -242,7 +248,7 @@ def plan(rule: CronRule, first: float, now: float, catchup: str) -> Plan:
     keep = MAX_CATCHUP if catchup == "all" else 1
     due = rule.due(first, now, keep)
     fire = due
-    if catchup == "skip" and due and now - due[-1] >= MISFIRE_GRACE:
+    if catchup == "skip" and due and missed(due[-1], now):
         fire = []
     dropped = bool(due) and (len(fire) < len(due) or fire[0] > first)
     return Plan(tuple(fire), rule.next_after(now), dropped)
