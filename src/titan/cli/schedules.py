@@ -147,10 +147,19 @@ def _last_run(s: dict[str, Any]) -> str:
     return f"DAG-{run['ref']} {run['status']}" if run else "-"
 
 
+def _next(s: dict[str, Any]) -> str:
+    """The next tick, never one gone by (``next_fire_at`` is one while the schedule is
+    behind), and since when a schedule that is behind is due."""
+    nxt = (s.get("next_fires") or [None])[0]
+    due = s.get("due_since")
+    return zoned(nxt, s["timezone"]) + (
+        f" (due since {zoned(due, s['timezone'])})" if due is not None else "")
+
+
 def _list(schedules: list[dict[str, Any]]) -> None:
     table(["SCHEDULE", "CRON", "ZONE", "STATE", "NEXT", "LAST RUN"],
           [[s["name"], s["cron"], s["timezone"], "paused" if s["paused"] else "active",
-            zoned(s.get("next_fire_at"), s["timezone"]), _last_run(s)] for s in schedules])
+            _next(s), _last_run(s)] for s in schedules])
 
 
 def show(s: dict[str, Any]) -> None:
@@ -162,6 +171,8 @@ def show(s: dict[str, Any]) -> None:
     print(f"created:     {zoned(s.get('created_at'), tz)} by {s.get('created_by') or '-'}")
     nxt = s.get("next_fires") or []
     print("next ticks:  " + (", ".join(zoned(t, tz) for t in nxt) if nxt else "none"))
+    if s.get("due_since") is not None:
+        print(f"behind:      due since {zoned(s['due_since'], tz)} (ticks not yet dealt with)")
     print(f"last run:    {_last_run(s)}")
     fires = s.get("fires") or []
     if fires:

@@ -399,7 +399,9 @@ class ScheduleView(_Open):
     overlap: str
     paused: bool
     next_fire_at: Timestamp | None
-    next_fires: list[Timestamp]
+    next_fires: list[Timestamp] = Field(description="the next ticks after now")
+    due_since: Timestamp | None = Field(
+        description="behind: the tick not yet dealt with that fell first (null when not)")
     last_fire_at: Timestamp | None
     created_at: Timestamp
     created_by: str | None

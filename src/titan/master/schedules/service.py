@@ -244,15 +244,16 @@ class Schedules(Firing):
             row = tx.get_schedule(name)
             if row is None:
                 raise NotFound(f"no schedule named {name!r}", details={"name": name})
-            return schedule_view(row, tx.schedule_fires(row["id"], fires), jobs=True,
-                                 env_values=env_values, last_run=_last_run(tx, row))
+            return schedule_view(row, tx.schedule_fires(row["id"], fires), now=self.clock(),
+                                 jobs=True, env_values=env_values, last_run=_last_run(tx, row))
 
         return await self.engine.read(read)
 
     async def views(self, fires: int = LIST_FIRES) -> list[Row]:
         """Every schedule with its latest ``fires``, by name."""
         return await self.engine.read(lambda tx: [
-            schedule_view(row, tx.schedule_fires(row["id"], fires), last_run=_last_run(tx, row))
+            schedule_view(row, tx.schedule_fires(row["id"], fires), now=self.clock(),
+                          last_run=_last_run(tx, row))
             for row in tx.list_schedules()])
 
 
