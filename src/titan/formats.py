@@ -125,6 +125,26 @@ def name_problem(value: Any, what: str) -> str | None:
     return None
 
 
+#: What a schedule's name may not hold besides a :func:`name_problem` name's: '%' and '?'
+#: break its API path (``/schedules/{name}``: '%' starts an escape, '?' the query), '\\'
+#: is a path separator to some proxies and an escape to a shell, and ';' ends a shell
+#: command (``titan schedule run a;b`` is two commands).
+SCHEDULE_NAME_REFUSED = "%\\?;"
+
+
+def schedule_name_problem(value: Any, what: str) -> str | None:
+    """What is wrong with a new schedule's name (None when nothing is): the rule of
+    :func:`name_problem`, and none of :data:`SCHEDULE_NAME_REFUSED`."""
+    why = name_problem(value, what)
+    if why is not None:
+        return why
+    for char in SCHEDULE_NAME_REFUSED:
+        if char in value:
+            return (f"{what} {value!r} may not contain {char!r}: a schedule's name is part of "
+                    "URLs and shell commands, where '%', '\\', '?' and ';' mean something else")
+    return None
+
+
 def file_name(name: str) -> str:
     """A file's name as the master stores it: composed (NFC). A file system picks the form
     (macOS hands out 'cafe\u0301.txt'), and the two read alike: one name, not two files."""

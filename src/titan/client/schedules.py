@@ -13,12 +13,12 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from titan.client.job import TitanJob, check_name
+from titan.client.job import TitanJob
 from titan.client.pipeline import load_pipeline, load_schedule, schedule_error
 from titan.client.pipeline import where as pipeline_where
 from titan.client.transport import Transport
 from titan.errors import InvalidDAG, ScriptNotFound, TitanError, ValidationFailed
-from titan.formats import quote_segment
+from titan.formats import quote_segment, schedule_name_problem
 
 
 class ScheduleOps:
@@ -46,7 +46,9 @@ class ScheduleOps:
         ``overlap``: a tick while the last run still runs — ``allow`` another, ``skip`` it,
         or ``queue`` it until that run ends. Each run is DAG ``dag_name`` (default ``name``).
         """
-        check_name(name, "the schedule name", "name")
+        why = schedule_name_problem(name, "the schedule name")
+        if why is not None:  # the master's rule, said before any script is uploaded
+            raise ValidationFailed(why, details={"field": "name"})
         body: dict[str, Any] = {
             "name": name, "cron": cron, "timezone": timezone, "catchup": catchup,
             "overlap": overlap, "paused": paused,

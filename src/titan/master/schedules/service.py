@@ -17,13 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from titan.errors import Conflict, NotFound, ValidationFailed
+from titan.formats import schedule_name_problem
 from titan.master.idempotency import once
 from titan.master.schedules import rules
 from titan.master.schedules.firing import Firing, ScheduleRec
 from titan.master.schedules.views import schedule_view
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.engine_submission import use_scripts
-from titan.master.scheduling.validation import check_name, dag_name_of, validate_dag
+from titan.master.scheduling.validation import dag_name_of, validate_dag
 from titan.storage.base import Row, Transaction
 
 log = logging.getLogger("titan.master")
@@ -91,7 +92,10 @@ class Schedules(Firing):
         """A new schedule from an API body (checked whole; 409 if the name is taken)."""
         _check_fields(body, FIELDS)
         # Only at creation: a schedule stored before the rule is still read, run and deleted.
-        name = check_name(body.get("name"), "name")
+        why = schedule_name_problem(body.get("name"), "name")
+        if why is not None:
+            raise ValidationFailed(why, details={"field": "name"})
+        name: str = body["name"]
         rules.zone_for_new_rule(body.get("timezone", "UTC"))
         rule = rules.CronRule.parse(body.get("cron"), body.get("timezone", "UTC"))
         catchup = rules.choice(body.get("catchup", "skip"), "catchup", rules.CATCHUP)
