@@ -63,6 +63,7 @@ ADDED: dict[int, dict[str, Any]] = {
     25: {"types": {("actions", column): sa.Integer for column in (
         "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")}},
     26: {"columns": {"eval_runs": ("simulator_unpriced_calls", "judge_unpriced_calls")}},
+    27: {"columns": {"schedules": ("agent_run_id",)}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

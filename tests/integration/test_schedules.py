@@ -134,7 +134,7 @@ def test_a_schedule_is_changed_from_the_sdk_and_the_cli(cluster: Cluster) -> Non
     assert "DAG-from_yaml" in out and "0 4 * * *" in out and "in UTC" in out
     bad = titan(cluster, "schedule", "update", "changing", check=False)
     assert bad.returncode != 0 and "schedule update needs something to change: --cron, --tz, " \
-        "--catchup, --overlap or a pipeline file" in bad.stderr, bad.stderr
+        "--catchup, --overlap, --agent-run-id or a pipeline file" in bad.stderr, bad.stderr
     # The master's refusal of the file's rule names the line that said it.
     wrong = cluster.script("wrong_rule.yaml", (
         "name: from_yaml\nschedule:\n  cron: '61 * * * *'\n"

@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                    help="a tick while the last run still runs: allow another (default), skip "
                         "it, or queue it until that run ends")
     s.add_argument("--paused", action="store_true", help="create it paused")
+    s.add_argument("--agent-run-id", default=None, metavar="TEMPLATE",
+                   help="each run's agent run id, holding {tick} (the tick in ISO 8601 UTC): "
+                        "nightly-{tick} makes nightly-20240501T060000Z")
     s.add_argument("--allow-file", action="append", default=[], metavar="PATH",
                    help="a script outside the pipeline's folder its jobs may use (repeatable)")
     s = actions.add_parser(
@@ -55,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("--catchup", choices=CATCHUP, default=None, help="a new catch-up policy")
     s.add_argument("--overlap", choices=OVERLAP, default=None,
                    help="a new overlap policy (leaving 'queue' drops a queued tick)")
+    s.add_argument("--agent-run-id", default=None, metavar="TEMPLATE",
+                   help="a new agent run id template, holding {tick}")
     s.add_argument("--allow-file", action="append", default=[], metavar="PATH",
                    help="a script outside the pipeline's folder its jobs may use (repeatable)")
     actions.add_parser("list", help="list schedules and their next ticks", parents=common)
@@ -79,16 +84,18 @@ def run(args: argparse.Namespace, client: Any) -> int:
             found = client.schedule_yaml(args.pipeline, args.name, cron=args.cron,
                                          timezone=args.tz, catchup=args.catchup,
                                          overlap=args.overlap, paused=args.paused,
-                                         allow_files=args.allow_file)
+                                         allow_files=args.allow_file,
+                                         agent_run_id=args.agent_run_id)
             return _print(args, found, show)
         if command == "update":
             rule = {"cron": args.cron, "timezone": args.tz, "catchup": args.catchup,
-                    "overlap": args.overlap}
+                    "overlap": args.overlap, "agent_run_id": args.agent_run_id}
             if args.pipeline is None and all(v is None for v in rule.values()):
                 # Said in the CLI's words: the SDK's names (timezone, jobs, dag_name) are
                 # not options of this command.
                 raise ValidationFailed("schedule update needs something to change: --cron, "
-                                       "--tz, --catchup, --overlap or a pipeline file")
+                                       "--tz, --catchup, --overlap, --agent-run-id or a "
+                                       "pipeline file")
             if args.pipeline is not None:
                 found = client.update_schedule_yaml(args.name, args.pipeline,
                                                     allow_files=args.allow_file, **rule)
@@ -168,6 +175,8 @@ def show(s: dict[str, Any]) -> None:
           f"DAG-{s['dag_name']} ({s['job_count']} job{'s' if s['job_count'] != 1 else ''})")
     print(f"cron:        {s['cron']} in {tz} ({s.get('description')})")
     print(f"policies:    catch-up {s['catchup']}, overlap {s['overlap']}")
+    if s.get("agent_run_id"):
+        print(f"agent runs:  {s['agent_run_id']}")
     print(f"created:     {zoned(s.get('created_at'), tz)} by {s.get('created_by') or '-'}")
     nxt = s.get("next_fires") or []
     print("next ticks:  " + (", ".join(zoned(t, tz) for t in nxt) if nxt else "none"))

@@ -38,6 +38,7 @@ class ScheduleOps:
         *,
         paused: bool = False,
         dag_name: str | None = None,
+        agent_run_id: str | None = None,
     ) -> dict[str, Any]:
         """Run ``jobs`` as a DAG at each tick of ``cron`` in ``timezone``; the schedule.
 
@@ -45,6 +46,8 @@ class ScheduleOps:
         them (a tick less than a minute late still fires), fire the ``latest``, or ``all``.
         ``overlap``: a tick while the last run still runs — ``allow`` another, ``skip`` it,
         or ``queue`` it until that run ends. Each run is DAG ``dag_name`` (default ``name``).
+        ``agent_run_id``: a template holding ``{tick}`` (``"nightly-{tick}"``): each run is
+        the agent run of that id, the tick in ISO 8601 UTC (``nightly-20240501T060000Z``).
         """
         why = schedule_name_problem(name, "the schedule name")
         if why is not None:  # the master's rule, said before any script is uploaded
@@ -56,6 +59,8 @@ class ScheduleOps:
         }
         if dag_name is not None:
             body["dag_name"] = dag_name
+        if agent_run_id is not None:
+            body["agent_run_id"] = agent_run_id
         reply: dict[str, Any] = self._transport.call("POST", "/schedules", json=body,
                                                      idempotency_key=True)
         return reply
@@ -86,6 +91,7 @@ class ScheduleOps:
         overlap: str | None = None,
         paused: bool = False,
         allow_files: Iterable[str | os.PathLike[str]] = (),
+        agent_run_id: str | None = None,
     ) -> dict[str, Any]:
         """Schedule a YAML pipeline: its ``schedule:`` block, each field overridden by the
         argument of that name; ``name`` defaults to the pipeline's DAG name."""
@@ -98,7 +104,7 @@ class ScheduleOps:
                                    "expression: give one (cron=..., or --cron on the command line)", details={"field": "cron"})
         try:
             return self.schedule_dag(name or dag_name, jobs, paused=paused,
-                                     dag_name=dag_name, **rule)
+                                     dag_name=dag_name, agent_run_id=agent_run_id, **rule)
         except (ValidationFailed, ScriptNotFound) as exc:
             raise _placed(path, jobs, exc, given) from None
 
@@ -122,18 +128,20 @@ class ScheduleOps:
         overlap: str | None = None,
         jobs: Sequence[TitanJob] | None = None,
         dag_name: str | None = None,
+        agent_run_id: str | None = None,
     ) -> dict[str, Any]:
         """Change a schedule; what is not given stays. A new ``cron`` or ``timezone`` moves
         the next tick to the new rule's first after now; new ``jobs`` (uploaded as by
         ``schedule_dag``) are what the next run runs. Pausing is :meth:`pause_schedule`."""
         body: dict[str, Any] = {k: v for k, v in (
             ("cron", cron), ("timezone", timezone), ("catchup", catchup), ("overlap", overlap),
-            ("dag_name", dag_name)) if v is not None}
+            ("dag_name", dag_name), ("agent_run_id", agent_run_id)) if v is not None}
         if jobs is not None:
             body["jobs"] = self._job_payloads("update_schedule", name, jobs)
         if not body:
             raise ValidationFailed("update_schedule() needs something to change: cron, "
-                                   "timezone, catchup, overlap, jobs or dag_name")
+                                   "timezone, catchup, overlap, jobs, dag_name or "
+                                   "agent_run_id")
         reply: dict[str, Any] = self._transport.call(
             "PATCH", f"/schedules/{_ref(name)}", json=body)
         return reply
@@ -148,6 +156,7 @@ class ScheduleOps:
         catchup: str | None = None,
         overlap: str | None = None,
         allow_files: Iterable[str | os.PathLike[str]] = (),
+        agent_run_id: str | None = None,
     ) -> dict[str, Any]:
         """Give a schedule the DAG of a YAML pipeline, and the rule and policies of its
         ``schedule:`` block when it has one (each overridden by the argument of that name);
@@ -156,7 +165,8 @@ class ScheduleOps:
         given = {"cron": cron, "timezone": timezone, "catchup": catchup, "overlap": overlap}
         rule = {**(load_schedule(path) or {}), **{k: v for k, v in given.items() if v is not None}}
         try:
-            return self.update_schedule(name, jobs=jobs, dag_name=dag_name, **rule)
+            return self.update_schedule(name, jobs=jobs, dag_name=dag_name,
+                                        agent_run_id=agent_run_id, **rule)
         except (ValidationFailed, ScriptNotFound) as exc:
             raise _placed(path, jobs, exc, given) from None
 

@@ -256,6 +256,12 @@ def _token_makers(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE tokens ADD COLUMN created_by VARCHAR(300)"))
 
 
+def _schedule_run_ids(conn: Connection) -> None:
+    # Schedules from before give their runs no agent run id (NULL), as they did.
+    if "agent_run_id" not in {c["name"] for c in inspect(conn).get_columns("schedules")}:
+        conn.execute(text("ALTER TABLE schedules ADD COLUMN agent_run_id VARCHAR(200)"))
+
+
 def _big_token_counts(conn: Connection) -> None:
     # Ingestion allows 10^15 tokens an action (MAX_TOKENS), past PostgreSQL's 32-bit INTEGER:
     # a count over 2^31-1 failed the whole batch with a 500. One statement, so the table is
@@ -295,6 +301,8 @@ MIGRATIONS: list[Migration] = [
     (24, "tokens: who made each one", _token_makers),
     (25, "actions: token counts past 2^31", _big_token_counts),
     (26, "evaluation runs: judge and simulator calls of unknown price", _eval_unpriced),
+    (27, "schedules: an agent run id for each fire, from a template with {tick}",
+     _schedule_run_ids),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

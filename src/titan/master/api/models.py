@@ -375,6 +375,9 @@ class ScheduleCreate(_Closed):
     paused: bool = False
     dag_name: str | None = Field(None, min_length=1, max_length=200,
                                  description="The DAG each tick submits (default: name)")
+    agent_run_id: str | None = Field(None, max_length=200, description=(
+        "Each fire's agent run id: a template holding {tick}, the tick in ISO 8601 UTC "
+        "basic format (nightly-{tick} -> nightly-20240501T060000Z)"))
     jobs: list[JobSpec] = Field(min_length=1)
 
 
@@ -400,6 +403,7 @@ class ScheduleView(_Open):
     paused: bool
     next_fire_at: Timestamp | None
     next_fires: list[Timestamp] = Field(description="the next ticks after now")
+    agent_run_id: str | None = Field(description="each fire's agent run id, {tick} filled")
     due_since: Timestamp | None = Field(
         description="behind: the tick not yet dealt with that fell first (null when not)")
     last_fire_at: Timestamp | None

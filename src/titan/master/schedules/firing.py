@@ -57,6 +57,8 @@ class ScheduleRec:
     paused: bool
     next_fire_at: float | None
     created_at: float = 0.0
+    #: The template of each fire's agent run id (``{tick}`` filled), or None: no run id.
+    agent_run_id: str | None = None
     last_dag_id: int | None = None  # the run it started last
     #: The runs it started that may still be going: what overlap looks at (the last run is
     #: not enough: a run by hand that ended while a tick's run went on hid that one). A run
@@ -219,9 +221,11 @@ class Firing:
             elif self._record(tx, rec, tick, after, SUBMITTED, dag_id, None) is None:
                 raise _AlreadyFired(f"tick {tick} is recorded already")
 
+        run_id = None if rec.agent_run_id is None else rules.run_id_for(
+            rec.agent_run_id, self.clock() if tick is None else tick)
         try:
             dag_id = await self.engine.submit_dag(
-                rec.dag_name, self._jobs_for(rec, tick), None, schedule=rec.name,
+                rec.dag_name, self._jobs_for(rec, tick), run_id, schedule=rec.name,
                 within=within, idempotency_key=idempotency_key, scope=scope)
         except _AlreadyFired as exc:
             log.warning("schedule %s: %s; not fired again", rec.name, exc)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from cronsim import CronSim, CronSimError
 
 from titan.errors import ValidationFailed
+from titan.formats import run_id_problem
 
 CATCHUP = ("skip", "all", "latest")
 OVERLAP = ("allow", "skip", "queue")
@@ -252,6 +253,42 @@ def plan(rule: CronRule, first: float, now: float, catchup: str) -> Plan:
         fire = []
     dropped = bool(due) and (len(fire) < len(due) or fire[0] > first)
     return Plan(tuple(fire), rule.next_after(now), dropped)
+
+
+#: What a schedule's ``agent_run_id`` template holds where each fire's tick goes.
+TICK_FIELD = "{tick}"
+
+
+def tick_stamp(tick: float) -> str:
+    """A tick as an agent run id holds it: ISO 8601 in UTC, basic format
+    (``20240501T100500Z``), nothing a URL, a shell or the run-id rule minds."""
+    return dt.datetime.fromtimestamp(tick, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def run_id_for(template: str, tick: float) -> str:
+    """The agent run id of the fire of ``tick``: the template with its ``{tick}`` filled."""
+    return template.replace(TICK_FIELD, tick_stamp(tick))
+
+
+def run_id_template(value: object) -> str | None:
+    """A schedule's ``agent_run_id`` template (None: its runs get none), checked: it holds
+    ``{tick}`` (one id for every fire would make each run a stage of the same agent run),
+    no other brace, and what it makes is an agent run id (:func:`titan.formats.run_id_problem`)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or TICK_FIELD not in value:
+        raise ValidationFailed(
+            f"agent_run_id must be a template holding {TICK_FIELD} (each fire's run gets its "
+            f"own id, such as 'nightly-{TICK_FIELD}'), got {str(value)[:100]!r}",
+            details={"field": "agent_run_id"})
+    rest = value.replace(TICK_FIELD, "")
+    made = run_id_for(value, 0.0)
+    problem = ("may hold no brace but those of {tick}" if "{" in rest or "}" in rest
+               else run_id_problem(made))
+    if problem is not None:
+        raise ValidationFailed(f"agent_run_id {value[:100]!r}: the ids it makes ({made[:100]!r}) "
+                               f"{problem}", details={"field": "agent_run_id"})
+    return value
 
 
 #: What a tick does (:func:`overlap_action`).

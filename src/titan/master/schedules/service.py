@@ -32,7 +32,8 @@ log = logging.getLogger("titan.master")
 DETAIL_FIRES, LIST_FIRES = 20, 5
 #: What an update may change; a schedule's name is its identity, and pause/resume have their
 #: own calls (they drop or re-arm ticks).
-EDITABLE = frozenset({"dag_name", "jobs", "cron", "timezone", "catchup", "overlap"})
+EDITABLE = frozenset({"dag_name", "jobs", "cron", "timezone", "catchup", "overlap",
+                      "agent_run_id"})
 FIELDS = EDITABLE | {"name", "paused"}
 
 
@@ -100,6 +101,7 @@ class Schedules(Firing):
         rule = rules.CronRule.parse(body.get("cron"), body.get("timezone", "UTC"))
         catchup = rules.choice(body.get("catchup", "skip"), "catchup", rules.CATCHUP)
         overlap = rules.choice(body.get("overlap", "allow"), "overlap", rules.OVERLAP)
+        run_ids = rules.run_id_template(body.get("agent_run_id"))
         paused = body.get("paused", False)
         if not isinstance(paused, bool):
             raise ValidationFailed("paused must be true or false", details={"field": "paused"})
@@ -112,7 +114,7 @@ class Schedules(Firing):
         now = self.clock()
         row: Row = {"name": name, "dag_name": dag_name, "cron": rule.expr,
                     "timezone": rule.timezone, "jobs": specs, "catchup": catchup,
-                    "overlap": overlap, "paused": paused,
+                    "overlap": overlap, "paused": paused, "agent_run_id": run_ids,
                     "next_fire_at": None if paused else rule.next_after(now),
                     "last_fire_at": None, "created_at": now, "created_by": created_by[:200],
                     "updated_at": now}
@@ -151,6 +153,7 @@ class Schedules(Firing):
                                             body.get("timezone", rule.timezone))
             catchup = rules.choice(body.get("catchup", rec.catchup), "catchup", rules.CATCHUP)
             overlap = rules.choice(body.get("overlap", rec.overlap), "overlap", rules.OVERLAP)
+            run_ids = rules.run_id_template(body.get("agent_run_id", rec.agent_run_id))
             dag_name, jobs = rec.dag_name, rec.jobs
             if "jobs" in body:
                 # A dag_name given is checked whatever it is: "" with new jobs kept the old
@@ -165,7 +168,7 @@ class Schedules(Firing):
             now = self.clock()
             fields: Row = {"cron": rule.expr, "timezone": rule.timezone, "catchup": catchup,
                            "overlap": overlap, "dag_name": dag_name, "jobs": jobs,
-                           "updated_at": now}
+                           "agent_run_id": run_ids, "updated_at": now}
             moved = (rule.expr, rule.timezone) != (rec.rule.expr, rec.rule.timezone)
             if moved and not rec.paused:
                 fields["next_fire_at"] = rule.next_after(now)
@@ -181,7 +184,7 @@ class Schedules(Firing):
 
             await self.engine.run(op)
             rec.rule, rec.catchup, rec.overlap = rule, catchup, overlap
-            rec.dag_name, rec.jobs = dag_name, jobs
+            rec.dag_name, rec.jobs, rec.agent_run_id = dag_name, jobs, run_ids
             rec.next_fire_at = fields.get("next_fire_at", rec.next_fire_at)
             if unqueue:
                 rec.queued = []
@@ -286,4 +289,5 @@ def _rec(row: Row) -> ScheduleRec:
         id=int(row["id"]), name=row["name"], dag_name=row["dag_name"],
         rule=rules.CronRule.parse(row["cron"], row["timezone"]), catchup=row["catchup"],
         overlap=row["overlap"], jobs=row["jobs"], paused=bool(row["paused"]),
-        next_fire_at=row["next_fire_at"], created_at=float(row["created_at"]))
+        next_fire_at=row["next_fire_at"], created_at=float(row["created_at"]),
+        agent_run_id=row.get("agent_run_id"))

@@ -45,6 +45,7 @@ def schedule_view(row: Row, fires: list[Row] | None = None, *, now: float,
     out: dict[str, Any] = {k: row[k] for k in (
         "id", "name", "dag_name", "cron", "timezone", "catchup", "overlap", "paused",
         "next_fire_at", "last_fire_at", "created_at", "created_by", "updated_at")}
+    out["agent_run_id"] = row.get("agent_run_id")  # the template (None: runs get none)
     out["job_count"] = len(row["jobs"])
     try:
         rule: CronRule | None = CronRule.parse(row["cron"], row["timezone"])

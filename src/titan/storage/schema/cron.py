@@ -38,6 +38,8 @@ schedules = Table(
     Column("created_at", Float, nullable=False),
     Column("created_by", String(200)),
     Column("updated_at", Float, nullable=False),
+    # Migration 27: the agent run id each fire's DAG gets, a template holding "{tick}".
+    Column("agent_run_id", String(200)),
     UniqueConstraint("name", name="uq_schedules_name"),
 )
 
