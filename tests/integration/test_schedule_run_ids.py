@@ -68,6 +68,13 @@ def test_each_fire_is_its_own_agent_run(cluster: Cluster) -> None:
     pipeline = cluster.script("beat.yaml", "name: beat\njobs:\n  - id: beat\n    file: beat.py\n")
     titan(cluster, "schedule", "create", "hourly", pipeline, "--cron", "0 * * * *",
           "--agent-run-id", "hourly-{tick}")
+    # Or written in the pipeline's own schedule: block, which the option overrides.
+    daily = cluster.script("daily.yaml", 'name: daily\nschedule:\n  cron: "0 6 * * *"\n'
+                           '  agent_run_id: "daily-{tick}"\njobs:\n  - id: beat\n'
+                           '    file: beat.py\n')
+    assert client.schedule_yaml(daily)["agent_run_id"] == "daily-{tick}"
+    assert client.schedule_yaml(daily, "daily2", agent_run_id="d2-{tick}")[
+        "agent_run_id"] == "d2-{tick}"
     assert cluster.master is not None
     os.killpg(cluster.master.pid, signal.SIGKILL)
     cluster.master.wait()

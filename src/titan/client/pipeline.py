@@ -63,7 +63,7 @@ TOP_FIELDS = ("name", "jobs", "schedule")
 #: A pipeline's optional ``schedule:`` block (:func:`load_schedule`), each field's choices.
 SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
     "cron": (), "timezone": (), "catchup": ("skip", "all", "latest"),
-    "overlap": ("allow", "skip", "queue")}
+    "overlap": ("allow", "skip", "queue"), "agent_run_id": ()}
 _ARG_TO_FIELD = {arg: key for key, arg in JOB_FIELDS.items()}
 #: Fields whose scalars are taken as written (``id: 1`` is the id "1", not an int).
 _TEXT_FIELDS = {"id", "file", "requirement", "type", "hitl_message", "runner", "readiness"}
@@ -110,7 +110,7 @@ def _cron_hint(text: str, line: int) -> str:
 
 def load_schedule(path: str | os.PathLike[str]) -> dict[str, str] | None:
     """A pipeline file's ``schedule:`` block — ``cron``, and optionally ``timezone``,
-    ``catchup``, ``overlap`` — as written, or None without one. ``titan schedule create``
+    ``catchup``, ``overlap``, ``agent_run_id`` (a template holding ``{tick}``) — as written, or None without one. ``titan schedule create``
     reads it; the master checks the expression and the zone, which it evaluates (its
     refusal is placed in the file by :func:`schedule_error`)::
 

@@ -97,14 +97,15 @@ class ScheduleOps:
         argument of that name; ``name`` defaults to the pipeline's DAG name."""
         dag_name, jobs = load_pipeline(path, allow_files)
         found = load_schedule(path) or {}
-        given = {"cron": cron, "timezone": timezone, "catchup": catchup, "overlap": overlap}
+        given = {"cron": cron, "timezone": timezone, "catchup": catchup, "overlap": overlap,
+                 "agent_run_id": agent_run_id}
         rule = {**found, **{k: v for k, v in given.items() if v is not None}}
         if "cron" not in rule:
             raise ValidationFailed(f"{os.fspath(path)} has no 'schedule:' block with a cron "
                                    "expression: give one (cron=..., or --cron on the command line)", details={"field": "cron"})
         try:
             return self.schedule_dag(name or dag_name, jobs, paused=paused,
-                                     dag_name=dag_name, agent_run_id=agent_run_id, **rule)
+                                     dag_name=dag_name, **rule)
         except (ValidationFailed, ScriptNotFound) as exc:
             raise _placed(path, jobs, exc, given) from None
 
@@ -162,11 +163,11 @@ class ScheduleOps:
         ``schedule:`` block when it has one (each overridden by the argument of that name);
         the schedule keeps its name, and what neither gives stays."""
         dag_name, jobs = load_pipeline(path, allow_files)
-        given = {"cron": cron, "timezone": timezone, "catchup": catchup, "overlap": overlap}
+        given = {"cron": cron, "timezone": timezone, "catchup": catchup, "overlap": overlap,
+                 "agent_run_id": agent_run_id}
         rule = {**(load_schedule(path) or {}), **{k: v for k, v in given.items() if v is not None}}
         try:
-            return self.update_schedule(name, jobs=jobs, dag_name=dag_name,
-                                        agent_run_id=agent_run_id, **rule)
+            return self.update_schedule(name, jobs=jobs, dag_name=dag_name, **rule)
         except (ValidationFailed, ScriptNotFound) as exc:
             raise _placed(path, jobs, exc, given) from None
 
