@@ -264,34 +264,44 @@ with titan.trace.run("keyed-agent"):
         collector.shutdown()
 
 
-def test_an_imported_trace_goes_out_again_with_its_agents_and_errors(tmp_path: Path) -> None:
-    collector = _Collector()
-    cluster = Cluster(tmp_path, env={
-        "TITAN_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}"})
-    trace = "7c1e" + "0" * 27 + "1"
+def _kv(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": value}}
 
-    def kv(key: str, value: str) -> dict[str, Any]:
-        return {"key": key, "value": {"stringValue": value}}
 
+def _imported_trace(trace: str) -> dict[str, Any]:
+    """An OTLP/JSON trace from an agent that knows nothing of Titan: a failed boss agent and
+    the researcher it called."""
     def span(sid: str, parent: str | None, name: str, agent: str, **extra: Any) -> Any:
         return {"traceId": trace, "spanId": sid, "name": name, "kind": 1,
                 "startTimeUnixNano": str(time.time_ns()),
                 "endTimeUnixNano": str(time.time_ns() + 10**6),
-                "attributes": [kv("gen_ai.operation.name", "invoke_agent"),
-                               kv("gen_ai.agent.name", agent)],
+                "attributes": [_kv("gen_ai.operation.name", "invoke_agent"),
+                               _kv("gen_ai.agent.name", agent)],
                 **({"parentSpanId": parent} if parent else {}), **extra}
-    body = {"resourceSpans": [{"resource": {"attributes": [kv("service.name", "rt")]},
+    return {"resourceSpans": [{"resource": {"attributes": [_kv("service.name", "rt")]},
                                "scopeSpans": [{"spans": [
         span("00000000000000a1", None, "invoke_agent boss", "boss",
              status={"code": 2, "message": "it broke"}),
         span("00000000000000a2", "00000000000000a1", "invoke_agent researcher",
              "researcher")]}]}]}
+
+
+def _send_trace(cluster: Cluster, body: dict[str, Any]) -> None:
+    reply = httpx.post(f"{cluster.url}/v1/traces", content=json.dumps(body), timeout=30,
+                       headers={"Authorization": f"Bearer {cluster.admin_token}",
+                                "Content-Type": "application/json"})
+    assert reply.status_code == 200, reply.text
+
+
+def test_an_imported_trace_goes_out_again_with_its_agents_and_errors(tmp_path: Path) -> None:
+    collector = _Collector()
+    cluster = Cluster(tmp_path, env={
+        "TITAN_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+        "TITAN_OTLP_REEXPORT": "on"})
+    trace = "7c1e" + "0" * 27 + "1"
     try:
         cluster.start_master()
-        reply = httpx.post(f"{cluster.url}/v1/traces", content=json.dumps(body), timeout=30,
-                           headers={"Authorization": f"Bearer {cluster.admin_token}",
-                                    "Content-Type": "application/json"})
-        assert reply.status_code == 200, reply.text
+        _send_trace(cluster, _imported_trace(trace))
         wait_for(lambda: len(collector.spans) >= 2, timeout=30)
         out = {s.name: s for s in collector.spans}
         for name, agent in (("invoke_agent boss", "boss"),
@@ -301,6 +311,76 @@ def test_an_imported_trace_goes_out_again_with_its_agents_and_errors(tmp_path: P
                     attrs["openinference.span.kind"]) == ("invoke_agent", agent, "AGENT")
         assert out["invoke_agent boss"].status.message == "it broke"
         assert out["invoke_agent boss"].trace_id.hex() == trace
+        assert cluster.api("GET", "/otlp")["export"]["reexport"] is True
     finally:
         cluster.stop()
         collector.shutdown()
+
+
+def test_an_imported_trace_is_not_sent_to_the_collector_it_came_through(
+        tmp_path: Path) -> None:
+    # The agent sends its spans to a collector and to Titan: the collector has them already.
+    collector = _Collector()
+    cluster = Cluster(tmp_path, env={
+        "TITAN_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}"})
+    trace = "7c1e" + "0" * 27 + "2"
+    try:
+        cluster.start_master()
+        _send_trace(cluster, _imported_trace(trace))
+        wait_for(lambda: cluster.api("GET", f"/runs/otel-{trace}")["status"] == "failed")
+        # A run of Titan's own, recorded after: the export goes in order, so once its root
+        # span is at the collector, the imported trace's spans would have been before it.
+        run_script(cluster, '''
+import titan
+with titan.trace.run("native-agent"):
+    with titan.trace.action("step", inputs={"i": 1}) as a:
+        a.outputs = 1
+''')
+        wait_for(lambda: any(s.name == "invoke_agent native-agent" for s in collector.spans),
+                 timeout=30)
+        assert [s.name for s in collector.spans if s.trace_id.hex() == trace] == []
+        assert cluster.api("GET", "/otlp")["export"]["reexport"] is False
+    finally:
+        cluster.stop()
+        collector.shutdown()
+
+
+def _statuses(cluster: Cluster) -> dict[str, str]:
+    return {r["id"]: r["status"] for r in cluster.api("GET", "/runs?limit=100")["runs"]}
+
+
+def test_two_titans_pointed_at_each_other_pass_a_run_across_once(tmp_path: Path) -> None:
+    a, b = Cluster(tmp_path / "a"), Cluster(tmp_path / "b")
+    tokens = {}
+    for me in (a, b):  # each master's admin token made here: the other one sends with it
+        me.data.mkdir(mode=0o700, parents=True)
+        tokens[me.url] = f"tt_{me.port}_" + "k" * 40
+        (me.data / "admin.token").write_text(tokens[me.url])
+        (me.data / "admin.token").chmod(0o600)
+    for me, other in ((a, b), (b, a)):
+        me.env.update(TITAN_OTLP_ENDPOINT=other.url,
+                      TITAN_OTLP_HEADERS=f"authorization=Bearer%20{tokens[other.url]}")
+    source = '''
+import titan
+with titan.trace.run("%s") as run:
+    with titan.trace.action("step", inputs={"i": 1}) as a:
+        a.outputs = 1
+    print(run.id)
+'''
+    try:
+        a.start_master()
+        b.start_master()
+        assert (a.url, b.url) == (b.env["TITAN_OTLP_ENDPOINT"], a.env["TITAN_OTLP_ENDPOINT"])
+        on_a = run_script(a, source % "agent-a").stdout.strip()
+        copy_a = f"otel-{trace_id(on_a).hex()}"
+        wait_for(lambda: _statuses(b).get(copy_a) == "completed", timeout=30)
+        # B's own run, recorded after: once A has it, anything B sent before is at A too.
+        on_b = run_script(b, source % "agent-b").stdout.strip()
+        copy_b = f"otel-{trace_id(on_b).hex()}"
+        wait_for(lambda: _statuses(a).get(copy_b) == "completed", timeout=30)
+        # Each holds its own run and the other's, once: B did not send A's run back to A.
+        for me, runs in ((a, {on_a, copy_b}), (b, {on_b, copy_a})):
+            assert set(_statuses(me)) == runs
+    finally:
+        a.stop()
+        b.stop()

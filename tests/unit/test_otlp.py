@@ -646,6 +646,19 @@ def test_settings() -> None:
     assert hold_seconds(None) == 120.0 and hold_seconds("5") == 5.0
 
 
+def test_runs_imported_over_otlp_go_out_only_when_reexport_is_on() -> None:
+    imported, native = {"id": "otel-" + "ab" * 16, "tags": ["otlp"]}, {"id": "run-1"}
+    default = ExportSettings.parse("http://x", None, None, None)
+    assert default is not None and not default.reexport
+    assert not default.wants(imported) and default.wants(native)
+    again = ExportSettings.parse("http://x", None, None, None, "on")
+    assert again is not None and again.reexport and again.wants(imported)
+    opt_in = ExportSettings.parse("http://x", "opt-in", None, None, "off")
+    assert opt_in is not None and not opt_in.wants(imported)  # tagged otlp, still not sent
+    with pytest.raises(ConfigError, match="TITAN_OTLP_REEXPORT"):
+        ExportSettings.parse(None, None, None, None, "sometimes")
+
+
 @pytest.mark.parametrize(("endpoint", "url"), [
     ("http://c:4318", "http://c:4318/v1/traces"),
     ("http://c:4318?k=v", "http://c:4318/v1/traces?k=v"),

@@ -164,6 +164,10 @@ class MasterConfig:
         default_factory=lambda: os.environ.get("TITAN_OTLP_HEADERS"))
     otlp_content: str | None = field(
         default_factory=lambda: os.environ.get("TITAN_OTLP_CONTENT"))
+    #: Whether runs imported over OTLP are exported too ("off" when unset: an agent that
+    #: sends to a collector and to Titan had its spans twice there).
+    otlp_reexport: str | None = field(
+        default_factory=lambda: os.environ.get("TITAN_OTLP_REEXPORT"))
     #: OTLP in: seconds a received span waits for its parent before it is recorded anyway.
     otlp_hold: str | None = field(default_factory=lambda: os.environ.get("TITAN_OTLP_HOLD"))
 
@@ -199,7 +203,7 @@ class MasterConfig:
         """Where runs are exported as OTLP spans (None: nowhere); ConfigError for a bad
         setting."""
         return ExportSettings.parse(self.otlp_endpoint, self.otlp_export, self.otlp_headers,
-                                    self.otlp_content)
+                                    self.otlp_content, self.otlp_reexport)
 
     def otlp_hold_seconds(self) -> float:
         return hold_seconds(self.otlp_hold)

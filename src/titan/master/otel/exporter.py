@@ -118,7 +118,8 @@ class Exporter:
         with self._cond:
             queued = self._queued_spans
         return {"endpoint": self.settings.shown_url, "mode": self.settings.mode,
-                "content": self.settings.content, **self.counts, "queued_spans": queued,
+                "content": self.settings.content, "reexport": self.settings.reexport,
+                **self.counts, "queued_spans": queued,
                 "last_error": self.last_error}
 
     # -- RunListener (on the event loop: queue and return) -----------------------------------

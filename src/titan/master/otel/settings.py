@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from titan.errors import ConfigError
+from titan.master.otel.ids import is_imported_run
 from titan.storage.base import Row
 
 MODES = ("all", "opt-in")
@@ -26,10 +27,14 @@ class ExportSettings:
     mode: str = "all"
     content: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+    #: Whether runs imported over OTLP (``POST /v1/traces``) go out too (TITAN_OTLP_REEXPORT).
+    #: Off: their spans are the agent's, which sent them to Titan and often to the collector
+    #: too (duplicated there); two Titans pointed at each other sent each other's runs back.
+    reexport: bool = False
 
     @classmethod
     def parse(cls, endpoint: str | None, mode: str | None, headers: str | None,
-              content: str | None) -> ExportSettings | None:
+              content: str | None, reexport: str | None = None) -> ExportSettings | None:
         """None when no endpoint is set; ConfigError for a setting that cannot work. The
         other settings are checked with or without an endpoint: a typo in one was found only
         on the day export was turned on."""
@@ -37,9 +42,8 @@ class ExportSettings:
         if mode not in MODES:
             raise ConfigError(f"TITAN_OTLP_EXPORT must be one of {', '.join(MODES)}, "
                               f"got {mode!r}")
-        flag = (content or "on").strip().lower()
-        if flag not in ("on", "off", "1", "0", "true", "false"):
-            raise ConfigError(f"TITAN_OTLP_CONTENT must be on or off, got {content!r}")
+        flag = _flag(content, "on", "TITAN_OTLP_CONTENT")
+        imported = _flag(reexport, "off", "TITAN_OTLP_REEXPORT")
         pairs: dict[str, str] = {}
         for item in filter(None, (p.strip() for p in (headers or "").split(","))):
             key, eq, value = item.partition("=")
@@ -73,7 +77,7 @@ class ExportSettings:
             path += "/v1/traces"
         # The query stays after the path (a collector's ?api_key=); a fragment is never sent.
         url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
-        return cls(url, mode, flag in ("on", "1", "true"), pairs)
+        return cls(url, mode, flag, pairs, imported)
 
     @property
     def shown_url(self) -> str:
@@ -83,11 +87,20 @@ class ExportSettings:
         return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
     def wants(self, run: Row) -> bool:
+        if not self.reexport and is_imported_run(str(run.get("id") or "")):
+            return False
         if self.mode == "all":
             return True
         tags = run.get("tags")
         return (OPT_IN_TAG in tags if isinstance(tags, list)
                 else isinstance(tags, dict) and bool(tags.get(OPT_IN_TAG)))
+
+
+def _flag(raw: str | None, default: str, name: str) -> bool:
+    value = (raw or default).strip().lower()
+    if value not in ("on", "off", "1", "0", "true", "false"):
+        raise ConfigError(f"{name} must be on or off, got {raw!r}")
+    return value in ("on", "1", "true")
 
 
 #: An HTTP header name (RFC 9110's token).
