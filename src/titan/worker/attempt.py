@@ -135,13 +135,14 @@ class Attempt:
 
     def kill(self, reason: str, grace: float | None = None) -> None:
         """Stop the job for ``reason`` (cancelled, timed_out, stopped): TERM, then KILL
-        ``grace`` seconds later (default: the worker's kill grace)."""
-        if self.finished:
+        ``grace`` seconds later (default: the worker's kill grace). Once: each heartbeat
+        names a cancelled attempt again until its result arrives, and a job that took its
+        time over SIGTERM got one more a heartbeat, cutting a graceful stop short."""
+        if self.finished or self.kill_reason is not None:
             return
-        if self.kill_reason is None:
-            self.kill_reason = reason
-            if grace is not None:
-                self._grace = grace
+        self.kill_reason = reason
+        if grace is not None:
+            self._grace = grace
         if self.process is not None:
             self._terminate()
 

@@ -56,6 +56,9 @@ class Supervisor:
         self._on_fatal = on_fatal
         self._lock = threading.Lock()
         self._attempts: dict[Key, Attempt] = {}
+        #: Attempts the master ended (a cancel): it names them again with every heartbeat
+        #: until their results arrive, which is a kill grace for a job ignoring SIGTERM.
+        self._ended: set[Key] = set()
         self._pool = ThreadPoolExecutor(max_workers=max(1, starters),
                                         thread_name_prefix="titan-start")
 
@@ -84,6 +87,7 @@ class Supervisor:
     def finished(self, attempt: Attempt) -> None:
         with self._lock:
             self._attempts.pop(attempt.key, None)
+            self._ended.discard(attempt.key)
         self._on_finished(attempt.key)
 
     # ------------------------------------------------------------------ any thread
@@ -120,8 +124,13 @@ class Supervisor:
         ``why``: the master's words, for the log."""
         with self._lock:
             attempt = self._attempts.get(key)
+            again = key in self._ended
+            if attempt is not None:
+                self._ended.add(key)
         if attempt is None:
             return False
+        if again:  # being killed already: said once, signalled once (Attempt.kill)
+            return True
         # A warning: at the default level the worker said nothing when it killed a process
         # the master had given to another worker after a network cut (a fleet QA pass).
         log.warning("the master ended job %s attempt %d (%s): killing it",
