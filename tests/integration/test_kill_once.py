@@ -53,6 +53,8 @@ def test_a_cancelled_job_that_ignores_sigterm_is_told_and_logged_once(
     time.sleep(1.0)  # a heartbeat after its end names it no more
     log = (cluster.root / "worker-0.log").read_text()
     assert log.count("the master ended job") == 1, log
+    # Said as what it was, though the cancelled job has left the master's memory by then.
+    assert "(cancelled): killing it" in log and "ended meanwhile" not in log, log
     # One SIGTERM: a second one cut a graceful stop short (a handler that stops on the
     # first and cleans up would be interrupted by the next).
     assert terms.read_text() == "TERM\n"

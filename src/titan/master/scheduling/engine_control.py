@@ -170,6 +170,7 @@ async def _put_back(engine: EngineCore, dag_ids: Iterable[int], queued: Queued) 
     for worker, entry in queued:
         if entry in worker.cancels:
             worker.cancels.remove(entry)
+            worker.kill_reasons.pop(entry, None)
     ids = sorted(dag_ids)
 
     def load(tx: Transaction) -> list[tuple[Row | None, list[Row]]]:

@@ -130,6 +130,7 @@ class JobOutcomes:
             if worker is not None:
                 worker.running.discard(job.id)
                 worker.cancels.append((job.id, job.attempt))
+                worker.kill_reasons[(job.id, job.attempt)] = reason
             ch.done_attempts.append((job.id, job.attempt, {"state": CANCELLED, "error": reason,
                                                            "finished_at": self.now()}))
         self._dequeue(job)

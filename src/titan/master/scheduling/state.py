@@ -143,6 +143,10 @@ class WorkerRec:
     running: set[int] = field(default_factory=set)
     private: deque[int] = field(default_factory=deque)  # affinity jobs held for this worker
     cancels: list[tuple[int, int]] = field(default_factory=list)
+    # Why a kill of ``cancels`` was asked, said with it: the job may be retired from
+    # memory by the time the kill is sent (a cancelled DAG's), and its worker logged
+    # 'its job has ended meanwhile' for a cancel.
+    kill_reasons: dict[tuple[int, int], str] = field(default_factory=dict)
     poll: asyncio.Future[None] | None = None
     poll_free: int = 0
     # A quick poll (wait 0) found no long-poll parked: the long-poll on its way was offered

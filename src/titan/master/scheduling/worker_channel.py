@@ -240,7 +240,7 @@ class WorkerChannel:
                 await asyncio.shield(commit)
             await proto.leases_committed(worker)
             jobs = engine.assignments(worker)
-            cancels = proto.cancel_entries(engine, worker.cancels)
+            cancels = proto.cancel_entries(engine, worker.cancels, worker)
             worker.cancels.clear()
             self._credit = max(0, self._credit - len(jobs))
             if jobs or cancels:

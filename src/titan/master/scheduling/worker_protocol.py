@@ -219,7 +219,7 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
         # went away must not cancel it (see Engine.submit).
         await asyncio.shield(commit)
     await leases_committed(worker)
-    cancels = cancel_entries(engine, worker.cancels)
+    cancels = cancel_entries(engine, worker.cancels, worker)
     worker.cancels.clear()
     return {"jobs": engine.assignments(worker), "cancel": cancels}
 
@@ -233,14 +233,18 @@ async def leases_committed(worker: WorkerRec) -> None:
         await asyncio.shield(pending)
 
 
-def cancel_entries(engine: Engine, pairs: list[tuple[int, int]]) -> list[Row]:
+def cancel_entries(engine: Engine, pairs: list[tuple[int, int]],
+                   worker: WorkerRec | None = None) -> list[Row]:
     """What a worker is told to end: ``{"id", "attempt"}`` kills; a service being stopped
     gets ``"stop": grace`` (SIGTERM, then SIGKILL after that many seconds). A worker that
-    knows no stops kills it, which is what a stop comes down to there."""
+    knows no stops kills it, which is what a stop comes down to there. ``worker``: the one
+    told, whose kills may carry the reason given when they were asked."""
     out = []
+    reasons = worker.kill_reasons if worker is not None else {}
     for j, a in dict.fromkeys(pairs):
         job = engine.sched.jobs.get(j)
-        entry: Row = {"id": j, "attempt": a, "why": kill_why(job, a)}
+        asked = reasons.pop((j, a), None)
+        entry: Row = {"id": j, "attempt": a, "why": asked or kill_why(job, a)}
         grace = services.stop_grace(job, a)
         if grace is not None:
             entry["stop"] = grace
@@ -272,7 +276,7 @@ async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
     kill.extend(worker.cancels)
     worker.cancels.clear()
     kill.extend(services.stopping(engine.sched, worker, running))
-    return {"cancel": cancel_entries(engine, kill)}
+    return {"cancel": cancel_entries(engine, kill, worker)}
 
 
 def _clock_said(worker: WorkerRec, worker_now: Any, now: float) -> None:
