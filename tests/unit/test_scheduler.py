@@ -552,7 +552,7 @@ def test_a_worker_lost_or_gone_keeps_when_it_was_last_heard_from() -> None:
 
 def test_a_worker_told_to_kill_an_attempt_is_told_why() -> None:
     # A worker back from a network cut killed its job's process without a word (QA).
-    from titan.master.scheduling.worker_protocol import kill_why
+    from titan.master.scheduling.kills import kill_why
 
     clock, s, w, ch, job = _leased()
     assert kill_why(job, 1) == "cancelled"  # running: a cancel in flight

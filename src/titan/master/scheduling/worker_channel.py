@@ -45,6 +45,7 @@ from typing import Any
 
 from titan import frame_json
 from titan.errors import APIError, ValidationFailed
+from titan.master.scheduling import kills
 from titan.master.scheduling import worker_protocol as proto
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.state import Changes, WorkerRec, capacity
@@ -240,7 +241,7 @@ class WorkerChannel:
                 await asyncio.shield(commit)
             await proto.leases_committed(worker)
             jobs = engine.assignments(worker)
-            cancels = proto.cancel_entries(engine, worker.cancels, worker)
+            cancels = kills.cancel_entries(engine, worker.cancels, worker)
             worker.cancels.clear()
             self._credit = max(0, self._credit - len(jobs))
             if jobs or cancels:

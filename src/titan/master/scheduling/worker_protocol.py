@@ -18,14 +18,11 @@ from typing import Any
 from titan.errors import ValidationFailed
 from titan.formats import cut_text, label_problem
 from titan.master.auth.tokens import Principal, check_worker
-from titan.master.scheduling import log_cap, services, worker_clock
+from titan.master.scheduling import kills, log_cap, services, worker_clock
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.state import (
-    CANCELLED,
     RUNNING,
-    TERMINAL,
     Changes,
-    JobRec,
     WorkerRec,
     capacity,
 )
@@ -219,7 +216,7 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
         # went away must not cancel it (see Engine.submit).
         await asyncio.shield(commit)
     await leases_committed(worker)
-    cancels = cancel_entries(engine, worker.cancels, worker)
+    cancels = kills.cancel_entries(engine, worker.cancels, worker)
     worker.cancels.clear()
     return {"jobs": engine.assignments(worker), "cancel": cancels}
 
@@ -233,41 +230,6 @@ async def leases_committed(worker: WorkerRec) -> None:
         await asyncio.shield(pending)
 
 
-def cancel_entries(engine: Engine, pairs: list[tuple[int, int]],
-                   worker: WorkerRec | None = None) -> list[Row]:
-    """What a worker is told to end: ``{"id", "attempt"}`` kills; a service being stopped
-    gets ``"stop": grace`` (SIGTERM, then SIGKILL after that many seconds). A worker that
-    knows no stops kills it, which is what a stop comes down to there. ``worker``: the one
-    told, whose kills may carry the reason given when they were asked."""
-    out = []
-    reasons = worker.kill_reasons if worker is not None else {}
-    for j, a in dict.fromkeys(pairs):
-        job = engine.sched.jobs.get(j)
-        asked = reasons.pop((j, a), None)
-        entry: Row = {"id": j, "attempt": a, "why": asked or kill_why(job, a)}
-        grace = services.stop_grace(job, a)
-        if grace is not None:
-            entry["stop"] = grace
-        out.append(entry)
-    return out
-
-
-def kill_why(job: JobRec | None, attempt: int) -> str:
-    """Why a worker is told to end ``attempt``, for its log: a worker that came back from a
-    network cut killed its job's process without a word (a fleet QA pass)."""
-    if job is None:  # finished and retired from memory (run by a later attempt, cancelled)
-        return "its job has ended meanwhile"
-    if job.attempt > attempt:
-        return f"its lease ran out: the job runs again as attempt {job.attempt}"
-    if job.state == CANCELLED:
-        return "cancelled"
-    if job.state in TERMINAL:
-        return f"its job ended {job.state}"
-    if job.state != RUNNING:
-        return "its lease ran out: the job is queued to run again"
-    return "cancelled"
-
-
 async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
     worker = engine.worker(worker_id)
     running = [attempt_key(r, "running") for r in entries(body, "running")]
@@ -276,7 +238,7 @@ async def heartbeat(engine: Engine, worker_id: str, body: Row) -> Row:
     kill.extend(worker.cancels)
     worker.cancels.clear()
     kill.extend(services.stopping(engine.sched, worker, running))
-    return {"cancel": cancel_entries(engine, kill, worker)}
+    return {"cancel": kills.cancel_entries(engine, kill, worker)}
 
 
 def _clock_said(worker: WorkerRec, worker_now: Any, now: float) -> None:
