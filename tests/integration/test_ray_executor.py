@@ -92,6 +92,7 @@ def test_a_dag_runs_on_ray_with_its_token_resources_and_logs(cluster: Cluster) -
     show = cluster.script("show.py", """
         import os, sys
         print(sys.argv[1], "devices:", repr(os.environ.get("CUDA_VISIBLE_DEVICES")))
+        print("pwd is cwd:", os.environ.get("PWD") == os.getcwd())
     """)
     client.submit_dag("on-ray", [
         TitanJob(job_id="prep", filename=prep, args=["a b"]),
@@ -108,6 +109,7 @@ def test_a_dag_runs_on_ray_with_its_token_resources_and_logs(cluster: Cluster) -
     # Ray hands a GPU job its device (ids are Ray's; this head's GPU is a logical one).
     assert "gpu devices: '0'" in logs["gpu"]
     assert "custom devices:" in logs["custom"] and "'0'" not in logs["custom"]
+    assert "pwd is cwd: True" in logs["gpu"]  # the node's directory, not the worker's
 
 
 def test_a_project_archive_is_shipped_to_the_node(cluster: Cluster, tmp_path: Path) -> None:

@@ -156,6 +156,8 @@ def _argv_env(job: dict[str, Any], script: Path, shared: Path, project_root: Pat
     env = {**os.environ, **job["env"]}
     if "TITAN_WORKSPACE" in env:
         env["TITAN_WORKSPACE"] = str(shared)
+    env["PWD"] = str(shared)  # where it runs here, not the worker's directory there
+    env.pop("OLDPWD", None)
     if project_root is not None and "TITAN_PROJECT_DIR" in env:
         env["TITAN_PROJECT_DIR"] = str(project_root)
     args = [str(a) for a in job["args"]]
