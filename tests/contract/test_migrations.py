@@ -64,6 +64,7 @@ ADDED: dict[int, dict[str, Any]] = {
         "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")}},
     26: {"columns": {"eval_runs": ("simulator_unpriced_calls", "judge_unpriced_calls")}},
     27: {"columns": {"schedules": ("agent_run_id",)}},
+    28: {"columns": {"files": ("created_by",), "workers": ("version",)}},
 }
 
 #: Differences that are the migration's intent, each with its reason.

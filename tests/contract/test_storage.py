@@ -442,13 +442,16 @@ def test_workers(storage: Storage) -> None:
     row = {"id": "w1", "name": "gpu-box", "hostname": "h", "capabilities": ["GPU", "GENERAL"],
            "slots": 4, "state": "live", "registered_at": 1.0, "last_seen_at": 1.0}
     with storage.transaction() as tx:
-        tx.upsert_worker(row)
-        tx.upsert_worker(dict(row, slots=8, last_seen_at=2.0))
+        tx.upsert_worker(row)  # a worker that said no version: NULL
+        (w,) = tx.list_workers()
+        assert w["version"] is None
+        # Re-registered on another Titan: its version is the last one it said.
+        tx.upsert_worker(dict(row, slots=8, last_seen_at=2.0, version="0.1.0+local.1"))
         tx.update_worker("w1", {"state": "lost"})
     with storage.transaction() as tx:
         (w,) = tx.list_workers()
         assert w["slots"] == 8 and w["state"] == "lost" and w["capabilities"] == ["GPU", "GENERAL"]
-        assert w["registered_at"] == 1.0
+        assert w["registered_at"] == 1.0 and w["version"] == "0.1.0+local.1"
 
 
 def test_workers_long_gone_are_forgotten(storage: Storage) -> None:

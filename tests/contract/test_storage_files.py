@@ -103,3 +103,16 @@ def test_a_name_stored_decomposed_is_found_by_either_form(storage: Storage) -> N
         only_old = tx.latest_file(name=composed, sha256="a" * 64)
         assert only_old is not None and only_old["id"] == new
         assert tx.latest_file(store_key="c")["id"] == old  # type: ignore[index]
+
+
+def test_each_version_keeps_who_stored_it(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.add_blob("a" * 64, 10, 1.0)
+        before = add(tx, "notes.txt", 1.0)  # as stored before migration 28: nobody recorded
+        by_ci = tx.add_file({"name": "notes.txt", "sha256": "a" * 64, "size": 10,
+                             "store_key": "n", "dag_id": None, "job": None, "created_at": 2.0,
+                             "created_by": "ci-bot"})
+    with storage.transaction() as tx:
+        assert [(f["id"], f["created_by"]) for f in tx.list_files()] == [
+            (by_ci, "ci-bot"), (before, None)]
+        assert tx.latest_file(store_key="n")["created_by"] == "ci-bot"  # type: ignore[index]

@@ -315,7 +315,7 @@ def test_artifacts_from_inside_a_job(cluster: Cluster, tmp_path: Path,
     assert uploaded["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
     # PUT /files answers the file object GET /files lists (api.md showed four of its fields).
     assert sorted(uploaded) == sorted(["id", "name", "sha256", "size", "key", "dag_id",
-                                       "job_id", "created_at"]), uploaded
+                                       "job_id", "created_at", "created_by"]), uploaded
     assert uploaded["key"] is uploaded["dag_id"] is uploaded["job_id"] is None
     back = client.fetch_artifact("weights.bin", tmp_path / "back.bin")
     assert Path(back).read_bytes() == local.read_bytes()

@@ -31,7 +31,11 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("path", help="a file, or a project folder")
     s.add_argument("--name", default=None,
                    help="a folder's project name (default: the folder's own name)")
-    s = files.add_parser("list", parents=common, help="list files, newest first")
+    s = files.add_parser(
+        "list", parents=common, help="list files, newest first",
+        description="List the stored file versions, newest first: name, size, sha256, when "
+                    "and by whom each was uploaded or published (the token's name, or a "
+                    "job's dag#run/job; - for one stored before Titan recorded it).")
     s.add_argument("--limit", type=whole(1, 10_000), default=50,
                    help="at most this many (1 to 10000, default 50)")
     s = files.add_parser("get", aliases=["download"], parents=common,
@@ -80,11 +84,19 @@ def run(args: argparse.Namespace, client: Any) -> int:
 
     table(["NAME", "SIZE", "SHA256", "UPLOADED", "BY"],
           [[f["name"], _size(f.get("size")), (f.get("sha256") or "")[:12],
-            when(f.get("created_at")), f"job {f['job_id']}" if f.get("job_id") else "-"]
+            when(f.get("created_at")), _author(f)]
            for f in reply["files"]])
     if reply.get("next") is not None:
         print(f"(the newest {len(reply['files'])}; --limit to see more)")
     return 0
+
+
+def _author(f: dict[str, Any]) -> str:
+    """Who uploaded a version: its token's name or its job's ``dag#run/job``; one stored
+    before Titan recorded that, the job's id if a job's token stored it, else ``-``."""
+    if f.get("created_by"):
+        return str(f["created_by"])
+    return f"job {f['job_id']}" if f.get("job_id") else "-"
 
 
 def _upload(args: argparse.Namespace, client: Any) -> int:

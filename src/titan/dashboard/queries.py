@@ -51,7 +51,7 @@ def _duration(row: Row, now: float) -> float | None:
 def file_view(row: Row) -> Row:
     return {"id": row["id"], "name": row["name"], "sha256": row["sha256"], "size": row["size"],
             "key": row["store_key"], "dag_id": row["dag_id"], "job": row["job"],
-            "created_at": row["created_at"]}
+            "created_at": row["created_at"], "created_by": row.get("created_by")}
 
 
 def paging(total: int, limit: int, offset: int) -> Data:

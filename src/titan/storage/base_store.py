@@ -93,7 +93,8 @@ class StoreTransaction(abc.ABC):
 
     @abc.abstractmethod
     def add_file(self, row: Row) -> int:
-        """Bind a name to a blob: name, sha256, size, store_key, dag_id, job, created_at."""
+        """Bind a name to a blob: name, sha256, size, store_key, dag_id, job, created_at,
+        created_by (who uploaded it)."""
 
     @abc.abstractmethod
     def latest_file(self, *, name: str | None = None, store_key: str | None = None,

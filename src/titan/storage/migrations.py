@@ -272,6 +272,15 @@ def _big_token_counts(conn: Connection) -> None:
                 "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"))))
 
 
+def _authors_and_versions(conn: Connection) -> None:
+    # Files and workers from before: NULL, nobody recorded who uploaded one nor which Titan
+    # a worker ran (a live one says it again when it registers).
+    for table, column, kind in (("files", "created_by", "VARCHAR(300)"),
+                                ("workers", "version", "VARCHAR(64)")):
+        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "approval gate decisions", _gate_decisions),
@@ -303,6 +312,8 @@ MIGRATIONS: list[Migration] = [
     (26, "evaluation runs: judge and simulator calls of unknown price", _eval_unpriced),
     (27, "schedules: an agent run id for each fire, from a template with {tick}",
      _schedule_run_ids),
+    (28, "files: who uploaded each version; workers: the Titan version each runs",
+     _authors_and_versions),
 ]
 
 LATEST = max(v for v, _, _ in MIGRATIONS)

@@ -138,12 +138,15 @@
     const tbody = section.querySelector("tbody");
     tbody.replaceChildren();
     for (const f of files) {
+      // The page's own data says "job", GET /files (its live refresh) "job_id".
+      const job = f.job ?? f.job_id;
       tbody.append(T.el("tr", { class: "file-row", dataset: { fileId: f.id } },
         T.el("td", {}, T.el("a", { class: "file", href: "/api/v1/blobs/" + f.sha256, download: f.name, text: f.name }),
              f.key ? " " : null, f.key ? T.el("span", { class: "tag", title: "published under this store key", text: f.key }) : null),
         T.el("td", { class: "num", text: T.size(f.size) }),
         T.el("td", {}, T.timeEl(f.created_at)),
-        T.el("td", {}, f.job ? T.el("a", { href: "/jobs/" + f.job, text: f.job }) : T.el("span", { class: "muted", text: "—" }))));
+        T.el("td", {}, job ? T.el("a", { href: "/jobs/" + job, text: f.created_by || job })
+          : f.created_by ? f.created_by : T.el("span", { class: "muted", text: "—" }))));
     }
     section.querySelector(".files-empty").hidden = files.length > 0;
   }

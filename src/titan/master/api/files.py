@@ -94,17 +94,22 @@ async def _store_body(c: Ctx, request: Request, expect: str | None = None) -> tu
 def _file_view(row: Row) -> Row:
     return {"id": row["id"], "name": row["name"], "sha256": row["sha256"], "size": row["size"],
             "key": row["store_key"], "dag_id": row["dag_id"], "job_id": row["job"],
-            "created_at": row["created_at"]}
+            "created_at": row["created_at"], "created_by": row.get("created_by")}
 
 
 async def _add_file(c: Ctx, p: Principal, name: str, sha: str, size: int,
                     key: str | None, request: Request | None = None) -> Row:
-    dag_id = None
+    # Who uploads, as a gate's decided_by names its decider: the token's name (its role when
+    # it has none); a job's own token has none, so the job, as `dag#run/job`, which outlives
+    # the job's and the DAG's rows once retention deletes them.
+    dag_id, by = None, p.name or p.role
     if p.job is not None:
         job = c.engine.sched.jobs.get(p.job)
+        dag = c.engine.sched.dags.get(job.dag_id) if job else None
         dag_id = job.dag_id if job else None
+        by = f"{dag.name}#{dag.run}/{job.job_id}" if job and dag else f"job {p.job}"
     row = {"name": name, "sha256": sha, "size": size, "store_key": key, "dag_id": dag_id,
-           "job": p.job, "created_at": time.time()}
+           "job": p.job, "created_at": time.time(), "created_by": by[:300]}
 
     def op(tx: Any) -> Row:
         if key is not None:

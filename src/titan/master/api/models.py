@@ -300,6 +300,9 @@ class FileView(_Open):
     dag_id: int | None
     job_id: int | None
     created_at: Timestamp
+    created_by: str | None = Field(description="Who uploaded or published it: the token's "
+                                   "name (else its role), or a job's dag#run/job_id; null "
+                                   "when stored before Titan recorded it")
 
 
 class FileList(_Open):

@@ -100,4 +100,7 @@ workers = Table(
     Column("state", String(20), nullable=False),
     Column("registered_at", Float, nullable=False),
     Column("last_seen_at", Float, nullable=False),
+    # The Titan version it said at its last registration (NULL: it said none one could show,
+    # or registered before migration 28): what the Cluster page shows after a restart.
+    Column("version", String(64)),
 )

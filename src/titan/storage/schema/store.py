@@ -69,6 +69,9 @@ files = Table(
     Column("dag_id", Integer),
     Column("job", Integer),
     Column("created_at", Float, nullable=False),
+    # Who uploaded or published this version: the token's name, a job's ``dag#run/job``
+    # (NULL: stored before Titan recorded it, migration 28).
+    Column("created_by", String(300)),
     Index("ix_files_name", "name", "id"),
     Index("ix_files_key", "store_key", "id"),
     Index("ix_files_dag", "dag_id", "id"),
