@@ -142,7 +142,7 @@ async def register(engine: Engine, body: Row, who: Principal,
     ch.events.append(("worker_updated", {"id": worker_id, "state": "live"}))
     row = {"id": worker_id, "name": worker.name, "hostname": worker.hostname,
            "capabilities": sorted(capabilities), "slots": slots, "state": "live",
-           "registered_at": now, "last_seen_at": now}
+           "registered_at": now, "last_seen_at": now, "version": worker.version}
     await engine.submit(ch, extra=lambda tx: tx.upsert_worker(row))
     lease = engine.config.lease_seconds
     reply: Row = {"worker_id": worker_id, "lease_seconds": lease, "heartbeat_seconds": lease / 3}

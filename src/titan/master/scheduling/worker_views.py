@@ -72,9 +72,9 @@ def worker_view(engine: Engine, row: Row) -> Row:
         "id": row["id"], "name": row["name"], "hostname": row["hostname"],
         "capabilities": row["capabilities"], "slots": row["slots"],
         "running": running, "running_refs": [_ref(engine, job_id) for job_id in running],
-        # What it said at registration to this master (None: not connected here, or said
-        # nothing one could show).
-        "version": live.version if live else None,
+        # What it said at its last registration, to this master or (not connected here
+        # since a restart) to an earlier run of it; None: it said nothing one could show.
+        "version": live.version if live else row.get("version"),
         "state": state, "last_seen_at": live.last_seen if live else row["last_seen_at"],
         "transport": live.transport if live else None,
         # Master minus worker, seconds (0.0 within a second); None: not connected here.
