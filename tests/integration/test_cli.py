@@ -580,20 +580,39 @@ def test_a_second_master_on_the_same_database_is_refused(make_cluster, tmp_path:
 
 
 def test_dashboard_prints_a_working_sign_in_link(cluster: Cluster) -> None:
+    # On the dashboard's port, the banner's (it was the API's: a browser signed in again
+    # there, its tabs on the banner's address were left without their write key).
+    dashboard = f"http://127.0.0.1:{cluster.dashboard_port}"
     link = titan(cluster, "dashboard", "/agents").stdout.strip()
-    assert link.startswith(f"{cluster.url}/login?token=") and link.endswith("next=%2Fagents")
+    assert link.startswith(f"{dashboard}/login?token=") and link.endswith("next=%2Fagents")
     # The page without its slash is the same page; --json gives the link as JSON.
     assert titan(cluster, "dashboard", "agents").stdout.strip() == link
     assert json.loads(titan(cluster, "dashboard", "agents", "--json").stdout)["url"] == link
 
-    reply = httpx.get(link, timeout=10)
-    signed_in_reply(reply)  # the cookie, and the write key for the browser's storage
-    assert next_of(reply) == "/agents"
+    with httpx.Client(timeout=10) as browser:
+        reply = browser.get(link)
+        signed_in_reply(reply)  # the cookie, and the write key for the browser's storage
+        assert next_of(reply) == "/agents"
+        landed = browser.get(f"{dashboard}/agents")
+        assert landed.status_code == 200 and landed.url.path == "/agents", landed.url
 
-    # A token that cannot sign in (a worker's): its link answered 401, and rc was 0.
+    # The master says where: its dashboard's port at the host it was asked by, and nothing
+    # for a port not its own (a tunnel's, a proxy's: what answers on the other is unknown).
     me = cluster.api("GET", "/whoami")
     assert me == {"role": "admin", "name": "admin (titan up)", "dashboard": True,
+                  "dashboard_url": dashboard,
                   "token_id": me["token_id"]} and me["token_id"].startswith("tok-")
+    asked = {"localhost": None,  # port 80
+             f"localhost:{cluster.port}": f"http://localhost:{cluster.dashboard_port}",
+             f"127.0.0.1:{cluster.dashboard_port}": dashboard,
+             f"127.0.0.1:{free_port()}": None}
+    for host, url in asked.items():
+        said = httpx.get(f"{cluster.url}/api/v1/whoami", headers={
+            "Host": host, "Authorization": f"Bearer {cluster.admin_token}"}, timeout=10)
+        assert said.status_code == 200 and said.json()["dashboard_url"] == url, \
+            (host, said.text)
+
+    # A token that cannot sign in (a worker's): its link answered 401, and rc was 0.
     worker_token = (cluster.data / "worker.token").read_text().strip()
     assert cluster.api("GET", "/whoami", token=worker_token)["dashboard"] is False
     out = titan(cluster, "dashboard", token=worker_token, check=False)
@@ -602,7 +621,7 @@ def test_dashboard_prints_a_working_sign_in_link(cluster: Cluster) -> None:
         "viewer token" in out.stderr, out.stderr
     viewer = json.loads(titan(cluster, "token", "create", "--role", "viewer", "--json").stdout)
     assert titan(cluster, "dashboard", token=viewer["token"]).stdout.startswith(
-        f"{cluster.url}/login?token={viewer['token']}")
+        f"{dashboard}/login?token={viewer['token']}")
     # --open where no browser can be opened says so (the link was printed, nothing else).
     env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
                TITAN_TOKEN=cluster.admin_token, BROWSER="false")
@@ -613,6 +632,18 @@ def test_dashboard_prints_a_working_sign_in_link(cluster: Cluster) -> None:
     assert opened.returncode == 0 and opened.stdout.strip() == link.replace("next=%2Fagents",
                                                                             "next=%2F")
     assert "could not open a web browser on this machine" in opened.stderr, opened.stderr
+
+
+def test_dashboard_links_to_the_api_port_of_a_master_without_a_dashboard_port(
+        make_cluster: Any) -> None:
+    # --dashboard-port 0: the API's port is the dashboard's, and the only one there is.
+    master = make_cluster().start_master(["--dashboard-port", "0"])
+    assert master.api("GET", "/whoami")["dashboard_url"] is None
+    link = titan(master, "dashboard").stdout.strip()
+    assert link.startswith(f"{master.url}/login?token=") and link.endswith("next=%2F")
+    with httpx.Client(timeout=10) as browser:
+        signed_in_reply(browser.get(link))
+        assert browser.get(f"{master.url}/").status_code == 200
 
 
 ESCAPES = ("import sys\n"

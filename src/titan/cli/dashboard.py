@@ -21,12 +21,15 @@ def run(args: argparse.Namespace, client: Any) -> int:
         token = client.endpoint.token
         if not token:
             raise TitanError("no token for this master: pass --token or set TITAN_TOKEN")
-        _check_signs_in(client)
-        # The API port serves the dashboard too, so the link needs nothing but the endpoint.
+        me = _check_signs_in(client)
+        # On the dashboard's own port when the master serves one (the banner's address, where
+        # the user's tabs are: their write key is kept per port, and a sign-in elsewhere ended
+        # their session); else the API's, which serves the dashboard too.
+        site = me.get("dashboard_url") or client.url
         # A page named without its slash ('agents') is the page meant: sign-in only lands on
         # a path of this site, and would take 'agents' for somewhere else (landing on /).
         page = args.page if args.page.startswith("/") else "/" + args.page
-        link = f"{client.url}/login?{urlencode({'token': token, 'next': page})}"
+        link = f"{site}/login?{urlencode({'token': token, 'next': page})}"
     if getattr(args, "json", False):
         print_json({"url": link, "page": page})
     else:
@@ -40,14 +43,15 @@ def run(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-def _check_signs_in(client: Any) -> None:
-    """Refuse a token that cannot sign in to the dashboard (a worker's, a job's), as the
-    master says (``GET /whoami``). A master too old to say is not asked."""
+def _check_signs_in(client: Any) -> dict[str, Any]:
+    """What the master says of the token (``GET /whoami``), refusing one that cannot sign in
+    to the dashboard (a worker's, a job's). A master too old to say is not asked."""
     try:
-        me = client.api("GET", "/whoami")
+        me: dict[str, Any] = client.api("GET", "/whoami")
     except NotFound:
-        return
+        return {}
     if not me.get("dashboard", True):
         raise TitanError(f"this {me.get('role')} token cannot sign in to the dashboard: use an "
                          "admin, operator or viewer token (an admin makes one: titan token "
                          "create --role viewer)")
+    return me

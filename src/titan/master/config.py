@@ -318,3 +318,23 @@ class MasterConfig:
             return self.public_url
         name = host_header if host_header.endswith("]") else host_header.rsplit(":", 1)[0]
         return f"{self.scheme}://{name}:{self.port}"
+
+    def dashboard_url_as_seen(self, host_header: str | None) -> str | None:
+        """The dashboard's own port (``--dashboard-port``) at the host a request named with
+        ``host_header``, where ``titan dashboard`` prints its sign-in link: the banner's
+        address, so a browser's open tabs there keep their session's write key (kept per
+        scheme, host and port). None when the master serves no port of its own for the
+        dashboard, or the request named another port than the master's (a proxy or a tunnel,
+        behind which the dashboard's port is unknown): the URL asked serves the dashboard
+        too."""
+        if not self.dashboard_port or self.dashboard_port == self.port or not host_header \
+                or not HOST_HEADER.fullmatch(host_header):
+            return None
+        if host_header.endswith("]") or ":" not in host_header:
+            name, port = host_header, (443 if self.scheme == "https" else 80)
+        else:
+            name, named = host_header.rsplit(":", 1)
+            port = int(named)
+        if port not in (self.port, self.dashboard_port):
+            return None
+        return f"{self.scheme}://{name}:{self.dashboard_port}"

@@ -101,11 +101,14 @@ async def master_proof(c: CtxDep, nonce: str = Query(..., pattern="^[0-9a-f]{32}
 
 
 @router.get("/whoami", tags=["admin"], summary="Who the calling token is (any token)")
-async def whoami(p: Caller) -> Row:
+async def whoami(c: CtxDep, p: Caller, request: Request) -> Row:
     # `titan dashboard` asks before it prints a sign-in link: a worker's token made one
-    # that answered 401 (a QA pass).
+    # that answered 401 (a QA pass); and prints it on the dashboard's own port, the banner's,
+    # not on the API's it asked (a second sign-in there left the tabs open on the banner's
+    # without their write key).
     return {"role": p.role, "name": p.name, "token_id": p.token_id,
-            "dashboard": p.role in sessions.DASHBOARD_ROLES}
+            "dashboard": p.role in sessions.DASHBOARD_ROLES,
+            "dashboard_url": c.config.dashboard_url_as_seen(request.headers.get("host"))}
 
 
 @router.post("/tokens", tags=["admin"], status_code=201, summary="Create a token")
