@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from titan.cli.output import print_json
 from titan.errors import NotFound, TitanError
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
         # On the dashboard's own port when the master serves one (the banner's address, where
         # the user's tabs are: their write key is kept per port, and a sign-in elsewhere ended
         # their session); else the API's, which serves the dashboard too.
-        site = me.get("dashboard_url") or client.url
+        site = _same_host(me.get("dashboard_url"), client.url) or client.url
         # A page named without its slash ('agents') is the page meant: sign-in only lands on
         # a path of this site, and would take 'agents' for somewhere else (landing on /).
         page = args.page if args.page.startswith("/") else "/" + args.page
@@ -41,6 +41,22 @@ def run(args: argparse.Namespace, client: Any) -> int:
             print("warning: could not open a web browser on this machine; open the link "
                   "in one yourself", file=sys.stderr)
     return 0
+
+
+def _same_host(site: Any, own: str) -> str | None:
+    """``site`` when it is the master this CLI asked, on another port: the link carries the
+    token, so it never names a host or scheme the user did not (whatever a reply says)."""
+    if not isinstance(site, str):
+        return None
+    theirs, ours = urlsplit(site), urlsplit(own)
+    try:
+        port = theirs.port
+    except ValueError:
+        return None
+    if (theirs.scheme, theirs.hostname) != (ours.scheme, ours.hostname) or port is None \
+            or theirs.path not in ("", "/") or theirs.query or theirs.username:
+        return None
+    return site.rstrip("/")
 
 
 def _check_signs_in(client: Any) -> dict[str, Any]:
