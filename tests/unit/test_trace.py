@@ -151,6 +151,9 @@ def test_an_exception_whose_str_fails_is_recorded_as_itself() -> None:
     ("lab-1.ITER1", "lab-1", "ITER1"),  # a dot separates as _ and - do
     ("lab-1 SYNTH", "lab-1", "SYNTH"),
     ("R10_X", "R1", "R10_X"),  # another run's stage, not R1's "0_X"
+    ("RESEARCH_1a9ac3_ITER1", "1a9ac3", "ITER1"),  # seed 000: "run 1a9ac3"
+    ("RESEARCH_R10_X", "R1", "RESEARCH_R10_X"), ("XR1_Y", "R1", "XR1_Y"),
+    ("R10_R1_X", "R1", "X"),
     ("R1", "R1", "R1"),
     ("R1_", "R1", "R1_"),
 ])

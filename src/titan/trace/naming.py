@@ -21,21 +21,35 @@ DRIVER_STAGE = "DRIVER"
 DRIVER_JOB = "driver"
 DRIVER_ACTOR = f"{DRIVER_STAGE}/{DRIVER_JOB}"
 
+#: What may stand between a run id and its stage's own name in a DAG name.
+_SEPARATORS = "_-:. "
+
 _RANDOM_TAIL = re.compile(r"^(?P<agent>.+?)[_\-:.](?P<tail>[0-9a-fA-F]{4,}|\d+)$")
 
 
 def stage_label(name: str, run_id: str, aliases: Iterable[str] = ()) -> str:
     """The DAG name with the agent run's prefix stripped: RESEARCH_1a9ac3_PLAN -> PLAN.
 
+    The prefix is everything up to the run id and the separators after it, so a run named by
+    its random part alone (seed 000's "the ITER1 stage of run 1a9ac3" is the DAG
+    RESEARCH_1a9ac3_ITER1) gets short labels too; the id counts only as a whole word there
+    (after the start or a separator), so "RESEARCH_R10_X" is not a stage of R1.
+
     ``aliases`` are other ids the run's driver used for it: a replayed orchestrator makes up
     a fresh run id (RESEARCH_77e0f1) and its stages are filed under the replay's run."""
-    for rid in (run_id, *aliases):
-        # The id, then separators, then the stage: "R1_X", "R1.X" and "R1__X" are X's,
-        # "R10_X" is not a stage of R1.
-        rest = name[len(rid):] if rid and name.startswith(rid) else ""
-        label = rest.lstrip("_-:. ")
-        if label and label != rest:
-            return label
+    ids = [rid for rid in (run_id, *aliases) if rid]
+    # The id at the start wins (the usual f"{run_id}_PLAN"), then the id as a later word.
+    for anywhere in (False, True):
+        for rid in ids:
+            at = name.find(rid)
+            while at >= 0:
+                # The id, then separators, then the stage: "R1_X", "R1.X" and "R1__X" are
+                # X's, "R10_X" is not a stage of R1.
+                rest = name[at + len(rid):]
+                label = rest.lstrip(_SEPARATORS)
+                if label and label != rest and (at == 0 or name[at - 1] in _SEPARATORS):
+                    return label
+                at = name.find(rid, at + 1) if anywhere else -1
     return name
 
 
