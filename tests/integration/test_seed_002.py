@@ -99,12 +99,17 @@ def test_dynamic_logic_switch(cluster: Cluster, tmp_path: Path) -> None:
     assert dag["status"] == "COMPLETED" and dag["counts"]["COMPLETED"] == 10
 
 
-def test_self_healing_loop_reads_fetch_logs(cluster: Cluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("crash", [
+    # A real crash: the worker's line in the log is what the snippet finds.
+    "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n",
+    # Out of memory as Python says it (MemoryError): the log never said "OutOfMemory", so
+    # the snippet's agent called a run that had run out of memory healthy.
+    "buffer = bytearray(10**15)\n",
+], ids=["segfault", "memory_error"])
+def test_self_healing_loop_reads_fetch_logs(cluster: Cluster, tmp_path: Path, crash: str) -> None:
     tmp_path = tmp_path / "project"
     (tmp_path / "scripts").mkdir(parents=True)
-    # A real crash: the worker's line in the log is what the snippet finds.
-    (tmp_path / "flaky.py").write_text("import os, signal\nprint('epoch 3 of 10', flush=True)\n"
-                                       "os.kill(os.getpid(), signal.SIGSEGV)\n")
+    (tmp_path / "flaky.py").write_text("print('epoch 3 of 10', flush=True)\n" + crash)
     (tmp_path / "scripts" / "safe_mode_patch.py").write_text("print('patched in safe mode')\n")
     client = cluster.client()
     from titan_sdk import TitanJob

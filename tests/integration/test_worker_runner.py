@@ -482,6 +482,16 @@ def test_the_log_says_how_a_process_ended_when_the_job_could_not(job: Job, kind:
                                           "the process was killed by SIGSEGV")
     killed = job.run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", kind=kind)
     assert "OutOfMemory killer" in killed.stream("stderr")[-1]
+    # Python's MemoryError (numpy's subclass of it too) is said as the agent searches for it;
+    # torch's OutOfMemoryError says so itself.
+    oom = job.run("class _ArrayMemoryError(MemoryError): pass\n"
+                  "raise _ArrayMemoryError('Unable to allocate 7.45 TiB')\n", kind=kind)
+    assert oom.stream("stderr")[-1].startswith("titan worker: OutOfMemory: the job ran out of "
+                                               "memory (")
+    assert oom.stream("stderr")[-1].endswith("_ArrayMemoryError: Unable to allocate 7.45 TiB)")
+    cuda = job.run("class OutOfMemoryError(RuntimeError): pass\n"
+                   "raise OutOfMemoryError('CUDA out of memory')\n", kind=kind)
+    assert cuda.stream("stderr")[-1].endswith("OutOfMemoryError: CUDA out of memory")
     late = job.run("import time\ntime.sleep(30)\n", kind=kind, timeout=0.3)
     assert late.stream("stderr")[-1].startswith("titan worker: timed out after 0.3 s; stopped")
     # An exit code is the job's own saying: nothing is added.

@@ -55,6 +55,13 @@ _CRASHES: dict[int, str] = {
 }
 
 
+def _out_of_memory(exception_line: str) -> bool:
+    """Whether a traceback ended with a MemoryError that does not say OutOfMemory itself
+    (torch's ``OutOfMemoryError`` does)."""
+    name = exception_line.split(":", 1)[0].strip()
+    return name.endswith("MemoryError") and "OutOfMemory" not in name
+
+
 class Sink(Protocol):
     """Where an attempt's log lines and result go (the reporter, and the slot accounting)."""
 
@@ -346,6 +353,11 @@ class Attempt:
             # A plain script's folder holds only what jobs left there (shared_imports.py).
             return (f"{self._exception_line.strip()[:200]}: a plain script is uploaded alone; "
                     f"to import modules from beside it, {shared_imports.ADVICE}")
+        if code and code > 0 and _out_of_memory(self._exception_line):
+            # Python's word for it is MemoryError (numpy's _ArrayMemoryError...); a log
+            # searched for "OutOfMemory", as seed 002's agent searches it, found nothing.
+            return (f"OutOfMemory: the job ran out of memory "
+                    f"({self._exception_line.strip()[:200]})")
         if error is not None or code is None or code >= 0 or code == -signal.SIGINT:
             # A start that failed says so already; an exit code is the job's own saying, and
             # so is the KeyboardInterrupt traceback of a process ended by SIGINT.
