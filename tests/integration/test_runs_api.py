@@ -200,6 +200,30 @@ def test_a_batch_is_accepted_and_a_resend_is_not_counted_twice(cl: Cluster) -> N
     assert run["tokens"] == {"input": 10, "output": 3}
 
 
+def test_seed_004s_example_action_is_taken_as_written(cl: Cluster) -> None:
+    """Seed 004 shows an action as {"action", "inputs", "outputs", "duration_ns", "outcome"}:
+    posted as it is, it was refused (no name, no started_at). "action" is the name's other
+    spelling, and an action without a start began its duration before it was received."""
+    new_run(cl, "seed4-example")
+    example = {
+        "action": "call_llm",
+        "inputs": {"prompt": "What is 2+2?", "model": "gpt-4o", "max_tokens": 100},
+        "outputs": {"response": "2 + 2 equals 4.", "tokens": 15, "cost_usd": 0.0008},
+        "duration_ns": 523000000,
+        "outcome": "success",
+    }
+    before = time.time()
+    assert ingest(cl, "seed4-example", [example])["accepted"] == 1
+    [got] = list_actions(cl, "seed4-example")["actions"]
+    assert got["name"] == "call_llm" and got["outcome"] == "success"
+    assert got["duration_ns"] == 523000000
+    assert before - 0.523 - 1 <= got["started_at"] <= time.time() - 0.5
+    whole = ok(cl, "GET", f"/runs/seed4-example/actions/{got['seq']}")
+    assert whole["inputs"] == example["inputs"] and whole["outputs"] == example["outputs"]
+    # Both spellings agreeing is the same action.
+    assert ingest(cl, "seed4-example", [{**example, "name": "call_llm"}])["accepted"] == 1
+
+
 def _bad_batches() -> list[tuple[str, Any, list[tuple[int | None, str]] | None]]:
     fine = act("fine-1")
     return [
@@ -213,8 +237,8 @@ def _bad_batches() -> list[tuple[str, Any, list[tuple[int | None, str]] | None]]
          [(1, "usage.input_tokens")]),
         ("started_at a string", {"actions": [fine, act("x1", started_at="now")]},
          [(1, "started_at")]),
-        ("started_at missing", {"actions": [fine, {"id": "x1", "name": "n"}]},
-         [(1, "started_at")]),
+        ("name and action differ", {"actions": [fine, act("x1", action="other")]},
+         [(1, "action")]),
         ("started_at far future", {"actions": [fine, act("x1", started_at=NOW + 3 * DAY)]},
          [(1, "started_at")]),
         ("bad channel", {"actions": [fine, act("x1", channel="radio")]}, [(1, "channel")]),

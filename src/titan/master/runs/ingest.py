@@ -43,7 +43,7 @@ PREVIEW_CHARS = 2_000
 _ACTION_KEYS = frozenset({
     "id", "parent_id", "actor", "channel", "name", "ordinal", "inputs", "outputs", "error",
     "outcome", "model", "usage", "cost_usd", "cost_source", "started_at", "duration_ns", "tags",
-    "replay_status",
+    "replay_status", "action",
 })
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}\Z")
 _EPOCH_2000 = 946_684_800.0
@@ -156,7 +156,8 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
         raise ValidationFailed("actions is empty")
     if len(items) > MAX_BATCH:
         raise ValidationFailed(f"a batch holds at most {MAX_BATCH} actions, got {len(items)}")
-    latest = (now or time.time()) + 86_400
+    received = now or time.time()
+    latest = received + 86_400
     out: list[Row] = []
     seen: set[str] = set()
     for i, a in enumerate(items):
@@ -209,21 +210,30 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
                 else:
                     tokens[key] = _number(p, i, f"usage.{key}", value, integer=True,
                                           maximum=MAX_TOKENS)
+        duration = a.get("duration_ns", 0)
+        _number(p, i, "duration_ns", duration, integer=True, maximum=MAX_DURATION_NS)
         started = a.get("started_at")
         if started is None:
-            p.add(i, "started_at", "is required (epoch seconds)")
+            # Sent as it ended (seed 004's example action gives no start): it began its
+            # duration before the master received it.
+            started = received - (duration / 1e9 if isinstance(duration, int) else 0.0)
         elif _number(p, i, "started_at", started) is not None and not (
                 _EPOCH_2000 <= started <= latest):
             p.add(i, "started_at", "must be epoch seconds between 2000 and tomorrow")
-        duration = a.get("duration_ns", 0)
-        _number(p, i, "duration_ns", duration, integer=True, maximum=MAX_DURATION_NS)
+        name = a.get("name")
+        if "action" in a:  # seed 004's example action names its call "action"
+            if name is None:
+                name = a["action"]
+            elif a["action"] != name:
+                p.add(i, "action", "is another spelling of name (seed 004's), and differs "
+                                   "from it: give one")
         replay_status = a.get("replay_status")
         if replay_status is not None and replay_status not in REPLAY_STATUSES:
             p.add(i, "replay_status", f"must be one of {', '.join(REPLAY_STATUSES)}")
         out.append({
             "id": action_id, "parent_id": parent,
             "actor": _text(p, i, "actor", a.get("actor", "main"), 500, required=True),
-            "channel": channel, "name": _text(p, i, "name", a.get("name"), 200, required=True),
+            "channel": channel, "name": _text(p, i, "name", name, 200, required=True),
             "ordinal": _number(p, i, "ordinal", a.get("ordinal"), integer=True,
                                maximum=MAX_ORDINAL),
             "inputs": a.get("inputs", {}), "outputs": a.get("outputs"),
