@@ -607,6 +607,44 @@ def test_a_job_records_into_a_run_it_opened_and_not_into_another_jobs(cl: Cluste
     assert "intruder" not in [a["id"] for a in list_actions(cl, "job-opened-1")["actions"]]
 
 
+FORGER = PROBE.split("own, other =")[0] + """
+    own, other = os.environ["TITAN_AGENT_RUN_ID"], sys.argv[1]
+    print("create-replay-of-other", send("POST", "/runs", {"id": own + "-fake",
+                                                           "replay_of": other}))
+    print("patch-replay-of-other", send("PATCH", f"/runs/{own}", {"replay_of": other}))
+    op = {"run": own + "-fake2", "create": {"replay_of": other}}
+    print("batch-replay-of-other", send("POST", "/runs/batch", {"ops": [op]}))
+    made = own + "-made"
+    print("create-made", send("POST", "/runs", {"id": made}))
+    print("replay-of-made", send("POST", "/runs", {"id": own + "-again", "replay_of": made}))
+"""
+
+
+def test_a_job_may_not_make_a_run_a_replay_of_another_jobs(cl: Cluster) -> None:
+    # A run's replays are listed with it, compared with it (match rate, divergences) and, while
+    # one runs, keep it from retention: a job naming another's run in `replay_of` forged a
+    # replay of it, or kept it past retention for as long as its fake replay stayed running.
+    new_run(cl, "replayed-1", started_at=NOW - 3 * DAY)
+    ok(cl, "PATCH", "/runs/replayed-1", {"status": "completed", "ended_at": NOW - 2 * DAY})
+    client = cl.client()
+    client.submit_dag("FORGER", [TitanJob("probe", cl.script("forger.py", FORGER),
+                                          args=["replayed-1"])], agent_run_id="FORGER_RUN")
+    assert client.wait_dag("FORGER", timeout=60)["status"] == "COMPLETED"
+    logs = client.fetch_logs("FORGER/probe")
+    for what in ("create-replay-of-other", "patch-replay-of-other"):
+        assert f"{what} 403" in logs, logs
+    assert "batch-replay-of-other 200" in logs, logs  # a batch answers each op's error in it
+    # A run it started is its own to replay in its own way.
+    assert "create-made 201" in logs and "replay-of-made 201" in logs, logs
+    assert get_run(cl, "FORGER_RUN-again")["replay_of"] == "FORGER_RUN-made"
+    assert ok(cl, "GET", "/runs/replayed-1/replays")["replays"] == []
+    for run_id in ("FORGER_RUN", "FORGER_RUN-fake", "FORGER_RUN-fake2"):
+        got, _ = call(cl, "GET", f"/runs/{run_id}")
+        assert got == 404 or get_run(cl, run_id)["replay_of"] is None, run_id
+    pruned = ok(cl, "POST", "/runs/prune", {"older_than": "1d", "run_ids": ["replayed-1"]})
+    assert pruned["run_ids"] == ["replayed-1"], pruned
+
+
 # ------------------------------------------------------------------------------ ending runs
 
 

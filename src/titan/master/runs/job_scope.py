@@ -52,6 +52,15 @@ async def check_may_drive(engine: Engine, run_id: str, who: Principal,
                         f"{run_id!r}")
 
 
+async def check_replay_of(engine: Engine, fields: dict[str, object], who: Principal) -> None:
+    """A job may name in a run's ``replay_of`` only a run it may drive: a run's replays are
+    listed and compared with it, and one still running keeps it from retention, so naming
+    another job's run forged a replay of it, or kept it for as long as the fake ran."""
+    replayed = fields.get("replay_of")
+    if who.role == "job" and isinstance(replayed, str):
+        await check_may_drive(engine, replayed, who, "name in replay_of")
+
+
 async def check_stage(engine: Engine, run_id: str, who: Principal) -> None:
     """A job may submit stages into its own agent run, a new one, or one it started (an
     orchestrator running as a job), never into another run: its stage's jobs could then

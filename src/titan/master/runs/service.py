@@ -112,6 +112,7 @@ class RunService:
         if fields.get("budget_usd") is not None and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may set a run's budget")
         compliance.check_retention_class(fields, who)
+        await job_scope.check_replay_of(self.engine, fields, who)
         pii = compliance.redact_run_error(self.redactor, fields)
         now = time.time()
         run_id = fields.pop("id", None) or f"run-{secrets.token_hex(6)}"
@@ -179,6 +180,7 @@ class RunService:
         fields = action_input.parse_run(body, creating=False)
         if "budget_usd" in fields and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may change a run's budget")
+        await job_scope.check_replay_of(self.engine, fields, who)
         pii = compliance.redact_run_error(self.redactor, fields)
         now = time.time()
         own_dag = job_scope.own_dag_ending(self.engine.sched, who)
