@@ -100,6 +100,12 @@ def store_key(dag: str, job_id: str) -> str:
     return f"{STORE_PREFIX}{dag}/{job_id}"
 
 
+#: Set by the master in the settings of a service a job's token submitted: it is published
+#: under its run's key alone, never its DAG's (a job that submitted a run of another DAG
+#: would otherwise point that DAG's callers at a server of its own).
+RUN_KEY_ONLY = "run_key_only"
+
+
 def run_store_key(dag: str, run: int, job_id: str) -> str:
     """The key of the service ``job_id`` of run ``run`` of ``dag`` alone
     (``services/<dag>#<run>/<job_id>``, as its job's reference ``dag#run/job_id`` names it):

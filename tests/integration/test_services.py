@@ -215,6 +215,48 @@ def test_only_the_master_writes_services_addresses(cluster: Cluster, tmp_path: A
     assert client.store_get(key) is None
 
 
+#: A job that submits a run of another DAG with a service of that name: its own server.
+TAKEOVER = """
+import sys
+from titan import TitanClient, TitanJob
+
+dag, server = sys.argv[1], sys.argv[2]
+model = TitanJob("model", server, job_type="SERVICE", args=["serve"], readiness="http:/health")
+print("submitted", TitanClient().submit_dag(dag, [model])["run"], flush=True)
+"""
+
+
+def test_a_job_cannot_take_a_dags_service_key_by_submitting_a_run_of_it(
+        cluster: Cluster) -> None:
+    """``services/<dag>/<job>`` follows the latest run's live service. A job that submitted
+    a run of that DAG with a service of its own got the key, through the master, pointing
+    every caller of ``service_address(job, dag=...)`` at its server. What a job submits is
+    published under its run's key alone; the DAG's key stays the person's service, and goes
+    with it rather than passing to the job's."""
+    client = cluster.client()
+    client.submit_dag("guarded2", [service(cluster, "model", stop_grace=5)])
+    address = ready(client, "guarded2/model")["address"]
+    key = "services/guarded2/model"
+    server = cluster.script("server.py", SERVER)
+    client.submit_dag("takeover", [TitanJob("thief", cluster.script("take.py", TAKEOVER),
+                                            args=["guarded2", server])])
+    assert client.wait("takeover/thief", timeout=60)["state"] == "COMPLETED", \
+        client.fetch_logs("takeover/thief")
+    theirs = ready(client, "guarded2#2/model")
+    assert theirs["address"] != address
+    assert client.store_get("services/guarded2#2/model") == theirs["address"]
+    assert client.store_get(key) == address
+    assert client.service_address("model", dag="guarded2", timeout=5) == address
+    # Stopped (a job may stop any service), the person's service leaves the key empty.
+    client.stop_service("guarded2#1/model")
+    assert client.wait("guarded2#1", timeout=60)["status"] == "COMPLETED"
+    assert client.store_get(key) is None
+    assert client.store_get("services/guarded2#2/model") == theirs["address"]
+    client.stop_service("guarded2#2/model")
+    assert client.wait("guarded2#2", timeout=60)["status"] == "COMPLETED"
+    assert client.store_get("services/guarded2#2/model") is None
+
+
 #: A job that finds its own run's service with the SDK's helper and says where it is.
 FINDER = """
 from titan import TitanClient

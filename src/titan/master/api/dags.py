@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
 
+from titan import services
 from titan.errors import Forbidden, InvalidDAG, ValidationFailed, WaitTimeout
 from titan.formats import run_id_problem
 from titan.master.api.body import JSONRoute, check_fields
@@ -82,6 +83,10 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
     else:
         name, specs = validate_dag(body.get("name"), jobs, max_jobs=c.config.max_dag_jobs)
     _delays_bounded(c, p, specs)
+    if p.role == "job":  # its services: their run's key alone (titan/services.py)
+        for spec in specs:
+            if spec.get("service") is not None:
+                spec["service"] = {**spec["service"], services.RUN_KEY_ONLY: True}
     agent_run_id = body.get("agent_run_id")
     if agent_run_id is not None:
         problem = run_id_problem(agent_run_id)

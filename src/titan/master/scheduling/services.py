@@ -189,7 +189,8 @@ def report(sched: SchedulerCore, worker_id: str, entry: Row, ch: Changes) -> boo
         and (old.get("published") is None or old.get("address") != status["address"])
     if publish:
         dag = sched.dags[job.dag_id]
-        status["published"] = services.store_key(dag.name, job.job_id)
+        status["published"] = services.run_store_key(dag.name, dag.run, job.job_id) \
+            if _run_key_only(job) else services.store_key(dag.name, job.job_id)
     _put_status(job, status, ch)
     if publish:
         _publish(sched, job, status["address"], ch)
@@ -199,7 +200,8 @@ def report(sched: SchedulerCore, worker_id: str, entry: Row, ch: Changes) -> boo
 # -- the store keys -----------------------------------------------------------------------------
 def adopt(sched: SchedulerCore, job: JobRec) -> None:
     """A running service loaded from storage (a restart): its published address counts."""
-    if job.is_service and (job.service_status or {}).get("published"):
+    if job.is_service and (job.service_status or {}).get("published") \
+            and not _run_key_only(job):
         sched.published[(sched.dags[job.dag_id].name, job.job_id)].add(job.id)
 
 
@@ -207,10 +209,11 @@ def _publish(sched: SchedulerCore, job: JobRec, address: str, ch: Changes) -> No
     """Put ``address`` under the run's key, and under the DAG's unless a newer run's
     service of that name is live (an older run's restarting elsewhere must not take it)."""
     dag = sched.dags[job.dag_id]
-    sched.published[(dag.name, job.job_id)].add(job.id)
     keys = [services.run_store_key(dag.name, dag.run, job.job_id)]
-    if _latest(sched, dag.name, job.job_id) is job:
-        keys.append(services.store_key(dag.name, job.job_id))
+    if not _run_key_only(job):
+        sched.published[(dag.name, job.job_id)].add(job.id)
+        if _latest(sched, dag.name, job.job_id) is job:
+            keys.append(services.store_key(dag.name, job.job_id))
     for key in keys:
         ch.store.append(StoreWrite(key, address))
         ch.events.append(("store_updated", {"key": key, "op": "put"}))
@@ -221,14 +224,23 @@ def _withdraw(sched: SchedulerCore, job: JobRec, address: str, ch: Changes) -> N
     if it still holds this address, names the latest other run's live service instead, or
     goes too when there is none."""
     dag = sched.dags[job.dag_id]
-    sched.published[(dag.name, job.job_id)].discard(job.id)
-    other = _latest(sched, dag.name, job.job_id)
-    then = (other.service_status or {}).get("address") if other is not None else None
-    for key, value in ((services.run_store_key(dag.name, dag.run, job.job_id), None),
-                       (services.store_key(dag.name, job.job_id), then)):
+    writes: list[tuple[str, str | None]] = [
+        (services.run_store_key(dag.name, dag.run, job.job_id), None)]
+    if not _run_key_only(job):  # (a job's service never held its DAG's key)
+        sched.published[(dag.name, job.job_id)].discard(job.id)
+        other = _latest(sched, dag.name, job.job_id)
+        then = (other.service_status or {}).get("address") if other is not None else None
+        writes.append((services.store_key(dag.name, job.job_id), then))
+    for key, value in writes:
         ch.store.append(StoreWrite(key, address, withdraw=True, then=value))
         ch.events.append(("store_updated", {"key": key, "op": "delete" if value is None
                                             else "put"}))
+
+
+def _run_key_only(job: JobRec) -> bool:
+    """Whether a job's token submitted this service: published under its run's key alone,
+    it never takes (nor inherits) its DAG's, which callers outside the run follow."""
+    return bool((job.row.get("service") or {}).get(services.RUN_KEY_ONLY))
 
 
 def _latest(sched: SchedulerCore, dag_name: str, job_id: str) -> JobRec | None:
