@@ -8,6 +8,7 @@ tree. Then JSON-encoded GenAI spans, re-delivery, and what the route refuses.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import socket
@@ -22,6 +23,7 @@ import pytest
 
 from tests.fake_llm_api import Reply, serve
 from tests.integration.harness import Cluster, isolated_cluster
+from titan import TitanJob
 from titan.errors import ValidationFailed
 from titan.master.otel.ids import run_id_of_trace
 
@@ -474,3 +476,63 @@ def test_after_a_restart_a_resent_span_and_a_late_child_need_no_wait(make_cluste
             ingest["recorded_spans"]) == (1, 0, 0, 1), ingest
     acts = {a["id"]: a for a in actions_of(m, run_id)}
     assert len(acts) == 4 and acts["1000000000000004"]["actor"] == "trip-agent/planner"
+
+
+#: A job that learnt a trace's id before its spans came in (a `traceparent` header its
+#: service was sent) and claims the trace's run: a stage into `otel-<trace id>`, then writes.
+CLAIMER = """
+import json, os, sys, time, urllib.error, urllib.request
+
+def send(method, path, body=None):
+    req = urllib.request.Request(
+        os.environ["TITAN_MASTER_URL"] + "/api/v1" + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + os.environ["TITAN_TOKEN"],
+                 "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+run, sha = sys.argv[1], sys.argv[2]
+stage = {"name": "CLAIM", "agent_run_id": run,
+         "jobs": [{"job_id": "s", "filename": "claimer.py", "script_sha256": sha}]}
+print("stage", send("POST", "/dags", stage), flush=True)
+deadline = time.time() + 30
+while send("GET", f"/runs/{run}") != 200 and time.time() < deadline:
+    time.sleep(0.1)
+forged = {"actions": [{"id": "forged", "name": "book", "started_at": time.time()}]}
+print("write", send("POST", f"/runs/{run}/actions", forged), flush=True)
+print("end", send("PATCH", f"/runs/{run}", {"status": "failed", "error": "forged"}), flush=True)
+"""
+
+
+def test_a_job_cannot_claim_the_run_of_a_trace_before_it_comes_in(cluster: Cluster) -> None:
+    """An imported trace's run, ``otel-<trace id>``, is the receiver's: ``POST /runs`` of
+    such an id was refused, but a stage submitted into one made it, started by the
+    submitter. A job that knew the id first (a ``traceparent`` its service was sent) then
+    owned the run the trace's spans went into, and could write into it and end it."""
+    trace = "8f0c8a7e1d3b4c5a6e7f8091a2b3c4d5"
+    run_id = run_id_of_trace(trace)
+    client = cluster.client()
+    script = cluster.scripts / "claimer.py"
+    script.write_text(CLAIMER)
+    sha = hashlib.sha256(script.read_bytes()).hexdigest()
+    client.submit_dag("CLAIMER", [TitanJob("claim", str(script), args=[run_id, sha])])
+    deadline = time.time() + 60
+    while "stage" not in client.fetch_logs("CLAIMER/claim") and time.time() < deadline:
+        time.sleep(0.1)
+    reply = post(cluster, json.dumps(genai_trace(trace)).encode(), "application/json")
+    assert reply.status_code == 200, reply.text
+    assert client.wait("CLAIMER/claim", timeout=60)["state"] == "COMPLETED"
+    logs = client.fetch_logs("CLAIMER/claim")
+    assert "stage 400" in logs and "write 403" in logs and "end 403" in logs, logs
+    run = cluster.api("GET", f"/runs/{run_id}")
+    assert (run["status"], run["action_count"], run["error"]) == ("completed", 3, None), run
+    assert run["started_by"]["role"] == "admin", run
+    # Nor may a person's token make one so (as POST /runs of that id is refused).
+    with pytest.raises(ValidationFailed, match="runs of OpenTelemetry traces"):
+        client.api("POST", "/dags", json={"name": "CLAIM2", "agent_run_id": "otel-" + "cd" * 16,
+                                         "jobs": [{"job_id": "s", "filename": "claimer.py",
+                                                   "script_sha256": sha}]})

@@ -18,6 +18,7 @@ from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.events import Guard
 from titan.master.idempotency import key_of, scope_of
+from titan.master.otel.ids import is_imported_run
 from titan.master.runs.compliance import started_by
 from titan.master.scheduling.dag_retention import prune_dags
 from titan.master.scheduling.lending import lending
@@ -93,6 +94,13 @@ async def submit_dag(c: CtxDep, p: Writer, request: Request, body: dict[str, Any
         if problem is not None:  # the run's own id rule: it must be readable back as a run
             raise ValidationFailed(f"agent_run_id {str(agent_run_id)[:100]!r} {problem}",
                                    details={"field": "agent_run_id"})
+        if is_imported_run(agent_run_id):
+            # The receiver's (api/runs.py refuses POST /runs of one): a stage made it first,
+            # started by its submitter, who then owned the trace's run as its spans came in.
+            raise ValidationFailed(
+                "agent_run_id: run ids of the form otel-<32 hex digits> are the runs of "
+                "OpenTelemetry traces the master imports (docs/opentelemetry.md); choose "
+                "another id", details={"field": "agent_run_id"})
         await c.runs.check_stage(agent_run_id, p)
     agent_id = body.get("agent_id")
     if agent_id is not None:
