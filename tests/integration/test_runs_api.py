@@ -620,6 +620,39 @@ FORGER = PROBE.split("own, other =")[0] + """
 """
 
 
+SQUATTER = PROBE.split("own, other =")[0] + """
+    from titan import TitanClient
+
+    run = sys.argv[1]
+    print("claim", send("POST", "/runs", {"id": run}), flush=True)
+    TitanClient().store_wait(run + "/go", timeout=60)
+    forged = {"actions": [{"id": "forged", "name": "load", "started_at": time.time()}]}
+    print("forge", send("POST", f"/runs/{run}/actions", forged), flush=True)
+"""
+
+
+def test_a_person_does_not_record_into_a_run_a_job_opened_first(cl: Cluster) -> None:
+    # A run id a person's process chooses (trace.run(run_id="etl-2026-12-01")) can be guessed:
+    # a job that opened it first had the person's POST /runs answered 200, and went on writing
+    # into the run the person's recording went to (it started it), or ended it.
+    run_id = "etl-2026-12-01"
+    client = cl.client()
+    client.submit_dag("SQUAT", [TitanJob("s", cl.script("squat.py", SQUATTER), args=[run_id])])
+    deadline = time.time() + 60
+    while "claim" not in client.fetch_logs("SQUAT/s") and time.time() < deadline:
+        time.sleep(0.1)
+    said = error(cl, "POST", "/runs", {"id": run_id, "agent_id": "etl"}, status=409,
+                 code="conflict")
+    assert "opened by job s of DAG-SQUAT#1" in said["message"], said
+    assert call(cl, "POST", "/runs/batch", {"ops": [{"run": run_id, "create": {}}]})[1][
+        "error"]["code"] == "conflict"
+    client.store_put(run_id + "/go", "1")
+    assert client.wait("SQUAT/s", timeout=60)["state"] == "COMPLETED"
+    assert "claim 201" in client.fetch_logs("SQUAT/s")
+    run = get_run(cl, run_id)
+    assert run["agent_id"] != "etl" and run["started_by"]["role"] == "job", run
+
+
 def test_a_job_may_not_make_a_run_a_replay_of_another_jobs(cl: Cluster) -> None:
     # A run's replays are listed with it, compared with it (match rate, divergences) and, while
     # one runs, keep it from retention: a job naming another's run in `replay_of` forged a

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from titan.errors import Forbidden
+from titan.errors import Conflict, Forbidden
 from titan.master.auth.tokens import Principal
+from titan.master.runs.compliance import started_by_label
 from titan.master.scheduling.state import TERMINAL
 
 if TYPE_CHECKING:
@@ -50,6 +51,17 @@ async def check_may_drive(engine: Engine, run_id: str, who: Principal,
     if not (by.get("role") == "job" and by.get("job") == who.job):
         raise Forbidden(f"a job may only {doing} its own agent run or one it started, not "
                         f"{run_id!r}")
+
+
+def check_person_opening(existing: dict[str, object], who: Principal) -> None:
+    """A person's token opening (``POST /runs``) a run a job opened first: 409. A run id a
+    person's process chooses (``trace.run(run_id="etl-2026-12-01")``) can be guessed, and the
+    job, which may write into a run it started, would have shared the person's recording."""
+    by = existing.get("started_by")
+    if who.role != "job" and isinstance(by, dict) and by.get("role") == "job":
+        raise Conflict(f"agent run {existing['id']!r} was opened by {started_by_label(by)}, "
+                       "which may write into it: record under another run id",
+                       details={"started_by": by})
 
 
 async def check_replay_of(engine: Engine, fields: dict[str, object], who: Principal) -> None:

@@ -139,6 +139,7 @@ class RunService:
                     # legal hold, out of retention's reach, or relabel it.
                     raise Forbidden(f"a job may only write into its own agent run or one it "
                                     f"started, not {run_id!r}")
+                job_scope.check_person_opening(existing, who)
                 if once and existing["status"] != RunStatus.RUNNING \
                         and existing["started_at"] != row["started_at"]:
                     # Its job's next attempt opens it again (lookup.reopening); else 409.
