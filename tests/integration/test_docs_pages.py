@@ -219,7 +219,8 @@ def test_the_reachability_checks_answer_as_documented(cluster: Cluster) -> None:
         r = probe()
         assert r.status_code == 400
         assert r.json()["error"] == {"code": "invalid_request", "details": {},
-                                     "message": 'the body must be {"arguments": {...}}'}
+                                     "message": 'the body must be {"arguments": {...}, '
+                                                '"actor"?: "..."}'}
         r = probe(token="tr_not-the-runs-token")
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
         assert f"may not call tools for run {run_id}" in r.json()["error"]["message"]
