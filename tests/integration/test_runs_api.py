@@ -239,6 +239,8 @@ def _bad_batches() -> list[tuple[str, Any, list[tuple[int | None, str]] | None]]
          [(1, "started_at")]),
         ("name and action differ", {"actions": [fine, act("x1", action="other")]},
          [(1, "action")]),
+        ("action not a string", {"actions": [fine, {"action": 5, "started_at": NOW}]},
+         [(1, "action")]),
         ("started_at far future", {"actions": [fine, act("x1", started_at=NOW + 3 * DAY)]},
          [(1, "started_at")]),
         ("bad channel", {"actions": [fine, act("x1", channel="radio")]}, [(1, "channel")]),

@@ -233,7 +233,8 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
         out.append({
             "id": action_id, "parent_id": parent,
             "actor": _text(p, i, "actor", a.get("actor", "main"), 500, required=True),
-            "channel": channel, "name": _text(p, i, "name", name, 200, required=True),
+            "channel": channel, "name": _text(p, i, "name" if "name" in a or "action" not in a else "action", name,
+                          200, required=True),
             "ordinal": _number(p, i, "ordinal", a.get("ordinal"), integer=True,
                                maximum=MAX_ORDINAL),
             "inputs": a.get("inputs", {}), "outputs": a.get("outputs"),
