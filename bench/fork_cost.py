@@ -1,9 +1,11 @@
 """What one forked job costs, child by child: the zygote's fork path without the worker.
 
 Each zygote (lean and full, preloaded as the worker starts them) forks ``--forks`` children in
-this process, one after the other, in two ways: a child that leaves at once (the floor: fork,
-the interpreter's after-fork work, exit) and a child that runs the trivial job the way a job
-runs (``titan.worker.child.run_job``). Printed per child: copy-on-write page faults and CPU
+this process, one after the other, in three ways: a child that leaves at once (the floor:
+fork, the interpreter's after-fork work, exit), a child that runs the trivial job the way a
+job runs (``titan.worker.child.run_job``) from a blob the zygote has not seen (it reads and
+compiles it), and one that runs it compiled ahead by the zygote, as every job after the first
+of a script does (``titan.worker.script_cache``). Printed per child: copy-on-write page faults and CPU
 (``getrusage`` of the reaped children), the parent's (the zygote's) CPU for the fork, and the
 wall time. Each figure is the median of ``--rounds`` rounds, the two zygotes alternating, so a
 change to the child's path (what the zygote preloads, what a child runs) is measured against
@@ -28,13 +30,23 @@ SCRIPT = str(Path(__file__).resolve().parent / "trivial_job.py")
 
 def measure(lean: bool, mode: str, forks: int) -> dict[str, float]:
     """Fork ``forks`` children from a zygote preloaded here; per-child figures."""
-    from titan.worker import child, zygote
+    import hashlib
+    import tempfile
+
+    from titan.worker import child, script_cache, zygote
 
     zygote._become_subreaper()  # as the zygote's main() does: its children find ctypes loaded
     zygote.preload(lean=lean)
     assert not lean or "threading" not in sys.modules, "the harness loaded threading"
+    # As a worker sends it: the script's source is a blob of its cache, named by its hash,
+    # which the zygote compiled when the first job ran it (titan.worker.script_cache).
+    source = Path(SCRIPT).read_bytes()
+    blob = Path(tempfile.mkdtemp()) / hashlib.sha256(source).hexdigest()
+    blob.write_bytes(source)
     request = {"rid": 1, "argv": [SCRIPT], "cwd": "/tmp", "env_unset": [], "env_set": {},
-               "script": SCRIPT, "sys_path": []}
+               "script": SCRIPT, "source": str(blob), "sys_path": []}
+    if mode == "cached":
+        assert script_cache.remember(request)
 
     def usage(who: int) -> tuple[int, float]:
         r = resource.getrusage(who)
@@ -53,7 +65,8 @@ def measure(lean: bool, mode: str, forks: int) -> dict[str, float]:
         while os.read(r, 65536):
             pass
         os.close(r)
-        os.waitpid(pid, 0)
+        _pid, status = os.waitpid(pid, 0)
+        assert status == 0, f"the child failed ({status}): the figures would be an error's"
     wall = time.perf_counter() - t0
     kids1, me1 = usage(resource.RUSAGE_CHILDREN), usage(resource.RUSAGE_SELF)
     return {"faults": (kids1[0] - kids0[0]) / forks, "child_ms": (kids1[1] - kids0[1]) * 1e3 / forks,
@@ -85,7 +98,7 @@ def main() -> int:
     rounds: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(args.rounds):
         for kind in ("lean", "full"):
-            for mode in ("exit", "job"):
+            for mode in ("exit", "job", "cached"):
                 out = subprocess.run([sys.executable, __file__, "--forks", str(args.forks),
                                       "--one", kind, mode], capture_output=True, text=True,
                                      check=True).stdout.split()
@@ -97,7 +110,8 @@ def main() -> int:
           f"{'zygote CPU':>11} {'wall':>9}")
     for (kind, mode), runs in rounds.items():
         m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        what = "leaves at once (the floor)" if mode == "exit" else "runs the trivial job"
+        what = {"exit": "leaves at once (the floor)", "job": "runs the trivial job",
+                "cached": "runs it, compiled ahead"}[mode]
         print(f"  {kind:<6} {what:<26} {m['faults']:>10.0f} {m['child_ms']:>8.3f} ms "
               f"{m['zygote_ms']:>8.3f} ms {m['wall_ms']:>6.2f} ms")
     return 0

@@ -7,6 +7,7 @@ attempt; synchronization is on events with timeouts, never on sleeps.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import select
@@ -288,6 +289,29 @@ def test_a_fresh_interpreter_given_a_blob_ends_as_python_script_py(
     assert all(e in stderr for e in err), stderr
     assert not any("<string>" in line or "titan" in line for line in stderr), stderr
     assert sink.stream("stdout") == []
+
+
+def test_a_script_run_again_comes_compiled_from_the_zygote(job: Job, tmp_path: Path) -> None:
+    # The blob a job's code comes from is named by its hash: once a job has run it, the zygote
+    # holds it compiled and its later children neither read nor compile it. Seen here by
+    # deleting the blob (as the worker's cache eviction may) after two runs: the next runs
+    # still run it, and its traceback still quotes the code that ran.
+    code = (b'import sys\n'
+            b'print("ran", __file__ == sys.argv[0], __name__)\n'
+            b'raise SystemExit(undefined_name)\n')
+    blob = tmp_path / hashlib.sha256(code).hexdigest()
+    blob.write_bytes(code)
+    shared = tmp_path / "shared" / "cached_main.py"
+    shared.parent.mkdir()
+    shared.write_text("print('not this one')\n")
+    for run in range(4):
+        if run == 2:  # two runs: every spare forked before the first was compiled is used up
+            blob.unlink()
+        _, sink, forked = job.start("", script=shared, code_from=blob)
+        assert forked and sink.outcome["exit_code"] == 1, sink.text()
+        assert sink.stream("stdout") == ["ran True __main__"], (run, sink.text())
+        err = "\n".join(sink.stream("stderr"))
+        assert "raise SystemExit(undefined_name)" in err and "NameError" in err, (run, err)
 
 
 def test_a_shell_job_runs_the_version_it_was_given(job: Job, tmp_path: Path) -> None:

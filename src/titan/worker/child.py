@@ -22,9 +22,10 @@ import signal
 import stat
 import sys
 import traceback
+from types import CodeType
 from typing import Any
 
-from titan.worker import shared_imports
+from titan.worker import script_cache, shared_imports
 
 
 def exit_code_of(exc: SystemExit) -> int:
@@ -68,9 +69,10 @@ def _apply_environ(unset: list[str], changed: dict[str, str]) -> None:
         current[name] = value
 
 
-def _run_main(script: str, source: bytes | None = None) -> None:
+def _run_main(script: str, source: bytes | None = None, code: CodeType | None = None) -> None:
     """Execute ``script`` as the ``__main__`` module, as ``python script.py`` does;
-    ``source``: its code, when read already (from the blob it was written from).
+    ``source``: its code, when read already (from the blob it was written from); ``code``:
+    that source compiled already (by the zygote, :mod:`titan.worker.script_cache`).
 
     Not ``runpy.run_path``: it probes import hooks for the path (a zip? a directory?) and
     swaps ``__main__`` back afterwards, which costs several ms per fork in page copies and
@@ -80,10 +82,11 @@ def _run_main(script: str, source: bytes | None = None) -> None:
     import types
     from importlib.machinery import SourceFileLoader
 
-    if source is None:
-        with open(script, "rb") as fh:
-            source = fh.read()
-    code = compile(source, script, "exec", dont_inherit=True)
+    if code is None:
+        if source is None:
+            with open(script, "rb") as fh:
+                source = fh.read()
+        code = compile(source, script, "exec", dont_inherit=True)
     module = types.ModuleType("__main__")
     module.__dict__.update(__file__=script, __builtins__=builtins, __cached__=None,
                            __loader__=SourceFileLoader("__main__", script), __spec__=None,
@@ -92,7 +95,8 @@ def _run_main(script: str, source: bytes | None = None) -> None:
     exec(code, module.__dict__)
 
 
-def run_script(request: dict[str, Any], source: bytes | None = None) -> int:
+def run_script(request: dict[str, Any], source: bytes | None = None,
+               compiled: CodeType | None = None) -> int:
     """Run the request's script as ``__main__`` the way ``python script.py`` would.
 
     Called in the forked child after its file descriptors are in place; returns the exit
@@ -122,7 +126,8 @@ def run_script(request: dict[str, Any], source: bytes | None = None) -> int:
         replay.active()
     code = 0
     try:
-        _run_main(script, source)
+        _run_main(script, source,
+                  compiled if compiled is not None and compiled.co_filename == script else None)
     except SystemExit as exc:
         code = exit_code_of(exc)
     except BaseException as exc:  # noqa: BLE001 - the interpreter reports anything uncaught
@@ -199,13 +204,18 @@ _SIGCHLD, _SIGTERM, _SIGINT = int(signal.SIGCHLD), int(signal.SIGTERM), int(sign
 #: child made them over its job's pipes (not seekable). A child only puts its pipes on 1 and 2.
 #: Making them in each child cost it ~0.3 ms of CPU, mostly in copy-on-write faults.
 _premade: tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper] | None = None
+#: The zygote's own sys.stdout and stderr (and the ``__stdout__`` pair), held in the zygote.
+_zygote_streams: tuple[Any, ...] = ()
 
 
 def premake() -> None:
     """Make the job streams ahead, in the zygote, before it forks anything (see ``_premade``);
     the zygote's own descriptors 1 and 2 are as they were afterwards. Without a stdin on
     /dev/null, nothing is made and each child makes its own (as before)."""
-    global _premade
+    global _premade, _zygote_streams
+    # The zygote's own streams live on in it: a child that replaced them (prepare) dropped
+    # their last reference and so freed them, ~30 copy-on-write faults of deallocation.
+    _zygote_streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     stdin = sys.stdin
     try:
         null, zero = os.stat(os.devnull), os.fstat(0)
@@ -281,8 +291,10 @@ def run_job(request: dict[str, Any], out_fd: int, err_fd: int, isolation: Any = 
             prepare(out_fd, err_fd)
         # The code to run, from the blob it was written from (read while the worker's own
         # files are still readable): the shared path may hold another job's version by now.
-        source = None
-        if request.get("source"):
+        # Compiled by the zygote already, when an earlier job ran the same blob; else read
+        # here, while the worker's own files are still readable.
+        source, compiled = script_cache.lookup(request) or (None, None)
+        if source is None and request.get("source"):
             with open(request["source"], "rb") as fh:
                 source = fh.read()
         if isolation is not None:
@@ -291,7 +303,7 @@ def run_job(request: dict[str, Any], out_fd: int, err_fd: int, isolation: Any = 
             isolation.apply()
         # Nothing of the zygote's may leak into the job (a fresh interpreter has fds 0-2).
         os.closerange(3, 65536)
-        code = run_script(request, source)
+        code = run_script(request, source, compiled)
     except BaseException:  # noqa: BLE001 - a failure here is the job's failure, not the zygote's
         with contextlib.suppress(BaseException):
             os.write(2, traceback.format_exc().encode("utf-8", "replace"))

@@ -52,7 +52,7 @@ import sys
 import time
 from typing import Any
 
-from titan.worker import child, shared_imports
+from titan.worker import child, script_cache, shared_imports
 
 #: Seconds a process a job left behind may run on once found (the worker's default kill
 #: grace, which what a job leaves in its own group gets too).
@@ -167,6 +167,8 @@ class Zygote:
             self.sock.sendall(b'{"event": "started", "rid": %d, "pid": %d}\n' % (rid, pid))
         else:
             self.send({"event": "started", "rid": rid, "pid": pid})
+        # Its script compiled here, once the job is on its way, for the children after it.
+        script_cache.remember(request)
 
     def _hand_to_spare(self, raw: bytes, fds: list[int]) -> int | None:
         """Pass the request, descriptors included, to the oldest waiting spare; its pid, or
