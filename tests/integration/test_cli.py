@@ -981,6 +981,30 @@ def test_workers_of_an_earlier_master_are_unknown_for_a_lease_then_lost(
         time.sleep(0.2)
 
 
+def test_runs_export_writes_the_format_its_file_is_named_for(cluster: Cluster,
+                                                             tmp_path: Path) -> None:
+    """`titan runs export -o runs.csv` wrote JSON lines into runs.csv (the default format
+    whatever the name); the file's extension now picks the format when --format is left
+    out, and --format takes seed 004's spelling (CSV) too."""
+    client = cluster.client()
+    client.api("POST", "/runs", json={"id": "export-by-name", "agent_id": "export-agent"})
+    client.api("POST", "/runs/export-by-name/actions",
+               json={"actions": [{"name": "lookup", "inputs": {"q": 1}}]})
+    wanted = {"runs.csv": "run_id,", "RUNS.CSV": "run_id,", "runs.json": '{"runs":',
+              "runs.jsonl": '{"type":"run"', "runs.ndjson": '{"type":"run"',
+              "runs.txt": '{"type":"run"'}
+    for name, first in wanted.items():
+        out = tmp_path / name
+        titan(cluster, "runs", "export", "--q", "export-by-name", "-o", str(out))
+        assert out.read_text().startswith(first), (name, out.read_text()[:200])
+    # Said outright, the format wins over the name; in any case.
+    out = tmp_path / "named.csv"
+    titan(cluster, "runs", "export", "--q", "export-by-name", "--format", "JSON", "-o", str(out))
+    assert json.loads(out.read_text())["runs"][0]["id"] == "export-by-name"
+    stdout = titan(cluster, "runs", "export", "--q", "export-by-name", "--format", "CSV").stdout
+    assert stdout.startswith("run_id,"), stdout[:200]
+
+
 def test_output_paths_that_are_not_plain_files(cluster: Cluster, tmp_path: Path) -> None:
     """-o into a pipe or a device link writes into it (it was replaced by a plain file); a
     path that cannot be written is one error line, not a traceback."""

@@ -1049,6 +1049,19 @@ def export(cl: Cluster, fmt: str, params: dict[str, Any], actions: bool | None =
     return r.text
 
 
+def test_an_exports_format_is_taken_in_any_case(cl: Cluster) -> None:
+    # Seed 004 names the formats "CSV, JSON, JSONL"; status and window were taken in any case
+    # (FAILED is failed), the format alone was a 400.
+    new_run(cl, "fmt-case", agent_id="fmt-agent")
+    ingest(cl, "fmt-case", [act("fc1")])
+    for fmt, first in (("CSV", "run_id,"), ("Json", '{"runs":'), ("JSONL", '{"type":"run"')):
+        r = httpx.get(f"{cl.url}/api/v1/runs/export", params={"format": fmt, "q": "fmt-case"},
+                      headers={"Authorization": f"Bearer {cl.admin_token}"}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.text.startswith(first), r.text[:200]
+        assert r.headers["content-disposition"].rstrip('"').endswith("." + fmt.lower())
+
+
 def test_a_csv_export_keeps_formulas_as_text(cl: Cluster) -> None:
     # Any writer (a job token too) names agents, runs and actions: a cell a spreadsheet
     # would run as a formula is written with a leading quote.

@@ -19,6 +19,11 @@ from titan.errors import Conflict, NotFound, TitanError, ValidationFailed
 from titan.formats import quote_ref, quote_run
 from titan.retention import RETENTION_CLASSES
 
+#: What ``titan runs export`` writes, and the file extensions that pick each when
+#: ``--format`` is left out: ``-o runs.csv`` wrote JSON lines into runs.csv.
+EXPORT_FORMATS = ("csv", "json", "jsonl")
+_FORMAT_OF_SUFFIX = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
 _FILTERS = ("status", "min_cost", "window", "agent", "q", "archived", "sort")
 
 
@@ -55,7 +60,9 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("--older-than", default=None,
                    help="only runs started more than this long ago: hours or days, at least "
                         "1h (90d, 12h), as prune reads it")
-    s.add_argument("--format", choices=("csv", "json", "jsonl"), default="jsonl")
+    s.add_argument("--format", type=str.lower, choices=EXPORT_FORMATS, default=None,
+                   help="csv, json or jsonl (any case); default: as the -o file is named "
+                        "(runs.csv, runs.json), else jsonl")
     # Seed 004: an export "includes runs and all actions". --actions, once needed, is kept so
     # that scripts written for it go on working.
     s.add_argument("--actions", action=argparse.BooleanOptionalAction, default=True,
@@ -233,8 +240,18 @@ def _cut(exc: Exception) -> str:
     return "the master closed the connection mid-export"
 
 
+def export_format(given: str | None, output: str) -> str:
+    """The format an export is written in: the one given, else the output file's extension
+    (any case), else JSONL."""
+    if given is not None:
+        return given
+    return _FORMAT_OF_SUFFIX.get(Path(output).suffix.lower(), "jsonl") if output != "-" \
+        else "jsonl"
+
+
 def _export(args: argparse.Namespace, client: Any) -> int:
-    params = {**_params(args), "format": args.format, "actions": str(args.actions).lower()}
+    params = {**_params(args), "format": export_format(args.format, args.output),
+              "actions": str(args.actions).lower()}
     if args.older_than is not None:
         params["older_than"] = args.older_than
     size = _write(_stream(client, params), args.output)

@@ -103,9 +103,11 @@ async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool
     # of classes it keeps, and said "saved 4" then "deleted 2").
     query = run_query(status, min_cost, window, agent, q, older_than, sort=sort,
                       archived=archived, prunable=prunable)
-    if format not in export.FORMATS:
+    # In any case, as status and window are: seed 004 names them "CSV, JSON, JSONL".
+    if format.lower() not in export.FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(export.FORMATS)}, "
                                f"got {format!r}", details={"field": "format"})
+    format = format.lower()
     name = f"titan-runs-{time.strftime('%Y%m%d-%H%M%S')}.{format}"
     return StreamingResponse(
         export.stream(c.storage.transaction, query, format, actions, c.blobs),
