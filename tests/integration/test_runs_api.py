@@ -220,8 +220,22 @@ def test_seed_004s_example_action_is_taken_as_written(cl: Cluster) -> None:
     assert before - 0.523 - 1 <= got["started_at"] <= time.time() - 0.5
     whole = ok(cl, "GET", f"/runs/seed4-example/actions/{got['seq']}")
     assert whole["inputs"] == example["inputs"] and whole["outputs"] == example["outputs"]
+    # Its model and cost are where the seed puts them, in its inputs and outputs: the run
+    # costs what its call did (it showed $0).
+    assert got["model"] == "gpt-4o" and got["cost_usd"] == pytest.approx(0.0008)
+    assert get_run(cl, "seed4-example")["cost_usd"] == pytest.approx(0.0008)
     # Both spellings agreeing is the same action.
     assert ingest(cl, "seed4-example", [{**example, "name": "call_llm"}])["accepted"] == 1
+    # Only in the seed's shape: an action of Titan's own (named by "name") that returned a
+    # price is a tool's answer, not spend; and a cost or model given outright wins.
+    new_run(cl, "seed4-shapes")
+    tool = {k: v for k, v in example.items() if k != "action"}
+    assert ingest(cl, "seed4-shapes", [{**tool, "name": "quote_price"},
+                                       {**example, "model": "gpt-4o-mini", "cost_usd": 0.5}]
+                  )["accepted"] == 2
+    quote, stated = list_actions(cl, "seed4-shapes")["actions"]
+    assert (quote["model"], quote["cost_usd"]) == (None, None)
+    assert (stated["model"], stated["cost_usd"]) == ("gpt-4o-mini", pytest.approx(0.5))
 
 
 def _bad_batches() -> list[tuple[str, Any, list[tuple[int | None, str]] | None]]:
@@ -241,6 +255,8 @@ def _bad_batches() -> list[tuple[str, Any, list[tuple[int | None, str]] | None]]
          [(1, "action")]),
         ("action not a string", {"actions": [fine, {"action": 5, "started_at": NOW}]},
          [(1, "action")]),
+        ("seed-shaped price negative", {"actions": [fine, {"action": "call_llm", "outputs": {
+            "cost_usd": -1}}]}, [(1, "outputs.cost_usd")]),
         ("started_at far future", {"actions": [fine, act("x1", started_at=NOW + 3 * DAY)]},
          [(1, "started_at")]),
         ("bad channel", {"actions": [fine, act("x1", channel="radio")]}, [(1, "channel")]),

@@ -227,6 +227,18 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
             elif a["action"] != name:
                 p.add(i, "action", "is another spelling of name (seed 004's), and differs "
                                    "from it: give one")
+        model, cost = a.get("model"), a.get("cost_usd")
+        model_field, cost_field = "model", "cost_usd"
+        if "action" in a:
+            # Seed 004's shape puts an LLM call's model in its inputs and its price in its
+            # outputs; only there, since a tool of Titan's own shape may well return a price.
+            inputs, outputs = a.get("inputs"), a.get("outputs")
+            if model is None and isinstance(inputs, dict) and isinstance(inputs.get("model"), str):
+                model, model_field = inputs["model"], "inputs.model"
+            if cost is None and isinstance(outputs, dict) and \
+                    isinstance(outputs.get("cost_usd"), int | float) and \
+                    not isinstance(outputs["cost_usd"], bool):
+                cost, cost_field = outputs["cost_usd"], "outputs.cost_usd"
         replay_status = a.get("replay_status")
         if replay_status is not None and replay_status not in REPLAY_STATUSES:
             p.add(i, "replay_status", f"must be one of {', '.join(REPLAY_STATUSES)}")
@@ -239,9 +251,9 @@ def parse_actions(body: Any, now: float | None = None) -> list[Row]:
                                maximum=MAX_ORDINAL),
             "inputs": a.get("inputs", {}), "outputs": a.get("outputs"),
             "error_type": error_type, "error_message": error_message, "outcome": outcome,
-            "model": _text(p, i, "model", a.get("model"), 200),
+            "model": _text(p, i, model_field, model, 200),
             **tokens,
-            "cost_usd": _number(p, i, "cost_usd", a.get("cost_usd"), maximum=MAX_USD),
+            "cost_usd": _number(p, i, cost_field, cost, maximum=MAX_USD),
             "cost_source": _text(p, i, "cost_source", a.get("cost_source"), 40),
             "started_at": float(started) if isinstance(started, int | float) else 0.0,
             "duration_ns": duration if isinstance(duration, int) else 0,
