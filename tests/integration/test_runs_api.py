@@ -961,6 +961,13 @@ def test_an_agent_budget_applies_to_its_runs_without_their_own(cl: Cluster) -> N
     listed = {r["id"] for r in ok(cl, "GET", "/runs", params={"agent": "budgetbot"})["runs"]
               if r["blocked"]}
     assert listed == {"ab-1", "ab-2"}
+    # Seed 004 says "Filter by agent_id": that name filters as agent does, list and export.
+    by_id = ok(cl, "GET", "/runs", params={"agent_id": "budgetbot"})["runs"]
+    assert {r["id"] for r in by_id} == {"ab-1", "ab-2", "ab-3"}
+    exported = export(cl, "jsonl", {"agent_id": "otherbot"})
+    assert [json.loads(line)["id"] for line in exported.splitlines()] == ["ab-4"]
+    error(cl, "GET", "/runs", params={"agent": "budgetbot", "agent_id": "otherbot"},
+          status=400, code="invalid_request")
     intercepts = {r["id"] for r in ok(cl, "GET", "/runs/intercepts",
                                        params={"limit": 500})["intercepts"]}
     assert {"ab-1", "ab-2"} <= intercepts and "ab-3" not in intercepts

@@ -24,6 +24,7 @@ from titan.master.runs.views import (
     LIST_PREVIEW,
     agent_view,
     intercept_reasons,
+    one_agent,
     run_detail,
     run_query,
     runs_view,
@@ -59,7 +60,8 @@ def registry_filters(params: Mapping[str, Any]) -> Data:
             raise ValidationFailed(f"min_cost must be a number of USD from 0 to 1e9, got "
                                    f"{min_cost[:40]!r}", details={"field": "min_cost"})
     return {"status": ",".join(dict.fromkeys(statuses)), "min_cost": min_cost,
-            "window": params.get("window") or "all", "agent": (params.get("agent") or "").strip(),
+            "window": params.get("window") or "all",
+            "agent": one_agent(params.get("agent"), params.get("agent_id")) or "",
             "q": (params.get("q") or "").strip(), "sort": params.get("sort") or "recent",
             # "all" is what the "include archived" box sends; the API's true works too.
             "archived": (params.get("archived") or "false").strip().lower()}

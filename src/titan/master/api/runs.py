@@ -25,6 +25,7 @@ from titan.master.runs.views import (
     agent_view,
     csv_choices,
     intercept_reasons,
+    one_agent,
     run_detail,
     run_query,
     runs_view,
@@ -60,10 +61,12 @@ async def create_run(c: CtxDep, p: Writer, response: Response,
 @router.get("/runs", summary="The run registry, most recent first")
 async def list_runs(c: CtxDep, p: Reader, status: Choices = None,
                     min_cost: float | None = None, window: str | None = None,
-                    agent: str | None = None, q: str | None = None, sort: str | None = None,
+                    agent: str | None = None, agent_id: str | None = None,
+                    q: str | None = None, sort: str | None = None,
                     archived: str | None = None,
                     limit: int = Query(50, ge=1, le=1000), offset: Offset = 0) -> Row:
-    query = run_query(status, min_cost, window, agent, q, sort=sort, archived=archived)
+    query = run_query(status, min_cost, window, one_agent(agent, agent_id), q, sort=sort,
+                      archived=archived)
 
     def read(tx: Transaction) -> Row:
         rows, total = tx.list_runs(query, limit, offset)
@@ -94,6 +97,7 @@ async def intercepts(c: CtxDep, p: Reader, window: str | None = None,
 async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool = True,
                       status: Choices = None, min_cost: float | None = None,
                       window: str | None = None, agent: str | None = None,
+                      agent_id: str | None = None,
                       q: str | None = None, older_than: str | None = None,
                       sort: str | None = None, archived: str | None = None,
                       prunable: bool = False) -> StreamingResponse:
@@ -101,7 +105,8 @@ async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool
     # exported a file newest first, and a sort the list refuses was taken in silence.
     # prunable: only what a prune would delete (`titan runs prune --export-to` saved runs
     # of classes it keeps, and said "saved 4" then "deleted 2").
-    query = run_query(status, min_cost, window, agent, q, older_than, sort=sort,
+    query = run_query(status, min_cost, window, one_agent(agent, agent_id), q, older_than,
+                      sort=sort,
                       archived=archived, prunable=prunable)
     # In any case, as status and window are: seed 004 names them "CSV, JSON, JSONL".
     if format.lower() not in export.FORMATS:

@@ -234,6 +234,15 @@ def archived_choice(value: str | None) -> bool | None:
     return None if choice == "all" else choice == "true"
 
 
+def one_agent(agent: str | None, agent_id: str | None) -> str | None:
+    """The agent filter, given as ``agent`` or as seed 004's ``agent_id`` ("Filter by
+    agent_id"); both given must agree."""
+    if agent and agent_id and agent.strip() != agent_id.strip():
+        raise ValidationFailed("agent_id is another spelling of agent, and differs from it: "
+                               "give one", details={"field": "agent_id"})
+    return (agent or agent_id or "").strip() or None
+
+
 def run_query(status: str | list[str] | None = None, min_cost: float | None = None,
               window: str | None = None, agent: str | None = None,
               q: str | None = None, older_than: str | None = None,
