@@ -17,7 +17,7 @@ What is retried:
 * nothing else: a 4xx is final, and a read timeout means a master that is up but slow (a
   retry would only multiply the wait) — except where the client was given several masters
   and the request may go again: it goes to the next one, since a leader frozen (a paused VM)
-  is replaced by a standby meanwhile (``client/transport.py``).
+  is replaced by a standby meanwhile (``client/retrying.py``).
 
 How long: :class:`Backoff` pauses exponentially from ``start`` up to ``cap`` with jitter (each
 pause is drawn from the upper half of its step, so a crowd of jobs reconnecting after a

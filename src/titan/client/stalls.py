@@ -12,7 +12,7 @@ seconds, asks the same master for its health on a connection of its own. A maste
 answers that (with anything: a standby's 503, a leader's 200) is alive, and the wait goes on.
 One that does not answer within :data:`PROBE_TIMEOUT` has stopped: the request ends as a
 read timeout, which the transport's retry rules send on to the next master when the request
-may go again (:mod:`titan.client.transport`). The probe carries no token: whatever holds the
+may go again (:mod:`titan.client.retrying`). The probe carries no token: whatever holds the
 port learns nothing from it.
 """
 
