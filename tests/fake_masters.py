@@ -68,7 +68,8 @@ class FakeMaster:
         #: The tokens it proves it holds (GET /api/v1/master-proof), and the proofs asked.
         self.tokens: set[str] = set(TOKENS)
         self.proofs: list[str] = []
-        #: Every request received: (method, path with query, decoded JSON body or None).
+        #: Every request received: (method, path with query, decoded JSON body, else its bytes,
+    #: or None).
         self.requests: list[tuple[str, str, Any]] = []
         self.lock = threading.Lock()
         self._connections: set[socket.socket] = set()
@@ -93,7 +94,10 @@ class FakeMaster:
             def _answer(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:  # a file's bytes (an upload), kept as they came
+                    body = raw
                 proof = self.path.startswith(master_proof.PATH + "?")
                 with master.lock:
                     (master.proofs.append(self.path) if proof

@@ -27,7 +27,6 @@ from titan.client.download_file import check_sha256, expected_sha256
 from titan.client.job import TitanJob
 from titan.client.transport import CHUNK, Transport
 from titan.errors import (
-    ConnectionFailed,
     PayloadTooLarge,
     ScriptNotFound,
     ValidationFailed,
@@ -316,25 +315,22 @@ class FileOps:
             return PayloadTooLarge(f"artifact {key!r} is larger than {limit:,} bytes: download "
                                    "it to a file with get_artifact()", details={"limit": limit})
 
-        response = self._transport.send("GET", "/artifacts",
-                                        params={"key": replay_keys.rename(key)}, stream=True)
-        try:
+        def read(response: httpx.Response) -> tuple[str, bytes]:
             declared = response.headers.get("Content-Length")
             if max_bytes is not None and declared is not None and int(declared) > max_bytes:
                 raise too_large(max_bytes)
-            data = bytearray()
+            data = bytearray()  # a body that broke off is dropped, and read again whole
             for chunk in response.iter_bytes(CHUNK):
                 data += chunk
                 if max_bytes is not None and len(data) > max_bytes:
                     raise too_large(max_bytes)
             check_sha256(expected_sha256(response), hashlib.sha256(data).hexdigest(),
                          f"artifact {key!r}", "nothing was returned")
-        except httpx.HTTPError as exc:
-            raise ConnectionFailed(f"reading artifact {key!r} broke off: {exc}") from None
-        finally:
-            response.close()
-        name = os.path.basename(unquote(response.headers.get("X-Titan-Filename") or ""))
-        return name or "artifact", bytes(data)
+            name = os.path.basename(unquote(response.headers.get("X-Titan-Filename") or ""))
+            return name or "artifact", bytes(data)
+
+        return self._transport.fetch("/artifacts", read,
+                                     params={"key": replay_keys.rename(key)})
 
 
 def _keep(keep_latest: bool) -> dict[str, str] | None:

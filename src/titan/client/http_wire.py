@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import httpx
 
 from titan import errors
+from titan.client import stalls
 
 _UNSAFE = (b"\r", b"\n", b"\0")
 _MAX_LINE = 65536
@@ -68,21 +69,36 @@ class Reply:
         """Nothing to release: the body was read whole and the socket went back already."""
 
 
-def send(sock: socket.socket, data: bytes | memoryview) -> tuple[bool, OSError | None]:
+def send(sock: socket.socket, data: bytes | memoryview,
+         alive: Callable[[], bool] | None = None) -> tuple[bool, OSError | None]:
     """Write ``data`` (a request, or a piece of one): ``(all of it sent, the error a write
     met)``. A large one stops as soon as the server has :func:`refused` it: that answer is
     to be read, not written past. A reset or a closed pipe is returned, not
     raised: the server's answer may be waiting all the same (the caller reads it, and raises
-    the error only when there is none). A write timeout is ``httpx.WriteTimeout``."""
+    the error only when there is none). A write timeout is ``httpx.WriteTimeout``; with
+    ``alive`` (given several masters), so is a master that stopped taking the request and
+    does not answer a new connection either (:func:`titan.client.stalls.await_writable`)."""
     try:
-        if len(data) <= WATCHED:
+        if alive is None and len(data) <= WATCHED:
             sock.sendall(data)
             return True, None
         view = memoryview(data)
-        for start in range(0, len(view), _PIECE):
-            if refused(sock):
+        if alive is None:
+            for start in range(0, len(view), _PIECE):
+                if refused(sock):
+                    return False, None
+                sock.sendall(view[start:start + _PIECE])
+            return True, None
+        timeout = sock.gettimeout()
+        start = 0
+        while start < len(view):
+            if len(view) > WATCHED and refused(sock):
                 return False, None
-            sock.sendall(view[start:start + _PIECE])
+            stalls.await_writable(sock, timeout, alive)
+            # Writable: this send takes what fits without waiting (a sendall could block
+            # for the whole timeout on the rest, against a master that froze meanwhile).
+            start += sock.send(view[start:start + _PIECE])
+        sock.settimeout(timeout)
     except TimeoutError as exc:
         raise httpx.WriteTimeout(str(exc) or "timed out writing the request") from exc
     except (BrokenPipeError, ConnectionResetError) as exc:

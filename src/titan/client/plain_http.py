@@ -228,19 +228,25 @@ class PlainHTTPTransport(httpx.BaseTransport):
         timeouts: dict[str, Any] = request.extensions.get("timeout") or {}
         origin = (url.host, url.port or 80)
         head = _head(request)
+        host = request.headers.get("host", "").encode("latin-1")
+        alive = _alive(origin, host) if request.extensions.get(stalls.WATCH) else None
         conn = self._checkout(origin, timeouts.get("connect"))
         sock = conn.sock
         with _failing(conn):
-            refused = self._proven(conn, origin, request.headers.get("host", "").encode(
-                "latin-1"), bearer_token(request.headers.get("authorization")), str(url),
+            refused = self._proven(conn, origin, host, bearer_token(
+                request.headers.get("authorization")), str(url),
                 _proof_timeout(timeouts.get("connect"), timeouts.get("read")))
             if refused is not None:
                 return httpx.Response(refused.status_code, headers=refused.raw_headers,
                                       content=refused.content)
             sock.settimeout(timeouts.get("write"))
-            sent, failed = _send(sock, head, request)
+            sent, failed = _send(sock, head, request, alive)
             sock.settimeout(timeouts.get("read"))
-            response = http.client.HTTPResponse(sock, method=request.method)
+            # Watched, every read of the reply (its head, each piece of a streamed body)
+            # first makes sure the master is still there when it is slow to come.
+            source: Any = sock if alive is None else \
+                stalls.WatchedSocket(sock, timeouts.get("read"), alive)
+            response = http.client.HTTPResponse(source, method=request.method)
             despite(response.begin, failed)
             if not sent:  # the server answered before the whole body came: not reusable
                 response.will_close = True
@@ -270,10 +276,10 @@ class PlainHTTPTransport(httpx.BaseTransport):
             if refused is not None:
                 return refused
             sock.settimeout(read_timeout)
-            sent, failed = send(sock, head + body if body else head)
-            if watch and failed is None:
-                stalls.await_reply(sock, read_timeout, lambda: stalls.answers(
-                    origin, host or _host_header(origin)))
+            alive = _alive(origin, host) if watch else None
+            sent, failed = send(sock, head + body if body else head, alive)
+            if alive is not None and failed is None:
+                stalls.await_reply(sock, read_timeout, alive)
             with sock.makefile("rb") as fp:
                 status, headers, content, keep = despite(lambda: read_reply(fp, method),
                                                          failed)
@@ -351,15 +357,21 @@ def _host_header(origin: tuple[str, int]) -> bytes:
     return (f"[{host}]" if ":" in host else host).encode("idna") + b":%d" % port
 
 
-def _send(sock: socket.socket, head: bytes,
-          request: httpx.Request) -> tuple[bool, OSError | None]:
+def _alive(origin: tuple[str, int], host: bytes) -> Callable[[], bool]:
+    """Whether the master at ``origin`` still answers (:func:`titan.client.stalls.answers`)."""
+    return lambda: stalls.answers(origin, host or _host_header(origin))
+
+
+def _send(sock: socket.socket, head: bytes, request: httpx.Request,
+          alive: Callable[[], bool] | None = None) -> tuple[bool, OSError | None]:
     """The request written as :func:`~titan.client.http_wire.send` writes it: a streamed
-    body (a file upload) stops at the server's early answer too."""
+    body (a file upload) stops at the server's early answer too, and with ``alive`` at a
+    master that froze."""
     stream = request.stream
     if isinstance(stream, httpx.ByteStream):  # the usual case: all in one segment
-        return send(sock, head + b"".join(stream))
+        return send(sock, head + b"".join(stream), alive)
     chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-    sent, failed = send(sock, head)
+    sent, failed = send(sock, head, alive)
     for chunk in stream:  # type: ignore[union-attr]  # a sync stream: this is a sync client
         if not sent:
             break
@@ -367,9 +379,9 @@ def _send(sock: socket.socket, head: bytes,
             if refused(sock):
                 return False, None
             sent, failed = send(sock, b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked
-                                else chunk)
+                                else chunk, alive)
     if sent and chunked:
-        sent, failed = send(sock, b"0\r\n\r\n")
+        sent, failed = send(sock, b"0\r\n\r\n", alive)
     return sent, failed
 
 

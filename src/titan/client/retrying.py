@@ -130,8 +130,10 @@ class Retrier:
             except httpx.TimeoutException as exc:
                 # A master that is up but slow: waiting again would only double the wait.
                 # Unless other masters were given and the request may go again: one frozen
-                # (a paused VM) may have been replaced meanwhile, and the next one leads.
-                elsewhere = replayable and isinstance(exc, httpx.ReadTimeout) \
+                # (a paused VM) may have been replaced meanwhile, and the next one leads —
+                # whether it stopped answering or, mid-upload, stopped taking the body.
+                elsewhere = replayable and isinstance(exc, httpx.ReadTimeout
+                                                      | httpx.WriteTimeout) \
                     and len(self._masters.urls) > 1
                 if not elsewhere and not retry.retryable_error(exc, replayable=replayable):
                     raise errors.ConnectionFailed(

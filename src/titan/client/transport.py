@@ -8,7 +8,9 @@ Each call's tries — retried through a restart, sent on to the leader among sev
 repeated only when that is harmless — are :mod:`titan.client.retrying`'s; this module makes
 the exchanges they try: a call whose JSON reply is read whole on the lean path
 (:mod:`titan.client.lean_requests`) to a plain-HTTP master, anything else (a stream, a file
-upload, https) through httpx's client on the same pool.
+upload, https) through httpx's client on the same pool. Given several masters, both find out
+a master that froze mid-call (:mod:`titan.client.stalls`), and a download that broke off
+starts again from nothing (:meth:`Transport.fetch`).
 
 A request the master holds (a long-poll, a submission with ``wait``: :class:`Hold`) asks on
 each try for what is left of its hold, so a retry after a restart does not start it afresh.
@@ -21,11 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 
 from titan import errors, retry
+from titan.client import stalls
 from titan.client.config import Endpoint
 from titan.client.download_file import save_stream
 from titan.client.file_body import file_body
@@ -42,6 +45,7 @@ API_PREFIX = "/api/v1"
 CHUNK = 1 << 20
 
 Body = bytes | Path | None
+T = TypeVar("T")
 
 
 class Transport:
@@ -138,9 +142,14 @@ class Transport:
         if read_timeout is not None or connect_timeout is not None:
             read = self._http.timeout.read if read_timeout is None else read_timeout
             timeout = httpx.Timeout(read, connect=connect_timeout or 5.0)
+        # Given several masters, one that froze while this request is sent or its reply
+        # (a download's body too) comes is found out in seconds, and the request goes on to
+        # the next master where it may go again (client/stalls.py): with one, there is
+        # nowhere to go.
+        watch = {stalls.WATCH: True} if len(self._masters.urls) > 1 else None
         return self._http.build_request(
             method, url + API_PREFIX + path, params=clean, json=json, content=content,
-            headers=extra, timeout=timeout,
+            headers=extra, timeout=timeout, extensions=watch,
         )
 
     def send(
@@ -209,8 +218,7 @@ class Transport:
             method = method.upper()
             refuse_nul(method, path, params)
             headers = {retry.IDEMPOTENCY_HEADER: retry.new_key()} if idempotency_key else None
-            # Given several masters, one that froze mid-call is found out in seconds and
-            # the call goes on to the next (client/stalls.py); with one, there is nowhere to go.
+            # As for httpx's requests (_build): a master that froze is found out.
             watch = len(self._masters.urls) > 1
 
             def exchange(url: str) -> Reply:
@@ -240,6 +248,38 @@ class Transport:
                 code="bad_response",
             ) from None
 
+    def fetch(self, path: str, consume: Callable[[httpx.Response], T], *,
+              params: Mapping[str, Any] | None = None) -> T:
+        """``consume(reply)`` of a streamed GET, its body read as it comes; the reply is
+        closed after it.
+
+        A GET may go again, so a body that breaks off (its master killed, or frozen and
+        found out: client/stalls.py) is asked for again from its start, of the next master
+        where several were given, as the retry rules say for a reply lost: ``consume`` is
+        then called again on the new reply, and must drop whatever it kept of the broken one
+        (a download's temp file, a buffer). One that cannot (bytes handed on already) raises
+        a :class:`~titan.errors.TitanError` of its own instead of httpx's error.
+        """
+        refuse_nul("GET", path, params)
+        consumed: list[T] = []
+
+        def exchange(url: str) -> httpx.Response:
+            request = self._build(url, "GET", path, params, None, None, None, None)
+            response = self._http.send(request, stream=True)
+            if not response.is_success:
+                return response  # read and checked by the retry loop
+            try:
+                consumed[:] = [consume(response)]
+            finally:
+                response.close()
+            return response
+
+        try:
+            self._tries.run("GET", None, exchange, stream=True)
+        except UnicodeEncodeError as exc:
+            raise not_text("GET", path, exc) from None
+        return consumed[0]
+
     def download(
         self,
         path: str,
@@ -251,16 +291,21 @@ class Transport:
         gives, :func:`~titan.client.download_file.save_stream`) and return its path.
 
         The file is written through a temp file and renamed, so a failed download leaves
-        nothing half-written behind. A target that cannot be written (a folder, a full disk,
-        no permission) is a :class:`~titan.errors.LocalFileError` naming it, never the temp
-        file's name nor a bare ``OSError``.
+        nothing half-written behind, and one that broke off is started again (:meth:`fetch`).
+        A stream's bytes cannot be taken back: a download to one that broke off is reported.
+        A target that cannot be written (a folder, a full disk, no permission) is a
+        :class:`~titan.errors.LocalFileError` naming it, never the temp file's name nor a
+        bare ``OSError``.
         """
-        response = self.send("GET", path, params=params, stream=True)
-        try:
+        def save(response: httpx.Response) -> Path | BinaryIO:
             dest = dest_for(response.headers)
-            save_stream(response, dest)
-        except httpx.HTTPError as exc:
-            raise self._tries.unreachable(exc) from None
-        finally:
-            response.close()
-        return dest
+            if isinstance(dest, Path):
+                save_stream(response, dest)
+                return dest
+            try:
+                save_stream(response, dest)
+            except httpx.HTTPError as exc:
+                raise self._tries.unreachable(exc) from None
+            return dest
+
+        return self.fetch(path, save, params=params)
