@@ -1,4 +1,5 @@
-"""Evaluations on the master: evaluations and their tasks, dispatching a task, settling a run.
+"""Evaluations on the master: dispatching a task, settling a run; an evaluation and its tasks
+are registered by :mod:`titan.master.evaluations.registration`.
 
 A dispatch makes an agent run (the evaluation run's id is the agent run's id, so the agent's
 LLM calls and its proxied tool calls are that run's actions) and starts the agent under test:
@@ -19,12 +20,9 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from titan.errors import Conflict, NotFound, ValidationFailed
-from titan.evals.agent_config import check_task_tools, parse_agent
+from titan.errors import Conflict, NotFound
 from titan.evals.failures import RETRYABLE
 from titan.evals.ledger import Ledger
-from titan.evals.tasks import parse_tasks
-from titan.formats import check_eval_id
 from titan.master.auth.tokens import token_hash
 from titan.master.egress import EgressPolicy
 from titan.master.evaluations import hierarchy, registration
@@ -42,7 +40,6 @@ if TYPE_CHECKING:
     from titan.storage.blobs import BlobStore
 
 log = logging.getLogger("titan.master.evaluations.service")
-check_id = check_eval_id  # evaluations and projects: one rule with the client's
 
 
 class Evaluations:
@@ -120,83 +117,15 @@ class Evaluations:
         for task in list(self._tasks):
             task.cancel()
 
-    # -- evaluations and tasks ----------------------------------------------------------------
+    # -- evaluations and tasks (registration.py) ---------------------------------------------
     async def put_evaluation(self, evaluation_id: str, body: Any) -> Row:
-        check_id(evaluation_id, "evaluation")
-        if not isinstance(body, dict):
-            raise ValidationFailed("the body must be a JSON object {agent, description, "
-                                   "project, tasks}")
-        unknown = set(body) - {"agent", "description", "project", "tasks"}
-        if unknown:
-            raise ValidationFailed(f"unknown field {sorted(unknown)[0]!r} (known: agent, "
-                                   "description, project, tasks)",
-                                   details={"field": sorted(unknown)[0]})
-        # Left out, the project stays what it was (a new evaluation's is "default"): applying
-        # a spec that names none again must not move a workflow between projects.
-        project = check_id(body["project"], "project") if body.get("project") is not None \
-            else None
-        agent = parse_agent(body.get("agent"))
-        registration.check_egress(self.egress, agent)
-        await registration.check_models(agent)
-        tasks = parse_tasks(body["tasks"], "tasks") if body.get("tasks") is not None else []
-        check_task_tools(tasks, agent)
-        description = body.get("description")
-        if description is not None and not isinstance(description, str):
-            raise ValidationFailed("description must be a string")
-        now = time.time()
-
-        def op(tx: Transaction) -> Row:
-            # Refused here, not when a run is dispatched (it failed there as a 500); used now,
-            # in the transaction that names it (garbage collection: see use_scripts).
-            sha = agent.get("script_sha256")
-            if sha and not tx.use_blobs({sha}, now):
-                raise ValidationFailed(f"agent.script_sha256 {sha[:12]}… was not uploaded (PUT "
-                                       "/api/v1/blobs/{sha256} first, or `titan eval run` "
-                                       "uploads it)", details={"field": "agent.script_sha256"})
-            existing = tx.get_evaluation(evaluation_id)
-            row: Row = {"id": evaluation_id, "description": description, "agent": agent,
-                        "created_at": existing["created_at"] if existing else now,
-                        "updated_at": now}
-            tx.put_evaluation(row if project is None else row | {"project": project})
-            added = tx.put_tasks(evaluation_id, [{"id": t.id, "seed": t.to_dict()}
-                                                 for t in tasks], now)
-            found = tx.get_evaluation(evaluation_id)
-            assert found is not None
-            return found | {"tasks_added": added, "created": existing is None}
-
-        return await self.engine.run(op)
+        return await registration.put_evaluation(self.engine, self.egress, evaluation_id, body)
 
     async def add_tasks(self, evaluation_id: str, body: Any, *, run: bool = True) -> Row:
-        """Seed tasks (an existing id is replaced, its runs kept) and, as seed 003 has it
-        ("runs are created when a task is seeded"), dispatch each one's run; ``run=False``
-        (or ``"run": false`` in the body) seeds without running."""
-        raw = body.get("tasks") if isinstance(body, dict) else body
-        if raw is None:
-            raise ValidationFailed('the body must be {"tasks": [...]} or a list of tasks')
-        if isinstance(body, dict) and "run" in body:
-            if not isinstance(body["run"], bool):
-                raise ValidationFailed("run must be true or false", details={"field": "run"})
-            run = run and body["run"]
-        source = body.get("source", "tasks") if isinstance(body, dict) else "tasks"
-        tasks = parse_tasks(raw, str(source))
-        if not tasks:
-            # Said as what it is: dispatching nothing answered 409 "has no tasks to run; add
-            # some first" to an evaluation that had tasks.
-            raise ValidationFailed(f"{source}: the list holds no task, so nothing was seeded",
-                                   details={"field": "tasks"})
-        now = time.time()
-
-        def op(tx: Transaction) -> Row:
-            evaluation = tx.get_evaluation(evaluation_id)
-            if evaluation is None:
-                raise NotFound(f"no evaluation {evaluation_id!r}")
-            check_task_tools(tasks, evaluation["agent"])
-            added = tx.put_tasks(evaluation_id, [{"id": t.id, "seed": t.to_dict()}
-                                                 for t in tasks], now)
-            return {"added": added, "updated": len(tasks) - added,
-                    "tasks": [t.id for t in tasks]}
-
-        seeded = await self.engine.run(op)
+        """Seed tasks and, as seed 003 has it ("runs are created when a task is seeded"),
+        dispatch each one's run; ``run=False`` (or ``"run": false`` in the body) seeds
+        without running."""
+        seeded, run = await registration.seed_tasks(self.engine, evaluation_id, body, run=run)
         # Committed first: a dispatch that fails (no agent script, say) leaves the tasks
         # seeded, and the reply's runs say what was started.
         seeded["runs"] = await self.dispatch(evaluation_id, seeded["tasks"]) if run else []
