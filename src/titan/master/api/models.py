@@ -18,28 +18,32 @@ from pydantic import BaseModel, ConfigDict, Field
 Timestamp = float  # Unix epoch seconds
 
 
-class _Closed(BaseModel):
+class Closed(BaseModel):
+    """A request: a field it does not list is refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class _Open(BaseModel):
+class Open(BaseModel):
+    """A reply: what the server always sends, and maybe more."""
+
     model_config = ConfigDict(extra="allow")
 
 
-class ErrorBody(_Closed):
+class ErrorBody(Closed):
     code: str = Field(description="Stable machine-readable code, e.g. invalid_request")
     message: str = Field(description="What went wrong, naming the field")
     details: dict[str, Any] = Field(description="e.g. {'field': 'jobs[0].delay'}")
 
 
-class Error(_Closed):
+class Error(Closed):
     """Every 4xx (and the 5xx that would be a bug)."""
     error: ErrorBody
 
 
 # ---------------------------------------------------------------------------- requests
 
-class JobSpec(_Closed):
+class JobSpec(Closed):
     job_id: str = Field(min_length=1, max_length=200)
     filename: str | None = Field(None, description="Script path, relative, no '..'")
     script_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
@@ -67,7 +71,7 @@ class JobSpec(_Closed):
     ready_timeout: float | None = Field(None, gt=0, le=24 * 3600)
 
 
-class DagSubmit(_Closed):
+class DagSubmit(Closed):
     name: str = Field(min_length=1, max_length=200)
     jobs: list[JobSpec] = Field(min_length=1)
     agent_run_id: str | None = None
@@ -75,91 +79,52 @@ class DagSubmit(_Closed):
     run_alias: str | None = None
 
 
-class Decision(_Closed):
+class Decision(Closed):
     comment: str | None = None
 
 
-class Stop(_Closed):
+class Stop(Closed):
     grace: float | None = Field(None, gt=0, le=3600,
                                 description="Seconds between SIGTERM and SIGKILL (default: "
                                             "the service's stop_grace)")
 
 
-class StoreValue(_Closed):
+class StoreValue(Closed):
     value: str = Field(description="A string (serialise other data, e.g. as JSON)")
 
 
-class SetMember(_Closed):
+class SetMember(Closed):
     member: str
 
 
-class Increment(_Closed):
+class Increment(Closed):
     by: int = 1
 
 
-class BlobList(_Closed):
+class BlobList(Closed):
     sha256: list[str]
 
 
-class BlobCollect(_Closed):
+class BlobCollect(Closed):
     dry_run: bool = Field(False, description="Say what would go; delete nothing")
     min_age: str | None = Field(None, description="Only blobs unused this long: 12h, 1d "
                                 "(at least 1h; default TITAN_BLOB_GC, else 1d)")
 
 
-class TokenCreate(_Closed):
+class TokenCreate(Closed):
     role: Literal["admin", "operator", "viewer", "worker"]
     name: str | None = Field(None, min_length=1, max_length=200,
                              description="Default: the role; no control or direction characters")
 
 
-class AttemptRef(_Open):
-    id: int
-    attempt: int
-
-
-class WorkerRegister(_Closed):
-    worker_id: str | None = None
-    name: str | None = Field(None, max_length=200)
-    hostname: str | None = Field(None, max_length=255)
-    pid: int | None = Field(None, ge=0, le=2**31 - 1)
-    version: str | None = Field(None, max_length=64, description="Its Titan version")
-    now: Timestamp | None = Field(None, description="Its clock as it sent this (clock skew)")
-    capabilities: list[str] | None = None
-    slots: int | None = Field(None, ge=1, le=4096)
-    running: list[AttemptRef] | None = None
-    # It may run more jobs than its slots while some wait on the master (their slots lent).
-    lend: bool = False
-
-
-class WorkerPoll(_Closed):
-    free_slots: int = Field(0, ge=0)
-    wait: float = Field(20.0, ge=0, le=60, description="Seconds to hold the poll open")
-    draining: bool = False
-
-
-class Heartbeat(_Closed):
-    running: list[AttemptRef] | None = None
-    now: Timestamp | None = Field(None, description="Its clock as it sent this (clock skew)")
-
-
-class Report(_Closed):
-    logs: list[dict[str, Any]] | None = Field(
-        None, description="{id, attempt, seq, ts, stream, line}")
-    results: list[dict[str, Any]] | None = Field(
-        None, description="{id, attempt, exit_code, error, timed_out, released}")
-    services: list[dict[str, Any]] | None = Field(
-        None, description="{id, attempt, health, host, port, restarts, up_since, detail, pid}")
-
-
-class ActionBatch(_Closed):
+class ActionBatch(Closed):
     actions: list[dict[str, Any]] = Field(
         min_length=1, max_length=10_000,
         description="{id?, name, channel?, actor?, ordinal?, inputs?, outputs?, started_at, "
                     "...}: the action fields of docs/api.md")
 
 
-class RunsBatch(_Closed):
+class RunsBatch(Closed):
     ops: list[dict[str, Any]] = Field(
         min_length=1, max_length=1_000,
         description='{"run": id, and one of "create", "code", "actions", "update"}')
@@ -167,7 +132,7 @@ class RunsBatch(_Closed):
 
 # ---------------------------------------------------------------------------- replies
 
-class Health(_Open):
+class Health(Open):
     status: Literal["ok", "unavailable"] = Field(
         description="ok (200), or unavailable (503: writes wait for the database, or the "
                     "leadership cannot be confirmed; reason and since_seconds say more)")
@@ -177,12 +142,12 @@ class Health(_Open):
     since_seconds: float | None = Field(None, description="For how long it has been so")
 
 
-class MasterProof(_Open):
+class MasterProof(Open):
     proof: str = Field(description="HMAC-SHA256 of the nonce keyed by the token's SHA-256 "
                                    "(titan/master_proof.py)")
 
 
-class JobView(_Open):
+class JobView(Open):
     id: int
     job_id: str
     ref: str
@@ -207,7 +172,7 @@ class JobView(_Open):
                           "it becomes runnable; else null")
 
 
-class DagView(_Open):
+class DagView(Open):
     id: int
     name: str
     run: int
@@ -220,19 +185,19 @@ class DagView(_Open):
     schedule: str | None = Field(None, description="The schedule whose tick started it")
 
 
-class DagList(_Open):
+class DagList(Open):
     dags: list[DagView]
     total: int
     limit: int
     offset: int
 
 
-class LogLine(_Open):
+class LogLine(Open):
     seq: int
     line: str
 
 
-class LogPage(_Open):
+class LogPage(Open):
     job: int
     attempt: int
     lines: list[LogLine]
@@ -242,45 +207,45 @@ class LogPage(_Open):
     latest: int
 
 
-class StoreReply(_Open):
+class StoreReply(Open):
     key: str
     value: str | None
 
 
-class Counter(_Open):
+class Counter(Open):
     key: str
     value: int
 
 
-class SetAdded(_Open):
+class SetAdded(Open):
     key: str
     added: int
 
 
-class Members(_Open):
+class Members(Open):
     key: str
     members: list[str]
 
 
-class Deleted(_Open):
+class Deleted(Open):
     key: str
     deleted: bool
 
 
-class Keys(_Open):
+class Keys(Open):
     keys: list[str]
 
 
-class BlobStored(_Open):
+class BlobStored(Open):
     sha256: str
     size: int
 
 
-class Missing(_Open):
+class Missing(Open):
     missing: list[str]
 
 
-class BlobsCollected(_Open):
+class BlobsCollected(Open):
     dry_run: bool
     min_age: str
     before: Timestamp = Field(description="Blobs last stored or used before this went")
@@ -291,7 +256,7 @@ class BlobsCollected(_Open):
     seconds: float
 
 
-class FileView(_Open):
+class FileView(Open):
     id: int
     name: str
     sha256: str
@@ -305,11 +270,11 @@ class FileView(_Open):
                                    "when stored before Titan recorded it")
 
 
-class FileList(_Open):
+class FileList(Open):
     files: list[FileView]
 
 
-class FilesDeleted(_Open):
+class FilesDeleted(Open):
     name: str | None = Field(None, description="DELETE /files/{name}: the file's name")
     key: str | None = Field(None, description="DELETE /artifacts: the store key")
     deleted: int = Field(description="Versions deleted")
@@ -324,14 +289,14 @@ class FilesDeleted(_Open):
                                                          "key's store value was deleted")
 
 
-class TokenCreated(_Open):
+class TokenCreated(Open):
     id: str
     token: str
     role: str
     name: str
 
 
-class TokenView(_Open):
+class TokenView(Open):
     id: str
     role: str
     name: str
@@ -340,34 +305,17 @@ class TokenView(_Open):
     revoked_at: Timestamp | None
 
 
-class TokenList(_Open):
+class TokenList(Open):
     tokens: list[TokenView]
 
 
-class Revoked(_Open):
+class Revoked(Open):
     revoked: bool
-
-
-class WorkerRegistered(_Open):
-    worker_id: str
-    lease_seconds: float
-    heartbeat_seconds: float
-    # Bound to worker_id: calls for this worker (and re-registering it) must carry it.
-    credential: str | None = None
-
-
-class PollReply(_Open):
-    jobs: list[dict[str, Any]]
-    cancel: list[AttemptRef]
-
-
-class HeartbeatReply(_Open):
-    cancel: list[AttemptRef]
 
 
 # ---------------------------------------------------------------------------- schedules
 
-class ScheduleCreate(_Closed):
+class ScheduleCreate(Closed):
     name: str = Field(min_length=1, max_length=200)
     cron: str = Field(min_length=1, max_length=200, description=(
         "Five fields (minute hour day-of-month month day-of-week), six with seconds first, "
@@ -384,7 +332,7 @@ class ScheduleCreate(_Closed):
     jobs: list[JobSpec] = Field(min_length=1)
 
 
-class FireView(_Open):
+class FireView(Open):
     id: int
     tick: Timestamp | None = Field(description="None: run by hand")
     manual: bool
@@ -394,7 +342,7 @@ class FireView(_Open):
     dag: dict[str, Any] | None = Field(description="{id, name, run, ref, status}")
 
 
-class ScheduleView(_Open):
+class ScheduleView(Open):
     id: int
     name: str
     dag_name: str
@@ -418,10 +366,10 @@ class ScheduleView(_Open):
     jobs: list[dict[str, Any]] | None = None
 
 
-class ScheduleList(_Open):
+class ScheduleList(Open):
     schedules: list[ScheduleView]
 
 
-class ScheduleDeleted(_Open):
+class ScheduleDeleted(Open):
     name: str
     deleted: bool

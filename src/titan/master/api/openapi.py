@@ -4,9 +4,9 @@ FastAPI derives the description from the handlers' signatures, which here take a
 plain dicts (validated by hand, cheaply): every body came out as ``object``, every operation
 as answering 2xx or 422, and downloads as JSON. The master never answers 422 (validation is a
 400 with the error body of DESIGN.md), so this module rewrites the generated description once,
-at first request: request and reply schemas from :mod:`titan.master.api.models`, the error
-statuses each operation really answers with the ``Error`` schema, raw uploads and downloads
-with their media types. ``tests/integration/test_api_fuzz.py`` holds the server to it.
+at first request: request and reply schemas from :mod:`titan.master.api.models` (the
+workers' from :mod:`~titan.master.api.worker_models`), the error statuses each operation
+really answers with the ``Error`` schema, raw uploads and downloads with their media types. ``tests/integration/test_api_fuzz.py`` holds the server to it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from titan.master.api import models as m
+from titan.master.api import worker_models as w
 
 Op = tuple[str, str]  # (method, path) as the description spells them
 _P = "/api/v1"
@@ -35,10 +36,10 @@ REQUESTS: dict[Op, tuple[type[BaseModel], bool]] = {
     ("post", f"{_P}/blobs/missing"): (m.BlobList, True),
     ("post", f"{_P}/blobs/gc"): (m.BlobCollect, False),
     ("post", f"{_P}/tokens"): (m.TokenCreate, True),
-    ("post", f"{_P}/workers/register"): (m.WorkerRegister, True),
-    ("post", f"{_P}/workers/{{worker_id}}/poll"): (m.WorkerPoll, True),
-    ("post", f"{_P}/workers/{{worker_id}}/heartbeat"): (m.Heartbeat, True),
-    ("post", f"{_P}/workers/{{worker_id}}/report"): (m.Report, True),
+    ("post", f"{_P}/workers/register"): (w.WorkerRegister, True),
+    ("post", f"{_P}/workers/{{worker_id}}/poll"): (w.WorkerPoll, True),
+    ("post", f"{_P}/workers/{{worker_id}}/heartbeat"): (w.Heartbeat, True),
+    ("post", f"{_P}/workers/{{worker_id}}/report"): (w.Report, True),
     ("post", f"{_P}/schedules"): (m.ScheduleCreate, True),
     ("post", f"{_P}/runs/{{run_id}}/actions"): (m.ActionBatch, True),
     ("post", f"{_P}/runs/batch"): (m.RunsBatch, True),
@@ -81,9 +82,9 @@ REPLIES: dict[Op, type[BaseModel]] = {
     ("post", f"{_P}/tokens"): m.TokenCreated,
     ("get", f"{_P}/tokens"): m.TokenList,
     ("delete", f"{_P}/tokens/{{token_id}}"): m.Revoked,
-    ("post", f"{_P}/workers/register"): m.WorkerRegistered,
-    ("post", f"{_P}/workers/{{worker_id}}/poll"): m.PollReply,
-    ("post", f"{_P}/workers/{{worker_id}}/heartbeat"): m.HeartbeatReply,
+    ("post", f"{_P}/workers/register"): w.WorkerRegistered,
+    ("post", f"{_P}/workers/{{worker_id}}/poll"): w.PollReply,
+    ("post", f"{_P}/workers/{{worker_id}}/heartbeat"): w.HeartbeatReply,
     ("post", f"{_P}/schedules"): m.ScheduleView,
     ("get", f"{_P}/schedules"): m.ScheduleList,
     ("get", f"{_P}/schedules/{{name}}"): m.ScheduleView,
