@@ -2,8 +2,9 @@
 
 * :mod:`.service` — opening, ending and budgeting runs; recording action batches (the event
   loop's side: commit, then publish); what their transactions do: :mod:`.actions` a batch
-  appended, :mod:`.budgets` a run blocked past its budget, :mod:`.stages` the run a DAG
-  opens, its code version, the end its last stage gives
+  appended, :mod:`.updates` a run's fields and status as an update changes them,
+  :mod:`.budgets` a run blocked past its budget, :mod:`.stages` the run a DAG opens, its
+  code version, the end its last stage gives
 * :mod:`.events` — what a run's events carry; :mod:`.lookup` — a run by id (or the 404), and
   time windows
 * :mod:`.ingest` — validating and canonicalising what the SDK sends

@@ -9,8 +9,9 @@ scheduler until an operator raises the budget.
 
 The service is the event loop's side of it (commit, then publish, hold and tell the
 listeners); what happens inside the transactions lives beside it: :mod:`.actions` (a batch
-appended), :mod:`.budgets`, :mod:`.stages` (what a run's DAGs open, derive and end),
-:mod:`.events` and :mod:`.lookup`.
+appended), :mod:`.updates` (a run's fields and status as an update changes them),
+:mod:`.budgets`, :mod:`.stages` (what a run's DAGs open, derive and end), :mod:`.events` and
+:mod:`.lookup`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from titan.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from titan.errors import Conflict, Forbidden, NotFound
 from titan.master.auth.tokens import OPERATE, Principal
 from titan.master.runs import compliance, job_scope, liveness
 from titan.master.runs import ingest as action_input
@@ -28,15 +29,11 @@ from titan.master.runs.actions import append_batch, prepare_batch
 from titan.master.runs.budgets import budget_state, check_budget
 from titan.master.runs.events import TERMINAL_RUN, run_summary
 from titan.master.runs.ledger import LedgerChecks
-from titan.master.runs.lookup import reopening, run_or_404
-from titan.master.runs.stages import (
-    derived_end,
-    orphaned_replay_end,
-    record_code_version,
-    stage_submitted,
-)
+from titan.master.runs.lookup import reopening
+from titan.master.runs.stages import orphaned_replay_end, record_code_version, stage_submitted
+from titan.master.runs.updates import apply_update
 from titan.master.scheduling.state import TERMINAL, Changes
-from titan.redaction import Redactor, merge
+from titan.redaction import Redactor
 from titan.status import RunStatus
 from titan.storage.base import Row, RunQuery, Transaction
 from titan.storage.blobs import BlobStore
@@ -186,64 +183,9 @@ class RunService:
         now = time.time()
         own_dag = job_scope.own_dag_ending(self.engine.sched, who)
 
-        def op(tx: Transaction) -> tuple[Row, Row]:
-            run = run_or_404(tx, run_id)
-            if silent_since is not None and not (
-                    run["status"] == RunStatus.RUNNING and run["ended_at"] is None
-                    and run["alive_at"] is not None and run["alive_at"] < silent_since):
-                raise Conflict(f"agent run {run_id} is no longer silent")
-            compliance.check_retention_class(fields, who, run["retention_class"])
-            started = fields.get("started_at") or run["started_at"] or now
-            if fields.get("ended_at") is not None and fields["ended_at"] < started:
-                raise ValidationFailed("ended_at is before the run's started_at",
-                                       details={"field": "ended_at"})
-            # A run dated a little ahead (a client's clock) ends no earlier than it started.
-            end = max(now, started)
-            before = dict(run)
-            changes = {k: v for k, v in fields.items() if k != "status"}
-            if pii:
-                changes["pii"] = merge(dict(run.get("pii") or {}), pii)
-            # Ended for its process's silence, the run still takes that process's own end:
-            # it was only cut off, or paused (a laptop asleep), not killed.
-            crashed = run["status"] == RunStatus.FAILED and silent_since is None \
-                and (run["error"] or "").startswith(liveness.CRASHED)
-            status = fields.get("status")
-            if status == "ended":
-                # Not waiting for the caller's own DAG: it runs the driver saying so (the
-                # run settled later, in another commit, than the DAG a client waits on).
-                derived = derived_end(tx, run, own_dag)
-                status = None if derived is None else derived[0]
-                if derived is None:  # stages still run: finish when they do
-                    changes["ended_at"] = fields.get("ended_at") or end
-                elif derived[1] is not None and "error" not in fields \
-                        and (crashed or not run["error"]):
-                    # Its last stage failed: why, unless its driver recorded why (a running
-                    # run's error is its driver's: reopening a run clears its last end's).
-                    changes["error"] = derived[1]
-            if fields.get("status") not in (None, RunStatus.RUNNING) \
-                    and run["alive_at"] is not None:
-                changes["alive_at"] = None  # its process is done with it: no longer watched
-            if crashed and fields.get("status") not in (None, RunStatus.RUNNING):
-                changes.setdefault("error", None)
-                if status is None:  # its driver is done, its stages still run: as ever
-                    changes["status"] = RunStatus.RUNNING
-            if status is not None and status != run["status"]:
-                if run["status"] != RunStatus.RUNNING and status != RunStatus.RUNNING \
-                        and not crashed:
-                    raise Conflict(f"agent run {run_id} already ended {run['status']}")
-                changes["status"] = status
-                changes["ended_at"] = (None if status == RunStatus.RUNNING
-                                       else fields.get("ended_at") or end)
-                if status == RunStatus.RUNNING:
-                    changes.setdefault("error", None)  # the error of the end it leaves
-            if changes:
-                tx.update_run(run_id, changes)
-                run.update(changes)
-            if "budget_usd" in fields:
-                check_budget(tx, run, now)
-            return before, run
-
-        before, run = await self.engine.run(op)
+        before, run = await self.engine.run(lambda tx: apply_update(
+            tx, run_id, fields, who, pii=pii, now=now, own_dag=own_dag,
+            silent_since=silent_since))
         if run["status"] == RunStatus.RUNNING and run["ended_at"] is not None:
             self.ending.add(run_id)
         else:
