@@ -73,7 +73,7 @@ def test_the_master_checks_them_before_it_starts(monkeypatch: pytest.MonkeyPatch
 def test_what_the_apps_startup_opens_is_tried_first(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], said: str) -> None:
     # Inside the app's startup a bad one was a 60-line traceback and exit status 3.
-    from titan.master.server import _preflight
+    from titan.master import preflight
     from titan.storage import open_storage
 
     for name, value in env.items():
@@ -82,7 +82,7 @@ def test_what_the_apps_startup_opens_is_tried_first(
     storage = open_storage(f"sqlite:///{tmp_path / 'titan.db'}")
     try:
         with pytest.raises(ConfigError, match=said):
-            _preflight(config, storage)
+            preflight.check(config, storage)
     finally:
         storage.close()
 

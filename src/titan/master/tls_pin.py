@@ -18,7 +18,7 @@ So the leader records the fingerprint of the certificate it serves in the databa
 * a master about to lead says the same when its certificate is not the one the previous
   leader recorded, and records its own.
 
-Plain HTTP beside HTTPS is refused outright (master/server.py): no client setting bridges that.
+Plain HTTP beside HTTPS is refused outright (master/preflight.py): no client setting bridges that.
 """
 
 from __future__ import annotations
