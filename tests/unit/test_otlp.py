@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from titan.errors import APIError, ConfigError, PayloadTooLarge, ValidationFailed
 from titan.master.auth.tokens import Principal
-from titan.master.otel import holding, ids, incoming, outgoing, traces, wire
+from titan.master.otel import actors, holding, ids, incoming, outgoing, traces, wire
 from titan.master.otel.exporter import Exporter
 from titan.master.otel.receiver import Receiver
 from titan.master.otel.settings import ExportSettings, hold_seconds
@@ -447,14 +447,14 @@ def test_sub_agents_past_the_actor_limit_stay_apart() -> None:
                       start=i * 1e-3) for i in range(n)]
         await rx.receive(chain[::-1], 0, ADMIN)
         got = runs.actions[ids.run_id_of_trace(TRACE)]
-        actors = [got[s.span_id]["actor"] for s in chain]
-        assert len(got) == n and len(set(actors)) == n  # each sub-agent its own actor
-        assert max(len(a) for a in actors) <= incoming.ACTOR_CHARS
-        assert actors[5] == "svc/" + "/".join(f"agent{i}" for i in range(5))
-        deep = actors[-1]
+        paths = [got[s.span_id]["actor"] for s in chain]
+        assert len(got) == n and len(set(paths)) == n  # each sub-agent its own actor
+        assert max(len(a) for a in paths) <= actors.ACTOR_CHARS
+        assert paths[5] == "svc/" + "/".join(f"agent{i}" for i in range(5))
+        deep = paths[-1]
         assert re.fullmatch(r"…[0-9a-f]{12}/agent\d+(/agent\d+)+", deep)  # whole names
         assert deep.endswith("/agent197/agent198") and len(deep) > 480
-        assert incoming.actor_path("a/" * 400) == incoming.actor_path("a/" * 400)
+        assert actors.actor_path("a/" * 400) == actors.actor_path("a/" * 400)
     asyncio.run(go())
 
 
@@ -485,7 +485,7 @@ def test_deep_sub_agents_cost_memory_by_span_and_survive_a_restart() -> None:
         child = span("00000000000a0001", chain[-1].span_id, "call", start=2)
         await rx.receive([child, *chain[::-1]], 0, ADMIN)
         [trace] = rx.traces.values()
-        assert max(len(a) for a in trace.actors.values()) <= incoming.ACTOR_CHARS
+        assert max(len(a) for a in trace.actors.values()) <= actors.ACTOR_CHARS
         got = runs.actions[ids.run_id_of_trace(TRACE)]
         assert len({got[s.span_id]["actor"] for s in chain}) == n
         # A restart: nothing remembered, what is recorded is asked of the database.

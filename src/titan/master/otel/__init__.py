@@ -6,6 +6,8 @@
 * :mod:`.outgoing` — a run, its actors and actions as GenAI spans (the mapping out)
 * :mod:`.exporter` — the background exporter: a bounded queue, batches, drops counted
 * :mod:`.incoming` — a span as an action (the mapping in: GenAI conventions, OpenInference)
+* :mod:`.actors` — the actor path a span is recorded under: the sub-agent that made it
+* :mod:`.attributes` — a span's attributes read as sent: the first spelling present, typed
 * :mod:`.receiver` — traces become runs through the run service, each span once its
   actor is known
 * :mod:`.holding` — the spans the receiver holds: counted, bounded, which are due

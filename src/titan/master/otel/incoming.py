@@ -8,15 +8,12 @@ the ``llm`` channel with their messages, parameters, model, usage and cost; embe
 action named for the tool;
 everything else (agents, chains, retrievers...) a ``custom`` action named for the span. Which
 sub-agent made a span is not in the span itself: :mod:`.receiver` works it out from the tree
-(``AGENT`` / ``invoke_agent`` ancestors) and hands it in as ``actor``. docs/opentelemetry.md
-has the table, and what does not survive the trip.
+(``AGENT`` / ``invoke_agent`` ancestors, :mod:`.actors`) and hands it in as ``actor``.
+docs/opentelemetry.md has the table, and what does not survive the trip.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import re
 import time
 from collections.abc import Callable
@@ -25,6 +22,8 @@ from typing import Any
 from titan.errors import TitanError
 from titan.llm.pricing import hosted_cost
 from titan.llm.types import Usage
+from titan.master.otel.actors import actor_path, agent_name
+from titan.master.otel.attributes import LOOP_NAME, clean, first, first_int, first_str, number
 from titan.master.otel.ids import action_id_of_span
 from titan.master.otel.messages import (
     as_list,
@@ -32,10 +31,9 @@ from titan.master.otel.messages import (
     parsed,
     read_messages,
     text_of,
-    whole_number,
 )
 from titan.master.otel.wire import STATUS_ERROR, Span
-from titan.master.runs.ingest import ERROR_CHARS, MAX_DURATION_NS, MAX_TOKENS, MAX_USD
+from titan.master.runs.ingest import ERROR_CHARS, MAX_DURATION_NS, MAX_USD
 from titan.storage.base import Row
 from titan.trace.canonical import dumps
 
@@ -55,11 +53,9 @@ _CONSUMED = re.compile(
     r"provider\.name|system|agent\.name)|input\.|output\.|tool\.name|openinference\.span\.kind"
     r"|embedding\.model_name|exception\.|traceloop\.entity\.(input|output)$)")
 #: A span's inputs and outputs: OpenInference's, else OpenLLMetry's (its decorators' JSON
-#: ``{"args", "kwargs"}`` and result); and OpenLLMetry's name of a tool or agent, whose
-#: span is ``<name>.tool`` (read as tags only, its tool calls had no inputs or outputs).
+#: ``{"args", "kwargs"}`` and result).
 _INPUT = ("input.value", "traceloop.entity.input")
 _OUTPUT = ("output.value", "traceloop.entity.output")
-_LOOP_NAME = "traceloop.entity.name"
 #: Attributes that carry credentials by their name (the last part of it): an instrumented HTTP
 #: client's ``http.request.header.authorization`` holds the provider key itself, and
 #: redaction knows only the key formats it has patterns for. Never copied into tags; their
@@ -68,7 +64,6 @@ _SECRET = re.compile(r"authorization|cookie|api[-_]?key|passw(or)?d|secret|crede
                      r"|private[-_]?key|token$", re.IGNORECASE)
 _TAG_BUDGET = 12_000  # characters of leftover attributes kept in tags (tags hold 16 KiB)
 EPOCH_2000 = 946_684_800.0  # the run service refuses times before 2000
-ACTOR_CHARS = 500  # the longest actor the run service takes
 
 
 def kind_of(span: Span) -> str:
@@ -91,41 +86,6 @@ def kind_of(span: Span) -> str:
     return STEP
 
 
-def agent_name(span: Span) -> str:
-    """The name an agent span gives its sub-agent in actor paths (no ``/``: it separates)."""
-    a = span.attributes
-    name = _first_str(a, "gen_ai.agent.name", "agent.name", _LOOP_NAME) or span.name
-    name = _clean(name.removeprefix("invoke_agent ").strip().replace("/", "-"), 100)
-    return name or "agent"
-
-
-def children_actor(actor: str, agent: str | None) -> str:
-    """The actor of a span's children: its own, or below it the sub-agent it started —
-    shortened (:func:`actor_path`) level by level: the receiver keeps one per span, and whole
-    paths cost N² characters for N nested agents (~500 MB for a 1 MB request). Each hash
-    covers the shortened level above, so sub-agents stay apart, and a late child after a
-    restart (placed from its parent's recorded actor) joins its siblings."""
-    if agent is None or agent == actor.rsplit("/", 1)[-1]:
-        return actor
-    return actor_path(f"{actor}/{agent}")
-
-
-def recorded_agent(tags: Any) -> str | None:
-    """The sub-agent a recorded action's span started (None: none), from the tags this
-    mapping wrote: its ``agent``; for an action recorded before that was written, an agent
-    span's name."""
-    otel = tags.get("otel") if isinstance(tags, dict) else None
-    if not isinstance(otel, dict):
-        return None
-    if isinstance(otel.get("agent"), str):
-        return otel["agent"] or None
-    if str(otel.get("openinference.span.kind") or "").upper() == "AGENT" or str(
-            otel.get("gen_ai.operation.name") or "").lower() in ("invoke_agent", "create_agent"):
-        name = str(otel.get("span") or "").removeprefix("invoke_agent ").strip()
-        return _clean(name.replace("/", "-"), 100) or "agent"
-    return None
-
-
 def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hosted_cost,
               now: float | None = None) -> Row:
     """The action a span becomes (the ingestion API's fields)."""
@@ -139,27 +99,27 @@ def action_of(span: Span, actor: str, ordinal: int | None, price: Pricer = hoste
     if error is not None:
         action.update(error=error, outcome="error")
     if kind in (LLM, EMBEDDING):
-        model = _first_str(a, "gen_ai.response.model", "llm.response.model_name",
+        model = first_str(a, "gen_ai.response.model", "llm.response.model_name",
                            "llm.model_name", "embedding.model_name", "gen_ai.request.model",
                            "llm.request.model_name") or _invoked_model(a)
         usage = _usage(a)
         action.update(channel="llm", name="call_llm" if kind == LLM else "embeddings",
                       inputs=_llm_inputs(a), outputs=None if error else _llm_outputs(a),
-                      model=_clean(model, 200) if model else None, usage=usage or None)
+                      model=clean(model, 200) if model else None, usage=usage or None)
         action.update(_cost(a, model, usage, price, embedding=kind == EMBEDDING))
     elif kind == TOOL:
-        name = _first_str(a, "gen_ai.tool.name", "tool.name", _LOOP_NAME) or \
+        name = first_str(a, "gen_ai.tool.name", "tool.name", LOOP_NAME) or \
             span.name.removeprefix("execute_tool ")
-        action.update(channel="tool", name=_clean(name.strip(), 200) or "tool",
-                      inputs=_as_inputs(_first(a, "gen_ai.tool.call.arguments", *_INPUT)),
-                      outputs=parsed(_first(a, "gen_ai.tool.call.result", *_OUTPUT)))
+        action.update(channel="tool", name=clean(name.strip(), 200) or "tool",
+                      inputs=_as_inputs(first(a, "gen_ai.tool.call.arguments", *_INPUT)),
+                      outputs=parsed(first(a, "gen_ai.tool.call.result", *_OUTPUT)))
     else:
-        inputs = _first(a, *_INPUT)
+        inputs = first(a, *_INPUT)
         messages = parsed(a.get("gen_ai.input.messages"))
-        action.update(channel="custom", name=_clean(span.name.strip(), 200) or kind,
+        action.update(channel="custom", name=clean(span.name.strip(), 200) or kind,
                       inputs={"messages": from_parts(messages)} if isinstance(messages, list)
                       and inputs is None else _as_inputs(inputs),
-                      outputs=parsed(_first(a, *_OUTPUT)))
+                      outputs=parsed(first(a, *_OUTPUT)))
     return action
 
 
@@ -168,32 +128,11 @@ def bare_action(span: Span, actor: str, problem: BaseException) -> Row:
     its name, place in the tree and times, and why the rest was left out (in its tags), so
     its children still hang from it."""
     started, duration = span_times(span, time.time())
-    otel = {"span": _clean(span.name, 200), "unreadable": _clean(repr(problem), 500)}
+    otel = {"span": clean(span.name, 200), "unreadable": clean(repr(problem), 500)}
     return {"id": action_id_of_span(span.span_id), "parent_id": span.parent_id,
             "actor": actor_path(actor) or "otel", "channel": "custom",
-            "name": _clean(span.name.strip(), 200) or "span", "started_at": started,
+            "name": clean(span.name.strip(), 200) or "span", "started_at": started,
             "duration_ns": duration, "tags": {"otel": otel}}
-
-
-def actor_path(actor: str, limit: int = ACTOR_CHARS) -> str:
-    """An actor path as an action holds it (at most ``limit`` characters). A longer one — a
-    recursive agent's sub-agents 60 deep — keeps its tail (the sub-agents nearest the span)
-    after a hash of the whole path: cut at the limit, every deeper sub-agent became one
-    actor, their calls merged and numbered together. A path already shortened (one level
-    above, by :func:`children_actor`) is returned as it is."""
-    actor = _clean(actor, len(actor))
-    if len(actor) <= limit:
-        return actor
-    mark = "…" + hashlib.sha256(actor.encode("utf-8", "surrogatepass")).hexdigest()[:12] + "/"
-    tail = actor[len(actor) - (limit - len(mark)):]
-    _, slash, whole = tail.partition("/")  # from a name's start, not mid-name
-    return mark + (whole if slash and whole else tail)
-
-
-def _clean(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` without NUL characters, which no database text column
-    holds (PostgreSQL refuses them)."""
-    return text.replace("\x00", "\ufffd")[:limit]
 
 
 def span_times(span: Span, now: float) -> tuple[float, int]:
@@ -219,21 +158,21 @@ def span_error(span: Span) -> Row | None:
             kind = str(attrs.get("exception.type") or kind)
             message = message or str(attrs.get("exception.message") or "")
     kind = str(span.attributes.get("error.type") or kind)
-    return {"type": _clean(kind, 200) or "Error",
-            "message": _clean(message or "error", ERROR_CHARS)}
+    return {"type": clean(kind, 200) or "Error",
+            "message": clean(message or "error", ERROR_CHARS)}
 
 
 def _usage(a: dict[str, Any]) -> Row:
     found = {
-        "input_tokens": _first_int(a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
+        "input_tokens": first_int(a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
                                    "llm.token_count.prompt"),
-        "output_tokens": _first_int(a, "gen_ai.usage.output_tokens",
+        "output_tokens": first_int(a, "gen_ai.usage.output_tokens",
                                     "gen_ai.usage.completion_tokens",
                                     "llm.token_count.completion"),
-        "cached_tokens": _first_int(a, "gen_ai.usage.cache_read.input_tokens",
+        "cached_tokens": first_int(a, "gen_ai.usage.cache_read.input_tokens",
                                     "gen_ai.usage.cache_read_input_tokens",
                                     "llm.token_count.prompt_details.cache_read"),
-        "reasoning_tokens": _first_int(a, "gen_ai.usage.reasoning.output_tokens",
+        "reasoning_tokens": first_int(a, "gen_ai.usage.reasoning.output_tokens",
                                        "llm.token_count.completion_details.reasoning"),
     }
     return {k: v for k, v in found.items() if v is not None}
@@ -245,7 +184,7 @@ def _cost(a: dict[str, Any], model: str | None, usage: Row, price: Pricer, *,
     registered price, LiteLLM's map, Titan's table), tried as named and with its provider,
     from its counts: both (a call's input and output; an embedding's input alone), else
     unknown — a missing or unreadable count priced as 0 would be a cost too low."""
-    stated = _number(a.get("llm.cost.total"))
+    stated = number(a.get("llm.cost.total"))
     if stated is not None and 0 <= stated <= MAX_USD:
         return {"cost_usd": stated, "cost_source": "span"}
     # A cost past belief (negative, 1e300) is no cost stated: the call is priced from its
@@ -254,7 +193,7 @@ def _cost(a: dict[str, Any], model: str | None, usage: Row, price: Pricer, *,
     if not model or any(k not in usage for k in needed):
         return {"cost_source": "unknown"}
     tokens = Usage(**{k: int(v) for k, v in usage.items()})
-    provider = _first_str(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider",
+    provider = first_str(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider",
                           "llm.system")
     names = [model]
     if provider and "/" not in model:
@@ -274,13 +213,13 @@ def _llm_inputs(a: dict[str, Any]) -> Row:
     system = parsed(a.get("gen_ai.system_instructions"))
     if isinstance(system, list):
         messages = [{"role": "system", "content": text_of(system)}, *(messages or [])]
-    inputs: Row = {"model": _first_str(a, "gen_ai.request.model", "llm.request.model_name",
+    inputs: Row = {"model": first_str(a, "gen_ai.request.model", "llm.request.model_name",
                                        "llm.model_name", "embedding.model_name")
                    or _invoked_model(a)}
     if messages:
         inputs["messages"] = messages
     else:
-        raw = _first(a, *_INPUT)
+        raw = first(a, *_INPUT)
         if raw is not None:
             inputs["input"] = parsed(raw)
     params = parsed(a.get("llm.invocation_parameters"))
@@ -298,7 +237,7 @@ def _invoked_model(a: dict[str, Any]) -> str | None:
     call that failed, whose span has no ``llm.model_name``."""
     params = parsed(a.get("llm.invocation_parameters"))
     model = params.get("model") if isinstance(params, dict) else None
-    return _first_str({"model": model}, "model")
+    return first_str({"model": model}, "model")
 
 
 def _llm_outputs(a: dict[str, Any]) -> Row:
@@ -313,7 +252,7 @@ def _llm_outputs(a: dict[str, Any]) -> Row:
     calls = [c for m in messages for c in as_list(m.get("tool_calls"))]
     if calls:
         out["tool_calls"] = calls
-    raw = _first(a, *_OUTPUT)
+    raw = first(a, *_OUTPUT)
     if not messages and raw is not None:
         out = {"output": parsed(raw)}
     return out
@@ -354,58 +293,6 @@ def _tags(span: Span) -> Row:
     if dropped:
         otel["attributes_dropped"] = dropped[:10]  # within the 16 KiB tags hold
     return {"otel": otel}
-
-
-def _first(a: dict[str, Any], *keys: str) -> Any:
-    """The first of these attributes present (OpenLLMetry's entity values, always JSON, as
-    JSON: a result "ok" is '"ok"')."""
-    key = next((k for k in keys if a.get(k) is not None), None)
-    if key is None or not key.startswith("traceloop.entity.") or not isinstance(a[key], str):
-        return None if key is None else a[key]
-    try:
-        return json.loads(a[key])
-    except (ValueError, RecursionError):
-        return a[key]
-
-
-def _first_str(a: dict[str, Any], *keys: str) -> str | None:
-    """The first of these attributes that is text (of an array, its first text element);
-    a number or a boolean names no model or tool, and an array is not spelled as Python's
-    list (``['m']``)."""
-    for k in keys:
-        v = a.get(k)
-        if isinstance(v, list):
-            v = next((x for x in v if isinstance(x, str) and x), None)
-        if isinstance(v, str) and v:
-            return v
-    return None
-
-
-def _first_int(a: dict[str, Any], *keys: str) -> int | None:
-    """The first of these attributes that is a count: a whole number from 0 to 10^15, sent
-    as an integer, a double with no fraction (100.0: some SDKs send every number so) or
-    ASCII digits."""
-    for k in keys:
-        v = a.get(k)
-        if isinstance(v, str):
-            v = whole_number(v.strip())
-        elif isinstance(v, float) and v.is_integer():
-            v = int(v)
-        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_TOKENS:
-            return v
-    return None
-
-
-def _number(v: Any) -> float | None:
-    """A finite number sent as an integer, a double or its text (``"0.25"``), else None."""
-    if isinstance(v, bool) or not isinstance(v, int | float | str) \
-            or isinstance(v, str) and not v.isascii():  # float() reads '٣' as 3
-        return None
-    try:
-        number = float(v)
-    except (ValueError, OverflowError):  # not a number; an integer past any double
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _as_inputs(value: Any) -> Any:

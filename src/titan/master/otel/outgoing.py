@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from titan.master.otel import ids
-from titan.master.otel.incoming import recorded_agent
+from titan.master.otel.actors import recorded_agent
 from titan.master.otel.wire import CLIENT, INTERNAL, STATUS_ERROR, STATUS_OK, key_values
 from titan.storage.base import Row
 from titan.trace.naming import run_aliases, stage_label

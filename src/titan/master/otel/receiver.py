@@ -32,7 +32,7 @@ from collections.abc import Callable, Set
 from titan.errors import APIError, Conflict, NotFound, ValidationFailed
 from titan.llm.pricing import hosted_cost
 from titan.master.auth.tokens import Principal
-from titan.master.otel import incoming
+from titan.master.otel import actors, incoming
 from titan.master.otel.holding import Held, Holding, size_of, tops
 from titan.master.otel.ids import run_id_of_trace
 from titan.master.otel.known import Known, resource_run
@@ -177,8 +177,8 @@ class Receiver:
         if self.known is None or not asked:
             return
         for row in await self.known.actions(trace.run_id, sorted(asked)):
-            trace.actors[row["id"]] = incoming.children_actor(
-                row["actor"], incoming.recorded_agent(row["tags"]))
+            trace.actors[row["id"]] = actors.children_actor(
+                row["actor"], actors.recorded_agent(row["tags"]))
         for sid in asked:
             if sid in trace.actors and self._unhold(trace, sid) is not None:
                 self.counts["duplicates"] += 1
@@ -214,9 +214,9 @@ class Receiver:
             actor = trace.actors.get(parent, trace.agent) if parent else trace.agent
             if parent is not None and parent not in trace.actors:
                 self.counts["unparented"] += 1
-            agent = incoming.agent_name(h.span) \
+            agent = actors.agent_name(h.span) \
                 if incoming.kind_of(h.span) == incoming.AGENT else None
-            trace.actors[sid] = incoming.children_actor(actor, agent)
+            trace.actors[sid] = actors.children_actor(actor, agent)
             out.append(Ready(h.span, actor, h.who))
             queue.extend(children.get(sid, ()))
         return out
