@@ -7,7 +7,8 @@ file missing there passes every other test (they run the editable checkout) and 
 installed copy. So: the sdist and wheels are built from a copy of the checkout's sources as
 `python -m build` (sdist, then a wheel from it) and `pip install /path/to/titan` (a wheel from
 the tree) build them, every file the packages hold must be in each, and a master run from the
-installed wheel, outside the checkout, must serve every page with its assets.
+installed wheel, outside the checkout, must serve every page with its assets. The sdist is
+also what a user downloads: it must carry the examples and the docs its README names.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("titan", "titan_sdk")
 #: What a build reads: the packages (titan/docs a link into docs/) and the project's files.
-SOURCES = ("src", "docs", "pyproject.toml", "README.md", "LICENSE")
+SOURCES = ("src", "docs", "examples", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE")
+#: Folders beside the packages that the sdist carries whole (MANIFEST.in).
+BESIDE = ("examples", "docs")
+#: What running the examples leaves in a checkout: never shipped (MANIFEST.in, .gitignore).
+LEFT_BEHIND = ("__pycache__", "titan_workspace", ".titan")
 #: The dashboard's pages with no id in their address (docs/dashboard.md's table).
 PAGES = ("/", "/workers", "/dags", "/dags/new", "/schedules", "/agents", "/runs", "/ledger",
          "/store", "/docs", "/projects", "/evaluations")
@@ -88,7 +93,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         tar.extractall(root / "unpacked", **({"filter": "data"} if hasattr(
             tarfile, "data_filter") else {}))
     (unpacked,) = (root / "unpacked").iterdir()
-    return {"sdist": sdist, "wheel": _backend("build_wheel", unpacked, root / "from-sdist"),
+    return {"sdist": sdist, "unpacked": unpacked,
+            "wheel": _backend("build_wheel", unpacked, root / "from-sdist"),
             "tree wheel": _backend("build_wheel", tree, root / "from-tree")}
 
 
@@ -113,6 +119,43 @@ def test_the_sdist_and_wheels_carry_every_file_the_packages_hold(
                                 if n.endswith(".dist-info/entry_points.txt"))
         assert not expected - names, (kind, sorted(expected - names))
         assert "titan = titan.cli:main" in entry_points, entry_points
+
+
+def beside_files() -> set[str]:
+    """Every file of examples/ and docs/ in the checkout, by its own path: links to folders
+    (the seeds' spellings of example paths) not followed, nothing running them left."""
+    found = set()
+    for top in BESIDE:
+        for folder, dirs, files in os.walk(ROOT / top):
+            dirs[:] = [d for d in dirs if d not in LEFT_BEHIND
+                       and not (Path(folder) / d).is_symlink()]
+            for name in files:
+                if not name.endswith(".pyc"):
+                    found.add((Path(folder) / name).relative_to(ROOT).as_posix())
+    return found
+
+
+def test_the_sdist_carries_the_examples_and_the_docs_its_readme_names(
+        built: dict[str, Path]) -> None:
+    expected = beside_files()
+    for named in ("examples/README.md", "examples/quickstart/pipeline.yaml",
+                  "examples/research_agent/research_agent.py",
+                  "examples/agents_example/code_healer_agent.py", "docs/architecture.md"):
+        assert named in expected, named
+    with tarfile.open(built["sdist"]) as tar:
+        shipped = {m.name.split("/", 1)[1] for m in tar.getmembers()
+                   if m.isfile() and m.name.split("/")[1] in BESIDE}
+    # Each file once, by its own path: a link's copy in place of a real folder left that
+    # folder out, and what running the examples leaves in a checkout is no one's example.
+    assert shipped == expected, (sorted(expected - shipped), sorted(shipped - expected))
+    readme = (built["unpacked"] / "README.md").read_text()
+    # Paths under examples/ and docs/, in links and commands (not titan_test_suite/'s).
+    named = {n.rstrip(".")
+             for n in re.findall(r"(?<![\w/.])((?:examples|docs)/[\w./-]*)", readme)}
+    assert {"examples/quickstart/", "examples/research_agent/research_agent.py",
+            "docs/sdk.md"} <= named, sorted(named)
+    missing = sorted(n for n in named if not (built["unpacked"] / n).exists())
+    assert not missing, missing
 
 
 @pytest.fixture(scope="module")
