@@ -19,7 +19,8 @@ retries as for a master that is away, and reports it when its grace runs out, th
 never sent.
 
 The reference names the token without revealing anything a proof could be made from: the
-public part of a job token (``tj.<job>.<attempt>``) or a worker credential
+public part of a job token (``tj.<job>.<attempt>``), an evaluation agent's token
+(``ta.<job>.<attempt>``) or a worker credential
 (``tw.<token id>.<worker id>``), and for a stored token the SHA-256 of its SHA-256.
 
 What it does not do: it is not TLS. Someone who can relay traffic to a live master (on the
@@ -49,7 +50,7 @@ def stored_ref(digest: str) -> str:
 
 def token_ref(token: str) -> str:
     """What a client sends instead of its token: enough for the master to find the key."""
-    if token.startswith(("tj.", "tw.")):
+    if token.startswith(("tj.", "ta.", "tw.")):
         return token.rpartition(".")[0]  # the MAC, the secret part, is the last field
     return stored_ref(token_hash(token))
 

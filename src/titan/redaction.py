@@ -40,9 +40,9 @@ from titan.errors import ConfigError
 #: A dashboard session's cookie, ``titan_session=<token id>.<session id>.<expiry>.<mac>``
 #: (master/auth/sessions.py): it reads what its token reads, so it is a credential too.
 SESSION_COOKIE = r"tok-[0-9a-f]{4,32}\.p?[0-9a-f]{16,48}\.\d{9,12}\.[0-9a-f]{40}"
-#: Titan's own credentials: admin/operator/viewer tokens, job tokens, worker credentials,
-#: dashboard sessions.
-TITAN_TOKEN = (r"tt_[A-Za-z0-9_-]{40,}|tj\.\d+\.\d+\.[0-9a-f]{32}|tw\.[^\s\"]{1,200}\.[0-9a-f]{40}|"
+#: Titan's own credentials: admin/operator/viewer tokens, job tokens (and evaluation agents'),
+#: worker credentials, dashboard sessions.
+TITAN_TOKEN = (r"tt_[A-Za-z0-9_-]{40,}|t[ja]\.\d+\.\d+\.[0-9a-f]{32}|tw\.[^\s\"]{1,200}\.[0-9a-f]{40}|"
                + SESSION_COOKIE)
 #: Where an API token's ``tt_`` may start: not inside a word ("Scott_..."), but after any
 #: URL-encoded character (``token%3Dtt_``, ``Bearer%20tt_``) or a backslash escape of a
@@ -53,7 +53,7 @@ TOKEN_START = (r"(?:(?<![A-Za-z0-9])|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbf0])"
 #: it (``x``, ``Bearer_``, ``v1.`` hid one); an API token's ``tt_`` where :data:`TOKEN_START`
 #: allows.
 _TITAN_TOKEN = re.compile(TOKEN_START + r"tt_[A-Za-z0-9_-]{40,}|"
-                          r"tj\.\d+\.\d+\.[0-9a-f]{32}|"
+                          r"t[ja]\.\d+\.\d+\.[0-9a-f]{32}|"
                           r"tw\.[^\s\"]{1,200}\.[0-9a-f]{40}|" + SESSION_COOKIE)
 
 
@@ -61,7 +61,8 @@ def scrub_titan_tokens(text: str) -> str:
     """``text`` with Titan's own tokens replaced: a job's output is read by every viewer, and
     a job that prints its environment (a common debugging line) printed its token, which a
     viewer could then use to submit work. Cheap when there is none (a substring test)."""
-    if "tj." not in text and "tt_" not in text and "tw." not in text and "tok-" not in text:
+    if "tj." not in text and "ta." not in text and "tt_" not in text and "tw." not in text \
+            and "tok-" not in text:
         return text
     return _TITAN_TOKEN.sub("[titan token redacted]", text)
 

@@ -83,6 +83,11 @@ async def token_principal(c: Ctx, token: str) -> auth.Principal:
         return found
     if token.startswith("tw."):
         return await _worker_credential(c, token)
+    if token.startswith("ta."):
+        # The agent under test of an evaluation run: its run's tool proxy takes it
+        # (evaluations/proxy.py), no other route does (docs/security.md).
+        raise Unauthorized("an evaluation agent's token (ta.) is taken only by its run's tool "
+                           "proxy: /runs/<run>/tools, /eval/response and /eval/events")
     digest = auth.token_hash(token)
     cached: auth.Principal | None
     hit, cached = c.tokens.get(digest)

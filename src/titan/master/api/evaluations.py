@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Header, Query
 from titan.errors import ValidationFailed
 from titan.formats import check_eval_id
 from titan.master.api.body import JSONRoute, no_body
-from titan.master.api.deps import API_PREFIX, CtxDep, EvalManager, Reader, token_principal
+from titan.master.api.deps import API_PREFIX, CtxDep, EvalManager, Reader, Writer, token_principal
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.evaluations import deletion, hierarchy
@@ -149,6 +149,13 @@ async def events(c: CtxDep, run_id: str, body: Any = Body(...),
                  x_titan_actor: str | None = Header(None)) -> Row:
     return await c.evals.proxy.events(run_id, body, authorization, x_titan_actor,
                                      _user(c))
+
+
+@router.post("/runs/{run_id}/eval/agent-token", summary="The token of a coding run's agent "
+                                                        "under test (its job's token only)")
+async def agent_token(c: CtxDep, run_id: str, p: Writer, body: Any = Body(None)) -> Row:
+    no_body(body, "the agent's token (the job asking is all it needs)")
+    return c.evals.proxy.agent_token(run_id, p)
 
 
 @router.post("/runs/{run_id}/eval/coding", summary="A coding run's diff, scorers and "

@@ -1,6 +1,6 @@
 """The master's side of :mod:`titan.master_proof`: the key a token reference stands for.
 
-Job tokens and worker credentials are MACs under the master's secret, so their key is
+Job tokens, evaluation agents' tokens and worker credentials are MACs under the master's secret, so their key is
 recomputed from the reference's public part. Stored tokens are found by the hash of their
 hash, over the live tokens read from the database: read again on a miss, at most every
 :data:`REREAD_SECONDS` (the route needs no token, so a stream of made-up references must
@@ -31,11 +31,13 @@ class ProofKeys:
 
     async def digest(self, ref: str) -> str | None:
         """The SHA-256 of the token ``ref`` names, None for no token this master issued."""
-        if ref.startswith("tj."):
-            _, job, attempt = (ref.split(".") + ["", ""])[:3]
+        if ref.startswith(("tj.", "ta.")):
+            kind, job, attempt = (ref.split(".") + ["", ""])[:3]
             if not (job.isdigit() and attempt.isdigit()) or ref.count(".") != 2:
                 return None
-            return master_proof.token_hash(self._engine.job_tokens.issue(int(job), int(attempt)))
+            tokens = self._engine.job_tokens
+            issue = tokens.issue if kind == "tj" else tokens.issue_agent
+            return master_proof.token_hash(issue(int(job), int(attempt)))
         if ref.startswith("tw."):
             _, token_id, worker_id = (ref.split(".", 2) + ["", ""])[:3]
             if not token_id or not worker_id:

@@ -4,6 +4,9 @@ Stored tokens (admin, operator, viewer, worker) are random strings kept only as 
 Job tokens are not stored at all: ``tj.<job>.<attempt>.<mac>`` is an HMAC over the attempt
 with the master's secret (shared through the database, so any master can check it). A job
 token carries its fence: once that attempt no longer owns the job, its writes are refused.
+An evaluation agent's token (``ta.<job>.<attempt>.<mac>``) is the same HMAC under a key of its
+own: a coding run's job hands it to the agent under test, which may call its run's tool proxy
+with it and nothing else (the API refuses it everywhere; evaluations/proxy.py takes it).
 Worker credentials (``tw.<token id>.<worker id>.<mac>``) are HMACs too: registering with a
 worker token returns one bound to the worker it registered, and every later call for that
 worker must carry it, so one worker cannot act for another. The token id inside lets a
@@ -92,25 +95,40 @@ def read_token_file(path: Path) -> str:
 
 
 class JobTokens:
-    def __init__(self, secret: str) -> None:
-        self._key = secret.encode()
+    """Job tokens (``tj.``) and evaluation agents' tokens (``ta.``), both of one attempt."""
 
-    def _mac(self, job: int, attempt: int) -> str:
+    def __init__(self, secret: str) -> None:
+        # A key per kind: an agent's token must never verify as its job's, nor the reverse.
+        self._keys = {"tj": secret.encode(),
+                      "ta": hashlib.sha256(b"titan-eval-agent:" + secret.encode()).digest()}
+
+    def _mac(self, job: int, attempt: int, kind: str = "tj") -> str:
         msg = f"{job}.{attempt}".encode()
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self._keys[kind], msg, hashlib.sha256).hexdigest()[:32]
 
     def issue(self, job: int, attempt: int) -> str:
         return f"tj.{job}.{attempt}.{self._mac(job, attempt)}"
 
+    def issue_agent(self, job: int, attempt: int) -> str:
+        """The token of the agent under test that this attempt (a coding run's job) runs."""
+        return f"ta.{job}.{attempt}.{self._mac(job, attempt, 'ta')}"
+
     def verify(self, token: str) -> Principal | None:
+        return self._verify(token, "tj", "job")
+
+    def verify_agent(self, token: str) -> Principal | None:
+        """The attempt whose agent under test holds ``token`` (role ``agent``), or None."""
+        return self._verify(token, "ta", "agent")
+
+    def _verify(self, token: str, kind: str, role: str) -> Principal | None:
         try:
-            _, job_s, attempt_s, mac = token.split(".")
+            prefix, job_s, attempt_s, mac = token.split(".")
             job, attempt = int(job_s), int(attempt_s)
         except ValueError:
             return None
-        if not matches(mac, self._mac(job, attempt)):
+        if prefix != kind or not matches(mac, self._mac(job, attempt, kind)):
             return None
-        return Principal(role="job", job=job, attempt=attempt)
+        return Principal(role=role, job=job, attempt=attempt)
 
 
 class WorkerCredentials:

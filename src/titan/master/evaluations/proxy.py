@@ -1,6 +1,7 @@
 """The tool proxy: every tool call of an agent under test, answered by exactly one source.
 
-``POST /api/v1/runs/{run}/tools/{name}`` with the run's token (or the agent job's own token).
+``POST /api/v1/runs/{run}/tools/{name}`` with the run's token (or the agent job's own token, or
+the ``ta.`` token a coding run's job hands its agent under test).
 Per call, in order: a matching failure rule answers (``injected``); a passthrough tool is
 forwarded to its real endpoint (``passthrough``, or ``transport_error`` when that hop fails);
 otherwise the simulator plays the tool against the run's world (``odyssey``, seed 003's word,
@@ -75,12 +76,19 @@ class ToolProxy:
 
     # -- who may call -------------------------------------------------------------------------
     async def caller(self, run_id: str, authorization: str | None,
-                     user: UserCheck | None = None) -> ActiveRun:
+                     user: UserCheck | None = None, *, grading: bool = False) -> ActiveRun:
         """The run being called for, if the bearer may act for it: the run's proxy token,
-        the agent job's own token, or an operator's. 401 for any other bearer — before
-        saying whether the run exists — then 404 (no such run) or 409 (it ended)."""
+        the agent job's own token, the token a coding run's job handed its agent under test
+        (``ta.``), or an operator's. 401 for any other bearer — before saying whether the
+        run exists — then 404 (no such run) or 409 (it ended). ``grading`` (a coding run's
+        grade): the job's own token or an operator's only — the agent under test holds the
+        others, and must not grade itself."""
         token = (authorization or "").removeprefix("Bearer ").strip()
         active, row = await self._run(run_id)
+        if row is not None and grading and token.startswith(("tr_", "ta.")) \
+                and self._holds_run_token(token, row, run_id):
+            raise Forbidden(f"the agent under test may not post the grade of run {run_id}: "
+                            "its coding job does")
         if row is not None and self._holds_run_token(token, row, run_id):
             return self._open(active, row)
         who = await self._user_of(token, user)
@@ -118,7 +126,7 @@ class ToolProxy:
 
     def _holds_run_token(self, token: str, row: Row, run_id: str) -> bool:
         return bool(token) and (matches(token_hash(token), row["token_hash"])
-                                or self._job_of_run(token, run_id))
+                                or self._job_of_run(token, run_id) is not None)
 
     @staticmethod
     async def _user_of(token: str, user: UserCheck | None) -> Principal | None:
@@ -136,18 +144,36 @@ class ToolProxy:
                            code="run_ended")
         return active
 
-    def _job_of_run(self, token: str, run_id: str) -> bool:
-        if not token.startswith("tj.") or self.engine.job_tokens is None:
-            return False
-        who = self.engine.job_tokens.verify(token)
+    def _job_of_run(self, token: str, run_id: str) -> Principal | None:
+        """The attempt of the run's agent job that ``token`` is the job token (role ``job``)
+        or the agent-under-test token (role ``agent``) of; None for any other token."""
+        tokens = self.engine.job_tokens
+        if tokens is None:
+            return None
+        who = tokens.verify(token) if token.startswith("tj.") else \
+            tokens.verify_agent(token) if token.startswith("ta.") else None
         # Only while its attempt runs, as everywhere else a job token is taken: an ended
         # attempt's token (printed in a log, kept by a child process) calls no more tools.
         if who is None or who.job is None or who.attempt is None or \
                 not self.engine.sched.is_current(who.job, who.attempt):
-            return False
+            return None
         job = self.engine.sched.jobs.get(who.job)
         dag = self.engine.sched.dags.get(job.dag_id) if job else None
-        return dag is not None and dag.agent_run_id == run_id
+        return who if dag is not None and dag.agent_run_id == run_id else None
+
+    def agent_token(self, run_id: str, who: Principal) -> Row:
+        """The token a coding run's job hands the agent it runs (``ta.``, of the job's
+        attempt): the agent calls its run's tools, answers and sends events with it, and
+        holds nothing that reads the cluster or grades the run. For that job's token only
+        (``who``: the caller, its attempt current, as the API checked)."""
+        tokens = self.engine.job_tokens
+        job = self.engine.sched.jobs.get(who.job) if who.job is not None else None
+        dag = self.engine.sched.dags.get(job.dag_id) if job else None
+        if who.role != "job" or who.attempt is None or tokens is None or job is None \
+                or dag is None or dag.agent_run_id != run_id:
+            raise Forbidden(f"only the agent job of evaluation run {run_id} gets the token "
+                            "of the agent it runs")
+        return {"token": tokens.issue_agent(job.id, who.attempt)}
 
     def unproven(self, run_id: str) -> None:
         """A client about to call this run's proxy asked the master to prove it holds a
@@ -353,7 +379,7 @@ class ToolProxy:
 
     async def coding(self, run_id: str, body: Any, authorization: str | None,
                      user: UserCheck | None = None) -> Row:
-        await self.caller(run_id, authorization, user)
+        await self.caller(run_id, authorization, user, grading=True)
         if not isinstance(body, dict):
             raise ValidationFailed("the body must be a JSON object")
         keys = ("diff", "changed_paths", "scorers", "overall", "trajectory",
