@@ -2,9 +2,10 @@
 
 The master submits this script as the run's only job, with ``TITAN_EVAL_RUN`` (the run id),
 ``TITAN_EVAL_TASK`` (the task as JSON), ``TITAN_EVAL_AGENT`` (``{"script_sha256", "filename",
-"args", "timeout_s"}``) and the tool proxy's ``TITAN_TOOL_PROXY`` / ``TITAN_TOOL_TOKEN`` in its
-environment. A CLI agent runs commands natively, so its trajectory is rebuilt afterwards: from
-the transcript :func:`titan.evals.coding.sh` writes (with outputs) and a recognised coding
+"args", "timeout_s"}``) and the tool proxy's ``TITAN_TOOL_PROXY`` in its environment, with its
+job token. The agent it runs gets neither that token nor any other credential but its own, to
+its run's tool proxy (:mod:`titan.evals.agent_env`). A CLI agent runs commands natively, so
+its trajectory is rebuilt afterwards: from the transcript :func:`titan.evals.coding.sh` writes (with outputs) and a recognised coding
 CLI's own session transcript (:mod:`titan.evals.transcripts`: turns, outputs, edits), else
 from ``strace``'s execve capture (commands only). Grading problems never fail the run: they are posted
 as ``eval_error`` (the workspace-eval banner). The job exits with the agent's exit code.
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from titan.evals import coding, transcripts
+from titan.evals import agent_env, coding, transcripts
 
 DEFAULT_AGENT_TIMEOUT_S = 1800.0
 AGENT_TAIL_LINES = 200
@@ -196,20 +197,6 @@ def run_agent(argv: list[str], cwd: Path, env: dict[str, str],
 # --------------------------------------------------------------------------- the job
 
 
-def _agent_env(task: dict[str, Any], root: Path, transcript: Path, harness: Path,
-               turn: tuple[int, int] | None) -> dict[str, str]:
-    env = dict(os.environ)
-    # The agent sees its instruction and workspace, never how it will be graded.
-    env["TITAN_EVAL_TASK"] = json.dumps({k: v for k, v in task.items()
-                                         if k not in ("scorers", "turns")})
-    env["TITAN_EVAL_WORKSPACE"] = str(root)
-    env["TITAN_EVAL_COMMANDS"] = str(transcript)
-    env["TITAN_EVAL_TRANSCRIPTS"] = str(harness)
-    if turn is not None:  # a session: which turn this is, of how many
-        env["TITAN_EVAL_TURN"], env["TITAN_EVAL_TURNS"] = str(turn[0]), str(turn[1])
-    return env
-
-
 def harness_steps(root: Path, since: float, harness: Path) -> tuple[list[dict[str, Any]], str]:
     """The steps of every recognised CLI transcript of this run, and where they came from
     (``"claude-code"``, ``"codex"``, both joined by ``+``, or ``""`` when none was found)."""
@@ -224,7 +211,8 @@ def harness_steps(root: Path, since: float, harness: Path) -> tuple[list[dict[st
 
 
 def _run_turn(argv: list[str], task: dict[str, Any], root: Path, work: Path, timeout: float,
-              traced: bool, turn: tuple[int, int] | None) -> dict[str, Any]:
+              traced: bool, turn: tuple[int, int] | None, token: str | None
+              ) -> dict[str, Any]:
     """Run the agent once in ``root`` (``work`` holds this turn's transcripts) and rebuild
     what it did: its exit, output tail and trajectory, and what went wrong reading them."""
     transcript, trace, harness = work / "commands.jsonl", work / "strace.txt", work / "transcripts"
@@ -233,8 +221,8 @@ def _run_turn(argv: list[str], task: dict[str, Any], root: Path, work: Path, tim
         argv = ["strace", *STRACE_FLAGS, "-o", str(trace), *argv]
     # A second early: a harness's transcript file may be created in the same second.
     started = time.time() - 1
-    code, tail, timed_out = run_agent(argv, root, _agent_env(task, root, transcript, harness,
-                                                             turn), timeout)
+    env = agent_env.agent_environ(task, root, transcript, harness, turn, token)
+    code, tail, timed_out = run_agent(argv, root, env, timeout)
     print(f"[eval] agent {'timed out' if timed_out else 'exited'} with status {code}"
           + (f" (turn {turn[0]}/{turn[1]})" if turn else ""), flush=True)
     out: dict[str, Any] = {"agent_exit_code": code, "agent_output_tail": tail,
@@ -284,10 +272,12 @@ def _score(root: Path, scorers: list[dict[str, Any]], changed: list[str],
 
 
 def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
-          fetch: Callable[[str], bytes]) -> tuple[dict[str, Any], int]:
+          fetch: Callable[[str], bytes], token: str | None = None
+          ) -> tuple[dict[str, Any], int]:
     """Seed, run and grade in ``base``; ``(report to post, agent exit code)``.
 
-    ``fetch(sha256) -> bytes`` downloads the agent script (the master's blob store). A task
+    ``fetch(sha256) -> bytes`` downloads the agent script (the master's blob store);
+    ``token`` is the agent's own (:mod:`titan.evals.agent_env`), its only credential. A task
     with ``turns`` is a session: the agent runs once per turn in the same workspace (told
     the turn in ``TITAN_EVAL_TURN`` / ``TITAN_EVAL_TURNS`` and its instruction in the task),
     each turn gets its own trajectory, diff and scorers, and the report's diff, scorers and
@@ -313,8 +303,9 @@ def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
     turns = task.get("turns") or []
     print(f"[eval] running {script.name} in {root} (timeout {timeout:g} s"
           + (f" per turn, {len(turns)} turns" if turns else "")
-          + f", command capture: {'transcript + strace' if traced else 'transcript only'})",
-          flush=True)
+          + f", command capture: {'transcript + strace' if traced else 'transcript only'}"
+          # 0: the agent cannot read this job's environment or memory (titan/evals/agent_env.py)
+          + f", this job's PR_GET_DUMPABLE: {agent_env.dumpable()})", flush=True)
     report: dict[str, Any] = {"diff": "", "changed_paths": [], "scorers": [], "overall": "N/A",
                               "trajectory": [], "trajectory_source": None,
                               "agent_exit_code": None, "agent_output_tail": "",
@@ -324,7 +315,7 @@ def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
         seen = task if turn is None else {**task, "user_instruction": turn["user_instruction"]}
         before = baseline if turn is None else coding.snapshot(root, f"turn{n}")
         ran = _run_turn(argv, seen, root, base if turn is None else base / f"turn-{n}",
-                        timeout, traced, None if turn is None else (n, len(turns)))
+                        timeout, traced, None if turn is None else (n, len(turns)), token)
         if ran["error"]:
             errors.append(ran["error"] if turn is None else f"turn {n}: {ran['error']}")
         report.update(agent_exit_code=ran["agent_exit_code"],
@@ -361,7 +352,14 @@ def main() -> int:
     from titan.client import TitanClient
     from titan.formats import quote_ref
 
+    # Not dumpable before the token is read: from here on no process of this user (the agent
+    # under test is one) reads this one's environment or memory (titan/evals/agent_env.py).
+    why_not = agent_env.undumpable()
     client = TitanClient()
+    agent_env.forget_credentials()  # the client holds it; nothing this job starts inherits it
+    if why_not:
+        print(f"[eval] warning: the agent under test may read this job's token from its "
+              f"process ({why_not})", flush=True)
     run_id = os.environ["TITAN_EVAL_RUN"]
     task = json.loads(os.environ["TITAN_EVAL_TASK"])
     agent = json.loads(os.environ["TITAN_EVAL_AGENT"])
@@ -373,7 +371,8 @@ def main() -> int:
 
     started = time.time()
     try:
-        report, code = grade(task, agent, base, fetch)
+        token = client.api("POST", f"/runs/{quote_ref(run_id)}/eval/agent-token")["token"]
+        report, code = grade(task, agent, base, fetch, token)
     except Exception as exc:  # noqa: BLE001 - e.g. the agent script could not be fetched
         report = {"diff": "", "changed_paths": [], "scorers": [], "overall": "N/A",
                   "trajectory": [], "agent_exit_code": None, "agent_output_tail": "",

@@ -1,0 +1,104 @@
+"""What the agent under test of a coding run is handed, and what it is kept from.
+
+The coding job (:mod:`titan.evals.coding_job`, the harness) grades the agent it runs, and
+holds a job token that can do what an operator can. With that token the agent could read the
+task's scorers, post its own grade, submit jobs and read the store: an evaluation whose subject
+can grade itself measures nothing. So:
+
+- the harness asks the master for its agent's own token (``ta.``, ``POST
+  /runs/<run>/eval/agent-token``), which the run's tool proxy takes for that run's tools,
+  answer and events, and which every other route refuses. It is the only Titan credential in
+  the agent's environment (``TITAN_TOOL_TOKEN``, where :func:`titan.evals.proxy_client
+  .default_proxy` finds it);
+- the harness takes its own token out of its environment (:func:`forget_credentials`) once
+  its client has it: setup, the agent and the scorers inherit none;
+- the harness is made not dumpable first (:func:`undumpable`): ``/proc/<pid>/environ`` (still
+  the environment it was started with, token included: unsetting a variable does not erase
+  that copy) and ``/proc/<pid>/mem`` are then refused to every process of its user that lacks
+  ``CAP_SYS_PTRACE``, the agent included, and so is ``ptrace``. No Yama needed: it is the
+  kernel's ptrace access check. ``exec`` makes the agent dumpable again, a process of its own.
+
+What this does not close — whatever else the worker's OS user can reach (the worker's and
+other jobs' ``/proc/<pid>/environ``, the data dir, ``~/.titan``), or anything at all when the
+agent runs as root — is the worker's isolation's to close (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+from titan.redaction import TITAN_TOKEN
+
+#: prctl(2) options.
+_PR_GET_DUMPABLE = 3
+_PR_SET_DUMPABLE = 4
+#: The harness's credentials: its job token (and a proxy token, were it ever given one).
+CREDENTIALS = ("TITAN_TOKEN", "TITAN_TOOL_TOKEN")
+#: What makes a process Titan's job: the SDK would record into the job's run as the job, with
+#: a token the agent does not hold. The agent is a program under test, not the job.
+JOB_IDENTITY = ("TITAN_AGENT_RUN_ID", "TITAN_JOB_ID", "TITAN_JOB_REF", "TITAN_JOB_UID",
+                "TITAN_ATTEMPT", "TITAN_DAG", "TITAN_DAG_RUN", "TITAN_SERVICE_PORT")
+_TOKEN_VALUE = re.compile(TITAN_TOKEN)
+
+
+def _prctl(option: int, arg: int = 0) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: int = libc.prctl(option, arg, 0, 0, 0)
+    if result < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return result
+
+
+def undumpable() -> str | None:
+    """Make this process not dumpable; None when done, else why not (not Linux, no prctl)."""
+    if not sys.platform.startswith("linux"):
+        return f"not on Linux ({sys.platform})"
+    try:
+        _prctl(_PR_SET_DUMPABLE, 0)
+    except (OSError, AttributeError) as exc:
+        return f"prctl(PR_SET_DUMPABLE) failed: {exc}"
+    return None
+
+
+def dumpable() -> int | None:
+    """This process's ``PR_GET_DUMPABLE`` (0: not dumpable), None where it cannot be asked."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return _prctl(_PR_GET_DUMPABLE)
+    except (OSError, AttributeError):
+        return None
+
+
+def forget_credentials(environ: MutableMapping[str, str] | None = None) -> None:
+    """Take the harness's credentials out of its environment (its client holds its token)."""
+    environ = os.environ if environ is None else environ
+    for name in CREDENTIALS:
+        environ.pop(name, None)
+
+
+def agent_environ(task: dict[str, Any], root: Path, transcript: Path, harness: Path,
+                  turn: tuple[int, int] | None, token: str | None) -> dict[str, str]:
+    """The agent's environment: this process's, less every Titan credential and the job's
+    identity, plus its task (never how it is graded), workspace, transcript paths and, when
+    given, its run's agent token."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in CREDENTIALS and k not in JOB_IDENTITY and not _TOKEN_VALUE.search(v)}
+    # The agent sees its instruction and workspace, never how it will be graded.
+    env["TITAN_EVAL_TASK"] = json.dumps({k: v for k, v in task.items()
+                                         if k not in ("scorers", "turns")})
+    env["TITAN_EVAL_WORKSPACE"] = str(root)
+    env["TITAN_EVAL_COMMANDS"] = str(transcript)
+    env["TITAN_EVAL_TRANSCRIPTS"] = str(harness)
+    if token:
+        env["TITAN_TOOL_TOKEN"] = token
+    if turn is not None:  # a session: which turn this is, of how many
+        env["TITAN_EVAL_TURN"], env["TITAN_EVAL_TURNS"] = str(turn[0]), str(turn[1])
+    return env
