@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,42 @@ def test_an_agent_past_its_timeout_is_killed_with_its_children(tmp_path):
             "subprocess.run('sleep 30', shell=True)"]
     code, tail, timed_out = run_agent(argv, tmp_path, {"PATH": "/usr/bin:/bin"}, 1.0)
     assert (code, timed_out) == (124, True) and tail == "start\n"
+
+
+LEAVES_WRITERS = """\
+import os, subprocess, sys
+# One in its own process group, as the agent's children are; one that leaves the group and its
+# parent (setsid, double fork), as a daemon does. Both write into the workspace a moment later,
+# while the scorers would be reading it.
+subprocess.Popen(["sh", "-c", "sleep 1; echo late > in_group.txt"])
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sh", ["sh", "-c", "sleep 1; echo late > escaped.txt"])
+    os._exit(0)
+os.wait()
+print("left", flush=True)
+"""
+
+
+def test_what_an_agent_leaves_running_is_ended_before_the_workspace_is_graded(tmp_path):
+    # The harness grades the workspace once the agent exits: a process the agent left could
+    # still change it under the scorers (or write a passing file after a failing run). In a
+    # process of its own, as the coding job is: run_agent makes it the subreaper of what the
+    # agent leaves.
+    (tmp_path / "agent.py").write_text(LEAVES_WRITERS)
+    probe = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from titan.evals.coding_job import run_agent\n"
+        f"root = Path({str(tmp_path)!r})\n"
+        f"code, tail, timed_out = run_agent([{PY!r}, 'agent.py'], root, "
+        "{'PATH': '/usr/bin:/bin'}, 30.0)\n"
+        "time.sleep(2.5)\n"
+        "print(code, tail.strip(), sorted(p.name for p in root.glob('*.txt')))\n")
+    done = subprocess.run([PY, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 left []", done.stdout
 
 
 SESSION_AGENT = """\

@@ -25,10 +25,12 @@ agent runs as root — is the worker's isolation's to close (docs/security.md).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -39,6 +41,7 @@ from titan.redaction import TITAN_TOKEN
 #: prctl(2) options.
 _PR_GET_DUMPABLE = 3
 _PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
 #: The harness's credentials: its job token (and a proxy token, were it ever given one).
 CREDENTIALS = ("TITAN_TOKEN", "TITAN_TOOL_TOKEN")
 #: What makes a process Titan's job: the SDK would record into the job's run as the job, with
@@ -102,3 +105,50 @@ def agent_environ(task: dict[str, Any], root: Path, transcript: Path, harness: P
     if turn is not None:  # a session: which turn this is, of how many
         env["TITAN_EVAL_TURN"], env["TITAN_EVAL_TURNS"] = str(turn[0]), str(turn[1])
     return env
+
+
+def adopt_leftovers() -> None:
+    """Make this harness the subreaper of what its agent starts (``PR_SET_CHILD_SUBREAPER``):
+    a process the agent leaves outside its group (``setsid`` and a double fork) is reparented
+    here, not to init, where :func:`end_leftovers` finds it. A forked job is one already."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def end_leftovers(group: int) -> int:
+    """Kill what the agent left running once it has exited — its process ``group``, and every
+    child this harness has then, each with its own group — so nothing changes the workspace
+    while the scorers read it; how many processes were found. The harness starts nothing else
+    while its agent runs, so every child it has now is the agent's."""
+    own = os.getpgrp()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)
+    found = 0
+    for _ in range(50):  # each round reaps what the last killed; their orphans come here next
+        leftovers = _children()
+        if not leftovers:
+            break
+        found += len(leftovers)
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                their = os.getpgid(pid)
+                if their != own:  # never this harness's own group
+                    os.killpg(their, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in leftovers:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    return found
+
+
+def _children() -> list[int]:
+    """This process's children, from every thread's ``/proc/self/task/<tid>/children``."""
+    kids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError, ValueError), \
+                    open(f"/proc/self/task/{task}/children") as fh:
+                kids += [int(pid) for pid in fh.read().split()]
+    return kids

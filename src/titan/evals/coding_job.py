@@ -14,6 +14,7 @@ as ``eval_error`` (the workspace-eval banner). The job exits with the agent's ex
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import re
@@ -162,6 +163,7 @@ def run_agent(argv: list[str], cwd: Path, env: dict[str, str],
               timeout: float) -> tuple[int, str, bool]:
     """Run the agent, echoing its output to this job's log; ``(exit code, tail, timed out)``."""
     tail: deque[str] = deque(maxlen=AGENT_TAIL_LINES)
+    agent_env.adopt_leftovers()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -181,11 +183,15 @@ def run_agent(argv: list[str], cwd: Path, env: dict[str, str],
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        try:  # the whole group: the agent's own children must not outlive it
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
+    # Timed out or not, nothing the agent started may outlive it: a process it left could
+    # change the workspace while the scorers read it (its group, and what escaped the group).
+    left = agent_env.end_leftovers(proc.pid)
+    if left:
+        print(f"[eval] the agent left {left} process(es) running: killed before grading",
+              flush=True)
     # A daemonised grandchild may keep the pipe open: do not wait on it forever.
     reader.join(timeout=5)
     code = 124 if timed_out else proc.returncode
