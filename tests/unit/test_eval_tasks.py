@@ -374,7 +374,7 @@ def test_ids_that_cannot_be_one_url_segment_are_refused(bad: str) -> None:
     # normalised away by clients (it addressed another route), and a trailing newline used to
     # pass a `$`-anchored check.
     from titan.evals.agent_config import parse_tool
-    from titan.master.evaluations.service import check_id
+    from titan.formats import check_eval_id as check_id
 
     with pytest.raises(ValidationFailed, match="not only dots"):
         check_id(bad, "evaluation")
