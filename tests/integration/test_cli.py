@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.integration.harness import Cluster, next_of, shared_cluster, signed_in_reply
-from titan.errors import AmbiguousRef, ConfigError, ValidationFailed
+from titan.errors import AmbiguousRef, ConfigError, NotFound, ValidationFailed
 from titan_sdk import TitanClient, TitanJob
 
 cluster = shared_cluster()  # one `titan up` for the module (see harness.py)
@@ -1033,3 +1033,27 @@ def test_json_is_json_for_budgets_and_downloads(cluster: Cluster, tmp_path: Path
     budget = json.loads(titan(cluster, "runs", "budget", "--agent", "json-agent", "2.5",
                               "--json").stdout)
     assert budget["budget_usd"] == 2.5
+
+
+def test_logs_of_a_dag_name_says_it_is_a_dag_and_names_its_jobs(cluster: Cluster) -> None:
+    # `titan logs nightly` (a DAG, as `titan status nightly` shows) answered "no job
+    # 'nightly'": the user was told the thing they had just submitted did not exist.
+    one = cluster.script("logs_dag_one.py", "print('one')\n")
+    client = cluster.client()
+    dag = client.submit_dag("logs_dag_pipe", [TitanJob("extract", one),
+                                              TitanJob("train", one, parents=["extract"])],
+                            wait=True, timeout=60)
+    assert dag["status"] == "COMPLETED", dag
+    for ref in ("logs_dag_pipe", "DAG-logs_dag_pipe", "logs_dag_pipe#1"):
+        out = titan(cluster, "logs", ref, check=False)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.startswith(f"error: no job {ref!r}: it names DAG logs_dag_pipe#1"), \
+            out.stderr
+        assert "extract, train" in out.stderr and "'logs_dag_pipe#1/extract'" in out.stderr
+        # The same for the SDK, and the reply still a NotFound a caller may catch.
+        with pytest.raises(NotFound, match="it names DAG logs_dag_pipe#1") as got:
+            client.fetch_logs(ref)
+        assert got.value.details["dag"] == "logs_dag_pipe#1"
+    # A name that is nothing at all is still said as before.
+    out = titan(cluster, "logs", "logs_dag_nothing", check=False)
+    assert out.stderr == "error: no job 'logs_dag_nothing'\n", out.stderr

@@ -119,9 +119,32 @@ def find_job(tx: Transaction, ref: str) -> Row:
             raise NotFound(f"no job {ref!r}: {why}", details={"ref": ref})
     else:
         job = tx.find_job(ref)
+        if job is None:
+            raise _not_a_job(tx, ref)
     if job is None:
         raise NotFound(f"no job {ref!r}", details={"ref": ref})
     return job
+
+
+def _not_a_job(tx: Transaction, ref: str) -> NotFound:
+    """No job is named ``ref``; when a DAG is (``titan logs nightly``, ``DAG-nightly#2``),
+    say so with a few of its jobs: "no job 'nightly'" alone told a user that what they had
+    just submitted did not exist. Read only on the way to a 404."""
+    try:
+        name, run = split_dag(ref)
+    except (ValidationFailed, NotFound):
+        name, run = "", None
+    dag = tx.find_dag(name, run) if name else None
+    if dag is None:
+        return NotFound(f"no job {ref!r}", details={"ref": ref})
+    shown = 5
+    jobs, total = tx.dag_jobs_page(dag["id"], None, shown, 0)
+    run_ref = f"{dag['name']}#{dag['run']}"
+    names = ", ".join(j["job_id"] for j in jobs) + (f" and {total - shown} more"
+                                                     if total > shown else "")
+    such = f": name one of its jobs, such as '{run_ref}/{jobs[0]['job_id']}'" if jobs else ""
+    return NotFound(f"no job {ref!r}: it names DAG {run_ref} (jobs: {names}){such}",
+                    details={"ref": ref, "dag": run_ref})
 
 
 class RecentJobNames:
