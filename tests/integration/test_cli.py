@@ -1057,3 +1057,32 @@ def test_logs_of_a_dag_name_says_it_is_a_dag_and_names_its_jobs(cluster: Cluster
     # A name that is nothing at all is still said as before.
     out = titan(cluster, "logs", "logs_dag_nothing", check=False)
     assert out.stderr == "error: no job 'logs_dag_nothing'\n", out.stderr
+
+
+def test_runs_show_actions_takes_what_the_master_can_list(cluster: Cluster) -> None:
+    # `--actions 5000` failed with the API's words ("the query parameter 'limit' must be
+    # less than or equal to 1000"), and `--actions -1` listed nothing without a word.
+    agent = cluster.script("actions_bound_agent.py", (
+        "import titan\n"
+        "with titan.trace.run('actions-bound', run_id='actions-bound-1'):\n"
+        "    for i in range(3):\n"
+        "        with titan.trace.action(f'step{i}') as a:\n"
+        "            a.outputs = i\n"
+        "titan.trace.flush(10)\n"))
+    env = dict(os.environ, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    subprocess.run([sys.executable, agent], env=env, timeout=120, check=True)
+    for bad in ("-1", "1001", "many"):
+        out = titan(cluster, "runs", "show", "actions-bound-1", "--actions", bad, check=False)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert (f"argument --actions: must be a whole number from 0 to 1000, got {bad!r}"
+                in out.stderr), out.stderr
+    shown = json.loads(titan(cluster, "runs", "show", "actions-bound-1", "--actions", "1000",
+                             "--json").stdout)
+    assert [a["name"] for a in shown["actions"]] == ["step0", "step1", "step2"]
+    shown = json.loads(titan(cluster, "runs", "show", "actions-bound-1", "--actions", "2",
+                             "--json").stdout)
+    assert [a["name"] for a in shown["actions"]] == ["step1", "step2"]
+    shown = json.loads(titan(cluster, "runs", "show", "actions-bound-1", "--actions", "0",
+                             "--json").stdout)
+    assert shown["actions"] == [] and shown["run"]["action_count"] == 3

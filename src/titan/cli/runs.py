@@ -53,7 +53,9 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s = runs.add_parser("show", help="a run: totals, stages, cost by stage and actor, "
                         "its latest actions", parents=common)
     s.add_argument("run", help="the run id")
-    s.add_argument("--actions", type=int, default=20, help="actions listed (default 20)")
+    # The master lists at most 1,000 actions a page: more was its 400 about 'limit'.
+    s.add_argument("--actions", type=whole(0, 1000), default=20,
+                   help="latest actions listed (0 to 1000, default 20)")
     s = runs.add_parser("export", help="export runs and all their actions as CSV, JSON or "
                         "JSONL", parents=common)
     filters(s)
@@ -145,7 +147,8 @@ def _show(args: argparse.Namespace, client: Any) -> int:
     total = run_["action_count"]
     offset = max(0, total - args.actions)
     acts = client.api("GET", f"/runs/{quote_run(args.run)}/actions",
-                      params={"offset": offset, "limit": max(1, args.actions), "preview": 80})
+                      params={"offset": offset, "limit": args.actions, "preview": 80}
+                      ) if args.actions else {"actions": []}
     if getattr(args, "json", False):
         print_json({"run": run_, "actions": acts["actions"]})
         return 0
