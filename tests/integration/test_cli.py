@@ -1086,3 +1086,18 @@ def test_runs_show_actions_takes_what_the_master_can_list(cluster: Cluster) -> N
     shown = json.loads(titan(cluster, "runs", "show", "actions-bound-1", "--actions", "0",
                              "--json").stdout)
     assert shown["actions"] == [] and shown["run"]["action_count"] == 3
+
+
+def test_a_script_named_in_another_alphabet_keeps_its_name(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    # `titan submit データ.py` and `titan submit отчёт.py` were both the DAG "script": every
+    # script named without Latin letters ran as runs of one DAG, and `titan logs script`
+    # showed whichever ran last. A job id may hold these letters; only what it may not
+    # becomes '-' (cli.md), accented Latin letters still their base (Über.py: Uber).
+    for file, name in (("データ.py", "データ"), ("отчёт v2.py", "отчёт-v2"),
+                       ("हिन्दी.py", "हिन्दी"), ("Ωmega ✓.py", "Ωmega"),
+                       ("a" * 220 + ".py", "a" * 200)):
+        (tmp_path / file).write_text(f"print({name!r})\n")
+        out = titan(cluster, "submit", file, "--wait", cwd=tmp_path)
+        assert out.stdout.startswith(f"{name}#"), (file, out.stdout)
+        assert titan(cluster, "logs", f"{name}/{name}").stdout.strip() == name

@@ -134,10 +134,28 @@ def _script_job(path: str, script_args: list[str], allow_files: list[str]) -> Ti
                           "directly may be anywhere")
     if not Path(path).is_file():
         raise ConfigError(f"no script {path}")
-    # Letters kept as their ASCII base ("Über.py" is Uber, not "ber").
-    stem = unicodedata.normalize("NFKD", Path(path).stem).encode("ascii", "ignore").decode()
-    job_id = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "script"
-    return TitanJob(job_id=job_id, filename=path, args=script_args)
+    return TitanJob(job_id=script_name(Path(path).stem), filename=path, args=script_args)
+
+
+def script_name(stem: str) -> str:
+    """The job id (and DAG name) a script's file name gives: accented Latin letters as their
+    ASCII base ("Über" is Uber, not "ber"), other letters, digits and their marks kept
+    ("データ", "हिन्दी": they were all "script", one DAG for every such file), anything else
+    a '-', at most 200 characters (the longest name the master takes)."""
+    kept = []
+    for ch in unicodedata.normalize("NFC", stem):
+        if ch.isascii():
+            kept.append(ch if ch.isalnum() or ch in "_.-" else "/")
+            continue
+        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        if base.isalnum():
+            kept.append(base)
+        elif ch.isalnum() or unicodedata.category(ch).startswith("M"):
+            kept.append(ch)  # a vowel sign or a mark is part of its word
+        else:
+            kept.append("/")  # a character no job id holds ('/') stands for any other
+    job_id = re.sub("/+", "-", "".join(kept)).strip("-.")[:200].strip("-.")
+    return job_id or "script"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
