@@ -339,6 +339,31 @@ def test_integers_past_64_bits_in_a_body_are_refused(cl: Cluster) -> None:
     assert ok(cl, "POST", "/runs/big-float/actions", batch)["accepted"] == 1
 
 
+def test_a_job_field_past_64_bits_names_the_job_and_its_pipeline_line(
+        cl: Cluster, tmp_path: Any) -> None:
+    """``timeout: 99999999999999999999`` was refused as "invalid JSON body: jobs[1].timeout:
+    is an integer outside the signed 64-bit range": no job named, and a pipeline's error
+    without the file:line every other refusal of a job of it has."""
+    from titan.errors import PipelineError
+
+    sha = _upload_script(cl)
+    body = {"name": "huge-field", "jobs": [
+        {"job_id": "first", "filename": "a.py", "script_sha256": sha},
+        {"job_id": "second", "filename": "a.py", "script_sha256": sha, "timeout": 10**30}]}
+    err = refused(cl, "POST", "/dags", json.dumps(body).encode(),
+                  mentions="jobs[1].timeout (job 'second'): is an integer outside")
+    assert err["details"] == {"field": "jobs[1].timeout", "job_id": "second"}, err
+    (tmp_path / "a.py").write_text("print('a')\n")
+    (tmp_path / "pipe.yaml").write_text(
+        "name: huge-field\njobs:\n  - id: first\n    file: a.py\n  - id: second\n"
+        "    file: a.py\n    delay: 99999999999999999999\n")
+    with pytest.raises(PipelineError) as got:
+        cl.client().submit_yaml(str(tmp_path / "pipe.yaml"))
+    assert str(got.value).startswith(f"{tmp_path / 'pipe.yaml'}:7: invalid JSON body: "
+                                     "jobs[1].delay (job 'second'): "), got.value
+    assert ok(cl, "GET", "/dags?name=huge-field")["total"] == 0  # nothing stored
+
+
 @pytest.mark.parametrize("method, path, body, field", [
     # Each parser kept the last: a proxy or a log reading the first saw a viewer's token.
     ("POST", "/tokens", b'{"role": "viewer", "name": "dup", "role": "admin"}', "role"),

@@ -300,6 +300,8 @@ def where(jobs: list[TitanJob], error: TitanError) -> PipelineError | None:
     if at is None:
         return None
     field = details.get("field")
+    if isinstance(field, str):  # a body's path, "jobs[1].delay", is the job's field "delay"
+        field = re.sub(r"^jobs\[\d+\]\.", "", field).partition(".")[0].partition("[")[0]
     line = at.get(field, at[""]) if isinstance(field, str) else at[""]
     message = getattr(error, "message", str(error))
     return PipelineError(f"{file}:{line}: {message}", details={**details, "line": line})

@@ -50,6 +50,9 @@ _TWO_63 = float(2**63)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ACTION_AT = re.compile(r"actions\[(\d+)\]")
+_JOB_AT = re.compile(r"jobs\[(\d+)\]")
+#: How a refusal names the action or job its field is in: words, and details.
+Whose = tuple[str, dict[str, Any]]
 
 
 def loads(raw: bytes) -> Any:
@@ -163,28 +166,41 @@ def _problem(value: Any, strings: bool) -> ValidationFailed:
     return ValidationFailed("the body is not valid", details={"field": "body"})
 
 
-def _whose(body: Any, path: str) -> str:
-    """The action a path into an action batch is in, by name (``actions[3]`` alone meant
-    nothing to the person whose tool made it)."""
+def _whose(body: Any, path: str) -> Whose:
+    """The action or job a path into a batch or a DAG is in, by name (``actions[3]`` or
+    ``jobs[1]`` alone meant nothing to the person whose tool made it or whose pipeline said
+    it), and the details that name it: a job's ``job_id``, which a pipeline's error turns
+    into its ``file:line`` (client/pipeline.py)."""
+    if not isinstance(body, dict):
+        return "", {}
     found = _ACTION_AT.match(path)
-    if found is None or not isinstance(body, dict) or not isinstance(body.get("actions"), list):
-        return ""
-    index = int(found.group(1))
-    return action_label(body["actions"][index]) if index < len(body["actions"]) else ""
+    if found is not None and isinstance(body.get("actions"), list):
+        index = int(found.group(1))
+        return (action_label(body["actions"][index]) if index < len(body["actions"]) else "",
+                {})
+    found = _JOB_AT.match(path)
+    if found is not None and isinstance(body.get("jobs"), list):
+        index = int(found.group(1))
+        job = body["jobs"][index] if index < len(body["jobs"]) else None
+        job_id = job.get("job_id") if isinstance(job, dict) else None
+        if isinstance(job_id, str) and not _SURROGATE.search(job_id):
+            return f" (job {job_id[:200]!r})", {"job_id": job_id}
+    return "", {}
 
 
-def _bad(path: str, message: str, whose: str = "") -> ValidationFailed:
+def _bad(path: str, message: str, whose: Whose = ("", {})) -> ValidationFailed:
     field = path or "body"
-    return ValidationFailed(f"invalid JSON body: {field}{whose}: {message}",
-                            details={"field": field})
+    return ValidationFailed(f"invalid JSON body: {field}{whose[0]}: {message}",
+                            details={"field": field, **whose[1]})
 
 
-def _too_deep(path: str | None, whose: str = "") -> ValidationFailed:
+def _too_deep(path: str | None, whose: Whose = ("", {})) -> ValidationFailed:
     shown = path if path is None or len(path) <= 120 else path[:120] + "..."
-    where = f" at {shown}{whose}" if shown else ""
+    where = f" at {shown}{whose[0]}" if shown else ""
     return ValidationFailed(
         f"invalid JSON body: nested deeper than {MAX_DEPTH} levels of arrays and "
-        f"objects{where}", details={"field": shown or "body", "max_depth": MAX_DEPTH})
+        f"objects{where}", details={"field": shown or "body", "max_depth": MAX_DEPTH,
+                                    **whose[1]})
 
 
 async def json_of(request: Request, model: type[BaseModel]) -> Any:
