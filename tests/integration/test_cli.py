@@ -1101,3 +1101,28 @@ def test_a_script_named_in_another_alphabet_keeps_its_name(cluster: Cluster,
         out = titan(cluster, "submit", file, "--wait", cwd=tmp_path)
         assert out.stdout.startswith(f"{name}#"), (file, out.stdout)
         assert titan(cluster, "logs", f"{name}/{name}").stdout.strip() == name
+
+
+def test_a_file_that_is_no_script_says_why_it_was_read_as_a_pipeline(cluster: Cluster,
+                                                                     tmp_path: Path) -> None:
+    # `titan submit train` (a Python file without its .py) answered "train:1: the pipeline
+    # must be a mapping of field: value": nothing said why a script was read as YAML.
+    (tmp_path / "train").write_text("import os\nprint(os.getcwd())\n")
+    (tmp_path / "data.bin").write_bytes(b"\x00\xaf\xfe binary")
+    (tmp_path / "cfg.ini").write_text("a: 1\n")
+    hint = ("(titan submit reads a file as a YAML pipeline unless it is named .py or .sh or "
+            "is a program, beginning with #! or compiled)")
+    for name, said in (("train", "train:1: the pipeline must be a mapping of field: value"),
+                       ("data.bin", "data.bin: cannot read the pipeline file"),
+                       ("cfg.ini", "cfg.ini:1: unknown field 'a'")):
+        out = titan(cluster, "submit", name, check=False, cwd=tmp_path)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.startswith(f"error: {said}") and hint in out.stderr, out.stderr
+    # A pipeline named as one, or one whose job is wrong, is said as before.
+    (tmp_path / "p.yaml").write_text("- a\n")
+    out = titan(cluster, "submit", "p.yaml", check=False, cwd=tmp_path)
+    assert out.stderr == "error: p.yaml:1: the pipeline must be a mapping of field: value\n"
+    (tmp_path / "p.txt").write_text("name: hint-txt\njobs:\n  - id: a\n    file: nope.py\n")
+    out = titan(cluster, "submit", "p.txt", check=False, cwd=tmp_path)
+    assert out.returncode == 1 and "nope.py" in out.stderr and hint not in out.stderr, \
+        out.stderr

@@ -36,7 +36,7 @@ from titan.cli.output import (
     table,
     when,
 )
-from titan.errors import ConfigError, NotFound, WaitTimeout
+from titan.errors import ConfigError, NotFound, PipelineError, WaitTimeout
 
 if TYPE_CHECKING:
     from titan.client import TitanClient, TitanJob
@@ -68,8 +68,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if script is not None:
             dag = client.submit_job(script, agent_run_id=args.agent_run_id)
         else:
-            dag = client.submit_yaml(args.pipeline, agent_run_id=args.agent_run_id,
-                                     allow_files=args.allow_file)
+            try:
+                dag = client.submit_yaml(args.pipeline, agent_run_id=args.agent_run_id,
+                                         allow_files=args.allow_file)
+            except PipelineError as exc:
+                raise _read_as_pipeline(args.pipeline, exc) from None
         if not args.wait:
             if args.json:
                 print_json(dag)
@@ -135,6 +138,21 @@ def _script_job(path: str, script_args: list[str], allow_files: list[str]) -> Ti
     if not Path(path).is_file():
         raise ConfigError(f"no script {path}")
     return TitanJob(job_id=script_name(Path(path).stem), filename=path, args=script_args)
+
+
+def _read_as_pipeline(path: str, error: PipelineError) -> PipelineError:
+    """``error`` about the file as a whole, with why it was read as YAML when its name does
+    not say it is a pipeline: ``titan submit train`` (a script without its .py) answered
+    only "the pipeline must be a mapping of field: value"."""
+    details = error.details or {}
+    # Only the reader's own refusals name the file; one about a job, or about a field a
+    # pipeline has, is said of a pipeline, as it is.
+    if Path(path).suffix.lower() in PIPELINE_SUFFIXES or "file" not in details \
+            or "job_id" in details or details.get("field") in ("name", "jobs", "schedule"):
+        return error
+    return PipelineError(f"{error.message} (titan submit reads a file as a YAML pipeline "
+                         "unless it is named .py or .sh or is a program, beginning with #! "
+                         "or compiled)", details=details)
 
 
 def script_name(stem: str) -> str:
