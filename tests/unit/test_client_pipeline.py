@@ -281,3 +281,22 @@ def test_a_duplicate_field_is_still_refused_beside_a_merge(tmp_path: Path) -> No
 def test_an_unknown_top_level_field_says_x_fields_are_left_unread(tmp_path: Path) -> None:
     exc = error(tmp_path, "defaults: {retries: 1}\njobs:\n  - {id: a, file: a.py}\n")
     assert "'defaults'" in str(exc) and "x-..." in str(exc)
+
+
+@pytest.mark.parametrize(("entry", "said"), [
+    ("{a: 1}", "pipe.yaml:5: job 'a': each entry of 'args' must be a string, got a mapping"),
+    ("[x, y]", "pipe.yaml:5: job 'a': each entry of 'args' must be a string, got a list"),
+    ("null", "pipe.yaml:5: job 'a': each entry of 'args' must be a string, got null"),
+])
+def test_an_entry_of_a_list_that_is_no_text_is_named_in_plain_words(
+        tmp_path: Path, entry: str, said: str) -> None:
+    # It read "each entry of job 'a': 'args' must be a string", the job inside the field.
+    path = write(tmp_path, f"name: n\njobs:\n  - id: a\n    file: a.py\n    args: [ok, {entry}]\n")
+    with pytest.raises(PipelineError) as got:
+        load_pipeline(path)
+    assert str(got.value) == str(path.parent / said), got.value
+    path = write(tmp_path, "name: n\njobs:\n  - id: a\n    file: a.py\n"
+                           f"    depends_on: [ok, {entry}]\n")
+    with pytest.raises(PipelineError) as got:
+        load_pipeline(path)
+    assert str(got.value) == str(path.parent / said.replace("'args'", "'depends_on'")), got.value

@@ -79,7 +79,15 @@ class YamlReader:
             return [str(node.value)] if one_ok else str(node.value)
         if not isinstance(node, SequenceNode):
             raise self.error(node, f"{what} must be a list of strings")
-        return [self.text(item, f"each entry of {what}") for item in node.value]
+        # "job 'a': each entry of 'args'", not "each entry of job 'a': 'args'".
+        label, colon, field = what.rpartition(": ")
+        entry = f"{label}{colon}each entry of {field}"
+        for item in node.value:
+            if not isinstance(item, ScalarNode) or item.tag == NULL_TAG:
+                got = ("null" if isinstance(item, ScalarNode) else "a list"
+                       if isinstance(item, SequenceNode) else "a mapping")
+                raise self.error(item, f"{entry} must be a string, got {got}")
+        return [self.text(item, entry) for item in node.value]
 
     def mapping(self, node: Node, what: str, _merging: tuple[Node, ...] = ()
                 ) -> list[tuple[str, Node, Node]]:
