@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 import re
 import unicodedata
 from typing import Any
@@ -304,9 +305,18 @@ def quote_row_ref(ref: str | int) -> str:
     """A job or DAG reference as one path segment, an int being the numeric id alone
     (``#17``, a form no name takes): the text ``"17"`` may also be a job or DAG named so,
     which the master refuses as ambiguous when both exist."""
-    if isinstance(ref, int) and not isinstance(ref, bool):
-        return quote_ref(f"#{ref}")
-    return quote_ref(ref)
+    if isinstance(ref, str):
+        return quote_ref(ref)
+    if not isinstance(ref, bool) and hasattr(type(ref), "__index__"):  # numpy's ids too
+        return quote_ref(f"#{operator.index(ref)}")
+    # Sent as its text, wait(dag) (the object submit_dag returned) was refused for the '#'
+    # inside it, and get_job(None) read a job named "None".
+    said = (f": pass its 'ref' ({ref['ref']!r})" if isinstance(ref, dict)
+            and isinstance(ref.get("ref"), str) else "")
+    raise ValidationFailed(f"a job or DAG reference is a name or a reference such as "
+                           f"'nightly#3/train' (a str), or a numeric id (an int), got "
+                           f"{'None' if ref is None else type(ref).__name__}{said}",
+                           details={"field": "ref"})
 
 
 #: A Host header as clients send it: a name or address and an optional port, nothing else.

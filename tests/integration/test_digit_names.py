@@ -7,6 +7,7 @@ SDK sends for an int."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -177,3 +178,31 @@ def test_rows_named_with_digits_are_reachable_by_the_forms_that_are_never_an_id(
             assert (found["dag"], found["job_id"]) == ("7", "3"), ref
     finally:
         cluster.stop()
+
+
+def test_a_reference_that_is_no_name_or_id_is_refused_saying_what_to_pass(
+        cluster: Cluster) -> None:
+    # wait(dag), with the object submit_dag returned, sent the dict's text as a reference
+    # ("bad DAG reference \"{'id': 30, ...}\": the run after '#' must be a number"), and
+    # get_job(None) looked for a job named "None" (and found one, had it existed).
+    client = cluster.client()
+    script = cluster.script("refkind.py", "print('ok')\n")
+    dag = client.submit_dag("refkind", [TitanJob("None", script)], wait=True, timeout=60)
+    job = dag["jobs"][0]
+    for call in (lambda r: client.wait(r, timeout=5), client.get_job, client.get_dag,
+                 client.fetch_logs, client.cancel, client.retry):
+        with pytest.raises(errors.ValidationFailed, match=re.escape(
+                f"pass its 'ref' ({dag['ref']!r})")) as got:
+            call(dag)
+        assert got.value.details == {"field": "ref"}
+        with pytest.raises(errors.ValidationFailed, match="got None"):
+            call(None)
+        with pytest.raises(errors.ValidationFailed, match=re.escape(
+                f"pass its 'ref' ({job['ref']!r})")):
+            call(job)
+        with pytest.raises(errors.ValidationFailed, match="got bool"):
+            call(True)
+    assert client.get_job("None")["ref"] == "refkind#1/None"  # a name is still a name
+    # An integer of another type (a numpy id, from a DataFrame) is an id like an int.
+    index_like = type("Index", (), {"__index__": lambda self: job["id"]})()
+    assert client.get_job(index_like)["ref"] == "refkind#1/None"
