@@ -33,7 +33,10 @@ def _request(blob: Path, script: str) -> dict[str, object]:
 def test_a_blob_is_compiled_once_under_its_scripts_own_path(tmp_path: Path) -> None:
     blob = _blob(tmp_path, b"x = 41 + 1\n")
     assert script_cache.lookup(_request(blob, "/w/a.py")) is None
+    assert script_cache.wanted(_request(blob, "/w/a.py"))
     assert script_cache.remember(_request(blob, "/w/a.py"))
+    assert not script_cache.wanted(_request(blob, "/w/a.py"))  # held: nothing to queue
+    assert not script_cache.wanted(_request(blob, "a.py"))  # never cached: not queued either
     source, code = script_cache.lookup(_request(blob, "/w/./a.py")) or (None, None)
     assert source == b"x = 41 + 1\n" and code is not None and code.co_filename == "/w/a.py"
     space: dict[str, object] = {}

@@ -5,8 +5,9 @@ A forked child used to read its script from the worker's blob cache and ``compil
 every job: for the trivial script of ``bench/side_by_side.py`` ~40 copy-on-write faults, and
 for a stage script of a few hundred lines a millisecond or more of CPU, paid again by each
 step of an agent loop that runs the same stages over and over. The zygote now compiles a
-script once, after the first job that ran it has been handed off (never on that job's path),
-and every child forked after that finds the code object in memory it shares with the zygote.
+script once, after the first job that ran it has been handed off and when no request waits
+(never on a job's path: a large script's compile would hold up the forks behind it), and
+every child forked after that finds the code object in memory it shares with the zygote.
 
 What makes this safe is the key. A request names its source as a blob of the worker's cache,
 a file named by the SHA-256 of its content (``titan.worker.workspace``); the zygote reads it,
@@ -35,7 +36,7 @@ from typing import Any
 
 MAX_SCRIPTS = 128
 MAX_BYTES = 8 << 20
-MAX_SCRIPT_BYTES = 1 << 20
+MAX_SCRIPT_BYTES = 512 << 10
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 #: (blob path, script path) → (source, code), least recently used first.
@@ -55,6 +56,18 @@ def lookup(request: dict[str, Any]) -> tuple[bytes, CodeType] | None:
     in a child: it neither reorders nor changes the cache (that would only copy its pages)."""
     key = _key(request)
     return None if key is None else _cache.get(key)
+
+
+def wanted(request: dict[str, Any]) -> bool:
+    """Whether :func:`remember` could add the request's script (it is not held yet); cheap,
+    for the zygote to decide whether to queue it."""
+    key = _key(request)
+    if key is None:
+        return False
+    if key in _cache:
+        _cache[key] = _cache.pop(key)  # the most recently used, last
+        return False
+    return True
 
 
 def remember(request: dict[str, Any]) -> bool:

@@ -129,6 +129,7 @@ class Zygote:
         self.spares: dict[int, socket.socket] = {}  # waiting spares, oldest first
         self.orphans: dict[int, float] = {}  # processes jobs left behind: pid → when to kill
         self.watched: set[str] = set()  # shared folders whose finder is made (shared_imports)
+        self.to_compile: list[dict[str, Any]] = []  # requests whose script to compile, when idle
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -167,8 +168,10 @@ class Zygote:
             self.sock.sendall(b'{"event": "started", "rid": %d, "pid": %d}\n' % (rid, pid))
         else:
             self.send({"event": "started", "rid": rid, "pid": pid})
-        # Its script compiled here, once the job is on its way, for the children after it.
-        script_cache.remember(request)
+        # Its script compiled here for the children after it, once the job is on its way and
+        # no request waits (serve): a large script's compile must not hold up other forks.
+        if script_cache.wanted(request) and len(self.to_compile) < 64:
+            self.to_compile.append(request)
 
     def _hand_to_spare(self, raw: bytes, fds: list[int]) -> int | None:
         """Pass the request, descriptors included, to the oldest waiting spare; its pid, or
@@ -285,7 +288,7 @@ class Zygote:
                 refill = not self.jobs and len(self.spares) < self.target_spares
                 orphans = self._orphans_due()
                 readable, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [],
-                                               0 if refill else orphans)
+                                               0 if refill or self.to_compile else orphans)
                 if self.wake_r in readable:
                     self._reap()
                 if self.sock.fileno() in readable:
@@ -296,6 +299,8 @@ class Zygote:
                     if got is None:
                         return
                     self._start(*got)
+                elif self.to_compile and not readable:  # before spares: they inherit it
+                    script_cache.remember(self.to_compile.pop(0))
                 elif refill and not readable:
                     self._fork_spare()
         finally:
