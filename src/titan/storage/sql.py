@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, select, union_all
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select
 from sqlalchemy.exc import DataError
 
-from titan.errors import ValidationFailed
 from titan.formats import file_name_forms
 from titan.storage import compiled, deferred
 from titan.storage import schema as t
@@ -34,14 +32,15 @@ from titan.storage.sql_files import FilesSQL
 from titan.storage.sql_jobs import JobsSQL
 from titan.storage.sql_ledger import LedgerSQL
 from titan.storage.sql_schedules import SchedulesSQL
+from titan.storage.sql_store import StoreSQL
 from titan.storage.sql_submissions import SubmissionsSQL
 
 log = logging.getLogger("titan.storage")
-_INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one sign
 
 
 class SQLTransaction(AgentRunsSQL, SubmissionsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL,
-                     ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, BlobsSQL, FilesSQL, Transaction):
+                     ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, StoreSQL, BlobsSQL, FilesSQL,
+                     Transaction):
     def __init__(self, conn: Connection, insert: Any,
                  after: list[Callable[[Transaction], None]] | None = None,
                  numbering: Numbering | None = None) -> None:
@@ -156,100 +155,6 @@ class SQLTransaction(AgentRunsSQL, SubmissionsSQL, JobsSQL, AttemptsSQL, DagRete
             {"i": session_id},
         ).first()
         return row is not None
-
-    # -- store --------------------------------------------------------------------------------
-    def store_get(self, key: str) -> str | None:
-        row = compiled.execute(
-            self.conn, "store_get",
-            lambda: select(t.store_values.c.value).where(t.store_values.c.key == bindparam("k")),
-            {"k": key},
-        ).first()
-        return None if row is None else row[0]
-
-    def store_put(self, key: str, value: str, now: float) -> None:
-        def build() -> Any:
-            stmt = self.insert(t.store_values).values(
-                key=bindparam("k"), value=bindparam("v"), updated_at=bindparam("now"))
-            return stmt.on_conflict_do_update(
-                index_elements=["key"], set_={"value": stmt.excluded.value,
-                                              "updated_at": stmt.excluded.updated_at})
-
-        compiled.write(self.conn, "store_put", build, {"k": key, "v": value, "now": now})
-
-    def store_delete(self, key: str) -> bool:
-        a = self.conn.execute(delete(t.store_values).where(t.store_values.c.key == key)).rowcount
-        b = self.conn.execute(delete(t.store_sets).where(t.store_sets.c.key == key)).rowcount
-        return bool(a or b)
-
-    def store_delete_value(self, key: str) -> bool:
-        return bool(self.conn.execute(
-            delete(t.store_values).where(t.store_values.c.key == key)).rowcount)
-
-    def store_incr(self, key: str, by: int, now: float) -> int:
-        # Make sure the row exists, then lock it: atomic even with several masters on PostgreSQL
-        # (SQLite ignores FOR UPDATE; its single writer serialises instead).
-        self.conn.execute(
-            self.insert(t.store_values)
-            .values(key=key, value="0", updated_at=now)
-            .on_conflict_do_nothing()
-        )
-        current = self.conn.execute(
-            select(t.store_values.c.value).where(t.store_values.c.key == key).with_for_update()
-        ).scalar_one()
-        if not _INTEGER.match(current):  # int() also reads "1_000", " 7" and "٣"
-            raise ValidationFailed(
-                f"store key {key!r} holds {current[:40]!r}, which is not an integer",
-                details={"key": key},
-            )
-        value = int(current) + by
-        if not -2**63 <= value < 2**63:
-            raise ValidationFailed(f"store key {key!r} would pass the 64-bit counter range "
-                                   f"({current} + {by})", details={"key": key})
-        self.conn.execute(
-            t.store_values.update()
-            .where(t.store_values.c.key == key)
-            .values(value=str(value), updated_at=now)
-        )
-        return value
-
-    def store_sadd(self, key: str, member: str, now: float) -> int:
-        result = self.conn.execute(
-            self.insert(t.store_sets)
-            .values(key=key, member=member, added_at=now)
-            .on_conflict_do_nothing()
-            .returning(t.store_sets.c.member)  # rowcount is unreliable here on psycopg
-        )
-        return 1 if result.first() is not None else 0
-
-    def store_smembers(self, key: str) -> list[str]:
-        rows = self.conn.execute(
-            select(t.store_sets.c.member).where(t.store_sets.c.key == key).order_by(t.store_sets.c.member)
-        )
-        return [r[0] for r in rows]
-
-    def store_keys(self, prefix: str, limit: int, after: str | None = None) -> list[Row]:
-        # Prefix match by range rather than LIKE, so '%' and '_' in keys are not wildcards.
-        def in_range(col: Any) -> Any:
-            where = (col >= prefix) & (col < prefix + "\U0010ffff") if prefix \
-                else col.isnot(None)
-            return where & (col > after) if after is not None else where
-
-        # Ordered and merged by the database, in its own collation, as `after` compares: a
-        # merge in Python (code points) disagreed with a PostgreSQL collation sorting "B"
-        # before "a", and a page boundary skipped keys. Each side takes its first `limit`
-        # keys along its index, then the two are merged.
-        v, st = t.store_values.c, t.store_sets.c
-        values = (select(v.key, literal("value").label("kind"), v.updated_at.label("at"))
-                  .where(in_range(v.key)).order_by(v.key).limit(limit).subquery())
-        # One row per set, not per member: a set of a million members is one key.
-        sets = (select(st.key, literal("set").label("kind"), func.max(st.added_at).label("at"))
-                .where(in_range(st.key)).group_by(st.key).order_by(st.key).limit(limit)
-                .subquery())
-        both = union_all(select(values), select(sets)).subquery()
-        # A key may hold a value and a set at once: both are listed, the value first.
-        rows = self.conn.execute(select(both.c.key, both.c.kind, both.c.at)
-                                 .order_by(both.c.key, both.c.kind.desc()).limit(limit))
-        return [{"key": r[0], "kind": r[1], "updated_at": r[2]} for r in rows]
 
     # -- files ------------------------------------------------------------------------------
     def add_file(self, row: Row) -> int:
