@@ -19,7 +19,8 @@ from tests.contract.test_migrations import at_version
 from titan.errors import ConfigError
 from titan.storage import Storage, open_storage
 from titan.storage.cluster_scope import lock_key
-from titan.storage.migrations import _PG_LOCK_KEY, LATEST
+from titan.storage.migrations import LATEST
+from titan.storage.schema_upgrade import _PG_LOCK_KEY
 
 
 @pytest.fixture

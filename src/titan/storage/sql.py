@@ -21,7 +21,7 @@ from titan.storage import schema as t
 from titan.storage.base import Row, Storage, Transaction, read_safely
 from titan.storage.id_blocks import Numbering
 from titan.storage.leadership import Leadership
-from titan.storage.migrations import migrate
+from titan.storage.schema_upgrade import migrate
 from titan.storage.sql_actions import ActionsSQL
 from titan.storage.sql_agent_runs import AgentRunsSQL
 from titan.storage.sql_attempts import AttemptsSQL
