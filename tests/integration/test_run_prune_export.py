@@ -71,15 +71,15 @@ def test_a_run_that_records_an_action_after_the_export_is_not_deleted(
     hook = f"""
     import httpx, time
     import titan.cli.runs as runs
-    write = runs._write
-    def late(chunks, output):
-        size = write(chunks, output)
+    download = runs.download
+    def late(client, params, output):
+        size = download(client, params, output)
         httpx.post({cl.url + '/api/v1/runs/late-1/actions'!r},
                    headers={{"Authorization": "Bearer {cl.admin_token}"}},
                    json={{"actions": [{{"id": "late", "name": "flush", "started_at": time.time(),
                                       "inputs": {{"important": True}}}}]}}).raise_for_status()
         return size
-    runs._write = late
+    runs.download = late
     """
     path = tmp_path / "pruned.jsonl"
     out = titan(cl, "runs", "prune", "--older-than", "1d", "--export-to", str(path), "-y",

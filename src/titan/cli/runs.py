@@ -6,23 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from titan.atomic import atomic_file
 from titan.cli import verify
+from titan.cli.export_download import EXPORT_FORMATS, download, export_format
 from titan.cli.options import whole
 from titan.cli.output import money, run_money
 from titan.cli.verify import add_arguments as add_verify_arguments
 from titan.errors import Conflict, NotFound, TitanError, ValidationFailed
 from titan.formats import quote_ref, quote_run
 from titan.retention import RETENTION_CLASSES
-
-#: What ``titan runs export`` writes, and the file extensions that pick each when
-#: ``--format`` is left out: ``-o runs.csv`` wrote JSON lines into runs.csv.
-EXPORT_FORMATS = ("csv", "json", "jsonl")
-_FORMAT_OF_SUFFIX = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 _FILTERS = ("status", "min_cost", "window", "agent", "q", "archived", "sort")
 
@@ -188,76 +182,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _stream(client: Any, params: dict[str, Any]) -> Iterator[bytes]:
-    response = client._transport.send("GET", "/runs/export", params=params, stream=True,
-                                      read_timeout=600.0)
-    try:
-        yield from response.iter_bytes()
-    finally:
-        response.close()
-
-
-def _write(chunks: Iterator[bytes], output: str) -> int:
-    import httpx
-
-    size = 0
-    out: IO[bytes]
-    if output == "-":
-        out = sys.stdout.buffer
-        try:
-            for chunk in chunks:
-                out.write(chunk)
-                size += len(chunk)
-        except httpx.TransportError as exc:
-            raise TitanError(f"{_cut(exc)}: what was written above is cut short") from None
-        out.flush()
-        return size
-    path = Path(output)
-    if not path.parent.is_dir():
-        raise TitanError(f"cannot write {output}: no directory {path.parent}")
-    if path.is_dir():
-        raise TitanError(f"cannot write {output}: it is a directory (name a file)")
-    device = path.exists() and not path.is_file()  # -o /dev/stdout: written into
-    try:
-        # All at once or not at all (an export cut short leaves no half file behind), and a
-        # device or pipe (-o /dev/stdout) written into, never replaced: titan.atomic.
-        with atomic_file(path) as out:
-            for chunk in chunks:
-                out.write(chunk)
-                size += len(chunk)
-    except OSError as exc:
-        raise TitanError(f"cannot write {output}: {exc.strerror or exc}") from None
-    except httpx.TransportError as exc:
-        written = "what was written to it is cut short" if device else "nothing written to it"
-        raise TitanError(f"{_cut(exc)}: {output} is not the export; {written}") from None
-    return size
-
-
-def _cut(exc: Exception) -> str:
-    """An export's stream that ended early, in words (a master killed or restarted, a
-    network cut, a master silent past the read timeout)."""
-    import httpx
-
-    if isinstance(exc, httpx.TimeoutException):
-        return "the master sent nothing for 10 minutes mid-export"
-    return "the master closed the connection mid-export"
-
-
-def export_format(given: str | None, output: str) -> str:
-    """The format an export is written in: the one given, else the output file's extension
-    (any case), else JSONL."""
-    if given is not None:
-        return given
-    return _FORMAT_OF_SUFFIX.get(Path(output).suffix.lower(), "jsonl") if output != "-" \
-        else "jsonl"
-
-
 def _export(args: argparse.Namespace, client: Any) -> int:
     params = {**_params(args), "format": export_format(args.format, args.output),
               "actions": str(args.actions).lower()}
     if args.older_than is not None:
         params["older_than"] = args.older_than
-    size = _write(_stream(client, params), args.output)
+    size = download(client, params, args.output)
     if args.output != "-":
         print(f"wrote {size} bytes to {args.output}", file=sys.stderr)
     return 0
@@ -294,7 +224,7 @@ def _prune(args: argparse.Namespace, client: Any) -> int:
     params = {"format": "jsonl", "actions": "true", "older_than": args.older_than,
               "archived": "all", "prunable": "true"}
     try:
-        _write(_stream(client, params), args.export_to)
+        download(client, params, args.export_to)
     except TitanError as exc:
         raise TitanError(f"{exc}; nothing was deleted") from None
     saved = _saved_runs(args.export_to)
