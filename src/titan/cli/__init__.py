@@ -3,6 +3,7 @@
 * :mod:`~titan.cli.parser` — the parser and the entry point :func:`main`
 * :mod:`~titan.cli.commands` — the commands on jobs, DAGs, the store, workers and tokens,
   and the handlers that hand the other groups to their modules
+* :mod:`~titan.cli.submit` — ``titan submit``: a pipeline or a script, and ``--wait``
 * :mod:`~titan.cli.serve` — ``titan up``, ``titan master`` and ``titan worker``
 * :mod:`~titan.cli.runs` — ``titan runs``: agent runs and their actions
 * :mod:`~titan.cli.schedules` — ``titan schedule``: cron schedules of pipelines
