@@ -8,7 +8,7 @@ import re
 import pytest
 
 import titan
-from titan.client.job import check_name as sdk_check
+from titan.client.job_fields import check_name as sdk_check
 from titan.errors import ValidationFailed
 from titan.formats import cost_text, iso, run_id_for, run_id_problem, tags_problem
 from titan.master.runs.ingest import parse_run

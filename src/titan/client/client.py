@@ -31,7 +31,8 @@ from titan.client.control import ControlOps
 from titan.client.evaluations import EvalOps
 from titan.client.files import FileOps
 from titan.client.hold import Hold
-from titan.client.job import TitanJob, check_name
+from titan.client.job import TitanJob
+from titan.client.job_fields import check_name
 from titan.client.logs import LogOps
 from titan.client.long_poll import (
     WAIT_MARGIN,

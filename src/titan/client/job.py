@@ -6,74 +6,39 @@ directory of the running program (``sys.argv[0]``), so ``python examples/x/agent
 ``agent.py``'s sibling scripts from any directory. Archive jobs (``is_archive=True``,
 ``filename="<project>/<entry.py>"``) run from an uploaded ``<project>.zip`` and read nothing
 locally.
+
+Each field is checked as :mod:`titan.client.job_fields` says, so a bad job is refused before
+it is sent.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import shlex
 import stat
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from titan import services
 from titan.client import replayed_files
+from titan.client.job_fields import (
+    check_name,
+    checked_args,
+    checked_env,
+    checked_parents,
+    invalid,
+    is_int,
+    is_seconds,
+    shown,
+)
 from titan.errors import ScriptNotFound, ValidationFailed
-from titan.formats import args_problem, env_problem, name_problem, runner_problem
+from titan.formats import runner_problem
 
 JOB_TYPES_HINT = "RUN_PAYLOAD"
 RUNNERS = ("auto", "fork", "subprocess")
 _JOB_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
-
-_Bad = Callable[[str, str], ValidationFailed]
-
-
-def check_name(value: Any, what: str, field: str) -> str:
-    """A job id or DAG name, by the master's own rule (:func:`titan.formats.name_problem`)."""
-    why = name_problem(value, what)
-    if why is not None:
-        raise _invalid(field, why)
-    return str(value)
-
-
-def _invalid(field: str, message: str, job_id: Any = None) -> ValidationFailed:
-    details: dict[str, Any] = {"field": field}
-    if isinstance(job_id, str):
-        details["job_id"] = job_id
-    return ValidationFailed(message, details=details)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_seconds(value: Any) -> bool:
-    """A number of seconds: finite (NaN passes every comparison, and JSON cannot carry it)."""
-    return _is_number(value) and math.isfinite(value)
-
-
-
-def _shown(value: object) -> str:
-    """A bad value as an error message quotes it: its repr, cut at 200 characters (a value
-    can be megabytes, and the message goes back to whoever sent it)."""
-    text = repr(value)
-    if isinstance(value, str) and len(value) < 50:
-        try:
-            float(value)
-        except ValueError:
-            pass
-        else:  # YAML 1.1 (PyYAML) reads 1e3 as text; 1.0e+3 is a number there
-            return f"the text {text} (a number in quotes, or YAML's 1e3: write 1000 or 1.0e+3)"
-    return text if len(text) <= 200 else f"{text[:200]}... ({len(text):,} characters)"
-
 
 def _file_kind(path: Path) -> str:
     mode = path.stat().st_mode
@@ -129,11 +94,11 @@ class TitanJob:
         jid = self.job_id
 
         def bad(field: str, message: str) -> ValidationFailed:
-            return _invalid(field, f"job {jid!r}: {message}", jid)
+            return invalid(field, f"job {jid!r}: {message}", jid)
 
         if not isinstance(job_type, str) or not _JOB_TYPE.match(job_type.upper()):
             raise bad("job_type", f"job_type must be a name such as {JOB_TYPES_HINT!r}, "
-                      f"got {_shown(job_type)}")
+                      f"got {shown(job_type)}")
         self.job_type: str = job_type.upper()
 
         if isinstance(filename, os.PathLike):
@@ -144,55 +109,55 @@ class TitanJob:
             raise bad("filename", "filename must be a non-empty string (the script to run)")
         self.filename: str = filename
 
-        self.args: list[str] = self._args(args, bad)
-        self.parents: list[str] = self._parents(parents, bad)
+        self.args: list[str] = checked_args(args, bad)
+        self.parents: list[str] = checked_parents(parents, bad)
 
-        if not _is_int(port) or not 0 <= port <= 65535:
-            raise bad("port", f"port must be an integer 0-65535, got {_shown(port)}")
+        if not is_int(port) or not 0 <= port <= 65535:
+            raise bad("port", f"port must be an integer 0-65535, got {shown(port)}")
         self.port: int = port
         if not isinstance(is_archive, bool):
-            raise bad("is_archive", f"is_archive must be true or false, got {_shown(is_archive)}")
+            raise bad("is_archive", f"is_archive must be true or false, got {shown(is_archive)}")
         self.is_archive: bool = is_archive
-        if not _is_int(priority) or not -2**63 <= priority < 2**63:
+        if not is_int(priority) or not -2**63 <= priority < 2**63:
             raise bad("priority", "priority must be an integer (64-bit), got "
-                      f"{_shown(priority)}")
+                      f"{shown(priority)}")
         self.priority: int = priority
-        if not _is_seconds(delay) or delay < 0:
-            raise bad("delay", f"delay must be a number of seconds >= 0, got {_shown(delay)}")
+        if not is_seconds(delay) or delay < 0:
+            raise bad("delay", f"delay must be a number of seconds >= 0, got {shown(delay)}")
         self.delay: float = delay
         if not isinstance(affinity, bool):
-            raise bad("affinity", f"affinity must be true or false, got {_shown(affinity)}")
+            raise bad("affinity", f"affinity must be true or false, got {shown(affinity)}")
         self.affinity: bool = affinity
         if not isinstance(requirement, str) or not requirement.strip():
             raise bad("requirement", f"requirement must be a capability name such as "
-                      f"'GENERAL' or 'GPU', got {_shown(requirement)}")
+                      f"'GENERAL' or 'GPU', got {shown(requirement)}")
         self.requirement: str = requirement
         if hitl_message is not None and not isinstance(hitl_message, str):
-            raise bad("hitl_message", f"hitl_message must be a string, got {_shown(hitl_message)}")
+            raise bad("hitl_message", f"hitl_message must be a string, got {shown(hitl_message)}")
         if hitl_message is not None and not hitl_message.strip():
             raise bad("hitl_message", "hitl_message is empty: say what the approver decides, "
                       "or leave it out for no approval gate")
         self.hitl_message: str | None = hitl_message
         if max_wait_seconds is not None and (
-            not _is_seconds(max_wait_seconds) or max_wait_seconds <= 0
+            not is_seconds(max_wait_seconds) or max_wait_seconds <= 0
         ):
             raise bad("max_wait_seconds", f"max_wait_seconds must be a number > 0, "
-                      f"got {_shown(max_wait_seconds)}")
+                      f"got {shown(max_wait_seconds)}")
         if max_wait_seconds is not None and hitl_message is None and not self.is_gate:
             # It bounds the wait of the gate hitl_message asks for: alone it was ignored.
             raise bad("max_wait_seconds", "max_wait_seconds is how long the approval gate "
                       "asked for by hitl_message waits for a decision: give hitl_message too, "
                       "or leave max_wait_seconds out")
         self.max_wait_seconds: float | None = max_wait_seconds
-        if retries is not None and (not _is_int(retries) or retries < 0):
-            raise bad("retries", f"retries must be an integer >= 0, got {_shown(retries)}")
+        if retries is not None and (not is_int(retries) or retries < 0):
+            raise bad("retries", f"retries must be an integer >= 0, got {shown(retries)}")
         self.retries: int | None = retries
-        if timeout is not None and (not _is_seconds(timeout) or timeout <= 0):
-            raise bad("timeout", f"timeout must be a number of seconds > 0, got {_shown(timeout)}")
+        if timeout is not None and (not is_seconds(timeout) or timeout <= 0):
+            raise bad("timeout", f"timeout must be a number of seconds > 0, got {shown(timeout)}")
         self.timeout: float | None = timeout
-        self.env: dict[str, str] = self._env(env, bad)
+        self.env: dict[str, str] = checked_env(env, bad)
         if runner not in RUNNERS:
-            raise bad("runner", f"runner must be one of {', '.join(RUNNERS)}, got {_shown(runner)}")
+            raise bad("runner", f"runner must be one of {', '.join(RUNNERS)}, got {shown(runner)}")
         if (why := runner_problem(runner, self.filename)) is not None:
             raise bad("runner", why)
         self.runner: str = runner
@@ -212,71 +177,7 @@ class TitanJob:
                                      f"not {self.job_type}")
         self._built = self._as_built()  # what checked() finds unchanged
 
-    # ------------------------------------------------------------------ validation helpers
-
-    @staticmethod
-    def _args(args: Any, bad: _Bad) -> list[str]:
-        if args is None:
-            return []
-        if isinstance(args, str):
-            try:
-                out = shlex.split(args)
-            except ValueError as exc:
-                raise bad("args", f"args {args!r} cannot be split: {exc}") from None
-        elif isinstance(args, bytes | bytearray | memoryview):
-            # A Sequence of ints: b"--x 1" ran with the arguments 45 45 120 32 49. Refused,
-            # as bytes are for filename and env: which encoding they hold is the caller's to say.
-            raise bad("args", f"args must be a list of strings or one string, got "
-                      f"{type(args).__name__} {_shown(args)}: decode it first "
-                      "(args=data.decode())")
-        elif isinstance(args, Sequence):
-            out = []
-            for item in args:
-                if isinstance(item, str):
-                    out.append(item)
-                elif _is_number(item):
-                    out.append(str(item))
-                else:
-                    raise bad("args", f"args must be strings or numbers, got {_shown(item)}")
-        else:
-            raise bad("args", f"args must be a list of strings or a string, got {_shown(args)}")
-        if (why := args_problem(out)) is not None:  # the master's rule, said before sending
-            raise bad("args", why)
-        return out
-
-    @staticmethod
-    def _parents(parents: Any, bad: _Bad) -> list[str]:
-        if parents is None:
-            return []
-        if isinstance(parents, str) or not isinstance(parents, Sequence):
-            raise bad("parents", f"parents must be a list of job ids, e.g. ['extract'], "
-                      f"got {_shown(parents)}")
-        out = []
-        for parent in parents:
-            if not isinstance(parent, str) or not parent:
-                raise bad("parents", f"parents must be job id strings, got {_shown(parent)}")
-            out.append(parent)
-        return out
-
-    @staticmethod
-    def _env(env: Any, bad: _Bad) -> dict[str, str]:
-        if env is None:
-            return {}
-        if not isinstance(env, Mapping):
-            raise bad("env", f"env must be a mapping of names to strings, got {_shown(env)}")
-        out = {}
-        for key, value in env.items():
-            if not isinstance(key, str) or not key:
-                raise bad("env", f"env names must be non-empty strings, got {_shown(key)}")
-            if isinstance(value, str):
-                out[key] = value
-            elif _is_number(value):
-                out[key] = str(value)
-            else:
-                raise bad("env", f"env value of {key} must be a string, got {_shown(value)}")
-        if (why := env_problem(out)) is not None:  # the master's rule, said before sending
-            raise bad("env", why)
-        return out
+    # ------------------------------------------------------------------ changed after it was built
 
     def _fields(self) -> tuple[Any, ...]:
         """What makes the job what it is, lists and dicts copied (a snapshot stays as it

@@ -50,7 +50,8 @@ import yaml
 from yaml.nodes import Node, SequenceNode
 
 from titan.client.containment import outside
-from titan.client.job import TitanJob, check_name
+from titan.client.job import TitanJob
+from titan.client.job_fields import check_name
 from titan.client.pipeline_fields import JOB_FIELDS
 from titan.client.pipeline_writer import dump_pipeline
 from titan.client.yaml_reader import YamlReader, read_file_text, safe_loader, unknown_field
