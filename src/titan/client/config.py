@@ -28,32 +28,41 @@ The token is the explicit one (an empty one is an error, not "none given"), else
 (``admin.token``), else the one the user config records for one of the master URLs (in their
 order), else the ``admin.token`` of a data directory whose ``master.json`` names one of them.
 Loopback spellings (``localhost``, ``127.0.0.1``, ``::1``) count as the same host when
-looking a token up.
+looking a token up. What a data dir holds, and which one is found, is
+:mod:`titan.client.data_dirs`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import unicodedata
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from titan.client.urls import DEFAULT_PORT, make_url, master_key, parse_url, parse_urls
+from titan.client.data_dirs import (
+    MASTER_FILE,
+    TOKEN_FILE,
+    data_dirs,
+    no_master_in,
+    read_json,
+    read_token,
+    recorded_master,
+)
+from titan.client.urls import (
+    DEFAULT_PORT,
+    make_url,
+    master_key,
+    parse_port,
+    parse_url,
+    parse_urls,
+)
 from titan.errors import ConfigError
 from titan.permissions import warn_if_exposed
 
 DEFAULT_HOST = "127.0.0.1"
-MASTER_FILE = "master.json"
-#: What a standby master writes in its data dir until it leads: ``{"url", "leader"}`` (the
-#: leader it knew when it started, or null): `titan token create` there says so.
-STANDBY_FILE = "standby.json"
-TOKEN_FILE = "admin.token"
 CONFIG_FILE = "config.json"
-LOCAL_DATA_DIR = ".titan"
 #: Every master of one Titan (the leader and its standbys), comma-separated.
 MASTERS_ENV = "TITAN_MASTER_URLS"
 
@@ -88,7 +97,7 @@ class Endpoint:
         return replace(self, url=normalized, host=host, port=port)
 
 
-# --------------------------------------------------------------------------- paths
+# --------------------------------------------------------------------------- the user config
 
 
 def config_dir() -> Path:
@@ -104,54 +113,10 @@ def config_path() -> Path:
     return config_dir() / CONFIG_FILE
 
 
-def _port(value: Any, where: str) -> int:
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"invalid port {value!r} in {where}") from None
-    if not 0 < port < 65536:
-        raise ConfigError(f"invalid port {port} in {where}: must be 1-65535")
-    return port
-
-
-# --------------------------------------------------------------------------- files
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:  # was a traceback from every command, as admin.token's was
-        raise ConfigError(f"{path} is not valid JSON (it is not UTF-8 text); fix or delete "
-                          "the file") from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON ({exc}); fix or delete the file"
-        ) from None
-
-
-def _read_token(path: Path) -> str | None:
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:  # was a traceback (a QA pass)
-        raise ConfigError(f"{path} does not hold a token (it is not text): delete it and "
-                          "restart its master to get a new one") from None
-    return token or None
-
-
 def load_user_config() -> dict[str, Any]:
     """The user config as a dict (empty when there is none); a corrupt file is a ConfigError."""
     path = config_path()
-    data = _read_json(path)
+    data = read_json(path)
     if data is None:
         return {}
     warn_if_exposed(path)  # the README says 0600: one that is not is read, said once
@@ -161,87 +126,6 @@ def load_user_config() -> dict[str, Any]:
             " fix or delete the file"
         )
     return data
-
-
-def _no_master_in(directory: Path) -> str:
-    """Why the data dir TITAN_DATA_DIR names finds no master: none ran there, or a standby
-    runs there that has never led (it has no master.json and no admin.token: said as "no Titan
-    master has run there", on the very host one runs, a QA pass)."""
-    standby = _read_json(directory / STANDBY_FILE)
-    if not isinstance(standby, dict):
-        return (f"TITAN_DATA_DIR={directory} holds no {MASTER_FILE}: no Titan master has run "
-                "there (unset it to find one elsewhere)")
-    leader = standby.get("leader")
-    where = f"the leader, {leader}" if isinstance(leader, str) and leader else "the leader"
-    url = standby.get("url") or "on this host"
-    if (directory / TOKEN_FILE).exists():
-        # It led before (a failover made it a standby again): its admin token is the
-        # cluster's, good on the leader — it said "has not led yet ... no admin token" (QA).
-        return (f"TITAN_DATA_DIR={directory} is the data dir of a standby master ({url}): it "
-                f"leads no more. Run this against {where}, with --master and the admin token "
-                f"this dir holds (TITAN_TOKEN=$(cat {directory / TOKEN_FILE}))")
-    return (f"TITAN_DATA_DIR={directory} is the data dir of a standby master "
-            f"({url}) that has not led yet: it holds no "
-            f"{MASTER_FILE} and no admin token. Run this against {where}: with TITAN_DATA_DIR "
-            "set to the leader's data dir on its host, or with --master and a token "
-            "(TITAN_TOKEN)")
-
-
-def _data_dir_master(directory: Path) -> tuple[str, str, int] | None:
-    """The address recorded in ``<directory>/master.json``, if any."""
-    path = directory / MASTER_FILE
-    data = _read_json(path)
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} is not a Titan master file; fix or delete it")
-    if data.get("url"):
-        return parse_url(str(data["url"]))
-    if data.get("host"):
-        port = _port(data.get("port", DEFAULT_PORT), str(path))
-        return parse_url(make_url(str(data["host"]), port))
-    raise ConfigError(f"{path} names no master (expected \"url\" or \"host\"/\"port\")")
-
-
-def _data_dirs() -> Iterator[Path]:
-    """The data dirs to look in, in order (the walk up from here only once it is reached)."""
-    env_dir = os.environ.get("TITAN_DATA_DIR")
-    if env_dir:
-        yield Path(env_dir).expanduser()
-    # The nearest ./.titan/ holding a master.json, from here up (as git finds .git): from a
-    # subfolder of the project where `titan up` runs, the CLI used to fall through to the
-    # user config's default, which the latest `titan up` anywhere on the machine had set.
-    # Only one this user owns and nobody else may write (as git refuses a .git another user
-    # owns, CVE-2022-24765): a .titan planted in a shared folder above the work would send
-    # the user's token, store values and scripts to the planter's "master".
-    # None found, nothing more: the walk's fallback was ./.titan, so one planted in the current
-    # folder itself was used after all, once the check had said it was ignored.
-    here = Path.cwd()
-    found = next((d / LOCAL_DATA_DIR for d in (here, *here.parents)
-                  if (d / LOCAL_DATA_DIR / MASTER_FILE).is_file()
-                  and _own(d / LOCAL_DATA_DIR)), None)
-    if found is not None:
-        yield found
-
-
-def _own(directory: Path) -> bool:
-    """Whether ``directory`` and its master file are this user's alone: owned by them and
-    writable by no one else. Warns about one that is not (Python shows each text once)."""
-    for path in (directory, directory / MASTER_FILE):
-        try:
-            st = path.stat()
-        except OSError:
-            return False
-        if st.st_uid != os.getuid() or st.st_mode & 0o022:
-            why = "belongs to another user" if st.st_uid != os.getuid() \
-                else "may be written by other users"
-            warnings.warn(
-                f"ignoring {directory}: {'it' if path == directory else MASTER_FILE} {why} "
-                "(a master's data dir is its user's, mode 0700); name the master with "
-                "--host, TITAN_HOST or TITAN_DATA_DIR if it is yours", stacklevel=3)
-            return False
-    return True
-
 
 
 def token_for(url: str | Sequence[str]) -> str | None:
@@ -254,17 +138,17 @@ def token_for(url: str | Sequence[str]) -> str | None:
             if master_key(recorded_url) == key and isinstance(entry, dict) \
                     and entry.get("token"):
                 return str(entry["token"])
-    for directory in _data_dirs():
-        found = _data_dir_master(directory)
+    for directory in data_dirs():
+        found = recorded_master(directory)
         if not found:
             continue
         # The dashboard's port serves the same API: a client pointed there is this master's.
-        dashboard = (_read_json(directory / MASTER_FILE) or {}).get("dashboard_port")
+        dashboard = (read_json(directory / MASTER_FILE) or {}).get("dashboard_port")
         names = {master_key(found[0])}
         if isinstance(dashboard, int):
             names.add(master_key(make_url(found[1], dashboard)))
         if names.intersection(keys):
-            token = _read_token(directory / TOKEN_FILE)
+            token = read_token(directory / TOKEN_FILE)
             if token:
                 return token
     return None
@@ -286,7 +170,7 @@ def _address(
             if len(found) > 1:
                 raise ConfigError("a port cannot apply to several master URLs; give each "
                                   "URL its port")
-            return (_with_port(found[0], port),), None, "arguments"
+            return (_withparse_port(found[0], port),), None, "arguments"
         return found, None, "arguments"
     if host is not None or port is not None:
         return (_host_url(host, port, "the port argument"),), None, "arguments"
@@ -310,14 +194,14 @@ def _address(
             raise ConfigError(f"{exc} (from TITAN_HOST={env_host!r})") from None
         return (url,), None, "TITAN_HOST/TITAN_PORT"
 
-    for first, directory in zip((True, False), _data_dirs(), strict=False):
-        found_dir = _data_dir_master(directory)
+    for first, directory in zip((True, False), data_dirs(), strict=False):
+        found_dir = recorded_master(directory)
         if found_dir:
-            return (found_dir[0],), _read_token(directory / TOKEN_FILE), str(directory)
+            return (found_dir[0],), read_token(directory / TOKEN_FILE), str(directory)
         if first and os.environ.get("TITAN_DATA_DIR"):
             # Named, and nothing there: a typo must not send the work to another master
             # (the next place looked in, the user config's default).
-            raise ConfigError(_no_master_in(directory))
+            raise ConfigError(no_master_in(directory))
 
     default = load_user_config().get("default")
     if default:
@@ -339,15 +223,15 @@ def _host_url(host: str | None, port: int | str | None, port_from: str) -> str:
     if host is not None and ("://" in host or host.startswith("[") or (
             host.count(":") == 1 and host.rsplit(":", 1)[1].isdigit())):
         url = parse_url(host)[0]
-        return url if port is None else _with_port(url, port, port_from)
-    p = _port(port, port_from) if port is not None else DEFAULT_PORT
+        return url if port is None else _withparse_port(url, port, port_from)
+    p = parse_port(port, port_from) if port is not None else DEFAULT_PORT
     return parse_url(make_url(host or DEFAULT_HOST, p))[0]
 
 
-def _with_port(url: str, port: int | str, port_from: str = "the port argument") -> str:
+def _withparse_port(url: str, port: int | str, port_from: str = "the port argument") -> str:
     """``url`` with its port replaced by the port argument."""
     scheme = url.split("://", 1)[0]
-    return make_url(parse_url(url)[1], _port(port, port_from), scheme)
+    return make_url(parse_url(url)[1], parse_port(port, port_from), scheme)
 
 
 def resolve(

@@ -11,13 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from titan.atomic import atomic_file
-from titan.client.config import (
-    CONFIG_FILE,
-    MASTER_FILE,
-    STANDBY_FILE,
-    config_dir,
-    load_user_config,
-)
+from titan.client.config import CONFIG_FILE, config_dir, load_user_config
+from titan.client.data_dirs import MASTER_FILE, STANDBY_FILE
 from titan.client.urls import parse_url
 from titan.errors import ConfigError
 from titan.permissions import private_dir, secure_tree

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from titan.errors import ConfigError
@@ -61,6 +62,17 @@ def parse_url(url: str) -> tuple[str, str, int]:
         raise ConfigError(f"invalid Titan master URL {url!r}: {host!r} is no host name or "
                           "address (spaces and characters such as % < > \" are not allowed)")
     return make_url(host, port, parts.scheme), host, port
+
+
+def parse_port(value: Any, where: str) -> int:
+    """A port number (1-65535) from ``where``: a ConfigError naming it otherwise."""
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid port {value!r} in {where}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"invalid port {port} in {where}: must be 1-65535")
+    return port
 
 
 def master_key(url: str) -> str:

@@ -97,7 +97,7 @@ def forget(config: MasterConfig) -> None:
     and its data dir without the ``master.json`` that named it: clients look for one from
     their directory up, and found the stopped master there before a running one elsewhere
     (`make demo-stop`, then any `titan up` and a script in the checkout)."""
-    from titan.client.config import MASTER_FILE
+    from titan.client.data_dirs import MASTER_FILE
     from titan.client.master_record import forget_master
     from titan.client.urls import parse_url
 
