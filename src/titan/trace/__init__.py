@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from titan.trace import llm_hooks as _llm_hooks
 from titan.trace import threads as _threads
-from titan.trace.actions import Action, action, now, random, tool, uuid
+from titan.trace.actions import Action, action, tool
+from titan.trace.ambient import now, random, uuid
 from titan.trace.context import actor, current_run
 from titan.trace.recorder import RECORDER
 from titan.trace.runs import Run, drive, run

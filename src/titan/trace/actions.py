@@ -1,9 +1,10 @@
-"""Recording actions: ``trace.action(...)``, ``@titan.tool``, ``trace.now/uuid/random``.
+"""Recording actions: ``trace.action(...)`` and ``@titan.tool``.
 
 The hot path does what must happen on the caller's thread and nothing else: take the clock,
 number the call (its ordinal per actor, channel and name), snapshot inputs and outputs as
 canonical JSON (they may be mutated afterwards) and append to the recorder's queue. Everything
-with a network in it happens on the recorder's thread.
+with a network in it happens on the recorder's thread. The recorded clock and random values
+(``trace.now/uuid/random``) are :mod:`titan.trace.ambient`'s.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import random as _random
 import time
-import uuid as _uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -354,50 +353,3 @@ def _proxied(f: F, label: str, sig: inspect.Signature | None,
             return evals.call_tool(label, _inputs(fast, sig, args, kwargs))
         return recorded(*args, **kwargs)
     return run  # type: ignore[return-value]
-
-
-def _ambient(channel: str, name: str, make: Callable[[], Any]) -> Any:
-    # Outside any run (an orchestrator making up its run id before its first stage) nothing
-    # is recorded, and a replayed orchestrator draws afresh there too (context.current_run).
-    run = context.current_run()
-    if run is None:
-        return make()
-    session = replay.active()
-    if session is None:
-        value = make()
-        emit(run, channel=channel, name=name, inputs={}, outputs=value,
-             started_at=time.time(), duration_ns=0)
-        return value
-    actor = context.current_actor(run)
-    d = session.decide(run, actor, channel, name, {})
-    if d.recorded is not None:
-        actor = d.recorded.actor
-    if d.status == "stopped":
-        exc = session.refusal(d, channel, name, actor)
-        emit(run, channel=channel, name=name, inputs={}, outputs=None, started_at=time.time(),
-             duration_ns=0, outcome="error", error=exc, actor=actor, ordinal=d.ordinal,
-             replay_status=d.status)
-        forks.stopped(exc)
-        raise exc
-    # Clock and random values have no side effects: one the recording lacks is made live.
-    value = d.outputs if d.serves else make()
-    emit(run, channel=channel, name=name, inputs={}, outputs=value, started_at=time.time(),
-         duration_ns=0, outcome="replayed" if d.serves else "success", actor=actor,
-         ordinal=d.ordinal, replay_status=d.status if d.status != "refused" else "live",
-         cost_usd=0.0 if d.serves else None)
-    return value
-
-
-def now() -> float:
-    """``time.time()``, recorded (channel ``clock``) so a replay gets the same value."""
-    return float(_ambient("clock", "now", time.time))
-
-
-def uuid() -> str:
-    """A random UUID4 string, recorded (channel ``random``) so a replay gets the same one."""
-    return str(_ambient("random", "uuid", lambda: str(_uuid.uuid4())))
-
-
-def random() -> float:
-    """``random.random()``, recorded (channel ``random``) so a replay gets the same value."""
-    return float(_ambient("random", "random", _random.random))

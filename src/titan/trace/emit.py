@@ -2,8 +2,8 @@
 
 Every way an action is recorded — ``@titan.tool``, ``titan.trace.action``, the LLM hooks, the
 clock and random wrappers, a replay's refused connection — ends here, so an action's shape is
-written once. Below :mod:`titan.trace.actions` and :mod:`titan.trace.replay`, which both
-record through it.
+written once. Below :mod:`titan.trace.actions`, :mod:`titan.trace.ambient` and
+:mod:`titan.trace.replay`, which all record through it.
 """
 
 from __future__ import annotations
