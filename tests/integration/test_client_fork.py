@@ -86,7 +86,8 @@ def test_a_fork_while_another_thread_holds_the_pool_s_lock_does_not_hang_the_chi
         cluster.start_master()
         client = cluster.client()
         client.store_put("locked", "v")
-        pool = client._transport._http._transport  # the PlainHTTPTransport under httpx
+        # The socket pool of the PlainHTTPTransport under httpx.
+        pool = client._transport._http._transport._pool  # type: ignore[attr-defined]
         held, release = threading.Event(), threading.Event()
 
         def hold() -> None:

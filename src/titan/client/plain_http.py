@@ -4,9 +4,10 @@ Every SDK call, job store write and worker request to a local master went throug
 and h11: ~0.2 ms of the caller's CPU per request on a 2-core VM, as much as the master's own
 work for a store get (``bench/dispatch.py``). For ``http://`` this transport writes the
 request in one ``sendall`` and reads the reply with :class:`http.client.HTTPResponse` (the C
-parts of the standard library), over a small pool of keep-alive sockets; httpx's client
-above it (headers, timeouts, errors, streaming) is unchanged, and ``https://`` goes to the
-httpcore transport it was given, so TLS, pinning and CA files work exactly as before.
+parts of the standard library), over a small pool of keep-alive sockets
+(:mod:`titan.client.socket_pool`); httpx's client above it (headers, timeouts, errors,
+streaming) is unchanged, and ``https://`` goes to the httpcore transport it was given, so
+TLS, pinning and CA files work exactly as before.
 
 A pool belongs to the process that made it: a child forked from it (``multiprocessing``'s
 fork start method, ``os.fork`` in a job script) starts with an empty pool, a fresh lock and a
@@ -24,11 +25,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import select
 import socket
 import ssl
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -38,46 +37,16 @@ import httpx
 from titan.client import stalls
 from titan.client.http_wire import Reply, despite, read_reply, refused, request_head, send
 from titan.client.master_check import bearer_token, prove
+from titan.client.socket_pool import Connection, SocketPool
 
 CHUNK = 1 << 16
-
-
-class _Connection:
-    __slots__ = ("sock", "idle_since", "proven", "pid")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.idle_since = 0.0
-        #: The process that opened it: the only one that may pool it (a reply being read
-        #: when the process forked must not put the shared socket in the child's pool).
-        self.pid = os.getpid()
-        #: The token the server on this socket proved it is the master of (master_check).
-        self.proven: str | None = None
-
-    def usable(self, now: float, expiry: float) -> bool:
-        """Idle for less than ``expiry`` and not closed by the server meanwhile (a socket
-        that is readable while no request is out holds an EOF or garbage: either way not a
-        reply to what we are about to send)."""
-        if now - self.idle_since >= expiry:
-            return False
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not readable
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 class _Body(httpx.SyncByteStream):
     """A reply's body, read as the caller asks; the socket goes back to the pool once the
     body has been read to its end (and the server keeps the connection), else it is closed."""
 
-    def __init__(self, pool: PlainHTTPTransport, origin: tuple[str, int], conn: _Connection,
+    def __init__(self, pool: SocketPool, origin: tuple[str, int], conn: Connection,
                  response: http.client.HTTPResponse) -> None:
         self._pool, self._origin, self._conn, self._response = pool, origin, conn, response
         self._done = False
@@ -123,11 +92,9 @@ class PlainHTTPTransport(httpx.BaseTransport):
         #: None in a forked child until it asks for one (:meth:`_forked`).
         self._fallback: httpx.BaseTransport | None = fallback
         self._renew = renew
-        self._max_keepalive = max_keepalive
-        self._expiry = keepalive_expiry
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._pool = SocketPool(max_keepalive, keepalive_expiry)
+        #: Guards the making of a forked child's fallback.
         self._lock = threading.Lock()
-        self._closed = False
         _POOLS.add(self)
 
     def _forked(self) -> None:
@@ -137,14 +104,12 @@ class PlainHTTPTransport(httpx.BaseTransport):
         FIN goes out when its last descriptor closes (the parent still holds one), and no
         ``shutdown()`` is made. Kept open instead, they would outlive the parent's close
         (its server would see no FIN while the child lives) and leak one descriptor each.
-        The lock is made anew: another thread of the parent may have held it at the fork,
-        and no thread of the child would ever release it."""
+        The locks (the pool's, and the one guarding the fallback) are made anew: another
+        thread of the parent may have held one at the fork, and no thread of the child would
+        ever release it."""
         self._lock = threading.Lock()
-        inherited, self._idle = self._idle, {}
-        for conns in inherited.values():
-            for conn in conns:
-                conn.close()
-        if self._renew is not None and not self._closed:
+        self._pool.forked()
+        if self._renew is not None and not self._pool.closed:
             # The old fallback is dropped, not closed: httpcore's close only closes its
             # sockets' descriptors too, but takes its pool's lock, which may be held. The
             # new one is made at the child's first https request, not here: it loads the
@@ -152,49 +117,14 @@ class PlainHTTPTransport(httpx.BaseTransport):
             # runs these hooks between its fork and its exec: every fresh job paid it).
             self._fallback = None
 
-    # ------------------------------------------------------------------ the pool
-
-    def _checkout(self, origin: tuple[str, int], connect_timeout: float | None) -> _Connection:
-        now = time.monotonic()
-        with self._lock:
-            idle = self._idle.get(origin)
-            while idle:
-                conn = idle.pop()  # the most recently used: the least likely to be stale
-                if conn.usable(now, self._expiry):
-                    return conn
-                conn.close()
-        try:
-            sock = socket.create_connection(origin, timeout=connect_timeout)
-        except TimeoutError as exc:
-            raise httpx.ConnectTimeout(str(exc) or "timed out connecting") from exc
-        except OSError as exc:
-            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        # Without it, a request written in two segments waits out the server's delayed ACK.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Connection(sock)
-
-    def release(self, origin: tuple[str, int], conn: _Connection) -> None:
-        conn.idle_since = time.monotonic()
-        with self._lock:
-            idle = self._idle.setdefault(origin, [])
-            if self._closed or len(idle) >= self._max_keepalive or conn.pid != os.getpid():
-                conn.close()
-            else:
-                idle.append(conn)
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle = [c for conns in self._idle.values() for c in conns]
-            self._idle.clear()
-        for conn in idle:
-            conn.close()
+        self._pool.close()
         if self._fallback is not None:
             self._fallback.close()
 
     # ------------------------------------------------------------------ one exchange
 
-    def _proven(self, conn: _Connection, origin: tuple[str, int], host: bytes,
+    def _proven(self, conn: Connection, origin: tuple[str, int], host: bytes,
                 token: str | None, url: str, timeout: float | None) -> Reply | None:
         """Before a token's first request on a socket: the server's proof that it is the
         master (:mod:`titan.client.master_check`), or the master's refusal to answer with.
@@ -208,7 +138,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         elif refused.headers.get("connection", "").lower() == "close":
             conn.close()
         else:
-            self.release(origin, conn)
+            self._pool.release(origin, conn)
         return refused
 
     def _fallback_transport(self) -> httpx.BaseTransport:
@@ -230,7 +160,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         head = _head(request)
         host = request.headers.get("host", "").encode("latin-1")
         alive = _alive(origin, host) if request.extensions.get(stalls.WATCH) else None
-        conn = self._checkout(origin, timeouts.get("connect"))
+        conn = self._pool.checkout(origin, timeouts.get("connect"))
         sock = conn.sock
         with _failing(conn):
             refused = self._proven(conn, origin, host, bearer_token(
@@ -253,7 +183,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         headers = [(k.encode("latin-1"), v.encode("latin-1"))
                    for k, v in response.msg.items()]
         return httpx.Response(response.status, headers=headers,
-                              stream=_Body(self, origin, conn, response),
+                              stream=_Body(self._pool, origin, conn, response),
                               extensions={"http_version": b"HTTP/1.1",
                                           "reason_phrase": response.reason.encode("latin-1")})
 
@@ -268,7 +198,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         Authorization header, and ``host``, its Host header. ``watch``: a reply silent for a
         while makes the master be asked whether it is still there, and one that froze ends
         the wait as a read timeout (:mod:`titan.client.stalls`: another master may lead)."""
-        conn = self._checkout(origin, connect_timeout)
+        conn = self._pool.checkout(origin, connect_timeout)
         sock = conn.sock
         with _failing(conn):
             refused = self._proven(conn, origin, host, token, url,
@@ -284,7 +214,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
                 status, headers, content, keep = despite(lambda: read_reply(fp, method),
                                                          failed)
         if keep and sent:
-            self.release(origin, conn)
+            self._pool.release(origin, conn)
         else:
             conn.close()
         return Reply(status, headers, content, url)
@@ -330,7 +260,7 @@ def _head(request: httpx.Request) -> bytes:
 
 
 @contextlib.contextmanager
-def _failing(conn: _Connection) -> Iterator[None]:
+def _failing(conn: Connection) -> Iterator[None]:
     """On any failure of an exchange: the connection closed (its state is unknown), and
     httpx's error for what went wrong raised."""
     try:
