@@ -372,7 +372,8 @@ def test_archiving_by_hand_api_and_cli(make_cluster: Any) -> None:
     assert "retention" in titan("runs", "retention", "keep-1", "extended")
     shown = titan("runs", "show", "keep-1")
     assert "extended" in shown and "admin token" in shown
-    titan("runs", "unarchive", "keep-2")
+    # Said as what was done, as archive says it ("not archived" read as a refusal).
+    assert titan("runs", "unarchive", "keep-2") == "run keep-2: unarchived\n"
     assert "keep-2" in titan("runs", "list")
     # --json where scripts read the answer.
     assert [r["archived"] for r in json.loads(titan("runs", "archive", "keep-2", "--json"))] \

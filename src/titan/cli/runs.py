@@ -337,7 +337,8 @@ def _archive(args: argparse.Namespace, client: Any) -> int:
             continue
         replies.append(reply)
         if not as_json:
-            state = "archived" if reply["archived"] else "not archived"
+            # What was done: "not archived" after an unarchive read as a refusal.
+            state = "archived" if reply["archived"] else "unarchived"
             print(f"run {run_id}: {state}")
     if as_json:
         print_json(replies)
