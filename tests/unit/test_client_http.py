@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import socket
 import time
 import zipfile
@@ -670,6 +671,17 @@ def test_upload_project_folder_skips_caches(tmp_path: Path) -> None:
 def test_upload_file_missing_is_clear(tmp_path: Path) -> None:
     with pytest.raises(errors.ScriptNotFound, match="nope.txt"):
         client_for(lambda r: httpx.Response(201, json={})).upload_file(tmp_path / "nope.txt")
+
+
+def test_uploading_what_is_there_but_no_file_says_what_it_is(tmp_path: Path) -> None:
+    # /dev/null is there: "not found" sent people looking for a typo.
+    client = client_for(lambda r: httpx.Response(201, json={}))
+    with pytest.raises(errors.ScriptNotFound, match="not a regular file.*character device"):
+        client.upload_file("/dev/null")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(errors.ScriptNotFound, match="named pipe"):
+        client.publish_artifact("k", fifo)
 
 
 def test_context_manager_closes() -> None:

@@ -24,7 +24,7 @@ import httpx
 from titan.client import replay_keys
 from titan.client.containment import folder_files
 from titan.client.download_file import check_sha256, expected_sha256
-from titan.client.job import TitanJob
+from titan.client.job import TitanJob, file_kind
 from titan.client.transport import CHUNK, Transport
 from titan.errors import (
     PayloadTooLarge,
@@ -73,6 +73,9 @@ def _local_file(path: str | os.PathLike[str], what: str) -> Path:
     if file.is_dir():
         raise ScriptNotFound(f"{what} {os.fspath(path)!r} is a folder, not a file "
                              f"({file.absolute()}); upload_project_folder takes a folder")
+    if file.exists() and not file.is_file():  # a device, a FIFO, a socket: there, not "not found"
+        raise ScriptNotFound(f"{what} {os.fspath(path)!r} is not a regular file "
+                             f"({file.absolute()}: {file_kind(file)}); a file is uploaded")
     if not file.is_file():
         raise ScriptNotFound(f"{what} {os.fspath(path)!r} not found (looked at {file.absolute()})")
     return file

@@ -40,7 +40,8 @@ JOB_TYPES_HINT = "RUN_PAYLOAD"
 RUNNERS = ("auto", "fork", "subprocess")
 _JOB_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
-def _file_kind(path: Path) -> str:
+def file_kind(path: Path) -> str:
+    """What a path that is there but no regular file is, in words ("a character device")."""
     mode = path.stat().st_mode
     kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
              (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
@@ -264,7 +265,7 @@ class TitanJob:
         others = [p for p in tried if p.exists() and not p.is_dir()]
         if others:  # a device, a FIFO, a socket: there, so "not found" was wrong
             raise ScriptNotFound(f"script {self.filename!r} for job {self.job_id!r} is not a "
-                                 f"regular file ({others[0]}: {_file_kind(others[0])}); a "
+                                 f"regular file ({others[0]}: {file_kind(others[0])}); a "
                                  "job runs a script file")
         folders = [p for p in tried if p.is_dir()]
         if folders:  # there, but not a file: "not found" sent people looking for a typo
