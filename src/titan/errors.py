@@ -29,7 +29,8 @@ the network::
         ├── Forbidden            403: the token's role may not do this
         ├── NotFound             404: no such job, DAG, file, worker ...
         ├── Conflict             409: the state changed under you
-        │   └── StaleAttempt     a result or write from an attempt that no longer owns the job
+        │   ├── StaleAttempt     a result or write from an attempt that no longer owns the job
+        │   └── WrongKind        a store key holds a set where a value was meant, or the reverse
         ├── PayloadTooLarge      413: a value or upload over the documented limit
         ├── WaitTimeout          408: wait()/store_wait() gave up before the thing happened
         ├── NotLeader            503: a standby; the leader answers
@@ -282,6 +283,15 @@ class StaleAttempt(Conflict):
     code = "stale_attempt"
 
 
+class WrongKind(Conflict):
+    """A store key holds the other kind of thing: a set where a value (a string, a counter,
+    an artifact's file name) was read or written, or a value where a set was. Nothing was
+    changed. ``details``: ``key``, and ``holds`` (``"value"`` or ``"set"``); delete the key
+    (``store_delete``) to store the other kind under it."""
+
+    code = "wrong_kind"
+
+
 class PayloadTooLarge(APIError):
     """The payload is larger than the configured limit."""
 
@@ -376,6 +386,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         NotFound,
         Conflict,
         StaleAttempt,
+        WrongKind,
         PayloadTooLarge,
         WaitTimeout,
         NotLeader,

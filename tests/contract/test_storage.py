@@ -357,6 +357,22 @@ def test_store_incr_sets_delete_keys(storage: Storage) -> None:
         assert tx.store_get("big") == str(2**63 - 1)
 
 
+def test_store_kinds_says_what_a_key_holds(storage: Storage) -> None:
+    # What the API asks before a value or a set is read or written (one kind per key).
+    with storage.transaction() as tx:
+        tx.store_put("v", "", 1.0)  # an empty value is a value
+        tx.store_sadd("s", "m", 1.0)
+        tx.store_put("both", "x", 1.0)  # as keys written before one kind per key are
+        tx.store_sadd("both", "m", 1.0)
+        tx.store_sadd("s%", "m", 1.0)  # not matched by pattern: "s%" is no prefix of "s"
+    with storage.transaction() as tx:
+        assert tx.store_kinds("v") == ("value",)
+        assert tx.store_kinds("s") == ("set",)
+        assert tx.store_kinds("both") == ("value", "set")
+        assert tx.store_kinds("none") == ()
+        assert tx.store_kinds("S") == ()
+
+
 def test_store_incr_is_atomic_across_threads(storage: Storage) -> None:
     def bump() -> None:
         for _ in range(25):

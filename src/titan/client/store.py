@@ -6,7 +6,9 @@ waits for it (one key, or all of several in any order) with ``store_wait``.
 
 A mixin of :class:`~titan.client.TitanClient`; every method is one HTTP call (a wait is one
 server-side long poll per 30 s slice — never a client polling loop). A missing key reads as
-``None``; values are strings, and anything else is refused before it is sent.
+``None``; values are strings, and anything else is refused before it is sent. A key holds a
+value or a set, not both: an operation of the other kind raises
+:class:`~titan.errors.WrongKind` (the master's 409 ``wrong_kind``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class StoreOps:
     _transport: Transport
 
     def store_put(self, key: str, value: str) -> None:
-        """Set ``key`` to the string ``value`` (wakes everyone in :meth:`store_wait`)."""
+        """Set ``key`` to the string ``value`` (wakes everyone in :meth:`store_wait`);
+        :class:`~titan.errors.WrongKind` when the key holds a set."""
         if not isinstance(value, str):
             raise ValidationFailed(
                 f"store values are strings; got {type(value).__name__} for {key!r} "
@@ -54,7 +57,8 @@ class StoreOps:
                              json={"value": value})
 
     def store_get(self, key: str) -> str | None:
-        """The value of ``key``, or ``None`` if it is not set."""
+        """The value of ``key``, or ``None`` if it is not set; :class:`~titan.errors.WrongKind`
+        when it holds a set (read with :meth:`store_smembers`)."""
         reply = self._transport.call("GET", f"/store/values/{quote_ref(_key(key))}")
         value = reply.get("value") if isinstance(reply, dict) else None
         return None if value is None else str(value)
@@ -65,7 +69,8 @@ class StoreOps:
         return bool(reply.get("deleted")) if isinstance(reply, dict) else False
 
     def store_incr(self, key: str, by: int = 1) -> int:
-        """Atomically add ``by`` to the integer in ``key`` (missing counts as 0); the result."""
+        """Atomically add ``by`` to the integer in ``key`` (missing counts as 0); the result.
+        :class:`~titan.errors.WrongKind` when the key holds a set."""
         if not isinstance(by, int) or isinstance(by, bool):
             raise ValidationFailed(f"store_incr(by=...) must be an integer, got {by!r}",
                                    details={"field": "by"})
@@ -74,7 +79,8 @@ class StoreOps:
         return int(reply["value"])
 
     def store_sadd(self, key: str, member: str) -> int:
-        """Add ``member`` to the set ``key``: 1 if it is new, 0 if it was there."""
+        """Add ``member`` to the set ``key``: 1 if it is new, 0 if it was there;
+        :class:`~titan.errors.WrongKind` when the key holds a value."""
         if not isinstance(member, str):
             raise ValidationFailed(
                 f"set members are strings; got {type(member).__name__} for {key!r}",
@@ -85,13 +91,15 @@ class StoreOps:
         return int(reply.get("added", 0))
 
     def store_smembers(self, key: str) -> set[str]:
-        """The members of the set ``key`` (empty if there is none)."""
+        """The members of the set ``key`` (empty if there is none);
+        :class:`~titan.errors.WrongKind` when the key holds a value."""
         reply = self._transport.call("GET", f"/store/sets/{quote_ref(_key(key))}")
         return {str(m) for m in (reply.get("members") or [])}
 
     def store_wait(self, key: str, timeout: float | None = None) -> str:
         """Block until ``key`` has a value and return it; :class:`WaitTimeout` after
-        ``timeout`` seconds (``None``: wait as long as it takes)."""
+        ``timeout`` seconds (``None``: wait as long as it takes); :class:`WrongKind` when the
+        key holds a set, or one is made there meanwhile."""
         return self._store_wait(key, timeout)
 
     def _store_wait(self, key: str, timeout: float | None,
@@ -156,7 +164,9 @@ class StoreOps:
                 "prefix": replay_keys.rename(prefix), "limit": KEYS_PAGE, "after": after})
             for item in reply.get("keys", []):
                 key = str(item["key"])
-                if key != last:  # a key holding a value and a set comes once per kind
+                # A key holding a value and a set (written before one kind per key) comes
+                # once per kind.
+                if key != last:
                     last = key
                     yield key
             after = reply.get("next")

@@ -56,6 +56,12 @@ class StoreTransaction(abc.ABC):
         """Members of the set at key, sorted (empty when missing)."""
 
     @abc.abstractmethod
+    def store_kinds(self, key: str) -> tuple[str, ...]:
+        """What key holds: ``("value",)``, ``("set",)``, ``()`` when nothing, or
+        ``("value", "set")`` for a key written with both before the API kept one kind per key
+        (``master/api/store.py`` refuses the other kind: this read is what it asks)."""
+
+    @abc.abstractmethod
     def store_keys(self, prefix: str, limit: int, after: str | None = None) -> list[Row]:
         """Keys starting with prefix (and sorting after ``after``, the last key of the page
         before), sorted: key, kind ('value' or 'set'), updated_at; a key holding both a value

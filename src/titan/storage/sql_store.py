@@ -89,6 +89,16 @@ class StoreSQL:
         )
         return [r[0] for r in rows]
 
+    def store_kinds(self, key: str) -> tuple[str, ...]:
+        v, st = t.store_values.c, t.store_sets.c
+        held = compiled.execute(
+            self.conn, "store_kinds",
+            lambda: select(select(v.key).where(v.key == bindparam("k")).exists(),
+                           select(st.key).where(st.key == bindparam("k")).exists()),
+            {"k": key},
+        ).one()
+        return tuple(kind for kind, there in zip(("value", "set"), held, strict=True) if there)
+
     def store_keys(self, prefix: str, limit: int, after: str | None = None) -> list[Row]:
         # Prefix match by range rather than LIKE, so '%' and '_' in keys are not wildcards.
         def in_range(col: Any) -> Any:
@@ -108,7 +118,8 @@ class StoreSQL:
                 .where(in_range(st.key)).group_by(st.key).order_by(st.key).limit(limit)
                 .subquery())
         both = union_all(select(values), select(sets)).subquery()
-        # A key may hold a value and a set at once: both are listed, the value first.
+        # A key written before the API kept one kind per key may hold a value and a set at
+        # once: both are listed, the value first.
         rows = self.conn.execute(select(both.c.key, both.c.kind, both.c.at)
                                  .order_by(both.c.key, both.c.kind.desc()).limit(limit))
         return [{"key": r[0], "kind": r[1], "updated_at": r[2]} for r in rows]

@@ -30,6 +30,7 @@ from titan.master.api.deps import (
 )
 from titan.master.api.downloads import blob_response
 from titan.master.api.params import DagFilter, check_key, check_new_key, check_unreserved
+from titan.master.api.store import writable
 from titan.master.auth.tokens import Principal
 from titan.master.context import Ctx
 from titan.master.file_retention import delete_files
@@ -113,6 +114,7 @@ async def _add_file(c: Ctx, p: Principal, name: str, sha: str, size: int,
 
     def op(tx: Any) -> Row:
         if key is not None:
+            writable(tx, key, "value")  # a set there is not replaced by the file's name
             tx.store_put(key, name, row["created_at"])
         return _file_view({**row, "id": int(tx.add_file(row))})
 
@@ -245,6 +247,9 @@ async def get_file(c: CtxDep, p: Fetcher, name: str, request: Request) -> Respon
 async def publish(c: CtxDep, p: Writer, request: Request, key: str, name: str) -> Row:
     check_unreserved(check_new_key(key))
     name = check_new_filename(name)
+    # Before the body is read: a key holding a set is refused without taking the upload
+    # (its own transaction checks again, for a set made meanwhile).
+    await c.engine.read(lambda tx: writable(tx, key, "value"))
     sha, size = await _store_body(c, request)
     return await _add_file(c, p, name, sha, size, key, request)
 

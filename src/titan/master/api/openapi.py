@@ -117,7 +117,8 @@ _WHY = {
     403: "This token's role may not do this",
     404: "No such object",
     408: "The wait timed out before the thing happened",
-    409: "The object's state does not allow this (or the attempt is stale)",
+    409: "The object's state does not allow this (or the attempt is stale; a store key "
+         "holds the other kind: wrong_kind)",
     413: "The body is larger than the configured limit",
     415: "The body's Content-Type is not one this route reads",
     503: "Not now, nothing applied: ask again after Retry-After seconds (a standby master: "
