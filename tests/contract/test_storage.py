@@ -373,6 +373,24 @@ def test_store_kinds_says_what_a_key_holds(storage: Storage) -> None:
         assert tx.store_kinds("S") == ()
 
 
+def test_a_key_past_what_the_index_holds_is_the_requests_fault(storage: Storage) -> None:
+    # 3,072 bytes of UTF-8 that do not compress: PostgreSQL's btree refuses the index row
+    # (SQLSTATE 54000), which the writer waited out for ever as "the database is away".
+    key = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(1024))
+    if storage.engine.dialect.name == "sqlite":
+        with storage.transaction() as tx:
+            tx.store_put(key, "v", 1.0)
+        with storage.transaction() as tx:
+            assert tx.store_get(key) == "v"
+        return
+    with pytest.raises(Exception) as exc:
+        with storage.transaction() as tx:
+            tx.store_put(key, "v", 1.0)
+    assert not storage.unavailable(exc.value)
+    said = storage.unstorable(exc.value)
+    assert said is not None and "store_values_pkey" in said, said
+
+
 def test_store_incr_is_atomic_across_threads(storage: Storage) -> None:
     def bump() -> None:
         for _ in range(25):

@@ -38,6 +38,15 @@ from titan.storage.sql_submissions import SubmissionsSQL
 log = logging.getLogger("titan.storage")
 
 
+def _past_a_limit(exc: BaseException) -> bool:
+    """PostgreSQL's SQLSTATE class 54, program_limit_exceeded: an index row over its btree's
+    ~2,700 bytes (a store key of 1,024 CJK characters, a long set member that does not
+    compress). The request's fault, never transient — but psycopg raises it as an
+    OperationalError, which the writer waited out as the database being away: for ever,
+    with every later write queued behind it."""
+    return str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "").startswith("54")
+
+
 class SQLTransaction(AgentRunsSQL, SubmissionsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL,
                      ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, StoreSQL, BlobsSQL, FilesSQL,
                      Transaction):
@@ -311,7 +320,7 @@ class SQLStorage(Storage):
         return self.leadership is not None and self.leadership.committed(mark)
 
     def unavailable(self, exc: BaseException) -> bool:
-        return self._unavailable(exc)
+        return self._unavailable(exc) and not _past_a_limit(exc)
 
     def corrupt(self, exc: BaseException) -> str | None:
         # SQLite's SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), extended codes included;
@@ -327,7 +336,7 @@ class SQLStorage(Storage):
     def unstorable(self, exc: BaseException) -> str | None:
         # SQLSTATE class 22 (data exception): PostgreSQL refuses NUL in text and a string past
         # varchar(n), where SQLite stores both; API-level checks catch most, this the rest.
-        if not isinstance(exc, DataError):
+        if not isinstance(exc, DataError) and not _past_a_limit(exc):
             return None
         said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         return said[0][:300] if said else "a value the database cannot store"
