@@ -8,13 +8,14 @@ import string
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.integration.harness import Cluster
-from titan.errors import ValidationFailed
+from titan.errors import ValidationFailed, WaitTimeout
 
 MakeCluster = Callable[..., Cluster]
 
@@ -94,3 +95,38 @@ def test_counters_raced_by_processes_lose_nothing(either: Cluster) -> None:
     per_process = sum(1 if i % 4 else 3 for i in range(n))
     assert client.store_get("race") == str(procs * per_process)
     assert client.store_get("race/down") == str(-procs * n)
+
+
+def test_waits_with_odd_timeouts_and_keys_that_come_and_go(make_cluster: MakeCluster) -> None:
+    c = make_cluster().start_master()
+    client = c.client()
+    client.store_put("there", "")
+    assert client.store_wait("there", timeout=0) == ""  # an empty value is a value
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout):
+        client.store_wait("absent", timeout=0)  # "is it there?": one ask, no wait
+    assert time.monotonic() - started < 5
+    for bad in (-1, -0.5, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(ValidationFailed, match="timeout must be a number of seconds"):
+            client.store_wait("absent", timeout=bad)  # type: ignore[arg-type]
+    # A huge timeout (past the master's 300 s hold) is asked for in slices: answered when set.
+    outcome: list[Any] = []
+    waiter = threading.Thread(target=lambda: outcome.append(
+        in_time(lambda: client.store_wait("later", timeout=10**9), 60)))
+    waiter.start()
+    time.sleep(0.5)
+    # Deleting a key nobody wrote ends no wait; a value put and deleted at once is still
+    # handed to the wait parked for it.
+    assert c.client().store_delete("later") is False
+    time.sleep(0.3)
+    assert waiter.is_alive()
+    other = c.client()
+    other.store_put("later", "once")
+    other.store_delete("later")
+    waiter.join(30)
+    assert outcome == [("ok", "once")]
+    # Keys with slashes, dots and URL characters are keys like any other, end to end.
+    for key in ("/lead", "trail/", "a//b", "a/../b", "%2F", "?q=1&r", "#frag", " ", "ключ/🔑"):
+        client.store_put(key, key)
+        assert client.store_get(key) == key and client.store_wait(key, timeout=0) == key
+        assert key in client.store_keys(key[:1]), key
