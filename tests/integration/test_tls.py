@@ -221,8 +221,12 @@ def test_a_ca_issued_certificate_needs_nothing_set_on_the_master_s_machine(
     ca, chain, key = _ca_issued(tmp_path / "pki")
     with titan_up(tmp_path, ["--tls-cert", str(chain), "--tls-key", str(key)], str(ca)) as up:
         monkeypatch.setenv("TITAN_CONFIG_DIR", str(up["config_dir"]))
-        for name in ("TITAN_CA_FILE", "TITAN_TLS_FINGERPRINT", "TITAN_MASTER_URL", "TITAN_TOKEN"):
+        for name in ("TITAN_CA_FILE", "TITAN_TLS_FINGERPRINT", "TITAN_MASTER_URL", "TITAN_TOKEN",
+                     "TITAN_DATA_DIR"):
             monkeypatch.delenv(name, raising=False)
+        # Away from the checkout: a ./.titan there (make demo's cluster) is nearer than the
+        # user config, and the client would rightly take it.
+        monkeypatch.chdir(tmp_path)
         client = TitanClient()  # the master its start recorded
         script = tmp_path / "tls_job.py"
         script.write_text(JOB)

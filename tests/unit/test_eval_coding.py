@@ -270,6 +270,30 @@ def test_what_an_agent_leaves_running_is_ended_before_the_workspace_is_graded(tm
     assert done.stdout.strip().splitlines()[-1] == "0 left []", done.stdout
 
 
+def test_ending_the_leftovers_spares_what_was_there_before_the_agent(tmp_path):
+    # run_agent in a process that has children of its own (a test's clusters, here a sleep)
+    # ends only what the agent left, and leaves the process a subreaper only if it was one.
+    import ctypes
+
+    from titan.evals.coding_job import run_agent
+
+    def subreaper() -> int:
+        flag = ctypes.c_int(-1)
+        assert ctypes.CDLL(None).prctl(37, ctypes.byref(flag), 0, 0, 0) == 0
+        return flag.value
+
+    was = subreaper()
+    mine = subprocess.Popen(["sleep", "30"])
+    try:
+        code, _tail, _ = run_agent([PY, "-c", "print('done')"], tmp_path,
+                                   {"PATH": "/usr/bin:/bin"}, 30.0)
+        assert code == 0 and mine.poll() is None
+        assert subreaper() == was
+    finally:
+        mine.kill()
+        mine.wait()
+
+
 SESSION_AGENT = """\
 import json, os, sys
 from pathlib import Path

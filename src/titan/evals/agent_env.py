@@ -42,6 +42,7 @@ from titan.redaction import TITAN_TOKEN
 _PR_GET_DUMPABLE = 3
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
 #: The harness's credentials: its job token (and a proxy token, were it ever given one).
 CREDENTIALS = ("TITAN_TOKEN", "TITAN_TOOL_TOKEN")
 #: What makes a process Titan's job: the SDK would record into the job's run as the job, with
@@ -107,26 +108,36 @@ def agent_environ(task: dict[str, Any], root: Path, transcript: Path, harness: P
     return env
 
 
-def adopt_leftovers() -> None:
+def adopt_leftovers() -> tuple[bool | None, frozenset[int]]:
     """Make this harness the subreaper of what its agent starts (``PR_SET_CHILD_SUBREAPER``):
     a process the agent leaves outside its group (``setsid`` and a double fork) is reparented
-    here, not to init, where :func:`end_leftovers` finds it. A forked job is one already."""
+    here, not to init, where :func:`end_leftovers` finds it. Returns what :func:`end_leftovers`
+    needs to put things back: whether this process was a subreaper before (None where that
+    cannot be asked), and the children it has already, which are not the agent's."""
+    before: bool | None = None
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
+            flag = ctypes.c_int(0)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0:
+                before = bool(flag.value)
             _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    return before, frozenset(_children())
 
 
-def end_leftovers(group: int) -> int:
+def end_leftovers(group: int, adopted: tuple[bool | None, frozenset[int]]) -> int:
     """Kill what the agent left running once it has exited — its process ``group``, and every
-    child this harness has then, each with its own group — so nothing changes the workspace
-    while the scorers read it; how many processes were found. The harness starts nothing else
-    while its agent runs, so every child it has now is the agent's."""
+    child this process has then that it did not have before the agent (``adopted``, from
+    :func:`adopt_leftovers`), each with its own group — so nothing changes the workspace while
+    the scorers read it; how many processes were found. Then this process is a subreaper again
+    only if it was one before."""
+    before, spared = adopted
     own = os.getpgrp()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGKILL)
     found = 0
     for _ in range(50):  # each round reaps what the last killed; their orphans come here next
-        leftovers = _children()
+        leftovers = [pid for pid in _children() if pid not in spared]
         if not leftovers:
             break
         found += len(leftovers)
@@ -140,6 +151,9 @@ def end_leftovers(group: int) -> int:
         for pid in leftovers:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+    if before is False:
+        with contextlib.suppress(OSError, AttributeError):
+            _prctl(_PR_SET_CHILD_SUBREAPER, 0)
     return found
 
 

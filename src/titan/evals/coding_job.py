@@ -163,7 +163,7 @@ def run_agent(argv: list[str], cwd: Path, env: dict[str, str],
               timeout: float) -> tuple[int, str, bool]:
     """Run the agent, echoing its output to this job's log; ``(exit code, tail, timed out)``."""
     tail: deque[str] = deque(maxlen=AGENT_TAIL_LINES)
-    agent_env.adopt_leftovers()
+    adopted = agent_env.adopt_leftovers()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -188,7 +188,7 @@ def run_agent(argv: list[str], cwd: Path, env: dict[str, str],
         proc.wait()
     # Timed out or not, nothing the agent started may outlive it: a process it left could
     # change the workspace while the scorers read it (its group, and what escaped the group).
-    left = agent_env.end_leftovers(proc.pid)
+    left = agent_env.end_leftovers(proc.pid, adopted)
     if left:
         print(f"[eval] the agent left {left} process(es) running: killed before grading",
               flush=True)
