@@ -141,7 +141,7 @@ def start() -> dict[str, object]:
                                  "that master first")
             time.sleep(0.2)
         say(f"reusing the Titan master already running on {DATA} at {info['url']}")
-        return info
+        return dict(info, by_hand=True)
     DATA.mkdir(exist_ok=True)
     try:  # the ports of the last run, so the links printed before still work
         last = json.loads((DATA / "master.json").read_text())
@@ -161,6 +161,15 @@ def start() -> dict[str, object]:
     info = _wait_up(proc)
     say(f"cluster up: master {info['url']}, local worker live")
     return info
+
+
+def _keeps_running(info: dict[str, object]) -> str:
+    """How to stop the cluster the demo ran on: `make demo-stop` stops only the `titan up` the
+    demo started (its demo.pid); one the user started by hand is theirs to stop."""
+    if info.get("by_hand"):
+        return ("The cluster keeps running: it is the `titan up` you started on "
+                f"{DATA}; stop it where it runs (Ctrl-C)")
+    return "The cluster keeps running. Stop it with: make demo-stop"
 
 
 def _token() -> str:
@@ -214,7 +223,7 @@ def run(query: str | None, max_iter: int) -> int:
     say(f"Dashboard  {dashboard}")
     say("           (opens Agent Runs, signed in: the link carries the admin token)")
     say(f"CLI        .venv/bin/titan status   (state in {DATA}/)")
-    say("The cluster keeps running. Stop it with: make demo-stop")
+    say(_keeps_running(info))
     return code
 
 
@@ -222,7 +231,12 @@ def stop() -> int:
     try:
         pid = int(PID_FILE.read_text().strip())
     except (OSError, ValueError):
-        say("no demo cluster is recorded here; nothing to stop")
+        info = _answering()
+        if info is not None:  # a `titan up` the user started on ./.titan: not ours to stop
+            say(f"the Titan master at {info['url']} on {DATA} was not started by `make demo`:"
+                " stop it where it runs (Ctrl-C); nothing stopped")
+        else:
+            say("no demo cluster is recorded here; nothing to stop")
         return 0
     if not _alive(pid):
         say(f"the demo cluster (pid {pid}) is not running")
@@ -256,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return run(args.query, args.max_iter)
     if args.command == "start":
-        start()
+        say(_keeps_running(start()))
         return 0
     return stop()
 

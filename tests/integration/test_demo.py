@@ -27,6 +27,7 @@ def test_demo_starts_reuses_and_stops_its_cluster(tmp_path: Path) -> None:
     try:
         assert first.returncode == 0, first.stdout + first.stderr
         assert "cluster up: master http://127.0.0.1:" in first.stdout
+        assert "Stop it with: make demo-stop" in first.stdout
         info = json.loads((data / "master.json").read_text())
         assert info["dashboard_port"] and info["port"] != info["dashboard_port"]
         pid = int((data / "demo.pid").read_text())
@@ -69,6 +70,14 @@ def test_demo_reuses_a_titan_up_started_by_hand_on_its_data_dir(tmp_path: Path) 
         assert f"reusing the Titan master already running on {data} at {info['url']}" \
             in started.stdout
         assert json.loads((data / "master.json").read_text()) == info
+        # Not the demo's to stop: `make demo-stop` would answer "nothing to stop", so the
+        # demo must not send the user there, and demo-stop must say where it runs instead.
+        assert "make demo-stop" not in started.stdout
+        assert "the `titan up` you started" in started.stdout
+        stop = demo(data, "stop")
+        assert stop.returncode == 0
+        assert f"the Titan master at {info['url']} on {data} was not started by" \
+            in stop.stdout, stop.stdout
         assert up.poll() is None
     finally:
         up.terminate()
