@@ -36,7 +36,8 @@ def main() -> int:
     trust.add_argument("--fingerprint", help="sha256:<hex>, as the master's banner printed it")
     trust.add_argument("--ca-file", help="a copy of the master's certificate (or its CA)")
     args = p.parse_args()
-    # The SDK reads these, and so does every job this client's DAG runs (through its worker).
+    # This client's SDK reads these. The job below does not get them from here: the worker
+    # that runs it passes its own trust setting on to it.
     if args.fingerprint:
         os.environ["TITAN_TLS_FINGERPRINT"] = args.fingerprint
     else:
