@@ -3,8 +3,10 @@ in examples/, as a process, against `titan up` — not a copy of its code."""
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,23 @@ def run_example(c: Cluster, relative: str, *args: str, cwd: Path | None = None,
                          cwd=cwd or c.root, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
+
+
+def _lines_until(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    """What ``proc`` wrote on stderr up to the line holding ``needle`` (read in a thread: the
+    process goes on waiting, so its stderr does not end)."""
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr or ()],
+                     daemon=True).start()
+    said = ""
+    deadline = time.monotonic() + timeout
+    while needle not in said:
+        try:
+            said += lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no {needle!r} within {timeout:g}s: {said!r}") from None
+    return said
 
 
 def test_the_readme_quickstart_runs_as_written(make_cluster: Callable[..., Cluster]) -> None:
@@ -137,23 +156,35 @@ def test_the_model_server_runs_as_a_service_is_called_and_stopped(cluster: Clust
 
 
 def test_the_builder_example_submits_as_it_is_and_waits_for_its_gate(cluster: Cluster) -> None:
-    """examples/builder/nightly.yaml by its command (`titan submit`), then its gate approved;
-    the DAG builder's import reads it as the same four jobs and edges."""
+    """examples/builder/nightly.yaml by its command (`titan submit --wait`), then its gate
+    approved by the command the wait prints; the DAG builder's import reads it as the same
+    four jobs and edges."""
     from titan.client.pipeline import load_pipeline
     from titan.dashboard.drafts import from_yaml
 
     pipeline = EXAMPLES / "builder" / "nightly.yaml"
-    out = subprocess.run([sys.executable, "-m", "titan", "submit", str(pipeline)],
-                         env=cluster.env, cwd=cluster.root, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
+    assert "titan submit examples/builder/nightly.yaml --wait" in pipeline.read_text()
+    proc = subprocess.Popen([sys.executable, "-m", "titan", "submit", str(pipeline), "--wait"],
+                            env=cluster.env, cwd=cluster.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # The wait says what the gate asks and how to decide it: the user's next command.
+        said = _lines_until(proc, "titan approve ", timeout=60)
+        assert "report.approval is WAITING_APPROVAL" in said and "Publish tonight's report?" \
+            in said, said
+        gate = said.split("titan approve ", 1)[1].split()[0].strip("'")
+        assert gate.startswith("nightly_report#") and gate.endswith("/report.approval"), said
+        approve = subprocess.run(
+            [sys.executable, "-m", "titan", "approve", gate, "--comment", "ok"],
+            env=cluster.env, cwd=cluster.root, capture_output=True, text=True, timeout=60)
+        assert approve.returncode == 0, approve.stdout + approve.stderr
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    assert "COMPLETED (APPROVED 1, COMPLETED 4)" in out
     client = cluster.client()
-    deadline = time.monotonic() + 60
-    while client.get_job("nightly_report/report.approval")["state"] != "WAITING_APPROVAL":
-        assert time.monotonic() < deadline, client.get_dag("nightly_report")
-        time.sleep(0.1)
-    client.approve("nightly_report/report.approval", comment="looks right")
-    assert client.wait_dag("nightly_report", timeout=60)["status"] == "COMPLETED"
     assert client.store_smembers("nightly_report/steps") == {
         "extract", "validate", "report", "publish"}
     name, jobs = load_pipeline(pipeline)

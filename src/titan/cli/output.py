@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 import unicodedata
 from collections.abc import Sequence
@@ -231,6 +232,15 @@ def failed_jobs(dag: dict[str, Any], most: int = 20) -> list[str]:
 
 #: The states of a job that has not started, whose ``reason`` says why.
 HELD = ("PENDING", "READY", "WAITING_APPROVAL")
+
+
+def gate_prompt(gate: dict[str, Any]) -> str:
+    """What a gate waiting for approval asks, and the commands that decide it."""
+    # Quoted for the shell (a ref holds '#'), then escaped: a job id may hold controls.
+    ref = cell(shlex.quote(str(gate.get("ref") or gate.get("job_id"))))
+    question = gate.get("hitl_message")
+    asks = f"    {cell(question)}\n" if question else ""
+    return f"{asks}    decide: titan approve {ref} (or titan reject), or on the dashboard"
 
 
 def show_dag(dag: dict[str, Any]) -> None:
