@@ -8,7 +8,8 @@ here). Compare with ``research_agent.py``, whose DAG grows at run time on the ev
 
     titan up                                           # in another terminal
     python examples/research_agent/comp_intel_pipeline.py [--competitor NAME ...]
-        [--topic "pricing and positioning"] [--model gemini/gemini-2.0-flash]
+        [--topic "pricing and positioning"] [--market "vector databases"]
+        [--model gemini/gemini-2.0-flash]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from titan_sdk import TitanClient, TitanJob
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_COMPETITORS = ["Prefect", "Temporal", "Ray"]
+DEFAULT_MARKET = "workflow orchestration for Python data and AI pipelines"
 
 
 def main() -> int:
@@ -29,6 +31,9 @@ def main() -> int:
     ap.add_argument("--competitor", action="append", dest="competitors",
                     help="a competitor to analyse (repeat; default: Prefect, Temporal, Ray)")
     ap.add_argument("--topic", default="positioning, strengths and weaknesses")
+    ap.add_argument("--market", default=DEFAULT_MARKET,
+                    help="what the competitors sell, told to each analyst (default: "
+                         f"{DEFAULT_MARKET})")
     ap.add_argument("--model", default="", help="titan.llm model (default: local)")
     ap.add_argument("--out", default="comp_intel_report.md")
     args = ap.parse_args()
@@ -36,7 +41,7 @@ def main() -> int:
     batch = secrets.token_hex(3)
     client = TitanClient()
     analysts = [TitanJob(job_id=f"analyst_{i}", filename=str(HERE / "comp_intel_analyst.py"),
-                         args=[batch, name, args.topic, args.model])
+                         args=[batch, name, args.topic, args.model, args.market])
                 for i, name in enumerate(competitors)]
     synthesis = TitanJob(job_id="synthesis", filename=str(HERE / "comp_intel_synthesis.py"),
                          args=[batch, args.topic, args.model, *competitors],

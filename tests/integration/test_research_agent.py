@@ -311,6 +311,11 @@ def test_the_comp_intel_pipeline_is_a_fixed_dag(research_cluster: Cluster,
     assert report.startswith("# Competitive intelligence")
     assert "## Summary" in report and "## Prefect" in report and "## Temporal" in report
     assert client.api("GET", "/store", params={"limit": 10_000})["keys"] == keys_before
+    # Each analyst is told the market its competitor is in: a bare "Prefect" or "Ray" read
+    # as a school prefect and a character in a story.
+    analyst = client.get_job(f"{dag['ref']}/analyst_0")
+    assert analyst["args"][1] == "Prefect"
+    assert analyst["args"][-1] == "workflow orchestration for Python data and AI pipelines"
 
 
 def test_a_stage_of_alternatives_goes_on_without_the_jobs_that_failed(tmp_path: Path) -> None:
