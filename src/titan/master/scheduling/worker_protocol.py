@@ -37,6 +37,10 @@ log = logging.getLogger("titan.master")
 _VERSION = re.compile(r"[0-9A-Za-z.+!_-]{1,64}")
 
 MAX_LINE = 64 * 1024
+#: The highest number a log line may have: its column is PostgreSQL's INTEGER. Past it the
+#: report was taken in memory (a result beside the line finished its job there) and then
+#: refused by the database, so the job stayed RUNNING there for good; SQLite stored it.
+MAX_SEQ = 2**31 - 1
 
 
 # Bodies are checked whole before anything is applied: a malformed request is a 400 that
@@ -264,7 +268,7 @@ def _clock_said(worker: WorkerRec, worker_now: Any, now: float) -> None:
 
 async def report(engine: Engine, worker_id: str, body: Row) -> Row:
     worker = engine.worker(worker_id)
-    logs = [(attempt_key(line, "logs"), int_field(line.get("seq"), "logs[].seq"),
+    logs = [(attempt_key(line, "logs"), int_field(line.get("seq"), "logs[].seq", hi=MAX_SEQ),
              time.time() if line.get("ts") is None
              else worker.clock.shift(number_field(line["ts"], "logs[].ts", default=0.0)), line)
             for line in entries(body, "logs")]
