@@ -6,14 +6,18 @@ against a real master on each database."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import free_port
 from tests.integration.harness import Cluster
 from titan import TitanJob
 
@@ -22,9 +26,12 @@ MakeCluster = Callable[..., Cluster]
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def either(request: pytest.FixtureRequest, make_cluster: MakeCluster) -> Cluster:
+    # Loopback allowed: the HTTP agents of evaluations below listen on it (docs/security.md).
+    env = {"TITAN_EGRESS_ALLOW": "127.0.0.1"}
     if request.param == "sqlite":
-        return make_cluster().start_master()
-    return make_cluster(database_url=request.getfixturevalue("postgres_url")).start_master()
+        return make_cluster(env=env).start_master()
+    return make_cluster(database_url=request.getfixturevalue("postgres_url"),
+                        env=env).start_master()
 
 
 def call(c: Cluster, method: str, path: str, body: Any = None,
@@ -89,3 +96,74 @@ def test_a_log_line_numbered_past_32_bits_is_refused_before_the_result_beside_it
     assert got["state"] == "COMPLETED", got
     logs = c.api("GET", "/jobs/" + quote("seq-past-32#1/j", safe="") + "/logs")
     assert [(ln["seq"], ln["line"]) for ln in logs["lines"]] == [(2**31 - 1, "hi")]
+
+
+class AnswersWithNul(BaseHTTPRequestHandler):
+    """An HTTP agent under evaluation whose answer holds a NUL: escaped in its JSON, or a raw
+    byte (then its body is no JSON at all); a third task it never answers."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        said = asked["user_instruction"]
+        if said == "hang":
+            time.sleep(30)
+            return
+        body = (b'{"final_response": "a\\u0000b"}' if said == "escaped"
+                else b'{"final_response": "a\x00b"}')
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def nul_agent() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), AnswersWithNul)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+
+
+def settled(c: Cluster, evaluation: str, tasks: list[str]) -> dict[str, Any]:
+    """Each task's latest run once none of them is pending or running (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while True:
+        rows = {r["task_id"]: r["run"] for r in c.client().evaluation(evaluation)["tasks"]}
+        if all(rows[t] and rows[t]["status"] not in ("pending", "running") for t in tasks):
+            return rows
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.2)
+
+
+def test_an_agent_s_answer_with_a_nul_settles_its_run(either: Cluster, nul_agent: str) -> None:
+    # PostgreSQL's text holds no NUL. An HTTP agent answering one (escaped in its JSON, or a
+    # raw byte, which the run's error detail and raw answer then quoted) had its run's write
+    # refused there: the run stayed `running` for good, where SQLite completed or failed it.
+    # A job agent's POST /eval/response with one was a 400 there, a 200 on SQLite. The
+    # answer is the agent's: kept with U+FFFD for the NUL, as a job's log keeps one.
+    c = either
+    client = c.client()
+    client.create_evaluation("nul-answers", {
+        "name": "nul", "kind": "http", "url": nul_agent, "timeout_s": 60, "judge": False}, [
+        {"id": t, "user_instruction": t} for t in ("escaped", "raw", "hang")])
+    runs = {r["task_id"]: r["id"] for r in client.run_evaluation("nul-answers")}
+    rows = settled(c, "nul-answers", ["escaped", "raw"])
+    assert rows["escaped"]["status"] == "completed", rows
+    trace = client.evaluation_run("nul-answers", "escaped", runs["escaped"])
+    assert trace["final_response"] == "a\ufffdb"
+    assert (rows["raw"]["status"], rows["raw"]["error_class"]) == (
+        "failed", "agent_bad_response"), rows
+    trace = client.evaluation_run("nul-answers", "raw", runs["raw"])
+    assert "a\ufffdb" in trace["debug"]["error_detail"], trace["debug"]
+    # A job agent answers through the API (titan.evals.respond()): the same.
+    hang = runs["hang"]
+    assert call(c, "POST", f"/runs/{hang}/eval/response", {"final_response": "c\x00d"}) == (
+        200, {"accepted": True, "soft_warnings": []})
+    assert client.evaluation_run("nul-answers", "hang", hang)["final_response"] == "c\ufffdd"
+    client.cancel_evaluation("nul-answers")

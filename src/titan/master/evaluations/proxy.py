@@ -342,8 +342,13 @@ class ToolProxy:
         extra = sorted(set(reply) - known)
         if extra:
             warnings.append(f"unknown fields in the response ignored: {', '.join(extra)}")
-        fields = {"final_response": final[:200_000], "messages": messages,
-                  "raw_response": raw if raw is not None else dumps_short(reply)}
+        # An answer may hold a NUL (escaped in an HTTP agent's JSON): kept as U+FFFD, as a
+        # job's log keeps one. PostgreSQL's text holds none: the write failed there, and an
+        # HTTP agent's run stayed running for good (a job agent's answer was a 400).
+        fields = {"final_response": final[:200_000].replace("\x00", "\ufffd"),
+                  "messages": messages,
+                  "raw_response": (raw if raw is not None else dumps_short(reply)
+                                   ).replace("\x00", "\ufffd")}
         active = self.active.get(run_id)
         if active is not None:
             fields["soft_warnings"] = list(active.row.get("soft_warnings") or []) + warnings

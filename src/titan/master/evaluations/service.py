@@ -242,8 +242,14 @@ class Evaluations:
         if status == "failed" and active is not None:
             error_class = self._refine(active, error_class)
         now = time.time()
+        # What the agent said, quoted in the detail or kept as its raw answer, may hold a NUL
+        # (a raw byte in an HTTP agent's reply): U+FFFD, as in a job's log. PostgreSQL's text
+        # holds none, and the run's end failed there: it stayed running for good.
+        detail = None if detail is None else detail.replace("\x00", "\ufffd")
+        ended = {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v
+                 for k, v in (extra or {}).items()}
         fields: Row = {"status": status, "error_class": error_class if status == "failed"
-                       else None, "error_detail": detail, "ended_at": now, **(extra or {})}
+                       else None, "error_detail": detail, "ended_at": now, **ended}
 
         def op(tx: Transaction) -> Row:
             row = tx.get_eval_run(run_id)
