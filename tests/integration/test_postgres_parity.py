@@ -167,3 +167,20 @@ def test_an_agent_s_answer_with_a_nul_settles_its_run(either: Cluster, nul_agent
         200, {"accepted": True, "soft_warnings": []})
     assert client.evaluation_run("nul-answers", "hang", hang)["final_response"] == "c\ufffdd"
     client.cancel_evaluation("nul-answers")
+
+
+def test_an_agent_id_past_200_characters_is_refused_when_its_budget_is_set(
+        either: Cluster) -> None:
+    # agents.id is PostgreSQL's varchar(200), as every agent_id a run names: PATCH /agents/{id}
+    # checked nothing, so a longer id was a 400 unstorable_value there naming no field, while
+    # SQLite made an agent no run can belong to (POST /runs refuses such an agent_id).
+    c = either
+    longest, past = "日" * 200, "日" * 201
+    assert call(c, "PATCH", "/agents/" + quote(longest, safe=""),
+                {"budget_usd": 2.5})[1]["budget_usd"] == 2.5
+    error = refused(call(c, "PATCH", "/agents/" + quote(past, safe=""), {"budget_usd": 2.5}),
+                    "agent_id")
+    assert "200 characters" in error["message"], error
+    status, reply = call(c, "POST", "/runs", {"agent_id": past})
+    assert status == 400 and "agent_id" in reply["error"]["message"], reply
+    assert call(c, "GET", "/agents/" + quote(past, safe=""))[0] == 404

@@ -16,7 +16,7 @@ from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, RunKeeper,
 from titan.master.api.params import Choices, MaybeAfter, Offset, Seq
 from titan.master.otel.ids import is_imported_run
 from titan.master.runs import batch, export, ledger, liveness
-from titan.master.runs.ingest import MAX_USD, OUTCOMES
+from titan.master.runs.ingest import MAX_AGENT_ID, MAX_USD, OUTCOMES
 from titan.master.runs.lookup import run_or_404
 from titan.master.runs.views import (
     INTERVENTION_ALERT,
@@ -283,6 +283,12 @@ async def patch_agent(c: CtxDep, p: RunKeeper, agent_id: str, body: Any = Body(.
     if not isinstance(body, dict) or "budget_usd" not in body:
         raise ValidationFailed('the body must be {"budget_usd": <USD or null>}',
                                details={"field": "budget_usd"})
+    if len(agent_id) > MAX_AGENT_ID:
+        # As a run's agent_id: no run could belong to a longer one, and PostgreSQL's column
+        # refused it (a 400 naming no field) where SQLite made the agent.
+        raise ValidationFailed(f"agent_id is {len(agent_id):,} characters long; an agent id "
+                               f"holds at most {MAX_AGENT_ID} characters",
+                               details={"field": "agent_id", "max_length": MAX_AGENT_ID})
     budget = body["budget_usd"]
     if budget is not None and (not isinstance(budget, int | float) or isinstance(budget, bool)
                                or not 0 <= budget <= MAX_USD):

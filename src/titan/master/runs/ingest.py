@@ -37,6 +37,9 @@ MAX_TOKENS = 10**15
 MAX_ORDINAL = 2**31 - 1
 #: ~3 years: a span or action longer than that is a clock error, and sums must stay in 64 bits.
 MAX_DURATION_NS = 10**17
+#: The longest agent id: a run's ``agent_id`` and an agent's own id (PostgreSQL's
+#: varchar(200)), wherever one is named.
+MAX_AGENT_ID = 200
 #: The longest error message an action or a run keeps.
 ERROR_CHARS = 100_000
 PREVIEW_CHARS = 2_000
@@ -281,7 +284,7 @@ def parse_run(body: Any, *, creating: bool) -> Row:
         if problem is not None:
             p.add(None, "id", problem)
         out["id"] = body["id"]
-    for field, limit in (("agent_id", 200), ("agent_version", 200), ("code_version", 64),
+    for field, limit in (("agent_id", MAX_AGENT_ID), ("agent_version", 200), ("code_version", 64),
                          ("error", ERROR_CHARS), ("replay_of", 200)):
         if field in body:
             out[field] = _text(p, None, field, body[field], limit)
