@@ -184,3 +184,16 @@ def test_an_agent_id_past_200_characters_is_refused_when_its_budget_is_set(
     status, reply = call(c, "POST", "/runs", {"agent_id": past})
     assert status == 400 and "agent_id" in reply["error"]["message"], reply
     assert call(c, "GET", "/agents/" + quote(past, safe=""))[0] == 404
+
+
+def test_a_sign_of_life_for_a_run_id_with_a_nul_is_a_400_naming_runs(either: Cluster) -> None:
+    # No run id holds a NUL (PostgreSQL's text cannot): POST /runs/alive looked such an id up
+    # and answered 400 unstorable_value, naming no field, on PostgreSQL, {"alive": []} on
+    # SQLite.
+    c = either
+    assert call(c, "POST", "/runs", {"id": "alive-nul", "watched": True})[0] == 201
+    error = refused(call(c, "POST", "/runs/alive", {"runs": ["alive-nul", "alive\x00nul"]}),
+                    "runs")
+    assert "NUL" in error["message"], error
+    assert call(c, "POST", "/runs/alive", {"runs": ["alive-nul"]}) == (
+        200, {"alive": ["alive-nul"]})

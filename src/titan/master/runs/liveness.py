@@ -52,6 +52,11 @@ async def mark_alive(runs: RunService, body: Any, who: Principal) -> Row:
             or len(ids) > MAX_RUNS or set(body) - {"runs"}:
         raise ValidationFailed(f'the body must be {{"runs": [run id, ...]}} (at most '
                                f"{MAX_RUNS} ids)", details={"field": "runs"})
+    if any("\x00" in i for i in ids):
+        # No run id holds one (PostgreSQL's text cannot): its look-up was a 400 naming no
+        # field there, and SQLite answered it as a run not running.
+        raise ValidationFailed("a run id holds no NUL character (U+0000)",
+                               details={"field": "runs"})
     for run_id in dict.fromkeys(ids):
         await runs.check_may_drive(run_id, who)
     now = time.time()
