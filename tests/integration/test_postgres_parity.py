@@ -5,7 +5,10 @@ against a real master on each database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import secrets
 import threading
 import time
 import urllib.error
@@ -17,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import PG_ADMIN_URL, free_port
 from tests.integration.harness import Cluster
 from titan import TitanJob
 
@@ -197,3 +200,66 @@ def test_a_sign_of_life_for_a_run_id_with_a_nul_is_a_400_naming_runs(either: Clu
     assert "NUL" in error["message"], error
     assert call(c, "POST", "/runs/alive", {"runs": ["alive-nul"]}) == (
         200, {"alive": ["alive-nul"]})
+
+
+@contextlib.contextmanager
+def icu_database() -> Iterator[str]:
+    """A database of its own whose text sorts by ICU's en-US collation, as a PostgreSQL set up
+    with a language's locale sorts it (initdb takes the system's: en_US.UTF-8, most often),
+    not by code point as the test server's C locale does; dropped afterwards. Skips where
+    the server has no ICU."""
+    import sqlalchemy as sa
+
+    name = f"titan_icu_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING '
+                                 "'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"))
+    except sa.exc.DBAPIError as exc:
+        admin.dispose()
+        pytest.skip(f"no database with an ICU collation here: {exc.orig}")
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres-icu"])
+def collating(request: pytest.FixtureRequest, make_cluster: MakeCluster) -> Iterator[Cluster]:
+    if request.param == "sqlite":
+        yield make_cluster().start_master()
+        return
+    request.getfixturevalue("postgres_url")  # skips where no PostgreSQL answers
+    with icu_database() as url:
+        c = make_cluster(database_url=url).start_master()
+        yield c
+        c.stop()
+
+
+def test_keys_listed_by_prefix_all_start_with_it_whatever_the_collation(
+        collating: Cluster) -> None:
+    # Keys were taken from a range of the database's collation, prefix <= key < prefix +
+    # U+10FFFF: under a language's collation, which sets case aside until last, "Results/b"
+    # lies in the range of "results/", and GET /store?prefix=results/ listed it with the
+    # job's own keys (a job deleting what it lists would delete another's key). SQLite
+    # compares code points.
+    c = collating
+    keys = ["results/", "results/a", "Results/b", "results-x", "resultsZ", "results/c"]
+    for key in keys:
+        assert call(c, "PUT", "/store/values/" + quote(key, safe=""), {"value": "v"})[0] == 200
+    for prefix in ("results/", "r", "R", "results", "resultsz"):
+        listed: list[str] = []
+        after: str | None = None
+        while True:  # a page of one key at a time: the cursor holds across what is left out
+            query = f"prefix={quote(prefix, safe='')}&limit=1" + (
+                f"&after={quote(after, safe='')}" if after is not None else "")
+            status, page = call(c, "GET", f"/store?{query}")
+            assert status == 200, page
+            listed += [k["key"] for k in page["keys"]]
+            if page["next"] is None:
+                break
+            after = page["next"]
+        assert sorted(listed) == sorted(k for k in keys if k.startswith(prefix)), prefix

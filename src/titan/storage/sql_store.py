@@ -101,8 +101,13 @@ class StoreSQL:
 
     def store_keys(self, prefix: str, limit: int, after: str | None = None) -> list[Row]:
         # Prefix match by range rather than LIKE, so '%' and '_' in keys are not wildcards.
+        # The range is the collation's (its index serves it); under a language's (a
+        # PostgreSQL set up with en_US.UTF-8 or ICU's), which sets case aside until last,
+        # "Results/b" lies between "results/" and "results/" + U+10FFFF: the leading
+        # characters are compared too, which an equal collation compares exactly.
         def in_range(col: Any) -> Any:
-            where = (col >= prefix) & (col < prefix + "\U0010ffff") if prefix \
+            where = ((col >= prefix) & (col < prefix + "\U0010ffff")
+                     & (func.substr(col, 1, len(prefix)) == prefix)) if prefix \
                 else col.isnot(None)
             return where & (col > after) if after is not None else where
 
