@@ -263,3 +263,22 @@ def test_keys_listed_by_prefix_all_start_with_it_whatever_the_collation(
                 break
             after = page["next"]
         assert sorted(listed) == sorted(k for k in keys if k.startswith(prefix)), prefix
+
+
+def test_a_worker_id_past_80_characters_is_refused_before_the_worker_joins(
+        either: Cluster) -> None:
+    # workers.id (and jobs.worker_id) is PostgreSQL's varchar(80); an admin may name the id
+    # a worker registers under, checked against 200 characters only. Past 80 the worker
+    # joined in memory and its row was refused (400 unstorable_value): it polled, took a job
+    # in memory whose lease the database refused again, and GET /workers never showed it.
+    # SQLite kept it.
+    c = either
+    longest, past = "w" * 80, "x" * 81
+    assert call(c, "POST", "/workers/register", {"worker_id": longest, "slots": 1})[0] == 200
+    error = refused(call(c, "POST", "/workers/register", {"worker_id": past, "slots": 1}),
+                    "worker_id")
+    assert "80 characters" in error["message"], error
+    status, reply = call(c, "POST", f"/workers/{past}/poll", {"free_slots": 1, "wait": 0})
+    assert (status, reply["error"]["code"]) == (404, "unknown_worker"), reply
+    listed = {w["id"] for w in c.api("GET", "/workers")["workers"]}
+    assert longest in listed and past not in listed, listed

@@ -37,6 +37,10 @@ log = logging.getLogger("titan.master")
 _VERSION = re.compile(r"[0-9A-Za-z.+!_-]{1,64}")
 
 MAX_LINE = 64 * 1024
+#: The longest worker id (its column and jobs.worker_id are PostgreSQL's varchar(80)): past
+#: it the worker joined in memory and its row was refused, a worker no page showed that
+#: took jobs whose leases were refused in turn. The master's own ids are 14 characters.
+MAX_WORKER_ID = 80
 #: The highest number a log line may have: its column is PostgreSQL's INTEGER. Past it the
 #: report was taken in memory (a result beside the line finished its job there) and then
 #: refused by the database, so the job stayed RUNNING there for good; SQLite stored it.
@@ -113,6 +117,9 @@ async def register(engine: Engine, body: Row, who: Principal,
     worker_id = body.get("worker_id")
     if worker_id is not None:
         check_name(worker_id, "worker_id")
+        if len(worker_id) > MAX_WORKER_ID:
+            raise ValidationFailed(f"worker_id is longer than {MAX_WORKER_ID} characters",
+                                   details={"field": "worker_id", "max_length": MAX_WORKER_ID})
     if who.role == "worker":
         if worker_id is not None:
             check_worker(who, worker_id)
