@@ -62,6 +62,26 @@ def test_job_and_dag_events_arrive_as_they_commit(cluster: Cluster) -> None:
     assert {e["type"] for e in events} <= {"job_updated", "dag_updated", "agent_run_updated"}
 
 
+
+def test_evaluation_events_arrive(cluster: Cluster) -> None:
+    # An evaluation created, seeded and deleted says so (the Evaluations and Projects pages
+    # re-read themselves on it); eval_run_updated, documented as published, was refused as an
+    # unknown type.
+    agent = {"name": "bot", "version": "1", "kind": "http", "url": "https://example.com/a",
+             "tools": []}
+    with stream(cluster, "?types=evaluation_updated,eval_run_updated") as ws:
+        cluster.api("PUT", "/evaluations/ev-live", {"agent": agent})
+        cluster.api("POST", "/evaluations/ev-live/tasks",
+                    {"tasks": [{"id": "t1", "user_instruction": "hi"}]})
+        events = collect(ws, lambda ev: any(e["type"] == "eval_run_updated" for e in ev))
+        cluster.api("DELETE", "/evaluations/ev-live?force=true")
+        events += collect(ws, lambda ev: any(e["data"].get("op") == "deleted" for e in ev))
+    changes = [e["data"] for e in events if e["type"] == "evaluation_updated"]
+    assert changes == [{"id": "ev-live", "op": "put"}, {"id": "ev-live", "op": "tasks"},
+                       {"id": "ev-live", "op": "deleted"}]
+    run = next(e["data"] for e in events if e["type"] == "eval_run_updated")
+    assert run["evaluation_id"] == "ev-live" and run["task_id"] == "t1"
+
 def test_log_lines_only_for_the_followed_job(cluster: Cluster) -> None:
     chatty = cluster.script("chatty.py", "import sys, time\nfor i in range(5):\n"
                             "    print('line', i, flush=True)\n    time.sleep(0.2)\n")

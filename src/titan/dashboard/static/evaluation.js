@@ -6,6 +6,8 @@
  * on the explorer that the column menu sets and this browser remembers. While a run of the
  * evaluation is in flight (or has just ended and awaits the judge's verdict) the table is
  * re-read from the server every 3 s, and stops once every run is terminal and judged; a run of it starting or ending (the live feed) re-reads it at once, and the open task modal with it.
+ * An evaluation created, seeded or deleted (evaluation_updated) re-reads the lists, and the
+ * explorer of the one seeded.
  */
 (function () {
   "use strict";
@@ -16,7 +18,8 @@
 
   if (page === "evaluations" || page === "projects") {
     const refresh = T.throttle(() => T.swapRegion(page + "-live"), 1000);
-    T.live({ types: ["run_created", "run_completed", "run_failed"], onEvent: refresh,
+    // An evaluation created, seeded or deleted changes the lists as much as a run does.
+    T.live({ types: ["run_created", "run_completed", "run_failed", "evaluation_updated"], onEvent: refresh,
              onResync(first) { if (!first) refresh(); } });
     return;
   }
@@ -53,8 +56,12 @@
   function schedule() { if (!timer && inFlight()) timer = setTimeout(tick, POLL_MS); }
   const kick = T.throttle(() => { clearTimeout(timer); timer = null; tick(); }, 1000);
   T.live({
-    types: ["run_created", "run_completed", "run_failed"],
+    types: ["run_created", "run_completed", "run_failed", "evaluation_updated"],
     onEvent(msg) {
+      if (msg.type === "evaluation_updated") {  // its tasks seeded (or it was edited): new rows
+        if (String(msg.data.id) === evalId) kick();
+        return;
+      }
       if (!runId(msg).startsWith(evalId + ".")) return;
       kick();
       if (T.taskModal) T.taskModal.onEvent(msg);

@@ -38,7 +38,7 @@ log = logging.getLogger("titan.master")
 EVENT_TYPES = frozenset({
     "job_updated", "dag_created", "dag_updated", "agent_run_updated", "worker_updated",
     "store_updated", "log_lines", "run_created", "run_updated", "run_completed", "run_failed",
-    "action_created", "schedule_updated",
+    "action_created", "schedule_updated", "evaluation_updated", "eval_run_updated",
 })
 _DAG_SCOPED = frozenset({"job_updated", "dag_updated", "log_lines"})
 _RUN_SCOPED = frozenset({"run_created", "run_updated", "run_completed", "run_failed",

@@ -41,6 +41,7 @@ async def delete_evaluation(evals: Evaluations, evaluation_id: str, *, force: bo
         return tx.delete_evaluation(evaluation_id)
 
     runs = await evals.engine.run(op)
+    evals.changed(evaluation_id, "deleted")
     for run_id in [r for r in list(evals.active) if r in set(unfinished)]:
         evals.active.pop(run_id, None)
     return {"id": evaluation_id, "deleted": True, "runs": runs,

@@ -119,13 +119,16 @@ class Evaluations:
 
     # -- evaluations and tasks (registration.py) ---------------------------------------------
     async def put_evaluation(self, evaluation_id: str, body: Any) -> Row:
-        return await registration.put_evaluation(self.engine, self.egress, evaluation_id, body)
+        row = await registration.put_evaluation(self.engine, self.egress, evaluation_id, body)
+        self.changed(evaluation_id, "put")
+        return row
 
     async def add_tasks(self, evaluation_id: str, body: Any, *, run: bool = True) -> Row:
         """Seed tasks and, as seed 003 has it ("runs are created when a task is seeded"),
         dispatch each one's run; ``run=False`` (or ``"run": false`` in the body) seeds
         without running."""
         seeded, run = await registration.seed_tasks(self.engine, evaluation_id, body, run=run)
+        self.changed(evaluation_id, "tasks")
         # Committed first: a dispatch that fails (no agent script, say) leaves the tasks
         # seeded, and the reply's runs say what was started.
         seeded["runs"] = await self.dispatch(evaluation_id, seeded["tasks"]) if run else []
@@ -367,6 +370,12 @@ class Evaluations:
                 "tool_calls", "by_source", "created_at", "started_at", "ended_at",
                 "source_run", "redispatch_of")
         return {k: row.get(k) for k in keys}
+
+    def changed(self, evaluation_id: str, op: str) -> None:
+        """An evaluation created or edited (``put``), seeded (``tasks``) or ``deleted``: the
+        Evaluations and Projects lists, and its Data Explorer, re-read themselves on it (a run
+        event alone left a new evaluation off an open list until a reload)."""
+        self.engine.hub.publish("evaluation_updated", {"id": evaluation_id, "op": op})
 
     def publish(self, row: Row) -> None:
         if self.engine.hub.watched:
