@@ -82,6 +82,21 @@ def test_evaluation_events_arrive(cluster: Cluster) -> None:
     run = next(e["data"] for e in events if e["type"] == "eval_run_updated")
     assert run["evaluation_id"] == "ev-live" and run["task_id"] == "t1"
 
+
+def test_dag_name_adds_the_other_runs_of_a_dag(cluster: Cluster) -> None:
+    # The visualizer of run 1 hears run 2's status (its run picker said "#2 · new" for ever),
+    # and nothing of a DAG of another name, nor run 2's jobs.
+    script = cluster.script("hello.py", "print('hello')\n")
+    client = cluster.client()
+    first = client.submit_dag("named", [TitanJob("a", script)], wait=True, timeout=60)
+    with stream(cluster, f"?types=dag_updated,job_updated&dag={first['id']}&dag_name=named") as ws:
+        client.submit_dag("named-other", [TitanJob("a", script)], wait=True, timeout=60)
+        second = client.submit_dag("named", [TitanJob("a", script)], wait=True, timeout=60)
+        events = collect(ws, lambda ev: any(e["data"].get("status") == "COMPLETED" for e in ev))
+    assert {(e["type"], e["data"]["name"], e["data"]["run"]) for e in events} == {
+        ("dag_updated", "named", 2)}
+    assert events[-1]["data"]["id"] == second["id"]
+
 def test_log_lines_only_for_the_followed_job(cluster: Cluster) -> None:
     chatty = cluster.script("chatty.py", "import sys, time\nfor i in range(5):\n"
                             "    print('line', i, flush=True)\n    time.sleep(0.2)\n")

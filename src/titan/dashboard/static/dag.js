@@ -81,6 +81,7 @@
   // -- job panel, approval banner, files -------------------------------------------------------
   const live = T.live({
     types: ["job_updated", "dag_updated", "dag_created", "log_lines"], dag: dagId,
+    dagName: data.dag.name,  // the status of its other runs, for the run picker
     onEvent: onEvent, onResync: resync,
   });
   const panel = new T.JobView(document.getElementById("job-panel"), live);
@@ -190,11 +191,22 @@
       // Its start and end times are not in the event: read them once it starts or ends.
       const running = ev.status === "RUNNING" && !timing.dataset.startedAt;
       if (running || !(ev.status === "WAITING" || ev.status === "RUNNING")) resync();
+    } else if (msg.type === "dag_updated" && ev.name === data.dag.name) {
+      runOption(ev.run, ev.status);  // another run of it: "#2 · new" said new for ever
     } else if (msg.type === "dag_created" && ev.name === data.dag.name) {
-      if (!runSelect.querySelector('option[value="' + ev.run + '"]')) {
-        runSelect.prepend(T.el("option", { value: ev.run, text: "#" + ev.run + " · new" }));
-      }
+      runOption(ev.run, null);
     }
+  }
+  /* Another run's entry in the picker: its status, or "new" until its first one. Kept in
+   * order, newest first, whichever of its events arrives first. */
+  function runOption(run, status) {
+    let opt = runSelect.querySelector('option[value="' + run + '"]');
+    if (!opt) {
+      opt = T.el("option", { value: run, text: "#" + run + " · new" });
+      const after = [...runSelect.options].find((o) => Number(o.value) < run);
+      runSelect.insertBefore(opt, after || null);
+    }
+    if (status) opt.textContent = "#" + run + " · " + status;
   }
 
   // After a (re)connect or a resync, events may have been missed: refetch the JSON twin.

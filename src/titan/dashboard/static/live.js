@@ -319,6 +319,7 @@
       const p = new URLSearchParams();
       if (opts.types) p.set("types", opts.types.join(","));
       if (opts.dag !== undefined && opts.dag !== null) p.set("dag", opts.dag);
+      if (opts.dagName) p.set("dag_name", opts.dagName);  // its other runs' dag_updated too
       if (opts.run) p.set("run", opts.run);
       if (job !== null) p.set("job", job);
       return (location.protocol === "https:" ? "wss://" : "ws://") + location.host +

@@ -57,8 +57,9 @@ class Filter:
     """Which events one client gets; changed in place when it sends a new log subscription."""
 
     def __init__(self, types: frozenset[str], dag: int | None, job: int | None,
-                 run: str | None = None) -> None:
+                 run: str | None = None, dag_name: str | None = None) -> None:
         self.types, self.dag, self.job, self.run = types, dag, job, run
+        self.dag_name = dag_name
 
     def __call__(self, event: Event) -> bool:
         kind, data = event["type"], event["data"]
@@ -68,6 +69,8 @@ class Filter:
             return bool(data.get("run_id", data.get("id")) == self.run)
         if kind == "log_lines":
             return self.job is not None and data.get("job") == self.job
+        if kind == "dag_updated" and self.dag_name is not None and data.get("name") == self.dag_name:
+            return True  # another run of the DAG: the visualizer's run picker says its status
         if self.dag is not None and kind in _DAG_SCOPED:
             return bool(data.get("dag_id", data.get("id")) == self.dag)
         return True
@@ -84,7 +87,7 @@ def parse_filter(params: Any) -> Filter:
                            f"known: {', '.join(sorted(EVENT_TYPES))}")
         types = asked
     return Filter(types, _int(params.get("dag"), "dag"), _int(params.get("job"), "job"),
-                  params.get("run") or None)
+                  params.get("run") or None, params.get("dag_name") or None)
 
 
 def _int(value: str | None, name: str) -> int | None:
@@ -124,7 +127,7 @@ async def _authenticate(c: Ctx, ws: WebSocket) -> auth.Principal:
 
 
 #: What /events takes (no route class reads a WebSocket's signature: api/query.py).
-_EVENTS_QUERY = QueryRule(frozenset({"token", "types", "dag", "job", "run"}))
+_EVENTS_QUERY = QueryRule(frozenset({"token", "types", "dag", "dag_name", "job", "run"}))
 
 
 @router.websocket("/events")
