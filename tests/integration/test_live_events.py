@@ -97,6 +97,24 @@ def test_dag_name_adds_the_other_runs_of_a_dag(cluster: Cluster) -> None:
         ("dag_updated", "named", 2)}
     assert events[-1]["data"]["id"] == second["id"]
 
+
+def test_run_scope_takes_in_the_runs_replays(cluster: Cluster) -> None:
+    # run=X hears the run events of X's replays (its page lists them), not their actions,
+    # nor another run's.
+    cluster.api("POST", "/runs", {"id": "scoped", "agent_id": "a"})
+    cluster.api("PATCH", "/runs/scoped", {"status": "completed"})
+    with stream(cluster, "?types=run_created,run_completed,action_created&run=scoped") as ws:
+        cluster.api("POST", "/runs", {"id": "scoped-other", "agent_id": "a"})
+        cluster.api("POST", "/runs", {"id": "scoped-replay", "agent_id": "a",
+                                      "replay_of": "scoped"})
+        cluster.api("POST", "/runs/scoped-replay/actions", {"actions": [{
+            "id": "sr1", "name": "n", "actor": "a", "started_at": time.time(),
+            "outcome": "replayed"}]})
+        cluster.api("PATCH", "/runs/scoped-replay", {"status": "completed"})
+        events = collect(ws, lambda ev: any(e["type"] == "run_completed" for e in ev))
+    assert [(e["type"], e["data"]["id"], e["data"]["replay_of"]) for e in events] == [
+        ("run_created", "scoped-replay", "scoped"), ("run_completed", "scoped-replay", "scoped")]
+
 def test_log_lines_only_for_the_followed_job(cluster: Cluster) -> None:
     chatty = cluster.script("chatty.py", "import sys, time\nfor i in range(5):\n"
                             "    print('line', i, flush=True)\n    time.sleep(0.2)\n")

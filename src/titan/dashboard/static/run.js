@@ -354,8 +354,8 @@
   const dagIds = new Set((document.getElementById("run-summary").dataset.dagIds || "")
     .split(",").filter(Boolean).map(Number));
   T.live({
-    types: ["action_created", "run_updated", "run_completed", "run_failed", "job_updated",
-            "dag_created"], run: runId,
+    types: ["action_created", "run_created", "run_updated", "run_completed", "run_failed",
+            "job_updated", "dag_created"], run: runId,
     onEvent(msg) {
       const d = msg.data;
       if (msg.type === "job_updated" || msg.type === "dag_created") {
@@ -363,6 +363,10 @@
         if (status() === "running" && dagIds.has(msg.type === "job_updated" ? d.dag_id : d.id)) {
           refreshHeader();
         }
+        return;
+      }
+      if (d.replay_of === runId && d.id !== runId) {  // a replay of this run, made anywhere
+        document.dispatchEvent(new CustomEvent("titan:replay-event", { detail: msg }));
         return;
       }
       if ((d.run_id !== undefined ? d.run_id : d.id) !== runId) return;

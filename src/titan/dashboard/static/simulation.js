@@ -5,6 +5,7 @@
  * report is the API's (GET /api/v1/runs/<replay>/replay), fetched when the tab first opens
  * and again when the replay ends — never polled: a running replay's progress comes from its
  * live events (this page's own socket on a replay's page, a second one on the original's).
+ * The list of replays follows the replays made elsewhere too (run.js relays their events).
  * Everything from the server goes in with textContent (Titan.el).
  */
 (function () {
@@ -343,6 +344,13 @@
   button.addEventListener("click", start);
   document.addEventListener("titan:tab", (e) => { if (e.detail.name === "simulation") firstLoad(); });
   document.addEventListener("titan:simulate", () => { firstLoad(); start(); });
+  // A replay of this run started or ended elsewhere (the CLI, a script, another tab): the
+  // list says so; the report shows it when it showed none yet.
+  const relist = T.throttle(refreshList, 500);
+  document.addEventListener("titan:replay-event", (e) => {
+    relist();
+    if (s.loaded && !s.shown && e.detail.data) show(e.detail.data.id);
+  });
   if (isReplay) {
     document.addEventListener("titan:run-event", (e) => { if (s.loaded) onEvent(e.detail); });
     document.addEventListener("titan:run-resync", () => { if (s.loaded) refetch(); });

@@ -66,7 +66,9 @@ class Filter:
         if kind not in self.types:
             return False
         if self.run is not None and kind in _RUN_SCOPED:
-            return bool(data.get("run_id", data.get("id")) == self.run)
+            # A replay of the run is news to the run's page too (its Simulation tab's list).
+            return bool(data.get("run_id", data.get("id")) == self.run
+                        or data.get("replay_of") == self.run)
         if kind == "log_lines":
             return self.job is not None and data.get("job") == self.job
         if kind == "dag_updated" and self.dag_name is not None and data.get("name") == self.dag_name:

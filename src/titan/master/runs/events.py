@@ -25,5 +25,5 @@ def run_summary(run: Row) -> Row:
     """The fields live pages patch from an event (the run card's)."""
     keys = ("id", "agent_id", "status", "started_at", "ended_at", "cost_usd", "unpriced_calls",
             "action_count", "success_count", "error_count", "blocked_count", "replayed_count",
-            "blocked", "over_budget_at", "budget_usd", "last_action_at")
+            "blocked", "over_budget_at", "budget_usd", "last_action_at", "replay_of")
     return {**{k: run.get(k) for k in keys}, "success_rate": success_rate(run)}
