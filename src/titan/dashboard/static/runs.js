@@ -75,7 +75,12 @@
     // The server's rate (master/runs/events.success_rate): a replay's served calls count.
     card.querySelector(".success").textContent = T.pct(s.success_rate);
     const flag = card.querySelector(".over-budget");
-    if (flag) flag.hidden = !s.over_budget_at;
+    if (flag) {
+      flag.hidden = !s.over_budget_at;
+      // Not blocked any more: its budget was raised after it went over (_runs.html says so).
+      flag.textContent = s.blocked || !s.over_budget_at ? "over budget" : "went over budget";
+      flag.title = "spent past its budget" + (s.blocked || !s.over_budget_at ? "" : ", which was raised since");
+    }
     if (s.ended_at !== null && s.ended_at !== undefined) {
       card.dataset.endedAt = s.ended_at;
       card.querySelector(".ended").replaceChildren(T.timeEl(s.ended_at));
@@ -136,7 +141,7 @@
   function crossedMinCost(s, shown) {
     return Boolean(minCost) && !shown && s.cost_usd >= minCost && once(passedMinCost, s.id);
   }
-  const overBudget = new Set(), interventions = new Set();
+  const overBudget = new Set(), interventions = new Set(), released = new Set();
   function once(seen, id) {  // true the first time: a run re-reads the list once per reason
     if (seen.has(id)) return false;
     if (seen.size > 1000) seen.clear();
@@ -217,6 +222,7 @@
         runningElsewhere.delete(s.id);
       }
       if (!s.over_budget_at) overBudget.delete(s.id);  // its budget raised: it may cross again
+      if (s.blocked) released.delete(s.id);  // over again: a later raise rewords it again
       const alert = Number((document.getElementById("intercepts") || {dataset: {}}).dataset.interventionAlert);
       // As storage's intercept query counts (a replay, served by design, is no intercept:
       // the server leaves it out when the page re-reads).
@@ -231,6 +237,8 @@
         // It just crossed its budget: an intercept now, whether or not the page's filters
         // list its card (the intercepts answer only to the time window).
         refresh();
+      } else if (s.over_budget_at && !s.blocked && interceptShown(s.id) && once(released, s.id)) {
+        refresh();  // its budget raised: its intercept now says it went over, not that it is
       } else if (intervened && !interceptShown(s.id) && once(interventions, s.id)) {
         refresh();  // a high intervention rate (views.INTERVENTION_ALERT): an intercept now
       } else if (crossedMinCost(s, shown) || movedByCost(s, shown)) {

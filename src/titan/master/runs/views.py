@@ -102,7 +102,12 @@ def intercept_reasons(run: Row) -> list[str]:
     reasons = []
     if run["status"] == "failed":
         reasons.append("failed" + (f": {run['error']}" if run.get("error") else ""))
-    if run["over_budget"]:
+    if run["over_budget"] and not run["blocked"]:
+        # It went over, then its budget was raised (which released it): still an intercept,
+        # worded as what is true now, not "over budget ($0.01 of $5.00)".
+        reasons.append(f"went over budget (since raised to {dollars(run['budget_usd'] or 0.0)}; "
+                       f"spent {dollars(run['cost_usd'])})")
+    elif run["over_budget"]:
         # As every cost is written (formats.dollars): a budget of $0.00002 read $0.0000.
         reasons.append(f"over budget ({dollars(run['cost_usd'])} of "
                        f"{dollars(run['budget_usd'] or 0.0)})")
