@@ -130,6 +130,17 @@
   withActions.addEventListener("change", exportLinks);
   exportLinks();
 
+  // Seed 004's "/" (focus search), here as on a run's page (run.js): never while typing.
+  const search = document.querySelector('#run-filters input[name="q"]');
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
+    const t = e.target;
+    if (t instanceof HTMLElement && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    e.preventDefault();
+    search.focus();
+    search.select();
+  });
+
   const region = document.getElementById("runs-live");
   const firstPage = (Number(region.dataset.offset) || 0) === 0;
   const refresh = T.throttle(() => T.swapRegion("runs-live", T.runCards.reapply), 1000);

@@ -1,0 +1,40 @@
+"""Seed 004's `/` (focus search) on the run registry, in real Chromium against a real `titan
+up`: it worked on a run's page only, and on /runs pressed nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Dashboard
+from tests.browser.test_dashboard import check_common
+from tests.integration.harness import Cluster
+
+pytestmark = pytest.mark.browser
+SEARCH = '#run-filters input[name="q"]'
+
+
+def test_slash_focuses_the_registrys_search(cluster: Cluster, dash: Dashboard,
+                                            page: Any) -> None:
+    for i in range(2):
+        cluster.api("POST", "/runs", {"id": f"slash-{i}", "agent_id": "slash-agent"})
+    page.goto(dash.url("/runs?q=slash"))
+    check_common(page, "runs")
+    page.click("h1")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.name") == "q"
+    # Its text selected, to type over; and '/' typed in a field is a '/', not a jump.
+    page.keyboard.type("slash-1")
+    assert page.input_value(SEARCH) == "slash-1"
+    page.keyboard.type("/")
+    assert page.input_value(SEARCH) == "slash-1/"
+    page.fill(SEARCH, "slash-1")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=slash-1**")
+    page.wait_for_selector('.run-card[data-run-id="slash-1"]')
+    assert page.locator(".run-card").count() == 1
+    # Typing in another field (the agent's) keeps its '/': agent ids hold them.
+    page.click('#run-filters input[name="agent"]')
+    page.keyboard.type("team/a")
+    assert page.input_value('#run-filters input[name="agent"]') == "team/a"
