@@ -225,6 +225,22 @@ def test_agent_trace_of_a_cancellation(evaluated: dict[str, Any], dash: Dashboar
     assert page.eval_on_selector_all("#panel-task .task-runs tbody tr", "els => els.length") == 1
 
 
+
+def test_a_phone_reads_the_trace_without_scrolling_sideways(evaluated: dict[str, Any],
+                                                            dash: Dashboard, page: Any) -> None:
+    # QA: at 375 px a tool call's row pushed its latency past the page (459 px wide), and an
+    # unfolded row's world ledger kept 320 px inside a narrower box.
+    page.set_viewport_size({"width": 375, "height": 800})
+    open_task(page, dash, "support-bot", "cancel-processing")
+    row = '#timeline .tool-row[data-tool="cancel_order"]'
+    page.click(f"{row} > summary")
+    page.wait_for_selector(f"{row} .ledger-state")
+    wide = page.evaluate("() => [document.documentElement.scrollWidth, [...document."
+                         "querySelectorAll('main *')].filter(e => e.getBoundingClientRect()"
+                         ".right > 376).slice(0, 4).map(e => e.className)]")
+    assert wide[0] <= 375, wide
+    assert page.locator(f"{row} .tl-latency").is_visible()
+
 def test_completion_warning_and_an_injected_failure(evaluated: dict[str, Any], dash: Dashboard,
                                                     page: Any) -> None:
     open_task(page, dash, "support-team", "vague")
