@@ -78,3 +78,24 @@ def test_a_narrow_window_scrolls_the_action_list_not_the_page(cluster: Cluster,
         toggle.click()
         page.wait_for_selector('.action-row.open[data-seq="2"]')
         assert "answer 1" in page.inner_text('.action-row[data-seq="2"] .action-detail')
+
+
+def test_the_header_fits_a_laptops_width(cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # QA: at 1,280 px (a common laptop) the header, one 1,340 px line fixed at 46 px tall,
+    # broke its labels ("New / DAG", "Activity / Ledger", "Sign / out") and the current page's
+    # pill stuck out below it.
+    for width in (1400, 1280, 1200, 1120):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(dash.url("/runs"))
+        page.wait_for_selector("header.top .logout button")
+        boxes = page.evaluate(
+            "() => { const h = document.querySelector('header.top').getBoundingClientRect();"
+            " const labels = [...document.querySelectorAll('header.top .nav a, header.top .who,"
+            " header.top .logout button')];"
+            " return {bottom: h.bottom, lines: labels.filter(e => e.getClientRects().length !== 1"
+            " || e.getBoundingClientRect().height > 36).map(e => e.textContent.trim()),"
+            " out: labels.filter(e => e.getBoundingClientRect().bottom > h.bottom + 0.5)"
+            ".map(e => e.textContent.trim())}; }")
+        assert not boxes["lines"], (width, "labels broken over lines", boxes["lines"])
+        assert not boxes["out"], (width, "below the header", boxes["out"])
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
