@@ -57,10 +57,19 @@
   }
   /* Without the key (site data cleared, storage off) the session reads and changes nothing:
    * the header says so, with the way out, rather than each button failing on its own. */
+  /* Signed out, /runs/x#determinism was sent to /login?next=/runs/x, the browser keeping the
+   * #determinism on the sign-in page's address; its form's POST drops it: put it in next. */
+  const loginForm = document.body.dataset.page === "login" ? document.querySelector(".login form") : null;
+  if (loginForm) {
+    loginForm.addEventListener("submit", () => {
+      const next = loginForm.elements.namedItem("next");
+      if (next && location.hash && !next.value.includes("#")) next.value += location.hash;
+    });
+  }
   T.needsKey = function () {
     const link = document.getElementById("rekey");
     if (!link) return;
-    link.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    link.href = "/login?next=" + encodeURIComponent(location.pathname + location.search + location.hash);
     link.hidden = false;
   };
   function checkKey() {
@@ -156,7 +165,7 @@
                                          attributes: true, attributeFilter: ["title"] });
 
   T.signIn = function () {
-    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search + location.hash);
   };
 
   /* fetch(), with a request that got no answer at all (the master stopped or unreachable)
