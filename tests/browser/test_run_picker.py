@@ -1,9 +1,10 @@
-"""The visualizer's run picker follows the DAG's other runs, in real Chromium against a real
-`titan up`.
+"""The DAG pages keep up without a reload, in real Chromium against a real `titan up`.
 
 QA: with a scheduled DAG's page open, each tick added "#N · new" to the picker and it said
 "new" for ever (the page hears only its own run's status), though the run had long completed
-or failed; a reload fixed it. Every wait is on the DOM, never a sleep.
+or failed; and on DAG Pipelines a running DAG's duration stood still between its events
+while its "started" time moved on. A reload fixed both. Every wait is on the DOM, never a
+sleep.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import Dashboard
-from tests.browser.test_dashboard import FAILS, OK, assert_no_reload, check_common, mark_no_reload
+from tests.browser.test_dashboard import (
+    FAILS,
+    OK,
+    WAIT_FOR_FLAG,
+    assert_no_reload,
+    check_common,
+    mark_no_reload,
+)
 from tests.integration.harness import Cluster
 from titan import TitanJob
 
@@ -48,3 +56,24 @@ def test_the_run_picker_follows_the_other_runs_status(cluster: Cluster, dash: Da
     assert page.get_attribute("#dag-status", "data-status") == "COMPLETED"
     assert page.input_value("#run-select") == "1"
     assert_no_reload(page)
+
+
+def test_a_running_dags_duration_keeps_counting_in_the_list(cluster: Cluster, dash: Dashboard,
+                                                            page: Any) -> None:
+    flag = cluster.root / "release-ticking"
+    client = cluster.client()
+    client.submit_dag("ticking", [TitanJob("hold", cluster.script("hold.py", WAIT_FOR_FLAG),
+                                           args=[str(flag)])])
+    try:
+        page.goto(dash.url("/dags?name=ticking"))
+        check_common(page, "dags")
+        row = 'tr.dag-row[data-status="RUNNING"] td.duration'
+        page.wait_for_selector(row)
+        first = page.inner_text(row)
+        # No event comes while its one job runs: the page's own clock moves it.
+        page.wait_for_function("([s, t]) => document.querySelector(s).textContent !== t",
+                               arg=[row, first], timeout=5000)
+    finally:
+        flag.write_text("go")
+    # Finished: the server's figure, which no longer counts.
+    page.wait_for_selector('tr.dag-row[data-status="COMPLETED"] td.duration:not([data-running-since])')

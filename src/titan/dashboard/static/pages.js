@@ -15,6 +15,15 @@
   } else if (page === "dags") {
     const refresh = T.throttle(() => T.swapRegion("dag-list"), 1000);
     T.live({ types: ["dag_created", "dag_updated"], onEvent: refresh, onResync: refresh });
+    // A running DAG's duration counts on between its events (none comes while a long job
+    // runs), in step with its "started" time: rewording only, nothing is fetched.
+    setInterval(() => {
+      if (document.hidden) return;
+      for (const td of document.querySelectorAll("#dag-list td.duration[data-running-since]")) {
+        const text = T.duration(Math.max(0, Date.now() / 1000 - Number(td.dataset.runningSince)));
+        if (td.textContent !== text) td.textContent = text;
+      }
+    }, 1000);
   } else if (page === "ledger") {
     // The newest page only: a page further back is a fixed slice of the past. Every refresh
     // re-reads the page, verdicts included, so new actions arrive with their chain status.
