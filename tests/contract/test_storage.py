@@ -391,6 +391,22 @@ def test_a_key_past_what_the_index_holds_is_the_requests_fault(storage: Storage)
     assert said is not None and "store_values_pkey" in said, said
 
 
+def test_a_nul_bound_on_the_client_is_the_requests_fault(storage: Storage) -> None:
+    # PostgreSQL's text holds no NUL. A write deferred to go with the COMMIT is bound on the
+    # client (storage/deferred.py), where psycopg raises its own DataError, not SQLAlchemy's:
+    # read as neither unstorable nor the database away, it was a 500.
+    if storage.engine.dialect.name == "sqlite":
+        with storage.transaction() as tx:
+            tx.store_put("nul", "a\x00b", 1.0)
+        return
+    with pytest.raises(Exception) as exc:
+        with storage.write_transaction() as tx:
+            tx.store_put("nul", "a\x00b", 1.0)
+    assert not storage.unavailable(exc.value)
+    said = storage.unstorable(exc.value)
+    assert said is not None and "NUL" in said, said
+
+
 def test_store_incr_is_atomic_across_threads(storage: Storage) -> None:
     def bump() -> None:
         for _ in range(25):

@@ -47,6 +47,13 @@ def _past_a_limit(exc: BaseException) -> bool:
     return str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "").startswith("54")
 
 
+def _driver_data_error(exc: BaseException) -> bool:
+    """psycopg's DataError itself (a value bound on the client, before any SQL was sent: a NUL
+    in text), which SQLAlchemy never saw to wrap; found by name so SQLite needs no psycopg."""
+    return any(c.__name__ == "DataError" and c.__module__.startswith("psycopg")
+               for c in type(exc).__mro__)
+
+
 class SQLTransaction(AgentRunsSQL, SubmissionsSQL, JobsSQL, AttemptsSQL, DagRetentionSQL,
                      ActionsSQL, LedgerSQL, EvalsSQL, SchedulesSQL, StoreSQL, BlobsSQL, FilesSQL,
                      Transaction):
@@ -336,7 +343,9 @@ class SQLStorage(Storage):
     def unstorable(self, exc: BaseException) -> str | None:
         # SQLSTATE class 22 (data exception): PostgreSQL refuses NUL in text and a string past
         # varchar(n), where SQLite stores both; API-level checks catch most, this the rest.
-        if not isinstance(exc, DataError) and not _past_a_limit(exc):
+        # A write bound on the client (deferred.py) raises psycopg's own DataError, unwrapped.
+        if not isinstance(exc, DataError) and not _past_a_limit(exc) \
+                and not _driver_data_error(exc):
             return None
         said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         return said[0][:300] if said else "a value the database cannot store"
