@@ -431,3 +431,17 @@ def test_an_agents_run_count_leaves_replays_out_as_its_totals_do(cl: Cluster) ->
     assert twin["total_runs"] == twin["agent"]["runs"] == 2
     assert '<dd class="runs num">2</dd>' in page and "Totals count its latest" not in page
     assert "rp-tot-r" in [r["id"] for r in twin["recent"]]  # still among its recent runs
+
+
+def test_ledger_durations_are_written_as_the_run_page_writes_them(cl: Cluster) -> None:
+    # The ledger wrote the raw milliseconds ("523.0", "0.014") where the run page's
+    # formatter writes "523 ms".
+    with signed_in(cl) as s:
+        page = s.get("/ledger", params={"run": "rp-ok"}).text
+        twin = s.get("/ledger.json", params={"run": "rp-ok"}).json()
+    cells = re.findall(r'<td class="duration num">([^<]*)</td>', page)
+    assert cells == ["523 ms"] * 5
+    assert "523.0" not in page
+    assert '<th class="num">Duration</th>' in page
+    # The twin keeps the number, for programs.
+    assert {a["duration_ms"] for a in twin["actions"]} == {523.0}
