@@ -138,3 +138,29 @@ def test_a_link_to_a_run_off_the_first_page_opens_its_page_and_outlines_it(
     page.wait_for_selector("#toast:not([hidden])")
     assert page.inner_text("#toast") == 'no agent run "OFFPAGE_none"'
     assert page.url.endswith("/agents?limit=2#run-OFFPAGE_none")
+
+
+def test_a_rows_run_id_stays_a_link_to_its_run_through_a_live_refresh(
+        cluster: Cluster, dashboard_factory: Any) -> None:
+    # The id was plain text; agents.js re-renders the rows (every 3 s while a run is in
+    # flight), so the link has to come back from its markup too, quoted as the server quotes.
+    flag = cluster.root / "release-odd-link"
+    gate = cluster.script("wait_for_flag.py", WAIT_FOR_FLAG)
+    cluster.client().submit_dag("ODD:live.1_PLAN", [TitanJob("plan", gate, args=[str(flag)])],
+                                agent_run_id="ODD:live.1")
+    dash: Dashboard = dashboard_factory(cluster, [COUNT_RENDERS])
+    page = dash.new_page()
+    dash.sign_in(page)
+    try:
+        page.goto(dash.url("/agents?run=ODD:live.1"))
+        check_common(page, "agents")
+        link = page.locator('.agent-run[data-run-id="ODD:live.1"] a.run-id')
+        assert link.get_attribute("href") == "/runs/ODD%3Alive.1"  # the server's
+        page.wait_for_function("() => window.__renders >= 1", timeout=15_000)
+        assert link.get_attribute("href") == "/runs/ODD%3Alive.1"  # agents.js's
+        assert link.inner_text() == "ODD:live.1"
+        link.click()
+        page.wait_for_url("**/runs/ODD%3Alive.1")
+        check_common(page, "run")
+    finally:
+        flag.touch()

@@ -227,3 +227,17 @@ def test_runs_without_stages_are_left_out_unless_asked_for(cluster: Cluster) -> 
         assert s.get("/agents.json", params={"stages": "some"}).status_code == 400
         bad = s.get("/agents", params={"stages": "some"})
         assert bad.status_code == 400 and "stages must be one of with, all" in bad.text
+
+
+def test_a_rows_run_id_links_to_its_run_page(cluster: Cluster) -> None:
+    # The id was plain text: the run's own page (its registry entry, the same row) was
+    # reached only through the Runs list. ':' is allowed in a run id and quoted in the link.
+    client = cluster.client()
+    ok = cluster.script("link_ok.py", "pass\n")
+    client.submit_dag("ODD:link.1_PLAN", [TitanJob("p", ok)], agent_run_id="ODD:link.1")
+    with httpx.Client(base_url=cluster.url, timeout=30,
+                      headers={"Authorization": f"Bearer {cluster.admin_token}"}) as s:
+        html = s.get("/agents", params={"run": "ODD:link.1"}).text
+        assert '<a class="run-id" href="/runs/ODD%3Alink.1">ODD:link.1</a>' in html
+        page = s.get("/runs/ODD%3Alink.1")
+        assert page.status_code == 200 and "ODD:link.1" in page.text

@@ -18,9 +18,14 @@
     return "/dags/DAG-" + encodeURIComponent(name) + "?run=" + run;
   }
 
+  /* The run's own page (an agent run is a run of the registry): run_href's quoting. */
+  function runHref(id) {
+    return "/runs/" + encodeURIComponent(id);
+  }
+
   function runRow(r) {
     const head = el("div", { class: "run-head" },
-      el("span", { class: "run-id", text: r.id }),
+      el("a", { class: "run-id", href: runHref(r.id), text: r.id }),
       el("span", { class: "badge", dataset: { status: r.status }, text: r.status }),
       r.iteration === null ? null : el("span", { class: "run-iter", text: "iteration " + r.iteration }),
       el("span", { class: "run-started" }, "started ", T.timeEl(r.created_at)));
