@@ -635,6 +635,30 @@ def test_store_twin(cl: Cluster) -> None:
     assert "hello &lt;i&gt;there&lt;/i&gt;" in html
 
 
+def test_a_published_artifacts_key_links_its_download(cl: Cluster) -> None:
+    # The Store showed the file name publish_artifact set and no way to fetch the file: a
+    # reader now gets a link to GET /artifacts?key= (the key quoted as a query value).
+    with bearer(cl) as s:
+        r = s.post("/api/v1/artifacts", params={"key": "art:report #1", "name": "report.md"},
+                   content=b"# findings\n")
+        assert r.status_code == 201, r.text
+    cl.client().store_put("art:plain", "report.md")  # names a file, published nothing
+    viewer = cl.api("POST", "/tokens", {"role": "viewer", "name": "store viewer"})["token"]
+    with httpx.Client(base_url=cl.url, timeout=30) as s:
+        sign_in(s, viewer)
+        page = s.get("/store", params={"prefix": "art:"}).text
+        twin = s.get("/store.json", params={"prefix": "art:"}).json()
+        href = "/api/v1/artifacts?key=art%3Areport+%231"
+        assert f'<a class="artifact-download" href="{href}" download="report.md">' \
+               "download report.md</a>" in page
+        assert page.count('class="artifact-download"') == 1  # not for art:plain
+        download = s.get(href)
+        assert download.status_code == 200 and download.content == b"# findings\n"
+    keys = {k["key"]: k for k in twin["keys"]}
+    assert keys["art:report #1"]["artifact"] == {"name": "report.md", "size": 11}
+    assert keys["art:plain"]["artifact"] is None
+
+
 # -- escaping ----------------------------------------------------------------------------------
 def test_user_names_and_values_are_escaped(cl: Cluster) -> None:
     job = cl.api("GET", "/jobs?ref=" + quote(f"{XSS}/{XSS}", safe=""))

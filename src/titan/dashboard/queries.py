@@ -228,6 +228,11 @@ def store(tx: Transaction, prefix: str, limit: int, after: str | None = None) ->
             value = tx.store_get(row["key"]) or ""
             item.update(value=value[:VALUE_SHOWN], size=len(value),
                         truncated=len(value) > VALUE_SHOWN)
+            # A key publish_artifact set names a file: the page links its download
+            # (GET /artifacts?key=, the newest published under the key; ix_files_key).
+            published = tx.latest_file(store_key=row["key"])
+            item["artifact"] = None if published is None else {
+                "name": published["name"], "size": published["size"]}
         else:
             members = tx.store_smembers(row["key"])
             item.update(members=members[:MEMBERS_SHOWN], member_count=len(members))
