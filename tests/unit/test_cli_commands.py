@@ -332,6 +332,34 @@ def test_status_job_then_dag(master: Master, capsys: pytest.CaptureFixture[str])
     assert code == 1 and "no job or DAG 'ghost'" in err
 
 
+GATE = {"id": 7, "job_id": "build.approval", "ref": "ship#2/build.approval", "kind": "approval",
+        "job_type": "APPROVAL", "state": "WAITING_APPROVAL", "reason": "waiting for approval",
+        "hitl_message": "Ship it?", "attempt": 1, "max_attempts": 1, "parents": ["build"]}
+GATED = {"id": 2, "name": "ship", "run": 2, "ref": "ship#2", "status": "RUNNING",
+         "counts": {"COMPLETED": 1, "WAITING_APPROVAL": 1}, "agent_run_id": None,
+         "jobs": [dict(JOB, job_id="build", state="COMPLETED", exit_code=0), GATE]}
+
+
+def test_status_of_a_waiting_gate_says_how_to_decide_it(
+        master: Master, capsys: pytest.CaptureFixture[str]) -> None:
+    # As `titan submit --wait` says it: the question, and the command that answers it.
+    command = "titan approve 'ship#2/build.approval' (or titan reject), or on the dashboard"
+    master.routes.update({"GET /dags/ship": GATED, "GET /jobs/build.approval": GATE})
+    code, out, _ = run(["status", "ship"], capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[-3:] == [
+        "build.approval is WAITING_APPROVAL: waiting for approval", "    Ship it?",
+        f"    decide: {command}"], out
+    code, out, _ = run(["status", "build.approval"], capsys)
+    assert code == 0 and "message:     Ship it?" in out and f"decide:      {command}" in out, out
+    # Not in --json (one JSON document), nor for a gate already decided.
+    code, out, _ = run(["status", "ship", "--json"], capsys)
+    assert code == 0 and json.loads(out)["ref"] == "ship#2"
+    master.routes["GET /jobs/build.approval"] = dict(GATE, state="APPROVED", reason=None)
+    code, out, _ = run(["status", "build.approval"], capsys)
+    assert code == 0 and "decide" not in out, out
+
+
 def test_submit_wait_exit_code(master: Master, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.py").write_text("")

@@ -172,6 +172,7 @@ def show_job(job: dict[str, Any]) -> None:
         ("agent run", job.get("agent_run_id")),
         ("message", job.get("hitl_message") if job.get("kind") == "approval" else None),
         ("deadline", when(job["approval_deadline"]) if job.get("approval_deadline") else None),
+        ("decide", decide_command(job) if waits_for_decision(job) else None),
         ("decided by", job.get("decided_by")),
         ("decided at", when(job["decided_at"]) if job.get("decided_at") else None),
         ("comment", job.get("decision_comment")),
@@ -234,13 +235,23 @@ def failed_jobs(dag: dict[str, Any], most: int = 20) -> list[str]:
 HELD = ("PENDING", "READY", "WAITING_APPROVAL")
 
 
-def gate_prompt(gate: dict[str, Any]) -> str:
-    """What a gate waiting for approval asks, and the commands that decide it."""
+def waits_for_decision(job: dict[str, Any]) -> bool:
+    """Whether ``job`` is a gate waiting for a person's approval."""
+    return job.get("state") == "WAITING_APPROVAL"
+
+
+def decide_command(gate: dict[str, Any]) -> str:
+    """The commands that decide a gate waiting for approval."""
     # Quoted for the shell (a ref holds '#'), then escaped: a job id may hold controls.
     ref = cell(shlex.quote(str(gate.get("ref") or gate.get("job_id"))))
+    return f"titan approve {ref} (or titan reject), or on the dashboard"
+
+
+def gate_prompt(gate: dict[str, Any]) -> str:
+    """What a gate waiting for approval asks, and the commands that decide it."""
     question = gate.get("hitl_message")
     asks = f"    {cell(question)}\n" if question else ""
-    return f"{asks}    decide: titan approve {ref} (or titan reject), or on the dashboard"
+    return f"{asks}    decide: {decide_command(gate)}"
 
 
 def show_dag(dag: dict[str, Any]) -> None:
@@ -259,11 +270,17 @@ def show_dag(dag: dict[str, Any]) -> None:
         )
         # Why a job waits (no worker offers its requirement, ...), as `titan status dag/job`
         # says it: without it, a job PENDING for good looked like one about to start.
-        held = [j for j in jobs if j.get("reason") and j.get("state") in HELD]
+        # A gate waiting says what it asks and how to decide it, as `titan submit --wait`
+        # does: its state alone left the reader to find the ref and the command.
+        held = [j for j in jobs if (j.get("reason") or waits_for_decision(j))
+                and j.get("state") in HELD]
         if held:
             print()
         for j in held:
-            print(f"{cell(j.get('job_id'))} is {j.get('state')}: {cell(j.get('reason'))}")
+            why = f": {cell(j.get('reason'))}" if j.get("reason") else ""
+            print(f"{cell(j.get('job_id'))} is {j.get('state')}{why}")
+            if waits_for_decision(j):
+                print(gate_prompt(j))
 
 
 def money(value: float | None) -> str:
