@@ -378,6 +378,48 @@ def test_submit_wait_exit_code(master: Master, tmp_path: Path,
     assert run(["submit", "p.yaml", "--wait"], capsys)[0] == 0
 
 
+def test_submit_wait_escapes_a_held_jobs_id_and_reason(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A job id or the master's reason is anyone's text: an escape sequence in it is shown,
+    # never sent to the terminal of whoever waits (it could clear or rewrite the screen).
+    from titan.cli.submit import _wait_saying_why
+    from titan.errors import WaitTimeout
+
+    class Client:
+        waits = 0
+
+        def _wait_dag(self, ref: Any, timeout: float, until: Any, what: str) -> Any:
+            self.waits += 1
+            if self.waits == 1:
+                raise WaitTimeout("a slice ran out")
+            return {"status": "COMPLETED"}
+
+        def dag_jobs(self, ref: Any, state: Any) -> Any:
+            return {"jobs": [{"job_id": "a\x1b[2J", "state": "PENDING",
+                              "reason": "no worker\x1b[2J\x1b]0;pwned\x07"}]}
+
+    assert _wait_saying_why(Client(), 1, None, "d#1") == {"status": "COMPLETED"}
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err, err
+    assert err == "  a\\e[2J is PENDING: no worker\\e[2J\\e]0;pwned\\x07\n"
+    # So is a failed job's id in the lines that end the wait.
+    from titan.cli.output import failed_jobs
+
+    assert failed_jobs({"jobs": [{"job_id": "b\x1b[2J", "state": "FAILED", "error": "x"}]}) \
+        == ["  b\\e[2J FAILED: x"]
+
+
+def test_logs_follow_escapes_why_a_job_waits(master: Master,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    held = {"id": 3, "job_id": "j\x1b[2J", "ref": "d#1/j", "state": "PENDING",
+            "reason": "no worker\x1b[2J"}
+    master.routes.update({
+        "GET /jobs/j": held, "GET /jobs/#3": dict(held, state="COMPLETED", reason=None),
+        "GET /jobs/j/logs": {"attempt": 1, "next": 1, "done": True, "lines": []}})
+    code, _, err = run(["logs", "j", "--follow"], capsys)
+    assert code == 0 and err == "j\\e[2J is PENDING: no worker\\e[2J\n", err
+
+
 def test_logs_and_follow(master: Master, capsys: pytest.CaptureFixture[str]) -> None:
     master.routes["GET /jobs/j/logs"] = {"attempt": 1, "next": 2, "done": True,
                                         "lines": [{"seq": 1, "line": "hello"},

@@ -95,8 +95,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
             # Following a job that has not started: say why it waits, if the master knows.
             job = client.get_job(args.job)
             if job.get("state") in ("PENDING", "READY", "WAITING_APPROVAL") and job.get("reason"):
-                print(f"{job['job_id']} is {job['state']}: {job['reason']}", file=sys.stderr,
-                      flush=True)
+                print(f"{cell(job['job_id'])} is {job['state']}: {cell(job['reason'])}",
+                      file=sys.stderr, flush=True)
         tty = sys.stdout.isatty()
         items = client.iter_logs(args.job, args.attempt, follow=args.follow)
         # --json gives the entries as stored; text, each line whole (titan/log_lines.py).

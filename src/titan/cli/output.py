@@ -225,7 +225,7 @@ def job_end(job: dict[str, Any], attempt: dict[str, Any] | None = None) -> str |
 def failed_jobs(dag: dict[str, Any], most: int = 20) -> list[str]:
     """One line per job of a finished DAG that did not succeed: which, how, and why."""
     bad = [j for j in dag.get("jobs") or [] if j.get("state") not in SUCCESSES]
-    lines = [f"  {j.get('job_id')} {_ended(j)}" for j in bad[:most]]
+    lines = [f"  {cell(j.get('job_id'))} {_ended(j)}" for j in bad[:most]]
     if len(bad) > most:
         lines.append(f"  ... and {len(bad) - most} more (titan status DAG-{dag.get('ref')})")
     return lines

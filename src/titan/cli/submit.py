@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from titan.cli.output import counts, failed_jobs, for_terminal, gate_prompt, print_json
+from titan.cli.output import cell, counts, failed_jobs, for_terminal, gate_prompt, print_json
 from titan.errors import ConfigError, PipelineError, WaitTimeout
 
 if TYPE_CHECKING:
@@ -171,8 +171,10 @@ def _wait_saying_why(client: Any, ref: Any, timeout: float | None, label: Any) -
             reason = job.get("reason")
             if reason and (job["job_id"], reason) not in said:
                 said.add((job["job_id"], reason))
-                print(f"  {job['job_id']} is {job['state']}: {reason}", file=sys.stderr,
-                      flush=True)
+                # Escaped, as in `titan status`: a job id or a reason holding ESC
+                # sequences would otherwise clear or rewrite the waiting user's terminal.
+                print(f"  {cell(job['job_id'])} is {cell(job['state'])}: {cell(reason)}",
+                      file=sys.stderr, flush=True)
                 if job["state"] == "WAITING_APPROVAL":
                     # The wait ends only on a person's decision: say what it asks and how.
                     print(gate_prompt(job), file=sys.stderr, flush=True)
