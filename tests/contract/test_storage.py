@@ -357,6 +357,28 @@ def test_store_incr_sets_delete_keys(storage: Storage) -> None:
         assert tx.store_get("big") == str(2**63 - 1)
 
 
+def test_store_incr_quotes_a_long_key_cut_short(storage: Storage) -> None:
+    # A key may be 1,024 characters: the message quotes its start, the details keep it whole.
+    key = "k" * 1_000
+    with storage.transaction() as tx:
+        tx.store_put(key, "abc", 1.0)
+        tx.store_put(key + "big", str(2**63 - 1), 1.0)
+    for which, value, said in ((key, "abc", "which is not an integer"),
+                               (key + "big", str(2**63 - 1), "64-bit counter range")):
+        with pytest.raises(ValidationFailed) as exc:
+            with storage.transaction() as tx:
+                tx.store_incr(which, 1, 1.0)
+        message = str(exc.value.message)
+        assert message.startswith(f"store key '{'k' * 79}…' ") and said in message, message
+        assert len(message) < 200 and exc.value.details == {"key": which}
+        with storage.transaction() as tx:
+            assert tx.store_get(which) == value
+    with pytest.raises(ValidationFailed, match="store key 'short' holds 'abc', which"):
+        with storage.transaction() as tx:
+            tx.store_put("short", "abc", 1.0)
+            tx.store_incr("short", 1, 1.0)
+
+
 def test_store_kinds_says_what_a_key_holds(storage: Storage) -> None:
     # What the API asks before a value or a set is read or written (one kind per key).
     with storage.transaction() as tx:

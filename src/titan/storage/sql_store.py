@@ -60,12 +60,12 @@ class StoreSQL:
         ).scalar_one()
         if not _INTEGER.match(current):  # int() also reads "1_000", " 7" and "٣"
             raise ValidationFailed(
-                f"store key {key!r} holds {current[:40]!r}, which is not an integer",
+                f"store key {_quoted(key)} holds {current[:40]!r}, which is not an integer",
                 details={"key": key},
             )
         value = int(current) + by
         if not -2**63 <= value < 2**63:
-            raise ValidationFailed(f"store key {key!r} would pass the 64-bit counter range "
+            raise ValidationFailed(f"store key {_quoted(key)} would pass the 64-bit counter range "
                                    f"({current} + {by})", details={"key": key})
         self.conn.execute(
             t.store_values.update()
@@ -128,3 +128,13 @@ class StoreSQL:
         rows = self.conn.execute(select(both.c.key, both.c.kind, both.c.at)
                                  .order_by(both.c.key, both.c.kind.desc()).limit(limit))
         return [{"key": r[0], "kind": r[1], "updated_at": r[2]} for r in rows]
+
+
+#: How much of a key an error message quotes: a key may be 1,024 characters, and the message
+#: is read in a terminal or a log line (the whole key stays in the error's details).
+QUOTED_KEY = 80
+
+
+def _quoted(key: str) -> str:
+    """``key`` quoted for a message, one longer than :data:`QUOTED_KEY` cut to end in "…"."""
+    return repr(key if len(key) <= QUOTED_KEY else key[:QUOTED_KEY - 1] + "…")
