@@ -69,6 +69,8 @@ def test_what_is_never_kept(tmp_path: Path, case: str) -> None:
     elif case == "missing":
         blob.unlink()
     request = {"source": source, "script": script}
+    if case in ("not-a-hash", "relative", "no-source"):  # never queued for the zygote either
+        assert not script_cache.wanted(request)
     assert not script_cache.remember(request)
     assert script_cache.lookup(request) is None
 

@@ -46,9 +46,18 @@ _held = 0  # bytes of source in _cache
 
 def _key(request: dict[str, Any]) -> tuple[str, str] | None:
     source, script = request.get("source"), request.get("script")
-    if not isinstance(source, str) or not isinstance(script, str) or not os.path.isabs(script):
+    if not isinstance(source, str) or not isinstance(script, str) or not os.path.isabs(script) \
+            or not _SHA256.fullmatch(os.path.basename(source)):
         return None
     return source, os.path.normpath(script)
+
+
+def _touch(key: tuple[str, str]) -> bool:
+    """Whether ``key`` is held; if it is, it is now the most recently used (last)."""
+    if key not in _cache:
+        return False
+    _cache[key] = _cache.pop(key)
+    return True
 
 
 def lookup(request: dict[str, Any]) -> tuple[bytes, CodeType] | None:
@@ -62,12 +71,7 @@ def wanted(request: dict[str, Any]) -> bool:
     """Whether :func:`remember` could add the request's script (it is not held yet); cheap,
     for the zygote to decide whether to queue it."""
     key = _key(request)
-    if key is None:
-        return False
-    if key in _cache:
-        _cache[key] = _cache.pop(key)  # the most recently used, last
-        return False
-    return True
+    return key is not None and not _touch(key)
 
 
 def remember(request: dict[str, Any]) -> bool:
@@ -78,14 +82,11 @@ def remember(request: dict[str, Any]) -> bool:
     key = _key(request)
     if key is None:
         return False
-    if key in _cache:
-        _cache[key] = _cache.pop(key)  # the most recently used, last
+    if _touch(key):
         return True
     import hashlib  # the zygote's alone: not loaded into the lean zygote before it is needed
 
     blob, script = key
-    if not _SHA256.fullmatch(os.path.basename(blob)):
-        return False
     try:
         with open(blob, "rb") as fh:
             source = fh.read(MAX_SCRIPT_BYTES + 1)
