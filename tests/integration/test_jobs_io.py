@@ -180,7 +180,7 @@ def test_following_logs_goes_on_into_a_retry(cluster: Cluster) -> None:
                            env=cli_env(cluster), capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     status = shown.stdout.splitlines()
-    at = status.index("attempts:")
+    at = status.index("earlier attempts:")
     assert status[at + 1].startswith("  1 FAILED on ") and \
         status[at + 1].endswith(": exit code 1"), status
     # An attempt asked for by number is that attempt's log only.

@@ -440,6 +440,13 @@ def test_store_commands(master: Master, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 1 and "missing" in err
     assert run(["store", "put", "k", "new"], capsys)[0] == 0
     assert run(["store", "keys"], capsys)[:2] == (0, "a\nb\n")
+    # The words other stores' CLIs use: `store set` was answered "did you mean 'get'?".
+    assert run(["store", "set", "k", "new"], capsys)[0] == 0
+    assert run(["store", "ls"], capsys)[:2] == (0, "a\nb\n")
+    assert run(["store", "list"], capsys)[:2] == (0, "a\nb\n")
+    master.routes["DELETE /store/values/k"] = {"key": "k", "deleted": True}
+    for alias in ("rm", "del", "delete"):
+        assert run(["store", alias, "k"], capsys)[0] == 0
 
 
 def test_cancel_retry_workers_tokens(master: Master, capsys: pytest.CaptureFixture[str]) -> None:

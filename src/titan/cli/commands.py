@@ -122,24 +122,27 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
+    # The action as typed: a name or one of its aliases (parser: set, rm/del, ls/list).
+    action = {"set": "put", "rm": "delete", "del": "delete", "ls": "keys",
+              "list": "keys"}.get(args.store_command, args.store_command)
     with _client(args) as client:
-        if args.store_command == "get":
+        if action == "get":
             value = client.store_get(args.key)
             if value is None:
                 raise NotFound(f"no value for store key {args.key!r}")
             print_json({"key": args.key, "value": value}) if args.json \
                 else print(for_terminal(value, sys.stdout.isatty()))
-        elif args.store_command == "put":
+        elif action == "put":
             value = sys.stdin.read() if args.value == "-" else args.value
             client.store_put(args.key, value)
             if args.json:
                 print_json({"key": args.key, "ok": True})
-        elif args.store_command == "delete":
+        elif action == "delete":
             if not client.store_delete(args.key):
                 raise NotFound(f"no store key {args.key!r}")
             if args.json:
                 print_json({"key": args.key, "deleted": True})
-        elif args.store_command == "keys":
+        elif action == "keys":
             keys = client.store_keys(args.prefix, limit=None)
             # One key a line, with any control character a key may hold shown escaped.
             print_json(keys) if args.json else print("\n".join(map(cell, keys))) if keys \

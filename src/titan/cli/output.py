@@ -193,7 +193,7 @@ def show_job(job: dict[str, Any]) -> None:
                        f"(asked again {when(d.get('retried_at'))}{retried})"))
     earlier = [a for a in job.get("attempts") or [] if a.get("attempt") != job.get("attempt")]
     if earlier:  # a lost or failed attempt is why the job runs again: shown, not only in --json
-        print("attempts:")
+        print("earlier attempts:")  # the current one is the fields above
         for a in earlier:
             where = f" on {a['worker_id']}" if a.get("worker_id") else ""
             why = f": {a['error']}" if a.get("error") else ""

@@ -187,12 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     store = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
     s = store.add_parser("get", help="print a value", parents=common)
     s.add_argument("key")
-    s = store.add_parser("put", help="set a value ('-' reads stdin)", parents=common)
+    # Aliases for the words other stores' CLIs use (redis-cli's set/del, ls): `store set`
+    # was answered "did you mean 'get'?".
+    s = store.add_parser("put", aliases=["set"], help="set a value ('-' reads stdin)",
+                         parents=common)
     s.add_argument("key")
     s.add_argument("value")
-    s = store.add_parser("delete", help="delete a value or set", parents=common)
+    s = store.add_parser("delete", aliases=["rm", "del"], help="delete a value or set",
+                         parents=common)
     s.add_argument("key")
-    s = store.add_parser("keys", help="list keys", parents=common)
+    s = store.add_parser("keys", aliases=["ls", "list"], help="list keys", parents=common)
     s.add_argument("prefix", nargs="?", default="")
 
     command("cancel", cmd_cancel, "cancel a job or a whole DAG").add_argument(
