@@ -315,6 +315,24 @@ def test_what_a_job_left_behind_dies_while_other_jobs_keep_the_zygote_busy(
         client.cancel("busy_zygote")
 
 
+def test_what_a_job_left_behind_dies_with_a_worker_killed_just_after(
+        make_cluster: MakeCluster, tmp_path: Path) -> None:
+    # The zygote looks for leftovers a moment after jobs end (zygote.ORPHAN_SCAN_INTERVAL),
+    # not after each one: one whose job had just ended when the worker went must not be
+    # reparented to init unseen as the zygote leaves.
+    c = make_cluster().start_master()
+    worker = c.add_worker()
+    pidfile = tmp_path / "escaped.pid"
+    client = c.client()
+    client.submit_job(TitanJob(job_id="escaper_last", filename=c.script("escaper.py", ESCAPER),
+                               args=[str(pidfile)]))
+    assert client.wait("escaper_last", timeout=60)["state"] == "COMPLETED"
+    worker.kill()
+    worker.wait()
+    pid = int(pidfile.read_text())
+    assert wait_dead(pid, timeout=30), f"process {pid} left by a finished job survived"
+
+
 #: Starts a process outside its group (setsid, a double fork), keeps running for argv[2]
 #: seconds while other jobs end, and fails unless that process is alive still.
 HOLDER = DOUBLE_FORK + """
