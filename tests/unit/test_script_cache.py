@@ -33,10 +33,11 @@ def _request(blob: Path, script: str) -> dict[str, object]:
 def test_a_blob_is_compiled_once_under_its_scripts_own_path(tmp_path: Path) -> None:
     blob = _blob(tmp_path, b"x = 41 + 1\n")
     assert script_cache.lookup(_request(blob, "/w/a.py")) is None
-    assert script_cache.wanted(_request(blob, "/w/a.py"))
+    assert script_cache.take(_request(blob, "/w/a.py")) == (None, True)
     assert script_cache.remember(_request(blob, "/w/a.py"))
-    assert not script_cache.wanted(_request(blob, "/w/a.py"))  # held: nothing to queue
-    assert not script_cache.wanted(_request(blob, "a.py"))  # never cached: not queued either
+    held, wanted = script_cache.take(_request(blob, "/w/a.py"))
+    assert held is not None and held[0] == b"x = 41 + 1\n" and not wanted  # nothing to queue
+    assert script_cache.take(_request(blob, "a.py")) == (None, False)  # never cached
     source, code = script_cache.lookup(_request(blob, "/w/./a.py")) or (None, None)
     assert source == b"x = 41 + 1\n" and code is not None and code.co_filename == "/w/a.py"
     space: dict[str, object] = {}
@@ -70,7 +71,7 @@ def test_what_is_never_kept(tmp_path: Path, case: str) -> None:
         blob.unlink()
     request = {"source": source, "script": script}
     if case in ("not-a-hash", "relative", "no-source"):  # never queued for the zygote either
-        assert not script_cache.wanted(request)
+        assert script_cache.take(request) == (None, False)
     assert not script_cache.remember(request)
     assert script_cache.lookup(request) is None
 
@@ -84,6 +85,14 @@ def test_the_least_recently_used_go_first(tmp_path: Path, monkeypatch: pytest.Mo
     assert script_cache.remember(third)
     assert script_cache.lookup(first) and script_cache.lookup(third)
     assert script_cache.lookup(second) is None
+    # A job forked with its script held uses it too (take, in the zygote before the fork).
+    assert script_cache.take(first)[0] is not None  # third is the oldest now
+    assert script_cache.remember(blobs_request(tmp_path))
+    assert script_cache.lookup(first) and script_cache.lookup(third) is None
+
+
+def blobs_request(folder: Path) -> dict[str, object]:
+    return _request(_blob(folder, b"x = 'fourth'\n"), "/w/fourth.py")
 
 
 def test_source_held_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

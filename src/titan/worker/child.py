@@ -278,10 +278,16 @@ def prepare(out_fd: int | None = None, err_fd: int | None = None) -> None:
     setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
 
 
+#: ``run_job(held=...)`` not given: the child looks its script up itself (a spare).
+_LOOK_UP: Any = object()
+
+
 def run_job(request: dict[str, Any], out_fd: int, err_fd: int, isolation: Any = None, *,
-            prepared: bool = False) -> None:
+            prepared: bool = False, held: Any = _LOOK_UP) -> None:
     """The job's life once it is known: never returns (the process leaves with its code).
-    ``prepared``: :func:`prepare` ran already (a spare)."""
+    ``prepared``: :func:`prepare` ran already (a spare). ``held``: the zygote's compiled
+    script for this request as it found it before the fork (:func:`script_cache.take`: the
+    ``(source, code)`` pair, or None when it holds none)."""
     code = 1
     try:
         if prepared:
@@ -293,7 +299,9 @@ def run_job(request: dict[str, Any], out_fd: int, err_fd: int, isolation: Any = 
         # files are still readable): the shared path may hold another job's version by now.
         # Compiled by the zygote already, when an earlier job ran the same blob; else read
         # here, while the worker's own files are still readable.
-        source, compiled = script_cache.lookup(request) or (None, None)
+        if held is _LOOK_UP:
+            held = script_cache.lookup(request)
+        source, compiled = held or (None, None)
         if source is None and request.get("source"):
             with open(request["source"], "rb") as fh:
                 source = fh.read()

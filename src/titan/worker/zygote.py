@@ -155,6 +155,9 @@ class Zygote:
                 os.close(fd)
             self.send({"event": "failed", "rid": rid, "error": "expected 2 file descriptors"})
             return
+        # Its script as compiled here already, found before the fork so that the child
+        # finds the answer made; and, if not held, whether to compile it (below).
+        held, wanted = script_cache.take(request)
         pid = self._hand_to_spare(raw, fds)
         if pid is None:
             shared_imports.ahead(request, self.watched)
@@ -167,7 +170,7 @@ class Zygote:
                 return
             if pid == 0:
                 child.leave_zygote(self._zygote_fds())
-                child.run_job(request, fds[0], fds[1], self.isolation)
+                child.run_job(request, fds[0], fds[1], self.isolation, held=held)
         for fd in fds:
             os.close(fd)
         self.jobs.add(pid)
@@ -177,7 +180,7 @@ class Zygote:
             self.send({"event": "started", "rid": rid, "pid": pid})
         # Its script compiled here for the children after it, once the job is on its way and
         # no request waits (serve): a large script's compile must not hold up other forks.
-        if script_cache.wanted(request) and len(self.to_compile) < 64:
+        if wanted and len(self.to_compile) < 64:
             self.to_compile.append(request)
 
     def _hand_to_spare(self, raw: bytes, fds: list[int]) -> int | None:
