@@ -92,6 +92,9 @@ def test_isolation_travels_to_the_zygote_as_json() -> None:
         ("/usr",), ("/tmp/w",), 65534, 65534, (65534,))
     assert back.active and back.sandboxed
     assert not Isolation().active and Isolation.from_json(Isolation().to_json()).read is None
+    # --run-as alone: each forked job still enters a domain of its own (the zygote is told)
+    alone = Isolation.from_json(Isolation(uid=65534, gid=65534, separate=True).to_json())
+    assert alone.separate and alone.in_domain and not alone.sandboxed
 
 
 def test_the_sandbox_reads_the_ca_file_jobs_are_handed(

@@ -8,7 +8,10 @@ Two independent layers, both applied in a job's own process between fork and its
   ``/proc/<pid>``, and reach nothing else: not the master's data dir, not ``~/.titan``, not
   other users' homes, not another process's ``/proc/<pid>/environ``. No root needed.
 * ``--run-as USER`` (worker running as root): the job drops to USER's uid, gid and groups,
-  so ordinary Unix permissions keep it from the data dir (0700) and the worker's files.
+  so ordinary Unix permissions keep it from the data dir (0700) and the worker's files. Its
+  jobs then share a uid, so each also enters a Landlock domain of its own
+  (:func:`titan.worker.landlock.separate`): no job reads another's ``/proc/<pid>/environ``
+  or memory, where a job the worker started by exec keeps its job token.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ class Isolation:
     uid: int | None = None
     gid: int | None = None
     groups: tuple[int, ...] = ()
+    #: Each job in a Landlock domain of its own, out of reach of the worker's other jobs
+    #: (--run-as without --sandbox: a sandbox is a domain of its own already).
+    separate: bool = False
     #: Variables every job's environment gets (TMPDIR inside the workspace; HOME of USER).
     env: dict[str, str] = field(default_factory=dict)
     _plan: Any = field(default=None, compare=False, repr=False)
@@ -78,17 +84,23 @@ class Isolation:
     def sandboxed(self) -> bool:
         return self.read is not None
 
+    @property
+    def in_domain(self) -> bool:
+        """Whether each job enters a Landlock domain (the sandbox, or one of its own)."""
+        return self.read is not None or self.separate
+
     def to_json(self) -> dict[str, Any]:
         return {"read": None if self.read is None else list(self.read),
                 "write": list(self.write), "uid": self.uid, "gid": self.gid,
-                "groups": list(self.groups)}
+                "groups": list(self.groups), "separate": self.separate}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Isolation:
         read = data.get("read")
         return cls(read=None if read is None else tuple(read), write=tuple(data.get("write") or ()),
                    uid=data.get("uid"), gid=data.get("gid"),
-                   groups=tuple(data.get("groups") or ()))
+                   groups=tuple(data.get("groups") or ()),
+                   separate=bool(data.get("separate")))
 
     def apply(self) -> None:
         """In the job's child, before its code: drop to the user, then enter the sandbox.
@@ -103,6 +115,8 @@ class Isolation:
         """Plan the sandbox's rules now, in the process that forks the jobs (the zygote, the
         worker), so each child only makes the syscalls: planning and importing ctypes in
         every child cost ~4 ms a job."""
+        if self.separate:
+            from titan.worker import landlock  # noqa: F401 - loaded before any fork
         if self.read is not None and self._plan is None:
             from titan.worker import landlock
 
@@ -118,6 +132,10 @@ class Isolation:
             self.warm()
             assert self._plan is not None
             landlock.enter(self._plan, [f"/proc/{os.getpid()}".encode()])
+        elif self.separate:
+            from titan.worker import landlock
+
+            landlock.separate()
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path | None:
@@ -307,7 +325,18 @@ def _run_as(user: str, workspace_root: Path) -> Isolation:
     except KeyError:
         group = str(entry.pw_gid)
     log.info("jobs run as %s (uid %d, group %s)", user, entry.pw_uid, group)
-    return Isolation(uid=entry.pw_uid, gid=entry.pw_gid, groups=groups,
+    from titan.worker import landlock
+
+    separate = landlock.abi_version() >= 1
+    if not separate:
+        # Said, not refused: --run-as worked on such kernels before, and still keeps jobs
+        # from the worker's and the master's files.
+        log.warning("--run-as %s: this kernel has no Landlock, so the worker cannot keep its "
+                    "jobs from each other: a job can read the job token of any other job this "
+                    "worker starts by exec (runner=\"subprocess\", shell scripts, binaries) from "
+                    "its /proc/<pid>/environ. Run one job at a time (--slots 1) or use a kernel "
+                    "with Landlock (5.13+)", user)
+    return Isolation(uid=entry.pw_uid, gid=entry.pw_gid, groups=groups, separate=separate,
                      env={"HOME": entry.pw_dir, "USER": entry.pw_name,
                           "LOGNAME": entry.pw_name})
 

@@ -50,6 +50,9 @@ SCOPE_SIGNAL = 1 << 1
 _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 
 READ = EXECUTE | READ_FILE | READ_DIR
+#: The one right a domain of its own (:func:`separate`) handles: making block devices, which
+#: only CAP_MKNOD may do anyway, so it takes nothing from a job.
+MAKE_BLOCK = 1 << 11
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -153,6 +156,22 @@ def enter(planned: Plan, own: Iterable[bytes] = ()) -> None:
     rights beneath the directories ``own`` too (a job's own /proc/<pid>)."""
     handled, rules, scoped = planned
     fd = build_ruleset((handled, [*rules, *((path, handled) for path in own)], scoped))
+    try:
+        restrict_self(fd)
+    finally:
+        os.close(fd)
+
+
+def separate() -> None:
+    """Put the calling (single-threaded) process in a Landlock domain of its own that
+    restricts no path it could otherwise use (:data:`MAKE_BLOCK` alone).
+
+    What it is for is Landlock's ptrace rule: a process in a domain may read the
+    ``/proc/<pid>/environ``, ``mem``, ``fd`` of, and ``ptrace``, only processes in its own
+    domain or one nested in it. Jobs of a ``--run-as`` worker all run as one uid, so without
+    it a job read the job token of any other job the worker had started by exec (a fresh
+    interpreter, a shell script: dumpable, their token in their environment)."""
+    fd = build_ruleset((MAKE_BLOCK, [], 0))
     try:
         restrict_self(fd)
     finally:

@@ -20,7 +20,8 @@ master ran the job again elsewhere. A fresh interpreter sets that signal itself,
 from a pre-exec hook (:func:`_dies_with_worker`), which makes ``subprocess`` fork the whole
 worker instead: a shell script or a binary (nothing of Titan's runs in it after exec, and
 bash cannot make the call), a job under ``--sandbox`` (whose rules must be in place before
-exec) and one under ``--run-as`` (Popen forks to switch users anyway).
+exec) and one under ``--run-as`` (Popen forks to switch users anyway; and the job enters a
+Landlock domain of its own before exec, :mod:`titan.worker.isolation`).
 """
 
 from __future__ import annotations
@@ -277,7 +278,7 @@ class Runner(Executor):
                 pass_fds=() if code_fd is None else (code_fd,), user=iso.uid, group=iso.gid,
                 extra_groups=list(iso.groups) if iso.uid is not None else None,
                 preexec_fn=None if tied else
-                _dies_with_worker(iso.restrict_only if iso.sandboxed else None),
+                _dies_with_worker(iso.restrict_only if iso.in_domain else None),
             )
         except OSError as exc:
             raise errors.TitanError(f"cannot start {spec.script.name}: {exc}") from None

@@ -1,0 +1,148 @@
+"""Under `--run-as USER` every job runs as the same uid: one job must still not take another's
+job token. A job forked from the zygote is not dumpable (the zygote's child changed its uid),
+but one the worker starts by exec — a fresh interpreter (`runner="subprocess"`), a shell script,
+a binary — is an ordinary process of USER, whose `/proc/<pid>/environ` holds its job token and
+whose memory a process of the same uid may read. Each job of a `--run-as` worker is put in a
+Landlock domain of its own, whose ptrace rule refuses those to every other job.
+
+The attacker is a job of the same worker, hence the same uid: it reads every other process of
+its uid it finds — environment and memory — while the victims run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Cluster
+from titan import TitanJob
+from titan.worker import landlock
+
+ATTACKER = r'''
+import json, os, re, sys, time
+from titan_sdk import TitanClient
+
+TOKEN = re.compile(rb"tj\.[A-Za-z0-9_.-]{20,}")
+client = TitanClient()
+dag = os.environ["TITAN_DAG"]
+for victim in sys.argv[1:]:  # wait until both victims run
+    while client.get_job_status(f"{dag}/{victim}") != "RUNNING":
+        time.sleep(0.05)
+mine, me, uid = os.environ["TITAN_TOKEN"], os.getpid(), os.getuid()
+found, looked, refused = set(), set(), []
+deadline = time.monotonic() + 5
+while time.monotonic() < deadline and not found:
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        if pid == me:
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if not any(v.encode() in cmdline for v in ("victim.py", "victim.sh")):
+            continue
+        looked.add(pid)
+        try:
+            found.update(m.decode() for m in TOKEN.findall(open(f"/proc/{pid}/environ", "rb").read()))
+        except OSError as exc:
+            refused.append(f"environ {exc.strerror}")
+        try:
+            with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb") as mem:
+                for line in maps:
+                    span, perms = line.split()[:2]
+                    if "rw" not in perms:
+                        continue
+                    lo, hi = (int(x, 16) for x in span.split("-"))
+                    try:
+                        mem.seek(lo)
+                        found.update(m.decode() for m in TOKEN.findall(mem.read(min(hi - lo, 64 << 20))))
+                    except OSError:
+                        pass
+        except OSError as exc:
+            refused.append(f"mem {exc.strerror}")
+    time.sleep(0.1)
+worked = 0
+for stolen in found - {mine}:  # as an attacker would: is it a live job token?
+    try:
+        TitanClient(token=stolen).store_get("victim/py")
+        worked += 1
+    except Exception:
+        pass
+client.store_put("hunt/done", "1")
+print("HUNT " + json.dumps({"looked": len(looked), "found": len(found - {mine}),
+                            "worked": worked, "refused": sorted(set(refused))}))
+'''
+
+VICTIM_PY = """
+import os
+from titan_sdk import TitanClient
+client = TitanClient()
+client.store_put("victim/py", str(os.getpid()))  # its token works, however it got it
+client.store_wait("hunt/done", timeout=60)
+print("VICTIM DONE")
+"""
+
+VICTIM_SH = "#!/bin/bash\nfor i in $(seq 300); do sleep 0.1; done\necho VICTIM SH DONE\n"
+
+
+@pytest.fixture
+def world_readable_root() -> Iterator[Path]:
+    """A directory another user can enter (pytest's tmp is root's alone), for --run-as."""
+    root = Path(tempfile.mkdtemp(prefix="titan-run-as-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _nobody_can_run_python() -> str | None:
+    from titan.worker.isolation import _python_dirs, _reachable
+
+    for path in _python_dirs():
+        if _reachable(path, 65534, (65534,)) is not None:
+            return (f"nobody cannot read {path}: run this test with an interpreter and Titan "
+                    "installed where other users may read them")
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--run-as needs a root worker")
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="this kernel has no Landlock")
+def test_a_job_cannot_read_the_token_of_another_job_of_its_run_as_user(
+        world_readable_root: Path) -> None:
+    why_not = _nobody_can_run_python()
+    if why_not is not None:
+        pytest.skip(why_not)
+    c = Cluster(world_readable_root)
+    try:
+        c.start_master()
+        c.add_worker(extra=["--run-as", "nobody"], slots=3)
+        client = c.client()
+        dag = client.submit_dag("steal", [
+            TitanJob(job_id="py", filename=c.script("victim.py", VICTIM_PY),
+                     runner="subprocess", timeout=90),
+            TitanJob(job_id="sh", filename=c.script("victim.sh", VICTIM_SH), timeout=90),
+            TitanJob(job_id="attacker", filename=c.script("attacker.py", ATTACKER),
+                     args=["py", "sh"], timeout=90),
+        ])
+        ref = dag["ref"]
+        attacker = client.wait(f"{ref}/attacker", timeout=120)
+        logs = client.fetch_logs(f"{ref}/attacker")
+        assert attacker["state"] == "COMPLETED", logs[-3000:]
+        result = json.loads(next(x for x in logs.splitlines() if x.startswith("HUNT "))[5:])
+        assert result["looked"] >= 2, result  # it found both victims' processes
+        assert result["found"] == 0 and result["worked"] == 0, result  # ... and no token
+        assert any("environ" in r for r in result["refused"]), result
+        py = client.wait(f"{ref}/py", timeout=60)
+        assert py["state"] == "COMPLETED", client.fetch_logs(f"{ref}/py")[-3000:]
+        assert "VICTIM DONE" in client.fetch_logs(f"{ref}/py")
+    finally:
+        c.stop()
