@@ -146,3 +146,71 @@ def test_a_job_cannot_read_the_token_of_another_job_of_its_run_as_user(
         assert "VICTIM DONE" in client.fetch_logs(f"{ref}/py")
     finally:
         c.stop()
+
+
+PLANTER = r'''
+import os
+# A job of the same user leaves a module in the shared folder (its cwd), under a name another
+# job imports if it can (an optional dependency), and replaces a helper the worker wrote there.
+with open("titan_optional_speedup.py", "w") as fh:
+    fh.write("import os\nprint('PLANTED CODE RAN with', 'TITAN_TOKEN' in os.environ)\n")
+os.replace("planted_helper.py", "planted_helper.py.bak") if os.path.exists("planted_helper.py") else None
+with open("planted_helper.py", "w") as fh:
+    fh.write("print('PLANTED HELPER RAN')\nVALUE = 'planted'\n")
+print("PLANTED")
+'''
+
+HELPER = "VALUE = 'the worker wrote me'\n"
+
+VICTIM_IMPORTS = r'''
+try:
+    import titan_optional_speedup  # noqa: F401
+    print("OPTIONAL: imported")
+except ImportError:
+    print("OPTIONAL: not available")
+try:
+    import planted_helper
+    print("HELPER:", planted_helper.VALUE)
+except ImportError:
+    print("HELPER: refused")
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--run-as needs a root worker")
+def test_a_job_cannot_plant_a_module_another_job_of_its_run_as_user_imports(
+        world_readable_root: Path) -> None:
+    why_not = _nobody_can_run_python()
+    if why_not is not None:
+        pytest.skip(why_not)
+    c = Cluster(world_readable_root)
+    try:
+        c.start_master()
+        c.add_worker(extra=["--run-as", "nobody"], slots=1)
+        client = c.client()
+        # The worker writes the helper into its shared folder (a job of another DAG uses it).
+        helper = client.submit_dag("helper", [TitanJob(
+            job_id="h", filename=c.script("planted_helper.py", HELPER))])
+        assert client.wait(f"{helper['ref']}/h", timeout=60)["state"] == "COMPLETED"
+        before = client.submit_dag("before", [TitanJob(
+            job_id="v", filename=c.script("victim_imports.py", VICTIM_IMPORTS))])
+        assert client.wait(f"{before['ref']}/v", timeout=60)["state"] == "COMPLETED"
+        # what the worker wrote there still imports, as without --run-as
+        assert "HELPER: the worker wrote me" in client.fetch_logs(f"{before['ref']}/v")
+        plant = client.submit_dag("plant", [TitanJob(
+            job_id="p", filename=c.script("planter.py", PLANTER))])
+        assert client.wait(f"{plant['ref']}/p", timeout=60)["state"] == "COMPLETED"
+        assert "PLANTED" in client.fetch_logs(f"{plant['ref']}/p")
+        for runner in ("auto", "subprocess"):  # forked from the zygote, and a fresh interpreter
+            victim = client.submit_dag(f"victim-{runner}", [TitanJob(
+                job_id="v", filename=c.script("victim_imports.py", VICTIM_IMPORTS),
+                runner=runner)])
+            ref = f"{victim['ref']}/v"
+            job = client.wait(ref, timeout=60)
+            logs = client.fetch_logs(ref)
+            assert job["state"] == "COMPLETED", logs[-3000:]
+            assert "PLANTED" not in logs, (runner, logs[-3000:])
+            assert "OPTIONAL: not available" in logs, (runner, logs[-3000:])
+            assert "HELPER: refused" in logs, (runner, logs[-3000:])
+            assert "written by a job" in logs, (runner, logs[-3000:])  # and it says why
+    finally:
+        c.stop()

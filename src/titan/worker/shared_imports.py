@@ -11,6 +11,13 @@ on stderr, with what to do (submit the folder as a project, whose files travel w
 Only top-level modules found in that one folder pay anything; everything else imports as it
 would. The worker adds a hint of its own when such an import fails (worker/attempt.py).
 
+Under ``--run-as`` the folder is the job user's to write, and every job of the worker runs as
+that user: a module one job left there (``ujson.py``, or a worker's helper it replaced) would
+run in the next job that imports the name, with that job's token. There a module is imported
+from the folder only when the worker wrote it: a Python source file owned by the worker's uid,
+checked again on the file the loader reads (:func:`_owned_loader`); anything else is not found,
+and said so.
+
 A fresh interpreter's job (runner="subprocess", worker/fresh.py) runs this file's code
 before the script, rather than importing Titan (~10 ms there, most of it ``typing``): so it
 imports nothing but ``sys`` (not even ``__future__``: its annotations are strings). It loads
@@ -38,6 +45,16 @@ class _Said:
 
     def find_spec(self, fullname: str, target: "Any" = None) -> "Any":
         spec = self._inner.find_spec(fullname, target)
+        if spec is not None:
+            trusted = _worker_uid(self._folder)
+            if trusted is not None:  # --run-as: only what the worker wrote imports
+                why = _foreign(spec, trusted)
+                if why is not None:
+                    _say(f"titan: not importing {fullname!r} from the worker's shared folder: "
+                         f"{why}, written by a job, not by the worker (a job of this worker "
+                         f"may not run code in another): {ADVICE}\n")
+                    return None
+                spec.loader = _owned_loader(spec.loader, trusted)
         if spec is not None and fullname not in self._said:
             self._said.add(fullname)
             try:
@@ -52,6 +69,85 @@ class _Said:
 
     def invalidate_caches(self) -> None:
         self._inner.invalidate_caches()
+
+
+def _say(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _worker_uid(folder: str) -> "int | None":
+    """Under ``--run-as`` (this job's uid is not the owner of the workspace, the root
+    worker's ``titan_workspace`` above ``shared/``): the worker's uid, the one owner of a
+    file in the shared folder that is not some job's. None otherwise: a job of a worker
+    without ``--run-as`` runs as the worker's uid, and could write anything it could."""
+    import os
+
+    path = folder
+    while True:
+        parent = os.path.dirname(path)
+        if os.path.basename(path) == "shared" or parent == path:
+            break
+        path = parent
+    if os.path.basename(path) != "shared":
+        return None
+    try:
+        owner = os.stat(os.path.dirname(path)).st_uid
+    except OSError:
+        return None
+    return owner if owner != os.getuid() else None
+
+
+def _foreign(spec: "Any", trusted: int) -> "str | None":
+    """Why a module found in the shared folder is not the worker's: not a plain source file
+    (a namespace package's directory, an extension or a bytecode file, which no worker writes
+    there), or one another uid owns (a job wrote it, or replaced the worker's)."""
+    import os
+
+    origin = spec.origin
+    if not isinstance(origin, str) or not origin.endswith(".py"):
+        return f"{origin or spec.name} is no Python source file the worker wrote"
+    try:
+        st = os.lstat(origin)
+    except OSError as exc:
+        return f"{origin}: {exc.strerror}"
+    if st.st_uid != trusted:
+        return f"{origin} belongs to uid {st.st_uid}"
+    return None
+
+
+def _owned_loader(loader: "Any", trusted: int) -> "Any":
+    """``loader`` reading only files ``trusted`` owns, checked on the open file (a job could
+    swap the file between :func:`_foreign` and the read); a bytecode file a job left in
+    ``__pycache__`` is then skipped and the source compiled instead."""
+    import os
+
+    base = sys.modules["_frozen_importlib_external"].SourceFileLoader
+    if type(loader) is not base:
+        return loader
+
+    class Owned(base):  # type: ignore[misc, valid-type]
+        def get_data(self, path: str) -> bytes:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if os.fstat(fd).st_uid != trusted:
+                    raise PermissionError(f"{path} was not written by the worker")
+                chunks: list[bytes] = []
+                while True:
+                    chunk = os.read(fd, 1 << 20)
+                    if not chunk:
+                        return b"".join(chunks)
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
+
+        def set_data(self, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+            return None  # no bytecode of the job's own making beside the worker's files
+
+    return Owned(loader.name, loader.path)
 
 
 def watch(folder: str) -> None:
