@@ -284,10 +284,12 @@ class Master:
     def __init__(self, routes: dict[str, Any]) -> None:
         self.routes = routes
         self.seen: list[str] = []
+        self.bodies: list[bytes] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         key = f"{request.method} {request.url.path.removeprefix('/api/v1')}"
         self.seen.append(key)
+        self.bodies.append(request.read())
         reply = self.routes.get(key)
         if reply is None:
             return httpx.Response(404, json={"error": {"code": "not_found",
@@ -376,6 +378,35 @@ def test_submit_wait_exit_code(master: Master, tmp_path: Path,
                                               "  train FAILED: exit 1"]
     master.routes["GET /dags/#1/wait"] = dict(DAG, status="COMPLETED")
     assert run(["submit", "p.yaml", "--wait"], capsys)[0] == 0
+
+
+def test_submit_a_script_with_its_jobs_fields(master: Master, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # A GPU job, retries, a time limit, an environment: only a pipeline could say them.
+    script = tmp_path / "train.py"
+    script.write_text("")
+    master.routes.update({"POST /blobs/missing": {"missing": []},
+                          "POST /dags": httpx.Response(201, json=DAG)})
+    code, _, err = run(["submit", str(script), "--name", "fit", "--requirement", "GPU",
+                        "--retries", "2", "--job-timeout", "90", "--priority", "5",
+                        "--env", "COLOR=blue", "--env", "EQ=a=b", "--runner", "subprocess",
+                        "--", "--epochs", "3"], capsys)
+    assert code == 0, err
+    [job] = json.loads(master.bodies[master.seen.index("POST /dags")])["jobs"]
+    assert {k: job.get(k) for k in ("job_id", "requirement", "retries", "timeout", "priority",
+                                    "env", "runner", "args")} == {
+        "job_id": "fit", "requirement": "GPU", "retries": 2, "timeout": 90.0, "priority": 5,
+        "env": {"COLOR": "blue", "EQ": "a=b"}, "runner": "subprocess",
+        "args": ["--epochs", "3"]}
+    # Refused before anything is sent: a variable without '=', a pipeline's job fields.
+    sent = len(master.seen)
+    code, _, err = run(["submit", str(script), "--env", "COLOR"], capsys)
+    assert code == 1 and "NAME=VALUE" in err
+    (tmp_path / "p.yaml").write_text("name: nightly\njobs:\n  - {id: a, file: train.py}\n")
+    code, _, err = run(["submit", str(tmp_path / "p.yaml"), "--retries", "1"], capsys)
+    assert code == 1 and "--retries set a script's job" in err
+    assert run(["submit", str(script), "--retries", "-1"], capsys)[0] == 2
+    assert len(master.seen) == sent
 
 
 def test_submit_wait_escapes_a_held_jobs_id_and_reason(

@@ -167,6 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-file", action="append", default=[], metavar="PATH",
                    help="a script outside the pipeline's folder its jobs may use (repeatable; "
                         "refused otherwise)")
+    # A script's job, as a pipeline's job fields would set it (a pipeline sets them per job).
+    job = p.add_argument_group("a script's job (a pipeline's jobs set these in the YAML)")
+    job.add_argument("--name", default=None, metavar="JOB_ID",
+                     help="the job id and DAG name (default: the script's name)")
+    job.add_argument("--requirement", default=None, metavar="CAPABILITY",
+                     help="the capability a worker must advertise (GPU...; default GENERAL)")
+    job.add_argument("--retries", type=whole(0), default=None,
+                     help="attempts after a failed one (default: the master's)")
+    job.add_argument("--job-timeout", type=seconds(float("inf")), default=None,
+                     metavar="SECONDS",
+                     help="seconds the job may run (default: the master's; --timeout bounds "
+                          "--wait)")
+    job.add_argument("--priority", type=int, default=None, help="higher runs first (default 1)")
+    job.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                     help="an environment variable of the job (repeatable)")
+    job.add_argument("--runner", choices=("auto", "fork", "subprocess"), default=None,
+                     help="how a .py runs: a fork of a warm interpreter (auto: when it can) "
+                          "or a fresh one")
 
     p = command("status", cmd_status, "show a job or a DAG (no REF: which Titan answers, and its recent DAGs)")
     p.add_argument("ref", nargs="?", default=None, help=f"job or DAG reference ({BOTH})")

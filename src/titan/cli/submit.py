@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, connect: Callable[[argparse.Namespace], TitanC
         from titan.client.long_poll import wait_deadline
 
         wait_deadline(args.timeout)  # a bad --timeout is refused before anything is submitted
-    script = _script_job(args.pipeline, args.script_args, args.allow_file)
+    script = _script_job(args.pipeline, args.script_args, args.allow_file, _job_fields(args))
     with connect(args) as client:
         if script is not None:
             dag = client.submit_job(script, agent_run_id=args.agent_run_id)
@@ -79,11 +79,36 @@ SCRIPT_SUFFIXES = (".py", ".sh")
 PIPELINE_SUFFIXES = (".yaml", ".yml")
 
 
-def _script_job(path: str, script_args: list[str], allow_files: list[str]) -> TitanJob | None:
+#: ``titan submit``'s options for a script's job: option → TitanJob field.
+JOB_OPTIONS = {"name": "job_id", "requirement": "requirement", "retries": "retries",
+               "job_timeout": "timeout", "priority": "priority", "env": "env",
+               "runner": "runner"}
+
+
+def _job_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The job fields given as options (``--requirement GPU``: ``{"requirement": "GPU"}``);
+    ``--env NAME=VALUE`` each one variable."""
+    fields = {field: getattr(args, option) for option, field in JOB_OPTIONS.items()
+              if getattr(args, option, None) not in (None, [])}
+    if "env" in fields:
+        env: dict[str, str] = {}
+        for item in fields["env"]:
+            name, eq, value = item.partition("=")
+            if not eq or not name:
+                raise ConfigError(f"--env {item!r}: give it as NAME=VALUE")
+            env[name] = value
+        fields["env"] = env
+    return fields
+
+
+def _script_job(path: str, script_args: list[str], allow_files: list[str],
+                fields: dict[str, Any] | None = None) -> TitanJob | None:
     """``titan submit train.py -- --epochs 3``: the script as a one-job DAG named after it
-    (the job id is the file's name without its suffix, made a valid id); None for a pipeline.
-    A program (``#!`` first, or compiled) is a script too, as the SDK runs it: it was read as
-    YAML ("the pipeline must be a mapping", "'utf-8' codec can't decode byte 0xd0")."""
+    (the job id is the file's name without its suffix, made a valid id; ``--name`` another)
+    and the job ``fields`` its options gave; None for a pipeline. A program (``#!`` first, or
+    compiled) is a script too, as the SDK runs it: it was read as YAML ("the pipeline must be
+    a mapping", "'utf-8' codec can't decode byte 0xd0")."""
+    fields = dict(fields or {})
     suffix = Path(path).suffix
     if suffix.lower() in SCRIPT_SUFFIXES and suffix not in SCRIPT_SUFFIXES:
         raise ConfigError(f"{path}: name the script {Path(path).stem}{suffix.lower()} (Titan "
@@ -95,6 +120,11 @@ def _script_job(path: str, script_args: list[str], allow_files: list[str]) -> Ti
         if script_args:
             raise ConfigError(f"arguments ({' '.join(script_args)}) are for a script; "
                               f"{path} is read as a pipeline (give each job its args there)")
+        if fields:
+            given = ", ".join("--" + option.replace("_", "-") for option, field
+                              in JOB_OPTIONS.items() if field in fields)
+            raise ConfigError(f"{given} set a script's job; {path} is read as a pipeline "
+                              "(give each job its fields there)")
         return None
     from titan.client import TitanJob
 
@@ -103,7 +133,8 @@ def _script_job(path: str, script_args: list[str], allow_files: list[str]) -> Ti
                           "directly may be anywhere")
     if not Path(path).is_file():
         raise ConfigError(f"no script {path}")
-    return TitanJob(job_id=script_name(Path(path).stem), filename=path, args=script_args)
+    job_id = fields.pop("job_id", None) or script_name(Path(path).stem)
+    return TitanJob(job_id=job_id, filename=path, args=script_args, **fields)
 
 
 def _read_as_pipeline(path: str, error: PipelineError) -> PipelineError:
