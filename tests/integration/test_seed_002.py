@@ -345,3 +345,35 @@ def test_an_orchestrator_stopped_with_ctrl_c_ends_its_run_cancelled(
         assert time.monotonic() < deadline, run
         time.sleep(0.1)
     assert (run["status"], run["error"]) == ("cancelled", "interrupted (KeyboardInterrupt)")
+
+
+def test_a_submission_timeout_without_wait_is_refused_not_ignored(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    # submit_dag(..., timeout=60) without wait=True was accepted and the 60 dropped: a user
+    # who meant the jobs' own time limit got jobs with none. `titan submit --timeout` without
+    # --wait is refused for that reason; the SDK now refuses it too, before anything is sent.
+    from titan.errors import ValidationFailed
+    from titan_sdk import TitanJob
+
+    (tmp_path / "forever.py").write_text("import time\ntime.sleep(3600)\n")
+    client = cluster.client()
+    job = TitanJob("forever", str(tmp_path / "forever.py"))
+    for submit in (lambda: client.submit_dag("TIMEOUT_NOWAIT", [job], timeout=60),
+                   lambda: client.submit_job(TitanJob("TIMEOUT_NOWAIT", job.filename),
+                                             timeout=60)):
+        with pytest.raises(ValidationFailed, match=r"timeout bounds the wait \(wait=True\)"
+                                                   r".*TitanJob\(\.\.\., timeout=60\)") as exc:
+            submit()
+        assert exc.value.details["field"] == "timeout"
+    (tmp_path / "pipeline.yaml").write_text(
+        "name: TIMEOUT_NOWAIT\njobs:\n  - id: forever\n    file: forever.py\n")
+    with pytest.raises(ValidationFailed, match="timeout bounds the wait"):
+        client.submit_yaml(str(tmp_path / "pipeline.yaml"), timeout=60)
+    assert client.list_dags(name="TIMEOUT_NOWAIT") == []
+    # With wait, the timeout bounds the wait as before; a None timeout without wait is fine.
+    (tmp_path / "quick.py").write_text("print('quick')\n")
+    done = client.submit_dag("TIMEOUT_WAIT", [TitanJob("quick", str(tmp_path / "quick.py"))],
+                             wait=True, timeout=60)
+    assert done["status"] == "COMPLETED"
+    assert client.submit_dag("TIMEOUT_NONE", [TitanJob("quick", str(tmp_path / "quick.py"))],
+                             timeout=None)["run"] == 1

@@ -160,8 +160,16 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
         loop's step costs one round trip. ``timeout`` (seconds, ``None``: forever) bounds the
         wait; past it :class:`~titan.errors.WaitTimeout` is raised, with the submitted DAG in
         its ``details["dag"]`` (the DAG keeps running). A master that cannot be reached is
-        not waited for past it either (:class:`~titan.errors.ConnectionFailed`).
+        not waited for past it either (:class:`~titan.errors.ConnectionFailed`). A
+        ``timeout`` without ``wait`` is refused: a job's own limit is ``TitanJob(timeout=)``.
         """
+        if timeout is not None and not wait:
+            # Dropped silently, a timeout meant as the jobs' own limit left them with none
+            # (`titan submit --timeout` without --wait is refused for the same reason).
+            raise ValidationFailed(
+                f"timeout bounds the wait (wait=True); without wait, {name!r} would be "
+                f"submitted and the timeout ignored. A job's own time limit is "
+                f"TitanJob(..., timeout={timeout!r})", details={"field": "timeout"})
         deadline = wait_deadline(timeout) if wait else None
         check_name(name, "the DAG name", "name")
         if isinstance(jobs, TitanJob) or not isinstance(jobs, Sequence):
