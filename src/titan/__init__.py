@@ -35,6 +35,11 @@ __all__ = ["TitanClient", "TitanJob", "__version__", "errors", "get_artifact", "
 
 
 def __getattr__(name: str) -> Any:
+    if name == "llm":
+        # A job forked from the lean zygote imported this package before its environment
+        # named its agent run, so the block below did not run there: `titan.llm.complete()`
+        # answered and the run recorded nothing. Hook titan.llm before handing it out.
+        _record_agent_run()
     if name in ("errors", "llm", "trace"):
         import importlib
 
@@ -50,10 +55,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'titan' has no attribute {name!r}")
 
 
-if os.environ.get("TITAN_AGENT_RUN_ID") or os.environ.get("TITAN_REPLAY"):
-    # A job of an agent run (or of its replay) started as a fresh interpreter: record its
-    # titan.llm calls (loading titan.trace hooks them) and, in a replay, guard its sockets,
-    # as soon as it imports Titan. A forked job gets the same from the zygote.
-    from titan.trace import replay as _replay
+def _record_agent_run() -> None:
+    """In a job of an agent run (or of its replay), record its titan.llm calls (loading
+    titan.trace hooks them) and, in a replay, guard its sockets."""
+    if os.environ.get("TITAN_AGENT_RUN_ID") or os.environ.get("TITAN_REPLAY"):
+        from titan.trace import replay
 
-    _replay.active()
+        replay.active()
+
+
+# A job started as a fresh interpreter: as soon as it imports Titan. A job forked from the
+# full zygote has titan.trace loaded already; one forked from the lean zygote, which loads
+# no more than it needs, gets it when it reaches for titan.llm (``__getattr__``).
+_record_agent_run()

@@ -300,3 +300,27 @@ def test_a_replay_of_calls_of_unknown_price_says_its_cost_and_savings_are_unknow
     out, report = replay_cli(cluster, run_id)
     assert "Original cost  >=$0.0018\n" in out and "Savings        >=$0.0018\n" in out, out
     assert report["savings_usd"] == pytest.approx(0.0018)
+
+
+def test_a_stage_job_calling_titan_llm_as_an_attribute_is_recorded(
+        cluster: Cluster, api: FakeLLMServer) -> None:
+    # `import titan` then `titan.llm.complete(...)`, as the README writes it: such a script
+    # imports nothing the lean zygote lacks, so it was forked from it, where titan.trace was
+    # never loaded: the call answered, and the agent run recorded nothing of it.
+    script = cluster.script("attr_llm.py", "import sys\nimport titan\n"
+                            "c = titan.llm.complete('hi', model='openai/fake-model', "
+                            "api_base=sys.argv[1], api_key='sk-fake')\nprint(c.text)\n")
+    from titan_sdk import TitanJob
+
+    client = cluster.client()
+    for run_id in ("ATTRLLM_a1b2c3", "ATTRLLM_d4e5f6"):  # the second from a warm zygote
+        dag = client.submit_dag(f"{run_id}_PLAN", [TitanJob("plan", script, args=[api.url])],
+                                agent_run_id=run_id, wait=True, timeout=120)
+        assert dag["status"] == "COMPLETED", client.fetch_logs(f"{dag['ref']}/plan")
+        assert "Hello from the fake model." in client.fetch_logs(f"{dag['ref']}/plan")
+        deadline = time.monotonic() + 20
+        while not (calls := llm_actions(cluster, run_id)):
+            assert time.monotonic() < deadline, f"{run_id} recorded no LLM call"
+            time.sleep(0.1)
+        assert [(a["outcome"], a["outputs"]["text"]) for a in calls] == [
+            ("success", "Hello from the fake model.")]
