@@ -324,3 +324,28 @@ def test_a_stage_job_calling_titan_llm_as_an_attribute_is_recorded(
             time.sleep(0.1)
         assert [(a["outcome"], a["outputs"]["text"]) for a in calls] == [
             ("success", "Hello from the fake model.")]
+
+
+def test_a_call_to_a_model_that_is_not_there_costs_nothing(cluster: Cluster) -> None:
+    # A local model that cannot load (llama-cpp-python not installed, no model file) is never
+    # asked anything: the call cost $0. Recorded with no cost, it was an unpriced call and the
+    # run's cost read "unknown" on the Runs page for a call that never happened.
+    script = cluster.script("absent_llm.py", "import titan\ntry:\n"
+                            "    titan.llm.complete('hi', model='local')\n"
+                            "except titan.errors.ModelUnavailable as exc:\n"
+                            "    print('unavailable:', exc)\n")
+    from titan_sdk import TitanJob
+
+    client = cluster.client()
+    dag = client.submit_dag("ABSENTLLM_a1b2c3_PLAN", [TitanJob(
+        "plan", script, env={"TITAN_LOCAL_MODEL": str(cluster.root / "no-such-model.gguf")})],
+        agent_run_id="ABSENTLLM_a1b2c3", wait=True, timeout=120)
+    assert "unavailable:" in client.fetch_logs(f"{dag['ref']}/plan")
+    deadline = time.monotonic() + 20
+    while not (calls := llm_actions(cluster, "ABSENTLLM_a1b2c3")):
+        assert time.monotonic() < deadline, "no LLM call recorded"
+        time.sleep(0.1)
+    assert [(a["outcome"], a["cost_usd"], a["cost_source"]) for a in calls] == [
+        ("error", 0.0, "unavailable")]
+    run = cluster.api("GET", "/runs/ABSENTLLM_a1b2c3")
+    assert (run["cost_usd"], run["unpriced_calls"]) == (0.0, 0)

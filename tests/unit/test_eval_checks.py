@@ -244,6 +244,20 @@ def test_a_coding_run_is_left_to_the_model(monkeypatch: pytest.MonkeyPatch) -> N
     assert asked and v.verdict == "NOT_APPLICABLE"  # the model was asked, and failed
 
 
+def test_a_judge_model_that_is_not_there_costs_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Any) -> None:
+    # A local judge that cannot load was never asked: its card cost $0. It said "cost
+    # unknown" (a failed call may have been billed), and the Data Explorer's cost for every
+    # such run read "unknown" rather than $0.0000.
+    monkeypatch.setenv("TITAN_LOCAL_MODEL", str(tmp_path / "no-such-model.gguf"))
+    diff = run("Fixed it.\n\nFinal diff:\n-    return a - b\n+    return a + b",
+               {"tool": "shell", "arguments": {"command": "pytest"}, "response": "ok",
+                "source": "workspace", "error": None})
+    v = judge(task("Fix add()."), diff, model="local")
+    assert (v.verdict, v.cost_usd) == ("NOT_APPLICABLE", 0.0)
+    assert "no-such-model.gguf" in v.reasoning
+
+
 # --- word forms, implied claims, refusals in other words -------------------------------------
 
 ADDRESS_OPS = [{"op": "update", "type": "order", "id": "A1", "attrs": {"ship_to": "12 Elm St"}}]

@@ -150,8 +150,9 @@ def score(criterion: dict[str, Any], task: dict[str, Any], run: dict[str, Any], 
                              model=criterion.get("model") or model, temperature=0.0,
                              max_tokens=MAX_TOKENS, json_schema=_schema(criterion["scale"]))
     except LLMError as exc:
-        # Cost unknown, as the judge's: a failed call may have been billed.
-        out.update(cost_usd=None,
+        # Cost unknown, as the judge's: a failed call may have been billed ($0 when no
+        # model was there to ask).
+        out.update(cost_usd=0.0 if llm.recording.unsent(exc) else None,
                    error=f"the criterion's model could not score it: {exc}"[:500])
         return out
     # None when the model has no known price (never a made-up $0: docs/llm.md).

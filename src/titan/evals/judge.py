@@ -171,8 +171,9 @@ def judge(task: dict[str, Any], run: dict[str, Any], *, model: str | None = None
                          model=model, temperature=0, max_tokens=MAX_TOKENS,
                          json_schema=judge_prompt.schema(has_rules, expected_steps is None))
     except LLMError as exc:
-        # cost unknown: a failed call may have been billed (the error carries no usage)
-        return replace(blank, cost_usd=None,
+        # cost unknown: a failed call may have been billed (the error carries no usage);
+        # $0 when no model was there to ask (a local judge that cannot load)
+        return replace(blank, cost_usd=0.0 if llm.recording.unsent(exc) else None,
                        reasoning=f"the judge could not score this run: {exc}")
     data = c.data if isinstance(c.data, dict) else {}
     return _reconcile(data, task, calls, final, has_rules,

@@ -19,6 +19,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from titan.errors import ModelIntegrityError, ModelUnavailable
+
 from .types import Completion, Message, Usage
 
 log = logging.getLogger("titan.llm")
@@ -183,3 +185,11 @@ def record(call: LLMCall) -> None:
             listener(call)
         except Exception:
             log.exception("LLM call listener %r failed", listener)
+
+
+def unsent(error: BaseException) -> bool:
+    """Whether a call failed before any model was asked — the model is not on this machine
+    (llama-cpp-python or the model file missing, LiteLLM not installed) or its file failed
+    its check — so it cost exactly $0 (``cost_source`` ``unavailable``), rather than an
+    unknown amount: a provider that failed mid-call may have billed it."""
+    return isinstance(error, ModelUnavailable | ModelIntegrityError)

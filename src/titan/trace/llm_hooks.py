@@ -185,6 +185,8 @@ def on_call(call: Any) -> None:
             extra.update(cost_usd=0.0, cost_source="blocked")
         elif served:
             extra.update(cost_usd=0.0, cost_source="replay")
+        elif recording.unsent(call.error):
+            extra.update(cost_usd=0.0, cost_source="unavailable")  # no model was asked
         elif call.usage is not None:
             # It failed after a provider answered (an invalid answer and its repair): those
             # answers were billed, so the run's cost and its budget count them.
