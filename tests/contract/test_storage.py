@@ -357,6 +357,28 @@ def test_store_incr_sets_delete_keys(storage: Storage) -> None:
         assert tx.store_get("big") == str(2**63 - 1)
 
 
+def test_a_page_of_keys_reads_its_values_and_sets_at_once(storage: Storage) -> None:
+    # What the Store page reads for a page of keys: values cut in the database (with their
+    # whole length, in characters), the first members of each set (with its size).
+    with storage.transaction() as tx:
+        tx.store_put("a", "ünïcødé ✓ 🚀 中文", 1.0)
+        tx.store_put("b", "x" * 1000, 1.0)
+        tx.store_put("e", "", 1.0)
+        for m in ("c", "a", "b", "d"):
+            tx.store_sadd("s", m, 1.0)
+        tx.store_sadd("t", "only", 1.0)
+    with storage.transaction() as tx:
+        assert tx.store_values_cut(["a", "b", "e", "s", "missing"], 5) == {
+            "a": ("ünïcø", 15), "b": ("xxxxx", 1000), "e": ("", 0)}
+        assert tx.store_values_cut([], 5) == {}
+        assert tx.store_members_cut(["s", "t", "a", "missing"], 3) == {
+            "s": (["a", "b", "c"], 4), "t": (["only"], 1)}
+        # More keys than one IN list holds.
+        many = [f"k{i}" for i in range(1200)] + ["a"]
+        assert set(tx.store_values_cut(many, 1)) == {"a"}
+        assert set(tx.store_members_cut(many + ["t"], 1)) == {"t"}
+
+
 def test_store_incr_quotes_a_long_key_cut_short(storage: Storage) -> None:
     # A key may be 1,024 characters: the message quotes its start, the details keep it whole.
     key = "k" * 1_000

@@ -116,3 +116,18 @@ def test_each_version_keeps_who_stored_it(storage: Storage) -> None:
         assert [(f["id"], f["created_by"]) for f in tx.list_files()] == [
             (by_ci, "ci-bot"), (before, None)]
         assert tx.latest_file(store_key="n")["created_by"] == "ci-bot"  # type: ignore[index]
+
+
+def test_the_newest_file_of_many_store_keys_at_once(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.add_blob("a" * 64, 10, 1.0)
+        add(tx, "old.txt", 1.0, key="k1")
+        newest = add(tx, "new.txt", 2.0, key="k1")
+        other = add(tx, "b.txt", 3.0, key="k2")
+        add(tx, "plain.txt", 4.0)
+    with storage.transaction() as tx:
+        found = tx.latest_files_by_key(["k1", "k2", "k3"] + [f"x{i}" for i in range(1200)])
+        assert {k: (r["id"], r["name"]) for k, r in found.items()} == {
+            "k1": (newest, "new.txt"), "k2": (other, "b.txt")}
+        assert found["k1"] == tx.latest_file(store_key="k1")
+        assert tx.latest_files_by_key([]) == {}

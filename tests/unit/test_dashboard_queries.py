@@ -175,3 +175,39 @@ def test_job_detail_and_store(storage: Storage) -> None:
         rest = queries.store(tx, "k:", 2, first["next_after"])
         assert [k["key"] for k in first["keys"] + rest["keys"]] == ["k:big", "k:set", "k:small"]
         assert not rest["more"] and rest["next_after"] is None
+
+
+def test_the_store_page_reads_a_fixed_number_of_queries_not_one_per_key(
+        storage: Storage) -> None:
+    # 1,000 keys (values, some published as artifacts, and sets): the page read each key's
+    # value, its artifact and its members one query at a time, 2,000+ queries for a page.
+    with storage.transaction() as tx:
+        tx.add_blob("a" * 64, 10, 1.0)
+        for i in range(900):
+            tx.store_put(f"k:{i:04d}", "v" * (i % 7) + ("x" * (queries.VALUE_SHOWN + 5)
+                                                          if i == 3 else ""), 1.0 + i)
+            if i % 3 == 0:
+                for version in range(2):  # the newest file published under the key wins
+                    tx.add_file({"name": f"r{i}-{version}.txt", "sha256": "a" * 64,
+                                 "size": 100 + version, "store_key": f"k:{i:04d}",
+                                 "dag_id": None, "job": None, "created_at": 1.0})
+        for i in range(900, 1000):
+            for m in range(queries.MEMBERS_SHOWN + 1 if i == 900 else 3):
+                tx.store_sadd(f"k:{i:04d}", f"m{m:04d}", 1.0)
+    counter = count_queries(storage)
+    started = time.perf_counter()
+    with storage.transaction() as tx:
+        s = queries.store(tx, "k:", 1000)
+    elapsed = time.perf_counter() - started
+    assert len(s["keys"]) == 1000 and not s["more"]
+    assert counter[0] <= 8, counter[0]
+    assert elapsed < 2.0, elapsed
+    by_key = {k["key"]: k for k in s["keys"]}
+    assert by_key["k:0000"]["artifact"] == {"name": "r0-1.txt", "size": 101}
+    assert by_key["k:0001"]["artifact"] is None and by_key["k:0001"]["value"] == "v"
+    big = by_key["k:0003"]
+    assert big["truncated"] and len(big["value"]) == queries.VALUE_SHOWN
+    assert big["size"] == queries.VALUE_SHOWN + 5 + 3
+    assert by_key["k:0900"]["member_count"] == queries.MEMBERS_SHOWN + 1
+    assert by_key["k:0900"]["members"] == [f"m{m:04d}" for m in range(queries.MEMBERS_SHOWN)]
+    assert by_key["k:0901"]["members"] == ["m0000", "m0001", "m0002"]

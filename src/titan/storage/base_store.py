@@ -56,6 +56,19 @@ class StoreTransaction(abc.ABC):
         """Members of the set at key, sorted (empty when missing)."""
 
     @abc.abstractmethod
+    def store_values_cut(self, keys: Sequence[str], chars: int) -> dict[str, tuple[str, int]]:
+        """The value at each of these keys cut to its first ``chars`` characters, with its
+        whole length in characters; keys without a value left out. A page of keys is read at
+        once (the Store page read its keys one query each), and a large value is not read
+        whole."""
+
+    @abc.abstractmethod
+    def store_members_cut(self, keys: Sequence[str],
+                          limit: int) -> dict[str, tuple[list[str], int]]:
+        """The first ``limit`` members (sorted, as :meth:`store_smembers`) of the set at each
+        of these keys, with its member count; keys without a set left out."""
+
+    @abc.abstractmethod
     def store_kinds(self, key: str) -> tuple[str, ...]:
         """What key holds: ``("value",)``, ``("set",)``, ``()`` when nothing, or
         ``("value", "set")`` for a key written with both before the API kept one kind per key
@@ -107,6 +120,11 @@ class StoreTransaction(abc.ABC):
                     sha256: str | None = None) -> Row | None:
         """The newest file with that name, or published under that store key (and, with
         ``sha256``, only one of those bodies: an archive job's pinned project)."""
+
+    @abc.abstractmethod
+    def latest_files_by_key(self, keys: Sequence[str]) -> dict[str, Row]:
+        """The newest file published under each of these store keys (as :meth:`latest_file`
+        with ``store_key``), read at once; keys with none left out."""
 
     @abc.abstractmethod
     def list_files(self, *, dag_id: int | None = None, limit: int = 100,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
@@ -18,7 +18,7 @@ from sqlalchemy.exc import DataError
 from titan.formats import file_name_forms
 from titan.storage import compiled, deferred
 from titan.storage import schema as t
-from titan.storage.base import Row, Storage, Transaction, read_safely
+from titan.storage.base import Row, Storage, Transaction, iter_chunks, read_safely
 from titan.storage.id_blocks import Numbering
 from titan.storage.leadership import Leadership
 from titan.storage.schema_upgrade import migrate
@@ -32,7 +32,7 @@ from titan.storage.sql_files import FilesSQL
 from titan.storage.sql_jobs import JobsSQL
 from titan.storage.sql_ledger import LedgerSQL
 from titan.storage.sql_schedules import SchedulesSQL
-from titan.storage.sql_store import StoreSQL
+from titan.storage.sql_store import CHUNK, StoreSQL
 from titan.storage.sql_submissions import SubmissionsSQL
 
 log = logging.getLogger("titan.storage")
@@ -187,6 +187,17 @@ class SQLTransaction(AgentRunsSQL, SubmissionsSQL, JobsSQL, AttemptsSQL, DagRete
             q = q.where(t.files.c.sha256 == sha256)
         row = self.conn.execute(q.order_by(t.files.c.id.desc()).limit(1)).first()
         return dict(row._mapping) if row else None
+
+    def latest_files_by_key(self, keys: Sequence[str]) -> dict[str, Row]:
+        f = t.files.c
+        found: dict[str, Row] = {}
+        for chunk in iter_chunks(sorted(set(keys)), CHUNK):
+            # The newest id under each key along ix_files_key, then those rows.
+            newest = (select(func.max(f.id)).where(f.store_key.in_(chunk))
+                      .group_by(f.store_key).scalar_subquery())
+            for row in self.conn.execute(select(t.files).where(f.id.in_(newest))):
+                found[row.store_key] = dict(row._mapping)
+        return found
 
     def list_files(self, *, dag_id: int | None = None, limit: int = 100,
                    before: int | None = None) -> list[Row]:

@@ -4,6 +4,7 @@ and keys listed a page at a time in the database's own order (part of :class:`SQ
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, literal, select, union_all
@@ -11,8 +12,10 @@ from sqlalchemy import Connection, bindparam, delete, func, literal, select, uni
 from titan.errors import ValidationFailed
 from titan.storage import compiled
 from titan.storage import schema as t
-from titan.storage.base import Row
+from titan.storage.base import Row, iter_chunks
 
+#: Keys per IN list: within every driver's parameter limit (SQLite's was 999).
+CHUNK = 500
 _INTEGER = re.compile(r"-?[0-9]+\Z")  # what a counter holds: ASCII digits, one sign
 
 
@@ -88,6 +91,34 @@ class StoreSQL:
             select(t.store_sets.c.member).where(t.store_sets.c.key == key).order_by(t.store_sets.c.member)
         )
         return [r[0] for r in rows]
+
+    def store_values_cut(self, keys: Sequence[str], chars: int) -> dict[str, tuple[str, int]]:
+        v = t.store_values.c
+        found: dict[str, tuple[str, int]] = {}
+        # Cut in the database: a page of 1,000 keys of 1 MiB each is not read whole. Both
+        # dialects count characters (code points), as len() does; values hold no NUL.
+        for chunk in iter_chunks(sorted(set(keys)), CHUNK):
+            rows = self.conn.execute(select(v.key, func.substr(v.value, 1, chars),
+                                            func.length(v.value)).where(v.key.in_(chunk)))
+            found.update((r[0], (r[1] or "", int(r[2] or 0))) for r in rows)
+        return found
+
+    def store_members_cut(self, keys: Sequence[str],
+                          limit: int) -> dict[str, tuple[list[str], int]]:
+        st = t.store_sets.c
+        found: dict[str, tuple[list[str], int]] = {}
+        for chunk in iter_chunks(sorted(set(keys)), CHUNK):
+            ranked = select(
+                st.key, st.member,
+                func.row_number().over(partition_by=st.key, order_by=st.member).label("n"),
+                func.count().over(partition_by=st.key).label("size"),
+            ).where(st.key.in_(chunk)).subquery()
+            rows = self.conn.execute(
+                select(ranked.c.key, ranked.c.member, ranked.c.size)
+                .where(ranked.c.n <= limit).order_by(ranked.c.key, ranked.c.n))
+            for key, member, size in rows:
+                found.setdefault(key, ([], int(size)))[0].append(member)
+        return found
 
     def store_kinds(self, key: str) -> tuple[str, ...]:
         v, st = t.store_values.c, t.store_sets.c
