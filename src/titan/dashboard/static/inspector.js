@@ -147,7 +147,7 @@
       ["Usage", usage || "—"],
       ["Cost", T.usd(a.cost_usd) + (a.cost_source ? " (" + a.cost_source + ")" : "")],
       ["Started", new Date(a.started_at * 1000).toISOString()],
-      ["Duration", a.duration_ms.toLocaleString() + " ms (" + a.duration_ns.toLocaleString() + " ns)"],
+      ["Duration", T.duration(a.duration_ns / 1e9) + " (" + a.duration_ns.toLocaleString() + " ns)"],
       ["Tags", fmtTags(a.tags)], ["Parent", a.parent_id || "—"],
       ["Inputs", T.size(a.inputs_size) + (a.inputs_hash ? " · " + a.inputs_hash.slice(0, 16) : "")],
       ["Outputs", T.size(a.outputs_size) + (a.outputs_hash ? " · " + a.outputs_hash.slice(0, 16) : "")],
