@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import Dashboard
-from tests.browser.test_dashboard import check_common
+from tests.browser.test_dashboard import check_common, node
 from tests.browser.test_runs import action
 from tests.integration.harness import Cluster
+from titan import TitanJob
 
 pytestmark = pytest.mark.browser
 
@@ -39,3 +40,32 @@ def test_the_action_list_writes_durations_as_the_rest_of_the_dashboard(
     page.wait_for_selector("#inspector:not([hidden]) .inspector-meta")
     meta = page.inner_text("#inspector .inspector-meta")
     assert "2m 03s" in meta and "123,456 ms" not in meta, meta
+
+
+def test_a_finished_job_says_it_never_ran_or_printed_nothing_not_yet(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # A skipped job's panel said "Not started yet." and "No output yet.", as if it might
+    # still run; a job that ended without printing said "No output yet." for ever.
+    fails = cluster.script("hp_fails.py", "import sys\nsys.exit(1)\n")
+    silent = cluster.script("hp_silent.py", "pass\n")
+    cluster.client().submit_dag("hp-ended", [
+        TitanJob("quiet", silent), TitanJob("boom", fails, retries=0),
+        TitanJob("never", silent, parents=["boom"])], wait=True)
+    page.goto(dash.url("/dags/DAG-hp-ended"))
+    check_common(page, "dag")
+    page.click(node("never", "SKIPPED"))
+    page.wait_for_selector("#job-panel .attempts tr.empty")
+    page.wait_for_selector("#log-lines .log-empty")
+    assert page.inner_text("#job-panel .attempts tr.empty") == "Never ran: it ended SKIPPED."
+    assert page.inner_text("#log-lines .log-empty") == "No output: it never ran."
+    page.click(node("quiet", "COMPLETED"))
+    page.wait_for_selector("#job-panel .attempts tr.attempt")
+    page.wait_for_function("() => document.querySelector('#log-lines .log-empty')"
+                           "?.textContent === 'It printed nothing.'")
+    quiet = page.evaluate("location.hash").removeprefix("#job=")
+    # The job's own page, rendered on the server and then kept live, says the same.
+    page.goto(dash.url(f"/jobs/{int(quiet) + 2}"))
+    check_common(page, "job")
+    assert page.inner_text(".attempts tr.empty") == "Never ran: it ended SKIPPED."
+    page.wait_for_selector("#log-lines .log-empty")
+    assert page.inner_text("#log-lines .log-empty") == "No output: it never ran."

@@ -27,7 +27,7 @@ from titan.master.api.deps import API_PREFIX, ctx, principal
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
-from titan.master.scheduling.state import DAG_STATUSES, JOB_STATES
+from titan.master.scheduling.state import DAG_STATUSES, JOB_STATES, TERMINAL
 from titan.status import RUN_STATUSES
 
 STATIC = Path(__file__).parent / "static"
@@ -136,8 +136,8 @@ env = Environment(loader=PackageLoader("titan.dashboard", "templates"), autoesca
 # escaped, which urlencode left alone: the key ".." linked to the key listing).
 env.filters.update(iso=iso, absolute=absolute, ago=ago, duration=duration, size=size,
                    ref=quote_ref, plural=plural, cut=cut_text)
-env.globals.update(dag_href=dag_href, qs=qs, JOB_STATES=JOB_STATES, DAG_STATUSES=DAG_STATUSES,
-                   RUN_STATUSES=RUN_STATUSES,
+env.globals.update(dag_href=dag_href, qs=qs, JOB_STATES=JOB_STATES, TERMINAL_STATES=TERMINAL,
+                   DAG_STATUSES=DAG_STATUSES, RUN_STATUSES=RUN_STATUSES,
                    static_version=_static_version())
 
 

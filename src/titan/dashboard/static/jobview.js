@@ -80,10 +80,22 @@
       this.queued = [];
       if (queued.length) this.push(this.attempt, queued);
       if (!this.count && !this.box.querySelector(".log-empty")) {
-        this.box.append(el("div", { class: "log-empty", text: "No output yet." }));
+        this.box.append(el("div", { class: "log-empty", text: this.emptyText() }));
       }
     })();
     return this.loading;
+  };
+  /* What an empty log says: "yet" only while the job may still print (a skipped job's
+   * panel said "No output yet." for ever). */
+  LogView.prototype.emptyText = function () {
+    const j = this.shown;
+    if (!j || !T.TERMINAL.has(j.state)) return "No output yet.";
+    return (j.attempts || []).length ? "It printed nothing." : "No output: it never ran.";
+  };
+  LogView.prototype.follows = function (job) {
+    this.shown = job;
+    const empty = this.box.querySelector(".log-empty");
+    if (empty) empty.textContent = this.emptyText();
   };
   LogView.prototype.push = function (attempt, lines) {
     if (attempt !== this.attempt) {
@@ -168,6 +180,9 @@
     if (s.stopping) line.append(" · stopping");
     return line;
   }
+
+  /* An attempts table without attempts: "yet" only while the job may still start. */
+  const notStarted = (state) => T.TERMINAL.has(state) ? "Never ran: it ended " + state + "." : "Not started yet.";
 
   function renderDetails(root, job) {
     root.dataset.id = job.id;
@@ -255,7 +270,7 @@
           el("td", { class: "num", text: dur }),
           el("td", {}, a.error ? el("span", { class: "error", title: a.error, text: a.error.slice(0, 80) }) : null)));
       }
-      if (!tbody.children.length) tbody.append(el("tr", { class: "empty" }, el("td", { colspan: 7, text: "Not started yet." })));
+      if (!tbody.children.length) tbody.append(el("tr", { class: "empty" }, el("td", { colspan: 7, text: notStarted(job.state) })));
     }
   }
 
@@ -299,6 +314,7 @@
     if (fresh || this.logs.job !== id || job.attempt > this.logs.attempt) {
       this.logs.reset(id, job.attempt);
     }
+    this.logs.follows(job);
     this.logs.load();  // from the last seq: after a reconnect, only what was missed
   };
   T.JobView.prototype.onEvent = function (msg) {
