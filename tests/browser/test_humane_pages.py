@@ -69,3 +69,28 @@ def test_a_finished_job_says_it_never_ran_or_printed_nothing_not_yet(
     assert page.inner_text(".attempts tr.empty") == "Never ran: it ended SKIPPED."
     page.wait_for_selector("#log-lines .log-empty")
     assert page.inner_text("#log-lines .log-empty") == "No output: it never ran."
+
+
+def test_large_counts_are_written_with_thousands_separators(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # The run's header read "Tokens in · out 1234567 · 98765" and the Store "(70000
+    # characters)" where the action count beside them read "1,204".
+    cluster.api("POST", "/runs", {"id": "hp-tokens", "agent_id": "hp-agent"})
+    cluster.api("POST", "/runs/hp-tokens/actions", {"actions": [
+        action(0, usage={"input_tokens": 1_234_567, "output_tokens": 98_765})]})
+    page.goto(dash.url("/runs/hp-tokens"))
+    check_common(page, "run")
+    assert page.inner_text("#run-summary dd.tokens") == "1,234,567 · 98,765"
+    assert "1,234,567 · 98,765" in page.inner_text("#run-summary table")
+    client = cluster.client()
+    client.store_put("hp:big", "y" * 70_000)
+    for i in range(1_200):
+        client.store_sadd("hp:set", f"m{i:05d}")
+    page.goto(dash.url("/store?prefix=hp:"))
+    check_common(page, "store")
+    big = page.inner_text('tr.store-key[data-key="hp:big"] summary')
+    assert "(70,000 characters)" in big, big
+    members = 'tr.store-key[data-key="hp:set"]'
+    assert page.inner_text(f"{members} summary") == "1,200 members"
+    page.click(f"{members} summary")
+    assert page.inner_text(f"{members} p.muted") == "showing 200 of 1,200"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from titan.dashboard.login import safe_next
-from titan.dashboard.render import ago, dag_href, duration, env, iso, qs, size
+from titan.dashboard.render import ago, dag_href, duration, env, iso, qs, size, thousands
 
 
 def test_relative_times() -> None:
@@ -21,6 +21,13 @@ def test_durations_and_sizes() -> None:
     assert [duration(s) for s in (None, 0.0123, 4.56, 125, 7322)] == [
         "—", "12 ms", "4.6 s", "2m 05s", "2h 02m"]
     assert [size(n) for n in (None, 12, 2048, 5 * 1024**3)] == ["—", "12 B", "2.0 KiB", "5.0 GiB"]
+
+
+def test_counts_have_thousands_separators() -> None:
+    assert [thousands(n) for n in (None, 0, 999, 1_234_567)] == ["—", "0", "999", "1,234,567"]
+    counts = env.from_string('{% import "_macros.html" as m %}{{ m.counts(c) }}')
+    assert "<b>10,000</b> completed" in counts.render(c={"COMPLETED": 10_000},
+                                                        JOB_STATES=("COMPLETED",))
 
 
 def test_links_quote_names() -> None:

@@ -112,6 +112,12 @@ def size(n: int | None) -> str:
     return f"{n} B"
 
 
+def thousands(n: int | None) -> str:
+    """A count as people read one: "1,234,567" (as ``plural`` and the pages' scripts write
+    it); "—" for none. Not named ``count``: that is Jinja's own ``length``."""
+    return "—" if n is None else f"{n:,}"
+
+
 def plural(n: int | None, word: str) -> str:
     """A count and its noun, as the pages' scripts write one (Titan.plural): "1 action",
     "1,204 actions"."""
@@ -135,7 +141,7 @@ env = Environment(loader=PackageLoader("titan.dashboard", "templates"), autoesca
 # ``ref``: a key or name as one path segment of an API address (``/`` and a segment of dots
 # escaped, which urlencode left alone: the key ".." linked to the key listing).
 env.filters.update(iso=iso, absolute=absolute, ago=ago, duration=duration, size=size,
-                   ref=quote_ref, plural=plural, cut=cut_text)
+                   ref=quote_ref, plural=plural, cut=cut_text, thousands=thousands)
 env.globals.update(dag_href=dag_href, qs=qs, JOB_STATES=JOB_STATES, TERMINAL_STATES=TERMINAL,
                    DAG_STATUSES=DAG_STATUSES, RUN_STATUSES=RUN_STATUSES,
                    static_version=_static_version())

@@ -39,7 +39,7 @@
     for (const span of document.querySelectorAll("#dag-counts .count")) {
       const k = counts[span.dataset.state] || 0;
       span.hidden = !k;
-      span.querySelector("b").textContent = k;
+      span.querySelector("b").textContent = k.toLocaleString("en-US");
     }
   }
   function setStatus(status) {
