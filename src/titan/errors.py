@@ -35,6 +35,8 @@ the network::
         ├── WaitTimeout          408: wait()/store_wait() gave up before the thing happened
         ├── NotLeader            503: a standby; the leader answers
         ├── DatabaseUnavailable  503: the database is away for now; ask again shortly
+        ├── StatementCancelled   503: the database cancelled the statement (its
+        │                        statement_timeout or lock_timeout): nothing was applied
         ├── MasterStopping       503: the master is stopping; the next one answers
         ├── BlobStoreUnavailable 503: the blob store cannot be reached (an object store down,
         │                        throttling or refusing the credentials, a mount gone): ask
@@ -335,6 +337,38 @@ class DatabaseUnavailable(APIError):
     code = "database_unavailable"
 
 
+class StatementCancelled(APIError):
+    """The database cancelled the master's statement (PostgreSQL's ``statement_timeout`` or
+    ``lock_timeout``, set on Titan's role or database, or an operator's
+    ``pg_cancel_backend``) again after a few tries: nothing of the request was applied."""
+
+    status = 503
+    code = "statement_cancelled"
+
+
+#: Where the operator reads what to do about a cancelled statement.
+CANCELLED_DOCS = "docs/troubleshooting.md#a-statement-cancelled-by-the-database"
+
+
+def statement_cancelled(said: str) -> StatementCancelled:
+    """The request's answer when the database cancelled its statement; ``said``: the
+    database's words (``canceling statement due to statement timeout``), which name the
+    setting to change."""
+    if "statement timeout" in said:
+        why = ("PostgreSQL's statement_timeout, set on Titan's role or database, is shorter "
+               "than this statement needs: raise it, or reset it for Titan's role "
+               "(ALTER ROLE ... RESET statement_timeout)")
+    elif "lock timeout" in said:
+        why = ("another session held a lock this statement needed past PostgreSQL's "
+               "lock_timeout, set on Titan's role or database: find the session holding it "
+               "(pg_locks), or raise lock_timeout for Titan's role")
+    else:
+        why = "an operator or another program cancelled it (pg_cancel_backend)"
+    return StatementCancelled(
+        f"the database cancelled this request's statement ({said}); nothing was applied. "
+        f"{why} ({CANCELLED_DOCS})", details={"database": said})
+
+
 class MasterStopping(APIError):
     """This master is stopping (a restart, an upgrade): a long-poll it held ends with this
     instead of being cut. Nothing was applied: ask again, the next master answers."""
@@ -392,6 +426,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         NotLeader,
         MasterStopping,
         DatabaseUnavailable,
+        StatementCancelled,
         BlobStoreUnavailable,
         BlobStoreUnwritable,
         DatabaseCorrupt,

@@ -451,6 +451,33 @@ def test_a_nul_bound_on_the_client_is_the_requests_fault(storage: Storage) -> No
     assert said is not None and "NUL" in said, said
 
 
+def test_a_statement_the_database_cancelled_is_said_as_such_not_as_the_database_away(
+        storage: Storage) -> None:
+    # SQLSTATE 57014 (statement_timeout) and 55P03 (lock_timeout) are psycopg
+    # OperationalErrors: read as the database away, the writer tried them again for ever.
+    if storage.engine.dialect.name == "sqlite":  # no such settings: nothing is "cancelled"
+        with pytest.raises(Exception) as exc, storage.transaction() as tx:
+            tx.conn.execute(sa.text("SELECT * FROM no_such_table"))  # type: ignore[attr-defined]
+        assert storage.cancelled(exc.value) is None
+        return
+    with pytest.raises(Exception) as exc, storage.transaction() as tx:
+        tx.conn.execute(sa.text("SET LOCAL statement_timeout = '50ms'"))  # type: ignore[attr-defined]
+        tx.conn.execute(sa.text("SELECT pg_sleep(2)"))  # type: ignore[attr-defined]
+    assert not storage.unavailable(exc.value) and storage.unstorable(exc.value) is None
+    assert "statement timeout" in (storage.cancelled(exc.value) or ""), exc.value
+    holder = storage.engine.connect()
+    try:
+        holder.execute(sa.text("LOCK TABLE store_values IN ACCESS EXCLUSIVE MODE"))
+        with pytest.raises(Exception) as exc, storage.transaction() as tx:
+            tx.conn.execute(sa.text("SET LOCAL lock_timeout = '50ms'"))  # type: ignore[attr-defined]
+            tx.store_put("k", "v", 1.0)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert not storage.unavailable(exc.value)
+    assert "lock timeout" in (storage.cancelled(exc.value) or ""), exc.value
+
+
 def test_store_incr_is_atomic_across_threads(storage: Storage) -> None:
     def bump() -> None:
         for _ in range(25):

@@ -32,7 +32,7 @@ def _call(app: Any, path: str = "/api/v1/dags/1") -> tuple[ErrorGuard, list[dict
 
 def _request(guard: ErrorGuard, path: str = "/api/v1/dags/1") -> list[dict[str, Any]]:
     storage = SimpleNamespace(unavailable=lambda exc: isinstance(exc, Away),
-                              corrupt=lambda exc: None)
+                              corrupt=lambda exc: None, cancelled=lambda exc: None)
     scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b"",
              "app": SimpleNamespace(state=SimpleNamespace(ctx=SimpleNamespace(storage=storage)))}
     sent: list[dict[str, Any]] = []

@@ -34,6 +34,15 @@ PASSING = {"database_unavailable": "the master's database is unavailable for now
             "master_stopping": "the master is stopping"}
 
 
+def final(response: httpx.Response | Reply) -> bool:
+    """A 503 that asking again at once cannot change, and says so in the master's words: the
+    database cancelled the statement for a timeout its DBA set, after the master's own tries
+    (its message names the setting). Retried as a proxy's 503, it was "HTTP 503 from a proxy"
+    a restart grace later."""
+    return response.status_code == errors.StatementCancelled.status \
+        and code_of(error_body(response)) == errors.StatementCancelled.code
+
+
 def passing(body: Any) -> str | None:
     """What a passing refusal (:data:`PASSING`) says, for the error raised once the tries are
     spent; None for any other answer. The blob store's adds the master's own words: which
@@ -85,10 +94,12 @@ def check(response: httpx.Response | Reply, endpoint: Endpoint) -> None:
             f"HTTP {status} from {url_of(response)} is not a Titan master's answer "
             f"({said}): check the host and port", status=status, code="not_titan")
     if status == 503 and code_of(body) in PASSING \
-            or code_of(body) in (errors.BlobStoreUnwritable.code, errors.DatabaseCorrupt.code):
+            or code_of(body) in (errors.BlobStoreUnwritable.code, errors.DatabaseCorrupt.code,
+                                 errors.StatementCancelled.code):
         # Not a bug: the database or the blob store is away for now, or the master is
-        # stopping, or its blob store's disk is full or read-only, or its database is damaged
-        # (the message says where, and what to do).
+        # stopping, or its blob store's disk is full or read-only, or its database is damaged,
+        # or cancelled the statement for a timeout its DBA set (the message says where, and
+        # what to do).
         raise errors.from_response(status, body)
     if status >= 500:
         # The master's words, not its body's dict (`{'error': {'code': ...}}` was printed).

@@ -199,7 +199,8 @@ class Retrier:
                     leader = standby.leader
                 else:
                     self._reached = True
-                    if not retry.retryable_status(status, replayable=replayable):
+                    if not retry.retryable_status(status, replayable=replayable) \
+                            or replies.final(response):
                         replies.check(response, self._endpoint())
                         return response
                     said = replies.passing(replies.error_body(response))

@@ -1,5 +1,5 @@
 """The master's answer to an error no handler took: 503 while the database is away (one warning
-line, then a count every 30 s), 500 database_corrupt while its file is damaged (one error line
+line, then a count every 30 s), 503 statement_cancelled when it cancelled the statement, 500 database_corrupt while its file is damaged (one error line
 every 30 s), else a 500 with one traceback; nothing reaches the server.
 
 Starlette runs an ``Exception`` handler from its outermost ``ServerErrorMiddleware``, which sends
@@ -27,6 +27,7 @@ from titan.errors import (
     DatabaseCorrupt,
     DatabaseUnavailable,
     MasterStopping,
+    statement_cancelled,
 )
 
 log = logging.getLogger("titan.master")
@@ -60,6 +61,7 @@ class ErrorGuard:
         self._corrupt_said = 0.0  # monotonic time the last "corrupt" line was logged
         self._corrupt_failed = 0
         self._cut = 0  # requests cut by the server's stop (said once)
+        self._cancel_said = -60.0  # monotonic time a cancelled statement was last logged
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,6 +102,12 @@ class ErrorGuard:
                 err: APIError = DatabaseCorrupt(
                     f"the master's database is corrupt ({corrupt}): stop the master and "
                     f"restore the database from a backup ({RESTORE_DOCS})")
+            elif (cancelled := self._cancelled(scope, exc)) is not None:
+                err = statement_cancelled(cancelled)
+                now = time.monotonic()
+                if now - self._cancel_said >= 60:  # the operator's to change: a line a minute
+                    self._cancel_said = now
+                    log.warning("%s %s: %s", request.method, request.url.path, err.message)
             elif self._database_away(scope, exc):
                 self._say_away(request, exc)
                 err = DatabaseUnavailable(
@@ -134,6 +142,12 @@ class ErrorGuard:
         app = scope.get("app")
         ctx = getattr(getattr(app, "state", None), "ctx", None)
         return ctx is not None and bool(ctx.storage.unavailable(exc))
+
+    @staticmethod
+    def _cancelled(scope: Scope, exc: Exception) -> str | None:
+        app = scope.get("app")
+        ctx = getattr(getattr(app, "state", None), "ctx", None)
+        return ctx.storage.cancelled(exc) if ctx is not None else None
 
     @staticmethod
     def _corrupt(scope: Scope, exc: Exception) -> str | None:

@@ -101,6 +101,13 @@ class Storage(abc.ABC):
         again once the database is back, not failed."""
         return False
 
+    def cancelled(self, exc: BaseException) -> str | None:
+        """What the database said when ``exc`` is its cancellation of the statement
+        (PostgreSQL's ``statement_timeout`` or ``lock_timeout``, an operator's
+        ``pg_cancel_backend``): not the database away, and likely cancelled again, so tried a
+        few times only, then refused; None for anything else."""
+        return None
+
     def corrupt(self, exc: BaseException) -> str | None:
         """What the database said when ``exc`` says its files are damaged (no retry helps:
         restore from a backup); None for anything else."""

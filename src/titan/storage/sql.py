@@ -338,7 +338,18 @@ class SQLStorage(Storage):
         return self.leadership is not None and self.leadership.committed(mark)
 
     def unavailable(self, exc: BaseException) -> bool:
-        return self._unavailable(exc) and not _past_a_limit(exc)
+        return self._unavailable(exc) and not _past_a_limit(exc) and self.cancelled(exc) is None
+
+    def cancelled(self, exc: BaseException) -> str | None:
+        # SQLSTATE 57014 query_canceled (statement_timeout, pg_cancel_backend) and 55P03
+        # lock_not_available (lock_timeout): psycopg raises both as OperationalErrors, which
+        # the writer waited out as the database being away — for ever, for a statement that
+        # is too slow for the setting, with every later write queued behind it.
+        orig = getattr(exc, "orig", None)
+        if getattr(orig, "sqlstate", None) not in ("57014", "55P03"):
+            return None
+        said = str(orig).strip().splitlines()
+        return said[0][:300] if said else "canceling statement"
 
     def corrupt(self, exc: BaseException) -> str | None:
         # SQLite's SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), extended codes included;

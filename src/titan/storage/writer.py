@@ -9,7 +9,11 @@ database always holds a prefix of what the master decided.
 
 If a batch fails, each operation is retried alone so one bad request cannot sink its
 neighbours; operations must therefore touch only the database (no other side effects). A batch
-that fails because the database is away is not failed but tried again until it is back.
+that fails because the database is away is not failed but tried again until it is back. One
+whose statement the database cancelled (a ``statement_timeout`` or ``lock_timeout`` set by its
+DBA) is tried a few times — a lock held for a moment is let go — and then failed like any
+other: a statement too slow for the setting is cancelled every time, and waiting it out for
+ever held up every write queued behind it.
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from titan.errors import NotLeader, unstorable
+from titan.errors import NotLeader, statement_cancelled, unstorable
 from titan.storage.base import Storage, Transaction
 
 T = TypeVar("T")
 log = logging.getLogger("titan.storage")
 
 _STOP = object()
+
+#: The waits before a batch whose statement the database cancelled is tried again: three
+#: tries in all, ~1.3 s of waiting, enough for a lock held for a moment to be let go.
+CANCELLED_WAITS = (0.25, 1.0)
 
 
 class GroupCommitWriter:
@@ -40,6 +48,7 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="titan-db-writer", daemon=True)
         self._stopping = threading.Event()
         self._warned = 0.0
+        self._cancel_said = -60.0
         self._last: asyncio.Future[Any] | None = None  # the newest future handed out
         #: When the batch now waiting for the database found it away (monotonic); 0 when none.
         self.away_since = 0.0
@@ -126,7 +135,7 @@ class GroupCommitWriter:
         database disagreeing. A COMMIT whose answer was lost with its connection is looked
         up by the mark the transaction left (:meth:`Storage.committed`), so it is never
         applied twice."""
-        delay, away_since, lost_commit = 0.05, 0.0, 0
+        delay, away_since, lost_commit, cancels = 0.05, 0.0, 0, 0
         while True:
             try:
                 if lost_commit and self._storage.committed(lost_commit):
@@ -144,6 +153,11 @@ class GroupCommitWriter:
                 self._settle([(fut, loop, None, exc) for _op, fut, loop in batch])
                 return None
             except Exception as exc:
+                if self._storage.cancelled(exc) is not None and cancels < len(CANCELLED_WAITS) \
+                        and not self._stopping.is_set():
+                    self._stopping.wait(CANCELLED_WAITS[cancels])
+                    cancels += 1
+                    continue
                 if not self._storage.unavailable(exc) or self._stopping.is_set():
                     self._isolate(batch)
                     return None
@@ -169,13 +183,27 @@ class GroupCommitWriter:
             op, fut, loop = batch[0]
             error = _current_exception()
             said = self._storage.unstorable(error)
+            cancelled = self._storage.cancelled(error)
             if said is not None:  # the request's fault (a NUL byte, a string too long)
                 error = unstorable(said)
                 error.__cause__ = _current_exception()
+            elif cancelled is not None:  # tried again already: its setting is said
+                error = statement_cancelled(cancelled)
+                error.__cause__ = _current_exception()
+                self._say_cancelled(error.message)
             self._settle([(fut, loop, None, error)])
             return
         for item in batch:  # isolate the failing operation
             self._commit([item])
+
+    def _say_cancelled(self, message: str) -> None:
+        """On the log, for the operator who can change the setting: a line a minute at most
+        (a setting too short cancels every write of a kind)."""
+        now = time.monotonic()
+        if now - self._cancel_said >= 60:
+            self._cancel_said = now
+            log.warning("a write was refused after %d tries: %s", len(CANCELLED_WAITS) + 1,
+                        message)
 
     @staticmethod
     def _settle(outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any,

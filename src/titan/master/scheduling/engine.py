@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from titan.errors import unstorable
+from titan.errors import statement_cancelled, unstorable
 from titan.master.auth.tokens import JobTokens, WorkerCredentials
 from titan.master.config import MasterConfig
 from titan.master.events import EventHub
@@ -127,6 +127,9 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
                 said = self.storage.unstorable(exc)  # a NUL in what was asked for
                 if said is not None:
                     raise unstorable(said) from exc
+                said = self.storage.cancelled(exc)  # statement_timeout: not the database away
+                if said is not None:
+                    raise statement_cancelled(said) from exc
                 if self.storage.unavailable(exc):
                     self._read_away_at = time.monotonic()
                 raise
