@@ -6,6 +6,7 @@ against a real master on each database."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -282,3 +283,34 @@ def test_a_worker_id_past_80_characters_is_refused_before_the_worker_joins(
     assert (status, reply["error"]["code"]) == (404, "unknown_worker"), reply
     listed = {w["id"] for w in c.api("GET", "/workers")["workers"]}
     assert longest in listed and past not in listed, listed
+
+
+def _dag_refused(c: Cluster, name: str, jobs: list[dict[str, Any]],
+                 field: str) -> dict[str, Any]:
+    """``POST /dags`` of ``jobs`` as ``name`` is 400 invalid_dag naming ``field``, and stores
+    nothing (the PostgreSQL database is the module's: each test names its DAGs its own)."""
+    status, reply = call(c, "POST", "/dags", {"name": name, "jobs": jobs})
+    assert status == 400, reply
+    error = reply["error"]
+    assert error["code"] == "invalid_dag" and error["details"].get("field") == field, error
+    assert field in error["message"], error
+    assert call(c, "GET", f"/dags?name={name}")[1]["total"] == 0
+    return dict(error)
+
+
+def test_a_job_runner_that_is_not_a_string_is_a_400_naming_runner(either: Cluster) -> None:
+    # A list or an object as `runner` was looked up in the set of runners: "internal error:
+    # TypeError("unhashable type: 'list'")", a 500.
+    c = either
+    script = b"print('hi')\n"
+    sha = hashlib.sha256(script).hexdigest()
+    req = urllib.request.Request(f"{c.url}/api/v1/blobs/{sha}", method="PUT", data=script,
+                                 headers={"Authorization": f"Bearer {c.admin_token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status in (200, 201)
+    for runner in (["fork"], {"fork": True}):
+        job = {"job_id": "a", "filename": "a.py", "script_sha256": sha, "runner": runner}
+        _dag_refused(c, "runner", [job], "runner")
+    job = {"job_id": "a", "filename": "a.py", "script_sha256": sha, "runner": "fork"}
+    assert call(c, "POST", "/dags", {"name": "runner", "jobs": [job]})[0] == 201
+

@@ -171,7 +171,7 @@ def validate_job(job: dict[str, Any], index: int) -> dict[str, Any]:
             _CAPABILITIES[requirement] = checked
     requirement = checked
     runner = job.get("runner") or "auto"
-    if runner not in RUNNERS:
+    if type(runner) is not str or runner not in RUNNERS:  # a list is unhashable: a 500
         raise job_problem(job_id, "runner", f"runner must be one of {sorted(RUNNERS)}")
     if (why := runner_problem(runner, filename)) is not None:
         raise job_problem(job_id, "runner", why)
