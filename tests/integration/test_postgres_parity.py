@@ -314,3 +314,14 @@ def test_a_job_runner_that_is_not_a_string_is_a_400_naming_runner(either: Cluste
     job = {"job_id": "a", "filename": "a.py", "script_sha256": sha, "runner": "fork"}
     assert call(c, "POST", "/dags", {"name": "runner", "jobs": [job]})[0] == 201
 
+
+def test_a_hitl_message_with_a_nul_is_a_400_naming_it_on_either_database(
+        either: Cluster) -> None:
+    # SQLite stored the NUL; PostgreSQL refused the row: 400 unstorable_value naming no field.
+    c = either
+    gate = {"job_id": "review", "job_type": "APPROVAL", "hitl_message": "ship\x00it?"}
+    error = _dag_refused(c, "gate", [gate], "hitl_message")
+    assert "NUL" in error["message"], error
+    status, reply = call(c, "POST", "/dags", {"name": "gate", "jobs": [
+        {**gate, "hitl_message": "ship it?"}]})
+    assert status == 201 and reply["run"] == 1, reply  # nothing of the refused ones was kept

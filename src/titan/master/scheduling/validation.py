@@ -213,6 +213,8 @@ def _gate_fields(job: dict[str, Any], job_id: str) -> tuple[str | None, float | 
         raise job_problem(job_id, "hitl_message", "hitl_message must be a string")
     if hitl is not None and len(hitl) > 10_000:
         raise job_problem(job_id, "hitl_message", "hitl_message is longer than 10000 characters")
+    if hitl is not None and "\x00" in hitl:  # SQLite stored it, PostgreSQL refused the row
+        raise job_problem(job_id, "hitl_message", "hitl_message may not contain NUL characters")
     if hitl is not None and not hitl.strip():
         # An empty one asked nobody: the gate was silently left out and what follows ran.
         raise job_problem(job_id, "hitl_message", "hitl_message is empty: say what the approver "
