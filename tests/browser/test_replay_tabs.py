@@ -221,6 +221,11 @@ def test_an_imported_run_is_not_scored_and_offers_no_replay(cluster: Cluster, da
     assert page.inner_text("#determinism-score .det-number") == "—"
     assert page.inner_text("#determinism-score .det-band") == \
         "Not applicable: no code recorded for this run"
+    # Not "No non-deterministic pattern found in the code ... Nothing to change." under a
+    # "Not applicable" score (a dashboard QA pass): no code was analyzed, and it says so.
+    assert page.inner_text("#findings").startswith("No code was recorded for this run, so "
+                                                   "none was analyzed")
+    assert page.inner_text("#recommendations").startswith("None: record the run's code")
     shot(page, artifacts, "determinism-not-applicable")
 
 

@@ -104,18 +104,25 @@
 
   function render(d) {
     const findings = d.findings || [], recs = d.recommendations || [];
+    // No code recorded (a run imported over OTLP, or recorded over the API): scored "Not
+    // applicable", so "no pattern found in the code ... Nothing to change" contradicted it.
+    const noCode = d.score === null;
+    const nothingFound = noCode
+      ? "No code was recorded for this run, so none was analyzed; its recorded actions show no non-deterministic pattern."
+      : "No non-deterministic pattern found in the code or the recorded actions.";
     body.replaceChildren(
       el("div", { class: "det-summary" }, score(d), el("div", {}, counts(d), analyzed(d))),
       el("h3", { text: "Issues found (" + findings.length + ")" }),
       findings.length ? el("ol", { id: "findings", class: "findings" }, ...findings.map(finding))
-        : el("p", { id: "findings", class: "muted", text: "No non-deterministic pattern found in the code or the recorded actions." }),
+        : el("p", { id: "findings", class: "muted", text: nothingFound }),
       el("h3", { text: "Recommendations" }),
       recs.length ? el("ul", { id: "recommendations", class: "recommendations" }, ...recs.map((r) =>
         el("li", { class: "recommendation", dataset: { kind: r.kind } },
           el("b", { class: "rec-title", text: r.title || r.kind }),
           r.advice ? el("p", { class: "rec-advice" }, r.advice, " ", docsLink(r.docs, r.title)) : null,
           beforeAfter(r.before, r.after))))
-        : el("p", { id: "recommendations", class: "muted", text: "Nothing to change." }));
+        : el("p", { id: "recommendations", class: "muted",
+                    text: noCode ? "None: record the run's code (titan.trace.run in a script Titan runs) to have it analyzed." : "Nothing to change." }));
   }
 
   async function load() {
