@@ -2,9 +2,9 @@
 sending live trace events.
 
 A job agent finds everything in its environment (``TITAN_EVAL_RUN``, ``TITAN_TOOL_PROXY``,
-and its job token ``TITAN_TOKEN``, which the proxy accepts for the job's own run); a coding
-run's agent, run by its coding job, finds the agent token that job asked for it
-(``TITAN_TOOL_TOKEN``, :mod:`titan.evals.agent_env`) instead. An HTTP agent gets ``proxy.url``
+and in ``TITAN_TOKEN`` its run's agent token, which its worker hands it instead of a job
+token); a coding run's agent, run by its coding job, finds the agent token that job asked for
+it (``TITAN_TOOL_TOKEN``, :mod:`titan.evals.agent_env`) instead. An HTTP agent gets ``proxy.url``
 and ``proxy.token`` in the request Titan sends it and builds a :class:`Proxy` from them.
 """
 

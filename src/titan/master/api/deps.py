@@ -67,27 +67,29 @@ def still_valid(request: Request) -> Guard:
 
 
 async def token_principal(c: Ctx, token: str) -> auth.Principal:
-    if token.startswith("tj."):
+    if token.startswith(("tj.", "ta.")):
         assert c.engine.job_tokens is not None
-        found = c.engine.job_tokens.verify(token)
+        # ``ta.``: an evaluation's agent under test (role ``agent``). Routes take it only where
+        # their roles name it (auth.RECORD, auth.RUN_READ), the tool proxy for its own run
+        # (evaluations/proxy.py); everywhere else it is a 403 (docs/security.md).
+        agent = token.startswith("ta.")
+        found = c.engine.job_tokens.verify_agent(token) if agent \
+            else c.engine.job_tokens.verify(token)
         if found is None:
-            raise Unauthorized("invalid job token")
+            raise Unauthorized("invalid evaluation agent token" if agent
+                               else "invalid job token")
         # A job token lives as long as its attempt runs: one read from a log, or kept by a
         # process the job left behind, must not read the store and runs for ever after
         # (writes were fenced already; now reads are too, with the same answer).
         assert found.job is not None and found.attempt is not None
         if not c.engine.sched.is_current(found.job, found.attempt):
             await _still_leading(c)
-            raise StaleAttempt(f"job token of attempt {found.attempt}: that attempt no longer "
-                               "runs its job (it ended, or the job was given to another)")
+            raise StaleAttempt(f"{'agent' if agent else 'job'} token of attempt "
+                               f"{found.attempt}: that attempt no longer runs its job (it "
+                               "ended, or the job was given to another)")
         return found
     if token.startswith("tw."):
         return await _worker_credential(c, token)
-    if token.startswith("ta."):
-        # The agent under test of an evaluation run: its run's tool proxy takes it
-        # (evaluations/proxy.py), no other route does (docs/security.md).
-        raise Unauthorized("an evaluation agent's token (ta.) is taken only by its run's tool "
-                           "proxy: /runs/<run>/tools, /eval/response and /eval/events")
     digest = auth.token_hash(token)
     cached: auth.Principal | None
     hit, cached = c.tokens.get(digest)
@@ -181,6 +183,11 @@ CtxDep = Annotated[Ctx, Depends(_ctx)]
 Caller = Annotated[auth.Principal, Depends(principal)]
 Reader = Annotated[auth.Principal, Depends(_require(auth.READ, "read"))]
 Writer = Annotated[auth.Principal, Depends(_require(auth.WRITE, "change anything", fenced=True))]
+# Recording actions, and reading a run's totals: also an evaluation's agent under test, into
+# and of its own run only (runs/job_scope.py).
+RunRecorder = Annotated[auth.Principal, Depends(_require(auth.RECORD, "record actions",
+                                                         fenced=True))]
+RunReader = Annotated[auth.Principal, Depends(_require(auth.RUN_READ, "read"))]
 # Asking which blobs the master lacks is an upload's first step: refused to a worker token it
 # said "may not read" to `titan schedule create`, a write (a QA pass).
 Uploader = Annotated[auth.Principal, Depends(_require(auth.WRITE, "upload scripts or files"))]

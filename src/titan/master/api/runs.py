@@ -12,10 +12,19 @@ from fastapi.responses import StreamingResponse
 from titan.errors import NotFound, ValidationFailed
 from titan.master.api import models
 from titan.master.api.body import JSONRoute, check_fields, json_of
-from titan.master.api.deps import API_PREFIX, CtxDep, Pruner, Reader, RunKeeper, Writer
+from titan.master.api.deps import (
+    API_PREFIX,
+    CtxDep,
+    Pruner,
+    Reader,
+    RunKeeper,
+    RunReader,
+    RunRecorder,
+    Writer,
+)
 from titan.master.api.params import Choices, MaybeAfter, Offset, Seq
 from titan.master.otel.ids import is_imported_run
-from titan.master.runs import batch, export, ledger, liveness
+from titan.master.runs import batch, export, job_scope, ledger, liveness
 from titan.master.runs.ingest import MAX_AGENT_ID, MAX_USD, OUTCOMES
 from titan.master.runs.lookup import run_or_404
 from titan.master.runs.views import (
@@ -170,7 +179,7 @@ def _exported(runs: Any) -> dict[str, tuple[int, str | None]]:
 
 @router.post("/runs/batch", summary="Several runs' opening, code, actions and ends in one "
                                       "request, in order")
-async def runs_batch(c: CtxDep, p: Writer, request: Request) -> Row:
+async def runs_batch(c: CtxDep, p: RunRecorder, request: Request) -> Row:
     return await batch.apply(c.runs, c.replays.set_code, _not_imported,
                              await json_of(request, models.RunsBatch), p)
 
@@ -181,7 +190,9 @@ async def runs_alive(c: CtxDep, p: Writer, body: Any = Body(...)) -> Row:
 
 
 @router.get("/runs/{run_id}", summary="One run: totals, stages, cost by stage/actor/channel")
-async def get_run(c: CtxDep, p: Reader, run_id: str) -> Row:
+async def get_run(c: CtxDep, p: RunReader, run_id: str) -> Row:
+    job_scope.check_agent_run(c.engine.sched, run_id, p, "read")
+
     def read(tx: Transaction) -> Row:
         run = run_or_404(tx, run_id)
         return run_detail(tx, run)
@@ -209,7 +220,7 @@ async def unarchive_run(c: CtxDep, p: RunKeeper, run_id: str) -> Row:
 
 
 @router.post("/runs/{run_id}/actions", summary="Record a batch of actions (all or nothing)")
-async def add_actions(c: CtxDep, p: Writer, request: Request, run_id: str) -> Row:
+async def add_actions(c: CtxDep, p: RunRecorder, request: Request, run_id: str) -> Row:
     return await c.runs.ingest(run_id, await json_of(request, models.ActionBatch), p)
 
 

@@ -5,8 +5,11 @@ Job tokens are not stored at all: ``tj.<job>.<attempt>.<mac>`` is an HMAC over t
 with the master's secret (shared through the database, so any master can check it). A job
 token carries its fence: once that attempt no longer owns the job, its writes are refused.
 An evaluation agent's token (``ta.<job>.<attempt>.<mac>``) is the same HMAC under a key of its
-own: a coding run's job hands it to the agent under test, which may call its run's tool proxy
-with it and nothing else (the API refuses it everywhere; evaluations/proxy.py takes it).
+own, held by an evaluation's agent under test: a coding run's job hands it to the agent it
+runs, and the worker hands it, instead of a job token, to the job that is a non-coding run's
+agent. Its principal (role ``agent``) calls its run's tool proxy (evaluations/proxy.py), records
+actions into its run and reads that run's totals (:data:`RECORD`, :data:`RUN_READ`), while its
+attempt runs; every other route refuses it (403).
 Worker credentials (``tw.<token id>.<worker id>.<mac>``) are HMACs too: registering with a
 worker token returns one bound to the worker it registered, and every later call for that
 worker must carry it, so one worker cannot act for another. The token id inside lets a
@@ -26,7 +29,8 @@ from typing import Any
 from titan.errors import ConfigError, Forbidden, Unauthorized
 from titan.master_proof import token_hash
 
-__all__ = ["ADMIN", "FETCH", "OPERATE", "READ", "ROLES", "WORKER", "WRITE", "JobTokens",
+__all__ = ["ADMIN", "FETCH", "OPERATE", "READ", "RECORD", "ROLES", "RUN_READ", "WORKER", "WRITE",
+           "JobTokens",
            "Principal", "TokenCache", "WorkerCredentials", "bearer", "check_role",
            "check_worker", "new_token", "token_hash"]
 
@@ -39,6 +43,11 @@ WRITE = frozenset({"admin", "operator", "job"})
 WORKER = frozenset({"admin", "worker"})
 # Decisions a person makes (approving a gate): never a job's own token.
 OPERATE = frozenset({"admin", "operator"})
+# Recording actions into a run, and reading a run's totals (an LLM call's budget check): an
+# evaluation's agent under test too (role ``agent``), into and of its own run only
+# (runs/job_scope.py). It reaches nothing else: its task's answer key, the store, submitting.
+RECORD = WRITE | {"agent"}
+RUN_READ = READ | {"agent"}
 ADMIN = frozenset({"admin"})
 _CACHE_SECONDS = 10.0
 
@@ -110,7 +119,8 @@ class JobTokens:
         return f"tj.{job}.{attempt}.{self._mac(job, attempt)}"
 
     def issue_agent(self, job: int, attempt: int) -> str:
-        """The token of the agent under test that this attempt (a coding run's job) runs."""
+        """The token of the agent under test of this attempt: the agent a coding run's job
+        runs, or the job itself when it is a non-coding run's agent."""
         return f"ta.{job}.{attempt}.{self._mac(job, attempt, 'ta')}"
 
     def verify(self, token: str) -> Principal | None:
@@ -224,5 +234,7 @@ def check_role(principal: Principal, allowed: frozenset[str], action: str) -> No
     """Forbidden unless the principal's role is ``allowed``; the message says what was asked
     (``action``) and who may, so a refusal reads right whatever the command was."""
     if principal.role not in allowed:
+        why = (" (an evaluation agent's token calls its run's tools, answers and records into "
+               "its own run, nothing else)" if principal.role == "agent" else "")
         raise Forbidden(f"{_an(principal.role)} token may not {action}; that takes "
-                        f"{takers(allowed)}", details={"role": principal.role})
+                        f"{takers(allowed)}{why}", details={"role": principal.role})

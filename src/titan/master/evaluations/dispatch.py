@@ -2,7 +2,8 @@
 
 * A ``job`` agent runs as one Titan job in its own DAG (``<run id>_AGENT``), joined to the run,
   so its LLM calls are recorded like any agent's. Its task and the proxy's address come in the
-  environment; it answers with :func:`titan.evals.respond`. A coding task runs
+  environment; it answers with :func:`titan.evals.respond`. Its credential is its run's agent
+  token (``ta.``), not a job token (:func:`agent_under_test`). A coding task runs
   :mod:`titan.evals.coding_job` instead, which seeds the workspace, runs the agent's script in
   it and grades the result.
 * An ``http`` agent gets the task POSTed to its endpoint; the reply's ``final_response`` is the
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from titan.master.egress import EgressPolicy
     from titan.master.evaluations.proxy import ToolProxy
     from titan.master.scheduling.engine import Engine
+    from titan.master.scheduling.state import DagRec, JobRec
     from titan.storage.blobs import BlobStore
 
 log = logging.getLogger("titan.master.evaluations.service")
@@ -78,6 +80,24 @@ def restarted(job: Row) -> bool:
     return attempt > 1 or (attempt >= 1 and job.get("state") in ("PENDING", "READY"))
 
 
+def agent_under_test(job: JobRec, dag: DagRec) -> bool:
+    """Whether ``job`` is the agent under test of a non-coding run (the engine's
+    ``agent_under_test``): the worker hands it its run's agent token, not a job token. A job
+    token can do what an operator can: the agent would read its task's answer key (behaviour
+    and failure rules, the seeded world), other runs and the store, and submit jobs. The agent
+    token calls its run's tools, answers, and records actions into its run, nothing else.
+
+    Read from the job as :meth:`Dispatcher._submit_job` stored it (its DAG, its environment),
+    not from the runs in flight: it holds after a master restart, from the first lease on.
+    Someone else's job made to look so only holds less than its job token would give it. A
+    coding run's job is the harness, which needs its job token to grade the run (it hands
+    its agent the agent token itself)."""
+    run_id = dag.agent_run_id
+    env = job.row.get("env") or {}
+    return (run_id is not None and dag.name == f"{run_id}_{AGENT_STAGE}"
+            and env.get("TITAN_EVAL_RUN") == run_id and "TITAN_EVAL_AGENT" not in env)
+
+
 def agent_task(seed: Row, agent: Row) -> Row:
     task = {k: seed.get(k) for k in _AGENT_VISIBLE if seed.get(k) is not None}
     task["tools"] = [{k: t.get(k) for k in ("name", "description", "input_schema")}
@@ -98,6 +118,7 @@ class Dispatcher:
         self._calls: dict[str, asyncio.Future[Any]] = {}  # HTTP agents' calls in flight
         self._slots: dict[str, asyncio.Semaphore] = {}  # evaluation → its calls at once
         engine.job_listeners.append(self._job_changed)
+        engine.agent_under_test = agent_under_test
 
     @property
     def proxy_base(self) -> str:
@@ -146,8 +167,9 @@ class Dispatcher:
         env = {"TITAN_EVAL_RUN": active.run_id,
                "TITAN_EVAL_TASK": json.dumps(agent_task(seed, agent)),
                "TITAN_TOOL_PROXY": self.proxy_base}
-        # The job's own token (TITAN_TOKEN) is accepted by the proxy for its run, so the
-        # run's token never has to be written into the job's stored environment.
+        # Its worker hands it its run's agent token in TITAN_TOKEN (agent_under_test: not a
+        # coding run's harness, which gets a job token), which the proxy accepts for its run:
+        # the run's token never has to be written into the job's stored environment.
         job: Row = {"job_id": "agent", "retries": 0, "timeout": agent["timeout_s"],
                     "requirement": agent.get("requirement") or "GENERAL"}
         if seed.get("kind") == "coding":

@@ -1,7 +1,8 @@
 """The tool proxy: every tool call of an agent under test, answered by exactly one source.
 
-``POST /api/v1/runs/{run}/tools/{name}`` with the run's token (or the agent job's own token, or
-the ``ta.`` token a coding run's job hands its agent under test).
+``POST /api/v1/runs/{run}/tools/{name}`` with the run's token, or the run's agent token
+(``ta.``: the one a non-coding run's agent job holds, and a coding run's job hands the agent
+it runs), or the coding job's own token.
 Per call, in order: a matching failure rule answers (``injected``); a passthrough tool is
 forwarded to its real endpoint (``passthrough``, or ``transport_error`` when that hop fails);
 otherwise the simulator plays the tool against the run's world (``odyssey``, seed 003's word,
@@ -133,9 +134,12 @@ class ToolProxy:
         if user is None or not token:
             return None
         try:
-            return await user(token)
+            who = await user(token)
         except Unauthorized:
             return None
+        # Another run's agent token is no user's: refused as a wrong proxy token (401, kept
+        # on the run), as before the API took agent tokens for recording.
+        return None if who.role == "agent" else who
 
     @staticmethod
     def _open(active: ActiveRun | None, row: Row) -> ActiveRun:

@@ -1,5 +1,6 @@
 """What a job's token may do to agent runs: drive (and write into) its own run or one it
-started, add stages to its own run, a new one or one it started; never another's.
+started, add stages to its own run, a new one or one it started; never another's. An
+evaluation agent's token (role ``agent``) records actions into, and reads, its own run alone.
 
 A job's run is its DAG's ``agent_run_id``; a run it started carries the job in its
 ``started_by``. Kept apart from :mod:`titan.master.runs.service` because the checks read the
@@ -43,7 +44,11 @@ async def check_may_drive(engine: Engine, run_id: str, who: Principal,
     a run it started (POST /runs, or a stage it submitted into a new run): an
     orchestrator running as a job records the code of the runs it submits stages into,
     keeps them alive and ends them when it exits, and a ``trace.run`` opened in a job
-    records into it. Never another job's run or an unrelated one."""
+    records into it. Never another job's run or an unrelated one. An evaluation agent's
+    token only writes actions into its own run: it opens, ends and drives none."""
+    if who.role == "agent":
+        check_agent_run(engine.sched, run_id, who, doing)
+        return
     if who.role != "job" or own_run(engine.sched, who) == run_id:
         return
     run = await engine.read(lambda tx: tx.get_run(run_id))
@@ -51,6 +56,17 @@ async def check_may_drive(engine: Engine, run_id: str, who: Principal,
     if not (by.get("role") == "job" and by.get("job") == who.job):
         raise Forbidden(f"a job may only {doing} its own agent run or one it started, not "
                         f"{run_id!r}")
+
+
+def check_agent_run(sched: Scheduler, run_id: str, who: Principal,
+                    doing: str = "write into") -> None:
+    """An evaluation agent's token (role ``agent``) may write actions into (``doing``) or read
+    its own run (its job's DAG's) and no other; nothing else ``doing``."""
+    if who.role != "agent":
+        return
+    if doing not in ("write into", "read") or own_run(sched, who) != run_id:
+        raise Forbidden(f"an evaluation agent's token may only record actions into its own "
+                        f"run (and read its totals), not {doing} {run_id!r}")
 
 
 def check_person_opening(existing: dict[str, object], who: Principal) -> None:

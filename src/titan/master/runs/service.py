@@ -106,6 +106,9 @@ class RunService:
         body is its own start again (the same ``started_at``: a resend) or a later attempt
         of the job that opened it opens it (its retry: running again, see lookup.reopening)."""
         fields = action_input.parse_run(body, creating=True)
+        # An evaluation's agent under test records into its own run, which it does not open
+        # (POST /runs/batch passes its "create" ops here).
+        job_scope.check_agent_run(self.engine.sched, str(fields.get("id") or ""), who, "open")
         if fields.get("budget_usd") is not None and who.role not in OPERATE:
             raise Forbidden("only an operator or admin may set a run's budget")
         compliance.check_retention_class(fields, who)

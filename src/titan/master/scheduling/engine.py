@@ -34,7 +34,7 @@ from titan.master.scheduling.engine_submission import EngineSubmission
 from titan.master.scheduling.engine_workers import EngineWorkers
 from titan.master.scheduling.refs import RecentJobNames
 from titan.master.scheduling.scheduler import Scheduler
-from titan.master.scheduling.state import Changes, WorkerRec, capacity
+from titan.master.scheduling.state import Changes, DagRec, JobRec, WorkerRec, capacity
 from titan.master.scheduling.views import finished_view
 from titan.storage.base import Row, Storage, Transaction
 from titan.storage.writer import GroupCommitWriter
@@ -63,6 +63,7 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         #: The master is stopping (quiesce): no lease expires and no worker is lost from now on.
         self.stopping = False
         self.job_tokens: JobTokens | None = None
+        self.agent_under_test: Callable[[JobRec, DagRec], bool] | None = None  # EngineCore's
         self.worker_credentials: WorkerCredentials | None = None
         self.secret: str | None = None  # signs job tokens and dashboard sessions
         self.blob_holds = BlobHolds()  # blobs known there, and held by writes in flight

@@ -19,7 +19,7 @@ from titan.master.config import MasterConfig
 from titan.master.scheduling.blob_holds import BlobHolds
 from titan.master.scheduling.refs import RecentJobNames
 from titan.master.scheduling.scheduler import Scheduler
-from titan.master.scheduling.state import Changes, DagRec
+from titan.master.scheduling.state import Changes, DagRec, JobRec
 from titan.storage.base import Row, Transaction
 from titan.storage.writer import GroupCommitWriter
 
@@ -45,6 +45,10 @@ class EngineCore(Protocol):
     writer: GroupCommitWriter
     sched: Scheduler
     job_tokens: JobTokens | None
+    #: Whether a job of a DAG is an evaluation's agent under test, which the worker hands an
+    #: agent token (``ta.``) instead of a job token: set by the evaluation service (the
+    #: engine knows nothing of evaluations); None, every job gets a job token.
+    agent_under_test: Callable[[JobRec, DagRec], bool] | None
     #: Blobs known to be there, and those writes in flight hold (garbage collection).
     blob_holds: BlobHolds
     job_names: RecentJobNames

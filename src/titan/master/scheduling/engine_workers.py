@@ -30,8 +30,9 @@ FORGET_WORKERS_AFTER = 7 * 86400.0
 class EngineWorkers:
     # -- fencing ------------------------------------------------------------------------------
     def check_fence(self: EngineCore, principal: Principal) -> None:
-        """A job token may write only while its attempt still owns the job."""
-        if principal.role != "job":
+        """A job token (or an evaluation agent's, of an attempt too) may write only while its
+        attempt still owns the job."""
+        if principal.role not in ("job", "agent"):
             return
         assert principal.job is not None and principal.attempt is not None
         if not self.sched.is_current(principal.job, principal.attempt):
@@ -105,13 +106,19 @@ class EngineWorkers:
 
     def assignments(self: EngineCore, worker: WorkerRec) -> list[dict[str, Any]]:
         out = []
-        assert self.job_tokens is not None
+        tokens = self.job_tokens
+        assert tokens is not None
         for job_id in dict.fromkeys(worker.assigned):  # each job once: credit is spent per job
             job = self.sched.jobs.get(job_id)
             if job is None or job.state != "RUNNING" or job.worker_id != worker.id:
                 continue  # cancelled between lease and delivery
-            out.append(assignment(job, self.job_tokens.issue(job.id, job.attempt),
-                                  self.sched.dags[job.dag_id]))
+            dag = self.sched.dags[job.dag_id]
+            # An evaluation's agent under test gets its run's agent token, not a job token
+            # (operator rights: it would read its task's answer key, docs/security.md).
+            under_test = self.agent_under_test is not None and self.agent_under_test(job, dag)
+            token = tokens.issue_agent(job.id, job.attempt) if under_test \
+                else tokens.issue(job.id, job.attempt)
+            out.append(assignment(job, token, dag))
         worker.assigned.clear()
         return out
 
