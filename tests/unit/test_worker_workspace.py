@@ -170,7 +170,8 @@ def test_line_splitter_cuts_long_lines_at_character_boundaries() -> None:
     assert "\ufffd" not in "".join(lines)
 
 
-@pytest.mark.parametrize("token", ["tj.12.1." + "a" * 32, "tw.w-1a2b." + "b" * 40,
+@pytest.mark.parametrize("token", ["tj.12.1." + "a" * 32, "ta.12.1." + "9" * 32,
+                                   "tw.w-1a2b." + "b" * 40,
                                    "tt_" + "c" * 43,
                                    "tok-3f9a0b1c2d4e.p" + "e" * 24 + ".1767225600." + "f" * 40])
 @pytest.mark.parametrize("back", [1, 3, 10, 40])

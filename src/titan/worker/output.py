@@ -13,9 +13,10 @@ job printed it. What is left at end-of-file is a last line.
 from __future__ import annotations
 
 MAX_LINE = 64 * 1024
-#: Where a Titan token may start (titan.redaction: a job's, a worker's, an API token, a
-#: session cookie), and how far one reaches at most.
-_TOKEN_STARTS = (b"tj.", b"tw.", b"tt_", b"tok-")
+#: Where a Titan token may start (titan.redaction: a job's, an evaluation agent's — the
+#: credential of a job that is an agent under test —, a worker's, an API token, a session
+#: cookie), and how far one reaches at most.
+_TOKEN_STARTS = (b"tj.", b"ta.", b"tw.", b"tt_", b"tok-")
 _TOKEN_REACH = 300
 
 
