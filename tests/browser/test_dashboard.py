@@ -204,6 +204,27 @@ def test_a_panel_opened_from_its_address_follows_the_log(cluster: Cluster, dash:
     assert client.wait_job("logs_deep/chatty", timeout=30)["state"] == "COMPLETED"
 
 
+def test_a_panel_opens_from_an_address_naming_the_job(cluster: Cluster, dash: Dashboard,
+                                                     page: Any) -> None:
+    # #job= took the numeric id the panel writes, not the job's name a person types:
+    # /dags/DAG-x#job=train opened nothing (a dashboard QA pass).
+    quick = cluster.script("quick.py", "print('ok')\n")
+    client = cluster.client()
+    dag = client.submit_dag("by_name", [TitanJob("extract", quick),
+                                        TitanJob("train", quick, parents=["extract"])],
+                            wait=True, timeout=60)
+    train = next(j for j in dag["jobs"] if j["job_id"] == "train")
+    page.goto(dash.url("/dags/DAG-by_name#job=train"))
+    page.wait_for_selector("#job-panel", state="visible")
+    page.wait_for_function("() => document.querySelector('#job-panel .job-title')"
+                           ".textContent.includes('train')")
+    assert page.evaluate("location.hash") == f"#job={train['id']}"
+    page.goto(dash.url("/dags/DAG-by_name#job=nosuchjob"))
+    page.reload()  # a new hash alone is no new page
+    page.wait_for_selector("#graph")
+    assert page.locator("#job-panel").is_hidden()
+
+
 def test_a_long_finished_log_opens_at_its_end_in_one_request(cluster: Cluster, dash: Dashboard,
                                                               page: Any) -> None:
     # 50,000 lines took 11 requests and 18 s, to keep the last 20,000 with no word of the rest.

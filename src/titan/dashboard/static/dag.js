@@ -237,9 +237,17 @@
     if (panel.id !== null) panel.reload();
   };
 
-  const m = /^#job=(\d+)$/.exec(location.hash);
-  if (m && byId.has(Number(m[1]))) {
-    const i = byId.get(Number(m[1]));
+  // #job=<id>, as the panel writes it, or #job=<the job's name> (what a person types: a job
+  // id within the DAG): #job=train opened nothing.
+  const m = /^#job=(.+)$/.exec(location.hash);
+  let wanted;
+  if (m) {
+    let key = m[1];
+    try { key = decodeURIComponent(key); } catch (e) { /* kept as typed */ }
+    wanted = /^\d+$/.test(key) && byId.has(Number(key)) ? byId.get(Number(key)) : L.job.indexOf(key);
+  }
+  if (wanted !== undefined && wanted >= 0) {
+    const i = wanted;
     view.reveal(i);
     view.render();
     openJob(i);
