@@ -47,7 +47,8 @@ class Cluster:
     # -- processes ----------------------------------------------------------------------------
     def _spawn(self, args: list[str], log_name: str, **kw: Any) -> subprocess.Popen[bytes]:
         log = open(self.root / log_name, "ab")  # noqa: SIM115 - closed with the process
-        return subprocess.Popen([sys.executable, "-m", "titan", *args], stdout=log,
+        python = kw.pop("python", None) or sys.executable
+        return subprocess.Popen([python, "-m", "titan", *args], stdout=log,
                                 stderr=subprocess.STDOUT, env=kw.pop("env", self.env),
                                 cwd=kw.pop("cwd", self.root), start_new_session=True, **kw)
 
@@ -101,9 +102,11 @@ class Cluster:
                    name: str | None = None,
                    wait: bool = True, extra: list[str] | None = None,
                    master_url: str | None = None,
-                   env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+                   env: dict[str, str] | None = None,
+                   python: str | None = None) -> subprocess.Popen[bytes]:
         """A `titan worker` (``master_url``: another way to the master, e.g. a proxy;
-        ``capabilities`` or ``slots`` None: the worker's defaults)."""
+        ``capabilities`` or ``slots`` None: the worker's defaults; ``python``: the interpreter
+        it runs on, and its jobs, default this one: tests/integration/nobody_python.py)."""
         before = len(self.live_workers())
         token = (env or {}).get("TITAN_TOKEN") or (self.data / "worker.token").read_text().strip()
         wd = self.root / f"worker-{len(self.workers)}"
@@ -116,7 +119,7 @@ class Cluster:
         if name:
             args += ["--name", name]
         proc = self._spawn(args + (extra or []), f"worker-{len(self.workers)}.log",
-                           env={**self.env, **(env or {}), "TITAN_TOKEN": token})
+                           env={**self.env, **(env or {}), "TITAN_TOKEN": token}, python=python)
         self.workers.append(proc)
         if wait:
             self.wait_workers(before + 1)

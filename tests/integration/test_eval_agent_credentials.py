@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration import nobody_python
 from tests.integration.harness import Cluster, isolated_cluster
 
 ATTACKER = r'''
@@ -204,19 +205,11 @@ def test_the_agent_under_test_holds_no_credential_but_its_runs(tmp_path: Path) -
         c.stop()
 
 
-def _nobody_can_run_python() -> str | None:
-    from titan.worker.isolation import _python_dirs, _reachable
-
-    for path in _python_dirs():
-        if _reachable(path, 65534, (65534,)) is not None:
-            return f"nobody cannot read {path} (the interpreter lives in a private home)"
-    return None
-
-
-def nobodys_worker(c: Cluster) -> None:
+def nobodys_worker(c: Cluster, python: str) -> None:
     """A `titan worker` that runs as uid 65534 itself, not as root with --run-as: its jobs,
     the harness among them, were never setuid (which leaves a process not dumpable), so
-    nothing but the harness's own care keeps the agent, a process of the same user, out."""
+    nothing but the harness's own care keeps the agent, a process of the same user, out.
+    ``python``: an interpreter uid 65534 can run (tests/integration/nobody_python.py)."""
     wd = c.root / "worker-nobody"
     wd.mkdir()
     os.chown(wd, 65534, 65534)
@@ -224,7 +217,8 @@ def nobodys_worker(c: Cluster) -> None:
     c.workers.append(c._spawn(["worker", "--master", c.url, "--workdir", str(wd), "--slots",
                                "1"], "worker-0.log", env={**c.env, "TITAN_TOKEN": token,
                                                           "HOME": str(wd)},
-                              cwd=wd, user=65534, group=65534, extra_groups=[]))
+                              cwd=wd, user=65534, group=65534, extra_groups=[],
+                              python=python))
     c.wait_workers(1)
 
 
@@ -235,13 +229,13 @@ def test_the_agent_cannot_read_the_harness_process(world_readable_root: Path) ->
     # dumpable while the agent runs, so they are refused, and its /proc files are root's.
     # (The worker's own environment, of the same user, still holds the worker's token: only
     # --run-as keeps a job out of it, docs/security.md.)
-    why_not = _nobody_can_run_python()
-    if why_not is not None:
-        pytest.skip(why_not)
+    python = nobody_python.interpreter()
+    if python is None:
+        pytest.skip("no interpreter uid 65534 can run with Titan here (nobody_python.py)")
     c = Cluster(world_readable_root)
     try:
         c.start_master()
-        nobodys_worker(c)
+        nobodys_worker(c, python)
         scripts = world_readable_root / "agent-scripts"
         scripts.mkdir()
         probed, trace = evaluate(c, "proc-probe", "proc", scripts)
