@@ -183,3 +183,18 @@ def test_scripts_the_draft_needs() -> None:
     assert drafts.wanted_scripts([
         {"filename": "etl/x.py"}, {"filename": "y.py", "job_type": "approval"},
         {"filename": "p/entry.py", "is_archive": True}, {"filename": ""}, {}]) == {"x.py"}
+
+
+def test_a_bad_dag_name_is_said_of_the_bodys_field() -> None:
+    # details.field said "DAG name", no field of any body: POST /dags sends `name`, a
+    # schedule `dag_name` (a hostile-input pass).
+    from titan.errors import InvalidDAG
+
+    job = {"job_id": "a", "filename": "a.py", "script_sha256": "0" * 64}
+    for bad in ("", "DAG-DAG-x", "a b/c"):
+        with pytest.raises(InvalidDAG) as exc:
+            validate_dag(bad, [job], max_jobs=10)
+        assert exc.value.details["field"] == "name", (bad, exc.value.details)
+        with pytest.raises(InvalidDAG) as exc:
+            validate_dag(bad, [job], max_jobs=10, name_field="dag_name")
+        assert exc.value.details["field"] == "dag_name", (bad, exc.value.details)

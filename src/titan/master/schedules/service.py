@@ -105,8 +105,10 @@ class Schedules(Firing):
         paused = body.get("paused", False)
         if not isinstance(paused, bool):
             raise ValidationFailed("paused must be true or false", details={"field": "paused"})
-        dag_name = name if body.get("dag_name") is None else body["dag_name"]
-        dag_name, specs = validate_dag(dag_name, body.get("jobs"), max_jobs=max_jobs)
+        given = body.get("dag_name")
+        dag_name, specs = validate_dag(name if given is None else given, body.get("jobs"),
+                                       max_jobs=max_jobs,
+                                       name_field="name" if given is None else "dag_name")
         await self.engine.pin_projects(specs)  # each tick runs the project as it is now
         await self.engine.check_scripts(specs)
         # The name is checked by the insert, not here first: a create the client sends again
@@ -160,11 +162,12 @@ class Schedules(Firing):
                 # name without a word, while "" alone was refused.
                 given = body.get("dag_name")
                 dag_name, jobs = validate_dag(dag_name if given is None else given,
-                                              body["jobs"], max_jobs=max_jobs)
+                                              body["jobs"], max_jobs=max_jobs,
+                                              name_field="dag_name")
                 await self.engine.pin_projects(jobs)
                 await self.engine.check_scripts(jobs)
             elif body.get("dag_name") is not None:
-                dag_name = dag_name_of(body["dag_name"])
+                dag_name = dag_name_of(body["dag_name"], "dag_name")
             now = self.clock()
             fields: Row = {"cron": rule.expr, "timezone": rule.timezone, "catchup": catchup,
                            "overlap": overlap, "dag_name": dag_name, "jobs": jobs,

@@ -46,11 +46,12 @@ _ALIASES = {"depends_on": "parents", "dependencies": "parents", "needs": "parent
             "type": "job_type", "requires": "requirement", "arguments": "args"}
 
 
-def check_name(value: Any, what: str) -> str:
-    """A DAG name, job id or capability (the rule of :func:`titan.formats.name_problem`)."""
+def check_name(value: Any, what: str, field: str | None = None) -> str:
+    """A DAG name, job id or capability (the rule of :func:`titan.formats.name_problem`);
+    ``field``: the body's field it came in (details.field), when not ``what``."""
     why = name_problem(value, what)
     if why is not None:
-        raise ValidationFailed(why, details={"field": what})
+        raise ValidationFailed(why, details={"field": field or what})
     return str(value)
 
 
@@ -306,25 +307,28 @@ def as_submitted(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def dag_name_of(name: Any) -> str:
-    """A DAG's name as given (``DAG-`` prefix dropped), checked. Raises InvalidDAG."""
+def dag_name_of(name: Any, field: str = "name") -> str:
+    """A DAG's name as given (``DAG-`` prefix dropped), checked; ``field``: the body's field
+    it came in (``dag_name`` for a schedule), which the error's details name (they said "DAG
+    name", no field of any body). Raises InvalidDAG."""
     try:
-        name = check_name(name, "DAG name")
+        name = check_name(name, "DAG name", field)
         if name.startswith("DAG-"):
-            name = check_name(name[4:], "DAG name")
+            name = check_name(name[4:], "DAG name", field)
             if name.startswith("DAG-"):
                 # References drop one "DAG-" too: its ref would name the DAG without it.
                 raise ValidationFailed(f"DAG name {'DAG-' + name!r}: a name cannot start with "
                                        "'DAG-' (the prefix that marks a DAG in a reference)",
-                                       details={"field": "DAG name"})
+                                       details={"field": field})
     except ValidationFailed as exc:
         raise InvalidDAG(str(exc), details=exc.details) from None
     return str(name)
 
 
-def validate_dag(name: Any, jobs: Any, *, max_jobs: int) -> tuple[str, list[dict[str, Any]]]:
+def validate_dag(name: Any, jobs: Any, *, max_jobs: int,
+                 name_field: str = "name") -> tuple[str, list[dict[str, Any]]]:
     """Validate a whole submission; return (name, normalised jobs). Raises InvalidDAG."""
-    name = dag_name_of(name)
+    name = dag_name_of(name, name_field)
     if not isinstance(jobs, list) or not jobs:
         raise InvalidDAG(f"DAG {name!r} has no jobs", details={"dag": name})
     if len(jobs) > max_jobs:
