@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -214,3 +215,108 @@ def test_a_job_cannot_plant_a_module_another_job_of_its_run_as_user_imports(
             assert "written by a job" in logs, (runner, logs[-3000:])  # and it says why
     finally:
         c.stop()
+
+
+SIGNAL_VICTIM = r'''
+import os
+from titan_sdk import TitanClient
+client = TitanClient()
+client.store_put(f"victim/{os.environ['TITAN_JOB_ID']}", str(os.getpid()))
+client.store_wait("attack/done", timeout=60)
+print("VICTIM ALIVE")
+'''
+
+KILLER = r'''
+import json, os, signal, subprocess, sys
+from titan_sdk import TitanClient
+client = TitanClient()
+# What it started itself it may still signal (its children are in its domain).
+child = subprocess.Popen(["sleep", "60"])
+child.send_signal(signal.SIGTERM)
+own = child.wait()
+tried = {}
+for victim in sys.argv[1:]:
+    pid = int(client.store_wait(f"victim/{victim}", timeout=60))
+    for how in ("kill", "killpg"):
+        try:
+            if how == "kill":
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            tried[f"{victim} {how}"] = "sent"
+        except OSError as exc:
+            tried[f"{victim} {how}"] = exc.strerror
+client.store_put("attack/done", "1")
+print("ATTACK " + json.dumps({"own_child": own, "tried": tried}))
+'''
+
+SLEEPER_SH = "#!/bin/bash\nsleep 120\n"
+SLEEPER_PY = "import time\ntime.sleep(120)\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--run-as needs a root worker")
+@pytest.mark.skipif(landlock.abi_version() < 6,
+                    reason="Landlock's signal scope needs ABI 6 (Linux 6.12)")
+def test_a_job_cannot_kill_another_job_of_its_run_as_user(world_readable_root: Path) -> None:
+    """One uid for every job: `kill -9` of another job's pid worked, forked or exec'd. The
+    worker must still cancel and time out its jobs, and a job signal its own children."""
+    why_not = _nobody_can_run_python()
+    if why_not is not None:
+        pytest.skip(why_not)
+    c = Cluster(world_readable_root)
+    try:
+        c.start_master()
+        c.add_worker(extra=["--run-as", "nobody"], slots=5)
+        client = c.client()
+        dag = client.submit_dag("kill", [
+            TitanJob(job_id="forked", filename=c.script("signal_victim.py", SIGNAL_VICTIM),
+                     timeout=90),
+            TitanJob(job_id="fresh", filename=c.script("signal_victim.py", SIGNAL_VICTIM),
+                     runner="subprocess", timeout=90),
+            TitanJob(job_id="killer", filename=c.script("killer.py", KILLER),
+                     args=["forked", "fresh"], timeout=90),
+            TitanJob(job_id="cancelled", filename=c.script("sleeper.sh", SLEEPER_SH),
+                     timeout=90),
+            TitanJob(job_id="late", filename=c.script("sleeper.py", SLEEPER_PY),
+                     runner="subprocess", timeout=3),
+        ])
+        ref = dag["ref"]
+        killer = client.wait(f"{ref}/killer", timeout=120)
+        logs = client.fetch_logs(f"{ref}/killer")
+        assert killer["state"] == "COMPLETED", logs[-3000:]
+        result = json.loads(next(x for x in logs.splitlines() if x.startswith("ATTACK "))[7:])
+        assert result["own_child"] == -15, result  # its own child it may signal
+        assert set(result["tried"].values()) == {"Operation not permitted"}, result
+        for victim in ("forked", "fresh"):
+            job = client.wait(f"{ref}/{victim}", timeout=60)
+            victim_logs = client.fetch_logs(f"{ref}/{victim}")
+            assert job["state"] == "COMPLETED", victim_logs[-3000:]
+            assert "VICTIM ALIVE" in victim_logs
+        # The worker, in no domain, still ends its jobs: a cancel, a timeout.
+        while client.get_job_status(f"{ref}/cancelled") != "RUNNING":
+            time.sleep(0.05)
+        client.cancel(f"{ref}/cancelled")
+        assert client.wait(f"{ref}/cancelled", timeout=30)["state"] == "CANCELLED"
+        assert client.wait(f"{ref}/late", timeout=30)["state"] == "TIMED_OUT"
+        assert not _nobody_runs("sleep 120") and not _nobody_runs("sleeper.py")
+    finally:
+        c.stop()
+
+
+def _nobody_runs(needle: str, within: float = 10.0) -> bool:
+    """Whether a process of nobody's with ``needle`` in its command line is still there after
+    ``within`` seconds (a cancel must end the whole job, not just its first process)."""
+    deadline = time.monotonic() + within
+    while True:
+        running = False
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and entry.stat().st_uid == 65534 and \
+                        needle.encode() in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
+                    running = True
+            except OSError:
+                continue
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.2)
+

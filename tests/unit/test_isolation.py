@@ -15,6 +15,7 @@ from titan.worker.isolation import (
     job_ca_file,
     prepare,
     sandbox_rules,
+    unprotected_between_jobs,
 )
 
 
@@ -165,3 +166,14 @@ def test_a_preload_that_fails_is_named_and_the_zygote_goes_on(tmp_path: Path) ->
     assert "TITAN_ZYGOTE_PRELOAD: cannot import 'no_such_module_xyz' (ModuleNotFoundError" \
         in done.stderr
     assert "cannot import 'bye' (SystemExit: 3); jobs still run" in done.stderr
+
+
+def test_run_as_says_what_it_cannot_keep_jobs_from_on_this_kernel() -> None:
+    # No Landlock: tokens and signals both; ABI 1-5: signals (no scope yet); 6+: nothing.
+    none = unprotected_between_jobs("titan-jobs", 0) or ""
+    assert "no Landlock" in none and "/proc/<pid>/environ" in none and "kill" in none
+    old = unprotected_between_jobs("titan-jobs", 5) or ""
+    assert "ABI 5" in old and "signal (kill) any other job" in old and "6.12" in old
+    assert "environ" not in old
+    assert unprotected_between_jobs("titan-jobs", 6) is None
+    assert unprotected_between_jobs("titan-jobs", 7) is None

@@ -116,7 +116,9 @@ class Isolation:
         worker), so each child only makes the syscalls: planning and importing ctypes in
         every child cost ~4 ms a job."""
         if self.separate:
-            from titan.worker import landlock  # noqa: F401 - loaded before any fork
+            from titan.worker import landlock  # loaded before any fork
+
+            landlock.separate_scopes()  # asked once: the children inherit the answer
         if self.read is not None and self._plan is None:
             from titan.worker import landlock
 
@@ -327,18 +329,33 @@ def _run_as(user: str, workspace_root: Path) -> Isolation:
     log.info("jobs run as %s (uid %d, group %s)", user, entry.pw_uid, group)
     from titan.worker import landlock
 
-    separate = landlock.abi_version() >= 1
-    if not separate:
+    abi = landlock.abi_version()
+    gaps = unprotected_between_jobs(user, abi)
+    if gaps is not None:
         # Said, not refused: --run-as worked on such kernels before, and still keeps jobs
         # from the worker's and the master's files.
-        log.warning("--run-as %s: this kernel has no Landlock, so the worker cannot keep its "
-                    "jobs from each other: a job can read the job token of any other job this "
-                    "worker starts by exec (runner=\"subprocess\", shell scripts, binaries) from "
-                    "its /proc/<pid>/environ. Run one job at a time (--slots 1) or use a kernel "
-                    "with Landlock (5.13+)", user)
+        log.warning("%s", gaps)
+    separate = abi >= 1
     return Isolation(uid=entry.pw_uid, gid=entry.pw_gid, groups=groups, separate=separate,
                      env={"HOME": entry.pw_dir, "USER": entry.pw_name,
                           "LOGNAME": entry.pw_name})
+
+
+def unprotected_between_jobs(user: str, abi: int) -> str | None:
+    """What a ``--run-as`` worker on a kernel of Landlock ABI ``abi`` (0: none) cannot keep
+    its jobs, all of one uid, from doing to each other; None when nothing it knows of."""
+    if abi < 1:
+        return (f"--run-as {user}: this kernel has no Landlock, so the worker cannot keep its "
+                "jobs from each other: a job can read the job token of any other job this "
+                "worker starts by exec (runner=\"subprocess\", shell scripts, binaries) from "
+                "its /proc/<pid>/environ, and signal (kill) any other job. Run one job at a "
+                "time (--slots 1) or use a kernel with Landlock (5.13+; 6.12+ for signals)")
+    if abi < 6:
+        return (f"--run-as {user}: this kernel's Landlock (ABI {abi}) has no signal scope, so "
+                "a job can signal (kill) any other job of this worker; their /proc entries "
+                "and tokens are kept from it. Use Linux 6.12+ (Landlock ABI 6) to stop that, or "
+                "run one job at a time (--slots 1)")
+    return None
 
 
 def prepare(workspace_root: Path, *, sandbox: bool = False,

@@ -21,6 +21,7 @@ Bindings through ctypes, with the x86-64/arm64 generic syscall numbers (444-446)
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import struct
 from collections.abc import Iterable
@@ -162,6 +163,14 @@ def enter(planned: Plan, own: Iterable[bytes] = ()) -> None:
         os.close(fd)
 
 
+@functools.cache
+def separate_scopes() -> int:
+    """The scopes of :func:`separate`'s domain: signals from ABI 6 on (Linux 6.12), none
+    before. Asked of the kernel once, in the process that forks the jobs (its children
+    inherit the answer)."""
+    return SCOPE_SIGNAL if abi_version() >= 6 else 0
+
+
 def separate() -> None:
     """Put the calling (single-threaded) process in a Landlock domain of its own that
     restricts no path it could otherwise use (:data:`MAKE_BLOCK` alone).
@@ -170,8 +179,15 @@ def separate() -> None:
     ``/proc/<pid>/environ``, ``mem``, ``fd`` of, and ``ptrace``, only processes in its own
     domain or one nested in it. Jobs of a ``--run-as`` worker all run as one uid, so without
     it a job read the job token of any other job the worker had started by exec (a fresh
-    interpreter, a shell script: dumpable, their token in their environment)."""
-    fd = build_ruleset((MAKE_BLOCK, [], 0))
+    interpreter, a shell script: dumpable, their token in their environment).
+
+    From ABI 6 the domain is also scoped for signals (:func:`separate_scopes`): the same uid
+    let a job ``kill -9`` any other job. The scope binds only what is inside: the worker and
+    the zygote, in no domain, still signal a job (cancel, timeout, stop), and a job its own
+    children (in its domain). Not abstract Unix sockets: jobs that talk to each other over
+    one (NCCL, a local broker started by another job) would stop working, for nothing
+    the token needs."""
+    fd = build_ruleset((MAKE_BLOCK, [], separate_scopes()))
     try:
         restrict_self(fd)
     finally:
