@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -320,3 +321,68 @@ def _nobody_runs(needle: str, within: float = 10.0) -> bool:
             return running
         time.sleep(0.2)
 
+
+SPAWNER = r'''
+import subprocess, sys
+# Interpreters of its own, in the shared folder it starts in: -c and -m put it first.
+for how in (["-c", "import planted_helper; print('SPAWNED HELPER:', planted_helper.VALUE)"],
+            ["-c", "import titan_optional_speedup"], ["-m", "titan_optional_speedup"]):
+    code = subprocess.run([sys.executable, *how]).returncode
+    print("SPAWNED", how[0], "rc", code, flush=True)
+'''
+
+SPAWNER_SH = """#!/bin/bash
+"$1" -c 'import titan_optional_speedup'; echo "SH -c rc $?"
+"$1" -m planted_helper; echo "SH -m rc $?"
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--run-as needs a root worker")
+def test_a_python_a_job_starts_imports_no_module_another_job_planted_in_shared(
+        world_readable_root: Path) -> None:
+    """`python -c`/`-m` started by a job (its cwd: the shared folder) put that folder first on
+    their import path, out of reach of the plain script's rule: a module another job of the
+    same user left there ran, with this job's token."""
+    why_not = _nobody_can_run_python()
+    if why_not is not None:
+        pytest.skip(why_not)
+    c = Cluster(world_readable_root)
+    try:
+        c.start_master()
+        c.add_worker(extra=["--run-as", "nobody"], slots=1)
+        client = c.client()
+        helper = client.submit_dag("helper", [TitanJob(
+            job_id="h", filename=c.script("planted_helper.py", HELPER))])
+        assert client.wait(f"{helper['ref']}/h", timeout=60)["state"] == "COMPLETED"
+        before = client.submit_dag("before", [TitanJob(
+            job_id="s", filename=c.script("spawner.py", SPAWNER))])
+        assert client.wait(f"{before['ref']}/s", timeout=60)["state"] == "COMPLETED"
+        logs = client.fetch_logs(f"{before['ref']}/s")
+        # what the worker wrote there still imports in the job's own interpreters
+        assert "SPAWNED HELPER: the worker wrote me" in logs, logs[-3000:]
+        plant = client.submit_dag("plant", [TitanJob(
+            job_id="p", filename=c.script("planter.py", PLANTER))])
+        assert client.wait(f"{plant['ref']}/p", timeout=60)["state"] == "COMPLETED"
+        victims = client.submit_dag("victims", [
+            TitanJob(job_id="forked", filename=c.script("spawner.py", SPAWNER)),
+            TitanJob(job_id="fresh", filename=c.script("spawner.py", SPAWNER),
+                     runner="subprocess"),
+            # its own PYTHONPATH does not take the worker's rule away
+            TitanJob(job_id="own-path", filename=c.script("spawner.py", SPAWNER),
+                     env={"PYTHONPATH": str(world_readable_root / "nowhere")}),
+            TitanJob(job_id="shell", filename=c.script("spawner.sh", SPAWNER_SH),
+                     args=[sys.executable]),
+        ])
+        for job_id in ("forked", "fresh", "own-path", "shell"):
+            ref = f"{victims['ref']}/{job_id}"
+            job = client.wait(ref, timeout=60)
+            logs = client.fetch_logs(ref)
+            assert job["state"] == "COMPLETED", (job_id, logs[-3000:])
+            assert "PLANTED" not in logs, (job_id, logs[-3000:])
+            assert "written by a job" in logs, (job_id, logs[-3000:])  # and it says why
+            if job_id == "shell":
+                assert "SH -c rc 1" in logs and "SH -m rc 1" in logs, logs[-3000:]
+            else:
+                assert logs.count("rc 1") == 3, (job_id, logs[-3000:])
+    finally:
+        c.stop()

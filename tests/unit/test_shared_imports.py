@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,3 +42,20 @@ def test_a_project_or_a_relative_script_is_left_to_its_child(
     before = dict(sys.path_importer_cache)
     shared_imports.ahead(request, set())
     assert sys.path_importer_cache == before
+
+
+def test_the_job_site_runs_the_sitecustomize_it_stands_in_front_of_and_leaves_the_path(
+        tmp_path: Path) -> None:
+    # A --run-as job's interpreters import it first (PYTHONPATH): a venv's or a distribution's
+    # sitecustomize must still run, and the folder must not stay importable.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "sitecustomize.py").write_text("print('THEIRS RAN')\n")
+    site = shared_imports.site_dir()
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join([site, str(theirs)])}
+    probe = "import sys, sitecustomize; print(sitecustomize.__file__); print(sys.path)"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "THEIRS RAN", out
+    assert out[1] == str(theirs / "sitecustomize.py"), out
+    assert site not in out[2] and str(theirs) in out[2], out

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from titan import errors
 from titan.client.tls import CA_FILE_ENV
 from titan.redaction import BUILTIN, TOKEN_START
+from titan.worker import shared_imports
 
 Key = tuple[int, int]
 """(job numeric id, attempt): the fencing token of one execution."""
@@ -165,7 +166,14 @@ def job_env(assignment: Assignment, *, master_url: str, workspace: Path,
     when it changes.
     """
     env = dict(inherited_env(os.environ) if base is None else base)
+    inherited_path = env.get("PYTHONPATH", "")
     env.update(assignment.env)
+    site = shared_imports.site_dir()
+    if inherited_path.split(os.pathsep)[0] == site and \
+            env.get("PYTHONPATH", "").split(os.pathsep)[0] != site:
+        # A --run-as job's own PYTHONPATH goes after the folder that keeps the interpreters
+        # it starts from importing what another job left in shared/ (worker/isolation.py).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [site, env.get("PYTHONPATH")]))
     current = master_url.rstrip("/")
     host, port = master_host_port(current)
     env.update({

@@ -108,7 +108,9 @@ def run_script(request: dict[str, Any], source: bytes | None = None,
     script = os.path.abspath(request["script"])
     sys.argv = [str(a) for a in request["argv"]]
     extra = list(request.get("sys_path") or [])
-    extra += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    # Not the --run-as jobsite/ folder: it is there for the interpreters the job starts.
+    extra += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+              if p and p != shared_imports.site_dir()]
     # The script's folder first only when it is its own (a project's): shared/ holds any
     # project's files, and first a job's json.py stood in for that module in the others
     # (titan.worker.fresh). There it comes last, after everything installed.

@@ -336,9 +336,16 @@ def _run_as(user: str, workspace_root: Path) -> Isolation:
         # from the worker's and the master's files.
         log.warning("%s", gaps)
     separate = abi >= 1
+    from titan.worker import shared_imports
+
+    # First on the path of every interpreter a job starts itself: its sitecustomize keeps
+    # that interpreter from importing what another job left in the shared folder it starts
+    # in (python -c / -m put that folder first), as a plain script's import path does.
+    path = os.pathsep.join(filter(None, [shared_imports.site_dir(),
+                                         os.environ.get("PYTHONPATH")]))
     return Isolation(uid=entry.pw_uid, gid=entry.pw_gid, groups=groups, separate=separate,
                      env={"HOME": entry.pw_dir, "USER": entry.pw_name,
-                          "LOGNAME": entry.pw_name})
+                          "LOGNAME": entry.pw_name, "PYTHONPATH": path})
 
 
 def unprotected_between_jobs(user: str, abi: int) -> str | None:

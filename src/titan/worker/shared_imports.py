@@ -16,7 +16,11 @@ that user: a module one job left there (``ujson.py``, or a worker's helper it re
 run in the next job that imports the name, with that job's token. There a module is imported
 from the folder only when the worker wrote it: a Python source file owned by the worker's uid,
 checked again on the file the loader reads (:func:`_owned_loader`); anything else is not found,
-and said so.
+and said so. The same rule holds in every interpreter such a job starts itself (``python -c``,
+``python -m`` and ``python other.py`` put their working directory or script's folder, the
+shared folder, first on their path): the worker puts ``jobsite/`` (:func:`site_dir`) first on
+its jobs' ``PYTHONPATH``, whose ``sitecustomize`` wraps the folder's finder as :func:`wrap`
+does here.
 
 A fresh interpreter's job (runner="subprocess", worker/fresh.py) runs this file's code
 before the script, rather than importing Titan (~10 ms there, most of it ``typing``): so it
@@ -155,13 +159,33 @@ def watch(folder: str) -> None:
     it is wrapped already (the zygote wraps a folder once, before forking: :func:`ahead`)."""
     if isinstance(sys.path_importer_cache.get(folder), _Said):
         return
+    finder = wrap(folder)
+    if finder is not None:
+        sys.path_importer_cache[folder] = finder
+
+
+def wrap(folder: str) -> "Any":
+    """The finder of ``folder`` wrapped to say (and under ``--run-as`` check) what it finds;
+    None when no path hook takes the folder. Also what the path hook of a job's own
+    interpreters calls (jobsite/sitecustomize.py), which it skips, being it."""
     for hook in sys.path_hooks:
+        if getattr(hook, "titan_shared", False):
+            continue
         try:
             inner = hook(folder)
         except ImportError:
             continue
-        sys.path_importer_cache[folder] = _Said(inner, folder)
-        return
+        return _Said(inner, folder)
+    return None
+
+
+def site_dir() -> str:
+    """The folder a ``--run-as`` worker puts first on its jobs' ``PYTHONPATH``: its
+    ``sitecustomize`` gives the interpreters a job starts itself (``python -c``, ``-m``, from
+    the shared folder it starts in) this module's rule for that folder."""
+    import os
+
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "jobsite")
 
 
 def ahead(request: "dict[str, Any]", done: set[str]) -> None:
