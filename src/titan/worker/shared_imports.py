@@ -182,10 +182,17 @@ def wrap(folder: str) -> "Any":
 def site_dir() -> str:
     """The folder a ``--run-as`` worker puts first on its jobs' ``PYTHONPATH``: its
     ``sitecustomize`` gives the interpreters a job starts itself (``python -c``, ``-m``, from
-    the shared folder it starts in) this module's rule for that folder."""
-    import os
+    the shared folder it starts in) this module's rule for that folder. Worked out once: the
+    worker asks for every job it starts."""
+    global _site
+    if _site is None:
+        import os
 
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "jobsite")
+        _site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jobsite")
+    return _site
+
+
+_site: "str | None" = None
 
 
 def ahead(request: "dict[str, Any]", done: set[str]) -> None:
