@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration import nobody_python
 from tests.integration.harness import Cluster
 from titan import TitanJob
 from titan.worker import landlock
@@ -337,13 +338,17 @@ def test_a_job_run_as_another_user_finds_no_credential(world_readable_root: Path
     try:
         c.start_master()
         why_not = _nobody_can_run_python()
+        python = None
         if why_not is not None:
             # The worker says so and does not start, rather than fail every job's imports.
             proc = c.add_worker(extra=["--run-as", "nobody"], slots=1, wait=False)
             assert proc.wait(timeout=60) == 2
             assert "cannot read the Python installation" in c.log("worker-0.log")
-            pytest.skip(why_not)
-        c.add_worker(extra=["--run-as", "nobody"], slots=1)
+            # Then a worker on an interpreter nobody can run, where one can be made.
+            python = nobody_python.interpreter()
+            if python is None:
+                pytest.skip(why_not)
+        c.add_worker(extra=["--run-as", "nobody"], slots=1, python=python)
         whoami = c.script("whoami.py", "import os; print('UID', os.getuid())\n")
         client = c.client()
         dag = client.submit_dag("who", [TitanJob(job_id="w", filename=whoami)])

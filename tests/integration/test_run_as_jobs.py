@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import nobody_python
 from tests.integration.harness import Cluster
 from titan import TitanJob
 from titan.worker import landlock
@@ -106,27 +106,24 @@ def world_readable_root() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _nobody_can_run_python() -> str | None:
-    from titan.worker.isolation import _python_dirs, _reachable
-
-    for path in _python_dirs():
-        if _reachable(path, 65534, (65534,)) is not None:
-            return (f"nobody cannot read {path}: run this test with an interpreter and Titan "
-                    "installed where other users may read them")
-    return None
+def _python_for_nobody() -> str:
+    """An interpreter uid 65534 can run, Titan importable (nobody_python.py); else skip."""
+    python = nobody_python.interpreter()
+    if python is None:
+        pytest.skip("no interpreter nobody can run with Titan here: run this test with an "
+                    "interpreter and Titan installed where other users may read them")
+    return python
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="--run-as needs a root worker")
 @pytest.mark.skipif(landlock.abi_version() < 1, reason="this kernel has no Landlock")
 def test_a_job_cannot_read_the_token_of_another_job_of_its_run_as_user(
         world_readable_root: Path) -> None:
-    why_not = _nobody_can_run_python()
-    if why_not is not None:
-        pytest.skip(why_not)
+    python = _python_for_nobody()
     c = Cluster(world_readable_root)
     try:
         c.start_master()
-        c.add_worker(extra=["--run-as", "nobody"], slots=3)
+        c.add_worker(extra=["--run-as", "nobody"], slots=3, python=python)
         client = c.client()
         dag = client.submit_dag("steal", [
             TitanJob(job_id="py", filename=c.script("victim.py", VICTIM_PY),
@@ -181,13 +178,11 @@ except ImportError:
 @pytest.mark.skipif(os.geteuid() != 0, reason="--run-as needs a root worker")
 def test_a_job_cannot_plant_a_module_another_job_of_its_run_as_user_imports(
         world_readable_root: Path) -> None:
-    why_not = _nobody_can_run_python()
-    if why_not is not None:
-        pytest.skip(why_not)
+    python = _python_for_nobody()
     c = Cluster(world_readable_root)
     try:
         c.start_master()
-        c.add_worker(extra=["--run-as", "nobody"], slots=1)
+        c.add_worker(extra=["--run-as", "nobody"], slots=1, python=python)
         client = c.client()
         # The worker writes the helper into its shared folder (a job of another DAG uses it).
         helper = client.submit_dag("helper", [TitanJob(
@@ -261,13 +256,11 @@ SLEEPER_PY = "import time\ntime.sleep(120)\n"
 def test_a_job_cannot_kill_another_job_of_its_run_as_user(world_readable_root: Path) -> None:
     """One uid for every job: `kill -9` of another job's pid worked, forked or exec'd. The
     worker must still cancel and time out its jobs, and a job signal its own children."""
-    why_not = _nobody_can_run_python()
-    if why_not is not None:
-        pytest.skip(why_not)
+    python = _python_for_nobody()
     c = Cluster(world_readable_root)
     try:
         c.start_master()
-        c.add_worker(extra=["--run-as", "nobody"], slots=5)
+        c.add_worker(extra=["--run-as", "nobody"], slots=5, python=python)
         client = c.client()
         dag = client.submit_dag("kill", [
             TitanJob(job_id="forked", filename=c.script("signal_victim.py", SIGNAL_VICTIM),
@@ -343,13 +336,11 @@ def test_a_python_a_job_starts_imports_no_module_another_job_planted_in_shared(
     """`python -c`/`-m` started by a job (its cwd: the shared folder) put that folder first on
     their import path, out of reach of the plain script's rule: a module another job of the
     same user left there ran, with this job's token."""
-    why_not = _nobody_can_run_python()
-    if why_not is not None:
-        pytest.skip(why_not)
+    python = _python_for_nobody()
     c = Cluster(world_readable_root)
     try:
         c.start_master()
-        c.add_worker(extra=["--run-as", "nobody"], slots=1)
+        c.add_worker(extra=["--run-as", "nobody"], slots=1, python=python)
         client = c.client()
         helper = client.submit_dag("helper", [TitanJob(
             job_id="h", filename=c.script("planted_helper.py", HELPER))])
@@ -371,7 +362,7 @@ def test_a_python_a_job_starts_imports_no_module_another_job_planted_in_shared(
             TitanJob(job_id="own-path", filename=c.script("spawner.py", SPAWNER),
                      env={"PYTHONPATH": str(world_readable_root / "nowhere")}),
             TitanJob(job_id="shell", filename=c.script("spawner.sh", SPAWNER_SH),
-                     args=[sys.executable]),
+                     args=[python]),
         ])
         for job_id in ("forked", "fresh", "own-path", "shell"):
             ref = f"{victims['ref']}/{job_id}"
