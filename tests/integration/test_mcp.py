@@ -298,6 +298,15 @@ def test_over_http_every_malformed_request_gets_a_json_rpc_answer(cluster: Clust
                "the key 'id' appears more than once"),
               ('{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "x",'
                ' "\\u006eame": "y"}}', 7, -32600, "the key 'params.name' appears")]
+    # A lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which no reply can
+    # encode: in the id it was a 500 (the refusal echoing it could not be written), elsewhere
+    # "not a JSON-RPC 2.0 request" without saying where. Refused as the API's bodies are,
+    # naming where; an id holding one is not repeated.
+    cases += [('{"jsonrpc": "2.0", "id": "\\ud800", "method": "ping"}', None, -32600,
+               "id: a string holds a lone UTF-16 surrogate"),
+              ('{"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": '
+               '"store_put", "arguments": {"key": "k", "value": "a\\udc00"}}}', 10, -32600,
+               "params.arguments.value: a string holds a lone UTF-16 surrogate")]
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
         for body, ident, code, said in cases:
             reply = http.post("/mcp", content=body, headers=headers)

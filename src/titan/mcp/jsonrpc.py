@@ -7,7 +7,9 @@ no body, and the client waited for its timeout; a batch or ``"jsonrpc": "1.0"`` 
 ``-32602`` with pydantic's multi-line report and a null id (QA passes). JSON-RPC 2.0 answers
 such a message with ``-32700`` (parse error) or ``-32600`` (invalid request), naming the
 request's id where it can be read and null otherwise; a message that names a key twice in
-one object is an invalid request too (titan/repeated_keys.py, as the API's bodies). :func:`refusal` says which, for both
+one object is an invalid request too (titan/repeated_keys.py, as the API's bodies), and so is
+one holding a lone UTF-16 surrogate, which no reply can encode (an id holding one made the
+refusal that echoed it a 500). :func:`refusal` says which, for both
 ways in (:mod:`titan.mcp.stdio`, :mod:`titan.master.api.mcp`); :func:`unsupported_version`
 answers an HTTP request whose ``MCP-Protocol-Version`` header names no version served.
 """
@@ -15,6 +17,7 @@ answers an HTTP request whose ``MCP-Protocol-Version`` header names no version s
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from mcp import types
@@ -27,6 +30,9 @@ from titan.repeated_keys import first_repeated
 SUPPORTED_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 #: The most of a refused ``MCP-Protocol-Version`` header an answer repeats.
 _SHOWN_VERSION = 64
+#: A lone surrogate can only come in escaped (raw, it is not UTF-8): looked for when one is.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def refusal(text: str) -> types.JSONRPCError | None:
@@ -47,6 +53,13 @@ def refusal(text: str) -> types.JSONRPCError | None:
     ident = message.get("id")
     readable = ident if isinstance(ident, str) or (
         isinstance(ident, int) and not isinstance(ident, bool)) else None
+    where = _surrogate_at(message) if _SURROGATE_ESCAPE.search(text) else None
+    if where is not None:
+        # Said where, as the API's bodies say it; the SDK's answer named nothing, and an id
+        # holding one is not repeated (no reply could carry it).
+        return _error(None if where == "id" else readable, types.INVALID_REQUEST,
+                      f"Invalid Request: {where}: a string holds a lone UTF-16 surrogate (an "
+                      "unpaired \\ud800-\\udfff escape); send text as valid Unicode")
     if "id" in message and readable is None:
         # The SDK reads it as a notification, which nobody answers.
         return _error(None, types.INVALID_REQUEST,
@@ -93,6 +106,26 @@ def _id_of(text: str) -> str | int | None:
     ident = message.get("id") if isinstance(message, dict) else None
     return ident if isinstance(ident, str) or (
         isinstance(ident, int) and not isinstance(ident, bool)) else None
+
+
+def _surrogate_at(message: Any) -> str | None:
+    """The path (``params.arguments.key``) of the first key or string in ``message`` holding a
+    lone surrogate, or None. A stack, not recursion: the message may nest deeply."""
+    stack: list[tuple[Any, str]] = [(message, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return path or "message"
+        elif isinstance(value, dict):
+            for key in value:
+                if _SURROGATE.search(key):
+                    return f"a key in {path or 'the message'}"
+            stack.extend((item, f"{path}.{key}" if path else key)
+                         for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(value))))
+    return None
 
 
 def _why(message: dict[str, Any]) -> str:
