@@ -325,3 +325,24 @@ def test_a_hitl_message_with_a_nul_is_a_400_naming_it_on_either_database(
     status, reply = call(c, "POST", "/dags", {"name": "gate", "jobs": [
         {**gate, "hitl_message": "ship it?"}]})
     assert status == 201 and reply["run"] == 1, reply  # nothing of the refused ones was kept
+
+
+def test_an_evaluation_s_description_or_task_to_run_with_a_nul_is_a_400_naming_it(
+        either: Cluster) -> None:
+    # SQLite stored a description with a NUL (200) where PostgreSQL refused the row (400
+    # unstorable_value naming no field); a task to run named with one was a 404 on SQLite, a
+    # 400 on PostgreSQL. Both are refused at the API now, naming the field, nothing stored.
+    c = either
+    agent = {"name": "a", "kind": "http", "url": "http://127.0.0.1:9/", "judge": False}
+    tasks = [{"id": "t1", "user_instruction": "hello"}]
+    refused(call(c, "PUT", "/evaluations/nul-desc", {"agent": agent, "description": "a\x00b",
+                                                     "tasks": tasks}), "description")
+    refused(call(c, "PUT", "/evaluations/nul-desc", {"agent": agent, "description": 5}),
+            "description")
+    assert call(c, "GET", "/evaluations/nul-desc")[0] == 404  # nothing of it was kept
+    assert call(c, "PUT", "/evaluations/nul-desc", {"agent": agent, "description": "ok",
+                                                    "tasks": tasks})[0] == 200
+    error = refused(call(c, "POST", "/evaluations/nul-desc/runs", {"tasks": ["t\x00"]}),
+                    "tasks[0]")
+    assert "letters, digits" in error["message"], error
+    assert call(c, "GET", "/evaluations/nul-desc/tasks/t1/runs") == (200, {"runs": []})

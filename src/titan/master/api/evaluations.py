@@ -71,6 +71,10 @@ async def dispatch(c: CtxDep, p: EvalManager, evaluation_id: str, body: Any = Bo
                               or not all(isinstance(t, str) for t in tasks)):
         raise ValidationFailed('tasks must be a list of task ids (or omitted for every task)',
                                details={"field": "tasks"})
+    for i, task in enumerate(tasks or []):
+        # A task id the rule refuses names no task: a NUL in one was a 404 on SQLite and a
+        # 400 naming nothing on PostgreSQL (its text holds none).
+        check_eval_id(task, f"tasks[{i}]")
     if tasks == []:  # not "no tasks to run; add some first": the evaluation may have many
         raise ValidationFailed("tasks is an empty list, so there is nothing to run: name the "
                                "tasks, or leave tasks out to run every task",

@@ -47,7 +47,11 @@ async def put_evaluation(engine: Engine, egress: EgressPolicy, evaluation_id: st
     check_task_tools(tasks, agent)
     description = body.get("description")
     if description is not None and not isinstance(description, str):
-        raise ValidationFailed("description must be a string")
+        raise ValidationFailed(f"description must be a string, got {type(description).__name__}",
+                               details={"field": "description"})
+    if description is not None and "\x00" in description:  # SQLite kept it; PostgreSQL refused
+        raise ValidationFailed("description may not contain NUL characters (U+0000)",
+                               details={"field": "description"})
     now = time.time()
 
     def op(tx: Transaction) -> Row:
