@@ -346,3 +346,41 @@ def test_an_evaluation_s_description_or_task_to_run_with_a_nul_is_a_400_naming_i
                     "tasks[0]")
     assert "letters, digits" in error["message"], error
     assert call(c, "GET", "/evaluations/nul-desc/tasks/t1/runs") == (200, {"runs": []})
+
+
+def test_a_coding_report_of_the_wrong_shape_is_a_400_naming_its_field(
+        either: Cluster, nul_agent: str) -> None:
+    # POST /runs/{id}/eval/coding stored whatever it was sent: a trajectory of 5, or "ls",
+    # was kept (200) for the run's page and its judge to trip over, and a misspelt field was
+    # dropped without a word. Each is refused now, naming the field, and nothing is kept.
+    c = either
+    client = c.client()
+    client.create_evaluation("coding-shape", {
+        "name": "h", "kind": "http", "url": nul_agent, "timeout_s": 60, "judge": False},
+        [{"id": "hang", "user_instruction": "hang"}])
+    run = client.run_evaluation("coding-shape")[0]["id"]
+    deadline = time.monotonic() + 20
+    while client.evaluation_run("coding-shape", "hang", run)["header"]["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    good = {"diff": "", "changed_paths": ["a.py"], "scorers": [
+        {"name": "tests", "type": "command", "verdict": "PASS"}], "overall": "PASS",
+        "trajectory": [{"kind": "command", "command": "ls"}], "trajectory_source": None,
+        "agent_exit_code": 0, "agent_output_tail": "", "eval_error": None}
+    cases: list[tuple[str, Any, str]] = [
+        ("trajectory", 5, "trajectory"), ("trajectory", "ls", "trajectory"),
+        ("trajectory", ["ls"], "trajectory[0]"), ("changed_paths", "a.py", "changed_paths"),
+        ("changed_paths", [1], "changed_paths[0]"), ("agent_exit_code", "0", "agent_exit_code"),
+        ("agent_exit_code", True, "agent_exit_code"), ("scorers", {"a": 1}, "scorers"),
+        ("scorers", ["x"], "scorers[0]"), ("diff", [], "diff"), ("overall", 1, "overall"),
+        ("turns", "x", "turns"), ("turns", [1], "turns[0]"), ("turns_planned", "2", "turns_planned"),
+        ("eval_error", 3, "eval_error"), ("agent_output_tail", {}, "agent_output_tail"),
+        ("trajectory_source", 1, "trajectory_source"), ("overal", "PASS", "overal")]
+    for field, bad, named in cases:
+        refused(call(c, "POST", f"/runs/{run}/eval/coding", {**good, field: bad}), named)
+    refused(call(c, "POST", f"/runs/{run}/eval/coding", [good]), "body")
+    assert client.evaluation_run("coding-shape", "hang", run)["coding"] is None
+    assert call(c, "POST", f"/runs/{run}/eval/coding", good) == (200, {"accepted": True})
+    assert client.evaluation_run("coding-shape", "hang", run)["coding"]["trajectory"] == \
+        good["trajectory"]
+    client.cancel_evaluation("coding-shape")

@@ -31,7 +31,7 @@ from titan.evals.failures import match_failure_rule
 from titan.evals.findings import ODYSSEY
 from titan.evals.handoffs import ROOT_ACTOR
 from titan.master.auth.tokens import OPERATE, Principal, matches, token_hash
-from titan.master.evaluations import trace_events
+from titan.master.evaluations import coding_report, trace_events
 from titan.master.evaluations.active import ADMIN, ActiveRun, Spawn, dumps_short
 from titan.master.evaluations.dispatch import JOB_ROOT_ACTOR
 from titan.storage.base import Row
@@ -389,12 +389,7 @@ class ToolProxy:
     async def coding(self, run_id: str, body: Any, authorization: str | None,
                      user: UserCheck | None = None) -> Row:
         await self.caller(run_id, authorization, user, grading=True)
-        if not isinstance(body, dict):
-            raise ValidationFailed("the body must be a JSON object")
-        keys = ("diff", "changed_paths", "scorers", "overall", "trajectory",
-                "trajectory_source", "agent_exit_code", "agent_output_tail", "eval_error",
-                "turns", "turns_planned")
-        coding = {k: body.get(k) for k in keys}
+        coding = coding_report.checked(body)
         if len(json.dumps(coding, default=str)) > 5_000_000:
             raise ValidationFailed("a coding result is at most 5 MB")
         await self.engine.run(lambda tx: tx.update_eval_run(run_id, {"coding": coding}))
