@@ -134,6 +134,35 @@ def test_a_report_refused_by_a_master_that_no_longer_leads_is_sent_again() -> No
         reporter.close(WAIT)
 
 
+def test_a_report_whose_statement_the_database_cancelled_is_sent_again() -> None:
+    # 503 statement_cancelled (PostgreSQL's statement_timeout): nothing of the report was
+    # applied. Over HTTP the worker asks again (a 503); over its channel the error frame was
+    # taken for a 4xx and the report dropped: its result was lost, acknowledged to the worker
+    # as if the master had it. Kept and sent again now, as HTTP does.
+    link = HeldLink(window=2)
+    acked: list[list[dict[str, Any]]] = []
+    reporter = Reporter(lambda: link, on_acked=lambda results, rejected: acked.append(results))
+    reporter.start()
+    try:
+        reporter.log(_line(1, "done"))
+        reporter.result(_result(1))
+        first = link.wait_posts(1)[0]
+        refusal = errors.from_response(503, {"error": {
+            "code": "statement_cancelled", "message": "canceling statement due to statement "
+            "timeout", "details": {}}})
+        assert isinstance(refusal, errors.StatementCancelled)
+        first[1](None, refusal)
+        assert acked == []  # not taken for acknowledged
+        again = link.wait_posts(2)[1]
+        assert again[0]["logs"] == first[0]["logs"] and again[0]["results"] == first[0]["results"]
+        assert reporter.results_pending == 1 and reporter.unacked() == [(1, 1)]
+        again[1]({"rejected": []}, None)
+        assert reporter.flush(WAIT) and reporter.results_pending == 0
+        assert acked == [[_result(1)]]
+    finally:
+        reporter.close(WAIT)
+
+
 def test_over_http_one_report_is_in_flight_at_a_time() -> None:
     in_send = threading.Event()
     release = threading.Event()

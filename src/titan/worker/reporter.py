@@ -325,12 +325,16 @@ class Reporter:
                   sent: int, statuses: list[dict[str, Any]] | None = None) -> None:
         """A post ended (any thread): account for it, and tell the worker what was taken."""
         rejected: list[dict[str, Any]] = list((reply or {}).get("rejected") or [])
-        if isinstance(exc, errors.NotLeader):
-            # The master lost its leadership with the report in flight: nothing of it was
-            # applied. Sent again (to the leader the worker turns to), first in line, after a
-            # pause; dropped, its results were lost and their attempts ran a second time.
-            log.warning("a master that no longer leads refused a report of %d lines and %d "
-                        "results: sending it again", len(logs), len(results))
+        if isinstance(exc, errors.NotLeader | errors.StatementCancelled):
+            # The master lost its leadership with the report in flight, or the database
+            # cancelled its statement (statement_timeout): nothing of it was applied. Sent
+            # again (to the leader the worker turns to), first in line, after a pause, as the
+            # HTTP route asks again after a 503; dropped, its results were lost and their
+            # attempts ran a second time.
+            why = "a master that no longer leads" if isinstance(exc, errors.NotLeader) \
+                else f"the master's database ({exc.message})"
+            log.warning("%s refused a report of %d lines and %d results: sending it again",
+                        why, len(logs), len(results))
             with self._cond:
                 again = [*((_LOG, e) for e in logs), *((_SERVICE, e) for e in statuses or ()),
                          *((_RESULT, e) for e in results)]
