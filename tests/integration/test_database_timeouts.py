@@ -206,3 +206,21 @@ def test_idle_in_transaction_session_timeout_ends_no_connection_of_the_master(
         assert conn.execute(sa.text(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")).scalar() == 1
     assert "Traceback" not in c.log(), c.log()
+
+
+@pytest.mark.timeout(120)
+def test_a_master_started_where_statement_timeout_is_too_short_says_which_setting(
+        make_cluster: MakeCluster, database: tuple[str, sa.Engine]) -> None:
+    # The master stopped at start with the database's words alone ("canceling statement due
+    # to statement timeout"): not the setting, nor what to do. Now it names both, at once.
+    url, dba = database
+    _set(dba, url, "statement_timeout", "1ms")
+    c = make_cluster(database_url=url)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError) as failed:
+        c.start_master()
+    assert time.monotonic() - started < 30  # it stops; it does not hang
+    said = str(failed.value)
+    assert "canceling statement due to statement timeout" in said, said
+    assert "statement_timeout" in said and "ALTER ROLE" in said, said
+    assert "docs/troubleshooting.md" in said, said

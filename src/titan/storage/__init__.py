@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from titan.errors import ConfigError
+from titan.errors import ConfigError, statement_cancelled
 from titan.storage.base import Row, Storage, Transaction
 
 
@@ -36,6 +36,12 @@ def open_storage(url: str) -> Storage:
         except ArgumentError:
             shown = "the database URL"
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) in ("57014", "55P03"):
+            # statement_timeout or lock_timeout on Titan's role or database: the database's
+            # words alone named neither the setting nor what to do about it.
+            reason = statement_cancelled(reason).message.replace(
+                "this request's statement", "a statement at start", 1).replace(
+                "; nothing was applied.", ";", 1)
         raise ConfigError(f"cannot open the database at {shown}: {reason}") from None
     return storage
 
