@@ -224,3 +224,45 @@ def test_a_master_started_where_statement_timeout_is_too_short_says_which_settin
     assert "canceling statement due to statement timeout" in said, said
     assert "statement_timeout" in said and "ALTER ROLE" in said, said
     assert "docs/troubleshooting.md" in said, said
+
+
+@pytest.mark.timeout(180)
+def test_a_result_whose_statement_is_cancelled_commits_once_the_database_lets_it(
+        make_cluster: MakeCluster, database: tuple[str, sa.Engine], tmp_path: Any) -> None:
+    # The scheduler applies a result in memory, then commits it. Failed after three tries
+    # for a statement the database cancelled, the commit left memory (COMPLETED) and the
+    # database (RUNNING) disagreeing for good: the worker's report sent again was refused as
+    # stale, and after a restart the job would have run again. A scheduler's write is now
+    # tried until it commits (said on the log): the job completes once the database lets the
+    # write through, and runs once.
+    url, dba = database
+    with dba.connect() as conn:
+        conn.execute(sa.text("CREATE TABLE slow_results (on_ boolean)"))
+        conn.execute(sa.text("INSERT INTO slow_results VALUES (true)"))
+        conn.execute(sa.text("""CREATE FUNCTION slow_result() RETURNS trigger AS $$
+            BEGIN IF NEW.state = 'COMPLETED' AND EXISTS (SELECT 1 FROM slow_results WHERE on_)
+            THEN PERFORM pg_sleep(3); END IF; RETURN NEW; END $$ LANGUAGE plpgsql"""))
+        conn.execute(sa.text("CREATE TRIGGER slow_result BEFORE UPDATE ON jobs FOR EACH ROW "
+                             "EXECUTE FUNCTION slow_result()"))
+    _set(dba, url, "statement_timeout", "500ms")
+    c = make_cluster(database_url=url, lease_seconds=3).start_master()
+    c.add_worker(slots=1)
+    runs = tmp_path / "runs.txt"
+    script = c.script("once.py", f"open({str(runs)!r}, 'a').write('ran\\n')\n")
+    c.client().submit_dag("once", [TitanJob(job_id="j", filename=script)])
+    deadline = time.monotonic() + 60
+    while "keeps cancelling a write of the scheduler's" not in c.log():
+        assert time.monotonic() < deadline, (c.log(), c.log("worker-0.log"))
+        time.sleep(0.1)
+    # Longer than the lease: a worker that dropped the result stopped renewing it by now.
+    time.sleep(5)
+    with dba.connect() as conn:
+        conn.execute(sa.text("UPDATE slow_results SET on_ = false"))
+    deadline = time.monotonic() + 60
+    while (job := c.client().get_job("once#1/j"))["state"] != "COMPLETED":
+        assert time.monotonic() < deadline, (job, c.log("worker-0.log"))
+        time.sleep(0.1)
+    assert job["attempt"] == 1, job
+    time.sleep(1)
+    assert runs.read_text() == "ran\n"  # once, never a second attempt
+    assert "Traceback" not in c.log("worker-0.log"), c.log("worker-0.log")

@@ -13,7 +13,11 @@ that fails because the database is away is not failed but tried again until it i
 whose statement the database cancelled (a ``statement_timeout`` or ``lock_timeout`` set by its
 DBA) is tried a few times — a lock held for a moment is let go — and then failed like any
 other: a statement too slow for the setting is cancelled every time, and waiting it out for
-ever held up every write queued behind it.
+ever held up every write queued behind it. But not one submitted with ``keep=True``: the
+scheduler's own changes, which its memory holds already. Failed, memory and database would
+disagree for good (a job COMPLETED in memory, RUNNING in the database: its result, sent again,
+refused as stale; after a restart, run again), so such a write is tried again until it
+commits, as while the database is away, and said so on the log and in ``GET /health``.
 """
 
 from __future__ import annotations
@@ -66,12 +70,14 @@ class GroupCommitWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
 
-    def submit(self, op: Callable[[Transaction], T]) -> asyncio.Future[T]:
+    def submit(self, op: Callable[[Transaction], T], *, keep: bool = False) -> asyncio.Future[T]:
         """Queue ``op`` for the next group transaction, now (so call order is commit order);
-        the future resolves with its result once committed."""
+        the future resolves with its result once committed. ``keep``: what ``op`` writes was
+        decided already (the scheduler's changes): a statement of it the database cancels is
+        tried again until it commits, never failed (the module's docstring)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put((op, fut, loop))
+        self._queue.put((_Kept(op) if keep else op, fut, loop))
         self._last = fut
         return fut
 
@@ -153,12 +159,15 @@ class GroupCommitWriter:
                 self._settle([(fut, loop, None, exc) for _op, fut, loop in batch])
                 return None
             except Exception as exc:
-                if self._storage.cancelled(exc) is not None and cancels < len(CANCELLED_WAITS) \
-                        and not self._stopping.is_set():
+                cancelled = self._storage.cancelled(exc) is not None
+                if cancelled and cancels < len(CANCELLED_WAITS) and not self._stopping.is_set():
                     self._stopping.wait(CANCELLED_WAITS[cancels])
                     cancels += 1
                     continue
-                if not self._storage.unavailable(exc) or self._stopping.is_set():
+                # A kept write alone (its batch isolated first: another write may be the slow
+                # one) is waited out as an outage is.
+                held = cancelled and len(batch) == 1 and isinstance(batch[0][0], _Kept)
+                if not (held or self._storage.unavailable(exc)) or self._stopping.is_set():
                     self._isolate(batch)
                     return None
                 if stage == "commit" and not lost_commit:
@@ -166,8 +175,14 @@ class GroupCommitWriter:
                 now = time.monotonic()
                 if not away_since or now - self._warned > 30:
                     self._warned = now
-                    log.warning("the database is unavailable (%s): %d write(s) wait for it",
-                                str(exc).splitlines()[0][:300], len(batch))
+                    if held:
+                        log.warning("the database keeps cancelling a write of the scheduler's "
+                                    "(%s): it is tried again until it commits, and the writes "
+                                    "after it wait; see docs/troubleshooting.md, 'A statement "
+                                    "cancelled by the database'", str(exc).splitlines()[0][:300])
+                    else:
+                        log.warning("the database is unavailable (%s): %d write(s) wait for it",
+                                    str(exc).splitlines()[0][:300], len(batch))
                 away_since = away_since or now
                 self.away_reason = str(exc).splitlines()[0][:300]
                 self.away_since = away_since
@@ -236,3 +251,15 @@ def _current_exception() -> BaseException:
     exc = sys.exc_info()[1]
     assert exc is not None
     return exc
+
+
+class _Kept:
+    """A write submitted with ``keep=True``: called as the write it wraps."""
+
+    __slots__ = ("op",)
+
+    def __init__(self, op: Callable[[Transaction], Any]) -> None:
+        self.op = op
+
+    def __call__(self, tx: Transaction) -> Any:
+        return self.op(tx)

@@ -184,8 +184,10 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
 
         # Nothing to write (a submission that leased its own jobs leaves only its notices):
         # no transaction, but the notices still wait for the commits queued before them.
+        # Kept: memory holds these changes already, so the writer never fails them for a
+        # statement the database cancelled (it tries them again, as while the database is away).
         fut = self.writer.after_queued() if ch.empty() and extra is None and not finals \
-            else self.writer.submit(op)
+            else self.writer.submit(op, keep=True)
         for worker in woken:
             assert worker.poll is not None
             worker.poll.set_result(fut)  # type: ignore[arg-type]
