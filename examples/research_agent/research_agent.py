@@ -33,6 +33,8 @@ from titan_sdk import TitanClient, TitanJob
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_QUERY = "What are the tradeoffs of vector databases for production RAG systems?"
+#: The agent every run of this orchestrator belongs to, whatever its run id (``--run-id``).
+AGENT_ID = "RESEARCH"
 
 
 class StageFailed(Exception):
@@ -77,7 +79,7 @@ def run_stage(client: TitanClient, name: str, jobs: list[TitanJob], run_id: str,
     goes on without those that failed or were cancelled one by one (after their retry), as
     long as one finished — "only that stage fails: the orchestrator can retry or reroute"
     (seed 000). A stage cancelled whole, or with nothing finished, stops the agent."""
-    dag = client.submit_dag(name, jobs, agent_run_id=run_id)
+    dag = client.submit_dag(name, jobs, agent_run_id=run_id, agent_id=AGENT_ID)
     printed = threading.Lock()
     seen: set[str] = set()
 
@@ -124,7 +126,7 @@ def research(client: TitanClient, query: str, *, max_iter: int, max_subtopics: i
              timeout: float, run_id: str | None = None) -> Path:
     # Outside any run nothing records it, and a replay draws a fresh id as it should: its
     # stages then join the replay's run, under their own fresh keys.
-    run_id = run_id or f"RESEARCH_{titan.trace.uuid()[:6]}"
+    run_id = run_id or f"{AGENT_ID}_{titan.trace.uuid()[:6]}"
     key = f"research:{run_id}"
     common = (["--model", model] if model else []) + (
         ["--max-tokens", str(max_tokens)] if max_tokens else [])
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the agent run's id, 1-190 ASCII letters, digits, '.', '_', ':' or "
                         "'-' with at least one letter or digit (default: RESEARCH_ and six "
                         "random hex digits); a caller that names it finds its run among "
-                        "others on the cluster")
+                        "others on the cluster (it is still an agent RESEARCH run)")
     args = p.parse_args(argv)
     if args.max_iter < 1 or args.max_subtopics < 1:
         p.error("--max-iter and --max-subtopics must be at least 1")

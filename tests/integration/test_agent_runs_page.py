@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.harness import Cluster, shared_cluster
 from titan_sdk import TitanJob
@@ -241,3 +242,29 @@ def test_a_rows_run_id_links_to_its_run_page(cluster: Cluster) -> None:
         assert '<a class="run-id" href="/runs/ODD%3Alink.1">ODD:link.1</a>' in html
         page = s.get("/runs/ODD%3Alink.1")
         assert page.status_code == 200 and "ODD:link.1" in page.text
+
+
+def test_submit_dag_names_the_agent_its_run_belongs_to(cluster: Cluster) -> None:
+    """A run id chosen by its caller ("lora-study") named the agent too: its runs were each
+    an agent of their own on the Runs page and the agent page. ``agent_id=`` says which."""
+    from titan.errors import ValidationFailed
+
+    client = cluster.client()
+    ok = cluster.script("named_ok.py", "pass\n")
+    client.submit_dag("lora-study_PLAN", [TitanJob("p", ok)], agent_run_id="lora-study",
+                      agent_id="RESEARCH", wait=True, timeout=60)
+    assert client.api("GET", "/runs/lora-study")["agent_id"] == "RESEARCH"
+    # Without it, the run id without its random tail, as before.
+    client.submit_dag("WEEKLY_1a2b3c_PLAN", [TitanJob("p", ok)], agent_run_id="WEEKLY_1a2b3c",
+                      wait=True, timeout=60)
+    assert client.api("GET", "/runs/WEEKLY_1a2b3c")["agent_id"] == "WEEKLY"
+    # Refused before anything is sent: an agent id is a name, and it needs a run to name.
+    for bad in ("", "  ", "x" * 201, 7):
+        with pytest.raises(ValidationFailed) as refused:
+            client.submit_dag("bad_agent", [TitanJob("p", ok)], agent_run_id="bad-agent",
+                              agent_id=bad)  # type: ignore[arg-type]
+        assert refused.value.details["field"] == "agent_id"
+    with pytest.raises(ValidationFailed, match="agent_run_id") as refused:
+        client.submit_dag("bad_agent", [TitanJob("p", ok)], agent_id="RESEARCH")
+    assert refused.value.details["field"] == "agent_id"
+    assert client.list_dags(name="bad_agent") == []

@@ -287,6 +287,15 @@ def test_a_failing_stage_stops_the_agent_with_a_clear_message(research_cluster: 
     # The orchestrator drove the run: its exit ended it, failed like its last stage.
     run = research_cluster.client().api("GET", "/runs/RESEARCH_named1")
     assert run["status"] == "failed" and "_PLAN ended FAILED" in run["error"]
+    # A run named any other way is still the research agent's: filed under RESEARCH (its
+    # agent page, seed 004's "Filter by agent_id"), not under an agent named after the run.
+    done = _orchestrate(research_cluster, "Anything", "--max-iter", "1", "--run-id",
+                        "lora-study", "--model", "local/no-such-model", timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    run = research_cluster.client().api("GET", "/runs/lora-study")
+    assert run["agent_id"] == "RESEARCH", run
+    runs = research_cluster.client().api("GET", "/runs", params={"agent": "RESEARCH"})["runs"]
+    assert {"RESEARCH_named1", "lora-study"} <= {r["id"] for r in runs}
 
 
 def test_the_comp_intel_pipeline_is_a_fixed_dag(research_cluster: Cluster,

@@ -147,13 +147,17 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
 
     def submit_dag(
         self, name: str, jobs: Sequence[TitanJob], agent_run_id: str | None = None, *,
-        wait: bool = False, timeout: float | None = None,
+        wait: bool = False, timeout: float | None = None, agent_id: str | None = None,
     ) -> dict[str, Any]:
         """Submit ``jobs`` atomically as the DAG ``name``; the DAG object from the master.
 
         Scripts are read from this machine and uploaded if the master lacks them. Inside a
         job, ``agent_run_id`` defaults to the job's own agent run (``TITAN_AGENT_RUN_ID``), so
         stages an agent submits are grouped with it.
+
+        ``agent_id`` names the agent the run belongs to when this stage creates it (default:
+        ``TITAN_AGENT_ID``, else the run id without its random tail, ``RESEARCH_1a9ac3`` ->
+        ``RESEARCH``): a run id its caller chose (``lora-study``) is still that agent's run.
 
         With ``wait``, the DAG object once every job has finished (as :meth:`wait_dag` gives
         it, with its jobs): the master holds the submission's answer until then, so an agent
@@ -188,6 +192,11 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
                 raise InvalidDAG(f"duplicate job id {job.job_id!r} in DAG {name!r}",
                                  details={"job_id": job.job_id})
             seen.add(job.job_id)
+        if agent_id is not None:
+            check_name(agent_id, "agent_id", "agent_id")
+            if agent_run_id is None and not os.environ.get("TITAN_AGENT_RUN_ID"):
+                raise ValidationFailed(f"agent_id {agent_id!r} names the agent of an agent run: "
+                                       "give agent_run_id too", details={"field": "agent_id"})
         asked = agent_run_id is not None  # what made the original driver drive its run
         if agent_run_id is None:
             agent_run_id = os.environ.get("TITAN_AGENT_RUN_ID") or None
@@ -212,8 +221,8 @@ class TitanClient(ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps, C
             body["agent_run_id"], body["run_alias"] = own_run, agent_run_id
             replay_keys.submitted_under(agent_run_id)  # its keys named so are the replay's
             agent_run_id = own_run
-        if agent_run_id and os.environ.get("TITAN_AGENT_ID"):
-            body["agent_id"] = os.environ["TITAN_AGENT_ID"]
+        if agent_run_id and (agent_id or os.environ.get("TITAN_AGENT_ID")):
+            body["agent_id"] = agent_id or os.environ["TITAN_AGENT_ID"]
         driving = bool(agent_run_id and agent_run_id != own_run)
         hold = 0.0
         if wait and not driving:  # whole milliseconds, at most one slice of a long poll
