@@ -1,6 +1,6 @@
 """PLAN stage: ask the LLM to break the query into subtopics; store the plan and signal.
 
-Reads ``research:<run>:query``; writes ``plan.json`` (published as the artifact
+Reads ``research:<run>:query``; writes ``<run>/plan.json`` (published as the artifact
 ``research:<run>:plan.json``), ``research:<run>:plan`` (JSON ``{"subtopics": [...]}``) and then
 ``research:<run>:planner:done``.
 """
@@ -188,8 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     plan_json = json.dumps({"query": query, "subtopics": subtopics}, indent=2)
     # plan.json: written in the worker's workspace and published as an artifact (seed 001's
     # planner), and the same plan in TitanStore for the orchestrator, which reads no file.
-    Path("plan.json").write_text(plan_json + "\n")
-    client.publish_artifact(f"{key}:plan.json", "plan.json")
+    # In the run's own folder, as its results and report are: the workspace is every DAG
+    # job's working directory, where a plan.json of another job's (another run's planner,
+    # any pipeline's) was overwritten, or published by this run under its key.
+    path = Path(args.run_id) / "plan.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(plan_json + "\n")
+    client.publish_artifact(f"{key}:plan.json", path)
     client.store_put(f"{key}:plan", json.dumps({"subtopics": subtopics}))
     client.store_put(f"{key}:planner:done", "1")
     print(f"planned {len(subtopics)} subtopics: {subtopics}")

@@ -73,6 +73,13 @@ def research_cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Cluster,
                                                             tmp_path: Path) -> None:
+    # titan_workspace/shared is every DAG job's working directory: another job's plan.json
+    # there (any pipeline's, or another research run's) is not the planner's to overwrite.
+    from titan.master.embedded import workspace_root
+
+    shared = workspace_root(research_cluster.data) / "titan_workspace" / "shared"
+    shared.mkdir(parents=True, exist_ok=True)
+    (shared / "plan.json").write_text('{"owner": "another job"}\n')
     out_path = tmp_path / "report.md"
     done = _orchestrate(research_cluster, "How does LoRA work for LLM fine-tuning?",
                         "--max-iter", "1", "--max-subtopics", "2", "--max-tokens", "48",
@@ -134,6 +141,9 @@ def test_research_agent_runs_end_to_end_on_the_local_model(research_cluster: Clu
     plan_file = json.loads(Path(client.get_artifact(f"{key}:plan.json",
                                                     save_path=tmp_path / "plan.json")).read_text())
     assert plan_file["subtopics"] == plan["subtopics"] and plan_file["query"]
+    # Written in the run's own folder, as its results and report are.
+    assert (shared / "plan.json").read_text() == '{"owner": "another job"}\n'
+    assert json.loads((shared / run_id[1] / "plan.json").read_text()) == plan_file
 
     # Every LLM call left a line in its job's log: what it cost and how long it took.
     planner_log = client.fetch_logs(run["stages"][0]["name"] + "/planner")
