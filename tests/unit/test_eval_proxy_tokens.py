@@ -7,6 +7,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from titan.master.auth.tokens import JobTokens
 from titan.master.evaluations.proxy import ToolProxy
 from titan.master.scheduling.scheduler import Scheduler
@@ -79,3 +81,13 @@ def test_a_coding_runs_agent_token_is_its_runs_alone() -> None:
     assert minted not in scrub_titan_tokens(f"TITAN_TOOL_TOKEN={minted}")
     job.state = "COMPLETED"
     assert proxy._job_of_run(minted, "eval-run-1") is None  # its attempt ended
+
+
+def test_a_run_not_running_here_is_said_as_not_started_or_ended() -> None:
+    # A pending run's proxy call was answered "evaluation run r already ended pending".
+    from titan.errors import Conflict
+
+    with pytest.raises(Conflict, match=r"^evaluation run r1 has not started \(it is pending\)$"):
+        ToolProxy._open(None, {"id": "r1", "status": "pending"})
+    with pytest.raises(Conflict, match=r"^evaluation run r1 already ended completed$"):
+        ToolProxy._open(None, {"id": "r1", "status": "completed"})

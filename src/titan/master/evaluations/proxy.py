@@ -144,8 +144,11 @@ class ToolProxy:
     @staticmethod
     def _open(active: ActiveRun | None, row: Row) -> ActiveRun:
         if active is None:
-            raise Conflict(f"evaluation run {row['id']} already ended {row['status']}",
-                           code="run_ended")
+            # Not running here: ended, or not started yet ("already ended pending" said so).
+            status = row["status"]
+            said = f"has not started (it is {status})" if status == "pending" \
+                else f"already ended {status}"
+            raise Conflict(f"evaluation run {row['id']} {said}", code="run_ended")
         return active
 
     def _job_of_run(self, token: str, run_id: str) -> Principal | None:
