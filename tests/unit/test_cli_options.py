@@ -39,7 +39,9 @@ def test_an_option_out_of_range_is_named_before_any_call(
     (["stauts"], "argument COMMAND: invalid choice: 'stauts'; did you mean 'status'? (choose "
                  "from 'up', "),
     (["store", "gte", "k"], "argument ACTION: invalid choice: 'gte'; did you mean 'get'? "
-                            "(choose from 'get', 'put', 'delete', 'keys')"),
+                            "(choose from 'get', 'put', 'set', 'delete', 'rm', 'del', 'keys', "
+                            "'ls', 'list')"),
+    (["store", "st", "k", "v"], "argument ACTION: invalid choice: 'st'; did you mean 'set'? "),
     (["token", "create", "--role", "admn"], "argument --role: invalid choice: 'admn'; did "
                                             "you mean 'admin'? (choose from 'worker', "),
     (["zzzz"], "argument COMMAND: invalid choice: 'zzzz' (choose from 'up', "),  # none near
