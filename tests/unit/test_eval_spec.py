@@ -55,3 +55,26 @@ def test_a_failure_rule_on_a_tool_the_agent_lacks_is_refused() -> None:
         check_task_tools(tasks, cfg)
     tasks[0].failure_rules.pop()
     check_task_tools(tasks, cfg)
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"kind": 0}, "kind"), ({"kind": []}, "kind"), ({"kind": ""}, "kind"),
+    ({"judge": "no"}, "judge"), ({"judge": 0}, "judge"), ({"judge": {}}, "judge"),
+    ({"tools": 0}, "tools"), ({"tools": {}}, "tools"), ({"tools": ""}, "tools"),
+    ({"tools": [dict(TOOL, description=5)]}, "tools[0].description"),
+    ({"headers": []}, "headers"),
+    ({"kind": "job", "script_sha256": "ab" * 32, "args": {}}, "args")])
+def test_a_field_of_the_wrong_type_is_refused_naming_it(fields: dict[str, Any],
+                                                         named: str) -> None:
+    # A falsy value of any type stood for "not given" (kind 0 was guessed from the url, tools
+    # {} was no tools), and a judge or a tool's description of any type was kept.
+    with pytest.raises(ValidationFailed) as exc:
+        parse_agent(agent(**fields))
+    assert exc.value.details["field"] == f"agent.{named}", exc.value.details
+
+
+def test_fields_not_given_take_their_defaults() -> None:
+    cfg = parse_agent({"name": "a", "url": "http://127.0.0.1:1/", "tools": None,
+                       "headers": None})
+    assert (cfg["kind"], cfg["judge"], cfg["tools"], cfg["headers"]) == ("http", True, [], {})
+    assert parse_agent(agent(judge=False))["judge"] is False

@@ -45,6 +45,13 @@ def _text(cfg: dict[str, Any], field: str, *, required: bool = False, limit: int
     return value
 
 
+def _listed(cfg: dict[str, Any], field: str) -> Any:
+    """``cfg[field]``, or an empty list when it is not given (None): a value of another type
+    is returned as it is, for its caller to refuse."""
+    value = cfg.get(field)
+    return [] if value is None else value
+
+
 def _url(value: Any, field: str) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^\s]+\Z", value):
         raise _fail(field, f"must be an http(s) URL, got {value!r}")
@@ -92,7 +99,10 @@ def parse_tool(raw: Any, i: int) -> dict[str, Any]:
         endpoint = _url(endpoint, f"{where}.endpoint")
     elif endpoint is not None:
         raise _fail(f"{where}.endpoint", "is only for mode passthrough")
-    return {"name": name, "description": str(raw.get("description") or ""),
+    description = raw.get("description")
+    if description is not None and not isinstance(description, str):
+        raise _fail(f"{where}.description", f"must be text, got {type(description).__name__}")
+    return {"name": name, "description": description or "",
             "input_schema": raw.get("input_schema"), "output_schema": raw.get("output_schema"),
             "mode": mode, "endpoint": endpoint}
 
@@ -131,9 +141,16 @@ def parse_agent(raw: Any) -> dict[str, Any]:
     if unknown:
         raise _fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(_KNOWN))})")
     name = _text(raw, "name", required=True, limit=200)
-    kind = raw.get("kind") or ("http" if raw.get("url") else "job")
-    if kind not in KINDS:
+    # Only a kind not given is guessed: a 0, [] or "" was taken for "not given" (and so was
+    # any other field's falsy value of the wrong type below).
+    kind = raw.get("kind")
+    if kind is None:
+        kind = "http" if raw.get("url") else "job"
+    if not isinstance(kind, str) or kind not in KINDS:
         raise _fail("kind", f"must be job or http, got {kind!r}")
+    judge = raw.get("judge", True)
+    if not isinstance(judge, bool):
+        raise _fail("judge", f"must be true or false, got {judge!r}")
     timeout = raw.get("timeout_s", DEFAULT_TIMEOUT_S)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 86400:
         raise _fail("timeout_s", "must be a number of seconds between 0 and 86400")
@@ -142,25 +159,25 @@ def parse_agent(raw: Any) -> dict[str, Any]:
         "timeout_s": float(timeout),
         "simulator_model": _text(raw, "simulator_model", limit=200),
         "judge_model": _text(raw, "judge_model", limit=200),
-        "judge": bool(raw.get("judge", True)),
+        "judge": judge,
     }
     if kind == "job":
         sha = raw.get("script_sha256")
         if not isinstance(sha, str) or not _SHA.match(sha):
             raise _fail("script_sha256", "must be the sha256 of the uploaded agent script "
                                          "(`titan eval create` uploads it for you)")
-        args = raw.get("args") or []
+        args = _listed(raw, "args")
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise _fail("args", "must be a list of strings")
         cfg.update(script=_text(raw, "script", limit=500) or "agent.py", script_sha256=sha,
                    args=args, requirement=_text(raw, "requirement", limit=200) or "GENERAL")
     else:
-        headers = raw.get("headers") or {}
+        headers = {} if raw.get("headers") is None else raw["headers"]
         if not isinstance(headers, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise _fail("headers", "must map header names to strings")
         cfg.update(url=_url(raw.get("url"), "url"), headers=headers)
-    tools = raw.get("tools") or []
+    tools = _listed(raw, "tools")
     if not isinstance(tools, list):
         raise _fail("tools", "must be a list of tools")
     cfg["tools"] = [parse_tool(t, i) for i, t in enumerate(tools)]
