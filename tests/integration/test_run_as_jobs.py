@@ -106,6 +106,15 @@ def world_readable_root() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _completed(c: Cluster, dag: str, job_id: str, name: str, code: str) -> str:
+    """Run ``code`` as script ``name``, the one job ``job_id`` of DAG ``dag``, to completion;
+    the DAG's reference."""
+    client = c.client()
+    ref = client.submit_dag(dag, [TitanJob(job_id=job_id, filename=c.script(name, code))])["ref"]
+    assert client.wait(f"{ref}/{job_id}", timeout=60)["state"] == "COMPLETED"
+    return str(ref)
+
+
 def _python_for_nobody() -> str:
     """An interpreter uid 65534 can run, Titan importable (nobody_python.py); else skip."""
     python = nobody_python.interpreter()
@@ -185,18 +194,12 @@ def test_a_job_cannot_plant_a_module_another_job_of_its_run_as_user_imports(
         c.add_worker(extra=["--run-as", "nobody"], slots=1, python=python)
         client = c.client()
         # The worker writes the helper into its shared folder (a job of another DAG uses it).
-        helper = client.submit_dag("helper", [TitanJob(
-            job_id="h", filename=c.script("planted_helper.py", HELPER))])
-        assert client.wait(f"{helper['ref']}/h", timeout=60)["state"] == "COMPLETED"
-        before = client.submit_dag("before", [TitanJob(
-            job_id="v", filename=c.script("victim_imports.py", VICTIM_IMPORTS))])
-        assert client.wait(f"{before['ref']}/v", timeout=60)["state"] == "COMPLETED"
+        _completed(c, "helper", "h", "planted_helper.py", HELPER)
+        before = _completed(c, "before", "v", "victim_imports.py", VICTIM_IMPORTS)
         # what the worker wrote there still imports, as without --run-as
-        assert "HELPER: the worker wrote me" in client.fetch_logs(f"{before['ref']}/v")
-        plant = client.submit_dag("plant", [TitanJob(
-            job_id="p", filename=c.script("planter.py", PLANTER))])
-        assert client.wait(f"{plant['ref']}/p", timeout=60)["state"] == "COMPLETED"
-        assert "PLANTED" in client.fetch_logs(f"{plant['ref']}/p")
+        assert "HELPER: the worker wrote me" in client.fetch_logs(f"{before}/v")
+        plant = _completed(c, "plant", "p", "planter.py", PLANTER)
+        assert "PLANTED" in client.fetch_logs(f"{plant}/p")
         for runner in ("auto", "subprocess"):  # forked from the zygote, and a fresh interpreter
             victim = client.submit_dag(f"victim-{runner}", [TitanJob(
                 job_id="v", filename=c.script("victim_imports.py", VICTIM_IMPORTS),
@@ -342,18 +345,12 @@ def test_a_python_a_job_starts_imports_no_module_another_job_planted_in_shared(
         c.start_master()
         c.add_worker(extra=["--run-as", "nobody"], slots=1, python=python)
         client = c.client()
-        helper = client.submit_dag("helper", [TitanJob(
-            job_id="h", filename=c.script("planted_helper.py", HELPER))])
-        assert client.wait(f"{helper['ref']}/h", timeout=60)["state"] == "COMPLETED"
-        before = client.submit_dag("before", [TitanJob(
-            job_id="s", filename=c.script("spawner.py", SPAWNER))])
-        assert client.wait(f"{before['ref']}/s", timeout=60)["state"] == "COMPLETED"
-        logs = client.fetch_logs(f"{before['ref']}/s")
+        _completed(c, "helper", "h", "planted_helper.py", HELPER)
+        before = _completed(c, "before", "s", "spawner.py", SPAWNER)
+        logs = client.fetch_logs(f"{before}/s")
         # what the worker wrote there still imports in the job's own interpreters
         assert "SPAWNED HELPER: the worker wrote me" in logs, logs[-3000:]
-        plant = client.submit_dag("plant", [TitanJob(
-            job_id="p", filename=c.script("planter.py", PLANTER))])
-        assert client.wait(f"{plant['ref']}/p", timeout=60)["state"] == "COMPLETED"
+        _completed(c, "plant", "p", "planter.py", PLANTER)
         victims = client.submit_dag("victims", [
             TitanJob(job_id="forked", filename=c.script("spawner.py", SPAWNER)),
             TitanJob(job_id="fresh", filename=c.script("spawner.py", SPAWNER),
