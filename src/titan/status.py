@@ -1,6 +1,7 @@
 """The statuses an agent run and an evaluation run go through, named once.
 
-The job and DAG states belong to the scheduler (:mod:`titan.master.scheduling.state`); these
+The job states belong to the scheduler (:mod:`titan.master.scheduling.state`); a DAG run's
+statuses are here, for the command line to offer without loading the scheduler. The rest
 are the lifecycle words of the two run records every layer speaks: the SDK ends a run with
 them, the master validates and derives them, storage filters on them, the dashboard draws
 them. They were seven hand-kept tuples that could drift (the dashboard's filter had lost
@@ -45,3 +46,8 @@ EVAL_ACTIVE: tuple[str, ...] = (EvalRunStatus.PENDING.value, EvalRunStatus.RUNNI
 #: Ended: it will not change again (a judge may still score it).
 EVAL_TERMINAL: tuple[str, ...] = tuple(s.value for s in EvalRunStatus
                                        if s.value not in EVAL_ACTIVE)
+
+
+#: A DAG run's statuses (the scheduler derives them from its jobs' states), in filter order.
+DAG_STATUSES: tuple[str, ...] = ("WAITING", "RUNNING", "COMPLETED", "FAILED", "PARTIAL",
+                                 "CANCELLED")

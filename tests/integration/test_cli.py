@@ -207,6 +207,33 @@ def test_store_status_cancel_workers_and_tokens(cluster: Cluster) -> None:
     assert titan(cluster, "store", "get", "greeting", token=viewer).stdout.strip() == "héllo wörld"
 
 
+def test_dags_list_filters_runs_and_list_actions_answer_to_ls(cluster: Cluster) -> None:
+    # `titan dags` could only prune: listing DAG runs by status or name had no command.
+    client = cluster.client()
+    ok = cluster.script("ok.py", "pass\n")
+    bad = cluster.script("bad.py", "raise SystemExit(3)\n")
+    client.submit_dag("listed_ok", [TitanJob(job_id="a", filename=ok)], wait=True, timeout=60)
+    client.submit_dag("listed_bad", [TitanJob(job_id="b", filename=bad)], wait=True, timeout=60)
+    failed = json.loads(titan(cluster, "dags", "list", "--status", "failed", "--json").stdout)
+    assert "listed_bad" in [d["name"] for d in failed]
+    assert {d["status"] for d in failed} == {"FAILED"}
+    named = titan(cluster, "dags", "ls", "--name", "listed_ok").stdout
+    assert "DAG-listed_ok#1" in named and "COMPLETED 1" in named and "listed_bad" not in named
+    none = titan(cluster, "dags", "list", "--name", "no_such_dag")
+    assert none.stdout.strip() == "no DAG runs match"
+    wrong = titan(cluster, "dags", "list", "--status", "done", check=False)
+    assert wrong.returncode == 2 and "invalid choice: 'DONE'" in wrong.stderr
+    # `ls` where a group lists, `rm` where it deletes, as shells taught: each the same action.
+    titan(cluster, "store", "set", "aliased", "1")
+    assert "aliased" in titan(cluster, "store", "ls").stdout
+    assert json.loads(titan(cluster, "store", "rm", "aliased", "--json").stdout)["deleted"]
+    for group in (["runs"], ["token"], ["schedule"], ["files"], ["eval"]):
+        typed = titan(cluster, *group, "ls", "--json")
+        assert typed.stdout == titan(cluster, *group, "list", "--json").stdout, group
+    gone = titan(cluster, "schedule", "rm", "no_such_schedule", "--yes", check=False)
+    assert gone.returncode == 1 and "no_such_schedule" in gone.stderr
+
+
 def test_submit_wait_says_which_jobs_failed_and_why(cluster: Cluster) -> None:
     # It printed "PARTIAL (COMPLETED 1, FAILED 1)" alone: a second command to learn which.
     (cluster.root / "fine.py").write_text("print('fine')\n")

@@ -22,7 +22,6 @@ from titan.cli.output import (
     SUCCESSES,
     cell,
     clip,
-    counts,
     for_terminal,
     gate_decision,
     job_end,
@@ -30,6 +29,7 @@ from titan.cli.output import (
     show_dag,
     show_job,
     table,
+    table_of_dags,
     when,
 )
 from titan.errors import NotFound
@@ -64,10 +64,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 # Which Titan answered, and why that one: several may run on one machine.
                 endpoint = client.endpoint
                 print(f"Titan at {endpoint.url} (found in {endpoint.source})")
-                table(["DAG", "STATUS", "JOBS", "AGENT RUN", "SUBMITTED"],
-                       [[f"DAG-{d.get('ref')}", d.get("status"), counts(d),
-                         d.get("agent_run_id") or "-", when(d.get("submitted_at"))]
-                        for d in dags])
+                table_of_dags(dags)
             return 0
         # A bare REF read as cancel, retry and wait read it (TitanClient._which): a number
         # that is a job's and a DAG's id showed the job when the DAG was meant.
@@ -122,9 +119,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    # The action as typed: a name or one of its aliases (parser: set, rm/del, ls/list).
-    action = {"set": "put", "rm": "delete", "del": "delete", "ls": "keys",
-              "list": "keys"}.get(args.store_command, args.store_command)
+    action = args.store_command  # its name, whichever alias was typed (options.aliased)
     with _client(args) as client:
         if action == "get":
             value = client.store_get(args.key)

@@ -1,14 +1,31 @@
-"""The ``titan dags`` commands: prune (old DAG runs with their jobs and logs)."""
+"""The ``titan dags`` commands: list (DAG runs, filtered) and prune (old DAG runs with their
+jobs and logs)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from titan.cli.options import aliased, whole
+from titan.status import DAG_STATUSES
+
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
     """The ``titan dags`` actions and their options (``titan.cli`` wires the command in)."""
     dags = p.add_subparsers(dest="dags_command", metavar="ACTION", required=True)
+    s = aliased(dags, "list", ["ls"], "dags_command", parents=common,
+                help="list DAG runs, newest first, filtered by status, name or agent run",
+                description="List DAG runs, newest first: each one's status, its jobs by state, "
+                            "its agent run and when it was submitted.")
+    s.add_argument("--status", type=str.upper, choices=DAG_STATUSES, default=None,
+                   help="only runs in this status")
+    s.add_argument("--name", default=None, help="only runs of the DAG of this name")
+    s.add_argument("--agent-run", default=None, metavar="RUN",
+                   help="only the stages of this agent run")
+    s.add_argument("--limit", type=whole(1, 1000), default=50,
+                   help="at most this many (1 to 1000, default 50)")
+    s.add_argument("--offset", type=whole(0, 10**9), default=0,
+                   help="skip this many newest first (paging)")
     s = dags.add_parser(
         "prune", parents=common,
         help="delete finished DAG runs older than a window, with their jobs, attempts and logs "
@@ -26,9 +43,21 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
 
 
 def run(args: argparse.Namespace, client: Any) -> int:
-    from titan.cli.output import confirm_prune, print_json
+    from titan.cli.output import confirm_prune, print_json, table_of_dags
     from titan.formats import iso, shown
 
+    if args.dags_command == "list":
+        dags = client.list_dags(status=args.status, name=args.name,
+                                agent_run_id=args.agent_run, limit=args.limit,
+                                offset=args.offset)
+        if getattr(args, "json", False):
+            print_json(dags)
+        elif not dags:
+            print("no DAG runs" + (" match" if args.status or args.name or args.agent_run
+                                   else " yet") + (" past that offset" if args.offset else ""))
+        else:
+            table_of_dags(dags)
+        return 0
     if not confirm_prune(client, args, "dags"):
         return 1
     reply = client.api("POST", "/dags/prune",

@@ -17,6 +17,7 @@ import sys
 import textwrap
 from typing import Any
 
+from titan.cli.options import aliased
 from titan.cli.output import say, table
 from titan.formats import cost_text, quote_ref, quote_segment
 
@@ -32,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("file")
     s.add_argument("--no-run", action="store_true",
                    help="seed the tasks without dispatching runs")
-    s = sub.add_parser("list", help="list evaluations", parents=common)
+    s = aliased(sub, "list", ["ls"], "eval_command", help="list evaluations", parents=common)
     s.add_argument("--project", help="only the evaluations (workflows) of this project")
     s = sub.add_parser("run", help="dispatch every task (or --task ...) against the agent",
                        parents=common)
@@ -48,9 +49,9 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("evaluation")
     s.add_argument("--task", action="append", default=None, metavar="ID",
                    help="only this task's runs (repeatable)")
-    s = sub.add_parser("delete", help="delete an evaluation with its tasks and runs (the "
-                                      "agent runs they recorded stay, for retention)",
-                       parents=common)
+    s = aliased(sub, "delete", ["rm"], "eval_command",
+                help="delete an evaluation with its tasks and runs (the agent runs they "
+                     "recorded stay, for retention)", parents=common)
     s.add_argument("evaluation")
     s.add_argument("--force", action="store_true",
                    help="cancel its runs still pending or running first (else refused)")

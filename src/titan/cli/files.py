@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from titan.cli.options import whole
+from titan.cli.options import aliased, whole
 
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
@@ -31,21 +31,21 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
     s.add_argument("path", help="a file, or a project folder")
     s.add_argument("--name", default=None,
                    help="a folder's project name (default: the folder's own name)")
-    s = files.add_parser(
-        "list", parents=common, help="list files, newest first",
+    s = aliased(
+        files, "list", ["ls"], "files_command", parents=common, help="list files, newest first",
         description="List the stored file versions, newest first: name, size, sha256, when "
                     "and by whom each was uploaded or published (the token's name, or a "
                     "job's dag#run/job; - for one stored before Titan recorded it).")
     s.add_argument("--limit", type=whole(1, 10_000), default=50,
                    help="at most this many (1 to 10000, default 50)")
-    s = files.add_parser("get", aliases=["download"], parents=common,
-                         help="download the latest file of a name (an artifact, a project)")
+    s = aliased(files, "get", ["download"], "files_command", parents=common,
+                help="download the latest file of a name (an artifact, a project)")
     s.add_argument("name")
     s.add_argument("-o", "--output", default=None,
                    help="where to write it (a folder: inside it; -: standard output; "
                         "default: ./NAME)")
-    s = files.add_parser(
-        "rm", parents=common, help="delete every version of a file (operator or admin)",
+    s = aliased(
+        files, "rm", ["delete"], "files_command", parents=common, help="delete every version of a file (operator or admin)",
         description="Delete every version of the file NAME (uploads, project archives, and "
                     "artifacts published under that name whatever their key), or with "
                     "--keep-latest every version but the newest. A store key whose newest "
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, client: Any) -> int:
         return _upload(args, client)
     if args.files_command == "rm":
         return _remove(args, client)
-    if args.files_command in ("get", "download"):  # the action as typed: get or its alias
+    if args.files_command == "get":  # whichever was typed, get or download (options.aliased)
         if args.output == "-":  # as `titan store put KEY -`: a file literally named "-" was
             # written; the bytes are all that go to stdout (no path, no JSON after them)
             client.fetch_artifact(args.name, sys.stdout.buffer)

@@ -11,6 +11,17 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
+
+
+def aliased(actions: Any, name: str, aliases: list[str], dest: str,
+            **kwargs: Any) -> argparse.ArgumentParser:
+    """An action that answers to other words too (``ls`` for ``list``, as shells and other
+    CLIs have taught): whichever was typed, ``dest`` holds ``name`` (a subparser's defaults
+    are applied after its own name)."""
+    s: argparse.ArgumentParser = actions.add_parser(name, aliases=aliases, **kwargs)
+    s.set_defaults(**{dest: name})
+    return s
 
 
 def whole(low: int, high: int | None = None) -> Callable[[str], int]:

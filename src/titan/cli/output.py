@@ -136,6 +136,13 @@ def _duration(start: Any, end: Any) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def table_of_dags(dags: Sequence[dict[str, Any]]) -> None:
+    """DAG runs as `titan status` and `titan dags list` show them, one per line."""
+    table(["DAG", "STATUS", "JOBS", "AGENT RUN", "SUBMITTED"],
+          [[f"DAG-{d.get('ref')}", d.get("status"), counts(d), d.get("agent_run_id") or "-",
+            when(d.get("submitted_at"))] for d in dags])
+
+
 def counts(dag: dict[str, Any]) -> str:
     counts = dag.get("counts") or {}
     return ", ".join(f"{state} {n}" for state, n in sorted(counts.items()) if n) or "no jobs"

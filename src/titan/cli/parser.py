@@ -44,7 +44,7 @@ from titan.cli.commands import (
     cmd_worker,
     cmd_workers,
 )
-from titan.cli.options import seconds, whole
+from titan.cli.options import aliased, seconds, whole
 from titan.cli.output import for_terminal
 from titan.errors import ConfigError, TitanError
 from titan.version import __version__
@@ -207,14 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("key")
     # Aliases for the words other stores' CLIs use (redis-cli's set/del, ls): `store set`
     # was answered "did you mean 'get'?".
-    s = store.add_parser("put", aliases=["set"], help="set a value ('-' reads stdin)",
-                         parents=common)
+    s = aliased(store, "put", ["set"], "store_command", help="set a value ('-' reads stdin)",
+                parents=common)
     s.add_argument("key")
     s.add_argument("value")
-    s = store.add_parser("delete", aliases=["rm", "del"], help="delete a value or set",
-                         parents=common)
+    s = aliased(store, "delete", ["rm", "del"], "store_command", help="delete a value or set",
+                parents=common)
     s.add_argument("key")
-    s = store.add_parser("keys", aliases=["ls", "list"], help="list keys", parents=common)
+    s = aliased(store, "keys", ["ls", "list"], "store_command", help="list keys",
+                parents=common)
     s.add_argument("prefix", nargs="?", default="")
 
     command("cancel", cmd_cancel, "cancel a job or a whole DAG").add_argument(
@@ -248,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = tokens.add_parser("create", help="create a token and print it", parents=common)
     t.add_argument("--role", required=True, choices=ROLES)
     t.add_argument("--name", default=None)
-    tokens.add_parser("list", help="list tokens", parents=common)
+    aliased(tokens, "list", ["ls"], "token_command", help="list tokens", parents=common)
     t = tokens.add_parser("revoke", help="revoke a token", parents=common)
     t.add_argument("id")
 
@@ -260,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from titan.cli.dags import add_arguments as add_dags_arguments
 
-    add_dags_arguments(command("dags", cmd_dags, "DAG runs: prune old ones with their jobs "
-                               "and logs"), common)
+    add_dags_arguments(command("dags", cmd_dags, "DAG runs: list them (by status, name, agent "
+                               "run); prune old ones with their jobs and logs"), common)
 
     from titan.cli.admin import add_arguments as add_admin_arguments
 

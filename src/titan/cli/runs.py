@@ -11,7 +11,7 @@ from typing import Any
 
 from titan.cli import verify
 from titan.cli.export_download import EXPORT_FORMATS, download, export_format
-from titan.cli.options import whole
+from titan.cli.options import aliased, whole
 from titan.cli.output import money, run_money
 from titan.cli.verify import add_arguments as add_verify_arguments
 from titan.errors import Conflict, NotFound, TitanError, ValidationFailed
@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                        help="recent (newest first, the default), oldest, cost (highest "
                             "first) or duration (longest first)")
 
-    s = runs.add_parser("list", help="list runs, most recent first (or --sort)", parents=common)
+    s = aliased(runs, "list", ["ls"], "runs_command",
+                help="list runs, most recent first (or --sort)", parents=common)
     filters(s)
     s.add_argument("--limit", type=whole(1, 1000), default=20,
                    help="runs listed (1 to 1000, default 20)")

@@ -11,6 +11,7 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
+from titan.cli.options import aliased
 from titan.cli.output import print_json, table
 from titan.errors import ValidationFailed
 
@@ -62,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                    help="a new agent run id template, holding {tick}")
     s.add_argument("--allow-file", action="append", default=[], metavar="PATH",
                    help="a script outside the pipeline's folder its jobs may use (repeatable)")
-    actions.add_parser("list", help="list schedules and their next ticks", parents=common)
+    aliased(actions, "list", ["ls"], "schedule_command",
+            help="list schedules and their next ticks", parents=common)
     s = actions.add_parser("show", help="a schedule: its next ticks and latest runs",
                            parents=common)
     s.add_argument("name")
@@ -70,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                        ("resume", "fire again from the next tick"),
                        ("delete", "delete a schedule (the runs it started stay)"),
                        ("run", "start a run of a schedule's DAG now")):
-        s = actions.add_parser(verb, help=what, parents=common)
+        s = aliased(actions, verb, ["rm"] if verb == "delete" else [], "schedule_command",
+                    help=what, parents=common)
         s.add_argument("name")
         if verb == "delete":
             s.add_argument("-y", "--yes", action="store_true",

@@ -18,7 +18,7 @@ from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.runs.stages import stage_jobs_ended
 from titan.master.scheduling import worker_views
-from titan.master.scheduling.state import DAG_STATUSES, WAITING_APPROVAL
+from titan.master.scheduling.state import WAITING_APPROVAL
 from titan.master.scheduling.views import (
     current_counts,
     current_stages,
@@ -29,6 +29,7 @@ from titan.master.scheduling.views import (
     stage_view,
     stages_started,
 )
+from titan.status import DAG_STATUSES
 from titan.storage.base import Row, Transaction
 from titan.storage.base_store import whole_keys
 

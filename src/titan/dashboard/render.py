@@ -27,8 +27,8 @@ from titan.master.api.deps import API_PREFIX, ctx, principal
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
-from titan.master.scheduling.state import DAG_STATUSES, JOB_STATES, TERMINAL
-from titan.status import RUN_STATUSES
+from titan.master.scheduling.state import JOB_STATES, TERMINAL
+from titan.status import DAG_STATUSES, RUN_STATUSES
 
 STATIC = Path(__file__).parent / "static"
 Data = dict[str, Any]

@@ -23,9 +23,10 @@ from titan.master.runs.compliance import started_by
 from titan.master.scheduling.dag_retention import prune_dags
 from titan.master.scheduling.lending import lending
 from titan.master.scheduling.refs import find_dag, id_form
-from titan.master.scheduling.state import DAG_STATUSES, JOB_STATES
+from titan.master.scheduling.state import JOB_STATES
 from titan.master.scheduling.validation import DAG_FIELDS, check_name, unknown_field, validate_dag
 from titan.master.scheduling.views import dag_view, dag_with_jobs, job_view
+from titan.status import DAG_STATUSES
 from titan.storage.base import Row, Transaction
 from titan.windows import deletion_cutoff
 

@@ -37,7 +37,6 @@ SUCCEEDED = frozenset({COMPLETED, APPROVED})
 JOB_STATES = (PENDING, READY, RUNNING, WAITING_APPROVAL, COMPLETED, APPROVED, FAILED, REJECTED,
               EXPIRED, CANCELLED, SKIPPED, TIMED_OUT)
 APPROVAL = "APPROVAL"  # the job_type of a gate
-DAG_STATUSES = ("WAITING", "RUNNING", "COMPLETED", "FAILED", "PARTIAL", "CANCELLED")
 
 # Columns copied verbatim into a worker's assignment (``requirement``: an executor may map
 # it to resources, e.g. Ray's GPUs).
