@@ -1030,6 +1030,15 @@ def test_runs_export_writes_the_format_its_file_is_named_for(cluster: Cluster,
     assert json.loads(out.read_text())["runs"][0]["id"] == "export-by-name"
     stdout = titan(cluster, "runs", "export", "--q", "export-by-name", "--format", "CSV").stdout
     assert stdout.startswith("run_id,"), stdout[:200]
+    # One run by its id, as `titan runs show RUN` names it; a run that does not exist is
+    # said, and no file is written.
+    client.api("POST", "/runs", json={"id": "export-by-name-2", "agent_id": "export-agent"})
+    one = titan(cluster, "runs", "export", "export-by-name", "--no-actions").stdout
+    assert [json.loads(line)["id"] for line in one.splitlines()] == ["export-by-name"]
+    missing = titan(cluster, "runs", "export", "no-such-run", "-o", str(tmp_path / "m.jsonl"),
+                    check=False)
+    assert missing.returncode == 1 and "no agent run 'no-such-run'" in missing.stderr
+    assert not (tmp_path / "m.jsonl").exists()
 
 
 def test_output_paths_that_are_not_plain_files(cluster: Cluster, tmp_path: Path) -> None:

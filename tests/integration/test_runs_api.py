@@ -966,6 +966,15 @@ def test_an_agent_budget_applies_to_its_runs_without_their_own(cl: Cluster) -> N
     assert {r["id"] for r in by_id} == {"ab-1", "ab-2", "ab-3"}
     exported = export(cl, "jsonl", {"agent_id": "otherbot"})
     assert [json.loads(line)["id"] for line in exported.splitlines()] == ["ab-4"]
+    # Named runs alone (`titan runs export RUN...`), in the list's order; one that does not
+    # exist is a 404 before any byte, not a file that silently lacks it.
+    named = export(cl, "jsonl", {"run": ["ab-4", "ab-1", "ab-4"]})
+    assert [json.loads(line)["id"] for line in named.splitlines()] == ["ab-4", "ab-1"]
+    gone = error(cl, "GET", "/runs/export", params={"run": ["ab-1", "no-such-run"]},
+                 status=404)
+    assert "no-such-run" in gone["message"]
+    error(cl, "GET", "/runs/export", params={"run": ["x" * 201]}, status=400,
+          code="invalid_request")
     error(cl, "GET", "/runs", params={"agent": "budgetbot", "agent_id": "otherbot"},
           status=400, code="invalid_request")
     intercepts = {r["id"] for r in ok(cl, "GET", "/runs/intercepts",

@@ -53,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                    help="latest actions listed (0 to 1000, default 20)")
     s = runs.add_parser("export", help="export runs and all their actions as CSV, JSON or "
                         "JSONL", parents=common)
+    s.add_argument("runs", nargs="*", metavar="RUN",
+                   help="only these runs, archived or not (default: every run the filters "
+                        "keep)")
     filters(s)
     s.add_argument("--older-than", default=None,
                    help="only runs started more than this long ago: hours or days, at least "
@@ -186,6 +189,8 @@ def _short(value: Any) -> str:
 def _export(args: argparse.Namespace, client: Any) -> int:
     params = {**_params(args), "format": export_format(args.format, args.output),
               "actions": str(args.actions).lower()}
+    if args.runs:
+        params["run"] = args.runs
     if args.older_than is not None:
         params["older_than"] = args.older_than
     size = download(client, params, args.output)

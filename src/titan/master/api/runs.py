@@ -109,14 +109,20 @@ async def export_runs(c: CtxDep, p: Reader, format: str = "jsonl", actions: bool
                       agent_id: str | None = None,
                       q: str | None = None, older_than: str | None = None,
                       sort: str | None = None, archived: str | None = None,
-                      prunable: bool = False) -> StreamingResponse:
+                      prunable: bool = False,
+                      run: list[str] | None = Query(None, description=(
+                          "only these runs (repeatable; each must exist), archived or not; "
+                          "the other filters still apply"))) -> StreamingResponse:
     # In the list's order, checked as the list checks it: the Runs page sorted by cost
     # exported a file newest first, and a sort the list refuses was taken in silence.
     # prunable: only what a prune would delete (`titan runs prune --export-to` saved runs
     # of classes it keeps, and said "saved 4" then "deleted 2").
     query = run_query(status, min_cost, window, one_agent(agent, agent_id), q, older_than,
                       sort=sort,
-                      archived=archived, prunable=prunable)
+                      archived=archived, prunable=prunable, ids=run)
+    if query.ids:
+        # Before the first byte: once the file streams, a status code can no longer say it.
+        await c.engine.read(lambda tx: [run_or_404(tx, i) for i in dict.fromkeys(query.ids or ())])
     # In any case, as status and window are: seed 004 names them "CSV, JSON, JSONL".
     if format.lower() not in export.FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(export.FORMATS)}, "

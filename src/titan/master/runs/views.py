@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from titan.errors import ValidationFailed
@@ -21,6 +22,8 @@ from titan.storage.base_runs import RUN_SORTS
 from titan.windows import check_window, deletion_cutoff
 
 LIST_PREVIEW = 400  # characters of inputs/outputs a page of actions carries
+#: The most runs one export names (``run=`` repeated).
+MAX_IDS = 1000
 INTERVENTION_ALERT = 0.2  # blocked + replayed share of actions that makes a run an intercept
 
 
@@ -252,8 +255,15 @@ def run_query(status: str | list[str] | None = None, min_cost: float | None = No
               window: str | None = None, agent: str | None = None,
               q: str | None = None, older_than: str | None = None,
               sort: str | None = None, archived: str | None = None,
-              prunable: bool = False) -> RunQuery:
-    """The registry's filters and order, from query parameters (shared with the Runs page)."""
+              prunable: bool = False, ids: Sequence[str] | None = None) -> RunQuery:
+    """The registry's filters and order, from query parameters (shared with the Runs page);
+    ``ids``: only these runs (an export of named runs), whether archived or not."""
+    if ids is not None and not 1 <= len(ids) <= MAX_IDS:
+        raise ValidationFailed(f"run may be given 1 to {MAX_IDS} times, got {len(ids)}",
+                               details={"field": "run"})
+    if ids is not None and any(not i or len(i) > 200 for i in ids):
+        raise ValidationFailed("run must be a run id: 1 to 200 characters",
+                               details={"field": "run"})
     if min_cost is not None and not 0 <= min_cost <= 1e9:
         # NaN and infinities too: they matched nothing, a silently empty export. The same
         # rule and words as the Runs page's (dashboard/run_queries.py).
@@ -268,7 +278,8 @@ def run_query(status: str | list[str] | None = None, min_cost: float | None = No
     return RunQuery(statuses=csv_choices(status, RUN_STATUSES, "status"), min_cost=min_cost,
                     since=check_window(window), before=before, agent=agent or None,
                     search=q or None, sort=sort or "recent",
-                    archived=archived_choice(archived), prunable=prunable)
+                    archived=None if ids else archived_choice(archived), prunable=prunable,
+                    ids=tuple(dict.fromkeys(ids)) if ids else None)
 
 
 def agent_view(agent_id: str, agent: Row | None, series: list[Row]) -> Row:
