@@ -199,3 +199,31 @@ def test_the_builder_example_submits_as_it_is_and_waits_for_its_gate(cluster: Cl
 
 
 # The recursive agent (examples/stateful_agent) runs in test_seed_002.py, by its one command too.
+
+
+ROOT = EXAMPLES.parent
+
+
+def test_seed_002s_example_folders_run_by_their_paths(cluster: Cluster) -> None:
+    # Seed 002 lists its deterministic examples as folders ("run it as `python <name>`"):
+    # `python titan_test_suite/examples/dynamic_dag_custom/dynamic_dag_switch` said "can't
+    # find '__main__' module" and ran nothing.
+    def run(folder: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, f"titan_test_suite/examples/{folder}", *args],
+                              env=cluster.env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+
+    switch = run("dynamic_dag_custom/dynamic_dag_switch", "--traffic", "95")
+    assert switch.returncode == 0, switch.stdout + switch.stderr
+    assert "[HIGH]" in switch.stdout and "fast scan of 1000 samples" in switch.stdout
+    # No GPU worker need be there: the pipeline is submitted and its GPU job waits (or runs,
+    # when another test's GPU worker is up); the folder ran the example either way.
+    gpu = run("worker_skill_based_test/gpu_project_test", "--timeout", "3")
+    assert "DAG Submitted Successfully! (nightly_pipeline#" in gpu.stdout, gpu.stdout + gpu.stderr
+    ref = gpu.stdout.split("(", 1)[1].split(")", 1)[0]
+    from titan.errors import Conflict
+
+    try:  # its GPU job would take the GPU worker another test adds
+        cluster.client().cancel(ref)
+    except Conflict:  # finished already: there was a GPU worker
+        pass
