@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,21 @@ def test_inside_a_job_only_its_project_folder_s_dotenv_is_read(
     assert envfile.load(project, env) == ["GEMINI_API_KEY"]
     monkeypatch.delenv("TITAN_PROJECT_DIR")  # a plain script's job
     assert envfile.load(project, {}) == []
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_checkout_never_stages_the_dotenv_that_holds_the_keys(tmp_path: Path) -> None:
+    # Seed 001 has its users put GEMINI_API_KEY in a .env at the project root; the checkout's
+    # .gitignore did not name it, so the `git add -A` after trying the example staged the key.
+    repo = tmp_path / "checkout"
+    (repo / "examples" / "agent").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[2] / ".gitignore", repo / ".gitignore")
+    (repo / ".env").write_text("GEMINI_API_KEY=sk-gemini-secret\n")
+    (repo / "examples" / "agent" / ".env").write_text("OPENAI_API_KEY=sk-openai-secret\n")
+    (repo / "examples" / "agent" / "agent.py").write_text("print('hi')\n")
+    git = ["git", "-c", "init.defaultBranch=main", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    staged = subprocess.run([*git, "diff", "--cached", "--name-only"], check=True,
+                            capture_output=True, text=True).stdout.split()
+    assert staged == [".gitignore", "examples/agent/agent.py"]
