@@ -315,3 +315,43 @@ def test_a_worker_named_with_a_control_character_stops_before_it_connects(
     said = cl.log("worker-1.log")
     assert "the worker's name 'a\\e]0;PWNED\\x07' holds a control character" in said, said
     assert "\x1b" not in said
+
+
+def test_a_worker_fetches_its_jobs_script_from_a_restarted_master_before_it_registers_again(
+        cl: Cluster) -> None:
+    """A master killed while a worker fetched a job's script: the worker's retried download
+    reached the restarted master before its heartbeat did, and was refused (the master knew
+    the job was leased to it, but not the worker yet). Handed back, the job ran again as its
+    next attempt: a restart had turned into a second attempt (a fleet QA pass)."""
+    worker_token = (cl.data / "worker.token").read_text().strip()
+    remote = register(cl, worker_token, capabilities=["REMOTE"])
+    stranger = register(cl, worker_token)
+    script = cl.script("remote_job.py", "print('ran on the remote worker')\n")
+    client = cl.client()
+    client.submit_dag("restart_fetch", [TitanJob(job_id="j", filename=script,
+                                                 requirement="REMOTE")])
+    status, polled = call(cl, "POST", f"/workers/{remote['worker_id']}/poll",
+                          {"free_slots": 1, "wait": 30}, token=remote["credential"])
+    assert status == 200 and len(polled["jobs"]) == 1, polled
+    job = polled["jobs"][0]
+    sha = job["script_sha256"]
+
+    cl.kill_master()
+    cl.start_master()
+    status, body = call(cl, "GET", f"/blobs/{sha}", token=remote["credential"])
+    assert status == 200, body
+    assert body == Path(script).read_bytes()
+    # Still its alone: another worker's credential is refused, as before the restart.
+    assert_error(*call(cl, "GET", f"/blobs/{sha}", token=stranger["credential"]),
+                 403, "forbidden")
+    # The worker re-joins, runs the same attempt and reports it: one attempt in all.
+    running = [{"id": job["id"], "attempt": job["attempt"]}]
+    assert call(cl, "POST", "/workers/register",
+                {"worker_id": remote["worker_id"], "capabilities": ["REMOTE"], "slots": 1,
+                 "running": running}, token=remote["credential"])[0] == 200
+    status, reply = call(cl, "POST", f"/workers/{remote['worker_id']}/report",
+                         {"results": [{**running[0], "exit_code": 0}]},
+                         token=remote["credential"])
+    assert (status, reply) == (200, {"rejected": []})
+    done = cl.client().wait("restart_fetch/j", timeout=30)
+    assert (done["state"], done["attempt"]) == ("COMPLETED", job["attempt"]), done

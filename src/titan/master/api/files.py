@@ -36,6 +36,7 @@ from titan.master.context import Ctx
 from titan.master.file_retention import delete_files
 from titan.master.idempotency import key_of, once, scope_of
 from titan.master.scheduling.refs import ROW_MAX
+from titan.master.scheduling.state import RUNNING, JobRec
 from titan.storage.base import Row
 from titan.storage.blobs import check_sha256
 
@@ -186,19 +187,28 @@ def _worker_may_fetch(c: Ctx, p: Principal, *, sha256: str | None = None,
     name only an archive job stored before archives were pinned."""
     if p.role != "worker":
         return
+
+    def fetches(job: JobRec | None) -> bool:
+        if job is None or job.state != RUNNING or job.worker_id != p.worker:
+            return False
+        row = job.row
+        if sha256 is not None:
+            return bool(row.get("script_sha256") == sha256)
+        return bool(archive is not None and row.get("is_archive")
+                    and not row.get("script_sha256")
+                    and file_name(str(row.get("filename", "")).split("/", 1)[0] + ".zip")
+                    == file_name(archive))
+
     sched = c.engine.sched
     worker = sched.workers.get(p.worker) if p.worker else None
-    for job_id in worker.running if worker is not None else ():
-        job = sched.jobs.get(job_id)
-        if job is None:
-            continue
-        row = job.row
-        if sha256 is not None and row.get("script_sha256") == sha256:
-            return
-        if archive is not None and row.get("is_archive") and not row.get("script_sha256") \
-                and file_name(str(row.get("filename", "")).split("/", 1)[0] + ".zip") \
-                == file_name(archive):
-            return
+    if any(fetches(sched.jobs.get(j)) for j in (worker.running if worker is not None else ())):
+        return
+    # A restarted master knows which jobs are leased to a worker (recovered from the
+    # database) before the worker registers again and has a record: a script download
+    # retried through the restart came first, was refused, and the job, handed back, ran
+    # again as its next attempt. (Registering lists every attempt it holds in its record.)
+    if worker is None and p.worker and any(fetches(job) for job in sched.jobs.values()):
+        return
     raise Forbidden("a worker downloads only the scripts and projects of the jobs it runs")
 
 
