@@ -208,10 +208,14 @@ def test_seed_002s_example_folders_run_by_their_paths(cluster: Cluster) -> None:
     # Seed 002 lists its deterministic examples as folders ("run it as `python <name>`"):
     # `python titan_test_suite/examples/dynamic_dag_custom/dynamic_dag_switch` said "can't
     # find '__main__' module" and ran nothing.
+    # Named outright: from the checkout's root, a `make demo` left running there (its
+    # ./.titan) is the master TitanClient() would find first.
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+
     def run(folder: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, f"titan_test_suite/examples/{folder}", *args],
-                              env=cluster.env, cwd=ROOT, capture_output=True, text=True,
-                              timeout=300)
+                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
     switch = run("dynamic_dag_custom/dynamic_dag_switch", "--traffic", "95")
     assert switch.returncode == 0, switch.stdout + switch.stderr
