@@ -1,4 +1,4 @@
-"""The commands on jobs, DAGs, the store, workers and tokens; the other groups' handed to their modules.
+"""The commands on jobs, DAGs and workers; the other groups handed to their modules.
 
 ``titan up`` runs a master, its dashboard and a local worker in one process tree; the other
 commands talk to a master over HTTP through :class:`titan.client.TitanClient`, which finds the
@@ -118,33 +118,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0 if (attempt or ended).get("state") in SUCCESSES else 1
 
 
-def cmd_store(args: argparse.Namespace) -> int:
-    action = args.store_command  # its name, whichever alias was typed (options.aliased)
-    with _client(args) as client:
-        if action == "get":
-            value = client.store_get(args.key)
-            if value is None:
-                raise NotFound(f"no value for store key {args.key!r}")
-            print_json({"key": args.key, "value": value}) if args.json \
-                else print(for_terminal(value, sys.stdout.isatty()))
-        elif action == "put":
-            value = sys.stdin.read() if args.value == "-" else args.value
-            client.store_put(args.key, value)
-            if args.json:
-                print_json({"key": args.key, "ok": True})
-        elif action == "delete":
-            if not client.store_delete(args.key):
-                raise NotFound(f"no store key {args.key!r}")
-            if args.json:
-                print_json({"key": args.key, "deleted": True})
-        elif action == "keys":
-            keys = client.store_keys(args.prefix, limit=None)
-            # One key a line, with any control character a key may hold shown escaped.
-            print_json(keys) if args.json else print("\n".join(map(cell, keys))) if keys \
-                else None
-    return 0
-
-
 def cmd_cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
         obj = client.cancel(args.ref)
@@ -237,30 +210,6 @@ def _running(worker: dict[str, Any]) -> str:
     return (shown + (f" +{len(refs) - 3}" if len(refs) > 3 else "")) or "-"
 
 
-def cmd_token(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        if args.token_command == "create":
-            created = client.create_token(args.role, args.name)
-            print_json(created) if args.json else print(created["token"])
-        elif args.token_command == "list":
-            tokens = client.list_tokens()
-            if args.json:
-                print_json(tokens)
-            else:
-                table(["ID", "ROLE", "NAME", "CREATED", "BY", "REVOKED"],
-                       [[t.get("id"), t.get("role"), t.get("name") or "-",
-                         when(t.get("created_at")), t.get("created_by") or "-",
-                         when(t["revoked_at"]) if t.get("revoked_at") else "-"]
-                        for t in tokens])
-        elif args.token_command == "revoke":
-            revoked = client.revoke_token(args.id)
-            if args.json:
-                print_json({"id": args.id, "revoked": revoked})
-            else:
-                print(f"revoked {args.id}")
-    return 0
-
-
 def _elsewhere(module: str, name: str, client: bool = True) -> Handler:
     """A command whose code lives in its own module of this package (``titan.cli.runs``...),
     imported only when it runs so ``titan --help`` stays fast."""
@@ -274,6 +223,8 @@ cmd_up = _elsewhere("titan.cli.serve", "run_up", client=False)
 cmd_master = _elsewhere("titan.cli.serve", "run_master", client=False)
 cmd_worker = _elsewhere("titan.cli.serve", "run_worker", client=False)
 cmd_runs = _elsewhere("titan.cli.runs", "run")
+cmd_store = _elsewhere("titan.cli.store", "run")
+cmd_token = _elsewhere("titan.cli.tokens", "run")
 cmd_dags = _elsewhere("titan.cli.dags", "run")
 cmd_admin = _elsewhere("titan.cli.admin", "run")
 cmd_files = _elsewhere("titan.cli.files", "run")

@@ -44,12 +44,11 @@ from titan.cli.commands import (
     cmd_worker,
     cmd_workers,
 )
-from titan.cli.options import aliased, seconds, whole
+from titan.cli.options import seconds, whole
 from titan.cli.output import for_terminal
 from titan.errors import ConfigError, TitanError
 from titan.version import __version__
 
-ROLES = ("worker", "operator", "viewer", "admin")
 #: What a bare REF that names a job and a DAG means (TitanClient._which).
 BOTH = ("a number that is a job's id and a DAG's, or a name that is a DAG's and another "
         "DAG's job's, is refused, each one's own reference said; a name that is a DAG's and "
@@ -201,22 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attempt", type=whole(1), default=None,
                    help="which attempt, from 1 (default latest)")
 
-    p = command("store", cmd_store, "read and write TitanStore")
-    store = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
-    s = store.add_parser("get", help="print a value", parents=common)
-    s.add_argument("key")
-    # Aliases for the words other stores' CLIs use (redis-cli's set/del, ls): `store set`
-    # was answered "did you mean 'get'?".
-    s = aliased(store, "put", ["set"], "store_command", help="set a value ('-' reads stdin)",
-                parents=common)
-    s.add_argument("key")
-    s.add_argument("value")
-    s = aliased(store, "delete", ["rm", "del"], "store_command", help="delete a value or set",
-                parents=common)
-    s.add_argument("key")
-    s = aliased(store, "keys", ["ls", "list"], "store_command", help="list keys",
-                parents=common)
-    s.add_argument("prefix", nargs="?", default="")
+    from titan.cli.store import add_arguments as add_store_arguments
+
+    add_store_arguments(command("store", cmd_store, "read and write TitanStore"), common)
 
     command("cancel", cmd_cancel, "cancel a job or a whole DAG").add_argument(
         "ref", help=f"job or DAG reference ({BOTH})")
@@ -244,14 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("mcp", cmd_mcp, "serve Titan's MCP tools on stdin/stdout, for an MCP client that "
             "starts it (docs/mcp.md)")
 
-    p = command("token", cmd_token, "manage API tokens (admin)")
-    tokens = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    t = tokens.add_parser("create", help="create a token and print it", parents=common)
-    t.add_argument("--role", required=True, choices=ROLES)
-    t.add_argument("--name", default=None)
-    aliased(tokens, "list", ["ls"], "token_command", help="list tokens", parents=common)
-    t = tokens.add_parser("revoke", help="revoke a token", parents=common)
-    t.add_argument("id")
+    from titan.cli.tokens import add_arguments as add_token_arguments
+
+    add_token_arguments(command("token", cmd_token, "manage API tokens (admin)"), common)
 
     from titan.cli.schedules import add_arguments as add_schedule_arguments
 
