@@ -99,3 +99,30 @@ def test_the_header_fits_a_laptops_width(cluster: Cluster, dash: Dashboard, page
         assert not boxes["lines"], (width, "labels broken over lines", boxes["lines"])
         assert not boxes["out"], (width, "below the header", boxes["out"])
         assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_a_long_failure_in_the_critical_intercepts_wraps_in_its_row(
+        cluster: Cluster, dash: Dashboard, page: Any) -> None:
+    # QA: a run whose error named its 200-character stage (or any long word: a path, a URL)
+    # pushed its intercept row's cost and time off the box, and /runs scrolled sideways.
+    run_id = "LONG_" + "averyverylongagentrunidentifier" * 6
+    error = f"its last stage {run_id}_ITER1 ended FAILED: 1 of 1 job failed"
+    cluster.api("POST", "/runs", {"id": run_id, "agent_id": run_id})
+    cluster.api("PATCH", f"/runs/{run_id}", {"status": "failed", "error": error})
+    row = f'#intercepts a.intercept[data-run-id="{run_id}"]'
+    for width in (1400, 800):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(dash.url("/runs"))
+        page.wait_for_selector(row)
+        scroll, client, wide = sideways(page)
+        assert scroll <= client, (width, scroll, wide)
+        # Its cost and time stay inside the section, the error whole to read.
+        box = page.locator("#intercepts").evaluate("e => e.getBoundingClientRect().right")
+        for part in (".intercept-cost", ".intercept-when"):
+            right = page.locator(f"{row} {part}").evaluate("e => e.getBoundingClientRect().right")
+            assert right <= box, (width, part, right, box)
+        assert page.inner_text(f"{row} .reasons") == f"failed: {error}"
+        # ... and has room to be read: the long id beside it does not squeeze it to a
+        # column of single letters.
+        reasons = page.locator(f"{row} .reasons").evaluate("e => e.getBoundingClientRect().width")
+        assert reasons >= 0.3 * width, (width, reasons)
