@@ -270,6 +270,15 @@ def test_the_activity_ledger_lists_filters_and_pages(cl: Cluster) -> None:
                   headers={"Authorization": f"Bearer {cl.admin_token}"})
     assert r.json()["error"]["message"] == "min_cost must be a number of USD from 0 to 1e9, " \
         "got '2e9'"
+    # From after To (the two swapped) read "No action matches these filters": said instead.
+    r = httpx.get(f"{cl.url}/ledger.json", params={"from": "2030-01-02T00:00",
+                                                   "to": "2030-01-01T00:00"},
+                  headers={"Authorization": f"Bearer {cl.admin_token}"})
+    assert r.status_code == 400 and r.json()["error"] == {
+        "code": "invalid_request", "details": {"field": "to"},
+        "message": "to (2030-01-01T00:00) is before from (2030-01-02T00:00): swap them"}, r.text
+    same = {"from": "2030-01-01T00:00", "to": "2030-01-01T00:00"}  # one second: allowed
+    assert page(cl, **same)["actions"] == []
 
 
 def _params(href: str) -> dict[str, str]:

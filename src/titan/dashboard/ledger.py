@@ -70,6 +70,11 @@ def query(f: Data) -> LedgerQuery:
     """The storage query for the filters (a 400 naming the field for a bad value)."""
     since = check_window(f["window"])
     start, end = _time(f["from"], "from"), _time(f["to"], "to")
+    if start is not None and end is not None and start > end:
+        # Nothing can lie in between: the two swapped read "No action matches these
+        # filters", which sent the user hunting for a run that was there.
+        raise ValidationFailed(f"to ({f['to'][:40]}) is before from ({f['from'][:40]}): "
+                               "swap them", details={"field": "to"})
     if start is not None:
         since = start if since is None else max(since, start)
     min_cost = None
