@@ -301,21 +301,37 @@ def quote_run(run_id: str) -> str:
     return quote_segment(run_id, f"no agent run {run_id!r}", id=run_id)
 
 
+def row_ref(obj: Any) -> Any:
+    """What the SDK handed back or was handed, as the reference it stands for: a DAG's
+    object (``submit_dag``'s answer) its ``DAG-name#run``, a job's its ``name#run/job``, a
+    ``TitanJob`` its ``job_id`` (the newest job of that name); anything else as it is.
+    ``wait(client.submit_dag(...))`` and ``wait(job)`` were refused as no reference."""
+    if isinstance(obj, dict):
+        ref = obj.get("ref")
+        if not isinstance(ref, str):
+            return obj
+        return f"DAG-{ref}" if "job_count" in obj and "/" not in ref else ref
+    job_id = getattr(obj, "job_id", None)
+    if isinstance(job_id, str) and not isinstance(obj, str | int):
+        return job_id
+    return obj
+
+
 def quote_row_ref(ref: str | int) -> str:
     """A job or DAG reference as one path segment, an int being the numeric id alone
     (``#17``, a form no name takes): the text ``"17"`` may also be a job or DAG named so,
-    which the master refuses as ambiguous when both exist."""
+    which the master refuses as ambiguous when both exist. An object the SDK returned, or a
+    ``TitanJob``, is read as its reference (:func:`row_ref`)."""
+    ref = row_ref(ref)
     if isinstance(ref, str):
         return quote_ref(ref)
     if not isinstance(ref, bool) and hasattr(type(ref), "__index__"):  # numpy's ids too
         return quote_ref(f"#{operator.index(ref)}")
-    # Sent as its text, wait(dag) (the object submit_dag returned) was refused for the '#'
-    # inside it, and get_job(None) read a job named "None".
-    said = (f": pass its 'ref' ({ref['ref']!r})" if isinstance(ref, dict)
-            and isinstance(ref.get("ref"), str) else "")
+    # Sent as its text, get_job(None) read a job named "None".
     raise ValidationFailed(f"a job or DAG reference is a name or a reference such as "
-                           f"'nightly#3/train' (a str), or a numeric id (an int), got "
-                           f"{'None' if ref is None else type(ref).__name__}{said}",
+                           f"'nightly#3/train' (a str), a numeric id (an int), or the job "
+                           f"or DAG object the client returned, got "
+                           f"{'None' if ref is None else type(ref).__name__}",
                            details={"field": "ref"})
 
 
