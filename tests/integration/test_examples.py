@@ -4,6 +4,7 @@ in examples/, as a process, against `titan up` — not a copy of its code."""
 from __future__ import annotations
 
 import queue
+import shlex
 import subprocess
 import sys
 import threading
@@ -59,18 +60,26 @@ def test_the_readme_quickstart_runs_as_written(make_cluster: Callable[..., Clust
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("COMPLETED\n") and "trained on 7 rows" in out.stdout
-    titan = [sys.executable, "-m", "titan"]
-    done = subprocess.run([*titan, "submit", "pipeline.yaml", "--wait"], env=env,
-                          cwd=here, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    logs = subprocess.run([*titan, "logs", "train_model"], env=env, cwd=here,
-                          capture_output=True, text=True, timeout=60)
-    assert "sales = 100.0 + 7.0 * day" in logs.stdout, logs.stdout + logs.stderr
-    one = subprocess.run([*titan, "submit", "etl/extract.py", "--wait"], env=env,
-                         cwd=here, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stdout + one.stderr
-    assert one.stdout.startswith("extract#1\n"), one.stdout
-    assert "titan submit etl/extract.py --wait" in readme
+    # Then every line of the CLI block, as written (a user copies them one by one).
+    block = readme.split("or with the CLI:\n\n```bash\n", 1)[1].split("```", 1)[0]
+    said = {}
+    for line in block.splitlines():
+        argv = shlex.split(line, comments=True)
+        assert argv[0] == "../../.venv/bin/titan", line
+        out = subprocess.run([sys.executable, "-m", "titan", *argv[1:]], env=env, cwd=here,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, f"{line}\n{out.stdout}{out.stderr}"
+        said[" ".join(argv[1:3])] = out.stdout
+    assert said["submit pipeline.yaml"].startswith("nightly_pipeline#2\n")
+    assert "sales = 100.0 + 7.0 * day" in said["logs train_model"]
+    assert said["submit etl/extract.py"].startswith("extract#1\n")
+    # Each script the block submits ran to the end (one submitted without --wait too).
+    client = cluster.client()
+    scripts = [a for a in block.split() if a.endswith(".py")]
+    assert len(scripts) >= 2, block
+    for script in scripts:
+        name = Path(script).stem
+        assert client.wait_dag(name, timeout=120)["status"] == "COMPLETED", script
 
 
 def test_the_logic_switch_picks_its_graph_from_the_load(cluster: Cluster) -> None:
