@@ -224,6 +224,16 @@ def test_the_reachability_checks_answer_as_documented(cluster: Cluster) -> None:
         r = probe(token="tr_not-the-runs-token")
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
         assert f"may not call tools for run {run_id}" in r.json()["error"]["message"]
+        # No token at all: the answer the page quotes, in the table and in Proxy misconfigured.
+        r = httpx.post(f"{proxy['url']}/get_order", content=b"[]",
+                       headers={"Content-Type": "application/json"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        quoted = re.findall(r'no token at all: "([^"]+)"|at all is refused before the master '
+                            r'knows it is meant for this run \("([^"]+)"\)',
+                            " ".join(page.split()))
+        assert len(quoted) == 2, quoted
+        for said in (a or b for a, b in quoted):
+            assert said in r.json()["error"]["message"], (said, r.json())
         r = probe(tool="get_weather")
         assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_tool"
         r = probe(Host="titan.example.org")
