@@ -51,3 +51,13 @@ def test_a_mistyped_choice_is_answered_with_the_nearest(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"error: {said}" in err.splitlines()[-1], err
+
+
+def test_submit_help_says_a_script_job_has_no_time_limit_unless_given(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The master has no default job timeout (TitanJob's timeout=None, a pipeline's job without
+    # `timeout:`): "default: the master's" sent readers looking for a setting that is not there.
+    assert main(["submit", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    said = text.split("--job-timeout SECONDS ", 1)[1].split(" --priority", 1)[0]
+    assert "no time limit" in said and "master" not in said, said

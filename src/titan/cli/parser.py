@@ -176,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="attempts after a failed one (default: the master's)")
     job.add_argument("--job-timeout", type=seconds(float("inf")), default=None,
                      metavar="SECONDS",
-                     help="seconds the job may run (default: the master's; --timeout bounds "
-                          "--wait)")
+                     help="seconds the job may run, then it ends TIMED_OUT (default: no time "
+                          "limit; --timeout bounds --wait)")
     job.add_argument("--priority", type=int, default=None, help="higher runs first (default 1)")
     job.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                      help="an environment variable of the job (repeatable)")
