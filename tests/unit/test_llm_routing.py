@@ -307,3 +307,26 @@ def test_titan_llm_log_writes_the_line_outside_a_job(scripted: ScriptedProvider,
     scripted.answers.extend(["bad", '{"a": 1}'])
     llm.complete("x", model="scripted/m", json_schema={"type": "object"})
     assert capsys.readouterr().err.strip().endswith("cost unknown, 2 attempts")
+
+
+def test_the_sdk_pages_budget_snippet_leaves_text_either_way(
+        scripted: ScriptedProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/sdk.md's "Catch it to wind down cleanly" snippet, run as written: ``answer`` is the
+    reply's text when the call goes through and the note when the budget stops it (a
+    Completion in one branch and a str in the other broke whatever used it next)."""
+    import textwrap
+
+    import titan
+    page = (Path(__file__).parents[2] / "docs" / "sdk.md").read_text()
+    snippet = textwrap.dedent(page.split("to wind down cleanly:\n\n", 1)[1]
+                              .split("```python\n", 1)[1].split("```", 1)[0])
+    assert "except titan.errors.BudgetExceeded as exc" in snippet
+    monkeypatch.setenv("TITAN_LLM_MODEL", "scripted/m")
+    scripted.answers.extend(["fine", titan.errors.BudgetExceeded(
+        "over budget", run_id="r", budget_usd=2.0, cost_usd=2.5)])
+    answers = []
+    for _ in range(2):
+        scope = {"titan": titan, "prompt": "Summarise the findings."}
+        exec(snippet, scope)
+        answers.append(scope["answer"])
+    assert answers == ["fine", "(stopped: 2.50 of 2.00 USD spent)"]
