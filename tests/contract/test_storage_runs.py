@@ -605,7 +605,9 @@ def test_action_breakdown(storage: Storage) -> None:
         assert r["duration_ns"] == duration
         assert (r["input_tokens"], r["output_tokens"]) == (tin, tout)
         assert set(r) == {"actor", "channel", "actions", "cost_usd", "duration_ns",
-                          "input_tokens", "output_tokens"}
+                          "input_tokens", "output_tokens", "unpriced_calls"}
+    # The LLM call of no known price is counted in its own row alone.
+    assert [r["unpriced_calls"] for r in rows] == [0, 1, 0]
 
 
 def test_token_counts_up_to_ingests_bound_are_stored(storage: Storage) -> None:

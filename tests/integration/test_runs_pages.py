@@ -405,6 +405,46 @@ def test_llm_calls_of_unknown_price_make_the_cost_a_bound(cl: Cluster) -> None:
     assert upper.returncode == 0 and "rp-unpriced" in upper.stdout, upper.stderr
 
 
+def test_the_cost_breakdowns_say_unknown_for_calls_of_unknown_price(cl: Cluster) -> None:
+    # The run's cost said "unknown" (an Ollama or vLLM model, priced nowhere) while every row
+    # of its breakdowns — each stage, actor and channel, on the page, in `titan runs show`
+    # and GET /runs/{id} — said $0.0000.
+    run_id = "UNPRICED_ab12cd"
+    client = cl.client()
+    client.submit_dag(f"{run_id}_PLAN", [TitanJob("plan", cl.script("ok.py", "print('ok')\n"))],
+                      agent_run_id=run_id)
+    client.wait_dag(f"{run_id}_PLAN", timeout=60)
+    unpriced = {"cost_usd": None, "cost_source": "unknown", "model": "openai/llama3"}
+    cl.api("POST", f"/runs/{run_id}/actions", {"actions": [
+        action(0, actor="PLAN/plan", **unpriced), action(1, actor="PLAN/write"),
+        action(2, actor="PLAN/write", **unpriced), action(3, actor="PLAN/tool",
+                                                          channel="tool", cost_usd=None)]})
+    run = cl.api("GET", f"/runs/{run_id}")
+    assert [(r["actor"], r["cost_usd"], r["unpriced_calls"]) for r in run["by_actor"]] == [
+        ("PLAN/plan", 0.0, 1), ("PLAN/tool", 0.0, 0), ("PLAN/write", 0.0008, 1)]
+    assert [(r["channel"], r["unpriced_calls"]) for r in run["by_channel"]] == [
+        ("llm", 2), ("tool", 0)]
+    assert [(r["stage"], r["unpriced_calls"]) for r in run["by_stage"]] == [("PLAN", 2)]
+    assert [(s["label"], s["unpriced_calls"]) for s in run["stages"]] == [("PLAN", 2)]
+    with bearer(cl) as s:
+        page = s.get(f"/runs/{run_id}").text
+    by_actor = page.split('id="cost-by-actor"', 1)[1].split("</table>", 1)[0]
+    cells = dict(re.findall(r'<td class="mono ident">([^<]*)</td><td class="num">\d+</td>'
+                            r'<td class="num"(?: title="[^"]+")?>([^<]*)</td>', by_actor))
+    assert cells == {"PLAN/plan": "unknown", "PLAN/tool": "$0.0000",
+                     "PLAN/write": "≥ $0.0008"}, by_actor
+    assert '<span class="stage-cost">≥ $0.0008</span>' in page
+    env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+               TITAN_TOKEN=cl.admin_token)
+    shown = subprocess.run([sys.executable, "-m", "titan", "runs", "show", run_id],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[0]: line.split()[2] for line in shown.stdout.splitlines()
+            if line.startswith("PLAN/")}
+    assert rows == {"PLAN/plan": "unknown", "PLAN/tool": "$0.0000",
+                    "PLAN/write": ">=$0.0008"}, shown.stdout
+
+
 def test_an_agents_totals_group_their_digits(cl: Cluster) -> None:
     # "ACTIONS 1200" on the agent page, "1,200" on its run's card and everywhere else.
     cl.api("POST", "/runs", {"id": "rp-many", "agent_id": "many-agent"})

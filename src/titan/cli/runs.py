@@ -171,7 +171,7 @@ def _show(args: argparse.Namespace, client: Any) -> int:
     if run_["by_actor"]:
         print()
         table(["ACTOR", "ACTIONS", "COST", "TIME"],
-               [[a["actor"], a["actions"], money(a["cost_usd"]),
+               [[a["actor"], a["actions"], run_money(a),
                  f"{a['duration_ns'] / 1e9:.2f}s"] for a in run_["by_actor"]])
     if acts["actions"]:
         print()

@@ -190,4 +190,5 @@ class RunsTransaction(abc.ABC):
 
     @abc.abstractmethod
     def action_breakdown(self, run_id: str) -> list[Row]:
-        """Per (actor, channel): actions, cost_usd, duration_ns, input/output tokens."""
+        """Per (actor, channel): actions, cost_usd, duration_ns, input/output tokens and
+        unpriced_calls (LLM calls of no known price, not in cost_usd)."""

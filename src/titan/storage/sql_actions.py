@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, text
+from sqlalchemy import and_, bindparam, func, or_, select, text
+from sqlalchemy import case as sql_case
 
 from titan.storage import compiled, deferred
 from titan.storage import schema as t
@@ -229,9 +230,13 @@ class ActionsSQL(RunsSQL):
             select(a.actor, a.channel, func.count(), func.sum(a.cost_usd),
                    func.sum(a.duration_ns),
                    func.sum(func.coalesce(a.input_tokens, 0)),
-                   func.sum(func.coalesce(a.output_tokens, 0)))
+                   func.sum(func.coalesce(a.output_tokens, 0)),
+                   # LLM calls of no known price, as the run's unpriced_calls counts them: a
+                   # row's cost is then a lower bound, not what it cost.
+                   func.sum(sql_case((and_(a.channel == "llm", a.cost_usd.is_(None)), 1), else_=0)))
             .where(a.run_id == run_id).group_by(a.actor, a.channel).order_by(a.actor, a.channel))
         return [{"actor": r[0], "channel": r[1], "actions": int(r[2]),
                  "cost_usd": float(r[3] or 0.0), "duration_ns": int(r[4] or 0),
-                 "input_tokens": int(r[5] or 0), "output_tokens": int(r[6] or 0)}
+                 "input_tokens": int(r[5] or 0), "output_tokens": int(r[6] or 0),
+                 "unpriced_calls": int(r[7] or 0)}
                 for r in rows]

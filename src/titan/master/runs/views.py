@@ -146,7 +146,8 @@ def run_detail(tx: Transaction, run: Row) -> Row:
         for table, key in ((by_actor, r["actor"]), (by_channel, r["channel"]),
                            (by_stage, stage or "")):
             acc = table.setdefault(key, {"actions": 0, "cost_usd": 0.0, "duration_ns": 0,
-                                         "input_tokens": 0, "output_tokens": 0})
+                                         "input_tokens": 0, "output_tokens": 0,
+                                         "unpriced_calls": 0})
             for k in acc:
                 acc[k] += r[k]
     out["by_actor"] = [{"actor": k, **v} for k, v in sorted(by_actor.items())]
@@ -157,6 +158,7 @@ def run_detail(tx: Transaction, run: Row) -> Row:
     for s in stages:
         s["cost_usd"] = by_stage.get(s["label"], {}).get("cost_usd", 0.0)
         s["actions"] = by_stage.get(s["label"], {}).get("actions", 0)
+        s["unpriced_calls"] = by_stage.get(s["label"], {}).get("unpriced_calls", 0)
     scripts = tx.run_scripts(run["id"])
     out["scripts"] = [{"filename": f, "sha256": s} for f, s in scripts]
     out["code_version"] = run.get("code_version") or code_version(scripts)
