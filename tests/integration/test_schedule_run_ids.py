@@ -80,3 +80,41 @@ def test_each_fire_is_its_own_agent_run(cluster: Cluster) -> None:
     cluster.master.wait()
     cluster.up()
     assert cluster.client().get_schedule("hourly")["agent_run_id"] == "hourly-{tick}"
+
+
+def test_a_fires_agent_run_ends_with_its_stage(cluster: Cluster) -> None:
+    """Nothing drives a fire's run but the schedule, which is done once the run is submitted:
+    the run ends as its stage does — completed, or failed naming the stage — instead of
+    staying `running` on the Runs page for good (never archived, never pruned), and after
+    a restart too."""
+    client = cluster.client()
+    ok = TitanJob(job_id="beat", filename=cluster.script("beat.py", "print('beat')\n"))
+    bad = TitanJob(job_id="beat", filename=cluster.script("bad.py", "raise SystemExit(3)\n"))
+    slow = TitanJob(job_id="beat", filename=cluster.script(
+        "slow.py", "import time\ntime.sleep(3)\n"))
+
+    def run_of(schedule: str) -> dict[str, Any]:
+        dag = client.wait_dag(client.run_schedule_now(schedule)["ref"], timeout=60)
+        return until("the run to end", lambda: (lambda r: r if r["status"] != "running"
+                                               else None)(
+            cluster.api("GET", f"/runs/{dag['agent_run_id']}")))
+
+    client.schedule_dag("fine", [ok], cron="0 6 * * *", agent_run_id="fine-{tick}")
+    run = run_of("fine")
+    assert (run["status"], run["error"]) == ("completed", None), run
+    client.schedule_dag("broken", [bad], cron="0 6 * * *", agent_run_id="broken-{tick}")
+    run = run_of("broken")
+    assert run["status"] == "failed" and "ended FAILED" in (run["error"] or ""), run
+    # Its stage still running when the master is killed: ended once it finishes, after.
+    client.schedule_dag("slow", [slow], cron="0 6 * * *", agent_run_id="slow-{tick}")
+    started = client.run_schedule_now("slow")
+    assert cluster.master is not None
+    os.killpg(cluster.master.pid, signal.SIGKILL)
+    cluster.master.wait()
+    cluster.up()
+    client = cluster.client()
+    dag = client.wait_dag(started["ref"], timeout=60)
+    assert dag["status"] == "COMPLETED", dag
+    run = until("the run to end", lambda: (lambda r: r if r["status"] != "running" else None)(
+        cluster.api("GET", f"/runs/{dag['agent_run_id']}")))
+    assert run["status"] == "completed", run

@@ -231,6 +231,7 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
             tasks.append(asyncio.create_task(blob_gc.keep_collecting()))
         # After the engine's recovery: a tick's overlap policy asks which runs still run.
         scheduled = Schedules(engine)
+        scheduled.driver_done = runs.driver_done
         await scheduled.start()
         app.state.ctx = Ctx(config=config, storage=storage, engine=engine, hub=hub,
                             blobs=blobs, tokens=auth.TokenCache(),

@@ -275,6 +275,11 @@ class RunService:
         except (NotFound, Conflict):
             pass
 
+    async def driver_done(self, run_id: str) -> None:
+        """The run's driver is done (a schedule once it has submitted a fire's stage): it
+        ends with its last stage, now if that has ended, else when it does."""
+        await self._settle(run_id)
+
     async def _settle(self, run_id: str) -> None:
         try:
             await self.update_run(run_id, {"status": "ended"}, Principal(role="admin"))

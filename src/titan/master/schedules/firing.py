@@ -41,6 +41,17 @@ MAX_SLEEP = rules.MISFIRE_GRACE / 2
 RETRY_SECONDS = 60.0
 
 
+def _done_driving(tx: Transaction, run_id: str, now: float) -> None:
+    """In the commit that submits a fire's stage: the schedule, the run's only driver, is
+    done with it, so the run ends as its last stage does (``PATCH {"status": "ended"}``'s
+    rule, runs/updates.py). Nothing else ended it: it stayed ``running`` for good, never
+    archived nor pruned. Written here, a master killed before the run service settles it
+    settles it as it starts (a running run whose driver is done, RunService.load)."""
+    run = tx.get_run(run_id)
+    if run is not None and run["status"] == "running" and run["ended_at"] is None:
+        tx.update_run(run_id, {"ended_at": now})
+
+
 class _AlreadyFired(Exception):
     """The tick is recorded already: its submission is rolled back."""
 
@@ -78,6 +89,9 @@ class Firing:
     engine: Engine
     clock: Callable[[], float]
     recs: dict[str, ScheduleRec]
+    #: Ends a fire's agent run once its stages have (the run service's, set by the app): a
+    #: schedule is its runs' only driver, done as soon as it has submitted the stage.
+    driver_done: Callable[[str], Coroutine[Any, Any, None]] | None
     _tasks: set[asyncio.Task[Any]]
     _stopped: bool
 
@@ -220,6 +234,8 @@ class Firing:
                     raise _AlreadyFired(f"fire {queued} is no longer queued")
             elif self._record(tx, rec, tick, after, SUBMITTED, dag_id, None) is None:
                 raise _AlreadyFired(f"tick {tick} is recorded already")
+            if run_id is not None:
+                _done_driving(tx, run_id, self.clock())
 
         run_id = None if rec.agent_run_id is None else rules.run_id_for(
             rec.agent_run_id, self.clock() if tick is None else tick)
@@ -245,6 +261,8 @@ class Firing:
             return None
         rec.last_dag_id = dag_id
         rec.live.add(dag_id)
+        if run_id is not None and self.driver_done is not None:
+            self._spawn(self.driver_done(run_id))
         return dag_id
 
     def _jobs_for(self, rec: ScheduleRec, tick: float | None) -> list[Row]:

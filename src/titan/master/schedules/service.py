@@ -47,6 +47,7 @@ class Schedules(Firing):
         self.recs: dict[str, ScheduleRec] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = False
+        self.driver_done = None
         engine.revive_listeners.append(self._revived)
 
     # -- lifecycle ----------------------------------------------------------------------------
