@@ -67,3 +67,14 @@ def test_the_architecture_page_names_every_module() -> None:
     gone = sorted(m for m in re.findall(r"^- `([a-z_/]+\.py)` — ", text, re.M)
                   if not (src / m).exists())
     assert not gone, f"docs/architecture.md names modules that no longer exist: {gone}"
+
+
+def test_the_standby_masters_command_shares_one_blob_store() -> None:
+    """deployment.md's command "on each of m1, m2, m3": a second master started with it alone
+    refuses to start (its own blob directory lacks the leader's mark), so the command as
+    written names a store every master shares, as the systemd unit and compose file do."""
+    page = (DOCS / "deployment.md").read_text()
+    section = page.split("## Standby masters", 1)[1].split("\n## ", 1)[0]
+    command = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert "titan master" in command, command
+    assert re.search(r"TITAN_BLOB_STORE=(database|s3://)|TITAN_BLOB_DIR=", command), command
