@@ -434,6 +434,11 @@ def test_the_cost_breakdowns_say_unknown_for_calls_of_unknown_price(cl: Cluster)
     assert cells == {"PLAN/plan": "unknown", "PLAN/tool": "$0.0000",
                      "PLAN/write": "≥ $0.0008"}, by_actor
     assert '<span class="stage-cost">≥ $0.0008</span>' in page
+    # The agent's chart: the run's bar says so in its title too.
+    with bearer(cl) as s:
+        agent_page = s.get("/agents/UNPRICED").text
+    bar = re.search(rf'data-run-id="{run_id}"[^>]*><title>([^<]*)</title>', agent_page)
+    assert bar is not None and " · ≥ $0.0008 · " in html.unescape(bar.group(1)), bar
     env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
                TITAN_TOKEN=cl.admin_token)
     shown = subprocess.run([sys.executable, "-m", "titan", "runs", "show", run_id],
