@@ -164,6 +164,9 @@ def test_stage_labels_drop_the_run_id(dag: str, run: str, label: str) -> None:
 @pytest.mark.parametrize(("run", "agent"), [
     ("RESEARCH_1a9ac3", "RESEARCH"), ("support-bot-17", "support-bot"),
     ("planner:deadbeef", "planner"), ("solo", "solo"), ("x_ab", "x_ab"),
+    # A schedule's fires ("nightly-{tick}") are runs of one agent, not each its own.
+    ("nightly-20260302T050000Z", "nightly"), ("etl_20260302T0500", "etl"),
+    ("report-20260302", "report"), ("v-2026T05", "v-2026T05"),
 ])
 def test_a_runs_agent_is_its_id_without_a_random_tail(run: str, agent: str) -> None:
     assert agent_of_run(run) == agent

@@ -24,7 +24,10 @@ DRIVER_ACTOR = f"{DRIVER_STAGE}/{DRIVER_JOB}"
 #: What may stand between a run id and its stage's own name in a DAG name.
 _SEPARATORS = "_-:. "
 
-_RANDOM_TAIL = re.compile(r"^(?P<agent>.+?)[_\-:.](?P<tail>[0-9a-fA-F]{4,}|\d+)$")
+#: A run id's tail that says which run, not which agent: random hex, a number, or a
+#: timestamp in ISO 8601's basic format (a schedule's fire, ``nightly-20260302T050000Z``).
+_RANDOM_TAIL = re.compile(
+    r"^(?P<agent>.+?)[_\-:.](?P<tail>[0-9a-fA-F]{4,}|\d+|\d{8}T\d{4,6}(?:\.\d+)?Z?)$")
 
 
 def stage_label(name: str, run_id: str, aliases: Iterable[str] = ()) -> str:
@@ -62,8 +65,9 @@ def run_aliases(run: Mapping[str, Any]) -> list[str]:
 
 
 def agent_of_run(run_id: str) -> str:
-    """The agent a run belongs to when nobody said: the run id without its random or
-    numbered tail (RESEARCH_1a9ac3 -> RESEARCH), else the whole id."""
+    """The agent a run belongs to when nobody said: the run id without its random, numbered
+    or timestamp tail (RESEARCH_1a9ac3 -> RESEARCH, nightly-20260302T050000Z -> nightly),
+    else the whole id."""
     m = _RANDOM_TAIL.match(run_id)
     return m.group("agent") if m else run_id
 
