@@ -44,6 +44,8 @@ def test_each_fire_is_its_own_agent_run(cluster: Cluster) -> None:
         run = cluster.api("GET", f"/runs/{dag['agent_run_id']}")
         # One agent, the schedule's: every fire on its page, not an agent per tick.
         assert (run["id"], run["agent_id"]) == (dag["agent_run_id"], "beats"), run
+        assert run["started_by"] == {"role": "schedule", "name": "beats"}, run
+        assert run["started_by_label"] == "schedule 'beats'"
     assert len({client.get_dag(f["dag"]["ref"])["agent_run_id"] for f in runs}) == len(runs)
     client.pause_schedule("beats")
 

@@ -61,6 +61,8 @@ def started_by_label(by: Row | None) -> str | None:
             what += f" on worker {by['worker']}"
         return what + (f" (attempt {by['attempt']})" if by.get("attempt") else "")
     name = f" {by['name']!r}" if by.get("name") else ""
+    if by.get("role") == "schedule":
+        return f"schedule{name}"
     if not by.get("token_id"):  # the master acting for itself (evaluations, settling)
         return f"the master{name} ({by.get('role')})"
     return f"{by.get('role')} token{name}"

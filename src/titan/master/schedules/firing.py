@@ -242,7 +242,9 @@ class Firing:
         try:
             dag_id = await self.engine.submit_dag(
                 rec.dag_name, self._jobs_for(rec, tick), run_id, schedule=rec.name,
-                within=within, idempotency_key=idempotency_key, scope=scope)
+                within=within, idempotency_key=idempotency_key, scope=scope,
+                # Who started a fire's run: the schedule (its Runs page said "started by -").
+                started_by=None if run_id is None else {"role": "schedule", "name": rec.name})
         except _AlreadyFired as exc:
             log.warning("schedule %s: %s; not fired again", rec.name, exc)
             return None
