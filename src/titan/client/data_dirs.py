@@ -1,6 +1,7 @@
 """A master's data dir as a client finds it: ``$TITAN_DATA_DIR``, else the nearest
 ``./.titan/`` holding a ``master.json`` that this user alone owns; the address that file
-records, the ``admin.token`` beside it, and why a data dir named holds no master.
+records, the ``admin.token`` beside it, and why a data dir named holds no master. And the
+rule that a master's data dir and a worker's workspace never nest, each checked at start.
 
 What a master writes there is :mod:`titan.client.master_record`'s; which source of an address
 comes first is :mod:`titan.client.config`'s.
@@ -24,6 +25,11 @@ MASTER_FILE = "master.json"
 STANDBY_FILE = "standby.json"
 TOKEN_FILE = "admin.token"
 LOCAL_DATA_DIR = ".titan"
+#: Files a master writes in its data dir and nowhere else: a folder holding one is a data dir
+#: (a master on PostgreSQL has no titan.db there, but its tokens all the same).
+MASTER_MARKS = (TOKEN_FILE, "worker.token", MASTER_FILE, STANDBY_FILE)
+#: The folder a worker makes in its ``--workdir``, where its jobs run (titan/worker/workspace.py).
+WORKSPACE_DIR = "titan_workspace"
 
 
 def read_json(path: Path) -> Any:
@@ -138,3 +144,27 @@ def _own(directory: Path) -> bool:
                 "--host, TITAN_HOST or TITAN_DATA_DIR if it is yours", stacklevel=3)
             return False
     return True
+
+
+def master_data_dir_around(path: Path) -> Path | None:
+    """The master's data dir that ``path`` is or lies in, else None: the one
+    ``$TITAN_DATA_DIR`` names (`titan up` names its own to its worker; it may be new, with
+    nothing in it yet), or the nearest of ``path`` and its parents holding one of
+    :data:`MASTER_MARKS`. ``path`` need not exist yet."""
+    path = path.resolve()
+    named = os.environ.get("TITAN_DATA_DIR")
+    if named:
+        known = Path(named).expanduser().resolve()
+        if path == known or known in path.parents:
+            return known
+    # os.path.exists, not Path.exists: a parent this user may not list is no data dir of theirs.
+    return next((d for d in (path, *path.parents)
+                 if any(os.path.exists(d / mark) for mark in MASTER_MARKS)), None)
+
+
+def workspace_around(path: Path) -> Path | None:
+    """The worker's workspace (``<workdir>/titan_workspace``, with its ``shared/`` and
+    ``.cache/``) that ``path`` is or lies in, else None."""
+    path = path.resolve()
+    return next((d for d in (path, *path.parents) if d.name == WORKSPACE_DIR
+                 and os.path.isdir(d / "shared") and os.path.isdir(d / ".cache")), None)

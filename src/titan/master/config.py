@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from titan.client.data_dirs import workspace_around
 from titan.client.urls import API_PATH
 from titan.errors import ConfigError, ValidationFailed
 from titan.formats import HOST_HEADER, setting_number
@@ -274,6 +275,11 @@ class MasterConfig:
             where = "is a file" if above == path else f"is under {above}, a file"
             raise ConfigError(f"--data-dir {path} {where}, not a directory: name a directory "
                               "(made if missing)")
+        workspace = workspace_around(path)
+        if workspace is not None:  # every job of that worker could read the tokens
+            raise ConfigError(f"--data-dir {path} is inside {workspace}, a Titan worker's "
+                              "workspace, where its jobs run and could read the master's "
+                              "tokens and database: name a data dir outside it")
 
     @property
     def data_path(self) -> Path:

@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from titan import errors
+from titan.client.data_dirs import WORKSPACE_DIR, master_data_dir_around
 from titan.permissions import require_owned
 from titan.worker.connection import MasterConnection
 
@@ -166,7 +167,13 @@ class Workspace:
 
     def __init__(self, workdir: str | os.PathLike[str], conn: MasterConnection, *,
                  private: bool = True) -> None:
-        self.root = Path(workdir).resolve() / "titan_workspace"
+        self.root = Path(workdir).resolve() / WORKSPACE_DIR
+        held = master_data_dir_around(self.root)
+        if held is not None:  # a job's relative path (../../admin.token) would reach it
+            raise errors.ConfigError(
+                f"--workdir {workdir}: jobs would run in {self.root}, inside {held}, a Titan "
+                "master's data dir (its tokens and database), where no job may run: give the "
+                "worker a --workdir outside it")
         self.shared = self.root / "shared"
         self.projects = self.root / "projects"
         self.blob_cache = self.root / ".cache" / "blobs"
