@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.test_cli import titan
+from titan import TitanJob
 from titan.errors import NotFound, ValidationFailed
 
 cluster = shared_cluster(slots=1)
@@ -101,3 +103,46 @@ def test_a_folder_given_as_a_link_is_uploaded_from_its_target(cluster: Cluster,
     reply = cluster.client().upload_project_folder(link, "via-link")
     assert sorted(_archive(cluster, reply["name"]).namelist()) == [
         "inner.py", "lib/helper.py", "main.py"]
+
+
+def test_a_job_that_submits_a_sibling_script_is_told_how_to_bring_it(cluster: Cluster,
+                                                                        tmp_path: Path) -> None:
+    """A plain script travels alone: a job submitting the file beside it on the submitter's
+    disk finds nothing on the worker. The error names the file, says why it is not there
+    and what to do; doing it (the folder as a project) works."""
+    folder = tmp_path / "orchestra"
+    folder.mkdir()
+    (folder / "sibling_step.py").write_text("print('the sibling ran')\n")
+    (folder / "conduct.py").write_text(textwrap.dedent("""
+        from titan import TitanClient, TitanJob
+        from titan.errors import ScriptNotFound
+        try:
+            dag = TitanClient().submit_dag(
+                "sibling-step", [TitanJob(job_id="step", filename="sibling_step.py")])
+        except ScriptNotFound as exc:
+            print("REFUSED " + str(exc))
+        else:
+            print("SUBMITTED " + dag["ref"])
+    """))
+    client = cluster.client()
+
+    def said(dag_name: str, job: TitanJob) -> str:
+        ref = client.submit_dag(dag_name, [job])["ref"]
+        assert client.wait(f"{ref}/c", timeout=60)["state"] == "COMPLETED"
+        logs = client.fetch_logs(f"{ref}/c")
+        return next(x for x in logs.splitlines() if x.startswith(("REFUSED", "SUBMITTED")))
+
+    plain = said("sibling-plain", TitanJob(job_id="c", filename=str(folder / "conduct.py")))
+    assert plain.startswith("REFUSED "), plain
+    assert "'sibling_step.py'" in plain and "\n" not in plain
+    assert "only its own script" in plain, plain  # why it is not there
+    assert "upload_project_folder" in plain and "is_archive=True" in plain, plain  # what to do
+    assert "titan files upload FOLDER --name NAME" in plain, plain
+
+    client.upload_project_folder(folder, "orchestra")
+    project = said("sibling-project", TitanJob(job_id="c", filename="orchestra/conduct.py",
+                                               is_archive=True))
+    assert project.startswith("SUBMITTED "), project
+    step = project.split()[1] + "/step"
+    assert client.wait(step, timeout=60)["state"] == "COMPLETED"
+    assert "the sibling ran" in client.fetch_logs(step)

@@ -274,7 +274,7 @@ class TitanJob:
                                  "its entry inside an uploaded project: 'project/main.py'")
         raise ScriptNotFound(
             f"script {self.filename!r} for job {self.job_id!r} not found (tried: {paths})"
-        )
+            + _not_brought(tried))
 
     @property
     def is_gate(self) -> bool:
@@ -321,3 +321,28 @@ class TitanJob:
             # Only a service's: a payload stays what a master without services reads.
             **(self.service or {}),
         }
+
+
+def _not_brought(tried: list[Path]) -> str:
+    """Why a script that a running job names is not on its worker, and what to do (a job
+    that submits the script beside its own, as it did on the submitter's machine, got only
+    "not found (tried: .../titan_workspace/shared/step.py)"); "" outside a job, or when a
+    place tried is outside the job's workspace and project (a path of the user's own)."""
+    workspace, project = os.environ.get("TITAN_WORKSPACE"), os.environ.get("TITAN_PROJECT_DIR")
+    if not workspace or not os.environ.get("TITAN_JOB_ID"):
+        return ""
+    roots = [Path(p).resolve() for p in (workspace, project) if p]
+    if not all(any(p.resolve().is_relative_to(r) for r in roots) for p in tried):
+        return ""
+    if project:
+        return (f": this job runs from an uploaded project ({project}), which brings the files "
+                "its folder held when it was uploaded, and this one was not among them; add it "
+                "to the folder and upload it again, or name it by its absolute path on this "
+                "machine")
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "main.py"
+    return (": this job runs a plain script, and only its own script travels to the worker, "
+            "not the files beside it on the machine it was submitted from. Upload that folder "
+            "as a project (client.upload_project_folder(folder, 'NAME'), or `titan files "
+            f"upload FOLDER --name NAME`) and submit this job as TitanJob(filename='NAME/{argv0}', "
+            "is_archive=True): the folder's files then travel with it and are found beside "
+            "it. Or name a file by its absolute path on this machine")
