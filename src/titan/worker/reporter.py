@@ -363,6 +363,7 @@ class Reporter:
             return
         if rejected:
             log.debug("master rejected stale results: %s", rejected)
+            _say_superseded(rejected)
         with self._cond:
             self._posts -= 1
             self._in_flight -= sent
@@ -373,3 +374,19 @@ class Reporter:
         self._resume(resumed)
         if self._on_acked is not None:
             self._on_acked(results, rejected)
+
+
+def _say_superseded(rejected: list[dict[str, Any]]) -> None:
+    """Warn of each result refused because its attempt had lost the job (its lease ran out
+    while this worker was cut off or paused, and the job went again): an operator saw nothing
+    on the worker. Not of the other refusals (a cancelled job's, a result already taken): the
+    master gives a reason for this one alone (``"why": "superseded"``)."""
+    for entry in rejected:
+        if entry.get("why") != "superseded":
+            continue
+        job = str(entry.get("job") or f"id {entry.get('id')}")[:300]
+        log.warning("job %s (id %s) attempt %s: the master refused its result: the attempt's "
+                    "lease had run out (this worker did not reach the master for longer than "
+                    "the lease) and the master had already given the job to attempt %s; this "
+                    "attempt's result is dropped", job, entry.get("id"), entry.get("attempt"),
+                    entry.get("next_attempt", "?"))

@@ -24,6 +24,8 @@ from titan.master.scheduling.state import (
 )
 
 MAX_LEASE_LOSSES = 5
+#: Lost attempts remembered for the refusal of their late results (the latest so many).
+MAX_SUPERSEDED = 10_000
 #: A lease timer this late (seconds) says the master stood still, not that the worker went.
 STALL_SECONDS = 3.0
 
@@ -170,6 +172,13 @@ def attempt_lost(sched: SchedulerCore, job: JobRec, reason: str, ch: Changes) ->
         sched._final_failure(job, FAILED, ch, error=f"{reason} ({job.lease_losses} times)")
         return
     ch.warnings.append(f"{lost}; queued to run again as attempt {job.attempt + 1}")
+    # Its worker, cut off or paused past the lease, may still report the attempt's result:
+    # refused, with this as the reason, its log says so (it said nothing above debug).
+    sched.superseded[(job.id, job.attempt)] = (job.worker_id, {
+        "why": "superseded", "next_attempt": job.attempt + 1,
+        "job": f"{dag.name}#{dag.run}/{job.job_id}" if dag else job.job_id})
+    if len(sched.superseded) > MAX_SUPERSEDED:
+        del sched.superseded[next(iter(sched.superseded))]
     # A lost worker is not the job's fault: re-queued without spending a retry.
     sched.requeue_unspent(job, ch, reason)
 

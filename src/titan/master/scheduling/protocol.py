@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from titan.master.scheduling.state import Changes, DagRec, JobRec, WorkerRec
+from titan.storage.base import Row
 
 
 class SchedulerCore(Protocol):
@@ -28,6 +29,8 @@ class SchedulerCore(Protocol):
     held: defaultdict[str, list[int]]  # their READY jobs set aside, by run
     # Services whose address is published, by (DAG name, job id): services.py
     published: defaultdict[tuple[str, str], set[int]]
+    # Attempts lost and run again: their worker, the reason given for its late result
+    superseded: dict[tuple[int, int], tuple[str | None, Row]]
     now: Callable[[], float]
     leases_held: Callable[[], bool]  # the database is away: no lease expires
     lease_seconds: float

@@ -38,6 +38,7 @@ from titan.master.scheduling.state import (
     WorkerRec,
     job_event,
 )
+from titan.storage.base import Row
 
 
 class Scheduler(Leasing, JobOutcomes, DagProgress, WorkerMembership, RunHolds):
@@ -58,6 +59,10 @@ class Scheduler(Leasing, JobOutcomes, DagProgress, WorkerMembership, RunHolds):
         #: The services whose address is published, by (DAG name, job id): which run's
         #: service the key ``services/<dag>/<job_id>`` names (services.py).
         self.published: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
+        #: Attempts whose lease was lost and whose job went again, by (job, attempt): the
+        #: worker that held it, and what the refusal of its late result tells that worker
+        #: (leasing.py; a restart forgets them).
+        self.superseded: dict[tuple[int, int], tuple[str | None, Row]] = {}
         #: While this says so (the database is away), a lease that runs out is renewed rather
         #: than expired: workers could not renew it, their heartbeats refused (leasing.py).
         self.leases_held: Callable[[], bool] = lambda: False

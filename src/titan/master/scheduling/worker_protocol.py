@@ -291,6 +291,7 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
                 for key in [attempt_key(s, "services")]]
     ch = Changes()
     rejected: dict[tuple[int, int], None] = {}
+    reasons: dict[tuple[int, int], Row] = {}  # why a result was refused, when it says more
     touched_logs: set[int] = set()
     for key, seq, ts, line in logs:
         if not engine.sched.is_current(*key, worker_id=worker_id):
@@ -330,6 +331,9 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
         )
         if not ok:
             rejected[key] = None
+            held_by, why = engine.sched.superseded.get(key, (None, {}))
+            if why and held_by == worker_id:  # its lease ran out and the job went again
+                reasons[key] = why  # (said only to its worker: it names the job)
         else:
             ch.dispatch = True  # a slot freed: a parked poll may now take a queued job
     if not ch.empty() or ch.dispatch:
@@ -339,7 +343,9 @@ async def report(engine: Engine, worker_id: str, body: Row) -> Row:
             engine.hub.notify(("log", job))
         if engine.hub.watched:
             publish_log_lines(engine, ch.log_lines)
-    return {"rejected": [{"id": j, "attempt": a} for j, a in rejected]}
+    # A reason's fields are new: a worker of an earlier version reads only "id" and "attempt".
+    return {"rejected": [{"id": j, "attempt": a, **reasons.get((j, a), {})}
+                         for j, a in rejected]}
 
 
 def _within_log_cap(engine: Engine, key: tuple[int, int], row: Row) -> list[Row]:
