@@ -19,7 +19,8 @@ from typing import Any
 
 from titan.cli.options import aliased
 from titan.cli.output import say, table
-from titan.formats import cost_text, quote_ref, quote_segment
+from titan.formats import cost_text
+from titan.url_paths import quote_ref, quote_segment
 
 
 def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from titan.cli.output import money, run_money, say
 from titan.errors import TitanError, WaitTimeout
-from titan.formats import quote_run
+from titan.url_paths import quote_run
 
 STATUS_MARK = {"match": "✅ Match", "override": "✏️ Override", "forked": "↪ Live (fork)",
                "replaced": "· replaced by the fork", "not_reached": "· not reached",

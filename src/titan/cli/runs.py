@@ -15,8 +15,8 @@ from titan.cli.options import aliased, whole
 from titan.cli.output import money, run_money
 from titan.cli.verify import add_arguments as add_verify_arguments
 from titan.errors import Conflict, NotFound, TitanError, ValidationFailed
-from titan.formats import quote_ref, quote_run
 from titan.retention import RETENTION_CLASSES
+from titan.url_paths import quote_ref, quote_run
 
 _FILTERS = ("status", "min_cost", "window", "agent", "q", "archived", "sort")
 

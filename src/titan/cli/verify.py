@@ -17,7 +17,7 @@ from typing import Any
 
 from titan.cli.export_file import ExportFile
 from titan.errors import NotFound, TitanError
-from titan.formats import quote_run
+from titan.url_paths import quote_run
 
 # The ledger (and orjson, which it imports) is imported by what verifies, not at the CLI's
 # start: every `titan` command builds the parser, which imports this module (cli/parser.py).

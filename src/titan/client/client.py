@@ -55,7 +55,7 @@ from titan.errors import (
     ValidationFailed,
     WaitTimeout,
 )
-from titan.formats import quote_row_ref
+from titan.url_paths import quote_row_ref
 
 Ref = str | int
 #: Stages a thread's signal waits watch at most (the latest submitted).

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from titan.client.transport import Transport
-from titan.formats import quote_run, quote_segment
+from titan.url_paths import quote_run, quote_segment
 
 
 class ClusterOps:

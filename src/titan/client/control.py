@@ -7,7 +7,7 @@ from typing import Any
 
 from titan.client.transport import Transport
 from titan.errors import AmbiguousRef, NotFound
-from titan.formats import quote_row_ref
+from titan.url_paths import quote_row_ref
 
 Ref = str | int
 

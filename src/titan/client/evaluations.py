@@ -24,8 +24,9 @@ from typing import Any
 
 from titan.client.transport import Transport
 from titan.errors import NotFound, ScriptNotFound, ValidationFailed, WaitTimeout
-from titan.formats import check_eval_id, quote_ref, quote_segment
+from titan.formats import check_eval_id
 from titan.status import EVAL_ACTIVE
+from titan.url_paths import quote_ref, quote_segment
 
 
 def _ref(name: str) -> str:

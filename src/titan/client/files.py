@@ -31,7 +31,7 @@ from titan.errors import (
     ScriptNotFound,
     ValidationFailed,
 )
-from titan.formats import quote_ref
+from titan.url_paths import quote_ref
 
 #: Directories left out of an uploaded project folder.
 SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache",

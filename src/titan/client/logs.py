@@ -10,7 +10,7 @@ from typing import Any
 from titan import log_lines
 from titan.client.transport import Transport
 from titan.errors import TitanError
-from titan.formats import quote_row_ref
+from titan.url_paths import quote_row_ref
 
 Ref = str | int
 #: How long one logs long-poll is held open by the master while following.

@@ -18,7 +18,8 @@ from titan.client.pipeline import load_pipeline, load_schedule, schedule_error
 from titan.client.pipeline import where as pipeline_where
 from titan.client.transport import Transport
 from titan.errors import InvalidDAG, ScriptNotFound, TitanError, ValidationFailed
-from titan.formats import quote_segment, schedule_name_problem
+from titan.formats import schedule_name_problem
+from titan.url_paths import quote_segment
 
 
 class ScheduleOps:

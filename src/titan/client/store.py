@@ -23,7 +23,7 @@ from titan.client import replay_keys
 from titan.client.long_poll import long_poll, wait_deadline
 from titan.client.transport import Transport
 from titan.errors import NotFound, StageFailed, ValidationFailed, WaitTimeout
-from titan.formats import quote_ref
+from titan.url_paths import quote_ref
 
 #: Keys asked for per request when listing the store (the master's most).
 KEYS_PAGE = 10_000

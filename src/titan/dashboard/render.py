@@ -22,13 +22,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader
 
 from titan.errors import APIError, NotFound, Unauthorized, ValidationFailed
-from titan.formats import HOST_HEADER, cut_text, iso, quote_ref
+from titan.formats import HOST_HEADER, cut_text, iso
 from titan.master.api.deps import API_PREFIX, ctx, principal
 from titan.master.auth import sessions
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
 from titan.master.scheduling.state import JOB_STATES, TERMINAL
 from titan.status import DAG_STATUSES, RUN_STATUSES
+from titan.url_paths import quote_ref
 
 STATIC = Path(__file__).parent / "static"
 Data = dict[str, Any]

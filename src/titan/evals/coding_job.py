@@ -356,7 +356,7 @@ def grade(task: dict[str, Any], agent: dict[str, Any], base: Path,
 
 def main() -> int:
     from titan.client import TitanClient
-    from titan.formats import quote_ref
+    from titan.url_paths import quote_ref
 
     # Not dumpable before the token is read: from here on no process of this user (the agent
     # under test is one) reads this one's environment or memory (titan/evals/agent_env.py).

@@ -30,7 +30,6 @@ from pydantic import Field
 from titan import log_lines
 from titan.client import TitanClient
 from titan.errors import NotFound, WaitTimeout
-from titan.formats import quote_ref, quote_run
 from titan.mcp import replies
 from titan.mcp.jobs import JobSpec, dag_request
 from titan.mcp.refusals import (
@@ -43,6 +42,7 @@ from titan.mcp.refusals import (
     tool_error,
 )
 from titan.mcp.replies import MAX_LOG_LINES
+from titan.url_paths import quote_ref, quote_run
 from titan.version import __version__
 
 #: The longest wait a tool makes: MCP clients give up on a call after about a minute.

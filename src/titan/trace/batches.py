@@ -20,9 +20,9 @@ import sys
 from typing import Any
 
 from titan import errors
-from titan.formats import quote_ref
 from titan.trace import canonical
 from titan.trace.context import RunHandle
+from titan.url_paths import quote_ref
 
 MAX_BATCH = 2000
 SAID_REFUSALS = 5  # refusals said on stderr as they come; the rest counted

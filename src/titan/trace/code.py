@@ -20,7 +20,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from titan.formats import quote_ref
+from titan.url_paths import quote_ref
 
 log = logging.getLogger("titan.trace")
 MAX_FILES = 200

@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from titan.errors import BudgetExceeded
-from titan.formats import quote_ref
 from titan.llm import recording
 from titan.llm.types import Completion, Usage
 from titan.trace import context, forks, netguard, replay
 from titan.trace.emit import emit
 from titan.trace.recorder import RECORDER, learn
 from titan.trace.replayed_errors import replayed_error
+from titan.url_paths import quote_ref
 
 log = logging.getLogger("titan.trace")
 _REFRESH_BLOCKED = 2.0

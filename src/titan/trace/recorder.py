@@ -28,12 +28,12 @@ from collections import deque
 from typing import Any
 
 from titan import errors, retry
-from titan.formats import quote_ref
 from titan.trace import batches, multirun, settings
 from titan.trace.batches import warn
 from titan.trace.context import RunHandle
 from titan.trace.multirun import _head
 from titan.trace.multirun import learn as learn  # where llm_hooks reads it
+from titan.url_paths import quote_ref
 
 log = logging.getLogger("titan.trace")
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable

@@ -43,7 +43,6 @@ import time
 from typing import Any
 
 from titan import errors
-from titan.formats import quote_ref
 from titan.redaction import Redactor
 from titan.trace import context, forks, netguard
 from titan.trace.canonical import (
@@ -57,6 +56,7 @@ from titan.trace.emit import emit
 from titan.trace.recorded import ActorRecording, Decision, Recorded
 from titan.trace.recorder import RECORDER
 from titan.trace.replay_refusals import refusal
+from titan.url_paths import quote_ref
 
 ENV = "TITAN_REPLAY"
 AMBIENT = ("clock", "random")

@@ -24,7 +24,8 @@ from typing import Any
 
 from titan import errors
 from titan.client import replay_keys, replayed_files, worktree
-from titan.formats import cost_text, quote_ref
+from titan.formats import cost_text
+from titan.url_paths import quote_ref
 
 #: Seconds a replay waits for the stages still going once its driver is done.
 STAGE_GRACE = 60.0

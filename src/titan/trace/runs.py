@@ -91,7 +91,7 @@ def _refused_in_original(run_id: str) -> None:
             or run_id in _originals.values():
         return
     from titan import errors
-    from titan.formats import quote_ref
+    from titan.url_paths import quote_ref
 
     try:
         found = RECORDER.client().call("GET", f"/runs/{quote_ref(run_id)}")
