@@ -5,6 +5,8 @@ bare ``OSError``, or the name of the temp file written beside it."""
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +83,60 @@ def test_a_dash_downloads_to_standard_output(cluster: Cluster, tmp_path: Path,
         assert out.returncode == 0, out.stderr
         assert out.stdout == b"payload " * 1000  # the bytes alone: no path, no JSON after
     assert list(tmp_path.iterdir()) == []
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to plant files as uid 65534")
+def test_a_link_or_pipe_another_user_left_in_a_shared_folder_is_not_written_through(
+        cluster: Cluster, tmp_path: Path, published: str) -> None:
+    """The research agent saves its report at the seed's ``/tmp/research_<run id>_report.md``
+    (the run id is on its command line, in ``ps``). Another local user who made that path a
+    symbolic link first had the download replace the link's target (``~/.bashrc``, or any
+    file of root's), and one who made it a named pipe read the report as it was written."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp is
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    link, pipe = shared / "research_R1_report.md", shared / "research_R2_report.md"
+    os.symlink(victim, link)
+    os.lchown(link, NOBODY, NOBODY)
+    os.mkfifo(pipe, 0o666)
+    os.chown(pipe, NOBODY, NOBODY)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # the other user, waiting to read
+    try:
+        client = cluster.client()
+        for target in (link, pipe):
+            with pytest.raises(LocalFileError) as info:
+                client.get_artifact("targets:data", target)
+            assert str(info.value).startswith(f"cannot write the download to {target}: "), \
+                info.value
+            assert "another user (nobody, uid 65534)" in str(info.value), info.value
+            out = titan(cluster, "files", "get", published, "-o", str(target), check=False)
+            assert out.returncode == 1 and "another user (nobody" in out.stderr, out.stderr
+        assert victim.read_text() == "precious\n"
+        assert os.read(reader, 100) == b""  # nothing was written into the pipe
+        assert os.readlink(link) == str(victim)
+    finally:
+        os.close(reader)
+    # One's own link, and a link the folder's owner made, are followed as before.
+    mine = shared / "mine.md"
+    os.symlink(victim, mine)
+    client.get_artifact("targets:data", mine)
+    assert victim.read_bytes() == b"payload " * 1000
+
+
+def test_a_download_is_as_private_as_the_users_umask_says(cluster: Cluster,
+                                                           tmp_path: Path) -> None:
+    """A download, an export and a report were made 0644 whatever the umask: a user whose
+    umask is 077 (their files their own) had every artifact readable by all."""
+    old = os.umask(0o077)
+    try:
+        saved = Path(cluster.client().get_artifact("targets:data", tmp_path / "a.bin"))
+        out = titan(cluster, "files", "get", "data.bin", "-o", str(tmp_path / "b.bin"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == 0o600, out.stdout
