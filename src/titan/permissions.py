@@ -245,3 +245,33 @@ def secure_files(paths: list[Path]) -> None:
             continue
         if stat.S_ISREG(st.st_mode):
             _tighten(path, st, FILE_MODE, warn=False)
+
+
+def make_dirs(path: Path, mode: int) -> Path:
+    """Create ``path`` and its missing parents, each with ``mode`` (the umask can only take
+    bits away): ``mkdir -p`` made the parents with the umask's mode, 0777 under umask 000."""
+    missing: list[Path] = []
+    folder = path
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=mode)
+        except FileExistsError:
+            pass
+    return path
+
+
+def swappable_by_others(path: Path) -> Path | None:
+    """The first of ``path`` and the folders above it that any local user may write to
+    without the sticky bit (``/tmp`` has it), if any: there, another user can rename what is
+    in it and put their own in its place, whoever owns it and whatever its mode."""
+    for folder in [path, *path.parents]:
+        try:
+            mode = folder.stat().st_mode
+        except OSError:
+            return None
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            return folder
+    return None

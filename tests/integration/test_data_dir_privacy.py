@@ -123,3 +123,59 @@ def test_a_user_config_open_to_others_is_said_once_with_the_chmod(tmp_path: Path
         assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
     finally:
         c.stop()
+
+
+def test_under_umask_000_no_one_else_may_write_what_the_worker_keeps(tmp_path: Path) -> None:
+    """`titan up` run with umask 000 made its workspace folder (``<data-dir>-workspace``) and
+    the worker's own folders and files in it writable by everyone: another local user renamed
+    ``titan_workspace`` away and put one of their own in its place, where the worker then
+    wrote and ran the next job's script (and its cached blob, 0666, was theirs to rewrite) —
+    their code, run as the master's user, with its token in reach."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "main.py").write_text("print('from the project')\n")
+    c = Cluster(tmp_path)
+    old = os.umask(0)
+    try:
+        c.up(slots=1)
+    finally:
+        os.umask(old)
+    try:
+        client = c.client()
+        client.upload_project_folder(project)
+        dag = client.submit_dag("umask", [
+            TitanJob(job_id="a", filename=c.script("job.py", "print('hi')\n")),
+            TitanJob(job_id="b", filename="proj/main.py", is_archive=True)])
+        assert client.wait(dag, timeout=60)["status"] == "COMPLETED"
+        workspace = c.data.with_name(c.data.name + "-workspace")
+        assert stat.S_IMODE(workspace.stat().st_mode) == 0o700
+        root = workspace / "titan_workspace"
+        kept = [root, *(p for p in root.rglob("*") if p.parts[len(root.parts)] != "tmp"
+                        and not (p.parent == root / "shared" and p.name != "job.py"))]
+        assert any(p.suffix == ".zip" for p in kept) and any(len(p.name) == 64 for p in kept)
+        writable = [f"{p} {stat.S_IMODE(p.lstat().st_mode):04o}" for p in kept
+                    if p.lstat().st_mode & 0o022]
+        assert writable == []
+    finally:
+        c.stop()
+
+
+def test_a_worker_refuses_a_workdir_others_may_swap_its_workspace_in(tmp_path: Path) -> None:
+    """A workdir anyone may write to (0777, no sticky bit) lets another user rename the
+    worker's ``titan_workspace`` and put theirs in its place while it runs: refused at start,
+    naming it, as ssh refuses a key in a folder others may write to."""
+    c = Cluster(tmp_path)
+    try:
+        c.start_master()
+        open_dir = tmp_path / "worker-0"
+        open_dir.mkdir()
+        open_dir.chmod(0o777)
+        proc = c.add_worker(wait=False)
+        assert proc.wait(timeout=60) != 0
+        log = c.log("worker-0.log")
+        assert f"{open_dir} may be written by any local user" in log, log[-2000:]
+        assert "Traceback" not in log
+        open_dir.chmod(0o1777)  # sticky, as /tmp: others cannot rename what is the worker's
+        c.add_worker()
+    finally:
+        c.stop()

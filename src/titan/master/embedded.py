@@ -19,7 +19,7 @@ from titan.log_format import log_to_stderr
 from titan.master.config import MasterConfig
 from titan.master.server import banner, forget, make_server, record, serve
 from titan.master.standby import EXIT_REPLACED
-from titan.permissions import use_private_umask
+from titan.permissions import private_dir, require_owned, use_private_umask
 from titan.worker import lifeline
 
 log = logging.getLogger("titan.up")
@@ -115,6 +115,11 @@ def run_up(config: MasterConfig, slots: int | None = None,
     # One machine's cluster: on a shared PostgreSQL database it refuses rather than wait as a
     # standby (its local worker would have no master to work for).
     server, sockets, gate = make_server(config, standby=False)
+    # The local worker's folder is Titan's alone, as the data dir is: under umask 000 it was
+    # 0777, and any local user could put a workspace of their own in place of the worker's.
+    workspace = private_dir(workspace_root(config.data_path))
+    require_owned([workspace], "titan up")
+    workspace.chmod(0o700)
 
     stopping = threading.Event()
     failed: list[str] = []

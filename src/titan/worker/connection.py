@@ -48,6 +48,7 @@ from titan.client.masters import Masters, Tour, not_leader, standby_reason
 from titan.client.plain_http import tcp_transport
 from titan.client.replies import error_body
 from titan.client.tls import explain, httpx_verify
+from titan.permissions import make_dirs
 from titan.version import __version__
 from titan.worker.tls_failures import TlsFailures, plain_to_tls
 
@@ -394,11 +395,15 @@ def _token_unknown_everywhere(said: dict[str, str], answered: bool) -> None:
 
 
 def _save(response: httpx.Response, dest: Path, expected: str | None) -> str:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Modes of their own: under umask 000 a cached script was 0666, anyone's to rewrite.
+    make_dirs(dest.parent, 0o755)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     digest = hashlib.sha256()
+    tmp.unlink(missing_ok=True)  # one a crash left: O_EXCL below, and the mode of its own
     try:
-        with tmp.open("wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        with os.fdopen(fd, "wb") as fh:
             for chunk in response.iter_bytes():
                 digest.update(chunk)
                 fh.write(chunk)

@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 from titan import errors
 from titan.client.data_dirs import WORKSPACE_DIR, master_data_dir_around
-from titan.permissions import require_owned
+from titan.permissions import make_dirs, require_owned, swappable_by_others
 from titan.worker.connection import MasterConnection
 
 log = logging.getLogger("titan.worker")
@@ -167,7 +167,8 @@ class Workspace:
 
     def __init__(self, workdir: str | os.PathLike[str], conn: MasterConnection, *,
                  private: bool = True) -> None:
-        self.root = Path(workdir).resolve() / WORKSPACE_DIR
+        folder = Path(workdir).resolve()
+        self.root = folder / WORKSPACE_DIR
         held = master_data_dir_around(self.root)
         if held is not None:  # a job's relative path (../../admin.token) would reach it
             raise errors.ConfigError(
@@ -176,22 +177,31 @@ class Workspace:
                 "worker a --workdir outside it")
         self.shared = self.root / "shared"
         self.projects = self.root / "projects"
-        self.blob_cache = self.root / ".cache" / "blobs"
-        self.file_cache = self.root / ".cache" / "files"
+        cache = self.root / ".cache"
+        self.blob_cache = cache / "blobs"
+        self.file_cache = cache / "files"
         try:
+            # Modes of their own, not the umask's: under umask 000 any local user could write
+            # here (rename titan_workspace and put theirs in its place, rewrite a cached blob).
+            make_dirs(self.root, 0o700 if private else 0o755)
             for path in (self.shared, self.projects, self.blob_cache, self.file_cache):
-                path.mkdir(parents=True, exist_ok=True)
+                make_dirs(path, 0o755)
         except OSError as exc:  # a --workdir that is a file, or not writable: one line
             raise errors.ConfigError(f"--workdir {workdir}: cannot make the workspace there "
                                      f"({exc.strerror or exc})") from None
         # Another user's workspace is refused, not used: they could have planted scripts or
         # cached blobs (run without a second look) before this worker made it 0700. Its job
         # directories are not walked: under --run-as the job user owns what jobs wrote.
-        cache = self.root / ".cache"
         require_owned([self.root, self.shared, self.projects, cache, self.blob_cache,
                        self.file_cache], "worker")
-        for folder in (self.blob_cache, self.file_cache):
-            require_owned(folder.rglob("*"), "worker")
+        require_owned([*self.blob_cache.rglob("*"), *self.file_cache.rglob("*")], "worker")
+        if (open_to_all := swappable_by_others(folder)) is not None:
+            raise errors.ConfigError(
+                f"--workdir {workdir}: {open_to_all} may be written by any local user (no "
+                "sticky bit), who could put a workspace of their own in place of this "
+                f"worker's while it runs: `chmod o-w {open_to_all}`, or choose another folder")
+        for path in (self.root, cache, self.blob_cache, self.file_cache, self.projects):
+            path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o022)  # made looser before
         if private:
             # Jobs' scripts, archives and outputs are the worker's user's alone: another local
             # user could read them all (0755). Not under --run-as, whose job user must reach
@@ -369,7 +379,7 @@ def extract_zip(zip_path: Path, target: Path) -> None:
     """
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    make_dirs(tmp, 0o755)  # modes of their own, as the workspace's: not the umask's 0777
     try:
         total = 0
         with zipfile.ZipFile(zip_path) as zf:
@@ -382,13 +392,14 @@ def extract_zip(zip_path: Path, target: Path) -> None:
                 if not dest.resolve().is_relative_to(tmp.resolve()):
                     raise UnsafePath(f"archive member {info.filename!r} escapes the project")
                 if info.is_dir():
-                    dest.mkdir(parents=True, exist_ok=True)
+                    make_dirs(dest, 0o755)
                     continue
                 total += info.file_size
                 if total > MAX_ARCHIVE_BYTES:
                     raise errors.PayloadTooLarge(f"{zip_path.name} expands past the limit")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, dest.open("wb") as out:
+                make_dirs(dest.parent, 0o755)
+                out_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                with zf.open(info) as src, os.fdopen(out_fd, "wb") as out:
                     shutil.copyfileobj(src, out, _COPY_CHUNK)
                 if mode & 0o111:
                     os.chmod(dest, 0o755)
