@@ -6,7 +6,9 @@ projects shipped to the node, slots that follow the cluster."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import sys
 import textwrap
 import time
@@ -353,3 +355,40 @@ def test_a_worker_whose_ray_cluster_dies_hands_its_job_back_and_stops_saying_why
             assert "worker stopping:" in said, said
         finally:
             c.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to plant a folder as uid 65534")
+def test_a_node_folder_another_user_made_first_is_not_used(cluster: Cluster) -> None:
+    """On a Ray node, jobs' files live in ``/tmp/titan-ray-<uid>``, a name anyone can
+    foresee: another local user who made it first (0777) had the node write every job's
+    script into their folder and run it from there — theirs to replace with their own code,
+    run as the node's user with the job's token. Such a folder is refused, naming it, and
+    the node's own one is private (0700, as ``tmp`` in a worker's workspace)."""
+    client = cluster.client()
+    where = cluster.script("ray_where.py", "import os; print('CWD', os.getcwd())\n")
+    client.submit_dag("ray-where", [TitanJob(job_id="w", filename=where)])
+    assert client.wait("ray-where", timeout=WAIT)["status"] == "COMPLETED"
+    line = next(x for x in client.fetch_logs("ray-where/w").splitlines() if x.startswith("CWD"))
+    root = Path(line.split(" ", 1)[1]).parent
+    assert root.name == f"titan-ray-{os.getuid()}"
+    temp = root.parent
+    temp.chmod(0o1777)  # as the real /tmp
+    aside = temp / "titan-ray-aside"
+    root.rename(aside)
+    try:
+        root.mkdir()
+        root.chmod(0o777)
+        os.chown(root, 65534, 65534)
+        client.submit_dag("ray-planted", [TitanJob(job_id="p", filename=where, retries=0)])
+        dag = client.wait("ray-planted", timeout=WAIT)
+        log = client.fetch_logs("ray-planted/p")
+        assert dag["status"] == "FAILED", log
+        said = dag["jobs"][0]["error"] or log
+        assert f"{root} is owned by uid 65534" in said, said
+        assert list(root.iterdir()) == []  # nothing of the job's was written there
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        aside.rename(root)
+    client.submit_dag("ray-again", [TitanJob(job_id="w", filename=where)])
+    assert client.wait("ray-again", timeout=WAIT)["status"] == "COMPLETED"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700  # tightened, as made by an older one

@@ -36,6 +36,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -54,8 +55,24 @@ _CHUNK = 65536
 
 
 def node_root() -> Path:
-    """Where jobs' files live on this node (one tree per OS user)."""
-    return Path(tempfile.gettempdir()) / f"titan-ray-{os.getuid()}"
+    """Where jobs' files live on this node (one tree per OS user), private to that user.
+
+    Its name is anyone's to foresee: another local user who made it first had every job's
+    script written into their folder and run from there, theirs to replace. One that is not
+    this user's own folder is refused (as ssh-agent and tmux refuse theirs), not used; one an
+    older Titan made with the umask's mode is tightened to 0700."""
+    root = Path(tempfile.gettempdir()) / f"titan-ray-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o700)
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        what = (f"is owned by uid {st.st_uid}, not by uid {os.getuid()} who runs this node's "
+                "jobs" if st.st_uid != os.getuid() else "is not a folder (a link?)")
+        raise PermissionError(f"{root} {what}: another local user may have made it to have "
+                              "jobs run what they put there, so it is not used; remove it")
+    if st.st_mode & 0o077:
+        os.chmod(root, 0o700)
+    return root
 
 
 def start_ticks(pid: int) -> int | None:
