@@ -27,6 +27,7 @@ from pathlib import Path
 
 from titan.client import TitanClient
 from titan.errors import TitanError
+from titan.permissions import private_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 # Overridable so the demo's own test never touches a developer's ./.titan.
@@ -142,7 +143,9 @@ def start() -> dict[str, object]:
             time.sleep(0.2)
         say(f"reusing the Titan master already running on {DATA} at {info['url']}")
         return dict(info, by_hand=True)
-    DATA.mkdir(exist_ok=True)
+    # Private from the start, as `titan up` keeps it: made with the umask's modes, the log
+    # was open to other users until the master tightened it (and warned to rotate tokens).
+    private_dir(DATA)
     try:  # the ports of the last run, so the links printed before still work
         last = json.loads((DATA / "master.json").read_text())
     except (OSError, ValueError):
@@ -151,13 +154,14 @@ def start() -> dict[str, object]:
     dashboard = _port(int(last.get("dashboard_port") or 5000))
     (DATA / "master.json").unlink(missing_ok=True)  # the new master writes its own
     say(f"starting `titan up` on 127.0.0.1:{port} (dashboard :{dashboard}), state in {DATA}")
-    with LOG_FILE.open("wb") as log:
+    with open(os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
         proc = subprocess.Popen(
             [*TITAN, "up", "--port", str(port), "--dashboard-port", str(dashboard),
              "--data-dir", str(DATA)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
-    PID_FILE.write_text(f"{proc.pid}\n")
+    with open(os.open(PID_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as pid:
+        pid.write(f"{proc.pid}\n")
     info = _wait_up(proc)
     say(f"cluster up: master {info['url']}, local worker live")
     return info

@@ -82,3 +82,25 @@ def test_demo_reuses_a_titan_up_started_by_hand_on_its_data_dir(tmp_path: Path) 
     finally:
         up.terminate()
         up.wait(timeout=60)
+
+
+def test_demo_makes_its_data_dir_private_from_the_start(tmp_path: Path) -> None:
+    """`make demo` made its data dir and its log (``demo-up.log``) with the umask's modes
+    before `titan up` took them private: another local user could open the log meanwhile
+    (and read it for as long as the cluster ran), and every first demo printed the master's
+    warning that they had been open to others and that tokens should be rotated."""
+    data = tmp_path / "demo"
+    old = os.umask(0)
+    try:
+        first = demo(data, "start")
+    finally:
+        os.umask(old)
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert os.stat(data).st_mode & 0o077 == 0
+        for name in ("demo-up.log", "demo.pid"):
+            assert os.stat(data / name).st_mode & 0o077 == 0, name
+        log = (data / "demo-up.log").read_text()
+        assert "open to other local users" not in log, log
+    finally:
+        demo(data, "stop")
