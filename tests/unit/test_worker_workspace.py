@@ -16,7 +16,8 @@ from titan.redaction import scrub_titan_tokens
 from titan.worker.assignment import Assignment, inherited_env, job_env, master_host_port
 from titan.worker.connection import MasterConnection
 from titan.worker.output import MAX_LINE, LineSplitter
-from titan.worker.workspace import UnsafePath, Workspace, extract_zip, safe_relative
+from titan.worker.safe_paths import UnsafePath, extract_zip, safe_relative
+from titan.worker.workspace import Workspace
 
 # ---------------------------------------------------------------------------- paths
 
