@@ -225,7 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "print the dashboard's sign-in link (it carries your token)")
     p.add_argument("page", nargs="?", default="/",
                    help="the page to land on, e.g. /agents or /dags (default: /)")
-    p.add_argument("--open", action="store_true", help="also open it in a web browser")
+    p.add_argument("--open", action="store_true",
+                   help="also open it in a web browser (the link, token included, is then on "
+                        "the browser's command line, which other local users can read: on a "
+                        "shared machine, paste the printed link instead)")
     command("workers", cmd_workers, "list workers and queues")
     command("mcp", cmd_mcp, "serve Titan's MCP tools on stdin/stdout, for an MCP client that "
             "starts it (docs/mcp.md)")
