@@ -1122,6 +1122,9 @@ def test_a_csv_export_writes_inputs_and_outputs_as_json(cl: Cluster) -> None:
     assert [json.loads(r["inputs"]) for r in rows] == ["123", "null", "-5"]
     (run,) = csv.DictReader(io.StringIO(export(cl, "csv", {"q": "csv-scalars"})))
     assert run["replay_of"] == ""
+    # Every time in ISO 8601, when chaining began too (it was epoch seconds among them).
+    assert run["ledger_since"].endswith("Z") and run["ledger_since"] <= run["started_at"], run
+    assert rows[0]["run_ledger_since"] == run["ledger_since"]
 
 
 @pytest.mark.parametrize("f", FILTERS, ids=[json.dumps(f) for f in FILTERS])

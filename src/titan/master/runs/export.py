@@ -95,8 +95,10 @@ def _full(a: Row, blobs: _Reader | None) -> Row:
 
 
 def _run_cells(run: Row) -> Row:
+    # Every time a CSV cell holds is ISO 8601 (ledger_since was epoch seconds among them);
+    # JSON and JSONL keep the number, which `titan runs verify --export` reads.
     row = dict(run, started_at=iso(run["started_at"]), ended_at=iso(run["ended_at"]),
-               archived_at=iso(run["archived_at"]))
+               archived_at=iso(run["archived_at"]), ledger_since=iso(run.get("ledger_since")))
     return {k: _cell(row.get(k)) for k in RUN_COLUMNS}
 
 
