@@ -122,6 +122,10 @@ def test_a_sub_agents_run_inside_a_run_replays_exactly_either_way(cluster: Clust
         assert report["recorded"] == calls
         assert {a[0] for a in actions(cluster, report["run_id"])} == {agent}
         assert report["replay"]["cost_usd"] == 0
+        # Its cost per stage names the stage that ran them, as its strip does.
+        view = cluster.api("GET", f"/runs/{report['run_id']}")
+        assert [s["label"] for s in view["stages"]] == ["DRIVER"], view["stages"]
+        assert [(s["stage"], s["actions"]) for s in view["by_stage"]] == [("DRIVER", calls)]
     # Every call answered from a recording: no tool called, no model asked.
     assert log.read_text().count("lookup") == 4 and log.read_text().count("llm") == 1
 

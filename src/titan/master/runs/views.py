@@ -19,6 +19,7 @@ from titan.retention import DEFAULT_CLASS
 from titan.status import RUN_STATUSES
 from titan.storage.base import Row, RunQuery, Transaction
 from titan.storage.base_runs import RUN_SORTS
+from titan.trace.naming import DRIVER_STAGE
 from titan.windows import check_window, deletion_cutoff
 
 LIST_PREVIEW = 400  # characters of inputs/outputs a page of actions carries
@@ -138,11 +139,15 @@ def run_detail(tx: Transaction, run: Row) -> Row:
     by_channel: dict[str, Row] = {}
     by_stage: dict[str, Row] = {}
     labels = [s["label"] for s in stages]
+    # A replay runs its original's driver (the orchestrator) as its DRIVER stage's job: what
+    # no other stage's job recorded, that job did (it showed as "(no stage)" beside a strip
+    # that said DRIVER).
+    rest = DRIVER_STAGE if run.get("replay_of") and DRIVER_STAGE in labels else None
     for r in rows:
         # Only a stage the run has: a sub-agent's actor (support-bot/refunds, an OTLP span
         # tree's) is no stage, and showed as one.
         stage = stage_of(r["actor"])
-        stage = stage if stage in labels else None
+        stage = stage if stage in labels else rest
         for table, key in ((by_actor, r["actor"]), (by_channel, r["channel"]),
                            (by_stage, stage or "")):
             acc = table.setdefault(key, {"actions": 0, "cost_usd": 0.0, "duration_ns": 0,
