@@ -191,6 +191,26 @@ def test_a_server_that_wants_a_key_says_which_variable_to_set(
     assert len(api.received) == 1
 
 
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_keyless_server_that_fails_for_a_moment_is_retried_not_said_to_want_a_key(
+        api: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        status: int) -> None:
+    # An OpenAI-compatible server of your own that is overloaded for a moment: the key it
+    # never needed is not what is wrong, and the call is retried as any transient failure.
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TITAN_LLM_API_BASE", api.url)
+    monkeypatch.setenv("TITAN_LLM_RETRIES", "1")
+    api.queue(Reply(status=status, error="overloaded"), "served after a retry")
+    assert llm.complete("hi", model="openai/llama3").text == "served after a retry"
+    assert len(api.received) == 2
+    api.queue(Reply(status=status, error="overloaded"), Reply(status=status, error="overloaded"))
+    with pytest.raises(LLMError) as failed:
+        llm.complete("hi", model="openai/llama3")
+    assert "API key" not in str(failed.value) and "overloaded" in str(failed.value)
+    assert failed.value.status == status and failed.value.retryable
+
+
 @pytest.mark.usefixtures("prices")
 def test_model_is_the_name_asked_and_provider_model_what_the_provider_says(
         api: FakeLLMServer, calls: list[llm.LLMCall]) -> None:

@@ -147,8 +147,10 @@ class HostedProvider:
                 resp = litellm.completion(**kwargs)
                 break
             except Exception as exc:
-                error = _error(litellm, exc, request.model,
-                               key_given="api_key" in kwargs and kwargs["api_key"] != NO_KEY)
+                # The placeholder counts as a key: a server of your own needs none, so its
+                # 5xx or 429 is its own failure (retried), never "no API key: set ..."
+                # (only a 401 says it wanted one).
+                error = _error(litellm, exc, request.model, key_given=bool(kwargs.get("api_key")))
                 if not error.retryable or attempt == retries:
                     raise error from exc
             time.sleep(retry.pause(attempt, start=0.5, cap=8.0))  # jittered: no lockstep
