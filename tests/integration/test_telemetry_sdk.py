@@ -319,6 +319,23 @@ with titan.trace.run("budgeted", budget_usd=0.003) as run:
     assert not cluster.api("GET", f"/runs/{run_id}")["blocked"]
 
 
+def test_a_cheap_run_over_budget_says_what_it_spent_against_what_it_may(
+        cluster: Cluster) -> None:
+    # Three gpt-4o-mini-sized calls against a budget of a few thousandths of a cent: with four
+    # decimals the error said "$0.0001 spent of $0.0001", as if the run were within it.
+    done = run_script(cluster, PRICED_PROVIDER.replace("0.002", "0.00002") + '''
+import titan
+from titan.errors import BudgetExceeded
+with titan.trace.run("cheap", budget_usd=0.00003) as run:
+    for i in range(3):
+        try:
+            titan.llm.complete(f"q{i}", model="priced/m")
+        except BudgetExceeded as exc:
+            print(exc)
+''')
+    assert "($0.000040 spent of $0.000030)" in done.stdout, done.stdout
+
+
 def test_jobs_record_into_their_agent_run_and_the_driver_ends_it(cluster: Cluster) -> None:
     worker = cluster.script("traced_job.py", '''
 import titan

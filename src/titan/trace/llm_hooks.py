@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from titan.errors import BudgetExceeded
+from titan.formats import dollars
 from titan.llm import recording
 from titan.llm.types import Completion, Usage
 from titan.trace import context, forks, netguard, replay
@@ -58,9 +59,11 @@ def guard(model: str, messages: Any, params: dict[str, Any]) -> None:
     if run.over_budget:
         spent = run.cost_usd + run.unsent_cost
         budget = run.budget_usd
+        # Written as every cost is (formats.dollars): with four places a run of cheap calls
+        # read "$0.0000 spent of $0.0000", as if within its budget.
         raise BudgetExceeded(
-            f"agent run {run.id} is over its budget (${spent:.4f} spent of "
-            f"${budget if budget is not None else 0:.4f}); LLM calls are blocked until an "
+            f"agent run {run.id} is over its budget ({dollars(spent)} spent of "
+            f"{dollars(budget if budget is not None else 0.0)}); LLM calls are blocked until an "
             f"operator raises it (titan runs budget {run.id} USD)",
             run_id=run.id, budget_usd=budget, cost_usd=spent)
 
