@@ -126,6 +126,8 @@ def test_a_sub_agents_run_inside_a_run_replays_exactly_either_way(cluster: Clust
         view = cluster.api("GET", f"/runs/{report['run_id']}")
         assert [s["label"] for s in view["stages"]] == ["DRIVER"], view["stages"]
         assert [(s["stage"], s["actions"]) for s in view["by_stage"]] == [("DRIVER", calls)]
+        listed = cluster.api("GET", f"/runs/{report['run_id']}/actions")["actions"]
+        assert {a["stage"] for a in listed} == {"DRIVER"}  # each action says the same
     # Every call answered from a recording: no tool called, no model asked.
     assert log.read_text().count("lookup") == 4 and log.read_text().count("llm") == 1
 

@@ -368,6 +368,30 @@ print(run_id)
     assert [a["name"] for a in acts] == ["fetch", "summarise"]
     assert run["stages"][0]["label"] == "ITER1" and run["stages"][0]["actions"] == 2
     assert run["by_stage"][0]["stage"] == "ITER1"
+    assert {a["stage"] for a in acts} == {"ITER1"}
+
+
+def test_a_sub_agent_of_a_run_is_no_stage_in_its_actions_or_export(cluster: Cluster) -> None:
+    # A trace.run block has no stages: its sub-agent "ops/critic" is an actor, not a stage
+    # "ops" (the run's by_stage said so; each action and the exports said stage "ops").
+    done = run_script(cluster, '''
+import titan
+with titan.trace.run("ops") as run:
+    with titan.trace.action("plan"):
+        pass
+    with titan.trace.actor("critic"):
+        with titan.trace.action("critique"):
+            pass
+print(run.id)
+''')
+    run_id = done.stdout.strip()
+    wait_for(lambda: cluster.api("GET", f"/runs/{run_id}")["status"] == "completed")
+    assert [(a["actor"], a["stage"]) for a in actions_of(cluster, run_id)] == [
+        ("ops", None), ("ops/critic", None)]
+    assert cluster.api("GET", f"/runs/{run_id}/actions/2")["stage"] is None
+    assert [r["stage"] for r in cluster.api("GET", f"/runs/{run_id}")["by_stage"]] == [None]
+    exported = cluster.api("GET", f"/runs/export?format=json&actions=true&run={run_id}")
+    assert [a["stage"] for r in exported["runs"] for a in r["actions"]] == [None, None]
 
 
 @pytest.mark.parametrize(("ending", "code", "status", "error"), [

@@ -32,7 +32,7 @@ def write_export(path: Path, runs: int, actions: int, size: int) -> None:
                                  "chain_head": head, "chain_start": 1, "ledger_since": 1.6e9,
                                  "created_at": 1.7e9}) + "\n")
             for x in rows:
-                fh.write(json.dumps({"type": "action", "run_id": run_id, **action_view(x)})
+                fh.write(json.dumps({"type": "action", "run_id": run_id, **action_view(x, ())})
                          + "\n")
 
 

@@ -331,7 +331,7 @@ def test_an_exported_action_verifies_offline(outcome: str) -> None:
                     error_type="Boom", error_message="it broke", pii={"error": {"email": 1}})
                 for i in range(1, 4)]
         head, _ = ledger.extend(RUN, None, None, rows)
-    exported = [_row(copy.deepcopy(action_view(r)), {}) for r in rows]
+    exported = [_row(copy.deepcopy(action_view(r, ())), {}) for r in rows]
     assert check(exported, 3, head)["status"] == "verified"
     exported[1]["outputs"] = exported[1]["outputs"] and '{"a":"9"}'
     exported[1]["error_message"] = "edited"

@@ -38,6 +38,7 @@ from titan.master.runs.views import (
     run_detail,
     run_query,
     runs_view,
+    stage_labels,
 )
 from titan.master.scheduling.refs import ROW_MAX
 from titan.storage.base import ActionQuery, Row, Transaction
@@ -240,9 +241,9 @@ async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: Choices = Non
                         actor=actor or None, channel=channel or None, after=after)
 
     def read(tx: Transaction) -> Row:
-        run_or_404(tx, run_id)
+        stages = stage_labels(tx, run_or_404(tx, run_id))
         rows, matched = tx.list_actions(run_id, query, limit, offset, preview)
-        return {"actions": [action_view(a) for a in rows], "matched": matched,
+        return {"actions": [action_view(a, stages) for a in rows], "matched": matched,
                 "limit": limit, "offset": offset}
 
     return await c.engine.read(read)
@@ -250,7 +251,11 @@ async def list_actions(c: CtxDep, p: Reader, run_id: str, outcome: Choices = Non
 
 @router.get("/runs/{run_id}/actions/{seq}", summary="One action, inputs and outputs in full")
 async def get_action(c: CtxDep, p: Reader, run_id: str, seq: Seq) -> Row:
-    a = None if seq > ROW_MAX else await c.engine.read(lambda tx: tx.get_action(run_id, seq))
+    def read(tx: Transaction) -> tuple[Row | None, frozenset[str]]:
+        run = tx.get_run(run_id)
+        return tx.get_action(run_id, seq), stage_labels(tx, run) if run else frozenset()
+
+    a, stages = (None, frozenset()) if seq > ROW_MAX else await c.engine.read(read)
     if a is None:
         raise NotFound(f"agent run {run_id!r} has no action {seq}")
     for side in ("inputs", "outputs"):
@@ -259,7 +264,7 @@ async def get_action(c: CtxDep, p: Reader, run_id: str, seq: Seq) -> Row:
             if text is not None:
                 a[side] = text
                 a[f"{side}_blob"] = False
-    return action_view(a)
+    return action_view(a, stages)
 
 
 @router.get("/runs/{run_id}/verify", summary="Check a run's ledger: the first action edited, "

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from titan.errors import ValidationFailed
 from titan.formats import iso
-from titan.master.runs.views import action_view, runs_view
+from titan.master.runs.views import action_view, runs_view, stage_labels
 from titan.storage.base import Row, RunQuery, Transaction
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json",
@@ -83,7 +83,7 @@ class _Reader(Protocol):
     def read_text(self, sha: str) -> str | None: ...
 
 
-def _full(a: Row, blobs: _Reader | None) -> Row:
+def _full(a: Row, blobs: _Reader | None, stages: frozenset[str]) -> Row:
     """The action as its view shows it, with the payloads kept in the blob store read back."""
     if blobs is not None:
         for side in ("inputs", "outputs"):
@@ -91,7 +91,7 @@ def _full(a: Row, blobs: _Reader | None) -> Row:
                 text = blobs.read_text(a[f"{side}_hash"])
                 if text is not None:
                     a = dict(a, **{side: text, f"{side}_blob": False})
-    return action_view(a)
+    return action_view(a, stages)
 
 
 def _run_cells(run: Row) -> Row:
@@ -155,8 +155,9 @@ def _csv(tx: Transaction, q: RunQuery, with_actions: bool,
         else:
             of_run = {RUN_KEYS[k]: v for k, v in cells.items()}
             wrote = False
+            stages = stage_labels(tx, run)
             for a in tx.iter_actions(run["id"]):
-                row = _action_row(_full(a, blobs))
+                row = _action_row(_full(a, blobs, stages))
                 writer.writerow({**of_run, **{k: _cell(row.get(k)) for k in own},
                                  "inputs": _json_cell(row["inputs"]),
                                  "outputs": _json_cell(row["outputs"])})
@@ -181,8 +182,10 @@ def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool,
             yield (dumps({"type": "run", **run}) + "\n").encode()
             if with_actions:
                 chunk = []
+                stages = stage_labels(tx, run)
                 for a in tx.iter_actions(run["id"]):
-                    chunk.append(dumps({"type": "action", "run_id": run["id"], **_full(a, blobs)}))
+                    full = _full(a, blobs, stages)
+                    chunk.append(dumps({"type": "action", "run_id": run["id"], **full}))
                     if len(chunk) == 500:
                         yield ("\n".join(chunk) + "\n").encode()
                         chunk = []
@@ -197,8 +200,9 @@ def _write(tx: Transaction, q: RunQuery, fmt: str, with_actions: bool,
             yield ((b"" if first else b",") + body[:-1].encode() + b',"actions":[')
             page: list[str] = []
             sep = ""
+            stages = stage_labels(tx, run)
             for a in tx.iter_actions(run["id"]):
-                page.append(dumps(_full(a, blobs)))
+                page.append(dumps(_full(a, blobs, stages)))
                 if len(page) == 500:
                     yield (sep + ",".join(page)).encode()
                     page, sep = [], ","

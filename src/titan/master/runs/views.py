@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from titan.errors import ValidationFailed
@@ -19,7 +19,7 @@ from titan.retention import DEFAULT_CLASS
 from titan.status import RUN_STATUSES
 from titan.storage.base import Row, RunQuery, Transaction
 from titan.storage.base_runs import RUN_SORTS
-from titan.trace.naming import DRIVER_STAGE
+from titan.trace.naming import DRIVER_STAGE, run_aliases, stage_label
 from titan.windows import check_window, deletion_cutoff
 
 LIST_PREVIEW = 400  # characters of inputs/outputs a page of actions carries
@@ -142,12 +142,11 @@ def run_detail(tx: Transaction, run: Row) -> Row:
     # A replay runs its original's driver (the orchestrator) as its DRIVER stage's job: what
     # no other stage's job recorded, that job did (it showed as "(no stage)" beside a strip
     # that said DRIVER).
-    rest = DRIVER_STAGE if run.get("replay_of") and DRIVER_STAGE in labels else None
+    stage_rule = run_stages(labels, bool(run.get("replay_of")))
     for r in rows:
         # Only a stage the run has: a sub-agent's actor (support-bot/refunds, an OTLP span
         # tree's) is no stage, and showed as one.
-        stage = stage_of(r["actor"])
-        stage = stage if stage in labels else rest
+        stage = stage_rule.of(r["actor"])
         for table, key in ((by_actor, r["actor"]), (by_channel, r["channel"]),
                            (by_stage, stage or "")):
             acc = table.setdefault(key, {"actions": 0, "cost_usd": 0.0, "duration_ns": 0,
@@ -179,6 +178,32 @@ def stage_of(actor: str) -> str | None:
     return actor.split("/", 1)[0] if "/" in actor else None
 
 
+class Stages(frozenset[str]):
+    """A run's stage labels (ITER1), and ``rest``: the stage of an action no stage's job
+    recorded — a replay's DRIVER (it runs the original's orchestrator), else none."""
+
+    rest: str | None = None
+
+    def of(self, actor: str) -> str | None:
+        """The stage an action of ``actor`` belongs to (``by_stage`` and each action agree)."""
+        stage = stage_of(actor)
+        return stage if stage in self else self.rest
+
+
+def run_stages(labels: Collection[str], replay: bool) -> Stages:
+    stages = Stages(labels)
+    stages.rest = DRIVER_STAGE if replay and DRIVER_STAGE in stages else None
+    return stages
+
+
+def stage_labels(tx: Transaction, run: Row) -> Stages:
+    """The labels of the run's stages, as its actions' actors begin with them (ITER1)."""
+    dags, _ = tx.list_dags(agent_run_id=run["id"], limit=10_000, newest_first=False)
+    aliases = run_aliases(run)
+    return run_stages([stage_label(d["name"], run["id"], aliases) for d in dags],
+                      bool(run.get("replay_of")))
+
+
 def _payload(text: str | None, size: int, blob: bool) -> tuple[Any, bool]:
     """(value, complete): the parsed JSON when the text read is all of it (not a blob's
     preview, not cut short by a page's preview length), else the text as a preview."""
@@ -192,7 +217,11 @@ def _payload(text: str | None, size: int, blob: bool) -> tuple[Any, bool]:
     return text, False
 
 
-def action_view(a: Row) -> Row:
+def action_view(a: Row, stages: Collection[str]) -> Row:
+    """``stages``: the run's stage labels (:func:`stage_labels`). Only one of them is an
+    action's stage: a sub-agent's actor (support-bot/critic) is none, as in ``by_stage``."""
+    stage = stages.of(a["actor"]) if isinstance(stages, Stages) else stage_of(a["actor"])
+    stage = stage if stage in stages else None
     inputs, inputs_complete = _payload(a["inputs"], a["inputs_size"], a["inputs_blob"])
     outputs, outputs_complete = _payload(a["outputs"], a["outputs_size"], a["outputs_blob"])
     error = ({"type": a["error_type"], "message": a["error_message"]}
@@ -204,7 +233,7 @@ def action_view(a: Row) -> Row:
                                "reasoning_tokens") if a.get(k) is not None}
     return {
         "seq": a["seq"], "id": a["id"], "parent_id": a["parent_id"], "actor": a["actor"],
-        "stage": stage_of(a["actor"]), "channel": a["channel"], "name": a["name"],
+        "stage": stage, "channel": a["channel"], "name": a["name"],
         "ordinal": a["ordinal"], "outcome": a["outcome"], "model": a["model"], "usage": usage,
         "cost_usd": a["cost_usd"], "cost_source": a["cost_source"],
         "started_at": a["started_at"], "duration_ns": a["duration_ns"],
