@@ -155,7 +155,7 @@ def test_files_and_artifacts_deleted_by_hand(gc_off: Cluster, tmp_path: Path) ->
     assert "deleted 1 version(s) of data.csv (2 B); 0 kept" in out.stdout, out.stdout
     out = titan(c, "files", "rm", "data.csv", check=False)
     assert out.returncode == 1 and "no file named 'data.csv'" in out.stderr, out.stderr
-    assert "rm            delete every version" in titan(c, "files", "--help").stdout
+    assert "rm (delete)   delete every version" in titan(c, "files", "--help").stdout
 
     # Artifacts by key: the key's value (publish set it to the name) goes with the last.
     for body in (b"model v1", b"model v2"):
