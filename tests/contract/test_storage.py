@@ -213,6 +213,30 @@ def test_attempts_and_logs(storage: Storage) -> None:
             ("piece", True), ("end", None)]
 
 
+def test_log_lines_stop_at_max_bytes(storage: Storage) -> None:
+    """A read of log lines bounded in bytes as well as in lines (a line is up to 64 KiB, so
+    10,000 of them were 640 MB): the first (or, with ``tail``, the last) lines that fit, and
+    always one, however long."""
+    with storage.transaction() as tx:
+        d = tx.insert_dag(dag_row("d", 1))
+        (j,) = tx.insert_jobs([job_row(d, "a")])
+        tx.add_log_lines([{"job": j, "attempt": 1, "seq": i, "stream": "stdout", "ts": 1.0,
+                           "line": str(i % 10) * (100 if i != 4 else 1000)}
+                          for i in range(1, 9)])
+    with storage.transaction() as tx:
+        def seqs(**kw: object) -> list[int]:
+            return [r["seq"] for r in tx.log_lines(j, 1, **kw)]  # type: ignore[arg-type]
+        assert seqs(max_bytes=250) == [1, 2]
+        assert seqs(max_bytes=300) == [1, 2, 3]
+        assert seqs(after=3, max_bytes=10) == [4]  # one line, however long
+        assert seqs(after=4, max_bytes=10_000) == [5, 6, 7, 8]
+        assert seqs(after=4, limit=2, max_bytes=10_000) == [5, 6]
+        assert seqs(tail=True, max_bytes=250) == [7, 8]
+        assert seqs(tail=True, max_bytes=1100, after=2) == [5, 6, 7, 8]  # not 4 (1000) too
+        assert seqs(tail=True, limit=3, max_bytes=10_000) == [6, 7, 8]
+        assert [r["line"] for r in tx.log_lines(j, 1, after=1, max_bytes=100)] == ["2" * 100]
+
+
 def test_a_job_or_dag_read_at_once_equals_its_rows_read_one_by_one(storage: Storage) -> None:
     """The joined reads behind a waiter's answer (a job with its DAG and attempts, a DAG with
     its jobs) give exactly the rows the single-table reads give, column for column."""

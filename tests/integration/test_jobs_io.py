@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.harness import Cluster, shared_cluster
 from tests.integration.processes import BLOCKER
+from titan import log_lines
 from titan.errors import InvalidDAG, PipelineError
 from titan_sdk import TitanJob
 
@@ -112,6 +113,53 @@ def test_a_line_past_64_kib_comes_back_whole_from_every_reader(cluster: Cluster,
                                  headers={"Authorization": f"Bearer {cluster.admin_token}"})
     with urllib.request.urlopen(req, timeout=30) as r:
         assert record_text in r.read().decode().split("\n")
+
+
+def get_json(cluster: Cluster, path: str) -> tuple[int, dict]:
+    req = urllib.request.Request(f"{cluster.url}/api/v1{path}",
+                                 headers={"Authorization": f"Bearer {cluster.admin_token}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        body = r.read()
+        return len(body), json.loads(body)
+
+
+def test_a_page_of_log_lines_is_bounded_in_bytes_not_only_in_lines(cluster: Cluster) -> None:
+    """A page of ``/logs`` was bounded in lines alone, and a stored line is up to 64 KiB: the
+    job page's first load (20,000 lines, from the end) of a job that printed 3,000 lines of
+    100 KB sent the browser 268 MB of JSON and took the master from 0.3 to 1.1 GB; one line of
+    50 MB came whole. A page now stops at LOG_PAGE_BYTES; the pages after it, the SDK and the
+    plain text still give every line."""
+    from titan.master.api.jobs import LOG_PAGE_BYTES
+
+    wide = cluster.script("wide_lines.py", """
+        for i in range(60):
+            print(f"{i:03d}" + "w" * 100_000)
+    """)
+    client = cluster.client()
+    client.submit_job(TitanJob(job_id="wide-lines", filename=wide))
+    assert client.wait("wide-lines", timeout=120)["state"] == "COMPLETED"
+    assert 1.2 * LOG_PAGE_BYTES < 60 * 100_000  # the log is larger than a page
+    size, tail = get_json(cluster, "/jobs/wide-lines/logs?after=0&limit=20000&tail=true")
+    assert size <= LOG_PAGE_BYTES + 64 * 1024
+    assert tail["done"] and tail["lines"] and tail["lines"][0]["seq"] > 1
+    assert tail["lines"][-1]["line"].endswith("w" * 1000)
+    pieces, after, pages = [], 0, 0
+    while True:
+        size, page = get_json(cluster, f"/jobs/wide-lines/logs?after={after}&limit=10000")
+        assert size <= LOG_PAGE_BYTES + 64 * 1024 and page["lines"]
+        pieces += page["lines"]
+        after, pages = page["next"], pages + 1
+        assert page["more"] != page["done"]
+        if page["done"]:
+            break
+    assert pages > 1 and [p["seq"] for p in pieces] == list(range(1, len(pieces) + 1))
+    expected = [f"{i:03d}" + "w" * 100_000 for i in range(60)]
+    assert log_lines.text(pieces).split("\n") == expected
+    assert client.fetch_logs("wide-lines").split("\n") == expected
+    req = urllib.request.Request(f"{cluster.url}/api/v1/jobs/wide-lines/logs.txt",
+                                 headers={"Authorization": f"Bearer {cluster.admin_token}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.read().decode().split("\n")[:-1] == expected
 
 
 def test_logs_follow_through_the_cli_while_the_job_runs(cluster: Cluster, tmp_path: Path) -> None:

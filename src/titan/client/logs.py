@@ -75,7 +75,9 @@ class LogOps:
                                    f"{self._how_attempt_ended(ref, attempt)}; the job runs "
                                    f"again as attempt {attempt + 1}"}
                     attempt, after = attempt + 1, 0
-            elif len(lines) < limit:
+            elif not reply.get("more", len(lines) == limit):
+                # A page ends short of `limit` at the master's byte cap too: `more` says
+                # whether lines follow (a master without it: a full page).
                 return
 
     def _how_attempt_ended(self, ref: Ref, attempt: int) -> str:

@@ -293,7 +293,7 @@ def _logs(client: TitanClient, ref: str, attempt: int | None, after: int | None,
         start = page["next"]
         # Stay on the attempt the first page read, should a retry start meanwhile.
         attempt = attempt or page["attempt"] or None
-        if len(page["lines"]) < _LOG_PAGE:
+        if not page.get("more", len(page["lines"]) == _LOG_PAGE):  # short at the byte cap too
             break
     lines = replies.fit_lines(list(tail), keep_end=True)
     return {**replies.log_head(page), "text": log_lines.text(lines), "next": start,

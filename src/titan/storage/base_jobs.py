@@ -165,10 +165,11 @@ class JobsTransaction(abc.ABC):
 
     @abc.abstractmethod
     def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000,
-                  *, tail: bool = False) -> list[Row]:
+                  *, tail: bool = False, max_bytes: int | None = None) -> list[Row]:
         """Lines of one attempt with seq > after, in order, at most ``limit``: the first of
         them, or with ``tail`` the last. Each is seq, stream, ts, line, and ``continues: True``
-        on a piece the next line goes on from (absent on the others)."""
+        on a piece the next line goes on from (absent on the others). With ``max_bytes``,
+        only as many as fit in it (their lines' lengths summed), and always one."""
 
     # -- workers ------------------------------------------------------------------------------
     @abc.abstractmethod

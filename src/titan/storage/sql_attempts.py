@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from titan.storage import compiled
 from titan.storage import schema as t
@@ -73,12 +73,29 @@ class AttemptsSQL:
             )
 
     def log_lines(self, job: int, attempt: int, after: int = 0, limit: int = 10_000,
-                  *, tail: bool = False) -> list[Row]:
+                  *, tail: bool = False, max_bytes: int | None = None) -> list[Row]:
         seq = t.log_lines.c.seq
+        where = [t.log_lines.c.job == job, t.log_lines.c.attempt == attempt, seq > after]
+        if max_bytes is not None:
+            # The lines' sizes first, then only the lines that fit: a line is up to 64 KiB,
+            # and reading `limit` of them whole to cut them after (or PostgreSQL's driver
+            # holding the whole result) is the memory the cap is there to bound.
+            sizes = self.conn.execute(
+                select(seq, func.length(t.log_lines.c.line)).where(*where)
+                .order_by(seq.desc() if tail else seq).limit(limit)).all()
+            total, last = 0, None
+            for n, size in sizes:
+                total += size or 0
+                if last is not None and total > max_bytes:
+                    break
+                last = n
+            if last is None:
+                return []
+            where.append(seq >= last if tail else seq <= last)
         rows = self.conn.execute(
             select(seq, t.log_lines.c.stream, t.log_lines.c.ts, t.log_lines.c.line,
                    t.log_lines.c.continues)
-            .where(t.log_lines.c.job == job, t.log_lines.c.attempt == attempt, seq > after)
+            .where(*where)
             .order_by(seq.desc() if tail else seq)
             .limit(limit)
         )

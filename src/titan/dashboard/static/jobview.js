@@ -69,7 +69,8 @@
           if (job !== this.job || attempt !== this.attempt) return;
           if (first && page.lines.length && page.lines[0].seq > 1) this.earlier(page.lines[0].seq - 1);
           this.append(page.lines);
-          if (first || page.lines.length < PAGE) break;
+          // `more`: a page ends short of PAGE lines at the master's byte cap too.
+          if (first || !page.more) break;
         }
       } catch (err) {
         T.toast("Could not load logs: " + err.message, "error");

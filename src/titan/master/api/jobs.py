@@ -160,6 +160,16 @@ def _attempt_of(job: Row, ref: str, attempt: int | None) -> int:
     return attempt if attempt is not None else int(job["attempt"])
 
 
+def _page(tx: Transaction, job: int, attempt: int, after: int, limit: int,
+          tail: bool) -> tuple[list[Row], bool]:
+    """A page of log lines, at most LOG_PAGE_BYTES of them, and whether lines follow it (a
+    page the byte cap cut holds fewer than ``limit`` lines and is not the end)."""
+    lines = tx.log_lines(job, attempt, after, limit, tail=tail, max_bytes=LOG_PAGE_BYTES)
+    if tail or len(lines) == limit:
+        return lines, not tail
+    return lines, bool(lines) and bool(tx.log_lines(job, attempt, lines[-1]["seq"], 1))
+
+
 async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int, wait: float,
                 guard: Guard, tail: bool = False) -> Row:
     job = await c.engine.read(lambda tx: find_job(tx, ref))
@@ -167,7 +177,7 @@ async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int
     topic = ("log", job["id"])
     waiter = c.hub.waiter(topic) if wait > 0 else None
     try:
-        lines = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, limit, tail=tail))
+        lines, more = await c.engine.read(lambda tx: _page(tx, job["id"], n, after, limit, tail))
         current = await c.engine.read(lambda tx: tx.get_job(job["id"]))
         assert current is not None
         done = current["state"] in TERMINAL or current["attempt"] != n
@@ -179,13 +189,14 @@ async def _logs(c: CtxDep, ref: str, attempt: int | None, after: int, limit: int
                     await c.hub.until(waiter, fin, timeout=wait, guard=guard)
             finally:
                 c.hub.discard(("job", job["id"]), fin)
-            lines = await c.engine.read(lambda tx: tx.log_lines(job["id"], n, after, limit))
+            lines, more = await c.engine.read(
+                lambda tx: _page(tx, job["id"], n, after, limit, False))
             current = await c.engine.read(lambda tx: tx.get_job(job["id"]))
             assert current is not None
             done = current["state"] in TERMINAL or current["attempt"] != n
         return {"job": job["id"], "attempt": n, "lines": lines,
                 "next": lines[-1]["seq"] if lines else after,
-                "done": done and (tail or len(lines) < limit), "state": current["state"],
+                "more": more, "done": done and not more, "state": current["state"],
                 "latest": int(current["attempt"])}
     finally:
         if waiter is not None:
@@ -201,6 +212,11 @@ async def job_logs(c: CtxDep, p: Reader, request: Request, ref: str, attempt: At
                        "showing a long log starts at its end"))) -> Row:
     return await _logs(c, ref, attempt, after, limit, wait, still_valid(request), tail)
 
+
+#: The most bytes of log lines one page of ``/logs`` (and one read behind ``logs.txt``)
+#: carries, whatever its ``limit``: a stored line is up to 64 KiB, and a page bounded in
+#: lines alone sent the job page 268 MB of JSON (20,000 lines from the end, each 100 KB).
+LOG_PAGE_BYTES = 4 * 1024 * 1024
 
 #: Log lines read per database read while a plain-text log streams out.
 TEXT_PAGE = 5_000
@@ -219,17 +235,19 @@ async def job_logs_text(c: CtxDep, p: Reader, ref: str,
         after = 0
 
         def page(tx: Transaction, start: int) -> list[Row]:
-            return tx.log_lines(job["id"], n, start, TEXT_PAGE)
+            return tx.log_lines(job["id"], n, start, TEXT_PAGE, max_bytes=LOG_PAGE_BYTES)
 
         rejoin = log_lines.Rejoin()  # a line stored in pieces, whole again
         while True:
+            # Read until a read comes back empty: a page the byte cap cut is short of
+            # TEXT_PAGE lines without being the end.
             batch = await c.engine.read(functools.partial(page, start=after))
             lines = [line for r in batch if (line := rejoin.feed(r)) is not None]
-            if len(batch) < TEXT_PAGE:
+            if not batch:
                 lines += rejoin.rest()
             if lines:
                 yield "".join(line["line"] + "\n" for line in lines).encode()
-            if len(batch) < TEXT_PAGE:
+            if not batch:
                 return
             after = batch[-1]["seq"]
 

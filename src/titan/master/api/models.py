@@ -202,6 +202,8 @@ class LogPage(Open):
     attempt: int
     lines: list[LogLine]
     next: int
+    more: bool = Field(description="Lines follow this page (its lines or bytes ran out): "
+                                   "ask again after `next`")
     done: bool
     state: str
     latest: int
