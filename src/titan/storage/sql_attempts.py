@@ -80,15 +80,18 @@ class AttemptsSQL:
             # The lines' sizes first, then only the lines that fit: a line is up to 64 KiB,
             # and reading `limit` of them whole to cut them after (or PostgreSQL's driver
             # holding the whole result) is the memory the cap is there to bound.
+            # Stepped row by row and left at the first that does not fit: SQLite then reads
+            # no further (a length() reads the whole line), so a page costs its own lines.
             sizes = self.conn.execute(
                 select(seq, func.length(t.log_lines.c.line)).where(*where)
-                .order_by(seq.desc() if tail else seq).limit(limit)).all()
+                .order_by(seq.desc() if tail else seq).limit(limit))
             total, last = 0, None
-            for n, size in sizes:
-                total += size or 0
-                if last is not None and total > max_bytes:
-                    break
-                last = n
+            with sizes:
+                for n, size in sizes:
+                    total += size or 0
+                    if last is not None and total > max_bytes:
+                        break
+                    last = n
             if last is None:
                 return []
             where.append(seq >= last if tail else seq <= last)
