@@ -865,9 +865,13 @@ def test_a_job_reaching_an_idle_zygote_runs_in_a_spare_forked_ahead(
         zygote = own.lean_zygote_pid
         assert zygote is not None
         (spare,) = _until(lambda: _zygote_children(zygote))
+        # It waits as a batch task (a burst's hand-off is not preempted by the spares it
+        # wakes), and runs its job as any process runs.
+        assert _until(lambda: os.sched_getscheduler(spare) == os.SCHED_BATCH)
         job = Job(loop, own, tmp_path)
-        sink = job.run("import os, sys; print(os.getpid(), sys.argv[1:])", args=("x",))
-        assert sink.stream("stdout") == [f"{spare} ['x']"]
+        sink = job.run("import os, sys; print(os.getpid(), sys.argv[1:], "
+                       "os.sched_getscheduler(0) == os.SCHED_OTHER)", args=("x",))
+        assert sink.stream("stdout") == [f"{spare} ['x'] True"]
         # Once the job is done and the zygote idle, a new spare waits in its place.
         (again,) = _until(lambda: _zygote_children(zygote) - {spare})
         # A spare that dies waiting is replaced, and the worker never hears of it.

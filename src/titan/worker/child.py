@@ -240,6 +240,16 @@ def premake() -> None:
     _premade = (stdin, out, err)  # type: ignore[assignment]
 
 
+def waiting(on: bool) -> None:
+    """A spare waits as SCHED_BATCH and runs its job as SCHED_OTHER. The zygote hands a burst
+    of jobs to spares one by one; a spare it wakes that may preempt it (the kernel favours a
+    task just woken) held up the hand-off of the next job while it started its own, on a
+    machine with no core to spare. A batch task is not favoured so on waking. Same nice, same
+    share of the CPU; only the wake-up differs."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: nothing to change
+        os.sched_setscheduler(0, os.SCHED_BATCH if on else os.SCHED_OTHER, os.sched_param(0))
+
+
 def prepare(out_fd: int | None = None, err_fd: int | None = None) -> None:
     """What a job's process does before it knows its job (a spare does it while it waits):
     with ``out_fd``/``err_fd``, the job's pipes go on descriptors 1 and 2 first; without

@@ -214,7 +214,9 @@ class Zygote:
             try:
                 child.leave_zygote([*self._zygote_fds(), ours.fileno()])
                 child.prepare()
+                child.waiting(True)
                 got = read_request(theirs)
+                child.waiting(False)
             except BaseException:  # noqa: BLE001 - a spare that cannot wait just goes
                 os._exit(1)
             if got is None or len(got[2]) != 2:
