@@ -25,6 +25,7 @@ from titan.master.app import create_app, open_secured_storage
 from titan.master.config import MasterConfig
 from titan.master.standby import EXIT_REPLACED, LeaderGate
 from titan.permissions import use_private_umask
+from titan.storage import cancelled_at_start
 
 log = logging.getLogger("titan.master")
 
@@ -222,10 +223,15 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
         sockets.append(bind(config.host, config.port))
         if config.dashboard_port and config.dashboard_port != config.port:
             sockets.append(bind(config.host, config.dashboard_port, "--dashboard-port"))
-    except BaseException:
+    except BaseException as exc:
         for sock in sockets:
             sock.close()
         storage.close()
+        # A statement cancelled past opening (the leader's claim, the blob store's mark): as
+        # open_storage says it, not SQLAlchemy's traceback.
+        said = cancelled_at_start(exc)
+        if said is not None:
+            raise ConfigError(f"the master cannot start on its database: {said}") from None
         raise
     app: Any = create_app(config, storage)
     api = app

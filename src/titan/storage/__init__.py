@@ -35,15 +35,23 @@ def open_storage(url: str) -> Storage:
             shown = make_url(url).render_as_string(hide_password=True)
         except ArgumentError:
             shown = "the database URL"
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        if getattr(getattr(exc, "orig", None), "sqlstate", None) in ("57014", "55P03"):
-            # statement_timeout or lock_timeout on Titan's role or database: the database's
-            # words alone named neither the setting nor what to do about it.
-            reason = statement_cancelled(reason).message.replace(
-                "this request's statement", "a statement at start", 1).replace(
-                "; nothing was applied.", ";", 1)
+        reason = cancelled_at_start(exc) or \
+            str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ConfigError(f"cannot open the database at {shown}: {reason}") from None
     return storage
 
 
-__all__ = ["Row", "Storage", "Transaction", "open_storage"]
+def cancelled_at_start(exc: BaseException) -> str | None:
+    """What to say of a statement the database cancelled while the master starts (a
+    ``statement_timeout`` or ``lock_timeout`` on Titan's role or database): the database's
+    words alone named neither the setting nor what to do. None for any other error."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) not in ("57014", "55P03"):
+        return None
+    said = str(orig).strip().splitlines()[0]
+    return statement_cancelled(said).message.replace(
+        "this request's statement", "a statement at start", 1).replace(
+        "; nothing was applied.", ";", 1)
+
+
+__all__ = ["Row", "Storage", "Transaction", "cancelled_at_start", "open_storage"]
