@@ -304,7 +304,11 @@ def test_a_node_that_dies_under_a_job_loses_its_attempt_and_spends_no_retry(
         try:
             first = job["attempts"][0]
             assert first["state"] == "LOST", first
-            assert "lost on Ray: the node running it" in first["error"], first
+            # Which the worker hears first is a race: the node's death (its task raises), or
+            # the job's process, killed with it, exiting on SIGKILL a moment before. Lost
+            # either way; only the words differ.
+            assert "lost on Ray: the node running it" in first["error"] \
+                or "lost on worker" in first["error"] and "SIGKILL" in first["error"], first
             assert job["max_attempts"] == 2, "no retry spent: it may go one attempt further"
             assert job["state"] in ("READY", "RUNNING"), job  # waits for a DOOMED node
             assert "spending no retry" in client.fetch_logs("doomed/d", attempt=1)
