@@ -326,6 +326,47 @@ def test_publish_and_get_artifact_as_functions(cluster: Cluster, tmp_path: Path)
     assert out.splitlines() == ["# report", "mine"]
 
 
+def test_the_artifact_functions_take_their_arguments_by_name(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    # Seed 001 names them publish_artifact(key, filename) and get_artifact(key, save_path=...);
+    # written with those names as keywords, the functions raised TypeError ("unexpected
+    # keyword argument 'key'") where the client's methods of the same names took them.
+    (tmp_path / "worker.py").write_text(textwrap.dedent("""
+        from titan_sdk import publish_artifact
+        open("report.md", "w").write("# by name\\n")
+        publish_artifact(key="research:KWART:report", filename="report.md")
+    """))
+    out = run_snippet(cluster, """
+        from titan_sdk import TitanClient, TitanJob, get_artifact, publish_artifact
+
+        client = TitanClient()
+        client.submit_dag("KWART_SYNTH", [TitanJob("synth", "worker.py")],
+                          agent_run_id="KWART", wait=True, timeout=60)
+        print(open(get_artifact(key="research:KWART:report", save_path="a.md")).read().strip())
+        print(open(get_artifact("research:KWART:report", save_path="b.md")).read().strip())
+        open("mine.txt", "w").write("mine")
+        publish_artifact(client, key="research:KWART:mine", filename="mine.txt")
+        publish_artifact(client=client, key="research:KWART:mine2", filename="mine.txt")
+        print(open(get_artifact(client, key="research:KWART:mine", save_path="c.txt")).read())
+        print(open(get_artifact(client=client, key="research:KWART:mine2")).read())
+    """, tmp_path)
+    assert out.splitlines() == ["# by name", "# by name", "mine", "mine"]
+    from titan.errors import ValidationFailed
+    from titan_sdk import get_artifact, publish_artifact
+
+    client = cluster.client()
+    # Given twice, or not at all: said as a usage error, nothing published.
+    with pytest.raises(ValidationFailed, match="got key twice"):
+        publish_artifact(client, "research:KWART:x", key="research:KWART:y",
+                         filename=str(tmp_path / "mine.txt"))
+    with pytest.raises(ValidationFailed, match=r"publish_artifact\(key, filename\).*filename"):
+        publish_artifact(client, key="research:KWART:x")
+    with pytest.raises(ValidationFailed, match="got save_path twice"):
+        get_artifact(client, "research:KWART:mine", "x.txt", save_path="y.txt")
+    assert client.store_get("research:KWART:x") is None and \
+        client.store_get("research:KWART:y") is None
+
+
 def test_an_orchestrator_stopped_with_ctrl_c_ends_its_run_cancelled(
         cluster: Cluster, tmp_path: Path) -> None:
     # It ended "completed": the driver's exit hook let a KeyboardInterrupt pass as success.
