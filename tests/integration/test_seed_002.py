@@ -146,6 +146,35 @@ def test_self_healing_loop_reads_fetch_logs(cluster: Cluster, tmp_path: Path, cr
     assert "patched in safe mode" in client.fetch_logs("flaky_training_run_fix")
 
 
+def test_a_job_is_read_by_job_id_as_a_keyword_too(cluster: Cluster, tmp_path: Path) -> None:
+    # Seed 002's agent calls client.fetch_logs(job_id), and the SDK's contract names it
+    # fetch_logs(job_id) and get_job_status(job_id); the parameter was `ref`, so the same call
+    # written fetch_logs(job_id=job_id) raised TypeError.
+    (tmp_path / "train.py").write_text("print('epoch 1 of 1')\n")
+    client = cluster.client()
+    from titan_sdk import TitanJob
+
+    client.submit_job(TitanJob(job_id="kw_training_run", filename=str(tmp_path / "train.py")))
+    out = run_snippet(cluster, '''
+        from titan_sdk import TitanClient
+
+        client = TitanClient()
+        job_id = "kw_training_run"
+        print(client.wait_job(job_id=job_id, timeout=30)["state"])
+        print(client.get_job_status(job_id=job_id), client.get_job(job_id=job_id)["job_id"])
+        print(client.fetch_logs(job_id=job_id, attempt=1))
+        print([e["line"] for e in client.iter_logs(job_id=job_id)])
+    ''', tmp_path)
+    assert out.splitlines() == ["COMPLETED", "COMPLETED kw_training_run", "epoch 1 of 1",
+                                "['epoch 1 of 1']"]
+    from titan.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed, match="fetch_logs.*both"):
+        client.fetch_logs("kw_training_run", job_id="kw_training_run")
+    with pytest.raises(ValidationFailed, match=r"get_job_status\(\) needs the job"):
+        client.get_job_status()
+
+
 #: Seed 002's recursive agent, shipped as written (with a docstring and the one command that
 #: submits it) in examples/.
 STATEFUL_AGENT = Path(__file__).resolve().parents[2] / "examples/stateful_agent"

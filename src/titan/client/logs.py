@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from titan import log_lines
+from titan.client.reading import job_ref
 from titan.client.transport import Transport
 from titan.errors import TitanError
 from titan.url_paths import quote_row_ref
@@ -27,13 +28,19 @@ class LogOps:
     get_job: Callable[[Ref], dict[str, Any]]  # TitanClient's own reader
 
     def iter_logs(
-        self, ref: Ref, attempt: int | None = None, *, follow: bool = False
+        self, ref: Ref | None = None, attempt: int | None = None, *, follow: bool = False,
+        job_id: Ref | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The job's log lines as ``{"seq", "stream", "ts", "line", "attempt"}``; with
         ``follow``, new lines as they come until the job is finished (one long poll at a
         time). Following without an ``attempt``, a retry's log follows its predecessor's,
         after a line of stream ``"titan"`` that says so (the follow used to end with the
-        failed attempt while the job ran on); ``seq`` starts again with each attempt."""
+        failed attempt while the job ran on); ``seq`` starts again with each attempt.
+        ``job_id=``: the job by name, as for every job reader."""
+        return self._log_lines(job_ref(ref, job_id, "iter_logs"), attempt, follow)
+
+    def _log_lines(self, ref: Ref, attempt: int | None,
+                   follow: bool) -> Iterator[dict[str, Any]]:
         pinned = attempt is not None
         after = 0
         path = f"/jobs/{quote_row_ref(ref)}/logs"
@@ -93,8 +100,10 @@ class LogOps:
         error = found[0].get("error")
         return f" {found[0].get('state')}" + (f": {error}" if error else "")
 
-    def fetch_logs(self, ref: Ref, attempt: int | None = None) -> str:
+    def fetch_logs(self, ref: Ref | None = None, attempt: int | None = None, *,
+                   job_id: Ref | None = None) -> str:
         """The job's output so far (stdout and stderr interleaved), lines joined by newlines
         (a line past 64 KiB, stored in pieces, whole again). ``attempt``: which run of the job
-        (default the latest)."""
-        return log_lines.text(self.iter_logs(ref, attempt))
+        (default the latest). ``job_id=``: the job by name (seed 002's ``fetch_logs(job_id)``)."""
+        return log_lines.text(self._log_lines(job_ref(ref, job_id, "fetch_logs"), attempt,
+                                              False))

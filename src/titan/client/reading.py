@@ -10,10 +10,23 @@ from typing import Any, Literal
 
 from titan.client.long_poll import long_poll, wait_deadline
 from titan.client.transport import Transport
-from titan.errors import NotFound
+from titan.errors import NotFound, ValidationFailed
 from titan.url_paths import quote_row_ref
 
 Ref = str | int
+
+
+def job_ref(ref: Ref | None, job_id: Ref | None, call: str) -> Ref:
+    """The job a reader was given, by position (``ref``) or as ``job_id=``: seed 002 calls
+    ``client.fetch_logs(job_id)``, and the SDK's contract names the parameter so, which a
+    caller writes as a keyword too. Both, or neither, is a usage error naming the call."""
+    if ref is not None and job_id is not None:
+        raise ValidationFailed(f"{call}() got the job both by position and as job_id=: "
+                               "give it once", details={"field": "job_id"})
+    if ref is None and job_id is None:
+        raise ValidationFailed(f"{call}() needs the job: its reference or job_id= (e.g. "
+                               f"{call}(\"train\"))", details={"field": "job_id"})
+    return ref if ref is not None else job_id  # type: ignore[return-value]
 
 
 class ReadOps:
@@ -25,14 +38,15 @@ class ReadOps:
 
     # ------------------------------------------------------------------ reading state
 
-    def get_job(self, ref: Ref) -> dict[str, Any]:
-        """The job object."""
+    def get_job(self, ref: Ref | None = None, *, job_id: Ref | None = None) -> dict[str, Any]:
+        """The job object (``job_id=``: the reference by name, as for every job reader)."""
+        ref = job_ref(ref, job_id, "get_job")
         reply: dict[str, Any] = self._transport.call("GET", f"/jobs/{quote_row_ref(ref)}")
         return reply
 
-    def get_job_status(self, ref: Ref) -> str:
+    def get_job_status(self, ref: Ref | None = None, *, job_id: Ref | None = None) -> str:
         """The job's state: ``PENDING``, ``READY``, ``RUNNING``, ``COMPLETED``, ``FAILED``..."""
-        return str(self.get_job(ref)["state"])
+        return str(self.get_job(job_ref(ref, job_id, "get_job_status"))["state"])
 
     def get_dag(self, ref: Ref, *, jobs: bool = True) -> dict[str, Any]:
         """The DAG object, with its jobs (``jobs=False``: its ``counts`` only, which a DAG of
@@ -70,9 +84,11 @@ class ReadOps:
 
     # ------------------------------------------------------------------ waiting
 
-    def wait_job(self, ref: Ref, timeout: float | None = None) -> dict[str, Any]:
+    def wait_job(self, ref: Ref | None = None, timeout: float | None = None, *,
+                 job_id: Ref | None = None) -> dict[str, Any]:
         """Block until the job is terminal; the job object. :class:`WaitTimeout` after
         ``timeout`` seconds (``None``: no limit)."""
+        ref = job_ref(ref, job_id, "wait_job")
         reply: dict[str, Any] = long_poll(
             self._transport, f"/jobs/{quote_row_ref(ref)}/wait", timeout, what=f"job {ref!r}"
         )
