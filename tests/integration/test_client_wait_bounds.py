@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.integration.harness import Cluster
-from titan.client.store import wait_for_signal
+from titan.client.signals import wait_for_signal
 from titan.errors import ConnectionFailed, WaitTimeout
 from titan_sdk import TitanJob
 

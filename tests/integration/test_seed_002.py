@@ -273,6 +273,52 @@ def test_seed_001s_orchestrator_loop_waits_on_stage_signals(cluster: Cluster,
     assert time.monotonic() - started < 10
 
 
+def test_a_signal_is_waited_for_without_a_client_as_an_artifact_is_published(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # A worker's script publishes with publish_artifact(key, filename), no client; the same
+    # script's wait_for_signal(key) raised "missing 1 required positional argument: 'key'"
+    # (the key it was given taken for the client), and wait_for_signal(key, 30) an
+    # AttributeError on the string.
+    (tmp_path / "waiter.py").write_text(textwrap.dedent("""
+        from titan_sdk import publish_artifact, wait_for_signal, wait_for_signals
+        plan = wait_for_signal("research:NOCLIENT:plan")
+        more = wait_for_signal("research:NOCLIENT:plan", 30)
+        both = wait_for_signals(["research:NOCLIENT:plan", "research:NOCLIENT:go"],
+                                timeout=30)
+        open("seen.txt", "w").write(f"{plan} {more} {sorted(both.values())}")
+        publish_artifact("research:NOCLIENT:seen", "seen.txt")
+    """))
+    client = cluster.client()
+    from titan_sdk import TitanJob, wait_for_signal, wait_for_signals
+
+    dag = client.submit_dag("NOCLIENT", [TitanJob("waiter", str(tmp_path / "waiter.py"))])
+    client.store_put("research:NOCLIENT:plan", "planned")
+    client.store_put("research:NOCLIENT:go", "go")
+    assert client.wait(dag, timeout=60)["status"] == "COMPLETED", \
+        client.fetch_logs("NOCLIENT/waiter")
+    assert client.read_artifact("research:NOCLIENT:seen")[1] == \
+        b"planned planned ['go', 'planned']"
+    # By name, a client or not; the key given twice is a usage error, as is none at all.
+    assert wait_for_signal(key="research:NOCLIENT:go", timeout=5) == "go"
+    assert wait_for_signal(client, key="research:NOCLIENT:go") == "go"
+    assert wait_for_signals(keys=["research:NOCLIENT:go"], timeout=5) == \
+        {"research:NOCLIENT:go": "go"}
+    from titan.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed, match="got key twice"):
+        wait_for_signal(client, "research:NOCLIENT:go", key="research:NOCLIENT:go")
+    with pytest.raises(ValidationFailed, match=r"wait_for_signal\(key"):
+        wait_for_signal(client)
+    # Left out, the client is the one this thread submitted through: a stage of it that
+    # failed before signalling is still noticed, not waited on for ever.
+    from titan.errors import StageFailed
+
+    (tmp_path / "broken.py").write_text("import no_such_module_here\n")
+    client.submit_dag("NOCLIENT_BAD", [TitanJob("bad", str(tmp_path / "broken.py"))])
+    with pytest.raises(StageFailed, match="NOCLIENT_BAD#1 ended FAILED"):
+        wait_for_signal("research:NOCLIENT:never", timeout=30)
+
+
 def test_a_signal_from_a_stage_that_failed_is_not_waited_for_forever(
         cluster: Cluster, tmp_path: Path) -> None:
     # Seed 001's loop waits with no timeout: a stage failing before it signals (a typo, an

@@ -5,7 +5,7 @@ from titan.client.client import TitanClient
 from titan.client.config import Endpoint, resolve
 from titan.client.job import TitanJob
 from titan.client.pipeline import load_pipeline
-from titan.client.store import wait_for_signal, wait_for_signals
+from titan.client.signals import wait_for_signal, wait_for_signals
 
 __all__ = ["Endpoint", "TitanClient", "TitanJob", "get_artifact", "load_pipeline",
            "publish_artifact", "resolve", "wait_for_signal", "wait_for_signals"]

@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -58,6 +59,17 @@ from titan.errors import (
 Ref = str | int
 #: Stages a thread's signal waits watch at most (the latest submitted).
 MAX_WATCHED = 256
+#: The client each thread last submitted a stage through (a weak reference).
+_submitter = threading.local()
+
+
+def last_submitter() -> TitanClient | None:
+    """The open client this thread last submitted a DAG through, if any: the one whose
+    stages a signal wait given no client watches (``wait_for_signal(key)`` in an orchestrator
+    that submitted with ``client``), so a stage that failed before signalling is still seen."""
+    ref = getattr(_submitter, "client", None)
+    client = ref() if ref is not None else None
+    return client if client is not None and not client._transport.closed else None
 
 
 class TitanClient(ReadOps, ControlOps, LogOps, StoreOps, FileOps, EvalOps, ScheduleOps,
@@ -269,6 +281,7 @@ class TitanClient(ReadOps, ControlOps, LogOps, StoreOps, FileOps, EvalOps, Sched
             stages = self.submitted_stages()
             stages.append(reply["id"])
             del stages[:-MAX_WATCHED]  # the oldest go first
+            _submitter.client = weakref.ref(self)
         if wait and reply.get("status") in ("WAITING", "RUNNING"):
             # Still running after the master's hold (or an older master that does not hold).
             rest = None if deadline is None else deadline - time.monotonic()

@@ -101,6 +101,11 @@ class Transport:
         self._http.close()
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (no request can be sent any more)."""
+        return self._http.is_closed
+
+    @property
     def restart_grace(self) -> float:
         """How long an unreachable master is retried (seconds)."""
         return self._tries.restart_grace
