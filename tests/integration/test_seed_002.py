@@ -99,6 +99,25 @@ def test_dynamic_logic_switch(cluster: Cluster, tmp_path: Path) -> None:
     assert dag["status"] == "COMPLETED" and dag["counts"]["COMPLETED"] == 10
 
 
+def test_a_dag_is_submitted_from_a_generator_of_jobs(cluster: Cluster, tmp_path: Path) -> None:
+    # Seed 002 builds its 10 parallel tasks with a list comprehension; the same written as a
+    # generator expression was refused ("submit_dag() takes a list of TitanJob").
+    (tmp_path / "deep_path.py").write_text("print('deep')\n")
+    from titan_sdk import TitanJob
+
+    client = cluster.client()
+    dag = client.submit_dag("GEN_PIPELINE", (TitanJob(job_id=f"deep_{i}",
+                                                      filename=str(tmp_path / "deep_path.py"))
+                                             for i in range(3)), wait=True, timeout=60)
+    assert dag["status"] == "COMPLETED" and dag["counts"]["COMPLETED"] == 3
+    from titan.errors import ValidationFailed
+
+    for wrong in (TitanJob("one", str(tmp_path / "deep_path.py")), "deep_path.py",
+                  {"job_id": "x"}, None):
+        with pytest.raises(ValidationFailed, match="takes a list of TitanJob"):
+            client.submit_dag("GEN_WRONG", wrong)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("crash", [
     # A real crash: the worker's line in the log is what the snippet finds.
     "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n",

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -157,7 +157,7 @@ class TitanClient(ReadOps, ControlOps, LogOps, StoreOps, FileOps, EvalOps, Sched
     # ------------------------------------------------------------------ submitting
 
     def submit_dag(
-        self, name: str, jobs: Sequence[TitanJob], agent_run_id: str | None = None, *,
+        self, name: str, jobs: Iterable[TitanJob], agent_run_id: str | None = None, *,
         wait: bool = False, timeout: float | None = None, agent_id: str | None = None,
     ) -> dict[str, Any]:
         """Submit ``jobs`` atomically as the DAG ``name``; the DAG object from the master.
@@ -187,9 +187,10 @@ class TitanClient(ReadOps, ControlOps, LogOps, StoreOps, FileOps, EvalOps, Sched
                 f"TitanJob(..., timeout={timeout!r})", details={"field": "timeout"})
         deadline = wait_deadline(timeout) if wait else None
         check_name(name, "the DAG name", "name")
-        if isinstance(jobs, TitanJob) or not isinstance(jobs, Sequence):
+        if isinstance(jobs, TitanJob | str | bytes | Mapping) or not isinstance(jobs, Iterable):
             raise ValidationFailed("submit_dag() takes a list of TitanJob",
                                    details={"field": "jobs"})
+        jobs = list(jobs)  # a generator of jobs, as a list comprehension gives a list
         if not jobs:
             raise InvalidDAG(f"DAG {name!r} has no jobs", details={"field": "jobs"})
         seen: set[str] = set()
