@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.integration.harness import Cluster, shared_cluster
+from titan.master.scheduling.views import RUN_LIFECYCLE
 from titan_sdk import TitanJob
 
 # A retry's backoff long enough to look at the stage while it waits.
@@ -190,7 +191,9 @@ def test_an_agent_whose_orchestrator_failed_is_not_shown_completed(cluster: Clus
     client.submit_dag("GAVEUP_PLAN", [TitanJob("plan", step)], agent_run_id="GAVEUP",
                       wait=True, timeout=60)
     d, _ = agents_page(cluster)
-    assert run_of(d, "GAVEUP")["status"] == "COMPLETED"  # what its stages did
+    # Its driver (this process) has not ended it: running, as the Runs page says.
+    assert run_of(d, "GAVEUP")["status"] == "RUNNING"
+    assert cluster.api("GET", "/runs/GAVEUP")["status"] == "running"
     cluster.api("PATCH", "/runs/GAVEUP", {"status": "failed", "error": "gave up"})
     d, html = agents_page(cluster)
     assert run_of(d, "GAVEUP")["status"] == "FAILED"
@@ -268,3 +271,85 @@ def test_submit_dag_names_the_agent_its_run_belongs_to(cluster: Cluster) -> None
         client.submit_dag("bad_agent", [TitanJob("p", ok)], agent_id="RESEARCH")
     assert refused.value.details["field"] == "agent_id"
     assert client.list_dags(name="bad_agent") == []
+
+
+# -- one status per run, whichever page, twin, route or command says it -----------------------
+
+DRIVER = """
+import sys
+from titan_sdk import TitanClient, TitanJob
+
+run_id, step, go = sys.argv[1:4]
+client = TitanClient()
+client.submit_dag(f"{run_id}_PLAN", [TitanJob("plan", step)], agent_run_id=run_id,
+                  wait=True, timeout=60)
+client.store_put(f"{go}:planned", "yes")
+client.store_wait(go, timeout=120)  # alive, between stages, as an orchestrator reasoning
+client.submit_dag(f"{run_id}_SYNTH", [TitanJob("synth", step)], agent_run_id=run_id,
+                  wait=True, timeout=60)
+"""
+
+
+def said_everywhere(c: Cluster, run_id: str) -> dict[str, str]:
+    """The run's status as each place says it: the Agent Runs page and its twin, the Runs
+    page and its twin, the run's page twin, the API's two routes and ``titan runs list``."""
+    import json
+    import subprocess
+    import sys
+
+    with httpx.Client(base_url=c.url, headers={"Authorization": f"Bearer {c.admin_token}"},
+                      timeout=30) as s:
+        agents = s.get("/agents.json", params={"run": run_id}).json()
+        html = s.get("/agents", params={"run": run_id}).text
+        row = html[html.index(f'id="run-{run_id}"'):]
+        runs = s.get("/runs.json", params={"q": run_id}).json()
+        runs_html = s.get("/runs", params={"q": run_id}).text
+        page = s.get(f"/runs/{run_id}.json").json()
+    listed = subprocess.run(
+        [sys.executable, "-m", "titan", "runs", "list", "--q", run_id, "--json", "--host",
+         "127.0.0.1", "--port", str(c.port), "--token", c.admin_token],
+        capture_output=True, text=True, timeout=60, env=c.env)
+    assert listed.returncode == 0, listed.stderr
+    (cli,) = [r for r in json.loads(listed.stdout)["runs"] if r["id"] == run_id]
+    (card,) = [r for r in runs["runs"] if r["id"] == run_id]
+    return {
+        "agents.json": run_of(agents, run_id)["status"],
+        "agents": row[row.index('data-status="') + 13:].split('"', 1)[0],
+        "api agent-runs": c.api("GET", f"/agent-runs/{run_id}")["status"],
+        "runs.json": card["status"],
+        "runs": runs_html[runs_html.index(f'<article class="run-card" data-run-id="{run_id}"'):]
+        .split('data-status="', 1)[1].split('"', 1)[0],
+        "run page": page["run"]["status"],
+        "run page stages": page["run"]["stage_status"],
+        "api runs": c.api("GET", f"/runs/{run_id}")["status"],
+        "cli": cli["status"],
+    }
+
+
+def assert_agree(said: dict[str, str], word: str) -> None:
+    upper = {k: v for k, v in said.items() if k in ("agents.json", "agents", "api agent-runs",
+                                                   "run page stages")}
+    lower = {k: v for k, v in said.items() if k not in upper}
+    assert set(upper.values()) == {word} and set(lower.values()) == {RUN_LIFECYCLE[word]}, said
+
+
+def test_a_run_whose_driver_is_alive_is_running_everywhere(cluster: Cluster) -> None:
+    # Its driver (a job that submits the run's stages) waited between two stages: every
+    # stage submitted so far had finished, so Agent Runs said COMPLETED (green) while the
+    # Runs page said running for the same id, until the next stage made it RUNNING again.
+    client = cluster.client()
+    step = cluster.script("agree_step.py", "print('step')\n")
+    driver = cluster.script("agree_driver.py", DRIVER)
+    run_id, go = "AGREE_5e1f", "agree-go-5e1f"
+    client.submit_dag("AGREE_DRIVER", [TitanJob("drive", driver, args=[run_id, step, go])])
+    assert client.store_wait(f"{go}:planned", timeout=60) == "yes"
+    assert client.get_dag(f"{run_id}_PLAN")["status"] == "COMPLETED"
+    assert_agree(said_everywhere(cluster, run_id), "RUNNING")
+    client.store_put(go, "now")
+    client.wait("AGREE_DRIVER/drive", timeout=60)
+    deadline = time.time() + 30
+    while (said := said_everywhere(cluster, run_id))["api runs"] == "running":
+        assert_agree(said, "RUNNING")  # never one word here and another there meanwhile
+        assert time.time() < deadline, said
+        time.sleep(0.2)
+    assert_agree(said, "COMPLETED")

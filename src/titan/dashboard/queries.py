@@ -197,7 +197,7 @@ def _agent_run(run: Row, dags: list[Row], counts: dict[int, dict[str, int]],
                "jobs": sum(s["counts"].values()), "why": stage_jobs_ended(s["counts"])}
               for s in stages if s["status"] in ("FAILED", "PARTIAL", "CANCELLED")
               and s["dag_id"] in current]  # a stage submitted again since: recovered
-    status = run_status(run, total, bool(dags), stages_started(dags))
+    status = run_status(run, total, stages_started(dags))
     return {"id": run["id"], "created_at": run["created_at"], "status": status,
             "stages": stages, "stages_note": None if dags else (
                 "no stage submitted yet" if status in ("WAITING", "RUNNING")

@@ -115,7 +115,9 @@
       if (ticket === asked) render(d);
     } catch (err) { /* the next event or reconnect tries again */ }
   }, 500);
-  T.live({ types: ["dag_created", "dag_updated", "agent_run_updated"], onEvent: refresh, onResync: refresh });
+  // A run's status is its own (its driver ending ends it, not a DAG event): its events too.
+  T.live({ types: ["dag_created", "dag_updated", "agent_run_updated", "run_updated", "run_completed",
+                   "run_failed"], onEvent: refresh, onResync: refresh });
   const IN_FLIGHT = '.agent-run[data-status="RUNNING"], .agent-run[data-status="WAITING"]';
   setInterval(() => {
     if (document.visibilityState === "visible" && box.querySelector(IN_FLIGHT)) refresh();

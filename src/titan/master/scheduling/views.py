@@ -8,7 +8,7 @@ from typing import Any
 
 from titan.errors import NotFound
 from titan.master.scheduling import services
-from titan.master.scheduling.state import JOB_STATES, NO_WORKER, dag_status
+from titan.master.scheduling.state import JOB_STATES, NO_WORKER, has_started
 from titan.storage.base import Row, Transaction
 from titan.trace.naming import run_aliases, stage_label
 
@@ -172,24 +172,31 @@ def current_counts(dags: list[Row], counts: dict[int, dict[str, int]]) -> Counte
     return total
 
 
-def run_status(run: Row, total: Counter[str], staged: bool, started: bool = False) -> str:
-    """The seed's status word for an agent run: derived from its stages' jobs (as seed 000
-    words a stage's), but a run that itself ended failed or cancelled (its orchestrator
-    crashed, gave up or was cancelled) says so whatever its stages did. A run that
-    submitted no stage (recorded with ``titan.trace.run``) shows its own state."""
+#: What each word :func:`run_status` says means as the run's own status, the Runs page's (seed
+#: 004): the Agent Runs row refines a running run into WAITING or RUNNING, and says the others
+#: as they are. Two pages that disagreed (COMPLETED here, running there) are what it rules out.
+RUN_LIFECYCLE = {"WAITING": "running", "RUNNING": "running", "COMPLETED": "completed",
+                 "FAILED": "failed", "CANCELLED": "cancelled"}
+
+
+def run_status(run: Row, total: Counter[str], started: bool = False) -> str:
+    """An agent run's status in seed 000's words: the one every page, JSON twin, API route and
+    command says (docs/dashboard.md, *Agent Runs*).
+
+    It is the run's own status (``master/runs/``: running until its driver, the script or job
+    submitting its stages, has ended and, once it has, its last stage), upper-cased: a run
+    whose stages submitted so far have all finished is RUNNING while its driver lives, since
+    the driver may submit another (it read COMPLETED here while the Runs page said running),
+    and a run that ended says how it ended whatever its stages did (a failed stage the
+    orchestrator went on past is in its box and in the row's failures, not its status). A
+    running run is WAITING while nothing of it has started: no job of its stages (``total``
+    and ``started``, :func:`stages_started`) and no action recorded.
+    """
     own = str(run.get("status") or "running").upper()
-    if not staged:
-        return "WAITING" if own == "RUNNING" and not run.get("action_count") else own
-    # Its stages together, none cancelled whole as one DAG: completed ones beside cancelled
-    # ones are a mixed result (an agent that went on without a cancelled stage).
-    derived = dag_status(total, cancelled=False, started=started)
-    if derived in ("RUNNING", "WAITING"):
-        return derived
-    if own in ("FAILED", "CANCELLED"):
-        # Its orchestrator failed, crashed or was cancelled: green stages do not make the
-        # agent a success (the Runs page said failed for the same id).
+    if own != "RUNNING":
         return own
-    return derived
+    begun = started or has_started(total) or bool(run.get("action_count"))
+    return "RUNNING" if begun else "WAITING"
 
 
 def agent_run_view(tx: Transaction, run: Row) -> Row:
@@ -199,4 +206,4 @@ def agent_run_view(tx: Transaction, run: Row) -> Row:
     stages = [stage_view(d, run, counts.get(d["id"], {}), waiting.get(d["id"])) for d in dags]
     total = current_counts(dags, counts)
     return {"id": run["id"], "created_at": run["created_at"],
-            "status": run_status(run, total, bool(dags), stages_started(dags)), "stages": stages}
+            "status": run_status(run, total, stages_started(dags)), "stages": stages}
