@@ -491,3 +491,32 @@ def test_an_evaluation_is_deleted_with_its_tasks_and_runs_but_not_while_they_run
             in said.stdout, said
     finally:
         endpoint.close()
+
+
+LONG_LOG_THEN_CRASH = '''
+import sys
+from titan import evals
+
+evals.task()
+for i in range(15_000):
+    print(f"step {i}: still working through the order history")
+print("FATAL: the order service refused our token (401)", flush=True)
+sys.exit(4)
+'''
+
+
+def test_a_crash_is_explained_by_the_end_of_a_long_log(evals_cluster: Cluster) -> None:  # noqa: F811
+    # An agent that said nothing on stderr and exited 4 after 15,000 lines: its run read "the
+    # agent crashed (exit code 4): exit code 4", and the log was read from its start (its
+    # first 10,000 lines), never reaching the last one, which says why.
+    c = evals_cluster
+    c.client().create_evaluation("long-log", agent(c, "long_log", LONG_LOG_THEN_CRASH), [
+        {"id": "crash", "user_instruction": "What is the status of order A-1001?",
+         "initial_state": {"order": {"A-1001": {"status": "processing"}}}}],
+        base=c.scripts)
+    done = cli(c, "eval", "run", "long-log", "--task", "crash", "--wait")
+    assert done.returncode == 1, done.stdout + done.stderr
+    row = c.client().evaluation("long-log")["tasks"][0]["run"]
+    assert (row["status"], row["error_class"]) == ("failed", "agent_5xx"), row
+    assert row["error_detail"] == ("the agent crashed (exit code 4): FATAL: the order service "
+                            "refused our token (401)"), row

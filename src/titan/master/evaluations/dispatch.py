@@ -105,6 +105,26 @@ def agent_task(seed: Row, agent: Row) -> Row:
     return task
 
 
+#: How much of the end of a crashed agent's log is read for the line that says why.
+TAIL_LINES = 200
+TAIL_BYTES = 64 * 1024
+#: A job error that says only its exit code (the agent wrote nothing on stderr).
+_BARE_EXIT = re.compile(r"exit code -?\d+")
+
+
+def _whole_lines(rows: list[Row]) -> list[tuple[str, str]]:
+    """Log rows as (stream, line): a line sent in pieces (``continues``) joined again."""
+    out: list[tuple[str, str]] = []
+    piece = ""
+    for row in rows:
+        piece += row["line"]
+        if not row.get("continues"):
+            out.append((row["stream"], piece))
+            piece = ""
+    if piece:
+        out.append((rows[-1]["stream"], piece))
+    return out
+
 class Dispatcher:
     def __init__(self, engine: Engine, blobs: BlobStore, egress: EgressPolicy,
                  proxy: ToolProxy, *, lifecycle: RunLifecycle, spawn: Spawn) -> None:
@@ -273,14 +293,21 @@ class Dispatcher:
             await self.lifecycle.settle(run_id, "completed", extra=extra)
 
     async def _log_tail(self, job: Row) -> str:
-        if job.get("error"):
-            return str(job["error"])[-500:]
-        lines = await self.engine.read(lambda tx: tx.log_lines(job["id"], job["attempt"] or 1))
-        # The last line the agent wrote to stderr is usually the exception that ended it.
-        text = [ln for ln in lines[-200:] if ln["line"].strip()]
-        errors = [ln["line"] for ln in text if ln["stream"] == "stderr"] or [
-            ln["line"] for ln in text]
-        return errors[-1][-500:] if errors else ""
+        """Why the agent's job failed: its error, unless that says no more than its exit
+        code (an agent that wrote nothing on stderr), then its log's last line with text
+        (stderr's first). Read from the end of the log, at most :data:`TAIL_LINES` lines and
+        :data:`TAIL_BYTES`: the error is at the end of a long log, which its first 10,000
+        lines (read whole) missed."""
+        error = str(job.get("error") or "")
+        if error and not _BARE_EXIT.fullmatch(error):
+            return error[-500:]
+        attempt = job["attempt"] or 1
+        rows = await self.engine.read(lambda tx: tx.log_lines(
+            job["id"], attempt, limit=TAIL_LINES, tail=True, max_bytes=TAIL_BYTES))
+        text = [(stream, line) for stream, line in _whole_lines(rows) if line.strip()]
+        errors = [line for stream, line in text if stream == "stderr"] or [
+            line for _, line in text]
+        return errors[-1][-500:] if errors else error
 
     # -- http agents --------------------------------------------------------------------------
     async def _call_http(self, active: ActiveRun, token: str) -> None:
