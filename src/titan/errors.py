@@ -30,6 +30,7 @@ the network::
         ├── NotFound             404: no such job, DAG, file, worker ...
         ├── Conflict             409: the state changed under you
         │   ├── StaleAttempt     a result or write from an attempt that no longer owns the job
+        │   ├── WorkerNameTaken  a worker's --name is a live worker's: the second is refused
         │   └── WrongKind        a store key holds a set where a value was meant, or the reverse
         ├── PayloadTooLarge      413: a value or upload over the documented limit
         ├── WaitTimeout          408: wait()/store_wait() gave up before the thing happened
@@ -285,6 +286,12 @@ class StaleAttempt(Conflict):
     code = "stale_attempt"
 
 
+class WorkerNameTaken(Conflict):
+    """A live worker already goes by this name: stop it, or pick another --name."""
+
+    code = "worker_name_taken"
+
+
 class WrongKind(Conflict):
     """A store key holds the other kind of thing: a set where a value (a string, a counter,
     an artifact's file name) was read or written, or a value where a set was. Nothing was
@@ -420,6 +427,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         NotFound,
         Conflict,
         StaleAttempt,
+        WorkerNameTaken,
         WrongKind,
         PayloadTooLarge,
         WaitTimeout,

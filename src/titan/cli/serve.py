@@ -59,7 +59,10 @@ def add_arguments(up: argparse.ArgumentParser, master: argparse.ArgumentParser,
     p.add_argument("--run-as", metavar="USER", default=None,
                    help="run jobs as this OS user (the worker must run as root; "
                         "env TITAN_RUN_AS)")
-    p.add_argument("--name", default=None, help="a name shown in `titan workers`")
+    p.add_argument("--name", default=None,
+                   help="a name shown in `titan workers`, unique among live workers: refused "
+                        "while a live one has it (default: the host's name, made free with "
+                        "-2, -3... when taken)")
     # No default here: TITAN_WORKER_TRANSPORT is read when the command runs, after ./.env is
     # loaded (read as the parser was built, a .env's value never reached `titan worker`).
     p.add_argument("--transport", choices=("channel", "http"), default=None,

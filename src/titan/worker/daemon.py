@@ -84,6 +84,9 @@ class Worker(LeaseThread):
         self.transport = settings.transport(transport)
         self.burst = burst
         self.name = name or socket.gethostname()
+        # A name given is this worker's identity: refused while a live worker holds it. The
+        # host's name is a default the master may make free (master/scheduling/worker_names.py).
+        self.name_given = name is not None
         why = label_problem(self.name, "the worker's name")
         if why is not None:  # the master refuses it: say so before connecting
             raise errors.ConfigError(why)

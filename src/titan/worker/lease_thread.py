@@ -111,6 +111,7 @@ class LeaseThread:
     burst: bool
     announce: bool
     name: str
+    name_given: bool
     worker_id: str | None
     heartbeat_seconds: float
     lease_seconds: float
@@ -137,7 +138,8 @@ class LeaseThread:
 
     def _register(self, *, reattach: bool) -> None:
         body: dict[str, Any] = {
-            "worker_id": self.worker_id, "name": self.name, "hostname": socket.gethostname(),
+            "worker_id": self.worker_id, "name": self.name, "name_given": self.name_given,
+            "hostname": socket.gethostname(),
             "pid": os.getpid(), "capabilities": self.capabilities, "slots": self.slots,
             "lend": self._runner.lends_waiting_slots,
             "version": __version__,  # the master tells a fleet of mixed versions
@@ -147,6 +149,12 @@ class LeaseThread:
         reply = self.conn.call("POST", "/workers/register", lambda: stamped(body))
         self._following.answered(self.conn.master_url)
         self.worker_id = str(reply["worker_id"])
+        if isinstance(reply.get("name"), str) and reply["name"] != self.name:
+            # Its default name was a live worker's: the free one the master chose, kept for
+            # this worker's life (asked for again when it re-registers).
+            log.warning("worker name %r is taken by a live worker: registered as %r",
+                        self.name, reply["name"])
+            self.name = reply["name"]
         if reply.get("credential"):
             self.conn.set_credential(str(reply["credential"]))
         self.lease_seconds = seconds_from_master(

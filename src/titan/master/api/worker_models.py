@@ -31,6 +31,9 @@ class WorkerRegister(Closed):
     running: list[AttemptRef] | None = None
     # It may run more jobs than its slots while some wait on the master (their slots lent).
     lend: bool = False
+    # Its name was given (--name): refused while a live worker holds it, not made free
+    # (master/scheduling/worker_names.py).
+    name_given: bool = False
 
 
 class WorkerPoll(Closed):

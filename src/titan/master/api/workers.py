@@ -76,6 +76,7 @@ async def register(request: Request, c: CtxDep, p: WorkerAuth,
     if body.get("pid") is not None:
         proto.int_field(body["pid"], "pid", lo=0, hi=2**31 - 1)
     _flag(body, "lend")
+    _flag(body, "name_given")
     _clock(body)
     return await proto.register(c.engine, body, p, request.headers.get("user-agent"))
 

@@ -15,6 +15,7 @@
 * :mod:`.validation` — a submitted DAG, whole; :mod:`.refs` — job and DAG references;
   :mod:`.views` — jobs and DAGs as the API shows them
 * :mod:`.worker_protocol` — register, poll, heartbeat, report; :mod:`.worker_clock` how far
-  each worker's clock is from the master's; :mod:`.worker_views` the workers as the API and
-  the Cluster page show them
+  each worker's clock is from the master's; :mod:`.worker_names` a worker's name, unique
+  among live workers; :mod:`.worker_views` the workers as the API and the Cluster page show
+  them
 """

@@ -18,7 +18,7 @@ from typing import Any
 from titan.errors import ValidationFailed
 from titan.formats import cut_text, label_problem
 from titan.master.auth.tokens import Principal, check_worker
-from titan.master.scheduling import kills, log_cap, services, worker_clock
+from titan.master.scheduling import kills, log_cap, services, worker_clock, worker_names
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.state import (
     RUNNING,
@@ -130,6 +130,8 @@ async def register(engine: Engine, body: Row, who: Principal,
     if old is not None and old.poll is not None and not old.poll.done():
         old.poll.set_result(None)
     name, hostname = label(body, "name", worker_id), label(body, "hostname", "")
+    # Checked and taken with no await between: two registering at once cannot both get it.
+    name = worker_names.choose(engine, worker_id, name[:200], body.get("name_given") is True)
     worker = WorkerRec(
         id=worker_id, name=name[:200], hostname=hostname[:255], capabilities=capabilities,
         slots=slots, last_seen=now, lends=body.get("lend") is True,
@@ -156,7 +158,8 @@ async def register(engine: Engine, body: Row, who: Principal,
            "registered_at": now, "last_seen_at": now, "version": worker.version}
     await engine.submit(ch, extra=lambda tx: tx.upsert_worker(row))
     lease = engine.config.lease_seconds
-    reply: Row = {"worker_id": worker_id, "lease_seconds": lease, "heartbeat_seconds": lease / 3}
+    reply: Row = {"worker_id": worker_id, "name": worker.name, "lease_seconds": lease,
+                  "heartbeat_seconds": lease / 3}
     if who.token_id is not None and engine.worker_credentials is not None:
         reply["credential"] = engine.worker_credentials.issue(who.token_id, worker_id)
     return reply

@@ -1,0 +1,70 @@
+"""Worker names: unique among the workers that answer, so a name says which process it is.
+
+A worker's id is what leases, results and credentials go by, so two workers of one name never
+mixed up their jobs; but the dashboard, ``titan workers`` and a job's page showed two "gpu-1"
+side by side and nothing said which ran what, or which to stop. The rule
+(docs/deployment.md, *Worker names*), as a supervisor-run fleet (Celery's node names,
+Kubernetes' pods) expects:
+
+* a name given (``titan worker --name X``) is an identity: while a worker of that name
+  answers (its channel open, or, over HTTP, a poll parked or a call within a heartbeat
+  period), another is refused with :class:`~titan.errors.WorkerNameTaken`, naming the live
+  one; a worker of that name that no longer answers (killed, its connection gone) is lost at
+  once and the newcomer takes the name over, so a supervisor restarting a crashed worker is
+  not refused for the rest of its lease;
+* a name left to its default (the host's) is the master's to choose: the host name, else
+  ``<host>-2``, ``-3``... the first no live worker holds, told to the worker in the reply and
+  kept by it for its life.
+"""
+
+from __future__ import annotations
+
+import time
+
+from titan.errors import WorkerNameTaken
+from titan.master.scheduling.engine import Engine
+from titan.master.scheduling.state import WorkerRec
+
+ALIVE = ("live", "draining")
+
+
+def answering(engine: Engine, worker: WorkerRec, now: float) -> bool:
+    """Whether ``worker``'s process is there to hear the master now: its channel is open, or
+    it talks HTTP and has a poll parked or was heard within a heartbeat period. A killed
+    worker's channel closes with its socket; its lease lasts longer."""
+    if worker.channel is not None:
+        return True
+    if worker.poll is not None and not worker.poll.done():
+        return True
+    return worker.transport != "channel" and \
+        now - worker.last_seen < engine.config.lease_seconds / 3
+
+
+def choose(engine: Engine, worker_id: str, name: str, given: bool) -> str:
+    """The name ``worker_id`` registers under (see the module's rule); raises
+    :class:`WorkerNameTaken` for a given name a live, answering worker holds."""
+    now = time.time()
+    others = [w for w in engine.sched.workers.values()
+              if w.id != worker_id and w.state in ALIVE]
+    holders = [w for w in others if w.name == name]
+    if not holders:
+        return name
+    if given:
+        live = [w for w in holders if answering(engine, w, now)]
+        if live:
+            w = live[0]
+            where = f" on {w.hostname}" if w.hostname else ""
+            raise WorkerNameTaken(
+                f"a live worker is already named {name!r}: {w.id}{where}, last heard "
+                f"{max(0.0, now - w.last_seen):.0f} s ago; stop it, or pick another --name",
+                details={"field": "name", "name": name, "worker_id": w.id,
+                         "hostname": w.hostname})
+        for w in holders:  # gone without a word: the newcomer is its successor
+            engine.lose_worker_now(w.id, f"a new worker registered under its name {name!r} "
+                                         f"while it no longer answered")
+        return name
+    taken = {w.name for w in others}
+    n = 2
+    while f"{name}-{n}" in taken:
+        n += 1
+    return f"{name}-{n}"

@@ -1,0 +1,87 @@
+"""Worker names are unique among live workers (docs/deployment.md, *Worker names*): a second
+`titan worker --name X` while X answers is refused, naming the live one; a worker left to its
+default name (the host's) gets a free one; a worker killed and started again under its name
+takes it over. Real worker processes on one `titan up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from typing import Any
+
+from tests.integration.harness import Cluster, shared_cluster
+from titan_sdk import TitanJob
+
+cluster = shared_cluster()
+
+
+def named(c: Cluster, name: str) -> list[dict[str, Any]]:
+    return [w for w in c.api("GET", "/workers")["workers"]
+            if w["name"] == name and w["state"] in ("live", "draining")]
+
+
+def exits(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the second worker kept running under a name already live") from None
+
+
+def test_a_second_worker_under_a_live_workers_name_is_refused(cluster: Cluster) -> None:
+    # Both registered, both shown as "twin", each leasing jobs: which one ran a job, whose
+    # logs to read, which to stop, nothing said.
+    for transport, name in (("channel", "twin-ch"), ("http", "twin-http")):
+        cluster.add_worker(capabilities=f"TWIN_{transport.upper()}", slots=1, name=name,
+                           extra=["--transport", transport])
+        (live,) = named(cluster, name)
+        n = len(cluster.workers)
+        second = cluster.add_worker(capabilities="GENERAL", slots=1, name=name, wait=False)
+        assert exits(second) == 1
+        said = cluster.log(f"worker-{n}.log")
+        assert f"a live worker is already named {name!r}: {live['id']}" in said, said
+        assert "pick another --name" in said, said
+        assert [w["id"] for w in named(cluster, name)] == [live["id"]]
+        # The live one goes on working under its name.
+        ok = cluster.script("twin_ok.py", "print('ran')\n")
+        job = cluster.client().submit_job(
+            TitanJob(f"twin_{transport}", ok, requirement=f"TWIN_{transport.upper()}"),
+            wait=True, timeout=60)
+        assert job["status"] == "COMPLETED", job
+        assert cluster.client().get_job(f"twin_{transport}")["worker_id"] == live["id"]
+
+
+def test_workers_left_to_their_default_name_get_free_ones(cluster: Cluster) -> None:
+    host = socket.gethostname()
+    before = {w["id"] for w in cluster.live_workers()}
+    cluster.add_worker(capabilities="DEFAULT_NAMES", slots=1)
+    cluster.add_worker(capabilities="DEFAULT_NAMES", slots=1)
+    new = [w for w in cluster.live_workers() if w["id"] not in before]
+    names = sorted(w["name"] for w in new)
+    assert len(new) == 2 and len(set(names)) == 2, new
+    assert names[0] == host or names[0].startswith(f"{host}-"), names
+    assert all(n == host or n.startswith(f"{host}-") for n in names), names
+    live = [w["name"] for w in cluster.live_workers()]
+    assert len(live) == len(set(live)), live
+
+
+def test_a_worker_killed_and_started_again_takes_its_name_over(cluster: Cluster) -> None:
+    # A supervisor (systemd, a pod) restarting a crashed worker under its name at once: the
+    # dead one, whose connection is gone, does not hold the name until its lease runs out.
+    first = cluster.add_worker(capabilities="PHOENIX", slots=1, name="phoenix")
+    (old,) = named(cluster, "phoenix")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    again = cluster.add_worker(capabilities="PHOENIX", slots=1, name="phoenix", wait=False)
+    deadline = time.time() + 30
+    while [w["id"] for w in named(cluster, "phoenix")] in ([old["id"]], []):
+        assert again.poll() is None, cluster.log(f"worker-{len(cluster.workers) - 1}.log")
+        assert time.time() < deadline, named(cluster, "phoenix")
+        time.sleep(0.05)
+    (new,) = named(cluster, "phoenix")
+    assert new["id"] != old["id"]
+    gone = [w for w in cluster.api("GET", "/workers")["workers"] if w["id"] == old["id"]]
+    assert [w["state"] for w in gone] == ["lost"], gone
