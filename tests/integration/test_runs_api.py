@@ -1281,6 +1281,64 @@ def test_registry_refuses_bad_filters(cl: Cluster) -> None:
     assert ok(cl, "GET", "/runs", params={"window": "24H"})["total"] >= 0  # any case
 
 
+def test_the_seeds_words_for_a_window_and_an_order_are_taken(
+        cl: Cluster, fleet: dict[str, dict[str, Any]]) -> None:
+    # Seed 004 labels the windows "24 hours", "7 days", "30 days", "All time" and says "Sort
+    # by recency", "Sort by cost (descending)": each was a 400 (window=ALL too, although a
+    # window was taken "in any case"). They are Titan's 24h/7d/30d/all and recent/cost, on
+    # the list, its export, the intercepts and the Runs page.
+    ids = lambda params: [r["id"] for r in ok(cl, "GET", "/runs", params={  # noqa: E731
+        "q": "fx40", "limit": 1000, **params})["runs"]]
+    for worded, short in (("24 hours", "24h"), ("7 days", "7d"), ("30days", "30d"),
+                          ("All time", "all"), ("ALL", "all"), ("all_time", "all")):
+        assert ids({"window": worded}) == ids({"window": short}) == _expected(
+            fleet, {"window": short} if short in _WINDOW_H else {}), worded
+        assert ok(cl, "GET", "/runs/intercepts", params={"window": worded})["total"] >= 0
+    assert len(ids({"window": "7 days"})) < len(ids({"window": "All time"}))
+    assert ids({"window": "90 Minutes"}) == ids({"window": "90m"}) != []
+    for worded, short in (("recency", "recent"), ("-cost", "cost"), ("cost_desc", "cost"),
+                          ("COST", "cost"), ("duration_desc", "duration")):
+        assert ids({"sort": worded}) == ids({"sort": short}), worded
+        text = export(cl, "jsonl", {"q": "fx40", "sort": worded, "window": "7 days"})
+        assert [json.loads(line)["id"] for line in text.splitlines()] == ids(
+            {"sort": short, "window": "7d"}), worded
+    for params in ({"window": "7 weeks"}, {"window": "24 parsecs"}, {"window": "hours"},
+                   {"sort": "cost_asc"}, {"sort": "+cost"}):
+        error(cl, "GET", "/runs", params=params, status=400, code="invalid_request")
+    # The Runs page applies them and shows them in its own words, which its form's
+    # selects and its export links then carry.
+    page = httpx.get(f"{cl.url}/runs.json", timeout=60, params={
+        "q": "fx40", "window": "7 days", "sort": "recency", "limit": 500},
+        headers={"Authorization": f"Bearer {cl.admin_token}"})
+    assert page.status_code == 200, page.text
+    assert [r["id"] for r in page.json()["runs"]] == ids({"window": "7d"})
+    assert (page.json()["filters"]["window"], page.json()["filters"]["sort"]) == ("7d", "recent")
+    assert all("window=7d" in link["href"] for link in page.json()["export"])
+
+
+def test_titan_runs_filters_by_agent_id_in_the_seeds_words(
+        cl: Cluster, fleet: dict[str, dict[str, Any]]) -> None:
+    # Seed 004 says "Filter by agent_id" and the API takes ?agent_id=, but `titan runs list
+    # --agent-id` was an argparse error ("unrecognized arguments"), and the seed's "7 days"
+    # and "recency" were the master's 400.
+    env = dict(cl.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cl.port),
+               TITAN_TOKEN=cl.admin_token)
+    want = _expected(fleet, {"agent": "fx40beta", "window": "7d"})
+    assert want
+    listed = subprocess.run(
+        [sys.executable, "-m", "titan", "runs", "list", "--agent-id", "fx40beta", "--window",
+         "7 days", "--sort", "recency", "--q", "fx40", "--limit", "1000", "--json"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert [r["id"] for r in json.loads(listed.stdout)["runs"]] == want
+    exported = subprocess.run(
+        [sys.executable, "-m", "titan", "runs", "export", "--agent-id", "fx40beta", "--window",
+         "7 days", "--q", "fx40", "--no-actions", "--format", "jsonl"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == want
+
+
 # ------------------------------------------------------------------------------ retention
 # Last in the module: pruning without run_ids deletes every old finished run of the cluster.
 

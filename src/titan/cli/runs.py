@@ -31,14 +31,17 @@ def add_arguments(p: argparse.ArgumentParser, common: list[argparse.ArgumentPars
                             "case: FAILED is failed)")
         s.add_argument("--min-cost", type=float, default=None, help="USD spent at least")
         s.add_argument("--window", default=None,
-                       help="started within: 24h, 7d, 30d or all (default all)")
-        s.add_argument("--agent", default=None, help="only this agent id")
+                       help="started within: 24h, 7d, 30d or all (default all; '24 hours', "
+                            "'7 days', 'all time' too)")
+        # Seed 004 says "Filter by agent_id": --agent-id is the same option.
+        s.add_argument("--agent", "--agent-id", dest="agent", default=None,
+                       help="only this agent id")
         s.add_argument("--q", default=None, help="run or agent id contains this")
         s.add_argument("--archived", choices=("false", "true", "all"), default=None,
                        help="archived runs: left out (false, the default), only them, or all")
         s.add_argument("--sort", default=None,
-                       help="recent (newest first, the default), oldest, cost (highest "
-                            "first) or duration (longest first)")
+                       help="recent (newest first, the default; or recency), oldest, cost "
+                            "(highest first) or duration (longest first)")
 
     s = aliased(runs, "list", ["ls"], "runs_command",
                 help="list runs, most recent first (or --sort)", parents=common)

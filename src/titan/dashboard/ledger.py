@@ -27,7 +27,7 @@ from titan.master.runs.ingest import MAX_USD, OUTCOMES
 from titan.master.runs.ledger import LedgerChecks, row_status, verdict_view
 from titan.master.runs.views import csv_choices
 from titan.storage.base import LedgerQuery, Row, Transaction
-from titan.windows import check_window
+from titan.windows import canonical_window, check_window
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -62,7 +62,7 @@ def filters(params: Mapping[str, Any]) -> Data:
     outcomes = csv_choices([str(v) for v in raw], OUTCOMES, "outcome")
     out: Data = {k: (params.get(k) or "").strip() for k in (*_TEXT, "from", "to", "min_cost",
                                                           "before", "after")}
-    out.update(outcome=",".join(dict.fromkeys(outcomes)), window=params.get("window") or "all")
+    out.update(outcome=",".join(dict.fromkeys(outcomes)), window=canonical_window(params.get("window")))
     return out
 
 

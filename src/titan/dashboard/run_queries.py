@@ -23,6 +23,7 @@ from titan.master.runs.views import (
     INTERVENTION_ALERT,
     LIST_PREVIEW,
     agent_view,
+    canonical_sort,
     intercept_reasons,
     one_agent,
     run_detail,
@@ -30,6 +31,7 @@ from titan.master.runs.views import (
     runs_view,
 )
 from titan.storage.base import Row, RunQuery, Transaction
+from titan.windows import canonical_window
 
 Data = dict[str, Any]
 WINDOWS = ("24h", "7d", "30d", "all")
@@ -60,9 +62,11 @@ def registry_filters(params: Mapping[str, Any]) -> Data:
             raise ValidationFailed(f"min_cost must be a number of USD from 0 to 1e9, got "
                                    f"{min_cost[:40]!r}", details={"field": "min_cost"})
     return {"status": ",".join(dict.fromkeys(statuses)), "min_cost": min_cost,
-            "window": params.get("window") or "all",
+            # In Titan's spelling, whatever the address said (seed 004's "24 hours",
+            # "recency"): the form's selects and the export links show what is applied.
+            "window": canonical_window(params.get("window")),
             "agent": one_agent(params.get("agent"), params.get("agent_id")) or "",
-            "q": (params.get("q") or "").strip(), "sort": params.get("sort") or "recent",
+            "q": (params.get("q") or "").strip(), "sort": canonical_sort(params.get("sort")),
             # "all" is what the "include archived" box sends; the API's true works too.
             "archived": (params.get("archived") or "false").strip().lower()}
 

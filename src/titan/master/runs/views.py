@@ -268,6 +268,26 @@ def csv_choices(value: str | list[str] | None, allowed: tuple[str, ...],
     return items
 
 
+#: Seed 004's words for an order ("Sort by recency", "Sort by cost (descending)") and the
+#: usual descending spellings, each one of RUN_SORTS.
+_SORT_ALIASES = {"recency": "recent", "newest": "recent", "latest": "recent",
+                 "-cost": "cost", "cost_desc": "cost", "cost-desc": "cost",
+                 "-duration": "duration", "duration_desc": "duration",
+                 "duration-desc": "duration", "longest": "duration"}
+
+
+def canonical_sort(value: str | None) -> str:
+    """The registry's order (one of RUN_SORTS, ``recent`` when none is asked), in any case
+    and in seed 004's words (``recency``; ``-cost`` or ``cost_desc``, cost descending being
+    the only cost order); anything else is refused, naming ``sort``."""
+    text = (value or "").strip().lower() or "recent"
+    text = _SORT_ALIASES.get(text, text)
+    if text not in RUN_SORTS:
+        raise ValidationFailed(f"sort must be one of {', '.join(RUN_SORTS)}, got "
+                               f"{str(value)[:40]!r}", details={"field": "sort"})
+    return text
+
+
 def archived_choice(value: str | None) -> bool | None:
     """``?archived=``: ``false`` (the default: runs not archived), ``true`` (archived ones
     only) or ``all`` — RunQuery.archived's False, True and None."""
@@ -305,15 +325,13 @@ def run_query(status: str | list[str] | None = None, min_cost: float | None = No
         # rule and words as the Runs page's (dashboard/run_queries.py).
         raise ValidationFailed(f"min_cost must be a number of USD from 0 to 1e9, got "
                                f"{min_cost!r}", details={"field": "min_cost"})
-    if sort and sort not in RUN_SORTS:
-        raise ValidationFailed(f"sort must be one of {', '.join(RUN_SORTS)}, got {sort[:40]!r}",
-                               details={"field": "sort"})
+    sort = canonical_sort(sort)
     # As a prune reads it (an export of what a prune will delete): 3m, read as minutes by
     # the export, was refused by the prune as minutes-or-months.
     before = deletion_cutoff(older_than, "older_than") if older_than else None
     return RunQuery(statuses=csv_choices(status, RUN_STATUSES, "status"), min_cost=min_cost,
                     since=check_window(window), before=before, agent=agent or None,
-                    search=q or None, sort=sort or "recent",
+                    search=q or None, sort=sort,
                     archived=None if ids else archived_choice(archived), prunable=prunable,
                     ids=tuple(dict.fromkeys(ids)) if ids else None)
 
