@@ -378,7 +378,8 @@ def test_an_exports_derived_copies_are_held_to_the_hashed_fields(cl: Cluster,
     original = json.loads(path.read_text())
     for field, value, said in (("duration_ms", 99999, "duration_ms"),
                                ("pii", {"email": 2}, "pii counts"),
-                               ("stage", "EVIL", "stage")):
+                               ("stage", "EVIL", "stage"),
+                               ("action", "transfer_funds", "action")):
         data = json.loads(json.dumps(original))
         (run,) = [r for r in data["runs"] if r["id"] == "lg-a"]
         run["actions"][0][field] = value

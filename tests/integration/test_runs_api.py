@@ -216,10 +216,15 @@ def test_seed_004s_example_action_is_taken_as_written(cl: Cluster) -> None:
     assert ingest(cl, "seed4-example", [example])["accepted"] == 1
     [got] = list_actions(cl, "seed4-example")["actions"]
     assert got["name"] == "call_llm" and got["outcome"] == "success"
+    # ... and reads back in it: a client comparing what it posted with what it reads finds
+    # its "action" (there was only "name").
+    assert {k: got[k] for k in example} == example
     assert got["duration_ns"] == 523000000
     assert before - 0.523 - 1 <= got["started_at"] <= time.time() - 0.5
     whole = ok(cl, "GET", f"/runs/seed4-example/actions/{got['seq']}")
-    assert whole["inputs"] == example["inputs"] and whole["outputs"] == example["outputs"]
+    assert {k: whole[k] for k in example} == example
+    exported = json.loads(export(cl, "json", {"run": "seed4-example"}, actions=True))
+    assert {k: exported["runs"][0]["actions"][0][k] for k in example} == example
     # Its model and cost are where the seed puts them, in its inputs and outputs: the run
     # costs what its call did (it showed $0).
     assert got["model"] == "gpt-4o" and got["cost_usd"] == pytest.approx(0.0008)

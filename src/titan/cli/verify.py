@@ -348,8 +348,8 @@ def _kind(value: Any) -> str:
 
 def _derived_problem(a: dict[str, Any]) -> str | None:
     """Whether a copy the export shows beside a hashed field no longer agrees with it: the
-    chain covers ``duration_ns``, ``pii_fields`` and ``actor``, and a reader of the file
-    reads ``duration_ms``, ``pii`` and ``stage`` (edited, they verified ok)."""
+    chain covers ``duration_ns``, ``pii_fields``, ``actor`` and ``name``, and a reader of the
+    file reads ``duration_ms``, ``pii``, ``stage`` and ``action`` (edited, they verified ok)."""
     ns = a.get("duration_ns")
     if "duration_ms" in a and isinstance(ns, int) and (
             not _time(a["duration_ms"]) or a["duration_ms"] != round(ns / 1e6, 3)):
@@ -362,6 +362,8 @@ def _derived_problem(a: dict[str, Any]) -> str | None:
             merge(counts, found)
         if (a.get("pii") or {}) != counts:
             return "its pii counts are not those of its pii_fields"
+    if "action" in a and a["action"] != a.get("name"):
+        return "its action is not its name"
     actor = a.get("actor")
     if "stage" in a and isinstance(actor, str) and \
             a["stage"] != (actor.split("/", 1)[0] if "/" in actor else None):

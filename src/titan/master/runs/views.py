@@ -234,7 +234,9 @@ def action_view(a: Row, stages: Collection[str]) -> Row:
     return {
         "seq": a["seq"], "id": a["id"], "parent_id": a["parent_id"], "actor": a["actor"],
         "stage": stage, "channel": a["channel"], "name": a["name"],
-        "ordinal": a["ordinal"], "outcome": a["outcome"], "model": a["model"], "usage": usage,
+        # Seed 004's spelling of the name (its example action is {"action": "call_llm",
+        # ...}, taken as written): what is posted in that shape reads back in it.
+        "action": a["name"], "ordinal": a["ordinal"], "outcome": a["outcome"], "model": a["model"], "usage": usage,
         "cost_usd": a["cost_usd"], "cost_source": a["cost_source"],
         "started_at": a["started_at"], "duration_ns": a["duration_ns"],
         "duration_ms": round(a["duration_ns"] / 1e6, 3), "tags": a["tags"], "error": error,
