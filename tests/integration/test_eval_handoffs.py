@@ -155,3 +155,70 @@ def test_a_job_agent_hands_off_by_name_and_carries_on_past_a_malformed_one(
     assert card["divergence"] == {"declared_only": ["writer"], "undeclared": []}
     assert [n["id"] for n in card["roster"]] == ["", "researcher", "researcher/fetcher",
                                                  "writer"]
+
+
+class _SeedWordsAgent(BaseHTTPRequestHandler):
+    """An HTTP agent that names its sub-agents as seed 003 does, ``actor_id``: on its raw
+    tool calls and on a live trace event, with no X-Titan-Actor header."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        task = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        auth = {"Authorization": f"Bearer {task['proxy']['token']}"}
+        tool = f"{task['proxy']['url']}/get_order"
+        said = []
+        for body in ({"arguments": {"order_id": "A-1001"}},  # the agent itself
+                     {"arguments": {"order_id": "A-1001"}, "actor_id": "lookup"},
+                     {"arguments": {"order_id": "A-1001"}, "actor_id": "lookup/fetcher"},
+                     {"arguments": {"order_id": "A-1001"}, "actor": "lookup",
+                      "actor_id": "billing"},
+                     {"arguments": {"order_id": "A-1001"}, "actor_id": 7}):
+            r = httpx.post(tool, json=body, headers=auth, timeout=30)
+            error = r.json().get("error") if r.status_code >= 400 else None
+            said.append([r.status_code, (error or {}).get("message")])
+        r = httpx.post(task["proxy"]["events_url"], headers=auth, timeout=30, json={
+            "events": [{"kind": "custom", "data": {"note": "fetching"}, "actor_id": "lookup"}]})
+        said.append([r.status_code, None])
+        body_out = json.dumps({"final_response": json.dumps(said)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body_out)))
+        self.end_headers()
+        self.wfile.write(body_out)
+
+
+def test_actor_id_names_the_sub_agent_of_a_call_as_seed_003_says(
+        evals_cluster: Cluster) -> None:  # noqa: F811
+    # Seed 003: "actor_id call paths define delegation edges". A tool call or an event
+    # naming its actor_id was credited to the agent itself, in silence: the Multi-agent
+    # structure card showed a single agent. actor_id is actor's other spelling.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SeedWordsAgent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = evals_cluster.client()
+        client.create_evaluation("actor-ids", {
+            "name": "svc", "kind": "http", "url": f"http://127.0.0.1:{server.server_address[1]}",
+            "tools": TOOLS, "judge": False}, [TASK])
+        client.run_evaluation("actor-ids")
+        row = client.wait_evaluation("actor-ids", timeout=60)["tasks"][0]
+    finally:
+        server.shutdown()
+    assert row["run"]["status"] == "completed", row
+    trace = client.evaluation_run("actor-ids", "t1", row["run"]["id"])
+    said = json.loads(trace["final_response"])
+    assert [s[0] for s in said] == [200, 200, 200, 400, 400, 200], said
+    assert "actor_id is another spelling of actor" in said[3][1]
+    assert "actor_id must be an actor path (a string), got int" in said[4][1]
+    tools = [r for r in trace["timeline"] if r["type"] == "tool"]
+    assert [r["actor"] for r in tools][1:] == ["lookup", "lookup/fetcher"]
+    (event,) = [r for r in trace["timeline"] if r["type"] == "event"]
+    assert event["actor"] == "lookup"
+    card = trace["structure"]
+    assert card is not None and card["stats"]["sub_agents"] == 2, card
+    assert [(n["id"], n["calls"]) for n in card["roster"]] == [
+        ("", 1), ("lookup", 1), ("lookup/fetcher", 1)], card["roster"]
+    assert [(e["from"], e["to"], e["kind"]) for e in card["edges"]] == [
+        ("", "lookup", "delegation"), ("lookup", "lookup/fetcher", "delegation")]

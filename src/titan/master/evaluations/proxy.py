@@ -224,13 +224,14 @@ class ToolProxy:
         if not isinstance(body, dict) or not isinstance(body.get("arguments", {}), dict) \
                 or not isinstance(body.get("actor") or "", str):
             raise ValidationFailed('the body must be {"arguments": {...}, "actor"?: "..."}')
+        named = trace_events.actor_named(body, "")
         arguments = body.get("arguments") or {}
         problem = _schema_problem(tool.get("input_schema"), arguments)
         if problem is not None:
             message = f"{tool_name}: the arguments break the tool's input_schema: {problem}"
             self._refuse(active, "bad_arguments", message)
             raise ValidationFailed(message, code="contract_error")
-        actor = (actor or body.get("actor") or ROOT_ACTOR)[:500]
+        actor = (actor or named or ROOT_ACTOR)[:500]
         async with active.lock:
             return await self._answer(active, tool, arguments, actor)
 

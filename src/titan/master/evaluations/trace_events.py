@@ -25,7 +25,8 @@ BATCH_LIMIT = 1000
 
 def actions(body: Any, actor: str | None) -> list[Row]:
     """The actions recording ``{"events": [{"kind", "data", "__occurred_at"?, "actor"?}]}``
-    (``actor``: the request's ``X-Titan-Actor``); ValidationFailed naming the first bad one."""
+    (``actor``, or ``actor_id``, else the request's ``X-Titan-Actor``); ValidationFailed
+    naming the first bad one."""
     items = body.get("events") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items or len(items) > BATCH_LIMIT:
         raise ValidationFailed('the body must be {"events": [{"kind", "data"}, ...]} '
@@ -35,20 +36,38 @@ def actions(body: Any, actor: str | None) -> list[Row]:
         if not isinstance(ev, dict) or ev.get("kind") not in EVENT_KINDS:
             raise ValidationFailed(f"events[{i}].kind must be one of "
                                    f"{', '.join(EVENT_KINDS)}", details={"index": i})
-        if ev.get("actor") is not None and not isinstance(ev["actor"], str):
-            raise ValidationFailed(f"events[{i}].actor must be an actor path (a string), got "
-                                   f"{type(ev['actor']).__name__}",
-                                   details={"index": i, "field": "actor"})
+        named = actor_named(ev, f"events[{i}].", {"index": i})
         if ev["kind"] == "handoff":
             _check_handoff(ev.get("data"), i)
         at = occurred_at(ev, i)
         out.append({"id": uuid.uuid4().hex,
-                    "actor": str(ev.get("actor") or actor or handoffs.ROOT_ACTOR)[:500],
+                    "actor": str(named or actor or handoffs.ROOT_ACTOR)[:500],
                     "channel": "custom", "name": ev["kind"], "inputs": ev.get("data"),
                     "outputs": None, "outcome": "success",
                     "started_at": at if at is not None else time.time(), "duration_ns": 0,
                     "tags": {"event": True, "clock": "proxy" if at is None else "agent"}})
     return out
+
+
+def actor_named(item: Row, where: str, details: Row | None = None) -> str | None:
+    """The actor path a tool call or an event names: ``actor``, or ``actor_id``, seed 003's
+    word ("actor_id call paths define delegation edges"; ignored, it credited the call to
+    the agent itself). Both given must agree; either must be a string."""
+    named = None
+    for key in ("actor", "actor_id"):
+        value = item.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValidationFailed(f"{where}{key} must be an actor path (a string), got "
+                                   f"{type(value).__name__}",
+                                   details={**(details or {}), "field": where + key})
+        if named is not None and value != named:
+            raise ValidationFailed(f"{where}actor_id is another spelling of {where}actor, "
+                                   "and differs from it: give one",
+                                   details={**(details or {}), "field": where + "actor_id"})
+        named = value
+    return named or None
 
 
 def _check_handoff(data: Any, index: int) -> None:
