@@ -349,3 +349,119 @@ def test_a_call_to_a_model_that_is_not_there_costs_nothing(cluster: Cluster) -> 
         ("error", 0.0, "unavailable")]
     run = cluster.api("GET", "/runs/ABSENTLLM_a1b2c3")
     assert (run["cost_usd"], run["unpriced_calls"]) == (0.0, 0)
+
+
+# A driver that names its run after TITAN_AGENT_RUN_ID when it has one (a job of a run) and
+# after its argument when run by hand, asks the model before its first stage (when it does
+# not know its run yet: nothing records that call) and, as a job of a run, once more. Its
+# replay's DRIVER job is a job of the replay's run: both calls go to the model again.
+LIVE_DRIVER = '''
+import json, os, sys
+import titan
+from titan import llm, TitanClient, TitanJob
+
+api = sys.argv[1]
+llm.register_price("openai/fake-model", 1000.0, 1000.0)  # 18 tokens: $0.018 a call
+
+
+def ask(prompt):
+    return llm.complete(prompt, model="openai/fake-model", api_base=api,
+                        api_key="sk-fake").text
+
+
+run_id = os.environ.get("TITAN_AGENT_RUN_ID") or sys.argv[2]
+plan = ask("plan")
+if os.environ.get("TITAN_AGENT_RUN_ID"):
+    ask("which run am I in?")
+stage = os.path.join(os.path.dirname(os.path.abspath(__file__)), "live_stage.py")
+TitanClient().submit_dag(f"{run_id}_S1", [TitanJob("w0", stage, args=[api])],
+                         agent_run_id=run_id, wait=True, timeout=60)
+summary = ask("summarise: " + plan)
+print(json.dumps({"run": run_id, "summary": summary}))
+'''
+
+LIVE_STAGE = '''
+import sys
+from titan import llm
+
+llm.register_price("openai/fake-model", 1000.0, 1000.0)
+print(llm.complete("work", model="openai/fake-model", api_base=sys.argv[1],
+                   api_key="sk-fake").text)
+'''
+
+
+def replay_cli_status(cluster: Cluster, *args: str) -> tuple[int, str, dict[str, Any]]:
+    """`titan replay` as a user types it: its exit status, what it printed, its report."""
+    env = dict(os.environ, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    done = subprocess.run([sys.executable, "-m", "titan", "replay", *args], env=env,
+                          capture_output=True, text=True, timeout=240, cwd=cluster.root)
+    assert done.stdout.startswith("Replay "), done.stdout + done.stderr
+    replay_id = done.stdout.split()[1]
+    return done.returncode, done.stdout, cluster.api("GET", f"/runs/{replay_id}/replay")
+
+
+def test_a_replays_calls_that_go_to_the_model_are_counted_priced_and_shown(
+        cluster: Cluster, api: FakeLLMServer) -> None:
+    # The replay's DRIVER job has TITAN_AGENT_RUN_ID: the driver asked the model before its
+    # first stage, and took the branch for a job of a run. Both calls went to the model
+    # while the report said "Replay cost $0.0000", 100 % matched and no divergence.
+    cluster.script("live_stage.py", LIVE_STAGE)
+    out = run_agent(cluster, LIVE_DRIVER, api.url, f"LIVEDRV_{time.monotonic_ns() % 10**6}")
+    run_id = out["run"]
+    assert len(api.received) == 3  # plan, the stage's call, the summary
+    recorded = {a["actor"] for a in llm_actions(cluster, run_id)}
+    assert recorded == {"S1/w0", "DRIVER/driver"}, recorded  # the plan was not recorded
+    before = len(api.received)
+    status, printed, report = replay_cli_status(cluster, run_id)
+    went = [r.body["messages"][0]["content"] for r in api.received[before:]]
+    assert went == ["plan", "which run am I in?"], went
+    # Every recorded call was served...
+    assert (report["matched"], report["recorded"]) == (2, 2), report
+    # ...and the two that went to the model are said, priced and divergences.
+    assert report["live_calls"] == 2, report
+    assert report["replay"]["cost_usd"] == pytest.approx(0.036), report["replay"]
+    assert report["divergences_by_kind"] == {"unrecorded": 2}, report["divergences_by_kind"]
+    kinds = {(d["kind"], d["channel"], d["name"]) for d in report["divergences"]}
+    assert kinds == {("unrecorded", "llm", "call_llm")}, report["divergences"]
+    assert "Replay cost    $0.0360\n" in printed, printed
+    assert "Live calls     2" in printed and "Divergences    2" in printed, printed
+    assert status == 1, printed  # a replay that reached the world is no clean match
+
+
+HELPER_AGENT = '''
+import json, os, subprocess, sys
+import titan
+from titan import llm
+
+HELPER = """
+import sys
+from titan import llm
+llm.register_price("openai/fake-model", 1000.0, 1000.0)
+print(llm.complete("helper", model="openai/fake-model", api_base=sys.argv[1],
+                   api_key="sk-fake").text)
+"""
+llm.register_price("openai/fake-model", 1000.0, 1000.0)
+with titan.trace.run("helper-agent") as run:
+    llm.complete("first", model="openai/fake-model", api_base=sys.argv[1], api_key="sk-fake")
+    # The helper reads TITAN_AGENT_RUN_ID when it calls the model: it records into this run.
+    env = dict(os.environ, TITAN_AGENT_RUN_ID=run.id)
+    helped = subprocess.run([sys.executable, "-c", HELPER, sys.argv[1]], env=env, check=True,
+                            capture_output=True, text=True).stdout.strip()
+print(json.dumps({"run": run.id, "helped": helped}))
+'''
+
+
+def test_a_helper_process_that_joins_the_run_by_its_id_is_not_free_on_replay(
+        cluster: Cluster, api: FakeLLMServer) -> None:
+    # The helper of a replayed `titan.trace.run` script is given the replay's run id, but
+    # nothing served or recorded its call: it went to the model, and the replay cost $0.
+    out = run_agent(cluster, HELPER_AGENT, api.url)
+    assert {a["actor"] for a in llm_actions(cluster, out["run"])} == {"helper-agent", "main"}
+    before = len(api.received)
+    status, printed, report = replay_cli_status(cluster, out["run"])
+    assert [r.body["messages"][0]["content"] for r in api.received[before:]] == ["helper"]
+    assert report["live_calls"] == 1, report
+    assert report["replay"]["cost_usd"] == pytest.approx(0.018), report["replay"]
+    assert report["divergences_by_kind"].get("unrecorded") == 1, report["divergences_by_kind"]
+    assert status == 1 and "Live calls     1" in printed, printed

@@ -193,3 +193,21 @@ def test_a_call_refused_for_a_value_recorded_only_as_its_repr_is_not_replayable(
     refused["error_message"] = f"replay of r: tool call 'pages' #0 of A: what it returned " \
                                f"(<generator object pages>) {NOT_REPLAYABLE_SAYS}"
     assert statuses(compare(original, [refused])) == [("A", "pages", "not_replayable")]
+
+
+def test_a_call_that_ran_live_outside_the_run_is_a_divergence_and_counted_live() -> None:
+    # A driver's call before its first stage (nothing recorded it) ran live in the replay:
+    # it matched nothing, so it read as free and clean (100 %, no divergence).
+    original = [act("DRIVER/driver", "call_llm", channel="llm", seq=1)]
+    replay = [act("DRIVER/driver/outside-run-7", "call_llm", channel="llm", status="unrecorded",
+                  seq=1),
+              act("DRIVER/driver", "call_llm", channel="llm", status="served", seq=2),
+              {**act("DRIVER/driver/outside-run-7", "connect", channel="network", seq=3,
+                     status="live"), "outcome": "success"},
+              {**act("DRIVER/driver", "connect", channel="network", seq=4, status="refused"),
+               "outcome": "blocked"}]
+    result = compare(original, replay)
+    assert (result["matched"], result["recorded"]) == (1, 1)
+    assert [d["status"] for d in result["divergences"]] == ["unrecorded", "leak", "leak"]
+    # The unrecorded call and the connection let through ran for real; the refused did not.
+    assert result["live"] == 2 and result["stopped"] is False

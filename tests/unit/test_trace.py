@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 
 import pytest
@@ -274,8 +275,11 @@ def test_a_replayed_driver_runs_outside_any_run_until_its_first_stage(
     """An orchestrator driving stages from outside drew its run id with titan.trace.uuid()
     and called a tool before its first stage, outside any run: nothing was recorded. Its
     replay, in a job of the replay's run, must not look them up in the recording (strict
-    mode stopped at an 'extra' call, a QA pass): they run as they ran, unrecorded. From its
-    first stage on, its calls are the run's, as the original's were (DRIVER/driver)."""
+    mode stopped at an 'extra' call, a QA pass): they run as they ran. A tool that runs live
+    is recorded in the replay's run as what it is — unrecorded, live, outside the run — so
+    the replay never reads as free (its clock and random values reach nothing: not
+    recorded). From its first stage on, its calls are the run's, as the original's were
+    (DRIVER/driver)."""
     monkeypatch.setenv("TITAN_AGENT_RUN_ID", "RESEARCH_1a9ac3-replay-0f0f0f")
     monkeypatch.setenv("TITAN_DAG", "RESEARCH_1a9ac3-replay-0f0f0f_DRIVER")
     monkeypatch.setenv("TITAN_JOB_ID", "driver")
@@ -283,6 +287,7 @@ def test_a_replayed_driver_runs_outside_any_run_until_its_first_stage(
     monkeypatch.setattr(context, "_replayed_driver", True)
     monkeypatch.setattr(context, "_replay_driving", False)
     monkeypatch.setattr(context, "_env_run", None)
+    monkeypatch.setattr(context, "_outside", None)
     calls: list[int] = []
 
     @titan.tool
@@ -293,8 +298,12 @@ def test_a_replayed_driver_runs_outside_any_run_until_its_first_stage(
     before = len(RECORDER.queue)
     ids = {titan.trace.uuid() for _ in range(3)}
     assert len(ids) == 3 and isinstance(titan.trace.now(), float)
-    assert search(1) == 1 and calls == [1]  # live: the recording was not asked
     assert len(RECORDER.queue) == before
+    assert search(1) == 1 and calls == [1]  # live: the recording was not asked
+    (kind, handle, (meta, *_)), = list(RECORDER.queue)[before:]
+    assert (kind, handle.id, handle.outside) == ("action", "RESEARCH_1a9ac3-replay-0f0f0f", True)
+    assert (meta["name"], meta["replay_status"], meta["actor"]) == (
+        "search", "unrecorded", f"DRIVER/driver/outside-run-{os.getpid()}")
     assert context.current_run() is None and context.outside_replayed_run()
     with titan.trace.run("RESEARCH", run_id="opened") as run:
         assert context.current_run() is run.handle and not context.outside_replayed_run()

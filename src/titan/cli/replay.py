@@ -226,6 +226,9 @@ def _print_report(r: dict[str, Any], rows: int) -> None:
     say(f"  Replay cost    {run_money(r['replay'])}")
     say(f"  Savings        {_savings(r)}")
     say(f"  Divergences    {r['divergence_count']}")
+    live = r.get("live_calls") or 0
+    say(f"  Live calls     {live}" + (" (ran for real, not from the recording: see the "
+                                      "divergences and the replay cost)" if live else ""))
     say(f"  Match rate     {rate} ({r['matched']}/{r['recorded']} recorded calls)")
     if r["fork"]:
         f = r["fork"]

@@ -302,7 +302,14 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
             @functools.wraps(f)
             async def arun(*args: Any, **kwargs: Any) -> Any:
                 if context.current_run() is None:
-                    return await f(*args, **kwargs)
+                    outside = _outside()
+                    if outside is None:
+                        return await f(*args, **kwargs)
+                    token = context.enter_run(outside)
+                    try:
+                        return await arun(*args, **kwargs)
+                    finally:
+                        context.leave_run(token)
                 a = Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags,
                            pure=pure)
                 a.awaited = True
@@ -317,7 +324,14 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
         @functools.wraps(f)
         def run(*args: Any, **kwargs: Any) -> Any:
             if context.current_run() is None:
-                return f(*args, **kwargs)
+                outside = _outside()
+                if outside is None:
+                    return f(*args, **kwargs)
+                token = context.enter_run(outside)
+                try:
+                    return run(*args, **kwargs)
+                finally:
+                    context.leave_run(token)
             with Action(label, _inputs(fast, sig, args, kwargs), kind="tool", tags=tags,
                         pure=pure) as a:
                 if not a.replayed:
@@ -326,6 +340,13 @@ def tool(fn: F | None = None, *, name: str | None = None, tags: Any = None,
         return run  # type: ignore[return-value]
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _outside() -> context.RunHandle | None:
+    """Where a tool called outside any run is recorded: nowhere (it just runs), except in a
+    replay, where it runs live (nothing recorded it in the original) and is recorded in the
+    replay's run as such (:func:`titan.trace.context.outside_run`), never as a free call."""
+    return context.outside_run() if replay.active() is not None else None
 
 
 def _proxied(f: F, label: str, sig: inspect.Signature | None,

@@ -13,7 +13,11 @@ each replayed call by — so the order in which parallel actors ran never matter
 - **extra**: a call the recording does not have; **missing**: a recorded call never made
   (one recorded inside a call the replay served is **covered**: its answer was served with
   it, and it counts as a match);
-- **leak**: a connection the replay's code opened itself (channel ``network``);
+- **leak**: a connection the replay's code opened itself (channel ``network``), refused or
+  let through (``--allow-live``, or a driver before its first stage, as its original was);
+- **unrecorded**: a call the replay made outside any run (a driver before its first stage, a
+  helper process that sees no run of its own): the original recorded nothing of it, so it ran
+  live — to the model, the tool, the network — and cost what it cost;
 - **redacted**: a recorded call the replay could not serve, its outputs having been redacted
   (PII) before storage, or being bytes recorded before Titan kept them (only their sha256)
   — the replay refused it or stopped there;
@@ -39,7 +43,7 @@ from titan.trace.canonical import NOT_REPLAYABLE_SAYS
 
 Key = tuple[str, str, str, int]
 DIVERGENCES = ("name_mismatch", "input_mismatch", "extra", "missing", "output_mismatch", "leak",
-               "redacted", "not_replayable")
+               "unrecorded", "redacted", "not_replayable")
 MESSAGES = {
     "name_mismatch": "Action name mismatch: a different call was made at this position",
     "input_mismatch": "Input mismatch: same call, different inputs",
@@ -47,6 +51,9 @@ MESSAGES = {
     "missing": "Missing call: recorded, never made by the replay",
     "output_mismatch": "Output mismatch: same inputs, different outputs (non-deterministic!)",
     "leak": "Leak: a network call Titan did not intercept",
+    "unrecorded": "Unrecorded live call: made outside any recorded run (a driver before its "
+                  "first stage, a helper process), so the recording could not answer it and it "
+                  "ran live; its cost is the replay's",
     "redacted": "Redacted: the recorded outputs were redacted (PII) before storage, or are "
                 "bytes recorded before Titan kept them, so the replay could not serve them",
     "not_replayable": "Not replayable: what the call returned was recorded only as its repr "
@@ -54,6 +61,8 @@ MESSAGES = {
                       "serve it",
 }
 MAX_DIFF = 50
+#: The replay statuses of calls that ran for real (titan.trace.recorded.Decision.live).
+LIVE = ("forked", "live", "verified", "unrecorded")
 
 
 #: The hash of ``null``: what a call that returned nothing records, unless its outcome was not
@@ -111,7 +120,8 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
         o = orig.get(k)
         status = r.get("replay_status")
         if o is None:
-            kind = "forked" if status == "forked" else "extra"
+            kind = "forked" if status == "forked" else "unrecorded" if status == "unrecorded" \
+                else "extra"
         elif status == "override":
             kind = "override"
         elif status == "forked":
@@ -185,8 +195,10 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
         "stopped": stopped,
         "served": sum(1 for r in rep.values() if r.get("replay_status") == "served"),
         "overridden": sum(1 for r in rep.values() if r.get("replay_status") == "override"),
-        "live": sum(1 for r in rep.values() if r.get("replay_status") in (
-            "forked", "live", "verified")),
+        # Every call that ran for real rather than from the recording, and every connection
+        # let through: what a replay that says it cost nothing must not have.
+        "live": sum(1 for r in rep.values() if r.get("replay_status") in LIVE)
+        + sum(1 for a in leaks if a.get("outcome") == "success"),
     }
 
 

@@ -56,6 +56,9 @@ class RunHandle:
     #: The master refused to open it (a run id that names a run already ended): nothing more
     #: of it is sent, or it would be appended to that other execution.
     refused: bool = False
+    #: In a replay, where the calls made outside any run are recorded (:func:`outside_run`):
+    #: nothing of the recording answers them.
+    outside: bool = False
     _ordinals: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -173,6 +176,50 @@ def outside_replayed_run() -> bool:
     """Whether this is a replay's driver running outside any run, as its original did before
     its first stage: its calls run live and unrecorded, their connections included."""
     return _replayed_driver and not _replay_driving and _run.get() is None
+
+
+#: The actor segment of the calls a replay's process makes outside any run (:func:`outside_run`).
+OUTSIDE_RUN = "outside-run"
+_outside: RunHandle | None = None
+_outside_pid = 0
+
+
+def outside_run() -> RunHandle | None:
+    """In a replay's process, the handle that records the calls it makes outside any run; None
+    in any other process.
+
+    The original made such calls where nothing recorded them: a driver before its first stage
+    (it did not know its run yet), a helper process it started that sees no run of its own (a
+    replay's DRIVER job runs with ``TITAN_AGENT_RUN_ID``, which a script may read, branch on or
+    hand on). The recording cannot answer them, so they run live, as they did; recorded here,
+    in the replay's run (the id the master gave the replay, whatever the environment says now),
+    as ``<job actor>/outside-run-<pid>`` with what they cost, they are counted as live calls and
+    reported as divergences (``unrecorded``) instead of passing for free."""
+    global _outside, _outside_pid
+    raw = os.environ.get("TITAN_REPLAY")
+    if not raw:
+        return None
+    if _outside is not None and _outside_pid == os.getpid():
+        return _outside
+    try:
+        settings = json.loads(raw)
+    except ValueError:
+        settings = {}
+    settings = settings if isinstance(settings, dict) else {}
+    run_id = settings.get("run") or os.environ.get("TITAN_AGENT_RUN_ID")
+    if not isinstance(run_id, str) or not run_id:
+        return None
+    with _env_lock:
+        if _outside is None or _outside_pid != os.getpid():
+            actor = job_actor(os.environ.get("TITAN_DAG", ""),
+                              os.environ.get("TITAN_JOB_ID", "main"), run_id,
+                              settings.get("aliases") or ())
+            # The pid tells apart the processes of one job (a helper it started counts its
+            # calls from 0 too): under one actor their calls would take each other's keys.
+            _outside = RunHandle(id=run_id, default_actor=f"{actor}/{OUTSIDE_RUN}-{os.getpid()}",
+                                 outside=True)
+            _outside_pid = os.getpid()
+    return _outside
 
 
 def _job_run() -> RunHandle | None:

@@ -79,7 +79,7 @@ def replay_decision(requested: str, messages: Any, params: dict[str, Any],
                     ordinal: int | None = None) -> Any:
     """In a replay, how this LLM call is answered (a :class:`titan.trace.recorded.Decision`); else None."""
     session = replay.active()
-    run = context.current_run() if session is not None else None
+    run = (context.current_run() or context.outside_run()) if session is not None else None
     if session is None or run is None:
         return None
     actor = context.current_actor(run)
@@ -166,11 +166,13 @@ class _Replayer:
 
 def on_call(call: Any) -> None:
     """Record one finished LLM call (a :class:`titan.llm.LLMCall`) as an action."""
+    d = call.replay
     run = context.current_run()
+    if run is None and d is not None and d.status == "unrecorded":
+        run = context.outside_run()  # a replay's live call outside any run: counted there
     if run is None:
         return
     inputs = llm_inputs(call.requested or call.model, call.messages, call.params)
-    d = call.replay
     extra: dict[str, Any] = {"ordinal": d.ordinal, "replay_status": d.status} if d else (
         {} if call.ordinal is None else {"ordinal": call.ordinal})
     if d is not None and d.recorded is not None:  # a forked process's may answer a sibling's

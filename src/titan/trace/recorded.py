@@ -51,7 +51,7 @@ class Recorded:
 class Decision:
     """How one call is answered. ``status`` is recorded as the action's ``replay_status``."""
 
-    status: str  # served | override | live | forked | verified | refused | stopped
+    status: str  # served | override | live | forked | verified | unrecorded | refused | stopped
     ordinal: int
     recorded: Recorded | None = None
     divergence: str | None = None  # input_mismatch | name_mismatch | extra
@@ -69,7 +69,7 @@ class Decision:
 
     @property
     def live(self) -> bool:
-        return self.status in ("live", "forked", "verified")
+        return self.status in ("live", "forked", "verified", "unrecorded")
 
 
 @dataclass

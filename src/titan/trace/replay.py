@@ -21,6 +21,10 @@ call gets:
   the same channel at that position of the actor — strict stops; lenient runs it live with ``allow_live``,
   else fails the call with :class:`~titan.errors.ReplayMiss` (clock and random values, which
   have no side effects, always run live);
+- made outside any run (a driver before its first stage, a helper process that sees no run
+  of its own: :func:`titan.trace.context.outside_run`): nothing recorded it, so it runs live
+  as it did in the original, recorded in the replay's run as ``unrecorded`` with its cost —
+  a divergence of its own kind, never a free call;
 - with ``fork_at``: recorded calls from that step on run live (``forked``), as do the new calls
   of a forked actor, and an ``overrides`` entry replaces one recorded output (``override``);
 - with ``verify``: a tool marked ``pure=True`` runs again and its output is compared with the
@@ -164,6 +168,10 @@ class Session:
         the event loop, in the order the calls were made, before its thread starts)."""
         if ordinal is None:
             ordinal = run.next_ordinal(actor, channel, name)
+        if getattr(run, "outside", False):
+            # Made outside any run (context.outside_run): the original recorded nothing of
+            # it to answer with. It runs live, as it did there, and is reported as such.
+            return Decision("unrecorded", ordinal)
         original = self.of(run)
         shadow = original != self.original
         rec = self._recording(actor, original)
@@ -363,11 +371,14 @@ def _network_leak(host: str, port: int) -> None:
     """A connection the agent opened itself, outside any recorded call (see
     :mod:`titan.trace.netguard`): recorded on the ``network`` channel, and refused unless the
     replay allows live calls."""
-    if context.outside_replayed_run():
-        return  # a driver before its first stage: outside any run, live, as it was recorded
     session = active()
-    allowed = session is not None and session.allow_live
     run = context.current_run()
+    # A driver before its first stage, outside any run: let through as its original was
+    # (nothing recorded the connection there), but recorded here as the leak it is, so a
+    # replay that reached the world never reads as a clean, free one.
+    allowed = context.outside_replayed_run() or (session is not None and session.allow_live)
+    if run is None:
+        run = context.outside_run()
     message = (f"replay of {session.original if session else '?'}: a connection to "
                f"{host}:{port} was not intercepted by Titan (wrap the call in @titan.tool so "
                "it is recorded and served on replay)")

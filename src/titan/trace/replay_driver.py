@@ -171,7 +171,8 @@ def main() -> int:
     rate = report["match_rate"]
     print(f"[replay] {run_id}: {report['matched']}/{report['recorded']} recorded calls matched"
           f" ({'—' if rate is None else f'{rate:.0%}'}), {report['divergence_count']} "
-          f"divergence(s); cost {_cost(report['replay'])} against "
+          f"divergence(s), {report.get('live_calls') or 0} live call(s); cost "
+          f"{_cost(report['replay'])} against "
           f"{_cost(report['original'])}", flush=True)
     for d in report["divergences"][:10]:
         print(f"[replay]   {d['kind']}: {d['actor']} {d['channel']} {d['name']} "

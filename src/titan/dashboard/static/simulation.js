@@ -31,7 +31,8 @@
   const KIND = {
     name_mismatch: "Action name mismatch", input_mismatch: "Input mismatch",
     output_mismatch: "Output mismatch", extra: "Extra call", missing: "Missing call",
-    leak: "Live call leaked", redacted: "Redacted output (PII)",
+    leak: "Live call leaked", unrecorded: "Unrecorded call ran live",
+    redacted: "Redacted output (PII)",
     not_replayable: "Not replayable (repr only)",
   };
   // Comparison statuses that are not divergences (titan.trace.compare).
@@ -116,6 +117,8 @@
         ? "LLM calls of no known price: register it (titan.llm.register_price)"
         : "saved by serving recorded outputs"],
       ["divergences", "Divergences", String(rep.divergence_count || 0), byKind || "none"],
+      ["live_calls", "Live calls", String(rep.live_calls || 0), rep.live_calls
+        ? "ran for real, not from the recording: their cost is the replay's" : "none: nothing ran for real"],
       ["match_rate", "Match rate", T.pct(rep.match_rate),
        (rep.matched || 0).toLocaleString("en-US") + " of " + plural(rep.recorded || 0, "recorded action") + " matched"],
     ];

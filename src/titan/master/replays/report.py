@@ -101,6 +101,9 @@ def replay_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
         "savings_usd": _savings(orig, run),
         "recorded": result["recorded"], "matched": result["matched"],
         "match_rate": result["match_rate"], "stopped": result["stopped"],
+        # Calls that ran for real (not served) and connections let through: a replay that
+        # reached the world says so here, and its cost is in "replay".
+        "live_calls": result["live"],
         "divergence_count": len(result["divergences"]), "divergences_by_kind": counts,
         "divergences": divergences,
         "first_divergence": divergences[0] if divergences else None,

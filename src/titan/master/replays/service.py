@@ -210,7 +210,10 @@ def _check_files(files: dict[str, Any]) -> None:
 def job_settings(run: Row) -> Row:
     """What a replay's jobs get as ``TITAN_REPLAY``."""
     s = run.get("replay") or {}
-    return {"of": run["replay_of"], "mode": s.get("mode", "strict"), "fork_at": s.get("fork_at"),
+    # "run": the replay's own id, where a process of it records what it does outside any run
+    # (titan.trace.context.outside_run), whatever the script made of TITAN_AGENT_RUN_ID.
+    return {"of": run["replay_of"], "run": run["id"], "mode": s.get("mode", "strict"),
+            "fork_at": s.get("fork_at"),
             "overrides": s.get("overrides") or {}, "model": s.get("model"),
             "allow_live": bool(s.get("allow_live")), "verify": bool(s.get("verify")),
             "aliases": s.get("aliases") or []}

@@ -22,7 +22,8 @@ from titan.trace.canonical import dumps, utf8
 
 CHANNELS = ("llm", "tool", "clock", "random", "custom", "network")
 # How a replay answered a call (see titan.trace.replay): None outside replays.
-REPLAY_STATUSES = ("served", "override", "live", "forked", "verified", "refused", "stopped")
+REPLAY_STATUSES = ("served", "override", "live", "forked", "verified", "unrecorded", "refused",
+                   "stopped")
 OUTCOMES = ("success", "error", "blocked", "replayed")
 USAGE_KEYS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
 MAX_BATCH = 10_000

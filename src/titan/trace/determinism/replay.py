@@ -18,6 +18,9 @@ MEANING = {
                         "Same inputs, different outputs: non-deterministic"),
     "leak": ("network_io", "critical",
              "An unrecorded side effect reached the outside world during replay"),
+    "unrecorded": ("network_io", "high",
+                   "A call made outside the recorded run ran live on replay: the recording "
+                   "cannot answer it, so the run's result depends on it"),
     "input_mismatch": ("divergence", "high",
                        "The replay called it with other inputs than the original run"),
     "extra": ("divergence", "high", "The replay made a call the original run did not"),
