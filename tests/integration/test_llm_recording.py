@@ -465,3 +465,40 @@ def test_a_helper_process_that_joins_the_run_by_its_id_is_not_free_on_replay(
     assert report["replay"]["cost_usd"] == pytest.approx(0.018), report["replay"]
     assert report["divergences_by_kind"].get("unrecorded") == 1, report["divergences_by_kind"]
     assert status == 1 and "Live calls     1" in printed, printed
+
+
+def titan_cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token)
+    return subprocess.run([sys.executable, "-m", "titan", *args], env=env, capture_output=True,
+                          text=True, timeout=240, cwd=cluster.root)
+
+
+def test_a_replay_of_no_run_a_running_run_or_an_edited_recording_is_refused_saying_why(
+        cluster: Cluster, api: FakeLLMServer) -> None:
+    import sqlite3
+
+    from tests.integration.test_runs_api import error
+
+    # No such run: 404, and the CLI says which run.
+    error(cluster, "POST", "/runs/no-such-run/replay", {}, status=404, code="not_found")
+    done = titan_cli(cluster, "replay", "no-such-run")
+    assert (done.returncode, done.stderr) == (1, "error: no agent run 'no-such-run'\n"), done
+    # A run still recording: its recording is not complete.
+    cluster.api("POST", "/runs", {"id": "still-recording", "agent_id": "hostile"})
+    body = error(cluster, "POST", "/runs/still-recording/replay", {}, status=409,
+                 code="replay_not_available")
+    assert "still running" in body["message"], body
+    # A recording edited in the database after it was recorded: a replay served the edited
+    # answer as what the run did, and reported a clean, free replay.
+    run_id = run_agent(cluster, UNPRICED, api.url, "unpriced")["run"]
+    with sqlite3.connect(cluster.data / "titan.db") as conn:
+        conn.execute("UPDATE actions SET outputs = ? WHERE run_id = ? AND name = 'call_llm'",
+                     ('{"finish_reason":"stop","text":"edited"}', run_id))
+    body = error(cluster, "POST", f"/runs/{run_id}/replay", {}, status=409,
+                 code="replay_not_available")
+    assert "does not verify" in body["message"] and "was edited" in body["message"], body
+    assert f"titan runs verify {run_id}" in body["message"], body
+    assert not cluster.api("GET", f"/runs/{run_id}/replays")["replays"]  # nothing started
+    done = titan_cli(cluster, "replay", run_id)
+    assert done.returncode != 0 and "does not verify" in done.stderr, done.stdout + done.stderr

@@ -25,6 +25,7 @@ from titan.formats import run_id_problem
 from titan.master.auth.tokens import Principal
 from titan.master.runs.compliance import started_by
 from titan.master.runs.events import run_summary
+from titan.master.runs.ledger import verify_run
 from titan.master.runs.lookup import run_or_404
 from titan.master.scheduling.refs import as_id
 from titan.master.scheduling.validation import unknown_field, validate_dag
@@ -263,6 +264,7 @@ class Replays:
     # -- starting one -------------------------------------------------------------------------
     async def start(self, run_id: str, body: Any, who: Principal) -> Row:
         settings = parse_settings(body)
+        await self._check_recording(run_id)
         loop = asyncio.get_running_loop()
         overrides: dict[str, str] = {}
         sizes: dict[str, int] = {}
@@ -342,6 +344,25 @@ class Replays:
         await self.engine.submit_dag(stage, specs, replay_id, run["agent_id"])
         return {"run_id": replay_id, "replay_of": run_id, "status": "running",
                 "settings": job_settings(run) | {"code": settings["code"]}}
+
+    async def _check_recording(self, run_id: str) -> None:
+        """Refuse to replay a recording that does not verify (an action edited, deleted,
+        inserted or reordered in the database since it was recorded, a payload changed in
+        the blob store): the replay would serve what was changed as what the run did, and
+        report a clean match. Walked whole, as ``titan runs verify`` does; a run still
+        recording is refused for that in the transaction that starts the replay."""
+        def read(tx: Transaction) -> Row | None:
+            run = run_or_404(tx, run_id)
+            if run["status"] == "running":
+                return None
+            return verify_run(tx, run, blobs=self.blobs)
+
+        verdict = await self.engine.read(read)
+        if verdict is not None and verdict["status"] == "broken":
+            raise not_available(
+                f"run {run_id}'s recording does not verify: {verdict['message']}. A replay "
+                "would serve what was changed as what the run did; `titan runs verify "
+                f"{run_id}` says where its ledger breaks")
 
     # -- the replay's stages ------------------------------------------------------------------
     async def job_env(self, run_id: str, alias: str | None) -> dict[str, str] | None:
