@@ -548,9 +548,13 @@ def test_a_chain_waiting_on_a_missing_ancestor_goes_together_and_cycles_end() ->
                                attrs=AGENT),
                           span("00000000000000f1", "00000000000000f2", "a"),
                           span("00000000000000f2", "00000000000000f1", "b")], 0, ADMIN)
+        # The pair is recorded at once: no span still to come could resolve it.
+        got = {a["name"]: a["actor"] for a in runs.actions[run_id].values()}
+        assert got == {"a": "svc", "b": "svc"}
         await rx._release(now[0] + 11)  # the call's wait is over; the agent's is not
         got = {a["name"]: a["actor"] for a in runs.actions[run_id].values()}
-        assert got == {"researcher": "svc", "call_llm": "svc/researcher"}
+        assert got == {"a": "svc", "b": "svc", "researcher": "svc",
+                       "call_llm": "svc/researcher"}
         await rx._release(now[0] + 31)
         assert len(runs.actions[run_id]) == 4 and rx.stats()["held_spans"] == 0
     asyncio.run(go())

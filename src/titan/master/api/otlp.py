@@ -32,7 +32,7 @@ async def traces(c: CtxDep, p: OtlpSender, request: Request) -> Response:
     got = await c.otlp.receive(spans, rejected, p)
     reply_type = wire.JSON if media == wire.JSON else wire.PROTOBUF
     why = "; ".join(filter(None, (
-        "spans with an empty or malformed trace or span id" if rejected else "", got["why"])))
+        "spans with an empty or malformed trace, span or parent span id" if rejected else "", got["why"])))
     return Response(wire.response(reply_type, rejected + got["refused"], why),
                     media_type=reply_type)
 

@@ -3,6 +3,7 @@
 * :mod:`.settings` — ``TITAN_OTLP_*``: where spans go, which runs, how long a span waits
 * :mod:`.ids` — trace and span ids derived from run and action ids (re-exports line up)
 * :mod:`.wire` — OTLP/HTTP bodies: protobuf or JSON, gzip, attribute values
+* :mod:`.wire_json` — OTLP/JSON read: hex ids, each field's shape checked, spans counted
 * :mod:`.outgoing` — a run, its actors and actions as GenAI spans (the mapping out)
 * :mod:`.exporter` — the background exporter: a bounded queue, batches, drops counted
 * :mod:`.incoming` — a span as an action (the mapping in: GenAI conventions, OpenInference)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from titan.master.auth.tokens import Principal
-from titan.master.otel.wire import Span
+from titan.master.otel.wire import Span, size_of_value
 
 #: Spans held waiting for a parent, over all traces; past it the oldest are recorded as is.
 MAX_HELD = 20_000
@@ -77,16 +76,10 @@ class Holding:
 
 def size_of(span: Span) -> int:
     """About how much memory a span's text takes: its attributes', events' and resource's
-    strings and bytes (numbers and the rest at a nominal 16 bytes)."""
-    def of(value: Any) -> int:
-        if isinstance(value, str | bytes):
-            return len(value)
-        if isinstance(value, dict):
-            return sum(len(str(k)) + of(v) for k, v in value.items())
-        if isinstance(value, list | tuple):
-            return sum(of(v) for v in value)
-        return 16
-    return 256 + len(span.name) + of(span.attributes) + of(span.resource) + of(span.events)
+    strings and bytes (numbers and the rest at a nominal 16 bytes; the resource as measured
+    once for all of its spans)."""
+    return 256 + len(span.name) + size_of_value(span.attributes) + span.resource_size \
+        + size_of_value(span.events)
 
 
 def tops(held: dict[str, Held], sids: list[str]) -> set[str]:
@@ -109,3 +102,9 @@ def tops(held: dict[str, Held], sids: list[str]) -> set[str]:
         for step in path:
             top[step] = found
     return {top[sid] for sid in sids}
+
+
+def closing(held: dict[str, Held], sids: list[str]) -> set[str]:
+    """Of these held spans, the tops of those whose parents loop back on themselves (a cycle
+    among the held spans, a span its own parent): no parent still to come can resolve them."""
+    return {t for t in tops(held, sids) if held[t].span.parent_id in held}

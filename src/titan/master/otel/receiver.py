@@ -33,7 +33,7 @@ from titan.errors import APIError, Conflict, NotFound, ValidationFailed
 from titan.llm.pricing import hosted_cost
 from titan.master.auth.tokens import Principal
 from titan.master.otel import actors, incoming
-from titan.master.otel.holding import Held, Holding, size_of, tops
+from titan.master.otel.holding import Held, Holding, closing, size_of, tops
 from titan.master.otel.ids import run_id_of_trace
 from titan.master.otel.known import Known, resource_run
 from titan.master.otel.traces import Ready, Tally, Trace, each_trace
@@ -123,7 +123,11 @@ class Receiver:
                     await self._open(trace, who)
                 if trace.ordinals is None:
                     await self._recall(trace, held_now)
-                await self._record(trace, self._resolve(trace, forced=frozenset()), tally)
+                # A cycle of parents (A under B under A, a span its own parent) is
+                # recorded now: no span can come that resolves it, and it waited out the
+                # hold (two minutes by default) before its run showed it.
+                cycles = closing(trace.held, [s for s in held_now if s in trace.held])
+                await self._record(trace, self._resolve(trace, forced=cycles), tally)
 
         await each_trace(touched.items(), take)
         if self.holding.too_large():  # not until the next timer tick
@@ -186,7 +190,10 @@ class Receiver:
     def _trace(self, span: Span, now: float) -> Trace:
         trace = self.traces.pop(span.trace_id, None)  # re-inserted: dicts keep LRU order
         if trace is None:
-            service = "".join(ch for ch in str(span.resource.get("service.name") or "")
+            # Only as much as an agent's name holds is looked at: this runs on the event
+            # loop for each new trace, and a service.name of megabytes over a thousand
+            # one-span traces held the master for minutes.
+            service = "".join(ch for ch in str(span.resource.get("service.name") or "")[:1000]
                               if ch.isprintable()).strip()
             agent = service[:200] if service and not service.startswith("unknown_service") \
                 else "otel"

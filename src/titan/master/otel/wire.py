@@ -1,9 +1,10 @@
 """OTLP/HTTP trace bodies: protobuf or JSON in (gzip or not), spans as plain records.
 
 The messages are ``opentelemetry-proto``'s generated classes. A body is decoded whole before
-anything is recorded, so a malformed one is a 400 that says what is wrong and stores nothing.
-OTLP's JSON encoding is protobuf's JSON mapping with one twist: trace and span ids are hex,
-not base64, so they are turned into base64 before protobuf's parser sees them. A gzip body
+anything is recorded, so a malformed one is a 400 that says what is wrong and stores nothing;
+JSON is read by :mod:`.wire_json`, and neither may carry more than ``MAX_SPANS`` spans (413).
+A span whose trace, span or parent id is malformed (the wrong length, or an all-zero trace or
+span id) is rejected alone, and said so in OTLP's partial success. A gzip body
 is inflated only up to the same limit as a plain one: a small bomb is a 413, not a gigabyte.
 A protobuf body whose strings are not all UTF-8 (a Go or JS sender's bytes, passed on by a
 Collector) is read again with each bad byte as U+FFFD (:func:`_repaired`): protobuf's parser
@@ -36,6 +37,7 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 )
 
 from titan.errors import APIError, PayloadTooLarge, ValidationFailed
+from titan.master.otel.wire_json import MAX_SPANS, from_json, too_many
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -63,6 +65,10 @@ class Span:
     events: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
     resource: dict[str, Any] = field(default_factory=dict)
     scope: str = ""
+    #: About how much memory the resource's text takes (measured once per resource, which
+    #: its spans share: measured per span, 1,000 spans of a resource with 100,000
+    #: attributes walked it 1,000 times on the event loop).
+    resource_size: int = 0
 
 
 def media_type(content_type: str | None) -> str:
@@ -160,49 +166,6 @@ def _repaired(body: bytes) -> bytes:
     return data
 
 
-def from_json(value: Any, into: ExportTraceServiceRequest) -> None:
-    """Fill ``into`` from OTLP's JSON encoding (hex ids) of a request."""
-    if not isinstance(value, dict):
-        raise ValidationFailed("an OTLP JSON body must be an object with resourceSpans",
-                               details={"field": "body"})
-    for r, rs in enumerate(_items(value, "resourceSpans", "resource_spans")):
-        for s, ss in enumerate(_items(rs, "scopeSpans", "scope_spans")):
-            for i, span in enumerate(_items(ss, "spans", "spans")):
-                where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
-                _hex_to_base64(span, where, ("traceId", "trace_id"), ("spanId", "span_id"),
-                               ("parentSpanId", "parent_span_id"))
-                for k, link in enumerate(_items(span, "links", "links")):
-                    _hex_to_base64(link, f"{where}.links[{k}]", ("traceId", "trace_id"),
-                                   ("spanId", "span_id"))
-    try:
-        json_format.ParseDict(value, into, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise ValidationFailed(f"the body is not an OTLP ExportTraceServiceRequest in JSON: "
-                               f"{exc}", details={"field": "body"}) from None
-
-
-def _items(parent: Any, camel: str, snake: str) -> list[Any]:
-    if not isinstance(parent, dict):
-        return []
-    found = parent.get(camel, parent.get(snake))
-    return [x for x in found if isinstance(x, dict)] if isinstance(found, list) else []
-
-
-def _hex_to_base64(obj: dict[str, Any], where: str, *keys: tuple[str, str]) -> None:
-    for camel, snake in keys:
-        for key in (camel, snake):
-            value = obj.get(key)
-            if not isinstance(value, str) or not value:
-                continue
-            try:
-                raw = bytes.fromhex(value)
-            except ValueError:
-                raise ValidationFailed(f"{where}.{key} must be hex (OTLP/JSON spells ids in "
-                                       f"hex), got {value[:40]!r}",
-                                       details={"field": f"{where}.{key}"}) from None
-            obj[key] = base64.b64encode(raw).decode()
-
-
 def _gunzip(body: bytes, limit: int) -> bytes:
     """The body inflated, every member of it: gzip allows several one after the other (a
     streaming writer's, ``cat a.gz b.gz``), and only the first was read — a protobuf body
@@ -227,27 +190,48 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 
 
 def spans_of(request: ExportTraceServiceRequest) -> tuple[list[Span], int]:
+    """The request's spans, and how many were rejected for their ids; a 413 past
+    :data:`MAX_SPANS` (counted before any is read)."""
+    count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    if count > MAX_SPANS:
+        raise too_many(count)
     spans: list[Span] = []
     rejected = 0
     for rs in request.resource_spans:
         resource = attributes_of(rs.resource.attributes)
+        resource_size = size_of_value(resource)
         for ss in rs.scope_spans:
             for s in ss.spans:
+                parent = s.parent_span_id
+                # A parent id of the wrong length names no span, yet is not "no parent"
+                # either: taken for a root, such a span ended its run with its own status.
+                # An all-zero one is "no parent", as some senders spell a root.
                 if len(s.trace_id) != 16 or not any(s.trace_id) or len(s.span_id) != 8 \
-                        or not any(s.span_id):
+                        or not any(s.span_id) or len(parent) not in (0, 8):
                     rejected += 1
                     continue
-                parent = s.parent_span_id
                 spans.append(Span(
                     trace_id=s.trace_id.hex(), span_id=s.span_id.hex(),
-                    parent_id=parent.hex() if len(parent) == 8 and any(parent) else None,
+                    parent_id=parent.hex() if any(parent) else None,
                     name=s.name, kind=int(s.kind), start_ns=int(s.start_time_unix_nano),
                     end_ns=int(s.end_time_unix_nano), attributes=attributes_of(s.attributes),
                     status_code=int(s.status.code), status_message=s.status.message,
                     events=[(e.name, int(e.time_unix_nano), attributes_of(e.attributes))
                             for e in s.events],
-                    resource=resource, scope=ss.scope.name))
+                    resource=resource, scope=ss.scope.name, resource_size=resource_size))
     return spans, rejected
+
+
+def size_of_value(value: Any) -> int:
+    """About how much memory a value's text takes: its strings' and bytes' length (numbers
+    and the rest at a nominal 16 bytes)."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(str(k)) + size_of_value(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(size_of_value(v) for v in value)
+    return 16
 
 
 def attributes_of(pairs: Any) -> dict[str, Any]:
