@@ -64,15 +64,25 @@ class EventHub:
             self._stop = loop.create_future()
         stop = self._stop
         deadline = loop.time() + timeout
+        if guard is not None:
+            # Checked once as it parks: the request checked its credential on arrival and
+            # then awaited (reading what it waits on), and a revocation meanwhile found
+            # nothing parked to wake; a value published before the next tick went to the
+            # revoked token. The revocation future is taken first, so one landing during
+            # this check (an await: a read when the cache has forgotten the token) has it
+            # checked again.
+            while True:
+                pending = self._revocation(loop)
+                await guard()
+                if not pending.done():
+                    break
         while not self.stopping:
             step = deadline - loop.time()
             waits = [*futures, stop]
             revoked = None
             if guard is not None:
                 step = min(step, GUARD_SECONDS)
-                if self._revoked is None:
-                    self._revoked = loop.create_future()
-                revoked = self._revoked
+                revoked = self._revocation(loop)
                 waits.append(revoked)
             done, _ = await asyncio.wait(waits, timeout=max(step, 0.0),
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -89,6 +99,12 @@ class EventHub:
                 await guard()
         raise MasterStopping("this Titan master is stopping; ask again (the next master "
                              "answers)")
+
+    def _revocation(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """The future the next :meth:`revoked` resolves."""
+        if self._revoked is None:
+            self._revoked = loop.create_future()
+        return self._revoked
 
     def waiter(self, topic: Hashable) -> asyncio.Future[Any]:
         """A future resolved at the next publish on ``topic``. Register it BEFORE checking the
