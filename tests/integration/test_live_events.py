@@ -47,20 +47,36 @@ def collect(ws: ClientConnection, until: Any, timeout: float = 30) -> list[dict[
 
 
 def test_job_and_dag_events_arrive_as_they_commit(cluster: Cluster) -> None:
+    # agent_run_updated said its stage's status as "status": a listener read COMPLETED the
+    # moment the stage completed, while the run (its driver, this process, still going) ran
+    # on. "status" is the run's now (GET /agent-runs/{id}'s), the stage's is "stage_status".
     script = cluster.script("hello.py", "print('hello')\n")
     with stream(cluster, "?types=job_updated,dag_updated,agent_run_updated") as ws:
         cluster.client().submit_dag("live_RUN1_PLAN", [TitanJob(job_id="a", filename=script)],
                                     agent_run_id="live_RUN1")
         events = collect(ws, lambda ev: any(
+            e["type"] == "agent_run_updated"
+            and e["data"].get("stage_status", e["data"]["status"]) == "COMPLETED" for e in ev))
+        states = [e["data"]["state"] for e in events if e["type"] == "job_updated"]
+        assert states[-1] == "COMPLETED" and "RUNNING" in states
+        [dag] = [e["data"] for e in events
+                 if e["type"] == "dag_updated" and e["data"]["status"] == "COMPLETED"]
+        assert dag["name"] == "live_RUN1_PLAN" and dag["agent_run_id"] == "live_RUN1"
+        runs = [e["data"] for e in events if e["type"] == "agent_run_updated"]
+        assert runs[0]["stage_status"] == "WAITING" and runs[0]["dag_id"] == dag["id"]
+        assert runs[0]["status"] in ("WAITING", "RUNNING")
+        assert runs[-1] == {"id": "live_RUN1", "dag_id": dag["id"], "status": "RUNNING",
+                            "stage_status": "COMPLETED"}
+        assert cluster.api("GET", "/agent-runs/live_RUN1")["status"] == "RUNNING"
+        # Its driver ends it: the run's own change, no stage's.
+        cluster.api("PATCH", "/runs/live_RUN1", {"status": "ended"})
+        events += collect(ws, lambda ev: any(
             e["type"] == "agent_run_updated" and e["data"]["status"] == "COMPLETED" for e in ev))
-    states = [e["data"]["state"] for e in events if e["type"] == "job_updated"]
-    assert states[-1] == "COMPLETED" and "RUNNING" in states
-    [dag] = [e["data"] for e in events if e["type"] == "dag_updated" and e["data"]["status"] == "COMPLETED"]
-    assert dag["name"] == "live_RUN1_PLAN" and dag["agent_run_id"] == "live_RUN1"
     runs = [e["data"] for e in events if e["type"] == "agent_run_updated"]
-    assert runs[-1] == {"id": "live_RUN1", "dag_id": dag["id"], "status": "COMPLETED"}
+    assert runs[-1] == {"id": "live_RUN1", "dag_id": None, "status": "COMPLETED",
+                        "stage_status": None}
+    assert cluster.api("GET", "/agent-runs/live_RUN1")["status"] == "COMPLETED"
     assert {e["type"] for e in events} <= {"job_updated", "dag_updated", "agent_run_updated"}
-
 
 
 def test_evaluation_events_arrive(cluster: Cluster) -> None:

@@ -1,4 +1,5 @@
-/* Agent Runs, live: on dag_created / dag_updated / agent_run_updated, refetch /agents.json
+/* Agent Runs, live: on agent_run_updated (a run's stage created or changed, or the run's own
+ * status) and run_created (a run without stages, listed with ?stages=all), refetch /agents.json
  * (at most every 500 ms) and re-render the rows with the same markup as agents.html; and
  * every 3 s while a run shown is in flight (seed 000: "auto-refreshes every 3 seconds"): a
  * job ending inside a stage that stays RUNNING changes what the box says (executing,
@@ -115,9 +116,9 @@
       if (ticket === asked) render(d);
     } catch (err) { /* the next event or reconnect tries again */ }
   }, 500);
-  // A run's status is its own (its driver ending ends it, not a DAG event): its events too.
-  T.live({ types: ["dag_created", "dag_updated", "agent_run_updated", "run_updated", "run_completed",
-                   "run_failed"], onEvent: refresh, onResync: refresh });
+  // agent_run_updated says each change of a row: its stages' and its run's own status (a
+  // driver ending its run changes no DAG). Not run_updated: an action batch changes no row.
+  T.live({ types: ["agent_run_updated", "run_created"], onEvent: refresh, onResync: refresh });
   const IN_FLIGHT = '.agent-run[data-status="RUNNING"], .agent-run[data-status="WAITING"]';
   setInterval(() => {
     if (document.visibilityState === "visible" && box.querySelector(IN_FLIGHT)) refresh();

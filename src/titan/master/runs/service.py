@@ -26,6 +26,7 @@ from titan.master.auth.tokens import OPERATE, Principal
 from titan.master.runs import compliance, job_scope, liveness
 from titan.master.runs import ingest as action_input
 from titan.master.runs.actions import append_batch, prepare_batch
+from titan.master.runs.agent_events import AgentRunEvents
 from titan.master.runs.budgets import budget_state, check_budget
 from titan.master.runs.events import TERMINAL_RUN, run_summary
 from titan.master.runs.ledger import LedgerChecks
@@ -68,8 +69,9 @@ class RunService:
         self._tasks: set[asyncio.Task[None]] = set()
         self.ledger = LedgerChecks()  # the Activity Ledger's verdict per run
         self.listeners: list[RunListener] = []
-        engine.stage_hooks = self  # a DAG naming a run opens it (see Engine.stage_hooks)
-        engine.dag_listeners.append(self.dag_settled)  # and its last stage ends it
+        # A DAG naming a run opens it, and its last stage ends it (see Engine.stage_hooks).
+        engine.stage_hooks = self
+        self.agent_events = AgentRunEvents(engine, engine.hub, self._spawn)
         #: The runs each job started or kept alive (an orchestrator running as a job): when
         #: the job ends for good, those it started and still held open end too
         #: (liveness.end_runs_of).
@@ -227,10 +229,12 @@ class RunService:
     def stage_stored(self, tx: Transaction, run_id: str) -> None:
         record_code_version(tx, run_id)
 
-    def dag_settled(self, run_id: str, status: str) -> None:
-        """A stage of a run changed status; if the run's driver already finished and this
-        stage has ended, settle the run now. A stage cancelled or failed may be a replay's
-        DRIVER, which ends its run itself unless it was killed: then it is ended here."""
+    def stage_changed(self, run_id: str, dag_id: int, status: str) -> None:
+        """A stage of a run was created or changed status (committed): said as the run's
+        event, and if the run's driver already finished and this stage has ended, the run is
+        settled now. A stage cancelled or failed may be a replay's DRIVER, which ends its run
+        itself unless it was killed: then it is ended here."""
+        self.agent_events.changed(run_id, dag_id, status)
         if run_id in self.ending and status not in ("WAITING", "RUNNING"):
             self.ending.discard(run_id)
             self._spawn(self._settle(run_id))
@@ -293,6 +297,10 @@ class RunService:
             self.hub.publish(TERMINAL_RUN.get(run["status"], "run_updated"), run_summary(run))
         else:
             self.hub.publish("run_updated", run_summary(run))
+        if run["status"] != before["status"] \
+                or (not before.get("action_count") and run.get("action_count")):
+            # What its Agent Runs row says changed (its first action: WAITING no more).
+            self.agent_events.changed(run["id"])
         if run["blocked"] != before["blocked"]:
             self._apply_hold(run["id"], run["blocked"])
 

@@ -70,10 +70,6 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         self.job_names = RecentJobNames()  # a wait on a job's name needs no read to find it
         self.revivals = asyncio.Lock()  # see EngineCore.revivals
         self.retiring: dict[int, asyncio.Future[Any]] = {}  # see EngineCore.retiring
-        #: Called with (agent run id, DAG status) when a run's stage changes status, after
-        #: its commit: how agent runs learn that their last stage ended. The engine knows
-        #: nothing of runs; whatever settles them subscribes here.
-        self.dag_listeners: list[Callable[[str, str], None]] = []
         #: Called with (job id, state) when a job's state changes, after its commit: how the
         #: runs a job's process drove learn that the process is gone (see RunService).
         self.job_listeners: list[Callable[[int, str], None]] = []
@@ -82,7 +78,8 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
         #: overlap policy counts. The engine knows nothing of schedules.
         self.revive_listeners: list[Callable[[Row], None]] = []
         #: What a stage of an agent run writes in its DAG's submission transaction (the run
-        #: row its DAG points at, the run's code version), set by the run service.
+        #: row its DAG points at, the run's code version), and what the run hears once a
+        #: stage is created or changes status (its end, its event): set by the run service.
         self.stage_hooks: StageHooks | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -220,9 +217,11 @@ class Engine(EngineRecovery, EngineSubmission, EngineControl, EngineWorkers):
             if kind == "job_updated":
                 for job_listener in self.job_listeners:
                     job_listener(data["id"], data["state"])
-            if kind == "dag_updated" and data.get("agent_run_id"):
-                for listener in self.dag_listeners:
-                    listener(data["agent_run_id"], data["status"])
+            if kind in ("dag_created", "dag_updated") and data.get("agent_run_id") \
+                    and self.stage_hooks is not None:
+                # A stage is created WAITING (its leases, if any, follow as dag_updated).
+                self.stage_hooks.stage_changed(data["agent_run_id"], data["id"],
+                                               data.get("status", "WAITING"))
         for write in ch.store:  # a service's address: store_wait returns (a withdrawal
             if not write.withdraw:  # only changes a key that is there: nobody waits for it)
                 self.hub.notify(("store", write.key), write.value)

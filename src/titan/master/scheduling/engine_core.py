@@ -27,8 +27,9 @@ T = TypeVar("T")
 
 
 class StageHooks(Protocol):
-    """A stage (a DAG naming an agent run) in its submission's transaction. The engine knows
-    nothing of runs: the run service implements this and sets ``Engine.stage_hooks``."""
+    """A stage (a DAG naming an agent run): in its submission's transaction, and as its status
+    changes. The engine knows nothing of runs: the run service implements this and sets
+    ``Engine.stage_hooks``."""
 
     def stage_submitted(self, tx: Transaction, run_id: str, agent_id: str | None,
                         now: float, started_by: Row | None = None) -> list[tuple[str, Row]]:
@@ -38,6 +39,11 @@ class StageHooks(Protocol):
 
     def stage_stored(self, tx: Transaction, run_id: str) -> None:
         """After the jobs: what the run derives from its stages (its code version)."""
+
+    def stage_changed(self, run_id: str, dag_id: int, status: str) -> None:
+        """On the event loop, after the commit that created stage ``dag_id`` (``WAITING``)
+        or changed its status: the run's end when its last stage ends, and its live event
+        (``agent_run_updated``, which says the run's status beside the stage's)."""
 
 
 class EngineCore(Protocol):

@@ -176,9 +176,6 @@ class EngineSubmission:
         ch.events.extend(run_events)
         ch.events.append(("dag_created", {"id": dag_id, "name": name, "run": run,
                                           "agent_run_id": agent_run_id, "schedule": schedule}))
-        if agent_run_id:
-            ch.events.append(("agent_run_updated", {"id": agent_run_id, "dag_id": dag_id,
-                                                    "status": "WAITING"}))
         self.sched.load(dag, [job_rec(r) for r in rows], ch)
         if leases:
             hand_over(self, dag, leases, ch)
@@ -279,6 +276,3 @@ def hand_over(engine: EngineCore, dag: DagRec, leases: list[tuple[Row, WorkerRec
             worker.poll.set_result(None)
     ch.events.append(("dag_updated", {"id": dag.id, "name": dag.name, "run": dag.run,
                                       "status": dag.status, "agent_run_id": dag.agent_run_id}))
-    if dag.agent_run_id:
-        ch.events.append(("agent_run_updated", {"id": dag.agent_run_id, "dag_id": dag.id,
-                                                "status": dag.status}))

@@ -113,11 +113,9 @@ class DagProgress:
                 ch.finished_dags.append(dag_id)
                 _retire(self, dag)
             ch.dags[dag_id].update(fields)
+            # (A stage's run hears of it through the engine's stage hooks, and says so.)
             ch.events.append(("dag_updated", {"id": dag_id, "name": dag.name, "run": dag.run,
                                               "status": status, "agent_run_id": dag.agent_run_id}))
-            if dag.agent_run_id:
-                ch.events.append(("agent_run_updated", {"id": dag.agent_run_id, "dag_id": dag_id,
-                                                        "status": status}))
 
 
 def _reconsider(sched: SchedulerCore, job: JobRec, ch: Changes) -> None:

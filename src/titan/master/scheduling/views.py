@@ -199,6 +199,21 @@ def run_status(run: Row, total: Counter[str], started: bool = False) -> str:
     return "RUNNING" if begun else "WAITING"
 
 
+def agent_run_status(tx: Transaction, run_id: str) -> str | None:
+    """:func:`run_status` of run ``run_id`` as it stands now (None: no such run), for its live
+    event (``agent_run_updated``); its stages are read only when its own row does not tell
+    (running, nothing recorded: WAITING until a job of its stages has started)."""
+    run = tx.get_run(run_id)
+    if run is None:
+        return None
+    status = run_status(run, Counter())
+    if status != "WAITING":
+        return status
+    dags, _ = tx.list_dags(agent_run_id=run_id, limit=10_000, newest_first=False)
+    counts = tx.job_counts([d["id"] for d in dags])
+    return run_status(run, current_counts(dags, counts), stages_started(dags))
+
+
 def agent_run_view(tx: Transaction, run: Row) -> Row:
     dags, _ = tx.list_dags(agent_run_id=run["id"], limit=10_000, newest_first=False)
     counts = tx.job_counts([d["id"] for d in dags])
