@@ -88,8 +88,9 @@ def main() -> int:
             print(f"[ERROR] CRITICAL ERROR in {ref}: {verdict['failure']} "
                   f"({verdict['reason']}). Agent is deploying a patch...")
             if verdict["failure"] not in ("out_of_memory", "segfault"):
-                print("[STOP] Not a failure a patch can fix; a human should look.")
-                return 1
+                # Raised inside the block: the run fails with this as its error (a `return 1`
+                # ended the block normally, and the run said completed).
+                sys.exit(f"[STOP] {ref}: not a failure a patch can fix; a human should look.")
             batch = verdict["batch_size"] if verdict["failure"] == "out_of_memory" else batch
             # 3. Programmatically create a new job to fix the issue, and dispatch it
             fix_id = f"{job_id}_fix" + (str(patch + 1) if patch else "")
@@ -99,8 +100,8 @@ def main() -> int:
                                      "--effective-batch", str(args.batch_size)])
             ref = client.submit_job(fix_job, agent_run_id=run.id)["ref"] + f"/{fix_id}"
             print(f"[PATCH] {ref}: safe mode with batch size {batch}")
-        print(f"[ESCALATION] Still failing after {args.max_patches} patches; alerting a human.")
-        return 1
+        sys.exit(f"[ESCALATION] Still failing after {args.max_patches} patches; "
+                 "alerting a human.")
 
 
 if __name__ == "__main__":

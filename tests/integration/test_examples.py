@@ -156,6 +156,41 @@ def test_the_doc_generator_plans_a_job_per_module_and_publishes_docs(
     assert (EXAMPLES / "agents_exampels/doc_generator_agent/tools/doc_dispatcher.py").is_file()
 
 
+def _failing_example(c: Cluster, relative: str, *args: str) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, str(EXAMPLES / relative), *args], env=c.env,
+                         cwd=c.root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    # It failed inside its trace.run block: nothing for the SDK's exit to end again (it said
+    # "[titan.trace] the master refused to update run …: already ended completed").
+    assert "[titan.trace]" not in out.stderr, out.stderr
+    return out
+
+
+def test_the_doc_generator_fails_its_run_when_a_module_job_fails(cluster: Cluster,
+                                                                 tmp_path: Path) -> None:
+    # It returned 1 from inside its block: the block ended normally, the Runs page said the
+    # run completed while the script said [FAILED] and exited 1.
+    project = tmp_path / "broken_project"
+    project.mkdir()
+    (project / "broken.py").write_text("def broken(:\n")  # its job cannot parse it
+    out = _failing_example(cluster, "agents_example/doc_generator_agent/tools/doc_dispatcher.py",
+                           str(project), "--out", str(tmp_path / "DOCS.md"))
+    assert "[FAILED] doc_generator#" in out.stderr and "(doc_0, assemble)" in out.stderr
+    run_id = out.stdout.split(", run ")[1].split(")")[0]
+    run = cluster.client().api("GET", f"/runs/{run_id}")
+    assert run["status"] == "failed", run
+    assert "[FAILED] doc_generator#" in run["error"]
+    assert not (tmp_path / "DOCS.md").exists()
+
+
+def test_the_code_healer_fails_its_run_when_it_gives_up(cluster: Cluster) -> None:
+    out = _failing_example(cluster, "agents_example/code_healer_agent.py", "--max-patches", "0")
+    assert "[ESCALATION] Still failing after 0 patches" in out.stderr
+    run = cluster.client().api("GET", "/runs", params={"agent": "code-healer"})["runs"][0]
+    assert run["status"] == "failed", run
+    assert "[ESCALATION]" in (run["error"] or "")
+
+
 def test_the_model_server_runs_as_a_service_is_called_and_stopped(cluster: Cluster) -> None:
     out = run_example(cluster, "services/run_services.py", timeout=180)
     assert "the model is at 127.0.0.1:" in out

@@ -437,3 +437,65 @@ def test_a_master_that_stood_still_gives_every_run_a_whole_timeout(cluster: Clus
     assert cluster.api("GET", "/runs/paused-master")["status"] == "running"
     # Silent a whole timeout after that, it is ended as any silent run.
     status_becomes(cluster, "paused-master", "failed", within=TIMEOUT * 4)
+
+
+def test_a_run_its_block_ended_is_not_ended_again_by_the_process_exit(cluster: Cluster,
+                                                                      tmp_path: Path) -> None:
+    # The block submitted a stage that failed and ended normally (`return 1` inside it), then
+    # the process exited 1: its exit hook ended the run again, the master refused ("already
+    # ended completed") and the user read "[titan.trace] the master refused to update run …".
+    # The block's end is the run's end; what the process does after it is not the run's.
+    (tmp_path / "fails.py").write_text("raise SystemExit(3)\n")
+    agent = start(cluster, tmp_path, """
+        import sys
+        from titan import trace
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+
+        def main():
+            with trace.run("after-block", run_id="AFTERBLOCK_1") as run:
+                dag = client.submit_dag("AFTERBLOCK_1_STAGE", [TitanJob("f", "fails.py")],
+                                        agent_run_id=run.id)
+                if client.wait_dag(dag["ref"], timeout=60)["status"] != "COMPLETED":
+                    return 1
+            return 0
+
+        sys.exit(main())
+    """)
+    assert agent.wait(timeout=60) == 1
+    _, err = agent.communicate()
+    assert "[titan.trace]" not in err, err
+    run = status_becomes(cluster, "AFTERBLOCK_1", "completed", within=10)
+    assert run["error"] is None
+
+
+def test_a_driven_run_ended_by_someone_else_is_said_so_at_exit(cluster: Cluster,
+                                                              tmp_path: Path) -> None:
+    # An operator cancelled the run a process drove; the process then failed, and its exit's
+    # end of the run was refused: "the master refused to update run R: agent run R already
+    # ended cancelled" read as the SDK's own fault. It says what happened; the run stays so.
+    (tmp_path / "ok.py").write_text("pass\n")
+    agent = start(cluster, tmp_path, """
+        import os, sys, time
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+        dag = client.submit_dag("ENDEDELSEWHERE_1_STAGE", [TitanJob("ok", "ok.py")],
+                                agent_run_id="ENDEDELSEWHERE_1")
+        client.wait_dag(dag["ref"], timeout=60)
+        print("ready", flush=True)
+        while not os.path.exists("go"):
+            time.sleep(0.05)
+        sys.exit(2)
+    """)
+    assert agent.stdout is not None
+    assert agent.stdout.readline().strip() == "ready"
+    cluster.api("PATCH", "/runs/ENDEDELSEWHERE_1", {"status": "cancelled"})
+    (tmp_path / "go").touch()
+    assert agent.wait(timeout=60) == 2
+    _, err = agent.communicate()
+    assert "refused" not in err, err
+    assert ("[titan.trace] run ENDEDELSEWHERE_1 had already ended cancelled when this process "
+            "exited: its end as the process exited (failed: SystemExit: 2) was not recorded"
+            ) in err, err
+    run = cluster.api("GET", "/runs/ENDEDELSEWHERE_1")
+    assert run["status"] == "cancelled"

@@ -715,7 +715,7 @@ def test_ending_a_run(cl: Cluster) -> None:
     run = get_run(cl, "end-1")
     assert run["status"] == "completed" and run["ended_at"] == done["ended_at"]
     for other in ("failed", "cancelled"):
-        error(cl, "PATCH", "/runs/end-1", {"status": other}, status=409, code="conflict")
+        error(cl, "PATCH", "/runs/end-1", {"status": other}, status=409, code="run_ended")
     assert get_run(cl, "end-1")["status"] == "completed"
     # an explicit end time and error; a failed run is an intercept
     new_run(cl, "end-2", started_at=NOW - 120)

@@ -180,6 +180,20 @@ def change_refused(kind: str, run_id: str, exc: errors.APIError) -> str:
     return f"the master refused to {'open' if kind == 'create' else 'update'} run {run_id}: {exc}"
 
 
+def exit_end_refused(run_id: str, body: dict[str, Any], exc: errors.APIError) -> str | None:
+    """What the exit's end of a driven run is said as when the run had already ended (an
+    operator cancelled it, another process ended it): None when there is nothing to say (the
+    process ended well, its runs end as their stages did), else that its failure is not on
+    the run. Not "the master refused": nothing went wrong in the SDK or the master."""
+    if body.get("status") == "ended":
+        return None
+    details = exc.details if isinstance(exc.details, dict) else {}
+    ended = details.get("status") or "already"
+    said = f"{body.get('status')}: {body['error']}" if body.get("error") else body.get("status")
+    return (f"run {run_id} had already ended {ended} when this process exited: its end as "
+            f"the process exited ({said}) was not recorded")
+
+
 def warn(message: str) -> None:
     try:
         sys.stderr.write(f"[titan.trace] {message}\n")

@@ -71,6 +71,7 @@ class Recorder(batches.Sending, multirun.MultiRun):
         self._out_of_reach = False  # the last wait at a run's end timed out (see ended)
         self._said_refusals = 0
         self.changes_refused = 0  # runs' starts and ends the master refused
+        self._exit_ends: set[str] = set()  # driven runs the exit ends (close)
         self._lost_at_flush = 0  # refused and not kept, as of the last flush's answer
         # What the master acknowledged (the exit's summary), when it last did (the exit's
         # wait goes on while it does), and why the last send failed (None: it did not).
@@ -273,6 +274,12 @@ class Recorder(batches.Sending, multirun.MultiRun):
             if exc.status >= 500 or exc.status in batches.RETRIED:
                 raise
             self.changes_refused += 1
+            if kind == "patch" and run.id in self._exit_ends and exc.code == "run_ended":
+                # Someone else ended the run this process drove: not a refusal of the SDK's.
+                said = batches.exit_end_refused(run.id, body, exc)
+                if said is not None:
+                    warn(said)
+                return
             warn(batches.change_refused(kind, run.id, exc))
             if kind == "create" and (exc.status == 401 or exc.code == "run_ended"):
                 # Its actions and end would go into the run of that id that has ended,
@@ -338,6 +345,7 @@ class Recorder(batches.Sending, multirun.MultiRun):
                 body = {"status": "cancelled", "error": "interrupted (KeyboardInterrupt)"}
             elif self.failure is not None:
                 body = {"status": "failed", "error": _describe(self.failure)}
+            self._exit_ends.add(run.id)
             self.put("patch", run, body)
         self.driven.clear()
         timeout, asked = settings.flush_timeout()

@@ -225,6 +225,10 @@ class Run:
             # run that failed here again is a failed replay, even if the script went on.
             replayed_end = body
             return
+        # The block's end is the run's, whatever the process does after it (a `return 1`
+        # that becomes sys.exit(1)): a run it drove (it submitted stages) is not ended again
+        # at exit, which the master refused ("already ended completed") on the user's stderr.
+        RECORDER.driven.pop(self.id, None)
         RECORDER.put("patch", self.handle, dict(body, ended_at=time.time()))
         RECORDER.ended()
 

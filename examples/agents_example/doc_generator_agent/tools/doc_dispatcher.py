@@ -69,8 +69,9 @@ def main() -> int:
         done = client.wait_dag(dag["ref"], timeout=1800)
         if done["status"] != "COMPLETED":
             failed = [j["job_id"] for j in done["jobs"] if j["state"] != "COMPLETED"]
-            print(f"[FAILED] {dag['ref']}: {done['status']} ({', '.join(failed)})")
-            return 1
+            # Inside the block: the exception that leaves it fails the run, with this as its
+            # error (a `return 1` here ended the block normally: the run said completed).
+            sys.exit(f"[FAILED] {dag['ref']}: {done['status']} ({', '.join(failed)})")
         out = client.get_artifact(f"docgen:{batch}:DOCS.md", save_path=args.out)
         print(f"[DONE] {out} ({os.path.getsize(out)} bytes)")
     return 0

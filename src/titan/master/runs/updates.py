@@ -68,7 +68,8 @@ def apply_update(tx: Transaction, run_id: str, fields: Row, who: Principal, *,
     if status is not None and status != run["status"]:
         if run["status"] != RunStatus.RUNNING and status != RunStatus.RUNNING \
                 and not crashed:
-            raise Conflict(f"agent run {run_id} already ended {run['status']}")
+            raise Conflict(f"agent run {run_id} already ended {run['status']}",
+                           code="run_ended", details={"id": run_id, "status": run["status"]})
         changes["status"] = status
         changes["ended_at"] = (None if status == RunStatus.RUNNING
                                else fields.get("ended_at") or end)
