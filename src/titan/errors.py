@@ -46,7 +46,8 @@ the network::
         │                        master's to write: nothing was stored; an operator must act
         └── DatabaseCorrupt      500: the database's file is damaged; restore it from a backup
 
-A docstring is the default message. Besides the 5xx above, said on purpose and named by their
+A docstring is the default message. Every error pickles and copies whole, message and
+attributes (:meth:`TitanError.__reduce__`). Besides the 5xx above, said on purpose and named by their
 code, a 5xx (``internal_error``) is a bug.
 
 Outside the tree, on purpose: :class:`ReplayDiverged` (a ``BaseException``) stops a strict
@@ -63,6 +64,26 @@ class TitanError(Exception):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
+
+    # Pickled as what it is, not as a call of its class: BaseException's own way calls
+    # ``cls(*args)``, which fails for an __init__ taking more than the message (StageFailed,
+    # ToolCallFailed: multiprocessing and concurrent.futures, which send a worker's exception
+    # back pickled, broke the pool instead) and loses what OSError keeps outside __dict__.
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = (self.errno, self.strerror, self.filename) if isinstance(self, OSError) \
+            else None
+        return _rebuilt, (type(self), self.args, dict(self.__dict__), fields)
+
+
+def _rebuilt(cls: type[TitanError], args: tuple[Any, ...], state: dict[str, Any],
+             fields: tuple[Any, Any, Any] | None) -> TitanError:
+    """A Titan error as :meth:`TitanError.__reduce__` pickled it (its __init__ not called)."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    if fields is not None and isinstance(exc, OSError):
+        exc.errno, exc.strerror, exc.filename = fields
+    return exc
 
 
 class StageFailed(TitanError):
