@@ -46,9 +46,20 @@ the network::
         │                        master's to write: nothing was stored; an operator must act
         └── DatabaseCorrupt      500: the database's file is damaged; restore it from a backup
 
+A few are also the builtin exception Python raises for the same kind of failure, second to
+Titan's base, so the ``except`` a Python user writes catches them (docs/sdk.md, Errors):
+``WaitTimeout`` is a ``TimeoutError`` (as asyncio's, a socket's and a future's are),
+``NotFound`` a ``LookupError`` (no ``KeyError``: its ``str()`` quotes the message),
+``ValidationFailed`` a ``ValueError``, ``ConnectionFailed`` a ``ConnectionError``,
+``ScriptNotFound`` a ``FileNotFoundError``. ``TimeoutError``, ``ConnectionError`` and
+``FileNotFoundError`` are ``OSError`` subclasses: none of Titan's own ``except OSError`` (or
+``TimeoutError``, ``ValueError``) clauses may enclose a call that raises these, or it takes
+a wait that ran out for a socket's timeout (the wire's clauses turn a socket's
+``OSError`` into a network failure, which is retried).
+
 A docstring is the default message. Every error pickles and copies whole, message and
-attributes (:meth:`TitanError.__reduce__`). Besides the 5xx above, said on purpose and named by their
-code, a 5xx (``internal_error``) is a bug.
+attributes (:meth:`TitanError.__reduce__`). Besides the 5xx above, said on purpose and named
+by their code, a 5xx (``internal_error``) is a bug.
 
 Outside the tree, on purpose: :class:`ReplayDiverged` (a ``BaseException``) stops a strict
 replay at its first divergence, and agent code's ``except Exception`` must not swallow it.
@@ -64,6 +75,11 @@ class TitanError(Exception):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
+
+    # The message, for the errors that are also OSErrors (ConnectionFailed, ScriptNotFound,
+    # WaitTimeout) as for the others: OSError's own str() is "[Errno 2] No such file or
+    # directory: 'x'" once errno and filename are set (LocalFileNotFound sets them).
+    __str__ = Exception.__str__
 
     # Pickled as what it is, not as a call of its class: BaseException's own way calls
     # ``cls(*args)``, which fails for an __init__ taking more than the message (StageFailed,
@@ -100,11 +116,11 @@ class ConfigError(TitanError):
     """Titan is not configured correctly."""
 
 
-class ConnectionFailed(TitanError):
+class ConnectionFailed(TitanError, ConnectionError):
     """Could not reach the Titan master."""
 
 
-class ScriptNotFound(TitanError):
+class ScriptNotFound(TitanError, FileNotFoundError):
     """A job's script could not be found on this machine."""
 
 
@@ -247,7 +263,7 @@ class APIError(TitanError):
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
-class ValidationFailed(APIError):
+class ValidationFailed(APIError, ValueError):
     """The request is not valid."""
 
     status = 400
@@ -287,7 +303,7 @@ class Forbidden(APIError):
     code = "forbidden"
 
 
-class NotFound(APIError):
+class NotFound(APIError, LookupError):
     """No such object."""
 
     status = 404
@@ -329,7 +345,7 @@ class PayloadTooLarge(APIError):
     code = "payload_too_large"
 
 
-class WaitTimeout(APIError):
+class WaitTimeout(APIError, TimeoutError):
     """Timed out waiting."""
 
     status = 408

@@ -1,6 +1,7 @@
-"""Titan's errors as a Python user ships them: each survives pickling with its message and
-details (multiprocessing and concurrent.futures send a worker's exception back to the parent
-pickled)."""
+"""Titan's errors as a Python user catches and ships them: each is also the builtin exception
+its kind of failure is in Python (``except TimeoutError`` catches a wait that ran out), and
+each survives pickling with its message and details (multiprocessing and concurrent.futures
+send a worker's exception back to the parent pickled)."""
 
 from __future__ import annotations
 
@@ -103,3 +104,56 @@ def test_errors_raised_in_a_process_pool_reach_the_caller_whole() -> None:
             exc = future.exception(timeout=60)
             assert exc is not None
             assert _state(exc) == _state(SAMPLES[getattr(errors, kind)]()), kind
+
+
+# ---------------------------------------------------------------------- the builtin bases
+
+#: What a Python user writes in ``except`` for each kind of Titan error (docs/sdk.md).
+BUILTIN: list[tuple[type[BaseException], type[BaseException]]] = [
+    (errors.WaitTimeout, TimeoutError),
+    (errors.NotFound, LookupError),
+    (errors.ValidationFailed, ValueError),
+    (errors.InvalidDAG, ValueError),
+    (errors.PipelineError, ValueError),
+    (errors.AmbiguousRef, ValueError),
+    (errors.ConnectionFailed, ConnectionError),
+    (errors.ScriptNotFound, FileNotFoundError),
+]
+
+
+@pytest.mark.parametrize(("cls", "builtin"), BUILTIN, ids=lambda c: c.__name__)
+def test_each_error_is_also_the_builtin_python_raises_for_its_kind(
+        cls: type[BaseException], builtin: type[BaseException]) -> None:
+    exc = SAMPLES[cls]()
+    assert isinstance(exc, errors.TitanError)  # Titan's hierarchy stays the first base
+    assert cls.__mro__.index(errors.TitanError) < cls.__mro__.index(builtin)
+    with pytest.raises(builtin):
+        raise exc
+    # The message is the message, not OSError's "[Errno None] ..." nor KeyError's quoting.
+    assert str(exc) == exc.args[0]
+
+
+def test_no_other_builtin_base_was_added() -> None:
+    # NotFound is no KeyError (its str() would be quoted, and `except KeyError` around a
+    # dict lookup would swallow a missing job); the rest keep their single base.
+    assert not issubclass(errors.NotFound, KeyError)
+    plain = [errors.Unauthorized, errors.Forbidden, errors.Conflict, errors.PayloadTooLarge,
+             errors.LocalFileError, errors.FileChanged, errors.DownloadCorrupt,
+             errors.ConfigError, errors.StageFailed]
+    for cls in plain:
+        assert not issubclass(cls, OSError | ValueError | LookupError), cls
+
+
+def test_errors_rebuilt_from_the_masters_answer_keep_their_builtin_base() -> None:
+    body = {"error": {"code": "wait_timeout", "message": "store key 'k' was not set within 1s",
+                      "details": {"key": "k"}}}
+    with pytest.raises(TimeoutError) as info:
+        raise errors.from_response(408, body)
+    assert isinstance(info.value, errors.WaitTimeout) and info.value.details == {"key": "k"}
+    assert str(info.value) == "store key 'k' was not set within 1s"
+    assert isinstance(errors.from_response(404, {"error": {"code": "not_found",
+                                                             "message": "no job 'x'"}}),
+                      LookupError)
+    assert isinstance(errors.from_response(400, {"error": {"code": "invalid_dag",
+                                                             "message": "a cycle"}}),
+                      ValueError)
