@@ -11,6 +11,7 @@ the network::
     ├── ConnectionFailed         the master could not be reached
     ├── ScriptNotFound           a job's script is not on the submitter's disk
     ├── LocalFileError           a file on this machine could not be read or written as asked
+    │   ├── LocalFileNotFound    a file to upload or publish is not there (a ScriptNotFound too)
     │   └── FileChanged          a file changed while it was being uploaded: nothing was stored
     ├── DownloadCorrupt          the bytes downloaded are not those the master stored (sha256)
     ├── ExecutorGone             a worker's executor can run no more jobs (its Ray cluster died)
@@ -51,7 +52,7 @@ Titan's base, so the ``except`` a Python user writes catches them (docs/sdk.md, 
 ``WaitTimeout`` is a ``TimeoutError`` (as asyncio's, a socket's and a future's are),
 ``NotFound`` a ``LookupError`` (no ``KeyError``: its ``str()`` quotes the message),
 ``ValidationFailed`` a ``ValueError``, ``ConnectionFailed`` a ``ConnectionError``,
-``ScriptNotFound`` a ``FileNotFoundError``. ``TimeoutError``, ``ConnectionError`` and
+``ScriptNotFound`` (and ``LocalFileNotFound``) a ``FileNotFoundError``. ``TimeoutError``, ``ConnectionError`` and
 ``FileNotFoundError`` are ``OSError`` subclasses: none of Titan's own ``except OSError`` (or
 ``TimeoutError``, ``ValueError``) clauses may enclose a call that raises these, or it takes
 a wait that ran out for a socket's timeout (the wire's clauses turn a socket's
@@ -67,6 +68,8 @@ replay at its first divergence, and agent code's ``except Exception`` must not s
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import Any
 
 
@@ -130,6 +133,17 @@ class LocalFileError(TitanError):
     def __init__(self, message: str | None = None, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class LocalFileNotFound(LocalFileError, ScriptNotFound):
+    """A file this machine was to read (to upload, to publish as an artifact) is not there.
+    A ``FileNotFoundError`` as Python's own: ``filename`` (and ``path``) names it, ``errno``
+    is ``ENOENT``. Also a :class:`ScriptNotFound`, which it was raised as before."""
+
+    def __init__(self, message: str | None = None, *, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.errno, self.strerror = errno.ENOENT, os.strerror(errno.ENOENT)
+        self.filename = path
 
 
 class FileChanged(LocalFileError):

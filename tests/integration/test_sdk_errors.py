@@ -73,6 +73,25 @@ def test_a_script_not_on_disk_is_a_file_not_found_error(cluster: Cluster) -> Non
     assert "no_such_script.py" in str(info.value) and "[Errno" not in str(info.value)
 
 
+def test_a_file_to_publish_or_upload_that_is_not_there_is_a_file_not_found_error(
+        cluster: Cluster) -> None:
+    client = cluster.client()
+    missing = cluster.root / "no_such_report.md"
+    for name, call in (("artifact", lambda: client.publish_artifact("sdk_errors:r", missing)),
+                       ("file", lambda: client.upload_file(missing)),
+                       ("project folder", lambda: client.upload_project_folder(missing))):
+        with pytest.raises(FileNotFoundError) as info:
+            call()
+        exc = info.value
+        # Named for what is missing (it was a ScriptNotFound, "artifact ... not found"), and
+        # what caught it before still does.
+        assert isinstance(exc, errors.LocalFileNotFound), (name, type(exc))
+        assert isinstance(exc, errors.ScriptNotFound | errors.LocalFileError), name
+        assert exc.filename == exc.path == str(missing), name
+        assert str(exc).startswith(f"{name} {str(missing)!r} not found"), (name, str(exc))
+    assert client.store_get("sdk_errors:r") is None  # nothing was published
+
+
 def test_a_master_that_is_not_there_is_a_connection_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TITAN_MASTER_RESTART_GRACE", "0.5")

@@ -6,6 +6,7 @@ send a worker's exception back to the parent pickled)."""
 from __future__ import annotations
 
 import copy
+import errno
 import inspect
 import pickle
 from collections.abc import Callable
@@ -26,6 +27,8 @@ SAMPLES: dict[type[BaseException], Callable[[], BaseException]] = {
     errors.ConnectionFailed: lambda: errors.ConnectionFailed("master at http://h:1 away"),
     errors.ScriptNotFound: lambda: errors.ScriptNotFound("script 'a.py' for job 'a' not found"),
     errors.LocalFileError: lambda: errors.LocalFileError("cannot write", path="/x/y"),
+    errors.LocalFileNotFound: lambda: errors.LocalFileNotFound(
+        "artifact 'r.txt' not found", path="/w/r.txt"),
     errors.FileChanged: lambda: errors.FileChanged("grew while uploaded", path="/w/f"),
     errors.DownloadCorrupt: lambda: errors.DownloadCorrupt("bad bytes", expected="aa", got="bb"),
     errors.ExecutorGone: lambda: errors.ExecutorGone("ray is gone"),
@@ -97,7 +100,7 @@ def _fail(kind: str) -> None:
 def test_errors_raised_in_a_process_pool_reach_the_caller_whole() -> None:
     # concurrent.futures pickles the worker's exception; one that could not be rebuilt
     # reached the caller as a TypeError about __init__'s arguments instead.
-    kinds = ["StageFailed", "ToolCallFailed", "WaitTimeout", "NotFound"]
+    kinds = ["StageFailed", "ToolCallFailed", "WaitTimeout", "LocalFileNotFound", "NotFound"]
     with ProcessPoolExecutor(max_workers=1) as pool:
         futures = {kind: pool.submit(_fail, kind) for kind in kinds}
         for kind, future in futures.items():
@@ -118,6 +121,7 @@ BUILTIN: list[tuple[type[BaseException], type[BaseException]]] = [
     (errors.AmbiguousRef, ValueError),
     (errors.ConnectionFailed, ConnectionError),
     (errors.ScriptNotFound, FileNotFoundError),
+    (errors.LocalFileNotFound, FileNotFoundError),
 ]
 
 
@@ -157,3 +161,12 @@ def test_errors_rebuilt_from_the_masters_answer_keep_their_builtin_base() -> Non
     assert isinstance(errors.from_response(400, {"error": {"code": "invalid_dag",
                                                              "message": "a cycle"}}),
                       ValueError)
+
+
+def test_a_missing_local_file_is_a_file_not_found_error_naming_it() -> None:
+    exc = errors.LocalFileNotFound("artifact 'r.txt' not found (looked at /w/r.txt)",
+                                   path="/w/r.txt")
+    assert exc.errno == errno.ENOENT and exc.filename == exc.path == "/w/r.txt"
+    assert str(exc) == "artifact 'r.txt' not found (looked at /w/r.txt)"
+    # What code written against the SDK before caught still catches it.
+    assert isinstance(exc, errors.ScriptNotFound) and isinstance(exc, errors.LocalFileError)

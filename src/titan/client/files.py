@@ -27,6 +27,7 @@ from titan.client.download_file import check_sha256, expected_sha256
 from titan.client.job import TitanJob, file_kind
 from titan.client.transport import CHUNK, Transport
 from titan.errors import (
+    LocalFileNotFound,
     PayloadTooLarge,
     ScriptNotFound,
     ValidationFailed,
@@ -77,7 +78,8 @@ def _local_file(path: str | os.PathLike[str], what: str) -> Path:
         raise ScriptNotFound(f"{what} {os.fspath(path)!r} is not a regular file "
                              f"({file.absolute()}: {file_kind(file)}); a file is uploaded")
     if not file.is_file():
-        raise ScriptNotFound(f"{what} {os.fspath(path)!r} not found (looked at {file.absolute()})")
+        raise LocalFileNotFound(f"{what} {os.fspath(path)!r} not found (looked at "
+                                f"{file.absolute()})", path=os.fspath(path))
     return file
 
 
@@ -221,8 +223,8 @@ class FileOps:
             raise ScriptNotFound(f"project folder {os.fspath(folder)!r} is a file, not a "
                                  f"folder ({root.absolute()}); upload_file takes a file")
         if not root.is_dir():
-            raise ScriptNotFound(f"project folder {os.fspath(folder)!r} not found "
-                                 f"(looked at {root.absolute()})")
+            raise LocalFileNotFound(f"project folder {os.fspath(folder)!r} not found "
+                                    f"(looked at {root.absolute()})", path=os.fspath(folder))
         name = _upload_name(f"{_project_name(project_name or root.resolve().name)}.zip")
         with tempfile.TemporaryDirectory(prefix="titan-upload-") as tmp:
             archive = Path(tmp) / name
