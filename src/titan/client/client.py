@@ -118,7 +118,14 @@ class TitanClient(ReadOps, ControlOps, LogOps, StoreOps, FileOps, EvalOps, Sched
         return self.endpoint.url
 
     def __repr__(self) -> str:
-        return f"TitanClient(url={self.endpoint.url!r})"
+        return f"TitanClient(url={self.endpoint.url!r})"  # never the token
+
+    def __reduce__(self) -> Any:
+        # Pickled, it failed on a lock deep inside ("cannot pickle '_thread.lock'"), and a
+        # pickle of it would carry its token to wherever the bytes go.
+        raise TypeError("a TitanClient holds open connections and its token, and is not "
+                        "pickled: make a TitanClient in each process (TitanClient() finds "
+                        "the master as this one did, or pass it host/url and token)")
 
     # ------------------------------------------------------------------ lifecycle
 

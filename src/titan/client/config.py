@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,8 @@ class Endpoint:
     url: str
     host: str
     port: int
-    token: str | None = None
+    #: Never in its repr: an endpoint printed or logged (``client.endpoint``) showed it.
+    token: str | None = field(default=None, repr=False)
     #: Where the address came from (for error messages): "arguments", "TITAN_URL", a path...
     source: str = "default"
     #: Every configured master, in order: the leader and its standbys. ``url`` is always one

@@ -221,7 +221,24 @@ class TitanJob:
         return self.job_id
 
     def __repr__(self) -> str:
-        return f"TitanJob(job_id={self.job_id!r}, filename={self.filename!r})"
+        """The job as it would be written: its id, its script and every field that is not
+        its default, in the constructor's order; ``env`` by its names only (its values are
+        where secrets go, and a repr ends up in logs)."""
+        shown = [f"job_id={self.job_id!r}"]
+        if not (self.is_gate and self.filename == ""):
+            shown.append(f"filename={self.filename!r}")
+        for field, default in _DEFAULTS:
+            value = getattr(self, field)
+            if value != default:
+                shown.append(f"{field}={value!r}")
+        if self.env:
+            shown.append("env={" + ", ".join(f"{k!r}: '***'" for k in self.env) + "}")
+        if self.runner != "auto":
+            shown.append(f"runner={self.runner!r}")
+        if self.base_dir is not None:
+            shown.append(f"base_dir={self.base_dir!r}")
+        shown += [f"{k}={v!r}" for k, v in (self.service or {}).items() if v is not None]
+        return f"TitanJob({', '.join(shown)})"
 
     def __eq__(self, other: object) -> bool:
         """Equal jobs have equal fields (:meth:`_fields`): ``load_pipeline`` of what
@@ -321,6 +338,15 @@ class TitanJob:
             # Only a service's: a payload stays what a master without services reads.
             **(self.service or {}),
         }
+
+
+#: The constructor's defaults that a repr leaves out, in its order (``env``, ``runner``,
+#: ``base_dir`` and a service's settings are said apart).
+_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("job_type", "RUN_PAYLOAD"), ("args", []), ("parents", []), ("port", 0),
+    ("is_archive", False), ("priority", 1), ("delay", 0), ("affinity", False),
+    ("requirement", "GENERAL"), ("hitl_message", None), ("max_wait_seconds", None),
+    ("retries", None), ("timeout", None))
 
 
 def _not_brought(tried: list[Path]) -> str:
