@@ -100,6 +100,8 @@ class ForkServer:
         self.modules: frozenset[str] = frozenset()
         self.packages: dict[str, list[str]] = {}
         self.alive = False
+        #: Set by close(): the zygote is leaving as asked, and close() gives it the time.
+        self._closing = False
         self.pid: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -155,6 +157,7 @@ class ForkServer:
         """Stop the zygote (it kills whatever it forked that still runs)."""
         sock, popen = self._sock, self._popen
         self.alive = False
+        self._closing = True
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -300,7 +303,11 @@ class ForkServer:
         if self._sock is sock:
             self._sock = None
             self.alive = False
-        if self._popen is not None and self._popen.poll() is None:
+        # Not a zygote close() told to leave: the end-of-file it reads is that close's. Killed
+        # here 50 ms after close() had shut the socket, it never ended what the jobs it had
+        # just killed had started outside their groups, and those ran on, children of init,
+        # after `titan up` had stopped (a lifecycle QA pass). close() waits for it, then kills.
+        if not self._closing and self._popen is not None and self._popen.poll() is None:
             self._popen.kill()
         with self._state_lock:
             pending, self._pending = self._pending, {}

@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import gc
-import importlib
 import json
 import os
 import select
@@ -54,6 +52,7 @@ import time
 from typing import Any
 
 from titan.worker import child, script_cache, shared_imports
+from titan.worker.zygote_preload import preload
 
 #: Seconds a process a job left behind may run on once found (the worker's default kill
 #: grace, which what a job leaves in its own group gets too).
@@ -63,28 +62,10 @@ ORPHAN_GRACE = 3.0
 #: job at 600 jobs/s, an eighth of its own; a leftover found this much later still gets its
 #: full grace.
 ORPHAN_SCAN_INTERVAL = 0.25
+#: Seconds a zygote whose worker has gone waits, at most, for what it kills to be gone.
+LEAVE_WAIT = 2.0
 
 _HEADER = struct.Struct("!I")
-#: Imported before the first fork so children find them warm. Nothing here may start a
-#: thread or touch a GPU at import time.
-PRELOAD = (
-    "json", "re", "random", "subprocess", "logging", "pathlib", "typing", "dataclasses",
-    "datetime", "urllib.parse", "http.client", "argparse", "collections", "hashlib",
-    "httpx", "yaml", "titan", "titan.client", "titan_sdk",
-    # Recording: a job of an agent run has its titan.llm calls recorded without importing
-    # titan.trace itself (loading it hooks titan.llm; its sender thread starts on first use).
-    "titan.trace",
-)
-#: The lean zygote's: what a forked child itself runs on, nothing more. Its address space is
-#: a third of the full one's, and fork, copy-on-write faults and exit all cost by the page:
-#: a script that imports only what is already here (the worker checks, titan.worker.imports)
-#: is forked from it for ~1 ms less CPU. Not ``threading``: every child of a zygote that
-#: loaded it runs its after-fork hook (~100 copy-on-write faults, ~0.3 ms of CPU); the
-#: child looks for it in ``sys.modules`` only to join a job's own threads.
-LEAN_PRELOAD = ("json", "random", "types", "importlib.machinery", "atexit", "io",
-                "contextlib", "traceback")
-
-
 # ---------------------------------------------------------------------------- the zygote
 
 
@@ -259,13 +240,8 @@ class Zygote:
         """Any child that is neither a spare nor a job is a process a finished job left
         behind (a running job's are reparented to that job, their subreaper): killed after
         ORPHAN_GRACE."""
-        try:
-            with open(f"/proc/self/task/{os.getpid()}/children", "rb") as fh:
-                children = [int(pid) for pid in fh.read().split()]
-        except (OSError, ValueError):
-            return  # no CONFIG_PROC_CHILDREN: orphans are not looked for
         due = time.monotonic() + ORPHAN_GRACE
-        for pid in children:
+        for pid in self._children():  # none without CONFIG_PROC_CHILDREN: not looked for
             if pid not in self.spares and pid not in self.jobs:
                 self.orphans.setdefault(pid, due)
 
@@ -321,43 +297,40 @@ class Zygote:
                 elif refill and not readable:
                     self._fork_spare()
         finally:
-            # The worker is gone: nobody will report these jobs, so none may run on. Spares
-            # see their socket close and leave; killed too, in case one is slow to notice.
-            # What ended jobs left behind and no look found yet goes with them.
-            self._kill_orphans()
-            for pid in self.jobs:
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGKILL)
-            for pid in [*self.spares, *self.orphans]:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            self._leave()
 
+    def _leave(self) -> None:
+        """The worker is gone: nobody will report these jobs, so none may run on, nor what
+        they started outside their groups, which reaches the zygote only once its job has
+        died (it left at once, and that ran on under init after `titan up` had stopped: a
+        lifecycle QA pass). Every child dies with its group until none is left to reap (at
+        most :data:`LEAVE_WAIT` s); spares, told by their socket, are killed too."""
+        for pid in self.jobs:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + LEAVE_WAIT
+        while True:
+            for pid in [*self._children(), *self.spares, *self.orphans]:
+                for kill in (os.killpg, os.kill):  # its group too: what it started in turn
+                    with contextlib.suppress(OSError):
+                        kill(pid, signal.SIGKILL)
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            except ChildProcessError:
+                return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
 
-def preload(lean: bool = False) -> None:
-    for name in LEAN_PRELOAD if lean else PRELOAD:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
-    extra = "" if lean else os.environ.get("TITAN_ZYGOTE_PRELOAD", "")
-    for name in filter(None, (n.strip() for n in extra.split(","))):
+    @staticmethod
+    def _children() -> list[int]:
+        """This process's children (none where the kernel does not list them)."""
         try:
-            importlib.import_module(name)
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a bad preload must not stop the worker
-            print(f"titan zygote: TITAN_ZYGOTE_PRELOAD: cannot import {name!r} "
-                  f"({type(exc).__name__}: {str(exc)[:300]}); jobs still run, and import it "
-                  "themselves when they need it", file=sys.stderr)
-    child.premake()
-    # Every job compiles its script, and the first compile() in a process sets the parser and
-    # compiler up: done in each child, that cost ~140 copy-on-write faults and ~1.2 ms of CPU
-    # per job wherever Titan's modules load from .pyc files (any installed Titan), since then
-    # the zygote never compiled anything itself. Once here, every child inherits it ready.
-    compile("x = 1\n", "<titan zygote warm-up>", "exec", dont_inherit=True)
-    # Everything imported so far lives as long as the zygote: out of the collector's sight,
-    # a child's garbage collections do not touch (and so copy) those pages.
-    gc.collect()
-    gc.freeze()
-    if _thread_count() > 1:
-        print("titan zygote: a preloaded module started a thread; forked jobs may deadlock",
-              file=sys.stderr)
+            with open(f"/proc/self/task/{os.getpid()}/children", "rb") as fh:
+                return [int(pid) for pid in fh.read().split()]
+        except (OSError, ValueError):
+            return []
 
 
 def _become_subreaper() -> None:
@@ -367,16 +340,6 @@ def _become_subreaper() -> None:
         child.become_subreaper()
     except (OSError, AttributeError) as exc:
         print(f"titan zygote: orphans of jobs are not caught ({exc})", file=sys.stderr)
-
-
-def _thread_count() -> int:
-    """The zygote's threads, C-level ones included, without importing threading (the lean
-    zygote does not load it: every child would run its after-fork hook)."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        threading = sys.modules.get("threading")
-        return threading.active_count() if threading is not None else 1
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,77 @@
+"""`titan up` started, refused and stopped the way its users drive it: a second one in the same
+directory, a port another program holds, Ctrl-C and SIGTERM with jobs running. Real `titan up`
+subprocesses on free ports, with a private user config (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Cluster
+from tests.integration.processes import children, wait_dead
+from tests.integration.test_cancel import DOUBLE_FORK
+from titan_sdk import TitanJob
+
+MakeCluster = Callable[..., Cluster]
+
+if sys.platform != "linux":  # pragma: no cover - /proc, subreapers and process groups
+    pytestmark = pytest.mark.skip("process checks need Linux")
+
+#: Starts a process outside its own group and session (setsid, a double fork; its pid to
+#: argv[1]), says so in the store under argv[2], and runs on.
+RUNS_WITH_AN_ESCAPED_ONE = DOUBLE_FORK + """
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+from titan import TitanClient
+TitanClient().store_put(sys.argv[2], open(sys.argv[1]).read())
+time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c twice", "sigterm twice"])
+def test_stopping_titan_up_ends_what_its_running_jobs_started_outside_their_group(
+        make_cluster: MakeCluster, tmp_path: Path, stop: str) -> None:
+    # A running job's process that had left its group (setsid, a double fork) outlived
+    # `titan up`, reparented to init, after a Ctrl-C, Ctrl-C (a lifecycle QA pass): the zygote
+    # killed the job as it left and exited before the job's leftovers were reparented to it.
+    cluster = make_cluster().up(slots=1)
+    client = cluster.client()
+    script = cluster.script("escapes.py", RUNS_WITH_AN_ESCAPED_ONE)
+    client.submit_job(TitanJob(job_id="escapes", filename=script,
+                               args=[str(tmp_path / "escaped.pid"), "escaped/pid"]))
+    escaped = int(client.store_wait("escaped/pid", timeout=60))
+    assert cluster.master is not None
+    sig = signal.SIGINT if stop == "ctrl-c twice" else signal.SIGTERM
+    cluster.master.send_signal(sig)
+    time.sleep(1)
+    cluster.master.send_signal(sig)
+    assert cluster.master.wait(timeout=30) == 0, cluster.log()
+    assert wait_dead(escaped, timeout=10), f"process {escaped} outlived `titan up`"
+
+
+@pytest.mark.parametrize("killed", ["titan up", "its worker"])
+def test_a_kill_9_ends_what_running_jobs_started_outside_their_group(
+        make_cluster: MakeCluster, tmp_path: Path, killed: str) -> None:
+    # `titan up` (or its worker) killed outright: the zygote sees its worker go and kills the
+    # running jobs, whose leftovers outside their group reached it only once the jobs had
+    # died, after it had looked for them and left (a lifecycle QA pass).
+    cluster = make_cluster().up(slots=1)
+    client = cluster.client()
+    script = cluster.script("escapes.py", RUNS_WITH_AN_ESCAPED_ONE)
+    client.submit_job(TitanJob(job_id="escapes9", filename=script,
+                               args=[str(tmp_path / "escaped.pid"), "escaped9/pid"]))
+    escaped = int(client.store_wait("escaped9/pid", timeout=60))
+    assert cluster.master is not None
+    worker = children(cluster.master.pid)
+    assert len(worker) == 1, worker
+    if killed == "titan up":
+        cluster.kill_master()
+    else:
+        os.kill(worker[0], signal.SIGKILL)
+    assert wait_dead(escaped, timeout=15), f"process {escaped} outlived {killed}'s kill -9"
