@@ -119,6 +119,20 @@ class ConfigError(TitanError):
     """Titan is not configured correctly."""
 
 
+class MasterAlreadyRunning(ConfigError):
+    """Another Titan master holds the database (SQLite's lock file): ``pid`` is that master's
+    process (None when the lock file does not say), ``database`` the file, ``address`` where
+    that master answers, when known (", at http://...")."""
+
+    def __init__(self, pid: int | None, database: str, address: str = "") -> None:
+        self.pid, self.database, self.address = pid, database, address
+        stop = "Ctrl-C where it runs" + (f", or `kill {pid}`" if pid is not None else "")
+        super().__init__(
+            f"another Titan master is already running (pid {pid or 'unknown'}) on "
+            f"{database}{address}: {'use that one, or ' if address else ''}stop it first "
+            f"({stop}), or give this one another --data-dir")
+
+
 class ConnectionFailed(TitanError, ConnectionError):
     """Could not reach the Titan master."""
 

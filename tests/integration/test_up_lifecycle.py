@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.integration.harness import Cluster
 from tests.integration.processes import children, wait_dead
 from tests.integration.test_cancel import DOUBLE_FORK
@@ -75,3 +77,29 @@ def test_a_kill_9_ends_what_running_jobs_started_outside_their_group(
     else:
         os.kill(worker[0], signal.SIGKILL)
     assert wait_dead(escaped, timeout=15), f"process {escaped} outlived {killed}'s kill -9"
+
+
+def test_a_second_titan_up_in_the_same_directory_names_the_running_one_and_leaves_it_be(
+        make_cluster: MakeCluster) -> None:
+    # It said only "another Titan master (pid N) is already running on .../titan.db": not
+    # where that master answers, which is what the user came for (a lifecycle QA pass).
+    cluster = make_cluster().up(slots=1)
+    client = cluster.client()
+    client.store_put("kept", "yes")
+    tokens = {f: (cluster.data / f).read_text() for f in ("admin.token", "worker.token")}
+    second = subprocess.run(
+        [sys.executable, "-m", "titan", "up", "--port", str(free_port()), "--dashboard-port",
+         str(free_port()), "--data-dir", str(cluster.data), "--slots", "1"],
+        capture_output=True, text=True, timeout=60, cwd=cluster.root, env=cluster.env)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "Traceback" not in second.stderr and "Press Ctrl-C" not in second.stdout
+    assert cluster.master is not None
+    said = second.stderr
+    assert f"already running (pid {cluster.master.pid})" in said, said
+    assert f"at {cluster.url}" in said and f"http://127.0.0.1:{cluster.dashboard_port}/" in said
+    assert f"kill {cluster.master.pid}" in said and "--data-dir" in said, said
+    # The running one is untouched: its tokens, its database, its worker.
+    assert {f: (cluster.data / f).read_text() for f in tokens} == tokens
+    assert client.store_get("kept") == "yes"
+    assert len(cluster.live_workers()) == 1
+    assert cluster.master.poll() is None

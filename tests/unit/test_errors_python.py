@@ -24,6 +24,8 @@ SAMPLES: dict[type[BaseException], Callable[[], BaseException]] = {
     errors.StageFailed: lambda: errors.StageFailed(
         "stage PLAN#1 FAILED before signalling", {"name": "PLAN", "status": "FAILED"}, "done"),
     errors.ConfigError: lambda: errors.ConfigError("no token"),
+    errors.MasterAlreadyRunning: lambda: errors.MasterAlreadyRunning(
+        41, "/w/.titan/titan.db", ", at http://127.0.0.1:9090"),
     errors.ConnectionFailed: lambda: errors.ConnectionFailed("master at http://h:1 away"),
     errors.ScriptNotFound: lambda: errors.ScriptNotFound("script 'a.py' for job 'a' not found"),
     errors.LocalFileError: lambda: errors.LocalFileError("cannot write", path="/x/y"),

@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from titan.errors import ConfigError
+from titan.errors import ConfigError, MasterAlreadyRunning
 from titan.hangup import detach_hung_up_outputs, hangup_stops
 from titan.log_format import log_to_stderr
 from titan.master import preflight
@@ -232,6 +232,9 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
         said = cancelled_at_start(exc)
         if said is not None:
             raise ConfigError(f"the master cannot start on its database: {said}") from None
+        if isinstance(exc, MasterAlreadyRunning):
+            raise MasterAlreadyRunning(exc.pid, exc.database,
+                                       running_at(config, exc.database)) from None
         raise
     app: Any = create_app(config, storage)
     api = app
@@ -251,6 +254,28 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
 
     server.on_stopping = quiesce
     return server, sockets, gate
+
+
+def running_at(config: MasterConfig, database: str) -> str:
+    """Where the master that holds ``database`` answers (", at URL (dashboard URL)"), from the
+    master.json beside it, which that master wrote as it started; "" when unknown. A second
+    `titan up` in a directory said only the pid and database file of the one running there,
+    not the address the user was after (a lifecycle QA pass)."""
+    from titan.client.data_dirs import MASTER_FILE, read_json
+
+    if Path(database).parent != config.data_path:
+        return ""  # another data dir's database: this dir's master.json is not that master's
+    try:
+        record = read_json(config.data_path / MASTER_FILE)
+    except ConfigError:
+        return ""
+    url = record.get("url") if isinstance(record, dict) else None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return ""
+    dashboard = record.get("dashboard_port")
+    if isinstance(dashboard, int) and not isinstance(dashboard, bool) and 0 < dashboard < 65536:
+        return f", at {url} (dashboard {url.rsplit(':', 1)[0]}:{dashboard}/)"
+    return f", at {url}"
 
 
 class _Terminated(Exception):

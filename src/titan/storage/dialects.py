@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from titan.errors import ConfigError
+from titan.errors import ConfigError, MasterAlreadyRunning
 from titan.storage import deferred
 from titan.storage.cluster_scope import app_name, current_schema
 from titan.storage.leadership import Leadership, new_node
@@ -174,12 +174,10 @@ def _flock(db_path: str) -> Callable[[], None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise ConfigError(
-            f"another Titan master (pid {holder}) is already running on {db_path}; "
-            "stop it first, or give this one another --data-dir"
-        ) from None
+        raise MasterAlreadyRunning(int(holder) if holder.isdigit() else None,
+                                   db_path) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
 
