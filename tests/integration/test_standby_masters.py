@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -319,6 +320,24 @@ def test_a_standby_with_a_blob_store_of_its_own_refuses_to_start(masters: Any,
             break
         time.sleep(0.05)
     assert "Scripts, artifacts and payloads recorded before may be missing" in d.log()
+
+
+def test_a_standby_refused_for_its_store_names_the_leaders_store(masters: Any,
+                                                                 tmp_path: Path) -> None:
+    """The walk of docs/deployment.md: a master started as "A fleet of workers" shows (its
+    blobs in its own data dir), then a standby started as "Standby masters" shows, with
+    TITAN_BLOB_STORE=database. The standby was refused with "Give every master the same
+    store: TITAN_BLOB_STORE=database, ..." — what it had already set: the odd one out was
+    the leader, which the message never named. It now names the leader's store and host,
+    and says the leader is restarted with the shared store too."""
+    a = masters("a", TITAN_BLOB_STORE="directory")  # the default: <data-dir>/blobs
+    a.wait_leading()
+    b = masters("b")  # TITAN_BLOB_STORE=database, as the standby section's command sets
+    assert b.proc.wait(timeout=60) != 0
+    said = b.log()
+    assert "is not the one the other masters of this database use" in said, said
+    assert f"directory {a.data / 'blobs'} on host {socket.gethostname()}" in said, said
+    assert "the leader too" in said and "Traceback" not in said, said
 
 
 def test_a_standby_with_other_tls_settings_than_the_leader_refuses_to_start(

@@ -193,8 +193,8 @@ def create_app(config: MasterConfig, storage: Storage | None = None) -> FastAPI:
                 config.revoked_files.discard(file)
         blobs = open_blob_store(config.blob_settings(), storage)
         mark = await engine.read(lambda tx: blob_mark.ensure(tx, blobs))
-        if mark is not None:  # this store is now the one its blobs are in
-            await engine.run(lambda tx: tx.set_meta(blob_mark.KEY, mark))
+        # This store is now the one its blobs are in (a new mark), and where, for standbys.
+        await engine.run(lambda tx: blob_mark.record(tx, mark, blobs))
         pin = await engine.read(lambda tx: tls_pin.ensure(tx, config))
         if pin is not None:  # what a standby compares its certificate with
             await engine.run(lambda tx: tx.set_meta(tls_pin.KEY, pin))

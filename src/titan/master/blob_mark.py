@@ -9,8 +9,11 @@ So the leader leaves a *mark* in its store, a small blob of its own, and records
 the database (``meta.blob_store_mark``). Every master looks for that blob in its own store
 before it serves:
 
-* a standby that does not find it refuses to start, naming both stores' settings: at a
-  failover it would lead without the blobs;
+* a standby that does not find it refuses to start, naming both stores (the leader records
+  its own beside the mark, ``meta.blob_store_where``, with its host for a directory): at a
+  failover it would lead without the blobs. Often the leader is the odd one out — a master
+  that ran alone on its data dir's blobs, joined by standbys set up as the docs say — so the
+  refusal says that the leader, too, moves to the shared store;
 * a master about to lead (one master on SQLite, or no leader alive) is told loudly on its log
   that blobs recorded before may be missing, then marks its store: moving to a new store is
   allowed, never silent. ``titan master`` and ``titan up`` mark it before the app starts
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 
 from titan.errors import ConfigError
 from titan.storage.base import Storage, Transaction
@@ -29,18 +33,38 @@ from titan.storage.blobs.base import BlobStore
 
 log = logging.getLogger("titan.master")
 KEY = "blob_store_mark"
+#: ``meta`` key: the store the leader that left the mark uses, as a standby's refusal names it.
+WHERE = "blob_store_where"
+
+
+def where(blobs: BlobStore) -> str:
+    """The store as another host's master names it: a directory means nothing without its host."""
+    if blobs.description.startswith("directory "):
+        return f"{blobs.description} on host {socket.gethostname()}"
+    return blobs.description
+
+
+def record(tx: Transaction, mark: str | None, blobs: BlobStore) -> None:
+    """At the leader's start: the new mark :func:`ensure` made (if any), and where its store is."""
+    if mark is not None:
+        tx.set_meta(KEY, mark)
+    if tx.get_meta(WHERE) != where(blobs):
+        tx.set_meta(WHERE, where(blobs))
 
 
 def check_standby(tx: Transaction, blobs: BlobStore) -> None:
     """Before a standby serves: ConfigError if its store is not the leader's."""
     mark = tx.get_meta(KEY)
     if mark is not None and not blobs.exists(mark):
+        theirs = tx.get_meta(WHERE)
         raise ConfigError(
             f"this master's blob store ({blobs.description}) is not the one the other masters of this "
-            f"database use: it does not hold the mark they left in theirs (blob {mark[:12]}). "
-            "At a failover it would lead without the scripts, artifacts and payloads they "
-            "stored. Give every master the same store: TITAN_BLOB_STORE=database, one S3 "
-            "bucket, or TITAN_BLOB_DIR on a shared filesystem (docs/deployment.md)")
+            f"database use{f' (the leader: {theirs})' if theirs else ''}: it does not hold the "
+            f"mark they left in theirs (blob {mark[:12]}). At a failover it would lead without "
+            "the scripts, artifacts and payloads they stored. Give every master the same store, "
+            "the leader too (restarted with it, its blobs copied there first): "
+            "TITAN_BLOB_STORE=database, one S3 bucket, or TITAN_BLOB_DIR on a shared filesystem "
+            "(docs/deployment.md#adding-standbys-to-a-running-master)")
 
 
 def ensure(tx: Transaction, blobs: BlobStore, *, say: bool = True) -> str | None:
