@@ -115,7 +115,7 @@ _TITAN_TOKEN_VALUE = re.compile(TOKEN_START + r"tt_[A-Za-z0-9_-]{20,}|\btw\.[^.\
 #: A URL with a password in it (``redis://:pw@host``, ``amqp://u:pw@host``): a credential
 #: whatever its variable's name, passed on only when ``TITAN_JOB_ENV_PASS`` names it.
 _PASSWORD_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{0,30}://[^/@\s:]*:[^/@\s]+@")
-#: Credentials Titan's own agents read from the worker's environment (docs/agents.md):
+#: Credentials Titan's own agents read from the worker's environment (docs/security.md):
 #: passed on by default; ``TITAN_JOB_ENV_PASS`` names more.
 DEFAULT_PASS = ("GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 
