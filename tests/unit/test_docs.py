@@ -52,7 +52,8 @@ def test_cli_reference_matches_help() -> None:
 def test_every_environment_setting_is_documented() -> None:
     names: set[str] = set()
     for path in (ROOT / "src").rglob("*.py"):
-        names.update(re.findall(r"\bTITAN_[A-Z_]+[A-Z]\b", path.read_text()))
+        # Digits too: TITAN_S3_ENDPOINT_URL was never matched, so never checked.
+        names.update(re.findall(r"\bTITAN_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
     text = "".join(p.read_text() for p in DOCS.glob("*.md"))
     missing = sorted(n for n in names if n not in text)
     assert not missing, f"environment variables missing from docs/: {missing}"
