@@ -740,6 +740,40 @@ def test_ending_a_run(cl: Cluster) -> None:
         assert field in [f for _, f in fields_of(err)]
 
 
+def test_an_end_says_how_a_run_without_stages_ends(cl: Cluster) -> None:
+    # A `trace.run` block left normally says "ended" (its stages decide, waited for), and
+    # that a run without stages ends completed: one whose every action errored (handled by
+    # the block) was failed by the actions' rule, where the block had always ended it so.
+    new_run(cl, "stageless-1")
+    ingest(cl, "stageless-1", [act("e", error="boom")])
+    done = ok(cl, "PATCH", "/runs/stageless-1",
+              {"status": "ended", "without_stages": "completed"})
+    assert (done["status"], done["error"]) == ("completed", None)
+    new_run(cl, "stageless-2")
+    ingest(cl, "stageless-2", [act("e")])
+    assert ok(cl, "PATCH", "/runs/stageless-2", {"status": "ended", "without_stages": "failed"}
+              )["status"] == "failed"
+    # A run with stages ends as its last stage did, whatever the end says of none.
+    client = cl.client()
+    fails = cl.script("stageless_fails.py", "raise SystemExit(4)\n")
+    client.submit_dag("STAGED_1_ONLY", [TitanJob(job_id="f", filename=fails)],
+                      agent_run_id="STAGED_1")
+    assert client.wait_dag("STAGED_1_ONLY", timeout=60)["status"] == "FAILED"
+    ended = ok(cl, "PATCH", "/runs/STAGED_1", {"status": "ended", "without_stages": "completed"})
+    assert ended["status"] == "failed", ended
+    assert ended["error"].startswith("its last stage STAGED_1_ONLY ended FAILED"), ended
+    new_run(cl, "stageless-3")
+    for body in ({"without_stages": "completed"},  # says nothing without "ended"
+                 {"status": "completed", "without_stages": "completed"},
+                 {"status": "ended", "without_stages": "cancelled"},
+                 {"status": "ended", "without_stages": True}):
+        err = error(cl, "PATCH", "/runs/stageless-3", body, status=400, code="invalid_request")
+        assert "without_stages" in [f for _, f in fields_of(err)], (body, err)
+    assert get_run(cl, "stageless-3")["status"] == "running"
+    error(cl, "POST", "/runs", {"id": "stageless-4", "agent_id": "t",
+                                "without_stages": "completed"}, status=400)
+
+
 def test_a_long_error_is_bounded_in_lists_and_whole_on_its_own(cl: Cluster) -> None:
     # A run's error and an action's may be 100,000 characters: every list carried each whole
     # (a page of 50 runs, 5 MB; the Runs page's intercepts said each in full).

@@ -275,7 +275,7 @@ def parse_run(body: Any, *, creating: bool) -> Row:
         raise ValidationFailed("the body must be a JSON object")
     known = {"agent_id", "agent_version", "budget_usd", "tags", "code_version", "status",
              "error", "started_at", "ended_at", "replay_of", "retention_class"} | (
-                 {"id", "watched"} if creating else set())
+                 {"id", "watched"} if creating else {"without_stages"})
     unknown = set(body) - known
     if unknown:
         p.add(None, sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known))})")
@@ -319,5 +319,13 @@ def parse_run(body: Any, *, creating: bool) -> Row:
         if body["status"] not in allowed:
             p.add(None, "status", f"must be one of {', '.join(allowed)}")
         out["status"] = body["status"]
+    if "without_stages" in body:
+        # How an end said as "ended" ends a run that has no stages (a `trace.run` block's:
+        # completed, whatever its handled calls did), in place of the actions' rule.
+        if body.get("status") != "ended":
+            p.add(None, "without_stages", 'is said only with status "ended"')
+        elif body["without_stages"] not in (RunStatus.COMPLETED, RunStatus.FAILED):
+            p.add(None, "without_stages", "must be one of completed, failed")
+        out["without_stages"] = body["without_stages"]
     p.raise_if_any("run")
     return out

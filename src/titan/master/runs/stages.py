@@ -68,17 +68,20 @@ def code_version(scripts: list[tuple[str, str]]) -> str | None:
     return h.hexdigest()[:16]
 
 
-def derived_end(tx: Transaction, run: Row,
-                own_dag: int | None = None) -> tuple[str, str | None] | None:
+def derived_end(tx: Transaction, run: Row, own_dag: int | None = None, *,
+                without_stages: str | None = None) -> tuple[str, str | None] | None:
     """A driver finished without saying how: completed unless its last stage did not (FAILED,
     CANCELLED, or PARTIAL: some of its jobs completed, others failed; seed 004's failed run
     "encountered errors"). Returns the status and the error that says why, or None while a
     stage is still going. ``own_dag``: the DAG of the job that says so (a driver running as
     a job, a replay's driver), which is not a stage to wait for: it ends once its job has
-    said this."""
+    said this. A run without stages ends ``without_stages`` when the driver said so (a
+    ``trace.run`` block: completed), else failed if every action it recorded errored."""
     dags, _ = tx.list_dags(agent_run_id=run["id"], limit=2, newest_first=True)
     dags = [d for d in dags if d["id"] != own_dag][:1]
     if not dags:
+        if without_stages is not None:
+            return without_stages, None
         failed = run["error_count"] and not run["success_count"]
         return (RunStatus.FAILED.value if failed else RunStatus.COMPLETED.value), None
     last = dags[0]

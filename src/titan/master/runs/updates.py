@@ -38,7 +38,7 @@ def apply_update(tx: Transaction, run_id: str, fields: Row, who: Principal, *,
     # A run dated a little ahead (a client's clock) ends no earlier than it started.
     end = max(now, started)
     before = dict(run)
-    changes = {k: v for k, v in fields.items() if k != "status"}
+    changes = {k: v for k, v in fields.items() if k not in ("status", "without_stages")}
     if pii:
         changes["pii"] = merge(dict(run.get("pii") or {}), pii)
     # Ended for its process's silence, the run still takes that process's own end:
@@ -49,7 +49,7 @@ def apply_update(tx: Transaction, run_id: str, fields: Row, who: Principal, *,
     if status == "ended":
         # Not waiting for the caller's own DAG: it runs the driver saying so (the
         # run settled later, in another commit, than the DAG a client waits on).
-        derived = derived_end(tx, run, own_dag)
+        derived = derived_end(tx, run, own_dag, without_stages=fields.get("without_stages"))
         status = None if derived is None else derived[0]
         if derived is None:  # stages still run: finish when they do
             changes["ended_at"] = fields.get("ended_at") or end
