@@ -429,6 +429,34 @@ def test_a_replay_ends_as_its_original_did_when_its_last_stage_failed(
     assert report["status"] == "failed", report  # it was "completed"
 
 
+FAILING_BLOCK = """
+from pathlib import Path
+import titan
+from titan_sdk import TitanClient, TitanJob
+HERE = Path(__file__).resolve().parent
+client = TitanClient()
+with titan.trace.run("block-driver") as run:
+    print(run.id, flush=True)
+    dag = client.submit_dag(f"{run.id}_WORK", [TitanJob(job_id="w", filename=str(HERE / "bad.py"))],
+                            agent_run_id=run.id)
+    client.wait_dag(dag["ref"], timeout=120)  # left normally: its last stage decides
+"""
+
+
+def test_a_block_whose_last_stage_failed_replays_to_a_failed_run(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # The block was left normally after its stage failed: the run ended completed, and so did
+    # its replay, the failure under it in no one's sight.
+    write(tmp_path, "bad.py", "import titan\nraise SystemExit(3)\n")
+    run_id = run_script(cluster, write(tmp_path, "block.py", FAILING_BLOCK))
+    original = cluster.api("GET", f"/runs/{run_id}")
+    assert (original["status"], original["error"]) == (
+        "failed", f"its last stage {run_id}_WORK ended FAILED: 1 of 1 job failed"), original
+    report = replay(cluster, run_id, mode="lenient")
+    assert report["status"] == "failed", report
+    assert "_WORK ended FAILED" in (report["error"] or ""), report
+
+
 CAUGHT_FAILURE = """
 import titan
 

@@ -444,7 +444,8 @@ def test_a_run_its_block_ended_is_not_ended_again_by_the_process_exit(cluster: C
     # The block submitted a stage that failed and ended normally (`return 1` inside it), then
     # the process exited 1: its exit hook ended the run again, the master refused ("already
     # ended completed") and the user read "[titan.trace] the master refused to update run …".
-    # The block's end is the run's end; what the process does after it is not the run's.
+    # The block's end is its driver's end; what the process does after it is not the run's.
+    # Its last stage failed, so the run did (it was "completed", a failed stage under it).
     (tmp_path / "fails.py").write_text("raise SystemExit(3)\n")
     agent = start(cluster, tmp_path, """
         import sys
@@ -465,8 +466,82 @@ def test_a_run_its_block_ended_is_not_ended_again_by_the_process_exit(cluster: C
     assert agent.wait(timeout=60) == 1
     _, err = agent.communicate()
     assert "[titan.trace]" not in err, err
-    run = status_becomes(cluster, "AFTERBLOCK_1", "completed", within=10)
-    assert run["error"] is None
+    run = status_becomes(cluster, "AFTERBLOCK_1", "failed", within=10)
+    assert run["error"] == "its last stage AFTERBLOCK_1_STAGE ended FAILED: 1 of 1 job failed"
+
+
+def test_a_block_that_leaves_its_stage_running_ends_when_the_stage_does(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # The block submitted a stage and was left without waiting for it: the run ended
+    # completed at once, its stage still running under a finished run.
+    (tmp_path / "slow.py").write_text(textwrap.dedent(f"""
+        import os, time
+        while not os.path.exists({str(tmp_path / "go")!r}):
+            time.sleep(0.05)
+    """))
+    agent = start(cluster, tmp_path, """
+        from titan import trace
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+        with trace.run("leaves-early", run_id="LEAVESEARLY_1") as run:
+            client.submit_dag("LEAVESEARLY_1_SLOW", [TitanJob("s", "slow.py")],
+                              agent_run_id=run.id)
+    """)
+    assert agent.wait(timeout=60) == 0, agent.communicate()
+    client = cluster.client()
+    deadline = time.monotonic() + 60
+    while client.get_dag("LEAVESEARLY_1_SLOW")["status"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(TIMEOUT * 1.5)  # past the silence that ends a watched run: it is not one now
+    run = cluster.api("GET", "/runs/LEAVESEARLY_1")
+    assert (run["status"], run["error"]) == ("running", None), run
+    (tmp_path / "go").touch()
+    assert client.wait_dag("LEAVESEARLY_1_SLOW", timeout=60)["status"] == "COMPLETED"
+    run = status_becomes(cluster, "LEAVESEARLY_1", "completed", within=10)
+    assert run["error"] is None and run["ended_at"] is not None
+
+
+def test_a_block_without_stages_ends_completed_though_its_calls_failed(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # Every call of the block raised and the block handled it: it ends completed as it always
+    # did (the actions' rule of a run without stages would have made it failed).
+    agent = start(cluster, tmp_path, """
+        import titan
+        from titan import trace
+
+        @titan.tool
+        def lookup(q):
+            raise LookupError(q)
+
+        with trace.run("handles-errors", run_id="HANDLED_1"):
+            for q in ("a", "b"):
+                try:
+                    lookup(q)
+                except LookupError:
+                    pass
+    """)
+    assert agent.wait(timeout=60) == 0, agent.communicate()
+    run = status_becomes(cluster, "HANDLED_1", "completed", within=10)
+    assert (run["error"], run["error_count"], run["success_count"]) == (None, 2, 0), run
+
+
+def test_a_block_left_by_an_exception_ends_failed_with_it(cluster: Cluster,
+                                                          tmp_path: Path) -> None:
+    # Its stage completed, but the block raised after it: the block's failure is the run's.
+    (tmp_path / "ok.py").write_text("pass\n")
+    agent = start(cluster, tmp_path, """
+        from titan import trace
+        from titan_sdk import TitanClient, TitanJob
+        client = TitanClient()
+        with trace.run("raises", run_id="RAISES_1") as run:
+            client.submit_dag("RAISES_1_OK", [TitanJob("ok", "ok.py")], agent_run_id=run.id,
+                              wait=True, timeout=60)
+            raise ValueError("the answer was wrong")
+    """)
+    assert agent.wait(timeout=60) == 1
+    run = status_becomes(cluster, "RAISES_1", "failed", within=10)
+    assert run["error"] == "ValueError: the answer was wrong", run
 
 
 def test_a_driven_run_ended_by_someone_else_is_said_so_at_exit(cluster: Cluster,

@@ -1,8 +1,9 @@
 """Opening an agent run from any Python process: ``with titan.trace.run(...) as run:``.
 
 The run is announced to the master through the recorder's ordered stream (the caller does not
-wait), its actions follow, and leaving the block ends it: ``completed``, or ``failed`` with the
-exception that left the block. Inside a Titan job there is nothing to open: the job's actions
+wait), its actions follow, and leaving the block ends its driver: the run ends ``failed`` with
+the exception that left the block, else as its last stage ends (``failed`` if that stage did
+not complete; a stage still running is waited for), ``completed`` when it has no stages. Inside a Titan job there is nothing to open: the job's actions
 already belong to its agent run.
 """
 
@@ -213,7 +214,10 @@ class Run:
         global replayed_end
         context.leave_run(self._token)
         if exc is None or isinstance(exc, SystemExit) and exc.code in (0, None):
-            body: dict[str, Any] = {"status": "completed"}
+            # Its driver is done, not its run: the master ends it as its last stage ends
+            # (waited for, if still running: failed when that stage did not complete), and
+            # one without stages completed, whatever its handled calls did.
+            body: dict[str, Any] = {"status": "ended", "without_stages": "completed"}
         elif isinstance(exc, KeyboardInterrupt):
             body = {"status": "cancelled", "error": "interrupted (KeyboardInterrupt)"}
         else:
@@ -225,7 +229,7 @@ class Run:
             # run that failed here again is a failed replay, even if the script went on.
             replayed_end = body
             return
-        # The block's end is the run's, whatever the process does after it (a `return 1`
+        # The block's end is its driver's, whatever the process does after it (a `return 1`
         # that becomes sys.exit(1)): a run it drove (it submitted stages) is not ended again
         # at exit, which the master refused ("already ended completed") on the user's stderr.
         RECORDER.driven.pop(self.id, None)
