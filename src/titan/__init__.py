@@ -56,9 +56,11 @@ def __getattr__(name: str) -> Any:
 
 
 def _record_agent_run() -> None:
-    """In a job of an agent run (or of its replay), record its titan.llm calls (loading
+    """In a job of an agent run (or of its replay), or a helper process started inside a run
+    (``TITAN_TRACE_PROCESS``: titan.trace.processes), record its titan.llm calls (loading
     titan.trace hooks them) and, in a replay, guard its sockets."""
-    if os.environ.get("TITAN_AGENT_RUN_ID") or os.environ.get("TITAN_REPLAY"):
+    if os.environ.get("TITAN_AGENT_RUN_ID") or os.environ.get("TITAN_REPLAY") \
+            or os.environ.get("TITAN_TRACE_PROCESS"):
         from titan.trace import replay
 
         replay.active()

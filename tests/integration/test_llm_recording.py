@@ -444,7 +444,7 @@ print(llm.complete("helper", model="openai/fake-model", api_base=sys.argv[1],
 llm.register_price("openai/fake-model", 1000.0, 1000.0)
 with titan.trace.run("helper-agent") as run:
     llm.complete("first", model="openai/fake-model", api_base=sys.argv[1], api_key="sk-fake")
-    # The helper reads TITAN_AGENT_RUN_ID when it calls the model: it records into this run.
+    # Handed the run's id, as a helper the script starts with its own environment would be.
     env = dict(os.environ, TITAN_AGENT_RUN_ID=run.id)
     helped = subprocess.run([sys.executable, "-c", HELPER, sys.argv[1]], env=env, check=True,
                             capture_output=True, text=True).stdout.strip()
@@ -452,19 +452,21 @@ print(json.dumps({"run": run.id, "helped": helped}))
 '''
 
 
-def test_a_helper_process_that_joins_the_run_by_its_id_is_not_free_on_replay(
+def test_a_helper_process_that_joins_the_run_by_its_id_replays_from_its_recording(
         cluster: Cluster, api: FakeLLMServer) -> None:
-    # The helper of a replayed `titan.trace.run` script is given the replay's run id, but
-    # nothing served or recorded its call: it went to the model, and the replay cost $0.
+    # The helper recorded as the actor `main`, which its replay (given the replay's run id)
+    # never looked up: it ran outside any run, went to the model, and cost money again. It
+    # records as the block's helper now, and its replay serves it.
     out = run_agent(cluster, HELPER_AGENT, api.url)
-    assert {a["actor"] for a in llm_actions(cluster, out["run"])} == {"helper-agent", "main"}
+    assert {a["actor"] for a in llm_actions(cluster, out["run"])} == {
+        "helper-agent", "helper-agent/proc-1"}
     before = len(api.received)
     status, printed, report = replay_cli_status(cluster, out["run"])
-    assert [r.body["messages"][0]["content"] for r in api.received[before:]] == ["helper"]
-    assert report["live_calls"] == 1, report
-    assert report["replay"]["cost_usd"] == pytest.approx(0.018), report["replay"]
-    assert report["divergences_by_kind"].get("unrecorded") == 1, report["divergences_by_kind"]
-    assert status == 1 and "Live calls     1" in printed, printed
+    assert api.received[before:] == [], [r.body["messages"] for r in api.received[before:]]
+    assert (report["matched"], report["recorded"]) == (2, 2), report
+    assert report["live_calls"] == 0 and report["divergence_count"] == 0, report["divergences"]
+    assert report["replay"]["cost_usd"] == 0.0, report["replay"]
+    assert status == 0, printed
 
 
 def titan_cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:

@@ -230,6 +230,12 @@ def test_job_env() -> None:
     assert env["PWD"] == "/w/shared" and "OLDPWD" not in env  # where the job starts
     assert env["TITAN_SERVICE_PORT"] == "8081"
     assert "TITAN_AGENT_RUN_ID" not in env and "TITAN_PROJECT_DIR" not in env
+    # A worker started by a run's helper process, or a job's own env, makes no job a helper.
+    told = dict(a.env, TITAN_TRACE_PROCESS='{"run":"R","actor":"DRIVER/driver/proc-1"}')
+    helped = Assignment.from_json({"id": 2, "attempt": 1, "filename": "a.py", "env": told})
+    assert "TITAN_TRACE_PROCESS" not in job_env(
+        helped, master_url="http://m:1", workspace=Path("/w"),
+        base=dict(base, TITAN_TRACE_PROCESS='{"run":"S","actor":"x/proc-2"}'))
     no_token = Assignment.from_json({"id": 1, "attempt": 1, "filename": "a.py"})
     env = job_env(no_token, master_url="https://m.example", workspace=Path("/w"), base=base)
     assert "TITAN_TOKEN" not in env  # the worker's own token never reaches a job

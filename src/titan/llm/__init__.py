@@ -41,7 +41,7 @@ from .providers import (
     unregister_provider,
     usable,
 )
-from .recording import LLMCall, Replayer, add_listener, check, record, replayer, totals
+from .recording import LLMCall, Replayer, add_listener, asking, check, record, replayer, totals
 from .types import Completion, Generation, Message, Request, Usage
 
 __all__ = [
@@ -152,6 +152,7 @@ def _complete(messages: str | Sequence[Message], model: str | None, temperature:
     going = replaying.live(decision) if replaying is not None and decision is not None \
         else contextlib.nullcontext()
     spent: list[Generation] = []  # every answer a provider gave (and billed) for this call
+    token = asking.set(True)
     try:
         with going:  # a live call of a replay: its connections are the call's
             check(reported, msgs, recorded_params)
@@ -193,6 +194,8 @@ def _complete(messages: str | Sequence[Message], model: str | None, temperature:
                        cost_usd=billed[1] if billed else None,
                        cost_source=billed[2] if billed else None))
         raise
+    finally:
+        asking.reset(token)
     record(LLMCall(completion.model, provider.name, msgs, recorded_params, started_at,
                    completion.duration_s, completion=completion, requested=requested,
                    replay=decision, ordinal=ordinal))

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -102,6 +103,10 @@ _guards: list[Guard] = []
 _replayer: Replayer | None = None
 _totals = Totals()
 _lock = threading.Lock()
+#: Set while a provider is asked (a live call): a process started meanwhile is the provider
+#: library's (the OpenAI SDK runs ``uname -p`` once for its headers), made only where the call
+#: runs live, never where a replay answers it, so titan.trace gives it no helper number.
+asking: ContextVar[bool] = ContextVar("titan_llm_asking", default=False)
 
 
 def add_listener(listener: Listener) -> Callable[[], None]:

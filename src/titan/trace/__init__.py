@@ -20,6 +20,7 @@ actor ``<stage>/<job id>``. Recording never waits on the network (see
 from __future__ import annotations
 
 from titan.trace import llm_hooks as _llm_hooks
+from titan.trace import processes as _processes
 from titan.trace import threads as _threads
 from titan.trace.actions import Action, action, tool
 from titan.trace.ambient import now, random, uuid
@@ -35,6 +36,9 @@ _llm_hooks.install()
 # Threads and thread-pool tasks started inside a run record into it (Python 3.11's threads
 # start with an empty context).
 _threads.install()
+# Processes started inside a run (a subprocess helper, a spawned pool worker) record into it,
+# each as an actor of its own.
+_processes.install()
 
 __all__ = ["Action", "Run", "action", "actor", "current_run_id", "drive", "flush", "now",
            "random", "run", "tool", "uuid"]

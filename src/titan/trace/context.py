@@ -13,6 +13,11 @@ own copy of the run's ordinals, so under its parent's actor its calls would take
 parent's and its siblings' keys again (0, 0, 1, 1, ...), which a replay cannot tell apart. A
 process started by ``spawn`` or ``forkserver`` in a job, where it records into the job's run
 too, is ``<job actor>/<its multiprocessing name>`` for the same reason.
+
+A process started inside a run as a fresh interpreter — a ``subprocess`` helper, a
+multiprocessing child started by ``spawn`` — is told by its parent which run it belongs to and
+which actor it is (:class:`Started`, made by :mod:`titan.trace.processes`), and records as that
+actor: ``<actor>/proc-<n>`` or ``<actor>/<its multiprocessing name>``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from titan.trace.naming import job_actor
@@ -85,6 +90,49 @@ class RunHandle:
                                 and self.cost_usd + self.unsent_cost > self.budget_usd)
 
 
+#: Where a process started inside a run finds what its parent told it (:class:`Started`): in
+#: its environment (a subprocess), or on its multiprocessing Process object (a child started
+#: without a fork, which multiprocessing hands the object; unpickling it loads titan.trace).
+PROCESS_ENV = "TITAN_TRACE_PROCESS"
+PROCESS_ATTR = "_titan_started"
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a process started inside a run is told of it: the run and the actor it records
+    as, and, in a replay, the run a ``titan.trace.run`` block that is not the replayed one was
+    in the original (see :attr:`RunHandle.shadow_of`)."""
+
+    run: str
+    actor: str
+    agent_id: str | None = None
+    shadow_of: str | None = None
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, raw: Any) -> Started | None:
+        """From the environment's JSON (or a Process object's value); None when it is not one
+        (a value set by hand, damaged, or too long to be an actor path)."""
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw) if len(raw) <= 4096 else None
+            except ValueError:
+                return None
+        if isinstance(raw, Started):
+            raw = asdict(raw)
+        if not isinstance(raw, dict):
+            return None
+        run, actor = raw.get("run"), raw.get("actor")
+        agent, shadow = raw.get("agent_id"), raw.get("shadow_of")
+        if not (isinstance(run, str) and run and isinstance(actor, str) and actor
+                and "" not in actor.split("/")):
+            return None
+        return cls(run, actor, agent if isinstance(agent, str) else None,
+                   shadow if isinstance(shadow, str) else None)
+
+
 _run: ContextVar[RunHandle | None] = ContextVar("titan_run", default=None)
 _actor: ContextVar[str | None] = ContextVar("titan_actor", default=None)
 _parent: ContextVar[str | None] = ContextVar("titan_parent_action", default=None)
@@ -106,11 +154,14 @@ _pid = os.getpid()
 #: how many processes it forked itself (the next child's number).
 _fork_path: list[str] = []
 _forks = 0
+#: The run this process was started in, as its parent told it (:func:`_started_run`).
+_started: RunHandle | None = None
 
 
 def _before_fork() -> None:
     global _forks
     _forks += 1
+    _started_run()  # made here, so a child records into it as a fork of this process
     if os.environ.get("TITAN_AGENT_RUN_ID"):
         _job_run()  # made here, so a child records into it as a fork, not as the job itself
 
@@ -145,9 +196,47 @@ def current_run() -> RunHandle | None:
     run = _run.get()
     if run is not None:
         return run
+    started = _started_run()
+    if started is not None:  # a helper process: the run and actor its parent gave it
+        return started
     if _replayed_driver:
         return _job_run() if _replay_driving else None
     return _job_run() or _driven
+
+
+def _started_run() -> RunHandle | None:
+    """The run this process was started in as a helper, and its actor there, as the process
+    that started it said (:class:`Started`); None when it was not started inside a run.
+
+    Kept once found: a process forked from this one copies the handle, and records below it
+    as ``fork-<n>``."""
+    global _started
+    if _started is not None:
+        return _started
+    said: Any = None
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None and not _fork_path:
+        current = process.current_process()
+        if getattr(current, "_inheriting", False):
+            # A spawned child importing the main script again, before multiprocessing has
+            # unpickled its Process object: what it is is not known yet.
+            return None
+        if process.parent_process() is not None:
+            said = getattr(current, PROCESS_ATTR, None)
+    found = Started.parse(said if said is not None else os.environ.get(PROCESS_ENV))
+    if found is None:
+        return None
+    with _env_lock:
+        if _started is None:
+            _started = RunHandle(id=found.run, agent_id=found.agent_id,
+                                 default_actor=found.actor, shadow_of=found.shadow_of)
+    return _started
+
+
+def driven_run_id() -> str | None:
+    """The run this process drives from outside, if any (in a replay, the id the replayed
+    driver made up for it, an alias of the replay's run)."""
+    return _driven.id if _driven is not None else None
 
 
 def drives(run: RunHandle) -> None:
@@ -175,7 +264,7 @@ def replayed_driver_drives() -> None:
 def outside_replayed_run() -> bool:
     """Whether this is a replay's driver running outside any run, as its original did before
     its first stage: its calls run live and unrecorded, their connections included."""
-    return _replayed_driver and not _replay_driving and _run.get() is None
+    return _replayed_driver and current_run() is None
 
 
 #: The actor segment of the calls a replay's process makes outside any run (:func:`outside_run`).

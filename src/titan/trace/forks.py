@@ -2,11 +2,13 @@
 and a strict stop in one of them ending the replay.
 
 A process forked inside a run records as an actor of its own, ``<actor>/fork-<n>``
-(:mod:`.context`). The processes of a pool share out tasks as each one frees up, so which
-process makes which call differs from one execution to the next: a call made in a forked
-process that its own key does not answer is matched to a call with the same inputs recorded by
-any process forked from the same actor (:func:`pooled`), and recorded under that call's actor
-and ordinal. A call with inputs nothing recorded is likewise an input mismatch against one of
+(:mod:`.context`), and so does one started there as a fresh interpreter: ``<actor>/proc-<n>``
+(a subprocess), ``<actor>/spawnpoolworker-<n>`` (its multiprocessing name: :mod:`.processes`).
+The processes of a pool share out tasks as each one frees up, and helpers started side by
+side may take each other's numbers, so which process makes which call differs from one
+execution to the next: a call made in such a process that its own key does not answer is
+matched to a call with the same inputs recorded by any process started from the same actor
+(:func:`pooled`), and recorded under that call's actor and ordinal. A call with inputs nothing recorded is likewise an input mismatch against one of
 the pool's calls when its own process recorded none (see ``Session._claim``), not an extra call.
 
 A strict replay stops by raising :class:`~titan.errors.ReplayDiverged`, a BaseException: in a
@@ -31,7 +33,10 @@ from typing import Any
 from titan import errors
 from titan.trace.recorder import RECORDER
 
-_FORK = re.compile(r"/fork-\d+(?=/|$)")
+#: A path segment naming a process started by its actor: forked (fork-2), a subprocess (proc-1),
+#: or a multiprocessing child by the name multiprocessing gives it (spawnpoolworker-3,
+#: process-1, spawnprocess-2, process-1:2 below another).
+_FORK = re.compile(r"/(?:fork-\d+|proc-\d+|[a-z]*(?:process|poolworker)-\d+(?::\d+)*)(?=/|$)")
 _SIGNAL = signal.SIGUSR2
 _BOX = 8192
 
@@ -41,14 +46,14 @@ _armed = False  # the root listens for _SIGNAL
 
 
 def pooled(actor: str) -> str | None:
-    """``actor`` with its fork segments made alike (``agent/fork-*``), or None when it was
-    not made in a forked process."""
+    """``actor`` with its process segments made alike (``agent/fork-*``), or None when it was
+    not made in a process its actor forked or started."""
     out = _FORK.sub("/fork-*", actor)
     return out if out != actor else None
 
 
 def above(actor: str) -> str:
-    """The part of ``actor`` above its first fork segment (the whole of it when none)."""
+    """The part of ``actor`` above its first process segment (the whole of it when none)."""
     found = _FORK.search(actor)
     return actor[:found.start()] if found else actor
 

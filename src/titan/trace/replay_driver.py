@@ -119,7 +119,10 @@ def main() -> int:
     home = os.getcwd()
     os.chdir(cwd)
     sys.argv = [str(script), *args]
-    sys.path[0] = str(script.parent)
+    # The driver's folder first, as `python driver.py` has it; inserted, not written over
+    # sys.path[0]: in a job that entry may be where titan itself was found, and a process
+    # the driver starts by spawn (its sys.path is this one) could not import titan.
+    sys.path.insert(0, str(script.parent))
     status, error, interrupted = 0, None, False
     try:
         runpy.run_path(str(script), run_name="__main__")

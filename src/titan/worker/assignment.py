@@ -203,6 +203,9 @@ def job_env(assignment: Assignment, *, master_url: str, workspace: Path,
         "TITAN_PROJECT_DIR": str(project_dir) if project_dir is not None else None,
     }
     env.pop("OLDPWD", None)  # the worker's, not a directory the job was ever in
+    # Which helper process of which run its starter was (titan.trace.processes): a job is
+    # no one's helper, even on a worker started by one, or named so by its own env.
+    env.pop("TITAN_TRACE_PROCESS", None)
     for name, value in optional.items():
         if value:
             env[name] = value
