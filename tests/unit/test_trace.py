@@ -506,3 +506,23 @@ def test_a_bad_trace_setting_falls_back_to_its_default(
     with caplog.at_level("WARNING", logger="titan.trace"):
         assert Recorder().interval == interval
     assert ("TITAN_TRACE_FLUSH_INTERVAL" in caplog.text) == (raw not in ("", "0.05"))
+
+
+def test_the_network_guard_of_a_replay_that_ended_lets_connections_through(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The guard stays installed for the process once a replay began in it; a process no
+    # longer replaying (TITAN_REPLAY gone: a test that set it for a while) had every later
+    # connection refused as a replay's leak — the unit suite's worker tests then failed.
+    import socket
+
+    from titan.trace import netguard, replay
+
+    monkeypatch.setenv("TITAN_REPLAY", json.dumps({"of": "R_1"}))
+    monkeypatch.setattr(replay, "_session", None)
+    assert replay.active() is not None and netguard._installed
+    monkeypatch.delenv("TITAN_REPLAY")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        with socket.create_connection(server.getsockname(), timeout=5):
+            pass  # refused with "replay of ?: ... not intercepted" before

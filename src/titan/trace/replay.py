@@ -372,14 +372,19 @@ def _network_leak(host: str, port: int) -> None:
     :mod:`titan.trace.netguard`): recorded on the ``network`` channel, and refused unless the
     replay allows live calls."""
     session = active()
+    if session is None:
+        # Not replaying (any more): the guard, installed for good once a replay began in
+        # this process, guards nothing. A process whose TITAN_REPLAY went away (a test that
+        # set it for a while) had every later connection refused as a replay's leak.
+        return
     run = context.current_run()
     # A driver before its first stage, outside any run: let through as its original was
     # (nothing recorded the connection there), but recorded here as the leak it is, so a
     # replay that reached the world never reads as a clean, free one.
-    allowed = context.outside_replayed_run() or (session is not None and session.allow_live)
+    allowed = context.outside_replayed_run() or session.allow_live
     if run is None:
         run = context.outside_run()
-    message = (f"replay of {session.original if session else '?'}: a connection to "
+    message = (f"replay of {session.original}: a connection to "
                f"{host}:{port} was not intercepted by Titan (wrap the call in @titan.tool so "
                "it is recorded and served on replay)")
     exc = ConnectionRefusedError(111, message)
