@@ -122,11 +122,18 @@ class ConfigError(TitanError):
 class MasterAlreadyRunning(ConfigError):
     """Another Titan master holds the database (SQLite's lock file): ``pid`` is that master's
     process (None when the lock file does not say), ``database`` the file, ``address`` where
-    that master answers, when known (", at http://...")."""
+    that master answers, when known (", at http://..."), ``data_dir`` the data dir as the
+    user gave it, when known (the way to stop it is then ``titan down``)."""
 
-    def __init__(self, pid: int | None, database: str, address: str = "") -> None:
+    def __init__(self, pid: int | None, database: str, address: str = "",
+                 data_dir: str | None = None) -> None:
         self.pid, self.database, self.address = pid, database, address
-        stop = "Ctrl-C where it runs" + (f", or `kill {pid}`" if pid is not None else "")
+        if data_dir is not None:
+            down = "titan down" + ("" if data_dir in (".titan", "./.titan")
+                                   else f" --data-dir {data_dir}")
+            stop = f"Ctrl-C where it runs, or `{down}`"
+        else:
+            stop = "Ctrl-C where it runs" + (f", or `kill {pid}`" if pid is not None else "")
         super().__init__(
             f"another Titan master is already running (pid {pid or 'unknown'}) on "
             f"{database}{address}: {'use that one, or ' if address else ''}stop it first "

@@ -97,7 +97,9 @@ def test_a_second_titan_up_in_the_same_directory_names_the_running_one_and_leave
     said = second.stderr
     assert f"already running (pid {cluster.master.pid})" in said, said
     assert f"at {cluster.url}" in said and f"http://127.0.0.1:{cluster.dashboard_port}/" in said
-    assert f"kill {cluster.master.pid}" in said and "--data-dir" in said, said
+    # The way to stop it: `titan down` on its data dir (it said `kill PID`, a pid to check).
+    assert f"`titan down --data-dir {cluster.data}`" in said, said
+    assert "another --data-dir" in said, said
     # The running one is untouched: its tokens, its database, its worker.
     assert {f: (cluster.data / f).read_text() for f in tokens} == tokens
     assert client.store_get("kept") == "yes"

@@ -5,6 +5,8 @@
   and the handlers that hand the other groups to their modules
 * :mod:`~titan.cli.submit` — ``titan submit``: a pipeline or a script, and ``--wait``
 * :mod:`~titan.cli.serve` — ``titan up``, ``titan master`` and ``titan worker``
+* :mod:`~titan.cli.down` — ``titan down``: stop the ``titan up`` of a data dir running
+  elsewhere (found by its lock file, checked before it is signalled)
 * :mod:`~titan.cli.runs` — ``titan runs``: agent runs and their actions
 * :mod:`~titan.cli.schedules` — ``titan schedule``: cron schedules of pipelines
 * :mod:`~titan.cli.dashboard` — ``titan dashboard``: the sign-in link, for a token that can

@@ -222,6 +222,7 @@ def _elsewhere(module: str, name: str, client: bool = True) -> Handler:
 cmd_up = _elsewhere("titan.cli.serve", "run_up", client=False)
 cmd_master = _elsewhere("titan.cli.serve", "run_master", client=False)
 cmd_worker = _elsewhere("titan.cli.serve", "run_worker", client=False)
+cmd_down = _elsewhere("titan.cli.down", "run", client=False)
 cmd_runs = _elsewhere("titan.cli.runs", "run")
 cmd_store = _elsewhere("titan.cli.store", "run")
 cmd_token = _elsewhere("titan.cli.tokens", "run")

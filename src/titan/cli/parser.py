@@ -25,6 +25,7 @@ from titan.cli.commands import (
     cmd_dashboard,
     cmd_decide,
     cmd_determinism,
+    cmd_down,
     cmd_eval,
     cmd_files,
     cmd_llm,
@@ -144,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                 parents=[]),
         command("worker", cmd_worker, "run a worker that leases jobs from a master",
                 parents=[_common(master=False, json=False)]))
+    from titan.cli.down import add_arguments as add_down_arguments
+
+    add_down_arguments(command(
+        "down", cmd_down, "stop the `titan up` running on a data dir (in the background, "
+        "another terminal), as Ctrl-C there would: it drains, then exits", parents=[]))
 
     p = command("submit", cmd_submit,
                 "submit a YAML pipeline, or one script (.py, .sh) or program as a one-job DAG")

@@ -233,8 +233,8 @@ def make_server(config: MasterConfig, *, standby: bool | None = None,
         if said is not None:
             raise ConfigError(f"the master cannot start on its database: {said}") from None
         if isinstance(exc, MasterAlreadyRunning):
-            raise MasterAlreadyRunning(exc.pid, exc.database,
-                                       running_at(config, exc.database)) from None
+            raise MasterAlreadyRunning(exc.pid, exc.database, running_at(config, exc.database),
+                                       data_dir=config.data_dir) from None
         raise
     app: Any = create_app(config, storage)
     api = app
