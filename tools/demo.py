@@ -12,11 +12,9 @@ CLI can look at what the agent did; a second `make demo` reuses it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -232,33 +230,38 @@ def run(query: str | None, max_iter: int) -> int:
 
 
 def stop() -> int:
+    """Stop the `titan up` that `make demo` started, as `titan down` does (titan/cli/down.py):
+    only once it is shown to be that master, so a pid reused since by another program is
+    never signalled (the pid file's pid was killed, group and all, unchecked)."""
+    from titan.cli.down import find
+    from titan.cli.down import stop as stop_masters
+
     try:
         pid = int(PID_FILE.read_text().strip())
     except (OSError, ValueError):
         info = _answering()
         if info is not None:  # a `titan up` the user started on ./.titan: not ours to stop
             say(f"the Titan master at {info['url']} on {DATA} was not started by `make demo`:"
-                " stop it where it runs (Ctrl-C); nothing stopped")
+                f" stop it where it runs (Ctrl-C), or with `titan down --data-dir {DATA}`; "
+                "nothing stopped")
         else:
             say("no demo cluster is recorded here; nothing to stop")
         return 0
-    if not _alive(pid):
+    try:
+        ours = DATA.is_dir() and any(m.pid == pid for m in find(DATA).masters)
+    except TitanError as exc:
+        say(f"not stopped: {exc}")
+        return 1
+    if not ours:
         say(f"the demo cluster (pid {pid}) is not running")
         PID_FILE.unlink(missing_ok=True)
         return 0
-    say(f"stopping the demo cluster (pid {pid}): draining its worker ...")
-    # SIGINT is Ctrl-C for `titan up`: it drains the local worker, then exits 0.
-    for sig, grace in ((signal.SIGINT, 30.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig) if sig == signal.SIGKILL else os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.1)
-        if not _alive(pid):
-            break
+    # SIGTERM drains the local worker, as Ctrl-C does; killed after 30 s.
+    code = stop_masters(DATA, 30.0, force=True, tell=say)
     PID_FILE.unlink(missing_ok=True)
-    say("stopped (state kept in .titan/; `make demo` starts it again)")
-    return 0
+    if code == 0:
+        say("stopped (state kept in .titan/; `make demo` starts it again)")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

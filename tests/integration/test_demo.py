@@ -104,3 +104,22 @@ def test_demo_makes_its_data_dir_private_from_the_start(tmp_path: Path) -> None:
         assert "open to other local users" not in log, log
     finally:
         demo(data, "stop")
+
+
+def test_demo_stop_never_signals_a_program_that_reused_its_pid(tmp_path: Path) -> None:
+    # demo.pid outlives a cluster that died (a reboot, a kill -9): its pid, since reused by
+    # another program, was sent SIGINT and then SIGKILL with its whole group.
+    data = tmp_path / "demo"
+    data.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (data / "demo.pid").write_text(str(sleeper.pid))
+        stop = demo(data, "stop")
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert f"the demo cluster (pid {sleeper.pid}) is not running" in stop.stdout
+        time.sleep(0.3)
+        assert sleeper.poll() is None
+        assert not (data / "demo.pid").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
