@@ -42,3 +42,36 @@ def test_a_data_dir_that_is_a_file_is_said_to_be_one(tmp_path: Path, command: st
         assert out.returncode == 1 and out.stderr == (
             f"error: --data-dir {given} {said}, not a directory: name a directory (made if "
             "missing)\n"), out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs `titan up` as another user")
+def test_titan_up_in_a_directory_it_cannot_write_suggests_data_dir() -> None:
+    # It said only "cannot create the directory .../.titan: Permission denied": not that
+    # --data-dir names another place (a checkout read-only to this user, a mounted volume).
+    import shutil
+    import tempfile
+
+    from tests.integration import nobody_python
+
+    python = nobody_python.interpreter()
+    if python is None:
+        pytest.skip("no interpreter user nobody can run")
+    root = Path(tempfile.mkdtemp(prefix="titan-ro-"))
+    try:
+        root.chmod(0o755)
+        (root / "ro").mkdir(mode=0o555)
+        (root / "home").mkdir()
+        os.chown(root / "home", nobody_python.NOBODY, nobody_python.NOBODY)
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(root / "home"),
+               "TITAN_CONFIG_DIR": str(root / "home")}
+        out = subprocess.run(
+            [python, "-m", "titan", "up", "--port", str(free_port()), "--dashboard-port", "0"],
+            cwd=root / "ro", env=env, capture_output=True, text=True, timeout=60,
+            user=nobody_python.NOBODY, group=nobody_python.NOBODY, extra_groups=[])
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert out.stderr == (
+            f"error: --data-dir {root / 'ro' / '.titan'} cannot be made: {root / 'ro'} is not "
+            "writable by this user: run this where you can write, or name a data dir you "
+            "can write with --data-dir DIR\n"), out.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

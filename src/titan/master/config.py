@@ -275,6 +275,12 @@ class MasterConfig:
             where = "is a file" if above == path else f"is under {above}, a file"
             raise ConfigError(f"--data-dir {path} {where}, not a directory: name a directory "
                               "(made if missing)")
+        if above is not None and above != path and not os.access(above, os.W_OK | os.X_OK):
+            # It said "cannot create the directory ...: Permission denied", not that another
+            # place can be named (./.titan in a checkout or volume read-only to this user).
+            raise ConfigError(f"--data-dir {path} cannot be made: {above} is not writable by "
+                              "this user: run this where you can write, or name a data dir "
+                              "you can write with --data-dir DIR")
         workspace = workspace_around(path)
         if workspace is not None:  # every job of that worker could read the tokens
             raise ConfigError(f"--data-dir {path} is inside {workspace}, a Titan worker's "
