@@ -41,7 +41,10 @@ def use_private_umask() -> int:
     return os.umask(PRIVATE_UMASK)
 
 
-def _tighten(path: Path, st: os.stat_result, want: int, *, warn: bool) -> bool:
+def _tighten(path: Path, st: os.stat_result, want: int, *, warn: bool,
+             secrets: bool = True) -> bool:
+    """Close ``path`` to ``want``; ``warn``: say so, and (``secrets``: its tree held tokens
+    or data) that they may have been read."""
     if stat.S_IMODE(st.st_mode) & ~want == 0:
         return False
     try:
@@ -51,9 +54,11 @@ def _tighten(path: Path, st: os.stat_result, want: int, *, warn: bool) -> bool:
                     path, stat.S_IMODE(st.st_mode), exc)
         return True
     if warn:
-        log.warning("%s was mode %04o, open to other local users; tightened to %04o. Anyone "
-                    "who read it may hold its secrets: rotate tokens if in doubt.",
-                    path, stat.S_IMODE(st.st_mode), stat.S_IMODE(st.st_mode) & want)
+        # An empty data dir made under umask 000 was told to rotate tokens it never held.
+        log.warning("%s was mode %04o, open to other local users; tightened to %04o. %s",
+                    path, stat.S_IMODE(st.st_mode), stat.S_IMODE(st.st_mode) & want,
+                    "Anyone who read it may hold its secrets: rotate tokens if in doubt."
+                    if secrets else "It held no tokens yet: nothing to rotate.")
     return True
 
 
@@ -147,6 +152,11 @@ OWN_NAMES = frozenset({
     "worker.token", "master.json", "standby.json", "config.json", "blobs", "spool", "tls",
     # `make demo`'s (tools/demo.py), written before it starts `titan up` there.
     "demo.pid", "demo-up.log"})
+#: The entries of :data:`OWN_NAMES` that hold secrets (tokens, a key, the database): an open
+#: directory without any had nothing to read.
+SECRET_NAMES = frozenset({
+    "titan.db", "titan.db-wal", "titan.db-journal", "admin.token", "worker.token",
+    "config.json", "tls", "blobs", "spool"})
 #: The temp file of an atomic write of one of them (titan.atomic: ``.<name>.<random>.tmp``).
 _ATOMIC_TEMP = re.compile(r"\.(.+)\.[A-Za-z0-9_]+\.tmp")
 
@@ -186,6 +196,7 @@ def secure_tree(root: Path, *, warn: bool = True, what: str = "master",
             f"{root} is not a Titan directory: it holds {shown}, and none of Titan's files. "
             "Titan makes its directory private (0700, its files 0600), which would change "
             "these too: give it a directory of its own, new or empty (the default is ./.titan)")
+    secrets = any(n in SECRET_NAMES for n in names)
     loosened: list[Path] = []
     stack = [root]
     while stack:
@@ -195,7 +206,7 @@ def secure_tree(root: Path, *, warn: bool = True, what: str = "master",
         except FileNotFoundError:
             continue
         _refuse_foreign([(directory, st)], what)
-        if _tighten(directory, st, DIR_MODE, warn=_said(warn, loosened)):
+        if _tighten(directory, st, DIR_MODE, warn=_said(warn, loosened), secrets=secrets):
             loosened.append(directory)
         try:
             entries = list(os.scandir(directory))
