@@ -325,10 +325,15 @@ class AmbiguousRef(ValidationFailed):
 
 
 class Unauthorized(APIError):
-    """A valid token is required (Authorization: Bearer <token>)."""
+    """A valid token is required (Authorization: Bearer <token>). ``no_token_for``: the
+    master's URL when the request carried no token at all (none was given or found), and
+    ``refused`` the master's own words, for a caller to say how to give one in its terms
+    (the CLI names ``--token``, not ``token=``)."""
 
     status = 401
     code = "unauthorized"
+    no_token_for: str | None = None
+    refused: str = ""
 
 
 class Forbidden(APIError):

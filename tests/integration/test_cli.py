@@ -177,6 +177,24 @@ def test_an_empty_token_is_refused_and_an_empty_titan_token_is_unset(
     assert json.loads(out.stdout)["value"] == "  "
 
 
+def test_the_cli_without_a_token_names_its_own_option_and_variable(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # It said "pass token=", the Python client's wording, to a user of the command line.
+    env = {k: v for k, v in cluster.env.items() if not k.startswith("TITAN_")}
+    env.update(TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port), HOME=str(tmp_path),
+               TITAN_CONFIG_DIR=str(tmp_path / "config"))
+    out = subprocess.run([sys.executable, "-m", "titan", "store", "get", "k"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"no token was found for {cluster.url}: set TITAN_TOKEN (or pass --token), or " \
+           "run `titan up` on this machine (it records one)" in out.stderr, out.stderr
+    assert "token=" not in out.stderr
+    sdk = subprocess.run([sys.executable, "-c", "from titan import TitanClient\n"
+                          "TitanClient().store_get('k')"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert "no token was found" in sdk.stderr and "pass token=" in sdk.stderr, sdk.stderr
+
+
 def test_store_status_cancel_workers_and_tokens(cluster: Cluster) -> None:
     titan(cluster, "store", "put", "greeting", "héllo wörld")
     assert titan(cluster, "store", "get", "greeting").stdout.strip() == "héllo wörld"

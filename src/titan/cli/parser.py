@@ -47,7 +47,7 @@ from titan.cli.commands import (
 )
 from titan.cli.options import seconds, whole
 from titan.cli.output import for_terminal
-from titan.errors import ConfigError, TitanError
+from titan.errors import ConfigError, TitanError, Unauthorized
 from titan.version import __version__
 
 #: What a bare REF that names a job and a DAG means (TitanClient._which).
@@ -376,6 +376,11 @@ def _main(argv: Sequence[str] | None) -> int:
     except TitanError as exc:
         # The message may quote what a job wrote (its error): no control reaches a terminal.
         said = str(exc)
+        if isinstance(exc, Unauthorized) and exc.no_token_for:
+            # The client's advice names its own argument (token=); here, the CLI's.
+            said = (f"{exc.refused} — no token was found for {exc.no_token_for}: set "
+                    "TITAN_TOKEN (or pass --token), or run `titan up` on this machine (it "
+                    "records one)")
         from titan import envfile
 
         came = envfile.origin_of(said) if isinstance(exc, ConfigError) else None

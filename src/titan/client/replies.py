@@ -113,9 +113,11 @@ def check(response: httpx.Response | Reply, endpoint: Endpoint) -> None:
         )
     exc = errors.from_response(status, body)
     if isinstance(exc, errors.Unauthorized) and not endpoint.token:
+        refused = exc.message
         exc = errors.Unauthorized(
-            f"{exc.message} — no token was found for {endpoint.url}: pass token=, "
+            f"{refused} — no token was found for {endpoint.url}: pass token=, "
             "set TITAN_TOKEN, or run `titan up` on this machine (it records one)",
             details=exc.details,
         )
+        exc.no_token_for, exc.refused = endpoint.url, refused
     raise exc
