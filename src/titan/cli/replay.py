@@ -22,7 +22,8 @@ from titan.url_paths import quote_run
 
 STATUS_MARK = {"match": "✅ Match", "override": "✏️ Override", "forked": "↪ Live (fork)",
                "replaced": "· replaced by the fork", "not_reached": "· not reached",
-               "covered": "✅ Covered by its served parent"}
+               "covered": "✅ Covered by its served parent",
+               "unrecorded": "⚡ Live (unrecorded, as in the original)"}
 
 
 def add_arguments(replay: argparse.ArgumentParser, determinism: argparse.ArgumentParser) -> None:
@@ -227,8 +228,8 @@ def _print_report(r: dict[str, Any], rows: int) -> None:
     say(f"  Savings        {_savings(r)}")
     say(f"  Divergences    {r['divergence_count']}")
     live = r.get("live_calls") or 0
-    say(f"  Live calls     {live}" + (" (ran for real, not from the recording: see the "
-                                      "divergences and the replay cost)" if live else ""))
+    say(f"  Live calls     {live}" + (" (ran for real, not from the recording: their cost "
+                                      "is the replay's)" if live else ""))
     say(f"  Match rate     {rate} ({r['matched']}/{r['recorded']} recorded calls)")
     if r["fork"]:
         f = r["fork"]
@@ -246,6 +247,10 @@ def _print_report(r: dict[str, Any], rows: int) -> None:
             say(f"     {change['change']} {change['path']}: "
                 f"{json.dumps(change['original'], ensure_ascii=False)[:60]} → "
                 f"{json.dumps(change['replay'], ensure_ascii=False)[:60]}")
+    unrecorded = r.get("unrecorded_calls") or []
+    for u in unrecorded[:20]:
+        first = "" if u is not unrecorded[0] else f"\n  ⚡ {u['message']}"
+        say(f"{first}\n     {u['actor']} · {u['channel']} · {u['name']} #{u['ordinal']}")
     say(f"\n  {'Action':32} {'Original':>8} {'Replay':>8}  Status")
     for row in r["comparison"][:rows]:
         label = f"{row['actor']} {row['name']}#{row['ordinal']}"

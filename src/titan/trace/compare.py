@@ -14,10 +14,7 @@ each replayed call by — so the order in which parallel actors ran never matter
   (one recorded inside a call the replay served is **covered**: its answer was served with
   it, and it counts as a match);
 - **leak**: a connection the replay's code opened itself (channel ``network``), refused or
-  let through (``--allow-live``, or a driver before its first stage, as its original was);
-- **unrecorded**: a call the replay made outside any run (a driver before its first stage, a
-  helper process that sees no run of its own): the original recorded nothing of it, so it ran
-  live — to the model, the tool, the network — and cost what it cost;
+  let through (``--allow-live``);
 - **redacted**: a recorded call the replay could not serve, its outputs having been redacted
   (PII) before storage, or being bytes recorded before Titan kept them (only their sha256)
   — the replay refused it or stopped there;
@@ -25,7 +22,12 @@ each replayed call by — so the order in which parallel actors ran never matter
   recorded only as its repr (an object JSON cannot hold, a generator: ``{"$repr": ...}``) —
   the code's doing, unlike a redaction; the replay refused it or stopped there.
 
-Not divergences: calls past a fork point (``forked``) or given an override (``override``),
+Not divergences: calls the replay made outside any run (``unrecorded``: a driver before its
+first stage, a helper process that sees no run of its own) — the original made them where
+nothing recorded them, so there is nothing to diverge from; they ran live, as they did there,
+to the model, the tool, the network, and are counted as live calls with what they cost (what
+they returned shows downstream: a stage given other inputs is an ``input_mismatch``) —; calls
+past a fork point (``forked``) or given an override (``override``),
 recorded calls a fork replaced (``replaced``), and — when a strict replay stopped at its first
 divergence, or a lenient one failed after a call it refused (its ``ReplayMiss`` ends the
 script unless the script catches it) — the recorded calls it never reached (``not_reached``).
@@ -43,7 +45,7 @@ from titan.trace.canonical import NOT_REPLAYABLE_SAYS
 
 Key = tuple[str, str, str, int]
 DIVERGENCES = ("name_mismatch", "input_mismatch", "extra", "missing", "output_mismatch", "leak",
-               "unrecorded", "redacted", "not_replayable")
+               "redacted", "not_replayable")
 MESSAGES = {
     "name_mismatch": "Action name mismatch: a different call was made at this position",
     "input_mismatch": "Input mismatch: same call, different inputs",
@@ -51,9 +53,10 @@ MESSAGES = {
     "missing": "Missing call: recorded, never made by the replay",
     "output_mismatch": "Output mismatch: same inputs, different outputs (non-deterministic!)",
     "leak": "Leak: a network call Titan did not intercept",
-    "unrecorded": "Unrecorded live call: made outside any recorded run (a driver before its "
-                  "first stage, a helper process), so the recording could not answer it and it "
-                  "ran live; its cost is the replay's",
+    "unrecorded": "Ran live, unrecorded: made outside any run (a driver before its first "
+                  "stage, a helper process), where the original did not record it either; its "
+                  "cost is the replay's. To have it served, make it inside the run (`with "
+                  "titan.trace.run(run_id):` around the driver)",
     "redacted": "Redacted: the recorded outputs were redacted (PII) before storage, or are "
                 "bytes recorded before Titan kept them, so the replay could not serve them",
     "not_replayable": "Not replayable: what the call returned was recorded only as its repr "
@@ -184,12 +187,16 @@ def compare(original: Iterable[dict[str, Any]], replay: Iterable[dict[str, Any]]
                      key=lambda r: (r["original"]["seq"] if r["original"] is not None
                                     else 1 << 62, r["replay"]["seq"] if r["replay"] else 0))
     for a in leaks:
-        ordered.append({"key": key_of(a), "original": None, "replay": a, "status": "leak"})
+        # A replayed driver's connection before its first stage was let through as its
+        # original's was, unrecorded there too: a live call, not a leak.
+        kind = "unrecorded" if a.get("replay_status") == "unrecorded" else "leak"
+        ordered.append({"key": key_of(a), "original": None, "replay": a, "status": kind})
     in_scope = [k for k, o in orig.items() if fork_at is None or o["seq"] < fork_at]
     matched = sum(1 for k in in_scope if rows[k]["status"] in ("match", "covered"))
     return {
         "rows": ordered,
         "divergences": [r for r in ordered if r["status"] in DIVERGENCES],
+        "unrecorded": [r for r in ordered if r["status"] == "unrecorded"],
         "recorded": len(in_scope), "matched": matched,
         "match_rate": round(matched / len(in_scope), 4) if in_scope else None,
         "stopped": stopped,

@@ -282,8 +282,9 @@ def outside_run() -> RunHandle | None:
     replay's DRIVER job runs with ``TITAN_AGENT_RUN_ID``, which a script may read, branch on or
     hand on). The recording cannot answer them, so they run live, as they did; recorded here,
     in the replay's run (the id the master gave the replay, whatever the environment says now),
-    as ``<job actor>/outside-run-<pid>`` with what they cost, they are counted as live calls and
-    reported as divergences (``unrecorded``) instead of passing for free."""
+    as ``<job actor>/outside-run-<pid>`` with what they cost, they are counted as live calls
+    (``unrecorded``: no divergence, the original made them unrecorded too) instead of passing
+    for free."""
     global _outside, _outside_pid
     raw = os.environ.get("TITAN_REPLAY")
     if not raw:

@@ -24,7 +24,7 @@ call gets:
 - made outside any run (a driver before its first stage, a helper process that sees no run
   of its own: :func:`titan.trace.context.outside_run`): nothing recorded it, so it runs live
   as it did in the original, recorded in the replay's run as ``unrecorded`` with its cost —
-  a divergence of its own kind, never a free call;
+  a live call, never a free one (no divergence: the original made it unrecorded too);
 - with ``fork_at``: recorded calls from that step on run live (``forked``), as do the new calls
   of a forked actor, and an ``overrides`` entry replaces one recorded output (``override``);
 - with ``verify``: a tool marked ``pure=True`` runs again and its output is compared with the
@@ -379,9 +379,10 @@ def _network_leak(host: str, port: int) -> None:
         return
     run = context.current_run()
     # A driver before its first stage, outside any run: let through as its original was
-    # (nothing recorded the connection there), but recorded here as the leak it is, so a
-    # replay that reached the world never reads as a clean, free one.
-    allowed = context.outside_replayed_run() or session.allow_live
+    # (nothing recorded the connection there), and recorded here as the live call it is
+    # (``unrecorded``), so a replay that reached the world never reads as a free one.
+    unrecorded = context.outside_replayed_run()
+    allowed = unrecorded or session.allow_live
     if run is None:
         run = context.outside_run()
     message = (f"replay of {session.original}: a connection to "
@@ -392,6 +393,6 @@ def _network_leak(host: str, port: int) -> None:
         emit(run, channel="network", name="connect", inputs={"host": host, "port": port},
              outputs=None, started_at=time.time(), duration_ns=0,
              outcome="success" if allowed else "blocked", error=None if allowed else exc,
-             replay_status="live" if allowed else "refused")
+             replay_status="unrecorded" if unrecorded else "live" if allowed else "refused")
     if not allowed:
         raise exc

@@ -38,7 +38,8 @@
   // Comparison statuses that are not divergences (titan.trace.compare).
   const NEUTRAL = { match: "✅ Match", live: "⚡ Ran live", override: "✎ Overridden",
                     forked: "⑂ Forked: ran live", replaced: "↷ Replaced by the fork",
-                    not_reached: "⏸ Not reached", covered: "✅ Covered by its served parent" };
+                    not_reached: "⏸ Not reached", covered: "✅ Covered by its served parent",
+                    unrecorded: "⚡ Ran live: unrecorded, as in the original" };
   const api = (id, tail) => "/api/v1/runs/" + encodeURIComponent(id) + tail;
   const href = (id) => "/runs/" + encodeURIComponent(id);
   const kindWords = (k) => KIND[k] || String(k).replace(/_/g, " ");

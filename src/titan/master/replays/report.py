@@ -80,6 +80,10 @@ def replay_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
             d["diff"] = json_diff(_full(tx, blobs, orig_id, r["original"]["seq"], side),
                                   _full(tx, blobs, run["id"], r["replay"]["seq"], side))
         divergences.append(d)
+    unrecorded = [{"actor": r["key"][0], "channel": r["key"][1], "name": r["key"][2],
+                   "ordinal": r["key"][3], "message": MESSAGES["unrecorded"],
+                   "replay": _side(r["replay"])}
+                  for r in result["unrecorded"][:MAX_DIVERGENCES]]
     counts: dict[str, int] = {}
     for r in result["divergences"]:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -104,6 +108,9 @@ def replay_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
         # Calls that ran for real (not served) and connections let through: a replay that
         # reached the world says so here, and its cost is in "replay".
         "live_calls": result["live"],
+        # Of them, those made outside any run (a driver before its first stage): the
+        # original made them unrecorded too, so they are no divergence.
+        "unrecorded_calls": unrecorded,
         "divergence_count": len(result["divergences"]), "divergences_by_kind": counts,
         "divergences": divergences,
         "first_divergence": divergences[0] if divergences else None,
@@ -187,7 +194,9 @@ def determinism_report(tx: Transaction, blobs: BlobStore, run: Row) -> Row:
         result = compare(_slim(tx.iter_actions(run["id"])), _slim(tx.iter_actions(rep["id"])),
                          fork_at=(rep.get("replay") or {}).get("fork_at"),
                          failed=rep.get("status") == "failed")
-        for r in result["divergences"]:
+        # Calls that ran live outside any run are no divergence, but the run's result
+        # depends on what they returned: evidence for the analysis all the same.
+        for r in [*result["divergences"], *result["unrecorded"]]:
             actor, channel, name, ordinal = r["key"]
             divergences.append({"kind": r["status"], "actor": actor, "channel": channel,
                                 "name": name, "ordinal": ordinal,

@@ -1,4 +1,5 @@
-"""Replay evidence: divergences that replays of the run actually found.
+"""Replay evidence: divergences that replays of the run actually found, and the calls they
+had to make live because the run never recorded them.
 
 Static and dynamic findings say what might differ; a replay that got another output for the
 same inputs proves it. Divergences are aggregated by (kind, actor, name), so an action that
@@ -18,7 +19,7 @@ MEANING = {
                         "Same inputs, different outputs: non-deterministic"),
     "leak": ("network_io", "critical",
              "An unrecorded side effect reached the outside world during replay"),
-    "unrecorded": ("network_io", "high",
+    "unrecorded": ("network_io", "medium",
                    "A call made outside the recorded run ran live on replay: the recording "
                    "cannot answer it, so the run's result depends on it"),
     "input_mismatch": ("divergence", "high",
