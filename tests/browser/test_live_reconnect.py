@@ -74,6 +74,9 @@ def test_a_dropped_socket_reconnects_and_resyncs(
 def test_a_socket_that_dies_silently_is_noticed_and_replaced(
         cluster: Cluster, dashboard_factory: Callable[..., Dashboard]) -> None:
     page = open_agents(dashboard_factory, cluster)
+    # The page's first fetch done (on a loaded box it came after the stage below, which it
+    # then showed without any reconnect), the socket goes deaf.
+    page.wait_for_load_state("networkidle")
     page.evaluate("() => { window.__sockets.at(-1).__muted = true; }")  # open, but deaf
     stage(cluster, "SILENT_lr02", "PLAN")  # its events reach a socket nobody hears
     # No close ever comes: the page notices the missing pings, opens a new socket and
@@ -81,7 +84,7 @@ def test_a_socket_that_dies_silently_is_noticed_and_replaced(
     row = page.locator('.agent-run[data-run-id="SILENT_lr02"]')
     row.wait_for(timeout=15_000)
     assert row.locator("a.stage .stage-status").inner_text().strip() == "✓ COMPLETED"
-    assert page.evaluate("() => window.__sockets.length") >= 2
+    page.wait_for_function("() => window.__sockets.length >= 2", timeout=15_000)
     page.wait_for_selector('#live[data-state="open"]')
     # And it stays live afterwards: a later stage arrives by push on the new socket.
     stage(cluster, "SILENT_lr02", "SYNTH")

@@ -24,8 +24,11 @@ def job_ref(ref: Ref | None, job_id: Ref | None, call: str) -> Ref:
         raise ValidationFailed(f"{call}() got the job both by position and as job_id=: "
                                "give it once", details={"field": "job_id"})
     if ref is None and job_id is None:
-        raise ValidationFailed(f"{call}() needs the job: its reference or job_id= (e.g. "
-                               f"{call}(\"train\"))", details={"field": "job_id"})
+        # Said as every reader says a reference of the wrong type (got None), by the name
+        # the caller used.
+        raise ValidationFailed(f"{call}() needs the job: its reference (a name, e.g. "
+                               f"{call}(\"train\"), a numeric id or the object the client "
+                               f"returned) or job_id=, got None", details={"field": "ref"})
     return ref if ref is not None else job_id  # type: ignore[return-value]
 
 
@@ -117,6 +120,8 @@ class ReadOps:
         DAG's ``status``). The job reading of ``ref`` wins, then the DAG one; a bare
         reference that is a job's and another thing is refused (:meth:`_which`):
         ``wait(dag["id"])`` returned at once with the job that had that number."""
+        if ref is None:  # said as wait(), not as the wait_job() it would go through
+            job_ref(None, None, "wait")
         start = time.monotonic()
 
         def left() -> float | None:  # the lookups and a first wait come out of the timeout

@@ -162,6 +162,27 @@ class LeaseThread:
         self.heartbeat_seconds = seconds_from_master(
             reply, "heartbeat_seconds", self.heartbeat_seconds, MIN_HEARTBEAT, MAX_HEARTBEAT)
 
+    def _register_first(self) -> None:
+        """Register; when the name given is held by a worker the master has not heard gone
+        yet (no connection held, heard lately: the crashed one a supervisor restarts this
+        one to replace), ask again once it knows, for one lease at most."""
+        give_up = time.monotonic() + self.lease_seconds
+        while True:
+            try:
+                self._register(reattach=False)
+                return
+            except errors.WorkerNameTaken as exc:
+                wait = (exc.details or {}).get("retry_after")
+                if not isinstance(wait, (int, float)) or time.monotonic() + wait > give_up:
+                    raise
+                line = (f"the name {self.name!r} is held by {exc.details.get('worker_id')}, "
+                        f"which holds no connection: asking again in {wait:.1f} s")
+                log.warning("%s", line)
+                if self.announce:
+                    print(f"titan worker: {line}", file=sys.stderr, flush=True)
+                if self._stopped.wait(max(0.05, float(wait))):
+                    raise
+
     def _reattach(self, generation: int) -> None:
         with self._register_lock:
             if generation != self._generation:
@@ -260,7 +281,7 @@ class LeaseThread:
 
     def _lease_and_heartbeat(self) -> None:
         try:
-            self._register(reattach=False)
+            self._register_first()
         except errors.TitanError as exc:
             self._intake_ready.set()
             self._fail(exc)

@@ -28,16 +28,26 @@ from titan.master.scheduling.state import WorkerRec
 ALIVE = ("live", "draining")
 
 
+def connected(worker: WorkerRec) -> bool:
+    """Whether ``worker`` holds a connection open to the master now (its channel, or a poll
+    parked): a killed worker's closes with its socket."""
+    return worker.channel is not None or (worker.poll is not None and not worker.poll.done())
+
+
 def answering(engine: Engine, worker: WorkerRec, now: float) -> bool:
-    """Whether ``worker``'s process is there to hear the master now: its channel is open, or
-    it talks HTTP and has a poll parked or was heard within a heartbeat period. A killed
-    worker's channel closes with its socket; its lease lasts longer."""
-    if worker.channel is not None:
-        return True
-    if worker.poll is not None and not worker.poll.done():
-        return True
-    return worker.transport != "channel" and \
+    """Whether ``worker``'s process is there to hear the master now: connected, or it talks
+    HTTP and was heard within a heartbeat period. Its lease lasts longer."""
+    return connected(worker) or worker.transport != "channel" and \
         now - worker.last_seen < engine.config.lease_seconds / 3
+
+
+def settled_in(engine: Engine, worker: WorkerRec, now: float) -> float | None:
+    """For a worker answering only because it was heard lately (no connection held: killed
+    between registering and opening its channel, or an HTTP worker between two calls), the
+    seconds until the master will know whether it is gone; None when it is connected."""
+    if connected(worker):
+        return None
+    return round(max(0.0, engine.config.lease_seconds / 3 - (now - worker.last_seen)) + 0.2, 2)
 
 
 def choose(engine: Engine, worker_id: str, name: str, given: bool) -> str:
@@ -54,11 +64,18 @@ def choose(engine: Engine, worker_id: str, name: str, given: bool) -> str:
         if live:
             w = live[0]
             where = f" on {w.hostname}" if w.hostname else ""
+            details: dict[str, object] = {"field": "name", "name": name, "worker_id": w.id,
+                                          "hostname": w.hostname}
+            wait = settled_in(engine, w, now)
+            if wait is not None:
+                # Not known to be gone yet, nor to be there: a worker restarted at once by its
+                # supervisor asks again after that (titan.worker.lease_thread) rather than
+                # failing on the ghost of the one it replaces.
+                details["retry_after"] = wait
             raise WorkerNameTaken(
                 f"a live worker is already named {name!r}: {w.id}{where}, last heard "
                 f"{max(0.0, now - w.last_seen):.0f} s ago; stop it, or pick another --name",
-                details={"field": "name", "name": name, "worker_id": w.id,
-                         "hostname": w.hostname})
+                details=details)
         for w in holders:  # gone without a word: the newcomer is its successor
             engine.lose_worker_now(w.id, f"a new worker registered under its name {name!r} "
                                          f"while it no longer answered")
