@@ -42,7 +42,7 @@ EVENT_TYPES = frozenset({
 })
 _DAG_SCOPED = frozenset({"job_updated", "dag_updated", "log_lines"})
 _RUN_SCOPED = frozenset({"run_created", "run_updated", "run_completed", "run_failed",
-                         "action_created"})
+                         "action_created", "agent_run_updated"})
 # WebSocket close codes in the application range (4000-4999), like HTTP's 401/400.
 _CLOSE_UNAUTHORIZED = 4401
 _CLOSE_BAD_REQUEST = 4400
