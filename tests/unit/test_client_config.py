@@ -509,3 +509,25 @@ def test_a_user_config_others_may_read_is_warned_of_once(isolated: Path) -> None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resolve()
+
+
+def test_a_url_with_credentials_is_refused_without_showing_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # TitanClient(url="http://user:pw@h") dropped the user and password silently (Titan
+    # sends a token), so a proxy that wanted them refused every call as if none were given.
+    for url in ("http://alice:s3cret@titan.example.com:9090", "alice:s3cret@10.0.0.5:9091",
+                "https://s3cret@titan.example.com"):
+        with pytest.raises(ConfigError, match="holds credentials") as got:
+            resolve(host=url, token="t")
+        assert "s3cret" not in str(got.value) and "***@" in str(got.value), got.value
+    monkeypatch.setenv("TITAN_HOST", "http://alice:s3cret@master:9091")
+    with pytest.raises(ConfigError, match="holds credentials") as got:
+        resolve(token="t")
+    assert "s3cret" not in str(got.value), got.value
+    monkeypatch.delenv("TITAN_HOST")
+    with pytest.raises(ConfigError, match="without a query") as got:
+        resolve(host="http://titan.example.com:9090/?token=s3cret", token="t")
+    assert "s3cret" not in str(got.value), got.value
+    # An @ after the authority is no credential.
+    with pytest.raises(ConfigError, match="without a path"):
+        resolve(host="http://titan.example.com:9090/a@b", token="t")

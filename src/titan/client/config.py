@@ -57,6 +57,7 @@ from titan.client.urls import (
     parse_port,
     parse_url,
     parse_urls,
+    redacted,
 )
 from titan.errors import ConfigError
 from titan.permissions import warn_if_exposed
@@ -192,7 +193,7 @@ def _address(
         except ConfigError as exc:
             if env_host is None or "TITAN_PORT" in str(exc):
                 raise
-            raise ConfigError(f"{exc} (from TITAN_HOST={env_host!r})") from None
+            raise ConfigError(f"{exc} (from TITAN_HOST={redacted(env_host)!r})") from None
         return (url,), None, "TITAN_HOST/TITAN_PORT"
 
     for first, directory in zip((True, False), data_dirs(), strict=False):
@@ -221,7 +222,7 @@ def _host_url(host: str | None, port: int | str | None, port_from: str) -> str:
     "[::1]:9091"), not only a plain host name (it was bracketed as an IPv6 literal and
     refused; TITAN_HOST=master:9090 still was, though documented as --host is); the port,
     when given, wins over the one the host names."""
-    if host is not None and ("://" in host or host.startswith("[") or (
+    if host is not None and ("://" in host or host.startswith("[") or "@" in host or (
             host.count(":") == 1 and host.rsplit(":", 1)[1].isdigit())):
         url = parse_url(host)[0]
         return url if port is None else _withparse_port(url, port, port_from)

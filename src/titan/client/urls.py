@@ -34,9 +34,24 @@ def make_url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def redacted(url: str) -> str:
+    """``url`` as an error may show it: what stands before an ``@`` in its authority (a user
+    and password) as ``***``."""
+    return _USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", url, count=1)
+
+
+_USERINFO = re.compile(r"^(\s*[A-Za-z][A-Za-z0-9+.-]*://)?[^/?#@]*@")
+
+
 def parse_url(url: str) -> tuple[str, str, int]:
-    """Split a master URL into ``(normalized_url, host, port)``; a missing scheme means http."""
+    """Split a master URL into ``(normalized_url, host, port)``; a missing scheme means http.
+
+    Credentials in it (``user:password@host``) are refused, not dropped: Titan sends a token,
+    so a user:password a proxy wanted never reached it, and the request failed as one without
+    them. Errors show the URL with them left out."""
     text = url.strip().rstrip("/")
+    shown = redacted(url)
+    url = shown  # every message below names the URL as shown
     if re.search(r"[\t\r\n]", text):  # urlsplit drops these: 'a\tb' would be the host 'ab'
         raise ConfigError(f"invalid Titan master URL {url!r}: it holds a tab or a line break")
     if "://" not in text:
@@ -46,6 +61,13 @@ def parse_url(url: str) -> tuple[str, str, int]:
         port = parts.port
     except ValueError as exc:
         raise ConfigError(f"invalid Titan master URL {url!r}: {exc}") from None
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"invalid Titan master URL {url!r}: it holds credentials (user:password@), which "
+            "Titan does not send; a master takes a token: token=, --token or TITAN_TOKEN")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"invalid Titan master URL {parts.scheme}://{parts.netloc}...: give "
+                          "the server's root URL, without a query (?...) or fragment (#...)")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"invalid Titan master URL {url!r}: expected http://HOST:PORT")
     if parts.path not in ("", API_PATH):
