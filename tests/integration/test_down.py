@@ -49,6 +49,7 @@ def test_titan_down_stops_a_running_titan_up_with_its_worker_and_zygotes(
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"stopping titan up (pid {cluster.master.pid})" in done.stdout
     assert "stopped: titan up" in done.stdout
+    assert "titan zygote (pid " in done.stdout, done.stdout  # not its whole command line
     assert cluster.master.wait(timeout=10) == 0, cluster.log()
     for p in started:
         assert wait_dead(p.pid, timeout=5), f"{p.name} (pid {p.pid}) outlived titan down"

@@ -49,11 +49,16 @@ class Proc:
 
     @property
     def name(self) -> str:
-        """``titan up``, ``titan worker``..., else its command line, shortened, any control
-        character in it (a job names its own processes) shown as ``?``."""
+        """``titan up``, ``titan worker``, ``titan zygote``..., else its command line,
+        shortened, any control character in it (a job names its own processes) shown as
+        ``?``."""
         for i, arg in enumerate(self.argv):
-            if os.path.basename(arg) == "titan" and i + 1 < len(self.argv):
-                said = f"titan {self.argv[i + 1]}"
+            following = self.argv[i + 1] if i + 1 < len(self.argv) else ""
+            if os.path.basename(arg) == "titan" and following:
+                said = f"titan {following}"
+                break
+            if arg == "-m" and following.startswith("titan."):  # -m titan.worker.zygote
+                said = f"titan {following.rsplit('.', 1)[1]}"
                 break
         else:
             said = " ".join(self.argv)[:60] or "?"
