@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from titan.llm.recording import asking
-from titan.trace import context
+from titan.trace import context, forks
 
 _installed = False
 
@@ -114,6 +114,9 @@ def install() -> None:
             # Pickled with the object for a child started by spawn or forkserver (a forked
             # child ignores it: it has its parent's run already).
             setattr(self, context.PROCESS_ATTR, started)
+        # A replay's strict stop in the child ends the replay in this process too (a pool
+        # waits for ever on a worker that died of it: titan.trace.forks).
+        forks.arm()
         start(self)
 
     subprocess.Popen._execute_child = execute_child  # type: ignore[attr-defined]
