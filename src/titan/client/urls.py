@@ -50,8 +50,7 @@ def parse_url(url: str) -> tuple[str, str, int]:
     so a user:password a proxy wanted never reached it, and the request failed as one without
     them. Errors show the URL with them left out."""
     text = url.strip().rstrip("/")
-    shown = redacted(url)
-    url = shown  # every message below names the URL as shown
+    url = redacted(url)  # every message below names the URL as shown
     if re.search(r"[\t\r\n]", text):  # urlsplit drops these: 'a\tb' would be the host 'ab'
         raise ConfigError(f"invalid Titan master URL {url!r}: it holds a tab or a line break")
     if "://" not in text:

@@ -105,6 +105,17 @@ def seconds_from_master(reply: dict[str, Any], key: str, fallback: float, low: f
     return bounded
 
 
+def retry_wait(details: Any, left: float) -> float | None:
+    """How long to wait before registering again after a name refusal, from the master's
+    ``retry_after`` (0.05 s at least: a negative, NaN or huge value never makes the worker
+    spin or wait past ``left``); None to give up (no hint, or not within ``left``)."""
+    wait = details.get("retry_after") if isinstance(details, dict) else None
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not math.isfinite(wait):
+        return None
+    wait = max(0.05, float(wait))
+    return wait if wait <= left else None
+
+
 class LeaseThread:
     # Set by the worker's constructor.
     transport: str
@@ -172,15 +183,15 @@ class LeaseThread:
                 self._register(reattach=False)
                 return
             except errors.WorkerNameTaken as exc:
-                wait = (exc.details or {}).get("retry_after")
-                if not isinstance(wait, (int, float)) or time.monotonic() + wait > give_up:
+                wait = retry_wait(exc.details, give_up - time.monotonic())
+                if wait is None:
                     raise
                 line = (f"the name {self.name!r} is held by {exc.details.get('worker_id')}, "
                         f"which holds no connection: asking again in {wait:.1f} s")
                 log.warning("%s", line)
                 if self.announce:
                     print(f"titan worker: {line}", file=sys.stderr, flush=True)
-                if self._stopped.wait(max(0.05, float(wait))):
+                if self._stopped.wait(wait):
                     raise
 
     def _reattach(self, generation: int) -> None:
