@@ -253,23 +253,27 @@ def test_the_exit_says_what_was_delivered_and_why_the_rest_was_not(
     assert "run-0, run-1, run-2 and 2 more" in err, err
 
 
+class Older:
+    """A master from before ``field``: it refuses a body holding it as an unknown field (or,
+    ``field`` None, refuses every body for a field it does know)."""
+
+    def __init__(self, field: str | None) -> None:
+        self.field = field
+        self.bodies: list[dict[str, Any]] = []
+
+    def call(self, method: str, path: str, json: Any = None, **kw: Any) -> dict[str, Any]:
+        self.bodies.append(json)
+        if self.field is None or self.field in json:
+            field = self.field or "error"
+            raise errors.ValidationFailed(
+                f"invalid run: {field}: unknown field",
+                details={"errors": [{"index": None, "field": field,
+                                     "message": "unknown field (known: ...)"}]})
+        return {}
+
+
 def test_a_run_is_opened_watched_and_again_plainly_for_a_master_without_watched() -> None:
-    class Older:
-        """A master from before "watched": it refuses the unknown field as such."""
-
-        def __init__(self) -> None:
-            self.bodies: list[dict[str, Any]] = []
-
-        def call(self, method: str, path: str, json: Any = None, **kw: Any) -> dict[str, Any]:
-            self.bodies.append(json)
-            if "watched" in json:
-                raise errors.ValidationFailed(
-                    "invalid run: watched: unknown field",
-                    details={"errors": [{"index": None, "field": "watched",
-                                         "message": "unknown field"}]})
-            return {}
-
-    master = Older()
+    master = Older("watched")
     rec = Recorder()
     rec.client = lambda run=None: master  # type: ignore[method-assign]
     for i in range(2):
@@ -278,6 +282,29 @@ def test_a_run_is_opened_watched_and_again_plainly_for_a_master_without_watched(
     # Asked watched once, then plainly: both runs opened, no refusal counted.
     assert [b.get("watched") for b in master.bodies] == [True, None, None]
     assert rec.changes_refused == 0
+
+
+def test_a_run_ends_for_a_master_without_without_stages() -> None:
+    # A master from before "without_stages" refused it as unknown, and with it the block's
+    # end: the run stayed running until the master called it crashed.
+    master = Older("without_stages")
+    rec = Recorder()
+    rec.client = lambda run=None: master  # type: ignore[method-assign]
+    end = {"status": "ended", "without_stages": "completed", "ended_at": 1.0}
+    for i in range(2):
+        rec._send_change("patch", context.RunHandle(f"r{i}", "agent"), dict(end))
+    # Asked with the field once, then without it: both runs ended, nothing refused.
+    assert master.bodies == [end, {"status": "ended", "ended_at": 1.0},
+                             {"status": "ended", "ended_at": 1.0}]
+    assert rec.changes_refused == 0
+
+    # Another refusal of the end is still one, and is not asked again without the field.
+    refusing = Older(None)
+    rec = Recorder()
+    rec.client = lambda run=None: refusing  # type: ignore[method-assign]
+    rec._send_change("patch", context.RunHandle("r", "agent"), dict(end))
+    assert refusing.bodies == [end] and rec.changes_refused == 1
+    atexit.unregister(rec.close)
 
 
 class Batching:

@@ -22,6 +22,7 @@ from typing import Any
 from titan import errors
 from titan.trace import batches, code
 from titan.trace.context import RunHandle
+from titan.url_paths import quote_ref
 
 MAX_OPS = 500  # the master takes 1,000
 #: Asking as a named block opens (:meth:`MultiRun.open_now`): one try, its connection given
@@ -61,6 +62,7 @@ class MultiRun:
     _unbatched: set[int]  # transports to a master without the route
     _single: bool  # send the next item by its own route (the master refused it in a batch)
     _unwatching: set[int]  # transports to a master without POST /runs's "watched"
+    _unstaged: set[int]  # transports to a master without PATCH /runs's "without_stages"
     _unreached: dict[int, float]  # transports whose master was out of reach: until when
 
     def client(self, run: RunHandle | None = None) -> Any: ...  # the recorder's
@@ -116,7 +118,7 @@ class MultiRun:
             elif kind == "create":
                 op = {"run": run.id, "create": dict(item, watched=True)}
             else:
-                op = {"run": run.id, "update": item}
+                op = {"run": run.id, "update": self._told(client, item)}
             text = json.dumps(op, separators=(",", ":"), ensure_ascii=False, default=str)
             if len(ops) >= MAX_OPS or (ops and size + len(text) > batches.MAX_BATCH_BYTES):
                 break
@@ -197,6 +199,28 @@ class MultiRun:
         except errors.TitanError as exc:
             log.debug("titan.trace: run %s not opened at once (%s)", run.id, exc)
 
+    def _told(self, client: Any, body: dict[str, Any]) -> dict[str, Any]:
+        """A run update as ``client``'s master takes it: one from before ``without_stages``
+        (a run with no stages ends by its own older rule there) is not sent the field."""
+        if id(client) in self._unstaged and "without_stages" in body:
+            return {k: v for k, v in body.items() if k != "without_stages"}
+        return body
+
+    def _patch(self, run: RunHandle, body: dict[str, Any]) -> Any:
+        """``PATCH /runs/{id}``. A master from before ``without_stages`` refuses the field as
+        unknown, and with it the run's end (the run was left running, then crashed): asked
+        again without it, as every later end to that master is."""
+        client = self.client(run)
+        path = f"/runs/{quote_ref(run.id)}"
+        told = self._told(client, body)
+        try:
+            return client.call("PATCH", path, json=told)
+        except errors.ValidationFailed as exc:
+            if "without_stages" not in told or not _names_field(exc, "without_stages"):
+                raise
+            self._unstaged.add(id(client))
+        return client.call("PATCH", path, json=self._told(client, body))
+
     def _create(self, run: RunHandle, body: dict[str, Any]) -> Any:
         """``POST /runs``, asking the master to watch the run from now: one that never got a
         sign of life (its end lost at exit, its process killed at once) stayed running for
@@ -206,9 +230,13 @@ class MultiRun:
             try:
                 return client.call("POST", "/runs", json=dict(body, watched=True))
             except errors.ValidationFailed as exc:
-                found = exc.details.get("errors") if isinstance(exc.details, dict) else None
-                if not any(isinstance(e, dict) and e.get("field") == "watched"
-                           for e in found or ()):
+                if not _names_field(exc, "watched"):
                     raise
                 self._unwatching.add(id(client))
         return client.call("POST", "/runs", json=body)
+
+
+def _names_field(exc: errors.ValidationFailed, field: str) -> bool:
+    """Whether the master's refusal names ``field`` among the body's problems."""
+    found = exc.details.get("errors") if isinstance(exc.details, dict) else None
+    return any(isinstance(e, dict) and e.get("field") == field for e in found or ())

@@ -33,7 +33,6 @@ from titan.trace.batches import warn
 from titan.trace.context import RunHandle
 from titan.trace.multirun import _head
 from titan.trace.multirun import learn as learn  # where llm_hooks reads it
-from titan.url_paths import quote_ref
 
 log = logging.getLogger("titan.trace")
 MAX_BUFFER = 200_000  # actions held at most while the master is unreachable
@@ -80,6 +79,7 @@ class Recorder(batches.Sending, multirun.MultiRun):
         self.acked_at = 0.0
         self.send_error: BaseException | None = None
         self._unwatching: set[int] = set()  # transports to a master without "watched"
+        self._unstaged: set[int] = set()  # transports to a master without "without_stages"
         self._unbatched: set[int] = set()  # transports to a master without /runs/batch
         self._unreached: dict[int, float] = {}  # masters out of reach as a block opened
         self._single = False  # the next item goes by its own route (see multirun.py)
@@ -269,7 +269,7 @@ class Recorder(batches.Sending, multirun.MultiRun):
                 learn(run, self._create(run, body))
                 self._next_beat = 0.0  # watched from now (master/runs/liveness.py)
             else:
-                self.client(run).call("PATCH", f"/runs/{quote_ref(run.id)}", json=body)
+                self._patch(run, body)
         except errors.APIError as exc:
             if exc.status >= 500 or exc.status in batches.RETRIED:
                 raise
