@@ -79,6 +79,38 @@ def test_a_kill_9_ends_what_running_jobs_started_outside_their_group(
     assert wait_dead(escaped, timeout=15), f"process {escaped} outlived {killed}'s kill -9"
 
 
+def test_a_job_running_when_titan_up_was_killed_runs_again_once_it_is_back(
+        make_cluster: MakeCluster) -> None:
+    # `titan up` killed (its worker and the job die with it) and started again: the new local
+    # worker takes over the name "local", and with it the dead one's attempts. Before, the
+    # job stayed RUNNING on the dead worker for the whole lease the restart gives it (15 s
+    # by default; 120 s here, so nothing but the takeover can end it within the test).
+    cluster = make_cluster(lease_seconds=120).up(slots=1)
+    client = cluster.client()
+    script = cluster.script("sleeps_once.py",
+                            "import time\nfrom titan import TitanClient\n"
+                            "TitanClient().store_put('sleeps_once/started', 'yes')\n"
+                            "time.sleep(300)\n")
+    client.submit_job(TitanJob(job_id="sleeps_once", filename=script))
+    assert client.store_wait("sleeps_once/started", timeout=60) == "yes"
+    first = client.get_job("sleeps_once")
+    assert first["state"] == "RUNNING" and first["attempt"] == 1, first
+    cluster.kill_master()
+    cluster.up(slots=1)
+    client = cluster.client()
+    deadline = time.monotonic() + 60
+    while (job := client.get_job("sleeps_once"))["attempt"] < 2:
+        assert time.monotonic() < deadline, (job, cluster.log())
+        time.sleep(0.1)
+    (lost,) = [a for a in job["attempts"] if a["attempt"] == 1]
+    assert lost["state"] == "LOST", lost
+    assert f"worker {first['worker_id']} was replaced: a new worker registered under its " \
+           "name 'local'" in lost["error"], lost
+    assert job["worker_id"] != first["worker_id"] and job["max_attempts"] == 2, job
+    assert "its 1 running attempt(s) run again now" in cluster.log()
+    client.cancel("sleeps_once")
+
+
 def test_a_second_titan_up_in_the_same_directory_names_the_running_one_and_leaves_it_be(
         make_cluster: MakeCluster) -> None:
     # It said only "another Titan master (pid N) is already running on .../titan.db": not

@@ -71,8 +71,16 @@ def test_workers_left_to_their_default_name_get_free_ones(cluster: Cluster) -> N
 def test_a_worker_killed_and_started_again_takes_its_name_over(cluster: Cluster) -> None:
     # A supervisor (systemd, a pod) restarting a crashed worker under its name at once: the
     # dead one, whose connection is gone, does not hold the name until its lease runs out.
+    # The job it was running runs again on its successor at once, not after a lease.
     first = cluster.add_worker(capabilities="PHOENIX", slots=1, name="phoenix")
     (old,) = named(cluster, "phoenix")
+    client = cluster.client()
+    sleeps = cluster.script("phoenix_sleeps.py",
+                            "import time\nfrom titan import TitanClient\n"
+                            "TitanClient().store_incr('phoenix/started')\n"
+                            "time.sleep(300)\n")
+    client.submit_job(TitanJob("phoenix_job", sleeps, requirement="PHOENIX"))
+    assert client.store_wait("phoenix/started", timeout=60) == "1"
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     again = cluster.add_worker(capabilities="PHOENIX", slots=1, name="phoenix", wait=False)
@@ -85,6 +93,13 @@ def test_a_worker_killed_and_started_again_takes_its_name_over(cluster: Cluster)
     assert new["id"] != old["id"]
     gone = [w for w in cluster.api("GET", "/workers")["workers"] if w["id"] == old["id"]]
     assert [w["state"] for w in gone] == ["lost"], gone
+    job = client.get_job("phoenix_job")
+    (lost,) = [a for a in job["attempts"] if a["attempt"] == 1]
+    assert lost["state"] == "LOST" and f"worker {old['id']} was replaced" in lost["error"], job
+    while client.get_job("phoenix_job")["worker_id"] != new["id"]:
+        assert time.time() < deadline, client.get_job("phoenix_job")
+        time.sleep(0.05)
+    client.cancel("phoenix_job")
 
 
 def test_a_worker_replacing_one_the_master_has_not_heard_gone_asks_again(cluster: Cluster) -> None:

@@ -232,7 +232,7 @@ def test_a_distrusted_workers_attempts_end_at_once_and_spend_no_retry() -> None:
     s.take(w, 2, ch)
     s.take(other, 1, ch)
     ch = Changes()
-    s.end_attempts_of(w, "is lost: its worker token was revoked", ch)
+    s.end_attempts_of(w.id, "is lost: its worker token was revoked", ch)
     s.lose_worker(w, ch)
     for name in ("a", "b"):
         job = jobs[name]

@@ -99,9 +99,27 @@ class EngineWorkers:
         log.warning("worker %s (%s) is lost: %s", worker.id, worker.name, why)
         ch = Changes()
         if distrusted:
-            self.sched.end_attempts_of(worker, f"is lost: {why}", ch)
+            self.sched.end_attempts_of(worker.id, f"is lost: {why}", ch)
         self.sched.lose_worker(worker, ch)
         ch.events.append(("worker_updated", {"id": worker.id, "state": "lost"}))
+        self.submit(ch)
+
+    def replace_worker(self: EngineCore, worker_id: str, why: str) -> None:
+        """A new process registered under ``worker_id``'s name while it no longer answered
+        (or, since this master started, never came back): its successor. It is lost now,
+        and the attempts it held end now and run again, spending no retry: left to their
+        leases, a job stayed RUNNING on a dead process for a whole lease after a supervisor
+        restarted its worker, or after `titan up` was killed and started again."""
+        worker = self.sched.workers.get(worker_id)
+        ch = Changes()
+        ended = self.sched.end_attempts_of(worker_id, f"was replaced: {why}", ch)
+        if worker is not None and worker.state in ("live", "draining"):
+            self.sched.lose_worker(worker, ch)
+            ch.events.append(("worker_updated", {"id": worker_id, "state": "lost"}))
+        elif not ended:
+            return
+        log.warning("worker %s is lost: %s%s", worker_id, why,
+                    f"; its {ended} running attempt(s) run again now" if ended else "")
         self.submit(ch)
 
     def assignments(self: EngineCore, worker: WorkerRec) -> list[dict[str, Any]]:

@@ -128,18 +128,23 @@ class Leasing:
         attempt_lost(self, job, f"lease of attempt {job.attempt} expired on worker "
                       f"{job.worker_id}", ch)
 
-    def end_attempts_of(self: SchedulerCore, worker: WorkerRec, why: str, ch: Changes) -> None:
-        """End every attempt leased to ``worker`` now, as its leases' expiry would: a worker
-        no longer trusted (its token revoked). Their job tokens are stale at once (``409
+    def end_attempts_of(self: SchedulerCore, worker_id: str, why: str, ch: Changes) -> int:
+        """End every attempt leased to ``worker_id`` now, as its leases' expiry would (how
+        many): a worker no longer trusted (its token revoked), or one replaced by a new
+        process of its name (:mod:`.worker_names`), known to this master or only to the
+        database (it held them before a restart). Their job tokens are stale at once (``409
         stale_attempt``), so a process the worker leaves running writes nothing more, and the
         jobs start again elsewhere without waiting out a lease, spending no retry. Left to
         expire, a job on a revoked worker wrote the store for up to a lease, then ran again:
         its effects landed twice (a fleet QA pass)."""
-        for job in [j for j in self.jobs.values()
-                    if j.state == RUNNING and j.worker_id == worker.id]:
-            worker.running.discard(job.id)
-            attempt_lost(self, job, f"attempt {job.attempt} ended: worker {worker.id} {why}",
+        worker = self.workers.get(worker_id)
+        ended = [j for j in self.jobs.values() if j.state == RUNNING and j.worker_id == worker_id]
+        for job in ended:
+            if worker is not None:
+                worker.running.discard(job.id)
+            attempt_lost(self, job, f"attempt {job.attempt} ended: worker {worker_id} {why}",
                           ch)
+        return len(ended)
 
     def requeue_unspent(self: SchedulerCore, job: JobRec, ch: Changes, reason: str) -> None:
         """Queue ``job`` again after an attempt that was not its fault (its worker lost it or

@@ -20,6 +20,7 @@ Kubernetes' pods) expects:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from titan.errors import WorkerNameTaken
 from titan.master.scheduling.engine import Engine
@@ -50,38 +51,55 @@ def settled_in(engine: Engine, worker: WorkerRec, now: float) -> float | None:
     return round(max(0.0, engine.config.lease_seconds / 3 - (now - worker.last_seen)) + 0.2, 2)
 
 
-def choose(engine: Engine, worker_id: str, name: str, given: bool) -> str:
+def absent_holders(engine: Engine) -> set[str]:
+    """Ids of workers that hold a running attempt but have not registered with this master
+    since it started (a restart: the database remembers their leases, not their
+    processes). Only these need the database asked for their names (:func:`choose`)."""
+    known = engine.sched.workers
+    return {j.worker_id for j in engine.sched.jobs.values()
+            if j.state == "RUNNING" and j.worker_id and j.worker_id not in known}
+
+
+def choose(engine: Engine, worker_id: str, name: str, given: bool,
+           absent: Iterable[str] = ()) -> str:
     """The name ``worker_id`` registers under (see the module's rule); raises
-    :class:`WorkerNameTaken` for a given name a live, answering worker holds."""
+    :class:`WorkerNameTaken` for a given name a live, answering worker holds. ``absent``:
+    workers of that name from before this master's start that have not come back (found
+    by :func:`absent_holders`, named by the database)."""
     now = time.time()
     others = [w for w in engine.sched.workers.values()
               if w.id != worker_id and w.state in ALIVE]
     holders = [w for w in others if w.name == name]
-    if not holders:
-        return name
-    if given:
-        live = [w for w in holders if answering(engine, w, now)]
-        if live:
-            w = live[0]
-            where = f" on {w.hostname}" if w.hostname else ""
-            details: dict[str, object] = {"field": "name", "name": name, "worker_id": w.id,
-                                          "hostname": w.hostname}
-            wait = settled_in(engine, w, now)
-            if wait is not None:
-                # Not known to be gone yet, nor to be there: a worker restarted at once by its
-                # supervisor asks again after that (titan.worker.lease_thread) rather than
-                # failing on the ghost of the one it replaces.
-                details["retry_after"] = wait
-            raise WorkerNameTaken(
-                f"a live worker is already named {name!r}: {w.id}{where}, last heard "
-                f"{max(0.0, now - w.last_seen):.0f} s ago; stop it, or pick another --name",
-                details=details)
-        for w in holders:  # gone without a word: the newcomer is its successor
-            engine.lose_worker_now(w.id, f"a new worker registered under its name {name!r} "
-                                         f"while it no longer answered")
-        return name
-    taken = {w.name for w in others}
-    n = 2
-    while f"{name}-{n}" in taken:
-        n += 1
-    return f"{name}-{n}"
+    if not given:
+        if not holders:
+            return name
+        taken = {w.name for w in others}
+        n = 2
+        while f"{name}-{n}" in taken:
+            n += 1
+        return f"{name}-{n}"
+    live = [w for w in holders if answering(engine, w, now)]
+    if live:
+        w = live[0]
+        where = f" on {w.hostname}" if w.hostname else ""
+        details: dict[str, object] = {"field": "name", "name": name, "worker_id": w.id,
+                                      "hostname": w.hostname}
+        wait = settled_in(engine, w, now)
+        if wait is not None:
+            # Not known to be gone yet, nor to be there: a worker restarted at once by its
+            # supervisor asks again after that (titan.worker.lease_thread) rather than
+            # failing on the ghost of the one it replaces.
+            details["retry_after"] = wait
+        raise WorkerNameTaken(
+            f"a live worker is already named {name!r}: {w.id}{where}, last heard "
+            f"{max(0.0, now - w.last_seen):.0f} s ago; stop it, or pick another --name",
+            details=details)
+    # Gone without a word: the newcomer is its successor. So is it of one lost already (its
+    # connection closed) or absent since this master's restart, holding attempts: they end
+    # now and run again, rather than staying RUNNING on a dead process for a lease.
+    gone = [w.id for w in engine.sched.workers.values() if w.id != worker_id and w.name == name]
+    gone += [w for w in absent if w != worker_id and w not in engine.sched.workers]
+    for old in gone:
+        engine.replace_worker(old, f"a new worker registered under its name {name!r} while "
+                                   "it no longer answered")
+    return name

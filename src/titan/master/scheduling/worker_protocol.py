@@ -125,13 +125,18 @@ async def register(engine: Engine, body: Row, who: Principal,
             check_worker(who, worker_id)
         worker_id = who.worker
     worker_id = worker_id if worker_id is not None else f"w-{secrets.token_hex(6)}"
+    name, hostname = label(body, "name", worker_id), label(body, "hostname", "")
+    given = body.get("name_given") is True
+    absent = worker_names.absent_holders(engine) if given else set()
+    if absent:  # their names are the database's: read before the name is chosen
+        rows = await engine.read(lambda tx: tx.list_workers())
+        absent = {r["id"] for r in rows if r["id"] in absent and r["name"] == name[:200]}
     now = time.time()
     old = engine.sched.workers.get(worker_id)
     if old is not None and old.poll is not None and not old.poll.done():
         old.poll.set_result(None)
-    name, hostname = label(body, "name", worker_id), label(body, "hostname", "")
     # Checked and taken with no await between: two registering at once cannot both get it.
-    name = worker_names.choose(engine, worker_id, name[:200], body.get("name_given") is True)
+    name = worker_names.choose(engine, worker_id, name[:200], given, absent)
     worker = WorkerRec(
         id=worker_id, name=name[:200], hostname=hostname[:255], capabilities=capabilities,
         slots=slots, last_seen=now, lends=body.get("lend") is True,
