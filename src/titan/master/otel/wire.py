@@ -84,8 +84,11 @@ def decode(body: bytes, content_type: str | None, content_encoding: str | None, 
     if encoding == "gzip":
         body = _gunzip(body, limit)
     elif encoding != "identity":
-        raise ValidationFailed(f"Content-Encoding {content_encoding!r} is not supported: send "
-                               "gzip or nothing", details={"field": "Content-Encoding"})
+        # 415, as HTTP has it for a content coding the server does not take (RFC 9110,
+        # 15.5.16): an exporter tells it from a body it sent wrong (400) and can fall back.
+        raise APIError(f"Content-Encoding {content_encoding!r} is not supported: send gzip "
+                       "or nothing", code="unsupported_media_type", status=415,
+                       details={"field": "Content-Encoding"})
     media = media_type(content_type)
     request = ExportTraceServiceRequest()
     if media in (PROTOBUF, "application/protobuf"):
