@@ -12,6 +12,7 @@ the network::
     ├── ScriptNotFound           a job's script is not on the submitter's disk
     ├── LocalFileError           a file on this machine could not be read or written as asked
     │   ├── LocalFileNotFound    a file to upload or publish is not there (a ScriptNotFound too)
+    │   ├── LocalPathIsFolder    a folder was given where a file is read (an IsADirectoryError)
     │   └── FileChanged          a file changed while it was being uploaded: nothing was stored
     ├── DownloadCorrupt          the bytes downloaded are not those the master stored (sha256)
     ├── ExecutorGone             a worker's executor can run no more jobs (its Ray cluster died)
@@ -52,7 +53,8 @@ Titan's base, so the ``except`` a Python user writes catches them (docs/sdk.md, 
 ``WaitTimeout`` is a ``TimeoutError`` (as asyncio's, a socket's and a future's are),
 ``NotFound`` a ``LookupError`` (no ``KeyError``: its ``str()`` quotes the message),
 ``ValidationFailed`` a ``ValueError``, ``ConnectionFailed`` a ``ConnectionError``,
-``ScriptNotFound`` (and ``LocalFileNotFound``) a ``FileNotFoundError``. ``TimeoutError``, ``ConnectionError`` and
+``ScriptNotFound`` (and ``LocalFileNotFound``) a ``FileNotFoundError``, ``LocalPathIsFolder``
+an ``IsADirectoryError`` too. ``TimeoutError``, ``ConnectionError`` and
 ``FileNotFoundError`` are ``OSError`` subclasses: none of Titan's own ``except OSError`` (or
 ``TimeoutError``, ``ValueError``) clauses may enclose a call that raises these, or it takes
 a wait that ran out for a socket's timeout (the wire's clauses turn a socket's
@@ -164,6 +166,17 @@ class LocalFileNotFound(LocalFileError, ScriptNotFound):
     def __init__(self, message: str | None = None, *, path: str | None = None) -> None:
         super().__init__(message, path=path)
         self.errno, self.strerror = errno.ENOENT, os.strerror(errno.ENOENT)
+        self.filename = path
+
+
+class LocalPathIsFolder(LocalFileError, ScriptNotFound, IsADirectoryError):
+    """A folder was given where a file is read (to upload, to publish as an artifact). An
+    ``IsADirectoryError`` as Python's own ``open`` raises (``filename``, ``errno``
+    ``EISDIR``); also a :class:`ScriptNotFound`, which it was raised as before."""
+
+    def __init__(self, message: str | None = None, *, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.errno, self.strerror = errno.EISDIR, os.strerror(errno.EISDIR)
         self.filename = path
 
 

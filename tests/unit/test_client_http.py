@@ -6,6 +6,7 @@ Integration tests against the real master live in tests/integration.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -439,6 +440,21 @@ def test_submit_checks_before_sending(tmp_path: Path) -> None:
         client.submit_dag("d", TitanJob("x", "x.py"))  # type: ignore[arg-type]
     with pytest.raises(errors.ValidationFailed):
         client.submit_dag("a/b", [TitanJob("x", "x.py")])
+    assert master.requests == []
+
+
+def test_a_folder_given_as_a_file_is_an_is_a_directory_error_sending_nothing(
+        tmp_path: Path) -> None:
+    master = FakeMaster()
+    client = client_for(master)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for call in (lambda: client.upload_file(folder), lambda: client.publish_artifact(
+            "k", str(folder))):
+        with pytest.raises(IsADirectoryError, match="is a folder, not a file") as exc:
+            call()
+        assert isinstance(exc.value, errors.LocalPathIsFolder)
+        assert exc.value.filename == str(folder) and exc.value.errno == errno.EISDIR
     assert master.requests == []
 
 

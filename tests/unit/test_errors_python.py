@@ -31,6 +31,8 @@ SAMPLES: dict[type[BaseException], Callable[[], BaseException]] = {
     errors.LocalFileError: lambda: errors.LocalFileError("cannot write", path="/x/y"),
     errors.LocalFileNotFound: lambda: errors.LocalFileNotFound(
         "artifact 'r.txt' not found", path="/w/r.txt"),
+    errors.LocalPathIsFolder: lambda: errors.LocalPathIsFolder(
+        "artifact 'out' is a folder, not a file", path="/w/out"),
     errors.FileChanged: lambda: errors.FileChanged("grew while uploaded", path="/w/f"),
     errors.DownloadCorrupt: lambda: errors.DownloadCorrupt("bad bytes", expected="aa", got="bb"),
     errors.ExecutorGone: lambda: errors.ExecutorGone("ray is gone"),
@@ -124,6 +126,7 @@ BUILTIN: list[tuple[type[BaseException], type[BaseException]]] = [
     (errors.ConnectionFailed, ConnectionError),
     (errors.ScriptNotFound, FileNotFoundError),
     (errors.LocalFileNotFound, FileNotFoundError),
+    (errors.LocalPathIsFolder, IsADirectoryError),
 ]
 
 
@@ -163,6 +166,16 @@ def test_errors_rebuilt_from_the_masters_answer_keep_their_builtin_base() -> Non
     assert isinstance(errors.from_response(400, {"error": {"code": "invalid_dag",
                                                              "message": "a cycle"}}),
                       ValueError)
+
+
+def test_a_folder_given_for_a_file_is_an_is_a_directory_error_naming_it() -> None:
+    exc = errors.LocalPathIsFolder("artifact 'out' is a folder, not a file (/w/out)",
+                                   path="/w/out")
+    assert isinstance(exc, IsADirectoryError) and exc.errno == errno.EISDIR
+    assert exc.filename == exc.path == "/w/out"
+    assert str(exc) == "artifact 'out' is a folder, not a file (/w/out)"
+    # Raised as a ScriptNotFound (a FileNotFoundError) before: those clauses still catch it.
+    assert isinstance(exc, errors.ScriptNotFound) and isinstance(exc, FileNotFoundError)
 
 
 def test_a_missing_local_file_is_a_file_not_found_error_naming_it() -> None:

@@ -3,12 +3,14 @@ its arguments and its attributes."""
 
 from __future__ import annotations
 
+import errno
 import http.client
 import io
 import sys
 import types
 import urllib.error
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +54,27 @@ def test_an_exception_keeps_the_data_its_constructor_set() -> None:
     assert type(key) is KeyError and key.args == ("x",)
     os_error = _round_trip(ConnectionRefusedError(111, "refused"))
     assert type(os_error) is ConnectionRefusedError and os_error.errno == 111
+
+
+def test_an_os_error_comes_back_with_its_file_and_errno(tmp_path: Path) -> None:
+    # Its filename is in neither its args nor its __dict__: a replayed open() of a missing
+    # file said "[Errno 2] No such file or directory", without the file's name.
+    missing = tmp_path / "missing.txt"
+    try:
+        open(missing)  # noqa: SIM115 - the error is what is tested
+    except FileNotFoundError as exc:
+        original = exc
+    back = _round_trip(original)
+    assert type(back) is FileNotFoundError and str(back) == str(original)
+    assert (back.errno, back.strerror, back.filename) == (errno.ENOENT, original.strerror,
+                                                          str(missing))
+    moved = _round_trip(OSError(errno.EXDEV, "Invalid cross-device link", "a", None, "b"))
+    assert (moved.filename, moved.filename2) == ("a", "b")
+    titan = _round_trip(errors.LocalFileNotFound("artifact 'r' not found", path="/w/r"))
+    assert type(titan) is errors.LocalFileNotFound
+    assert (titan.filename, titan.path, titan.errno) == ("/w/r", "/w/r", errno.ENOENT)
+    folder = _round_trip(errors.LocalPathIsFolder("'out' is a folder", path="/w/out"))
+    assert isinstance(folder, IsADirectoryError) and folder.filename == "/w/out"
 
 
 def test_http_error_is_caught_as_itself_with_its_code_and_headers() -> None:

@@ -28,6 +28,7 @@ from titan.client.job import TitanJob, file_kind
 from titan.client.transport import CHUNK, Transport
 from titan.errors import (
     LocalFileNotFound,
+    LocalPathIsFolder,
     PayloadTooLarge,
     ScriptNotFound,
     ValidationFailed,
@@ -72,8 +73,9 @@ def _check_runnable(job: TitanJob, path: Path, data: bytes) -> None:
 def _local_file(path: str | os.PathLike[str], what: str) -> Path:
     file = Path(os.path.expanduser(os.fspath(path)))
     if file.is_dir():
-        raise ScriptNotFound(f"{what} {os.fspath(path)!r} is a folder, not a file "
-                             f"({file.absolute()}); upload_project_folder takes a folder")
+        raise LocalPathIsFolder(f"{what} {os.fspath(path)!r} is a folder, not a file "
+                                f"({file.absolute()}); upload_project_folder takes a folder",
+                                path=os.fspath(path))
     if file.exists() and not file.is_file():  # a device, a FIFO, a socket: there, not "not found"
         raise ScriptNotFound(f"{what} {os.fspath(path)!r} is not a regular file "
                              f"({file.absolute()}: {file_kind(file)}); a file is uploaded")

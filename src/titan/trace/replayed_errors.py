@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -65,9 +66,25 @@ def payload(error: BaseException) -> dict[str, Any]:
             kept = _kept(value)
             if kept is not _SKIP:
                 attrs[name] = kept
+    if isinstance(error, OSError):
+        # Not in vars() (C slots), nor in args: FileNotFoundError(2, "No such file or
+        # directory") came back without its filename, and str(e) said less than it had.
+        for name in _OS_ERROR_FIELDS:
+            with contextlib.suppress(Exception):
+                value = getattr(error, name)
+                if name.startswith("filename") and value is not None \
+                        and not isinstance(value, str | bytes):
+                    value = os.fspath(value)  # a Path given to open()
+                kept = _kept(value)
+                if value is not None and kept is not _SKIP and name not in attrs:
+                    attrs[name] = kept
     if attrs:
         saved["attrs"] = attrs
     return {MARKER: saved}
+
+
+#: What an OSError carries outside its arguments and its __dict__.
+_OS_ERROR_FIELDS = ("errno", "strerror", "filename", "filename2")
 
 
 _SKIP = object()
