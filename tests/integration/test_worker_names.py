@@ -68,6 +68,26 @@ def test_workers_left_to_their_default_name_get_free_ones(cluster: Cluster) -> N
     assert len(live) == len(set(live)), live
 
 
+def killed_and_replaced(cluster: Cluster, first: subprocess.Popen[bytes], old: dict[str, Any],
+                        capability: str) -> dict[str, Any]:
+    """Kill ``first`` (``old`` as the master lists it) and start a worker under its name, as
+    a supervisor would: the new one, once it holds the name, the old one lost."""
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    name = old["name"]
+    again = cluster.add_worker(capabilities=capability, slots=1, name=name, wait=False)
+    deadline = time.time() + 30
+    while [w["id"] for w in named(cluster, name)] in ([old["id"]], []):
+        assert again.poll() is None, cluster.log(f"worker-{len(cluster.workers) - 1}.log")
+        assert time.time() < deadline, named(cluster, name)
+        time.sleep(0.05)
+    (new,) = named(cluster, name)
+    assert new["id"] != old["id"]
+    gone = [w for w in cluster.api("GET", "/workers")["workers"] if w["id"] == old["id"]]
+    assert [w["state"] for w in gone] == ["lost"], gone
+    return new
+
+
 def test_a_worker_killed_and_started_again_takes_its_name_over(cluster: Cluster) -> None:
     # A supervisor (systemd, a pod) restarting a crashed worker under its name at once: the
     # dead one, whose connection is gone, does not hold the name until its lease runs out.
@@ -81,18 +101,8 @@ def test_a_worker_killed_and_started_again_takes_its_name_over(cluster: Cluster)
                             "time.sleep(300)\n")
     client.submit_job(TitanJob("phoenix_job", sleeps, requirement="PHOENIX"))
     assert client.store_wait("phoenix/started", timeout=60) == "1"
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    again = cluster.add_worker(capabilities="PHOENIX", slots=1, name="phoenix", wait=False)
+    new = killed_and_replaced(cluster, first, old, "PHOENIX")
     deadline = time.time() + 30
-    while [w["id"] for w in named(cluster, "phoenix")] in ([old["id"]], []):
-        assert again.poll() is None, cluster.log(f"worker-{len(cluster.workers) - 1}.log")
-        assert time.time() < deadline, named(cluster, "phoenix")
-        time.sleep(0.05)
-    (new,) = named(cluster, "phoenix")
-    assert new["id"] != old["id"]
-    gone = [w for w in cluster.api("GET", "/workers")["workers"] if w["id"] == old["id"]]
-    assert [w["state"] for w in gone] == ["lost"], gone
     job = client.get_job("phoenix_job")
     (lost,) = [a for a in job["attempts"] if a["attempt"] == 1]
     assert lost["state"] == "LOST" and f"worker {old['id']} was replaced" in lost["error"], job
@@ -100,6 +110,18 @@ def test_a_worker_killed_and_started_again_takes_its_name_over(cluster: Cluster)
         assert time.time() < deadline, client.get_job("phoenix_job")
         time.sleep(0.05)
     client.cancel("phoenix_job")
+
+
+def test_an_http_worker_killed_in_a_parked_poll_is_replaced_under_its_name(
+        cluster: Cluster) -> None:
+    # Over HTTP a worker spends its idle time in a long-poll, which counted as a connection
+    # held until it timed out (20 s): the master never saw its client go, so a supervisor's
+    # restart of it under its name was refused ("a live worker is already named") and exited.
+    first = cluster.add_worker(capabilities="HTTP_GHOST", slots=1, name="http-ghost",
+                               extra=["--transport", "http"])
+    (old,) = named(cluster, "http-ghost")
+    time.sleep(1.0)  # registered, it polls at once; with nothing to do, the poll parks
+    killed_and_replaced(cluster, first, old, "HTTP_GHOST")
 
 
 def test_a_worker_replacing_one_the_master_has_not_heard_gone_asks_again(cluster: Cluster) -> None:

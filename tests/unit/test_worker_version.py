@@ -4,7 +4,7 @@ in its User-Agent (a worker of an earlier version), and only when it is a plain 
 
 from __future__ import annotations
 
-from titan.master.scheduling.worker_protocol import worker_version
+from titan.master.scheduling.worker_fields import worker_version
 
 
 def test_the_body_then_the_user_agent() -> None:

@@ -23,6 +23,7 @@ from titan.master.api.query import QueryRule
 from titan.master.api.stream import RECHECK_SECONDS
 from titan.master.auth import tokens as auth
 from titan.master.context import Ctx
+from titan.master.scheduling import worker_fields as fields
 from titan.master.scheduling import worker_protocol as proto
 from titan.master.scheduling import worker_views
 from titan.master.scheduling.worker_channel import WorkerChannel
@@ -64,7 +65,7 @@ def _clock(body: Row) -> None:
     sample made)."""
     now = body.get("now")
     if now is not None:
-        proto.number_field(now, "now", default=0.0)
+        fields.number_field(now, "now", default=0.0)
 
 
 @router.post("/workers/register", summary="A worker joins (or re-joins with its old id)")
@@ -74,7 +75,7 @@ async def register(request: Request, c: CtxDep, p: WorkerAuth,
     _text(body, "hostname", 255)
     _text(body, "version", 64)
     if body.get("pid") is not None:
-        proto.int_field(body["pid"], "pid", lo=0, hi=2**31 - 1)
+        fields.int_field(body["pid"], "pid", lo=0, hi=2**31 - 1)
     _flag(body, "lend")
     _flag(body, "name_given")
     _clock(body)
@@ -82,15 +83,24 @@ async def register(request: Request, c: CtxDep, p: WorkerAuth,
 
 
 @router.post("/workers/{worker_id}/poll", summary="Long-poll for jobs and cancels")
-async def poll(c: CtxDep, p: WorkerSelf, worker_id: str, body: dict[str, Any] = Body(...)) -> Row:
-    wait = proto.number_field(body.get("wait"), "wait", default=20.0)
+async def poll(c: CtxDep, p: WorkerSelf, request: Request, worker_id: str,
+               body: dict[str, Any] = Body(...)) -> Row:
+    wait = fields.number_field(body.get("wait"), "wait", default=20.0)
     if not 0 <= wait <= MAX_POLL_WAIT:  # -1 and 1e9 were taken (and made 0 and 60)
         raise ValidationFailed(f"wait must be between 0 and {MAX_POLL_WAIT:g} seconds, got "
                                f"{wait:g}", details={"field": "wait"})
     _flag(body, "draining")
     return await proto.poll(c.engine, worker_id,
-                            proto.int_field(body.get("free_slots"), "free_slots", default=0),
-                            wait, draining=body.get("draining") is True)
+                            fields.int_field(body.get("free_slots"), "free_slots", default=0),
+                            wait, draining=body.get("draining") is True,
+                            gone=lambda: _disconnected(request))
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone: its body is read, so the only message left is the
+    connection's close (or the response's end, after which nobody waits for this)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post("/workers/{worker_id}/heartbeat", summary="Renew leases")

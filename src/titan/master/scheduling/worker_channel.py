@@ -46,6 +46,7 @@ from typing import Any
 from titan import frame_json
 from titan.errors import APIError, ValidationFailed
 from titan.master.scheduling import kills
+from titan.master.scheduling import worker_fields as fields
 from titan.master.scheduling import worker_protocol as proto
 from titan.master.scheduling.engine import Engine
 from titan.master.scheduling.state import Changes, WorkerRec, capacity
@@ -96,8 +97,8 @@ class WorkerChannel:
             return
         worker = self.engine.worker(self.worker_id)
         # The hello is checked whole before anything about the worker changes.
-        credit = proto.int_field(hello.get("credit"), "credit", hi=4096)
-        held = {proto.attempt_key(r, "running") for r in proto.entries(hello, "running")}
+        credit = fields.int_field(hello.get("credit"), "credit", hi=4096)
+        held = {fields.attempt_key(r, "running") for r in fields.entries(hello, "running")}
         self._credit = credit
         worker.transport, worker.channel = "channel", self
         self._worker = worker
@@ -142,10 +143,10 @@ class WorkerChannel:
             if kind == "credit":
                 # Never more than its slots, whatever a confused or hostile worker sends.
                 self._credit = min(worker.slots,
-                                   self._credit + proto.int_field(message.get("n"), "n", hi=4096))
+                                   self._credit + fields.int_field(message.get("n"), "n", hi=4096))
                 self._wake(worker)
             elif kind == "report":
-                freed = proto.int_field(message.get("credit"), "credit", default=0, hi=4096)
+                freed = fields.int_field(message.get("credit"), "credit", default=0, hi=4096)
                 if freed:
                     # Before the report is applied: the slots its results freed are offered
                     # when its commit leases the jobs they made ready (one commit, one frame).

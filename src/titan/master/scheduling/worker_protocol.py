@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from titan.errors import ValidationFailed
-from titan.formats import cut_text, label_problem
+from titan.formats import cut_text
 from titan.master.auth.tokens import Principal, check_worker
 from titan.master.scheduling import kills, log_cap, services, worker_clock, worker_names
 from titan.master.scheduling.engine import Engine
@@ -27,14 +28,19 @@ from titan.master.scheduling.state import (
     capacity,
 )
 from titan.master.scheduling.validation import check_name
+from titan.master.scheduling.worker_fields import (
+    attempt_key,
+    entries,
+    int_field,
+    label,
+    number_field,
+    worker_version,
+)
 from titan.redaction import scrub_titan_tokens
 from titan.storage.base import Row
 from titan.version import __version__
 
 log = logging.getLogger("titan.master")
-
-#: A version string as a worker may state it (PEP 440's characters, and a local part).
-_VERSION = re.compile(r"[0-9A-Za-z.+!_-]{1,64}")
 
 MAX_LINE = 64 * 1024
 #: The longest worker id (its column and jobs.worker_id are PostgreSQL's varchar(80)): past
@@ -45,60 +51,6 @@ MAX_WORKER_ID = 80
 #: report was taken in memory (a result beside the line finished its job there) and then
 #: refused by the database, so the job stayed RUNNING there for good; SQLite stored it.
 MAX_SEQ = 2**31 - 1
-
-
-# Bodies are checked whole before anything is applied: a malformed request is a 400 that
-# changes nothing (never a 500, never half a report).
-def int_field(value: Any, field: str, *, default: int | None = None, lo: int = 0,
-              hi: int = 2**62) -> int:
-    if value is None and default is not None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValidationFailed(f"{field} must be an integer between {lo} and {hi}, got {value!r}",
-                               details={"field": field})
-    return value
-
-
-def number_field(value: Any, field: str, *, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ValidationFailed(f"{field} must be a number, got {value!r}", details={"field": field})
-    return float(value)
-
-
-def entries(body: Row, field: str) -> list[Row]:
-    items = body.get(field) or []
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise ValidationFailed(f"'{field}' must be a list of objects", details={"field": field})
-    return items
-
-
-def attempt_key(item: Row, field: str) -> tuple[int, int]:
-    return (int_field(item.get("id"), f"{field}[].id"),
-            int_field(item.get("attempt"), f"{field}[].attempt"))
-
-
-def worker_version(body: Row, user_agent: str | None) -> str | None:
-    """The Titan version a registering worker runs: its body's ``version``, else its
-    User-Agent's ``titan-worker/<version>`` (an earlier worker says it only there). A worker
-    may say anything: only a plain version string is kept, None otherwise."""
-    said = body.get("version")
-    if not isinstance(said, str):
-        agent = re.match(r"titan-worker/(\S+)", user_agent or "")
-        said = agent.group(1) if agent else None
-    return said if said is not None and _VERSION.fullmatch(said) else None
-
-
-def label(body: Row, field: str, default: str) -> str:
-    """A worker's name or host name: free text, but shown on pages and written to the
-    master's log, where a newline forged a log line and an escape sequence reached the
-    terminal of whoever read it (a fleet QA pass). Refused, as a DAG name with one is."""
-    value = str(body.get(field) or default)
-    why = label_problem(value, f"worker {field}", limit=255, blank=True)
-    if why is not None:
-        raise ValidationFailed(why, details={"field": field})
-    return value
 
 
 async def register(engine: Engine, body: Row, who: Principal,
@@ -192,7 +144,13 @@ def undelivered(engine: Engine, worker: WorkerRec, held: set[tuple[int, int]]) -
 
 
 async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
-               draining: bool = False) -> Row:
+               draining: bool = False,
+               gone: Callable[[], Awaitable[None]] | None = None) -> Row:
+    """A worker's long-poll: jobs leased to it, and attempts to cancel. ``gone``: returns
+    once the worker's connection has closed (an HTTP request's client going away), which
+    ends a parked poll at once. A parked poll counts as a connection held (worker_names):
+    a worker killed in one held its name until the poll timed out, and a supervisor's
+    restart of it under that name was refused and exited."""
     worker = engine.worker(worker_id)
     if draining and worker.live:
         # The worker is finishing its jobs before it stops: it takes no new ones, its
@@ -221,12 +179,17 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
     if not worker.assigned and not worker.cancels and wait > 0 and not stale:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         worker.poll, worker.poll_free = fut, free
+        watch = asyncio.ensure_future(gone()) if gone is not None else None
+        if watch is not None:
+            watch.add_done_callback(partial(_poll_gone, fut))
         try:
             commit = await asyncio.wait_for(asyncio.shield(fut), wait)
         except TimeoutError:
             # The dispatcher may have resolved the poll in the same instant.
             commit = fut.result() if fut.done() else None
         finally:
+            if watch is not None:
+                watch.cancel()
             # Not a sign of life: the poll ended here, the worker may be frozen.
             if worker.poll is fut:
                 worker.poll = None
@@ -238,6 +201,16 @@ async def poll(engine: Engine, worker_id: str, free_slots: int, wait: float,
     cancels = kills.cancel_entries(engine, worker.cancels, worker)
     worker.cancels.clear()
     return {"jobs": engine.assignments(worker), "cancel": cancels}
+
+
+def _poll_gone(poll: asyncio.Future[Any], watch: asyncio.Future[None]) -> None:
+    """The poll's connection closed (or could no longer be read): the poll ends, with
+    nothing to hand over, and no longer counts as a connection the worker holds."""
+    if watch.cancelled():
+        return
+    watch.exception()  # read: one the connection raised means it is gone as well
+    if not poll.done():
+        poll.set_result(None)
 
 
 async def leases_committed(worker: WorkerRec) -> None:
