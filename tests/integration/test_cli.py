@@ -679,6 +679,53 @@ def test_dashboard_prints_a_working_sign_in_link(cluster: Cluster) -> None:
     assert "could not open a web browser on this machine" in opened.stderr, opened.stderr
 
 
+def test_dashboard_open_hands_the_browser_a_one_time_code_not_the_token(
+        cluster: Cluster, tmp_path: Path) -> None:
+    # The browser's command line is every local user's to read while it runs (ps,
+    # /proc/<pid>/cmdline): the admin token was there, for as long as the browser lived.
+    said = tmp_path / "browser-argv"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {said}\n')
+    browser.chmod(0o755)
+    env = dict(cluster.env, TITAN_HOST="127.0.0.1", TITAN_PORT=str(cluster.port),
+               TITAN_TOKEN=cluster.admin_token, BROWSER=f"{browser} %s")
+    opened = subprocess.run([sys.executable, "-m", "titan", "dashboard", "--open", "runs"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.strip().startswith(f"http://127.0.0.1:{cluster.dashboard_port}/login"
+                                            f"?token={cluster.admin_token}")  # the terminal's
+    handed = said.read_text()
+    assert cluster.admin_token not in handed and "token" not in handed, handed
+    assert handed.startswith(f"http://127.0.0.1:{cluster.dashboard_port}/login?code=sc_"), handed
+    assert opened.stderr == "", opened.stderr
+    with httpx.Client(timeout=10) as first, httpx.Client(timeout=10) as second:
+        reply = first.get(handed, headers={"Sec-Fetch-Site": "none"})
+        signed_in_reply(reply)
+        assert next_of(reply) == "/runs"
+        assert first.get(f"http://127.0.0.1:{cluster.dashboard_port}/runs").status_code == 200
+        # Once: whoever reads it later gets nothing, and is told why.
+        again = second.get(handed)
+        assert again.status_code == 401 and "used already" in again.text, again.text[:300]
+        # A page elsewhere may not spend one: the form asks first, holding the code.
+        fresh = cluster.api("POST", "/sign-in-codes")
+        assert fresh["expires_in"] == 60 and fresh["code"].startswith("sc_")
+        asked = second.get(f"http://127.0.0.1:{cluster.dashboard_port}/login",
+                           params={"code": fresh["code"]},
+                           headers={"Sec-Fetch-Site": "cross-site"})
+        assert asked.status_code == 200 and "opened from another site" in asked.text
+        assert "titan_session=" not in asked.headers.get("set-cookie", "")
+        assert f'name="code" value="{fresh["code"]}"' in asked.text
+        posted = second.post(f"http://127.0.0.1:{cluster.dashboard_port}/login",
+                             data={"code": fresh["code"], "next": "/"},
+                             headers={"Sec-Fetch-Site": "same-origin"})
+        signed_in_reply(posted)
+    # Only a token that can sign in makes one.
+    worker_token = (cluster.data / "worker.token").read_text().strip()
+    refused = httpx.post(f"{cluster.url}/api/v1/sign-in-codes", timeout=10,
+                         headers={"Authorization": f"Bearer {worker_token}"})
+    assert refused.status_code == 403 and "cannot sign in" in refused.text, refused.text
+
+
 def test_dashboard_links_to_the_api_port_of_a_master_without_a_dashboard_port(
         make_cluster: Any) -> None:
     # --dashboard-port 0: the API's port is the dashboard's, and the only one there is.

@@ -30,6 +30,9 @@ def run(args: argparse.Namespace, client: Any) -> int:
         # a path of this site, and would take 'agents' for somewhere else (landing on /).
         page = args.page if args.page.startswith("/") else "/" + args.page
         link = f"{site}/login?{urlencode({'token': token, 'next': page})}"
+        # The browser gets a one-time code, not the token: its command line is every local
+        # user's to read for as long as it runs (auth/sign_in_codes.py).
+        opened = _code_link(client, site, page) if args.open else None
     if getattr(args, "json", False):
         print_json({"url": link, "page": page})
     else:
@@ -37,10 +40,24 @@ def run(args: argparse.Namespace, client: Any) -> int:
     if args.open:
         import webbrowser
 
-        if not webbrowser.open(link):  # no browser here (a server, a container, over SSH)
+        if opened is None:
+            print("warning: this master makes no one-time sign-in codes (an older version): "
+                  "the link handed to the browser holds the token, which other users of this "
+                  "machine can read on its command line", file=sys.stderr)
+        if not webbrowser.open(opened or link):  # no browser here (a server, over SSH)
             print("warning: could not open a web browser on this machine; open the link "
                   "in one yourself", file=sys.stderr)
     return 0
+
+
+def _code_link(client: Any, site: str, page: str) -> str | None:
+    """A sign-in link for the browser with a one-time code in place of the token; None from
+    a master without codes."""
+    try:
+        code = client.api("POST", "/sign-in-codes", json={})["code"]
+    except NotFound:
+        return None
+    return f"{site}/login?{urlencode({'code': code, 'next': page})}"
 
 
 def _same_host(site: Any, own: str) -> str | None:

@@ -232,9 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("page", nargs="?", default="/",
                    help="the page to land on, e.g. /agents or /dags (default: /)")
     p.add_argument("--open", action="store_true",
-                   help="also open it in a web browser (the link, token included, is then on "
-                        "the browser's command line, which other local users can read: on a "
-                        "shared machine, paste the printed link instead)")
+                   help="also open it in a web browser, with a one-time code in place of the "
+                        "token (the browser's command line is other local users' to read)")
     command("workers", cmd_workers, "list workers and queues")
     command("mcp", cmd_mcp, "serve Titan's MCP tools on stdin/stdout, for an MCP client that "
             "starts it (docs/mcp.md)")

@@ -54,9 +54,11 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _form_page(request: Request, next_: str, error: str | None = None,
-               status: int = 200, token: str = "", ended: bool = False) -> Response:
+               status: int = 200, token: str = "", ended: bool = False,
+               code: str = "") -> Response:
     return html(request, "login.html", {"next": next_, "error": error, "token": token,
-                                        "ended": ended}, "login", None, status=status)
+                                        "code": code, "ended": ended}, "login", None,
+                status=status)
 
 
 def _from_another_site(request: Request, *, posted: bool) -> bool:
@@ -75,11 +77,16 @@ def _from_another_site(request: Request, *, posted: bool) -> bool:
     return urlsplit(origin).netloc != request.headers.get("host", "")
 
 
-async def _sign_in(request: Request, token: str, next_: str) -> Response:
+async def _sign_in(request: Request, token: str, next_: str, code: str | None = None) -> Response:
+    """Sign in with ``token``, or with ``code``, a one-time code made for one
+    (``titan dashboard --open``: auth/sign_in_codes.py)."""
     lasting = sessions.outlives_restarts(request.url.scheme, request.url.hostname)
     c = ctx(request)
     try:
-        _, cookie = await sessions.login(c, token, lasting=lasting)
+        if code:
+            _, cookie = await sessions.login_with_code(c, code, lasting=lasting)
+        else:
+            _, cookie = await sessions.login(c, token, lasting=lasting)
     except Unauthorized as exc:
         return _form_page(request, next_, exc.message, status=401)
     previous = request.cookies.get(sessions.COOKIE)
@@ -96,9 +103,15 @@ async def _sign_in(request: Request, token: str, next_: str) -> Response:
 async def login_page(request: Request) -> Response:
     next_ = safe_next(request.query_params.get("next"))
     token = request.query_params.get("token")
-    if token is not None and _from_another_site(request, posted=False):
+    code = request.query_params.get("code")
+    if (token is not None or code) and _from_another_site(request, posted=False):
+        # Not used here: a page elsewhere may not spend a code (or a token) on the visitor's
+        # behalf. The form asks first, and posts it from this site.
         return _form_page(request, next_, "This sign-in link was opened from another site. "
-                          "Sign in only if you opened it yourself.", token=token)
+                          "Sign in only if you opened it yourself.", token=token or "",
+                          code=code or "")
+    if code:
+        return await _sign_in(request, "", next_, code=code)
     if token is not None:
         return await _sign_in(request, token, next_)
     # Sent here with a cookie of this master's that no longer opens anything: say why, once.
@@ -116,7 +129,8 @@ async def login_form(request: Request) -> Response:
     if _from_another_site(request, posted=True):
         return _form_page(request, safe_next(form.get("next")), "Sign in from this page: a "
                           "form on another site may not sign you in.", status=403)
-    return await _sign_in(request, form.get("token", ""), safe_next(form.get("next")))
+    return await _sign_in(request, form.get("token", ""), safe_next(form.get("next")),
+                          code=form.get("code") or None)
 
 
 @router.post("/logout", include_in_schema=False)

@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from titan.master.auth.proofs import ProofKeys
+from titan.master.auth.sign_in_codes import SignInCodes
 from titan.master.auth.tokens import TokenCache
 from titan.master.blob_gc import BlobCollector
 from titan.master.config import MasterConfig
@@ -46,3 +47,5 @@ class Ctx:
     #: This master process's own key: a dashboard session signed in over plain HTTP is
     #: signed with it too, so it ends when this process does (auth/sessions.py).
     process_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    #: One-time codes `titan dashboard --open` signs a browser in with (auth/sign_in_codes.py).
+    sign_in_codes: SignInCodes = field(default_factory=SignInCodes)

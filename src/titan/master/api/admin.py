@@ -13,6 +13,7 @@ import titan
 from titan.errors import (
     Conflict,
     DatabaseUnavailable,
+    Forbidden,
     NotFound,
     Unauthorized,
     ValidationFailed,
@@ -24,6 +25,7 @@ from titan.master.api.limits import PROXY_CALL
 from titan.master.api.params import Offset
 from titan.master.auth import audit, sessions
 from titan.master.auth import tokens as auth
+from titan.master.auth.sign_in_codes import CODE_SECONDS
 from titan.master.scheduling.views import agent_run_view
 from titan.master_proof import proof as proof_of
 from titan.storage.base import Row, Transaction
@@ -109,6 +111,17 @@ async def whoami(c: CtxDep, p: Caller, request: Request) -> Row:
     return {"role": p.role, "name": p.name, "token_id": p.token_id,
             "dashboard": p.role in sessions.DASHBOARD_ROLES,
             "dashboard_url": c.config.dashboard_url_as_seen(request.headers.get("host"))}
+
+
+@router.post("/sign-in-codes", tags=["admin"], status_code=201,
+             summary="A one-time code that signs a browser in as the calling token")
+async def sign_in_code(c: CtxDep, p: Caller) -> Row:
+    # What `titan dashboard --open` hands the browser, whose command line every local user
+    # reads, instead of the token (auth/sign_in_codes.py).
+    if p.role not in sessions.DASHBOARD_ROLES or p.token_id is None:
+        raise Forbidden(f"a {p.role} token cannot sign in to the dashboard: use an admin, "
+                        "operator or viewer token")
+    return {"code": c.sign_in_codes.issue(p.token_id), "expires_in": CODE_SECONDS}
 
 
 @router.post("/tokens", tags=["admin"], status_code=201, summary="Create a token")

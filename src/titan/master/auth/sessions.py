@@ -107,11 +107,27 @@ async def login(ctx: Ctx, token: str, *, lasting: bool) -> tuple[auth.Principal,
     ``lasting`` (:func:`outlives_restarts`), the session ends with this master process."""
     token = token.strip()
     row = await ctx.engine.read(lambda tx: tx.token_by_hash(auth.token_hash(token))) if token else None
+    return _opened(ctx, row, "unknown or revoked token", lasting)
+
+
+async def login_with_code(ctx: Ctx, code: str, *,
+                          lasting: bool) -> tuple[auth.Principal, str]:
+    """As :func:`login`, with a one-time code (auth/sign_in_codes.py) for the token."""
+    token_id = ctx.sign_in_codes.redeem(code.strip())
+    if token_id is None:
+        raise Unauthorized("this sign-in link was used already or is more than a minute old: "
+                           "run `titan dashboard --open` again, or sign in with a token")
+    row = await ctx.engine.read(lambda tx: tx.token_by_id(token_id))
+    return _opened(ctx, row, "the token this link was made for has been revoked", lasting)
+
+
+def _opened(ctx: Ctx, row: dict[str, object] | None, unknown: str,
+            lasting: bool) -> tuple[auth.Principal, str]:
     principal = _principal(row)
     if principal is None:
         if row is not None and row["revoked_at"] is None:
             raise Unauthorized(f"a {row['role']} token cannot sign in to the dashboard")
-        raise Unauthorized("unknown or revoked token")
+        raise Unauthorized(unknown)
     expires = int(time.time() + LIFETIME)
     session_id = ("" if lasting else PROCESS_BOUND) + secrets.token_hex(12)
     body = f"{principal.token_id}.{session_id}.{expires}"
